@@ -1,0 +1,51 @@
+#ifndef GITFLEET_COMMON_LOGGING_H_
+#define GITFLEET_COMMON_LOGGING_H_
+
+// Levelled logging to stderr, one line per message.
+//
+//   GF_LOG(INFO) << "fetched " << url << " at " << commit;
+//
+// Thread-safe: each message is written with a single write call.
+
+#include <sstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+// Parses "debug", "info", "warning" or "error".
+absl::Status SetLogLevelByName(absl::string_view name);
+void SetLogLevel(LogLevel level);
+bool LogEnabled(LogLevel level);
+
+class LogMessage {
+ public:
+  LogMessage(LogLevel level, const char* file, int line);
+  ~LogMessage();
+  LogMessage(const LogMessage&) = delete;
+  LogMessage& operator=(const LogMessage&) = delete;
+
+  std::ostream& stream() { return stream_; }
+
+ private:
+  LogLevel level_;
+  std::ostringstream stream_;
+};
+
+}  // namespace gitfleet
+
+#define GF_LOG_LEVEL_DEBUG ::gitfleet::LogLevel::kDebug
+#define GF_LOG_LEVEL_INFO ::gitfleet::LogLevel::kInfo
+#define GF_LOG_LEVEL_WARNING ::gitfleet::LogLevel::kWarning
+#define GF_LOG_LEVEL_ERROR ::gitfleet::LogLevel::kError
+
+#define GF_LOG(level)                                  \
+  if (!::gitfleet::LogEnabled(GF_LOG_LEVEL_##level)) { \
+  } else                                               \
+    ::gitfleet::LogMessage(GF_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+
+#endif  // GITFLEET_COMMON_LOGGING_H_

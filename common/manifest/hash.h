@@ -1,0 +1,39 @@
+#ifndef GITFLEET_COMMON_MANIFEST_HASH_H_
+#define GITFLEET_COMMON_MANIFEST_HASH_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+
+// Lower-case hex SHA-256 of `data`.
+std::string Sha256Hex(absl::string_view data);
+
+// Incremental SHA-256 for hashing many pieces without concatenating them.
+//
+//   Sha256 h;
+//   h.Update(a);
+//   h.Update(b);
+//   std::string hex = h.FinishHex();
+//
+// Not thread-safe.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  void Update(absl::string_view data);
+  // Appends `data` with its length, so adjacent fields cannot run into each other.
+  void UpdateField(absl::string_view data);
+  std::string FinishHex();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_MANIFEST_HASH_H_

@@ -1,0 +1,221 @@
+#include "common/manifest/object.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/manifest/hash.h"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+namespace {
+
+std::string Where(absl::string_view file, int zero_based_line) {
+  return absl::StrCat(file, ":", zero_based_line + 1);
+}
+
+// Reads a required non-empty scalar field of `node`, or explains what is wrong.
+absl::StatusOr<std::string> RequiredScalar(const YAML::Node& node,
+                                           absl::string_view field,
+                                           absl::string_view where) {
+  YAML::Node value = node[std::string(field)];
+  if (!value || value.IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": object has no ", field));
+  }
+  if (!value.IsScalar() || value.Scalar().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", field, " must be a non-empty string"));
+  }
+  return value.Scalar();
+}
+
+absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc,
+                                                  absl::string_view where) {
+  if (!doc.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": document is not a mapping"));
+  }
+  absl::StatusOr<std::string> api_version =
+      RequiredScalar(doc, "apiVersion", where);
+  if (!api_version.ok()) return api_version.status();
+  absl::StatusOr<std::string> kind = RequiredScalar(doc, "kind", where);
+  if (!kind.ok()) return kind.status();
+  YAML::Node metadata = doc["metadata"];
+  if (!metadata || !metadata.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", *kind, " has no metadata mapping"));
+  }
+  absl::StatusOr<std::string> name =
+      RequiredScalar(metadata, "name", absl::StrCat(where, ": ", *kind));
+  if (!name.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", *kind, " has no metadata.name"));
+  }
+  v1::ManifestObject object;
+  v1::ObjectKey* key = object.mutable_key();
+  std::vector<std::string> parts = absl::StrSplit(*api_version, '/');
+  if (parts.size() > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": malformed apiVersion \"", *api_version, "\""));
+  }
+  key->set_group(parts.size() == 2 ? parts[0] : "");
+  key->set_kind(*kind);
+  key->set_name(*name);
+  YAML::Node ns = metadata["namespace"];
+  if (ns && !ns.IsNull()) {
+    if (!ns.IsScalar()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": metadata.namespace must be a string"));
+    }
+    key->set_namespace_(ns.Scalar());
+  }
+  object.set_api_version(*api_version);
+  YAML::Emitter out;
+  out << doc;
+  if (!out.good()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": cannot serialize: ", out.GetLastError()));
+  }
+  object.set_yaml(std::string(out.c_str(), out.size()) + "\n");
+  object.set_content_hash(Sha256Hex(object.yaml()));
+  return object;
+}
+
+}  // namespace
+
+std::string KeyString(const v1::ObjectKey& key) {
+  return absl::StrCat(key.group(), "/", key.kind(), "/", key.namespace_(), "/",
+                      key.name());
+}
+
+absl::StatusOr<v1::ObjectKey> ParseKeyString(absl::string_view text) {
+  std::vector<std::string> parts = absl::StrSplit(text, '/');
+  if (parts.size() != 4 || parts[1].empty() || parts[3].empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object key \"", text, "\" is not group/kind/namespace/name"));
+  }
+  v1::ObjectKey key;
+  key.set_group(parts[0]);
+  key.set_kind(parts[1]);
+  key.set_namespace_(parts[2]);
+  key.set_name(parts[3]);
+  return key;
+}
+
+std::string KeyDisplay(const v1::ObjectKey& key) {
+  if (key.namespace_().empty()) return absl::StrCat(key.kind(), " ", key.name());
+  return absl::StrCat(key.kind(), " ", key.namespace_(), "/", key.name());
+}
+
+absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(
+    absl::string_view text, absl::string_view file) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(file, e.mark.line), ": invalid YAML: ", e.msg));
+  }
+  std::vector<v1::ManifestObject> objects;
+  try {
+    for (const YAML::Node& doc : docs) {
+      if (!doc || doc.IsNull()) continue;
+      std::string where = Where(file, doc.Mark().line);
+      if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() &&
+          doc["kind"].Scalar() == "List" && doc["items"]) {
+        if (!doc["items"].IsSequence()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": List items must be a sequence"));
+        }
+        for (const YAML::Node& item : doc["items"]) {
+          absl::StatusOr<v1::ManifestObject> object =
+              ObjectFromNode(item, Where(file, item.Mark().line));
+          if (!object.ok()) return object.status();
+          objects.push_back(*std::move(object));
+        }
+        continue;
+      }
+      absl::StatusOr<v1::ManifestObject> object = ObjectFromNode(doc, where);
+      if (!object.ok()) return object.status();
+      objects.push_back(*std::move(object));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, e.mark.line), ": ", e.msg));
+  }
+  return objects;
+}
+
+absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml,
+                                              absl::string_view origin) {
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects =
+      ParseManifests(yaml, origin);
+  if (!objects.ok()) return objects.status();
+  if (objects->size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": want exactly one object, found ", objects->size()));
+  }
+  return std::move((*objects)[0]);
+}
+
+absl::Status ObjectSet::Add(v1::ManifestObject object,
+                            absl::string_view origin) {
+  std::string key = KeyString(object.key());
+  auto it = origins_.find(key);
+  if (it != origins_.end()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(origin, ": duplicate object ", KeyDisplay(object.key()),
+                     " (also defined at ", it->second, ")"));
+  }
+  origins_.emplace(key, std::string(origin));
+  objects_.emplace(std::move(key), std::move(object));
+  return absl::OkStatus();
+}
+
+void ObjectSet::Put(v1::ManifestObject object) {
+  std::string key = KeyString(object.key());
+  objects_[key] = std::move(object);
+}
+
+bool ObjectSet::Remove(const std::string& key) {
+  origins_.erase(key);
+  return objects_.erase(key) > 0;
+}
+
+size_t ObjectSet::bytes() const {
+  size_t total = 0;
+  for (const auto& [key, object] : objects_) total += object.yaml().size();
+  return total;
+}
+
+std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
+                            absl::string_view target_namespace) {
+  Sha256 h;
+  h.UpdateField("gitfleet.revision.v1");
+  h.UpdateField(sync.prune() ? "prune" : "keep");
+  h.UpdateField(sync.self_heal() ? "self-heal" : "no-self-heal");
+  h.UpdateField(target_namespace);
+  for (const auto& [key, object] : set.objects()) {
+    h.UpdateField(key);
+    h.UpdateField(object.content_hash());
+  }
+  return h.FinishHex();
+}
+
+ObjectDelta ComputeDelta(const ObjectSet& base, const ObjectSet& target) {
+  ObjectDelta delta;
+  for (const auto& [key, object] : target.objects()) {
+    auto it = base.objects().find(key);
+    if (it == base.objects().end() ||
+        it->second.content_hash() != object.content_hash()) {
+      delta.upserts.push_back(&object);
+    }
+  }
+  for (const auto& [key, object] : base.objects()) {
+    if (target.objects().count(key) == 0) delta.removed.push_back(object.key());
+  }
+  return delta;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,76 @@
+#ifndef GITFLEET_COMMON_MANIFEST_OBJECT_H_
+#define GITFLEET_COMMON_MANIFEST_OBJECT_H_
+
+// The manifest model: object keys, parsed objects, object sets and revisions.
+//
+//   absl::StatusOr<std::vector<v1::ManifestObject>> objects =
+//       ParseManifests(file_text, "apps/web/deploy.yaml");
+//   ObjectSet set;
+//   for (auto& o : *objects) GF_RETURN_IF_ERROR(set.Add(std::move(o), "deploy.yaml"));
+//   std::string revision = ComputeRevision(set, sync, "web");
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/gitfleet/v1/types.pb.h"
+
+namespace gitfleet {
+
+namespace v1 = ::gitfleet::v1;
+
+// "group/kind/namespace/name"; the core group and cluster scope are empty parts,
+// e.g. "/ConfigMap/web/settings" or "rbac.authorization.k8s.io/ClusterRole//view".
+std::string KeyString(const v1::ObjectKey& key);
+absl::StatusOr<v1::ObjectKey> ParseKeyString(absl::string_view text);
+// Human form for messages: "ConfigMap web/settings" or "Namespace web".
+std::string KeyDisplay(const v1::ObjectKey& key);
+
+// Parses one file of YAML or JSON documents into objects, in document order. Empty
+// documents are skipped; `kind: List` expands to its items. Every object must have
+// apiVersion, kind and metadata.name; errors name `file` and the line.
+absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(
+    absl::string_view text, absl::string_view file);
+
+// Builds a ManifestObject from a YAML document: key, canonical YAML and hash.
+absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml,
+                                              absl::string_view origin);
+
+// The objects of one render, ordered by key string. Not thread-safe.
+class ObjectSet {
+ public:
+  // Fails with AlreadyExists, naming both origins, when the key is taken.
+  absl::Status Add(v1::ManifestObject object, absl::string_view origin);
+  void Put(v1::ManifestObject object);
+  bool Remove(const std::string& key);
+
+  const std::map<std::string, v1::ManifestObject>& objects() const {
+    return objects_;
+  }
+  size_t size() const { return objects_.size(); }
+  // Total YAML bytes of all objects.
+  size_t bytes() const;
+
+ private:
+  std::map<std::string, v1::ManifestObject> objects_;
+  std::map<std::string, std::string> origins_;
+};
+
+// The content hash of everything an agent needs to apply a bundle: the objects' keys
+// and hashes plus the sync options and target namespace. Same inputs, same revision.
+std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
+                            absl::string_view target_namespace);
+
+// The change from `base` to `target`: objects added or changed, and keys removed.
+struct ObjectDelta {
+  std::vector<const v1::ManifestObject*> upserts;
+  std::vector<v1::ObjectKey> removed;
+};
+ObjectDelta ComputeDelta(const ObjectSet& base, const ObjectSet& target);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_MANIFEST_OBJECT_H_

@@ -1,0 +1,143 @@
+#include "common/manifest/object.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  return arg.code() == code &&
+         ::testing::ExplainMatchResult(message_matcher,
+                                       std::string(arg.message()),
+                                       result_listener);
+}
+
+TEST(ParseManifestsTest, ParsesMultiDocumentFileInOrder) {
+  auto objects = ParseManifests(R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+---
+# empty documents are skipped
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: "1"}
+)",
+                                "apps/web.yaml");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  ASSERT_EQ(objects->size(), 2u);
+  EXPECT_EQ(KeyString((*objects)[0].key()), "apps/Deployment/shop/web");
+  EXPECT_EQ(KeyString((*objects)[1].key()), "/ConfigMap//settings");
+  EXPECT_EQ((*objects)[1].api_version(), "v1");
+  EXPECT_EQ((*objects)[0].content_hash().size(), 64u);
+}
+
+TEST(ParseManifestsTest, ExpandsLists) {
+  auto objects = ParseManifests(R"({"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}},
+  {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}}]})",
+                                "list.json");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  EXPECT_EQ(objects->size(), 2u);
+}
+
+TEST(ParseManifestsTest, MalformedYamlNamesFileAndLine) {
+  auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
+                                "apps/bad.yaml");
+  EXPECT_THAT(objects.status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("apps/bad.yaml:")));
+}
+
+TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
+  auto objects = ParseManifests(
+      "apiVersion: v1\nkind: A\nmetadata: {name: x}\n---\napiVersion: v1\n"
+      "kind: ConfigMap\nmetadata:\n  labels: {a: b}\n",
+      "cm.yaml");
+  EXPECT_THAT(objects.status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cm.yaml:5: ConfigMap has no metadata.name")));
+}
+
+TEST(ParseManifestsTest, MissingKindAndApiVersion) {
+  EXPECT_THAT(ParseManifests("kind: A\nmetadata: {name: x}\n", "f.yaml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("f.yaml:1: object has no apiVersion")));
+  EXPECT_THAT(
+      ParseManifests("apiVersion: v1\nmetadata: {name: x}\n", "f.yaml").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has no kind")));
+  EXPECT_THAT(ParseManifests("- a\n- b\n", "f.yaml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a mapping")));
+}
+
+TEST(ObjectSetTest, DuplicateKeyNamesBothOrigins) {
+  ObjectSet set;
+  auto a = MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "a");
+  auto b = MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(set.Add(*a, "a.yaml:1").ok());
+  EXPECT_THAT(set.Add(*b, "b.yaml:3"),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("b.yaml:3: duplicate object ConfigMap x (also "
+                                 "defined at a.yaml:1)")));
+}
+
+ObjectSet MakeSet(const std::vector<std::string>& docs) {
+  ObjectSet set;
+  for (const std::string& doc : docs) {
+    auto o = MakeObject(doc, "test");
+    EXPECT_TRUE(o.ok()) << o.status();
+    set.Put(*o);
+  }
+  return set;
+}
+
+TEST(RevisionTest, SameContentSameRevisionAndOptionsMatter) {
+  ObjectSet a = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: x}\n",
+                         "apiVersion: v1\nkind: B\nmetadata: {name: y}\n"});
+  ObjectSet b = MakeSet({"apiVersion: v1\nkind: B\nmetadata: {name: y}\n",
+                         "apiVersion: v1\nkind: A\nmetadata: {name: x}\n"});
+  v1::SyncOptions sync;
+  EXPECT_EQ(ComputeRevision(a, sync, ""), ComputeRevision(b, sync, ""));
+  EXPECT_NE(ComputeRevision(a, sync, ""), ComputeRevision(a, sync, "ns"));
+  v1::SyncOptions prune;
+  prune.set_prune(true);
+  EXPECT_NE(ComputeRevision(a, sync, ""), ComputeRevision(a, prune, ""));
+  ObjectSet c = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: x}\ndata: 1\n",
+                         "apiVersion: v1\nkind: B\nmetadata: {name: y}\n"});
+  EXPECT_NE(ComputeRevision(a, sync, ""), ComputeRevision(c, sync, ""));
+}
+
+TEST(DeltaTest, ReportsChangedAddedAndRemoved) {
+  ObjectSet base = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: same}\n",
+                            "apiVersion: v1\nkind: A\nmetadata: {name: changed}\n",
+                            "apiVersion: v1\nkind: A\nmetadata: {name: gone}\n"});
+  ObjectSet target =
+      MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: same}\n",
+               "apiVersion: v1\nkind: A\nmetadata: {name: changed}\ndata: 2\n",
+               "apiVersion: v1\nkind: A\nmetadata: {name: new}\n"});
+  ObjectDelta delta = ComputeDelta(base, target);
+  ASSERT_EQ(delta.upserts.size(), 2u);
+  EXPECT_EQ(delta.upserts[0]->key().name(), "changed");
+  EXPECT_EQ(delta.upserts[1]->key().name(), "new");
+  ASSERT_EQ(delta.removed.size(), 1u);
+  EXPECT_EQ(delta.removed[0].name(), "gone");
+}
+
+TEST(KeyStringTest, RoundTrips) {
+  auto key = ParseKeyString("apps/Deployment/shop/web");
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(KeyString(*key), "apps/Deployment/shop/web");
+  EXPECT_EQ(KeyDisplay(*key), "Deployment shop/web");
+  EXPECT_THAT(ParseKeyString("a/b").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a/b")));
+}
+
+}  // namespace
+}  // namespace gitfleet

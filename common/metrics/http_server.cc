@@ -1,0 +1,81 @@
+#include "common/metrics/http_server.h"
+
+#include <civetweb.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace gitfleet {
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const std::string& listen, const metrics::Registry* registry,
+    ReadyCheck ready, std::map<std::string, Handler> extra_handlers) {
+  std::pair<std::string, std::string> host_port =
+      absl::StrSplit(listen, absl::MaxSplits(absl::ByChar(':'), 1));
+  if (listen.empty() || listen.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http: want host:port, got \"", listen, "\""));
+  }
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->handlers_ = std::move(extra_handlers);
+  server->handlers_["/metrics"] = [registry] {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                        registry->Serialize()};
+  };
+  server->handlers_["/healthz"] = [] { return HttpResponse{200, "text/plain", "ok\n"}; };
+  server->handlers_["/readyz"] = [ready] {
+    std::string reason = ready ? ready() : "";
+    if (reason.empty()) return HttpResponse{200, "text/plain", "ready\n"};
+    return HttpResponse{503, "text/plain", reason + "\n"};
+  };
+
+  mg_init_library(0);
+  const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4",
+                           nullptr};
+  mg_callbacks callbacks;
+  std::memset(&callbacks, 0, sizeof(callbacks));
+  server->ctx_ = mg_start(&callbacks, nullptr, options);
+  if (server->ctx_ == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", listen,
+                     " (address in use or not local?)"));
+  }
+  mg_server_port ports[4];
+  int n = mg_get_server_ports(server->ctx_, 4, ports);
+  if (n <= 0) return absl::InternalError("civetweb reported no listening port");
+  server->port_ = ports[0].port;
+  mg_set_request_handler(server->ctx_, "/", &HttpServer::Dispatch, server.get());
+  return server;
+}
+
+int HttpServer::Dispatch(mg_connection* conn, void* self) {
+  auto* server = static_cast<HttpServer*>(self);
+  const mg_request_info* info = mg_get_request_info(conn);
+  auto it = server->handlers_.find(info->local_uri ? info->local_uri : "");
+  HttpResponse response;
+  if (it == server->handlers_.end()) {
+    response = {404, "text/plain", "not found\n"};
+  } else if (std::strcmp(info->request_method, "GET") != 0 &&
+             std::strcmp(info->request_method, "HEAD") != 0) {
+    response = {405, "text/plain", "method not allowed\n"};
+  } else {
+    response = it->second();
+  }
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n",
+            response.code, mg_get_response_code_text(conn, response.code),
+            response.content_type.c_str(), response.body.size());
+  if (std::strcmp(info->request_method, "HEAD") != 0) {
+    mg_write(conn, response.body.data(), response.body.size());
+  }
+  return response.code;
+}
+
+HttpServer::~HttpServer() {
+  if (ctx_ != nullptr) mg_stop(ctx_);
+}
+
+}  // namespace gitfleet
