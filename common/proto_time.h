@@ -1,0 +1,28 @@
+#ifndef GITFLEET_COMMON_PROTO_TIME_H_
+#define GITFLEET_COMMON_PROTO_TIME_H_
+
+// absl::Time <-> google.protobuf.Timestamp. The zero Timestamp is "never".
+
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace gitfleet {
+
+inline google::protobuf::Timestamp ToProtoTime(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  if (t == absl::InfinitePast() || t == absl::UnixEpoch()) return ts;
+  int64_t seconds = absl::ToUnixSeconds(t);
+  ts.set_seconds(seconds);
+  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(seconds)) /
+                                    absl::Nanoseconds(1)));
+  return ts;
+}
+
+inline absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_PROTO_TIME_H_

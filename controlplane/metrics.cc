@@ -1,0 +1,81 @@
+#include "controlplane/metrics.h"
+
+namespace gitfleet {
+
+using metrics::BuildCounter;
+using metrics::BuildGauge;
+using metrics::BuildHistogram;
+using metrics::ExponentialBuckets;
+
+ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
+    : registry(r),
+      source_fetches(BuildCounter()
+                         .Name("gitfleet_source_fetches_total")
+                         .Help("Git fetches by source URL outcome.")
+                         .LabelNames({"result"})
+                         .Register(r)),
+      source_fetch_seconds(BuildHistogram()
+                               .Name("gitfleet_source_fetch_duration_seconds")
+                               .Help("Time to fetch a Git URL.")
+                               .Register(r)),
+      source_commits(BuildCounter()
+                         .Name("gitfleet_source_commits_total")
+                         .Help("New commits seen on tracked refs.")
+                         .Register(r)),
+      renders(BuildCounter()
+                  .Name("gitfleet_renders_total")
+                  .Help("Bundle renders by engine and result.")
+                  .LabelNames({"engine", "result"})
+                  .Register(r)),
+      render_seconds(BuildHistogram()
+                         .Name("gitfleet_render_duration_seconds")
+                         .Help("Time to render one bundle.")
+                         .LabelNames({"engine"})
+                         .Register(r)),
+      render_cache_hits(BuildCounter()
+                            .Name("gitfleet_render_cache_hits_total")
+                            .Help("Renders skipped because nothing the bundle reads changed.")
+                            .Register(r)),
+      connected_agents(BuildGauge()
+                           .Name("gitfleet_connected_agents")
+                           .Help("Agents with an open stream.")
+                           .Register(r)
+                           .Add({})),
+      updates_sent(BuildCounter()
+                       .Name("gitfleet_updates_sent_total")
+                       .Help("Bundle updates sent to agents, by kind.")
+                       .LabelNames({"kind"})
+                       .Register(r)),
+      update_bytes_sent(BuildCounter()
+                            .Name("gitfleet_update_bytes_sent_total")
+                            .Help("Serialized bytes of bundle updates sent to agents.")
+                            .Register(r)
+                            .Add({})),
+      acks(BuildCounter()
+               .Name("gitfleet_agent_acks_total")
+               .Help("Revision acknowledgements from agents, by result.")
+               .LabelNames({"result"})
+               .Register(r)),
+      status_reports(BuildCounter()
+                         .Name("gitfleet_agent_status_reports_total")
+                         .Help("Status changes reported by agents.")
+                         .Register(r)
+                         .Add({})),
+      agent_rejections(BuildCounter()
+                           .Name("gitfleet_agent_rejections_total")
+                           .Help("Agent streams refused, by reason.")
+                           .LabelNames({"reason"})
+                           .Register(r)),
+      queued_updates(BuildGauge()
+                         .Name("gitfleet_agent_queue_depth")
+                         .Help("Bundle updates waiting to be written, over all agents.")
+                         .Register(r)
+                         .Add({})),
+      commit_to_applied_seconds(
+          BuildHistogram()
+              .Name("gitfleet_commit_to_applied_seconds")
+              .Help("From the control plane seeing a commit to an agent applying it.")
+              .Register(r)
+              .Add({}, ExponentialBuckets(0.01, 2, 14))) {}
+
+}  // namespace gitfleet

@@ -1,0 +1,36 @@
+#ifndef GITFLEET_CONTROLPLANE_METRICS_H_
+#define GITFLEET_CONTROLPLANE_METRICS_H_
+
+// Every metric the control plane exports, declared in one place. Components take a
+// reference to this struct.
+
+#include "common/metrics/metrics.h"
+
+namespace gitfleet {
+
+struct ControlPlaneMetrics {
+  explicit ControlPlaneMetrics(metrics::Registry& registry);
+
+  metrics::Registry& registry;
+  // source/
+  metrics::Family<metrics::Counter>& source_fetches;  // result=ok|error
+  metrics::Family<metrics::Histogram>& source_fetch_seconds;
+  metrics::Family<metrics::Counter>& source_commits;
+  // render/
+  metrics::Family<metrics::Counter>& renders;  // engine, result=ok|error
+  metrics::Family<metrics::Histogram>& render_seconds;
+  metrics::Family<metrics::Counter>& render_cache_hits;
+  // distribute/
+  metrics::Gauge& connected_agents;
+  metrics::Family<metrics::Counter>& updates_sent;  // kind=full|delta|removal
+  metrics::Counter& update_bytes_sent;
+  metrics::Family<metrics::Counter>& acks;  // result=ok|nack|need_full
+  metrics::Counter& status_reports;
+  metrics::Family<metrics::Counter>& agent_rejections;  // reason
+  metrics::Gauge& queued_updates;
+  metrics::Histogram& commit_to_applied_seconds;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_METRICS_H_

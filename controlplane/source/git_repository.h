@@ -1,0 +1,63 @@
+#ifndef GITFLEET_CONTROLPLANE_SOURCE_GIT_REPOSITORY_H_
+#define GITFLEET_CONTROLPLANE_SOURCE_GIT_REPOSITORY_H_
+
+// The Git seam: a local cache of one remote repository.
+//
+//   GF_ASSIGN_OR_RETURN(auto repo, repositories.ForUrl("git://127.0.0.1/app"));
+//   GF_RETURN_IF_ERROR(repo->Fetch());
+//   GF_ASSIGN_OR_RETURN(CommitInfo head, repo->Resolve("main"));
+//   GF_ASSIGN_OR_RETURN(auto files, repo->ReadTree(head.id, "apps/web"));
+//
+// Implementations are thread-safe.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace gitfleet {
+
+struct CommitInfo {
+  std::string id;  // 40 hex digits
+  absl::Time time;
+  std::string summary;
+};
+
+struct RepoFile {
+  std::string path;  // relative to the repository root
+  std::string content;
+};
+
+class GitRepository {
+ public:
+  virtual ~GitRepository() = default;
+  virtual const std::string& url() const = 0;
+  // Brings branches and tags up to date with the remote.
+  virtual absl::Status Fetch() = 0;
+  // A branch, tag or full commit id; NotFound names the ref when nothing matches.
+  virtual absl::StatusOr<CommitInfo> Resolve(const std::string& ref) = 0;
+  // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
+  virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
+                                             const std::string& path) = 0;
+  // Every regular file under `path` in `commit`, sorted by path. Symbolic links and
+  // submodules are refused with InvalidArgument naming them.
+  virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(
+      const std::string& commit, const std::string& path) = 0;
+};
+
+class GitRepositories {
+ public:
+  virtual ~GitRepositories() = default;
+  // The same object for the same URL, so one fetch serves every source that uses it.
+  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url) = 0;
+};
+
+// Bare clones under `cache_dir`, one per URL, fetched with libgit2.
+std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_SOURCE_GIT_REPOSITORY_H_

@@ -1,0 +1,289 @@
+#include <git2.h>
+#include <sys/stat.h>
+
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "common/manifest/hash.h"
+#include "controlplane/source/git_repository.h"
+
+namespace gitfleet {
+namespace {
+
+// libgit2's int error codes become Status here and nowhere else.
+absl::Status GitError(int code, absl::string_view what) {
+  const git_error* e = git_error_last();
+  std::string message =
+      absl::StrCat(what, ": ", e != nullptr && e->message ? e->message : "unknown error");
+  if (code == GIT_ENOTFOUND) return absl::NotFoundError(message);
+  if (code == GIT_EAUTH || code == GIT_ECERTIFICATE) {
+    return absl::PermissionDeniedError(message);
+  }
+  return absl::UnavailableError(message);
+}
+
+template <typename T, void (*Free)(T*)>
+struct GitPtr {
+  T* ptr = nullptr;
+  GitPtr() = default;
+  GitPtr(const GitPtr&) = delete;
+  GitPtr& operator=(const GitPtr&) = delete;
+  ~GitPtr() {
+    if (ptr != nullptr) Free(ptr);
+  }
+  T** out() { return &ptr; }
+  T* get() const { return ptr; }
+};
+
+using Repo = GitPtr<git_repository, git_repository_free>;
+using Remote = GitPtr<git_remote, git_remote_free>;
+using Object = GitPtr<git_object, git_object_free>;
+using Commit = GitPtr<git_commit, git_commit_free>;
+using Tree = GitPtr<git_tree, git_tree_free>;
+using TreeEntry = GitPtr<git_tree_entry, git_tree_entry_free>;
+using Blob = GitPtr<git_blob, git_blob_free>;
+
+bool IsCommitId(const std::string& ref) {
+  if (ref.size() != 40) return false;
+  for (char c : ref) {
+    if (!absl::ascii_isxdigit(c)) return false;
+  }
+  return true;
+}
+
+std::string OidString(const git_oid* oid) {
+  char buf[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(buf, sizeof(buf), oid);
+  return buf;
+}
+
+class Libgit2Repository : public GitRepository {
+ public:
+  Libgit2Repository(std::string url, std::string dir)
+      : url_(std::move(url)), dir_(std::move(dir)) {}
+
+  const std::string& url() const override { return url_; }
+
+  absl::Status Fetch() override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    Remote remote;
+    int rc = git_remote_lookup(remote.out(), repo_.get(), "origin");
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot find remote for ", url_));
+    git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+    options.prune = GIT_FETCH_PRUNE;
+    options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    const char* specs[] = {"+refs/heads/*:refs/remotes/origin/*",
+                           "+refs/tags/*:refs/tags/*"};
+    git_strarray refspecs = {const_cast<char**>(specs), 2};
+    rc = git_remote_fetch(remote.get(), &refspecs, &options, "gitfleet fetch");
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", url_));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<CommitInfo> Resolve(const std::string& ref) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    std::vector<std::string> candidates;
+    if (IsCommitId(ref)) {
+      candidates.push_back(ref);
+    } else if (ref.empty()) {
+      candidates = {"refs/remotes/origin/main", "refs/remotes/origin/master"};
+    } else {
+      candidates = {absl::StrCat("refs/remotes/origin/", ref),
+                    absl::StrCat("refs/tags/", ref)};
+    }
+    for (const std::string& candidate : candidates) {
+      Object object;
+      int rc = git_revparse_single(object.out(), repo_.get(),
+                                   absl::StrCat(candidate, "^{commit}").c_str());
+      if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC || rc == GIT_EAMBIGUOUS) {
+        continue;
+      }
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot resolve ", ref));
+      auto* commit = reinterpret_cast<git_commit*>(object.get());
+      CommitInfo info;
+      info.id = OidString(git_commit_id(commit));
+      info.time = absl::FromUnixSeconds(git_commit_time(commit));
+      const char* summary = git_commit_summary(commit);
+      info.summary = summary ? summary : "";
+      return info;
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "ref \"", ref.empty() ? "main" : ref, "\" not found in ", url_,
+        " (branches: ", BranchesLocked(), ")"));
+  }
+
+  absl::StatusOr<std::string> TreeId(const std::string& commit,
+                                     const std::string& path) override {
+    absl::MutexLock lock(&mu_);
+    Tree tree;
+    if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
+    return OidString(git_tree_id(tree.get()));
+  }
+
+  absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
+                                                 const std::string& path) override {
+    absl::MutexLock lock(&mu_);
+    Tree tree;
+    if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
+    struct Walk {
+      git_repository* repo;
+      std::string prefix;
+      std::vector<RepoFile> files;
+      absl::Status status;
+    } walk{repo_.get(), path.empty() ? "" : absl::StrCat(path, "/"), {}, {}};
+    int rc = git_tree_walk(
+        tree.get(), GIT_TREEWALK_PRE,
+        [](const char* root, const git_tree_entry* entry, void* payload) -> int {
+          auto* w = static_cast<Walk*>(payload);
+          std::string name = absl::StrCat(w->prefix, root, git_tree_entry_name(entry));
+          git_filemode_t mode = git_tree_entry_filemode(entry);
+          if (mode == GIT_FILEMODE_TREE) return 0;
+          if (mode == GIT_FILEMODE_LINK) {
+            w->status = absl::InvalidArgumentError(
+                absl::StrCat(name, ": symbolic links are not followed"));
+            return -1;
+          }
+          if (mode == GIT_FILEMODE_COMMIT) {
+            w->status = absl::InvalidArgumentError(
+                absl::StrCat(name, ": submodules are not supported"));
+            return -1;
+          }
+          Blob blob;
+          int rc = git_blob_lookup(blob.out(), w->repo, git_tree_entry_id(entry));
+          if (rc != 0) {
+            w->status = GitError(rc, absl::StrCat("cannot read ", name));
+            return -1;
+          }
+          w->files.push_back(
+              {name, std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                                 git_blob_rawsize(blob.get()))});
+          return 0;
+        },
+        &walk);
+    if (!walk.status.ok()) return walk.status;
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot walk ", path));
+    std::sort(walk.files.begin(), walk.files.end(),
+              [](const RepoFile& a, const RepoFile& b) { return a.path < b.path; });
+    return walk.files;
+  }
+
+ private:
+  absl::Status OpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (repo_.get() != nullptr) return absl::OkStatus();
+    int rc = git_repository_open_bare(repo_.out(), dir_.c_str());
+    if (rc == 0) return absl::OkStatus();
+    rc = git_repository_init(repo_.out(), dir_.c_str(), /*is_bare=*/1);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot create cache at ", dir_));
+    Remote origin;
+    rc = git_remote_create(origin.out(), repo_.get(), "origin", url_.c_str());
+    if (rc != 0) return GitError(rc, absl::StrCat("invalid repository URL ", url_));
+    return absl::OkStatus();
+  }
+
+  std::string BranchesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::string> names;
+    git_strarray refs = {nullptr, 0};
+    if (git_reference_list(&refs, repo_.get()) == 0) {
+      for (size_t i = 0; i < refs.count && names.size() < 10; ++i) {
+        absl::string_view name(refs.strings[i]);
+        if (absl::ConsumePrefix(&name, "refs/remotes/origin/")) {
+          names.emplace_back(name);
+        }
+      }
+      git_strarray_dispose(&refs);
+    }
+    return names.empty() ? "none" : absl::StrJoin(names, ", ");
+  }
+
+  absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path,
+                                Tree* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    git_oid oid;
+    if (git_oid_fromstr(&oid, commit_id.c_str()) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", commit_id, "\" is not a commit id"));
+    }
+    Commit commit;
+    int rc = git_commit_lookup(commit.out(), repo_.get(), &oid);
+    if (rc != 0) return GitError(rc, absl::StrCat("commit ", commit_id, " not found"));
+    Tree root;
+    rc = git_commit_tree(root.out(), commit.get());
+    if (rc != 0) return GitError(rc, "cannot read commit tree");
+    if (path.empty()) {
+      std::swap(out->ptr, root.ptr);
+      return absl::OkStatus();
+    }
+    TreeEntry entry;
+    rc = git_tree_entry_bypath(entry.out(), root.get(), path.c_str());
+    if (rc == GIT_ENOTFOUND) {
+      return absl::NotFoundError(absl::StrCat("path \"", path, "\" not found at commit ",
+                                              commit_id.substr(0, 12)));
+    }
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
+    if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path \"", path, "\" is not a directory"));
+    }
+    rc = git_tree_lookup(out->out(), repo_.get(), git_tree_entry_id(entry.get()));
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", path));
+    return absl::OkStatus();
+  }
+
+  const std::string url_;
+  const std::string dir_;
+  absl::Mutex mu_;
+  Repo repo_ ABSL_GUARDED_BY(mu_);
+};
+
+class Libgit2Repositories : public GitRepositories {
+ public:
+  explicit Libgit2Repositories(std::string cache_dir)
+      : cache_dir_(std::move(cache_dir)) {
+    git_libgit2_init();
+  }
+  ~Libgit2Repositories() override {
+    {
+      absl::MutexLock lock(&mu_);
+      repos_.clear();
+    }
+    git_libgit2_shutdown();
+  }
+
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url) override {
+    if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
+    absl::MutexLock lock(&mu_);
+    auto it = repos_.find(url);
+    if (it != repos_.end()) return it->second;
+    for (size_t i = 1; i <= cache_dir_.size(); ++i) {
+      if (i == cache_dir_.size() || cache_dir_[i] == '/') {
+        mkdir(cache_dir_.substr(0, i).c_str(), 0755);
+      }
+    }
+    auto repo = std::make_shared<Libgit2Repository>(
+        url, absl::StrCat(cache_dir_, "/", Sha256Hex(url).substr(0, 24), ".git"));
+    repos_[url] = repo;
+    return repo;
+  }
+
+ private:
+  const std::string cache_dir_;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir) {
+  return std::make_unique<Libgit2Repositories>(std::move(cache_dir));
+}
+
+}  // namespace gitfleet

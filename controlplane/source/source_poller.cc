@@ -1,0 +1,177 @@
+#include "controlplane/source/source_poller.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/proto_time.h"
+
+namespace gitfleet {
+SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
+                           CommitCallback on_commit, absl::Duration default_interval)
+    : repos_(repos),
+      metrics_(metrics),
+      on_commit_(std::move(on_commit)),
+      default_interval_(default_interval) {}
+
+SourcePoller::~SourcePoller() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void SourcePoller::Start() { thread_ = std::thread([this] { Run(); }); }
+
+absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
+  if (t.source.poll_interval_seconds() > 0) {
+    return absl::Seconds(t.source.poll_interval_seconds());
+  }
+  return default_interval_;
+}
+
+void SourcePoller::Upsert(const v1::Source& source) {
+  absl::MutexLock lock(&mu_);
+  Tracked& t = sources_[source.name()];
+  bool changed = t.source.url() != source.url() || t.source.ref() != source.ref();
+  t.source = source;
+  *t.info.mutable_source() = source;
+  if (changed) {
+    t.snapshot.reset();
+    t.info.clear_commit();
+  }
+  t.backoff = std::make_unique<Backoff>(
+      absl::Seconds(1), std::max(absl::Minutes(5), IntervalLocked(t)));
+  t.next_fetch = absl::InfinitePast();
+  wake_ = true;
+}
+
+void SourcePoller::Remove(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  sources_.erase(name);
+}
+
+std::optional<v1::SourceInfo> SourcePoller::Get(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = sources_.find(name);
+  if (it == sources_.end()) return std::nullopt;
+  return it->second.info;
+}
+
+std::vector<v1::SourceInfo> SourcePoller::List() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::SourceInfo> out;
+  for (const auto& [name, t] : sources_) out.push_back(t.info);
+  return out;
+}
+
+std::optional<SourceSnapshot> SourcePoller::Snapshot(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = sources_.find(name);
+  if (it == sources_.end()) return std::nullopt;
+  return it->second.snapshot;
+}
+
+absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
+  std::string url;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sources_.find(name);
+    if (it == sources_.end()) {
+      return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
+    }
+    url = it->second.source.url();
+  }
+  FetchUrl(url);
+  absl::MutexLock lock(&mu_);
+  auto it = sources_.find(name);
+  if (it == sources_.end()) {
+    return absl::NotFoundError(absl::StrCat("source \"", name, "\" was removed"));
+  }
+  return it->second.info;
+}
+
+void SourcePoller::Run() {
+  while (true) {
+    std::set<std::string> due_urls;
+    {
+      absl::MutexLock lock(&mu_);
+      auto earliest = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        absl::Time t = absl::InfiniteFuture();
+        for (const auto& [name, s] : sources_) t = std::min(t, s.next_fetch);
+        return t;
+      };
+      auto ready = [this, &earliest]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || wake_ || earliest() <= absl::Now();
+      };
+      absl::Time deadline = std::min(earliest(), absl::Now() + absl::Seconds(5));
+      mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+      if (stop_) return;
+      wake_ = false;
+      absl::Time now = absl::Now();
+      for (const auto& [name, s] : sources_) {
+        if (s.next_fetch <= now) due_urls.insert(s.source.url());
+      }
+    }
+    for (const std::string& url : due_urls) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_) return;
+      }
+      FetchUrl(url);
+    }
+  }
+}
+
+void SourcePoller::FetchUrl(const std::string& url) {
+  absl::Time start = absl::Now();
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url);
+  absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
+  absl::Duration took = absl::Now() - start;
+  metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();
+  metrics_.source_fetch_seconds.Add({}, metrics::ExponentialBuckets(0.005, 2, 14))
+      .Observe(absl::ToDoubleSeconds(took));
+
+  std::vector<std::pair<std::string, SourceSnapshot>> deliveries;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = absl::Now();
+    for (auto& [name, t] : sources_) {
+      if (t.source.url() != url) continue;
+      t.info.set_consecutive_failures(0);
+      absl::Status status = fetched;
+      absl::StatusOr<CommitInfo> commit;
+      if (status.ok()) {
+        commit = (*repo)->Resolve(t.source.ref());
+        status = commit.status();
+      }
+      *t.info.mutable_fetched_time() = ToProtoTime(now);
+      if (!status.ok()) {
+        if (t.info.error() != status.message()) {
+          GF_LOG(WARNING) << "source " << name << ": " << status.message();
+        }
+        t.info.set_error(std::string(status.message()));
+        t.info.set_consecutive_failures(t.backoff->attempts() + 1);
+        t.next_fetch = now + t.backoff->Next();
+      } else {
+        t.info.clear_error();
+        t.backoff->Reset();
+        t.next_fetch = now + IntervalLocked(t);
+        if (!t.snapshot.has_value() || t.snapshot->commit.id != commit->id) {
+          t.snapshot = SourceSnapshot{*commit, *repo};
+          t.info.set_commit(commit->id);
+          *t.info.mutable_committed_time() = ToProtoTime(commit->time);
+          metrics_.source_commits.Add({}).Increment();
+          GF_LOG(INFO) << "source " << name << ": " << t.source.ref() << " is at "
+                       << commit->id.substr(0, 12) << " \"" << commit->summary << "\"";
+          deliveries.emplace_back(name, *t.snapshot);
+        }
+      }
+      *t.info.mutable_next_fetch_time() = ToProtoTime(t.next_fetch);
+    }
+  }
+  for (const auto& [name, snapshot] : deliveries) on_commit_(name, snapshot);
+}
+
+}  // namespace gitfleet

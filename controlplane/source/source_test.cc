@@ -1,0 +1,129 @@
+#include "absl/synchronization/notification.h"
+#include "controlplane/source/git_repository.h"
+#include "controlplane/source/source_poller.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+
+TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
+  GitFixture git(TempDir("repo"));
+  git.Write("apps/web/a.yaml", "a: 1\n");
+  git.Write("apps/web/sub/b.yaml", "b: 2\n");
+  git.Write("apps/api/c.yaml", "c: 3\n");
+  std::string first = git.Commit("first");
+  git.Tag("v1");
+  git.Write("apps/api/c.yaml", "c: 4\n");
+  std::string second = git.Commit("second");
+
+  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repo = repos->ForUrl(git.url());
+  ASSERT_TRUE(repo.ok());
+  EXPECT_EQ(repo->get(), repos->ForUrl(git.url())->get()) << "one cache per URL";
+  ASSERT_TRUE((*repo)->Fetch().ok());
+
+  EXPECT_EQ((*repo)->Resolve("main")->id, second);
+  EXPECT_EQ((*repo)->Resolve("")->id, second);
+  EXPECT_EQ((*repo)->Resolve("v1")->id, first);
+  EXPECT_EQ((*repo)->Resolve(first)->id, first);
+  EXPECT_EQ((*repo)->Resolve("main")->summary, "second");
+  auto missing = (*repo)->Resolve("nope");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("ref \"nope\" not found"));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("main"));
+
+  auto files = (*repo)->ReadTree(second, "apps/web");
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].path, "apps/web/a.yaml");
+  EXPECT_EQ((*files)[1].path, "apps/web/sub/b.yaml");
+  EXPECT_EQ((*files)[1].content, "b: 2\n");
+
+  // The web tree did not change between the commits; the api tree did.
+  EXPECT_EQ(*(*repo)->TreeId(first, "apps/web"), *(*repo)->TreeId(second, "apps/web"));
+  EXPECT_NE(*(*repo)->TreeId(first, "apps/api"), *(*repo)->TreeId(second, "apps/api"));
+  EXPECT_EQ((*repo)->ReadTree(second, "apps/nope").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Libgit2RepositoryTest, RefusesSymlinks) {
+  GitFixture git(TempDir("repo"));
+  git.Write("apps/a.yaml", "a: 1\n");
+  ::gitfleet::testing::Run("ln -s /etc/passwd '" + git.dir() + "/apps/link.yaml'");
+  std::string commit = git.Commit("link");
+  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto files = repo->ReadTree(commit, "apps");
+  EXPECT_EQ(files.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(files.status().message()), HasSubstr("apps/link.yaml"));
+}
+
+TEST(Libgit2RepositoryTest, UnreachableUrlIsAnError) {
+  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repo = *repos->ForUrl("file:///nonexistent/repo");
+  absl::Status status = repo->Fetch();
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("/nonexistent/repo"));
+}
+
+TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
+  GitFixture git(TempDir("repo"));
+  git.Write("a.yaml", "a: 1\n");
+  std::string first = git.Commit("first");
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, std::string>> seen;
+  SourcePoller poller(repos.get(), metrics,
+                      [&](const std::string& name, const SourceSnapshot& snap) {
+                        absl::MutexLock lock(&mu);
+                        seen.emplace_back(name, snap.commit.id);
+                      });
+  v1::Source source;
+  source.set_name("app");
+  source.set_url(git.url());
+  source.set_ref("main");
+  v1::Source same_url = source;
+  same_url.set_name("app-too");
+  poller.Upsert(source);
+  poller.Upsert(same_url);
+  auto info = poller.SyncNow("app");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->commit(), first);
+  EXPECT_EQ(poller.Get("app-too")->commit(), first) << "one fetch serves both";
+  EXPECT_EQ(metrics.source_fetches.Add({{"result", "ok"}}).Value(), 1);
+
+  git.Write("a.yaml", "a: 2\n");
+  std::string second = git.Commit("second");
+  ASSERT_TRUE(poller.SyncNow("app").ok());
+  ASSERT_TRUE(poller.SyncNow("app").ok());  // no new commit: no delivery
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(seen.size(), 4u);
+    EXPECT_EQ(seen[2].second, second);
+  }
+
+  v1::Source bad = source;
+  bad.set_name("bad");
+  bad.set_ref("no-such-branch");
+  poller.Upsert(bad);
+  auto bad_info = poller.SyncNow("bad");
+  ASSERT_TRUE(bad_info.ok());
+  EXPECT_THAT(bad_info->error(), HasSubstr("no-such-branch"));
+  EXPECT_EQ(bad_info->consecutive_failures(), 1);
+  EXPECT_EQ(poller.SyncNow("missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace gitfleet

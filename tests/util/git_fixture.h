@@ -1,0 +1,40 @@
+#ifndef GITFLEET_TESTS_UTIL_GIT_FIXTURE_H_
+#define GITFLEET_TESTS_UTIL_GIT_FIXTURE_H_
+
+// A real Git repository made with the git CLI, for tests.
+//
+//   GitFixture git(TempDir("repo"));
+//   git.Write("apps/web/cm.yaml", "...");
+//   std::string commit = git.Commit("add web");
+
+#include <string>
+
+namespace gitfleet::testing {
+
+// A fresh directory under TEST_TMPDIR (or /tmp).
+std::string TempDir(const std::string& prefix);
+
+// Runs `command` with /bin/sh; returns its exit code. Output goes to `output` if given.
+int Run(const std::string& command, std::string* output = nullptr);
+
+class GitFixture {
+ public:
+  // Creates a repository on branch main in `dir`.
+  explicit GitFixture(std::string dir);
+
+  const std::string& dir() const { return dir_; }
+  std::string url() const { return "file://" + dir_; }
+  void Write(const std::string& path, const std::string& content);
+  void Remove(const std::string& path);
+  // Commits everything; returns the commit id.
+  std::string Commit(const std::string& message);
+  void Tag(const std::string& name);
+  void Git(const std::string& args);
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace gitfleet::testing
+
+#endif  // GITFLEET_TESTS_UTIL_GIT_FIXTURE_H_
