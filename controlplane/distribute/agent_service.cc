@@ -1,0 +1,248 @@
+#include "controlplane/distribute/agent_service.h"
+
+#include <deque>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr char kVersion[] = "gitfleet-controlplane/0.1";
+
+// Cluster names become file names and label values elsewhere: keep them DNS-like.
+absl::Status ValidateClusterName(const std::string& name) {
+  if (name.empty() || name.size() > 63) {
+    return absl::InvalidArgumentError("hello: cluster name must be 1 to 63 characters");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hello: cluster name \"", name, "\" may only hold [A-Za-z0-9._-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string BearerToken(const grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return "";
+  std::string value(it->second.data(), it->second.size());
+  absl::string_view token(value);
+  if (!absl::ConsumePrefix(&token, "Bearer ")) return "";
+  return std::string(token);
+}
+
+// One agent stream. Reads run back to back; at most one write is in flight, and the
+// set of bundles waiting for a write coalesces, so a slow agent holds one entry per
+// bundle however many revisions went by. Owned by itself until OnDone, and by the Hub
+// through shared_ptr while connected.
+class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>,
+                    public AgentConnection,
+                    public std::enable_shared_from_this<AgentStream> {
+ public:
+  AgentStream(grpc::CallbackServerContext* context, Hub* hub, AgentTokens* tokens,
+              ControlPlaneMetrics& metrics)
+      : hub_(hub),
+        tokens_(tokens),
+        metrics_(metrics),
+        token_(BearerToken(context)),
+        peer_(context->peer()) {}
+
+  void Begin(std::shared_ptr<AgentStream> self) {
+    self_ = std::move(self);
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (session_ == 0) {
+      if (!in_.has_hello()) {
+        Reject("protocol", absl::FailedPreconditionError(
+                               "the first message on a stream must be a hello"));
+        return;
+      }
+      if (!Hello(in_.hello())) return;
+    } else if (in_.has_ack()) {
+      hub_->OnAck(session_, in_.ack());
+    } else if (in_.has_status()) {
+      hub_->OnStatus(session_, in_.status());
+    } else if (in_.has_hello()) {
+      Reject("protocol", absl::FailedPreconditionError("hello sent twice on one stream"));
+      return;
+    } else {
+      Reject("protocol", absl::InvalidArgumentError("empty or unknown agent message"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      current_.reset();
+      if (!ok) {
+        closing_ = true;
+        return;  // the stream is broken; OnReadDone(false) finishes it
+      }
+      if (close_status_.has_value()) {
+        grpc::Status status = *close_status_;
+        close_status_.reset();
+        finished_ = true;
+        Finish(status);
+        return;
+      }
+    }
+    MaybeWrite();
+  }
+
+  void OnDone() override {
+    if (session_ != 0) hub_->Disconnect(session_);
+    std::shared_ptr<AgentStream> self;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      metrics_.queued_updates.Decrement(static_cast<double>(pending_.size()));
+      pending_.clear();
+      self = std::move(self_);
+    }
+    // `self` may be the last reference: this object can be deleted on return.
+  }
+
+  void Notify(const std::string& bundle) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || closing_) return;
+      if (pending_.insert(bundle).second) metrics_.queued_updates.Increment();
+    }
+    MaybeWrite();
+  }
+
+  void Close(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (done_ || finished_) return;
+    closing_ = true;
+    if (writing_) {
+      close_status_ = ToGrpcStatus(status);
+    } else {
+      finished_ = true;
+      Finish(ToGrpcStatus(status));
+    }
+  }
+
+ private:
+  bool Hello(const v1::Hello& hello) {
+    if (absl::Status valid = ValidateClusterName(hello.cluster()); !valid.ok()) {
+      Reject("invalid_hello", valid);
+      return false;
+    }
+    if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
+      if (tokens_->FirstRefusal(hello.cluster())) {
+        GF_LOG(WARNING) << "refused agent from " << peer_ << ": " << auth.message()
+                        << " (logged once per cluster)";
+      }
+      Reject("unauthenticated", auth);
+      return false;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;  // the welcome goes first
+    }
+    session_ = hub_->Connect(hello, peer_, shared_from_this());
+    GF_LOG(INFO) << "cluster " << hello.cluster() << " connected from " << peer_ << " ("
+                 << hello.held_size() << " bundles held)";
+    {
+      absl::MutexLock lock(&mu_);
+      auto welcome = std::make_shared<v1::ControlMessage>();
+      welcome->mutable_welcome()->set_controlplane_version(kVersion);
+      current_ = welcome;
+      StartWrite(current_.get());
+    }
+    return true;
+  }
+
+  void Reject(const char* reason, const absl::Status& status) {
+    metrics_.agent_rejections.Add({{"reason", reason}}).Increment();
+    FinishOnce(ToGrpcStatus(status));
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    closing_ = true;
+    if (writing_) {
+      if (!close_status_.has_value()) close_status_ = status;
+      return;
+    }
+    finished_ = true;
+    Finish(status);
+  }
+
+  void MaybeWrite() {
+    while (true) {
+      std::string bundle;
+      {
+        absl::MutexLock lock(&mu_);
+        if (writing_ || closing_ || done_ || pending_.empty()) return;
+        bundle = *pending_.begin();
+        pending_.erase(pending_.begin());
+        metrics_.queued_updates.Decrement();
+        writing_ = true;
+      }
+      std::shared_ptr<const v1::ControlMessage> message = hub_->NextMessage(session_, bundle);
+      absl::MutexLock lock(&mu_);
+      if (message == nullptr || closing_ || done_) {
+        writing_ = false;
+        if (close_status_.has_value() && !finished_) {
+          finished_ = true;
+          Finish(*close_status_);
+          close_status_.reset();
+          return;
+        }
+        continue;
+      }
+      current_ = std::move(message);
+      StartWrite(current_.get());
+      return;
+    }
+  }
+
+  Hub* const hub_;
+  AgentTokens* const tokens_;
+  ControlPlaneMetrics& metrics_;
+  const std::string token_;
+  const std::string peer_;
+  v1::AgentMessage in_;     // touched only by the read chain
+  uint64_t session_ = 0;    // set once, on the read chain, before any write
+
+  absl::Mutex mu_;
+  std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const v1::ControlMessage> current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> close_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
+  auto stream = std::make_shared<AgentStream>(context, hub_, tokens_, metrics_);
+  AgentStream* raw = stream.get();
+  raw->Begin(std::move(stream));
+  return raw;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,33 @@
+#include "controlplane/distribute/agent_tokens.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(AgentTokensTest, ChecksTokensPerCluster) {
+  auto tokens = AgentTokens::Parse("# comment\n\neu-1 s3cret\nus-1   other\n", "tokens");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_TRUE((*tokens)->Check("eu-1", "s3cret").ok());
+  absl::Status wrong = (*tokens)->Check("eu-1", "other");
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("wrong token for cluster \"eu-1\""));
+  EXPECT_EQ((*tokens)->Check("nope", "s3cret").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ((*tokens)->Check("eu-1", "").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE((*tokens)->FirstRefusal("x"));
+  EXPECT_FALSE((*tokens)->FirstRefusal("x"));
+  EXPECT_TRUE(AgentTokens::AllowAll()->Check("any", "").ok());
+}
+
+TEST(AgentTokensTest, MalformedFileNamesLine) {
+  auto tokens = AgentTokens::Parse("a t\nb\n", "/etc/tokens");
+  EXPECT_THAT(std::string(tokens.status().message()), HasSubstr("/etc/tokens:2:"));
+  auto dup = AgentTokens::Parse("a t\na u\n", "f");
+  EXPECT_THAT(std::string(dup.status().message()), HasSubstr("listed twice"));
+}
+
+}  // namespace
+}  // namespace gitfleet

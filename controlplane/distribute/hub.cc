@@ -1,0 +1,336 @@
+#include "controlplane/distribute/hub.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/proto_time.h"
+#include "proto/gitfleet/v1/state.pb.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr char kClusters[] = "clusters";
+constexpr char kReports[] = "reports";
+constexpr char kRevisions[] = "revisions";
+// Distinct (base, target) messages kept for reuse; cleared when full.
+constexpr size_t kMaxCachedMessages = 1024;
+
+std::string ReportKey(const std::string& cluster, const std::string& bundle) {
+  return absl::StrCat(cluster, "/", bundle);
+}
+
+}  // namespace
+
+Hub::Hub(Store* store, ControlPlaneMetrics& metrics) : store_(store), metrics_(metrics) {}
+
+absl::Status Hub::Load() {
+  absl::StatusOr<std::vector<Store::Entry>> clusters = store_->List(kClusters);
+  if (!clusters.ok()) return clusters.status();
+  absl::StatusOr<std::vector<Store::Entry>> reports = store_->List(kReports);
+  if (!reports.ok()) return reports.status();
+  absl::MutexLock lock(&mu_);
+  for (const Store::Entry& entry : *clusters) {
+    v1::ClusterRecord record;
+    if (!record.ParseFromString(entry.value)) {
+      return absl::DataLossError(absl::StrCat("stored cluster ", entry.key, " is corrupt"));
+    }
+    Agent& agent = agents_[record.name()];
+    agent.info.set_name(record.name());
+    agent.info.mutable_labels()->insert(record.labels().begin(), record.labels().end());
+    agent.info.set_agent_version(record.agent_version());
+    *agent.info.mutable_last_seen() = record.last_seen();
+  }
+  for (const Store::Entry& entry : *reports) {
+    size_t slash = entry.key.find('/');
+    v1::StatusUpdate report;
+    if (slash == std::string::npos || !report.ParseFromString(entry.value)) {
+      return absl::DataLossError(absl::StrCat("stored report ", entry.key, " is corrupt"));
+    }
+    auto it = agents_.find(entry.key.substr(0, slash));
+    if (it != agents_.end()) it->second.reports[report.bundle()] = report;
+  }
+  return absl::OkStatus();
+}
+
+bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
+  LabelMap labels(agent.info.labels().begin(), agent.info.labels().end());
+  return target.selector.Matches(labels);
+}
+
+void Hub::Deliver(const std::vector<Notification>& notifications) {
+  for (const auto& [connection, bundle] : notifications) connection->Notify(bundle);
+}
+
+void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
+                    std::shared_ptr<const Revision> current) {
+  std::vector<Notification> notify;
+  {
+    absl::MutexLock lock(&mu_);
+    BundleTarget& target = bundles_[bundle];
+    target.selector = selector;
+    if (current != nullptr) {
+      std::shared_ptr<const Revision> previous = target.current;
+      target.current = current;
+      revisions_[current->id] = current;
+      if (previous != nullptr && previous->id != current->id) {
+        // Keep the old revision only while an agent still holds it (deltas start from
+        // it); the store keeps it for agents that reconnect later.
+        bool held = false;
+        for (const auto& [name, agent] : agents_) {
+          auto it = agent.held.find(bundle);
+          held |= it != agent.held.end() && it->second == previous->id;
+        }
+        if (!held) revisions_.erase(previous->id);
+      }
+    }
+    for (auto& [name, agent] : agents_) {
+      if (agent.connection == nullptr) continue;
+      bool wanted = Targets(target, agent) && target.current != nullptr;
+      auto held = agent.held.find(bundle);
+      bool current_held = held != agent.held.end() && target.current != nullptr &&
+                          held->second == target.current->id;
+      if ((wanted && !current_held) || (!Targets(target, agent) && held != agent.held.end())) {
+        notify.emplace_back(agent.connection, bundle);
+      }
+    }
+  }
+  Deliver(notify);
+}
+
+void Hub::RemoveBundle(const std::string& bundle) {
+  std::vector<Notification> notify;
+  {
+    absl::MutexLock lock(&mu_);
+    bundles_.erase(bundle);
+    for (auto& [name, agent] : agents_) {
+      if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
+        notify.emplace_back(agent.connection, bundle);
+      }
+    }
+  }
+  Deliver(notify);
+}
+
+uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
+                      std::shared_ptr<AgentConnection> connection) {
+  std::shared_ptr<AgentConnection> replaced;
+  std::vector<Notification> notify;
+  uint64_t session;
+  {
+    absl::MutexLock lock(&mu_);
+    Agent& agent = agents_[hello.cluster()];
+    if (agent.connection != nullptr) {
+      replaced = agent.connection;
+      sessions_.erase(agent.session);
+      metrics_.connected_agents.Decrement();
+    }
+    session = next_session_++;
+    sessions_[session] = hello.cluster();
+    agent.session = session;
+    agent.connection = connection;
+    agent.info.set_name(hello.cluster());
+    agent.info.clear_labels();
+    agent.info.mutable_labels()->insert(hello.labels().begin(), hello.labels().end());
+    agent.info.set_agent_version(hello.agent_version());
+    agent.info.set_connected(true);
+    agent.info.set_peer(peer);
+    *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
+    agent.held.clear();
+    for (const v1::HeldRevision& held : hello.held()) {
+      agent.held[held.bundle()] = held.revision();
+    }
+    std::set<std::string> bundles;
+    for (const auto& [name, target] : bundles_) {
+      if (Targets(target, agent)) bundles.insert(name);
+    }
+    for (const auto& [name, revision] : agent.held) bundles.insert(name);
+    for (const std::string& name : bundles) notify.emplace_back(connection, name);
+    PersistCluster(agent);
+    metrics_.connected_agents.Increment();
+  }
+  if (replaced != nullptr) {
+    replaced->Close(absl::AbortedError(absl::StrCat(
+        "cluster ", hello.cluster(), " connected again from ", peer,
+        "; this older stream is closed")));
+  }
+  Deliver(notify);
+  return session;
+}
+
+void Hub::Disconnect(uint64_t session) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  Agent& agent = agents_[it->second];
+  agent.connection.reset();
+  agent.info.set_connected(false);
+  *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
+  PersistCluster(agent);
+  sessions_.erase(it);
+  metrics_.connected_agents.Decrement();
+}
+
+Hub::Agent* Hub::AgentForSession(uint64_t session) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return nullptr;
+  return &agents_[it->second];
+}
+
+std::shared_ptr<const Revision> Hub::FindRevision(const std::string& id) {
+  auto it = revisions_.find(id);
+  if (it != revisions_.end()) return it->second;
+  // An agent may hold a revision from before a restart: look in the store.
+  absl::StatusOr<std::string> data = store_->Get(kRevisions, id);
+  if (!data.ok()) return nullptr;
+  v1::RevisionRecord record;
+  if (!record.ParseFromString(*data)) return nullptr;
+  absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(record);
+  if (!rev.ok()) {
+    GF_LOG(WARNING) << rev.status();
+    return nullptr;
+  }
+  revisions_[id] = *rev;
+  return *rev;
+}
+
+std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
+                                                           const Revision& target) {
+  std::pair<std::string, std::string> cache_key{base ? base->id : "", target.id};
+  auto cached = messages_.find(cache_key);
+  if (cached != messages_.end()) return cached->second;
+  auto message = std::make_shared<v1::ControlMessage>();
+  v1::BundleUpdate* update = message->mutable_update();
+  update->set_bundle(target.bundle);
+  update->set_revision(target.id);
+  update->set_commit(target.commit);
+  *update->mutable_committed_time() = ToProtoTime(target.committed_time);
+  *update->mutable_sync() = target.sync;
+  update->set_target_namespace(target.target_namespace);
+  update->set_object_count(static_cast<int32_t>(target.objects.size()));
+  if (base == nullptr) {
+    for (const auto& [key, object] : target.objects.objects()) {
+      *update->add_upserts() = object;
+    }
+  } else {
+    update->set_base_revision(base->id);
+    ObjectDelta delta = ComputeDelta(base->objects, target.objects);
+    for (const v1::ManifestObject* object : delta.upserts) *update->add_upserts() = *object;
+    for (const v1::ObjectKey& key : delta.removed) *update->add_removed() = key;
+  }
+  if (messages_.size() >= kMaxCachedMessages) messages_.clear();
+  messages_[cache_key] = message;
+  ++messages_built_;
+  return message;
+}
+
+std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
+                                                           const std::string& bundle) {
+  absl::MutexLock lock(&mu_);
+  Agent* agent = AgentForSession(session);
+  if (agent == nullptr) return nullptr;
+  auto target = bundles_.find(bundle);
+  auto held = agent->held.find(bundle);
+  bool targeted = target != bundles_.end() && Targets(target->second, *agent);
+  if (!targeted) {
+    if (held == agent->held.end()) return nullptr;
+    agent->held.erase(held);
+    agent->reports.erase(bundle);
+    store_->Apply({Store::Delete(kReports, ReportKey(agent->info.name(), bundle))})
+        .IgnoreError();  // a stale report is harmless; it is dropped on next load
+    auto message = std::make_shared<v1::ControlMessage>();
+    message->mutable_removal()->set_bundle(bundle);
+    metrics_.updates_sent.Add({{"kind", "removal"}}).Increment();
+    return message;
+  }
+  const std::shared_ptr<const Revision>& current = target->second.current;
+  if (current == nullptr) return nullptr;  // nothing rendered yet: keep what it has
+  std::shared_ptr<const Revision> base;
+  if (held != agent->held.end()) {
+    if (held->second == current->id) return nullptr;
+    base = FindRevision(held->second);
+  }
+  std::shared_ptr<const v1::ControlMessage> message = BuildUpdate(base.get(), *current);
+  agent->held[bundle] = current->id;
+  metrics_.updates_sent.Add({{"kind", base ? "delta" : "full"}}).Increment();
+  metrics_.update_bytes_sent.Increment(static_cast<double>(message->ByteSizeLong()));
+  return message;
+}
+
+void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
+  std::vector<Notification> notify;
+  {
+    absl::MutexLock lock(&mu_);
+    Agent* agent = AgentForSession(session);
+    if (agent == nullptr) return;
+    if (ack.need_full()) {
+      metrics_.acks.Add({{"result", "need_full"}}).Increment();
+      // Forget what we thought it held: the next message carries the whole set.
+      agent->held.erase(ack.bundle());
+      notify.emplace_back(agent->connection, ack.bundle());
+    } else if (ack.ok()) {
+      metrics_.acks.Add({{"result", "ok"}}).Increment();
+    } else {
+      metrics_.acks.Add({{"result", "nack"}}).Increment();
+      GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply "
+                      << ack.bundle() << " revision " << ack.revision().substr(0, 12)
+                      << ": " << ack.message();
+    }
+  }
+  Deliver(notify);
+}
+
+void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
+  absl::MutexLock lock(&mu_);
+  Agent* agent = AgentForSession(session);
+  if (agent == nullptr) return;
+  metrics_.status_reports.Increment();
+  v1::StatusUpdate& report = agent->reports[status.bundle()];
+  bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
+                       status.applied_revision() != report.applied_revision();
+  report = status;
+  if (newly_applied) {
+    auto target = bundles_.find(status.bundle());
+    if (target != bundles_.end() && target->second.current != nullptr &&
+        target->second.current->id == status.applied_revision()) {
+      absl::Time applied = FromProtoTime(status.applied_time());
+      absl::Time committed = target->second.current->committed_time;
+      if (applied > committed) {
+        metrics_.commit_to_applied_seconds.Observe(absl::ToDoubleSeconds(applied - committed));
+      }
+    }
+  }
+  absl::Status stored = store_->Apply(
+      {Store::Put(kReports, ReportKey(agent->info.name(), status.bundle()),
+                  status.SerializeAsString())});
+  if (!stored.ok()) GF_LOG(ERROR) << "cannot store status report: " << stored;
+}
+
+void Hub::PersistCluster(const Agent& agent) {
+  v1::ClusterRecord record;
+  record.set_name(agent.info.name());
+  record.mutable_labels()->insert(agent.info.labels().begin(), agent.info.labels().end());
+  record.set_agent_version(agent.info.agent_version());
+  *record.mutable_last_seen() = agent.info.last_seen();
+  absl::Status stored = store_->Apply(
+      {Store::Put(kClusters, agent.info.name(), record.SerializeAsString())});
+  if (!stored.ok()) GF_LOG(ERROR) << "cannot store cluster " << agent.info.name() << ": " << stored;
+}
+
+std::vector<ClusterView> Hub::Clusters() {
+  absl::MutexLock lock(&mu_);
+  std::vector<ClusterView> out;
+  for (const auto& [name, agent] : agents_) {
+    ClusterView view{agent.info, agent.reports};
+    int bundles = 0;
+    for (const auto& [bundle, target] : bundles_) bundles += Targets(target, agent);
+    view.info.set_bundles(bundles);
+    out.push_back(std::move(view));
+  }
+  return out;
+}
+
+size_t Hub::messages_built() const {
+  absl::MutexLock lock(&mu_);
+  return messages_built_;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,120 @@
+#ifndef GITFLEET_CONTROLPLANE_DISTRIBUTE_HUB_H_
+#define GITFLEET_CONTROLPLANE_DISTRIBUTE_HUB_H_
+
+// The hub knows which revision of each bundle every cluster should run, which revision
+// each connected agent holds, and what agents report. It builds the messages that
+// move agents from what they hold to what they should run: deltas when it knows the
+// agent's revision, the whole set otherwise. One message per (base, target) pair is
+// built and shared by every agent that needs it.
+//
+// Connections pull: the hub tells a connection which bundle changed (Notify), and the
+// connection asks for the message when its stream is free (NextMessage). So a slow
+// agent only ever has one pending entry per bundle, always for the newest revision.
+//
+// Thread-safe. The hub never calls a connection while holding its own lock.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "controlplane/distribute/revision.h"
+#include "controlplane/fleet/label_selector.h"
+#include "controlplane/metrics.h"
+#include "controlplane/store/store.h"
+#include "proto/gitfleet/v1/admin.pb.h"
+#include "proto/gitfleet/v1/agent.pb.h"
+
+namespace gitfleet {
+
+// The hub's handle on one agent stream.
+class AgentConnection {
+ public:
+  virtual ~AgentConnection() = default;
+  // Something changed for `bundle`; ask NextMessage when the stream is free.
+  virtual void Notify(const std::string& bundle) = 0;
+  // End the stream with `status` (e.g. replaced by a newer stream of the same cluster).
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+// What the hub knows about one cluster, for status and listings.
+struct ClusterView {
+  v1::ClusterInfo info;
+  std::map<std::string, v1::StatusUpdate> reports;  // by bundle
+};
+
+class Hub {
+ public:
+  Hub(Store* store, ControlPlaneMetrics& metrics);
+
+  // Loads known clusters and their last reports.
+  absl::Status Load();
+
+  // Sets what `bundle` targets and its current revision (null: none rendered yet, so
+  // targeted agents keep what they have).
+  void SetBundle(const std::string& bundle, const LabelSelector& selector,
+                 std::shared_ptr<const Revision> current);
+  // Targeted agents receive a removal.
+  void RemoveBundle(const std::string& bundle);
+
+  // Registers an agent stream after its hello; replaces (and closes) an older stream
+  // of the same cluster. Returns the session id.
+  uint64_t Connect(const v1::Hello& hello, const std::string& peer,
+                   std::shared_ptr<AgentConnection> connection);
+  void Disconnect(uint64_t session);
+  // The message that brings the agent's `bundle` up to date, or null when it is.
+  std::shared_ptr<const v1::ControlMessage> NextMessage(uint64_t session,
+                                                        const std::string& bundle);
+  void OnAck(uint64_t session, const v1::Ack& ack);
+  void OnStatus(uint64_t session, const v1::StatusUpdate& status);
+
+  std::vector<ClusterView> Clusters();
+  // For tests and metrics: how many distinct delta messages were built.
+  size_t messages_built() const;
+
+ private:
+  struct BundleTarget {
+    LabelSelector selector;
+    std::shared_ptr<const Revision> current;
+  };
+  struct Agent {
+    v1::ClusterInfo info;
+    std::shared_ptr<AgentConnection> connection;  // null when disconnected
+    uint64_t session = 0;
+    std::map<std::string, std::string> held;  // bundle -> revision the agent holds
+    std::map<std::string, v1::StatusUpdate> reports;
+  };
+  using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
+
+  Agent* AgentForSession(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Targets(const BundleTarget& target, const Agent& agent) const;
+  std::shared_ptr<const Revision> FindRevision(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const v1::ControlMessage> BuildUpdate(
+      const Revision* base, const Revision& target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Deliver(const std::vector<Notification>& notifications);
+
+  Store* const store_;
+  ControlPlaneMetrics& metrics_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
+  std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
+  // Revisions that agents may hold, by id: current ones plus recently replaced ones.
+  std::map<std::string, std::shared_ptr<const Revision>> revisions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>,
+           std::shared_ptr<const v1::ControlMessage>>
+      messages_ ABSL_GUARDED_BY(mu_);
+  size_t messages_built_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_DISTRIBUTE_HUB_H_

@@ -1,0 +1,155 @@
+#include "controlplane/distribute/hub.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class FakeConnection : public AgentConnection {
+ public:
+  void Notify(const std::string& bundle) override { notified.insert(bundle); }
+  void Close(const absl::Status& status) override { closed = status; }
+  std::set<std::string> notified;
+  absl::Status closed;
+};
+
+std::shared_ptr<const Revision> MakeRevision(const std::string& bundle,
+                                             const std::vector<std::string>& names,
+                                             const std::string& data = "1") {
+  ObjectSet set;
+  for (const std::string& name : names) {
+    set.Put(*MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name +
+                            "}\ndata: {v: \"" + data + "\"}\n",
+                        "test"));
+  }
+  return Revision::Build(bundle, "c0ffee", absl::Now(), std::move(set), {}, "");
+}
+
+LabelSelector Selector(const std::string& text) { return *LabelSelector::Parse(text); }
+
+v1::Hello MakeHello(const std::string& cluster, const std::string& env) {
+  v1::Hello hello;
+  hello.set_cluster(cluster);
+  (*hello.mutable_labels())["env"] = env;
+  return hello;
+}
+
+class HubTest : public ::testing::Test {
+ protected:
+  HubTest() : metrics_(registry_), hub_(&store_, metrics_) {}
+  metrics::Registry registry_;
+  ControlPlaneMetrics metrics_;
+  MemoryStore store_;
+  Hub hub_;
+};
+
+TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
+  auto conn_a = std::make_shared<FakeConnection>();
+  auto conn_b = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "peer-a", conn_a);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "peer-b", conn_b);
+  auto rev1 = MakeRevision("web", {"x", "y"});
+  hub_.SetBundle("web", Selector("env=prod"), rev1);
+  EXPECT_THAT(conn_a->notified, ElementsAre("web"));
+
+  auto msg_a = hub_.NextMessage(a, "web");
+  auto msg_b = hub_.NextMessage(b, "web");
+  ASSERT_NE(msg_a, nullptr);
+  EXPECT_EQ(msg_a.get(), msg_b.get()) << "one message shared by both agents";
+  EXPECT_EQ(msg_a->update().upserts_size(), 2);
+  EXPECT_EQ(msg_a->update().base_revision(), "");
+  EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr) << "already current";
+
+  auto rev2 = MakeRevision("web", {"x", "z"});
+  hub_.SetBundle("web", Selector("env=prod"), rev2);
+  auto delta = hub_.NextMessage(a, "web");
+  ASSERT_NE(delta, nullptr);
+  EXPECT_EQ(delta->update().base_revision(), rev1->id);
+  ASSERT_EQ(delta->update().upserts_size(), 1);
+  EXPECT_EQ(delta->update().upserts(0).key().name(), "z");
+  ASSERT_EQ(delta->update().removed_size(), 1);
+  EXPECT_EQ(delta->update().removed(0).name(), "y");
+  EXPECT_EQ(hub_.messages_built(), 2u);
+}
+
+TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector("env=prod"), rev);
+  v1::Hello hello = MakeHello("a", "prod");
+  v1::HeldRevision* held = hello.add_held();
+  held->set_bundle("web");
+  held->set_revision(rev->id);
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(hello, "p", conn);
+  EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
+
+  auto dev_conn = std::make_shared<FakeConnection>();
+  uint64_t dev = hub_.Connect(MakeHello("dev", "dev"), "p", dev_conn);
+  EXPECT_THAT(dev_conn->notified, IsEmpty());
+  EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
+}
+
+TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector("env=prod"), rev);
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  conn->notified.clear();
+  hub_.SetBundle("web", Selector("env=dev"), nullptr);
+  EXPECT_THAT(conn->notified, ElementsAre("web"));
+  auto removal = hub_.NextMessage(a, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_EQ(removal->removal().bundle(), "web");
+  EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
+}
+
+TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
+  auto rev = MakeRevision("web", {"x", "y"});
+  hub_.SetBundle("web", Selector(""), rev);
+  auto first = std::make_shared<FakeConnection>();
+  uint64_t s1 = hub_.Connect(MakeHello("a", "prod"), "p", first);
+  ASSERT_NE(hub_.NextMessage(s1, "web"), nullptr);
+  v1::Ack ack;
+  ack.set_bundle("web");
+  ack.set_revision(rev->id);
+  ack.set_need_full(true);
+  hub_.OnAck(s1, ack);
+  auto full = hub_.NextMessage(s1, "web");
+  ASSERT_NE(full, nullptr);
+  EXPECT_EQ(full->update().upserts_size(), 2);
+
+  auto second = std::make_shared<FakeConnection>();
+  uint64_t s2 = hub_.Connect(MakeHello("a", "prod"), "p2", second);
+  EXPECT_EQ(first->closed.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(hub_.NextMessage(s1, "web"), nullptr) << "old session is gone";
+  EXPECT_NE(hub_.NextMessage(s2, "web"), nullptr);
+  hub_.Disconnect(s1);  // a late disconnect of the old stream changes nothing
+  EXPECT_TRUE(hub_.Clusters()[0].info.connected());
+}
+
+TEST_F(HubTest, ReportsAndClustersSurviveReload) {
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  v1::StatusUpdate status;
+  status.set_bundle("web");
+  status.set_sync_state(v1::SYNC_STATE_SYNCED);
+  hub_.OnStatus(a, status);
+  hub_.Disconnect(a);
+
+  Hub reloaded(&store_, metrics_);
+  ASSERT_TRUE(reloaded.Load().ok());
+  std::vector<ClusterView> clusters = reloaded.Clusters();
+  ASSERT_EQ(clusters.size(), 1u);
+  EXPECT_EQ(clusters[0].info.name(), "a");
+  EXPECT_FALSE(clusters[0].info.connected());
+  EXPECT_EQ(clusters[0].info.labels().at("env"), "prod");
+  EXPECT_EQ(clusters[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
+}
+
+}  // namespace
+}  // namespace gitfleet

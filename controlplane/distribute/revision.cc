@@ -1,0 +1,49 @@
+#include "controlplane/distribute/revision.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+
+namespace gitfleet {
+
+std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string commit,
+                                                absl::Time committed_time,
+                                                ObjectSet objects, v1::SyncOptions sync,
+                                                std::string target_namespace) {
+  auto rev = std::make_shared<Revision>();
+  rev->id = ComputeRevision(objects, sync, target_namespace);
+  rev->bundle = std::move(bundle);
+  rev->commit = std::move(commit);
+  rev->committed_time = committed_time;
+  rev->objects = std::move(objects);
+  rev->sync = sync;
+  rev->target_namespace = std::move(target_namespace);
+  return rev;
+}
+
+v1::RevisionRecord Revision::ToRecord() const {
+  v1::RevisionRecord record;
+  record.set_bundle(bundle);
+  record.set_revision(id);
+  record.set_commit(commit);
+  *record.mutable_committed_time() = ToProtoTime(committed_time);
+  for (const auto& [key, object] : objects.objects()) *record.add_objects() = object;
+  *record.mutable_sync() = sync;
+  record.set_target_namespace(target_namespace);
+  return record;
+}
+
+absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
+    const v1::RevisionRecord& record) {
+  ObjectSet objects;
+  for (const v1::ManifestObject& object : record.objects()) objects.Put(object);
+  auto rev = Build(record.bundle(), record.commit(), FromProtoTime(record.committed_time()),
+                   std::move(objects), record.sync(), record.target_namespace());
+  if (rev->id != record.revision()) {
+    return absl::DataLossError(absl::StrCat("stored revision ", record.revision(),
+                                            " of bundle ", record.bundle(),
+                                            " does not match its content"));
+  }
+  return rev;
+}
+
+}  // namespace gitfleet
