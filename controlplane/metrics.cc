@@ -74,7 +74,7 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
       commit_to_applied_seconds(
           BuildHistogram()
               .Name("gitfleet_commit_to_applied_seconds")
-              .Help("From the control plane seeing a commit to an agent applying it.")
+              .Help("From a commit's timestamp to an agent reporting it applied.")
               .Register(r)
               .Add({}, ExponentialBuckets(0.01, 2, 14))) {}
 

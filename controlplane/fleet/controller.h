@@ -1,0 +1,99 @@
+#ifndef GITFLEET_CONTROLPLANE_FLEET_CONTROLLER_H_
+#define GITFLEET_CONTROLPLANE_FLEET_CONTROLLER_H_
+
+// The controller owns the fleet's definitions (sources and bundles): it validates and
+// persists them, renders each bundle when its source moves, and hands good revisions
+// to the hub. A failed render keeps the last good revision in force and records the
+// error on the bundle.
+//
+//   Controller controller(&store, repos.get(), &hub, metrics, options);
+//   GF_RETURN_IF_ERROR(controller.Load());
+//   controller.Start();
+//
+// Thread-safe.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "controlplane/distribute/hub.h"
+#include "controlplane/fleet/label_selector.h"
+#include "controlplane/metrics.h"
+#include "controlplane/render/renderer.h"
+#include "controlplane/source/source_poller.h"
+#include "controlplane/store/store.h"
+#include "proto/gitfleet/v1/admin.pb.h"
+#include "proto/gitfleet/v1/state.pb.h"
+
+namespace gitfleet {
+
+struct ControllerOptions {
+  absl::Duration default_poll_interval = absl::Seconds(30);
+  RenderLimits render_limits;
+  // Revisions kept in the store per bundle, so agents that were away get deltas.
+  int revisions_kept = 5;
+};
+
+class Controller {
+ public:
+  Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPlaneMetrics& metrics,
+             ControllerOptions options);
+
+  // Loads definitions, last good revisions and errors; hands them to the hub.
+  absl::Status Load();
+  // Starts polling sources.
+  void Start();
+
+  absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace);
+  absl::Status RemoveSource(const std::string& name);
+  absl::StatusOr<v1::SourceInfo> SyncSource(const std::string& name);
+  std::vector<v1::SourceInfo> ListSources();
+
+  absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace);
+  absl::Status RemoveBundle(const std::string& name);
+  std::vector<v1::BundleInfo> ListBundles();
+
+  std::vector<v1::ClusterInfo> ListClusters();
+  std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
+                                          const std::string& bundle_filter);
+
+ private:
+  struct BundleState {
+    v1::Bundle definition;
+    LabelSelector selector;
+    std::shared_ptr<const Revision> current;
+    v1::BundleRecord record;
+    // The render cache: tree id and definition that produced `current`.
+    std::string rendered_tree;
+    uint64_t generation = 0;
+  };
+
+  void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
+  void RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
+  absl::Status PersistBundleRecord(const std::string& name, const v1::BundleRecord& record);
+  v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PruneRevisions(const std::string& bundle);
+
+  Store* const store_;
+  Hub* const hub_;
+  ControlPlaneMetrics& metrics_;
+  const ControllerOptions options_;
+  PlainRenderer plain_;
+  SourcePoller poller_;
+
+  absl::Mutex mu_;
+  std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+// Validation shared with the CLI: names are DNS labels.
+absl::Status ValidateName(const std::string& what, const std::string& name);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_FLEET_CONTROLLER_H_

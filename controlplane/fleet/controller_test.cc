@@ -1,0 +1,198 @@
+#include "controlplane/fleet/controller.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+
+std::string Cm(const std::string& name, const std::string& value = "1") {
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {v: \"" +
+         value + "\"}\n";
+}
+
+class FakeConnection : public AgentConnection {
+ public:
+  void Notify(const std::string& bundle) override { notified.insert(bundle); }
+  void Close(const absl::Status&) override {}
+  std::set<std::string> notified;
+};
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  ControllerTest()
+      : git_(TempDir("repo")),
+        repos_(NewLibgit2Repositories(TempDir("cache"))),
+        metrics_(registry_) {
+    Restart();
+  }
+
+  void Restart() {
+    controller_.reset();
+    hub_ = std::make_unique<Hub>(&store_, metrics_);
+    ASSERT_TRUE(hub_->Load().ok());
+    controller_ = std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_,
+                                               ControllerOptions{});
+    ASSERT_TRUE(controller_->Load().ok());
+  }
+
+  v1::Source Source() {
+    v1::Source source;
+    source.set_name("app");
+    source.set_url(git_.url());
+    return source;
+  }
+
+  v1::Bundle Bundle(const std::string& name, const std::string& path,
+                    const std::string& selector = "") {
+    v1::Bundle bundle;
+    bundle.set_name(name);
+    bundle.set_source("app");
+    bundle.set_path(path);
+    bundle.set_selector(selector);
+    return bundle;
+  }
+
+  GitFixture git_;
+  std::unique_ptr<GitRepositories> repos_;
+  metrics::Registry registry_;
+  ControlPlaneMetrics metrics_;
+  MemoryStore store_;
+  std::unique_ptr<Hub> hub_;
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(ControllerTest, RendersKeepsLastGoodOnErrorAndSkipsUntouchedBundles) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("apps/api/cm.yaml", Cm("api"));
+  std::string first = git_.Commit("first");
+  auto source = controller_->AddSource(Source(), false);
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_EQ(source->commit(), first);
+  auto web = controller_->AddBundle(Bundle("web", "apps/web/"), false);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->object_count(), 1);
+  EXPECT_EQ(web->bundle().path(), "apps/web");
+  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+  std::string good_revision = web->revision();
+
+  // A commit that only touches api does not re-render web.
+  git_.Write("apps/api/cm.yaml", Cm("api", "2"));
+  git_.Commit("api only");
+  double renders_before = metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}}).Value();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}}).Value(),
+            renders_before + 1);
+  EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value(), 1);
+
+  // A malformed commit keeps the last good revision and names file and line.
+  git_.Write("apps/web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  std::string bad = git_.Commit("break web");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
+  ASSERT_EQ(bundles.size(), 2u);
+  const v1::BundleInfo& broken = bundles[1];
+  ASSERT_EQ(broken.bundle().name(), "web");
+  EXPECT_EQ(broken.revision(), good_revision);
+  EXPECT_THAT(broken.error(), HasSubstr("apps/web/cm.yaml:"));
+  EXPECT_EQ(broken.error_commit(), bad);
+
+  // Definitions, the last good revision and the error survive a restart.
+  Restart();
+  bundles = controller_->ListBundles();
+  ASSERT_EQ(bundles.size(), 2u);
+  EXPECT_EQ(bundles[1].revision(), good_revision);
+  EXPECT_THAT(bundles[1].error(), HasSubstr("apps/web/cm.yaml:"));
+}
+
+TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  v1::Source bad_name = Source();
+  bad_name.set_name("App_1");
+  EXPECT_THAT(std::string(controller_->AddSource(bad_name, false).status().message()),
+              HasSubstr("source name \"App_1\""));
+  v1::Source bad_url = Source();
+  bad_url.set_url("ftp://x");
+  EXPECT_THAT(std::string(controller_->AddSource(bad_url, false).status().message()),
+              HasSubstr("ftp://x"));
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok()) << "identical re-add is a no-op";
+  v1::Source other = Source();
+  other.set_ref("dev");
+  EXPECT_EQ(controller_->AddSource(other, false).status().code(),
+            absl::StatusCode::kAlreadyExists);
+
+  EXPECT_THAT(std::string(controller_->AddBundle(Bundle("b", "../etc"), false).status().message()),
+              HasSubstr("\"..\""));
+  EXPECT_THAT(
+      std::string(controller_->AddBundle(Bundle("b", "a", "env in (x"), false).status().message()),
+      HasSubstr("selector"));
+  v1::Bundle helm = Bundle("b", "a");
+  helm.set_engine("helm");
+  EXPECT_THAT(std::string(controller_->AddBundle(helm, false).status().message()),
+              HasSubstr("engine \"helm\""));
+  v1::Bundle orphan = Bundle("b", "a");
+  orphan.set_source("nope");
+  EXPECT_EQ(controller_->AddBundle(orphan, false).status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(controller_->AddBundle(Bundle("b", "a"), false).ok());
+  absl::Status in_use = controller_->RemoveSource("app");
+  EXPECT_EQ(in_use.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(in_use.message()), HasSubstr("used by bundles b"));
+  ASSERT_TRUE(controller_->RemoveBundle("b").ok());
+  EXPECT_TRUE(controller_->RemoveSource("app").ok());
+  EXPECT_EQ(controller_->RemoveBundle("b").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ControllerTest, MissingPathIsABundleErrorNotACrash) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto info = controller_->AddBundle(Bundle("b", "nowhere"), false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_THAT(info->error(), HasSubstr("path \"nowhere\" not found"));
+  EXPECT_TRUE(info->revision().empty());
+}
+
+TEST_F(ControllerTest, StatusFollowsAgentReports) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  std::string commit = git_.Commit("a");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto bundle = controller_->AddBundle(Bundle("b", "a", "env=prod"), false);
+  ASSERT_TRUE(bundle.ok());
+  v1::Hello hello;
+  hello.set_cluster("eu");
+  (*hello.mutable_labels())["env"] = "prod";
+  uint64_t session = hub_->Connect(hello, "peer", std::make_shared<FakeConnection>());
+  v1::Hello dev = hello;
+  dev.set_cluster("dev");
+  (*dev.mutable_labels())["env"] = "dev";
+  hub_->Connect(dev, "peer", std::make_shared<FakeConnection>());
+
+  std::vector<v1::BundleStatus> statuses = controller_->GetStatus("", "");
+  ASSERT_EQ(statuses.size(), 1u) << "dev is not targeted";
+  EXPECT_EQ(statuses[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+  EXPECT_EQ(statuses[0].desired_commit(), commit);
+
+  v1::StatusUpdate report;
+  report.set_bundle("b");
+  report.set_revision(bundle->revision());
+  report.set_applied_revision(bundle->revision());
+  report.set_sync_state(v1::SYNC_STATE_SYNCED);
+  report.set_health(v1::HEALTH_STATE_HEALTHY);
+  hub_->OnStatus(session, report);
+  statuses = controller_->GetStatus("eu", "b");
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(statuses[0].health(), v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(statuses[0].applied_commit(), commit);
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,64 @@
+#include "controlplane/fleet/status.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gitfleet {
+
+v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleInfo& bundle,
+                               const google::protobuf::Timestamp& committed_time,
+                               const google::protobuf::Timestamp& seen_time,
+                               const v1::StatusUpdate* report) {
+  v1::BundleStatus s;
+  s.set_cluster(cluster.name());
+  s.set_bundle(bundle.bundle().name());
+  s.set_desired_revision(bundle.revision());
+  s.set_desired_commit(bundle.commit());
+  *s.mutable_committed_time() = committed_time;
+  *s.mutable_seen_time() = seen_time;
+  s.set_health(v1::HEALTH_STATE_UNKNOWN);
+
+  if (report != nullptr) {
+    s.set_applied_revision(report->applied_revision());
+    // Equal revisions are equal content, whichever commit produced them.
+    s.set_applied_commit(report->applied_revision() == bundle.revision() &&
+                                 !bundle.revision().empty()
+                             ? bundle.commit()
+                             : report->applied_commit());
+    *s.mutable_applied_time() = report->applied_time();
+    s.set_health(report->health() == v1::HEALTH_STATE_UNSPECIFIED ? v1::HEALTH_STATE_UNKNOWN
+                                                                 : report->health());
+    *s.mutable_unhealthy_resources() = report->unhealthy_resources();
+  }
+
+  const bool current = report != nullptr && !bundle.revision().empty() &&
+                       report->applied_revision() == bundle.revision();
+  if (!bundle.error().empty()) {
+    s.set_sync_state(v1::SYNC_STATE_FAILED);
+    s.set_message(absl::StrCat(
+        "render failed at commit ", bundle.error_commit().substr(0, 12), ": ", bundle.error(),
+        bundle.revision().empty()
+            ? ""
+            : absl::StrCat(" (keeping revision ", bundle.revision().substr(0, 12), ")")));
+  } else if (bundle.revision().empty()) {
+    s.set_sync_state(v1::SYNC_STATE_OUT_OF_SYNC);
+    s.set_message("waiting for the first render");
+  } else if (report != nullptr && report->revision() == bundle.revision() &&
+             report->sync_state() != v1::SYNC_STATE_UNSPECIFIED) {
+    s.set_sync_state(report->sync_state());
+    s.set_message(report->message());
+  } else if (current) {
+    s.set_sync_state(v1::SYNC_STATE_SYNCED);
+    s.set_message(report->message());
+  } else {
+    s.set_sync_state(v1::SYNC_STATE_OUT_OF_SYNC);
+    s.set_message(cluster.connected() ? "update sent, waiting for the agent"
+                                      : "agent disconnected");
+  }
+  if (!cluster.connected() && s.sync_state() != v1::SYNC_STATE_FAILED &&
+      s.message().empty()) {
+    s.set_message("agent disconnected; status as last reported");
+  }
+  return s;
+}
+
+}  // namespace gitfleet
