@@ -1,0 +1,93 @@
+#include "controlplane/api/admin_service.h"
+
+#include "common/grpc_status.h"
+
+namespace gitfleet {
+namespace {
+
+// Finishes a unary call with `status`.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
+                               const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                absl::StatusOr<T> result, T* response) {
+  if (result.ok()) *response = *std::move(result);
+  return Done(context, result.status());
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContext* context,
+                                                      const v1::AddSourceRequest* request,
+                                                      v1::SourceInfo* response) {
+  return Reply(context, controller_->AddSource(request->source(), request->replace()),
+               response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerContext* context,
+                                                        const v1::ListSourcesRequest*,
+                                                        v1::ListSourcesResponse* response) {
+  for (v1::SourceInfo& info : controller_->ListSources()) {
+    *response->add_sources() = std::move(info);
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveSource(grpc::CallbackServerContext* context,
+                                                         const v1::RemoveSourceRequest* request,
+                                                         v1::RemoveSourceResponse*) {
+  return Done(context, controller_->RemoveSource(request->name()));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SyncSource(grpc::CallbackServerContext* context,
+                                                       const v1::SyncSourceRequest* request,
+                                                       v1::SourceInfo* response) {
+  return Reply(context, controller_->SyncSource(request->name()), response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContext* context,
+                                                      const v1::AddBundleRequest* request,
+                                                      v1::BundleInfo* response) {
+  return Reply(context, controller_->AddBundle(request->bundle(), request->replace()),
+               response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerContext* context,
+                                                        const v1::ListBundlesRequest*,
+                                                        v1::ListBundlesResponse* response) {
+  for (v1::BundleInfo& info : controller_->ListBundles()) {
+    *response->add_bundles() = std::move(info);
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveBundle(grpc::CallbackServerContext* context,
+                                                         const v1::RemoveBundleRequest* request,
+                                                         v1::RemoveBundleResponse*) {
+  return Done(context, controller_->RemoveBundle(request->name()));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListClusters(grpc::CallbackServerContext* context,
+                                                         const v1::ListClustersRequest*,
+                                                         v1::ListClustersResponse* response) {
+  for (v1::ClusterInfo& info : controller_->ListClusters()) {
+    *response->add_clusters() = std::move(info);
+  }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContext* context,
+                                                      const v1::GetStatusRequest* request,
+                                                      v1::GetStatusResponse* response) {
+  for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
+    *response->add_statuses() = std::move(status);
+  }
+  return Done(context, absl::OkStatus());
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,53 @@
+#ifndef GITFLEET_CONTROLPLANE_API_ADMIN_SERVICE_H_
+#define GITFLEET_CONTROLPLANE_API_ADMIN_SERVICE_H_
+
+// The gRPC adapter for the admin API: translates requests into Controller calls and
+// absl::Status into grpc::Status. No domain logic lives here.
+//
+//   AdminServiceImpl admin(&controller);
+//   builder.RegisterService(&admin);
+
+#include "controlplane/fleet/controller.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+
+namespace gitfleet {
+
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
+ public:
+  explicit AdminServiceImpl(Controller* controller) : controller_(controller) {}
+
+  grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
+                                      const v1::AddSourceRequest* request,
+                                      v1::SourceInfo* response) override;
+  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* context,
+                                        const v1::ListSourcesRequest* request,
+                                        v1::ListSourcesResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveSource(grpc::CallbackServerContext* context,
+                                         const v1::RemoveSourceRequest* request,
+                                         v1::RemoveSourceResponse* response) override;
+  grpc::ServerUnaryReactor* SyncSource(grpc::CallbackServerContext* context,
+                                       const v1::SyncSourceRequest* request,
+                                       v1::SourceInfo* response) override;
+  grpc::ServerUnaryReactor* AddBundle(grpc::CallbackServerContext* context,
+                                      const v1::AddBundleRequest* request,
+                                      v1::BundleInfo* response) override;
+  grpc::ServerUnaryReactor* ListBundles(grpc::CallbackServerContext* context,
+                                        const v1::ListBundlesRequest* request,
+                                        v1::ListBundlesResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveBundle(grpc::CallbackServerContext* context,
+                                         const v1::RemoveBundleRequest* request,
+                                         v1::RemoveBundleResponse* response) override;
+  grpc::ServerUnaryReactor* ListClusters(grpc::CallbackServerContext* context,
+                                         const v1::ListClustersRequest* request,
+                                         v1::ListClustersResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) override;
+
+ private:
+  Controller* const controller_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_API_ADMIN_SERVICE_H_

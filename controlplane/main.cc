@@ -1,0 +1,140 @@
+// gitfleet-controlplane: tracks Git sources, renders bundles and streams them to agents.
+// Wiring only: every component lives in its own package.
+
+#include <signal.h>
+
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "common/metrics/http_server.h"
+#include "common/tls.h"
+#include "controlplane/api/admin_service.h"
+#include "controlplane/distribute/agent_service.h"
+#include "controlplane/fleet/controller.h"
+#include "controlplane/metrics.h"
+#include "controlplane/source/git_repository.h"
+#include "controlplane/store/store.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+ABSL_FLAG(std::string, grpc, "127.0.0.1:7070", "Address for the agent and admin gRPC APIs.");
+ABSL_FLAG(std::string, http, "127.0.0.1:7071", "Address for /metrics, /healthz and /readyz.");
+ABSL_FLAG(std::string, data_dir, "", "Directory for the store and Git caches (required).");
+ABSL_FLAG(std::string, agent_tokens, "",
+          "File of 'cluster token' lines; without it every agent is accepted.");
+ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
+ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
+ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
+ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
+ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
+ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+namespace gitfleet {
+namespace {
+
+absl::Notification* g_shutdown = nullptr;
+
+void OnSignal(int) {
+  if (g_shutdown != nullptr && !g_shutdown->HasBeenNotified()) g_shutdown->Notify();
+}
+
+int Fail(const absl::Status& status) {
+  GF_LOG(ERROR) << status.message();
+  return 2;
+}
+
+int Main() {
+  if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) return Fail(absl::InvalidArgumentError("--data-dir is required"));
+  if (absl::GetFlag(FLAGS_poll_interval_seconds) < 1) {
+    return Fail(absl::InvalidArgumentError("--poll-interval-seconds must be at least 1"));
+  }
+
+  std::unique_ptr<AgentTokens> tokens;
+  if (absl::GetFlag(FLAGS_agent_tokens).empty()) {
+    tokens = AgentTokens::AllowAll();
+    GF_LOG(WARNING) << "no --agent-tokens: accepting every agent";
+  } else {
+    absl::StatusOr<std::unique_ptr<AgentTokens>> loaded =
+        AgentTokens::Load(absl::GetFlag(FLAGS_agent_tokens));
+    if (!loaded.ok()) return Fail(loaded.status());
+    tokens = *std::move(loaded);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials({absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                             absl::GetFlag(FLAGS_tls_ca)});
+  if (!credentials.ok()) return Fail(credentials.status());
+
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(absl::StrCat(data_dir, "/gitfleet.db"));
+  if (!store.ok()) return Fail(store.status());
+
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(absl::StrCat(data_dir, "/git"));
+  Hub hub(store->get(), metrics);
+  if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
+  ControllerOptions options;
+  options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
+  options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
+  options.render_limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
+  Controller controller(store->get(), repos.get(), &hub, metrics, options);
+  if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
+
+  AgentServiceImpl agent_service(&hub, tokens.get(), metrics);
+  AdminServiceImpl admin_service(&controller);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_grpc), *credentials, &grpc_port);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.RegisterService(&agent_service);
+  builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || grpc_port == 0) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", absl::GetFlag(FLAGS_grpc))));
+  }
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, [] { return std::string(); });
+  if (!http.ok()) return Fail(http.status());
+
+  controller.Start();
+  GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port
+               << ", HTTP on port " << (*http)->port() << ", data in " << data_dir;
+
+  absl::Notification shutdown;
+  g_shutdown = &shutdown;
+  signal(SIGTERM, OnSignal);
+  signal(SIGINT, OnSignal);
+  shutdown.WaitForNotification();
+  GF_LOG(INFO) << "shutting down";
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "gitfleet-controlplane --grpc=ADDR --http=ADDR --data-dir=DIR [--agent-tokens=FILE]");
+  std::vector<char*> args = gitfleet::NormalizeFlagNames(argc, argv);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return gitfleet::Main();
+}
