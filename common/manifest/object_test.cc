@@ -76,6 +76,29 @@ TEST(ParseManifestsTest, MissingKindAndApiVersion) {
                        HasSubstr("not a mapping")));
 }
 
+TEST(ParseManifestsTest, CanonicalYamlKeepsStringsStringsAndIsBlockStyle) {
+  auto objects = ParseManifests(
+      "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"x\"},"
+      " \"data\": {\"port\": \"8080\", \"flag\": \"true\", \"count\": 3, \"e\": null}}",
+      "cm.json");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  const std::string& yaml = (*objects)[0].yaml();
+  EXPECT_THAT(yaml, HasSubstr("port: \"8080\""));
+  EXPECT_THAT(yaml, HasSubstr("flag: \"true\""));
+  EXPECT_THAT(yaml, HasSubstr("count: 3\n"));
+  EXPECT_THAT(yaml, HasSubstr("metadata:\n  name: x\n"));
+  EXPECT_THAT(yaml, HasSubstr("apiVersion: v1\n"));
+  auto quoted = ParseManifests("apiVersion: 'v1'\nkind: \"ConfigMap\"\nmetadata: {name: x}\n"
+                               "data: {port: '8080', flag: 'true', count: 3, e: null}\n", "q.yaml");
+  ASSERT_TRUE(quoted.ok());
+  EXPECT_EQ((*quoted)[0].content_hash(), (*objects)[0].content_hash())
+      << "the same object in JSON and YAML hashes the same";
+  // Round trip: parsing the canonical form gives the same canonical form.
+  auto again = ParseManifests(yaml, "again.yaml");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].yaml(), yaml);
+}
+
 TEST(ObjectSetTest, DuplicateKeyNamesBothOrigins) {
   ObjectSet set;
   auto a = MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "a");

@@ -1,0 +1,65 @@
+#ifndef GITFLEET_AGENT_APPLY_APPLIER_H_
+#define GITFLEET_AGENT_APPLY_APPLIER_H_
+
+// The apply seam: puts objects into a cluster (or a directory), removes them, and
+// reads back whether they still match and how healthy they are.
+//
+//   DirectoryApplier applier("/var/lib/gitfleet/out");
+//   GF_RETURN_IF_ERROR(applier.Apply(object, {"web", ""}));
+//
+// Implementations are thread-safe.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/file_system.h"
+#include "proto/gitfleet/v1/types.pb.h"
+
+namespace gitfleet {
+
+struct ApplyContext {
+  std::string bundle;
+  std::string target_namespace;
+};
+
+class Applier {
+ public:
+  virtual ~Applier() = default;
+  virtual const char* name() const = 0;
+  // Creates or updates the live object to match `object`.
+  virtual absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) = 0;
+  // Deletes the live object; OK when it is already gone.
+  virtual absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) = 0;
+  // Whether the live object still matches `object` as applied (false when missing).
+  virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
+                                      const ApplyContext& context) = 0;
+  // The live object's health in the status model's words.
+  virtual v1::ResourceHealth Health(const v1::ManifestObject& object,
+                                    const ApplyContext& context) = 0;
+};
+
+// One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written
+// atomically. Objects are Healthy once their file exists.
+class DirectoryApplier : public Applier {
+ public:
+  DirectoryApplier(std::string dir, FileSystem* fs) : dir_(std::move(dir)), fs_(fs) {}
+  const char* name() const override { return "directory"; }
+  absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) override;
+  absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
+                              const ApplyContext& context) override;
+  v1::ResourceHealth Health(const v1::ManifestObject& object,
+                            const ApplyContext& context) override;
+
+  // The file for `key`, or InvalidArgument when a part would escape the directory.
+  absl::StatusOr<std::string> PathFor(const v1::ObjectKey& key) const;
+
+ private:
+  const std::string dir_;
+  FileSystem* const fs_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_APPLY_APPLIER_H_

@@ -1,0 +1,72 @@
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "agent/apply/applier.h"
+#include "common/manifest/object.h"
+
+namespace gitfleet {
+namespace {
+
+// Kubernetes names are DNS subdomains; anything else could escape the directory.
+bool SafePart(const std::string& part) {
+  if (part.empty() || part == "." || part == ".." || part.size() > 253) return false;
+  for (char c : part) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '.' && c != '_' && c != ':') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> DirectoryApplier::PathFor(const v1::ObjectKey& key) const {
+  const std::string& ns = key.namespace_().empty() ? "_cluster" : key.namespace_();
+  for (const std::string* part : {&ns, &key.kind(), &key.name()}) {
+    if (!SafePart(*part)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          KeyDisplay(key), ": \"", *part, "\" is not a valid Kubernetes name"));
+    }
+  }
+  return absl::StrCat(dir_, "/", ns, "/", key.kind(), "/", key.name(), ".yaml");
+}
+
+absl::Status DirectoryApplier::Apply(const v1::ManifestObject& object, const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathFor(object.key());
+  if (!path.ok()) return path.status();
+  return fs_->WriteFileAtomically(*path, object.yaml());
+}
+
+absl::Status DirectoryApplier::Delete(const v1::ObjectKey& key, const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathFor(key);
+  if (!path.ok()) return path.status();
+  return fs_->DeleteFile(*path, dir_);
+}
+
+absl::StatusOr<bool> DirectoryApplier::InSync(const v1::ManifestObject& object,
+                                              const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathFor(object.key());
+  if (!path.ok()) return path.status();
+  absl::StatusOr<std::string> live = fs_->ReadFile(*path);
+  if (absl::IsNotFound(live.status())) return false;
+  if (!live.ok()) return live.status();
+  return *live == object.yaml();
+}
+
+v1::ResourceHealth DirectoryApplier::Health(const v1::ManifestObject& object,
+                                            const ApplyContext& context) {
+  v1::ResourceHealth health;
+  *health.mutable_key() = object.key();
+  absl::StatusOr<bool> in_sync = InSync(object, context);
+  if (!in_sync.ok()) {
+    health.set_health(v1::HEALTH_STATE_UNKNOWN);
+    health.set_message(std::string(in_sync.status().message()));
+  } else if (!*in_sync) {
+    absl::StatusOr<std::string> path = PathFor(object.key());
+    bool exists = path.ok() && fs_->ReadFile(*path).ok();
+    health.set_health(exists ? v1::HEALTH_STATE_DEGRADED : v1::HEALTH_STATE_MISSING);
+    health.set_message(exists ? "file differs from the desired object" : "file is missing");
+  } else {
+    health.set_health(v1::HEALTH_STATE_HEALTHY);
+  }
+  return health;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,354 @@
+#include "agent/apply/reconciler.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "agent/health/health.h"
+#include "common/logging.h"
+#include "common/manifest/object.h"
+#include "common/proto_time.h"
+
+namespace gitfleet {
+namespace {
+
+std::unique_ptr<Backoff> NewBackoff() {
+  return std::make_unique<Backoff>(absl::Seconds(1), absl::Minutes(5));
+}
+
+ObjectSet ToSet(const v1::RevisionRecord& record) {
+  ObjectSet set;
+  for (const v1::ManifestObject& object : record.objects()) set.Put(object);
+  return set;
+}
+
+bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
+  v1::StatusUpdate x = a, y = b;
+  x.clear_applied_time();
+  y.clear_applied_time();
+  return x.SerializeAsString() == y.SerializeAsString();
+}
+
+}  // namespace
+
+Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics)
+    : applier_(applier), state_(state), metrics_(metrics) {}
+
+absl::Status Reconciler::Load() {
+  absl::StatusOr<std::map<std::string, v1::AgentBundleRecord>> records = state_->LoadAll();
+  if (!records.ok()) return records.status();
+  for (auto& [name, record] : *records) {
+    Bundle& bundle = bundles_[name];
+    bundle.record = std::move(record);
+    bundle.backoff = NewBackoff();
+    v1::StatusUpdate& status = bundle.status;
+    status.set_bundle(name);
+    status.set_revision(bundle.record.desired().revision());
+    status.set_commit(bundle.record.desired().commit());
+    status.set_applied_revision(bundle.record.applied_revision());
+    status.set_applied_commit(bundle.record.applied_commit());
+    *status.mutable_applied_time() = bundle.record.applied_time();
+    status.set_sync_state(bundle.record.last_status().sync_state());
+    status.set_health(bundle.record.last_status().health());
+    status.set_message(bundle.record.last_status().message());
+  }
+  GF_LOG(INFO) << "state: " << bundles_.size() << " bundles held";
+  UpdateBundleGauges();
+  return absl::OkStatus();
+}
+
+std::vector<v1::HeldRevision> Reconciler::Held() const {
+  std::vector<v1::HeldRevision> out;
+  for (const auto& [name, bundle] : bundles_) {
+    if (bundle.record.desired().revision().empty()) continue;
+    v1::HeldRevision held;
+    held.set_bundle(name);
+    held.set_revision(bundle.record.desired().revision());
+    out.push_back(held);
+  }
+  return out;
+}
+
+Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
+  Outcome outcome;
+  outcome.ack.set_bundle(update.bundle());
+  outcome.ack.set_revision(update.revision());
+  auto need_full = [&](const std::string& why) {
+    GF_LOG(INFO) << "bundle " << update.bundle() << ": asking for the whole set (" << why << ")";
+    outcome.ack.set_need_full(true);
+    outcome.ack.set_message(why);
+    return outcome;
+  };
+
+  auto it = bundles_.find(update.bundle());
+  ObjectSet desired;
+  if (update.base_revision().empty()) {
+    metrics_.updates_received.Add({{"kind", "full"}}).Increment();
+  } else {
+    metrics_.updates_received.Add({{"kind", "delta"}}).Increment();
+    if (it == bundles_.end() || it->second.record.desired().revision() != update.base_revision()) {
+      return need_full("base revision not held");
+    }
+    desired = ToSet(it->second.record.desired());
+  }
+  for (const v1::ManifestObject& object : update.upserts()) desired.Put(object);
+  for (const v1::ObjectKey& key : update.removed()) desired.Remove(KeyString(key));
+  if (static_cast<int>(desired.size()) != update.object_count() ||
+      ComputeRevision(desired, update.sync(), update.target_namespace()) != update.revision()) {
+    if (!update.base_revision().empty()) return need_full("reconstructed set does not match");
+    outcome.ack.set_ok(false);
+    outcome.ack.set_message("update does not match its revision");
+    return outcome;
+  }
+
+  if (it == bundles_.end()) {
+    it = bundles_.emplace(update.bundle(), Bundle()).first;
+    it->second.record.set_bundle(update.bundle());
+    it->second.backoff = NewBackoff();
+  }
+  Bundle& bundle = it->second;
+  v1::RevisionRecord& record = *bundle.record.mutable_desired();
+  record.Clear();
+  record.set_bundle(update.bundle());
+  record.set_revision(update.revision());
+  record.set_commit(update.commit());
+  *record.mutable_committed_time() = update.committed_time();
+  *record.mutable_sync() = update.sync();
+  record.set_target_namespace(update.target_namespace());
+  for (const auto& [key, object] : desired.objects()) *record.add_objects() = object;
+  bundle.backoff->Reset();
+  bundle.next_retry = absl::InfinitePast();
+
+  std::vector<v1::ObjectError> errors;
+  bool changed = ApplyDesired(bundle, /*check_drift=*/false, &errors);
+  outcome.ack.set_ok(errors.empty());
+  for (v1::ObjectError& error : errors) *outcome.ack.add_errors() = std::move(error);
+  if (!errors.empty()) outcome.ack.set_message(bundle.status.message());
+  if (changed) outcome.status = bundle.status;
+  return outcome;
+}
+
+bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
+                              std::vector<v1::ObjectError>* errors) {
+  absl::Time start = absl::Now();
+  v1::AgentBundleRecord& record = bundle.record;
+  const v1::RevisionRecord& desired = record.desired();
+  ApplyContext context{desired.bundle(), desired.target_namespace()};
+
+  // Record the intent first: a crash from here on leaves every key we may create in
+  // the inventory, so it is pruned later if it leaves the bundle.
+  std::map<std::string, v1::ObjectKey> inventory;
+  for (const v1::ObjectKey& key : record.inventory()) inventory[KeyString(key)] = key;
+  for (const v1::ManifestObject& object : desired.objects()) {
+    inventory[KeyString(object.key())] = object.key();
+  }
+  record.clear_inventory();
+  for (const auto& [k, key] : inventory) *record.add_inventory() = key;
+  absl::Status saved = state_->Save(record);
+  if (!saved.ok()) {
+    v1::ObjectError error;
+    error.set_message(absl::StrCat("cannot record state: ", saved.message()));
+    errors->push_back(error);
+    v1::StatusUpdate status = bundle.status;
+    status.set_bundle(desired.bundle());
+    status.set_revision(desired.revision());
+    status.set_commit(desired.commit());
+    status.set_sync_state(v1::SYNC_STATE_FAILED);
+    status.set_message(error.message());
+    bundle.next_retry = absl::Now() + bundle.backoff->Next();
+    return SetStatus(bundle, status);
+  }
+
+  int applied = 0, unchanged = 0, drifted = 0;
+  std::set<std::string> desired_keys;
+  for (const v1::ManifestObject& object : desired.objects()) {
+    std::string key = KeyString(object.key());
+    desired_keys.insert(key);
+    auto previous = record.applied_hashes().find(key);
+    bool already = previous != record.applied_hashes().end() &&
+                   previous->second == object.content_hash();
+    if (already && check_drift) {
+      absl::StatusOr<bool> in_sync = applier_->InSync(object, context);
+      if (in_sync.ok() && *in_sync) {
+        ++unchanged;
+        continue;
+      }
+      if (in_sync.ok() && !desired.sync().self_heal()) {
+        ++drifted;  // reported, not corrected
+        continue;
+      }
+      if (in_sync.ok()) {
+        ++drifted;
+        ++bundle.drift_corrections;
+        metrics_.drift_corrections.Increment();
+        GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << KeyDisplay(object.key())
+                     << " drifted; re-applying";
+      }
+    } else if (already) {
+      ++unchanged;
+      continue;
+    }
+    absl::Status status = applier_->Apply(object, context);
+    metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
+    if (status.ok()) {
+      (*record.mutable_applied_hashes())[key] = object.content_hash();
+      ++applied;
+    } else {
+      v1::ObjectError error;
+      *error.mutable_key() = object.key();
+      error.set_message(std::string(status.message()));
+      errors->push_back(std::move(error));
+    }
+  }
+  metrics_.objects_unchanged.Increment(unchanged);
+
+  // Prune what left the bundle. Without prune, gitfleet just stops managing it.
+  int pruned = 0;
+  std::vector<v1::ObjectKey> kept_inventory;
+  for (const v1::ObjectKey& key : record.inventory()) {
+    std::string k = KeyString(key);
+    if (desired_keys.count(k) > 0) {
+      kept_inventory.push_back(key);
+      continue;
+    }
+    if (desired.sync().prune()) {
+      absl::Status status = applier_->Delete(key, context);
+      metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
+      if (!status.ok()) {
+        v1::ObjectError error;
+        *error.mutable_key() = key;
+        error.set_message(absl::StrCat("prune: ", status.message()));
+        errors->push_back(std::move(error));
+        kept_inventory.push_back(key);
+        continue;
+      }
+      ++pruned;
+    }
+    record.mutable_applied_hashes()->erase(k);
+  }
+  record.clear_inventory();
+  for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
+
+  HealthSummary health;
+  for (const v1::ManifestObject& object : desired.objects()) {
+    health.Add(applier_->Health(object, context));
+  }
+
+  v1::StatusUpdate status;
+  status.set_bundle(desired.bundle());
+  status.set_revision(desired.revision());
+  status.set_commit(desired.commit());
+  status.set_health(health.overall());
+  for (const v1::ResourceHealth& h : health.unhealthy()) *status.add_unhealthy_resources() = h;
+  status.set_drift_corrections(bundle.drift_corrections);
+  if (errors->empty()) {
+    if (record.applied_revision() != desired.revision()) {
+      record.set_applied_revision(desired.revision());
+      record.set_applied_commit(desired.commit());
+      *record.mutable_applied_time() = ToProtoTime(absl::Now());
+    }
+    bundle.backoff->Reset();
+    bundle.next_retry = absl::InfiniteFuture();
+    status.set_sync_state(drifted > 0 && !desired.sync().self_heal() ? v1::SYNC_STATE_OUT_OF_SYNC
+                                                                       : v1::SYNC_STATE_SYNCED);
+    if (drifted > 0 && !desired.sync().self_heal()) {
+      status.set_message(absl::StrCat(drifted, " objects drifted (self-heal is off)"));
+    }
+  } else {
+    status.set_sync_state(v1::SYNC_STATE_FAILED);
+    status.set_message(absl::StrCat(errors->size(), " of ", desired.objects_size(),
+                                    " objects failed; first: ",
+                                    (*errors)[0].key().kind().empty()
+                                        ? ""
+                                        : KeyDisplay((*errors)[0].key()) + ": ",
+                                    (*errors)[0].message()));
+    bundle.next_retry = absl::Now() + bundle.backoff->Next();
+  }
+  status.set_applied_revision(record.applied_revision());
+  status.set_applied_commit(record.applied_commit());
+  *status.mutable_applied_time() = record.applied_time();
+  record.mutable_last_status()->set_revision(status.revision());
+  record.mutable_last_status()->set_sync_state(status.sync_state());
+  record.mutable_last_status()->set_health(status.health());
+  record.mutable_last_status()->set_message(status.message());
+  saved = state_->Save(record);
+  if (!saved.ok()) GF_LOG(ERROR) << "cannot record applied state: " << saved;
+
+  metrics_.apply_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (applied > 0 || pruned > 0 || !errors->empty()) {
+    GF_LOG(INFO) << "bundle " << desired.bundle() << " revision "
+                 << desired.revision().substr(0, 12) << ": applied " << applied << ", pruned "
+                 << pruned << ", unchanged " << unchanged << ", failed " << errors->size();
+  }
+  return SetStatus(bundle, status);
+}
+
+bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {
+  bool changed = !StatusEquals(bundle.status, status);
+  bundle.status = std::move(status);
+  UpdateBundleGauges();
+  return changed;
+}
+
+void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
+  metrics_.updates_received.Add({{"kind", "removal"}}).Increment();
+  auto it = bundles_.find(removal.bundle());
+  if (it == bundles_.end()) return;
+  const v1::AgentBundleRecord& record = it->second.record;
+  ApplyContext context{removal.bundle(), record.desired().target_namespace()};
+  int pruned = 0;
+  if (record.desired().sync().prune()) {
+    for (const v1::ObjectKey& key : record.inventory()) {
+      absl::Status status = applier_->Delete(key, context);
+      metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
+      if (status.ok()) {
+        ++pruned;
+      } else {
+        GF_LOG(WARNING) << "bundle " << removal.bundle() << ": cannot prune "
+                        << KeyDisplay(key) << ": " << status.message();
+      }
+    }
+  }
+  absl::Status deleted = state_->Delete(removal.bundle());
+  if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+  GF_LOG(INFO) << "bundle " << removal.bundle() << " no longer targets this cluster; pruned "
+               << pruned << " objects";
+  bundles_.erase(it);
+  UpdateBundleGauges();
+}
+
+std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
+  std::vector<v1::StatusUpdate> changed;
+  absl::Time now = absl::Now();
+  for (auto& [name, bundle] : bundles_) {
+    if (bundle.record.desired().revision().empty()) continue;
+    bool failed = bundle.record.applied_revision() != bundle.record.desired().revision();
+    if (failed && now < bundle.next_retry) continue;
+    if (!failed && !check_drift) continue;
+    std::vector<v1::ObjectError> errors;
+    if (ApplyDesired(bundle, /*check_drift=*/!failed || check_drift, &errors)) {
+      changed.push_back(bundle.status);
+    }
+  }
+  return changed;
+}
+
+std::vector<v1::StatusUpdate> Reconciler::AllStatuses() const {
+  std::vector<v1::StatusUpdate> out;
+  for (const auto& [name, bundle] : bundles_) {
+    if (!bundle.status.bundle().empty()) out.push_back(bundle.status);
+  }
+  return out;
+}
+
+void Reconciler::UpdateBundleGauges() {
+  std::map<v1::SyncState, int> counts = {{v1::SYNC_STATE_SYNCED, 0},
+                                         {v1::SYNC_STATE_OUT_OF_SYNC, 0},
+                                         {v1::SYNC_STATE_FAILED, 0}};
+  for (const auto& [name, bundle] : bundles_) ++counts[bundle.status.sync_state()];
+  for (const auto& [state, count] : counts) {
+    std::string label = v1::SyncState_Name(state);
+    metrics_.bundles.Add({{"sync_state", label.substr(sizeof("SYNC_STATE_") - 1)}}).Set(count);
+  }
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,78 @@
+#ifndef GITFLEET_AGENT_APPLY_RECONCILER_H_
+#define GITFLEET_AGENT_APPLY_RECONCILER_H_
+
+// Applies each bundle's desired set through an Applier and keeps the durable record.
+//
+// For every update it rebuilds the full desired set (the base it holds plus the delta),
+// checks it against the revision, records the intent (desired set and every key that
+// may exist) before touching the target, applies only objects whose content changed,
+// prunes what left the bundle, and records the result. A failed apply is retried with
+// backoff; drifted objects are re-applied when self-heal is on. Nothing applied is ever
+// removed because of an error.
+//
+//   Reconciler reconciler(&applier, &state, metrics);
+//   GF_RETURN_IF_ERROR(reconciler.Load());
+//   Reconciler::Outcome outcome = reconciler.OnUpdate(update);  // send outcome.ack
+//
+// Not thread-safe: the agent drives it from one thread.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "agent/apply/applier.h"
+#include "agent/metrics.h"
+#include "agent/state/state_store.h"
+#include "common/backoff.h"
+#include "proto/gitfleet/v1/agent.pb.h"
+
+namespace gitfleet {
+
+class Reconciler {
+ public:
+  struct Outcome {
+    v1::Ack ack;
+    std::optional<v1::StatusUpdate> status;  // set when the status changed
+  };
+
+  Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics);
+
+  // Loads the durable record; a bundle that was mid-apply is finished by Resync.
+  absl::Status Load();
+  // The revisions held, for the hello.
+  std::vector<v1::HeldRevision> Held() const;
+  Outcome OnUpdate(const v1::BundleUpdate& update);
+  // Prunes the bundle's objects (when prune is on) and forgets it.
+  void OnRemoval(const v1::BundleRemoval& removal);
+  // Retries failed bundles whose backoff elapsed and, with `check_drift`, re-checks live
+  // objects. Returns the statuses that changed.
+  std::vector<v1::StatusUpdate> Resync(bool check_drift);
+  // The current status of every bundle (sent after each reconnect).
+  std::vector<v1::StatusUpdate> AllStatuses() const;
+
+ private:
+  struct Bundle {
+    v1::AgentBundleRecord record;
+    v1::StatusUpdate status;
+    std::unique_ptr<Backoff> backoff;
+    absl::Time next_retry = absl::InfinitePast();
+    int64_t drift_corrections = 0;
+  };
+
+  // Applies record.desired; fills `errors`; returns whether the status changed.
+  bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
+  bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  void UpdateBundleGauges();
+
+  Applier* const applier_;
+  BundleStateStore* const state_;
+  AgentMetrics& metrics_;
+  std::map<std::string, Bundle> bundles_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_APPLY_RECONCILER_H_

@@ -1,0 +1,173 @@
+#include "agent/apply/reconciler.h"
+
+#include "absl/time/clock.h"
+#include "common/manifest/object.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::ManifestObject Cm(const std::string& name, const std::string& value = "1") {
+  return *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name +
+                         ", namespace: shop}\ndata: {v: \"" + value + "\"}\n",
+                     "test");
+}
+
+// Builds updates the way the control plane does: full or delta against `base`.
+v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects,
+                        const v1::BundleUpdate* base = nullptr, bool self_heal = true) {
+  ObjectSet set;
+  for (const auto& o : objects) set.Put(o);
+  v1::SyncOptions sync;
+  sync.set_prune(true);
+  sync.set_self_heal(self_heal);
+  v1::BundleUpdate update;
+  update.set_bundle("web");
+  update.set_revision(ComputeRevision(set, sync, ""));
+  update.set_commit("c" + update.revision().substr(0, 8));
+  *update.mutable_sync() = sync;
+  update.set_object_count(static_cast<int>(set.size()));
+  if (base == nullptr) {
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = o;
+    return update;
+  }
+  ObjectSet base_set;
+  for (const auto& o : base->upserts()) base_set.Put(o);
+  update.set_base_revision(base->revision());
+  ObjectDelta delta = ComputeDelta(base_set, set);
+  for (const auto* o : delta.upserts) *update.add_upserts() = *o;
+  for (const auto& k : delta.removed) *update.add_removed() = k;
+  return update;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  ReconcilerTest()
+      : faulty_(&fs_),
+        applier_("/out", &faulty_),
+        state_("/state", &faulty_),
+        metrics_(registry_) {
+    Restart();
+  }
+  void Restart() {
+    reconciler_ = std::make_unique<Reconciler>(&applier_, &state_, metrics_);
+    ASSERT_TRUE(reconciler_->Load().ok());
+  }
+  double Applied() { return metrics_.objects_applied.Add({{"result", "ok"}}).Value(); }
+
+  MemoryFileSystem fs_;
+  FaultyFileSystem faulty_;
+  DirectoryApplier applier_;
+  BundleStateStore state_;
+  metrics::Registry registry_;
+  AgentMetrics metrics_;
+  std::unique_ptr<Reconciler> reconciler_;
+};
+
+TEST_F(ReconcilerTest, AppliesFullThenOnlyChangesAndPrunes) {
+  v1::BundleUpdate first = Update({Cm("a"), Cm("b"), Cm("c")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(first);
+  EXPECT_TRUE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(outcome.status->health(), v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(outcome.status->applied_revision(), first.revision());
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml",
+                                                  "shop/ConfigMap/c.yaml"));
+  EXPECT_EQ(Applied(), 3);
+
+  v1::BundleUpdate full_second = Update({Cm("a"), Cm("b", "2")});
+  v1::BundleUpdate second = Update({Cm("a"), Cm("b", "2")}, &first);
+  EXPECT_EQ(second.upserts_size(), 1);
+  EXPECT_EQ(second.removed_size(), 1);
+  outcome = reconciler_->OnUpdate(second);
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  EXPECT_EQ(Applied(), 4) << "only the changed object is written";
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/b.yaml"), HasSubstr("\"2\""));
+
+  // After a restart the agent holds the same revision and resumes from it.
+  Restart();
+  std::vector<v1::HeldRevision> held = reconciler_->Held();
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].revision(), second.revision());
+  v1::BundleUpdate third = Update({Cm("a"), Cm("b", "2"), Cm("d")}, &full_second);
+  outcome = reconciler_->OnUpdate(third);
+  EXPECT_TRUE(outcome.ack.ok());
+  EXPECT_EQ(Applied(), 5) << "unchanged objects are not rewritten after a restart";
+}
+
+TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {
+  v1::BundleUpdate first = Update({Cm("a")});
+  v1::BundleUpdate second = Update({Cm("a"), Cm("b")}, &first);
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(second);
+  EXPECT_TRUE(outcome.ack.need_full());
+  EXPECT_TRUE(fs_.ListFiles("/out")->empty());
+}
+
+TEST_F(ReconcilerTest, FailedObjectNacksKeepsOthersAndRetries) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  faulty_.FailPathsContaining("/out/shop/ConfigMap/b.yaml");
+  v1::BundleUpdate bad = Update({Cm("a", "2"), Cm("b", "2")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(bad);
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_EQ(outcome.ack.errors(0).key().name(), "b");
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(), HasSubstr("ConfigMap shop/b"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("\"2\""));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/b.yaml"), HasSubstr("\"1\""))
+      << "the last applied content stays";
+
+  faulty_.Heal();
+  absl::SleepFor(absl::Milliseconds(1100));  // first retry waits 0.5-1 s
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/b.yaml"), HasSubstr("\"2\""));
+}
+
+TEST_F(ReconcilerTest, SelfHealsDriftAndReportsItWhenOff) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a")})).ack.ok());
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(true);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
+  EXPECT_EQ(metrics_.drift_corrections.Value(), 1);
+  ASSERT_EQ(changed.size(), 1u) << "drift count is part of status";
+  EXPECT_EQ(changed[0].drift_corrections(), 1);
+
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("x")}, nullptr, /*self_heal=*/false)).ack.ok());
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/x.yaml", "tampered").ok());
+  changed = reconciler_->Resync(true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+  EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/x.yaml"), "tampered");
+}
+
+TEST_F(ReconcilerTest, RefusesNamesThatEscapeTheDirectory) {
+  v1::ManifestObject evil = *MakeObject(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"../../etc/passwd\"}\n", "t");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a"), evil}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("not a valid Kubernetes name"));
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml"));
+}
+
+TEST_F(ReconcilerTest, RemovalPrunesEverythingAndForgets) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler_->OnRemoval(removal);
+  EXPECT_TRUE(fs_.ListFiles("/out")->empty());
+  EXPECT_TRUE(reconciler_->Held().empty());
+  Restart();
+  EXPECT_TRUE(reconciler_->Held().empty());
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,57 @@
+#include "agent/metrics.h"
+
+namespace gitfleet {
+
+using metrics::BuildCounter;
+using metrics::BuildGauge;
+using metrics::BuildHistogram;
+
+AgentMetrics::AgentMetrics(metrics::Registry& r)
+    : registry(r),
+      connected(BuildGauge()
+                    .Name("gitfleet_agent_connected")
+                    .Help("1 while the stream to the control plane is up.")
+                    .Register(r)
+                    .Add({})),
+      connects(BuildCounter()
+                   .Name("gitfleet_agent_connects_total")
+                   .Help("Stream attempts to the control plane, by result.")
+                   .LabelNames({"result"})
+                   .Register(r)),
+      updates_received(BuildCounter()
+                           .Name("gitfleet_agent_updates_received_total")
+                           .Help("Bundle updates received, by kind.")
+                           .LabelNames({"kind"})
+                           .Register(r)),
+      objects_applied(BuildCounter()
+                          .Name("gitfleet_agent_objects_applied_total")
+                          .Help("Objects written to the target, by result.")
+                          .LabelNames({"result"})
+                          .Register(r)),
+      objects_pruned(BuildCounter()
+                         .Name("gitfleet_agent_objects_pruned_total")
+                         .Help("Objects deleted because they left their bundle, by result.")
+                         .LabelNames({"result"})
+                         .Register(r)),
+      objects_unchanged(BuildCounter()
+                            .Name("gitfleet_agent_objects_unchanged_total")
+                            .Help("Objects skipped because they were already applied.")
+                            .Register(r)
+                            .Add({})),
+      drift_corrections(BuildCounter()
+                            .Name("gitfleet_agent_drift_corrections_total")
+                            .Help("Live objects re-applied because they drifted.")
+                            .Register(r)
+                            .Add({})),
+      apply_seconds(BuildHistogram()
+                        .Name("gitfleet_agent_apply_duration_seconds")
+                        .Help("Time to apply one bundle revision.")
+                        .Register(r)
+                        .Add({}, metrics::ExponentialBuckets(0.001, 2, 16))),
+      bundles(BuildGauge()
+                  .Name("gitfleet_agent_bundles")
+                  .Help("Bundles held, by sync state.")
+                  .LabelNames({"sync_state"})
+                  .Register(r)) {}
+
+}  // namespace gitfleet

@@ -1,0 +1,27 @@
+#ifndef GITFLEET_AGENT_METRICS_H_
+#define GITFLEET_AGENT_METRICS_H_
+
+// Every metric the agent exports, declared in one place.
+
+#include "common/metrics/metrics.h"
+
+namespace gitfleet {
+
+struct AgentMetrics {
+  explicit AgentMetrics(metrics::Registry& registry);
+
+  metrics::Registry& registry;
+  metrics::Gauge& connected;
+  metrics::Family<metrics::Counter>& connects;  // result=ok|error
+  metrics::Family<metrics::Counter>& updates_received;  // kind=full|delta|removal
+  metrics::Family<metrics::Counter>& objects_applied;  // result=ok|error
+  metrics::Family<metrics::Counter>& objects_pruned;  // result=ok|error
+  metrics::Counter& objects_unchanged;
+  metrics::Counter& drift_corrections;
+  metrics::Histogram& apply_seconds;
+  metrics::Family<metrics::Gauge>& bundles;  // sync_state
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_METRICS_H_
