@@ -1,0 +1,94 @@
+#include "agent/agent.h"
+
+#include "common/logging.h"
+
+namespace gitfleet {
+
+Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
+             Options options, AgentMetrics& metrics)
+    : reconciler_(reconciler), options_(std::move(options)), metrics_(metrics) {
+  RefreshHeld();
+  ControlPlaneClient::Callbacks callbacks;
+  callbacks.hello = [this] { return BuildHello(); };
+  callbacks.on_message = [this](const v1::ControlMessage& message) { Enqueue(message); };
+  callbacks.on_connected = [this] {
+    metrics_.connected.Set(1);
+    GF_LOG(INFO) << "connected to the control plane as cluster " << options_.cluster;
+    Enqueue(Connected{});
+  };
+  callbacks.on_disconnected = [](const absl::Status&) {};
+  client_ = std::make_unique<ControlPlaneClient>(std::move(client_options),
+                                                 std::move(callbacks), metrics);
+}
+
+v1::Hello Agent::BuildHello() {
+  v1::Hello hello;
+  hello.set_cluster(options_.cluster);
+  hello.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  hello.set_agent_version(options_.version);
+  absl::MutexLock lock(&mu_);
+  for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
+  return hello;
+}
+
+void Agent::RefreshHeld() {
+  std::vector<v1::HeldRevision> held = reconciler_->Held();
+  absl::MutexLock lock(&mu_);
+  held_ = std::move(held);
+}
+
+void Agent::Enqueue(Event event) {
+  absl::MutexLock lock(&mu_);
+  events_.push_back(std::move(event));
+}
+
+void Agent::SendStatus(const v1::StatusUpdate& status) {
+  v1::AgentMessage message;
+  *message.mutable_status() = status;
+  client_->Send(message);
+}
+
+void Agent::Handle(const Event& event) {
+  if (std::holds_alternative<Connected>(event)) {
+    // The control plane may have missed changes while we were apart.
+    for (const v1::StatusUpdate& status : reconciler_->AllStatuses()) SendStatus(status);
+    return;
+  }
+  const v1::ControlMessage& message = std::get<v1::ControlMessage>(event);
+  if (message.has_update()) {
+    Reconciler::Outcome outcome = reconciler_->OnUpdate(message.update());
+    v1::AgentMessage ack;
+    *ack.mutable_ack() = outcome.ack;
+    client_->Send(ack);
+    if (outcome.status.has_value()) SendStatus(*outcome.status);
+  } else if (message.has_removal()) {
+    reconciler_->OnRemoval(message.removal());
+  }
+  RefreshHeld();
+}
+
+void Agent::Run(absl::Notification* stop) {
+  client_->Start();
+  // Finish anything a crash interrupted before taking new work.
+  for (const v1::StatusUpdate& status : reconciler_->Resync(/*check_drift=*/true)) {
+    SendStatus(status);
+  }
+  absl::Time next_drift_check = absl::Now() + options_.resync_interval;
+  while (!stop->HasBeenNotified()) {
+    std::deque<Event> events;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty(); };
+      // Wake at least every second: failed bundles retry on their own backoff.
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+      events.swap(events_);
+    }
+    for (const Event& event : events) Handle(event);
+    bool check_drift = absl::Now() >= next_drift_check;
+    if (check_drift) next_drift_check = absl::Now() + options_.resync_interval;
+    for (const v1::StatusUpdate& status : reconciler_->Resync(check_drift)) SendStatus(status);
+  }
+  client_->Stop();
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,66 @@
+#ifndef GITFLEET_AGENT_AGENT_H_
+#define GITFLEET_AGENT_AGENT_H_
+
+// The agent's one worker: takes messages from the control plane, drives the reconciler,
+// answers with acks and status changes, and re-checks its bundles on a timer so the
+// last desired state stays applied while the control plane is away.
+//
+//   Agent agent(&reconciler, client_options, hello_identity, metrics, options);
+//   agent.Run(&stop);  // returns after stop is notified
+//
+// Thread-safe: Run owns the reconciler; client callbacks only enqueue events.
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "agent/apply/reconciler.h"
+#include "agent/client/controlplane_client.h"
+#include "agent/metrics.h"
+
+namespace gitfleet {
+
+class Agent {
+ public:
+  struct Options {
+    std::string cluster;
+    std::map<std::string, std::string> labels;
+    std::string version = "gitfleet-agent/0.1";
+    // How often to retry failed bundles and check live objects for drift.
+    absl::Duration resync_interval = absl::Seconds(30);
+  };
+
+  Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
+        AgentMetrics& metrics);
+
+  // Serves until `stop` is notified.
+  void Run(absl::Notification* stop);
+
+ private:
+  struct Connected {};
+  using Event = std::variant<v1::ControlMessage, Connected>;
+
+  void Enqueue(Event event);
+  void Handle(const Event& event);
+  void SendStatus(const v1::StatusUpdate& status);
+  v1::Hello BuildHello();
+  void RefreshHeld();
+
+  Reconciler* const reconciler_;
+  const Options options_;
+  AgentMetrics& metrics_;
+  std::unique_ptr<ControlPlaneClient> client_;
+
+  absl::Mutex mu_;
+  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_AGENT_H_

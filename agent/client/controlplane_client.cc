@@ -1,0 +1,178 @@
+#include "agent/client/controlplane_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/backoff.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+
+namespace gitfleet {
+
+// One stream attempt. At most one write is in flight; the rest wait in order.
+class ControlPlaneClient::Stream
+    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+ public:
+  explicit Stream(const Callbacks& callbacks) : callbacks_(callbacks) {}
+
+  void Start(v1::AgentService::Stub* stub, const std::string& token, const v1::Hello& hello) {
+    if (!token.empty()) context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    stub->async()->Connect(&context_, this);
+    v1::AgentMessage message;
+    *message.mutable_hello() = hello;
+    Enqueue(message);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  bool Enqueue(const v1::AgentMessage& message) {
+    absl::MutexLock lock(&mu_);
+    if (done_) return false;
+    queue_.push_back(message);
+    if (!writing_) WriteNextLocked();
+    return true;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  // Blocks until the stream is over; returns why.
+  absl::Status Await() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return status_;
+  }
+
+  bool welcomed() {
+    absl::MutexLock lock(&mu_);
+    return welcomed_;
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the status
+    if (in_.has_welcome()) {
+      {
+        absl::MutexLock lock(&mu_);
+        welcomed_ = true;
+      }
+      callbacks_.on_connected();
+    } else {
+      callbacks_.on_message(in_);
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (ok && !queue_.empty()) WriteNextLocked();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    status_ = FromGrpcStatus(status);
+    done_ = true;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    out_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  const Callbacks& callbacks_;
+  grpc::ClientContext context_;
+  v1::ControlMessage in_;
+  absl::Mutex mu_;
+  std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
+  v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks,
+                                       AgentMetrics& metrics)
+    : options_(std::move(options)), callbacks_(std::move(callbacks)), metrics_(metrics) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  args.SetMaxSendMessageSize(options_.max_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // We run our own backoff; keep gRPC's reconnect delays short and bounded.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  channel_ = grpc::CreateCustomChannel(options_.target, options_.credentials, args);
+  stub_ = v1::AgentService::NewStub(channel_);
+}
+
+ControlPlaneClient::~ControlPlaneClient() { Stop(); }
+
+void ControlPlaneClient::Start() { thread_ = std::thread([this] { DialLoop(); }); }
+
+void ControlPlaneClient::Stop() {
+  std::shared_ptr<Stream> stream;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    stream = current_;
+  }
+  if (stream != nullptr) stream->Cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool ControlPlaneClient::Send(const v1::AgentMessage& message) {
+  std::shared_ptr<Stream> stream;
+  {
+    absl::MutexLock lock(&mu_);
+    stream = current_;
+  }
+  return stream != nullptr && stream->Enqueue(message);
+}
+
+void ControlPlaneClient::DialLoop() {
+  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  std::string last_error;
+  while (true) {
+    auto stream = std::make_shared<Stream>(callbacks_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      current_ = stream;
+    }
+    absl::Time started = absl::Now();
+    stream->Start(stub_.get(), options_.token, callbacks_.hello());
+    // Wait for the welcome or the end, to count the attempt.
+    absl::Status status = stream->Await();
+    bool welcomed = stream->welcomed();
+    {
+      absl::MutexLock lock(&mu_);
+      current_.reset();
+    }
+    metrics_.connected.Set(0);
+    callbacks_.on_disconnected(status);
+    if (welcomed) {
+      metrics_.connects.Add({{"result", "ok"}}).Increment();
+      if (absl::Now() - started > absl::Seconds(10)) backoff.Reset();
+    } else {
+      metrics_.connects.Add({{"result", "error"}}).Increment();
+    }
+    absl::Duration delay = backoff.Next();
+    std::string error = status.ok() ? "stream closed by the control plane"
+                                    : std::string(status.message());
+    if (status.code() == absl::StatusCode::kUnauthenticated) {
+      GF_LOG(ERROR) << "control plane " << options_.target << " refused this agent: " << error
+                    << " (check --token); retrying in " << delay;
+    } else if (error != last_error || welcomed) {
+      GF_LOG(WARNING) << "stream to control plane " << options_.target << " ended: " << error
+                      << "; retrying in " << delay << " (keeping the last applied state)";
+    }
+    last_error = error;
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay);
+    if (stopping_) return;
+  }
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,74 @@
+#ifndef GITFLEET_AGENT_CLIENT_CONTROLPLANE_CLIENT_H_
+#define GITFLEET_AGENT_CLIENT_CONTROLPLANE_CLIENT_H_
+
+// Holds the agent's one stream to the control plane. The agent always dials out; when
+// the stream ends it redials with exponential backoff and jitter, sending a fresh hello
+// (with the revisions held at that moment) each time.
+//
+//   ControlPlaneClient client(options, callbacks, metrics);
+//   client.Start();
+//   client.Send(ack_message);
+//
+// Thread-safe. Callbacks run on gRPC or dialer threads and must not block.
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/metrics.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/gitfleet/v1/agent.grpc.pb.h"
+
+namespace gitfleet {
+
+class ControlPlaneClient {
+ public:
+  struct Options {
+    std::string target;  // host:port
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
+    std::string token;
+    int max_message_bytes = 64 << 20;
+    absl::Duration min_backoff = absl::Milliseconds(250);
+    absl::Duration max_backoff = absl::Seconds(30);
+  };
+  struct Callbacks {
+    std::function<v1::Hello()> hello;
+    std::function<void(const v1::ControlMessage&)> on_message;
+    std::function<void()> on_connected;  // the control plane welcomed us
+    std::function<void(const absl::Status&)> on_disconnected;
+  };
+
+  ControlPlaneClient(Options options, Callbacks callbacks, AgentMetrics& metrics);
+  ~ControlPlaneClient();  // stops
+
+  void Start();
+  void Stop();
+  // Queues `message` on the current stream. False (and dropped) when there is no
+  // stream: the next hello carries everything the control plane needs.
+  bool Send(const v1::AgentMessage& message);
+
+ private:
+  class Stream;
+  void DialLoop();
+
+  const Options options_;
+  const Callbacks callbacks_;
+  AgentMetrics& metrics_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<Stream> current_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_CLIENT_CONTROLPLANE_CLIENT_H_
