@@ -1,0 +1,484 @@
+#include "cli/cli.h"
+
+#include <iomanip>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "cli/views.pb.h"
+#include "common/grpc_status.h"
+#include "common/manifest/yaml.h"
+#include "common/proto_time.h"
+#include "common/tls.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+
+namespace gitfleet::cli {
+namespace {
+
+constexpr char kUsage[] = R"(usage: gitfleetctl [--server=ADDR] [-o table|json|yaml] COMMAND
+
+commands:
+  source add NAME --url=URL [--ref=main] [--interval=30s] [--replace]
+  source list
+  source remove NAME
+  bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
+             [--prune=true] [--self-heal=true] [--replace]
+  bundle list
+  bundle remove NAME
+  cluster list
+  status [--cluster=NAME] [--bundle=NAME]
+  sync SOURCE            fetch a source now
+
+global flags:
+  --server=ADDR          control plane gRPC address (default 127.0.0.1:7070, or $GITFLEET_SERVER)
+  -o, --output=FORMAT    table (default), json or yaml
+  --timeout=DURATION     per request (default 30s)
+  --tls-ca, --tls-cert, --tls-key   TLS to the control plane
+)";
+
+struct UsageError {
+  std::string message;
+};
+
+// Parsed command line: positional words and --flags (with or without =value).
+class Args {
+ public:
+  static absl::StatusOr<Args> Parse(const std::vector<std::string>& raw) {
+    Args args;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const std::string& a = raw[i];
+      if (a == "-o") {
+        if (i + 1 >= raw.size()) return absl::InvalidArgumentError("-o needs a format");
+        args.flags_["output"] = raw[++i];
+      } else if (absl::StartsWith(a, "-o") && a.size() > 2 && a[2] != '-') {
+        args.flags_["output"] = a.substr(2);
+      } else if (a == "-h" || a == "--help") {
+        args.flags_["help"] = "true";
+      } else if (absl::StartsWith(a, "--")) {
+        size_t eq = a.find('=');
+        std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+        if (name.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag \"", a, "\""));
+        args.flags_[name] = eq == std::string::npos ? "true" : a.substr(eq + 1);
+      } else {
+        args.words_.push_back(a);
+      }
+    }
+    return args;
+  }
+
+  const std::vector<std::string>& words() const { return words_; }
+  std::optional<std::string> Take(const std::string& name) {
+    auto it = flags_.find(name);
+    if (it == flags_.end()) return std::nullopt;
+    std::string value = it->second;
+    flags_.erase(it);
+    return value;
+  }
+  std::string TakeOr(const std::string& name, const std::string& fallback) {
+    return Take(name).value_or(fallback);
+  }
+  absl::StatusOr<bool> TakeBool(const std::string& name, bool fallback) {
+    std::optional<std::string> v = Take(name);
+    if (!v.has_value()) return fallback;
+    if (*v == "true" || *v == "1" || *v == "yes") return true;
+    if (*v == "false" || *v == "0" || *v == "no") return false;
+    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", *v, ": want true or false"));
+  }
+  // Any flag left over was not understood by the command.
+  absl::Status CheckAllUsed() const {
+    if (flags_.empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("unknown flag --", flags_.begin()->first));
+  }
+
+ private:
+  std::vector<std::string> words_;
+  std::map<std::string, std::string> flags_;
+};
+
+std::string Short(const std::string& id) { return id.substr(0, 12); }
+
+std::string FormatTime(const google::protobuf::Timestamp& ts) {
+  absl::Time t = FromProtoTime(ts);
+  if (t == absl::InfinitePast()) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+std::string Words(const std::string& enum_name, const std::string& prefix) {
+  // SYNC_STATE_OUT_OF_SYNC -> OutOfSync
+  std::string name = enum_name.substr(std::min(prefix.size(), enum_name.size()));
+  std::string out;
+  bool upper = true;
+  for (char c : name) {
+    if (c == '_') {
+      upper = true;
+      continue;
+    }
+    out.push_back(upper ? c : static_cast<char>(std::tolower(c)));
+    upper = false;
+  }
+  return out;
+}
+
+StatusRow ToRow(const v1::BundleStatus& s) {
+  StatusRow row;
+  row.set_cluster(s.cluster());
+  row.set_bundle(s.bundle());
+  row.set_sync_state(Words(v1::SyncState_Name(s.sync_state()), "SYNC_STATE_"));
+  row.set_health(Words(v1::HealthState_Name(s.health()), "HEALTH_STATE_"));
+  row.set_desired_commit(s.desired_commit());
+  row.set_applied_commit(s.applied_commit());
+  row.set_revision(s.desired_revision());
+  row.set_applied_revision(s.applied_revision());
+  row.set_message(s.message());
+  for (const v1::ResourceHealth& r : s.unhealthy_resources()) {
+    row.add_unhealthy_resources(absl::StrCat(r.key().kind(), " ",
+                                             r.key().namespace_().empty() ? "" : r.key().namespace_() + "/",
+                                             r.key().name(), ": ",
+                                             Words(v1::HealthState_Name(r.health()), "HEALTH_STATE_"),
+                                             r.message().empty() ? "" : " (" + r.message() + ")"));
+  }
+  row.set_committed_time(FormatTime(s.committed_time()));
+  row.set_seen_time(FormatTime(s.seen_time()));
+  row.set_applied_time(FormatTime(s.applied_time()));
+  return row;
+}
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const {
+    std::vector<size_t> widths;
+    for (const auto& row : rows_) {
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (widths.size() <= i) widths.push_back(0);
+        widths[i] = std::max(widths[i], row[i].size());
+      }
+    }
+    for (const auto& row : rows_) {
+      std::string line;
+      for (size_t i = 0; i < row.size(); ++i) {
+        line += row[i];
+        if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 3, ' ');
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+class Cli {
+ public:
+  Cli(Args args, std::ostream& out, std::ostream& err)
+      : args_(std::move(args)), out_(out), err_(err) {}
+
+  int Run() {
+    if (args_.Take("help").has_value()) {
+      out_ << kUsage;
+      return 0;
+    }
+    if (args_.words().empty()) {
+      err_ << kUsage;
+      return 2;
+    }
+    format_ = args_.TakeOr("output", "table");
+    if (format_ != "table" && format_ != "json" && format_ != "yaml") {
+      return Usage(absl::StrCat("output format \"", format_, "\" is not table, json or yaml"));
+    }
+    const char* env_server = std::getenv("GITFLEET_SERVER");
+    server_ = args_.TakeOr("server", env_server ? env_server : "127.0.0.1:7070");
+    absl::Duration timeout;
+    if (!absl::ParseDuration(args_.TakeOr("timeout", "30s"), &timeout) ||
+        timeout <= absl::ZeroDuration()) {
+      return Usage("--timeout wants a duration such as 30s");
+    }
+    timeout_ = timeout;
+    tls_ = {args_.TakeOr("tls-cert", ""), args_.TakeOr("tls-key", ""), args_.TakeOr("tls-ca", "")};
+
+    const std::vector<std::string>& w = args_.words();
+    std::string noun = w[0];
+    std::string verb = w.size() > 1 ? w[1] : "";
+    if (noun == "source" && verb == "add") return SourceAdd();
+    if (noun == "source" && verb == "list") return SourceList();
+    if (noun == "source" && verb == "remove") return SourceRemove();
+    if (noun == "bundle" && verb == "add") return BundleAdd();
+    if (noun == "bundle" && verb == "list") return BundleList();
+    if (noun == "bundle" && verb == "remove") return BundleRemove();
+    if (noun == "cluster" && verb == "list") return ClusterList();
+    if (noun == "status") return Status();
+    if (noun == "sync") return Sync();
+    return Usage(absl::StrCat("unknown command \"", absl::StrJoin(w, " "), "\""));
+  }
+
+ private:
+  int Usage(const std::string& message) {
+    err_ << "gitfleetctl: " << message << " (see gitfleetctl --help)\n";
+    return 2;
+  }
+
+  // The single positional argument after the command's two words.
+  absl::StatusOr<std::string> Name(size_t position, const char* what) {
+    const std::vector<std::string>& w = args_.words();
+    if (w.size() <= position) return absl::InvalidArgumentError(absl::StrCat("missing ", what));
+    if (w.size() > position + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", w[position + 1], "\""));
+    }
+    return w[position];
+  }
+
+  absl::Status Connect() {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(tls_);
+    if (!creds.ok()) return creds.status();
+    stub_ = v1::AdminService::NewStub(grpc::CreateChannel(server_, *creds));
+    return absl::OkStatus();
+  }
+
+  template <typename Request, typename Response>
+  int Call(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                        Response*),
+           const Request& request, Response* response) {
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    grpc::Status status = ((*stub_).*method)(&context, request, response);
+    if (!status.ok()) {
+      std::string message = status.error_message();
+      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        message = absl::StrCat("cannot reach the control plane at ", server_, ": ", message);
+      }
+      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code())
+           << ": " << message << "\n";
+      return 1;
+    }
+    return 0;
+  }
+
+  int Print(const google::protobuf::Message& message) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    options.add_whitespace = format_ == "json";
+    if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) {
+      err_ << "gitfleetctl: cannot format the response as JSON\n";
+      return 1;
+    }
+    if (format_ == "json") {
+      out_ << json;
+      if (json.empty() || json.back() != '\n') out_ << "\n";
+      return 0;
+    }
+    absl::StatusOr<std::string> yaml = EmitBlockYaml(YAML::Load(json));
+    out_ << (yaml.ok() ? *yaml : json + "\n");
+    return 0;
+  }
+
+  int SourceAdd() {
+    absl::StatusOr<std::string> name = Name(2, "source name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::AddSourceRequest request;
+    v1::Source* source = request.mutable_source();
+    source->set_name(*name);
+    std::optional<std::string> url = args_.Take("url");
+    if (!url.has_value() || url->empty()) return Usage("source add needs --url");
+    source->set_url(*url);
+    source->set_ref(args_.TakeOr("ref", "main"));
+    if (std::optional<std::string> interval = args_.Take("interval")) {
+      absl::Duration d;
+      if (!absl::ParseDuration(*interval, &d) || d < absl::Seconds(1)) {
+        return Usage(absl::StrCat("--interval=", *interval, ": want a duration of at least 1s"));
+      }
+      source->set_poll_interval_seconds(absl::ToInt64Seconds(d));
+    }
+    source->set_credentials_ref(args_.TakeOr("credentials", ""));
+    absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
+    if (!replace.ok()) return Usage(std::string(replace.status().message()));
+    request.set_replace(*replace);
+    v1::SourceInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::AddSource, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    out_ << "source " << info.source().name() << " added";
+    if (!info.commit().empty()) out_ << " (" << info.source().ref() << " at " << Short(info.commit()) << ")";
+    out_ << "\n";
+    if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+    return 0;
+  }
+
+  int SourceList() {
+    if (args_.words().size() > 2) return Usage("source list takes no arguments");
+    v1::ListSourcesResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::ListSources, v1::ListSourcesRequest(), &response);
+        rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    Table table({"NAME", "URL", "REF", "COMMIT", "FETCHED", "ERROR"});
+    for (const v1::SourceInfo& s : response.sources()) {
+      table.Add({s.source().name(), s.source().url(), s.source().ref(), Short(s.commit()),
+                 FormatTime(s.fetched_time()), s.error()});
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int SourceRemove() {
+    absl::StatusOr<std::string> name = Name(2, "source name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RemoveSourceRequest request;
+    request.set_name(*name);
+    v1::RemoveSourceResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::RemoveSource, request, &response); rc != 0) return rc;
+    if (format_ == "table") out_ << "source " << *name << " removed\n";
+    return format_ == "table" ? 0 : Print(response);
+  }
+
+  int BundleAdd() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::AddBundleRequest request;
+    v1::Bundle* bundle = request.mutable_bundle();
+    bundle->set_name(*name);
+    std::optional<std::string> source = args_.Take("source");
+    if (!source.has_value() || source->empty()) return Usage("bundle add needs --source");
+    bundle->set_source(*source);
+    bundle->set_path(args_.TakeOr("path", ""));
+    bundle->set_selector(args_.TakeOr("selector", ""));
+    bundle->set_target_namespace(args_.TakeOr("namespace", ""));
+    bundle->set_engine(args_.TakeOr("engine", ""));
+    absl::StatusOr<bool> prune = args_.TakeBool("prune", true);
+    absl::StatusOr<bool> self_heal = args_.TakeBool("self-heal", true);
+    absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
+    for (const auto* b : {&prune, &self_heal, &replace}) {
+      if (!b->ok()) return Usage(std::string(b->status().message()));
+    }
+    bundle->mutable_sync()->set_prune(*prune);
+    bundle->mutable_sync()->set_self_heal(*self_heal);
+    request.set_replace(*replace);
+    v1::BundleInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    out_ << "bundle " << info.bundle().name() << " added";
+    if (!info.revision().empty()) {
+      out_ << ": " << info.object_count() << " objects at " << Short(info.commit())
+           << ", revision " << Short(info.revision());
+    }
+    out_ << "\n";
+    if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+    return 0;
+  }
+
+  int BundleList() {
+    if (args_.words().size() > 2) return Usage("bundle list takes no arguments");
+    v1::ListBundlesResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &response);
+        rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    Table table({"NAME", "SOURCE", "PATH", "SELECTOR", "CLUSTERS", "OBJECTS", "COMMIT", "REVISION",
+                 "ERROR"});
+    for (const v1::BundleInfo& b : response.bundles()) {
+      table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.bundle().selector(),
+                 absl::StrCat(b.target_clusters()), absl::StrCat(b.object_count()),
+                 Short(b.commit()), Short(b.revision()), b.error()});
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int BundleRemove() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RemoveBundleRequest request;
+    request.set_name(*name);
+    v1::RemoveBundleResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::RemoveBundle, request, &response); rc != 0) return rc;
+    if (format_ == "table") out_ << "bundle " << *name << " removed\n";
+    return format_ == "table" ? 0 : Print(response);
+  }
+
+  int ClusterList() {
+    if (args_.words().size() > 2) return Usage("cluster list takes no arguments");
+    v1::ListClustersResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::ListClusters, v1::ListClustersRequest(), &response);
+        rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    Table table({"NAME", "CONNECTED", "LABELS", "BUNDLES", "LAST SEEN", "VERSION"});
+    for (const v1::ClusterInfo& c : response.clusters()) {
+      std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
+      table.Add({c.name(), c.connected() ? "yes" : "no", absl::StrJoin(labels, ",", absl::PairFormatter("=")),
+                 absl::StrCat(c.bundles()), FormatTime(c.last_seen()), c.agent_version()});
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int Status() {
+    if (args_.words().size() > 1) return Usage("status takes no arguments; use --cluster or --bundle");
+    v1::GetStatusRequest request;
+    request.set_cluster(args_.TakeOr("cluster", ""));
+    request.set_bundle(args_.TakeOr("bundle", ""));
+    v1::GetStatusResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::GetStatus, request, &response); rc != 0) return rc;
+    StatusList list;
+    for (const v1::BundleStatus& s : response.statuses()) *list.add_statuses() = ToRow(s);
+    if (format_ != "table") return Print(list);
+    Table table({"CLUSTER", "BUNDLE", "SYNC", "HEALTH", "DESIRED", "APPLIED", "MESSAGE"});
+    for (const StatusRow& row : list.statuses()) {
+      table.Add({row.cluster(), row.bundle(), row.sync_state(), row.health(),
+                 Short(row.desired_commit()), Short(row.applied_commit()), row.message()});
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int Sync() {
+    absl::StatusOr<std::string> name = Name(1, "source name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::SyncSourceRequest request;
+    request.set_name(*name);
+    v1::SourceInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::SyncSource, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    if (!info.error().empty()) {
+      err_ << "gitfleetctl: source " << *name << ": " << info.error() << "\n";
+      return 1;
+    }
+    out_ << "source " << *name << " at " << Short(info.commit()) << "\n";
+    return 0;
+  }
+
+  Args args_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string format_;
+  std::string server_;
+  absl::Duration timeout_;
+  TlsFiles tls_;
+  std::unique_ptr<v1::AdminService::Stub> stub_;
+};
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<Args> parsed = Args::Parse(args);
+  if (!parsed.ok()) {
+    err << "gitfleetctl: " << parsed.status().message() << " (see gitfleetctl --help)\n";
+    return 2;
+  }
+  return Cli(*std::move(parsed), out, err).Run();
+}
+
+}  // namespace gitfleet::cli

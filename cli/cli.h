@@ -1,0 +1,20 @@
+#ifndef GITFLEET_CLI_CLI_H_
+#define GITFLEET_CLI_CLI_H_
+
+// gitfleetctl: drives a control plane through its admin API.
+//
+//   int code = RunCli({"--server=127.0.0.1:7070", "status", "-o", "json"}, std::cout, std::cerr);
+//
+// Exit codes: 0 success, 1 the control plane refused or failed the request, 2 bad usage.
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace gitfleet::cli {
+
+int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+}  // namespace gitfleet::cli
+
+#endif  // GITFLEET_CLI_CLI_H_
