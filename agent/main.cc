@@ -60,7 +60,8 @@ int Main() {
   }
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
   if (state_dir.empty()) return Fail(absl::InvalidArgumentError("--state-dir is required"));
-  absl::string_view apply = absl::GetFlag(FLAGS_apply);
+  const std::string apply_flag = absl::GetFlag(FLAGS_apply);
+  absl::string_view apply = apply_flag;
   if (!absl::ConsumePrefix(&apply, "directory:") || apply.empty()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--apply=\"", absl::GetFlag(FLAGS_apply),

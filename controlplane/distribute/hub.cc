@@ -70,7 +70,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     if (current != nullptr) {
       std::shared_ptr<const Revision> previous = target.current;
       target.current = current;
-      revisions_[current->id] = current;
+      revisions_[current->key()] = current;
       if (previous != nullptr && previous->id != current->id) {
         // Keep the old revision only while an agent still holds it (deltas start from
         // it); the store keeps it for agents that reconnect later.
@@ -79,7 +79,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
           auto it = agent.held.find(bundle);
           held |= it != agent.held.end() && it->second == previous->id;
         }
-        if (!held) revisions_.erase(previous->id);
+        if (!held) revisions_.erase(previous->key());
       }
     }
     for (auto& [name, agent] : agents_) {
@@ -175,11 +175,13 @@ Hub::Agent* Hub::AgentForSession(uint64_t session) {
   return &agents_[it->second];
 }
 
-std::shared_ptr<const Revision> Hub::FindRevision(const std::string& id) {
-  auto it = revisions_.find(id);
+std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
+                                                  const std::string& id) {
+  std::string key = Revision::RevisionKey(bundle, id);
+  auto it = revisions_.find(key);
   if (it != revisions_.end()) return it->second;
   // An agent may hold a revision from before a restart: look in the store.
-  absl::StatusOr<std::string> data = store_->Get(kRevisions, id);
+  absl::StatusOr<std::string> data = store_->Get(kRevisions, key);
   if (!data.ok()) return nullptr;
   v1::RevisionRecord record;
   if (!record.ParseFromString(*data)) return nullptr;
@@ -188,13 +190,15 @@ std::shared_ptr<const Revision> Hub::FindRevision(const std::string& id) {
     GF_LOG(WARNING) << rev.status();
     return nullptr;
   }
-  revisions_[id] = *rev;
+  if ((*rev)->bundle != bundle) return nullptr;
+  revisions_[key] = *rev;
   return *rev;
 }
 
 std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
                                                            const Revision& target) {
-  std::pair<std::string, std::string> cache_key{base ? base->id : "", target.id};
+  std::tuple<std::string, std::string, std::string> cache_key{target.bundle,
+                                                              base ? base->id : "", target.id};
   auto cached = messages_.find(cache_key);
   if (cached != messages_.end()) return cached->second;
   auto message = std::make_shared<v1::ControlMessage>();
@@ -246,7 +250,7 @@ std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
   std::shared_ptr<const Revision> base;
   if (held != agent->held.end()) {
     if (held->second == current->id) return nullptr;
-    base = FindRevision(held->second);
+    base = FindRevision(bundle, held->second);
   }
   std::shared_ptr<const v1::ControlMessage> message = BuildUpdate(base.get(), *current);
   agent->held[bundle] = current->id;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -93,7 +94,7 @@ class Hub {
 
   Agent* AgentForSession(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
-  std::shared_ptr<const Revision> FindRevision(const std::string& id)
+  std::shared_ptr<const Revision> FindRevision(const std::string& bundle, const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const v1::ControlMessage> BuildUpdate(
       const Revision* base, const Revision& target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -107,9 +108,11 @@ class Hub {
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
-  // Revisions that agents may hold, by id: current ones plus recently replaced ones.
+  // Revisions that agents may hold, by RevisionKey: current ones plus recently replaced
+  // ones. Two bundles with equal content have equal revision ids, so keys name both.
   std::map<std::string, std::shared_ptr<const Revision>> revisions_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, std::string>,
+  // Built messages by (bundle, base revision, target revision).
+  std::map<std::tuple<std::string, std::string, std::string>,
            std::shared_ptr<const v1::ControlMessage>>
       messages_ ABSL_GUARDED_BY(mu_);
   size_t messages_built_ ABSL_GUARDED_BY(mu_) = 0;

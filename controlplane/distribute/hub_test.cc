@@ -76,6 +76,18 @@ TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
   EXPECT_EQ(hub_.messages_built(), 2u);
 }
 
+TEST_F(HubTest, BundlesWithEqualContentGetTheirOwnMessages) {
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  auto web = MakeRevision("web", {"x"});
+  auto copy = MakeRevision("copy", {"x"});
+  ASSERT_EQ(web->id, copy->id);
+  hub_.SetBundle("web", Selector(""), web);
+  hub_.SetBundle("copy", Selector(""), copy);
+  EXPECT_EQ(hub_.NextMessage(a, "web")->update().bundle(), "web");
+  EXPECT_EQ(hub_.NextMessage(a, "copy")->update().bundle(), "copy");
+}
+
 TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector("env=prod"), rev);

@@ -28,6 +28,11 @@ struct Revision {
                                                absl::Time committed_time,
                                                ObjectSet objects, v1::SyncOptions sync,
                                                std::string target_namespace);
+  // The store and cache key: revision ids alone repeat across bundles of equal content.
+  std::string key() const { return RevisionKey(bundle, id); }
+  static std::string RevisionKey(const std::string& bundle, const std::string& id) {
+    return bundle + "/" + id;
+  }
   v1::RevisionRecord ToRecord() const;
   static absl::StatusOr<std::shared_ptr<const Revision>> FromRecord(
       const v1::RevisionRecord& record);

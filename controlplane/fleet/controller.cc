@@ -107,7 +107,8 @@ absl::Status Controller::Load() {
     absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
     if (record.ok() && state.record.ParseFromString(*record) &&
         !state.record.revision().empty()) {
-      absl::StatusOr<std::string> data = store_->Get(kRevisions, state.record.revision());
+      absl::StatusOr<std::string> data = store_->Get(
+          kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
       v1::RevisionRecord rev_record;
       if (data.ok() && rev_record.ParseFromString(*data)) {
         absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
@@ -251,7 +252,7 @@ absl::Status Controller::RemoveBundle(const std::string& name) {
     std::vector<Store::Write> writes = {Store::Delete(kBundles, name),
                                         Store::Delete(kBundleRecords, name)};
     for (const std::string& rev : it->second.record.recent_revisions()) {
-      writes.push_back(Store::Delete(kRevisions, rev));
+      writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
     }
     absl::Status stored = store_->Apply(writes);
     if (!stored.ok()) return stored;
@@ -393,7 +394,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
       record.set_tree(*tree);
       record.set_revision(revision->id);
       if (state.current == nullptr || state.current->id != revision->id) {
-        writes.push_back(Store::Put(kRevisions, revision->id,
+        writes.push_back(Store::Put(kRevisions, revision->key(),
                                     revision->ToRecord().SerializeAsString()));
         record.mutable_recent_revisions()->Add()->assign(revision->id);
         std::rotate(record.mutable_recent_revisions()->rbegin(),
@@ -401,7 +402,8 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
                     record.mutable_recent_revisions()->rend());
         while (record.recent_revisions_size() > options_.revisions_kept) {
           writes.push_back(Store::Delete(
-              kRevisions, record.recent_revisions(record.recent_revisions_size() - 1)));
+              kRevisions, Revision::RevisionKey(
+                              name, record.recent_revisions(record.recent_revisions_size() - 1))));
           record.mutable_recent_revisions()->RemoveLast();
         }
         GF_LOG(INFO) << "bundle " << name << " rendered " << revision->objects.size()
