@@ -124,7 +124,11 @@ int Main() {
   signal(SIGINT, OnSignal);
   shutdown.WaitForNotification();
   GF_LOG(INFO) << "shutting down";
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  hub.CloseAll(absl::UnavailableError("control plane is shutting down"));
+  // In-flight admin calls get a short grace period. gRPC 1.51 waits out the whole
+  // deadline while any client holds an idle channel, so keep it short.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  GF_LOG(INFO) << "gRPC server stopped";
   return 0;
 }
 

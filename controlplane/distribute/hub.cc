@@ -161,12 +161,25 @@ void Hub::Disconnect(uint64_t session) {
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
   Agent& agent = agents_[it->second];
+  GF_LOG(INFO) << "cluster " << agent.info.name() << " disconnected";
   agent.connection.reset();
   agent.info.set_connected(false);
   *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
   PersistCluster(agent);
   sessions_.erase(it);
   metrics_.connected_agents.Decrement();
+}
+
+void Hub::CloseAll(const absl::Status& status) {
+  std::vector<std::shared_ptr<AgentConnection>> connections;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, agent] : agents_) {
+      if (agent.connection != nullptr) connections.push_back(agent.connection);
+    }
+  }
+  GF_LOG(INFO) << "closing " << connections.size() << " agent streams: " << status.message();
+  for (const auto& connection : connections) connection->Close(status);
 }
 
 Hub::Agent* Hub::AgentForSession(uint64_t session) {

@@ -68,6 +68,9 @@ class Hub {
   uint64_t Connect(const v1::Hello& hello, const std::string& peer,
                    std::shared_ptr<AgentConnection> connection);
   void Disconnect(uint64_t session);
+  // Closes every agent stream with `status` (on shutdown, so the server need not wait
+  // for streams that never end by themselves). Agents reconnect with backoff.
+  void CloseAll(const absl::Status& status);
   // The message that brings the agent's `bundle` up to date, or null when it is.
   std::shared_ptr<const v1::ControlMessage> NextMessage(uint64_t session,
                                                         const std::string& bundle);

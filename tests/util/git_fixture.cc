@@ -31,6 +31,7 @@ int Run(const std::string& command, std::string* output) {
 }
 
 GitFixture::GitFixture(std::string dir) : dir_(std::move(dir)) {
+  Run("mkdir -p '" + dir_ + "'");
   Git("init -q -b main");
   Git("config user.email test@gitfleet.invalid");
   Git("config user.name gitfleet-test");

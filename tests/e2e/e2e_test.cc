@@ -1,0 +1,401 @@
+// End-to-end: the real control plane, agents and gitfleetctl against real Git
+// repositories (file:// and git daemon on loopback).
+
+#include <signal.h>
+
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_system.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::MetricValue;
+using ::gitfleet::testing::Process;
+using ::gitfleet::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
+constexpr char kAgent[] = "agent/gitfleet-agent";
+constexpr char kCtl[] = "cli/gitfleetctl";
+
+std::string Cm(const std::string& name, const std::string& value = "1") {
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name +
+         "\n  namespace: shop\ndata:\n  value: \"" + value + "\"\n";
+}
+
+int Port(const std::string& text) {
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) ? port : 0;
+}
+
+class Fleet : public ::testing::Test {
+ protected:
+  struct Agent {
+    std::string name;
+    std::string labels;
+    std::string token;
+    std::string out;
+    std::string state;
+    int http = 0;
+    int starts = 0;
+    std::unique_ptr<Process> process;
+  };
+
+  Fleet() : root_(TempDir("e2e")), git_(root_ + "/repo") {}
+
+  void StartControlPlane(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {
+        "--data-dir=" + root_ + "/cp",
+        absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
+        "--http=127.0.0.1:0",
+        "--poll-interval-seconds=1",
+    };
+    args.insert(args.end(), extra.begin(), extra.end());
+    cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/cp.log." + std::to_string(++cp_starts_));
+    grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
+    cp_http_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
+    ASSERT_GT(grpc_port_, 0) << cp_->Log();
+    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", grpc_port_), grpc::InsecureChannelCredentials()));
+  }
+
+  Agent& StartAgent(const std::string& name, const std::string& labels,
+                    const std::string& token = "") {
+    Agent& agent = agents_[name];
+    agent.name = name;
+    agent.labels = labels;
+    agent.token = token;
+    agent.out = root_ + "/out-" + name;
+    agent.state = root_ + "/state-" + name;
+    RestartAgent(name);
+    return agent;
+  }
+
+  void RestartAgent(const std::string& name) {
+    Agent& agent = agents_[name];
+    agent.process = std::make_unique<Process>(
+        kAgent,
+        std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
+                                 "--cluster=" + name, "--labels=" + agent.labels,
+                                 "--token=" + agent.token, "--apply=directory:" + agent.out,
+                                 "--state-dir=" + agent.state, "--http=127.0.0.1:0"},
+        absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
+    agent.http = Port(agent.process->WaitForLog(R"(HTTP on port (\d+))"));
+    ASSERT_GT(agent.http, 0) << agent.process->Log();
+  }
+
+  std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
+    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
+    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
+    std::string out;
+    int rc = ::gitfleet::testing::Run(command, &out);
+    if (code != nullptr) *code = rc;
+    return out;
+  }
+
+  void AddSourceAndBundles() {
+    int code;
+    std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod"},
+              &code);
+    ASSERT_EQ(code, 0) << out;
+    out = Ctl({"bundle", "add", "base", "--source=demo", "--path=apps/base"}, &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+
+  std::vector<v1::BundleStatus> Status(const std::string& cluster = "",
+                                       const std::string& bundle = "") {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetStatusRequest request;
+    request.set_cluster(cluster);
+    request.set_bundle(bundle);
+    v1::GetStatusResponse response;
+    if (!admin_->GetStatus(&context, request, &response).ok()) return {};
+    return {response.statuses().begin(), response.statuses().end()};
+  }
+
+  // True once (cluster, bundle) is Synced at `commit`.
+  bool SyncedAt(const std::string& cluster, const std::string& bundle, const std::string& commit) {
+    std::vector<v1::BundleStatus> s = Status(cluster, bundle);
+    return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_SYNCED &&
+           s[0].applied_commit() == commit && s[0].desired_commit() == commit;
+  }
+
+  void ExpectSynced(const std::string& cluster, const std::string& bundle,
+                    const std::string& commit) {
+    EXPECT_TRUE(Eventually([&] { return SyncedAt(cluster, bundle, commit); }))
+        << cluster << "/" << bundle << " never synced at " << commit << "; status: "
+        << (Status(cluster, bundle).empty() ? "none" : Status(cluster, bundle)[0].DebugString())
+        << "\ncontrol plane log:\n" << cp_->Log();
+  }
+
+  int ConnectedClusters() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListClustersResponse response;
+    if (!admin_->ListClusters(&context, v1::ListClustersRequest(), &response).ok()) return -1;
+    int connected = 0;
+    for (const v1::ClusterInfo& c : response.clusters()) connected += c.connected();
+    return connected;
+  }
+
+  std::vector<std::string> Files(const std::string& agent) {
+    return *PosixFileSystem().ListFiles(agents_[agent].out);
+  }
+
+  std::string Read(const std::string& agent, const std::string& path) {
+    return PosixFileSystem().ReadFile(agents_[agent].out + "/" + path).value_or("");
+  }
+
+  double AgentMetric(const std::string& agent, const std::string& series) {
+    return MetricValue(HttpGet(agents_[agent].http, "/metrics"), series);
+  }
+  double CpMetric(const std::string& series) {
+    return MetricValue(HttpGet(cp_http_, "/metrics"), series);
+  }
+
+  std::string root_;
+  GitFixture git_;
+  std::unique_ptr<Process> cp_;
+  int grpc_port_ = 0;
+  int cp_http_ = 0;
+  int cp_starts_ = 0;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::map<std::string, Agent> agents_;
+};
+
+TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
+  git_.Write("apps/web/web.yaml", Cm("web") + "---\n" + Cm("web-extra"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod,region=eu");
+  StartAgent("dev", "env=dev");
+  AddSourceAndBundles();
+
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  ExpectSynced("dev", "base", first);
+  EXPECT_TRUE(Status("dev", "web").empty()) << "dev is not selected by env=prod";
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml",
+                                            "shop/ConfigMap/web-extra.yaml",
+                                            "shop/ConfigMap/web.yaml"));
+  EXPECT_THAT(Files("dev"), ElementsAre("_cluster/Namespace/shop.yaml"));
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""));
+
+  // A change propagates, and only as a delta.
+  git_.Write("apps/web/web.yaml", Cm("web", "2") + "---\n" + Cm("web-extra"));
+  std::string second = git_.Commit("change web");
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"2\""));
+  EXPECT_EQ(CpMetric("gitfleet_updates_sent_total{kind=\"delta\"}"), 1);
+
+  // A removed object is pruned.
+  git_.Write("apps/web/web.yaml", Cm("web", "2"));
+  std::string third = git_.Commit("drop web-extra");
+  ExpectSynced("prod-eu", "web", third);
+  EXPECT_THAT(Files("prod-eu"),
+              ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/web.yaml"));
+
+  // The CLI shows the same story as a table and as JSON.
+  std::string table = Ctl({"status"});
+  EXPECT_THAT(table, HasSubstr("prod-eu"));
+  EXPECT_THAT(table, HasSubstr("Synced"));
+  std::string json = Ctl({"status", "-o", "json", "--cluster=prod-eu", "--bundle=web"});
+  EXPECT_THAT(json, HasSubstr("\"sync_state\": \"Synced\""));
+  EXPECT_THAT(json, HasSubstr("\"desired_commit\": \"" + third + "\""));
+  EXPECT_THAT(json, HasSubstr("\"applied_time\""));
+  EXPECT_THAT(Ctl({"cluster", "list"}), HasSubstr("env=prod,region=eu"));
+}
+
+TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
+  git_.Write("apps/web/web.yaml", Cm("web"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string good = git_.Commit("good");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", good);
+
+  git_.Write("apps/web/web.yaml", Cm("web", "2"));
+  git_.Write("apps/web/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {}\n");
+  std::string bad = git_.Commit("broken");
+  ASSERT_TRUE(Eventually([&] {
+    std::vector<v1::BundleStatus> s = Status("prod-eu", "web");
+    return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_FAILED;
+  }));
+  v1::BundleStatus failed = Status("prod-eu", "web")[0];
+  EXPECT_THAT(failed.message(), HasSubstr("apps/web/broken.yaml:1: ConfigMap has no metadata.name"));
+  EXPECT_THAT(failed.message(), HasSubstr(bad.substr(0, 12)));
+  EXPECT_EQ(failed.applied_commit(), good);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""))
+      << "the last good revision stays applied";
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("broken.yaml:1"));
+  EXPECT_EQ(CpMetric("gitfleet_renders_total{engine=\"plain\",result=\"error\"}"), 1);
+
+  git_.Remove("apps/web/broken.yaml");
+  std::string fixed = git_.Commit("fix");
+  ExpectSynced("prod-eu", "web", fixed);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"2\""));
+}
+
+TEST_F(Fleet, AgentKilledWithSigkillRestartsWithoutLosingOrDuplicating) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/web/b.yaml", Cm("b"));
+  git_.Write("apps/web/c.yaml", Cm("c"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+
+  agents_["prod-eu"].process->Kill(SIGKILL);
+  // While the agent is down: one object changes, one leaves the bundle.
+  git_.Write("apps/web/a.yaml", Cm("a", "2"));
+  git_.Remove("apps/web/c.yaml");
+  std::string second = git_.Commit("change a, drop c");
+  ASSERT_TRUE(Eventually([&] { return Ctl({"source", "list"}).find(second.substr(0, 12)) !=
+                                      std::string::npos; }));
+
+  RestartAgent("prod-eu");
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml",
+                                            "shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"));
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/a.yaml"), HasSubstr("value: \"2\""));
+  // The restarted agent wrote only the changed object and pruned only the removed one.
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_objects_applied_total{result=\"ok\"}"), 1);
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_objects_pruned_total{result=\"ok\"}"), 1);
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_updates_received_total{kind=\"delta\"}"), 1);
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_updates_received_total{kind=\"full\"}"), -1)
+      << "no full resend after a restart";
+}
+
+TEST_F(Fleet, ControlPlaneRestartResumesAgentsWithoutResending) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  StartAgent("dev", "env=dev");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("dev", "base", first);
+
+  absl::Time stopping = absl::Now();
+  int status = cp_->Kill(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "clean shutdown on SIGTERM";
+  EXPECT_LT(absl::Now() - stopping, absl::Seconds(4))
+      << "shutdown does not wait on agent streams:\n" << cp_->Log();
+  StartControlPlane();
+  ASSERT_TRUE(Eventually([&] { return ConnectedClusters() == 2; })) << Ctl({"cluster", "list"});
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("dev", "base", first);
+  EXPECT_EQ(CpMetric("gitfleet_connected_agents"), 2);
+  EXPECT_EQ(CpMetric("gitfleet_update_bytes_sent_total"), 0)
+      << "agents that hold the current revisions get nothing after a restart";
+
+  // The restarted control plane still delivers changes, as deltas.
+  git_.Write("apps/web/a.yaml", Cm("a", "2"));
+  std::string second = git_.Commit("change");
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_EQ(CpMetric("gitfleet_updates_sent_total{kind=\"delta\"}"), 1);
+  EXPECT_EQ(CpMetric("gitfleet_updates_sent_total{kind=\"full\"}"), -1);
+}
+
+TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  std::ofstream(root_ + "/tokens") << "# cluster token\nprod-eu good-token\nintruder other\n";
+  StartControlPlane({"--agent-tokens=" + root_ + "/tokens"});
+  StartAgent("prod-eu", "env=prod", "good-token");
+  Agent& bad = StartAgent("intruder", "env=prod", "guessed");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+
+  EXPECT_FALSE(bad.process->WaitForLog("refused this agent: wrong token").empty())
+      << bad.process->Log();
+  EXPECT_THAT(bad.process->Log(), HasSubstr("check --token"));
+  EXPECT_TRUE(Eventually([&] {
+    return CpMetric("gitfleet_agent_rejections_total{reason=\"unauthenticated\"}") >= 2;
+  }));
+  EXPECT_EQ(cp_->CountInLog("wrong token for cluster \"intruder\""), 1) << "logged once";
+  EXPECT_THAT(Files("intruder"), IsEmpty());
+  EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::Not(HasSubstr("intruder")));
+}
+
+TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  // git daemon on a free loopback port; it exports the repository by its base path.
+  int port = 0;
+  std::unique_ptr<Process> daemon;
+  for (int attempt = 0; attempt < 5 && port == 0; ++attempt) {
+    int candidate = 20000 + (getpid() * 7 + attempt * 131) % 20000;
+    daemon = std::make_unique<Process>(
+        "/usr/bin/git",
+        std::vector<std::string>{"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
+                                 absl::StrCat("--port=", candidate), "--base-path=" + root_,
+                                 "--informative-errors", root_},
+        root_ + "/git-daemon.log." + std::to_string(attempt));
+    absl::SleepFor(absl::Milliseconds(300));
+    if (daemon->running()) port = candidate;
+  }
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  std::string out = Ctl({"source", "add", "demo", absl::StrCat("--url=git://127.0.0.1:", port, "/repo"),
+                         "--interval=1s"},
+                        &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+
+  out = Ctl({"source", "add", "gone", "--url=git://127.0.0.1:1/nothing"}, &code);
+  EXPECT_EQ(code, 0) << "the source is recorded; the error is visible on it";
+  EXPECT_THAT(out, HasSubstr("warning: cannot fetch git://127.0.0.1:1/nothing"));
+  out = Ctl({"source", "add", "badref", "--url=" + git_.url(), "--ref=no-such-branch"}, &code);
+  EXPECT_THAT(out, HasSubstr("ref \"no-such-branch\" not found"));
+  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("no-such-branch"));
+  out = Ctl({"sync", "gone"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("cannot fetch"));
+}
+
+TEST_F(Fleet, CliReportsServerErrorsInOneLine) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Commit("first");
+  StartControlPlane();
+  int code;
+  std::string out = Ctl({"bundle", "add", "web", "--source=missing", "--path=apps/web"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(out, "gitfleetctl: NOT_FOUND: bundle \"web\": source \"missing\" not found\n");
+  out = Ctl({"source", "add", "Bad_Name", "--url=" + git_.url()}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: source name \"Bad_Name\""));
+  EXPECT_EQ(HttpGet(cp_http_, "/healthz"), "ok\n");
+  EXPECT_EQ(HttpGet(cp_http_, "/readyz"), "ready\n");
+}
+
+}  // namespace
+}  // namespace gitfleet
