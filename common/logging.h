@@ -36,6 +36,11 @@ class LogMessage {
   std::ostringstream stream_;
 };
 
+// Turns the streamed expression into void, binding looser than << and tighter than ?:.
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace gitfleet
 
 #define GF_LOG_LEVEL_DEBUG ::gitfleet::LogLevel::kDebug
@@ -43,9 +48,11 @@ class LogMessage {
 #define GF_LOG_LEVEL_WARNING ::gitfleet::LogLevel::kWarning
 #define GF_LOG_LEVEL_ERROR ::gitfleet::LogLevel::kError
 
-#define GF_LOG(level)                                  \
-  if (!::gitfleet::LogEnabled(GF_LOG_LEVEL_##level)) { \
-  } else                                               \
-    ::gitfleet::LogMessage(GF_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+// An expression, not an if statement, so it is safe inside an unbraced if/else.
+#define GF_LOG(level)                                        \
+  !::gitfleet::LogEnabled(GF_LOG_LEVEL_##level)              \
+      ? (void)0                                              \
+      : ::gitfleet::LogVoidify() &                           \
+            ::gitfleet::LogMessage(GF_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // GITFLEET_COMMON_LOGGING_H_
