@@ -26,19 +26,19 @@ v1::Hello Agent::BuildHello() {
   hello.set_cluster(options_.cluster);
   hello.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello.set_agent_version(options_.version);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
   return hello;
 }
 
 void Agent::RefreshHeld() {
   std::vector<v1::HeldRevision> held = reconciler_->Held();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   held_ = std::move(held);
 }
 
 void Agent::Enqueue(Event event) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   events_.push_back(std::move(event));
 }
 
@@ -67,7 +67,7 @@ void Agent::Handle(const Event& event) {
   RefreshHeld();
 }
 
-void Agent::Run(absl::Notification* stop) {
+void Agent::Run(Notification* stop) {
   client_->Start();
   // Finish anything a crash interrupted before taking new work.
   for (const v1::StatusUpdate& status : reconciler_->Resync(/*check_drift=*/true)) {
@@ -77,10 +77,10 @@ void Agent::Run(absl::Notification* stop) {
   while (!stop->HasBeenNotified()) {
     std::deque<Event> events;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty(); };
       // Wake at least every second: failed bundles retry on their own backoff.
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+      mu_.AwaitWithTimeout(ready, absl::Seconds(1));
       events.swap(events_);
     }
     for (const Event& event : events) Handle(event);

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
+
 #include "agent/apply/reconciler.h"
 #include "agent/client/controlplane_client.h"
 #include "agent/metrics.h"
@@ -39,7 +39,7 @@ class Agent {
         AgentMetrics& metrics);
 
   // Serves until `stop` is notified.
-  void Run(absl::Notification* stop);
+  void Run(Notification* stop);
 
  private:
   struct Connected {};
@@ -56,7 +56,7 @@ class Agent {
   AgentMetrics& metrics_;
   std::unique_ptr<ControlPlaneClient> client_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
 };

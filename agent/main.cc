@@ -39,7 +39,7 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 namespace gitfleet {
 namespace {
 
-absl::Notification* g_stop = nullptr;
+Notification* g_stop = nullptr;
 
 void OnSignal(int) {
   if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
@@ -107,7 +107,7 @@ int Main() {
   options.resync_interval = absl::Seconds(absl::GetFlag(FLAGS_resync_interval_seconds));
   Agent agent(&reconciler, client_options, options, metrics);
 
-  absl::Notification stop;
+  Notification stop;
   g_stop = &stop;
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);

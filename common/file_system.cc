@@ -171,7 +171,7 @@ FileSystem& PosixFileSystem() {
 }
 
 absl::StatusOr<std::string> MemoryFileSystem::ReadFile(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = files_.find(path);
   if (it == files_.end()) {
     return absl::NotFoundError(absl::StrCat("cannot open ", path, ": no such file"));
@@ -181,21 +181,21 @@ absl::StatusOr<std::string> MemoryFileSystem::ReadFile(const std::string& path) 
 
 absl::Status MemoryFileSystem::WriteFileAtomically(const std::string& path,
                                                    absl::string_view data) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   files_[path] = std::string(data);
   return absl::OkStatus();
 }
 
 absl::Status MemoryFileSystem::DeleteFile(const std::string& path,
                                           const std::string&) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   files_.erase(path);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> MemoryFileSystem::ListFiles(
     const std::string& dir) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::string> out;
   std::string prefix = absl::StrCat(dir, "/");
   for (const auto& [path, data] : files_) {
@@ -205,17 +205,17 @@ absl::StatusOr<std::vector<std::string>> MemoryFileSystem::ListFiles(
 }
 
 void FaultyFileSystem::FailPathsContaining(std::string fragment) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   failing_.insert(std::move(fragment));
 }
 
 void FaultyFileSystem::Heal() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   failing_.clear();
 }
 
 absl::Status FaultyFileSystem::Check(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const std::string& fragment : failing_) {
     if (absl::StrContains(path, fragment)) {
       return absl::UnavailableError(absl::StrCat("injected fault writing ", path));

@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 
 namespace gitfleet {
 
@@ -56,7 +56,7 @@ class MemoryFileSystem : public FileSystem {
       const std::string& dir) override;
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, std::string> files_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -79,7 +79,7 @@ class FaultyFileSystem : public FileSystem {
  private:
   absl::Status Check(const std::string& path);
   FileSystem* base_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::set<std::string> failing_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -9,7 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
@@ -41,7 +41,7 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 namespace gitfleet {
 namespace {
 
-absl::Notification* g_shutdown = nullptr;
+Notification* g_shutdown = nullptr;
 
 void OnSignal(int) {
   if (g_shutdown != nullptr && !g_shutdown->HasBeenNotified()) g_shutdown->Notify();
@@ -56,6 +56,13 @@ int Main() {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) return Fail(absl::InvalidArgumentError("--data-dir is required"));
+  if (absl::GetFlag(FLAGS_max_bundle_bytes) + (1 << 16) >
+      absl::GetFlag(FLAGS_max_message_bytes)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max-bundle-bytes (", absl::GetFlag(FLAGS_max_bundle_bytes),
+        ") must be smaller than --max-message-bytes (", absl::GetFlag(FLAGS_max_message_bytes),
+        ") by at least 64 KiB, or full bundle updates could never be sent")));
+  }
   if (absl::GetFlag(FLAGS_poll_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--poll-interval-seconds must be at least 1"));
   }
@@ -118,7 +125,7 @@ int Main() {
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port
                << ", HTTP on port " << (*http)->port() << ", data in " << data_dir;
 
-  absl::Notification shutdown;
+  Notification shutdown;
   g_shutdown = &shutdown;
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);

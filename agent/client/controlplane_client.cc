@@ -24,7 +24,7 @@ class ControlPlaneClient::Stream
   }
 
   bool Enqueue(const v1::AgentMessage& message) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (done_) return false;
     queue_.push_back(message);
     if (!writing_) WriteNextLocked();
@@ -35,13 +35,13 @@ class ControlPlaneClient::Stream
 
   // Blocks until the stream is over; returns why.
   absl::Status Await() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&done_));
+    MutexLock lock(&mu_);
+    mu_.Await([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return done_; });
     return status_;
   }
 
   bool welcomed() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return welcomed_;
   }
 
@@ -49,7 +49,7 @@ class ControlPlaneClient::Stream
     if (!ok) return;  // OnDone follows with the status
     if (in_.has_welcome()) {
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         welcomed_ = true;
       }
       callbacks_.on_connected();
@@ -60,13 +60,13 @@ class ControlPlaneClient::Stream
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     writing_ = false;
     if (ok && !queue_.empty()) WriteNextLocked();
   }
 
   void OnDone(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     status_ = FromGrpcStatus(status);
     done_ = true;
   }
@@ -82,7 +82,7 @@ class ControlPlaneClient::Stream
   const Callbacks& callbacks_;
   grpc::ClientContext context_;
   v1::ControlMessage in_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -114,7 +114,7 @@ void ControlPlaneClient::Start() { thread_ = std::thread([this] { DialLoop(); })
 void ControlPlaneClient::Stop() {
   std::shared_ptr<Stream> stream;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
     stream = current_;
   }
@@ -125,7 +125,7 @@ void ControlPlaneClient::Stop() {
 bool ControlPlaneClient::Send(const v1::AgentMessage& message) {
   std::shared_ptr<Stream> stream;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stream = current_;
   }
   return stream != nullptr && stream->Enqueue(message);
@@ -137,7 +137,7 @@ void ControlPlaneClient::DialLoop() {
   while (true) {
     auto stream = std::make_shared<Stream>(callbacks_);
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       current_ = stream;
     }
@@ -147,7 +147,7 @@ void ControlPlaneClient::DialLoop() {
     absl::Status status = stream->Await();
     bool welcomed = stream->welcomed();
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       current_.reset();
     }
     metrics_.connected.Set(0);
@@ -169,8 +169,8 @@ void ControlPlaneClient::DialLoop() {
                       << "; retrying in " << delay << " (keeping the last applied state)";
     }
     last_error = error;
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay);
+    MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_; }, delay);
     if (stopping_) return;
   }
 }

@@ -108,7 +108,7 @@ Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
 template <>
 void Family<Counter>::Serialize(std::string* out) const {
   Header(out, name(), help(), "counter");
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [labels, metric] : metrics_) {
     absl::StrAppend(out, name(), FormatLabels(labels), " ",
                     FormatValue(metric->Value()), "\n");
@@ -118,7 +118,7 @@ void Family<Counter>::Serialize(std::string* out) const {
 template <>
 void Family<Gauge>::Serialize(std::string* out) const {
   Header(out, name(), help(), "gauge");
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [labels, metric] : metrics_) {
     absl::StrAppend(out, name(), FormatLabels(labels), " ",
                     FormatValue(metric->Value()), "\n");
@@ -128,7 +128,7 @@ void Family<Gauge>::Serialize(std::string* out) const {
 template <>
 void Family<Histogram>::Serialize(std::string* out) const {
   Header(out, name(), help(), "histogram");
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [labels, metric] : metrics_) {
     std::vector<uint64_t> counts = metric->CumulativeCounts();
     for (size_t i = 0; i < counts.size(); ++i) {
@@ -157,7 +157,7 @@ void Registry::CheckUnique(const std::string& name) const {
 
 std::string Registry::Serialize() const {
   std::string out;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& family : families_) family->Serialize(&out);
   return out;
 }

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 
 namespace gitfleet::metrics {
 
@@ -97,7 +97,7 @@ class Family : public FamilyBase {
   // be exactly the family's label names.
   template <typename... Args>
   T& Add(const Labels& labels, Args&&... args) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = metrics_.find(labels);
     if (it == metrics_.end()) {
       it = metrics_
@@ -109,7 +109,7 @@ class Family : public FamilyBase {
   }
 
   void Remove(const Labels& labels) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     metrics_.erase(labels);
   }
 
@@ -117,7 +117,7 @@ class Family : public FamilyBase {
 
  private:
   const std::vector<std::string> label_names_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<Labels, std::unique_ptr<T>> metrics_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -127,7 +127,7 @@ class Registry {
   // since that is a programming error.
   template <typename T>
   Family<T>& Register(std::unique_ptr<Family<T>> family) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Family<T>& ref = *family;
     CheckUnique(ref.name());
     families_.push_back(std::move(family));
@@ -139,7 +139,7 @@ class Registry {
 
  private:
   void CheckUnique(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::unique_ptr<FamilyBase>> families_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -87,7 +87,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
 
   void OnWriteDone(bool ok) override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = false;
       current_.reset();
       if (!ok) {
@@ -109,7 +109,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     if (session_ != 0) hub_->Disconnect(session_);
     std::shared_ptr<AgentStream> self;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       done_ = true;
       metrics_.queued_updates.Decrement(static_cast<double>(pending_.size()));
       pending_.clear();
@@ -120,7 +120,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
 
   void Notify(const std::string& bundle) override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (done_ || closing_) return;
       if (pending_.insert(bundle).second) metrics_.queued_updates.Increment();
     }
@@ -128,7 +128,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   }
 
   void Close(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (done_ || finished_) return;
     closing_ = true;
     if (writing_) {
@@ -154,14 +154,14 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       return false;
     }
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = true;  // the welcome goes first
     }
     session_ = hub_->Connect(hello, peer_, shared_from_this());
     GF_LOG(INFO) << "cluster " << hello.cluster() << " connected from " << peer_ << " ("
                  << hello.held_size() << " bundles held)";
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto welcome = std::make_shared<v1::ControlMessage>();
       welcome->mutable_welcome()->set_controlplane_version(kVersion);
       current_ = welcome;
@@ -176,7 +176,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   }
 
   void FinishOnce(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (finished_) return;
     closing_ = true;
     if (writing_) {
@@ -191,7 +191,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     while (true) {
       std::string bundle;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         if (writing_ || closing_ || done_ || pending_.empty()) return;
         bundle = *pending_.begin();
         pending_.erase(pending_.begin());
@@ -199,7 +199,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         writing_ = true;
       }
       std::shared_ptr<const v1::ControlMessage> message = hub_->NextMessage(session_, bundle);
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (message == nullptr || closing_ || done_) {
         writing_ = false;
         if (close_status_.has_value() && !finished_) {
@@ -224,7 +224,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   v1::AgentMessage in_;     // touched only by the read chain
   uint64_t session_ = 0;    // set once, on the read chain, before any write
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const v1::ControlMessage> current_ ABSL_GUARDED_BY(mu_);

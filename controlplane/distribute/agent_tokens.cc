@@ -67,7 +67,7 @@ absl::Status AgentTokens::Check(const std::string& cluster, const std::string& t
 }
 
 bool AgentTokens::FirstRefusal(const std::string& cluster) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return refused_.insert(cluster).second;
 }
 

@@ -16,7 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 
 namespace gitfleet {
 
@@ -36,7 +36,7 @@ class AgentTokens {
  private:
   bool allow_all_ = false;
   std::map<std::string, std::string> tokens_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::set<std::string> refused_ ABSL_GUARDED_BY(mu_);
 };
 

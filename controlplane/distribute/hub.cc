@@ -27,7 +27,7 @@ absl::Status Hub::Load() {
   if (!clusters.ok()) return clusters.status();
   absl::StatusOr<std::vector<Store::Entry>> reports = store_->List(kReports);
   if (!reports.ok()) return reports.status();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const Store::Entry& entry : *clusters) {
     v1::ClusterRecord record;
     if (!record.ParseFromString(entry.value)) {
@@ -64,7 +64,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
                     std::shared_ptr<const Revision> current) {
   std::vector<Notification> notify;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     BundleTarget& target = bundles_[bundle];
     target.selector = selector;
     if (current != nullptr) {
@@ -99,7 +99,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
 void Hub::RemoveBundle(const std::string& bundle) {
   std::vector<Notification> notify;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     bundles_.erase(bundle);
     for (auto& [name, agent] : agents_) {
       if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
@@ -116,7 +116,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
   std::vector<Notification> notify;
   uint64_t session;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Agent& agent = agents_[hello.cluster()];
     if (agent.connection != nullptr) {
       replaced = agent.connection;
@@ -157,7 +157,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
 }
 
 void Hub::Disconnect(uint64_t session) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
   Agent& agent = agents_[it->second];
@@ -173,7 +173,7 @@ void Hub::Disconnect(uint64_t session) {
 void Hub::CloseAll(const absl::Status& status) {
   std::vector<std::shared_ptr<AgentConnection>> connections;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [name, agent] : agents_) {
       if (agent.connection != nullptr) connections.push_back(agent.connection);
     }
@@ -241,7 +241,7 @@ std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
 
 std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
                                                            const std::string& bundle) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Agent* agent = AgentForSession(session);
   if (agent == nullptr) return nullptr;
   auto target = bundles_.find(bundle);
@@ -275,7 +275,7 @@ std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
 void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   std::vector<Notification> notify;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Agent* agent = AgentForSession(session);
     if (agent == nullptr) return;
     if (ack.need_full()) {
@@ -296,7 +296,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
 }
 
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Agent* agent = AgentForSession(session);
   if (agent == nullptr) return;
   metrics_.status_reports.Increment();
@@ -333,7 +333,7 @@ void Hub::PersistCluster(const Agent& agent) {
 }
 
 std::vector<ClusterView> Hub::Clusters() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<ClusterView> out;
   for (const auto& [name, agent] : agents_) {
     ClusterView view{agent.info, agent.reports};
@@ -346,7 +346,7 @@ std::vector<ClusterView> Hub::Clusters() {
 }
 
 size_t Hub::messages_built() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return messages_built_;
 }
 

@@ -23,7 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "controlplane/distribute/revision.h"
 #include "controlplane/fleet/label_selector.h"
 #include "controlplane/metrics.h"
@@ -106,7 +106,7 @@ class Hub {
 
   Store* const store_;
   ControlPlaneMetrics& metrics_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,8 @@
 #include "controlplane/distribute/hub.h"
 
+#include <atomic>
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -161,6 +164,106 @@ TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   EXPECT_FALSE(clusters[0].info.connected());
   EXPECT_EQ(clusters[0].info.labels().at("env"), "prod");
   EXPECT_EQ(clusters[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+// Pulls messages when notified, as the stream reactor does, tracking what it holds.
+class PullingConnection : public AgentConnection {
+ public:
+  explicit PullingConnection(Hub* hub) : hub_(hub) {}
+  void set_session(uint64_t session) {
+    MutexLock lock(&mu_);
+    session_ = session;
+  }
+  // One pull at a time, like the stream's single write in flight.
+  void Notify(const std::string& bundle) override {
+    MutexLock pulling(&pull_mu_);
+    uint64_t session;
+    {
+      MutexLock lock(&mu_);
+      session = session_;
+    }
+    if (session == 0) return;
+    std::shared_ptr<const v1::ControlMessage> message = hub_->NextMessage(session, bundle);
+    if (message == nullptr) return;
+    MutexLock lock(&mu_);
+    if (message->has_update()) held_[bundle] = message->update().revision();
+    if (message->has_removal()) held_.erase(bundle);
+  }
+  void Close(const absl::Status&) override {}
+  std::map<std::string, std::string> held() {
+    MutexLock lock(&mu_);
+    return held_;
+  }
+
+ private:
+  Hub* const hub_;
+  Mutex pull_mu_;
+  Mutex mu_;
+  uint64_t session_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::string> held_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(HubConcurrencyTest, ConcurrentRendersConnectsAndReportsConverge) {
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  MemoryStore store;
+  Hub hub(&store, metrics);
+  constexpr int kAgents = 8;
+  constexpr int kRevisions = 40;
+  std::vector<std::shared_ptr<PullingConnection>> connections;
+  for (int i = 0; i < kAgents; ++i) {
+    connections.push_back(std::make_shared<PullingConnection>(&hub));
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  // Renders: a new revision of "web" again and again.
+  std::shared_ptr<const Revision> last;
+  threads.emplace_back([&] {
+    for (int r = 0; r < kRevisions; ++r) {
+      auto rev = MakeRevision("web", {"a", "b"}, std::to_string(r));
+      hub.SetBundle("web", Selector("env=prod"), rev);
+      if (r == kRevisions - 1) last = rev;
+    }
+  });
+  // Agents connect, report and reconnect.
+  for (int i = 0; i < kAgents; ++i) {
+    threads.emplace_back([&, i] {
+      for (int round = 0; round < 5; ++round) {
+        v1::Hello hello = MakeHello("agent-" + std::to_string(i), "prod");
+        uint64_t session = hub.Connect(hello, "peer", connections[i]);
+        connections[i]->set_session(session);
+        connections[i]->Notify("web");
+        v1::StatusUpdate status;
+        status.set_bundle("web");
+        status.set_sync_state(v1::SYNC_STATE_SYNCED);
+        hub.OnStatus(session, status);
+        if (round < 4) {
+          connections[i]->set_session(0);
+          hub.Disconnect(session);
+        }
+      }
+    });
+  }
+  // Readers: status and listings while all that happens.
+  threads.emplace_back([&] {
+    while (!stop.load()) hub.Clusters();
+  });
+  for (size_t t = 0; t + 1 < threads.size(); ++t) threads[t].join();
+  stop = true;
+  threads.back().join();
+
+  // Every agent ends holding the newest revision.
+  for (int i = 0; i < kAgents; ++i) connections[i]->Notify("web");
+  for (int i = 0; i < kAgents; ++i) {
+    EXPECT_EQ(connections[i]->held()["web"], last->id) << "agent " << i;
+  }
+  EXPECT_EQ(metrics.connected_agents.Value(), kAgents);
 }
 
 }  // namespace

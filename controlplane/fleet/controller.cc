@@ -85,7 +85,7 @@ absl::Status Controller::Load() {
   if (!sources.ok()) return sources.status();
   absl::StatusOr<std::vector<Store::Entry>> bundles = store_->List(kBundles);
   if (!bundles.ok()) return bundles.status();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const Store::Entry& entry : *sources) {
     v1::Source source;
     if (!source.ParseFromString(entry.value)) {
@@ -143,7 +143,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
   }
   if (source.ref().empty()) source.set_ref("main");
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = sources_.find(source.name());
     if (it != sources_.end() && !SameMessage(it->second, source) && !replace) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -162,7 +162,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
 }
 
 absl::Status Controller::RemoveSource(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (sources_.count(name) == 0) {
     return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
   }
@@ -208,7 +208,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     }
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (sources_.count(bundle.source()) == 0) {
       return absl::NotFoundError(absl::StrCat("bundle \"", bundle.name(), "\": source \"",
                                               bundle.source(), "\" not found"));
@@ -234,7 +234,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   }
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
   if (snapshot.has_value()) RenderBundle(bundle.name(), *snapshot);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = bundles_.find(bundle.name());
   if (it == bundles_.end()) {
     return absl::AbortedError(absl::StrCat("bundle \"", bundle.name(), "\" was removed"));
@@ -244,7 +244,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
 
 absl::Status Controller::RemoveBundle(const std::string& name) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) {
       return absl::NotFoundError(absl::StrCat("bundle \"", name, "\" not found"));
@@ -264,7 +264,7 @@ absl::Status Controller::RemoveBundle(const std::string& name) {
 
 std::vector<v1::BundleInfo> Controller::ListBundles() {
   std::vector<ClusterView> clusters = hub_->Clusters();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::BundleInfo> out;
   for (const auto& [name, state] : bundles_) {
     v1::BundleInfo info = InfoLocked(state);
@@ -288,7 +288,7 @@ std::vector<v1::ClusterInfo> Controller::ListClusters() {
 std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_filter,
                                                     const std::string& bundle_filter) {
   std::vector<ClusterView> clusters = hub_->Clusters();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::BundleStatus> out;
   for (const ClusterView& cluster : clusters) {
     if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
@@ -321,7 +321,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
 void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
   std::vector<std::string> names;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [name, state] : bundles_) {
       if (state.definition.source() == source) names.push_back(name);
     }
@@ -335,7 +335,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   std::string rendered_tree;
   bool have_current;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     definition = it->second.definition;
@@ -371,7 +371,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
         .Increment();
   }
 
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end() || it->second.generation != generation) return;  // superseded
   BundleState& state = it->second;

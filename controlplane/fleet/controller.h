@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/fleet/label_selector.h"
 #include "controlplane/metrics.h"
@@ -85,7 +85,7 @@ class Controller {
   PlainRenderer plain_;
   SourcePoller poller_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "common/manifest/hash.h"
 #include "controlplane/source/git_repository.h"
 
@@ -71,7 +71,7 @@ class Libgit2Repository : public GitRepository {
   const std::string& url() const override { return url_; }
 
   absl::Status Fetch() override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     // Looked up once: libgit2 1.5 leaks pcre2 match data (about 20 KiB) on every
     // git_remote_lookup, which would grow a long-running control plane on each poll.
@@ -91,7 +91,7 @@ class Libgit2Repository : public GitRepository {
   }
 
   absl::StatusOr<CommitInfo> Resolve(const std::string& ref) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     std::vector<std::string> candidates;
     if (IsCommitId(ref)) {
@@ -125,7 +125,7 @@ class Libgit2Repository : public GitRepository {
 
   absl::StatusOr<std::string> TreeId(const std::string& commit,
                                      const std::string& path) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Tree tree;
     if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
     return OidString(git_tree_id(tree.get()));
@@ -133,7 +133,7 @@ class Libgit2Repository : public GitRepository {
 
   absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
                                                  const std::string& path) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Tree tree;
     if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
     struct Walk {
@@ -242,7 +242,7 @@ class Libgit2Repository : public GitRepository {
 
   const std::string url_;
   const std::string dir_;
-  absl::Mutex mu_;
+  Mutex mu_;
   Repo repo_ ABSL_GUARDED_BY(mu_);
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
 };
@@ -255,7 +255,7 @@ class Libgit2Repositories : public GitRepositories {
   }
   ~Libgit2Repositories() override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       repos_.clear();
     }
     git_libgit2_shutdown();
@@ -264,7 +264,7 @@ class Libgit2Repositories : public GitRepositories {
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
       const std::string& url) override {
     if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = repos_.find(url);
     if (it != repos_.end()) return it->second;
     for (size_t i = 1; i <= cache_dir_.size(); ++i) {
@@ -280,7 +280,7 @@ class Libgit2Repositories : public GitRepositories {
 
  private:
   const std::string cache_dir_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -291,10 +291,3 @@ std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir) {
 }
 
 }  // namespace gitfleet
-
-// LeakSanitizer reads this in sanitizer builds (and ignores it otherwise). libgit2 1.5.1
-// (Debian 12) never frees the pcre2 match data of its config regex lookups; we make
-// those calls once per repository URL, so the leak is bounded by the number of URLs.
-// Stacks stop inside libpcre2 (no frame pointers), and only libgit2 uses pcre2 here,
-// so the module is what we can name.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libpcre2-8.so\n"; }

@@ -16,7 +16,7 @@ SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
 
 SourcePoller::~SourcePoller() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
@@ -32,7 +32,7 @@ absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
 }
 
 void SourcePoller::Upsert(const v1::Source& source) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Tracked& t = sources_[source.name()];
   bool changed = t.source.url() != source.url() || t.source.ref() != source.ref();
   t.source = source;
@@ -48,26 +48,26 @@ void SourcePoller::Upsert(const v1::Source& source) {
 }
 
 void SourcePoller::Remove(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   sources_.erase(name);
 }
 
 std::optional<v1::SourceInfo> SourcePoller::Get(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sources_.find(name);
   if (it == sources_.end()) return std::nullopt;
   return it->second.info;
 }
 
 std::vector<v1::SourceInfo> SourcePoller::List() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<v1::SourceInfo> out;
   for (const auto& [name, t] : sources_) out.push_back(t.info);
   return out;
 }
 
 std::optional<SourceSnapshot> SourcePoller::Snapshot(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sources_.find(name);
   if (it == sources_.end()) return std::nullopt;
   return it->second.snapshot;
@@ -76,7 +76,7 @@ std::optional<SourceSnapshot> SourcePoller::Snapshot(const std::string& name) {
 absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
   std::string url;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = sources_.find(name);
     if (it == sources_.end()) {
       return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
@@ -84,7 +84,7 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
     url = it->second.source.url();
   }
   FetchUrl(url);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = sources_.find(name);
   if (it == sources_.end()) {
     return absl::NotFoundError(absl::StrCat("source \"", name, "\" was removed"));
@@ -96,7 +96,7 @@ void SourcePoller::Run() {
   while (true) {
     std::set<std::string> due_urls;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto earliest = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         absl::Time t = absl::InfiniteFuture();
         for (const auto& [name, s] : sources_) t = std::min(t, s.next_fetch);
@@ -106,7 +106,7 @@ void SourcePoller::Run() {
         return stop_ || wake_ || earliest() <= absl::Now();
       };
       absl::Time deadline = std::min(earliest(), absl::Now() + absl::Seconds(5));
-      mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+      mu_.AwaitWithDeadline(ready, deadline);
       if (stop_) return;
       wake_ = false;
       absl::Time now = absl::Now();
@@ -116,7 +116,7 @@ void SourcePoller::Run() {
     }
     for (const std::string& url : due_urls) {
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         if (stop_) return;
       }
       FetchUrl(url);
@@ -135,7 +135,7 @@ void SourcePoller::FetchUrl(const std::string& url) {
 
   std::vector<std::pair<std::string, SourceSnapshot>> deliveries;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     absl::Time now = absl::Now();
     for (auto& [name, t] : sources_) {
       if (t.source.url() != url) continue;

@@ -23,7 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
 #include "controlplane/metrics.h"
@@ -77,7 +77,7 @@ class SourcePoller {
   const CommitCallback on_commit_;
   const absl::Duration default_interval_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::string, Tracked> sources_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,4 +1,4 @@
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/source_poller.h"
 #include "gmock/gmock.h"
@@ -83,11 +83,11 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
   auto repos = NewLibgit2Repositories(TempDir("cache"));
-  absl::Mutex mu;
+  Mutex mu;
   std::vector<std::pair<std::string, std::string>> seen;
   SourcePoller poller(repos.get(), metrics,
                       [&](const std::string& name, const SourceSnapshot& snap) {
-                        absl::MutexLock lock(&mu);
+                        MutexLock lock(&mu);
                         seen.emplace_back(name, snap.commit.id);
                       });
   v1::Source source;
@@ -109,7 +109,7 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   ASSERT_TRUE(poller.SyncNow("app").ok());
   ASSERT_TRUE(poller.SyncNow("app").ok());  // no new commit: no delivery
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     ASSERT_EQ(seen.size(), 4u);
     EXPECT_EQ(seen[2].second, second);
   }

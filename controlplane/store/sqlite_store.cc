@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 }
 
 SqliteStore::~SqliteStore() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   sqlite3_close(db_);
 }
 
@@ -86,7 +86,7 @@ absl::Status SqliteStore::Error(const char* what) {
 }
 
 absl::Status SqliteStore::Apply(const std::vector<Write>& writes) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return Error("begin");
   }
@@ -117,7 +117,7 @@ absl::Status SqliteStore::Apply(const std::vector<Write>& writes) {
 
 absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket,
                                              const std::string& key) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT value FROM kv WHERE bucket = ? AND key = ?");
   if (!stmt.ok()) return Error("prepare");
   stmt.Bind(1, bucket);
@@ -132,7 +132,7 @@ absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket,
 
 absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(
     const std::string& bucket) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT key, value FROM kv WHERE bucket = ? ORDER BY key");
   if (!stmt.ok()) return Error("prepare");
   stmt.Bind(1, bucket);
@@ -146,7 +146,7 @@ absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(
 }
 
 absl::Status MemoryStore::Apply(const std::vector<Write>& writes) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const Write& write : writes) {
     if (write.value.has_value()) {
       data_[{write.bucket, write.key}] = *write.value;
@@ -159,7 +159,7 @@ absl::Status MemoryStore::Apply(const std::vector<Write>& writes) {
 
 absl::StatusOr<std::string> MemoryStore::Get(const std::string& bucket,
                                              const std::string& key) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = data_.find({bucket, key});
   if (it == data_.end()) {
     return absl::NotFoundError(absl::StrCat(bucket, "/", key, " not found"));
@@ -169,7 +169,7 @@ absl::StatusOr<std::string> MemoryStore::Get(const std::string& bucket,
 
 absl::StatusOr<std::vector<Store::Entry>> MemoryStore::List(
     const std::string& bucket) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<Entry> out;
   for (auto it = data_.lower_bound({bucket, ""});
        it != data_.end() && it->first.first == bucket; ++it) {

@@ -18,7 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 
 struct sqlite3;
 
@@ -68,7 +68,7 @@ class SqliteStore : public Store {
   explicit SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Error(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
+  Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   const std::string path_;
 };
@@ -82,7 +82,7 @@ class MemoryStore : public Store {
   absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) override;
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<std::pair<std::string, std::string>, std::string> data_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -7,8 +7,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/sync.h"
 #include "common/file_system.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
@@ -52,6 +54,7 @@ class Fleet : public ::testing::Test {
     std::string state;
     int http = 0;
     int starts = 0;
+    std::vector<std::string> extra;
     std::unique_ptr<Process> process;
   };
 
@@ -68,17 +71,19 @@ class Fleet : public ::testing::Test {
     cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/cp.log." + std::to_string(++cp_starts_));
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     cp_http_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
-    ASSERT_GT(grpc_port_, 0) << cp_->Log();
-    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", grpc_port_), grpc::InsecureChannelCredentials()));
+    admin_ = v1::AdminService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_), admin_credentials_));
+    // The stub exists either way, so a test whose control plane failed fails cleanly.
+    ASSERT_GT(grpc_port_, 0) << "control plane did not start:\n" << cp_->Log();
   }
 
   Agent& StartAgent(const std::string& name, const std::string& labels,
-                    const std::string& token = "") {
+                    const std::string& token = "", std::vector<std::string> extra = {}) {
     Agent& agent = agents_[name];
     agent.name = name;
     agent.labels = labels;
     agent.token = token;
+    agent.extra = std::move(extra);
     agent.out = root_ + "/out-" + name;
     agent.state = root_ + "/state-" + name;
     RestartAgent(name);
@@ -87,19 +92,20 @@ class Fleet : public ::testing::Test {
 
   void RestartAgent(const std::string& name) {
     Agent& agent = agents_[name];
+    std::vector<std::string> args = {absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
+                                     "--cluster=" + name, "--labels=" + agent.labels,
+                                     "--token=" + agent.token, "--apply=directory:" + agent.out,
+                                     "--state-dir=" + agent.state, "--http=127.0.0.1:0"};
+    args.insert(args.end(), agent.extra.begin(), agent.extra.end());
     agent.process = std::make_unique<Process>(
-        kAgent,
-        std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
-                                 "--cluster=" + name, "--labels=" + agent.labels,
-                                 "--token=" + agent.token, "--apply=directory:" + agent.out,
-                                 "--state-dir=" + agent.state, "--http=127.0.0.1:0"},
-        absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
+        kAgent, args, absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
     agent.http = Port(agent.process->WaitForLog(R"(HTTP on port (\d+))"));
     ASSERT_GT(agent.http, 0) << agent.process->Log();
   }
 
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
     std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
+    for (const std::string& a : ctl_flags_) absl::StrAppend(&command, " '", a, "'");
     for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
     std::string out;
     int rc = ::gitfleet::testing::Run(command, &out);
@@ -177,8 +183,28 @@ class Fleet : public ::testing::Test {
   int cp_http_ = 0;
   int cp_starts_ = 0;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::shared_ptr<grpc::ChannelCredentials> admin_credentials_ = grpc::InsecureChannelCredentials();
+  std::vector<std::string> ctl_flags_;
   std::map<std::string, Agent> agents_;
 };
+
+// Makes a CA, a server certificate for 127.0.0.1 and a client certificate, with openssl.
+void MakeCertificates(const std::string& dir) {
+  std::string script = absl::StrCat(
+      "set -e; cd '", dir, "';",
+      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1 2>/dev/null; };",
+      "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=gitfleet-test-ca;",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext;",
+      "key server.key; openssl req -new -key server.key -out server.csr -subj /CN=localhost;",
+      "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
+      "  -extfile server.ext -out server.crt 2>/dev/null;",
+      "key client.key; openssl req -new -key client.key -out client.csr -subj /CN=prod-eu;",
+      "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
+      "  -out client.crt 2>/dev/null;",
+      "key other.key; openssl req -x509 -new -key other.key -out other.crt -days 2 -subj /CN=rogue");
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(script, &out), 0) << out;
+}
 
 TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
   git_.Write("apps/web/web.yaml", Cm("web") + "---\n" + Cm("web-extra"));
@@ -395,6 +421,102 @@ TEST_F(Fleet, CliReportsServerErrorsInOneLine) {
   EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: source name \"Bad_Name\""));
   EXPECT_EQ(HttpGet(cp_http_, "/healthz"), "ok\n");
   EXPECT_EQ(HttpGet(cp_http_, "/readyz"), "ready\n");
+}
+
+TEST_F(Fleet, MutualTlsAcceptsSignedAgentsOnly) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  std::string certs = root_ + "/certs";
+  ::gitfleet::testing::Run("mkdir -p '" + certs + "'");
+  MakeCertificates(certs);
+  StartControlPlane({"--tls-cert=" + certs + "/server.crt", "--tls-key=" + certs + "/server.key",
+                     "--tls-ca=" + certs + "/ca.crt"});
+  std::vector<std::string> client_tls = {"--tls-ca=" + certs + "/ca.crt",
+                                         "--tls-cert=" + certs + "/client.crt",
+                                         "--tls-key=" + certs + "/client.key"};
+  ctl_flags_ = client_tls;
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *PosixFileSystem().ReadFile(certs + "/ca.crt");
+  ssl.pem_cert_chain = *PosixFileSystem().ReadFile(certs + "/client.crt");
+  ssl.pem_private_key = *PosixFileSystem().ReadFile(certs + "/client.key");
+  admin_credentials_ = grpc::SslCredentials(ssl);
+  admin_ = v1::AdminService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_), admin_credentials_));
+
+  StartAgent("prod-eu", "env=prod", "", client_tls);
+  Agent& anonymous = StartAgent("anonymous", "env=prod", "", {"--tls-ca=" + certs + "/ca.crt"});
+  Agent& rogue = StartAgent("rogue", "env=prod", "",
+                            {"--tls-ca=" + certs + "/ca.crt", "--tls-cert=" + certs + "/other.crt",
+                             "--tls-key=" + certs + "/other.key"});
+  Agent& plaintext = StartAgent("plaintext", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_FALSE(anonymous.process->WaitForLog("stream to control plane .* ended").empty());
+  EXPECT_FALSE(rogue.process->WaitForLog("stream to control plane .* ended").empty());
+  EXPECT_FALSE(plaintext.process->WaitForLog("stream to control plane .* ended").empty());
+  EXPECT_EQ(ConnectedClusters(), 1) << Ctl({"cluster", "list"});
+  EXPECT_THAT(Files("anonymous"), IsEmpty());
+  EXPECT_THAT(Files("rogue"), IsEmpty());
+
+  // The CLI without a client certificate cannot drive the control plane.
+  ctl_flags_ = {"--tls-ca=" + certs + "/ca.crt", "--timeout=3s"};
+  int code;
+  Ctl({"source", "list"}, &code);
+  EXPECT_EQ(code, 1);
+}
+
+TEST_F(Fleet, OversizedRenderFailsTheBundleClearly) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane({"--max-bundle-bytes=2000"});
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  git_.Write("apps/web/big.yaml", Cm("big", std::string(5000, 'x')));
+  std::string big = git_.Commit("too big");
+  ASSERT_TRUE(Eventually([&] {
+    std::vector<v1::BundleStatus> s = Status("prod-eu", "web");
+    return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_FAILED;
+  }));
+  EXPECT_THAT(Status("prod-eu", "web")[0].message(), HasSubstr("renders more than 2000 bytes"));
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/a.yaml"));
+
+  // Flags that could never work are refused at start-up with the reason.
+  Process bad(kControlPlane,
+              {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
+               "--max-bundle-bytes=1000000", "--max-message-bytes=1000"},
+              root_ + "/cp-bad.log");
+  EXPECT_FALSE(bad.WaitForLog("--max-bundle-bytes .* must be smaller than --max-message-bytes").empty())
+      << bad.Log();
+}
+
+TEST_F(Fleet, ServesGrpcHealth) {
+  StartControlPlane();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request;  // HealthCheckRequest{service: ""} encodes to no bytes
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response;
+  Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status s) {
+                   status = s;
+                   done.Notify();
+                 });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse{status: SERVING}";
 }
 
 }  // namespace
