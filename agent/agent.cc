@@ -4,8 +4,8 @@
 
 namespace gitfleet {
 
-Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
-             Options options, AgentMetrics& metrics)
+Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
+             AgentMetrics& metrics)
     : reconciler_(reconciler), options_(std::move(options)), metrics_(metrics) {
   RefreshHeld();
   ControlPlaneClient::Callbacks callbacks;
@@ -17,8 +17,8 @@ Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
     Enqueue(Connected{});
   };
   callbacks.on_disconnected = [](const absl::Status&) {};
-  client_ = std::make_unique<ControlPlaneClient>(std::move(client_options),
-                                                 std::move(callbacks), metrics);
+  client_ = std::make_unique<ControlPlaneClient>(std::move(client_options), std::move(callbacks),
+                                                 metrics);
 }
 
 v1::Hello Agent::BuildHello() {

@@ -17,11 +17,10 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "common/sync.h"
-
 #include "agent/apply/reconciler.h"
 #include "agent/client/controlplane_client.h"
 #include "agent/metrics.h"
+#include "common/sync.h"
 
 namespace gitfleet {
 

@@ -1,7 +1,9 @@
 // gitfleet-agent: dials the control plane, applies its bundles, reports status.
 // Wiring only: every component lives in its own package.
 
-#include <signal.h>
+#include <string.h>
+
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -18,6 +20,8 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
+#include "common/shutdown.h"
+#include "common/sync.h"
 #include "common/tls.h"
 #include "controlplane/fleet/label_selector.h"
 
@@ -39,18 +43,12 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 namespace gitfleet {
 namespace {
 
-Notification* g_stop = nullptr;
-
-void OnSignal(int) {
-  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
-
 int Fail(const absl::Status& status) {
   GF_LOG(ERROR) << status.message();
   return 2;
 }
 
-int Main() {
+int Main(ShutdownSignals& signals) {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string cluster = absl::GetFlag(FLAGS_cluster);
   if (cluster.empty()) return Fail(absl::InvalidArgumentError("--cluster is required"));
@@ -63,9 +61,9 @@ int Main() {
   const std::string apply_flag = absl::GetFlag(FLAGS_apply);
   absl::string_view apply = apply_flag;
   if (!absl::ConsumePrefix(&apply, "directory:") || apply.empty()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--apply=\"", absl::GetFlag(FLAGS_apply),
-        "\": want directory:DIR (the kubernetes applier is not built yet)")));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--apply=\"", absl::GetFlag(FLAGS_apply),
+                     "\": want directory:DIR (the kubernetes applier is not built yet)")));
   }
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
@@ -74,7 +72,8 @@ int Main() {
   if (!absl::GetFlag(FLAGS_token_file).empty()) {
     absl::StatusOr<std::string> data = PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_token_file));
     if (!data.ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("--token-file: ", data.status().message())));
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--token-file: ", data.status().message())));
     }
     token = std::string(absl::StripAsciiWhitespace(*data));
   }
@@ -108,13 +107,15 @@ int Main() {
   Agent agent(&reconciler, client_options, options, metrics);
 
   Notification stop;
-  g_stop = &stop;
-  signal(SIGTERM, OnSignal);
-  signal(SIGINT, OnSignal);
+  std::thread waiter([&] {
+    int sig = signals.Wait();
+    GF_LOG(INFO) << "shutting down on " << strsignal(sig);
+    stop.Notify();
+  });
   GF_LOG(INFO) << "gitfleet-agent for cluster " << cluster << " applying to directory " << apply
                << ", HTTP on port " << (*http)->port();
   agent.Run(&stop);
-  GF_LOG(INFO) << "shutting down";
+  waiter.join();
   return 0;
 }
 
@@ -122,10 +123,11 @@ int Main() {
 }  // namespace gitfleet
 
 int main(int argc, char** argv) {
+  gitfleet::ShutdownSignals signals;  // before any thread starts
   absl::SetProgramUsageMessage(
       "gitfleet-agent --controlplane=ADDR --cluster=NAME --labels=k=v --token=T "
       "--apply=directory:DIR --state-dir=DIR --http=ADDR");
   std::vector<char*> args = gitfleet::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  return gitfleet::Main();
+  return gitfleet::Main(signals);
 }

@@ -12,10 +12,10 @@ struct AgentMetrics {
 
   metrics::Registry& registry;
   metrics::Gauge& connected;
-  metrics::Family<metrics::Counter>& connects;  // result=ok|error
+  metrics::Family<metrics::Counter>& connects;          // result=ok|error
   metrics::Family<metrics::Counter>& updates_received;  // kind=full|delta|removal
-  metrics::Family<metrics::Counter>& objects_applied;  // result=ok|error
-  metrics::Family<metrics::Counter>& objects_pruned;  // result=ok|error
+  metrics::Family<metrics::Counter>& objects_applied;   // result=ok|error
+  metrics::Family<metrics::Counter>& objects_pruned;    // result=ok|error
   metrics::Counter& objects_unchanged;
   metrics::Counter& drift_corrections;
   metrics::Histogram& apply_seconds;

@@ -77,12 +77,14 @@ int Main() {
     agents.push_back(std::make_unique<Process>(
         Binary("agent/gitfleet-agent"),
         std::vector<std::string>{"--controlplane=" + target, absl::StrCat("--cluster=", name),
-                                 "--labels=env=bench", absl::StrCat("--apply=directory:", root, "/out-", name),
-                                 absl::StrCat("--state-dir=", root, "/state-", name), "--http=127.0.0.1:0",
-                                 "--log-level=warning"},
+                                 "--labels=env=bench",
+                                 absl::StrCat("--apply=directory:", root, "/out-", name),
+                                 absl::StrCat("--state-dir=", root, "/state-", name),
+                                 "--http=127.0.0.1:0", "--log-level=warning"},
         absl::StrCat(root, "/agent-", name, ".log")));
   }
-  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto admin =
+      v1::AdminService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   auto call = [&](auto method, const auto& request, auto* response) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -144,13 +146,13 @@ int Main() {
     printf("%-5s commits=%zu median=%.1fms max=%.1fms\n", mode.c_str(), values.size(),
            Median(values), *std::max_element(values.begin(), values.end()));
   }
-  printf("{\"bench\": \"commit_latency\", \"agents\": 2, \"objects\": %d, \"commits\": %d, "
-         "\"sync_median_ms\": %.1f, \"sync_max_ms\": %.1f, \"poll_median_ms\": %.1f, "
-         "\"poll_max_ms\": %.1f}\n",
-         objects, commits, Median(results["sync"]),
-         *std::max_element(results["sync"].begin(), results["sync"].end()),
-         Median(results["poll"]),
-         *std::max_element(results["poll"].begin(), results["poll"].end()));
+  printf(
+      "{\"bench\": \"commit_latency\", \"agents\": 2, \"objects\": %d, \"commits\": %d, "
+      "\"sync_median_ms\": %.1f, \"sync_max_ms\": %.1f, \"poll_median_ms\": %.1f, "
+      "\"poll_max_ms\": %.1f}\n",
+      objects, commits, Median(results["sync"]),
+      *std::max_element(results["sync"].begin(), results["sync"].end()), Median(results["poll"]),
+      *std::max_element(results["poll"].begin(), results["poll"].end()));
   return 0;
 }
 

@@ -139,11 +139,10 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_applied_revision(s.applied_revision());
   row.set_message(s.message());
   for (const v1::ResourceHealth& r : s.unhealthy_resources()) {
-    row.add_unhealthy_resources(absl::StrCat(r.key().kind(), " ",
-                                             r.key().namespace_().empty() ? "" : r.key().namespace_() + "/",
-                                             r.key().name(), ": ",
-                                             Words(v1::HealthState_Name(r.health()), "HEALTH_STATE_"),
-                                             r.message().empty() ? "" : " (" + r.message() + ")"));
+    row.add_unhealthy_resources(absl::StrCat(
+        r.key().kind(), " ", r.key().namespace_().empty() ? "" : r.key().namespace_() + "/",
+        r.key().name(), ": ", Words(v1::HealthState_Name(r.health()), "HEALTH_STATE_"),
+        r.message().empty() ? "" : " (" + r.message() + ")"));
   }
   row.set_committed_time(FormatTime(s.committed_time()));
   row.set_seen_time(FormatTime(s.seen_time()));
@@ -231,7 +230,8 @@ class Cli {
     const std::vector<std::string>& w = args_.words();
     if (w.size() <= position) return absl::InvalidArgumentError(absl::StrCat("missing ", what));
     if (w.size() > position + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", w[position + 1], "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", w[position + 1], "\""));
     }
     return w[position];
   }
@@ -245,7 +245,7 @@ class Cli {
 
   template <typename Request, typename Response>
   int Call(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&,
-                                                        Response*),
+                                                          Response*),
            const Request& request, Response* response) {
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
@@ -257,8 +257,8 @@ class Cli {
       if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
         message = absl::StrCat("cannot reach the control plane at ", server_, ": ", message);
       }
-      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code())
-           << ": " << message << "\n";
+      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
+           << message << "\n";
       return 1;
     }
     return 0;
@@ -308,7 +308,8 @@ class Cli {
     if (int rc = Call(&v1::AdminService::Stub::AddSource, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
     out_ << "source " << info.source().name() << " added";
-    if (!info.commit().empty()) out_ << " (" << info.source().ref() << " at " << Short(info.commit()) << ")";
+    if (!info.commit().empty())
+      out_ << " (" << info.source().ref() << " at " << Short(info.commit()) << ")";
     out_ << "\n";
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     return 0;
@@ -337,7 +338,8 @@ class Cli {
     v1::RemoveSourceRequest request;
     request.set_name(*name);
     v1::RemoveSourceResponse response;
-    if (int rc = Call(&v1::AdminService::Stub::RemoveSource, request, &response); rc != 0) return rc;
+    if (int rc = Call(&v1::AdminService::Stub::RemoveSource, request, &response); rc != 0)
+      return rc;
     if (format_ == "table") out_ << "source " << *name << " removed\n";
     return format_ == "table" ? 0 : Print(response);
   }
@@ -369,8 +371,8 @@ class Cli {
     if (format_ != "table") return Print(info);
     out_ << "bundle " << info.bundle().name() << " added";
     if (!info.revision().empty()) {
-      out_ << ": " << info.object_count() << " objects at " << Short(info.commit())
-           << ", revision " << Short(info.revision());
+      out_ << ": " << info.object_count() << " objects at " << Short(info.commit()) << ", revision "
+           << Short(info.revision());
     }
     out_ << "\n";
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
@@ -402,7 +404,8 @@ class Cli {
     v1::RemoveBundleRequest request;
     request.set_name(*name);
     v1::RemoveBundleResponse response;
-    if (int rc = Call(&v1::AdminService::Stub::RemoveBundle, request, &response); rc != 0) return rc;
+    if (int rc = Call(&v1::AdminService::Stub::RemoveBundle, request, &response); rc != 0)
+      return rc;
     if (format_ == "table") out_ << "bundle " << *name << " removed\n";
     return format_ == "table" ? 0 : Print(response);
   }
@@ -418,15 +421,17 @@ class Cli {
     Table table({"NAME", "CONNECTED", "LABELS", "BUNDLES", "LAST SEEN", "VERSION"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
-      table.Add({c.name(), c.connected() ? "yes" : "no", absl::StrJoin(labels, ",", absl::PairFormatter("=")),
-                 absl::StrCat(c.bundles()), FormatTime(c.last_seen()), c.agent_version()});
+      table.Add({c.name(), c.connected() ? "yes" : "no",
+                 absl::StrJoin(labels, ",", absl::PairFormatter("=")), absl::StrCat(c.bundles()),
+                 FormatTime(c.last_seen()), c.agent_version()});
     }
     table.Print(out_);
     return 0;
   }
 
   int Status() {
-    if (args_.words().size() > 1) return Usage("status takes no arguments; use --cluster or --bundle");
+    if (args_.words().size() > 1)
+      return Usage("status takes no arguments; use --cluster or --bundle");
     v1::GetStatusRequest request;
     request.set_cluster(args_.TakeOr("cluster", ""));
     request.set_bundle(args_.TakeOr("bundle", ""));

@@ -16,8 +16,7 @@
 namespace gitfleet {
 namespace {
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path,
-                        int err) {
+absl::Status ErrnoError(absl::string_view what, const std::string& path, int err) {
   std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(message);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
@@ -36,8 +35,7 @@ absl::Status MakeDirs(const std::string& dir) {
   struct stat st;
   if (stat(dir.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " exists and is not a directory"));
+    return absl::FailedPreconditionError(absl::StrCat(dir, " exists and is not a directory"));
   }
   absl::Status parent = MakeDirs(Dirname(dir));
   if (!parent.ok()) return parent;
@@ -69,13 +67,11 @@ class PosixFs : public FileSystem {
     return data;
   }
 
-  absl::Status WriteFileAtomically(const std::string& path,
-                                   absl::string_view data) override {
+  absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) override {
     std::string dir = Dirname(path);
     absl::Status made = MakeDirs(dir);
     if (!made.ok()) return made;
-    std::string tmp = absl::StrCat(path, ".tmp-", getpid(), "-",
-                                   absl::Uniform<uint32_t>(bitgen_));
+    std::string tmp = absl::StrCat(path, ".tmp-", getpid(), "-", absl::Uniform<uint32_t>(bitgen_));
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoError("cannot create", tmp, errno);
     size_t done = 0;
@@ -111,8 +107,7 @@ class PosixFs : public FileSystem {
     return absl::OkStatus();
   }
 
-  absl::Status DeleteFile(const std::string& path,
-                          const std::string& stop_at) override {
+  absl::Status DeleteFile(const std::string& path, const std::string& stop_at) override {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
       return ErrnoError("cannot delete", path, errno);
     }
@@ -124,8 +119,7 @@ class PosixFs : public FileSystem {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<std::string>> ListFiles(
-      const std::string& dir) override {
+  absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) override {
     std::vector<std::string> out;
     absl::Status status = Walk(dir, "", &out);
     if (!status.ok()) return status;
@@ -186,15 +180,13 @@ absl::Status MemoryFileSystem::WriteFileAtomically(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status MemoryFileSystem::DeleteFile(const std::string& path,
-                                          const std::string&) {
+absl::Status MemoryFileSystem::DeleteFile(const std::string& path, const std::string&) {
   MutexLock lock(&mu_);
   files_.erase(path);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> MemoryFileSystem::ListFiles(
-    const std::string& dir) {
+absl::StatusOr<std::vector<std::string>> MemoryFileSystem::ListFiles(const std::string& dir) {
   MutexLock lock(&mu_);
   std::vector<std::string> out;
   std::string prefix = absl::StrCat(dir, "/");
@@ -235,15 +227,13 @@ absl::Status FaultyFileSystem::WriteFileAtomically(const std::string& path,
   return base_->WriteFileAtomically(path, data);
 }
 
-absl::Status FaultyFileSystem::DeleteFile(const std::string& path,
-                                          const std::string& stop_at) {
+absl::Status FaultyFileSystem::DeleteFile(const std::string& path, const std::string& stop_at) {
   absl::Status status = Check(path);
   if (!status.ok()) return status;
   return base_->DeleteFile(path, stop_at);
 }
 
-absl::StatusOr<std::vector<std::string>> FaultyFileSystem::ListFiles(
-    const std::string& dir) {
+absl::StatusOr<std::vector<std::string>> FaultyFileSystem::ListFiles(const std::string& dir) {
   return base_->ListFiles(dir);
 }
 

@@ -29,16 +29,13 @@ class FileSystem {
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
   // Writes to a temporary file beside `path`, syncs it and renames it over `path`,
   // creating parent directories. Readers see the old or the new content, never a mix.
-  virtual absl::Status WriteFileAtomically(const std::string& path,
-                                           absl::string_view data) = 0;
+  virtual absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) = 0;
   // OK when the file is already gone. Removes parent directories left empty, up to
   // (not including) `stop_at`.
-  virtual absl::Status DeleteFile(const std::string& path,
-                                  const std::string& stop_at) = 0;
+  virtual absl::Status DeleteFile(const std::string& path, const std::string& stop_at) = 0;
   // Regular files under `dir`, recursively, as sorted paths relative to `dir`. An
   // absent directory has no files.
-  virtual absl::StatusOr<std::vector<std::string>> ListFiles(
-      const std::string& dir) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) = 0;
 };
 
 // The process's real file system.
@@ -48,12 +45,9 @@ FileSystem& PosixFileSystem();
 class MemoryFileSystem : public FileSystem {
  public:
   absl::StatusOr<std::string> ReadFile(const std::string& path) override;
-  absl::Status WriteFileAtomically(const std::string& path,
-                                   absl::string_view data) override;
-  absl::Status DeleteFile(const std::string& path,
-                          const std::string& stop_at) override;
-  absl::StatusOr<std::vector<std::string>> ListFiles(
-      const std::string& dir) override;
+  absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) override;
+  absl::Status DeleteFile(const std::string& path, const std::string& stop_at) override;
+  absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) override;
 
  private:
   Mutex mu_;
@@ -69,12 +63,9 @@ class FaultyFileSystem : public FileSystem {
   void Heal();
 
   absl::StatusOr<std::string> ReadFile(const std::string& path) override;
-  absl::Status WriteFileAtomically(const std::string& path,
-                                   absl::string_view data) override;
-  absl::Status DeleteFile(const std::string& path,
-                          const std::string& stop_at) override;
-  absl::StatusOr<std::vector<std::string>> ListFiles(
-      const std::string& dir) override;
+  absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) override;
+  absl::Status DeleteFile(const std::string& path, const std::string& stop_at) override;
+  absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) override;
 
  private:
   absl::Status Check(const std::string& path);

@@ -12,9 +12,8 @@ namespace {
 using ::testing::ElementsAre;
 
 std::string TempDir() {
-  std::string tmpl = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR")
-                                                       : "/tmp") +
-                     "/fsXXXXXX";
+  std::string tmpl =
+      std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/fsXXXXXX";
   return mkdtemp(tmpl.data());
 }
 
@@ -31,8 +30,7 @@ TEST(PosixFileSystemTest, WritesAtomicallyListsAndDeletesEmptyParents) {
   EXPECT_NE(stat((root + "/a/b").c_str(), &st), 0) << "empty parent removed";
   EXPECT_EQ(stat((root + "/a").c_str(), &st), 0) << "non-empty parent kept";
   EXPECT_TRUE(fs.DeleteFile(root + "/a/missing.yaml", root).ok());
-  EXPECT_EQ(fs.ReadFile(root + "/nope").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(fs.ReadFile(root + "/nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(fs.ListFiles(root + "/absent")->empty());
 }
 
@@ -40,8 +38,7 @@ TEST(FaultyFileSystemTest, FailsChosenPathsAndHeals) {
   MemoryFileSystem memory;
   FaultyFileSystem faulty(&memory);
   faulty.FailPathsContaining("/secret/");
-  EXPECT_EQ(faulty.WriteFileAtomically("/x/secret/a", "v").code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(faulty.WriteFileAtomically("/x/secret/a", "v").code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(faulty.WriteFileAtomically("/x/other/a", "v").ok());
   faulty.Heal();
   EXPECT_TRUE(faulty.WriteFileAtomically("/x/secret/a", "v").ok());

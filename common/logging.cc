@@ -41,8 +41,8 @@ absl::Status SetLogLevelByName(absl::string_view name) {
   } else if (lower == "error") {
     SetLogLevel(LogLevel::kError);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown log level \"", name, "\" (want debug, info, warning or error)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown log level \"", name, "\" (want debug, info, warning or error)"));
   }
   return absl::OkStatus();
 }
@@ -53,14 +53,12 @@ bool LogEnabled(LogLevel level) {
   return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed);
 }
 
-LogMessage::LogMessage(LogLevel level, const char* file, int line)
-    : level_(level) {
+LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(level) {
   absl::string_view path(file);
   size_t slash = path.rfind('/');
   if (slash != absl::string_view::npos) path.remove_prefix(slash + 1);
-  stream_ << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                              absl::UTCTimeZone())
-          << " " << LevelName(level_) << " " << path << ":" << line << "] ";
+  stream_ << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()) << " "
+          << LevelName(level_) << " " << path << ":" << line << "] ";
 }
 
 LogMessage::~LogMessage() {

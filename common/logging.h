@@ -49,10 +49,10 @@ struct LogVoidify {
 #define GF_LOG_LEVEL_ERROR ::gitfleet::LogLevel::kError
 
 // An expression, not an if statement, so it is safe inside an unbraced if/else.
-#define GF_LOG(level)                                        \
-  !::gitfleet::LogEnabled(GF_LOG_LEVEL_##level)              \
-      ? (void)0                                              \
-      : ::gitfleet::LogVoidify() &                           \
+#define GF_LOG(level)                           \
+  !::gitfleet::LogEnabled(GF_LOG_LEVEL_##level) \
+      ? (void)0                                 \
+      : ::gitfleet::LogVoidify() &              \
             ::gitfleet::LogMessage(GF_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // GITFLEET_COMMON_LOGGING_H_

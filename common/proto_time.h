@@ -13,8 +13,7 @@ inline google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   if (t == absl::InfinitePast() || t == absl::UnixEpoch()) return ts;
   int64_t seconds = absl::ToUnixSeconds(t);
   ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(seconds)) /
-                                    absl::Nanoseconds(1)));
+  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(seconds)) / absl::Nanoseconds(1)));
   return ts;
 }
 

@@ -9,10 +9,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define GF_RETURN_IF_ERROR(expr)                \
-  do {                                          \
-    ::absl::Status gf_status_ = (expr);         \
-    if (!gf_status_.ok()) return gf_status_;    \
+#define GF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status gf_status_ = (expr);      \
+    if (!gf_status_.ok()) return gf_status_; \
   } while (0)
 
 #define GF_STATUS_CONCAT_INNER(a, b) a##b

@@ -6,24 +6,20 @@
 namespace gitfleet {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path,
-                                    const char* flag) {
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
   absl::StatusOr<std::string> data = PosixFileSystem().ReadFile(path);
   if (!data.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": ", data.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", data.status().message()));
   }
   if (data->find("-----BEGIN") == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": ", path, " is not a PEM file"));
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
   }
   return data;
 }
 
 absl::Status CheckPair(const TlsFiles& files) {
   if (files.cert.empty() != files.key.empty()) {
-    return absl::InvalidArgumentError(
-        "--tls-cert and --tls-key must be given together");
+    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
   }
   return absl::OkStatus();
 }

@@ -1,7 +1,7 @@
 // gitfleet-controlplane: tracks Git sources, renders bundles and streams them to agents.
 // Wiring only: every component lives in its own package.
 
-#include <signal.h>
+#include <string.h>
 
 #include <memory>
 
@@ -9,10 +9,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "common/sync.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
+#include "common/shutdown.h"
 #include "common/tls.h"
 #include "controlplane/api/admin_service.h"
 #include "controlplane/distribute/agent_service.h"
@@ -41,23 +41,16 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 namespace gitfleet {
 namespace {
 
-Notification* g_shutdown = nullptr;
-
-void OnSignal(int) {
-  if (g_shutdown != nullptr && !g_shutdown->HasBeenNotified()) g_shutdown->Notify();
-}
-
 int Fail(const absl::Status& status) {
   GF_LOG(ERROR) << status.message();
   return 2;
 }
 
-int Main() {
+int Main(ShutdownSignals& signals) {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) return Fail(absl::InvalidArgumentError("--data-dir is required"));
-  if (absl::GetFlag(FLAGS_max_bundle_bytes) + (1 << 16) >
-      absl::GetFlag(FLAGS_max_message_bytes)) {
+  if (absl::GetFlag(FLAGS_max_bundle_bytes) + (1 << 16) > absl::GetFlag(FLAGS_max_message_bytes)) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--max-bundle-bytes (", absl::GetFlag(FLAGS_max_bundle_bytes),
         ") must be smaller than --max-message-bytes (", absl::GetFlag(FLAGS_max_message_bytes),
@@ -77,9 +70,8 @@ int Main() {
     if (!loaded.ok()) return Fail(loaded.status());
     tokens = *std::move(loaded);
   }
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeServerCredentials({absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
-                             absl::GetFlag(FLAGS_tls_ca)});
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(
+      {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) return Fail(credentials.status());
 
   absl::StatusOr<std::unique_ptr<SqliteStore>> store =
@@ -122,15 +114,11 @@ int Main() {
   if (!http.ok()) return Fail(http.status());
 
   controller.Start();
-  GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port
-               << ", HTTP on port " << (*http)->port() << ", data in " << data_dir;
+  GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
+               << (*http)->port() << ", data in " << data_dir;
 
-  Notification shutdown;
-  g_shutdown = &shutdown;
-  signal(SIGTERM, OnSignal);
-  signal(SIGINT, OnSignal);
-  shutdown.WaitForNotification();
-  GF_LOG(INFO) << "shutting down";
+  int sig = signals.Wait();
+  GF_LOG(INFO) << "shutting down on " << strsignal(sig);
   hub.CloseAll(absl::UnavailableError("control plane is shutting down"));
   // In-flight admin calls get a short grace period. gRPC 1.51 waits out the whole
   // deadline while any client holds an idle channel, so keep it short.
@@ -143,9 +131,10 @@ int Main() {
 }  // namespace gitfleet
 
 int main(int argc, char** argv) {
+  gitfleet::ShutdownSignals signals;  // before any thread starts
   absl::SetProgramUsageMessage(
       "gitfleet-controlplane --grpc=ADDR --http=ADDR --data-dir=DIR [--agent-tokens=FILE]");
   std::vector<char*> args = gitfleet::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  return gitfleet::Main();
+  return gitfleet::Main(signals);
 }

@@ -49,8 +49,7 @@ class DirectoryApplier : public Applier {
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
-  v1::ResourceHealth Health(const v1::ManifestObject& object,
-                            const ApplyContext& context) override;
+  v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
 
   // The file for `key`, or InvalidArgument when a part would escape the directory.
   absl::StatusOr<std::string> PathFor(const v1::ObjectKey& key) const;

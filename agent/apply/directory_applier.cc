@@ -21,8 +21,8 @@ absl::StatusOr<std::string> DirectoryApplier::PathFor(const v1::ObjectKey& key) 
   const std::string& ns = key.namespace_().empty() ? "_cluster" : key.namespace_();
   for (const std::string* part : {&ns, &key.kind(), &key.name()}) {
     if (!SafePart(*part)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          KeyDisplay(key), ": \"", *part, "\" is not a valid Kubernetes name"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(KeyDisplay(key), ": \"", *part, "\" is not a valid Kubernetes name"));
     }
   }
   return absl::StrCat(dir_, "/", ns, "/", key.kind(), "/", key.name(), ".yaml");

@@ -164,8 +164,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     std::string key = KeyString(object.key());
     desired_keys.insert(key);
     auto previous = record.applied_hashes().find(key);
-    bool already = previous != record.applied_hashes().end() &&
-                   previous->second == object.content_hash();
+    bool already =
+        previous != record.applied_hashes().end() && previous->second == object.content_hash();
     if (already && check_drift) {
       absl::StatusOr<bool> in_sync = applier_->InSync(object, context);
       if (in_sync.ok() && *in_sync) {
@@ -249,18 +249,16 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     bundle.backoff->Reset();
     bundle.next_retry = absl::InfiniteFuture();
     status.set_sync_state(drifted > 0 && !desired.sync().self_heal() ? v1::SYNC_STATE_OUT_OF_SYNC
-                                                                       : v1::SYNC_STATE_SYNCED);
+                                                                     : v1::SYNC_STATE_SYNCED);
     if (drifted > 0 && !desired.sync().self_heal()) {
       status.set_message(absl::StrCat(drifted, " objects drifted (self-heal is off)"));
     }
   } else {
     status.set_sync_state(v1::SYNC_STATE_FAILED);
-    status.set_message(absl::StrCat(errors->size(), " of ", desired.objects_size(),
-                                    " objects failed; first: ",
-                                    (*errors)[0].key().kind().empty()
-                                        ? ""
-                                        : KeyDisplay((*errors)[0].key()) + ": ",
-                                    (*errors)[0].message()));
+    status.set_message(
+        absl::StrCat(errors->size(), " of ", desired.objects_size(), " objects failed; first: ",
+                     (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
+                     (*errors)[0].message()));
     bundle.next_retry = absl::Now() + bundle.backoff->Next();
   }
   status.set_applied_revision(record.applied_revision());
@@ -303,8 +301,8 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
       if (status.ok()) {
         ++pruned;
       } else {
-        GF_LOG(WARNING) << "bundle " << removal.bundle() << ": cannot prune "
-                        << KeyDisplay(key) << ": " << status.message();
+        GF_LOG(WARNING) << "bundle " << removal.bundle() << ": cannot prune " << KeyDisplay(key)
+                        << ": " << status.message();
       }
     }
   }
@@ -341,9 +339,8 @@ std::vector<v1::StatusUpdate> Reconciler::AllStatuses() const {
 }
 
 void Reconciler::UpdateBundleGauges() {
-  std::map<v1::SyncState, int> counts = {{v1::SYNC_STATE_SYNCED, 0},
-                                         {v1::SYNC_STATE_OUT_OF_SYNC, 0},
-                                         {v1::SYNC_STATE_FAILED, 0}};
+  std::map<v1::SyncState, int> counts = {
+      {v1::SYNC_STATE_SYNCED, 0}, {v1::SYNC_STATE_OUT_OF_SYNC, 0}, {v1::SYNC_STATE_FAILED, 0}};
   for (const auto& [name, bundle] : bundles_) ++counts[bundle.status.sync_state()];
   for (const auto& [state, count] : counts) {
     std::string label = v1::SyncState_Name(state);

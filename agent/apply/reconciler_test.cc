@@ -47,10 +47,7 @@ v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects,
 class ReconcilerTest : public ::testing::Test {
  protected:
   ReconcilerTest()
-      : faulty_(&fs_),
-        applier_("/out", &faulty_),
-        state_("/state", &faulty_),
-        metrics_(registry_) {
+      : faulty_(&fs_), applier_("/out", &faulty_), state_("/state", &faulty_), metrics_(registry_) {
     Restart();
   }
   void Restart() {
@@ -87,7 +84,8 @@ TEST_F(ReconcilerTest, AppliesFullThenOnlyChangesAndPrunes) {
   outcome = reconciler_->OnUpdate(second);
   EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
   EXPECT_EQ(Applied(), 4) << "only the changed object is written";
-  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"));
+  EXPECT_THAT(*fs_.ListFiles("/out"),
+              ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"));
   EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/b.yaml"), HasSubstr("\"2\""));
 
   // After a restart the agent holds the same revision and resumes from it.
@@ -149,8 +147,8 @@ TEST_F(ReconcilerTest, SelfHealsDriftAndReportsItWhenOff) {
 }
 
 TEST_F(ReconcilerTest, RefusesNamesThatEscapeTheDirectory) {
-  v1::ManifestObject evil = *MakeObject(
-      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"../../etc/passwd\"}\n", "t");
+  v1::ManifestObject evil =
+      *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"../../etc/passwd\"}\n", "t");
   Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a"), evil}));
   EXPECT_FALSE(outcome.ack.ok());
   ASSERT_EQ(outcome.ack.errors_size(), 1);

@@ -91,8 +91,7 @@ class ControlPlaneClient::Stream
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
-ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks,
-                                       AgentMetrics& metrics)
+ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks, AgentMetrics& metrics)
     : options_(std::move(options)), callbacks_(std::move(callbacks)), metrics_(metrics) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options_.max_message_bytes);
@@ -109,7 +108,9 @@ ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks,
 
 ControlPlaneClient::~ControlPlaneClient() { Stop(); }
 
-void ControlPlaneClient::Start() { thread_ = std::thread([this] { DialLoop(); }); }
+void ControlPlaneClient::Start() {
+  thread_ = std::thread([this] { DialLoop(); });
+}
 
 void ControlPlaneClient::Stop() {
   std::shared_ptr<Stream> stream;
@@ -159,8 +160,8 @@ void ControlPlaneClient::DialLoop() {
       metrics_.connects.Add({{"result", "error"}}).Increment();
     }
     absl::Duration delay = backoff.Next();
-    std::string error = status.ok() ? "stream closed by the control plane"
-                                    : std::string(status.message());
+    std::string error =
+        status.ok() ? "stream closed by the control plane" : std::string(status.message());
     if (status.code() == absl::StatusCode::kUnauthenticated) {
       GF_LOG(ERROR) << "control plane " << options_.target << " refused this agent: " << error
                     << " (check --token); retrying in " << delay;

@@ -19,9 +19,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "common/sync.h"
 #include "absl/time/time.h"
 #include "agent/metrics.h"
+#include "common/sync.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/gitfleet/v1/agent.grpc.pb.h"
 

@@ -16,13 +16,11 @@ std::string Where(absl::string_view file, int zero_based_line) {
 }
 
 // Reads a required non-empty scalar field of `node`, or explains what is wrong.
-absl::StatusOr<std::string> RequiredScalar(const YAML::Node& node,
-                                           absl::string_view field,
+absl::StatusOr<std::string> RequiredScalar(const YAML::Node& node, absl::string_view field,
                                            absl::string_view where) {
   YAML::Node value = node[std::string(field)];
   if (!value || value.IsNull()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": object has no ", field));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": object has no ", field));
   }
   if (!value.IsScalar() || value.Scalar().empty()) {
     return absl::InvalidArgumentError(
@@ -31,27 +29,22 @@ absl::StatusOr<std::string> RequiredScalar(const YAML::Node& node,
   return value.Scalar();
 }
 
-absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc,
-                                                  absl::string_view where) {
+absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::string_view where) {
   if (!doc.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": document is not a mapping"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": document is not a mapping"));
   }
-  absl::StatusOr<std::string> api_version =
-      RequiredScalar(doc, "apiVersion", where);
+  absl::StatusOr<std::string> api_version = RequiredScalar(doc, "apiVersion", where);
   if (!api_version.ok()) return api_version.status();
   absl::StatusOr<std::string> kind = RequiredScalar(doc, "kind", where);
   if (!kind.ok()) return kind.status();
   YAML::Node metadata = doc["metadata"];
   if (!metadata || !metadata.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": ", *kind, " has no metadata mapping"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata mapping"));
   }
   absl::StatusOr<std::string> name =
       RequiredScalar(metadata, "name", absl::StrCat(where, ": ", *kind));
   if (!name.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": ", *kind, " has no metadata.name"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata.name"));
   }
   v1::ManifestObject object;
   v1::ObjectKey* key = object.mutable_key();
@@ -84,15 +77,14 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc,
 }  // namespace
 
 std::string KeyString(const v1::ObjectKey& key) {
-  return absl::StrCat(key.group(), "/", key.kind(), "/", key.namespace_(), "/",
-                      key.name());
+  return absl::StrCat(key.group(), "/", key.kind(), "/", key.namespace_(), "/", key.name());
 }
 
 absl::StatusOr<v1::ObjectKey> ParseKeyString(absl::string_view text) {
   std::vector<std::string> parts = absl::StrSplit(text, '/');
   if (parts.size() != 4 || parts[1].empty() || parts[3].empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "object key \"", text, "\" is not group/kind/namespace/name"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("object key \"", text, "\" is not group/kind/namespace/name"));
   }
   v1::ObjectKey key;
   key.set_group(parts[0]);
@@ -107,25 +99,24 @@ std::string KeyDisplay(const v1::ObjectKey& key) {
   return absl::StrCat(key.kind(), " ", key.namespace_(), "/", key.name());
 }
 
-absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(
-    absl::string_view text, absl::string_view file) {
+absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view text,
+                                                               absl::string_view file) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(file, e.mark.line), ": invalid YAML: ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, e.mark.line), ": invalid YAML: ", e.msg));
   }
   std::vector<v1::ManifestObject> objects;
   try {
     for (const YAML::Node& doc : docs) {
       if (!doc || doc.IsNull()) continue;
       std::string where = Where(file, doc.Mark().line);
-      if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() &&
-          doc["kind"].Scalar() == "List" && doc["items"]) {
+      if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() && doc["kind"].Scalar() == "List" &&
+          doc["items"]) {
         if (!doc["items"].IsSequence()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(where, ": List items must be a sequence"));
+          return absl::InvalidArgumentError(absl::StrCat(where, ": List items must be a sequence"));
         }
         for (const YAML::Node& item : doc["items"]) {
           absl::StatusOr<v1::ManifestObject> object =
@@ -140,32 +131,28 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(
       objects.push_back(*std::move(object));
     }
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(file, e.mark.line), ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(Where(file, e.mark.line), ": ", e.msg));
   }
   return objects;
 }
 
-absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml,
-                                              absl::string_view origin) {
-  absl::StatusOr<std::vector<v1::ManifestObject>> objects =
-      ParseManifests(yaml, origin);
+absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml, absl::string_view origin) {
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(yaml, origin);
   if (!objects.ok()) return objects.status();
   if (objects->size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        origin, ": want exactly one object, found ", objects->size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": want exactly one object, found ", objects->size()));
   }
   return std::move((*objects)[0]);
 }
 
-absl::Status ObjectSet::Add(v1::ManifestObject object,
-                            absl::string_view origin) {
+absl::Status ObjectSet::Add(v1::ManifestObject object, absl::string_view origin) {
   std::string key = KeyString(object.key());
   auto it = origins_.find(key);
   if (it != origins_.end()) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(origin, ": duplicate object ", KeyDisplay(object.key()),
-                     " (also defined at ", it->second, ")"));
+    return absl::AlreadyExistsError(absl::StrCat(origin, ": duplicate object ",
+                                                 KeyDisplay(object.key()), " (also defined at ",
+                                                 it->second, ")"));
   }
   origins_.emplace(key, std::string(origin));
   objects_.emplace(std::move(key), std::move(object));
@@ -206,8 +193,7 @@ ObjectDelta ComputeDelta(const ObjectSet& base, const ObjectSet& target) {
   ObjectDelta delta;
   for (const auto& [key, object] : target.objects()) {
     auto it = base.objects().find(key);
-    if (it == base.objects().end() ||
-        it->second.content_hash() != object.content_hash()) {
+    if (it == base.objects().end() || it->second.content_hash() != object.content_hash()) {
       delta.upserts.push_back(&object);
     }
   }

@@ -32,12 +32,11 @@ std::string KeyDisplay(const v1::ObjectKey& key);
 // Parses one file of YAML or JSON documents into objects, in document order. Empty
 // documents are skipped; `kind: List` expands to its items. Every object must have
 // apiVersion, kind and metadata.name; errors name `file` and the line.
-absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(
-    absl::string_view text, absl::string_view file);
+absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view text,
+                                                               absl::string_view file);
 
 // Builds a ManifestObject from a YAML document: key, canonical YAML and hash.
-absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml,
-                                              absl::string_view origin);
+absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml, absl::string_view origin);
 
 // The objects of one render, ordered by key string. Not thread-safe.
 class ObjectSet {
@@ -47,9 +46,7 @@ class ObjectSet {
   void Put(v1::ManifestObject object);
   bool Remove(const std::string& key);
 
-  const std::map<std::string, v1::ManifestObject>& objects() const {
-    return objects_;
-  }
+  const std::map<std::string, v1::ManifestObject>& objects() const { return objects_; }
   size_t size() const { return objects_.size(); }
   // Total YAML bytes of all objects.
   size_t bytes() const;

@@ -9,10 +9,8 @@ namespace {
 using ::testing::HasSubstr;
 
 MATCHER_P2(StatusIs, code, message_matcher, "") {
-  return arg.code() == code &&
-         ::testing::ExplainMatchResult(message_matcher,
-                                       std::string(arg.message()),
-                                       result_listener);
+  return arg.code() == code && ::testing::ExplainMatchResult(
+                                   message_matcher, std::string(arg.message()), result_listener);
 }
 
 TEST(ParseManifestsTest, ParsesMultiDocumentFileInOrder) {
@@ -48,10 +46,9 @@ TEST(ParseManifestsTest, ExpandsLists) {
 }
 
 TEST(ParseManifestsTest, MalformedYamlNamesFileAndLine) {
-  auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
-                                "apps/bad.yaml");
-  EXPECT_THAT(objects.status(), StatusIs(absl::StatusCode::kInvalidArgument,
-                                         HasSubstr("apps/bad.yaml:")));
+  auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n", "apps/bad.yaml");
+  EXPECT_THAT(objects.status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("apps/bad.yaml:")));
 }
 
 TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
@@ -59,21 +56,18 @@ TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
       "apiVersion: v1\nkind: A\nmetadata: {name: x}\n---\napiVersion: v1\n"
       "kind: ConfigMap\nmetadata:\n  labels: {a: b}\n",
       "cm.yaml");
-  EXPECT_THAT(objects.status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("cm.yaml:5: ConfigMap has no metadata.name")));
+  EXPECT_THAT(objects.status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("cm.yaml:5: ConfigMap has no metadata.name")));
 }
 
 TEST(ParseManifestsTest, MissingKindAndApiVersion) {
   EXPECT_THAT(ParseManifests("kind: A\nmetadata: {name: x}\n", "f.yaml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("f.yaml:1: object has no apiVersion")));
-  EXPECT_THAT(
-      ParseManifests("apiVersion: v1\nmetadata: {name: x}\n", "f.yaml").status(),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has no kind")));
+  EXPECT_THAT(ParseManifests("apiVersion: v1\nmetadata: {name: x}\n", "f.yaml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has no kind")));
   EXPECT_THAT(ParseManifests("- a\n- b\n", "f.yaml").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not a mapping")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a mapping")));
 }
 
 TEST(ParseManifestsTest, CanonicalYamlKeepsStringsStringsAndIsBlockStyle) {
@@ -88,8 +82,10 @@ TEST(ParseManifestsTest, CanonicalYamlKeepsStringsStringsAndIsBlockStyle) {
   EXPECT_THAT(yaml, HasSubstr("count: 3\n"));
   EXPECT_THAT(yaml, HasSubstr("metadata:\n  name: x\n"));
   EXPECT_THAT(yaml, HasSubstr("apiVersion: v1\n"));
-  auto quoted = ParseManifests("apiVersion: 'v1'\nkind: \"ConfigMap\"\nmetadata: {name: x}\n"
-                               "data: {port: '8080', flag: 'true', count: 3, e: null}\n", "q.yaml");
+  auto quoted = ParseManifests(
+      "apiVersion: 'v1'\nkind: \"ConfigMap\"\nmetadata: {name: x}\n"
+      "data: {port: '8080', flag: 'true', count: 3, e: null}\n",
+      "q.yaml");
   ASSERT_TRUE(quoted.ok());
   EXPECT_EQ((*quoted)[0].content_hash(), (*objects)[0].content_hash())
       << "the same object in JSON and YAML hashes the same";
@@ -141,10 +137,9 @@ TEST(DeltaTest, ReportsChangedAddedAndRemoved) {
   ObjectSet base = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: same}\n",
                             "apiVersion: v1\nkind: A\nmetadata: {name: changed}\n",
                             "apiVersion: v1\nkind: A\nmetadata: {name: gone}\n"});
-  ObjectSet target =
-      MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: same}\n",
-               "apiVersion: v1\nkind: A\nmetadata: {name: changed}\ndata: 2\n",
-               "apiVersion: v1\nkind: A\nmetadata: {name: new}\n"});
+  ObjectSet target = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: same}\n",
+                              "apiVersion: v1\nkind: A\nmetadata: {name: changed}\ndata: 2\n",
+                              "apiVersion: v1\nkind: A\nmetadata: {name: new}\n"});
   ObjectDelta delta = ComputeDelta(base, target);
   ASSERT_EQ(delta.upserts.size(), 2u);
   EXPECT_EQ(delta.upserts[0]->key().name(), "changed");

@@ -11,9 +11,8 @@ namespace {
 // a number. Conservative: anything number-like is quoted.
 bool NeedsQuotes(const std::string& s) {
   if (s.empty()) return true;
-  static const char* const kSpecial[] = {"~",   "null", "true", "false", "yes", "no",
-                                         "on",  "off",  "y",    "n",     ".inf",
-                                         "-.inf", "+.inf", ".nan"};
+  static const char* const kSpecial[] = {"~",   "null", "true", "false", "yes",   "no",    "on",
+                                         "off", "y",    "n",    ".inf",  "-.inf", "+.inf", ".nan"};
   std::string lower = absl::AsciiStrToLower(s);
   for (const char* special : kSpecial) {
     if (lower == special) return true;
@@ -23,8 +22,8 @@ bool NeedsQuotes(const std::string& s) {
     return false;
   }
   for (char c : s) {
-    if (!(absl::ascii_isxdigit(c) || c == '.' || c == '_' || c == '-' || c == '+' ||
-          c == 'x' || c == 'X' || c == 'o' || c == 'O' || c == ':')) {
+    if (!(absl::ascii_isxdigit(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == 'x' ||
+          c == 'X' || c == 'o' || c == 'O' || c == ':')) {
       return false;
     }
   }

@@ -10,19 +10,17 @@
 namespace gitfleet {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    const std::string& listen, const metrics::Registry* registry,
-    ReadyCheck ready, std::map<std::string, Handler> extra_handlers) {
+    const std::string& listen, const metrics::Registry* registry, ReadyCheck ready,
+    std::map<std::string, Handler> extra_handlers) {
   std::pair<std::string, std::string> host_port =
       absl::StrSplit(listen, absl::MaxSplits(absl::ByChar(':'), 1));
   if (listen.empty() || listen.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--http: want host:port, got \"", listen, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("--http: want host:port, got \"", listen, "\""));
   }
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->handlers_ = std::move(extra_handlers);
   server->handlers_["/metrics"] = [registry] {
-    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                        registry->Serialize()};
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry->Serialize()};
   };
   server->handlers_["/healthz"] = [] { return HttpResponse{200, "text/plain", "ok\n"}; };
   server->handlers_["/readyz"] = [ready] {
@@ -32,15 +30,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   };
 
   mg_init_library(0);
-  const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4",
-                           nullptr};
+  const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4", nullptr};
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof(callbacks));
   server->ctx_ = mg_start(&callbacks, nullptr, options);
   if (server->ctx_ == nullptr) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen for HTTP on ", listen,
-                     " (address in use or not local?)"));
+        absl::StrCat("cannot listen for HTTP on ", listen, " (address in use or not local?)"));
   }
   mg_server_port ports[4];
   int n = mg_get_server_ports(server->ctx_, 4, ports);

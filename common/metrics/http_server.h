@@ -36,8 +36,8 @@ class HttpServer {
 
   // Listens on "host:port" (port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      const std::string& listen, const metrics::Registry* registry,
-      ReadyCheck ready, std::map<std::string, Handler> extra_handlers = {});
+      const std::string& listen, const metrics::Registry* registry, ReadyCheck ready,
+      std::map<std::string, Handler> extra_handlers = {});
 
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

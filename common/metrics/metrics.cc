@@ -12,8 +12,7 @@ namespace {
 
 void AtomicAdd(std::atomic<double>& target, double value) {
   double current = target.load(std::memory_order_relaxed);
-  while (!target.compare_exchange_weak(current, current + value,
-                                       std::memory_order_relaxed)) {
+  while (!target.compare_exchange_weak(current, current + value, std::memory_order_relaxed)) {
   }
 }
 
@@ -42,20 +41,17 @@ std::string FormatLabels(const Labels& labels,
   std::string out = "{";
   bool first = true;
   for (const auto& [name, value] : labels) {
-    absl::StrAppend(&out, first ? "" : ",", name, "=\"", EscapeLabelValue(value),
-                    "\"");
+    absl::StrAppend(&out, first ? "" : ",", name, "=\"", EscapeLabelValue(value), "\"");
     first = false;
   }
   if (extra != nullptr) {
-    absl::StrAppend(&out, first ? "" : ",", extra->first, "=\"", extra->second,
-                    "\"");
+    absl::StrAppend(&out, first ? "" : ",", extra->first, "=\"", extra->second, "\"");
   }
   out += "}";
   return out;
 }
 
-void Header(std::string* out, const std::string& name, const std::string& help,
-            const char* type) {
+void Header(std::string* out, const std::string& name, const std::string& help, const char* type) {
   absl::StrAppend(out, "# HELP ", name, " ",
                   absl::StrReplaceAll(help, {{"\\", "\\\\"}, {"\n", "\\n"}}), "\n");
   absl::StrAppend(out, "# TYPE ", name, " ", type, "\n");
@@ -94,8 +90,7 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
   return counts;
 }
 
-Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
-                                               int count) {
+Histogram::BucketBoundaries ExponentialBuckets(double start, double factor, int count) {
   Histogram::BucketBoundaries out;
   double value = start;
   for (int i = 0; i < count; ++i) {
@@ -110,8 +105,7 @@ void Family<Counter>::Serialize(std::string* out) const {
   Header(out, name(), help(), "counter");
   MutexLock lock(&mu_);
   for (const auto& [labels, metric] : metrics_) {
-    absl::StrAppend(out, name(), FormatLabels(labels), " ",
-                    FormatValue(metric->Value()), "\n");
+    absl::StrAppend(out, name(), FormatLabels(labels), " ", FormatValue(metric->Value()), "\n");
   }
 }
 
@@ -120,8 +114,7 @@ void Family<Gauge>::Serialize(std::string* out) const {
   Header(out, name(), help(), "gauge");
   MutexLock lock(&mu_);
   for (const auto& [labels, metric] : metrics_) {
-    absl::StrAppend(out, name(), FormatLabels(labels), " ",
-                    FormatValue(metric->Value()), "\n");
+    absl::StrAppend(out, name(), FormatLabels(labels), " ", FormatValue(metric->Value()), "\n");
   }
 }
 
@@ -133,16 +126,12 @@ void Family<Histogram>::Serialize(std::string* out) const {
     std::vector<uint64_t> counts = metric->CumulativeCounts();
     for (size_t i = 0; i < counts.size(); ++i) {
       std::pair<std::string, std::string> le{
-          "le", i < metric->boundaries().size()
-                    ? FormatValue(metric->boundaries()[i])
-                    : "+Inf"};
-      absl::StrAppend(out, name(), "_bucket", FormatLabels(labels, &le), " ",
-                      counts[i], "\n");
+          "le", i < metric->boundaries().size() ? FormatValue(metric->boundaries()[i]) : "+Inf"};
+      absl::StrAppend(out, name(), "_bucket", FormatLabels(labels, &le), " ", counts[i], "\n");
     }
-    absl::StrAppend(out, name(), "_sum", FormatLabels(labels), " ",
-                    FormatValue(metric->Sum()), "\n");
-    absl::StrAppend(out, name(), "_count", FormatLabels(labels), " ",
-                    metric->Count(), "\n");
+    absl::StrAppend(out, name(), "_sum", FormatLabels(labels), " ", FormatValue(metric->Sum()),
+                    "\n");
+    absl::StrAppend(out, name(), "_count", FormatLabels(labels), " ", metric->Count(), "\n");
   }
 }
 

@@ -69,13 +69,11 @@ class Histogram {
 };
 
 // Boundaries start, start*factor, ... (count of them).
-Histogram::BucketBoundaries ExponentialBuckets(double start, double factor,
-                                               int count);
+Histogram::BucketBoundaries ExponentialBuckets(double start, double factor, int count);
 
 class FamilyBase {
  public:
-  FamilyBase(std::string name, std::string help)
-      : name_(std::move(name)), help_(std::move(help)) {}
+  FamilyBase(std::string name, std::string help) : name_(std::move(name)), help_(std::move(help)) {}
   virtual ~FamilyBase() = default;
   virtual void Serialize(std::string* out) const = 0;
   const std::string& name() const { return name_; }
@@ -90,8 +88,7 @@ template <typename T>
 class Family : public FamilyBase {
  public:
   Family(std::string name, std::string help, std::vector<std::string> label_names)
-      : FamilyBase(std::move(name), std::move(help)),
-        label_names_(std::move(label_names)) {}
+      : FamilyBase(std::move(name), std::move(help)), label_names_(std::move(label_names)) {}
 
   // Returns the metric for `labels`, creating it with `args` on first use. Labels must
   // be exactly the family's label names.
@@ -100,10 +97,7 @@ class Family : public FamilyBase {
     MutexLock lock(&mu_);
     auto it = metrics_.find(labels);
     if (it == metrics_.end()) {
-      it = metrics_
-               .emplace(labels,
-                        std::make_unique<T>(std::forward<Args>(args)...))
-               .first;
+      it = metrics_.emplace(labels, std::make_unique<T>(std::forward<Args>(args)...)).first;
     }
     return *it->second;
   }
@@ -159,8 +153,7 @@ class Builder {
     return *this;
   }
   Family<T>& Register(Registry& registry) {
-    return registry.Register(
-        std::make_unique<Family<T>>(name_, help_, label_names_));
+    return registry.Register(std::make_unique<Family<T>>(name_, help_, label_names_));
   }
 
  private:

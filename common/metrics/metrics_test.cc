@@ -1,17 +1,14 @@
 #include "common/metrics/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include "common/metrics/http_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/process.h"
 
 namespace gitfleet::metrics {
 namespace {
 
+using ::gitfleet::testing::HttpGet;
 using ::testing::HasSubstr;
 
 TEST(MetricsTest, SerializesCountersGaugesAndHistograms) {
@@ -27,10 +24,8 @@ TEST(MetricsTest, SerializesCountersGaugesAndHistograms) {
   auto& agents = BuildGauge().Name("gitfleet_agents").Help("Agents.").Register(registry);
   agents.Add({}).Set(3);
   agents.Add({}).Decrement();
-  auto& latency = BuildHistogram()
-                      .Name("gitfleet_latency_seconds")
-                      .Help("Latency.")
-                      .Register(registry);
+  auto& latency =
+      BuildHistogram().Name("gitfleet_latency_seconds").Help("Latency.").Register(registry);
   Histogram& h = latency.Add({}, Histogram::BucketBoundaries{0.1, 1});
   h.Observe(0.05);
   h.Observe(0.5);
@@ -55,42 +50,26 @@ TEST(MetricsTest, EscapesLabelValues) {
   EXPECT_THAT(registry.Serialize(), HasSubstr(R"(x_total{msg="a\"b\\c\nd"} 1)"));
 }
 
-std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "connect failed";
-  }
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
-  close(fd);
-  return response;
-}
-
 TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   Registry registry;
   BuildGauge().Name("gitfleet_up").Help("Up.").Register(registry).Add({}).Set(1);
   std::string not_ready = "store not open";
-  auto server = HttpServer::Start("127.0.0.1:0", &registry,
-                                  [&] { return not_ready; });
+  auto server = HttpServer::Start("127.0.0.1:0", &registry, [&] { return not_ready; });
   ASSERT_TRUE(server.ok()) << server.status();
   int port = (*server)->port();
   ASSERT_GT(port, 0);
-  EXPECT_THAT(HttpGet(port, "/metrics"), HasSubstr("gitfleet_up 1"));
-  EXPECT_THAT(HttpGet(port, "/healthz"), HasSubstr("200 OK"));
-  EXPECT_THAT(HttpGet(port, "/readyz"), HasSubstr("store not open"));
-  EXPECT_THAT(HttpGet(port, "/readyz"), HasSubstr("503"));
+  int status;
+  EXPECT_THAT(HttpGet(port, "/metrics", &status), HasSubstr("gitfleet_up 1"));
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(HttpGet(port, "/healthz", &status), "ok\n");
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(HttpGet(port, "/readyz", &status), "store not open\n");
+  EXPECT_EQ(status, 503);
   not_ready.clear();
-  EXPECT_THAT(HttpGet(port, "/readyz"), HasSubstr("200 OK"));
-  EXPECT_THAT(HttpGet(port, "/nope"), HasSubstr("404"));
+  EXPECT_EQ(HttpGet(port, "/readyz", &status), "ready\n");
+  EXPECT_EQ(status, 200);
+  HttpGet(port, "/nope", &status);
+  EXPECT_EQ(status, 404);
 }
 
 TEST(HttpServerTest, RejectsMalformedListenAddress) {

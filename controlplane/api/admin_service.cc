@@ -6,16 +6,15 @@ namespace gitfleet {
 namespace {
 
 // Finishes a unary call with `status`.
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
-                               const absl::Status& status) {
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
 template <typename T>
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
-                                absl::StatusOr<T> result, T* response) {
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::StatusOr<T> result,
+                                T* response) {
   if (result.ok()) *response = *std::move(result);
   return Done(context, result.status());
 }
@@ -25,8 +24,7 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContext* context,
                                                       const v1::AddSourceRequest* request,
                                                       v1::SourceInfo* response) {
-  return Reply(context, controller_->AddSource(request->source(), request->replace()),
-               response);
+  return Reply(context, controller_->AddSource(request->source(), request->replace()), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerContext* context,
@@ -53,8 +51,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SyncSource(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContext* context,
                                                       const v1::AddBundleRequest* request,
                                                       v1::BundleInfo* response) {
-  return Reply(context, controller_->AddBundle(request->bundle(), request->replace()),
-               response);
+  return Reply(context, controller_->AddBundle(request->bundle(), request->replace()), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerContext* context,

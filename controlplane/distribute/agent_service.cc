@@ -66,8 +66,8 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     }
     if (session_ == 0) {
       if (!in_.has_hello()) {
-        Reject("protocol", absl::FailedPreconditionError(
-                               "the first message on a stream must be a hello"));
+        Reject("protocol",
+               absl::FailedPreconditionError("the first message on a stream must be a hello"));
         return;
       }
       if (!Hello(in_.hello())) return;
@@ -221,8 +221,8 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   ControlPlaneMetrics& metrics_;
   const std::string token_;
   const std::string peer_;
-  v1::AgentMessage in_;     // touched only by the read chain
-  uint64_t session_ = 0;    // set once, on the read chain, before any write
+  v1::AgentMessage in_;   // touched only by the read chain
+  uint64_t session_ = 0;  // set once, on the read chain, before any write
 
   Mutex mu_;
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);

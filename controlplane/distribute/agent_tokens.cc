@@ -17,8 +17,8 @@ std::unique_ptr<AgentTokens> AgentTokens::AllowAll() {
   return tokens;
 }
 
-absl::StatusOr<std::unique_ptr<AgentTokens>> AgentTokens::Parse(
-    const std::string& text, const std::string& origin) {
+absl::StatusOr<std::unique_ptr<AgentTokens>> AgentTokens::Parse(const std::string& text,
+                                                                const std::string& origin) {
   auto tokens = std::make_unique<AgentTokens>();
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -28,12 +28,11 @@ absl::StatusOr<std::unique_ptr<AgentTokens>> AgentTokens::Parse(
     std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
     if (fields.size() != 2) {
       return absl::InvalidArgumentError(absl::StrCat(
-          origin, ":", line_number, ": want \"cluster token\", got ", fields.size(),
-          " fields"));
+          origin, ":", line_number, ": want \"cluster token\", got ", fields.size(), " fields"));
     }
     if (!tokens->tokens_.emplace(fields[0], fields[1]).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          origin, ":", line_number, ": cluster ", fields[0], " is listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ":", line_number, ": cluster ", fields[0], " is listed twice"));
     }
   }
   return tokens;
@@ -60,8 +59,7 @@ absl::Status AgentTokens::Check(const std::string& cluster, const std::string& t
   }
   if (it->second.size() != token.size() ||
       CRYPTO_memcmp(it->second.data(), token.data(), token.size()) != 0) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("wrong token for cluster \"", cluster, "\""));
+    return absl::UnauthenticatedError(absl::StrCat("wrong token for cluster \"", cluster, "\""));
   }
   return absl::OkStatus();
 }

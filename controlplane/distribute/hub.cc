@@ -148,9 +148,9 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     metrics_.connected_agents.Increment();
   }
   if (replaced != nullptr) {
-    replaced->Close(absl::AbortedError(absl::StrCat(
-        "cluster ", hello.cluster(), " connected again from ", peer,
-        "; this older stream is closed")));
+    replaced->Close(
+        absl::AbortedError(absl::StrCat("cluster ", hello.cluster(), " connected again from ", peer,
+                                        "; this older stream is closed")));
   }
   Deliver(notify);
   return session;
@@ -210,8 +210,8 @@ std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
 
 std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
                                                            const Revision& target) {
-  std::tuple<std::string, std::string, std::string> cache_key{target.bundle,
-                                                              base ? base->id : "", target.id};
+  std::tuple<std::string, std::string, std::string> cache_key{target.bundle, base ? base->id : "",
+                                                              target.id};
   auto cached = messages_.find(cache_key);
   if (cached != messages_.end()) return cached->second;
   auto message = std::make_shared<v1::ControlMessage>();
@@ -287,9 +287,8 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       metrics_.acks.Add({{"result", "ok"}}).Increment();
     } else {
       metrics_.acks.Add({{"result", "nack"}}).Increment();
-      GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply "
-                      << ack.bundle() << " revision " << ack.revision().substr(0, 12)
-                      << ": " << ack.message();
+      GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply " << ack.bundle()
+                      << " revision " << ack.revision().substr(0, 12) << ": " << ack.message();
     }
   }
   Deliver(notify);
@@ -315,9 +314,8 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
       }
     }
   }
-  absl::Status stored = store_->Apply(
-      {Store::Put(kReports, ReportKey(agent->info.name(), status.bundle()),
-                  status.SerializeAsString())});
+  absl::Status stored = store_->Apply({Store::Put(
+      kReports, ReportKey(agent->info.name(), status.bundle()), status.SerializeAsString())});
   if (!stored.ok()) GF_LOG(ERROR) << "cannot store status report: " << stored;
 }
 
@@ -327,8 +325,8 @@ void Hub::PersistCluster(const Agent& agent) {
   record.mutable_labels()->insert(agent.info.labels().begin(), agent.info.labels().end());
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
-  absl::Status stored = store_->Apply(
-      {Store::Put(kClusters, agent.info.name(), record.SerializeAsString())});
+  absl::Status stored =
+      store_->Apply({Store::Put(kClusters, agent.info.name(), record.SerializeAsString())});
   if (!stored.ok()) GF_LOG(ERROR) << "cannot store cluster " << agent.info.name() << ": " << stored;
 }
 

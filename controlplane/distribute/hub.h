@@ -99,8 +99,9 @@ class Hub {
   bool Targets(const BundleTarget& target, const Agent& agent) const;
   std::shared_ptr<const Revision> FindRevision(const std::string& bundle, const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<const v1::ControlMessage> BuildUpdate(
-      const Revision* base, const Revision& target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const v1::ControlMessage> BuildUpdate(const Revision* base,
+                                                        const Revision& target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
 

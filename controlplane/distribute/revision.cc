@@ -6,8 +6,8 @@
 namespace gitfleet {
 
 std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string commit,
-                                                absl::Time committed_time,
-                                                ObjectSet objects, v1::SyncOptions sync,
+                                                absl::Time committed_time, ObjectSet objects,
+                                                v1::SyncOptions sync,
                                                 std::string target_namespace) {
   auto rev = std::make_shared<Revision>();
   rev->id = ComputeRevision(objects, sync, target_namespace);
@@ -39,9 +39,8 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
   auto rev = Build(record.bundle(), record.commit(), FromProtoTime(record.committed_time()),
                    std::move(objects), record.sync(), record.target_namespace());
   if (rev->id != record.revision()) {
-    return absl::DataLossError(absl::StrCat("stored revision ", record.revision(),
-                                            " of bundle ", record.bundle(),
-                                            " does not match its content"));
+    return absl::DataLossError(absl::StrCat("stored revision ", record.revision(), " of bundle ",
+                                            record.bundle(), " does not match its content"));
   }
   return rev;
 }

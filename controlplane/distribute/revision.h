@@ -25,9 +25,8 @@ struct Revision {
   std::string target_namespace;
 
   static std::shared_ptr<const Revision> Build(std::string bundle, std::string commit,
-                                               absl::Time committed_time,
-                                               ObjectSet objects, v1::SyncOptions sync,
-                                               std::string target_namespace);
+                                               absl::Time committed_time, ObjectSet objects,
+                                               v1::SyncOptions sync, std::string target_namespace);
   // The store and cache key: revision ids alone repeat across bundles of equal content.
   std::string key() const { return RevisionKey(bundle, id); }
   static std::string RevisionKey(const std::string& bundle, const std::string& id) {

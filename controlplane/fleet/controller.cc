@@ -25,8 +25,7 @@ absl::Status ValidateUrl(const std::string& url) {
   }
   if (url[0] == '/') return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "source URL \"", url,
-      "\" must start with file://, git://, http://, https://, ssh:// or /"));
+      "source URL \"", url, "\" must start with file://, git://, http://, https://, ssh:// or /"));
 }
 
 absl::StatusOr<std::string> CleanPath(const std::string& path) {
@@ -67,18 +66,19 @@ absl::Status ValidateName(const std::string& what, const std::string& name) {
   return absl::OkStatus();
 }
 
-Controller::Controller(Store* store, GitRepositories* repos, Hub* hub,
-                       ControlPlaneMetrics& metrics, ControllerOptions options)
+Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPlaneMetrics& metrics,
+                       ControllerOptions options)
     : store_(store),
       hub_(hub),
       metrics_(metrics),
       options_(options),
       plain_(options.render_limits),
-      poller_(repos, metrics,
-              [this](const std::string& source, const SourceSnapshot& snapshot) {
-                OnSourceCommit(source, snapshot);
-              },
-              options.default_poll_interval) {}
+      poller_(
+          repos, metrics,
+          [this](const std::string& source, const SourceSnapshot& snapshot) {
+            OnSourceCommit(source, snapshot);
+          },
+          options.default_poll_interval) {}
 
 absl::Status Controller::Load() {
   absl::StatusOr<std::vector<Store::Entry>> sources = store_->List(kSources);
@@ -99,16 +99,14 @@ absl::Status Controller::Load() {
     if (!state.definition.ParseFromString(entry.value)) {
       return absl::DataLossError(absl::StrCat("stored bundle ", entry.key, " is corrupt"));
     }
-    absl::StatusOr<LabelSelector> selector =
-        LabelSelector::Parse(state.definition.selector());
+    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
     if (!selector.ok()) return selector.status();
     state.selector = *selector;
     state.generation = next_generation_++;
     absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
-    if (record.ok() && state.record.ParseFromString(*record) &&
-        !state.record.revision().empty()) {
-      absl::StatusOr<std::string> data = store_->Get(
-          kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
+    if (record.ok() && state.record.ParseFromString(*record) && !state.record.revision().empty()) {
+      absl::StatusOr<std::string> data =
+          store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
       v1::RevisionRecord rev_record;
       if (data.ok() && rev_record.ParseFromString(*data)) {
         absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
@@ -123,8 +121,7 @@ absl::Status Controller::Load() {
     hub_->SetBundle(entry.key, state.selector, state.current);
     bundles_[entry.key] = std::move(state);
   }
-  GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size()
-               << " bundles";
+  GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size() << " bundles";
   return absl::OkStatus();
 }
 
@@ -146,9 +143,9 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
     MutexLock lock(&mu_);
     auto it = sources_.find(source.name());
     if (it != sources_.end() && !SameMessage(it->second, source) && !replace) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "source \"", source.name(), "\" already exists with a different definition "
-          "(remove it first, or replace it)"));
+      return absl::AlreadyExistsError(absl::StrCat("source \"", source.name(),
+                                                   "\" already exists with a different definition "
+                                                   "(remove it first, or replace it)"));
     }
     if (it == sources_.end() || !SameMessage(it->second, source)) {
       absl::Status stored =
@@ -171,9 +168,9 @@ absl::Status Controller::RemoveSource(const std::string& name) {
     if (state.definition.source() == name) users.push_back(bundle);
   }
   if (!users.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "source \"", name, "\" is used by bundles ", absl::StrJoin(users, ", "),
-        "; remove them first"));
+    return absl::FailedPreconditionError(absl::StrCat("source \"", name, "\" is used by bundles ",
+                                                      absl::StrJoin(users, ", "),
+                                                      "; remove them first"));
   }
   absl::Status stored = store_->Apply({Store::Delete(kSources, name)});
   if (!stored.ok()) return stored;
@@ -218,9 +215,9 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       return InfoLocked(it->second);
     }
     if (it != bundles_.end() && !replace) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "bundle \"", bundle.name(), "\" already exists with a different definition "
-          "(remove it first, or replace it)"));
+      return absl::AlreadyExistsError(absl::StrCat("bundle \"", bundle.name(),
+                                                   "\" already exists with a different definition "
+                                                   "(remove it first, or replace it)"));
     }
     absl::Status stored =
         store_->Apply({Store::Put(kBundles, bundle.name(), bundle.SerializeAsString())});
@@ -361,13 +358,14 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
                                  definition.sync(), definition.target_namespace());
     }
   }
-  metrics_.render_seconds.Add({{"engine", definition.engine()}},
-                              metrics::ExponentialBuckets(0.001, 2, 16))
+  metrics_.render_seconds
+      .Add({{"engine", definition.engine()}}, metrics::ExponentialBuckets(0.001, 2, 16))
       .Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (cache_hit) {
     metrics_.render_cache_hits.Add({}).Increment();
   } else {
-    metrics_.renders.Add({{"engine", definition.engine()}, {"result", status.ok() ? "ok" : "error"}})
+    metrics_.renders
+        .Add({{"engine", definition.engine()}, {"result", status.ok() ? "ok" : "error"}})
         .Increment();
   }
 
@@ -394,8 +392,8 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
       record.set_tree(*tree);
       record.set_revision(revision->id);
       if (state.current == nullptr || state.current->id != revision->id) {
-        writes.push_back(Store::Put(kRevisions, revision->key(),
-                                    revision->ToRecord().SerializeAsString()));
+        writes.push_back(
+            Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString()));
         record.mutable_recent_revisions()->Add()->assign(revision->id);
         std::rotate(record.mutable_recent_revisions()->rbegin(),
                     record.mutable_recent_revisions()->rbegin() + 1,

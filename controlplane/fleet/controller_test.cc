@@ -12,8 +12,8 @@ using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 
 std::string Cm(const std::string& name, const std::string& value = "1") {
-  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {v: \"" +
-         value + "\"}\n";
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {v: \"" + value +
+         "\"}\n";
 }
 
 class FakeConnection : public AgentConnection {
@@ -125,8 +125,7 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok()) << "identical re-add is a no-op";
   v1::Source other = Source();
   other.set_ref("dev");
-  EXPECT_EQ(controller_->AddSource(other, false).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(controller_->AddSource(other, false).status().code(), absl::StatusCode::kAlreadyExists);
 
   EXPECT_THAT(std::string(controller_->AddBundle(Bundle("b", "../etc"), false).status().message()),
               HasSubstr("\"..\""));

@@ -54,8 +54,8 @@ absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view text) {
   selector.text_ = std::string(absl::StripAsciiWhitespace(text));
   if (selector.text_.empty()) return selector;
   auto bad = [&](absl::string_view part, absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("selector \"", selector.text_,
-                                                   "\": \"", part, "\" ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("selector \"", selector.text_, "\": \"", part, "\" ", why));
   };
   for (std::string raw : SplitTopLevel(selector.text_)) {
     absl::string_view part = absl::StripAsciiWhitespace(raw);
@@ -137,8 +137,7 @@ absl::StatusOr<LabelMap> ParseLabels(absl::string_view text) {
     part = absl::StripAsciiWhitespace(part);
     size_t eq = part.find('=');
     if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("label \"", part, "\" is not key=value"));
+      return absl::InvalidArgumentError(absl::StrCat("label \"", part, "\" is not key=value"));
     }
     std::string key(absl::StripAsciiWhitespace(part.substr(0, eq)));
     std::string value(absl::StripAsciiWhitespace(part.substr(eq + 1)));

@@ -26,7 +26,7 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
                              : report->applied_commit());
     *s.mutable_applied_time() = report->applied_time();
     s.set_health(report->health() == v1::HEALTH_STATE_UNSPECIFIED ? v1::HEALTH_STATE_UNKNOWN
-                                                                 : report->health());
+                                                                  : report->health());
     *s.mutable_unhealthy_resources() = report->unhealthy_resources();
   }
 
@@ -54,8 +54,7 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
     s.set_message(cluster.connected() ? "update sent, waiting for the agent"
                                       : "agent disconnected");
   }
-  if (!cluster.connected() && s.sync_state() != v1::SYNC_STATE_FAILED &&
-      s.message().empty()) {
+  if (!cluster.connected() && s.sync_state() != v1::SYNC_STATE_FAILED && s.message().empty()) {
     s.set_message("agent disconnected; status as last reported");
   }
   return s;

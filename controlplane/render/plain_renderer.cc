@@ -21,14 +21,14 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
       absl::Status added = set.Add(std::move(object), origin);
       if (!added.ok()) return absl::InvalidArgumentError(added.message());
       if (set.size() > limits_.max_objects) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("bundle ", input.bundle, " renders more than ",
-                         limits_.max_objects, " objects (at ", file.path, ")"));
+        return absl::ResourceExhaustedError(absl::StrCat("bundle ", input.bundle,
+                                                         " renders more than ", limits_.max_objects,
+                                                         " objects (at ", file.path, ")"));
       }
       if (bytes > limits_.max_bytes) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("bundle ", input.bundle, " renders more than ",
-                         limits_.max_bytes, " bytes (at ", file.path, ")"));
+        return absl::ResourceExhaustedError(absl::StrCat("bundle ", input.bundle,
+                                                         " renders more than ", limits_.max_bytes,
+                                                         " bytes (at ", file.path, ")"));
       }
     }
   }

@@ -1,5 +1,4 @@
 #include "controlplane/render/renderer.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -8,20 +7,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
-
 std::string Cm(const std::string& name) {
   return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n";
 }
 
 TEST(PlainRendererTest, RendersYamlAndJsonRecursivelyAndSkipsOtherFiles) {
   PlainRenderer renderer;
-  auto set = renderer.Render(
-      {"web", "apps/web",
-       {{"apps/web/README.md", "not yaml: ["},
-        {"apps/web/a.yaml", Cm("a") + "---\n" + Cm("b")},
-        {"apps/web/sub/c.json",
-         R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c"}})"},
-        {"apps/web/sub/d.yml", Cm("d")}}});
+  auto set =
+      renderer.Render({"web",
+                       "apps/web",
+                       {{"apps/web/README.md", "not yaml: ["},
+                        {"apps/web/a.yaml", Cm("a") + "---\n" + Cm("b")},
+                        {"apps/web/sub/c.json",
+                         R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c"}})"},
+                        {"apps/web/sub/d.yml", Cm("d")}}});
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->size(), 4u);
   EXPECT_EQ(set->objects().count("/Secret//c"), 1u);
@@ -37,8 +36,7 @@ TEST(PlainRendererTest, ErrorsNameFileAndLine) {
 
 TEST(PlainRendererTest, DuplicateKeysAcrossFilesAreErrors) {
   PlainRenderer renderer;
-  auto set = renderer.Render(
-      {"web", "p", {{"p/a.yaml", Cm("x")}, {"p/b.yaml", Cm("x")}}});
+  auto set = renderer.Render({"web", "p", {{"p/a.yaml", Cm("x")}, {"p/b.yaml", Cm("x")}}});
   EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(set.status().message()),
               HasSubstr("p/b.yaml: duplicate object ConfigMap x (also defined at p/a.yaml)"));

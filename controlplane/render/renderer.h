@@ -19,8 +19,8 @@ namespace gitfleet {
 
 struct RenderInput {
   std::string bundle;
-  std::string path;              // bundle path in the repository
-  std::vector<RepoFile> files;   // every file under `path`
+  std::string path;             // bundle path in the repository
+  std::vector<RepoFile> files;  // every file under `path`
 };
 
 struct RenderLimits {

@@ -43,16 +43,15 @@ class GitRepository {
                                              const std::string& path) = 0;
   // Every regular file under `path` in `commit`, sorted by path. Symbolic links and
   // submodules are refused with InvalidArgument naming them.
-  virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(
-      const std::string& commit, const std::string& path) = 0;
+  virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
+                                                         const std::string& path) = 0;
 };
 
 class GitRepositories {
  public:
   virtual ~GitRepositories() = default;
   // The same object for the same URL, so one fetch serves every source that uses it.
-  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
-      const std::string& url) = 0;
+  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) = 0;
 };
 
 // Bare clones under `cache_dir`, one per URL, fetched with libgit2.

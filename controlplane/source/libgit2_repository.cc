@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "common/sync.h"
 #include "common/manifest/hash.h"
+#include "common/sync.h"
 #include "controlplane/source/git_repository.h"
 
 namespace gitfleet {
@@ -82,8 +82,7 @@ class Libgit2Repository : public GitRepository {
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-    const char* specs[] = {"+refs/heads/*:refs/remotes/origin/*",
-                           "+refs/tags/*:refs/tags/*"};
+    const char* specs[] = {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"};
     git_strarray refspecs = {const_cast<char**>(specs), 2};
     int rc = git_remote_fetch(remote_.get(), &refspecs, &options, "gitfleet fetch");
     if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", url_));
@@ -99,8 +98,7 @@ class Libgit2Repository : public GitRepository {
     } else if (ref.empty()) {
       candidates = {"refs/remotes/origin/main", "refs/remotes/origin/master"};
     } else {
-      candidates = {absl::StrCat("refs/remotes/origin/", ref),
-                    absl::StrCat("refs/tags/", ref)};
+      candidates = {absl::StrCat("refs/remotes/origin/", ref), absl::StrCat("refs/tags/", ref)};
     }
     for (const std::string& candidate : candidates) {
       Object object;
@@ -118,13 +116,12 @@ class Libgit2Repository : public GitRepository {
       info.summary = summary ? summary : "";
       return info;
     }
-    return absl::NotFoundError(absl::StrCat(
-        "ref \"", ref.empty() ? "main" : ref, "\" not found in ", url_,
-        " (branches: ", BranchesLocked(), ")"));
+    return absl::NotFoundError(absl::StrCat("ref \"", ref.empty() ? "main" : ref,
+                                            "\" not found in ", url_,
+                                            " (branches: ", BranchesLocked(), ")"));
   }
 
-  absl::StatusOr<std::string> TreeId(const std::string& commit,
-                                     const std::string& path) override {
+  absl::StatusOr<std::string> TreeId(const std::string& commit, const std::string& path) override {
     MutexLock lock(&mu_);
     Tree tree;
     if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
@@ -150,13 +147,13 @@ class Libgit2Repository : public GitRepository {
           git_filemode_t mode = git_tree_entry_filemode(entry);
           if (mode == GIT_FILEMODE_TREE) return 0;
           if (mode == GIT_FILEMODE_LINK) {
-            w->status = absl::InvalidArgumentError(
-                absl::StrCat(name, ": symbolic links are not followed"));
+            w->status =
+                absl::InvalidArgumentError(absl::StrCat(name, ": symbolic links are not followed"));
             return -1;
           }
           if (mode == GIT_FILEMODE_COMMIT) {
-            w->status = absl::InvalidArgumentError(
-                absl::StrCat(name, ": submodules are not supported"));
+            w->status =
+                absl::InvalidArgumentError(absl::StrCat(name, ": submodules are not supported"));
             return -1;
           }
           Blob blob;
@@ -206,13 +203,12 @@ class Libgit2Repository : public GitRepository {
     return names.empty() ? "none" : absl::StrJoin(names, ", ");
   }
 
-  absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path,
-                                Tree* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path, Tree* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     git_oid oid;
     if (git_oid_fromstr(&oid, commit_id.c_str()) != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", commit_id, "\" is not a commit id"));
+      return absl::InvalidArgumentError(absl::StrCat("\"", commit_id, "\" is not a commit id"));
     }
     Commit commit;
     int rc = git_commit_lookup(commit.out(), repo_.get(), &oid);
@@ -227,13 +223,12 @@ class Libgit2Repository : public GitRepository {
     TreeEntry entry;
     rc = git_tree_entry_bypath(entry.out(), root.get(), path.c_str());
     if (rc == GIT_ENOTFOUND) {
-      return absl::NotFoundError(absl::StrCat("path \"", path, "\" not found at commit ",
-                                              commit_id.substr(0, 12)));
+      return absl::NotFoundError(
+          absl::StrCat("path \"", path, "\" not found at commit ", commit_id.substr(0, 12)));
     }
     if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
     if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("path \"", path, "\" is not a directory"));
+      return absl::InvalidArgumentError(absl::StrCat("path \"", path, "\" is not a directory"));
     }
     rc = git_tree_lookup(out->out(), repo_.get(), git_tree_entry_id(entry.get()));
     if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", path));
@@ -249,8 +244,7 @@ class Libgit2Repository : public GitRepository {
 
 class Libgit2Repositories : public GitRepositories {
  public:
-  explicit Libgit2Repositories(std::string cache_dir)
-      : cache_dir_(std::move(cache_dir)) {
+  explicit Libgit2Repositories(std::string cache_dir) : cache_dir_(std::move(cache_dir)) {
     git_libgit2_init();
   }
   ~Libgit2Repositories() override {
@@ -261,8 +255,7 @@ class Libgit2Repositories : public GitRepositories {
     git_libgit2_shutdown();
   }
 
-  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
-      const std::string& url) override {
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) override {
     if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
     MutexLock lock(&mu_);
     auto it = repos_.find(url);

@@ -22,7 +22,9 @@ SourcePoller::~SourcePoller() {
   if (thread_.joinable()) thread_.join();
 }
 
-void SourcePoller::Start() { thread_ = std::thread([this] { Run(); }); }
+void SourcePoller::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
   if (t.source.poll_interval_seconds() > 0) {
@@ -41,8 +43,8 @@ void SourcePoller::Upsert(const v1::Source& source) {
     t.snapshot.reset();
     t.info.clear_commit();
   }
-  t.backoff = std::make_unique<Backoff>(
-      absl::Seconds(1), std::max(absl::Minutes(5), IntervalLocked(t)));
+  t.backoff =
+      std::make_unique<Backoff>(absl::Seconds(1), std::max(absl::Minutes(5), IntervalLocked(t)));
   t.next_fetch = absl::InfinitePast();
   wake_ = true;
 }

@@ -23,9 +23,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
+#include "common/sync.h"
 #include "controlplane/metrics.h"
 #include "controlplane/source/git_repository.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -42,8 +42,7 @@ class SourcePoller {
   using CommitCallback =
       std::function<void(const std::string& source, const SourceSnapshot& snapshot)>;
 
-  SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
-               CommitCallback on_commit,
+  SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics, CommitCallback on_commit,
                absl::Duration default_interval = absl::Seconds(30));
   ~SourcePoller();  // stops the thread
 

@@ -35,8 +35,7 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   EXPECT_EQ((*repo)->Resolve("main")->summary, "second");
   auto missing = (*repo)->Resolve("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.status().message()),
-              HasSubstr("ref \"nope\" not found"));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("ref \"nope\" not found"));
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("main"));
 
   auto files = (*repo)->ReadTree(second, "apps/web");
@@ -49,8 +48,7 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   // The web tree did not change between the commits; the api tree did.
   EXPECT_EQ(*(*repo)->TreeId(first, "apps/web"), *(*repo)->TreeId(second, "apps/web"));
   EXPECT_NE(*(*repo)->TreeId(first, "apps/api"), *(*repo)->TreeId(second, "apps/api"));
-  EXPECT_EQ((*repo)->ReadTree(second, "apps/nope").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*repo)->ReadTree(second, "apps/nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml").status().code(),
             absl::StatusCode::kInvalidArgument);
 }

@@ -19,14 +19,12 @@ class Statement {
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return stmt_; }
   void Bind(int index, const std::string& text) {
-    sqlite3_bind_blob(stmt_, index, text.data(), static_cast<int>(text.size()),
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   }
   std::string Column(int index) {
     const void* data = sqlite3_column_blob(stmt_, index);
     int size = sqlite3_column_bytes(stmt_, index);
-    return data == nullptr ? std::string() :
-                             std::string(static_cast<const char*>(data), size);
+    return data == nullptr ? std::string() : std::string(static_cast<const char*>(data), size);
   }
 
  private:
@@ -36,8 +34,7 @@ class Statement {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
-    const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
     std::string dir = path.substr(0, slash);
@@ -46,15 +43,13 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     }
   }
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
-    return absl::UnavailableError(
-        absl::StrCat("cannot open store ", path, ": ", message));
+    return absl::UnavailableError(absl::StrCat("cannot open store ", path, ": ", message));
   }
   const char* setup =
       "PRAGMA journal_mode=WAL;"
@@ -68,9 +63,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     std::string message = error ? error : "unknown error";
     sqlite3_free(error);
     sqlite3_close(db);
-    return absl::UnavailableError(
-        absl::StrCat("cannot initialise store ", path, ": ", message,
-                     " (is it a gitfleet database?)"));
+    return absl::UnavailableError(absl::StrCat("cannot initialise store ", path, ": ", message,
+                                               " (is it a gitfleet database?)"));
   }
   return std::unique_ptr<SqliteStore>(new SqliteStore(db, path));
 }
@@ -81,8 +75,7 @@ SqliteStore::~SqliteStore() {
 }
 
 absl::Status SqliteStore::Error(const char* what) {
-  return absl::InternalError(
-      absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
+  return absl::InternalError(absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
 }
 
 absl::Status SqliteStore::Apply(const std::vector<Write>& writes) {
@@ -115,8 +108,7 @@ absl::Status SqliteStore::Apply(const std::vector<Write>& writes) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket,
-                                             const std::string& key) {
+absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket, const std::string& key) {
   MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT value FROM kv WHERE bucket = ? AND key = ?");
   if (!stmt.ok()) return Error("prepare");
@@ -130,8 +122,7 @@ absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket,
   return Error("read");
 }
 
-absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(
-    const std::string& bucket) {
+absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(const std::string& bucket) {
   MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT key, value FROM kv WHERE bucket = ? ORDER BY key");
   if (!stmt.ok()) return Error("prepare");
@@ -157,8 +148,7 @@ absl::Status MemoryStore::Apply(const std::vector<Write>& writes) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> MemoryStore::Get(const std::string& bucket,
-                                             const std::string& key) {
+absl::StatusOr<std::string> MemoryStore::Get(const std::string& bucket, const std::string& key) {
   MutexLock lock(&mu_);
   auto it = data_.find({bucket, key});
   if (it == data_.end()) {
@@ -167,12 +157,11 @@ absl::StatusOr<std::string> MemoryStore::Get(const std::string& bucket,
   return it->second;
 }
 
-absl::StatusOr<std::vector<Store::Entry>> MemoryStore::List(
-    const std::string& bucket) {
+absl::StatusOr<std::vector<Store::Entry>> MemoryStore::List(const std::string& bucket) {
   MutexLock lock(&mu_);
   std::vector<Entry> out;
-  for (auto it = data_.lower_bound({bucket, ""});
-       it != data_.end() && it->first.first == bucket; ++it) {
+  for (auto it = data_.lower_bound({bucket, ""}); it != data_.end() && it->first.first == bucket;
+       ++it) {
     out.push_back({it->first.second, it->second});
   }
   return out;

@@ -46,8 +46,7 @@ class Store {
   // All writes land, or none do.
   virtual absl::Status Apply(const std::vector<Write>& writes) = 0;
   // NotFound when the key is absent.
-  virtual absl::StatusOr<std::string> Get(const std::string& bucket,
-                                          const std::string& key) = 0;
+  virtual absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) = 0;
   // Every entry of the bucket, ordered by key.
   virtual absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) = 0;
 };
@@ -60,8 +59,7 @@ class SqliteStore : public Store {
   ~SqliteStore() override;
 
   absl::Status Apply(const std::vector<Write>& writes) override;
-  absl::StatusOr<std::string> Get(const std::string& bucket,
-                                  const std::string& key) override;
+  absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) override;
   absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) override;
 
  private:
@@ -77,8 +75,7 @@ class SqliteStore : public Store {
 class MemoryStore : public Store {
  public:
   absl::Status Apply(const std::vector<Write>& writes) override;
-  absl::StatusOr<std::string> Get(const std::string& bucket,
-                                  const std::string& key) override;
+  absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) override;
   absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) override;
 
  private:

@@ -9,8 +9,8 @@ namespace gitfleet {
 namespace {
 
 std::string TempPath() {
-  std::string tmpl = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
-                     "/storeXXXXXX";
+  std::string tmpl =
+      std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/storeXXXXXX";
   return std::string(mkdtemp(tmpl.data())) + "/sub/gitfleet.db";
 }
 

@@ -7,8 +7,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/sync.h"
 #include "common/file_system.h"
+#include "common/sync.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -68,7 +68,8 @@ class Fleet : public ::testing::Test {
         "--poll-interval-seconds=1",
     };
     args.insert(args.end(), extra.begin(), extra.end());
-    cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/cp.log." + std::to_string(++cp_starts_));
+    cp_ = std::make_unique<Process>(kControlPlane, args,
+                                    root_ + "/cp.log." + std::to_string(++cp_starts_));
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     cp_http_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
     admin_ = v1::AdminService::NewStub(
@@ -93,9 +94,12 @@ class Fleet : public ::testing::Test {
   void RestartAgent(const std::string& name) {
     Agent& agent = agents_[name];
     std::vector<std::string> args = {absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
-                                     "--cluster=" + name, "--labels=" + agent.labels,
-                                     "--token=" + agent.token, "--apply=directory:" + agent.out,
-                                     "--state-dir=" + agent.state, "--http=127.0.0.1:0"};
+                                     "--cluster=" + name,
+                                     "--labels=" + agent.labels,
+                                     "--token=" + agent.token,
+                                     "--apply=directory:" + agent.out,
+                                     "--state-dir=" + agent.state,
+                                     "--http=127.0.0.1:0"};
     args.insert(args.end(), agent.extra.begin(), agent.extra.end());
     agent.process = std::make_unique<Process>(
         kAgent, args, absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
@@ -148,7 +152,8 @@ class Fleet : public ::testing::Test {
     EXPECT_TRUE(Eventually([&] { return SyncedAt(cluster, bundle, commit); }))
         << cluster << "/" << bundle << " never synced at " << commit << "; status: "
         << (Status(cluster, bundle).empty() ? "none" : Status(cluster, bundle)[0].DebugString())
-        << "\ncontrol plane log:\n" << cp_->Log();
+        << "\ncontrol plane log:\n"
+        << cp_->Log();
   }
 
   int ConnectedClusters() {
@@ -192,8 +197,10 @@ class Fleet : public ::testing::Test {
 void MakeCertificates(const std::string& dir) {
   std::string script = absl::StrCat(
       "set -e; cd '", dir, "';",
-      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1 2>/dev/null; };",
-      "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=gitfleet-test-ca;",
+      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1 "
+      "2>/dev/null; };",
+      "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj "
+      "/CN=gitfleet-test-ca;",
       "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext;",
       "key server.key; openssl req -new -key server.key -out server.csr -subj /CN=localhost;",
       "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
@@ -201,7 +208,8 @@ void MakeCertificates(const std::string& dir) {
       "key client.key; openssl req -new -key client.key -out client.csr -subj /CN=prod-eu;",
       "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
       "  -out client.crt 2>/dev/null;",
-      "key other.key; openssl req -x509 -new -key other.key -out other.crt -days 2 -subj /CN=rogue");
+      "key other.key; openssl req -x509 -new -key other.key -out other.crt -days 2 -subj "
+      "/CN=rogue");
   std::string out;
   ASSERT_EQ(::gitfleet::testing::Run(script, &out), 0) << out;
 }
@@ -219,9 +227,9 @@ TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
   ExpectSynced("prod-eu", "base", first);
   ExpectSynced("dev", "base", first);
   EXPECT_TRUE(Status("dev", "web").empty()) << "dev is not selected by env=prod";
-  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml",
-                                            "shop/ConfigMap/web-extra.yaml",
-                                            "shop/ConfigMap/web.yaml"));
+  EXPECT_THAT(Files("prod-eu"),
+              ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/web-extra.yaml",
+                          "shop/ConfigMap/web.yaml"));
   EXPECT_THAT(Files("dev"), ElementsAre("_cluster/Namespace/shop.yaml"));
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""));
 
@@ -267,7 +275,8 @@ TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
     return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_FAILED;
   }));
   v1::BundleStatus failed = Status("prod-eu", "web")[0];
-  EXPECT_THAT(failed.message(), HasSubstr("apps/web/broken.yaml:1: ConfigMap has no metadata.name"));
+  EXPECT_THAT(failed.message(),
+              HasSubstr("apps/web/broken.yaml:1: ConfigMap has no metadata.name"));
   EXPECT_THAT(failed.message(), HasSubstr(bad.substr(0, 12)));
   EXPECT_EQ(failed.applied_commit(), good);
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""))
@@ -298,13 +307,14 @@ TEST_F(Fleet, AgentKilledWithSigkillRestartsWithoutLosingOrDuplicating) {
   git_.Write("apps/web/a.yaml", Cm("a", "2"));
   git_.Remove("apps/web/c.yaml");
   std::string second = git_.Commit("change a, drop c");
-  ASSERT_TRUE(Eventually([&] { return Ctl({"source", "list"}).find(second.substr(0, 12)) !=
-                                      std::string::npos; }));
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"source", "list"}).find(second.substr(0, 12)) != std::string::npos;
+  }));
 
   RestartAgent("prod-eu");
   ExpectSynced("prod-eu", "web", second);
-  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml",
-                                            "shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"));
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/a.yaml",
+                                            "shop/ConfigMap/b.yaml"));
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/a.yaml"), HasSubstr("value: \"2\""));
   // The restarted agent wrote only the changed object and pruned only the removed one.
   EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_objects_applied_total{result=\"ok\"}"), 1);
@@ -329,7 +339,8 @@ TEST_F(Fleet, ControlPlaneRestartResumesAgentsWithoutResending) {
   int status = cp_->Kill(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "clean shutdown on SIGTERM";
   EXPECT_LT(absl::Now() - stopping, absl::Seconds(4))
-      << "shutdown does not wait on agent streams:\n" << cp_->Log();
+      << "shutdown does not wait on agent streams:\n"
+      << cp_->Log();
   StartControlPlane();
   ASSERT_TRUE(Eventually([&] { return ConnectedClusters() == 2; })) << Ctl({"cluster", "list"});
   ExpectSynced("prod-eu", "web", first);
@@ -390,8 +401,8 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
   StartControlPlane();
   StartAgent("prod-eu", "env=prod");
   int code;
-  std::string out = Ctl({"source", "add", "demo", absl::StrCat("--url=git://127.0.0.1:", port, "/repo"),
-                         "--interval=1s"},
+  std::string out = Ctl({"source", "add", "demo",
+                         absl::StrCat("--url=git://127.0.0.1:", port, "/repo"), "--interval=1s"},
                         &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
@@ -481,14 +492,16 @@ TEST_F(Fleet, OversizedRenderFailsTheBundleClearly) {
     return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_FAILED;
   }));
   EXPECT_THAT(Status("prod-eu", "web")[0].message(), HasSubstr("renders more than 2000 bytes"));
-  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/a.yaml"));
+  EXPECT_THAT(Files("prod-eu"),
+              ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/a.yaml"));
 
   // Flags that could never work are refused at start-up with the reason.
   Process bad(kControlPlane,
               {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
                "--max-bundle-bytes=1000000", "--max-message-bytes=1000"},
               root_ + "/cp-bad.log");
-  EXPECT_FALSE(bad.WaitForLog("--max-bundle-bytes .* must be smaller than --max-message-bytes").empty())
+  EXPECT_FALSE(
+      bad.WaitForLog("--max-bundle-bytes .* must be smaller than --max-message-bytes").empty())
       << bad.Log();
 }
 
@@ -505,8 +518,8 @@ TEST_F(Fleet, ServesGrpcHealth) {
   grpc::ByteBuffer response;
   Notification done;
   grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
                    status = s;
                    done.Notify();
                  });
@@ -515,7 +528,8 @@ TEST_F(Fleet, ServesGrpcHealth) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  for (const grpc::Slice& slice : slices)
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse{status: SERVING}";
 }
 

@@ -102,7 +102,8 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
   return condition();
 }
 
-std::string HttpGet(int port, const std::string& path) {
+std::string HttpGet(int port, const std::string& path, int* status) {
+  if (status != nullptr) *status = 0;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -123,7 +124,13 @@ std::string HttpGet(int port, const std::string& path) {
   while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
   close(fd);
   size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
+  if (body == std::string::npos) return "";
+  int code = 0;
+  if (status != nullptr && response.compare(0, 9, "HTTP/1.1 ") == 0 &&
+      absl::SimpleAtoi(response.substr(9, 3), &code)) {
+    *status = code;
+  }
+  return response.substr(body + 4);
 }
 
 double MetricValue(const std::string& text, const std::string& series) {

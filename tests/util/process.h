@@ -40,11 +40,11 @@ class Process {
 };
 
 // Polls `condition` every 50 ms until it is true or `timeout` passes.
-bool Eventually(const std::function<bool()>& condition,
-                absl::Duration timeout = absl::Seconds(20));
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(20));
 
-// GET http://127.0.0.1:port/path; the body, or empty on error.
-std::string HttpGet(int port, const std::string& path);
+// GET http://127.0.0.1:port/path; the body, or empty on error. `status`, when given,
+// receives the HTTP status code (0 on error).
+std::string HttpGet(int port, const std::string& path, int* status = nullptr);
 
 // The value of a metric line such as `name{labels} value` in Prometheus text; -1 when
 // absent.
