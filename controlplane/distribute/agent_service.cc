@@ -38,11 +38,21 @@ std::string BearerToken(const grpc::CallbackServerContext* context) {
   return std::string(token);
 }
 
+// Wraps the shared serialized bytes in a slice that keeps them alive: every agent that
+// needs the same message gets the same bytes, serialized once, never copied.
+grpc::ByteBuffer Share(std::shared_ptr<const EncodedMessage> message) {
+  auto* holder = new std::shared_ptr<const EncodedMessage>(std::move(message));
+  grpc::Slice slice(
+      const_cast<char*>((*holder)->bytes.data()), (*holder)->bytes.size(),
+      [](void* p) { delete static_cast<std::shared_ptr<const EncodedMessage>*>(p); }, holder);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 // One agent stream. Reads run back to back; at most one write is in flight, and the
 // set of bundles waiting for a write coalesces, so a slow agent holds one entry per
 // bundle however many revisions went by. Owned by itself until OnDone, and by the Hub
 // through shared_ptr while connected.
-class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>,
+class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                     public AgentConnection,
                     public std::enable_shared_from_this<AgentStream> {
  public:
@@ -64,18 +74,24 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       FinishOnce(grpc::Status::OK);
       return;
     }
+    grpc::Status parsed = grpc::SerializationTraits<v1::AgentMessage>::Deserialize(&in_, &message_);
+    if (!parsed.ok()) {
+      Reject("protocol", absl::InvalidArgumentError(
+                             absl::StrCat("cannot parse agent message: ", parsed.error_message())));
+      return;
+    }
     if (session_ == 0) {
-      if (!in_.has_hello()) {
+      if (!message_.has_hello()) {
         Reject("protocol",
                absl::FailedPreconditionError("the first message on a stream must be a hello"));
         return;
       }
-      if (!Hello(in_.hello())) return;
-    } else if (in_.has_ack()) {
-      hub_->OnAck(session_, in_.ack());
-    } else if (in_.has_status()) {
-      hub_->OnStatus(session_, in_.status());
-    } else if (in_.has_hello()) {
+      if (!Hello(message_.hello())) return;
+    } else if (message_.has_ack()) {
+      hub_->OnAck(session_, message_.ack());
+    } else if (message_.has_status()) {
+      hub_->OnStatus(session_, message_.status());
+    } else if (message_.has_hello()) {
       Reject("protocol", absl::FailedPreconditionError("hello sent twice on one stream"));
       return;
     } else {
@@ -89,7 +105,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     {
       MutexLock lock(&mu_);
       writing_ = false;
-      current_.reset();
+      out_.Clear();
       if (!ok) {
         closing_ = true;
         return;  // the stream is broken; OnReadDone(false) finishes it
@@ -162,10 +178,10 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
                  << hello.held_size() << " bundles held)";
     {
       MutexLock lock(&mu_);
-      auto welcome = std::make_shared<v1::ControlMessage>();
-      welcome->mutable_welcome()->set_controlplane_version(kVersion);
-      current_ = welcome;
-      StartWrite(current_.get());
+      v1::ControlMessage welcome;
+      welcome.mutable_welcome()->set_controlplane_version(kVersion);
+      out_ = Share(EncodedMessage::Encode(std::move(welcome)));
+      StartWrite(&out_);
     }
     return true;
   }
@@ -198,7 +214,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         metrics_.queued_updates.Decrement();
         writing_ = true;
       }
-      std::shared_ptr<const v1::ControlMessage> message = hub_->NextMessage(session_, bundle);
+      std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(session_, bundle);
       MutexLock lock(&mu_);
       if (message == nullptr || closing_ || done_) {
         writing_ = false;
@@ -210,8 +226,8 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         }
         continue;
       }
-      current_ = std::move(message);
-      StartWrite(current_.get());
+      out_ = Share(std::move(message));
+      StartWrite(&out_);
       return;
     }
   }
@@ -221,13 +237,14 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   ControlPlaneMetrics& metrics_;
   const std::string token_;
   const std::string peer_;
-  v1::AgentMessage in_;   // touched only by the read chain
-  uint64_t session_ = 0;  // set once, on the read chain, before any write
+  grpc::ByteBuffer in_;       // touched only by the read chain
+  v1::AgentMessage message_;  // touched only by the read chain
+  uint64_t session_ = 0;      // set once, on the read chain, before any write
 
   Mutex mu_;
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const v1::ControlMessage> current_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -237,7 +254,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* AgentServiceImpl::Connect(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
   auto stream = std::make_shared<AgentStream>(context, hub_, tokens_, metrics_);
   AgentStream* raw = stream.get();

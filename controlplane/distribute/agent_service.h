@@ -14,12 +14,15 @@
 
 namespace gitfleet {
 
-class AgentServiceImpl final : public v1::AgentService::CallbackService {
+// Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's
+// pre-serialized bytes; the method stays registered, so reflection still lists it.
+class AgentServiceImpl final
+    : public v1::AgentService::WithRawCallbackMethod_Connect<v1::AgentService::Service> {
  public:
   AgentServiceImpl(Hub* hub, AgentTokens* tokens, ControlPlaneMetrics& metrics)
       : hub_(hub), tokens_(tokens), metrics_(metrics) {}
 
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Connect(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:

@@ -20,6 +20,13 @@ std::string ReportKey(const std::string& cluster, const std::string& bundle) {
 
 }  // namespace
 
+std::shared_ptr<const EncodedMessage> EncodedMessage::Encode(v1::ControlMessage message) {
+  auto encoded = std::make_shared<EncodedMessage>();
+  encoded->bytes = message.SerializeAsString();
+  encoded->message = std::move(message);
+  return encoded;
+}
+
 Hub::Hub(Store* store, ControlPlaneMetrics& metrics) : store_(store), metrics_(metrics) {}
 
 absl::Status Hub::Load() {
@@ -208,14 +215,14 @@ std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
   return *rev;
 }
 
-std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
-                                                           const Revision& target) {
+std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base,
+                                                       const Revision& target) {
   std::tuple<std::string, std::string, std::string> cache_key{target.bundle, base ? base->id : "",
                                                               target.id};
   auto cached = messages_.find(cache_key);
   if (cached != messages_.end()) return cached->second;
-  auto message = std::make_shared<v1::ControlMessage>();
-  v1::BundleUpdate* update = message->mutable_update();
+  v1::ControlMessage message;
+  v1::BundleUpdate* update = message.mutable_update();
   update->set_bundle(target.bundle);
   update->set_revision(target.id);
   update->set_commit(target.commit);
@@ -233,14 +240,15 @@ std::shared_ptr<const v1::ControlMessage> Hub::BuildUpdate(const Revision* base,
     for (const v1::ManifestObject* object : delta.upserts) *update->add_upserts() = *object;
     for (const v1::ObjectKey& key : delta.removed) *update->add_removed() = key;
   }
+  std::shared_ptr<const EncodedMessage> encoded = EncodedMessage::Encode(std::move(message));
   if (messages_.size() >= kMaxCachedMessages) messages_.clear();
-  messages_[cache_key] = message;
+  messages_[cache_key] = encoded;
   ++messages_built_;
-  return message;
+  return encoded;
 }
 
-std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
-                                                           const std::string& bundle) {
+std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
+                                                       const std::string& bundle) {
   MutexLock lock(&mu_);
   Agent* agent = AgentForSession(session);
   if (agent == nullptr) return nullptr;
@@ -253,10 +261,10 @@ std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
     agent->reports.erase(bundle);
     store_->Apply({Store::Delete(kReports, ReportKey(agent->info.name(), bundle))})
         .IgnoreError();  // a stale report is harmless; it is dropped on next load
-    auto message = std::make_shared<v1::ControlMessage>();
-    message->mutable_removal()->set_bundle(bundle);
+    v1::ControlMessage removal;
+    removal.mutable_removal()->set_bundle(bundle);
     metrics_.updates_sent.Add({{"kind", "removal"}}).Increment();
-    return message;
+    return EncodedMessage::Encode(std::move(removal));
   }
   const std::shared_ptr<const Revision>& current = target->second.current;
   if (current == nullptr) return nullptr;  // nothing rendered yet: keep what it has
@@ -265,10 +273,10 @@ std::shared_ptr<const v1::ControlMessage> Hub::NextMessage(uint64_t session,
     if (held->second == current->id) return nullptr;
     base = FindRevision(bundle, held->second);
   }
-  std::shared_ptr<const v1::ControlMessage> message = BuildUpdate(base.get(), *current);
+  std::shared_ptr<const EncodedMessage> message = BuildUpdate(base.get(), *current);
   agent->held[bundle] = current->id;
   metrics_.updates_sent.Add({{"kind", base ? "delta" : "full"}}).Increment();
-  metrics_.update_bytes_sent.Increment(static_cast<double>(message->ByteSizeLong()));
+  metrics_.update_bytes_sent.Increment(static_cast<double>(message->bytes.size()));
   return message;
 }
 

@@ -33,6 +33,14 @@
 
 namespace gitfleet {
 
+// A message for agents, serialized once and shared by every stream that sends it.
+struct EncodedMessage {
+  v1::ControlMessage message;
+  std::string bytes;  // message.SerializeAsString()
+
+  static std::shared_ptr<const EncodedMessage> Encode(v1::ControlMessage message);
+};
+
 // The hub's handle on one agent stream.
 class AgentConnection {
  public:
@@ -72,13 +80,12 @@ class Hub {
   // for streams that never end by themselves). Agents reconnect with backoff.
   void CloseAll(const absl::Status& status);
   // The message that brings the agent's `bundle` up to date, or null when it is.
-  std::shared_ptr<const v1::ControlMessage> NextMessage(uint64_t session,
-                                                        const std::string& bundle);
+  std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
 
   std::vector<ClusterView> Clusters();
-  // For tests and metrics: how many distinct delta messages were built.
+  // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
 
  private:
@@ -99,8 +106,7 @@ class Hub {
   bool Targets(const BundleTarget& target, const Agent& agent) const;
   std::shared_ptr<const Revision> FindRevision(const std::string& bundle, const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<const v1::ControlMessage> BuildUpdate(const Revision* base,
-                                                        const Revision& target)
+  std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
@@ -116,8 +122,7 @@ class Hub {
   // ones. Two bundles with equal content have equal revision ids, so keys name both.
   std::map<std::string, std::shared_ptr<const Revision>> revisions_ ABSL_GUARDED_BY(mu_);
   // Built messages by (bundle, base revision, target revision).
-  std::map<std::tuple<std::string, std::string, std::string>,
-           std::shared_ptr<const v1::ControlMessage>>
+  std::map<std::tuple<std::string, std::string, std::string>, std::shared_ptr<const EncodedMessage>>
       messages_ ABSL_GUARDED_BY(mu_);
   size_t messages_built_ ABSL_GUARDED_BY(mu_) = 0;
 };

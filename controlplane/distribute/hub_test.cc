@@ -63,19 +63,20 @@ TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
   auto msg_b = hub_.NextMessage(b, "web");
   ASSERT_NE(msg_a, nullptr);
   EXPECT_EQ(msg_a.get(), msg_b.get()) << "one message shared by both agents";
-  EXPECT_EQ(msg_a->update().upserts_size(), 2);
-  EXPECT_EQ(msg_a->update().base_revision(), "");
+  EXPECT_EQ(msg_a->bytes, msg_a->message.SerializeAsString()) << "serialized once, up front";
+  EXPECT_EQ(msg_a->message.update().upserts_size(), 2);
+  EXPECT_EQ(msg_a->message.update().base_revision(), "");
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr) << "already current";
 
   auto rev2 = MakeRevision("web", {"x", "z"});
   hub_.SetBundle("web", Selector("env=prod"), rev2);
   auto delta = hub_.NextMessage(a, "web");
   ASSERT_NE(delta, nullptr);
-  EXPECT_EQ(delta->update().base_revision(), rev1->id);
-  ASSERT_EQ(delta->update().upserts_size(), 1);
-  EXPECT_EQ(delta->update().upserts(0).key().name(), "z");
-  ASSERT_EQ(delta->update().removed_size(), 1);
-  EXPECT_EQ(delta->update().removed(0).name(), "y");
+  EXPECT_EQ(delta->message.update().base_revision(), rev1->id);
+  ASSERT_EQ(delta->message.update().upserts_size(), 1);
+  EXPECT_EQ(delta->message.update().upserts(0).key().name(), "z");
+  ASSERT_EQ(delta->message.update().removed_size(), 1);
+  EXPECT_EQ(delta->message.update().removed(0).name(), "y");
   EXPECT_EQ(hub_.messages_built(), 2u);
 }
 
@@ -87,8 +88,8 @@ TEST_F(HubTest, BundlesWithEqualContentGetTheirOwnMessages) {
   ASSERT_EQ(web->id, copy->id);
   hub_.SetBundle("web", Selector(""), web);
   hub_.SetBundle("copy", Selector(""), copy);
-  EXPECT_EQ(hub_.NextMessage(a, "web")->update().bundle(), "web");
-  EXPECT_EQ(hub_.NextMessage(a, "copy")->update().bundle(), "copy");
+  EXPECT_EQ(hub_.NextMessage(a, "web")->message.update().bundle(), "web");
+  EXPECT_EQ(hub_.NextMessage(a, "copy")->message.update().bundle(), "copy");
 }
 
 TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
@@ -119,7 +120,7 @@ TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   EXPECT_THAT(conn->notified, ElementsAre("web"));
   auto removal = hub_.NextMessage(a, "web");
   ASSERT_NE(removal, nullptr);
-  EXPECT_EQ(removal->removal().bundle(), "web");
+  EXPECT_EQ(removal->message.removal().bundle(), "web");
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
 }
 
@@ -136,7 +137,7 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   hub_.OnAck(s1, ack);
   auto full = hub_.NextMessage(s1, "web");
   ASSERT_NE(full, nullptr);
-  EXPECT_EQ(full->update().upserts_size(), 2);
+  EXPECT_EQ(full->message.update().upserts_size(), 2);
 
   auto second = std::make_shared<FakeConnection>();
   uint64_t s2 = hub_.Connect(MakeHello("a", "prod"), "p2", second);
@@ -189,11 +190,11 @@ class PullingConnection : public AgentConnection {
       session = session_;
     }
     if (session == 0) return;
-    std::shared_ptr<const v1::ControlMessage> message = hub_->NextMessage(session, bundle);
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(session, bundle);
     if (message == nullptr) return;
     MutexLock lock(&mu_);
-    if (message->has_update()) held_[bundle] = message->update().revision();
-    if (message->has_removal()) held_.erase(bundle);
+    if (message->message.has_update()) held_[bundle] = message->message.update().revision();
+    if (message->message.has_removal()) held_.erase(bundle);
   }
   void Close(const absl::Status&) override {}
   std::map<std::string, std::string> held() {

@@ -533,5 +533,55 @@ TEST_F(Fleet, ServesGrpcHealth) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse{status: SERVING}";
 }
 
+// Lists services through gRPC server reflection: one ServerReflectionRequest with
+// list_services set (field 7, empty string), raw bytes in and out.
+class ReflectionCall : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  std::string Run(grpc::GenericStub& stub) {
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    stub.PrepareBidiStreamingCall(&context_,
+                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                  grpc::StubOptions(), this);
+    grpc::Slice request(std::string("\x3a\x00", 2));
+    out_ = grpc::ByteBuffer(&request, 1);
+    StartWrite(&out_);
+    StartRead(&in_);
+    StartCall();
+    done_.WaitForNotificationWithTimeout(absl::Seconds(15));
+    return response_;
+  }
+  void OnWriteDone(bool ok) override {
+    if (ok) StartWritesDone();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    std::vector<grpc::Slice> slices;
+    if (in_.Dump(&slices).ok()) {
+      for (const grpc::Slice& slice : slices) {
+        response_.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+    }
+  }
+  void OnDone(const grpc::Status&) override { done_.Notify(); }
+
+ private:
+  grpc::ClientContext context_;
+  grpc::ByteBuffer out_;
+  grpc::ByteBuffer in_;
+  std::string response_;
+  Notification done_;
+};
+
+TEST_F(Fleet, ServerReflectionListsTheServices) {
+  StartControlPlane();
+  grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                             grpc::InsecureChannelCredentials()));
+  ReflectionCall call;
+  std::string services = call.Run(stub);
+  EXPECT_THAT(services, HasSubstr("gitfleet.v1.AgentService"));
+  EXPECT_THAT(services, HasSubstr("gitfleet.v1.AdminService"));
+  EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
+}
+
 }  // namespace
 }  // namespace gitfleet
