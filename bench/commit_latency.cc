@@ -112,7 +112,19 @@ int Main() {
     }
     return true;
   };
-  if (!Eventually([&] { return applied_everywhere(0, 0); }, absl::Seconds(30))) {
+  // Start measuring only when both agents applied the whole initial set.
+  auto initial_synced = [&] {
+    v1::GetStatusRequest request;
+    v1::GetStatusResponse response;
+    if (!call(&v1::AdminService::Stub::GetStatus, request, &response).ok()) return false;
+    int synced = 0;
+    for (const v1::BundleStatus& s : response.statuses()) {
+      synced +=
+          s.sync_state() == v1::SYNC_STATE_SYNCED && s.applied_revision() == bundle_info.revision();
+    }
+    return synced == 2;
+  };
+  if (!Eventually(initial_synced, absl::Seconds(60)) || !applied_everywhere(0, 0)) {
     fprintf(stderr, "initial sync did not complete\n");
     return 1;
   }
@@ -143,8 +155,10 @@ int Main() {
     }
   }
   for (const auto& [mode, values] : results) {
-    printf("%-5s commits=%zu median=%.1fms max=%.1fms\n", mode.c_str(), values.size(),
+    printf("%-5s commits=%zu median=%.1fms max=%.1fms samples:", mode.c_str(), values.size(),
            Median(values), *std::max_element(values.begin(), values.end()));
+    for (double v : values) printf(" %.0f", v);
+    printf("\n");
   }
   printf(
       "{\"bench\": \"commit_latency\", \"agents\": 2, \"objects\": %d, \"commits\": %d, "

@@ -117,6 +117,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   for (const auto& [key, object] : desired.objects()) *record.add_objects() = object;
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
+  bundle.unsaved = true;  // the new desired set is not on disk yet
 
   std::vector<v1::ObjectError> errors;
   bool changed = ApplyDesired(bundle, /*check_drift=*/false, &errors);
@@ -134,16 +135,24 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
 
-  // Record the intent first: a crash from here on leaves every key we may create in
-  // the inventory, so it is pruned later if it leaves the bundle.
+  // Record the intent first when the inventory grows: a crash from here on leaves every
+  // key we may create in the inventory, so it is pruned later if it leaves the bundle.
+  // (A crash before the final save is otherwise harmless: the old record makes the
+  // control plane resend the change.) Each save is an fsync of the whole record, so
+  // skip it when nothing new could be created.
+  const std::string recorded = record.SerializeAsString();
   std::map<std::string, v1::ObjectKey> inventory;
   for (const v1::ObjectKey& key : record.inventory()) inventory[KeyString(key)] = key;
+  const size_t known = inventory.size();
   for (const v1::ManifestObject& object : desired.objects()) {
     inventory[KeyString(object.key())] = object.key();
   }
-  record.clear_inventory();
-  for (const auto& [k, key] : inventory) *record.add_inventory() = key;
-  absl::Status saved = state_->Save(record);
+  absl::Status saved;
+  if (inventory.size() != known) {
+    record.clear_inventory();
+    for (const auto& [k, key] : inventory) *record.add_inventory() = key;
+    saved = state_->Save(record);
+  }
   if (!saved.ok()) {
     v1::ObjectError error;
     error.set_message(absl::StrCat("cannot record state: ", saved.message()));
@@ -268,8 +277,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   record.mutable_last_status()->set_sync_state(status.sync_state());
   record.mutable_last_status()->set_health(status.health());
   record.mutable_last_status()->set_message(status.message());
-  saved = state_->Save(record);
-  if (!saved.ok()) GF_LOG(ERROR) << "cannot record applied state: " << saved;
+  if (bundle.unsaved || record.SerializeAsString() != recorded) {
+    saved = state_->Save(record);
+    bundle.unsaved = !saved.ok();
+    if (!saved.ok()) GF_LOG(ERROR) << "cannot record applied state: " << saved;
+  }
 
   metrics_.apply_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (applied > 0 || pruned > 0 || !errors->empty()) {

@@ -60,6 +60,8 @@ class Reconciler {
     std::unique_ptr<Backoff> backoff;
     absl::Time next_retry = absl::InfinitePast();
     int64_t drift_corrections = 0;
+    // The in-memory record has changes the state file lacks.
+    bool unsaved = false;
   };
 
   // Applies record.desired; fills `errors`; returns whether the status changed.

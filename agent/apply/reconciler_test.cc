@@ -146,6 +146,22 @@ TEST_F(ReconcilerTest, SelfHealsDriftAndReportsItWhenOff) {
   EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/x.yaml"), "tampered");
 }
 
+TEST_F(ReconcilerTest, DriftCheckThatFindsNothingWritesNoState) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  // Any state write would now fail and turn the bundle Failed.
+  faulty_.FailPathsContaining("/state/");
+  EXPECT_TRUE(reconciler_->Resync(true).empty());
+  std::vector<v1::StatusUpdate> statuses = reconciler_->AllStatuses();
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  // An update that adds no key records intent without a second write; one that adds a
+  // key must record it first, and fails cleanly when it cannot.
+  Reconciler::Outcome adds = reconciler_->OnUpdate(Update({Cm("a"), Cm("b"), Cm("c")}));
+  EXPECT_FALSE(adds.ack.ok());
+  EXPECT_THAT(adds.status->message(), HasSubstr("cannot record state"));
+  EXPECT_FALSE(fs_.ReadFile("/out/shop/ConfigMap/c.yaml").ok()) << "nothing applied unrecorded";
+}
+
 TEST_F(ReconcilerTest, RefusesNamesThatEscapeTheDirectory) {
   v1::ManifestObject evil =
       *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"../../etc/passwd\"}\n", "t");
