@@ -74,6 +74,18 @@ TEST(Libgit2RepositoryTest, UnreachableUrlIsAnError) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("/nonexistent/repo"));
 }
 
+TEST(Libgit2RepositoryTest, HttpsIsSupported) {
+  // Nothing listens on port 1: the error must be about connecting, which shows libgit2
+  // was built with HTTPS (otherwise: "unsupported URL protocol").
+  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repo = *repos->ForUrl("https://127.0.0.1:1/team/app.git");
+  absl::Status status = repo->Fetch();
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("https://127.0.0.1:1/team/app.git"));
+  EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr("unsupported")));
+  EXPECT_THAT(std::string(status.message()), ::testing::ContainsRegex("connect|refused"));
+}
+
 TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   GitFixture git(TempDir("repo"));
   git.Write("a.yaml", "a: 1\n");

@@ -357,6 +357,29 @@ TEST_F(Fleet, ControlPlaneRestartResumesAgentsWithoutResending) {
   EXPECT_EQ(CpMetric("gitfleet_updates_sent_total{kind=\"full\"}"), -1);
 }
 
+TEST_F(Fleet, AgentKeepsEnforcingWhileTheControlPlaneIsAway) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod", "", {"--resync-interval-seconds=1"});
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  std::string applied = Read("prod-eu", "shop/ConfigMap/a.yaml");
+
+  cp_->Kill(SIGKILL);
+  std::string out = agents_["prod-eu"].out;
+  ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(out + "/shop/ConfigMap/a.yaml", "edited").ok());
+  ASSERT_TRUE(PosixFileSystem().DeleteFile(out + "/_cluster/Namespace/shop.yaml", out).ok());
+  EXPECT_TRUE(Eventually([&] {
+    return Read("prod-eu", "shop/ConfigMap/a.yaml") == applied &&
+           !Read("prod-eu", "_cluster/Namespace/shop.yaml").empty();
+  })) << agents_["prod-eu"].process->Log();
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_drift_corrections_total"), 2);
+  EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_connected"), 0);
+}
+
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
