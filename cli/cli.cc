@@ -30,7 +30,7 @@ commands:
   source list
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
-             [--prune=true] [--self-heal=true] [--replace]
+             [--engine=plain] [--prune=true] [--self-heal=true] [--replace]
   bundle list
   bundle remove NAME
   cluster list
@@ -300,7 +300,6 @@ class Cli {
       }
       source->set_poll_interval_seconds(absl::ToInt64Seconds(d));
     }
-    source->set_credentials_ref(args_.TakeOr("credentials", ""));
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
     if (!replace.ok()) return Usage(std::string(replace.status().message()));
     request.set_replace(*replace);

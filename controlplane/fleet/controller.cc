@@ -135,6 +135,12 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
     return absl::InvalidArgumentError(
         absl::StrCat("ref \"", source.ref(), "\" is not a valid branch, tag or commit"));
   }
+  if (!source.credentials_ref().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "source \"", source.name(), "\": credentials (\"", source.credentials_ref(),
+        "\") are not supported yet; use a URL that needs none (file://, git://, public "
+        "https://)"));
+  }
   if (source.poll_interval_seconds() < 0) {
     return absl::InvalidArgumentError("poll interval must not be negative");
   }

@@ -121,6 +121,10 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   bad_url.set_url("ftp://x");
   EXPECT_THAT(std::string(controller_->AddSource(bad_url, false).status().message()),
               HasSubstr("ftp://x"));
+  v1::Source with_credentials = Source();
+  with_credentials.set_credentials_ref("github-token");
+  EXPECT_THAT(std::string(controller_->AddSource(with_credentials, false).status().message()),
+              HasSubstr("credentials (\"github-token\") are not supported yet"));
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok()) << "identical re-add is a no-op";
   v1::Source other = Source();
