@@ -1,0 +1,133 @@
+#include "common/subprocess.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace gitfleet {
+namespace {
+
+struct Pipe {
+  int read = -1;
+  int write = -1;
+  ~Pipe() {
+    if (read >= 0) close(read);
+    if (write >= 0) close(write);
+  }
+};
+
+absl::Status MakePipe(Pipe* p) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  }
+  p->read = fds[0];
+  p->write = fds[1];
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
+                                               const SubprocessOptions& options) {
+  if (argv.empty()) return absl::InvalidArgumentError("no program to run");
+  if (access(argv[0].c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("cannot execute ", argv[0], ": ", strerror(errno)));
+  }
+  Pipe out, err;
+  if (absl::Status s = MakePipe(&out); !s.ok()) return s;
+  if (absl::Status s = MakePipe(&err); !s.ok()) return s;
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out.write, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err.write, STDERR_FILENO);
+  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);  // the daemons block SIGTERM; the child must not
+  posix_spawnattr_setsigdefault(&attr, &all);
+
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> env;
+  for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
+
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
+  close(out.write);
+  out.write = -1;
+  close(err.write);
+  err.write = -1;
+
+  SubprocessResult result;
+  absl::Status status;
+  absl::Time deadline = absl::Now() + options.timeout;
+  pollfd fds[2] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      status = absl::DeadlineExceededError(
+          absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(options.timeout)));
+      break;
+    }
+    int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) {
+      status = absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        fds[i].fd = -1;
+        --open_fds;
+        continue;
+      }
+      if (i == 0) {
+        result.stdout_text.append(buf, n);
+        if (result.stdout_text.size() > options.max_stdout_bytes) {
+          status = absl::ResourceExhaustedError(absl::StrCat(
+              argv[0], " wrote more than ", options.max_stdout_bytes, " bytes of output"));
+        }
+      } else if (result.stderr_text.size() < options.max_stderr_bytes) {
+        result.stderr_text.append(
+            buf, std::min<size_t>(n, options.max_stderr_bytes - result.stderr_text.size()));
+      }
+    }
+    if (!status.ok()) break;
+  }
+  if (!status.ok()) kill(-pid, SIGKILL);
+  int wait_status = 0;
+  while (waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  if (!status.ok()) return status;
+  result.exit_code =
+      WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+  return result;
+}
+
+}  // namespace gitfleet

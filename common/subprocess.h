@@ -1,0 +1,43 @@
+#ifndef GITFLEET_COMMON_SUBPROCESS_H_
+#define GITFLEET_COMMON_SUBPROCESS_H_
+
+// Runs a program to completion with a deadline, a chosen environment and bounded output.
+//
+//   SubprocessOptions options;
+//   options.timeout = absl::Seconds(30);
+//   GF_ASSIGN_OR_RETURN(SubprocessResult r, RunSubprocess({"/usr/bin/kubectl", "kustomize",
+//                                                           dir}, options));
+//
+// The child gets its own process group; on timeout or too much output the whole group is
+// killed (SIGKILL) and reaped, so nothing it started is left behind. Thread-safe.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace gitfleet {
+
+struct SubprocessOptions {
+  std::string cwd;               // empty: inherit
+  std::vector<std::string> env;  // the child's whole environment ("K=V")
+  absl::Duration timeout = absl::Seconds(60);
+  size_t max_stdout_bytes = 64 << 20;
+  size_t max_stderr_bytes = 64 << 10;  // beyond this stderr is truncated, not fatal
+};
+
+struct SubprocessResult {
+  int exit_code = 0;  // 128 + signal when killed by a signal
+  std::string stdout_text;
+  std::string stderr_text;
+};
+
+// NotFound when the program cannot be executed; DeadlineExceeded on timeout;
+// ResourceExhausted when stdout passes its limit. A non-zero exit is not an error here.
+absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
+                                               const SubprocessOptions& options);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_SUBPROCESS_H_
