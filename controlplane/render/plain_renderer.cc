@@ -4,6 +4,42 @@
 
 namespace gitfleet {
 
+absl::Status AddObjects(const std::string& bundle, const std::string& origin,
+                        std::vector<v1::ManifestObject> objects, const RenderLimits& limits,
+                        ObjectSet* set, size_t* bytes) {
+  for (v1::ManifestObject& object : objects) {
+    *bytes += object.yaml().size();
+    absl::Status added = set->Add(std::move(object), origin);
+    if (!added.ok()) return absl::InvalidArgumentError(added.message());
+    if (set->size() > limits.max_objects) {
+      return absl::ResourceExhaustedError(absl::StrCat("bundle ", bundle, " renders more than ",
+                                                       limits.max_objects, " objects (at ", origin,
+                                                       ")"));
+    }
+    if (*bytes > limits.max_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "bundle ", bundle, " renders more than ", limits.max_bytes, " bytes (at ", origin, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files) {
+  std::string prefix = path.empty() ? "" : path + "/";
+  auto has = [&](const char* name) {
+    for (const RepoFile& file : files) {
+      if (file.path == prefix + name) return true;
+    }
+    return false;
+  };
+  if (has("kustomization.yaml") || has("kustomization.yml") || has("Kustomization")) {
+    return "kustomize";
+  }
+  if (has("Chart.yaml")) return "helm";
+  if (has("main.jsonnet")) return "jsonnet";
+  return "plain";
+}
+
 absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   ObjectSet set;
   size_t bytes = 0;
@@ -15,22 +51,9 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
     absl::StatusOr<std::vector<v1::ManifestObject>> objects =
         ParseManifests(file.content, file.path);
     if (!objects.ok()) return objects.status();
-    for (v1::ManifestObject& object : *objects) {
-      bytes += object.yaml().size();
-      std::string origin = file.path;
-      absl::Status added = set.Add(std::move(object), origin);
-      if (!added.ok()) return absl::InvalidArgumentError(added.message());
-      if (set.size() > limits_.max_objects) {
-        return absl::ResourceExhaustedError(absl::StrCat("bundle ", input.bundle,
-                                                         " renders more than ", limits_.max_objects,
-                                                         " objects (at ", file.path, ")"));
-      }
-      if (bytes > limits_.max_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat("bundle ", input.bundle,
-                                                         " renders more than ", limits_.max_bytes,
-                                                         " bytes (at ", file.path, ")"));
-      }
-    }
+    absl::Status added =
+        AddObjects(input.bundle, file.path, *std::move(objects), limits_, &set, &bytes);
+    if (!added.ok()) return added;
   }
   return set;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/manifest/object.h"
 #include "controlplane/source/git_repository.h"
 
@@ -32,6 +33,10 @@ class Renderer {
  public:
   virtual ~Renderer() = default;
   virtual const char* engine() const = 0;
+  // Whether the engine may read files outside the bundle path (kustomize bases, jsonnet
+  // imports): such renders get the whole repository and cannot be cached by the path's
+  // tree id.
+  virtual bool ReadsOutsidePath() const { return false; }
   // InvalidArgument naming the file and line for bad input; ResourceExhausted when
   // the output passes a limit.
   virtual absl::StatusOr<ObjectSet> Render(const RenderInput& input) = 0;
@@ -48,6 +53,57 @@ class PlainRenderer : public Renderer {
  private:
   const RenderLimits limits_;
 };
+
+// Kustomize overlays: `kubectl kustomize DIR` or `kustomize build DIR` on a scratch copy of
+// the repository at the commit, with a timeout, a clean environment and, where the
+// machine allows, no network (a fresh network namespace via unshare).
+struct KustomizeOptions {
+  std::string binary;       // kubectl or kustomize; empty: FindKustomize()
+  std::string scratch_dir;  // where checkouts are written (and removed)
+  absl::Duration timeout = absl::Seconds(60);
+  RenderLimits limits;
+};
+
+class KustomizeRenderer : public Renderer {
+ public:
+  explicit KustomizeRenderer(KustomizeOptions options);
+  const char* engine() const override { return "kustomize"; }
+  bool ReadsOutsidePath() const override { return true; }
+  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
+  bool network_isolated() const { return !unshare_.empty(); }
+
+ private:
+  KustomizeOptions options_;
+  std::string unshare_;  // non-empty when renders run without network
+};
+
+// `kustomize` on PATH if present, else `kubectl` (whose `kustomize` subcommand embeds
+// it); empty when neither exists.
+std::string FindKustomize();
+
+// Jsonnet, in-process (libjsonnet): evaluates PATH/main.jsonnet. Imports resolve only to
+// files of the repository at the commit. The program may yield one object, an array of
+// objects, or an object whose values are objects.
+class JsonnetRenderer : public Renderer {
+ public:
+  explicit JsonnetRenderer(RenderLimits limits = {}) : limits_(limits) {}
+  const char* engine() const override { return "jsonnet"; }
+  bool ReadsOutsidePath() const override { return true; }
+  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
+
+ private:
+  const RenderLimits limits_;
+};
+
+// The engine a bundle path calls for when its bundle names none: kustomization.yaml →
+// kustomize, Chart.yaml → helm, main.jsonnet → jsonnet, else plain. `files` are the
+// files under `path`.
+std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files);
+
+// Adds parsed objects to `set`, enforcing `limits`. Shared by every engine.
+absl::Status AddObjects(const std::string& bundle, const std::string& origin,
+                        std::vector<v1::ManifestObject> objects, const RenderLimits& limits,
+                        ObjectSet* set, size_t* bytes);
 
 }  // namespace gitfleet
 

@@ -1,0 +1,185 @@
+// Kustomize and Jsonnet renders compared with the real tools' own output.
+
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_system.h"
+#include "common/manifest/yaml.h"
+#include "common/subprocess.h"
+#include "controlplane/render/renderer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// The same repository as files (for the renderer) and on disk (for the real tool).
+struct Repo {
+  std::string dir = TempDir("engines");
+  std::vector<RepoFile> files;
+  void Add(const std::string& path, const std::string& content) {
+    files.push_back({path, content});
+    ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(dir + "/" + path, content).ok());
+  }
+};
+
+// Object keys and content hashes: equal sets, equal renders.
+std::map<std::string, std::string> Summary(const ObjectSet& set) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, object] : set.objects()) out[key] = object.content_hash();
+  return out;
+}
+
+ObjectSet ParseToolOutput(const std::string& text) {
+  ObjectSet set;
+  auto objects = ParseManifests(text, "tool");
+  EXPECT_TRUE(objects.ok()) << objects.status();
+  for (auto& o : *objects) set.Put(o);
+  return set;
+}
+
+TEST(DetectEngineTest, PicksEngineFromMarkerFiles) {
+  EXPECT_EQ(DetectEngine("a", {{"a/kustomization.yaml", ""}}), "kustomize");
+  EXPECT_EQ(DetectEngine("a", {{"a/Chart.yaml", ""}}), "helm");
+  EXPECT_EQ(DetectEngine("a", {{"a/main.jsonnet", ""}}), "jsonnet");
+  EXPECT_EQ(DetectEngine("a", {{"a/x.yaml", ""}, {"a/sub/kustomization.yaml", ""}}), "plain");
+  EXPECT_EQ(DetectEngine("", {{"kustomization.yaml", ""}}), "kustomize");
+}
+
+TEST(KustomizeRendererTest, MatchesKubectlKustomizeForOverlays) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  Repo repo;
+  repo.Add("base/kustomization.yaml", "resources: [deploy.yaml]\n");
+  repo.Add("base/deploy.yaml", R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:1.25"}]}
+)");
+  repo.Add("components/monitoring/kustomization.yaml",
+           R"(apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+commonAnnotations: {monitoring: enabled}
+)");
+  repo.Add("overlays/prod/kustomization.yaml", R"(namespace: shop
+resources: [../../base]
+components: [../../components/monitoring]
+patches:
+  - path: replicas.yaml
+configMapGenerator:
+  - name: settings
+    files: [settings.env]
+)");
+  repo.Add("overlays/prod/replicas.yaml",
+           "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 5}\n");
+  repo.Add("overlays/prod/settings.env", "WORKERS=4\n");
+
+  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  auto ours = renderer.Render({"web", "overlays/prod", repo.files});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin", "HOME=" + repo.dir};
+  std::vector<std::string> argv = {kustomize};
+  argv.push_back(absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build");
+  argv.push_back(repo.dir + "/overlays/prod");
+  auto tool = RunSubprocess(argv, options);
+  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
+  EXPECT_EQ(Summary(*ours), Summary(ParseToolOutput(tool->stdout_text)));
+  EXPECT_EQ(ours->size(), 2u);
+  EXPECT_THAT(ours->objects().begin()->first, HasSubstr("ConfigMap/shop/settings-"));
+}
+
+TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  std::string scratch = TempDir("scratch");
+  KustomizeRenderer renderer({kustomize, scratch, absl::Seconds(60), {}});
+  auto bad = renderer.Render(
+      {"web", "apps/web", {{"apps/web/kustomization.yaml", "resources: [missing.yaml]\n"}}});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("kustomize build apps/web failed"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("missing.yaml"));
+  EXPECT_THAT(std::string(bad.status().message()), Not(HasSubstr(scratch)));
+  EXPECT_TRUE(PosixFileSystem().ListFiles(scratch)->size() <= 1u) << "scratch copies removed";
+  auto escape = renderer.Render({"web", "a", {{"../etc/passwd", "x"}}});
+  EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
+}
+
+TEST(KustomizeRendererTest, MissingToolIsAClearError) {
+  KustomizeRenderer renderer({"/nonexistent/kustomize", TempDir("scratch"), absl::Seconds(5), {}});
+  auto result = renderer.Render({"web", "a", {{"a/kustomization.yaml", "resources: []\n"}}});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("kustomize a: cannot execute /nonexistent/kustomize"));
+}
+
+TEST(JsonnetRendererTest, MatchesTheJsonnetCliWithImports) {
+  Repo repo;
+  repo.Add("lib/app.libsonnet", R"(
+{
+  deployment(name, replicas):: {
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name: name, namespace: 'shop' },
+    spec: { replicas: replicas },
+  },
+  config(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name }, data: { port: '8080' } },
+}
+)");
+  repo.Add("apps/web/main.jsonnet", R"(
+local app = import '../../lib/app.libsonnet';
+[app.deployment('web', 3), app.config('web-settings')]
+)");
+  JsonnetRenderer renderer;
+  auto ours = renderer.Render({"web", "apps/web", repo.files});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  EXPECT_EQ(ours->size(), 2u);
+  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin"};
+  auto tool = RunSubprocess({"/usr/bin/jsonnet", repo.dir + "/apps/web/main.jsonnet"}, options);
+  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
+  // The CLI prints a JSON array; as YAML it is a sequence of the same objects.
+  ObjectSet theirs;
+  YAML::Node array = YAML::Load(tool->stdout_text);
+  for (const YAML::Node& item : array) {
+    theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
+  }
+  EXPECT_EQ(Summary(*ours), Summary(theirs));
+}
+
+TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {
+  JsonnetRenderer renderer;
+  auto map = renderer.Render({"b", "", {{"main.jsonnet", R"({
+    b: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b' } },
+    a: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } },
+  })"}}});
+  ASSERT_TRUE(map.ok()) << map.status();
+  EXPECT_EQ(map->size(), 2u);
+
+  auto syntax = renderer.Render({"b", "x", {{"x/main.jsonnet", "{ a: \n"}}});
+  EXPECT_EQ(syntax.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(syntax.status().message()), HasSubstr("x/main.jsonnet:"));
+
+  auto escape = renderer.Render({"b", "x", {{"x/main.jsonnet", "import '../../etc/passwd'"}}});
+  EXPECT_THAT(std::string(escape.status().message()), HasSubstr("escapes the repository"));
+  auto absolute = renderer.Render({"b", "x", {{"x/main.jsonnet", "import '/etc/passwd'"}}});
+  EXPECT_THAT(std::string(absolute.status().message()), HasSubstr("absolute paths are refused"));
+  auto missing = renderer.Render({"b", "x", {{"x/other.jsonnet", "{}"}}});
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("x/main.jsonnet not found"));
+}
+
+}  // namespace
+}  // namespace gitfleet

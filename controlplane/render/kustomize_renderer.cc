@@ -1,0 +1,149 @@
+#include <errno.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_system.h"
+#include "common/logging.h"
+#include "common/subprocess.h"
+#include "controlplane/render/renderer.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr size_t kMaxErrorBytes = 4096;
+
+// A scratch directory removed with everything in it when the object goes away.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& parent) {
+    PosixFileSystem().WriteFileAtomically(parent + "/.keep", "").IgnoreError();
+    std::string tmpl = parent + "/render-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~ScratchDir() {
+    if (path_.empty()) return;
+    nftw(
+        path_.c_str(),
+        [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); }, 16,
+        FTW_DEPTH | FTW_PHYS);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+bool SafeRelativePath(const std::string& path) {
+  if (path.empty() || path[0] == '/') return false;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
+
+// Runs `/bin/true` in a new network namespace to learn whether renders can be isolated.
+std::string ProbeUnshare() {
+  for (const char* unshare : {"/usr/bin/unshare", "/bin/unshare"}) {
+    if (access(unshare, X_OK) != 0) continue;
+    SubprocessOptions options;
+    options.env = {"PATH=/usr/bin:/bin"};
+    options.timeout = absl::Seconds(5);
+    absl::StatusOr<SubprocessResult> r =
+        RunSubprocess({unshare, "--net", "--map-root-user", "/bin/true"}, options);
+    if (r.ok() && r->exit_code == 0) return unshare;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string FindKustomize() {
+  for (const char* candidate : {"/usr/local/bin/kustomize", "/usr/bin/kustomize",
+                                "/usr/local/bin/kubectl", "/usr/bin/kubectl"}) {
+    if (access(candidate, X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+KustomizeRenderer::KustomizeRenderer(KustomizeOptions options) : options_(std::move(options)) {
+  if (options_.binary.empty()) options_.binary = FindKustomize();
+  if (options_.scratch_dir.empty()) options_.scratch_dir = "/tmp";
+  unshare_ = ProbeUnshare();
+  if (unshare_.empty()) {
+    GF_LOG(WARNING) << "cannot create network namespaces here; kustomize renders run with "
+                       "the host's network";
+  }
+}
+
+absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
+  if (options_.binary.empty()) {
+    return absl::FailedPreconditionError(
+        "engine kustomize needs kustomize or kubectl on the control plane; neither was found");
+  }
+  if (access(options_.binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("kustomize ", input.path, ": cannot execute ",
+                                            options_.binary, ": ", strerror(errno)));
+  }
+  ScratchDir scratch(options_.scratch_dir);
+  if (scratch.path().empty()) {
+    return absl::InternalError(
+        absl::StrCat("cannot create a scratch directory under ", options_.scratch_dir));
+  }
+  for (const RepoFile& file : input.files) {
+    if (!SafeRelativePath(file.path)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("refusing repository path \"", file.path, "\""));
+    }
+    absl::Status written =
+        PosixFileSystem().WriteFileAtomically(scratch.path() + "/repo/" + file.path, file.content);
+    if (!written.ok()) return written;
+  }
+  std::string dir = scratch.path() + "/repo/" + input.path;
+  std::vector<std::string> argv;
+  if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};
+  argv.push_back(options_.binary);
+  if (absl::EndsWith(options_.binary, "kubectl")) {
+    argv.push_back("kustomize");
+  } else {
+    argv.push_back("build");
+  }
+  argv.push_back(dir);
+  SubprocessOptions run;
+  run.cwd = scratch.path();
+  run.env = {"PATH=/usr/bin:/bin", "HOME=" + scratch.path(), "KUBECONFIG=/dev/null",
+             "XDG_CONFIG_HOME=" + scratch.path()};
+  run.timeout = options_.timeout;
+  run.max_stdout_bytes = options_.limits.max_bytes * 2;
+  run.max_stderr_bytes = kMaxErrorBytes;
+  absl::StatusOr<SubprocessResult> result = RunSubprocess(argv, run);
+  if (!result.ok()) {
+    return absl::Status(result.status().code(),
+                        absl::StrCat("kustomize ", input.path, ": ", result.status().message()));
+  }
+  if (result->exit_code != 0) {
+    // Messages name the scratch copy; show repository paths instead.
+    std::string message =
+        absl::StrReplaceAll(result->stderr_text, {{scratch.path() + "/repo/", ""}});
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
+  }
+  std::string origin = absl::StrCat(input.path, " (kustomize output)");
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects =
+      ParseManifests(result->stdout_text, origin);
+  if (!objects.ok()) return objects.status();
+  ObjectSet set;
+  size_t bytes = 0;
+  absl::Status added =
+      AddObjects(input.bundle, origin, *std::move(objects), options_.limits, &set, &bytes);
+  if (!added.ok()) return added;
+  return set;
+}
+
+}  // namespace gitfleet
