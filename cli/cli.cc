@@ -386,12 +386,13 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "SOURCE", "PATH", "SELECTOR", "CLUSTERS", "OBJECTS", "COMMIT", "REVISION",
-                 "ERROR"});
+    Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CLUSTERS", "OBJECTS", "COMMIT",
+                 "REVISION", "ERROR"});
     for (const v1::BundleInfo& b : response.bundles()) {
-      table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.bundle().selector(),
-                 absl::StrCat(b.target_clusters()), absl::StrCat(b.object_count()),
-                 Short(b.commit()), Short(b.revision()), b.error()});
+      table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
+                 b.bundle().selector(), absl::StrCat(b.target_clusters()),
+                 absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
+                 b.error()});
     }
     table.Print(out_);
     return 0;

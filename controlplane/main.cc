@@ -36,6 +36,9 @@ ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
 ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
+ABSL_FLAG(std::string, kustomize, "",
+          "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
+ABSL_FLAG(int, render_timeout_seconds, 60, "Time limit for an external renderer (kustomize).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace gitfleet {
@@ -87,6 +90,10 @@ int Main(ShutdownSignals& signals) {
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
   options.render_limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
+  options.kustomize.binary = absl::GetFlag(FLAGS_kustomize);
+  options.kustomize.scratch_dir = absl::StrCat(data_dir, "/render");
+  options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
+  options.kustomize.limits = options.render_limits;
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
 

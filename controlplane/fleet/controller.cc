@@ -73,6 +73,8 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       metrics_(metrics),
       options_(options),
       plain_(options.render_limits),
+      kustomize_(options.kustomize),
+      jsonnet_(options.render_limits),
       poller_(
           repos, metrics,
           [this](const std::string& source, const SourceSnapshot& snapshot) {
@@ -113,6 +115,7 @@ absl::Status Controller::Load() {
         if (rev.ok()) {
           state.current = *rev;
           state.rendered_tree = state.record.tree();
+          state.rendered_engine = state.record.engine();
         } else {
           GF_LOG(ERROR) << rev.status();
         }
@@ -200,10 +203,11 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(bundle.selector());
   if (!selector.ok()) return selector.status();
   bundle.set_selector(selector->text());
-  if (bundle.engine().empty()) bundle.set_engine("plain");
-  if (bundle.engine() != "plain") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "engine \"", bundle.engine(), "\" is not available; supported engines: plain"));
+  if (bundle.engine() != "" && bundle.engine() != "plain" && bundle.engine() != "kustomize" &&
+      bundle.engine() != "jsonnet" && bundle.engine() != "helm") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine \"", bundle.engine(),
+                     "\" is not one of plain, kustomize, jsonnet, helm (or empty to detect)"));
   }
   if (!bundle.target_namespace().empty()) {
     if (absl::Status s = ValidateName("target namespace", bundle.target_namespace()); !s.ok()) {
@@ -233,6 +237,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     state.selector = *selector;
     state.generation = next_generation_++;
     state.rendered_tree.clear();  // the definition changed: render again
+    state.rendered_engine.clear();
     hub_->SetBundle(bundle.name(), state.selector, state.current);
   }
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
@@ -318,6 +323,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_commit(state.record.commit());
   info.set_error(state.record.error());
   info.set_error_commit(state.record.error_commit());
+  info.set_engine(state.record.engine());
   return info;
 }
 
@@ -332,10 +338,17 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
   for (const std::string& name : names) RenderBundle(name, snapshot);
 }
 
+Renderer* Controller::RendererFor(const std::string& engine) {
+  if (engine == "plain") return &plain_;
+  if (engine == "kustomize") return &kustomize_;
+  if (engine == "jsonnet") return &jsonnet_;
+  return nullptr;
+}
+
 void Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
   uint64_t generation;
-  std::string rendered_tree;
+  std::string rendered_tree, rendered_engine, rendered_commit;
   bool have_current;
   {
     MutexLock lock(&mu_);
@@ -344,6 +357,8 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     definition = it->second.definition;
     generation = it->second.generation;
     rendered_tree = it->second.rendered_tree;
+    rendered_engine = it->second.rendered_engine;
+    rendered_commit = it->second.record.commit();
     have_current = it->second.current != nullptr;
   }
   const CommitInfo& commit = snapshot.commit;
@@ -351,27 +366,43 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   absl::StatusOr<std::string> tree = snapshot.repo->TreeId(commit.id, definition.path());
   std::shared_ptr<const Revision> revision;
   absl::Status status = tree.status();
-  bool cache_hit = tree.ok() && have_current && *tree == rendered_tree;
+  // A plain render reads only the path, so an unchanged path tree means an unchanged
+  // render. Other engines may read outside the path (bases, imports): for them only the
+  // same commit is a hit. The engine itself is decided by the path's files, so an
+  // unchanged tree also means an unchanged engine.
+  bool cache_hit = tree.ok() && have_current && *tree == rendered_tree &&
+                   (rendered_engine == "plain" || rendered_commit == commit.id);
+  std::string engine = cache_hit ? rendered_engine : definition.engine();
   if (tree.ok() && !cache_hit) {
     absl::StatusOr<std::vector<RepoFile>> files =
         snapshot.repo->ReadTree(commit.id, definition.path());
-    absl::StatusOr<ObjectSet> objects =
-        files.ok() ? plain_.Render({name, definition.path(), *std::move(files)})
-                   : absl::StatusOr<ObjectSet>(files.status());
+    if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
+    Renderer* renderer = RendererFor(engine);
+    absl::StatusOr<ObjectSet> objects = absl::UnknownError("not rendered");
+    if (!files.ok()) {
+      objects = files.status();
+    } else if (renderer == nullptr) {
+      objects = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
+                                                      ") is not supported yet; the bundle keeps "
+                                                      "its last good revision"));
+    } else {
+      if (renderer->ReadsOutsidePath()) files = snapshot.repo->ReadTree(commit.id, "");
+      objects = files.ok() ? renderer->Render({name, definition.path(), *std::move(files)})
+                           : absl::StatusOr<ObjectSet>(files.status());
+    }
     status = objects.status();
     if (objects.ok()) {
       revision = Revision::Build(name, commit.id, commit.time, *std::move(objects),
                                  definition.sync(), definition.target_namespace());
     }
   }
-  metrics_.render_seconds
-      .Add({{"engine", definition.engine()}}, metrics::ExponentialBuckets(0.001, 2, 16))
+  const std::string engine_label = engine.empty() ? "unknown" : engine;
+  metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
       .Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (cache_hit) {
     metrics_.render_cache_hits.Add({}).Increment();
   } else {
-    metrics_.renders
-        .Add({{"engine", definition.engine()}, {"result", status.ok() ? "ok" : "error"}})
+    metrics_.renders.Add({{"engine", engine_label}, {"result", status.ok() ? "ok" : "error"}})
         .Increment();
   }
 
@@ -396,6 +427,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     *record.mutable_committed_time() = ToProtoTime(commit.time);
     if (revision != nullptr) {
       record.set_tree(*tree);
+      record.set_engine(engine);
       record.set_revision(revision->id);
       if (state.current == nullptr || state.current->id != revision->id) {
         writes.push_back(
@@ -425,6 +457,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   state.record = record;
   if (revision != nullptr) {
     state.rendered_tree = *tree;
+    state.rendered_engine = engine;
     if (state.current == nullptr || state.current->id != revision->id) {
       state.current = revision;
       hub_->SetBundle(name, state.selector, revision);

@@ -34,6 +34,7 @@ namespace gitfleet {
 struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
   RenderLimits render_limits;
+  KustomizeOptions kustomize;
   // Revisions kept in the store per bundle, so agents that were away get deltas.
   int revisions_kept = 5;
 };
@@ -67,8 +68,10 @@ class Controller {
     LabelSelector selector;
     std::shared_ptr<const Revision> current;
     v1::BundleRecord record;
-    // The render cache: tree id and definition that produced `current`.
+    // The render cache: the path's tree id and the engine that produced `current`
+    // (record.commit is the commit).
     std::string rendered_tree;
+    std::string rendered_engine;
     uint64_t generation = 0;
   };
 
@@ -82,7 +85,11 @@ class Controller {
   Hub* const hub_;
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;
+  Renderer* RendererFor(const std::string& engine);
+
   PlainRenderer plain_;
+  KustomizeRenderer kustomize_;
+  JsonnetRenderer jsonnet_;
   SourcePoller poller_;
 
   Mutex mu_;

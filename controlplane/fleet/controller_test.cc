@@ -136,10 +136,10 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   EXPECT_THAT(
       std::string(controller_->AddBundle(Bundle("b", "a", "env in (x"), false).status().message()),
       HasSubstr("selector"));
-  v1::Bundle helm = Bundle("b", "a");
-  helm.set_engine("helm");
-  EXPECT_THAT(std::string(controller_->AddBundle(helm, false).status().message()),
-              HasSubstr("engine \"helm\""));
+  v1::Bundle unknown = Bundle("b", "a");
+  unknown.set_engine("ksonnet");
+  EXPECT_THAT(std::string(controller_->AddBundle(unknown, false).status().message()),
+              HasSubstr("engine \"ksonnet\" is not one of plain, kustomize, jsonnet, helm"));
   v1::Bundle orphan = Bundle("b", "a");
   orphan.set_source("nope");
   EXPECT_EQ(controller_->AddBundle(orphan, false).status().code(), absl::StatusCode::kNotFound);
@@ -161,6 +161,41 @@ TEST_F(ControllerTest, MissingPathIsABundleErrorNotACrash) {
   ASSERT_TRUE(info.ok());
   EXPECT_THAT(info->error(), HasSubstr("path \"nowhere\" not found"));
   EXPECT_TRUE(info->revision().empty());
+}
+
+TEST_F(ControllerTest, DetectsEnginesAndRerendersWhenABaseOutsideThePathChanges) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("base/cm.yaml", Cm("shared"));
+  git_.Write("overlays/prod/kustomization.yaml", "namespace: prod\nresources: [../../base]\n");
+  git_.Write("plain/cm.yaml", Cm("plain"));
+  git_.Write("chart/Chart.yaml", "apiVersion: v2\nname: chart\nversion: 0.1.0\n");
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto overlay = controller_->AddBundle(Bundle("overlay", "overlays/prod"), false);
+  ASSERT_TRUE(overlay.ok()) << overlay.status();
+  EXPECT_EQ(overlay->engine(), "kustomize");
+  EXPECT_EQ(overlay->object_count(), 1);
+  EXPECT_TRUE(overlay->error().empty()) << overlay->error();
+  auto plain = controller_->AddBundle(Bundle("plain", "plain"), false);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->engine(), "plain");
+  auto chart = controller_->AddBundle(Bundle("chart", "chart"), false);
+  ASSERT_TRUE(chart.ok());
+  EXPECT_THAT(chart->error(), HasSubstr("engine helm (chart) is not supported yet"));
+
+  // The base lives outside the overlay's path: the overlay must render again.
+  git_.Write("base/cm.yaml", Cm("shared", "2"));
+  git_.Commit("change the base");
+  double hits_before = metrics_.render_cache_hits.Add({}).Value();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
+  ASSERT_EQ(bundles.size(), 3u);
+  EXPECT_EQ(bundles[1].bundle().name(), "overlay");
+  EXPECT_NE(bundles[1].revision(), overlay->revision()) << "the base change reached the overlay";
+  EXPECT_EQ(bundles[2].revision(), plain->revision());
+  EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value(), hits_before + 1)
+      << "the untouched plain bundle is a cache hit";
 }
 
 TEST_F(ControllerTest, StatusFollowsAgentReports) {
