@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include <unistd.h>
+
 #include <iomanip>
 #include <map>
 #include <optional>
@@ -12,10 +14,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "cli/views.pb.h"
+#include "common/file_system.h"
 #include "common/grpc_status.h"
 #include "common/manifest/yaml.h"
 #include "common/proto_time.h"
 #include "common/tls.h"
+#include "controlplane/render/renderer.h"
+#include "controlplane/source/git_repository.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
@@ -36,6 +41,8 @@ commands:
   cluster list
   status [--cluster=NAME] [--bundle=NAME]
   sync SOURCE            fetch a source now
+  render --repo=DIR_OR_URL [--ref=main] [--path=DIR] [--engine=E]
+                         render locally, without a control plane; prints the objects
 
 global flags:
   --server=ADDR          control plane gRPC address (default 127.0.0.1:7070, or $GITFLEET_SERVER)
@@ -216,6 +223,7 @@ class Cli {
     if (noun == "cluster" && verb == "list") return ClusterList();
     if (noun == "status") return Status();
     if (noun == "sync") return Sync();
+    if (noun == "render") return Render();
     return Usage(absl::StrCat("unknown command \"", absl::StrJoin(w, " "), "\""));
   }
 
@@ -465,6 +473,40 @@ class Cli {
     return 0;
   }
 
+  int Render() {
+    if (args_.words().size() > 1) return Usage("render takes no arguments; use --repo and --path");
+    std::string repo = args_.TakeOr("repo", "");
+    if (repo.empty()) return Usage("render needs --repo (a directory or a Git URL)");
+    std::string ref = args_.TakeOr("ref", "main");
+    std::string path = args_.TakeOr("path", "");
+    while (!path.empty() && path.back() == '/') path.pop_back();
+    std::string engine = args_.TakeOr("engine", "");
+    for (const char* unsupported : {"values", "labels"}) {
+      if (args_.Take(unsupported).has_value()) {
+        return Usage(absl::StrCat("--", unsupported,
+                                  " is not supported yet: per-cluster values "
+                                  "are not implemented"));
+      }
+    }
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (repo.find("://") == std::string::npos) {
+      if (repo[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof(cwd)) != nullptr) repo = absl::StrCat(cwd, "/", repo);
+      }
+      repo = "file://" + repo;
+    }
+    std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
+    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, path, engine, cache);
+    if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
+    if (!rendered.ok()) {
+      err_ << "gitfleetctl: " << rendered.status().message() << "\n";
+      return 1;
+    }
+    out_ << *rendered;
+    return 0;
+  }
+
   Args args_;
   std::ostream& out_;
   std::ostream& err_;
@@ -476,6 +518,41 @@ class Cli {
 };
 
 }  // namespace
+
+absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
+                                          const std::string& path, const std::string& engine,
+                                          const std::string& cache_dir) {
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(cache_dir + "/git");
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url);
+  if (!repo.ok()) return repo.status();
+  if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;
+  absl::StatusOr<CommitInfo> commit = (*repo)->Resolve(ref);
+  if (!commit.ok()) return commit.status();
+  absl::StatusOr<std::vector<RepoFile>> files = (*repo)->ReadTree(commit->id, path);
+  if (!files.ok()) return files.status();
+  std::string chosen = engine.empty() ? DetectEngine(path, *files) : engine;
+  PlainRenderer plain;
+  KustomizeRenderer kustomize({"", cache_dir, absl::Seconds(60), {}});
+  JsonnetRenderer jsonnet;
+  Renderer* renderer = chosen == "plain"       ? static_cast<Renderer*>(&plain)
+                       : chosen == "kustomize" ? static_cast<Renderer*>(&kustomize)
+                       : chosen == "jsonnet"   ? static_cast<Renderer*>(&jsonnet)
+                                               : nullptr;
+  if (renderer == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("engine ", chosen, " is not supported yet"));
+  }
+  if (renderer->ReadsOutsidePath()) {
+    files = (*repo)->ReadTree(commit->id, "");
+    if (!files.ok()) return files.status();
+  }
+  absl::StatusOr<ObjectSet> objects = renderer->Render({"render", path, *std::move(files)});
+  if (!objects.ok()) return objects.status();
+  std::string out;
+  for (const auto& [key, object] : objects->objects()) {
+    absl::StrAppend(&out, out.empty() ? "" : "---\n", object.yaml());
+  }
+  return out;
+}
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   absl::StatusOr<Args> parsed = Args::Parse(args);

@@ -11,9 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace gitfleet::cli {
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// What `gitfleetctl render` prints: the objects `engine` (empty: detected) renders from
+// `path` at `ref` of the repository at `url`, as multi-document YAML in key order. Git
+// caches and scratch copies go under `cache_dir`.
+absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
+                                          const std::string& path, const std::string& engine,
+                                          const std::string& cache_dir);
 
 }  // namespace gitfleet::cli
 

@@ -2,8 +2,13 @@
 
 #include <sstream>
 
+#include "absl/strings/match.h"
+#include "common/manifest/object.h"
+#include "common/subprocess.h"
+#include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
 
 namespace gitfleet::cli {
 namespace {
@@ -57,6 +62,72 @@ TEST(CliTest, UnreachableServerIsExitOneWithAddress) {
   Result r = RunCtl({"--server=127.0.0.1:1", "--timeout=2s", "source", "list"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("127.0.0.1:1"));
+}
+
+}  // namespace
+}  // namespace gitfleet::cli
+
+namespace gitfleet::cli {
+namespace {
+
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::TempDir;
+
+TEST(RenderCommandTest, PrintsPlainObjectsInKeyOrder) {
+  GitFixture git(TempDir("render"));
+  git.Write("apps/web/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
+  git.Write("apps/web/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  git.Commit("two");
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web/"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n");
+}
+
+TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  GitFixture git(TempDir("render"));
+  git.Write("base/kustomization.yaml", "resources: [cm.yaml]\ncommonLabels: {app: web}\n");
+  git.Write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n");
+  git.Write("overlays/prod/kustomization.yaml",
+            "namespace: prod\nnamePrefix: prod-\nresources: [../../base]\n"
+            "secretGenerator: [{name: creds, literals: [user=admin]}]\n");
+  git.Commit("overlay");
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=overlays/prod"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin", "HOME=" + git.dir()};
+  std::vector<std::string> argv = {kustomize,
+                                   absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build",
+                                   git.dir() + "/overlays/prod"};
+  auto tool = RunSubprocess(argv, options);
+  ASSERT_TRUE(tool.ok() && tool->exit_code == 0);
+  auto ours = ParseManifests(r.out, "ours");
+  auto theirs = ParseManifests(tool->stdout_text, "theirs");
+  ASSERT_TRUE(ours.ok() && theirs.ok());
+  std::map<std::string, std::string> a, b;
+  for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
+  for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 2u);
+}
+
+TEST(RenderCommandTest, BadInputIsAOneLineError) {
+  GitFixture git(TempDir("render"));
+  git.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  git.Commit("broken");
+  Result broken = RunCtl({"render", "--repo=" + git.dir(), "--path=a"});
+  EXPECT_EQ(broken.code, 1);
+  EXPECT_THAT(broken.err, HasSubstr("a/cm.yaml:"));
+  Result values = RunCtl({"render", "--repo=" + git.dir(), "--values=a=b"});
+  EXPECT_EQ(values.code, 2);
+  EXPECT_THAT(values.err, HasSubstr("--values is not supported yet"));
+  Result missing = RunCtl({"render", "--repo=/nonexistent/repo"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("/nonexistent/repo"));
+  EXPECT_EQ(RunCtl({"render"}).code, 2);
 }
 
 }  // namespace

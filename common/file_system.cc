@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/random/random.h"
@@ -162,6 +164,16 @@ class PosixFs : public FileSystem {
 FileSystem& PosixFileSystem() {
   static PosixFs* fs = new PosixFs();
   return *fs;
+}
+
+absl::Status RemoveRecursively(const std::string& dir) {
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return absl::OkStatus();
+  int rc = nftw(
+      dir.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); },
+      16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) return ErrnoError("cannot remove", dir, errno);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> MemoryFileSystem::ReadFile(const std::string& path) {

@@ -41,6 +41,10 @@ class FileSystem {
 // The process's real file system.
 FileSystem& PosixFileSystem();
 
+// Deletes `dir` and everything under it, without following symbolic links. OK when it
+// does not exist.
+absl::Status RemoveRecursively(const std::string& dir);
+
 // An in-memory file system for tests.
 class MemoryFileSystem : public FileSystem {
  public:

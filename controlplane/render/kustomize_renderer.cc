@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,11 +27,7 @@ class ScratchDir {
     if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~ScratchDir() {
-    if (path_.empty()) return;
-    nftw(
-        path_.c_str(),
-        [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); }, 16,
-        FTW_DEPTH | FTW_PHYS);
+    if (!path_.empty()) RemoveRecursively(path_).IgnoreError();
   }
   const std::string& path() const { return path_; }
 
