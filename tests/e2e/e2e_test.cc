@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
 #include "common/sync.h"
+#include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -378,6 +379,42 @@ TEST_F(Fleet, AgentKeepsEnforcingWhileTheControlPlaneIsAway) {
   })) << agents_["prod-eu"].process->Log();
   EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_drift_corrections_total"), 2);
   EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_connected"), 0);
+}
+
+TEST_F(Fleet, KustomizeAndJsonnetBundlesReachAgents) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("base/cm.yaml", Cm("shared"));
+  git_.Write("overlays/prod/kustomization.yaml", "namespace: prod\nresources: [../../base]\n");
+  git_.Write("lib/names.libsonnet", "{ names: ['x', 'y'] }\n");
+  git_.Write("jsonnet/main.jsonnet",
+             "local lib = import '../lib/names.libsonnet';\n"
+             "[{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'j' } }"
+             " for n in lib.names]\n");
+  std::string first = git_.Commit("engines");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out =
+      Ctl({"bundle", "add", "overlay", "--source=demo", "--path=overlays/prod"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "gen", "--source=demo", "--path=jsonnet"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "overlay", first);
+  ExpectSynced("prod-eu", "gen", first);
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("j/ConfigMap/x.yaml", "j/ConfigMap/y.yaml",
+                                            "prod/ConfigMap/shared.yaml"));
+  std::string list = Ctl({"bundle", "list"});
+  EXPECT_THAT(list, HasSubstr("kustomize"));
+  EXPECT_THAT(list, HasSubstr("jsonnet"));
+
+  // A change to the base, outside the overlay's path, reaches the cluster.
+  git_.Write("base/cm.yaml", Cm("shared", "2"));
+  std::string second = git_.Commit("change the base");
+  ExpectSynced("prod-eu", "overlay", second);
+  EXPECT_THAT(Read("prod-eu", "prod/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
