@@ -118,6 +118,38 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
 }
 
+TEST(KustomizeRendererTest, RefusesReferencesOutsideTheRepository) {
+  struct Case {
+    std::string kustomization;
+    std::string message;
+  } cases[] = {
+      {"resources: [../../../../etc/app]\n",
+       "resources \"../../../../etc/app\" leaves the repository"},
+      {"bases: [/etc/app]\n", "bases \"/etc/app\" is an absolute path"},
+      {"resources:\n- github.com/example/app//deploy?ref=v1\n", "is remote"},
+      {"resources: [https://example.com/app.yaml]\n", "is remote"},
+      {"components: [../../../x]\n", "leaves the repository"},
+      {"patches: [{path: ../../../p.yaml}]\n", "patches \"../../../p.yaml\" leaves"},
+      {"configMapGenerator: [{name: c, files: [key=../../../../etc/passwd]}]\n",
+       "configMapGenerator \"../../../../etc/passwd\" leaves"},
+  };
+  KustomizeRenderer renderer({"/bin/false", TempDir("scratch"), absl::Seconds(5), {}});
+  for (const Case& c : cases) {
+    auto result = renderer.Render({"web", "a/b", {{"a/b/kustomization.yaml", c.kustomization}}});
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << c.kustomization;
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr(c.message)) << c.kustomization;
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr("a/b/kustomization.yaml"));
+  }
+  // A tool that fails silently still gets a message.
+  auto silent = renderer.Render({"web", "a", {{"a/kustomization.yaml", "resources: []\n"}}});
+  EXPECT_THAT(std::string(silent.status().message()),
+              HasSubstr("kustomize build a failed: exit code 1"));
+  // Climbing within the repository is fine.
+  EXPECT_TRUE(CheckKustomizeReferences(
+                  {{"a/b/kustomization.yaml", "resources: [../../base, deploy.yaml]\n"}})
+                  .ok());
+}
+
 TEST(KustomizeRendererTest, MissingToolIsAClearError) {
   KustomizeRenderer renderer({"/nonexistent/kustomize", TempDir("scratch"), absl::Seconds(5), {}});
   auto result = renderer.Render({"web", "a", {{"a/kustomization.yaml", "resources: []\n"}}});

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -12,6 +13,7 @@
 #include "common/logging.h"
 #include "common/subprocess.h"
 #include "controlplane/render/renderer.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -57,7 +59,105 @@ std::string ProbeUnshare() {
   return "";
 }
 
+bool IsKustomizationFile(absl::string_view path) {
+  size_t slash = path.rfind('/');
+  absl::string_view name = slash == absl::string_view::npos ? path : path.substr(slash + 1);
+  return name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization";
+}
+
+// Joins `relative` onto `dir` within the repository; false when it leaves the repository.
+bool ResolveInRepository(const std::string& dir, const std::string& relative, std::string* out) {
+  std::vector<std::string> parts;
+  for (absl::string_view p : absl::StrSplit(dir + "/" + relative, '/', absl::SkipEmpty())) {
+    if (p == ".") continue;
+    if (p == "..") {
+      if (parts.empty()) return false;
+      parts.pop_back();
+      continue;
+    }
+    parts.emplace_back(p);
+  }
+  *out = absl::StrJoin(parts, "/");
+  return true;
+}
+
+// Every path a kustomization names, with the field it came from.
+void CollectReferences(const YAML::Node& doc,
+                       std::vector<std::pair<std::string, std::string>>* out) {
+  auto add_list = [&](const char* field) {
+    const YAML::Node list = doc[field];
+    if (!list || !list.IsSequence()) return;
+    for (const YAML::Node& item : list) {
+      if (item.IsScalar()) out->push_back({field, item.Scalar()});
+      if (item.IsMap() && item["path"] && item["path"].IsScalar()) {
+        out->push_back({field, item["path"].Scalar()});
+      }
+    }
+  };
+  for (const char* field : {"resources", "bases", "components", "crds", "patchesStrategicMerge",
+                            "patches", "patchesJson6902", "replacements", "transformers",
+                            "generators", "validators", "configurations"}) {
+    add_list(field);
+  }
+  for (const char* generator : {"configMapGenerator", "secretGenerator"}) {
+    const YAML::Node list = doc[generator];
+    if (!list || !list.IsSequence()) continue;
+    for (const YAML::Node& item : list) {
+      for (const char* field : {"files", "envs"}) {
+        if (!item[field] || !item[field].IsSequence()) continue;
+        for (const YAML::Node& file : item[field]) {
+          if (!file.IsScalar()) continue;
+          // "key=path" names the key separately.
+          std::string value = file.Scalar();
+          size_t eq = value.find('=');
+          out->push_back({generator, eq == std::string::npos ? value : value.substr(eq + 1)});
+        }
+      }
+      if (item["env"] && item["env"].IsScalar()) out->push_back({generator, item["env"].Scalar()});
+    }
+  }
+  if (doc["openapi"] && doc["openapi"]["path"] && doc["openapi"]["path"].IsScalar()) {
+    out->push_back({"openapi", doc["openapi"]["path"].Scalar()});
+  }
+}
+
 }  // namespace
+
+absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
+  for (const RepoFile& file : files) {
+    if (!IsKustomizationFile(file.path)) continue;
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(file.content);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+    }
+    if (!doc.IsMap()) continue;
+    std::string dir =
+        file.path.find('/') == std::string::npos ? "" : file.path.substr(0, file.path.rfind('/'));
+    std::vector<std::pair<std::string, std::string>> references;
+    CollectReferences(doc, &references);
+    for (const auto& [field, reference] : references) {
+      if (reference.find("://") != std::string::npos ||
+          absl::StartsWith(reference, "github.com/") || absl::StartsWith(reference, "git@")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            file.path, ": ", field, " \"", reference,
+            "\" is remote; renders have no network access, so vendor it into the repository"));
+      }
+      std::string resolved;
+      if (!reference.empty() && reference[0] == '/') {
+        return absl::InvalidArgumentError(absl::StrCat(file.path, ": ", field, " \"", reference,
+                                                       "\" is an absolute path; refused"));
+      }
+      if (!ResolveInRepository(dir, reference, &resolved)) {
+        return absl::InvalidArgumentError(absl::StrCat(file.path, ": ", field, " \"", reference,
+                                                       "\" leaves the repository; refused"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
 
 std::string FindKustomize() {
   for (const char* candidate : {"/usr/local/bin/kustomize", "/usr/bin/kustomize",
@@ -85,6 +185,9 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (access(options_.binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("kustomize ", input.path, ": cannot execute ",
                                             options_.binary, ": ", strerror(errno)));
+  }
+  if (absl::Status references = CheckKustomizeReferences(input.files); !references.ok()) {
+    return references;
   }
   ScratchDir scratch(options_.scratch_dir);
   if (scratch.path().empty()) {
@@ -126,6 +229,9 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     // Messages name the scratch copy; show repository paths instead.
     std::string message =
         absl::StrReplaceAll(result->stderr_text, {{scratch.path() + "/repo/", ""}});
+    if (absl::StripAsciiWhitespace(message).empty()) {
+      message = absl::StrCat("exit code ", result->exit_code, " and no message");
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
   }

@@ -77,6 +77,10 @@ class KustomizeRenderer : public Renderer {
   std::string unshare_;  // non-empty when renders run without network
 };
 
+// Refuses kustomizations that name anything outside the repository: paths that climb
+// above its root, absolute paths, and remote bases (renders have no network).
+absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files);
+
 // `kustomize` on PATH if present, else `kubectl` (whose `kustomize` subcommand embeds
 // it); empty when neither exists.
 std::string FindKustomize();
