@@ -114,8 +114,6 @@ absl::Status Controller::Load() {
         absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
         if (rev.ok()) {
           state.current = *rev;
-          state.rendered_tree = state.record.tree();
-          state.rendered_engine = state.record.engine();
         } else {
           GF_LOG(ERROR) << rev.status();
         }
@@ -236,8 +234,8 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     state.definition = bundle;
     state.selector = *selector;
     state.generation = next_generation_++;
-    state.rendered_tree.clear();  // the definition changed: render again
-    state.rendered_engine.clear();
+    state.record.clear_read_paths();  // the definition changed: render again
+    state.record.clear_read_ids();
     hub_->SetBundle(bundle.name(), state.selector, state.current);
   }
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
@@ -348,7 +346,7 @@ Renderer* Controller::RendererFor(const std::string& engine) {
 void Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
   uint64_t generation;
-  std::string rendered_tree, rendered_engine, rendered_commit;
+  v1::BundleRecord last;
   bool have_current;
   {
     MutexLock lock(&mu_);
@@ -356,24 +354,26 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     if (it == bundles_.end()) return;
     definition = it->second.definition;
     generation = it->second.generation;
-    rendered_tree = it->second.rendered_tree;
-    rendered_engine = it->second.rendered_engine;
-    rendered_commit = it->second.record.commit();
+    last = it->second.record;
     have_current = it->second.current != nullptr;
   }
   const CommitInfo& commit = snapshot.commit;
   absl::Time start = absl::Now();
-  absl::StatusOr<std::string> tree = snapshot.repo->TreeId(commit.id, definition.path());
+  // The cache: if every path the last render read has the same object id at this commit,
+  // the render would be the same. The engine is decided by the bundle path's files, and
+  // every engine lists the bundle path itself, so an unchanged path means the same engine.
+  std::vector<std::string> read_paths(last.read_paths().begin(), last.read_paths().end());
+  absl::StatusOr<std::vector<std::string>> ids =
+      read_paths.empty() ? absl::StatusOr<std::vector<std::string>>(std::vector<std::string>())
+                         : snapshot.repo->EntryIds(commit.id, read_paths);
+  absl::Status status = ids.status();
+  bool cache_hit =
+      ids.ok() && have_current && !read_paths.empty() &&
+      std::equal(ids->begin(), ids->end(), last.read_ids().begin(), last.read_ids().end());
+  std::string engine = cache_hit ? last.engine() : definition.engine();
   std::shared_ptr<const Revision> revision;
-  absl::Status status = tree.status();
-  // A plain render reads only the path, so an unchanged path tree means an unchanged
-  // render. Other engines may read outside the path (bases, imports): for them only the
-  // same commit is a hit. The engine itself is decided by the path's files, so an
-  // unchanged tree also means an unchanged engine.
-  bool cache_hit = tree.ok() && have_current && *tree == rendered_tree &&
-                   (rendered_engine == "plain" || rendered_commit == commit.id);
-  std::string engine = cache_hit ? rendered_engine : definition.engine();
-  if (tree.ok() && !cache_hit) {
+  if (ids.ok() && !cache_hit) {
+    read_paths.clear();
     absl::StatusOr<std::vector<RepoFile>> files =
         snapshot.repo->ReadTree(commit.id, definition.path());
     if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
@@ -387,9 +387,12 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
                                                       "its last good revision"));
     } else {
       if (renderer->ReadsOutsidePath()) files = snapshot.repo->ReadTree(commit.id, "");
-      objects = files.ok() ? renderer->Render({name, definition.path(), *std::move(files)})
-                           : absl::StatusOr<ObjectSet>(files.status());
+      objects = files.ok()
+                    ? renderer->Render({name, definition.path(), *std::move(files), &read_paths})
+                    : absl::StatusOr<ObjectSet>(files.status());
     }
+    if (objects.ok()) ids = snapshot.repo->EntryIds(commit.id, read_paths);
+    if (objects.ok() && !ids.ok()) objects = ids.status();
     status = objects.status();
     if (objects.ok()) {
       revision = Revision::Build(name, commit.id, commit.time, *std::move(objects),
@@ -426,8 +429,11 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     record.set_commit(commit.id);
     *record.mutable_committed_time() = ToProtoTime(commit.time);
     if (revision != nullptr) {
-      record.set_tree(*tree);
       record.set_engine(engine);
+      record.clear_read_paths();
+      record.clear_read_ids();
+      for (const std::string& path : read_paths) record.add_read_paths(path);
+      for (const std::string& id : *ids) record.add_read_ids(id);
       record.set_revision(revision->id);
       if (state.current == nullptr || state.current->id != revision->id) {
         writes.push_back(
@@ -456,8 +462,6 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   }
   state.record = record;
   if (revision != nullptr) {
-    state.rendered_tree = *tree;
-    state.rendered_engine = engine;
     if (state.current == nullptr || state.current->id != revision->id) {
       state.current = revision;
       hub_->SetBundle(name, state.selector, revision);

@@ -68,10 +68,7 @@ class Controller {
     LabelSelector selector;
     std::shared_ptr<const Revision> current;
     v1::BundleRecord record;
-    // The render cache: the path's tree id and the engine that produced `current`
-    // (record.commit is the commit).
-    std::string rendered_tree;
-    std::string rendered_engine;
+    // The render cache is record.read_paths/read_ids; a definition change clears it.
     uint64_t generation = 0;
   };
 

@@ -1,5 +1,6 @@
 #include "controlplane/fleet/controller.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
@@ -196,6 +197,88 @@ TEST_F(ControllerTest, DetectsEnginesAndRerendersWhenABaseOutsideThePathChanges)
   EXPECT_EQ(bundles[2].revision(), plain->revision());
   EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value(), hits_before + 1)
       << "the untouched plain bundle is a cache hit";
+}
+
+// The monorepo case: a commit re-renders exactly the bundles that read what it touched.
+TEST_F(ControllerTest, CommitRerendersOnlyTheBundlesThatReadWhatItTouched) {
+  constexpr int kBundles = 200;
+  constexpr int kBases = 10;
+  for (int b = 0; b < kBases; ++b) {
+    git_.Write(absl::StrCat("lib/base-", b, ".libsonnet"),
+               absl::StrCat("{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: "
+                            "{ name: name }, data: { base: '",
+                            b, "' } } }\n"));
+  }
+  for (int i = 0; i < kBundles; ++i) {
+    git_.Write(absl::StrCat("apps/app-", i, "/main.jsonnet"),
+               absl::StrCat("local base = import '../../lib/base-", i % kBases,
+                            ".libsonnet';\n[base.cm('app-", i, "')]\n"));
+  }
+  git_.Commit("monorepo");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (int i = 0; i < kBundles; ++i) {
+    auto info = controller_->AddBundle(
+        Bundle(absl::StrCat("app-", i), absl::StrCat("apps/app-", i)), false);
+    ASSERT_TRUE(info.ok() && info->error().empty()) << info.status() << info->error();
+  }
+  auto renders = [&] {
+    return metrics_.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
+  };
+  double renders_before = renders();
+  double hits_before = metrics_.render_cache_hits.Add({}).Value();
+
+  git_.Write("lib/base-3.libsonnet",
+             "{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name }, "
+             "data: { base: 'three' } } }\n");
+  git_.Commit("touch one base");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders() - renders_before, kBundles / kBases) << "only the importers of base-3";
+  EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value() - hits_before, kBundles - kBundles / kBases);
+
+  // A commit touching nothing any bundle reads renders nothing.
+  git_.Write("README.md", "docs only\n");
+  git_.Commit("docs");
+  double renders_after = renders();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders(), renders_after);
+
+  // The cache survives a restart.
+  Restart();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  git_.Write("apps/app-7/main.jsonnet",
+             "local base = import '../../lib/base-7.libsonnet';\n[base.cm('renamed')]\n");
+  git_.Commit("change one app");
+  renders_after = renders();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders() - renders_after, 1);
+}
+
+TEST_F(ControllerTest, KustomizeOverlaysRerenderOnlyWhenTheirBaseChanges) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  for (const char* base : {"a", "b"}) {
+    git_.Write(absl::StrCat("bases/", base, "/kustomization.yaml"), "resources: [cm.yaml]\n");
+    git_.Write(absl::StrCat("bases/", base, "/cm.yaml"), Cm(base));
+  }
+  for (int i = 0; i < 6; ++i) {
+    git_.Write(
+        absl::StrCat("overlays/o", i, "/kustomization.yaml"),
+        absl::StrCat("namespace: o", i, "\nresources: [../../bases/", i % 2 ? "b" : "a", "]\n"));
+  }
+  git_.Commit("overlays");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (int i = 0; i < 6; ++i) {
+    auto info =
+        controller_->AddBundle(Bundle(absl::StrCat("o", i), absl::StrCat("overlays/o", i)), false);
+    ASSERT_TRUE(info.ok() && info->error().empty()) << info->error();
+  }
+  auto renders = [&] {
+    return metrics_.renders.Add({{"engine", "kustomize"}, {"result", "ok"}}).Value();
+  };
+  double before = renders();
+  git_.Write("bases/b/cm.yaml", Cm("b", "2"));
+  git_.Commit("change base b");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders() - before, 3) << "o1, o3 and o5 use base b";
 }
 
 TEST_F(ControllerTest, StatusFollowsAgentReports) {

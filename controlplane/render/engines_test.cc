@@ -87,8 +87,10 @@ configMapGenerator:
   repo.Add("overlays/prod/settings.env", "WORKERS=4\n");
 
   KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
-  auto ours = renderer.Render({"web", "overlays/prod", repo.files});
+  std::vector<std::string> read;
+  auto ours = renderer.Render({"web", "overlays/prod", repo.files, &read});
   ASSERT_TRUE(ours.ok()) << ours.status();
+  EXPECT_THAT(read, ::testing::ElementsAre("base", "components/monitoring", "overlays/prod"));
 
   SubprocessOptions options;
   options.env = {"PATH=/usr/bin:/bin", "HOME=" + repo.dir};
@@ -175,9 +177,11 @@ local app = import '../../lib/app.libsonnet';
 [app.deployment('web', 3), app.config('web-settings')]
 )");
   JsonnetRenderer renderer;
-  auto ours = renderer.Render({"web", "apps/web", repo.files});
+  std::vector<std::string> read;
+  auto ours = renderer.Render({"web", "apps/web", repo.files, &read});
   ASSERT_TRUE(ours.ok()) << ours.status();
   EXPECT_EQ(ours->size(), 2u);
+  EXPECT_THAT(read, ::testing::ElementsAre("apps/web", "lib/app.libsonnet"));
   if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
   SubprocessOptions options;
   options.env = {"PATH=/usr/bin:/bin"};

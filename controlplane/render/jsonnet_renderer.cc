@@ -18,6 +18,7 @@ namespace {
 struct ImportContext {
   JsonnetVm* vm;
   const std::map<std::string, const RepoFile*>* files;
+  std::vector<std::string>* imported;
 };
 
 char* Copy(JsonnetVm* vm, const std::string& text) {
@@ -65,6 +66,7 @@ char* Import(void* ctx_ptr, const char* base, const char* rel, char** found_here
   }
   *found_here = Copy(ctx->vm, path);
   *success = 1;
+  ctx->imported->push_back(path);
   return Copy(ctx->vm, it->second->content);
 }
 
@@ -93,7 +95,10 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   }
   JsonnetVm* vm = jsonnet_make();
   jsonnet_max_stack(vm, 500);
-  ImportContext ctx{vm, &files};
+  // The bundle path as a whole (a new kustomization.yaml there changes the engine), plus
+  // every file imported from anywhere.
+  std::vector<std::string> read = {input.path};
+  ImportContext ctx{vm, &files, &read};
   jsonnet_import_callback(vm, &Import, &ctx);
   int error = 0;
   char* out =
@@ -111,6 +116,7 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   } catch (const YAML::Exception& e) {
     return absl::InternalError(absl::StrCat("jsonnet output is not JSON: ", e.what()));
   }
+  if (input.read_paths != nullptr) *input.read_paths = read;
   std::vector<YAML::Node> nodes;
   CollectObjects(value, &nodes);
   ObjectSet set;

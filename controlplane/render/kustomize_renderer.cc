@@ -3,6 +3,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <map>
+#include <set>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -121,6 +124,40 @@ void CollectReferences(const YAML::Node& doc,
   }
 }
 
+// The directories kustomize visits from `dir` (each kustomization's whole directory) and
+// the files they reference elsewhere: everything a render can depend on.
+void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const std::string& dir,
+                      std::set<std::string>* visited, std::set<std::string>* read) {
+  if (!visited->insert(dir).second) return;
+  read->insert(dir);
+  const RepoFile* kustomization = nullptr;
+  for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
+    auto it = files.find(dir.empty() ? name : dir + "/" + name);
+    if (it != files.end()) kustomization = it->second;
+  }
+  if (kustomization == nullptr) return;
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(kustomization->content);
+  } catch (const YAML::Exception&) {
+    return;  // kustomize reports it
+  }
+  if (!doc.IsMap()) return;
+  std::vector<std::pair<std::string, std::string>> references;
+  CollectReferences(doc, &references);
+  for (const auto& [field, reference] : references) {
+    std::string resolved;
+    if (!ResolveInRepository(dir, reference, &resolved)) continue;
+    std::string prefix = resolved + "/";
+    auto it = files.lower_bound(prefix);
+    if (it != files.end() && absl::StartsWith(it->first, prefix)) {
+      KustomizeClosure(files, resolved, visited, read);
+    } else {
+      read->insert(resolved);
+    }
+  }
+}
+
 }  // namespace
 
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
@@ -234,6 +271,21 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
+  }
+  if (input.read_paths != nullptr) {
+    std::map<std::string, const RepoFile*> by_path;
+    for (const RepoFile& file : input.files) by_path[file.path] = &file;
+    std::set<std::string> visited, read;
+    KustomizeClosure(by_path, input.path, &visited, &read);
+    // A file inside a visited directory is already covered by that directory's tree id.
+    input.read_paths->clear();
+    for (const std::string& path : read) {
+      bool covered = false;
+      for (const std::string& dir : visited) {
+        covered |= path != dir && (dir.empty() || absl::StartsWith(path, dir + "/"));
+      }
+      if (!covered) input.read_paths->push_back(path);
+    }
   }
   std::string origin = absl::StrCat(input.path, " (kustomize output)");
   absl::StatusOr<std::vector<v1::ManifestObject>> objects =

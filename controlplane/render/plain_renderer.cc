@@ -41,6 +41,7 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
 }
 
 absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
+  if (input.read_paths != nullptr) *input.read_paths = {input.path};
   ObjectSet set;
   size_t bytes = 0;
   for (const RepoFile& file : input.files) {

@@ -20,8 +20,13 @@ namespace gitfleet {
 
 struct RenderInput {
   std::string bundle;
-  std::string path;             // bundle path in the repository
-  std::vector<RepoFile> files;  // every file under `path`
+  std::string path;  // bundle path in the repository
+  // Every file under `path`, or the whole repository for engines that read outside it
+  // (Renderer::ReadsOutsidePath).
+  std::vector<RepoFile> files;
+  // When set, receives every repository path (directory or file) the render depended
+  // on. The same ids at these paths in a later commit mean the same render.
+  std::vector<std::string>* read_paths = nullptr;
 };
 
 struct RenderLimits {

@@ -41,6 +41,10 @@ class GitRepository {
   // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
                                              const std::string& path) = 0;
+  // The object id (tree or blob) at each of `paths` in `commit`, "" where nothing is:
+  // equal ids, equal content. The render cache compares these.
+  virtual absl::StatusOr<std::vector<std::string>> EntryIds(
+      const std::string& commit, const std::vector<std::string>& paths) = 0;
   // Every regular file under `path` in `commit`, sorted by path. Symbolic links and
   // submodules are refused with InvalidArgument naming them.
   virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,

@@ -128,6 +128,29 @@ class Libgit2Repository : public GitRepository {
     return OidString(git_tree_id(tree.get()));
   }
 
+  absl::StatusOr<std::vector<std::string>> EntryIds(
+      const std::string& commit, const std::vector<std::string>& paths) override {
+    MutexLock lock(&mu_);
+    Tree root;
+    if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
+    std::vector<std::string> ids;
+    for (const std::string& path : paths) {
+      if (path.empty()) {
+        ids.push_back(OidString(git_tree_id(root.get())));
+        continue;
+      }
+      TreeEntry entry;
+      int rc = git_tree_entry_bypath(entry.out(), root.get(), path.c_str());
+      if (rc == GIT_ENOTFOUND) {
+        ids.emplace_back();
+        continue;
+      }
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
+      ids.push_back(OidString(git_tree_entry_id(entry.get())));
+    }
+    return ids;
+  }
+
   absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
                                                  const std::string& path) override {
     MutexLock lock(&mu_);

@@ -48,6 +48,14 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   // The web tree did not change between the commits; the api tree did.
   EXPECT_EQ(*(*repo)->TreeId(first, "apps/web"), *(*repo)->TreeId(second, "apps/web"));
   EXPECT_NE(*(*repo)->TreeId(first, "apps/api"), *(*repo)->TreeId(second, "apps/api"));
+  auto ids = (*repo)->EntryIds(first, {"apps/web", "apps/api/c.yaml", "nope", ""});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_EQ(ids->size(), 4u);
+  EXPECT_EQ((*ids)[0], *(*repo)->TreeId(first, "apps/web"));
+  EXPECT_EQ((*ids)[1].size(), 40u);
+  EXPECT_EQ((*ids)[2], "");
+  EXPECT_EQ((*ids)[3], *(*repo)->TreeId(first, ""));
+  EXPECT_NE((*(*repo)->EntryIds(second, {"apps/api/c.yaml"}))[0], (*ids)[1]);
   EXPECT_EQ((*repo)->ReadTree(second, "apps/nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml").status().code(),
             absl::StatusCode::kInvalidArgument);
