@@ -343,6 +343,19 @@ Renderer* Controller::RendererFor(const std::string& engine) {
   return nullptr;
 }
 
+absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(
+    const SourceSnapshot& snapshot) {
+  std::string key = absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id);
+  MutexLock lock(&repository_files_mu_);
+  if (repository_files_key_ != key || repository_files_ == nullptr) {
+    absl::StatusOr<std::vector<RepoFile>> files = snapshot.repo->ReadTree(snapshot.commit.id, "");
+    if (!files.ok()) return files.status();
+    repository_files_ = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
+    repository_files_key_ = key;
+  }
+  return repository_files_;
+}
+
 void Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
   uint64_t generation;
@@ -386,7 +399,15 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
                                                       ") is not supported yet; the bundle keeps "
                                                       "its last good revision"));
     } else {
-      if (renderer->ReadsOutsidePath()) files = snapshot.repo->ReadTree(commit.id, "");
+      if (renderer->ReadsOutsidePath()) {
+        absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all =
+            RepositoryFiles(snapshot);
+        if (all.ok()) {
+          files = **all;
+        } else {
+          files = all.status();
+        }
+      }
       objects = files.ok()
                     ? renderer->Render({name, definition.path(), *std::move(files), &read_paths})
                     : absl::StatusOr<ObjectSet>(files.status());

@@ -83,11 +83,20 @@ class Controller {
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;
   Renderer* RendererFor(const std::string& engine);
+  // Every file of the repository at the snapshot's commit, read once per commit and shared
+  // by the renders that need the whole repository (kustomize, jsonnet).
+  absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> RepositoryFiles(
+      const SourceSnapshot& snapshot);
 
   PlainRenderer plain_;
   KustomizeRenderer kustomize_;
   JsonnetRenderer jsonnet_;
   SourcePoller poller_;
+
+  Mutex repository_files_mu_;
+  std::string repository_files_key_ ABSL_GUARDED_BY(repository_files_mu_);  // url@commit
+  std::shared_ptr<const std::vector<RepoFile>> repository_files_
+      ABSL_GUARDED_BY(repository_files_mu_);
 
   Mutex mu_;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);

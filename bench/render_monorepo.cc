@@ -1,0 +1,122 @@
+// Render time and memory for a monorepo: N jsonnet bundles importing B shared bases, run
+// through the real controller (libgit2 source, render cache, hub) in one process.
+//
+//   bazel run -c opt //bench:render_monorepo -- --bundles=1000 --bases=20
+//
+// Measures the cold render of every bundle, then a commit touching one shared base (only
+// its importers should render again), then a commit touching one bundle. Prints peak RSS
+// and one JSON line.
+
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "controlplane/distribute/hub.h"
+#include "controlplane/fleet/controller.h"
+#include "controlplane/store/store.h"
+#include "tests/util/git_fixture.h"
+
+ABSL_FLAG(int, bundles, 1000, "Bundles in the monorepo.");
+ABSL_FLAG(int, bases, 20, "Shared bases they import.");
+
+namespace gitfleet {
+namespace {
+
+std::string Base(int b, const std::string& value) {
+  return absl::StrCat(
+      "{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name, "
+      "namespace: 'apps' }, data: { base: '",
+      b, "', value: '", value, "' } } }\n");
+}
+
+double PeakRssMiB() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+int Main() {
+  const int bundles = absl::GetFlag(FLAGS_bundles);
+  const int bases = absl::GetFlag(FLAGS_bases);
+  testing::GitFixture git(testing::TempDir("bench-monorepo"));
+  for (int b = 0; b < bases; ++b)
+    git.Write(absl::StrCat("lib/base-", b, ".libsonnet"), Base(b, "1"));
+  for (int i = 0; i < bundles; ++i) {
+    git.Write(
+        absl::StrCat("apps/app-", i, "/main.jsonnet"),
+        absl::StrCat("local base = import '../../lib/base-", i % bases,
+                     ".libsonnet';\n[base.cm('app-", i, "'), base.cm('app-", i, "-extra')]\n"));
+  }
+  git.Commit("monorepo");
+
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  MemoryStore store;
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(testing::TempDir("bench-cache"));
+  Hub hub(&store, metrics);
+  Controller controller(&store, repos.get(), &hub, metrics, ControllerOptions{});
+  auto renders = [&] {
+    return metrics.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
+  };
+
+  v1::Source source;
+  source.set_name("mono");
+  source.set_url(git.url());
+  if (!controller.AddSource(source, false).ok()) return 1;
+  absl::Time start = absl::Now();
+  for (int i = 0; i < bundles; ++i) {
+    v1::Bundle bundle;
+    bundle.set_name(absl::StrCat("app-", i));
+    bundle.set_source("mono");
+    bundle.set_path(absl::StrCat("apps/app-", i));
+    auto info = controller.AddBundle(bundle, false);
+    if (!info.ok() || !info->error().empty()) {
+      fprintf(stderr, "bundle %d: %s %s\n", i, std::string(info.status().message()).c_str(),
+              info.ok() ? info->error().c_str() : "");
+      return 1;
+    }
+  }
+  double cold = absl::ToDoubleSeconds(absl::Now() - start);
+  double cold_renders = renders();
+
+  git.Write("lib/base-3.libsonnet", Base(3, "2"));
+  git.Commit("touch one base");
+  double before = renders();
+  start = absl::Now();
+  if (!controller.SyncSource("mono").ok()) return 1;
+  double base_commit = absl::ToDoubleSeconds(absl::Now() - start);
+  double base_renders = renders() - before;
+
+  git.Write("apps/app-7/main.jsonnet",
+            "local base = import '../../lib/base-7.libsonnet';\n[base.cm('renamed')]\n");
+  git.Commit("touch one bundle");
+  before = renders();
+  start = absl::Now();
+  if (!controller.SyncSource("mono").ok()) return 1;
+  double one_file = absl::ToDoubleSeconds(absl::Now() - start);
+  double one_renders = renders() - before;
+
+  printf("cold: %d bundles rendered in %.2fs (%.0f renders)\n", bundles, cold, cold_renders);
+  printf("one shared base changed: %.3fs, %.0f renders\n", base_commit, base_renders);
+  printf("one bundle changed: %.3fs, %.0f renders\n", one_file, one_renders);
+  printf("peak RSS: %.1f MiB\n", PeakRssMiB());
+  printf(
+      "{\"bench\": \"render_monorepo\", \"bundles\": %d, \"bases\": %d, \"cold_seconds\": %.2f, "
+      "\"base_commit_seconds\": %.3f, \"base_commit_renders\": %.0f, "
+      "\"one_file_commit_seconds\": %.3f, \"one_file_commit_renders\": %.0f, "
+      "\"peak_rss_mib\": %.1f}\n",
+      bundles, bases, cold, base_commit, base_renders, one_file, one_renders, PeakRssMiB());
+  return 0;
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return gitfleet::Main();
+}
