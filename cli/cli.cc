@@ -534,9 +534,11 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   PlainRenderer plain;
   KustomizeRenderer kustomize({"", cache_dir, absl::Seconds(60), {}});
   JsonnetRenderer jsonnet;
+  HelmRenderer helm({"", cache_dir, absl::Seconds(60), {}});
   Renderer* renderer = chosen == "plain"       ? static_cast<Renderer*>(&plain)
                        : chosen == "kustomize" ? static_cast<Renderer*>(&kustomize)
                        : chosen == "jsonnet"   ? static_cast<Renderer*>(&jsonnet)
+                       : chosen == "helm"      ? static_cast<Renderer*>(&helm)
                                                : nullptr;
   if (renderer == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("engine ", chosen, " is not supported yet"));

@@ -38,6 +38,7 @@ ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
 ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
+ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");
 ABSL_FLAG(int, render_timeout_seconds, 60, "Time limit for an external renderer (kustomize).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
@@ -94,6 +95,10 @@ int Main(ShutdownSignals& signals) {
   options.kustomize.scratch_dir = absl::StrCat(data_dir, "/render");
   options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
   options.kustomize.limits = options.render_limits;
+  options.helm.binary = absl::GetFlag(FLAGS_helm);
+  options.helm.scratch_dir = options.kustomize.scratch_dir;
+  options.helm.timeout = options.kustomize.timeout;
+  options.helm.limits = options.render_limits;
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
 

@@ -75,6 +75,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       plain_(options.render_limits),
       kustomize_(options.kustomize),
       jsonnet_(options.render_limits),
+      helm_(options.helm),
       poller_(
           repos, metrics,
           [this](const std::string& source, const SourceSnapshot& snapshot) {
@@ -340,6 +341,7 @@ Renderer* Controller::RendererFor(const std::string& engine) {
   if (engine == "plain") return &plain_;
   if (engine == "kustomize") return &kustomize_;
   if (engine == "jsonnet") return &jsonnet_;
+  if (engine == "helm") return &helm_;
   return nullptr;
 }
 

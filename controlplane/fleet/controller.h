@@ -35,6 +35,7 @@ struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
   RenderLimits render_limits;
   KustomizeOptions kustomize;
+  HelmOptions helm;
   // Revisions kept in the store per bundle, so agents that were away get deltas.
   int revisions_kept = 5;
 };
@@ -91,6 +92,7 @@ class Controller {
   PlainRenderer plain_;
   KustomizeRenderer kustomize_;
   JsonnetRenderer jsonnet_;
+  HelmRenderer helm_;
   SourcePoller poller_;
 
   Mutex repository_files_mu_;

@@ -160,6 +160,33 @@ TEST(KustomizeRendererTest, MissingToolIsAClearError) {
               HasSubstr("kustomize a: cannot execute /nonexistent/kustomize"));
 }
 
+TEST(HelmRendererTest, WithoutHelmTheBundleFailsSayingSo) {
+  if (!FindHelm().empty()) GTEST_SKIP() << "helm is installed; see RendersAChart";
+  HelmRenderer renderer({"", TempDir("scratch"), absl::Seconds(5), {}});
+  auto result = renderer.Render({"web", "charts/web", {{"charts/web/Chart.yaml", "name: web\n"}}});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("engine helm (charts/web): the control plane has no helm binary"));
+}
+
+TEST(HelmRendererTest, RendersAChart) {
+  if (FindHelm().empty()) {
+    GTEST_SKIP() << "helm is not installed (not packaged for Debian 12); install it as "
+                    "/usr/local/bin/helm to run this test";
+  }
+  HelmRenderer renderer({"", TempDir("scratch"), absl::Seconds(60), {}});
+  auto result =
+      renderer.Render({"web",
+                       "charts/web",
+                       {{"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
+                        {"charts/web/values.yaml", "port: \"8080\"\n"},
+                        {"charts/web/templates/cm.yaml",
+                         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}}\n"
+                         "data: {port: {{ .Values.port | quote }}}\n"}}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->objects().count("/ConfigMap//web"), 1u);
+}
+
 TEST(JsonnetRendererTest, MatchesTheJsonnetCliWithImports) {
   Repo repo;
   repo.Add("lib/app.libsonnet", R"(

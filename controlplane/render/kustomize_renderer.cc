@@ -15,6 +15,7 @@
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/subprocess.h"
+#include "controlplane/render/checkout.h"
 #include "controlplane/render/renderer.h"
 #include "yaml-cpp/yaml.h"
 
@@ -22,31 +23,6 @@ namespace gitfleet {
 namespace {
 
 constexpr size_t kMaxErrorBytes = 4096;
-
-// A scratch directory removed with everything in it when the object goes away.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& parent) {
-    PosixFileSystem().WriteFileAtomically(parent + "/.keep", "").IgnoreError();
-    std::string tmpl = parent + "/render-XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~ScratchDir() {
-    if (!path_.empty()) RemoveRecursively(path_).IgnoreError();
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-bool SafeRelativePath(const std::string& path) {
-  if (path.empty() || path[0] == '/') return false;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part.empty() || part == "." || part == "..") return false;
-  }
-  return true;
-}
 
 // Runs `/bin/true` in a new network namespace to learn whether renders can be isolated.
 std::string ProbeUnshare() {
@@ -226,21 +202,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (absl::Status references = CheckKustomizeReferences(input.files); !references.ok()) {
     return references;
   }
-  ScratchDir scratch(options_.scratch_dir);
-  if (scratch.path().empty()) {
-    return absl::InternalError(
-        absl::StrCat("cannot create a scratch directory under ", options_.scratch_dir));
-  }
-  for (const RepoFile& file : input.files) {
-    if (!SafeRelativePath(file.path)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("refusing repository path \"", file.path, "\""));
-    }
-    absl::Status written =
-        PosixFileSystem().WriteFileAtomically(scratch.path() + "/repo/" + file.path, file.content);
-    if (!written.ok()) return written;
-  }
-  std::string dir = scratch.path() + "/repo/" + input.path;
+  absl::StatusOr<std::unique_ptr<Checkout>> checkout =
+      Checkout::Write(options_.scratch_dir, input.files);
+  if (!checkout.ok()) return checkout.status();
+  const Checkout& scratch = **checkout;
+  std::string dir = scratch.root() + "/" + input.path;
   std::vector<std::string> argv;
   if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};
   argv.push_back(options_.binary);
@@ -264,8 +230,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   }
   if (result->exit_code != 0) {
     // Messages name the scratch copy; show repository paths instead.
-    std::string message =
-        absl::StrReplaceAll(result->stderr_text, {{scratch.path() + "/repo/", ""}});
+    std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
     if (absl::StripAsciiWhitespace(message).empty()) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
     }

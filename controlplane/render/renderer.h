@@ -104,6 +104,29 @@ class JsonnetRenderer : public Renderer {
   const RenderLimits limits_;
 };
 
+// Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
+// the same timeout, clean environment and bounds as kustomize. Helm is not packaged for
+// Debian 12; without a binary, renders fail with a message saying so.
+struct HelmOptions {
+  std::string binary;  // empty: FindHelm()
+  std::string scratch_dir;
+  absl::Duration timeout = absl::Seconds(60);
+  RenderLimits limits;
+};
+
+class HelmRenderer : public Renderer {
+ public:
+  explicit HelmRenderer(HelmOptions options);
+  const char* engine() const override { return "helm"; }
+  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
+
+ private:
+  HelmOptions options_;
+};
+
+// /usr/local/bin/helm or /usr/bin/helm; empty when neither exists.
+std::string FindHelm();
+
 // The engine a bundle path calls for when its bundle names none: kustomization.yaml →
 // kustomize, Chart.yaml → helm, main.jsonnet → jsonnet, else plain. `files` are the
 // files under `path`.
