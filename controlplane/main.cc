@@ -132,9 +132,10 @@ int Main(ShutdownSignals& signals) {
   int sig = signals.Wait();
   GF_LOG(INFO) << "shutting down on " << strsignal(sig);
   hub.CloseAll(absl::UnavailableError("control plane is shutting down"));
-  // In-flight admin calls get a short grace period. gRPC 1.51 waits out the whole
-  // deadline while any client holds an idle channel, so keep it short.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // In-flight admin calls (milliseconds each) get a short grace period; a cancelled one can
+  // be retried. gRPC 1.51 waits out the whole deadline while any client holds an idle
+  // channel, so keep it short.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   GF_LOG(INFO) << "gRPC server stopped";
   return 0;
 }

@@ -61,16 +61,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     return absl::InvalidArgumentError(absl::StrCat(
         "helm template ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
   }
-  std::string origin = absl::StrCat(input.path, " (helm output)");
-  absl::StatusOr<std::vector<v1::ManifestObject>> objects =
-      ParseManifests(result->stdout_text, origin);
-  if (!objects.ok()) return objects.status();
-  ObjectSet set;
-  size_t bytes = 0;
-  absl::Status added =
-      AddObjects(input.bundle, origin, *std::move(objects), options_.limits, &set, &bytes);
-  if (!added.ok()) return added;
-  return set;
+  return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (helm output)"),
+                               result->stdout_text, options_.limits);
 }
 
 }  // namespace gitfleet

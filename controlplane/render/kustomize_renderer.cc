@@ -252,16 +252,8 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
       if (!covered) input.read_paths->push_back(path);
     }
   }
-  std::string origin = absl::StrCat(input.path, " (kustomize output)");
-  absl::StatusOr<std::vector<v1::ManifestObject>> objects =
-      ParseManifests(result->stdout_text, origin);
-  if (!objects.ok()) return objects.status();
-  ObjectSet set;
-  size_t bytes = 0;
-  absl::Status added =
-      AddObjects(input.bundle, origin, *std::move(objects), options_.limits, &set, &bytes);
-  if (!added.ok()) return added;
-  return set;
+  return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (kustomize output)"),
+                               result->stdout_text, options_.limits);
 }
 
 }  // namespace gitfleet

@@ -24,6 +24,18 @@ absl::Status AddObjects(const std::string& bundle, const std::string& origin,
   return absl::OkStatus();
 }
 
+absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
+                                                const std::string& origin, const std::string& text,
+                                                const RenderLimits& limits) {
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(text, origin);
+  if (!objects.ok()) return objects.status();
+  ObjectSet set;
+  size_t bytes = 0;
+  absl::Status added = AddObjects(bundle, origin, *std::move(objects), limits, &set, &bytes);
+  if (!added.ok()) return added;
+  return set;
+}
+
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files) {
   std::string prefix = path.empty() ? "" : path + "/";
   auto has = [&](const char* name) {

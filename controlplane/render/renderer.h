@@ -132,6 +132,11 @@ std::string FindHelm();
 // files under `path`.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files);
 
+// The objects in an external tool's YAML output, under `limits`; errors name `origin`.
+absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
+                                                const std::string& origin, const std::string& text,
+                                                const RenderLimits& limits);
+
 // Adds parsed objects to `set`, enforcing `limits`. Shared by every engine.
 absl::Status AddObjects(const std::string& bundle, const std::string& origin,
                         std::vector<v1::ManifestObject> objects, const RenderLimits& limits,
