@@ -8,8 +8,6 @@
 // webhook would) and "poll" (it notices on its own --poll-interval-seconds=1 timer).
 // Prints medians and maxima, and one JSON line at the end.
 
-#include <signal.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
