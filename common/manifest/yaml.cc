@@ -11,6 +11,8 @@ namespace {
 // a number. Conservative: anything number-like is quoted.
 bool NeedsQuotes(const std::string& s) {
   if (s.empty()) return true;
+  // A quoted "${replicas}" must stay a string once per-cluster values are substituted.
+  if (s.find("${") != std::string::npos) return true;
   static const char* const kSpecial[] = {"~",   "null", "true", "false", "yes",   "no",    "on",
                                          "off", "y",    "n",    ".inf",  "-.inf", "+.inf", ".nan"};
   std::string lower = absl::AsciiStrToLower(s);

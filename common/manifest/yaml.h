@@ -2,8 +2,9 @@
 #define GITFLEET_COMMON_MANIFEST_YAML_H_
 
 // Canonical YAML text: block style, and quoted scalars stay quoted when their plain
-// form would read as anything but a string ("1", "true", "on", "~"). yaml-cpp's own
-// node emitter drops quotes, which would turn the string "1" into the integer 1.
+// form would read as anything but a string ("1", "true", "on", "~"), or when they hold a
+// ${value} reference (which could become one). yaml-cpp's own node emitter drops
+// quotes, which would turn the string "1" into the integer 1.
 //
 //   GF_ASSIGN_OR_RETURN(std::string text, EmitBlockYaml(YAML::Load(json)));
 

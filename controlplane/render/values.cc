@@ -1,0 +1,139 @@
+#include "controlplane/render/values.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gitfleet {
+namespace {
+
+bool NameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-' || c == '/';
+}
+
+struct Reference {
+  std::string name;
+  std::optional<std::string> fallback;
+};
+
+// Walks `text`, handing literal runs to `literal` and references to `reference`.
+template <typename Literal, typename Ref>
+absl::Status Scan(absl::string_view text, Literal literal, Ref reference) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t dollar = text.find('$', pos);
+    if (dollar == absl::string_view::npos) {
+      literal(text.substr(pos));
+      break;
+    }
+    literal(text.substr(pos, dollar - pos));
+    if (text.substr(dollar, 3) == "$${") {
+      literal("${");
+      pos = dollar + 3;
+      continue;
+    }
+    if (text.substr(dollar, 2) != "${") {
+      literal("$");
+      pos = dollar + 1;
+      continue;
+    }
+    size_t start = dollar + 2;
+    size_t end = start;
+    while (end < text.size() && NameChar(text[end])) ++end;
+    Reference ref{std::string(text.substr(start, end - start)), std::nullopt};
+    size_t close = end;
+    if (text.substr(end, 2) == ":=") {
+      close = text.find('}', end + 2);
+      if (close != absl::string_view::npos) {
+        ref.fallback = std::string(text.substr(end + 2, close - end - 2));
+        if (ref.fallback->find('\n') != std::string::npos) close = absl::string_view::npos;
+      }
+    }
+    if (ref.name.empty() || close == absl::string_view::npos || close >= text.size() ||
+        text[close] != '}') {
+      size_t line_end = text.find('\n', dollar);
+      absl::string_view shown = text.substr(dollar, std::min<size_t>(line_end - dollar, 40));
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed variable reference \"", shown,
+                       "\": want ${name} or ${name:=default}, or $${ for a literal ${"));
+    }
+    if (absl::Status s = reference(ref); !s.ok()) return s;
+    pos = close + 1;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool Agrees(const ReadValues& read, const Values& values) {
+  for (const auto& [name, value] : read) {
+    auto it = values.find(name);
+    if (value.has_value() ? it == values.end() || it->second != *value : it != values.end()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> Substitute(absl::string_view text, const Values& values,
+                                       ReadValues* read) {
+  std::string out;
+  out.reserve(text.size());
+  absl::Status status = Scan(
+      text, [&](absl::string_view part) { out.append(part.data(), part.size()); },
+      [&](const Reference& ref) -> absl::Status {
+        auto it = values.find(ref.name);
+        if (read != nullptr) {
+          (*read)[ref.name] =
+              it == values.end() ? std::nullopt : std::optional<std::string>(it->second);
+        }
+        if (it != values.end()) {
+          out += it->second;
+        } else if (ref.fallback.has_value()) {
+          out += *ref.fallback;
+        } else {
+          return absl::InvalidArgumentError(absl::StrCat("variable ${", ref.name,
+                                                         "} has no value and no default (write ${",
+                                                         ref.name, ":=default} to give one)"));
+        }
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::set<std::string>> VariableNames(absl::string_view text) {
+  std::set<std::string> names;
+  absl::Status status = Scan(
+      text, [](absl::string_view) {},
+      [&](const Reference& ref) {
+        names.insert(ref.name);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  return names;
+}
+
+absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,
+                                            ReadValues* read) {
+  ObjectSet out;
+  for (const auto& [key, object] : objects.objects()) {
+    const std::string origin = KeyDisplay(object.key());
+    if (!HasVariables(object.yaml())) {
+      if (absl::Status s = out.Add(object, origin); !s.ok()) return s;
+      continue;
+    }
+    absl::StatusOr<std::string> text = Substitute(object.yaml(), values, read);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": ", text.status().message()));
+    }
+    absl::StatusOr<v1::ManifestObject> substituted = MakeObject(*text, origin);
+    if (!substituted.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("after substituting values: ", substituted.status().message()));
+    }
+    if (absl::Status s = out.Add(*std::move(substituted), origin); !s.ok()) return s;
+  }
+  return out;
+}
+
+}  // namespace gitfleet

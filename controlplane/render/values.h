@@ -1,0 +1,52 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_VALUES_H_
+#define GITFLEET_CONTROLPLANE_RENDER_VALUES_H_
+
+// Per-cluster values and ${var} substitution in rendered objects.
+//
+//   Values values = {{"env", "prod"}};
+//   ReadValues read;
+//   absl::StatusOr<std::string> text = Substitute("replicas: ${replicas:=2}", values, &read);
+//   // read == {{"replicas", std::nullopt}}: what the result depended on.
+//
+// Syntax: ${name} is the value (an error naming it when there is none), ${name:=text}
+// falls back to text, and $${ writes a literal ${. Names are letters, digits and
+// "._-/" (label keys such as topology.kubernetes.io/zone work).
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/manifest/object.h"
+
+namespace gitfleet {
+
+using Values = std::map<std::string, std::string>;
+// Every value a render looked up, and what it found (nullopt: absent). A later render
+// whose values agree on all of these produces the same output.
+using ReadValues = std::map<std::string, std::optional<std::string>>;
+
+// Whether `values` agrees with everything in `read`.
+bool Agrees(const ReadValues& read, const Values& values);
+
+absl::StatusOr<std::string> Substitute(absl::string_view text, const Values& values,
+                                       ReadValues* read);
+
+// The names `text` refers to; InvalidArgument for a malformed reference.
+absl::StatusOr<std::set<std::string>> VariableNames(absl::string_view text);
+
+// Whether `text` has anything Substitute would change ("${" or "$${").
+inline bool HasVariables(absl::string_view text) {
+  return text.find("${") != absl::string_view::npos;
+}
+
+// Substitutes into every object that has variables, re-parsing it; errors name the
+// object. Objects without variables are shared unchanged.
+absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,
+                                            ReadValues* read);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_VALUES_H_
