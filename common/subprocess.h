@@ -11,6 +11,7 @@
 // The child gets its own process group; on timeout or too much output the whole group is
 // killed (SIGKILL) and reaped, so nothing it started is left behind. Thread-safe.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,15 @@ struct SubprocessResult {
 // ResourceExhausted when stdout passes its limit. A non-zero exit is not an error here.
 absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
                                                const SubprocessOptions& options);
+
+// Runs `work` in a forked child, which sees this process's memory as it was at the fork
+// (copy-on-write, nothing serialized), and returns the bytes it produced. For in-process
+// libraries that cannot be interrupted (libjsonnet): on timeout or too much output the
+// child is killed. `work` runs in a copy of a multi-threaded process, so it must only
+// compute: no locks other threads may hold, no threads, no logging. DeadlineExceeded,
+// ResourceExhausted, or Internal when the child dies (the signal is named).
+absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
+                                       absl::Duration timeout, size_t max_output_bytes);
 
 }  // namespace gitfleet
 

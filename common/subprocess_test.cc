@@ -1,5 +1,8 @@
 #include "common/subprocess.h"
 
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -50,6 +53,45 @@ TEST(SubprocessTest, BoundsOutput) {
 TEST(SubprocessTest, MissingProgramIsNotFound) {
   EXPECT_EQ(RunSubprocess({"/nonexistent/kustomize"}, Options()).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(RunInChildTest, ReturnsWhatTheChildComputedFromSharedMemory) {
+  std::string big(1 << 20, 'x');  // seen by the child without copying it over a pipe
+  absl::StatusOr<std::string> out = RunInChild(
+      [&] { return absl::StrCat(big.size(), ":", big.substr(0, 3)); }, absl::Seconds(10), 1 << 20);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "1048576:xxx");
+  // Large results come back whole.
+  out = RunInChild([&] { return big; }, absl::Seconds(10), 2 << 20);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->size(), big.size());
+}
+
+TEST(RunInChildTest, KillsAChildThatRunsPastItsDeadline) {
+  absl::Time start = absl::Now();
+  absl::StatusOr<std::string> out = RunInChild(
+      [] {
+        volatile uint64_t n = 0;
+        while (true) n = n + 1;
+        return std::string();
+      },
+      absl::Milliseconds(300), 1024);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST(RunInChildTest, BoundsOutputAndReportsCrashes) {
+  absl::StatusOr<std::string> out =
+      RunInChild([] { return std::string(4096, 'y'); }, absl::Seconds(10), 100);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted);
+  out = RunInChild(
+      []() -> std::string {
+        raise(SIGKILL);  // sanitizers catch SIGSEGV; nothing catches this
+        return "";
+      },
+      absl::Seconds(10), 100);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("signal 9"));
 }
 
 }  // namespace
