@@ -12,6 +12,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "cli/views.pb.h"
 #include "common/file_system.h"
@@ -19,6 +21,8 @@
 #include "common/manifest/yaml.h"
 #include "common/proto_time.h"
 #include "common/tls.h"
+#include "controlplane/fleet/label_selector.h"
+#include "controlplane/fleet/variants.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/git_repository.h"
 #include "google/protobuf/util/json_util.h"
@@ -36,13 +40,19 @@ commands:
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
              [--engine=plain] [--prune=true] [--self-heal=true] [--replace]
+             [--values=K=V,...]                 defaults for every cluster
+             [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins
+             [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments
+             [--values-file=FILE,...]           helm values files in the chart
   bundle list
   bundle remove NAME
   cluster list
   status [--cluster=NAME] [--bundle=NAME]
   sync SOURCE            fetch a source now
   render --repo=DIR_OR_URL [--ref=main] [--path=DIR] [--engine=E]
-                         render locally, without a control plane; prints the objects
+         [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] [--values-file=...]
+                         render locally, without a control plane, for a cluster with
+                         these labels; prints the objects after substitution
 
 global flags:
   --server=ADDR          control plane gRPC address (default 127.0.0.1:7070, or $GITFLEET_SERVER)
@@ -64,16 +74,16 @@ class Args {
       const std::string& a = raw[i];
       if (a == "-o") {
         if (i + 1 >= raw.size()) return absl::InvalidArgumentError("-o needs a format");
-        args.flags_["output"] = raw[++i];
+        args.flags_["output"].push_back(raw[++i]);
       } else if (absl::StartsWith(a, "-o") && a.size() > 2 && a[2] != '-') {
-        args.flags_["output"] = a.substr(2);
+        args.flags_["output"].push_back(a.substr(2));
       } else if (a == "-h" || a == "--help") {
-        args.flags_["help"] = "true";
+        args.flags_["help"].push_back("true");
       } else if (absl::StartsWith(a, "--")) {
         size_t eq = a.find('=');
         std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
         if (name.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag \"", a, "\""));
-        args.flags_[name] = eq == std::string::npos ? "true" : a.substr(eq + 1);
+        args.flags_[name].push_back(eq == std::string::npos ? "true" : a.substr(eq + 1));
       } else {
         args.words_.push_back(a);
       }
@@ -82,12 +92,18 @@ class Args {
   }
 
   const std::vector<std::string>& words() const { return words_; }
+  // The last value of a flag given several times.
   std::optional<std::string> Take(const std::string& name) {
+    std::vector<std::string> all = TakeAll(name);
+    if (all.empty()) return std::nullopt;
+    return all.back();
+  }
+  std::vector<std::string> TakeAll(const std::string& name) {
     auto it = flags_.find(name);
-    if (it == flags_.end()) return std::nullopt;
-    std::string value = it->second;
+    if (it == flags_.end()) return {};
+    std::vector<std::string> values = std::move(it->second);
     flags_.erase(it);
-    return value;
+    return values;
   }
   std::string TakeOr(const std::string& name, const std::string& fallback) {
     return Take(name).value_or(fallback);
@@ -107,8 +123,56 @@ class Args {
 
  private:
   std::vector<std::string> words_;
-  std::map<std::string, std::string> flags_;
+  std::map<std::string, std::vector<std::string>> flags_;
 };
+
+// "k=v,k2=v2" (values may not hold commas here; the API takes any).
+absl::StatusOr<std::map<std::string, std::string>> ParsePairs(const std::string& flag,
+                                                              const std::string& text) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view pair : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    size_t eq = pair.find('=');
+    if (eq == absl::string_view::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", pair, "\" is not KEY=VALUE"));
+    }
+    out[std::string(absl::StripAsciiWhitespace(pair.substr(0, eq)))] =
+        std::string(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+std::vector<std::string> SplitList(const std::optional<std::string>& text) {
+  if (!text.has_value()) return {};
+  return absl::StrSplit(*text, ',', absl::SkipWhitespace());
+}
+
+// The per-cluster value flags shared by `bundle add` and `render`.
+absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
+  if (std::optional<std::string> values = args.Take("values")) {
+    absl::StatusOr<std::map<std::string, std::string>> pairs = ParsePairs("values", *values);
+    if (!pairs.ok()) return pairs.status();
+    bundle->mutable_values()->insert(pairs->begin(), pairs->end());
+  }
+  for (const std::string& rule : args.TakeAll("cluster-values")) {
+    size_t semi = rule.find(';');
+    if (semi == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cluster-values=", rule, ": want 'SELECTOR;KEY=VALUE,...'"));
+    }
+    absl::StatusOr<std::map<std::string, std::string>> pairs =
+        ParsePairs("cluster-values", rule.substr(semi + 1));
+    if (!pairs.ok()) return pairs.status();
+    v1::ClusterValues* values = bundle->add_cluster_values();
+    values->set_selector(rule.substr(0, semi));
+    values->mutable_values()->insert(pairs->begin(), pairs->end());
+  }
+  for (const std::string& tla : SplitList(args.Take("tla"))) bundle->add_jsonnet_tlas(tla);
+  for (const std::string& file : SplitList(args.Take("values-file"))) {
+    bundle->add_helm_values_files(file);
+  }
+  return absl::OkStatus();
+}
 
 std::string Short(const std::string& id) { return id.substr(0, 12); }
 
@@ -364,6 +428,9 @@ class Cli {
     bundle->set_selector(args_.TakeOr("selector", ""));
     bundle->set_target_namespace(args_.TakeOr("namespace", ""));
     bundle->set_engine(args_.TakeOr("engine", ""));
+    if (absl::Status s = TakeValueFlags(args_, bundle); !s.ok()) {
+      return Usage(std::string(s.message()));
+    }
     absl::StatusOr<bool> prune = args_.TakeBool("prune", true);
     absl::StatusOr<bool> self_heal = args_.TakeBool("self-heal", true);
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
@@ -480,13 +547,19 @@ class Cli {
     std::string ref = args_.TakeOr("ref", "main");
     std::string path = args_.TakeOr("path", "");
     while (!path.empty() && path.back() == '/') path.pop_back();
-    std::string engine = args_.TakeOr("engine", "");
-    for (const char* unsupported : {"values", "labels"}) {
-      if (args_.Take(unsupported).has_value()) {
-        return Usage(absl::StrCat("--", unsupported,
-                                  " is not supported yet: per-cluster values "
-                                  "are not implemented"));
-      }
+    v1::Bundle bundle;
+    bundle.set_name("render");
+    bundle.set_path(path);
+    bundle.set_engine(args_.TakeOr("engine", ""));
+    if (absl::Status s = TakeValueFlags(args_, &bundle); !s.ok()) {
+      return Usage(std::string(s.message()));
+    }
+    v1::ClusterInfo cluster;
+    cluster.set_name(args_.TakeOr("cluster", "local"));
+    if (std::optional<std::string> labels = args_.Take("labels")) {
+      absl::StatusOr<LabelMap> parsed = ParseLabels(*labels);
+      if (!parsed.ok()) return Usage(absl::StrCat("--labels: ", parsed.status().message()));
+      cluster.mutable_labels()->insert(parsed->begin(), parsed->end());
     }
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (repo.find("://") == std::string::npos) {
@@ -497,7 +570,7 @@ class Cli {
       repo = "file://" + repo;
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
-    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, path, engine, cache);
+    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, bundle, cluster, cache);
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
       err_ << "gitfleetctl: " << rendered.status().message() << "\n";
@@ -520,17 +593,20 @@ class Cli {
 }  // namespace
 
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
-                                          const std::string& path, const std::string& engine,
+                                          const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir) {
+  absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(bundle);
+  if (!values.ok()) return values.status();
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(cache_dir + "/git");
   absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url);
   if (!repo.ok()) return repo.status();
   if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;
   absl::StatusOr<CommitInfo> commit = (*repo)->Resolve(ref);
   if (!commit.ok()) return commit.status();
+  const std::string& path = bundle.path();
   absl::StatusOr<std::vector<RepoFile>> files = (*repo)->ReadTree(commit->id, path);
   if (!files.ok()) return files.status();
-  std::string chosen = engine.empty() ? DetectEngine(path, *files) : engine;
+  std::string chosen = bundle.engine().empty() ? DetectEngine(path, *files) : bundle.engine();
   PlainRenderer plain;
   KustomizeRenderer kustomize({"", cache_dir, absl::Seconds(60), {}});
   JsonnetRenderer jsonnet;
@@ -547,10 +623,35 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     files = (*repo)->ReadTree(commit->id, "");
     if (!files.ok()) return files.status();
   }
-  absl::StatusOr<ObjectSet> objects = renderer->Render({"render", path, *std::move(files)});
-  if (!objects.ok()) return objects.status();
+  // The control plane's own path from engine output to a cluster's revision.
+  BundleVariants::Params params;
+  params.bundle = bundle.name();
+  params.commit = commit->id;
+  params.values = *values;
+  absl::StatusOr<std::shared_ptr<const Revision>> revision;
+  if (chosen == "jsonnet" || chosen == "helm") {
+    std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());
+    std::vector<std::string> values_files(bundle.helm_values_files().begin(),
+                                          bundle.helm_values_files().end());
+    auto content = BundleVariants::FromRenderer(
+        std::move(params),
+        [&](const Values& values, ReadValues* read) {
+          return renderer->Render(
+              {bundle.name(), path, *files, nullptr, &values, read, tlas, values_files});
+        },
+        /*explicit_only=*/chosen == "helm");
+    revision = content->For(cluster);
+  } else {
+    absl::StatusOr<ObjectSet> objects = renderer->Render({bundle.name(), path, *files});
+    if (!objects.ok()) return objects.status();
+    absl::StatusOr<std::shared_ptr<BundleVariants>> content =
+        BundleVariants::FromTemplate(std::move(params), *std::move(objects));
+    if (!content.ok()) return content.status();
+    revision = (*content)->For(cluster);
+  }
+  if (!revision.ok()) return revision.status();
   std::string out;
-  for (const auto& [key, object] : objects->objects()) {
+  for (const auto& [key, object] : (*revision)->objects.objects()) {
     absl::StrAppend(&out, out.empty() ? "" : "---\n", object.yaml());
   }
   return out;

@@ -12,16 +12,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "proto/gitfleet/v1/admin.pb.h"
 
 namespace gitfleet::cli {
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
-// What `gitfleetctl render` prints: the objects `engine` (empty: detected) renders from
-// `path` at `ref` of the repository at `url`, as multi-document YAML in key order. Git
-// caches and scratch copies go under `cache_dir`.
+// What `gitfleetctl render` prints: the objects `bundle` (its path, engine, values and
+// engine options) renders for `cluster` (its name and labels) at `ref` of the repository
+// at `url`, after substitution, as multi-document YAML in key order. Git caches and
+// scratch copies go under `cache_dir`.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
-                                          const std::string& path, const std::string& engine,
+                                          const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir);
 
 }  // namespace gitfleet::cli

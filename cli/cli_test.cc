@@ -114,6 +114,29 @@ TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   EXPECT_EQ(a.size(), 2u);
 }
 
+TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
+  GitFixture git(TempDir("render"));
+  git.Write(
+      "web/cm.yaml",
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${env}\n"
+      "data: {replicas: \"${replicas:=1}\", owner: \"${cluster.name}\", raw: \"$${HOME}\"}\n");
+  git.Commit("templated");
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=web", "--labels=env=prod",
+                     "--values=replicas=3", "--cluster=eu-1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-prod\ndata:\n"
+            "  replicas: \"3\"\n  owner: eu-1\n  raw: \"${HOME}\"\n");
+  Result rule =
+      RunCtl({"render", "--repo=" + git.dir(), "--path=web", "--labels=env=prod",
+              "--cluster-values=env=prod;replicas=5", "--cluster-values=env=dev;replicas=9"});
+  ASSERT_EQ(rule.code, 0) << rule.err;
+  EXPECT_THAT(rule.out, HasSubstr("replicas: \"5\""));
+  Result missing = RunCtl({"render", "--repo=" + git.dir(), "--path=web"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("ConfigMap web-${env}: variable ${env} has no value"));
+}
+
 TEST(RenderCommandTest, BadInputIsAOneLineError) {
   GitFixture git(TempDir("render"));
   git.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
@@ -121,9 +144,12 @@ TEST(RenderCommandTest, BadInputIsAOneLineError) {
   Result broken = RunCtl({"render", "--repo=" + git.dir(), "--path=a"});
   EXPECT_EQ(broken.code, 1);
   EXPECT_THAT(broken.err, HasSubstr("a/cm.yaml:"));
-  Result values = RunCtl({"render", "--repo=" + git.dir(), "--values=a=b"});
+  Result values = RunCtl({"render", "--repo=" + git.dir(), "--values=novalue"});
   EXPECT_EQ(values.code, 2);
-  EXPECT_THAT(values.err, HasSubstr("--values is not supported yet"));
+  EXPECT_THAT(values.err, HasSubstr("--values: \"novalue\" is not KEY=VALUE"));
+  Result labels = RunCtl({"render", "--repo=" + git.dir(), "--labels=a=b=c"});
+  EXPECT_EQ(labels.code, 2);
+  EXPECT_THAT(labels.err, HasSubstr("--labels"));
   Result missing = RunCtl({"render", "--repo=/nonexistent/repo"});
   EXPECT_EQ(missing.code, 1);
   EXPECT_THAT(missing.err, HasSubstr("/nonexistent/repo"));

@@ -13,6 +13,8 @@ constexpr char kReports[] = "reports";
 constexpr char kRevisions[] = "revisions";
 // Distinct (base, target) messages kept for reuse; cleared when full.
 constexpr size_t kMaxCachedMessages = 1024;
+// Revisions loaded from the store and kept; cleared when full.
+constexpr size_t kMaxStoredRevisions = 64;
 
 std::string ReportKey(const std::string& cluster, const std::string& bundle) {
   return absl::StrCat(cluster, "/", bundle);
@@ -68,34 +70,28 @@ void Hub::Deliver(const std::vector<Notification>& notifications) {
 }
 
 void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
-                    std::shared_ptr<const Revision> current) {
+                    std::shared_ptr<const BundleContent> content) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
     BundleTarget& target = bundles_[bundle];
     target.selector = selector;
-    if (current != nullptr) {
-      std::shared_ptr<const Revision> previous = target.current;
-      target.current = current;
-      revisions_[current->key()] = current;
-      if (previous != nullptr && previous->id != current->id) {
-        // Keep the old revision only while an agent still holds it (deltas start from
-        // it); the store keeps it for agents that reconnect later.
-        bool held = false;
-        for (const auto& [name, agent] : agents_) {
-          auto it = agent.held.find(bundle);
-          held |= it != agent.held.end() && it->second == previous->id;
-        }
-        if (!held) revisions_.erase(previous->key());
-      }
+    if (content != nullptr && content != target.content) {
+      if (target.content != nullptr) target.previous = target.content;
+      target.content = content;
     }
+    // With one revision for everyone, agents that hold it need nothing; otherwise each
+    // targeted agent asks, and NextMessage works out its cluster's revision.
+    std::shared_ptr<const Revision> uniform =
+        target.content != nullptr ? target.content->Uniform() : nullptr;
     for (auto& [name, agent] : agents_) {
       if (agent.connection == nullptr) continue;
-      bool wanted = Targets(target, agent) && target.current != nullptr;
+      bool targeted = Targets(target, agent);
       auto held = agent.held.find(bundle);
-      bool current_held = held != agent.held.end() && target.current != nullptr &&
-                          held->second == target.current->id;
-      if ((wanted && !current_held) || (!Targets(target, agent) && held != agent.held.end())) {
+      bool current_held =
+          held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
+      if ((targeted && target.content != nullptr && !current_held) ||
+          (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
     }
@@ -196,10 +192,15 @@ Hub::Agent* Hub::AgentForSession(uint64_t session) {
 }
 
 std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
+                                                  const BundleTarget& target,
                                                   const std::string& id) {
+  for (const auto* content : {&target.content, &target.previous}) {
+    if (*content == nullptr) continue;
+    if (std::shared_ptr<const Revision> rev = (*content)->Find(id)) return rev;
+  }
   std::string key = Revision::RevisionKey(bundle, id);
-  auto it = revisions_.find(key);
-  if (it != revisions_.end()) return it->second;
+  auto it = stored_revisions_.find(key);
+  if (it != stored_revisions_.end()) return it->second;
   // An agent may hold a revision from before a restart: look in the store.
   absl::StatusOr<std::string> data = store_->Get(kRevisions, key);
   if (!data.ok()) return nullptr;
@@ -211,7 +212,8 @@ std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
     return nullptr;
   }
   if ((*rev)->bundle != bundle) return nullptr;
-  revisions_[key] = *rev;
+  if (stored_revisions_.size() >= kMaxStoredRevisions) stored_revisions_.clear();
+  stored_revisions_[key] = *rev;
   return *rev;
 }
 
@@ -249,13 +251,44 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base,
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
                                                        const std::string& bundle) {
+  std::shared_ptr<const BundleContent> content;
+  std::shared_ptr<const Revision> current;
+  v1::ClusterInfo cluster;
+  {
+    MutexLock lock(&mu_);
+    Agent* agent = AgentForSession(session);
+    if (agent == nullptr) return nullptr;
+    auto target = bundles_.find(bundle);
+    if (target == bundles_.end() || !Targets(target->second, *agent)) {
+      return NextMessageLocked(agent, bundle, nullptr);
+    }
+    content = target->second.content;
+    if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
+    current = content->Uniform();
+    if (current != nullptr) return NextMessageLocked(agent, bundle, current);
+    cluster = agent->info;
+  }
+  // Values differ between clusters: find (or render) this cluster's revision unlocked.
+  absl::StatusOr<std::shared_ptr<const Revision>> revision = content->For(cluster);
+  if (!revision.ok()) {
+    GF_LOG(WARNING) << "bundle " << bundle << " for cluster " << cluster.name() << ": "
+                    << revision.status().message();
+    return nullptr;
+  }
   MutexLock lock(&mu_);
   Agent* agent = AgentForSession(session);
   if (agent == nullptr) return nullptr;
   auto target = bundles_.find(bundle);
+  // Moved on meanwhile: the change notified the agent again.
+  if (target == bundles_.end() || target->second.content != content) return nullptr;
+  return NextMessageLocked(agent, bundle, *revision);
+}
+
+std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
+    Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current) {
+  auto target = bundles_.find(bundle);
   auto held = agent->held.find(bundle);
-  bool targeted = target != bundles_.end() && Targets(target->second, *agent);
-  if (!targeted) {
+  if (current == nullptr) {
     if (held == agent->held.end()) return nullptr;
     agent->held.erase(held);
     agent->reports.erase(bundle);
@@ -266,12 +299,10 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
     metrics_.updates_sent.Add({{"kind", "removal"}}).Increment();
     return EncodedMessage::Encode(std::move(removal));
   }
-  const std::shared_ptr<const Revision>& current = target->second.current;
-  if (current == nullptr) return nullptr;  // nothing rendered yet: keep what it has
   std::shared_ptr<const Revision> base;
   if (held != agent->held.end()) {
     if (held->second == current->id) return nullptr;
-    base = FindRevision(bundle, held->second);
+    base = FindRevision(bundle, target->second, held->second);
   }
   std::shared_ptr<const EncodedMessage> message = BuildUpdate(base.get(), *current);
   agent->held[bundle] = current->id;
@@ -311,12 +342,12 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
   report = status;
-  if (newly_applied) {
+  auto held = agent->held.find(status.bundle());
+  if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
     auto target = bundles_.find(status.bundle());
-    if (target != bundles_.end() && target->second.current != nullptr &&
-        target->second.current->id == status.applied_revision()) {
+    if (target != bundles_.end() && target->second.content != nullptr) {
       absl::Time applied = FromProtoTime(status.applied_time());
-      absl::Time committed = target->second.current->committed_time;
+      absl::Time committed = target->second.content->committed_time();
       if (applied > committed) {
         metrics_.commit_to_applied_seconds.Observe(absl::ToDoubleSeconds(applied - committed));
       }

@@ -64,10 +64,10 @@ class Hub {
   // Loads known clusters and their last reports.
   absl::Status Load();
 
-  // Sets what `bundle` targets and its current revision (null: none rendered yet, so
+  // Sets what `bundle` targets and its current content (null: none rendered yet, so
   // targeted agents keep what they have).
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
-                 std::shared_ptr<const Revision> current);
+                 std::shared_ptr<const BundleContent> content);
   // Targeted agents receive a removal.
   void RemoveBundle(const std::string& bundle);
 
@@ -79,7 +79,9 @@ class Hub {
   // Closes every agent stream with `status` (on shutdown, so the server need not wait
   // for streams that never end by themselves). Agents reconnect with backoff.
   void CloseAll(const absl::Status& status);
-  // The message that brings the agent's `bundle` up to date, or null when it is.
+  // The message that brings the agent's `bundle` up to date, or null when it is (or
+  // when its cluster's values do not render; status shows why). May render a variant
+  // for the cluster's values, outside the hub's lock.
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
@@ -91,7 +93,9 @@ class Hub {
  private:
   struct BundleTarget {
     LabelSelector selector;
-    std::shared_ptr<const Revision> current;
+    std::shared_ptr<const BundleContent> content;
+    // The content before, whose revisions agents still hold while they catch up.
+    std::shared_ptr<const BundleContent> previous;
   };
   struct Agent {
     v1::ClusterInfo info;
@@ -104,7 +108,12 @@ class Hub {
 
   Agent* AgentForSession(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
-  std::shared_ptr<const Revision> FindRevision(const std::string& bundle, const std::string& id)
+  std::shared_ptr<const Revision> FindRevision(const std::string& bundle,
+                                               const BundleTarget& target, const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `current` is the agent's revision; null when the bundle no longer targets it.
+  std::shared_ptr<const EncodedMessage> NextMessageLocked(
+      Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -118,9 +127,9 @@ class Hub {
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
-  // Revisions that agents may hold, by RevisionKey: current ones plus recently replaced
-  // ones. Two bundles with equal content have equal revision ids, so keys name both.
-  std::map<std::string, std::shared_ptr<const Revision>> revisions_ ABSL_GUARDED_BY(mu_);
+  // Revisions loaded from the store (agents far behind, or from before a restart), by
+  // RevisionKey. Bounded; current and previous contents answer most lookups first.
+  std::map<std::string, std::shared_ptr<const Revision>> stored_revisions_ ABSL_GUARDED_BY(mu_);
   // Built messages by (bundle, base revision, target revision).
   std::map<std::tuple<std::string, std::string, std::string>, std::shared_ptr<const EncodedMessage>>
       messages_ ABSL_GUARDED_BY(mu_);

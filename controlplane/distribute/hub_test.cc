@@ -56,7 +56,7 @@ TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "peer-a", conn_a);
   uint64_t b = hub_.Connect(MakeHello("b", "prod"), "peer-b", conn_b);
   auto rev1 = MakeRevision("web", {"x", "y"});
-  hub_.SetBundle("web", Selector("env=prod"), rev1);
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev1));
   EXPECT_THAT(conn_a->notified, ElementsAre("web"));
 
   auto msg_a = hub_.NextMessage(a, "web");
@@ -69,7 +69,7 @@ TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr) << "already current";
 
   auto rev2 = MakeRevision("web", {"x", "z"});
-  hub_.SetBundle("web", Selector("env=prod"), rev2);
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev2));
   auto delta = hub_.NextMessage(a, "web");
   ASSERT_NE(delta, nullptr);
   EXPECT_EQ(delta->message.update().base_revision(), rev1->id);
@@ -86,15 +86,15 @@ TEST_F(HubTest, BundlesWithEqualContentGetTheirOwnMessages) {
   auto web = MakeRevision("web", {"x"});
   auto copy = MakeRevision("copy", {"x"});
   ASSERT_EQ(web->id, copy->id);
-  hub_.SetBundle("web", Selector(""), web);
-  hub_.SetBundle("copy", Selector(""), copy);
+  hub_.SetBundle("web", Selector(""), SingleRevision(web));
+  hub_.SetBundle("copy", Selector(""), SingleRevision(copy));
   EXPECT_EQ(hub_.NextMessage(a, "web")->message.update().bundle(), "web");
   EXPECT_EQ(hub_.NextMessage(a, "copy")->message.update().bundle(), "copy");
 }
 
 TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   auto rev = MakeRevision("web", {"x"});
-  hub_.SetBundle("web", Selector("env=prod"), rev);
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
   v1::Hello hello = MakeHello("a", "prod");
   v1::HeldRevision* held = hello.add_held();
   held->set_bundle("web");
@@ -111,12 +111,12 @@ TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
 
 TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   auto rev = MakeRevision("web", {"x"});
-  hub_.SetBundle("web", Selector("env=prod"), rev);
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
   ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
   conn->notified.clear();
-  hub_.SetBundle("web", Selector("env=dev"), nullptr);
+  hub_.SetBundle("web", Selector("env=dev"), SingleRevision(nullptr));
   EXPECT_THAT(conn->notified, ElementsAre("web"));
   auto removal = hub_.NextMessage(a, "web");
   ASSERT_NE(removal, nullptr);
@@ -126,7 +126,7 @@ TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
 
 TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   auto rev = MakeRevision("web", {"x", "y"});
-  hub_.SetBundle("web", Selector(""), rev);
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
   auto first = std::make_shared<FakeConnection>();
   uint64_t s1 = hub_.Connect(MakeHello("a", "prod"), "p", first);
   ASSERT_NE(hub_.NextMessage(s1, "web"), nullptr);
@@ -228,7 +228,7 @@ TEST(HubConcurrencyTest, ConcurrentRendersConnectsAndReportsConverge) {
   threads.emplace_back([&] {
     for (int r = 0; r < kRevisions; ++r) {
       auto rev = MakeRevision("web", {"a", "b"}, std::to_string(r));
-      hub.SetBundle("web", Selector("env=prod"), rev);
+      hub.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
       if (r == kRevisions - 1) last = rev;
     }
   });

@@ -45,4 +45,31 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
   return rev;
 }
 
+namespace {
+
+class SingleRevisionContent : public BundleContent {
+ public:
+  explicit SingleRevisionContent(std::shared_ptr<const Revision> revision)
+      : revision_(std::move(revision)) {}
+  const std::string& commit() const override { return revision_->commit; }
+  absl::Time committed_time() const override { return revision_->committed_time; }
+  std::shared_ptr<const Revision> Uniform() const override { return revision_; }
+  absl::StatusOr<std::shared_ptr<const Revision>> For(const v1::ClusterInfo&) const override {
+    return revision_;
+  }
+  std::shared_ptr<const Revision> Find(const std::string& id) const override {
+    return id == revision_->id ? revision_ : nullptr;
+  }
+
+ private:
+  const std::shared_ptr<const Revision> revision_;
+};
+
+}  // namespace
+
+std::shared_ptr<const BundleContent> SingleRevision(std::shared_ptr<const Revision> revision) {
+  if (revision == nullptr) return nullptr;
+  return std::make_shared<SingleRevisionContent>(std::move(revision));
+}
+
 }  // namespace gitfleet

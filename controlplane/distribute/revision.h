@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
+#include "proto/gitfleet/v1/admin.pb.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -36,6 +37,27 @@ struct Revision {
   static absl::StatusOr<std::shared_ptr<const Revision>> FromRecord(
       const v1::RevisionRecord& record);
 };
+
+// What one render of a bundle means for every cluster: the same revision for all, or
+// one per distinct set of cluster values. Immutable in meaning; implementations are
+// thread-safe and may render on demand, so never call For while holding a lock that
+// renders or other callers wait on.
+class BundleContent {
+ public:
+  virtual ~BundleContent() = default;
+  virtual const std::string& commit() const = 0;
+  virtual absl::Time committed_time() const = 0;
+  // The revision every cluster gets, when values make no difference; null otherwise.
+  virtual std::shared_ptr<const Revision> Uniform() const = 0;
+  // The revision for `cluster`, or why its values do not render.
+  virtual absl::StatusOr<std::shared_ptr<const Revision>> For(
+      const v1::ClusterInfo& cluster) const = 0;
+  // A revision of this content already built, by id; null when there is none.
+  virtual std::shared_ptr<const Revision> Find(const std::string& id) const = 0;
+};
+
+// Content whose one revision goes to every cluster.
+std::shared_ptr<const BundleContent> SingleRevision(std::shared_ptr<const Revision> revision);
 
 }  // namespace gitfleet
 

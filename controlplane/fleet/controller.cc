@@ -45,6 +45,42 @@ absl::StatusOr<std::string> CleanPath(const std::string& path) {
   return absl::StrJoin(parts, "/");
 }
 
+// Engines that take cluster values themselves, rendering once per variant.
+bool TakesValues(const std::string& engine) { return engine == "jsonnet" || engine == "helm"; }
+
+absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
+  for (const std::string& tla : bundle.jsonnet_tlas()) {
+    std::pair<std::string, std::string> spec = absl::StrSplit(tla, absl::MaxSplits('=', 1));
+    bool ok = !spec.first.empty() && !(spec.first[0] >= '0' && spec.first[0] <= '9');
+    for (char c : spec.first) {
+      ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (!ok || (tla.find('=') != std::string::npos && spec.second.empty())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("jsonnet top-level argument \"", tla,
+                       "\": want PARAM or PARAM=VALUE-NAME, PARAM a jsonnet identifier"));
+    }
+  }
+  for (const std::string& file : bundle.helm_values_files()) {
+    bool escapes = file.empty() || file[0] == '/';
+    for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
+    if (escapes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
+    }
+  }
+  const std::string& engine = bundle.engine();
+  if (!engine.empty() && engine != "jsonnet" && bundle.jsonnet_tlas_size() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("jsonnet top-level arguments given to a ", engine, " bundle"));
+  }
+  if (!engine.empty() && engine != "helm" && bundle.helm_values_files_size() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("helm values files given to a ", engine, " bundle"));
+  }
+  return absl::OkStatus();
+}
+
 bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Message& b) {
   return a.SerializeAsString() == b.SerializeAsString();
 }
@@ -74,7 +110,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       options_(options),
       plain_(options.render_limits),
       kustomize_(options.kustomize),
-      jsonnet_(options.render_limits),
+      jsonnet_({options.kustomize.timeout, options.render_limits}),
       helm_(options.helm),
       poller_(
           repos, metrics,
@@ -105,22 +141,40 @@ absl::Status Controller::Load() {
     absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
     if (!selector.ok()) return selector.status();
     state.selector = *selector;
+    absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(state.definition);
+    if (!values.ok()) return values.status();
+    state.values = *values;
     state.generation = next_generation_++;
     absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
-    if (record.ok() && state.record.ParseFromString(*record) && !state.record.revision().empty()) {
+    // Other engines' output is substituted again from the stored render. Engines that take
+    // values reuse it when it read none; otherwise they wait for the first fetch to render
+    // per variant.
+    if (record.ok() && state.record.ParseFromString(*record) && !state.record.revision().empty() &&
+        (!TakesValues(state.record.engine()) || state.record.uniform())) {
       absl::StatusOr<std::string> data =
           store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
       v1::RevisionRecord rev_record;
       if (data.ok() && rev_record.ParseFromString(*data)) {
         absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
-        if (rev.ok()) {
-          state.current = *rev;
+        absl::StatusOr<std::shared_ptr<BundleVariants>> content = absl::UnknownError("not loaded");
+        if (!rev.ok()) {
+          content = rev.status();
         } else {
-          GF_LOG(ERROR) << rev.status();
+          BundleVariants::Params params =
+              ContentParams(entry.key, state.definition, state.values, state.generation,
+                            (*rev)->commit, (*rev)->committed_time);
+          content = TakesValues(state.record.engine())
+                        ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
+                        : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
+        }
+        if (content.ok()) {
+          state.content = *content;
+        } else {
+          GF_LOG(ERROR) << content.status();
         }
       }
     }
-    hub_->SetBundle(entry.key, state.selector, state.current);
+    hub_->SetBundle(entry.key, state.selector, state.content);
     bundles_[entry.key] = std::move(state);
   }
   GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size() << " bundles";
@@ -213,6 +267,15 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       return s;
     }
   }
+  absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(bundle);
+  if (!values.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle \"", bundle.name(), "\": ", values.status().message()));
+  }
+  if (absl::Status s = ValidateEngineOptions(bundle); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
+  }
   {
     MutexLock lock(&mu_);
     if (sources_.count(bundle.source()) == 0) {
@@ -234,10 +297,12 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     BundleState& state = bundles_[bundle.name()];
     state.definition = bundle;
     state.selector = *selector;
+    state.values = *values;
     state.generation = next_generation_++;
     state.record.clear_read_paths();  // the definition changed: render again
     state.record.clear_read_ids();
-    hub_->SetBundle(bundle.name(), state.selector, state.current);
+    state.variant_paths.reset();
+    hub_->SetBundle(bundle.name(), state.selector, state.content);
   }
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
   if (snapshot.has_value()) RenderBundle(bundle.name(), *snapshot);
@@ -294,20 +359,49 @@ std::vector<v1::ClusterInfo> Controller::ListClusters() {
 
 std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_filter,
                                                     const std::string& bundle_filter) {
+  struct Pair {
+    const ClusterView* cluster;
+    v1::BundleInfo info;
+    std::shared_ptr<const BundleVariants> content;
+    google::protobuf::Timestamp committed_time;
+    google::protobuf::Timestamp seen_time;
+  };
   std::vector<ClusterView> clusters = hub_->Clusters();
-  MutexLock lock(&mu_);
-  std::vector<v1::BundleStatus> out;
-  for (const ClusterView& cluster : clusters) {
-    if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
-    LabelMap labels(cluster.info.labels().begin(), cluster.info.labels().end());
-    for (const auto& [name, state] : bundles_) {
-      if (!bundle_filter.empty() && name != bundle_filter) continue;
-      if (!state.selector.Matches(labels)) continue;
-      auto report = cluster.reports.find(name);
-      out.push_back(ComposeStatus(cluster.info, InfoLocked(state), state.record.committed_time(),
-                                  state.record.seen_time(),
-                                  report == cluster.reports.end() ? nullptr : &report->second));
+  std::vector<Pair> pairs;
+  {
+    MutexLock lock(&mu_);
+    for (const ClusterView& cluster : clusters) {
+      if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
+      LabelMap labels(cluster.info.labels().begin(), cluster.info.labels().end());
+      for (const auto& [name, state] : bundles_) {
+        if (!bundle_filter.empty() && name != bundle_filter) continue;
+        if (!state.selector.Matches(labels)) continue;
+        pairs.push_back({&cluster, InfoLocked(state), state.content, state.record.committed_time(),
+                         state.record.seen_time()});
+      }
     }
+  }
+  // Each cluster's own revision; finding it may render, so outside the lock.
+  std::vector<v1::BundleStatus> out;
+  for (Pair& pair : pairs) {
+    if (pair.content != nullptr && pair.content->Uniform() == nullptr) {
+      absl::StatusOr<std::shared_ptr<const Revision>> revision =
+          pair.content->For(pair.cluster->info);
+      if (revision.ok()) {
+        pair.info.set_revision((*revision)->id);
+        pair.info.set_object_count(static_cast<int32_t>((*revision)->objects.size()));
+      } else {
+        pair.info.clear_revision();
+        if (pair.info.error().empty()) {
+          pair.info.set_error(absl::StrCat("with the values of cluster ", pair.cluster->info.name(),
+                                           ": ", revision.status().message()));
+          pair.info.set_error_commit(pair.content->commit());
+        }
+      }
+    }
+    auto report = pair.cluster->reports.find(pair.info.bundle().name());
+    out.push_back(ComposeStatus(pair.cluster->info, pair.info, pair.committed_time, pair.seen_time,
+                                report == pair.cluster->reports.end() ? nullptr : &report->second));
   }
   return out;
 }
@@ -315,15 +409,71 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
 v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   v1::BundleInfo info;
   *info.mutable_bundle() = state.definition;
-  if (state.current != nullptr) {
-    info.set_revision(state.current->id);
-    info.set_object_count(static_cast<int32_t>(state.current->objects.size()));
+  if (state.content != nullptr) {
+    std::shared_ptr<const Revision> shown = state.content->Uniform();
+    std::vector<std::string> ids = state.content->RevisionIds();
+    if (shown == nullptr && !ids.empty()) shown = state.content->Find(ids.front());
+    if (shown != nullptr) {
+      info.set_revision(shown->id);
+      info.set_object_count(static_cast<int32_t>(shown->objects.size()));
+    }
+    info.set_variants(static_cast<int32_t>(ids.size()));
   }
   info.set_commit(state.record.commit());
   info.set_error(state.record.error());
   info.set_error_commit(state.record.error_commit());
   info.set_engine(state.record.engine());
   return info;
+}
+
+BundleVariants::Params Controller::ContentParams(const std::string& name,
+                                                 const v1::Bundle& definition,
+                                                 const ValuesSpec& values, uint64_t generation,
+                                                 const std::string& commit,
+                                                 absl::Time committed_time) {
+  return {name,
+          commit,
+          committed_time,
+          definition.sync(),
+          definition.target_namespace(),
+          values,
+          [this, name, generation](const std::shared_ptr<const Revision>& revision) {
+            OnNewRevision(name, generation, revision);
+          }};
+}
+
+void Controller::RememberRevision(const std::string& bundle, const std::string& id, size_t kept,
+                                  v1::BundleRecord* record, std::vector<Store::Write>* writes) {
+  auto* recent = record->mutable_recent_revisions();
+  recent->Add()->assign(id);
+  std::rotate(recent->rbegin(), recent->rbegin() + 1, recent->rend());  // newest first
+  while (static_cast<size_t>(recent->size()) > kept) {
+    writes->push_back(
+        Store::Delete(kRevisions, Revision::RevisionKey(bundle, recent->Get(recent->size() - 1))));
+    recent->RemoveLast();
+  }
+}
+
+void Controller::OnNewRevision(const std::string& bundle, uint64_t generation,
+                               const std::shared_ptr<const Revision>& revision) {
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(bundle);
+  if (it == bundles_.end() || it->second.generation != generation) return;
+  BundleState& state = it->second;
+  const auto& recent = state.record.recent_revisions();
+  if (std::find(recent.begin(), recent.end(), revision->id) != recent.end()) return;
+  v1::BundleRecord record = state.record;
+  std::vector<Store::Write> writes = {
+      Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString())};
+  size_t variants = state.content != nullptr ? state.content->RevisionIds().size() : 0;
+  RememberRevision(bundle, revision->id, options_.revisions_kept + variants + 1, &record, &writes);
+  writes.push_back(Store::Put(kBundleRecords, bundle, record.SerializeAsString()));
+  if (absl::Status stored = store_->Apply(writes); !stored.ok()) {
+    GF_LOG(ERROR) << "bundle " << bundle << ": cannot store revision " << revision->id << ": "
+                  << stored;
+    return;
+  }
+  state.record = std::move(record);
 }
 
 void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
@@ -360,68 +510,108 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
 
 void Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
+  ValuesSpec values;
   uint64_t generation;
   v1::BundleRecord last;
-  bool have_current;
+  std::shared_ptr<const BundleVariants> last_content;
+  std::shared_ptr<ReadPathSet> last_paths;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     definition = it->second.definition;
+    values = it->second.values;
     generation = it->second.generation;
     last = it->second.record;
-    have_current = it->second.current != nullptr;
+    last_content = it->second.content;
+    last_paths = it->second.variant_paths;
   }
   const CommitInfo& commit = snapshot.commit;
   absl::Time start = absl::Now();
   // The cache: if every path the last render read has the same object id at this commit,
   // the render would be the same. The engine is decided by the bundle path's files, and
   // every engine lists the bundle path itself, so an unchanged path means the same engine.
-  std::vector<std::string> read_paths(last.read_paths().begin(), last.read_paths().end());
-  absl::StatusOr<std::vector<std::string>> ids =
-      read_paths.empty() ? absl::StatusOr<std::vector<std::string>>(std::vector<std::string>())
-                         : snapshot.repo->EntryIds(commit.id, read_paths);
-  absl::Status status = ids.status();
-  bool cache_hit =
-      ids.ok() && have_current && !read_paths.empty() &&
-      std::equal(ids->begin(), ids->end(), last.read_ids().begin(), last.read_ids().end());
+  bool cache_hit = false;
+  if (last_content != nullptr && last_paths != nullptr) {
+    // Per-variant engines: everything any variant read, then and now.
+    std::vector<std::string> paths;
+    {
+      MutexLock lock(&last_paths->mu);
+      paths.assign(last_paths->paths.begin(), last_paths->paths.end());
+    }
+    absl::StatusOr<std::vector<std::string>> before =
+        paths.empty() ? absl::StatusOr<std::vector<std::string>>(absl::NotFoundError("no reads"))
+                      : snapshot.repo->EntryIds(last_content->commit(), paths);
+    absl::StatusOr<std::vector<std::string>> now =
+        before.ok() ? snapshot.repo->EntryIds(commit.id, paths) : before.status();
+    cache_hit = now.ok() && *before == *now;
+  } else if (last_content != nullptr && last.read_paths_size() > 0) {
+    std::vector<std::string> paths(last.read_paths().begin(), last.read_paths().end());
+    absl::StatusOr<std::vector<std::string>> now = snapshot.repo->EntryIds(commit.id, paths);
+    cache_hit = now.ok() && std::equal(now->begin(), now->end(), last.read_ids().begin(),
+                                       last.read_ids().end());
+  }
   std::string engine = cache_hit ? last.engine() : definition.engine();
-  std::shared_ptr<const Revision> revision;
-  if (ids.ok() && !cache_hit) {
-    read_paths.clear();
+  absl::Status status;
+  std::shared_ptr<BundleVariants> content;
+  std::shared_ptr<ReadPathSet> variant_paths;
+  std::vector<std::string> read_paths;
+  std::vector<std::string> read_ids;
+  if (!cache_hit) {
     absl::StatusOr<std::vector<RepoFile>> files =
         snapshot.repo->ReadTree(commit.id, definition.path());
     if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
     Renderer* renderer = RendererFor(engine);
-    absl::StatusOr<ObjectSet> objects = absl::UnknownError("not rendered");
+    std::shared_ptr<const std::vector<RepoFile>> inputs;
     if (!files.ok()) {
-      objects = files.status();
+      status = files.status();
     } else if (renderer == nullptr) {
-      objects = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
-                                                      ") is not supported yet; the bundle keeps "
-                                                      "its last good revision"));
+      status = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
+                                                     ") is not supported yet; the bundle keeps "
+                                                     "its last good revision"));
+    } else if (renderer->ReadsOutsidePath()) {
+      absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all = RepositoryFiles(snapshot);
+      if (all.ok()) inputs = *all;
+      status = all.status();
     } else {
-      if (renderer->ReadsOutsidePath()) {
-        absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all =
-            RepositoryFiles(snapshot);
-        if (all.ok()) {
-          files = **all;
-        } else {
-          files = all.status();
-        }
-      }
-      objects = files.ok()
-                    ? renderer->Render({name, definition.path(), *std::move(files), &read_paths})
-                    : absl::StatusOr<ObjectSet>(files.status());
+      inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
     }
-    if (objects.ok()) ids = snapshot.repo->EntryIds(commit.id, read_paths);
-    if (objects.ok() && !ids.ok()) objects = ids.status();
-    status = objects.status();
-    if (objects.ok()) {
-      revision = Revision::Build(name, commit.id, commit.time, *std::move(objects),
-                                 definition.sync(), definition.target_namespace());
+    BundleVariants::Params params =
+        ContentParams(name, definition, values, generation, commit.id, commit.time);
+    if (status.ok() && TakesValues(engine)) {
+      variant_paths = std::make_shared<ReadPathSet>();
+      std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),
+                                    definition.jsonnet_tlas().end());
+      std::vector<std::string> values_files(definition.helm_values_files().begin(),
+                                            definition.helm_values_files().end());
+      BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
+                                         values_files,
+                                         variant_paths](const Values& values, ReadValues* read) {
+        std::vector<std::string> paths;
+        RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+        absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+        MutexLock lock(&variant_paths->mu);
+        variant_paths->paths.insert(paths.begin(), paths.end());
+        return objects;
+      };
+      content = BundleVariants::FromRenderer(std::move(params), std::move(render),
+                                             /*explicit_only=*/engine == "helm");
+    } else if (status.ok()) {
+      absl::StatusOr<ObjectSet> objects =
+          renderer->Render({name, definition.path(), *inputs, &read_paths});
+      absl::StatusOr<std::vector<std::string>> ids =
+          objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
+                       : absl::StatusOr<std::vector<std::string>>(objects.status());
+      absl::StatusOr<std::shared_ptr<BundleVariants>> built =
+          ids.ok() ? BundleVariants::FromTemplate(std::move(params), *std::move(objects))
+                   : absl::StatusOr<std::shared_ptr<BundleVariants>>(ids.status());
+      if (ids.ok()) read_ids = *std::move(ids);
+      status = built.status();
+      if (built.ok()) content = *std::move(built);
     }
   }
+  if (content != nullptr) status = Probe(definition, *content);
+
   const std::string engine_label = engine.empty() ? "unknown" : engine;
   metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
       .Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -446,34 +636,49 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
       GF_LOG(WARNING) << "bundle " << name << " failed to render at " << commit.id.substr(0, 12)
                       << ": " << status.message();
     }
+    content.reset();
   } else {
     record.clear_error();
     record.clear_error_commit();
     record.set_commit(commit.id);
     *record.mutable_committed_time() = ToProtoTime(commit.time);
-    if (revision != nullptr) {
-      record.set_engine(engine);
-      record.clear_read_paths();
-      record.clear_read_ids();
-      for (const std::string& path : read_paths) record.add_read_paths(path);
-      for (const std::string& id : *ids) record.add_read_ids(id);
-      record.set_revision(revision->id);
-      if (state.current == nullptr || state.current->id != revision->id) {
-        writes.push_back(
-            Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString()));
-        record.mutable_recent_revisions()->Add()->assign(revision->id);
-        std::rotate(record.mutable_recent_revisions()->rbegin(),
-                    record.mutable_recent_revisions()->rbegin() + 1,
-                    record.mutable_recent_revisions()->rend());
-        while (record.recent_revisions_size() > options_.revisions_kept) {
-          writes.push_back(Store::Delete(
-              kRevisions, Revision::RevisionKey(
-                              name, record.recent_revisions(record.recent_revisions_size() - 1))));
-          record.mutable_recent_revisions()->RemoveLast();
-        }
-        GF_LOG(INFO) << "bundle " << name << " rendered " << revision->objects.size()
-                     << " objects at " << commit.id.substr(0, 12) << ": revision "
-                     << revision->id.substr(0, 12);
+  }
+  if (content != nullptr && variant_paths != nullptr) {
+    // What the probe renders read: with one revision for all, that is everything, and a
+    // restart can check it without rendering.
+    MutexLock paths_lock(&variant_paths->mu);
+    read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
+    absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
+    if (ids.ok()) {
+      read_ids = *std::move(ids);
+    } else {
+      read_paths.clear();
+    }
+  }
+  if (content != nullptr) {
+    record.set_engine(engine);
+    record.set_uniform(content->Uniform() != nullptr);
+    record.clear_read_paths();
+    record.clear_read_ids();
+    for (const std::string& path : read_paths) record.add_read_paths(path);
+    for (const std::string& id : read_ids) record.add_read_ids(id);
+    // What a restart substitutes from (engines without values), else the first cluster's
+    // revision (shown in listings).
+    std::shared_ptr<const Revision> kept = content->template_revision();
+    std::vector<std::string> ids = content->RevisionIds();
+    if (kept == nullptr && !ids.empty()) kept = content->Find(ids.front());
+    if (kept != nullptr) {
+      record.set_revision(kept->id);
+      const auto& recent = record.recent_revisions();
+      if (std::find(recent.begin(), recent.end(), kept->id) == recent.end()) {
+        writes.push_back(Store::Put(kRevisions, kept->key(), kept->ToRecord().SerializeAsString()));
+        RememberRevision(name, kept->id, options_.revisions_kept + ids.size() + 1, &record,
+                         &writes);
+        GF_LOG(INFO) << "bundle " << name << " rendered " << kept->objects.size() << " objects at "
+                     << commit.id.substr(0, 12) << ": revision " << kept->id.substr(0, 12)
+                     << (content->Uniform() == nullptr
+                             ? absl::StrCat(" (", ids.size(), " per-cluster variants so far)")
+                             : "");
       }
     }
   }
@@ -484,12 +689,40 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     return;
   }
   state.record = record;
-  if (revision != nullptr) {
-    if (state.current == nullptr || state.current->id != revision->id) {
-      state.current = revision;
-      hub_->SetBundle(name, state.selector, revision);
+  if (content != nullptr) {
+    // A new render with the same single revision changes nothing for agents.
+    std::shared_ptr<const Revision> before =
+        state.content != nullptr ? state.content->Uniform() : nullptr;
+    std::shared_ptr<const Revision> after = content->Uniform();
+    if (before == nullptr || after == nullptr || before->id != after->id) {
+      state.content = content;
+      state.variant_paths = variant_paths;
+      hub_->SetBundle(name, state.selector, state.content);
     }
   }
+}
+
+absl::Status Controller::Probe(const v1::Bundle& definition, const BundleVariants& content) {
+  if (content.Uniform() != nullptr) return absl::OkStatus();
+  // Build the revisions of the clusters it targets now, so errors show at once. A failure
+  // that depends on no value fails every cluster alike: the bundle keeps its last good
+  // content. One that depends on values fails only the clusters with those values.
+  absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(definition.selector());
+  std::vector<v1::ClusterInfo> targets;
+  for (ClusterView& view : hub_->Clusters()) {
+    LabelMap labels(view.info.labels().begin(), view.info.labels().end());
+    if (selector.ok() && selector->Matches(labels)) targets.push_back(std::move(view.info));
+  }
+  // With no cluster yet, an engine that takes values still renders once (with the
+  // defaults), so what it reads and its value-free errors are known.
+  if (targets.empty() && content.template_revision() == nullptr) targets.emplace_back();
+  for (const v1::ClusterInfo& cluster : targets) {
+    bool depends_on_values = false;
+    absl::StatusOr<std::shared_ptr<const Revision>> revision =
+        content.For(cluster, &depends_on_values);
+    if (!revision.ok() && !depends_on_values) return revision.status();
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gitfleet

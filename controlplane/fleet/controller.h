@@ -14,6 +14,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "common/sync.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/fleet/label_selector.h"
+#include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/source_poller.h"
@@ -64,16 +66,40 @@ class Controller {
                                           const std::string& bundle_filter);
 
  private:
+  // Every repository path the renders of one content read, across all its variants
+  // (a jsonnet program may import different files for different values).
+  struct ReadPathSet {
+    Mutex mu;
+    std::set<std::string> paths ABSL_GUARDED_BY(mu);
+  };
   struct BundleState {
     v1::Bundle definition;
     LabelSelector selector;
-    std::shared_ptr<const Revision> current;
+    ValuesSpec values;
+    // The last good render: what every targeted cluster runs (null before the first).
+    std::shared_ptr<const BundleVariants> content;
+    // Engines that take values (jsonnet, helm) render per variant; their reads collect
+    // here and are the render cache for the next commit.
+    std::shared_ptr<ReadPathSet> variant_paths;
     v1::BundleRecord record;
-    // The render cache is record.read_paths/read_ids; a definition change clears it.
+    // The render cache of other engines is record.read_paths/read_ids; a definition change
+    // clears it.
     uint64_t generation = 0;
   };
 
   void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
+  // Builds the revisions of the clusters the bundle targets; a failure that depends on
+  // no value is the render's failure.
+  absl::Status Probe(const v1::Bundle& definition, const BundleVariants& content);
+  // Adds `id` to the record's recent revisions, newest first, deleting the oldest past `kept`.
+  static void RememberRevision(const std::string& bundle, const std::string& id, size_t kept,
+                               v1::BundleRecord* record, std::vector<Store::Write>* writes);
+  // Stores a revision built for some cluster's values, for deltas after a restart.
+  void OnNewRevision(const std::string& bundle, uint64_t generation,
+                     const std::shared_ptr<const Revision>& revision);
+  BundleVariants::Params ContentParams(const std::string& name, const v1::Bundle& definition,
+                                       const ValuesSpec& values, uint64_t generation,
+                                       const std::string& commit, absl::Time committed_time);
   void RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
   absl::Status PersistBundleRecord(const std::string& name, const v1::BundleRecord& record);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -317,5 +317,177 @@ TEST_F(ControllerTest, StatusFollowsAgentReports) {
   EXPECT_EQ(statuses[0].applied_commit(), commit);
 }
 
+uint64_t ConnectAgent(Hub* hub, const std::string& name,
+                      const std::map<std::string, std::string>& labels,
+                      const std::map<std::string, std::string>& held = {}) {
+  v1::Hello hello;
+  hello.set_cluster(name);
+  hello.mutable_labels()->insert(labels.begin(), labels.end());
+  for (const auto& [bundle, revision] : held) {
+    v1::HeldRevision* h = hello.add_held();
+    h->set_bundle(bundle);
+    h->set_revision(revision);
+  }
+  return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
+}
+
+TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessage) {
+  git_.Write("web/deploy.yaml",
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${env}\nspec:\n"
+             "  replicas: ${replicas:=1}\n  template: {spec: {containers: [{name: c, image: "
+             "\"nginx:${tag}\"}]}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n"
+             "data: {script: \"echo $${HOME}\"}\n");
+  git_.Commit("templated");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t prod_a = ConnectAgent(hub_.get(), "prod-a", {{"env", "prod"}, {"zone", "a"}});
+  uint64_t prod_b = ConnectAgent(hub_.get(), "prod-b", {{"env", "prod"}, {"zone", "b"}});
+  uint64_t dev = ConnectAgent(hub_.get(), "dev", {{"env", "dev"}});
+  v1::Bundle bundle = Bundle("web", "web");
+  (*bundle.mutable_values())["tag"] = "1.25";
+  v1::ClusterValues* prod = bundle.add_cluster_values();
+  prod->set_selector("env=prod");
+  (*prod->mutable_values())["replicas"] = "3";
+  auto info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->error(), "");
+  EXPECT_EQ(info->variants(), 2) << "prod-a and prod-b agree on everything read";
+
+  auto a = hub_->NextMessage(prod_a, "web");
+  auto b = hub_->NextMessage(prod_b, "web");
+  auto d = hub_->NextMessage(dev, "web");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(a, b) << "one message, serialized once, for both prod clusters";
+  EXPECT_NE(a->message.update().revision(), d->message.update().revision());
+  std::string prod_yaml, dev_yaml;
+  for (const auto& o : a->message.update().upserts()) prod_yaml += o.yaml();
+  for (const auto& o : d->message.update().upserts()) dev_yaml += o.yaml();
+  EXPECT_THAT(prod_yaml, HasSubstr("name: web-prod"));
+  EXPECT_THAT(prod_yaml, HasSubstr("replicas: 3\n"));
+  EXPECT_THAT(prod_yaml, HasSubstr("image: nginx:1.25\n"));
+  EXPECT_THAT(prod_yaml, HasSubstr("echo ${HOME}"));
+  EXPECT_THAT(dev_yaml, HasSubstr("name: web-dev"));
+  EXPECT_THAT(dev_yaml, HasSubstr("replicas: 1\n"));
+
+  std::vector<v1::BundleStatus> statuses = controller_->GetStatus("", "web");
+  ASSERT_EQ(statuses.size(), 3u);
+  for (const v1::BundleStatus& status : statuses) {
+    EXPECT_EQ(status.desired_revision(), status.cluster() == "dev"
+                                             ? d->message.update().revision()
+                                             : a->message.update().revision());
+  }
+
+  // A restart substitutes again from the stored render: agents that hold their revision
+  // get nothing.
+  std::string prod_revision = a->message.update().revision();
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t again = ConnectAgent(hub_.get(), "prod-a", {{"env", "prod"}, {"zone", "a"}},
+                                {{"web", prod_revision}});
+  EXPECT_EQ(hub_->NextMessage(again, "web"), nullptr);
+  EXPECT_EQ(hub_->messages_built(), 0u);
+}
+
+TEST_F(ControllerTest, AMissingValueFailsOnlyTheClustersWithoutIt) {
+  git_.Write("web/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {r: \"${region}\"}\n");
+  git_.Commit("needs region");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t eu = ConnectAgent(hub_.get(), "eu", {{"region", "eu"}});
+  uint64_t bare = ConnectAgent(hub_.get(), "bare", {});
+  auto info = controller_->AddBundle(Bundle("web", "web"), false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->error(), "") << "one cluster renders, so the bundle is good";
+  EXPECT_NE(hub_->NextMessage(eu, "web"), nullptr);
+  EXPECT_EQ(hub_->NextMessage(bare, "web"), nullptr);
+  std::vector<v1::BundleStatus> bare_status = controller_->GetStatus("bare", "web");
+  ASSERT_EQ(bare_status.size(), 1u);
+  EXPECT_EQ(bare_status[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(bare_status[0].message(), HasSubstr("with the values of cluster bare"));
+  EXPECT_THAT(bare_status[0].message(), HasSubstr("${region} has no value"));
+  EXPECT_EQ(controller_->GetStatus("eu", "web")[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+}
+
+TEST_F(ControllerTest, JsonnetGetsValuesAsExtVarsAndTopLevelArguments) {
+  git_.Write("j/main.jsonnet",
+             "function(replicas) {\n"
+             "  apiVersion: 'v1', kind: 'ConfigMap',\n"
+             "  metadata: { name: 'cfg-' + std.extVar('env') },\n"
+             "  data: { replicas: replicas },\n"
+             "}\n");
+  git_.Commit("jsonnet");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t p1 = ConnectAgent(hub_.get(), "p1", {{"env", "prod"}, {"zone", "a"}});
+  uint64_t p2 = ConnectAgent(hub_.get(), "p2", {{"env", "prod"}, {"zone", "b"}});
+  uint64_t dev = ConnectAgent(hub_.get(), "d1", {{"env", "dev"}});
+  v1::Bundle bundle = Bundle("j", "j");
+  bundle.add_jsonnet_tlas("replicas=count");
+  (*bundle.mutable_values())["count"] = "2";
+  auto info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->error(), "");
+  EXPECT_EQ(info->engine(), "jsonnet");
+  EXPECT_EQ(info->variants(), 2);
+  auto a = hub_->NextMessage(p1, "j");
+  auto b = hub_->NextMessage(p2, "j");
+  auto d = hub_->NextMessage(dev, "j");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a->message.update().upserts(0).key().name(), "cfg-prod");
+  EXPECT_THAT(a->message.update().upserts(0).yaml(), HasSubstr("replicas: \"2\""));
+  EXPECT_EQ(d->message.update().upserts(0).key().name(), "cfg-dev");
+
+  // A commit elsewhere in the repository does not render it again.
+  git_.Write("other/x.txt", "x");
+  git_.Commit("elsewhere");
+  double hits = metrics_.render_cache_hits.Add({}).Value();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value(), hits + 1);
+}
+
+TEST_F(ControllerTest, ARestartServesJsonnetThatReadNoValueWithoutRendering) {
+  git_.Write("j/main.jsonnet", "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }");
+  git_.Commit("jsonnet");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto info = controller_->AddBundle(Bundle("j", "j"), false);
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->error(), "");
+  Restart();
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {}, {{"j", info->revision()}});
+  EXPECT_EQ(hub_->NextMessage(agent, "j"), nullptr) << "served from the store before any fetch";
+  double renders = metrics_.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());  // the first fetch
+  EXPECT_EQ(metrics_.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value(), renders);
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+}
+
+TEST_F(ControllerTest, RejectsBadValuesClearly) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bad_rule = Bundle("b", "a");
+  bad_rule.add_cluster_values()->set_selector("env in prod");
+  EXPECT_THAT(std::string(controller_->AddBundle(bad_rule, false).status().message()),
+              HasSubstr("cluster_values[0] (env in prod)"));
+  v1::Bundle bad_tla = Bundle("b", "a");
+  bad_tla.add_jsonnet_tlas("1x");
+  EXPECT_THAT(std::string(controller_->AddBundle(bad_tla, false).status().message()),
+              HasSubstr("jsonnet top-level argument \"1x\""));
+  v1::Bundle bad_file = Bundle("b", "a");
+  bad_file.add_helm_values_files("../secrets.yaml");
+  EXPECT_THAT(std::string(controller_->AddBundle(bad_file, false).status().message()),
+              HasSubstr("must be a relative path inside the chart"));
+  v1::Bundle malformed = Bundle("b", "a");
+  git_.Write("m/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata: {a: \"${a b}\"}\n");
+  git_.Commit("malformed");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  malformed.set_path("m");
+  auto info = controller_->AddBundle(malformed, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_THAT(info->error(), HasSubstr("ConfigMap m: malformed variable reference"));
+}
+
 }  // namespace
 }  // namespace gitfleet

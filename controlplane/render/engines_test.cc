@@ -223,6 +223,96 @@ local app = import '../../lib/app.libsonnet';
   EXPECT_EQ(Summary(*ours), Summary(theirs));
 }
 
+TEST(JsonnetRendererTest, ExtVarsAndTopLevelArgumentsMatchTheJsonnetCli) {
+  Repo repo;
+  repo.Add("lib/app.libsonnet", R"(
+{
+  config(name, env):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name + '-' + env } },
+}
+)");
+  repo.Add("apps/web/main.jsonnet", R"(
+local app = import '../../lib/app.libsonnet';
+function(replicas, region='none') [
+  app.config('web', std.extVar('env')),
+  { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' },
+    spec: { replicas: std.parseInt(replicas) }, region:: region },
+]
+)");
+  JsonnetRenderer renderer;
+  Values values = {{"env", "prod"}, {"count", "3"}, {"unused", "x"}};
+  ReadValues read;
+  auto ours = renderer.Render(
+      {"web", "apps/web", repo.files, nullptr, &values, &read, {"replicas=count"}, {}});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  EXPECT_EQ(ours->size(), 2u);
+  EXPECT_EQ(read, (ReadValues{{"env", "prod"}, {"count", "3"}}))
+      << "lazy: a value the program never used is not a dependency";
+  Values missing_env = {{"count", "3"}};
+  ReadValues missing_read;
+  auto missing = renderer.Render({"web",
+                                  "apps/web",
+                                  repo.files,
+                                  nullptr,
+                                  &missing_env,
+                                  &missing_read,
+                                  {"replicas=count"},
+                                  {}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("env"));
+  EXPECT_EQ(missing_read.count("env"), 1u) << "the absent value is a dependency too";
+  Values no_count = {{"env", "prod"}};
+  auto no_tla = renderer.Render(
+      {"web", "apps/web", repo.files, nullptr, &no_count, nullptr, {"replicas=count"}, {}});
+  EXPECT_THAT(std::string(no_tla.status().message()),
+              HasSubstr("top-level argument replicas: no value \"count\""));
+
+  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin"};
+  auto tool = RunSubprocess({"/usr/bin/jsonnet", "--ext-str", "env=prod", "--ext-str", "unused=x",
+                             "--tla-str", "replicas=3", repo.dir + "/apps/web/main.jsonnet"},
+                            options);
+  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
+  ObjectSet theirs;
+  YAML::Node array = YAML::Load(tool->stdout_text);
+  for (const YAML::Node& item : array) {
+    theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
+  }
+  EXPECT_EQ(Summary(*ours), Summary(theirs));
+}
+
+TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
+  JsonnetRenderer renderer({absl::Seconds(1), {}});
+  // Exponential work at a shallow depth: the stack limit does not stop it, the clock does.
+  std::vector<RepoFile> files = {
+      {"slow/main.jsonnet", "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); f(60)"}};
+  absl::Time start = absl::Now();
+  auto result = renderer.Render({"b", "slow", files});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("slow/main.jsonnet"));
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("did not finish within 1s"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  // The renderer is fine afterwards.
+  auto ok = renderer.Render(
+      {"b",
+       "",
+       {{"main.jsonnet", "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }"}}});
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
+  auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web",
+                               {"values-prod.yaml"}, {{"image.tag", "1.2"}, {"list", "a,b"}});
+  ASSERT_TRUE(args.ok());
+  EXPECT_THAT(*args,
+              ::testing::ElementsAre("/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
+                                     "--values=/tmp/c/charts/web/values-prod.yaml",
+                                     "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {"../x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {"/etc/x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {}, {{"a=b", "c"}}).ok());
+}
+
 TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {
   JsonnetRenderer renderer;
   auto map = renderer.Render({"b", "", {{"main.jsonnet", R"({

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
@@ -16,6 +17,31 @@ std::string FindHelm() {
     if (access(candidate, X_OK) == 0) return candidate;
   }
   return "";
+}
+
+absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
+    const std::string& binary, const std::string& release, const std::string& chart_dir,
+    const std::vector<std::string>& values_files, const Values& values) {
+  std::vector<std::string> args = {binary, "template", release, chart_dir};
+  for (const std::string& file : values_files) {
+    bool escapes = file.empty() || file[0] == '/';
+    for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
+    if (escapes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
+    }
+    args.push_back("--values=" + chart_dir + "/" + file);
+  }
+  for (const auto& [name, value] : values) {
+    if (name.empty() || name.find_first_of("=,[]") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "helm value \"", name, "\": names may not be empty or contain '=', ',', '[' or ']'"));
+    }
+    // helm splits values on unescaped commas.
+    args.push_back(absl::StrCat("--set-string=", name, "=",
+                                absl::StrReplaceAll(value, {{"\\", "\\\\"}, {",", "\\,"}})));
+  }
+  return args;
 }
 
 HelmRenderer::HelmRenderer(HelmOptions options) : options_(std::move(options)) {
@@ -50,8 +76,18 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.timeout = options_.timeout;
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
-  absl::StatusOr<SubprocessResult> result = RunSubprocess(
-      {options_.binary, "template", input.bundle, scratch.root() + "/" + input.path}, run);
+  static const Values kNoValues;
+  absl::StatusOr<std::vector<std::string>> args =
+      HelmTemplateArgs(options_.binary, input.bundle, scratch.root() + "/" + input.path,
+                       input.helm_values_files, input.values ? *input.values : kNoValues);
+  if (!args.ok()) return args.status();
+  if (input.read_values != nullptr) {
+    // helm sees every value, so every value counts.
+    for (const auto& [name, value] : input.values ? *input.values : kNoValues) {
+      (*input.read_values)[name] = value;
+    }
+  }
+  absl::StatusOr<SubprocessResult> result = RunSubprocess(*args, run);
   if (!result.ok()) {
     return absl::Status(result.status().code(),
                         absl::StrCat("helm ", input.path, ": ", result.status().message()));

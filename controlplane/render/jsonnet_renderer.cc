@@ -4,11 +4,13 @@ extern "C" {
 #include <libjsonnet.h>
 }
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
+#include "common/subprocess.h"
 #include "controlplane/render/renderer.h"
 #include "yaml-cpp/yaml.h"
 
@@ -70,6 +72,36 @@ char* Import(void* ctx_ptr, const char* base, const char* rel, char** found_here
   return Copy(ctx->vm, it->second->content);
 }
 
+struct ValueContext {
+  JsonnetVm* vm;
+  const Values* values;
+  ReadValues* read;
+};
+
+// std.native("gitfleetValue")(name): every external variable is this call, so jsonnet's
+// lazy evaluation tells us which values the program actually used.
+JsonnetJsonValue* LookupValue(void* ctx_ptr, const JsonnetJsonValue* const* argv, int* success) {
+  auto* ctx = static_cast<ValueContext*>(ctx_ptr);
+  const char* name = jsonnet_json_extract_string(ctx->vm, argv[0]);
+  auto it = name == nullptr ? ctx->values->end() : ctx->values->find(name);
+  if (it == ctx->values->end()) {
+    *success = 0;
+    return jsonnet_json_make_string(ctx->vm, "unknown value");
+  }
+  (*ctx->read)[it->first] = it->second;
+  *success = 1;
+  return jsonnet_json_make_string(ctx->vm, it->second.c_str());
+}
+
+std::string LookupCode(const std::string& name) {
+  std::string quoted;
+  for (char c : name) {
+    if (c == '\\' || c == '"') quoted += '\\';
+    quoted += c;
+  }
+  return absl::StrCat("std.native(\"gitfleetValue\")(\"", quoted, "\")");
+}
+
 // Flattens the program's value into object nodes.
 void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out) {
   if (value.IsSequence()) {
@@ -83,40 +115,147 @@ void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out) {
   }
 }
 
+// What one evaluation produced; computed in a child process and sent back whole.
+struct Evaluation {
+  bool error = false;
+  std::string text;  // JSON, or the error
+  std::vector<std::string> read_paths;
+  ReadValues read_values;
+};
+
+void Put(std::string* out, const std::string& s) { absl::StrAppend(out, s.size(), ":", s); }
+
+bool Get(absl::string_view* in, std::string* s) {
+  size_t colon = in->find(':');
+  size_t size = 0;
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(in->substr(0, colon), &size) ||
+      in->size() - colon - 1 < size) {
+    return false;
+  }
+  *s = std::string(in->substr(colon + 1, size));
+  in->remove_prefix(colon + 1 + size);
+  return true;
+}
+
+std::string Encode(const Evaluation& e) {
+  std::string out;
+  Put(&out, e.error ? "1" : "0");
+  Put(&out, e.text);
+  Put(&out, absl::StrCat(e.read_paths.size()));
+  for (const std::string& path : e.read_paths) Put(&out, path);
+  Put(&out, absl::StrCat(e.read_values.size()));
+  for (const auto& [name, value] : e.read_values) {
+    Put(&out, name);
+    Put(&out, value.has_value() ? "1" : "0");
+    Put(&out, value.value_or(""));
+  }
+  return out;
+}
+
+absl::StatusOr<Evaluation> Decode(absl::string_view in) {
+  Evaluation e;
+  std::string flag, count, name, present, value;
+  bool ok = Get(&in, &flag) && Get(&in, &e.text) && Get(&in, &count);
+  size_t n = 0;
+  ok = ok && absl::SimpleAtoi(count, &n);
+  for (size_t i = 0; ok && i < n; ++i) {
+    ok = Get(&in, &value);
+    e.read_paths.push_back(value);
+  }
+  ok = ok && Get(&in, &count) && absl::SimpleAtoi(count, &n);
+  for (size_t i = 0; ok && i < n; ++i) {
+    ok = Get(&in, &name) && Get(&in, &present) && Get(&in, &value);
+    e.read_values[name] = present == "1" ? std::optional<std::string>(value) : std::nullopt;
+  }
+  if (!ok) return absl::InternalError("jsonnet evaluation returned a malformed result");
+  e.error = flag == "1";
+  return e;
+}
+
+// The libjsonnet part: no locks, no logging, so it can run in a forked child.
+Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
+                    const std::string& main_path, const RenderInput& input, const Values& values) {
+  Evaluation result;
+  JsonnetVm* vm = jsonnet_make();
+  jsonnet_max_stack(vm, 500);
+  // The bundle path as a whole (a new kustomization.yaml there changes the engine), plus
+  // every file imported from anywhere.
+  result.read_paths = {input.path};
+  ImportContext ctx{vm, &files, &result.read_paths};
+  jsonnet_import_callback(vm, &Import, &ctx);
+  ValueContext value_ctx{vm, &values, &result.read_values};
+  static const char* const kParams[] = {"name", nullptr};
+  jsonnet_native_callback(vm, "gitfleetValue", &LookupValue, &value_ctx, kParams);
+  for (const auto& [name, value] : values) {
+    jsonnet_ext_code(vm, name.c_str(), LookupCode(name).c_str());
+  }
+  for (const std::string& tla : input.jsonnet_tlas) {
+    std::pair<std::string, std::string> spec = absl::StrSplit(tla, absl::MaxSplits('=', 1));
+    jsonnet_tla_code(vm, spec.first.c_str(),
+                     LookupCode(spec.second.empty() ? spec.first : spec.second).c_str());
+  }
+  int error = 0;
+  char* out =
+      jsonnet_evaluate_snippet(vm, main_path.c_str(), files.at(main_path)->content.c_str(), &error);
+  result.text = out ? out : "";
+  result.error = error != 0;
+  jsonnet_realloc(vm, out, 0);
+  jsonnet_destroy(vm);
+  // An external variable that no value defines is a lookup too: it failed because the
+  // value was absent, and a cluster that has it would render differently.
+  const std::string kUndefined = "undefined external variable: ";
+  if (size_t at = result.text.find(kUndefined); error && at != std::string::npos) {
+    size_t start = at + kUndefined.size();
+    size_t end = result.text.find_first_of(" \n", start);
+    result.read_values[result.text.substr(start, end == std::string::npos ? end : end - start)] =
+        std::nullopt;
+  }
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   std::map<std::string, const RepoFile*> files;
   for (const RepoFile& file : input.files) files[file.path] = &file;
   std::string main_path = input.path.empty() ? "main.jsonnet" : input.path + "/main.jsonnet";
-  auto main = files.find(main_path);
-  if (main == files.end()) {
+  if (files.count(main_path) == 0) {
     return absl::InvalidArgumentError(absl::StrCat("engine jsonnet: ", main_path, " not found"));
   }
-  JsonnetVm* vm = jsonnet_make();
-  jsonnet_max_stack(vm, 500);
-  // The bundle path as a whole (a new kustomization.yaml there changes the engine), plus
-  // every file imported from anywhere.
-  std::vector<std::string> read = {input.path};
-  ImportContext ctx{vm, &files, &read};
-  jsonnet_import_callback(vm, &Import, &ctx);
-  int error = 0;
-  char* out =
-      jsonnet_evaluate_snippet(vm, main_path.c_str(), main->second->content.c_str(), &error);
-  std::string text = out ? out : "";
-  jsonnet_realloc(vm, out, 0);
-  jsonnet_destroy(vm);
-  if (error) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("jsonnet: ", absl::StripTrailingAsciiWhitespace(text.substr(0, 4096))));
+  static const Values kNoValues;
+  const Values& values = input.values != nullptr ? *input.values : kNoValues;
+  for (const std::string& tla : input.jsonnet_tlas) {
+    std::pair<std::string, std::string> spec = absl::StrSplit(tla, absl::MaxSplits('=', 1));
+    const std::string& value_name = spec.second.empty() ? spec.first : spec.second;
+    if (values.count(value_name) == 0) {
+      if (input.read_values != nullptr) (*input.read_values)[value_name] = std::nullopt;
+      return absl::InvalidArgumentError(absl::StrCat("jsonnet top-level argument ", spec.first,
+                                                     ": no value \"", value_name, "\""));
+    }
+  }
+  // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
+  // evaluated in a child process that is killed at the deadline.
+  absl::StatusOr<std::string> encoded =
+      RunInChild([&] { return Encode(Evaluate(files, main_path, input, values)); },
+                 options_.timeout, options_.limits.max_bytes * 2 + (1 << 20));
+  if (!encoded.ok()) {
+    return absl::Status(encoded.status().code(),
+                        absl::StrCat("jsonnet ", main_path, ": ", encoded.status().message()));
+  }
+  absl::StatusOr<Evaluation> evaluation = Decode(*encoded);
+  if (!evaluation.ok()) return evaluation.status();
+  if (input.read_values != nullptr) *input.read_values = evaluation->read_values;
+  if (evaluation->error) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "jsonnet: ", absl::StripTrailingAsciiWhitespace(evaluation->text.substr(0, 4096))));
   }
   YAML::Node value;
   try {
-    value = YAML::Load(text);
+    value = YAML::Load(evaluation->text);
   } catch (const YAML::Exception& e) {
     return absl::InternalError(absl::StrCat("jsonnet output is not JSON: ", e.what()));
   }
-  if (input.read_paths != nullptr) *input.read_paths = read;
+  if (input.read_paths != nullptr) *input.read_paths = evaluation->read_paths;
   std::vector<YAML::Node> nodes;
   CollectObjects(value, &nodes);
   ObjectSet set;
@@ -128,7 +267,7 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
     absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(*yaml, origin);
     if (!objects.ok()) return objects.status();
     absl::Status added =
-        AddObjects(input.bundle, origin, *std::move(objects), limits_, &set, &bytes);
+        AddObjects(input.bundle, origin, *std::move(objects), options_.limits, &set, &bytes);
     if (!added.ok()) return added;
   }
   return set;

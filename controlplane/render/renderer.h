@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
+#include "controlplane/render/values.h"
 #include "controlplane/source/git_repository.h"
 
 namespace gitfleet {
@@ -22,11 +23,20 @@ struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository
   // Every file under `path`, or the whole repository for engines that read outside it
-  // (Renderer::ReadsOutsidePath).
-  std::vector<RepoFile> files;
+  // (Renderer::ReadsOutsidePath). Not copied: one read of a commit serves many renders.
+  const std::vector<RepoFile>& files;
   // When set, receives every repository path (directory or file) the render depended
   // on. The same ids at these paths in a later commit mean the same render.
   std::vector<std::string>* read_paths = nullptr;
+  // The cluster's values, for engines that take them (jsonnet, helm); null: none. Plain
+  // and kustomize output is substituted afterwards (SubstituteObjects), not here.
+  const Values* values = nullptr;
+  // When set, receives every value the render looked up.
+  ReadValues* read_values = nullptr;
+  // Jsonnet top-level arguments: "param" or "param=value-name".
+  std::vector<std::string> jsonnet_tlas;
+  // Helm values files, relative to the chart directory.
+  std::vector<std::string> helm_values_files;
 };
 
 struct RenderLimits {
@@ -92,16 +102,25 @@ std::string FindKustomize();
 
 // Jsonnet, in-process (libjsonnet): evaluates PATH/main.jsonnet. Imports resolve only to
 // files of the repository at the commit. The program may yield one object, an array of
-// objects, or an object whose values are objects.
+// objects, or an object whose values are objects. Every value is an external variable
+// (std.extVar), looked up lazily so `read_values` names only those the program used.
+//
+// libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
+// the repository's files copy-on-write) that is killed at `timeout`.
+struct JsonnetOptions {
+  absl::Duration timeout = absl::Seconds(60);
+  RenderLimits limits;
+};
+
 class JsonnetRenderer : public Renderer {
  public:
-  explicit JsonnetRenderer(RenderLimits limits = {}) : limits_(limits) {}
+  explicit JsonnetRenderer(JsonnetOptions options = {}) : options_(options) {}
   const char* engine() const override { return "jsonnet"; }
   bool ReadsOutsidePath() const override { return true; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
  private:
-  const RenderLimits limits_;
+  const JsonnetOptions options_;
 };
 
 // Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
@@ -123,6 +142,12 @@ class HelmRenderer : public Renderer {
  private:
   HelmOptions options_;
 };
+
+// The `helm template` command line: values files (relative to the chart, never escaping
+// it) in order, then each value as --set-string (dots in names nest, as helm does).
+absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
+    const std::string& binary, const std::string& release, const std::string& chart_dir,
+    const std::vector<std::string>& values_files, const Values& values);
 
 // /usr/local/bin/helm or /usr/bin/helm; empty when neither exists.
 std::string FindHelm();

@@ -417,6 +417,48 @@ TEST_F(Fleet, KustomizeAndJsonnetBundlesReachAgents) {
   EXPECT_THAT(Read("prod-eu", "prod/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
 }
 
+TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {
+  git_.Write("apps/web/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${env}\n  namespace: web\n"
+             "data:\n  replicas: \"${replicas:=1}\"\n  region: ${region}\n");
+  std::string first = git_.Commit("templated");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod,region=eu");
+  StartAgent("staging", "env=staging,region=us");
+  StartAgent("bare", "env=dev");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web",
+                         "--values=replicas=2", "--cluster-values=env=prod;replicas=5"},
+                        &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("staging", "web", first);
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/web-prod.yaml"), HasSubstr("replicas: \"5\""));
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/web-prod.yaml"), HasSubstr("region: eu"));
+  EXPECT_THAT(Read("staging", "web/ConfigMap/web-staging.yaml"), HasSubstr("replicas: \"2\""));
+  std::vector<v1::BundleStatus> bare = Status("bare", "web");
+  ASSERT_EQ(bare.size(), 1u);
+  EXPECT_EQ(bare[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(bare[0].message(), HasSubstr("${region} has no value"));
+  EXPECT_TRUE(Files("bare").empty());
+
+  // Changing the rule's value rolls out to prod only; staging's revision is unchanged.
+  std::string staging_revision = Status("staging", "web")[0].applied_revision();
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--values=replicas=2",
+             "--cluster-values=env=prod;replicas=7", "--replace"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return Read("prod-eu", "web/ConfigMap/web-prod.yaml").find("replicas: \"7\"") !=
+           std::string::npos;
+  })) << cp_->Log();
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_EQ(Status("staging", "web")[0].applied_revision(), staging_revision);
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}), HasSubstr("\"variants\": 2"));
+}
+
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");

@@ -1,0 +1,192 @@
+#include "controlplane/fleet/variants.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr size_t kMaxVariants = 4096;
+
+absl::Status CheckValueNames(const Values& values, const std::string& where) {
+  for (const auto& [name, value] : values) {
+    bool ok = !name.empty();
+    for (char c : name) {
+      ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '.' || c == '-' || c == '/';
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": value name \"", name,
+                       "\" must be letters, digits, '_', '.', '-' or '/' (as ${name} needs)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ValuesSpec> ValuesSpec::Parse(const v1::Bundle& bundle) {
+  ValuesSpec spec;
+  spec.defaults_ = Values(bundle.values().begin(), bundle.values().end());
+  if (absl::Status s = CheckValueNames(spec.defaults_, "values"); !s.ok()) return s;
+  for (int i = 0; i < bundle.cluster_values_size(); ++i) {
+    const v1::ClusterValues& rule = bundle.cluster_values(i);
+    std::string where = absl::StrCat("cluster_values[", i, "] (", rule.selector(), ")");
+    if (rule.selector().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": the selector is empty; put values for every cluster in the defaults"));
+    }
+    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(rule.selector());
+    if (!selector.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", selector.status().message()));
+    }
+    Values values(rule.values().begin(), rule.values().end());
+    if (absl::Status s = CheckValueNames(values, where); !s.ok()) return s;
+    spec.rules_.emplace_back(*std::move(selector), std::move(values));
+  }
+  return spec;
+}
+
+const Values* ValuesSpec::RuleFor(const v1::ClusterInfo& cluster) const {
+  if (rules_.empty()) return nullptr;
+  LabelMap labels(cluster.labels().begin(), cluster.labels().end());
+  for (const auto& [selector, values] : rules_) {
+    if (selector.Matches(labels)) return &values;
+  }
+  return nullptr;
+}
+
+Values ValuesSpec::ExplicitFor(const v1::ClusterInfo& cluster) const {
+  Values out;
+  if (const Values* rule = RuleFor(cluster)) out = *rule;
+  out.insert(defaults_.begin(), defaults_.end());  // keeps the rule's entries
+  return out;
+}
+
+Values ValuesSpec::ForCluster(const v1::ClusterInfo& cluster) const {
+  Values out = ExplicitFor(cluster);
+  out.insert({"cluster.name", cluster.name()});
+  out.insert(cluster.labels().begin(), cluster.labels().end());
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Params params,
+                                                                             ObjectSet objects) {
+  bool references = false;
+  for (const auto& [key, object] : objects.objects()) {
+    if (!HasVariables(object.yaml())) continue;
+    absl::StatusOr<std::set<std::string>> names = VariableNames(object.yaml());
+    if (!names.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(KeyDisplay(object.key()), ": ", names.status().message()));
+    }
+    references = true;
+  }
+  std::shared_ptr<BundleVariants> content(new BundleVariants(std::move(params)));
+  const Params& p = content->params_;
+  content->template_ = Revision::Build(p.bundle, p.commit, p.committed_time, std::move(objects),
+                                       p.sync, p.target_namespace);
+  if (!references) content->uniform_ = content->template_;
+  return content;
+}
+
+std::shared_ptr<BundleVariants> BundleVariants::Fixed(Params params, ObjectSet objects) {
+  std::shared_ptr<BundleVariants> content(new BundleVariants(std::move(params)));
+  const Params& p = content->params_;
+  content->uniform_ = Revision::Build(p.bundle, p.commit, p.committed_time, std::move(objects),
+                                      p.sync, p.target_namespace);
+  return content;
+}
+
+std::shared_ptr<BundleVariants> BundleVariants::FromRenderer(Params params, RenderFn render,
+                                                             bool explicit_only) {
+  std::shared_ptr<BundleVariants> content(new BundleVariants(std::move(params)));
+  content->render_ = std::move(render);
+  content->explicit_only_ = explicit_only;
+  return content;
+}
+
+std::shared_ptr<const Revision> BundleVariants::Uniform() const {
+  if (uniform_ != nullptr) return uniform_;
+  if (template_ != nullptr) return nullptr;
+  // A renderer that looked up no value renders the same for everyone.
+  MutexLock lock(&mu_);
+  for (const Variant& variant : variants_) {
+    if (variant.read.empty() && variant.result.ok()) return *variant.result;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
+    const Values& values, bool* depends_on_values) const {
+  ReadValues read;
+  absl::StatusOr<ObjectSet> objects = template_ != nullptr
+                                          ? SubstituteObjects(template_->objects, values, &read)
+                                          : render_(values, &read);
+  absl::StatusOr<std::shared_ptr<const Revision>> result = absl::UnknownError("not built");
+  if (!objects.ok()) {
+    result = objects.status();
+  } else {
+    result = Revision::Build(params_.bundle, params_.commit, params_.committed_time,
+                             *std::move(objects), params_.sync, params_.target_namespace);
+  }
+  bool fresh = true;
+  {
+    MutexLock lock(&mu_);
+    for (const Variant& variant : variants_) {
+      // Two callers may have built the same thing at once: keep the first.
+      if (variant.read == read && Agrees(variant.read, values)) {
+        fresh = false;
+        result = variant.result;
+        break;
+      }
+    }
+    if (depends_on_values != nullptr) *depends_on_values = !read.empty();
+    if (fresh) {
+      if (variants_.size() >= kMaxVariants) variants_.clear();
+      variants_.push_back({read, result});
+    }
+  }
+  if (fresh && result.ok() && params_.on_new_revision) params_.on_new_revision(*result);
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::ClusterInfo& cluster,
+                                                                    bool* depends_on_values) const {
+  if (depends_on_values != nullptr) *depends_on_values = false;
+  if (uniform_ != nullptr) return uniform_;
+  Values values =
+      explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
+  {
+    MutexLock lock(&mu_);
+    for (const Variant& variant : variants_) {
+      if (!Agrees(variant.read, values)) continue;
+      if (depends_on_values != nullptr) *depends_on_values = !variant.read.empty();
+      return variant.result;
+    }
+  }
+  return Build(values, depends_on_values);
+}
+
+std::shared_ptr<const Revision> BundleVariants::Find(const std::string& id) const {
+  if (uniform_ != nullptr) return uniform_->id == id ? uniform_ : nullptr;
+  MutexLock lock(&mu_);
+  for (const Variant& variant : variants_) {
+    if (variant.result.ok() && (*variant.result)->id == id) return *variant.result;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> BundleVariants::RevisionIds() const {
+  if (uniform_ != nullptr) return {uniform_->id};
+  std::vector<std::string> ids;
+  MutexLock lock(&mu_);
+  for (const Variant& variant : variants_) {
+    if (!variant.result.ok()) continue;
+    const std::string& id = (*variant.result)->id;
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  return ids;
+}
+
+}  // namespace gitfleet

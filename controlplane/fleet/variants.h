@@ -1,0 +1,116 @@
+#ifndef GITFLEET_CONTROLPLANE_FLEET_VARIANTS_H_
+#define GITFLEET_CONTROLPLANE_FLEET_VARIANTS_H_
+
+// Per-cluster values and the revisions they lead to.
+//
+// A cluster's values are its labels (by key) and "cluster.name", overridden by the
+// bundle's default values, overridden by the values of the first cluster_values rule
+// whose selector matches. A render records which values it looked up; clusters that
+// agree on those share the render and its revision, however much else differs.
+//
+//   absl::StatusOr<ValuesSpec> spec = ValuesSpec::Parse(bundle);
+//   auto content = BundleVariants::FromTemplate(params, std::move(objects));
+//   absl::StatusOr<std::shared_ptr<const Revision>> rev = (*content)->For(cluster_info);
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "common/sync.h"
+#include "controlplane/distribute/revision.h"
+#include "controlplane/fleet/label_selector.h"
+#include "controlplane/render/values.h"
+#include "proto/gitfleet/v1/admin.pb.h"
+
+namespace gitfleet {
+
+class ValuesSpec {
+ public:
+  // Validates names and selectors; errors name the offending rule or value.
+  static absl::StatusOr<ValuesSpec> Parse(const v1::Bundle& bundle);
+
+  // Labels and cluster.name, then defaults, then the first matching rule.
+  Values ForCluster(const v1::ClusterInfo& cluster) const;
+  // Only the bundle's own values: defaults, then the first matching rule (what helm gets).
+  Values ExplicitFor(const v1::ClusterInfo& cluster) const;
+
+ private:
+  const Values* RuleFor(const v1::ClusterInfo& cluster) const;
+
+  Values defaults_;
+  std::vector<std::pair<LabelSelector, Values>> rules_;
+};
+
+class BundleVariants : public BundleContent {
+ public:
+  struct Params {
+    std::string bundle;
+    std::string commit;
+    absl::Time committed_time;
+    v1::SyncOptions sync;
+    std::string target_namespace;
+    ValuesSpec values;
+    // Called (without locks held) for each revision built for some cluster, so it can
+    // be stored for deltas after a restart.
+    std::function<void(const std::shared_ptr<const Revision>&)> on_new_revision;
+  };
+  using RenderFn = std::function<absl::StatusOr<ObjectSet>(const Values& values, ReadValues* read)>;
+
+  // Engine output that may hold ${name} references, substituted per cluster. Without
+  // references every cluster shares one revision. InvalidArgument for a malformed one.
+  static absl::StatusOr<std::shared_ptr<BundleVariants>> FromTemplate(Params params,
+                                                                      ObjectSet objects);
+  // Objects that every cluster gets as they are (a stored render that read no value).
+  static std::shared_ptr<BundleVariants> Fixed(Params params, ObjectSet objects);
+  // An engine that takes values itself (jsonnet, helm): rendered once per distinct set of
+  // looked-up values. `explicit_only` hands it only the bundle's own values.
+  static std::shared_ptr<BundleVariants> FromRenderer(Params params, RenderFn render,
+                                                      bool explicit_only);
+
+  const std::string& commit() const override { return params_.commit; }
+  absl::Time committed_time() const override { return params_.committed_time; }
+  std::shared_ptr<const Revision> Uniform() const override;
+  absl::StatusOr<std::shared_ptr<const Revision>> For(
+      const v1::ClusterInfo& cluster) const override {
+    return For(cluster, nullptr);
+  }
+  // Also tells whether the outcome depended on any value: a failure that did not fails
+  // for every cluster alike.
+  absl::StatusOr<std::shared_ptr<const Revision>> For(const v1::ClusterInfo& cluster,
+                                                      bool* depends_on_values) const;
+  std::shared_ptr<const Revision> Find(const std::string& id) const override;
+
+  // The engine output before substitution (template mode only), kept in the store so a
+  // restarted control plane can substitute again without rendering.
+  const std::shared_ptr<const Revision>& template_revision() const { return template_; }
+  // Distinct revisions built so far.
+  std::vector<std::string> RevisionIds() const;
+
+ private:
+  struct Variant {
+    ReadValues read;
+    absl::StatusOr<std::shared_ptr<const Revision>> result;
+  };
+  explicit BundleVariants(Params params) : params_(std::move(params)) {}
+  absl::StatusOr<std::shared_ptr<const Revision>> Build(const Values& values,
+                                                        bool* depends_on_values) const;
+
+  const Params params_;
+  std::shared_ptr<const Revision> template_;  // template mode
+  std::shared_ptr<const Revision> uniform_;   // template mode without references
+  RenderFn render_;                           // renderer mode
+  bool explicit_only_ = false;
+
+  mutable Mutex mu_;
+  // Bounded: cleared when it passes kMaxVariants (the next lookups render again).
+  mutable std::vector<Variant> variants_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_FLEET_VARIANTS_H_

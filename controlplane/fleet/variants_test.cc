@@ -1,0 +1,222 @@
+#include "controlplane/fleet/variants.h"
+
+#include <atomic>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::ClusterInfo Cluster(const std::string& name, const std::map<std::string, std::string>& labels) {
+  v1::ClusterInfo info;
+  info.set_name(name);
+  info.mutable_labels()->insert(labels.begin(), labels.end());
+  return info;
+}
+
+v1::Bundle BundleWithValues() {
+  v1::Bundle bundle;
+  bundle.set_name("web");
+  (*bundle.mutable_values())["replicas"] = "2";
+  (*bundle.mutable_values())["env"] = "default-env";
+  v1::ClusterValues* prod = bundle.add_cluster_values();
+  prod->set_selector("env=prod");
+  (*prod->mutable_values())["replicas"] = "5";
+  v1::ClusterValues* eu = bundle.add_cluster_values();
+  eu->set_selector("region=eu");
+  (*eu->mutable_values())["replicas"] = "3";
+  (*eu->mutable_values())["size"] = "large";
+  return bundle;
+}
+
+TEST(ValuesSpecTest, LabelsThenDefaultsThenFirstMatchingRule) {
+  absl::StatusOr<ValuesSpec> spec = ValuesSpec::Parse(BundleWithValues());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  // prod in eu: the prod rule comes first and wins; its values replace the defaults but
+  // the eu rule is not merged in.
+  Values prod_eu = spec->ForCluster(Cluster("a", {{"env", "prod"}, {"region", "eu"}}));
+  EXPECT_EQ(prod_eu["replicas"], "5");
+  EXPECT_EQ(prod_eu.count("size"), 0u);
+  EXPECT_EQ(prod_eu["env"], "default-env") << "defaults override labels";
+  EXPECT_EQ(prod_eu["region"], "eu");
+  EXPECT_EQ(prod_eu["cluster.name"], "a");
+  Values dev_eu = spec->ForCluster(Cluster("b", {{"env", "dev"}, {"region", "eu"}}));
+  EXPECT_EQ(dev_eu["replicas"], "3");
+  EXPECT_EQ(dev_eu["size"], "large");
+  Values other = spec->ForCluster(Cluster("c", {}));
+  EXPECT_EQ(other["replicas"], "2");
+  Values explicit_only = spec->ExplicitFor(Cluster("b", {{"env", "dev"}, {"region", "eu"}}));
+  EXPECT_EQ(explicit_only, (Values{{"env", "default-env"}, {"replicas", "3"}, {"size", "large"}}));
+}
+
+TEST(ValuesSpecTest, BadRulesAreNamed) {
+  v1::Bundle bundle;
+  bundle.add_cluster_values()->set_selector("");
+  absl::Status empty = ValuesSpec::Parse(bundle).status();
+  EXPECT_THAT(empty.message(), HasSubstr("cluster_values[0]"));
+  EXPECT_THAT(empty.message(), HasSubstr("selector is empty"));
+  bundle.mutable_cluster_values(0)->set_selector("env in prod");
+  absl::Status bad = ValuesSpec::Parse(bundle).status();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(bad.message(), HasSubstr("cluster_values[0] (env in prod)"));
+  v1::Bundle names;
+  (*names.mutable_values())["has space"] = "x";
+  EXPECT_THAT(ValuesSpec::Parse(names).status().message(), HasSubstr("\"has space\""));
+}
+
+ObjectSet Objects(const std::string& yaml) {
+  ObjectSet set;
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(yaml, "t.yaml");
+  EXPECT_TRUE(objects.ok()) << objects.status();
+  for (auto& o : *objects) EXPECT_TRUE(set.Add(o, "t.yaml").ok());
+  return set;
+}
+
+struct Built {
+  std::atomic<int> count{0};
+};
+
+BundleVariants::Params Params(const v1::Bundle& bundle, Built* built) {
+  BundleVariants::Params params;
+  params.bundle = "web";
+  params.commit = "c1";
+  params.values = *ValuesSpec::Parse(bundle);
+  params.on_new_revision = [built](const std::shared_ptr<const Revision>&) { ++built->count; };
+  return params;
+}
+
+constexpr char kConfig[] =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n"
+    "  replicas: \"${replicas}\"\n  region: ${region:=none}\n";
+
+TEST(BundleVariantsTest, NoReferencesMeansOneRevisionForAll) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(
+      Params(BundleWithValues(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n"));
+  ASSERT_TRUE(content.ok());
+  ASSERT_NE((*content)->Uniform(), nullptr);
+  EXPECT_EQ(*(*content)->For(Cluster("a", {{"env", "prod"}})), (*content)->Uniform());
+  EXPECT_EQ(built.count, 0);
+}
+
+TEST(BundleVariantsTest, ClustersAgreeingOnWhatWasReadShareARevision) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(Params(BundleWithValues(), &built), Objects(kConfig));
+  ASSERT_TRUE(content.ok()) << content.status();
+  EXPECT_EQ((*content)->Uniform(), nullptr);
+  auto prod1 = (*content)->For(Cluster("p1", {{"env", "prod"}, {"region", "us"}, {"x", "1"}}));
+  auto prod2 = (*content)->For(Cluster("p2", {{"env", "prod"}, {"region", "us"}, {"x", "2"}}));
+  auto prod_eu = (*content)->For(Cluster("p3", {{"env", "prod"}, {"region", "eu"}}));
+  auto dev = (*content)->For(Cluster("d1", {{"env", "dev"}}));
+  ASSERT_TRUE(prod1.ok() && prod2.ok() && prod_eu.ok() && dev.ok());
+  EXPECT_EQ(*prod1, *prod2) << "label x and the cluster name were never read";
+  EXPECT_NE((*prod1)->id, (*prod_eu)->id);
+  EXPECT_NE((*prod1)->id, (*dev)->id);
+  EXPECT_THAT((*prod1)->objects.objects().begin()->second.yaml(), HasSubstr("replicas: \"5\""));
+  EXPECT_THAT((*dev)->objects.objects().begin()->second.yaml(), HasSubstr("region: none"));
+  EXPECT_EQ(built.count, 3);
+  EXPECT_EQ((*content)->RevisionIds().size(), 3u);
+  EXPECT_EQ((*content)->Find((*dev)->id), *dev);
+  EXPECT_EQ((*content)->Find("nope"), nullptr);
+}
+
+TEST(BundleVariantsTest, AMissingValueFailsOnlyThatCluster) {
+  Built built;
+  v1::Bundle no_defaults;
+  auto content = BundleVariants::FromTemplate(Params(no_defaults, &built), Objects(kConfig));
+  ASSERT_TRUE(content.ok());
+  bool depends = false;
+  auto missing = (*content)->For(Cluster("a", {}), &depends);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(depends);
+  EXPECT_THAT(missing.status().message(), HasSubstr("ConfigMap cfg"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("${replicas}"));
+  EXPECT_TRUE((*content)->For(Cluster("b", {{"replicas", "4"}})).ok());
+}
+
+TEST(BundleVariantsTest, MalformedReferenceFailsTheTemplate) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(
+      Params(v1::Bundle(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: ${a b}\n"));
+  ASSERT_FALSE(content.ok());
+  EXPECT_THAT(content.status().message(), HasSubstr("ConfigMap cfg: malformed variable"));
+}
+
+TEST(BundleVariantsTest, RendererRunsOncePerDistinctReadValues) {
+  Built built;
+  std::atomic<int> renders{0};
+  auto content = BundleVariants::FromRenderer(
+      Params(BundleWithValues(), &built),
+      [&](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
+        ++renders;
+        auto tier = values.find("tier");
+        (*read)["tier"] =
+            tier == values.end() ? std::nullopt : std::optional<std::string>(tier->second);
+        if (tier == values.end()) return absl::InvalidArgumentError("tier is required");
+        return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + tier->second +
+                       "\n");
+      },
+      /*explicit_only=*/false);
+  EXPECT_TRUE((*content).For(Cluster("a", {{"tier", "web"}, {"env", "prod"}})).ok());
+  EXPECT_TRUE((*content).For(Cluster("b", {{"tier", "web"}, {"env", "dev"}})).ok());
+  EXPECT_TRUE((*content).For(Cluster("c", {{"tier", "api"}})).ok());
+  bool depends = false;
+  EXPECT_FALSE((*content).For(Cluster("d", {}), &depends).ok());
+  EXPECT_TRUE(depends);
+  EXPECT_FALSE((*content).For(Cluster("e", {})).ok());
+  EXPECT_EQ(renders, 3);
+  EXPECT_EQ(built.count, 2);
+  EXPECT_EQ(content->Uniform(), nullptr);
+}
+
+TEST(BundleVariantsTest, RendererThatReadsNothingIsUniform) {
+  Built built;
+  int renders = 0;
+  auto content = BundleVariants::FromRenderer(
+      Params(BundleWithValues(), &built),
+      [&](const Values&, ReadValues*) -> absl::StatusOr<ObjectSet> {
+        ++renders;
+        return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
+      },
+      false);
+  EXPECT_EQ(content->Uniform(), nullptr) << "not known before the first render";
+  auto a = content->For(Cluster("a", {{"env", "prod"}}));
+  auto b = content->For(Cluster("b", {{"env", "dev"}}));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(content->Uniform(), *a);
+  EXPECT_EQ(renders, 1);
+}
+
+TEST(BundleVariantsTest, ConcurrentLookupsBuildEachVariantOnce) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(Params(v1::Bundle(), &built), Objects(kConfig));
+  ASSERT_TRUE(content.ok());
+  std::vector<std::thread> threads;
+  std::vector<std::map<std::string, std::string>> seen(4);  // per thread: replicas -> id
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        std::string replicas = std::to_string(i % 5);
+        auto revision = (*content)->For(Cluster(
+            "c" + std::to_string(i % 20), {{"replicas", replicas}, {"n", std::to_string(i)}}));
+        ASSERT_TRUE(revision.ok());
+        auto [it, inserted] = seen[t].emplace(replicas, (*revision)->id);
+        EXPECT_EQ(it->second, (*revision)->id);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 1; t < 4; ++t) EXPECT_EQ(seen[t], seen[0]);
+  EXPECT_EQ(built.count, 5) << "each distinct variant is announced (and stored) once";
+  EXPECT_EQ((*content)->RevisionIds().size(), 5u);
+}
+
+}  // namespace
+}  // namespace gitfleet
