@@ -22,6 +22,8 @@
 
 ABSL_FLAG(int, bundles, 1000, "Bundles in the monorepo.");
 ABSL_FLAG(int, bases, 20, "Shared bases they import.");
+ABSL_FLAG(bool, jsonnet_in_process, false,
+          "Evaluate jsonnet in-process instead of in a child killed at the timeout.");
 
 namespace gitfleet {
 namespace {
@@ -58,7 +60,9 @@ int Main() {
   MemoryStore store;
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(testing::TempDir("bench-cache"));
   Hub hub(&store, metrics);
-  Controller controller(&store, repos.get(), &hub, metrics, ControllerOptions{});
+  ControllerOptions options;
+  options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
+  Controller controller(&store, repos.get(), &hub, metrics, options);
   auto renders = [&] {
     return metrics.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
   };
@@ -108,8 +112,9 @@ int Main() {
       "{\"bench\": \"render_monorepo\", \"bundles\": %d, \"bases\": %d, \"cold_seconds\": %.2f, "
       "\"base_commit_seconds\": %.3f, \"base_commit_renders\": %.0f, "
       "\"one_file_commit_seconds\": %.3f, \"one_file_commit_renders\": %.0f, "
-      "\"peak_rss_mib\": %.1f}\n",
-      bundles, bases, cold, base_commit, base_renders, one_file, one_renders, PeakRssMiB());
+      "\"peak_rss_mib\": %.1f, \"jsonnet_in_process\": %s}\n",
+      bundles, bases, cold, base_commit, base_renders, one_file, one_renders, PeakRssMiB(),
+      absl::GetFlag(FLAGS_jsonnet_in_process) ? "true" : "false");
   return 0;
 }
 

@@ -236,8 +236,10 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
   // evaluated in a child process that is killed at the deadline.
   absl::StatusOr<std::string> encoded =
-      RunInChild([&] { return Encode(Evaluate(files, main_path, input, values)); },
-                 options_.timeout, options_.limits.max_bytes * 2 + (1 << 20));
+      !options_.isolate
+          ? absl::StatusOr<std::string>(Encode(Evaluate(files, main_path, input, values)))
+          : RunInChild([&] { return Encode(Evaluate(files, main_path, input, values)); },
+                       options_.timeout, options_.limits.max_bytes * 2 + (1 << 20));
   if (!encoded.ok()) {
     return absl::Status(encoded.status().code(),
                         absl::StrCat("jsonnet ", main_path, ": ", encoded.status().message()));
