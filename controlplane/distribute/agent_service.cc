@@ -56,13 +56,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
                     public AgentConnection,
                     public std::enable_shared_from_this<AgentStream> {
  public:
-  AgentStream(grpc::CallbackServerContext* context, Hub* hub, AgentTokens* tokens,
-              ControlPlaneMetrics& metrics)
-      : hub_(hub),
+  AgentStream(grpc::CallbackServerContext* context, AgentServiceImpl* service, Hub* hub,
+              AgentTokens* tokens, ControlPlaneMetrics& metrics)
+      : service_(service),
+        hub_(hub),
         tokens_(tokens),
         metrics_(metrics),
         token_(BearerToken(context)),
-        peer_(context->peer()) {}
+        peer_(context->peer()),
+        messages_(service->limits().messages_per_second, service->limits().message_burst) {}
 
   void Begin(std::shared_ptr<AgentStream> self) {
     self_ = std::move(self);
@@ -72,6 +74,19 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   void OnReadDone(bool ok) override {
     if (!ok) {
       FinishOnce(grpc::Status::OK);
+      return;
+    }
+    const AgentLimits& limits = service_->limits();
+    if (in_.Length() > limits.max_message_bytes) {
+      Limit("message_size",
+            absl::StrCat("agent message of ", in_.Length(), " bytes is over the limit of ",
+                         limits.max_message_bytes, " bytes"));
+      return;
+    }
+    if (!messages_.Take(absl::Now())) {
+      Limit("message_rate",
+            absl::StrCat("more than ", limits.messages_per_second, " messages per second (burst ",
+                         limits.message_burst, ") from ", Who(), "; reconnect with backoff"));
       return;
     }
     grpc::Status parsed = grpc::SerializationTraits<v1::AgentMessage>::Deserialize(&in_, &message_);
@@ -138,7 +153,11 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     {
       MutexLock lock(&mu_);
       if (done_ || closing_) return;
-      if (pending_.insert(bundle).second) metrics_.queued_updates.Increment();
+      if (pending_.insert(bundle).second) {
+        metrics_.queued_updates.Increment();
+      } else {
+        metrics_.coalesced_updates.Increment();
+      }
     }
     MaybeWrite();
   }
@@ -159,6 +178,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   bool Hello(const v1::Hello& hello) {
     if (absl::Status valid = ValidateClusterName(hello.cluster()); !valid.ok()) {
       Reject("invalid_hello", valid);
+      return false;
+    }
+    cluster_ = hello.cluster();
+    if (!service_->AllowConnect(hello.cluster())) {
+      Limit("connect_rate",
+            absl::StrCat("cluster ", hello.cluster(), " connected more than ",
+                         service_->limits().connect_burst, " times in quick succession; wait ",
+                         absl::FormatDuration(service_->limits().connect_interval),
+                         " before reconnecting"));
       return false;
     }
     if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
@@ -184,6 +212,13 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       StartWrite(&out_);
     }
     return true;
+  }
+
+  std::string Who() const { return cluster_.empty() ? peer_ : "cluster " + cluster_; }
+
+  void Limit(const char* limit, const std::string& message) {
+    metrics_.agent_limits.Add({{"limit", limit}}).Increment();
+    Reject("limit", absl::ResourceExhaustedError(message));
   }
 
   void Reject(const char* reason, const absl::Status& status) {
@@ -232,11 +267,14 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     }
   }
 
+  AgentServiceImpl* const service_;
   Hub* const hub_;
   AgentTokens* const tokens_;
   ControlPlaneMetrics& metrics_;
   const std::string token_;
   const std::string peer_;
+  std::string cluster_;       // from the hello; touched only by the read chain
+  TokenBucket messages_;      // touched only by the read chain
   grpc::ByteBuffer in_;       // touched only by the read chain
   v1::AgentMessage message_;  // touched only by the read chain
   uint64_t session_ = 0;      // set once, on the read chain, before any write
@@ -256,10 +294,24 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  auto stream = std::make_shared<AgentStream>(context, hub_, tokens_, metrics_);
+  auto stream = std::make_shared<AgentStream>(context, this, hub_, tokens_, metrics_);
   AgentStream* raw = stream.get();
   raw->Begin(std::move(stream));
   return raw;
+}
+
+bool AgentServiceImpl::AllowConnect(const std::string& cluster) {
+  constexpr size_t kMaxTrackedClusters = 100000;
+  MutexLock lock(&mu_);
+  auto it = connects_.find(cluster);
+  if (it == connects_.end()) {
+    if (connects_.size() >= kMaxTrackedClusters) connects_.clear();
+    it = connects_
+             .emplace(cluster, TokenBucket(1.0 / absl::ToDoubleSeconds(limits_.connect_interval),
+                                           limits_.connect_burst))
+             .first;
+  }
+  return it->second.Take(absl::Now());
 }
 
 }  // namespace gitfleet

@@ -7,6 +7,11 @@
 //   AgentServiceImpl service(&hub, tokens.get(), metrics);
 //   builder.RegisterService(&service);
 
+#include <map>
+#include <string>
+
+#include "common/rate_limit.h"
+#include "common/sync.h"
 #include "controlplane/distribute/agent_tokens.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/metrics.h"
@@ -14,21 +19,44 @@
 
 namespace gitfleet {
 
+// What one agent may do, so that no agent can crowd out the others. Past a limit the
+// stream ends with RESOURCE_EXHAUSTED naming it, and the agent reconnects with backoff.
+struct AgentLimits {
+  // Largest message an agent may send (hello, ack, status); updates go the other way.
+  size_t max_message_bytes = 1 << 20;
+  // Messages per second on one stream, and the burst allowed (a reconnect re-sends one
+  // status per bundle).
+  double messages_per_second = 200;
+  double message_burst = 2000;
+  // Connections per cluster: a burst, then one every `connect_interval`.
+  double connect_burst = 10;
+  absl::Duration connect_interval = absl::Seconds(1);
+};
+
 // Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's
 // pre-serialized bytes; the method stays registered, so reflection still lists it.
 class AgentServiceImpl final
     : public v1::AgentService::WithRawCallbackMethod_Connect<v1::AgentService::Service> {
  public:
-  AgentServiceImpl(Hub* hub, AgentTokens* tokens, ControlPlaneMetrics& metrics)
-      : hub_(hub), tokens_(tokens), metrics_(metrics) {}
+  AgentServiceImpl(Hub* hub, AgentTokens* tokens, ControlPlaneMetrics& metrics,
+                   AgentLimits limits = {})
+      : hub_(hub), tokens_(tokens), metrics_(metrics), limits_(limits) {}
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
+
+  const AgentLimits& limits() const { return limits_; }
+  // Whether `cluster` may open another stream now (its connect bucket has a token).
+  bool AllowConnect(const std::string& cluster);
 
  private:
   Hub* const hub_;
   AgentTokens* const tokens_;
   ControlPlaneMetrics& metrics_;
+  const AgentLimits limits_;
+  Mutex mu_;
+  // Bounded: cleared when it holds more than kMaxTrackedClusters entries.
+  std::map<std::string, TokenBucket> connects_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace gitfleet

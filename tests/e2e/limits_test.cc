@@ -1,0 +1,288 @@
+// A control plane under abuse: a stuck agent, an agent reconnecting in a loop, a status
+// flood, garbage and oversized messages. Each is cut off with an error naming the limit
+// while the other agents' updates keep flowing. Small N here; bench/fanout covers large N.
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/swarm.h"
+#include "common/sync.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "proto/gitfleet/v1/agent.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::MetricValue;
+using ::gitfleet::testing::Process;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
+
+std::string Cm(int i, int version, size_t pad = 400) {
+  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
+                      "\n  namespace: limits\ndata:\n  version: \"", version, "\"\n  pad: \"",
+                      std::string(pad, 'p'), "\"\n");
+}
+
+// One raw agent stream: sends what it is given, reads only if asked, records how it ended.
+class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  RawAgent(grpc::GenericStub* stub, bool read) : read_(read) {
+    stub->PrepareBidiStreamingCall(&context_, "/gitfleet.v1.AgentService/Connect",
+                                   grpc::StubOptions(), this);
+  }
+  void Start() {
+    if (read_) StartRead(&in_);
+    StartCall();
+  }
+  // Queues one message; writes go out one at a time.
+  void Send(std::string bytes) {
+    MutexLock lock(&mu_);
+    queue_.push_back(std::move(bytes));
+    if (!writing_) WriteNext();
+  }
+  void Cancel() { context_.TryCancel(); }
+  grpc::Status Wait(absl::Duration timeout) {
+    done_.WaitForNotificationWithTimeout(timeout);
+    MutexLock lock(&mu_);
+    return status_;
+  }
+  bool done() { return done_.HasBeenNotified(); }
+
+  void OnWriteDone(bool ok) override {
+    MutexLock lock(&mu_);
+    writing_ = false;
+    if (ok && !queue_.empty()) WriteNext();
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) StartRead(&in_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    {
+      MutexLock lock(&mu_);
+      status_ = status;
+    }
+    done_.Notify();
+  }
+
+ private:
+  void WriteNext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    grpc::Slice slice(queue_.front());
+    queue_.pop_front();
+    out_ = grpc::ByteBuffer(&slice, 1);
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  const bool read_;
+  grpc::ClientContext context_;
+  grpc::ByteBuffer in_;
+  Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  Notification done_;
+};
+
+std::string Hello(const std::string& cluster) {
+  v1::AgentMessage message;
+  message.mutable_hello()->set_cluster(cluster);
+  (*message.mutable_hello()->mutable_labels())["env"] = "prod";
+  return message.SerializeAsString();
+}
+
+std::string Status(const std::string& bundle, const std::string& message_text) {
+  v1::AgentMessage message;
+  message.mutable_status()->set_bundle(bundle);
+  message.mutable_status()->set_message(message_text);
+  return message.SerializeAsString();
+}
+
+class Limits : public ::testing::Test {
+ protected:
+  Limits() : root_(TempDir("limits")), git_(root_ + "/repo") {
+    for (int i = 0; i < 300; ++i) git_.Write(absl::StrCat("app/cm-", i, ".yaml"), Cm(i, 0));
+    git_.Commit("initial");
+    cp_ = std::make_unique<Process>(
+        kControlPlane,
+        std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
+                                 "--http=127.0.0.1:0", "--poll-interval-seconds=3600",
+                                 "--agent-messages-per-second=50", "--agent-connect-burst=5",
+                                 "--agent-max-message-bytes=65536"},
+        root_ + "/cp.log");
+    port_ = cp_->WaitForLog(R"(serving gRPC on port (\d+))");
+    http_ = std::stoi("0" + cp_->WaitForLog(R"(HTTP on port (\d+))"));
+    channel_ = grpc::CreateChannel("127.0.0.1:" + port_, grpc::InsecureChannelCredentials());
+    admin_ = v1::AdminService::NewStub(channel_);
+  }
+
+  void SetUp() override {
+    ASSERT_FALSE(port_.empty()) << cp_->Log();
+    grpc::ClientContext c1, c2;
+    v1::AddSourceRequest source;
+    source.mutable_source()->set_name("app");
+    source.mutable_source()->set_url(git_.url());
+    v1::SourceInfo source_info;
+    ASSERT_TRUE(admin_->AddSource(&c1, source, &source_info).ok());
+    v1::AddBundleRequest bundle;
+    bundle.mutable_bundle()->set_name("app");
+    bundle.mutable_bundle()->set_source("app");
+    bundle.mutable_bundle()->set_path("app");
+    ASSERT_TRUE(admin_->AddBundle(&c2, bundle, &bundle_).ok());
+  }
+
+  // Commits a change (to one object, or to all with big ones) and returns the new revision
+  // once the control plane rendered it.
+  std::string Change(int version, bool all = false) {
+    for (int i = 0; i < (all ? 300 : 1); ++i) {
+      git_.Write(absl::StrCat("app/cm-", i, ".yaml"), Cm(i, version, all ? 8000 : 400));
+    }
+    git_.Commit(absl::StrCat("v", version));
+    grpc::ClientContext c1, c2;
+    v1::SyncSourceRequest sync;
+    sync.set_name("app");
+    v1::SourceInfo info;
+    EXPECT_TRUE(admin_->SyncSource(&c1, sync, &info).ok());
+    v1::ListBundlesResponse bundles;
+    EXPECT_TRUE(admin_->ListBundles(&c2, v1::ListBundlesRequest(), &bundles).ok());
+    return bundles.bundles(0).revision();
+  }
+
+  double Metric(const std::string& series) {
+    return MetricValue(HttpGet(http_, "/metrics"), series);
+  }
+
+  bench::SwarmOptions SwarmOf(int n, const std::string& prefix) {
+    bench::SwarmOptions options;
+    options.target = "127.0.0.1:" + port_;
+    options.agents = n;
+    options.name_prefix = prefix;
+    return options;
+  }
+
+  std::string root_;
+  GitFixture git_;
+  std::unique_ptr<Process> cp_;
+  std::string port_;
+  int http_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  v1::BundleInfo bundle_;
+};
+
+TEST_F(Limits, AStuckAgentDoesNotStallTheOthers) {
+  // It says hello and never reads: with a small flow-control window and no window
+  // probing, its stream fills and stays full.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16384);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  grpc::GenericStub stub(
+      grpc::CreateCustomChannel("127.0.0.1:" + port_, grpc::InsecureChannelCredentials(), args));
+  RawAgent stuck(&stub, /*read=*/false);
+  stuck.Send(Hello("stuck"));
+  stuck.Start();
+  bench::Swarm swarm(SwarmOf(10, "ok-"));
+  swarm.Start();
+  ASSERT_TRUE(swarm.WaitUntil([&] { return swarm.Holding("app", bundle_.revision()) == 10; },
+                              absl::Seconds(30)));
+  // Each change rewrites every object: 2.4 MB per update, far more than the stuck
+  // stream's flow-control window.
+  for (int version = 1; version <= 4; ++version) {
+    std::string revision = Change(version, /*all=*/true);
+    absl::Time start = absl::Now();
+    EXPECT_TRUE(
+        swarm.WaitUntil([&] { return swarm.Holding("app", revision) == 10; }, absl::Seconds(10)))
+        << "version " << version;
+    EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  }
+  EXPECT_FALSE(stuck.done()) << "a slow agent is not cut off, it just waits";
+  // Its pending updates coalesced to one per bundle.
+  EXPECT_GE(Metric("gitfleet_agent_coalesced_updates_total"), 1);
+  stuck.Cancel();
+}
+
+TEST_F(Limits, AnAgentReconnectingInALoopIsRefusedWhileOthersConnect) {
+  grpc::GenericStub stub(channel_);
+  int refused = 0;
+  std::string message;
+  for (int i = 0; i < 20; ++i) {
+    auto agent = std::make_unique<RawAgent>(&stub, /*read=*/true);
+    agent->Send(Hello("looper"));
+    agent->Start();
+    absl::SleepFor(absl::Milliseconds(20));
+    agent->Cancel();
+    grpc::Status status = agent->Wait(absl::Seconds(10));
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      message = status.error_message();
+    }
+  }
+  EXPECT_GE(refused, 10);
+  EXPECT_THAT(message, HasSubstr("cluster looper connected more than 5 times"));
+  EXPECT_GE(Metric("gitfleet_agent_limit_hits_total{limit=\"connect_rate\"}"), 10);
+  bench::Swarm swarm(SwarmOf(5, "ok-"));
+  swarm.Start();
+  EXPECT_TRUE(swarm.WaitUntil([&] { return swarm.Holding("app", bundle_.revision()) == 5; },
+                              absl::Seconds(30)));
+}
+
+TEST_F(Limits, AStatusFloodEndsTheStreamWithAClearError) {
+  bench::Swarm swarm(SwarmOf(5, "ok-"));
+  swarm.Start();
+  grpc::GenericStub stub(channel_);
+  RawAgent flood(&stub, /*read=*/true);
+  flood.Send(Hello("flood"));
+  flood.Start();
+  for (int i = 0; i < 3000; ++i) flood.Send(Status("app", absl::StrCat("spam ", i)));
+  grpc::Status status = flood.Wait(absl::Seconds(30));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("more than 50 messages per second"));
+  EXPECT_THAT(status.error_message(), HasSubstr("cluster flood"));
+  EXPECT_TRUE(swarm.WaitUntil([&] { return swarm.Holding("app", bundle_.revision()) == 5; },
+                              absl::Seconds(30)));
+  std::string revision = Change(1);
+  EXPECT_TRUE(
+      swarm.WaitUntil([&] { return swarm.Holding("app", revision) == 5; }, absl::Seconds(10)));
+}
+
+TEST_F(Limits, GarbageAndOversizedMessagesAreRefusedByName) {
+  grpc::GenericStub stub(channel_);
+  RawAgent garbage(&stub, /*read=*/true);
+  garbage.Send(std::string("\xff\xff\xff\xff not a protobuf", 20));
+  garbage.Start();
+  grpc::Status status = garbage.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("cannot parse agent message"));
+
+  RawAgent big(&stub, /*read=*/true);
+  big.Send(Hello("big"));
+  big.Send(Status("app", std::string(100000, 'x')));
+  big.Start();
+  status = big.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("over the limit of 65536 bytes"));
+
+  RawAgent no_hello(&stub, /*read=*/true);
+  no_hello.Send(Status("app", "hi"));
+  no_hello.Start();
+  status = no_hello.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("first message on a stream must be a hello"));
+}
+
+}  // namespace
+}  // namespace gitfleet
