@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/apply/applier.h"
 #include "agent/apply/reconciler.h"
@@ -124,6 +125,10 @@ int Main(ShutdownSignals& signals) {
 
 int main(int argc, char** argv) {
   gitfleet::ShutdownSignals signals;  // before any thread starts
+  // gRPC locks absl::Mutex on every message; Debian's Abseil checks each lock for
+  // deadlock cycles unless told not to, which cost 8% of the control plane's CPU in a
+  // 5,000-agent fan-out.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "gitfleet-agent --controlplane=ADDR --cluster=NAME --labels=k=v --token=T "
       "--apply=directory:DIR --state-dir=DIR --http=ADDR");

@@ -71,11 +71,29 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                          .Help("Bundle updates waiting to be written, over all agents.")
                          .Register(r)
                          .Add({})),
+      coalesced_updates(BuildCounter()
+                            .Name("gitfleet_agent_coalesced_updates_total")
+                            .Help("Changes folded into an update already waiting for a slow "
+                                  "agent's stream (it gets only the newest revision).")
+                            .Register(r)
+                            .Add({})),
       commit_to_applied_seconds(
           BuildHistogram()
               .Name("gitfleet_commit_to_applied_seconds")
-              .Help("From a commit's timestamp to an agent reporting it applied.")
+              .Help("From a commit's timestamp to an agent reporting it applied, by bundle.")
+              .LabelNames({"bundle"})
+              .Register(r)),
+      fanout_seconds(
+          BuildHistogram()
+              .Name("gitfleet_fanout_seconds")
+              .Help("From the control plane seeing a commit to each agent acknowledging the "
+                    "revision it produced.")
               .Register(r)
-              .Add({}, ExponentialBuckets(0.01, 2, 14))) {}
+              .Add({}, ExponentialBuckets(0.001, 2, 16))),
+      agent_limits(BuildCounter()
+                       .Name("gitfleet_agent_limit_hits_total")
+                       .Help("Agent streams cut by a limit, by limit.")
+                       .LabelNames({"limit"})
+                       .Register(r)) {}
 
 }  // namespace gitfleet

@@ -28,7 +28,10 @@ struct ControlPlaneMetrics {
   metrics::Counter& status_reports;
   metrics::Family<metrics::Counter>& agent_rejections;  // reason
   metrics::Gauge& queued_updates;
-  metrics::Histogram& commit_to_applied_seconds;
+  metrics::Counter& coalesced_updates;
+  metrics::Family<metrics::Histogram>& commit_to_applied_seconds;  // bundle
+  metrics::Histogram& fanout_seconds;
+  metrics::Family<metrics::Counter>& agent_limits;  // limit
 };
 
 }  // namespace gitfleet

@@ -15,6 +15,9 @@ constexpr char kRevisions[] = "revisions";
 constexpr size_t kMaxCachedMessages = 1024;
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
+// Bounds on what one stored status holds.
+constexpr size_t kMaxStatusMessageBytes = 1024;
+constexpr int kMaxUnhealthyResources = 20;
 
 std::string ReportKey(const std::string& cluster, const std::string& bundle) {
   return absl::StrCat(cluster, "/", bundle);
@@ -29,7 +32,36 @@ std::shared_ptr<const EncodedMessage> EncodedMessage::Encode(v1::ControlMessage 
   return encoded;
 }
 
-Hub::Hub(Store* store, ControlPlaneMetrics& metrics) : store_(store), metrics_(metrics) {}
+Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval)
+    : store_(store), metrics_(metrics), flush_interval_(flush_interval) {
+  flusher_ = std::thread([this] {
+    while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) Flush();
+  });
+}
+
+Hub::~Hub() {
+  stop_.Notify();
+  flusher_.join();
+  Flush();
+}
+
+void Hub::Flush() {
+  std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty;
+  {
+    MutexLock lock(&mu_);
+    dirty.swap(dirty_);
+  }
+  if (dirty.empty()) return;
+  std::vector<Store::Write> writes;
+  writes.reserve(dirty.size());
+  for (auto& [key, value] : dirty) writes.push_back({key.first, key.second, std::move(value)});
+  // One transaction for every report and cluster that changed since the last flush.
+  if (absl::Status stored = store_->Apply(writes); !stored.ok()) {
+    GF_LOG(ERROR) << "cannot store " << writes.size() << " cluster records and reports: " << stored;
+    MutexLock lock(&mu_);
+    for (auto& [key, value] : dirty) dirty_.emplace(key, std::move(value));  // newer ones win
+  }
+}
 
 absl::Status Hub::Load() {
   absl::StatusOr<std::vector<Store::Entry>> clusters = store_->List(kClusters);
@@ -292,8 +324,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     if (held == agent->held.end()) return nullptr;
     agent->held.erase(held);
     agent->reports.erase(bundle);
-    store_->Apply({Store::Delete(kReports, ReportKey(agent->info.name(), bundle))})
-        .IgnoreError();  // a stale report is harmless; it is dropped on next load
+    dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
     v1::ControlMessage removal;
     removal.mutable_removal()->set_bundle(bundle);
     metrics_.updates_sent.Add({{"kind", "removal"}}).Increment();
@@ -324,6 +355,17 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
       metrics_.acks.Add({{"result", "ok"}}).Increment();
+      auto target = bundles_.find(ack.bundle());
+      if (target != bundles_.end()) {
+        for (const auto* content : {&target->second.content, &target->second.previous}) {
+          if (*content == nullptr || (*content)->Find(ack.revision()) == nullptr) continue;
+          absl::Time seen = (*content)->seen_time();
+          if (seen != absl::InfinitePast()) {
+            metrics_.fanout_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - seen));
+          }
+          break;
+        }
+      }
     } else {
       metrics_.acks.Add({{"result", "nack"}}).Increment();
       GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply " << ack.bundle()
@@ -342,6 +384,19 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
   report = status;
+  // Each stored status stays small, whatever an agent sends.
+  if (report.message().size() > kMaxStatusMessageBytes) {
+    report.mutable_message()->resize(kMaxStatusMessageBytes);
+    report.mutable_message()->append("...");
+  }
+  while (report.unhealthy_resources_size() > kMaxUnhealthyResources) {
+    report.mutable_unhealthy_resources()->RemoveLast();
+  }
+  for (v1::ResourceHealth& resource : *report.mutable_unhealthy_resources()) {
+    if (resource.message().size() > kMaxStatusMessageBytes) {
+      resource.mutable_message()->resize(kMaxStatusMessageBytes);
+    }
+  }
   auto held = agent->held.find(status.bundle());
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
     auto target = bundles_.find(status.bundle());
@@ -349,13 +404,13 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
       absl::Time applied = FromProtoTime(status.applied_time());
       absl::Time committed = target->second.content->committed_time();
       if (applied > committed) {
-        metrics_.commit_to_applied_seconds.Observe(absl::ToDoubleSeconds(applied - committed));
+        metrics_.commit_to_applied_seconds
+            .Add({{"bundle", status.bundle()}}, metrics::ExponentialBuckets(0.01, 2, 14))
+            .Observe(absl::ToDoubleSeconds(applied - committed));
       }
     }
   }
-  absl::Status stored = store_->Apply({Store::Put(
-      kReports, ReportKey(agent->info.name(), status.bundle()), status.SerializeAsString())});
-  if (!stored.ok()) GF_LOG(ERROR) << "cannot store status report: " << stored;
+  dirty_[{kReports, ReportKey(agent->info.name(), status.bundle())}] = report.SerializeAsString();
 }
 
 void Hub::PersistCluster(const Agent& agent) {
@@ -364,15 +419,14 @@ void Hub::PersistCluster(const Agent& agent) {
   record.mutable_labels()->insert(agent.info.labels().begin(), agent.info.labels().end());
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
-  absl::Status stored =
-      store_->Apply({Store::Put(kClusters, agent.info.name(), record.SerializeAsString())});
-  if (!stored.ok()) GF_LOG(ERROR) << "cannot store cluster " << agent.info.name() << ": " << stored;
+  dirty_[{kClusters, agent.info.name()}] = record.SerializeAsString();
 }
 
-std::vector<ClusterView> Hub::Clusters() {
+std::vector<ClusterView> Hub::Clusters(const std::string& only) {
   MutexLock lock(&mu_);
   std::vector<ClusterView> out;
   for (const auto& [name, agent] : agents_) {
+    if (!only.empty() && name != only) continue;
     ClusterView view{agent.info, agent.reports};
     int bundles = 0;
     for (const auto& [bundle, target] : bundles_) bundles += Targets(target, agent);

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -59,7 +60,15 @@ struct ClusterView {
 
 class Hub {
  public:
-  Hub(Store* store, ControlPlaneMetrics& metrics);
+  // Cluster records and status reports are written behind, in one transaction every
+  // `flush_interval` (an agent re-sends its statuses after a reconnect, so a crash loses
+  // nothing that matters); definitions and revisions are the controller's, written at once.
+  Hub(Store* store, ControlPlaneMetrics& metrics,
+      absl::Duration flush_interval = absl::Milliseconds(250));
+  ~Hub();  // flushes
+
+  // Writes pending cluster records and reports now.
+  void Flush();
 
   // Loads known clusters and their last reports.
   absl::Status Load();
@@ -86,7 +95,8 @@ class Hub {
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
 
-  std::vector<ClusterView> Clusters();
+  // Every cluster, or only `name` when it is not empty.
+  std::vector<ClusterView> Clusters(const std::string& name = "");
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
 
@@ -122,7 +132,13 @@ class Hub {
 
   Store* const store_;
   ControlPlaneMetrics& metrics_;
+  const absl::Duration flush_interval_;
+  gitfleet::Notification stop_;
+  std::thread flusher_;
   mutable Mutex mu_;
+  // Writes waiting for the next flush, by (bucket, key); nullopt deletes.
+  std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);

@@ -156,6 +156,14 @@ TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   status.set_sync_state(v1::SYNC_STATE_SYNCED);
   hub_.OnStatus(a, status);
   hub_.Disconnect(a);
+  v1::StatusUpdate huge = status;
+  huge.set_bundle("big");
+  huge.set_message(std::string(100000, 'm'));
+  for (int i = 0; i < 500; ++i) huge.add_unhealthy_resources()->set_message("bad");
+  uint64_t again = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  hub_.OnStatus(again, huge);
+  hub_.Disconnect(again);
+  hub_.Flush();
 
   Hub reloaded(&store_, metrics_);
   ASSERT_TRUE(reloaded.Load().ok());
@@ -165,6 +173,10 @@ TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   EXPECT_FALSE(clusters[0].info.connected());
   EXPECT_EQ(clusters[0].info.labels().at("env"), "prod");
   EXPECT_EQ(clusters[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
+  // What an agent sends is bounded before it is kept.
+  const v1::StatusUpdate& big = clusters[0].reports.at("big");
+  EXPECT_LE(big.message().size(), 1100u);
+  EXPECT_EQ(big.unhealthy_resources_size(), 20);
 }
 
 }  // namespace

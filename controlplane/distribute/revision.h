@@ -47,6 +47,8 @@ class BundleContent {
   virtual ~BundleContent() = default;
   virtual const std::string& commit() const = 0;
   virtual absl::Time committed_time() const = 0;
+  // When the control plane saw the commit it came from; InfinitePast when unknown.
+  virtual absl::Time seen_time() const { return absl::InfinitePast(); }
   // The revision every cluster gets, when values make no difference; null otherwise.
   virtual std::shared_ptr<const Revision> Uniform() const = 0;
   // The revision for `cluster`, or why its values do not render.

@@ -110,7 +110,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       options_(options),
       plain_(options.render_limits),
       kustomize_(options.kustomize),
-      jsonnet_({options.kustomize.timeout, options.render_limits}),
+      jsonnet_({options.kustomize.timeout, options.render_limits, options.isolate_jsonnet}),
       helm_(options.helm),
       poller_(
           repos, metrics,
@@ -366,7 +366,7 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     google::protobuf::Timestamp committed_time;
     google::protobuf::Timestamp seen_time;
   };
-  std::vector<ClusterView> clusters = hub_->Clusters();
+  std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter);
   std::vector<Pair> pairs;
   {
     MutexLock lock(&mu_);
@@ -436,6 +436,7 @@ BundleVariants::Params Controller::ContentParams(const std::string& name,
           committed_time,
           definition.sync(),
           definition.target_namespace(),
+          absl::InfinitePast(),
           values,
           [this, name, generation](const std::shared_ptr<const Revision>& revision) {
             OnNewRevision(name, generation, revision);
@@ -578,6 +579,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     }
     BundleVariants::Params params =
         ContentParams(name, definition, values, generation, commit.id, commit.time);
+    params.seen_time = start;
     if (status.ok() && TakesValues(engine)) {
       variant_paths = std::make_shared<ReadPathSet>();
       std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),

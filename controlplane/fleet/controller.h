@@ -38,6 +38,8 @@ struct ControllerOptions {
   RenderLimits render_limits;
   KustomizeOptions kustomize;
   HelmOptions helm;
+  // Evaluate jsonnet in a child process killed at the kustomize timeout (the default).
+  bool isolate_jsonnet = true;
   // Revisions kept in the store per bundle, so agents that were away get deltas.
   int revisions_kept = 5;
 };

@@ -54,6 +54,7 @@ class BundleVariants : public BundleContent {
     absl::Time committed_time;
     v1::SyncOptions sync;
     std::string target_namespace;
+    absl::Time seen_time = absl::InfinitePast();
     ValuesSpec values;
     // Called (without locks held) for each revision built for some cluster, so it can
     // be stored for deltas after a restart.
@@ -74,6 +75,7 @@ class BundleVariants : public BundleContent {
 
   const std::string& commit() const override { return params_.commit; }
   absl::Time committed_time() const override { return params_.committed_time; }
+  absl::Time seen_time() const override { return params_.seen_time; }
   std::shared_ptr<const Revision> Uniform() const override;
   absl::StatusOr<std::shared_ptr<const Revision>> For(
       const v1::ClusterInfo& cluster) const override {

@@ -33,6 +33,7 @@ class Process {
   std::string WaitForLog(const std::string& pattern, absl::Duration timeout = absl::Seconds(20));
   std::string Log() const;
   int CountInLog(const std::string& needle) const;
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

@@ -1,0 +1,288 @@
+// Fan-out of one change to a fleet: a real control plane, N simulated agents (bench/swarm,
+// one TCP connection each), a real Git repository with one bundle of M ConfigMaps that
+// targets every agent.
+//
+//   bazel run -c opt //bench:fanout -- --agents=1000 --objects=1000
+//
+// For each commit it changes one object, tells the control plane to fetch, and waits until
+// every agent acknowledged the new revision. It reports the time from the control plane
+// seeing the commit (the bundle's seen time) to the last ACK, the update bytes each agent
+// received, the control plane's CPU seconds and peak RSS, and its RSS per connected agent.
+// In the same run it measures how fast this machine moves the same bytes over loopback
+// with one plain TCP socket, and prints the ratio. The last line is one JSON object.
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "bench/swarm.h"
+#include "common/proto_time.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+ABSL_FLAG(int, agents, 1000, "Simulated agents.");
+ABSL_FLAG(int, objects, 1000, "ConfigMaps in the bundle.");
+ABSL_FLAG(int, commits, 5, "Commits measured.");
+ABSL_FLAG(int, slow_agents, 0, "Agents that wait --slow_ms before acknowledging.");
+ABSL_FLAG(int, slow_ms, 1000, "How long slow agents wait.");
+ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+
+namespace gitfleet {
+namespace {
+
+using testing::GitFixture;
+using testing::Process;
+using testing::TempDir;
+
+std::string Cm(int i, int version) {
+  // About 300 bytes of YAML, a typical small object.
+  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
+                      "\n  namespace: bench\n  labels: {app: bench, tier: backend}\ndata:\n"
+                      "  version: \"",
+                      version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string Binary(const std::string& path) {
+  std::string dir = absl::GetFlag(FLAGS_bin_dir);
+  if (!dir.empty()) return dir + "/" + path;
+  const char* runfiles = getenv("RUNFILES_DIR");
+  return runfiles ? absl::StrCat(runfiles, "/gitfleet/", path) : path;
+}
+
+// From /proc/PID/status, in bytes.
+int64_t ProcStatusBytes(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) != 0) continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int64_t kib = 0;
+    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) return kib * 1024;
+  }
+  return 0;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+  double utime = 0, stime = 0;
+  if (fields.size() > 12) {
+    absl::SimpleAtod(fields[11], &utime);
+    absl::SimpleAtod(fields[12], &stime);
+  }
+  return (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+// Seconds to move `messages` writes of `size` bytes through one loopback TCP connection.
+double LoopbackSeconds(int64_t messages, int64_t size) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return 0;
+  }
+  const int64_t total = messages * size;
+  std::thread reader([&] {
+    int fd = accept(listener, nullptr, nullptr);
+    std::vector<char> buf(1 << 16);
+    int64_t got = 0;
+    while (got < total) {
+      ssize_t n = read(fd, buf.data(), buf.size());
+      if (n <= 0) break;
+      got += n;
+    }
+    close(fd);
+  });
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return 0;
+  std::string payload(size, 'p');
+  absl::Time start = absl::Now();
+  for (int64_t m = 0; m < messages; ++m) {
+    for (int64_t done = 0; done < size;) {
+      ssize_t n = write(fd, payload.data() + done, size - done);
+      if (n <= 0) break;
+      done += n;
+    }
+  }
+  close(fd);
+  reader.join();
+  double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  close(listener);
+  return seconds;
+}
+
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+int Main() {
+  RaiseFileLimit();  // the control plane inherits it
+  const int agents = absl::GetFlag(FLAGS_agents);
+  const int objects = absl::GetFlag(FLAGS_objects);
+  const int commits = absl::GetFlag(FLAGS_commits);
+  std::string root = TempDir("bench-fanout");
+  GitFixture git(root + "/repo");
+  for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
+  git.Commit("initial");
+
+  Process cp(Binary("controlplane/gitfleet-controlplane"),
+             {"--data-dir=" + root + "/cp", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
+              "--poll-interval-seconds=3600"},
+             root + "/cp.log");
+  std::string port_text = cp.WaitForLog(R"(serving gRPC on port (\d+))");
+  if (port_text.empty()) {
+    fprintf(stderr, "control plane did not start:\n%s\n", cp.Log().c_str());
+    return 1;
+  }
+  std::string target = "127.0.0.1:" + port_text;
+  auto admin =
+      v1::AdminService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return ((*admin).*method)(&context, request, response);
+  };
+  v1::AddSourceRequest add_source;
+  add_source.mutable_source()->set_name("bench");
+  add_source.mutable_source()->set_url(git.url());
+  v1::SourceInfo source_info;
+  if (!call(&v1::AdminService::Stub::AddSource, add_source, &source_info).ok()) return 1;
+  v1::AddBundleRequest add_bundle;
+  add_bundle.mutable_bundle()->set_name("bench");
+  add_bundle.mutable_bundle()->set_source("bench");
+  add_bundle.mutable_bundle()->set_path("apps/bench");
+  add_bundle.mutable_bundle()->mutable_sync()->set_prune(true);
+  v1::BundleInfo bundle;
+  if (!call(&v1::AdminService::Stub::AddBundle, add_bundle, &bundle).ok()) return 1;
+  absl::SleepFor(absl::Seconds(1));
+  const int64_t rss_idle = ProcStatusBytes(cp.pid(), "VmRSS");
+
+  bench::SwarmOptions options;
+  options.target = target;
+  options.agents = agents;
+  options.slow_agents = absl::GetFlag(FLAGS_slow_agents);
+  options.slow_delay = absl::Milliseconds(absl::GetFlag(FLAGS_slow_ms));
+  bench::Swarm swarm(options);
+  absl::Time start = absl::Now();
+  swarm.Start();
+  if (!swarm.WaitUntil([&] { return swarm.Holding("bench", bundle.revision()) == agents; },
+                       absl::Seconds(120 + agents / 20))) {
+    fprintf(stderr, "initial sync incomplete: %d of %d agents hold the revision, %d connected\n",
+            swarm.Holding("bench", bundle.revision()), agents, swarm.connected());
+    return 1;
+  }
+  double initial_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  printf("connected %d agents and sent each the full bundle in %.2fs\n", agents, initial_seconds);
+  absl::SleepFor(absl::Seconds(2));  // let status writes settle
+  const int64_t rss_connected = ProcStatusBytes(cp.pid(), "VmRSS");
+  const double cpu_before = CpuSeconds(cp.pid());
+
+  std::vector<double> fanout, sync_to_ack, bytes_per_agent;
+  int64_t object_bytes = 0;
+  for (int c = 0; c < commits; ++c) {
+    int object = c % objects;
+    std::string changed = Cm(object, c + 1);
+    git.Write(absl::StrCat("apps/bench/cm-", object, ".yaml"), changed);
+    git.Commit(absl::StrCat("change ", c));
+    int64_t bytes_before = swarm.bytes_received();
+    absl::Time sync_start = absl::Now();
+    v1::SyncSourceRequest sync;
+    sync.set_name("bench");
+    if (!call(&v1::AdminService::Stub::SyncSource, sync, &source_info).ok()) return 1;
+    v1::ListBundlesResponse bundles;
+    if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &bundles).ok() ||
+        bundles.bundles_size() != 1) {
+      return 1;
+    }
+    std::string revision = bundles.bundles(0).revision();
+    object_bytes = static_cast<int64_t>(changed.size());
+    if (!swarm.WaitUntil([&] { return swarm.Holding("bench", revision) == agents; },
+                         absl::Seconds(120))) {
+      fprintf(stderr, "commit %d: only %d of %d agents acknowledged\n", c,
+              swarm.Holding("bench", revision), agents);
+      return 1;
+    }
+    absl::Time last_ack = swarm.LastAckOf("bench", revision);
+    v1::GetStatusRequest status_request;
+    status_request.set_cluster("swarm-0");
+    status_request.set_bundle("bench");
+    v1::GetStatusResponse status;
+    if (!call(&v1::AdminService::Stub::GetStatus, status_request, &status).ok() ||
+        status.statuses_size() != 1) {
+      return 1;
+    }
+    absl::Time seen = FromProtoTime(status.statuses(0).seen_time());
+    fanout.push_back(absl::ToDoubleSeconds(last_ack - seen));
+    sync_to_ack.push_back(absl::ToDoubleSeconds(last_ack - sync_start));
+    bytes_per_agent.push_back(static_cast<double>(swarm.bytes_received() - bytes_before) / agents);
+    printf("commit %d: fan-out %.3fs (sync call to last ACK %.3fs), %.0f bytes per agent\n", c,
+           fanout.back(), sync_to_ack.back(), bytes_per_agent.back());
+  }
+  const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
+  const int64_t peak_rss = ProcStatusBytes(cp.pid(), "VmHWM");
+  const double per_agent_bytes = Median(bytes_per_agent);
+  // The same bytes, moved by plain sockets: this machine's limit for the fan-out.
+  double loopback = LoopbackSeconds(agents, std::max<int64_t>(1, per_agent_bytes));
+  double fanout_median = Median(fanout);
+  double fanout_max = *std::max_element(fanout.begin(), fanout.end());
+  printf("fan-out median %.3fs max %.3fs; loopback limit for the same bytes %.4fs\n", fanout_median,
+         fanout_max, loopback);
+  printf("control plane: %.2f CPU seconds for %d commits, peak RSS %.1f MiB, %.1f KiB per agent\n",
+         cpu_seconds, commits, peak_rss / 1048576.0, (rss_connected - rss_idle) / 1024.0 / agents);
+  printf(
+      "{\"bench\": \"fanout\", \"agents\": %d, \"objects\": %d, \"commits\": %d, "
+      "\"fanout_seconds_median\": %.4f, \"fanout_seconds_max\": %.4f, "
+      "\"sync_to_last_ack_seconds_median\": %.4f, \"bytes_per_agent\": %.0f, "
+      "\"object_bytes\": %lld, \"initial_sync_seconds\": %.2f, \"cp_cpu_seconds\": %.2f, "
+      "\"cp_peak_rss_bytes\": %lld, \"cp_rss_per_agent_bytes\": %lld, "
+      "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, \"reconnects\": %lld}\n",
+      agents, objects, commits, fanout_median, fanout_max, Median(sync_to_ack), per_agent_bytes,
+      static_cast<long long>(object_bytes), initial_seconds, cpu_seconds,
+      static_cast<long long>(peak_rss),
+      static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
+      loopback > 0 ? fanout_median / loopback : 0.0, static_cast<long long>(swarm.reconnects()));
+  return 0;
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as the daemons do
+  absl::ParseCommandLine(argc, argv);
+  return gitfleet::Main();
+}

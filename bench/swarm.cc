@@ -1,0 +1,357 @@
+#include "bench/swarm.h"
+
+#include <atomic>
+#include <deque>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/proto_time.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/gitfleet/v1/agent.grpc.pb.h"
+
+namespace gitfleet::bench {
+namespace {
+
+std::atomic<int64_t> g_bytes{0};
+std::atomic<int64_t> g_messages{0};
+std::atomic<int64_t> g_reconnects{0};
+std::atomic<int> g_connected{0};
+std::atomic<int> g_streams{0};
+
+}  // namespace
+
+class Stream;
+
+// The lasting part of one simulated agent: identity, channel and what it holds.
+class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
+ public:
+  Agent(Swarm* swarm, int index)
+      : swarm_(swarm),
+        name_(absl::StrCat(swarm->options_.name_prefix, index)),
+        slow_(index < swarm->options_.slow_agents) {
+    const SwarmOptions& o = swarm->options_;
+    labels_["env"] = o.envs[index % o.envs.size()];
+    labels_["shard"] = absl::StrCat("s", index % std::max(1, o.shards));
+    grpc::ChannelArguments args;
+    // Its own subchannel, so its own TCP connection, as a real agent in its own cluster.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetMaxReceiveMessageSize(256 << 20);
+    stub_ = v1::AgentService::NewStub(
+        grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
+  }
+
+  void Connect();
+  void Send(v1::AgentMessage message, absl::Duration delay);
+  void OnMessage(const v1::ControlMessage& message);
+  void OnStreamDone(const grpc::Status& status);
+  void FlipHealth();
+  void Cancel();
+
+  Swarm* const swarm_;
+  const std::string name_;
+  const bool slow_;
+  std::map<std::string, std::string> labels_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+
+  Mutex mu_;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<std::string, std::string> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Time> acked_at_ ABSL_GUARDED_BY(mu_);
+  bool healthy_ ABSL_GUARDED_BY(mu_) = true;
+  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One Connect call. Deletes itself when the call is done.
+class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+ public:
+  explicit Stream(std::shared_ptr<Swarm::Agent> agent) : agent_(std::move(agent)) {}
+
+  void Begin(const v1::Hello& hello) {
+    ++g_streams;
+    if (!agent_->swarm_->options().token.empty()) {
+      context_.AddMetadata("authorization",
+                           absl::StrCat("Bearer ", agent_->swarm_->options().token));
+    }
+    agent_->stub_->async()->Connect(&context_, this);
+    v1::AgentMessage message;
+    *message.mutable_hello() = hello;
+    Send(std::move(message));
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Send(v1::AgentMessage message) {
+    MutexLock lock(&mu_);
+    queue_.push_back(std::move(message));
+    if (!writing_) {
+      writing_ = true;
+      out_ = queue_.front();
+      StartWrite(&out_);
+    }
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (!ok || queue_.empty()) {
+      writing_ = false;
+      return;
+    }
+    out_ = queue_.front();
+    StartWrite(&out_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (!welcomed_) {
+      welcomed_ = true;
+      ++g_connected;
+    }
+    ++g_messages;
+    g_bytes += static_cast<int64_t>(in_.ByteSizeLong());
+    agent_->OnMessage(in_);
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    if (welcomed_) --g_connected;
+    agent_->OnStreamDone(status);
+    --g_streams;
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<Swarm::Agent> agent_;
+  grpc::ClientContext context_;
+  v1::ControlMessage in_;
+  bool welcomed_ = false;
+  Mutex mu_;
+  std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
+  v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void Swarm::Agent::Connect() {
+  v1::Hello hello;
+  hello.set_cluster(name_);
+  hello.mutable_labels()->insert(labels_.begin(), labels_.end());
+  hello.set_agent_version("gitfleet-swarm/0.1");
+  auto* stream = new Stream(shared_from_this());
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [bundle, revision] : held_) {
+      v1::HeldRevision* held = hello.add_held();
+      held->set_bundle(bundle);
+      held->set_revision(revision);
+    }
+    stream_ = stream;
+  }
+  stream->Begin(hello);
+}
+
+void Swarm::Agent::Send(v1::AgentMessage message, absl::Duration delay) {
+  if (delay > absl::ZeroDuration()) {
+    std::weak_ptr<Agent> self = shared_from_this();
+    swarm_->Schedule(absl::Now() + delay, [self, message]() mutable {
+      if (auto agent = self.lock()) agent->Send(std::move(message), absl::ZeroDuration());
+    });
+    return;
+  }
+  MutexLock lock(&mu_);
+  if (stream_ != nullptr) stream_->Send(std::move(message));
+}
+
+void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
+  std::vector<v1::AgentMessage> replies;
+  if (message.has_update()) {
+    const v1::BundleUpdate& update = message.update();
+    v1::AgentMessage ack;
+    ack.mutable_ack()->set_bundle(update.bundle());
+    ack.mutable_ack()->set_revision(update.revision());
+    MutexLock lock(&mu_);
+    auto held = held_.find(update.bundle());
+    bool base_ok = update.base_revision().empty() ||
+                   (held != held_.end() && held->second == update.base_revision());
+    if (!base_ok) {
+      ack.mutable_ack()->set_need_full(true);
+      held_.erase(update.bundle());
+    } else {
+      ack.mutable_ack()->set_ok(true);
+      held_[update.bundle()] = update.revision();
+      acked_at_[update.bundle()] =
+          absl::Now() + (slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration());
+      v1::AgentMessage status;
+      v1::StatusUpdate* s = status.mutable_status();
+      s->set_bundle(update.bundle());
+      s->set_revision(update.revision());
+      s->set_commit(update.commit());
+      s->set_applied_revision(update.revision());
+      s->set_applied_commit(update.commit());
+      s->set_sync_state(v1::SYNC_STATE_SYNCED);
+      s->set_health(healthy_ ? v1::HEALTH_STATE_HEALTHY : v1::HEALTH_STATE_DEGRADED);
+      *s->mutable_applied_time() = ToProtoTime(absl::Now());
+      replies.push_back(ack);
+      replies.push_back(status);
+    }
+    if (!base_ok) replies.push_back(ack);
+  } else if (message.has_removal()) {
+    MutexLock lock(&mu_);
+    held_.erase(message.removal().bundle());
+    acked_at_.erase(message.removal().bundle());
+  }
+  absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
+  for (v1::AgentMessage& reply : replies) Send(std::move(reply), delay);
+}
+
+void Swarm::Agent::OnStreamDone(const grpc::Status& status) {
+  int failures;
+  {
+    MutexLock lock(&mu_);
+    stream_ = nullptr;
+    failures = ++failures_;
+  }
+  {
+    MutexLock lock(&swarm_->mu_);
+    if (swarm_->stopping_) return;
+  }
+  ++g_reconnects;
+  // Full jitter over an exponential ceiling, as the real agent does.
+  static thread_local std::mt19937 rng(std::random_device{}());
+  double ceiling = std::min(30.0, 0.2 * (1 << std::min(failures, 8)));
+  absl::Duration wait = absl::Seconds(std::uniform_real_distribution<double>(0, ceiling)(rng));
+  std::weak_ptr<Agent> self = shared_from_this();
+  swarm_->Schedule(absl::Now() + wait, [self] {
+    if (auto agent = self.lock()) agent->Connect();
+  });
+  (void)status;
+}
+
+void Swarm::Agent::FlipHealth() {
+  std::vector<v1::AgentMessage> reports;
+  {
+    MutexLock lock(&mu_);
+    healthy_ = !healthy_;
+    for (const auto& [bundle, revision] : held_) {
+      v1::AgentMessage status;
+      v1::StatusUpdate* s = status.mutable_status();
+      s->set_bundle(bundle);
+      s->set_revision(revision);
+      s->set_applied_revision(revision);
+      s->set_sync_state(v1::SYNC_STATE_SYNCED);
+      s->set_health(healthy_ ? v1::HEALTH_STATE_HEALTHY : v1::HEALTH_STATE_DEGRADED);
+      reports.push_back(std::move(status));
+    }
+  }
+  for (v1::AgentMessage& report : reports) Send(std::move(report), absl::ZeroDuration());
+  double churn = swarm_->options_.status_churn_per_second;
+  std::weak_ptr<Agent> self = shared_from_this();
+  swarm_->Schedule(absl::Now() + absl::Seconds(1.0 / churn), [self] {
+    if (auto agent = self.lock()) agent->FlipHealth();
+  });
+}
+
+void Swarm::Agent::Cancel() {
+  MutexLock lock(&mu_);
+  if (stream_ != nullptr) stream_->Cancel();
+}
+
+Swarm::Swarm(SwarmOptions options) : options_(std::move(options)) {
+  scheduler_ = std::thread([this] { RunScheduler(); });
+}
+
+Swarm::~Swarm() {
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+    timers_.clear();
+  }
+  for (auto& agent : agents_) agent->Cancel();
+  for (int i = 0; i < 3000 && g_streams.load() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  scheduler_.join();
+  agents_.clear();
+}
+
+void Swarm::Start() {
+  std::mt19937 rng(42);
+  for (int i = 0; i < options_.agents; ++i) {
+    agents_.push_back(std::make_shared<Agent>(this, i));
+  }
+  for (int i = 0; i < options_.agents; ++i) {
+    agents_[i]->Connect();
+    if ((i + 1) % options_.connect_batch == 0) {
+      // Let the control plane take this batch in before the next one arrives.
+      WaitUntil([&] { return connected() >= i + 1; }, absl::Seconds(30));
+    }
+    if (options_.status_churn_per_second > 0) {
+      std::weak_ptr<Agent> agent = agents_[i];
+      double first = std::uniform_real_distribution<double>(
+          0.5, 0.5 + 1.0 / options_.status_churn_per_second)(rng);
+      Schedule(absl::Now() + absl::Seconds(first), [agent] {
+        if (auto a = agent.lock()) a->FlipHealth();
+      });
+    }
+  }
+}
+
+int Swarm::connected() const { return g_connected.load(); }
+
+int Swarm::Holding(const std::string& bundle, const std::string& revision) const {
+  int count = 0;
+  for (const auto& agent : agents_) {
+    MutexLock lock(&agent->mu_);
+    auto it = agent->held_.find(bundle);
+    count += it != agent->held_.end() && it->second == revision;
+  }
+  return count;
+}
+
+absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revision) const {
+  absl::Time last = absl::InfinitePast();
+  for (const auto& agent : agents_) {
+    MutexLock lock(&agent->mu_);
+    auto held = agent->held_.find(bundle);
+    if (held == agent->held_.end() || held->second != revision) return absl::InfiniteFuture();
+    last = std::max(last, agent->acked_at_[bundle]);
+  }
+  return last;
+}
+
+int64_t Swarm::bytes_received() const { return g_bytes.load(); }
+int64_t Swarm::messages_received() const { return g_messages.load(); }
+int64_t Swarm::reconnects() const { return g_reconnects.load(); }
+
+bool Swarm::WaitUntil(const std::function<bool()>& done, absl::Duration timeout) const {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+void Swarm::Schedule(absl::Time when, std::function<void()> fn) {
+  MutexLock lock(&mu_);
+  if (!stopping_) timers_.emplace(when, std::move(fn));
+}
+
+void Swarm::RunScheduler() {
+  while (true) {
+    std::vector<std::function<void()>> due;
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+      absl::Time now = absl::Now();
+      while (!timers_.empty() && timers_.begin()->first <= now) {
+        due.push_back(std::move(timers_.begin()->second));
+        timers_.erase(timers_.begin());
+      }
+    }
+    for (auto& fn : due) fn();
+    if (due.empty()) absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+}  // namespace gitfleet::bench

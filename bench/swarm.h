@@ -1,0 +1,81 @@
+#ifndef GITFLEET_BENCH_SWARM_H_
+#define GITFLEET_BENCH_SWARM_H_
+
+// Many simulated agents in one process, each with its own gRPC channel (its own TCP
+// connection), speaking the real agent protocol: hello with labels, ACK every revision
+// (need_full when a delta's base is not what it holds), report status on change, and
+// reconnect with backoff when the stream is cut. They hold revision ids, not objects.
+//
+//   SwarmOptions options;
+//   options.target = "127.0.0.1:7070";
+//   options.agents = 1000;
+//   Swarm swarm(options);
+//   swarm.Start();
+//   swarm.WaitUntil([&] { return swarm.Holding("web", rev) == 1000; }, absl::Seconds(30));
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/sync.h"
+
+namespace gitfleet::bench {
+
+struct SwarmOptions {
+  std::string target;
+  int agents = 100;
+  std::string name_prefix = "swarm-";
+  std::string token;
+  // Agent i gets env=envs[i % envs.size()] and shard=s<i % shards>.
+  std::vector<std::string> envs = {"prod"};
+  int shards = 10;
+  // Per agent: health flips per second (0: status only when a revision arrives).
+  double status_churn_per_second = 0;
+  // Agents [0, slow_agents) wait `slow_delay` before acknowledging anything.
+  int slow_agents = 0;
+  absl::Duration slow_delay = absl::Seconds(1);
+  // Connections opened at once while starting (the rest wait their turn).
+  int connect_batch = 500;
+};
+
+class Swarm {
+ public:
+  explicit Swarm(SwarmOptions options);
+  ~Swarm();  // closes every stream and stops reconnecting
+
+  void Start();
+  int connected() const;
+  // Agents whose last acknowledged revision of `bundle` is `revision`.
+  int Holding(const std::string& bundle, const std::string& revision) const;
+  // When the last agent acknowledged `revision` of `bundle`, if all of `count` have.
+  absl::Time LastAckOf(const std::string& bundle, const std::string& revision) const;
+  // Update bytes received by all agents so far (serialized size of each message).
+  int64_t bytes_received() const;
+  int64_t messages_received() const;
+  int64_t reconnects() const;
+  // Polls `done` every 10 ms until it holds or `timeout` passes.
+  bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout) const;
+
+  class Agent;  // one simulated agent (swarm.cc)
+  const SwarmOptions& options() const { return options_; }
+
+ private:
+  friend class Agent;
+  void Schedule(absl::Time when, std::function<void()> fn);
+  void RunScheduler();
+
+  const SwarmOptions options_;
+  std::vector<std::shared_ptr<Agent>> agents_;
+  mutable Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::multimap<absl::Time, std::function<void()>> timers_ ABSL_GUARDED_BY(mu_);
+  std::thread scheduler_;
+};
+
+}  // namespace gitfleet::bench
+
+#endif  // GITFLEET_BENCH_SWARM_H_
