@@ -41,6 +41,7 @@ ABSL_FLAG(int, objects, 1000, "ConfigMaps in the bundle.");
 ABSL_FLAG(int, commits, 5, "Commits measured.");
 ABSL_FLAG(int, slow_agents, 0, "Agents that wait --slow_ms before acknowledging.");
 ABSL_FLAG(int, slow_ms, 1000, "How long slow agents wait.");
+ABSL_FLAG(int, settle_seconds, 5, "Pause after the initial sync, before measuring.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
 
 namespace gitfleet {
@@ -207,9 +208,10 @@ int Main() {
   }
   double initial_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   printf("connected %d agents and sent each the full bundle in %.2fs\n", agents, initial_seconds);
-  absl::SleepFor(absl::Seconds(2));  // let status writes settle
+  absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_settle_seconds)));  // let status writes settle
   const int64_t rss_connected = ProcStatusBytes(cp.pid(), "VmRSS");
   const double cpu_before = CpuSeconds(cp.pid());
+  const double swarm_cpu_before = CpuSeconds(getpid());
 
   std::vector<double> fanout, sync_to_ack, bytes_per_agent;
   int64_t object_bytes = 0;
@@ -249,8 +251,12 @@ int Main() {
     fanout.push_back(absl::ToDoubleSeconds(last_ack - seen));
     sync_to_ack.push_back(absl::ToDoubleSeconds(last_ack - sync_start));
     bytes_per_agent.push_back(static_cast<double>(swarm.bytes_received() - bytes_before) / agents);
-    printf("commit %d: fan-out %.3fs (sync call to last ACK %.3fs), %.0f bytes per agent\n", c,
-           fanout.back(), sync_to_ack.back(), bytes_per_agent.back());
+    printf(
+        "commit %d: fan-out %.3fs (sync call to last ACK %.3fs), %.0f bytes per agent, control "
+        "plane RSS %.1f MiB, CPU seconds so far: control plane %.2f, swarm %.2f\n",
+        c, fanout.back(), sync_to_ack.back(), bytes_per_agent.back(),
+        ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0, CpuSeconds(cp.pid()) - cpu_before,
+        CpuSeconds(getpid()) - swarm_cpu_before);
   }
   const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
   const int64_t peak_rss = ProcStatusBytes(cp.pid(), "VmHWM");

@@ -111,8 +111,12 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
       ++g_connected;
     }
     ++g_messages;
-    g_bytes += static_cast<int64_t>(in_.ByteSizeLong());
+    size_t size = in_.ByteSizeLong();
+    g_bytes += static_cast<int64_t>(size);
     agent_->OnMessage(in_);
+    // Drop a big message now: protobuf would keep its objects for reuse and clear them all
+    // on the next (small) message, billing the full sync's cost to the next measurement.
+    if (size > (64 << 10)) in_ = v1::ControlMessage();
     StartRead(&in_);
   }
 
