@@ -179,14 +179,17 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     auto held = held_.find(update.bundle());
     bool base_ok = update.base_revision().empty() ||
                    (held != held_.end() && held->second == update.base_revision());
+    std::string before = held != held_.end() ? held->second : "";
     if (!base_ok) {
       ack.mutable_ack()->set_need_full(true);
       held_.erase(update.bundle());
+      swarm_->Held(update.bundle(), before, "", absl::Now());
     } else {
       ack.mutable_ack()->set_ok(true);
       held_[update.bundle()] = update.revision();
-      acked_at_[update.bundle()] =
-          absl::Now() + (slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration());
+      absl::Time acked = absl::Now() + (slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration());
+      acked_at_[update.bundle()] = acked;
+      swarm_->Held(update.bundle(), before, update.revision(), acked);
       v1::AgentMessage status;
       v1::StatusUpdate* s = status.mutable_status();
       s->set_bundle(update.bundle());
@@ -203,7 +206,11 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     if (!base_ok) replies.push_back(ack);
   } else if (message.has_removal()) {
     MutexLock lock(&mu_);
-    held_.erase(message.removal().bundle());
+    auto held = held_.find(message.removal().bundle());
+    if (held != held_.end()) {
+      swarm_->Held(held->first, held->second, "", absl::Now());
+      held_.erase(held);
+    }
     acked_at_.erase(message.removal().bundle());
   }
   absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
@@ -302,25 +309,30 @@ void Swarm::Start() {
 
 int Swarm::connected() const { return g_connected.load(); }
 
-int Swarm::Holding(const std::string& bundle, const std::string& revision) const {
-  int count = 0;
-  for (const auto& agent : agents_) {
-    MutexLock lock(&agent->mu_);
-    auto it = agent->held_.find(bundle);
-    count += it != agent->held_.end() && it->second == revision;
+void Swarm::Held(const std::string& bundle, const std::string& before, const std::string& after,
+                 absl::Time when) {
+  MutexLock lock(&holders_mu_);
+  if (!before.empty()) --holders_[{bundle, before}];
+  if (!after.empty()) {
+    ++holders_[{bundle, after}];
+    absl::Time& last = last_ack_.try_emplace({bundle, after}, absl::InfinitePast()).first->second;
+    last = std::max(last, when);
   }
-  return count;
+}
+
+int Swarm::Holding(const std::string& bundle, const std::string& revision) const {
+  MutexLock lock(&holders_mu_);
+  auto it = holders_.find({bundle, revision});
+  return it == holders_.end() ? 0 : it->second;
 }
 
 absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revision) const {
-  absl::Time last = absl::InfinitePast();
-  for (const auto& agent : agents_) {
-    MutexLock lock(&agent->mu_);
-    auto held = agent->held_.find(bundle);
-    if (held == agent->held_.end() || held->second != revision) return absl::InfiniteFuture();
-    last = std::max(last, agent->acked_at_[bundle]);
+  if (Holding(bundle, revision) < static_cast<int>(agents_.size())) {
+    return absl::InfiniteFuture();
   }
-  return last;
+  MutexLock lock(&holders_mu_);
+  auto it = last_ack_.find({bundle, revision});
+  return it == last_ack_.end() ? absl::InfiniteFuture() : it->second;
 }
 
 int64_t Swarm::bytes_received() const { return g_bytes.load(); }

@@ -73,6 +73,13 @@ class Swarm {
   mutable Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::multimap<absl::Time, std::function<void()>> timers_ ABSL_GUARDED_BY(mu_);
+  // Kept as agents acknowledge, so that polling them costs nothing: agents holding each
+  // (bundle, revision), and when the last of them acknowledged it.
+  void Held(const std::string& bundle, const std::string& before, const std::string& after,
+            absl::Time when);
+  mutable Mutex holders_mu_;
+  std::map<std::pair<std::string, std::string>, int> holders_ ABSL_GUARDED_BY(holders_mu_);
+  std::map<std::pair<std::string, std::string>, absl::Time> last_ack_ ABSL_GUARDED_BY(holders_mu_);
   std::thread scheduler_;
 };
 

@@ -77,6 +77,7 @@ absl::Status Hub::Load() {
     Agent& agent = agents_[record.name()];
     agent.info.set_name(record.name());
     agent.info.mutable_labels()->insert(record.labels().begin(), record.labels().end());
+    agent.labels = LabelMap(record.labels().begin(), record.labels().end());
     agent.info.set_agent_version(record.agent_version());
     *agent.info.mutable_last_seen() = record.last_seen();
   }
@@ -93,8 +94,7 @@ absl::Status Hub::Load() {
 }
 
 bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
-  LabelMap labels(agent.info.labels().begin(), agent.info.labels().end());
-  return target.selector.Matches(labels);
+  return target.selector.Matches(agent.labels);
 }
 
 void Hub::Deliver(const std::vector<Notification>& notifications) {
@@ -165,6 +165,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.set_name(hello.cluster());
     agent.info.clear_labels();
     agent.info.mutable_labels()->insert(hello.labels().begin(), hello.labels().end());
+    agent.labels = LabelMap(hello.labels().begin(), hello.labels().end());
     agent.info.set_agent_version(hello.agent_version());
     agent.info.set_connected(true);
     agent.info.set_peer(peer);

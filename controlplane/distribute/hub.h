@@ -109,6 +109,7 @@ class Hub {
   };
   struct Agent {
     v1::ClusterInfo info;
+    LabelMap labels;  // info.labels, parsed once: every fan-out matches them
     std::shared_ptr<AgentConnection> connection;  // null when disconnected
     uint64_t session = 0;
     std::map<std::string, std::string> held;  // bundle -> revision the agent holds
