@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "common/file_system.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
@@ -40,16 +41,10 @@ std::string Cm(int i, int version) {
                       "\n  namespace: bench\ndata:\n  version: \"", version, "\"\n");
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::Median;
 
 std::string Binary(const std::string& path) {
-  std::string dir = absl::GetFlag(FLAGS_bin_dir);
-  if (!dir.empty()) return dir + "/" + path;
-  const char* runfiles = getenv("RUNFILES_DIR");
-  return runfiles ? absl::StrCat(runfiles, "/gitfleet/", path) : path;
+  return bench::Binary(absl::GetFlag(FLAGS_bin_dir), path);
 }
 
 int Main() {
@@ -88,18 +83,13 @@ int Main() {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     return ((*admin).*method)(&context, request, response);
   };
-  v1::AddSourceRequest add_source;
-  add_source.mutable_source()->set_name("bench");
-  add_source.mutable_source()->set_url(git.url());
-  v1::SourceInfo source_info;
-  if (!call(&v1::AdminService::Stub::AddSource, add_source, &source_info).ok()) return 1;
-  v1::AddBundleRequest add_bundle;
-  add_bundle.mutable_bundle()->set_name("bench");
-  add_bundle.mutable_bundle()->set_source("bench");
-  add_bundle.mutable_bundle()->set_path("apps/bench");
-  add_bundle.mutable_bundle()->mutable_sync()->set_prune(true);
-  v1::BundleInfo bundle_info;
-  if (!call(&v1::AdminService::Stub::AddBundle, add_bundle, &bundle_info).ok()) return 1;
+  absl::StatusOr<v1::BundleInfo> added = bench::AddBenchBundle(*admin, git.url(), "apps/bench");
+  if (!added.ok()) {
+    fprintf(stderr, "cannot add the bench bundle: %s\n",
+            std::string(added.status().message()).c_str());
+    return 1;
+  }
+  v1::BundleInfo bundle_info = *added;
 
   auto applied_everywhere = [&](int object, int version) {
     std::string want = absl::StrCat("version: \"", version, "\"");

@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "bench/swarm.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
@@ -59,16 +60,10 @@ std::string Cm(int i, int version) {
                       version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using bench::Median;
 
 std::string Binary(const std::string& path) {
-  std::string dir = absl::GetFlag(FLAGS_bin_dir);
-  if (!dir.empty()) return dir + "/" + path;
-  const char* runfiles = getenv("RUNFILES_DIR");
-  return runfiles ? absl::StrCat(runfiles, "/gitfleet/", path) : path;
+  return bench::Binary(absl::GetFlag(FLAGS_bin_dir), path);
 }
 
 // From /proc/PID/status, in bytes.
@@ -177,18 +172,13 @@ int Main() {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     return ((*admin).*method)(&context, request, response);
   };
-  v1::AddSourceRequest add_source;
-  add_source.mutable_source()->set_name("bench");
-  add_source.mutable_source()->set_url(git.url());
-  v1::SourceInfo source_info;
-  if (!call(&v1::AdminService::Stub::AddSource, add_source, &source_info).ok()) return 1;
-  v1::AddBundleRequest add_bundle;
-  add_bundle.mutable_bundle()->set_name("bench");
-  add_bundle.mutable_bundle()->set_source("bench");
-  add_bundle.mutable_bundle()->set_path("apps/bench");
-  add_bundle.mutable_bundle()->mutable_sync()->set_prune(true);
-  v1::BundleInfo bundle;
-  if (!call(&v1::AdminService::Stub::AddBundle, add_bundle, &bundle).ok()) return 1;
+  absl::StatusOr<v1::BundleInfo> added = bench::AddBenchBundle(*admin, git.url(), "apps/bench");
+  if (!added.ok()) {
+    fprintf(stderr, "cannot add the bench bundle: %s\n",
+            std::string(added.status().message()).c_str());
+    return 1;
+  }
+  v1::BundleInfo bundle = *added;
   absl::SleepFor(absl::Seconds(1));
   const int64_t rss_idle = ProcStatusBytes(cp.pid(), "VmRSS");
 
@@ -224,6 +214,7 @@ int Main() {
     absl::Time sync_start = absl::Now();
     v1::SyncSourceRequest sync;
     sync.set_name("bench");
+    v1::SourceInfo source_info;
     if (!call(&v1::AdminService::Stub::SyncSource, sync, &source_info).ok()) return 1;
     v1::ListBundlesResponse bundles;
     if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &bundles).ok() ||
