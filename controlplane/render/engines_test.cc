@@ -187,6 +187,24 @@ TEST(HelmRendererTest, RendersAChart) {
   EXPECT_EQ(result->objects().count("/ConfigMap//web"), 1u);
 }
 
+// Runs the jsonnet CLI with `args` and expects the same objects as `ours`; skips when
+// the CLI is not installed.
+void ExpectSameAsJsonnetCli(const ObjectSet& ours, std::vector<std::string> args) {
+  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin"};
+  args.insert(args.begin(), "/usr/bin/jsonnet");
+  auto tool = RunSubprocess(args, options);
+  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
+  // The CLI prints a JSON array; as YAML it is a sequence of the same objects.
+  ObjectSet theirs;
+  YAML::Node array = YAML::Load(tool->stdout_text);
+  for (const YAML::Node& item : array) {
+    theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
+  }
+  EXPECT_EQ(Summary(ours), Summary(theirs));
+}
+
 TEST(JsonnetRendererTest, MatchesTheJsonnetCliWithImports) {
   Repo repo;
   repo.Add("lib/app.libsonnet", R"(
@@ -209,18 +227,7 @@ local app = import '../../lib/app.libsonnet';
   ASSERT_TRUE(ours.ok()) << ours.status();
   EXPECT_EQ(ours->size(), 2u);
   EXPECT_THAT(read, ::testing::ElementsAre("apps/web", "lib/app.libsonnet"));
-  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin"};
-  auto tool = RunSubprocess({"/usr/bin/jsonnet", repo.dir + "/apps/web/main.jsonnet"}, options);
-  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
-  // The CLI prints a JSON array; as YAML it is a sequence of the same objects.
-  ObjectSet theirs;
-  YAML::Node array = YAML::Load(tool->stdout_text);
-  for (const YAML::Node& item : array) {
-    theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
-  }
-  EXPECT_EQ(Summary(*ours), Summary(theirs));
+  ExpectSameAsJsonnetCli(*ours, {repo.dir + "/apps/web/main.jsonnet"});
 }
 
 TEST(JsonnetRendererTest, ExtVarsAndTopLevelArgumentsMatchTheJsonnetCli) {
@@ -266,19 +273,8 @@ function(replicas, region='none') [
   EXPECT_THAT(std::string(no_tla.status().message()),
               HasSubstr("top-level argument replicas: no value \"count\""));
 
-  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin"};
-  auto tool = RunSubprocess({"/usr/bin/jsonnet", "--ext-str", "env=prod", "--ext-str", "unused=x",
-                             "--tla-str", "replicas=3", repo.dir + "/apps/web/main.jsonnet"},
-                            options);
-  ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
-  ObjectSet theirs;
-  YAML::Node array = YAML::Load(tool->stdout_text);
-  for (const YAML::Node& item : array) {
-    theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
-  }
-  EXPECT_EQ(Summary(*ours), Summary(theirs));
+  ExpectSameAsJsonnetCli(*ours, {"--ext-str", "env=prod", "--ext-str", "unused=x", "--tla-str",
+                                 "replicas=3", repo.dir + "/apps/web/main.jsonnet"});
 }
 
 TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
