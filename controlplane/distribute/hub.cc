@@ -33,7 +33,15 @@ std::shared_ptr<const EncodedMessage> EncodedMessage::Encode(v1::ControlMessage 
 }
 
 Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval)
-    : store_(store), metrics_(metrics), flush_interval_(flush_interval) {
+    : store_(store),
+      metrics_(metrics),
+      sent_full_(metrics.updates_sent.Add({{"kind", "full"}})),
+      sent_delta_(metrics.updates_sent.Add({{"kind", "delta"}})),
+      sent_removal_(metrics.updates_sent.Add({{"kind", "removal"}})),
+      ack_ok_(metrics.acks.Add({{"result", "ok"}})),
+      ack_nack_(metrics.acks.Add({{"result", "nack"}})),
+      ack_need_full_(metrics.acks.Add({{"result", "need_full"}})),
+      flush_interval_(flush_interval) {
   flusher_ = std::thread([this] {
     while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) Flush();
   });
@@ -328,7 +336,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
     v1::ControlMessage removal;
     removal.mutable_removal()->set_bundle(bundle);
-    metrics_.updates_sent.Add({{"kind", "removal"}}).Increment();
+    sent_removal_.Increment();
     return EncodedMessage::Encode(std::move(removal));
   }
   std::shared_ptr<const Revision> base;
@@ -338,7 +346,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   }
   std::shared_ptr<const EncodedMessage> message = BuildUpdate(base.get(), *current);
   agent->held[bundle] = current->id;
-  metrics_.updates_sent.Add({{"kind", base ? "delta" : "full"}}).Increment();
+  (base ? sent_delta_ : sent_full_).Increment();
   metrics_.update_bytes_sent.Increment(static_cast<double>(message->bytes.size()));
   return message;
 }
@@ -350,12 +358,12 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     Agent* agent = AgentForSession(session);
     if (agent == nullptr) return;
     if (ack.need_full()) {
-      metrics_.acks.Add({{"result", "need_full"}}).Increment();
+      ack_need_full_.Increment();
       // Forget what we thought it held: the next message carries the whole set.
       agent->held.erase(ack.bundle());
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
-      metrics_.acks.Add({{"result", "ok"}}).Increment();
+      ack_ok_.Increment();
       auto target = bundles_.find(ack.bundle());
       if (target != bundles_.end()) {
         for (const auto* content : {&target->second.content, &target->second.previous}) {
@@ -368,7 +376,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
         }
       }
     } else {
-      metrics_.acks.Add({{"result", "nack"}}).Increment();
+      ack_nack_.Increment();
       GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply " << ack.bundle()
                       << " revision " << ack.revision().substr(0, 12) << ": " << ack.message();
     }

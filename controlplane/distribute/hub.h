@@ -133,6 +133,13 @@ class Hub {
 
   Store* const store_;
   ControlPlaneMetrics& metrics_;
+  // Series touched once per agent per commit, looked up once here.
+  metrics::Counter& sent_full_;
+  metrics::Counter& sent_delta_;
+  metrics::Counter& sent_removal_;
+  metrics::Counter& ack_ok_;
+  metrics::Counter& ack_nack_;
+  metrics::Counter& ack_need_full_;
   const absl::Duration flush_interval_;
   gitfleet::Notification stop_;
   std::thread flusher_;
