@@ -167,7 +167,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
       metrics_.connected_agents.Decrement();
     }
     session = next_session_++;
-    sessions_[session] = hello.cluster();
+    sessions_[session] = &agent;
     agent.session = session;
     agent.connection = connection;
     agent.info.set_name(hello.cluster());
@@ -204,7 +204,7 @@ void Hub::Disconnect(uint64_t session) {
   MutexLock lock(&mu_);
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
-  Agent& agent = agents_[it->second];
+  Agent& agent = *it->second;
   GF_LOG(INFO) << "cluster " << agent.info.name() << " disconnected";
   agent.connection.reset();
   agent.info.set_connected(false);
@@ -229,7 +229,7 @@ void Hub::CloseAll(const absl::Status& status) {
 Hub::Agent* Hub::AgentForSession(uint64_t session) {
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return nullptr;
-  return &agents_[it->second];
+  return it->second;
 }
 
 std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,

@@ -149,7 +149,8 @@ class Hub {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
-  std::map<uint64_t, std::string> sessions_ ABSL_GUARDED_BY(mu_);
+  // Agents are never erased from agents_, so these pointers stay valid.
+  std::map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   // Revisions loaded from the store (agents far behind, or from before a restart), by
   // RevisionKey. Bounded; current and previous contents answer most lookups first.
