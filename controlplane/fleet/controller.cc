@@ -613,6 +613,20 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     }
   }
   if (content != nullptr) status = Probe(definition, *content);
+  if (status.ok() && content != nullptr && variant_paths != nullptr) {
+    // What the probe renders read: with one revision for all, that is everything, and a
+    // restart can check it without rendering.
+    {
+      MutexLock paths_lock(&variant_paths->mu);
+      read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
+    }
+    absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
+    if (ids.ok()) {
+      read_ids = *std::move(ids);
+    } else {
+      read_paths.clear();
+    }
+  }
 
   const std::string engine_label = engine.empty() ? "unknown" : engine;
   metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
@@ -644,18 +658,6 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     record.clear_error_commit();
     record.set_commit(commit.id);
     *record.mutable_committed_time() = ToProtoTime(commit.time);
-  }
-  if (content != nullptr && variant_paths != nullptr) {
-    // What the probe renders read: with one revision for all, that is everything, and a
-    // restart can check it without rendering.
-    MutexLock paths_lock(&variant_paths->mu);
-    read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
-    absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
-    if (ids.ok()) {
-      read_ids = *std::move(ids);
-    } else {
-      read_paths.clear();
-    }
   }
   if (content != nullptr) {
     record.set_engine(engine);
