@@ -81,8 +81,10 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
     StartCall();
   }
 
+  // Nothing is written once the stream broke: a write after the call is done is undefined.
   void Send(v1::AgentMessage message) {
     MutexLock lock(&mu_);
+    if (broken_) return;
     queue_.push_back(std::move(message));
     if (!writing_) {
       writing_ = true;
@@ -96,7 +98,8 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   void OnWriteDone(bool ok) override {
     MutexLock lock(&mu_);
     queue_.pop_front();
-    if (!ok || queue_.empty()) {
+    broken_ |= !ok;
+    if (broken_ || queue_.empty()) {
       writing_ = false;
       return;
     }
@@ -105,7 +108,11 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      MutexLock lock(&mu_);
+      broken_ = true;  // the server ended the call; OnDone follows
+      return;
+    }
     if (!welcomed_) {
       welcomed_ = true;
       ++g_connected;
@@ -136,6 +143,7 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 void Swarm::Agent::Connect() {

@@ -43,13 +43,22 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
     stub->PrepareBidiStreamingCall(&context_, "/gitfleet.v1.AgentService/Connect",
                                    grpc::StubOptions(), this);
   }
+  // gRPC calls back until OnDone: the call must be over before this object goes.
+  ~RawAgent() {
+    if (!started_) return;
+    Cancel();
+    done_.WaitForNotification();
+  }
   void Start() {
+    started_ = true;
     if (read_) StartRead(&in_);
     StartCall();
   }
-  // Queues one message; writes go out one at a time.
+  // Queues one message; writes go out one at a time. Nothing is written once the stream
+  // broke: a write after the call is done is undefined.
   void Send(std::string bytes) {
     MutexLock lock(&mu_);
+    if (broken_) return;
     queue_.push_back(std::move(bytes));
     if (!writing_) WriteNext();
   }
@@ -64,10 +73,16 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
   void OnWriteDone(bool ok) override {
     MutexLock lock(&mu_);
     writing_ = false;
-    if (ok && !queue_.empty()) WriteNext();
+    broken_ |= !ok;
+    if (!broken_ && !queue_.empty()) WriteNext();
   }
   void OnReadDone(bool ok) override {
-    if (ok) StartRead(&in_);
+    if (ok) {
+      StartRead(&in_);
+      return;
+    }
+    MutexLock lock(&mu_);
+    broken_ = true;  // the server ended the call
   }
   void OnDone(const grpc::Status& status) override {
     {
@@ -87,12 +102,14 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
   }
 
   const bool read_;
+  bool started_ = false;
   grpc::ClientContext context_;
   grpc::ByteBuffer in_;
   Mutex mu_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
   Notification done_;
 };
