@@ -21,6 +21,24 @@ std::string Binary(const std::string& bin_dir, const std::string& path) {
   return runfiles ? absl::StrCat(runfiles, "/gitfleet/", path) : path;
 }
 
+absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const std::string& root,
+                                               int poll_interval_seconds) {
+  ControlPlane cp;
+  cp.process = std::make_unique<testing::Process>(
+      Binary(bin_dir, "controlplane/gitfleet-controlplane"),
+      std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=127.0.0.1:0",
+                               "--http=127.0.0.1:0",
+                               absl::StrCat("--poll-interval-seconds=", poll_interval_seconds)},
+      root + "/cp.log");
+  std::string port = cp.process->WaitForLog(R"(serving gRPC on port (\d+))");
+  if (port.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("control plane did not start:\n", cp.process->Log()));
+  }
+  cp.target = "127.0.0.1:" + port;
+  return cp;
+}
+
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,
                                               const std::string& path) {
   auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(60); };

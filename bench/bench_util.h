@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/process.h"
 
 namespace gitfleet::bench {
 
@@ -18,6 +19,14 @@ double Median(std::vector<double> values);
 // `path` (e.g. "controlplane/gitfleet-controlplane") under `bin_dir`, or in the runfiles
 // when `bin_dir` is empty (bazel run).
 std::string Binary(const std::string& bin_dir, const std::string& path);
+
+// A control plane for a benchmark: data under ROOT/cp, log in ROOT/cp.log, loopback ports.
+struct ControlPlane {
+  std::unique_ptr<testing::Process> process;
+  std::string target;  // 127.0.0.1:PORT for gRPC
+};
+absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const std::string& root,
+                                               int poll_interval_seconds);
 
 // Adds source "bench" at `url` and bundle "bench" at `path` (prune on) through `admin`.
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,

@@ -55,16 +55,13 @@ int Main() {
   for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
   git.Commit("initial");
 
-  Process cp(Binary("controlplane/gitfleet-controlplane"),
-             {"--data-dir=" + root + "/cp", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
-              "--poll-interval-seconds=1"},
-             root + "/cp.log");
-  std::string port_text = cp.WaitForLog(R"(serving gRPC on port (\d+))");
-  if (port_text.empty()) {
-    fprintf(stderr, "control plane did not start:\n%s\n", cp.Log().c_str());
+  absl::StatusOr<bench::ControlPlane> started =
+      bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 1);
+  if (!started.ok()) {
+    fprintf(stderr, "%s\n", std::string(started.status().message()).c_str());
     return 1;
   }
-  std::string target = "127.0.0.1:" + port_text;
+  const std::string& target = started->target;
   std::vector<std::unique_ptr<Process>> agents;
   for (const char* name : {"prod-eu", "staging"}) {
     agents.push_back(std::make_unique<Process>(
