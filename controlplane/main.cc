@@ -117,10 +117,8 @@ int Main(ShutdownSignals& signals) {
   options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
   options.kustomize.limits = options.render_limits;
   options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
+  options.helm = options.kustomize;
   options.helm.binary = absl::GetFlag(FLAGS_helm);
-  options.helm.scratch_dir = options.kustomize.scratch_dir;
-  options.helm.timeout = options.kustomize.timeout;
-  options.helm.limits = options.render_limits;
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
 

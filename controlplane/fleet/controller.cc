@@ -62,12 +62,7 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
     }
   }
   for (const std::string& file : bundle.helm_values_files()) {
-    bool escapes = file.empty() || file[0] == '/';
-    for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
-    if (escapes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
-    }
+    if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
   }
   const std::string& engine = bundle.engine();
   if (!engine.empty() && engine != "jsonnet" && bundle.jsonnet_tlas_size() > 0) {

@@ -19,17 +19,22 @@ std::string FindHelm() {
   return "";
 }
 
+absl::Status CheckHelmValuesFile(const std::string& file) {
+  bool escapes = file.empty() || file[0] == '/';
+  for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
+  if (escapes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::vector<std::string>& values_files, const Values& values) {
   std::vector<std::string> args = {binary, "template", release, chart_dir};
   for (const std::string& file : values_files) {
-    bool escapes = file.empty() || file[0] == '/';
-    for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
-    if (escapes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
-    }
+    if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
     args.push_back("--values=" + chart_dir + "/" + file);
   }
   for (const auto& [name, value] : values) {

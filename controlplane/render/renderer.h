@@ -72,12 +72,14 @@ class PlainRenderer : public Renderer {
 // Kustomize overlays: `kubectl kustomize DIR` or `kustomize build DIR` on a scratch copy of
 // the repository at the commit, with a timeout, a clean environment and, where the
 // machine allows, no network (a fresh network namespace via unshare).
-struct KustomizeOptions {
-  std::string binary;       // kubectl or kustomize; empty: FindKustomize()
+// Options of an engine that runs an external tool (kustomize, helm).
+struct ToolOptions {
+  std::string binary;       // empty: found on the system (FindKustomize, FindHelm)
   std::string scratch_dir;  // where checkouts are written (and removed)
   absl::Duration timeout = absl::Seconds(60);
   RenderLimits limits;
 };
+using KustomizeOptions = ToolOptions;
 
 class KustomizeRenderer : public Renderer {
  public:
@@ -129,12 +131,7 @@ class JsonnetRenderer : public Renderer {
 // Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
 // the same timeout, clean environment and bounds as kustomize. Helm is not packaged for
 // Debian 12; without a binary, renders fail with a message saying so.
-struct HelmOptions {
-  std::string binary;  // empty: FindHelm()
-  std::string scratch_dir;
-  absl::Duration timeout = absl::Seconds(60);
-  RenderLimits limits;
-};
+using HelmOptions = ToolOptions;
 
 class HelmRenderer : public Renderer {
  public:
@@ -145,6 +142,9 @@ class HelmRenderer : public Renderer {
  private:
   HelmOptions options_;
 };
+
+// A values file must name a file inside the chart: relative, without "..".
+absl::Status CheckHelmValuesFile(const std::string& file);
 
 // The `helm template` command line: values files (relative to the chart, never escaping
 // it) in order, then each value as --set-string (dots in names nest, as helm does).
