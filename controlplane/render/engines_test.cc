@@ -277,6 +277,22 @@ function(replicas, region='none') [
                                  "replicas=3", repo.dir + "/apps/web/main.jsonnet"});
 }
 
+TEST(JsonnetRendererTest, InProcessRendersTheSame) {
+  std::vector<RepoFile> files = {
+      {"j/main.jsonnet",
+       "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: std.extVar('n') } }"}};
+  Values values = {{"n", "x"}};
+  JsonnetOptions in_process;
+  in_process.isolate = false;
+  ReadValues read_child, read_in_process;
+  auto child = JsonnetRenderer().Render({"b", "j", files, nullptr, &values, &read_child});
+  auto direct =
+      JsonnetRenderer(in_process).Render({"b", "j", files, nullptr, &values, &read_in_process});
+  ASSERT_TRUE(child.ok() && direct.ok());
+  EXPECT_EQ(Summary(*child), Summary(*direct));
+  EXPECT_EQ(read_child, read_in_process);
+}
+
 TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
   JsonnetRenderer renderer({absl::Seconds(1), {}});
   // Exponential work at a shallow depth: the stack limit does not stop it, the clock does.

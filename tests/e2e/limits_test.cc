@@ -229,6 +229,10 @@ TEST_F(Limits, AStuckAgentDoesNotStallTheOthers) {
   EXPECT_FALSE(stuck.done()) << "a slow agent is not cut off, it just waits";
   // Its pending updates coalesced to one per bundle.
   EXPECT_GE(Metric("gitfleet_agent_coalesced_updates_total"), 1);
+  // Every acknowledged change is a fan-out sample, and every applied one a commit-to-applied
+  // sample of its bundle.
+  EXPECT_GE(Metric("gitfleet_fanout_seconds_count"), 40);
+  EXPECT_GE(Metric("gitfleet_commit_to_applied_seconds_count{bundle=\"app\"}"), 40);
   stuck.Cancel();
 }
 
