@@ -1,0 +1,291 @@
+#include "agent/kube/client.h"
+
+#include <curl/curl.h>
+#include <sys/stat.h>
+
+#include <cctype>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/backoff.h"
+#include "common/logging.h"
+#include "nlohmann/json.hpp"
+
+namespace gitfleet {
+namespace {
+
+absl::StatusCode CodeFor(int http) {
+  switch (http) {
+    case 400:
+    case 422:
+      return absl::StatusCode::kInvalidArgument;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kNotFound;
+    case 409:
+      return absl::StatusCode::kAborted;
+    case 429:
+      return absl::StatusCode::kResourceExhausted;
+    case 504:
+      return absl::StatusCode::kDeadlineExceeded;
+    default:
+      return http >= 500 ? absl::StatusCode::kUnavailable : absl::StatusCode::kUnknown;
+  }
+}
+
+bool Retryable(int code) {
+  return code == 429 || code == 500 || code == 502 || code == 503 || code == 504;
+}
+
+struct Exchange {
+  std::string body;
+  absl::Duration retry_after = absl::ZeroDuration();
+};
+
+size_t WriteBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<Exchange*>(user)->body.append(data, size * n);
+  return size * n;
+}
+
+size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
+  absl::string_view line(data, size * n);
+  if (absl::StartsWithIgnoreCase(line, "retry-after:")) {
+    line.remove_prefix(sizeof("retry-after:") - 1);
+    int seconds = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &seconds) && seconds >= 0) {
+      static_cast<Exchange*>(user)->retry_after = absl::Seconds(seconds);
+    }
+  }
+  return size * n;
+}
+
+void SetBlob(CURL* curl, CURLoption option, const std::string& pem) {
+  curl_blob blob;
+  blob.data = const_cast<char*>(pem.data());
+  blob.len = pem.size();
+  blob.flags = CURL_BLOB_COPY;
+  curl_easy_setopt(curl, option, &blob);
+}
+
+}  // namespace
+
+absl::Status KubeResponse::ToStatus() const {
+  if (code >= 200 && code < 300) return absl::OkStatus();
+  std::string reason, message;
+  nlohmann::json status = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (status.is_object()) {
+    if (status.contains("reason") && status["reason"].is_string()) reason = status["reason"];
+    if (status.contains("message") && status["message"].is_string()) message = status["message"];
+  }
+  if (message.empty()) message = body.substr(0, 200);
+  return absl::Status(CodeFor(code),
+                      absl::StrCat(code, reason.empty() ? "" : " ", reason, ": ", message));
+}
+
+std::string UrlEncode(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%",
+                      absl::AsciiStrToUpper(absl::StrCat(absl::Hex(c, absl::kZeroPad2))));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Create(KubeConfig config, Options options) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (options.qps <= 0 || options.burst < 1) {
+    return absl::InvalidArgumentError("kubernetes client: qps must be > 0 and burst >= 1");
+  }
+  if (config.server.empty()) return absl::InvalidArgumentError("kubernetes client: no server");
+  std::unique_ptr<KubeClient> client(new KubeClient(std::move(config), std::move(options)));
+  client->Token(/*force=*/false);
+  return client;
+}
+
+KubeClient::KubeClient(KubeConfig config, Options options)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      bucket_(options_.qps, options_.burst) {
+  MutexLock lock(&token_mu_);
+  token_ = config_.token;
+}
+
+KubeClient::~KubeClient() {
+  MutexLock lock(&pool_mu_);
+  for (void* handle : pool_) curl_easy_cleanup(static_cast<CURL*>(handle));
+}
+
+void* KubeClient::TakeHandle() {
+  {
+    MutexLock lock(&pool_mu_);
+    if (!pool_.empty()) {
+      void* handle = pool_.back();
+      pool_.pop_back();
+      return handle;
+    }
+  }
+  return curl_easy_init();
+}
+
+void KubeClient::ReturnHandle(void* handle) {
+  MutexLock lock(&pool_mu_);
+  pool_.push_back(handle);
+}
+
+void KubeClient::WaitForRateLimit() {
+  // Bounded: at worst one token's refill time per loop, and tokens always refill.
+  for (;;) {
+    {
+      MutexLock lock(&rate_mu_);
+      if (bucket_.Take(absl::Now())) return;
+    }
+    absl::SleepFor(absl::Seconds(1.0 / options_.qps));
+  }
+}
+
+std::string KubeClient::Token(bool force) {
+  MutexLock lock(&token_mu_);
+  if (config_.token_file.empty()) return token_;
+  struct stat st;
+  if (stat(config_.token_file.c_str(), &st) != 0) return token_;
+  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (!force && mtime == token_mtime_ns_) return token_;
+  std::ifstream in(config_.token_file);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string token(absl::StripAsciiWhitespace(buffer.str()));
+  if (!token.empty()) {
+    if (token_mtime_ns_ >= 0 && token != token_) {
+      GF_LOG(INFO) << "kubernetes: token file " << config_.token_file << " changed; using it";
+    }
+    token_ = std::move(token);
+  }
+  token_mtime_ns_ = mtime;
+  return token_;
+}
+
+absl::StatusOr<KubeResponse> KubeClient::Do(absl::string_view method, absl::string_view path,
+                                            absl::string_view body,
+                                            absl::string_view content_type) {
+  const std::string url = absl::StrCat(config_.server, path);
+  Backoff backoff(options_.initial_backoff, options_.max_backoff);
+  bool reread_token = false;
+  absl::Status last_error;
+  for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
+    WaitForRateLimit();
+    std::string token = Token(/*force=*/false);
+    void* curl = TakeHandle();
+    absl::Duration retry_after = absl::ZeroDuration();
+    absl::StatusOr<KubeResponse> response =
+        DoOnce(curl, method, url, body, content_type, token, &retry_after);
+    ReturnHandle(curl);
+    if (options_.on_response) options_.on_response(method, response.ok() ? response->code : 0);
+    if (response.ok() && response->code == 401 && !config_.token_file.empty() && !reread_token) {
+      // The token may have rotated since it was last read: read it once more.
+      reread_token = true;
+      if (Token(/*force=*/true) != token) {
+        --attempt;
+        continue;
+      }
+    }
+    if (response.ok() && !Retryable(response->code)) return response;
+    absl::Duration wait = backoff.Next();
+    if (response.ok()) {
+      last_error = response->ToStatus();
+      if (retry_after > absl::ZeroDuration())
+        wait = std::min(retry_after, options_.max_retry_after);
+      if (attempt == options_.max_retries) return response;
+    } else {
+      last_error = response.status();
+    }
+    if (attempt < options_.max_retries) {
+      GF_LOG(DEBUG) << "kubernetes: " << method << " " << path << ": " << last_error.message()
+                    << "; retrying in " << wait;
+      absl::SleepFor(wait);
+    }
+  }
+  return absl::UnavailableError(absl::StrCat(method, " ", config_.server, path, " failed after ",
+                                             options_.max_retries + 1,
+                                             " attempts: ", last_error.message()));
+}
+
+absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view method,
+                                                const std::string& url, absl::string_view body,
+                                                absl::string_view content_type,
+                                                const std::string& token,
+                                                absl::Duration* retry_after) {
+  CURL* curl = static_cast<CURL*>(handle);
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  curl_easy_reset(curl);  // keeps the connection cache
+  Exchange exchange;
+  const std::string method_string(method);
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method_string.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &exchange);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &ReadHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &exchange);
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (method == "HEAD") curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  if (!body.empty() || method == "POST" || method == "PATCH" || method == "PUT") {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  }
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Accept: application/json");
+  headers = curl_slist_append(headers, "User-Agent: gitfleet-agent");
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  std::string content_header = absl::StrCat("Content-Type: ", content_type);
+  if (!body.empty()) headers = curl_slist_append(headers, content_header.c_str());
+  std::string auth;
+  if (!token.empty()) {
+    auth = absl::StrCat("Authorization: Bearer ", token);
+    headers = curl_slist_append(headers, auth.c_str());
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!config_.ca_pem.empty()) SetBlob(curl, CURLOPT_CAINFO_BLOB, config_.ca_pem);
+  if (config_.insecure_skip_tls_verify) {
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (!config_.client_cert_pem.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    SetBlob(curl, CURLOPT_SSLCERT_BLOB, config_.client_cert_pem);
+    curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    SetBlob(curl, CURLOPT_SSLKEY_BLOB, config_.client_key_pem);
+  }
+  CURLcode result = curl_easy_perform(curl);
+  curl_slist_free_all(headers);
+  if (result != CURLE_OK) {
+    return absl::UnavailableError(absl::StrCat(method, " ", url, ": ", curl_easy_strerror(result)));
+  }
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  *retry_after = exchange.retry_after;
+  KubeResponse response;
+  response.code = static_cast<int>(code);
+  response.body = std::move(exchange.body);
+  return response;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,99 @@
+#ifndef GITFLEET_AGENT_KUBE_CLIENT_H_
+#define GITFLEET_AGENT_KUBE_CLIENT_H_
+
+// An HTTP client for one Kubernetes API server, on libcurl.
+//
+//   GF_ASSIGN_OR_RETURN(std::unique_ptr<KubeClient> client, KubeClient::Create(config, {}));
+//   GF_ASSIGN_OR_RETURN(KubeResponse r, client->Do("GET", "/api/v1/namespaces/web"));
+//   if (r.code != 200) return r.ToStatus();
+//
+// Connections are kept and reused (a small pool of curl handles). Requests wait for the
+// client-side rate limit (QPS with a burst). Connection failures, timeouts, 429 and 5xx
+// are retried with jittered backoff, honouring Retry-After, a bounded number of times. A
+// token file is re-read when it changes and once more on a 401, so rotated
+// service-account tokens are picked up without a restart.
+//
+// Thread-safe.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "agent/kube/config.h"
+#include "common/rate_limit.h"
+#include "common/sync.h"
+
+namespace gitfleet {
+
+struct KubeResponse {
+  int code = 0;
+  std::string body;
+  // An error naming the code, the API's reason and message, from a `Status` body:
+  // "422 Invalid: Deployment.apps \"web\" is invalid: ...".
+  absl::Status ToStatus() const;
+};
+
+class KubeClient {
+ public:
+  struct Options {
+    double qps = 50;
+    int burst = 100;
+    absl::Duration timeout = absl::Seconds(30);
+    absl::Duration connect_timeout = absl::Seconds(5);
+    // Attempts after the first, for transport errors, 429 and 5xx.
+    int max_retries = 5;
+    absl::Duration initial_backoff = absl::Milliseconds(200);
+    absl::Duration max_backoff = absl::Seconds(5);
+    // Retry-After is honoured up to this.
+    absl::Duration max_retry_after = absl::Seconds(30);
+    // Called for every attempt: method and HTTP code, 0 when no response came.
+    std::function<void(absl::string_view method, int code)> on_response;
+  };
+
+  static absl::StatusOr<std::unique_ptr<KubeClient>> Create(KubeConfig config, Options options);
+  ~KubeClient();
+
+  // Sends one request (retrying as above). Any HTTP response is returned, whatever its
+  // code; an error means no usable response: connection, TLS or timeout, after retries.
+  absl::StatusOr<KubeResponse> Do(absl::string_view method, absl::string_view path,
+                                  absl::string_view body = "",
+                                  absl::string_view content_type = "application/json");
+
+  const KubeConfig& config() const { return config_; }
+
+ private:
+  KubeClient(KubeConfig config, Options options);
+  absl::StatusOr<KubeResponse> DoOnce(void* curl, absl::string_view method, const std::string& url,
+                                      absl::string_view body, absl::string_view content_type,
+                                      const std::string& token, absl::Duration* retry_after);
+  void WaitForRateLimit();
+  // The bearer token to send; re-reads the token file when it changed (or `force`).
+  std::string Token(bool force);
+  void* TakeHandle();
+  void ReturnHandle(void* handle);
+
+  const KubeConfig config_;
+  const Options options_;
+
+  Mutex rate_mu_;
+  TokenBucket bucket_ ABSL_GUARDED_BY(rate_mu_);
+
+  Mutex token_mu_;
+  std::string token_ ABSL_GUARDED_BY(token_mu_);
+  int64_t token_mtime_ns_ ABSL_GUARDED_BY(token_mu_) = -1;
+
+  Mutex pool_mu_;
+  std::vector<void*> pool_ ABSL_GUARDED_BY(pool_mu_);
+};
+
+// Percent-encodes a query value (label selectors).
+std::string UrlEncode(absl::string_view text);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_KUBE_CLIENT_H_

@@ -1,0 +1,778 @@
+#include "tests/fakekube/fake_apiserver.h"
+
+#include <civetweb.h>
+
+#include <algorithm>
+#include <cstring>
+#include <regex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "agent/kube/convert.h"
+
+namespace gitfleet {
+namespace {
+
+using nlohmann::json;
+
+json StatusBody(int code, const std::string& reason, const std::string& message,
+                json details = json::object()) {
+  return {{"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", json::object()},
+          {"status", "Failure"}, {"message", message}, {"reason", reason},
+          {"details", details},  {"code", code}};
+}
+
+std::string ApiVersion(const std::string& group, const std::string& version) {
+  return group.empty() ? version : group + "/" + version;
+}
+
+// A lowercase RFC 1123 subdomain, as metadata.name must be for most kinds.
+bool ValidName(const std::string& name) {
+  static const std::regex kSubdomain(
+      "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*");
+  return !name.empty() && name.size() <= 253 && std::regex_match(name, kSubdomain);
+}
+
+// Label selector: comma-separated k=v, k==v, k!=v, k, !k.
+bool Matches(const json& object, const std::string& selector) {
+  if (selector.empty()) return true;
+  json labels = json::object();
+  if (object.contains("metadata") && object["metadata"].contains("labels")) {
+    labels = object["metadata"]["labels"];
+  }
+  for (absl::string_view term : absl::StrSplit(selector, ',', absl::SkipEmpty())) {
+    std::string t(term);
+    if (size_t p = t.find("!="); p != std::string::npos) {
+      std::string k = t.substr(0, p), v = t.substr(p + 2);
+      if (labels.contains(k) && labels[k] == v) return false;
+    } else if (size_t q = t.find('='); q != std::string::npos) {
+      std::string k = t.substr(0, q), v = t.substr(t[q + 1] == '=' ? q + 2 : q + 1);
+      if (!labels.contains(k) || labels[k] != v) return false;
+    } else if (t[0] == '!') {
+      if (labels.contains(t.substr(1))) return false;
+    } else if (!labels.contains(t)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+json FieldsV1(const json& value) {
+  json out = json::object();
+  if (!value.is_object()) return out;
+  for (auto it = value.begin(); it != value.end(); ++it)
+    out["f:" + it.key()] = FieldsV1(it.value());
+  return out;
+}
+
+// Removes from `live` the leaves `old_applied` set that `new_applied` no longer sets.
+void RemoveDropped(json& live, const json& old_applied, const json& new_applied) {
+  if (!old_applied.is_object() || !live.is_object()) return;
+  for (auto it = old_applied.begin(); it != old_applied.end(); ++it) {
+    bool kept = new_applied.is_object() && new_applied.contains(it.key());
+    if (!kept) {
+      live.erase(it.key());
+    } else if (it.value().is_object()) {
+      RemoveDropped(live[it.key()], it.value(), new_applied[it.key()]);
+    }
+  }
+}
+
+void MergeInto(json& live, const json& applied) {
+  if (!applied.is_object() || !live.is_object()) {
+    live = applied;
+    return;
+  }
+  for (auto it = applied.begin(); it != applied.end(); ++it) {
+    if (it.value().is_null()) {
+      live.erase(it.key());
+    } else if (it.value().is_object() && live.contains(it.key()) && live[it.key()].is_object()) {
+      MergeInto(live[it.key()], it.value());
+    } else {
+      live[it.key()] = it.value();
+    }
+  }
+}
+
+// The first leaf both set to different values, or "".
+std::string Conflict(const json& mine, const json& theirs, const std::string& path) {
+  if (!mine.is_object() || !theirs.is_object()) return mine == theirs ? "" : path;
+  for (auto it = mine.begin(); it != mine.end(); ++it) {
+    if (!theirs.contains(it.key())) continue;
+    std::string c = Conflict(it.value(), theirs[it.key()], path + "." + it.key());
+    if (!c.empty()) return c;
+  }
+  return "";
+}
+
+json WithoutVolatile(json object) {
+  object.erase("status");
+  if (object.contains("metadata")) {
+    for (const char* f : {"managedFields", "resourceVersion", "generation"}) {
+      object["metadata"].erase(f);
+    }
+  }
+  return object;
+}
+
+json Spec(const json& object) {
+  json copy = object;
+  copy.erase("metadata");
+  copy.erase("status");
+  return copy;
+}
+
+std::string Now() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+}  // namespace
+
+FakeApiServer::FakeApiServer(Options options) : options_(std::move(options)) {
+  MutexLock lock(&mu_);
+  token_ = options_.token;
+  auto add = [this](std::string group, std::vector<std::string> versions, std::string kind,
+                    std::string plural, bool namespaced) {
+    resources_.push_back({group, versions, kind, plural, namespaced, true});
+  };
+  add("", {"v1"}, "Namespace", "namespaces", false);
+  add("", {"v1"}, "ConfigMap", "configmaps", true);
+  add("", {"v1"}, "Secret", "secrets", true);
+  add("", {"v1"}, "Service", "services", true);
+  add("", {"v1"}, "ServiceAccount", "serviceaccounts", true);
+  add("", {"v1"}, "Pod", "pods", true);
+  add("", {"v1"}, "PersistentVolumeClaim", "persistentvolumeclaims", true);
+  add("apps", {"v1"}, "Deployment", "deployments", true);
+  add("apps", {"v1"}, "StatefulSet", "statefulsets", true);
+  add("apps", {"v1"}, "DaemonSet", "daemonsets", true);
+  add("apps", {"v1"}, "ReplicaSet", "replicasets", true);
+  add("batch", {"v1"}, "Job", "jobs", true);
+  add("networking.k8s.io", {"v1"}, "Ingress", "ingresses", true);
+  add("rbac.authorization.k8s.io", {"v1"}, "ClusterRole", "clusterroles", false);
+  add("rbac.authorization.k8s.io", {"v1"}, "ClusterRoleBinding", "clusterrolebindings", false);
+  add("rbac.authorization.k8s.io", {"v1"}, "Role", "roles", true);
+  add("rbac.authorization.k8s.io", {"v1"}, "RoleBinding", "rolebindings", true);
+  add("apiextensions.k8s.io", {"v1"}, "CustomResourceDefinition", "customresourcedefinitions",
+      false);
+  add("apiregistration.k8s.io", {"v1"}, "APIService", "apiservices", false);
+  for (const char* ns : {"default", "kube-system"}) {
+    json object = {{"apiVersion", "v1"},
+                   {"kind", "Namespace"},
+                   {"metadata",
+                    {{"name", ns},
+                     {"uid", absl::StrCat("uid-", ++uid_)},
+                     {"resourceVersion", std::to_string(++resource_version_)}}},
+                   {"status", {{"phase", "Active"}}}};
+    objects_[ObjectKeyFor("", "namespaces", "", ns)] = object;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options options) {
+  std::unique_ptr<FakeApiServer> server(new FakeApiServer(options));
+  mg_init_library(0);
+  // With TLS, civetweb serves plain HTTP on a private port behind a TLS frontend.
+  const bool tls = !options.tls_cert_and_key.empty();
+  std::string listen = tls ? "127.0.0.1:0" : options.listen;
+  const char* args[] = {
+      "listening_ports",       listen.c_str(), "num_threads", "16", "enable_keep_alive", "yes",
+      "keep_alive_timeout_ms", "100",          nullptr};
+  mg_callbacks callbacks;
+  std::memset(&callbacks, 0, sizeof(callbacks));
+  server->ctx_ = mg_start(&callbacks, nullptr, args);
+  if (server->ctx_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("fake apiserver: cannot listen on ", listen));
+  }
+  mg_server_port ports[2];
+  if (mg_get_server_ports(server->ctx_, 2, ports) <= 0) {
+    return absl::InternalError("fake apiserver: no port");
+  }
+  server->port_ = ports[0].port;
+  mg_set_request_handler(server->ctx_, "/", &FakeApiServer::Dispatch, server.get());
+  if (tls) {
+    int port = 0;
+    if (size_t colon = options.listen.rfind(':'); colon != std::string::npos) {
+      port = std::atoi(options.listen.c_str() + colon + 1);
+    }
+    absl::StatusOr<std::unique_ptr<TlsFrontend>> frontend =
+        TlsFrontend::Start(options.tls_cert_and_key, server->port_, port);
+    if (!frontend.ok()) return frontend.status();
+    server->tls_ = *std::move(frontend);
+    server->port_ = server->tls_->port();
+  }
+  return server;
+}
+
+FakeApiServer::~FakeApiServer() {
+  tls_.reset();
+  if (ctx_ != nullptr) mg_stop(ctx_);
+}
+
+std::string FakeApiServer::url() const {
+  return absl::StrCat(options_.tls_cert_and_key.empty() ? "http" : "https", "://127.0.0.1:", port_);
+}
+
+std::string FakeApiServer::ObjectKeyFor(const std::string& group, const std::string& plural,
+                                        const std::string& ns, const std::string& name) {
+  return absl::StrCat(group, "/", plural, "/", ns, "/", name);
+}
+
+int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
+  auto* server = static_cast<FakeApiServer*>(self);
+  const mg_request_info* info = mg_get_request_info(conn);
+  std::string body;
+  char buffer[8192];
+  int n;
+  while ((n = mg_read(conn, buffer, sizeof(buffer))) > 0) body.append(buffer, n);
+  const char* auth = mg_get_header(conn, "Authorization");
+  const char* type = mg_get_header(conn, "Content-Type");
+  Response response = server->Handle(info->request_method, info->local_uri ? info->local_uri : "",
+                                     info->query_string ? info->query_string : "", auth ? auth : "",
+                                     type ? type : "", body);
+  std::string text = response.body.dump();
+  std::string extra;
+  if (response.retry_after >= 0)
+    extra = absl::StrCat("Retry-After: ", response.retry_after, "\r\n");
+  mg_printf(
+      conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
+      response.code, mg_get_response_code_text(conn, response.code), text.size(), extra.c_str());
+  mg_write(conn, text.data(), text.size());
+  return response.code;
+}
+
+FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const std::string& path,
+                                              const std::string& query_string,
+                                              const std::string& authorization,
+                                              const std::string& content_type,
+                                              const std::string& body) {
+  MutexLock lock(&mu_);
+  requests_.push_back({method, path, query_string, 0});
+  auto finish = [&](Response r) {
+    requests_.back().code = r.code;
+    return r;
+  };
+  EstablishCrds();
+  if (!token_.empty() && authorization != "Bearer " + token_) {
+    return finish({401, StatusBody(401, "Unauthorized", "Unauthorized")});
+  }
+  if (fail_count_ > 0) {
+    --fail_count_;
+    std::string reason = fail_code_ == 429 ? "TooManyRequests" : "InternalError";
+    return finish({fail_code_,
+                   StatusBody(fail_code_, reason, absl::StrCat("injected failure ", fail_code_)),
+                   fail_retry_after_});
+  }
+  std::map<std::string, std::string> query;
+  for (absl::string_view pair : absl::StrSplit(query_string, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    std::vector<char> decoded(kv.second.size() + 1);
+    mg_url_decode(kv.second.c_str(), static_cast<int>(kv.second.size()), decoded.data(),
+                  static_cast<int>(decoded.size()), 1);
+    query[kv.first] = decoded.data();
+  }
+
+  std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+  if (parts.empty())
+    return finish(
+        {404, StatusBody(404, "NotFound", "the server could not find the requested resource")});
+  std::string group, version;
+  size_t rest;
+  if (parts[0] == "api" && parts.size() >= 2) {
+    version = parts[1];
+    rest = 2;
+  } else if (parts[0] == "apis" && parts.size() >= 3) {
+    group = parts[1];
+    version = parts[2];
+    rest = 3;
+  } else {
+    if (method != "GET")
+      return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
+    return finish(Discovery(parts));
+  }
+  if (parts.size() == rest) {
+    if (method != "GET")
+      return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
+    return finish(Discovery(parts));
+  }
+  std::string ns, plural, name, subresource;
+  std::vector<std::string> tail(parts.begin() + rest, parts.end());
+  if (tail[0] == "namespaces" && tail.size() >= 3) {
+    ns = tail[1];
+    plural = tail[2];
+    if (tail.size() >= 4) name = tail[3];
+    if (tail.size() >= 5) subresource = tail[4];
+  } else {
+    plural = tail[0];
+    if (tail.size() >= 2) name = tail[1];
+    if (tail.size() >= 3) subresource = tail[2];
+  }
+  const Resource* resource = FindResource(group, version, plural);
+  bool wrong_scope = resource != nullptr && ((!resource->namespaced && !ns.empty()) ||
+                                             (resource->namespaced && ns.empty() && !name.empty()));
+  if (resource == nullptr || wrong_scope) {
+    return finish(
+        {404, StatusBody(404, "NotFound", "the server could not find the requested resource")});
+  }
+  std::string verb = method == "GET"      ? (name.empty() ? "list" : "get")
+                     : method == "PATCH"  ? "patch"
+                     : method == "DELETE" ? "delete"
+                                          : absl::AsciiStrToLower(method);
+  if (forbidden_.count(absl::StrCat(verb, " ", group, "/", plural)) > 0) {
+    return finish(
+        {403,
+         StatusBody(
+             403, "Forbidden",
+             absl::StrCat(plural, " \"", name,
+                          "\" is forbidden: User \"system:serviceaccount:gitfleet:agent\" cannot ",
+                          verb, " resource \"", plural, "\" in API group \"", group, "\"",
+                          ns.empty() ? "" : " in the namespace \"" + ns + "\""))});
+  }
+  const std::string key = ObjectKeyFor(group, plural, ns, name);
+  json details = {{"name", name}, {"group", group}, {"kind", plural}};
+  auto not_found = [&]() {
+    return Response{404, StatusBody(404, "NotFound",
+                                    absl::StrCat(plural, group.empty() ? "" : "." + group, " \"",
+                                                 name, "\" not found"),
+                                    details)};
+  };
+
+  if (method == "GET" && name.empty()) {
+    json items = json::array();
+    std::string prefix = ObjectKeyFor(group, plural, ns, "");
+    if (ns.empty()) prefix = absl::StrCat(group, "/", plural, "/");
+    for (const auto& [k, object] : objects_) {
+      if (!absl::StartsWith(k, prefix)) continue;
+      if (!Matches(object, query.count("labelSelector") ? query["labelSelector"] : "")) continue;
+      json item = object;
+      item["apiVersion"] = ApiVersion(group, version);
+      items.push_back(item);
+    }
+    return finish({200,
+                   {{"kind", resource->kind + "List"},
+                    {"apiVersion", ApiVersion(group, version)},
+                    {"metadata", {{"resourceVersion", std::to_string(resource_version_)}}},
+                    {"items", items}}});
+  }
+  if (name.empty()) return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
+  auto it = objects_.find(key);
+  if (method == "GET") {
+    if (it == objects_.end()) return finish(not_found());
+    json object = it->second;
+    object["apiVersion"] = ApiVersion(group, version);
+    return finish({200, object});
+  }
+  if (method == "DELETE") {
+    if (it == objects_.end()) return finish(not_found());
+    json options = json::parse(body.empty() ? "{}" : body, nullptr, false);
+    if (options.is_object() && options.contains("preconditions") &&
+        options["preconditions"].contains("uid")) {
+      std::string want = options["preconditions"]["uid"];
+      if (!want.empty() && want != it->second["metadata"].value("uid", "")) {
+        return finish(
+            {409, StatusBody(409, "Conflict",
+                             absl::StrCat(
+                                 "Precondition failed: UID in precondition: ", want,
+                                 ", UID in object meta: ", it->second["metadata"].value("uid", "")),
+                             details)});
+      }
+    }
+    json gone = it->second;
+    objects_.erase(it);
+    applied_.erase(key);
+    if (group.empty() && plural == "namespaces") {
+      // The namespace controller removes everything inside; here it happens at once.
+      for (auto o = objects_.begin(); o != objects_.end();) {
+        std::vector<std::string> k = absl::StrSplit(o->first, '/');
+        if (k.size() >= 4 && k[k.size() - 2] == name) {
+          applied_.erase(o->first);
+          o = objects_.erase(o);
+        } else {
+          ++o;
+        }
+      }
+    }
+    ++resource_version_;
+    return finish(
+        {200,
+         {{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Success"}, {"details", details}}});
+  }
+  if (method == "PATCH" && subresource == "status") {
+    if (it == objects_.end()) return finish(not_found());
+    json patch = json::parse(body, nullptr, false);
+    if (!patch.is_object()) return finish({400, StatusBody(400, "BadRequest", "body is not JSON")});
+    if (patch.contains("status")) MergeInto(it->second["status"], patch["status"]);
+    it->second["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+    return finish({200, it->second});
+  }
+  if (method == "PATCH" && subresource.empty()) {
+    if (!absl::StartsWith(content_type, "application/apply-patch+yaml")) {
+      return finish({415, StatusBody(415, "UnsupportedMediaType",
+                                     absl::StrCat("the body of the request was in an unknown "
+                                                  "format - accepted media types include: "
+                                                  "application/apply-patch+yaml; got ",
+                                                  content_type))});
+    }
+    absl::StatusOr<json> parsed = YamlToJson(body);
+    if (!parsed.ok() || !parsed->is_object()) {
+      return finish(
+          {400, StatusBody(400, "BadRequest",
+                           "error decoding YAML: " + std::string(parsed.status().message()))});
+    }
+    if (!ns.empty() && objects_.count(ObjectKeyFor("", "namespaces", "", ns)) == 0) {
+      return finish(
+          {404, StatusBody(404, "NotFound", absl::StrCat("namespaces \"", ns, "\" not found"),
+                           {{"name", ns}, {"kind", "namespaces"}})});
+    }
+    return finish(Apply(*resource, version, ns, name, query, *parsed));
+  }
+  return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
+}
+
+FakeApiServer::Response FakeApiServer::Apply(const Resource& resource, const std::string& version,
+                                             const std::string& ns, const std::string& name,
+                                             const std::map<std::string, std::string>& query,
+                                             const json& body) {
+  auto q = [&](const char* k) {
+    auto it = query.find(k);
+    return it == query.end() ? std::string() : it->second;
+  };
+  const std::string manager = q("fieldManager");
+  const std::string display =
+      resource.group.empty() ? resource.kind : resource.kind + "." + resource.group;
+  if (manager.empty()) {
+    return {400, StatusBody(400, "BadRequest",
+                            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required "
+                            "value: is required for apply patch")};
+  }
+  if (body.value("kind", "") != resource.kind ||
+      body.value("apiVersion", "") != ApiVersion(resource.group, version)) {
+    return {400,
+            StatusBody(
+                400, "BadRequest",
+                absl::StrCat("the API version in the data (", body.value("apiVersion", ""),
+                             ") and kind (", body.value("kind", ""), ") do not match the request (",
+                             ApiVersion(resource.group, version), ", ", resource.kind, ")"))};
+  }
+  json metadata = body.contains("metadata") ? body["metadata"] : json::object();
+  if (metadata.value("name", "") != name) {
+    return {400, StatusBody(400, "BadRequest",
+                            absl::StrCat("the name of the object (", metadata.value("name", ""),
+                                         ") does not match the name on the URL (", name, ")"))};
+  }
+  if (!ValidName(name)) {
+    return {422,
+            StatusBody(
+                422, "Invalid",
+                absl::StrCat(display, " \"", name,
+                             "\" is invalid: metadata.name: Invalid value: \"", name,
+                             "\": a lowercase RFC 1123 subdomain must consist of lower case "
+                             "alphanumeric characters, '-' or '.', and must start and end with an "
+                             "alphanumeric character"),
+                {{"name", name}, {"kind", resource.kind}})};
+  }
+  if (metadata.contains("labels") && metadata["labels"].is_object()) {
+    for (auto it = metadata["labels"].begin(); it != metadata["labels"].end(); ++it) {
+      if (!it.value().is_string() || it.value().get<std::string>().size() > 63) {
+        return {422, StatusBody(422, "Invalid",
+                                absl::StrCat(display, " \"", name,
+                                             "\" is invalid: metadata.labels: Invalid value: \"",
+                                             it.value().dump(),
+                                             "\": must be no more than 63 characters"))};
+      }
+    }
+  }
+  if (resource.group == "apps" && body.contains("spec") && body["spec"].contains("replicas") &&
+      body["spec"]["replicas"].is_number() && body["spec"]["replicas"].get<int64_t>() < 0) {
+    return {422, StatusBody(422, "Invalid",
+                            absl::StrCat(display, " \"", name,
+                                         "\" is invalid: spec.replicas: Invalid value: ",
+                                         body["spec"]["replicas"].dump(),
+                                         ": must be greater than or equal to 0"))};
+  }
+  const std::string key = ObjectKeyFor(resource.group, resource.plural, ns, name);
+  json applied = body;
+  applied.erase("status");
+  bool force = q("force") == "true";
+  if (!force) {
+    for (const auto& [other, fields] : applied_[key]) {
+      if (other == manager) continue;
+      std::string path = Conflict(applied, fields, "");
+      if (!path.empty()) {
+        return {409, StatusBody(409, "Conflict",
+                                absl::StrCat("Apply failed with 1 conflict: conflict with \"",
+                                             other, "\": ", path))};
+      }
+    }
+  }
+  auto it = objects_.find(key);
+  bool create = it == objects_.end();
+  json object = create ? json::object() : it->second;
+  const json before = object;
+  json old_applied = applied_[key].count(manager) ? applied_[key][manager] : json::object();
+  RemoveDropped(object, old_applied, applied);
+  MergeInto(object, applied);
+  object["apiVersion"] = ApiVersion(resource.group, version);
+  json& meta = object["metadata"];
+  if (!ns.empty()) meta["namespace"] = ns;
+  if (create) {
+    meta["uid"] = absl::StrCat("uid-", ++uid_);
+    meta["creationTimestamp"] = Now();
+    meta["generation"] = 1;
+    if (resource.group.empty() && resource.kind == "Namespace")
+      object["status"] = {{"phase", "Active"}};
+  } else {
+    for (const char* f : {"uid", "creationTimestamp", "generation", "resourceVersion"}) {
+      if (before["metadata"].contains(f)) meta[f] = before["metadata"][f];
+    }
+    if (before.contains("status")) object["status"] = before["status"];
+    if (Spec(object) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
+  }
+  bool changed = create || WithoutVolatile(object) != WithoutVolatile(before);
+  if (changed) {
+    meta["resourceVersion"] = std::to_string(resource_version_ + 1);
+    json managed = json::array();
+    managed.push_back({{"manager", manager},
+                       {"operation", "Apply"},
+                       {"apiVersion", ApiVersion(resource.group, version)},
+                       {"time", Now()},
+                       {"fieldsType", "FieldsV1"},
+                       {"fieldsV1", FieldsV1(applied)}});
+    if (before.contains("metadata") && before["metadata"].contains("managedFields")) {
+      for (const json& entry : before["metadata"]["managedFields"]) {
+        if (entry.value("manager", "") != manager) managed.push_back(entry);
+      }
+    }
+    meta["managedFields"] = managed;
+  }
+  if (q("dryRun") == "All") return {create ? 201 : 200, object};
+  if (changed) {
+    ++resource_version_;
+    applied_[key][manager] = applied;
+    AfterWrite(resource, object);
+    objects_[key] = object;
+  }
+  return {create ? 201 : 200, object};
+}
+
+void FakeApiServer::AfterWrite(const Resource& resource, json& object) {
+  if (resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition") {
+    object["status"]["conditions"] =
+        json::array({{{"type", "NamesAccepted"}, {"status", "True"}, {"reason", "NoConflicts"}},
+                     {{"type", "Established"}, {"status", "False"}, {"reason", "Installing"}}});
+    pending_crds_[object["metadata"].value("name", "")] =
+        absl::Now() + options_.crd_establish_delay;
+    return;
+  }
+  if (!options_.simulate_controllers) return;
+  int64_t generation = object["metadata"].value("generation", 1);
+  int64_t replicas = object.contains("spec") ? object["spec"].value("replicas", 1) : 1;
+  json& status = object["status"];
+  if (resource.group == "apps" &&
+      (resource.kind == "Deployment" || resource.kind == "ReplicaSet")) {
+    status = {{"observedGeneration", generation},
+              {"replicas", replicas},
+              {"updatedReplicas", replicas},
+              {"readyReplicas", replicas},
+              {"availableReplicas", replicas}};
+  } else if (resource.group == "apps" && resource.kind == "StatefulSet") {
+    status = {{"observedGeneration", generation}, {"replicas", replicas},
+              {"readyReplicas", replicas},        {"updatedReplicas", replicas},
+              {"currentRevision", "r1"},          {"updateRevision", "r1"}};
+  } else if (resource.group == "apps" && resource.kind == "DaemonSet") {
+    status = {{"observedGeneration", generation},
+              {"desiredNumberScheduled", 1},
+              {"updatedNumberScheduled", 1},
+              {"numberAvailable", 1}};
+  } else if (resource.group == "batch" && resource.kind == "Job") {
+    status = {{"succeeded", 1},
+              {"conditions", json::array({{{"type", "Complete"}, {"status", "True"}}})}};
+  }
+}
+
+void FakeApiServer::EstablishCrds() {
+  absl::Time now = absl::Now();
+  for (auto it = pending_crds_.begin(); it != pending_crds_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    auto crd = objects_.find(
+        ObjectKeyFor("apiextensions.k8s.io", "customresourcedefinitions", "", it->first));
+    if (crd != objects_.end()) {
+      json& object = crd->second;
+      object["status"]["conditions"][1]["status"] = "True";
+      object["status"]["conditions"][1]["reason"] = "InitialNamesAccepted";
+      const json& spec = object["spec"];
+      Resource resource;
+      resource.group = spec.value("group", "");
+      resource.kind = spec["names"].value("kind", "");
+      resource.plural = spec["names"].value("plural", "");
+      resource.namespaced = spec.value("scope", "Namespaced") == "Namespaced";
+      for (const json& v : spec["versions"]) {
+        if (v.value("served", true)) resource.versions.push_back(v.value("name", ""));
+      }
+      resources_.erase(std::remove_if(resources_.begin(), resources_.end(),
+                                      [&](const Resource& r) {
+                                        return r.group == resource.group &&
+                                               r.plural == resource.plural;
+                                      }),
+                       resources_.end());
+      resources_.push_back(resource);
+    }
+    it = pending_crds_.erase(it);
+  }
+}
+
+const FakeApiServer::Resource* FakeApiServer::FindResource(const std::string& group,
+                                                           const std::string& version,
+                                                           const std::string& plural) const {
+  for (const Resource& r : resources_) {
+    if (r.group != group || r.plural != plural) continue;
+    if (std::find(r.versions.begin(), r.versions.end(), version) != r.versions.end()) return &r;
+  }
+  return nullptr;
+}
+
+FakeApiServer::Response FakeApiServer::Discovery(const std::vector<std::string>& parts) {
+  std::map<std::string, std::vector<std::string>> groups;  // group -> versions
+  for (const Resource& r : resources_) {
+    for (const std::string& v : r.versions) {
+      auto& versions = groups[r.group];
+      if (std::find(versions.begin(), versions.end(), v) == versions.end()) versions.push_back(v);
+    }
+  }
+  auto group_json = [&](const std::string& group) {
+    json versions = json::array();
+    for (const std::string& v : groups[group]) {
+      versions.push_back({{"groupVersion", group + "/" + v}, {"version", v}});
+    }
+    return json{{"name", group}, {"versions", versions}, {"preferredVersion", versions[0]}};
+  };
+  if (parts.size() == 1 && parts[0] == "api") {
+    return {200, {{"kind", "APIVersions"}, {"versions", {"v1"}}}};
+  }
+  if (parts.size() == 1 && parts[0] == "apis") {
+    json list = json::array();
+    for (const auto& [group, versions] : groups) {
+      if (!group.empty()) list.push_back(group_json(group));
+    }
+    return {200, {{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", list}}};
+  }
+  if (parts.size() == 2 && parts[0] == "apis") {
+    if (groups.count(parts[1]) == 0)
+      return {404, StatusBody(404, "NotFound", "the server could not find the requested resource")};
+    json g = group_json(parts[1]);
+    g["kind"] = "APIGroup";
+    g["apiVersion"] = "v1";
+    return {200, g};
+  }
+  std::string group = parts[0] == "api" ? "" : parts[1];
+  std::string version = parts[0] == "api" ? parts[1] : (parts.size() > 2 ? parts[2] : "");
+  json resources = json::array();
+  for (const Resource& r : resources_) {
+    if (r.group != group) continue;
+    if (std::find(r.versions.begin(), r.versions.end(), version) == r.versions.end()) continue;
+    resources.push_back(
+        {{"name", r.plural},
+         {"singularName", ""},
+         {"namespaced", r.namespaced},
+         {"kind", r.kind},
+         {"verbs", {"create", "delete", "get", "list", "patch", "update", "watch"}}});
+    resources.push_back({{"name", r.plural + "/status"},
+                         {"namespaced", r.namespaced},
+                         {"kind", r.kind},
+                         {"verbs", {"get", "patch", "update"}}});
+  }
+  if (resources.empty())
+    return {404, StatusBody(404, "NotFound", "the server could not find the requested resource")};
+  return {200,
+          {{"kind", "APIResourceList"},
+           {"apiVersion", "v1"},
+           {"groupVersion", ApiVersion(group, version)},
+           {"resources", resources}}};
+}
+
+void FakeApiServer::SetToken(std::string token) {
+  MutexLock lock(&mu_);
+  token_ = std::move(token);
+}
+
+void FakeApiServer::FailNext(int count, int code, int retry_after_seconds) {
+  MutexLock lock(&mu_);
+  fail_count_ = count;
+  fail_code_ = code;
+  fail_retry_after_ = retry_after_seconds;
+}
+
+void FakeApiServer::Forbid(const std::string& verb, const std::string& group,
+                           const std::string& resource) {
+  MutexLock lock(&mu_);
+  forbidden_[absl::StrCat(verb, " ", group, "/", resource)] = true;
+}
+
+bool FakeApiServer::SetStatus(const std::string& group, const std::string& resource,
+                              const std::string& ns, const std::string& name, json status) {
+  MutexLock lock(&mu_);
+  auto it = objects_.find(ObjectKeyFor(group, resource, ns, name));
+  if (it == objects_.end()) return false;
+  it->second["status"] = std::move(status);
+  it->second["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+  return true;
+}
+
+bool FakeApiServer::Mutate(const std::string& group, const std::string& resource,
+                           const std::string& ns, const std::string& name,
+                           const std::function<void(json&)>& change) {
+  MutexLock lock(&mu_);
+  auto it = objects_.find(ObjectKeyFor(group, resource, ns, name));
+  if (it == objects_.end()) return false;
+  json before = it->second;
+  change(it->second);
+  json& meta = it->second["metadata"];
+  meta["resourceVersion"] = std::to_string(++resource_version_);
+  if (Spec(it->second) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
+  return true;
+}
+
+void FakeApiServer::Put(const std::string& group, const std::string& resource, json object) {
+  MutexLock lock(&mu_);
+  std::string ns = object["metadata"].value("namespace", "");
+  std::string name = object["metadata"].value("name", "");
+  object["metadata"]["uid"] = absl::StrCat("uid-", ++uid_);
+  object["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+  objects_[ObjectKeyFor(group, resource, ns, name)] = std::move(object);
+}
+
+json FakeApiServer::Get(const std::string& group, const std::string& resource,
+                        const std::string& ns, const std::string& name) const {
+  MutexLock lock(&mu_);
+  auto it = objects_.find(ObjectKeyFor(group, resource, ns, name));
+  return it == objects_.end() ? json(nullptr) : it->second;
+}
+
+size_t FakeApiServer::ObjectCount() const {
+  MutexLock lock(&mu_);
+  return objects_.size();
+}
+
+std::vector<FakeApiServer::Request> FakeApiServer::Requests() const {
+  MutexLock lock(&mu_);
+  return requests_;
+}
+
+void FakeApiServer::ClearRequests() {
+  MutexLock lock(&mu_);
+  requests_.clear();
+}
+
+int FakeApiServer::CountRequests(const std::string& method) const {
+  MutexLock lock(&mu_);
+  int n = 0;
+  for (const Request& r : requests_) n += r.method == method ? 1 : 0;
+  return n;
+}
+
+}  // namespace gitfleet

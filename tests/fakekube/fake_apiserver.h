@@ -1,0 +1,145 @@
+#ifndef GITFLEET_TESTS_FAKEKUBE_FAKE_APISERVER_H_
+#define GITFLEET_TESTS_FAKEKUBE_FAKE_APISERVER_H_
+
+// A fake Kubernetes API server on loopback (HTTP or HTTPS) that follows the real API's
+// documented behaviour for what gitfleet's agent uses. See tests/fakekube/README.md for
+// what it covers and what it does not.
+//
+//   FakeApiServer::Options options;
+//   options.token = "t0k3n";
+//   GF_ASSIGN_OR_RETURN(std::unique_ptr<FakeApiServer> server, FakeApiServer::Start(options));
+//   ... point a client at server->url() ...
+//   server->SetStatus("apps", "deployments", "web", "api", {{"readyReplicas", 2}});
+//
+// Thread-safe: requests are served on civetweb's threads; test hooks may run at any time.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/sync.h"
+#include "nlohmann/json.hpp"
+#include "tests/fakekube/tls_frontend.h"
+
+struct mg_context;
+struct mg_connection;
+
+namespace gitfleet {
+
+class FakeApiServer {
+ public:
+  struct Options {
+    // "127.0.0.1:0" picks a free port.
+    std::string listen = "127.0.0.1:0";
+    // PEM file holding the server certificate and key: serve HTTPS.
+    std::string tls_cert_and_key;
+    // Required bearer token; empty accepts any request.
+    std::string token;
+    // How long a new CRD takes to become Established and served.
+    absl::Duration crd_establish_delay = absl::ZeroDuration();
+    // Act as the workload controllers would: Deployments, StatefulSets, DaemonSets,
+    // ReplicaSets and Jobs report a finished rollout as soon as they are written.
+    bool simulate_controllers = false;
+  };
+
+  struct Request {
+    std::string method;
+    std::string path;  // without the query
+    std::string query;
+    int code = 0;
+  };
+
+  static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start(Options options);
+  ~FakeApiServer();
+
+  std::string url() const;
+  int port() const { return port_; }
+
+  // Test hooks. `group` is "" for the core group; `resource` is the plural name.
+  void SetToken(std::string token);
+  // The next `count` requests get `code` (e.g. 429 or 503) with a Status body and, when
+  // `retry_after_seconds` >= 0, a Retry-After header.
+  void FailNext(int count, int code, int retry_after_seconds = -1);
+  // Requests with this verb ("patch", "delete", "get", "list") on the resource get 403.
+  void Forbid(const std::string& verb, const std::string& group, const std::string& resource);
+  // Replaces the object's status, as its controller would.
+  bool SetStatus(const std::string& group, const std::string& resource, const std::string& ns,
+                 const std::string& name, nlohmann::json status);
+  // Changes the live object as another client (`kubectl edit`) would: bumps
+  // resourceVersion and, for a spec change, generation.
+  bool Mutate(const std::string& group, const std::string& resource, const std::string& ns,
+              const std::string& name, const std::function<void(nlohmann::json&)>& change);
+  // Creates an object no gitfleet bundle owns.
+  void Put(const std::string& group, const std::string& resource, nlohmann::json object);
+  // The live object, or null.
+  nlohmann::json Get(const std::string& group, const std::string& resource, const std::string& ns,
+                     const std::string& name) const;
+  size_t ObjectCount() const;
+
+  std::vector<Request> Requests() const;
+  void ClearRequests();
+  // Requests (of every code) with this method, e.g. "PATCH".
+  int CountRequests(const std::string& method) const;
+
+ private:
+  struct Resource {
+    std::string group;
+    std::vector<std::string> versions;
+    std::string kind;
+    std::string plural;
+    bool namespaced = true;
+    bool served = true;
+  };
+  struct Response {
+    int code = 200;
+    nlohmann::json body;
+    int retry_after = -1;
+  };
+
+  explicit FakeApiServer(Options options);
+  static int Dispatch(mg_connection* conn, void* self);
+  Response Handle(const std::string& method, const std::string& path, const std::string& query,
+                  const std::string& authorization, const std::string& content_type,
+                  const std::string& body);
+  Response Discovery(const std::vector<std::string>& parts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Response Apply(const Resource& resource, const std::string& version, const std::string& ns,
+                 const std::string& name, const std::map<std::string, std::string>& query,
+                 const nlohmann::json& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AfterWrite(const Resource& resource, nlohmann::json& object)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EstablishCrds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Resource* FindResource(const std::string& group, const std::string& version,
+                               const std::string& plural) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static std::string ObjectKeyFor(const std::string& group, const std::string& plural,
+                                  const std::string& ns, const std::string& name);
+
+  const Options options_;
+  std::unique_ptr<TlsFrontend> tls_;
+  mg_context* ctx_ = nullptr;
+  int port_ = 0;
+
+  mutable Mutex mu_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_code_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_retry_after_ ABSL_GUARDED_BY(mu_) = -1;
+  std::map<std::string, bool> forbidden_ ABSL_GUARDED_BY(mu_);  // "verb group/resource"
+  std::vector<Resource> resources_ ABSL_GUARDED_BY(mu_);
+  // "group/plural/ns/name" -> object
+  std::map<std::string, nlohmann::json> objects_ ABSL_GUARDED_BY(mu_);
+  // "key" -> manager -> the fields it last applied
+  std::map<std::string, std::map<std::string, nlohmann::json>> applied_ ABSL_GUARDED_BY(mu_);
+  // CRD name -> when it becomes Established
+  std::map<std::string, absl::Time> pending_crds_ ABSL_GUARDED_BY(mu_);
+  int64_t resource_version_ ABSL_GUARDED_BY(mu_) = 1000;
+  int64_t uid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_TESTS_FAKEKUBE_FAKE_APISERVER_H_
