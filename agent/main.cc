@@ -15,6 +15,10 @@
 #include "agent/agent.h"
 #include "agent/apply/applier.h"
 #include "agent/apply/reconciler.h"
+#include "agent/kube/applier.h"
+#include "agent/kube/client.h"
+#include "agent/kube/config.h"
+#include "agent/kube/discovery.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
 #include "common/file_system.h"
@@ -31,7 +35,19 @@ ABSL_FLAG(std::string, cluster, "", "This cluster's name (required).");
 ABSL_FLAG(std::string, labels, "", "This cluster's labels: k=v,k2=v2.");
 ABSL_FLAG(std::string, token, "", "Token the control plane expects for this cluster.");
 ABSL_FLAG(std::string, token_file, "", "File holding the token (read at start).");
-ABSL_FLAG(std::string, apply, "", "Where to apply: directory:DIR (required).");
+ABSL_FLAG(std::string, apply, "",
+          "Where to apply (required): kubernetes (with --kubeconfig, or in-cluster) or "
+          "directory:DIR.");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Kubeconfig for --apply=kubernetes; empty means the pod's service account.");
+ABSL_FLAG(std::string, context, "", "Kubeconfig context; empty means its current-context.");
+ABSL_FLAG(double, kube_qps, 50, "Most Kubernetes API requests per second.");
+ABSL_FLAG(int, kube_burst, 100, "Kubernetes API requests allowed at once above --kube-qps.");
+ABSL_FLAG(int, kube_timeout_seconds, 30, "Timeout of one Kubernetes API request.");
+ABSL_FLAG(int, crd_wait_seconds, 60,
+          "How long a custom resource waits for a CRD applied before it to be Established.");
+ABSL_FLAG(int, health_interval_seconds, 2,
+          "How often health that is still changing (rollouts) is read again.");
 ABSL_FLAG(std::string, state_dir, "", "Directory for the durable record (required).");
 ABSL_FLAG(std::string, http, "127.0.0.1:7081", "Address for /metrics, /healthz and /readyz.");
 ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mTLS.");
@@ -61,10 +77,16 @@ int Main(ShutdownSignals& signals) {
   if (state_dir.empty()) return Fail(absl::InvalidArgumentError("--state-dir is required"));
   const std::string apply_flag = absl::GetFlag(FLAGS_apply);
   absl::string_view apply = apply_flag;
-  if (!absl::ConsumePrefix(&apply, "directory:") || apply.empty()) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--apply=\"", absl::GetFlag(FLAGS_apply),
-                     "\": want directory:DIR (the kubernetes applier is not built yet)")));
+  const bool kubernetes = apply == "kubernetes";
+  if (!kubernetes && (!absl::ConsumePrefix(&apply, "directory:") || apply.empty())) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--apply=\"", absl::GetFlag(FLAGS_apply),
+                                                        "\": want kubernetes or directory:DIR")));
+  }
+  if (!kubernetes && !absl::GetFlag(FLAGS_kubeconfig).empty()) {
+    return Fail(absl::InvalidArgumentError("--kubeconfig needs --apply=kubernetes"));
+  }
+  if (absl::GetFlag(FLAGS_health_interval_seconds) < 1) {
+    return Fail(absl::InvalidArgumentError("--health-interval-seconds must be at least 1"));
   }
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
@@ -87,9 +109,40 @@ int Main(ShutdownSignals& signals) {
   metrics::Registry registry;
   AgentMetrics metrics(registry);
   FileSystem& fs = PosixFileSystem();
-  DirectoryApplier applier(std::string(apply), &fs);
+  std::unique_ptr<Applier> applier;
+  std::unique_ptr<KubeClient> kube;
+  std::unique_ptr<RestMapper> mapper;
+  std::string target;
+  if (kubernetes) {
+    const std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+    absl::StatusOr<KubeConfig> config =
+        kubeconfig.empty() ? InClusterConfig()
+                           : LoadKubeconfig(kubeconfig, absl::GetFlag(FLAGS_context));
+    if (!config.ok()) return Fail(config.status());
+    KubeClient::Options kube_options;
+    kube_options.qps = absl::GetFlag(FLAGS_kube_qps);
+    kube_options.burst = absl::GetFlag(FLAGS_kube_burst);
+    kube_options.timeout = absl::Seconds(absl::GetFlag(FLAGS_kube_timeout_seconds));
+    kube_options.on_response = [&metrics](absl::string_view method, int code) {
+      metrics.kube_requests.Add({{"method", std::string(method)}, {"code", std::to_string(code)}})
+          .Increment();
+    };
+    absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(*config, kube_options);
+    if (!client.ok()) return Fail(client.status());
+    kube = *std::move(client);
+    mapper = std::make_unique<RestMapper>(kube.get());
+    KubernetesApplier::Options applier_options;
+    applier_options.default_namespace = config->default_namespace;
+    applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
+    applier = std::make_unique<KubernetesApplier>(kube.get(), mapper.get(), applier_options);
+    target = absl::StrCat("kubernetes at ", config->server, " from ", config->origin);
+  } else {
+    applier = std::make_unique<DirectoryApplier>(std::string(apply), &fs);
+    target = absl::StrCat("directory ", apply);
+  }
   BundleStateStore state(state_dir, &fs);
-  Reconciler reconciler(&applier, &state, metrics);
+  Reconciler reconciler(applier.get(), &state, metrics,
+                        absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)));
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
 
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
@@ -113,7 +166,7 @@ int Main(ShutdownSignals& signals) {
     GF_LOG(INFO) << "shutting down on " << strsignal(sig);
     stop.Notify();
   });
-  GF_LOG(INFO) << "gitfleet-agent for cluster " << cluster << " applying to directory " << apply
+  GF_LOG(INFO) << "gitfleet-agent for cluster " << cluster << " applying to " << target
                << ", HTTP on port " << (*http)->port();
   agent.Run(&stop);
   waiter.join();
@@ -131,7 +184,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "gitfleet-agent --controlplane=ADDR --cluster=NAME --labels=k=v --token=T "
-      "--apply=directory:DIR --state-dir=DIR --http=ADDR");
+      "--apply=kubernetes [--kubeconfig=PATH --context=NAME] --state-dir=DIR --http=ADDR");
   std::vector<char*> args = gitfleet::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return gitfleet::Main(signals);

@@ -43,6 +43,11 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                             .Help("Live objects re-applied because they drifted.")
                             .Register(r)
                             .Add({})),
+      drift_events(BuildCounter()
+                       .Name("gitfleet_agent_drift_events_total")
+                       .Help("Live objects found to differ from what was applied.")
+                       .Register(r)
+                       .Add({})),
       apply_seconds(BuildHistogram()
                         .Name("gitfleet_agent_apply_duration_seconds")
                         .Help("Time to apply one bundle revision.")
@@ -52,6 +57,16 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                   .Name("gitfleet_agent_bundles")
                   .Help("Bundles held, by sync state.")
                   .LabelNames({"sync_state"})
-                  .Register(r)) {}
+                  .Register(r)),
+      bundle_health(BuildGauge()
+                        .Name("gitfleet_agent_bundle_health")
+                        .Help("Bundles held, by health.")
+                        .LabelNames({"health"})
+                        .Register(r)),
+      kube_requests(BuildCounter()
+                        .Name("gitfleet_agent_kube_requests_total")
+                        .Help("Kubernetes API requests, by method and HTTP code (0: none).")
+                        .LabelNames({"method", "code"})
+                        .Register(r)) {}
 
 }  // namespace gitfleet

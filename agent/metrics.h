@@ -18,8 +18,12 @@ struct AgentMetrics {
   metrics::Family<metrics::Counter>& objects_pruned;    // result=ok|error
   metrics::Counter& objects_unchanged;
   metrics::Counter& drift_corrections;
+  metrics::Counter& drift_events;  // drift found, corrected or not
   metrics::Histogram& apply_seconds;
-  metrics::Family<metrics::Gauge>& bundles;  // sync_state
+  metrics::Family<metrics::Gauge>& bundles;        // sync_state
+  metrics::Family<metrics::Gauge>& bundle_health;  // health
+  // Kubernetes API requests, by method and HTTP code ("0": no response).
+  metrics::Family<metrics::Counter>& kube_requests;
 };
 
 }  // namespace gitfleet

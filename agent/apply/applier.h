@@ -34,9 +34,17 @@ class Applier {
   // Whether the live object still matches `object` as applied (false when missing).
   virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                                       const ApplyContext& context) = 0;
-  // The live object's health in the status model's words.
+  // The live object's health in the status model's words. May answer from what the
+  // last Apply, InSync or Refresh of the object saw.
   virtual v1::ResourceHealth Health(const v1::ManifestObject& object,
                                     const ApplyContext& context) = 0;
+  // Reads the live object again so Health reflects it (used while health is unsettled).
+  virtual void Refresh(const v1::ManifestObject& object, const ApplyContext& context) {}
+  // Whether the object's kind is namespaced, for the apply order. By default: whether
+  // its key names a namespace.
+  virtual bool Namespaced(const v1::ManifestObject& object) {
+    return !object.key().namespace_().empty();
+  }
 };
 
 // One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written

@@ -2,7 +2,9 @@
 
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "agent/apply/order.h"
 #include "agent/health/health.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
@@ -30,8 +32,9 @@ bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
 
 }  // namespace
 
-Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics)
-    : applier_(applier), state_(state), metrics_(metrics) {}
+Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
+                       absl::Duration health_interval)
+    : applier_(applier), health_interval_(health_interval), state_(state), metrics_(metrics) {}
 
 absl::Status Reconciler::Load() {
   absl::StatusOr<std::map<std::string, v1::AgentBundleRecord>> records = state_->LoadAll();
@@ -117,6 +120,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   for (const auto& [key, object] : desired.objects()) *record.add_objects() = object;
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
+  bundle.unsettled.clear();
   bundle.unsaved = true;  // the new desired set is not on disk yet
 
   std::vector<v1::ObjectError> errors;
@@ -169,7 +173,10 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   int applied = 0, unchanged = 0, drifted = 0;
   std::set<std::string> desired_keys;
-  for (const v1::ManifestObject& object : desired.objects()) {
+  for (const v1::ManifestObject* ordered :
+       ApplyOrder(desired.objects(),
+                  [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); })) {
+    const v1::ManifestObject& object = *ordered;
     std::string key = KeyString(object.key());
     desired_keys.insert(key);
     auto previous = record.applied_hashes().find(key);
@@ -183,10 +190,12 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       }
       if (in_sync.ok() && !desired.sync().self_heal()) {
         ++drifted;  // reported, not corrected
+        metrics_.drift_events.Increment();
         continue;
       }
       if (in_sync.ok()) {
         ++drifted;
+        metrics_.drift_events.Increment();
         ++bundle.drift_corrections;
         metrics_.drift_corrections.Increment();
         GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << KeyDisplay(object.key())
@@ -196,7 +205,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       ++unchanged;
       continue;
     }
-    absl::Status status = applier_->Apply(object, context);
+    absl::Status status = SyncWave(object).status();
+    if (status.ok()) status = applier_->Apply(object, context);
     metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
     if (status.ok()) {
       (*record.mutable_applied_hashes())[key] = object.content_hash();
@@ -213,7 +223,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
   std::vector<v1::ObjectKey> kept_inventory;
-  for (const v1::ObjectKey& key : record.inventory()) {
+  for (const v1::ObjectKey& key :
+       PruneOrder({record.inventory().begin(), record.inventory().end()})) {
     std::string k = KeyString(key);
     if (desired_keys.count(k) > 0) {
       kept_inventory.push_back(key);
@@ -237,10 +248,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
 
-  HealthSummary health;
-  for (const v1::ManifestObject& object : desired.objects()) {
-    health.Add(applier_->Health(object, context));
-  }
+  HealthSummary health = SummarizeHealth(bundle);
 
   v1::StatusUpdate status;
   status.set_bundle(desired.bundle());
@@ -292,6 +300,36 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   return SetStatus(bundle, status);
 }
 
+HealthSummary Reconciler::SummarizeHealth(Bundle& bundle) {
+  const v1::RevisionRecord& desired = bundle.record.desired();
+  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  HealthSummary health;
+  bundle.unsettled.clear();
+  for (int i = 0; i < desired.objects_size(); ++i) {
+    v1::ResourceHealth h = applier_->Health(desired.objects(i), context);
+    if (h.health() != v1::HEALTH_STATE_HEALTHY && h.health() != v1::HEALTH_STATE_DEGRADED) {
+      bundle.unsettled.push_back(i);
+    }
+    health.Add(h);
+  }
+  bundle.next_health_check = absl::Now() + health_interval_;
+  return health;
+}
+
+bool Reconciler::RecheckHealth(Bundle& bundle) {
+  const v1::RevisionRecord& desired = bundle.record.desired();
+  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  for (int i : bundle.unsettled) {
+    if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
+  }
+  HealthSummary health = SummarizeHealth(bundle);
+  v1::StatusUpdate status = bundle.status;
+  status.set_health(health.overall());
+  status.clear_unhealthy_resources();
+  for (const v1::ResourceHealth& h : health.unhealthy()) *status.add_unhealthy_resources() = h;
+  return SetStatus(bundle, std::move(status));
+}
+
 bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {
   bool changed = !StatusEquals(bundle.status, status);
   bundle.status = std::move(status);
@@ -307,7 +345,8 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   ApplyContext context{removal.bundle(), record.desired().target_namespace()};
   int pruned = 0;
   if (record.desired().sync().prune()) {
-    for (const v1::ObjectKey& key : record.inventory()) {
+    for (const v1::ObjectKey& key :
+         PruneOrder({record.inventory().begin(), record.inventory().end()})) {
       absl::Status status = applier_->Delete(key, context);
       metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
       if (status.ok()) {
@@ -332,6 +371,11 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision();
+    if (!failed && !check_drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
+      // Health is still moving (a rollout, a load balancer): look again.
+      if (RecheckHealth(bundle)) changed.push_back(bundle.status);
+      continue;
+    }
     if (failed && now < bundle.next_retry) continue;
     if (!failed && !check_drift) continue;
     std::vector<v1::ObjectError> errors;
@@ -353,10 +397,22 @@ std::vector<v1::StatusUpdate> Reconciler::AllStatuses() const {
 void Reconciler::UpdateBundleGauges() {
   std::map<v1::SyncState, int> counts = {
       {v1::SYNC_STATE_SYNCED, 0}, {v1::SYNC_STATE_OUT_OF_SYNC, 0}, {v1::SYNC_STATE_FAILED, 0}};
-  for (const auto& [name, bundle] : bundles_) ++counts[bundle.status.sync_state()];
+  std::map<v1::HealthState, int> health = {{v1::HEALTH_STATE_HEALTHY, 0},
+                                           {v1::HEALTH_STATE_PROGRESSING, 0},
+                                           {v1::HEALTH_STATE_DEGRADED, 0},
+                                           {v1::HEALTH_STATE_MISSING, 0},
+                                           {v1::HEALTH_STATE_UNKNOWN, 0}};
+  for (const auto& [name, bundle] : bundles_) {
+    ++counts[bundle.status.sync_state()];
+    if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
+  }
   for (const auto& [state, count] : counts) {
     std::string label = v1::SyncState_Name(state);
     metrics_.bundles.Add({{"sync_state", label.substr(sizeof("SYNC_STATE_") - 1)}}).Set(count);
+  }
+  for (const auto& [state, count] : health) {
+    std::string label = absl::AsciiStrToLower(v1::HealthState_Name(state));
+    metrics_.bundle_health.Add({{"health", label.substr(sizeof("HEALTH_STATE_") - 1)}}).Set(count);
   }
 }
 

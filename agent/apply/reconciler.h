@@ -24,6 +24,7 @@
 
 #include "absl/time/time.h"
 #include "agent/apply/applier.h"
+#include "agent/health/health.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
 #include "common/backoff.h"
@@ -38,7 +39,10 @@ class Reconciler {
     std::optional<v1::StatusUpdate> status;  // set when the status changed
   };
 
-  Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics);
+  // `health_interval`: how often health that is still changing (Progressing, Missing,
+  // Unknown) is read again, until it settles.
+  Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
+             absl::Duration health_interval = absl::Seconds(2));
 
   // Loads the durable record; a bundle that was mid-apply is finished by Resync.
   absl::Status Load();
@@ -62,14 +66,22 @@ class Reconciler {
     int64_t drift_corrections = 0;
     // The in-memory record has changes the state file lacks.
     bool unsaved = false;
+    // Objects of record.desired whose health has not settled, and when to look again.
+    std::vector<int> unsettled;  // indexes into record.desired().objects()
+    absl::Time next_health_check = absl::InfiniteFuture();
   };
 
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  // Every desired object's health, remembering which have not settled.
+  HealthSummary SummarizeHealth(Bundle& bundle);
+  // Reads unsettled objects again; returns whether the status changed.
+  bool RecheckHealth(Bundle& bundle);
   void UpdateBundleGauges();
 
   Applier* const applier_;
+  const absl::Duration health_interval_;
   BundleStateStore* const state_;
   AgentMetrics& metrics_;
   std::map<std::string, Bundle> bundles_;

@@ -1,0 +1,278 @@
+#include "agent/kube/applier.h"
+
+#include "absl/strings/str_cat.h"
+#include "agent/kube/convert.h"
+#include "agent/kube/health.h"
+#include "common/logging.h"
+#include "common/manifest/object.h"
+
+namespace gitfleet {
+namespace {
+
+using nlohmann::json;
+
+std::pair<std::string, std::string> SplitApiVersion(const std::string& api_version) {
+  size_t slash = api_version.find('/');
+  if (slash == std::string::npos) return {"", api_version};
+  return {api_version.substr(0, slash), api_version.substr(slash + 1)};
+}
+
+std::string CacheKey(const std::string& bundle, const v1::ObjectKey& key) {
+  return absl::StrCat(bundle, std::string(1, '\0'), KeyString(key));
+}
+
+v1::ResourceHealth HealthOf(const v1::ObjectKey& key, const json& live) {
+  v1::ResourceHealth health;
+  if (live.is_null()) {
+    health.set_health(v1::HEALTH_STATE_MISSING);
+    health.set_message("not found in the cluster");
+  } else {
+    health = EvaluateHealth(live);
+  }
+  *health.mutable_key() = key;
+  return health;
+}
+
+absl::Status WithKey(const v1::ObjectKey& key, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(KeyDisplay(key), ": ", status.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& group,
+                                                          const std::string& version,
+                                                          const std::string& kind,
+                                                          const std::string& crd) {
+  const absl::Time deadline = absl::Now() + options_.crd_wait;
+  absl::Status last;
+  // Bounded by crd_wait.
+  while (true) {
+    absl::StatusOr<json> live =
+        Get(absl::StrCat("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/", crd));
+    if (live.ok() && !live->is_null() &&
+        EvaluateHealth(*live).health() == v1::HEALTH_STATE_HEALTHY) {
+      mapper_->Invalidate(group, version);
+      absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
+      if (resource.ok()) return resource;
+      last = resource.status();
+    } else if (!live.ok()) {
+      last = live.status();
+    } else {
+      last = absl::UnavailableError(
+          absl::StrCat("CustomResourceDefinition ", crd, " is not Established yet"));
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(options_.poll_interval);
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("waited ", absl::FormatDuration(options_.crd_wait),
+                   " for CustomResourceDefinition ", crd, ": ", last.message()));
+}
+
+absl::StatusOr<KubernetesApplier::Target> KubernetesApplier::Prepare(
+    const v1::ManifestObject& object, const ApplyContext& context, bool wait_for_crd) {
+  auto [group, version] = SplitApiVersion(object.api_version());
+  const std::string& kind = object.key().kind();
+  absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
+  if (!resource.ok() && resource.status().code() == absl::StatusCode::kNotFound && wait_for_crd) {
+    std::string crd;
+    {
+      MutexLock lock(&mu_);
+      auto it = crds_.find(absl::StrCat(group, "/", kind));
+      if (it != crds_.end()) crd = it->second;
+    }
+    if (!crd.empty()) resource = WaitForCrd(group, version, kind, crd);
+  }
+  if (!resource.ok()) return resource.status();
+  absl::StatusOr<json> body = YamlToJson(object.yaml());
+  if (!body.ok()) return body.status();
+  if (!body->is_object()) return absl::InvalidArgumentError("the object is not a mapping");
+  Target target;
+  target.resource = *std::move(resource);
+  json& metadata = (*body)["metadata"];
+  if (target.resource.namespaced) {
+    target.ns = object.key().namespace_();
+    if (target.ns.empty()) target.ns = context.target_namespace;
+    if (target.ns.empty()) target.ns = options_.default_namespace;
+    metadata["namespace"] = target.ns;
+  } else {
+    metadata.erase("namespace");
+  }
+  metadata["labels"][kBundleLabel] = context.bundle;
+  target.body = *std::move(body);
+  return target;
+}
+
+absl::StatusOr<json> KubernetesApplier::Get(const std::string& path) {
+  absl::StatusOr<KubeResponse> response = client_->Do("GET", path);
+  if (!response.ok()) return response.status();
+  if (response->code == 404) return json(nullptr);
+  if (response->code != 200) return response->ToStatus();
+  json live = json::parse(response->body, nullptr, false);
+  if (live.is_discarded()) return absl::InternalError(absl::StrCat("GET ", path, ": not JSON"));
+  return live;
+}
+
+void KubernetesApplier::Remember(const std::string& bundle, const v1::ObjectKey& key,
+                                 v1::ResourceHealth health) {
+  MutexLock lock(&mu_);
+  health_[CacheKey(bundle, key)] = std::move(health);
+}
+
+absl::Status KubernetesApplier::Apply(const v1::ManifestObject& object,
+                                      const ApplyContext& context) {
+  absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/true);
+  if (!target.ok()) return target.status();
+  const std::string path = absl::StrCat(target->resource.Path(target->ns, object.key().name()),
+                                        "?fieldManager=", options_.field_manager, "&force=true");
+  absl::StatusOr<KubeResponse> response =
+      client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
+  if (!response.ok()) return response.status();
+  if (response->code != 200 && response->code != 201) return response->ToStatus();
+  json live = json::parse(response->body, nullptr, false);
+  Remember(context.bundle, object.key(),
+           HealthOf(object.key(), live.is_discarded() ? json::object() : live));
+  if (object.key().group() == "apiextensions.k8s.io" &&
+      object.key().kind() == "CustomResourceDefinition") {
+    const json& spec = target->body["spec"];
+    std::string group = spec.value("group", "");
+    std::string kind = spec.contains("names") ? spec["names"].value("kind", "") : "";
+    MutexLock lock(&mu_);
+    crds_[absl::StrCat(group, "/", kind)] = object.key().name();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyContext& context) {
+  {
+    MutexLock lock(&mu_);
+    health_.erase(CacheKey(context.bundle, key));
+  }
+  absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
+  if (!resource.ok()) {
+    // With its CRD gone, the kind's objects are gone too.
+    if (resource.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    return resource.status();
+  }
+  std::string ns = key.namespace_();
+  if (ns.empty()) ns = context.target_namespace;
+  if (ns.empty()) ns = options_.default_namespace;
+  const std::string path = resource->Path(ns, key.name());
+  absl::StatusOr<json> live = Get(path);
+  if (!live.ok()) return live.status();
+  if (live->is_null()) return absl::OkStatus();
+  const json& metadata = (*live)["metadata"];
+  std::string owner;
+  if (metadata.contains("labels") && metadata["labels"].contains(kBundleLabel)) {
+    owner = metadata["labels"][kBundleLabel].get<std::string>();
+  }
+  if (owner != context.bundle) {
+    GF_LOG(WARNING) << "prune: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
+                    << context.bundle << (owner.empty() ? "" : " (it belongs to " + owner + ")")
+                    << "; leaving it";
+    return absl::OkStatus();
+  }
+  if (metadata.contains("annotations") && metadata["annotations"].contains(kPruneAnnotation) &&
+      metadata["annotations"][kPruneAnnotation] == "false") {
+    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kPruneAnnotation
+                 << "=false; leaving it";
+    return absl::OkStatus();
+  }
+  json options = {{"apiVersion", "v1"},
+                  {"kind", "DeleteOptions"},
+                  {"propagationPolicy", "Background"},
+                  {"preconditions", {{"uid", metadata.value("uid", "")}}}};
+  absl::StatusOr<KubeResponse> response = client_->Do("DELETE", path, options.dump());
+  if (!response.ok()) return response.status();
+  if (response->code == 404) return absl::OkStatus();
+  if (response->code == 409) {
+    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " was replaced meanwhile; leaving it";
+    return absl::OkStatus();
+  }
+  return response->ToStatus();
+}
+
+absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
+                                               const ApplyContext& context) {
+  absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);
+  if (!target.ok()) {
+    if (target.status().code() == absl::StatusCode::kNotFound) return false;  // kind gone
+    return target.status();
+  }
+  absl::StatusOr<json> live = Get(target->resource.Path(target->ns, object.key().name()));
+  if (!live.ok()) return live.status();
+  Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
+  if (live->is_null()) return false;
+  std::string diff = FirstDifference(target->body, *live);
+  if (!diff.empty()) GF_LOG(DEBUG) << KeyDisplay(object.key()) << " differs at " << diff;
+  return diff.empty();
+}
+
+void KubernetesApplier::Refresh(const v1::ManifestObject& object, const ApplyContext& context) {
+  absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);
+  v1::ResourceHealth health;
+  *health.mutable_key() = object.key();
+  if (!target.ok()) {
+    health.set_health(v1::HEALTH_STATE_UNKNOWN);
+    health.set_message(std::string(target.status().message()));
+  } else if (absl::StatusOr<json> live =
+                 Get(target->resource.Path(target->ns, object.key().name()));
+             !live.ok()) {
+    health.set_health(v1::HEALTH_STATE_UNKNOWN);
+    health.set_message(std::string(live.status().message()));
+  } else {
+    health = HealthOf(object.key(), *live);
+  }
+  Remember(context.bundle, object.key(), std::move(health));
+}
+
+v1::ResourceHealth KubernetesApplier::Health(const v1::ManifestObject& object,
+                                             const ApplyContext& context) {
+  {
+    MutexLock lock(&mu_);
+    auto it = health_.find(CacheKey(context.bundle, object.key()));
+    if (it != health_.end()) return it->second;
+  }
+  Refresh(object, context);
+  MutexLock lock(&mu_);
+  return health_[CacheKey(context.bundle, object.key())];
+}
+
+bool KubernetesApplier::Namespaced(const v1::ManifestObject& object) {
+  auto [group, version] = SplitApiVersion(object.api_version());
+  absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object.key().kind());
+  // A kind not served yet is a custom resource: those are usually namespaced, and either
+  // way they go after their CRD.
+  return resource.ok() ? resource->namespaced : true;
+}
+
+absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject& object,
+                                                       const ApplyContext& context) {
+  absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);
+  if (!target.ok()) return WithKey(object.key(), target.status());
+  const std::string object_path = target->resource.Path(target->ns, object.key().name());
+  absl::StatusOr<json> live = Get(object_path);
+  if (!live.ok()) return WithKey(object.key(), live.status());
+  if (live->is_null()) return std::string("create");
+  absl::StatusOr<KubeResponse> response = client_->Do(
+      "PATCH",
+      absl::StrCat(object_path, "?fieldManager=", options_.field_manager, "&force=true&dryRun=All"),
+      target->body.dump(), "application/apply-patch+yaml");
+  if (!response.ok()) return WithKey(object.key(), response.status());
+  if (response->code != 200 && response->code != 201) {
+    return WithKey(object.key(), response->ToStatus());
+  }
+  json after = json::parse(response->body, nullptr, false);
+  if (after.is_discarded()) return absl::InternalError("dry run: not JSON");
+  for (json* doc : {&after, &*live}) {
+    json& metadata = (*doc)["metadata"];
+    for (const char* field : {"managedFields", "resourceVersion", "generation"}) {
+      metadata.erase(field);
+    }
+  }
+  std::string diff = FirstDifference(after, *live);
+  if (diff.empty()) diff = FirstDifference(*live, after);  // a field the apply removes
+  return diff;
+}
+
+}  // namespace gitfleet

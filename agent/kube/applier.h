@@ -1,0 +1,99 @@
+#ifndef GITFLEET_AGENT_KUBE_APPLIER_H_
+#define GITFLEET_AGENT_KUBE_APPLIER_H_
+
+// The Applier for a real Kubernetes API server.
+//
+//   KubernetesApplier applier(client.get(), &mapper, {});
+//   GF_RETURN_IF_ERROR(applier.Apply(object, {"web", "web-prod"}));
+//
+// Apply is a server-side apply (PATCH application/apply-patch+yaml, fieldManager
+// gitfleet, force) of the object with the `gitfleet.io/bundle` label added, into the
+// object's namespace, else the bundle's target namespace, else the configured default
+// (namespaced kinds only). A custom resource whose CRD this applier just applied waits
+// (up to `crd_wait`) for the CRD to be Established and served.
+//
+// Delete removes only what gitfleet owns: the live object must carry the bundle's label,
+// and an object annotated `gitfleet.io/prune: "false"` is kept. Deletion is Background
+// propagation with the live uid as precondition, so an object re-created meanwhile by
+// someone else is not removed.
+//
+// InSync compares the fields gitfleet applies with the live object (see
+// FirstDifference): server defaults and status do not count as drift. Health reads what
+// the last Apply, InSync or Refresh response held, so an apply costs one request.
+//
+// Thread-safe.
+
+#include <map>
+#include <string>
+
+#include "absl/time/time.h"
+#include "agent/apply/applier.h"
+#include "agent/kube/client.h"
+#include "agent/kube/discovery.h"
+#include "common/sync.h"
+#include "nlohmann/json.hpp"
+
+namespace gitfleet {
+
+inline constexpr char kBundleLabel[] = "gitfleet.io/bundle";
+inline constexpr char kPruneAnnotation[] = "gitfleet.io/prune";
+
+class KubernetesApplier : public Applier {
+ public:
+  struct Options {
+    std::string field_manager = "gitfleet";
+    std::string default_namespace = "default";
+    // How long a custom resource waits for a CRD applied just before it.
+    absl::Duration crd_wait = absl::Seconds(60);
+    absl::Duration poll_interval = absl::Milliseconds(200);
+  };
+
+  KubernetesApplier(KubeClient* client, RestMapper* mapper, Options options)
+      : client_(client), mapper_(mapper), options_(std::move(options)) {}
+
+  const char* name() const override { return "kubernetes"; }
+  absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) override;
+  absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
+                              const ApplyContext& context) override;
+  v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
+  void Refresh(const v1::ManifestObject& object, const ApplyContext& context) override;
+  bool Namespaced(const v1::ManifestObject& object) override;
+
+  // What a server-side apply would change, from a dry run (dryRun=All): "" when the
+  // live object would stay as it is, "create" when it does not exist, else the first
+  // differing field path.
+  absl::StatusOr<std::string> Preview(const v1::ManifestObject& object,
+                                      const ApplyContext& context);
+
+ private:
+  struct Target {
+    ApiResource resource;
+    std::string ns;
+    nlohmann::json body;  // what is sent
+  };
+
+  // Resolves the resource and namespace and builds the body. With `wait_for_crd`, an
+  // unknown kind whose CRD this applier applied waits for it to be served.
+  absl::StatusOr<Target> Prepare(const v1::ManifestObject& object, const ApplyContext& context,
+                                 bool wait_for_crd);
+  absl::StatusOr<ApiResource> WaitForCrd(const std::string& group, const std::string& version,
+                                         const std::string& kind, const std::string& crd);
+  // Reads the live object; nullopt-like null json when it does not exist.
+  absl::StatusOr<nlohmann::json> Get(const std::string& path);
+  void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);
+
+  KubeClient* const client_;
+  RestMapper* const mapper_;
+  const Options options_;
+
+  Mutex mu_;
+  // "bundle\0key" -> the health the last response showed.
+  std::map<std::string, v1::ResourceHealth> health_ ABSL_GUARDED_BY(mu_);
+  // "group/kind" -> the name of a CRD this applier applied for it.
+  std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_KUBE_APPLIER_H_

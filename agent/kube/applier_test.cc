@@ -1,0 +1,377 @@
+// The Kubernetes applier driven by the agent's reconciler against the fake API server:
+// ordering, CRDs, namespaces, pruning and ownership, drift, errors and health.
+
+#include "agent/kube/applier.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/apply/reconciler.h"
+#include "agent/metrics.h"
+#include "agent/state/state_store.h"
+#include "common/file_system.h"
+#include "common/manifest/object.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakekube/fake_apiserver.h"
+
+namespace gitfleet {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::ManifestObject Obj(const std::string& yaml) {
+  absl::StatusOr<v1::ManifestObject> object = MakeObject(yaml, "test");
+  EXPECT_TRUE(object.ok()) << object.status();
+  return *object;
+}
+
+v1::ManifestObject Cm(const std::string& name, const std::string& ns = "shop",
+                      const std::string& value = "1", const std::string& extra_metadata = "") {
+  return Obj(absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ", name, "\n",
+                          ns.empty() ? "" : "  namespace: " + ns + "\n", extra_metadata,
+                          "data:\n  v: \"", value, "\"\n"));
+}
+
+v1::ManifestObject Ns(const std::string& name) {
+  return Obj("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + name + "\n");
+}
+
+v1::ManifestObject Deploy(const std::string& name, int replicas, const std::string& wave = "") {
+  return Obj(absl::StrCat(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ", name, "\n  namespace: shop\n",
+      wave.empty() ? "" : "  annotations:\n    gitfleet.io/sync-wave: \"" + wave + "\"\n",
+      "spec:\n  replicas: ", replicas, "\n  selector:\n    matchLabels: {app: ", name,
+      "}\n  template:\n    metadata:\n"
+      "      labels: {app: ",
+      name,
+      "}\n    spec:\n      containers:\n      - name: app\n"
+      "        image: nginx:1.25\n"));
+}
+
+v1::ManifestObject Crd() {
+  return Obj(R"(apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+)");
+}
+
+v1::ManifestObject Widget(const std::string& name) {
+  return Obj("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: " + name +
+             "\n  namespace: shop\nspec:\n  size: 3\n");
+}
+
+class KubernetesApplierTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start({}); }
+
+  void Start(FakeApiServer::Options fake_options) {
+    reconciler_.reset();
+    applier_.reset();
+    mapper_.reset();
+    client_.reset();
+    absl::StatusOr<std::unique_ptr<FakeApiServer>> fake = FakeApiServer::Start(fake_options);
+    ASSERT_TRUE(fake.ok()) << fake.status();
+    fake_ = *std::move(fake);
+    KubeConfig config;
+    config.server = fake_->url();
+    config.token = fake_options.token;
+    KubeClient::Options client_options;
+    client_options.qps = 1000;
+    client_options.burst = 1000;
+    client_options.initial_backoff = absl::Milliseconds(10);
+    client_options.max_retries = 2;
+    client_ = *KubeClient::Create(config, client_options);
+    mapper_ = std::make_unique<RestMapper>(client_.get(), absl::ZeroDuration());
+    KubernetesApplier::Options options;
+    options.crd_wait = absl::Seconds(10);
+    options.poll_interval = absl::Milliseconds(20);
+    applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(), options);
+    reconciler_ =
+        std::make_unique<Reconciler>(applier_.get(), &state_, metrics_, absl::ZeroDuration());
+    ASSERT_TRUE(reconciler_->Load().ok());
+  }
+
+  v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects, bool prune = true,
+                          bool self_heal = true, const std::string& target_namespace = "") {
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    v1::SyncOptions sync;
+    sync.set_prune(prune);
+    sync.set_self_heal(self_heal);
+    v1::BundleUpdate update;
+    update.set_bundle("web");
+    update.set_revision(ComputeRevision(set, sync, target_namespace));
+    *update.mutable_sync() = sync;
+    update.set_target_namespace(target_namespace);
+    update.set_object_count(static_cast<int>(set.size()));
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = o;
+    return update;
+  }
+
+  // "PATCH configmaps/a" for each write request, in order.
+  std::vector<std::string> Writes() {
+    std::vector<std::string> out;
+    for (const FakeApiServer::Request& r : fake_->Requests()) {
+      if (r.method == "GET") continue;
+      std::vector<std::string> parts = absl::StrSplit(r.path, '/');
+      out.push_back(absl::StrCat(r.method, " ", parts[parts.size() - 2], "/", parts.back()));
+    }
+    return out;
+  }
+
+  MemoryFileSystem fs_;
+  BundleStateStore state_{"/state", &fs_};
+  metrics::Registry registry_;
+  AgentMetrics metrics_{registry_};
+  std::unique_ptr<FakeApiServer> fake_;
+  std::unique_ptr<KubeClient> client_;
+  std::unique_ptr<RestMapper> mapper_;
+  std::unique_ptr<KubernetesApplier> applier_;
+  std::unique_ptr<Reconciler> reconciler_;
+};
+
+TEST_F(KubernetesApplierTest, AppliesInDependencyOrderWithWaves) {
+  FakeApiServer::Options slow_crds;
+  slow_crds.crd_establish_delay = absl::Milliseconds(300);
+  Start(slow_crds);
+  v1::ManifestObject role =
+      Obj("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n"
+          "rules: []\n");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(
+      {Widget("w1"), Cm("late", "shop", "1", "  annotations:\n    gitfleet.io/sync-wave: \"5\"\n"),
+       Deploy("db", 1, "-1"), Cm("a"), role, Ns("shop"), Crd()}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_THAT(Writes(), ElementsAre("PATCH customresourcedefinitions/widgets.example.com",
+                                    "PATCH namespaces/shop", "PATCH clusterroles/reader",
+                                    "PATCH deployments/db", "PATCH configmaps/a",
+                                    "PATCH widgets/w1", "PATCH configmaps/late"));
+  json widget = fake_->Get("example.com", "widgets", "shop", "w1");
+  ASSERT_FALSE(widget.is_null()) << "the custom resource waited for its CRD";
+  EXPECT_EQ(widget["metadata"]["labels"][kBundleLabel], "web");
+  EXPECT_EQ(widget["metadata"]["managedFields"][0]["manager"], "gitfleet");
+  EXPECT_EQ(widget["metadata"]["managedFields"][0]["operation"], "Apply");
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "PATCH") EXPECT_EQ(r.query, "fieldManager=gitfleet&force=true");
+  }
+}
+
+TEST_F(KubernetesApplierTest, UnknownKindFailsAtOnceNamingIt) {
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), Widget("w1"), Cm("a")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_EQ(outcome.ack.errors(0).key().kind(), "Widget");
+  EXPECT_EQ(outcome.ack.errors(0).message(),
+            "the server does not serve apiVersion example.com/v1 (is its CRD installed?)");
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "the others are applied";
+}
+
+TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("team"), Cm("a", "")}, true, true, "team")).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "team", "a").is_null());
+  // A cluster-scoped object never gets one.
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "team").is_null());
+  // Without a target namespace: the client's default namespace.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("team"), Cm("b", "")})).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "default", "b").is_null());
+}
+
+TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
+  std::vector<v1::ManifestObject> objects = {Ns("shop")};
+  for (int i = 0; i < 20; ++i) objects.push_back(Cm(absl::StrCat("cm", i)));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  fake_->ClearRequests();
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  EXPECT_TRUE(fake_->Requests().empty()) << "same revision: nothing to send";
+  objects[3] = Cm("cm2", "shop", "changed");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  EXPECT_EQ(fake_->Requests().size(), 1u);
+  EXPECT_THAT(Writes(), ElementsAre("PATCH configmaps/cm2"));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "cm2")["data"]["v"], "changed");
+}
+
+TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
+  const std::string ns = "default";  // exists already; not the bundle's
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update(
+                      {Cm("a", ns), Cm("b", ns), Cm("c", ns),
+                       Cm("keep", ns, "1", "  annotations:\n    gitfleet.io/prune: \"false\"\n")}))
+                  .ack.ok());
+  // Someone else takes over "c" (relabels it); it is no longer ours to delete.
+  fake_->Mutate("", "configmaps", ns, "c",
+                [](json& o) { o["metadata"]["labels"][kBundleLabel] = "other"; });
+  fake_->ClearRequests();
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a", ns)}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_THAT(Writes(), ElementsAre("DELETE configmaps/b"));
+  EXPECT_TRUE(fake_->Get("", "configmaps", ns, "b").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "c").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "keep").is_null());
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "DELETE") EXPECT_EQ(r.path, "/api/v1/namespaces/default/configmaps/b");
+  }
+  // An object gitfleet never applied is never touched, even by a bundle removal.
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "foreign"}, {"namespace", ns}}}});
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler_->OnRemoval(removal);
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "foreign").is_null());
+  EXPECT_TRUE(fake_->Get("", "configmaps", ns, "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", ns).is_null());
+}
+
+TEST_F(KubernetesApplierTest, PruneOffLeavesObjects) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")}, /*prune=*/false)).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}, /*prune=*/false)).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+}
+
+TEST_F(KubernetesApplierTest, DriftIsCorrectedWithSelfHealAndReportedWithout) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
+  // Server-side defaults and status are not drift.
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) {
+    o["spec"]["strategy"] = {{"type", "RollingUpdate"}};
+    o["status"] = {{"replicas", 2}};
+  });
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/true).empty() ||
+              reconciler_->AllStatuses()[0].drift_corrections() == 0);
+  EXPECT_EQ(metrics_.drift_events.Value(), 0);
+
+  // kubectl scale: drift.
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) { o["spec"]["replicas"] = 5; });
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].drift_corrections(), 1);
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2);
+  EXPECT_EQ(metrics_.drift_events.Value(), 1);
+  EXPECT_EQ(metrics_.drift_corrections.Value(), 1);
+
+  // Without self-heal it is reported and left.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)}, true, false)).ack.ok());
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) { o["spec"]["replicas"] = 7; });
+  changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+  EXPECT_THAT(changed[0].message(), HasSubstr("1 objects drifted (self-heal is off)"));
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 7);
+
+  // Deleted behind gitfleet's back: re-created.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
+  ASSERT_TRUE(client_->Do("DELETE", "/api/v1/namespaces/shop/configmaps/a").ok());
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+}
+
+TEST_F(KubernetesApplierTest, ApiErrorsNackTheObjectAndApplyTheRest) {
+  fake_->Forbid("patch", "", "secrets");
+  v1::ManifestObject secret =
+      Obj("apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: shop}\n");
+  v1::ManifestObject bad =
+      Obj("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\n"
+          "spec: {replicas: -1}\n");
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(Update({Ns("shop"), bad, Cm("a"), secret, Cm("z")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 2);
+  std::map<std::string, std::string> errors;
+  for (const auto& e : outcome.ack.errors()) errors[e.key().kind()] = e.message();
+  EXPECT_THAT(errors["Deployment"],
+              HasSubstr("422 Invalid: Deployment.apps \"api\" is invalid: spec.replicas"));
+  EXPECT_THAT(errors["Secret"], HasSubstr("403 Forbidden: secrets \"s\" is forbidden"));
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "z").is_null());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(), HasSubstr("2 of 5 objects failed"));
+
+  // A namespace that does not exist is the API's 404, named.
+  outcome = reconciler_->OnUpdate(Update({Cm("a", "nowhere")}));
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_EQ(outcome.ack.errors(0).message(), "404 NotFound: namespaces \"nowhere\" not found");
+}
+
+TEST_F(KubernetesApplierTest, BadSyncWaveIsAnObjectError) {
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(
+      {Ns("shop"), Cm("a", "shop", "1", "  annotations:\n    gitfleet.io/sync-wave: soon\n")}));
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("annotation gitfleet.io/sync-wave is \"soon\", want an integer"));
+}
+
+TEST_F(KubernetesApplierTest, HealthFollowsTheRolloutUntilSettled) {
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)}));
+  ASSERT_TRUE(outcome.ack.ok());
+  EXPECT_EQ(outcome.status->health(), v1::HEALTH_STATE_PROGRESSING);
+  ASSERT_EQ(outcome.status->unhealthy_resources_size(), 1);
+  EXPECT_EQ(outcome.status->unhealthy_resources(0).key().name(), "api");
+
+  fake_->ClearRequests();
+  fake_->SetStatus("apps", "deployments", "shop", "api",
+                   {{"observedGeneration", 1},
+                    {"replicas", 2},
+                    {"updatedReplicas", 2},
+                    {"availableReplicas", 1}});
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_PROGRESSING);
+  EXPECT_EQ(changed[0].unhealthy_resources(0).message(), "1 of 2 updated replicas are available");
+  // Only the unsettled object is read again.
+  EXPECT_EQ(fake_->Requests().size(), 1u);
+
+  fake_->SetStatus("apps", "deployments", "shop", "api",
+                   {{"observedGeneration", 1},
+                    {"replicas", 2},
+                    {"updatedReplicas", 2},
+                    {"availableReplicas", 2}});
+  changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_HEALTHY);
+  fake_->ClearRequests();
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/false).empty());
+  EXPECT_TRUE(fake_->Requests().empty()) << "settled health is not polled";
+  EXPECT_EQ(metrics_.bundle_health.Add({{"health", "healthy"}}).Value(), 1);
+}
+
+TEST_F(KubernetesApplierTest, UnauthorizedNamesTheCause) {
+  FakeApiServer::Options options;
+  options.token = "right";
+  Start(options);
+  client_ = *KubeClient::Create(KubeConfig{fake_->url(), "", false, "", "", "wrong"}, {});
+  mapper_ = std::make_unique<RestMapper>(client_.get());
+  applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(),
+                                                 KubernetesApplier::Options());
+  reconciler_ = std::make_unique<Reconciler>(applier_.get(), &state_, metrics_);
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop")}));
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("401 Unauthorized"));
+}
+
+TEST_F(KubernetesApplierTest, PreviewShowsWhatAnApplyWouldChange) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
+  ApplyContext context{"web", ""};
+  EXPECT_EQ(*applier_->Preview(Deploy("api", 2), context), "");
+  EXPECT_EQ(*applier_->Preview(Deploy("api", 3), context), ".spec.replicas");
+  EXPECT_EQ(*applier_->Preview(Deploy("new", 1), context), "create");
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2)
+      << "a dry run changes nothing";
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,244 @@
+#include "agent/kube/client.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/time/clock.h"
+#include "agent/kube/discovery.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakekube/fake_apiserver.h"
+
+namespace gitfleet {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+std::unique_ptr<FakeApiServer> StartFake(FakeApiServer::Options options = {}) {
+  absl::StatusOr<std::unique_ptr<FakeApiServer>> server = FakeApiServer::Start(options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return *std::move(server);
+}
+
+KubeClient::Options Fast() {
+  KubeClient::Options options;
+  options.initial_backoff = absl::Milliseconds(10);
+  options.max_backoff = absl::Milliseconds(50);
+  options.qps = 1000;
+  options.burst = 1000;
+  return options;
+}
+
+std::unique_ptr<KubeClient> Client(const std::string& server, KubeClient::Options options = Fast(),
+                                   KubeConfig config = {}) {
+  config.server = server;
+  absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(config, options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return *std::move(client);
+}
+
+TEST(KubeClientTest, GetsAndReportsApiErrors) {
+  auto fake = StartFake();
+  std::vector<int> codes;
+  KubeClient::Options options = Fast();
+  options.on_response = [&](absl::string_view, int code) { codes.push_back(code); };
+  auto client = Client(fake->url(), options);
+  absl::StatusOr<KubeResponse> ns = client->Do("GET", "/api/v1/namespaces/default");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  EXPECT_EQ(ns->code, 200);
+  EXPECT_EQ(json::parse(ns->body)["metadata"]["name"], "default");
+  absl::StatusOr<KubeResponse> missing =
+      client->Do("GET", "/api/v1/namespaces/default/configmaps/x");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->code, 404);
+  EXPECT_EQ(missing->ToStatus().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing->ToStatus().message(), "404 NotFound: configmaps \"x\" not found");
+  EXPECT_EQ(codes, (std::vector<int>{200, 404}));
+}
+
+TEST(KubeClientTest, RetriesTooManyRequestsHonouringRetryAfter) {
+  auto fake = StartFake();
+  auto client = Client(fake->url());
+  fake->FailNext(2, 429, /*retry_after_seconds=*/1);
+  absl::Time start = absl::Now();
+  absl::StatusOr<KubeResponse> r = client->Do("GET", "/api/v1/namespaces/default");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->code, 200);
+  // Two waits of Retry-After: 1s, far above the 10-50 ms backoff.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1900));
+  EXPECT_EQ(fake->CountRequests("GET"), 3);
+}
+
+TEST(KubeClientTest, RetriesServerErrorsThenGivesUp) {
+  auto fake = StartFake();
+  KubeClient::Options options = Fast();
+  options.max_retries = 3;
+  auto client = Client(fake->url(), options);
+  fake->FailNext(3, 503);
+  absl::StatusOr<KubeResponse> r = client->Do("GET", "/api/v1/namespaces/default");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->code, 200);
+  fake->ClearRequests();
+  fake->FailNext(10, 500);
+  r = client->Do("GET", "/api/v1/namespaces/default");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->code, 500);  // the last answer, after 1 + 3 attempts
+  EXPECT_THAT(std::string(r->ToStatus().message()), HasSubstr("injected failure 500"));
+  EXPECT_EQ(fake->CountRequests("GET"), 4);
+  // Client errors are not retried.
+  fake->ClearRequests();
+  fake->FailNext(0, 0);
+  r = client->Do("GET", "/api/v1/namespaces/nope");
+  EXPECT_EQ(r->code, 404);
+  EXPECT_EQ(fake->CountRequests("GET"), 1);
+}
+
+TEST(KubeClientTest, ConnectionFailureIsAnErrorAfterRetries) {
+  KubeClient::Options options = Fast();
+  options.max_retries = 2;
+  options.connect_timeout = absl::Seconds(1);
+  int attempts = 0;
+  options.on_response = [&](absl::string_view, int code) {
+    EXPECT_EQ(code, 0);
+    ++attempts;
+  };
+  auto client = Client("http://127.0.0.1:1", options);
+  absl::StatusOr<KubeResponse> r = client->Do("GET", "/api");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("failed after 3 attempts"));
+  EXPECT_EQ(attempts, 3);
+}
+
+TEST(KubeClientTest, RotatedTokenFileIsPickedUp) {
+  FakeApiServer::Options fake_options;
+  fake_options.token = "first";
+  auto fake = StartFake(fake_options);
+  std::string file = std::string(std::getenv("TEST_TMPDIR")) + "/token";
+  std::ofstream(file) << "first\n";
+  KubeConfig config;
+  config.token_file = file;
+  auto client = Client(fake->url(), Fast(), config);
+  EXPECT_EQ(client->Do("GET", "/api")->code, 200);
+
+  // The kubelet rotates the projected token: the file changes.
+  fake->SetToken("second");
+  std::ofstream(file, std::ios::trunc) << "second\n";
+  EXPECT_EQ(client->Do("GET", "/api")->code, 200);
+
+  // A rotation the file's mtime does not show (same second on a coarse clock) is caught
+  // by the 401: the file is read once more and the request repeated.
+  struct stat before;
+  ASSERT_EQ(stat(file.c_str(), &before), 0);
+  fake->SetToken("third");
+  std::ofstream(file, std::ios::trunc) << "third\n";
+  timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, file.c_str(), times, 0), 0);
+  EXPECT_EQ(client->Do("GET", "/api")->code, 200);
+
+  // A wrong token stays a 401 (no loop).
+  fake->SetToken("fourth");
+  absl::StatusOr<KubeResponse> r = client->Do("GET", "/api");
+  EXPECT_EQ(r->code, 401);
+  EXPECT_EQ(r->ToStatus().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(KubeClientTest, RateLimitSpacesRequests) {
+  auto fake = StartFake();
+  KubeClient::Options options = Fast();
+  options.qps = 20;
+  options.burst = 1;
+  auto client = Client(fake->url(), options);
+  absl::Time start = absl::Now();
+  for (int i = 0; i < 11; ++i) ASSERT_EQ(client->Do("GET", "/api")->code, 200);
+  // 10 requests past the burst at 20/s need at least 0.5 s.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(450));
+}
+
+// Makes a self-signed certificate for 127.0.0.1 with openssl; returns the CA (the
+// certificate) and writes cert+key to `pem`.
+std::string MakeCertificate(const std::string& pem) {
+  std::string dir = std::string(std::getenv("TEST_TMPDIR"));
+  std::string command =
+      "cd " + dir +
+      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "-keyout key.pem -out cert.pem -days 2 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1 2>/dev/null && cat cert.pem key.pem > " +
+      pem;
+  EXPECT_EQ(system(command.c_str()), 0);
+  std::ifstream in(dir + "/cert.pem");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(KubeClientTest, HttpsVerifiesTheServerAgainstTheGivenCa) {
+  std::string pem = std::string(std::getenv("TEST_TMPDIR")) + "/server.pem";
+  std::string ca = MakeCertificate(pem);
+  FakeApiServer::Options fake_options;
+  fake_options.tls_cert_and_key = pem;
+  auto fake = StartFake(fake_options);
+  ASSERT_EQ(fake->url().substr(0, 8), "https://");
+
+  KubeConfig trusted;
+  trusted.ca_pem = ca;
+  EXPECT_EQ(Client(fake->url(), Fast(), trusted)->Do("GET", "/api")->code, 200);
+
+  KubeClient::Options once = Fast();
+  once.max_retries = 0;
+  absl::StatusOr<KubeResponse> untrusted = Client(fake->url(), once)->Do("GET", "/api");
+  ASSERT_FALSE(untrusted.ok());
+  EXPECT_THAT(std::string(untrusted.status().message()), HasSubstr("certificate"));
+
+  KubeConfig insecure;
+  insecure.insecure_skip_tls_verify = true;
+  EXPECT_EQ(Client(fake->url(), Fast(), insecure)->Do("GET", "/api")->code, 200);
+}
+
+TEST(RestMapperTest, MapsKindsAndFindsNewCrds) {
+  auto fake = StartFake();
+  auto client = Client(fake->url());
+  RestMapper mapper(client.get(), absl::ZeroDuration());
+  absl::StatusOr<ApiResource> d = mapper.Find("apps", "v1", "Deployment");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->resource, "deployments");
+  EXPECT_TRUE(d->namespaced);
+  EXPECT_EQ(d->Path("web", "api"), "/apis/apps/v1/namespaces/web/deployments/api");
+  absl::StatusOr<ApiResource> ns = mapper.Find("", "v1", "Namespace");
+  ASSERT_TRUE(ns.ok());
+  EXPECT_FALSE(ns->namespaced);
+  EXPECT_EQ(ns->Path("", "web"), "/api/v1/namespaces/web");
+  absl::StatusOr<ApiResource> role =
+      mapper.FindPreferred("rbac.authorization.k8s.io", "ClusterRole");
+  ASSERT_TRUE(role.ok()) << role.status();
+  EXPECT_EQ(role->Path("", "view"), "/apis/rbac.authorization.k8s.io/v1/clusterroles/view");
+
+  absl::StatusOr<ApiResource> widget = mapper.Find("example.com", "v1", "Widget");
+  EXPECT_EQ(widget.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(widget.status().message(),
+            "the server does not serve apiVersion example.com/v1 (is its CRD installed?)");
+  EXPECT_THAT(std::string(mapper.Find("apps", "v1", "Deploymnet").status().message()),
+              HasSubstr("no kind Deploymnet in apiVersion apps/v1"));
+
+  json crd = {{"apiVersion", "apiextensions.k8s.io/v1"},
+              {"kind", "CustomResourceDefinition"},
+              {"metadata", {{"name", "widgets.example.com"}}},
+              {"spec",
+               {{"group", "example.com"},
+                {"scope", "Namespaced"},
+                {"names", {{"kind", "Widget"}, {"plural", "widgets"}}},
+                {"versions", {{{"name", "v1"}, {"served", true}, {"storage", true}}}}}}};
+  absl::StatusOr<KubeResponse> applied = client->Do(
+      "PATCH",
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com?fieldManager=t",
+      crd.dump(), "application/apply-patch+yaml");
+  ASSERT_EQ(applied->code, 201) << applied->body;
+  widget = mapper.Find("example.com", "v1", "Widget");
+  ASSERT_TRUE(widget.ok()) << widget.status();
+  EXPECT_EQ(widget->resource, "widgets");
+}
+
+}  // namespace
+}  // namespace gitfleet
