@@ -1,0 +1,318 @@
+// End-to-end on Kubernetes: the real control plane and agent (--apply=kubernetes)
+// against a real Git repository and an API server.
+//
+// KubernetesFleet runs against the fake API server (tests/fakekube) over HTTPS with a
+// bearer token, started here on loopback. RealCluster runs the same story against the
+// cluster KUBECONFIG points at (kind, k3d, ...) and is skipped when KUBECONFIG is unset:
+//
+//   KUBECONFIG=$HOME/.kube/config bazel test //tests/e2e:kubernetes_test \
+//       --test_env=KUBECONFIG --test_filter='RealCluster.*'
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/kube/client.h"
+#include "agent/kube/config.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::MetricValue;
+using ::gitfleet::testing::Process;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+using nlohmann::json;
+
+constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
+constexpr char kAgent[] = "agent/gitfleet-agent";
+constexpr char kCtl[] = "cli/gitfleetctl";
+constexpr char kFakeApiServer[] = "tests/fakekube/fake-kube-apiserver";
+
+int Port(const std::string& text) {
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) ? port : 0;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class KubernetesFleet : public ::testing::Test {
+ protected:
+  KubernetesFleet() : root_(TempDir("kube")), git_(root_ + "/repo") {}
+
+  // Starts the fake API server (HTTPS, token) and writes a kubeconfig for it.
+  void StartFakeCluster(bool simulate_controllers) {
+    std::string command = absl::StrCat(
+        "cd ", root_,
+        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout key.pem -out ca.pem -days 2 -subj /CN=127.0.0.1 "
+        "-addext subjectAltName=IP:127.0.0.1 2>/dev/null && cat ca.pem key.pem > server.pem");
+    ASSERT_EQ(::gitfleet::testing::Run(command), 0);
+    fake_ = std::make_unique<Process>(
+        kFakeApiServer,
+        std::vector<std::string>{"--tls-cert-and-key=" + root_ + "/server.pem",
+                                 "--token=e2e-token",
+                                 absl::StrCat("--simulate-controllers=",
+                                              simulate_controllers ? "true" : "false")},
+        root_ + "/fake.log");
+    std::string url = fake_->WaitForLog(R"(listening on (https://\S+))");
+    ASSERT_FALSE(url.empty()) << fake_->Log();
+    std::ofstream(root_ + "/token") << "e2e-token\n";
+    kubeconfig_ = root_ + "/kubeconfig";
+    std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+                               << "clusters:\n- name: fake\n  cluster:\n    server: " << url
+                               << "\n    certificate-authority: ca.pem\n"
+                               << "users:\n- name: agent\n  user:\n    tokenFile: token\n"
+                               << "contexts:\n- name: fake\n  context: {cluster: fake, user: "
+                                  "agent}\n";
+    ConnectApi();
+  }
+
+  void ConnectApi() {
+    absl::StatusOr<KubeConfig> config = LoadKubeconfig(kubeconfig_, "");
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(*config, {});
+    ASSERT_TRUE(client.ok()) << client.status();
+    api_ = *std::move(client);
+  }
+
+  void StartFleet() {
+    cp_ = std::make_unique<Process>(
+        kControlPlane,
+        std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
+                                 "--http=127.0.0.1:0", "--poll-interval-seconds=1"},
+        root_ + "/cp.log");
+    grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
+    ASSERT_GT(grpc_port_, 0) << cp_->Log();
+    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", grpc_port_), grpc::InsecureChannelCredentials()));
+    agent_ = std::make_unique<Process>(
+        kAgent,
+        std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
+                                 "--cluster=kube", "--labels=env=test", "--apply=kubernetes",
+                                 "--kubeconfig=" + kubeconfig_, "--state-dir=" + root_ + "/state",
+                                 "--http=127.0.0.1:0", "--resync-interval-seconds=1",
+                                 "--health-interval-seconds=1"},
+        root_ + "/agent.log");
+    agent_http_ = Port(agent_->WaitForLog(R"(HTTP on port (\d+))"));
+    ASSERT_GT(agent_http_, 0) << agent_->Log();
+  }
+
+  std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
+    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
+    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
+    std::string out;
+    int rc = ::gitfleet::testing::Run(command, &out);
+    if (code != nullptr) *code = rc;
+    return out;
+  }
+
+  std::optional<v1::BundleStatus> Status(const std::string& bundle) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetStatusRequest request;
+    request.set_cluster("kube");
+    request.set_bundle(bundle);
+    v1::GetStatusResponse response;
+    if (!admin_->GetStatus(&context, request, &response).ok() || response.statuses_size() != 1) {
+      return std::nullopt;
+    }
+    return response.statuses(0);
+  }
+
+  std::string Describe(const std::string& bundle) {
+    std::optional<v1::BundleStatus> s = Status(bundle);
+    return absl::StrCat(s ? s->DebugString() : "no status", "\nagent log:\n", agent_->Log());
+  }
+
+  // The live object at `path`, or null.
+  json Live(const std::string& path) {
+    absl::StatusOr<KubeResponse> r = api_->Do("GET", path);
+    if (!r.ok() || r->code != 200) return nullptr;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  void Manifests(const std::string& ns, const std::string& value, bool with_service) {
+    std::string yaml = absl::StrCat(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ", ns,
+        "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"",
+        value,
+        "\"\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+        "spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n"
+        "    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n"
+        "      - name: pause\n        image: registry.k8s.io/pause:3.9\n");
+    if (with_service) {
+      absl::StrAppend(&yaml,
+                      "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n"
+                      "  selector: {app: web}\n  ports:\n  - port: 80\n");
+    }
+    git_.Write("apps/web/all.yaml", yaml);
+  }
+
+  // The whole story, against whichever API server kubeconfig_ names.
+  void SyncHealDriftPrune(const std::string& ns, bool fake) {
+    Manifests(ns, "1", true);
+    std::string first = git_.Commit("first");
+    StartFleet();
+    int code;
+    std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=" + ns},
+              &code);
+    ASSERT_EQ(code, 0) << out;
+
+    const std::string cm = absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/settings");
+    const std::string deploy = absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments/web");
+    const std::string service = absl::StrCat("/api/v1/namespaces/", ns, "/services/web");
+    ASSERT_TRUE(Eventually(
+        [&] {
+          auto s = Status("web");
+          return s && s->sync_state() == v1::SYNC_STATE_SYNCED && s->applied_commit() == first;
+        },
+        absl::Seconds(60)))
+        << Describe("web");
+    json live = Live(cm);
+    ASSERT_FALSE(live.is_null());
+    EXPECT_EQ(live["data"]["v"], "1");
+    EXPECT_EQ(live["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+    bool managed_by_gitfleet = false;
+    for (const json& entry : live["metadata"]["managedFields"]) {
+      managed_by_gitfleet |= entry.value("manager", "") == "gitfleet";
+    }
+    EXPECT_TRUE(managed_by_gitfleet) << live.dump();
+
+    if (fake) {
+      // No controller runs: the Deployment stays Progressing until its status says done.
+      auto s = Status("web");
+      EXPECT_EQ(s->health(), v1::HEALTH_STATE_PROGRESSING) << s->DebugString();
+      json status = {{"status",
+                      {{"observedGeneration", 1}, {"replicas", 1}, {"updatedReplicas", 1},
+                       {"readyReplicas", 1}, {"availableReplicas", 1}}}};
+      ASSERT_EQ(api_->Do("PATCH", deploy + "/status", status.dump(),
+                         "application/merge-patch+json")
+                    ->code,
+                200);
+    }
+    EXPECT_TRUE(Eventually(
+        [&] {
+          auto s = Status("web");
+          return s && s->health() == v1::HEALTH_STATE_HEALTHY;
+        },
+        absl::Seconds(120)))
+        << Describe("web");
+
+    // A change is applied and a removed object pruned.
+    Manifests(ns, "2", false);
+    std::string second = git_.Commit("change settings, drop the service");
+    ASSERT_TRUE(Eventually(
+        [&] {
+          auto s = Status("web");
+          return s && s->sync_state() == v1::SYNC_STATE_SYNCED && s->applied_commit() == second;
+        },
+        absl::Seconds(60)))
+        << Describe("web");
+    EXPECT_EQ(Live(cm)["data"]["v"], "2");
+    EXPECT_TRUE(Eventually([&] { return Live(service).is_null(); }, absl::Seconds(60)));
+
+    // Someone edits the live object: self-heal puts it back.
+    json edit = {{"apiVersion", "v1"},
+                 {"kind", "ConfigMap"},
+                 {"metadata", {{"name", "settings"}, {"namespace", ns}}},
+                 {"data", {{"v", "edited"}}}};
+    absl::StatusOr<KubeResponse> edited =
+        api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
+                 "application/apply-patch+yaml");
+    ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
+    EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "2"; }, absl::Seconds(30)))
+        << agent_->Log();
+    EXPECT_GE(MetricValue(HttpGet(agent_http_, "/metrics"), "gitfleet_agent_drift_events_total"),
+              1);
+    std::string metrics = HttpGet(agent_http_, "/metrics");
+    EXPECT_THAT(metrics, HasSubstr("gitfleet_agent_kube_requests_total{code=\"200\",method=\"PATCH\"}"));
+    EXPECT_THAT(metrics, HasSubstr("gitfleet_agent_bundle_health{health=\"healthy\"} 1"));
+
+    // Removing the bundle prunes everything it applied, namespace last.
+    out = Ctl({"bundle", "remove", "web"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    EXPECT_TRUE(Eventually([&] { return Live(cm).is_null() && Live(deploy).is_null(); },
+                           absl::Seconds(60)))
+        << agent_->Log();
+    EXPECT_TRUE(Eventually([&] { return Live("/api/v1/namespaces/" + ns).is_null() ||
+                                        Live("/api/v1/namespaces/" + ns)["status"]["phase"] ==
+                                            "Terminating"; },
+                           absl::Seconds(60)));
+  }
+
+  std::string root_;
+  GitFixture git_;
+  std::string kubeconfig_;
+  std::unique_ptr<Process> fake_;
+  std::unique_ptr<Process> cp_;
+  std::unique_ptr<Process> agent_;
+  std::unique_ptr<KubeClient> api_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  int grpc_port_ = 0;
+  int agent_http_ = 0;
+};
+
+TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  SyncHealDriftPrune("shop", /*fake=*/true);
+}
+
+TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  std::ofstream(root_ + "/token", std::ios::trunc) << "wrong\n";
+  Manifests("shop", "1", false);
+  git_.Commit("first");
+  StartFleet();
+  int code;
+  Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0);
+  EXPECT_TRUE(Eventually([&] {
+    auto s = Status("web");
+    return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
+           s->message().find("401 Unauthorized") != std::string::npos;
+  })) << Describe("web");
+
+  // The token is fixed (as a rotation would): the agent recovers on its own.
+  std::ofstream(root_ + "/token", std::ios::trunc) << "e2e-token\n";
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto s = Status("web");
+        return s && s->sync_state() == v1::SYNC_STATE_SYNCED;
+      },
+      absl::Seconds(30)))
+      << Describe("web");
+}
+
+TEST_F(KubernetesFleet, RealCluster) {
+  const char* kubeconfig = std::getenv("KUBECONFIG");
+  if (kubeconfig == nullptr || *kubeconfig == '\0') {
+    GTEST_SKIP() << "KUBECONFIG is not set; see README (Testing on a real cluster)";
+  }
+  kubeconfig_ = kubeconfig;
+  ConnectApi();
+  SyncHealDriftPrune(absl::StrCat("gitfleet-e2e-", getpid()), /*fake=*/false);
+}
+
+}  // namespace
+}  // namespace gitfleet
