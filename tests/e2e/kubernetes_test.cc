@@ -35,8 +35,8 @@ using ::gitfleet::testing::HttpGet;
 using ::gitfleet::testing::MetricValue;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
 constexpr char kAgent[] = "agent/gitfleet-agent";
@@ -67,10 +67,9 @@ class KubernetesFleet : public ::testing::Test {
     ASSERT_EQ(::gitfleet::testing::Run(command), 0);
     fake_ = std::make_unique<Process>(
         kFakeApiServer,
-        std::vector<std::string>{"--tls-cert-and-key=" + root_ + "/server.pem",
-                                 "--token=e2e-token",
-                                 absl::StrCat("--simulate-controllers=",
-                                              simulate_controllers ? "true" : "false")},
+        std::vector<std::string>{
+            "--tls-cert-and-key=" + root_ + "/server.pem", "--token=e2e-token",
+            absl::StrCat("--simulate-controllers=", simulate_controllers ? "true" : "false")},
         root_ + "/fake.log");
     std::string url = fake_->WaitForLog(R"(listening on (https://\S+))");
     ASSERT_FALSE(url.empty()) << fake_->Log();
@@ -101,8 +100,8 @@ class KubernetesFleet : public ::testing::Test {
         root_ + "/cp.log");
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     ASSERT_GT(grpc_port_, 0) << cp_->Log();
-    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", grpc_port_), grpc::InsecureChannelCredentials()));
+    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                                           grpc::InsecureChannelCredentials()));
     agent_ = std::make_unique<Process>(
         kAgent,
         std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
@@ -203,10 +202,12 @@ class KubernetesFleet : public ::testing::Test {
       auto s = Status("web");
       EXPECT_EQ(s->health(), v1::HEALTH_STATE_PROGRESSING) << s->DebugString();
       json status = {{"status",
-                      {{"observedGeneration", 1}, {"replicas", 1}, {"updatedReplicas", 1},
-                       {"readyReplicas", 1}, {"availableReplicas", 1}}}};
-      ASSERT_EQ(api_->Do("PATCH", deploy + "/status", status.dump(),
-                         "application/merge-patch+json")
+                      {{"observedGeneration", 1},
+                       {"replicas", 1},
+                       {"updatedReplicas", 1},
+                       {"readyReplicas", 1},
+                       {"availableReplicas", 1}}}};
+      ASSERT_EQ(api_->Do("PATCH", deploy + "/status", status.dump(), "application/merge-patch+json")
                     ->code,
                 200);
     }
@@ -245,19 +246,22 @@ class KubernetesFleet : public ::testing::Test {
     EXPECT_GE(MetricValue(HttpGet(agent_http_, "/metrics"), "gitfleet_agent_drift_events_total"),
               1);
     std::string metrics = HttpGet(agent_http_, "/metrics");
-    EXPECT_THAT(metrics, HasSubstr("gitfleet_agent_kube_requests_total{code=\"200\",method=\"PATCH\"}"));
+    EXPECT_THAT(metrics,
+                HasSubstr("gitfleet_agent_kube_requests_total{code=\"200\",method=\"PATCH\"}"));
     EXPECT_THAT(metrics, HasSubstr("gitfleet_agent_bundle_health{health=\"healthy\"} 1"));
 
     // Removing the bundle prunes everything it applied, namespace last.
     out = Ctl({"bundle", "remove", "web"}, &code);
     ASSERT_EQ(code, 0) << out;
-    EXPECT_TRUE(Eventually([&] { return Live(cm).is_null() && Live(deploy).is_null(); },
-                           absl::Seconds(60)))
+    EXPECT_TRUE(
+        Eventually([&] { return Live(cm).is_null() && Live(deploy).is_null(); }, absl::Seconds(60)))
         << agent_->Log();
-    EXPECT_TRUE(Eventually([&] { return Live("/api/v1/namespaces/" + ns).is_null() ||
-                                        Live("/api/v1/namespaces/" + ns)["status"]["phase"] ==
-                                            "Terminating"; },
-                           absl::Seconds(60)));
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return Live("/api/v1/namespaces/" + ns).is_null() ||
+                 Live("/api/v1/namespaces/" + ns)["status"]["phase"] == "Terminating";
+        },
+        absl::Seconds(60)));
   }
 
   std::string root_;
