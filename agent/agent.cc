@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include "common/logging.h"
+#include "common/proto_time.h"
 
 namespace gitfleet {
 
@@ -48,10 +49,39 @@ void Agent::SendStatus(const v1::StatusUpdate& status) {
   client_->Send(message);
 }
 
+void Agent::SendConditions(bool all) {
+  if (!options_.conditions) return;
+  for (v1::ClusterCondition& condition : options_.conditions()) {
+    v1::ClusterCondition& held = conditions_[condition.type()];
+    bool same = held.ok() == condition.ok() && held.reason() == condition.reason() &&
+                held.message() == condition.message() && !held.type().empty();
+    if (!same) {
+      if (held.type().empty() || held.ok() != condition.ok()) {
+        *condition.mutable_since() = ToProtoTime(absl::Now());
+      } else {
+        *condition.mutable_since() = held.since();
+      }
+      if (!condition.ok()) {
+        GF_LOG(WARNING) << "cluster condition " << condition.type() << ": " << condition.reason()
+                        << ": " << condition.message();
+      } else if (!held.type().empty()) {
+        GF_LOG(INFO) << "cluster condition " << condition.type() << " is fine again";
+      }
+      held = condition;
+    }
+    if (!same || all) {
+      v1::AgentMessage message;
+      *message.mutable_condition() = held;
+      client_->Send(message);
+    }
+  }
+}
+
 void Agent::Handle(const Event& event) {
   if (std::holds_alternative<Connected>(event)) {
     // The control plane may have missed changes while we were apart.
     for (const v1::StatusUpdate& status : reconciler_->AllStatuses()) SendStatus(status);
+    SendConditions(/*all=*/true);
     return;
   }
   const v1::ControlMessage& message = std::get<v1::ControlMessage>(event);
@@ -87,6 +117,7 @@ void Agent::Run(Notification* stop) {
     bool check_drift = absl::Now() >= next_drift_check;
     if (check_drift) next_drift_check = absl::Now() + options_.resync_interval;
     for (const v1::StatusUpdate& status : reconciler_->Resync(check_drift)) SendStatus(status);
+    SendConditions(/*all=*/false);
   }
   client_->Stop();
 }

@@ -11,6 +11,8 @@
 // Thread-safe: Run owns the reconciler; client callbacks only enqueue events.
 
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <variant>
@@ -32,6 +34,9 @@ class Agent {
     std::string version = "gitfleet-agent/0.1";
     // How often to retry failed bundles and check live objects for drift.
     absl::Duration resync_interval = absl::Seconds(30);
+    // Called about once a second; what it returns is sent when it changes and after
+    // each connect. Empty for targets with nothing to say about the whole cluster.
+    std::function<std::vector<v1::ClusterCondition>()> conditions;
   };
 
   Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
@@ -47,6 +52,8 @@ class Agent {
   void Enqueue(Event event);
   void Handle(const Event& event);
   void SendStatus(const v1::StatusUpdate& status);
+  // Sends conditions that changed (all of them with `all`).
+  void SendConditions(bool all);
   v1::Hello BuildHello();
   void RefreshHeld();
 
@@ -54,6 +61,7 @@ class Agent {
   const Options options_;
   AgentMetrics& metrics_;
   std::unique_ptr<ControlPlaneClient> client_;
+  std::map<std::string, v1::ClusterCondition> conditions_;  // by type; Run's thread only
 
   Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);

@@ -158,6 +158,17 @@ int Main(ShutdownSignals& signals) {
   options.cluster = cluster;
   options.labels = *labels;
   options.resync_interval = absl::Seconds(absl::GetFlag(FLAGS_resync_interval_seconds));
+  if (kube != nullptr) {
+    options.conditions = [client = kube.get()] {
+      KubeClient::Access access = client->CheckAccess(absl::Seconds(30));
+      v1::ClusterCondition condition;
+      condition.set_type("ApiAccess");
+      condition.set_ok(access.ok);
+      condition.set_reason(access.reason);
+      condition.set_message(access.message);
+      return std::vector<v1::ClusterCondition>{condition};
+    };
+  }
   Agent agent(&reconciler, client_options, options, metrics);
 
   Notification stop;

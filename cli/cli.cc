@@ -493,12 +493,19 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "CONNECTED", "LABELS", "BUNDLES", "LAST SEEN", "VERSION"});
+    Table table({"NAME", "CONNECTED", "LABELS", "BUNDLES", "LAST SEEN", "VERSION", "PROBLEMS"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
+      std::vector<std::string> problems;
+      for (const v1::ClusterCondition& condition : c.conditions()) {
+        if (!condition.ok()) {
+          problems.push_back(
+              absl::StrCat(condition.type(), " ", condition.reason(), ": ", condition.message()));
+        }
+      }
       table.Add({c.name(), c.connected() ? "yes" : "no",
                  absl::StrJoin(labels, ",", absl::PairFormatter("=")), absl::StrCat(c.bundles()),
-                 FormatTime(c.last_seen()), c.agent_version()});
+                 FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; ")});
     }
     table.Print(out_);
     return 0;

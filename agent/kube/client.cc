@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/backoff.h"
 #include "common/logging.h"
@@ -179,6 +180,61 @@ std::string KubeClient::Token(bool force) {
   return token_;
 }
 
+namespace {
+
+// /api, /apis, /api/v1, /apis/GROUP and /apis/GROUP/VERSION: what every client may read.
+bool IsDiscovery(absl::string_view path) {
+  path = path.substr(0, path.find('?'));
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+  if (parts.empty()) return false;
+  if (parts[0] == "api") return parts.size() <= 2;
+  return parts[0] == "apis" && parts.size() <= 3;
+}
+
+}  // namespace
+
+void KubeClient::Observe(absl::string_view path, const absl::StatusOr<KubeResponse>& response) {
+  MutexLock lock(&access_mu_);
+  last_request_ = absl::Now();
+  if (!response.ok()) {
+    access_ = {false, "Unreachable", std::string(response.status().message())};
+  } else if (response->code == 401) {
+    access_ = {false, "Unauthorized",
+               absl::StrCat(config_.server, " refused the credentials from ", config_.origin, ": ",
+                            response->ToStatus().message())};
+  } else if (response->code == 403 && IsDiscovery(path)) {
+    access_ = {
+        false, "Forbidden",
+        absl::StrCat(config_.server, " forbids discovery: ", response->ToStatus().message())};
+  } else if (response->code != 403) {
+    access_ = Access();
+  }
+}
+
+KubeClient::Access KubeClient::access() const {
+  MutexLock lock(&access_mu_);
+  return access_;
+}
+
+KubeClient::Access KubeClient::CheckAccess(absl::Duration idle) {
+  {
+    MutexLock lock(&access_mu_);
+    if (absl::Now() - last_request_ < idle) return access_;
+  }
+  WaitForRateLimit();
+  void* curl = TakeHandle();
+  absl::Duration retry_after;
+  absl::StatusOr<KubeResponse> response =
+      DoOnce(curl, "GET", config_.server + "/api", "", "", Token(/*force=*/false), &retry_after);
+  ReturnHandle(curl);
+  if (options_.on_response) options_.on_response("GET", response.ok() ? response->code : 0);
+  if (response.ok() && response->code == 401 && !config_.token_file.empty()) {
+    Token(/*force=*/true);  // the next request uses a rotated token, if there is one
+  }
+  Observe("/api", response);
+  return access();
+}
+
 absl::StatusOr<KubeResponse> KubeClient::Do(absl::string_view method, absl::string_view path,
                                             absl::string_view body,
                                             absl::string_view content_type) {
@@ -203,13 +259,19 @@ absl::StatusOr<KubeResponse> KubeClient::Do(absl::string_view method, absl::stri
         continue;
       }
     }
-    if (response.ok() && !Retryable(response->code)) return response;
+    if (response.ok() && !Retryable(response->code)) {
+      Observe(path, response);
+      return response;
+    }
     absl::Duration wait = backoff.Next();
     if (response.ok()) {
       last_error = response->ToStatus();
       if (retry_after > absl::ZeroDuration())
         wait = std::min(retry_after, options_.max_retry_after);
-      if (attempt == options_.max_retries) return response;
+      if (attempt == options_.max_retries) {
+        Observe(path, response);
+        return response;
+      }
     } else {
       last_error = response.status();
     }
@@ -219,9 +281,11 @@ absl::StatusOr<KubeResponse> KubeClient::Do(absl::string_view method, absl::stri
       absl::SleepFor(wait);
     }
   }
-  return absl::UnavailableError(absl::StrCat(method, " ", config_.server, path, " failed after ",
-                                             options_.max_retries + 1,
-                                             " attempts: ", last_error.message()));
+  absl::Status failed = absl::UnavailableError(
+      absl::StrCat(method, " ", config_.server, path, " failed after ", options_.max_retries + 1,
+                   " attempts: ", last_error.message()));
+  Observe(path, failed);
+  return failed;
 }
 
 absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view method,

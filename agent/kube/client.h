@@ -66,6 +66,19 @@ class KubeClient {
 
   const KubeConfig& config() const { return config_; }
 
+  // Whether the API accepts this client, from the latest answers: a 401 anywhere is
+  // "Unauthorized", a 403 on discovery is "Forbidden", no answer is "Unreachable"; any
+  // other answer is fine. (A 403 on one object is that object's error, not the cluster's.)
+  struct Access {
+    bool ok = true;
+    std::string reason;
+    std::string message;
+  };
+  Access access() const;
+  // When nothing was asked of the API for `idle`, asks it once (GET /api, no retries)
+  // so access() stays current. Returns access().
+  Access CheckAccess(absl::Duration idle);
+
  private:
   KubeClient(KubeConfig config, Options options);
   absl::StatusOr<KubeResponse> DoOnce(void* curl, absl::string_view method, const std::string& url,
@@ -86,6 +99,12 @@ class KubeClient {
   Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);
   int64_t token_mtime_ns_ ABSL_GUARDED_BY(token_mu_) = -1;
+
+  void Observe(absl::string_view path, const absl::StatusOr<KubeResponse>& response);
+
+  mutable Mutex access_mu_;
+  Access access_ ABSL_GUARDED_BY(access_mu_);
+  absl::Time last_request_ ABSL_GUARDED_BY(access_mu_) = absl::InfinitePast();
 
   Mutex pool_mu_;
   std::vector<void*> pool_ ABSL_GUARDED_BY(pool_mu_);

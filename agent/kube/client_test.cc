@@ -147,6 +147,45 @@ TEST(KubeClientTest, RotatedTokenFileIsPickedUp) {
   EXPECT_EQ(r->ToStatus().code(), absl::StatusCode::kUnauthenticated);
 }
 
+TEST(KubeClientTest, AccessTellsClusterWideProblemsFromObjectOnes) {
+  FakeApiServer::Options fake_options;
+  fake_options.token = "right";
+  auto fake = StartFake(fake_options);
+  KubeConfig config;
+  config.token = "right";
+  auto client = Client(fake->url(), Fast(), config);
+  EXPECT_TRUE(client->access().ok);
+  EXPECT_EQ(client->Do("GET", "/api")->code, 200);
+  EXPECT_TRUE(client->access().ok);
+
+  // RBAC on one kind is that object's business, not the cluster's.
+  fake->Forbid("get", "", "secrets");
+  EXPECT_EQ(client->Do("GET", "/api/v1/namespaces/default/secrets/s")->code, 403);
+  EXPECT_TRUE(client->access().ok);
+
+  fake->SetToken("rotated-away");
+  EXPECT_EQ(client->Do("GET", "/api/v1/namespaces/default")->code, 401);
+  KubeClient::Access access = client->access();
+  EXPECT_FALSE(access.ok);
+  EXPECT_EQ(access.reason, "Unauthorized");
+  EXPECT_THAT(access.message, HasSubstr("refused the credentials"));
+
+  // Idle: CheckAccess asks the API itself, once.
+  fake->SetToken("right");
+  fake->ClearRequests();
+  EXPECT_FALSE(client->CheckAccess(absl::Hours(1)).ok) << "not idle yet: no request";
+  EXPECT_EQ(fake->Requests().size(), 0u);
+  EXPECT_TRUE(client->CheckAccess(absl::ZeroDuration()).ok);
+  EXPECT_EQ(fake->Requests().size(), 1u);
+
+  fake.reset();
+  KubeClient::Options once = Fast();
+  once.max_retries = 0;
+  config.server = "http://127.0.0.1:1";
+  auto gone = *KubeClient::Create(config, once);
+  EXPECT_EQ(gone->CheckAccess(absl::ZeroDuration()).reason, "Unreachable");
+}
+
 TEST(KubeClientTest, RateLimitSpacesRequests) {
   auto fake = StartFake();
   KubeClient::Options options = Fast();

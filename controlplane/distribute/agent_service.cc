@@ -106,6 +106,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       hub_->OnAck(session_, message_.ack());
     } else if (message_.has_status()) {
       hub_->OnStatus(session_, message_.status());
+    } else if (message_.has_condition()) {
+      hub_->OnCondition(session_, message_.condition());
     } else if (message_.has_hello()) {
       Reject("protocol", absl::FailedPreconditionError("hello sent twice on one stream"));
       return;

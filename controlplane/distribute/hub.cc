@@ -175,6 +175,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.mutable_labels()->insert(hello.labels().begin(), hello.labels().end());
     agent.labels = LabelMap(hello.labels().begin(), hello.labels().end());
     agent.info.set_agent_version(hello.agent_version());
+    agent.info.clear_conditions();  // the agent reports them afresh
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
@@ -382,6 +383,29 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     }
   }
   Deliver(notify);
+}
+
+void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
+  MutexLock lock(&mu_);
+  Agent* agent = AgentForSession(session);
+  if (agent == nullptr) return;
+  v1::ClusterCondition* slot = nullptr;
+  for (v1::ClusterCondition& c : *agent->info.mutable_conditions()) {
+    if (c.type() == condition.type()) slot = &c;
+  }
+  if (slot == nullptr) {
+    // A handful of types at most: an agent cannot grow this without bound.
+    if (agent->info.conditions_size() >= 8) return;
+    slot = agent->info.add_conditions();
+  }
+  *slot = condition;
+  if (slot->message().size() > kMaxStatusMessageBytes) {
+    slot->mutable_message()->resize(kMaxStatusMessageBytes);
+  }
+  if (!condition.ok()) {
+    GF_LOG(WARNING) << "cluster " << agent->info.name() << ": " << condition.type() << " "
+                    << condition.reason() << ": " << condition.message();
+  }
 }
 
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {

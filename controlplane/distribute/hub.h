@@ -94,6 +94,8 @@ class Hub {
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
+  // Replaces the cluster's condition of the same type.
+  void OnCondition(uint64_t session, const v1::ClusterCondition& condition);
 
   // Every cluster, or only `name` when it is not empty.
   std::vector<ClusterView> Clusters(const std::string& name = "");

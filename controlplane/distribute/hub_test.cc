@@ -148,6 +148,43 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   EXPECT_TRUE(hub_.Clusters()[0].info.connected());
 }
 
+TEST_F(HubTest, ClusterConditionsAreKeptByTypeAndReportedAfreshOnReconnect) {
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  v1::ClusterCondition refused;
+  refused.set_type("ApiAccess");
+  refused.set_ok(false);
+  refused.set_reason("Unauthorized");
+  refused.set_message(std::string(5000, 'm'));
+  hub_.OnCondition(a, refused);
+  v1::ClusterInfo info = hub_.Clusters("a")[0].info;
+  ASSERT_EQ(info.conditions_size(), 1);
+  EXPECT_EQ(info.conditions(0).reason(), "Unauthorized");
+  EXPECT_LE(info.conditions(0).message().size(), 1024u) << "bounded like status messages";
+
+  v1::ClusterCondition fine;
+  fine.set_type("ApiAccess");
+  fine.set_ok(true);
+  hub_.OnCondition(a, fine);
+  info = hub_.Clusters("a")[0].info;
+  ASSERT_EQ(info.conditions_size(), 1) << "replaced, not added";
+  EXPECT_TRUE(info.conditions(0).ok());
+
+  // No agent can grow the list without bound.
+  for (int i = 0; i < 100; ++i) {
+    v1::ClusterCondition other = fine;
+    other.set_type("T" + std::to_string(i));
+    hub_.OnCondition(a, other);
+  }
+  EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 8);
+
+  hub_.OnCondition(a, refused);
+  uint64_t again = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 0);
+  hub_.OnCondition(again, fine);
+  EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 1);
+}
+
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);

@@ -296,6 +296,10 @@ TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
     return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
            s->message().find("401 Unauthorized") != std::string::npos;
   })) << Describe("web");
+  // The cluster as a whole shows it too.
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"cluster", "list"}).find("ApiAccess Unauthorized") != std::string::npos;
+  })) << Ctl({"cluster", "list"});
 
   // The token is fixed (as a rotation would): the agent recovers on its own.
   std::ofstream(root_ + "/token", std::ios::trunc) << "e2e-token\n";
@@ -306,6 +310,9 @@ TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
       },
       absl::Seconds(30)))
       << Describe("web");
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"cluster", "list"}).find("Unauthorized") == std::string::npos;
+  })) << Ctl({"cluster", "list"});
 }
 
 TEST_F(KubernetesFleet, RealCluster) {
