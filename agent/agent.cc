@@ -93,6 +93,11 @@ void Agent::Handle(const Event& event) {
     if (outcome.status.has_value()) SendStatus(*outcome.status);
   } else if (message.has_removal()) {
     reconciler_->OnRemoval(message.removal());
+  } else if (message.has_diff()) {
+    v1::AgentMessage answer;
+    *answer.mutable_diff() = reconciler_->Diff(message.diff());
+    client_->Send(answer);
+    return;
   }
   RefreshHeld();
 }

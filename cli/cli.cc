@@ -18,6 +18,7 @@
 #include "cli/views.pb.h"
 #include "common/file_system.h"
 #include "common/grpc_status.h"
+#include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
 #include "common/proto_time.h"
 #include "common/tls.h"
@@ -48,6 +49,9 @@ commands:
   bundle remove NAME
   cluster list
   status [--cluster=NAME] [--bundle=NAME]
+  diff --cluster=NAME --bundle=NAME
+                         what applying the bundle would change on that cluster now (the
+                         agent's dry run); exits 0 for nothing, 3 for changes
   sync SOURCE            fetch a source now
   render --repo=DIR_OR_URL [--ref=main] [--path=DIR] [--engine=E]
          [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] [--values-file=...]
@@ -285,6 +289,7 @@ class Cli {
     if (noun == "bundle" && verb == "list") return BundleList();
     if (noun == "bundle" && verb == "remove") return BundleRemove();
     if (noun == "cluster" && verb == "list") return ClusterList();
+    if (noun == "diff") return Diff();
     if (noun == "status") return Status();
     if (noun == "sync") return Sync();
     if (noun == "render") return Render();
@@ -509,6 +514,42 @@ class Cli {
     }
     table.Print(out_);
     return 0;
+  }
+
+  int Diff() {
+    if (args_.words().size() > 1)
+      return Usage("diff takes no arguments; use --cluster and --bundle");
+    v1::DiffBundleRequest request;
+    request.set_cluster(args_.TakeOr("cluster", ""));
+    request.set_bundle(args_.TakeOr("bundle", ""));
+    if (request.cluster().empty() || request.bundle().empty()) {
+      return Usage("diff needs --cluster=NAME and --bundle=NAME");
+    }
+    request.set_timeout_seconds(
+        static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(timeout_) - 1)));
+    v1::DiffResult result;
+    if (int rc = Call(&v1::AdminService::Stub::DiffBundle, request, &result); rc != 0) return rc;
+    if (!result.error().empty()) {
+      err_ << "gitfleetctl: " << result.cluster() << ": " << result.error() << "\n";
+      return 1;
+    }
+    if (format_ != "table") {
+      Print(result);
+    } else {
+      std::map<std::string, int> counts;
+      Table table({"CHANGE", "OBJECT", "DETAIL"});
+      for (const v1::ObjectDiff& d : result.changes()) {
+        ++counts[d.change()];
+        table.Add({d.change(), KeyDisplay(d.key()), d.detail()});
+      }
+      if (result.changes_size() > 0) table.Print(out_);
+      out_ << result.cluster() << "/" << result.bundle() << " at revision "
+           << Short(result.revision()) << ": " << counts["create"] << " to create, "
+           << counts["update"] << " to update, " << counts["prune"] << " to prune, "
+           << result.unchanged() << " unchanged"
+           << (counts["error"] > 0 ? absl::StrCat(", ", counts["error"], " failed") : "") << "\n";
+    }
+    return result.changes_size() > 0 ? 3 : 0;
   }
 
   int Status() {

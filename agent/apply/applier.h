@@ -40,6 +40,15 @@ class Applier {
                                     const ApplyContext& context) = 0;
   // Reads the live object again so Health reflects it (used while health is unsettled).
   virtual void Refresh(const v1::ManifestObject& object, const ApplyContext& context) {}
+  // What applying `object` would change, without changing anything: "" for nothing,
+  // "create" when it does not exist, else a description (the first differing field).
+  // By default: whether InSync says it matches.
+  virtual absl::StatusOr<std::string> Preview(const v1::ManifestObject& object,
+                                              const ApplyContext& context) {
+    absl::StatusOr<bool> in_sync = InSync(object, context);
+    if (!in_sync.ok()) return in_sync.status();
+    return *in_sync ? std::string() : std::string("differs from the live object");
+  }
   // Whether the object's kind is namespaced, for the apply order. By default: whether
   // its key names a namespace.
   virtual bool Namespaced(const v1::ManifestObject& object) {

@@ -386,6 +386,50 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   return changed;
 }
 
+v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
+  v1::DiffResult result;
+  result.set_id(request.id());
+  result.set_bundle(request.bundle());
+  auto it = bundles_.find(request.bundle());
+  if (it == bundles_.end() || it->second.record.desired().revision().empty()) {
+    result.set_error(absl::StrCat("this agent holds no revision of bundle ", request.bundle()));
+    return result;
+  }
+  const v1::AgentBundleRecord& record = it->second.record;
+  const v1::RevisionRecord& desired = record.desired();
+  result.set_revision(desired.revision());
+  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  std::set<std::string> desired_keys;
+  for (const v1::ManifestObject& object : desired.objects()) {
+    desired_keys.insert(KeyString(object.key()));
+    absl::StatusOr<std::string> preview = applier_->Preview(object, context);
+    if (preview.ok() && preview->empty()) {
+      result.set_unchanged(result.unchanged() + 1);
+      continue;
+    }
+    v1::ObjectDiff* diff = result.add_changes();
+    *diff->mutable_key() = object.key();
+    if (!preview.ok()) {
+      diff->set_change("error");
+      diff->set_detail(std::string(preview.status().message()));
+    } else if (*preview == "create") {
+      diff->set_change("create");
+    } else {
+      diff->set_change("update");
+      diff->set_detail(*preview);
+    }
+  }
+  if (desired.sync().prune()) {
+    for (const v1::ObjectKey& key : record.inventory()) {
+      if (desired_keys.count(KeyString(key)) > 0) continue;
+      v1::ObjectDiff* diff = result.add_changes();
+      *diff->mutable_key() = key;
+      diff->set_change("prune");
+    }
+  }
+  return result;
+}
+
 std::vector<v1::StatusUpdate> Reconciler::AllStatuses() const {
   std::vector<v1::StatusUpdate> out;
   for (const auto& [name, bundle] : bundles_) {

@@ -54,6 +54,9 @@ class Reconciler {
   // Retries failed bundles whose backoff elapsed and, with `check_drift`, re-checks live
   // objects. Returns the statuses that changed.
   std::vector<v1::StatusUpdate> Resync(bool check_drift);
+  // What applying the bundle's desired revision would change now, by the applier's dry
+  // run. Changes nothing.
+  v1::DiffResult Diff(const v1::DiffRequest& request);
   // The current status of every bundle (sent after each reconnect).
   std::vector<v1::StatusUpdate> AllStatuses() const;
 

@@ -64,7 +64,7 @@ class KubernetesApplier : public Applier {
   // live object would stay as it is, "create" when it does not exist, else the first
   // differing field path.
   absl::StatusOr<std::string> Preview(const v1::ManifestObject& object,
-                                      const ApplyContext& context);
+                                      const ApplyContext& context) override;
 
  private:
   struct Target {

@@ -363,6 +363,51 @@ TEST_F(KubernetesApplierTest, UnauthorizedNamesTheCause) {
   EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("401 Unauthorized"));
 }
 
+TEST_F(KubernetesApplierTest, DiffListsCreatesUpdatesAndPrunesWithoutChangingAnything) {
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Ns("shop"), Deploy("api", 2), Cm("a"), Cm("b")},
+                                    /*prune=*/true, /*self_heal=*/false))
+                  .ack.ok());
+  v1::DiffRequest request;
+  request.set_id(7);
+  request.set_bundle("web");
+  v1::DiffResult result = reconciler_->Diff(request);
+  EXPECT_EQ(result.id(), 7u);
+  EXPECT_TRUE(result.changes().empty());
+  EXPECT_EQ(result.unchanged(), 4);
+
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) { o["spec"]["replicas"] = 9; });
+  ASSERT_TRUE(client_->Do("DELETE", "/api/v1/namespaces/shop/configmaps/a").ok());
+  fake_->ClearRequests();
+  result = reconciler_->Diff(request);
+  EXPECT_EQ(result.revision(), reconciler_->Held()[0].revision());
+  std::map<std::string, std::string> changes;
+  for (const auto& c : result.changes()) changes[c.key().name()] = c.change() + " " + c.detail();
+  EXPECT_EQ(changes["api"], "update .spec.replicas");
+  EXPECT_EQ(changes["a"], "create ");
+  EXPECT_EQ(result.unchanged(), 2);
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "PATCH") EXPECT_THAT(r.query, HasSubstr("dryRun=All"));
+    EXPECT_NE(r.method, "DELETE");
+  }
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 9);
+
+  // An object that left the bundle but could not be deleted yet shows as a prune.
+  fake_->Forbid("delete", "", "configmaps");
+  EXPECT_FALSE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 9), Cm("a")}, true, false)).ack.ok());
+  result = reconciler_->Diff(request);
+  changes.clear();
+  for (const auto& c : result.changes()) changes[c.key().name()] = c.change();
+  // "a" was deleted behind gitfleet's back and is unchanged in Git: the next drift check
+  // re-creates it, and the diff says so meanwhile.
+  EXPECT_THAT(changes, ::testing::UnorderedElementsAre(::testing::Pair("a", "create"),
+                                                       ::testing::Pair("b", "prune")));
+  // An unknown bundle is an error, not a crash.
+  request.set_bundle("other");
+  EXPECT_EQ(reconciler_->Diff(request).error(), "this agent holds no revision of bundle other");
+}
+
 TEST_F(KubernetesApplierTest, PreviewShowsWhatAnApplyWouldChange) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
   ApplyContext context{"web", ""};

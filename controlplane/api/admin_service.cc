@@ -87,4 +87,20 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContex
   return Done(context, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::DiffBundle(grpc::CallbackServerContext* context,
+                                                       const v1::DiffBundleRequest* request,
+                                                       v1::DiffResult* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Duration timeout = request->timeout_seconds() > 0
+                               ? absl::Seconds(std::min(request->timeout_seconds(), 300))
+                               : absl::Seconds(10);
+  // Answered from the agent's stream thread, or the hub's timer on expiry.
+  controller_->DiffBundle(request->cluster(), request->bundle(), timeout,
+                          [reactor, response](absl::StatusOr<v1::DiffResult> result) {
+                            if (result.ok()) *response = *std::move(result);
+                            reactor->Finish(ToGrpcStatus(result.status()));
+                          });
+  return reactor;
+}
+
 }  // namespace gitfleet

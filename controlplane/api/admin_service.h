@@ -43,6 +43,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
                                       v1::GetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* DiffBundle(grpc::CallbackServerContext* context,
+                                       const v1::DiffBundleRequest* request,
+                                       v1::DiffResult* response) override;
 
  private:
   Controller* const controller_;

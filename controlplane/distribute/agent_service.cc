@@ -108,6 +108,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       hub_->OnStatus(session_, message_.status());
     } else if (message_.has_condition()) {
       hub_->OnCondition(session_, message_.condition());
+    } else if (message_.has_diff()) {
+      hub_->OnDiff(session_, message_.diff());
     } else if (message_.has_hello()) {
       Reject("protocol", absl::FailedPreconditionError("hello sent twice on one stream"));
       return;

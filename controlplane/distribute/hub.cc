@@ -43,7 +43,10 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       ack_need_full_(metrics.acks.Add({{"result", "need_full"}})),
       flush_interval_(flush_interval) {
   flusher_ = std::thread([this] {
-    while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) Flush();
+    while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) {
+      Flush();
+      ExpireDiffs();
+    }
   });
 }
 
@@ -51,6 +54,71 @@ Hub::~Hub() {
   stop_.Notify();
   flusher_.join();
   Flush();
+  std::map<uint64_t, PendingDiff> diffs;
+  {
+    MutexLock lock(&mu_);
+    diffs.swap(diffs_);
+  }
+  for (auto& [id, diff] : diffs) diff.done(absl::UnavailableError("the control plane is stopping"));
+}
+
+void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
+                      DiffCallback done) {
+  std::shared_ptr<AgentConnection> connection;
+  {
+    MutexLock lock(&mu_);
+    auto it = agents_.find(cluster);
+    if (it != agents_.end() && it->second.connection != nullptr) {
+      uint64_t id = next_diff_++;
+      v1::DiffRequest request;
+      request.set_id(id);
+      request.set_bundle(bundle);
+      it->second.diff_requests.push_back(request);
+      diffs_[id] = PendingDiff{cluster, absl::Now() + timeout, std::move(done)};
+      connection = it->second.connection;
+    }
+  }
+  if (connection == nullptr) {
+    done(absl::FailedPreconditionError(absl::StrCat("cluster ", cluster, " is not connected")));
+    return;
+  }
+  connection->Notify(kDiffRequests);
+}
+
+void Hub::OnDiff(uint64_t session, const v1::DiffResult& result) {
+  DiffCallback done;
+  v1::DiffResult answer = result;
+  {
+    MutexLock lock(&mu_);
+    Agent* agent = AgentForSession(session);
+    auto it = diffs_.find(result.id());
+    // Only the cluster asked may answer.
+    if (agent == nullptr || it == diffs_.end() || it->second.cluster != agent->info.name()) return;
+    done = std::move(it->second.done);
+    diffs_.erase(it);
+    answer.set_cluster(agent->info.name());
+  }
+  done(std::move(answer));
+}
+
+void Hub::ExpireDiffs() {
+  std::vector<PendingDiff> expired;
+  {
+    MutexLock lock(&mu_);
+    absl::Time now = absl::Now();
+    for (auto it = diffs_.begin(); it != diffs_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      expired.push_back(std::move(it->second));
+      it = diffs_.erase(it);
+    }
+  }
+  for (PendingDiff& diff : expired) {
+    diff.done(absl::DeadlineExceededError(
+        absl::StrCat("cluster ", diff.cluster, " did not answer the diff request in time")));
+  }
 }
 
 void Hub::Flush() {
@@ -225,6 +293,13 @@ void Hub::CloseAll(const absl::Status& status) {
   }
   GF_LOG(INFO) << "closing " << connections.size() << " agent streams: " << status.message();
   for (const auto& connection : connections) connection->Close(status);
+  // Waiting admin calls are answered before the server they belong to stops.
+  std::map<uint64_t, PendingDiff> diffs;
+  {
+    MutexLock lock(&mu_);
+    diffs.swap(diffs_);
+  }
+  for (auto& [id, diff] : diffs) diff.done(status);
 }
 
 Hub::Agent* Hub::AgentForSession(uint64_t session) {
@@ -296,6 +371,22 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
   std::shared_ptr<const BundleContent> content;
   std::shared_ptr<const Revision> current;
   v1::ClusterInfo cluster;
+  if (bundle == kDiffRequests) {
+    std::shared_ptr<AgentConnection> again;
+    std::shared_ptr<const EncodedMessage> message;
+    {
+      MutexLock lock(&mu_);
+      Agent* agent = AgentForSession(session);
+      if (agent == nullptr || agent->diff_requests.empty()) return nullptr;
+      v1::ControlMessage request;
+      *request.mutable_diff() = agent->diff_requests.front();
+      agent->diff_requests.pop_front();
+      message = EncodedMessage::Encode(std::move(request));
+      if (!agent->diff_requests.empty()) again = agent->connection;
+    }
+    if (again != nullptr) again->Notify(kDiffRequests);
+    return message;
+  }
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSession(session);

@@ -13,6 +13,8 @@
 //
 // Thread-safe. The hub never calls a connection while holding its own lock.
 
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -94,6 +96,13 @@ class Hub {
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
+  // Asks `cluster`'s agent for a dry-run diff of `bundle`. `done` runs once, on another
+  // thread: with the agent's answer, or an error when the cluster is not connected or
+  // does not answer within `timeout`.
+  using DiffCallback = std::function<void(absl::StatusOr<v1::DiffResult>)>;
+  void RequestDiff(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
+                   DiffCallback done);
+  void OnDiff(uint64_t session, const v1::DiffResult& result);
   // Replaces the cluster's condition of the same type.
   void OnCondition(uint64_t session, const v1::ClusterCondition& condition);
 
@@ -116,6 +125,12 @@ class Hub {
     uint64_t session = 0;
     std::map<std::string, std::string> held;  // bundle -> revision the agent holds
     std::map<std::string, v1::StatusUpdate> reports;
+    std::deque<v1::DiffRequest> diff_requests;  // waiting for the stream
+  };
+  struct PendingDiff {
+    std::string cluster;
+    absl::Time deadline;
+    DiffCallback done;
   };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
@@ -132,7 +147,14 @@ class Hub {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
+  // Fails diff requests past their deadline.
+  void ExpireDiffs();
 
+ public:
+  // The pseudo-bundle a connection is notified with when a diff request waits.
+  static constexpr char kDiffRequests[] = "\x01diff";
+
+ private:
   Store* const store_;
   ControlPlaneMetrics& metrics_;
   // Series touched once per agent per commit, looked up once here.
@@ -154,6 +176,8 @@ class Hub {
   // Agents are never erased from agents_, so these pointers stay valid.
   std::map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, PendingDiff> diffs_ ABSL_GUARDED_BY(mu_);  // by request id
+  uint64_t next_diff_ ABSL_GUARDED_BY(mu_) = 1;
   // Revisions loaded from the store (agents far behind, or from before a restart), by
   // RevisionKey. Bounded; current and previous contents answer most lookups first.
   std::map<std::string, std::shared_ptr<const Revision>> stored_revisions_ ABSL_GUARDED_BY(mu_);

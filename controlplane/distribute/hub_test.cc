@@ -185,6 +185,56 @@ TEST_F(HubTest, ClusterConditionsAreKeptByTypeAndReportedAfreshOnReconnect) {
   EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 1);
 }
 
+TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
+  Hub hub(&store_, metrics_, absl::Milliseconds(20));
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
+  uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
+  Mutex mu;
+  std::vector<absl::StatusOr<v1::DiffResult>> answers;  // guarded by mu
+  auto collect = [&](absl::StatusOr<v1::DiffResult> r) {
+    MutexLock lock(&mu);
+    answers.push_back(std::move(r));
+  };
+  auto count = [&] {
+    MutexLock lock(&mu);
+    return answers.size();
+  };
+
+  hub.RequestDiff("nowhere", "web", absl::Seconds(5), collect);
+  ASSERT_EQ(count(), 1u);
+  EXPECT_EQ(answers[0].status().message(), "cluster nowhere is not connected");
+
+  hub.RequestDiff("a", "web", absl::Seconds(60), collect);
+  hub.RequestDiff("a", "db", absl::Milliseconds(100), collect);
+  EXPECT_EQ(conn->notified.count(Hub::kDiffRequests), 1u);
+  auto first = hub.NextMessage(a, Hub::kDiffRequests);
+  auto second = hub.NextMessage(a, Hub::kDiffRequests);
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->message.diff().bundle(), "web");
+  EXPECT_EQ(second->message.diff().bundle(), "db");
+  EXPECT_EQ(hub.NextMessage(a, Hub::kDiffRequests), nullptr);
+
+  v1::DiffResult result;
+  result.set_id(first->message.diff().id());
+  result.set_unchanged(3);
+  hub.OnDiff(b, result);  // another cluster cannot answer for a
+  // The unanswered "db" request expires (bounded wait).
+  for (int i = 0; i < 200 && count() < 2; ++i) absl::SleepFor(absl::Milliseconds(25));
+  ASSERT_EQ(count(), 2u);
+  {
+    MutexLock lock(&mu);
+    EXPECT_EQ(answers[1].status().code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(answers[1].status().message(), "cluster a did not answer the diff request in time");
+  }
+  hub.OnDiff(a, result);
+  ASSERT_EQ(count(), 3u);
+  MutexLock lock(&mu);
+  ASSERT_TRUE(answers[2].ok());
+  EXPECT_EQ(answers[2]->cluster(), "a");
+  EXPECT_EQ(answers[2]->unchanged(), 3);
+}
+
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);

@@ -309,6 +309,22 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   return InfoLocked(it->second);
 }
 
+void Controller::DiffBundle(const std::string& cluster, const std::string& bundle,
+                            absl::Duration timeout, Hub::DiffCallback done) {
+  if (cluster.empty() || bundle.empty()) {
+    done(absl::InvalidArgumentError("a diff needs a cluster and a bundle"));
+    return;
+  }
+  {
+    MutexLock lock(&mu_);
+    if (bundles_.count(bundle) == 0) {
+      done(absl::NotFoundError(absl::StrCat("bundle \"", bundle, "\" not found")));
+      return;
+    }
+  }
+  hub_->RequestDiff(cluster, bundle, timeout, std::move(done));
+}
+
 absl::Status Controller::RemoveBundle(const std::string& name) {
   {
     MutexLock lock(&mu_);

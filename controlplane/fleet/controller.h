@@ -61,6 +61,9 @@ class Controller {
 
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace);
   absl::Status RemoveBundle(const std::string& name);
+  // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).
+  void DiffBundle(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
+                  Hub::DiffCallback done);
   std::vector<v1::BundleInfo> ListBundles();
 
   std::vector<v1::ClusterInfo> ListClusters();

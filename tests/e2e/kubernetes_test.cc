@@ -232,6 +232,14 @@ class KubernetesFleet : public ::testing::Test {
     EXPECT_EQ(Live(cm)["data"]["v"], "2");
     EXPECT_TRUE(Eventually([&] { return Live(service).is_null(); }, absl::Seconds(60)));
 
+    // A dry run against the live objects: nothing to do, then what an edit would undo.
+    out = Ctl({"diff", "--cluster=kube", "--bundle=web"}, &code);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_THAT(out, HasSubstr("0 to create, 0 to update, 0 to prune, 3 unchanged"));
+    EXPECT_THAT(Ctl({"diff", "--cluster=nowhere", "--bundle=web"}, &code),
+                HasSubstr("cluster nowhere is not connected"));
+    EXPECT_EQ(code, 1);
+
     // Someone edits the live object: self-heal puts it back.
     json edit = {{"apiVersion", "v1"},
                  {"kind", "ConfigMap"},
