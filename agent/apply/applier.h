@@ -10,6 +10,7 @@
 // Implementations are thread-safe.
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,11 @@ class Applier {
   // last Apply, InSync or Refresh of the object saw.
   virtual v1::ResourceHealth Health(const v1::ManifestObject& object,
                                     const ApplyContext& context) = 0;
+  // Before a drift check of `objects`: the applier may read them in bulk so the InSync
+  // calls that follow cost nothing each. EndDriftCheck drops what was read.
+  virtual void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
+                               const ApplyContext& context) {}
+  virtual void EndDriftCheck() {}
   // Reads the live object again so Health reflects it (used while health is unsettled).
   virtual void Refresh(const v1::ManifestObject& object, const ApplyContext& context) {}
   // What applying `object` would change, without changing anything: "" for nothing,

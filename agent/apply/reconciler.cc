@@ -173,9 +173,10 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   int applied = 0, unchanged = 0, drifted = 0;
   std::set<std::string> desired_keys;
-  for (const v1::ManifestObject* ordered :
-       ApplyOrder(desired.objects(),
-                  [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); })) {
+  const std::vector<const v1::ManifestObject*> order = ApplyOrder(
+      desired.objects(), [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
+  if (check_drift) applier_->BeginDriftCheck(order, context);
+  for (const v1::ManifestObject* ordered : order) {
     const v1::ManifestObject& object = *ordered;
     std::string key = KeyString(object.key());
     desired_keys.insert(key);
@@ -218,6 +219,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       errors->push_back(std::move(error));
     }
   }
+  if (check_drift) applier_->EndDriftCheck();
   metrics_.objects_unchanged.Increment(unchanged);
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.

@@ -192,6 +192,46 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
   return response->ToStatus();
 }
 
+void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
+                                        const ApplyContext& context) {
+  std::map<std::string, ApiResource> collections;  // path -> resource
+  for (const v1::ManifestObject* object : objects) {
+    auto [group, version] = SplitApiVersion(object->api_version());
+    absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object->key().kind());
+    if (!resource.ok()) continue;  // InSync reports it
+    std::string ns;
+    if (resource->namespaced) {
+      ns = object->key().namespace_();
+      if (ns.empty()) ns = context.target_namespace;
+      if (ns.empty()) ns = options_.default_namespace;
+    }
+    collections.emplace(resource->Path(ns, ""), *resource);
+  }
+  const std::string selector = UrlEncode(absl::StrCat(kBundleLabel, "=", context.bundle));
+  for (const auto& [path, resource] : collections) {
+    absl::StatusOr<KubeResponse> response =
+        client_->Do("GET", absl::StrCat(path, "?labelSelector=", selector));
+    if (!response.ok() || response->code != 200) continue;  // InSync falls back to a GET
+    json list = json::parse(response->body, nullptr, false);
+    if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) continue;
+    MutexLock lock(&mu_);
+    listed_.insert(path);
+    for (json& item : list["items"]) {
+      // List items carry neither apiVersion nor kind.
+      item["apiVersion"] = resource.ApiVersion();
+      item["kind"] = resource.kind;
+      std::string name = item["metadata"].value("name", "");
+      prefetched_[absl::StrCat(path, "/", name)] = std::move(item);
+    }
+  }
+}
+
+void KubernetesApplier::EndDriftCheck() {
+  MutexLock lock(&mu_);
+  listed_.clear();
+  prefetched_.clear();
+}
+
 absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
                                                const ApplyContext& context) {
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);
@@ -199,7 +239,17 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
     if (target.status().code() == absl::StatusCode::kNotFound) return false;  // kind gone
     return target.status();
   }
-  absl::StatusOr<json> live = Get(target->resource.Path(target->ns, object.key().name()));
+  const std::string path = target->resource.Path(target->ns, object.key().name());
+  absl::StatusOr<json> live = absl::UnknownError("not listed");
+  {
+    MutexLock lock(&mu_);
+    if (listed_.count(target->resource.Path(target->ns, "")) > 0) {
+      // Listed by the bundle's label: absent means missing, or relabelled (drift too).
+      auto it = prefetched_.find(path);
+      live = it == prefetched_.end() ? json(nullptr) : it->second;
+    }
+  }
+  if (!live.ok()) live = Get(path);
   if (!live.ok()) return live.status();
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;

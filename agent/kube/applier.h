@@ -24,6 +24,7 @@
 // Thread-safe.
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/time/time.h"
@@ -59,6 +60,10 @@ class KubernetesApplier : public Applier {
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
   void Refresh(const v1::ManifestObject& object, const ApplyContext& context) override;
   bool Namespaced(const v1::ManifestObject& object) override;
+  // Lists the bundle's objects (label gitfleet.io/bundle) once per kind and namespace.
+  void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
+                       const ApplyContext& context) override;
+  void EndDriftCheck() override;
 
   // What a server-side apply would change, from a dry run (dryRun=All): "" when the
   // live object would stay as it is, "create" when it does not exist, else the first
@@ -90,6 +95,10 @@ class KubernetesApplier : public Applier {
   Mutex mu_;
   // "bundle\0key" -> the health the last response showed.
   std::map<std::string, v1::ResourceHealth> health_ ABSL_GUARDED_BY(mu_);
+  // During a drift check: collection paths listed, and the live objects they held by
+  // object path.
+  std::set<std::string> listed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, nlohmann::json> prefetched_ ABSL_GUARDED_BY(mu_);
   // "group/kind" -> the name of a CRD this applier applied for it.
   std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);
 };

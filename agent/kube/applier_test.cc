@@ -197,6 +197,18 @@ TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
   fake_->ClearRequests();
   ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
   EXPECT_TRUE(fake_->Requests().empty()) << "same revision: nothing to send";
+  // A drift check reads the bundle by label, one LIST per kind and namespace.
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/true).empty());
+  std::vector<std::string> reads;
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    reads.push_back(absl::StrCat(r.method, " ", r.path, "?", r.query));
+  }
+  EXPECT_THAT(
+      reads,
+      ::testing::UnorderedElementsAre(
+          "GET /api/v1/namespaces?labelSelector=gitfleet.io%2Fbundle%3Dweb",
+          "GET /api/v1/namespaces/shop/configmaps?labelSelector=gitfleet.io%2Fbundle%3Dweb"));
+  fake_->ClearRequests();
   objects[3] = Cm("cm2", "shop", "changed");
   ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
   EXPECT_EQ(fake_->Requests().size(), 1u);
