@@ -313,6 +313,13 @@ TEST_F(KubernetesApplierTest, ApiErrorsNackTheObjectAndApplyTheRest) {
   EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
   EXPECT_THAT(outcome.status->message(), HasSubstr("2 of 5 objects failed"));
 
+  // A conflict is not retried in a loop: it NACKs, and the next attempt (backoff) applies.
+  fake_->FailNext(1, 409);
+  outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a", "shop", "2")}));
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_EQ(outcome.ack.errors(0).message(), "409 Conflict: injected failure 409");
+  EXPECT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a", "shop", "3")})).ack.ok());
+
   // A namespace that does not exist is the API's 404, named.
   outcome = reconciler_->OnUpdate(Update({Cm("a", "nowhere")}));
   ASSERT_EQ(outcome.ack.errors_size(), 1);

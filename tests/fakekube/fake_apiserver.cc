@@ -271,7 +271,10 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
   }
   if (fail_count_ > 0) {
     --fail_count_;
-    std::string reason = fail_code_ == 429 ? "TooManyRequests" : "InternalError";
+    std::string reason = fail_code_ == 429   ? "TooManyRequests"
+                         : fail_code_ == 409 ? "Conflict"
+                         : fail_code_ >= 500 ? "InternalError"
+                                             : "BadRequest";
     return finish({fail_code_,
                    StatusBody(fail_code_, reason, absl::StrCat("injected failure ", fail_code_)),
                    fail_retry_after_});
