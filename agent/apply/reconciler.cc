@@ -176,10 +176,20 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   const std::vector<const v1::ManifestObject*> order = ApplyOrder(
       desired.objects(), [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
   if (check_drift) applier_->BeginDriftCheck(order, context);
+  absl::Status target_down;
   for (const v1::ManifestObject* ordered : order) {
     const v1::ManifestObject& object = *ordered;
     std::string key = KeyString(object.key());
     desired_keys.insert(key);
+    if (!target_down.ok()) {
+      // The target is unreachable or refuses us: the rest would fail the same way, each
+      // after its own retries. Report them and try the pass again later.
+      v1::ObjectError error;
+      *error.mutable_key() = object.key();
+      error.set_message(absl::StrCat("not attempted: ", target_down.message()));
+      errors->push_back(std::move(error));
+      continue;
+    }
     auto previous = record.applied_hashes().find(key);
     bool already =
         previous != record.applied_hashes().end() && previous->second == object.content_hash();
@@ -208,6 +218,10 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
     absl::Status status = SyncWave(object).status();
     if (status.ok()) status = applier_->Apply(object, context);
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kUnauthenticated) {
+      target_down = status;
+    }
     metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
     if (status.ok()) {
       (*record.mutable_applied_hashes())[key] = object.content_hash();
@@ -232,6 +246,10 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       kept_inventory.push_back(key);
       continue;
     }
+    if (desired.sync().prune() && !target_down.ok()) {
+      kept_inventory.push_back(key);  // pruned on a later pass
+      continue;
+    }
     if (desired.sync().prune()) {
       absl::Status status = applier_->Delete(key, context);
       metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
@@ -250,7 +268,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
 
-  HealthSummary health = SummarizeHealth(bundle);
+  HealthSummary health = SummarizeHealth(bundle, target_down);
 
   v1::StatusUpdate status;
   status.set_bundle(desired.bundle());
@@ -302,13 +320,20 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   return SetStatus(bundle, status);
 }
 
-HealthSummary Reconciler::SummarizeHealth(Bundle& bundle) {
+HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& target_down) {
   const v1::RevisionRecord& desired = bundle.record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
   HealthSummary health;
   bundle.unsettled.clear();
   for (int i = 0; i < desired.objects_size(); ++i) {
-    v1::ResourceHealth h = applier_->Health(desired.objects(i), context);
+    v1::ResourceHealth h;
+    if (target_down.ok()) {
+      h = applier_->Health(desired.objects(i), context);
+    } else {
+      *h.mutable_key() = desired.objects(i).key();
+      h.set_health(v1::HEALTH_STATE_UNKNOWN);
+      h.set_message(absl::StrCat("not checked: ", target_down.message()));
+    }
     if (h.health() != v1::HEALTH_STATE_HEALTHY && h.health() != v1::HEALTH_STATE_DEGRADED) {
       bundle.unsettled.push_back(i);
     }
@@ -324,7 +349,7 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
   for (int i : bundle.unsettled) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
-  HealthSummary health = SummarizeHealth(bundle);
+  HealthSummary health = SummarizeHealth(bundle, absl::OkStatus());
   v1::StatusUpdate status = bundle.status;
   status.set_health(health.overall());
   status.clear_unhealthy_resources();

@@ -77,8 +77,9 @@ class Reconciler {
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
-  // Every desired object's health, remembering which have not settled.
-  HealthSummary SummarizeHealth(Bundle& bundle);
+  // Every desired object's health, remembering which have not settled; all Unknown
+  // without asking when `target_down` says the target cannot answer.
+  HealthSummary SummarizeHealth(Bundle& bundle, const absl::Status& target_down);
   // Reads unsettled objects again; returns whether the status changed.
   bool RecheckHealth(Bundle& bundle);
   void UpdateBundleGauges();

@@ -211,7 +211,9 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
   for (const auto& [path, resource] : collections) {
     absl::StatusOr<KubeResponse> response =
         client_->Do("GET", absl::StrCat(path, "?labelSelector=", selector));
-    if (!response.ok() || response->code != 200) continue;  // InSync falls back to a GET
+    // Unreachable or refused: the GETs that follow fail the pass fast; no more LISTs.
+    if (!response.ok() || response->code == 401 || response->code >= 500) break;
+    if (response->code != 200) continue;  // e.g. 403 on LIST: InSync falls back to a GET
     json list = json::parse(response->body, nullptr, false);
     if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) continue;
     MutexLock lock(&mu_);

@@ -326,6 +326,25 @@ TEST_F(KubernetesApplierTest, ApiErrorsNackTheObjectAndApplyTheRest) {
   EXPECT_EQ(outcome.ack.errors(0).message(), "404 NotFound: namespaces \"nowhere\" not found");
 }
 
+TEST_F(KubernetesApplierTest, AnUnreachableApiFailsThePassFastAndRetriesLater) {
+  std::vector<v1::ManifestObject> objects = {Ns("shop")};
+  for (int i = 0; i < 50; ++i) objects.push_back(Cm(absl::StrCat("cm", i)));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("old")})).ack.ok());
+  fake_->ClearRequests();
+  fake_->FailNext(1000000, 503);
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(objects));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 50);
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("503"));
+  EXPECT_THAT(outcome.ack.errors(1).message(), HasSubstr("not attempted: "));
+  // One object's attempts (1 + 2 retries), not fifty objects' worth; nothing pruned.
+  EXPECT_EQ(fake_->Requests().size(), 3u);
+  EXPECT_EQ(fake_->CountRequests("DELETE"), 0);
+  fake_->FailNext(0, 0);
+  EXPECT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "old").is_null()) << "pruned once it could";
+}
+
 TEST_F(KubernetesApplierTest, BadSyncWaveIsAnObjectError) {
   Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(
       {Ns("shop"), Cm("a", "shop", "1", "  annotations:\n    gitfleet.io/sync-wave: soon\n")}));
