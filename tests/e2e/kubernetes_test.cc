@@ -136,6 +136,11 @@ class KubernetesFleet : public ::testing::Test {
     return response.statuses(0);
   }
 
+  bool SyncedAt(const std::string& bundle, const std::string& commit) {
+    std::optional<v1::BundleStatus> s = Status(bundle);
+    return s && s->sync_state() == v1::SYNC_STATE_SYNCED && s->applied_commit() == commit;
+  }
+
   std::string Describe(const std::string& bundle) {
     std::optional<v1::BundleStatus> s = Status(bundle);
     return absl::StrCat(s ? s->DebugString() : "no status", "\nagent log:\n", agent_->Log());
@@ -180,12 +185,7 @@ class KubernetesFleet : public ::testing::Test {
     const std::string cm = absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/settings");
     const std::string deploy = absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments/web");
     const std::string service = absl::StrCat("/api/v1/namespaces/", ns, "/services/web");
-    ASSERT_TRUE(Eventually(
-        [&] {
-          auto s = Status("web");
-          return s && s->sync_state() == v1::SYNC_STATE_SYNCED && s->applied_commit() == first;
-        },
-        absl::Seconds(60)))
+    ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
         << Describe("web");
     json live = Live(cm);
     ASSERT_FALSE(live.is_null());
@@ -222,12 +222,7 @@ class KubernetesFleet : public ::testing::Test {
     // A change is applied and a removed object pruned.
     Manifests(ns, "2", false);
     std::string second = git_.Commit("change settings, drop the service");
-    ASSERT_TRUE(Eventually(
-        [&] {
-          auto s = Status("web");
-          return s && s->sync_state() == v1::SYNC_STATE_SYNCED && s->applied_commit() == second;
-        },
-        absl::Seconds(60)))
+    ASSERT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
         << Describe("web");
     EXPECT_EQ(Live(cm)["data"]["v"], "2");
     EXPECT_TRUE(Eventually([&] { return Live(service).is_null(); }, absl::Seconds(60)));
