@@ -339,6 +339,7 @@ HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& ta
     }
     health.Add(h);
   }
+  bundle.health_delay = health_interval_;
   bundle.next_health_check = absl::Now() + health_interval_;
   return health;
 }
@@ -349,12 +350,20 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
   for (int i : bundle.unsettled) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
+  const absl::Duration delay = bundle.health_delay;
   HealthSummary health = SummarizeHealth(bundle, absl::OkStatus());
   v1::StatusUpdate status = bundle.status;
   status.set_health(health.overall());
   status.clear_unhealthy_resources();
   for (const v1::ResourceHealth& h : health.unhealthy()) *status.add_unhealthy_resources() = h;
-  return SetStatus(bundle, std::move(status));
+  bool changed = SetStatus(bundle, std::move(status));
+  if (!changed) {
+    // Something that never settles (a LoadBalancer no controller serves) is read less and
+    // less often, down to once a minute.
+    bundle.health_delay = std::min(absl::Minutes(1), delay * 2);
+    bundle.next_health_check = absl::Now() + bundle.health_delay;
+  }
+  return changed;
 }
 
 bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {

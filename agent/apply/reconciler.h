@@ -72,6 +72,7 @@ class Reconciler {
     // Objects of record.desired whose health has not settled, and when to look again.
     std::vector<int> unsettled;  // indexes into record.desired().objects()
     absl::Time next_health_check = absl::InfiniteFuture();
+    absl::Duration health_delay;  // doubles while rechecks change nothing
   };
 
   // Applies record.desired; fills `errors`; returns whether the status changed.
