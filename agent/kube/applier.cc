@@ -134,11 +134,15 @@ absl::Status KubernetesApplier::Apply(const v1::ManifestObject& object,
            HealthOf(object.key(), live.is_discarded() ? json::object() : live));
   if (object.key().group() == "apiextensions.k8s.io" &&
       object.key().kind() == "CustomResourceDefinition") {
-    const json& spec = target->body["spec"];
-    std::string group = spec.value("group", "");
-    std::string kind = spec.contains("names") ? spec["names"].value("kind", "") : "";
-    MutexLock lock(&mu_);
-    crds_[absl::StrCat(group, "/", kind)] = object.key().name();
+    try {
+      const json& spec = target->body.at("spec");
+      std::string group = spec.value("group", "");
+      std::string kind = spec.at("names").value("kind", "");
+      MutexLock lock(&mu_);
+      crds_[absl::StrCat(group, "/", kind)] = object.key().name();
+    } catch (const json::exception&) {
+      // The server accepted it, so this cannot be; without it a CR just does not wait.
+    }
   }
   return absl::OkStatus();
 }
@@ -161,19 +165,23 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
   absl::StatusOr<json> live = Get(path);
   if (!live.ok()) return live.status();
   if (live->is_null()) return absl::OkStatus();
-  const json& metadata = (*live)["metadata"];
-  std::string owner;
-  if (metadata.contains("labels") && metadata["labels"].contains(kBundleLabel)) {
-    owner = metadata["labels"][kBundleLabel].get<std::string>();
-  }
+  const json metadata =
+      live->is_object() && live->contains("metadata") && (*live)["metadata"].is_object()
+          ? (*live)["metadata"]
+          : json::object();
+  auto field = [&metadata](const char* map, const char* key) {
+    if (!metadata.contains(map) || !metadata[map].is_object()) return std::string();
+    auto it = metadata[map].find(key);
+    return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string owner = field("labels", kBundleLabel);
   if (owner != context.bundle) {
     GF_LOG(WARNING) << "prune: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
                     << context.bundle << (owner.empty() ? "" : " (it belongs to " + owner + ")")
                     << "; leaving it";
     return absl::OkStatus();
   }
-  if (metadata.contains("annotations") && metadata["annotations"].contains(kPruneAnnotation) &&
-      metadata["annotations"][kPruneAnnotation] == "false") {
+  if (field("annotations", kPruneAnnotation) == "false") {
     GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kPruneAnnotation
                  << "=false; leaving it";
     return absl::OkStatus();
@@ -181,7 +189,10 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
   json options = {{"apiVersion", "v1"},
                   {"kind", "DeleteOptions"},
                   {"propagationPolicy", "Background"},
-                  {"preconditions", {{"uid", metadata.value("uid", "")}}}};
+                  {"preconditions",
+                   {{"uid", metadata.contains("uid") && metadata["uid"].is_string()
+                                ? metadata["uid"].get<std::string>()
+                                : std::string()}}}};
   absl::StatusOr<KubeResponse> response = client_->Do("DELETE", path, options.dump());
   if (!response.ok()) return response.status();
   if (response->code == 404) return absl::OkStatus();
@@ -219,10 +230,14 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
     MutexLock lock(&mu_);
     listed_.insert(path);
     for (json& item : list["items"]) {
+      if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object() ||
+          !item["metadata"].contains("name") || !item["metadata"]["name"].is_string()) {
+        continue;  // not an object: InSync finds it missing and re-applies
+      }
       // List items carry neither apiVersion nor kind.
       item["apiVersion"] = resource.ApiVersion();
       item["kind"] = resource.kind;
-      std::string name = item["metadata"].value("name", "");
+      std::string name = item["metadata"]["name"].get<std::string>();
       prefetched_[absl::StrCat(path, "/", name)] = std::move(item);
     }
   }
@@ -315,11 +330,12 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
     return WithKey(object.key(), response->ToStatus());
   }
   json after = json::parse(response->body, nullptr, false);
-  if (after.is_discarded()) return absl::InternalError("dry run: not JSON");
+  if (!after.is_object()) return absl::InternalError("dry run: not a JSON object");
   for (json* doc : {&after, &*live}) {
-    json& metadata = (*doc)["metadata"];
+    auto metadata = doc->find("metadata");
+    if (metadata == doc->end() || !metadata->is_object()) continue;
     for (const char* field : {"managedFields", "resourceVersion", "generation"}) {
-      metadata.erase(field);
+      metadata->erase(field);
     }
   }
   std::string diff = FirstDifference(after, *live);

@@ -50,17 +50,21 @@ absl::Status RestMapper::Fetch(const std::string& group, const std::string& vers
       return absl::InternalError(absl::StrCat("discovery of ", gv, ": not an APIResourceList"));
     }
     fetched.served = true;
-    for (const nlohmann::json& r : doc["resources"]) {
-      if (!r.is_object()) continue;
-      std::string name = r.value("name", "");
-      if (name.empty() || name.find('/') != std::string::npos) continue;  // subresources
-      ApiResource resource;
-      resource.group = group;
-      resource.version = version;
-      resource.kind = r.value("kind", "");
-      resource.resource = name;
-      resource.namespaced = r.value("namespaced", false);
-      fetched.kinds.emplace(resource.kind, resource);
+    try {
+      for (const nlohmann::json& r : doc["resources"]) {
+        if (!r.is_object()) continue;
+        std::string name = r.value("name", "");
+        if (name.empty() || name.find('/') != std::string::npos) continue;  // subresources
+        ApiResource resource;
+        resource.group = group;
+        resource.version = version;
+        resource.kind = r.value("kind", "");
+        resource.resource = name;
+        resource.namespaced = r.value("namespaced", false);
+        fetched.kinds.emplace(resource.kind, resource);
+      }
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InternalError(absl::StrCat("discovery of ", gv, ": ", e.what()));
     }
   }
   MutexLock lock(&mu_);

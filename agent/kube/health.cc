@@ -251,9 +251,7 @@ v1::ResourceHealth Generic(const json& live) {
   return Make(v1::HEALTH_STATE_HEALTHY);
 }
 
-}  // namespace
-
-v1::ResourceHealth EvaluateHealth(const json& live) {
+v1::ResourceHealth Evaluate(const json& live) {
   std::string api_version = Str(live, {"apiVersion"});
   std::string group = api_version.find('/') == std::string::npos
                           ? ""
@@ -277,6 +275,19 @@ v1::ResourceHealth EvaluateHealth(const json& live) {
     return ByCondition(live, "Available", true);
   }
   return Generic(live);
+}
+
+}  // namespace
+
+v1::ResourceHealth EvaluateHealth(const json& live) {
+  // Custom resources are written by any controller: a field of an unexpected type is
+  // Unknown health, not a crash.
+  try {
+    return Evaluate(live);
+  } catch (const json::exception& e) {
+    return Make(v1::HEALTH_STATE_UNKNOWN,
+                absl::StrCat("cannot read the object's status: ", e.what()));
+  }
 }
 
 bool HealthSettled(v1::HealthState state) {

@@ -217,6 +217,17 @@ TEST(HealthTest, GenericConditionsAndUnknownKinds) {
             v1::HEALTH_STATE_HEALTHY);
 }
 
+TEST(HealthTest, MalformedStatusIsUnknownNotACrash) {
+  v1::ResourceHealth h = EvaluateHealth(json::parse(R"({"apiVersion":"example.com/v1",
+    "kind":"Widget","status":{"conditions":[{"type":"Ready","status":true}]}})"));
+  EXPECT_EQ(h.health(), v1::HEALTH_STATE_UNKNOWN);
+  EXPECT_THAT(h.message(), HasSubstr("cannot read the object's status"));
+  EXPECT_EQ(H(R"({"apiVersion":"apps/v1","kind":"Deployment","spec":{"replicas":"three"},
+    "status":{}})"),
+            v1::HEALTH_STATE_PROGRESSING);  // a non-number reads as the default
+  EXPECT_EQ(H(R"([1, 2])"), v1::HEALTH_STATE_HEALTHY);
+}
+
 TEST(HealthTest, Settled) {
   EXPECT_TRUE(HealthSettled(v1::HEALTH_STATE_HEALTHY));
   EXPECT_TRUE(HealthSettled(v1::HEALTH_STATE_DEGRADED));

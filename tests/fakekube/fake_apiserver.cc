@@ -237,9 +237,15 @@ int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
   while ((n = mg_read(conn, buffer, sizeof(buffer))) > 0) body.append(buffer, n);
   const char* auth = mg_get_header(conn, "Authorization");
   const char* type = mg_get_header(conn, "Content-Type");
-  Response response = server->Handle(info->request_method, info->local_uri ? info->local_uri : "",
-                                     info->query_string ? info->query_string : "", auth ? auth : "",
-                                     type ? type : "", body);
+  Response response;
+  try {
+    response = server->Handle(info->request_method, info->local_uri ? info->local_uri : "",
+                              info->query_string ? info->query_string : "", auth ? auth : "",
+                              type ? type : "", body);
+  } catch (const nlohmann::json::exception& e) {
+    // A body of the wrong shape: the API answers 400, it does not fall over.
+    response = {400, StatusBody(400, "BadRequest", std::string("malformed request: ") + e.what())};
+  }
   std::string text = response.body.dump();
   std::string extra;
   if (response.retry_after >= 0)
