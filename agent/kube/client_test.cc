@@ -236,6 +236,46 @@ TEST(KubeClientTest, HttpsVerifiesTheServerAgainstTheGivenCa) {
   EXPECT_EQ(Client(fake->url(), Fast(), insecure)->Do("GET", "/api")->code, 200);
 }
 
+TEST(KubeClientTest, ClientCertificatesAuthenticate) {
+  std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/mtls";
+  std::string command =
+      "mkdir -p " + dir + " && cd " + dir +
+      " && key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1 "
+      "2>/dev/null; }"
+      " && key ca.key && openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=ca"
+      " && key server.key && openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1"
+      " && printf 'subjectAltName=IP:127.0.0.1' > san.ext"
+      " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
+      " -extfile san.ext -out server.crt 2>/dev/null && cat server.crt server.key > server.pem"
+      " && key client.key && openssl req -new -key client.key -out client.csr"
+      " -subj /O=system:masters/CN=gitfleet"
+      " && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
+      " -out client.crt 2>/dev/null";
+  ASSERT_EQ(system(command.c_str()), 0);
+  auto read = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  FakeApiServer::Options fake_options;
+  fake_options.tls_cert_and_key = dir + "/server.pem";
+  fake_options.client_ca = dir + "/ca.crt";
+  auto fake = StartFake(fake_options);
+
+  // As a kubeconfig gives them: inline (-data) PEM.
+  KubeConfig config;
+  config.ca_pem = read("ca.crt");
+  config.client_cert_pem = read("client.crt");
+  config.client_key_pem = read("client.key");
+  EXPECT_EQ(Client(fake->url(), Fast(), config)->Do("GET", "/api")->code, 200);
+
+  KubeClient::Options once = Fast();
+  once.max_retries = 0;
+  config.client_cert_pem.clear();
+  config.client_key_pem.clear();
+  absl::StatusOr<KubeResponse> anonymous = Client(fake->url(), once, config)->Do("GET", "/api");
+  EXPECT_FALSE(anonymous.ok()) << "the TLS handshake refuses a client without a certificate";
+}
+
 TEST(RestMapperTest, MapsKindsAndFindsNewCrds) {
   auto fake = StartFake();
   auto client = Client(fake->url());

@@ -206,7 +206,7 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options opti
       port = std::atoi(options.listen.c_str() + colon + 1);
     }
     absl::StatusOr<std::unique_ptr<TlsFrontend>> frontend =
-        TlsFrontend::Start(options.tls_cert_and_key, server->port_, port);
+        TlsFrontend::Start(options.tls_cert_and_key, server->port_, port, options.client_ca);
     if (!frontend.ok()) return frontend.status();
     server->tls_ = *std::move(frontend);
     server->port_ = server->tls_->port();

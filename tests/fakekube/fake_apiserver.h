@@ -37,6 +37,9 @@ class FakeApiServer {
     std::string listen = "127.0.0.1:0";
     // PEM file holding the server certificate and key: serve HTTPS.
     std::string tls_cert_and_key;
+    // With TLS: clients must present a certificate this CA (PEM file) signed, as
+    // kube-apiserver's --client-ca-file. A verified client needs no token.
+    std::string client_ca;
     // Required bearer token; empty accepts any request.
     std::string token;
     // How long a new CRD takes to become Established and served.

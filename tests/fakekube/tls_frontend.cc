@@ -49,7 +49,8 @@ int ConnectTo(int port) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsFrontend>> TlsFrontend::Start(const std::string& cert_and_key,
-                                                                int backend_port, int port) {
+                                                                int backend_port, int port,
+                                                                const std::string& client_ca) {
   std::unique_ptr<TlsFrontend> frontend(new TlsFrontend());
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   frontend->ctx_ = ctx;
@@ -57,6 +58,12 @@ absl::StatusOr<std::unique_ptr<TlsFrontend>> TlsFrontend::Start(const std::strin
       SSL_CTX_use_PrivateKey_file(ctx, cert_and_key.c_str(), SSL_FILETYPE_PEM) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot load certificate and key from ", cert_and_key));
+  }
+  if (!client_ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, client_ca.c_str(), nullptr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot load client CA ", client_ca));
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   frontend->backend_port_ = backend_port;
   frontend->listen_fd_ = ListenOn(port, &frontend->port_);

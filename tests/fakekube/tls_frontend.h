@@ -22,8 +22,10 @@ namespace gitfleet {
 class TlsFrontend {
  public:
   // `cert_and_key`: one PEM file with the certificate chain and the private key.
+  // `client_ca`: when set, clients must present a certificate it signed.
   static absl::StatusOr<std::unique_ptr<TlsFrontend>> Start(const std::string& cert_and_key,
-                                                            int backend_port, int port = 0);
+                                                            int backend_port, int port = 0,
+                                                            const std::string& client_ca = "");
   ~TlsFrontend();
   int port() const { return port_; }
 
