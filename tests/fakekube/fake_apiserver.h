@@ -38,7 +38,7 @@ class FakeApiServer {
     // PEM file holding the server certificate and key: serve HTTPS.
     std::string tls_cert_and_key;
     // With TLS: clients must present a certificate this CA (PEM file) signed, as
-    // kube-apiserver's --client-ca-file. A verified client needs no token.
+    // kube-apiserver's --client-ca-file. With an empty token, the certificate alone admits.
     std::string client_ca;
     // Required bearer token; empty accepts any request.
     std::string token;
