@@ -271,8 +271,13 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
   std::string diff = FirstDifference(target->body, *live);
-  if (!diff.empty()) GF_LOG(DEBUG) << KeyDisplay(object.key()) << " differs at " << diff;
-  return diff.empty();
+  if (diff.empty()) return true;
+  // The server may store a field in another form than it was written ("0.5" CPU as
+  // "500m"). Before calling it drift, ask the server what an apply would change.
+  absl::StatusOr<std::string> dry_run = DryRunDifference(*target, path, *live);
+  if (dry_run.ok() && dry_run->empty()) return true;
+  GF_LOG(DEBUG) << KeyDisplay(object.key()) << " differs at " << (dry_run.ok() ? *dry_run : diff);
+  return false;
 }
 
 void KubernetesApplier::Refresh(const v1::ManifestObject& object, const ApplyContext& context) {
@@ -321,25 +326,31 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
   absl::StatusOr<json> live = Get(object_path);
   if (!live.ok()) return WithKey(object.key(), live.status());
   if (live->is_null()) return std::string("create");
+  absl::StatusOr<std::string> diff = DryRunDifference(*target, object_path, *live);
+  if (!diff.ok()) return WithKey(object.key(), diff.status());
+  return diff;
+}
+
+absl::StatusOr<std::string> KubernetesApplier::DryRunDifference(const Target& target,
+                                                                const std::string& path,
+                                                                json live) {
   absl::StatusOr<KubeResponse> response = client_->Do(
       "PATCH",
-      absl::StrCat(object_path, "?fieldManager=", options_.field_manager, "&force=true&dryRun=All"),
-      target->body.dump(), "application/apply-patch+yaml");
-  if (!response.ok()) return WithKey(object.key(), response.status());
-  if (response->code != 200 && response->code != 201) {
-    return WithKey(object.key(), response->ToStatus());
-  }
+      absl::StrCat(path, "?fieldManager=", options_.field_manager, "&force=true&dryRun=All"),
+      target.body.dump(), "application/apply-patch+yaml");
+  if (!response.ok()) return response.status();
+  if (response->code != 200 && response->code != 201) return response->ToStatus();
   json after = json::parse(response->body, nullptr, false);
   if (!after.is_object()) return absl::InternalError("dry run: not a JSON object");
-  for (json* doc : {&after, &*live}) {
+  for (json* doc : {&after, &live}) {
     auto metadata = doc->find("metadata");
     if (metadata == doc->end() || !metadata->is_object()) continue;
     for (const char* field : {"managedFields", "resourceVersion", "generation"}) {
       metadata->erase(field);
     }
   }
-  std::string diff = FirstDifference(after, *live);
-  if (diff.empty()) diff = FirstDifference(*live, after);  // a field the apply removes
+  std::string diff = FirstDifference(after, live);
+  if (diff.empty()) diff = FirstDifference(live, after);  // a field the apply removes
   return diff;
 }
 

@@ -82,6 +82,10 @@ class KubernetesApplier : public Applier {
   // unknown kind whose CRD this applier applied waits for it to be served.
   absl::StatusOr<Target> Prepare(const v1::ManifestObject& object, const ApplyContext& context,
                                  bool wait_for_crd);
+  // The first field a server-side apply of `target` would change in `live` ("" for
+  // none), from a dry run at `path`.
+  absl::StatusOr<std::string> DryRunDifference(const Target& target, const std::string& path,
+                                               nlohmann::json live);
   absl::StatusOr<ApiResource> WaitForCrd(const std::string& group, const std::string& version,
                                          const std::string& kind, const std::string& crd);
   // Reads the live object; nullopt-like null json when it does not exist.

@@ -292,6 +292,37 @@ TEST_F(KubernetesApplierTest, DriftIsCorrectedWithSelfHealAndReportedWithout) {
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
 }
 
+TEST_F(KubernetesApplierTest, ValuesTheServerRewritesAreNotDrift) {
+  v1::ManifestObject pod =
+      Obj("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  containers:\n"
+          "  - name: app\n    image: nginx\n    resources:\n      requests: {cpu: 0.5}\n"
+          "      limits: {cpu: \"1\", memory: 64Mi}\n");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), pod})).ack.ok());
+  ASSERT_EQ(
+      fake_->Get("", "pods", "shop", "p")["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+      "500m");
+  fake_->ClearRequests();
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/true).empty());
+  EXPECT_EQ(metrics_.drift_events.Value(), 0) << "0.5 and 500m are the same CPU";
+  int dry_runs = 0, applies = 0;
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method != "PATCH") continue;
+    (r.query.find("dryRun=All") != std::string::npos ? dry_runs : applies)++;
+  }
+  EXPECT_EQ(dry_runs, 1) << "only the object the plain comparison doubted";
+  EXPECT_EQ(applies, 0);
+
+  // A real change to the same field still is drift.
+  fake_->Mutate("", "pods", "shop", "p", [](json& o) {
+    o["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "250m";
+  });
+  EXPECT_EQ(reconciler_->Resync(/*check_drift=*/true).size(), 1u);
+  EXPECT_EQ(metrics_.drift_events.Value(), 1);
+  EXPECT_EQ(
+      fake_->Get("", "pods", "shop", "p")["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+      "500m");
+}
+
 TEST_F(KubernetesApplierTest, ApiErrorsNackTheObjectAndApplyTheRest) {
   fake_->Forbid("patch", "", "secrets");
   v1::ManifestObject secret =

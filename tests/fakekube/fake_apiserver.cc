@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -124,6 +125,43 @@ json Spec(const json& object) {
   copy.erase("metadata");
   copy.erase("status");
   return copy;
+}
+
+// The API stores resource quantities in canonical form: a CPU of 0.5 (or "0.5") reads
+// back as "500m", 2 as "2". Only CPU is modelled.
+void CanonicalQuantities(json& node) {
+  if (node.is_array()) {
+    for (json& item : node) CanonicalQuantities(item);
+    return;
+  }
+  if (!node.is_object()) return;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (it.key() == "resources" && it.value().is_object()) {
+      for (const char* kind : {"limits", "requests"}) {
+        auto list = it.value().find(kind);
+        if (list == it.value().end() || !list->is_object() || !list->contains("cpu")) continue;
+        json& cpu = (*list)["cpu"];
+        double cores = -1;
+        if (cpu.is_number()) {
+          cores = cpu.get<double>();
+        } else if (cpu.is_string()) {
+          std::string text = cpu.get<std::string>();
+          double value;
+          if (!text.empty() && text.back() == 'm' &&
+              absl::SimpleAtod(text.substr(0, text.size() - 1), &value)) {
+            cores = value / 1000;
+          } else if (absl::SimpleAtod(text, &value)) {
+            cores = value;
+          }
+        }
+        if (cores < 0) continue;
+        int64_t milli = static_cast<int64_t>(cores * 1000 + 0.5);
+        cpu = milli % 1000 == 0 ? std::to_string(milli / 1000) : absl::StrCat(milli, "m");
+      }
+    } else {
+      CanonicalQuantities(it.value());
+    }
+  }
 }
 
 std::string Now() {
@@ -534,6 +572,7 @@ FakeApiServer::Response FakeApiServer::Apply(const Resource& resource, const std
   json old_applied = applied_[key].count(manager) ? applied_[key][manager] : json::object();
   RemoveDropped(object, old_applied, applied);
   MergeInto(object, applied);
+  CanonicalQuantities(object);
   object["apiVersion"] = ApiVersion(resource.group, version);
   json& meta = object["metadata"];
   if (!ns.empty()) meta["namespace"] = ns;
