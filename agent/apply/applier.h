@@ -55,6 +55,18 @@ class Applier {
     if (!in_sync.ok()) return in_sync.status();
     return *in_sync ? std::string() : std::string("differs from the live object");
   }
+  // Where the object lives: its key with the namespace the target puts it in (for a
+  // namespaced kind written without one). The key unchanged when the kind is not known
+  // yet; an error when the target cannot say now (so nothing is pruned on a guess).
+  virtual absl::StatusOr<v1::ObjectKey> PlacedKey(const v1::ManifestObject& object,
+                                                  const ApplyContext& context) {
+    return object.key();
+  }
+  // The same for a key recorded in the inventory.
+  virtual absl::StatusOr<v1::ObjectKey> ResolveKey(const v1::ObjectKey& key,
+                                                   const ApplyContext& context) {
+    return key;
+  }
   // Whether the object's kind is namespaced, for the apply order. By default: whether
   // its key names a namespace.
   virtual bool Namespaced(const v1::ManifestObject& object) {

@@ -144,12 +144,27 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // (A crash before the final save is otherwise harmless: the old record makes the
   // control plane resend the change.) Each save is an fsync of the whole record, so
   // skip it when nothing new could be created.
+  //
+  // Keys are recorded where the objects live (PlacedKey): an object written without a
+  // namespace is recorded in the namespace it was applied to, so it is pruned from there
+  // when the bundle's target namespace changes. When the target cannot place every
+  // object now, this pass prunes nothing.
   const std::string recorded = record.SerializeAsString();
+  bool placed_all = true;
   std::map<std::string, v1::ObjectKey> inventory;
-  for (const v1::ObjectKey& key : record.inventory()) inventory[KeyString(key)] = key;
+  for (const v1::ObjectKey& stored : record.inventory()) {
+    absl::StatusOr<v1::ObjectKey> key = applier_->ResolveKey(stored, context);
+    if (!key.ok()) placed_all = false;
+    inventory[KeyString(key.ok() ? *key : stored)] = key.ok() ? *key : stored;
+  }
   const size_t known = inventory.size();
+  std::map<const v1::ManifestObject*, std::string> placed;  // object -> its key string
   for (const v1::ManifestObject& object : desired.objects()) {
-    inventory[KeyString(object.key())] = object.key();
+    absl::StatusOr<v1::ObjectKey> key = applier_->PlacedKey(object, context);
+    if (!key.ok()) placed_all = false;
+    const v1::ObjectKey& k = key.ok() ? *key : object.key();
+    placed[&object] = KeyString(k);
+    inventory[KeyString(k)] = k;
   }
   absl::Status saved;
   if (inventory.size() != known) {
@@ -179,7 +194,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   absl::Status target_down;
   for (const v1::ManifestObject* ordered : order) {
     const v1::ManifestObject& object = *ordered;
-    std::string key = KeyString(object.key());
+    const std::string& key = placed[ordered];
     desired_keys.insert(key);
     if (!target_down.ok()) {
       // The target is unreachable or refuses us: the rest would fail the same way, each
@@ -239,15 +254,16 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
   std::vector<v1::ObjectKey> kept_inventory;
-  for (const v1::ObjectKey& key :
-       PruneOrder({record.inventory().begin(), record.inventory().end()})) {
+  std::vector<v1::ObjectKey> listed;
+  for (const auto& [k, key] : inventory) listed.push_back(key);
+  for (const v1::ObjectKey& key : PruneOrder(std::move(listed))) {
     std::string k = KeyString(key);
     if (desired_keys.count(k) > 0) {
       kept_inventory.push_back(key);
       continue;
     }
-    if (desired.sync().prune() && !target_down.ok()) {
-      kept_inventory.push_back(key);  // pruned on a later pass
+    if (!target_down.ok() || !placed_all) {
+      kept_inventory.push_back(key);  // decided on a later pass
       continue;
     }
     if (desired.sync().prune()) {
@@ -267,6 +283,15 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   }
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
+  // Hashes are kept for desired objects only (a key whose placement changed leaves one).
+  for (auto it = record.mutable_applied_hashes()->begin();
+       it != record.mutable_applied_hashes()->end();) {
+    if (desired_keys.count(it->first) == 0) {
+      it = record.mutable_applied_hashes()->erase(it);
+    } else {
+      ++it;
+    }
+  }
 
   HealthSummary health = SummarizeHealth(bundle, target_down);
 
@@ -436,8 +461,11 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
   result.set_revision(desired.revision());
   ApplyContext context{desired.bundle(), desired.target_namespace()};
   std::set<std::string> desired_keys;
+  bool placed_all = true;
   for (const v1::ManifestObject& object : desired.objects()) {
-    desired_keys.insert(KeyString(object.key()));
+    absl::StatusOr<v1::ObjectKey> placed = applier_->PlacedKey(object, context);
+    placed_all = placed_all && placed.ok();
+    desired_keys.insert(KeyString(placed.ok() ? *placed : object.key()));
     absl::StatusOr<std::string> preview = applier_->Preview(object, context);
     if (preview.ok() && preview->empty()) {
       result.set_unchanged(result.unchanged() + 1);
@@ -455,11 +483,12 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
       diff->set_detail(*preview);
     }
   }
-  if (desired.sync().prune()) {
-    for (const v1::ObjectKey& key : record.inventory()) {
-      if (desired_keys.count(KeyString(key)) > 0) continue;
+  if (desired.sync().prune() && placed_all) {
+    for (const v1::ObjectKey& stored : record.inventory()) {
+      absl::StatusOr<v1::ObjectKey> key = applier_->ResolveKey(stored, context);
+      if (!key.ok() || desired_keys.count(KeyString(*key)) > 0) continue;
       v1::ObjectDiff* diff = result.add_changes();
-      *diff->mutable_key() = key;
+      *diff->mutable_key() = *key;
       diff->set_change("prune");
     }
   }

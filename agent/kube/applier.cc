@@ -310,6 +310,37 @@ v1::ResourceHealth KubernetesApplier::Health(const v1::ManifestObject& object,
   return health_[CacheKey(context.bundle, object.key())];
 }
 
+v1::ObjectKey KubernetesApplier::Place(v1::ObjectKey key,
+                                       const absl::StatusOr<ApiResource>& resource,
+                                       const ApplyContext& context) const {
+  if (!key.namespace_().empty() || !resource.ok() || !resource->namespaced) return key;
+  key.set_namespace_(context.target_namespace.empty() ? options_.default_namespace
+                                                      : context.target_namespace);
+  return key;
+}
+
+absl::StatusOr<v1::ObjectKey> KubernetesApplier::PlacedKey(const v1::ManifestObject& object,
+                                                           const ApplyContext& context) {
+  if (!object.key().namespace_().empty()) return object.key();
+  auto [group, version] = SplitApiVersion(object.api_version());
+  absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object.key().kind());
+  // Not served (yet): a custom resource whose CRD is on its way keeps its key as written.
+  if (!resource.ok() && resource.status().code() != absl::StatusCode::kNotFound) {
+    return resource.status();
+  }
+  return Place(object.key(), resource, context);
+}
+
+absl::StatusOr<v1::ObjectKey> KubernetesApplier::ResolveKey(const v1::ObjectKey& key,
+                                                            const ApplyContext& context) {
+  if (!key.namespace_().empty()) return key;
+  absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
+  if (!resource.ok() && resource.status().code() != absl::StatusCode::kNotFound) {
+    return resource.status();
+  }
+  return Place(key, resource, context);
+}
+
 bool KubernetesApplier::Namespaced(const v1::ManifestObject& object) {
   auto [group, version] = SplitApiVersion(object.api_version());
   absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object.key().kind());

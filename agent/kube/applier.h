@@ -60,6 +60,10 @@ class KubernetesApplier : public Applier {
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
   void Refresh(const v1::ManifestObject& object, const ApplyContext& context) override;
   bool Namespaced(const v1::ManifestObject& object) override;
+  absl::StatusOr<v1::ObjectKey> PlacedKey(const v1::ManifestObject& object,
+                                          const ApplyContext& context) override;
+  absl::StatusOr<v1::ObjectKey> ResolveKey(const v1::ObjectKey& key,
+                                           const ApplyContext& context) override;
   // Lists the bundle's objects (label gitfleet.io/bundle) once per kind and namespace.
   void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
                        const ApplyContext& context) override;
@@ -88,6 +92,9 @@ class KubernetesApplier : public Applier {
                                                nlohmann::json live);
   absl::StatusOr<ApiResource> WaitForCrd(const std::string& group, const std::string& version,
                                          const std::string& kind, const std::string& crd);
+  // `key` in the namespace an object of `resource` without one goes to.
+  v1::ObjectKey Place(v1::ObjectKey key, const absl::StatusOr<ApiResource>& resource,
+                      const ApplyContext& context) const;
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);

@@ -190,6 +190,36 @@ TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {
   EXPECT_FALSE(fake_->Get("", "configmaps", "default", "b").is_null());
 }
 
+TEST_F(KubernetesApplierTest, ChangingTheTargetNamespaceMovesObjects) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("a"), Ns("b"), Cm("x", "")}, true, true, "a")).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "a", "x").is_null());
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(Update({Ns("a"), Ns("b"), Cm("x", "")}, true, true, "b"));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_FALSE(fake_->Get("", "configmaps", "b", "x").is_null());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "a", "x").is_null()) << "pruned from where it was";
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "a").is_null());
+}
+
+TEST_F(KubernetesApplierTest, ACustomResourcePlacedBeforeItsCrdWasServedIsNeverPruned) {
+  FakeApiServer::Options slow_crds;
+  slow_crds.crd_establish_delay = absl::Milliseconds(300);
+  Start(slow_crds);
+  v1::ManifestObject widget =
+      Obj("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec: {size: 1}\n");
+  v1::BundleUpdate update = Update({Ns("team"), Crd(), widget}, true, true, "team");
+  ASSERT_TRUE(reconciler_->OnUpdate(update).ack.ok());
+  ASSERT_FALSE(fake_->Get("example.com", "widgets", "team", "w1").is_null());
+  // Now the kind is served and the object can be placed: same object, nothing deleted.
+  for (int i = 0; i < 2; ++i) reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(fake_->CountRequests("DELETE"), 0);
+  EXPECT_FALSE(fake_->Get("example.com", "widgets", "team", "w1").is_null());
+  v1::DiffRequest diff;
+  diff.set_bundle("web");
+  EXPECT_TRUE(reconciler_->Diff(diff).changes().empty()) << reconciler_->Diff(diff).DebugString();
+}
+
 TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
   std::vector<v1::ManifestObject> objects = {Ns("shop")};
   for (int i = 0; i < 20; ++i) objects.push_back(Cm(absl::StrCat("cm", i)));
