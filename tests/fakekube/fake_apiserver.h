@@ -83,6 +83,8 @@ class FakeApiServer {
                      const std::string& name) const;
   size_t ObjectCount() const;
 
+  // With TLS: connections accepted so far (clients that reuse connections make few).
+  int TlsConnections() const { return tls_ == nullptr ? 0 : tls_->connections(); }
   std::vector<Request> Requests() const;
   void ClearRequests();
   // Requests (of every code) with this method, e.g. "PATCH".

@@ -28,6 +28,11 @@ class TlsFrontend {
                                                             const std::string& client_ca = "");
   ~TlsFrontend();
   int port() const { return port_; }
+  // TLS connections accepted so far.
+  int connections() {
+    MutexLock lock(&mu_);
+    return static_cast<int>(relays_.size());
+  }
 
  private:
   TlsFrontend() = default;
