@@ -113,6 +113,12 @@ absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Create(KubeConfig config
     return absl::InvalidArgumentError("kubernetes client: qps must be > 0 and burst >= 1");
   }
   if (config.server.empty()) return absl::InvalidArgumentError("kubernetes client: no server");
+  if (config.insecure_skip_tls_verify) {
+    GF_LOG(WARNING) << "kubernetes: " << config.origin
+                    << " skips TLS verification (insecure-skip-tls-verify): anyone on the path "
+                       "to "
+                    << config.server << " can read and change what the agent applies";
+  }
   std::unique_ptr<KubeClient> client(new KubeClient(std::move(config), std::move(options)));
   client->Token(/*force=*/false);
   return client;
@@ -144,6 +150,7 @@ void* KubeClient::TakeHandle() {
 }
 
 void KubeClient::ReturnHandle(void* handle) {
+  if (handle == nullptr) return;
   MutexLock lock(&pool_mu_);
   pool_.push_back(handle);
 }
