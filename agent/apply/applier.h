@@ -33,6 +33,7 @@ class Applier {
   // Deletes the live object; OK when it is already gone.
   virtual absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) = 0;
   // Whether the live object still matches `object` as applied (false when missing).
+  // FailedPrecondition when someone else now owns it (it is reported, not re-applied).
   virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                                       const ApplyContext& context) = 0;
   // The live object's health in the status model's words. May answer from what the

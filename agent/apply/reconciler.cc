@@ -210,6 +210,14 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
         previous != record.applied_hashes().end() && previous->second == object.content_hash();
     if (already && check_drift) {
       absl::StatusOr<bool> in_sync = applier_->InSync(object, context);
+      if (in_sync.status().code() == absl::StatusCode::kFailedPrecondition) {
+        // Not ours to correct (another bundle claims it): report, do not re-apply.
+        v1::ObjectError error;
+        *error.mutable_key() = object.key();
+        error.set_message(std::string(in_sync.status().message()));
+        errors->push_back(std::move(error));
+        continue;
+      }
       if (in_sync.ok() && *in_sync) {
         ++unchanged;
         continue;

@@ -228,7 +228,6 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
     json list = json::parse(response->body, nullptr, false);
     if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) continue;
     MutexLock lock(&mu_);
-    listed_.insert(path);
     for (json& item : list["items"]) {
       if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object() ||
           !item["metadata"].contains("name") || !item["metadata"]["name"].is_string()) {
@@ -245,7 +244,6 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
 
 void KubernetesApplier::EndDriftCheck() {
   MutexLock lock(&mu_);
-  listed_.clear();
   prefetched_.clear();
 }
 
@@ -260,14 +258,27 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   absl::StatusOr<json> live = absl::UnknownError("not listed");
   {
     MutexLock lock(&mu_);
-    if (listed_.count(target->resource.Path(target->ns, "")) > 0) {
-      // Listed by the bundle's label: absent means missing, or relabelled (drift too).
-      auto it = prefetched_.find(path);
-      live = it == prefetched_.end() ? json(nullptr) : it->second;
+    auto it = prefetched_.find(path);
+    // Listed by the bundle's label: absent means deleted or relabelled; GET tells which.
+    if (it != prefetched_.end()) live = it->second;
+  }
+  if (!live.ok()) {
+    live = Get(path);
+    if (!live.ok()) return live.status();
+    std::string owner;
+    if (live->is_object() && live->contains("metadata") && (*live)["metadata"].is_object()) {
+      const json& labels = (*live)["metadata"].value("labels", json::object());
+      if (labels.is_object() && labels.contains(kBundleLabel) && labels[kBundleLabel].is_string()) {
+        owner = labels[kBundleLabel].get<std::string>();
+      }
+    }
+    if (!owner.empty() && owner != context.bundle) {
+      // Two bundles apply the same object: say so rather than take it back and forth.
+      return absl::FailedPreconditionError(
+          absl::StrCat("bundle ", owner, " applies this object too (label ", kBundleLabel, "=",
+                       owner, "); remove it from one of them"));
     }
   }
-  if (!live.ok()) live = Get(path);
-  if (!live.ok()) return live.status();
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
   std::string diff = FirstDifference(target->body, *live);

@@ -106,9 +106,7 @@ class KubernetesApplier : public Applier {
   Mutex mu_;
   // "bundle\0key" -> the health the last response showed.
   std::map<std::string, v1::ResourceHealth> health_ ABSL_GUARDED_BY(mu_);
-  // During a drift check: collection paths listed, and the live objects they held by
-  // object path.
-  std::set<std::string> listed_ ABSL_GUARDED_BY(mu_);
+  // During a drift check: the bundle's live objects as listed, by object path.
   std::map<std::string, nlohmann::json> prefetched_ ABSL_GUARDED_BY(mu_);
   // "group/kind" -> the name of a CRD this applier applied for it.
   std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);

@@ -279,6 +279,25 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   EXPECT_FALSE(fake_->Get("", "namespaces", "", ns).is_null());
 }
 
+TEST_F(KubernetesApplierTest, TwoBundlesApplyingOneObjectAreNamedNotFoughtOver) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("shared")})).ack.ok());
+  v1::BundleUpdate other = Update({Cm("shared", "shop", "other")});
+  other.set_bundle("other");
+  ASSERT_TRUE(reconciler_->OnUpdate(other).ack.ok());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["metadata"]["labels"][kBundleLabel],
+            "other");
+  fake_->ClearRequests();
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(fake_->CountRequests("PATCH"), 0) << "neither takes it back from the other";
+  v1::StatusUpdate web;
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    if (s.bundle() == "web") web = s;
+  }
+  EXPECT_EQ(web.sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(web.message(), HasSubstr("bundle other applies this object too"));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["data"]["v"], "other");
+}
+
 TEST_F(KubernetesApplierTest, PruneOffLeavesObjects) {
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")}, /*prune=*/false)).ack.ok());
