@@ -9,17 +9,23 @@
 // seeing the commit (the bundle's seen time) to the last ACK, the update bytes each agent
 // received, the control plane's CPU seconds and peak RSS, and its RSS per connected agent.
 // In the same run it measures how fast this machine moves the same bytes over loopback
-// with one plain TCP socket, and prints the ratio. The last line is one JSON object.
+// with one plain TCP socket, and the same traffic pattern (one connection per agent, a
+// write to each and an answer from each) over plain sockets, and prints the ratio of the
+// fan-out to each. The last line is one JSON object.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -137,6 +143,112 @@ double LoopbackSeconds(int64_t messages, int64_t size) {
   return seconds;
 }
 
+// Seconds for the fan-out's traffic pattern over plain sockets: `connections` loopback TCP
+// connections, one `size`-byte write to each, and a 16-byte answer back on each. The
+// answering side is a child process (each side holds one descriptor per connection, as
+// the control plane and the swarm do), so each side has a core, as they do.
+double PerConnectionLoopbackSeconds(int connections, int64_t size) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int ready_pipe[2];
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 4096) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      pipe(ready_pipe) != 0) {
+    return 0;
+  }
+  pid_t child = fork();
+  if (child == 0) {
+    // Connects every socket, says so, then answers each write; exits when all are
+    // answered or nothing arrives for 10 s. Only system calls here.
+    close(listener);
+    int one = 1;
+    std::vector<int> fds;
+    for (int i = 0; i < connections; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(1);
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      fds.push_back(fd);
+    }
+    int ep = epoll_create1(0);
+    for (int fd : fds) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = fd;
+      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    }
+    char go = 'g';
+    if (write(ready_pipe[1], &go, 1) != 1) _exit(1);
+    std::vector<int64_t> got(*std::max_element(fds.begin(), fds.end()) + 1, 0);
+    std::vector<char> buf(1 << 16);
+    const char ack[16] = "ack";
+    int answered = 0;
+    std::vector<epoll_event> events(1024);
+    while (answered < connections) {
+      int ready = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 10000);
+      if (ready <= 0) _exit(1);
+      for (int e = 0; e < ready; ++e) {
+        int fd = events[e].data.fd;
+        ssize_t r = read(fd, buf.data(), buf.size());
+        if (r > 0 && got[fd] < size && (got[fd] += r) >= size) {
+          if (write(fd, ack, sizeof(ack)) == sizeof(ack)) ++answered;
+        }
+      }
+    }
+    _exit(0);
+  }
+  std::vector<int> fds;
+  int one = 1;
+  for (int i = 0; i < connections; ++i) {
+    int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) break;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fds.push_back(fd);
+  }
+  char go;
+  double seconds = 0;
+  int acks = 0;
+  if (static_cast<int>(fds.size()) == connections && read(ready_pipe[0], &go, 1) == 1) {
+    int ep = epoll_create1(0);
+    for (int fd : fds) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = fd;
+      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    }
+    std::string payload(size, 'p');
+    absl::Time start = absl::Now();
+    for (int fd : fds) {
+      for (int64_t done = 0; done < size;) {
+        ssize_t w = write(fd, payload.data() + done, size - done);
+        if (w <= 0) break;
+        done += w;
+      }
+    }
+    std::vector<epoll_event> events(1024);
+    char buf[64];
+    while (acks < connections) {
+      int ready = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 10000);
+      if (ready <= 0) break;  // bounded: nothing for 10 s ends the measurement
+      for (int e = 0; e < ready; ++e) {
+        if (read(events[e].data.fd, buf, sizeof(buf)) > 0) ++acks;
+      }
+    }
+    seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    close(ep);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  for (int fd : fds) close(fd);
+  close(listener);
+  close(ready_pipe[0]);
+  close(ready_pipe[1]);
+  return acks >= connections ? seconds : 0;
+}
+
 void RaiseFileLimit() {
   rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -148,6 +260,12 @@ void RaiseFileLimit() {
 int Main() {
   RaiseFileLimit();  // the control plane inherits it
   const int agents = absl::GetFlag(FLAGS_agents);
+  // The fan-out's traffic pattern over plain sockets, measured first: each side needs a
+  // descriptor per agent, which the swarm's own connections would not leave room for.
+  // 611 bytes is what a one-object delta weighs (see the results); the median of five.
+  std::vector<double> pattern;
+  for (int i = 0; i < 5; ++i) pattern.push_back(PerConnectionLoopbackSeconds(agents, 611));
+  const double pattern_limit = Median(pattern);
   const int objects = absl::GetFlag(FLAGS_objects);
   const int commits = absl::GetFlag(FLAGS_commits);
   std::string root = TempDir("bench-fanout");
@@ -261,6 +379,10 @@ int Main() {
   double fanout_max = *std::max_element(fanout.begin(), fanout.end());
   printf("fan-out median %.3fs max %.3fs; loopback limit for the same bytes %.4fs\n", fanout_median,
          fanout_max, loopback);
+  printf(
+      "same pattern over plain sockets (%d connections, a write and an answer each): %.4fs, "
+      "ratio %.1f\n",
+      agents, pattern_limit, pattern_limit > 0 ? fanout_median / pattern_limit : 0.0);
   printf("control plane: %.2f CPU seconds for %d commits, peak RSS %.1f MiB, %.1f KiB per agent\n",
          cpu_seconds, commits, peak_rss / 1048576.0, (rss_connected - rss_idle) / 1024.0 / agents);
   printf(
@@ -269,12 +391,16 @@ int Main() {
       "\"sync_to_last_ack_seconds_median\": %.4f, \"bytes_per_agent\": %.0f, "
       "\"object_bytes\": %lld, \"initial_sync_seconds\": %.2f, \"cp_cpu_seconds\": %.2f, "
       "\"cp_peak_rss_bytes\": %lld, \"cp_rss_per_agent_bytes\": %lld, "
-      "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, \"reconnects\": %lld}\n",
+      "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, "
+      "\"per_connection_limit_seconds\": %.5f, \"per_connection_ratio\": %.1f, "
+      "\"reconnects\": %lld}\n",
       agents, objects, commits, fanout_median, fanout_max, Median(sync_to_ack), per_agent_bytes,
       static_cast<long long>(object_bytes), initial_seconds, cpu_seconds,
       static_cast<long long>(peak_rss),
       static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
-      loopback > 0 ? fanout_median / loopback : 0.0, static_cast<long long>(swarm.reconnects()));
+      loopback > 0 ? fanout_median / loopback : 0.0, pattern_limit,
+      pattern_limit > 0 ? fanout_median / pattern_limit : 0.0,
+      static_cast<long long>(swarm.reconnects()));
   return 0;
 }
 
