@@ -24,6 +24,7 @@
 #include "agent/kube/applier.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
+#include "bench/bench_util.h"
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
@@ -141,11 +142,6 @@ std::map<std::string, Phase> RunOnce(int n, int changed) {
   return phases;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
 }  // namespace
 }  // namespace gitfleet
 
@@ -176,9 +172,9 @@ int main(int argc, char** argv) {
   printf("| phase | seconds | API requests | writes (PATCH+DELETE) |\n|---|---|---|---|\n");
   std::string json = absl::StrCat("{\"objects\":", n, ",\"changed\":", changed);
   for (const std::string& name : names) {
-    double s = gitfleet::Median(seconds[name]);
-    double r = gitfleet::Median(requests[name]);
-    double w = gitfleet::Median(writes[name]);
+    double s = gitfleet::bench::Median(seconds[name]);
+    double r = gitfleet::bench::Median(requests[name]);
+    double w = gitfleet::bench::Median(writes[name]);
     printf("| %s | %.3f | %.0f | %.0f |\n", name.c_str(), s, r, w);
     absl::StrAppend(&json,
                     absl::StrFormat(",\"%s_seconds\":%.4f,\"%s_requests\":%.0f", name, s, name, r));

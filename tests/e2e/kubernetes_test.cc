@@ -48,11 +48,6 @@ int Port(const std::string& text) {
   return absl::SimpleAtoi(text, &port) ? port : 0;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 class KubernetesFleet : public ::testing::Test {
  protected:
   KubernetesFleet() : root_(TempDir("kube")), git_(root_ + "/repo") {}
