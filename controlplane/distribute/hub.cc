@@ -11,7 +11,8 @@ namespace {
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
 constexpr char kRevisions[] = "revisions";
-// Distinct (base, target) messages kept for reuse; cleared when full.
+// Distinct (base, target) messages kept for reuse; cleared when full, by count or by
+// bytes (whole-set messages of big bundles are large: each holds its proto and its bytes).
 constexpr size_t kMaxCachedMessages = 1024;
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
@@ -32,7 +33,8 @@ std::shared_ptr<const EncodedMessage> EncodedMessage::Encode(v1::ControlMessage 
   return encoded;
 }
 
-Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval)
+Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval,
+         size_t max_cached_message_bytes)
     : store_(store),
       metrics_(metrics),
       sent_full_(metrics.updates_sent.Add({{"kind", "full"}})),
@@ -41,7 +43,8 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       ack_ok_(metrics.acks.Add({{"result", "ok"}})),
       ack_nack_(metrics.acks.Add({{"result", "nack"}})),
       ack_need_full_(metrics.acks.Add({{"result", "need_full"}})),
-      flush_interval_(flush_interval) {
+      flush_interval_(flush_interval),
+      max_cached_message_bytes_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
     while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) {
       Flush();
@@ -360,8 +363,14 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base,
     for (const v1::ObjectKey& key : delta.removed) *update->add_removed() = key;
   }
   std::shared_ptr<const EncodedMessage> encoded = EncodedMessage::Encode(std::move(message));
-  if (messages_.size() >= kMaxCachedMessages) messages_.clear();
+  const size_t weight = 2 * encoded->bytes.size();  // the message and its serialization
+  if (messages_.size() >= kMaxCachedMessages ||
+      messages_bytes_ + weight > max_cached_message_bytes_) {
+    messages_.clear();
+    messages_bytes_ = 0;
+  }
   messages_[cache_key] = encoded;
+  messages_bytes_ += weight;
   ++messages_built_;
   return encoded;
 }

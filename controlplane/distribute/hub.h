@@ -65,8 +65,10 @@ class Hub {
   // Cluster records and status reports are written behind, in one transaction every
   // `flush_interval` (an agent re-sends its statuses after a reconnect, so a crash loses
   // nothing that matters); definitions and revisions are the controller's, written at once.
+  // Built messages are kept for reuse up to `max_cached_message_bytes` (and 1,024 of them).
   Hub(Store* store, ControlPlaneMetrics& metrics,
-      absl::Duration flush_interval = absl::Milliseconds(250));
+      absl::Duration flush_interval = absl::Milliseconds(250),
+      size_t max_cached_message_bytes = 128 << 20);
   ~Hub();  // flushes
 
   // Writes pending cluster records and reports now.
@@ -165,6 +167,7 @@ class Hub {
   metrics::Counter& ack_nack_;
   metrics::Counter& ack_need_full_;
   const absl::Duration flush_interval_;
+  const size_t max_cached_message_bytes_;
   gitfleet::Notification stop_;
   std::thread flusher_;
   mutable Mutex mu_;
@@ -184,6 +187,7 @@ class Hub {
   // Built messages by (bundle, base revision, target revision).
   std::map<std::tuple<std::string, std::string, std::string>, std::shared_ptr<const EncodedMessage>>
       messages_ ABSL_GUARDED_BY(mu_);
+  size_t messages_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   size_t messages_built_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -80,6 +80,27 @@ TEST_F(HubTest, SendsFullSetThenDeltasAndSharesMessages) {
   EXPECT_EQ(hub_.messages_built(), 2u);
 }
 
+TEST_F(HubTest, MessageCacheIsBoundedInBytes) {
+  // Agent c joins late (a full set of rev2); b catches up last (a delta 1->2). With room,
+  // b reuses a's delta; with a cache too small for two messages, it is built again.
+  for (size_t limit : {size_t{128} << 20, size_t{1}}) {
+    MemoryStore store;
+    Hub hub(&store, metrics_, absl::Milliseconds(250), limit);
+    auto conn = std::make_shared<FakeConnection>();
+    uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
+    uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", conn);
+    hub.SetBundle("web", Selector("env=prod"), SingleRevision(MakeRevision("web", {"x", "y"})));
+    ASSERT_NE(hub.NextMessage(a, "web"), nullptr);
+    ASSERT_NE(hub.NextMessage(b, "web"), nullptr);
+    hub.SetBundle("web", Selector("env=prod"), SingleRevision(MakeRevision("web", {"x", "z"})));
+    ASSERT_NE(hub.NextMessage(a, "web"), nullptr);
+    uint64_t c = hub.Connect(MakeHello("c", "prod"), "p", conn);
+    ASSERT_NE(hub.NextMessage(c, "web"), nullptr);
+    ASSERT_NE(hub.NextMessage(b, "web"), nullptr);
+    EXPECT_EQ(hub.messages_built(), limit == 1 ? 4u : 3u) << "limit " << limit;
+  }
+}
+
 TEST_F(HubTest, BundlesWithEqualContentGetTheirOwnMessages) {
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
