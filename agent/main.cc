@@ -55,6 +55,10 @@ ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mTLS.");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs the control plane's certificate: enables TLS.");
 ABSL_FLAG(int, resync_interval_seconds, 30, "How often to check live objects for drift.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
+ABSL_FLAG(bool, grpc_bdp_probe, false,
+          "Probe the link's bandwidth-delay product to widen gRPC's flow-control window: "
+          "for a first sync of many megabytes over a long-latency link. Costs a ping per "
+          "update.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace gitfleet {
@@ -154,6 +158,7 @@ int Main(ShutdownSignals& signals) {
   client_options.credentials = *credentials;
   client_options.token = token;
   client_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  client_options.bdp_probe = absl::GetFlag(FLAGS_grpc_bdp_probe);
   Agent::Options options;
   options.cluster = cluster;
   options.labels = *labels;

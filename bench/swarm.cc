@@ -36,6 +36,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
     grpc::ChannelArguments args;
     // Its own subchannel, so its own TCP connection, as a real agent in its own cluster.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);  // as the agent, unless --grpc-bdp-probe
     args.SetMaxReceiveMessageSize(256 << 20);
     stub_ = v1::AgentService::NewStub(
         grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));

@@ -99,6 +99,7 @@ ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks, Age
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, options_.bdp_probe ? 1 : 0);
   // We run our own backoff; keep gRPC's reconnect delays short and bounded.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);

@@ -34,6 +34,11 @@ class ControlPlaneClient {
     std::shared_ptr<grpc::ChannelCredentials> credentials;
     std::string token;
     int max_message_bytes = 64 << 20;
+    // gRPC's bandwidth-delay-product probe: a ping after received data, to widen the
+    // flow-control window. It speeds a multi-megabyte first sync over a long link, and
+    // costs both ends a ping round trip per update, which at fleet scale is most of the
+    // work of a small change. Off unless asked for.
+    bool bdp_probe = false;
     absl::Duration min_backoff = absl::Milliseconds(250);
     absl::Duration max_backoff = absl::Seconds(30);
   };
