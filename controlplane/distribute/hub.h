@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/sync.h"
 #include "controlplane/distribute/revision.h"
@@ -177,7 +178,8 @@ class Hub {
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   // Agents are never erased from agents_, so these pointers stay valid.
-  std::map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);
+  // Looked up on every agent message: hashed, not ordered.
+  absl::flat_hash_map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, PendingDiff> diffs_ ABSL_GUARDED_BY(mu_);  // by request id
   uint64_t next_diff_ ABSL_GUARDED_BY(mu_) = 1;
