@@ -1,5 +1,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/manifest/hash.h"
 #include "controlplane/render/renderer.h"
 
 namespace gitfleet {
@@ -61,14 +62,60 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
         !absl::EndsWith(file.path, ".json")) {
       continue;
     }
-    absl::StatusOr<std::vector<v1::ManifestObject>> objects =
-        ParseManifests(file.content, file.path);
+    absl::StatusOr<Parsed> objects = Parse(file);
     if (!objects.ok()) return objects.status();
-    absl::Status added =
-        AddObjects(input.bundle, file.path, *std::move(objects), limits_, &set, &bytes);
+    absl::Status added = AddObjects(input.bundle, file.path, **objects, limits_, &set, &bytes);
     if (!added.ok()) return added;
   }
   return set;
+}
+
+absl::StatusOr<PlainRenderer::Parsed> PlainRenderer::Parse(const RepoFile& file) {
+  Sha256 digest;
+  digest.UpdateField(file.path);  // errors and origins name the path
+  digest.UpdateField(file.content);
+  std::string key = digest.FinishHex();
+  {
+    MutexLock lock(&mu_);
+    auto it = current_.find(key);
+    if (it != current_.end()) {
+      ++hits_;
+      return it->second;
+    }
+    it = previous_.find(key);
+    if (it != previous_.end()) {
+      ++hits_;
+      Parsed parsed = it->second;
+      current_bytes_ += file.content.size();
+      current_.emplace(std::move(key), parsed);
+      return parsed;
+    }
+  }
+  // Parsed outside the lock; errors are not kept (a bad file fails its render anyway).
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(file.content, file.path);
+  if (!objects.ok()) return objects.status();
+  auto parsed = std::make_shared<const std::vector<v1::ManifestObject>>(*std::move(objects));
+  MutexLock lock(&mu_);
+  ++parsed_;
+  if (file.content.size() > cache_bytes_ / 2) return parsed;
+  if (current_bytes_ + file.content.size() > cache_bytes_ / 2) {
+    previous_ = std::move(current_);
+    current_.clear();
+    current_bytes_ = 0;
+  }
+  current_bytes_ += file.content.size();
+  current_.emplace(std::move(key), parsed);
+  return parsed;
+}
+
+int64_t PlainRenderer::parsed_files() const {
+  MutexLock lock(&mu_);
+  return parsed_;
+}
+
+int64_t PlainRenderer::cached_files() const {
+  MutexLock lock(&mu_);
+  return hits_;
 }
 
 }  // namespace gitfleet

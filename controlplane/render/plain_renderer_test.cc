@@ -1,3 +1,6 @@
+#include <atomic>
+#include <thread>
+
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -6,6 +9,7 @@ namespace gitfleet {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Cm(const std::string& name) {
   return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n";
@@ -50,6 +54,80 @@ TEST(PlainRendererTest, EnforcesLimits) {
   PlainRenderer small({100, 10});
   EXPECT_EQ(small.Render({"web", "p", {{"p/a.yaml", Cm("x")}}}).status().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+TEST(PlainRendererTest, ParsesOnlyTheFilesThatChanged) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files;
+  for (int i = 0; i < 50; ++i) {
+    files.push_back({"p/cm-" + std::to_string(i) + ".yaml", Cm("cm-" + std::to_string(i))});
+  }
+  ASSERT_TRUE(renderer.Render({"b", "p", files}).ok());
+  EXPECT_EQ(renderer.parsed_files(), 50);
+
+  files[7].content = Cm("cm-7") + "data: {version: \"2\"}\n";
+  auto set = renderer.Render({"b", "p", files});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(renderer.parsed_files(), 51);
+  EXPECT_EQ(renderer.cached_files(), 49);
+  EXPECT_EQ(set->size(), 50u);
+  // The changed file's new content is what renders, not the cached old one.
+  EXPECT_THAT(set->objects().at("/ConfigMap//cm-7").yaml(), HasSubstr("version"));
+  EXPECT_THAT(set->objects().at("/ConfigMap//cm-8").yaml(), Not(HasSubstr("version")));
+}
+
+TEST(PlainRendererTest, CachedFilesKeepTheirPathAndErrorsAreNotCached) {
+  PlainRenderer renderer;
+  ASSERT_TRUE(renderer.Render({"b", "p", {{"p/a.yaml", Cm("x")}}}).ok());
+  // The same text at another path is parsed for that path: duplicates name both files.
+  auto dup = renderer.Render({"b", "p", {{"p/a.yaml", Cm("x")}, {"p/b.yaml", Cm("x")}}});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(dup.status().message()), HasSubstr("p/b.yaml"));
+  for (int i = 0; i < 2; ++i) {
+    auto bad = renderer.Render({"b", "p", {{"p/bad.yaml", "a: [\n"}}});
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr("p/bad.yaml:"));
+  }
+  EXPECT_EQ(renderer.parsed_files(), 2);  // a.yaml and b.yaml; the bad file never counts
+}
+
+TEST(PlainRendererTest, CacheIsBoundedByItsBudget) {
+  // Room for about two files per generation: a third file starts a new generation, and
+  // a file unused for a whole generation is parsed again.
+  const std::string a = Cm("a"), b = Cm("b"), c = Cm("c");
+  PlainRenderer renderer({}, /*cache_bytes=*/2 * (a.size() + b.size()));
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/a.yaml", a}, {"p/b.yaml", b}}}).ok());
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/c.yaml", c}}}).ok());  // a, b now previous
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/c.yaml", c}}}).ok());
+  EXPECT_EQ(renderer.parsed_files(), 3);
+  EXPECT_EQ(renderer.cached_files(), 1);
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/a.yaml", a}}}).ok());  // from previous
+  EXPECT_EQ(renderer.parsed_files(), 3);
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/d.yaml", Cm("d")}, {"p/e.yaml", Cm("e")}}}).ok());
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/f.yaml", Cm("f")}, {"p/g.yaml", Cm("g")}}}).ok());
+  ASSERT_TRUE(renderer.Render({"x", "p", {{"p/b.yaml", b}}}).ok());  // fell out: parsed
+  EXPECT_EQ(renderer.parsed_files(), 8);
+}
+
+TEST(PlainRendererTest, ConcurrentRendersShareTheCache) {
+  PlainRenderer renderer({}, /*cache_bytes=*/4096);  // small: generations turn over
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) {
+        std::vector<RepoFile> files;
+        for (int i = 0; i < 10; ++i) {
+          std::string name = "cm-" + std::to_string(i) + "-" + std::to_string((round + t) % 7);
+          files.push_back({"p/" + std::to_string(i) + ".yaml", Cm(name)});
+        }
+        auto set = renderer.Render({"b", "p", files});
+        if (!set.ok() || set->size() != 10u) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(renderer.parsed_files() + renderer.cached_files(), 4 * 50 * 10);
 }
 
 }  // namespace
