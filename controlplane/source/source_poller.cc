@@ -1,5 +1,6 @@
 #include "controlplane/source/source_poller.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -8,11 +9,13 @@
 
 namespace gitfleet {
 SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
-                           CommitCallback on_commit, absl::Duration default_interval)
+                           CommitCallback on_commit, absl::Duration default_interval,
+                           int fetch_threads)
     : repos_(repos),
       metrics_(metrics),
       on_commit_(std::move(on_commit)),
-      default_interval_(default_interval) {}
+      default_interval_(default_interval),
+      fetch_threads_(std::max(1, fetch_threads)) {}
 
 SourcePoller::~SourcePoller() {
   {
@@ -20,10 +23,16 @@ SourcePoller::~SourcePoller() {
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  for (std::thread& fetcher : fetchers_) fetcher.join();
 }
 
 void SourcePoller::Start() {
   thread_ = std::thread([this] { Run(); });
+  for (int i = 0; i < fetch_threads_; ++i) fetchers_.emplace_back([this] { RunFetcher(); });
+}
+
+bool SourcePoller::BusyLocked(const std::string& url) const {
+  return fetching_.count(url) > 0 || std::find(due_.begin(), due_.end(), url) != due_.end();
 }
 
 absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
@@ -96,33 +105,46 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
 
 void SourcePoller::Run() {
   while (true) {
-    std::set<std::string> due_urls;
+    // Each pass ends by unlocking, which wakes the fetch threads for what it queued.
+    MutexLock lock(&mu_);
+    // A URL already queued or being fetched is not due again until that fetch is done
+    // (which sets its next time and wakes this loop).
+    auto earliest = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      absl::Time t = absl::InfiniteFuture();
+      for (const auto& [name, s] : sources_) {
+        if (!BusyLocked(s.source.url())) t = std::min(t, s.next_fetch);
+      }
+      return t;
+    };
+    auto ready = [this, &earliest]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || wake_ || earliest() <= absl::Now();
+    };
+    absl::Time deadline = std::min(earliest(), absl::Now() + absl::Seconds(5));
+    mu_.AwaitWithDeadline(ready, deadline);
+    if (stop_) return;
+    wake_ = false;
+    absl::Time now = absl::Now();
+    for (const auto& [name, s] : sources_) {
+      if (s.next_fetch <= now && !BusyLocked(s.source.url())) due_.push_back(s.source.url());
+    }
+  }
+}
+
+void SourcePoller::RunFetcher() {
+  while (true) {
+    std::string url;
     {
       MutexLock lock(&mu_);
-      auto earliest = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        absl::Time t = absl::InfiniteFuture();
-        for (const auto& [name, s] : sources_) t = std::min(t, s.next_fetch);
-        return t;
-      };
-      auto ready = [this, &earliest]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || wake_ || earliest() <= absl::Now();
-      };
-      absl::Time deadline = std::min(earliest(), absl::Now() + absl::Seconds(5));
-      mu_.AwaitWithDeadline(ready, deadline);
+      mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !due_.empty(); });
       if (stop_) return;
-      wake_ = false;
-      absl::Time now = absl::Now();
-      for (const auto& [name, s] : sources_) {
-        if (s.next_fetch <= now) due_urls.insert(s.source.url());
-      }
+      url = due_.front();
+      due_.pop_front();
+      fetching_.insert(url);
     }
-    for (const std::string& url : due_urls) {
-      {
-        MutexLock lock(&mu_);
-        if (stop_) return;
-      }
-      FetchUrl(url);
-    }
+    FetchUrl(url);
+    MutexLock lock(&mu_);
+    fetching_.erase(url);
+    wake_ = true;
   }
 }
 

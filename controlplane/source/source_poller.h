@@ -3,20 +3,23 @@
 
 // Keeps every source's ref up to date: fetches each URL on its poll interval (once per
 // URL however many sources use it), retries failures with backoff, and reports each
-// new commit.
+// new commit. Due URLs are fetched by a few threads at once, one fetch per URL at a
+// time, so a slow or hanging Git server delays only the sources that use it.
 //
 //   SourcePoller poller(repos, metrics, [&](const std::string& source,
 //                                           const SourceSnapshot& snap) { ... });
 //   poller.Upsert(source);  // fetches soon
 //   poller.Start();
 //
-// Thread-safe. The callback runs on the poller's thread or a SyncNow caller's, never
-// with the poller's lock held.
+// Thread-safe. The callback runs on a fetch thread or a SyncNow caller's, never with the
+// poller's lock held; callbacks for different URLs may run at once.
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,8 +46,8 @@ class SourcePoller {
       std::function<void(const std::string& source, const SourceSnapshot& snapshot)>;
 
   SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics, CommitCallback on_commit,
-               absl::Duration default_interval = absl::Seconds(30));
-  ~SourcePoller();  // stops the thread
+               absl::Duration default_interval = absl::Seconds(30), int fetch_threads = 4);
+  ~SourcePoller();  // stops the threads, waiting for fetches in progress
 
   void Start();
   // Tracks `source` (or updates its definition) and fetches it soon.
@@ -67,6 +70,9 @@ class SourcePoller {
   };
 
   void Run();
+  void RunFetcher();
+  // Whether `url` waits in the queue or is being fetched by a fetch thread.
+  bool BusyLocked(const std::string& url) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fetches `url` and resolves every source that uses it.
   void FetchUrl(const std::string& url);
   absl::Duration IntervalLocked(const Tracked& t) const;
@@ -75,12 +81,16 @@ class SourcePoller {
   ControlPlaneMetrics& metrics_;
   const CommitCallback on_commit_;
   const absl::Duration default_interval_;
+  const int fetch_threads_;
 
   Mutex mu_;
   std::map<std::string, Tracked> sources_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::string> due_ ABSL_GUARDED_BY(mu_);     // URLs waiting for a fetch thread
+  std::set<std::string> fetching_ ABSL_GUARDED_BY(mu_);  // URLs being fetched by one
   std::thread thread_;
+  std::vector<std::thread> fetchers_;
 };
 
 }  // namespace gitfleet

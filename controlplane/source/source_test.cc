@@ -143,5 +143,94 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   EXPECT_EQ(poller.SyncNow("missing").status().code(), absl::StatusCode::kNotFound);
 }
 
+// Repositories where one URL's fetch hangs until released; every other URL is real.
+class StuckRepositories : public GitRepositories {
+ public:
+  static constexpr char kStuckUrl[] = "file:///0-stuck";  // sorts before every TempDir URL
+
+  class Stuck : public GitRepository {
+   public:
+    explicit Stuck(StuckRepositories* owner) : owner_(owner) {}
+    const std::string& url() const override { return url_; }
+    absl::Status Fetch() override {
+      MutexLock lock(&owner_->mu_);
+      owner_->fetching_ = true;
+      owner_->mu_.Await(
+          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(owner_->mu_) { return owner_->released_; });
+      return absl::UnavailableError("the stuck server gave up");
+    }
+    absl::StatusOr<CommitInfo> Resolve(const std::string&) override {
+      return absl::NotFoundError("stuck");
+    }
+    absl::StatusOr<std::string> TreeId(const std::string&, const std::string&) override {
+      return absl::NotFoundError("stuck");
+    }
+    absl::StatusOr<std::vector<std::string>> EntryIds(const std::string&,
+                                                      const std::vector<std::string>&) override {
+      return absl::NotFoundError("stuck");
+    }
+    absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string&,
+                                                   const std::string&) override {
+      return absl::NotFoundError("stuck");
+    }
+
+   private:
+    StuckRepositories* const owner_;
+    const std::string url_ = kStuckUrl;
+  };
+
+  explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) override {
+    if (url == kStuckUrl) return std::make_shared<Stuck>(this);
+    return real_->ForUrl(url);
+  }
+  bool fetching() {
+    MutexLock lock(&mu_);
+    return fetching_;
+  }
+  void Release() {
+    MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  std::unique_ptr<GitRepositories> real_;
+  Mutex mu_;
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST(SourcePollerTest, AHangingServerDelaysOnlyItsOwnSources) {
+  GitFixture git(TempDir("repo"));
+  git.Write("a.yaml", "a: 1\n");
+  std::string first = git.Commit("first");
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  StuckRepositories repos(NewLibgit2Repositories(TempDir("cache")));
+  SourcePoller poller(&repos, metrics, [](const std::string&, const SourceSnapshot&) {});
+  v1::Source stuck;
+  stuck.set_name("stuck");
+  stuck.set_url(StuckRepositories::kStuckUrl);
+  stuck.set_ref("main");
+  v1::Source fresh = stuck;
+  fresh.set_name("fresh");
+  fresh.set_url(git.url());
+  poller.Upsert(stuck);
+  poller.Upsert(fresh);
+  poller.Start();
+  bool delivered = false;
+  for (int i = 0; i < 1000 && !delivered; ++i) {  // up to 10 s
+    delivered = poller.Get("fresh")->commit() == first;
+    if (!delivered) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(repos.fetching()) << "the stuck fetch should have started first";
+  EXPECT_TRUE(delivered) << "a hanging server held up another source";
+  repos.Release();
+  for (int i = 0; i < 1000 && poller.Get("stuck")->error().empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_THAT(poller.Get("stuck")->error(), HasSubstr("stuck server gave up"));
+}
+
 }  // namespace
 }  // namespace gitfleet
