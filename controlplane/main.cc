@@ -143,6 +143,9 @@ int Main(ShutdownSignals& signals) {
   // bandwidth-delay product gains nothing and costs a ping per received message on every
   // connection: a quarter of the CPU of a 10,000-agent fan-out (docs/BENCHMARKS.md).
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // gRPC binds with SO_REUSEPORT by default, so a second control plane on the same port
+  // would start and silently take half the agents' connections. Fail to bind instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&agent_service);
   builder.RegisterService(&admin_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

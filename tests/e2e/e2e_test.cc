@@ -609,6 +609,12 @@ TEST_F(Fleet, OversizedRenderFailsTheBundleClearly) {
 
 TEST_F(Fleet, ServesGrpcHealth) {
   StartControlPlane();
+  // A second control plane on the same port is refused, not given half the connections.
+  Process second(kControlPlane,
+                 {"--data-dir=" + root_ + "/cp2", absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
+                  "--http=127.0.0.1:0"},
+                 root_ + "/cp-second.log");
+  EXPECT_FALSE(second.WaitForLog("cannot listen for gRPC on 127.0.0.1:").empty()) << second.Log();
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
                                      grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
