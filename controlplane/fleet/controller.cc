@@ -176,6 +176,8 @@ absl::Status Controller::Load() {
   return absl::OkStatus();
 }
 
+Controller::~Controller() { poller_.Stop(); }
+
 void Controller::Start() { poller_.Start(); }
 
 absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace) {

@@ -48,6 +48,9 @@ class Controller {
  public:
   Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPlaneMetrics& metrics,
              ControllerOptions options);
+  // Stops polling first, waiting for fetches and renders in progress: their callbacks use
+  // members that are destroyed before the poller.
+  ~Controller();
 
   // Loads definitions, last good revisions and errors; hands them to the hub.
   absl::Status Load();

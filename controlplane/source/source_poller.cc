@@ -17,13 +17,16 @@ SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
       default_interval_(default_interval),
       fetch_threads_(std::max(1, fetch_threads)) {}
 
-SourcePoller::~SourcePoller() {
+SourcePoller::~SourcePoller() { Stop(); }
+
+void SourcePoller::Stop() {
   {
     MutexLock lock(&mu_);
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
   for (std::thread& fetcher : fetchers_) fetcher.join();
+  fetchers_.clear();
 }
 
 void SourcePoller::Start() {

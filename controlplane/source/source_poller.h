@@ -47,9 +47,12 @@ class SourcePoller {
 
   SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics, CommitCallback on_commit,
                absl::Duration default_interval = absl::Seconds(30), int fetch_threads = 4);
-  ~SourcePoller();  // stops the threads, waiting for fetches in progress
+  ~SourcePoller();  // Stop()
 
   void Start();
+  // Stops the threads, waiting for fetches (and their callbacks) in progress. Idempotent;
+  // called by the owner.
+  void Stop();
   // Tracks `source` (or updates its definition) and fetches it soon.
   void Upsert(const v1::Source& source);
   void Remove(const std::string& name);
