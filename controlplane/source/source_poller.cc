@@ -34,9 +34,7 @@ void SourcePoller::Start() {
   for (int i = 0; i < fetch_threads_; ++i) fetchers_.emplace_back([this] { RunFetcher(); });
 }
 
-bool SourcePoller::BusyLocked(const std::string& url) const {
-  return fetching_.count(url) > 0 || std::find(due_.begin(), due_.end(), url) != due_.end();
-}
+bool SourcePoller::BusyLocked(const std::string& url) const { return busy_.count(url) > 0; }
 
 absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
   if (t.source.poll_interval_seconds() > 0) {
@@ -128,7 +126,9 @@ void SourcePoller::Run() {
     wake_ = false;
     absl::Time now = absl::Now();
     for (const auto& [name, s] : sources_) {
-      if (s.next_fetch <= now && !BusyLocked(s.source.url())) due_.push_back(s.source.url());
+      if (s.next_fetch <= now && busy_.insert(s.source.url()).second) {
+        due_.push_back(s.source.url());
+      }
     }
   }
 }
@@ -142,11 +142,10 @@ void SourcePoller::RunFetcher() {
       if (stop_) return;
       url = due_.front();
       due_.pop_front();
-      fetching_.insert(url);
     }
     FetchUrl(url);
     MutexLock lock(&mu_);
-    fetching_.erase(url);
+    busy_.erase(url);
     wake_ = true;
   }
 }

@@ -90,8 +90,8 @@ class SourcePoller {
   std::map<std::string, Tracked> sources_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::string> due_ ABSL_GUARDED_BY(mu_);     // URLs waiting for a fetch thread
-  std::set<std::string> fetching_ ABSL_GUARDED_BY(mu_);  // URLs being fetched by one
+  std::deque<std::string> due_ ABSL_GUARDED_BY(mu_);  // URLs waiting for a fetch thread
+  std::set<std::string> busy_ ABSL_GUARDED_BY(mu_);   // URLs in due_ or being fetched
   std::thread thread_;
   std::vector<std::thread> fetchers_;
 };
