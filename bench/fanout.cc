@@ -99,18 +99,28 @@ double CpuSeconds(pid_t pid) {
   return (utime + stime) / sysconf(_SC_CLK_TCK);
 }
 
+// A socket listening on an ephemeral loopback port, whose address goes to `addr`; -1 if
+// the machine will not give one.
+int LoopbackListener(int backlog, sockaddr_in* addr) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  *addr = sockaddr_in{};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*addr);
+  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(addr), sizeof(*addr)) != 0 ||
+      listen(listener, backlog) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(addr), &len) != 0) {
+    if (listener >= 0) close(listener);
+    return -1;
+  }
+  return listener;
+}
+
 // Seconds to move `messages` writes of `size` bytes through one loopback TCP connection.
 double LoopbackSeconds(int64_t messages, int64_t size) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 1) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return 0;
-  }
+  sockaddr_in addr;
+  int listener = LoopbackListener(1, &addr);
+  if (listener < 0) return 0;
   const int64_t total = messages * size;
   std::thread reader([&] {
     int fd = accept(listener, nullptr, nullptr);
@@ -148,16 +158,12 @@ double LoopbackSeconds(int64_t messages, int64_t size) {
 // answering side is a child process (each side holds one descriptor per connection, as
 // the control plane and the swarm do), so each side has a core, as they do.
 double PerConnectionLoopbackSeconds(int connections, int64_t size) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
+  sockaddr_in addr;
+  int listener = LoopbackListener(4096, &addr);
+  if (listener < 0) return 0;
   int ready_pipe[2];
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 4096) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-      pipe(ready_pipe) != 0) {
+  if (pipe(ready_pipe) != 0) {
+    close(listener);
     return 0;
   }
   pid_t child = fork();
