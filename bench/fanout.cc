@@ -116,6 +116,28 @@ int LoopbackListener(int backlog, sockaddr_in* addr) {
   return listener;
 }
 
+// An epoll descriptor watching every one of `fds` for input. Only system calls, so a
+// forked child may call it.
+int EpollForReading(const std::vector<int>& fds) {
+  int ep = epoll_create1(0);
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  return ep;
+}
+
+// Writes all `size` bytes of `data` to `fd`, or stops at the first failed write.
+void WriteAll(int fd, const char* data, int64_t size) {
+  for (int64_t done = 0; done < size;) {
+    ssize_t n = write(fd, data + done, size - done);
+    if (n <= 0) return;
+    done += n;
+  }
+}
+
 // Seconds to move `messages` writes of `size` bytes through one loopback TCP connection.
 double LoopbackSeconds(int64_t messages, int64_t size) {
   sockaddr_in addr;
@@ -139,13 +161,7 @@ double LoopbackSeconds(int64_t messages, int64_t size) {
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return 0;
   std::string payload(size, 'p');
   absl::Time start = absl::Now();
-  for (int64_t m = 0; m < messages; ++m) {
-    for (int64_t done = 0; done < size;) {
-      ssize_t n = write(fd, payload.data() + done, size - done);
-      if (n <= 0) break;
-      done += n;
-    }
-  }
+  for (int64_t m = 0; m < messages; ++m) WriteAll(fd, payload.data(), size);
   close(fd);
   reader.join();
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -179,13 +195,7 @@ double PerConnectionLoopbackSeconds(int connections, int64_t size) {
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       fds.push_back(fd);
     }
-    int ep = epoll_create1(0);
-    for (int fd : fds) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.fd = fd;
-      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-    }
+    int ep = EpollForReading(fds);
     char go = 'g';
     if (write(ready_pipe[1], &go, 1) != 1) _exit(1);
     std::vector<int64_t> got(*std::max_element(fds.begin(), fds.end()) + 1, 0);
@@ -218,22 +228,10 @@ double PerConnectionLoopbackSeconds(int connections, int64_t size) {
   double seconds = 0;
   int acks = 0;
   if (static_cast<int>(fds.size()) == connections && read(ready_pipe[0], &go, 1) == 1) {
-    int ep = epoll_create1(0);
-    for (int fd : fds) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.fd = fd;
-      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-    }
+    int ep = EpollForReading(fds);
     std::string payload(size, 'p');
     absl::Time start = absl::Now();
-    for (int fd : fds) {
-      for (int64_t done = 0; done < size;) {
-        ssize_t w = write(fd, payload.data() + done, size - done);
-        if (w <= 0) break;
-        done += w;
-      }
-    }
+    for (int fd : fds) WriteAll(fd, payload.data(), size);
     std::vector<epoll_event> events(1024);
     char buf[64];
     while (acks < connections) {
