@@ -558,13 +558,31 @@ void Hub::PersistCluster(const Agent& agent) {
 std::vector<ClusterView> Hub::Clusters(const std::string& only) {
   MutexLock lock(&mu_);
   std::vector<ClusterView> out;
-  for (const auto& [name, agent] : agents_) {
-    if (!only.empty() && name != only) continue;
+  auto begin = only.empty() ? agents_.begin() : agents_.find(only);
+  auto end = only.empty() || begin == agents_.end() ? agents_.end() : std::next(begin);
+  for (auto it = begin; it != end; ++it) {
+    const Agent& agent = it->second;
     ClusterView view{agent.info, agent.reports};
     int bundles = 0;
     for (const auto& [bundle, target] : bundles_) bundles += Targets(target, agent);
     view.info.set_bundles(bundles);
     out.push_back(std::move(view));
+  }
+  return out;
+}
+
+int Hub::CountMatching(const LabelSelector& selector) const {
+  MutexLock lock(&mu_);
+  int count = 0;
+  for (const auto& [name, agent] : agents_) count += selector.Matches(agent.labels);
+  return count;
+}
+
+std::vector<v1::ClusterInfo> Hub::MatchingClusters(const LabelSelector& selector) const {
+  MutexLock lock(&mu_);
+  std::vector<v1::ClusterInfo> out;
+  for (const auto& [name, agent] : agents_) {
+    if (selector.Matches(agent.labels)) out.push_back(agent.info);
   }
   return out;
 }

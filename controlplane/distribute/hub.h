@@ -111,6 +111,11 @@ class Hub {
 
   // Every cluster, or only `name` when it is not empty.
   std::vector<ClusterView> Clusters(const std::string& name = "");
+  // How many known clusters `selector` matches. Copies nothing: listings call it while
+  // every agent of a big fleet is acknowledging, and take the hub's lock only to count.
+  int CountMatching(const LabelSelector& selector) const;
+  // The info (not the reports) of the clusters `selector` matches.
+  std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
 

@@ -169,6 +169,23 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   EXPECT_TRUE(hub_.Clusters()[0].info.connected());
 }
 
+TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
+  auto conn = std::make_shared<FakeConnection>();
+  hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  uint64_t c = hub_.Connect(MakeHello("c", "dev"), "p", conn);
+  hub_.Disconnect(c);  // known clusters count, connected or not
+  EXPECT_EQ(hub_.CountMatching(Selector("env=prod")), 2);
+  EXPECT_EQ(hub_.CountMatching(Selector("")), 3);
+  EXPECT_EQ(hub_.CountMatching(Selector("env=staging")), 0);
+  std::vector<v1::ClusterInfo> dev = hub_.MatchingClusters(Selector("env=dev"));
+  ASSERT_EQ(dev.size(), 1u);
+  EXPECT_EQ(dev[0].name(), "c");
+  EXPECT_FALSE(dev[0].connected());
+  EXPECT_EQ(hub_.Clusters("b").size(), 1u);
+  EXPECT_THAT(hub_.Clusters("nobody"), IsEmpty());
+}
+
 TEST_F(HubTest, ClusterConditionsAreKeptByTypeAndReportedAfreshOnReconnect) {
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
