@@ -12,10 +12,10 @@ Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
   ControlPlaneClient::Callbacks callbacks;
   callbacks.hello = [this] { return BuildHello(); };
   callbacks.on_message = [this](const v1::ControlMessage& message) { Enqueue(message); };
-  callbacks.on_connected = [this] {
+  callbacks.on_connected = [this](const v1::Welcome& welcome) {
     metrics_.connected.Set(1);
     GF_LOG(INFO) << "connected to the control plane as cluster " << options_.cluster;
-    Enqueue(Connected{});
+    Enqueue(Connected{welcome.ack_carries_status()});
   };
   callbacks.on_disconnected = [](const absl::Status&) {};
   client_ = std::make_unique<ControlPlaneClient>(std::move(client_options), std::move(callbacks),
@@ -78,7 +78,9 @@ void Agent::SendConditions(bool all) {
 }
 
 void Agent::Handle(const Event& event) {
-  if (std::holds_alternative<Connected>(event)) {
+  if (const auto* connected = std::get_if<Connected>(&event)) {
+    // Events are handled in order, so every update of this stream comes after its welcome.
+    ack_carries_status_ = connected->ack_carries_status;
     // The control plane may have missed changes while we were apart.
     for (const v1::StatusUpdate& status : reconciler_->AllStatuses()) SendStatus(status);
     SendConditions(/*all=*/true);
@@ -88,9 +90,12 @@ void Agent::Handle(const Event& event) {
   if (message.has_update()) {
     Reconciler::Outcome outcome = reconciler_->OnUpdate(message.update());
     v1::AgentMessage ack;
-    *ack.mutable_ack() = outcome.ack;
+    *ack.mutable_ack() = std::move(outcome.ack);
+    // The update was applied before the ack: its status can ride along.
+    bool carried = outcome.status.has_value() && ack_carries_status_;
+    if (carried) *ack.mutable_ack()->mutable_status() = *outcome.status;
     client_->Send(ack);
-    if (outcome.status.has_value()) SendStatus(*outcome.status);
+    if (outcome.status.has_value() && !carried) SendStatus(*outcome.status);
   } else if (message.has_removal()) {
     reconciler_->OnRemoval(message.removal());
   } else if (message.has_diff()) {

@@ -46,7 +46,9 @@ class Agent {
   void Run(Notification* stop);
 
  private:
-  struct Connected {};
+  struct Connected {
+    bool ack_carries_status = false;  // from the welcome
+  };
   using Event = std::variant<v1::ControlMessage, Connected>;
 
   void Enqueue(Event event);
@@ -62,6 +64,8 @@ class Agent {
   AgentMetrics& metrics_;
   std::unique_ptr<ControlPlaneClient> client_;
   std::map<std::string, v1::ClusterCondition> conditions_;  // by type; Run's thread only
+  // The current control plane reads a status inside an Ack (Run's thread only).
+  bool ack_carries_status_ = false;
 
   Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);

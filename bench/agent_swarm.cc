@@ -28,6 +28,9 @@ ABSL_FLAG(int, shards, 10, "Agents get shard=s0..s(N-1), round-robin.");
 ABSL_FLAG(double, status_churn, 0, "Health flips per agent per second (status churn).");
 ABSL_FLAG(int, slow_agents, 0, "Agents that wait --slow_ms before every acknowledgement.");
 ABSL_FLAG(int, slow_ms, 1000, "How long slow agents wait.");
+ABSL_FLAG(bool, ack_carries_status, true,
+          "Put the status into the ACK when the control plane offers it; false: a separate "
+          "status message, as older agents send.");
 
 int main(int argc, char** argv) {
   gitfleet::ShutdownSignals signals;  // before any thread starts
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   options.status_churn_per_second = absl::GetFlag(FLAGS_status_churn);
   options.slow_agents = absl::GetFlag(FLAGS_slow_agents);
   options.slow_delay = absl::Milliseconds(absl::GetFlag(FLAGS_slow_ms));
+  options.ack_carries_status = absl::GetFlag(FLAGS_ack_carries_status);
   gitfleet::bench::Swarm swarm(options);
   swarm.Start();
   std::thread reporter([&] {

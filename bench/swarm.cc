@@ -61,6 +61,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   std::map<std::string, absl::Time> acked_at_ ABSL_GUARDED_BY(mu_);
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool ack_carries_status_ ABSL_GUARDED_BY(mu_) = false;  // from the current welcome
 };
 
 // One Connect call. Deletes itself when the call is done.
@@ -179,7 +180,11 @@ void Swarm::Agent::Send(v1::AgentMessage message, absl::Duration delay) {
 
 void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
   std::vector<v1::AgentMessage> replies;
-  if (message.has_update()) {
+  if (message.has_welcome()) {
+    MutexLock lock(&mu_);
+    ack_carries_status_ =
+        message.welcome().ack_carries_status() && swarm_->options_.ack_carries_status;
+  } else if (message.has_update()) {
     const v1::BundleUpdate& update = message.update();
     v1::AgentMessage ack;
     ack.mutable_ack()->set_bundle(update.bundle());
@@ -200,7 +205,8 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
       acked_at_[update.bundle()] = acked;
       swarm_->Held(update.bundle(), before, update.revision(), acked);
       v1::AgentMessage status;
-      v1::StatusUpdate* s = status.mutable_status();
+      v1::StatusUpdate* s =
+          ack_carries_status_ ? ack.mutable_ack()->mutable_status() : status.mutable_status();
       s->set_bundle(update.bundle());
       s->set_revision(update.revision());
       s->set_commit(update.commit());
@@ -210,7 +216,7 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
       s->set_health(healthy_ ? v1::HEALTH_STATE_HEALTHY : v1::HEALTH_STATE_DEGRADED);
       *s->mutable_applied_time() = ToProtoTime(absl::Now());
       replies.push_back(ack);
-      replies.push_back(status);
+      if (!ack_carries_status_) replies.push_back(status);
     }
     if (!base_ok) replies.push_back(ack);
   } else if (message.has_removal()) {

@@ -38,6 +38,9 @@ struct SwarmOptions {
   // Agents [0, slow_agents) wait `slow_delay` before acknowledging anything.
   int slow_agents = 0;
   absl::Duration slow_delay = absl::Seconds(1);
+  // Put the status into the ACK when the control plane's welcome offers it, as the real
+  // agent does. False: a separate StatusUpdate after each ACK (an older agent).
+  bool ack_carries_status = true;
   // Connections opened at once while starting (the rest wait their turn).
   int connect_batch = 500;
 };

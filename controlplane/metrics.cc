@@ -58,9 +58,11 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                .Register(r)),
       status_reports(BuildCounter()
                          .Name("gitfleet_agent_status_reports_total")
-                         .Help("Status changes reported by agents.")
-                         .Register(r)
-                         .Add({})),
+                         .Help("Status changes reported by agents, by how they came: inside "
+                               "the ACK of the revision (via=ack) or as a message of their own "
+                               "(via=message; older agents, and changes between revisions).")
+                         .LabelNames({"via"})
+                         .Register(r)),
       agent_rejections(BuildCounter()
                            .Name("gitfleet_agent_rejections_total")
                            .Help("Agent streams refused, by reason.")

@@ -24,8 +24,8 @@ struct ControlPlaneMetrics {
   metrics::Gauge& connected_agents;
   metrics::Family<metrics::Counter>& updates_sent;  // kind=full|delta|removal
   metrics::Counter& update_bytes_sent;
-  metrics::Family<metrics::Counter>& acks;  // result=ok|nack|need_full
-  metrics::Counter& status_reports;
+  metrics::Family<metrics::Counter>& acks;              // result=ok|nack|need_full
+  metrics::Family<metrics::Counter>& status_reports;    // via=ack|message
   metrics::Family<metrics::Counter>& agent_rejections;  // reason
   metrics::Gauge& queued_updates;
   metrics::Counter& coalesced_updates;

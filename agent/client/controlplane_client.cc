@@ -52,7 +52,7 @@ class ControlPlaneClient::Stream
         MutexLock lock(&mu_);
         welcomed_ = true;
       }
-      callbacks_.on_connected();
+      callbacks_.on_connected(in_.welcome());
     } else {
       callbacks_.on_message(in_);
     }

@@ -45,7 +45,8 @@ class ControlPlaneClient {
   struct Callbacks {
     std::function<v1::Hello()> hello;
     std::function<void(const v1::ControlMessage&)> on_message;
-    std::function<void()> on_connected;  // the control plane welcomed us
+    // The control plane welcomed us; called before any message of the stream.
+    std::function<void(const v1::Welcome&)> on_connected;
     std::function<void(const absl::Status&)> on_disconnected;
   };
 

@@ -103,7 +103,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       }
       if (!Hello(message_.hello())) return;
     } else if (message_.has_ack()) {
-      hub_->OnAck(session_, message_.ack());
+      const v1::Ack& ack = message_.ack();
+      if (ack.has_status() && !ack.status().bundle().empty() &&
+          ack.status().bundle() != ack.bundle()) {
+        Reject("protocol", absl::InvalidArgumentError(absl::StrCat(
+                               "the ack for bundle \"", ack.bundle(),
+                               "\" carries the status of bundle \"", ack.status().bundle(), "\"")));
+        return;
+      }
+      hub_->OnAck(session_, ack);
     } else if (message_.has_status()) {
       hub_->OnStatus(session_, message_.status());
     } else if (message_.has_condition()) {
@@ -212,6 +220,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       MutexLock lock(&mu_);
       v1::ControlMessage welcome;
       welcome.mutable_welcome()->set_controlplane_version(kVersion);
+      welcome.mutable_welcome()->set_ack_carries_status(true);
       out_ = Share(EncodedMessage::Encode(std::move(welcome)));
       StartWrite(&out_);
     }

@@ -43,6 +43,8 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       ack_ok_(metrics.acks.Add({{"result", "ok"}})),
       ack_nack_(metrics.acks.Add({{"result", "nack"}})),
       ack_need_full_(metrics.acks.Add({{"result", "need_full"}})),
+      status_via_ack_(metrics.status_reports.Add({{"via", "ack"}})),
+      status_via_message_(metrics.status_reports.Add({{"via", "message"}})),
       flush_interval_(flush_interval),
       max_cached_message_bytes_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
@@ -481,6 +483,10 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply " << ack.bundle()
                       << " revision " << ack.revision().substr(0, 12) << ": " << ack.message();
     }
+    if (ack.has_status()) {
+      status_via_ack_.Increment();
+      RecordStatusLocked(agent, ack.bundle(), ack.status());
+    }
   }
   Deliver(notify);
 }
@@ -512,11 +518,17 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   MutexLock lock(&mu_);
   Agent* agent = AgentForSession(session);
   if (agent == nullptr) return;
-  metrics_.status_reports.Increment();
-  v1::StatusUpdate& report = agent->reports[status.bundle()];
+  status_via_message_.Increment();
+  RecordStatusLocked(agent, status.bundle(), status);
+}
+
+void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
+                             const v1::StatusUpdate& status) {
+  v1::StatusUpdate& report = agent->reports[bundle];
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
   report = status;
+  report.set_bundle(bundle);
   // Each stored status stays small, whatever an agent sends.
   if (report.message().size() > kMaxStatusMessageBytes) {
     report.mutable_message()->resize(kMaxStatusMessageBytes);
@@ -530,20 +542,20 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
       resource.mutable_message()->resize(kMaxStatusMessageBytes);
     }
   }
-  auto held = agent->held.find(status.bundle());
+  auto held = agent->held.find(bundle);
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
-    auto target = bundles_.find(status.bundle());
+    auto target = bundles_.find(bundle);
     if (target != bundles_.end() && target->second.content != nullptr) {
       absl::Time applied = FromProtoTime(status.applied_time());
       absl::Time committed = target->second.content->committed_time();
       if (applied > committed) {
         metrics_.commit_to_applied_seconds
-            .Add({{"bundle", status.bundle()}}, metrics::ExponentialBuckets(0.01, 2, 14))
+            .Add({{"bundle", bundle}}, metrics::ExponentialBuckets(0.01, 2, 14))
             .Observe(absl::ToDoubleSeconds(applied - committed));
       }
     }
   }
-  dirty_[{kReports, ReportKey(agent->info.name(), status.bundle())}] = report.SerializeAsString();
+  dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = report.SerializeAsString();
 }
 
 void Hub::PersistCluster(const Agent& agent) {

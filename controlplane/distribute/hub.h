@@ -97,6 +97,7 @@ class Hub {
   // when its cluster's values do not render; status shows why). May render a variant
   // for the cluster's values, outside the hub's lock.
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
+  // An Ack that carries a status also does what OnStatus does with it.
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
   // Asks `cluster`'s agent for a dry-run diff of `bundle`. `done` runs once, on another
@@ -154,6 +155,9 @@ class Hub {
   std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
+  void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
   // Fails diff requests past their deadline.
   void ExpireDiffs();
@@ -172,6 +176,8 @@ class Hub {
   metrics::Counter& ack_ok_;
   metrics::Counter& ack_nack_;
   metrics::Counter& ack_need_full_;
+  metrics::Counter& status_via_ack_;
+  metrics::Counter& status_via_message_;
   const absl::Duration flush_interval_;
   const size_t max_cached_message_bytes_;
   gitfleet::Notification stop_;

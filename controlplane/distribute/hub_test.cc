@@ -169,6 +169,44 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   EXPECT_TRUE(hub_.Clusters()[0].info.connected());
 }
 
+TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  v1::Ack ack;
+  ack.set_bundle("web");
+  ack.set_revision(rev->id);
+  ack.set_ok(true);
+  v1::StatusUpdate* status = ack.mutable_status();  // its bundle left empty: the ack's
+  status->set_sync_state(v1::SYNC_STATE_SYNCED);
+  status->set_applied_revision(rev->id);
+  status->set_message(std::string(100000, 'm'));
+  hub_.OnAck(a, ack);
+  std::vector<ClusterView> clusters = hub_.Clusters("a");
+  ASSERT_EQ(clusters.size(), 1u);
+  ASSERT_EQ(clusters[0].reports.count("web"), 1u);
+  const v1::StatusUpdate& report = clusters[0].reports.at("web");
+  EXPECT_EQ(report.bundle(), "web");
+  EXPECT_EQ(report.sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(report.applied_revision(), rev->id);
+  EXPECT_LT(report.message().size(), 100000u) << "bounded like any other status";
+  EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr) << "and acknowledged";
+  EXPECT_EQ(metrics_.status_reports.Add({{"via", "ack"}}).Value(), 1);
+  EXPECT_EQ(metrics_.status_reports.Add({{"via", "message"}}).Value(), 0);
+
+  // An ack without a status leaves the report alone.
+  ack.clear_status();
+  hub_.OnAck(a, ack);
+  EXPECT_EQ(hub_.Clusters("a")[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
+  hub_.Flush();
+  Hub reloaded(&store_, metrics_);
+  ASSERT_TRUE(reloaded.Load().ok());
+  EXPECT_EQ(reloaded.Clusters("a")[0].reports.at("web").applied_revision(), rev->id)
+      << "stored like a status message";
+}
+
 TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   auto conn = std::make_shared<FakeConnection>();
   hub_.Connect(MakeHello("a", "prod"), "p", conn);

@@ -240,6 +240,8 @@ TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
   ExpectSynced("prod-eu", "web", second);
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"2\""));
   EXPECT_EQ(CpMetric("gitfleet_updates_sent_total{kind=\"delta\"}"), 1);
+  // Each applied revision's status came inside its ACK: one message, not two.
+  EXPECT_GE(CpMetric("gitfleet_agent_status_reports_total{via=\"ack\"}"), 4);
 
   // A removed object is pruned.
   git_.Write("apps/web/web.yaml", Cm("web", "2"));

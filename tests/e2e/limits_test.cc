@@ -297,6 +297,19 @@ TEST_F(Limits, GarbageAndOversizedMessagesAreRefusedByName) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("over the limit of 65536 bytes"));
 
+  RawAgent mixed(&stub, /*read=*/true);
+  mixed.Send(Hello("mixed"));
+  v1::AgentMessage ack;
+  ack.mutable_ack()->set_bundle("app");
+  ack.mutable_ack()->set_ok(true);
+  ack.mutable_ack()->mutable_status()->set_bundle("other");
+  mixed.Send(ack.SerializeAsString());
+  mixed.Start();
+  status = mixed.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("the ack for bundle \"app\" carries the status of bundle \"other\""));
+
   RawAgent no_hello(&stub, /*read=*/true);
   no_hello.Send(Status("app", "hi"));
   no_hello.Start();
