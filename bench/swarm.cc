@@ -12,15 +12,6 @@
 #include "proto/gitfleet/v1/agent.grpc.pb.h"
 
 namespace gitfleet::bench {
-namespace {
-
-std::atomic<int64_t> g_bytes{0};
-std::atomic<int64_t> g_messages{0};
-std::atomic<int64_t> g_reconnects{0};
-std::atomic<int> g_connected{0};
-std::atomic<int> g_streams{0};
-
-}  // namespace
 
 class Stream;
 
@@ -77,7 +68,7 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   explicit Stream(std::shared_ptr<Swarm::Agent> agent) : agent_(std::move(agent)) {}
 
   void Begin(const v1::Hello& hello) {
-    ++g_streams;
+    ++agent_->swarm_->counters().streams;
     if (!agent_->swarm_->options().token.empty()) {
       context_.AddMetadata("authorization",
                            absl::StrCat("Bearer ", agent_->swarm_->options().token));
@@ -124,11 +115,11 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
     }
     if (!welcomed_) {
       welcomed_ = true;
-      ++g_connected;
+      ++agent_->swarm_->counters().connected;
     }
-    ++g_messages;
+    ++agent_->swarm_->counters().messages;
     size_t size = in_.ByteSizeLong();
-    g_bytes += static_cast<int64_t>(size);
+    agent_->swarm_->counters().bytes += static_cast<int64_t>(size);
     agent_->OnMessage(in_);
     // Drop a big message now: protobuf would keep its objects for reuse and clear them all
     // on the next (small) message, billing the full sync's cost to the next measurement.
@@ -137,9 +128,11 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   }
 
   void OnDone(const grpc::Status& status) override {
-    if (welcomed_) --g_connected;
+    Swarm::Counters& counters = agent_->swarm_->counters();
+    if (welcomed_) --counters.connected;
     agent_->OnStreamDone(status);
-    --g_streams;
+    // The last touch of the swarm: once no stream is left, its destructor may finish.
+    --counters.streams;
     delete this;
   }
 
@@ -250,7 +243,7 @@ void Swarm::Agent::OnStreamDone(const grpc::Status& status) {
     MutexLock lock(&swarm_->mu_);
     if (swarm_->stopping_) return;
   }
-  ++g_reconnects;
+  ++swarm_->counters().reconnects;
   // Full jitter over an exponential ceiling, as the real agent does.
   static thread_local std::mt19937 rng(std::random_device{}());
   double ceiling = std::min(30.0, 0.2 * (1 << std::min(failures, 8)));
@@ -302,7 +295,9 @@ Swarm::~Swarm() {
     timers_.clear();
   }
   for (auto& agent : agents_) agent->Cancel();
-  for (int i = 0; i < 3000 && g_streams.load() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  for (int i = 0; i < 3000 && counters_.streams.load() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   scheduler_.join();
   agents_.clear();
 }
@@ -329,7 +324,7 @@ void Swarm::Start() {
   }
 }
 
-int Swarm::connected() const { return g_connected.load(); }
+int Swarm::connected() const { return counters_.connected.load(); }
 
 void Swarm::Held(const std::string& bundle, const std::string& before, const std::string& after,
                  absl::Time when) {
@@ -357,9 +352,9 @@ absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revisi
   return it == last_ack_.end() ? absl::InfiniteFuture() : it->second;
 }
 
-int64_t Swarm::bytes_received() const { return g_bytes.load(); }
-int64_t Swarm::messages_received() const { return g_messages.load(); }
-int64_t Swarm::reconnects() const { return g_reconnects.load(); }
+int64_t Swarm::bytes_received() const { return counters_.bytes.load(); }
+int64_t Swarm::messages_received() const { return counters_.messages.load(); }
+int64_t Swarm::reconnects() const { return counters_.reconnects.load(); }
 
 bool Swarm::WaitUntil(const std::function<bool()>& done, absl::Duration timeout) const {
   absl::Time deadline = absl::Now() + timeout;

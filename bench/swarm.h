@@ -13,6 +13,7 @@
 //   swarm.Start();
 //   swarm.WaitUntil([&] { return swarm.Holding("web", rev) == 1000; }, absl::Seconds(30));
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,6 +67,16 @@ class Swarm {
   class Agent;  // one simulated agent (swarm.cc)
   const SwarmOptions& options() const { return options_; }
 
+  // Kept per swarm (a process may run several, as tests do), by the streams.
+  struct Counters {
+    std::atomic<int64_t> bytes{0};
+    std::atomic<int64_t> messages{0};
+    std::atomic<int64_t> reconnects{0};
+    std::atomic<int> connected{0};
+    std::atomic<int> streams{0};  // calls not yet done
+  };
+  Counters& counters() { return counters_; }
+
  private:
   friend class Agent;
   void Schedule(absl::Time when, std::function<void()> fn);
@@ -83,6 +94,7 @@ class Swarm {
   mutable Mutex holders_mu_;
   std::map<std::pair<std::string, std::string>, int> holders_ ABSL_GUARDED_BY(holders_mu_);
   std::map<std::pair<std::string, std::string>, absl::Time> last_ack_ ABSL_GUARDED_BY(holders_mu_);
+  Counters counters_;
   std::thread scheduler_;
 };
 
