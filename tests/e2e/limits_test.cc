@@ -280,6 +280,41 @@ TEST_F(Limits, AStatusFloodEndsTheStreamWithAClearError) {
       swarm.WaitUntil([&] { return swarm.Holding("app", revision) == 5; }, absl::Seconds(10)));
 }
 
+TEST_F(Limits, AgentsThatSendTheStatusOnItsOwnAreStillHeard) {
+  // Agents from before Ack.status: an ACK, then a StatusUpdate of its own.
+  bench::SwarmOptions older = SwarmOf(3, "older-");
+  older.ack_carries_status = false;
+  bench::Swarm old_swarm(older);
+  bench::Swarm new_swarm(SwarmOf(3, "newer-"));
+  old_swarm.Start();
+  new_swarm.Start();
+  std::string revision = Change(1);
+  for (bench::Swarm* swarm : {&old_swarm, &new_swarm}) {
+    EXPECT_TRUE(
+        swarm->WaitUntil([&] { return swarm->Holding("app", revision) == 3; }, absl::Seconds(30)));
+  }
+  auto synced = [&](const std::string& cluster) {
+    grpc::ClientContext context;
+    v1::GetStatusRequest request;
+    request.set_cluster(cluster);
+    request.set_bundle("app");
+    v1::GetStatusResponse response;
+    if (!admin_->GetStatus(&context, request, &response).ok() || response.statuses_size() != 1) {
+      return false;
+    }
+    return response.statuses(0).applied_revision() == revision &&
+           response.statuses(0).sync_state() == v1::SYNC_STATE_SYNCED;
+  };
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline && !(synced("older-0") && synced("newer-0"))) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(synced("older-0"));
+  EXPECT_TRUE(synced("newer-0"));
+  EXPECT_GE(Metric("gitfleet_agent_status_reports_total{via=\"message\"}"), 3);
+  EXPECT_GE(Metric("gitfleet_agent_status_reports_total{via=\"ack\"}"), 3);
+}
+
 TEST_F(Limits, GarbageAndOversizedMessagesAreRefusedByName) {
   grpc::GenericStub stub(channel_);
   RawAgent garbage(&stub, /*read=*/true);
