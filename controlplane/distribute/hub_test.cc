@@ -41,9 +41,25 @@ v1::Hello MakeHello(const std::string& cluster, const std::string& env) {
   return hello;
 }
 
+v1::Ack MakeAck(const std::string& bundle, const std::string& revision) {
+  v1::Ack ack;
+  ack.set_bundle(bundle);
+  ack.set_revision(revision);
+  return ack;
+}
+
 class HubTest : public ::testing::Test {
  protected:
   HubTest() : metrics_(registry_), hub_(&store_, metrics_) {}
+  // Bundle "web" at `rev` for every cluster, and cluster "a" connected through `conn`
+  // with the first message sent; returns its session.
+  uint64_t ServeWebToA(const std::shared_ptr<const Revision>& rev,
+                       std::shared_ptr<FakeConnection> conn) {
+    hub_.SetBundle("web", Selector(""), SingleRevision(rev));
+    uint64_t session = hub_.Connect(MakeHello("a", "prod"), "p", std::move(conn));
+    EXPECT_NE(hub_.NextMessage(session, "web"), nullptr);
+    return session;
+  }
   metrics::Registry registry_;
   ControlPlaneMetrics metrics_;
   MemoryStore store_;
@@ -147,13 +163,9 @@ TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
 
 TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   auto rev = MakeRevision("web", {"x", "y"});
-  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
   auto first = std::make_shared<FakeConnection>();
-  uint64_t s1 = hub_.Connect(MakeHello("a", "prod"), "p", first);
-  ASSERT_NE(hub_.NextMessage(s1, "web"), nullptr);
-  v1::Ack ack;
-  ack.set_bundle("web");
-  ack.set_revision(rev->id);
+  uint64_t s1 = ServeWebToA(rev, first);
+  v1::Ack ack = MakeAck("web", rev->id);
   ack.set_need_full(true);
   hub_.OnAck(s1, ack);
   auto full = hub_.NextMessage(s1, "web");
@@ -171,13 +183,8 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
 
 TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
   auto rev = MakeRevision("web", {"x"});
-  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
-  auto conn = std::make_shared<FakeConnection>();
-  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
-  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
-  v1::Ack ack;
-  ack.set_bundle("web");
-  ack.set_revision(rev->id);
+  uint64_t a = ServeWebToA(rev, std::make_shared<FakeConnection>());
+  v1::Ack ack = MakeAck("web", rev->id);
   ack.set_ok(true);
   v1::StatusUpdate* status = ack.mutable_status();  // its bundle left empty: the ack's
   status->set_sync_state(v1::SYNC_STATE_SYNCED);
