@@ -94,12 +94,23 @@ TEST(Libgit2RepositoryTest, HttpsIsSupported) {
   EXPECT_THAT(std::string(status.message()), ::testing::ContainsRegex("connect|refused"));
 }
 
-TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
-  GitFixture git(TempDir("repo"));
-  git.Write("a.yaml", "a: 1\n");
-  std::string first = git.Commit("first");
+// What a poller test starts from: a repository with one commit, and the poller's metrics.
+struct PollerSetup {
+  PollerSetup() : git(TempDir("repo")), metrics(registry) {
+    git.Write("a.yaml", "a: 1\n");
+    first = git.Commit("first");
+  }
+  GitFixture git;
+  std::string first;
   metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
+  ControlPlaneMetrics metrics;
+};
+
+TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
+  PollerSetup setup;
+  GitFixture& git = setup.git;
+  const std::string& first = setup.first;
+  ControlPlaneMetrics& metrics = setup.metrics;
   auto repos = NewLibgit2Repositories(TempDir("cache"));
   Mutex mu;
   std::vector<std::pair<std::string, std::string>> seen;
@@ -201,11 +212,10 @@ class StuckRepositories : public GitRepositories {
 };
 
 TEST(SourcePollerTest, AHangingServerDelaysOnlyItsOwnSources) {
-  GitFixture git(TempDir("repo"));
-  git.Write("a.yaml", "a: 1\n");
-  std::string first = git.Commit("first");
-  metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
+  PollerSetup setup;
+  GitFixture& git = setup.git;
+  const std::string& first = setup.first;
+  ControlPlaneMetrics& metrics = setup.metrics;
   StuckRepositories repos(NewLibgit2Repositories(TempDir("cache")));
   SourcePoller poller(&repos, metrics, [](const std::string&, const SourceSnapshot&) {});
   v1::Source stuck;
