@@ -293,6 +293,8 @@ TEST_F(Limits, AgentsThatSendTheStatusOnItsOwnAreStillHeard) {
     EXPECT_TRUE(
         swarm->WaitUntil([&] { return swarm->Holding("app", revision) == 3; }, absl::Seconds(30)));
   }
+  EXPECT_EQ(old_swarm.connected(), 3) << "each swarm counts its own agents";
+  EXPECT_EQ(new_swarm.connected(), 3);
   auto synced = [&](const std::string& cluster) {
     grpc::ClientContext context;
     v1::GetStatusRequest request;
