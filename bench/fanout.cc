@@ -12,10 +12,15 @@
 // with one plain TCP socket (after each commit, paired with its fan-out), and the same
 // traffic pattern (one connection per agent, a write to each and an answer from each) over
 // plain sockets, and prints the ratio of the fan-out to each: `ratio` is the median of the
-// per-commit ratios. The last line is one JSON object.
+// per-commit ratios. Each limit is the best of several timings, half of them with both
+// ends on one CPU: a short timing is only ever slowed by something else (a preempted vCPU,
+// a neighbour, waking a halted vCPU across cores, which on this VM costs from nothing to
+// 2x depending on the host), never sped up, so the best is what the machine can do. The
+// last line is one JSON object.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -142,6 +147,41 @@ void WriteAll(int fd, const char* data, int64_t size) {
   }
 }
 
+// Timings of each loopback limit; the best counts.
+constexpr int kLimitTries = 6;
+
+// Runs `seconds` with the calling thread, and so the threads and processes it starts, on
+// the first CPU it may use, then lets it use all of them again.
+double OnOneCpu(const std::function<double()>& seconds) {
+  cpu_set_t all;
+  if (sched_getaffinity(0, sizeof(all), &all) != 0) return seconds();
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  sched_setaffinity(0, sizeof(one), &one);
+  double result = seconds();
+  sched_setaffinity(0, sizeof(all), &all);
+  return result;
+}
+
+// The least of `tries` results of `seconds` that are above zero (zero when none is), every
+// other one taken on one CPU; the greatest goes to `*worst` if given.
+double BestOf(int tries, const std::function<double()>& seconds, double* worst = nullptr) {
+  double best = 0;
+  for (int i = 0; i < tries; ++i) {
+    double s = i % 2 == 0 ? seconds() : OnOneCpu(seconds);
+    if (s <= 0) continue;
+    best = best == 0 ? s : std::min(best, s);
+    if (worst != nullptr) *worst = std::max(*worst, s);
+  }
+  return best;
+}
+
 // Seconds to move `messages` writes of `size` bytes through one loopback TCP connection.
 double LoopbackSeconds(int64_t messages, int64_t size) {
   sockaddr_in addr;
@@ -175,8 +215,8 @@ double LoopbackSeconds(int64_t messages, int64_t size) {
 
 // Seconds for the fan-out's traffic pattern over plain sockets: `connections` loopback TCP
 // connections, one `size`-byte write to each, and a 16-byte answer back on each. The
-// answering side is a child process (each side holds one descriptor per connection, as
-// the control plane and the swarm do), so each side has a core, as they do.
+// answering side is a child process: each side holds one descriptor per connection, as
+// the control plane and the swarm do.
 double PerConnectionLoopbackSeconds(int connections, int64_t size) {
   sockaddr_in addr;
   int listener = LoopbackListener(4096, &addr);
@@ -270,10 +310,9 @@ int Main() {
   const int agents = absl::GetFlag(FLAGS_agents);
   // The fan-out's traffic pattern over plain sockets, measured first: each side needs a
   // descriptor per agent, which the swarm's own connections would not leave room for.
-  // 611 bytes is what a one-object delta weighs (see the results); the median of five.
-  std::vector<double> pattern;
-  for (int i = 0; i < 5; ++i) pattern.push_back(PerConnectionLoopbackSeconds(agents, 611));
-  const double pattern_limit = Median(pattern);
+  // 611 bytes is what a one-object delta weighs (see the results).
+  const double pattern_limit =
+      BestOf(kLimitTries, [&] { return PerConnectionLoopbackSeconds(agents, 611); });
   const int objects = absl::GetFlag(FLAGS_objects);
   const int commits = absl::GetFlag(FLAGS_commits);
   std::string root = TempDir("bench-fanout");
@@ -368,21 +407,25 @@ int Main() {
     fanout.push_back(absl::ToDoubleSeconds(last_ack - seen));
     sync_to_ack.push_back(absl::ToDoubleSeconds(last_ack - sync_start));
     bytes_per_agent.push_back(static_cast<double>(swarm.bytes_received() - bytes_before) / agents);
-    // The same bytes through one plain socket, right after this fan-out: this machine's
-    // speed drifts by 2x over tens of seconds, so each fan-out is compared with a limit
-    // measured within a second of it (after the status writes it caused have landed).
+    // The same bytes through one plain socket, right after this fan-out (after the status
+    // writes it caused have landed), so that each fan-out is compared with a limit measured
+    // within a second of it.
     absl::SleepFor(absl::Milliseconds(500));
     const double limit_cpu_before = CpuSeconds(getpid());
-    limits.push_back(LoopbackSeconds(agents, std::max<int64_t>(1, bytes_per_agent.back())));
+    double worst = 0;
+    limits.push_back(BestOf(
+        kLimitTries,
+        [&] { return LoopbackSeconds(agents, std::max<int64_t>(1, bytes_per_agent.back())); },
+        &worst));
     limit_cpu += CpuSeconds(getpid()) - limit_cpu_before;
     ratios.push_back(limits.back() > 0 ? fanout.back() / limits.back() : 0.0);
     printf(
         "commit %d: fan-out %.3fs (sync call to last ACK %.3fs), %.0f bytes per agent, one "
-        "socket %.4fs (ratio %.1f), control plane RSS %.1f MiB, CPU seconds so far: control "
-        "plane %.2f, swarm %.2f\n",
-        c, fanout.back(), sync_to_ack.back(), bytes_per_agent.back(), limits.back(), ratios.back(),
-        ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0, CpuSeconds(cp.pid()) - cpu_before,
-        CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
+        "socket %.4fs (worst of %d %.4fs; ratio %.1f), control plane RSS %.1f MiB, CPU seconds "
+        "so far: control plane %.2f, swarm %.2f\n",
+        c, fanout.back(), sync_to_ack.back(), bytes_per_agent.back(), limits.back(), kLimitTries,
+        worst, ratios.back(), ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0,
+        CpuSeconds(cp.pid()) - cpu_before, CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
   }
   const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
   const int64_t peak_rss = ProcStatusBytes(cp.pid(), "VmHWM");
