@@ -1,0 +1,174 @@
+#include "agent/agent.h"
+
+#include <thread>
+
+#include "agent/apply/applier.h"
+#include "agent/state/state_store.h"
+#include "common/file_system.h"
+#include "common/manifest/object.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+// A control plane on loopback, current or from before ACKs carried statuses: welcomes
+// the agent, offering `ack_carries_status` or not, sends each update in turn once the
+// one before it is acknowledged, and records every message the agent sends.
+class FakeControlPlane final : public v1::AgentService::Service {
+ public:
+  FakeControlPlane(bool ack_carries_status, std::vector<v1::BundleUpdate> updates)
+      : ack_carries_status_(ack_carries_status), updates_(std::move(updates)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeControlPlane() override { server_->Shutdown(absl::ToChronoTime(absl::Now())); }
+
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::ControlMessage, v1::AgentMessage>* stream) override {
+    v1::AgentMessage message;
+    if (!stream->Read(&message) || !message.has_hello()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a hello");
+    }
+    v1::ControlMessage welcome;
+    welcome.mutable_welcome()->set_controlplane_version("fake");
+    if (ack_carries_status_) welcome.mutable_welcome()->set_ack_carries_status(true);
+    stream->Write(welcome);
+    size_t next = 0;
+    bool waiting_for_ack = false;
+    while (true) {
+      if (!waiting_for_ack && next < updates_.size()) {
+        v1::ControlMessage update;
+        *update.mutable_update() = updates_[next++];
+        stream->Write(update);
+        waiting_for_ack = true;
+      }
+      if (!stream->Read(&message)) break;
+      MutexLock lock(&mu_);
+      received_.push_back(message);
+      if (message.has_ack()) waiting_for_ack = false;
+    }
+    return grpc::Status::OK;
+  }
+
+  // Every message the agent sent, once there are `acks` ACKs and `statuses` status
+  // messages among them (or after 30 s).
+  std::vector<v1::AgentMessage> Received(int acks, int statuses) {
+    MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(
+        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          int a = 0, s = 0;
+          for (const v1::AgentMessage& message : received_) {
+            a += message.has_ack();
+            s += message.has_status();
+          }
+          return a >= acks && s >= statuses;
+        },
+        absl::Seconds(30));
+    return received_;
+  }
+
+ private:
+  const bool ack_carries_status_;
+  const std::vector<v1::BundleUpdate> updates_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  Mutex mu_;
+  std::vector<v1::AgentMessage> received_ ABSL_GUARDED_BY(mu_);
+};
+
+// A full update of bundle "web" holding one ConfigMap with `value`.
+v1::BundleUpdate WebUpdate(const std::string& value) {
+  ObjectSet set;
+  set.Put(
+      *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: shop}\n"
+                  "data: {v: \"" +
+                      value + "\"}\n",
+                  "test"));
+  v1::BundleUpdate update;
+  update.set_bundle("web");
+  update.mutable_sync()->set_prune(true);
+  update.set_revision(ComputeRevision(set, update.sync(), ""));
+  update.set_commit("c-" + value);
+  update.set_object_count(static_cast<int>(set.size()));
+  for (const auto& [key, object] : set.objects()) *update.add_upserts() = object;
+  return update;
+}
+
+// One agent applying to a directory in memory, talking to `control_plane` until the
+// control plane has `acks` ACKs and `statuses` status messages; returns what it sent.
+std::vector<v1::AgentMessage> RunAgent(FakeControlPlane& control_plane, int acks, int statuses) {
+  MemoryFileSystem fs;
+  DirectoryApplier applier("/out", &fs);
+  BundleStateStore state("/state", &fs);
+  metrics::Registry registry;
+  AgentMetrics metrics(registry);
+  Reconciler reconciler(&applier, &state, metrics);
+  EXPECT_TRUE(reconciler.Load().ok());
+  ControlPlaneClient::Options client;
+  client.target = control_plane.target();
+  client.credentials = grpc::InsecureChannelCredentials();
+  Agent::Options options;
+  options.cluster = "east";
+  Agent agent(&reconciler, client, options, metrics);
+  Notification stop;
+  std::thread run([&] { agent.Run(&stop); });
+  std::vector<v1::AgentMessage> received = control_plane.Received(acks, statuses);
+  stop.Notify();
+  run.join();
+  return received;
+}
+
+TEST(AgentTest, AckCarriesTheAppliedStatusWhenTheControlPlaneOffersIt) {
+  v1::BundleUpdate first = WebUpdate("1"), second = WebUpdate("2");
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {first, second});
+  std::vector<v1::AgentMessage> received = RunAgent(control_plane, /*acks=*/2, /*statuses=*/0);
+
+  std::vector<v1::Ack> acks;
+  for (const v1::AgentMessage& message : received) {
+    if (message.has_ack()) acks.push_back(message.ack());
+    // Messages are ordered on the stream: a status sent on its own would come before
+    // the next ACK.
+    if (acks.size() < 2) EXPECT_FALSE(message.has_status()) << message.DebugString();
+  }
+  ASSERT_EQ(acks.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    const v1::BundleUpdate& update = i == 0 ? first : second;
+    EXPECT_EQ(acks[i].revision(), update.revision());
+    ASSERT_TRUE(acks[i].has_status()) << acks[i].DebugString();
+    EXPECT_EQ(acks[i].status().bundle(), "web");
+    EXPECT_EQ(acks[i].status().applied_revision(), update.revision());
+    EXPECT_EQ(acks[i].status().sync_state(), v1::SYNC_STATE_SYNCED);
+  }
+}
+
+TEST(AgentTest, AnOlderControlPlaneGetsTheStatusAsItsOwnMessage) {
+  v1::BundleUpdate first = WebUpdate("1"), second = WebUpdate("2");
+  FakeControlPlane control_plane(/*ack_carries_status=*/false, {first, second});
+  std::vector<v1::AgentMessage> received = RunAgent(control_plane, /*acks=*/2, /*statuses=*/2);
+
+  // Each ACK comes without a status and is followed by the status of what it applied,
+  // before the next update's ACK.
+  std::vector<std::string> sequence;
+  for (const v1::AgentMessage& message : received) {
+    if (message.has_ack()) {
+      EXPECT_FALSE(message.ack().has_status()) << message.DebugString();
+      sequence.push_back("ack " + message.ack().revision());
+    } else if (message.has_status()) {
+      EXPECT_EQ(message.status().sync_state(), v1::SYNC_STATE_SYNCED);
+      sequence.push_back("status " + message.status().applied_revision());
+    }
+  }
+  ASSERT_GE(sequence.size(), 4u);
+  EXPECT_EQ(sequence[0], "ack " + first.revision());
+  EXPECT_EQ(sequence[1], "status " + first.revision());
+  EXPECT_EQ(sequence[2], "ack " + second.revision());
+  EXPECT_EQ(sequence[3], "status " + second.revision());
+}
+
+}  // namespace
+}  // namespace gitfleet
