@@ -58,6 +58,9 @@ ABSL_FLAG(bool, ack_carries_status, true,
           "Agents put their status into the ACK (as the real agent does with this control "
           "plane); false: a separate status message after each ACK, as older agents do.");
 ABSL_FLAG(int, settle_seconds, 5, "Pause after the initial sync, before measuring.");
+ABSL_FLAG(int, idle_seconds, 30,
+          "After the commits, how long to measure the control plane's CPU with every agent "
+          "connected and nothing changing (keepalive pings come every 30 s); 0 skips it.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
 
 namespace gitfleet {
@@ -428,6 +431,17 @@ int Main() {
         CpuSeconds(cp.pid()) - cpu_before, CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
   }
   const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
+  // What holding the fleet costs while nothing changes: keepalives, timers, housekeeping.
+  const int idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
+  double idle_cpu_fraction = 0;
+  if (idle_seconds > 0) {
+    absl::SleepFor(absl::Seconds(1));  // the last commit's status writes
+    const double idle_before = CpuSeconds(cp.pid());
+    absl::SleepFor(absl::Seconds(idle_seconds));
+    idle_cpu_fraction = (CpuSeconds(cp.pid()) - idle_before) / idle_seconds;
+    printf("idle: the control plane used %.1f%% of one core over %d s with %d agents connected\n",
+           100 * idle_cpu_fraction, idle_seconds, swarm.connected());
+  }
   const int64_t peak_rss = ProcStatusBytes(cp.pid(), "VmHWM");
   const double per_agent_bytes = Median(bytes_per_agent);
   double loopback = Median(limits);
@@ -451,13 +465,14 @@ int Main() {
       "\"cp_peak_rss_bytes\": %lld, \"cp_rss_per_agent_bytes\": %lld, "
       "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, "
       "\"per_connection_limit_seconds\": %.5f, \"per_connection_ratio\": %.1f, "
-      "\"reconnects\": %lld, \"ack_carries_status\": %s}\n",
+      "\"cp_idle_cpu_fraction\": %.4f, \"reconnects\": %lld, \"ack_carries_status\": %s}\n",
       agents, objects, commits, fanout_median, fanout_max, Median(sync_to_ack), per_agent_bytes,
       static_cast<long long>(object_bytes), initial_seconds, cpu_seconds,
       static_cast<long long>(peak_rss),
       static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
       Median(ratios), pattern_limit, pattern_limit > 0 ? fanout_median / pattern_limit : 0.0,
-      static_cast<long long>(swarm.reconnects()), options.ack_carries_status ? "true" : "false");
+      idle_cpu_fraction, static_cast<long long>(swarm.reconnects()),
+      options.ack_carries_status ? "true" : "false");
   return 0;
 }
 
