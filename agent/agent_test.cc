@@ -6,10 +6,13 @@
 #include "agent/state/state_store.h"
 #include "common/file_system.h"
 #include "common/manifest/object.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace gitfleet {
 namespace {
+
+using ::testing::ElementsAre;
 
 // A control plane on loopback, current or from before ACKs carried statuses: welcomes
 // the agent, offering `ack_carries_status` or not, sends each update in turn once the
@@ -123,51 +126,45 @@ std::vector<v1::AgentMessage> RunAgent(FakeControlPlane& control_plane, int acks
   return received;
 }
 
+// What the agent said, in order: each ACK (with the status it carries, if any) and each
+// status message on its own.
+std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
+  auto status = [](const v1::StatusUpdate& status) {
+    return absl::StrCat(status.bundle(), " ", v1::SyncState_Name(status.sync_state()), " ",
+                        status.applied_revision());
+  };
+  std::vector<std::string> said;
+  for (const v1::AgentMessage& message : received) {
+    if (message.has_ack()) {
+      said.push_back(absl::StrCat(
+          "ack ", message.ack().revision(),
+          message.ack().has_status() ? " carrying " + status(message.ack().status()) : ""));
+    } else if (message.has_status()) {
+      said.push_back("status " + status(message.status()));
+    }
+  }
+  return said;
+}
+
 TEST(AgentTest, AckCarriesTheAppliedStatusWhenTheControlPlaneOffersIt) {
   v1::BundleUpdate first = WebUpdate("1"), second = WebUpdate("2");
   FakeControlPlane control_plane(/*ack_carries_status=*/true, {first, second});
-  std::vector<v1::AgentMessage> received = RunAgent(control_plane, /*acks=*/2, /*statuses=*/0);
-
-  std::vector<v1::Ack> acks;
-  for (const v1::AgentMessage& message : received) {
-    if (message.has_ack()) acks.push_back(message.ack());
-    // Messages are ordered on the stream: a status sent on its own would come before
-    // the next ACK.
-    if (acks.size() < 2) EXPECT_FALSE(message.has_status()) << message.DebugString();
-  }
-  ASSERT_EQ(acks.size(), 2u);
-  for (int i = 0; i < 2; ++i) {
-    const v1::BundleUpdate& update = i == 0 ? first : second;
-    EXPECT_EQ(acks[i].revision(), update.revision());
-    ASSERT_TRUE(acks[i].has_status()) << acks[i].DebugString();
-    EXPECT_EQ(acks[i].status().bundle(), "web");
-    EXPECT_EQ(acks[i].status().applied_revision(), update.revision());
-    EXPECT_EQ(acks[i].status().sync_state(), v1::SYNC_STATE_SYNCED);
-  }
+  // Messages are ordered on the stream, so a status sent on its own after the first ACK
+  // would come before the second.
+  EXPECT_THAT(
+      Said(RunAgent(control_plane, /*acks=*/2, /*statuses=*/0)),
+      ElementsAre(
+          "ack " + first.revision() + " carrying web SYNC_STATE_SYNCED " + first.revision(),
+          "ack " + second.revision() + " carrying web SYNC_STATE_SYNCED " + second.revision()));
 }
 
 TEST(AgentTest, AnOlderControlPlaneGetsTheStatusAsItsOwnMessage) {
   v1::BundleUpdate first = WebUpdate("1"), second = WebUpdate("2");
   FakeControlPlane control_plane(/*ack_carries_status=*/false, {first, second});
-  std::vector<v1::AgentMessage> received = RunAgent(control_plane, /*acks=*/2, /*statuses=*/2);
-
-  // Each ACK comes without a status and is followed by the status of what it applied,
-  // before the next update's ACK.
-  std::vector<std::string> sequence;
-  for (const v1::AgentMessage& message : received) {
-    if (message.has_ack()) {
-      EXPECT_FALSE(message.ack().has_status()) << message.DebugString();
-      sequence.push_back("ack " + message.ack().revision());
-    } else if (message.has_status()) {
-      EXPECT_EQ(message.status().sync_state(), v1::SYNC_STATE_SYNCED);
-      sequence.push_back("status " + message.status().applied_revision());
-    }
-  }
-  ASSERT_GE(sequence.size(), 4u);
-  EXPECT_EQ(sequence[0], "ack " + first.revision());
-  EXPECT_EQ(sequence[1], "status " + first.revision());
-  EXPECT_EQ(sequence[2], "ack " + second.revision());
-  EXPECT_EQ(sequence[3], "status " + second.revision());
+  EXPECT_THAT(
+      Said(RunAgent(control_plane, /*acks=*/2, /*statuses=*/2)),
+      ElementsAre("ack " + first.revision(), "status web SYNC_STATE_SYNCED " + first.revision(),
+                  "ack " + second.revision(), "status web SYNC_STATE_SYNCED " + second.revision()));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 // ends on one CPU: a short timing is only ever slowed by something else (a preempted vCPU,
 // a neighbour, waking a halted vCPU across cores, which on this VM costs from nothing to
 // 2x depending on the host), never sped up, so the best is what the machine can do. The
+// control plane's CPU is then timed over an idle keepalive period (--idle_seconds). The
 // last line is one JSON object.
 
 #include <netinet/in.h>
