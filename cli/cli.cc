@@ -466,13 +466,14 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CLUSTERS", "OBJECTS", "COMMIT",
+    // CURRENT: targeted clusters that acknowledged the current render, of all targeted.
+    Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CURRENT", "OBJECTS", "COMMIT",
                  "REVISION", "ERROR"});
     for (const v1::BundleInfo& b : response.bundles()) {
-      table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
-                 b.bundle().selector(), absl::StrCat(b.target_clusters()),
-                 absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
-                 b.error()});
+      table.Add(
+          {b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
+           b.bundle().selector(), absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
+           absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()), b.error()});
     }
     table.Print(out_);
     return 0;

@@ -253,9 +253,16 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
     agent.held.clear();
+    std::map<std::string, std::pair<std::string, absl::Time>> acked;
     for (const v1::HeldRevision& held : hello.held()) {
       agent.held[held.bundle()] = held.revision();
+      // What it says it holds counts as acknowledged; since when, if we knew already.
+      auto known = agent.acked.find(held.bundle());
+      acked[held.bundle()] = known != agent.acked.end() && known->second.first == held.revision()
+                                 ? known->second
+                                 : std::make_pair(held.revision(), absl::Now());
     }
+    agent.acked = std::move(acked);
     std::set<std::string> bundles;
     for (const auto& [name, target] : bundles_) {
       if (Targets(target, agent)) bundles.insert(name);
@@ -435,6 +442,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   if (current == nullptr) {
     if (held == agent->held.end()) return nullptr;
     agent->held.erase(held);
+    agent->acked.erase(bundle);
     agent->reports.erase(bundle);
     dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
     v1::ControlMessage removal;
@@ -464,9 +472,11 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       ack_need_full_.Increment();
       // Forget what we thought it held: the next message carries the whole set.
       agent->held.erase(ack.bundle());
+      agent->acked.erase(ack.bundle());
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
       ack_ok_.Increment();
+      agent->acked[ack.bundle()] = {ack.revision(), absl::Now()};
       auto target = bundles_.find(ack.bundle());
       if (target != bundles_.end()) {
         for (const auto* content : {&target->second.content, &target->second.previous}) {
@@ -583,11 +593,23 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only) {
   return out;
 }
 
-int Hub::CountMatching(const LabelSelector& selector) const {
+Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector) const {
   MutexLock lock(&mu_);
-  int count = 0;
-  for (const auto& [name, agent] : agents_) count += selector.Matches(agent.labels);
-  return count;
+  Rollout rollout;
+  auto target = bundles_.find(bundle);
+  const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
+  for (const auto& [name, agent] : agents_) {
+    if (!selector.Matches(agent.labels)) continue;
+    ++rollout.targets;
+    auto acked = agent.acked.find(bundle);
+    if (content == nullptr || acked == agent.acked.end() ||
+        content->Find(acked->second.first) == nullptr) {
+      continue;
+    }
+    ++rollout.current;
+    rollout.last_current = std::max(rollout.last_current, acked->second.second);
+  }
+  return rollout;
 }
 
 std::vector<v1::ClusterInfo> Hub::MatchingClusters(const LabelSelector& selector) const {

@@ -112,9 +112,18 @@ class Hub {
 
   // Every cluster, or only `name` when it is not empty.
   std::vector<ClusterView> Clusters(const std::string& name = "");
-  // How many known clusters `selector` matches. Copies nothing: listings call it while
-  // every agent of a big fleet is acknowledging, and take the hub's lock only to count.
-  int CountMatching(const LabelSelector& selector) const;
+  // How far `bundle` has rolled out to the known clusters `selector` matches.
+  struct Rollout {
+    int targets = 0;
+    // Targets that acknowledged a revision of the current content (or said in their
+    // hello that they hold one).
+    int current = 0;
+    // When the last of the current ones did; InfinitePast when none is.
+    absl::Time last_current = absl::InfinitePast();
+  };
+  // Copies nothing: listings call it while every agent of a big fleet is acknowledging,
+  // and take the hub's lock only to count.
+  Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const;
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
@@ -133,6 +142,8 @@ class Hub {
     std::shared_ptr<AgentConnection> connection;  // null when disconnected
     uint64_t session = 0;
     std::map<std::string, std::string> held;  // bundle -> revision the agent holds
+    // bundle -> the revision the agent last acknowledged holding, and when.
+    std::map<std::string, std::pair<std::string, absl::Time>> acked;
     std::map<std::string, v1::StatusUpdate> reports;
     std::deque<v1::DiffRequest> diff_requests;  // waiting for the stream
   };

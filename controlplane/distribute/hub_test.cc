@@ -41,10 +41,12 @@ v1::Hello MakeHello(const std::string& cluster, const std::string& env) {
   return hello;
 }
 
+// The ACK of an agent that applied `revision`.
 v1::Ack MakeAck(const std::string& bundle, const std::string& revision) {
   v1::Ack ack;
   ack.set_bundle(bundle);
   ack.set_revision(revision);
+  ack.set_ok(true);
   return ack;
 }
 
@@ -166,6 +168,7 @@ TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
   auto first = std::make_shared<FakeConnection>();
   uint64_t s1 = ServeWebToA(rev, first);
   v1::Ack ack = MakeAck("web", rev->id);
+  ack.set_ok(false);
   ack.set_need_full(true);
   hub_.OnAck(s1, ack);
   auto full = hub_.NextMessage(s1, "web");
@@ -185,7 +188,6 @@ TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
   auto rev = MakeRevision("web", {"x"});
   uint64_t a = ServeWebToA(rev, std::make_shared<FakeConnection>());
   v1::Ack ack = MakeAck("web", rev->id);
-  ack.set_ok(true);
   v1::StatusUpdate* status = ack.mutable_status();  // its bundle left empty: the ack's
   status->set_sync_state(v1::SYNC_STATE_SYNCED);
   status->set_applied_revision(rev->id);
@@ -220,15 +222,80 @@ TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   hub_.Connect(MakeHello("b", "prod"), "p", conn);
   uint64_t c = hub_.Connect(MakeHello("c", "dev"), "p", conn);
   hub_.Disconnect(c);  // known clusters count, connected or not
-  EXPECT_EQ(hub_.CountMatching(Selector("env=prod")), 2);
-  EXPECT_EQ(hub_.CountMatching(Selector("")), 3);
-  EXPECT_EQ(hub_.CountMatching(Selector("env=staging")), 0);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 2);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("")).targets, 3);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=staging")).targets, 0);
   std::vector<v1::ClusterInfo> dev = hub_.MatchingClusters(Selector("env=dev"));
   ASSERT_EQ(dev.size(), 1u);
   EXPECT_EQ(dev[0].name(), "c");
   EXPECT_FALSE(dev[0].connected());
   EXPECT_EQ(hub_.Clusters("b").size(), 1u);
   EXPECT_THAT(hub_.Clusters("nobody"), IsEmpty());
+}
+
+TEST_F(HubTest, RolloutCountsTheTargetsThatAcknowledgedTheCurrentContent) {
+  auto conn = std::make_shared<FakeConnection>();
+  auto rev1 = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev1));
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  hub_.Connect(MakeHello("c", "dev"), "p", conn);  // not targeted
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  Hub::Rollout rollout = hub_.RolloutOf("web", Selector("env=prod"));
+  EXPECT_EQ(rollout.targets, 2);
+  EXPECT_EQ(rollout.current, 0) << "sent is not acknowledged";
+  EXPECT_EQ(rollout.last_current, absl::InfinitePast());
+
+  absl::Time before = absl::Now();
+  hub_.OnAck(a, MakeAck("web", rev1->id));
+  v1::Ack failed = MakeAck("web", rev1->id);
+  failed.set_ok(false);
+  failed.set_message("admission webhook said no");
+  hub_.OnAck(b, failed);
+  rollout = hub_.RolloutOf("web", Selector("env=prod"));
+  EXPECT_EQ(rollout.current, 1) << "a failed apply is not current";
+  EXPECT_GE(rollout.last_current, before);
+  EXPECT_LE(rollout.last_current, absl::Now());
+
+  hub_.OnAck(b, MakeAck("web", rev1->id));
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 2);
+
+  // A new commit: nobody is current until they acknowledge it.
+  auto rev2 = MakeRevision("web", {"x", "y"});
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev2));
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0);
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  hub_.OnAck(a, MakeAck("web", rev2->id));
+  v1::Ack need_full = MakeAck("web", rev2->id);
+  need_full.set_ok(false);
+  need_full.set_need_full(true);
+  hub_.OnAck(b, need_full);  // b no longer holds rev1 either
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 1);
+
+  // A disconnected cluster still runs what it acknowledged; one that reconnects counts
+  // as holding what its hello says, since when it first said so.
+  absl::Time a_acked = hub_.RolloutOf("web", Selector("env=prod")).last_current;
+  hub_.Disconnect(a);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 1);
+  v1::Hello hello = MakeHello("a", "prod");
+  v1::HeldRevision* held = hello.add_held();
+  held->set_bundle("web");
+  held->set_revision(rev2->id);
+  a = hub_.Connect(hello, "p", conn);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).last_current, a_acked);
+  v1::Hello b_hello = MakeHello("b", "prod");
+  *b_hello.add_held() = *held;
+  b = hub_.Connect(b_hello, "p", conn);
+  rollout = hub_.RolloutOf("web", Selector("env=prod"));
+  EXPECT_EQ(rollout.current, 2);
+  EXPECT_GT(rollout.last_current, a_acked) << "b said so only now";
+
+  // Untargeted clusters are sent a removal and hold nothing afterwards.
+  hub_.SetBundle("web", Selector("env=dev"), SingleRevision(rev2));
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 1);
+  EXPECT_EQ(hub_.RolloutOf("nothing", Selector("")).current, 0);
 }
 
 TEST_F(HubTest, ClusterConditionsAreKeptByTypeAndReportedAfreshOnReconnect) {

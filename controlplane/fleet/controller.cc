@@ -360,7 +360,12 @@ std::vector<v1::BundleInfo> Controller::ListBundles() {
   // Counted by the hub, outside our lock: copying every cluster to count them made a
   // listing cost megabytes at 10,000 clusters, under the lock every agent's ACK takes.
   for (size_t i = 0; i < out.size(); ++i) {
-    out[i].set_target_clusters(hub_->CountMatching(selectors[i]));
+    Hub::Rollout rollout = hub_->RolloutOf(out[i].bundle().name(), selectors[i]);
+    out[i].set_target_clusters(rollout.targets);
+    out[i].set_current_clusters(rollout.current);
+    if (rollout.targets > 0 && rollout.current == rollout.targets) {
+      *out[i].mutable_rolled_out_time() = ToProtoTime(rollout.last_current);
+    }
   }
   return out;
 }

@@ -30,6 +30,7 @@ using ::gitfleet::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
 constexpr char kAgent[] = "agent/gitfleet-agent";
@@ -259,6 +260,12 @@ TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
   EXPECT_THAT(json, HasSubstr("\"desired_commit\": \"" + third + "\""));
   EXPECT_THAT(json, HasSubstr("\"applied_time\""));
   EXPECT_THAT(Ctl({"cluster", "list"}), HasSubstr("env=prod,region=eu"));
+  // Both bundles rolled out everywhere they target: web to one cluster, base to two.
+  EXPECT_TRUE(Eventually([&] {
+    std::string list = Ctl({"bundle", "list"});
+    return list.find(" 1/1 ") != std::string::npos && list.find(" 2/2 ") != std::string::npos;
+  })) << Ctl({"bundle", "list"});
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}), HasSubstr("\"rolled_out_time\""));
 }
 
 TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
@@ -458,7 +465,15 @@ TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluste
   })) << cp_->Log();
   ExpectSynced("prod-eu", "web", first);
   EXPECT_EQ(Status("staging", "web")[0].applied_revision(), staging_revision);
-  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}), HasSubstr("\"variants\": 2"));
+  // The cluster whose values do not render holds nothing, so the rollout is not done.
+  std::string bundles;
+  EXPECT_TRUE(Eventually([&] {
+    bundles = Ctl({"bundle", "list", "-o", "json"});
+    return bundles.find("\"current_clusters\": 2") != std::string::npos;
+  })) << bundles;
+  EXPECT_THAT(bundles, HasSubstr("\"variants\": 2"));
+  EXPECT_THAT(bundles, HasSubstr("\"target_clusters\": 3"));
+  EXPECT_THAT(bundles, Not(HasSubstr("\"rolled_out_time\"")));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
