@@ -6,7 +6,9 @@
 //
 // For each commit it changes one object, tells the control plane to fetch, and waits until
 // every agent acknowledged the new revision. It reports the time from the control plane
-// seeing the commit (the bundle's seen time) to the last ACK, the update bytes each agent
+// seeing the commit (the bundle's seen time) to it reading the last ACK (the bundle's
+// rolled-out time, on the same clock; the swarm's sending of it is reported too), the
+// update bytes each agent
 // received, the control plane's CPU seconds and peak RSS, and its RSS per connected agent.
 // In the same run it measures how fast this machine moves the same bytes over loopback
 // with one plain TCP socket (after each commit, paired with its fan-out), and the same
@@ -371,7 +373,7 @@ int Main() {
   const double cpu_before = CpuSeconds(cp.pid());
   const double swarm_cpu_before = CpuSeconds(getpid());
 
-  std::vector<double> fanout, sync_to_ack, bytes_per_agent, limits, ratios;
+  std::vector<double> fanout, swarm_fanout, sync_to_ack, bytes_per_agent, limits, ratios;
   double limit_cpu = 0;  // the swarm process's CPU spent timing the limits, not the swarm's
   int64_t object_bytes = 0;
   for (int c = 0; c < commits; ++c) {
@@ -398,7 +400,30 @@ int Main() {
               swarm.Holding("bench", revision), agents);
       return 1;
     }
-    absl::Time last_ack = swarm.LastAckOf("bench", revision);
+    const absl::Time swarm_last_ack = swarm.LastAckOf("bench", revision);
+    // The control plane's own account, by the clock that stamped the seen time: when it
+    // read the last ACK (the swarm sent it a little earlier, and the control plane may
+    // still be reading the last ones).
+    // The time is the control plane's, so asking seldom loses nothing, and each listing
+    // counts the fleet under the lock the last ACKs need.
+    v1::BundleInfo rollout;
+    auto rolled_out = [&] {
+      v1::ListBundlesResponse listed;
+      if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &listed).ok() ||
+          listed.bundles_size() != 1) {
+        return false;
+      }
+      rollout = listed.bundles(0);
+      return rollout.revision() == revision && rollout.has_rolled_out_time();
+    };
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (!rolled_out() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(100));
+    if (!rollout.has_rolled_out_time() || rollout.revision() != revision) {
+      fprintf(stderr, "commit %d: the control plane counts %d of %d clusters current\n", c,
+              rollout.current_clusters(), rollout.target_clusters());
+      return 1;
+    }
+    const absl::Time last_ack = FromProtoTime(rollout.rolled_out_time());
     v1::GetStatusRequest status_request;
     status_request.set_cluster("swarm-0");
     status_request.set_bundle("bench");
@@ -409,6 +434,7 @@ int Main() {
     }
     absl::Time seen = FromProtoTime(status.statuses(0).seen_time());
     fanout.push_back(absl::ToDoubleSeconds(last_ack - seen));
+    swarm_fanout.push_back(absl::ToDoubleSeconds(swarm_last_ack - seen));
     sync_to_ack.push_back(absl::ToDoubleSeconds(last_ack - sync_start));
     bytes_per_agent.push_back(static_cast<double>(swarm.bytes_received() - bytes_before) / agents);
     // The same bytes through one plain socket, right after this fan-out (after the status
@@ -424,12 +450,13 @@ int Main() {
     limit_cpu += CpuSeconds(getpid()) - limit_cpu_before;
     ratios.push_back(limits.back() > 0 ? fanout.back() / limits.back() : 0.0);
     printf(
-        "commit %d: fan-out %.3fs (sync call to last ACK %.3fs), %.0f bytes per agent, one "
-        "socket %.4fs (worst of %d %.4fs; ratio %.1f), control plane RSS %.1f MiB, CPU seconds "
-        "so far: control plane %.2f, swarm %.2f\n",
-        c, fanout.back(), sync_to_ack.back(), bytes_per_agent.back(), limits.back(), kLimitTries,
-        worst, ratios.back(), ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0,
-        CpuSeconds(cp.pid()) - cpu_before, CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
+        "commit %d: fan-out %.3fs (last ACK sent at %.3fs; sync call to last ACK %.3fs), %.0f "
+        "bytes per agent, one socket %.4fs (worst of %d %.4fs; ratio %.1f), control plane RSS "
+        "%.1f MiB, CPU seconds so far: control plane %.2f, swarm %.2f\n",
+        c, fanout.back(), swarm_fanout.back(), sync_to_ack.back(), bytes_per_agent.back(),
+        limits.back(), kLimitTries, worst, ratios.back(),
+        ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0, CpuSeconds(cp.pid()) - cpu_before,
+        CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
   }
   const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
   // What holding the fleet costs while nothing changes: keepalives, timers, housekeeping.
@@ -461,15 +488,16 @@ int Main() {
   printf(
       "{\"bench\": \"fanout\", \"agents\": %d, \"objects\": %d, \"commits\": %d, "
       "\"fanout_seconds_median\": %.4f, \"fanout_seconds_max\": %.4f, "
-      "\"sync_to_last_ack_seconds_median\": %.4f, \"bytes_per_agent\": %.0f, "
+      "\"last_ack_sent_seconds_median\": %.4f, \"sync_to_last_ack_seconds_median\": %.4f, "
+      "\"bytes_per_agent\": %.0f, "
       "\"object_bytes\": %lld, \"initial_sync_seconds\": %.2f, \"cp_cpu_seconds\": %.2f, "
       "\"cp_peak_rss_bytes\": %lld, \"cp_rss_per_agent_bytes\": %lld, "
       "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, "
       "\"per_connection_limit_seconds\": %.5f, \"per_connection_ratio\": %.1f, "
       "\"cp_idle_cpu_fraction\": %.4f, \"reconnects\": %lld, \"ack_carries_status\": %s}\n",
-      agents, objects, commits, fanout_median, fanout_max, Median(sync_to_ack), per_agent_bytes,
-      static_cast<long long>(object_bytes), initial_seconds, cpu_seconds,
-      static_cast<long long>(peak_rss),
+      agents, objects, commits, fanout_median, fanout_max, Median(swarm_fanout),
+      Median(sync_to_ack), per_agent_bytes, static_cast<long long>(object_bytes), initial_seconds,
+      cpu_seconds, static_cast<long long>(peak_rss),
       static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
       Median(ratios), pattern_limit, pattern_limit > 0 ? fanout_median / pattern_limit : 0.0,
       idle_cpu_fraction, static_cast<long long>(swarm.reconnects()),
