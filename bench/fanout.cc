@@ -416,9 +416,7 @@ int Main() {
       rollout = listed.bundles(0);
       return rollout.revision() == revision && rollout.has_rolled_out_time();
     };
-    const absl::Time give_up = absl::Now() + absl::Seconds(60);
-    while (!rolled_out() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(100));
-    if (!rollout.has_rolled_out_time() || rollout.revision() != revision) {
+    if (!swarm.WaitUntil(rolled_out, absl::Seconds(60), absl::Milliseconds(100))) {
       fprintf(stderr, "commit %d: the control plane counts %d of %d clusters current\n", c,
               rollout.current_clusters(), rollout.target_clusters());
       return 1;

@@ -356,11 +356,12 @@ int64_t Swarm::bytes_received() const { return counters_.bytes.load(); }
 int64_t Swarm::messages_received() const { return counters_.messages.load(); }
 int64_t Swarm::reconnects() const { return counters_.reconnects.load(); }
 
-bool Swarm::WaitUntil(const std::function<bool()>& done, absl::Duration timeout) const {
+bool Swarm::WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
+                      absl::Duration interval) const {
   absl::Time deadline = absl::Now() + timeout;
   while (!done()) {
     if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(10));
+    absl::SleepFor(interval);
   }
   return true;
 }

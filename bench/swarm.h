@@ -61,8 +61,9 @@ class Swarm {
   int64_t bytes_received() const;
   int64_t messages_received() const;
   int64_t reconnects() const;
-  // Polls `done` every 10 ms until it holds or `timeout` passes.
-  bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout) const;
+  // Polls `done` every `interval` until it holds or `timeout` passes.
+  bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
+                 absl::Duration interval = absl::Milliseconds(10)) const;
 
   class Agent;  // one simulated agent (swarm.cc)
   const SwarmOptions& options() const { return options_; }
