@@ -8,6 +8,10 @@ namespace gitfleet {
 Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
              AgentMetrics& metrics)
     : reconciler_(reconciler), options_(std::move(options)), metrics_(metrics) {
+  {
+    MutexLock lock(&mu_);
+    fleet_id_ = options_.fleet_id;
+  }
   RefreshHeld();
   ControlPlaneClient::Callbacks callbacks;
   callbacks.hello = [this] { return BuildHello(); };
@@ -15,7 +19,7 @@ Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
   callbacks.on_connected = [this](const v1::Welcome& welcome) {
     metrics_.connected.Set(1);
     GF_LOG(INFO) << "connected to the control plane as cluster " << options_.cluster;
-    Enqueue(Connected{welcome.ack_carries_status()});
+    Enqueue(Connected{welcome});
   };
   callbacks.on_disconnected = [](const absl::Status&) {};
   client_ = std::make_unique<ControlPlaneClient>(std::move(client_options), std::move(callbacks),
@@ -28,6 +32,7 @@ v1::Hello Agent::BuildHello() {
   hello.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello.set_agent_version(options_.version);
   MutexLock lock(&mu_);
+  hello.set_fleet_id(fleet_id_);
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
   return hello;
 }
@@ -49,9 +54,52 @@ void Agent::SendStatus(const v1::StatusUpdate& status) {
   client_->Send(message);
 }
 
+void Agent::TakeWelcome(const v1::Welcome& welcome) {
+  std::string trusted;
+  {
+    MutexLock lock(&mu_);
+    trusted = fleet_id_;
+  }
+  const std::string& offered = welcome.fleet_id();
+  bool trust = true;
+  if (offered.empty()) {
+    // A control plane from before fleet ids: nothing to compare.
+  } else if (welcome.adopt() || trusted.empty()) {
+    if (welcome.adopt()) {
+      GF_LOG(WARNING) << "adopted by control plane of fleet " << offered
+                      << (trusted.empty() || trusted == offered ? ""
+                                                                : " (was fleet " + trusted + ")")
+                      << ": it may now replace and remove what this cluster holds";
+      reconciler_->Adopt();
+    } else {
+      GF_LOG(INFO) << "first served by fleet " << offered << "; remembering it";
+    }
+    if (options_.save_fleet_id) {
+      if (absl::Status saved = options_.save_fleet_id(offered); !saved.ok()) {
+        GF_LOG(ERROR) << "cannot record the fleet id: " << saved;
+      }
+    }
+    MutexLock lock(&mu_);
+    fleet_id_ = offered;
+  } else if (offered != trusted) {
+    trust = false;
+    GF_LOG(WARNING) << "this cluster was served by fleet " << trusted
+                    << ", and the control plane is fleet " << offered
+                    << " (an empty or replaced data dir?): it may add bundles, but not replace "
+                       "or remove any this cluster holds until: gitfleetctl cluster adopt "
+                    << options_.cluster;
+  }
+  reconciler_->SetServingFleet(offered, trust);
+}
+
 void Agent::SendConditions(bool all) {
-  if (!options_.conditions) return;
-  for (v1::ClusterCondition& condition : options_.conditions()) {
+  std::vector<v1::ClusterCondition> current = reconciler_->Conditions();
+  if (options_.conditions) {
+    for (v1::ClusterCondition& condition : options_.conditions()) {
+      current.push_back(std::move(condition));
+    }
+  }
+  for (v1::ClusterCondition& condition : current) {
     v1::ClusterCondition& held = conditions_[condition.type()];
     bool same = held.ok() == condition.ok() && held.reason() == condition.reason() &&
                 held.message() == condition.message() && !held.type().empty();
@@ -80,7 +128,8 @@ void Agent::SendConditions(bool all) {
 void Agent::Handle(const Event& event) {
   if (const auto* connected = std::get_if<Connected>(&event)) {
     // Events are handled in order, so every update of this stream comes after its welcome.
-    ack_carries_status_ = connected->ack_carries_status;
+    ack_carries_status_ = connected->welcome.ack_carries_status();
+    TakeWelcome(connected->welcome);
     // The control plane may have missed changes while we were apart.
     for (const v1::StatusUpdate& status : reconciler_->AllStatuses()) SendStatus(status);
     SendConditions(/*all=*/true);

@@ -37,6 +37,10 @@ class Agent {
     // Called about once a second; what it returns is sent when it changes and after
     // each connect. Empty for targets with nothing to say about the whole cluster.
     std::function<std::vector<v1::ClusterCondition>()> conditions;
+    // The fleet id of the control plane the agent trusts ("" before the first), and where
+    // a new one is recorded (on the first welcome, and on an adoption).
+    std::string fleet_id;
+    std::function<absl::Status(const std::string&)> save_fleet_id;
   };
 
   Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
@@ -47,7 +51,7 @@ class Agent {
 
  private:
   struct Connected {
-    bool ack_carries_status = false;  // from the welcome
+    v1::Welcome welcome;
   };
   using Event = std::variant<v1::ControlMessage, Connected>;
 
@@ -58,6 +62,8 @@ class Agent {
   void SendConditions(bool all);
   v1::Hello BuildHello();
   void RefreshHeld();
+  // Decides whether the welcoming control plane is trusted (see Reconciler).
+  void TakeWelcome(const v1::Welcome& welcome);
 
   Reconciler* const reconciler_;
   const Options options_;
@@ -70,6 +76,7 @@ class Agent {
   Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
+  std::string fleet_id_ ABSL_GUARDED_BY(mu_);  // the trusted fleet, for the hello
 };
 
 }  // namespace gitfleet

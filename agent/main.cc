@@ -148,6 +148,8 @@ int Main(ShutdownSignals& signals) {
   Reconciler reconciler(applier.get(), &state, metrics,
                         absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)));
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
+  absl::StatusOr<std::string> fleet_id = state.LoadFleetId();
+  if (!fleet_id.ok()) return Fail(fleet_id.status());
 
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, [] { return std::string(); });
@@ -163,6 +165,8 @@ int Main(ShutdownSignals& signals) {
   options.cluster = cluster;
   options.labels = *labels;
   options.resync_interval = absl::Seconds(absl::GetFlag(FLAGS_resync_interval_seconds));
+  options.fleet_id = *fleet_id;
+  options.save_fleet_id = [&state](const std::string& id) { return state.SaveFleetId(id); };
   if (kube != nullptr) {
     options.conditions = [client = kube.get()] {
       KubeClient::Access access = client->CheckAccess(absl::Seconds(30));

@@ -47,7 +47,13 @@ commands:
              [--values-file=FILE,...]           helm values files in the chart
   bundle list
   bundle remove NAME
-  cluster list
+  cluster list           with each cluster's orphaned bundles (held, not known here)
+  cluster adopt NAME     let this control plane replace and remove what the cluster holds
+                         (its agent was served by another fleet, or by a newer definition)
+  cluster forget NAME --bundle=B [--prune]
+                         release a bundle the cluster holds (an orphan): the agent forgets
+                         it; with --prune it deletes what gitfleet created there
+  backup --out=FILE      a crash-consistent copy of the control plane's store
   status [--cluster=NAME] [--bundle=NAME]
   diff --cluster=NAME --bundle=NAME
                          what applying the bundle would change on that cluster now (the
@@ -222,6 +228,8 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_committed_time(FormatTime(s.committed_time()));
   row.set_seen_time(FormatTime(s.seen_time()));
   row.set_applied_time(FormatTime(s.applied_time()));
+  row.set_orphaned(s.orphaned());
+  if (s.orphaned()) row.set_sync_state("Orphaned");
   return row;
 }
 
@@ -289,6 +297,9 @@ class Cli {
     if (noun == "bundle" && verb == "list") return BundleList();
     if (noun == "bundle" && verb == "remove") return BundleRemove();
     if (noun == "cluster" && verb == "list") return ClusterList();
+    if (noun == "cluster" && verb == "adopt") return ClusterAdopt();
+    if (noun == "cluster" && verb == "forget") return ClusterForget();
+    if (noun == "backup") return Backup();
     if (noun == "diff") return Diff();
     if (noun == "status") return Status();
     if (noun == "sync") return Sync();
@@ -499,10 +510,17 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "CONNECTED", "LABELS", "BUNDLES", "LAST SEEN", "VERSION", "PROBLEMS"});
+    Table table(
+        {"NAME", "CONNECTED", "LABELS", "BUNDLES", "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
       std::vector<std::string> problems;
+      if (c.adopt_pending()) {
+        problems.push_back("adoption pending: takes effect when the agent reconnects");
+      } else if (!c.foreign_fleet_id().empty()) {
+        problems.push_back(absl::StrCat("served by fleet ", c.foreign_fleet_id(),
+                                        ": run gitfleetctl cluster adopt ", c.name()));
+      }
       for (const v1::ClusterCondition& condition : c.conditions()) {
         if (!condition.ok()) {
           problems.push_back(
@@ -511,9 +529,75 @@ class Cli {
       }
       table.Add({c.name(), c.connected() ? "yes" : "no",
                  absl::StrJoin(labels, ",", absl::PairFormatter("=")), absl::StrCat(c.bundles()),
+                 c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
                  FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; ")});
     }
     table.Print(out_);
+    return 0;
+  }
+
+  int ClusterAdopt() {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::AdoptClusterRequest request;
+    request.set_cluster(*name);
+    v1::AdoptClusterResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::AdoptCluster, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << "cluster " << *name
+         << " adopted: its agent takes this control plane's revisions and removals from its "
+            "next connect\n";
+    return 0;
+  }
+
+  int ClusterForget() {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::ForgetBundleRequest request;
+    request.set_cluster(*name);
+    request.set_bundle(args_.TakeOr("bundle", ""));
+    if (request.bundle().empty()) return Usage("cluster forget needs --bundle=NAME");
+    absl::StatusOr<bool> prune = args_.TakeBool("prune", false);
+    if (!prune.ok()) return Usage(std::string(prune.status().message()));
+    request.set_prune(*prune);
+    v1::ForgetBundleResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::ForgetBundle, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << "cluster " << *name << " told to forget bundle " << request.bundle()
+         << (*prune ? "; it deletes the objects gitfleet created" : "; its objects stay") << "\n";
+    return 0;
+  }
+
+  int Backup() {
+    if (args_.words().size() > 1) return Usage("backup takes no arguments; use --out=FILE");
+    std::string out = args_.TakeOr("out", "");
+    if (out.empty()) return Usage("backup needs --out=FILE");
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    std::unique_ptr<grpc::ClientReader<v1::BackupChunk>> reader =
+        stub_->Backup(&context, v1::BackupRequest());
+    std::string data;
+    v1::BackupChunk chunk;
+    while (reader->Read(&chunk)) data += chunk.data();
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) {
+      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
+           << status.error_message() << "\n";
+      return 1;
+    }
+    // Written whole or not at all: a half-written backup must never look like one.
+    if (absl::Status written = PosixFileSystem().WriteFileAtomically(out, data); !written.ok()) {
+      err_ << "gitfleetctl: " << written.message() << "\n";
+      return 1;
+    }
+    if (format_ == "table")
+      out_ << "backup of " << data.size() << " bytes written to " << out << "\n";
     return 0;
   }
 
@@ -565,6 +649,7 @@ class Cli {
     for (const v1::BundleStatus& s : response.statuses()) *list.add_statuses() = ToRow(s);
     if (format_ != "table") return Print(list);
     Table table({"CLUSTER", "BUNDLE", "SYNC", "HEALTH", "DESIRED", "APPLIED", "MESSAGE"});
+    // Orphans show as sync "Orphaned" with no desired commit.
     for (const StatusRow& row : list.statuses()) {
       table.Add({row.cluster(), row.bundle(), row.sync_state(), row.health(),
                  Short(row.desired_commit()), Short(row.applied_commit()), row.message()});

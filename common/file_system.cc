@@ -41,7 +41,7 @@ absl::Status MakeDirs(const std::string& dir) {
   }
   absl::Status parent = MakeDirs(Dirname(dir));
   if (!parent.ok()) return parent;
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoError("cannot create directory", dir, errno);
   }
   return absl::OkStatus();
@@ -74,7 +74,7 @@ class PosixFs : public FileSystem {
     absl::Status made = MakeDirs(dir);
     if (!made.ok()) return made;
     std::string tmp = absl::StrCat(path, ".tmp-", getpid(), "-", absl::Uniform<uint32_t>(bitgen_));
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoError("cannot create", tmp, errno);
     size_t done = 0;
     while (done < data.size()) {

@@ -103,10 +103,15 @@ int Main(ShutdownSignals& signals) {
       SqliteStore::Open(absl::StrCat(data_dir, "/gitfleet.db"));
   if (!store.ok()) return Fail(store.status());
 
+  absl::StatusOr<std::string> fleet_id = LoadOrCreateFleetId(store->get());
+  if (!fleet_id.ok()) return Fail(fleet_id.status());
+  GF_LOG(INFO) << "fleet id " << *fleet_id;
+
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(absl::StrCat(data_dir, "/git"));
   Hub hub(store->get(), metrics);
+  hub.SetFleetId(*fleet_id);
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
   ControllerOptions options;
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
@@ -128,7 +133,7 @@ int Main(ShutdownSignals& signals) {
   limits.message_burst = limits.messages_per_second * 10;
   limits.connect_burst = absl::GetFlag(FLAGS_agent_connect_burst);
   AgentServiceImpl agent_service(&hub, tokens.get(), metrics, limits);
-  AdminServiceImpl admin_service(&controller);
+  AdminServiceImpl admin_service(&controller, store->get(), data_dir);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -96,6 +96,18 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                        .Name("gitfleet_agent_limit_hits_total")
                        .Help("Agent streams cut by a limit, by limit.")
                        .LabelNames({"limit"})
-                       .Register(r)) {}
+                       .Register(r)),
+      store_rows_skipped(BuildCounter()
+                             .Name("gitfleet_store_rows_skipped_total")
+                             .Help("Stored rows that could not be loaded at start and were "
+                                   "skipped (the log names each), by bucket.")
+                             .LabelNames({"bucket"})
+                             .Register(r)),
+      orphaned_bundles(BuildGauge()
+                           .Name("gitfleet_orphaned_bundles")
+                           .Help("Bundles that agents hold and this control plane does not "
+                                 "know: kept applied until forgotten or defined again.")
+                           .Register(r)
+                           .Add({})) {}
 
 }  // namespace gitfleet

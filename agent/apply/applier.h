@@ -5,7 +5,7 @@
 // reads back whether they still match and how healthy they are.
 //
 //   DirectoryApplier applier("/var/lib/gitfleet/out");
-//   GF_RETURN_IF_ERROR(applier.Apply(object, {"web", ""}));
+//   absl::StatusOr<ApplyResult> applied = applier.Apply(object, {"web", ""}, /*first=*/true);
 //
 // Implementations are thread-safe.
 
@@ -24,14 +24,29 @@ struct ApplyContext {
   std::string target_namespace;
 };
 
+struct ApplyResult {
+  // The object did not exist before this apply: gitfleet created it, so pruning it later
+  // deletes it. An object gitfleet found existing is only released.
+  bool created = false;
+};
+
 class Applier {
  public:
   virtual ~Applier() = default;
   virtual const char* name() const = 0;
-  // Creates or updates the live object to match `object`.
-  virtual absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) = 0;
+  // Creates or updates the live object to match `object`. `first`: the bundle has not
+  // applied this object before, so an existing one is checked first: one that another
+  // bundle manages is FailedPrecondition (a conflict, never a takeover).
+  virtual absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object,
+                                            const ApplyContext& context, bool first) = 0;
   // Deletes the live object; OK when it is already gone.
   virtual absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) = 0;
+  // Lets go of an object gitfleet found existing (did not create): gives up the fields it
+  // applied and its bundle label, and deletes it only when the object itself says so
+  // (annotation gitfleet.io/prune: "true"). By default: leaves it as it is.
+  virtual absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) {
+    return absl::OkStatus();
+  }
   // Whether the live object still matches `object` as applied (false when missing).
   // FailedPrecondition when someone else now owns it (it is reported, not re-applied).
   virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
@@ -76,12 +91,14 @@ class Applier {
 };
 
 // One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written
-// atomically. Objects are Healthy once their file exists.
+// atomically. Objects are Healthy once their file exists. A file that existed before
+// gitfleet first wrote it was found, not created: releasing it leaves it in place.
 class DirectoryApplier : public Applier {
  public:
   DirectoryApplier(std::string dir, FileSystem* fs) : dir_(std::move(dir)), fs_(fs) {}
   const char* name() const override { return "directory"; }
-  absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) override;
+  absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
+                                    bool first) override;
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;

@@ -28,10 +28,21 @@ absl::StatusOr<std::string> DirectoryApplier::PathFor(const v1::ObjectKey& key) 
   return absl::StrCat(dir_, "/", ns, "/", key.kind(), "/", key.name(), ".yaml");
 }
 
-absl::Status DirectoryApplier::Apply(const v1::ManifestObject& object, const ApplyContext&) {
+absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& object,
+                                                    const ApplyContext&, bool) {
   absl::StatusOr<std::string> path = PathFor(object.key());
   if (!path.ok()) return path.status();
-  return fs_->WriteFileAtomically(*path, object.yaml());
+  ApplyResult result;
+  absl::StatusOr<std::string> existing = fs_->ReadFile(*path);
+  if (absl::IsNotFound(existing.status())) {
+    result.created = true;
+  } else if (!existing.ok()) {
+    return existing.status();
+  }
+  if (absl::Status written = fs_->WriteFileAtomically(*path, object.yaml()); !written.ok()) {
+    return written;
+  }
+  return result;
 }
 
 absl::Status DirectoryApplier::Delete(const v1::ObjectKey& key, const ApplyContext&) {

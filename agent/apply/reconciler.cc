@@ -1,5 +1,6 @@
 #include "agent/apply/reconciler.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -37,9 +38,10 @@ Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& 
     : applier_(applier), health_interval_(health_interval), state_(state), metrics_(metrics) {}
 
 absl::Status Reconciler::Load() {
-  absl::StatusOr<std::map<std::string, v1::AgentBundleRecord>> records = state_->LoadAll();
-  if (!records.ok()) return records.status();
-  for (auto& [name, record] : *records) {
+  absl::StatusOr<BundleStateStore::Loaded> loaded = state_->LoadAll();
+  if (!loaded.ok()) return loaded.status();
+  moved_aside_ = loaded->moved_aside;
+  for (auto& [name, record] : loaded->records) {
     Bundle& bundle = bundles_[name];
     bundle.record = std::move(record);
     bundle.backoff = NewBackoff();
@@ -57,6 +59,65 @@ absl::Status Reconciler::Load() {
   GF_LOG(INFO) << "state: " << bundles_.size() << " bundles held";
   UpdateBundleGauges();
   return absl::OkStatus();
+}
+
+void Reconciler::SetServingFleet(const std::string& fleet_id, bool trusted) {
+  serving_fleet_ = fleet_id;
+  trusted_ = trusted;
+  if (trusted) refused_.clear();
+}
+
+void Reconciler::Adopt() {
+  for (auto& [name, bundle] : bundles_) {
+    bundle.record.set_generation(0);
+    bundle.record.clear_fleet_id();
+    if (absl::Status saved = state_->Save(bundle.record); !saved.ok()) {
+      GF_LOG(ERROR) << "cannot record the adoption of bundle " << name << ": " << saved;
+    }
+  }
+  refused_.clear();
+}
+
+std::string Reconciler::Refusal(const Bundle& bundle, int64_t generation) const {
+  if (!trusted_) {
+    return absl::StrCat("control plane of fleet ", serving_fleet_,
+                        " is not the fleet this cluster was served by; it may not replace or "
+                        "remove bundle ",
+                        bundle.record.bundle(),
+                        " until an operator runs: gitfleetctl cluster adopt CLUSTER");
+  }
+  if (generation > 0 && bundle.record.fleet_id() == serving_fleet_ &&
+      generation < bundle.record.generation()) {
+    return absl::StrCat("control plane behind: it offers generation ", generation, " of bundle ",
+                        bundle.record.bundle(), ", this cluster applied generation ",
+                        bundle.record.generation(),
+                        "; keeping the newer (restore a newer backup, or adopt the cluster)");
+  }
+  return "";
+}
+
+std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
+  std::vector<v1::ClusterCondition> out;
+  v1::ClusterCondition refusals;
+  refusals.set_type("ControlPlaneTrust");
+  refusals.set_ok(refused_.empty());
+  if (!refused_.empty()) {
+    refusals.set_reason(trusted_ ? "ControlPlaneBehind" : "ForeignFleet");
+    refusals.set_message(absl::StrCat(
+        refused_.size(), " bundles kept as they are; first: ", refused_.begin()->second));
+  }
+  out.push_back(std::move(refusals));
+  if (!moved_aside_.empty()) {
+    v1::ClusterCondition state;
+    state.set_type("AgentState");
+    state.set_ok(false);
+    state.set_reason("CorruptStateFile");
+    state.set_message(
+        absl::StrCat(moved_aside_.size(), " state files were corrupt and moved aside (",
+                     moved_aside_.front(), ".corrupt); their bundles were asked for again"));
+    out.push_back(std::move(state));
+  }
+  return out;
 }
 
 std::vector<v1::HeldRevision> Reconciler::Held() const {
@@ -103,12 +164,26 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
     return outcome;
   }
 
+  if (it != bundles_.end() && !it->second.record.desired().revision().empty()) {
+    if (std::string why = Refusal(it->second, update.generation()); !why.empty()) {
+      GF_LOG(WARNING) << "bundle " << update.bundle() << ": refused revision "
+                      << update.revision().substr(0, 12) << ": " << why;
+      refused_[update.bundle()] = why;
+      outcome.ack.set_ok(false);
+      outcome.ack.set_refused(true);
+      outcome.ack.set_message(why);
+      return outcome;
+    }
+  }
+  refused_.erase(update.bundle());
   if (it == bundles_.end()) {
     it = bundles_.emplace(update.bundle(), Bundle()).first;
     it->second.record.set_bundle(update.bundle());
     it->second.backoff = NewBackoff();
   }
   Bundle& bundle = it->second;
+  bundle.record.set_fleet_id(serving_fleet_);
+  if (update.generation() > 0) bundle.record.set_generation(update.generation());
   v1::RevisionRecord& record = *bundle.record.mutable_desired();
   record.Clear();
   record.set_bundle(update.bundle());
@@ -239,8 +314,15 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       ++unchanged;
       continue;
     }
+    const bool created_before =
+        std::find(record.created().begin(), record.created().end(), key) != record.created().end();
     absl::Status status = SyncWave(object).status();
-    if (status.ok()) status = applier_->Apply(object, context);
+    if (status.ok()) {
+      absl::StatusOr<ApplyResult> result = applier_->Apply(
+          object, context, /*first=*/previous == record.applied_hashes().end() && !created_before);
+      status = result.status();
+      if (result.ok() && result->created && !created_before) record.add_created(key);
+    }
     if (status.code() == absl::StatusCode::kUnavailable ||
         status.code() == absl::StatusCode::kUnauthenticated) {
       target_down = status;
@@ -275,12 +357,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       continue;
     }
     if (desired.sync().prune()) {
-      absl::Status status = applier_->Delete(key, context);
-      metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
-      if (!status.ok()) {
+      std::string error_message;
+      if (!Remove(key, context, record, &error_message)) {
         v1::ObjectError error;
         *error.mutable_key() = key;
-        error.set_message(absl::StrCat("prune: ", status.message()));
+        error.set_message(absl::StrCat("prune: ", error_message));
         errors->push_back(std::move(error));
         kept_inventory.push_back(key);
         continue;
@@ -406,30 +487,59 @@ bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {
   return changed;
 }
 
+bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
+                        v1::AgentBundleRecord& record, std::string* error) {
+  const std::string k = KeyString(key);
+  auto created = std::find(record.created().begin(), record.created().end(), k);
+  const bool ours = created != record.created().end();
+  // Only what gitfleet created is deleted; what it found is given back.
+  absl::Status status = ours ? applier_->Delete(key, context) : applier_->Release(key, context);
+  metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
+  if (!status.ok()) {
+    *error = std::string(status.message());
+    return false;
+  }
+  if (ours) record.mutable_created()->erase(created);
+  return true;
+}
+
 void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   metrics_.updates_received.Add({{"kind", "removal"}}).Increment();
   auto it = bundles_.find(removal.bundle());
   if (it == bundles_.end()) return;
-  const v1::AgentBundleRecord& record = it->second.record;
+  if (!removal.forget()) {
+    if (std::string why = Refusal(it->second, removal.generation()); !why.empty()) {
+      GF_LOG(WARNING) << "bundle " << removal.bundle() << ": refused removal (" << removal.reason()
+                      << "): " << why;
+      refused_[removal.bundle()] = why;
+      return;
+    }
+  }
+  refused_.erase(removal.bundle());
+  v1::AgentBundleRecord& record = it->second.record;
   ApplyContext context{removal.bundle(), record.desired().target_namespace()};
-  int pruned = 0;
-  if (record.desired().sync().prune()) {
+  const bool prune = removal.forget() ? removal.prune() : record.desired().sync().prune();
+  int pruned = 0, failed = 0;
+  if (prune) {
     for (const v1::ObjectKey& key :
          PruneOrder({record.inventory().begin(), record.inventory().end()})) {
-      absl::Status status = applier_->Delete(key, context);
-      metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
-      if (status.ok()) {
+      std::string error;
+      if (Remove(key, context, record, &error)) {
         ++pruned;
       } else {
+        ++failed;
         GF_LOG(WARNING) << "bundle " << removal.bundle() << ": cannot prune " << KeyDisplay(key)
-                        << ": " << status.message();
+                        << ": " << error;
       }
     }
   }
   absl::Status deleted = state_->Delete(removal.bundle());
   if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
-  GF_LOG(INFO) << "bundle " << removal.bundle() << " no longer targets this cluster; pruned "
-               << pruned << " objects";
+  GF_LOG(INFO) << "bundle " << removal.bundle() << " removed ("
+               << (removal.reason().empty() ? "no longer targets this cluster" : removal.reason())
+               << "); pruned " << pruned << " objects"
+               << (failed > 0 ? absl::StrCat(", ", failed, " failed") : "")
+               << (prune ? "" : " (prune is off: objects stay, unmanaged)");
   bundles_.erase(it);
   UpdateBundleGauges();
 }

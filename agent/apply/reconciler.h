@@ -10,6 +10,12 @@
 // backoff; drifted objects are re-applied when self-heal is on. Nothing applied is ever
 // removed because of an error.
 //
+// Removal is an explicit act, and only a trusted control plane's: a control plane of
+// another fleet (SetServingFleet with trusted=false) may add bundles but neither replace
+// nor remove what the agent holds, and a trusted one may not replace or remove a bundle
+// with an older definition generation than the one applied. Pruning deletes only objects
+// gitfleet created; objects it found existing are released.
+//
 //   Reconciler reconciler(&applier, &state, metrics);
 //   GF_RETURN_IF_ERROR(reconciler.Load());
 //   Reconciler::Outcome outcome = reconciler.OnUpdate(update);  // send outcome.ack
@@ -44,12 +50,23 @@ class Reconciler {
   Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
              absl::Duration health_interval = absl::Seconds(2));
 
-  // Loads the durable record; a bundle that was mid-apply is finished by Resync.
+  // Loads the durable record; a bundle that was mid-apply is finished by Resync. A corrupt
+  // bundle file is moved aside (see Conditions) and that bundle asked for again.
   absl::Status Load();
+  // The control plane now serving, and whether the agent trusts it (its fleet is the one
+  // the agent remembers, or an operator adopted the cluster).
+  void SetServingFleet(const std::string& fleet_id, bool trusted);
+  // An operator adopted the cluster: generations applied so far stop counting, so the
+  // serving control plane may replace what the agent holds.
+  void Adopt();
+  // Facts about the agent's own state for the cluster's conditions: a foreign fleet,
+  // refused updates or removals, state files moved aside.
+  std::vector<v1::ClusterCondition> Conditions() const;
   // The revisions held, for the hello.
   std::vector<v1::HeldRevision> Held() const;
   Outcome OnUpdate(const v1::BundleUpdate& update);
-  // Prunes the bundle's objects (when prune is on) and forgets it.
+  // Prunes the bundle's objects (when prune is on) and forgets it, unless the removal is
+  // not to be trusted (see above): then it keeps the bundle and says why.
   void OnRemoval(const v1::BundleRemoval& removal);
   // Retries failed bundles whose backoff elapsed and, with `check_drift`, re-checks live
   // objects. Returns the statuses that changed.
@@ -84,8 +101,19 @@ class Reconciler {
   // Reads unsettled objects again; returns whether the status changed.
   bool RecheckHealth(Bundle& bundle);
   void UpdateBundleGauges();
+  // Why the serving control plane may not replace or remove `bundle` as `generation`
+  // asks; "" when it may.
+  std::string Refusal(const Bundle& bundle, int64_t generation) const;
+  // Deletes what gitfleet created and releases what it found; false on an error.
+  bool Remove(const v1::ObjectKey& key, const ApplyContext& context, v1::AgentBundleRecord& record,
+              std::string* error);
 
   Applier* const applier_;
+  std::string serving_fleet_;
+  bool trusted_ = true;
+  // Bundles whose last update or removal was refused -> why.
+  std::map<std::string, std::string> refused_;
+  std::vector<std::string> moved_aside_;  // corrupt state files
   const absl::Duration health_interval_;
   BundleStateStore* const state_;
   AgentMetrics& metrics_;

@@ -119,16 +119,43 @@ void KubernetesApplier::Remember(const std::string& bundle, const v1::ObjectKey&
   health_[CacheKey(bundle, key)] = std::move(health);
 }
 
-absl::Status KubernetesApplier::Apply(const v1::ManifestObject& object,
-                                      const ApplyContext& context) {
+namespace {
+
+// A string field of the live object's metadata map (labels, annotations); "" if absent.
+std::string MetadataField(const nlohmann::json& live, const char* map, const char* key) {
+  if (!live.is_object() || !live.contains("metadata") || !live["metadata"].is_object()) return "";
+  const nlohmann::json& metadata = live["metadata"];
+  if (!metadata.contains(map) || !metadata[map].is_object()) return "";
+  auto it = metadata[map].find(key);
+  return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
+                                                     const ApplyContext& context, bool first) {
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/true);
   if (!target.ok()) return target.status();
-  const std::string path = absl::StrCat(target->resource.Path(target->ns, object.key().name()),
-                                        "?fieldManager=", options_.field_manager, "&force=true");
+  const std::string object_path = target->resource.Path(target->ns, object.key().name());
+  if (first) {
+    // Never take over another bundle's object: the force below would.
+    absl::StatusOr<json> live = Get(object_path);
+    if (!live.ok()) return live.status();
+    const std::string owner = MetadataField(*live, "labels", kBundleLabel);
+    if (!live->is_null() && !owner.empty() && owner != context.bundle) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bundle ", owner, " already manages this object (label ", kBundleLabel, "=",
+                       owner, "); it is not taken over"));
+    }
+  }
+  const std::string path =
+      absl::StrCat(object_path, "?fieldManager=", options_.field_manager, "&force=true");
   absl::StatusOr<KubeResponse> response =
       client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
   if (!response.ok()) return response.status();
   if (response->code != 200 && response->code != 201) return response->ToStatus();
+  ApplyResult result;
+  result.created = response->code == 201;
   json live = json::parse(response->body, nullptr, false);
   Remember(context.bundle, object.key(),
            HealthOf(object.key(), live.is_discarded() ? json::object() : live));
@@ -144,6 +171,54 @@ absl::Status KubernetesApplier::Apply(const v1::ManifestObject& object,
       // The server accepted it, so this cannot be; without it a CR just does not wait.
     }
   }
+  return result;
+}
+
+absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
+  {
+    MutexLock lock(&mu_);
+    health_.erase(CacheKey(context.bundle, key));
+  }
+  absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
+  if (!resource.ok()) {
+    if (resource.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    return resource.status();
+  }
+  std::string ns = key.namespace_();
+  if (ns.empty()) ns = context.target_namespace;
+  if (ns.empty()) ns = options_.default_namespace;
+  const std::string path = resource->Path(ns, key.name());
+  absl::StatusOr<json> live = Get(path);
+  if (!live.ok()) return live.status();
+  if (live->is_null()) return absl::OkStatus();
+  const std::string owner = MetadataField(*live, "labels", kBundleLabel);
+  if (owner != context.bundle) {
+    GF_LOG(INFO) << "release: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
+                 << context.bundle << "; nothing to give up";
+    return absl::OkStatus();
+  }
+  if (MetadataField(*live, "annotations", kPruneAnnotation) == "true") {
+    return Delete(key, context);  // the object asks for it
+  }
+  // An apply of nothing but the identity: the server drops every field only gitfleet's
+  // field manager applied, the bundle label included. The object stays.
+  json empty = {{"apiVersion", live->value("apiVersion", std::string())},
+                {"kind", live->value("kind", std::string())},
+                {"metadata", {{"name", key.name()}}}};
+  if (resource->namespaced) empty["metadata"]["namespace"] = ns;
+  absl::StatusOr<KubeResponse> response = client_->Do(
+      "PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager, "&force=true"),
+      empty.dump(), "application/apply-patch+yaml");
+  if (!response.ok()) return response.status();
+  if (response->code == 404) return absl::OkStatus();
+  if (response->code == 201) {
+    GF_LOG(WARNING) << "release: " << KeyDisplay(key)
+                    << " was deleted while being released; the release re-created it empty";
+    return absl::OkStatus();
+  }
+  if (response->code != 200) return response->ToStatus();
+  GF_LOG(INFO) << "release: " << KeyDisplay(key) << " existed before bundle " << context.bundle
+               << " applied it; gave up its fields and kept it";
   return absl::OkStatus();
 }
 

@@ -4,13 +4,20 @@
 // The Applier for a real Kubernetes API server.
 //
 //   KubernetesApplier applier(client.get(), &mapper, {});
-//   GF_RETURN_IF_ERROR(applier.Apply(object, {"web", "web-prod"}));
+//   absl::StatusOr<ApplyResult> applied = applier.Apply(object, {"web", "web-prod"}, true);
 //
 // Apply is a server-side apply (PATCH application/apply-patch+yaml, fieldManager
 // gitfleet, force) of the object with the `gitfleet.io/bundle` label added, into the
 // object's namespace, else the bundle's target namespace, else the configured default
 // (namespaced kinds only). A custom resource whose CRD this applier just applied waits
 // (up to `crd_wait`) for the CRD to be Established and served.
+//
+// The first apply of an object by a bundle reads it first: an existing object labelled
+// for another bundle is a conflict (FailedPrecondition), never taken over; any other
+// existing object was found, not created (ApplyResult::created is false). Release gives a
+// found object back: an empty server-side apply with gitfleet's field manager drops the
+// fields (and the bundle label) gitfleet applied; it is deleted only when annotated
+// `gitfleet.io/prune: "true"`.
 //
 // Delete removes only what gitfleet owns: the live object must carry the bundle's label,
 // and an object annotated `gitfleet.io/prune: "false"` is kept. Deletion is Background
@@ -53,8 +60,10 @@ class KubernetesApplier : public Applier {
       : client_(client), mapper_(mapper), options_(std::move(options)) {}
 
   const char* name() const override { return "kubernetes"; }
-  absl::Status Apply(const v1::ManifestObject& object, const ApplyContext& context) override;
+  absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
+                                    bool first) override;
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;

@@ -279,23 +279,60 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   EXPECT_FALSE(fake_->Get("", "namespaces", "", ns).is_null());
 }
 
-TEST_F(KubernetesApplierTest, TwoBundlesApplyingOneObjectAreNamedNotFoughtOver) {
+TEST_F(KubernetesApplierTest, ABundleNeverTakesOverAnotherBundlesObject) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("shared")})).ack.ok());
   v1::BundleUpdate other = Update({Cm("shared", "shop", "other")});
   other.set_bundle("other");
-  ASSERT_TRUE(reconciler_->OnUpdate(other).ack.ok());
-  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["metadata"]["labels"][kBundleLabel],
-            "other");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(other);
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("bundle web already manages this object"));
+  json live = fake_->Get("", "configmaps", "shop", "shared");
+  EXPECT_EQ(live["metadata"]["labels"][kBundleLabel], "web");
+  EXPECT_EQ(live["data"]["v"], "1");
   fake_->ClearRequests();
-  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
-  EXPECT_EQ(fake_->CountRequests("PATCH"), 0) << "neither takes it back from the other";
-  v1::StatusUpdate web;
-  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
-    if (s.bundle() == "web") web = s;
-  }
-  EXPECT_EQ(web.sync_state(), v1::SYNC_STATE_FAILED);
-  EXPECT_THAT(web.message(), HasSubstr("bundle other applies this object too"));
-  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["data"]["v"], "other");
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["data"]["v"], "1");
+  // Removing the bundle that lost the conflict removes nothing of the winner's.
+  v1::BundleRemoval removal;
+  removal.set_bundle("other");
+  reconciler_->OnRemoval(removal);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "shared").is_null());
+}
+
+TEST_F(KubernetesApplierTest, PruneDeletesWhatGitfleetCreatedAndReleasesWhatItFound) {
+  fake_->Put("", "namespaces",
+             {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}});
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "found"}, {"namespace", "shop"}}},
+              {"data", {{"owner", "someone"}}}});
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata",
+               {{"name", "disposable"},
+                {"namespace", "shop"},
+                {"annotations", {{"gitfleet.io/prune", "true"}}}}}});
+  ASSERT_TRUE(
+      reconciler_
+          ->OnUpdate(Update({Ns("shop"), Cm("made"), Cm("found", "shop", "2"), Cm("disposable")}))
+          .ack.ok());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "found")["metadata"]["labels"][kBundleLabel],
+            "web");
+  // Everything leaves the bundle.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("other")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "made").is_null()) << "created: deleted";
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "disposable").is_null())
+      << "found, but it asks to be pruned";
+  json found = fake_->Get("", "configmaps", "shop", "found");
+  ASSERT_FALSE(found.is_null()) << "found: kept";
+  EXPECT_FALSE(found["metadata"].contains("labels") &&
+               found["metadata"]["labels"].contains(kBundleLabel))
+      << found.dump();
+  EXPECT_EQ(found["data"]["owner"], "someone");
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "found namespace: kept";
 }
 
 TEST_F(KubernetesApplierTest, PruneOffLeavesObjects) {

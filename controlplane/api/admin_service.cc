@@ -1,6 +1,14 @@
 #include "controlplane/api/admin_service.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/logging.h"
 
 namespace gitfleet {
 namespace {
@@ -19,7 +27,78 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::Stat
   return Done(context, result.status());
 }
 
+// Streams a finished backup in chunks; deletes itself when the call is done.
+class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
+ public:
+  explicit BackupWriter(std::string data) : data_(std::move(data)) { Next(); }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "backup stream broken"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    constexpr size_t kChunk = 1 << 20;
+    if (offset_ >= data_.size() && offset_ > 0) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    chunk_.set_data(data_.substr(offset_, kChunk));
+    offset_ += kChunk;
+    StartWrite(&chunk_);
+  }
+  const std::string data_;
+  size_t offset_ = 0;
+  v1::BackupChunk chunk_;
+};
+
+class FailedWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
+ public:
+  explicit FailedWriter(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
+    grpc::CallbackServerContext* context, const v1::BackupRequest*) {
+  static std::atomic<uint64_t> counter{0};
+  const std::string path =
+      absl::StrCat(scratch_dir_, "/backup-", getpid(), "-", counter.fetch_add(1), ".db.tmp");
+  absl::Status made = store_->Backup(path);
+  std::string data;
+  if (made.ok()) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    if (!in) made = absl::InternalError(absl::StrCat("cannot read backup ", path));
+    data = buffer.str();
+  }
+  unlink(path.c_str());
+  if (!made.ok()) {
+    GF_LOG(ERROR) << "backup failed: " << made;
+    return new FailedWriter(made);
+  }
+  GF_LOG(INFO) << "backup of " << data.size() << " bytes sent";
+  return new BackupWriter(std::move(data));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerContext* context,
+                                                         const v1::AdoptClusterRequest* request,
+                                                         v1::AdoptClusterResponse*) {
+  return Done(context, controller_->AdoptCluster(request->cluster()));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerContext* context,
+                                                         const v1::ForgetBundleRequest* request,
+                                                         v1::ForgetBundleResponse*) {
+  return Done(context,
+              controller_->ForgetBundle(request->cluster(), request->bundle(), request->prune()));
+}
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContext* context,
                                                       const v1::AddSourceRequest* request,

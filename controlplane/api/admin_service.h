@@ -4,17 +4,23 @@
 // The gRPC adapter for the admin API: translates requests into Controller calls and
 // absl::Status into grpc::Status. No domain logic lives here.
 //
-//   AdminServiceImpl admin(&controller);
+//   AdminServiceImpl admin(&controller, store, data_dir);
 //   builder.RegisterService(&admin);
 
+#include <string>
+
 #include "controlplane/fleet/controller.h"
+#include "controlplane/store/store.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 
 namespace gitfleet {
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  explicit AdminServiceImpl(Controller* controller) : controller_(controller) {}
+  // `store` and `scratch_dir` serve Backup: the copy is made in `scratch_dir` (on the
+  // store's disk), streamed, and deleted.
+  AdminServiceImpl(Controller* controller, Store* store, std::string scratch_dir)
+      : controller_(controller), store_(store), scratch_dir_(std::move(scratch_dir)) {}
 
   grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
                                       const v1::AddSourceRequest* request,
@@ -46,9 +52,19 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* DiffBundle(grpc::CallbackServerContext* context,
                                        const v1::DiffBundleRequest* request,
                                        v1::DiffResult* response) override;
+  grpc::ServerUnaryReactor* AdoptCluster(grpc::CallbackServerContext* context,
+                                         const v1::AdoptClusterRequest* request,
+                                         v1::AdoptClusterResponse* response) override;
+  grpc::ServerUnaryReactor* ForgetBundle(grpc::CallbackServerContext* context,
+                                         const v1::ForgetBundleRequest* request,
+                                         v1::ForgetBundleResponse* response) override;
+  grpc::ServerWriteReactor<v1::BackupChunk>* Backup(grpc::CallbackServerContext* context,
+                                                    const v1::BackupRequest* request) override;
 
  private:
   Controller* const controller_;
+  Store* const store_;
+  const std::string scratch_dir_;
 };
 
 }  // namespace gitfleet

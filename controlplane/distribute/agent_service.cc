@@ -28,6 +28,49 @@ absl::Status ValidateClusterName(const std::string& name) {
   return absl::OkStatus();
 }
 
+bool IsDnsLabel(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (char c : name) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What a hello may carry: everything in it is kept per cluster, so all of it is bounded.
+absl::Status ValidateHelloBounds(const v1::Hello& hello) {
+  constexpr int kMaxLabels = 64;
+  constexpr size_t kMaxLabelBytes = 316;  // a qualified key (253 + 63) or a value
+  constexpr int kMaxHeld = 4096;
+  if (hello.labels_size() > kMaxLabels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello: ", hello.labels_size(), " labels; at most ", kMaxLabels));
+  }
+  for (const auto& [key, value] : hello.labels()) {
+    if (key.empty() || key.size() > kMaxLabelBytes || value.size() > kMaxLabelBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hello: label \"", key.substr(0, 64), "\" is empty or too long"));
+    }
+  }
+  if (hello.held_size() > kMaxHeld) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello: ", hello.held_size(), " bundles held; at most ", kMaxHeld));
+  }
+  for (const v1::HeldRevision& held : hello.held()) {
+    if (!IsDnsLabel(held.bundle()) || held.revision().size() > 128) {
+      return absl::InvalidArgumentError(absl::StrCat("hello: held bundle \"",
+                                                     held.bundle().substr(0, 64),
+                                                     "\" is not a bundle name with a revision"));
+    }
+  }
+  if (hello.fleet_id().size() > 128 || hello.agent_version().size() > 256) {
+    return absl::InvalidArgumentError("hello: fleet id or agent version too long");
+  }
+  return absl::OkStatus();
+}
+
 std::string BearerToken(const grpc::CallbackServerContext* context) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
@@ -188,7 +231,9 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
  private:
   bool Hello(const v1::Hello& hello) {
-    if (absl::Status valid = ValidateClusterName(hello.cluster()); !valid.ok()) {
+    absl::Status valid = ValidateClusterName(hello.cluster());
+    if (valid.ok()) valid = ValidateHelloBounds(hello);
+    if (!valid.ok()) {
       Reject("invalid_hello", valid);
       return false;
     }
@@ -219,6 +264,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     {
       MutexLock lock(&mu_);
       v1::ControlMessage welcome;
+      *welcome.mutable_welcome() = hub_->WelcomeFor(session_);
       welcome.mutable_welcome()->set_controlplane_version(kVersion);
       welcome.mutable_welcome()->set_ack_carries_status(true);
       out_ = Share(EncodedMessage::Encode(std::move(welcome)));

@@ -75,10 +75,10 @@ void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, abs
     auto it = agents_.find(cluster);
     if (it != agents_.end() && it->second.connection != nullptr) {
       uint64_t id = next_diff_++;
-      v1::DiffRequest request;
-      request.set_id(id);
-      request.set_bundle(bundle);
-      it->second.diff_requests.push_back(request);
+      v1::ControlMessage request;
+      request.mutable_diff()->set_id(id);
+      request.mutable_diff()->set_bundle(bundle);
+      it->second.control.push_back(std::move(request));
       diffs_[id] = PendingDiff{cluster, absl::Now() + timeout, std::move(done)};
       connection = it->second.connection;
     }
@@ -137,7 +137,7 @@ void Hub::Flush() {
   writes.reserve(dirty.size());
   for (auto& [key, value] : dirty) writes.push_back({key.first, key.second, std::move(value)});
   // One transaction for every report and cluster that changed since the last flush.
-  if (absl::Status stored = store_->Apply(writes); !stored.ok()) {
+  if (absl::Status stored = store_->ApplyBehind(writes); !stored.ok()) {
     GF_LOG(ERROR) << "cannot store " << writes.size() << " cluster records and reports: " << stored;
     MutexLock lock(&mu_);
     for (auto& [key, value] : dirty) dirty_.emplace(key, std::move(value));  // newer ones win
@@ -161,6 +161,8 @@ absl::Status Hub::Load() {
     agent.labels = LabelMap(record.labels().begin(), record.labels().end());
     agent.info.set_agent_version(record.agent_version());
     *agent.info.mutable_last_seen() = record.last_seen();
+    agent.adopt_pending = record.adopt_pending();
+    agent.info.set_adopt_pending(record.adopt_pending());
   }
   for (const Store::Entry& entry : *reports) {
     size_t slash = entry.key.find('/');
@@ -182,13 +184,20 @@ void Hub::Deliver(const std::vector<Notification>& notifications) {
   for (const auto& [connection, bundle] : notifications) connection->Notify(bundle);
 }
 
+void Hub::SetFleetId(const std::string& fleet_id) {
+  MutexLock lock(&mu_);
+  fleet_id_ = fleet_id;
+}
+
 void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
-                    std::shared_ptr<const BundleContent> content) {
+                    std::shared_ptr<const BundleContent> content, int64_t generation) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
+    tombstones_.erase(bundle);
     BundleTarget& target = bundles_[bundle];
     target.selector = selector;
+    target.generation = generation;
     if (content != nullptr && content != target.content) {
       if (target.content != nullptr) target.previous = target.content;
       target.content = content;
@@ -198,6 +207,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     std::shared_ptr<const Revision> uniform =
         target.content != nullptr ? target.content->Uniform() : nullptr;
     for (auto& [name, agent] : agents_) {
+      if (agent.orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();  // known again
       if (agent.connection == nullptr) continue;
       bool targeted = Targets(target, agent);
       auto held = agent.held.find(bundle);
@@ -212,11 +222,29 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
   Deliver(notify);
 }
 
-void Hub::RemoveBundle(const std::string& bundle) {
+void Hub::SetTombstone(const std::string& bundle, int64_t generation) {
+  MutexLock lock(&mu_);
+  if (bundles_.count(bundle) > 0) return;  // defined again since
+  SetTombstoneLocked(bundle, generation);
+}
+
+void Hub::SetTombstoneLocked(const std::string& bundle, int64_t generation) {
+  tombstones_[bundle] = {generation, ++tombstone_sequence_};
+  if (tombstones_.size() > kMaxTombstones) {
+    auto oldest = tombstones_.begin();
+    for (auto it = tombstones_.begin(); it != tombstones_.end(); ++it) {
+      if (it->second.second < oldest->second.second) oldest = it;
+    }
+    tombstones_.erase(oldest);
+  }
+}
+
+void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
+    SetTombstoneLocked(bundle, generation);
     for (auto& [name, agent] : agents_) {
       if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
         notify.emplace_back(agent.connection, bundle);
@@ -248,6 +276,13 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.mutable_labels()->insert(hello.labels().begin(), hello.labels().end());
     agent.labels = LabelMap(hello.labels().begin(), hello.labels().end());
     agent.info.set_agent_version(hello.agent_version());
+    agent.fleet_id = hello.fleet_id();
+    agent.info.set_foreign_fleet_id(
+        hello.fleet_id().empty() || hello.fleet_id() == fleet_id_ ? "" : hello.fleet_id());
+    // Worked out again as its bundles are looked at.
+    metrics_.orphaned_bundles.Decrement(static_cast<double>(agent.orphans.size()));
+    agent.orphans.clear();
+    agent.control.clear();
     agent.info.clear_conditions();  // the agent reports them afresh
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
@@ -279,6 +314,96 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
   }
   Deliver(notify);
   return session;
+}
+
+v1::Welcome Hub::WelcomeFor(uint64_t session) {
+  MutexLock lock(&mu_);
+  v1::Welcome welcome;
+  welcome.set_fleet_id(fleet_id_);
+  Agent* agent = AgentForSession(session);
+  if (agent != nullptr && agent->adopt_pending) {
+    GF_LOG(INFO) << "cluster " << agent->info.name() << " adopted"
+                 << (agent->fleet_id.empty() || agent->fleet_id == fleet_id_
+                         ? std::string()
+                         : absl::StrCat(" from fleet ", agent->fleet_id));
+    welcome.set_adopt(true);
+    agent->adopt_pending = false;
+    agent->info.set_adopt_pending(false);
+    agent->info.clear_foreign_fleet_id();
+    PersistCluster(*agent);
+  }
+  return welcome;
+}
+
+absl::Status Hub::AdoptCluster(const std::string& cluster) {
+  std::shared_ptr<AgentConnection> connection;
+  std::optional<std::string> record;
+  {
+    MutexLock lock(&mu_);
+    auto it = agents_.find(cluster);
+    if (it == agents_.end()) {
+      return absl::NotFoundError(absl::StrCat("cluster \"", cluster, "\" has never connected"));
+    }
+    it->second.adopt_pending = true;
+    it->second.info.set_adopt_pending(true);
+    PersistCluster(it->second);
+    record = dirty_[{kClusters, cluster}];
+    connection = it->second.connection;
+  }
+  // An operator's act: on disk before it is answered.
+  if (absl::Status stored = store_->Apply({Store::Put(kClusters, cluster, *record)});
+      !stored.ok()) {
+    return stored;
+  }
+  GF_LOG(INFO) << "cluster " << cluster << " marked for adoption";
+  if (connection != nullptr) {
+    connection->Close(absl::AbortedError(
+        absl::StrCat("cluster ", cluster, " was adopted; reconnect to take it up")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune) {
+  std::shared_ptr<AgentConnection> connection;
+  {
+    MutexLock lock(&mu_);
+    auto it = agents_.find(cluster);
+    if (it == agents_.end() || it->second.connection == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cluster \"", cluster, "\" is not connected; forget needs its agent"));
+    }
+    Agent& agent = it->second;
+    if (agent.held.count(bundle) == 0 && agent.orphans.count(bundle) == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cluster \"", cluster, "\" does not hold bundle \"", bundle, "\""));
+    }
+    auto target = bundles_.find(bundle);
+    if (target != bundles_.end() && Targets(target->second, agent)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bundle \"", bundle, "\" still targets cluster \"", cluster,
+                       "\"; change its selector or remove the bundle instead"));
+    }
+    v1::ControlMessage order;
+    v1::BundleRemoval* removal = order.mutable_removal();
+    removal->set_bundle(bundle);
+    removal->set_reason("forgotten");
+    removal->set_forget(true);
+    removal->set_prune(prune);
+    agent.control.push_back(std::move(order));
+    connection = agent.connection;
+  }
+  GF_LOG(INFO) << "cluster " << cluster << ": forgetting bundle " << bundle
+               << (prune ? " and pruning what gitfleet created" : " (objects stay)");
+  connection->Notify(kDiffRequests);
+  return absl::OkStatus();
+}
+
+void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
+  agent->held.erase(bundle);
+  agent->acked.erase(bundle);
+  if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
+  agent->reports.erase(bundle);
+  dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
 }
 
 void Hub::Disconnect(uint64_t session) {
@@ -346,10 +471,10 @@ std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
   return *rev;
 }
 
-std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base,
-                                                       const Revision& target) {
-  std::tuple<std::string, std::string, std::string> cache_key{target.bundle, base ? base->id : "",
-                                                              target.id};
+std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base, const Revision& target,
+                                                       int64_t generation) {
+  std::tuple<std::string, std::string, std::string> cache_key{
+      absl::StrCat(target.bundle, "@", generation), base ? base->id : "", target.id};
   auto cached = messages_.find(cache_key);
   if (cached != messages_.end()) return cached->second;
   v1::ControlMessage message;
@@ -361,6 +486,7 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base,
   *update->mutable_sync() = target.sync;
   update->set_target_namespace(target.target_namespace);
   update->set_object_count(static_cast<int32_t>(target.objects.size()));
+  update->set_generation(generation);
   if (base == nullptr) {
     for (const auto& [key, object] : target.objects.objects()) {
       *update->add_upserts() = object;
@@ -395,12 +521,15 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
     {
       MutexLock lock(&mu_);
       Agent* agent = AgentForSession(session);
-      if (agent == nullptr || agent->diff_requests.empty()) return nullptr;
-      v1::ControlMessage request;
-      *request.mutable_diff() = agent->diff_requests.front();
-      agent->diff_requests.pop_front();
+      if (agent == nullptr || agent->control.empty()) return nullptr;
+      v1::ControlMessage request = std::move(agent->control.front());
+      agent->control.pop_front();
+      if (request.has_removal()) {
+        DropHeldLocked(agent, request.removal().bundle());
+        sent_removal_.Increment();
+      }
       message = EncodedMessage::Encode(std::move(request));
-      if (!agent->diff_requests.empty()) again = agent->connection;
+      if (!agent->control.empty()) again = agent->connection;
     }
     if (again != nullptr) again->Notify(kDiffRequests);
     return message;
@@ -441,12 +570,26 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   auto held = agent->held.find(bundle);
   if (current == nullptr) {
     if (held == agent->held.end()) return nullptr;
-    agent->held.erase(held);
-    agent->acked.erase(bundle);
-    agent->reports.erase(bundle);
-    dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
+    // Removal is an explicit act: a definition that no longer targets the cluster, or a
+    // tombstone. A bundle this control plane does not know at all (an empty or older data
+    // dir) is orphaned: the agent keeps enforcing it.
     v1::ControlMessage removal;
+    if (target != bundles_.end()) {
+      removal.mutable_removal()->set_generation(target->second.generation);
+      removal.mutable_removal()->set_reason("not targeted");
+    } else if (auto tombstone = tombstones_.find(bundle); tombstone != tombstones_.end()) {
+      removal.mutable_removal()->set_generation(tombstone->second.first);
+      removal.mutable_removal()->set_reason("removed");
+    } else {
+      if (agent->orphans.insert(bundle).second) {
+        metrics_.orphaned_bundles.Increment();
+        GF_LOG(WARNING) << "cluster " << agent->info.name() << " holds bundle " << bundle
+                        << ", which this control plane does not know: orphaned, kept applied";
+      }
+      return nullptr;
+    }
     removal.mutable_removal()->set_bundle(bundle);
+    DropHeldLocked(agent, bundle);
     sent_removal_.Increment();
     return EncodedMessage::Encode(std::move(removal));
   }
@@ -455,7 +598,8 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     if (held->second == current->id) return nullptr;
     base = FindRevision(bundle, target->second, held->second);
   }
-  std::shared_ptr<const EncodedMessage> message = BuildUpdate(base.get(), *current);
+  std::shared_ptr<const EncodedMessage> message =
+      BuildUpdate(base.get(), *current, target->second.generation);
   agent->held[bundle] = current->id;
   (base ? sent_delta_ : sent_full_).Increment();
   metrics_.update_bytes_sent.Increment(static_cast<double>(message->bytes.size()));
@@ -488,6 +632,13 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
           break;
         }
       }
+    } else if (ack.refused()) {
+      ack_nack_.Increment();
+      // It kept what it had: the next change sends it the whole set, which it may accept
+      // once adopted.
+      agent->held.erase(ack.bundle());
+      GF_LOG(WARNING) << "cluster " << agent->info.name() << " refused " << ack.bundle()
+                      << " revision " << ack.revision().substr(0, 12) << ": " << ack.message();
     } else {
       ack_nack_.Increment();
       GF_LOG(WARNING) << "cluster " << agent->info.name() << " could not apply " << ack.bundle()
@@ -534,6 +685,11 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
 
 void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
                              const v1::StatusUpdate& status) {
+  // An agent cannot make the control plane keep rows for bundles that do not concern it.
+  if (agent->held.count(bundle) == 0 && bundles_.count(bundle) == 0 &&
+      agent->reports.count(bundle) == 0) {
+    return;
+  }
   v1::StatusUpdate& report = agent->reports[bundle];
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
@@ -574,6 +730,7 @@ void Hub::PersistCluster(const Agent& agent) {
   record.mutable_labels()->insert(agent.info.labels().begin(), agent.info.labels().end());
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
+  record.set_adopt_pending(agent.adopt_pending);
   dirty_[{kClusters, agent.info.name()}] = record.SerializeAsString();
 }
 
@@ -585,6 +742,7 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only) {
   for (auto it = begin; it != end; ++it) {
     const Agent& agent = it->second;
     ClusterView view{agent.info, agent.reports};
+    for (const std::string& orphan : agent.orphans) view.info.add_orphaned_bundles(orphan);
     int bundles = 0;
     for (const auto& [bundle, target] : bundles_) bundles += Targets(target, agent);
     view.info.set_bundles(bundles);

@@ -78,17 +78,34 @@ class Hub {
   // Loads known clusters and their last reports.
   absl::Status Load();
 
-  // Sets what `bundle` targets and its current content (null: none rendered yet, so
-  // targeted agents keep what they have).
+  // This control plane's fleet id, sent in every welcome (set before agents connect).
+  void SetFleetId(const std::string& fleet_id);
+
+  // Sets what `bundle` targets, its current content (null: none rendered yet, so
+  // targeted agents keep what they have) and its definition's generation. Clears a
+  // tombstone of the same name.
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
-                 std::shared_ptr<const BundleContent> content);
-  // Targeted agents receive a removal.
-  void RemoveBundle(const std::string& bundle);
+                 std::shared_ptr<const BundleContent> content, int64_t generation = 0);
+  // The bundle was removed through the API: agents that hold it receive a removal, now
+  // or whenever they connect, for as long as the tombstone is kept.
+  void RemoveBundle(const std::string& bundle, int64_t generation = 0);
+  // Records a tombstone loaded from the store.
+  void SetTombstone(const std::string& bundle, int64_t generation);
+  // Marks `cluster` adopted: its agent's next welcome tells it to trust this control
+  // plane. A connected agent is disconnected so that it reconnects at once.
+  // NotFound for a cluster never seen.
+  absl::Status AdoptCluster(const std::string& cluster);
+  // Tells `cluster`'s agent to forget `bundle` (deleting what gitfleet created there only
+  // with `prune`). FailedPrecondition when the cluster is not connected or does not hold
+  // the bundle.
+  absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);
 
   // Registers an agent stream after its hello; replaces (and closes) an older stream
   // of the same cluster. Returns the session id.
   uint64_t Connect(const v1::Hello& hello, const std::string& peer,
                    std::shared_ptr<AgentConnection> connection);
+  // The welcome for a session that just connected; it consumes a pending adoption.
+  v1::Welcome WelcomeFor(uint64_t session);
   void Disconnect(uint64_t session);
   // Closes every agent stream with `status` (on shutdown, so the server need not wait
   // for streams that never end by themselves). Agents reconnect with backoff.
@@ -135,6 +152,7 @@ class Hub {
     std::shared_ptr<const BundleContent> content;
     // The content before, whose revisions agents still hold while they catch up.
     std::shared_ptr<const BundleContent> previous;
+    int64_t generation = 0;
   };
   struct Agent {
     v1::ClusterInfo info;
@@ -145,7 +163,12 @@ class Hub {
     // bundle -> the revision the agent last acknowledged holding, and when.
     std::map<std::string, std::pair<std::string, absl::Time>> acked;
     std::map<std::string, v1::StatusUpdate> reports;
-    std::deque<v1::DiffRequest> diff_requests;  // waiting for the stream
+    // Bundles it holds that are neither defined nor tombstoned: kept, and reported.
+    std::set<std::string> orphans;
+    // Diff requests and forget orders waiting for the stream.
+    std::deque<v1::ControlMessage> control;
+    std::string fleet_id;  // from the hello
+    bool adopt_pending = false;
   };
   struct PendingDiff {
     std::string cluster;
@@ -163,8 +186,13 @@ class Hub {
   std::shared_ptr<const EncodedMessage> NextMessageLocked(
       Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target)
+  std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target,
+                                                    int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetTombstoneLocked(const std::string& bundle, int64_t generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets what the hub knew of `agent`'s copy of `bundle`.
+  void DropHeldLocked(Agent* agent, const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
   void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
@@ -174,8 +202,12 @@ class Hub {
   void ExpireDiffs();
 
  public:
-  // The pseudo-bundle a connection is notified with when a diff request waits.
+  // The pseudo-bundle a connection is notified with when a control message (a diff
+  // request, a forget order) waits.
   static constexpr char kDiffRequests[] = "\x01diff";
+  // Tombstones kept; past this the oldest go, and agents that still hold those bundles
+  // keep them as orphans (the safe side).
+  static constexpr size_t kMaxTombstones = 10000;
 
  private:
   Store* const store_;
@@ -199,6 +231,10 @@ class Hub {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
+  std::string fleet_id_ ABSL_GUARDED_BY(mu_);
+  // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
+  std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);
+  uint64_t tombstone_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Agents are never erased from agents_, so these pointers stay valid.
   // Looked up on every agent message: hashed, not ordered.
   absl::flat_hash_map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -10,6 +11,7 @@ namespace gitfleet {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 class FakeConnection : public AgentConnection {
@@ -161,6 +163,128 @@ TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   ASSERT_NE(removal, nullptr);
   EXPECT_EQ(removal->message.removal().bundle(), "web");
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
+}
+
+TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev), /*generation=*/3);
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  auto update = hub_.NextMessage(a, "web");
+  ASSERT_NE(update, nullptr);
+  EXPECT_EQ(update->message.update().generation(), 3);
+  conn->notified.clear();
+  hub_.RemoveBundle("web", /*generation=*/4);
+  EXPECT_THAT(conn->notified, ElementsAre("web"));
+  auto removal = hub_.NextMessage(a, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_EQ(removal->message.removal().reason(), "removed");
+  EXPECT_EQ(removal->message.removal().generation(), 4);
+
+  // A control plane that knows nothing (an empty data dir): what agents hold is orphaned.
+  MemoryStore empty_store;
+  Hub empty(&empty_store, metrics_);
+  v1::Hello hello = MakeHello("b", "prod");
+  for (const char* bundle : {"api", "db"}) {
+    v1::HeldRevision* held = hello.add_held();
+    held->set_bundle(bundle);
+    held->set_revision("r1");
+  }
+  auto conn_b = std::make_shared<FakeConnection>();
+  uint64_t b = empty.Connect(hello, "p", conn_b);
+  EXPECT_THAT(conn_b->notified, ElementsAre("api", "db"));
+  EXPECT_EQ(empty.NextMessage(b, "api"), nullptr) << "no removal without a tombstone";
+  EXPECT_EQ(empty.NextMessage(b, "db"), nullptr);
+  std::vector<ClusterView> clusters = empty.Clusters();
+  ASSERT_EQ(clusters.size(), 1u);
+  EXPECT_THAT(clusters[0].info.orphaned_bundles(), ElementsAre("api", "db"));
+  v1::StatusUpdate status;
+  status.set_bundle("api");
+  status.set_sync_state(v1::SYNC_STATE_SYNCED);
+  empty.OnStatus(b, status);
+  EXPECT_EQ(empty.Clusters()[0].reports.count("api"), 1u) << "an orphan's status is kept";
+
+  // Defining it again ends the orphan; a tombstone makes the next connect remove it.
+  empty.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})), 1);
+  EXPECT_THAT(empty.Clusters()[0].info.orphaned_bundles(), ElementsAre("db"));
+  empty.SetTombstone("db", 7);
+  uint64_t b2 = empty.Connect(hello, "p", conn_b);
+  auto db = empty.NextMessage(b2, "db");
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->message.removal().generation(), 7);
+  EXPECT_TRUE(empty.Clusters()[0].info.orphaned_bundles().empty());
+}
+
+TEST_F(HubTest, ForgetIsAnExplicitRemovalOfWhatTheClusterHolds) {
+  v1::Hello hello = MakeHello("a", "prod");
+  v1::HeldRevision* held = hello.add_held();
+  held->set_bundle("old");
+  held->set_revision("r1");
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(hello, "p", conn);
+  EXPECT_EQ(hub_.NextMessage(a, "old"), nullptr);  // orphaned
+  EXPECT_THAT(hub_.ForgetBundle("a", "other", false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not hold")));
+  EXPECT_THAT(hub_.ForgetBundle("nobody", "old", false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not connected")));
+  conn->notified.clear();
+  ASSERT_TRUE(hub_.ForgetBundle("a", "old", /*prune=*/true).ok());
+  EXPECT_THAT(conn->notified, ElementsAre(Hub::kDiffRequests));
+  auto order = hub_.NextMessage(a, Hub::kDiffRequests);
+  ASSERT_NE(order, nullptr);
+  EXPECT_TRUE(order->message.removal().forget());
+  EXPECT_TRUE(order->message.removal().prune());
+  EXPECT_TRUE(hub_.Clusters()[0].info.orphaned_bundles().empty());
+  // A bundle that still targets the cluster is not forgotten behind its definition's back.
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  EXPECT_THAT(hub_.ForgetBundle("a", "web", false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("still targets")));
+}
+
+TEST_F(HubTest, AdoptionIsStoredAndTakenUpByTheNextWelcome) {
+  hub_.SetFleetId("fleet-new");
+  EXPECT_THAT(hub_.AdoptCluster("a"), StatusIs(absl::StatusCode::kNotFound));
+  v1::Hello hello = MakeHello("a", "prod");
+  hello.set_fleet_id("fleet-old");
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(hello, "p", conn);
+  v1::Welcome welcome = hub_.WelcomeFor(a);
+  EXPECT_EQ(welcome.fleet_id(), "fleet-new");
+  EXPECT_FALSE(welcome.adopt());
+  EXPECT_EQ(hub_.Clusters()[0].info.foreign_fleet_id(), "fleet-old");
+  ASSERT_TRUE(hub_.AdoptCluster("a").ok());
+  EXPECT_EQ(conn->closed.code(), absl::StatusCode::kAborted) << "reconnects to take it up";
+  EXPECT_TRUE(hub_.Clusters()[0].info.adopt_pending());
+
+  // Stored at once: a restart in between keeps the operator's word.
+  Hub reloaded(&store_, metrics_);
+  ASSERT_TRUE(reloaded.Load().ok());
+  reloaded.SetFleetId("fleet-new");
+  uint64_t again = reloaded.Connect(hello, "p", std::make_shared<FakeConnection>());
+  EXPECT_TRUE(reloaded.WelcomeFor(again).adopt());
+  EXPECT_FALSE(reloaded.Clusters()[0].info.adopt_pending());
+  EXPECT_FALSE(reloaded.WelcomeFor(again).adopt()) << "once";
+}
+
+TEST_F(HubTest, ARefusedUpdateIsNotResentUntilSomethingChanges) {
+  auto rev = MakeRevision("web", {"x"});
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = ServeWebToA(rev, conn);
+  conn->notified.clear();
+  v1::Ack ack = MakeAck("web", rev->id);
+  ack.set_ok(false);
+  ack.set_refused(true);
+  ack.set_message("control plane behind");
+  hub_.OnAck(a, ack);
+  EXPECT_TRUE(conn->notified.empty());
+  // The hub no longer believes the agent holds it: the next change goes in full.
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x", "y"})), 9);
+  auto full = hub_.NextMessage(a, "web");
+  ASSERT_NE(full, nullptr);
+  EXPECT_TRUE(full->message.update().base_revision().empty());
+  EXPECT_EQ(full->message.update().generation(), 9);
 }
 
 TEST_F(HubTest, NeedFullResendsWholeSetAndReconnectReplacesOldStream) {
@@ -387,17 +511,27 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
 
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   auto conn = std::make_shared<FakeConnection>();
-  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  v1::Hello hello = MakeHello("a", "prod");
+  for (const char* bundle : {"web", "big"}) {
+    v1::HeldRevision* held = hello.add_held();
+    held->set_bundle(bundle);
+    held->set_revision("r1");
+  }
+  uint64_t a = hub_.Connect(hello, "p", conn);
   v1::StatusUpdate status;
   status.set_bundle("web");
   status.set_sync_state(v1::SYNC_STATE_SYNCED);
   hub_.OnStatus(a, status);
+  // A bundle it neither holds nor is given leaves no row behind.
+  v1::StatusUpdate stray = status;
+  stray.set_bundle("stray");
+  hub_.OnStatus(a, stray);
   hub_.Disconnect(a);
   v1::StatusUpdate huge = status;
   huge.set_bundle("big");
   huge.set_message(std::string(100000, 'm'));
   for (int i = 0; i < 500; ++i) huge.add_unhealthy_resources()->set_message("bad");
-  uint64_t again = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  uint64_t again = hub_.Connect(hello, "p", conn);
   hub_.OnStatus(again, huge);
   hub_.Disconnect(again);
   hub_.Flush();
@@ -410,6 +544,7 @@ TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   EXPECT_FALSE(clusters[0].info.connected());
   EXPECT_EQ(clusters[0].info.labels().at("env"), "prod");
   EXPECT_EQ(clusters[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(clusters[0].reports.count("stray"), 0u);
   // What an agent sends is bounded before it is kept.
   const v1::StatusUpdate& big = clusters[0].reports.at("big");
   EXPECT_LE(big.message().size(), 1100u);

@@ -17,6 +17,7 @@ constexpr char kSources[] = "sources";
 constexpr char kBundles[] = "bundles";
 constexpr char kBundleRecords[] = "bundle_records";
 constexpr char kRevisions[] = "revisions";
+constexpr char kTombstones[] = "tombstones";
 
 absl::Status ValidateUrl(const std::string& url) {
   if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
@@ -119,25 +120,52 @@ absl::Status Controller::Load() {
   if (!sources.ok()) return sources.status();
   absl::StatusOr<std::vector<Store::Entry>> bundles = store_->List(kBundles);
   if (!bundles.ok()) return bundles.status();
+  absl::StatusOr<std::vector<Store::Entry>> tombstones = store_->List(kTombstones);
+  if (!tombstones.ok()) return tombstones.status();
+  // One bad row costs that row, not the control plane: it is skipped, logged and counted.
+  auto skip = [this](const char* what, const std::string& key, absl::string_view why) {
+    GF_LOG(ERROR) << "skipping stored " << what << " \"" << key << "\": " << why
+                  << " (the rest of the store is loaded)";
+    metrics_.store_rows_skipped.Add({{"bucket", what}}).Increment();
+  };
   MutexLock lock(&mu_);
   for (const Store::Entry& entry : *sources) {
     v1::Source source;
-    if (!source.ParseFromString(entry.value)) {
-      return absl::DataLossError(absl::StrCat("stored source ", entry.key, " is corrupt"));
+    if (!source.ParseFromString(entry.value) || source.name() != entry.key) {
+      skip("source", entry.key, "the row is corrupt");
+      continue;
     }
     sources_[source.name()] = source;
     poller_.Upsert(source);
   }
+  for (const Store::Entry& entry : *tombstones) {
+    v1::Tombstone tombstone;
+    if (!tombstone.ParseFromString(entry.value) || tombstone.bundle() != entry.key) {
+      skip("tombstone", entry.key, "the row is corrupt");
+      continue;
+    }
+    tombstones_[entry.key] = tombstone.generation();
+    hub_->SetTombstone(entry.key, tombstone.generation());
+  }
   for (const Store::Entry& entry : *bundles) {
     BundleState state;
-    if (!state.definition.ParseFromString(entry.value)) {
-      return absl::DataLossError(absl::StrCat("stored bundle ", entry.key, " is corrupt"));
+    if (!state.definition.ParseFromString(entry.value) || state.definition.name() != entry.key) {
+      skip("bundle", entry.key, "the row is corrupt");
+      continue;
     }
+    // Definitions stored before generations existed start at 1.
+    if (state.definition.generation() <= 0) state.definition.set_generation(1);
     absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
-    if (!selector.ok()) return selector.status();
+    if (!selector.ok()) {
+      skip("bundle", entry.key, selector.status().message());
+      continue;
+    }
     state.selector = *selector;
     absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(state.definition);
-    if (!values.ok()) return values.status();
+    if (!values.ok()) {
+      skip("bundle", entry.key, values.status().message());
+      continue;
+    }
     state.values = *values;
     state.generation = next_generation_++;
     absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
@@ -169,7 +197,7 @@ absl::Status Controller::Load() {
         }
       }
     }
-    hub_->SetBundle(entry.key, state.selector, state.content);
+    hub_->SetBundle(entry.key, state.selector, state.content, state.definition.generation());
     bundles_[entry.key] = std::move(state);
   }
   GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size() << " bundles";
@@ -280,6 +308,13 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                                               bundle.source(), "\" not found"));
     }
     auto it = bundles_.find(bundle.name());
+    // The generation is the control plane's: it grows with every change of the definition
+    // and continues past a tombstone, so agents can tell an older definition from a newer.
+    auto tombstone = tombstones_.find(bundle.name());
+    int64_t generation = it != bundles_.end()             ? it->second.definition.generation()
+                         : tombstone != tombstones_.end() ? tombstone->second
+                                                          : 0;
+    bundle.set_generation(generation);
     if (it != bundles_.end() && SameMessage(it->second.definition, bundle)) {
       return InfoLocked(it->second);
     }
@@ -288,9 +323,13 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                                                    "\" already exists with a different definition "
                                                    "(remove it first, or replace it)"));
     }
-    absl::Status stored =
-        store_->Apply({Store::Put(kBundles, bundle.name(), bundle.SerializeAsString())});
+    bundle.set_generation(generation + 1);
+    std::vector<Store::Write> writes = {
+        Store::Put(kBundles, bundle.name(), bundle.SerializeAsString())};
+    if (tombstone != tombstones_.end()) writes.push_back(Store::Delete(kTombstones, bundle.name()));
+    absl::Status stored = store_->Apply(writes);
     if (!stored.ok()) return stored;
+    if (tombstone != tombstones_.end()) tombstones_.erase(tombstone);
     BundleState& state = bundles_[bundle.name()];
     state.definition = bundle;
     state.selector = *selector;
@@ -299,7 +338,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     state.record.clear_read_paths();  // the definition changed: render again
     state.record.clear_read_ids();
     state.variant_paths.reset();
-    hub_->SetBundle(bundle.name(), state.selector, state.content);
+    hub_->SetBundle(bundle.name(), state.selector, state.content, bundle.generation());
   }
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
   if (snapshot.has_value()) RenderBundle(bundle.name(), *snapshot);
@@ -328,22 +367,31 @@ void Controller::DiffBundle(const std::string& cluster, const std::string& bundl
 }
 
 absl::Status Controller::RemoveBundle(const std::string& name) {
+  int64_t generation = 0;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) {
       return absl::NotFoundError(absl::StrCat("bundle \"", name, "\" not found"));
     }
-    std::vector<Store::Write> writes = {Store::Delete(kBundles, name),
-                                        Store::Delete(kBundleRecords, name)};
+    // The tombstone is what makes agents prune: written with the deletion, durably.
+    v1::Tombstone tombstone;
+    tombstone.set_bundle(name);
+    tombstone.set_generation(it->second.definition.generation() + 1);
+    *tombstone.mutable_removed_time() = ToProtoTime(absl::Now());
+    generation = tombstone.generation();
+    std::vector<Store::Write> writes = {
+        Store::Delete(kBundles, name), Store::Delete(kBundleRecords, name),
+        Store::Put(kTombstones, name, tombstone.SerializeAsString())};
     for (const std::string& rev : it->second.record.recent_revisions()) {
       writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
     }
     absl::Status stored = store_->Apply(writes);
     if (!stored.ok()) return stored;
     bundles_.erase(it);
+    tombstones_[name] = generation;
   }
-  hub_->RemoveBundle(name);
+  hub_->RemoveBundle(name, generation);
   return absl::OkStatus();
 }
 
@@ -422,7 +470,45 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     out.push_back(ComposeStatus(pair.cluster->info, pair.info, pair.committed_time, pair.seen_time,
                                 report == pair.cluster->reports.end() ? nullptr : &report->second));
   }
+  // Orphans: what the agents hold and enforce without a definition here.
+  for (const ClusterView& cluster : clusters) {
+    if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
+    for (const std::string& bundle : cluster.info.orphaned_bundles()) {
+      if (!bundle_filter.empty() && bundle != bundle_filter) continue;
+      v1::BundleStatus status;
+      status.set_cluster(cluster.info.name());
+      status.set_bundle(bundle);
+      status.set_orphaned(true);
+      status.set_health(v1::HEALTH_STATE_UNKNOWN);
+      auto report = cluster.reports.find(bundle);
+      if (report != cluster.reports.end()) {
+        status.set_applied_revision(report->second.applied_revision());
+        status.set_applied_commit(report->second.applied_commit());
+        status.set_sync_state(report->second.sync_state());
+        status.set_health(report->second.health());
+        *status.mutable_applied_time() = report->second.applied_time();
+      }
+      status.set_message(absl::StrCat(
+          "orphaned: the agent keeps enforcing this bundle, which this control plane does not "
+          "know; define it again, or release it with gitfleetctl cluster forget ",
+          cluster.info.name(), " --bundle=", bundle, " [--prune]"));
+      out.push_back(std::move(status));
+    }
+  }
   return out;
+}
+
+absl::Status Controller::AdoptCluster(const std::string& cluster) {
+  if (cluster.empty()) return absl::InvalidArgumentError("adopt needs a cluster name");
+  return hub_->AdoptCluster(cluster);
+}
+
+absl::Status Controller::ForgetBundle(const std::string& cluster, const std::string& bundle,
+                                      bool prune) {
+  if (cluster.empty() || bundle.empty()) {
+    return absl::InvalidArgumentError("forget needs a cluster and a bundle");
+  }
+  return hub_->ForgetBundle(cluster, bundle, prune);
 }
 
 v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
@@ -720,7 +806,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     if (before == nullptr || after == nullptr || before->id != after->id) {
       state.content = content;
       state.variant_paths = variant_paths;
-      hub_->SetBundle(name, state.selector, state.content);
+      hub_->SetBundle(name, state.selector, state.content, state.definition.generation());
     }
   }
 }

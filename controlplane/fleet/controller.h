@@ -70,6 +70,9 @@ class Controller {
   std::vector<v1::BundleInfo> ListBundles();
 
   std::vector<v1::ClusterInfo> ListClusters();
+  // See Hub::AdoptCluster and Hub::ForgetBundle.
+  absl::Status AdoptCluster(const std::string& cluster);
+  absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);
 
@@ -137,6 +140,8 @@ class Controller {
   Mutex mu_;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
+  // Removed bundles -> the generation a re-added one continues from.
+  std::map<std::string, int64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

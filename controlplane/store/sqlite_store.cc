@@ -1,6 +1,8 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 #include "controlplane/store/store.h"
 
@@ -39,7 +41,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   if (slash != std::string::npos && slash > 0) {
     std::string dir = path.substr(0, slash);
     for (size_t i = 1; i <= dir.size(); ++i) {
-      if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+      // The store holds cluster records and definitions: the owner's alone.
+      if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0700);
     }
   }
   sqlite3* db = nullptr;
@@ -53,7 +56,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   }
   const char* setup =
       "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=NORMAL;"
+      "PRAGMA synchronous=FULL;"
       "PRAGMA busy_timeout=5000;"
       "CREATE TABLE IF NOT EXISTS kv ("
       "  bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
@@ -66,6 +69,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
     return absl::UnavailableError(absl::StrCat("cannot initialise store ", path, ": ", message,
                                                " (is it a gitfleet database?)"));
   }
+  chmod(path.c_str(), 0600);
+  for (const char* suffix : {"-wal", "-shm"}) chmod((path + suffix).c_str(), 0600);
   return std::unique_ptr<SqliteStore>(new SqliteStore(db, path));
 }
 
@@ -79,7 +84,21 @@ absl::Status SqliteStore::Error(const char* what) {
 }
 
 absl::Status SqliteStore::Apply(const std::vector<Write>& writes) {
+  return ApplyWith(writes, true);
+}
+
+absl::Status SqliteStore::ApplyBehind(const std::vector<Write>& writes) {
+  return ApplyWith(writes, false);
+}
+
+absl::Status SqliteStore::ApplyWith(const std::vector<Write>& writes, bool full) {
   MutexLock lock(&mu_);
+  // In WAL mode, FULL syncs the log at every commit; NORMAL only at checkpoints. The
+  // setting is the connection's, so each batch sets what it needs.
+  if (sqlite3_exec(db_, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr,
+                   nullptr, nullptr) != SQLITE_OK) {
+    return Error("set synchronous");
+  }
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return Error("begin");
   }
@@ -134,6 +153,57 @@ absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(const std::string& b
   }
   if (rc != SQLITE_DONE) return Error("list");
   return out;
+}
+
+absl::Status SqliteStore::Backup(const std::string& path) {
+  sqlite3* out = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    std::string message = out ? sqlite3_errmsg(out) : "out of memory";
+    sqlite3_close(out);
+    return absl::UnavailableError(absl::StrCat("cannot create backup ", path, ": ", message));
+  }
+  chmod(path.c_str(), 0600);
+  absl::Status status;
+  {
+    MutexLock lock(&mu_);
+    sqlite3_backup* backup = sqlite3_backup_init(out, "main", db_, "main");
+    if (backup == nullptr) {
+      status = absl::InternalError(absl::StrCat("backup of ", path_, ": ", sqlite3_errmsg(out)));
+    } else {
+      // One step copies every page: the copy is one consistent snapshot.
+      int rc = sqlite3_backup_step(backup, -1);
+      sqlite3_backup_finish(backup);
+      if (rc != SQLITE_DONE) {
+        status = absl::InternalError(
+            absl::StrCat("backup of ", path_, " to ", path, ": ", sqlite3_errstr(rc)));
+      }
+    }
+  }
+  // The copy is a plain database, not a WAL one: one file to keep.
+  if (status.ok() &&
+      sqlite3_exec(out, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    status = absl::InternalError(absl::StrCat("backup ", path, ": ", sqlite3_errmsg(out)));
+  }
+  sqlite3_close(out);
+  return status;
+}
+
+absl::StatusOr<std::string> LoadOrCreateFleetId(Store* store) {
+  absl::StatusOr<std::string> stored = store->Get("meta", "fleet_id");
+  if (stored.ok() && !stored->empty()) return stored;
+  if (!stored.ok() && stored.status().code() != absl::StatusCode::kNotFound) {
+    return stored.status();
+  }
+  unsigned char bytes[16];
+  FILE* random = fopen("/dev/urandom", "rb");
+  size_t got = random != nullptr ? fread(bytes, 1, sizeof(bytes), random) : 0;
+  if (random != nullptr) fclose(random);
+  if (got != sizeof(bytes)) return absl::InternalError("cannot read /dev/urandom for a fleet id");
+  std::string id;
+  for (unsigned char b : bytes) absl::StrAppend(&id, absl::Hex(b, absl::kZeroPad2));
+  if (absl::Status s = store->Apply({Store::Put("meta", "fleet_id", id)}); !s.ok()) return s;
+  return id;
 }
 
 absl::Status MemoryStore::Apply(const std::vector<Write>& writes) {

@@ -43,8 +43,16 @@ class Store {
   }
 
   virtual ~Store() = default;
-  // All writes land, or none do.
+  // All writes land, or none do, and are on disk when it returns (definitions, tombstones:
+  // what a power failure must not take back).
   virtual absl::Status Apply(const std::vector<Write>& writes) = 0;
+  // The same, but a power failure may lose the last of them (never corrupt the store):
+  // for what is sent again anyway, such as agents' status reports.
+  virtual absl::Status ApplyBehind(const std::vector<Write>& writes) { return Apply(writes); }
+  // Writes a consistent copy of the whole store to `path` while it stays in use.
+  virtual absl::Status Backup(const std::string& path) {
+    return absl::UnimplementedError("this store cannot make backups");
+  }
   // NotFound when the key is absent.
   virtual absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) = 0;
   // Every entry of the bucket, ordered by key.
@@ -59,17 +67,24 @@ class SqliteStore : public Store {
   ~SqliteStore() override;
 
   absl::Status Apply(const std::vector<Write>& writes) override;
+  absl::Status ApplyBehind(const std::vector<Write>& writes) override;
   absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) override;
   absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) override;
+  // SQLite's online backup API: a crash-consistent copy, taken while writers go on.
+  absl::Status Backup(const std::string& path) override;
 
  private:
   explicit SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Error(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyWith(const std::vector<Write>& writes, bool full);
 
   Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   const std::string path_;
 };
+
+// The fleet id stored with the data (bucket "meta"), created at the first start.
+absl::StatusOr<std::string> LoadOrCreateFleetId(Store* store);
 
 // In memory, for tests.
 class MemoryStore : public Store {

@@ -15,185 +15,27 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/e2e/fleet_fixture.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
 namespace {
 
+using ::gitfleet::testing::Cm;
 using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::Fleet;
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::kControlPlane;
 using ::gitfleet::testing::MetricValue;
+using ::gitfleet::testing::Port;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-
-constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
-constexpr char kAgent[] = "agent/gitfleet-agent";
-constexpr char kCtl[] = "cli/gitfleetctl";
-
-std::string Cm(const std::string& name, const std::string& value = "1") {
-  return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name +
-         "\n  namespace: shop\ndata:\n  value: \"" + value + "\"\n";
-}
-
-int Port(const std::string& text) {
-  int port = 0;
-  return absl::SimpleAtoi(text, &port) ? port : 0;
-}
-
-class Fleet : public ::testing::Test {
- protected:
-  struct Agent {
-    std::string name;
-    std::string labels;
-    std::string token;
-    std::string out;
-    std::string state;
-    int http = 0;
-    int starts = 0;
-    std::vector<std::string> extra;
-    std::unique_ptr<Process> process;
-  };
-
-  Fleet() : root_(TempDir("e2e")), git_(root_ + "/repo") {}
-
-  void StartControlPlane(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {
-        "--data-dir=" + root_ + "/cp",
-        absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
-        "--http=127.0.0.1:0",
-        "--poll-interval-seconds=1",
-    };
-    args.insert(args.end(), extra.begin(), extra.end());
-    cp_ = std::make_unique<Process>(kControlPlane, args,
-                                    root_ + "/cp.log." + std::to_string(++cp_starts_));
-    grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
-    cp_http_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
-    admin_ = v1::AdminService::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_), admin_credentials_));
-    // The stub exists either way, so a test whose control plane failed fails cleanly.
-    ASSERT_GT(grpc_port_, 0) << "control plane did not start:\n" << cp_->Log();
-  }
-
-  Agent& StartAgent(const std::string& name, const std::string& labels,
-                    const std::string& token = "", std::vector<std::string> extra = {}) {
-    Agent& agent = agents_[name];
-    agent.name = name;
-    agent.labels = labels;
-    agent.token = token;
-    agent.extra = std::move(extra);
-    agent.out = root_ + "/out-" + name;
-    agent.state = root_ + "/state-" + name;
-    RestartAgent(name);
-    return agent;
-  }
-
-  void RestartAgent(const std::string& name) {
-    Agent& agent = agents_[name];
-    std::vector<std::string> args = {absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
-                                     "--cluster=" + name,
-                                     "--labels=" + agent.labels,
-                                     "--token=" + agent.token,
-                                     "--apply=directory:" + agent.out,
-                                     "--state-dir=" + agent.state,
-                                     "--http=127.0.0.1:0"};
-    args.insert(args.end(), agent.extra.begin(), agent.extra.end());
-    agent.process = std::make_unique<Process>(
-        kAgent, args, absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
-    agent.http = Port(agent.process->WaitForLog(R"(HTTP on port (\d+))"));
-    ASSERT_GT(agent.http, 0) << agent.process->Log();
-  }
-
-  std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
-    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
-    for (const std::string& a : ctl_flags_) absl::StrAppend(&command, " '", a, "'");
-    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
-    std::string out;
-    int rc = ::gitfleet::testing::Run(command, &out);
-    if (code != nullptr) *code = rc;
-    return out;
-  }
-
-  void AddSourceAndBundles() {
-    int code;
-    std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-    ASSERT_EQ(code, 0) << out;
-    out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod"},
-              &code);
-    ASSERT_EQ(code, 0) << out;
-    out = Ctl({"bundle", "add", "base", "--source=demo", "--path=apps/base"}, &code);
-    ASSERT_EQ(code, 0) << out;
-  }
-
-  std::vector<v1::BundleStatus> Status(const std::string& cluster = "",
-                                       const std::string& bundle = "") {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::GetStatusRequest request;
-    request.set_cluster(cluster);
-    request.set_bundle(bundle);
-    v1::GetStatusResponse response;
-    if (!admin_->GetStatus(&context, request, &response).ok()) return {};
-    return {response.statuses().begin(), response.statuses().end()};
-  }
-
-  // True once (cluster, bundle) is Synced at `commit`.
-  bool SyncedAt(const std::string& cluster, const std::string& bundle, const std::string& commit) {
-    std::vector<v1::BundleStatus> s = Status(cluster, bundle);
-    return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_SYNCED &&
-           s[0].applied_commit() == commit && s[0].desired_commit() == commit;
-  }
-
-  void ExpectSynced(const std::string& cluster, const std::string& bundle,
-                    const std::string& commit) {
-    EXPECT_TRUE(Eventually([&] { return SyncedAt(cluster, bundle, commit); }))
-        << cluster << "/" << bundle << " never synced at " << commit << "; status: "
-        << (Status(cluster, bundle).empty() ? "none" : Status(cluster, bundle)[0].DebugString())
-        << "\ncontrol plane log:\n"
-        << cp_->Log();
-  }
-
-  int ConnectedClusters() {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::ListClustersResponse response;
-    if (!admin_->ListClusters(&context, v1::ListClustersRequest(), &response).ok()) return -1;
-    int connected = 0;
-    for (const v1::ClusterInfo& c : response.clusters()) connected += c.connected();
-    return connected;
-  }
-
-  std::vector<std::string> Files(const std::string& agent) {
-    return *PosixFileSystem().ListFiles(agents_[agent].out);
-  }
-
-  std::string Read(const std::string& agent, const std::string& path) {
-    return PosixFileSystem().ReadFile(agents_[agent].out + "/" + path).value_or("");
-  }
-
-  double AgentMetric(const std::string& agent, const std::string& series) {
-    return MetricValue(HttpGet(agents_[agent].http, "/metrics"), series);
-  }
-  double CpMetric(const std::string& series) {
-    return MetricValue(HttpGet(cp_http_, "/metrics"), series);
-  }
-
-  std::string root_;
-  GitFixture git_;
-  std::unique_ptr<Process> cp_;
-  int grpc_port_ = 0;
-  int cp_http_ = 0;
-  int cp_starts_ = 0;
-  std::unique_ptr<v1::AdminService::Stub> admin_;
-  std::shared_ptr<grpc::ChannelCredentials> admin_credentials_ = grpc::InsecureChannelCredentials();
-  std::vector<std::string> ctl_flags_;
-  std::map<std::string, Agent> agents_;
-};
 
 // Makes a CA, a server certificate for 127.0.0.1 and a client certificate, with openssl.
 void MakeCertificates(const std::string& dir) {

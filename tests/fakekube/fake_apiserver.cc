@@ -75,7 +75,13 @@ void RemoveDropped(json& live, const json& old_applied, const json& new_applied)
   if (!old_applied.is_object() || !live.is_object()) return;
   for (auto it = old_applied.begin(); it != old_applied.end(); ++it) {
     bool kept = new_applied.is_object() && new_applied.contains(it.key());
-    if (!kept) {
+    if (!kept && it.value().is_object() && live.contains(it.key()) && live[it.key()].is_object()) {
+      // A map is not owned as a whole: only the fields the manager applied in it go, and
+      // the map with them only when nothing else is left in it (fields other managers or
+      // the object's creator set stay).
+      RemoveDropped(live[it.key()], it.value(), json::object());
+      if (live[it.key()].empty()) live.erase(it.key());
+    } else if (!kept) {
       live.erase(it.key());
     } else if (it.value().is_object()) {
       RemoveDropped(live[it.key()], it.value(), new_applied[it.key()]);

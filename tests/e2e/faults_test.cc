@@ -1,0 +1,226 @@
+// The fault suite: what an operator mistake, a lost disk, a restored backup or a crash
+// does to a running fleet. Each test asserts that nothing applied is deleted or rolled back
+// unless someone asked for it.
+
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_system.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/fleet_fixture.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Cm;
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::Fleet;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kNamespace[] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+
+class Faults : public Fleet {
+ protected:
+  // web (env=prod) and base synced on prod-eu at the first commit; returns it.
+  std::string SyncedFleet() {
+    git_.Write("apps/web/web.yaml", Cm("web"));
+    git_.Write("apps/base/ns.yaml", kNamespace);
+    std::string first = git_.Commit("first");
+    StartControlPlane();
+    StartAgent("prod-eu", "env=prod");
+    AddSourceAndBundles();
+    ExpectSynced("prod-eu", "web", first);
+    ExpectSynced("prod-eu", "base", first);
+    return first;
+  }
+
+  // Stops the control plane and starts it again on the same port with `data_dir`.
+  void RestartControlPlaneOn(const std::string& data_dir, int signal = SIGTERM) {
+    cp_->Kill(signal);
+    data_dir_ = data_dir;
+    StartControlPlane();
+    ASSERT_TRUE(Eventually([&] { return ConnectedClusters() == 1; }, absl::Seconds(30)))
+        << agents_["prod-eu"].process->Log();
+  }
+
+  std::string ClusterList() { return Ctl({"cluster", "list"}); }
+
+  std::vector<std::string> Orphans() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListClustersResponse response;
+    if (!admin_->ListClusters(&context, v1::ListClustersRequest(), &response).ok() ||
+        response.clusters_size() != 1) {
+      return {"?"};
+    }
+    const auto& orphans = response.clusters(0).orphaned_bundles();
+    return {orphans.begin(), orphans.end()};
+  }
+
+  const std::vector<std::string> kAllFiles = {"_cluster/Namespace/shop.yaml",
+                                              "shop/ConfigMap/web.yaml"};
+};
+
+TEST_F(Faults, AnEmptyDataDirOrphansWhatAgentsHoldAndRemovesNothing) {
+  SyncedFleet();
+  ASSERT_EQ(Files("prod-eu"), kAllFiles);
+
+  RestartControlPlaneOn(root_ + "/cp-empty");
+  std::string clusters;
+  EXPECT_TRUE(Eventually([&] {
+    clusters = ClusterList();
+    return clusters.find("base,web") != std::string::npos;
+  })) << clusters;
+  EXPECT_THAT(clusters, HasSubstr("served by fleet"));
+  EXPECT_THAT(Ctl({"status", "--cluster=prod-eu"}), HasSubstr("Orphaned"));
+  EXPECT_THAT(Ctl({"status", "-o", "json"}), HasSubstr("\"orphaned\": true"));
+  EXPECT_EQ(CpMetric("gitfleet_orphaned_bundles"), 2);
+  // Give a wrong removal every chance to happen.
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  EXPECT_THAT(agents_["prod-eu"].process->Log(), Not(HasSubstr("pruned 1")));
+
+  // The operator defines the fleet again, from a newer commit: the agent, served by another
+  // fleet before, does not let it replace what it holds.
+  git_.Write("apps/web/web.yaml", Cm("web", "2"));
+  std::string second = git_.Commit("second");
+  AddSourceAndBundles();
+  EXPECT_FALSE(agents_["prod-eu"].process->WaitForLog("refused revision").empty());
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""));
+  EXPECT_TRUE(Eventually([&] { return ClusterList().find("ForeignFleet") != std::string::npos; }))
+      << ClusterList();
+
+  // Until the operator adopts the cluster.
+  int code;
+  std::string out = Ctl({"cluster", "adopt", "prod-eu"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"2\""));
+  EXPECT_THAT(ClusterList(), Not(HasSubstr("served by fleet")));
+  // Adopted, an explicit removal works as always.
+  ASSERT_EQ((Ctl({"bundle", "remove", "web"}, &code), code), 0);
+  EXPECT_TRUE(Eventually([&] {
+    return Files("prod-eu") == std::vector<std::string>{"_cluster/Namespace/shop.yaml"};
+  })) << agents_["prod-eu"].process->Log();
+}
+
+TEST_F(Faults, AnOrphanIsReleasedOnlyByAnOperator) {
+  SyncedFleet();
+  RestartControlPlaneOn(root_ + "/cp-empty");
+  ASSERT_TRUE(Eventually([&] { return Orphans() == std::vector<std::string>{"base", "web"}; }));
+  int code;
+  std::string out = Ctl({"cluster", "forget", "prod-eu", "--bundle=nope"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("does not hold bundle \"nope\""));
+  // Forget without --prune: the agent stops managing web, and its objects stay.
+  out = Ctl({"cluster", "forget", "prod-eu", "--bundle=web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] { return Orphans() == std::vector<std::string>{"base"}; }))
+      << ClusterList();
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  // With --prune it deletes what gitfleet created.
+  out = Ctl({"cluster", "forget", "prod-eu", "--bundle=base", "--prune"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return Files("prod-eu") == std::vector<std::string>{"shop/ConfigMap/web.yaml"};
+  })) << agents_["prod-eu"].process->Log();
+}
+
+TEST_F(Faults, AnOlderBackupCannotRollBackOrRemoveWhatIsApplied) {
+  SyncedFleet();
+  int code;
+  std::string out = Ctl({"backup", "--out=" + root_ + "/backup.db"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("written to"));
+
+  // After the backup: web's definition changes (generation 2) and a bundle is added.
+  git_.Write("apps/web2/web.yaml", Cm("web", "new"));
+  git_.Write("apps/extra/extra.yaml", Cm("extra"));
+  std::string second = git_.Commit("second");
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web2", "--selector=env=prod",
+             "--replace"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ((Ctl({"bundle", "add", "extra", "--source=demo", "--path=apps/extra"}, &code), code),
+            0);
+  ExpectSynced("prod-eu", "web", second);
+  ExpectSynced("prod-eu", "extra", second);
+
+  // The backup is restored: web at generation 1, and no extra at all.
+  cp_->Kill(SIGTERM);
+  std::string restored = root_ + "/cp-restored";
+  ASSERT_TRUE(PosixFileSystem()
+                  .WriteFileAtomically(restored + "/gitfleet.db",
+                                       *PosixFileSystem().ReadFile(root_ + "/backup.db"))
+                  .ok());
+  data_dir_ = restored;
+  StartControlPlane();
+  EXPECT_FALSE(agents_["prod-eu"].process->WaitForLog("control plane behind").empty())
+      << agents_["prod-eu"].process->Log();
+  EXPECT_TRUE(Eventually([&] { return ClusterList().find("extra") != std::string::npos; }));
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: new"));
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/extra.yaml"), HasSubstr("extra"));
+  EXPECT_THAT(ClusterList(), HasSubstr("ControlPlaneBehind"));
+}
+
+TEST_F(Faults, ACorruptAgentStateFileCostsOneBundleNotTheAgent) {
+  std::string first = SyncedFleet();
+  Agent& agent = agents_["prod-eu"];
+  agent.process->Kill(SIGTERM);
+  std::ofstream(agent.state + "/bundles/web.pb") << "this is not a protobuf \xff\xff\xff";
+  std::ofstream(agent.state + "/bundles/base.pb.tmp-123-456") << "left by a crash";
+  RestartAgent("prod-eu");
+  EXPECT_FALSE(agent.process->WaitForLog("is corrupt; moved to").empty()) << agent.process->Log();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  EXPECT_TRUE(PosixFileSystem().ReadFile(agent.state + "/bundles/web.pb.corrupt").ok());
+  EXPECT_FALSE(PosixFileSystem().ReadFile(agent.state + "/bundles/base.pb.tmp-123-456").ok());
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  EXPECT_TRUE(Eventually([&] {
+    return ClusterList().find("CorruptStateFile") != std::string::npos;
+  })) << ClusterList();
+}
+
+TEST_F(Faults, ACorruptStoreRowIsSkippedAndTheRestServed) {
+  std::string first = SyncedFleet();
+  cp_->Kill(SIGTERM);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((data_dir_ + "/gitfleet.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         // The store binds buckets and keys as blobs.
+                         "INSERT INTO kv (bucket, key, value) VALUES "
+                         "(CAST('bundles' AS BLOB), CAST('broken' AS BLOB), x'ffffffff'), "
+                         "(CAST('sources' AS BLOB), CAST('bad' AS BLOB), x'0a')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  StartControlPlane();
+  EXPECT_FALSE(cp_->WaitForLog("skipping stored bundle \"broken\"").empty()) << cp_->Log();
+  EXPECT_EQ(CpMetric("gitfleet_store_rows_skipped_total{bucket=\"bundle\"}"), 1);
+  EXPECT_EQ(CpMetric("gitfleet_store_rows_skipped_total{bucket=\"source\"}"), 1);
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+}
+
+TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {
+  std::string first = SyncedFleet();
+  // SIGKILL while reports are still waiting to be written behind.
+  RestartControlPlaneOn(data_dir_, SIGKILL);
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  EXPECT_THAT(ClusterList(), Not(HasSubstr("served by fleet")));
+  EXPECT_EQ(CpMetric("gitfleet_orphaned_bundles"), 0);
+}
+
+}  // namespace
+}  // namespace gitfleet
