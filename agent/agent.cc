@@ -177,6 +177,7 @@ void Agent::Run(Notification* stop) {
     if (check_drift) next_drift_check = absl::Now() + options_.resync_interval;
     for (const v1::StatusUpdate& status : reconciler_->Resync(check_drift)) SendStatus(status);
     SendConditions(/*all=*/false);
+    if (options_.heartbeat != nullptr) options_.heartbeat->Beat();
   }
   client_->Stop();
 }

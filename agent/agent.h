@@ -22,6 +22,7 @@
 #include "agent/apply/reconciler.h"
 #include "agent/client/controlplane_client.h"
 #include "agent/metrics.h"
+#include "common/metrics/heartbeat.h"
 #include "common/sync.h"
 
 namespace gitfleet {
@@ -41,6 +42,8 @@ class Agent {
     // a new one is recorded (on the first welcome, and on an adoption).
     std::string fleet_id;
     std::function<absl::Status(const std::string&)> save_fleet_id;
+    // Beaten each time round the loop, for /healthz (optional).
+    Heartbeat* heartbeat = nullptr;
   };
 
   Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,

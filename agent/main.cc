@@ -2,7 +2,10 @@
 // Wiring only: every component lives in its own package.
 
 #include <string.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -147,13 +150,36 @@ int Main(ShutdownSignals& signals) {
   BundleStateStore state(state_dir, &fs);
   Reconciler reconciler(applier.get(), &state, metrics,
                         absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)));
+
+  // Ready: the state loaded and the target reachable. Enforcing from local state while the
+  // control plane is away counts as ready, and says so.
+  std::atomic<bool> loaded{false};
+  // The loop wakes every second; one pass may apply a large bundle at the API's rate limit.
+  Heartbeat heartbeat("the agent's loop");
+  HttpServer::Probes probes;
+  probes.live = [&heartbeat] { return heartbeat.Check(absl::Minutes(10)); };
+  probes.ready = [&loaded, &metrics, kube = kube.get(), out = std::string(apply)] {
+    if (!loaded.load()) return Probe{false, "loading the agent's state"};
+    if (kube != nullptr) {
+      KubeClient::Access access = kube->access();
+      if (!access.ok) {
+        return Probe{false, absl::StrCat("Kubernetes API: ", access.reason, ": ", access.message)};
+      }
+    } else if (access(out.c_str(), W_OK) != 0 && errno != ENOENT) {
+      return Probe{false, absl::StrCat("cannot write ", out, ": ", strerror(errno))};
+    }
+    return Probe{true, metrics.connected.Value() > 0
+                           ? "connected to the control plane"
+                           : "enforcing from local state (the control plane is not connected)"};
+  };
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
+  if (!http.ok()) return Fail(http.status());
+
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::string> fleet_id = state.LoadFleetId();
   if (!fleet_id.ok()) return Fail(fleet_id.status());
-
-  absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, [] { return std::string(); });
-  if (!http.ok()) return Fail(http.status());
+  loaded = true;
 
   ControlPlaneClient::Options client_options;
   client_options.target = absl::GetFlag(FLAGS_controlplane);
@@ -166,6 +192,7 @@ int Main(ShutdownSignals& signals) {
   options.labels = *labels;
   options.resync_interval = absl::Seconds(absl::GetFlag(FLAGS_resync_interval_seconds));
   options.fleet_id = *fleet_id;
+  options.heartbeat = &heartbeat;
   options.save_fleet_id = [&state](const std::string& id) { return state.SaveFleetId(id); };
   if (kube != nullptr) {
     options.conditions = [client = kube.get()] {

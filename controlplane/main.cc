@@ -20,6 +20,7 @@
 #include "controlplane/distribute/agent_service.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
+#include "controlplane/readiness.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -52,6 +53,9 @@ ABSL_FLAG(double, agent_messages_per_second, 200,
 ABSL_FLAG(int, agent_connect_burst, 10,
           "Connections one cluster may open in quick succession; then one per second.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(int, shutdown_delay_seconds, 0,
+          "After SIGTERM, keep serving this long while /readyz and the gRPC health service say "
+          "not ready, so load balancers stop sending before the server stops.");
 
 namespace gitfleet {
 namespace {
@@ -112,6 +116,15 @@ int Main(ShutdownSignals& signals) {
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(absl::StrCat(data_dir, "/git"));
   Hub hub(store->get(), metrics);
   hub.SetFleetId(*fleet_id);
+  // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
+  // before the hub its probe reads goes.
+  Readiness readiness;
+  HttpServer::Probes probes;
+  probes.ready = [&readiness] { return readiness.Check(); };
+  probes.live = [&hub] { return hub.Liveness(); };
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
+  if (!http.ok()) return Fail(http.status());
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
   ControllerOptions options;
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
@@ -126,6 +139,7 @@ int Main(ShutdownSignals& signals) {
   options.helm.binary = absl::GetFlag(FLAGS_helm);
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
+  readiness.SetStore(store->get());
 
   AgentLimits limits;
   limits.max_message_bytes = absl::GetFlag(FLAGS_agent_max_message_bytes);
@@ -158,16 +172,24 @@ int Main(ShutdownSignals& signals) {
     return Fail(absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", absl::GetFlag(FLAGS_grpc))));
   }
-  absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, [] { return std::string(); });
-  if (!http.ok()) return Fail(http.status());
-
+  // The health service says SERVING only between start and drain.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(false);
   controller.Start();
+  readiness.SetPhase(Readiness::Phase::kServing);
+  if (health != nullptr) health->SetServingStatus(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
                << (*http)->port() << ", data in " << data_dir;
 
   int sig = signals.Wait();
   GF_LOG(INFO) << "shutting down on " << strsignal(sig);
+  readiness.SetPhase(Readiness::Phase::kDraining);
+  if (health != nullptr) health->SetServingStatus(false);
+  if (absl::GetFlag(FLAGS_shutdown_delay_seconds) > 0) {
+    GF_LOG(INFO) << "draining: serving " << absl::GetFlag(FLAGS_shutdown_delay_seconds)
+                 << " s more while reporting not ready";
+    absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_shutdown_delay_seconds)));
+  }
   hub.CloseAll(absl::UnavailableError("control plane is shutting down"));
   // In-flight admin calls (milliseconds each) get a short grace period; a cancelled one can
   // be retried. gRPC 1.51 waits out the whole deadline while any client holds an idle

@@ -10,7 +10,7 @@
 namespace gitfleet {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    const std::string& listen, const metrics::Registry* registry, ReadyCheck ready,
+    const std::string& listen, const metrics::Registry* registry, Probes probes,
     std::map<std::string, Handler> extra_handlers) {
   std::pair<std::string, std::string> host_port =
       absl::StrSplit(listen, absl::MaxSplits(absl::ByChar(':'), 1));
@@ -22,12 +22,19 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   server->handlers_["/metrics"] = [registry] {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry->Serialize()};
   };
-  server->handlers_["/healthz"] = [] { return HttpResponse{200, "text/plain", "ok\n"}; };
-  server->handlers_["/readyz"] = [ready] {
-    std::string reason = ready ? ready() : "";
-    if (reason.empty()) return HttpResponse{200, "text/plain", "ready\n"};
-    return HttpResponse{503, "text/plain", reason + "\n"};
+  auto serve = [](const std::function<Probe()>& probe, const char* good) {
+    return [probe, good] {
+      Probe found = probe ? probe() : Probe{};
+      if (found.ok) {
+        return HttpResponse{200, "text/plain",
+                            found.detail.empty() ? absl::StrCat(good, "\n")
+                                                 : absl::StrCat(good, ": ", found.detail, "\n")};
+      }
+      return HttpResponse{503, "text/plain", absl::StrCat("not ", good, ": ", found.detail, "\n")};
+    };
   };
+  server->handlers_["/healthz"] = serve(probes.live, "ok");
+  server->handlers_["/readyz"] = serve(probes.ready, "ready");
 
   mg_init_library(0);
   const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4", nullptr};

@@ -4,7 +4,9 @@
 // The daemons' HTTP endpoint (civetweb): /metrics, /healthz, /readyz and any extra
 // GET handlers.
 //
-//   auto server = HttpServer::Start("127.0.0.1:0", &registry, [&] { return ready; });
+//   HttpServer::Probes probes;
+//   probes.ready = [&] { return loaded ? Probe{} : Probe{false, "loading the store"}; };
+//   auto server = HttpServer::Start("127.0.0.1:0", &registry, probes);
 //   int port = (*server)->port();
 //
 // Thread-safe. Handlers run on civetweb's threads. Stops on destruction.
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/metrics/heartbeat.h"
 #include "common/metrics/metrics.h"
 
 struct mg_context;
@@ -31,12 +34,17 @@ struct HttpResponse {
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
-  // Returns an empty string when ready, else the reason it is not.
-  using ReadyCheck = std::function<std::string()>;
+  // /healthz (is the process alive and making progress) and /readyz (should it get
+  // traffic). A missing probe is always ok. 200 with "ok"/"ready[: detail]", else 503 with
+  // "not ok: detail" / "not ready: detail".
+  struct Probes {
+    std::function<Probe()> live;
+    std::function<Probe()> ready;
+  };
 
   // Listens on "host:port" (port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      const std::string& listen, const metrics::Registry* registry, ReadyCheck ready,
+      const std::string& listen, const metrics::Registry* registry, Probes probes,
       std::map<std::string, Handler> extra_handlers = {});
 
   ~HttpServer();

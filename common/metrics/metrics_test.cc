@@ -1,5 +1,6 @@
 #include "common/metrics/metrics.h"
 
+#include "common/metrics/heartbeat.h"
 #include "common/metrics/http_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -54,7 +55,11 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   Registry registry;
   BuildGauge().Name("gitfleet_up").Help("Up.").Register(registry).Add({}).Set(1);
   std::string not_ready = "store not open";
-  auto server = HttpServer::Start("127.0.0.1:0", &registry, [&] { return not_ready; });
+  bool alive = true;
+  HttpServer::Probes probes;
+  probes.ready = [&] { return Probe{not_ready.empty(), not_ready}; };
+  probes.live = [&] { return Probe{alive, alive ? "" : "main loop stalled"}; };
+  auto server = HttpServer::Start("127.0.0.1:0", &registry, probes);
   ASSERT_TRUE(server.ok()) << server.status();
   int port = (*server)->port();
   ASSERT_GT(port, 0);
@@ -63,18 +68,32 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   EXPECT_EQ(status, 200);
   EXPECT_EQ(HttpGet(port, "/healthz", &status), "ok\n");
   EXPECT_EQ(status, 200);
-  EXPECT_EQ(HttpGet(port, "/readyz", &status), "store not open\n");
+  EXPECT_EQ(HttpGet(port, "/readyz", &status), "not ready: store not open\n");
   EXPECT_EQ(status, 503);
   not_ready.clear();
   EXPECT_EQ(HttpGet(port, "/readyz", &status), "ready\n");
   EXPECT_EQ(status, 200);
+  alive = false;
+  EXPECT_EQ(HttpGet(port, "/healthz", &status), "not ok: main loop stalled\n");
+  EXPECT_EQ(status, 503);
   HttpGet(port, "/nope", &status);
   EXPECT_EQ(status, 404);
 }
 
+TEST(HeartbeatTest, AStalledLoopFailsTheProbe) {
+  absl::Time start = absl::FromUnixSeconds(1000);
+  Heartbeat heartbeat("the agent's loop", start);
+  EXPECT_TRUE(heartbeat.Check(absl::Seconds(60), start + absl::Seconds(59)).ok);
+  Probe stalled = heartbeat.Check(absl::Seconds(60), start + absl::Seconds(61));
+  EXPECT_FALSE(stalled.ok);
+  EXPECT_THAT(stalled.detail, HasSubstr("the agent's loop has not come round for 1m1s"));
+  heartbeat.Beat(start + absl::Seconds(61));
+  EXPECT_TRUE(heartbeat.Check(absl::Seconds(60), start + absl::Seconds(62)).ok);
+}
+
 TEST(HttpServerTest, RejectsMalformedListenAddress) {
   Registry registry;
-  auto server = HttpServer::Start("7071", &registry, nullptr);
+  auto server = HttpServer::Start("7071", &registry, {});
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(server.status().message()), HasSubstr("\"7071\""));
 }

@@ -51,6 +51,7 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
     while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) {
       Flush();
       ExpireDiffs();
+      flusher_heartbeat_.Beat();
     }
   });
 }
@@ -777,6 +778,11 @@ std::vector<v1::ClusterInfo> Hub::MatchingClusters(const LabelSelector& selector
     if (selector.Matches(agent.labels)) out.push_back(agent.info);
   }
   return out;
+}
+
+Probe Hub::Liveness() const {
+  // Several missed rounds, not one slow flush, mean the loop is stuck.
+  return flusher_heartbeat_.Check(std::max(absl::Seconds(60), flush_interval_ * 20));
 }
 
 size_t Hub::messages_built() const {

@@ -27,6 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/metrics/heartbeat.h"
 #include "common/sync.h"
 #include "controlplane/distribute/revision.h"
 #include "controlplane/fleet/label_selector.h"
@@ -145,6 +146,8 @@ class Hub {
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
+  // Liveness: the flush loop (which takes the hub's lock) comes round every flush interval.
+  Probe Liveness() const;
 
  private:
   struct BundleTarget {
@@ -224,6 +227,7 @@ class Hub {
   const absl::Duration flush_interval_;
   const size_t max_cached_message_bytes_;
   gitfleet::Notification stop_;
+  Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
   mutable Mutex mu_;
   // Writes waiting for the next flush, by (bucket, key); nullopt deletes.

@@ -230,6 +230,12 @@ TEST_F(Fleet, AgentKeepsEnforcingWhileTheControlPlaneIsAway) {
   })) << agents_["prod-eu"].process->Log();
   EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_drift_corrections_total"), 2);
   EXPECT_EQ(AgentMetric("prod-eu", "gitfleet_agent_connected"), 0);
+  // Enforcing from local state is ready, and says so.
+  int code = 0;
+  EXPECT_EQ(HttpGet(agents_["prod-eu"].http, "/readyz", &code),
+            "ready: enforcing from local state (the control plane is not connected)\n");
+  EXPECT_EQ(code, 200);
+  EXPECT_EQ(HttpGet(agents_["prod-eu"].http, "/healthz", &code), "ok\n");
 }
 
 TEST_F(Fleet, KustomizeAndJsonnetBundlesReachAgents) {
@@ -466,22 +472,16 @@ TEST_F(Fleet, OversizedRenderFailsTheBundleClearly) {
       << bad.Log();
 }
 
-TEST_F(Fleet, ServesGrpcHealth) {
-  StartControlPlane();
-  // A second control plane on the same port is refused, not given half the connections.
-  Process second(kControlPlane,
-                 {"--data-dir=" + root_ + "/cp2", absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
-                  "--http=127.0.0.1:0"},
-                 root_ + "/cp-second.log");
-  EXPECT_FALSE(second.WaitForLog("cannot listen for gRPC on 127.0.0.1:").empty()) << second.Log();
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
-                                     grpc::InsecureChannelCredentials());
+// The gRPC health service's answer for the whole server: SERVING is "\x08\x01",
+// NOT_SERVING "\x08\x02"; empty when the call failed.
+std::string GrpcHealth(int port) {
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::ByteBuffer request;  // HealthCheckRequest{service: ""} encodes to no bytes
-  grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Slice empty("");  // HealthCheckRequest{service: ""} encodes to no bytes
+  grpc::ByteBuffer request(&empty, 1);
   grpc::ByteBuffer response;
   Notification done;
   grpc::Status status;
@@ -490,14 +490,37 @@ TEST_F(Fleet, ServesGrpcHealth) {
                    status = s;
                    done.Notify();
                  });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(status.ok()) << status.error_message();
+  if (!done.WaitForNotificationWithTimeout(absl::Seconds(10)) || !status.ok()) return "";
   std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
+  if (!response.Dump(&slices).ok()) return "";
   std::string bytes;
   for (const grpc::Slice& slice : slices)
     bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse{status: SERVING}";
+  return bytes;
+}
+
+TEST_F(Fleet, ServesGrpcHealth) {
+  StartControlPlane({"--shutdown-delay-seconds=3"});
+  // A second control plane on the same port is refused, not given half the connections.
+  Process second(kControlPlane,
+                 {"--data-dir=" + root_ + "/cp2", absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
+                  "--http=127.0.0.1:0"},
+                 root_ + "/cp-second.log");
+  EXPECT_FALSE(second.WaitForLog("cannot listen for gRPC on 127.0.0.1:").empty()) << second.Log();
+  EXPECT_EQ(GrpcHealth(grpc_port_), std::string("\x08\x01", 2)) << "SERVING";
+  int code = 0;
+  EXPECT_EQ(HttpGet(cp_http_, "/readyz", &code), "ready\n");
+  EXPECT_EQ(code, 200);
+
+  // Draining: still answering, but not ready, on both.
+  ASSERT_EQ(kill(cp_->pid(), SIGTERM), 0);
+  ASSERT_FALSE(cp_->WaitForLog("draining: serving").empty()) << cp_->Log();
+  EXPECT_EQ(GrpcHealth(grpc_port_), std::string("\x08\x02", 2)) << "NOT_SERVING";
+  EXPECT_EQ(HttpGet(cp_http_, "/readyz", &code),
+            "not ready: draining: the control plane is stopping\n");
+  EXPECT_EQ(code, 503);
+  EXPECT_EQ(HttpGet(cp_http_, "/healthz", &code), "ok\n");
+  EXPECT_EQ(code, 200);
 }
 
 // Lists services through gRPC server reflection: one ServerReflectionRequest with

@@ -298,6 +298,11 @@ TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
   EXPECT_TRUE(Eventually([&] {
     return Ctl({"cluster", "list"}).find("ApiAccess Unauthorized") != std::string::npos;
   })) << Ctl({"cluster", "list"});
+  // An agent that cannot use its cluster's API is not ready.
+  int http_code = 0;
+  EXPECT_THAT(HttpGet(agent_http_, "/readyz", &http_code),
+              HasSubstr("not ready: Kubernetes API: Unauthorized"));
+  EXPECT_EQ(http_code, 503);
 
   // The token is fixed (as a rotation would): the agent recovers on its own.
   std::ofstream(root_ + "/token", std::ios::trunc) << "e2e-token\n";
@@ -311,6 +316,7 @@ TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
   EXPECT_TRUE(Eventually([&] {
     return Ctl({"cluster", "list"}).find("Unauthorized") == std::string::npos;
   })) << Ctl({"cluster", "list"});
+  EXPECT_EQ(HttpGet(agent_http_, "/readyz", &http_code), "ready: connected to the control plane\n");
 }
 
 TEST_F(KubernetesFleet, RealCluster) {
