@@ -185,3 +185,108 @@ TEST_F(ReconcilerTest, RemovalPrunesEverythingAndForgets) {
 
 }  // namespace
 }  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+class ReconcilerSafetyTest : public ReconcilerTest {
+ protected:
+  v1::BundleUpdate At(int64_t generation, const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate update = Update(objects);
+    update.set_generation(generation);
+    return update;
+  }
+  v1::BundleRemoval Removal(int64_t generation) {
+    v1::BundleRemoval removal;
+    removal.set_bundle("web");
+    removal.set_generation(generation);
+    removal.set_reason("removed");
+    return removal;
+  }
+  std::string ConditionReason() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "ControlPlaneTrust") return c.ok() ? "ok" : c.reason();
+    }
+    return "none";
+  }
+};
+
+TEST_F(ReconcilerSafetyTest, AnOlderGenerationNeitherReplacesNorRemovesANewerOne) {
+  reconciler_->SetServingFleet("fleet-a", true);
+  ASSERT_TRUE(reconciler_->OnUpdate(At(3, {Cm("a", "new")})).ack.ok());
+  Reconciler::Outcome older = reconciler_->OnUpdate(At(2, {Cm("a", "old")}));
+  EXPECT_FALSE(older.ack.ok());
+  EXPECT_TRUE(older.ack.refused());
+  EXPECT_THAT(older.ack.message(), HasSubstr("control plane behind: it offers generation 2"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("new"));
+  EXPECT_EQ(ConditionReason(), "ControlPlaneBehind");
+  reconciler_->OnRemoval(Removal(2));
+  EXPECT_TRUE(fs_.ReadFile("/out/shop/ConfigMap/a.yaml").ok()) << "an older tombstone";
+  // The same generation (a new commit) and a newer one go through; so does a removal.
+  ASSERT_TRUE(reconciler_->OnUpdate(At(3, {Cm("a", "newer")})).ack.ok());
+  EXPECT_EQ(ConditionReason(), "ok");
+  Restart();  // what was applied is remembered
+  reconciler_->SetServingFleet("fleet-a", true);
+  EXPECT_TRUE(reconciler_->OnUpdate(At(1, {Cm("a", "old")})).ack.refused());
+  reconciler_->OnRemoval(Removal(4));
+  EXPECT_FALSE(fs_.ReadFile("/out/shop/ConfigMap/a.yaml").ok());
+}
+
+TEST_F(ReconcilerSafetyTest, AnotherFleetMayAddButNotReplaceOrRemoveUntilAdopted) {
+  reconciler_->SetServingFleet("fleet-a", true);
+  ASSERT_TRUE(reconciler_->OnUpdate(At(5, {Cm("a")})).ack.ok());
+  reconciler_->SetServingFleet("fleet-b", /*trusted=*/false);
+  EXPECT_TRUE(reconciler_->OnUpdate(At(9, {Cm("a", "theirs")})).ack.refused());
+  reconciler_->OnRemoval(Removal(9));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("\"1\""));
+  EXPECT_EQ(ConditionReason(), "ForeignFleet");
+  v1::BundleUpdate other = At(1, {Cm("b")});
+  other.set_bundle("other");
+  EXPECT_TRUE(reconciler_->OnUpdate(other).ack.ok()) << "a bundle it does not hold is fine";
+  // An operator's forget is accepted from any control plane.
+  v1::BundleRemoval forget;
+  forget.set_bundle("other");
+  forget.set_forget(true);
+  forget.set_prune(false);
+  reconciler_->OnRemoval(forget);
+  EXPECT_TRUE(fs_.ReadFile("/out/shop/ConfigMap/b.yaml").ok()) << "forgotten without prune";
+  EXPECT_EQ(reconciler_->Held().size(), 1u);
+
+  reconciler_->Adopt();
+  reconciler_->SetServingFleet("fleet-b", true);
+  EXPECT_TRUE(reconciler_->OnUpdate(At(1, {Cm("a", "theirs")})).ack.ok())
+      << "adopted: its generations start afresh";
+  EXPECT_EQ(ConditionReason(), "ok");
+}
+
+TEST_F(ReconcilerSafetyTest, PruneDeletesWhatItCreatedAndKeepsWhatItFound) {
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/found.yaml", "someone's").ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("made"), Cm("found")})).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("other")})).ack.ok());
+  EXPECT_FALSE(fs_.ReadFile("/out/shop/ConfigMap/made.yaml").ok());
+  EXPECT_TRUE(fs_.ReadFile("/out/shop/ConfigMap/found.yaml").ok());
+}
+
+TEST_F(ReconcilerSafetyTest, ACorruptStateFileIsMovedAsideAndTheRestLoads) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a")})).ack.ok());
+  v1::BundleUpdate other = Update({Cm("b")});
+  other.set_bundle("other");
+  ASSERT_TRUE(reconciler_->OnUpdate(other).ack.ok());
+  ASSERT_TRUE(fs_.WriteFileAtomically("/state/bundles/web.pb", "\xff\xff garbage").ok());
+  ASSERT_TRUE(fs_.WriteFileAtomically("/state/bundles/other.pb.tmp-1-2", "half").ok());
+  Restart();
+  std::vector<v1::HeldRevision> held = reconciler_->Held();
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].bundle(), "other");
+  EXPECT_EQ(*fs_.ReadFile("/state/bundles/web.pb.corrupt"), "\xff\xff garbage");
+  EXPECT_FALSE(fs_.ReadFile("/state/bundles/other.pb.tmp-1-2").ok());
+  bool reported = false;
+  for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+    reported |= c.type() == "AgentState" && !c.ok() && c.reason() == "CorruptStateFile";
+  }
+  EXPECT_TRUE(reported);
+  EXPECT_TRUE(fs_.ReadFile("/out/shop/ConfigMap/a.yaml").ok()) << "nothing pruned on a guess";
+}
+
+}  // namespace
+}  // namespace gitfleet
