@@ -101,6 +101,9 @@ std::string KeyDisplay(const v1::ObjectKey& key) {
 
 absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view text,
                                                                absl::string_view file) {
+  // Bounded first: an alias bomb or a pathological nesting is refused before any node is
+  // built, and long before one is emitted.
+  if (absl::Status bounded = CheckYamlBounds(text, file); !bounded.ok()) return bounded;
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));

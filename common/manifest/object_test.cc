@@ -1,5 +1,7 @@
 #include "common/manifest/object.h"
 
+#include "absl/time/clock.h"
+#include "common/manifest/yaml.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -49,6 +51,52 @@ TEST(ParseManifestsTest, MalformedYamlNamesFileAndLine) {
   auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n", "apps/bad.yaml");
   EXPECT_THAT(objects.status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("apps/bad.yaml:")));
+}
+
+// The classic "billion laughs": nine aliases per level, nine levels: 9^9 nodes if expanded.
+std::string AliasBomb() {
+  std::string text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\nlol0: &l0 [lol]\n";
+  for (int level = 1; level <= 9; ++level) {
+    absl::StrAppend(&text, "lol", level, ": &l", level, " [");
+    for (int i = 0; i < 9; ++i) absl::StrAppend(&text, i == 0 ? "" : ",", "*l", level - 1);
+    absl::StrAppend(&text, "]\n");
+  }
+  return text;
+}
+
+TEST(ParseManifestsTest, AnAliasBombIsRefusedNotExpanded) {
+  absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<v1::ManifestObject>> bomb = ParseManifests(AliasBomb(), "bomb.yaml");
+  EXPECT_EQ(bomb.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bomb.status().message(), HasSubstr("bomb.yaml:"));
+  EXPECT_THAT(bomb.status().message(), HasSubstr("once its aliases are expanded"));
+  // Refused while parsing: nowhere near the time (or memory) an expansion would take.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  // Ordinary anchors and aliases, as real manifests use them, still work.
+  absl::StatusOr<std::vector<v1::ManifestObject>> fine = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: &l {app: web}}\n"
+      "data: {x: *l}\n",
+      "fine.yaml");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_THAT((*fine)[0].yaml(), HasSubstr("app: web"));
+}
+
+TEST(ParseManifestsTest, DeepNestingAndTooManyDocumentsAreRefused) {
+  std::string deep = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: ";
+  deep += std::string(300, '[') + std::string(300, ']') + "\n";
+  absl::StatusOr<std::vector<v1::ManifestObject>> nested = ParseManifests(deep, "deep.yaml");
+  EXPECT_EQ(nested.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(nested.status().message(), HasSubstr("deep.yaml:4: nested more than 256 deep"));
+
+  std::string many;
+  for (int i = 0; i < 5; ++i) absl::StrAppend(&many, "---\n{}\n");
+  YamlLimits limits;
+  limits.max_documents = 4;
+  EXPECT_THAT(CheckYamlBounds(many, "many.yaml", limits).message(),
+              HasSubstr("more than 4 documents in one file"));
+  limits.max_documents = 5;
+  EXPECT_TRUE(CheckYamlBounds(many, "many.yaml", limits).ok());
 }
 
 TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {

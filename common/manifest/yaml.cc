@@ -1,7 +1,14 @@
 #include "common/manifest/yaml.h"
 
+#include <algorithm>
+#include <map>
+#include <sstream>
+#include <vector>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 
 namespace gitfleet {
 namespace {
@@ -67,7 +74,114 @@ void EmitCanonical(YAML::Emitter& out, const YAML::Node& node) {
   }
 }
 
+// Counts, from the parser's events, what each document would be with its aliases expanded,
+// and how deep it nests; throws Exceeded at the first bound passed.
+class BoundsCounter : public YAML::EventHandler {
+ public:
+  struct Exceeded {
+    int line;
+    std::string what;
+  };
+
+  explicit BoundsCounter(const YamlLimits& limits) : limits_(limits) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > limits_.max_documents) {
+      throw Exceeded{mark.line,
+                     absl::StrCat("more than ", limits_.max_documents, " documents in one file")};
+    }
+    open_.clear();
+    anchors_.clear();
+    document_nodes_ = 0;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { Leaf(mark, anchor); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    Leaf(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    Add(mark, it == anchors_.end() ? 1 : it->second);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Container {
+    YAML::anchor_t anchor;
+    uint64_t nodes;  // expanded, itself included
+    YAML::Mark mark;
+  };
+
+  void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = 1;
+    Add(mark, 1);
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (static_cast<int>(open_.size()) >= limits_.max_depth) {
+      throw Exceeded{mark.line, absl::StrCat("nested more than ", limits_.max_depth, " deep")};
+    }
+    open_.push_back({anchor, 1, mark});
+    Count(mark, 1);
+  }
+  void Close() {
+    Container done = open_.back();
+    open_.pop_back();
+    if (done.anchor != YAML::NullAnchor) anchors_[done.anchor] = done.nodes;
+    if (!open_.empty()) open_.back().nodes = Saturate(open_.back().nodes, done.nodes);
+  }
+  // `nodes` more under the innermost open container (an alias brings its anchor's size).
+  void Add(const YAML::Mark& mark, uint64_t nodes) {
+    if (!open_.empty()) open_.back().nodes = Saturate(open_.back().nodes, nodes);
+    Count(mark, nodes);
+  }
+  void Count(const YAML::Mark& mark, uint64_t nodes) {
+    document_nodes_ = Saturate(document_nodes_, nodes);
+    if (document_nodes_ > limits_.max_expanded_nodes) {
+      throw Exceeded{mark.line,
+                     absl::StrCat("more than ", limits_.max_expanded_nodes,
+                                  " nodes in one document once its aliases are expanded (an "
+                                  "alias bomb?); refused, not expanded")};
+    }
+  }
+  static uint64_t Saturate(uint64_t a, uint64_t b) {
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+  }
+
+  const YamlLimits& limits_;
+  int documents_ = 0;
+  uint64_t document_nodes_ = 0;
+  std::vector<Container> open_;
+  std::map<YAML::anchor_t, uint64_t> anchors_;  // expanded size of each anchored node
+};
+
 }  // namespace
+
+absl::Status CheckYamlBounds(absl::string_view text, absl::string_view file,
+                             const YamlLimits& limits) {
+  std::istringstream in{std::string(text)};
+  BoundsCounter counter(limits);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(counter)) {
+    }
+  } catch (const BoundsCounter::Exceeded& e) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ":", e.line + 1, ": ", e.what));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::string> EmitBlockYaml(const YAML::Node& node) {
   YAML::Emitter out;

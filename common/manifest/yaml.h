@@ -8,14 +8,33 @@
 //
 //   GF_ASSIGN_OR_RETURN(std::string text, EmitBlockYaml(YAML::Load(json)));
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 
 absl::StatusOr<std::string> EmitBlockYaml(const YAML::Node& node);
+
+// Bounds on one YAML text, checked while parsing, before any node is built or emitted:
+// an alias bomb ("billion laughs") is refused, never expanded.
+struct YamlLimits {
+  // Nodes in one document once every alias is expanded.
+  uint64_t max_expanded_nodes = 1000000;
+  // Maps and sequences inside each other.
+  int max_depth = 256;
+  int max_documents = 10000;
+};
+
+// InvalidArgument naming `file`, the line and the bound that `text` goes past (or its
+// syntax error); OK when within them.
+//
+//   GF_RETURN_IF_ERROR(CheckYamlBounds(text, "apps/web/cm.yaml"));
+absl::Status CheckYamlBounds(absl::string_view text, absl::string_view file,
+                             const YamlLimits& limits = {});
 
 }  // namespace gitfleet
 

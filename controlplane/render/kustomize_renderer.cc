@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/manifest/yaml.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -110,6 +111,7 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
     if (it != files.end()) kustomization = it->second;
   }
   if (kustomization == nullptr) return;
+  if (!CheckYamlBounds(kustomization->content, kustomization->path).ok()) return;  // reported
   YAML::Node doc;
   try {
     doc = YAML::Load(kustomization->content);
@@ -137,6 +139,10 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
   for (const RepoFile& file : files) {
     if (!IsKustomizationFile(file.path)) continue;
+    // Walking a node graph visits an alias once per reference: bound it first.
+    if (absl::Status bounded = CheckYamlBounds(file.content, file.path); !bounded.ok()) {
+      return bounded;
+    }
     YAML::Node doc;
     try {
       doc = YAML::Load(file.content);

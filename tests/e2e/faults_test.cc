@@ -211,6 +211,36 @@ TEST_F(Faults, ACorruptStoreRowIsSkippedAndTheRestServed) {
   EXPECT_EQ(Files("prod-eu"), kAllFiles);
 }
 
+TEST_F(Faults, AnAliasBombCommitFailsItsBundleAndKeepsWhatRuns) {
+  std::string first = SyncedFleet();
+  std::string bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\nl0: &l0 [lol]\n";
+  for (int level = 1; level <= 12; ++level) {
+    absl::StrAppend(&bomb, "l", level, ": &l", level, " [");
+    for (int i = 0; i < 9; ++i) absl::StrAppend(&bomb, i == 0 ? "" : ",", "*l", level - 1);
+    absl::StrAppend(&bomb, "]\n");
+  }
+  git_.Write("apps/web/bomb.yaml", bomb);
+  std::string second = git_.Commit("billion laughs");
+  std::string bundles;
+  EXPECT_TRUE(Eventually([&] {
+    bundles = Ctl({"bundle", "list"});
+    return bundles.find("once its aliases are expanded") != std::string::npos;
+  })) << bundles
+      << cp_->Log();
+  EXPECT_THAT(bundles, HasSubstr("apps/web/bomb.yaml:"));
+  std::vector<v1::BundleStatus> web = Status("prod-eu", "web");
+  ASSERT_EQ(web.size(), 1u);
+  EXPECT_EQ(web[0].applied_commit(), first) << "the last good revision stays";
+  EXPECT_THAT(web[0].message(), HasSubstr("once its aliases are expanded"));
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  // Bounded memory: the control plane stayed small (the expansion would take terabytes).
+  std::string status =
+      PosixFileSystem().ReadFile(absl::StrCat("/proc/", cp_->pid(), "/status")).value_or("");
+  size_t at = status.find("VmHWM:");
+  ASSERT_NE(at, std::string::npos) << status;
+  EXPECT_LT(std::stol(status.substr(at + 6)), 512 * 1024) << "peak RSS in KiB";
+}
+
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {
   std::string first = SyncedFleet();
   // SIGKILL while reports are still waiting to be written behind.
