@@ -1,10 +1,17 @@
 #include "bench/bench_util.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 
@@ -22,14 +29,17 @@ std::string Binary(const std::string& bin_dir, const std::string& path) {
 }
 
 absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const std::string& root,
-                                               int poll_interval_seconds) {
+                                               int poll_interval_seconds, const std::string& grpc) {
+  static int starts = 0;
   ControlPlane cp;
   cp.process = std::make_unique<testing::Process>(
       Binary(bin_dir, "controlplane/gitfleet-controlplane"),
-      std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=127.0.0.1:0",
-                               "--http=127.0.0.1:0",
+      std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=" + grpc, "--http=127.0.0.1:0",
                                absl::StrCat("--poll-interval-seconds=", poll_interval_seconds)},
-      root + "/cp.log");
+      // Each start its own log: they are appended to, and a restart must not find the last
+      // start's "serving" line.
+      absl::StrCat(root, "/cp.log", starts == 0 ? "" : absl::StrCat(".", starts)));
+  ++starts;
   std::string port = cp.process->WaitForLog(R"(serving gRPC on port (\d+))");
   if (port.empty()) {
     return absl::UnavailableError(
@@ -37,6 +47,40 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
   }
   cp.target = "127.0.0.1:" + port;
   return cp;
+}
+
+int64_t ProcStatusBytes(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) != 0) continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int64_t kib = 0;
+    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) return kib * 1024;
+  }
+  return 0;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+  double utime = 0, stime = 0;
+  if (fields.size() > 12) {
+    absl::SimpleAtod(fields[11], &utime);
+    absl::SimpleAtod(fields[12], &stime);
+  }
+  return (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,

@@ -4,6 +4,9 @@
 // What the benchmarks share: finding the binaries, medians, and the one source and bundle
 // ("bench") they all measure.
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,8 +28,17 @@ struct ControlPlane {
   std::unique_ptr<testing::Process> process;
   std::string target;  // 127.0.0.1:PORT for gRPC
 };
+// `grpc` is where it listens (port 0 picks one; a restart passes the port it had).
 absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const std::string& root,
-                                               int poll_interval_seconds);
+                                               int poll_interval_seconds,
+                                               const std::string& grpc = "127.0.0.1:0");
+
+// A field of /proc/PID/status (VmRSS, VmHWM), in bytes; 0 when unknown.
+int64_t ProcStatusBytes(pid_t pid, const std::string& field);
+// User and system CPU seconds of `pid` so far.
+double CpuSeconds(pid_t pid);
+// Raises the open-file limit to the hard limit (children inherit it).
+void RaiseFileLimit();
 
 // Adds source "bench" at `url` and bundle "bench" at `path` (prune on) through `admin`.
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,

@@ -87,33 +87,6 @@ std::string Binary(const std::string& path) {
   return bench::Binary(absl::GetFlag(FLAGS_bin_dir), path);
 }
 
-// From /proc/PID/status, in bytes.
-int64_t ProcStatusBytes(pid_t pid, const std::string& field) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) != 0) continue;
-    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    int64_t kib = 0;
-    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) return kib * 1024;
-  }
-  return 0;
-}
-
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
-  double utime = 0, stime = 0;
-  if (fields.size() > 12) {
-    absl::SimpleAtod(fields[11], &utime);
-    absl::SimpleAtod(fields[12], &stime);
-  }
-  return (utime + stime) / sysconf(_SC_CLK_TCK);
-}
-
 // A socket listening on an ephemeral loopback port, whose address goes to `addr`; -1 if
 // the machine will not give one.
 int LoopbackListener(int backlog, sockaddr_in* addr) {
@@ -303,16 +276,8 @@ double PerConnectionLoopbackSeconds(int connections, int64_t size) {
   return acks >= connections ? seconds : 0;
 }
 
-void RaiseFileLimit() {
-  rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 int Main() {
-  RaiseFileLimit();  // the control plane inherits it
+  bench::RaiseFileLimit();  // the control plane inherits it
   const int agents = absl::GetFlag(FLAGS_agents);
   // The fan-out's traffic pattern over plain sockets, measured first: each side needs a
   // descriptor per agent, which the swarm's own connections would not leave room for.
@@ -349,7 +314,7 @@ int Main() {
   }
   v1::BundleInfo bundle = *added;
   absl::SleepFor(absl::Seconds(1));
-  const int64_t rss_idle = ProcStatusBytes(cp.pid(), "VmRSS");
+  const int64_t rss_idle = bench::ProcStatusBytes(cp.pid(), "VmRSS");
 
   bench::SwarmOptions options;
   options.target = target;
@@ -369,9 +334,9 @@ int Main() {
   double initial_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   printf("connected %d agents and sent each the full bundle in %.2fs\n", agents, initial_seconds);
   absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_settle_seconds)));  // let status writes settle
-  const int64_t rss_connected = ProcStatusBytes(cp.pid(), "VmRSS");
-  const double cpu_before = CpuSeconds(cp.pid());
-  const double swarm_cpu_before = CpuSeconds(getpid());
+  const int64_t rss_connected = bench::ProcStatusBytes(cp.pid(), "VmRSS");
+  const double cpu_before = bench::CpuSeconds(cp.pid());
+  const double swarm_cpu_before = bench::CpuSeconds(getpid());
 
   std::vector<double> fanout, swarm_fanout, sync_to_ack, bytes_per_agent, limits, ratios;
   double limit_cpu = 0;  // the swarm process's CPU spent timing the limits, not the swarm's
@@ -439,13 +404,13 @@ int Main() {
     // writes it caused have landed), so that each fan-out is compared with a limit measured
     // within a second of it.
     absl::SleepFor(absl::Milliseconds(500));
-    const double limit_cpu_before = CpuSeconds(getpid());
+    const double limit_cpu_before = bench::CpuSeconds(getpid());
     double worst = 0;
     limits.push_back(BestOf(
         kLimitTries,
         [&] { return LoopbackSeconds(agents, std::max<int64_t>(1, bytes_per_agent.back())); },
         &worst));
-    limit_cpu += CpuSeconds(getpid()) - limit_cpu_before;
+    limit_cpu += bench::CpuSeconds(getpid()) - limit_cpu_before;
     ratios.push_back(limits.back() > 0 ? fanout.back() / limits.back() : 0.0);
     printf(
         "commit %d: fan-out %.3fs (last ACK sent at %.3fs; sync call to last ACK %.3fs), %.0f "
@@ -453,22 +418,23 @@ int Main() {
         "%.1f MiB, CPU seconds so far: control plane %.2f, swarm %.2f\n",
         c, fanout.back(), swarm_fanout.back(), sync_to_ack.back(), bytes_per_agent.back(),
         limits.back(), kLimitTries, worst, ratios.back(),
-        ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0, CpuSeconds(cp.pid()) - cpu_before,
-        CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
+        bench::ProcStatusBytes(cp.pid(), "VmRSS") / 1048576.0,
+        bench::CpuSeconds(cp.pid()) - cpu_before,
+        bench::CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
   }
-  const double cpu_seconds = CpuSeconds(cp.pid()) - cpu_before;
+  const double cpu_seconds = bench::CpuSeconds(cp.pid()) - cpu_before;
   // What holding the fleet costs while nothing changes: keepalives, timers, housekeeping.
   const int idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
   double idle_cpu_fraction = 0;
   if (idle_seconds > 0) {
     absl::SleepFor(absl::Seconds(1));  // the last commit's status writes
-    const double idle_before = CpuSeconds(cp.pid());
+    const double idle_before = bench::CpuSeconds(cp.pid());
     absl::SleepFor(absl::Seconds(idle_seconds));
-    idle_cpu_fraction = (CpuSeconds(cp.pid()) - idle_before) / idle_seconds;
+    idle_cpu_fraction = (bench::CpuSeconds(cp.pid()) - idle_before) / idle_seconds;
     printf("idle: the control plane used %.1f%% of one core over %d s with %d agents connected\n",
            100 * idle_cpu_fraction, idle_seconds, swarm.connected());
   }
-  const int64_t peak_rss = ProcStatusBytes(cp.pid(), "VmHWM");
+  const int64_t peak_rss = bench::ProcStatusBytes(cp.pid(), "VmHWM");
   const double per_agent_bytes = Median(bytes_per_agent);
   double loopback = Median(limits);
   double fanout_median = Median(fanout);

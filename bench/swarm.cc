@@ -5,8 +5,11 @@
 #include <deque>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/agent_protocol.h"
+#include "common/backoff.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/gitfleet/v1/agent.grpc.pb.h"
@@ -43,7 +46,9 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   void Connect();
   void Send(v1::AgentMessage message, absl::Duration delay);
   void OnMessage(const v1::ControlMessage& message);
-  void OnStreamDone(const grpc::Status& status);
+  // `welcomed`, how long the stream `lived`, and the reconnect window the control plane
+  // named when it closed it (zero when none).
+  void OnStreamDone(bool welcomed, absl::Duration lived, absl::Duration spread);
   void FlipHealth();
   void Cancel();
 
@@ -58,7 +63,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   std::map<std::string, std::string> held_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> acked_at_ ABSL_GUARDED_BY(mu_);
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
-  int failures_ ABSL_GUARDED_BY(mu_) = 0;
+  Redial redial_ ABSL_GUARDED_BY(mu_){absl::Milliseconds(250), absl::Seconds(30)};  // as the agent
   bool ack_carries_status_ ABSL_GUARDED_BY(mu_) = false;  // from the current welcome
 };
 
@@ -68,6 +73,7 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   explicit Stream(std::shared_ptr<Swarm::Agent> agent) : agent_(std::move(agent)) {}
 
   void Begin(const v1::Hello& hello) {
+    started_ = absl::Now();
     ++agent_->swarm_->counters().streams;
     if (!agent_->swarm_->options().token.empty()) {
       context_.AddMetadata("authorization",
@@ -118,6 +124,7 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
       ++agent_->swarm_->counters().connected;
     }
     ++agent_->swarm_->counters().messages;
+    if (in_.has_update()) ++agent_->swarm_->counters().updates;
     size_t size = in_.ByteSizeLong();
     agent_->swarm_->counters().bytes += static_cast<int64_t>(size);
     agent_->OnMessage(in_);
@@ -130,7 +137,16 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   void OnDone(const grpc::Status& status) override {
     Swarm::Counters& counters = agent_->swarm_->counters();
     if (welcomed_) --counters.connected;
-    agent_->OnStreamDone(status);
+    absl::Duration spread;
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    auto it = trailers.find(kReconnectSpreadHeader);
+    int64_t ms = 0;
+    if (it != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms)) {
+      spread = absl::Milliseconds(ms);
+    }
+    (void)status;
+    agent_->OnStreamDone(welcomed_, absl::Now() - started_, spread);
     // The last touch of the swarm: once no stream is left, its destructor may finish.
     --counters.streams;
     delete this;
@@ -141,6 +157,7 @@ class Stream : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessa
   grpc::ClientContext context_;
   v1::ControlMessage in_;
   bool welcomed_ = false;
+  absl::Time started_;
   Mutex mu_;
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
@@ -232,27 +249,22 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
   for (v1::AgentMessage& reply : replies) Send(std::move(reply), delay);
 }
 
-void Swarm::Agent::OnStreamDone(const grpc::Status& status) {
-  int failures;
+void Swarm::Agent::OnStreamDone(bool welcomed, absl::Duration lived, absl::Duration spread) {
+  absl::Duration wait;
   {
     MutexLock lock(&mu_);
     stream_ = nullptr;
-    failures = ++failures_;
+    wait = redial_.After(welcomed, lived, spread);
   }
   {
     MutexLock lock(&swarm_->mu_);
     if (swarm_->stopping_) return;
   }
   ++swarm_->counters().reconnects;
-  // Full jitter over an exponential ceiling, as the real agent does.
-  static thread_local std::mt19937 rng(std::random_device{}());
-  double ceiling = std::min(30.0, 0.2 * (1 << std::min(failures, 8)));
-  absl::Duration wait = absl::Seconds(std::uniform_real_distribution<double>(0, ceiling)(rng));
   std::weak_ptr<Agent> self = shared_from_this();
   swarm_->Schedule(absl::Now() + wait, [self] {
     if (auto agent = self.lock()) agent->Connect();
   });
-  (void)status;
 }
 
 void Swarm::Agent::FlipHealth() {
@@ -354,6 +366,7 @@ absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revisi
 
 int64_t Swarm::bytes_received() const { return counters_.bytes.load(); }
 int64_t Swarm::messages_received() const { return counters_.messages.load(); }
+int64_t Swarm::updates_received() const { return counters_.updates.load(); }
 int64_t Swarm::reconnects() const { return counters_.reconnects.load(); }
 
 bool Swarm::WaitUntil(const std::function<bool()>& done, absl::Duration timeout,

@@ -60,6 +60,8 @@ class Swarm {
   // Update bytes received by all agents so far (serialized size of each message).
   int64_t bytes_received() const;
   int64_t messages_received() const;
+  // Bundle updates (not welcomes, removals or diff requests) received so far.
+  int64_t updates_received() const;
   int64_t reconnects() const;
   // Polls `done` every `interval` until it holds or `timeout` passes.
   bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
@@ -72,6 +74,7 @@ class Swarm {
   struct Counters {
     std::atomic<int64_t> bytes{0};
     std::atomic<int64_t> messages{0};
+    std::atomic<int64_t> updates{0};
     std::atomic<int64_t> reconnects{0};
     std::atomic<int> connected{0};
     std::atomic<int> streams{0};  // calls not yet done

@@ -1,6 +1,8 @@
 #include "agent/client/controlplane_client.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/agent_protocol.h"
 #include "common/backoff.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -66,9 +68,24 @@ class ControlPlaneClient::Stream
   }
 
   void OnDone(const grpc::Status& status) override {
+    // A control plane that is stopping says over what window its agents should come back.
+    absl::Duration spread = absl::ZeroDuration();
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    auto it = trailers.find(kReconnectSpreadHeader);
+    int64_t ms = 0;
+    if (it != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) && ms > 0) {
+      spread = std::min(absl::Milliseconds(ms), absl::Minutes(1));  // whatever it says
+    }
     MutexLock lock(&mu_);
     status_ = FromGrpcStatus(status);
+    spread_ = spread;
     done_ = true;
+  }
+
+  absl::Duration spread() {
+    MutexLock lock(&mu_);
+    return spread_;
   }
 
  private:
@@ -89,6 +106,7 @@ class ControlPlaneClient::Stream
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
+  absl::Duration spread_ ABSL_GUARDED_BY(mu_);
 };
 
 ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks, AgentMetrics& metrics)
@@ -134,7 +152,7 @@ bool ControlPlaneClient::Send(const v1::AgentMessage& message) {
 }
 
 void ControlPlaneClient::DialLoop() {
-  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  Redial redial(options_.min_backoff, options_.max_backoff);
   std::string last_error;
   while (true) {
     auto stream = std::make_shared<Stream>(callbacks_);
@@ -154,13 +172,10 @@ void ControlPlaneClient::DialLoop() {
     }
     metrics_.connected.Set(0);
     callbacks_.on_disconnected(status);
-    if (welcomed) {
-      metrics_.connects.Add({{"result", "ok"}}).Increment();
-      if (absl::Now() - started > absl::Seconds(10)) backoff.Reset();
-    } else {
-      metrics_.connects.Add({{"result", "error"}}).Increment();
-    }
-    absl::Duration delay = backoff.Next();
+    metrics_.connects.Add({{"result", welcomed ? "ok" : "error"}}).Increment();
+    // Stopping, the control plane names a window; each agent redials once at a random
+    // point of it instead of probing while it restarts.
+    absl::Duration delay = redial.After(welcomed, absl::Now() - started, stream->spread());
     std::string error =
         status.ok() ? "stream closed by the control plane" : std::string(status.message());
     if (status.code() == absl::StatusCode::kUnauthenticated) {

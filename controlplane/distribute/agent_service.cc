@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/agent_protocol.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 
@@ -101,7 +102,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
  public:
   AgentStream(grpc::CallbackServerContext* context, AgentServiceImpl* service, Hub* hub,
               AgentTokens* tokens, ControlPlaneMetrics& metrics)
-      : service_(service),
+      : context_(context),
+        service_(service),
         hub_(hub),
         tokens_(tokens),
         metrics_(metrics),
@@ -221,6 +223,9 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     MutexLock lock(&mu_);
     if (done_ || finished_) return;
     closing_ = true;
+    if (int64_t spread = service_->reconnect_spread_ms(); spread > 0) {
+      context_->AddTrailingMetadata(kReconnectSpreadHeader, std::to_string(spread));
+    }
     if (writing_) {
       close_status_ = ToGrpcStatus(status);
     } else {
@@ -326,6 +331,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     }
   }
 
+  grpc::CallbackServerContext* const context_;
   AgentServiceImpl* const service_;
   Hub* const hub_;
   AgentTokens* const tokens_;

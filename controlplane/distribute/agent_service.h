@@ -7,6 +7,7 @@
 //   AgentServiceImpl service(&hub, tokens.get(), metrics);
 //   builder.RegisterService(&service);
 
+#include <atomic>
 #include <map>
 #include <string>
 
@@ -48,12 +49,19 @@ class AgentServiceImpl final
   const AgentLimits& limits() const { return limits_; }
   // Whether `cluster` may open another stream now (its connect bucket has a token).
   bool AllowConnect(const std::string& cluster);
+  // The control plane is stopping: streams closed from now on tell their agents to come
+  // back spread over `window` (see kReconnectSpreadHeader).
+  void SetStopping(absl::Duration window) {
+    reconnect_spread_ms_ = absl::ToInt64Milliseconds(window);
+  }
+  int64_t reconnect_spread_ms() const { return reconnect_spread_ms_.load(); }
 
  private:
   Hub* const hub_;
   AgentTokens* const tokens_;
   ControlPlaneMetrics& metrics_;
   const AgentLimits limits_;
+  std::atomic<int64_t> reconnect_spread_ms_{0};
   Mutex mu_;
   // Bounded: cleared when it holds more than kMaxTrackedClusters entries.
   std::map<std::string, TokenBucket> connects_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,15 @@
+#ifndef GITFLEET_COMMON_AGENT_PROTOCOL_H_
+#define GITFLEET_COMMON_AGENT_PROTOCOL_H_
+
+// What the agent protocol carries outside its messages (proto/gitfleet/v1/agent.proto).
+
+namespace gitfleet {
+
+// Trailing metadata of a stream the control plane closes because it is stopping: the
+// window, in milliseconds, over which its agents should redial (each once, at a random
+// point of it), so a restart is not met by every agent at once.
+inline constexpr char kReconnectSpreadHeader[] = "gitfleet-reconnect-spread-ms";
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_AGENT_PROTOCOL_H_
