@@ -36,6 +36,12 @@ ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
 ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
+ABSL_FLAG(int, fetch_timeout_seconds, 60,
+          "One Git fetch, connect to last byte; a server that takes longer fails that source.");
+ABSL_FLAG(int64_t, max_fetch_bytes, int64_t{1} << 30, "Most bytes one Git fetch may receive.");
+ABSL_FLAG(int64_t, max_blob_bytes, 16 << 20, "Largest file a render may read from Git.");
+ABSL_FLAG(int64_t, max_read_bytes, int64_t{256} << 20,
+          "Most bytes of files one render may read from Git at one commit.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
 ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
@@ -53,6 +59,9 @@ ABSL_FLAG(double, agent_messages_per_second, 200,
 ABSL_FLAG(int, agent_connect_burst, 10,
           "Connections one cluster may open in quick succession; then one per second.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(int, reconnect_spread_seconds, 8,
+          "On shutdown, agents are told to redial once each at a random point of this window, "
+          "so a restart is not met by the whole fleet at once.");
 ABSL_FLAG(int, shutdown_delay_seconds, 0,
           "After SIGTERM, keep serving this long while /readyz and the gRPC health service say "
           "not ready, so load balancers stop sending before the server stops.");
@@ -113,7 +122,16 @@ int Main(ShutdownSignals& signals) {
 
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
-  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(absl::StrCat(data_dir, "/git"));
+  if (absl::GetFlag(FLAGS_fetch_timeout_seconds) < 1) {
+    return Fail(absl::InvalidArgumentError("--fetch-timeout-seconds must be at least 1"));
+  }
+  GitLimits git_limits;
+  git_limits.fetch_timeout = absl::Seconds(absl::GetFlag(FLAGS_fetch_timeout_seconds));
+  git_limits.max_fetch_bytes = absl::GetFlag(FLAGS_max_fetch_bytes);
+  git_limits.max_blob_bytes = absl::GetFlag(FLAGS_max_blob_bytes);
+  git_limits.max_read_bytes = absl::GetFlag(FLAGS_max_read_bytes);
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits);
   Hub hub(store->get(), metrics);
   hub.SetFleetId(*fleet_id);
   // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
@@ -184,12 +202,14 @@ int Main(ShutdownSignals& signals) {
   int sig = signals.Wait();
   GF_LOG(INFO) << "shutting down on " << strsignal(sig);
   readiness.SetPhase(Readiness::Phase::kDraining);
+  CancelGitFetches();  // a hanging Git server does not hold up the exit
   if (health != nullptr) health->SetServingStatus(false);
   if (absl::GetFlag(FLAGS_shutdown_delay_seconds) > 0) {
     GF_LOG(INFO) << "draining: serving " << absl::GetFlag(FLAGS_shutdown_delay_seconds)
                  << " s more while reporting not ready";
     absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_shutdown_delay_seconds)));
   }
+  agent_service.SetStopping(absl::Seconds(absl::GetFlag(FLAGS_reconnect_spread_seconds)));
   hub.CloseAll(absl::UnavailableError("control plane is shutting down"));
   // In-flight admin calls (milliseconds each) get a short grace period; a cancelled one can
   // be retried. gRPC 1.51 waits out the whole deadline while any client holds an idle

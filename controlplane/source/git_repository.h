@@ -10,6 +10,7 @@
 //
 // Implementations are thread-safe.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,7 +60,22 @@ class GitRepositories {
 };
 
 // Bare clones under `cache_dir`, one per URL, fetched with libgit2.
-std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir);
+// Bounds on what one Git server can make the control plane do.
+struct GitLimits {
+  // One fetch, connect to last byte; past it the fetch fails naming the server.
+  absl::Duration fetch_timeout = absl::Seconds(60);
+  // Bytes received by one fetch.
+  int64_t max_fetch_bytes = int64_t{1} << 30;
+  // Bytes the files read at one commit add up to, and one file's size.
+  int64_t max_read_bytes = int64_t{256} << 20;
+  int64_t max_blob_bytes = int64_t{16} << 20;
+};
+
+std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir,
+                                                        GitLimits limits = {});
+
+// Ends every fetch in progress (and later ones) at once: for shutdown.
+void CancelGitFetches();
 
 }  // namespace gitfleet
 

@@ -9,9 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
 #include "common/manifest/hash.h"
 #include "common/sync.h"
 #include "controlplane/source/git_repository.h"
+#include "controlplane/source/timed_stream.h"
 
 namespace gitfleet {
 namespace {
@@ -65,8 +68,8 @@ std::string OidString(const git_oid* oid) {
 
 class Libgit2Repository : public GitRepository {
  public:
-  Libgit2Repository(std::string url, std::string dir)
-      : url_(std::move(url)), dir_(std::move(dir)) {}
+  Libgit2Repository(std::string url, std::string dir, const GitLimits& limits)
+      : url_(std::move(url)), dir_(std::move(dir)), limits_(limits) {}
 
   const std::string& url() const override { return url_; }
 
@@ -79,7 +82,26 @@ class Libgit2Repository : public GitRepository {
       int rc = git_remote_lookup(remote_.out(), repo_.get(), "origin");
       if (rc != 0) return GitError(rc, absl::StrCat("cannot find remote for ", url_));
     }
+    // Every byte of it is bounded: in time (the socket stream's deadline, timed_stream.h)
+    // and in size.
+    FetchDeadline deadline(absl::Now() + limits_.fetch_timeout);
+    struct Progress {
+      const GitLimits* limits;
+      std::string url;
+    } progress{&limits_, url_};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
+    options.callbacks.payload = &progress;
+    options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
+      auto* p = static_cast<Progress*>(payload);
+      if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
+        git_error_set_str(GIT_ERROR_NET,
+                          absl::StrCat("the fetch received more than ", p->limits->max_fetch_bytes,
+                                       " bytes (--max-fetch-bytes)")
+                              .c_str());
+        return -1;
+      }
+      return 0;
+    };
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
     const char* specs[] = {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"};
@@ -158,10 +180,12 @@ class Libgit2Repository : public GitRepository {
     if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
     struct Walk {
       git_repository* repo;
+      const GitLimits* limits;
       std::string prefix;
       std::vector<RepoFile> files;
+      int64_t bytes = 0;
       absl::Status status;
-    } walk{repo_.get(), path.empty() ? "" : absl::StrCat(path, "/"), {}, {}};
+    } walk{repo_.get(), &limits_, path.empty() ? "" : absl::StrCat(path, "/"), {}, 0, {}};
     int rc = git_tree_walk(
         tree.get(), GIT_TREEWALK_PRE,
         [](const char* root, const git_tree_entry* entry, void* payload) -> int {
@@ -183,6 +207,20 @@ class Libgit2Repository : public GitRepository {
           int rc = git_blob_lookup(blob.out(), w->repo, git_tree_entry_id(entry));
           if (rc != 0) {
             w->status = GitError(rc, absl::StrCat("cannot read ", name));
+            return -1;
+          }
+          const int64_t size = static_cast<int64_t>(git_blob_rawsize(blob.get()));
+          if (size > w->limits->max_blob_bytes) {
+            w->status = absl::ResourceExhaustedError(
+                absl::StrCat(name, " is ", size, " bytes, over the limit of ",
+                             w->limits->max_blob_bytes, " for one file (--max-blob-bytes)"));
+            return -1;
+          }
+          w->bytes += size;
+          if (w->bytes > w->limits->max_read_bytes) {
+            w->status = absl::ResourceExhaustedError(absl::StrCat(
+                "the files under ", w->prefix.empty() ? "the root" : w->prefix,
+                " add up to more than ", w->limits->max_read_bytes, " bytes (--max-read-bytes)"));
             return -1;
           }
           w->files.push_back(
@@ -260,6 +298,7 @@ class Libgit2Repository : public GitRepository {
 
   const std::string url_;
   const std::string dir_;
+  const GitLimits limits_;
   Mutex mu_;
   Repo repo_ ABSL_GUARDED_BY(mu_);
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
@@ -267,8 +306,12 @@ class Libgit2Repository : public GitRepository {
 
 class Libgit2Repositories : public GitRepositories {
  public:
-  explicit Libgit2Repositories(std::string cache_dir) : cache_dir_(std::move(cache_dir)) {
+  Libgit2Repositories(std::string cache_dir, GitLimits limits)
+      : cache_dir_(std::move(cache_dir)), limits_(limits) {
     git_libgit2_init();
+    static const bool registered = RegisterTimedSocketStream();
+    if (!registered)
+      GF_LOG(ERROR) << "libgit2 refused the timed socket stream: fetches have no deadline";
   }
   ~Libgit2Repositories() override {
     {
@@ -285,25 +328,28 @@ class Libgit2Repositories : public GitRepositories {
     if (it != repos_.end()) return it->second;
     for (size_t i = 1; i <= cache_dir_.size(); ++i) {
       if (i == cache_dir_.size() || cache_dir_[i] == '/') {
-        mkdir(cache_dir_.substr(0, i).c_str(), 0755);
+        mkdir(cache_dir_.substr(0, i).c_str(), 0700);
       }
     }
     auto repo = std::make_shared<Libgit2Repository>(
-        url, absl::StrCat(cache_dir_, "/", Sha256Hex(url).substr(0, 24), ".git"));
+        url, absl::StrCat(cache_dir_, "/", Sha256Hex(url).substr(0, 24), ".git"), limits_);
     repos_[url] = repo;
     return repo;
   }
 
  private:
   const std::string cache_dir_;
+  const GitLimits limits_;
   Mutex mu_;
   std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir) {
-  return std::make_unique<Libgit2Repositories>(std::move(cache_dir));
+std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir, GitLimits limits) {
+  return std::make_unique<Libgit2Repositories>(std::move(cache_dir), limits);
 }
+
+void CancelGitFetches() { CancelAllFetches(); }
 
 }  // namespace gitfleet

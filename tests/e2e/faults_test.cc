@@ -2,8 +2,11 @@
 // does to a running fleet. Each test asserts that nothing applied is deleted or rolled back
 // unless someone asked for it.
 
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -239,6 +242,57 @@ TEST_F(Faults, AnAliasBombCommitFailsItsBundleAndKeepsWhatRuns) {
   size_t at = status.find("VmHWM:");
   ASSERT_NE(at, std::string::npos) << status;
   EXPECT_LT(std::stol(status.substr(at + 6)), 512 * 1024) << "peak RSS in KiB";
+}
+
+// A loopback TCP listener that completes handshakes (the kernel does) and never answers.
+int HangingServer(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 16) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+TEST_F(Faults, HangingGitServersBlockNeitherOtherSourcesNorTheApiNorShutdown) {
+  git_.Write("apps/web/web.yaml", Cm("web"));
+  git_.Write("apps/base/ns.yaml", kNamespace);
+  std::string first = git_.Commit("first");
+  StartControlPlane({"--fetch-timeout-seconds=2"});
+  StartAgent("prod-eu", "env=prod");
+  std::vector<int> listeners;
+  int code;
+  for (int i = 0; i < 5; ++i) {
+    int port = 0;
+    int fd = HangingServer(&port);
+    ASSERT_GE(fd, 0);
+    listeners.push_back(fd);
+    std::string scheme = i % 2 == 0 ? "git" : "http";
+    std::string out =
+        Ctl({"source", "add", absl::StrCat("hang", i),
+             absl::StrCat("--url=", scheme, "://127.0.0.1:", port, "/repo"), "--interval=1s"},
+            &code);
+    EXPECT_THAT(out, HasSubstr("timed out")) << out;
+  }
+  // The fetch threads are busy with hanging servers, and still:
+  absl::Time start = absl::Now();
+  std::string list = Ctl({"source", "list"}, &code);
+  EXPECT_EQ(code, 0) << list;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "source list answers at once";
+  EXPECT_THAT(list, HasSubstr("timed out reading from 127.0.0.1"));
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  // Shutdown does not wait for them.
+  start = absl::Now();
+  cp_->Kill(SIGTERM);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  for (int fd : listeners) close(fd);
 }
 
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {
