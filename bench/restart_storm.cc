@@ -77,12 +77,13 @@ int Main() {
   printf("%d agents hold bundle bench (%d objects)\n", agents, absl::GetFlag(FLAGS_objects));
   absl::SleepFor(absl::Seconds(2));
 
-  std::vector<double> back, attempts, cpu, rss;
+  std::vector<double> back, attempts, cpu, rss, down;
   int64_t resent_messages = 0, resent_bytes = 0;
   for (int r = 0; r < absl::GetFlag(FLAGS_restarts); ++r) {
     const int64_t reconnects_before = swarm.reconnects();
     const int64_t updates_before = swarm.updates_received();
     const int64_t bytes_before = swarm.bytes_received();
+    absl::Time stop = absl::Now();
     cp->process->Kill(SIGTERM);
     absl::StatusOr<bench::ControlPlane> again =
         bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600, target);
@@ -91,6 +92,7 @@ int Main() {
       return 1;
     }
     absl::Time serving = absl::Now();
+    down.push_back(absl::ToDoubleSeconds(serving - stop));
     cp = std::move(again);
     const double cpu_start = bench::CpuSeconds(cp->process->pid());
     if (!swarm.WaitUntil([&] { return swarm.connected() == agents; }, absl::Seconds(120),
@@ -107,18 +109,19 @@ int Main() {
     cpu.push_back(bench::CpuSeconds(cp->process->pid()) - cpu_start);
     rss.push_back(static_cast<double>(bench::ProcStatusBytes(cp->process->pid(), "VmHWM")));
     printf(
-        "restart %d: every agent back %.2fs after serving; %.2f attempts per agent; "
-        "cp cpu %.2fs, peak rss %.0f MiB\n",
-        r, back.back(), attempts.back(), cpu.back(), rss.back() / (1 << 20));
+        "restart %d: serving again %.2fs after SIGTERM; every agent back %.2fs after serving; "
+        "%.2f attempts per agent; cp cpu %.2fs, peak rss %.0f MiB\n",
+        r, down.back(), back.back(), attempts.back(), cpu.back(), rss.back() / (1 << 20));
     fflush(stdout);
     absl::SleepFor(absl::Seconds(2));
   }
   printf(
-      "{\"agents\": %d, \"objects\": %d, \"restarts\": %zu, \"back_seconds_median\": %.2f, "
+      "{\"agents\": %d, \"objects\": %d, \"restarts\": %zu, \"down_seconds_median\": %.2f, "
+      "\"back_seconds_median\": %.2f, "
       "\"back_seconds_max\": %.2f, \"attempts_per_agent_median\": %.2f, "
       "\"resent_update_messages\": %lld, \"welcome_and_resent_bytes\": %lld, "
       "\"cp_cpu_seconds_median\": %.2f, \"cp_peak_rss_mib_max\": %.0f}\n",
-      agents, absl::GetFlag(FLAGS_objects), back.size(), bench::Median(back),
+      agents, absl::GetFlag(FLAGS_objects), back.size(), bench::Median(down), bench::Median(back),
       *std::max_element(back.begin(), back.end()), bench::Median(attempts),
       static_cast<long long>(resent_messages), static_cast<long long>(resent_bytes),
       bench::Median(cpu), *std::max_element(rss.begin(), rss.end()) / (1 << 20));

@@ -38,6 +38,11 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
     // swarm 8-25% of its CPU at 10,000 agents (Debian's build also checks every timer in a
     // debug hash table).
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, INT_MAX);
+    // As the agent: the redial policy is ours (Redial), so gRPC's own reconnect backoff
+    // stays short; its default grows to 120 s and would hold a channel down long after the
+    // control plane is back.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetMaxReceiveMessageSize(256 << 20);
     stub_ = v1::AgentService::NewStub(
         grpc::CreateCustomChannel(o.target, grpc::InsecureChannelCredentials(), args));
