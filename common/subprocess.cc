@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,19 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
+  // posix_spawn cannot set limits; the child gets them as it starts, before a tool has read
+  // its input, let alone built anything large from it.
+  if (options.max_memory_bytes > 0) {
+    rlimit data{static_cast<rlim_t>(options.max_memory_bytes),
+                static_cast<rlim_t>(options.max_memory_bytes)};
+    prlimit(pid, RLIMIT_DATA, &data, nullptr);
+  }
+  if (options.max_cpu > absl::ZeroDuration()) {
+    rlim_t seconds =
+        static_cast<rlim_t>(std::max<int64_t>(1, absl::ToInt64Seconds(options.max_cpu)));
+    rlimit cpu{seconds, seconds + 1};  // SIGXCPU, then SIGKILL a second later
+    prlimit(pid, RLIMIT_CPU, &cpu, nullptr);
+  }
   close(out.write);
   out.write = -1;
   close(err.write);
@@ -132,7 +146,8 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
 }
 
 absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
-                                       absl::Duration timeout, size_t max_output_bytes) {
+                                       absl::Duration timeout, size_t max_output_bytes,
+                                       int64_t max_memory_bytes) {
   Pipe out;
   if (absl::Status s = MakePipe(&out); !s.ok()) return s;
   // Hand free heap pages back first: the child's allocations then land on fresh pages
@@ -142,6 +157,10 @@ absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   if (pid == 0) {
     close(out.read);
+    if (max_memory_bytes > 0) {
+      rlimit data{static_cast<rlim_t>(max_memory_bytes), static_cast<rlim_t>(max_memory_bytes)};
+      setrlimit(RLIMIT_DATA, &data);
+    }
     int code = 0;
     try {
       std::string result = work();

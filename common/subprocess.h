@@ -26,6 +26,11 @@ struct SubprocessOptions {
   absl::Duration timeout = absl::Seconds(60);
   size_t max_stdout_bytes = 64 << 20;
   size_t max_stderr_bytes = 64 << 10;  // beyond this stderr is truncated, not fatal
+  // Resource limits on the child, 0 for none: its data segment (RLIMIT_DATA: heap and
+  // private mappings it writes; a Go runtime's address-space reservations do not count) and
+  // its CPU seconds (RLIMIT_CPU, over all its threads). Set right after the spawn.
+  int64_t max_memory_bytes = 0;
+  absl::Duration max_cpu = absl::ZeroDuration();
 };
 
 struct SubprocessResult {
@@ -46,7 +51,8 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
 // compute: no locks other threads may hold, no threads, no logging. DeadlineExceeded,
 // ResourceExhausted, or Internal when the child dies (the signal is named).
 absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
-                                       absl::Duration timeout, size_t max_output_bytes);
+                                       absl::Duration timeout, size_t max_output_bytes,
+                                       int64_t max_memory_bytes = 0);
 
 }  // namespace gitfleet
 

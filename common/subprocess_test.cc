@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -48,6 +49,30 @@ TEST(SubprocessTest, BoundsOutput) {
   auto e = RunSubprocess({"/bin/sh", "-c", "head -c 100000 /dev/zero >&2; true"}, options);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->stderr_text.size(), 10u);
+}
+
+TEST(SubprocessTest, LimitsTheChildsMemoryAndCpu) {
+  SubprocessOptions options = Options();
+  options.max_memory_bytes = 64 << 20;
+  // dd allocates its block up front: 256 MiB is over the limit.
+  absl::StatusOr<SubprocessResult> big = RunSubprocess(
+      {"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"}, options);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_NE(big->exit_code, 0);
+  EXPECT_THAT(big->stderr_text, HasSubstr("memory exhausted"));
+  absl::StatusOr<SubprocessResult> small = RunSubprocess(
+      {"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=1"}, options);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->exit_code, 0) << small->stderr_text;
+
+  options.max_memory_bytes = 0;
+  options.max_cpu = absl::Seconds(1);
+  absl::Time start = absl::Now();
+  absl::StatusOr<SubprocessResult> spin =
+      RunSubprocess({"/bin/sh", "-c", "while :; do :; done"}, options);
+  ASSERT_TRUE(spin.ok()) << spin.status();
+  EXPECT_EQ(spin->exit_code, 128 + SIGXCPU) << "stopped by its CPU limit, not the timeout";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
 }
 
 TEST(SubprocessTest, MissingProgramIsNotFound) {

@@ -50,6 +50,11 @@ ABSL_FLAG(std::string, kustomize, "",
 ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");
 ABSL_FLAG(int, render_timeout_seconds, 60,
           "Time limit for one render (kustomize, helm, jsonnet); past it the render is killed.");
+ABSL_FLAG(std::string, render_network, "deny",
+          "deny: kustomize and helm renders run in a network namespace of their own, and fail "
+          "where the machine cannot make one; allow: run them with the host's network there.");
+ABSL_FLAG(int64_t, render_memory_bytes, int64_t{2} << 30,
+          "Data segment limit of a render child (kustomize, helm, isolated jsonnet); 0: none.");
 ABSL_FLAG(bool, jsonnet_in_process, false,
           "Evaluate jsonnet in-process: faster, but a program that never ends cannot be "
           "stopped. For trusted repositories only.");
@@ -148,6 +153,13 @@ int Main(ShutdownSignals& signals) {
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
   options.render_limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
+  options.render_limits.max_memory_bytes = absl::GetFlag(FLAGS_render_memory_bytes);
+  const std::string render_network = absl::GetFlag(FLAGS_render_network);
+  if (render_network != "deny" && render_network != "allow") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--render-network=", render_network, ": want deny or allow")));
+  }
+  options.kustomize.allow_network = render_network == "allow";
   options.kustomize.binary = absl::GetFlag(FLAGS_kustomize);
   options.kustomize.scratch_dir = absl::StrCat(data_dir, "/render");
   options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));

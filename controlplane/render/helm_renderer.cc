@@ -65,6 +65,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     return absl::NotFoundError(absl::StrCat("helm ", input.path, ": cannot execute ",
                                             options_.binary, ": ", strerror(errno)));
   }
+  if (absl::Status sandbox = RequireNetworkSandbox(options_, "helm", input.path); !sandbox.ok()) {
+    return sandbox;
+  }
   if (input.read_paths != nullptr) *input.read_paths = {input.path};
   absl::StatusOr<std::unique_ptr<Checkout>> checkout =
       Checkout::Write(options_.scratch_dir, input.files);
@@ -79,6 +82,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
              "HELM_DATA_HOME=" + scratch.path() + "/data",
              "KUBECONFIG=/dev/null"};
   run.timeout = options_.timeout;
+  run.max_cpu = options_.timeout;
+  run.max_memory_bytes = options_.limits.max_memory_bytes;
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
@@ -91,6 +96,10 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     for (const auto& [name, value] : input.values ? *input.values : kNoValues) {
       (*input.read_values)[name] = value;
     }
+  }
+  // No network for the chart either (as kustomize): a fresh network namespace.
+  if (!NetworkSandbox().empty()) {
+    args->insert(args->begin(), {NetworkSandbox(), "--net", "--map-root-user"});
   }
   absl::StatusOr<SubprocessResult> result = RunSubprocess(*args, run);
   if (!result.ok()) {

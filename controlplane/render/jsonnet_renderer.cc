@@ -239,7 +239,8 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
       !options_.isolate
           ? absl::StatusOr<std::string>(Encode(Evaluate(files, main_path, input, values)))
           : RunInChild([&] { return Encode(Evaluate(files, main_path, input, values)); },
-                       options_.timeout, options_.limits.max_bytes * 2 + (1 << 20));
+                       options_.timeout, options_.limits.max_bytes * 2 + (1 << 20),
+                       options_.limits.max_memory_bytes);
   if (!encoded.ok()) {
     return absl::Status(encoded.status().code(),
                         absl::StrCat("jsonnet ", main_path, ": ", encoded.status().message()));

@@ -7,12 +7,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/manifest/yaml.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/manifest/yaml.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/renderer.h"
@@ -187,11 +187,28 @@ std::string FindKustomize() {
 KustomizeRenderer::KustomizeRenderer(KustomizeOptions options) : options_(std::move(options)) {
   if (options_.binary.empty()) options_.binary = FindKustomize();
   if (options_.scratch_dir.empty()) options_.scratch_dir = "/tmp";
-  unshare_ = ProbeUnshare();
+  unshare_ = NetworkSandbox();
   if (unshare_.empty()) {
-    GF_LOG(WARNING) << "cannot create network namespaces here; kustomize renders run with "
-                       "the host's network";
+    GF_LOG(WARNING) << "cannot create network namespaces here: kustomize renders "
+                    << (options_.allow_network
+                            ? "run with the host's network (--render-network=allow)"
+                            : "fail until --render-network=allow");
   }
+}
+
+const std::string& NetworkSandbox() {
+  static const std::string* sandbox = new std::string(ProbeUnshare());
+  return *sandbox;
+}
+
+absl::Status RequireNetworkSandbox(const ToolOptions& options, const char* engine,
+                                   const std::string& path) {
+  if (!NetworkSandbox().empty() || options.allow_network) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      engine, " ", path,
+      ": this machine cannot isolate renders from the network (unshare --net fails here), and "
+      "renders do not run with the host's network unless the control plane is started with "
+      "--render-network=allow"));
 }
 
 absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
@@ -202,6 +219,10 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (access(options_.binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("kustomize ", input.path, ": cannot execute ",
                                             options_.binary, ": ", strerror(errno)));
+  }
+  if (absl::Status sandbox = RequireNetworkSandbox(options_, "kustomize", input.path);
+      !sandbox.ok()) {
+    return sandbox;
   }
   if (absl::Status references = CheckKustomizeReferences(input.files); !references.ok()) {
     return references;
@@ -225,6 +246,8 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   run.env = {"PATH=/usr/bin:/bin", "HOME=" + scratch.path(), "KUBECONFIG=/dev/null",
              "XDG_CONFIG_HOME=" + scratch.path()};
   run.timeout = options_.timeout;
+  run.max_cpu = options_.timeout;
+  run.max_memory_bytes = options_.limits.max_memory_bytes;
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = kMaxErrorBytes;
   absl::StatusOr<SubprocessResult> result = RunSubprocess(argv, run);

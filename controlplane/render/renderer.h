@@ -45,6 +45,8 @@ struct RenderInput {
 struct RenderLimits {
   size_t max_objects = 10000;
   size_t max_bytes = 64 << 20;
+  // A render child's data segment (kustomize, helm, isolated jsonnet); 0 for no limit.
+  int64_t max_memory_bytes = int64_t{2} << 30;
 };
 
 class Renderer {
@@ -101,8 +103,19 @@ struct ToolOptions {
   std::string scratch_dir;  // where checkouts are written (and removed)
   absl::Duration timeout = absl::Seconds(60);
   RenderLimits limits;
+  // Without a network namespace for the tool (unshare --net), a render fails, saying so,
+  // unless this is set (--render-network=allow).
+  bool allow_network = false;
 };
 using KustomizeOptions = ToolOptions;
+
+// `unshare` when this machine can give a child a network namespace of its own (probed once
+// by running /bin/true in one); empty when it cannot.
+const std::string& NetworkSandbox();
+// FailedPrecondition naming the engine and path when renders cannot be isolated from the
+// network and `options` does not allow the host's network.
+absl::Status RequireNetworkSandbox(const ToolOptions& options, const char* engine,
+                                   const std::string& path);
 
 class KustomizeRenderer : public Renderer {
  public:
