@@ -145,6 +145,20 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   return result;
 }
 
+// A forked child of a sanitizer build keeps the sanitizer's runtime, which maps its
+// shadow memory as it goes: a data-segment limit would make it fail, not the work.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
 absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
                                        absl::Duration timeout, size_t max_output_bytes,
                                        int64_t max_memory_bytes) {
@@ -157,7 +171,7 @@ absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   if (pid == 0) {
     close(out.read);
-    if (max_memory_bytes > 0) {
+    if (max_memory_bytes > 0 && !kSanitized) {
       rlimit data{static_cast<rlim_t>(max_memory_bytes), static_cast<rlim_t>(max_memory_bytes)};
       setrlimit(RLIMIT_DATA, &data);
     }

@@ -174,40 +174,51 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   return result;
 }
 
-absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
+absl::StatusOr<KubernetesApplier::Live> KubernetesApplier::ReadForRemoval(
+    const v1::ObjectKey& key, const ApplyContext& context) {
   {
     MutexLock lock(&mu_);
     health_.erase(CacheKey(context.bundle, key));
   }
+  Live out;
   absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
   if (!resource.ok()) {
-    if (resource.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    // With its CRD gone, the kind's objects are gone too.
+    if (resource.status().code() == absl::StatusCode::kNotFound) return out;
     return resource.status();
   }
-  std::string ns = key.namespace_();
-  if (ns.empty()) ns = context.target_namespace;
-  if (ns.empty()) ns = options_.default_namespace;
-  const std::string path = resource->Path(ns, key.name());
-  absl::StatusOr<json> live = Get(path);
+  out.resource = *std::move(resource);
+  out.ns = key.namespace_();
+  if (out.ns.empty()) out.ns = context.target_namespace;
+  if (out.ns.empty()) out.ns = options_.default_namespace;
+  out.path = out.resource.Path(out.ns, key.name());
+  absl::StatusOr<json> live = Get(out.path);
   if (!live.ok()) return live.status();
-  if (live->is_null()) return absl::OkStatus();
-  const std::string owner = MetadataField(*live, "labels", kBundleLabel);
+  out.object = *std::move(live);
+  return out;
+}
+
+absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
+  absl::StatusOr<Live> live = ReadForRemoval(key, context);
+  if (!live.ok()) return live.status();
+  if (live->object.is_null()) return absl::OkStatus();
+  const std::string owner = MetadataField(live->object, "labels", kBundleLabel);
   if (owner != context.bundle) {
     GF_LOG(INFO) << "release: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
                  << context.bundle << "; nothing to give up";
     return absl::OkStatus();
   }
-  if (MetadataField(*live, "annotations", kPruneAnnotation) == "true") {
+  if (MetadataField(live->object, "annotations", kPruneAnnotation) == "true") {
     return Delete(key, context);  // the object asks for it
   }
   // An apply of nothing but the identity: the server drops every field only gitfleet's
   // field manager applied, the bundle label included. The object stays.
-  json empty = {{"apiVersion", live->value("apiVersion", std::string())},
-                {"kind", live->value("kind", std::string())},
+  json empty = {{"apiVersion", live->object.value("apiVersion", std::string())},
+                {"kind", live->object.value("kind", std::string())},
                 {"metadata", {{"name", key.name()}}}};
-  if (resource->namespaced) empty["metadata"]["namespace"] = ns;
+  if (live->resource.namespaced) empty["metadata"]["namespace"] = live->ns;
   absl::StatusOr<KubeResponse> response = client_->Do(
-      "PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager, "&force=true"),
+      "PATCH", absl::StrCat(live->path, "?fieldManager=", options_.field_manager, "&force=true"),
       empty.dump(), "application/apply-patch+yaml");
   if (!response.ok()) return response.status();
   if (response->code == 404) return absl::OkStatus();
@@ -223,52 +234,31 @@ absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyCon
 }
 
 absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyContext& context) {
-  {
-    MutexLock lock(&mu_);
-    health_.erase(CacheKey(context.bundle, key));
-  }
-  absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
-  if (!resource.ok()) {
-    // With its CRD gone, the kind's objects are gone too.
-    if (resource.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
-    return resource.status();
-  }
-  std::string ns = key.namespace_();
-  if (ns.empty()) ns = context.target_namespace;
-  if (ns.empty()) ns = options_.default_namespace;
-  const std::string path = resource->Path(ns, key.name());
-  absl::StatusOr<json> live = Get(path);
+  absl::StatusOr<Live> live = ReadForRemoval(key, context);
   if (!live.ok()) return live.status();
-  if (live->is_null()) return absl::OkStatus();
-  const json metadata =
-      live->is_object() && live->contains("metadata") && (*live)["metadata"].is_object()
-          ? (*live)["metadata"]
-          : json::object();
-  auto field = [&metadata](const char* map, const char* key) {
-    if (!metadata.contains(map) || !metadata[map].is_object()) return std::string();
-    auto it = metadata[map].find(key);
-    return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  const std::string owner = field("labels", kBundleLabel);
+  if (live->object.is_null()) return absl::OkStatus();
+  const std::string owner = MetadataField(live->object, "labels", kBundleLabel);
   if (owner != context.bundle) {
     GF_LOG(WARNING) << "prune: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
                     << context.bundle << (owner.empty() ? "" : " (it belongs to " + owner + ")")
                     << "; leaving it";
     return absl::OkStatus();
   }
-  if (field("annotations", kPruneAnnotation) == "false") {
+  if (MetadataField(live->object, "annotations", kPruneAnnotation) == "false") {
     GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kPruneAnnotation
                  << "=false; leaving it";
     return absl::OkStatus();
   }
-  json options = {{"apiVersion", "v1"},
-                  {"kind", "DeleteOptions"},
-                  {"propagationPolicy", "Background"},
-                  {"preconditions",
-                   {{"uid", metadata.contains("uid") && metadata["uid"].is_string()
-                                ? metadata["uid"].get<std::string>()
-                                : std::string()}}}};
-  absl::StatusOr<KubeResponse> response = client_->Do("DELETE", path, options.dump());
+  const json& metadata = live->object["metadata"];
+  json options = {
+      {"apiVersion", "v1"},
+      {"kind", "DeleteOptions"},
+      {"propagationPolicy", "Background"},
+      {"preconditions",
+       {{"uid", metadata.is_object() && metadata.contains("uid") && metadata["uid"].is_string()
+                    ? metadata["uid"].get<std::string>()
+                    : std::string()}}}};
+  absl::StatusOr<KubeResponse> response = client_->Do("DELETE", live->path, options.dump());
   if (!response.ok()) return response.status();
   if (response->code == 404) return absl::OkStatus();
   if (response->code == 409) {

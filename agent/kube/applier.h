@@ -104,6 +104,15 @@ class KubernetesApplier : public Applier {
   // `key` in the namespace an object of `resource` without one goes to.
   v1::ObjectKey Place(v1::ObjectKey key, const absl::StatusOr<ApiResource>& resource,
                       const ApplyContext& context) const;
+  // Where `key` lives and the live object (null when it, or its kind, is gone), for Delete
+  // and Release; forgets the health remembered for it.
+  struct Live {
+    ApiResource resource;
+    std::string ns;
+    std::string path;
+    nlohmann::json object;
+  };
+  absl::StatusOr<Live> ReadForRemoval(const v1::ObjectKey& key, const ApplyContext& context);
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);

@@ -460,12 +460,13 @@ TEST_F(HubTest, ClusterConditionsAreKeptByTypeAndReportedAfreshOnReconnect) {
 }
 
 TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
+  // Declared before the hub: its flush thread answers through them until the hub is gone.
+  Mutex mu;
+  std::vector<absl::StatusOr<v1::DiffResult>> answers;  // guarded by mu
   Hub hub(&store_, metrics_, absl::Milliseconds(20));
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
   uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
-  Mutex mu;
-  std::vector<absl::StatusOr<v1::DiffResult>> answers;  // guarded by mu
   auto collect = [&](absl::StatusOr<v1::DiffResult> r) {
     MutexLock lock(&mu);
     answers.push_back(std::move(r));
