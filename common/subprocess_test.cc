@@ -55,13 +55,13 @@ TEST(SubprocessTest, LimitsTheChildsMemoryAndCpu) {
   SubprocessOptions options = Options();
   options.max_memory_bytes = 64 << 20;
   // dd allocates its block up front: 256 MiB is over the limit.
-  absl::StatusOr<SubprocessResult> big = RunSubprocess(
-      {"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"}, options);
+  absl::StatusOr<SubprocessResult> big =
+      RunSubprocess({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"}, options);
   ASSERT_TRUE(big.ok()) << big.status();
   EXPECT_NE(big->exit_code, 0);
   EXPECT_THAT(big->stderr_text, HasSubstr("memory exhausted"));
-  absl::StatusOr<SubprocessResult> small = RunSubprocess(
-      {"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=1"}, options);
+  absl::StatusOr<SubprocessResult> small =
+      RunSubprocess({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1M", "count=1"}, options);
   ASSERT_TRUE(small.ok()) << small.status();
   EXPECT_EQ(small->exit_code, 0) << small->stderr_text;
 
