@@ -422,7 +422,17 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   if (bundle.unsaved || record.SerializeAsString() != recorded) {
     saved = state_->Save(record);
     bundle.unsaved = !saved.ok();
-    if (!saved.ok()) GF_LOG(ERROR) << "cannot record applied state: " << saved;
+    if (!saved.ok()) {
+      // What was applied stays applied; the record of it waits for the disk. Said in the
+      // status (and the ack), and retried with backoff until it lands.
+      GF_LOG(ERROR) << "cannot record applied state: " << saved;
+      v1::ObjectError error;
+      error.set_message(absl::StrCat("cannot record the agent's state: ", saved.message()));
+      errors->push_back(error);
+      status.set_sync_state(v1::SYNC_STATE_FAILED);
+      status.set_message(absl::StrCat(error.message(), " (what was applied stays; retrying)"));
+      bundle.next_retry = absl::Now() + bundle.backoff->Next();
+    }
   }
 
   metrics_.apply_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -549,7 +559,8 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   absl::Time now = absl::Now();
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.desired().revision().empty()) continue;
-    bool failed = bundle.record.applied_revision() != bundle.record.desired().revision();
+    bool failed =
+        bundle.record.applied_revision() != bundle.record.desired().revision() || bundle.unsaved;
     if (!failed && !check_drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
       // Health is still moving (a rollout, a load balancer): look again.
       if (RecheckHealth(bundle)) changed.push_back(bundle.status);

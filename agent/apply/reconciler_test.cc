@@ -290,3 +290,30 @@ TEST_F(ReconcilerSafetyTest, ACorruptStateFileIsMovedAsideAndTheRestLoads) {
 
 }  // namespace
 }  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+TEST_F(ReconcilerTest, AStateDiskThatFillsUpLosesNothingAppliedAndRecovers) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a")})).ack.ok());
+  faulty_.FailPathsContaining("/state/");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a", "2")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(), HasSubstr("cannot record the agent's state"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("\"2\""));
+  faulty_.Heal();
+  std::vector<v1::StatusUpdate> changed;
+  for (int i = 0; i < 50 && changed.empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));  // the retry's backoff (1 s at most)
+    changed = reconciler_->Resync(/*check_drift=*/false);
+  }
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  Restart();  // and it is on disk now
+  EXPECT_EQ(reconciler_->Held()[0].revision(), Update({Cm("a", "2")}).revision());
+}
+
+}  // namespace
+}  // namespace gitfleet

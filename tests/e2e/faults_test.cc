@@ -295,6 +295,76 @@ TEST_F(Faults, HangingGitServersBlockNeitherOtherSourcesNorTheApiNorShutdown) {
   for (int fd : listeners) close(fd);
 }
 
+// Fills the filesystem holding `dir` with one file, which is returned for removal.
+std::string FillDisk(const std::string& dir) {
+  std::string filler = dir + "/filler";
+  FILE* f = fopen(filler.c_str(), "w");
+  if (f == nullptr) return filler;
+  std::string block(4096, 'x');
+  while (fwrite(block.data(), 1, block.size(), f) == block.size() && fflush(f) == 0) {
+  }
+  fclose(f);
+  return filler;
+}
+
+TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
+  // Real small filesystems: a tmpfs for the agent's state and one for the control plane's data.
+  std::string state = root_ + "/state-prod-eu";
+  std::string data = root_ + "/cp-small";
+  // Unmounted however the test ends (lazily: the daemons may still hold them open).
+  struct Unmount {
+    std::vector<std::string> dirs;
+    ~Unmount() {
+      for (const std::string& dir : dirs) ::gitfleet::testing::Run("umount -l '" + dir + "'");
+    }
+  } unmount;
+  for (const std::string& dir : {state, data}) {
+    ASSERT_EQ(::gitfleet::testing::Run("mkdir -p '" + dir + "'"), 0);
+    std::string out;
+    if (::gitfleet::testing::Run("mount -t tmpfs -o size=1m,mode=0700 tmpfs '" + dir + "'", &out) !=
+        0) {
+      GTEST_SKIP() << "cannot mount a small tmpfs here (needs root): " << out;
+    }
+    unmount.dirs.push_back(dir);
+  }
+  data_dir_ = data;
+  std::string first = SyncedFleet();
+
+  // The agent's disk fills: a change that adds an object cannot be recorded, so it is not
+  // applied; what runs stays, and the status says why.
+  std::string agent_filler = FillDisk(state);
+  git_.Write("apps/web/more.yaml", Cm("more"));
+  std::string second = git_.Commit("more");
+  EXPECT_TRUE(Eventually([&] {
+    std::vector<v1::BundleStatus> web = Status("prod-eu", "web");
+    return web.size() == 1 && web[0].sync_state() == v1::SYNC_STATE_FAILED &&
+           web[0].message().find("No space left") != std::string::npos;
+  })) << (Status("prod-eu", "web").empty() ? "" : Status("prod-eu", "web")[0].DebugString());
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+
+  // The control plane's disk fills: a definition write fails clearly, nothing else changes.
+  std::string cp_filler = FillDisk(data);
+  int code;
+  std::string out = Ctl(
+      {"bundle", "add", "other", "--source=demo", "--path=apps/web", "--selector=env=none"}, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("full"));
+  EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("other")));
+
+  // Space returns: both recover on their own.
+  ASSERT_EQ(unlink(agent_filler.c_str()), 0);
+  ASSERT_EQ(unlink(cp_filler.c_str()), 0);
+  EXPECT_TRUE(Eventually([&] { return SyncedAt("prod-eu", "web", second); }, absl::Seconds(60)))
+      << agents_["prod-eu"].process->Log();
+  EXPECT_THAT(Files("prod-eu"), ::testing::Contains("shop/ConfigMap/more.yaml"));
+  out = Ctl({"bundle", "add", "other", "--source=demo", "--path=apps/web", "--selector=env=none"},
+            &code);
+  EXPECT_EQ(code, 0) << out;
+
+  agents_["prod-eu"].process->Kill(SIGTERM);
+  cp_->Kill(SIGTERM);
+}
+
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {
   std::string first = SyncedFleet();
   // SIGKILL while reports are still waiting to be written behind.
