@@ -27,22 +27,21 @@ class Backoff {
   absl::Duration Next() {
     absl::Duration ceiling = ceiling_;
     if (spread_draws_ > 0) {
-      // Inside a spread window: a client that came too early (the server is not back yet)
-      // tries again sooner, within half the window, so the late ones are not pushed a
-      // whole window further out.
+      // Inside a spread window the ceiling holds: a client that came too early (the server
+      // is not back yet) tries again within one window, so none is pushed further out than
+      // that once the server is back.
       --spread_draws_;
-      ceiling_ = spread_draws_ > 0 ? ceiling_ / 2 : ceiling_;
     } else {
       ceiling_ = std::min(max_, ceiling_ * multiplier_);
     }
     ++attempts_;
     return ceiling * absl::Uniform(absl::IntervalClosedClosed, bitgen_, 0.0, 1.0);
   }
-  // The next delay is drawn from [0, window], and up to `draws` - 1 more from halving
-  // windows; then the ceiling grows as usual: clients of a server that said it is going
-  // away (and will be back) redial once each, spread over the window, rather than probing
-  // it many times while it restarts; if it stays away they back off as usual.
-  void Spread(absl::Duration window, int draws = 3) {
+  // The next `draws` delays are drawn from [0, window]; then the ceiling grows as usual:
+  // clients of a server that said it is going away (and will be back) redial about once
+  // each, spread over the window, rather than probing it many times while it restarts; if
+  // it stays away that long they back off as usual.
+  void Spread(absl::Duration window, int draws = 6) {
     ceiling_ = window;
     spread_draws_ = draws;
   }
