@@ -283,7 +283,6 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     // Worked out again as its bundles are looked at.
     metrics_.orphaned_bundles.Decrement(static_cast<double>(agent.orphans.size()));
     agent.orphans.clear();
-    agent.control.clear();
     agent.info.clear_conditions();  // the agent reports them afresh
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
@@ -305,6 +304,8 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     }
     for (const auto& [name, revision] : agent.held) bundles.insert(name);
     for (const std::string& name : bundles) notify.emplace_back(connection, name);
+    // Diff requests and forget orders still waiting go out on the new stream.
+    if (!agent.control.empty()) notify.emplace_back(connection, kDiffRequests);
     PersistCluster(agent);
     metrics_.connected_agents.Increment();
   }

@@ -230,6 +230,10 @@ TEST_F(HubTest, ForgetIsAnExplicitRemovalOfWhatTheClusterHolds) {
   conn->notified.clear();
   ASSERT_TRUE(hub_.ForgetBundle("a", "old", /*prune=*/true).ok());
   EXPECT_THAT(conn->notified, ElementsAre(Hub::kDiffRequests));
+  // A reconnect before the order went out does not lose it.
+  auto again = std::make_shared<FakeConnection>();
+  a = hub_.Connect(hello, "p", again);
+  EXPECT_EQ(again->notified.count(Hub::kDiffRequests), 1u);
   auto order = hub_.NextMessage(a, Hub::kDiffRequests);
   ASSERT_NE(order, nullptr);
   EXPECT_TRUE(order->message.removal().forget());
