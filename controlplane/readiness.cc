@@ -14,11 +14,6 @@ void Readiness::SetPhase(Phase phase) {
   phase_ = phase;
 }
 
-Readiness::Phase Readiness::phase() const {
-  MutexLock lock(&mu_);
-  return phase_;
-}
-
 Probe Readiness::Check() const {
   Store* store;
   Phase phase;

@@ -26,7 +26,6 @@ class Readiness {
   // The store, once everything in it is loaded.
   void SetStore(Store* store);
   void SetPhase(Phase phase);
-  Phase phase() const;
   // Reads one key of the store, so a store that stopped answering is not ready.
   Probe Check() const;
 

@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "common/manifest/yaml.h"
+#include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -9,11 +10,6 @@ namespace gitfleet {
 namespace {
 
 using ::testing::HasSubstr;
-
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  return arg.code() == code && ::testing::ExplainMatchResult(
-                                   message_matcher, std::string(arg.message()), result_listener);
-}
 
 TEST(ParseManifestsTest, ParsesMultiDocumentFileInOrder) {
   auto objects = ParseManifests(R"(apiVersion: apps/v1
