@@ -83,28 +83,13 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
 
 }  // namespace
 
-absl::Status ValidateName(const std::string& what, const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 63;
-  for (char c : name) {
-    ok &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-  }
-  ok &= !name.empty() && name.front() != '-' && name.back() != '-';
-  if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " name \"", name,
-        "\" must be 1-63 lower-case letters, digits or '-', starting and ending with a "
-        "letter or digit"));
-  }
-  return absl::OkStatus();
-}
-
 Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPlaneMetrics& metrics,
                        ControllerOptions options)
     : store_(store),
       hub_(hub),
       metrics_(metrics),
       options_(options),
-      plain_(options.render_limits),
+      plain_(options.render_limits, 64 << 20, options.kustomize.timeout),
       kustomize_(options.kustomize),
       jsonnet_({options.kustomize.timeout, options.render_limits, options.isolate_jsonnet}),
       helm_(options.helm),

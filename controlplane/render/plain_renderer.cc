@@ -57,11 +57,20 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   if (input.read_paths != nullptr) *input.read_paths = {input.path};
   ObjectSet set;
   size_t bytes = 0;
+  const absl::Time deadline = absl::Now() + timeout_;
+  int files_read = 0;
   for (const RepoFile& file : input.files) {
     if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
         !absl::EndsWith(file.path, ".json")) {
       continue;
     }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "bundle ", input.bundle, ": the plain render took longer than ",
+          absl::FormatDuration(timeout_), " (", files_read, " files read, stopped before ",
+          file.path, "); raise --render-timeout-seconds or split the bundle"));
+    }
+    ++files_read;
     absl::StatusOr<Parsed> objects = Parse(file);
     if (!objects.ok()) return objects.status();
     absl::Status added = AddObjects(input.bundle, file.path, **objects, limits_, &set, &bytes);

@@ -30,6 +30,16 @@ TEST(PlainRendererTest, RendersYamlAndJsonRecursivelyAndSkipsOtherFiles) {
   EXPECT_EQ(set->objects().count("/Secret//c"), 1u);
 }
 
+TEST(PlainRendererTest, ARenderPastItsTimeoutFailsNamingWhereItStopped) {
+  PlainRenderer renderer({}, 64 << 20, absl::ZeroDuration());
+  auto set = renderer.Render({"web", "apps/web", {{"apps/web/a.yaml", Cm("a")}}});
+  EXPECT_EQ(set.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(set.status().message()), HasSubstr("took longer than 0"));
+  EXPECT_THAT(std::string(set.status().message()), HasSubstr("stopped before apps/web/a.yaml"));
+  PlainRenderer patient({}, 64 << 20, absl::Seconds(60));
+  EXPECT_TRUE(patient.Render({"web", "apps/web", {{"apps/web/a.yaml", Cm("a")}}}).ok());
+}
+
 TEST(PlainRendererTest, ErrorsNameFileAndLine) {
   PlainRenderer renderer;
   auto set = renderer.Render(

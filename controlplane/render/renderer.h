@@ -71,8 +71,11 @@ class Renderer {
 // for a generation falls out.
 class PlainRenderer : public Renderer {
  public:
-  explicit PlainRenderer(RenderLimits limits = {}, size_t cache_bytes = 64 << 20)
-      : limits_(limits), cache_bytes_(cache_bytes) {}
+  // A render that takes longer than `timeout` fails (checked between files; one file's
+  // parse is bounded by the YAML limits and the blob size).
+  explicit PlainRenderer(RenderLimits limits = {}, size_t cache_bytes = 64 << 20,
+                         absl::Duration timeout = absl::Seconds(60))
+      : limits_(limits), cache_bytes_(cache_bytes), timeout_(timeout) {}
   const char* engine() const override { return "plain"; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
@@ -86,6 +89,7 @@ class PlainRenderer : public Renderer {
 
   const RenderLimits limits_;
   const size_t cache_bytes_;
+  const absl::Duration timeout_;
   mutable Mutex mu_;
   absl::flat_hash_map<std::string, Parsed> current_ ABSL_GUARDED_BY(mu_);  // by file digest
   absl::flat_hash_map<std::string, Parsed> previous_ ABSL_GUARDED_BY(mu_);
