@@ -20,6 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/names.h"
 #include "common/sync.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/fleet/label_selector.h"
@@ -144,9 +145,6 @@ class Controller {
   std::map<std::string, int64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
 };
-
-// Validation shared with the CLI: names are DNS labels.
-absl::Status ValidateName(const std::string& what, const std::string& name);
 
 }  // namespace gitfleet
 

@@ -1,0 +1,23 @@
+#include "common/names.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gitfleet {
+
+absl::Status ValidateName(const std::string& what, const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63;
+  for (char c : name) {
+    ok &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  }
+  ok &= !name.empty() && name.front() != '-' && name.back() != '-';
+  if (!ok) {
+    // At most 64 characters of the name: it may come from a peer.
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " name \"", name.substr(0, 64),
+        "\" must be 1-63 lower-case letters, digits or '-', starting and ending with a "
+        "letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gitfleet
