@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_system.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
@@ -42,14 +43,18 @@ ABSL_FLAG(int64_t, max_fetch_bytes, int64_t{1} << 30, "Most bytes one Git fetch 
 ABSL_FLAG(int64_t, max_blob_bytes, 16 << 20, "Largest file a render may read from Git.");
 ABSL_FLAG(int64_t, max_read_bytes, int64_t{256} << 20,
           "Most bytes of files one render may read from Git at one commit.");
-ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent (bundle updates).");
+ABSL_FLAG(int, max_request_bytes, 4 << 20,
+          "Largest gRPC message received on an admin call; agents have "
+          "--agent-max-message-bytes.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
 ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
 ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");
 ABSL_FLAG(int, render_timeout_seconds, 60,
-          "Time limit for one render (kustomize, helm, jsonnet); past it the render is killed.");
+          "Time limit for one render (plain, kustomize, helm, jsonnet); past it the render is "
+          "killed or stopped.");
 ABSL_FLAG(std::string, render_network, "deny",
           "deny: kustomize and helm renders run in a network namespace of their own, and fail "
           "where the machine cannot make one; allow: run them with the host's network there.");
@@ -63,6 +68,14 @@ ABSL_FLAG(double, agent_messages_per_second, 200,
           "Messages per second one agent stream may send (bursts of 10x are allowed).");
 ABSL_FLAG(int, agent_connect_burst, 10,
           "Connections one cluster may open in quick succession; then one per second.");
+ABSL_FLAG(int, max_concurrent_handshakes, 256,
+          "Agent handshakes (hello, token check, welcome) served at once; further connections "
+          "wait their turn, unread, so a fleet reconnecting at once is admitted at a bounded "
+          "rate.");
+ABSL_FLAG(int, max_waiting_handshakes, 100000,
+          "Connections that may wait for a handshake; past it new ones are refused at once.");
+ABSL_FLAG(int, hello_timeout_seconds, 10,
+          "Time an agent has to send its hello once its handshake starts.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,
           "On shutdown, agents are told to redial once each at a random point of this window, "
@@ -135,6 +148,11 @@ int Main(ShutdownSignals& signals) {
   git_limits.max_fetch_bytes = absl::GetFlag(FLAGS_max_fetch_bytes);
   git_limits.max_blob_bytes = absl::GetFlag(FLAGS_max_blob_bytes);
   git_limits.max_read_bytes = absl::GetFlag(FLAGS_max_read_bytes);
+  // Render scratch copies live only as long as one render; what is there at start is what
+  // a crash left behind.
+  if (absl::Status s = RemoveRecursively(absl::StrCat(data_dir, "/render")); !s.ok()) {
+    GF_LOG(WARNING) << "cannot clear stale render scratch copies: " << s.message();
+  }
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits);
   Hub hub(store->get(), metrics);
@@ -176,6 +194,16 @@ int Main(ShutdownSignals& signals) {
   limits.messages_per_second = absl::GetFlag(FLAGS_agent_messages_per_second);
   limits.message_burst = limits.messages_per_second * 10;
   limits.connect_burst = absl::GetFlag(FLAGS_agent_connect_burst);
+  if (absl::GetFlag(FLAGS_max_concurrent_handshakes) < 1 ||
+      absl::GetFlag(FLAGS_max_waiting_handshakes) < 0 ||
+      absl::GetFlag(FLAGS_hello_timeout_seconds) < 1) {
+    return Fail(absl::InvalidArgumentError(
+        "--max-concurrent-handshakes and --hello-timeout-seconds must be at least 1, "
+        "--max-waiting-handshakes at least 0"));
+  }
+  limits.max_concurrent_handshakes = absl::GetFlag(FLAGS_max_concurrent_handshakes);
+  limits.max_waiting_handshakes = absl::GetFlag(FLAGS_max_waiting_handshakes);
+  limits.hello_timeout = absl::Seconds(absl::GetFlag(FLAGS_hello_timeout_seconds));
   AgentServiceImpl agent_service(&hub, tokens.get(), metrics, limits);
   AdminServiceImpl admin_service(&controller, store->get(), data_dir);
   grpc::EnableDefaultHealthCheckService(true);
@@ -183,7 +211,10 @@ int Main(ShutdownSignals& signals) {
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_grpc), *credentials, &grpc_port);
-  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  // What gRPC reads into memory before any of our checks, for every caller: bounded by
+  // the largest message anyone may send us, not by what we send.
+  builder.SetMaxReceiveMessageSize(std::max(absl::GetFlag(FLAGS_max_request_bytes),
+                                            absl::GetFlag(FLAGS_agent_max_message_bytes)));
   builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);

@@ -97,6 +97,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                        .Help("Agent streams cut by a limit, by limit.")
                        .LabelNames({"limit"})
                        .Register(r)),
+      handshakes(BuildGauge()
+                     .Name("gitfleet_agent_handshakes")
+                     .Help("Agent handshakes in progress, and connections waiting for one "
+                           "(--max-concurrent-handshakes), by state.")
+                     .LabelNames({"state"})
+                     .Register(r)),
       store_rows_skipped(BuildCounter()
                              .Name("gitfleet_store_rows_skipped_total")
                              .Help("Stored rows that could not be loaded at start and were "

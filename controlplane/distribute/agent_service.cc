@@ -9,6 +9,8 @@
 #include "common/agent_protocol.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/names.h"
+#include "grpcpp/alarm.h"
 
 namespace gitfleet {
 namespace {
@@ -29,22 +31,11 @@ absl::Status ValidateClusterName(const std::string& name) {
   return absl::OkStatus();
 }
 
-bool IsDnsLabel(const std::string& name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // What a hello may carry: everything in it is kept per cluster, so all of it is bounded.
 absl::Status ValidateHelloBounds(const v1::Hello& hello) {
   constexpr int kMaxLabels = 64;
   constexpr size_t kMaxLabelBytes = 316;  // a qualified key (253 + 63) or a value
-  constexpr int kMaxHeld = 4096;
+  constexpr int kMaxHeld = 2048;          // with names and revisions, within max_hello_bytes
   if (hello.labels_size() > kMaxLabels) {
     return absl::InvalidArgumentError(
         absl::StrCat("hello: ", hello.labels_size(), " labels; at most ", kMaxLabels));
@@ -60,7 +51,7 @@ absl::Status ValidateHelloBounds(const v1::Hello& hello) {
         absl::StrCat("hello: ", hello.held_size(), " bundles held; at most ", kMaxHeld));
   }
   for (const v1::HeldRevision& held : hello.held()) {
-    if (!IsDnsLabel(held.bundle()) || held.revision().size() > 128) {
+    if (!ValidateName("bundle", held.bundle()).ok() || held.revision().size() > 128) {
       return absl::InvalidArgumentError(absl::StrCat("hello: held bundle \"",
                                                      held.bundle().substr(0, 64),
                                                      "\" is not a bundle name with a revision"));
@@ -70,6 +61,41 @@ absl::Status ValidateHelloBounds(const v1::Hello& hello) {
     return absl::InvalidArgumentError("hello: fleet id or agent version too long");
   }
   return absl::OkStatus();
+}
+
+// Everything else an agent sends names a bundle it holds; the control plane keys state by
+// it, so it must be a bundle name, and what it stores from it is bounded by the hub.
+absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
+  constexpr size_t kMaxRevisionBytes = 128;
+  auto check = [kMaxRevisionBytes](const char* what, const std::string& bundle,
+                                   const std::string& revision) -> absl::Status {
+    if (absl::Status s = ValidateName("bundle", bundle); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
+    }
+    if (revision.size() > kMaxRevisionBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " for bundle ", bundle, ": revision of ",
+                                                     revision.size(), " bytes; at most ",
+                                                     kMaxRevisionBytes));
+    }
+    return absl::OkStatus();
+  };
+  switch (message.message_case()) {
+    case v1::AgentMessage::kAck:
+      return check("ack", message.ack().bundle(), message.ack().revision());
+    case v1::AgentMessage::kStatus:
+      return check("status", message.status().bundle(), message.status().revision());
+    case v1::AgentMessage::kDiff:
+      return check("diff", message.diff().bundle(), message.diff().revision());
+    case v1::AgentMessage::kCondition:
+      if (message.condition().type().empty() || message.condition().type().size() > 63 ||
+          message.condition().reason().size() > 128) {
+        return absl::InvalidArgumentError(
+            "condition: type must be 1-63 bytes and reason at most 128");
+      }
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
 }
 
 std::string BearerToken(const grpc::CallbackServerContext* context) {
@@ -92,6 +118,8 @@ grpc::ByteBuffer Share(std::shared_ptr<const EncodedMessage> message) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+}  // namespace
+
 // One agent stream. Reads run back to back; at most one write is in flight, and the
 // set of bundles waiting for a write coalesces, so a slow agent holds one entry per
 // bundle however many revisions went by. Owned by itself until OnDone, and by the Hub
@@ -112,16 +140,60 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
         messages_(service->limits().messages_per_second, service->limits().message_burst) {}
 
   void Begin(std::shared_ptr<AgentStream> self) {
+    MutexLock lock(&mu_);
     self_ = std::move(self);
-    StartRead(&in_);
   }
+
+  // Given a handshake slot: read the hello, within the hello timeout.
+  void StartHandshake() {
+    bool ended;
+    {
+      MutexLock lock(&mu_);
+      in_handshake_ = true;
+      ended = done_ || finished_;
+      if (!ended) StartHelloRead();
+    }
+    if (ended) ReleaseHandshake();
+  }
+
+  void StartHelloRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    {
+      std::weak_ptr<AgentStream> weak = weak_from_this();
+      hello_alarm_.Set(absl::ToChronoTime(absl::Now() + service_->limits().hello_timeout),
+                       [weak](bool fired) {
+                         if (!fired) return;  // cancelled: the hello came, or the stream ended
+                         if (auto stream = weak.lock()) stream->HelloTimedOut();
+                       });
+      StartRead(&in_);  // under mu_, so that no Finish can come between
+    }
+  }
+
+  // No handshake slot and no room to wait for one.
+  void RefuseBusy(size_t waiting) {
+    metrics_.agent_limits.Add({{"limit", "handshake_queue"}}).Increment();
+    metrics_.agent_rejections.Add({{"reason", "limit"}}).Increment();
+    FinishOnce(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat(waiting,
+                     " connections are waiting for a handshake already; reconnect with "
+                     "backoff"))));
+  }
+
+  // The client went away, maybe while waiting for a handshake with no read pending, when
+  // only a Finish of ours lets the stream end.
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
+      if (session_ == 0) ReleaseHandshake();
       FinishOnce(grpc::Status::OK);
       return;
     }
     const AgentLimits& limits = service_->limits();
+    if (session_ == 0 && in_.Length() > limits.max_hello_bytes) {
+      Limit("hello_size", absl::StrCat("hello of ", in_.Length(), " bytes is over the limit of ",
+                                       limits.max_hello_bytes, " bytes"));
+      return;
+    }
     if (in_.Length() > limits.max_message_bytes) {
       Limit("message_size",
             absl::StrCat("agent message of ", in_.Length(), " bytes is over the limit of ",
@@ -138,6 +210,10 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     if (!parsed.ok()) {
       Reject("protocol", absl::InvalidArgumentError(
                              absl::StrCat("cannot parse agent message: ", parsed.error_message())));
+      return;
+    }
+    if (absl::Status valid = ValidateAgentMessage(message_); !valid.ok()) {
+      Reject("protocol", valid);
       return;
     }
     if (session_ == 0) {
@@ -195,6 +271,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
   void OnDone() override {
     if (session_ != 0) hub_->Disconnect(session_);
+    ReleaseHandshake();
+    hello_alarm_.Cancel();
     std::shared_ptr<AgentStream> self;
     {
       MutexLock lock(&mu_);
@@ -235,11 +313,51 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   }
 
  private:
+  void HelloTimedOut() {
+    MutexLock lock(&mu_);
+    if (done_ || finished_ || !in_handshake_ || hello_seen_) return;
+    metrics_.agent_limits.Add({{"limit", "hello_timeout"}}).Increment();
+    metrics_.agent_rejections.Add({{"reason", "limit"}}).Increment();
+    context_->TryCancel();  // the pending read fails; OnReadDone(false) finishes
+  }
+
+  // Gives the handshake slot back, once, so the next waiting stream may start.
+  void ReleaseHandshake() {
+    {
+      MutexLock lock(&mu_);
+      if (!in_handshake_) return;
+      in_handshake_ = false;
+    }
+    service_->HandshakeDone();
+  }
+
   bool Hello(const v1::Hello& hello) {
+    {
+      MutexLock lock(&mu_);
+      hello_seen_ = true;
+    }
+    hello_alarm_.Cancel();
+    bool ok = Authenticate(hello);
+    ReleaseHandshake();  // the welcome is computed and its write started, or we refused
+    return ok;
+  }
+
+  bool Authenticate(const v1::Hello& hello) {
     absl::Status valid = ValidateClusterName(hello.cluster());
     if (valid.ok()) valid = ValidateHelloBounds(hello);
     if (!valid.ok()) {
       Reject("invalid_hello", valid);
+      return false;
+    }
+    // The token first: an unauthenticated client must not spend the cluster's connect
+    // budget and lock the real agent out.
+    if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
+      if (tokens_->FirstRefusal(hello.cluster())) {
+        GF_LOG(WARNING) << "refused agent from " << peer_ << " claiming cluster " << hello.cluster()
+                        << ": " << tokens_->Explain(hello.cluster(), token_)
+                        << " (logged once per cluster)";
+      }
+      Reject("unauthenticated", auth);
       return false;
     }
     cluster_ = hello.cluster();
@@ -249,14 +367,6 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
                          service_->limits().connect_burst, " times in quick succession; wait ",
                          absl::FormatDuration(service_->limits().connect_interval),
                          " before reconnecting"));
-      return false;
-    }
-    if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
-      if (tokens_->FirstRefusal(hello.cluster())) {
-        GF_LOG(WARNING) << "refused agent from " << peer_ << ": " << auth.message()
-                        << " (logged once per cluster)";
-      }
-      Reject("unauthenticated", auth);
       return false;
     }
     {
@@ -343,8 +453,12 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   grpc::ByteBuffer in_;       // touched only by the read chain
   v1::AgentMessage message_;  // touched only by the read chain
   uint64_t session_ = 0;      // set once, on the read chain, before any write
+  grpc::Alarm hello_alarm_;   // thread-safe
 
   Mutex mu_;
+  bool in_handshake_ ABSL_GUARDED_BY(mu_) = false;  // holds a handshake slot
+  bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
+
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);  // the write in flight
@@ -355,14 +469,53 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   std::optional<grpc::Status> close_status_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace
-
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
   auto stream = std::make_shared<AgentStream>(context, this, hub_, tokens_, metrics_);
   AgentStream* raw = stream.get();
-  raw->Begin(std::move(stream));
+  raw->Begin(stream);
+  Admit(std::move(stream));
   return raw;
+}
+
+void AgentServiceImpl::Admit(std::shared_ptr<AgentStream> stream) {
+  size_t waiting = 0;
+  bool refuse = false;
+  {
+    MutexLock lock(&handshake_mu_);
+    if (handshakes_ < limits_.max_concurrent_handshakes) {
+      ++handshakes_;
+      metrics_.handshakes.Add({{"state", "in_progress"}}).Set(handshakes_);
+    } else if (waiting_.size() < limits_.max_waiting_handshakes) {
+      waiting_.push_back(stream);
+      metrics_.handshakes.Add({{"state", "waiting"}}).Set(static_cast<double>(waiting_.size()));
+      return;
+    } else {
+      waiting = waiting_.size();
+      refuse = true;
+    }
+  }
+  if (refuse) {
+    stream->RefuseBusy(waiting);
+  } else {
+    stream->StartHandshake();
+  }
+}
+
+void AgentServiceImpl::HandshakeDone() {
+  std::shared_ptr<AgentStream> next;
+  {
+    MutexLock lock(&handshake_mu_);
+    // The slot passes to the first waiting stream that is still there.
+    while (next == nullptr && !waiting_.empty()) {
+      next = waiting_.front().lock();
+      waiting_.pop_front();
+    }
+    if (next == nullptr) --handshakes_;
+    metrics_.handshakes.Add({{"state", "in_progress"}}).Set(handshakes_);
+    metrics_.handshakes.Add({{"state", "waiting"}}).Set(static_cast<double>(waiting_.size()));
+  }
+  if (next != nullptr) next->StartHandshake();
 }
 
 bool AgentServiceImpl::AllowConnect(const std::string& cluster) {

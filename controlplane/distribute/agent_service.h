@@ -8,7 +8,9 @@
 //   builder.RegisterService(&service);
 
 #include <atomic>
+#include <deque>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "common/rate_limit.h"
@@ -32,7 +34,19 @@ struct AgentLimits {
   // Connections per cluster: a burst, then one every `connect_interval`.
   double connect_burst = 10;
   absl::Duration connect_interval = absl::Seconds(1);
+  // Handshakes (hello read, token checked, welcome computed) in progress at once. The
+  // rest wait unread, first come first served, so a fleet reconnecting at once costs the
+  // control plane a bounded amount of work at a time.
+  int max_concurrent_handshakes = 256;
+  // Connections waiting for a handshake; past it new ones are refused at once.
+  size_t max_waiting_handshakes = 100000;
+  // From a handshake starting to its hello arriving; then the stream is cancelled.
+  absl::Duration hello_timeout = absl::Seconds(10);
+  // Largest message before the agent is authenticated, that is, the hello.
+  size_t max_hello_bytes = 512 << 10;
 };
+
+class AgentStream;
 
 // Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's
 // pre-serialized bytes; the method stays registered, so reflection still lists it.
@@ -56,6 +70,11 @@ class AgentServiceImpl final
   }
   int64_t reconnect_spread_ms() const { return reconnect_spread_ms_.load(); }
 
+  // Handshake admission (used by the streams): Admit starts `stream`'s handshake now or
+  // queues it; every admitted stream calls HandshakeDone once, which starts the next.
+  void Admit(std::shared_ptr<AgentStream> stream);
+  void HandshakeDone();
+
  private:
   Hub* const hub_;
   AgentTokens* const tokens_;
@@ -65,6 +84,9 @@ class AgentServiceImpl final
   Mutex mu_;
   // Bounded: cleared when it holds more than kMaxTrackedClusters entries.
   std::map<std::string, TokenBucket> connects_ ABSL_GUARDED_BY(mu_);
+  Mutex handshake_mu_;
+  int handshakes_ ABSL_GUARDED_BY(handshake_mu_) = 0;
+  std::deque<std::weak_ptr<AgentStream>> waiting_ ABSL_GUARDED_BY(handshake_mu_);
 };
 
 }  // namespace gitfleet

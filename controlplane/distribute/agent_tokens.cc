@@ -46,22 +46,30 @@ absl::StatusOr<std::unique_ptr<AgentTokens>> AgentTokens::Load(const std::string
   return Parse(*text, path);
 }
 
-absl::Status AgentTokens::Check(const std::string& cluster, const std::string& token) const {
-  if (allow_all_) return absl::OkStatus();
+bool AgentTokens::Matches(const std::string& cluster, const std::string& token) const {
   auto it = tokens_.find(cluster);
-  if (it == tokens_.end()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("cluster \"", cluster, "\" has no token on this control plane"));
-  }
-  if (token.empty()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("agent for cluster \"", cluster, "\" sent no token"));
-  }
-  if (it->second.size() != token.size() ||
-      CRYPTO_memcmp(it->second.data(), token.data(), token.size()) != 0) {
-    return absl::UnauthenticatedError(absl::StrCat("wrong token for cluster \"", cluster, "\""));
-  }
-  return absl::OkStatus();
+  // Compare against something of the token's length even for an unknown cluster, so
+  // that timing does not tell which clusters exist.
+  const std::string& want = it == tokens_.end() ? token : it->second;
+  bool same =
+      want.size() == token.size() && CRYPTO_memcmp(want.data(), token.data(), token.size()) == 0;
+  return it != tokens_.end() && !token.empty() && same;
+}
+
+absl::Status AgentTokens::Check(const std::string& cluster, const std::string& token) const {
+  if (allow_all_ || Matches(cluster, token)) return absl::OkStatus();
+  // One answer for an unknown cluster, a missing token and a wrong one: a caller without
+  // a token learns nothing about which clusters exist.
+  return absl::UnauthenticatedError(
+      absl::StrCat("cluster \"", cluster, "\": unknown cluster, or missing or wrong token"));
+}
+
+std::string AgentTokens::Explain(const std::string& cluster, const std::string& token) const {
+  if (allow_all_) return "accepted";
+  if (tokens_.find(cluster) == tokens_.end()) return "the cluster has no token here";
+  if (token.empty()) return "no token sent";
+  if (!Matches(cluster, token)) return "wrong token";
+  return "accepted";
 }
 
 bool AgentTokens::FirstRefusal(const std::string& cluster) {

@@ -28,12 +28,17 @@ class AgentTokens {
                                                             const std::string& origin);
   static absl::StatusOr<std::unique_ptr<AgentTokens>> Load(const std::string& path);
 
-  // Unauthenticated, naming the cluster, when the token is not that cluster's.
+  // Unauthenticated, naming the cluster, when the token is not that cluster's. The same
+  // answer whether the cluster is unknown or the token missing or wrong.
   absl::Status Check(const std::string& cluster, const std::string& token) const;
+  // Which of those it was, for the control plane's own log only.
+  std::string Explain(const std::string& cluster, const std::string& token) const;
   // True the first time a given cluster is refused, so callers log each once.
   bool FirstRefusal(const std::string& cluster);
 
  private:
+  bool Matches(const std::string& cluster, const std::string& token) const;
+
   bool allow_all_ = false;
   std::map<std::string, std::string> tokens_;
   Mutex mu_;

@@ -3,8 +3,10 @@
 // while the other agents' updates keep flowing. Small N here; bench/fanout covers large N.
 
 #include <deque>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "bench/swarm.h"
 #include "common/sync.h"
@@ -39,7 +41,8 @@ std::string Cm(int i, int version, size_t pad = 400) {
 // One raw agent stream: sends what it is given, reads only if asked, records how it ended.
 class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  RawAgent(grpc::GenericStub* stub, bool read) : read_(read) {
+  RawAgent(grpc::GenericStub* stub, bool read, const std::string& token = "") : read_(read) {
+    if (!token.empty()) context_.AddMetadata("authorization", "Bearer " + token);
     stub->PrepareBidiStreamingCall(&context_, "/gitfleet.v1.AgentService/Connect",
                                    grpc::StubOptions(), this);
   }
@@ -353,6 +356,133 @@ TEST_F(Limits, GarbageAndOversizedMessagesAreRefusedByName) {
   status = no_hello.Wait(absl::Seconds(10));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(status.error_message(), HasSubstr("first message on a stream must be a hello"));
+
+  // Bundle names an agent reports are names, or the stream ends.
+  for (const std::string& name : {std::string("../etc"), std::string(200, 'b'), std::string()}) {
+    RawAgent bad_name(&stub, /*read=*/true);
+    bad_name.Send(Hello("bad-name"));
+    bad_name.Send(Status(name, "hi"));
+    bad_name.Start();
+    status = bad_name.Wait(absl::Seconds(10));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(status.error_message(), HasSubstr("status: bundle name"));
+  }
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+// A control plane with agent tokens, two handshake slots and a one-second hello timeout.
+class Handshakes : public ::testing::Test {
+ protected:
+  Handshakes() : root_(TempDir("handshakes")), git_(root_ + "/repo") {
+    git_.Write("app/cm.yaml", Cm(0, 0));
+    git_.Commit("initial");
+    std::ofstream(root_ + "/tokens") << "real-0 good\nreal-1 good\nreal-2 good\n";
+    cp_ = std::make_unique<Process>(
+        kControlPlane,
+        std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
+                                 "--http=127.0.0.1:0", "--poll-interval-seconds=3600",
+                                 "--agent-tokens=" + root_ + "/tokens", "--agent-connect-burst=3",
+                                 "--max-concurrent-handshakes=2", "--hello-timeout-seconds=1"},
+        root_ + "/cp.log");
+    port_ = cp_->WaitForLog(R"(serving gRPC on port (\d+))");
+    http_ = std::stoi("0" + cp_->WaitForLog(R"(HTTP on port (\d+))"));
+    channel_ = grpc::CreateChannel("127.0.0.1:" + port_, grpc::InsecureChannelCredentials());
+  }
+
+  double Metric(const std::string& series) {
+    return MetricValue(HttpGet(http_, "/metrics"), series);
+  }
+
+  bench::SwarmOptions Real(int n) {
+    bench::SwarmOptions options;
+    options.target = "127.0.0.1:" + port_;
+    options.agents = n;
+    options.name_prefix = "real-";
+    options.token = "good";
+    return options;
+  }
+
+  std::string root_;
+  GitFixture git_;
+  std::unique_ptr<Process> cp_;
+  std::string port_;
+  int http_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(Handshakes, SilentConnectionsWaitTheirTurnAndTimeOut) {
+  ASSERT_FALSE(port_.empty()) << cp_->Log();
+  grpc::GenericStub stub(channel_);
+  // Two connections that never say hello take both handshake slots...
+  RawAgent silent_1(&stub, /*read=*/true);
+  RawAgent silent_2(&stub, /*read=*/true);
+  silent_1.Start();
+  silent_2.Start();
+  bench::Swarm swarm(Real(3));
+  ASSERT_TRUE(swarm.WaitUntil(
+      [&] { return Metric("gitfleet_agent_handshakes{state=\"in_progress\"}") == 2; },
+      absl::Seconds(10)));
+  // ...so real agents wait, unread, and nobody has a session yet.
+  swarm.Start();
+  ASSERT_TRUE(
+      swarm.WaitUntil([&] { return Metric("gitfleet_agent_handshakes{state=\"waiting\"}") >= 1; },
+                      absl::Seconds(10)));
+  EXPECT_EQ(swarm.connected(), 0);
+  // The hello timeout ends the silent ones, and every real agent gets in.
+  EXPECT_TRUE(swarm.WaitUntil([&] { return swarm.connected() == 3; }, absl::Seconds(20)));
+  EXPECT_FALSE(silent_1.Wait(absl::Seconds(5)).ok());
+  EXPECT_FALSE(silent_2.Wait(absl::Seconds(5)).ok());
+  EXPECT_GE(Metric("gitfleet_agent_limit_hits_total{limit=\"hello_timeout\"}"), 2);
+  EXPECT_TRUE(swarm.WaitUntil(
+      [&] { return Metric("gitfleet_agent_handshakes{state=\"in_progress\"}") == 0; },
+      absl::Seconds(10)));
+}
+
+TEST_F(Handshakes, AHelloFloodWithoutTheTokenDoesNotLockTheRealAgentOut) {
+  ASSERT_FALSE(port_.empty()) << cp_->Log();
+  grpc::GenericStub stub(channel_);
+  std::string answer;
+  for (int i = 0; i < 20; ++i) {
+    RawAgent impostor(&stub, /*read=*/true, i % 2 == 0 ? "bad" : "");
+    impostor.Send(Hello("real-0"));
+    impostor.Start();
+    grpc::Status status = impostor.Wait(absl::Seconds(10));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    answer = status.error_message();
+  }
+  // An unknown cluster gets the same answer as a known one with the wrong token.
+  RawAgent stranger(&stub, /*read=*/true, "bad");
+  stranger.Send(Hello("nobody"));
+  stranger.Start();
+  grpc::Status status = stranger.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(absl::StrReplaceAll(status.error_message(), {{"nobody", "real-0"}}), answer);
+  // The connect budget of real-0 (3) is untouched: its agent gets straight in.
+  bench::Swarm swarm(Real(1));
+  swarm.Start();
+  EXPECT_TRUE(swarm.WaitUntil([&] { return swarm.connected() == 1; }, absl::Seconds(10)));
+  EXPECT_LE(Metric("gitfleet_agent_limit_hits_total{limit=\"connect_rate\"}"), 0)
+      << "-1: never hit";
+}
+
+TEST_F(Handshakes, AnOversizedHelloIsRefusedBeforeAuthentication) {
+  ASSERT_FALSE(port_.empty()) << cp_->Log();
+  grpc::GenericStub stub(channel_);
+  v1::AgentMessage message;
+  message.mutable_hello()->set_cluster("real-0");
+  (*message.mutable_hello()->mutable_labels())["pad"] = std::string(600 << 10, 'x');
+  RawAgent big(&stub, /*read=*/true, "good");
+  big.Send(message.SerializeAsString());
+  big.Start();
+  grpc::Status status = big.Wait(absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("hello of"));
+  EXPECT_THAT(status.error_message(), HasSubstr("over the limit of 524288 bytes"));
 }
 
 }  // namespace
