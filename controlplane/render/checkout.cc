@@ -29,7 +29,7 @@ absl::StatusOr<std::unique_ptr<Checkout>> Checkout::Write(const std::string& par
     }
   }
   for (size_t i = 1; i <= parent.size(); ++i) {
-    if (i == parent.size() || parent[i] == '/') mkdir(parent.substr(0, i).c_str(), 0755);
+    if (i == parent.size() || parent[i] == '/') mkdir(parent.substr(0, i).c_str(), 0700);
   }
   std::string tmpl = parent + "/render-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) {

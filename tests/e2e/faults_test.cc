@@ -367,8 +367,13 @@ TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
 
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {
   std::string first = SyncedFleet();
+  // What a render killed with its control plane leaves behind.
+  const std::string stale = data_dir_ + "/render/render-Xy12ab";
+  ASSERT_EQ(system(("mkdir -p " + stale + " && echo x > " + stale + "/kustomization.yaml").c_str()),
+            0);
   // SIGKILL while reports are still waiting to be written behind.
   RestartControlPlaneOn(data_dir_, SIGKILL);
+  EXPECT_NE(access(stale.c_str(), F_OK), 0) << "stale render copies are cleared at start";
   ExpectSynced("prod-eu", "web", first);
   ExpectSynced("prod-eu", "base", first);
   EXPECT_EQ(Files("prod-eu"), kAllFiles);
