@@ -1,0 +1,92 @@
+#ifndef GITFLEET_CONTROLPLANE_API_AUTH_H_
+#define GITFLEET_CONTROLPLANE_API_AUTH_H_
+
+// Who may call the admin API, and what each caller may do.
+//
+//   GF_ASSIGN_OR_RETURN(auto auth, ApiAuth::Load(tokens_path, client_roles_path));
+//   absl::StatusOr<Caller> caller = auth->Identify(CallerFacts::Of(*context));
+//   absl::Status allowed = Authorize(*caller, "AddSource");
+//
+// Credentials, in the order they are tried:
+// - a bearer token whose SHA-256 is in --api-tokens (`NAME ROLE TOKEN_SHA256` lines);
+// - with mTLS, a client certificate whose CN or a SAN is in --api-client-roles
+//   (`CN_OR_SAN ROLE` lines). A certificate naming a cluster (SAN URI
+//   gitfleet://cluster/NAME) is an agent's and never an API credential;
+// - with neither file given, any caller on loopback or a Unix socket, as "local" admin.
+// Anyone else gets UNAUTHENTICATED; a caller without the role a method needs gets
+// PERMISSION_DENIED naming the role. Thread-safe (immutable after Load).
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace grpc {
+class ServerContextBase;
+}
+
+namespace gitfleet {
+
+enum class Role { kViewer = 1, kOperator = 2, kAdmin = 3 };
+
+const char* RoleName(Role role);
+absl::StatusOr<Role> ParseRole(const std::string& name);
+
+struct Caller {
+  std::string name;
+  Role role = Role::kViewer;
+  std::string via;  // "token", "certificate" or "local"
+};
+
+// What a call presents, taken from its context.
+struct CallerFacts {
+  std::string peer;          // grpc's peer string: "ipv4:1.2.3.4:5", "ipv6:[::1]:5", "unix:…"
+  std::string bearer_token;  // from "authorization: Bearer …", or empty
+  bool has_authorization = false;        // an authorization header was sent at all
+  std::vector<std::string> certificate;  // CN and SANs of a verified client certificate
+  static CallerFacts Of(const grpc::ServerContextBase& context);
+};
+
+// The role each admin method needs; a method not listed needs admin.
+Role RequiredRole(const std::string& method);
+// Whether a method changes anything (its calls are audited).
+bool IsMutating(const std::string& method);
+// Whether the method has a rule of its own (auth_test checks every admin method does).
+bool IsKnownMethod(const std::string& method);
+
+class ApiAuth {
+ public:
+  // Either path may be empty. With both empty only local callers are served.
+  static absl::StatusOr<std::unique_ptr<ApiAuth>> Load(const std::string& tokens_path,
+                                                       const std::string& client_roles_path);
+  static absl::StatusOr<std::unique_ptr<ApiAuth>> Parse(const std::string& tokens_text,
+                                                        const std::string& client_roles_text);
+
+  absl::StatusOr<Caller> Identify(const CallerFacts& facts) const;
+  // Only local callers are served (no tokens and no certificate roles configured).
+  bool local_only() const { return tokens_.empty() && client_roles_.empty(); }
+
+ private:
+  struct Token {
+    std::string name;
+    Role role;
+    std::string sha256;  // 32 raw bytes
+  };
+  std::vector<Token> tokens_;
+  std::map<std::string, Role> client_roles_;
+};
+
+// OK when `caller` may call `method`; PERMISSION_DENIED naming the role needed otherwise.
+absl::Status Authorize(const Caller& caller, const std::string& method);
+
+// Whether grpc's peer string is loopback (127.0.0.0/8, ::1) or a Unix socket.
+bool IsLocalPeer(const std::string& peer);
+
+// "NAME ROLE HEX" for a token: the line --api-tokens wants.
+std::string TokenLine(const std::string& name, Role role, const std::string& token);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_API_AUTH_H_

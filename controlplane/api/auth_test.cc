@@ -1,0 +1,161 @@
+#include "controlplane/api/auth.h"
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "gtest/gtest.h"
+#include "proto/gitfleet/v1/admin.pb.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+CallerFacts Token(const std::string& token, const std::string& peer = "ipv4:10.0.0.7:4000") {
+  CallerFacts facts;
+  facts.peer = peer;
+  facts.has_authorization = true;
+  facts.bearer_token = token;
+  return facts;
+}
+
+CallerFacts Peer(const std::string& peer) {
+  CallerFacts facts;
+  facts.peer = peer;
+  return facts;
+}
+
+std::unique_ptr<ApiAuth> WithTokens() {
+  std::string text = "# callers\n" + TokenLine("ci", Role::kAdmin, "admin-secret") + "\n" +
+                     TokenLine("grafana", Role::kViewer, "viewer-secret") + "\n" +
+                     TokenLine("oncall", Role::kOperator, "operator-secret") + "\n";
+  absl::StatusOr<std::unique_ptr<ApiAuth>> auth =
+      ApiAuth::Parse(text, "ops.example.com operator\nspiffe://corp/ci admin\n");
+  EXPECT_TRUE(auth.ok()) << auth.status();
+  return *std::move(auth);
+}
+
+TEST(ApiAuthTest, EveryAdminMethodHasARule) {
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          "gitfleet.v1.AdminService");
+  ASSERT_NE(service, nullptr);
+  for (int i = 0; i < service->method_count(); ++i) {
+    EXPECT_TRUE(IsKnownMethod(service->method(i)->name()))
+        << service->method(i)->name() << " has no role in auth.cc (it would need admin)";
+  }
+  EXPECT_FALSE(IsKnownMethod("SomethingNew"));
+  EXPECT_EQ(RequiredRole("SomethingNew"), Role::kAdmin) << "unknown methods need admin";
+  EXPECT_TRUE(IsMutating("SomethingNew"));
+}
+
+TEST(ApiAuthTest, TokensAreKnownByTheirHashAndCarryARole) {
+  auto auth = WithTokens();
+  absl::StatusOr<Caller> ci = auth->Identify(Token("admin-secret"));
+  ASSERT_TRUE(ci.ok()) << ci.status();
+  EXPECT_EQ(ci->name, "ci");
+  EXPECT_EQ(ci->role, Role::kAdmin);
+  EXPECT_EQ(ci->via, "token");
+  EXPECT_EQ(auth->Identify(Token("viewer-secret"))->role, Role::kViewer);
+  EXPECT_EQ(auth->Identify(Token("operator-secret"))->role, Role::kOperator);
+}
+
+TEST(ApiAuthTest, NoTokenOrAWrongOneIsUnauthenticatedEvenOnLoopback) {
+  auto auth = WithTokens();
+  EXPECT_THAT(auth->Identify(Token("nope")).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("does not know this token")));
+  EXPECT_THAT(auth->Identify(Token("nope", "ipv4:127.0.0.1:5")).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(auth->Identify(Token("", "ipv4:127.0.0.1:5")).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(auth->Identify(Peer("ipv4:127.0.0.1:5")).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("needs a token")));
+  EXPECT_THAT(auth->Identify(Token(std::string(10000, 'x'))).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST(ApiAuthTest, WithoutTokensOnlyLocalCallersAreServed) {
+  auto auth = *ApiAuth::Parse("", "");
+  EXPECT_TRUE(auth->local_only());
+  for (const char* peer :
+       {"ipv4:127.0.0.1:4000", "ipv4:127.8.9.10:1", "ipv6:[::1]:4000", "ipv6:%5B::1%5D:4000",
+        "ipv6:[::ffff:127.0.0.1]:9", "unix:/run/gf.sock", "unix-abstract:gf"}) {
+    absl::StatusOr<Caller> caller = auth->Identify(Peer(peer));
+    ASSERT_TRUE(caller.ok()) << peer << ": " << caller.status();
+    EXPECT_EQ(caller->role, Role::kAdmin);
+    EXPECT_EQ(caller->via, "local");
+  }
+  for (const char* peer : {"ipv4:10.1.2.3:4000", "ipv4:128.0.0.1:4000", "ipv6:[2001:db8::1]:1",
+                           "ipv6:[::ffff:10.0.0.1]:9", "ipv4:127.0.0.1x:1", "", "garbage"}) {
+    EXPECT_THAT(auth->Identify(Peer(peer)).status(),
+                StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("local callers only")))
+        << peer;
+  }
+}
+
+TEST(ApiAuthTest, ClientCertificatesMapToRolesButAnAgentsNever) {
+  auto auth = WithTokens();
+  CallerFacts ops = Peer("ipv4:10.0.0.8:1");
+  ops.certificate = {"ops.example.com"};
+  EXPECT_EQ(auth->Identify(ops)->role, Role::kOperator);
+  CallerFacts ci = Peer("ipv4:10.0.0.8:1");
+  ci.certificate = {"ci-runner", "spiffe://corp/ci"};
+  EXPECT_EQ(auth->Identify(ci)->role, Role::kAdmin);
+  CallerFacts agent = Peer("ipv4:127.0.0.1:1");
+  agent.certificate = {"ops.example.com", "gitfleet://cluster/prod-eu"};
+  EXPECT_THAT(auth->Identify(agent).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("agent's certificate")));
+  CallerFacts unknown = Peer("ipv4:10.0.0.8:1");
+  unknown.certificate = {"someone-else"};
+  EXPECT_THAT(auth->Identify(unknown).status(), StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST(ApiAuthTest, RolesAreOrdered) {
+  Caller viewer{"v", Role::kViewer, "token"};
+  Caller op{"o", Role::kOperator, "token"};
+  Caller admin{"a", Role::kAdmin, "token"};
+  EXPECT_TRUE(Authorize(viewer, "ListBundles").ok());
+  EXPECT_TRUE(Authorize(viewer, "DiffBundle").ok());
+  EXPECT_THAT(Authorize(viewer, "AddBundle"),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("AddBundle needs role admin; caller v has role viewer")));
+  EXPECT_THAT(Authorize(viewer, "SyncSource"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("needs role operator")));
+  EXPECT_TRUE(Authorize(op, "SyncSource").ok());
+  EXPECT_THAT(Authorize(op, "RemoveSource"), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(Authorize(op, "Backup"), StatusIs(absl::StatusCode::kPermissionDenied));
+  for (const char* method : {"AddSource", "RemoveSource", "AddBundle", "RemoveBundle",
+                             "AdoptCluster", "ForgetBundle", "Backup", "SyncSource"}) {
+    EXPECT_TRUE(Authorize(admin, method).ok()) << method;
+  }
+}
+
+TEST(ApiAuthTest, BadFilesNameTheLineAndNeverTakeAPlainToken) {
+  EXPECT_THAT(ApiAuth::Parse("ci admin s3cret\n", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--api-tokens line 1: the third field must be the 64 hex")));
+  EXPECT_THAT(ApiAuth::Parse("\n\nci root " + std::string(64, 'a') + "\n", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 3: role \"root\" is not viewer, operator or admin")));
+  EXPECT_THAT(ApiAuth::Parse("ci admin\n", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NAME ROLE TOKEN_SHA256")));
+  std::string line = "ci admin " + std::string(64, 'b') + "\n";
+  EXPECT_THAT(ApiAuth::Parse(line + line, "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  EXPECT_THAT(ApiAuth::Parse("", "gitfleet://cluster/eu admin\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("names an agent")));
+  EXPECT_THAT(ApiAuth::Parse("", "ops\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--api-client-roles line 1: want CN_OR_SAN ROLE")));
+  EXPECT_THAT(ApiAuth::Load("/nonexistent/tokens", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--api-tokens")));
+}
+
+TEST(ApiAuthTest, TokenLineIsTheSha256) {
+  // printf abc | sha256sum
+  EXPECT_EQ(TokenLine("x", Role::kViewer, "abc"),
+            "x viewer ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
+}  // namespace gitfleet
