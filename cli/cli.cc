@@ -1,13 +1,16 @@
 #include "cli/cli.h"
 
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <iomanip>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <set>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,8 +23,10 @@
 #include "common/grpc_status.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
+#include "common/names.h"
 #include "common/proto_time.h"
 #include "common/tls.h"
+#include "controlplane/api/auth.h"
 #include "controlplane/fleet/label_selector.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/renderer.h"
@@ -54,6 +59,9 @@ commands:
                          release a bundle the cluster holds (an orphan): the agent forgets
                          it; with --prune it deletes what gitfleet created there
   backup --out=FILE      a crash-consistent copy of the control plane's store
+  token new NAME ROLE    a new random API token, and its line for --api-tokens
+  token hash NAME ROLE   the --api-tokens line for the token in --token-file, $GITFLEET_TOKEN
+                         or standard input (roles: viewer, operator, admin)
   status [--cluster=NAME] [--bundle=NAME]
   diff --cluster=NAME --bundle=NAME
                          what applying the bundle would change on that cluster now (the
@@ -69,6 +77,8 @@ global flags:
   -o, --output=FORMAT    table (default), json or yaml
   --timeout=DURATION     per request (default 30s)
   --tls-ca, --tls-cert, --tls-key   TLS to the control plane
+  --token-file=FILE      API token to present (default: $GITFLEET_TOKEN; none on loopback
+                         to a control plane without --api-tokens)
 )";
 
 struct UsageError {
@@ -286,6 +296,7 @@ class Cli {
     }
     timeout_ = timeout;
     tls_ = {args_.TakeOr("tls-cert", ""), args_.TakeOr("tls-key", ""), args_.TakeOr("tls-ca", "")};
+    token_file_ = args_.TakeOr("token-file", "");
 
     const std::vector<std::string>& w = args_.words();
     std::string noun = w[0];
@@ -300,6 +311,7 @@ class Cli {
     if (noun == "cluster" && verb == "adopt") return ClusterAdopt();
     if (noun == "cluster" && verb == "forget") return ClusterForget();
     if (noun == "backup") return Backup();
+    if (noun == "token" && (verb == "new" || verb == "hash")) return Token(verb == "new");
     if (noun == "diff") return Diff();
     if (noun == "status") return Status();
     if (noun == "sync") return Sync();
@@ -324,7 +336,76 @@ class Cli {
     return w[position];
   }
 
+  // The API token: from --token-file, else $GITFLEET_TOKEN, else none. Empty and
+  // oversized files are errors: a token silently not sent is a confusing refusal.
+  absl::StatusOr<std::string> ReadToken() {
+    if (!token_file_.empty()) {
+      absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(token_file_);
+      if (!text.ok())
+        return absl::InvalidArgumentError(absl::StrCat("--token-file: ", text.status().message()));
+      std::string token(absl::StripAsciiWhitespace(*text));
+      if (token.empty() || token.size() > 4096 ||
+          token.find_first_of(" \t\r\n") != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--token-file: ", token_file_, " must hold one token of 1 to 4096 characters"));
+      }
+      return token;
+    }
+    const char* env = std::getenv("GITFLEET_TOKEN");
+    return std::string(env == nullptr ? "" : absl::StripAsciiWhitespace(env));
+  }
+
+  // A context for one call: its deadline, and the token if there is one.
+  std::unique_ptr<grpc::ClientContext> NewContext() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+    return context;
+  }
+
+  int Token(bool generate) {
+    const std::vector<std::string>& w = args_.words();
+    if (w.size() != 4) return Usage(absl::StrCat("token ", w[1], " wants NAME ROLE"));
+    absl::StatusOr<Role> role = ParseRole(w[3]);
+    if (!role.ok()) return Usage(std::string(role.status().message()));
+    if (absl::Status s = ValidateName("caller", w[2]); !s.ok()) {
+      return Usage(std::string(s.message()));
+    }
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    std::string token;
+    if (generate) {
+      unsigned char bytes[32];
+      if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+        err_ << "gitfleetctl: no randomness for a token\n";
+        return 1;
+      }
+      token = absl::StrCat("gft_", absl::BytesToHexString(absl::string_view(
+                                       reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+    } else {
+      absl::StatusOr<std::string> read = ReadToken();
+      if (!read.ok()) return Usage(std::string(read.status().message()));
+      token = *read;
+      if (token.empty() && token_file_.empty()) {
+        std::string line;
+        std::getline(std::cin, line);
+        token = std::string(absl::StripAsciiWhitespace(line));
+      }
+      if (token.empty())
+        return Usage("token hash: no token in --token-file, $GITFLEET_TOKEN or standard input");
+    }
+    if (generate) out_ << token << "\n";
+    out_ << TokenLine(w[2], *role, token) << "\n";
+    if (generate) {
+      err_ << "gitfleetctl: the first line is the token (shown once: give it to the caller); "
+              "the second goes into the control plane's --api-tokens file\n";
+    }
+    return 0;
+  }
+
   absl::Status Connect() {
+    absl::StatusOr<std::string> token = ReadToken();
+    if (!token.ok()) return token.status();
+    token_ = *token;
     absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(tls_);
     if (!creds.ok()) return creds.status();
     stub_ = v1::AdminService::NewStub(grpc::CreateChannel(server_, *creds));
@@ -337,9 +418,8 @@ class Cli {
            const Request& request, Response* response) {
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
-    grpc::Status status = ((*stub_).*method)(&context, request, response);
+    std::unique_ptr<grpc::ClientContext> context = NewContext();
+    grpc::Status status = ((*stub_).*method)(context.get(), request, response);
     if (!status.ok()) {
       std::string message = status.error_message();
       if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
@@ -578,10 +658,9 @@ class Cli {
     if (out.empty()) return Usage("backup needs --out=FILE");
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    std::unique_ptr<grpc::ClientContext> context = NewContext();
     std::unique_ptr<grpc::ClientReader<v1::BackupChunk>> reader =
-        stub_->Backup(&context, v1::BackupRequest());
+        stub_->Backup(context.get(), v1::BackupRequest());
     std::string data;
     v1::BackupChunk chunk;
     while (reader->Read(&chunk)) data += chunk.data();
@@ -721,6 +800,8 @@ class Cli {
   std::string server_;
   absl::Duration timeout_;
   TlsFiles tls_;
+  std::string token_file_;
+  std::string token_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
 };
 

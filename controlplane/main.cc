@@ -18,6 +18,7 @@
 #include "common/shutdown.h"
 #include "common/tls.h"
 #include "controlplane/api/admin_service.h"
+#include "controlplane/api/auth.h"
 #include "controlplane/distribute/agent_service.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
@@ -33,6 +34,11 @@ ABSL_FLAG(std::string, http, "127.0.0.1:7071", "Address for /metrics, /healthz a
 ABSL_FLAG(std::string, data_dir, "", "Directory for the store and Git caches (required).");
 ABSL_FLAG(std::string, agent_tokens, "",
           "File of 'cluster token' lines; without it every agent is accepted.");
+ABSL_FLAG(std::string, api_tokens, "",
+          "File of 'NAME ROLE TOKEN_SHA256' lines (roles: viewer, operator, admin) for admin "
+          "API callers. Without it (and --api-client-roles) only local callers are served.");
+ABSL_FLAG(std::string, api_client_roles, "",
+          "With --tls-ca: file of 'CN_OR_SAN ROLE' lines giving client certificates a role.");
 ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
@@ -126,6 +132,19 @@ int Main(ShutdownSignals& signals) {
     if (!loaded.ok()) return Fail(loaded.status());
     tokens = *std::move(loaded);
   }
+  absl::StatusOr<std::unique_ptr<ApiAuth>> api_auth =
+      ApiAuth::Load(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
+  if (!api_auth.ok()) return Fail(api_auth.status());
+  if (!absl::GetFlag(FLAGS_api_client_roles).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--api-client-roles needs --tls-ca: without mTLS no client presents a certificate"));
+  }
+  if ((*api_auth)->local_only()) {
+    GF_LOG(WARNING) << "no --api-tokens: the admin API answers local callers only (loopback "
+                       "or a Unix socket), each as admin";
+  } else if (absl::GetFlag(FLAGS_tls_cert).empty()) {
+    GF_LOG(WARNING) << "--api-tokens without --tls-cert: API tokens travel in clear";
+  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(
       {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) return Fail(credentials.status());
@@ -205,7 +224,7 @@ int Main(ShutdownSignals& signals) {
   limits.max_waiting_handshakes = absl::GetFlag(FLAGS_max_waiting_handshakes);
   limits.hello_timeout = absl::Seconds(absl::GetFlag(FLAGS_hello_timeout_seconds));
   AgentServiceImpl agent_service(&hub, tokens.get(), metrics, limits);
-  AdminServiceImpl admin_service(&controller, store->get(), data_dir);
+  AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -272,7 +291,8 @@ int main(int argc, char** argv) {
   // 5,000-agent fan-out.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
-      "gitfleet-controlplane --grpc=ADDR --http=ADDR --data-dir=DIR [--agent-tokens=FILE]");
+      "gitfleet-controlplane --grpc=ADDR --http=ADDR --data-dir=DIR [--agent-tokens=FILE] "
+      "[--api-tokens=FILE] [--api-client-roles=FILE]");
   std::vector<char*> args = gitfleet::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return gitfleet::Main(signals);

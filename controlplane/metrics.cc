@@ -103,6 +103,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                            "(--max-concurrent-handshakes), by state.")
                      .LabelNames({"state"})
                      .Register(r)),
+      api_requests(BuildCounter()
+                       .Name("gitfleet_api_requests_total")
+                       .Help("Admin API calls, by method and result code (UNAUTHENTICATED "
+                             "and PERMISSION_DENIED are refusals).")
+                       .LabelNames({"method", "code"})
+                       .Register(r)),
       store_rows_skipped(BuildCounter()
                              .Name("gitfleet_store_rows_skipped_total")
                              .Help("Stored rows that could not be loaded at start and were "

@@ -33,6 +33,7 @@ struct ControlPlaneMetrics {
   metrics::Histogram& fanout_seconds;
   metrics::Family<metrics::Counter>& agent_limits;  // limit
   metrics::Family<metrics::Gauge>& handshakes;      // state: in_progress, waiting
+  metrics::Family<metrics::Counter>& api_requests;  // method, code
   // Rows the store held that could not be loaded (skipped at start), by bucket.
   metrics::Family<metrics::Counter>& store_rows_skipped;
   // Bundles connected agents hold that this control plane does not know (kept applied).

@@ -13,18 +13,16 @@
 namespace gitfleet {
 namespace {
 
-// Finishes a unary call with `status`.
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::StatusOr<T> result,
-                                T* response) {
-  if (result.ok()) *response = *std::move(result);
-  return Done(context, result.status());
+// A URL as it may be logged: any user:password@ taken out (such URLs are refused, but
+// the refusal is audited).
+std::string WithoutUserInfo(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  size_t host = scheme + 3;
+  size_t at = url.find('@', host);
+  size_t slash = url.find('/', host);
+  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
+  return url.substr(0, host) + "…@" + url.substr(at + 1);
 }
 
 // Streams a finished backup in chunks; deletes itself when the call is done.
@@ -58,14 +56,83 @@ class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
 
 class FailedWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
  public:
-  explicit FailedWriter(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  explicit FailedWriter(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
 
 }  // namespace
 
+// One admin call: who makes it, whether they may, and its accounting when it ends (the
+// api_requests metric, and an audit line for every change and every refusal).
+class AdminCall {
+ public:
+  AdminCall(AdminServiceImpl* service, grpc::CallbackServerContext* context, const char* method,
+            std::string target = "")
+      : service_(service), context_(context), method_(method), target_(std::move(target)) {
+    absl::StatusOr<Caller> caller = service->auth_->Identify(CallerFacts::Of(*context));
+    if (caller.ok()) {
+      caller_ = *std::move(caller);
+      allowed_ = Authorize(caller_, method_);
+    } else {
+      allowed_ = caller.status();
+    }
+  }
+
+  bool allowed() const { return allowed_.ok(); }
+  const absl::Status& refusal() const { return allowed_; }
+
+  // Counts and audits the call's outcome; returns it as a grpc::Status.
+  grpc::Status Record(const absl::Status& status) {
+    service_->metrics_.api_requests
+        .Add({{"method", method_}, {"code", absl::StatusCodeToString(status.code())}})
+        .Increment();
+    const std::string who =
+        caller_.name.empty()
+            ? context_->peer()
+            : absl::StrCat(caller_.name, " (", RoleName(caller_.role), " by ", caller_.via, ")");
+    if (!allowed_.ok()) {
+      bool log;
+      {
+        MutexLock lock(&service_->mu_);
+        log = service_->refusal_logs_.Take(absl::Now());
+      }
+      if (log) {
+        GF_LOG(WARNING) << "audit: refused " << method_ << " " << target_ << " from " << who
+                        << " at " << context_->peer() << ": " << allowed_.message();
+      }
+    } else if (IsMutating(method_)) {
+      GF_LOG(INFO) << "audit: " << who << " " << method_ << " " << target_ << ": "
+                   << (status.ok() ? "OK" : std::string(status.message()));
+    }
+    return ToGrpcStatus(status);
+  }
+
+  grpc::ServerUnaryReactor* Done(const absl::Status& status) {
+    grpc::ServerUnaryReactor* reactor = context_->DefaultReactor();
+    reactor->Finish(Record(status));
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Refused() { return Done(allowed_); }
+
+  template <typename T>
+  grpc::ServerUnaryReactor* Reply(absl::StatusOr<T> result, T* response) {
+    if (result.ok()) *response = *std::move(result);
+    return Done(result.status());
+  }
+
+ private:
+  AdminServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  const std::string method_;
+  const std::string target_;
+  Caller caller_;
+  absl::Status allowed_;
+};
+
 grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* context, const v1::BackupRequest*) {
+  AdminCall call(this, context, "Backup");
+  if (!call.allowed()) return new FailedWriter(call.Record(call.refusal()));
   static std::atomic<uint64_t> counter{0};
   const std::string path =
       absl::StrCat(scratch_dir_, "/backup-", getpid(), "-", counter.fetch_add(1), ".db.tmp");
@@ -79,9 +146,10 @@ grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
     data = buffer.str();
   }
   unlink(path.c_str());
+  call.Record(made);
   if (!made.ok()) {
     GF_LOG(ERROR) << "backup failed: " << made;
-    return new FailedWriter(made);
+    return new FailedWriter(ToGrpcStatus(made));
   }
   GF_LOG(INFO) << "backup of " << data.size() << " bytes sent";
   return new BackupWriter(std::move(data));
@@ -90,94 +158,125 @@ grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
 grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerContext* context,
                                                          const v1::AdoptClusterRequest* request,
                                                          v1::AdoptClusterResponse*) {
-  return Done(context, controller_->AdoptCluster(request->cluster()));
+  AdminCall call(this, context, "AdoptCluster", request->cluster());
+  if (!call.allowed()) return call.Refused();
+  return call.Done(controller_->AdoptCluster(request->cluster()));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerContext* context,
                                                          const v1::ForgetBundleRequest* request,
                                                          v1::ForgetBundleResponse*) {
-  return Done(context,
-              controller_->ForgetBundle(request->cluster(), request->bundle(), request->prune()));
+  AdminCall call(this, context, "ForgetBundle",
+                 absl::StrCat(request->cluster(), " bundle=", request->bundle(),
+                              request->prune() ? " --prune" : ""));
+  if (!call.allowed()) return call.Refused();
+  return call.Done(
+      controller_->ForgetBundle(request->cluster(), request->bundle(), request->prune()));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContext* context,
                                                       const v1::AddSourceRequest* request,
                                                       v1::SourceInfo* response) {
-  return Reply(context, controller_->AddSource(request->source(), request->replace()), response);
+  AdminCall call(
+      this, context, "AddSource",
+      absl::StrCat(request->source().name(), " url=", WithoutUserInfo(request->source().url())));
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->AddSource(request->source(), request->replace()), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerContext* context,
                                                         const v1::ListSourcesRequest*,
                                                         v1::ListSourcesResponse* response) {
+  AdminCall call(this, context, "ListSources");
+  if (!call.allowed()) return call.Refused();
   for (v1::SourceInfo& info : controller_->ListSources()) {
     *response->add_sources() = std::move(info);
   }
-  return Done(context, absl::OkStatus());
+  return call.Done(absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RemoveSource(grpc::CallbackServerContext* context,
                                                          const v1::RemoveSourceRequest* request,
                                                          v1::RemoveSourceResponse*) {
-  return Done(context, controller_->RemoveSource(request->name()));
+  AdminCall call(this, context, "RemoveSource", request->name());
+  if (!call.allowed()) return call.Refused();
+  return call.Done(controller_->RemoveSource(request->name()));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::SyncSource(grpc::CallbackServerContext* context,
                                                        const v1::SyncSourceRequest* request,
                                                        v1::SourceInfo* response) {
-  return Reply(context, controller_->SyncSource(request->name()), response);
+  AdminCall call(this, context, "SyncSource", request->name());
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->SyncSource(request->name()), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContext* context,
                                                       const v1::AddBundleRequest* request,
                                                       v1::BundleInfo* response) {
-  return Reply(context, controller_->AddBundle(request->bundle(), request->replace()), response);
+  AdminCall call(this, context, "AddBundle",
+                 absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
+                              " selector=", request->bundle().selector()));
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->AddBundle(request->bundle(), request->replace()), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerContext* context,
                                                         const v1::ListBundlesRequest*,
                                                         v1::ListBundlesResponse* response) {
+  AdminCall call(this, context, "ListBundles");
+  if (!call.allowed()) return call.Refused();
   for (v1::BundleInfo& info : controller_->ListBundles()) {
     *response->add_bundles() = std::move(info);
   }
-  return Done(context, absl::OkStatus());
+  return call.Done(absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RemoveBundle(grpc::CallbackServerContext* context,
                                                          const v1::RemoveBundleRequest* request,
                                                          v1::RemoveBundleResponse*) {
-  return Done(context, controller_->RemoveBundle(request->name()));
+  AdminCall call(this, context, "RemoveBundle", request->name());
+  if (!call.allowed()) return call.Refused();
+  return call.Done(controller_->RemoveBundle(request->name()));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListClusters(grpc::CallbackServerContext* context,
                                                          const v1::ListClustersRequest*,
                                                          v1::ListClustersResponse* response) {
+  AdminCall call(this, context, "ListClusters");
+  if (!call.allowed()) return call.Refused();
   for (v1::ClusterInfo& info : controller_->ListClusters()) {
     *response->add_clusters() = std::move(info);
   }
-  return Done(context, absl::OkStatus());
+  return call.Done(absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContext* context,
                                                       const v1::GetStatusRequest* request,
                                                       v1::GetStatusResponse* response) {
+  AdminCall call(this, context, "GetStatus");
+  if (!call.allowed()) return call.Refused();
   for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
     *response->add_statuses() = std::move(status);
   }
-  return Done(context, absl::OkStatus());
+  return call.Done(absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DiffBundle(grpc::CallbackServerContext* context,
                                                        const v1::DiffBundleRequest* request,
                                                        v1::DiffResult* response) {
+  auto call = std::make_shared<AdminCall>(
+      this, context, "DiffBundle", absl::StrCat(request->cluster(), " bundle=", request->bundle()));
+  if (!call->allowed()) return call->Refused();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Duration timeout = request->timeout_seconds() > 0
                                ? absl::Seconds(std::min(request->timeout_seconds(), 300))
                                : absl::Seconds(10);
   // Answered from the agent's stream thread, or the hub's timer on expiry.
   controller_->DiffBundle(request->cluster(), request->bundle(), timeout,
-                          [reactor, response](absl::StatusOr<v1::DiffResult> result) {
+                          [call, reactor, response](absl::StatusOr<v1::DiffResult> result) {
                             if (result.ok()) *response = *std::move(result);
-                            reactor->Finish(ToGrpcStatus(result.status()));
+                            reactor->Finish(call->Record(result.status()));
                           });
   return reactor;
 }

@@ -1,15 +1,21 @@
 #ifndef GITFLEET_CONTROLPLANE_API_ADMIN_SERVICE_H_
 #define GITFLEET_CONTROLPLANE_API_ADMIN_SERVICE_H_
 
-// The gRPC adapter for the admin API: translates requests into Controller calls and
-// absl::Status into grpc::Status. No domain logic lives here.
+// The gRPC adapter for the admin API: checks who calls and whether their role allows the
+// method (auth.h), translates requests into Controller calls and absl::Status into
+// grpc::Status, counts every call and writes an audit line for every change. No domain
+// logic lives here.
 //
-//   AdminServiceImpl admin(&controller, store, data_dir);
+//   AdminServiceImpl admin(&controller, store, data_dir, auth.get(), metrics);
 //   builder.RegisterService(&admin);
 
 #include <string>
 
+#include "common/rate_limit.h"
+#include "common/sync.h"
+#include "controlplane/api/auth.h"
 #include "controlplane/fleet/controller.h"
+#include "controlplane/metrics.h"
 #include "controlplane/store/store.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 
@@ -19,8 +25,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
   // `store` and `scratch_dir` serve Backup: the copy is made in `scratch_dir` (on the
   // store's disk), streamed, and deleted.
-  AdminServiceImpl(Controller* controller, Store* store, std::string scratch_dir)
-      : controller_(controller), store_(store), scratch_dir_(std::move(scratch_dir)) {}
+  AdminServiceImpl(Controller* controller, Store* store, std::string scratch_dir,
+                   const ApiAuth* auth, ControlPlaneMetrics& metrics)
+      : controller_(controller),
+        store_(store),
+        scratch_dir_(std::move(scratch_dir)),
+        auth_(auth),
+        metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
                                       const v1::AddSourceRequest* request,
@@ -62,9 +73,14 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                                     const v1::BackupRequest* request) override;
 
  private:
+  friend class AdminCall;
   Controller* const controller_;
   Store* const store_;
   const std::string scratch_dir_;
+  const ApiAuth* const auth_;
+  ControlPlaneMetrics& metrics_;
+  Mutex mu_;
+  TokenBucket refusal_logs_ ABSL_GUARDED_BY(mu_){1, 20};  // log lines for refused calls
 };
 
 }  // namespace gitfleet

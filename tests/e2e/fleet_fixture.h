@@ -128,15 +128,22 @@ class Fleet : public ::testing::Test {
     ASSERT_EQ(code, 0) << out;
   }
 
+  // A context for the test's own admin calls: a 5 s deadline and admin_token_, if set.
+  std::unique_ptr<grpc::ClientContext> AdminContext() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!admin_token_.empty()) context->AddMetadata("authorization", "Bearer " + admin_token_);
+    return context;
+  }
+
   std::vector<v1::BundleStatus> Status(const std::string& cluster = "",
                                        const std::string& bundle = "") {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    std::unique_ptr<grpc::ClientContext> context = AdminContext();
     v1::GetStatusRequest request;
     request.set_cluster(cluster);
     request.set_bundle(bundle);
     v1::GetStatusResponse response;
-    if (!admin_->GetStatus(&context, request, &response).ok()) return {};
+    if (!admin_->GetStatus(context.get(), request, &response).ok()) return {};
     return {response.statuses().begin(), response.statuses().end()};
   }
 
@@ -157,10 +164,9 @@ class Fleet : public ::testing::Test {
   }
 
   int ConnectedClusters() {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    std::unique_ptr<grpc::ClientContext> context = AdminContext();
     v1::ListClustersResponse response;
-    if (!admin_->ListClusters(&context, v1::ListClustersRequest(), &response).ok()) return -1;
+    if (!admin_->ListClusters(context.get(), v1::ListClustersRequest(), &response).ok()) return -1;
     int connected = 0;
     for (const v1::ClusterInfo& c : response.clusters()) connected += c.connected();
     return connected;
@@ -191,6 +197,7 @@ class Fleet : public ::testing::Test {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::shared_ptr<grpc::ChannelCredentials> admin_credentials_ = grpc::InsecureChannelCredentials();
   std::vector<std::string> ctl_flags_;
+  std::string admin_token_;  // for the test's own admin calls (AdminContext)
   std::map<std::string, Agent> agents_;
 };
 

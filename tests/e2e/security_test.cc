@@ -1,0 +1,224 @@
+// Who may do what: the admin API's tokens and roles, client certificates, and agents'
+// certificates, each against the real binaries. Every refusal leaves everything as it was.
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tests/e2e/fleet_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Cm;
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::Fleet;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class Security : public Fleet {
+ protected:
+  // A token file for `token`, and its line for --api-tokens.
+  std::string TokenFile(const std::string& name, const std::string& role,
+                        const std::string& token) {
+    std::string path = root_ + "/token-" + name;
+    std::ofstream(path) << token << "\n";
+    std::string line = Ctl({"token", "hash", name, role, "--token-file=" + path});
+    absl::StrAppend(&api_tokens_, line);
+    return path;
+  }
+
+  // gitfleetctl with `token_file` (none when empty); returns output, sets `code`.
+  std::string As(const std::string& token_file, std::vector<std::string> args, int* code) {
+    if (!token_file.empty()) args.insert(args.begin(), "--token-file=" + token_file);
+    return Ctl(args, code);
+  }
+
+  void StartWithTokens(std::vector<std::string> extra = {}) {
+    std::ofstream(root_ + "/api-tokens") << api_tokens_;
+    extra.push_back("--api-tokens=" + root_ + "/api-tokens");
+    StartControlPlane(extra);
+  }
+
+  std::string api_tokens_;
+};
+
+TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  std::string admin = TokenFile("ci", "admin", "admin-secret-1");
+  std::string viewer = TokenFile("grafana", "viewer", "viewer-secret-2");
+  std::string op = TokenFile("oncall", "operator", "operator-secret-3");
+  std::string wrong = root_ + "/wrong";
+  std::ofstream(wrong) << "not-a-token\n";
+  ASSERT_THAT(api_tokens_, HasSubstr("grafana viewer "));
+  ASSERT_THAT(api_tokens_, Not(HasSubstr("viewer-secret-2"))) << "only hashes are stored";
+  StartWithTokens();
+  admin_token_ = "admin-secret-1";
+  ctl_flags_ = {"--token-file=" + admin};
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ctl_flags_.clear();
+
+  int code = 0;
+  // No token, and a wrong one, even on loopback: UNAUTHENTICATED.
+  EXPECT_THAT(As("", {"source", "list"}, &code), HasSubstr("UNAUTHENTICATED"));
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(As(wrong, {"source", "list"}, &code), HasSubstr("UNAUTHENTICATED"));
+  EXPECT_EQ(code, 1);
+  // A viewer reads, and may not add a bundle.
+  EXPECT_THAT(As(viewer, {"bundle", "list"}, &code), HasSubstr("web"));
+  EXPECT_EQ(code, 0);
+  std::string out =
+      As(viewer, {"bundle", "add", "evil", "--source=demo", "--path=apps/web"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(out, HasSubstr("AddBundle needs role admin; caller grafana has role viewer"));
+  // An operator syncs, and may not remove a source.
+  As(op, {"sync", "demo"}, &code);
+  EXPECT_EQ(code, 0);
+  out = As(op, {"source", "remove", "demo"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("RemoveSource needs role admin; caller oncall has role operator"));
+  // A viewer may not take a backup (it holds every definition).
+  out = As(viewer, {"backup", "--out=" + root_ + "/b.db"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("Backup needs role admin"));
+  // The token from the environment works as --token-file does.
+  std::string env_out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("GITFLEET_TOKEN=viewer-secret-2 ", ::gitfleet::testing::kCtl,
+                             " --server=127.0.0.1:", grpc_port_, " source list"),
+                &env_out),
+            0)
+      << env_out;
+  EXPECT_THAT(env_out, HasSubstr("demo"));
+  // An agent's token is not an API token.
+  std::string agent_token = root_ + "/agent-token";
+  std::ofstream(agent_token) << "agent-secret\n";
+  EXPECT_THAT(As(agent_token, {"source", "list"}, &code), HasSubstr("UNAUTHENTICATED"));
+
+  // Nothing the refused calls asked for happened.
+  out = As(viewer, {"bundle", "list"}, &code);
+  EXPECT_THAT(out, Not(HasSubstr("evil")));
+  EXPECT_THAT(As(viewer, {"source", "list"}, &code), HasSubstr("demo"));
+  ExpectSynced("prod-eu", "web", first);
+
+  // Counted by method and code; changes and refusals are in the audit log.
+  EXPECT_GE(
+      CpMetric("gitfleet_api_requests_total{code=\"PERMISSION_DENIED\",method=\"AddBundle\"}"), 1);
+  EXPECT_GE(
+      CpMetric("gitfleet_api_requests_total{code=\"UNAUTHENTICATED\",method=\"ListSources\"}"), 2);
+  EXPECT_GE(CpMetric("gitfleet_api_requests_total{code=\"OK\",method=\"AddBundle\"}"), 2);
+  EXPECT_FALSE(cp_->WaitForLog("audit: ci \\(admin by token\\) AddBundle web").empty());
+  EXPECT_FALSE(cp_->WaitForLog("audit: oncall \\(operator by token\\) SyncSource demo").empty());
+  EXPECT_FALSE(cp_->WaitForLog("audit: refused AddBundle evil .* from grafana").empty());
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr("viewer-secret-2")));
+}
+
+TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
+  int code = 0;
+  std::string out = Ctl({"token", "new", "robot", "operator"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2u) << out;
+  std::string token = lines[0];
+  EXPECT_EQ(token.substr(0, 4), "gft_");
+  std::string line;
+  for (const std::string& l : lines) {
+    if (absl::StartsWith(l, "robot operator ")) line = l;
+  }
+  ASSERT_FALSE(line.empty()) << out;
+  api_tokens_ = line + "\n";
+  StartWithTokens();
+  std::string file = root_ + "/robot";
+  std::ofstream(file) << token;
+  As(file, {"source", "list"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(Ctl({"token", "new", "robot", "root"}, &code), HasSubstr("not viewer, operator"));
+  EXPECT_EQ(code, 2);
+}
+
+TEST_F(Security, AnAgentsCertificateIsNotAnApiCredentialAndNamesItsCluster) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  std::string certs = root_ + "/certs";
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat(
+                    "set -e; mkdir -p '", certs, "'; cd '", certs, "';",
+                    "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                    "-out $1 2>/dev/null; };",
+                    "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj "
+                    "/CN=gitfleet-test-ca;",
+                    "printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext;",
+                    "key server.key; openssl req -new -key server.key -out server.csr -subj "
+                    "/CN=localhost;",
+                    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                    "-days 2 -extfile server.ext -out server.crt 2>/dev/null;",
+                    // prod-eu's agent: named by a SAN URI only.
+                    "printf 'subjectAltName=URI:gitfleet://cluster/prod-eu\\n' > agent.ext;",
+                    "key agent.key; openssl req -new -key agent.key -out agent.csr -subj "
+                    "/CN=agent;",
+                    "openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                    "-days 2 -extfile agent.ext -out agent.crt 2>/dev/null;",
+                    // An operator's certificate.
+                    "key ops.key; openssl req -new -key ops.key -out ops.csr -subj "
+                    "/CN=ops.example.com;",
+                    "openssl x509 -req -in ops.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                    "-days 2 -out ops.crt 2>/dev/null"),
+                &out),
+            0)
+      << out;
+  std::string admin = TokenFile("ci", "admin", "admin-secret-1");
+  std::ofstream(root_ + "/client-roles") << "ops.example.com operator\n";
+  std::vector<std::string> tls = {"--tls-ca=" + certs + "/ca.crt"};
+  StartWithTokens({"--tls-cert=" + certs + "/server.crt", "--tls-key=" + certs + "/server.key",
+                   "--tls-ca=" + certs + "/ca.crt",
+                   "--api-client-roles=" + root_ + "/client-roles"});
+  std::vector<std::string> agent_tls = {"--tls-ca=" + certs + "/ca.crt",
+                                        "--tls-cert=" + certs + "/agent.crt",
+                                        "--tls-key=" + certs + "/agent.key"};
+  std::vector<std::string> ops_tls = {"--tls-ca=" + certs + "/ca.crt",
+                                      "--tls-cert=" + certs + "/ops.crt",
+                                      "--tls-key=" + certs + "/ops.key"};
+  // The admin's token over TLS; the CLI still needs a client certificate for mTLS.
+  ctl_flags_ = ops_tls;
+  ctl_flags_.push_back("--token-file=" + admin);
+  AddSourceAndBundles();
+  StartAgent("prod-eu", "env=prod", "", agent_tls);
+  // Another cluster's agent with prod-eu's certificate is refused.
+  Fleet::Agent& impostor = StartAgent("dev", "env=prod", "", agent_tls);
+  EXPECT_FALSE(
+      impostor.process->WaitForLog("names .*gitfleet://cluster/prod-eu, not cluster").empty())
+      << impostor.process->Log();
+
+  // The agent's certificate calling the admin API is refused, whatever it asks.
+  ctl_flags_ = agent_tls;
+  int code = 0;
+  out = Ctl({"source", "list"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("agent's certificate is not an admin API credential"));
+  out = Ctl({"bundle", "remove", "web"}, &code);
+  EXPECT_EQ(code, 1);
+  // The operator's certificate carries its role.
+  ctl_flags_ = ops_tls;
+  Ctl({"sync", "demo"}, &code);
+  EXPECT_EQ(code, 0);
+  out = Ctl({"bundle", "remove", "web"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("needs role admin; caller ops.example.com has role operator"));
+  // Nothing was removed.
+  ctl_flags_ = ops_tls;
+  EXPECT_THAT(Ctl({"bundle", "list"}, &code), HasSubstr("web"));
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"status", "--cluster=prod-eu", "--bundle=web"}).find("Synced") != std::string::npos;
+  })) << Ctl({"status"});
+}
+
+}  // namespace
+}  // namespace gitfleet
