@@ -5,17 +5,20 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "grpc/grpc_security_constants.h"
 #include "grpcpp/alarm.h"
 
 namespace gitfleet {
 namespace {
 
 constexpr char kVersion[] = "gitfleet-controlplane/0.1";
+constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 
 // Cluster names become file names and label values elsewhere: keep them DNS-like.
 absl::Status ValidateClusterName(const std::string& name) {
@@ -360,6 +363,14 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       Reject("unauthenticated", auth);
       return false;
     }
+    if (absl::Status named = CertificateNames(hello.cluster()); !named.ok()) {
+      if (tokens_->FirstRefusal(hello.cluster())) {
+        GF_LOG(WARNING) << "refused agent from " << peer_ << ": " << named.message()
+                        << " (logged once per cluster)";
+      }
+      Reject("unauthenticated", named);
+      return false;
+    }
     cluster_ = hello.cluster();
     if (!service_->AllowConnect(hello.cluster())) {
       Limit("connect_rate",
@@ -386,6 +397,27 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       StartWrite(&out_);
     }
     return true;
+  }
+
+  // With mTLS, the agent's certificate must name the cluster it speaks for: its CN, or a
+  // SAN URI gitfleet://cluster/NAME. Without a client certificate there is nothing to check.
+  absl::Status CertificateNames(const std::string& cluster) const {
+    std::shared_ptr<const grpc::AuthContext> auth = context_->auth_context();
+    if (auth == nullptr || !auth->IsPeerAuthenticated()) return absl::OkStatus();
+    std::vector<std::string> names;
+    for (const grpc::string_ref& cn : auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
+      names.emplace_back(cn.data(), cn.size());
+      if (names.back() == cluster) return absl::OkStatus();
+    }
+    for (const grpc::string_ref& san : auth->FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
+      absl::string_view value(san.data(), san.size());
+      if (value == absl::StrCat(kAgentUriPrefix, cluster)) return absl::OkStatus();
+      if (absl::StartsWith(value, kAgentUriPrefix)) names.emplace_back(value);
+    }
+    return absl::UnauthenticatedError(absl::StrCat(
+        "the client certificate names ", names.empty() ? "no cluster" : absl::StrJoin(names, ", "),
+        ", not cluster \"", cluster, "\" (want CN=", cluster, " or a SAN URI ", kAgentUriPrefix,
+        cluster, ")"));
   }
 
   std::string Who() const { return cluster_.empty() ? peer_ : "cluster " + cluster_; }
