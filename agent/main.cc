@@ -37,7 +37,8 @@ ABSL_FLAG(std::string, controlplane, "127.0.0.1:7070", "Control plane gRPC addre
 ABSL_FLAG(std::string, cluster, "", "This cluster's name (required).");
 ABSL_FLAG(std::string, labels, "", "This cluster's labels: k=v,k2=v2.");
 ABSL_FLAG(std::string, token, "", "Token the control plane expects for this cluster.");
-ABSL_FLAG(std::string, token_file, "", "File holding the token (read at start).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the token, read again before each connection to the control plane.");
 ABSL_FLAG(std::string, apply, "",
           "Where to apply (required): kubernetes (with --kubeconfig, or in-cluster) or "
           "directory:DIR.");
@@ -66,6 +67,43 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace gitfleet {
 namespace {
+
+// The agent's token: fixed, or read from a file before each use.
+class TokenFile {
+ public:
+  TokenFile(std::string path, std::string fixed)
+      : path_(std::move(path)), token_(std::move(fixed)) {}
+
+  absl::Status Reload() {
+    if (path_.empty()) return absl::OkStatus();
+    absl::StatusOr<std::string> data = PosixFileSystem().ReadFile(path_);
+    if (!data.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--token-file: ", data.status().message()));
+    }
+    std::string token(absl::StripAsciiWhitespace(*data));
+    if (token.empty() || token.size() > 4096) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-file: ", path_, " must hold one token of 1 to 4096 characters"));
+    }
+    MutexLock lock(&mu_);
+    if (!token_.empty() && token != token_) GF_LOG(INFO) << "token changed in " << path_;
+    token_ = std::move(token);
+    return absl::OkStatus();
+  }
+
+  std::string Get() {
+    if (absl::Status s = Reload(); !s.ok()) {
+      GF_LOG(WARNING) << s.message() << "; using the last token read";
+    }
+    MutexLock lock(&mu_);
+    return token_;
+  }
+
+ private:
+  const std::string path_;
+  Mutex mu_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+};
 
 int Fail(const absl::Status& status) {
   GF_LOG(ERROR) << status.message();
@@ -98,14 +136,17 @@ int Main(ShutdownSignals& signals) {
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
   }
-  std::string token = absl::GetFlag(FLAGS_token);
-  if (!absl::GetFlag(FLAGS_token_file).empty()) {
-    absl::StatusOr<std::string> data = PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_token_file));
-    if (!data.ok()) {
-      return Fail(
-          absl::InvalidArgumentError(absl::StrCat("--token-file: ", data.status().message())));
-    }
-    token = std::string(absl::StripAsciiWhitespace(*data));
+  if (!absl::GetFlag(FLAGS_token).empty() && !absl::GetFlag(FLAGS_token_file).empty()) {
+    return Fail(absl::InvalidArgumentError("give --token or --token-file, not both"));
+  }
+  // The token is read again before each connection, so rotating the file (a mounted
+  // Secret) needs no restart. A file that cannot be read keeps the last good token.
+  auto token =
+      std::make_shared<TokenFile>(absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_token));
+  if (absl::Status s = token->Reload(); !s.ok()) return Fail(s);
+  if (!token->Get().empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
+    GF_LOG(WARNING) << "no TLS to the control plane (--tls-ca): this agent's token travels "
+                       "in clear";
   }
   TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                absl::GetFlag(FLAGS_tls_ca)};
@@ -184,7 +225,7 @@ int Main(ShutdownSignals& signals) {
   ControlPlaneClient::Options client_options;
   client_options.target = absl::GetFlag(FLAGS_controlplane);
   client_options.credentials = *credentials;
-  client_options.token = token;
+  client_options.token = [token] { return token->Get(); };
   client_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   client_options.bdp_probe = absl::GetFlag(FLAGS_grpc_bdp_probe);
   Agent::Options options;

@@ -162,7 +162,8 @@ void ControlPlaneClient::DialLoop() {
       current_ = stream;
     }
     absl::Time started = absl::Now();
-    stream->Start(stub_.get(), options_.token, callbacks_.hello());
+    stream->Start(stub_.get(), options_.token ? options_.token() : std::string(),
+                  callbacks_.hello());
     // Wait for the welcome or the end, to count the attempt.
     absl::Status status = stream->Await();
     bool welcomed = stream->welcomed();

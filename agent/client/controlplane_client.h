@@ -32,7 +32,9 @@ class ControlPlaneClient {
   struct Options {
     std::string target;  // host:port
     std::shared_ptr<grpc::ChannelCredentials> credentials;
-    std::string token;
+    // Called before each dial, so a rotated token file is picked up without a restart.
+    // Empty: no token.
+    std::function<std::string()> token;
     int max_message_bytes = 64 << 20;
     // gRPC's bandwidth-delay-product probe: a ping after received data, to widen the
     // flow-control window. It speeds a multi-megabyte first sync over a long link, and

@@ -350,6 +350,25 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::Not(HasSubstr("intruder")));
 }
 
+TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  std::ofstream(root_ + "/tokens") << "prod-eu new-token\n";
+  StartControlPlane({"--agent-tokens=" + root_ + "/tokens"});
+  std::string token_file = root_ + "/agent-token";
+  std::ofstream(token_file) << "old-token\n";
+  Agent& agent = StartAgent("prod-eu", "env=prod", "", {"--token-file=" + token_file});
+  AddSourceAndBundles();
+  EXPECT_FALSE(agent.process->WaitForLog("refused this agent").empty()) << agent.process->Log();
+  EXPECT_THAT(agent.process->Log(), HasSubstr("token travels in clear"));
+  // The mounted Secret is rotated: the running agent picks the new token up.
+  std::ofstream(token_file + ".tmp") << "new-token\n";
+  ASSERT_EQ(rename((token_file + ".tmp").c_str(), token_file.c_str()), 0);
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_FALSE(agent.process->WaitForLog("token changed in").empty());
+}
+
 TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
