@@ -155,4 +155,22 @@ absl::StatusOr<LabelMap> ParseLabels(absl::string_view text) {
   return labels;
 }
 
+absl::Status ValidateLabels(const LabelMap& labels) {
+  constexpr size_t kMaxLabels = 64;
+  if (labels.size() > kMaxLabels) {
+    return absl::InvalidArgumentError(absl::StrCat(labels.size(), " labels; at most ", kMaxLabels));
+  }
+  for (const auto& [key, value] : labels) {
+    if (!ValidKey(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label key \"", key.substr(0, 64), "\" is invalid"));
+    }
+    if (!ValidName(value, true)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label value \"", value.substr(0, 64), "\" of ", key, " is invalid"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace gitfleet

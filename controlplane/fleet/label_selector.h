@@ -44,6 +44,8 @@ class LabelSelector {
 // follow Kubernetes' rules: at most 63 characters of [A-Za-z0-9_.-], an optional
 // DNS prefix on keys.
 absl::StatusOr<LabelMap> ParseLabels(absl::string_view text);
+// The same rules for labels that came as a map (an API request): at most 64 of them.
+absl::Status ValidateLabels(const LabelMap& labels);
 
 }  // namespace gitfleet
 
