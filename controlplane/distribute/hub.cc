@@ -158,8 +158,8 @@ absl::Status Hub::Load() {
     }
     Agent& agent = agents_[record.name()];
     agent.info.set_name(record.name());
-    agent.info.mutable_labels()->insert(record.labels().begin(), record.labels().end());
-    agent.labels = LabelMap(record.labels().begin(), record.labels().end());
+    agent.reported = LabelMap(record.labels().begin(), record.labels().end());
+    UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(record.agent_version());
     *agent.info.mutable_last_seen() = record.last_seen();
     agent.adopt_pending = record.adopt_pending();
@@ -178,7 +178,66 @@ absl::Status Hub::Load() {
 }
 
 bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
-  return target.selector.Matches(agent.labels);
+  return agent.labels_known && target.selector.Matches(agent.labels);
+}
+
+void Hub::UpdateLabelsLocked(Agent* agent) {
+  if (trust_agent_labels_) {
+    agent->labels = agent->reported;
+    agent->labels_known = true;
+  } else if (agent->owned.has_value()) {
+    agent->labels = *agent->owned;
+    agent->labels_known = true;
+  } else {
+    agent->labels.clear();
+    agent->labels_known = false;
+  }
+  agent->info.clear_labels();
+  agent->info.mutable_labels()->insert(agent->labels.begin(), agent->labels.end());
+  agent->info.clear_reported_labels();
+  agent->info.mutable_reported_labels()->insert(agent->reported.begin(), agent->reported.end());
+}
+
+void Hub::SetTrustAgentLabels(bool trust) {
+  MutexLock lock(&mu_);
+  trust_agent_labels_ = trust;
+  for (auto& [name, agent] : agents_) UpdateLabelsLocked(&agent);
+}
+
+void Hub::SetClusterIdentity(const std::string& cluster, bool registered,
+                             std::optional<LabelMap> labels) {
+  std::vector<Notification> notify;
+  {
+    MutexLock lock(&mu_);
+    Agent& agent = agents_[cluster];
+    agent.info.set_name(cluster);
+    agent.info.set_registered(registered);
+    agent.owned = std::move(labels);
+    LabelMap before = agent.labels;
+    bool known_before = agent.labels_known;
+    UpdateLabelsLocked(&agent);
+    if (agent.connection == nullptr ||
+        (known_before == agent.labels_known && before == agent.labels)) {
+      return;
+    }
+    // Retarget now: every defined bundle and everything it holds is looked at again.
+    std::set<std::string> bundles;
+    for (const auto& [name, target] : bundles_) bundles.insert(name);
+    for (const auto& [name, revision] : agent.held) bundles.insert(name);
+    for (const std::string& name : bundles) notify.emplace_back(agent.connection, name);
+  }
+  Deliver(notify);
+}
+
+void Hub::CloseCluster(const std::string& cluster, const absl::Status& status) {
+  std::shared_ptr<AgentConnection> connection;
+  {
+    MutexLock lock(&mu_);
+    auto it = agents_.find(cluster);
+    if (it == agents_.end()) return;
+    connection = it->second.connection;
+  }
+  if (connection != nullptr) connection->Close(status);
 }
 
 void Hub::Deliver(const std::vector<Notification>& notifications) {
@@ -273,9 +332,8 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.session = session;
     agent.connection = connection;
     agent.info.set_name(hello.cluster());
-    agent.info.clear_labels();
-    agent.info.mutable_labels()->insert(hello.labels().begin(), hello.labels().end());
-    agent.labels = LabelMap(hello.labels().begin(), hello.labels().end());
+    agent.reported = LabelMap(hello.labels().begin(), hello.labels().end());
+    UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(hello.agent_version());
     agent.fleet_id = hello.fleet_id();
     agent.info.set_foreign_fleet_id(
@@ -541,9 +599,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
     Agent* agent = AgentForSession(session);
     if (agent == nullptr) return nullptr;
     auto target = bundles_.find(bundle);
-    if (target == bundles_.end() || !Targets(target->second, *agent)) {
-      return NextMessageLocked(agent, bundle, nullptr);
-    }
+    if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr);
+    // Labels nobody assigned: the cluster keeps what it holds and gets nothing new. Not
+    // knowing its labels is no reason to remove anything.
+    if (!agent->labels_known) return nullptr;
+    if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr);
     content = target->second.content;
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
     current = content->Uniform();
@@ -729,7 +789,7 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
 void Hub::PersistCluster(const Agent& agent) {
   v1::ClusterRecord record;
   record.set_name(agent.info.name());
-  record.mutable_labels()->insert(agent.info.labels().begin(), agent.info.labels().end());
+  record.mutable_labels()->insert(agent.reported.begin(), agent.reported.end());
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
   record.set_adopt_pending(agent.adopt_pending);
@@ -744,6 +804,22 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only) {
   for (auto it = begin; it != end; ++it) {
     const Agent& agent = it->second;
     ClusterView view{agent.info, agent.reports};
+    if (!agent.labels_known && !agent.reported.empty()) {
+      v1::ClusterCondition* labels = view.info.add_conditions();
+      labels->set_type("Labels");
+      labels->set_reason("LabelsUnassigned");
+      labels->set_message(
+          "no labels are assigned to this cluster and the agent's own are not trusted: it keeps "
+          "what it holds and gets nothing new; assign labels (gitfleetctl cluster label) or "
+          "run the control plane with --trust-agent-labels");
+    } else if (!trust_agent_labels_ && !agent.reported.empty() && agent.reported != agent.labels) {
+      v1::ClusterCondition* labels = view.info.add_conditions();
+      labels->set_type("Labels");
+      labels->set_reason("AgentLabelsIgnored");
+      labels->set_message(
+          "the agent reports other labels than the ones assigned here; bundles target the "
+          "assigned ones");
+    }
     for (const std::string& orphan : agent.orphans) view.info.add_orphaned_bundles(orphan);
     int bundles = 0;
     for (const auto& [bundle, target] : bundles_) bundles += Targets(target, agent);
@@ -759,7 +835,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
   auto target = bundles_.find(bundle);
   const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
   for (const auto& [name, agent] : agents_) {
-    if (!selector.Matches(agent.labels)) continue;
+    if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
     ++rollout.targets;
     auto acked = agent.acked.find(bundle);
     if (content == nullptr || acked == agent.acked.end() ||
@@ -776,7 +852,7 @@ std::vector<v1::ClusterInfo> Hub::MatchingClusters(const LabelSelector& selector
   MutexLock lock(&mu_);
   std::vector<v1::ClusterInfo> out;
   for (const auto& [name, agent] : agents_) {
-    if (selector.Matches(agent.labels)) out.push_back(agent.info);
+    if (agent.labels_known && selector.Matches(agent.labels)) out.push_back(agent.info);
   }
   return out;
 }

@@ -82,6 +82,17 @@ class Hub {
   // This control plane's fleet id, sent in every welcome (set before agents connect).
   void SetFleetId(const std::string& fleet_id);
 
+  // Whether bundles target clusters by the labels their agents report (--trust-agent-
+  // labels). Otherwise only labels the control plane owns (ClusterRegistry) count, and a
+  // cluster without any holds what it has and is given nothing new. Set before Load.
+  void SetTrustAgentLabels(bool trust);
+  // What the control plane knows of `cluster`: registered or not, and the labels it set
+  // (nullopt: none). A connected agent is re-evaluated at once.
+  void SetClusterIdentity(const std::string& cluster, bool registered,
+                          std::optional<LabelMap> labels);
+  // Closes `cluster`'s stream, if it has one (its token changed, or it was removed).
+  void CloseCluster(const std::string& cluster, const absl::Status& status);
+
   // Sets what `bundle` targets, its current content (null: none rendered yet, so
   // targeted agents keep what they have) and its definition's generation. Clears a
   // tombstone of the same name.
@@ -159,7 +170,12 @@ class Hub {
   };
   struct Agent {
     v1::ClusterInfo info;
-    LabelMap labels;  // info.labels, parsed once: every fan-out matches them
+    // What bundles target it by (info.labels, kept as a map: every fan-out matches them),
+    // and whether that is known at all (see SetTrustAgentLabels).
+    LabelMap labels;
+    bool labels_known = false;
+    LabelMap reported;                            // from the hello
+    std::optional<LabelMap> owned;                // set by the registry
     std::shared_ptr<AgentConnection> connection;  // null when disconnected
     uint64_t session = 0;
     std::map<std::string, std::string> held;  // bundle -> revision the agent holds
@@ -182,6 +198,8 @@ class Hub {
 
   Agent* AgentForSession(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
+  // Works out agent.labels from what it reports and what the control plane owns.
+  void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const Revision> FindRevision(const std::string& bundle,
                                                const BundleTarget& target, const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -236,6 +254,7 @@ class Hub {
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
+  bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t tombstone_sequence_ ABSL_GUARDED_BY(mu_) = 0;

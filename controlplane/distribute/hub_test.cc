@@ -54,7 +54,9 @@ v1::Ack MakeAck(const std::string& bundle, const std::string& revision) {
 
 class HubTest : public ::testing::Test {
  protected:
-  HubTest() : metrics_(registry_), hub_(&store_, metrics_) {}
+  // These tests are about delivery: clusters are targeted by the labels their agents
+  // report (TargetsByOwnedLabels... cover the default).
+  HubTest() : metrics_(registry_), hub_(&store_, metrics_) { hub_.SetTrustAgentLabels(true); }
   // Bundle "web" at `rev` for every cluster, and cluster "a" connected through `conn`
   // with the first message sent; returns its session.
   uint64_t ServeWebToA(const std::shared_ptr<const Revision>& rev,
@@ -106,6 +108,7 @@ TEST_F(HubTest, MessageCacheIsBoundedInBytes) {
   for (size_t limit : {size_t{128} << 20, size_t{1}}) {
     MemoryStore store;
     Hub hub(&store, metrics_, absl::Milliseconds(250), limit);
+    hub.SetTrustAgentLabels(true);
     auto conn = std::make_shared<FakeConnection>();
     uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
     uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", conn);
@@ -150,6 +153,65 @@ TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
 }
 
+// By default the control plane owns labels: what an agent claims does not target it.
+TEST(HubLabelsTest, TargetsByOwnedLabelsAndAgentsCannotClaimOthers) {
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  MemoryStore store;
+  Hub hub(&store, metrics);
+  auto rev = MakeRevision("web", {"x"});
+  hub.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
+  hub.SetClusterIdentity("a", true, LabelMap{{"env", "dev"}});
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);  // claims env=prod
+  EXPECT_EQ(hub.NextMessage(a, "web"), nullptr) << "the agent's claim does not count";
+  std::vector<ClusterView> clusters = hub.Clusters("a");
+  ASSERT_EQ(clusters.size(), 1u);
+  EXPECT_EQ(clusters[0].info.labels().at("env"), "dev");
+  EXPECT_EQ(clusters[0].info.reported_labels().at("env"), "prod");
+  EXPECT_TRUE(clusters[0].info.registered());
+  ASSERT_EQ(clusters[0].info.conditions_size(), 1);
+  EXPECT_EQ(clusters[0].info.conditions(0).reason(), "AgentLabelsIgnored");
+
+  // An operator assigns env=prod: the bundle goes out at once.
+  conn->notified.clear();
+  hub.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}});
+  EXPECT_THAT(conn->notified, ElementsAre("web"));
+  auto update = hub.NextMessage(a, "web");
+  ASSERT_NE(update, nullptr);
+  EXPECT_TRUE(update->message.has_update());
+  EXPECT_EQ(hub.Clusters("a")[0].info.conditions_size(), 0);
+}
+
+TEST(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothingNew) {
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  MemoryStore store;
+  Hub hub(&store, metrics);
+  auto rev = MakeRevision("web", {"x"});
+  hub.SetBundle("web", Selector(""), SingleRevision(rev));
+  hub.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
+  v1::Hello hello = MakeHello("b", "prod");
+  v1::HeldRevision* held = hello.add_held();
+  held->set_bundle("web");
+  held->set_revision("older");
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t b = hub.Connect(hello, "p", conn);
+  EXPECT_EQ(hub.NextMessage(b, "web"), nullptr) << "no removal, no update";
+  EXPECT_EQ(hub.NextMessage(b, "api"), nullptr) << "nothing new";
+  ASSERT_EQ(hub.Clusters("b")[0].info.conditions_size(), 1);
+  EXPECT_EQ(hub.Clusters("b")[0].info.conditions(0).reason(), "LabelsUnassigned");
+  EXPECT_EQ(hub.MatchingClusters(Selector("")).size(), 0u);
+  // A tombstone is an explicit act: it still removes.
+  hub.RemoveBundle("web", 2);
+  auto removal = hub.NextMessage(b, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_TRUE(removal->message.has_removal());
+  // Trusting agents' labels (--trust-agent-labels) targets it by what it reports.
+  hub.SetTrustAgentLabels(true);
+  EXPECT_EQ(hub.MatchingClusters(Selector("env=prod")).size(), 1u);
+}
+
 TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
@@ -184,6 +246,7 @@ TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
   // A control plane that knows nothing (an empty data dir): what agents hold is orphaned.
   MemoryStore empty_store;
   Hub empty(&empty_store, metrics_);
+  empty.SetTrustAgentLabels(true);
   v1::Hello hello = MakeHello("b", "prod");
   for (const char* bundle : {"api", "db"}) {
     v1::HeldRevision* held = hello.add_held();
@@ -264,6 +327,7 @@ TEST_F(HubTest, AdoptionIsStoredAndTakenUpByTheNextWelcome) {
 
   // Stored at once: a restart in between keeps the operator's word.
   Hub reloaded(&store_, metrics_);
+  reloaded.SetTrustAgentLabels(true);
   ASSERT_TRUE(reloaded.Load().ok());
   reloaded.SetFleetId("fleet-new");
   uint64_t again = reloaded.Connect(hello, "p", std::make_shared<FakeConnection>());
@@ -339,6 +403,7 @@ TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
   EXPECT_EQ(hub_.Clusters("a")[0].reports.at("web").sync_state(), v1::SYNC_STATE_SYNCED);
   hub_.Flush();
   Hub reloaded(&store_, metrics_);
+  reloaded.SetTrustAgentLabels(true);
   ASSERT_TRUE(reloaded.Load().ok());
   EXPECT_EQ(reloaded.Clusters("a")[0].reports.at("web").applied_revision(), rev->id)
       << "stored like a status message";
@@ -468,6 +533,7 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
   Mutex mu;
   std::vector<absl::StatusOr<v1::DiffResult>> answers;  // guarded by mu
   Hub hub(&store_, metrics_, absl::Milliseconds(20));
+  hub.SetTrustAgentLabels(true);
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
   uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
@@ -542,6 +608,7 @@ TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   hub_.Flush();
 
   Hub reloaded(&store_, metrics_);
+  reloaded.SetTrustAgentLabels(true);
   ASSERT_TRUE(reloaded.Load().ok());
   std::vector<ClusterView> clusters = reloaded.Clusters();
   ASSERT_EQ(clusters.size(), 1u);
@@ -604,6 +671,7 @@ TEST(HubConcurrencyTest, ConcurrentRendersConnectsAndReportsConverge) {
   ControlPlaneMetrics metrics(registry);
   MemoryStore store;
   Hub hub(&store, metrics);
+  hub.SetTrustAgentLabels(true);
   constexpr int kAgents = 8;
   constexpr int kRevisions = 40;
   std::vector<std::shared_ptr<PullingConnection>> connections;

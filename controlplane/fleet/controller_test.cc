@@ -36,6 +36,7 @@ class ControllerTest : public ::testing::Test {
   void Restart() {
     controller_.reset();
     hub_ = std::make_unique<Hub>(&store_, metrics_);
+    hub_->SetTrustAgentLabels(true);  // agents here are targeted by the labels they report
     ASSERT_TRUE(hub_->Load().ok());
     controller_ = std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_,
                                                ControllerOptions{});
