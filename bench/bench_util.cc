@@ -34,8 +34,10 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
   ControlPlane cp;
   cp.process = std::make_unique<testing::Process>(
       Binary(bin_dir, "controlplane/gitfleet-controlplane"),
+      // Simulated agents join by name and are targeted by the labels they report.
       std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=" + grpc, "--http=127.0.0.1:0",
-                               absl::StrCat("--poll-interval-seconds=", poll_interval_seconds)},
+                               absl::StrCat("--poll-interval-seconds=", poll_interval_seconds),
+                               "--allow-any-agent", "--trust-agent-labels"},
       // Each start its own log: they are appended to, and a restart must not find the last
       // start's "serving" line.
       absl::StrCat(root, "/cp.log", starts == 0 ? "" : absl::StrCat(".", starts)));

@@ -52,6 +52,11 @@ commands:
              [--values-file=FILE,...]           helm values files in the chart
   bundle list
   bundle remove NAME
+  cluster add NAME [--labels=K=V,...]
+                         register a cluster: prints its agent token, once
+  cluster label NAME K=V,...        replace the labels bundles target it by
+  cluster rotate-token NAME         a new token; the old one stops working
+  cluster remove NAME    retire it: its agent is refused; what it holds stays applied
   cluster list           with each cluster's orphaned bundles (held, not known here)
   cluster adopt NAME     let this control plane replace and remove what the cluster holds
                          (its agent was served by another fleet, or by a newer definition)
@@ -308,6 +313,10 @@ class Cli {
     if (noun == "bundle" && verb == "list") return BundleList();
     if (noun == "bundle" && verb == "remove") return BundleRemove();
     if (noun == "cluster" && verb == "list") return ClusterList();
+    if (noun == "cluster" && verb == "add") return ClusterAdd();
+    if (noun == "cluster" && verb == "label") return ClusterLabel();
+    if (noun == "cluster" && verb == "rotate-token") return ClusterRotateToken();
+    if (noun == "cluster" && verb == "remove") return ClusterRemove();
     if (noun == "cluster" && verb == "adopt") return ClusterAdopt();
     if (noun == "cluster" && verb == "forget") return ClusterForget();
     if (noun == "backup") return Backup();
@@ -590,10 +599,12 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table(
-        {"NAME", "CONNECTED", "LABELS", "BUNDLES", "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS"});
+    Table table({"NAME", "REGISTERED", "CONNECTED", "LABELS", "REPORTED LABELS", "BUNDLES",
+                 "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
+      std::map<std::string, std::string> reported(c.reported_labels().begin(),
+                                                  c.reported_labels().end());
       std::vector<std::string> problems;
       if (c.adopt_pending()) {
         problems.push_back("adoption pending: takes effect when the agent reconnects");
@@ -607,12 +618,86 @@ class Cli {
               absl::StrCat(condition.type(), " ", condition.reason(), ": ", condition.message()));
         }
       }
-      table.Add({c.name(), c.connected() ? "yes" : "no",
-                 absl::StrJoin(labels, ",", absl::PairFormatter("=")), absl::StrCat(c.bundles()),
+      table.Add({c.name(), c.registered() ? "yes" : "no", c.connected() ? "yes" : "no",
+                 labels.empty() ? "-" : absl::StrJoin(labels, ",", absl::PairFormatter("=")),
+                 reported.empty()     ? "-"
+                 : reported == labels ? "same"
+                                      : absl::StrJoin(reported, ",", absl::PairFormatter("=")),
+                 absl::StrCat(c.bundles()),
                  c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
                  FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; ")});
     }
     table.Print(out_);
+    return 0;
+  }
+
+  // Prints a cluster's new token: once, with what to do with it.
+  int PrintToken(const v1::ClusterTokenResponse& response, const char* what) {
+    if (format_ != "table") return Print(response);
+    out_ << response.token() << "\n";
+    err_ << "gitfleetctl: cluster " << response.cluster() << " " << what
+         << "; the line above is its agent's token, shown once: give it to the agent "
+            "(--token-file)\n";
+    return 0;
+  }
+
+  int ClusterAdd() {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RegisterClusterRequest request;
+    request.set_name(*name);
+    absl::StatusOr<LabelMap> labels = ParseLabels(args_.TakeOr("labels", ""));
+    if (!labels.ok()) return Usage(absl::StrCat("--labels: ", labels.status().message()));
+    request.mutable_labels()->insert(labels->begin(), labels->end());
+    v1::ClusterTokenResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::RegisterCluster, request, &response); rc != 0) {
+      return rc;
+    }
+    return PrintToken(response, "registered");
+  }
+
+  int ClusterLabel() {
+    const std::vector<std::string>& w = args_.words();
+    if (w.size() < 3) return Usage("cluster label wants NAME K=V,...");
+    if (w.size() > 4) return Usage(absl::StrCat("unexpected argument \"", w[4], "\""));
+    v1::LabelClusterRequest request;
+    request.set_name(w[2]);
+    absl::StatusOr<LabelMap> labels = ParseLabels(w.size() == 4 ? w[3] : "");
+    if (!labels.ok()) return Usage(std::string(labels.status().message()));
+    request.mutable_labels()->insert(labels->begin(), labels->end());
+    v1::LabelClusterResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::LabelCluster, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << "cluster " << w[2] << " labels set; bundles retarget now\n";
+    return 0;
+  }
+
+  int ClusterRotateToken() {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RotateClusterTokenRequest request;
+    request.set_name(*name);
+    v1::ClusterTokenResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::RotateClusterToken, request, &response); rc != 0) {
+      return rc;
+    }
+    return PrintToken(response, "has a new token (the old one no longer works)");
+  }
+
+  int ClusterRemove() {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RemoveClusterRequest request;
+    request.set_name(*name);
+    v1::RemoveClusterResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::RemoveCluster, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << "cluster " << *name
+         << " removed: its agent is refused from now on; what it holds stays applied\n";
     return 0;
   }
 

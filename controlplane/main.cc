@@ -33,7 +33,15 @@ ABSL_FLAG(std::string, grpc, "127.0.0.1:7070", "Address for the agent and admin 
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "Address for /metrics, /healthz and /readyz.");
 ABSL_FLAG(std::string, data_dir, "", "Directory for the store and Git caches (required).");
 ABSL_FLAG(std::string, agent_tokens, "",
-          "File of 'cluster token' lines; without it every agent is accepted.");
+          "File of 'cluster token [k=v,...]' lines: clusters known at start, besides those "
+          "registered with 'gitfleetctl cluster add'.");
+ABSL_FLAG(bool, allow_any_agent, false,
+          "UNSAFE: accept agents of clusters nobody registered, without a token (demos and "
+          "tests only). Registered clusters still need their token.");
+ABSL_FLAG(bool, trust_agent_labels, false,
+          "UNSAFE: target clusters by the labels their agents report (--labels) instead of "
+          "the labels assigned with 'gitfleetctl cluster add/label'. Any agent can then claim "
+          "any environment.");
 ABSL_FLAG(std::string, api_tokens, "",
           "File of 'NAME ROLE TOKEN_SHA256' lines (roles: viewer, operator, admin) for admin "
           "API callers. Without it (and --api-client-roles) only local callers are served.");
@@ -122,16 +130,6 @@ int Main(ShutdownSignals& signals) {
     return Fail(absl::InvalidArgumentError("--poll-interval-seconds must be at least 1"));
   }
 
-  std::unique_ptr<AgentTokens> tokens;
-  if (absl::GetFlag(FLAGS_agent_tokens).empty()) {
-    tokens = AgentTokens::AllowAll();
-    GF_LOG(WARNING) << "no --agent-tokens: accepting every agent";
-  } else {
-    absl::StatusOr<std::unique_ptr<AgentTokens>> loaded =
-        AgentTokens::Load(absl::GetFlag(FLAGS_agent_tokens));
-    if (!loaded.ok()) return Fail(loaded.status());
-    tokens = *std::move(loaded);
-  }
   absl::StatusOr<std::unique_ptr<ApiAuth>> api_auth =
       ApiAuth::Load(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
   if (!api_auth.ok()) return Fail(api_auth.status());
@@ -176,6 +174,7 @@ int Main(ShutdownSignals& signals) {
       NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits);
   Hub hub(store->get(), metrics);
   hub.SetFleetId(*fleet_id);
+  hub.SetTrustAgentLabels(absl::GetFlag(FLAGS_trust_agent_labels));
   // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
   // before the hub its probe reads goes.
   Readiness readiness;
@@ -186,6 +185,20 @@ int Main(ShutdownSignals& signals) {
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
   if (!http.ok()) return Fail(http.status());
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
+  absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
+      store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));
+  if (!clusters.ok()) return Fail(clusters.status());
+  if (absl::GetFlag(FLAGS_allow_any_agent)) {
+    GF_LOG(WARNING) << "--allow-any-agent: agents of unregistered clusters are accepted "
+                       "without a token; for demos and tests only";
+  } else if ((*clusters)->size() == 0) {
+    GF_LOG(WARNING) << "no clusters registered: agents are refused until they are (gitfleetctl "
+                       "cluster add NAME --labels=..., or --agent-tokens)";
+  }
+  if (absl::GetFlag(FLAGS_trust_agent_labels)) {
+    GF_LOG(WARNING) << "--trust-agent-labels: bundles target clusters by the labels their "
+                       "agents claim";
+  }
   ControllerOptions options;
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
@@ -223,8 +236,9 @@ int Main(ShutdownSignals& signals) {
   limits.max_concurrent_handshakes = absl::GetFlag(FLAGS_max_concurrent_handshakes);
   limits.max_waiting_handshakes = absl::GetFlag(FLAGS_max_waiting_handshakes);
   limits.hello_timeout = absl::Seconds(absl::GetFlag(FLAGS_hello_timeout_seconds));
-  AgentServiceImpl agent_service(&hub, tokens.get(), metrics, limits);
-  AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics);
+  AgentServiceImpl agent_service(&hub, clusters->get(), metrics, limits);
+  AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics,
+                                 clusters->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

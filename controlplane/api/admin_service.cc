@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 
@@ -279,6 +281,63 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DiffBundle(grpc::CallbackServerConte
                             reactor->Finish(call->Record(result.status()));
                           });
   return reactor;
+}
+
+namespace {
+
+std::string LabelText(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::vector<std::string> pairs;
+  for (const auto& [key, value] : labels) pairs.push_back(absl::StrCat(key, "=", value));
+  std::sort(pairs.begin(), pairs.end());
+  return absl::StrJoin(pairs, ",");
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RegisterCluster(
+    grpc::CallbackServerContext* context, const v1::RegisterClusterRequest* request,
+    v1::ClusterTokenResponse* response) {
+  AdminCall call(this, context, "RegisterCluster",
+                 absl::StrCat(request->name(), " labels=", LabelText(request->labels())));
+  if (!call.allowed()) return call.Refused();
+  absl::StatusOr<std::string> token = registry_->Register(
+      request->name(), LabelMap(request->labels().begin(), request->labels().end()));
+  if (token.ok()) {
+    response->set_cluster(request->name());
+    response->set_token(*token);
+  }
+  return call.Done(token.status());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::LabelCluster(grpc::CallbackServerContext* context,
+                                                         const v1::LabelClusterRequest* request,
+                                                         v1::LabelClusterResponse*) {
+  AdminCall call(this, context, "LabelCluster",
+                 absl::StrCat(request->name(), " labels=", LabelText(request->labels())));
+  if (!call.allowed()) return call.Refused();
+  return call.Done(registry_->SetLabels(
+      request->name(), LabelMap(request->labels().begin(), request->labels().end())));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateClusterToken(
+    grpc::CallbackServerContext* context, const v1::RotateClusterTokenRequest* request,
+    v1::ClusterTokenResponse* response) {
+  AdminCall call(this, context, "RotateClusterToken", request->name());
+  if (!call.allowed()) return call.Refused();
+  absl::StatusOr<std::string> token = registry_->RotateToken(request->name());
+  if (token.ok()) {
+    response->set_cluster(request->name());
+    response->set_token(*token);
+  }
+  return call.Done(token.status());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveCluster(grpc::CallbackServerContext* context,
+                                                          const v1::RemoveClusterRequest* request,
+                                                          v1::RemoveClusterResponse*) {
+  AdminCall call(this, context, "RemoveCluster", request->name());
+  if (!call.allowed()) return call.Refused();
+  return call.Done(registry_->Remove(request->name()));
 }
 
 }  // namespace gitfleet

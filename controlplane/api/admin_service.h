@@ -14,6 +14,7 @@
 #include "common/rate_limit.h"
 #include "common/sync.h"
 #include "controlplane/api/auth.h"
+#include "controlplane/distribute/cluster_registry.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
 #include "controlplane/store/store.h"
@@ -26,12 +27,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // `store` and `scratch_dir` serve Backup: the copy is made in `scratch_dir` (on the
   // store's disk), streamed, and deleted.
   AdminServiceImpl(Controller* controller, Store* store, std::string scratch_dir,
-                   const ApiAuth* auth, ControlPlaneMetrics& metrics)
+                   const ApiAuth* auth, ControlPlaneMetrics& metrics, ClusterRegistry* registry)
       : controller_(controller),
         store_(store),
         scratch_dir_(std::move(scratch_dir)),
         auth_(auth),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        registry_(registry) {}
 
   grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
                                       const v1::AddSourceRequest* request,
@@ -71,6 +73,18 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                          v1::ForgetBundleResponse* response) override;
   grpc::ServerWriteReactor<v1::BackupChunk>* Backup(grpc::CallbackServerContext* context,
                                                     const v1::BackupRequest* request) override;
+  grpc::ServerUnaryReactor* RegisterCluster(grpc::CallbackServerContext* context,
+                                            const v1::RegisterClusterRequest* request,
+                                            v1::ClusterTokenResponse* response) override;
+  grpc::ServerUnaryReactor* LabelCluster(grpc::CallbackServerContext* context,
+                                         const v1::LabelClusterRequest* request,
+                                         v1::LabelClusterResponse* response) override;
+  grpc::ServerUnaryReactor* RotateClusterToken(grpc::CallbackServerContext* context,
+                                               const v1::RotateClusterTokenRequest* request,
+                                               v1::ClusterTokenResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveCluster(grpc::CallbackServerContext* context,
+                                          const v1::RemoveClusterRequest* request,
+                                          v1::RemoveClusterResponse* response) override;
 
  private:
   friend class AdminCall;
@@ -79,6 +93,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const std::string scratch_dir_;
   const ApiAuth* const auth_;
   ControlPlaneMetrics& metrics_;
+  ClusterRegistry* const registry_;
   Mutex mu_;
   TokenBucket refusal_logs_ ABSL_GUARDED_BY(mu_){1, 20};  // log lines for refused calls
 };

@@ -58,7 +58,9 @@ constexpr MethodRule kMethods[] = {
     {"AddSource", Role::kAdmin, true},      {"RemoveSource", Role::kAdmin, true},
     {"AddBundle", Role::kAdmin, true},      {"RemoveBundle", Role::kAdmin, true},
     {"AdoptCluster", Role::kAdmin, true},   {"ForgetBundle", Role::kAdmin, true},
-    {"Backup", Role::kAdmin, false},
+    {"Backup", Role::kAdmin, false},        {"RegisterCluster", Role::kAdmin, true},
+    {"LabelCluster", Role::kAdmin, true},   {"RotateClusterToken", Role::kAdmin, true},
+    {"RemoveCluster", Role::kAdmin, true},
 };
 
 const MethodRule* FindMethod(const std::string& method) {

@@ -20,20 +20,6 @@ namespace {
 constexpr char kVersion[] = "gitfleet-controlplane/0.1";
 constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 
-// Cluster names become file names and label values elsewhere: keep them DNS-like.
-absl::Status ValidateClusterName(const std::string& name) {
-  if (name.empty() || name.size() > 63) {
-    return absl::InvalidArgumentError("hello: cluster name must be 1 to 63 characters");
-  }
-  for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("hello: cluster name \"", name, "\" may only hold [A-Za-z0-9._-]"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // What a hello may carry: everything in it is kept per cluster, so all of it is bounded.
 absl::Status ValidateHelloBounds(const v1::Hello& hello) {
   constexpr int kMaxLabels = 64;
@@ -132,7 +118,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
                     public std::enable_shared_from_this<AgentStream> {
  public:
   AgentStream(grpc::CallbackServerContext* context, AgentServiceImpl* service, Hub* hub,
-              AgentTokens* tokens, ControlPlaneMetrics& metrics)
+              ClusterRegistry* tokens, ControlPlaneMetrics& metrics)
       : context_(context),
         service_(service),
         hub_(hub),
@@ -347,6 +333,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
   bool Authenticate(const v1::Hello& hello) {
     absl::Status valid = ValidateClusterName(hello.cluster());
+    if (!valid.ok()) valid = absl::InvalidArgumentError(absl::StrCat("hello: ", valid.message()));
     if (valid.ok()) valid = ValidateHelloBounds(hello);
     if (!valid.ok()) {
       Reject("invalid_hello", valid);
@@ -476,7 +463,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   grpc::CallbackServerContext* const context_;
   AgentServiceImpl* const service_;
   Hub* const hub_;
-  AgentTokens* const tokens_;
+  ClusterRegistry* const tokens_;
   ControlPlaneMetrics& metrics_;
   const std::string token_;
   const std::string peer_;

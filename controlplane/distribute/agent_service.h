@@ -4,7 +4,7 @@
 // The gRPC adapter for the agent protocol: one reactor per agent stream, translating
 // between protobuf messages and the Hub. Knows nothing of bundles or revisions.
 //
-//   AgentServiceImpl service(&hub, tokens.get(), metrics);
+//   AgentServiceImpl service(&hub, registry.get(), metrics);
 //   builder.RegisterService(&service);
 
 #include <atomic>
@@ -15,7 +15,7 @@
 
 #include "common/rate_limit.h"
 #include "common/sync.h"
-#include "controlplane/distribute/agent_tokens.h"
+#include "controlplane/distribute/cluster_registry.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/metrics.h"
 #include "proto/gitfleet/v1/agent.grpc.pb.h"
@@ -53,9 +53,9 @@ class AgentStream;
 class AgentServiceImpl final
     : public v1::AgentService::WithRawCallbackMethod_Connect<v1::AgentService::Service> {
  public:
-  AgentServiceImpl(Hub* hub, AgentTokens* tokens, ControlPlaneMetrics& metrics,
+  AgentServiceImpl(Hub* hub, ClusterRegistry* registry, ControlPlaneMetrics& metrics,
                    AgentLimits limits = {})
-      : hub_(hub), tokens_(tokens), metrics_(metrics), limits_(limits) {}
+      : hub_(hub), tokens_(registry), metrics_(metrics), limits_(limits) {}
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -77,7 +77,7 @@ class AgentServiceImpl final
 
  private:
   Hub* const hub_;
-  AgentTokens* const tokens_;
+  ClusterRegistry* const tokens_;
   ControlPlaneMetrics& metrics_;
   const AgentLimits limits_;
   std::atomic<int64_t> reconnect_spread_ms_{0};

@@ -67,6 +67,13 @@ class Fleet : public ::testing::Test {
         "--http=127.0.0.1:0",
         "--poll-interval-seconds=1",
     };
+    // Most tests are about delivery: any agent may join, targeted by the labels it
+    // reports. Tests of cluster identity set open_fleet_ = false (the default of the
+    // control plane).
+    if (open_fleet_) {
+      args.push_back("--allow-any-agent");
+      args.push_back("--trust-agent-labels");
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     cp_ = std::make_unique<Process>(kControlPlane, args,
                                     root_ + "/cp.log." + std::to_string(++cp_starts_));
@@ -198,6 +205,7 @@ class Fleet : public ::testing::Test {
   std::shared_ptr<grpc::ChannelCredentials> admin_credentials_ = grpc::InsecureChannelCredentials();
   std::vector<std::string> ctl_flags_;
   std::string admin_token_;  // for the test's own admin calls (AdminContext)
+  bool open_fleet_ = true;   // --allow-any-agent --trust-agent-labels
   std::map<std::string, Agent> agents_;
 };
 

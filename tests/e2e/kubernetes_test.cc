@@ -91,7 +91,8 @@ class KubernetesFleet : public ::testing::Test {
     cp_ = std::make_unique<Process>(
         kControlPlane,
         std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
-                                 "--http=127.0.0.1:0", "--poll-interval-seconds=1"},
+                                 "--http=127.0.0.1:0", "--poll-interval-seconds=1",
+                                 "--allow-any-agent", "--trust-agent-labels"},
         root_ + "/cp.log");
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     ASSERT_GT(grpc_port_, 0) << cp_->Log();

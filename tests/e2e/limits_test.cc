@@ -141,7 +141,8 @@ class Limits : public ::testing::Test {
         std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
                                  "--http=127.0.0.1:0", "--poll-interval-seconds=3600",
                                  "--agent-messages-per-second=50", "--agent-connect-burst=5",
-                                 "--agent-max-message-bytes=65536"},
+                                 "--agent-max-message-bytes=65536", "--allow-any-agent",
+                                 "--trust-agent-labels"},
         root_ + "/cp.log");
     port_ = cp_->WaitForLog(R"(serving gRPC on port (\d+))");
     http_ = std::stoi("0" + cp_->WaitForLog(R"(HTTP on port (\d+))"));

@@ -1,6 +1,9 @@
 // Who may do what: the admin API's tokens and roles, client certificates, and agents'
 // certificates, each against the real binaries. Every refusal leaves everything as it was.
 
+#include <signal.h>
+#include <stdio.h>
+
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -39,6 +42,11 @@ class Security : public Fleet {
     std::ofstream(root_ + "/api-tokens") << api_tokens_;
     extra.push_back("--api-tokens=" + root_ + "/api-tokens");
     StartControlPlane(extra);
+  }
+
+  void RestartControlPlaneKeepingData() {
+    cp_->Kill(SIGTERM);
+    StartControlPlane();
   }
 
   std::string api_tokens_;
@@ -218,6 +226,69 @@ TEST_F(Security, AnAgentsCertificateIsNotAnApiCredentialAndNamesItsCluster) {
   EXPECT_TRUE(Eventually([&] {
     return Ctl({"status", "--cluster=prod-eu", "--bundle=web"}).find("Synced") != std::string::npos;
   })) << Ctl({"status"});
+}
+
+TEST_F(Security, TheControlPlaneOwnsClusterIdentities) {
+  open_fleet_ = false;  // the control plane's defaults: registered clusters, owned labels
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  int code = 0;
+  std::string prod_token = Ctl({"cluster", "add", "prod-eu", "--labels=env=prod"}, &code);
+  ASSERT_EQ(code, 0) << prod_token;
+  prod_token = prod_token.substr(0, prod_token.find('\n'));
+  ASSERT_EQ(prod_token.substr(0, 4), "gfa_") << prod_token;
+  std::string dev_token = Ctl({"cluster", "add", "dev", "--labels=env=dev"}, &code);
+  ASSERT_EQ(code, 0);
+  dev_token = dev_token.substr(0, dev_token.find('\n'));
+  EXPECT_THAT(Ctl({"cluster", "add", "dev"}, &code), HasSubstr("ALREADY_EXISTS"));
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr(prod_token))) << "tokens are never logged";
+
+  std::string prod_file = root_ + "/prod-token";
+  std::ofstream(prod_file) << prod_token;
+  std::string dev_file = root_ + "/dev-token";
+  std::ofstream(dev_file) << dev_token;
+  StartAgent("prod-eu", "env=prod", "", {"--token-file=" + prod_file});
+  // dev's agent claims env=prod: it is targeted as env=dev all the same.
+  StartAgent("dev", "env=prod", "", {"--token-file=" + dev_file});
+  Agent& stranger = StartAgent("stranger", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("dev", "base", first);
+  EXPECT_THAT(Files("dev"), ::testing::ElementsAre("_cluster/Namespace/shop.yaml"));
+  EXPECT_FALSE(stranger.process->WaitForLog("refused this agent").empty());
+  EXPECT_THAT(Files("stranger"), ::testing::IsEmpty());
+  std::string list = Ctl({"cluster", "list"});
+  EXPECT_THAT(list, HasSubstr("AgentLabelsIgnored"));
+  EXPECT_THAT(list, Not(HasSubstr("stranger"))) << "a refused agent leaves no record";
+  EXPECT_THAT(list, ::testing::ContainsRegex("dev +yes +yes +env=dev +env=prod"));
+
+  // The operator relabels dev: it gets web at once.
+  Ctl({"cluster", "label", "dev", "env=prod"}, &code);
+  EXPECT_EQ(code, 0);
+  ExpectSynced("dev", "web", first);
+
+  // A rotated token cuts the agent off until it has the new one (re-read, no restart).
+  std::string rotated = Ctl({"cluster", "rotate-token", "prod-eu"}, &code);
+  ASSERT_EQ(code, 0) << rotated;
+  rotated = rotated.substr(0, rotated.find('\n'));
+  EXPECT_FALSE(agents_["prod-eu"].process->WaitForLog("token was rotated").empty());
+  std::ofstream(prod_file + ".new") << rotated;
+  ASSERT_EQ(rename((prod_file + ".new").c_str(), prod_file.c_str()), 0);
+  EXPECT_TRUE(Eventually([&] { return ConnectedClusters() == 2; })) << Ctl({"cluster", "list"});
+
+  // A removed cluster is refused; what it holds stays applied.
+  Ctl({"cluster", "remove", "dev"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_TRUE(Eventually([&] { return ConnectedClusters() == 1; }));
+  EXPECT_FALSE(agents_["dev"].process->WaitForLog("this cluster was removed").empty());
+  EXPECT_THAT(Files("dev"),
+              ::testing::ElementsAre("_cluster/Namespace/shop.yaml", "shop/ConfigMap/a.yaml"));
+  // Registrations are durable: a restart keeps them.
+  RestartControlPlaneKeepingData();
+  EXPECT_TRUE(Eventually([&] { return ConnectedClusters() == 1; })) << Ctl({"cluster", "list"});
+  ExpectSynced("prod-eu", "web", first);
 }
 
 }  // namespace

@@ -1,0 +1,281 @@
+#include "controlplane/distribute/cluster_registry.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_system.h"
+#include "common/logging.h"
+#include "proto/gitfleet/v1/state.pb.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr char kRegistrations[] = "registrations";
+constexpr size_t kMaxTokenBytes = 4096;
+constexpr size_t kMaxRefusalsTracked = 10000;
+
+std::string Sha256Raw(absl::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+absl::StatusOr<std::string> NewToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("no randomness for a cluster token");
+  }
+  return absl::StrCat("gfa_", absl::BytesToHexString(absl::string_view(
+                                  reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+}
+
+}  // namespace
+
+absl::Status ValidateClusterName(const std::string& name) {
+  if (name.empty() || name.size() > 63) {
+    return absl::InvalidArgumentError("cluster name must be 1 to 63 characters");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster name \"", name, "\" may only hold [A-Za-z0-9._-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
+    Store* store, Hub* hub, const std::string& tokens_text, const std::string& origin,
+    bool allow_any_agent) {
+  std::unique_ptr<ClusterRegistry> registry(new ClusterRegistry(store, hub, allow_any_agent));
+  std::map<std::string, Entry> clusters;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(tokens_text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    auto where = [&](absl::string_view what) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ":", line_number, ": ", what));
+    };
+    if (fields.size() != 2 && fields.size() != 3) {
+      return where(absl::StrCat("want \"cluster token [labels]\", got ", fields.size(), " fields"));
+    }
+    if (absl::Status s = ValidateClusterName(fields[0]); !s.ok()) return where(s.message());
+    Entry entry;
+    entry.token_sha256 = Sha256Raw(fields[1]);
+    if (fields.size() == 3) {
+      absl::StatusOr<LabelMap> labels = ParseLabels(fields[2]);
+      if (!labels.ok()) return where(labels.status().message());
+      entry.labels = *std::move(labels);
+      entry.has_labels = true;
+    }
+    if (!clusters.emplace(fields[0], std::move(entry)).second) {
+      return where(absl::StrCat("cluster ", fields[0], " is listed twice"));
+    }
+  }
+  // Registrations made through the API win over file lines of the same name.
+  if (store != nullptr) {
+    absl::StatusOr<std::vector<Store::Entry>> stored = store->List(kRegistrations);
+    if (!stored.ok()) return stored.status();
+    for (const Store::Entry& row : *stored) {
+      v1::ClusterRegistration registration;
+      if (!registration.ParseFromString(row.value) || registration.name() != row.key ||
+          registration.token_sha256().size() != SHA256_DIGEST_LENGTH) {
+        // Skipping it would let anyone claim the cluster under --allow-any-agent: refuse
+        // to start instead, naming the row.
+        return absl::DataLossError(absl::StrCat("stored registration of cluster \"", row.key,
+                                                "\" is corrupt; remove or restore it"));
+      }
+      Entry entry;
+      entry.labels = LabelMap(registration.labels().begin(), registration.labels().end());
+      entry.has_labels = true;
+      entry.token_sha256 = registration.token_sha256();
+      entry.from_api = true;
+      clusters[row.key] = std::move(entry);
+    }
+  }
+  {
+    MutexLock lock(&registry->mu_);
+    registry->clusters_ = clusters;
+  }
+  for (const auto& [name, entry] : clusters) registry->Publish(name, &entry);
+  return registry;
+}
+
+absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Load(
+    Store* store, Hub* hub, const std::string& tokens_path, bool allow_any_agent) {
+  std::string text;
+  if (!tokens_path.empty()) {
+    absl::StatusOr<std::string> read = PosixFileSystem().ReadFile(tokens_path);
+    if (!read.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--agent-tokens: ", read.status().message()));
+    }
+    text = *std::move(read);
+  }
+  return Create(store, hub, text, tokens_path, allow_any_agent);
+}
+
+bool ClusterRegistry::Matches(const std::string& cluster, const std::string& token) const {
+  MutexLock lock(&mu_);
+  auto it = clusters_.find(cluster);
+  if (it == clusters_.end() || token.empty() || token.size() > kMaxTokenBytes) return false;
+  std::string digest = Sha256Raw(token);
+  return CRYPTO_memcmp(digest.data(), it->second.token_sha256.data(), digest.size()) == 0;
+}
+
+absl::Status ClusterRegistry::Check(const std::string& cluster, const std::string& token) const {
+  bool registered;
+  {
+    MutexLock lock(&mu_);
+    registered = clusters_.count(cluster) > 0;
+  }
+  if (registered ? Matches(cluster, token) : allow_any_agent_) return absl::OkStatus();
+  return absl::UnauthenticatedError(
+      absl::StrCat("cluster \"", cluster, "\": unknown cluster, or missing or wrong token"));
+}
+
+std::string ClusterRegistry::Explain(const std::string& cluster, const std::string& token) const {
+  bool registered;
+  {
+    MutexLock lock(&mu_);
+    registered = clusters_.count(cluster) > 0;
+  }
+  if (!registered) {
+    return allow_any_agent_ ? "accepted"
+                            : "the cluster is not registered (gitfleetctl cluster add)";
+  }
+  if (token.empty()) return "no token sent";
+  return Matches(cluster, token) ? "accepted" : "wrong token";
+}
+
+bool ClusterRegistry::FirstRefusal(const std::string& cluster) {
+  MutexLock lock(&mu_);
+  if (refused_.size() >= kMaxRefusalsTracked) refused_.clear();
+  return refused_.insert(cluster).second;
+}
+
+absl::Status ClusterRegistry::Persist(const std::string& name, const Entry& entry) {
+  v1::ClusterRegistration registration;
+  registration.set_name(name);
+  registration.mutable_labels()->insert(entry.labels.begin(), entry.labels.end());
+  registration.set_token_sha256(entry.token_sha256);
+  return store_->Apply({Store::Put(kRegistrations, name, registration.SerializeAsString())});
+}
+
+void ClusterRegistry::Publish(const std::string& name, const Entry* entry) {
+  if (hub_ == nullptr) return;
+  if (entry == nullptr) {
+    hub_->SetClusterIdentity(name, false, std::nullopt);
+    return;
+  }
+  hub_->SetClusterIdentity(
+      name, true, entry->has_labels ? std::optional<LabelMap>(entry->labels) : std::nullopt);
+}
+
+absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
+                                                      const LabelMap& labels) {
+  if (absl::Status s = ValidateClusterName(name); !s.ok()) return s;
+  if (absl::Status s = ValidateLabels(labels); !s.ok()) return s;
+  absl::StatusOr<std::string> token = NewToken();
+  if (!token.ok()) return token.status();
+  Entry entry;
+  entry.labels = labels;
+  entry.has_labels = true;
+  entry.token_sha256 = Sha256Raw(*token);
+  entry.from_api = true;
+  {
+    MutexLock lock(&mu_);
+    if (clusters_.count(name) > 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "cluster \"", name, "\" is registered already; cluster rotate-token issues a new token"));
+    }
+    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+    clusters_[name] = entry;
+  }
+  Publish(name, &entry);
+  GF_LOG(INFO) << "cluster " << name << " registered";
+  return token;
+}
+
+absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap& labels) {
+  if (absl::Status s = ValidateLabels(labels); !s.ok()) return s;
+  Entry entry;
+  {
+    MutexLock lock(&mu_);
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
+    }
+    entry = it->second;
+    entry.labels = labels;
+    entry.has_labels = true;
+    entry.from_api = true;  // overrides a file line from now on, token included
+    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+    it->second = entry;
+  }
+  Publish(name, &entry);
+  GF_LOG(INFO) << "cluster " << name << " labels set";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name) {
+  absl::StatusOr<std::string> token = NewToken();
+  if (!token.ok()) return token.status();
+  {
+    MutexLock lock(&mu_);
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
+    }
+    Entry entry = it->second;
+    entry.token_sha256 = Sha256Raw(*token);
+    entry.from_api = true;
+    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+    it->second = entry;
+  }
+  if (hub_ != nullptr) {
+    hub_->CloseCluster(name, absl::UnauthenticatedError(
+                                 "this cluster's token was rotated; reconnect with the new one"));
+  }
+  GF_LOG(INFO) << "cluster " << name << " token rotated";
+  return token;
+}
+
+absl::Status ClusterRegistry::Remove(const std::string& name) {
+  {
+    MutexLock lock(&mu_);
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      return absl::NotFoundError(absl::StrCat("cluster \"", name, "\" is not registered"));
+    }
+    if (!it->second.from_api) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster \"", name, "\" comes from --agent-tokens; remove its line there and restart"));
+    }
+    if (absl::Status s = store_->Apply({Store::Delete(kRegistrations, name)}); !s.ok()) return s;
+    clusters_.erase(it);
+  }
+  Publish(name, nullptr);
+  if (hub_ != nullptr) {
+    hub_->CloseCluster(name, absl::UnauthenticatedError("this cluster was removed"));
+  }
+  GF_LOG(INFO) << "cluster " << name << " removed; what its agent holds stays applied";
+  return absl::OkStatus();
+}
+
+size_t ClusterRegistry::size() const {
+  MutexLock lock(&mu_);
+  return clusters_.size();
+}
+
+}  // namespace gitfleet

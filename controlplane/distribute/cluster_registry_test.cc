@@ -1,0 +1,108 @@
+#include "controlplane/distribute/cluster_registry.h"
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class ClusterRegistryTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ClusterRegistry> Make(const std::string& file, bool allow_any = false) {
+    auto registry = ClusterRegistry::Create(&store_, nullptr, file, "tokens", allow_any);
+    EXPECT_TRUE(registry.ok()) << registry.status();
+    return *std::move(registry);
+  }
+  MemoryStore store_;
+};
+
+TEST_F(ClusterRegistryTest, FileTokensAuthenticateTheirClusterOnly) {
+  auto registry = Make("# comment\n\neu-1 s3cret\nus-1   other env=prod,region=us\n");
+  EXPECT_TRUE(registry->Check("eu-1", "s3cret").ok());
+  EXPECT_TRUE(registry->Check("us-1", "other").ok());
+  absl::Status wrong = registry->Check("eu-1", "other");
+  EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("cluster \"eu-1\"")));
+  // An unknown cluster and a missing token get the same answer as a wrong token.
+  EXPECT_EQ(registry->Check("eu-1", "").message(), wrong.message());
+  absl::Status unknown = registry->Check("nope", "s3cret");
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(unknown.message(), HasSubstr("unknown cluster, or missing or wrong token"));
+  // The log may say which.
+  EXPECT_THAT(registry->Explain("nope", "s3cret"), HasSubstr("not registered"));
+  EXPECT_EQ(registry->Explain("eu-1", ""), "no token sent");
+  EXPECT_EQ(registry->Explain("eu-1", "other"), "wrong token");
+  EXPECT_TRUE(registry->FirstRefusal("x"));
+  EXPECT_FALSE(registry->FirstRefusal("x"));
+}
+
+TEST_F(ClusterRegistryTest, AnyAgentOnlyWhenAskedForAndNeverForARegisteredName) {
+  auto strict = Make("");
+  EXPECT_EQ(strict->Check("any", "").code(), absl::StatusCode::kUnauthenticated);
+  auto open = Make("eu-1 s3cret\n", /*allow_any=*/true);
+  EXPECT_TRUE(open->Check("any", "").ok());
+  EXPECT_EQ(open->Check("eu-1", "").code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(ClusterRegistryTest, RegisteredClustersSurviveARestartAndOverrideTheFile) {
+  auto registry = Make("eu-1 from-file\n");
+  absl::StatusOr<std::string> token = registry->Register("prod-eu", {{"env", "prod"}});
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_TRUE(registry->Check("prod-eu", *token).ok());
+  EXPECT_THAT(registry->Register("prod-eu", {}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("rotate-token")));
+  // Only the hash is stored.
+  absl::StatusOr<std::vector<Store::Entry>> rows = store_.List("registrations");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  for (const Store::Entry& row : *rows) {
+    EXPECT_THAT(row.value, Not(HasSubstr(*token)));
+  }
+  absl::StatusOr<std::string> rotated = registry->RotateToken("eu-1");
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_FALSE(registry->Check("eu-1", "from-file").ok()) << "the old token stops working";
+
+  auto again = Make("eu-1 from-file\n");
+  EXPECT_TRUE(again->Check("prod-eu", *token).ok());
+  EXPECT_TRUE(again->Check("eu-1", *rotated).ok()) << "the API registration wins";
+  EXPECT_FALSE(again->Check("eu-1", "from-file").ok());
+  EXPECT_EQ(again->size(), 2u);
+}
+
+TEST_F(ClusterRegistryTest, RemoveRetiresAnApiClusterButNotAFileLine) {
+  auto registry = Make("eu-1 from-file\n");
+  std::string token = *registry->Register("prod-eu", {});
+  ASSERT_TRUE(registry->Remove("prod-eu").ok());
+  EXPECT_FALSE(registry->Check("prod-eu", token).ok());
+  EXPECT_THAT(registry->Remove("prod-eu"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry->Remove("eu-1"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--agent-tokens")));
+  EXPECT_EQ(Make("")->size(), 0u) << "the removal is durable";
+}
+
+TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {
+  auto registry = Make("");
+  EXPECT_THAT(registry->Register("no/slash", {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("[A-Za-z0-9._-]")));
+  EXPECT_THAT(registry->Register("ok", {{"env", "a b"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("label value")));
+  EXPECT_THAT(registry->SetLabels("missing", {}), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry->RotateToken("missing").status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\nb\n", "/etc/tokens", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/etc/tokens:2:")));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\na u\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t env\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f:1: label")));
+  // A corrupt stored registration stops the start, naming it: skipping it would open
+  // the cluster to anyone under --allow-any-agent.
+  ASSERT_TRUE(store_.Apply({Store::Put("registrations", "bad", "\xff\xff")}).ok());
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "", "f", true).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("\"bad\"")));
+}
+
+}  // namespace
+}  // namespace gitfleet
