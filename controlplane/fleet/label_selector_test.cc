@@ -51,5 +51,16 @@ TEST(ParseLabelsTest, ParsesAndValidates) {
   EXPECT_FALSE(ParseLabels("env=a b").ok());
 }
 
+TEST(ValidateLabelsTest, SameRulesForAMap) {
+  EXPECT_TRUE(ValidateLabels({{"env", "prod"}, {"example.com/tier", "web"}, {"empty", ""}}).ok());
+  EXPECT_THAT(std::string(ValidateLabels({{"env", "a,b"}}).message()),
+              HasSubstr("label value \"a,b\" of env is invalid"));
+  EXPECT_FALSE(ValidateLabels({{"", "x"}}).ok());
+  EXPECT_FALSE(ValidateLabels({{"bad key", "x"}}).ok());
+  LabelMap many;
+  for (int i = 0; i < 65; ++i) many["k" + std::to_string(i)] = "v";
+  EXPECT_THAT(std::string(ValidateLabels(many).message()), HasSubstr("at most 64"));
+}
+
 }  // namespace
 }  // namespace gitfleet
