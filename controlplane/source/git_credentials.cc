@@ -1,0 +1,289 @@
+#include "controlplane/source/git_credentials.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_system.h"
+#include "common/names.h"
+
+namespace gitfleet {
+namespace {
+
+constexpr size_t kMaxCredentialFileBytes = 64 << 10;
+
+// The file's contents, or nullopt-like empty with `found` false when it does not exist.
+absl::StatusOr<std::string> ReadPart(const std::string& name, const std::string& dir,
+                                     const std::string& file, bool* found) {
+  std::string path = absl::StrCat(dir, "/", file);
+  struct stat st;
+  *found = stat(path.c_str(), &st) == 0;
+  if (!*found) return std::string();
+  if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name, ": ", file, " is not a file"));
+  }
+  if (static_cast<size_t>(st.st_size) > kMaxCredentialFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name, ": ", file, " is over 64 KiB"));
+  }
+  absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name, ": cannot read ", file));  // no contents, no path
+  }
+  return text;
+}
+
+// Secrets written with `echo` end in a newline that is not part of them.
+std::string Chomp(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+std::string Base64NoPad(absl::string_view bytes) {
+  std::string out = absl::Base64Escape(bytes);
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  return out;
+}
+
+// Whether a known_hosts host pattern list ("a,b", "[h]:p", "|1|salt|hash") names `names`.
+bool HostMatches(absl::string_view patterns, const std::vector<std::string>& names) {
+  if (absl::StartsWith(patterns, "|1|")) {
+    std::vector<std::string> parts = absl::StrSplit(patterns.substr(3), '|');
+    std::string salt, hash;
+    if (parts.size() != 2 || !absl::Base64Unescape(parts[0], &salt) ||
+        !absl::Base64Unescape(parts[1], &hash)) {
+      return false;
+    }
+    for (const std::string& name : names) {
+      unsigned char digest[EVP_MAX_MD_SIZE];
+      unsigned int length = 0;
+      HMAC(EVP_sha1(), salt.data(), static_cast<int>(salt.size()),
+           reinterpret_cast<const unsigned char*>(name.data()), name.size(), digest, &length);
+      if (std::string(reinterpret_cast<char*>(digest), length) == hash) return true;
+    }
+    return false;
+  }
+  for (absl::string_view pattern : absl::StrSplit(patterns, ',')) {
+    if (absl::StartsWith(pattern, "!")) continue;  // negations never grant
+    for (const std::string& name : names) {
+      if (absl::AsciiStrToLower(pattern) == absl::AsciiStrToLower(name)) return true;
+    }
+  }
+  return false;
+}
+
+struct X509Deleter {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct StoreDeleter {
+  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
+};
+struct StoreCtxDeleter {
+  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
+};
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+
+}  // namespace
+
+absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const std::string& name) {
+  if (absl::Status s = ValidateName("credential", name); !s.ok()) return s;
+  if (dir.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("source needs credential ", name,
+                     " but the control plane has no --credentials-dir to find it in"));
+  }
+  std::string folder = absl::StrCat(dir, "/", name);
+  struct stat st;
+  if (stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name, " not found: no folder ", name, " in --credentials-dir"));
+  }
+  GitCredential credential;
+  credential.name = name;
+  bool has_user, has_password, has_key, has_known_hosts, has_ca;
+  absl::StatusOr<std::string> username = ReadPart(name, folder, "username", &has_user);
+  if (!username.ok()) return username.status();
+  absl::StatusOr<std::string> password = ReadPart(name, folder, "password", &has_password);
+  if (!password.ok()) return password.status();
+  absl::StatusOr<std::string> key = ReadPart(name, folder, "ssh-privatekey", &has_key);
+  if (!key.ok()) return key.status();
+  absl::StatusOr<std::string> known_hosts = ReadPart(name, folder, "known_hosts", &has_known_hosts);
+  if (!known_hosts.ok()) return known_hosts.status();
+  absl::StatusOr<std::string> ca = ReadPart(name, folder, "ca.crt", &has_ca);
+  if (!ca.ok()) return ca.status();
+  credential.username = Chomp(*username);
+  credential.password = Chomp(*password);
+  credential.known_hosts = *known_hosts;
+  credential.ca_pem = *ca;
+  if (has_key) {
+    if (key->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("credential ", name, ": ssh-privatekey is empty"));
+    }
+    if (!has_known_hosts || known_hosts->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          " has an ssh-privatekey but no known_hosts: SSH host keys are always verified "
+          "(ssh-keyscan -p PORT HOST > known_hosts, then check the fingerprints)"));
+    }
+    credential.ssh_key_path = absl::StrCat(folder, "/ssh-privatekey");
+  }
+  if (has_password && credential.password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("credential ", name, ": password is empty"));
+  }
+  if (!has_key && !has_password && !has_known_hosts && !has_ca) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name,
+                     " holds none of username/password, ssh-privatekey/known_hosts or ca.crt"));
+  }
+  return credential;
+}
+
+std::string SshFingerprint(absl::string_view key_blob) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(key_blob.data()), key_blob.size(), digest);
+  return absl::StrCat("SHA256:", Base64NoPad(absl::string_view(
+                                     reinterpret_cast<const char*>(digest), sizeof(digest))));
+}
+
+absl::Status CheckHostKey(const std::string& known_hosts, const std::string& host, int port,
+                          absl::string_view key_blob) {
+  std::vector<std::string> names;
+  if (port == 22 || port == 0) names.push_back(host);
+  names.push_back(absl::StrCat("[", host, "]:", port == 0 ? 22 : port));
+  std::vector<std::string> listed;
+  for (absl::string_view line : absl::StrSplit(known_hosts, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (!fields.empty() && absl::StartsWith(fields[0], "@")) {
+      if (fields[0] == "@revoked" && fields.size() >= 4 && HostMatches(fields[1], names)) {
+        std::string blob;
+        if (absl::Base64Unescape(fields[3], &blob) && blob == key_blob) {
+          return absl::PermissionDeniedError(absl::StrCat("the host key of ", host, " (",
+                                                          SshFingerprint(key_blob),
+                                                          ") is marked @revoked in known_hosts"));
+        }
+      }
+      continue;  // @cert-authority: host certificates are not used here
+    }
+    if (fields.size() < 3 || !HostMatches(fields[0], names)) continue;
+    std::string blob;
+    if (!absl::Base64Unescape(fields[2], &blob)) continue;
+    if (blob == key_blob) return absl::OkStatus();
+    listed.push_back(absl::StrCat(fields[1], " ", SshFingerprint(blob)));
+  }
+  std::string where = port == 22 || port == 0 ? host : absl::StrCat("[", host, "]:", port);
+  if (listed.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "unknown SSH host ", where, ": its key ", SshFingerprint(key_blob),
+        " is not in the credential's known_hosts (check the fingerprint, then add it)"));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("the SSH host key of ", where, " changed: the server offers ",
+                   SshFingerprint(key_blob), ", known_hosts has ", absl::StrJoin(listed, ", ")));
+}
+
+absl::Status CheckCertificate(const std::string& ca_pem, absl::string_view der,
+                              const std::string& host) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<X509, X509Deleter> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (cert == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the TLS certificate of ", host, " cannot be parsed"));
+  }
+  std::unique_ptr<X509_STORE, StoreDeleter> store(X509_STORE_new());
+  std::unique_ptr<BIO, BioDeleter> bio(
+      BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())));
+  int cas = 0;
+  while (true) {
+    std::unique_ptr<X509, X509Deleter> ca(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (ca == nullptr) break;
+    if (X509_STORE_add_cert(store.get(), ca.get()) == 1) ++cas;
+  }
+  if (cas == 0) {
+    return absl::PermissionDeniedError("the credential's ca.crt holds no PEM certificate");
+  }
+  std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter> ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr);
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the TLS certificate of ", host, " is not signed by the credential's ca.crt: ",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  }
+  bool named = X509_check_ip_asc(cert.get(), host.c_str(), 0) == 1 ||
+               X509_check_host(cert.get(), host.c_str(), host.size(), 0, nullptr) == 1;
+  if (!named) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the TLS certificate of ", host, " does not name ", host));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSourceUrl(const std::string& url, bool allow_local) {
+  if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
+  bool local = url[0] == '/' || absl::StartsWith(url, "file://");
+  bool known = local;
+  for (const char* scheme : {"git://", "http://", "https://", "ssh://"}) {
+    if (absl::StartsWith(url, scheme) && url.size() > strlen(scheme)) known = true;
+  }
+  if (!known) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("source URL \"", RedactUrl(url),
+                     "\" must start with file://, git://, http://, https://, ssh:// or /"));
+  }
+  size_t scheme = url.find("://");
+  if (scheme != std::string::npos) {
+    size_t host = scheme + 3;
+    size_t end = url.find_first_of("/?#", host);
+    size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
+    if (at != std::string::npos && at >= host) {
+      absl::string_view user(url.data() + host, at - host);
+      bool is_ssh = absl::StartsWith(url, "ssh://");
+      // ssh://git@host names the account, which is no secret; anything with a password,
+      // or any user in an HTTP URL (tokens go there), is one.
+      if (!is_ssh || absl::StrContains(user, ':')) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "source URL \"", RedactUrl(url),
+            "\" carries credentials; put them in a credential (--credentials-dir on the "
+            "control plane) and name it with --credentials"));
+      }
+    }
+  }
+  if (local && !allow_local) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "source URL \"", url,
+        "\" is on the control plane's own disk; local sources need --allow-local-sources"));
+  }
+  return absl::OkStatus();
+}
+
+std::string RedactUrl(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  size_t host = scheme + 3;
+  size_t end = url.find_first_of("/?#", host);
+  size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
+  if (at == std::string::npos || at < host) return url;
+  return absl::StrCat(url.substr(0, host), "***@", url.substr(at + 1));
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,65 @@
+#ifndef GITFLEET_CONTROLPLANE_SOURCE_GIT_CREDENTIALS_H_
+#define GITFLEET_CONTROLPLANE_SOURCE_GIT_CREDENTIALS_H_
+
+// Private Git: credentials kept as files, one folder per credential, laid out like a
+// mounted Kubernetes Secret (--credentials-dir=DIR):
+//
+//   DIR/NAME/username, DIR/NAME/password     HTTPS basic auth (a token as the password)
+//   DIR/NAME/ssh-privatekey, DIR/NAME/known_hosts   SSH (host keys are always verified)
+//   DIR/NAME/ca.crt                          optional: CAs trusted for that server, on top
+//                                            of the system's
+//
+// Read again at every fetch, so rotating the Secret needs no restart. Nothing here is
+// logged, stored or returned: sources name a credential, never hold one.
+//
+//   GF_ASSIGN_OR_RETURN(GitCredential c, LoadGitCredential(dir, "github"));
+//   GF_RETURN_IF_ERROR(CheckHostKey(c.known_hosts, "git.example.com", 22, blob));
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+
+struct GitCredential {
+  std::string name;
+  std::string username;
+  std::string password;
+  std::string ssh_key_path;  // the ssh-privatekey file, handed to libssh2 by path
+  std::string known_hosts;   // contents
+  std::string ca_pem;        // contents of ca.crt, or empty
+  bool has_password() const { return !password.empty(); }
+  bool has_ssh_key() const { return !ssh_key_path.empty(); }
+};
+
+// InvalidArgument naming the credential and the file when the folder is missing, holds
+// neither a username/password pair nor an SSH key with known_hosts, or a file is empty or
+// over 64 KiB.
+absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const std::string& name);
+
+// "SHA256:…" (unpadded base64), as ssh-keygen -l prints a key's fingerprint.
+std::string SshFingerprint(absl::string_view key_blob);
+
+// OK when `known_hosts` (OpenSSH format, plain or hashed host names, "[host]:port" for a
+// port other than 22) lists `key_blob` for the host. PermissionDenied naming the host and
+// the offered key's fingerprint when the host is unknown or its key differs.
+absl::Status CheckHostKey(const std::string& known_hosts, const std::string& host, int port,
+                          absl::string_view key_blob);
+
+// OK when the DER certificate chains to a CA in `ca_pem` and names `host` (a DNS name or
+// an IP address). PermissionDenied saying why otherwise.
+absl::Status CheckCertificate(const std::string& ca_pem, absl::string_view der,
+                              const std::string& host);
+
+// What a source URL may be: file://, git://, http(s)://, ssh:// or an absolute path.
+// Refuses credentials written into the URL (pointing at --credentials), and local
+// repositories (file:// and paths) unless `allow_local`.
+absl::Status CheckSourceUrl(const std::string& url, bool allow_local);
+
+// `url` as it may be shown: any user information before '@' in the authority removed.
+std::string RedactUrl(const std::string& url);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_SOURCE_GIT_CREDENTIALS_H_
