@@ -55,8 +55,11 @@ class GitRepository {
 class GitRepositories {
  public:
   virtual ~GitRepositories() = default;
-  // The same object for the same URL, so one fetch serves every source that uses it.
-  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) = 0;
+  // The same object for the same URL and credential, so one fetch serves every source
+  // that uses them. `credential` names a folder of GitAccess::credentials_dir, or is
+  // empty for none. Refuses URLs that carry credentials, and local ones unless allowed.
+  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url, const std::string& credential = "") = 0;
 };
 
 // Bare clones under `cache_dir`, one per URL, fetched with libgit2.
@@ -71,8 +74,15 @@ struct GitLimits {
   int64_t max_blob_bytes = int64_t{16} << 20;
 };
 
+// Where credentials come from, and whether the control plane's own disk is a source.
+struct GitAccess {
+  std::string credentials_dir;  // see git_credentials.h; empty: no source may name one
+  bool allow_local = false;     // file:// and path sources (--allow-local-sources)
+};
+
 std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir,
-                                                        GitLimits limits = {});
+                                                        GitLimits limits = {},
+                                                        GitAccess access = {});
 
 // Ends every fetch in progress (and later ones) at once: for shutdown.
 void CancelGitFetches();

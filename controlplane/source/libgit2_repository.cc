@@ -1,18 +1,24 @@
 #include <git2.h>
 #include <sys/stat.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/manifest/hash.h"
+#include "common/names.h"
 #include "common/sync.h"
+#include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/timed_stream.h"
 
@@ -66,14 +72,132 @@ std::string OidString(const git_oid* oid) {
   return buf;
 }
 
+// The port of an ssh:// URL (22 when none is given).
+int SshPort(const std::string& url) {
+  absl::string_view rest(url);
+  if (!absl::ConsumePrefix(&rest, "ssh://")) return 22;
+  rest = rest.substr(0, rest.find('/'));
+  size_t at = rest.rfind('@');
+  if (at != absl::string_view::npos) rest.remove_prefix(at + 1);
+  size_t close = rest.rfind(']');
+  size_t colon = rest.rfind(':');
+  if (colon == absl::string_view::npos || (close != absl::string_view::npos && colon < close)) {
+    return 22;
+  }
+  int port = 22;
+  return absl::SimpleAtoi(rest.substr(colon + 1), &port) ? port : 22;
+}
+
+// What the fetch callbacks need: the limits, and the credential (if any) read for this
+// fetch. Callbacks set libgit2's error message themselves; it becomes the source error.
+struct FetchContext {
+  const GitLimits* limits;
+  std::string url;
+  int ssh_port = 22;
+  const GitCredential* credential = nullptr;  // null: the source names none
+  int secret_attempts = 0;
+};
+
+int CallbackError(const std::string& message) {
+  git_error_set_str(GIT_ERROR_CALLBACK, message.c_str());
+  return -1;
+}
+
+int AcquireCredential(git_credential** out, const char* /*url*/, const char* username_from_url,
+                      unsigned int allowed, void* payload) {
+  auto* context = static_cast<FetchContext*>(payload);
+  const GitCredential* credential = context->credential;
+  if (credential == nullptr) {
+    return CallbackError(
+        "the server asks for credentials; give the source one with --credentials (a folder in "
+        "the control plane's --credentials-dir)");
+  }
+  std::string user = username_from_url != nullptr && *username_from_url != '\0'
+                         ? username_from_url
+                         : (credential->username.empty() ? "git" : credential->username);
+  if ((allowed & GIT_CREDENTIAL_USERNAME) && !(allowed & GIT_CREDENTIAL_SSH_KEY) &&
+      !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
+    return git_credential_username_new(out, user.c_str());
+  }
+  // libgit2 asks again after each refusal: the second time means the server said no.
+  if (++context->secret_attempts > 1) {
+    return CallbackError(absl::StrCat(
+        "the server refused credential ", credential->name,
+        credential->has_ssh_key() ? " (its SSH key is not authorized for this repository)"
+                                  : " (wrong username or password, or a token without access)"));
+  }
+  if ((allowed & GIT_CREDENTIAL_SSH_KEY) && credential->has_ssh_key()) {
+    return git_credential_ssh_key_new(out, user.c_str(), nullptr, credential->ssh_key_path.c_str(),
+                                      nullptr);
+  }
+  if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && credential->has_password()) {
+    return git_credential_userpass_plaintext_new(
+        out, credential->username.empty() ? "git" : credential->username.c_str(),
+        credential->password.c_str());
+  }
+  return CallbackError(
+      absl::StrCat("credential ", credential->name, " has no ",
+                   (allowed & GIT_CREDENTIAL_SSH_KEY) ? "ssh-privatekey" : "username and password",
+                   ", which this server asks for"));
+}
+
+int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* payload) {
+  auto* context = static_cast<FetchContext*>(payload);
+  const GitCredential* credential = context->credential;
+  if (cert->cert_type == GIT_CERT_HOSTKEY_LIBSSH2) {
+    if (credential == nullptr || credential->known_hosts.empty()) {
+      return CallbackError(
+          absl::StrCat("cannot verify the SSH host key of ", host,
+                       ": ssh:// sources need --credentials naming a credential with known_hosts"));
+    }
+    auto* key = reinterpret_cast<git_cert_hostkey*>(cert);
+    if (!(key->type & GIT_CERT_SSH_RAW) || key->hostkey == nullptr) {
+      return CallbackError(absl::StrCat("the SSH host key of ", host, " was not available"));
+    }
+    absl::Status known = CheckHostKey(credential->known_hosts, host, context->ssh_port,
+                                      absl::string_view(key->hostkey, key->hostkey_len));
+    return known.ok() ? 0 : CallbackError(std::string(known.message()));
+  }
+  if (cert->cert_type == GIT_CERT_X509) {
+    if (valid) return 0;
+    if (credential == nullptr || credential->ca_pem.empty()) {
+      return CallbackError(absl::StrCat(
+          "the TLS certificate of ", host,
+          " is not trusted; for a private CA, put it in the source credential's ca.crt"));
+    }
+    auto* x509 = reinterpret_cast<git_cert_x509*>(cert);
+    absl::Status trusted =
+        CheckCertificate(credential->ca_pem,
+                         absl::string_view(static_cast<const char*>(x509->data), x509->len), host);
+    return trusted.ok() ? 0 : CallbackError(std::string(trusted.message()));
+  }
+  return valid ? 0 : CallbackError(absl::StrCat("the server ", host, " is not trusted"));
+}
+
 class Libgit2Repository : public GitRepository {
  public:
-  Libgit2Repository(std::string url, std::string dir, const GitLimits& limits)
-      : url_(std::move(url)), dir_(std::move(dir)), limits_(limits) {}
+  Libgit2Repository(std::string url, std::string credential, std::string dir,
+                    const GitLimits& limits, const GitAccess& access)
+      : url_(std::move(url)),
+        credential_(std::move(credential)),
+        dir_(std::move(dir)),
+        limits_(limits),
+        access_(access) {}
 
   const std::string& url() const override { return url_; }
 
   absl::Status Fetch() override {
+    // Checked at every fetch: a stored source from before --allow-local-sources was
+    // dropped is refused here, with the reason, instead of being dropped.
+    if (absl::Status s = CheckSourceUrl(url_, access_.allow_local); !s.ok()) return s;
+    std::optional<GitCredential> credential;
+    if (!credential_.empty()) {
+      // Read again every time: a rotated Secret needs no restart.
+      absl::StatusOr<GitCredential> loaded =
+          LoadGitCredential(access_.credentials_dir, credential_);
+      if (!loaded.ok()) return loaded.status();
+      credential = *std::move(loaded);
+    }
     MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     // Looked up once: libgit2 1.5 leaks pcre2 match data (about 20 KiB) on every
@@ -85,14 +209,14 @@ class Libgit2Repository : public GitRepository {
     // Every byte of it is bounded: in time (the socket stream's deadline, timed_stream.h)
     // and in size.
     FetchDeadline deadline(absl::Now() + limits_.fetch_timeout);
-    struct Progress {
-      const GitLimits* limits;
-      std::string url;
-    } progress{&limits_, url_};
+    FetchContext progress{&limits_, url_, SshPort(url_),
+                          credential.has_value() ? &*credential : nullptr};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.callbacks.payload = &progress;
+    options.callbacks.credentials = AcquireCredential;
+    options.callbacks.certificate_check = CheckServerCertificate;
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
-      auto* p = static_cast<Progress*>(payload);
+      auto* p = static_cast<FetchContext*>(payload);
       if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
         git_error_set_str(GIT_ERROR_NET,
                           absl::StrCat("the fetch received more than ", p->limits->max_fetch_bytes,
@@ -297,8 +421,10 @@ class Libgit2Repository : public GitRepository {
   }
 
   const std::string url_;
+  const std::string credential_;  // its name; the files are read at each fetch
   const std::string dir_;
   const GitLimits limits_;
+  const GitAccess access_;
   Mutex mu_;
   Repo repo_ ABSL_GUARDED_BY(mu_);
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
@@ -306,9 +432,27 @@ class Libgit2Repository : public GitRepository {
 
 class Libgit2Repositories : public GitRepositories {
  public:
-  Libgit2Repositories(std::string cache_dir, GitLimits limits)
-      : cache_dir_(std::move(cache_dir)), limits_(limits) {
+  Libgit2Repositories(std::string cache_dir, GitLimits limits, GitAccess access)
+      : cache_dir_(std::move(cache_dir)), limits_(limits), access_(std::move(access)) {
     git_libgit2_init();
+    // libgit2 reads ~/.gitconfig and, for SSH, ~/.ssh/known_hosts (failing when it is
+    // missing). Neither belongs to gitfleet: point its "global" directory at an empty one
+    // of ours. Host keys are checked against the source credential's known_hosts only.
+    const std::string home = absl::StrCat(cache_dir_, "/home");
+    for (const std::string& dir : {cache_dir_, home, home + "/.ssh"}) {
+      for (size_t i = 1; i <= dir.size(); ++i) {
+        if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0700);
+      }
+    }
+    if (FILE* f = fopen((home + "/.ssh/known_hosts").c_str(), "a")) fclose(f);
+    git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, GIT_CONFIG_LEVEL_GLOBAL, home.c_str());
+    git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, GIT_CONFIG_LEVEL_XDG, home.c_str());
+    // libgit2 1.5's SSH transport reads $HOME/.ssh/known_hosts before our check, and fails
+    // every SSH fetch when HOME is unset (as under systemd or in a bare container). The
+    // control plane sets HOME to `home` at start (main.cc); here only an unset one is
+    // filled in, as this runs before fetch threads exist.
+    const char* env_home = getenv("HOME");
+    if (env_home == nullptr || *env_home == '\0') setenv("HOME", home.c_str(), 1);
     static const bool registered = RegisterTimedSocketStream();
     if (!registered)
       GF_LOG(ERROR) << "libgit2 refused the timed socket stream: fetches have no deadline";
@@ -321,10 +465,17 @@ class Libgit2Repositories : public GitRepositories {
     git_libgit2_shutdown();
   }
 
-  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) override {
-    if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
+                                                        const std::string& credential) override {
+    if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) return s;
+    if (!credential.empty()) {
+      if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
+    }
+    // One cache per URL and credential: what one credential may read is not served to a
+    // source that names another (or none).
+    const std::string key = credential.empty() ? url : absl::StrCat(credential, "\n", url);
     MutexLock lock(&mu_);
-    auto it = repos_.find(url);
+    auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
     for (size_t i = 1; i <= cache_dir_.size(); ++i) {
       if (i == cache_dir_.size() || cache_dir_[i] == '/') {
@@ -332,22 +483,25 @@ class Libgit2Repositories : public GitRepositories {
       }
     }
     auto repo = std::make_shared<Libgit2Repository>(
-        url, absl::StrCat(cache_dir_, "/", Sha256Hex(url).substr(0, 24), ".git"), limits_);
-    repos_[url] = repo;
+        url, credential, absl::StrCat(cache_dir_, "/", Sha256Hex(key).substr(0, 24), ".git"),
+        limits_, access_);
+    repos_[key] = repo;
     return repo;
   }
 
  private:
   const std::string cache_dir_;
   const GitLimits limits_;
+  const GitAccess access_;
   Mutex mu_;
   std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir, GitLimits limits) {
-  return std::make_unique<Libgit2Repositories>(std::move(cache_dir), limits);
+std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir, GitLimits limits,
+                                                        GitAccess access) {
+  return std::make_unique<Libgit2Repositories>(std::move(cache_dir), limits, std::move(access));
 }
 
 void CancelGitFetches() { CancelAllFetches(); }

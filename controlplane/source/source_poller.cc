@@ -34,6 +34,12 @@ void SourcePoller::Start() {
   for (int i = 0; i < fetch_threads_; ++i) fetchers_.emplace_back([this] { RunFetcher(); });
 }
 
+std::string RepoKey(const v1::Source& source) {
+  return source.credentials_ref().empty()
+             ? source.url()
+             : absl::StrCat(source.credentials_ref(), "\n", source.url());
+}
+
 bool SourcePoller::BusyLocked(const std::string& url) const { return busy_.count(url) > 0; }
 
 absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
@@ -46,7 +52,8 @@ absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
 void SourcePoller::Upsert(const v1::Source& source) {
   MutexLock lock(&mu_);
   Tracked& t = sources_[source.name()];
-  bool changed = t.source.url() != source.url() || t.source.ref() != source.ref();
+  bool changed = t.source.url() != source.url() || t.source.ref() != source.ref() ||
+                 t.source.credentials_ref() != source.credentials_ref();
   t.source = source;
   *t.info.mutable_source() = source;
   if (changed) {
@@ -93,7 +100,7 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
     if (it == sources_.end()) {
       return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
     }
-    url = it->second.source.url();
+    url = RepoKey(it->second.source);
   }
   FetchUrl(url);
   MutexLock lock(&mu_);
@@ -113,7 +120,7 @@ void SourcePoller::Run() {
     auto earliest = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       absl::Time t = absl::InfiniteFuture();
       for (const auto& [name, s] : sources_) {
-        if (!BusyLocked(s.source.url())) t = std::min(t, s.next_fetch);
+        if (!BusyLocked(RepoKey(s.source))) t = std::min(t, s.next_fetch);
       }
       return t;
     };
@@ -126,8 +133,8 @@ void SourcePoller::Run() {
     wake_ = false;
     absl::Time now = absl::Now();
     for (const auto& [name, s] : sources_) {
-      if (s.next_fetch <= now && busy_.insert(s.source.url()).second) {
-        due_.push_back(s.source.url());
+      if (s.next_fetch <= now && busy_.insert(RepoKey(s.source)).second) {
+        due_.push_back(RepoKey(s.source));
       }
     }
   }
@@ -150,9 +157,20 @@ void SourcePoller::RunFetcher() {
   }
 }
 
-void SourcePoller::FetchUrl(const std::string& url) {
+void SourcePoller::FetchUrl(const std::string& key) {
   absl::Time start = absl::Now();
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url);
+  std::string url, credential;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, t] : sources_) {
+      if (RepoKey(t.source) != key) continue;
+      url = t.source.url();
+      credential = t.source.credentials_ref();
+      break;
+    }
+  }
+  if (url.empty()) return;  // removed meanwhile
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   absl::Duration took = absl::Now() - start;
   metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();
@@ -164,7 +182,7 @@ void SourcePoller::FetchUrl(const std::string& url) {
     MutexLock lock(&mu_);
     absl::Time now = absl::Now();
     for (auto& [name, t] : sources_) {
-      if (t.source.url() != url) continue;
+      if (RepoKey(t.source) != key) continue;
       t.info.set_consecutive_failures(0);
       absl::Status status = fetched;
       absl::StatusOr<CommitInfo> commit;

@@ -40,6 +40,9 @@ struct SourceSnapshot {
   std::shared_ptr<GitRepository> repo;
 };
 
+// One repository to fetch: a URL, read with one credential (or none).
+std::string RepoKey(const v1::Source& source);
+
 class SourcePoller {
  public:
   using CommitCallback =
@@ -74,10 +77,10 @@ class SourcePoller {
 
   void Run();
   void RunFetcher();
-  // Whether `url` waits in the queue or is being fetched by a fetch thread.
-  bool BusyLocked(const std::string& url) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Fetches `url` and resolves every source that uses it.
-  void FetchUrl(const std::string& url);
+  // Whether a repository (RepoKey) waits in the queue or is being fetched.
+  bool BusyLocked(const std::string& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fetches a repository (RepoKey) and resolves every source that uses it.
+  void FetchUrl(const std::string& key);
   absl::Duration IntervalLocked(const Tracked& t) const;
 
   GitRepositories* const repos_;

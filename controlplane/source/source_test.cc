@@ -8,6 +8,9 @@
 namespace gitfleet {
 namespace {
 
+// These tests read repositories from the local disk.
+const GitAccess kLocal{"", /*allow_local=*/true};
+
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
@@ -22,7 +25,7 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   git.Write("apps/api/c.yaml", "c: 4\n");
   std::string second = git.Commit("second");
 
-  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = repos->ForUrl(git.url());
   ASSERT_TRUE(repo.ok());
   EXPECT_EQ(repo->get(), repos->ForUrl(git.url())->get()) << "one cache per URL";
@@ -66,7 +69,7 @@ TEST(Libgit2RepositoryTest, RefusesSymlinks) {
   git.Write("apps/a.yaml", "a: 1\n");
   ::gitfleet::testing::Run("ln -s /etc/passwd '" + git.dir() + "/apps/link.yaml'");
   std::string commit = git.Commit("link");
-  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl(git.url());
   ASSERT_TRUE(repo->Fetch().ok());
   auto files = repo->ReadTree(commit, "apps");
@@ -75,7 +78,7 @@ TEST(Libgit2RepositoryTest, RefusesSymlinks) {
 }
 
 TEST(Libgit2RepositoryTest, UnreachableUrlIsAnError) {
-  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl("file:///nonexistent/repo");
   absl::Status status = repo->Fetch();
   EXPECT_FALSE(status.ok());
@@ -85,7 +88,7 @@ TEST(Libgit2RepositoryTest, UnreachableUrlIsAnError) {
 TEST(Libgit2RepositoryTest, HttpsIsSupported) {
   // Nothing listens on port 1: the error must be about connecting, which shows libgit2
   // was built with HTTPS (otherwise: "unsupported URL protocol").
-  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl("https://127.0.0.1:1/team/app.git");
   absl::Status status = repo->Fetch();
   ASSERT_FALSE(status.ok());
@@ -111,7 +114,7 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   GitFixture& git = setup.git;
   const std::string& first = setup.first;
   ControlPlaneMetrics& metrics = setup.metrics;
-  auto repos = NewLibgit2Repositories(TempDir("cache"));
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   Mutex mu;
   std::vector<std::pair<std::string, std::string>> seen;
   SourcePoller poller(repos.get(), metrics,
@@ -191,9 +194,10 @@ class StuckRepositories : public GitRepositories {
   };
 
   explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
-  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url) override {
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
+                                                        const std::string& credential) override {
     if (url == kStuckUrl) return std::make_shared<Stuck>(this);
-    return real_->ForUrl(url);
+    return real_->ForUrl(url, credential);
   }
   bool fetching() {
     MutexLock lock(&mu_);
@@ -216,7 +220,7 @@ TEST(SourcePollerTest, AHangingServerDelaysOnlyItsOwnSources) {
   GitFixture& git = setup.git;
   const std::string& first = setup.first;
   ControlPlaneMetrics& metrics = setup.metrics;
-  StuckRepositories repos(NewLibgit2Repositories(TempDir("cache")));
+  StuckRepositories repos(NewLibgit2Repositories(TempDir("cache"), {}, kLocal));
   SourcePoller poller(&repos, metrics, [](const std::string&, const SourceSnapshot&) {});
   v1::Source stuck;
   stuck.set_name("stuck");

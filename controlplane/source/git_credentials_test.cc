@@ -1,0 +1,176 @@
+#include "controlplane/source/git_credentials.h"
+
+#include <fstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+void Write(const std::string& path, const std::string& contents) {
+  ::gitfleet::testing::Run(absl::StrCat("mkdir -p \"$(dirname '", path, "')\""));
+  std::ofstream(path) << contents;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(LoadGitCredentialTest, ReadsAFolderLikeAMountedSecret) {
+  std::string dir = TempDir("credentials");
+  Write(dir + "/https/username", "alice\n");
+  Write(dir + "/https/password", "s3cret\n");
+  absl::StatusOr<GitCredential> https = LoadGitCredential(dir, "https");
+  ASSERT_TRUE(https.ok()) << https.status();
+  EXPECT_EQ(https->username, "alice");
+  EXPECT_EQ(https->password, "s3cret") << "the newline echo wrote is not part of it";
+  EXPECT_FALSE(https->has_ssh_key());
+
+  Write(dir + "/ssh/ssh-privatekey", "KEY");
+  Write(dir + "/ssh/known_hosts", "host ssh-ed25519 AAAA\n");
+  absl::StatusOr<GitCredential> ssh = LoadGitCredential(dir, "ssh");
+  ASSERT_TRUE(ssh.ok()) << ssh.status();
+  EXPECT_EQ(ssh->ssh_key_path, dir + "/ssh/ssh-privatekey");
+}
+
+TEST(LoadGitCredentialTest, RefusesWhatCannotWorkByName) {
+  std::string dir = TempDir("credentials");
+  Write(dir + "/nohosts/ssh-privatekey", "KEY");
+  EXPECT_THAT(LoadGitCredential(dir, "nohosts").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no known_hosts")));
+  EXPECT_THAT(
+      LoadGitCredential(dir, "missing").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("credential missing not found")));
+  EXPECT_THAT(LoadGitCredential(dir, "../etc").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("credential name")));
+  EXPECT_THAT(LoadGitCredential("", "x").status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--credentials-dir")));
+  Write(dir + "/empty/password", "\n");
+  EXPECT_THAT(LoadGitCredential(dir, "empty").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("password is empty")));
+  Write(dir + "/big/password", std::string(70000, 'x'));
+  absl::Status big = LoadGitCredential(dir, "big").status();
+  EXPECT_THAT(big, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over 64 KiB")));
+  ::gitfleet::testing::Run("mkdir -p '" + dir + "/nothing'");
+  EXPECT_THAT(LoadGitCredential(dir, "nothing").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("holds none of")));
+}
+
+TEST(CheckHostKeyTest, PlainHashedPortsChangedAndUnknown) {
+  std::string blob("\x00\x00\x00\x0bssh-ed25519 pretend key", 26);
+  std::string other = "another key entirely";
+  std::string b64 = absl::Base64Escape(blob);
+  EXPECT_TRUE(CheckHostKey("git.example.com ssh-ed25519 " + b64, "git.example.com", 22, blob).ok());
+  EXPECT_TRUE(
+      CheckHostKey("a.example.com,git.example.com ssh-ed25519 " + b64, "git.example.com", 22, blob)
+          .ok());
+  EXPECT_TRUE(CheckHostKey("[127.0.0.1]:2222 ssh-ed25519 " + b64, "127.0.0.1", 2222, blob).ok());
+  EXPECT_FALSE(CheckHostKey("127.0.0.1 ssh-ed25519 " + b64, "127.0.0.1", 2222, blob).ok())
+      << "an entry for port 22 does not vouch for another port";
+  absl::Status changed = CheckHostKey("git.example.com ssh-ed25519 " + absl::Base64Escape(other),
+                                      "git.example.com", 22, blob);
+  EXPECT_THAT(changed, StatusIs(absl::StatusCode::kPermissionDenied,
+                                HasSubstr("the SSH host key of git.example.com changed")));
+  EXPECT_THAT(std::string(changed.message()), HasSubstr(SshFingerprint(blob)));
+  EXPECT_THAT(std::string(changed.message()), HasSubstr(SshFingerprint(other)));
+  EXPECT_THAT(CheckHostKey("", "git.example.com", 22, blob),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("unknown SSH host")));
+  EXPECT_THAT(CheckHostKey("@revoked git.example.com ssh-ed25519 " + b64 +
+                               "\ngit.example.com ssh-ed25519 " + b64,
+                           "git.example.com", 22, blob),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("@revoked")));
+  // As ssh-keygen prints it: SHA-256, base64 without padding.
+  EXPECT_EQ(SshFingerprint(""), "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU");
+}
+
+TEST(CheckHostKeyTest, HashedNamesAsSshKeygenWritesThem) {
+  std::string dir = TempDir("known-hosts");
+  std::string out;
+  if (::gitfleet::testing::Run("command -v ssh-keygen >/dev/null") != 0)
+    GTEST_SKIP() << "no ssh-keygen";
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("cd '", dir,
+                             "' && ssh-keygen -q -t ecdsa -N '' -f k && "
+                             "printf '[127.0.0.1]:2222 %s\\n' \"$(cut -d' ' -f1,2 k.pub)\" > kh && "
+                             "ssh-keygen -q -H -f kh >/dev/null 2>&1"),
+                &out),
+            0)
+      << out;
+  std::string known_hosts = ReadFile(dir + "/kh");
+  ASSERT_THAT(known_hosts, HasSubstr("|1|"));
+  std::string pub = ReadFile(dir + "/k.pub");
+  std::string b64 = pub.substr(pub.find(' ') + 1);
+  b64 = b64.substr(0, b64.find(' '));
+  std::string blob;
+  ASSERT_TRUE(absl::Base64Unescape(b64, &blob));
+  EXPECT_TRUE(CheckHostKey(known_hosts, "127.0.0.1", 2222, blob).ok());
+  EXPECT_FALSE(CheckHostKey(known_hosts, "127.0.0.2", 2222, blob).ok());
+}
+
+TEST(CheckCertificateTest, ChainsToTheCaAndNamesTheHost) {
+  std::string dir = TempDir("certs");
+  std::string out;
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(
+          absl::StrCat(
+              "set -e; cd '", dir, "';",
+              "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+              "-out $1 2>/dev/null; };",
+              "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=ca;",
+              "key other.key; openssl req -x509 -new -key other.key -out other.crt -days 2 "
+              "-subj /CN=other;",
+              "printf 'subjectAltName=DNS:git.example.com,IP:127.0.0.1\\n' > ext;",
+              "key s.key; openssl req -new -key s.key -out s.csr -subj /CN=git;",
+              "openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+              "-extfile ext -outform DER -out s.der 2>/dev/null"),
+          &out),
+      0)
+      << out;
+  std::string der = ReadFile(dir + "/s.der");
+  std::string ca = ReadFile(dir + "/ca.crt");
+  EXPECT_TRUE(CheckCertificate(ca, der, "git.example.com").ok());
+  EXPECT_TRUE(CheckCertificate(ca, der, "127.0.0.1").ok());
+  EXPECT_THAT(CheckCertificate(ca, der, "evil.example.com"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("does not name")));
+  EXPECT_THAT(CheckCertificate(ReadFile(dir + "/other.crt"), der, "git.example.com"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not signed by")));
+  EXPECT_THAT(CheckCertificate("not pem", der, "git.example.com"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("no PEM certificate")));
+  EXPECT_FALSE(CheckCertificate(ca, "garbage", "git.example.com").ok());
+}
+
+TEST(CheckSourceUrlTest, NoSecretsInUrlsAndLocalOnlyWhenAllowed) {
+  EXPECT_TRUE(CheckSourceUrl("https://git.example.com/app.git", false).ok());
+  EXPECT_TRUE(CheckSourceUrl("ssh://git@git.example.com:2222/app.git", false).ok());
+  EXPECT_TRUE(CheckSourceUrl("git://127.0.0.1/app", false).ok());
+  for (const char* url :
+       {"https://alice:s3cret@git.example.com/app.git", "https://ghp_TOKEN@github.com/org/app.git",
+        "ssh://git:s3cret@git.example.com/app.git"}) {
+    absl::Status s = CheckSourceUrl(url, true);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--credentials"))) << url;
+    EXPECT_THAT(std::string(s.message()), Not(HasSubstr("s3cret")));
+    EXPECT_THAT(std::string(s.message()), Not(HasSubstr("TOKEN")));
+  }
+  EXPECT_TRUE(CheckSourceUrl("https://git.example.com/team@2024/app.git", false).ok())
+      << "an @ in the path is not user information";
+  EXPECT_THAT(CheckSourceUrl("file:///srv/repo", false),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("--allow-local-sources")));
+  EXPECT_THAT(CheckSourceUrl("/srv/repo", false), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_TRUE(CheckSourceUrl("file:///srv/repo", true).ok());
+  EXPECT_THAT(CheckSourceUrl("ftp://x", true), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(RedactUrl("https://a:b@h/p"), "https://***@h/p");
+  EXPECT_EQ(RedactUrl("https://h/p@q"), "https://h/p@q");
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,140 @@
+// Private Git against real servers on loopback: HTTPS with basic auth and a private CA
+// (lighttpd running git http-backend), and SSH with a key and verified host keys (sshd).
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_matchers.h"
+#include "controlplane/source/git_repository.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::HttpsGitServer;
+
+using ::gitfleet::testing::SshGitServer;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+MATCHER_P(FailsWith, text, absl::StrCat("fails with a message containing \"", text, "\"")) {
+  return !arg.ok() && std::string(arg.message()).find(text) != std::string::npos;
+}
+
+class PrivateGitTest : public ::testing::Test {
+ protected:
+  PrivateGitTest() : git_(TempDir("repo")), credentials_(TempDir("credentials")) {
+    git_.Write("apps/web/a.yaml", "a: 1\n");
+    commit_ = git_.Commit("first");
+  }
+
+  // A credential folder NAME holding `files` (file name -> contents).
+  void Credential(const std::string& name, const std::map<std::string, std::string>& files) {
+    ::gitfleet::testing::Run(absl::StrCat("rm -rf '", credentials_, "/", name, "'; mkdir -p '",
+                                          credentials_, "/", name, "'"));
+    for (const auto& [file, contents] : files) {
+      std::ofstream(absl::StrCat(credentials_, "/", name, "/", file)) << contents;
+    }
+  }
+
+  std::string Read(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+  // Fetches `url` with `credential` in a fresh cache; the commit main is at, or the error.
+  absl::StatusOr<std::string> FetchMain(const std::string& url, const std::string& credential) {
+    auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
+    absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url, credential);
+    if (!repo.ok()) return repo.status();
+    if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;
+    absl::StatusOr<CommitInfo> main = (*repo)->Resolve("main");
+    if (!main.ok()) return main.status();
+    return main->id;
+  }
+
+  GitFixture git_;
+  std::string credentials_;
+  std::string commit_;
+};
+
+TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
+  HttpsGitServer server(TempDir("https"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  std::string url = server.Serve(git_.dir(), "app");
+  std::string ca = Read(server.ca_pem_path());
+
+  Credential("git-https",
+             {{"username", "alice\n"}, {"password", "correct horse\n"}, {"ca.crt", ca}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "git-https");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+
+  // A wrong password: a clear error that names the credential and not the secret.
+  Credential("wrong", {{"username", "alice"}, {"password", "battery staple"}, {"ca.crt", ca}});
+  absl::Status wrong = FetchMain(url, "wrong").status();
+  EXPECT_THAT(wrong, FailsWith(("the server refused credential wrong")));
+  EXPECT_THAT(std::string(wrong.message()), Not(HasSubstr("battery")));
+
+  // Without the private CA the server is not trusted, and the error says where it goes.
+  Credential("no-ca", {{"username", "alice"}, {"password", "correct horse"}});
+  EXPECT_THAT(FetchMain(url, "no-ca").status(),
+              FailsWith(("put it in the source credential's ca.crt")));
+  // Another CA is no better.
+  Credential("other-ca", {{"username", "alice"},
+                          {"password", "correct horse"},
+                          {"ca.crt", Read(server.ca_pem_path() + ".other")}});
+  EXPECT_FALSE(FetchMain(url, "other-ca").ok());
+  // No credential at all.
+  EXPECT_FALSE(FetchMain(url, "").ok());
+  // A secret in the URL is refused before anything is sent.
+  std::string with_secret = url;
+  with_secret.insert(std::string("https://").size(), "alice:correct%20horse@");
+  absl::Status in_url = FetchMain(with_secret, "").status();
+  EXPECT_THAT(in_url, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--credentials")));
+  EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
+}
+
+TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
+  SshGitServer server(TempDir("ssh"));
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  std::string url = server.Serve(git_.dir(), "app");
+  std::string key = Read(server.client_key_path());
+  std::string known_hosts = server.known_hosts_line() + "\n";
+
+  Credential("git-ssh", {{"ssh-privatekey", key}, {"known_hosts", known_hosts}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "git-ssh");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+
+  // A key the server does not authorize.
+  Credential("wrong-key",
+             {{"ssh-privatekey", Read(server.other_key_path())}, {"known_hosts", known_hosts}});
+  EXPECT_THAT(FetchMain(url, "wrong-key").status(), FailsWith(("refused credential wrong-key")));
+
+  // A changed host key: named with both fingerprints.
+  std::string other_pub = Read(server.other_key_path() + ".pub");
+  std::string changed = absl::StrCat("[127.0.0.1]:", server.port(), " ",
+                                     other_pub.substr(0, other_pub.rfind(' ')), "\n");
+  Credential("changed", {{"ssh-privatekey", key}, {"known_hosts", changed}});
+  EXPECT_THAT(FetchMain(url, "changed").status(), FailsWith(("the SSH host key of [127.0.0.1]:")));
+  EXPECT_THAT(FetchMain(url, "changed").status(),
+              FailsWith(("changed: the server offers SHA256:")));
+
+  // An unknown host.
+  Credential("unknown",
+             {{"ssh-privatekey", key},
+              {"known_hosts", "git.example.com " + other_pub.substr(0, other_pub.rfind(' '))}});
+  EXPECT_THAT(FetchMain(url, "unknown").status(), FailsWith(("unknown SSH host [127.0.0.1]:")));
+
+  // No credential: the host key cannot be checked, so nothing is fetched.
+  EXPECT_THAT(FetchMain(url, "").status(), FailsWith(("ssh:// sources need --credentials")));
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,70 @@
+#ifndef GITFLEET_TESTS_UTIL_GIT_SERVERS_H_
+#define GITFLEET_TESTS_UTIL_GIT_SERVERS_H_
+
+// Private Git servers for tests, real ones from Debian, on loopback:
+// - HttpsGitServer: lighttpd (mod_openssl, mod_auth) running `git http-backend` as CGI,
+//   with a certificate from a test CA and HTTP basic auth;
+// - SshGitServer: OpenSSH's sshd with its own host key, serving Git over SSH to one
+//   authorized test key.
+//
+//   HttpsGitServer https(TempDir("https"));
+//   if (absl::Status s = https.Start("alice", "s3cret"); !s.ok()) GTEST_SKIP() << s;
+//   std::string url = https.Serve(git.dir(), "app");   // https://127.0.0.1:PORT/git/app.git
+//
+// Start fails (Unavailable, saying what is missing) when the server is not installed;
+// tools/setup installs both.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "tests/util/process.h"
+
+namespace gitfleet::testing {
+
+class HttpsGitServer {
+ public:
+  explicit HttpsGitServer(std::string root);
+  absl::Status Start(const std::string& user, const std::string& password);
+  // Publishes a bare clone of the repository at `repo_dir` as NAME.git; returns its URL.
+  // Call again after new commits to publish them.
+  std::string Serve(const std::string& repo_dir, const std::string& name);
+  const std::string& ca_pem_path() const { return ca_; }  // the test CA's certificate
+  int port() const { return port_; }
+  std::string Log() const;
+
+ private:
+  std::string root_;
+  std::string ca_;
+  int port_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
+class SshGitServer {
+ public:
+  explicit SshGitServer(std::string root);
+  absl::Status Start();
+  // Publishes a bare clone as NAME.git; returns ssh://USER@127.0.0.1:PORT/…/NAME.git.
+  std::string Serve(const std::string& repo_dir, const std::string& name);
+  const std::string& client_key_path() const { return client_key_; }  // authorized
+  const std::string& other_key_path() const { return other_key_; }    // not authorized
+  // "[127.0.0.1]:PORT <type> <key>": the line a known_hosts file needs.
+  const std::string& known_hosts_line() const { return known_hosts_; }
+  int port() const { return port_; }
+  std::string Log() const;
+
+ private:
+  std::string root_;
+  std::string client_key_;
+  std::string other_key_;
+  std::string known_hosts_;
+  int port_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
+// A TCP port on 127.0.0.1 nothing listens on right now.
+int FreePort();
+
+}  // namespace gitfleet::testing
+
+#endif  // GITFLEET_TESTS_UTIL_GIT_SERVERS_H_
