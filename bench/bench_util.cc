@@ -37,7 +37,8 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
       // Simulated agents join by name and are targeted by the labels they report.
       std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=" + grpc, "--http=127.0.0.1:0",
                                absl::StrCat("--poll-interval-seconds=", poll_interval_seconds),
-                               "--allow-any-agent", "--trust-agent-labels"},
+                               "--allow-any-agent", "--trust-agent-labels",
+                               "--allow-local-sources"},
       // Each start its own log: they are appended to, and a restart must not find the last
       // start's "serving" line.
       absl::StrCat(root, "/cp.log", starts == 0 ? "" : absl::StrCat(".", starts)));

@@ -58,7 +58,8 @@ int Main() {
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
   MemoryStore store;
-  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(testing::TempDir("bench-cache"));
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(testing::TempDir("bench-cache"), {}, {"", /*allow_local=*/true});
   Hub hub(&store, metrics);
   ControllerOptions options;
   options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);

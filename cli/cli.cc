@@ -41,7 +41,7 @@ namespace {
 constexpr char kUsage[] = R"(usage: gitfleetctl [--server=ADDR] [-o table|json|yaml] COMMAND
 
 commands:
-  source add NAME --url=URL [--ref=main] [--interval=30s] [--replace]
+  source add NAME --url=URL [--ref=main] [--interval=30s] [--credentials=NAME] [--replace]
   source list
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
@@ -470,6 +470,7 @@ class Cli {
     if (!url.has_value() || url->empty()) return Usage("source add needs --url");
     source->set_url(*url);
     source->set_ref(args_.TakeOr("ref", "main"));
+    source->set_credentials_ref(args_.TakeOr("credentials", ""));
     if (std::optional<std::string> interval = args_.Take("interval")) {
       absl::Duration d;
       if (!absl::ParseDuration(*interval, &d) || d < absl::Seconds(1)) {
@@ -499,10 +500,11 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "URL", "REF", "COMMIT", "FETCHED", "ERROR"});
+    Table table({"NAME", "URL", "REF", "CREDENTIALS", "COMMIT", "FETCHED", "ERROR"});
     for (const v1::SourceInfo& s : response.sources()) {
-      table.Add({s.source().name(), s.source().url(), s.source().ref(), Short(s.commit()),
-                 FormatTime(s.fetched_time()), s.error()});
+      table.Add({s.source().name(), s.source().url(), s.source().ref(),
+                 s.source().credentials_ref().empty() ? "-" : s.source().credentials_ref(),
+                 Short(s.commit()), FormatTime(s.fetched_time()), s.error()});
     }
     table.Print(out_);
     return 0;
@@ -897,7 +899,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const std::string& cache_dir) {
   absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(bundle);
   if (!values.ok()) return values.status();
-  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(cache_dir + "/git");
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
+      cache_dir + "/git", {},
+      {/*credentials_dir=*/"", /*allow_local=*/true});  // the user's own disk
   absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url);
   if (!repo.ok()) return repo.status();
   if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;

@@ -1,6 +1,7 @@
 // gitfleet-controlplane: tracks Git sources, renders bundles and streams them to agents.
 // Wiring only: every component lives in its own package.
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -51,6 +52,13 @@ ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
 ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
+ABSL_FLAG(std::string, credentials_dir, "",
+          "Folder of Git credentials, one folder each (NAME/username + NAME/password, or "
+          "NAME/ssh-privatekey + NAME/known_hosts; optional NAME/ca.crt), laid out like a "
+          "mounted Kubernetes Secret. Sources name one with --credentials.");
+ABSL_FLAG(bool, allow_local_sources, false,
+          "Allow file:// and path sources, which read the control plane's own disk (tests and "
+          "demos).");
 ABSL_FLAG(int, fetch_timeout_seconds, 60,
           "One Git fetch, connect to last byte; a server that takes longer fails that source.");
 ABSL_FLAG(int64_t, max_fetch_bytes, int64_t{1} << 30, "Most bytes one Git fetch may receive.");
@@ -170,8 +178,13 @@ int Main(ShutdownSignals& signals) {
   if (absl::Status s = RemoveRecursively(absl::StrCat(data_dir, "/render")); !s.ok()) {
     GF_LOG(WARNING) << "cannot clear stale render scratch copies: " << s.message();
   }
+  // libgit2 reads $HOME/.gitconfig and $HOME/.ssh/known_hosts; neither is the control
+  // plane's business (host keys come from source credentials). Set before any thread runs.
+  setenv("HOME", absl::StrCat(data_dir, "/git/home").c_str(), 1);
+  GitAccess git_access{absl::GetFlag(FLAGS_credentials_dir),
+                       absl::GetFlag(FLAGS_allow_local_sources)};
   std::unique_ptr<GitRepositories> repos =
-      NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits);
+      NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);
   Hub hub(store->get(), metrics);
   hub.SetFleetId(*fleet_id);
   hub.SetTrustAgentLabels(absl::GetFlag(FLAGS_trust_agent_labels));
@@ -201,6 +214,8 @@ int Main(ShutdownSignals& signals) {
   }
   ControllerOptions options;
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
+  options.allow_local_sources = git_access.allow_local;
+  options.credentials_dir = git_access.credentials_dir;
   options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
   options.render_limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
   options.render_limits.max_memory_bytes = absl::GetFlag(FLAGS_render_memory_bytes);

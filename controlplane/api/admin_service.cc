@@ -11,21 +11,10 @@
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
 namespace {
-
-// A URL as it may be logged: any user:password@ taken out (such URLs are refused, but
-// the refusal is audited).
-std::string WithoutUserInfo(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t host = scheme + 3;
-  size_t at = url.find('@', host);
-  size_t slash = url.find('/', host);
-  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
-  return url.substr(0, host) + "…@" + url.substr(at + 1);
-}
 
 // Streams a finished backup in chunks; deletes itself when the call is done.
 class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
@@ -181,7 +170,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContex
                                                       v1::SourceInfo* response) {
   AdminCall call(
       this, context, "AddSource",
-      absl::StrCat(request->source().name(), " url=", WithoutUserInfo(request->source().url())));
+      absl::StrCat(request->source().name(), " url=", RedactUrl(request->source().url())));
   if (!call.allowed()) return call.Refused();
   return call.Reply(controller_->AddSource(request->source(), request->replace()), response);
 }

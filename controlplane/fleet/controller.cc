@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "controlplane/fleet/status.h"
+#include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
 namespace {
@@ -18,16 +19,6 @@ constexpr char kBundles[] = "bundles";
 constexpr char kBundleRecords[] = "bundle_records";
 constexpr char kRevisions[] = "revisions";
 constexpr char kTombstones[] = "tombstones";
-
-absl::Status ValidateUrl(const std::string& url) {
-  if (url.empty()) return absl::InvalidArgumentError("source URL is empty");
-  for (const char* scheme : {"file://", "git://", "http://", "https://", "ssh://"}) {
-    if (absl::StartsWith(url, scheme) && url.size() > strlen(scheme)) return absl::OkStatus();
-  }
-  if (url[0] == '/') return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "source URL \"", url, "\" must start with file://, git://, http://, https://, ssh:// or /"));
-}
 
 absl::StatusOr<std::string> CleanPath(const std::string& path) {
   if (!path.empty() && path[0] == '/') {
@@ -196,16 +187,22 @@ void Controller::Start() { poller_.Start(); }
 absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
-  if (absl::Status s = ValidateUrl(source.url()); !s.ok()) return s;
+  if (absl::Status s = CheckSourceUrl(source.url(), options_.allow_local_sources); !s.ok()) {
+    return s;
+  }
   if (source.ref().find_first_of(" \t\n~^:?*[\\") != std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("ref \"", source.ref(), "\" is not a valid branch, tag or commit"));
   }
   if (!source.credentials_ref().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "source \"", source.name(), "\": credentials (\"", source.credentials_ref(),
-        "\") are not supported yet; use a URL that needs none (file://, git://, public "
-        "https://)"));
+    // Read now for a clear answer at once; the fetch reads it again each time.
+    absl::StatusOr<GitCredential> credential =
+        LoadGitCredential(options_.credentials_dir, source.credentials_ref());
+    if (!credential.ok()) {
+      return absl::Status(
+          credential.status().code(),
+          absl::StrCat("source \"", source.name(), "\": ", credential.status().message()));
+    }
   }
   if (source.poll_interval_seconds() < 0) {
     return absl::InvalidArgumentError("poll interval must not be negative");

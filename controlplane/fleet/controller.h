@@ -43,6 +43,10 @@ struct ControllerOptions {
   bool isolate_jsonnet = true;
   // Revisions kept in the store per bundle, so agents that were away get deltas.
   int revisions_kept = 5;
+  // Sources may be file:// URLs and paths on the control plane's disk.
+  bool allow_local_sources = false;
+  // Where sources' credentials are (git_credentials.h); empty: sources may name none.
+  std::string credentials_dir;
 };
 
 class Controller {

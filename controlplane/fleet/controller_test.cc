@@ -11,6 +11,7 @@ namespace {
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Cm(const std::string& name, const std::string& value = "1") {
   return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\ndata: {v: \"" + value +
@@ -28,7 +29,7 @@ class ControllerTest : public ::testing::Test {
  protected:
   ControllerTest()
       : git_(TempDir("repo")),
-        repos_(NewLibgit2Repositories(TempDir("cache"))),
+        repos_(NewLibgit2Repositories(TempDir("cache"), {}, {"", /*allow_local=*/true})),
         metrics_(registry_) {
     Restart();
   }
@@ -38,8 +39,10 @@ class ControllerTest : public ::testing::Test {
     hub_ = std::make_unique<Hub>(&store_, metrics_);
     hub_->SetTrustAgentLabels(true);  // agents here are targeted by the labels they report
     ASSERT_TRUE(hub_->Load().ok());
-    controller_ = std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_,
-                                               ControllerOptions{});
+    ControllerOptions options;
+    options.allow_local_sources = true;  // the test repositories are local
+    controller_ =
+        std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_, options);
     ASSERT_TRUE(controller_->Load().ok());
   }
 
@@ -126,7 +129,13 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   v1::Source with_credentials = Source();
   with_credentials.set_credentials_ref("github-token");
   EXPECT_THAT(std::string(controller_->AddSource(with_credentials, false).status().message()),
-              HasSubstr("credentials (\"github-token\") are not supported yet"));
+              HasSubstr("source \"app\": source needs credential github-token but the control "
+                        "plane has no --credentials-dir"));
+  v1::Source secret_in_url = Source();
+  secret_in_url.set_url("https://user:hunter2@git.example.com/app.git");
+  absl::Status refused = controller_->AddSource(secret_in_url, false).status();
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("carries credentials"));
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr("hunter2")));
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok()) << "identical re-add is a no-op";
   v1::Source other = Source();

@@ -74,6 +74,7 @@ class Fleet : public ::testing::Test {
       args.push_back("--allow-any-agent");
       args.push_back("--trust-agent-labels");
     }
+    if (allow_local_sources_) args.push_back("--allow-local-sources");  // file:// test repos
     args.insert(args.end(), extra.begin(), extra.end());
     cp_ = std::make_unique<Process>(kControlPlane, args,
                                     root_ + "/cp.log." + std::to_string(++cp_starts_));
@@ -206,6 +207,7 @@ class Fleet : public ::testing::Test {
   std::vector<std::string> ctl_flags_;
   std::string admin_token_;  // for the test's own admin calls (AdminContext)
   bool open_fleet_ = true;   // --allow-any-agent --trust-agent-labels
+  bool allow_local_sources_ = true;
   std::map<std::string, Agent> agents_;
 };
 

@@ -92,7 +92,8 @@ class KubernetesFleet : public ::testing::Test {
         kControlPlane,
         std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
                                  "--http=127.0.0.1:0", "--poll-interval-seconds=1",
-                                 "--allow-any-agent", "--trust-agent-labels"},
+                                 "--allow-any-agent", "--trust-agent-labels",
+                                 "--allow-local-sources"},
         root_ + "/cp.log");
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     ASSERT_GT(grpc_port_, 0) << cp_->Log();

@@ -142,7 +142,7 @@ class Limits : public ::testing::Test {
                                  "--http=127.0.0.1:0", "--poll-interval-seconds=3600",
                                  "--agent-messages-per-second=50", "--agent-connect-burst=5",
                                  "--agent-max-message-bytes=65536", "--allow-any-agent",
-                                 "--trust-agent-labels"},
+                                 "--trust-agent-labels", "--allow-local-sources"},
         root_ + "/cp.log");
     port_ = cp_->WaitForLog(R"(serving gRPC on port (\d+))");
     http_ = std::stoi("0" + cp_->WaitForLog(R"(HTTP on port (\d+))"));
@@ -388,7 +388,8 @@ class Handshakes : public ::testing::Test {
         std::vector<std::string>{"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
                                  "--http=127.0.0.1:0", "--poll-interval-seconds=3600",
                                  "--agent-tokens=" + root_ + "/tokens", "--agent-connect-burst=3",
-                                 "--max-concurrent-handshakes=2", "--hello-timeout-seconds=1"},
+                                 "--max-concurrent-handshakes=2", "--hello-timeout-seconds=1",
+                                 "--allow-local-sources"},
         root_ + "/cp.log");
     port_ = cp_->WaitForLog(R"(serving gRPC on port (\d+))");
     http_ = std::stoi("0" + cp_->WaitForLog(R"(HTTP on port (\d+))"));

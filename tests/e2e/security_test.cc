@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tests/e2e/fleet_fixture.h"
+#include "tests/util/git_servers.h"
 
 namespace gitfleet {
 namespace {
@@ -289,6 +290,63 @@ TEST_F(Security, TheControlPlaneOwnsClusterIdentities) {
   RestartControlPlaneKeepingData();
   EXPECT_TRUE(Eventually([&] { return ConnectedClusters() == 1; })) << Ctl({"cluster", "list"});
   ExpectSynced("prod-eu", "web", first);
+}
+
+TEST_F(Security, PrivateGitCredentialsAreNeverLoggedStoredOrReturned) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  ::gitfleet::testing::HttpsGitServer server(::gitfleet::testing::TempDir("https"));
+  if (absl::Status s = server.Start("deployer", "Pa55-never-shown"); !s.ok()) GTEST_SKIP() << s;
+  std::string url = server.Serve(git_.dir(), "app");
+  std::string credentials = root_ + "/credentials";
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(absl::StrCat(
+          "mkdir -p '", credentials, "/git' && printf deployer > '", credentials,
+          "/git/username' && printf Pa55-never-shown > '", credentials, "/git/password' && cp '",
+          server.ca_pem_path(), "' '", credentials, "/git/ca.crt'")),
+      0);
+  allow_local_sources_ = false;  // the control plane's default
+  StartControlPlane({"--credentials-dir=" + credentials, "--log-level=debug"});
+  StartAgent("prod-eu", "env=prod");
+  int code = 0;
+  // A local path is refused without --allow-local-sources.
+  std::string out = Ctl({"source", "add", "local", "--url=" + git_.url()}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("--allow-local-sources"));
+  // A secret in the URL is refused, and not echoed.
+  std::string with_secret = url;
+  with_secret.insert(std::string("https://").size(), "deployer:Pa55-never-shown@");
+  out = Ctl({"source", "add", "demo", "--url=" + with_secret}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("--credentials"));
+  EXPECT_THAT(out, Not(HasSubstr("Pa55")));
+  // A credential that does not exist is named at once.
+  out = Ctl({"source", "add", "demo", "--url=" + url, "--credentials=nope"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("credential nope not found"));
+
+  out = Ctl({"source", "add", "demo", "--url=" + url, "--credentials=git", "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Ctl({"source", "list"}), ::testing::ContainsRegex("demo .* git "));
+
+  // Nowhere: not in the API's answers, the log, or the store.
+  EXPECT_THAT(Ctl({"source", "list", "-o", "json"}), Not(HasSubstr("Pa55")));
+  EXPECT_THAT(Ctl({"status", "-o", "json"}), Not(HasSubstr("Pa55")));
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr("Pa55")));
+  std::string backup = root_ + "/backup.db";
+  Ctl({"backup", "--out=" + backup}, &code);
+  ASSERT_EQ(code, 0);
+  std::string db;
+  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat("cat '", data_dir_, "'/gitfleet.db* '", backup,
+                                                  "' | grep -ac Pa55 || true"),
+                                     &db),
+            0);
+  EXPECT_EQ(db, "0\n") << "the password is in the store";
 }
 
 }  // namespace
