@@ -28,6 +28,7 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
 }
 
 std::string Scalar(const YAML::Node& node, const char* field) {
+  if (!node.IsMap()) return "";  // subscripting anything else throws
   const YAML::Node value = node[field];
   if (!value || !value.IsScalar()) return "";
   return value.as<std::string>();
@@ -77,10 +78,10 @@ absl::StatusOr<std::string> DataOrFile(const YAML::Node& node, const std::string
   return text;
 }
 
-}  // namespace
-
-absl::StatusOr<KubeConfig> ParseKubeconfig(absl::string_view text, absl::string_view context,
-                                           const std::string& base_dir, const std::string& origin) {
+absl::StatusOr<KubeConfig> ParseKubeconfigUnchecked(absl::string_view text,
+                                                    absl::string_view context,
+                                                    const std::string& base_dir,
+                                                    const std::string& origin) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -150,6 +151,19 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(absl::string_view text, absl::string_
     if (!token_file.empty()) config.token_file = Resolve(base_dir, token_file);
   }
   return config;
+}
+
+}  // namespace
+
+absl::StatusOr<KubeConfig> ParseKubeconfig(absl::string_view text, absl::string_view context,
+                                           const std::string& base_dir, const std::string& origin) {
+  // yaml-cpp throws on a subscript of the wrong node type; a malformed kubeconfig must be
+  // an error, never a crash (found by tests/fuzz:kubeconfig_fuzzer).
+  try {
+    return ParseKubeconfigUnchecked(text, context, base_dir, origin);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": not a kubeconfig (", e.what(), ")"));
+  }
 }
 
 absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, absl::string_view context) {

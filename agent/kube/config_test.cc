@@ -107,6 +107,12 @@ TEST(KubeconfigTest, ErrorsNameWhatIsWrong) {
           .status()
           .message(),
       HasSubstr("needs both client-certificate and client-key"));
+  // Wrong node types are errors, not crashes (tests/fuzz:kubeconfig_fuzzer found these).
+  EXPECT_FALSE(ParseKubeconfig("current-context: a\ncontexts: [x]\n", "", "", "kc").ok());
+  EXPECT_FALSE(ParseKubeconfig("current-context: a\ncontexts: [{name: a, context: [1]}]\n"
+                               "clusters: x\n",
+                               "", "", "kc")
+                   .ok());
 }
 
 TEST(InClusterConfigTest, ReadsTheServiceAccount) {

@@ -146,6 +146,12 @@ TEST(KustomizeRendererTest, RefusesReferencesOutsideTheRepository) {
   auto silent = renderer.Render({"web", "a", {{"a/kustomization.yaml", "resources: []\n"}}});
   EXPECT_THAT(std::string(silent.status().message()),
               HasSubstr("kustomize build a failed: exit code 1"));
+  // Fields of the wrong type name no paths; kustomize itself reports them. They used to
+  // throw out of yaml-cpp (tests/fuzz:kustomization_fuzzer found it).
+  EXPECT_TRUE(CheckKustomizeReferences(
+                  {{"a/kustomization.yaml", "secretGenerator: [replacement]\nopenapi: x\n"}})
+                  .ok());
+  EXPECT_TRUE(CheckKustomizeReferences({{"a/kustomization.yaml", "openapi: [x]\n"}}).ok());
   // Climbing within the repository is fine.
   EXPECT_TRUE(CheckKustomizeReferences(
                   {{"a/b/kustomization.yaml", "resources: [../../base, deploy.yaml]\n"}})

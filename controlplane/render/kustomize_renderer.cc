@@ -60,8 +60,8 @@ bool ResolveInRepository(const std::string& dir, const std::string& relative, st
 }
 
 // Every path a kustomization names, with the field it came from.
-void CollectReferences(const YAML::Node& doc,
-                       std::vector<std::pair<std::string, std::string>>* out) {
+void CollectReferencesUnchecked(const YAML::Node& doc,
+                                std::vector<std::pair<std::string, std::string>>* out) {
   auto add_list = [&](const char* field) {
     const YAML::Node list = doc[field];
     if (!list || !list.IsSequence()) return;
@@ -81,6 +81,7 @@ void CollectReferences(const YAML::Node& doc,
     const YAML::Node list = doc[generator];
     if (!list || !list.IsSequence()) continue;
     for (const YAML::Node& item : list) {
+      if (!item.IsMap()) continue;  // subscripting anything else throws
       for (const char* field : {"files", "envs"}) {
         if (!item[field] || !item[field].IsSequence()) continue;
         for (const YAML::Node& file : item[field]) {
@@ -94,8 +95,22 @@ void CollectReferences(const YAML::Node& doc,
       if (item["env"] && item["env"].IsScalar()) out->push_back({generator, item["env"].Scalar()});
     }
   }
-  if (doc["openapi"] && doc["openapi"]["path"] && doc["openapi"]["path"].IsScalar()) {
+  if (doc["openapi"] && doc["openapi"].IsMap() && doc["openapi"]["path"] &&
+      doc["openapi"]["path"].IsScalar()) {
     out->push_back({"openapi", doc["openapi"]["path"].Scalar()});
+  }
+}
+
+// The same, never throwing: yaml-cpp throws on a subscript of the wrong node type, and a
+// repository's file must never take the control plane down (found by
+// tests/fuzz:kustomization_fuzzer). False when the file was not a kustomization we can read.
+bool CollectReferences(const YAML::Node& doc,
+                       std::vector<std::pair<std::string, std::string>>* out) {
+  try {
+    CollectReferencesUnchecked(doc, out);
+    return true;
+  } catch (const YAML::Exception&) {
+    return false;
   }
 }
 
@@ -120,7 +135,7 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
   }
   if (!doc.IsMap()) return;
   std::vector<std::pair<std::string, std::string>> references;
-  CollectReferences(doc, &references);
+  if (!CollectReferences(doc, &references)) return;  // CheckKustomizeReferences reports it
   for (const auto& [field, reference] : references) {
     std::string resolved;
     if (!ResolveInRepository(dir, reference, &resolved)) continue;
@@ -154,7 +169,10 @@ absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
     std::string dir =
         file.path.find('/') == std::string::npos ? "" : file.path.substr(0, file.path.rfind('/'));
     std::vector<std::pair<std::string, std::string>> references;
-    CollectReferences(doc, &references);
+    if (!CollectReferences(doc, &references)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path, ": not a kustomization (a field has the wrong type)"));
+    }
     for (const auto& [field, reference] : references) {
       if (reference.find("://") != std::string::npos ||
           absl::StartsWith(reference, "github.com/") || absl::StartsWith(reference, "git@")) {
