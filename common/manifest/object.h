@@ -20,8 +20,6 @@
 
 namespace gitfleet {
 
-namespace v1 = ::gitfleet::v1;
-
 // "group/kind/namespace/name"; the core group and cluster scope are empty parts,
 // e.g. "/ConfigMap/web/settings" or "rbac.authorization.k8s.io/ClusterRole//view".
 std::string KeyString(const v1::ObjectKey& key);
