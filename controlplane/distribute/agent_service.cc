@@ -20,8 +20,33 @@ namespace {
 constexpr char kVersion[] = "gitfleet-controlplane/0.1";
 constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 
+std::string BearerToken(const grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return "";
+  std::string value(it->second.data(), it->second.size());
+  absl::string_view token(value);
+  if (!absl::ConsumePrefix(&token, "Bearer ")) return "";
+  return std::string(token);
+}
+
+// Wraps the shared serialized bytes in a slice that keeps them alive: every agent that
+// needs the same message gets the same bytes, serialized once, never copied.
+grpc::ByteBuffer Share(std::shared_ptr<const EncodedMessage> message) {
+  auto* holder = new std::shared_ptr<const EncodedMessage>(std::move(message));
+  grpc::Slice slice(
+      const_cast<char*>((*holder)->bytes.data()), (*holder)->bytes.size(),
+      [](void* p) { delete static_cast<std::shared_ptr<const EncodedMessage>*>(p); }, holder);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+}  // namespace
+
 // What a hello may carry: everything in it is kept per cluster, so all of it is bounded.
-absl::Status ValidateHelloBounds(const v1::Hello& hello) {
+absl::Status ValidateHello(const v1::Hello& hello) {
+  if (absl::Status s = ValidateClusterName(hello.cluster()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("hello: ", s.message()));
+  }
   constexpr int kMaxLabels = 64;
   constexpr size_t kMaxLabelBytes = 316;  // a qualified key (253 + 63) or a value
   constexpr int kMaxHeld = 2048;          // with names and revisions, within max_hello_bytes
@@ -86,28 +111,6 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
       return absl::OkStatus();
   }
 }
-
-std::string BearerToken(const grpc::CallbackServerContext* context) {
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) return "";
-  std::string value(it->second.data(), it->second.size());
-  absl::string_view token(value);
-  if (!absl::ConsumePrefix(&token, "Bearer ")) return "";
-  return std::string(token);
-}
-
-// Wraps the shared serialized bytes in a slice that keeps them alive: every agent that
-// needs the same message gets the same bytes, serialized once, never copied.
-grpc::ByteBuffer Share(std::shared_ptr<const EncodedMessage> message) {
-  auto* holder = new std::shared_ptr<const EncodedMessage>(std::move(message));
-  grpc::Slice slice(
-      const_cast<char*>((*holder)->bytes.data()), (*holder)->bytes.size(),
-      [](void* p) { delete static_cast<std::shared_ptr<const EncodedMessage>*>(p); }, holder);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-}  // namespace
 
 // One agent stream. Reads run back to back; at most one write is in flight, and the
 // set of bundles waiting for a write coalesces, so a slow agent holds one entry per
@@ -332,9 +335,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   }
 
   bool Authenticate(const v1::Hello& hello) {
-    absl::Status valid = ValidateClusterName(hello.cluster());
-    if (!valid.ok()) valid = absl::InvalidArgumentError(absl::StrCat("hello: ", valid.message()));
-    if (valid.ok()) valid = ValidateHelloBounds(hello);
+    absl::Status valid = ValidateHello(hello);
     if (!valid.ok()) {
       Reject("invalid_hello", valid);
       return false;

@@ -48,6 +48,12 @@ struct AgentLimits {
 
 class AgentStream;
 
+// What the control plane accepts from an agent, checked before anything of it is kept:
+// the hello (cluster name, labels, held bundles, all bounded), and every later message
+// (bundle names are names, revisions bounded).
+absl::Status ValidateHello(const v1::Hello& hello);
+absl::Status ValidateAgentMessage(const v1::AgentMessage& message);
+
 // Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's
 // pre-serialized bytes; the method stays registered, so reflection still lists it.
 class AgentServiceImpl final
