@@ -1,0 +1,21 @@
+// The kustomization path checker: a repository's kustomization.yaml may name anything.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "controlplane/render/renderer.h"
+#include "tests/fuzz/chunks.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // The first chunk is the overlay's kustomization; the rest are files beside it.
+  std::vector<std::string> chunks = gitfleet::fuzz::Chunks(data, size, 8);
+  if (chunks.empty()) return 0;
+  std::vector<gitfleet::RepoFile> files;
+  files.push_back({"overlays/prod/kustomization.yaml", chunks[0]});
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    files.push_back({"base/file-" + std::to_string(i) + ".yaml", chunks[i]});
+  }
+  files.push_back({"base/kustomization.yaml", chunks.size() > 1 ? chunks[1] : ""});
+  (void)gitfleet::CheckKustomizeReferences(files);
+  return 0;
+}
