@@ -90,7 +90,14 @@ struct UsageError {
   std::string message;
 };
 
-// Parsed command line: positional words and --flags (with or without =value).
+// Flags that stand alone; every other flag takes a value, as --flag=value or --flag value.
+bool IsBoolFlag(const std::string& name) {
+  return name == "replace" || name == "prune" || name == "self-heal" || name == "help" ||
+         name == "allow-empty";
+}
+
+// Parsed command line: positional words and --flags (--flag=value or --flag value; a
+// boolean flag alone means true).
 class Args {
  public:
   static absl::StatusOr<Args> Parse(const std::vector<std::string>& raw) {
@@ -108,7 +115,15 @@ class Args {
         size_t eq = a.find('=');
         std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
         if (name.empty()) return absl::InvalidArgumentError(absl::StrCat("bad flag \"", a, "\""));
-        args.flags_[name].push_back(eq == std::string::npos ? "true" : a.substr(eq + 1));
+        if (eq != std::string::npos) {
+          args.flags_[name].push_back(a.substr(eq + 1));
+        } else if (IsBoolFlag(name)) {
+          args.flags_[name].push_back("true");  // --prune=false to turn one off
+        } else if (i + 1 < raw.size() && !absl::StartsWith(raw[i + 1], "--")) {
+          args.flags_[name].push_back(raw[++i]);  // --values k=v, as kubectl and flux take it
+        } else {
+          args.flags_[name].push_back("true");  // the command says what it wanted instead
+        }
       } else {
         args.words_.push_back(a);
       }

@@ -132,6 +132,11 @@ TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
               "--cluster-values=env=prod;replicas=5", "--cluster-values=env=dev;replicas=9"});
   ASSERT_EQ(rule.code, 0) << rule.err;
   EXPECT_THAT(rule.out, HasSubstr("replicas: \"5\""));
+  // --flag value, as kubectl, argocd and flux take it, means the same as --flag=value.
+  Result spaced = RunCtl({"render", "--repo", git.dir(), "--path", "web", "--labels", "env=prod",
+                          "--values", "replicas=3", "--cluster", "eu-1"});
+  ASSERT_EQ(spaced.code, 0) << spaced.err;
+  EXPECT_EQ(spaced.out, r.out);
   Result missing = RunCtl({"render", "--repo=" + git.dir(), "--path=web"});
   EXPECT_EQ(missing.code, 1);
   EXPECT_THAT(missing.err, HasSubstr("ConfigMap web-${env}: variable ${env} has no value"));
