@@ -41,7 +41,7 @@ namespace {
 constexpr char kUsage[] = R"(usage: gitfleetctl [--server=ADDR] [-o table|json|yaml] COMMAND
 
 commands:
-  source add NAME --url=URL [--ref=main] [--interval=30s] [--credentials=NAME] [--replace]
+  source add NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]
   source list
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
@@ -72,7 +72,7 @@ commands:
                          what applying the bundle would change on that cluster now (the
                          agent's dry run); exits 0 for nothing, 3 for changes
   sync SOURCE            fetch a source now
-  render --repo=DIR_OR_URL [--ref=main] [--path=DIR] [--engine=E]
+  render --repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E]
          [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] [--values-file=...]
                          render locally, without a control plane, for a cluster with
                          these labels; prints the objects after substitution
@@ -484,7 +484,7 @@ class Cli {
     std::optional<std::string> url = args_.Take("url");
     if (!url.has_value() || url->empty()) return Usage("source add needs --url");
     source->set_url(*url);
-    source->set_ref(args_.TakeOr("ref", "main"));
+    source->set_ref(args_.TakeOr("ref", ""));  // empty: the remote's default branch
     source->set_credentials_ref(args_.TakeOr("credentials", ""));
     if (std::optional<std::string> interval = args_.Take("interval")) {
       absl::Duration d;
@@ -501,7 +501,8 @@ class Cli {
     if (format_ != "table") return Print(info);
     out_ << "source " << info.source().name() << " added";
     if (!info.commit().empty())
-      out_ << " (" << info.source().ref() << " at " << Short(info.commit()) << ")";
+      out_ << " (" << (info.source().ref().empty() ? "default branch" : info.source().ref())
+           << " at " << Short(info.commit()) << ")";
     out_ << "\n";
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     return 0;
@@ -517,7 +518,8 @@ class Cli {
     if (format_ != "table") return Print(response);
     Table table({"NAME", "URL", "REF", "CREDENTIALS", "COMMIT", "FETCHED", "ERROR"});
     for (const v1::SourceInfo& s : response.sources()) {
-      table.Add({s.source().name(), s.source().url(), s.source().ref(),
+      table.Add({s.source().name(), s.source().url(),
+                 s.source().ref().empty() ? "(default)" : s.source().ref(),
                  s.source().credentials_ref().empty() ? "-" : s.source().credentials_ref(),
                  Short(s.commit()), FormatTime(s.fetched_time()), s.error()});
     }
@@ -859,7 +861,7 @@ class Cli {
     if (args_.words().size() > 1) return Usage("render takes no arguments; use --repo and --path");
     std::string repo = args_.TakeOr("repo", "");
     if (repo.empty()) return Usage("render needs --repo (a directory or a Git URL)");
-    std::string ref = args_.TakeOr("ref", "main");
+    std::string ref = args_.TakeOr("ref", "");  // empty: the repository's default branch
     std::string path = args_.TakeOr("path", "");
     while (!path.empty() && path.back() == '/') path.pop_back();
     v1::Bundle bundle;

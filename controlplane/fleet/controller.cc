@@ -207,7 +207,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
   if (source.poll_interval_seconds() < 0) {
     return absl::InvalidArgumentError("poll interval must not be negative");
   }
-  if (source.ref().empty()) source.set_ref("main");
+  // An empty ref follows the remote's default branch (its HEAD), as git clone does.
   {
     MutexLock lock(&mu_);
     auto it = sources_.find(source.name());

@@ -232,6 +232,21 @@ class Libgit2Repository : public GitRepository {
     git_strarray refspecs = {const_cast<char**>(specs), 2};
     int rc = git_remote_fetch(remote_.get(), &refspecs, &options, "gitfleet fetch");
     if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", url_));
+    // The remote's default branch (its HEAD), kept as refs/remotes/origin/HEAD as git
+    // clone does: a source without a ref follows it, whether it is main, master or other.
+    git_buf head = {nullptr, 0, 0};
+    if (git_remote_default_branch(&head, remote_.get()) == 0 && head.ptr != nullptr) {
+      absl::string_view branch(head.ptr);
+      if (absl::ConsumePrefix(&branch, "refs/heads/")) {
+        git_reference* symbolic = nullptr;
+        if (git_reference_symbolic_create(&symbolic, repo_.get(), "refs/remotes/origin/HEAD",
+                                          absl::StrCat("refs/remotes/origin/", branch).c_str(),
+                                          /*force=*/1, "gitfleet: remote HEAD") == 0) {
+          git_reference_free(symbolic);
+        }
+      }
+    }
+    git_buf_dispose(&head);
     return absl::OkStatus();
   }
 
@@ -242,7 +257,9 @@ class Libgit2Repository : public GitRepository {
     if (IsCommitId(ref)) {
       candidates.push_back(ref);
     } else if (ref.empty()) {
-      candidates = {"refs/remotes/origin/main", "refs/remotes/origin/master"};
+      // The remote's default branch; before a fetch told us, the usual names.
+      candidates = {"refs/remotes/origin/HEAD", "refs/remotes/origin/main",
+                    "refs/remotes/origin/master"};
     } else {
       candidates = {absl::StrCat("refs/remotes/origin/", ref), absl::StrCat("refs/tags/", ref)};
     }
@@ -262,9 +279,9 @@ class Libgit2Repository : public GitRepository {
       info.summary = summary ? summary : "";
       return info;
     }
-    return absl::NotFoundError(absl::StrCat("ref \"", ref.empty() ? "main" : ref,
-                                            "\" not found in ", url_,
-                                            " (branches: ", BranchesLocked(), ")"));
+    return absl::NotFoundError(absl::StrCat(
+        ref.empty() ? std::string("the default branch") : absl::StrCat("ref \"", ref, "\""),
+        " not found in ", url_, " (branches: ", BranchesLocked(), ")"));
   }
 
   absl::StatusOr<std::string> TreeId(const std::string& commit, const std::string& path) override {

@@ -15,6 +15,32 @@ using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 
+TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
+  // A repository whose HEAD is "trunk", with a "main" branch that is not the default.
+  GitFixture git(TempDir("repo"));
+  git.Git("checkout -q -b trunk");
+  git.Write("a.yaml", "a: 1\n");
+  std::string trunk = git.Commit("on trunk");
+  git.Git("branch -q main");
+  git.Write("a.yaml", "a: 2\n");
+  std::string newer = git.Commit("newer on trunk");
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  EXPECT_EQ(repo->Resolve("")->id, newer) << "HEAD is trunk, not main";
+  EXPECT_EQ(repo->Resolve("main")->id, trunk);
+
+  // A master-only repository.
+  GitFixture old(TempDir("old"));
+  old.Git("checkout -q -b master");
+  old.Write("a.yaml", "a: 1\n");
+  std::string master = old.Commit("on master");
+  old.Git("branch -q -D main 2>/dev/null || true");
+  auto old_repo = *repos->ForUrl(old.url());
+  ASSERT_TRUE(old_repo->Fetch().ok());
+  EXPECT_EQ(old_repo->Resolve("")->id, master);
+}
+
 TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   GitFixture git(TempDir("repo"));
   git.Write("apps/web/a.yaml", "a: 1\n");
