@@ -1,6 +1,10 @@
 // Private Git against real servers on loopback: HTTPS with basic auth and a private CA
 // (lighttpd running git http-backend), and SSH with a key and verified host keys (sshd).
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -134,6 +138,34 @@ TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
 
   // No credential: the host key cannot be checked, so nothing is fetched.
   EXPECT_THAT(FetchMain(url, "").status(), FailsWith(("ssh:// sources need --credentials")));
+}
+
+TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
+  // The kernel accepts the connection into the backlog; nothing ever speaks. libssh2 does
+  // its own socket I/O, so only the watchdog of timed_stream.cc can end its wait.
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  socklen_t length = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length);
+  int port = ntohs(addr.sin_port);
+  Credential("silent",
+             {{"ssh-privatekey", "not used"},
+              {"known_hosts", absl::StrCat("[127.0.0.1]:", port, " ssh-ed25519 AAAA\n")}});
+  GitLimits limits;
+  limits.fetch_timeout = absl::Seconds(2);
+  auto repos = NewLibgit2Repositories(TempDir("cache"), limits, {credentials_, false});
+  auto repo = *repos->ForUrl(absl::StrCat("ssh://git@127.0.0.1:", port, "/app.git"), "silent");
+  absl::Time start = absl::Now();
+  absl::Status fetched = repo->Fetch();
+  absl::Duration took = absl::Now() - start;
+  EXPECT_FALSE(fetched.ok());
+  EXPECT_LT(took, absl::Seconds(15)) << fetched;
+  EXPECT_GE(took, absl::Seconds(1)) << fetched;
+  close(listener);
 }
 
 }  // namespace

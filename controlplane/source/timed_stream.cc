@@ -11,12 +11,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/sync.h"
 
 namespace gitfleet {
 namespace {
@@ -31,6 +35,49 @@ struct TimedSocket {
   char* host;
   char* port;
   int s;
+};
+
+// libgit2's SSH transport hands the socket to libssh2, which reads and writes it itself and
+// waits without a deadline. So every connected socket is also watched: once its fetch's
+// deadline passes, or fetches are cancelled, the watchdog shuts it down, which ends any
+// wait on it (libssh2's included) with an error. Sockets are unwatched under the same lock
+// before they are closed, so a shutdown never reaches a reused descriptor.
+class Watchdog {
+ public:
+  static Watchdog& Get() {
+    static Watchdog* watchdog = new Watchdog();  // never destroyed: its thread runs on
+    return *watchdog;
+  }
+  void Watch(int fd, absl::Time deadline) {
+    MutexLock lock(&mu_);
+    sockets_[fd] = deadline;
+  }
+  void Unwatch(int fd) {
+    MutexLock lock(&mu_);
+    sockets_.erase(fd);
+  }
+
+ private:
+  Watchdog() {
+    std::thread([this] { Run(); }).detach();
+  }
+  void Run() {
+    while (true) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      MutexLock lock(&mu_);
+      absl::Time now = absl::Now();
+      for (auto it = sockets_.begin(); it != sockets_.end();) {
+        if (cancelled.load() || now > it->second) {
+          ::shutdown(it->first, SHUT_RDWR);
+          it = sockets_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  Mutex mu_;
+  std::map<int, absl::Time> sockets_ ABSL_GUARDED_BY(mu_);
 };
 
 int Fail(const std::string& message) {
@@ -92,6 +139,9 @@ int Connect(git_stream* stream) {
     if (rc == 0) {
       st->s = fd;
       freeaddrinfo(found);
+      if (fetch_deadline != absl::InfiniteFuture() || cancelled.load()) {
+        Watchdog::Get().Watch(fd, fetch_deadline);
+      }
       return 0;
     }
     last_error = strerror(errno);
@@ -134,13 +184,17 @@ ssize_t Write(git_stream* stream, const char* data, size_t len, int) {
 
 int Close(git_stream* stream) {
   auto* st = reinterpret_cast<TimedSocket*>(stream);
-  if (st->s >= 0) close(st->s);
+  if (st->s >= 0) {
+    Watchdog::Get().Unwatch(st->s);
+    close(st->s);
+  }
   st->s = -1;
   return 0;
 }
 
 void Free(git_stream* stream) {
   auto* st = reinterpret_cast<TimedSocket*>(stream);
+  Close(stream);  // unwatches it too
   free(st->host);
   free(st->port);
   free(st);
