@@ -45,7 +45,7 @@ commands:
   source list
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
-             [--engine=plain] [--prune=true] [--self-heal=true] [--replace]
+             [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]
              [--values=K=V,...]                 defaults for every cluster
              [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins
              [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments
@@ -189,6 +189,9 @@ std::vector<std::string> SplitList(const std::optional<std::string>& text) {
 
 // The per-cluster value flags shared by `bundle add` and `render`.
 absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
+  absl::StatusOr<bool> allow_empty = args.TakeBool("allow-empty", false);
+  if (!allow_empty.ok()) return allow_empty.status();
+  bundle->set_allow_empty(*allow_empty);
   if (std::optional<std::string> values = args.Take("values")) {
     absl::StatusOr<std::map<std::string, std::string>> pairs = ParsePairs("values", *values);
     if (!pairs.ok()) return pairs.status();
@@ -949,6 +952,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   params.bundle = bundle.name();
   params.commit = commit->id;
   params.values = *values;
+  params.allow_empty = bundle.allow_empty();
+  params.path = path;
+  params.engine = chosen;
   absl::StatusOr<std::shared_ptr<const Revision>> revision;
   if (chosen == "jsonnet" || chosen == "helm") {
     std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());

@@ -142,6 +142,19 @@ TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
   EXPECT_THAT(missing.err, HasSubstr("ConfigMap web-${env}: variable ${env} has no value"));
 }
 
+TEST(RenderCommandTest, AnEmptyRenderIsAnErrorUnlessAllowed) {
+  GitFixture git(TempDir("render"));
+  git.Write("web/README.md", "not a manifest\n");
+  git.Commit("no manifests");
+  Result empty = RunCtl({"render", "--repo=" + git.dir(), "--path=web"});
+  EXPECT_EQ(empty.code, 1);
+  EXPECT_THAT(empty.err, HasSubstr("renders no objects from path web (engine plain)"));
+  EXPECT_THAT(empty.err, HasSubstr("--allow-empty"));
+  Result allowed = RunCtl({"render", "--repo=" + git.dir(), "--path=web", "--allow-empty"});
+  EXPECT_EQ(allowed.code, 0) << allowed.err;
+  EXPECT_EQ(allowed.out, "");
+}
+
 TEST(RenderCommandTest, BadInputIsAOneLineError) {
   GitFixture git(TempDir("render"));
   git.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");

@@ -518,16 +518,21 @@ BundleVariants::Params Controller::ContentParams(const std::string& name,
                                                  const ValuesSpec& values, uint64_t generation,
                                                  const std::string& commit,
                                                  absl::Time committed_time) {
-  return {name,
-          commit,
-          committed_time,
-          definition.sync(),
-          definition.target_namespace(),
-          absl::InfinitePast(),
-          values,
-          [this, name, generation](const std::shared_ptr<const Revision>& revision) {
-            OnNewRevision(name, generation, revision);
-          }};
+  BundleVariants::Params params{
+      name,
+      commit,
+      committed_time,
+      definition.sync(),
+      definition.target_namespace(),
+      absl::InfinitePast(),
+      values,
+      [this, name, generation](const std::shared_ptr<const Revision>& revision) {
+        OnNewRevision(name, generation, revision);
+      }};
+  params.allow_empty = definition.allow_empty();
+  params.path = definition.path();
+  params.engine = definition.engine();
+  return params;
 }
 
 void Controller::RememberRevision(const std::string& bundle, const std::string& id, size_t kept,
@@ -667,6 +672,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     BundleVariants::Params params =
         ContentParams(name, definition, values, generation, commit.id, commit.time);
     params.seen_time = start;
+    params.engine = engine;
     if (status.ok() && TakesValues(engine)) {
       variant_paths = std::make_shared<ReadPathSet>();
       std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),

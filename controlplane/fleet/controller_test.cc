@@ -174,6 +174,36 @@ TEST_F(ControllerTest, MissingPathIsABundleErrorNotACrash) {
   EXPECT_TRUE(info->revision().empty());
 }
 
+TEST_F(ControllerTest, AnEmptyRenderFailsTheBundleAndKeepsItsLastGoodRevision) {
+  git_.Write("web/cm.yaml", Cm("a"));
+  git_.Write("docs/README.md", "no manifests here\n");
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto web = controller_->AddBundle(Bundle("web", "web"), false);
+  ASSERT_TRUE(web.ok());
+  std::string good = web->revision();
+  ASSERT_FALSE(good.empty());
+  // Everything moved away: an empty render, which would prune the bundle everywhere.
+  git_.Remove("web/cm.yaml");
+  git_.Write("web/README.md", "moved to apps/web\n");
+  git_.Commit("moved");
+  auto after = controller_->SyncSource("app");
+  ASSERT_TRUE(after.ok());
+  v1::BundleInfo info;
+  for (const v1::BundleInfo& b : controller_->ListBundles()) {
+    if (b.bundle().name() == "web") info = b;
+  }
+  EXPECT_EQ(info.revision(), good) << "the last good revision stays";
+  EXPECT_THAT(info.error(), HasSubstr("bundle web renders no objects from path web"));
+  // A bundle that says so may be empty.
+  v1::Bundle empty = Bundle("docs", "docs");
+  empty.set_allow_empty(true);
+  auto docs = controller_->AddBundle(empty, false);
+  ASSERT_TRUE(docs.ok());
+  EXPECT_TRUE(docs->error().empty()) << docs->error();
+  EXPECT_EQ(docs->object_count(), 0);
+}
+
 TEST_F(ControllerTest, DetectsEnginesAndRerendersWhenABaseOutsideThePathChanges) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");

@@ -70,8 +70,20 @@ Values ValuesSpec::ForCluster(const v1::ClusterInfo& cluster) const {
   return out;
 }
 
+static absl::Status CheckNotEmpty(const BundleVariants::Params& params, const ObjectSet& objects) {
+  if (params.allow_empty || objects.size() > 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "bundle ", params.bundle, " renders no objects from ",
+      params.path.empty() ? std::string("the repository root") : absl::StrCat("path ", params.path),
+      params.engine.empty() ? "" : absl::StrCat(" (engine ", params.engine, ")"),
+      "; a wrong --path, an empty directory or an entry file that was not detected are the "
+      "usual causes. Nothing is applied or pruned; if empty is meant, add the bundle with "
+      "--allow-empty"));
+}
+
 absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Params params,
                                                                              ObjectSet objects) {
+  if (absl::Status s = CheckNotEmpty(params, objects); !s.ok()) return s;
   bool references = false;
   for (const auto& [key, object] : objects.objects()) {
     if (!HasVariables(object.yaml())) continue;
@@ -124,6 +136,9 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
                                           ? SubstituteObjects(template_->objects, values, &read)
                                           : render_(values, &read);
   absl::StatusOr<std::shared_ptr<const Revision>> result = absl::UnknownError("not built");
+  if (objects.ok()) {
+    if (absl::Status s = CheckNotEmpty(params_, *objects); !s.ok()) objects = s;
+  }
   if (!objects.ok()) {
     result = objects.status();
   } else {

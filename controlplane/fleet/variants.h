@@ -59,6 +59,10 @@ class BundleVariants : public BundleContent {
     // Called (without locks held) for each revision built for some cluster, so it can
     // be stored for deltas after a restart.
     std::function<void(const std::shared_ptr<const Revision>&)> on_new_revision;
+    // Unless set, a render of no objects is an error naming `path` and `engine`.
+    bool allow_empty = false;
+    std::string path;
+    std::string engine;
   };
   using RenderFn = std::function<absl::StatusOr<ObjectSet>(const Values& values, ReadValues* read)>;
 
