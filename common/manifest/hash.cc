@@ -37,4 +37,6 @@ std::string Sha256Hex(absl::string_view data) {
   return h.FinishHex();
 }
 
+std::string Sha256Bytes(absl::string_view data) { return absl::HexStringToBytes(Sha256Hex(data)); }
+
 }  // namespace gitfleet

@@ -9,6 +9,8 @@ namespace gitfleet {
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(absl::string_view data);
+// The 32 raw bytes of the SHA-256 of `data` (for tokens kept as hashes).
+std::string Sha256Bytes(absl::string_view data);
 
 // Incremental SHA-256 for hashing many pieces without concatenating them.
 //

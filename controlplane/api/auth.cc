@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <set>
 
@@ -14,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_system.h"
+#include "common/manifest/hash.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/server_context.h"
 
@@ -23,12 +23,6 @@ namespace {
 constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 constexpr size_t kMaxFileBytes = 1 << 20;
 constexpr size_t kMaxTokenBytes = 4096;
-
-std::string Sha256Raw(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
-}
 
 // The non-comment lines of a config file, split on whitespace, with their line numbers.
 std::vector<std::pair<int, std::vector<std::string>>> Lines(const std::string& text) {
@@ -191,7 +185,7 @@ absl::StatusOr<Caller> ApiAuth::Identify(const CallerFacts& facts) const {
     // A credential that was sent and is wrong is refused, never ignored in favour of
     // another one.
     if (!facts.bearer_token.empty() && facts.bearer_token.size() <= kMaxTokenBytes) {
-      std::string digest = Sha256Raw(facts.bearer_token);
+      std::string digest = Sha256Bytes(facts.bearer_token);
       const Token* found = nullptr;
       for (const Token& token : tokens_) {  // compare with every entry: constant time
         if (CRYPTO_memcmp(token.sha256.data(), digest.data(), digest.size()) == 0) found = &token;
@@ -261,7 +255,7 @@ bool IsLocalPeer(const std::string& encoded_peer) {
 }
 
 std::string TokenLine(const std::string& name, Role role, const std::string& token) {
-  return absl::StrCat(name, " ", RoleName(role), " ", absl::BytesToHexString(Sha256Raw(token)));
+  return absl::StrCat(name, " ", RoleName(role), " ", absl::BytesToHexString(Sha256Bytes(token)));
 }
 
 }  // namespace gitfleet

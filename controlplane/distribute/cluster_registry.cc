@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "common/file_system.h"
 #include "common/logging.h"
+#include "common/manifest/hash.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -20,12 +21,6 @@ namespace {
 constexpr char kRegistrations[] = "registrations";
 constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
-
-std::string Sha256Raw(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
-}
 
 absl::StatusOr<std::string> NewToken() {
   unsigned char bytes[32];
@@ -70,7 +65,7 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
     }
     if (absl::Status s = ValidateClusterName(fields[0]); !s.ok()) return where(s.message());
     Entry entry;
-    entry.token_sha256 = Sha256Raw(fields[1]);
+    entry.token_sha256 = Sha256Bytes(fields[1]);
     if (fields.size() == 3) {
       absl::StatusOr<LabelMap> labels = ParseLabels(fields[2]);
       if (!labels.ok()) return where(labels.status().message());
@@ -127,7 +122,7 @@ bool ClusterRegistry::Matches(const std::string& cluster, const std::string& tok
   MutexLock lock(&mu_);
   auto it = clusters_.find(cluster);
   if (it == clusters_.end() || token.empty() || token.size() > kMaxTokenBytes) return false;
-  std::string digest = Sha256Raw(token);
+  std::string digest = Sha256Bytes(token);
   return CRYPTO_memcmp(digest.data(), it->second.token_sha256.data(), digest.size()) == 0;
 }
 
@@ -189,7 +184,7 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
   Entry entry;
   entry.labels = labels;
   entry.has_labels = true;
-  entry.token_sha256 = Sha256Raw(*token);
+  entry.token_sha256 = Sha256Bytes(*token);
   entry.from_api = true;
   {
     MutexLock lock(&mu_);
@@ -238,7 +233,7 @@ absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name
           absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
     }
     Entry entry = it->second;
-    entry.token_sha256 = Sha256Raw(*token);
+    entry.token_sha256 = Sha256Bytes(*token);
     entry.from_api = true;
     if (absl::Status s = Persist(name, entry); !s.ok()) return s;
     it->second = entry;
