@@ -66,7 +66,7 @@ ABSL_FLAG(int64_t, max_blob_bytes, 16 << 20, "Largest file a render may read fro
 ABSL_FLAG(int64_t, max_read_bytes, int64_t{256} << 20,
           "Most bytes of files one render may read from Git at one commit.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent (bundle updates).");
-ABSL_FLAG(int, max_request_bytes, 4 << 20,
+ABSL_FLAG(int, max_request_bytes, 1 << 20,
           "Largest gRPC message received on an admin call; agents have "
           "--agent-max-message-bytes.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
