@@ -236,6 +236,50 @@ local app = import '../../lib/app.libsonnet';
   ExpectSameAsJsonnetCli(*ours, {repo.dir + "/apps/web/main.jsonnet"});
 }
 
+TEST(JsonnetRendererTest, ADirectoryWithoutMainJsonnetEvaluatesEveryJsonnetFile) {
+  // Argo CD's guestbook layout: an entry file of any name beside a params library.
+  Repo repo;
+  repo.Add("guestbook/params.libsonnet", "{ replicas: 2, name: 'guestbook-ui' }\n");
+  repo.Add("guestbook/guestbook-ui.jsonnet", R"(
+local params = import 'params.libsonnet';
+[
+  { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: params.name },
+    spec: { replicas: params.replicas } },
+  { apiVersion: 'v1', kind: 'Service', metadata: { name: params.name } },
+]
+)");
+  repo.Add("guestbook/extra.jsonnet",
+           "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'extra' } }\n");
+  repo.Add("guestbook/sub/ignored.jsonnet", "error 'subdirectories are not entries'\n");
+  EXPECT_EQ(DetectEngine("guestbook", repo.files), "jsonnet");
+  EXPECT_THAT(JsonnetEntryFiles("guestbook", repo.files),
+              ::testing::ElementsAre("guestbook/extra.jsonnet", "guestbook/guestbook-ui.jsonnet"));
+  JsonnetRenderer renderer;
+  std::vector<std::string> read;
+  auto ours = renderer.Render({"guestbook", "guestbook", repo.files, &read});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  EXPECT_EQ(ours->size(), 3u);
+  EXPECT_THAT(read, ::testing::Contains("guestbook/params.libsonnet"));
+  // Object for object what the jsonnet CLI makes of the two files.
+  if (access("/usr/bin/jsonnet", X_OK) != 0) GTEST_SKIP() << "the jsonnet CLI is not installed";
+  ObjectSet theirs;
+  for (const char* file : {"extra.jsonnet", "guestbook-ui.jsonnet"}) {
+    SubprocessOptions options;
+    options.env = {"PATH=/usr/bin:/bin"};
+    auto tool = RunSubprocess({"/usr/bin/jsonnet", repo.dir + "/guestbook/" + file}, options);
+    ASSERT_TRUE(tool.ok() && tool->exit_code == 0) << tool->stderr_text;
+    YAML::Node value = YAML::Load(tool->stdout_text);
+    if (value.IsSequence()) {
+      for (const YAML::Node& item : value) theirs.Put(*MakeObject(*EmitBlockYaml(item), "cli"));
+    } else {
+      theirs.Put(*MakeObject(*EmitBlockYaml(value), "cli"));
+    }
+  }
+  EXPECT_EQ(Summary(*ours), Summary(theirs));
+  // A plain directory of YAML stays plain.
+  EXPECT_EQ(DetectEngine("p", {{"p/a.yaml", ""}, {"p/lib.libsonnet", ""}}), "plain");
+}
+
 TEST(JsonnetRendererTest, ExtVarsAndTopLevelArgumentsMatchTheJsonnetCli) {
   Repo repo;
   repo.Add("lib/app.libsonnet", R"(
@@ -348,8 +392,9 @@ TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("escapes the repository"));
   auto absolute = renderer.Render({"b", "x", {{"x/main.jsonnet", "import '/etc/passwd'"}}});
   EXPECT_THAT(std::string(absolute.status().message()), HasSubstr("absolute paths are refused"));
-  auto missing = renderer.Render({"b", "x", {{"x/other.jsonnet", "{}"}}});
-  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("x/main.jsonnet not found"));
+  auto missing = renderer.Render({"b", "x", {{"x/lib.libsonnet", "{}"}}});
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("no main.jsonnet and no other *.jsonnet file in x"));
 }
 
 }  // namespace

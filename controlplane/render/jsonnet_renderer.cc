@@ -1,9 +1,11 @@
+#include <algorithm>
 #include <map>
 
 extern "C" {
 #include <libjsonnet.h>
 }
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -215,12 +217,34 @@ Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
 
 }  // namespace
 
+std::vector<std::string> JsonnetEntryFiles(const std::string& path,
+                                           const std::vector<RepoFile>& files) {
+  const std::string prefix = path.empty() ? "" : path + "/";
+  for (const RepoFile& file : files) {
+    if (file.path == prefix + "main.jsonnet") return {file.path};
+  }
+  // Argo CD's directory mode: every *.jsonnet directly in the path (not *.libsonnet,
+  // which are libraries), in name order.
+  std::vector<std::string> entries;
+  for (const RepoFile& file : files) {
+    absl::string_view rest(file.path);
+    if (!absl::ConsumePrefix(&rest, prefix) || rest.find('/') != absl::string_view::npos) {
+      continue;
+    }
+    if (absl::EndsWith(rest, ".jsonnet")) entries.push_back(file.path);
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
 absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   std::map<std::string, const RepoFile*> files;
   for (const RepoFile& file : input.files) files[file.path] = &file;
-  std::string main_path = input.path.empty() ? "main.jsonnet" : input.path + "/main.jsonnet";
-  if (files.count(main_path) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("engine jsonnet: ", main_path, " not found"));
+  std::vector<std::string> entries = JsonnetEntryFiles(input.path, input.files);
+  if (entries.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine jsonnet: no main.jsonnet and no other *.jsonnet file in ",
+                     input.path.empty() ? std::string("the repository root") : input.path));
   }
   static const Values kNoValues;
   const Values& values = input.values != nullptr ? *input.values : kNoValues;
@@ -233,6 +257,29 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
                                                      ": no value \"", value_name, "\""));
     }
   }
+  ObjectSet set;
+  size_t bytes = 0;
+  std::vector<std::string> read_paths;
+  ReadValues read_values;
+  for (const std::string& main_path : entries) {
+    absl::Status evaluated =
+        EvaluateEntry(files, main_path, input, values, &set, &bytes, &read_paths, &read_values);
+    if (input.read_values != nullptr) *input.read_values = read_values;
+    if (!evaluated.ok()) return evaluated;
+  }
+  if (input.read_paths != nullptr) {
+    std::sort(read_paths.begin(), read_paths.end());
+    read_paths.erase(std::unique(read_paths.begin(), read_paths.end()), read_paths.end());
+    *input.read_paths = read_paths;
+  }
+  return set;
+}
+
+absl::Status JsonnetRenderer::EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
+                                            const std::string& main_path, const RenderInput& input,
+                                            const Values& values, ObjectSet* set, size_t* bytes,
+                                            std::vector<std::string>* read_paths,
+                                            ReadValues* read_values) {
   // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
   // evaluated in a child process that is killed at the deadline.
   absl::StatusOr<std::string> encoded =
@@ -247,7 +294,7 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   }
   absl::StatusOr<Evaluation> evaluation = Decode(*encoded);
   if (!evaluation.ok()) return evaluation.status();
-  if (input.read_values != nullptr) *input.read_values = evaluation->read_values;
+  read_values->insert(evaluation->read_values.begin(), evaluation->read_values.end());
   if (evaluation->error) {
     return absl::InvalidArgumentError(absl::StrCat(
         "jsonnet: ", absl::StripTrailingAsciiWhitespace(evaluation->text.substr(0, 4096))));
@@ -258,11 +305,10 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   } catch (const YAML::Exception& e) {
     return absl::InternalError(absl::StrCat("jsonnet output is not JSON: ", e.what()));
   }
-  if (input.read_paths != nullptr) *input.read_paths = evaluation->read_paths;
+  read_paths->insert(read_paths->end(), evaluation->read_paths.begin(),
+                     evaluation->read_paths.end());
   std::vector<YAML::Node> nodes;
   CollectObjects(value, &nodes);
-  ObjectSet set;
-  size_t bytes = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string origin = absl::StrCat(main_path, " (output object ", i + 1, ")");
     absl::StatusOr<std::string> yaml = EmitBlockYaml(nodes[i]);
@@ -270,10 +316,10 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
     absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(*yaml, origin);
     if (!objects.ok()) return objects.status();
     absl::Status added =
-        AddObjects(input.bundle, origin, *std::move(objects), options_.limits, &set, &bytes);
+        AddObjects(input.bundle, origin, *std::move(objects), options_.limits, set, bytes);
     if (!added.ok()) return added;
   }
-  return set;
+  return absl::OkStatus();
 }
 
 }  // namespace gitfleet

@@ -49,7 +49,7 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
     return "kustomize";
   }
   if (has("Chart.yaml")) return "helm";
-  if (has("main.jsonnet")) return "jsonnet";
+  if (!JsonnetEntryFiles(path, files).empty()) return "jsonnet";
   return "plain";
 }
 

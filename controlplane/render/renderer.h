@@ -8,6 +8,7 @@
 //
 // Implementations are thread-safe.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -165,8 +166,20 @@ class JsonnetRenderer : public Renderer {
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
  private:
+  // Evaluates one entry file and adds its objects to `set`.
+  absl::Status EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
+                             const std::string& main_path, const RenderInput& input,
+                             const Values& values, ObjectSet* set, size_t* bytes,
+                             std::vector<std::string>* read_paths, ReadValues* read_values);
+
   const JsonnetOptions options_;
 };
+
+// What a jsonnet bundle at `path` evaluates: main.jsonnet when there is one; otherwise, as
+// Argo CD's directory mode does, every *.jsonnet directly in the path (libraries are
+// *.libsonnet), in name order, their objects concatenated.
+std::vector<std::string> JsonnetEntryFiles(const std::string& path,
+                                           const std::vector<RepoFile>& files);
 
 // Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
 // the same timeout, clean environment and bounds as kustomize. Helm is not packaged for

@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const std::string& file : *files) {
       std::string path = "/" + file;
       if (path.find("/../") != std::string::npos ||
-          path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0) {
+          (path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0)) {
         __builtin_trap();
       }
     }
