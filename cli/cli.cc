@@ -46,6 +46,8 @@ commands:
   source remove NAME
   bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
              [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]
+             [--substitute]                     ${var} in plain/kustomize output (on
+                                                with any of the value flags)
              [--values=K=V,...]                 defaults for every cluster
              [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins
              [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments
@@ -93,7 +95,7 @@ struct UsageError {
 // Flags that stand alone; every other flag takes a value, as --flag=value or --flag value.
 bool IsBoolFlag(const std::string& name) {
   return name == "replace" || name == "prune" || name == "self-heal" || name == "help" ||
-         name == "allow-empty";
+         name == "allow-empty" || name == "substitute";
 }
 
 // Parsed command line: positional words and --flags (--flag=value or --flag value; a
@@ -192,6 +194,9 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   absl::StatusOr<bool> allow_empty = args.TakeBool("allow-empty", false);
   if (!allow_empty.ok()) return allow_empty.status();
   bundle->set_allow_empty(*allow_empty);
+  absl::StatusOr<bool> substitute = args.TakeBool("substitute", false);
+  if (!substitute.ok()) return substitute.status();
+  bundle->set_substitute(*substitute);
   if (std::optional<std::string> values = args.Take("values")) {
     absl::StatusOr<std::map<std::string, std::string>> pairs = ParsePairs("values", *values);
     if (!pairs.ok()) return pairs.status();
@@ -953,6 +958,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   params.commit = commit->id;
   params.values = *values;
   params.allow_empty = bundle.allow_empty();
+  params.substitute = WantsSubstitution(bundle);
   params.path = path;
   params.engine = chosen;
   absl::StatusOr<std::shared_ptr<const Revision>> revision;

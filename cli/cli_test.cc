@@ -137,7 +137,11 @@ TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
                           "--values", "replicas=3", "--cluster", "eu-1"});
   ASSERT_EQ(spaced.code, 0) << spaced.err;
   EXPECT_EQ(spaced.out, r.out);
-  Result missing = RunCtl({"render", "--repo=" + git.dir(), "--path=web"});
+  // Without values, substitution is off unless asked for: the text passes as written.
+  Result untouched = RunCtl({"render", "--repo=" + git.dir(), "--path=web"});
+  ASSERT_EQ(untouched.code, 0) << untouched.err;
+  EXPECT_THAT(untouched.out, HasSubstr("name: web-${env}"));
+  Result missing = RunCtl({"render", "--repo=" + git.dir(), "--path=web", "--substitute"});
   EXPECT_EQ(missing.code, 1);
   EXPECT_THAT(missing.err, HasSubstr("ConfigMap web-${env}: variable ${env} has no value"));
 }

@@ -530,6 +530,7 @@ BundleVariants::Params Controller::ContentParams(const std::string& name,
         OnNewRevision(name, generation, revision);
       }};
   params.allow_empty = definition.allow_empty();
+  params.substitute = WantsSubstitution(definition);
   params.path = definition.path();
   params.engine = definition.engine();
   return params;

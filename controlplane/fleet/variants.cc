@@ -70,6 +70,11 @@ Values ValuesSpec::ForCluster(const v1::ClusterInfo& cluster) const {
   return out;
 }
 
+bool WantsSubstitution(const v1::Bundle& bundle) {
+  return bundle.substitute() || !bundle.values().empty() || bundle.cluster_values_size() > 0 ||
+         bundle.helm_values_files_size() > 0;
+}
+
 static absl::Status CheckNotEmpty(const BundleVariants::Params& params, const ObjectSet& objects) {
   if (params.allow_empty || objects.size() > 0) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
@@ -86,7 +91,8 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
   if (absl::Status s = CheckNotEmpty(params, objects); !s.ok()) return s;
   bool references = false;
   for (const auto& [key, object] : objects.objects()) {
-    if (!HasVariables(object.yaml())) continue;
+    if (!params.substitute) break;
+    if (!HasVariables(object.yaml()) || SubstitutionDisabled(object)) continue;
     absl::StatusOr<std::set<std::string>> names = VariableNames(object.yaml());
     if (!names.ok()) {
       return absl::InvalidArgumentError(

@@ -46,6 +46,10 @@ class ValuesSpec {
   std::vector<std::pair<LabelSelector, Values>> rules_;
 };
 
+// Whether `bundle`'s plain or kustomize output is substituted: when it has values, cluster
+// values or values files, or asks with `substitute`.
+bool WantsSubstitution(const v1::Bundle& bundle);
+
 class BundleVariants : public BundleContent {
  public:
   struct Params {
@@ -61,6 +65,8 @@ class BundleVariants : public BundleContent {
     std::function<void(const std::shared_ptr<const Revision>&)> on_new_revision;
     // Unless set, a render of no objects is an error naming `path` and `engine`.
     bool allow_empty = false;
+    // FromTemplate substitutes ${var} references only when set (WantsSubstitution).
+    bool substitute = true;
     std::string path;
     std::string engine;
   };

@@ -139,13 +139,31 @@ TEST(BundleVariantsTest, AMissingValueFailsOnlyThatCluster) {
   EXPECT_TRUE((*content)->For(Cluster("b", {{"replicas", "4"}})).ok());
 }
 
-TEST(BundleVariantsTest, MalformedReferenceFailsTheTemplate) {
+TEST(BundleVariantsTest, SubstitutionIsOptInAndAnObjectMayOptOut) {
   Built built;
-  auto content = BundleVariants::FromTemplate(
+  const std::string text =
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: ${env}\n";
+  // Not asked for: ${env} passes through, one revision for everyone.
+  BundleVariants::Params off = Params(v1::Bundle(), &built);
+  off.substitute = false;
+  auto plain = BundleVariants::FromTemplate(off, Objects(text));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_NE((*plain)->Uniform(), nullptr);
+  EXPECT_THAT((*plain)->Uniform()->objects.objects().begin()->second.yaml(), HasSubstr("${env}"));
+  // An object that opts out is never substituted.
+  auto opted_out = BundleVariants::FromTemplate(
       Params(v1::Bundle(), &built),
-      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: ${a b}\n"));
-  ASSERT_FALSE(content.ok());
-  EXPECT_THAT(content.status().message(), HasSubstr("ConfigMap cfg: malformed variable"));
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  annotations:\n"
+              "    gitfleet.io/substitute: disabled\ndata:\n  a: ${env}\n"));
+  ASSERT_TRUE(opted_out.ok()) << opted_out.status();
+  EXPECT_NE((*opted_out)->Uniform(), nullptr);
+  v1::Bundle with_values;
+  (*with_values.mutable_values())["x"] = "1";
+  EXPECT_TRUE(WantsSubstitution(with_values));
+  EXPECT_FALSE(WantsSubstitution(v1::Bundle()));
+  v1::Bundle asked;
+  asked.set_substitute(true);
+  EXPECT_TRUE(WantsSubstitution(asked));
 }
 
 TEST(BundleVariantsTest, RendererRunsOncePerDistinctReadValues) {

@@ -41,7 +41,8 @@ absl::Status Scan(absl::string_view text, Literal literal, Ref reference) {
     while (end < text.size() && NameChar(text[end])) ++end;
     Reference ref{std::string(text.substr(start, end - start)), std::nullopt};
     size_t close = end;
-    if (text.substr(end, 2) == ":=") {
+    // ${name:=default} and the shell's ${name:-default} both give a default here.
+    if (text.substr(end, 2) == ":=" || text.substr(end, 2) == ":-") {
       close = text.find('}', end + 2);
       if (close != absl::string_view::npos) {
         ref.fallback = std::string(text.substr(end + 2, close - end - 2));
@@ -50,11 +51,11 @@ absl::Status Scan(absl::string_view text, Literal literal, Ref reference) {
     }
     if (ref.name.empty() || close == absl::string_view::npos || close >= text.size() ||
         text[close] != '}') {
-      size_t line_end = text.find('\n', dollar);
-      absl::string_view shown = text.substr(dollar, std::min<size_t>(line_end - dollar, 40));
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed variable reference \"", shown,
-                       "\": want ${name} or ${name:=default}, or $${ for a literal ${"));
+      // Any other ${...} (a shell's ${#a[@]}, ${x%%y}, an unclosed ${) is not ours: it
+      // stays as written, so scripts and configs in ConfigMaps survive.
+      literal("${");
+      pos = start;
+      continue;
     }
     if (absl::Status s = reference(ref); !s.ok()) return s;
     pos = close + 1;
@@ -113,12 +114,17 @@ absl::StatusOr<std::set<std::string>> VariableNames(absl::string_view text) {
   return names;
 }
 
+bool SubstitutionDisabled(const v1::ManifestObject& object) {
+  // Objects are canonical YAML: the annotation is one line of this form when present.
+  return object.yaml().find("gitfleet.io/substitute: disabled") != std::string::npos;
+}
+
 absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,
                                             ReadValues* read) {
   ObjectSet out;
   for (const auto& [key, object] : objects.objects()) {
     const std::string origin = KeyDisplay(object.key());
-    if (!HasVariables(object.yaml())) {
+    if (!HasVariables(object.yaml()) || SubstitutionDisabled(object)) {
       if (absl::Status s = out.Add(object, origin); !s.ok()) return s;
       continue;
     }

@@ -9,8 +9,12 @@
 //   // read == {{"replicas", std::nullopt}}: what the result depended on.
 //
 // Syntax: ${name} is the value (an error naming it when there is none), ${name:=text}
-// falls back to text, and $${ writes a literal ${. Names are letters, digits and
-// "._-/" (label keys such as topology.kubernetes.io/zone work).
+// and the shell's ${name:-text} fall back to text, and $${ writes a literal ${. Names are
+// letters, digits and "._-/" (label keys such as topology.kubernetes.io/zone work). Any
+// other ${...} form (${#a[@]}, ${x%%y}, an unclosed ${) is left as written.
+//
+// Substitution is opt-in per bundle (WantsSubstitution), and an object annotated
+// gitfleet.io/substitute: disabled is never substituted.
 
 #include <map>
 #include <optional>
@@ -42,8 +46,11 @@ inline bool HasVariables(absl::string_view text) {
   return text.find("${") != absl::string_view::npos;
 }
 
+// Whether `object` opted out with the annotation gitfleet.io/substitute: disabled.
+bool SubstitutionDisabled(const v1::ManifestObject& object);
+
 // Substitutes into every object that has variables, re-parsing it; errors name the
-// object. Objects without variables are shared unchanged.
+// object. Objects without variables, or that opted out, are shared unchanged.
 absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,
                                             ReadValues* read);
 
