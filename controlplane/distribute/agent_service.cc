@@ -310,6 +310,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     if (done_ || finished_ || !in_handshake_ || hello_seen_) return;
     metrics_.agent_limits.Add({{"limit", "hello_timeout"}}).Increment();
     metrics_.agent_rejections.Add({{"reason", "limit"}}).Increment();
+    // Under mu_: OnDone (which also takes it) cannot return, and gRPC free the context,
+    // meanwhile. gRPC runs OnCancel on its executor, never inline here.
     context_->TryCancel();  // the pending read fails; OnReadDone(false) finishes
   }
 
