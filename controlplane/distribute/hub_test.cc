@@ -153,19 +153,25 @@ TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
 }
 
-// By default the control plane owns labels: what an agent claims does not target it.
-TEST(HubLabelsTest, TargetsByOwnedLabelsAndAgentsCannotClaimOthers) {
-  metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
-  MemoryStore store;
-  Hub hub(&store, metrics);
+// A hub with the control plane's defaults: it owns labels, and does not trust agents'.
+class HubLabelsTest : public ::testing::Test {
+ protected:
+  HubLabelsTest() : metrics_(registry_), hub_(&store_, metrics_) {}
+  metrics::Registry registry_;
+  ControlPlaneMetrics metrics_;
+  MemoryStore store_;
+  Hub hub_;
+};
+
+// What an agent claims does not target it.
+TEST_F(HubLabelsTest, TargetsByOwnedLabelsAndAgentsCannotClaimOthers) {
   auto rev = MakeRevision("web", {"x"});
-  hub.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
-  hub.SetClusterIdentity("a", true, LabelMap{{"env", "dev"}});
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
+  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "dev"}});
   auto conn = std::make_shared<FakeConnection>();
-  uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);  // claims env=prod
-  EXPECT_EQ(hub.NextMessage(a, "web"), nullptr) << "the agent's claim does not count";
-  std::vector<ClusterView> clusters = hub.Clusters("a");
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);  // claims env=prod
+  EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr) << "the agent's claim does not count";
+  std::vector<ClusterView> clusters = hub_.Clusters("a");
   ASSERT_EQ(clusters.size(), 1u);
   EXPECT_EQ(clusters[0].info.labels().at("env"), "dev");
   EXPECT_EQ(clusters[0].info.reported_labels().at("env"), "prod");
@@ -175,41 +181,37 @@ TEST(HubLabelsTest, TargetsByOwnedLabelsAndAgentsCannotClaimOthers) {
 
   // An operator assigns env=prod: the bundle goes out at once.
   conn->notified.clear();
-  hub.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}});
+  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}});
   EXPECT_THAT(conn->notified, ElementsAre("web"));
-  auto update = hub.NextMessage(a, "web");
+  auto update = hub_.NextMessage(a, "web");
   ASSERT_NE(update, nullptr);
   EXPECT_TRUE(update->message.has_update());
-  EXPECT_EQ(hub.Clusters("a")[0].info.conditions_size(), 0);
+  EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 0);
 }
 
-TEST(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothingNew) {
-  metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
-  MemoryStore store;
-  Hub hub(&store, metrics);
+TEST_F(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothingNew) {
   auto rev = MakeRevision("web", {"x"});
-  hub.SetBundle("web", Selector(""), SingleRevision(rev));
-  hub.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev));
+  hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
   v1::Hello hello = MakeHello("b", "prod");
   v1::HeldRevision* held = hello.add_held();
   held->set_bundle("web");
   held->set_revision("older");
   auto conn = std::make_shared<FakeConnection>();
-  uint64_t b = hub.Connect(hello, "p", conn);
-  EXPECT_EQ(hub.NextMessage(b, "web"), nullptr) << "no removal, no update";
-  EXPECT_EQ(hub.NextMessage(b, "api"), nullptr) << "nothing new";
-  ASSERT_EQ(hub.Clusters("b")[0].info.conditions_size(), 1);
-  EXPECT_EQ(hub.Clusters("b")[0].info.conditions(0).reason(), "LabelsUnassigned");
-  EXPECT_EQ(hub.MatchingClusters(Selector("")).size(), 0u);
+  uint64_t b = hub_.Connect(hello, "p", conn);
+  EXPECT_EQ(hub_.NextMessage(b, "web"), nullptr) << "no removal, no update";
+  EXPECT_EQ(hub_.NextMessage(b, "api"), nullptr) << "nothing new";
+  ASSERT_EQ(hub_.Clusters("b")[0].info.conditions_size(), 1);
+  EXPECT_EQ(hub_.Clusters("b")[0].info.conditions(0).reason(), "LabelsUnassigned");
+  EXPECT_EQ(hub_.MatchingClusters(Selector("")).size(), 0u);
   // A tombstone is an explicit act: it still removes.
-  hub.RemoveBundle("web", 2);
-  auto removal = hub.NextMessage(b, "web");
+  hub_.RemoveBundle("web", 2);
+  auto removal = hub_.NextMessage(b, "web");
   ASSERT_NE(removal, nullptr);
   EXPECT_TRUE(removal->message.has_removal());
   // Trusting agents' labels (--trust-agent-labels) targets it by what it reports.
-  hub.SetTrustAgentLabels(true);
-  EXPECT_EQ(hub.MatchingClusters(Selector("env=prod")).size(), 1u);
+  hub_.SetTrustAgentLabels(true);
+  EXPECT_EQ(hub_.MatchingClusters(Selector("env=prod")).size(), 1u);
 }
 
 TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
