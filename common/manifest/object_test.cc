@@ -78,6 +78,17 @@ TEST(ParseManifestsTest, AnAliasBombIsRefusedNotExpanded) {
   EXPECT_THAT((*fine)[0].yaml(), HasSubstr("app: web"));
 }
 
+TEST(ParseManifestsTest, AnAliasInsideItsOwnAnchorIsRefusedNotFollowed) {
+  // yaml-cpp would build a cycle, and emitting it recursed until the stack ran out.
+  for (const char* text : {"a: &a [*a]\n", "a: &a {b: *a}\n",
+                           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+                           "data: &d {x: [1, *d]}\n"}) {
+    absl::StatusOr<std::vector<v1::ManifestObject>> cycle = ParseManifests(text, "cycle.yaml");
+    EXPECT_EQ(cycle.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(cycle.status().message(), HasSubstr("refers to a node that contains it")) << text;
+  }
+}
+
 TEST(ParseManifestsTest, DeepNestingAndTooManyDocumentsAreRefused) {
   std::string deep = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: ";
   deep += std::string(300, '[') + std::string(300, ']') + "\n";

@@ -101,6 +101,14 @@ class BoundsCounter : public YAML::EventHandler {
     Leaf(mark, anchor);
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    // An alias to a node that is still open makes the node contain itself: yaml-cpp builds
+    // a cycle, and anything that walks it recurses until the stack runs out (found by
+    // tests/fuzz:yaml_fuzzer: `a: &a [*a]`).
+    for (const Container& open : open_) {
+      if (open.anchor == anchor) {
+        throw Exceeded{mark.line, "an alias refers to a node that contains it (a cycle); refused"};
+      }
+    }
     auto it = anchors_.find(anchor);
     Add(mark, it == anchors_.end() ? 1 : it->second);
   }
