@@ -1,6 +1,5 @@
 #include "cli/cli.h"
 
-#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <iomanip>
@@ -21,6 +20,7 @@
 #include "cli/views.pb.h"
 #include "common/file_system.h"
 #include "common/grpc_status.h"
+#include "common/manifest/hash.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
 #include "common/names.h"
@@ -406,13 +406,11 @@ class Cli {
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     std::string token;
     if (generate) {
-      unsigned char bytes[32];
-      if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+      token = RandomToken("gft_");
+      if (token.empty()) {
         err_ << "gitfleetctl: no randomness for a token\n";
         return 1;
       }
-      token = absl::StrCat("gft_", absl::BytesToHexString(absl::string_view(
-                                       reinterpret_cast<const char*>(bytes), sizeof(bytes))));
     } else {
       absl::StatusOr<std::string> read = ReadToken();
       if (!read.ok()) return Usage(std::string(read.status().message()));

@@ -1,6 +1,7 @@
 #include "common/manifest/hash.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <cstdint>
 
@@ -35,6 +36,13 @@ std::string Sha256Hex(absl::string_view data) {
   Sha256 h;
   h.Update(data);
   return h.FinishHex();
+}
+
+std::string RandomToken(absl::string_view prefix) {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
+  return absl::StrCat(prefix, absl::BytesToHexString(absl::string_view(
+                                  reinterpret_cast<const char*>(bytes), sizeof(bytes))));
 }
 
 std::string Sha256Bytes(absl::string_view data) { return absl::HexStringToBytes(Sha256Hex(data)); }

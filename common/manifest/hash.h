@@ -11,6 +11,9 @@ namespace gitfleet {
 std::string Sha256Hex(absl::string_view data);
 // The 32 raw bytes of the SHA-256 of `data` (for tokens kept as hashes).
 std::string Sha256Bytes(absl::string_view data);
+// A new secret token: `prefix` and 64 hex digits of the system's randomness. Empty when
+// there is none to be had.
+std::string RandomToken(absl::string_view prefix);
 
 // Incremental SHA-256 for hashing many pieces without concatenating them.
 //

@@ -1,7 +1,6 @@
 #include "controlplane/distribute/cluster_registry.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <vector>
@@ -23,12 +22,9 @@ constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
 
 absl::StatusOr<std::string> NewToken() {
-  unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    return absl::InternalError("no randomness for a cluster token");
-  }
-  return absl::StrCat("gfa_", absl::BytesToHexString(absl::string_view(
-                                  reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+  std::string token = RandomToken("gfa_");
+  if (token.empty()) return absl::InternalError("no randomness for a cluster token");
+  return token;
 }
 
 }  // namespace
