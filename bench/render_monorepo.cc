@@ -70,6 +70,7 @@ int Main() {
   options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
   options.allow_local_sources = true;  // the monorepo is a local repository
   Controller controller(&store, repos.get(), &hub, metrics, options);
+  controller.Start();
   auto renders = [&] {
     return metrics.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
   };

@@ -77,6 +77,9 @@ ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found o
 ABSL_FLAG(int, render_timeout_seconds, 60,
           "Time limit for one render (plain, kustomize, helm, jsonnet); past it the render is "
           "killed or stopped.");
+ABSL_FLAG(int, render_workers, 2,
+          "Bundles reconciled (rendered) at once. Each failed reconcile is retried with "
+          "exponential backoff, from 1 s up to 5 min.");
 ABSL_FLAG(std::string, render_network, "deny",
           "deny: kustomize and helm renders run in a network namespace of their own, and fail "
           "where the machine cannot make one; allow: run them with the host's network there.");
@@ -230,6 +233,10 @@ int Main(ShutdownSignals& signals) {
   options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
   options.kustomize.limits = options.render_limits;
   options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
+  if (absl::GetFlag(FLAGS_render_workers) < 1 || absl::GetFlag(FLAGS_render_workers) > 64) {
+    return Fail(absl::InvalidArgumentError("--render-workers must be between 1 and 64"));
+  }
+  options.workers = absl::GetFlag(FLAGS_render_workers);
   options.helm = options.kustomize;
   options.helm.binary = absl::GetFlag(FLAGS_helm);
   Controller controller(store->get(), repos.get(), &hub, metrics, options);

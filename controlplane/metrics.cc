@@ -120,6 +120,7 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                            .Help("Bundles that agents hold and this control plane does not "
                                  "know: kept applied until forgotten or defined again.")
                            .Register(r)
-                           .Add({})) {}
+                           .Add({})),
+      workqueue(r) {}
 
 }  // namespace gitfleet

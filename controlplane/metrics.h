@@ -5,6 +5,7 @@
 // reference to this struct.
 
 #include "common/metrics/metrics.h"
+#include "common/workqueue.h"
 
 namespace gitfleet {
 
@@ -38,6 +39,8 @@ struct ControlPlaneMetrics {
   metrics::Family<metrics::Counter>& store_rows_skipped;
   // Bundles connected agents hold that this control plane does not know (kept applied).
   metrics::Gauge& orphaned_bundles;
+  // gitfleet_workqueue_*, by queue name (bundles, sources).
+  WorkQueueMetrics workqueue;
 };
 
 }  // namespace gitfleet

@@ -244,6 +244,12 @@ void Hub::Deliver(const std::vector<Notification>& notifications) {
   for (const auto& [connection, bundle] : notifications) connection->Notify(bundle);
 }
 
+void Hub::SetRenderRequester(RenderRequester requester) {
+  MutexLock lock(&mu_);
+  render_requester_ =
+      requester ? std::make_shared<const RenderRequester>(std::move(requester)) : nullptr;
+}
+
 void Hub::SetFleetId(const std::string& fleet_id) {
   MutexLock lock(&mu_);
   fleet_id_ = fleet_id;
@@ -610,11 +616,21 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
     if (current != nullptr) return NextMessageLocked(agent, bundle, current);
     cluster = agent->info;
   }
-  // Values differ between clusters: find (or render) this cluster's revision unlocked.
-  absl::StatusOr<std::shared_ptr<const Revision>> revision = content->For(cluster);
-  if (!revision.ok()) {
+  // Values differ between clusters: this cluster's revision, if it is built. Looked up
+  // unlocked (it compares the cluster's values with every variant's).
+  std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> revision = content->Built(cluster);
+  if (!revision.has_value()) {
+    std::shared_ptr<const RenderRequester> requester;
+    {
+      MutexLock lock(&mu_);
+      requester = render_requester_;
+    }
+    if (requester != nullptr) (*requester)(bundle);
+    return nullptr;
+  }
+  if (!revision->ok()) {
     GF_LOG(WARNING) << "bundle " << bundle << " for cluster " << cluster.name() << ": "
-                    << revision.status().message();
+                    << revision->status().message();
     return nullptr;
   }
   MutexLock lock(&mu_);
@@ -623,7 +639,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
   auto target = bundles_.find(bundle);
   // Moved on meanwhile: the change notified the agent again.
   if (target == bundles_.end() || target->second.content != content) return nullptr;
-  return NextMessageLocked(agent, bundle, *revision);
+  return NextMessageLocked(agent, bundle, **revision);
 }
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(

@@ -122,9 +122,16 @@ class Hub {
   // Closes every agent stream with `status` (on shutdown, so the server need not wait
   // for streams that never end by themselves). Agents reconnect with backoff.
   void CloseAll(const absl::Status& status);
+  // Who builds a cluster's revision when its values need one not built yet: called with
+  // the bundle's name, on the asking thread, without the hub's lock held. It must not
+  // render there; it queues the work, and calls SetBundle again when the revision is
+  // built. Set before agents connect.
+  using RenderRequester = std::function<void(const std::string& bundle)>;
+  void SetRenderRequester(RenderRequester requester);
+
   // The message that brings the agent's `bundle` up to date, or null when it is (or
-  // when its cluster's values do not render; status shows why). May render a variant
-  // for the cluster's values, outside the hub's lock.
+  // when its cluster's values do not render, status shows why, or when its revision is
+  // not built yet: the render requester is asked). Never renders.
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
   // An Ack that carries a status also does what OnStatus does with it.
   void OnAck(uint64_t session, const v1::Ack& ack);
@@ -254,6 +261,7 @@ class Hub {
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const RenderRequester> render_requester_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

@@ -726,5 +726,56 @@ TEST(HubConcurrencyTest, ConcurrentRendersConnectsAndReportsConverge) {
   EXPECT_EQ(metrics.connected_agents.Value(), kAgents);
 }
 
+// Per-cluster content whose revisions exist only once `Build` made them.
+class LazyContent : public BundleContent {
+ public:
+  const std::string& commit() const override { return commit_; }
+  absl::Time committed_time() const override { return absl::UnixEpoch(); }
+  std::shared_ptr<const Revision> Uniform() const override { return nullptr; }
+  std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> Built(
+      const v1::ClusterInfo& cluster) const override {
+    MutexLock lock(&mu_);
+    auto it = built_.find(cluster.name());
+    if (it == built_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::shared_ptr<const Revision> Find(const std::string& id) const override {
+    MutexLock lock(&mu_);
+    for (const auto& [cluster, revision] : built_) {
+      if (revision->id == id) return revision;
+    }
+    return nullptr;
+  }
+  void Build(const std::string& cluster) {
+    MutexLock lock(&mu_);
+    built_[cluster] = MakeRevision("web", {"cm-" + cluster});
+  }
+
+ private:
+  const std::string commit_ = "c0ffee";
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<const Revision>> built_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(HubTest, ARevisionNotBuiltIsRequestedNeverRenderedOnTheAskingThread) {
+  std::vector<std::string> requested;
+  hub_.SetRenderRequester([&](const std::string& bundle) { requested.push_back(bundle); });
+  auto content = std::make_shared<LazyContent>();
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t session = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  hub_.SetBundle("web", Selector(""), content);
+  EXPECT_EQ(hub_.NextMessage(session, "web"), nullptr);
+  EXPECT_THAT(requested, ElementsAre("web"));
+  // The controller builds it and hands the same content again: the agent is told.
+  content->Build("a");
+  conn->notified.clear();
+  hub_.SetBundle("web", Selector(""), content);
+  EXPECT_THAT(conn->notified, ElementsAre("web"));
+  auto message = hub_.NextMessage(session, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().upserts(0).key().name(), "cm-a");
+  EXPECT_THAT(requested, ElementsAre("web")) << "asked once";
+}
+
 }  // namespace
 }  // namespace gitfleet

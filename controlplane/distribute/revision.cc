@@ -54,7 +54,8 @@ class SingleRevisionContent : public BundleContent {
   const std::string& commit() const override { return revision_->commit; }
   absl::Time committed_time() const override { return revision_->committed_time; }
   std::shared_ptr<const Revision> Uniform() const override { return revision_; }
-  absl::StatusOr<std::shared_ptr<const Revision>> For(const v1::ClusterInfo&) const override {
+  std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> Built(
+      const v1::ClusterInfo&) const override {
     return revision_;
   }
   std::shared_ptr<const Revision> Find(const std::string& id) const override {

@@ -6,6 +6,7 @@
 //   auto rev = Revision::Build("web", commit, std::move(objects), sync, "shop");
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -40,8 +41,8 @@ struct Revision {
 
 // What one render of a bundle means for every cluster: the same revision for all, or
 // one per distinct set of cluster values. Immutable in meaning; implementations are
-// thread-safe and may render on demand, so never call For while holding a lock that
-// renders or other callers wait on.
+// thread-safe. Readers (the hub, on gRPC threads) never render: they take what is built,
+// and the controller's reconcile builds the rest.
 class BundleContent {
  public:
   virtual ~BundleContent() = default;
@@ -51,8 +52,9 @@ class BundleContent {
   virtual absl::Time seen_time() const { return absl::InfinitePast(); }
   // The revision every cluster gets, when values make no difference; null otherwise.
   virtual std::shared_ptr<const Revision> Uniform() const = 0;
-  // The revision for `cluster`, or why its values do not render.
-  virtual absl::StatusOr<std::shared_ptr<const Revision>> For(
+  // The revision built for `cluster`'s values, or why they do not render; nullopt when it
+  // is not built yet (the controller builds it when asked). Never renders.
+  virtual std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> Built(
       const v1::ClusterInfo& cluster) const = 0;
   // A revision of this content already built, by id; null when there is none.
   virtual std::shared_ptr<const Revision> Find(const std::string& id) const = 0;

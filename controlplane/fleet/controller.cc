@@ -72,6 +72,61 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
   return a.SerializeAsString() == b.SerializeAsString();
 }
 
+// Revisions built for cluster values that wait to be stored, per bundle; past this the
+// oldest are not stored (they only serve deltas after a restart).
+constexpr size_t kMaxPendingRevisions = 256;
+
+}  // namespace
+
+class Controller::Mailbox {
+ public:
+  explicit Mailbox(WorkQueue* queue) : queue_(queue) {}
+
+  void RequestRender(const std::string& bundle) {
+    MutexLock lock(&mu_);
+    if (queue_ != nullptr) queue_->Add(bundle);
+  }
+  void NewRevision(const std::string& bundle, uint64_t generation,
+                   std::shared_ptr<const Revision> revision) {
+    MutexLock lock(&mu_);
+    if (queue_ == nullptr) return;
+    auto& pending = revisions_[bundle];
+    if (pending.size() >= kMaxPendingRevisions) pending.erase(pending.begin());
+    pending.emplace_back(generation, std::move(revision));
+    queue_->Add(bundle);
+  }
+  std::vector<std::pair<uint64_t, std::shared_ptr<const Revision>>> Take(
+      const std::string& bundle) {
+    MutexLock lock(&mu_);
+    auto it = revisions_.find(bundle);
+    if (it == revisions_.end()) return {};
+    auto out = std::move(it->second);
+    revisions_.erase(it);
+    return out;
+  }
+  void Close() {
+    MutexLock lock(&mu_);
+    queue_ = nullptr;
+    revisions_.clear();
+  }
+
+ private:
+  Mutex mu_;
+  WorkQueue* queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::pair<uint64_t, std::shared_ptr<const Revision>>>>
+      revisions_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+WorkQueueOptions QueueOptions(const ControllerOptions& options) {
+  WorkQueueOptions queue;
+  queue.name = "bundles";
+  queue.workers = options.workers;
+  queue.retry_base = options.retry_base;
+  queue.retry_max = options.retry_max;
+  queue.clock = options.clock;
+  return queue;
+}
 }  // namespace
 
 Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPlaneMetrics& metrics,
@@ -80,6 +135,8 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       hub_(hub),
       metrics_(metrics),
       options_(options),
+      queue_(QueueOptions(options), metrics.workqueue,
+             [this](const std::string& name) { return Reconcile(name); }),
       plain_(options.render_limits, 64 << 20, options.kustomize.timeout),
       kustomize_(options.kustomize),
       jsonnet_({options.kustomize.timeout, options.render_limits, options.isolate_jsonnet}),
@@ -89,7 +146,11 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
           [this](const std::string& source, const SourceSnapshot& snapshot) {
             OnSourceCommit(source, snapshot);
           },
-          options.default_poll_interval) {}
+          options.default_poll_interval) {
+  mailbox_ = std::make_shared<Mailbox>(&queue_);
+  hub_->SetRenderRequester(
+      [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
+}
 
 absl::Status Controller::Load() {
   absl::StatusOr<std::vector<Store::Entry>> sources = store_->List(kSources);
@@ -104,85 +165,112 @@ absl::Status Controller::Load() {
                   << " (the rest of the store is loaded)";
     metrics_.store_rows_skipped.Add({{"bucket", what}}).Increment();
   };
-  MutexLock lock(&mu_);
-  for (const Store::Entry& entry : *sources) {
-    v1::Source source;
-    if (!source.ParseFromString(entry.value) || source.name() != entry.key) {
-      skip("source", entry.key, "the row is corrupt");
-      continue;
+  std::vector<v1::Source> loaded_sources;
+  std::vector<std::pair<std::string, int64_t>> loaded_tombstones;
+  std::vector<std::string> names;
+  {
+    MutexLock writer(&writer_mu_);
+    MutexLock lock(&mu_);
+    for (const Store::Entry& entry : *sources) {
+      v1::Source source;
+      if (!source.ParseFromString(entry.value) || source.name() != entry.key) {
+        skip("source", entry.key, "the row is corrupt");
+        continue;
+      }
+      sources_[source.name()] = source;
+      loaded_sources.push_back(source);
     }
-    sources_[source.name()] = source;
-    poller_.Upsert(source);
-  }
-  for (const Store::Entry& entry : *tombstones) {
-    v1::Tombstone tombstone;
-    if (!tombstone.ParseFromString(entry.value) || tombstone.bundle() != entry.key) {
-      skip("tombstone", entry.key, "the row is corrupt");
-      continue;
+    for (const Store::Entry& entry : *tombstones) {
+      v1::Tombstone tombstone;
+      if (!tombstone.ParseFromString(entry.value) || tombstone.bundle() != entry.key) {
+        skip("tombstone", entry.key, "the row is corrupt");
+        continue;
+      }
+      tombstones_[entry.key] = tombstone.generation();
+      loaded_tombstones.emplace_back(entry.key, tombstone.generation());
     }
-    tombstones_[entry.key] = tombstone.generation();
-    hub_->SetTombstone(entry.key, tombstone.generation());
-  }
-  for (const Store::Entry& entry : *bundles) {
-    BundleState state;
-    if (!state.definition.ParseFromString(entry.value) || state.definition.name() != entry.key) {
-      skip("bundle", entry.key, "the row is corrupt");
-      continue;
-    }
-    // Definitions stored before generations existed start at 1.
-    if (state.definition.generation() <= 0) state.definition.set_generation(1);
-    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
-    if (!selector.ok()) {
-      skip("bundle", entry.key, selector.status().message());
-      continue;
-    }
-    state.selector = *selector;
-    absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(state.definition);
-    if (!values.ok()) {
-      skip("bundle", entry.key, values.status().message());
-      continue;
-    }
-    state.values = *values;
-    state.generation = next_generation_++;
-    absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
-    // Other engines' output is substituted again from the stored render. Engines that take
-    // values reuse it when it read none; otherwise they wait for the first fetch to render
-    // per variant.
-    if (record.ok() && state.record.ParseFromString(*record) && !state.record.revision().empty() &&
-        (!TakesValues(state.record.engine()) || state.record.uniform())) {
-      absl::StatusOr<std::string> data =
-          store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
-      v1::RevisionRecord rev_record;
-      if (data.ok() && rev_record.ParseFromString(*data)) {
-        absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
-        absl::StatusOr<std::shared_ptr<BundleVariants>> content = absl::UnknownError("not loaded");
-        if (!rev.ok()) {
-          content = rev.status();
-        } else {
-          BundleVariants::Params params =
-              ContentParams(entry.key, state.definition, state.values, state.generation,
-                            (*rev)->commit, (*rev)->committed_time);
-          content = TakesValues(state.record.engine())
-                        ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
-                        : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
-        }
-        if (content.ok()) {
-          state.content = *content;
-        } else {
-          GF_LOG(ERROR) << content.status();
+    for (const Store::Entry& entry : *bundles) {
+      BundleState state;
+      if (!state.definition.ParseFromString(entry.value) || state.definition.name() != entry.key) {
+        skip("bundle", entry.key, "the row is corrupt");
+        continue;
+      }
+      // Definitions stored before generations existed start at 1.
+      if (state.definition.generation() <= 0) state.definition.set_generation(1);
+      absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
+      if (!selector.ok()) {
+        skip("bundle", entry.key, selector.status().message());
+        continue;
+      }
+      state.selector = *selector;
+      absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(state.definition);
+      if (!values.ok()) {
+        skip("bundle", entry.key, values.status().message());
+        continue;
+      }
+      state.values = *values;
+      state.generation = next_generation_++;
+      absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
+      // Other engines' output is substituted again from the stored render. Engines that take
+      // values reuse it when it read none; otherwise they wait for the first fetch to render
+      // per variant.
+      if (record.ok() && state.record.ParseFromString(*record) &&
+          !state.record.revision().empty() &&
+          (!TakesValues(state.record.engine()) || state.record.uniform())) {
+        absl::StatusOr<std::string> data =
+            store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
+        v1::RevisionRecord rev_record;
+        if (data.ok() && rev_record.ParseFromString(*data)) {
+          absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
+          absl::StatusOr<std::shared_ptr<BundleVariants>> content =
+              absl::UnknownError("not loaded");
+          if (!rev.ok()) {
+            content = rev.status();
+          } else {
+            BundleVariants::Params params =
+                ContentParams(entry.key, state.definition, state.values, state.generation,
+                              (*rev)->commit, (*rev)->committed_time);
+            content = TakesValues(state.record.engine())
+                          ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
+                          : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
+          }
+          if (content.ok()) {
+            state.content = *content;
+          } else {
+            GF_LOG(ERROR) << content.status();
+          }
         }
       }
+      bundles_[entry.key] = std::move(state);
     }
-    hub_->SetBundle(entry.key, state.selector, state.content, state.definition.generation());
-    bundles_[entry.key] = std::move(state);
+    GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size()
+                 << " bundles";
+    for (const auto& [name, state] : bundles_) names.push_back(name);
   }
-  GF_LOG(INFO) << "loaded " << sources_.size() << " sources and " << bundles_.size() << " bundles";
+  // The hub and the poller are told outside the controller's locks (they may call back).
+  for (const v1::Source& source : loaded_sources) poller_.Upsert(source);
+  for (const auto& [bundle, generation] : loaded_tombstones) hub_->SetTombstone(bundle, generation);
+  for (const std::string& name : names) PushToHub(name);
   return absl::OkStatus();
 }
 
-Controller::~Controller() { poller_.Stop(); }
+Controller::~Controller() {
+  mailbox_->Close();
+  hub_->SetRenderRequester(nullptr);
+  poller_.Stop();
+  queue_.Stop();
+}
 
-void Controller::Start() { poller_.Start(); }
+void Controller::Start() {
+  queue_.Start();
+  std::vector<std::string> names;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, state] : bundles_) names.push_back(name);
+  }
+  for (const std::string& name : names) queue_.Add(name);
+  poller_.Start();
+}
 
 absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace) {
   v1::Source source = input;
@@ -208,48 +296,89 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
     return absl::InvalidArgumentError("poll interval must not be negative");
   }
   // An empty ref follows the remote's default branch (its HEAD), as git clone does.
+  bool changed = false;
   {
-    MutexLock lock(&mu_);
-    auto it = sources_.find(source.name());
-    if (it != sources_.end() && !SameMessage(it->second, source) && !replace) {
-      return absl::AlreadyExistsError(absl::StrCat("source \"", source.name(),
-                                                   "\" already exists with a different definition "
-                                                   "(remove it first, or replace it)"));
+    MutexLock writer(&writer_mu_);
+    {
+      MutexLock lock(&mu_);
+      auto it = sources_.find(source.name());
+      if (it != sources_.end() && !SameMessage(it->second, source) && !replace) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("source \"", source.name(),
+                         "\" already exists with a different definition "
+                         "(remove it first, or replace it)"));
+      }
+      changed = it == sources_.end() || !SameMessage(it->second, source);
     }
-    if (it == sources_.end() || !SameMessage(it->second, source)) {
+    if (changed) {
       absl::Status stored =
           store_->Apply({Store::Put(kSources, source.name(), source.SerializeAsString())});
       if (!stored.ok()) return stored;
+      MutexLock lock(&mu_);
       sources_[source.name()] = source;
-      poller_.Upsert(source);
     }
   }
-  return poller_.SyncNow(source.name());
+  if (changed) poller_.Upsert(source);
+  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name());
+  if (info.ok()) ReconcileBundlesOf(source.name());
+  return info;
 }
 
 absl::Status Controller::RemoveSource(const std::string& name) {
-  MutexLock lock(&mu_);
-  if (sources_.count(name) == 0) {
-    return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
+  {
+    MutexLock writer(&writer_mu_);
+    {
+      MutexLock lock(&mu_);
+      if (sources_.count(name) == 0) {
+        return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
+      }
+      std::vector<std::string> users;
+      for (const auto& [bundle, state] : bundles_) {
+        if (state.definition.source() == name) users.push_back(bundle);
+      }
+      if (!users.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("source \"", name, "\" is used by bundles ", absl::StrJoin(users, ", "),
+                         "; remove them first"));
+      }
+    }
+    // Bundles are added under writer_mu_ too, so none can start using it meanwhile.
+    absl::Status stored = store_->Apply({Store::Delete(kSources, name)});
+    if (!stored.ok()) return stored;
+    MutexLock lock(&mu_);
+    sources_.erase(name);
   }
-  std::vector<std::string> users;
-  for (const auto& [bundle, state] : bundles_) {
-    if (state.definition.source() == name) users.push_back(bundle);
-  }
-  if (!users.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("source \"", name, "\" is used by bundles ",
-                                                      absl::StrJoin(users, ", "),
-                                                      "; remove them first"));
-  }
-  absl::Status stored = store_->Apply({Store::Delete(kSources, name)});
-  if (!stored.ok()) return stored;
-  sources_.erase(name);
   poller_.Remove(name);
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::SourceInfo> Controller::SyncSource(const std::string& name) {
-  return poller_.SyncNow(name);
+  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(name);
+  // Level-triggered: every bundle of the source is reconciled, whether or not the commit
+  // moved, so a render that failed is tried again now.
+  if (info.ok()) ReconcileBundlesOf(name);
+  return info;
+}
+
+void Controller::ReconcileBundlesOf(const std::string& source) {
+  std::vector<std::string> names;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, state] : bundles_) {
+      if (state.definition.source() == source) names.push_back(name);
+    }
+  }
+  std::vector<uint64_t> tickets;
+  for (const std::string& name : names) tickets.push_back(queue_.Add(name));
+  absl::Time deadline = options_.clock->Now() + options_.api_wait;
+  for (size_t i = 0; i < names.size(); ++i) {
+    queue_.WaitFor(names[i], tickets[i],
+                   std::max(absl::ZeroDuration(), deadline - options_.clock->Now()));
+  }
+}
+
+void Controller::ReconcileAndWait(const std::string& name) {
+  queue_.WaitFor(name, queue_.Add(name), options_.api_wait);
 }
 
 std::vector<v1::SourceInfo> Controller::ListSources() { return poller_.List(); }
@@ -284,46 +413,55 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
   {
-    MutexLock lock(&mu_);
-    if (sources_.count(bundle.source()) == 0) {
-      return absl::NotFoundError(absl::StrCat("bundle \"", bundle.name(), "\": source \"",
-                                              bundle.source(), "\" not found"));
+    MutexLock writer(&writer_mu_);
+    std::vector<Store::Write> writes;
+    bool tombstoned = false;
+    {
+      MutexLock lock(&mu_);
+      if (sources_.count(bundle.source()) == 0) {
+        return absl::NotFoundError(absl::StrCat("bundle \"", bundle.name(), "\": source \"",
+                                                bundle.source(), "\" not found"));
+      }
+      auto it = bundles_.find(bundle.name());
+      // The generation is the control plane's: it grows with every change of the definition
+      // and continues past a tombstone, so agents can tell an older definition from a newer.
+      auto tombstone = tombstones_.find(bundle.name());
+      int64_t generation = it != bundles_.end()             ? it->second.definition.generation()
+                           : tombstone != tombstones_.end() ? tombstone->second
+                                                            : 0;
+      bundle.set_generation(generation);
+      bool same = it != bundles_.end() && SameMessage(it->second.definition, bundle);
+      if (it != bundles_.end() && !same && !replace) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("bundle \"", bundle.name(),
+                         "\" already exists with a different definition "
+                         "(remove it first, or replace it)"));
+      }
+      if (!same) {
+        bundle.set_generation(generation + 1);
+        writes.push_back(Store::Put(kBundles, bundle.name(), bundle.SerializeAsString()));
+        tombstoned = tombstone != tombstones_.end();
+        if (tombstoned) writes.push_back(Store::Delete(kTombstones, bundle.name()));
+      }
     }
-    auto it = bundles_.find(bundle.name());
-    // The generation is the control plane's: it grows with every change of the definition
-    // and continues past a tombstone, so agents can tell an older definition from a newer.
-    auto tombstone = tombstones_.find(bundle.name());
-    int64_t generation = it != bundles_.end()             ? it->second.definition.generation()
-                         : tombstone != tombstones_.end() ? tombstone->second
-                                                          : 0;
-    bundle.set_generation(generation);
-    if (it != bundles_.end() && SameMessage(it->second.definition, bundle)) {
-      return InfoLocked(it->second);
+    // The same definition again changes nothing stored, and still reconciles (below): a
+    // render that failed is tried again now.
+    if (!writes.empty()) {
+      absl::Status stored = store_->Apply(writes);
+      if (!stored.ok()) return stored;
+      MutexLock lock(&mu_);
+      if (tombstoned) tombstones_.erase(bundle.name());
+      BundleState& state = bundles_[bundle.name()];
+      state.definition = bundle;
+      state.selector = *selector;
+      state.values = *values;
+      state.generation = next_generation_++;
+      state.record.clear_read_paths();  // the definition changed: render again
+      state.record.clear_read_ids();
+      state.variant_paths.reset();
     }
-    if (it != bundles_.end() && !replace) {
-      return absl::AlreadyExistsError(absl::StrCat("bundle \"", bundle.name(),
-                                                   "\" already exists with a different definition "
-                                                   "(remove it first, or replace it)"));
-    }
-    bundle.set_generation(generation + 1);
-    std::vector<Store::Write> writes = {
-        Store::Put(kBundles, bundle.name(), bundle.SerializeAsString())};
-    if (tombstone != tombstones_.end()) writes.push_back(Store::Delete(kTombstones, bundle.name()));
-    absl::Status stored = store_->Apply(writes);
-    if (!stored.ok()) return stored;
-    if (tombstone != tombstones_.end()) tombstones_.erase(tombstone);
-    BundleState& state = bundles_[bundle.name()];
-    state.definition = bundle;
-    state.selector = *selector;
-    state.values = *values;
-    state.generation = next_generation_++;
-    state.record.clear_read_paths();  // the definition changed: render again
-    state.record.clear_read_ids();
-    state.variant_paths.reset();
-    hub_->SetBundle(bundle.name(), state.selector, state.content, bundle.generation());
   }
-  std::optional<SourceSnapshot> snapshot = poller_.Snapshot(bundle.source());
-  if (snapshot.has_value()) RenderBundle(bundle.name(), *snapshot);
+  ReconcileAndWait(bundle.name());
   MutexLock lock(&mu_);
   auto it = bundles_.find(bundle.name());
   if (it == bundles_.end()) {
@@ -349,31 +487,36 @@ void Controller::DiffBundle(const std::string& cluster, const std::string& bundl
 }
 
 absl::Status Controller::RemoveBundle(const std::string& name) {
-  int64_t generation = 0;
   {
-    MutexLock lock(&mu_);
-    auto it = bundles_.find(name);
-    if (it == bundles_.end()) {
-      return absl::NotFoundError(absl::StrCat("bundle \"", name, "\" not found"));
-    }
-    // The tombstone is what makes agents prune: written with the deletion, durably.
-    v1::Tombstone tombstone;
-    tombstone.set_bundle(name);
-    tombstone.set_generation(it->second.definition.generation() + 1);
-    *tombstone.mutable_removed_time() = ToProtoTime(absl::Now());
-    generation = tombstone.generation();
-    std::vector<Store::Write> writes = {
-        Store::Delete(kBundles, name), Store::Delete(kBundleRecords, name),
-        Store::Put(kTombstones, name, tombstone.SerializeAsString())};
-    for (const std::string& rev : it->second.record.recent_revisions()) {
-      writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
+    MutexLock writer(&writer_mu_);
+    std::vector<Store::Write> writes;
+    int64_t generation = 0;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(name);
+      if (it == bundles_.end()) {
+        return absl::NotFoundError(absl::StrCat("bundle \"", name, "\" not found"));
+      }
+      // The tombstone is what makes agents prune: written with the deletion, durably.
+      v1::Tombstone tombstone;
+      tombstone.set_bundle(name);
+      tombstone.set_generation(it->second.definition.generation() + 1);
+      *tombstone.mutable_removed_time() = ToProtoTime(options_.clock->Now());
+      generation = tombstone.generation();
+      writes = {Store::Delete(kBundles, name), Store::Delete(kBundleRecords, name),
+                Store::Put(kTombstones, name, tombstone.SerializeAsString())};
+      for (const std::string& rev : it->second.record.recent_revisions()) {
+        writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
+      }
     }
     absl::Status stored = store_->Apply(writes);
     if (!stored.ok()) return stored;
-    bundles_.erase(it);
+    MutexLock lock(&mu_);
+    bundles_.erase(name);
     tombstones_[name] = generation;
   }
-  hub_->RemoveBundle(name, generation);
+  // The reconcile tells the hub, in order with any reconcile of the bundle in progress.
+  ReconcileAndWait(name);
   return absl::OkStatus();
 }
 
@@ -430,15 +573,20 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
       }
     }
   }
-  // Each cluster's own revision; finding it may render, so outside the lock.
+  // Each cluster's own revision, as built (a status never renders), outside the lock.
   std::vector<v1::BundleStatus> out;
   for (Pair& pair : pairs) {
     if (pair.content != nullptr && pair.content->Uniform() == nullptr) {
+      std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
+          pair.content->Built(pair.cluster->info);
       absl::StatusOr<std::shared_ptr<const Revision>> revision =
-          pair.content->For(pair.cluster->info);
+          built.has_value() ? *std::move(built)
+                            : absl::UnavailableError("its revision is being rendered");
       if (revision.ok()) {
         pair.info.set_revision((*revision)->id);
         pair.info.set_object_count(static_cast<int32_t>((*revision)->objects.size()));
+      } else if (!built.has_value()) {
+        pair.info.clear_revision();
       } else {
         pair.info.clear_revision();
         if (pair.info.error().empty()) {
@@ -526,8 +674,8 @@ BundleVariants::Params Controller::ContentParams(const std::string& name,
       definition.target_namespace(),
       absl::InfinitePast(),
       values,
-      [this, name, generation](const std::shared_ptr<const Revision>& revision) {
-        OnNewRevision(name, generation, revision);
+      [mailbox = mailbox_, name, generation](const std::shared_ptr<const Revision>& revision) {
+        mailbox->NewRevision(name, generation, revision);
       }};
   params.allow_empty = definition.allow_empty();
   params.substitute = WantsSubstitution(definition);
@@ -548,29 +696,45 @@ void Controller::RememberRevision(const std::string& bundle, const std::string& 
   }
 }
 
-void Controller::OnNewRevision(const std::string& bundle, uint64_t generation,
-                               const std::shared_ptr<const Revision>& revision) {
-  MutexLock lock(&mu_);
-  auto it = bundles_.find(bundle);
-  if (it == bundles_.end() || it->second.generation != generation) return;
-  BundleState& state = it->second;
-  const auto& recent = state.record.recent_revisions();
-  if (std::find(recent.begin(), recent.end(), revision->id) != recent.end()) return;
-  v1::BundleRecord record = state.record;
-  std::vector<Store::Write> writes = {
-      Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString())};
-  size_t variants = state.content != nullptr ? state.content->RevisionIds().size() : 0;
-  RememberRevision(bundle, revision->id, options_.revisions_kept + variants + 1, &record, &writes);
+void Controller::PersistNewRevisions(const std::string& bundle) {
+  std::vector<std::pair<uint64_t, std::shared_ptr<const Revision>>> pending =
+      mailbox_->Take(bundle);
+  if (pending.empty()) return;
+  MutexLock writer(&writer_mu_);
+  v1::BundleRecord record;
+  std::vector<Store::Write> writes;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(bundle);
+    if (it == bundles_.end()) return;
+    BundleState& state = it->second;
+    record = state.record;
+    size_t variants = state.content != nullptr ? state.content->RevisionIds().size() : 0;
+    for (const auto& [generation, revision] : pending) {
+      if (generation != state.generation) continue;  // from a definition replaced since
+      const auto& recent = record.recent_revisions();
+      if (std::find(recent.begin(), recent.end(), revision->id) != recent.end()) continue;
+      writes.push_back(
+          Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString()));
+      RememberRevision(bundle, revision->id, options_.revisions_kept + variants + 1, &record,
+                       &writes);
+    }
+  }
+  if (writes.empty()) return;
   writes.push_back(Store::Put(kBundleRecords, bundle, record.SerializeAsString()));
   if (absl::Status stored = store_->Apply(writes); !stored.ok()) {
-    GF_LOG(ERROR) << "bundle " << bundle << ": cannot store revision " << revision->id << ": "
-                  << stored;
+    // Only deltas after a restart need them; the next render stores its own.
+    GF_LOG(ERROR) << "bundle " << bundle << ": cannot store " << pending.size()
+                  << " revisions built for cluster values: " << stored;
     return;
   }
-  state.record = std::move(record);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(bundle);
+  if (it != bundles_.end()) it->second.record = std::move(record);
 }
 
-void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
+void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&) {
+  // Only names are queued: each reconcile reads the source's snapshot as it is then.
   std::vector<std::string> names;
   {
     MutexLock lock(&mu_);
@@ -578,7 +742,82 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
       if (state.definition.source() == source) names.push_back(name);
     }
   }
-  for (const std::string& name : names) RenderBundle(name, snapshot);
+  for (const std::string& name : names) queue_.Add(name);
+}
+
+absl::Status Controller::Reconcile(const std::string& name) {
+  PersistNewRevisions(name);
+  std::string source;
+  uint64_t generation = 0;
+  std::string reconciled_commit;
+  uint64_t reconciled_generation = 0;
+  std::optional<int64_t> tombstone;
+  v1::Bundle definition;
+  std::shared_ptr<const BundleVariants> content;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) {
+      auto t = tombstones_.find(name);
+      if (t != tombstones_.end()) tombstone = t->second;
+    } else {
+      source = it->second.definition.source();
+      definition = it->second.definition;
+      generation = it->second.generation;
+      reconciled_commit = it->second.reconciled_commit;
+      reconciled_generation = it->second.reconciled_generation;
+      content = it->second.content;
+    }
+  }
+  if (source.empty()) {
+    // Removed: the hub sends removals to the agents that hold it (idempotent).
+    if (tombstone.has_value()) hub_->RemoveBundle(name, *tombstone);
+    return absl::OkStatus();
+  }
+  absl::Status status;
+  std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+  if (snapshot.has_value() &&
+      (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
+    status = RenderBundle(name, *snapshot);
+  } else if (content != nullptr && content->Uniform() == nullptr) {
+    // Rendered and current: build the revisions of targeted clusters that lack one (a
+    // cluster connected, or its labels changed). Only here do engines render for values.
+    status = Probe(definition, *content);
+  }
+  PersistNewRevisions(name);
+  PushToHub(name);
+  return status;
+}
+
+void Controller::PushToHub(const std::string& name) {
+  LabelSelector selector;
+  std::shared_ptr<const BundleVariants> content;
+  int64_t definition_generation = 0;
+  uint64_t generation = 0;
+  uint64_t builds = 0;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return;
+    BundleState& state = it->second;
+    builds = state.content != nullptr ? state.content->builds() : 0;
+    if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
+        state.pushed_builds == builds) {
+      return;
+    }
+    selector = state.selector;
+    content = state.content;
+    definition_generation = state.definition.generation();
+    generation = state.generation;
+  }
+  // Unlocked: the hub notifies agent streams, which ask it for messages at once.
+  hub_->SetBundle(name, selector, content, definition_generation);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return;
+  it->second.pushed_generation = generation;
+  it->second.pushed_content = content;
+  it->second.pushed_builds = builds;
 }
 
 Renderer* Controller::RendererFor(const std::string& engine) {
@@ -602,7 +841,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
   return repository_files_;
 }
 
-void Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
+absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation;
@@ -612,7 +851,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
-    if (it == bundles_.end()) return;
+    if (it == bundles_.end()) return absl::OkStatus();
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
@@ -621,7 +860,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     last_paths = it->second.variant_paths;
   }
   const CommitInfo& commit = snapshot.commit;
-  absl::Time start = absl::Now();
+  absl::Time start = options_.clock->Now();
   // The cache: if every path the last render read has the same object id at this commit,
   // the render would be the same. The engine is decided by the bundle path's files, and
   // every engine lists the bundle path itself, so an unchanged path means the same engine.
@@ -724,7 +963,7 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
 
   const std::string engine_label = engine.empty() ? "unknown" : engine;
   metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
-      .Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      .Observe(absl::ToDoubleSeconds(options_.clock->Now() - start));
   if (cache_hit) {
     metrics_.render_cache_hits.Add({}).Increment();
   } else {
@@ -732,26 +971,33 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
         .Increment();
   }
 
-  MutexLock lock(&mu_);
-  auto it = bundles_.find(name);
-  if (it == bundles_.end() || it->second.generation != generation) return;  // superseded
-  BundleState& state = it->second;
-  v1::BundleRecord record = state.record;
-  if (record.commit() != commit.id) *record.mutable_seen_time() = ToProtoTime(absl::Now());
+  MutexLock writer(&writer_mu_);
+  v1::BundleRecord record;
   std::vector<Store::Write> writes;
-  if (!status.ok()) {
-    record.set_error(std::string(status.message()));
-    record.set_error_commit(commit.id);
-    if (state.record.error() != record.error()) {
-      GF_LOG(WARNING) << "bundle " << name << " failed to render at " << commit.id.substr(0, 12)
-                      << ": " << status.message();
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    // Superseded: the change that did it queued this bundle again.
+    if (it == bundles_.end() || it->second.generation != generation) return absl::OkStatus();
+    BundleState& state = it->second;
+    record = state.record;
+    if (record.commit() != commit.id) {
+      *record.mutable_seen_time() = ToProtoTime(options_.clock->Now());
     }
-    content.reset();
-  } else {
-    record.clear_error();
-    record.clear_error_commit();
-    record.set_commit(commit.id);
-    *record.mutable_committed_time() = ToProtoTime(commit.time);
+    if (!status.ok()) {
+      record.set_error(std::string(status.message()));
+      record.set_error_commit(commit.id);
+      if (state.record.error() != record.error()) {
+        GF_LOG(WARNING) << "bundle " << name << " failed to render at " << commit.id.substr(0, 12)
+                        << ": " << status.message();
+      }
+      content.reset();
+    } else {
+      record.clear_error();
+      record.clear_error_commit();
+      record.set_commit(commit.id);
+      *record.mutable_committed_time() = ToProtoTime(commit.time);
+    }
   }
   if (content != nullptr) {
     record.set_engine(engine);
@@ -783,9 +1029,14 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
   writes.push_back(Store::Put(kBundleRecords, name, record.SerializeAsString()));
   absl::Status stored = store_->Apply(writes);
   if (!stored.ok()) {
+    // Nothing changes in memory either: the queue retries the whole reconcile.
     GF_LOG(ERROR) << "bundle " << name << ": cannot store render: " << stored;
-    return;
+    return absl::Status(stored.code(), absl::StrCat("cannot store render: ", stored.message()));
   }
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return absl::OkStatus();
+  BundleState& state = it->second;
   state.record = record;
   if (content != nullptr) {
     // A new render with the same single revision changes nothing for agents.
@@ -795,9 +1046,13 @@ void Controller::RenderBundle(const std::string& name, const SourceSnapshot& sna
     if (before == nullptr || after == nullptr || before->id != after->id) {
       state.content = content;
       state.variant_paths = variant_paths;
-      hub_->SetBundle(name, state.selector, state.content, state.definition.generation());
     }
   }
+  if (status.ok()) {
+    state.reconciled_generation = generation;
+    state.reconciled_commit = commit.id;
+  }
+  return status;
 }
 
 absl::Status Controller::Probe(const v1::Bundle& definition, const BundleVariants& content) {

@@ -6,11 +6,22 @@
 // to the hub. A failed render keeps the last good revision in force and records the
 // error on the bundle.
 //
+// It reconciles levels, as Kubernetes controllers do. Every event (a new commit, a
+// definition added, replaced or removed, a cluster whose values need a revision not built
+// yet, a `sync`) only queues the bundle's name in a keyed work queue; a fixed number of
+// workers reconcile each name against the current state, never two at once for one name,
+// and a name whose reconcile fails (a render that timed out, a store write that failed)
+// is queued again with exponential backoff, with no new commit needed.
+//
 //   Controller controller(&store, repos.get(), &hub, metrics, options);
-//   GF_RETURN_IF_ERROR(controller.Load());
+//   absl::Status loaded = controller.Load();
 //   controller.Start();
 //
-// Thread-safe.
+// Thread-safe. Locking: `writer_mu_` serializes changes to definitions and records and is
+// held across their store writes; `mu_` guards the in-memory state and is held only to
+// copy or install it, never across store I/O. Neither is held while calling the hub, the
+// poller or a bundle's content, since those may call back (the hub's notifications reach
+// agent streams, which ask the hub, whose render requests come back here).
 
 #include <map>
 #include <memory>
@@ -20,8 +31,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/names.h"
 #include "common/sync.h"
+#include "common/workqueue.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/fleet/label_selector.h"
 #include "controlplane/fleet/variants.h"
@@ -47,6 +60,15 @@ struct ControllerOptions {
   bool allow_local_sources = false;
   // Where sources' credentials are (git_credentials.h); empty: sources may name none.
   std::string credentials_dir;
+  // Workers reconciling bundles (rendering); a failed reconcile is retried after
+  // min(retry_base * 2^(n-1), retry_max).
+  int workers = 2;
+  absl::Duration retry_base = absl::Seconds(1);
+  absl::Duration retry_max = absl::Minutes(5);
+  // How long an API call that changed a bundle waits for its reconcile before answering
+  // with what is known (the reconcile goes on).
+  absl::Duration api_wait = absl::Minutes(2);
+  Clock* clock = &RealClock();
 };
 
 class Controller {
@@ -59,7 +81,7 @@ class Controller {
 
   // Loads definitions, last good revisions and errors; hands them to the hub.
   absl::Status Load();
-  // Starts polling sources.
+  // Starts the workers, queues every bundle, and starts polling sources.
   void Start();
 
   absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace);
@@ -101,23 +123,40 @@ class Controller {
     // The render cache of other engines is record.read_paths/read_ids; a definition change
     // clears it.
     uint64_t generation = 0;
+    // What the last successful reconcile rendered: (generation, commit). Equal to the
+    // current ones, a reconcile only builds revisions for clusters that lack one.
+    uint64_t reconciled_generation = 0;
+    std::string reconciled_commit;
+    // What the hub was last given (a reconcile gives it again only what changed).
+    uint64_t pushed_generation = 0;
+    std::shared_ptr<const BundleVariants> pushed_content;
+    uint64_t pushed_builds = 0;
   };
+  class Mailbox;
 
   void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
+  // One pass of the work queue for `name`: reads the current state and acts.
+  absl::Status Reconcile(const std::string& name);
+  // Gives the hub the bundle's selector and content if they changed since it last did.
+  void PushToHub(const std::string& name);
+  // Stores revisions built for some cluster's values since the last pass.
+  void PersistNewRevisions(const std::string& name);
+  // Queues every bundle of `source` and waits (up to api_wait) for their reconciles.
+  void ReconcileBundlesOf(const std::string& source);
+  // Queues `name` and waits (up to api_wait) for a reconcile that saw the change.
+  void ReconcileAndWait(const std::string& name);
   // Builds the revisions of the clusters the bundle targets; a failure that depends on
   // no value is the render's failure.
   absl::Status Probe(const v1::Bundle& definition, const BundleVariants& content);
   // Adds `id` to the record's recent revisions, newest first, deleting the oldest past `kept`.
   static void RememberRevision(const std::string& bundle, const std::string& id, size_t kept,
                                v1::BundleRecord* record, std::vector<Store::Write>* writes);
-  // Stores a revision built for some cluster's values, for deltas after a restart.
-  void OnNewRevision(const std::string& bundle, uint64_t generation,
-                     const std::shared_ptr<const Revision>& revision);
+
   BundleVariants::Params ContentParams(const std::string& name, const v1::Bundle& definition,
                                        const ValuesSpec& values, uint64_t generation,
                                        const std::string& commit, absl::Time committed_time);
-  void RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
-  absl::Status PersistBundleRecord(const std::string& name, const v1::BundleRecord& record);
+  // Renders the bundle at the snapshot; the error is the render's or the store's.
+  absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PruneRevisions(const std::string& bundle);
 
@@ -131,6 +170,11 @@ class Controller {
   absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> RepositoryFiles(
       const SourceSnapshot& snapshot);
 
+  // Revisions built for cluster values and render requests, from other threads (contents
+  // and the hub may outlive this controller; the mailbox is closed first).
+  std::shared_ptr<Mailbox> mailbox_;
+  WorkQueue queue_;
+
   PlainRenderer plain_;
   KustomizeRenderer kustomize_;
   JsonnetRenderer jsonnet_;
@@ -142,6 +186,7 @@ class Controller {
   std::shared_ptr<const std::vector<RepoFile>> repository_files_
       ABSL_GUARDED_BY(repository_files_mu_);
 
+  Mutex writer_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   Mutex mu_;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,7 @@
 #include "controlplane/fleet/controller.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -44,6 +46,7 @@ class ControllerTest : public ::testing::Test {
     controller_ =
         std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_, options);
     ASSERT_TRUE(controller_->Load().ok());
+    controller_->Start();
   }
 
   v1::Source Source() {
@@ -532,6 +535,147 @@ TEST_F(ControllerTest, RejectsBadValuesClearly) {
   auto info = controller_->AddBundle(script, false);
   ASSERT_TRUE(info.ok());
   EXPECT_TRUE(info->error().empty()) << info->error();
+}
+
+// The real agent stream asks the hub for its message on the thread that notifies it
+// (AgentStream::Notify -> MaybeWrite -> Hub::NextMessage). This connection does the same.
+class SynchronousConnection : public AgentConnection {
+ public:
+  explicit SynchronousConnection(Hub* hub) : hub_(hub) {}
+  void Notify(const std::string& bundle) override {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(session, bundle);
+    MutexLock lock(&mu_);
+    if (message != nullptr) messages_.push_back(message);
+  }
+  void Close(const absl::Status&) override {}
+  std::vector<std::shared_ptr<const EncodedMessage>> messages() {
+    MutexLock lock(&mu_);
+    return messages_;
+  }
+  std::atomic<uint64_t> session{0};
+
+ private:
+  Hub* const hub_;
+  Mutex mu_;
+  std::vector<std::shared_ptr<const EncodedMessage>> messages_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs `fn` on its own thread; a call that does not return within the limit is a deadlock,
+// and the test binary exits (the stuck thread cannot be joined).
+void WithinDeadline(const char* what, std::function<void()> fn) {
+  auto done = std::make_shared<Notification>();
+  std::thread thread([fn = std::move(fn), done] {
+    fn();
+    done->Notify();
+  });
+  if (!done->WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    fprintf(stderr, "DEADLOCK: %s did not return within 30 s\n", what);
+    fflush(stderr);
+    _exit(1);
+  }
+  thread.join();
+}
+
+TEST_F(ControllerTest, WideningAPerClusterBundleToAConnectedClusterDoesNotDeadlock) {
+  git_.Write("j/main.jsonnet",
+             "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg-' + "
+             "std.extVar('cluster.name') } }\n");
+  git_.Commit("per-cluster jsonnet");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto connection = std::make_shared<SynchronousConnection>(hub_.get());
+  v1::Hello hello;
+  hello.set_cluster("idle");
+  (*hello.mutable_labels())["env"] = "prod";
+  connection->session = hub_->Connect(hello, "peer", connection);
+  auto dev_only = controller_->AddBundle(Bundle("j", "j", "env=dev"), false);
+  ASSERT_TRUE(dev_only.ok()) << dev_only.status();
+  EXPECT_TRUE(connection->messages().empty());
+
+  // Widening the selector reaches the idle prod cluster, whose variant is not built yet.
+  WithinDeadline("bundle add --replace", [&] {
+    auto widened = controller_->AddBundle(Bundle("j", "j", ""), /*replace=*/true);
+    ASSERT_TRUE(widened.ok()) << widened.status();
+  });
+  WithinDeadline("the render for the new cluster", [&] {
+    for (int i = 0; i < 3000 && connection->messages().empty(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+  ASSERT_EQ(connection->messages().size(), 1u);
+  EXPECT_EQ(connection->messages()[0]->message.update().upserts(0).key().name(), "cfg-idle");
+}
+
+// A store whose writes of render records fail while `fail_records` is above zero.
+class FlakyStore : public Store {
+ public:
+  absl::Status Apply(const std::vector<Write>& writes) override {
+    for (const Write& write : writes) {
+      if (write.bucket == "bundle_records" && fail_records.load() > 0) {
+        fail_records.fetch_sub(1);
+        return absl::UnavailableError("disk full (injected)");
+      }
+    }
+    return inner.Apply(writes);
+  }
+  absl::StatusOr<std::string> Get(const std::string& bucket, const std::string& key) override {
+    return inner.Get(bucket, key);
+  }
+  absl::StatusOr<std::vector<Entry>> List(const std::string& bucket) override {
+    return inner.List(bucket);
+  }
+  std::atomic<int> fail_records{0};
+  MemoryStore inner;
+};
+
+TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  FlakyStore store;
+  FakeClock clock;
+  Hub hub(&store, metrics_);
+  ControllerOptions options;
+  options.allow_local_sources = true;
+  options.clock = &clock;
+  options.retry_base = absl::Seconds(10);
+  options.api_wait = absl::Seconds(1);  // of the fake clock: only the first attempt
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  store.fail_records = 1;
+  auto info = controller.AddBundle(Bundle("b", "a"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->revision(), "") << "the first render could not be stored";
+  auto retries = [&] { return metrics_.workqueue.retries.Add({{"name", "bundles"}}).Value(); };
+  EXPECT_EQ(retries(), 1);
+  EXPECT_EQ(store.fail_records.load(), 0);
+
+  // No commit, no API call: the backoff ends and the reconcile succeeds.
+  auto revision = [&] {
+    for (const v1::BundleInfo& bundle : controller.ListBundles()) return bundle.revision();
+    return std::string();
+  };
+  clock.Advance(absl::Seconds(9));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(revision(), "") << "retried before the backoff ended";
+  clock.Advance(absl::Seconds(1));
+  for (int i = 0; i < 3000 && revision().empty(); ++i) absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_NE(revision(), "");
+  EXPECT_EQ(retries(), 1) << "and no more";
+}
+
+TEST_F(ControllerTest, TheSameDefinitionAgainRetriesAFailedRenderAtOnce) {
+  git_.Write("a/cm.yaml", "kind: [broken");
+  git_.Commit("broken");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto info = controller_->AddBundle(Bundle("b", "a"), false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_NE(info->error(), "");
+  double failed = metrics_.renders.Add({{"engine", "plain"}, {"result", "error"}}).Value();
+  // Level-triggered: the same definition again reconciles (and fails again, counted).
+  info = controller_->AddBundle(Bundle("b", "a"), false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(metrics_.renders.Add({{"engine", "plain"}, {"result", "error"}}).Value(), failed + 1);
 }
 
 }  // namespace

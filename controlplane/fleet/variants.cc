@@ -166,6 +166,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
     if (fresh) {
       if (variants_.size() >= kMaxVariants) variants_.clear();
       variants_.push_back({read, result});
+      ++builds_;
     }
   }
   if (fresh && result.ok() && params_.on_new_revision) params_.on_new_revision(*result);
@@ -187,6 +188,23 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
     }
   }
   return Build(values, depends_on_values);
+}
+
+std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> BundleVariants::Built(
+    const v1::ClusterInfo& cluster) const {
+  if (uniform_ != nullptr) return uniform_;
+  Values values =
+      explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
+  MutexLock lock(&mu_);
+  for (const Variant& variant : variants_) {
+    if (Agrees(variant.read, values)) return variant.result;
+  }
+  return std::nullopt;
+}
+
+uint64_t BundleVariants::builds() const {
+  MutexLock lock(&mu_);
+  return builds_;
 }
 
 std::shared_ptr<const Revision> BundleVariants::Find(const std::string& id) const {

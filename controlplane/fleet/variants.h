@@ -87,14 +87,15 @@ class BundleVariants : public BundleContent {
   absl::Time committed_time() const override { return params_.committed_time; }
   absl::Time seen_time() const override { return params_.seen_time; }
   std::shared_ptr<const Revision> Uniform() const override;
-  absl::StatusOr<std::shared_ptr<const Revision>> For(
-      const v1::ClusterInfo& cluster) const override {
-    return For(cluster, nullptr);
-  }
-  // Also tells whether the outcome depended on any value: a failure that did not fails
-  // for every cluster alike.
+  std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> Built(
+      const v1::ClusterInfo& cluster) const override;
+  // The revision for `cluster`, built (substituted or rendered) now if it is not yet: the
+  // controller's reconcile calls this, never a gRPC thread. Also tells whether the outcome
+  // depended on any value: a failure that did not fails for every cluster alike.
   absl::StatusOr<std::shared_ptr<const Revision>> For(const v1::ClusterInfo& cluster,
-                                                      bool* depends_on_values) const;
+                                                      bool* depends_on_values = nullptr) const;
+  // How many variants were built so far (a reconcile that built none changes nothing).
+  uint64_t builds() const;
   std::shared_ptr<const Revision> Find(const std::string& id) const override;
 
   // The engine output before substitution (template mode only), kept in the store so a
@@ -121,6 +122,7 @@ class BundleVariants : public BundleContent {
   mutable Mutex mu_;
   // Bounded: cleared when it passes kMaxVariants (the next lookups render again).
   mutable std::vector<Variant> variants_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t builds_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace gitfleet
