@@ -93,6 +93,7 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
       clusters[row.key] = std::move(entry);
     }
   }
+  MutexLock writer(&registry->writer_mu_);
   {
     MutexLock lock(&registry->mu_);
     registry->clusters_ = clusters;
@@ -182,13 +183,17 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
   entry.has_labels = true;
   entry.token_sha256 = Sha256Bytes(*token);
   entry.from_api = true;
+  MutexLock writer(&writer_mu_);
   {
     MutexLock lock(&mu_);
     if (clusters_.count(name) > 0) {
       return absl::AlreadyExistsError(absl::StrCat(
           "cluster \"", name, "\" is registered already; cluster rotate-token issues a new token"));
     }
-    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+  }
+  if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+  {
+    MutexLock lock(&mu_);
     clusters_[name] = entry;
   }
   Publish(name, &entry);
@@ -199,6 +204,7 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
 absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap& labels) {
   if (absl::Status s = ValidateLabels(labels); !s.ok()) return s;
   Entry entry;
+  MutexLock writer(&writer_mu_);
   {
     MutexLock lock(&mu_);
     auto it = clusters_.find(name);
@@ -207,11 +213,14 @@ absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap&
           absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
     }
     entry = it->second;
-    entry.labels = labels;
-    entry.has_labels = true;
-    entry.from_api = true;  // overrides a file line from now on, token included
-    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
-    it->second = entry;
+  }
+  entry.labels = labels;
+  entry.has_labels = true;
+  entry.from_api = true;  // overrides a file line from now on, token included
+  if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+  {
+    MutexLock lock(&mu_);
+    clusters_[name] = entry;
   }
   Publish(name, &entry);
   GF_LOG(INFO) << "cluster " << name << " labels set";
@@ -222,17 +231,22 @@ absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name
   absl::StatusOr<std::string> token = NewToken();
   if (!token.ok()) return token.status();
   {
-    MutexLock lock(&mu_);
-    auto it = clusters_.find(name);
-    if (it == clusters_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
+    MutexLock writer(&writer_mu_);
+    Entry entry;
+    {
+      MutexLock lock(&mu_);
+      auto it = clusters_.find(name);
+      if (it == clusters_.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
+      }
+      entry = it->second;
     }
-    Entry entry = it->second;
     entry.token_sha256 = Sha256Bytes(*token);
     entry.from_api = true;
     if (absl::Status s = Persist(name, entry); !s.ok()) return s;
-    it->second = entry;
+    MutexLock lock(&mu_);
+    clusters_[name] = entry;
   }
   if (hub_ != nullptr) {
     hub_->CloseCluster(name, absl::UnauthenticatedError(
@@ -243,6 +257,7 @@ absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name
 }
 
 absl::Status ClusterRegistry::Remove(const std::string& name) {
+  MutexLock writer(&writer_mu_);
   {
     MutexLock lock(&mu_);
     auto it = clusters_.find(name);
@@ -253,8 +268,11 @@ absl::Status ClusterRegistry::Remove(const std::string& name) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cluster \"", name, "\" comes from --agent-tokens; remove its line there and restart"));
     }
-    if (absl::Status s = store_->Apply({Store::Delete(kRegistrations, name)}); !s.ok()) return s;
-    clusters_.erase(it);
+  }
+  if (absl::Status s = store_->Apply({Store::Delete(kRegistrations, name)}); !s.ok()) return s;
+  {
+    MutexLock lock(&mu_);
+    clusters_.erase(name);
   }
   Publish(name, nullptr);
   if (hub_ != nullptr) {

@@ -72,13 +72,20 @@ class ClusterRegistry {
       : store_(store), hub_(hub), allow_any_agent_(allow_any_agent) {}
 
   bool Matches(const std::string& cluster, const std::string& token) const;
+  // Writes the registration; with writer_mu_ held (and not mu_: handshakes never wait on
+  // the disk).
   absl::Status Persist(const std::string& name, const Entry& entry)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const std::string& name, const Entry* entry);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Tells the hub, in the order of the changes (writer_mu_ held, which the hub never takes).
+  void Publish(const std::string& name, const Entry* entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   Store* const store_;
   Hub* const hub_;
   const bool allow_any_agent_;
+  // Serializes registrations, held across their store writes; mu_ guards the map and is
+  // held only to read or install it.
+  Mutex writer_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;
   std::map<std::string, Entry> clusters_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> refused_ ABSL_GUARDED_BY(mu_);

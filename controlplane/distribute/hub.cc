@@ -128,6 +128,9 @@ void Hub::ExpireDiffs() {
 }
 
 void Hub::Flush() {
+  // One flush at a time (the flusher thread, the destructor, tests), so an older batch
+  // never lands after a newer one. Not the hub's lock: agents never wait on the disk.
+  MutexLock flushing(&flush_mu_);
   std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty;
   {
     MutexLock lock(&mu_);
@@ -512,29 +515,36 @@ Hub::Agent* Hub::AgentForSession(uint64_t session) {
 }
 
 std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
-                                                  const BundleTarget& target,
-                                                  const std::string& id) {
+                                                  const BundleTarget& target, const std::string& id,
+                                                  std::string* load) {
   for (const auto* content : {&target.content, &target.previous}) {
     if (*content == nullptr) continue;
     if (std::shared_ptr<const Revision> rev = (*content)->Find(id)) return rev;
   }
   std::string key = Revision::RevisionKey(bundle, id);
   auto it = stored_revisions_.find(key);
-  if (it != stored_revisions_.end()) return it->second;
-  // An agent may hold a revision from before a restart: look in the store.
+  if (it != stored_revisions_.end()) return it->second;  // null: not in the store either
+  // An agent may hold a revision from before a restart: the caller reads the store,
+  // without the hub's lock, and asks again.
+  if (load != nullptr) *load = key;
+  return nullptr;
+}
+
+void Hub::LoadStoredRevision(const std::string& key) {
+  std::shared_ptr<const Revision> revision;
   absl::StatusOr<std::string> data = store_->Get(kRevisions, key);
-  if (!data.ok()) return nullptr;
   v1::RevisionRecord record;
-  if (!record.ParseFromString(*data)) return nullptr;
-  absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(record);
-  if (!rev.ok()) {
-    GF_LOG(WARNING) << rev.status();
-    return nullptr;
+  if (data.ok() && record.ParseFromString(*data)) {
+    absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(record);
+    if (!rev.ok()) {
+      GF_LOG(WARNING) << rev.status();
+    } else if ((*rev)->key() == key) {
+      revision = *rev;
+    }
   }
-  if ((*rev)->bundle != bundle) return nullptr;
+  MutexLock lock(&mu_);
   if (stored_revisions_.size() >= kMaxStoredRevisions) stored_revisions_.clear();
-  stored_revisions_[key] = *rev;
-  return *rev;
+  stored_revisions_[key] = revision;  // null remembers that it is not there
 }
 
 std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base, const Revision& target,
@@ -578,6 +588,17 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base, con
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
                                                        const std::string& bundle) {
+  // At most one store read, for the revision the agent holds (deltas after a restart).
+  std::string load;
+  std::shared_ptr<const EncodedMessage> message = NextMessageOnce(session, bundle, &load);
+  if (load.empty()) return message;
+  LoadStoredRevision(load);
+  return NextMessageOnce(session, bundle, nullptr);
+}
+
+std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
+                                                           const std::string& bundle,
+                                                           std::string* load) {
   std::shared_ptr<const BundleContent> content;
   std::shared_ptr<const Revision> current;
   v1::ClusterInfo cluster;
@@ -605,15 +626,15 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
     Agent* agent = AgentForSession(session);
     if (agent == nullptr) return nullptr;
     auto target = bundles_.find(bundle);
-    if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr);
+    if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr, load);
     // Labels nobody assigned: the cluster keeps what it holds and gets nothing new. Not
     // knowing its labels is no reason to remove anything.
     if (!agent->labels_known) return nullptr;
-    if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr);
+    if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr, load);
     content = target->second.content;
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
     current = content->Uniform();
-    if (current != nullptr) return NextMessageLocked(agent, bundle, current);
+    if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;
   }
   // Values differ between clusters: this cluster's revision, if it is built. Looked up
@@ -639,11 +660,12 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
   auto target = bundles_.find(bundle);
   // Moved on meanwhile: the change notified the agent again.
   if (target == bundles_.end() || target->second.content != content) return nullptr;
-  return NextMessageLocked(agent, bundle, **revision);
+  return NextMessageLocked(agent, bundle, **revision, load);
 }
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
-    Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current) {
+    Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
+    std::string* load) {
   auto target = bundles_.find(bundle);
   auto held = agent->held.find(bundle);
   if (current == nullptr) {
@@ -674,7 +696,8 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   std::shared_ptr<const Revision> base;
   if (held != agent->held.end()) {
     if (held->second == current->id) return nullptr;
-    base = FindRevision(bundle, target->second, held->second);
+    base = FindRevision(bundle, target->second, held->second, load);
+    if (base == nullptr && load != nullptr && !load->empty()) return nullptr;  // read it first
   }
   std::shared_ptr<const EncodedMessage> message =
       BuildUpdate(base.get(), *current, target->second.generation);

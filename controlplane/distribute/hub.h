@@ -207,13 +207,22 @@ class Hub {
   bool Targets(const BundleTarget& target, const Agent& agent) const;
   // Works out agent.labels from what it reports and what the control plane owns.
   void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A revision of `bundle` by id, from its contents or those read from the store. Null
+  // when unknown; then, if `load` is given and the store was not asked yet, *load is the
+  // key to read (LoadStoredRevision, without the lock) before asking again.
   std::shared_ptr<const Revision> FindRevision(const std::string& bundle,
-                                               const BundleTarget& target, const std::string& id)
+                                               const BundleTarget& target, const std::string& id,
+                                               std::string* load)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // `current` is the agent's revision; null when the bundle no longer targets it.
+  // Reads a revision from the store (taking the lock only to keep it).
+  void LoadStoredRevision(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const EncodedMessage> NextMessageOnce(uint64_t session, const std::string& bundle,
+                                                        std::string* load) ABSL_LOCKS_EXCLUDED(mu_);
+  // `current` is the agent's revision; null when the bundle no longer targets it. Returns
+  // null with *load set when a revision must be read from the store first.
   std::shared_ptr<const EncodedMessage> NextMessageLocked(
-      Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
+      std::string* load) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target,
                                                     int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -254,6 +263,7 @@ class Hub {
   gitfleet::Notification stop_;
   Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
+  Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;
   // Writes waiting for the next flush, by (bucket, key); nullopt deletes.
   std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty_
