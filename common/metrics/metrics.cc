@@ -135,7 +135,7 @@ void Family<Histogram>::Serialize(std::string* out) const {
   }
 }
 
-void Registry::CheckUnique(const std::string& name) const {
+void Registry::CheckUniqueLocked(const std::string& name) const {
   for (const auto& family : families_) {
     if (family->name() == name) {
       std::fprintf(stderr, "metric family %s registered twice\n", name.c_str());

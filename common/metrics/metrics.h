@@ -123,7 +123,7 @@ class Registry {
   Family<T>& Register(std::unique_ptr<Family<T>> family) {
     MutexLock lock(&mu_);
     Family<T>& ref = *family;
-    CheckUnique(ref.name());
+    CheckUniqueLocked(ref.name());
     families_.push_back(std::move(family));
     return ref;
   }
@@ -132,7 +132,7 @@ class Registry {
   std::string Serialize() const;
 
  private:
-  void CheckUnique(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckUniqueLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   mutable Mutex mu_;
   std::vector<std::unique_ptr<FamilyBase>> families_ ABSL_GUARDED_BY(mu_);
 };

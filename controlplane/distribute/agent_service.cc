@@ -143,12 +143,12 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       MutexLock lock(&mu_);
       in_handshake_ = true;
       ended = done_ || finished_;
-      if (!ended) StartHelloRead();
+      if (!ended) StartHelloReadLocked();
     }
     if (ended) ReleaseHandshake();
   }
 
-  void StartHelloRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void StartHelloReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     {
       std::weak_ptr<AgentStream> weak = weak_from_this();
       hello_alarm_.Set(absl::ToChronoTime(absl::Now() + service_->limits().hello_timeout),

@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
     MutexLock lock(&registry->mu_);
     registry->clusters_ = clusters;
   }
-  for (const auto& [name, entry] : clusters) registry->Publish(name, &entry);
+  for (const auto& [name, entry] : clusters) registry->PublishLocked(name, &entry);
   return registry;
 }
 
@@ -154,7 +154,7 @@ bool ClusterRegistry::FirstRefusal(const std::string& cluster) {
   return refused_.insert(cluster).second;
 }
 
-absl::Status ClusterRegistry::Persist(const std::string& name, const Entry& entry) {
+absl::Status ClusterRegistry::PersistLocked(const std::string& name, const Entry& entry) {
   v1::ClusterRegistration registration;
   registration.set_name(name);
   registration.mutable_labels()->insert(entry.labels.begin(), entry.labels.end());
@@ -162,7 +162,7 @@ absl::Status ClusterRegistry::Persist(const std::string& name, const Entry& entr
   return store_->Apply({Store::Put(kRegistrations, name, registration.SerializeAsString())});
 }
 
-void ClusterRegistry::Publish(const std::string& name, const Entry* entry) {
+void ClusterRegistry::PublishLocked(const std::string& name, const Entry* entry) {
   if (hub_ == nullptr) return;
   if (entry == nullptr) {
     hub_->SetClusterIdentity(name, false, std::nullopt);
@@ -191,12 +191,12 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
           "cluster \"", name, "\" is registered already; cluster rotate-token issues a new token"));
     }
   }
-  if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+  if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
   {
     MutexLock lock(&mu_);
     clusters_[name] = entry;
   }
-  Publish(name, &entry);
+  PublishLocked(name, &entry);
   GF_LOG(INFO) << "cluster " << name << " registered";
   return token;
 }
@@ -217,12 +217,12 @@ absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap&
   entry.labels = labels;
   entry.has_labels = true;
   entry.from_api = true;  // overrides a file line from now on, token included
-  if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+  if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
   {
     MutexLock lock(&mu_);
     clusters_[name] = entry;
   }
-  Publish(name, &entry);
+  PublishLocked(name, &entry);
   GF_LOG(INFO) << "cluster " << name << " labels set";
   return absl::OkStatus();
 }
@@ -244,7 +244,7 @@ absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name
     }
     entry.token_sha256 = Sha256Bytes(*token);
     entry.from_api = true;
-    if (absl::Status s = Persist(name, entry); !s.ok()) return s;
+    if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
     MutexLock lock(&mu_);
     clusters_[name] = entry;
   }
@@ -274,7 +274,7 @@ absl::Status ClusterRegistry::Remove(const std::string& name) {
     MutexLock lock(&mu_);
     clusters_.erase(name);
   }
-  Publish(name, nullptr);
+  PublishLocked(name, nullptr);
   if (hub_ != nullptr) {
     hub_->CloseCluster(name, absl::UnauthenticatedError("this cluster was removed"));
   }

@@ -74,10 +74,10 @@ class ClusterRegistry {
   bool Matches(const std::string& cluster, const std::string& token) const;
   // Writes the registration; with writer_mu_ held (and not mu_: handshakes never wait on
   // the disk).
-  absl::Status Persist(const std::string& name, const Entry& entry)
+  absl::Status PersistLocked(const std::string& name, const Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the hub, in the order of the changes (writer_mu_ held, which the hub never takes).
-  void Publish(const std::string& name, const Entry* entry)
+  void PublishLocked(const std::string& name, const Entry* entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   Store* const store_;

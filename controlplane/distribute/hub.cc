@@ -96,7 +96,7 @@ void Hub::OnDiff(uint64_t session, const v1::DiffResult& result) {
   v1::DiffResult answer = result;
   {
     MutexLock lock(&mu_);
-    Agent* agent = AgentForSession(session);
+    Agent* agent = AgentForSessionLocked(session);
     auto it = diffs_.find(result.id());
     // Only the cluster asked may answer.
     if (agent == nullptr || it == diffs_.end() || it->second.cluster != agent->info.name()) return;
@@ -373,7 +373,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     for (const std::string& name : bundles) notify.emplace_back(connection, name);
     // Diff requests and forget orders still waiting go out on the new stream.
     if (!agent.control.empty()) notify.emplace_back(connection, kDiffRequests);
-    PersistCluster(agent);
+    PersistClusterLocked(agent);
     metrics_.connected_agents.Increment();
   }
   if (replaced != nullptr) {
@@ -389,7 +389,7 @@ v1::Welcome Hub::WelcomeFor(uint64_t session) {
   MutexLock lock(&mu_);
   v1::Welcome welcome;
   welcome.set_fleet_id(fleet_id_);
-  Agent* agent = AgentForSession(session);
+  Agent* agent = AgentForSessionLocked(session);
   if (agent != nullptr && agent->adopt_pending) {
     GF_LOG(INFO) << "cluster " << agent->info.name() << " adopted"
                  << (agent->fleet_id.empty() || agent->fleet_id == fleet_id_
@@ -399,7 +399,7 @@ v1::Welcome Hub::WelcomeFor(uint64_t session) {
     agent->adopt_pending = false;
     agent->info.set_adopt_pending(false);
     agent->info.clear_foreign_fleet_id();
-    PersistCluster(*agent);
+    PersistClusterLocked(*agent);
   }
   return welcome;
 }
@@ -415,7 +415,7 @@ absl::Status Hub::AdoptCluster(const std::string& cluster) {
     }
     it->second.adopt_pending = true;
     it->second.info.set_adopt_pending(true);
-    PersistCluster(it->second);
+    PersistClusterLocked(it->second);
     record = dirty_[{kClusters, cluster}];
     connection = it->second.connection;
   }
@@ -484,7 +484,7 @@ void Hub::Disconnect(uint64_t session) {
   agent.connection.reset();
   agent.info.set_connected(false);
   *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
-  PersistCluster(agent);
+  PersistClusterLocked(agent);
   sessions_.erase(it);
   metrics_.connected_agents.Decrement();
 }
@@ -508,15 +508,15 @@ void Hub::CloseAll(const absl::Status& status) {
   for (auto& [id, diff] : diffs) diff.done(status);
 }
 
-Hub::Agent* Hub::AgentForSession(uint64_t session) {
+Hub::Agent* Hub::AgentForSessionLocked(uint64_t session) {
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return nullptr;
   return it->second;
 }
 
-std::shared_ptr<const Revision> Hub::FindRevision(const std::string& bundle,
-                                                  const BundleTarget& target, const std::string& id,
-                                                  std::string* load) {
+std::shared_ptr<const Revision> Hub::FindRevisionLocked(const std::string& bundle,
+                                                        const BundleTarget& target,
+                                                        const std::string& id, std::string* load) {
   for (const auto* content : {&target.content, &target.previous}) {
     if (*content == nullptr) continue;
     if (std::shared_ptr<const Revision> rev = (*content)->Find(id)) return rev;
@@ -547,8 +547,9 @@ void Hub::LoadStoredRevision(const std::string& key) {
   stored_revisions_[key] = revision;  // null remembers that it is not there
 }
 
-std::shared_ptr<const EncodedMessage> Hub::BuildUpdate(const Revision* base, const Revision& target,
-                                                       int64_t generation) {
+std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* base,
+                                                             const Revision& target,
+                                                             int64_t generation) {
   std::tuple<std::string, std::string, std::string> cache_key{
       absl::StrCat(target.bundle, "@", generation), base ? base->id : "", target.id};
   auto cached = messages_.find(cache_key);
@@ -607,7 +608,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     std::shared_ptr<const EncodedMessage> message;
     {
       MutexLock lock(&mu_);
-      Agent* agent = AgentForSession(session);
+      Agent* agent = AgentForSessionLocked(session);
       if (agent == nullptr || agent->control.empty()) return nullptr;
       v1::ControlMessage request = std::move(agent->control.front());
       agent->control.pop_front();
@@ -623,7 +624,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
   }
   {
     MutexLock lock(&mu_);
-    Agent* agent = AgentForSession(session);
+    Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return nullptr;
     auto target = bundles_.find(bundle);
     if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr, load);
@@ -655,7 +656,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     return nullptr;
   }
   MutexLock lock(&mu_);
-  Agent* agent = AgentForSession(session);
+  Agent* agent = AgentForSessionLocked(session);
   if (agent == nullptr) return nullptr;
   auto target = bundles_.find(bundle);
   // Moved on meanwhile: the change notified the agent again.
@@ -696,11 +697,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   std::shared_ptr<const Revision> base;
   if (held != agent->held.end()) {
     if (held->second == current->id) return nullptr;
-    base = FindRevision(bundle, target->second, held->second, load);
+    base = FindRevisionLocked(bundle, target->second, held->second, load);
     if (base == nullptr && load != nullptr && !load->empty()) return nullptr;  // read it first
   }
   std::shared_ptr<const EncodedMessage> message =
-      BuildUpdate(base.get(), *current, target->second.generation);
+      BuildUpdateLocked(base.get(), *current, target->second.generation);
   agent->held[bundle] = current->id;
   (base ? sent_delta_ : sent_full_).Increment();
   metrics_.update_bytes_sent.Increment(static_cast<double>(message->bytes.size()));
@@ -711,7 +712,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
-    Agent* agent = AgentForSession(session);
+    Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return;
     if (ack.need_full()) {
       ack_need_full_.Increment();
@@ -755,7 +756,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
 
 void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
   MutexLock lock(&mu_);
-  Agent* agent = AgentForSession(session);
+  Agent* agent = AgentForSessionLocked(session);
   if (agent == nullptr) return;
   v1::ClusterCondition* slot = nullptr;
   for (v1::ClusterCondition& c : *agent->info.mutable_conditions()) {
@@ -778,7 +779,7 @@ void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
 
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   MutexLock lock(&mu_);
-  Agent* agent = AgentForSession(session);
+  Agent* agent = AgentForSessionLocked(session);
   if (agent == nullptr) return;
   status_via_message_.Increment();
   RecordStatusLocked(agent, status.bundle(), status);
@@ -825,7 +826,7 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
   dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = report.SerializeAsString();
 }
 
-void Hub::PersistCluster(const Agent& agent) {
+void Hub::PersistClusterLocked(const Agent& agent) {
   v1::ClusterRecord record;
   record.set_name(agent.info.name());
   record.mutable_labels()->insert(agent.reported.begin(), agent.reported.end());

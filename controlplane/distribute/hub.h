@@ -203,16 +203,16 @@ class Hub {
   };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
-  Agent* AgentForSession(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Agent* AgentForSessionLocked(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
   // Works out agent.labels from what it reports and what the control plane owns.
   void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A revision of `bundle` by id, from its contents or those read from the store. Null
   // when unknown; then, if `load` is given and the store was not asked yet, *load is the
   // key to read (LoadStoredRevision, without the lock) before asking again.
-  std::shared_ptr<const Revision> FindRevision(const std::string& bundle,
-                                               const BundleTarget& target, const std::string& id,
-                                               std::string* load)
+  std::shared_ptr<const Revision> FindRevisionLocked(const std::string& bundle,
+                                                     const BundleTarget& target,
+                                                     const std::string& id, std::string* load)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads a revision from the store (taking the lock only to keep it).
   void LoadStoredRevision(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
@@ -223,14 +223,15 @@ class Hub {
   std::shared_ptr<const EncodedMessage> NextMessageLocked(
       Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
       std::string* load) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<const EncodedMessage> BuildUpdate(const Revision* base, const Revision& target,
-                                                    int64_t generation)
+  std::shared_ptr<const EncodedMessage> BuildUpdateLocked(const Revision* base,
+                                                          const Revision& target,
+                                                          int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTombstoneLocked(const std::string& bundle, int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets what the hub knew of `agent`'s copy of `bundle`.
   void DropHeldLocked(Agent* agent, const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistCluster(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
   void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -81,7 +81,7 @@ class SourcePoller {
   bool BusyLocked(const std::string& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fetches a repository (RepoKey) and resolves every source that uses it.
   void FetchUrl(const std::string& key);
-  absl::Duration IntervalLocked(const Tracked& t) const;
+  absl::Duration IntervalLocked(const Tracked& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   GitRepositories* const repos_;
   ControlPlaneMetrics& metrics_;

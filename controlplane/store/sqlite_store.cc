@@ -79,7 +79,7 @@ SqliteStore::~SqliteStore() {
   sqlite3_close(db_);
 }
 
-absl::Status SqliteStore::Error(const char* what) {
+absl::Status SqliteStore::ErrorLocked(const char* what) {
   return absl::InternalError(absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
 }
 
@@ -97,15 +97,15 @@ absl::Status SqliteStore::ApplyWith(const std::vector<Write>& writes, bool full)
   // setting is the connection's, so each batch sets what it needs.
   if (sqlite3_exec(db_, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr,
                    nullptr, nullptr) != SQLITE_OK) {
-    return Error("set synchronous");
+    return ErrorLocked("set synchronous");
   }
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return Error("begin");
+    return ErrorLocked("begin");
   }
   Statement put(db_, "INSERT OR REPLACE INTO kv (bucket, key, value) VALUES (?, ?, ?)");
   Statement del(db_, "DELETE FROM kv WHERE bucket = ? AND key = ?");
   absl::Status status;
-  if (!put.ok() || !del.ok()) status = Error("prepare");
+  if (!put.ok() || !del.ok()) status = ErrorLocked("prepare");
   for (const Write& write : writes) {
     if (!status.ok()) break;
     Statement& stmt = write.value.has_value() ? put : del;
@@ -113,14 +113,14 @@ absl::Status SqliteStore::ApplyWith(const std::vector<Write>& writes, bool full)
     stmt.Bind(1, write.bucket);
     stmt.Bind(2, write.key);
     if (write.value.has_value()) stmt.Bind(3, *write.value);
-    if (sqlite3_step(stmt.get()) != SQLITE_DONE) status = Error("write");
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) status = ErrorLocked("write");
   }
   if (!status.ok()) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     return status;
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    absl::Status error = Error("commit");
+    absl::Status error = ErrorLocked("commit");
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     return error;
   }
@@ -130,7 +130,7 @@ absl::Status SqliteStore::ApplyWith(const std::vector<Write>& writes, bool full)
 absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket, const std::string& key) {
   MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT value FROM kv WHERE bucket = ? AND key = ?");
-  if (!stmt.ok()) return Error("prepare");
+  if (!stmt.ok()) return ErrorLocked("prepare");
   stmt.Bind(1, bucket);
   stmt.Bind(2, key);
   int rc = sqlite3_step(stmt.get());
@@ -138,20 +138,20 @@ absl::StatusOr<std::string> SqliteStore::Get(const std::string& bucket, const st
   if (rc == SQLITE_DONE) {
     return absl::NotFoundError(absl::StrCat(bucket, "/", key, " not found"));
   }
-  return Error("read");
+  return ErrorLocked("read");
 }
 
 absl::StatusOr<std::vector<Store::Entry>> SqliteStore::List(const std::string& bucket) {
   MutexLock lock(&mu_);
   Statement stmt(db_, "SELECT key, value FROM kv WHERE bucket = ? ORDER BY key");
-  if (!stmt.ok()) return Error("prepare");
+  if (!stmt.ok()) return ErrorLocked("prepare");
   stmt.Bind(1, bucket);
   std::vector<Entry> out;
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
     out.push_back({stmt.Column(0), stmt.Column(1)});
   }
-  if (rc != SQLITE_DONE) return Error("list");
+  if (rc != SQLITE_DONE) return ErrorLocked("list");
   return out;
 }
 

@@ -75,7 +75,7 @@ class SqliteStore : public Store {
 
  private:
   explicit SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  absl::Status Error(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ErrorLocked(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyWith(const std::vector<Write>& writes, bool full);
 
   Mutex mu_;

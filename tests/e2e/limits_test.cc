@@ -63,7 +63,7 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
     MutexLock lock(&mu_);
     if (broken_) return;
     queue_.push_back(std::move(bytes));
-    if (!writing_) WriteNext();
+    if (!writing_) WriteNextLocked();
   }
   void Cancel() { context_.TryCancel(); }
   grpc::Status Wait(absl::Duration timeout) {
@@ -77,7 +77,7 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
     MutexLock lock(&mu_);
     writing_ = false;
     broken_ |= !ok;
-    if (!broken_ && !queue_.empty()) WriteNext();
+    if (!broken_ && !queue_.empty()) WriteNextLocked();
   }
   void OnReadDone(bool ok) override {
     if (ok) {
@@ -96,7 +96,7 @@ class RawAgent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuff
   }
 
  private:
-  void WriteNext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     grpc::Slice slice(queue_.front());
     queue_.pop_front();
     out_ = grpc::ByteBuffer(&slice, 1);

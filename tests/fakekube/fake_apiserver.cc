@@ -180,7 +180,7 @@ FakeApiServer::FakeApiServer(Options options) : options_(std::move(options)) {
   MutexLock lock(&mu_);
   token_ = options_.token;
   auto add = [this](std::string group, std::vector<std::string> versions, std::string kind,
-                    std::string plural, bool namespaced) {
+                    std::string plural, bool namespaced) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     resources_.push_back({group, versions, kind, plural, namespaced, true});
   };
   add("", {"v1"}, "Namespace", "namespaces", false);
@@ -311,11 +311,11 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                                               const std::string& body) {
   MutexLock lock(&mu_);
   requests_.push_back({method, path, query_string, 0});
-  auto finish = [&](Response r) {
+  auto finish = [&](Response r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     requests_.back().code = r.code;
     return r;
   };
-  EstablishCrds();
+  EstablishCrdsLocked();
   if (!token_.empty() && authorization != "Bearer " + token_) {
     return finish({401, StatusBody(401, "Unauthorized", "Unauthorized")});
   }
@@ -354,12 +354,12 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
   } else {
     if (method != "GET")
       return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
-    return finish(Discovery(parts));
+    return finish(DiscoveryLocked(parts));
   }
   if (parts.size() == rest) {
     if (method != "GET")
       return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
-    return finish(Discovery(parts));
+    return finish(DiscoveryLocked(parts));
   }
   std::string ns, plural, name, subresource;
   std::vector<std::string> tail(parts.begin() + rest, parts.end());
@@ -373,7 +373,7 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     if (tail.size() >= 2) name = tail[1];
     if (tail.size() >= 3) subresource = tail[2];
   }
-  const Resource* resource = FindResource(group, version, plural);
+  const Resource* resource = FindResourceLocked(group, version, plural);
   bool wrong_scope = resource != nullptr && ((!resource->namespaced && !ns.empty()) ||
                                              (resource->namespaced && ns.empty() && !name.empty()));
   if (resource == nullptr || wrong_scope) {
@@ -490,15 +490,16 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
           {404, StatusBody(404, "NotFound", absl::StrCat("namespaces \"", ns, "\" not found"),
                            {{"name", ns}, {"kind", "namespaces"}})});
     }
-    return finish(Apply(*resource, version, ns, name, query, *parsed));
+    return finish(ApplyLocked(*resource, version, ns, name, query, *parsed));
   }
   return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
 }
 
-FakeApiServer::Response FakeApiServer::Apply(const Resource& resource, const std::string& version,
-                                             const std::string& ns, const std::string& name,
-                                             const std::map<std::string, std::string>& query,
-                                             const json& body) {
+FakeApiServer::Response FakeApiServer::ApplyLocked(const Resource& resource,
+                                                   const std::string& version,
+                                                   const std::string& ns, const std::string& name,
+                                                   const std::map<std::string, std::string>& query,
+                                                   const json& body) {
   auto q = [&](const char* k) {
     auto it = query.find(k);
     return it == query.end() ? std::string() : it->second;
@@ -616,13 +617,13 @@ FakeApiServer::Response FakeApiServer::Apply(const Resource& resource, const std
   if (changed) {
     ++resource_version_;
     applied_[key][manager] = applied;
-    AfterWrite(resource, object);
+    AfterWriteLocked(resource, object);
     objects_[key] = object;
   }
   return {create ? 201 : 200, object};
 }
 
-void FakeApiServer::AfterWrite(const Resource& resource, json& object) {
+void FakeApiServer::AfterWriteLocked(const Resource& resource, json& object) {
   if (resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition") {
     object["status"]["conditions"] =
         json::array({{{"type", "NamesAccepted"}, {"status", "True"}, {"reason", "NoConflicts"}},
@@ -657,7 +658,7 @@ void FakeApiServer::AfterWrite(const Resource& resource, json& object) {
   }
 }
 
-void FakeApiServer::EstablishCrds() {
+void FakeApiServer::EstablishCrdsLocked() {
   absl::Time now = absl::Now();
   for (auto it = pending_crds_.begin(); it != pending_crds_.end();) {
     if (it->second > now) {
@@ -691,9 +692,9 @@ void FakeApiServer::EstablishCrds() {
   }
 }
 
-const FakeApiServer::Resource* FakeApiServer::FindResource(const std::string& group,
-                                                           const std::string& version,
-                                                           const std::string& plural) const {
+const FakeApiServer::Resource* FakeApiServer::FindResourceLocked(const std::string& group,
+                                                                 const std::string& version,
+                                                                 const std::string& plural) const {
   for (const Resource& r : resources_) {
     if (r.group != group || r.plural != plural) continue;
     if (std::find(r.versions.begin(), r.versions.end(), version) != r.versions.end()) return &r;
@@ -701,7 +702,7 @@ const FakeApiServer::Resource* FakeApiServer::FindResource(const std::string& gr
   return nullptr;
 }
 
-FakeApiServer::Response FakeApiServer::Discovery(const std::vector<std::string>& parts) {
+FakeApiServer::Response FakeApiServer::DiscoveryLocked(const std::vector<std::string>& parts) {
   std::map<std::string, std::vector<std::string>> groups;  // group -> versions
   for (const Resource& r : resources_) {
     for (const std::string& v : r.versions) {

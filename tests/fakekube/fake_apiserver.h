@@ -110,15 +110,17 @@ class FakeApiServer {
   Response Handle(const std::string& method, const std::string& path, const std::string& query,
                   const std::string& authorization, const std::string& content_type,
                   const std::string& body);
-  Response Discovery(const std::vector<std::string>& parts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Response Apply(const Resource& resource, const std::string& version, const std::string& ns,
-                 const std::string& name, const std::map<std::string, std::string>& query,
-                 const nlohmann::json& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AfterWrite(const Resource& resource, nlohmann::json& object)
+  Response DiscoveryLocked(const std::vector<std::string>& parts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EstablishCrds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  const Resource* FindResource(const std::string& group, const std::string& version,
-                               const std::string& plural) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Response ApplyLocked(const Resource& resource, const std::string& version, const std::string& ns,
+                       const std::string& name, const std::map<std::string, std::string>& query,
+                       const nlohmann::json& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AfterWriteLocked(const Resource& resource, nlohmann::json& object)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EstablishCrdsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Resource* FindResourceLocked(const std::string& group, const std::string& version,
+                                     const std::string& plural) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static std::string ObjectKeyFor(const std::string& group, const std::string& plural,
                                   const std::string& ns, const std::string& name);
 
