@@ -28,10 +28,10 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
+#include "common/model/label_selector.h"
 #include "common/shutdown.h"
 #include "common/sync.h"
 #include "common/tls.h"
-#include "controlplane/fleet/label_selector.h"
 
 ABSL_FLAG(std::string, controlplane, "127.0.0.1:7070", "Control plane gRPC address.");
 ABSL_FLAG(std::string, cluster, "", "This cluster's name (required).");

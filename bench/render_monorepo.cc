@@ -67,7 +67,7 @@ int Main() {
       NewLibgit2Repositories(testing::TempDir("bench-cache"), {}, {"", /*allow_local=*/true});
   Hub hub(&store, metrics);
   ControllerOptions options;
-  options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
+  options.engines.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
   options.allow_local_sources = true;  // the monorepo is a local repository
   Controller controller(&store, repos.get(), &hub, metrics, options);
   controller.Start();

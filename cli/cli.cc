@@ -23,11 +23,11 @@
 #include "common/manifest/hash.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
+#include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/proto_time.h"
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
-#include "controlplane/fleet/label_selector.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/git_repository.h"
@@ -934,19 +934,12 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   absl::StatusOr<std::vector<RepoFile>> files = (*repo)->ReadTree(commit->id, path);
   if (!files.ok()) return files.status();
   std::string chosen = bundle.engine().empty() ? DetectEngine(path, *files) : bundle.engine();
-  PlainRenderer plain;
-  KustomizeRenderer kustomize({"", cache_dir, absl::Seconds(60), {}});
-  JsonnetRenderer jsonnet;
-  HelmRenderer helm({"", cache_dir, absl::Seconds(60), {}});
-  Renderer* renderer = chosen == "plain"       ? static_cast<Renderer*>(&plain)
-                       : chosen == "kustomize" ? static_cast<Renderer*>(&kustomize)
-                       : chosen == "jsonnet"   ? static_cast<Renderer*>(&jsonnet)
-                       : chosen == "helm"      ? static_cast<Renderer*>(&helm)
-                                               : nullptr;
-  if (renderer == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("engine ", chosen, " is not supported yet"));
-  }
-  if (renderer->ReadsOutsidePath()) {
+  if (absl::Status s = CheckEngineName(chosen); !s.ok()) return s;
+  const RendererFactory* factory = FindRendererFactory(chosen);
+  EngineOptions options;
+  options.scratch_dir = cache_dir;
+  std::unique_ptr<Renderer> renderer = factory->Create(options);
+  if (factory->reads_outside_path()) {
     files = (*repo)->ReadTree(commit->id, "");
     if (!files.ok()) return files.status();
   }
@@ -960,7 +953,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   params.path = path;
   params.engine = chosen;
   absl::StatusOr<std::shared_ptr<const Revision>> revision;
-  if (chosen == "jsonnet" || chosen == "helm") {
+  if (factory->takes_values()) {
     std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());
     std::vector<std::string> values_files(bundle.helm_values_files().begin(),
                                           bundle.helm_values_files().end());
@@ -970,7 +963,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           return renderer->Render(
               {bundle.name(), path, *files, nullptr, &values, read, tlas, values_files});
         },
-        /*explicit_only=*/chosen == "helm");
+        factory->explicit_values_only());
     revision = content->For(cluster);
   } else {
     absl::StatusOr<ObjectSet> objects = renderer->Render({bundle.name(), path, *files});

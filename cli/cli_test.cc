@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "common/manifest/object.h"
 #include "common/subprocess.h"
+#include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

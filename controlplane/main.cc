@@ -219,26 +219,24 @@ int Main(ShutdownSignals& signals) {
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;
-  options.render_limits.max_objects = absl::GetFlag(FLAGS_max_objects);
-  options.render_limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
-  options.render_limits.max_memory_bytes = absl::GetFlag(FLAGS_render_memory_bytes);
+  options.engines.limits.max_objects = absl::GetFlag(FLAGS_max_objects);
+  options.engines.limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
+  options.engines.limits.max_memory_bytes = absl::GetFlag(FLAGS_render_memory_bytes);
   const std::string render_network = absl::GetFlag(FLAGS_render_network);
   if (render_network != "deny" && render_network != "allow") {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--render-network=", render_network, ": want deny or allow")));
   }
-  options.kustomize.allow_network = render_network == "allow";
-  options.kustomize.binary = absl::GetFlag(FLAGS_kustomize);
-  options.kustomize.scratch_dir = absl::StrCat(data_dir, "/render");
-  options.kustomize.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
-  options.kustomize.limits = options.render_limits;
-  options.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
+  options.engines.allow_network = render_network == "allow";
+  options.engines.binaries["kustomize"] = absl::GetFlag(FLAGS_kustomize);
+  options.engines.scratch_dir = absl::StrCat(data_dir, "/render");
+  options.engines.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));
+  options.engines.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
   if (absl::GetFlag(FLAGS_render_workers) < 1 || absl::GetFlag(FLAGS_render_workers) > 64) {
     return Fail(absl::InvalidArgumentError("--render-workers must be between 1 and 64"));
   }
   options.workers = absl::GetFlag(FLAGS_render_workers);
-  options.helm = options.kustomize;
-  options.helm.binary = absl::GetFlag(FLAGS_helm);
+  options.engines.binaries["helm"] = absl::GetFlag(FLAGS_helm);
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
   readiness.SetStore(store->get());

@@ -22,9 +22,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/model/label_selector.h"
 #include "common/sync.h"
 #include "controlplane/distribute/hub.h"
-#include "controlplane/fleet/label_selector.h"
 #include "controlplane/store/store.h"
 
 namespace gitfleet {

@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "controlplane/fleet/status.h"
+#include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
@@ -38,7 +39,10 @@ absl::StatusOr<std::string> CleanPath(const std::string& path) {
 }
 
 // Engines that take cluster values themselves, rendering once per variant.
-bool TakesValues(const std::string& engine) { return engine == "jsonnet" || engine == "helm"; }
+bool TakesValues(const std::string& engine) {
+  const RendererFactory* factory = FindRendererFactory(engine);
+  return factory != nullptr && factory->takes_values();
+}
 
 absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
   for (const std::string& tla : bundle.jsonnet_tlas()) {
@@ -137,10 +141,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       options_(options),
       queue_(QueueOptions(options), metrics.workqueue,
              [this](const std::string& name) { return Reconcile(name); }),
-      plain_(options.render_limits, 64 << 20, options.kustomize.timeout),
-      kustomize_(options.kustomize),
-      jsonnet_({options.kustomize.timeout, options.render_limits, options.isolate_jsonnet}),
-      helm_(options.helm),
+      renderers_(options.engines),
       poller_(
           repos, metrics,
           [this](const std::string& source, const SourceSnapshot& snapshot) {
@@ -392,11 +393,8 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(bundle.selector());
   if (!selector.ok()) return selector.status();
   bundle.set_selector(selector->text());
-  if (bundle.engine() != "" && bundle.engine() != "plain" && bundle.engine() != "kustomize" &&
-      bundle.engine() != "jsonnet" && bundle.engine() != "helm") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("engine \"", bundle.engine(),
-                     "\" is not one of plain, kustomize, jsonnet, helm (or empty to detect)"));
+  if (!bundle.engine().empty()) {
+    if (absl::Status s = CheckEngineName(bundle.engine()); !s.ok()) return s;
   }
   if (!bundle.target_namespace().empty()) {
     if (absl::Status s = ValidateName("target namespace", bundle.target_namespace()); !s.ok()) {
@@ -820,14 +818,6 @@ void Controller::PushToHub(const std::string& name) {
   it->second.pushed_builds = builds;
 }
 
-Renderer* Controller::RendererFor(const std::string& engine) {
-  if (engine == "plain") return &plain_;
-  if (engine == "kustomize") return &kustomize_;
-  if (engine == "jsonnet") return &jsonnet_;
-  if (engine == "helm") return &helm_;
-  return nullptr;
-}
-
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(
     const SourceSnapshot& snapshot) {
   std::string key = absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id);
@@ -894,7 +884,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     absl::StatusOr<std::vector<RepoFile>> files =
         snapshot.repo->ReadTree(commit.id, definition.path());
     if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
-    Renderer* renderer = RendererFor(engine);
+    Renderer* renderer = renderers_.Find(engine);
     std::shared_ptr<const std::vector<RepoFile>> inputs;
     if (!files.ok()) {
       status = files.status();
@@ -930,7 +920,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
         return objects;
       };
       content = BundleVariants::FromRenderer(std::move(params), std::move(render),
-                                             /*explicit_only=*/engine == "helm");
+                                             FindRendererFactory(engine)->explicit_values_only());
     } else if (status.ok()) {
       absl::StatusOr<ObjectSet> objects =
           renderer->Render({name, definition.path(), *inputs, &read_paths});

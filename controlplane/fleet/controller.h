@@ -32,11 +32,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/sync.h"
 #include "common/workqueue.h"
 #include "controlplane/distribute/hub.h"
-#include "controlplane/fleet/label_selector.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
 #include "controlplane/render/renderer.h"
@@ -49,11 +49,8 @@ namespace gitfleet {
 
 struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
-  RenderLimits render_limits;
-  KustomizeOptions kustomize;
-  HelmOptions helm;
-  // Evaluate jsonnet in a child process killed at the kustomize timeout (the default).
-  bool isolate_jsonnet = true;
+  // Every render engine's options (limits, timeout, scratch directory, tools).
+  EngineOptions engines;
   // Revisions kept in the store per bundle, so agents that were away get deltas.
   int revisions_kept = 5;
   // Sources may be file:// URLs and paths on the control plane's disk.
@@ -164,7 +161,6 @@ class Controller {
   Hub* const hub_;
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;
-  Renderer* RendererFor(const std::string& engine);
   // Every file of the repository at the snapshot's commit, read once per commit and shared
   // by the renders that need the whole repository (kustomize, jsonnet).
   absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> RepositoryFiles(
@@ -175,10 +171,7 @@ class Controller {
   std::shared_ptr<Mailbox> mailbox_;
   WorkQueue queue_;
 
-  PlainRenderer plain_;
-  KustomizeRenderer kustomize_;
-  JsonnetRenderer jsonnet_;
-  HelmRenderer helm_;
+  Renderers renderers_;
   SourcePoller poller_;
 
   Mutex repository_files_mu_;

@@ -3,6 +3,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "controlplane/render/helm_renderer.h"
+#include "controlplane/render/kustomize_renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
@@ -153,7 +155,7 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   v1::Bundle unknown = Bundle("b", "a");
   unknown.set_engine("ksonnet");
   EXPECT_THAT(std::string(controller_->AddBundle(unknown, false).status().message()),
-              HasSubstr("engine \"ksonnet\" is not one of plain, kustomize, jsonnet, helm"));
+              HasSubstr("engine \"ksonnet\" is not one of helm, jsonnet, kustomize, plain"));
   v1::Bundle orphan = Bundle("b", "a");
   orphan.set_source("nope");
   EXPECT_EQ(controller_->AddBundle(orphan, false).status().code(), absl::StatusCode::kNotFound);

@@ -21,9 +21,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/model/label_selector.h"
+#include "common/model/revision.h"
 #include "common/sync.h"
-#include "controlplane/distribute/revision.h"
-#include "controlplane/fleet/label_selector.h"
 #include "controlplane/render/values.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 

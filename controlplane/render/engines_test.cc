@@ -7,6 +7,9 @@
 #include "common/file_system.h"
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
+#include "controlplane/render/helm_renderer.h"
+#include "controlplane/render/jsonnet_renderer.h"
+#include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -43,6 +46,33 @@ ObjectSet ParseToolOutput(const std::string& text) {
   EXPECT_TRUE(objects.ok()) << objects.status();
   for (auto& o : *objects) set.Put(o);
   return set;
+}
+
+TEST(RendererRegistryTest, EnginesRegisterByNameAndSayWhatTheyNeed) {
+  EXPECT_THAT(RendererNames(), ::testing::ElementsAre("helm", "jsonnet", "kustomize", "plain"));
+  const RendererFactory* jsonnet = FindRendererFactory("jsonnet");
+  ASSERT_NE(jsonnet, nullptr);
+  EXPECT_TRUE(jsonnet->takes_values());
+  EXPECT_TRUE(jsonnet->reads_outside_path());
+  EXPECT_FALSE(jsonnet->explicit_values_only());
+  EXPECT_TRUE(FindRendererFactory("helm")->explicit_values_only());
+  EXPECT_FALSE(FindRendererFactory("plain")->takes_values());
+  EXPECT_TRUE(FindRendererFactory("kustomize")->reads_outside_path());
+  EXPECT_EQ(FindRendererFactory("ksonnet"), nullptr);
+  EXPECT_THAT(std::string(CheckEngineName("ksonnet").message()),
+              ::testing::HasSubstr("\"ksonnet\" is not one of helm, jsonnet, kustomize, plain"));
+  // One renderer of each, made from the common options.
+  EngineOptions options;
+  options.scratch_dir = TempDir("scratch");
+  Renderers renderers(options);
+  for (const std::string& name : RendererNames()) {
+    ASSERT_NE(renderers.Find(name), nullptr) << name;
+    EXPECT_EQ(renderers.Find(name)->engine(), name);
+  }
+  EXPECT_EQ(renderers.Find("ksonnet"), nullptr);
+  // Detection asks kustomize before helm before jsonnet.
+  EXPECT_EQ(DetectEngine("a", {{"a/Chart.yaml", ""}, {"a/kustomization.yaml", ""}}), "kustomize");
+  EXPECT_EQ(DetectEngine("a", {{"a/Chart.yaml", ""}, {"a/main.jsonnet", ""}}), "helm");
 }
 
 TEST(DetectEngineTest, PicksEngineFromMarkerFiles) {

@@ -1,3 +1,5 @@
+#include "controlplane/render/helm_renderer.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,7 +10,6 @@
 #include "absl/strings/strip.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
-#include "controlplane/render/renderer.h"
 
 namespace gitfleet {
 
@@ -115,4 +116,28 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                                result->stdout_text, options_.limits);
 }
 
+namespace {
+
+class HelmFactory : public RendererFactory {
+ public:
+  std::string name() const override { return "helm"; }
+  bool takes_values() const override { return true; }
+  bool explicit_values_only() const override { return true; }
+  bool reads_outside_path() const override { return false; }
+  int detect_order() const override { return 20; }
+  bool Detects(const std::string& path, const std::vector<RepoFile>& files) const override {
+    std::string chart = path.empty() ? "Chart.yaml" : path + "/Chart.yaml";
+    for (const RepoFile& file : files) {
+      if (file.path == chart) return true;
+    }
+    return false;
+  }
+  std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
+    return std::make_unique<HelmRenderer>(options.Tool("helm"));
+  }
+};
+
+const bool kRegistered = RegisterRendererFactory(std::make_unique<HelmFactory>());
+
+}  // namespace
 }  // namespace gitfleet

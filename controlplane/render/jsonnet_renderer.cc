@@ -13,7 +13,7 @@ extern "C" {
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
-#include "controlplane/render/renderer.h"
+#include "controlplane/render/jsonnet_renderer.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -322,4 +322,24 @@ absl::Status JsonnetRenderer::EvaluateEntry(const std::map<std::string, const Re
   return absl::OkStatus();
 }
 
+namespace {
+
+class JsonnetFactory : public RendererFactory {
+ public:
+  std::string name() const override { return "jsonnet"; }
+  bool takes_values() const override { return true; }
+  bool reads_outside_path() const override { return true; }
+  int detect_order() const override { return 30; }
+  bool Detects(const std::string& path, const std::vector<RepoFile>& files) const override {
+    return !JsonnetEntryFiles(path, files).empty();
+  }
+  std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
+    return std::make_unique<JsonnetRenderer>(
+        JsonnetOptions{options.timeout, options.limits, options.isolate_jsonnet});
+  }
+};
+
+const bool kRegistered = RegisterRendererFactory(std::make_unique<JsonnetFactory>());
+
+}  // namespace
 }  // namespace gitfleet

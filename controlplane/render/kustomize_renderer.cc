@@ -1,3 +1,5 @@
+#include "controlplane/render/kustomize_renderer.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,27 +17,12 @@
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
-#include "controlplane/render/renderer.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
 
 constexpr size_t kMaxErrorBytes = 4096;
-
-// Runs `/bin/true` in a new network namespace to learn whether renders can be isolated.
-std::string ProbeUnshare() {
-  for (const char* unshare : {"/usr/bin/unshare", "/bin/unshare"}) {
-    if (access(unshare, X_OK) != 0) continue;
-    SubprocessOptions options;
-    options.env = {"PATH=/usr/bin:/bin"};
-    options.timeout = absl::Seconds(5);
-    absl::StatusOr<SubprocessResult> r =
-        RunSubprocess({unshare, "--net", "--map-root-user", "/bin/true"}, options);
-    if (r.ok() && r->exit_code == 0) return unshare;
-  }
-  return "";
-}
 
 bool IsKustomizationFile(absl::string_view path) {
   size_t slash = path.rfind('/');
@@ -214,21 +201,6 @@ KustomizeRenderer::KustomizeRenderer(KustomizeOptions options) : options_(std::m
   }
 }
 
-const std::string& NetworkSandbox() {
-  static const std::string* sandbox = new std::string(ProbeUnshare());
-  return *sandbox;
-}
-
-absl::Status RequireNetworkSandbox(const ToolOptions& options, const char* engine,
-                                   const std::string& path) {
-  if (!NetworkSandbox().empty() || options.allow_network) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      engine, " ", path,
-      ": this machine cannot isolate renders from the network (unshare --net fails here), and "
-      "renders do not run with the host's network unless the control plane is started with "
-      "--render-network=allow"));
-}
-
 absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (options_.binary.empty()) {
     return absl::FailedPreconditionError(
@@ -301,4 +273,29 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
                                result->stdout_text, options_.limits);
 }
 
+namespace {
+
+class KustomizeFactory : public RendererFactory {
+ public:
+  std::string name() const override { return "kustomize"; }
+  bool takes_values() const override { return false; }
+  bool reads_outside_path() const override { return true; }
+  int detect_order() const override { return 10; }
+  bool Detects(const std::string& path, const std::vector<RepoFile>& files) const override {
+    std::string prefix = path.empty() ? "" : path + "/";
+    for (const RepoFile& file : files) {
+      for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
+        if (file.path == prefix + name) return true;
+      }
+    }
+    return false;
+  }
+  std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
+    return std::make_unique<KustomizeRenderer>(options.Tool("kustomize"));
+  }
+};
+
+const bool kRegistered = RegisterRendererFactory(std::make_unique<KustomizeFactory>());
+
+}  // namespace
 }  // namespace gitfleet

@@ -1,57 +1,10 @@
+#include "controlplane/render/plain_renderer.h"
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/manifest/hash.h"
-#include "controlplane/render/renderer.h"
 
 namespace gitfleet {
-
-absl::Status AddObjects(const std::string& bundle, const std::string& origin,
-                        std::vector<v1::ManifestObject> objects, const RenderLimits& limits,
-                        ObjectSet* set, size_t* bytes) {
-  for (v1::ManifestObject& object : objects) {
-    *bytes += object.yaml().size();
-    absl::Status added = set->Add(std::move(object), origin);
-    if (!added.ok()) return absl::InvalidArgumentError(added.message());
-    if (set->size() > limits.max_objects) {
-      return absl::ResourceExhaustedError(absl::StrCat("bundle ", bundle, " renders more than ",
-                                                       limits.max_objects, " objects (at ", origin,
-                                                       ")"));
-    }
-    if (*bytes > limits.max_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "bundle ", bundle, " renders more than ", limits.max_bytes, " bytes (at ", origin, ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
-                                                const std::string& origin, const std::string& text,
-                                                const RenderLimits& limits) {
-  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(text, origin);
-  if (!objects.ok()) return objects.status();
-  ObjectSet set;
-  size_t bytes = 0;
-  absl::Status added = AddObjects(bundle, origin, *std::move(objects), limits, &set, &bytes);
-  if (!added.ok()) return added;
-  return set;
-}
-
-std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files) {
-  std::string prefix = path.empty() ? "" : path + "/";
-  auto has = [&](const char* name) {
-    for (const RepoFile& file : files) {
-      if (file.path == prefix + name) return true;
-    }
-    return false;
-  };
-  if (has("kustomization.yaml") || has("kustomization.yml") || has("Kustomization")) {
-    return "kustomize";
-  }
-  if (has("Chart.yaml")) return "helm";
-  if (!JsonnetEntryFiles(path, files).empty()) return "jsonnet";
-  return "plain";
-}
 
 absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   if (input.read_paths != nullptr) *input.read_paths = {input.path};
@@ -127,4 +80,20 @@ int64_t PlainRenderer::cached_files() const {
   return hits_;
 }
 
+namespace {
+
+class PlainFactory : public RendererFactory {
+ public:
+  std::string name() const override { return "plain"; }
+  bool takes_values() const override { return false; }
+  bool reads_outside_path() const override { return false; }
+  std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
+    return std::make_unique<PlainRenderer>(options.limits, options.plain_cache_bytes,
+                                           options.timeout);
+  }
+};
+
+const bool kRegistered = RegisterRendererFactory(std::make_unique<PlainFactory>());
+
+}  // namespace
 }  // namespace gitfleet

@@ -1,3 +1,5 @@
+#include "controlplane/render/plain_renderer.h"
+
 #include <atomic>
 #include <thread>
 

@@ -1,23 +1,28 @@
 #ifndef GITFLEET_CONTROLPLANE_RENDER_RENDERER_H_
 #define GITFLEET_CONTROLPLANE_RENDER_RENDERER_H_
 
-// Turns the files of a bundle's path at one commit into an object set.
+// Engines turn the files of a bundle's path at one commit into an object set. Each engine
+// is a plug-in, as Envoy's extensions are: a RendererFactory registered by name from its
+// own target (plain, kustomize, jsonnet, helm; `:engines` links them all), which says what
+// the engine needs (cluster values, files outside its path) and creates renderers from the
+// common EngineOptions. The controller and `gitfleetctl render` look engines up by name
+// and detect them with one DetectEngine.
 //
-//   PlainRenderer renderer(limits);
-//   absl::StatusOr<ObjectSet> objects = renderer.Render({"web", "apps/web", files});
+//   Renderers renderers(options);                  // one of each registered engine
+//   std::string engine = DetectEngine(path, files);   // when the bundle names none
+//   absl::StatusOr<ObjectSet> objects =
+//       renderers.Find(engine)->Render({"web", "apps/web", files});
 //
-// Implementations are thread-safe.
+// Implementations are thread-safe; registration happens before main.
 
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
-#include "common/sync.h"
 #include "controlplane/render/values.h"
 #include "controlplane/source/git_repository.h"
 
@@ -63,45 +68,6 @@ class Renderer {
   virtual absl::StatusOr<ObjectSet> Render(const RenderInput& input) = 0;
 };
 
-// Plain YAML and JSON: every *.yaml, *.yml and *.json file under the path, recursively,
-// in path order, each possibly holding several documents.
-//
-// Parsed files are kept by path and content, so a commit that changes one file of a
-// large bundle parses that one file (parsing is most of a plain render). The cache holds
-// two generations of at most `cache_bytes` / 2 of file text each: a file no render used
-// for a generation falls out.
-class PlainRenderer : public Renderer {
- public:
-  // A render that takes longer than `timeout` fails (checked between files; one file's
-  // parse is bounded by the YAML limits and the blob size).
-  explicit PlainRenderer(RenderLimits limits = {}, size_t cache_bytes = 64 << 20,
-                         absl::Duration timeout = absl::Seconds(60))
-      : limits_(limits), cache_bytes_(cache_bytes), timeout_(timeout) {}
-  const char* engine() const override { return "plain"; }
-  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
-
-  // Files parsed, and files found in the cache, since construction.
-  int64_t parsed_files() const;
-  int64_t cached_files() const;
-
- private:
-  using Parsed = std::shared_ptr<const std::vector<v1::ManifestObject>>;
-  absl::StatusOr<Parsed> Parse(const RepoFile& file);
-
-  const RenderLimits limits_;
-  const size_t cache_bytes_;
-  const absl::Duration timeout_;
-  mutable Mutex mu_;
-  absl::flat_hash_map<std::string, Parsed> current_ ABSL_GUARDED_BY(mu_);  // by file digest
-  absl::flat_hash_map<std::string, Parsed> previous_ ABSL_GUARDED_BY(mu_);
-  size_t current_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t parsed_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// Kustomize overlays: `kubectl kustomize DIR` or `kustomize build DIR` on a scratch copy of
-// the repository at the commit, with a timeout, a clean environment and, where the
-// machine allows, no network (a fresh network namespace via unshare).
 // Options of an engine that runs an external tool (kustomize, helm).
 struct ToolOptions {
   std::string binary;       // empty: found on the system (FindKustomize, FindHelm)
@@ -122,96 +88,69 @@ const std::string& NetworkSandbox();
 absl::Status RequireNetworkSandbox(const ToolOptions& options, const char* engine,
                                    const std::string& path);
 
-class KustomizeRenderer : public Renderer {
- public:
-  explicit KustomizeRenderer(KustomizeOptions options);
-  const char* engine() const override { return "kustomize"; }
-  bool ReadsOutsidePath() const override { return true; }
-  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
-  bool network_isolated() const { return !unshare_.empty(); }
-
- private:
-  KustomizeOptions options_;
-  std::string unshare_;  // non-empty when renders run without network
-};
-
-// Refuses kustomizations that name anything outside the repository: paths that climb
-// above its root, absolute paths, and remote bases (renders have no network).
-absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files);
-
-// `kustomize` on PATH if present, else `kubectl` (whose `kustomize` subcommand embeds
-// it); empty when neither exists.
-std::string FindKustomize();
-
-// Jsonnet, in-process (libjsonnet): evaluates PATH/main.jsonnet. Imports resolve only to
-// files of the repository at the commit. The program may yield one object, an array of
-// objects, or an object whose values are objects. Every value is an external variable
-// (std.extVar), looked up lazily so `read_values` names only those the program used.
-//
-// libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
-// the repository's files copy-on-write) that is killed at `timeout`.
-struct JsonnetOptions {
-  absl::Duration timeout = absl::Seconds(60);
+// What every engine may be configured with; each factory takes what applies to it.
+struct EngineOptions {
   RenderLimits limits;
-  // False evaluates in-process: about 2.4x faster per render (docs/BENCHMARKS.md), but a
-  // program that never ends holds a render thread forever. For trusted repositories only.
-  bool isolate = true;
+  // Past it a render is killed (tools, isolated jsonnet) or stopped (plain).
+  absl::Duration timeout = absl::Seconds(60);
+  std::string scratch_dir;     // where tools' checkouts are written (and removed)
+  bool allow_network = false;  // tools may run with the host's network (see ToolOptions)
+  // Jsonnet evaluates in a child process that can be killed (the default).
+  bool isolate_jsonnet = true;
+  // An engine's tool binary by engine name ("kustomize", "helm"); absent or empty: found
+  // on the system.
+  std::map<std::string, std::string> binaries;
+  size_t plain_cache_bytes = 64 << 20;
+
+  // ToolOptions for `engine`'s tool.
+  ToolOptions Tool(const std::string& engine) const;
 };
 
-class JsonnetRenderer : public Renderer {
+// An engine: its name, what it needs, and how to make one.
+class RendererFactory {
  public:
-  explicit JsonnetRenderer(JsonnetOptions options = {}) : options_(options) {}
-  const char* engine() const override { return "jsonnet"; }
-  bool ReadsOutsidePath() const override { return true; }
-  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
-
- private:
-  // Evaluates one entry file and adds its objects to `set`.
-  absl::Status EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
-                             const std::string& main_path, const RenderInput& input,
-                             const Values& values, ObjectSet* set, size_t* bytes,
-                             std::vector<std::string>* read_paths, ReadValues* read_values);
-
-  const JsonnetOptions options_;
+  virtual ~RendererFactory() = default;
+  virtual std::string name() const = 0;
+  // Renders once per distinct set of cluster values it reads (jsonnet, helm); otherwise
+  // the output is a template substituted per cluster.
+  virtual bool takes_values() const = 0;
+  // Is handed only the bundle's own values, not the cluster's labels (helm).
+  virtual bool explicit_values_only() const { return false; }
+  // May read files outside the bundle path (kustomize bases, jsonnet imports).
+  virtual bool reads_outside_path() const = 0;
+  // Detection: factories are asked in ascending order; the first whose Detects holds
+  // names the engine. One that never claims a path (plain, the fallback) returns false.
+  virtual int detect_order() const { return 1000; }
+  virtual bool Detects(const std::string& path, const std::vector<RepoFile>& files) const {
+    return false;
+  }
+  virtual std::unique_ptr<Renderer> Create(const EngineOptions& options) const = 0;
 };
 
-// What a jsonnet bundle at `path` evaluates: main.jsonnet when there is one; otherwise, as
-// Argo CD's directory mode does, every *.jsonnet directly in the path (libraries are
-// *.libsonnet), in name order, their objects concatenated.
-std::vector<std::string> JsonnetEntryFiles(const std::string& path,
-                                           const std::vector<RepoFile>& files);
-
-// Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
-// the same timeout, clean environment and bounds as kustomize. Helm is not packaged for
-// Debian 12; without a binary, renders fail with a message saying so.
-using HelmOptions = ToolOptions;
-
-class HelmRenderer : public Renderer {
- public:
-  explicit HelmRenderer(HelmOptions options);
-  const char* engine() const override { return "helm"; }
-  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
-
- private:
-  HelmOptions options_;
-};
-
-// A values file must name a file inside the chart: relative, without "..".
-absl::Status CheckHelmValuesFile(const std::string& file);
-
-// The `helm template` command line: values files (relative to the chart, never escaping
-// it) in order, then each value as --set-string (dots in names nest, as helm does).
-absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
-    const std::string& binary, const std::string& release, const std::string& chart_dir,
-    const std::vector<std::string>& values_files, const Values& values);
-
-// /usr/local/bin/helm or /usr/bin/helm; empty when neither exists.
-std::string FindHelm();
-
-// The engine a bundle path calls for when its bundle names none: kustomization.yaml →
-// kustomize, Chart.yaml → helm, main.jsonnet → jsonnet, else plain. `files` are the
-// files under `path`.
+// Registers a factory under its name (from a static initializer in the engine's target,
+// which is alwayslink). Returns true; a second factory of the same name aborts.
+bool RegisterRendererFactory(std::unique_ptr<RendererFactory> factory);
+// The factory of `name`; null when no such engine is linked in.
+const RendererFactory* FindRendererFactory(const std::string& name);
+// Every registered engine's name, sorted.
+std::vector<std::string> RendererNames();
+// The engine a bundle path calls for when its bundle names none: the first factory that
+// detects it (kustomization.yaml → kustomize, Chart.yaml → helm, a jsonnet entry file →
+// jsonnet), else plain. `files` are the files under `path`.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files);
+// InvalidArgument naming `engine` and every registered one when there is no such engine.
+absl::Status CheckEngineName(const std::string& engine);
+
+// One renderer of every registered engine, made from `options`.
+class Renderers {
+ public:
+  explicit Renderers(const EngineOptions& options);
+  // Null when no such engine is registered.
+  Renderer* Find(const std::string& engine) const;
+
+ private:
+  std::map<std::string, std::unique_ptr<Renderer>> renderers_;
+};
 
 // The objects in an external tool's YAML output, under `limits`; errors name `origin`.
 absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,

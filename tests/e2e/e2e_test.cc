@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
 #include "common/sync.h"
+#include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "tests/fuzz/chunks.h"
 

@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <string>
 
-#include "controlplane/fleet/label_selector.h"
+#include "common/model/label_selector.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);

@@ -1,5 +1,5 @@
-#ifndef GITFLEET_CONTROLPLANE_FLEET_LABEL_SELECTOR_H_
-#define GITFLEET_CONTROLPLANE_FLEET_LABEL_SELECTOR_H_
+#ifndef GITFLEET_COMMON_MODEL_LABEL_SELECTOR_H_
+#define GITFLEET_COMMON_MODEL_LABEL_SELECTOR_H_
 
 // Kubernetes-style label selectors: comma-separated requirements that must all hold.
 //
@@ -49,4 +49,4 @@ absl::Status ValidateLabels(const LabelMap& labels);
 
 }  // namespace gitfleet
 
-#endif  // GITFLEET_CONTROLPLANE_FLEET_LABEL_SELECTOR_H_
+#endif  // GITFLEET_COMMON_MODEL_LABEL_SELECTOR_H_

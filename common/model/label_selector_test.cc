@@ -1,4 +1,4 @@
-#include "controlplane/fleet/label_selector.h"
+#include "common/model/label_selector.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "controlplane/fleet/label_selector.h"
+#include "common/model/label_selector.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"

@@ -1,4 +1,4 @@
-#include "controlplane/distribute/revision.h"
+#include "common/model/revision.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"

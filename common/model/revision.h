@@ -1,5 +1,5 @@
-#ifndef GITFLEET_CONTROLPLANE_DISTRIBUTE_REVISION_H_
-#define GITFLEET_CONTROLPLANE_DISTRIBUTE_REVISION_H_
+#ifndef GITFLEET_COMMON_MODEL_REVISION_H_
+#define GITFLEET_COMMON_MODEL_REVISION_H_
 
 // One rendered object set of a bundle, immutable once built and shared by pointer.
 //
@@ -65,4 +65,4 @@ std::shared_ptr<const BundleContent> SingleRevision(std::shared_ptr<const Revisi
 
 }  // namespace gitfleet
 
-#endif  // GITFLEET_CONTROLPLANE_DISTRIBUTE_REVISION_H_
+#endif  // GITFLEET_COMMON_MODEL_REVISION_H_

@@ -1,0 +1,53 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_JSONNET_RENDERER_H_
+#define GITFLEET_CONTROLPLANE_RENDER_JSONNET_RENDERER_H_
+
+// The jsonnet engine ("jsonnet").
+#include <map>
+#include <string>
+#include <vector>
+
+#include "controlplane/render/renderer.h"
+
+namespace gitfleet {
+
+// Jsonnet, in-process (libjsonnet): evaluates PATH/main.jsonnet. Imports resolve only to
+// files of the repository at the commit. The program may yield one object, an array of
+// objects, or an object whose values are objects. Every value is an external variable
+// (std.extVar), looked up lazily so `read_values` names only those the program used.
+//
+// libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
+// the repository's files copy-on-write) that is killed at `timeout`.
+struct JsonnetOptions {
+  absl::Duration timeout = absl::Seconds(60);
+  RenderLimits limits;
+  // False evaluates in-process: about 2.4x faster per render (docs/BENCHMARKS.md), but a
+  // program that never ends holds a render thread forever. For trusted repositories only.
+  bool isolate = true;
+};
+
+class JsonnetRenderer : public Renderer {
+ public:
+  explicit JsonnetRenderer(JsonnetOptions options = {}) : options_(options) {}
+  const char* engine() const override { return "jsonnet"; }
+  bool ReadsOutsidePath() const override { return true; }
+  absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
+
+ private:
+  // Evaluates one entry file and adds its objects to `set`.
+  absl::Status EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
+                             const std::string& main_path, const RenderInput& input,
+                             const Values& values, ObjectSet* set, size_t* bytes,
+                             std::vector<std::string>* read_paths, ReadValues* read_values);
+
+  const JsonnetOptions options_;
+};
+
+// What a jsonnet bundle at `path` evaluates: main.jsonnet when there is one; otherwise, as
+// Argo CD's directory mode does, every *.jsonnet directly in the path (libraries are
+// *.libsonnet), in name order, their objects concatenated.
+std::vector<std::string> JsonnetEntryFiles(const std::string& path,
+                                           const std::vector<RepoFile>& files);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_JSONNET_RENDERER_H_

@@ -1,0 +1,163 @@
+#include "controlplane/render/renderer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/manifest/yaml.h"
+#include "common/subprocess.h"
+#include "common/sync.h"
+
+namespace gitfleet {
+namespace {
+
+// Runs `/bin/true` in a new network namespace to learn whether renders can be isolated.
+std::string ProbeUnshare() {
+  for (const char* unshare : {"/usr/bin/unshare", "/bin/unshare"}) {
+    if (access(unshare, X_OK) != 0) continue;
+    SubprocessOptions options;
+    options.env = {"PATH=/usr/bin:/bin"};
+    options.timeout = absl::Seconds(5);
+    absl::StatusOr<SubprocessResult> r =
+        RunSubprocess({unshare, "--net", "--map-root-user", "/bin/true"}, options);
+    if (r.ok() && r->exit_code == 0) return unshare;
+  }
+  return "";
+}
+
+struct Registry {
+  Mutex mu;
+  std::map<std::string, std::unique_ptr<RendererFactory>> factories ABSL_GUARDED_BY(mu);
+};
+
+Registry& TheRegistry() {
+  static Registry* const registry = new Registry();
+  return *registry;
+}
+
+}  // namespace
+
+const std::string& NetworkSandbox() {
+  static const std::string* sandbox = new std::string(ProbeUnshare());
+  return *sandbox;
+}
+
+absl::Status RequireNetworkSandbox(const ToolOptions& options, const char* engine,
+                                   const std::string& path) {
+  if (!NetworkSandbox().empty() || options.allow_network) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      engine, " ", path,
+      ": this machine cannot isolate renders from the network (unshare --net fails here), and "
+      "renders do not run with the host's network unless the control plane is started with "
+      "--render-network=allow"));
+}
+
+absl::Status AddObjects(const std::string& bundle, const std::string& origin,
+                        std::vector<v1::ManifestObject> objects, const RenderLimits& limits,
+                        ObjectSet* set, size_t* bytes) {
+  for (v1::ManifestObject& object : objects) {
+    *bytes += object.yaml().size();
+    absl::Status added = set->Add(std::move(object), origin);
+    if (!added.ok()) return absl::InvalidArgumentError(added.message());
+    if (set->size() > limits.max_objects) {
+      return absl::ResourceExhaustedError(absl::StrCat("bundle ", bundle, " renders more than ",
+                                                       limits.max_objects, " objects (at ", origin,
+                                                       ")"));
+    }
+    if (*bytes > limits.max_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "bundle ", bundle, " renders more than ", limits.max_bytes, " bytes (at ", origin, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
+                                                const std::string& origin, const std::string& text,
+                                                const RenderLimits& limits) {
+  absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(text, origin);
+  if (!objects.ok()) return objects.status();
+  ObjectSet set;
+  size_t bytes = 0;
+  absl::Status added = AddObjects(bundle, origin, *std::move(objects), limits, &set, &bytes);
+  if (!added.ok()) return added;
+  return set;
+}
+
+ToolOptions EngineOptions::Tool(const std::string& engine) const {
+  ToolOptions tool;
+  auto binary = binaries.find(engine);
+  if (binary != binaries.end()) tool.binary = binary->second;
+  tool.scratch_dir = scratch_dir;
+  tool.timeout = timeout;
+  tool.limits = limits;
+  tool.allow_network = allow_network;
+  return tool;
+}
+
+bool RegisterRendererFactory(std::unique_ptr<RendererFactory> factory) {
+  Registry& registry = TheRegistry();
+  MutexLock lock(&registry.mu);
+  std::string name = factory->name();
+  if (!registry.factories.emplace(name, std::move(factory)).second) {
+    GF_LOG(ERROR) << "two render engines are registered as \"" << name << "\"";
+    std::abort();
+  }
+  return true;
+}
+
+const RendererFactory* FindRendererFactory(const std::string& name) {
+  Registry& registry = TheRegistry();
+  MutexLock lock(&registry.mu);
+  auto it = registry.factories.find(name);
+  return it == registry.factories.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> RendererNames() {
+  Registry& registry = TheRegistry();
+  MutexLock lock(&registry.mu);
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry.factories) names.push_back(name);
+  return names;
+}
+
+std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files) {
+  std::vector<const RendererFactory*> factories;
+  {
+    Registry& registry = TheRegistry();
+    MutexLock lock(&registry.mu);
+    for (const auto& [name, factory] : registry.factories) factories.push_back(factory.get());
+  }
+  std::stable_sort(factories.begin(), factories.end(),
+                   [](const RendererFactory* a, const RendererFactory* b) {
+                     return a->detect_order() < b->detect_order();
+                   });
+  for (const RendererFactory* factory : factories) {
+    if (factory->Detects(path, files)) return factory->name();
+  }
+  return "plain";
+}
+
+absl::Status CheckEngineName(const std::string& engine) {
+  if (FindRendererFactory(engine) != nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("engine \"", engine, "\" is not one of ",
+                                                 absl::StrJoin(RendererNames(), ", "),
+                                                 " (or empty to detect)"));
+}
+
+Renderers::Renderers(const EngineOptions& options) {
+  for (const std::string& name : RendererNames()) {
+    renderers_[name] = FindRendererFactory(name)->Create(options);
+  }
+}
+
+Renderer* Renderers::Find(const std::string& engine) const {
+  auto it = renderers_.find(engine);
+  return it == renderers_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace gitfleet
