@@ -29,6 +29,7 @@
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
 #include "common/model/label_selector.h"
+#include "common/names.h"
 #include "common/shutdown.h"
 #include "common/sync.h"
 #include "common/tls.h"
@@ -114,6 +115,9 @@ int Main(ShutdownSignals& signals) {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string cluster = absl::GetFlag(FLAGS_cluster);
   if (cluster.empty()) return Fail(absl::InvalidArgumentError("--cluster is required"));
+  if (absl::Status s = ValidateClusterName(cluster); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--cluster: ", s.message())));
+  }
   absl::StatusOr<LabelMap> labels = ParseLabels(absl::GetFlag(FLAGS_labels));
   if (!labels.ok()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("--labels: ", labels.status().message())));

@@ -26,6 +26,7 @@
 #include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/fleet/variants.h"
@@ -920,18 +921,15 @@ class Cli {
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir) {
-  absl::StatusOr<ValuesSpec> values = ValuesSpec::Parse(bundle);
-  if (!values.ok()) return values.status();
+  GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
       {/*credentials_dir=*/"", /*allow_local=*/true});  // the user's own disk
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url);
-  if (!repo.ok()) return repo.status();
-  if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;
-  absl::StatusOr<CommitInfo> commit = (*repo)->Resolve(ref);
-  if (!commit.ok()) return commit.status();
+  GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url));
+  GF_RETURN_IF_ERROR(repo->Fetch());
+  GF_ASSIGN_OR_RETURN(CommitInfo commit, repo->Resolve(ref));
   const std::string& path = bundle.path();
-  absl::StatusOr<std::vector<RepoFile>> files = (*repo)->ReadTree(commit->id, path);
+  absl::StatusOr<std::vector<RepoFile>> files = repo->ReadTree(commit.id, path);
   if (!files.ok()) return files.status();
   std::string chosen = bundle.engine().empty() ? DetectEngine(path, *files) : bundle.engine();
   if (absl::Status s = CheckEngineName(chosen); !s.ok()) return s;
@@ -940,14 +938,14 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   options.scratch_dir = cache_dir;
   std::unique_ptr<Renderer> renderer = factory->Create(options);
   if (factory->reads_outside_path()) {
-    files = (*repo)->ReadTree(commit->id, "");
+    files = repo->ReadTree(commit.id, "");
     if (!files.ok()) return files.status();
   }
   // The control plane's own path from engine output to a cluster's revision.
   BundleVariants::Params params;
   params.bundle = bundle.name();
-  params.commit = commit->id;
-  params.values = *values;
+  params.commit = commit.id;
+  params.values = values;
   params.allow_empty = bundle.allow_empty();
   params.substitute = WantsSubstitution(bundle);
   params.path = path;

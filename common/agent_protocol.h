@@ -10,6 +10,10 @@ namespace gitfleet {
 // point of it), so a restart is not met by every agent at once.
 inline constexpr char kReconnectSpreadHeader[] = "gitfleet-reconnect-spread-ms";
 
+// Unhealthy resources one status names: the agent sends at most this many and the control
+// plane stores at most this many of what it receives.
+inline constexpr int kMaxUnhealthyResources = 20;
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_COMMON_AGENT_PROTOCOL_H_

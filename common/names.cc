@@ -1,5 +1,7 @@
 #include "common/names.h"
 
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
 
 namespace gitfleet {
@@ -16,6 +18,19 @@ absl::Status ValidateName(const std::string& what, const std::string& name) {
         what, " name \"", name.substr(0, 64),
         "\" must be 1-63 lower-case letters, digits or '-', starting and ending with a "
         "letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateClusterName(const std::string& name) {
+  if (name.empty() || name.size() > 63) {
+    return absl::InvalidArgumentError("cluster name must be 1 to 63 characters");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster name \"", name, "\" may only hold [A-Za-z0-9._-]"));
+    }
   }
   return absl::OkStatus();
 }

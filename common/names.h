@@ -1,11 +1,16 @@
 #ifndef GITFLEET_COMMON_NAMES_H_
 #define GITFLEET_COMMON_NAMES_H_
 
-// The one rule for gitfleet's own names (sources, bundles, namespaces it creates): a DNS
-// label, as Kubernetes namespaces and label values are. Used by the API, the CLI and the
-// agent protocol, so a name refused in one place is refused everywhere.
+// The name rules, each in one place, so a name refused in one place is refused everywhere.
+//
+// gitfleet's own names (sources, bundles, namespaces it creates) are DNS labels, as
+// Kubernetes namespaces and label values are. Cluster names are wider, 1-63 of
+// [A-Za-z0-9._-]: they come from the fleet's existing infrastructure (kubeconfig contexts,
+// "prod.eu-1"), and are never used as a Kubernetes name. The API, the CLI, the agent and
+// the agent protocol all check with these two functions.
 //
 //   GF_RETURN_IF_ERROR(ValidateName("bundle", name));
+//   GF_RETURN_IF_ERROR(ValidateClusterName(hello.cluster()));
 
 #include <string>
 
@@ -16,6 +21,9 @@ namespace gitfleet {
 // InvalidArgument naming `what` and the rule when `name` is not 1-63 lower-case letters,
 // digits or '-', starting and ending with a letter or digit.
 absl::Status ValidateName(const std::string& what, const std::string& name);
+
+// InvalidArgument naming the rule when `name` is not 1-63 of [A-Za-z0-9._-].
+absl::Status ValidateClusterName(const std::string& name);
 
 }  // namespace gitfleet
 

@@ -70,7 +70,8 @@ ABSL_FLAG(int, max_request_bytes, 1 << 20,
           "Largest gRPC message received on an admin call; agents have "
           "--agent-max-message-bytes.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
-ABSL_FLAG(int64_t, max_bundle_bytes, 32 << 20, "Most YAML bytes one bundle may render.");
+ABSL_FLAG(int64_t, max_bundle_bytes, gitfleet::kDefaultMaxBundleBytes,
+          "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
 ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");

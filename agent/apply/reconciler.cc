@@ -645,7 +645,7 @@ void Reconciler::UpdateBundleGauges() {
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }
   for (const auto& [state, count] : counts) {
-    std::string label = v1::SyncState_Name(state);
+    std::string label = absl::AsciiStrToLower(v1::SyncState_Name(state));
     metrics_.bundles.Add({{"sync_state", label.substr(sizeof("SYNC_STATE_") - 1)}}).Set(count);
   }
   for (const auto& [state, count] : health) {

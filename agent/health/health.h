@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "common/agent_protocol.h"
 #include "proto/gitfleet/v1/types.pb.h"
 
 namespace gitfleet {
@@ -17,7 +18,7 @@ namespace gitfleet {
 class HealthSummary {
  public:
   // Keeps at most this many unhealthy resources, so status stays small.
-  static constexpr int kMaxUnhealthy = 20;
+  static constexpr int kMaxUnhealthy = kMaxUnhealthyResources;
 
   void Add(const v1::ResourceHealth& health);
   v1::HealthState overall() const { return overall_; }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
@@ -75,7 +76,8 @@ class AdminCall {
   // Counts and audits the call's outcome; returns it as a grpc::Status.
   grpc::Status Record(const absl::Status& status) {
     service_->metrics_.api_requests
-        .Add({{"method", method_}, {"code", absl::StatusCodeToString(status.code())}})
+        .Add({{"method", method_},
+              {"code", absl::AsciiStrToLower(absl::StatusCodeToString(status.code()))}})
         .Increment();
     const std::string who =
         caller_.name.empty()

@@ -12,6 +12,7 @@
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/manifest/hash.h"
+#include "common/names.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -28,19 +29,6 @@ absl::StatusOr<std::string> NewToken() {
 }
 
 }  // namespace
-
-absl::Status ValidateClusterName(const std::string& name) {
-  if (name.empty() || name.size() > 63) {
-    return absl::InvalidArgumentError("cluster name must be 1 to 63 characters");
-  }
-  for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cluster name \"", name, "\" may only hold [A-Za-z0-9._-]"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
     Store* store, Hub* hub, const std::string& tokens_text, const std::string& origin,

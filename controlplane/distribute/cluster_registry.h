@@ -91,9 +91,6 @@ class ClusterRegistry {
   std::set<std::string> refused_ ABSL_GUARDED_BY(mu_);
 };
 
-// Checks a cluster name as agents and the API use it: 1-63 of [A-Za-z0-9._-].
-absl::Status ValidateClusterName(const std::string& name);
-
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_DISTRIBUTE_CLUSTER_REGISTRY_H_

@@ -1,6 +1,7 @@
 #include "controlplane/distribute/hub.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "proto/gitfleet/v1/state.pb.h"
@@ -18,7 +19,6 @@ constexpr size_t kMaxCachedMessages = 1024;
 constexpr size_t kMaxStoredRevisions = 64;
 // Bounds on what one stored status holds.
 constexpr size_t kMaxStatusMessageBytes = 1024;
-constexpr int kMaxUnhealthyResources = 20;
 
 std::string ReportKey(const std::string& cluster, const std::string& bundle) {
   return absl::StrCat(cluster, "/", bundle);

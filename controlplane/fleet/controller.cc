@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
@@ -154,12 +155,9 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
 }
 
 absl::Status Controller::Load() {
-  absl::StatusOr<std::vector<Store::Entry>> sources = store_->List(kSources);
-  if (!sources.ok()) return sources.status();
-  absl::StatusOr<std::vector<Store::Entry>> bundles = store_->List(kBundles);
-  if (!bundles.ok()) return bundles.status();
-  absl::StatusOr<std::vector<Store::Entry>> tombstones = store_->List(kTombstones);
-  if (!tombstones.ok()) return tombstones.status();
+  GF_ASSIGN_OR_RETURN(const std::vector<Store::Entry> sources, store_->List(kSources));
+  GF_ASSIGN_OR_RETURN(const std::vector<Store::Entry> bundles, store_->List(kBundles));
+  GF_ASSIGN_OR_RETURN(const std::vector<Store::Entry> tombstones, store_->List(kTombstones));
   // One bad row costs that row, not the control plane: it is skipped, logged and counted.
   auto skip = [this](const char* what, const std::string& key, absl::string_view why) {
     GF_LOG(ERROR) << "skipping stored " << what << " \"" << key << "\": " << why
@@ -172,7 +170,7 @@ absl::Status Controller::Load() {
   {
     MutexLock writer(&writer_mu_);
     MutexLock lock(&mu_);
-    for (const Store::Entry& entry : *sources) {
+    for (const Store::Entry& entry : sources) {
       v1::Source source;
       if (!source.ParseFromString(entry.value) || source.name() != entry.key) {
         skip("source", entry.key, "the row is corrupt");
@@ -181,7 +179,7 @@ absl::Status Controller::Load() {
       sources_[source.name()] = source;
       loaded_sources.push_back(source);
     }
-    for (const Store::Entry& entry : *tombstones) {
+    for (const Store::Entry& entry : tombstones) {
       v1::Tombstone tombstone;
       if (!tombstone.ParseFromString(entry.value) || tombstone.bundle() != entry.key) {
         skip("tombstone", entry.key, "the row is corrupt");
@@ -190,7 +188,7 @@ absl::Status Controller::Load() {
       tombstones_[entry.key] = tombstone.generation();
       loaded_tombstones.emplace_back(entry.key, tombstone.generation());
     }
-    for (const Store::Entry& entry : *bundles) {
+    for (const Store::Entry& entry : bundles) {
       BundleState state;
       if (!state.definition.ParseFromString(entry.value) || state.definition.name() != entry.key) {
         skip("bundle", entry.key, "the row is corrupt");

@@ -48,9 +48,12 @@ struct RenderInput {
   std::vector<std::string> helm_values_files;
 };
 
+// The default of --max-bundle-bytes; it leaves room under the 64 MiB message limit.
+inline constexpr size_t kDefaultMaxBundleBytes = 32 << 20;
+
 struct RenderLimits {
   size_t max_objects = 10000;
-  size_t max_bytes = 64 << 20;
+  size_t max_bytes = kDefaultMaxBundleBytes;
   // A render child's data segment (kustomize, helm, isolated jsonnet); 0 for no limit.
   int64_t max_memory_bytes = int64_t{2} << 30;
 };

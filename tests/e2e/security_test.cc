@@ -118,10 +118,10 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
 
   // Counted by method and code; changes and refusals are in the audit log.
   EXPECT_GE(
-      CpMetric("gitfleet_api_requests_total{code=\"PERMISSION_DENIED\",method=\"AddBundle\"}"), 1);
+      CpMetric("gitfleet_api_requests_total{code=\"permission_denied\",method=\"AddBundle\"}"), 1);
   EXPECT_GE(
-      CpMetric("gitfleet_api_requests_total{code=\"UNAUTHENTICATED\",method=\"ListSources\"}"), 2);
-  EXPECT_GE(CpMetric("gitfleet_api_requests_total{code=\"OK\",method=\"AddBundle\"}"), 2);
+      CpMetric("gitfleet_api_requests_total{code=\"unauthenticated\",method=\"ListSources\"}"), 2);
+  EXPECT_GE(CpMetric("gitfleet_api_requests_total{code=\"ok\",method=\"AddBundle\"}"), 2);
   EXPECT_FALSE(cp_->WaitForLog("audit: ci \\(admin by token\\) AddBundle web").empty());
   EXPECT_FALSE(cp_->WaitForLog("audit: oncall \\(operator by token\\) SyncSource demo").empty());
   EXPECT_FALSE(cp_->WaitForLog("audit: refused AddBundle evil .* from grafana").empty());
