@@ -289,6 +289,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     MaybeWrite();
   }
 
+  void NotifyControl() override {
+    {
+      MutexLock lock(&mu_);
+      if (done_ || closing_) return;
+      control_pending_ = true;
+    }
+    MaybeWrite();
+  }
+
   void Close(const absl::Status& status) override {
     MutexLock lock(&mu_);
     if (done_ || finished_) return;
@@ -437,15 +446,23 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   void MaybeWrite() {
     while (true) {
       std::string bundle;
+      bool control = false;
       {
         MutexLock lock(&mu_);
-        if (writing_ || closing_ || done_ || pending_.empty()) return;
-        bundle = *pending_.begin();
-        pending_.erase(pending_.begin());
-        metrics_.queued_updates.Decrement();
+        if (writing_ || closing_ || done_ || (pending_.empty() && !control_pending_)) return;
+        // Control messages (diff requests, forget orders) go before bundle updates.
+        if (control_pending_) {
+          control = true;
+          control_pending_ = false;
+        } else {
+          bundle = *pending_.begin();
+          pending_.erase(pending_.begin());
+          metrics_.queued_updates.Decrement();
+        }
         writing_ = true;
       }
-      std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(session_, bundle);
+      std::shared_ptr<const EncodedMessage> message =
+          control ? hub_->NextControlMessage(session_) : hub_->NextMessage(session_, bundle);
       MutexLock lock(&mu_);
       if (message == nullptr || closing_ || done_) {
         writing_ = false;
@@ -483,6 +500,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
+  bool control_pending_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;

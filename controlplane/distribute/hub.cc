@@ -4,6 +4,7 @@
 #include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "controlplane/distribute/status_bounds.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -12,26 +13,14 @@ namespace {
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
 constexpr char kRevisions[] = "revisions";
-// Distinct (base, target) messages kept for reuse; cleared when full, by count or by
-// bytes (whole-set messages of big bundles are large: each holds its proto and its bytes).
-constexpr size_t kMaxCachedMessages = 1024;
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
-// Bounds on what one stored status holds.
-constexpr size_t kMaxStatusMessageBytes = 1024;
 
 std::string ReportKey(const std::string& cluster, const std::string& bundle) {
   return absl::StrCat(cluster, "/", bundle);
 }
 
 }  // namespace
-
-std::shared_ptr<const EncodedMessage> EncodedMessage::Encode(v1::ControlMessage message) {
-  auto encoded = std::make_shared<EncodedMessage>();
-  encoded->bytes = message.SerializeAsString();
-  encoded->message = std::move(message);
-  return encoded;
-}
 
 Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval,
          size_t max_cached_message_bytes)
@@ -46,11 +35,12 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       status_via_ack_(metrics.status_reports.Add({{"via", "ack"}})),
       status_via_message_(metrics.status_reports.Add({{"via", "message"}})),
       flush_interval_(flush_interval),
-      max_cached_message_bytes_(max_cached_message_bytes) {
+      writes_(store),
+      messages_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
     while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) {
       Flush();
-      ExpireDiffs();
+      diffs_.Expire(absl::Now());
       flusher_heartbeat_.Beat();
     }
   });
@@ -60,12 +50,7 @@ Hub::~Hub() {
   stop_.Notify();
   flusher_.join();
   Flush();
-  std::map<uint64_t, PendingDiff> diffs;
-  {
-    MutexLock lock(&mu_);
-    diffs.swap(diffs_);
-  }
-  for (auto& [id, diff] : diffs) diff.done(absl::UnavailableError("the control plane is stopping"));
+  diffs_.FailAll(absl::UnavailableError("the control plane is stopping"));
 }
 
 void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
@@ -75,12 +60,10 @@ void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, abs
     MutexLock lock(&mu_);
     auto it = agents_.find(cluster);
     if (it != agents_.end() && it->second.connection != nullptr) {
-      uint64_t id = next_diff_++;
       v1::ControlMessage request;
-      request.mutable_diff()->set_id(id);
+      request.mutable_diff()->set_id(diffs_.Add(cluster, absl::Now() + timeout, std::move(done)));
       request.mutable_diff()->set_bundle(bundle);
       it->second.control.push_back(std::move(request));
-      diffs_[id] = PendingDiff{cluster, absl::Now() + timeout, std::move(done)};
       connection = it->second.connection;
     }
   }
@@ -88,63 +71,25 @@ void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, abs
     done(absl::FailedPreconditionError(absl::StrCat("cluster ", cluster, " is not connected")));
     return;
   }
-  connection->Notify(kDiffRequests);
+  connection->NotifyControl();
 }
 
 void Hub::OnDiff(uint64_t session, const v1::DiffResult& result) {
-  DiffCallback done;
-  v1::DiffResult answer = result;
+  std::string cluster;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
-    auto it = diffs_.find(result.id());
-    // Only the cluster asked may answer.
-    if (agent == nullptr || it == diffs_.end() || it->second.cluster != agent->info.name()) return;
-    done = std::move(it->second.done);
-    diffs_.erase(it);
-    answer.set_cluster(agent->info.name());
+    if (agent == nullptr) return;
+    cluster = agent->info.name();
   }
-  done(std::move(answer));
-}
-
-void Hub::ExpireDiffs() {
-  std::vector<PendingDiff> expired;
-  {
-    MutexLock lock(&mu_);
-    absl::Time now = absl::Now();
-    for (auto it = diffs_.begin(); it != diffs_.end();) {
-      if (it->second.deadline > now) {
-        ++it;
-        continue;
-      }
-      expired.push_back(std::move(it->second));
-      it = diffs_.erase(it);
-    }
-  }
-  for (PendingDiff& diff : expired) {
-    diff.done(absl::DeadlineExceededError(
-        absl::StrCat("cluster ", diff.cluster, " did not answer the diff request in time")));
-  }
+  diffs_.Answer(cluster, result);  // only the cluster asked may answer
 }
 
 void Hub::Flush() {
-  // One flush at a time (the flusher thread, the destructor, tests), so an older batch
-  // never lands after a newer one. Not the hub's lock: agents never wait on the disk.
-  MutexLock flushing(&flush_mu_);
-  std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty;
-  {
-    MutexLock lock(&mu_);
-    dirty.swap(dirty_);
-  }
-  if (dirty.empty()) return;
-  std::vector<Store::Write> writes;
-  writes.reserve(dirty.size());
-  for (auto& [key, value] : dirty) writes.push_back({key.first, key.second, std::move(value)});
-  // One transaction for every report and cluster that changed since the last flush.
-  if (absl::Status stored = store_->ApplyBehind(writes); !stored.ok()) {
-    GF_LOG(ERROR) << "cannot store " << writes.size() << " cluster records and reports: " << stored;
-    MutexLock lock(&mu_);
-    for (auto& [key, value] : dirty) dirty_.emplace(key, std::move(value));  // newer ones win
+  // Not under the hub's lock: agents never wait on the disk.
+  if (absl::Status stored = writes_.Flush(); !stored.ok()) {
+    GF_LOG(ERROR) << "cannot store cluster records and reports (kept for the next flush): "
+                  << stored;
   }
 }
 
@@ -325,6 +270,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
 
 uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
                       std::shared_ptr<AgentConnection> connection) {
+  std::shared_ptr<AgentConnection> control;  // told that control messages wait
   std::shared_ptr<AgentConnection> replaced;
   std::vector<Notification> notify;
   uint64_t session;
@@ -372,7 +318,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     for (const auto& [name, revision] : agent.held) bundles.insert(name);
     for (const std::string& name : bundles) notify.emplace_back(connection, name);
     // Diff requests and forget orders still waiting go out on the new stream.
-    if (!agent.control.empty()) notify.emplace_back(connection, kDiffRequests);
+    if (!agent.control.empty()) control = connection;
     PersistClusterLocked(agent);
     metrics_.connected_agents.Increment();
   }
@@ -382,6 +328,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
                                         "; this older stream is closed")));
   }
   Deliver(notify);
+  if (control != nullptr) control->NotifyControl();
   return session;
 }
 
@@ -416,7 +363,7 @@ absl::Status Hub::AdoptCluster(const std::string& cluster) {
     it->second.adopt_pending = true;
     it->second.info.set_adopt_pending(true);
     PersistClusterLocked(it->second);
-    record = dirty_[{kClusters, cluster}];
+    record = *writes_.Pending(kClusters, cluster);
     connection = it->second.connection;
   }
   // An operator's act: on disk before it is answered.
@@ -463,7 +410,7 @@ absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bu
   }
   GF_LOG(INFO) << "cluster " << cluster << ": forgetting bundle " << bundle
                << (prune ? " and pruning what gitfleet created" : " (objects stay)");
-  connection->Notify(kDiffRequests);
+  connection->NotifyControl();
   return absl::OkStatus();
 }
 
@@ -472,7 +419,7 @@ void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   agent->acked.erase(bundle);
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   agent->reports.erase(bundle);
-  dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = std::nullopt;
+  writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
 }
 
 void Hub::Disconnect(uint64_t session) {
@@ -500,12 +447,7 @@ void Hub::CloseAll(const absl::Status& status) {
   GF_LOG(INFO) << "closing " << connections.size() << " agent streams: " << status.message();
   for (const auto& connection : connections) connection->Close(status);
   // Waiting admin calls are answered before the server they belong to stops.
-  std::map<uint64_t, PendingDiff> diffs;
-  {
-    MutexLock lock(&mu_);
-    diffs.swap(diffs_);
-  }
-  for (auto& [id, diff] : diffs) diff.done(status);
+  diffs_.FailAll(status);
 }
 
 Hub::Agent* Hub::AgentForSessionLocked(uint64_t session) {
@@ -552,8 +494,7 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* bas
                                                              int64_t generation) {
   std::tuple<std::string, std::string, std::string> cache_key{
       absl::StrCat(target.bundle, "@", generation), base ? base->id : "", target.id};
-  auto cached = messages_.find(cache_key);
-  if (cached != messages_.end()) return cached->second;
+  if (std::shared_ptr<const EncodedMessage> cached = messages_.Find(cache_key)) return cached;
   v1::ControlMessage message;
   v1::BundleUpdate* update = message.mutable_update();
   update->set_bundle(target.bundle);
@@ -574,17 +515,27 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* bas
     for (const v1::ManifestObject* object : delta.upserts) *update->add_upserts() = *object;
     for (const v1::ObjectKey& key : delta.removed) *update->add_removed() = key;
   }
-  std::shared_ptr<const EncodedMessage> encoded = EncodedMessage::Encode(std::move(message));
-  const size_t weight = 2 * encoded->bytes.size();  // the message and its serialization
-  if (messages_.size() >= kMaxCachedMessages ||
-      messages_bytes_ + weight > max_cached_message_bytes_) {
-    messages_.clear();
-    messages_bytes_ = 0;
+  return messages_.Put(cache_key, EncodedMessage::Encode(std::move(message)));
+}
+
+std::shared_ptr<const EncodedMessage> Hub::NextControlMessage(uint64_t session) {
+  std::shared_ptr<AgentConnection> again;
+  std::shared_ptr<const EncodedMessage> message;
+  {
+    MutexLock lock(&mu_);
+    Agent* agent = AgentForSessionLocked(session);
+    if (agent == nullptr || agent->control.empty()) return nullptr;
+    v1::ControlMessage request = std::move(agent->control.front());
+    agent->control.pop_front();
+    if (request.has_removal()) {
+      DropHeldLocked(agent, request.removal().bundle());
+      sent_removal_.Increment();
+    }
+    message = EncodedMessage::Encode(std::move(request));
+    if (!agent->control.empty()) again = agent->connection;
   }
-  messages_[cache_key] = encoded;
-  messages_bytes_ += weight;
-  ++messages_built_;
-  return encoded;
+  if (again != nullptr) again->NotifyControl();
+  return message;
 }
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessage(uint64_t session,
@@ -603,25 +554,6 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
   std::shared_ptr<const BundleContent> content;
   std::shared_ptr<const Revision> current;
   v1::ClusterInfo cluster;
-  if (bundle == kDiffRequests) {
-    std::shared_ptr<AgentConnection> again;
-    std::shared_ptr<const EncodedMessage> message;
-    {
-      MutexLock lock(&mu_);
-      Agent* agent = AgentForSessionLocked(session);
-      if (agent == nullptr || agent->control.empty()) return nullptr;
-      v1::ControlMessage request = std::move(agent->control.front());
-      agent->control.pop_front();
-      if (request.has_removal()) {
-        DropHeldLocked(agent, request.removal().bundle());
-        sent_removal_.Increment();
-      }
-      message = EncodedMessage::Encode(std::move(request));
-      if (!agent->control.empty()) again = agent->connection;
-    }
-    if (again != nullptr) again->Notify(kDiffRequests);
-    return message;
-  }
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
@@ -797,19 +729,7 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
                        status.applied_revision() != report.applied_revision();
   report = status;
   report.set_bundle(bundle);
-  // Each stored status stays small, whatever an agent sends.
-  if (report.message().size() > kMaxStatusMessageBytes) {
-    report.mutable_message()->resize(kMaxStatusMessageBytes);
-    report.mutable_message()->append("...");
-  }
-  while (report.unhealthy_resources_size() > kMaxUnhealthyResources) {
-    report.mutable_unhealthy_resources()->RemoveLast();
-  }
-  for (v1::ResourceHealth& resource : *report.mutable_unhealthy_resources()) {
-    if (resource.message().size() > kMaxStatusMessageBytes) {
-      resource.mutable_message()->resize(kMaxStatusMessageBytes);
-    }
-  }
+  BoundStatus(&report);  // each stored status stays small, whatever an agent sends
   auto held = agent->held.find(bundle);
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
     auto target = bundles_.find(bundle);
@@ -823,7 +743,7 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
       }
     }
   }
-  dirty_[{kReports, ReportKey(agent->info.name(), bundle)}] = report.SerializeAsString();
+  writes_.Put(kReports, ReportKey(agent->info.name(), bundle), report.SerializeAsString());
 }
 
 void Hub::PersistClusterLocked(const Agent& agent) {
@@ -833,7 +753,7 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
   record.set_adopt_pending(agent.adopt_pending);
-  dirty_[{kClusters, agent.info.name()}] = record.SerializeAsString();
+  writes_.Put(kClusters, agent.info.name(), record.SerializeAsString());
 }
 
 std::vector<ClusterView> Hub::Clusters(const std::string& only) {
@@ -904,7 +824,7 @@ Probe Hub::Liveness() const {
 
 size_t Hub::messages_built() const {
   MutexLock lock(&mu_);
-  return messages_built_;
+  return messages_.built();
 }
 
 }  // namespace gitfleet

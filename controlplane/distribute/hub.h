@@ -31,6 +31,9 @@
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
 #include "common/sync.h"
+#include "controlplane/distribute/diff_broker.h"
+#include "controlplane/distribute/message_cache.h"
+#include "controlplane/distribute/write_behind.h"
 #include "controlplane/metrics.h"
 #include "controlplane/store/store.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -38,20 +41,15 @@
 
 namespace gitfleet {
 
-// A message for agents, serialized once and shared by every stream that sends it.
-struct EncodedMessage {
-  v1::ControlMessage message;
-  std::string bytes;  // message.SerializeAsString()
-
-  static std::shared_ptr<const EncodedMessage> Encode(v1::ControlMessage message);
-};
-
 // The hub's handle on one agent stream.
 class AgentConnection {
  public:
   virtual ~AgentConnection() = default;
   // Something changed for `bundle`; ask NextMessage when the stream is free.
   virtual void Notify(const std::string& bundle) = 0;
+  // A control message (a diff request, a forget order) waits; ask NextControlMessage when
+  // the stream is free, before any bundle.
+  virtual void NotifyControl() = 0;
   // End the stream with `status` (e.g. replaced by a newer stream of the same cluster).
   virtual void Close(const absl::Status& status) = 0;
 };
@@ -133,13 +131,15 @@ class Hub {
   // when its cluster's values do not render, status shows why, or when its revision is
   // not built yet: the render requester is asked). Never renders.
   std::shared_ptr<const EncodedMessage> NextMessage(uint64_t session, const std::string& bundle);
+  // The session's next control message (see AgentConnection::NotifyControl), or null.
+  std::shared_ptr<const EncodedMessage> NextControlMessage(uint64_t session);
   // An Ack that carries a status also does what OnStatus does with it.
   void OnAck(uint64_t session, const v1::Ack& ack);
   void OnStatus(uint64_t session, const v1::StatusUpdate& status);
   // Asks `cluster`'s agent for a dry-run diff of `bundle`. `done` runs once, on another
   // thread: with the agent's answer, or an error when the cluster is not connected or
   // does not answer within `timeout`.
-  using DiffCallback = std::function<void(absl::StatusOr<v1::DiffResult>)>;
+  using DiffCallback = DiffBroker::Callback;
   void RequestDiff(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
                    DiffCallback done);
   void OnDiff(uint64_t session, const v1::DiffResult& result);
@@ -196,11 +196,6 @@ class Hub {
     std::string fleet_id;  // from the hello
     bool adopt_pending = false;
   };
-  struct PendingDiff {
-    std::string cluster;
-    absl::Time deadline;
-    DiffCallback done;
-  };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
   Agent* AgentForSessionLocked(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -236,13 +231,8 @@ class Hub {
   void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
-  // Fails diff requests past their deadline.
-  void ExpireDiffs();
 
  public:
-  // The pseudo-bundle a connection is notified with when a control message (a diff
-  // request, a forget order) waits.
-  static constexpr char kDiffRequests[] = "\x01diff";
   // Tombstones kept; past this the oldest go, and agents that still hold those bundles
   // keep them as orphans (the safe side).
   static constexpr size_t kMaxTombstones = 10000;
@@ -260,15 +250,11 @@ class Hub {
   metrics::Counter& status_via_ack_;
   metrics::Counter& status_via_message_;
   const absl::Duration flush_interval_;
-  const size_t max_cached_message_bytes_;
   gitfleet::Notification stop_;
   Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
-  Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;
-  // Writes waiting for the next flush, by (bucket, key); nullopt deletes.
-  std::map<std::pair<std::string, std::string>, std::optional<std::string>> dirty_
-      ABSL_GUARDED_BY(mu_);
+  WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
@@ -281,16 +267,11 @@ class Hub {
   // Looked up on every agent message: hashed, not ordered.
   absl::flat_hash_map<uint64_t, Agent*> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<uint64_t, PendingDiff> diffs_ ABSL_GUARDED_BY(mu_);  // by request id
-  uint64_t next_diff_ ABSL_GUARDED_BY(mu_) = 1;
   // Revisions loaded from the store (agents far behind, or from before a restart), by
   // RevisionKey. Bounded; current and previous contents answer most lookups first.
   std::map<std::string, std::shared_ptr<const Revision>> stored_revisions_ ABSL_GUARDED_BY(mu_);
-  // Built messages by (bundle, base revision, target revision).
-  std::map<std::tuple<std::string, std::string, std::string>, std::shared_ptr<const EncodedMessage>>
-      messages_ ABSL_GUARDED_BY(mu_);
-  size_t messages_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t messages_built_ ABSL_GUARDED_BY(mu_) = 0;
+  MessageCache messages_ ABSL_GUARDED_BY(mu_);
+  DiffBroker diffs_;
 };
 
 }  // namespace gitfleet

@@ -17,7 +17,9 @@ using ::testing::IsEmpty;
 class FakeConnection : public AgentConnection {
  public:
   void Notify(const std::string& bundle) override { notified.insert(bundle); }
+  void NotifyControl() override { notified.insert(kControl); }
   void Close(const absl::Status& status) override { closed = status; }
+  static constexpr char kControl[] = "<control>";
   std::set<std::string> notified;
   absl::Status closed;
 };
@@ -294,12 +296,12 @@ TEST_F(HubTest, ForgetIsAnExplicitRemovalOfWhatTheClusterHolds) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not connected")));
   conn->notified.clear();
   ASSERT_TRUE(hub_.ForgetBundle("a", "old", /*prune=*/true).ok());
-  EXPECT_THAT(conn->notified, ElementsAre(Hub::kDiffRequests));
+  EXPECT_THAT(conn->notified, ElementsAre(FakeConnection::kControl));
   // A reconnect before the order went out does not lose it.
   auto again = std::make_shared<FakeConnection>();
   a = hub_.Connect(hello, "p", again);
-  EXPECT_EQ(again->notified.count(Hub::kDiffRequests), 1u);
-  auto order = hub_.NextMessage(a, Hub::kDiffRequests);
+  EXPECT_EQ(again->notified.count(FakeConnection::kControl), 1u);
+  auto order = hub_.NextControlMessage(a);
   ASSERT_NE(order, nullptr);
   EXPECT_TRUE(order->message.removal().forget());
   EXPECT_TRUE(order->message.removal().prune());
@@ -554,13 +556,13 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
 
   hub.RequestDiff("a", "web", absl::Seconds(60), collect);
   hub.RequestDiff("a", "db", absl::Milliseconds(100), collect);
-  EXPECT_EQ(conn->notified.count(Hub::kDiffRequests), 1u);
-  auto first = hub.NextMessage(a, Hub::kDiffRequests);
-  auto second = hub.NextMessage(a, Hub::kDiffRequests);
+  EXPECT_EQ(conn->notified.count(FakeConnection::kControl), 1u);
+  auto first = hub.NextControlMessage(a);
+  auto second = hub.NextControlMessage(a);
   ASSERT_TRUE(first && second);
   EXPECT_EQ(first->message.diff().bundle(), "web");
   EXPECT_EQ(second->message.diff().bundle(), "db");
-  EXPECT_EQ(hub.NextMessage(a, Hub::kDiffRequests), nullptr);
+  EXPECT_EQ(hub.NextControlMessage(a), nullptr);
 
   v1::DiffResult result;
   result.set_id(first->message.diff().id());
@@ -639,6 +641,7 @@ class PullingConnection : public AgentConnection {
     MutexLock lock(&mu_);
     session_ = session;
   }
+  void NotifyControl() override {}
   // One pull at a time, like the stream's single write in flight.
   void Notify(const std::string& bundle) override {
     MutexLock pulling(&pull_mu_);

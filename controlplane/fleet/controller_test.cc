@@ -25,6 +25,7 @@ std::string Cm(const std::string& name, const std::string& value = "1") {
 class FakeConnection : public AgentConnection {
  public:
   void Notify(const std::string& bundle) override { notified.insert(bundle); }
+  void NotifyControl() override {}
   void Close(const absl::Status&) override {}
   std::set<std::string> notified;
 };
@@ -549,6 +550,7 @@ class SynchronousConnection : public AgentConnection {
     MutexLock lock(&mu_);
     if (message != nullptr) messages_.push_back(message);
   }
+  void NotifyControl() override {}
   void Close(const absl::Status&) override {}
   std::vector<std::shared_ptr<const EncodedMessage>> messages() {
     MutexLock lock(&mu_);

@@ -17,7 +17,9 @@ namespace {
 class NullConnection : public gitfleet::AgentConnection {
  public:
   void Notify(const std::string& bundle) override { notified.push_back(bundle); }
+  void NotifyControl() override { ++control; }
   void Close(const absl::Status&) override {}
+  int control = 0;
   std::vector<std::string> notified;
 };
 
@@ -57,6 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   for (const std::string& bundle : connection->notified) (void)hub.NextMessage(session, bundle);
+  for (int i = 0; i < connection->control; ++i) (void)hub.NextControlMessage(session);
   (void)hub.Clusters("");
   hub.Disconnect(session);
   hub.Flush();
