@@ -34,8 +34,12 @@ bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
 }  // namespace
 
 Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
-                       absl::Duration health_interval)
-    : applier_(applier), health_interval_(health_interval), state_(state), metrics_(metrics) {}
+                       absl::Duration health_interval, Clock* clock)
+    : applier_(applier),
+      health_interval_(health_interval),
+      clock_(clock),
+      state_(state),
+      metrics_(metrics) {}
 
 absl::Status Reconciler::Load() {
   absl::StatusOr<BundleStateStore::Loaded> loaded = state_->LoadAll();
@@ -209,7 +213,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
 
 bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                               std::vector<v1::ObjectError>* errors) {
-  absl::Time start = absl::Now();
+  absl::Time start = clock_->Now();
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
@@ -257,7 +261,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     status.set_commit(desired.commit());
     status.set_sync_state(v1::SYNC_STATE_FAILED);
     status.set_message(error.message());
-    bundle.next_retry = absl::Now() + bundle.backoff->Next();
+    bundle.next_retry = clock_->Now() + bundle.backoff->Next();
     return SetStatus(bundle, status);
   }
 
@@ -395,7 +399,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     if (record.applied_revision() != desired.revision()) {
       record.set_applied_revision(desired.revision());
       record.set_applied_commit(desired.commit());
-      *record.mutable_applied_time() = ToProtoTime(absl::Now());
+      *record.mutable_applied_time() = ToProtoTime(clock_->Now());
     }
     bundle.backoff->Reset();
     bundle.next_retry = absl::InfiniteFuture();
@@ -410,7 +414,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
         absl::StrCat(errors->size(), " of ", desired.objects_size(), " objects failed; first: ",
                      (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
                      (*errors)[0].message()));
-    bundle.next_retry = absl::Now() + bundle.backoff->Next();
+    bundle.next_retry = clock_->Now() + bundle.backoff->Next();
   }
   status.set_applied_revision(record.applied_revision());
   status.set_applied_commit(record.applied_commit());
@@ -431,11 +435,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       errors->push_back(error);
       status.set_sync_state(v1::SYNC_STATE_FAILED);
       status.set_message(absl::StrCat(error.message(), " (what was applied stays; retrying)"));
-      bundle.next_retry = absl::Now() + bundle.backoff->Next();
+      bundle.next_retry = clock_->Now() + bundle.backoff->Next();
     }
   }
 
-  metrics_.apply_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  metrics_.apply_seconds.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
   if (applied > 0 || pruned > 0 || !errors->empty()) {
     GF_LOG(INFO) << "bundle " << desired.bundle() << " revision "
                  << desired.revision().substr(0, 12) << ": applied " << applied << ", pruned "
@@ -464,7 +468,7 @@ HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& ta
     health.Add(h);
   }
   bundle.health_delay = health_interval_;
-  bundle.next_health_check = absl::Now() + health_interval_;
+  bundle.next_health_check = clock_->Now() + health_interval_;
   return health;
 }
 
@@ -485,7 +489,7 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
     // Something that never settles (a LoadBalancer no controller serves) is read less and
     // less often, down to once a minute.
     bundle.health_delay = std::min(absl::Minutes(1), delay * 2);
-    bundle.next_health_check = absl::Now() + bundle.health_delay;
+    bundle.next_health_check = clock_->Now() + bundle.health_delay;
   }
   return changed;
 }
@@ -556,7 +560,7 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
 
 std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
-  absl::Time now = absl::Now();
+  absl::Time now = clock_->Now();
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.desired().revision().empty()) continue;
     bool failed =

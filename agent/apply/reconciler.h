@@ -34,6 +34,7 @@
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "proto/gitfleet/v1/agent.pb.h"
 
 namespace gitfleet {
@@ -47,8 +48,9 @@ class Reconciler {
 
   // `health_interval`: how often health that is still changing (Progressing, Missing,
   // Unknown) is read again, until it settles.
+  // Retries and health checks are timed by `clock`.
   Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
-             absl::Duration health_interval = absl::Seconds(2));
+             absl::Duration health_interval = absl::Seconds(2), Clock* clock = &RealClock());
 
   // Loads the durable record; a bundle that was mid-apply is finished by Resync. A corrupt
   // bundle file is moved aside (see Conditions) and that bundle asked for again.
@@ -115,6 +117,7 @@ class Reconciler {
   std::map<std::string, std::string> refused_;
   std::vector<std::string> moved_aside_;  // corrupt state files
   const absl::Duration health_interval_;
+  Clock* const clock_;
   BundleStateStore* const state_;
   AgentMetrics& metrics_;
   std::map<std::string, Bundle> bundles_;

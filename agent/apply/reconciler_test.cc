@@ -51,11 +51,13 @@ class ReconcilerTest : public ::testing::Test {
     Restart();
   }
   void Restart() {
-    reconciler_ = std::make_unique<Reconciler>(&applier_, &state_, metrics_);
+    reconciler_ =
+        std::make_unique<Reconciler>(&applier_, &state_, metrics_, absl::Seconds(2), &clock_);
     ASSERT_TRUE(reconciler_->Load().ok());
   }
   double Applied() { return metrics_.objects_applied.Add({{"result", "ok"}}).Value(); }
 
+  FakeClock clock_;
   MemoryFileSystem fs_;
   FaultyFileSystem faulty_;
   DirectoryApplier applier_;
@@ -122,7 +124,7 @@ TEST_F(ReconcilerTest, FailedObjectNacksKeepsOthersAndRetries) {
       << "the last applied content stays";
 
   faulty_.Heal();
-  absl::SleepFor(absl::Milliseconds(1100));  // first retry waits 0.5-1 s
+  clock_.Advance(absl::Seconds(1));  // the first retry waits at most 1 s
   std::vector<v1::StatusUpdate> changed = reconciler_->Resync(false);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED);
@@ -306,7 +308,7 @@ TEST_F(ReconcilerTest, AStateDiskThatFillsUpLosesNothingAppliedAndRecovers) {
   faulty_.Heal();
   std::vector<v1::StatusUpdate> changed;
   for (int i = 0; i < 50 && changed.empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));  // the retry's backoff (1 s at most)
+    clock_.Advance(absl::Seconds(1));  // the retry's backoff (1 s at most)
     changed = reconciler_->Resync(/*check_drift=*/false);
   }
   ASSERT_EQ(changed.size(), 1u);

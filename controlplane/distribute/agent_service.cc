@@ -192,7 +192,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
                          limits.max_message_bytes, " bytes"));
       return;
     }
-    if (!messages_.Take(absl::Now())) {
+    if (!messages_.Take(service_->limits().clock->Now())) {
       Limit("message_rate",
             absl::StrCat("more than ", limits.messages_per_second, " messages per second (burst ",
                          limits.message_burst, ") from ", Who(), "; reconnect with backoff"));
@@ -569,7 +569,7 @@ bool AgentServiceImpl::AllowConnect(const std::string& cluster) {
                                            limits_.connect_burst))
              .first;
   }
-  return it->second.Take(absl::Now());
+  return it->second.Take(limits_.clock->Now());
 }
 
 }  // namespace gitfleet

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
 #include "common/rate_limit.h"
 #include "common/sync.h"
 #include "controlplane/distribute/cluster_registry.h"
@@ -44,6 +45,9 @@ struct AgentLimits {
   absl::Duration hello_timeout = absl::Seconds(10);
   // Largest message before the agent is authenticated, that is, the hello.
   size_t max_hello_bytes = 512 << 10;
+  // What the message and connect rates are measured by (the hello timeout is a gRPC
+  // alarm, on real time).
+  Clock* clock = &RealClock();
 };
 
 class AgentStream;

@@ -23,7 +23,7 @@ std::string ReportKey(const std::string& cluster, const std::string& bundle) {
 }  // namespace
 
 Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interval,
-         size_t max_cached_message_bytes)
+         size_t max_cached_message_bytes, Clock* clock)
     : store_(store),
       metrics_(metrics),
       sent_full_(metrics.updates_sent.Add({{"kind", "full"}})),
@@ -35,19 +35,31 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       status_via_ack_(metrics.status_reports.Add({{"via", "ack"}})),
       status_via_message_(metrics.status_reports.Add({{"via", "message"}})),
       flush_interval_(flush_interval),
+      clock_(clock),
       writes_(store),
       messages_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
-    while (!stop_.WaitForNotificationWithTimeout(flush_interval_)) {
+    while (true) {
+      {
+        MutexLock lock(&stop_mu_);
+        if (clock_->AwaitWithDeadline(
+                &stop_mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stop_mu_) { return stopping_; },
+                clock_->Now() + flush_interval_)) {
+          return;
+        }
+      }
       Flush();
-      diffs_.Expire(absl::Now());
+      diffs_.Expire(clock_->Now());
       flusher_heartbeat_.Beat();
     }
   });
 }
 
 Hub::~Hub() {
-  stop_.Notify();
+  {
+    MutexLock lock(&stop_mu_);
+    stopping_ = true;
+  }
   flusher_.join();
   Flush();
   diffs_.FailAll(absl::UnavailableError("the control plane is stopping"));
@@ -61,7 +73,7 @@ void Hub::RequestDiff(const std::string& cluster, const std::string& bundle, abs
     auto it = agents_.find(cluster);
     if (it != agents_.end() && it->second.connection != nullptr) {
       v1::ControlMessage request;
-      request.mutable_diff()->set_id(diffs_.Add(cluster, absl::Now() + timeout, std::move(done)));
+      request.mutable_diff()->set_id(diffs_.Add(cluster, clock_->Now() + timeout, std::move(done)));
       request.mutable_diff()->set_bundle(bundle);
       it->second.control.push_back(std::move(request));
       connection = it->second.connection;
@@ -299,7 +311,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.clear_conditions();  // the agent reports them afresh
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
-    *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
+    *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
     agent.held.clear();
     std::map<std::string, std::pair<std::string, absl::Time>> acked;
     for (const v1::HeldRevision& held : hello.held()) {
@@ -308,7 +320,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
       auto known = agent.acked.find(held.bundle());
       acked[held.bundle()] = known != agent.acked.end() && known->second.first == held.revision()
                                  ? known->second
-                                 : std::make_pair(held.revision(), absl::Now());
+                                 : std::make_pair(held.revision(), clock_->Now());
     }
     agent.acked = std::move(acked);
     std::set<std::string> bundles;
@@ -430,7 +442,7 @@ void Hub::Disconnect(uint64_t session) {
   GF_LOG(INFO) << "cluster " << agent.info.name() << " disconnected";
   agent.connection.reset();
   agent.info.set_connected(false);
-  *agent.info.mutable_last_seen() = ToProtoTime(absl::Now());
+  *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
   PersistClusterLocked(agent);
   sessions_.erase(it);
   metrics_.connected_agents.Decrement();
@@ -654,14 +666,14 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
       ack_ok_.Increment();
-      agent->acked[ack.bundle()] = {ack.revision(), absl::Now()};
+      agent->acked[ack.bundle()] = {ack.revision(), clock_->Now()};
       auto target = bundles_.find(ack.bundle());
       if (target != bundles_.end()) {
         for (const auto* content : {&target->second.content, &target->second.previous}) {
           if (*content == nullptr || (*content)->Find(ack.revision()) == nullptr) continue;
           absl::Time seen = (*content)->seen_time();
           if (seen != absl::InfinitePast()) {
-            metrics_.fanout_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - seen));
+            metrics_.fanout_seconds.Observe(absl::ToDoubleSeconds(clock_->Now() - seen));
           }
           break;
         }

@@ -27,6 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/metrics/heartbeat.h"
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
@@ -68,7 +69,7 @@ class Hub {
   // Built messages are kept for reuse up to `max_cached_message_bytes` (and 1,024 of them).
   Hub(Store* store, ControlPlaneMetrics& metrics,
       absl::Duration flush_interval = absl::Milliseconds(250),
-      size_t max_cached_message_bytes = 128 << 20);
+      size_t max_cached_message_bytes = 128 << 20, Clock* clock = &RealClock());
   ~Hub();  // flushes
 
   // Writes pending cluster records and reports now.
@@ -250,7 +251,9 @@ class Hub {
   metrics::Counter& status_via_ack_;
   metrics::Counter& status_via_message_;
   const absl::Duration flush_interval_;
-  gitfleet::Notification stop_;
+  Clock* const clock_;
+  Mutex stop_mu_;
+  bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
   mutable Mutex mu_;

@@ -536,7 +536,8 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
   // Declared before the hub: its flush thread answers through them until the hub is gone.
   Mutex mu;
   std::vector<absl::StatusOr<v1::DiffResult>> answers;  // guarded by mu
-  Hub hub(&store_, metrics_, absl::Milliseconds(20));
+  FakeClock clock;
+  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
   hub.SetTrustAgentLabels(true);
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", conn);
@@ -568,8 +569,12 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
   result.set_id(first->message.diff().id());
   result.set_unchanged(3);
   hub.OnDiff(b, result);  // another cluster cannot answer for a
-  // The unanswered "db" request expires (bounded wait).
-  for (int i = 0; i < 200 && count() < 2; ++i) absl::SleepFor(absl::Milliseconds(25));
+  // The unanswered "db" request expires when its time has passed, not before.
+  clock.Advance(absl::Milliseconds(90));
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(count(), 1u) << "expired early";
+  clock.Advance(absl::Milliseconds(30));
+  for (int i = 0; i < 2000 && count() < 2; ++i) absl::SleepFor(absl::Milliseconds(1));
   ASSERT_EQ(count(), 2u);
   {
     MutexLock lock(&mu);

@@ -148,7 +148,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
           [this](const std::string& source, const SourceSnapshot& snapshot) {
             OnSourceCommit(source, snapshot);
           },
-          options.default_poll_interval) {
+          options.default_poll_interval, /*fetch_threads=*/4, options.clock) {
   mailbox_ = std::make_shared<Mailbox>(&queue_);
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });

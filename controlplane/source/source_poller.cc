@@ -12,8 +12,9 @@ namespace {
 // How long SyncNow waits for its fetch; a fetch has its own time limits, well inside this.
 constexpr absl::Duration kSyncWait = absl::Minutes(10);
 
-WorkQueueOptions QueueOptions(int fetch_threads) {
+WorkQueueOptions QueueOptions(int fetch_threads, Clock* clock) {
   WorkQueueOptions options;
+  options.clock = clock;
   options.name = "sources";
   options.workers = std::max(1, fetch_threads);
   options.retry_base = absl::Seconds(1);
@@ -25,12 +26,13 @@ WorkQueueOptions QueueOptions(int fetch_threads) {
 
 SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
                            CommitCallback on_commit, absl::Duration default_interval,
-                           int fetch_threads)
+                           int fetch_threads, Clock* clock)
     : repos_(repos),
       metrics_(metrics),
       on_commit_(std::move(on_commit)),
       default_interval_(default_interval),
-      queue_(QueueOptions(fetch_threads), metrics.workqueue,
+      clock_(clock),
+      queue_(QueueOptions(fetch_threads, clock), metrics.workqueue,
              [this](const std::string& key) { return FetchUrl(key); }) {}
 
 SourcePoller::~SourcePoller() { Stop(); }
@@ -118,7 +120,7 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
 }
 
 absl::Status SourcePoller::FetchUrl(const std::string& key) {
-  absl::Time start = absl::Now();
+  absl::Time start = clock_->Now();
   std::string url, credential;
   {
     MutexLock lock(&mu_);
@@ -132,7 +134,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   if (url.empty()) return absl::OkStatus();  // removed meanwhile: not queued again
   absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
-  absl::Duration took = absl::Now() - start;
+  absl::Duration took = clock_->Now() - start;
   metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();
   metrics_.source_fetch_seconds.Add({}, metrics::ExponentialBuckets(0.005, 2, 14))
       .Observe(absl::ToDoubleSeconds(took));
@@ -144,7 +146,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   std::vector<std::pair<std::string, SourceSnapshot>> deliveries;
   {
     MutexLock lock(&mu_);
-    absl::Time now = absl::Now();
+    absl::Time now = clock_->Now();
     std::vector<Tracked*> users;
     for (auto& [name, t] : sources_) {
       if (RepoKey(t.source) != key) continue;

@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/sync.h"
 #include "common/workqueue.h"
 #include "controlplane/metrics.h"
@@ -48,7 +49,8 @@ class SourcePoller {
       std::function<void(const std::string& source, const SourceSnapshot& snapshot)>;
 
   SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics, CommitCallback on_commit,
-               absl::Duration default_interval = absl::Seconds(30), int fetch_threads = 4);
+               absl::Duration default_interval = absl::Seconds(30), int fetch_threads = 4,
+               Clock* clock = &RealClock());
   ~SourcePoller();  // Stop()
 
   // Starts the fetch workers. Sources upserted before are fetched at once.
@@ -83,6 +85,7 @@ class SourcePoller {
   ControlPlaneMetrics& metrics_;
   const CommitCallback on_commit_;
   const absl::Duration default_interval_;
+  Clock* const clock_;
 
   Mutex mu_;
   std::map<std::string, Tracked> sources_ ABSL_GUARDED_BY(mu_);
