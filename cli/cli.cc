@@ -14,9 +14,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "cli/output.h"
 #include "cli/views.pb.h"
 #include "common/file_system.h"
 #include "common/grpc_status.h"
@@ -39,47 +41,7 @@
 namespace gitfleet::cli {
 namespace {
 
-constexpr char kUsage[] = R"(usage: gitfleetctl [--server=ADDR] [-o table|json|yaml] COMMAND
-
-commands:
-  source add NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]
-  source list
-  source remove NAME
-  bundle add NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]
-             [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]
-             [--substitute]                     ${var} in plain/kustomize output (on
-                                                with any of the value flags)
-             [--values=K=V,...]                 defaults for every cluster
-             [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins
-             [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments
-             [--values-file=FILE,...]           helm values files in the chart
-  bundle list
-  bundle remove NAME
-  cluster add NAME [--labels=K=V,...]
-                         register a cluster: prints its agent token, once
-  cluster label NAME K=V,...        replace the labels bundles target it by
-  cluster rotate-token NAME         a new token; the old one stops working
-  cluster remove NAME    retire it: its agent is refused; what it holds stays applied
-  cluster list           with each cluster's orphaned bundles (held, not known here)
-  cluster adopt NAME     let this control plane replace and remove what the cluster holds
-                         (its agent was served by another fleet, or by a newer definition)
-  cluster forget NAME --bundle=B [--prune]
-                         release a bundle the cluster holds (an orphan): the agent forgets
-                         it; with --prune it deletes what gitfleet created there
-  backup --out=FILE      a crash-consistent copy of the control plane's store
-  token new NAME ROLE    a new random API token, and its line for --api-tokens
-  token hash NAME ROLE   the --api-tokens line for the token in --token-file, $GITFLEET_TOKEN
-                         or standard input (roles: viewer, operator, admin)
-  status [--cluster=NAME] [--bundle=NAME]
-  diff --cluster=NAME --bundle=NAME
-                         what applying the bundle would change on that cluster now (the
-                         agent's dry run); exits 0 for nothing, 3 for changes
-  sync SOURCE            fetch a source now
-  render --repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E]
-         [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] [--values-file=...]
-                         render locally, without a control plane, for a cluster with
-                         these labels; prints the objects after substitution
-
+constexpr char kGlobalUsage[] = R"(
 global flags:
   --server=ADDR          control plane gRPC address (default 127.0.0.1:7070, or $GITFLEET_SERVER)
   -o, --output=FORMAT    table (default), json or yaml
@@ -93,11 +55,9 @@ struct UsageError {
   std::string message;
 };
 
-// Flags that stand alone; every other flag takes a value, as --flag=value or --flag value.
-bool IsBoolFlag(const std::string& name) {
-  return name == "replace" || name == "prune" || name == "self-heal" || name == "help" ||
-         name == "allow-empty" || name == "substitute";
-}
+// Flags that stand alone (from the command table); every other flag takes a value, as
+// --flag=value or --flag value.
+bool IsBoolFlag(const std::string& name);
 
 // Parsed command line: positional words and --flags (--flag=value or --flag value; a
 // boolean flag alone means true).
@@ -223,93 +183,33 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   return absl::OkStatus();
 }
 
-std::string Short(const std::string& id) { return id.substr(0, 12); }
-
-std::string FormatTime(const google::protobuf::Timestamp& ts) {
-  absl::Time t = FromProtoTime(ts);
-  if (t == absl::InfinitePast()) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
-std::string Words(const std::string& enum_name, const std::string& prefix) {
-  // SYNC_STATE_OUT_OF_SYNC -> OutOfSync
-  std::string name = enum_name.substr(std::min(prefix.size(), enum_name.size()));
-  std::string out;
-  bool upper = true;
-  for (char c : name) {
-    if (c == '_') {
-      upper = true;
-      continue;
-    }
-    out.push_back(upper ? c : static_cast<char>(std::tolower(c)));
-    upper = false;
-  }
-  return out;
-}
-
-StatusRow ToRow(const v1::BundleStatus& s) {
-  StatusRow row;
-  row.set_cluster(s.cluster());
-  row.set_bundle(s.bundle());
-  row.set_sync_state(Words(v1::SyncState_Name(s.sync_state()), "SYNC_STATE_"));
-  row.set_health(Words(v1::HealthState_Name(s.health()), "HEALTH_STATE_"));
-  row.set_desired_commit(s.desired_commit());
-  row.set_applied_commit(s.applied_commit());
-  row.set_revision(s.desired_revision());
-  row.set_applied_revision(s.applied_revision());
-  row.set_message(s.message());
-  for (const v1::ResourceHealth& r : s.unhealthy_resources()) {
-    row.add_unhealthy_resources(absl::StrCat(
-        r.key().kind(), " ", r.key().namespace_().empty() ? "" : r.key().namespace_() + "/",
-        r.key().name(), ": ", Words(v1::HealthState_Name(r.health()), "HEALTH_STATE_"),
-        r.message().empty() ? "" : " (" + r.message() + ")"));
-  }
-  row.set_committed_time(FormatTime(s.committed_time()));
-  row.set_seen_time(FormatTime(s.seen_time()));
-  row.set_applied_time(FormatTime(s.applied_time()));
-  row.set_orphaned(s.orphaned());
-  if (s.orphaned()) row.set_sync_state("Orphaned");
-  return row;
-}
-
-class Table {
- public:
-  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void Print(std::ostream& out) const {
-    std::vector<size_t> widths;
-    for (const auto& row : rows_) {
-      for (size_t i = 0; i < row.size(); ++i) {
-        if (widths.size() <= i) widths.push_back(0);
-        widths[i] = std::max(widths[i], row[i].size());
-      }
-    }
-    for (const auto& row : rows_) {
-      std::string line;
-      for (size_t i = 0; i < row.size(); ++i) {
-        line += row[i];
-        if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 3, ' ');
-      }
-      out << line << "\n";
-    }
-  }
-
- private:
-  std::vector<std::vector<std::string>> rows_;
-};
-
 class Cli {
  public:
   Cli(Args args, std::ostream& out, std::ostream& err)
       : args_(std::move(args)), out_(out), err_(err) {}
 
+  // One gitfleetctl command: the words that name it, its synopsis and help as --help
+  // prints them, the flags that stand alone, and what runs it. The usage text is made
+  // from this table, so it lists exactly the commands there are.
+  struct Command {
+    std::vector<std::string> words;
+    std::string synopsis;  // after the words
+    std::string help;      // lines under it
+    std::vector<std::string> bool_flags;
+    int (Cli::*run)();
+  };
+  static const std::vector<Command>& Commands();
+  // The command named by the longest prefix of `words`; null when none is.
+  static const Command* FindCommand(const std::vector<std::string>& words);
+  static std::string UsageText();
+
   int Run() {
     if (args_.Take("help").has_value()) {
-      out_ << kUsage;
+      out_ << UsageText();
       return 0;
     }
     if (args_.words().empty()) {
-      err_ << kUsage;
+      err_ << UsageText();
       return 2;
     }
     format_ = args_.TakeOr("output", "table");
@@ -328,28 +228,11 @@ class Cli {
     token_file_ = args_.TakeOr("token-file", "");
 
     const std::vector<std::string>& w = args_.words();
-    std::string noun = w[0];
-    std::string verb = w.size() > 1 ? w[1] : "";
-    if (noun == "source" && verb == "add") return SourceAdd();
-    if (noun == "source" && verb == "list") return SourceList();
-    if (noun == "source" && verb == "remove") return SourceRemove();
-    if (noun == "bundle" && verb == "add") return BundleAdd();
-    if (noun == "bundle" && verb == "list") return BundleList();
-    if (noun == "bundle" && verb == "remove") return BundleRemove();
-    if (noun == "cluster" && verb == "list") return ClusterList();
-    if (noun == "cluster" && verb == "add") return ClusterAdd();
-    if (noun == "cluster" && verb == "label") return ClusterLabel();
-    if (noun == "cluster" && verb == "rotate-token") return ClusterRotateToken();
-    if (noun == "cluster" && verb == "remove") return ClusterRemove();
-    if (noun == "cluster" && verb == "adopt") return ClusterAdopt();
-    if (noun == "cluster" && verb == "forget") return ClusterForget();
-    if (noun == "backup") return Backup();
-    if (noun == "token" && (verb == "new" || verb == "hash")) return Token(verb == "new");
-    if (noun == "diff") return Diff();
-    if (noun == "status") return Status();
-    if (noun == "sync") return Sync();
-    if (noun == "render") return Render();
-    return Usage(absl::StrCat("unknown command \"", absl::StrJoin(w, " "), "\""));
+    const Command* command = FindCommand(w);
+    if (command == nullptr) {
+      return Usage(absl::StrCat("unknown command \"", absl::StrJoin(w, " "), "\""));
+    }
+    return (this->*command->run)();
   }
 
  private:
@@ -395,6 +278,9 @@ class Cli {
     if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
     return context;
   }
+
+  int TokenNew() { return Token(true); }
+  int TokenHash() { return Token(false); }
 
   int Token(bool generate) {
     const std::vector<std::string>& w = args_.words();
@@ -464,21 +350,10 @@ class Cli {
   }
 
   int Print(const google::protobuf::Message& message) {
-    std::string json;
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    options.add_whitespace = format_ == "json";
-    if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) {
-      err_ << "gitfleetctl: cannot format the response as JSON\n";
+    if (absl::Status s = PrintMessage(message, format_, out_); !s.ok()) {
+      err_ << "gitfleetctl: " << s.message() << "\n";
       return 1;
     }
-    if (format_ == "json") {
-      out_ << json;
-      if (json.empty() || json.back() != '\n') out_ << "\n";
-      return 0;
-    }
-    absl::StatusOr<std::string> yaml = EmitBlockYaml(YAML::Load(json));
-    out_ << (yaml.ok() ? *yaml : json + "\n");
     return 0;
   }
 
@@ -915,6 +790,155 @@ class Cli {
   std::string token_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
 };
+
+const std::vector<Cli::Command>& Cli::Commands() {
+  static const auto* const commands = new std::vector<Command>{
+      {{"source", "add"},
+       "NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]",
+       "",
+       {"replace"},
+       &Cli::SourceAdd},
+      {{"source", "list"}, "", "", {}, &Cli::SourceList},
+      {{"source", "remove"}, "NAME", "", {}, &Cli::SourceRemove},
+      {{"bundle", "add"},
+       "NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]\n"
+       "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
+       "           [--substitute]                     ${var} in plain/kustomize output (on\n"
+       "                                              with any of the value flags)\n"
+       "           [--values=K=V,...]                 defaults for every cluster\n"
+       "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
+       "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
+       "           [--values-file=FILE,...]           helm values files in the chart",
+       "",
+       {"prune", "self-heal", "allow-empty", "replace", "substitute"},
+       &Cli::BundleAdd},
+      {{"bundle", "list"}, "", "", {}, &Cli::BundleList},
+      {{"bundle", "remove"}, "NAME", "", {}, &Cli::BundleRemove},
+      {{"cluster", "add"},
+       "NAME [--labels=K=V,...]",
+       "register a cluster: prints its agent token, once",
+       {},
+       &Cli::ClusterAdd},
+      {{"cluster", "label"},
+       "NAME K=V,...",
+       "replace the labels bundles target it by",
+       {},
+       &Cli::ClusterLabel},
+      {{"cluster", "rotate-token"},
+       "NAME",
+       "a new token; the old one stops working",
+       {},
+       &Cli::ClusterRotateToken},
+      {{"cluster", "remove"},
+       "NAME",
+       "retire it: its agent is refused; what it holds stays applied",
+       {},
+       &Cli::ClusterRemove},
+      {{"cluster", "list"},
+       "",
+       "with each cluster's orphaned bundles (held, not known here)",
+       {},
+       &Cli::ClusterList},
+      {{"cluster", "adopt"},
+       "NAME",
+       "let this control plane replace and remove what the cluster holds\n"
+       "(its agent was served by another fleet, or by a newer definition)",
+       {},
+       &Cli::ClusterAdopt},
+      {{"cluster", "forget"},
+       "NAME --bundle=B [--prune]",
+       "release a bundle the cluster holds (an orphan): the agent forgets\n"
+       "it; with --prune it deletes what gitfleet created there",
+       {"prune"},
+       &Cli::ClusterForget},
+      {{"backup"},
+       "--out=FILE",
+       "a crash-consistent copy of the control plane's store",
+       {},
+       &Cli::Backup},
+      {{"token", "new"},
+       "NAME ROLE",
+       "a new random API token, and its line for --api-tokens",
+       {},
+       &Cli::TokenNew},
+      {{"token", "hash"},
+       "NAME ROLE",
+       "the --api-tokens line for the token in --token-file, $GITFLEET_TOKEN\n"
+       "or standard input (roles: viewer, operator, admin)",
+       {},
+       &Cli::TokenHash},
+      {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},
+      {{"diff"},
+       "--cluster=NAME --bundle=NAME",
+       "what applying the bundle would change on that cluster now (the\n"
+       "agent's dry run); exits 0 for nothing, 3 for changes",
+       {},
+       &Cli::Diff},
+      {{"sync"}, "SOURCE", "fetch a source now", {}, &Cli::Sync},
+      {{"render"},
+       "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E]\n"
+       "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
+       "[--values-file=...]",
+       "render locally, without a control plane, for a cluster with\n"
+       "these labels; prints the objects after substitution",
+       {"allow-empty", "substitute"},
+       &Cli::Render},
+  };
+  return *commands;
+}
+
+const Cli::Command* Cli::FindCommand(const std::vector<std::string>& words) {
+  const Command* found = nullptr;
+  for (const Command& command : Commands()) {
+    if (command.words.size() > words.size()) continue;
+    if (!std::equal(command.words.begin(), command.words.end(), words.begin())) continue;
+    if (found == nullptr || command.words.size() > found->words.size()) found = &command;
+  }
+  return found;
+}
+
+std::string Cli::UsageText() {
+  std::string text =
+      "usage: gitfleetctl [--server=ADDR] [-o table|json|yaml] COMMAND\n\ncommands:\n";
+  for (const Command& command : Commands()) {
+    std::string head = absl::StrCat("  ", absl::StrJoin(command.words, " "));
+    if (!command.synopsis.empty()) {
+      absl::StrAppend(&head, " ", absl::StrReplaceAll(command.synopsis, {{"\n", "\n  "}}));
+    }
+    std::vector<std::string> help = absl::StrSplit(command.help, '\n', absl::SkipEmpty());
+    // One-line commands keep their help beside them when it fits.
+    if (!help.empty() && head.find('\n') == std::string::npos && head.size() < 24) {
+      absl::StrAppend(&text, head, std::string(25 - head.size(), ' '), help[0], "\n");
+      help.erase(help.begin());
+    } else {
+      absl::StrAppend(&text, head, "\n");
+    }
+    for (const std::string& line : help) absl::StrAppend(&text, std::string(25, ' '), line, "\n");
+  }
+  return text + kGlobalUsage;
+}
+
+}  // namespace
+
+std::vector<std::string> CommandNames() {
+  std::vector<std::string> names;
+  for (const Cli::Command& command : Cli::Commands()) {
+    names.push_back(absl::StrJoin(command.words, " "));
+  }
+  return names;
+}
+
+namespace {
+
+bool IsBoolFlag(const std::string& name) {
+  if (name == "help") return true;
+  for (const Cli::Command& command : Cli::Commands()) {
+    for (const std::string& flag : command.bool_flags) {
+      if (flag == name) return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace
 

@@ -18,6 +18,9 @@ namespace gitfleet::cli {
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
+// Every command's words ("source add", "status"), as the command table lists them.
+std::vector<std::string> CommandNames();
+
 // What `gitfleetctl render` prints: the objects `bundle` (its path, engine, values and
 // engine options) renders for `cluster` (its name and labels) at `ref` of the repository
 // at `url`, after substitution, as multi-document YAML in key order. Git caches and

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "common/manifest/object.h"
 #include "common/subprocess.h"
 #include "controlplane/render/kustomize_renderer.h"
@@ -50,6 +51,23 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
     EXPECT_THAT(r.err, HasSubstr(c.message));
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+}
+
+TEST(CliTest, EveryCommandInTheTableIsDispatchedAndInTheUsage) {
+  Result help = RunCtl({"--help"});
+  std::vector<std::string> names = CommandNames();
+  EXPECT_GE(names.size(), 20u);
+  for (const std::string& name : names) {
+    EXPECT_THAT(help.out, HasSubstr("  " + name)) << name;
+    std::vector<std::string> args = absl::StrSplit(name, ' ');
+    args.push_back("--no-such-flag=1");
+    args.push_back("--server=127.0.0.1:1");
+    args.push_back("--timeout=1s");
+    Result r = RunCtl(args);
+    EXPECT_THAT(r.err, Not(HasSubstr("unknown command"))) << name;
+  }
+  EXPECT_THAT(RunCtl({"source", "frobnicate"}).err,
+              HasSubstr("unknown command \"source frobnicate\""));
 }
 
 TEST(CliTest, HelpPrintsUsage) {
