@@ -106,6 +106,7 @@ void WorkQueue::AddAfterLocked(const std::string& key, absl::Time when) {
   if (ready_since_.count(key) > 0 || dirty_.count(key) > 0) return;  // sooner already
   auto [it, inserted] = delayed_.emplace(key, when);
   if (!inserted) it->second = std::min(it->second, when);
+  ++delayed_changes_;  // idle workers wait for the earliest time: it may be this one
 }
 
 void WorkQueue::Forget(const std::string& key) {
@@ -175,8 +176,12 @@ void WorkQueue::Run() {
         if (stop_) return;
         absl::Time next = PromoteDueLocked();
         if (!ready_.empty()) break;
+        const uint64_t changes = delayed_changes_;
         options_.clock->AwaitWithDeadline(
-            &mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !ready_.empty(); },
+            &mu_,
+            [this, changes]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+              return stop_ || !ready_.empty() || delayed_changes_ != changes;
+            },
             next);
       }
       key = ready_.front();

@@ -112,6 +112,7 @@ class WorkQueue {
   std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);  // added while processed
   // Keys waiting for a time (a retry or an AddAfter), earliest per key.
   std::map<std::string, absl::Time> delayed_ ABSL_GUARDED_BY(mu_);
+  uint64_t delayed_changes_ ABSL_GUARDED_BY(mu_) = 0;  // wakes workers waiting for a time
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Per key: the sequence when its last finished run began (every Add up to it was seen).

@@ -160,7 +160,8 @@ TEST_F(WorkQueueTest, AddAfterWaitsForTheClockAndAnEarlierAddWins) {
     return absl::OkStatus();
   });
   queue.Start();
-  queue.AddAfter("k", absl::Seconds(30));
+  absl::SleepFor(absl::Milliseconds(20));  // the worker waits with nothing due, forever
+  queue.AddAfter("k", absl::Seconds(30));  // so this must wake it to wait for its time
   absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ(runs.load(), 0);
   clock_.Advance(absl::Seconds(30));
