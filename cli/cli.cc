@@ -769,7 +769,9 @@ class Cli {
       repo = "file://" + repo;
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
-    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, bundle, cluster, cache);
+    std::vector<std::string> notes;
+    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, bundle, cluster, cache, &notes);
+    for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
       err_ << "gitfleetctl: " << rendered.status().message() << "\n";
@@ -944,7 +946,8 @@ bool IsBoolFlag(const std::string& name) {
 
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
-                                          const std::string& cache_dir) {
+                                          const std::string& cache_dir,
+                                          std::vector<std::string>* notes) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -988,7 +991,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
         factory->explicit_values_only());
     revision = content->For(cluster);
   } else {
-    absl::StatusOr<ObjectSet> objects = renderer->Render({bundle.name(), path, *files});
+    RenderInput input{bundle.name(), path, *files};
+    input.notes = notes;
+    absl::StatusOr<ObjectSet> objects = renderer->Render(input);
     if (!objects.ok()) return objects.status();
     absl::StatusOr<std::shared_ptr<BundleVariants>> content =
         BundleVariants::FromTemplate(std::move(params), *std::move(objects));

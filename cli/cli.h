@@ -24,10 +24,12 @@ std::vector<std::string> CommandNames();
 // What `gitfleetctl render` prints: the objects `bundle` (its path, engine, values and
 // engine options) renders for `cluster` (its name and labels) at `ref` of the repository
 // at `url`, after substitution, as multi-document YAML in key order. Git caches and
-// scratch copies go under `cache_dir`.
+// scratch copies go under `cache_dir`. `notes` receives what the render said without
+// failing (files skipped as never manifests, a generated kustomization).
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
-                                          const std::string& cache_dir);
+                                          const std::string& cache_dir,
+                                          std::vector<std::string>* notes = nullptr);
 
 }  // namespace gitfleet::cli
 

@@ -654,6 +654,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_error(state.record.error());
   info.set_error_commit(state.record.error_commit());
   info.set_engine(state.record.engine());
+  *info.mutable_notes() = state.record.notes();
   return info;
 }
 
@@ -878,6 +879,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   std::shared_ptr<ReadPathSet> variant_paths;
   std::vector<std::string> read_paths;
   std::vector<std::string> read_ids;
+  std::vector<std::string> notes;
   if (!cache_hit) {
     absl::StatusOr<std::vector<RepoFile>> files =
         snapshot.repo->ReadTree(commit.id, definition.path());
@@ -920,8 +922,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       content = BundleVariants::FromRenderer(std::move(params), std::move(render),
                                              FindRendererFactory(engine)->explicit_values_only());
     } else if (status.ok()) {
-      absl::StatusOr<ObjectSet> objects =
-          renderer->Render({name, definition.path(), *inputs, &read_paths});
+      RenderInput input{name, definition.path(), *inputs, &read_paths};
+      input.notes = &notes;
+      absl::StatusOr<ObjectSet> objects = renderer->Render(input);
       absl::StatusOr<std::vector<std::string>> ids =
           objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
                        : absl::StatusOr<std::vector<std::string>>(objects.status());
@@ -990,6 +993,10 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   if (content != nullptr) {
     record.set_engine(engine);
     record.set_uniform(content->Uniform() != nullptr);
+    if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
+      record.clear_notes();
+      for (const std::string& note : notes) record.add_notes(note);
+    }
     record.clear_read_paths();
     record.clear_read_ids();
     for (const std::string& path : read_paths) record.add_read_paths(path);

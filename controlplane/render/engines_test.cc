@@ -31,6 +31,13 @@ struct Repo {
     files.push_back({path, content});
     ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(dir + "/" + path, content).ok());
   }
+  std::vector<RepoFile> Under(const std::string& path) const {
+    std::vector<RepoFile> out;
+    for (const RepoFile& file : files) {
+      if (absl::StartsWith(file.path, path + "/")) out.push_back(file);
+    }
+    return out;
+  }
 };
 
 // Object keys and content hashes: equal sets, equal renders.
@@ -79,8 +86,45 @@ TEST(DetectEngineTest, PicksEngineFromMarkerFiles) {
   EXPECT_EQ(DetectEngine("a", {{"a/kustomization.yaml", ""}}), "kustomize");
   EXPECT_EQ(DetectEngine("a", {{"a/Chart.yaml", ""}}), "helm");
   EXPECT_EQ(DetectEngine("a", {{"a/main.jsonnet", ""}}), "jsonnet");
-  EXPECT_EQ(DetectEngine("a", {{"a/x.yaml", ""}, {"a/sub/kustomization.yaml", ""}}), "plain");
+  // Flux's layout: a subdirectory's kustomization makes the path a kustomize build.
+  EXPECT_EQ(DetectEngine("a", {{"a/x.yaml", ""}, {"a/sub/kustomization.yaml", ""}}), "kustomize");
+  // Not one inside a dot-directory or a helm chart.
+  EXPECT_EQ(DetectEngine("a", {{"a/x.yaml", ""}, {"a/.old/kustomization.yaml", ""}}), "plain");
   EXPECT_EQ(DetectEngine("", {{"kustomization.yaml", ""}}), "kustomize");
+}
+
+// Flux's clusters/<env> layout: manifests beside a flux-system directory that has its own
+// kustomization, with files that are never manifests around them.
+TEST(KustomizeRendererTest, ADirectoryWithoutAKustomizationIsBuiltAsFluxDoes) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  Repo repo;
+  repo.Add("clusters/prod/apps.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n");
+  repo.Add("clusters/prod/flux-system/kustomization.yaml",
+           "resources: [gotk-components.yaml, ../../../infra/base]\n");
+  repo.Add("clusters/prod/flux-system/gotk-components.yaml",
+           "apiVersion: v1\nkind: Namespace\nmetadata: {name: flux-system}\n");
+  repo.Add("infra/base/kustomization.yaml", "resources: [cm.yaml]\n");
+  repo.Add("infra/base/cm.yaml",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: infra, namespace: apps}\n");
+  repo.Add("clusters/prod/fleet.yaml", "defaultNamespace: apps\n");
+  repo.Add("clusters/prod/.sops.yaml", "creation_rules: []\n");
+  ASSERT_EQ(DetectEngine("clusters/prod", repo.Under("clusters/prod")), "kustomize");
+  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  std::vector<std::string> read_paths;
+  std::vector<std::string> notes;
+  RenderInput input{"prod", "clusters/prod", repo.files, &read_paths};
+  input.notes = &notes;
+  auto set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 3u);
+  EXPECT_EQ(set->objects().count("/Namespace//flux-system"), 1u);
+  EXPECT_EQ(set->objects().count("/ConfigMap/apps/infra"), 1u);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("clusters/prod/fleet.yaml")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("clusters/prod/.sops.yaml: a dotfile")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("generated one with 2 resources")));
+  // The render cache follows the nested build out of the path.
+  EXPECT_THAT(read_paths, ::testing::Contains("infra/base"));
 }
 
 TEST(KustomizeRendererTest, MatchesKubectlKustomizeForOverlays) {

@@ -4,9 +4,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
 #include <map>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -136,6 +139,83 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
   }
 }
 
+bool HasKustomization(const std::string& path, const std::vector<RepoFile>& files) {
+  std::string prefix = path.empty() ? "" : path + "/";
+  for (const RepoFile& file : files) {
+    if (absl::StartsWith(file.path, prefix) && IsKustomizationFile(file.path) &&
+        file.path.find('/', prefix.size()) == std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Flux's generated kustomization for `path`: every manifest file under it, except those
+// under a subdirectory that has a kustomization (that directory is listed instead, the
+// top-most one) and files that are never manifests (NonManifests, each noted).
+absl::StatusOr<std::string> GenerateKustomization(const std::string& path,
+                                                  const std::vector<RepoFile>& files,
+                                                  std::vector<std::string>* kustomize_dirs,
+                                                  std::vector<std::string>* notes) {
+  std::string prefix = path.empty() ? "" : path + "/";
+  const NonManifests skipped(path, files);
+  std::set<std::string> dirs;  // relative directories with a kustomization
+  for (const RepoFile& file : files) {
+    if (!absl::StartsWith(file.path, prefix) || !IsKustomizationFile(file.path)) continue;
+    std::string why = skipped.Why(file.path);
+    if (!why.empty() && why != "a kustomization, not a manifest") continue;
+    std::string relative = file.path.substr(prefix.size());
+    size_t slash = relative.rfind('/');
+    if (slash != std::string::npos) dirs.insert(relative.substr(0, slash));
+  }
+  auto under = [&](const std::string& relative) -> const std::string* {
+    for (const std::string& dir : dirs) {
+      if (absl::StartsWith(relative, dir + "/")) return &dir;
+    }
+    return nullptr;
+  };
+  std::set<std::string> top;  // kustomization directories not inside another
+  for (const std::string& dir : dirs) {
+    if (under(dir) == nullptr) top.insert(dir);
+  }
+  std::vector<std::string> resources;
+  for (const RepoFile& file : files) {
+    if (!absl::StartsWith(file.path, prefix)) continue;
+    std::string relative = file.path.substr(prefix.size());
+    if (!absl::EndsWith(relative, ".yaml") && !absl::EndsWith(relative, ".yml") &&
+        !absl::EndsWith(relative, ".json")) {
+      continue;
+    }
+    bool in_build = false;
+    for (const std::string& dir : top) in_build |= absl::StartsWith(relative, dir + "/");
+    if (in_build) continue;
+    if (std::string why = skipped.Why(file.path); !why.empty()) {
+      if (notes != nullptr) notes->push_back(absl::StrCat("skipped ", file.path, ": ", why));
+      continue;
+    }
+    resources.push_back(relative);
+  }
+  for (const std::string& dir : top) {
+    resources.push_back(dir);
+    kustomize_dirs->push_back(prefix + dir);
+  }
+  std::sort(resources.begin(), resources.end());
+  std::string text =
+      "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n";
+  for (const std::string& resource : resources) {
+    // Repository paths are plain names; quoted so YAML reads each as a string.
+    absl::StrAppend(&text, "- \"", absl::CEscape(resource), "\"\n");
+  }
+  if (resources.empty())
+    text = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n";
+  if (notes != nullptr) {
+    notes->push_back(absl::StrCat("no kustomization at ", path.empty() ? "the root" : path,
+                                  ": generated one with ", resources.size(),
+                                  " resources, as Flux does"));
+  }
+  return text;
+}
+
 }  // namespace
 
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
@@ -222,6 +302,22 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (!checkout.ok()) return checkout.status();
   const Checkout& scratch = **checkout;
   std::string dir = scratch.root() + "/" + input.path;
+  // A directory without a kustomization of its own, as Flux builds one: a generated
+  // kustomization lists its manifests, and the top-most subdirectories that have a
+  // kustomization as kustomize builds.
+  std::vector<std::string> generated_dirs;
+  if (!HasKustomization(input.path, input.files)) {
+    absl::StatusOr<std::string> generated =
+        GenerateKustomization(input.path, input.files, &generated_dirs, input.notes);
+    if (!generated.ok()) return generated.status();
+    std::ofstream out(dir + "/kustomization.yaml");
+    out << *generated;
+    out.close();
+    if (!out) {
+      return absl::InternalError(
+          absl::StrCat("kustomize ", input.path, ": cannot write the generated kustomization"));
+    }
+  }
   std::vector<std::string> argv;
   if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};
   argv.push_back(options_.binary);
@@ -259,6 +355,9 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     for (const RepoFile& file : input.files) by_path[file.path] = &file;
     std::set<std::string> visited, read;
     KustomizeClosure(by_path, input.path, &visited, &read);
+    for (const std::string& generated : generated_dirs) {
+      KustomizeClosure(by_path, generated, &visited, &read);
+    }
     // A file inside a visited directory is already covered by that directory's tree id.
     input.read_paths->clear();
     for (const std::string& path : read) {
@@ -281,12 +380,17 @@ class KustomizeFactory : public RendererFactory {
   bool takes_values() const override { return false; }
   bool reads_outside_path() const override { return true; }
   int detect_order() const override { return 10; }
+  // A kustomization at the path, or (Flux's layout: clusters/<env>/flux-system) in a
+  // directory under it; then the path gets a generated kustomization (see Render).
   bool Detects(const std::string& path, const std::vector<RepoFile>& files) const override {
+    if (HasKustomization(path, files)) return true;
     std::string prefix = path.empty() ? "" : path + "/";
+    const NonManifests skipped(path, files);
     for (const RepoFile& file : files) {
-      for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
-        if (file.path == prefix + name) return true;
-      }
+      if (!absl::StartsWith(file.path, prefix) || !IsKustomizationFile(file.path)) continue;
+      // Inside a dot-directory or a helm chart it is not part of the bundle.
+      std::string why = skipped.Why(file.path);
+      if (why.empty() || why == "a kustomization, not a manifest") return true;
     }
     return false;
   }

@@ -12,9 +12,15 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   size_t bytes = 0;
   const absl::Time deadline = absl::Now() + timeout_;
   int files_read = 0;
+  const NonManifests non_manifests(input.path, input.files);
   for (const RepoFile& file : input.files) {
     if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
         !absl::EndsWith(file.path, ".json")) {
+      continue;
+    }
+    if (std::string why = non_manifests.Why(file.path); !why.empty()) {
+      if (input.notes != nullptr)
+        input.notes->push_back(absl::StrCat("skipped ", file.path, ": ", why));
       continue;
     }
     if (absl::Now() >= deadline) {

@@ -32,6 +32,41 @@ TEST(PlainRendererTest, RendersYamlAndJsonRecursivelyAndSkipsOtherFiles) {
   EXPECT_EQ(set->objects().count("/Secret//c"), 1u);
 }
 
+TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/fleet.yaml", "defaultNamespace: web\nhelm: {releaseName: x}\n"},
+      {"apps/web/.github/workflows/ci.yaml", "on: push\njobs: {}\n"},
+      {"apps/web/.gitlab-ci.yml", "stages: [test]\n"},
+      {"apps/web/chart/Chart.yaml", "apiVersion: v2\nname: x\nversion: 0.1.0\n"},
+      {"apps/web/chart/values.yaml", "replicas: 1\n"},
+      {"apps/web/chart/templates/dep.yaml", "replicas: {{ .Values.replicas }}\n"},
+      {"apps/web/sub/kustomization.yaml", "resources: [b.yaml]\n"},
+      // values.yaml outside a chart is an ordinary file: here a manifest.
+      {"apps/web/values.yaml", Cm("values")},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  auto set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 2u);
+  EXPECT_THAT(notes, ::testing::UnorderedElementsAre(
+                         HasSubstr("apps/web/fleet.yaml: Rancher Fleet's bundle options"),
+                         HasSubstr("apps/web/.github/workflows/ci.yaml: a dotfile"),
+                         HasSubstr("apps/web/.gitlab-ci.yml: a dotfile"),
+                         HasSubstr("apps/web/chart/Chart.yaml: part of the helm chart"),
+                         HasSubstr("apps/web/chart/values.yaml: part of the helm chart"),
+                         HasSubstr("apps/web/chart/templates/dep.yaml: part of the helm chart"),
+                         HasSubstr("apps/web/sub/kustomization.yaml: a kustomization")));
+  // Any other YAML without apiVersion and kind is still an error naming file and line.
+  files.push_back({"apps/web/settings.yaml", "replicas: 3\n"});
+  auto bad = renderer.Render({"web", "apps/web", files});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("apps/web/settings.yaml"));
+}
+
 TEST(PlainRendererTest, ARenderPastItsTimeoutFailsNamingWhereItStopped) {
   PlainRenderer renderer({}, 64 << 20, absl::ZeroDuration());
   auto set = renderer.Render({"web", "apps/web", {{"apps/web/a.yaml", Cm("a")}}});

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
@@ -86,6 +88,40 @@ absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
   absl::Status added = AddObjects(bundle, origin, *std::move(objects), limits, &set, &bytes);
   if (!added.ok()) return added;
   return set;
+}
+
+NonManifests::NonManifests(const std::string& path, const std::vector<RepoFile>& files)
+    : prefix_(path.empty() ? "" : path + "/") {
+  for (const RepoFile& file : files) {
+    if (!absl::StartsWith(file.path, prefix_)) continue;
+    std::string relative = file.path.substr(prefix_.size());
+    if (relative == "Chart.yaml") {
+      charts_.push_back("");
+    } else if (absl::EndsWith(relative, "/Chart.yaml")) {
+      charts_.push_back(relative.substr(0, relative.size() - sizeof("/Chart.yaml") + 1));
+    }
+  }
+}
+
+std::string NonManifests::Why(const std::string& repo_path) const {
+  if (!absl::StartsWith(repo_path, prefix_)) return "";
+  std::string relative = repo_path.substr(prefix_.size());
+  std::vector<absl::string_view> parts = absl::StrSplit(relative, '/');
+  for (absl::string_view part : parts) {
+    if (absl::StartsWith(part, ".")) return "a dotfile";
+  }
+  for (const std::string& chart : charts_) {
+    if (chart.empty() || absl::StartsWith(relative, chart + "/")) {
+      return absl::StrCat("part of the helm chart at ", prefix_, chart.empty() ? "" : chart,
+                          " (a bundle of its own, engine helm)");
+    }
+  }
+  absl::string_view name = parts.back();
+  if (name == "fleet.yaml") return "Rancher Fleet's bundle options";
+  if (name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization") {
+    return "a kustomization, not a manifest";
+  }
+  return "";
 }
 
 ToolOptions EngineOptions::Tool(const std::string& engine) const {

@@ -46,6 +46,25 @@ struct RenderInput {
   std::vector<std::string> jsonnet_tlas;
   // Helm values files, relative to the chart directory.
   std::vector<std::string> helm_values_files;
+  // When set, receives what the render says without failing: files skipped as never
+  // manifests, a kustomization generated for a directory without one.
+  std::vector<std::string>* notes = nullptr;
+};
+
+// Files under a bundle path that are never manifests, whatever their extension: dotfiles
+// and anything under a dot-directory, a helm chart (a directory holding Chart.yaml: its
+// metadata, values and templates), fleet.yaml (Rancher Fleet's bundle options) and
+// kustomization files. Flux and Fleet repositories keep these beside their manifests.
+class NonManifests {
+ public:
+  // `files` are the files under `path`.
+  NonManifests(const std::string& path, const std::vector<RepoFile>& files);
+  // Why the file at `repo_path` is skipped, or an empty string when it may be a manifest.
+  std::string Why(const std::string& repo_path) const;
+
+ private:
+  std::string prefix_;               // path + "/", or empty
+  std::vector<std::string> charts_;  // directories (relative) that hold a Chart.yaml
 };
 
 // The default of --max-bundle-bytes; it leaves room under the 64 MiB message limit.
