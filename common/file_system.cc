@@ -73,7 +73,10 @@ class PosixFs : public FileSystem {
     std::string dir = Dirname(path);
     absl::Status made = MakeDirs(dir);
     if (!made.ok()) return made;
-    std::string tmp = absl::StrCat(path, ".tmp-", getpid(), "-", absl::Uniform<uint32_t>(bitgen_));
+    // The file system is shared by every thread (render workers write checkouts at once):
+    // each thread draws its temporary names from its own generator.
+    thread_local absl::BitGen bitgen;
+    std::string tmp = absl::StrCat(path, ".tmp-", getpid(), "-", absl::Uniform<uint32_t>(bitgen));
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoError("cannot create", tmp, errno);
     size_t done = 0;
@@ -155,8 +158,6 @@ class PosixFs : public FileSystem {
     closedir(d);
     return status;
   }
-
-  absl::BitGen bitgen_;
 };
 
 }  // namespace
