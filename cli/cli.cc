@@ -998,6 +998,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     absl::StatusOr<std::shared_ptr<BundleVariants>> content =
         BundleVariants::FromTemplate(std::move(params), *std::move(objects));
     if (!content.ok()) return content.status();
+    if (notes != nullptr) {
+      notes->insert(notes->end(), (*content)->notes().begin(), (*content)->notes().end());
+    }
     revision = (*content)->For(cluster);
   }
   if (!revision.ok()) return revision.status();

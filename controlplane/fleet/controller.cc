@@ -933,7 +933,10 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
                    : absl::StatusOr<std::shared_ptr<BundleVariants>>(ids.status());
       if (ids.ok()) read_ids = *std::move(ids);
       status = built.status();
-      if (built.ok()) content = *std::move(built);
+      if (built.ok()) {
+        content = *std::move(built);
+        notes.insert(notes.end(), content->notes().begin(), content->notes().end());
+      }
     }
   }
   if (content != nullptr) status = Probe(definition, *content);

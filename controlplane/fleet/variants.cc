@@ -6,6 +6,8 @@ namespace gitfleet {
 namespace {
 
 constexpr size_t kMaxVariants = 4096;
+// Notes about ${...} forms left as written, per content.
+constexpr size_t kMaxNotes = 20;
 
 absl::Status CheckValueNames(const Values& values, const std::string& where) {
   for (const auto& [name, value] : values) {
@@ -90,6 +92,7 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
                                                                              ObjectSet objects) {
   if (absl::Status s = CheckNotEmpty(params, objects); !s.ok()) return s;
   bool references = false;
+  std::vector<std::string> notes;
   for (const auto& [key, object] : objects.objects()) {
     if (!params.substitute) break;
     if (!HasVariables(object.yaml()) || SubstitutionDisabled(object)) continue;
@@ -99,12 +102,19 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
           absl::StrCat(KeyDisplay(object.key()), ": ", names.status().message()));
     }
     references = true;
+    for (const std::string& form : UnsubstitutedForms(object.yaml())) {
+      if (notes.size() >= kMaxNotes) break;
+      notes.push_back(absl::StrCat(KeyDisplay(object.key()), ": left ", form,
+                                   " as written (gitfleet substitutes ${var}, ${var:=default} "
+                                   "and ${var:-default}; $${ writes a literal ${)"));
+    }
   }
   std::shared_ptr<BundleVariants> content(new BundleVariants(std::move(params)));
   const Params& p = content->params_;
   content->template_ = Revision::Build(p.bundle, p.commit, p.committed_time, std::move(objects),
                                        p.sync, p.target_namespace);
   if (!references) content->uniform_ = content->template_;
+  content->notes_ = std::move(notes);
   return content;
 }
 

@@ -103,6 +103,9 @@ class BundleVariants : public BundleContent {
   const std::shared_ptr<const Revision>& template_revision() const { return template_; }
   // Distinct revisions built so far.
   std::vector<std::string> RevisionIds() const;
+  // What substitution says without failing: ${...} forms it left as written (template
+  // mode; at most 20).
+  const std::vector<std::string>& notes() const { return notes_; }
 
  private:
   struct Variant {
@@ -116,7 +119,8 @@ class BundleVariants : public BundleContent {
   const Params params_;
   std::shared_ptr<const Revision> template_;  // template mode
   std::shared_ptr<const Revision> uniform_;   // template mode without references
-  RenderFn render_;                           // renderer mode
+  std::vector<std::string> notes_;
+  RenderFn render_;  // renderer mode
   bool explicit_only_ = false;
 
   mutable Mutex mu_;

@@ -236,5 +236,20 @@ TEST(BundleVariantsTest, ConcurrentLookupsBuildEachVariantOnce) {
   EXPECT_EQ((*content)->RevisionIds().size(), 5u);
 }
 
+TEST(BundleVariantsTest, ShellFormsLeftAsWrittenAreNotedNotFailed) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(
+      Params(BundleWithValues(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup}\n"
+              "data: {run.sh: \"exit ${BACKUP_EXIT:-0}; echo ${#ARGS[@]} ${env}\"}\n"));
+  ASSERT_TRUE(content.ok()) << content.status();
+  ASSERT_EQ((*content)->notes().size(), 1u);
+  EXPECT_THAT((*content)->notes()[0], HasSubstr("ConfigMap backup: left ${#ARGS[@]} as written"));
+  auto revision = (*content)->For(Cluster("eu", {}));
+  ASSERT_TRUE(revision.ok()) << revision.status();
+  EXPECT_THAT(revision->get()->objects.objects().begin()->second.yaml(),
+              HasSubstr("exit 0; echo ${#ARGS[@]} default-env"));
+}
+
 }  // namespace
 }  // namespace gitfleet

@@ -1,5 +1,8 @@
 #include "controlplane/render/values.h"
 
+#include <algorithm>
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 
 namespace gitfleet {
@@ -15,9 +18,11 @@ struct Reference {
   std::optional<std::string> fallback;
 };
 
-// Walks `text`, handing literal runs to `literal` and references to `reference`.
+// Walks `text`, handing literal runs to `literal` and references to `reference`; `other`
+// gets each ${...} form that is not ours (left as written), when it is given.
 template <typename Literal, typename Ref>
-absl::Status Scan(absl::string_view text, Literal literal, Ref reference) {
+absl::Status Scan(absl::string_view text, Literal literal, Ref reference,
+                  const std::function<void(absl::string_view)>& other = nullptr) {
   size_t pos = 0;
   while (pos < text.size()) {
     size_t dollar = text.find('$', pos);
@@ -53,6 +58,11 @@ absl::Status Scan(absl::string_view text, Literal literal, Ref reference) {
         text[close] != '}') {
       // Any other ${...} (a shell's ${#a[@]}, ${x%%y}, an unclosed ${) is not ours: it
       // stays as written, so scripts and configs in ConfigMaps survive.
+      if (other) {
+        size_t shown = text.find_first_of("}\n", start);
+        shown = shown == absl::string_view::npos ? text.size() : shown + (text[shown] == '}');
+        other(text.substr(dollar, std::min<size_t>(shown - dollar, 40)));
+      }
       literal("${");
       pos = start;
       continue;
@@ -112,6 +122,16 @@ absl::StatusOr<std::set<std::string>> VariableNames(absl::string_view text) {
       });
   if (!status.ok()) return status;
   return names;
+}
+
+std::vector<std::string> UnsubstitutedForms(absl::string_view text) {
+  std::vector<std::string> forms;
+  absl::Status status = Scan(
+      text, [](absl::string_view) {}, [](const Reference&) { return absl::OkStatus(); },
+      [&](absl::string_view form) {
+        if (std::find(forms.begin(), forms.end(), form) == forms.end()) forms.emplace_back(form);
+      });
+  return forms;
 }
 
 bool SubstitutionDisabled(const v1::ManifestObject& object) {

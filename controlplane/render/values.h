@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -45,6 +46,11 @@ absl::StatusOr<std::set<std::string>> VariableNames(absl::string_view text);
 inline bool HasVariables(absl::string_view text) {
   return text.find("${") != absl::string_view::npos;
 }
+
+// The ${...} forms in `text` that substitution leaves as written (a shell's ${#a[@]},
+// ${x%%y}, an unclosed ${), each once, each cut to 40 characters: worth a warning, since
+// an author may have meant a variable.
+std::vector<std::string> UnsubstitutedForms(absl::string_view text);
 
 // Whether `object` opted out with the annotation gitfleet.io/substitute: disabled.
 bool SubstitutionDisabled(const v1::ManifestObject& object);

@@ -103,5 +103,11 @@ TEST(SubstituteObjectsTest, ErrorsNameTheObject) {
   EXPECT_THAT(out.status().message(), HasSubstr("after substituting values"));
 }
 
+TEST(ValuesTest, FormsLeftAsWrittenAreListedOnce) {
+  EXPECT_THAT(UnsubstitutedForms("a: ${env}\nrun: echo ${#A[@]} ${x%%y} ${#A[@]} $${esc} ${open"),
+              ::testing::ElementsAre("${#A[@]}", "${x%%y}", "${open"));
+  EXPECT_TRUE(UnsubstitutedForms("a: ${env:-dev} ${b:=1}").empty());
+}
+
 }  // namespace
 }  // namespace gitfleet
