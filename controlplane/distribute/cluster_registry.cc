@@ -150,6 +150,23 @@ absl::Status ClusterRegistry::PersistLocked(const std::string& name, const Entry
   return store_->Apply({Store::Put(kRegistrations, name, registration.SerializeAsString())});
 }
 
+absl::StatusOr<ClusterRegistry::Entry> ClusterRegistry::FindLocked(const std::string& name) const {
+  MutexLock lock(&mu_);
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
+  }
+  return it->second;
+}
+
+absl::Status ClusterRegistry::SaveLocked(const std::string& name, const Entry& entry) {
+  if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
+  MutexLock lock(&mu_);
+  clusters_[name] = entry;
+  return absl::OkStatus();
+}
+
 void ClusterRegistry::PublishLocked(const std::string& name, const Entry* entry) {
   if (hub_ == nullptr) return;
   if (entry == nullptr) {
@@ -179,11 +196,7 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
           "cluster \"", name, "\" is registered already; cluster rotate-token issues a new token"));
     }
   }
-  if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
-  {
-    MutexLock lock(&mu_);
-    clusters_[name] = entry;
-  }
+  if (absl::Status s = SaveLocked(name, entry); !s.ok()) return s;
   PublishLocked(name, &entry);
   GF_LOG(INFO) << "cluster " << name << " registered";
   return token;
@@ -191,26 +204,14 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
 
 absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap& labels) {
   if (absl::Status s = ValidateLabels(labels); !s.ok()) return s;
-  Entry entry;
   MutexLock writer(&writer_mu_);
-  {
-    MutexLock lock(&mu_);
-    auto it = clusters_.find(name);
-    if (it == clusters_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
-    }
-    entry = it->second;
-  }
-  entry.labels = labels;
-  entry.has_labels = true;
-  entry.from_api = true;  // overrides a file line from now on, token included
-  if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
-  {
-    MutexLock lock(&mu_);
-    clusters_[name] = entry;
-  }
-  PublishLocked(name, &entry);
+  absl::StatusOr<Entry> entry = FindLocked(name);
+  if (!entry.ok()) return entry.status();
+  entry->labels = labels;
+  entry->has_labels = true;
+  entry->from_api = true;  // overrides a file line from now on, token included
+  if (absl::Status s = SaveLocked(name, *entry); !s.ok()) return s;
+  PublishLocked(name, &*entry);
   GF_LOG(INFO) << "cluster " << name << " labels set";
   return absl::OkStatus();
 }
@@ -220,21 +221,11 @@ absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name
   if (!token.ok()) return token.status();
   {
     MutexLock writer(&writer_mu_);
-    Entry entry;
-    {
-      MutexLock lock(&mu_);
-      auto it = clusters_.find(name);
-      if (it == clusters_.end()) {
-        return absl::NotFoundError(
-            absl::StrCat("cluster \"", name, "\" is not registered (gitfleetctl cluster add)"));
-      }
-      entry = it->second;
-    }
-    entry.token_sha256 = Sha256Bytes(*token);
-    entry.from_api = true;
-    if (absl::Status s = PersistLocked(name, entry); !s.ok()) return s;
-    MutexLock lock(&mu_);
-    clusters_[name] = entry;
+    absl::StatusOr<Entry> entry = FindLocked(name);
+    if (!entry.ok()) return entry.status();
+    entry->token_sha256 = Sha256Bytes(*token);
+    entry->from_api = true;
+    if (absl::Status s = SaveLocked(name, *entry); !s.ok()) return s;
   }
   if (hub_ != nullptr) {
     hub_->CloseCluster(name, absl::UnauthenticatedError(

@@ -76,6 +76,12 @@ class ClusterRegistry {
   // the disk).
   absl::Status PersistLocked(const std::string& name, const Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // The registered entry of `name`; NotFound naming the command that registers it.
+  absl::StatusOr<Entry> FindLocked(const std::string& name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Persists `entry`, then installs it.
+  absl::Status SaveLocked(const std::string& name, const Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the hub, in the order of the changes (writer_mu_ held, which the hub never takes).
   void PublishLocked(const std::string& name, const Entry* entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
