@@ -17,6 +17,17 @@
 namespace gitfleet {
 namespace {
 
+// When the caller stops waiting: a change's reconcile goes on, but the handler answers
+// with what is known by then (a little before, so the answer still arrives).
+absl::Time CallDeadline(const grpc::CallbackServerContext* context) {
+  std::chrono::system_clock::time_point deadline = context->deadline();
+  // No deadline is the far future; keep clear of converting it.
+  if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline) - absl::Milliseconds(200);
+}
+
 // Streams a finished backup in chunks; deletes itself when the call is done.
 class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
  public:
@@ -174,7 +185,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContex
       this, context, "AddSource",
       absl::StrCat(request->source().name(), " url=", RedactUrl(request->source().url())));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->AddSource(request->source(), request->replace()), response);
+  return call.Reply(
+      controller_->AddSource(request->source(), request->replace(), CallDeadline(context)),
+      response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerContext* context,
@@ -201,7 +214,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SyncSource(grpc::CallbackServerConte
                                                        v1::SourceInfo* response) {
   AdminCall call(this, context, "SyncSource", request->name());
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->SyncSource(request->name()), response);
+  return call.Reply(controller_->SyncSource(request->name(), CallDeadline(context)), response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContext* context,
@@ -211,7 +224,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContex
                  absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
                               " selector=", request->bundle().selector()));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->AddBundle(request->bundle(), request->replace()), response);
+  return call.Reply(
+      controller_->AddBundle(request->bundle(), request->replace(), CallDeadline(context)),
+      response);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerContext* context,
@@ -230,7 +245,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RemoveBundle(grpc::CallbackServerCon
                                                          v1::RemoveBundleResponse*) {
   AdminCall call(this, context, "RemoveBundle", request->name());
   if (!call.allowed()) return call.Refused();
-  return call.Done(controller_->RemoveBundle(request->name()));
+  return call.Done(controller_->RemoveBundle(request->name(), CallDeadline(context)));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListClusters(grpc::CallbackServerContext* context,

@@ -271,7 +271,8 @@ void Controller::Start() {
   poller_.Start();
 }
 
-absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace) {
+absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace,
+                                                     absl::Time wait_until) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
   if (absl::Status s = CheckSourceUrl(source.url(), options_.allow_local_sources); !s.ok()) {
@@ -318,8 +319,8 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
     }
   }
   if (changed) poller_.Upsert(source);
-  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name());
-  if (info.ok()) ReconcileBundlesOf(source.name());
+  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name(), WaitLeft(wait_until));
+  if (info.ok()) ReconcileBundlesOf(source.name(), wait_until);
   return info;
 }
 
@@ -351,15 +352,21 @@ absl::Status Controller::RemoveSource(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::SourceInfo> Controller::SyncSource(const std::string& name) {
-  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(name);
+absl::StatusOr<v1::SourceInfo> Controller::SyncSource(const std::string& name,
+                                                      absl::Time wait_until) {
+  absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(name, WaitLeft(wait_until));
   // Level-triggered: every bundle of the source is reconciled, whether or not the commit
   // moved, so a render that failed is tried again now.
-  if (info.ok()) ReconcileBundlesOf(name);
+  if (info.ok()) ReconcileBundlesOf(name, wait_until);
   return info;
 }
 
-void Controller::ReconcileBundlesOf(const std::string& source) {
+absl::Duration Controller::WaitLeft(absl::Time wait_until) const {
+  return std::max(absl::ZeroDuration(),
+                  std::min(options_.api_wait, wait_until - options_.clock->Now()));
+}
+
+void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_until) {
   std::vector<std::string> names;
   {
     MutexLock lock(&mu_);
@@ -369,20 +376,21 @@ void Controller::ReconcileBundlesOf(const std::string& source) {
   }
   std::vector<uint64_t> tickets;
   for (const std::string& name : names) tickets.push_back(queue_.Add(name));
-  absl::Time deadline = options_.clock->Now() + options_.api_wait;
+  absl::Time deadline = options_.clock->Now() + WaitLeft(wait_until);
   for (size_t i = 0; i < names.size(); ++i) {
     queue_.WaitFor(names[i], tickets[i],
                    std::max(absl::ZeroDuration(), deadline - options_.clock->Now()));
   }
 }
 
-void Controller::ReconcileAndWait(const std::string& name) {
-  queue_.WaitFor(name, queue_.Add(name), options_.api_wait);
+void Controller::ReconcileAndWait(const std::string& name, absl::Time wait_until) {
+  queue_.WaitFor(name, queue_.Add(name), WaitLeft(wait_until));
 }
 
 std::vector<v1::SourceInfo> Controller::ListSources() { return poller_.List(); }
 
-absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace) {
+absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
+                                                     absl::Time wait_until) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   absl::StatusOr<std::string> path = CleanPath(bundle.path());
@@ -457,7 +465,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       state.variant_paths.reset();
     }
   }
-  ReconcileAndWait(bundle.name());
+  ReconcileAndWait(bundle.name(), wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(bundle.name());
   if (it == bundles_.end()) {
@@ -482,7 +490,7 @@ void Controller::DiffBundle(const std::string& cluster, const std::string& bundl
   hub_->RequestDiff(cluster, bundle, timeout, std::move(done));
 }
 
-absl::Status Controller::RemoveBundle(const std::string& name) {
+absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_until) {
   {
     MutexLock writer(&writer_mu_);
     std::vector<Store::Write> writes;
@@ -512,7 +520,7 @@ absl::Status Controller::RemoveBundle(const std::string& name) {
     tombstones_[name] = generation;
   }
   // The reconcile tells the hub, in order with any reconcile of the bundle in progress.
-  ReconcileAndWait(name);
+  ReconcileAndWait(name, wait_until);
   return absl::OkStatus();
 }
 

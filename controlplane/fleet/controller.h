@@ -81,13 +81,20 @@ class Controller {
   // Starts the workers, queues every bundle, and starts polling sources.
   void Start();
 
-  absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace);
+  // The calls that change something wait for the reconciles (or fetch) they cause, up to
+  // api_wait and never past `wait_until` (the caller's deadline), then answer with what
+  // is known; the work goes on.
+  absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace,
+                                           absl::Time wait_until = absl::InfiniteFuture());
   absl::Status RemoveSource(const std::string& name);
-  absl::StatusOr<v1::SourceInfo> SyncSource(const std::string& name);
+  absl::StatusOr<v1::SourceInfo> SyncSource(const std::string& name,
+                                            absl::Time wait_until = absl::InfiniteFuture());
   std::vector<v1::SourceInfo> ListSources();
 
-  absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace);
-  absl::Status RemoveBundle(const std::string& name);
+  absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
+                                           absl::Time wait_until = absl::InfiniteFuture());
+  absl::Status RemoveBundle(const std::string& name,
+                            absl::Time wait_until = absl::InfiniteFuture());
   // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).
   void DiffBundle(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
                   Hub::DiffCallback done);
@@ -138,10 +145,14 @@ class Controller {
   void PushToHub(const std::string& name);
   // Stores revisions built for some cluster's values since the last pass.
   void PersistNewRevisions(const std::string& name);
-  // Queues every bundle of `source` and waits (up to api_wait) for their reconciles.
-  void ReconcileBundlesOf(const std::string& source);
-  // Queues `name` and waits (up to api_wait) for a reconcile that saw the change.
-  void ReconcileAndWait(const std::string& name);
+  // Queues every bundle of `source` and waits (up to api_wait and `wait_until`) for their
+  // reconciles.
+  void ReconcileBundlesOf(const std::string& source, absl::Time wait_until);
+  // Queues `name` and waits (up to api_wait and `wait_until`) for a reconcile that saw
+  // the change.
+  void ReconcileAndWait(const std::string& name, absl::Time wait_until);
+  // How long an API call may still wait.
+  absl::Duration WaitLeft(absl::Time wait_until) const;
   // Builds the revisions of the clusters the bundle targets; a failure that depends on
   // no value is the render's failure.
   absl::Status Probe(const v1::Bundle& definition, const BundleVariants& content);

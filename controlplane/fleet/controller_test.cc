@@ -631,6 +631,18 @@ class FlakyStore : public Store {
   MemoryStore inner;
 };
 
+// A store whose writes of render records wait until released.
+class SlowStore : public FlakyStore {
+ public:
+  absl::Status Apply(const std::vector<Write>& writes) override {
+    for (const Write& write : writes) {
+      if (write.bucket == "bundle_records") release.WaitForNotification();
+    }
+    return FlakyStore::Apply(writes);
+  }
+  Notification release;
+};
+
 TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
@@ -666,6 +678,38 @@ TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
   for (int i = 0; i < 3000 && revision().empty(); ++i) absl::SleepFor(absl::Milliseconds(2));
   EXPECT_NE(revision(), "");
   EXPECT_EQ(retries(), 1) << "and no more";
+}
+
+TEST_F(ControllerTest, ApiCallsStopWaitingAtTheCallersDeadlineAndTheWorkGoesOn) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  SlowStore store;
+  FakeClock clock;
+  Hub hub(&store, metrics_);
+  ControllerOptions options;
+  options.allow_local_sources = true;
+  options.clock = &clock;
+  options.api_wait = absl::Hours(1);
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  // Whatever fails below, the worker is released before the controller waits for it.
+  struct Release {
+    SlowStore* store;
+    ~Release() { store->release.Notify(); }
+  } release{&store};
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  // The render's record cannot be stored yet; the caller's deadline is now.
+  auto info = controller.AddBundle(Bundle("b", "a"), false, clock.Now());
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->revision(), "") << "answered before the reconcile finished";
+  store.release.Notify();
+  std::string revision;
+  for (int i = 0; i < 3000 && revision.empty(); ++i) {
+    revision = controller.ListBundles()[0].revision();
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_NE(revision, "") << "the reconcile went on";
 }
 
 TEST_F(ControllerTest, TheSameDefinitionAgainRetriesAFailedRenderAtOnce) {

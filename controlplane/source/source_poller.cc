@@ -9,9 +9,6 @@
 namespace gitfleet {
 namespace {
 
-// How long SyncNow waits for its fetch; a fetch has its own time limits, well inside this.
-constexpr absl::Duration kSyncWait = absl::Minutes(10);
-
 WorkQueueOptions QueueOptions(int fetch_threads, Clock* clock) {
   WorkQueueOptions options;
   options.clock = clock;
@@ -96,7 +93,7 @@ std::optional<SourceSnapshot> SourcePoller::Snapshot(const std::string& name) {
   return it->second.snapshot;
 }
 
-absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
+absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name, absl::Duration wait) {
   std::string key;
   {
     MutexLock lock(&mu_);
@@ -106,10 +103,10 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name) {
     }
     key = RepoKey(it->second.source);
   }
-  if (!queue_.WaitFor(key, queue_.Add(key), kSyncWait)) {
+  if (!queue_.WaitFor(key, queue_.Add(key), wait)) {
     return absl::DeadlineExceededError(
-        absl::StrCat("source \"", name, "\": no fetch finished within ",
-                     absl::FormatDuration(kSyncWait), " (is the poller running?)"));
+        absl::StrCat("source \"", name, "\": no fetch finished within ", absl::FormatDuration(wait),
+                     "; it goes on, and `source list` shows how it ends"));
   }
   MutexLock lock(&mu_);
   auto it = sources_.find(name);

@@ -63,7 +63,9 @@ class SourcePoller {
   void Remove(const std::string& name);
   // Fetches the source's URL now (after a fetch of it in progress) and returns the
   // source's state afterwards. Needs Start().
-  absl::StatusOr<v1::SourceInfo> SyncNow(const std::string& name);
+  // Waits at most `wait` (a fetch has its own time limits, well inside the default).
+  absl::StatusOr<v1::SourceInfo> SyncNow(const std::string& name,
+                                         absl::Duration wait = absl::Minutes(10));
   std::optional<v1::SourceInfo> Get(const std::string& name);
   std::vector<v1::SourceInfo> List();
   // The last snapshot delivered for `name`, if any.
