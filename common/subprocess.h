@@ -48,7 +48,11 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
 // (copy-on-write, nothing serialized), and returns the bytes it produced. For in-process
 // libraries that cannot be interrupted (libjsonnet): on timeout or too much output the
 // child is killed. `work` runs in a copy of a multi-threaded process, so it must only
-// compute: no locks other threads may hold, no threads, no logging. DeadlineExceeded,
+// compute: no locks other threads may hold, no threads, no logging. It allocates, so the
+// allocator must be fork-safe: glibc's malloc and jemalloc are (they hold their locks
+// across fork); the AddressSanitizer allocator of Debian's GCC 12 is not, and under
+// --config=asan a child forked while another thread allocates can hang until its
+// timeout kills it. DeadlineExceeded,
 // ResourceExhausted, or Internal when the child dies (the signal is named).
 absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
                                        absl::Duration timeout, size_t max_output_bytes,

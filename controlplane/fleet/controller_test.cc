@@ -46,6 +46,12 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(hub_->Load().ok());
     ControllerOptions options;
     options.allow_local_sources = true;  // the test repositories are local
+#ifdef __SANITIZE_ADDRESS__
+    // One render worker: GCC 12's ASAN allocator is not fork-safe, and a jsonnet child
+    // forked while the other worker allocates can hang (common/subprocess.h, RunInChild).
+    // TSAN and the normal build run these tests with two workers.
+    options.workers = 1;
+#endif
     controller_ =
         std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_, options);
     ASSERT_TRUE(controller_->Load().ok());
