@@ -109,13 +109,6 @@ void WorkQueue::AddAfterLocked(const std::string& key, absl::Time when) {
   ++delayed_changes_;  // idle workers wait for the earliest time: it may be this one
 }
 
-void WorkQueue::Forget(const std::string& key) {
-  MutexLock lock(&mu_);
-  failures_.erase(key);
-  done_.erase(key);
-  UpdateGaugesLocked();
-}
-
 bool WorkQueue::WaitFor(const std::string& key, uint64_t ticket, absl::Duration timeout) {
   MutexLock lock(&mu_);
   auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -72,8 +72,6 @@ class WorkQueue {
   uint64_t Add(const std::string& key);
   // Queues `key` after `delay`, unless it is queued sooner. Not an event for WaitFor.
   void AddAfter(const std::string& key, absl::Duration delay);
-  // Forgets `key`'s failures and its completion record (the key is gone for good).
-  void Forget(const std::string& key);
   // Waits until a processing of `key` that began after the Add that returned `ticket` has
   // ended, successfully or not. False on timeout or when the queue stops.
   bool WaitFor(const std::string& key, uint64_t ticket, absl::Duration timeout);
@@ -116,6 +114,7 @@ class WorkQueue {
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Per key: the sequence when its last finished run began (every Add up to it was seen).
+  // One entry per key ever processed (bundle and source names: small and admin-made).
   std::map<std::string, uint64_t> done_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> workers_;
 };

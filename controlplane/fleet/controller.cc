@@ -900,7 +900,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       status = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
                                                      ") is not supported yet; the bundle keeps "
                                                      "its last good revision"));
-    } else if (renderer->ReadsOutsidePath()) {
+    } else if (FindRendererFactory(engine)->reads_outside_path()) {
       absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all = RepositoryFiles(snapshot);
       if (all.ok()) inputs = *all;
       status = all.status();

@@ -29,7 +29,6 @@ class JsonnetRenderer : public Renderer {
  public:
   explicit JsonnetRenderer(JsonnetOptions options = {}) : options_(options) {}
   const char* engine() const override { return "jsonnet"; }
-  bool ReadsOutsidePath() const override { return true; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
  private:

@@ -16,7 +16,6 @@ class KustomizeRenderer : public Renderer {
  public:
   explicit KustomizeRenderer(KustomizeOptions options);
   const char* engine() const override { return "kustomize"; }
-  bool ReadsOutsidePath() const override { return true; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
   bool network_isolated() const { return !unshare_.empty(); }
 

@@ -32,7 +32,7 @@ struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository
   // Every file under `path`, or the whole repository for engines that read outside it
-  // (Renderer::ReadsOutsidePath). Not copied: one read of a commit serves many renders.
+  // (RendererFactory::reads_outside_path). Not copied: one read of a commit serves many renders.
   const std::vector<RepoFile>& files;
   // When set, receives every repository path (directory or file) the render depended
   // on. The same ids at these paths in a later commit mean the same render.
@@ -81,10 +81,6 @@ class Renderer {
  public:
   virtual ~Renderer() = default;
   virtual const char* engine() const = 0;
-  // Whether the engine may read files outside the bundle path (kustomize bases, jsonnet
-  // imports): such renders get the whole repository and cannot be cached by the path's
-  // tree id.
-  virtual bool ReadsOutsidePath() const { return false; }
   // InvalidArgument naming the file and line for bad input; ResourceExhausted when
   // the output passes a limit.
   virtual absl::StatusOr<ObjectSet> Render(const RenderInput& input) = 0;
@@ -138,7 +134,8 @@ class RendererFactory {
   virtual bool takes_values() const = 0;
   // Is handed only the bundle's own values, not the cluster's labels (helm).
   virtual bool explicit_values_only() const { return false; }
-  // May read files outside the bundle path (kustomize bases, jsonnet imports).
+  // May read files outside the bundle path (kustomize bases, jsonnet imports): such
+  // renders get the whole repository and cannot be cached by the path's tree id.
   virtual bool reads_outside_path() const = 0;
   // Detection: factories are asked in ascending order; the first whose Detects holds
   // names the engine. One that never claims a path (plain, the fallback) returns false.
