@@ -101,7 +101,8 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
       return absl::InvalidArgumentError(
           absl::StrCat(KeyDisplay(object.key()), ": ", names.status().message()));
     }
-    references = true;
+    // Only forms left as written change nothing: every cluster still shares one revision.
+    references |= !names->empty() || object.yaml().find("$${") != std::string::npos;
     for (const std::string& form : UnsubstitutedForms(object.yaml())) {
       if (notes.size() >= kMaxNotes) break;
       notes.push_back(absl::StrCat(KeyDisplay(object.key()), ": left ", form,

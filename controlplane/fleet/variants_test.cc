@@ -251,5 +251,16 @@ TEST(BundleVariantsTest, ShellFormsLeftAsWrittenAreNotedNotFailed) {
               HasSubstr("exit 0; echo ${#ARGS[@]} default-env"));
 }
 
+TEST(BundleVariantsTest, OnlyFormsLeftAsWrittenKeepOneRevisionForAll) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(
+      Params(BundleWithValues(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup}\n"
+              "data: {run.sh: \"echo ${#ARGS[@]}\"}\n"));
+  ASSERT_TRUE(content.ok()) << content.status();
+  EXPECT_NE((*content)->Uniform(), nullptr);
+  EXPECT_EQ((*content)->notes().size(), 1u);
+}
+
 }  // namespace
 }  // namespace gitfleet
