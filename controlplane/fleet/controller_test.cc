@@ -615,6 +615,14 @@ TEST_F(ControllerTest, WideningAPerClusterBundleToAConnectedClusterDoesNotDeadlo
   EXPECT_EQ(connection->messages()[0]->message.update().upserts(0).key().name(), "cfg-idle");
 }
 
+// Options for a controller of its own, on the test's repositories and `clock`.
+ControllerOptions OnFakeClock(FakeClock* clock) {
+  ControllerOptions options;
+  options.allow_local_sources = true;
+  options.clock = clock;
+  return options;
+}
+
 // A store whose writes of render records fail while `fail_records` is above zero.
 class FlakyStore : public Store {
  public:
@@ -655,9 +663,7 @@ TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
   FlakyStore store;
   FakeClock clock;
   Hub hub(&store, metrics_);
-  ControllerOptions options;
-  options.allow_local_sources = true;
-  options.clock = &clock;
+  ControllerOptions options = OnFakeClock(&clock);
   options.retry_base = absl::Seconds(10);
   options.api_wait = absl::Seconds(1);  // of the fake clock: only the first attempt
   Controller controller(&store, repos_.get(), &hub, metrics_, options);
@@ -692,9 +698,7 @@ TEST_F(ControllerTest, ApiCallsStopWaitingAtTheCallersDeadlineAndTheWorkGoesOn) 
   SlowStore store;
   FakeClock clock;
   Hub hub(&store, metrics_);
-  ControllerOptions options;
-  options.allow_local_sources = true;
-  options.clock = &clock;
+  ControllerOptions options = OnFakeClock(&clock);
   options.api_wait = absl::Hours(1);
   Controller controller(&store, repos_.get(), &hub, metrics_, options);
   // Whatever fails below, the worker is released before the controller waits for it.
