@@ -19,9 +19,19 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
       continue;
     }
     if (std::string why = non_manifests.Why(file.path); !why.empty()) {
-      if (input.notes != nullptr)
-        input.notes->push_back(absl::StrCat("skipped ", file.path, ": ", why));
-      continue;
+      // Removal is an explicit act: a file this walk read as manifests before it skipped
+      // such files (a manifest kept in a dot-directory) stays in, or upgrading would prune
+      // its objects. Only files that are not manifests at all are left out.
+      if (!Parse(file).ok()) {
+        if (input.notes != nullptr) {
+          input.notes->push_back(absl::StrCat("skipped ", file.path, ": ", why));
+        }
+        continue;
+      }
+      if (input.notes != nullptr) {
+        input.notes->push_back(
+            absl::StrCat("kept ", file.path, " although it is ", why, ": it holds manifests"));
+      }
     }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(

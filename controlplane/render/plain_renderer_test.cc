@@ -45,14 +45,18 @@ TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
       {"apps/web/sub/kustomization.yaml", "resources: [b.yaml]\n"},
       // values.yaml outside a chart is an ordinary file: here a manifest.
       {"apps/web/values.yaml", Cm("values")},
+      // A manifest kept in a dot-directory was rendered before: it stays, or it would be
+      // pruned on upgrade.
+      {"apps/web/.archive/old.yaml", Cm("old")},
   };
   std::vector<std::string> notes;
   RenderInput input{"web", "apps/web", files};
   input.notes = &notes;
   auto set = renderer.Render(input);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_EQ(set->size(), 2u);
+  EXPECT_EQ(set->size(), 3u);
   EXPECT_THAT(notes, ::testing::UnorderedElementsAre(
+                         HasSubstr("kept apps/web/.archive/old.yaml although it is a dotfile"),
                          HasSubstr("apps/web/fleet.yaml: Rancher Fleet's bundle options"),
                          HasSubstr("apps/web/.github/workflows/ci.yaml: a dotfile"),
                          HasSubstr("apps/web/.gitlab-ci.yml: a dotfile"),
