@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/manifest/hash.h"
+#include "common/manifest/hook.h"
 #include "common/manifest/yaml.h"
 #include "yaml-cpp/yaml.h"
 
@@ -41,10 +42,27 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
   if (!metadata || !metadata.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata mapping"));
   }
+  absl::StatusOr<std::optional<Hook>> hook = HookOfMetadata(metadata);
+  if (!hook.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", *kind, ": ", hook.status().message()));
+  }
   absl::StatusOr<std::string> name =
       RequiredScalar(metadata, "name", absl::StrCat(where, ": ", *kind));
   if (!name.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata.name"));
+    absl::StatusOr<std::string> generate_name =
+        RequiredScalar(metadata, "generateName", absl::StrCat(where, ": ", *kind));
+    if (!generate_name.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata.name"));
+    }
+    if (!hook->has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", *kind, " has metadata.generateName \"", *generate_name,
+                       "\" but no metadata.name: only a hook (annotation ", kArgoHookAnnotation,
+                       " or ", kHelmHookAnnotation, ") may be named by the server"));
+    }
+    // The key carries the generateName: unique within the bundle like any name.
+    name = *generate_name;
   }
   v1::ManifestObject object;
   v1::ObjectKey* key = object.mutable_key();

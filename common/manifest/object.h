@@ -29,7 +29,9 @@ std::string KeyDisplay(const v1::ObjectKey& key);
 
 // Parses one file of YAML or JSON documents into objects, in document order. Empty
 // documents are skipped; `kind: List` expands to its items. Every object must have
-// apiVersion, kind and metadata.name; errors name `file` and the line.
+// apiVersion, kind and metadata.name, except a hook (see hook.h), which may have
+// metadata.generateName instead: its key's name is then the generateName. Errors name
+// `file` and the line.
 absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view text,
                                                                absl::string_view file);
 

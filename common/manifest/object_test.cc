@@ -115,6 +115,51 @@ TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
                                          HasSubstr("cm.yaml:5: ConfigMap has no metadata.name")));
 }
 
+TEST(ParseManifestsTest, GenerateNameIsForHooksOnly) {
+  // A hook named by the server: its key carries the generateName.
+  auto hooks = ParseManifests(R"(apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: migrate-
+  annotations: {argocd.argoproj.io/hook: PreSync}
+spec: {}
+)",
+                              "hooks.yaml");
+  ASSERT_TRUE(hooks.ok()) << hooks.status();
+  EXPECT_EQ(KeyString((*hooks)[0].key()), "batch/Job//migrate-");
+
+  // The same Job without the annotation: the error names file, line and the way out.
+  EXPECT_THAT(
+      ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+                     "apiVersion: batch/v1\nkind: Job\nmetadata:\n"
+                     "  generateName: migrate-\n",
+                     "jobs.yaml")
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("jobs.yaml:5: Job has metadata.generateName \"migrate-\" but no "
+                         "metadata.name: only a hook (annotation argocd.argoproj.io/hook")));
+  // A hook with neither name nor generateName.
+  EXPECT_THAT(ParseManifests("apiVersion: batch/v1\nkind: Job\nmetadata:\n  annotations:\n"
+                             "    helm.sh/hook: pre-install\n",
+                             "j.yaml")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("j.yaml:1: Job has no metadata.name")));
+  // A delete policy no tool knows is an error, not a silent default.
+  EXPECT_THAT(ParseManifests("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: m\n"
+                             "  annotations:\n    argocd.argoproj.io/hook: PreSync\n"
+                             "    argocd.argoproj.io/hook-delete-policy: WhenDone\n",
+                             "j.yaml")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("j.yaml:1: Job: annotation argocd.argoproj.io/hook-delete-policy "
+                                 "has \"WhenDone\"")));
+  // Two hooks with one generateName collide like two objects with one name.
+  ObjectSet set;
+  ASSERT_TRUE(set.Add((*hooks)[0], "a.yaml").ok());
+  EXPECT_THAT(set.Add((*hooks)[0], "b.yaml"), StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
 TEST(ParseManifestsTest, MissingKindAndApiVersion) {
   EXPECT_THAT(ParseManifests("kind: A\nmetadata: {name: x}\n", "f.yaml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
