@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/apply/applier.h"
 #include "agent/apply/reconciler.h"
@@ -53,6 +54,8 @@ ABSL_FLAG(int, crd_wait_seconds, 60,
           "How long a custom resource waits for a CRD applied before it to be Established.");
 ABSL_FLAG(int, health_interval_seconds, 2,
           "How often health that is still changing (rollouts) is read again.");
+ABSL_FLAG(absl::Duration, hook_timeout, absl::Hours(1),
+          "A hook run (a PreSync migration Job, ...) still going after this has failed.");
 ABSL_FLAG(std::string, state_dir, "", "Directory for the durable record (required).");
 ABSL_FLAG(std::string, http, "127.0.0.1:7081", "Address for /metrics, /healthz and /readyz.");
 ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mTLS.");
@@ -137,6 +140,9 @@ int Main(ShutdownSignals& signals) {
   if (absl::GetFlag(FLAGS_health_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--health-interval-seconds must be at least 1"));
   }
+  if (absl::GetFlag(FLAGS_hook_timeout) < absl::Seconds(1)) {
+    return Fail(absl::InvalidArgumentError("--hook-timeout must be at least 1s"));
+  }
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
   }
@@ -194,7 +200,8 @@ int Main(ShutdownSignals& signals) {
   }
   BundleStateStore state(state_dir, &fs);
   Reconciler reconciler(applier.get(), &state, metrics,
-                        absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)));
+                        absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)), &RealClock(),
+                        absl::GetFlag(FLAGS_hook_timeout));
 
   // Ready: the state loaded and the target reachable. Enforcing from local state while the
   // control plane is away counts as ready, and says so.

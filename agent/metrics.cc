@@ -33,6 +33,11 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                          .Help("Objects deleted because they left their bundle, by result.")
                          .LabelNames({"result"})
                          .Register(r)),
+      hook_runs(BuildCounter()
+                    .Name("gitfleet_agent_hook_runs_total")
+                    .Help("Hook runs that finished, by sync phase and result.")
+                    .LabelNames({"phase", "result"})
+                    .Register(r)),
       objects_unchanged(BuildCounter()
                             .Name("gitfleet_agent_objects_unchanged_total")
                             .Help("Objects skipped because they were already applied.")

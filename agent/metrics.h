@@ -16,6 +16,8 @@ struct AgentMetrics {
   metrics::Family<metrics::Counter>& updates_received;  // kind=full|delta|removal
   metrics::Family<metrics::Counter>& objects_applied;   // result=ok|error
   metrics::Family<metrics::Counter>& objects_pruned;    // result=ok|error
+  // Hook runs that finished, by phase (presync...) and result=succeeded|failed.
+  metrics::Family<metrics::Counter>& hook_runs;
   metrics::Counter& objects_unchanged;
   metrics::Counter& drift_corrections;
   metrics::Counter& drift_events;  // drift found, corrected or not

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "common/file_system.h"
 #include "proto/gitfleet/v1/types.pb.h"
 
@@ -28,6 +29,13 @@ struct ApplyResult {
   // The object did not exist before this apply: gitfleet created it, so pruning it later
   // deletes it. An object gitfleet found existing is only released.
   bool created = false;
+};
+
+// Where a hook's run stands.
+struct HookStatus {
+  enum State { kRunning, kSucceeded, kFailed };
+  State state = kRunning;
+  std::string message;  // why it failed, or what it is doing
 };
 
 class Applier {
@@ -83,6 +91,24 @@ class Applier {
                                                    const ApplyContext& context) {
     return key;
   }
+  // Hooks (common/manifest/hook.h) are created, never applied, and never pruned.
+  // CreateHook creates a run of `hook` and returns the live object's key (its name the
+  // server generated from metadata.generateName). AlreadyExists when a named hook's
+  // previous run still exists.
+  virtual absl::StatusOr<v1::ObjectKey> CreateHook(const v1::ManifestObject& hook,
+                                                   const ApplyContext& context) {
+    return absl::UnimplementedError(absl::StrCat("the ", name(), " applier cannot run hooks"));
+  }
+  // How the run `live` (a key CreateHook returned) stands: Jobs and Pods run until they
+  // complete or fail; any other kind succeeds once created. A run that is gone failed.
+  virtual absl::StatusOr<HookStatus> CheckHook(const v1::ObjectKey& live,
+                                               const ApplyContext& context) {
+    return absl::UnimplementedError(absl::StrCat("the ", name(), " applier cannot run hooks"));
+  }
+  // Deletes the run `live` (with what it started); OK when it is already gone.
+  virtual absl::Status DeleteHook(const v1::ObjectKey& live, const ApplyContext& context) {
+    return absl::UnimplementedError(absl::StrCat("the ", name(), " applier cannot run hooks"));
+  }
   // Whether the object's kind is namespaced, for the apply order. By default: whether
   // its key names a namespace.
   virtual bool Namespaced(const v1::ManifestObject& object) {
@@ -93,6 +119,8 @@ class Applier {
 // One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written
 // atomically. Objects are Healthy once their file exists. A file that existed before
 // gitfleet first wrote it was found, not created: releasing it leaves it in place.
+// A hook's run is a file under DIR/_hooks/ (no Kubernetes namespace starts with "_"),
+// named from its generateName plus five characters; it succeeds once written.
 class DirectoryApplier : public Applier {
  public:
   DirectoryApplier(std::string dir, FileSystem* fs) : dir_(std::move(dir)), fs_(fs) {}
@@ -103,11 +131,18 @@ class DirectoryApplier : public Applier {
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
+  absl::StatusOr<v1::ObjectKey> CreateHook(const v1::ManifestObject& hook,
+                                           const ApplyContext& context) override;
+  absl::StatusOr<HookStatus> CheckHook(const v1::ObjectKey& live,
+                                       const ApplyContext& context) override;
+  absl::Status DeleteHook(const v1::ObjectKey& live, const ApplyContext& context) override;
 
   // The file for `key`, or InvalidArgument when a part would escape the directory.
   absl::StatusOr<std::string> PathFor(const v1::ObjectKey& key) const;
 
  private:
+  absl::StatusOr<std::string> PathUnder(const std::string& root, const v1::ObjectKey& key) const;
+
   const std::string dir_;
   FileSystem* const fs_;
 };

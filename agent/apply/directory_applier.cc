@@ -1,7 +1,10 @@
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/apply/applier.h"
 #include "common/manifest/object.h"
+#include "common/manifest/yaml.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -18,6 +21,11 @@ bool SafePart(const std::string& part) {
 }  // namespace
 
 absl::StatusOr<std::string> DirectoryApplier::PathFor(const v1::ObjectKey& key) const {
+  return PathUnder(dir_, key);
+}
+
+absl::StatusOr<std::string> DirectoryApplier::PathUnder(const std::string& root,
+                                                        const v1::ObjectKey& key) const {
   const std::string& ns = key.namespace_().empty() ? "_cluster" : key.namespace_();
   for (const std::string* part : {&ns, &key.kind(), &key.name()}) {
     if (!SafePart(*part)) {
@@ -25,7 +33,63 @@ absl::StatusOr<std::string> DirectoryApplier::PathFor(const v1::ObjectKey& key) 
           absl::StrCat(KeyDisplay(key), ": \"", *part, "\" is not a valid Kubernetes name"));
     }
   }
-  return absl::StrCat(dir_, "/", ns, "/", key.kind(), "/", key.name(), ".yaml");
+  return absl::StrCat(root, "/", ns, "/", key.kind(), "/", key.name(), ".yaml");
+}
+
+absl::StatusOr<v1::ObjectKey> DirectoryApplier::CreateHook(const v1::ManifestObject& hook,
+                                                           const ApplyContext&) {
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(hook.yaml());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(KeyDisplay(hook.key()), ": ", e.msg));
+  }
+  const bool generated = !doc["metadata"]["name"] || doc["metadata"]["name"].IsNull();
+  v1::ObjectKey live = hook.key();  // placed as PathFor places objects
+  thread_local absl::BitGen bitgen;
+  static constexpr char kAlphabet[] = "bcdfghjklmnpqrstvwxz2456789";
+  // A few tries: a generated name that is taken is drawn again, as the API server does.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (generated) {
+      std::string name = hook.key().name().substr(0, 58);
+      for (int i = 0; i < 5; ++i) name += kAlphabet[absl::Uniform(bitgen, 0, 27)];
+      live.set_name(name);
+      doc["metadata"]["name"] = name;
+    }
+    absl::StatusOr<std::string> path = PathUnder(dir_ + "/_hooks", live);
+    if (!path.ok()) return path.status();
+    absl::StatusOr<std::string> existing = fs_->ReadFile(*path);
+    if (existing.ok()) {
+      if (generated) continue;
+      return absl::AlreadyExistsError(
+          absl::StrCat(KeyDisplay(live), ": a previous run of this hook still exists"));
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    absl::StatusOr<std::string> text = EmitBlockYaml(doc);
+    if (!text.ok()) return text.status();
+    if (absl::Status written = fs_->WriteFileAtomically(*path, *text); !written.ok()) {
+      return written;
+    }
+    return live;
+  }
+  return absl::AlreadyExistsError(
+      absl::StrCat(KeyDisplay(hook.key()), ": no free generated name after 8 tries"));
+}
+
+absl::StatusOr<HookStatus> DirectoryApplier::CheckHook(const v1::ObjectKey& live,
+                                                       const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathUnder(dir_ + "/_hooks", live);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<std::string> text = fs_->ReadFile(*path);
+  if (absl::IsNotFound(text.status())) return HookStatus{HookStatus::kFailed, "its file is gone"};
+  if (!text.ok()) return text.status();
+  return HookStatus{HookStatus::kSucceeded, "written"};
+}
+
+absl::Status DirectoryApplier::DeleteHook(const v1::ObjectKey& live, const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathUnder(dir_ + "/_hooks", live);
+  if (!path.ok()) return path.status();
+  return fs_->DeleteFile(*path, dir_);
 }
 
 absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& object,

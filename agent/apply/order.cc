@@ -42,7 +42,7 @@ absl::StatusOr<int> SyncWave(const v1::ManifestObject& object) {
 }
 
 std::vector<const v1::ManifestObject*> ApplyOrder(
-    const google::protobuf::RepeatedPtrField<v1::ManifestObject>& objects,
+    const std::vector<const v1::ManifestObject*>& objects,
     const std::function<bool(const v1::ManifestObject&)>& namespaced) {
   struct Entry {
     int phase;
@@ -51,7 +51,8 @@ std::vector<const v1::ManifestObject*> ApplyOrder(
   };
   std::vector<Entry> entries;
   entries.reserve(objects.size());
-  for (const v1::ManifestObject& object : objects) {
+  for (const v1::ManifestObject* listed : objects) {
+    const v1::ManifestObject& object = *listed;
     int phase = IsCrd(object.key())         ? 0
                 : IsNamespace(object.key()) ? 1
                 : !namespaced(object)       ? 2

@@ -10,14 +10,13 @@
 // 0; lower first), then by key. Prune goes the other way: namespaced objects first,
 // CRDs last, so nothing is deleted out from under what depends on it.
 //
-//   for (const v1::ManifestObject* object : ApplyOrder(record.objects(), applier)) ...
+//   for (const v1::ManifestObject* object : ApplyOrder(objects, namespaced)) ...
 
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "google/protobuf/repeated_field.h"
 #include "proto/gitfleet/v1/types.pb.h"
 
 namespace gitfleet {
@@ -29,8 +28,9 @@ absl::StatusOr<int> SyncWave(const v1::ManifestObject& object);
 
 // `namespaced` says whether an object's kind is namespaced. Objects with an invalid
 // wave sort with wave 0 (the error is reported when they are applied).
+// `objects` arrive in key order.
 std::vector<const v1::ManifestObject*> ApplyOrder(
-    const google::protobuf::RepeatedPtrField<v1::ManifestObject>& objects,
+    const std::vector<const v1::ManifestObject*>& objects,
     const std::function<bool(const v1::ManifestObject&)>& namespaced);
 
 // Keys in prune order (the reverse phases; the key's namespace tells the scope).

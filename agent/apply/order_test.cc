@@ -23,7 +23,7 @@ v1::ManifestObject Obj(const std::string& api_version, const std::string& kind,
 }
 
 TEST(OrderTest, CrdsNamespacesClusterScopedThenNamespacedByWave) {
-  google::protobuf::RepeatedPtrField<v1::ManifestObject> objects;
+  std::vector<const v1::ManifestObject*> objects;
   ObjectSet set;
   set.Put(Obj("example.com/v1", "Widget", "w", "shop"));
   set.Put(Obj("v1", "ConfigMap", "late", "shop", "2"));
@@ -34,7 +34,7 @@ TEST(OrderTest, CrdsNamespacesClusterScopedThenNamespacedByWave) {
   set.Put(Obj("v1", "Namespace", "shop"));
   set.Put(Obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "widgets.example.com"));
   // In key order (as the agent holds them).
-  for (const auto& [key, object] : set.objects()) *objects.Add() = object;
+  for (const auto& [key, object] : set.objects()) objects.push_back(&object);
   std::vector<std::string> names;
   for (const v1::ManifestObject* o : ApplyOrder(
            objects, [](const v1::ManifestObject& o) { return !o.key().namespace_().empty(); })) {

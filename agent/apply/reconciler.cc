@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/manifest/object.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 
 namespace gitfleet {
 namespace {
@@ -24,6 +25,12 @@ ObjectSet ToSet(const v1::RevisionRecord& record) {
   return set;
 }
 
+// Hooks, and objects whose hook annotations do not parse: neither is applied.
+bool IsHookObject(const v1::ManifestObject& object) {
+  absl::StatusOr<std::optional<Hook>> hook = HookOf(object);
+  return !hook.ok() || hook->has_value();
+}
+
 bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
   v1::StatusUpdate x = a, y = b;
   x.clear_applied_time();
@@ -34,10 +41,11 @@ bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
 }  // namespace
 
 Reconciler::Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
-                       absl::Duration health_interval, Clock* clock)
+                       absl::Duration health_interval, Clock* clock, absl::Duration hook_timeout)
     : applier_(applier),
       health_interval_(health_interval),
       clock_(clock),
+      hook_timeout_(hook_timeout),
       state_(state),
       metrics_(metrics) {}
 
@@ -59,6 +67,9 @@ absl::Status Reconciler::Load() {
     status.set_sync_state(bundle.record.last_status().sync_state());
     status.set_health(bundle.record.last_status().health());
     status.set_message(bundle.record.last_status().message());
+    const v1::HookProgress& hooks = bundle.record.hooks();
+    bundle.hooks_pending = !hooks.revision().empty() &&
+                           hooks.revision() == bundle.record.desired().revision() && !hooks.done();
   }
   GF_LOG(INFO) << "state: " << bundles_.size() << " bundles held";
   UpdateBundleGauges();
@@ -228,7 +239,18 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // namespace is recorded in the namespace it was applied to, so it is pruned from there
   // when the bundle's target namespace changes. When the target cannot place every
   // object now, this pass prunes nothing.
+  //
+  // Hooks are not objects of the bundle: never in the inventory, so never pruned. (A key
+  // that was an object and is now a hook leaves the inventory without being pruned.)
   const std::string recorded = record.SerializeAsString();
+  const HookPlan plan = PlanHooks(desired);
+  std::vector<const v1::ManifestObject*> objects;  // the bundle's objects, hooks aside
+  objects.reserve(desired.objects_size());
+  for (const v1::ManifestObject& object : desired.objects()) {
+    if (plan.keys.empty() || plan.keys.count(KeyString(object.key())) == 0) {
+      objects.push_back(&object);
+    }
+  }
   bool placed_all = true;
   std::map<std::string, v1::ObjectKey> inventory;
   for (const v1::ObjectKey& stored : record.inventory()) {
@@ -236,13 +258,19 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     if (!key.ok()) placed_all = false;
     inventory[KeyString(key.ok() ? *key : stored)] = key.ok() ? *key : stored;
   }
+  for (const v1::ManifestObject& object : desired.objects()) {
+    if (plan.keys.count(KeyString(object.key())) == 0) continue;
+    inventory.erase(KeyString(object.key()));
+    absl::StatusOr<v1::ObjectKey> key = applier_->PlacedKey(object, context);
+    if (key.ok()) inventory.erase(KeyString(*key));
+  }
   const size_t known = inventory.size();
   std::map<const v1::ManifestObject*, std::string> placed;  // object -> its key string
-  for (const v1::ManifestObject& object : desired.objects()) {
-    absl::StatusOr<v1::ObjectKey> key = applier_->PlacedKey(object, context);
+  for (const v1::ManifestObject* object : objects) {
+    absl::StatusOr<v1::ObjectKey> key = applier_->PlacedKey(*object, context);
     if (!key.ok()) placed_all = false;
-    const v1::ObjectKey& k = key.ok() ? *key : object.key();
-    placed[&object] = KeyString(k);
+    const v1::ObjectKey& k = key.ok() ? *key : object->key();
+    placed[object] = KeyString(k);
     inventory[KeyString(k)] = k;
   }
   absl::Status saved;
@@ -265,10 +293,69 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     return SetStatus(bundle, status);
   }
 
+  // The hooks of a revision not yet through all its phases.
+  v1::HookProgress& hooks = *record.mutable_hooks();
+  const bool with_hooks =
+      !plan.phases.empty() && (hooks.revision() != desired.revision() || !hooks.done());
+  bundle.hooks_pending = with_hooks;
+  auto finish = [&](v1::StatusUpdate status) {
+    if (bundle.unsaved || record.SerializeAsString() != recorded) {
+      absl::Status saved = state_->Save(record);
+      bundle.unsaved = !saved.ok();
+      if (!saved.ok()) GF_LOG(ERROR) << "cannot record hook progress: " << saved;
+    }
+    return SetStatus(bundle, std::move(status));
+  };
+  if (with_hooks) {
+    if (hooks.revision() != desired.revision()) {
+      // A new revision: its hooks start from PreSync. Runs of hooks that left the bundle
+      // are forgotten (they stay where they are, as any tool leaves them).
+      v1::HookProgress next;
+      next.set_revision(desired.revision());
+      for (const auto& [key, live] : hooks.previous()) {
+        if (plan.keys.count(key) > 0) (*next.mutable_previous())[key] = live;
+      }
+      hooks = std::move(next);
+    }
+    if (!hooks.failure().empty() && !hooks.attempt_over()) {
+      for (const v1::ObjectError& e : plan.invalid) errors->push_back(e);
+      v1::ObjectError error;
+      error.set_message(hooks.failure());
+      errors->push_back(std::move(error));
+      return finish(FailAttempt(bundle, plan, context, hooks.failure()));
+    }
+    if (!hooks.failure().empty()) {
+      // The failed attempt is over: this is the retry. It starts again from PreSync.
+      hooks.clear_runs();
+      hooks.clear_failure();
+      hooks.set_attempt_over(false);
+    }
+    std::string detail;
+    HookStep step = RunHookPhase(bundle, plan, HookPhase::kPreSync, context, &detail);
+    if (step == HookStep::kFailed) {
+      // Nothing of this revision is applied and nothing pruned.
+      v1::ObjectError error;
+      error.set_message(detail);
+      errors->push_back(std::move(error));
+      return finish(FailAttempt(bundle, plan, context, detail));
+    }
+    if (step == HookStep::kWaiting) {
+      v1::StatusUpdate status = bundle.status;
+      status.set_bundle(desired.bundle());
+      status.set_revision(desired.revision());
+      status.set_commit(desired.commit());
+      status.set_sync_state(v1::SYNC_STATE_APPLYING);
+      status.set_message(detail);
+      bundle.next_retry = clock_->Now() + health_interval_;
+      return finish(std::move(status));
+    }
+  }
+  for (const v1::ObjectError& e : plan.invalid) errors->push_back(e);
+
   int applied = 0, unchanged = 0, drifted = 0;
   std::set<std::string> desired_keys;
-  const std::vector<const v1::ManifestObject*> order = ApplyOrder(
-      desired.objects(), [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
+  const std::vector<const v1::ManifestObject*> order =
+      ApplyOrder(objects, [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
   if (check_drift) applier_->BeginDriftCheck(order, context);
   absl::Status target_down;
   for (const v1::ManifestObject* ordered : order) {
@@ -345,6 +432,33 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   if (check_drift) applier_->EndDriftCheck();
   metrics_.objects_unchanged.Increment(unchanged);
 
+  // Sync hooks follow the objects; prune waits for them, and a failed attempt prunes
+  // nothing.
+  auto failure_message = [&] {
+    return absl::StrCat(
+        errors->size(), " of ", objects.size(), " objects failed; first: ",
+        (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
+        (*errors)[0].message());
+  };
+  std::string waiting;  // what the sync still waits for
+  if (with_hooks) {
+    if (!errors->empty()) {
+      FailAttempt(bundle, plan, context, failure_message());
+    } else {
+      std::string detail;
+      HookStep step = RunHookPhase(bundle, plan, HookPhase::kSync, context, &detail);
+      if (step == HookStep::kFailed) {
+        v1::ObjectError error;
+        error.set_message(detail);
+        errors->push_back(std::move(error));
+        return finish(FailAttempt(bundle, plan, context, detail));
+      }
+      if (step == HookStep::kWaiting) waiting = detail;
+    }
+  }
+  const bool sync_waiting = !waiting.empty();
+  const bool hold_prune = with_hooks && (!errors->empty() || sync_waiting);
+
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
   std::vector<v1::ObjectKey> kept_inventory;
@@ -356,7 +470,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       kept_inventory.push_back(key);
       continue;
     }
-    if (!target_down.ok() || !placed_all) {
+    if (!target_down.ok() || !placed_all || hold_prune) {
       kept_inventory.push_back(key);  // decided on a later pass
       continue;
     }
@@ -386,7 +500,37 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
   }
 
+  // Every object of the revision is applied (PostSync hooks may still be to come).
+  const bool objects_applied = errors->empty() && !sync_waiting;
+  if (with_hooks && errors->empty() && waiting.empty()) {
+    // PostSync waits for the objects to be Healthy: read again what had not settled.
+    for (int i : bundle.unsettled) {
+      if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
+    }
+  }
   HealthSummary health = SummarizeHealth(bundle, target_down);
+  if (with_hooks && errors->empty() && waiting.empty()) {
+    if (health.overall() != v1::HEALTH_STATE_HEALTHY) {
+      waiting = absl::StrCat(
+          "PostSync hooks wait for every object to be Healthy (now ",
+          absl::AsciiStrToLower(
+              v1::HealthState_Name(health.overall()).substr(sizeof("HEALTH_STATE_") - 1)),
+          ")");
+    } else {
+      std::string detail;
+      HookStep step = RunHookPhase(bundle, plan, HookPhase::kPostSync, context, &detail);
+      if (step == HookStep::kFailed) {
+        v1::ObjectError error;
+        error.set_message(detail);
+        errors->push_back(std::move(error));
+      } else if (step == HookStep::kWaiting) {
+        waiting = detail;
+      } else {
+        hooks.set_done(true);
+        bundle.hooks_pending = false;
+      }
+    }
+  }
 
   v1::StatusUpdate status;
   status.set_bundle(desired.bundle());
@@ -395,12 +539,20 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   status.set_health(health.overall());
   for (const v1::ResourceHealth& h : health.unhealthy()) *status.add_unhealthy_resources() = h;
   status.set_drift_corrections(bundle.drift_corrections);
-  if (errors->empty()) {
-    if (record.applied_revision() != desired.revision()) {
-      record.set_applied_revision(desired.revision());
-      record.set_applied_commit(desired.commit());
-      *record.mutable_applied_time() = ToProtoTime(clock_->Now());
-    }
+  if (with_hooks && !errors->empty() && hooks.failure().empty()) {
+    // PostSync failed: the objects stay applied; the attempt fails all the same.
+    FailAttempt(bundle, plan, context, (*errors)[0].message());
+  }
+  if (objects_applied && record.applied_revision() != desired.revision()) {
+    record.set_applied_revision(desired.revision());
+    record.set_applied_commit(desired.commit());
+    *record.mutable_applied_time() = ToProtoTime(clock_->Now());
+  }
+  if (errors->empty() && !waiting.empty()) {
+    status.set_sync_state(v1::SYNC_STATE_APPLYING);
+    status.set_message(waiting);
+    bundle.next_retry = clock_->Now() + health_interval_;
+  } else if (errors->empty()) {
     bundle.backoff->Reset();
     bundle.next_retry = absl::InfiniteFuture();
     status.set_sync_state(drifted > 0 && !desired.sync().self_heal() ? v1::SYNC_STATE_OUT_OF_SYNC
@@ -410,10 +562,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
   } else {
     status.set_sync_state(v1::SYNC_STATE_FAILED);
-    status.set_message(
-        absl::StrCat(errors->size(), " of ", desired.objects_size(), " objects failed; first: ",
-                     (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
-                     (*errors)[0].message()));
+    status.set_message(with_hooks && !hooks.failure().empty() ? hooks.failure()
+                                                              : failure_message());
     bundle.next_retry = clock_->Now() + bundle.backoff->Next();
   }
   status.set_applied_revision(record.applied_revision());
@@ -448,12 +598,205 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   return SetStatus(bundle, status);
 }
 
+Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired) const {
+  HookPlan plan;
+  for (const v1::ManifestObject& object : desired.objects()) {
+    absl::StatusOr<std::optional<Hook>> hook = HookOf(object);
+    if (hook.ok() && !hook->has_value()) continue;
+    plan.keys.insert(KeyString(object.key()));
+    if (!hook.ok()) {
+      v1::ObjectError error;
+      *error.mutable_key() = object.key();
+      error.set_message(std::string(hook.status().message()));
+      plan.invalid.push_back(std::move(error));
+      continue;
+    }
+    for (HookPhase phase : (*hook)->phases) plan.phases[phase].push_back({&object, **hook});
+  }
+  for (auto& [phase, hooks] : plan.phases) {
+    // Objects arrive in key order: a stable sort keeps it within a wave.
+    std::stable_sort(hooks.begin(), hooks.end(), [](const PlannedHook& a, const PlannedHook& b) {
+      return a.hook.wave < b.hook.wave;
+    });
+  }
+  return plan;
+}
+
+namespace {
+
+std::string DescribeRun(const v1::HookRun& run) {
+  return absl::StrCat(run.phase(), " hook ", KeyDisplay(run.live()));
+}
+
+v1::HookRun* FindRun(v1::HookProgress& progress, const std::string& hook,
+                     const std::string& phase) {
+  for (v1::HookRun& run : *progress.mutable_runs()) {
+    if (run.hook() == hook && run.phase() == phase) return &run;
+  }
+  return nullptr;
+}
+
+bool Transient(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kUnauthenticated ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::HookRun> Reconciler::StartHook(Bundle& bundle, const PlannedHook& planned,
+                                                  HookPhase phase, const ApplyContext& context) {
+  v1::HookProgress& progress = *bundle.record.mutable_hooks();
+  const std::string key = KeyString(planned.object->key());
+  if (planned.hook.delete_before_creation) {
+    auto previous = progress.previous().find(key);
+    if (previous != progress.previous().end()) {
+      GF_RETURN_IF_ERROR(applier_->DeleteHook(previous->second, context));
+      progress.mutable_previous()->erase(key);
+    }
+    if (!planned.hook.generated_name) {
+      // A named hook's earlier run, recorded or not (the agent's state may be newer).
+      absl::StatusOr<v1::ObjectKey> placed = applier_->PlacedKey(*planned.object, context);
+      if (placed.ok()) GF_RETURN_IF_ERROR(applier_->DeleteHook(*placed, context));
+    }
+  }
+  absl::StatusOr<v1::ObjectKey> live = applier_->CreateHook(*planned.object, context);
+  if (!live.ok()) return live.status();
+  v1::HookRun run;
+  run.set_hook(key);
+  run.set_phase(HookPhaseName(phase));
+  *run.mutable_live() = *live;
+  run.set_state(v1::HookRun::RUNNING);
+  *run.mutable_started() = ToProtoTime(clock_->Now());
+  (*progress.mutable_previous())[key] = *live;
+  GF_LOG(INFO) << "bundle " << bundle.record.bundle() << ": started " << DescribeRun(run);
+  return run;
+}
+
+Reconciler::HookStep Reconciler::RunHookPhase(Bundle& bundle, const HookPlan& plan, HookPhase phase,
+                                              const ApplyContext& context, std::string* detail) {
+  auto planned_hooks = plan.phases.find(phase);
+  if (planned_hooks == plan.phases.end()) return HookStep::kDone;
+  const std::vector<PlannedHook>& hooks = planned_hooks->second;
+  v1::HookProgress& progress = *bundle.record.mutable_hooks();
+  const std::string phase_name = HookPhaseName(phase);
+  const std::string phase_label = absl::AsciiStrToLower(phase_name);
+  for (size_t begin = 0; begin < hooks.size();) {
+    size_t end = begin;
+    while (end < hooks.size() && hooks[end].hook.wave == hooks[begin].hook.wave) ++end;
+    std::vector<std::string> running, failed;
+    for (size_t i = begin; i < end; ++i) {
+      const PlannedHook& planned = hooks[i];
+      const std::string key = KeyString(planned.object->key());
+      v1::HookRun* run = FindRun(progress, key, phase_name);
+      if (run == nullptr) {
+        absl::StatusOr<v1::HookRun> started = StartHook(bundle, planned, phase, context);
+        const std::string what =
+            absl::StrCat(phase_name, " hook ", KeyDisplay(planned.object->key()));
+        if (!started.ok() && Transient(started.status())) {
+          running.push_back(absl::StrCat(what, ": not started yet: ", started.status().message()));
+          continue;
+        }
+        if (!started.ok()) {
+          metrics_.hook_runs.Add({{"phase", phase_label}, {"result", "failed"}}).Increment();
+          failed.push_back(
+              absl::StrCat(what, " could not be created: ", started.status().message()));
+          continue;
+        }
+        run = progress.add_runs();
+        *run = *std::move(started);
+        // Recorded before it is waited for: a restart waits for this run, not another.
+        if (absl::Status saved = state_->Save(bundle.record); !saved.ok()) {
+          GF_LOG(ERROR) << "cannot record " << DescribeRun(*run) << ": " << saved;
+        }
+      }
+      if (run->state() == v1::HookRun::RUNNING) {
+        absl::StatusOr<HookStatus> status = applier_->CheckHook(run->live(), context);
+        const bool late = clock_->Now() - FromProtoTime(run->started()) > hook_timeout_;
+        if (!status.ok() && !late) {
+          running.push_back(absl::StrCat(DescribeRun(*run), ": ", status.status().message()));
+          continue;
+        }
+        if (late && (!status.ok() || status->state == HookStatus::kRunning)) {
+          status = HookStatus{
+              HookStatus::kFailed,
+              absl::StrCat("did not finish within ", absl::FormatDuration(hook_timeout_))};
+        }
+        if (status->state == HookStatus::kRunning) {
+          running.push_back(absl::StrCat(DescribeRun(*run), ": ", status->message));
+          continue;
+        }
+        const bool succeeded = status->state == HookStatus::kSucceeded;
+        run->set_state(succeeded ? v1::HookRun::SUCCEEDED : v1::HookRun::FAILED);
+        run->set_message(status->message);
+        metrics_.hook_runs
+            .Add({{"phase", phase_label}, {"result", succeeded ? "succeeded" : "failed"}})
+            .Increment();
+        GF_LOG(INFO) << "bundle " << bundle.record.bundle() << ": " << DescribeRun(*run)
+                     << (succeeded ? " succeeded" : " failed: ")
+                     << (succeeded ? "" : status->message);
+        if (succeeded ? planned.hook.delete_on_success : planned.hook.delete_on_failure) {
+          absl::Status deleted = applier_->DeleteHook(run->live(), context);
+          if (deleted.ok()) {
+            progress.mutable_previous()->erase(key);
+          } else {
+            // Left for BeforeHookCreation, or for an operator.
+            GF_LOG(WARNING) << "cannot delete " << DescribeRun(*run) << ": " << deleted;
+          }
+        }
+      }
+      if (run->state() == v1::HookRun::FAILED) {
+        failed.push_back(absl::StrCat(DescribeRun(*run), " failed: ", run->message()));
+      }
+    }
+    if (!failed.empty()) {
+      *detail = failed.size() == 1
+                    ? failed[0]
+                    : absl::StrCat(failed.size(), " hooks failed; first: ", failed[0]);
+      return HookStep::kFailed;
+    }
+    if (!running.empty()) {
+      *detail = running.size() == 1
+                    ? absl::StrCat("waiting for ", running[0])
+                    : absl::StrCat("waiting for ", running.size(), " hooks; first: ", running[0]);
+      return HookStep::kWaiting;
+    }
+    begin = end;
+  }
+  return HookStep::kDone;
+}
+
+v1::StatusUpdate Reconciler::FailAttempt(Bundle& bundle, const HookPlan& plan,
+                                         const ApplyContext& context, const std::string& failure) {
+  v1::HookProgress& progress = *bundle.record.mutable_hooks();
+  progress.set_failure(failure);
+  std::string detail;
+  const HookStep step = RunHookPhase(bundle, plan, HookPhase::kSyncFail, context, &detail);
+  if (step == HookStep::kFailed) {
+    GF_LOG(WARNING) << "bundle " << bundle.record.bundle() << ": " << detail;
+  }
+  progress.set_attempt_over(step != HookStep::kWaiting);
+  bundle.hooks_pending = true;
+  const v1::RevisionRecord& desired = bundle.record.desired();
+  v1::StatusUpdate status = bundle.status;
+  status.set_bundle(desired.bundle());
+  status.set_revision(desired.revision());
+  status.set_commit(desired.commit());
+  status.set_sync_state(v1::SYNC_STATE_FAILED);
+  status.set_message(step == HookStep::kWaiting ? absl::StrCat(failure, "; SyncFail hooks running")
+                                                : failure);
+  bundle.next_retry =
+      clock_->Now() + (step == HookStep::kWaiting ? health_interval_ : bundle.backoff->Next());
+  return status;
+}
+
 HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& target_down) {
   const v1::RevisionRecord& desired = bundle.record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
   HealthSummary health;
   bundle.unsettled.clear();
   for (int i = 0; i < desired.objects_size(); ++i) {
+    if (IsHookObject(desired.objects(i))) continue;  // a hook's runs have no health here
     v1::ResourceHealth h;
     if (target_down.ok()) {
       h = applier_->Health(desired.objects(i), context);
@@ -563,8 +906,8 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   absl::Time now = clock_->Now();
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.desired().revision().empty()) continue;
-    bool failed =
-        bundle.record.applied_revision() != bundle.record.desired().revision() || bundle.unsaved;
+    bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
+                  bundle.unsaved || bundle.hooks_pending;
     if (!failed && !check_drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
       // Health is still moving (a rollout, a load balancer): look again.
       if (RecheckHealth(bundle)) changed.push_back(bundle.status);
@@ -596,6 +939,7 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
   std::set<std::string> desired_keys;
   bool placed_all = true;
   for (const v1::ManifestObject& object : desired.objects()) {
+    if (IsHookObject(object)) continue;  // created by a sync, never applied
     absl::StatusOr<v1::ObjectKey> placed = applier_->PlacedKey(object, context);
     placed_all = placed_all && placed.ok();
     desired_keys.insert(KeyString(placed.ok() ? *placed : object.key()));

@@ -16,6 +16,17 @@
 // with an older definition generation than the one applied. Pruning deletes only objects
 // gitfleet created; objects it found existing are released.
 //
+// Hooks (common/manifest/hook.h) run once per revision, around its apply:
+//   PreSync hooks, wave by wave, each wave waiting for its runs to finish; then the
+//   objects; then Sync hooks; then prune, and the revision counts as applied; then,
+//   once every object is Healthy, PostSync hooks. Only then is the revision Synced
+//   (Applying until then).
+// A hook that fails (or outlasts `hook_timeout`), or an object that fails to apply, fails
+// the attempt: what the attempt had not reached yet is not applied, nothing is pruned, and
+// SyncFail hooks run. The next attempt (after the usual backoff) starts from PreSync.
+// Hooks are never in the inventory: they are neither pruned nor checked for drift. Runs
+// are recorded before they are waited for, so a restart waits for the same run.
+//
 //   Reconciler reconciler(&applier, &state, metrics);
 //   GF_RETURN_IF_ERROR(reconciler.Load());
 //   Reconciler::Outcome outcome = reconciler.OnUpdate(update);  // send outcome.ack
@@ -25,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +47,7 @@
 #include "agent/state/state_store.h"
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/manifest/hook.h"
 #include "proto/gitfleet/v1/agent.pb.h"
 
 namespace gitfleet {
@@ -49,8 +62,10 @@ class Reconciler {
   // `health_interval`: how often health that is still changing (Progressing, Missing,
   // Unknown) is read again, until it settles.
   // Retries and health checks are timed by `clock`.
+  // A hook run still going after `hook_timeout` has failed.
   Reconciler(Applier* applier, BundleStateStore* state, AgentMetrics& metrics,
-             absl::Duration health_interval = absl::Seconds(2), Clock* clock = &RealClock());
+             absl::Duration health_interval = absl::Seconds(2), Clock* clock = &RealClock(),
+             absl::Duration hook_timeout = absl::Hours(1));
 
   // Loads the durable record; a bundle that was mid-apply is finished by Resync. A corrupt
   // bundle file is moved aside (see Conditions) and that bundle asked for again.
@@ -92,11 +107,38 @@ class Reconciler {
     std::vector<int> unsettled;  // indexes into record.desired().objects()
     absl::Time next_health_check = absl::InfiniteFuture();
     absl::Duration health_delay;  // doubles while rechecks change nothing
+    // The desired revision's hooks have not all run: passes go on at next_retry.
+    bool hooks_pending = false;
   };
+
+  struct PlannedHook {
+    const v1::ManifestObject* object;
+    Hook hook;
+  };
+  struct HookPlan {
+    // The hooks that run in each phase, by wave, then key.
+    std::map<HookPhase, std::vector<PlannedHook>> phases;
+    // Every hook's key string, whether it runs or not: none of these is applied.
+    std::set<std::string> keys;
+    // Hooks whose annotations do not parse (a control plane that did not check them).
+    std::vector<v1::ObjectError> invalid;
+  };
+  enum class HookStep { kDone, kWaiting, kFailed };
 
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  HookPlan PlanHooks(const v1::RevisionRecord& desired) const;
+  // Runs `phase`'s hooks wave by wave: starts the runs not started, checks the running
+  // ones, applies delete policies. `detail` says what it waits for or what failed.
+  HookStep RunHookPhase(Bundle& bundle, const HookPlan& plan, HookPhase phase,
+                        const ApplyContext& context, std::string* detail);
+  absl::StatusOr<v1::HookRun> StartHook(Bundle& bundle, const PlannedHook& planned, HookPhase phase,
+                                        const ApplyContext& context);
+  // Records why the attempt failed and runs (or goes on running) the SyncFail hooks.
+  // Returns the status to report.
+  v1::StatusUpdate FailAttempt(Bundle& bundle, const HookPlan& plan, const ApplyContext& context,
+                               const std::string& failure);
   // Every desired object's health, remembering which have not settled; all Unknown
   // without asking when `target_down` says the target cannot answer.
   HealthSummary SummarizeHealth(Bundle& bundle, const absl::Status& target_down);
@@ -118,6 +160,7 @@ class Reconciler {
   std::vector<std::string> moved_aside_;  // corrupt state files
   const absl::Duration health_interval_;
   Clock* const clock_;
+  const absl::Duration hook_timeout_;
   BundleStateStore* const state_;
   AgentMetrics& metrics_;
   std::map<std::string, Bundle> bundles_;

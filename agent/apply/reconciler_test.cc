@@ -101,6 +101,49 @@ TEST_F(ReconcilerTest, AppliesFullThenOnlyChangesAndPrunes) {
   EXPECT_EQ(Applied(), 5) << "unchanged objects are not rewritten after a restart";
 }
 
+v1::ManifestObject Hook(const std::string& generate_name, const std::string& phase,
+                        const std::string& policy = "", const std::string& value = "1") {
+  return *MakeObject(
+      "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: " + generate_name +
+          "\n  namespace: shop\n  annotations:\n    argocd.argoproj.io/hook: " + phase + "\n" +
+          (policy.empty() ? "" : "    argocd.argoproj.io/hook-delete-policy: " + policy + "\n") +
+          "spec: {v: \"" + value + "\"}\n",
+      "test");
+}
+
+TEST_F(ReconcilerTest, TheDirectoryApplierRecordsHooksUnderHooks) {
+  v1::BundleUpdate first =
+      Update({Cm("a"), Hook("migrate-", "PreSync", "HookSucceeded"), Hook("report-", "PostSync")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(first);
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED) << outcome.status->message();
+  // A file succeeds once written: migrate ran and was deleted (HookSucceeded); report
+  // stays until its next run (BeforeHookCreation). Hooks are not objects of the bundle.
+  std::vector<std::string> files = *fs_.ListFiles("/out");
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_THAT(files[0], ::testing::MatchesRegex("_hooks/shop/Job/report-[a-z0-9]{5}\\.yaml"));
+  EXPECT_EQ(files[1], "shop/ConfigMap/a.yaml");
+  EXPECT_THAT(*fs_.ReadFile("/out/" + files[0]), HasSubstr("name: report-"));
+
+  // The next revision runs them again; the last report is replaced, never pruned.
+  outcome =
+      reconciler_->OnUpdate(Update({Cm("a", "2"), Hook("migrate-", "PreSync", "HookSucceeded"),
+                                    Hook("report-", "PostSync", "", "2")}));
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED);
+  std::vector<std::string> again = *fs_.ListFiles("/out");
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_NE(again[0], files[0]);
+  EXPECT_THAT(*fs_.ReadFile("/out/" + again[0]), HasSubstr("v: \"2\""));
+  outcome = reconciler_->OnUpdate(Update({Cm("a", "2")}));
+  EXPECT_EQ(*fs_.ListFiles("/out"), again) << "a hook that leaves the bundle is not pruned";
+
+  // Runs happen once per revision: a restart and a drift check start none.
+  Restart();
+  reconciler_->Resync(true);
+  EXPECT_EQ(*fs_.ListFiles("/out"), again);
+}
+
 TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {
   v1::BundleUpdate first = Update({Cm("a")});
   v1::BundleUpdate second = Update({Cm("a"), Cm("b")}, &first);

@@ -33,6 +33,40 @@ v1::ResourceHealth HealthOf(const v1::ObjectKey& key, const json& live) {
   return health;
 }
 
+// A hook's run: Jobs by their Complete or Failed condition, Pods by their phase (a
+// running Pod has not finished, ready or not); anything else is done once it exists.
+HookStatus HookStatusOf(const json& live) {
+  const std::string kind = live.value("kind", "");
+  const json empty = json::object();
+  const json& status =
+      live.contains("status") && live["status"].is_object() ? live["status"] : empty;
+  if (kind == "Job") {
+    if (status.contains("conditions") && status["conditions"].is_array()) {
+      for (const json& c : status["conditions"]) {
+        if (!c.is_object() || c.value("status", "") != "True") continue;
+        if (c.value("type", "") == "Complete") return {HookStatus::kSucceeded, "complete"};
+        if (c.value("type", "") == "Failed") {
+          return {HookStatus::kFailed,
+                  absl::StrCat("failed: ", c.value("reason", ""),
+                               c.value("message", "").empty() ? "" : ": ", c.value("message", ""))};
+        }
+      }
+    }
+    return {HookStatus::kRunning, absl::StrCat(status.value("active", 0), " active, ",
+                                               status.value("failed", 0), " failed")};
+  }
+  if (kind == "Pod") {
+    const std::string phase = status.value("phase", "");
+    if (phase == "Succeeded") return {HookStatus::kSucceeded, "succeeded"};
+    if (phase == "Failed") {
+      return {HookStatus::kFailed, absl::StrCat("failed: ", status.value("reason", ""), " ",
+                                                status.value("message", ""))};
+    }
+    return {HookStatus::kRunning, absl::StrCat("phase ", phase.empty() ? "Pending" : phase)};
+  }
+  return {HookStatus::kSucceeded, "created"};
+}
+
 absl::Status WithKey(const v1::ObjectKey& key, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(KeyDisplay(key), ": ", status.message()));
 }
@@ -266,6 +300,45 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
     return absl::OkStatus();
   }
   return response->ToStatus();
+}
+
+absl::StatusOr<v1::ObjectKey> KubernetesApplier::CreateHook(const v1::ManifestObject& hook,
+                                                            const ApplyContext& context) {
+  absl::StatusOr<Target> target = Prepare(hook, context, /*wait_for_crd=*/true);
+  if (!target.ok()) return target.status();
+  target->body["metadata"]["labels"][kHookLabel] = "true";
+  absl::StatusOr<KubeResponse> response = client_->Do(
+      "POST",
+      absl::StrCat(target->resource.Path(target->ns, ""), "?fieldManager=", options_.field_manager),
+      target->body.dump());
+  if (!response.ok()) return response.status();
+  if (response->code == 409) {
+    return absl::AlreadyExistsError(std::string(response->ToStatus().message()));
+  }
+  if (response->code != 201 && response->code != 200) return response->ToStatus();
+  json created = json::parse(response->body, nullptr, false);
+  if (!created.is_object() || !created.contains("metadata") || !created["metadata"].is_object() ||
+      !created["metadata"].contains("name") || !created["metadata"]["name"].is_string()) {
+    return absl::InternalError("the API answered a create without metadata.name");
+  }
+  v1::ObjectKey live = hook.key();
+  live.set_namespace_(target->ns);
+  live.set_name(created["metadata"]["name"].get<std::string>());
+  return live;
+}
+
+absl::StatusOr<HookStatus> KubernetesApplier::CheckHook(const v1::ObjectKey& live,
+                                                        const ApplyContext& context) {
+  absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(live.group(), live.kind());
+  if (!resource.ok()) return resource.status();
+  absl::StatusOr<json> object = Get(resource->Path(live.namespace_(), live.name()));
+  if (!object.ok()) return object.status();
+  if (object->is_null()) return HookStatus{HookStatus::kFailed, "deleted before it finished"};
+  return HookStatusOf(*object);
+}
+
+absl::Status KubernetesApplier::DeleteHook(const v1::ObjectKey& live, const ApplyContext& context) {
+  return Delete(live, context);  // labelled for the bundle; its Pods go with it (Background)
 }
 
 void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,

@@ -45,6 +45,8 @@ namespace gitfleet {
 
 inline constexpr char kBundleLabel[] = "gitfleet.io/bundle";
 inline constexpr char kPruneAnnotation[] = "gitfleet.io/prune";
+// On every run of a hook, beside the bundle label: `kubectl get jobs -l gitfleet.io/hook`.
+inline constexpr char kHookLabel[] = "gitfleet.io/hook";
 
 class KubernetesApplier : public Applier {
  public:
@@ -73,6 +75,14 @@ class KubernetesApplier : public Applier {
                                           const ApplyContext& context) override;
   absl::StatusOr<v1::ObjectKey> ResolveKey(const v1::ObjectKey& key,
                                            const ApplyContext& context) override;
+  // A hook's run is a POST of the object (its name generated from generateName), labelled
+  // for the bundle and gitfleet.io/hook=true. Jobs run until their Complete or Failed
+  // condition, Pods until phase Succeeded or Failed; other kinds succeed once created.
+  absl::StatusOr<v1::ObjectKey> CreateHook(const v1::ManifestObject& hook,
+                                           const ApplyContext& context) override;
+  absl::StatusOr<HookStatus> CheckHook(const v1::ObjectKey& live,
+                                       const ApplyContext& context) override;
+  absl::Status DeleteHook(const v1::ObjectKey& live, const ApplyContext& context) override;
   // Lists the bundle's objects (label gitfleet.io/bundle) once per kind and namespace.
   void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
                        const ApplyContext& context) override;

@@ -3,6 +3,7 @@
 
 #include "agent/kube/applier.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -571,6 +572,198 @@ TEST_F(KubernetesApplierTest, PreviewShowsWhatAnApplyWouldChange) {
   EXPECT_EQ(*applier_->Preview(Deploy("new", 1), context), "create");
   EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2)
       << "a dry run changes nothing";
+}
+
+// Hooks: a generateName Job in `phase` (Argo CD's annotation) with an optional delete
+// policy.
+v1::ManifestObject HookJob(const std::string& generate_name, const std::string& phase,
+                           const std::string& policy = "") {
+  return Obj(absl::StrCat(
+      "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: ", generate_name,
+      "\n  namespace: shop\n  annotations:\n    argocd.argoproj.io/hook: ", phase, "\n",
+      policy.empty() ? "" : "    argocd.argoproj.io/hook-delete-policy: " + policy + "\n",
+      "spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n"
+      "      - name: run\n        image: busybox:1.36\n"));
+}
+
+class KubernetesHooksTest : public KubernetesApplierTest {
+ protected:
+  // The live Jobs in namespace shop whose name starts with `prefix`.
+  std::vector<std::string> Jobs(const std::string& prefix) {
+    std::vector<std::string> names;
+    absl::StatusOr<KubeResponse> r = client_->Do("GET", "/apis/batch/v1/namespaces/shop/jobs");
+    if (!r.ok() || r->code != 200) {
+      ADD_FAILURE() << "listing jobs: " << (r.ok() ? r->body : r.status().ToString());
+      return names;
+    }
+    const json list = json::parse(r->body);
+    for (const json& item : list["items"]) {
+      std::string name = item["metadata"]["name"];
+
+      if (absl::StartsWith(name, prefix)) names.push_back(name);
+    }
+    return names;
+  }
+  // Sets the Job's condition as the Job controller would.
+  void Finish(const std::string& job, bool ok, const std::string& reason = "") {
+    json condition = {{"type", ok ? "Complete" : "Failed"}, {"status", "True"}};
+    if (!reason.empty()) condition["reason"] = reason;
+    ASSERT_TRUE(
+        fake_->SetStatus("batch", "jobs", "shop", job, {{"conditions", json::array({condition})}}));
+  }
+  v1::StatusUpdate Current() {
+    for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+      if (s.bundle() == "web") return s;
+    }
+    return {};
+  }
+};
+
+TEST_F(KubernetesHooksTest, HooksRunAroundTheApplyAndFollowTheirDeletePolicies) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop")})).ack.ok());
+  const std::vector<v1::ManifestObject> first = {Ns("shop"), Cm("a"),
+                                                 HookJob("migrate-", "PreSync", "HookSucceeded"),
+                                                 HookJob("smoke-", "PostSync")};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(first));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(outcome.status->message(), HasSubstr("waiting for PreSync hook Job shop/migrate-"));
+  // The hook was created (a POST, its name from generateName); nothing else was applied.
+  std::vector<std::string> migrate = Jobs("migrate-");
+  ASSERT_EQ(migrate.size(), 1u);
+  EXPECT_EQ(migrate[0].size(), std::string("migrate-").size() + 5);
+  json live = fake_->Get("batch", "jobs", "shop", migrate[0]);
+  EXPECT_EQ(live["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+  EXPECT_EQ(live["metadata"]["labels"]["gitfleet.io/hook"], "true");
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "PreSync runs first";
+
+  // Still running: another pass waits and creates nothing new.
+  reconciler_->Resync(false);
+  EXPECT_EQ(Jobs("migrate-").size(), 1u);
+
+  Finish(migrate[0], true);
+  reconciler_->Resync(false);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_TRUE(Jobs("migrate-").empty()) << "HookSucceeded deletes it once it succeeded";
+  std::vector<std::string> smoke = Jobs("smoke-");
+  ASSERT_EQ(smoke.size(), 1u) << "PostSync runs once every object is Healthy";
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(Current().message(), HasSubstr("waiting for PostSync hook Job shop/smoke-"));
+  EXPECT_EQ(Current().applied_revision(), Update(first).revision())
+      << "the objects are applied; only the PostSync hook is to come";
+
+  Finish(smoke[0], true);
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED) << Current().message();
+  EXPECT_EQ(Jobs("smoke-"), smoke) << "BeforeHookCreation (the default) keeps it until next time";
+  EXPECT_EQ(Current().health(), v1::HEALTH_STATE_HEALTHY) << "hooks have no health of their own";
+
+  // Drift checks and reconnects never run a revision's hooks again.
+  fake_->ClearRequests();
+  reconciler_->Resync(true);
+  EXPECT_TRUE(reconciler_->OnUpdate(Update(first)).ack.ok());
+  EXPECT_EQ(fake_->CountRequests("POST"), 0);
+
+  // The next revision runs them again; BeforeHookCreation deletes the last smoke run first.
+  const std::vector<v1::ManifestObject> second = {Ns("shop"), Cm("a", "shop", "2"),
+                                                  HookJob("migrate-", "PreSync", "HookSucceeded"),
+                                                  HookJob("smoke-", "PostSync")};
+  reconciler_->OnUpdate(Update(second));
+  Finish(Jobs("migrate-").at(0), true);
+  reconciler_->Resync(false);
+  std::vector<std::string> smoke2 = Jobs("smoke-");
+  ASSERT_EQ(smoke2.size(), 1u);
+  EXPECT_NE(smoke2[0], smoke[0]);
+  Finish(smoke2[0], true);
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED);
+
+  // A hook that leaves the bundle is never pruned: its last run stays.
+  EXPECT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a", "shop", "2")})).ack.ok());
+  EXPECT_EQ(Jobs("smoke-"), smoke2);
+  EXPECT_EQ(fake_->CountRequests("DELETE"), 2)
+      << "migrate's HookSucceeded and smoke's BeforeHookCreation; nothing pruned";
+}
+
+TEST_F(KubernetesHooksTest, AFailedPreSyncHookStopsTheRevisionAndPrunesNothing) {
+  const std::vector<v1::ManifestObject> first = {Ns("shop"), Cm("a"), Cm("b")};
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(first)).ack.ok());
+  const std::vector<v1::ManifestObject> second = {Ns("shop"), Cm("a", "shop", "2"),
+                                                  HookJob("migrate-", "PreSync", "HookFailed"),
+                                                  HookJob("notify-", "SyncFail")};
+  reconciler_->OnUpdate(Update(second));
+  std::vector<std::string> migrate = Jobs("migrate-");
+  ASSERT_EQ(migrate.size(), 1u);
+  Finish(migrate[0], false, "BackoffLimitExceeded");
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(changed[0].message(), HasSubstr("PreSync hook Job shop/" + migrate[0] +
+                                              " failed: failed: BackoffLimitExceeded"));
+  EXPECT_EQ(changed[0].applied_revision(), Update(first).revision());
+  // Nothing of the revision applied, nothing pruned.
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "a")["data"]["v"], "1");
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  EXPECT_TRUE(Jobs("migrate-").empty()) << "HookFailed deletes it once it failed";
+  EXPECT_EQ(Jobs("notify-").size(), 1u) << "SyncFail hooks run when the sync fails";
+  EXPECT_THAT(changed[0].message(), HasSubstr("SyncFail hooks running"));
+}
+
+TEST_F(KubernetesHooksTest, ARestartWaitsForTheSameRun) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop")})).ack.ok());
+  const std::vector<v1::ManifestObject> objects = {Ns("shop"), Cm("a"),
+                                                   HookJob("migrate-", "PreSync")};
+  reconciler_->OnUpdate(Update(objects));
+  ASSERT_EQ(Jobs("migrate-").size(), 1u);
+  reconciler_ =
+      std::make_unique<Reconciler>(applier_.get(), &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler_->Load().ok());
+  reconciler_->Resync(false);
+  std::vector<std::string> migrate = Jobs("migrate-");
+  ASSERT_EQ(migrate.size(), 1u) << "no second run after a restart";
+  Finish(migrate[0], true);
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED) << Current().message();
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+}
+
+TEST_F(KubernetesHooksTest, PodHooksAndNamedHooksAndTimeouts) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop")})).ack.ok());
+  // A named Pod hook (Helm's annotation); its previous run is replaced by name.
+  v1::ManifestObject pod =
+      Obj("apiVersion: v1\nkind: Pod\nmetadata:\n  name: check\n  namespace: shop\n  annotations:\n"
+          "    helm.sh/hook: post-install,post-upgrade\nspec:\n  restartPolicy: Never\n"
+          "  containers:\n  - name: c\n    image: busybox:1.36\n");
+  reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), pod}));
+  ASSERT_FALSE(fake_->Get("", "pods", "shop", "check").is_null());
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_APPLYING);
+  ASSERT_TRUE(fake_->SetStatus("", "pods", "shop", "check", {{"phase", "Running"}}));
+  reconciler_->Resync(false);
+  EXPECT_THAT(Current().message(), HasSubstr("PostSync hook Pod shop/check: phase Running"));
+  ASSERT_TRUE(fake_->SetStatus("", "pods", "shop", "check", {{"phase", "Succeeded"}}));
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED) << Current().message();
+  const std::string first_uid = fake_->Get("", "pods", "shop", "check")["metadata"]["uid"];
+
+  // The next revision deletes the finished Pod and creates it again.
+  reconciler_->OnUpdate(Update({Ns("shop"), Cm("a", "shop", "2"), pod}));
+  json again = fake_->Get("", "pods", "shop", "check");
+  ASSERT_FALSE(again.is_null());
+  EXPECT_NE(again["metadata"]["uid"], first_uid);
+
+  // A hook that never finishes fails after the hook timeout.
+  reconciler_ = std::make_unique<Reconciler>(applier_.get(), &state_, metrics_,
+                                             absl::ZeroDuration(), &RealClock(),
+                                             /*hook_timeout=*/absl::ZeroDuration());
+  ASSERT_TRUE(reconciler_->Load().ok());
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(Current().message(),
+              HasSubstr("PostSync hook Pod shop/check failed: did not finish within 0"));
+  EXPECT_EQ(Current().applied_revision(),
+            Update({Ns("shop"), Cm("a", "shop", "2"), pod}).revision())
+      << "the objects were applied before PostSync";
 }
 
 }  // namespace

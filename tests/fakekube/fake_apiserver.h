@@ -115,6 +115,11 @@ class FakeApiServer {
   Response ApplyLocked(const Resource& resource, const std::string& version, const std::string& ns,
                        const std::string& name, const std::map<std::string, std::string>& query,
                        const nlohmann::json& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // POST to a collection: creates, naming the object from metadata.generateName when it
+  // has no name.
+  Response CreateLocked(const Resource& resource, const std::string& version, const std::string& ns,
+                        const std::map<std::string, std::string>& query, nlohmann::json object)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AfterWriteLocked(const Resource& resource, nlohmann::json& object)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstablishCrdsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
