@@ -331,9 +331,31 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       hooks.set_attempt_over(false);
     }
     std::string detail;
-    HookStep step = RunHookPhase(bundle, plan, HookPhase::kPreSync, context, &detail);
+    HookStep step = HookStep::kDone;
+    if (plan.phases.count(HookPhase::kPreSync) > 0) {
+      // The bundle's Namespaces first, so its PreSync hooks have somewhere to run (what
+      // Argo CD's CreateNamespace does). A Namespace is a container, not a change.
+      for (const v1::ManifestObject* object : objects) {
+        if (!object->key().group().empty() || object->key().kind() != "Namespace") continue;
+        const std::string& key = placed[object];
+        auto previous = record.applied_hashes().find(key);
+        if (previous != record.applied_hashes().end() &&
+            previous->second == object->content_hash()) {
+          continue;
+        }
+        if (absl::Status status = ApplyObject(*object, key, record, context); !status.ok()) {
+          step = HookStep::kFailed;
+          detail = absl::StrCat(KeyDisplay(object->key()),
+                                " (before PreSync hooks): ", status.message());
+          break;
+        }
+      }
+    }
+    if (step == HookStep::kDone) {
+      step = RunHookPhase(bundle, plan, HookPhase::kPreSync, context, &detail);
+    }
     if (step == HookStep::kFailed) {
-      // Nothing of this revision is applied and nothing pruned.
+      // Nothing of this revision is applied (its Namespaces aside) and nothing pruned.
       v1::ObjectError error;
       error.set_message(detail);
       errors->push_back(std::move(error));
@@ -405,22 +427,12 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       ++unchanged;
       continue;
     }
-    const bool created_before =
-        std::find(record.created().begin(), record.created().end(), key) != record.created().end();
-    absl::Status status = SyncWave(object).status();
-    if (status.ok()) {
-      absl::StatusOr<ApplyResult> result = applier_->Apply(
-          object, context, /*first=*/previous == record.applied_hashes().end() && !created_before);
-      status = result.status();
-      if (result.ok() && result->created && !created_before) record.add_created(key);
-    }
+    absl::Status status = ApplyObject(object, key, record, context);
     if (status.code() == absl::StatusCode::kUnavailable ||
         status.code() == absl::StatusCode::kUnauthenticated) {
       target_down = status;
     }
-    metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
     if (status.ok()) {
-      (*record.mutable_applied_hashes())[key] = object.content_hash();
       ++applied;
     } else {
       v1::ObjectError error;
@@ -596,6 +608,22 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                  << pruned << ", unchanged " << unchanged << ", failed " << errors->size();
   }
   return SetStatus(bundle, status);
+}
+
+absl::Status Reconciler::ApplyObject(const v1::ManifestObject& object, const std::string& key,
+                                     v1::AgentBundleRecord& record, const ApplyContext& context) {
+  const bool created_before =
+      std::find(record.created().begin(), record.created().end(), key) != record.created().end();
+  const bool first = record.applied_hashes().count(key) == 0 && !created_before;
+  absl::Status status = SyncWave(object).status();
+  if (status.ok()) {
+    absl::StatusOr<ApplyResult> result = applier_->Apply(object, context, first);
+    status = result.status();
+    if (result.ok() && result->created && !created_before) record.add_created(key);
+  }
+  metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
+  if (status.ok()) (*record.mutable_applied_hashes())[key] = object.content_hash();
+  return status;
 }
 
 Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired) const {

@@ -17,7 +17,8 @@
 // gitfleet created; objects it found existing are released.
 //
 // Hooks (common/manifest/hook.h) run once per revision, around its apply:
-//   PreSync hooks, wave by wave, each wave waiting for its runs to finish; then the
+//   the bundle's Namespaces (so hooks can run in them); PreSync hooks, wave by wave, each
+//   wave waiting for its runs to finish; then the
 //   objects; then Sync hooks; then prune, and the revision counts as applied; then,
 //   once every object is Healthy, PostSync hooks. Only then is the revision Synced
 //   (Applying until then).
@@ -128,6 +129,9 @@ class Reconciler {
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  // Applies one object placed at `key`; records its hash, and whether gitfleet created it.
+  absl::Status ApplyObject(const v1::ManifestObject& object, const std::string& key,
+                           v1::AgentBundleRecord& record, const ApplyContext& context);
   HookPlan PlanHooks(const v1::RevisionRecord& desired) const;
   // Runs `phase`'s hooks wave by wave: starts the runs not started, checks the running
   // ones, applies delete policies. `detail` says what it waits for or what failed.

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/kube/client.h"
@@ -319,6 +320,127 @@ TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
     return Ctl({"cluster", "list"}).find("Unauthorized") == std::string::npos;
   })) << Ctl({"cluster", "list"});
   EXPECT_EQ(HttpGet(agent_http_, "/readyz", &http_code), "ready: connected to the control plane\n");
+}
+
+// Hooks as real repositories write them: generateName Jobs with Argo CD's annotations.
+std::string HookJob(const std::string& generate_name, const std::string& phase,
+                    const std::string& policy) {
+  return absl::StrCat("apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: ", generate_name,
+                      "\n  annotations:\n    argocd.argoproj.io/hook: ", phase,
+                      "\n    argocd.argoproj.io/hook-delete-policy: ", policy,
+                      "\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n"
+                      "      restartPolicy: Never\n      containers:\n      - name: run\n"
+                      "        image: busybox:1.36\n        command: [\"true\"]\n");
+}
+
+TEST_F(KubernetesFleet, HooksRunAroundTheSyncAndAFailedPreSyncHookStopsIt) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  auto write = [&](const std::string& value, const std::string& migrate_policy, bool extra) {
+    git_.Write("apps/hooked/namespace.yaml",
+               "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hooks\n");
+    git_.Write("apps/hooked/settings.yaml",
+               absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
+                            "data:\n  v: \"",
+                            value, "\"\n",
+                            extra ? "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                                    "  name: extra\ndata: {}\n"
+                                  : ""));
+    git_.Write("apps/hooked/hooks.yaml",
+               absl::StrCat(HookJob("migrate-", "PreSync", migrate_policy), "---\n",
+                            HookJob("smoke-", "PostSync", "BeforeHookCreation"), "---\n",
+                            HookJob("cleanup-", "SyncFail", "HookSucceeded")));
+  };
+  write("1", "HookSucceeded", true);
+  const std::string first = git_.Commit("hooks");
+  StartFleet();
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "hooked", "--source=demo", "--path=apps/hooked", "--namespace=hooks"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+
+  // The live Jobs starting with `prefix`, and the job controller's verdict on one.
+  auto jobs = [&](const std::string& prefix) {
+    std::vector<std::string> names;
+    json list = Live("/apis/batch/v1/namespaces/hooks/jobs?labelSelector=gitfleet.io%2Fhook");
+    if (list.is_null()) return names;
+    for (const json& item : list["items"]) {
+      std::string name = item["metadata"]["name"];
+      if (absl::StartsWith(name, prefix)) names.push_back(name);
+    }
+    return names;
+  };
+  auto finish = [&](const std::string& job, bool ok) {
+    json status = {
+        {"status",
+         {{"conditions",
+           json::array(
+               {{{"type", ok ? "Complete" : "Failed"},
+                 {"status", "True"},
+                 {"reason", ok ? "Completed" : "BackoffLimitExceeded"},
+                 {"message", ok ? "" : "Job has reached the specified backoff limit"}}})}}}};
+    absl::StatusOr<KubeResponse> r =
+        api_->Do("PATCH", "/apis/batch/v1/namespaces/hooks/jobs/" + job + "/status", status.dump(),
+                 "application/merge-patch+json");
+    ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
+  };
+  const std::string settings = "/api/v1/namespaces/hooks/configmaps/settings";
+
+  // PreSync runs first, and the sync waits for it.
+  ASSERT_TRUE(Eventually([&] { return jobs("migrate-").size() == 1; }, absl::Seconds(60)))
+      << Describe("hooked");
+  EXPECT_TRUE(Eventually([&] {
+    auto s = Status("hooked");
+    return s && s->sync_state() == v1::SYNC_STATE_APPLYING &&
+           s->message().find("waiting for PreSync hook Job hooks/migrate-") != std::string::npos;
+  })) << Describe("hooked");
+  EXPECT_TRUE(Live(settings).is_null()) << "nothing is applied before PreSync finishes";
+  const std::string migrate = jobs("migrate-")[0];
+  finish(migrate, true);
+
+  // Then the objects; PostSync once they are Healthy; then Synced.
+  ASSERT_TRUE(Eventually([&] { return jobs("smoke-").size() == 1; }, absl::Seconds(30)))
+      << Describe("hooked");
+  EXPECT_FALSE(Live(settings).is_null());
+  EXPECT_TRUE(jobs("migrate-").empty()) << "HookSucceeded deleted it";
+  finish(jobs("smoke-")[0], true);
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("hooked", first); }, absl::Seconds(30)))
+      << Describe("hooked");
+  EXPECT_TRUE(jobs("cleanup-").empty()) << "SyncFail hooks run only when a sync fails";
+
+  // A revision whose PreSync hook fails: nothing of it is applied, nothing pruned.
+  write("2", "HookFailed", false);
+  const std::string second = git_.Commit("migrate again, and drop extra");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::vector<std::string> m = jobs("migrate-");
+        return m.size() == 1 && m[0] != migrate;
+      },
+      absl::Seconds(60)))
+      << Describe("hooked");
+  const std::string failing = jobs("migrate-")[0];
+  finish(failing, false);
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Status("hooked");
+    return s && s->sync_state() == v1::SYNC_STATE_FAILED;
+  })) << Describe("hooked");
+  auto s = Status("hooked");
+  EXPECT_THAT(s->message(), HasSubstr("PreSync hook Job hooks/" + failing +
+                                      " failed: failed: BackoffLimitExceeded: Job has reached"));
+  EXPECT_EQ(s->applied_commit(), first);
+  EXPECT_EQ(Live(settings)["data"]["v"], "1");
+  EXPECT_FALSE(Live("/api/v1/namespaces/hooks/configmaps/extra").is_null()) << "not pruned";
+  EXPECT_TRUE(Eventually([&] { return jobs("migrate-").empty(); })) << "HookFailed deleted it";
+  EXPECT_EQ(jobs("cleanup-").size(), 1u) << "SyncFail hooks run when the sync fails";
+  EXPECT_EQ(jobs("smoke-").size(), 1u) << "the last PostSync run stays (BeforeHookCreation)";
+  std::string metrics = HttpGet(agent_http_, "/metrics");
+  EXPECT_THAT(metrics,
+              HasSubstr("gitfleet_agent_hook_runs_total{phase=\"presync\",result=\"failed\"} 1"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("gitfleet_agent_hook_runs_total{phase=\"presync\",result=\"succeeded\"} 1"));
+  (void)second;
 }
 
 TEST_F(KubernetesFleet, RealCluster) {
