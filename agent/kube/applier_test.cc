@@ -166,7 +166,9 @@ TEST_F(KubernetesApplierTest, AppliesInDependencyOrderWithWaves) {
   EXPECT_EQ(widget["metadata"]["managedFields"][0]["manager"], "gitfleet");
   EXPECT_EQ(widget["metadata"]["managedFields"][0]["operation"], "Apply");
   for (const FakeApiServer::Request& r : fake_->Requests()) {
-    if (r.method == "PATCH") EXPECT_EQ(r.query, "fieldManager=gitfleet&force=true");
+    if (r.method == "PATCH") {
+      EXPECT_EQ(r.query, "fieldManager=gitfleet&force=true");
+    }
   }
 }
 
@@ -265,7 +267,9 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "c").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "keep").is_null());
   for (const FakeApiServer::Request& r : fake_->Requests()) {
-    if (r.method == "DELETE") EXPECT_EQ(r.path, "/api/v1/namespaces/default/configmaps/b");
+    if (r.method == "DELETE") {
+      EXPECT_EQ(r.path, "/api/v1/namespaces/default/configmaps/b");
+    }
   }
   // An object gitfleet never applied is never touched, even by a bundle removal.
   fake_->Put("", "configmaps",
@@ -543,7 +547,9 @@ TEST_F(KubernetesApplierTest, DiffListsCreatesUpdatesAndPrunesWithoutChangingAny
   EXPECT_EQ(changes["a"], "create ");
   EXPECT_EQ(result.unchanged(), 2);
   for (const FakeApiServer::Request& r : fake_->Requests()) {
-    if (r.method == "PATCH") EXPECT_THAT(r.query, HasSubstr("dryRun=All"));
+    if (r.method == "PATCH") {
+      EXPECT_THAT(r.query, HasSubstr("dryRun=All"));
+    }
     EXPECT_NE(r.method, "DELETE");
   }
   EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 9);
@@ -708,6 +714,38 @@ TEST_F(KubernetesHooksTest, AFailedPreSyncHookStopsTheRevisionAndPrunesNothing) 
   EXPECT_TRUE(Jobs("migrate-").empty()) << "HookFailed deletes it once it failed";
   EXPECT_EQ(Jobs("notify-").size(), 1u) << "SyncFail hooks run when the sync fails";
   EXPECT_THAT(changed[0].message(), HasSubstr("SyncFail hooks running"));
+}
+
+TEST_F(KubernetesHooksTest, SyncHooksFollowTheObjectsAndPruneWaitsForThem) {
+  const std::vector<v1::ManifestObject> first = {Ns("shop"), Cm("a"), Cm("b")};
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(first)).ack.ok());
+  const std::vector<v1::ManifestObject> second = {Ns("shop"), Cm("a", "shop", "2"),
+                                                  HookJob("check-", "Sync")};
+  reconciler_->OnUpdate(Update(second));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "a")["data"]["v"], "2") << "objects first";
+  ASSERT_EQ(Jobs("check-").size(), 1u);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null()) << "prune waits";
+  EXPECT_THAT(Current().message(), HasSubstr("waiting for Sync hook Job shop/check-"));
+  EXPECT_EQ(Current().applied_revision(), Update(first).revision());
+  Finish(Jobs("check-")[0], false);
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null())
+      << "a failed sync prunes nothing";
+  EXPECT_EQ(Current().applied_revision(), Update(first).revision());
+
+  // The retry (after its backoff) starts again: a new run that succeeds lets prune go on.
+  reconciler_ =
+      std::make_unique<Reconciler>(applier_.get(), &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler_->Load().ok());
+  reconciler_->Resync(false);
+  std::vector<std::string> runs = Jobs("check-");
+  ASSERT_EQ(runs.size(), 1u) << "BeforeHookCreation replaced the failed run";
+  Finish(runs[0], true);
+  reconciler_->Resync(false);
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED) << Current().message();
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  EXPECT_EQ(Current().applied_revision(), Update(second).revision());
 }
 
 TEST_F(KubernetesHooksTest, ARestartWaitsForTheSameRun) {
