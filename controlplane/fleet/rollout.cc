@@ -1,0 +1,201 @@
+#include "controlplane/fleet/rollout.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/model/label_selector.h"
+#include "common/proto_time.h"
+
+namespace gitfleet {
+namespace {
+
+// "N" or "P%" of `total`. Sizes round up (a partition has at least one cluster),
+// allowances down (5% of 10 clusters lets none be unavailable).
+absl::StatusOr<int> Count(const std::string& flag, const std::string& text, int total,
+                          bool round_up) {
+  absl::string_view number = text;
+  const bool percent = absl::ConsumeSuffix(&number, "%");
+  int value = 0;
+  if (!absl::SimpleAtoi(number, &value) || value < 0 || (percent && value > 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, "=", text, ": want a count (5) or a percentage of the clusters (25%)"));
+  }
+  if (!percent) return value;
+  return round_up ? (value * total + 99) / 100 : value * total / 100;
+}
+
+}  // namespace
+
+bool Progressive(const v1::RolloutStrategy& strategy) {
+  return !strategy.partitions().empty() || !strategy.partition_size().empty();
+}
+
+absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
+  if (strategy.partitions_size() > 100) {
+    return absl::InvalidArgumentError("--partition: at most 100 partitions");
+  }
+  for (const std::string& selector : strategy.partitions()) {
+    if (selector.empty()) return absl::InvalidArgumentError("--partition: empty selector");
+    absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(selector);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--partition=", selector, ": ", parsed.status().message()));
+    }
+  }
+  if (!strategy.partition_size().empty()) {
+    absl::StatusOr<int> size =
+        Count("--partition-size", strategy.partition_size(), 100, /*round_up=*/true);
+    if (!size.ok()) return size.status();
+    if (*size < 1) return absl::InvalidArgumentError("--partition-size must be at least 1");
+  }
+  if (!strategy.max_unavailable().empty()) {
+    absl::StatusOr<int> allowed =
+        Count("--max-unavailable", strategy.max_unavailable(), 100, /*round_up=*/false);
+    if (!allowed.ok()) return allowed.status();
+  }
+  if (strategy.progress_deadline_seconds() < 0 ||
+      strategy.progress_deadline_seconds() > 7 * 24 * 3600) {
+    return absl::InvalidArgumentError("--progress-deadline: between 1s and 168h");
+  }
+  if (!Progressive(strategy) &&
+      (!strategy.max_unavailable().empty() || strategy.progress_deadline_seconds() != 0)) {
+    return absl::InvalidArgumentError(
+        "--max-unavailable and --progress-deadline need partitions (--partition or "
+        "--partition-size)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy) {
+  return strategy.progress_deadline_seconds() > 0
+             ? absl::Seconds(strategy.progress_deadline_seconds())
+             : kDefaultProgressDeadline;
+}
+
+std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
+                                     std::vector<v1::ClusterInfo> clusters) {
+  std::sort(clusters.begin(), clusters.end(),
+            [](const v1::ClusterInfo& a, const v1::ClusterInfo& b) { return a.name() < b.name(); });
+  std::vector<Partition> out;
+  std::vector<bool> taken(clusters.size(), false);
+  for (const std::string& text : strategy.partitions()) {
+    absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(text);
+    if (!selector.ok()) continue;  // validated when the bundle was added
+    Partition partition{text, {}};
+    for (size_t i = 0; i < clusters.size(); ++i) {
+      if (taken[i]) continue;
+      LabelMap labels(clusters[i].labels().begin(), clusters[i].labels().end());
+      if (!selector->Matches(labels)) continue;
+      taken[i] = true;
+      partition.clusters.push_back(clusters[i].name());
+    }
+    if (!partition.clusters.empty()) out.push_back(std::move(partition));
+  }
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    if (!taken[i]) rest.push_back(clusters[i].name());
+  }
+  if (rest.empty()) return out;
+  size_t size = rest.size();
+  if (!strategy.partition_size().empty()) {
+    absl::StatusOr<int> count = Count("--partition-size", strategy.partition_size(),
+                                      static_cast<int>(rest.size()), /*round_up=*/true);
+    if (count.ok() && *count >= 1) size = static_cast<size_t>(*count);
+  }
+  for (size_t begin = 0; begin < rest.size(); begin += size) {
+    size_t end = std::min(rest.size(), begin + size);
+    out.push_back({"", std::vector<std::string>(rest.begin() + begin, rest.begin() + end)});
+  }
+  return out;
+}
+
+int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size) {
+  if (strategy.max_unavailable().empty()) return 0;
+  absl::StatusOr<int> allowed =
+      Count("--max-unavailable", strategy.max_unavailable(), size, /*round_up=*/false);
+  return allowed.ok() ? *allowed : 0;
+}
+
+RolloutStep AdvanceRollout(
+    v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+    const v1::RolloutStrategy& strategy, absl::Time now,
+    const std::function<std::vector<v1::RolloutCluster>(const Partition&)>& progress) {
+  RolloutStep step;
+  const absl::Duration deadline = ProgressDeadline(strategy);
+  // Bounded: one pass per partition at most.
+  while (record.partition() < static_cast<int>(partitions.size())) {
+    const int index = record.partition();
+    const Partition& partition = partitions[index];
+    const std::string where = absl::StrCat("partition ", index + 1, "/", partitions.size());
+    if (record.paused_by_operator()) {
+      step.message = absl::StrCat(where, ": paused by an operator (gitfleetctl rollout resume)");
+      return step;
+    }
+    if (record.halted()) {
+      step.message = absl::StrCat(where, ": paused: ", record.reason());
+      return step;
+    }
+    std::vector<v1::RolloutCluster> clusters = progress(partition);
+    int not_ready = 0, failed = 0;
+    const v1::RolloutCluster* first_failed = nullptr;
+    const v1::RolloutCluster* first_waiting = nullptr;
+    for (const v1::RolloutCluster& c : clusters) {
+      if (c.ready()) continue;
+      ++not_ready;
+      if (c.failed()) {
+        ++failed;
+        if (first_failed == nullptr) first_failed = &c;
+      } else if (first_waiting == nullptr) {
+        first_waiting = &c;
+      }
+    }
+    const int allowed = AllowedUnavailable(strategy, static_cast<int>(clusters.size()));
+    if (record.promoted() || not_ready <= allowed) {
+      record.set_partition(index + 1);
+      *record.mutable_partition_started() = ToProtoTime(now);
+      record.set_promoted(false);
+      step.changed = true;
+      continue;
+    }
+    if (failed > allowed) {
+      record.set_halted(true);
+      record.set_reason(absl::StrCat("cluster ", first_failed->name(),
+                                     " failed to apply the revision: ", first_failed->detail()));
+      step.changed = true;
+      step.message = absl::StrCat(where, ": paused: ", record.reason());
+      return step;
+    }
+    const absl::Time started = FromProtoTime(record.partition_started());
+    const v1::RolloutCluster* example = first_waiting != nullptr ? first_waiting : first_failed;
+    const std::string waiting =
+        absl::StrCat(clusters.size() - not_ready, " of ", clusters.size(), " clusters ready",
+                     allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "",
+                     "; waiting for ", example->name(), ": ", example->detail());
+    if (now - started >= deadline) {
+      record.set_halted(true);
+      record.set_reason(absl::StrCat("not ready within the progress deadline (",
+                                     absl::FormatDuration(deadline), "): ", waiting));
+      step.changed = true;
+      step.message = absl::StrCat(where, ": paused: ", record.reason());
+      return step;
+    }
+    step.message = absl::StrCat(where, ": ", waiting);
+    step.recheck = started + deadline;
+    return step;
+  }
+  return step;
+}
+
+std::shared_ptr<const std::set<std::string>> GateOf(const v1::RolloutRecord& record,
+                                                    const std::vector<Partition>& partitions) {
+  if (record.partition() >= static_cast<int>(partitions.size())) return nullptr;
+  auto gate = std::make_shared<std::set<std::string>>();
+  for (int i = 0; i <= record.partition(); ++i) {
+    gate->insert(partitions[i].clusters.begin(), partitions[i].clusters.end());
+  }
+  return gate;
+}
+
+}  // namespace gitfleet

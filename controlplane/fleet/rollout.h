@@ -1,0 +1,77 @@
+#ifndef GITFLEET_CONTROLPLANE_FLEET_ROLLOUT_H_
+#define GITFLEET_CONTROLPLANE_FLEET_ROLLOUT_H_
+
+// Progressive rollouts: a bundle's targeted clusters cut into ordered partitions, each
+// receiving a new render only once the partitions before it applied it and are Healthy.
+//
+//   std::vector<Partition> partitions = CutPartitions(strategy, clusters);
+//   RolloutStep step = AdvanceRollout(record, partitions, strategy, now, progress);
+//   hub->SetBundle(name, selector, content, generation, GateOf(record, partitions));
+//
+// Pure functions: the controller keeps the record, the hub says how clusters are doing.
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/gitfleet/v1/admin.pb.h"
+#include "proto/gitfleet/v1/state.pb.h"
+#include "proto/gitfleet/v1/types.pb.h"
+
+namespace gitfleet {
+
+inline constexpr absl::Duration kDefaultProgressDeadline = absl::Minutes(10);
+
+// Whether the strategy partitions the clusters at all.
+bool Progressive(const v1::RolloutStrategy& strategy);
+// InvalidArgument naming the flag (--partition, --partition-size, --max-unavailable,
+// --progress-deadline) and what is wrong with it.
+absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy);
+absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
+
+struct Partition {
+  std::string selector;  // "" for a cut by size or the clusters left over
+  std::vector<std::string> clusters;
+};
+// The partitions of `clusters` (any order): selectors first, in order, each taking what
+// it matches of the clusters left; the rest cut by partition_size in name order, or as one
+// last partition. Empty partitions are dropped. The strategy must be valid.
+std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
+                                     std::vector<v1::ClusterInfo> clusters);
+
+// How many clusters of a partition of `size` may be not ready when the next starts.
+int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);
+
+struct RolloutStep {
+  // Why it waits or why it is paused; "" once done.
+  std::string message;
+  // When to look again without news from the clusters (the deadline); InfiniteFuture
+  // when there is nothing to wait for.
+  absl::Time recheck = absl::InfiniteFuture();
+  // The record changed (it must be stored).
+  bool changed = false;
+};
+
+// Moves `record` (already reset for the current render) through `partitions` as far as
+// the clusters allow: a partition is passed once at most AllowedUnavailable of its
+// clusters are not ready (or it was promoted); it halts the rollout when more than that
+// failed, or when it is not through by the deadline. `progress` tells how one partition's
+// clusters are doing.
+RolloutStep AdvanceRollout(
+    v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+    const v1::RolloutStrategy& strategy, absl::Time now,
+    const std::function<std::vector<v1::RolloutCluster>(const Partition&)>& progress);
+
+// The clusters that may receive the render: every partition up to the current one; null
+// (everyone) once the rollout is done.
+std::shared_ptr<const std::set<std::string>> GateOf(const v1::RolloutRecord& record,
+                                                    const std::vector<Partition>& partitions);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_FLEET_ROLLOUT_H_

@@ -1,0 +1,174 @@
+#include "controlplane/fleet/rollout.h"
+
+#include <map>
+
+#include "common/proto_time.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::ClusterInfo Cluster(const std::string& name, const std::string& env) {
+  v1::ClusterInfo c;
+  c.set_name(name);
+  (*c.mutable_labels())["env"] = env;
+  return c;
+}
+
+std::vector<v1::ClusterInfo> Fleet() {
+  return {Cluster("p3", "prod"),    Cluster("d1", "dev"),  Cluster("p1", "prod"),
+          Cluster("s1", "staging"), Cluster("p2", "prod"), Cluster("x1", "lab")};
+}
+
+TEST(RolloutTest, SelectorsThenTheRestBySize) {
+  v1::RolloutStrategy strategy;
+  strategy.add_partitions("env=dev");
+  strategy.add_partitions("env in (staging,dev)");
+  strategy.set_partition_size("2");
+  ASSERT_TRUE(ValidateRolloutStrategy(strategy).ok());
+  std::vector<Partition> partitions = CutPartitions(strategy, Fleet());
+  ASSERT_EQ(partitions.size(), 4u);
+  EXPECT_THAT(partitions[0].clusters, ElementsAre("d1"));
+  EXPECT_THAT(partitions[1].clusters, ElementsAre("s1")) << "d1 was taken by the first";
+  EXPECT_THAT(partitions[2].clusters, ElementsAre("p1", "p2"));
+  EXPECT_THAT(partitions[3].clusters, ElementsAre("p3", "x1"));
+
+  // Percentages round up for sizes; without a size the rest is one last partition.
+  strategy.set_partition_size("50%");
+  EXPECT_EQ(CutPartitions(strategy, Fleet()).size(), 4u);  // 4 left: 2 + 2
+  strategy.clear_partition_size();
+  partitions = CutPartitions(strategy, Fleet());
+  ASSERT_EQ(partitions.size(), 3u);
+  EXPECT_THAT(partitions[2].clusters, ElementsAre("p1", "p2", "p3", "x1"));
+}
+
+TEST(RolloutTest, BadStrategiesNameTheFlag) {
+  v1::RolloutStrategy strategy;
+  strategy.add_partitions("env in prod");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--partition=env in prod")));
+  strategy.Clear();
+  strategy.set_partition_size("0");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--partition-size must be")));
+  strategy.set_partition_size("lots");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--partition-size=lots")));
+  strategy.set_partition_size("120%");
+  EXPECT_FALSE(ValidateRolloutStrategy(strategy).ok());
+  strategy.set_partition_size("10");
+  strategy.set_max_unavailable("-1");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max-unavailable=-1")));
+  strategy.Clear();
+  strategy.set_max_unavailable("1");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("need partitions")));
+}
+
+class AdvanceTest : public ::testing::Test {
+ protected:
+  AdvanceTest() {
+    strategy_.set_partition_size("2");
+    strategy_.set_progress_deadline_seconds(60);
+    partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                            Cluster("d", "x"), Cluster("e", "x")});
+    *record_.mutable_partition_started() = ToProtoTime(now_);
+  }
+  RolloutStep Advance() {
+    return AdvanceRollout(record_, partitions_, strategy_, now_, [this](const Partition& p) {
+      std::vector<v1::RolloutCluster> out;
+      for (const std::string& name : p.clusters) {
+        v1::RolloutCluster c;
+        c.set_name(name);
+        const std::string& state = state_[name];
+        c.set_ready(state == "ready");
+        c.set_failed(state == "failed");
+        c.set_detail(state.empty() ? "no report for this revision" : state);
+        out.push_back(c);
+      }
+      return out;
+    });
+  }
+  v1::RolloutStrategy strategy_;
+  std::vector<Partition> partitions_;
+  v1::RolloutRecord record_;
+  absl::Time now_ = absl::FromUnixSeconds(1000000);
+  std::map<std::string, std::string> state_;
+};
+
+TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
+  RolloutStep step = Advance();
+  EXPECT_EQ(record_.partition(), 0);
+  EXPECT_THAT(step.message, HasSubstr("partition 1/3: 0 of 2 clusters ready; waiting for a"));
+  EXPECT_EQ(step.recheck, now_ + absl::Seconds(60));
+  EXPECT_THAT(*GateOf(record_, partitions_), ElementsAre("a", "b"));
+
+  state_["a"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 0) << "max-unavailable 0: every cluster";
+  state_["b"] = "ready";
+  now_ += absl::Seconds(5);
+  step = Advance();
+  EXPECT_TRUE(step.changed);
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_EQ(FromProtoTime(record_.partition_started()), now_);
+  EXPECT_THAT(*GateOf(record_, partitions_), ElementsAre("a", "b", "c", "d"));
+
+  // With 50% allowed unavailable, partition 2 passes on one ready cluster of two; the
+  // last partition, of one, then needs its cluster (50% of 1 rounds down to none).
+  strategy_.set_max_unavailable("50%");
+  state_["c"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 2);
+  state_["e"] = "ready";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 3);
+  EXPECT_EQ(step.message, "");
+  EXPECT_EQ(GateOf(record_, partitions_), nullptr) << "done: every cluster";
+}
+
+TEST_F(AdvanceTest, TheDeadlineAndFailuresHaltItUntilPromotedOrResumed) {
+  state_["a"] = "ready";
+  state_["b"] = "Progressing";
+  now_ += absl::Seconds(61);
+  RolloutStep step = Advance();
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("partition 1/3: paused: not ready within the progress "
+                                      "deadline (1m): 1 of 2 clusters ready; waiting for b: "
+                                      "Progressing"));
+  // Halted, it stays so even once the cluster is fine: an operator looks first.
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 0);
+
+  // Promote skips the gate of the partition it is on.
+  record_.set_halted(false);
+  record_.set_promoted(true);
+  state_["b"] = "Progressing";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_FALSE(record_.promoted());
+
+  // A failed cluster halts at once.
+  state_["c"] = "failed";
+  step = Advance();
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("cluster c failed to apply the revision: failed"));
+
+  // An operator's pause holds whatever the clusters do.
+  record_.set_halted(false);
+  record_.set_paused_by_operator(true);
+  state_["c"] = state_["d"] = "ready";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_THAT(step.message, HasSubstr("paused by an operator"));
+}
+
+}  // namespace
+}  // namespace gitfleet
