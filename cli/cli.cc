@@ -446,6 +446,20 @@ class Cli {
     bundle->mutable_sync()->set_prune(*prune);
     bundle->mutable_sync()->set_self_heal(*self_heal);
     request.set_replace(*replace);
+    v1::RolloutStrategy* rollout = bundle->mutable_rollout();
+    for (const std::string& selector : args_.TakeAll("partition"))
+      rollout->add_partitions(selector);
+    rollout->set_partition_size(args_.TakeOr("partition-size", ""));
+    rollout->set_max_unavailable(args_.TakeOr("max-unavailable", ""));
+    if (std::optional<std::string> deadline = args_.Take("progress-deadline")) {
+      absl::Duration d;
+      if (!absl::ParseDuration(*deadline, &d) || d < absl::Seconds(1)) {
+        return Usage(absl::StrCat("--progress-deadline=", *deadline,
+                                  ": want a duration of at least 1s (10m, 1h)"));
+      }
+      rollout->set_progress_deadline_seconds(absl::ToInt64Seconds(d));
+    }
+    if (rollout->ByteSizeLong() == 0) bundle->clear_rollout();
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
@@ -469,12 +483,16 @@ class Cli {
     if (format_ != "table") return Print(response);
     // CURRENT: targeted clusters that acknowledged the current render, of all targeted.
     Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CURRENT", "OBJECTS", "COMMIT",
-                 "REVISION", "ERROR"});
+                 "REVISION", "ROLLOUT", "ERROR"});
     for (const v1::BundleInfo& b : response.bundles()) {
-      table.Add(
-          {b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
-           b.bundle().selector(), absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
-           absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()), b.error()});
+      table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
+                 b.bundle().selector(),
+                 absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
+                 absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
+                 b.suspended()         ? "suspended"
+                 : b.rollout().empty() ? "-"
+                                       : b.rollout(),
+                 b.error()});
     }
     table.Print(out_);
     return 0;
@@ -601,6 +619,99 @@ class Cli {
          << " removed: its agent is refused from now on; what it holds stays applied\n";
     return 0;
   }
+
+  int SetBundleSuspended(bool suspend) {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::SuspendBundleRequest request;
+    request.set_name(*name);
+    request.set_suspend(suspend);
+    v1::BundleInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::SuspendBundle, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    out_ << "bundle " << *name
+         << (suspend ? " suspended: no cluster gets a new revision; agents keep enforcing what "
+                       "they hold\n"
+                     : " resumed\n");
+    return 0;
+  }
+  int BundleSuspend() { return SetBundleSuspended(true); }
+  int BundleResume() { return SetBundleSuspended(false); }
+
+  int SetClusterSuspended(bool suspend) {
+    absl::StatusOr<std::string> name = Name(2, "cluster name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::SuspendClusterRequest request;
+    request.set_name(*name);
+    request.set_suspend(suspend);
+    v1::SuspendClusterResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::SuspendCluster, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << "cluster " << *name
+         << (suspend ? " suspended: it receives no new revision of any bundle until resumed\n"
+                     : " resumed\n");
+    return 0;
+  }
+  int ClusterSuspend() { return SetClusterSuspended(true); }
+  int ClusterResume() { return SetClusterSuspended(false); }
+
+  int PrintRollout(const v1::RolloutStatus& status) {
+    if (format_ != "table") return Print(status);
+    out_ << "bundle " << status.bundle() << " at " << Short(status.commit()) << ": ";
+    if (status.suspended()) {
+      out_ << "suspended\n";
+    } else if (!status.progressive()) {
+      out_ << "no partitions (everywhere at once)\n";
+    } else if (status.done()) {
+      out_ << "rolled out to all " << status.partitions_size() << " partitions\n";
+    } else {
+      out_ << (status.paused() ? "PAUSED at " : "at ") << "partition " << status.partition() + 1
+           << "/" << status.partitions_size() << "\n";
+    }
+    if (!status.message().empty() && !status.done()) out_ << "  " << status.message() << "\n";
+    if (status.partitions_size() == 0) return 0;
+    Table table(
+        {"PARTITION", "STATE", "CLUSTER", "CONNECTED", "APPLIED", "HEALTH", "READY", "DETAIL"});
+    for (const v1::RolloutPartition& p : status.partitions()) {
+      for (const v1::RolloutCluster& c : p.clusters()) {
+        std::string health = absl::AsciiStrToLower(v1::HealthState_Name(c.health()));
+        table.Add({absl::StrCat(p.index() + 1, p.selector().empty() ? "" : " " + p.selector()),
+                   p.state(), c.name(), c.connected() ? "yes" : "no",
+                   c.applied_revision().empty() ? "-" : Short(c.applied_revision()),
+                   health.substr(sizeof("health_state_") - 1), c.ready() ? "yes" : "no",
+                   c.detail()});
+      }
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int RolloutStatus() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::GetRolloutRequest request;
+    request.set_bundle(*name);
+    v1::RolloutStatus status;
+    if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) return rc;
+    return PrintRollout(status);
+  }
+  int RolloutControl(const char* action) {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::ControlRolloutRequest request;
+    request.set_bundle(*name);
+    request.set_action(action);
+    v1::RolloutStatus status;
+    if (int rc = Call(&v1::AdminService::Stub::ControlRollout, request, &status); rc != 0) {
+      return rc;
+    }
+    return PrintRollout(status);
+  }
+  int RolloutPause() { return RolloutControl("pause"); }
+  int RolloutResume() { return RolloutControl("resume"); }
+  int RolloutPromote() { return RolloutControl("promote"); }
 
   int ClusterAdopt() {
     absl::StatusOr<std::string> name = Name(2, "cluster name");
@@ -810,10 +921,36 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--values=K=V,...]                 defaults for every cluster\n"
        "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
        "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
-       "           [--values-file=FILE,...]           helm values files in the chart",
+       "           [--values-file=FILE,...]           helm values files in the chart\n"
+       "           [--partition=SELECTOR]...          roll out partition by partition\n"
+       "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
+       "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
+       "           [--progress-deadline=10m]          a partition not Healthy by then pauses",
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute"},
        &Cli::BundleAdd},
+      {{"bundle", "suspend"},
+       "NAME",
+       "no cluster gets a new revision; agents keep enforcing what they hold",
+       {},
+       &Cli::BundleSuspend},
+      {{"bundle", "resume"}, "NAME", "", {}, &Cli::BundleResume},
+      {{"rollout", "status"},
+       "BUNDLE",
+       "partitions, their clusters, revision, health, and why it waits",
+       {},
+       &Cli::RolloutStatus},
+      {{"rollout", "pause"}, "BUNDLE", "", {}, &Cli::RolloutPause},
+      {{"rollout", "resume"},
+       "BUNDLE",
+       "go on (also after the gate paused it), with a fresh deadline",
+       {},
+       &Cli::RolloutResume},
+      {{"rollout", "promote"},
+       "BUNDLE",
+       "skip the gate of the partition it is on",
+       {},
+       &Cli::RolloutPromote},
       {{"bundle", "list"}, "", "", {}, &Cli::BundleList},
       {{"bundle", "remove"}, "NAME", "", {}, &Cli::BundleRemove},
       {{"cluster", "add"},
@@ -841,6 +978,12 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "with each cluster's orphaned bundles (held, not known here)",
        {},
        &Cli::ClusterList},
+      {{"cluster", "suspend"},
+       "NAME",
+       "maintenance: it receives no new revision of any bundle",
+       {},
+       &Cli::ClusterSuspend},
+      {{"cluster", "resume"}, "NAME", "", {}, &Cli::ClusterResume},
       {{"cluster", "adopt"},
        "NAME",
        "let this control plane replace and remove what the cluster holds\n"

@@ -85,6 +85,21 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
               .Help("From a commit's timestamp to an agent reporting it applied, by bundle.")
               .LabelNames({"bundle"})
               .Register(r)),
+      rollout_partition(BuildGauge()
+                            .Name("gitfleet_rollout_partition")
+                            .Help("The partition a bundle's rollout is on (1-based; 0: none).")
+                            .LabelNames({"bundle"})
+                            .Register(r)),
+      rollout_paused(BuildGauge()
+                         .Name("gitfleet_rollout_paused")
+                         .Help("1 while a bundle's rollout is paused (by its gate or an operator).")
+                         .LabelNames({"bundle"})
+                         .Register(r)),
+      rollout_partitions_passed(BuildCounter()
+                                    .Name("gitfleet_rollout_partitions_passed_total")
+                                    .Help("Rollout partitions passed, by bundle.")
+                                    .LabelNames({"bundle"})
+                                    .Register(r)),
       fanout_seconds(
           BuildHistogram()
               .Name("gitfleet_fanout_seconds")

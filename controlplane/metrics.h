@@ -31,6 +31,11 @@ struct ControlPlaneMetrics {
   metrics::Gauge& queued_updates;
   metrics::Counter& coalesced_updates;
   metrics::Family<metrics::Histogram>& commit_to_applied_seconds;  // bundle
+  // Progressive rollouts, by bundle: the partition rolling out (1-based; 0 when done or
+  // none), 1 while paused, partitions passed.
+  metrics::Family<metrics::Gauge>& rollout_partition;
+  metrics::Family<metrics::Gauge>& rollout_paused;
+  metrics::Family<metrics::Counter>& rollout_partitions_passed;
   metrics::Histogram& fanout_seconds;
   metrics::Family<metrics::Counter>& agent_limits;  // limit
   metrics::Family<metrics::Gauge>& handshakes;      // state: in_progress, waiting

@@ -167,6 +167,45 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerCon
   return call.Done(controller_->AdoptCluster(request->cluster()));
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::GetRollout(grpc::CallbackServerContext* context,
+                                                       const v1::GetRolloutRequest* request,
+                                                       v1::RolloutStatus* response) {
+  AdminCall call(this, context, "GetRollout", request->bundle());
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->GetRollout(request->bundle()), response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ControlRollout(grpc::CallbackServerContext* context,
+                                                           const v1::ControlRolloutRequest* request,
+                                                           v1::RolloutStatus* response) {
+  AdminCall call(this, context, "ControlRollout",
+                 absl::StrCat(request->action(), " ", request->bundle()));
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(
+      controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context)),
+      response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SuspendBundle(grpc::CallbackServerContext* context,
+                                                          const v1::SuspendBundleRequest* request,
+                                                          v1::BundleInfo* response) {
+  AdminCall call(this, context, "SuspendBundle",
+                 absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(
+      controller_->SuspendBundle(request->name(), request->suspend(), CallDeadline(context)),
+      response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SuspendCluster(grpc::CallbackServerContext* context,
+                                                           const v1::SuspendClusterRequest* request,
+                                                           v1::SuspendClusterResponse*) {
+  AdminCall call(this, context, "SuspendCluster",
+                 absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
+  if (!call.allowed()) return call.Refused();
+  return call.Done(controller_->SuspendCluster(request->name(), request->suspend()));
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerContext* context,
                                                          const v1::ForgetBundleRequest* request,
                                                          v1::ForgetBundleResponse*) {

@@ -65,6 +65,18 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* DiffBundle(grpc::CallbackServerContext* context,
                                        const v1::DiffBundleRequest* request,
                                        v1::DiffResult* response) override;
+  grpc::ServerUnaryReactor* GetRollout(grpc::CallbackServerContext* context,
+                                       const v1::GetRolloutRequest* request,
+                                       v1::RolloutStatus* response) override;
+  grpc::ServerUnaryReactor* ControlRollout(grpc::CallbackServerContext* context,
+                                           const v1::ControlRolloutRequest* request,
+                                           v1::RolloutStatus* response) override;
+  grpc::ServerUnaryReactor* SuspendBundle(grpc::CallbackServerContext* context,
+                                          const v1::SuspendBundleRequest* request,
+                                          v1::BundleInfo* response) override;
+  grpc::ServerUnaryReactor* SuspendCluster(grpc::CallbackServerContext* context,
+                                           const v1::SuspendClusterRequest* request,
+                                           v1::SuspendClusterResponse* response) override;
   grpc::ServerUnaryReactor* AdoptCluster(grpc::CallbackServerContext* context,
                                          const v1::AdoptClusterRequest* request,
                                          v1::AdoptClusterResponse* response) override;

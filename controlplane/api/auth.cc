@@ -46,15 +46,17 @@ struct MethodRule {
 // Every admin method. A method missing here needs admin (admin_service_test checks that
 // every method of the service is listed).
 constexpr MethodRule kMethods[] = {
-    {"ListSources", Role::kViewer, false},  {"ListBundles", Role::kViewer, false},
-    {"ListClusters", Role::kViewer, false}, {"GetStatus", Role::kViewer, false},
-    {"DiffBundle", Role::kViewer, false},   {"SyncSource", Role::kOperator, true},
-    {"AddSource", Role::kAdmin, true},      {"RemoveSource", Role::kAdmin, true},
-    {"AddBundle", Role::kAdmin, true},      {"RemoveBundle", Role::kAdmin, true},
-    {"AdoptCluster", Role::kAdmin, true},   {"ForgetBundle", Role::kAdmin, true},
-    {"Backup", Role::kAdmin, false},        {"RegisterCluster", Role::kAdmin, true},
-    {"LabelCluster", Role::kAdmin, true},   {"RotateClusterToken", Role::kAdmin, true},
-    {"RemoveCluster", Role::kAdmin, true},
+    {"ListSources", Role::kViewer, false},     {"ListBundles", Role::kViewer, false},
+    {"ListClusters", Role::kViewer, false},    {"GetStatus", Role::kViewer, false},
+    {"DiffBundle", Role::kViewer, false},      {"SyncSource", Role::kOperator, true},
+    {"AddSource", Role::kAdmin, true},         {"RemoveSource", Role::kAdmin, true},
+    {"AddBundle", Role::kAdmin, true},         {"RemoveBundle", Role::kAdmin, true},
+    {"AdoptCluster", Role::kAdmin, true},      {"ForgetBundle", Role::kAdmin, true},
+    {"Backup", Role::kAdmin, false},           {"RegisterCluster", Role::kAdmin, true},
+    {"LabelCluster", Role::kAdmin, true},      {"RotateClusterToken", Role::kAdmin, true},
+    {"RemoveCluster", Role::kAdmin, true},     {"GetRollout", Role::kViewer, false},
+    {"ControlRollout", Role::kOperator, true}, {"SuspendBundle", Role::kOperator, true},
+    {"SuspendCluster", Role::kOperator, true},
 };
 
 const MethodRule* FindMethod(const std::string& method) {

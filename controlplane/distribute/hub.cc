@@ -1,5 +1,6 @@
 #include "controlplane/distribute/hub.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/agent_protocol.h"
 #include "common/logging.h"
@@ -124,6 +125,8 @@ absl::Status Hub::Load() {
     *agent.info.mutable_last_seen() = record.last_seen();
     agent.adopt_pending = record.adopt_pending();
     agent.info.set_adopt_pending(record.adopt_pending());
+    agent.suspended = record.suspended();
+    agent.info.set_suspended(record.suspended());
   }
   for (const Store::Entry& entry : *reports) {
     size_t slash = entry.key.find('/');
@@ -216,7 +219,7 @@ void Hub::SetFleetId(const std::string& fleet_id) {
 }
 
 void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
-                    std::shared_ptr<const BundleContent> content, int64_t generation) {
+                    std::shared_ptr<const BundleContent> content, int64_t generation, Gate gate) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
@@ -224,6 +227,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     BundleTarget& target = bundles_[bundle];
     target.selector = selector;
     target.generation = generation;
+    target.gate = std::move(gate);
     if (content != nullptr && content != target.content) {
       if (target.content != nullptr) target.previous = target.content;
       target.content = content;
@@ -235,11 +239,13 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     for (auto& [name, agent] : agents_) {
       if (agent.orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();  // known again
       if (agent.connection == nullptr) continue;
+      if (agent.suspended) continue;
       bool targeted = Targets(target, agent);
       auto held = agent.held.find(bundle);
       bool current_held =
           held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
-      if ((targeted && target.content != nullptr && !current_held) ||
+      bool gated = target.gate != nullptr && target.gate->count(name) == 0;
+      if ((targeted && target.content != nullptr && !current_held && !gated) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
@@ -570,6 +576,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return nullptr;
+    if (agent->suspended) return nullptr;  // under maintenance: nothing changes there
     auto target = bundles_.find(bundle);
     if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr, load);
     // Labels nobody assigned: the cluster keeps what it holds and gets nothing new. Not
@@ -578,6 +585,9 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr, load);
     content = target->second.content;
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
+    // Not its partition's turn yet (or the bundle is suspended): it keeps what it holds.
+    const Gate& gate = target->second.gate;
+    if (gate != nullptr && gate->count(agent->info.name()) == 0) return nullptr;
     current = content->Uniform();
     if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;
@@ -654,6 +664,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
 
 void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   std::vector<Notification> notify;
+  std::shared_ptr<const StatusObserver> observer;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
@@ -693,9 +704,11 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     if (ack.has_status()) {
       status_via_ack_.Increment();
       RecordStatusLocked(agent, ack.bundle(), ack.status());
+      observer = ObserverForLocked(ack.bundle());
     }
   }
   Deliver(notify);
+  if (observer != nullptr) (*observer)(ack.bundle());
 }
 
 void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
@@ -722,11 +735,124 @@ void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
 }
 
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
+  std::shared_ptr<const StatusObserver> observer;
+  {
+    MutexLock lock(&mu_);
+    Agent* agent = AgentForSessionLocked(session);
+    if (agent == nullptr) return;
+    status_via_message_.Increment();
+    RecordStatusLocked(agent, status.bundle(), status);
+    observer = ObserverForLocked(status.bundle());
+  }
+  if (observer != nullptr) (*observer)(status.bundle());
+}
+
+std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle) const {
+  auto target = bundles_.find(bundle);
+  if (target == bundles_.end() || target->second.gate == nullptr) return nullptr;
+  return status_observer_;
+}
+
+void Hub::SetStatusObserver(StatusObserver observer) {
   MutexLock lock(&mu_);
-  Agent* agent = AgentForSessionLocked(session);
-  if (agent == nullptr) return;
-  status_via_message_.Increment();
-  RecordStatusLocked(agent, status.bundle(), status);
+  status_observer_ =
+      observer ? std::make_shared<const StatusObserver>(std::move(observer)) : nullptr;
+}
+
+absl::Status Hub::SuspendCluster(const std::string& cluster, bool suspend) {
+  std::vector<Notification> notify;
+  {
+    MutexLock lock(&mu_);
+    auto it = agents_.find(cluster);
+    if (it == agents_.end()) {
+      return absl::NotFoundError(absl::StrCat("cluster ", cluster, " was never seen"));
+    }
+    Agent& agent = it->second;
+    if (agent.suspended == suspend) return absl::OkStatus();
+    agent.suspended = suspend;
+    agent.info.set_suspended(suspend);
+    PersistClusterLocked(agent);
+    GF_LOG(INFO) << "cluster " << cluster << (suspend ? " suspended" : " resumed");
+    if (!suspend && agent.connection != nullptr) {
+      // Back from maintenance: everything it may have missed is looked at again.
+      std::set<std::string> bundles;
+      for (const auto& [name, target] : bundles_) bundles.insert(name);
+      for (const auto& [name, revision] : agent.held) bundles.insert(name);
+      for (const std::string& name : bundles) notify.emplace_back(agent.connection, name);
+    }
+  }
+  Deliver(notify);
+  return absl::OkStatus();
+}
+
+std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
+                                                     const std::vector<std::string>& clusters) {
+  struct Seen {
+    v1::RolloutCluster out;
+    v1::ClusterInfo info;
+    std::optional<v1::StatusUpdate> report;
+  };
+  std::vector<Seen> seen;
+  std::shared_ptr<const BundleContent> content;
+  {
+    MutexLock lock(&mu_);
+    auto target = bundles_.find(bundle);
+    if (target != bundles_.end()) content = target->second.content;
+    seen.reserve(clusters.size());
+    for (const std::string& name : clusters) {
+      Seen s;
+      s.out.set_name(name);
+      auto agent = agents_.find(name);
+      if (agent != agents_.end()) {
+        s.out.set_connected(agent->second.connection != nullptr);
+        s.info = agent->second.info;
+        auto report = agent->second.reports.find(bundle);
+        if (report != agent->second.reports.end()) s.report = report->second;
+      }
+      seen.push_back(std::move(s));
+    }
+  }
+  // Unlocked: with per-cluster values, finding a cluster's revision compares values.
+  std::vector<v1::RolloutCluster> out;
+  out.reserve(seen.size());
+  std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
+  for (Seen& s : seen) {
+    v1::RolloutCluster& c = s.out;
+    if (s.report.has_value()) {
+      c.set_applied_revision(s.report->applied_revision());
+      c.set_sync_state(s.report->sync_state());
+      c.set_health(s.report->health());
+    }
+    std::string expected;
+    if (uniform != nullptr) {
+      expected = uniform->id;
+    } else if (content != nullptr) {
+      std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built = content->Built(s.info);
+      if (built.has_value() && built->ok()) expected = (**built)->id;
+    }
+    if (expected.empty()) {
+      c.set_detail("its revision is not built yet");
+    } else if (!s.report.has_value() || s.report->revision() != expected) {
+      c.set_detail(s.out.connected() ? "no report for this revision yet"
+                                     : "not connected; no report for this revision");
+    } else if (s.report->sync_state() == v1::SYNC_STATE_FAILED) {
+      c.set_failed(true);
+      c.set_detail(s.report->message());
+    } else if (s.report->applied_revision() != expected ||
+               s.report->sync_state() != v1::SYNC_STATE_SYNCED) {
+      c.set_detail(s.report->message().empty() ? "applying" : s.report->message());
+    } else if (s.report->health() != v1::HEALTH_STATE_HEALTHY) {
+      std::string health = absl::AsciiStrToLower(v1::HealthState_Name(s.report->health()));
+      c.set_detail(absl::StrCat(health.substr(sizeof("health_state_") - 1),
+                                s.report->unhealthy_resources_size() > 0
+                                    ? absl::StrCat(": ", s.report->unhealthy_resources(0).message())
+                                    : ""));
+    } else {
+      c.set_ready(true);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
@@ -765,6 +891,7 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   record.set_agent_version(agent.info.agent_version());
   *record.mutable_last_seen() = agent.info.last_seen();
   record.set_adopt_pending(agent.adopt_pending);
+  record.set_suspended(agent.suspended);
   writes_.Put(kClusters, agent.info.name(), record.SerializeAsString());
 }
 

@@ -94,9 +94,27 @@ class Hub {
 
   // Sets what `bundle` targets, its current content (null: none rendered yet, so
   // targeted agents keep what they have) and its definition's generation. Clears a
-  // tombstone of the same name.
+  // tombstone of the same name. `gate` names the clusters that may receive the content
+  // (a progressive rollout, or none for a suspended bundle); the others keep what they
+  // hold. Null: every targeted cluster.
+  using Gate = std::shared_ptr<const std::set<std::string>>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
-                 std::shared_ptr<const BundleContent> content, int64_t generation = 0);
+                 std::shared_ptr<const BundleContent> content, int64_t generation = 0,
+                 Gate gate = nullptr);
+  // Suspends (maintenance) or resumes `cluster`: while suspended its agent is sent no
+  // update and no removal of any bundle. Kept across restarts. NotFound for a cluster
+  // never seen nor registered.
+  absl::Status SuspendCluster(const std::string& cluster, bool suspend);
+  // How `clusters` are doing with `bundle`'s current content, for its rollout: a cluster
+  // is ready when it reports the revision built for it applied, Synced and Healthy. A
+  // report for any other revision (an older one, sent before the change) never counts.
+  std::vector<v1::RolloutCluster> RolloutProgress(const std::string& bundle,
+                                                  const std::vector<std::string>& clusters);
+  // Called with a bundle's name, without the hub's lock, when an agent reports on a
+  // bundle whose content is gated (its rollout waits for reports). Set before agents
+  // connect.
+  using StatusObserver = std::function<void(const std::string& bundle)>;
+  void SetStatusObserver(StatusObserver observer);
   // The bundle was removed through the API: agents that hold it receive a removal, now
   // or whenever they connect, for as long as the tombstone is kept.
   void RemoveBundle(const std::string& bundle, int64_t generation = 0);
@@ -175,6 +193,7 @@ class Hub {
     // The content before, whose revisions agents still hold while they catch up.
     std::shared_ptr<const BundleContent> previous;
     int64_t generation = 0;
+    Gate gate;  // see SetBundle
   };
   struct Agent {
     v1::ClusterInfo info;
@@ -196,6 +215,7 @@ class Hub {
     std::deque<v1::ControlMessage> control;
     std::string fleet_id;  // from the hello
     bool adopt_pending = false;
+    bool suspended = false;  // see SuspendCluster
   };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
@@ -232,6 +252,9 @@ class Hub {
   void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
+  // The observer to call for a report on `bundle`, or null (see SetStatusObserver).
+  std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  public:
   // Tombstones kept; past this the oldest go, and agents that still hold those bundles
@@ -262,6 +285,7 @@ class Hub {
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RenderRequester> render_requester_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const StatusObserver> status_observer_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

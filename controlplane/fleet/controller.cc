@@ -152,6 +152,9 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
   mailbox_ = std::make_shared<Mailbox>(&queue_);
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
+  // A report on a bundle whose rollout waits: reconcile it (the queue coalesces them).
+  hub_->SetStatusObserver(
+      [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
 }
 
 absl::Status Controller::Load() {
@@ -256,6 +259,7 @@ absl::Status Controller::Load() {
 Controller::~Controller() {
   mailbox_->Close();
   hub_->SetRenderRequester(nullptr);
+  hub_->SetStatusObserver(nullptr);
   poller_.Stop();
   queue_.Stop();
 }
@@ -413,6 +417,10 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         absl::StrCat("bundle \"", bundle.name(), "\": ", values.status().message()));
   }
   if (absl::Status s = ValidateEngineOptions(bundle); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
+  }
+  if (absl::Status s = ValidateRolloutStrategy(bundle.rollout()); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
@@ -663,6 +671,8 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_error_commit(state.record.error_commit());
   info.set_engine(state.record.engine());
   *info.mutable_notes() = state.record.notes();
+  info.set_rollout(state.rollout_message);
+  info.set_suspended(state.record.suspended());
   return info;
 }
 
@@ -795,6 +805,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
 }
 
 void Controller::PushToHub(const std::string& name) {
+  Hub::Gate gate = GateFor(name);
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
   int64_t definition_generation = 0;
@@ -806,8 +817,10 @@ void Controller::PushToHub(const std::string& name) {
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
     builds = state.content != nullptr ? state.content->builds() : 0;
+    const bool same_gate = (state.pushed_gate == nullptr) == (gate == nullptr) &&
+                           (gate == nullptr || *state.pushed_gate == *gate);
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
-        state.pushed_builds == builds) {
+        state.pushed_builds == builds && same_gate) {
       return;
     }
     selector = state.selector;
@@ -816,13 +829,224 @@ void Controller::PushToHub(const std::string& name) {
     generation = state.generation;
   }
   // Unlocked: the hub notifies agent streams, which ask it for messages at once.
-  hub_->SetBundle(name, selector, content, definition_generation);
+  hub_->SetBundle(name, selector, content, definition_generation, gate);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return;
   it->second.pushed_generation = generation;
   it->second.pushed_content = content;
   it->second.pushed_builds = builds;
+  it->second.pushed_gate = gate;
+}
+
+Hub::Gate Controller::GateFor(const std::string& name) {
+  v1::Bundle definition;
+  LabelSelector selector;
+  v1::BundleRecord record;
+  std::shared_ptr<const BundleVariants> content;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return nullptr;
+    definition = it->second.definition;
+    selector = it->second.selector;
+    record = it->second.record;
+    content = it->second.content;
+  }
+  const v1::RolloutStrategy& strategy = definition.rollout();
+  auto publish = [&](std::vector<Partition> partitions, const std::string& message,
+                     const v1::RolloutRecord& rollout) {
+    const bool progressive = Progressive(strategy) && !partitions.empty();
+    const bool done = rollout.partition() >= static_cast<int>(partitions.size());
+    metrics_.rollout_partition.Add({{"bundle", name}})
+        .Set(progressive && !done ? rollout.partition() + 1 : 0);
+    metrics_.rollout_paused.Add({{"bundle", name}})
+        .Set(progressive && !done && (rollout.halted() || rollout.paused_by_operator()) ? 1 : 0);
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return;
+    it->second.partitions = std::move(partitions);
+    it->second.rollout_message = message;
+  };
+  if (record.suspended()) {
+    publish({}, "suspended (gitfleetctl bundle resume)", record.rollout());
+    return std::make_shared<const std::set<std::string>>();  // nobody gets anything new
+  }
+  if (!Progressive(strategy) || content == nullptr) {
+    publish({}, "", record.rollout());
+    return nullptr;
+  }
+  const absl::Time now = options_.clock->Now();
+  const v1::RolloutRecord before = record.rollout();
+  v1::RolloutRecord rollout = before;
+  if (rollout.commit() != content->commit() ||
+      rollout.generation() != static_cast<uint64_t>(definition.generation())) {
+    // A newer render starts from the first partition; clusters on an older one keep it
+    // until their partition's turn. An operator's pause holds across commits.
+    const bool paused = rollout.paused_by_operator();
+    rollout.Clear();
+    rollout.set_commit(content->commit());
+    rollout.set_generation(definition.generation());
+    rollout.set_paused_by_operator(paused);
+    *rollout.mutable_partition_started() = ToProtoTime(now);
+    GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
+                 << " partition by partition";
+  }
+  std::vector<Partition> partitions = CutPartitions(strategy, hub_->MatchingClusters(selector));
+  const int started_at = rollout.partition();
+  RolloutStep step = AdvanceRollout(
+      rollout, partitions, strategy, now,
+      [&](const Partition& partition) { return hub_->RolloutProgress(name, partition.clusters); });
+  if (rollout.partition() > started_at) {
+    metrics_.rollout_partitions_passed.Add({{"bundle", name}})
+        .Increment(rollout.partition() - started_at);
+    GF_LOG(INFO) << "bundle " << name << ": rollout "
+                 << (rollout.partition() >= static_cast<int>(partitions.size())
+                         ? std::string("done")
+                         : absl::StrCat("at partition ", rollout.partition() + 1, "/",
+                                        partitions.size()));
+  }
+  if (rollout.halted() && !before.halted()) {
+    GF_LOG(WARNING) << "bundle " << name << ": rollout paused: " << rollout.reason();
+  }
+  if (step.recheck != absl::InfiniteFuture()) {
+    queue_.AddAfter(name, std::max(absl::ZeroDuration(), step.recheck - now) + absl::Seconds(1));
+  }
+  if (!SameMessage(rollout, before)) {
+    absl::Status stored = ChangeRollout(name, [&](v1::BundleRecord& current) {
+      if (!SameMessage(current.rollout(), before)) {
+        // An operator changed it meanwhile: that change queued another reconcile.
+        return absl::AbortedError("changed meanwhile");
+      }
+      *current.mutable_rollout() = rollout;
+      return absl::OkStatus();
+    });
+    if (!stored.ok()) {
+      // Nothing is given out on progress that is not stored: the gate stays as it was.
+      GF_LOG(WARNING) << "bundle " << name << ": rollout not advanced: " << stored;
+      rollout = before;
+    }
+  }
+  Hub::Gate gate = GateOf(rollout, partitions);
+  publish(std::move(partitions), step.message.empty() ? "done" : step.message, rollout);
+  return gate;
+}
+
+absl::Status Controller::ChangeRollout(
+    const std::string& name, const std::function<absl::Status(v1::BundleRecord&)>& change) {
+  MutexLock writer(&writer_mu_);
+  v1::BundleRecord record;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    record = it->second.record;
+  }
+  GF_RETURN_IF_ERROR(change(record));
+  GF_RETURN_IF_ERROR(store_->Apply({Store::Put(kBundleRecords, name, record.SerializeAsString())}));
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it != bundles_.end()) it->second.record = record;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name) {
+  v1::RolloutStatus status;
+  std::vector<Partition> partitions;
+  v1::RolloutRecord rollout;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    const BundleState& state = it->second;
+    status.set_bundle(name);
+    status.set_commit(state.content != nullptr ? state.content->commit() : "");
+    status.set_progressive(Progressive(state.definition.rollout()));
+    status.set_suspended(state.record.suspended());
+    status.set_message(state.rollout_message);
+    partitions = state.partitions;
+    rollout = state.record.rollout();
+  }
+  const bool done = rollout.partition() >= static_cast<int>(partitions.size());
+  status.set_partition(std::min<int>(rollout.partition(), partitions.size()));
+  status.set_done(status.progressive() && done);
+  status.set_paused(status.progressive() && !done &&
+                    (rollout.halted() || rollout.paused_by_operator()));
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    v1::RolloutPartition* p = status.add_partitions();
+    p->set_index(static_cast<int32_t>(i));
+    p->set_selector(partitions[i].selector);
+    const int index = static_cast<int>(i);
+    p->set_state(index < rollout.partition()   ? "done"
+                 : index > rollout.partition() ? "waiting"
+                 : status.paused()             ? "paused"
+                                               : "rolling");
+    for (v1::RolloutCluster& c : hub_->RolloutProgress(name, partitions[i].clusters)) {
+      if (index > rollout.partition() && !c.ready()) c.set_detail("not reached yet");
+      *p->add_clusters() = std::move(c);
+    }
+  }
+  return status;
+}
+
+absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& name,
+                                                             const std::string& action,
+                                                             absl::Time wait_until) {
+  if (action != "pause" && action != "resume" && action != "promote") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rollout action \"", action, "\": want pause, resume or promote"));
+  }
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    if (!Progressive(it->second.definition.rollout())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bundle ", name,
+                       " has no partitions: it rolls out everywhere at once (see bundle add "
+                       "--partition, --partition-size)"));
+    }
+  }
+  const absl::Time now = options_.clock->Now();
+  GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
+    v1::RolloutRecord& rollout = *record.mutable_rollout();
+    if (action == "pause") {
+      rollout.set_paused_by_operator(true);
+    } else {
+      // Resume and promote both give the partition a fresh deadline.
+      rollout.set_paused_by_operator(false);
+      rollout.set_halted(false);
+      rollout.clear_reason();
+      *rollout.mutable_partition_started() = ToProtoTime(now);
+      if (action == "promote") rollout.set_promoted(true);
+    }
+    return absl::OkStatus();
+  }));
+  GF_LOG(INFO) << "bundle " << name << ": rollout " << action << " by an operator";
+  ReconcileAndWait(name, wait_until);
+  return GetRollout(name);
+}
+
+absl::StatusOr<v1::BundleInfo> Controller::SuspendBundle(const std::string& name, bool suspend,
+                                                         absl::Time wait_until) {
+  GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
+    record.set_suspended(suspend);
+    return absl::OkStatus();
+  }));
+  GF_LOG(INFO) << "bundle " << name << (suspend ? " suspended" : " resumed");
+  ReconcileAndWait(name, wait_until);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+  return InfoLocked(it->second);
+}
+
+absl::Status Controller::SuspendCluster(const std::string& cluster, bool suspend) {
+  if (cluster.empty()) return absl::InvalidArgumentError("suspend needs a cluster name");
+  return hub_->SuspendCluster(cluster, suspend);
 }
 
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(

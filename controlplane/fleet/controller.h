@@ -23,6 +23,7 @@
 // poller or a bundle's content, since those may call back (the hub's notifications reach
 // agent streams, which ask the hub, whose render requests come back here).
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -37,6 +38,7 @@
 #include "common/sync.h"
 #include "common/workqueue.h"
 #include "controlplane/distribute/hub.h"
+#include "controlplane/fleet/rollout.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
 #include "controlplane/render/renderer.h"
@@ -107,6 +109,16 @@ class Controller {
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);
 
+  // Fleet operations (see admin.proto).
+  absl::StatusOr<v1::RolloutStatus> GetRollout(const std::string& bundle);
+  // "pause", "resume" or "promote"; waits (like AddBundle) for the reconcile it causes.
+  absl::StatusOr<v1::RolloutStatus> ControlRollout(const std::string& bundle,
+                                                   const std::string& action,
+                                                   absl::Time wait_until = absl::InfiniteFuture());
+  absl::StatusOr<v1::BundleInfo> SuspendBundle(const std::string& bundle, bool suspend,
+                                               absl::Time wait_until = absl::InfiniteFuture());
+  absl::Status SuspendCluster(const std::string& cluster, bool suspend);
+
  private:
   // Every repository path the renders of one content read, across all its variants
   // (a jsonnet program may import different files for different values).
@@ -135,14 +147,25 @@ class Controller {
     uint64_t pushed_generation = 0;
     std::shared_ptr<const BundleVariants> pushed_content;
     uint64_t pushed_builds = 0;
+    Hub::Gate pushed_gate;
+    // The rollout as last worked out: its partitions and what it waits for.
+    std::vector<Partition> partitions;
+    std::string rollout_message;
   };
   class Mailbox;
 
   void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
   // One pass of the work queue for `name`: reads the current state and acts.
   absl::Status Reconcile(const std::string& name);
-  // Gives the hub the bundle's selector and content if they changed since it last did.
+  // Gives the hub the bundle's selector, content and gate if they changed since it last did.
   void PushToHub(const std::string& name);
+  // Which clusters may have the bundle's current content: none while it is suspended, the
+  // partitions its rollout reached, else all (null). Moves the rollout on as far as the
+  // clusters' reports allow and stores where it stands.
+  Hub::Gate GateFor(const std::string& name);
+  // Changes the stored rollout record under the writer lock; queues a reconcile.
+  absl::Status ChangeRollout(const std::string& name,
+                             const std::function<absl::Status(v1::BundleRecord&)>& change);
   // Stores revisions built for some cluster's values since the last pass.
   void PersistNewRevisions(const std::string& name);
   // Queues every bundle of `source` and waits (up to api_wait and `wait_until`) for their
