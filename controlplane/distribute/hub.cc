@@ -786,6 +786,7 @@ absl::Status Hub::SuspendCluster(const std::string& cluster, bool suspend) {
 }
 
 std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
+                                                     const BundleContent* content,
                                                      const std::vector<std::string>& clusters) {
   struct Seen {
     v1::RolloutCluster out;
@@ -793,11 +794,8 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
     std::optional<v1::StatusUpdate> report;
   };
   std::vector<Seen> seen;
-  std::shared_ptr<const BundleContent> content;
   {
     MutexLock lock(&mu_);
-    auto target = bundles_.find(bundle);
-    if (target != bundles_.end()) content = target->second.content;
     seen.reserve(clusters.size());
     for (const std::string& name : clusters) {
       Seen s;

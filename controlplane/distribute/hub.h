@@ -105,10 +105,12 @@ class Hub {
   // update and no removal of any bundle. Kept across restarts. NotFound for a cluster
   // never seen nor registered.
   absl::Status SuspendCluster(const std::string& cluster, bool suspend);
-  // How `clusters` are doing with `bundle`'s current content, for its rollout: a cluster
-  // is ready when it reports the revision built for it applied, Synced and Healthy. A
-  // report for any other revision (an older one, sent before the change) never counts.
+  // How `clusters` are doing with `content` of `bundle` (the one about to be given, or
+  // given), for its rollout: a cluster is ready when it reports the revision built for it
+  // applied, Synced and Healthy. A report for any other revision (an older one, sent
+  // before the change) never counts.
   std::vector<v1::RolloutCluster> RolloutProgress(const std::string& bundle,
+                                                  const BundleContent* content,
                                                   const std::vector<std::string>& clusters);
   // Called with a bundle's name, without the hub's lock, when an agent reports on a
   // bundle whose content is gated (its rollout waits for reports). Set before agents

@@ -894,9 +894,10 @@ Hub::Gate Controller::GateFor(const std::string& name) {
   }
   std::vector<Partition> partitions = CutPartitions(strategy, hub_->MatchingClusters(selector));
   const int started_at = rollout.partition();
-  RolloutStep step = AdvanceRollout(
-      rollout, partitions, strategy, now,
-      [&](const Partition& partition) { return hub_->RolloutProgress(name, partition.clusters); });
+  RolloutStep step =
+      AdvanceRollout(rollout, partitions, strategy, now, [&](const Partition& partition) {
+        return hub_->RolloutProgress(name, content.get(), partition.clusters);
+      });
   if (rollout.partition() > started_at) {
     metrics_.rollout_partitions_passed.Add({{"bundle", name}})
         .Increment(rollout.partition() - started_at);
@@ -955,6 +956,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
   v1::RolloutStatus status;
   std::vector<Partition> partitions;
   v1::RolloutRecord rollout;
+  std::shared_ptr<const BundleVariants> content;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -968,6 +970,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     status.set_message(state.rollout_message);
     partitions = state.partitions;
     rollout = state.record.rollout();
+    content = state.content;
   }
   const bool done = rollout.partition() >= static_cast<int>(partitions.size());
   status.set_partition(std::min<int>(rollout.partition(), partitions.size()));
@@ -983,7 +986,8 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
                  : index > rollout.partition() ? "waiting"
                  : status.paused()             ? "paused"
                                                : "rolling");
-    for (v1::RolloutCluster& c : hub_->RolloutProgress(name, partitions[i].clusters)) {
+    for (v1::RolloutCluster& c :
+         hub_->RolloutProgress(name, content.get(), partitions[i].clusters)) {
       if (index > rollout.partition() && !c.ready()) c.set_detail("not reached yet");
       *p->add_clusters() = std::move(c);
     }

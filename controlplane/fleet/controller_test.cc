@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_matchers.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "gmock/gmock.h"
@@ -734,6 +735,155 @@ TEST_F(ControllerTest, TheSameDefinitionAgainRetriesAFailedRenderAtOnce) {
   info = controller_->AddBundle(Bundle("b", "a"), false);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(metrics_.renders.Add({{"engine", "plain"}, {"result", "error"}}).Value(), failed + 1);
+}
+
+// Agents in-process: they take what the hub gives them and report as told.
+class RolloutTest : public ControllerTest {
+ protected:
+  struct Agent {
+    uint64_t session = 0;
+    std::shared_ptr<FakeConnection> connection = std::make_shared<FakeConnection>();
+    std::string held;
+  };
+  void Connect(const std::string& name) {
+    v1::Hello hello;
+    hello.set_cluster(name);
+    (*hello.mutable_labels())["env"] = "prod";
+    agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
+  }
+  // Takes the update waiting for `name`, if any: the revision it now holds ("" for none).
+  std::string Take(const std::string& name) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agents_[name].session, "web");
+    if (message == nullptr || !message->message.has_update()) return "";
+    agents_[name].held = message->message.update().revision();
+    return agents_[name].held;
+  }
+  void Report(const std::string& name, const std::string& revision, v1::HealthState health,
+              v1::SyncState sync = v1::SYNC_STATE_SYNCED) {
+    v1::StatusUpdate status;
+    status.set_bundle("web");
+    status.set_revision(revision);
+    status.set_applied_revision(sync == v1::SYNC_STATE_SYNCED ? revision : "");
+    status.set_sync_state(sync);
+    status.set_health(health);
+    hub_->OnStatus(agents_[name].session, status);
+  }
+  // Waits for the controller to hand `name` an update (the reconcile a report queued).
+  std::string Eventually(const std::string& name) {
+    for (int i = 0; i < 200; ++i) {
+      std::string revision = Take(name);
+      if (!revision.empty()) return revision;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return "";
+  }
+  std::map<std::string, Agent> agents_;
+};
+
+TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_partition_size("1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+
+  // Partition 1 (c1) first; the others wait for it to be applied and Healthy.
+  EXPECT_EQ(Take("c1"), r1);
+  EXPECT_EQ(Take("c2"), "");
+  Report("c1", r1, v1::HEALTH_STATE_PROGRESSING);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c2"), "") << "Progressing is not Healthy";
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c2"), r1);
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r1);
+  Report("c3", r1, v1::HEALTH_STATE_HEALTHY);
+
+  // A new commit starts again from partition 1. c2's Healthy report is for r1: it never
+  // counts for r2, however often it is sent again.
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r2, r1);
+  EXPECT_EQ(Take("c2"), "") << "not its partition's turn";
+  EXPECT_EQ(Take("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c2"), r2);
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);  // stale: sent before it had r2
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c3"), "") << "a report for the older revision moved the rollout on";
+  absl::StatusOr<v1::RolloutStatus> rollout = controller_->GetRollout("web");
+  ASSERT_TRUE(rollout.ok());
+  EXPECT_EQ(rollout->partition(), 1);
+  EXPECT_THAT(rollout->message(),
+              HasSubstr("partition 2/3: 0 of 1 clusters ready; waiting for c2: no report for "
+                        "this revision yet"));
+  ASSERT_EQ(rollout->partitions_size(), 3);
+  EXPECT_EQ(rollout->partitions(0).state(), "done");
+  EXPECT_EQ(rollout->partitions(1).state(), "rolling");
+  EXPECT_EQ(rollout->partitions(2).state(), "waiting");
+  EXPECT_EQ(rollout->partitions(2).clusters(0).applied_revision(), r1);
+
+  // Stuck on c2: the operator pauses, then promotes past it.
+  ASSERT_TRUE(controller_->ControlRollout("web", "pause").ok());
+  Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);
+  EXPECT_TRUE(controller_->GetRollout("web")->paused());
+  absl::StatusOr<v1::RolloutStatus> promoted = controller_->ControlRollout("web", "promote");
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(Eventually("c3"), r2);
+  EXPECT_EQ(promoted->partition(), 2);
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  for (int i = 0; i < 100 && !controller_->GetRollout("web")->done(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(controller_->GetRollout("web")->done());
+  EXPECT_EQ(controller_->ListBundles()[0].rollout(), "done");
+
+  // The rollout's place survives a restart.
+  EXPECT_THAT(controller_->ControlRollout("nope", "pause").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(controller_->ControlRollout("web", "jump").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want pause, resume")));
+}
+
+TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2"}) Connect(name);
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(Take("c1"), info->revision());
+  EXPECT_EQ(Take("c2"), info->revision());
+
+  absl::StatusOr<v1::BundleInfo> suspended = controller_->SuspendBundle("web", true);
+  ASSERT_TRUE(suspended.ok());
+  EXPECT_TRUE(suspended->suspended());
+  ASSERT_TRUE(controller_->SuspendCluster("c2", true).ok());
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  EXPECT_EQ(Take("c1"), "") << "the bundle is suspended";
+
+  // Both survive a restart of the control plane.
+  Restart();
+  for (const char* name : {"c1", "c2"}) Connect(name);
+  EXPECT_TRUE(controller_->ListBundles()[0].suspended());
+  ASSERT_TRUE(controller_->SuspendBundle("web", false).ok());
+  EXPECT_EQ(Take("c1"), r2);
+  EXPECT_EQ(Take("c2"), "") << "the cluster is under maintenance";
+  std::vector<v1::ClusterInfo> clusters = controller_->ListClusters();
+  ASSERT_EQ(clusters.size(), 2u);
+  EXPECT_TRUE(clusters[1].suspended());
+  ASSERT_TRUE(controller_->SuspendCluster("c2", false).ok());
+  EXPECT_EQ(Take("c2"), r2);
+  EXPECT_THAT(controller_->SuspendCluster("nowhere", true), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace
