@@ -1,0 +1,274 @@
+// End-to-end fleet operations: the real control plane, agents (--apply=kubernetes) and
+// one fake Kubernetes API server per cluster, on loopback, against a real Git repository.
+// Deployments stay Progressing until the test marks them ready, as a slow or broken
+// rollout would.
+
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/kube/client.h"
+#include "agent/kube/config.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::Eventually;
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::Process;
+using ::gitfleet::testing::TempDir;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
+constexpr char kAgent[] = "agent/gitfleet-agent";
+constexpr char kCtl[] = "cli/gitfleetctl";
+constexpr char kFakeApiServer[] = "tests/fakekube/fake-kube-apiserver";
+
+int Port(const std::string& text) {
+  int port = 0;
+  return absl::SimpleAtoi(text, &port) ? port : 0;
+}
+
+class FleetOps : public ::testing::Test {
+ protected:
+  struct Cluster {
+    std::unique_ptr<Process> api;
+    std::unique_ptr<KubeClient> client;
+    std::unique_ptr<Process> agent;
+  };
+
+  FleetOps() : root_(TempDir("ops")), git_(root_ + "/repo") {}
+
+  void StartControlPlane(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
+                                     "--http=127.0.0.1:0",          "--poll-interval-seconds=1",
+                                     "--allow-any-agent",           "--trust-agent-labels",
+                                     "--allow-local-sources"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/cp.log");
+    grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
+    ASSERT_GT(grpc_port_, 0) << cp_->Log();
+    http_port_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
+    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                                           grpc::InsecureChannelCredentials()));
+  }
+
+  // A fake API server (no controllers: Deployments stay Progressing) and an agent for it.
+  void StartCluster(const std::string& name) {
+    Cluster& c = clusters_[name];
+    const std::string dir = root_ + "/" + name;
+    ASSERT_EQ(::gitfleet::testing::Run("mkdir -p " + dir), 0);
+    c.api = std::make_unique<Process>(
+        kFakeApiServer, std::vector<std::string>{"--simulate-controllers=false"}, dir + "/api.log");
+    std::string url = c.api->WaitForLog(R"(listening on (http://\S+))");
+    ASSERT_FALSE(url.empty()) << c.api->Log();
+    std::ofstream(dir + "/kubeconfig")
+        << "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n"
+        << "  cluster:\n    server: " << url << "\nusers:\n- name: agent\n  user: {}\n"
+        << "contexts:\n- name: fake\n  context: {cluster: fake, user: agent}\n";
+    absl::StatusOr<KubeConfig> config = LoadKubeconfig(dir + "/kubeconfig", "");
+    ASSERT_TRUE(config.ok()) << config.status();
+    c.client = *KubeClient::Create(*config, {});
+    c.agent = std::make_unique<Process>(
+        kAgent,
+        std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
+                                 "--cluster=" + name, "--labels=env=prod", "--apply=kubernetes",
+                                 "--kubeconfig=" + dir + "/kubeconfig",
+                                 "--state-dir=" + dir + "/state", "--http=127.0.0.1:0",
+                                 "--resync-interval-seconds=1", "--health-interval-seconds=1"},
+        dir + "/agent.log");
+    ASSERT_GT(Port(c.agent->WaitForLog(R"(HTTP on port (\d+))")), 0) << c.agent->Log();
+  }
+
+  std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
+    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
+    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
+    std::string out;
+    int rc = ::gitfleet::testing::Run(command + " 2>&1", &out);
+    if (code != nullptr) *code = rc;
+    return out;
+  }
+
+  json Live(const std::string& cluster, const std::string& path) {
+    absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do("GET", path);
+    if (!r.ok() || r->code != 200) return nullptr;
+    return json::parse(r->body, nullptr, false);
+  }
+  // The image of the web Deployment on `cluster` ("" when there is none).
+  std::string Image(const std::string& cluster) {
+    json d = Live(cluster, "/apis/apps/v1/namespaces/shop/deployments/web");
+    if (d.is_null()) return "";
+    return d["spec"]["template"]["spec"]["containers"][0]["image"];
+  }
+  // Marks the Deployment rolled out, as its controller would.
+  void Ready(const std::string& cluster) {
+    json d = Live(cluster, "/apis/apps/v1/namespaces/shop/deployments/web");
+    ASSERT_FALSE(d.is_null()) << cluster;
+    json status = {{"status",
+                    {{"observedGeneration", d["metadata"]["generation"]},
+                     {"replicas", 1},
+                     {"updatedReplicas", 1},
+                     {"readyReplicas", 1},
+                     {"availableReplicas", 1}}}};
+    absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do(
+        "PATCH", "/apis/apps/v1/namespaces/shop/deployments/web/status", status.dump(),
+        "application/merge-patch+json");
+    ASSERT_TRUE(r.ok() && r->code == 200);
+  }
+
+  void WriteApp(const std::string& image) {
+    git_.Write("apps/web/all.yaml",
+               absl::StrCat("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+                            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+                            "  namespace: shop\nspec:\n  replicas: 1\n  selector:\n"
+                            "    matchLabels: {app: web}\n  template:\n    metadata:\n"
+                            "      labels: {app: web}\n    spec:\n      containers:\n"
+                            "      - name: web\n        image: ",
+                            image, "\n"));
+  }
+
+  std::string Logs() {
+    std::string out = absl::StrCat("control plane:\n", cp_->Log());
+    for (auto& [name, c] : clusters_) absl::StrAppend(&out, "\n", name, ":\n", c.agent->Log());
+    return out;
+  }
+
+  std::string root_;
+  GitFixture git_;
+  std::unique_ptr<Process> cp_;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::map<std::string, Cluster> clusters_;
+};
+
+TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1",
+             "--progress-deadline=3s"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+
+  // Partition 1 gets it; partition 2 only once c1 is applied and Healthy.
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  EXPECT_EQ(Image("c2"), "");
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; })) << Logs();
+  // c2 stays Progressing past the deadline: the rollout pauses; c3 gets nothing.
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("PAUSED at partition 2/3") != std::string::npos;
+  })) << Ctl({"rollout", "status", "web"});
+  out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("not ready within the progress deadline (3s)"));
+  EXPECT_THAT(out, HasSubstr("waiting for c2: progressing"));
+  EXPECT_EQ(Image("c3"), "");
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("partition 2/3: paused"));
+  EXPECT_THAT(HttpGet(http_port_, "/metrics"),
+              HasSubstr("gitfleet_rollout_paused{bundle=\"web\"} 1"));
+
+  // Promote: past c2, on to c3.
+  out = Ctl({"rollout", "promote", "web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
+  Ready("c2");
+  Ready("c3");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("rolled out to all 3 partitions") !=
+           std::string::npos;
+  })) << Ctl({"rollout", "status", "web"});
+
+  // A new commit starts at partition 1 again; c2 and c3 keep web:1 until their turn.
+  WriteApp("web:2");
+  git_.Commit("v2");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c2"), "web:1");
+  EXPECT_EQ(Image("c3"), "web:1");
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
+  EXPECT_EQ(Image("c3"), "web:1");
+
+  // An operator's pause holds even when c2 turns Healthy.
+  out = Ctl({"rollout", "pause", "web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("paused by an operator"));
+  Ready("c2");
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c3"), "web:1");
+  Ctl({"rollout", "resume", "web"}, &code);
+  EXPECT_EQ(code, 0);
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
+}
+
+TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2"}) StartCluster(name);
+  int code;
+  Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
+  Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0);
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1" && Image("c2") == "web:1"; },
+                         absl::Seconds(30)))
+      << Logs();
+
+  std::string out = Ctl({"bundle", "suspend", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"cluster", "suspend", "c2"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  WriteApp("web:2");
+  const std::string v2 = git_.Commit("v2");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"bundle", "list", "-o", "json"}).find(v2) != std::string::npos;
+  })) << Ctl({"bundle", "list"});
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c1"), "web:1") << "the bundle is suspended";
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("suspended"));
+
+  // Its agents keep enforcing what they hold: drift is still healed.
+  json edit = {{"apiVersion", "apps/v1"},
+               {"kind", "Deployment"},
+               {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
+               {"spec", {{"replicas", 3}}}};
+  ASSERT_EQ(
+      clusters_["c1"]
+          .client
+          ->Do("PATCH",
+               "/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=kubectl&force=true",
+               edit.dump(), "application/apply-patch+yaml")
+          ->code,
+      200);
+  EXPECT_TRUE(Eventually([&] {
+    return Live("c1", "/apis/apps/v1/namespaces/shop/deployments/web")["spec"]["replicas"] == 1;
+  })) << Logs();
+
+  Ctl({"bundle", "resume", "web"}, &code);
+  EXPECT_EQ(code, 0);
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; })) << Logs();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(Image("c2"), "web:1") << "the cluster is under maintenance";
+  EXPECT_THAT(Ctl({"cluster", "list", "-o", "json"}), HasSubstr("\"suspended\": true"));
+  Ctl({"cluster", "resume", "c2"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
+}
+
+}  // namespace
+}  // namespace gitfleet
