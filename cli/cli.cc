@@ -489,9 +489,12 @@ class Cli {
                  b.bundle().selector(),
                  absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
                  absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
-                 b.suspended()         ? "suspended"
-                 : b.rollout().empty() ? "-"
-                                       : b.rollout(),
+                 absl::StrCat(b.pinned_commit().empty()
+                                  ? ""
+                                  : absl::StrCat("pinned@", Short(b.pinned_commit()), " "),
+                              b.suspended()         ? "suspended"
+                              : b.rollout().empty() ? (b.pinned_commit().empty() ? "-" : "")
+                                                    : b.rollout()),
                  b.error()});
     }
     table.Print(out_);
@@ -635,6 +638,69 @@ class Cli {
                      : " resumed\n");
     return 0;
   }
+  int BundleHistory() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::BundleHistoryRequest request;
+    request.set_name(*name);
+    if (std::optional<std::string> limit = args_.Take("limit")) {
+      int n = 0;
+      if (!absl::SimpleAtoi(*limit, &n) || n < 1) {
+        return Usage(absl::StrCat("--limit=", *limit, ": want a positive count"));
+      }
+      request.set_limit(n);
+    }
+    v1::BundleHistoryResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::BundleHistory, request, &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    if (!response.pinned_commit().empty()) {
+      out_ << "pinned to commit " << Short(response.pinned_commit())
+           << " (gitfleetctl bundle unpin " << *name << " follows the source again)\n";
+    }
+    Table table({"REVISION", "COMMIT", "COMMITTED", "OBJECTS", "CURRENT", "APPLIED ON"});
+    for (const v1::HistoryEntry& e : response.entries()) {
+      std::string where = absl::StrJoin(e.applied(), ",");
+      if (e.applied_count() > e.applied_size()) {
+        absl::StrAppend(&where, " and ", e.applied_count() - e.applied_size(), " more");
+      }
+      table.Add({Short(e.revision()), Short(e.commit()), FormatTime(e.committed_time()),
+                 absl::StrCat(e.object_count()), e.current() ? "yes" : "",
+                 where.empty() ? "-" : where});
+    }
+    table.Print(out_);
+    return 0;
+  }
+
+  int PinTo(const std::string& to) {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::PinBundleRequest request;
+    request.set_name(*name);
+    request.set_to(to);
+    v1::BundleInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::PinBundle, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    if (to.empty()) {
+      out_ << "bundle " << *name << " unpinned: it follows its source again";
+    } else {
+      out_ << "bundle " << *name << " pinned to commit " << Short(info.pinned_commit());
+    }
+    if (!info.revision().empty()) out_ << ", revision " << Short(info.revision());
+    out_ << "\n";
+    if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+    return 0;
+  }
+  int BundleRollback() {
+    std::optional<std::string> to = args_.Take("to");
+    if (!to.has_value() || to->empty()) {
+      return Usage("bundle rollback needs --to=REVISION_OR_COMMIT (see bundle history)");
+    }
+    return PinTo(*to);
+  }
+  int BundleUnpin() { return PinTo(""); }
+
   int BundleSuspend() { return SetBundleSuspended(true); }
   int BundleResume() { return SetBundleSuspended(false); }
 
@@ -659,7 +725,8 @@ class Cli {
 
   int PrintRollout(const v1::RolloutStatus& status) {
     if (format_ != "table") return Print(status);
-    out_ << "bundle " << status.bundle() << " at " << Short(status.commit()) << ": ";
+    out_ << "bundle " << status.bundle() << " at " << Short(status.commit())
+         << (status.pinned_commit().empty() ? "" : " (pinned)") << ": ";
     if (status.suspended()) {
       out_ << "suspended\n";
     } else if (!status.progressive()) {
@@ -929,6 +996,17 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute"},
        &Cli::BundleAdd},
+      {{"bundle", "history"},
+       "NAME [--limit=10]",
+       "its last revisions: commit, time, and the clusters that run each",
+       {},
+       &Cli::BundleHistory},
+      {{"bundle", "rollback"},
+       "NAME --to=REVISION_OR_COMMIT",
+       "pin it to that revision, rendered again from its commit, until unpinned",
+       {},
+       &Cli::BundleRollback},
+      {{"bundle", "unpin"}, "NAME", "follow the source again", {}, &Cli::BundleUnpin},
       {{"bundle", "suspend"},
        "NAME",
        "no cluster gets a new revision; agents keep enforcing what they hold",

@@ -206,6 +206,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SuspendCluster(grpc::CallbackServerC
   return call.Done(controller_->SuspendCluster(request->name(), request->suspend()));
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::BundleHistory(grpc::CallbackServerContext* context,
+                                                          const v1::BundleHistoryRequest* request,
+                                                          v1::BundleHistoryResponse* response) {
+  AdminCall call(this, context, "BundleHistory", request->name());
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->BundleHistory(request->name(), request->limit()), response);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::PinBundle(grpc::CallbackServerContext* context,
+                                                      const v1::PinBundleRequest* request,
+                                                      v1::BundleInfo* response) {
+  AdminCall call(
+      this, context, "PinBundle",
+      absl::StrCat(request->name(), request->to().empty() ? " unpin" : " to=", request->to()));
+  if (!call.allowed()) return call.Refused();
+  return call.Reply(controller_->PinBundle(request->name(), request->to(), CallDeadline(context)),
+                    response);
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerContext* context,
                                                          const v1::ForgetBundleRequest* request,
                                                          v1::ForgetBundleResponse*) {

@@ -77,6 +77,12 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* SuspendCluster(grpc::CallbackServerContext* context,
                                            const v1::SuspendClusterRequest* request,
                                            v1::SuspendClusterResponse* response) override;
+  grpc::ServerUnaryReactor* BundleHistory(grpc::CallbackServerContext* context,
+                                          const v1::BundleHistoryRequest* request,
+                                          v1::BundleHistoryResponse* response) override;
+  grpc::ServerUnaryReactor* PinBundle(grpc::CallbackServerContext* context,
+                                      const v1::PinBundleRequest* request,
+                                      v1::BundleInfo* response) override;
   grpc::ServerUnaryReactor* AdoptCluster(grpc::CallbackServerContext* context,
                                          const v1::AdoptClusterRequest* request,
                                          v1::AdoptClusterResponse* response) override;

@@ -56,7 +56,8 @@ constexpr MethodRule kMethods[] = {
     {"LabelCluster", Role::kAdmin, true},      {"RotateClusterToken", Role::kAdmin, true},
     {"RemoveCluster", Role::kAdmin, true},     {"GetRollout", Role::kViewer, false},
     {"ControlRollout", Role::kOperator, true}, {"SuspendBundle", Role::kOperator, true},
-    {"SuspendCluster", Role::kOperator, true},
+    {"SuspendCluster", Role::kOperator, true}, {"BundleHistory", Role::kViewer, false},
+    {"PinBundle", Role::kOperator, true},
 };
 
 const MethodRule* FindMethod(const std::string& method) {

@@ -673,6 +673,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   *info.mutable_notes() = state.record.notes();
   info.set_rollout(state.rollout_message);
   info.set_suspended(state.record.suspended());
+  info.set_pinned_commit(state.record.pinned_commit());
   return info;
 }
 
@@ -769,6 +770,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
   std::optional<int64_t> tombstone;
   v1::Bundle definition;
   std::shared_ptr<const BundleVariants> content;
+  std::string pinned;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -782,6 +784,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
       reconciled_commit = it->second.reconciled_commit;
       reconciled_generation = it->second.reconciled_generation;
       content = it->second.content;
+      pinned = it->second.record.pinned_commit();
     }
   }
   if (source.empty()) {
@@ -791,6 +794,15 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   absl::Status status;
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+  if (snapshot.has_value() && !pinned.empty() && snapshot->commit.id != pinned) {
+    // Rolled back: the pinned commit, whatever the source's branch says.
+    absl::StatusOr<CommitInfo> commit = snapshot->repo->Resolve(pinned);
+    if (!commit.ok()) {
+      return absl::Status(commit.status().code(),
+                          absl::StrCat("pinned commit ", pinned, ": ", commit.status().message()));
+    }
+    snapshot->commit = *commit;
+  }
   if (snapshot.has_value() &&
       (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
     status = RenderBundle(name, *snapshot);
@@ -968,6 +980,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     status.set_progressive(Progressive(state.definition.rollout()));
     status.set_suspended(state.record.suspended());
     status.set_message(state.rollout_message);
+    status.set_pinned_commit(state.record.pinned_commit());
     partitions = state.partitions;
     rollout = state.record.rollout();
     content = state.content;
@@ -1041,6 +1054,102 @@ absl::StatusOr<v1::BundleInfo> Controller::SuspendBundle(const std::string& name
     return absl::OkStatus();
   }));
   GF_LOG(INFO) << "bundle " << name << (suspend ? " suspended" : " resumed");
+  ReconcileAndWait(name, wait_until);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+  return InfoLocked(it->second);
+}
+
+absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::string& name,
+                                                                    int limit) {
+  if (limit <= 0) limit = 10;
+  limit = std::min(limit, 1000);
+  std::vector<std::string> ids;
+  v1::BundleHistoryResponse response;
+  std::string current;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    ids.assign(it->second.record.recent_revisions().begin(),
+               it->second.record.recent_revisions().end());
+    response.set_pinned_commit(it->second.record.pinned_commit());
+    current = it->second.record.revision();
+  }
+  // Where each runs, from what the clusters report.
+  std::map<std::string, std::vector<std::string>> applied;
+  for (const ClusterView& view : hub_->Clusters()) {
+    auto report = view.reports.find(name);
+    if (report != view.reports.end() && !report->second.applied_revision().empty()) {
+      applied[report->second.applied_revision()].push_back(view.info.name());
+    }
+  }
+  for (const std::string& id : ids) {
+    if (response.entries_size() >= limit) break;
+    v1::HistoryEntry* entry = response.add_entries();
+    entry->set_revision(id);
+    entry->set_current(id == current);
+    absl::StatusOr<std::string> stored = store_->Get(kRevisions, Revision::RevisionKey(name, id));
+    v1::RevisionRecord record;
+    if (stored.ok() && record.ParseFromString(*stored)) {
+      entry->set_commit(record.commit());
+      *entry->mutable_committed_time() = record.committed_time();
+      entry->set_object_count(record.objects_size());
+    }
+    const std::vector<std::string>& where = applied[id];
+    entry->set_applied_count(static_cast<int32_t>(where.size()));
+    for (size_t i = 0; i < where.size() && i < 50; ++i) entry->add_applied(where[i]);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, const std::string& to,
+                                                     absl::Time wait_until) {
+  std::string commit;
+  if (!to.empty()) {
+    if (to.size() < 7) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--to=", to, ": give at least 7 characters of a revision or commit id"));
+    }
+    GF_ASSIGN_OR_RETURN(v1::BundleHistoryResponse history, BundleHistory(name, 1000));
+    for (const v1::HistoryEntry& entry : history.entries()) {
+      if (absl::StartsWith(entry.revision(), to) || absl::StartsWith(entry.commit(), to)) {
+        if (!commit.empty() && commit != entry.commit()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--to=", to, " matches more than one revision; give more of it"));
+        }
+        commit = entry.commit();
+      }
+    }
+    std::string source;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(name);
+      if (it != bundles_.end()) source = it->second.definition.source();
+    }
+    std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+    if (snapshot.has_value()) {
+      // Not in the history: a full commit id of the source's repository.
+      absl::StatusOr<CommitInfo> resolved = snapshot->repo->Resolve(commit.empty() ? to : commit);
+      if (resolved.ok()) commit = resolved->id;
+      if (!resolved.ok() && commit.empty()) {
+        return absl::NotFoundError(absl::StrCat("--to=", to, ": no revision or commit of bundle ",
+                                                name, " (see gitfleetctl bundle history ", name,
+                                                "; an older commit needs its full id)"));
+      }
+    } else if (commit.empty()) {
+      return absl::UnavailableError(absl::StrCat("source ", source, " was not fetched yet"));
+    }
+  }
+  GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
+    record.set_pinned_commit(commit);
+    return absl::OkStatus();
+  }));
+  GF_LOG(INFO) << "bundle " << name
+               << (commit.empty() ? std::string(" unpinned: it follows its source again")
+                                  : absl::StrCat(" pinned to commit ", commit));
   ReconcileAndWait(name, wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);

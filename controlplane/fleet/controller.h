@@ -53,8 +53,9 @@ struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
   // Every render engine's options (limits, timeout, scratch directory, tools).
   EngineOptions engines;
-  // Revisions kept in the store per bundle, so agents that were away get deltas.
-  int revisions_kept = 5;
+  // Revisions kept in the store per bundle, so agents that were away get deltas and
+  // `bundle history` and `bundle rollback` have something to show and go back to.
+  int revisions_kept = 10;
   // Sources may be file:// URLs and paths on the control plane's disk.
   bool allow_local_sources = false;
   // Where sources' credentials are (git_credentials.h); empty: sources may name none.
@@ -118,6 +119,10 @@ class Controller {
   absl::StatusOr<v1::BundleInfo> SuspendBundle(const std::string& bundle, bool suspend,
                                                absl::Time wait_until = absl::InfiniteFuture());
   absl::Status SuspendCluster(const std::string& cluster, bool suspend);
+  absl::StatusOr<v1::BundleHistoryResponse> BundleHistory(const std::string& bundle, int limit);
+  // `to` empty unpins.
+  absl::StatusOr<v1::BundleInfo> PinBundle(const std::string& bundle, const std::string& to,
+                                           absl::Time wait_until = absl::InfiniteFuture());
 
  private:
   // Every repository path the renders of one content read, across all its variants

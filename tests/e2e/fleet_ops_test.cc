@@ -270,5 +270,49 @@ TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
   EXPECT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
 }
 
+TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
+  WriteApp("web:1");
+  const std::string v1 = git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1");
+  int code;
+  Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
+  Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0);
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  WriteApp("web:2");
+  git_.Commit("v2");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; }, absl::Seconds(30))) << Logs();
+
+  std::string out = Ctl({"bundle", "history", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr(v1.substr(0, 12)));
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"bundle", "history", "web"}).find("c1") != std::string::npos;
+  })) << Ctl({"bundle", "history", "web"});
+
+  out = Ctl({"bundle", "rollback", "web", "--to=" + v1.substr(0, 10)}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("pinned to commit " + v1.substr(0, 12)));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; })) << Logs();
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("pinned@" + v1.substr(0, 12)));
+  // New commits do not move a pinned bundle.
+  WriteApp("web:3");
+  const std::string v3 = git_.Commit("v3");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"source", "list", "-o", "json"}).find(v3) != std::string::npos;
+  })) << Ctl({"source", "list"});
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c1"), "web:1");
+
+  EXPECT_THAT(Ctl({"bundle", "rollback", "web", "--to=0000000000"}, &code),
+              HasSubstr("no revision or commit of bundle web"));
+  EXPECT_EQ(code, 1);
+  out = Ctl({"bundle", "unpin", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:3"; })) << Logs();
+}
+
 }  // namespace
 }  // namespace gitfleet
