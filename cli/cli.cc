@@ -460,6 +460,11 @@ class Cli {
       rollout->set_progress_deadline_seconds(absl::ToInt64Seconds(d));
     }
     if (rollout->ByteSizeLong() == 0) bundle->clear_rollout();
+    if (std::optional<std::string> deps = args_.Take("depends-on")) {
+      for (absl::string_view dep : absl::StrSplit(*deps, ',', absl::SkipEmpty())) {
+        bundle->add_depends_on(std::string(absl::StripAsciiWhitespace(dep)));
+      }
+    }
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
@@ -992,7 +997,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--partition=SELECTOR]...          roll out partition by partition\n"
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
        "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
-       "           [--progress-deadline=10m]          a partition not Healthy by then pauses",
+       "           [--progress-deadline=10m]          a partition not Healthy by then pauses\n"
+       "           [--depends-on=BUNDLE,...]          applied and Healthy on a cluster first",
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute"},
        &Cli::BundleAdd},

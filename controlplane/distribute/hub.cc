@@ -748,9 +748,15 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
 }
 
 std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle) const {
+  if (watched_.count(bundle) > 0) return status_observer_;
   auto target = bundles_.find(bundle);
   if (target == bundles_.end() || target->second.gate == nullptr) return nullptr;
   return status_observer_;
+}
+
+void Hub::SetWatchedBundles(std::set<std::string> bundles) {
+  MutexLock lock(&mu_);
+  watched_ = std::move(bundles);
 }
 
 void Hub::SetStatusObserver(StatusObserver observer) {

@@ -117,6 +117,9 @@ class Hub {
   // connect.
   using StatusObserver = std::function<void(const std::string& bundle)>;
   void SetStatusObserver(StatusObserver observer);
+  // Bundles whose reports the observer hears even without a gate (other bundles depend
+  // on them).
+  void SetWatchedBundles(std::set<std::string> bundles);
   // The bundle was removed through the API: agents that hold it receive a removal, now
   // or whenever they connect, for as long as the tombstone is kept.
   void RemoveBundle(const std::string& bundle, int64_t generation = 0);
@@ -288,6 +291,7 @@ class Hub {
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RenderRequester> render_requester_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const StatusObserver> status_observer_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> watched_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

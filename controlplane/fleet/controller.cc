@@ -91,6 +91,20 @@ class Controller::Mailbox {
     MutexLock lock(&mu_);
     if (queue_ != nullptr) queue_->Add(bundle);
   }
+  // An agent reported on `bundle`: its gate and those of the bundles depending on it may
+  // open.
+  void OnReport(const std::string& bundle) {
+    MutexLock lock(&mu_);
+    if (queue_ == nullptr) return;
+    queue_->Add(bundle);
+    auto it = dependents_.find(bundle);
+    if (it == dependents_.end()) return;
+    for (const std::string& dependent : it->second) queue_->Add(dependent);
+  }
+  void SetDependents(std::map<std::string, std::vector<std::string>> dependents) {
+    MutexLock lock(&mu_);
+    dependents_ = std::move(dependents);
+  }
   void NewRevision(const std::string& bundle, uint64_t generation,
                    std::shared_ptr<const Revision> revision) {
     MutexLock lock(&mu_);
@@ -120,6 +134,7 @@ class Controller::Mailbox {
   WorkQueue* queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::pair<uint64_t, std::shared_ptr<const Revision>>>>
       revisions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> dependents_ ABSL_GUARDED_BY(mu_);
 };
 
 namespace {
@@ -154,7 +169,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
   // A report on a bundle whose rollout waits: reconcile it (the queue coalesces them).
   hub_->SetStatusObserver(
-      [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
+      [mailbox = mailbox_](const std::string& bundle) { mailbox->OnReport(bundle); });
 }
 
 absl::Status Controller::Load() {
@@ -252,6 +267,7 @@ absl::Status Controller::Load() {
   // The hub and the poller are told outside the controller's locks (they may call back).
   for (const v1::Source& source : loaded_sources) poller_.Upsert(source);
   for (const auto& [bundle, generation] : loaded_tombstones) hub_->SetTombstone(bundle, generation);
+  RefreshDependencies();
   for (const std::string& name : names) PushToHub(name);
   return absl::OkStatus();
 }
@@ -424,6 +440,16 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     return absl::InvalidArgumentError(
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
+  if (bundle.depends_on_size() > 32) {
+    return absl::InvalidArgumentError("--depends-on: at most 32 bundles");
+  }
+  for (const std::string& dependency : bundle.depends_on()) {
+    if (absl::Status s = ValidateName("--depends-on bundle", dependency); !s.ok()) return s;
+    if (dependency == bundle.name()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bundle \"", bundle.name(), "\" cannot depend on itself"));
+    }
+  }
   {
     MutexLock writer(&writer_mu_);
     std::vector<Store::Write> writes;
@@ -433,6 +459,10 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       if (sources_.count(bundle.source()) == 0) {
         return absl::NotFoundError(absl::StrCat("bundle \"", bundle.name(), "\": source \"",
                                                 bundle.source(), "\" not found"));
+      }
+      if (std::string cycle = FindCycleLocked(bundle); !cycle.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bundle \"", bundle.name(), "\": --depends-on makes a cycle: ", cycle));
       }
       auto it = bundles_.find(bundle.name());
       // The generation is the control plane's: it grows with every change of the definition
@@ -473,6 +503,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       state.variant_paths.reset();
     }
   }
+  RefreshDependencies();
   ReconcileAndWait(bundle.name(), wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(bundle.name());
@@ -509,6 +540,16 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
       if (it == bundles_.end()) {
         return absl::NotFoundError(absl::StrCat("bundle \"", name, "\" not found"));
       }
+      std::vector<std::string> dependents;
+      for (const auto& [other, state] : bundles_) {
+        const auto& deps = state.definition.depends_on();
+        if (std::find(deps.begin(), deps.end(), name) != deps.end()) dependents.push_back(other);
+      }
+      if (!dependents.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "bundle \"", name, "\" is a dependency of ", absl::StrJoin(dependents, ", "),
+            " (remove it from their --depends-on first)"));
+      }
       // The tombstone is what makes agents prune: written with the deletion, durably.
       v1::Tombstone tombstone;
       tombstone.set_bundle(name);
@@ -528,6 +569,7 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
     tombstones_[name] = generation;
   }
   // The reconcile tells the hub, in order with any reconcile of the bundle in progress.
+  RefreshDependencies();
   ReconcileAndWait(name, wait_until);
   return absl::OkStatus();
 }
@@ -852,6 +894,125 @@ void Controller::PushToHub(const std::string& name) {
 }
 
 Hub::Gate Controller::GateFor(const std::string& name) {
+  return DependencyGate(name, RolloutGate(name));
+}
+
+std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
+  // Depth-first from the new definition over everyone's depends_on; bounded by the
+  // number of bundles (each is entered once).
+  std::map<std::string, std::vector<std::string>> edges;
+  for (const auto& [name, state] : bundles_) {
+    edges[name].assign(state.definition.depends_on().begin(), state.definition.depends_on().end());
+  }
+  edges[bundle.name()].assign(bundle.depends_on().begin(), bundle.depends_on().end());
+  std::vector<std::string> path = {bundle.name()};
+  std::set<std::string> done;
+  std::function<bool(const std::string&)> visit = [&](const std::string& node) {
+    for (const std::string& next : edges[node]) {
+      if (next == bundle.name()) {
+        path.push_back(next);
+        return true;
+      }
+      if (done.count(next) > 0) continue;
+      done.insert(next);
+      path.push_back(next);
+      if (visit(next)) return true;
+      path.pop_back();
+    }
+    return false;
+  };
+  return visit(bundle.name()) ? absl::StrJoin(path, " -> ") : "";
+}
+
+void Controller::RefreshDependencies() {
+  std::map<std::string, std::vector<std::string>> dependents;
+  std::set<std::string> watched;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, state] : bundles_) {
+      for (const std::string& dependency : state.definition.depends_on()) {
+        dependents[dependency].push_back(name);
+        watched.insert(dependency);
+      }
+    }
+  }
+  mailbox_->SetDependents(std::move(dependents));
+  hub_->SetWatchedBundles(std::move(watched));
+}
+
+Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
+  v1::Bundle definition;
+  LabelSelector selector;
+  struct Dependency {
+    std::string name;
+    bool defined = false;
+    LabelSelector selector;
+    std::shared_ptr<const BundleVariants> content;
+  };
+  std::vector<Dependency> dependencies;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end() || it->second.definition.depends_on().empty()) return gate;
+    if (it->second.record.suspended()) return gate;  // nobody gets anything anyway
+    selector = it->second.selector;
+    for (const std::string& dependency : it->second.definition.depends_on()) {
+      Dependency d{dependency};
+      auto dep = bundles_.find(dependency);
+      if (dep != bundles_.end()) {
+        d.defined = true;
+        d.selector = dep->second.selector;
+        d.content = dep->second.content;
+      }
+      dependencies.push_back(std::move(d));
+    }
+  }
+  std::vector<std::string> candidates;
+  for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(selector)) {
+    if (gate == nullptr || gate->count(cluster.name()) > 0) candidates.push_back(cluster.name());
+  }
+  std::set<std::string> allowed(candidates.begin(), candidates.end());
+  std::map<std::string, std::string> waits;  // cluster -> why
+  for (const Dependency& d : dependencies) {
+    if (!d.defined || d.content == nullptr) {
+      for (const std::string& cluster : candidates) {
+        if (allowed.erase(cluster) > 0) {
+          waits[cluster] =
+              absl::StrCat("bundle ", d.name, d.defined ? " has no render yet" : " is not defined");
+        }
+      }
+      continue;
+    }
+    std::set<std::string> targeted;
+    for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(d.selector)) {
+      targeted.insert(cluster.name());
+    }
+    std::vector<std::string> concerned;
+    for (const std::string& cluster : candidates) {
+      if (targeted.count(cluster) > 0) concerned.push_back(cluster);
+    }
+    for (const v1::RolloutCluster& c : hub_->RolloutProgress(d.name, d.content.get(), concerned)) {
+      if (c.ready()) continue;
+      if (allowed.erase(c.name()) > 0) {
+        waits[c.name()] = absl::StrCat("bundle ", d.name, ": ", c.detail());
+      }
+    }
+  }
+  if (!waits.empty()) {
+    std::string message =
+        absl::StrCat(waits.size(), " clusters wait for dependencies; first: ", waits.begin()->first,
+                     " (", waits.begin()->second, ")");
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it != bundles_.end()) {
+      std::string& shown = it->second.rollout_message;
+      shown = shown.empty() || shown == "done" ? message : absl::StrCat(shown, "; ", message);
+    }
+  }
+  return std::make_shared<const std::set<std::string>>(std::move(allowed));
+}
+
+Hub::Gate Controller::RolloutGate(const std::string& name) {
   v1::Bundle definition;
   LabelSelector selector;
   v1::BundleRecord record;

@@ -168,6 +168,14 @@ class Controller {
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the
   // clusters' reports allow and stores where it stands.
   Hub::Gate GateFor(const std::string& name);
+  Hub::Gate RolloutGate(const std::string& name);
+  // Narrows `gate` to the clusters where every bundle `name` depends on is applied and
+  // Healthy (or does not go); says which clusters wait in the bundle's rollout message.
+  Hub::Gate DependencyGate(const std::string& name, Hub::Gate gate);
+  // Tells the hub and the mailbox which bundles others depend on (after a change).
+  void RefreshDependencies();
+  // The dependency cycle `bundle` would close ("a -> b -> a"), or "".
+  std::string FindCycleLocked(const v1::Bundle& bundle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Changes the stored rollout record under the writer lock; queues a reconcile.
   absl::Status ChangeRollout(const std::string& name,
                              const std::function<absl::Status(v1::BundleRecord&)>& change);

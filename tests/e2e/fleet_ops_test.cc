@@ -314,5 +314,43 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:3"; })) << Logs();
 }
 
+TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
+  WriteApp("operator:1");  // apps/web: the "operator" the app needs, Progressing at first
+  git_.Write("apps/app/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: shop\n"
+             "data: {v: \"1\"}\n");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1");
+  int code;
+  Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
+  std::string out = Ctl({"bundle", "add", "operator", "--source=app", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "app", "--source=app", "--path=apps/app", "--depends-on=operator"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string cm = "/api/v1/namespaces/shop/configmaps/app";
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "operator:1"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_TRUE(Live("c1", cm).is_null()) << "the operator is not Healthy yet";
+  EXPECT_THAT(
+      Ctl({"bundle", "list"}),
+      HasSubstr("1 clusters wait for dependencies; first: c1 (bundle operator: progressing"));
+
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return !Live("c1", cm).is_null(); })) << Logs();
+
+  // A cycle is refused, named; a dependency cannot be removed while it is one.
+  out = Ctl({"bundle", "add", "operator", "--source=app", "--path=apps/web", "--depends-on=app",
+             "--replace"},
+            &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("--depends-on makes a cycle: operator -> app -> operator"));
+  out = Ctl({"bundle", "remove", "operator"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("bundle \"operator\" is a dependency of app"));
+}
+
 }  // namespace
 }  // namespace gitfleet
