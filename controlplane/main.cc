@@ -11,15 +11,18 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_system.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
 #include "common/shutdown.h"
+#include "common/sync.h"
 #include "common/tls.h"
 #include "controlplane/api/admin_service.h"
 #include "controlplane/api/auth.h"
+#include "controlplane/api/webhook.h"
 #include "controlplane/distribute/agent_service.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
@@ -103,6 +106,9 @@ ABSL_FLAG(int, max_waiting_handshakes, 100000,
 ABSL_FLAG(int, hello_timeout_seconds, 10,
           "Time an agent has to send its hello once its handshake starts.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(std::string, webhook_secret_file, "",
+          "File holding the shared secret of Git push webhooks (POST /hooks/git on --http). "
+          "Without it the endpoint is off.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,
           "On shutdown, agents are told to redial once each at a random point of this window, "
           "so a restart is not met by the whole fleet at once.");
@@ -198,8 +204,53 @@ int Main(ShutdownSignals& signals) {
   HttpServer::Probes probes;
   probes.ready = [&readiness] { return readiness.Check(); };
   probes.live = [&hub] { return hub.Liveness(); };
+  // Push webhooks reach the controller once it exists; until then (and after it is
+  // gone) they are answered 503.
+  struct WebhookTarget {
+    Mutex mu;
+    Controller* controller ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  auto webhook_target = std::make_shared<WebhookTarget>();
+  std::map<std::string, HttpServer::PostRoute> post_routes;
+  if (!absl::GetFlag(FLAGS_webhook_secret_file).empty()) {
+    absl::StatusOr<std::string> secret =
+        PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_webhook_secret_file));
+    if (!secret.ok()) return Fail(secret.status());
+    if (secret->size() > 4096) {
+      return Fail(absl::InvalidArgumentError("--webhook-secret-file: over 4 KiB; not a secret"));
+    }
+    std::string trimmed(absl::StripTrailingAsciiWhitespace(*secret));
+    if (trimmed.size() < 16) {
+      return Fail(absl::InvalidArgumentError(
+          "--webhook-secret-file: the secret must be at least 16 characters"));
+    }
+    WebhookReceiver::Options webhook_options;
+    webhook_options.secret = trimmed;
+    auto receiver = std::make_shared<WebhookReceiver>(
+        webhook_options,
+        [webhook_target] {
+          std::vector<std::pair<std::string, std::string>> out;
+          MutexLock lock(&webhook_target->mu);
+          if (webhook_target->controller == nullptr) return out;
+          for (const v1::SourceInfo& info : webhook_target->controller->ListSources()) {
+            out.emplace_back(info.source().name(), info.source().url());
+          }
+          return out;
+        },
+        [webhook_target](const std::string& name) {
+          MutexLock lock(&webhook_target->mu);
+          if (webhook_target->controller == nullptr) {
+            return absl::UnavailableError("the control plane is not serving");
+          }
+          return webhook_target->controller->FetchSourceSoon(name);
+        },
+        metrics.webhooks);
+    post_routes[kWebhookPath] = {
+        webhook_options.max_body_bytes,
+        [receiver](const HttpRequest& request) { return receiver->Handle(request); }};
+  }
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
+      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
   if (!http.ok()) return Fail(http.status());
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
@@ -291,6 +342,10 @@ int Main(ShutdownSignals& signals) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   if (health != nullptr) health->SetServingStatus(false);
   controller.Start();
+  {
+    MutexLock lock(&webhook_target->mu);
+    webhook_target->controller = &controller;
+  }
   readiness.SetPhase(Readiness::Phase::kServing);
   if (health != nullptr) health->SetServingStatus(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
@@ -313,6 +368,10 @@ int Main(ShutdownSignals& signals) {
   // channel, so keep it short.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   GF_LOG(INFO) << "gRPC server stopped";
+  {
+    MutexLock lock(&webhook_target->mu);
+    webhook_target->controller = nullptr;
+  }
   return 0;
 }
 

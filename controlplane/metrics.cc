@@ -100,6 +100,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                     .Help("Rollout partitions passed, by bundle.")
                                     .LabelNames({"bundle"})
                                     .Register(r)),
+      webhooks(BuildCounter()
+                   .Name("gitfleet_webhooks_total")
+                   .Help("Git push webhooks, by provider (github, gitlab, gitea, unknown) and "
+                         "result.")
+                   .LabelNames({"provider", "result"})
+                   .Register(r)),
       fanout_seconds(
           BuildHistogram()
               .Name("gitfleet_fanout_seconds")

@@ -36,6 +36,8 @@ struct ControlPlaneMetrics {
   metrics::Family<metrics::Gauge>& rollout_partition;
   metrics::Family<metrics::Gauge>& rollout_paused;
   metrics::Family<metrics::Counter>& rollout_partitions_passed;
+  // POST /hooks/git, by provider and result.
+  metrics::Family<metrics::Counter>& webhooks;
   metrics::Histogram& fanout_seconds;
   metrics::Family<metrics::Counter>& agent_limits;  // limit
   metrics::Family<metrics::Gauge>& handshakes;      // state: in_progress, waiting

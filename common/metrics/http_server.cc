@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -11,7 +12,7 @@ namespace gitfleet {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     const std::string& listen, const metrics::Registry* registry, Probes probes,
-    std::map<std::string, Handler> extra_handlers) {
+    std::map<std::string, Handler> extra_handlers, std::map<std::string, PostRoute> post_routes) {
   std::pair<std::string, std::string> host_port =
       absl::StrSplit(listen, absl::MaxSplits(absl::ByChar(':'), 1));
   if (listen.empty() || listen.find(':') == std::string::npos) {
@@ -19,6 +20,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   }
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->handlers_ = std::move(extra_handlers);
+  server->post_routes_ = std::move(post_routes);
   server->handlers_["/metrics"] = [registry] {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry->Serialize()};
   };
@@ -56,9 +58,41 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
 int HttpServer::Dispatch(mg_connection* conn, void* self) {
   auto* server = static_cast<HttpServer*>(self);
   const mg_request_info* info = mg_get_request_info(conn);
-  auto it = server->handlers_.find(info->local_uri ? info->local_uri : "");
+  const std::string path = info->local_uri ? info->local_uri : "";
+  auto it = server->handlers_.find(path);
+  auto post = server->post_routes_.find(path);
   HttpResponse response;
-  if (it == server->handlers_.end()) {
+  if (post != server->post_routes_.end()) {
+    if (std::strcmp(info->request_method, "POST") != 0) {
+      response = {405, "text/plain", "method not allowed: POST only\n"};
+    } else {
+      HttpRequest request;
+      request.method = info->request_method;
+      request.path = path;
+      request.remote = info->remote_addr;
+      for (int i = 0; i < info->num_headers; ++i) {
+        request.headers[absl::AsciiStrToLower(info->http_headers[i].name)] =
+            info->http_headers[i].value ? info->http_headers[i].value : "";
+      }
+      const size_t limit = post->second.max_body_bytes;
+      if (info->content_length >= 0 && static_cast<size_t>(info->content_length) > limit) {
+        request.body_too_large = true;  // refused unread
+      } else {
+        char buffer[8192];
+        int n;
+        // Bounded: stops one chunk past the limit.
+        while ((n = mg_read(conn, buffer, sizeof(buffer))) > 0) {
+          request.body.append(buffer, n);
+          if (request.body.size() > limit) {
+            request.body_too_large = true;
+            request.body.clear();
+            break;
+          }
+        }
+      }
+      response = post->second.handler(request);
+    }
+  } else if (it == server->handlers_.end()) {
     response = {404, "text/plain", "not found\n"};
   } else if (std::strcmp(info->request_method, "GET") != 0 &&
              std::strcmp(info->request_method, "HEAD") != 0) {

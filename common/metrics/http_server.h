@@ -1,8 +1,8 @@
 #ifndef GITFLEET_COMMON_METRICS_HTTP_SERVER_H_
 #define GITFLEET_COMMON_METRICS_HTTP_SERVER_H_
 
-// The daemons' HTTP endpoint (civetweb): /metrics, /healthz, /readyz and any extra
-// GET handlers.
+// The daemons' HTTP endpoint (civetweb): /metrics, /healthz, /readyz, any extra GET
+// handlers and POST routes (bounded bodies).
 //
 //   HttpServer::Probes probes;
 //   probes.ready = [&] { return loaded ? Probe{} : Probe{false, "loading the store"}; };
@@ -31,9 +31,26 @@ struct HttpResponse {
   std::string body;
 };
 
+struct HttpRequest {
+  std::string method;
+  std::string path;
+  // Header names in lower case.
+  std::map<std::string, std::string> headers;
+  std::string body;
+  // The body was longer than the route allows: `body` is empty and was not read.
+  bool body_too_large = false;
+  std::string remote;  // the peer's address
+};
+
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
+  // A POST route: at most `max_body_bytes` of body are read (one longer reaches the
+  // handler with body_too_large set).
+  struct PostRoute {
+    size_t max_body_bytes = 1 << 20;
+    std::function<HttpResponse(const HttpRequest&)> handler;
+  };
   // /healthz (is the process alive and making progress) and /readyz (should it get
   // traffic). A missing probe is always ok. 200 with "ok"/"ready[: detail]", else 503 with
   // "not ok: detail" / "not ready: detail".
@@ -45,7 +62,8 @@ class HttpServer {
   // Listens on "host:port" (port 0 picks a free one).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
       const std::string& listen, const metrics::Registry* registry, Probes probes,
-      std::map<std::string, Handler> extra_handlers = {});
+      std::map<std::string, Handler> extra_handlers = {},
+      std::map<std::string, PostRoute> post_routes = {});
 
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -60,6 +78,7 @@ class HttpServer {
   mg_context* ctx_ = nullptr;
   int port_ = 0;
   std::map<std::string, Handler> handlers_;
+  std::map<std::string, PostRoute> post_routes_;
 };
 
 }  // namespace gitfleet

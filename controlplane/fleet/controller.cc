@@ -409,6 +409,10 @@ void Controller::ReconcileAndWait(const std::string& name, absl::Time wait_until
 
 std::vector<v1::SourceInfo> Controller::ListSources() { return poller_.List(); }
 
+absl::Status Controller::FetchSourceSoon(const std::string& name) {
+  return poller_.FetchSoon(name);
+}
+
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
                                                      absl::Time wait_until) {
   v1::Bundle bundle = input;

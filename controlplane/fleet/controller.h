@@ -93,6 +93,8 @@ class Controller {
   absl::StatusOr<v1::SourceInfo> SyncSource(const std::string& name,
                                             absl::Time wait_until = absl::InfiniteFuture());
   std::vector<v1::SourceInfo> ListSources();
+  // Queues a fetch of the source now, without waiting for it (a push webhook).
+  absl::Status FetchSourceSoon(const std::string& name);
 
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
                                            absl::Time wait_until = absl::InfiniteFuture());

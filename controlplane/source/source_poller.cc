@@ -116,6 +116,20 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name, ab
   return it->second.info;
 }
 
+absl::Status SourcePoller::FetchSoon(const std::string& name) {
+  std::string key;
+  {
+    MutexLock lock(&mu_);
+    auto it = sources_.find(name);
+    if (it == sources_.end()) {
+      return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
+    }
+    key = RepoKey(it->second.source);
+  }
+  queue_.Add(key);
+  return absl::OkStatus();
+}
+
 absl::Status SourcePoller::FetchUrl(const std::string& key) {
   absl::Time start = clock_->Now();
   std::string url, credential;

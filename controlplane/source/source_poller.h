@@ -66,6 +66,8 @@ class SourcePoller {
   // Waits at most `wait` (a fetch has its own time limits, well inside the default).
   absl::StatusOr<v1::SourceInfo> SyncNow(const std::string& name,
                                          absl::Duration wait = absl::Minutes(10));
+  // Queues a fetch of the source's URL now and returns at once (a webhook's push).
+  absl::Status FetchSoon(const std::string& name);
   std::optional<v1::SourceInfo> Get(const std::string& name);
   std::vector<v1::SourceInfo> List();
   // The last snapshot delivered for `name`, if any.

@@ -3,8 +3,12 @@
 // Deployments stay Progressing until the test marks them ready, as a slow or broken
 // rollout would.
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/kube/client.h"
@@ -350,6 +354,69 @@ TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
   out = Ctl({"bundle", "remove", "operator"}, &code);
   EXPECT_EQ(code, 1);
   EXPECT_THAT(out, HasSubstr("bundle \"operator\" is a dependency of app"));
+}
+
+std::string Sign(const std::string& key, const std::string& body) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), out, &n);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(out), n));
+}
+
+TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
+  const std::string secret = "a-webhook-secret-of-some-length";
+  std::ofstream(root_ + "/webhook-secret") << secret << "\n";
+  git_.Write("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  const std::string first = git_.Commit("first");
+  StartControlPlane({"--webhook-secret-file=" + root_ + "/webhook-secret"});
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1h"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string second = git_.Commit("second");
+  auto fetched = [&](const std::string& commit) {
+    return Ctl({"source", "list", "-o", "json"}).find(commit) != std::string::npos;
+  };
+  const std::string body = absl::StrCat(R"({"ref":"refs/heads/main","after":")", second,
+                                        R"(","repository":{"clone_url":")", git_.url(), R"("}})");
+  // Wrongly signed: 401, and nothing is fetched.
+  int status = 0;
+  std::string answer =
+      ::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git",
+                                       {{"X-GitHub-Event", "push"},
+                                        {"X-Hub-Signature-256", "sha256=" + Sign("guess", body)},
+                                        {"Content-Type", "application/json"}},
+                                       body, &status);
+  EXPECT_EQ(status, 401) << answer;
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_FALSE(fetched(second));
+
+  // Signed: fetched within a second, with a one-hour poll interval.
+  const absl::Time sent = absl::Now();
+  answer =
+      ::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git",
+                                       {{"X-GitHub-Event", "push"},
+                                        {"X-Hub-Signature-256", "sha256=" + Sign(secret, body)},
+                                        {"Content-Type", "application/json"}},
+                                       body, &status);
+  EXPECT_EQ(status, 202) << answer;
+  EXPECT_THAT(answer, HasSubstr("fetching app"));
+  ASSERT_TRUE(Eventually([&] { return fetched(second); }, absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(1)) << "webhook to fetched";
+
+  // Too large: 413 before anything is read.
+  answer = ::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git",
+                                            {{"X-GitHub-Event", "push"}}, std::string(5 << 20, ' '),
+                                            &status);
+  EXPECT_EQ(status, 413);
+  std::string metrics = HttpGet(http_port_, "/metrics");
+  EXPECT_THAT(metrics,
+              HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="unauthorized"} 1)"));
+  EXPECT_THAT(metrics,
+              HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="accepted"} 1)"));
+  EXPECT_THAT(metrics,
+              HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="too_large"} 1)"));
+  (void)first;
 }
 
 }  // namespace

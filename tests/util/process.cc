@@ -103,6 +103,12 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) 
 }
 
 std::string HttpGet(int port, const std::string& path, int* status) {
+  return HttpRequest(port, "GET", path, {}, "", status);
+}
+
+std::string HttpRequest(int port, const std::string& method, const std::string& path,
+                        const std::map<std::string, std::string>& headers, const std::string& body,
+                        int* status) {
   if (status != nullptr) *status = 0;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -113,24 +119,32 @@ std::string HttpGet(int port, const std::string& path, int* status) {
     close(fd);
     return "";
   }
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  if (write(fd, request.data(), request.size()) < 0) {
-    close(fd);
-    return "";
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
+  if (!body.empty() || method == "POST") {
+    request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  request += "\r\n" + body;
+  // A server may answer (413) and close before the body is all sent: stop writing then
+  // (no SIGPIPE) and read its answer.
+  for (size_t sent = 0; sent < request.size();) {
+    ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
   }
   std::string response;
   char buf[8192];
   ssize_t n;
   while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
   close(fd);
-  size_t body = response.find("\r\n\r\n");
-  if (body == std::string::npos) return "";
+  size_t header_end = response.find("\r\n\r\n");
+  if (header_end == std::string::npos) return "";
   int code = 0;
   if (status != nullptr && response.compare(0, 9, "HTTP/1.1 ") == 0 &&
       absl::SimpleAtoi(response.substr(9, 3), &code)) {
     *status = code;
   }
-  return response.substr(body + 4);
+  return response.substr(header_end + 4);
 }
 
 double MetricValue(const std::string& text, const std::string& series) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,10 @@ bool Eventually(const std::function<bool()>& condition, absl::Duration timeout =
 // GET http://127.0.0.1:port/path; the body, or empty on error. `status`, when given,
 // receives the HTTP status code (0 on error).
 std::string HttpGet(int port, const std::string& path, int* status = nullptr);
+// Any method, with headers and a body, the same way.
+std::string HttpRequest(int port, const std::string& method, const std::string& path,
+                        const std::map<std::string, std::string>& headers, const std::string& body,
+                        int* status = nullptr);
 
 // The value of a metric line such as `name{labels} value` in Prometheus text; -1 when
 // absent.

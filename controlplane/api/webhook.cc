@@ -1,0 +1,180 @@
+#include "controlplane/api/webhook.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/logging.h"
+
+namespace gitfleet {
+namespace {
+
+std::string Header(const HttpRequest& request, const char* name) {
+  auto it = request.headers.find(name);
+  return it == request.headers.end() ? "" : it->second;
+}
+
+std::string HmacSha256Hex(const std::string& key, const std::string& data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &length);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(length)));
+}
+
+// Equal, in time that does not depend on where they differ.
+bool SecureEquals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+std::string NormalizeRepoUrl(absl::string_view url) {
+  std::string text = absl::AsciiStrToLower(absl::StripAsciiWhitespace(url));
+  absl::string_view rest = text;
+  const size_t scheme = rest.find("://");
+  const bool has_scheme = scheme != absl::string_view::npos;
+  if (has_scheme) rest.remove_prefix(scheme + 3);
+  // user@ before the host
+  const size_t at = rest.find('@');
+  const size_t slash = rest.find('/');
+  if (at != absl::string_view::npos && (slash == absl::string_view::npos || at < slash)) {
+    rest.remove_prefix(at + 1);
+  }
+  std::string host_and_path(rest);
+  const size_t first_slash = host_and_path.find('/');
+  const size_t colon = host_and_path.find(':');
+  if (colon != std::string::npos && (first_slash == std::string::npos || colon < first_slash)) {
+    std::string after = host_and_path.substr(colon + 1);
+    size_t digits = 0;
+    while (digits < after.size() && absl::ascii_isdigit(after[digits])) ++digits;
+    if (has_scheme && digits > 0 && (digits == after.size() || after[digits] == '/')) {
+      host_and_path.erase(colon, digits + 1);  // host:port/path
+    } else {
+      host_and_path[colon] = '/';  // scp-like host:path
+    }
+  }
+  absl::string_view out = host_and_path;
+  while (absl::ConsumeSuffix(&out, "/")) {
+  }
+  absl::ConsumeSuffix(&out, ".git");
+  while (absl::ConsumeSuffix(&out, "/")) {
+  }
+  return std::string(out);
+}
+
+std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
+  std::set<std::string> out;
+  if (!payload.is_object()) return out;
+  for (const char* object : {"repository", "project"}) {
+    auto it = payload.find(object);
+    if (it == payload.end() || !it->is_object()) continue;
+    for (const char* field : {"clone_url", "ssh_url", "git_url", "html_url", "url", "svn_url",
+                              "git_http_url", "git_ssh_url", "web_url", "http_url", "homepage"}) {
+      auto value = it->find(field);
+      if (value != it->end() && value->is_string() && !value->get<std::string>().empty()) {
+        out.insert(NormalizeRepoUrl(value->get<std::string>()));
+      }
+    }
+  }
+  return out;
+}
+
+WebhookReceiver::WebhookReceiver(Options options, Sources sources, Fetch fetch,
+                                 metrics::Family<metrics::Counter>& outcomes)
+    : options_(std::move(options)),
+      sources_(std::move(sources)),
+      fetch_(std::move(fetch)),
+      outcomes_(outcomes),
+      bucket_(options_.rate, options_.burst) {}
+
+HttpResponse WebhookReceiver::Answer(const std::string& provider, const std::string& result,
+                                     int code, std::string body) {
+  outcomes_.Add({{"provider", provider}, {"result", result}}).Increment();
+  if (code >= 400 && code != 413 && code != 429) {
+    GF_LOG(WARNING) << "webhook from " << provider << " refused (" << code << "): " << body;
+  }
+  return HttpResponse{code, "text/plain; charset=utf-8", body + "\n"};
+}
+
+HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
+  std::string provider = "unknown";
+  std::string event;
+  if (!Header(request, "x-gitea-event").empty() || !Header(request, "x-forgejo-event").empty()) {
+    provider = "gitea";
+    event = Header(request, "x-gitea-event");
+    if (event.empty()) event = Header(request, "x-forgejo-event");
+  } else if (!Header(request, "x-gitlab-event").empty() ||
+             !Header(request, "x-gitlab-token").empty()) {
+    provider = "gitlab";
+    event = Header(request, "x-gitlab-event");
+  } else if (!Header(request, "x-github-event").empty() ||
+             !Header(request, "x-hub-signature-256").empty()) {
+    provider = "github";
+    event = Header(request, "x-github-event");
+  }
+  {
+    MutexLock lock(&mu_);
+    if (!bucket_.Take(options_.clock->Now())) {
+      return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
+    }
+  }
+  if (request.body_too_large) {
+    return Answer(provider, "too_large", 413,
+                  absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
+  }
+  bool verified = false;
+  if (provider == "github") {
+    const std::string header = Header(request, "x-hub-signature-256");
+    absl::string_view signature = header;
+    verified = absl::ConsumePrefix(&signature, "sha256=") &&
+               SecureEquals(absl::AsciiStrToLower(signature),
+                            HmacSha256Hex(options_.secret, request.body));
+  } else if (provider == "gitlab") {
+    verified = SecureEquals(Header(request, "x-gitlab-token"), options_.secret);
+  } else if (provider == "gitea") {
+    std::string signature = Header(request, "x-gitea-signature");
+    if (signature.empty()) signature = Header(request, "x-forgejo-signature");
+    verified = SecureEquals(absl::AsciiStrToLower(signature),
+                            HmacSha256Hex(options_.secret, request.body));
+  }
+  if (!verified) {
+    return Answer(provider, "unauthorized", 401,
+                  provider == "unknown"
+                      ? "no GitHub, GitLab or Gitea signature headers"
+                      : absl::StrCat("the ", provider, " signature or token does not match"));
+  }
+  if (provider == "github" && event == "ping") return Answer(provider, "ping", 202, "pong");
+  const bool push = event == "push" || event == "Push Hook" || event == "Tag Push Hook";
+  if (!push) {
+    return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
+  }
+  nlohmann::json payload = nlohmann::json::parse(request.body, nullptr, false);
+  if (payload.is_discarded() || !payload.is_object()) {
+    return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
+  }
+  const std::set<std::string> pushed = PushedRepositories(payload);
+  if (pushed.empty()) {
+    return Answer(provider, "bad_request", 400, "the payload names no repository URL");
+  }
+  std::vector<std::string> fetching;
+  for (const auto& [name, url] : sources_()) {
+    if (pushed.count(NormalizeRepoUrl(url)) == 0) continue;
+    if (fetch_(name).ok()) fetching.push_back(name);
+  }
+  if (fetching.empty()) {
+    return Answer(provider, "no_source", 202, absl::StrCat("no source tracks ", *pushed.begin()));
+  }
+  GF_LOG(INFO) << "webhook from " << provider << ": fetching " << absl::StrJoin(fetching, ", ");
+  return Answer(provider, "accepted", 202,
+                absl::StrCat("fetching ", absl::StrJoin(fetching, ", ")));
+}
+
+}  // namespace gitfleet

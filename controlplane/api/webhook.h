@@ -1,0 +1,84 @@
+#ifndef GITFLEET_CONTROLPLANE_API_WEBHOOK_H_
+#define GITFLEET_CONTROLPLANE_API_WEBHOOK_H_
+
+// Git push webhooks (POST /hooks/git on --http): a verified push fetches, at once, every
+// source whose URL is one of the pushed repository's URLs, instead of waiting for its
+// poll interval.
+//
+//   GitHub   X-Hub-Signature-256: sha256=HMAC-SHA256(secret, body), X-GitHub-Event: push
+//   GitLab   X-Gitlab-Token: secret, X-Gitlab-Event: Push Hook | Tag Push Hook
+//   Gitea    X-Gitea-Signature (Forgejo: X-Forgejo-Signature): HMAC-SHA256 hex,
+//            X-Gitea-Event (X-Forgejo-Event): push
+//
+// Answers: 202 for a verified push (and a verified event of another kind, which is
+// ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
+// body over the limit, 429 past the rate limit, 400 for a verified body that is not JSON.
+// Every outcome counts in gitfleet_webhooks_total{provider, result}.
+//
+//   WebhookReceiver receiver(options, sources, fetch, metrics.webhooks);
+//   HttpResponse response = receiver.Handle(request);
+//
+// Thread-safe.
+
+#include <functional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/clock.h"
+#include "common/metrics/http_server.h"
+#include "common/metrics/metrics.h"
+#include "common/rate_limit.h"
+#include "common/sync.h"
+#include "nlohmann/json.hpp"
+
+namespace gitfleet {
+
+inline constexpr char kWebhookPath[] = "/hooks/git";
+
+// A repository URL in the one form every way of writing it shares: no scheme, user or
+// port, lower case, no trailing ".git" or "/". "git@GitHub.com:Org/App.git",
+// "https://github.com/org/app" and "ssh://git@github.com:22/org/app.git" are all
+// "github.com/org/app".
+std::string NormalizeRepoUrl(absl::string_view url);
+// The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea).
+std::set<std::string> PushedRepositories(const nlohmann::json& payload);
+
+class WebhookReceiver {
+ public:
+  struct Options {
+    std::string secret;
+    size_t max_body_bytes = 4 << 20;
+    // Requests admitted per second, with a burst: floods are refused before any HMAC.
+    double rate = 10;
+    double burst = 20;
+    Clock* clock = &RealClock();
+  };
+  // (name, url) of every source.
+  using Sources = std::function<std::vector<std::pair<std::string, std::string>>()>;
+  using Fetch = std::function<absl::Status(const std::string& source)>;
+
+  WebhookReceiver(Options options, Sources sources, Fetch fetch,
+                  metrics::Family<metrics::Counter>& outcomes);
+
+  HttpResponse Handle(const HttpRequest& request);
+  size_t max_body_bytes() const { return options_.max_body_bytes; }
+
+ private:
+  HttpResponse Answer(const std::string& provider, const std::string& result, int code,
+                      std::string body);
+
+  const Options options_;
+  const Sources sources_;
+  const Fetch fetch_;
+  metrics::Family<metrics::Counter>& outcomes_;
+  Mutex mu_;
+  TokenBucket bucket_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_API_WEBHOOK_H_

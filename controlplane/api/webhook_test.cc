@@ -1,0 +1,173 @@
+#include "controlplane/api/webhook.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "absl/strings/escaping.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+std::string Sign(const std::string& key, const std::string& body) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), out, &n);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(out), n));
+}
+
+TEST(NormalizeRepoUrlTest, EveryFormOfOneRepositoryIsTheSame) {
+  for (const char* url : {"https://github.com/org/app", "https://github.com/org/app.git",
+                          "git@github.com:org/app.git", "ssh://git@github.com:22/org/app.git",
+                          "ssh://git@GitHub.com/Org/App", "git://github.com/org/app/",
+                          "https://token@github.com/org/app.git"}) {
+    EXPECT_EQ(NormalizeRepoUrl(url), "github.com/org/app") << url;
+  }
+  EXPECT_EQ(NormalizeRepoUrl("https://gitlab.example.com:8443/group/sub/app.git"),
+            "gitlab.example.com/group/sub/app");
+  EXPECT_EQ(NormalizeRepoUrl("file:///srv/git/app.git"), "/srv/git/app");
+  EXPECT_NE(NormalizeRepoUrl("https://github.com/org/app2"), "github.com/org/app");
+}
+
+TEST(PushedRepositoriesTest, ReadsEachProvidersFields) {
+  nlohmann::json github = {{"repository",
+                            {{"clone_url", "https://github.com/org/app.git"},
+                             {"ssh_url", "git@github.com:org/app.git"},
+                             {"html_url", "https://github.com/org/app"}}}};
+  EXPECT_THAT(PushedRepositories(github), ElementsAre("github.com/org/app"));
+  nlohmann::json gitlab = {{"project",
+                            {{"git_http_url", "https://gitlab.com/g/app.git"},
+                             {"git_ssh_url", "git@gitlab.com:g/app.git"}}},
+                           {"repository", {{"homepage", "https://gitlab.com/g/app"}}}};
+  EXPECT_THAT(PushedRepositories(gitlab), ElementsAre("gitlab.com/g/app"));
+  EXPECT_THAT(PushedRepositories(nlohmann::json::array()), IsEmpty());
+}
+
+class WebhookTest : public ::testing::Test {
+ protected:
+  WebhookTest()
+      : family_(metrics::BuildCounter()
+                    .Name("gitfleet_webhooks_total")
+                    .Help("h")
+                    .LabelNames({"provider", "result"})
+                    .Register(registry_)) {
+    Reset(10, 20);
+  }
+  void Reset(double rate, double burst) {
+    WebhookReceiver::Options options;
+    options.secret = "s3cret";
+    options.rate = rate;
+    options.burst = burst;
+    options.clock = &clock_;
+    receiver_ = std::make_unique<WebhookReceiver>(
+        options,
+        [] {
+          return std::vector<std::pair<std::string, std::string>>{
+              {"app", "git@github.com:org/app.git"},
+              {"app-tags", "https://github.com/org/app"},
+              {"other", "https://github.com/org/other"}};
+        },
+        [this](const std::string& name) {
+          fetched_.push_back(name);
+          return absl::OkStatus();
+        },
+        family_);
+  }
+  HttpRequest Push(const std::string& provider, const std::string& secret) {
+    HttpRequest request;
+    request.method = "POST";
+    request.body =
+        R"({"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/org/app.git"}})";
+    if (provider == "github") {
+      request.headers["x-github-event"] = "push";
+      request.headers["x-hub-signature-256"] = "sha256=" + Sign(secret, request.body);
+    } else if (provider == "gitlab") {
+      request.headers["x-gitlab-event"] = "Push Hook";
+      request.headers["x-gitlab-token"] = secret;
+    } else {
+      request.headers["x-gitea-event"] = "push";
+      request.headers["x-gitea-signature"] = Sign(secret, request.body);
+    }
+    return request;
+  }
+  double Count(const std::string& provider, const std::string& result) {
+    return family_.Add({{"provider", provider}, {"result", result}}).Value();
+  }
+
+  FakeClock clock_;
+  metrics::Registry registry_;
+  metrics::Family<metrics::Counter>& family_;
+  std::unique_ptr<WebhookReceiver> receiver_;
+  std::vector<std::string> fetched_;
+};
+
+TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
+  for (const char* provider : {"github", "gitlab", "gitea"}) {
+    fetched_.clear();
+    HttpResponse response = receiver_->Handle(Push(provider, "s3cret"));
+    EXPECT_EQ(response.code, 202) << provider << ": " << response.body;
+    EXPECT_THAT(fetched_, ElementsAre("app", "app-tags")) << provider;
+    EXPECT_EQ(Count(provider, "accepted"), 1) << provider;
+  }
+}
+
+TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
+  for (const char* provider : {"github", "gitlab", "gitea"}) {
+    HttpResponse response = receiver_->Handle(Push(provider, "guess"));
+    EXPECT_EQ(response.code, 401) << provider;
+    EXPECT_EQ(Count(provider, "unauthorized"), 1) << provider;
+  }
+  // The body changed after signing.
+  HttpRequest tampered = Push("github", "s3cret");
+  tampered.body += " ";
+  EXPECT_EQ(receiver_->Handle(tampered).code, 401);
+  HttpRequest anonymous;
+  anonymous.body = "{}";
+  EXPECT_EQ(receiver_->Handle(anonymous).code, 401);
+  EXPECT_EQ(Count("unknown", "unauthorized"), 1);
+  EXPECT_THAT(fetched_, IsEmpty());
+}
+
+TEST_F(WebhookTest, OversizedFloodsAndOtherEventsAreAnsweredWithoutFetching) {
+  HttpRequest big = Push("github", "s3cret");
+  big.body_too_large = true;
+  big.body.clear();
+  EXPECT_EQ(receiver_->Handle(big).code, 413);
+  EXPECT_EQ(Count("github", "too_large"), 1);
+
+  HttpRequest issue = Push("github", "s3cret");
+  issue.headers["x-github-event"] = "issues";
+  EXPECT_EQ(receiver_->Handle(issue).code, 202);
+  EXPECT_EQ(Count("github", "ignored"), 1);
+  HttpRequest ping = Push("github", "s3cret");
+  ping.headers["x-github-event"] = "ping";
+  EXPECT_THAT(receiver_->Handle(ping).body, HasSubstr("pong"));
+
+  HttpRequest elsewhere = Push("gitlab", "s3cret");
+  elsewhere.body = R"({"project":{"git_http_url":"https://gitlab.com/x/y.git"}})";
+  HttpResponse none = receiver_->Handle(elsewhere);
+  EXPECT_EQ(none.code, 202);
+  EXPECT_THAT(none.body, HasSubstr("no source tracks gitlab.com/x/y"));
+  HttpRequest garbage = Push("gitlab", "s3cret");
+  garbage.body = "not json";
+  EXPECT_EQ(receiver_->Handle(garbage).code, 400);
+  EXPECT_THAT(fetched_, IsEmpty());
+
+  // Past the burst, requests are refused until the bucket refills.
+  Reset(1, 2);
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 429);
+  EXPECT_EQ(Count("github", "rate_limited"), 1);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
+}
+
+}  // namespace
+}  // namespace gitfleet
