@@ -72,6 +72,8 @@ class Args {
         args.flags_["output"].push_back(raw[++i]);
       } else if (absl::StartsWith(a, "-o") && a.size() > 2 && a[2] != '-') {
         args.flags_["output"].push_back(a.substr(2));
+      } else if (a == "-w") {
+        args.flags_["watch"].push_back("true");  // kubectl's short form
       } else if (a == "-h" || a == "--help") {
         args.flags_["help"].push_back("true");
       } else if (absl::StartsWith(a, "--")) {
@@ -849,6 +851,54 @@ class Cli {
     return 0;
   }
 
+  int Events() {
+    if (args_.words().size() > 1) return Usage("events takes no arguments");
+    v1::WatchEventsRequest request;
+    request.set_bundle(args_.TakeOr("bundle", ""));
+    request.set_cluster(args_.TakeOr("cluster", ""));
+    absl::StatusOr<bool> watch = args_.TakeBool("watch", false);
+    if (!watch.ok()) return Usage(std::string(watch.status().message()));
+    request.set_follow(*watch);
+    if (format_ == "yaml") return Usage("events prints one line per event: -o table or -o json");
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
+    std::unique_ptr<grpc::ClientContext> context = NewContext();
+    if (*watch) {
+      // Followed until interrupted.
+      context->set_deadline(std::chrono::system_clock::time_point::max());
+    }
+    std::unique_ptr<grpc::ClientReader<v1::Event>> reader =
+        stub_->WatchEvents(context.get(), request);
+    v1::Event event;
+    while (reader->Read(&event)) {
+      if (format_ == "json") {
+        absl::StatusOr<std::string> line = CompactJson(event);
+        if (!line.ok()) {
+          err_ << "gitfleetctl: " << line.status().message() << "\n";
+          return 1;
+        }
+        out_ << *line << "\n";
+      } else {
+        out_ << FormatTime(event.time()) << "  " << event.type();
+        if (!event.source().empty()) out_ << "  source=" << event.source();
+        if (!event.bundle().empty()) out_ << "  bundle=" << event.bundle();
+        if (!event.cluster().empty()) out_ << "  cluster=" << event.cluster();
+        if (!event.commit().empty()) out_ << "  commit=" << Short(event.commit());
+        if (!event.revision().empty()) out_ << "  revision=" << Short(event.revision());
+        if (!event.message().empty()) out_ << "  " << event.message();
+        out_ << "\n";
+      }
+      out_.flush();
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) {
+      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
+           << status.error_message() << "\n";
+      return 1;
+    }
+    return 0;
+  }
+
   int Diff() {
     if (args_.words().size() > 1)
       return Usage("diff takes no arguments; use --cluster and --bundle");
@@ -1104,6 +1154,12 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {},
        &Cli::Diff},
       {{"sync"}, "SOURCE", "fetch a source now", {}, &Cli::Sync},
+      {{"events"},
+       "[--bundle=NAME] [--cluster=NAME] [-w]",
+       "what happened lately (commits, renders, rollouts, clusters), one line\n"
+       "each (-o json: one object each); -w follows new ones",
+       {"watch"},
+       &Cli::Events},
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "

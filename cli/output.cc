@@ -98,4 +98,14 @@ absl::Status PrintMessage(const google::protobuf::Message& message, const std::s
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> CompactJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) {
+    return absl::InternalError("cannot format the response as JSON");
+  }
+  return json;
+}
+
 }  // namespace gitfleet::cli

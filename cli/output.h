@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "cli/views.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -44,6 +45,9 @@ class Table {
 // `message` as indented JSON (format "json") or block YAML (anything else).
 absl::Status PrintMessage(const google::protobuf::Message& message, const std::string& format,
                           std::ostream& out);
+
+// `message` as JSON on one line (for streams of them).
+absl::StatusOr<std::string> CompactJson(const google::protobuf::Message& message);
 
 }  // namespace gitfleet::cli
 

@@ -195,7 +195,10 @@ int Main(ShutdownSignals& signals) {
                        absl::GetFlag(FLAGS_allow_local_sources)};
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);
+  // What happens in the fleet, for WatchEvents: published by the hub and the controller.
+  EventBus events;
   Hub hub(store->get(), metrics);
+  hub.SetEventBus(&events);
   hub.SetFleetId(*fleet_id);
   hub.SetTrustAgentLabels(absl::GetFlag(FLAGS_trust_agent_labels));
   // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
@@ -290,6 +293,7 @@ int Main(ShutdownSignals& signals) {
   options.workers = absl::GetFlag(FLAGS_render_workers);
   options.engines.binaries["helm"] = absl::GetFlag(FLAGS_helm);
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
+  controller.SetEventBus(&events);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
   readiness.SetStore(store->get());
 
@@ -311,6 +315,7 @@ int Main(ShutdownSignals& signals) {
   AgentServiceImpl agent_service(&hub, clusters->get(), metrics, limits);
   AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics,
                                  clusters->get());
+  admin_service.SetEventBus(&events);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -55,6 +56,98 @@ class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
   const std::string data_;
   size_t offset_ = 0;
   v1::BackupChunk chunk_;
+};
+
+// Streams events: the recent ones, then (following) new ones as the bus publishes them,
+// one write at a time. Deletes itself when the call is done.
+class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  EventWriter(EventBus* bus, EventBus::Filter filter, bool follow)
+      : follow_(follow), pump_(std::make_shared<Pump>()) {
+    {
+      MutexLock lock(&pump_->mu);
+      pump_->writer = this;
+    }
+    subscription_ = bus->Subscribe(std::move(filter), [pump = pump_] { pump->Wake(); });
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    {
+      MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;
+    }
+    Next();
+  }
+  void OnCancel() override {
+    {
+      MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    Next();
+  }
+  void OnDone() override {
+    {
+      // No wakeup reaches this writer from here on.
+      MutexLock lock(&pump_->mu);
+      pump_->writer = nullptr;
+    }
+    subscription_->Cancel();
+    delete this;
+  }
+
+ private:
+  struct Pump {
+    Mutex mu;
+    EventWriter* writer ABSL_GUARDED_BY(mu) = nullptr;
+    void Wake() {
+      MutexLock lock(&mu);
+      if (writer != nullptr) writer->Next();
+    }
+  };
+  // Decides under the lock, then writes or finishes outside it.
+  void Next() {
+    enum { kNothing, kWrite, kFinishOk, kFinishCancelled } action = kNothing;
+    {
+      MutexLock lock(&mu_);
+      if (writing_ || finished_) return;
+      if (cancelled_) {
+        action = kFinishCancelled;
+      } else {
+        if (pending_.empty()) {
+          for (v1::Event& e : subscription_->Take()) pending_.push_back(std::move(e));
+        }
+        if (!pending_.empty()) {
+          current_ = std::move(pending_.front());
+          pending_.pop_front();
+          writing_ = true;
+          action = kWrite;
+        } else if (!follow_) {
+          action = kFinishOk;
+        }
+      }
+      if (action == kFinishOk || action == kFinishCancelled) finished_ = true;
+    }
+    if (action == kWrite) StartWrite(&current_);
+    if (action == kFinishOk) Finish(grpc::Status::OK);
+    if (action == kFinishCancelled) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  const bool follow_;
+  std::shared_ptr<Pump> pump_;
+  std::shared_ptr<EventBus::Subscription> subscription_;
+  Mutex mu_;
+  std::deque<v1::Event> pending_ ABSL_GUARDED_BY(mu_);
+  v1::Event current_;  // owned by the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class FailedEventWriter : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  explicit FailedEventWriter(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
 };
 
 class FailedWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
@@ -157,6 +250,24 @@ grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
   }
   GF_LOG(INFO) << "backup of " << data.size() << " bytes sent";
   return new BackupWriter(std::move(data));
+}
+
+grpc::ServerWriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(
+    grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) {
+  AdminCall call(this, context, "WatchEvents",
+                 absl::StrCat("bundle=", request->bundle(), " cluster=", request->cluster(),
+                              request->follow() ? " --follow" : ""));
+  if (!call.allowed()) return new FailedEventWriter(call.Record(call.refusal()));
+  if (events_ == nullptr) {
+    return new FailedEventWriter(
+        call.Record(absl::UnavailableError("this control plane publishes no events")));
+  }
+  if (events_->subscribers() >= kMaxWatchers) {
+    return new FailedEventWriter(call.Record(absl::ResourceExhaustedError(
+        absl::StrCat("more than ", kMaxWatchers, " event watchers; try again later"))));
+  }
+  call.Record(absl::OkStatus());
+  return new EventWriter(events_, {request->bundle(), request->cluster()}, request->follow());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerContext* context,

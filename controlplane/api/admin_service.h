@@ -15,6 +15,7 @@
 #include "common/sync.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/distribute/cluster_registry.h"
+#include "controlplane/events/event_bus.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
 #include "controlplane/store/store.h"
@@ -35,6 +36,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
         metrics_(metrics),
         registry_(registry) {}
 
+  // Where WatchEvents subscribes (it answers UNAVAILABLE without one). Set before serving.
+  void SetEventBus(EventBus* events) { events_ = events; }
+  // Concurrent WatchEvents streams allowed; more are RESOURCE_EXHAUSTED.
+  static constexpr size_t kMaxWatchers = 100;
+
+  grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* context,
+                                                   const v1::WatchEventsRequest* request) override;
   grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
                                       const v1::AddSourceRequest* request,
                                       v1::SourceInfo* response) override;
@@ -105,6 +113,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                           v1::RemoveClusterResponse* response) override;
 
  private:
+  EventBus* events_ = nullptr;
   friend class AdminCall;
   Controller* const controller_;
   Store* const store_;

@@ -57,7 +57,7 @@ constexpr MethodRule kMethods[] = {
     {"RemoveCluster", Role::kAdmin, true},     {"GetRollout", Role::kViewer, false},
     {"ControlRollout", Role::kOperator, true}, {"SuspendBundle", Role::kOperator, true},
     {"SuspendCluster", Role::kOperator, true}, {"BundleHistory", Role::kViewer, false},
-    {"PinBundle", Role::kOperator, true},
+    {"PinBundle", Role::kOperator, true},      {"WatchEvents", Role::kViewer, false},
 };
 
 const MethodRule* FindMethod(const std::string& method) {

@@ -346,6 +346,10 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
                                         "; this older stream is closed")));
   }
   Deliver(notify);
+  if (events_ != nullptr) {
+    events_->Publish(MakeEvent("cluster.connected", "", hello.cluster(),
+                               absl::StrCat("agent ", hello.agent_version(), " from ", peer)));
+  }
   if (control != nullptr) control->NotifyControl();
   return session;
 }
@@ -441,17 +445,27 @@ void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
 }
 
 void Hub::Disconnect(uint64_t session) {
-  MutexLock lock(&mu_);
-  auto it = sessions_.find(session);
-  if (it == sessions_.end()) return;
-  Agent& agent = *it->second;
-  GF_LOG(INFO) << "cluster " << agent.info.name() << " disconnected";
-  agent.connection.reset();
-  agent.info.set_connected(false);
-  *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
-  PersistClusterLocked(agent);
-  sessions_.erase(it);
-  metrics_.connected_agents.Decrement();
+  std::string cluster;
+  {
+    MutexLock lock(&mu_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end()) return;
+    Agent& agent = *it->second;
+    GF_LOG(INFO) << "cluster " << agent.info.name() << " disconnected";
+    cluster = agent.info.name();
+    agent.connection.reset();
+    agent.info.set_connected(false);
+    *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
+    PersistClusterLocked(agent);
+    sessions_.erase(it);
+    metrics_.connected_agents.Decrement();
+  }
+  if (events_ != nullptr) events_->Publish(MakeEvent("cluster.disconnected", "", cluster, ""));
+}
+
+void Hub::Publish(std::vector<v1::Event> events) {
+  if (events_ == nullptr) return;
+  for (v1::Event& event : events) events_->Publish(std::move(event));
 }
 
 void Hub::CloseAll(const absl::Status& status) {
@@ -665,6 +679,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
 void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   std::vector<Notification> notify;
   std::shared_ptr<const StatusObserver> observer;
+  std::vector<v1::Event> events;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
@@ -703,11 +718,12 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     }
     if (ack.has_status()) {
       status_via_ack_.Increment();
-      RecordStatusLocked(agent, ack.bundle(), ack.status());
+      RecordStatusLocked(agent, ack.bundle(), ack.status(), &events);
       observer = ObserverForLocked(ack.bundle());
     }
   }
   Deliver(notify);
+  Publish(std::move(events));
   if (observer != nullptr) (*observer)(ack.bundle());
 }
 
@@ -736,14 +752,16 @@ void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
 
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   std::shared_ptr<const StatusObserver> observer;
+  std::vector<v1::Event> events;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return;
     status_via_message_.Increment();
-    RecordStatusLocked(agent, status.bundle(), status);
+    RecordStatusLocked(agent, status.bundle(), status, &events);
     observer = ObserverForLocked(status.bundle());
   }
+  Publish(std::move(events));
   if (observer != nullptr) (*observer)(status.bundle());
 }
 
@@ -860,7 +878,7 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
 }
 
 void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
-                             const v1::StatusUpdate& status) {
+                             const v1::StatusUpdate& status, std::vector<v1::Event>* events) {
   // An agent cannot make the control plane keep rows for bundles that do not concern it.
   if (agent->held.count(bundle) == 0 && bundles_.count(bundle) == 0 &&
       agent->reports.count(bundle) == 0) {
@@ -869,6 +887,28 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
   v1::StatusUpdate& report = agent->reports[bundle];
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
+  if (events_ != nullptr) {
+    const std::string& cluster = agent->info.name();
+    if (newly_applied) {
+      events->push_back(MakeEvent("cluster.applied", bundle, cluster, "", status.applied_commit(),
+                                  status.applied_revision()));
+    }
+    if (status.sync_state() == v1::SYNC_STATE_FAILED &&
+        (report.sync_state() != v1::SYNC_STATE_FAILED || report.revision() != status.revision() ||
+         report.message() != status.message())) {
+      events->push_back(MakeEvent("cluster.failed", bundle, cluster, status.message(),
+                                  status.commit(), status.revision()));
+    }
+    if (status.health() != report.health() && status.health() != v1::HEALTH_STATE_UNSPECIFIED) {
+      std::string health = absl::AsciiStrToLower(v1::HealthState_Name(status.health()));
+      health = health.substr(sizeof("health_state_") - 1);
+      if (status.unhealthy_resources_size() > 0) {
+        absl::StrAppend(&health, ": ", status.unhealthy_resources(0).message());
+      }
+      events->push_back(
+          MakeEvent("cluster.health", bundle, cluster, health, status.commit(), status.revision()));
+    }
+  }
   report = status;
   report.set_bundle(bundle);
   BoundStatus(&report);  // each stored status stays small, whatever an agent sends

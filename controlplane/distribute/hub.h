@@ -35,6 +35,7 @@
 #include "controlplane/distribute/diff_broker.h"
 #include "controlplane/distribute/message_cache.h"
 #include "controlplane/distribute/write_behind.h"
+#include "controlplane/events/event_bus.h"
 #include "controlplane/metrics.h"
 #include "controlplane/store/store.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -120,6 +121,9 @@ class Hub {
   // Bundles whose reports the observer hears even without a gate (other bundles depend
   // on them).
   void SetWatchedBundles(std::set<std::string> bundles);
+  // Where cluster events go (connected, disconnected, applied, failed, health); none
+  // when unset. Set before agents connect.
+  void SetEventBus(EventBus* events) { events_ = events; }
   // The bundle was removed through the API: agents that hold it receive a removal, now
   // or whenever they connect, for as long as the tombstone is kept.
   void RemoveBundle(const std::string& bundle, int64_t generation = 0);
@@ -254,9 +258,11 @@ class Hub {
   void DropHeldLocked(Agent* agent, const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
-  void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to `events` what the report changed (published after the lock).
+  void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status,
+                          std::vector<v1::Event>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
+  void Publish(std::vector<v1::Event> events);
   // The observer to call for a report on `bundle`, or null (see SetStatusObserver).
   std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -269,6 +275,7 @@ class Hub {
  private:
   Store* const store_;
   ControlPlaneMetrics& metrics_;
+  EventBus* events_ = nullptr;
   // Series touched once per agent per commit, looked up once here.
   metrics::Counter& sent_full_;
   metrics::Counter& sent_delta_;

@@ -795,7 +795,9 @@ void Controller::PersistNewRevisions(const std::string& bundle) {
   if (it != bundles_.end()) it->second.record = std::move(record);
 }
 
-void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&) {
+void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
+  Publish(
+      MakeEvent("source.commit", "", "", snapshot.commit.summary, snapshot.commit.id, "", source));
   // Only names are queued: each reconcile reads the source's snapshot as it is then.
   std::vector<std::string> names;
   {
@@ -852,6 +854,25 @@ absl::Status Controller::Reconcile(const std::string& name) {
   if (snapshot.has_value() &&
       (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
     status = RenderBundle(name, *snapshot);
+    if (events_ != nullptr) {
+      v1::Event event;
+      {
+        MutexLock lock(&mu_);
+        auto it = bundles_.find(name);
+        if (it != bundles_.end()) {
+          const v1::BundleRecord& record = it->second.record;
+          event = record.error().empty() || record.error_commit() != snapshot->commit.id
+                      ? MakeEvent("render.done", name, "",
+                                  absl::StrCat(record.engine(), " render of ",
+                                               snapshot->commit.id.substr(0, 12)),
+                                  snapshot->commit.id, record.revision())
+                      : MakeEvent("render.failed", name, "", record.error(), snapshot->commit.id);
+        }
+      }
+      if (!event.type().empty() && (status.ok() || event.type() == "render.failed")) {
+        Publish(std::move(event));
+      }
+    }
   } else if (content != nullptr && content->Uniform() == nullptr) {
     // Rendered and current: build the revisions of targeted clusters that lack one (a
     // cluster connected, or its labels changed). Only here do engines render for values.
@@ -1068,6 +1089,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";
+    Publish(MakeEvent("rollout.started", name, "", "partition 1 first", content->commit()));
   }
   std::vector<Partition> partitions = CutPartitions(strategy, hub_->MatchingClusters(selector));
   const int started_at = rollout.partition();
@@ -1078,14 +1100,17 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   if (rollout.partition() > started_at) {
     metrics_.rollout_partitions_passed.Add({{"bundle", name}})
         .Increment(rollout.partition() - started_at);
-    GF_LOG(INFO) << "bundle " << name << ": rollout "
-                 << (rollout.partition() >= static_cast<int>(partitions.size())
-                         ? std::string("done")
-                         : absl::StrCat("at partition ", rollout.partition() + 1, "/",
-                                        partitions.size()));
+    const bool done = rollout.partition() >= static_cast<int>(partitions.size());
+    const std::string where =
+        done ? std::string("done")
+             : absl::StrCat("at partition ", rollout.partition() + 1, "/", partitions.size());
+    GF_LOG(INFO) << "bundle " << name << ": rollout " << where;
+    Publish(MakeEvent(done ? "rollout.done" : "rollout.partition", name, "",
+                      done ? "every partition is through" : where, content->commit()));
   }
   if (rollout.halted() && !before.halted()) {
     GF_LOG(WARNING) << "bundle " << name << ": rollout paused: " << rollout.reason();
+    Publish(MakeEvent("rollout.paused", name, "", rollout.reason(), content->commit()));
   }
   if (step.recheck != absl::InfiniteFuture()) {
     queue_.AddAfter(name, std::max(absl::ZeroDuration(), step.recheck - now) + absl::Seconds(1));
@@ -1208,6 +1233,10 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
     return absl::OkStatus();
   }));
   GF_LOG(INFO) << "bundle " << name << ": rollout " << action << " by an operator";
+  Publish(MakeEvent(action == "pause"    ? "rollout.paused"
+                    : action == "resume" ? "rollout.resumed"
+                                         : "rollout.promoted",
+                    name, "", absl::StrCat(action, " by an operator")));
   ReconcileAndWait(name, wait_until);
   return GetRollout(name);
 }

@@ -38,6 +38,7 @@
 #include "common/sync.h"
 #include "common/workqueue.h"
 #include "controlplane/distribute/hub.h"
+#include "controlplane/events/event_bus.h"
 #include "controlplane/fleet/rollout.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
@@ -78,6 +79,9 @@ class Controller {
   // Stops polling first, waiting for fetches and renders in progress: their callbacks use
   // members that are destroyed before the poller.
   ~Controller();
+
+  // Where source, render and rollout events go (none when unset). Set before Start.
+  void SetEventBus(EventBus* events) { events_ = events; }
 
   // Loads definitions, last good revisions and errors; hands them to the hub.
   absl::Status Load();
@@ -208,6 +212,10 @@ class Controller {
 
   Store* const store_;
   Hub* const hub_;
+  EventBus* events_ = nullptr;
+  void Publish(v1::Event event) {
+    if (events_ != nullptr) events_->Publish(std::move(event));
+  }
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;
   // Every file of the repository at the snapshot's commit, read once per commit and shared

@@ -6,7 +6,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <csignal>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -417,6 +419,73 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
   EXPECT_THAT(metrics,
               HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="too_large"} 1)"));
   (void)first;
+}
+
+TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1");
+  int code;
+  Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
+  Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1"}, &code);
+  ASSERT_EQ(code, 0);
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("rolled out") != std::string::npos;
+  })) << Ctl({"rollout", "status", "web"});
+
+  // A subscriber for bundle web, following.
+  Process watcher(kCtl,
+                  {absl::StrCat("--server=127.0.0.1:", grpc_port_), "events", "--bundle=web", "-w",
+                   "-o", "json"},
+                  root_ + "/events.log");
+  ASSERT_FALSE(watcher.WaitForLog(R"(("type":"rollout.done"))").empty()) << watcher.Log();
+  WriteApp("web:2");
+  const std::string v2 = git_.Commit("v2");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return watcher.CountInLog("\"type\":\"rollout.done\"") >= 2; }))
+      << watcher.Log();
+
+  // The story of v2, in order, after the last event about v1.
+  std::vector<json> story;
+  std::istringstream lines(watcher.Log());
+  for (std::string line; std::getline(lines, line);) {
+    json event = json::parse(line, nullptr, false);
+    if (event.is_object()) story.push_back(event);
+  }
+  auto find = [&](size_t from, const std::string& type, const std::string& field = "",
+                  const std::string& value = "") {
+    for (size_t i = from; i < story.size(); ++i) {
+      if (story[i].value("type", "") != type) continue;
+      if (!field.empty() && story[i].value(field, "").rfind(value, 0) != 0) continue;
+      return i;
+    }
+    return story.size();
+  };
+  size_t commit = find(0, "source.commit", "commit", v2);
+  size_t render = find(commit, "render.done", "commit", v2);
+  size_t started = find(render, "rollout.started", "commit", v2);
+  size_t applied = find(started, "cluster.applied", "cluster", "c1");
+  size_t progressing = find(applied, "cluster.health", "message", "progressing");
+  size_t healthy = find(progressing, "cluster.health", "message", "healthy");
+  size_t done = find(healthy, "rollout.done");
+  EXPECT_LT(done, story.size()) << watcher.Log();
+  EXPECT_EQ(story[applied].value("commit", ""), v2);
+  for (size_t i = 1; i < story.size(); ++i) {
+    EXPECT_GT(std::stoull(story[i].value("sequence", "0")),
+              std::stoull(story[i - 1].value("sequence", "0")));
+  }
+  watcher.Kill(SIGTERM);
+
+  // Without -w: the recent events, then it ends.
+  std::string out = Ctl({"events", "--cluster=c1"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("cluster.connected  cluster=c1"));
+  EXPECT_THAT(out, HasSubstr("cluster.applied  bundle=web  cluster=c1"));
 }
 
 }  // namespace
