@@ -219,13 +219,13 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     if (!base_ok) {
       ack.mutable_ack()->set_need_full(true);
       held_.erase(update.bundle());
-      swarm_->Held(update.bundle(), before, "", absl::Now());
+      swarm_->Held(update.bundle(), before, "", absl::Now(), name_);
     } else {
       ack.mutable_ack()->set_ok(true);
       held_[update.bundle()] = update.revision();
       absl::Time acked = absl::Now() + (slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration());
       acked_at_[update.bundle()] = acked;
-      swarm_->Held(update.bundle(), before, update.revision(), acked);
+      swarm_->Held(update.bundle(), before, update.revision(), acked, name_);
       v1::AgentMessage status;
       v1::StatusUpdate* s =
           ack_carries_status_ ? ack.mutable_ack()->mutable_status() : status.mutable_status();
@@ -245,7 +245,7 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     MutexLock lock(&mu_);
     auto held = held_.find(message.removal().bundle());
     if (held != held_.end()) {
-      swarm_->Held(held->first, held->second, "", absl::Now());
+      swarm_->Held(held->first, held->second, "", absl::Now(), name_);
       held_.erase(held);
     }
     acked_at_.erase(message.removal().bundle());
@@ -344,11 +344,12 @@ void Swarm::Start() {
 int Swarm::connected() const { return counters_.connected.load(); }
 
 void Swarm::Held(const std::string& bundle, const std::string& before, const std::string& after,
-                 absl::Time when) {
+                 absl::Time when, const std::string& agent) {
   MutexLock lock(&holders_mu_);
   if (!before.empty()) --holders_[{bundle, before}];
   if (!after.empty()) {
     ++holders_[{bundle, after}];
+    if (options_.record_ack_times) ack_times_[{bundle, after}][agent] = when;
     absl::Time& last = last_ack_.try_emplace({bundle, after}, absl::InfinitePast()).first->second;
     last = std::max(last, when);
   }
@@ -367,6 +368,13 @@ absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revisi
   MutexLock lock(&holders_mu_);
   auto it = last_ack_.find({bundle, revision});
   return it == last_ack_.end() ? absl::InfiniteFuture() : it->second;
+}
+
+std::map<std::string, absl::Time> Swarm::AckTimes(const std::string& bundle,
+                                                  const std::string& revision) const {
+  MutexLock lock(&holders_mu_);
+  auto it = ack_times_.find({bundle, revision});
+  return it == ack_times_.end() ? std::map<std::string, absl::Time>() : it->second;
 }
 
 int64_t Swarm::bytes_received() const { return counters_.bytes.load(); }

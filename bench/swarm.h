@@ -44,6 +44,8 @@ struct SwarmOptions {
   bool ack_carries_status = true;
   // Connections opened at once while starting (the rest wait their turn).
   int connect_batch = 500;
+  // Keep when each agent acknowledged each revision (AckTimes).
+  bool record_ack_times = false;
 };
 
 class Swarm {
@@ -57,6 +59,9 @@ class Swarm {
   int Holding(const std::string& bundle, const std::string& revision) const;
   // When the last agent acknowledged `revision` of `bundle`, if all of `count` have.
   absl::Time LastAckOf(const std::string& bundle, const std::string& revision) const;
+  // With record_ack_times: agent name -> when it acknowledged `revision` of `bundle`.
+  std::map<std::string, absl::Time> AckTimes(const std::string& bundle,
+                                             const std::string& revision) const;
   // Update bytes received by all agents so far (serialized size of each message).
   int64_t bytes_received() const;
   int64_t messages_received() const;
@@ -94,10 +99,12 @@ class Swarm {
   // Kept as agents acknowledge, so that polling them costs nothing: agents holding each
   // (bundle, revision), and when the last of them acknowledged it.
   void Held(const std::string& bundle, const std::string& before, const std::string& after,
-            absl::Time when);
+            absl::Time when, const std::string& agent);
   mutable Mutex holders_mu_;
   std::map<std::pair<std::string, std::string>, int> holders_ ABSL_GUARDED_BY(holders_mu_);
   std::map<std::pair<std::string, std::string>, absl::Time> last_ack_ ABSL_GUARDED_BY(holders_mu_);
+  std::map<std::pair<std::string, std::string>, std::map<std::string, absl::Time>> ack_times_
+      ABSL_GUARDED_BY(holders_mu_);
   Counters counters_;
   std::thread scheduler_;
 };

@@ -105,7 +105,10 @@ void WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
 void WorkQueue::AddAfterLocked(const std::string& key, absl::Time when) {
   if (ready_since_.count(key) > 0 || dirty_.count(key) > 0) return;  // sooner already
   auto [it, inserted] = delayed_.emplace(key, when);
-  if (!inserted) it->second = std::min(it->second, when);
+  if (!inserted) {
+    if (when >= it->second) return;  // already due then or sooner: nothing to wake for
+    it->second = when;
+  }
   ++delayed_changes_;  // idle workers wait for the earliest time: it may be this one
 }
 

@@ -1,5 +1,8 @@
 #include "controlplane/distribute/hub.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/agent_protocol.h"
@@ -145,6 +148,7 @@ bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
 }
 
 void Hub::UpdateLabelsLocked(Agent* agent) {
+  ++membership_version_;
   if (trust_agent_labels_) {
     agent->labels = agent->reported;
     agent->labels_known = true;
@@ -225,6 +229,18 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     MutexLock lock(&mu_);
     tombstones_.erase(bundle);
     BundleTarget& target = bundles_[bundle];
+    // Only a rollout's gate widening (the next partition): only the clusters it adds can
+    // have anything new, so only they are looked at, not the whole fleet.
+    std::vector<std::string> widened;
+    const bool only_widened =
+        target.gate != nullptr && gate != nullptr && gate->size() > target.gate->size() &&
+        (content == nullptr || content == target.content) && target.content != nullptr &&
+        target.selector.text() == selector.text() && target.generation == generation &&
+        std::includes(gate->begin(), gate->end(), target.gate->begin(), target.gate->end());
+    if (only_widened) {
+      std::set_difference(gate->begin(), gate->end(), target.gate->begin(), target.gate->end(),
+                          std::back_inserter(widened));
+    }
     target.selector = selector;
     target.generation = generation;
     target.gate = std::move(gate);
@@ -236,7 +252,19 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     // targeted agent asks, and NextMessage works out its cluster's revision.
     std::shared_ptr<const Revision> uniform =
         target.content != nullptr ? target.content->Uniform() : nullptr;
+    if (only_widened) {
+      for (const std::string& name : widened) {
+        auto it = agents_.find(name);
+        if (it == agents_.end()) continue;
+        Agent& agent = it->second;
+        if (agent.connection == nullptr || agent.suspended || !Targets(target, agent)) continue;
+        auto held = agent.held.find(bundle);
+        if (held != agent.held.end() && uniform != nullptr && held->second == uniform->id) continue;
+        notify.emplace_back(agent.connection, bundle);
+      }
+    }
     for (auto& [name, agent] : agents_) {
+      if (only_widened) break;
       if (agent.orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();  // known again
       if (agent.connection == nullptr) continue;
       if (agent.suspended) continue;
@@ -807,6 +835,72 @@ absl::Status Hub::SuspendCluster(const std::string& cluster, bool suspend) {
   }
   Deliver(notify);
   return absl::OkStatus();
+}
+
+uint64_t Hub::MembershipVersion() const {
+  MutexLock lock(&mu_);
+  return membership_version_;
+}
+
+Hub::ProgressSummary Hub::SummarizeProgress(const std::string& bundle, const BundleContent* content,
+                                            const std::vector<std::string>& clusters) {
+  ProgressSummary summary;
+  summary.total = static_cast<int>(clusters.size());
+  std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
+  if (uniform == nullptr) {
+    // Per-cluster revisions: each cluster's is found unlocked, described in full.
+    for (v1::RolloutCluster& c : RolloutProgress(bundle, content, clusters)) {
+      if (c.ready()) continue;
+      ++summary.not_ready;
+      if (c.failed()) {
+        ++summary.failed;
+        if (!summary.first_failed.has_value()) summary.first_failed = std::move(c);
+      } else if (!summary.first_waiting.has_value()) {
+        summary.first_waiting = std::move(c);
+      }
+    }
+    return summary;
+  }
+  // Counted under the lock without copying anything; only the first failed and the first
+  // waiting cluster are described in full.
+  std::vector<std::string> describe;
+  {
+    std::string first_failed, first_waiting;
+    MutexLock lock(&mu_);
+    for (const std::string& name : clusters) {
+      const v1::StatusUpdate* report = nullptr;
+      auto agent = agents_.find(name);
+      if (agent != agents_.end()) {
+        auto found = agent->second.reports.find(bundle);
+        if (found != agent->second.reports.end()) report = &found->second;
+      }
+      const bool current = report != nullptr && report->revision() == uniform->id;
+      if (current && report->applied_revision() == uniform->id &&
+          report->sync_state() == v1::SYNC_STATE_SYNCED &&
+          report->health() == v1::HEALTH_STATE_HEALTHY) {
+        continue;
+      }
+      ++summary.not_ready;
+      if (current && report->sync_state() == v1::SYNC_STATE_FAILED) {
+        ++summary.failed;
+        if (first_failed.empty()) first_failed = name;
+      } else if (first_waiting.empty()) {
+        first_waiting = name;
+      }
+    }
+    if (!first_failed.empty()) describe.push_back(first_failed);
+    if (!first_waiting.empty()) describe.push_back(first_waiting);
+  }
+  for (v1::RolloutCluster& c : RolloutProgress(bundle, content, describe)) {
+    // Described only: the counts above stand (a report may have come in since).
+    if (c.ready()) continue;
+    if (c.failed() && !summary.first_failed.has_value()) {
+      summary.first_failed = std::move(c);
+    } else if (!summary.first_waiting.has_value()) {
+      summary.first_waiting = std::move(c);
+    }
+  }
+  return summary;
 }
 
 std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,

@@ -113,6 +113,21 @@ class Hub {
   std::vector<v1::RolloutCluster> RolloutProgress(const std::string& bundle,
                                                   const BundleContent* content,
                                                   const std::vector<std::string>& clusters);
+  // The same, counted: how many are not ready and how many failed, and the first of each
+  // in full. Copies nothing per cluster when the content is one revision for all (the
+  // rollout gate asks it on every report).
+  struct ProgressSummary {
+    int total = 0;
+    int not_ready = 0;
+    int failed = 0;
+    std::optional<v1::RolloutCluster> first_failed;
+    std::optional<v1::RolloutCluster> first_waiting;
+  };
+  ProgressSummary SummarizeProgress(const std::string& bundle, const BundleContent* content,
+                                    const std::vector<std::string>& clusters);
+  // Grows whenever a cluster appears or its labels may have changed: what selectors match
+  // is the same while it stays.
+  uint64_t MembershipVersion() const;
   // Called with a bundle's name, without the hub's lock, when an agent reports on a
   // bundle whose content is gated (its rollout waits for reports). Set before agents
   // connect.
@@ -299,6 +314,7 @@ class Hub {
   std::shared_ptr<const RenderRequester> render_requester_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const StatusObserver> status_observer_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> watched_ ABSL_GUARDED_BY(mu_);
+  uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

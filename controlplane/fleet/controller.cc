@@ -83,9 +83,13 @@ constexpr size_t kMaxPendingRevisions = 256;
 
 }  // namespace
 
+// How often reports may reconcile one bundle (its rollout or dependency gate): the gate
+// opens at most this late, and a partition of thousands costs a few evaluations.
+constexpr absl::Duration kRolloutEvaluationInterval = absl::Milliseconds(50);
+
 class Controller::Mailbox {
  public:
-  explicit Mailbox(WorkQueue* queue) : queue_(queue) {}
+  Mailbox(WorkQueue* queue, Clock* clock) : queue_(queue), clock_(clock) {}
 
   void RequestRender(const std::string& bundle) {
     MutexLock lock(&mu_);
@@ -93,13 +97,15 @@ class Controller::Mailbox {
   }
   // An agent reported on `bundle`: its gate and those of the bundles depending on it may
   // open.
+  // Reports come by the thousand while a partition applies: each bundle is reconciled for
+  // them at most once per kRolloutEvaluationInterval (and once more after the last).
   void OnReport(const std::string& bundle) {
     MutexLock lock(&mu_);
     if (queue_ == nullptr) return;
-    queue_->Add(bundle);
+    ThrottledAddLocked(bundle);
     auto it = dependents_.find(bundle);
     if (it == dependents_.end()) return;
-    for (const std::string& dependent : it->second) queue_->Add(dependent);
+    for (const std::string& dependent : it->second) ThrottledAddLocked(dependent);
   }
   void SetDependents(std::map<std::string, std::vector<std::string>> dependents) {
     MutexLock lock(&mu_);
@@ -135,6 +141,22 @@ class Controller::Mailbox {
   std::map<std::string, std::vector<std::pair<uint64_t, std::shared_ptr<const Revision>>>>
       revisions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> dependents_ ABSL_GUARDED_BY(mu_);
+  Clock* const clock_;
+  // bundle -> when it may be queued for reports again.
+  std::map<std::string, absl::Time> throttle_ ABSL_GUARDED_BY(mu_);
+
+  void ThrottledAddLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time now = clock_->Now();
+    absl::Time& next = throttle_[bundle];
+    if (now >= next) {
+      queue_->Add(bundle);
+      next = now + kRolloutEvaluationInterval;
+    } else {
+      // The queue keeps one delayed add per key, and drops it when the key is already
+      // waiting for a worker (whose reconcile then sees this report).
+      queue_->AddAfter(bundle, next - now);
+    }
+  }
 };
 
 namespace {
@@ -164,7 +186,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
             OnSourceCommit(source, snapshot);
           },
           options.default_poll_interval, /*fetch_threads=*/4, options.clock) {
-  mailbox_ = std::make_shared<Mailbox>(&queue_);
+  mailbox_ = std::make_shared<Mailbox>(&queue_, options.clock);
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
   // A report on a bundle whose rollout waits: reconcile it (the queue coalesces them).
@@ -896,8 +918,10 @@ void Controller::PushToHub(const std::string& name) {
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
     builds = state.content != nullptr ? state.content->builds() : 0;
-    const bool same_gate = (state.pushed_gate == nullptr) == (gate == nullptr) &&
-                           (gate == nullptr || *state.pushed_gate == *gate);
+    const bool same_gate =
+        state.pushed_gate == gate ||
+        (state.pushed_gate != nullptr && gate != nullptr &&
+         state.pushed_gate->size() == gate->size() && *state.pushed_gate == *gate);
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
         state.pushed_builds == builds && same_gate) {
       return;
@@ -1038,24 +1062,37 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
 }
 
 Hub::Gate Controller::RolloutGate(const std::string& name) {
-  v1::Bundle definition;
+  // Asked on every report a gated bundle gets (at most every kRolloutEvaluationInterval):
+  // copies only what it needs, and cuts the partitions again only when the fleet changed.
+  v1::RolloutStrategy strategy;
+  int64_t definition_generation = 0;
+  bool suspended = false;
+  v1::RolloutRecord before;
   LabelSelector selector;
-  v1::BundleRecord record;
   std::shared_ptr<const BundleVariants> content;
+  std::shared_ptr<const std::vector<Partition>> partitions;
+  const uint64_t membership = hub_->MembershipVersion();
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return nullptr;
-    definition = it->second.definition;
-    selector = it->second.selector;
-    record = it->second.record;
-    content = it->second.content;
+    const BundleState& state = it->second;
+    strategy = state.definition.rollout();
+    definition_generation = state.definition.generation();
+    suspended = state.record.suspended();
+    before = state.record.rollout();
+    selector = state.selector;
+    content = state.content;
+    if (state.partitions != nullptr && state.partitions_membership == membership &&
+        state.partitions_generation == definition_generation) {
+      partitions = state.partitions;
+    }
   }
-  const v1::RolloutStrategy& strategy = definition.rollout();
-  auto publish = [&](std::vector<Partition> partitions, const std::string& message,
-                     const v1::RolloutRecord& rollout) {
-    const bool progressive = Progressive(strategy) && !partitions.empty();
-    const bool done = rollout.partition() >= static_cast<int>(partitions.size());
+  auto publish = [&](const std::shared_ptr<const std::vector<Partition>>& cut,
+                     const std::string& message, const v1::RolloutRecord& rollout) {
+    const size_t count = cut != nullptr ? cut->size() : 0;
+    const bool progressive = Progressive(strategy) && count > 0;
+    const bool done = rollout.partition() >= static_cast<int>(count);
     metrics_.rollout_partition.Add({{"bundle", name}})
         .Set(progressive && !done ? rollout.partition() + 1 : 0);
     metrics_.rollout_paused.Add({{"bundle", name}})
@@ -1063,47 +1100,59 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
-    it->second.partitions = std::move(partitions);
+    it->second.partitions = cut;
+    it->second.partitions_membership = membership;
+    it->second.partitions_generation = definition_generation;
     it->second.rollout_message = message;
   };
-  if (record.suspended()) {
-    publish({}, "suspended (gitfleetctl bundle resume)", record.rollout());
+  if (suspended) {
+    publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
     return std::make_shared<const std::set<std::string>>();  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
-    publish({}, "", record.rollout());
+    publish(nullptr, "", before);
     return nullptr;
   }
   const absl::Time now = options_.clock->Now();
-  const v1::RolloutRecord before = record.rollout();
   v1::RolloutRecord rollout = before;
   if (rollout.commit() != content->commit() ||
-      rollout.generation() != static_cast<uint64_t>(definition.generation())) {
+      rollout.generation() != static_cast<uint64_t>(definition_generation)) {
     // A newer render starts from the first partition; clusters on an older one keep it
     // until their partition's turn. An operator's pause holds across commits.
     const bool paused = rollout.paused_by_operator();
     rollout.Clear();
     rollout.set_commit(content->commit());
-    rollout.set_generation(definition.generation());
+    rollout.set_generation(definition_generation);
     rollout.set_paused_by_operator(paused);
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";
     Publish(MakeEvent("rollout.started", name, "", "partition 1 first", content->commit()));
   }
-  std::vector<Partition> partitions = CutPartitions(strategy, hub_->MatchingClusters(selector));
+  if (partitions == nullptr) {
+    partitions = std::make_shared<const std::vector<Partition>>(
+        CutPartitions(strategy, hub_->MatchingClusters(selector)));
+  }
   const int started_at = rollout.partition();
   RolloutStep step =
-      AdvanceRollout(rollout, partitions, strategy, now, [&](const Partition& partition) {
-        return hub_->RolloutProgress(name, content.get(), partition.clusters);
+      AdvanceRollout(rollout, *partitions, strategy, now, [&](const Partition& partition) {
+        Hub::ProgressSummary summary =
+            hub_->SummarizeProgress(name, content.get(), partition.clusters);
+        PartitionProgress progress;
+        progress.total = summary.total;
+        progress.not_ready = summary.not_ready;
+        progress.failed = summary.failed;
+        progress.first_failed = std::move(summary.first_failed);
+        progress.first_waiting = std::move(summary.first_waiting);
+        return progress;
       });
   if (rollout.partition() > started_at) {
     metrics_.rollout_partitions_passed.Add({{"bundle", name}})
         .Increment(rollout.partition() - started_at);
-    const bool done = rollout.partition() >= static_cast<int>(partitions.size());
+    const bool done = rollout.partition() >= static_cast<int>(partitions->size());
     const std::string where =
         done ? std::string("done")
-             : absl::StrCat("at partition ", rollout.partition() + 1, "/", partitions.size());
+             : absl::StrCat("at partition ", rollout.partition() + 1, "/", partitions->size());
     GF_LOG(INFO) << "bundle " << name << ": rollout " << where;
     Publish(MakeEvent(done ? "rollout.done" : "rollout.partition", name, "",
                       done ? "every partition is through" : where, content->commit()));
@@ -1113,6 +1162,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     Publish(MakeEvent("rollout.paused", name, "", rollout.reason(), content->commit()));
   }
   if (step.recheck != absl::InfiniteFuture()) {
+    // The deadline passes with no report to wake it: look again then. (The queue keeps the
+    // earliest delayed add of a key, so this is asked again on every evaluation.)
     queue_.AddAfter(name, std::max(absl::ZeroDuration(), step.recheck - now) + absl::Seconds(1));
   }
   if (!SameMessage(rollout, before)) {
@@ -1130,8 +1181,28 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       rollout = before;
     }
   }
-  Hub::Gate gate = GateOf(rollout, partitions);
-  publish(std::move(partitions), step.message.empty() ? "done" : step.message, rollout);
+  // The same partitions and the same place in them: the same gate object, so the hub is
+  // not told anything new.
+  Hub::Gate gate;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it != bundles_.end() && it->second.gate_partitions == partitions &&
+        it->second.gate_partition == rollout.partition()) {
+      gate = it->second.gate;
+    }
+  }
+  if (gate == nullptr && rollout.partition() < static_cast<int>(partitions->size())) {
+    gate = GateOf(rollout, *partitions);
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it != bundles_.end()) {
+      it->second.gate = gate;
+      it->second.gate_partitions = partitions;
+      it->second.gate_partition = rollout.partition();
+    }
+  }
+  publish(partitions, step.message.empty() ? "done" : step.message, rollout);
   return gate;
 }
 
@@ -1171,7 +1242,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     status.set_suspended(state.record.suspended());
     status.set_message(state.rollout_message);
     status.set_pinned_commit(state.record.pinned_commit());
-    partitions = state.partitions;
+    if (state.partitions != nullptr) partitions = *state.partitions;
     rollout = state.record.rollout();
     content = state.content;
   }

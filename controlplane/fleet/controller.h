@@ -159,9 +159,15 @@ class Controller {
     std::shared_ptr<const BundleVariants> pushed_content;
     uint64_t pushed_builds = 0;
     Hub::Gate pushed_gate;
-    // The rollout as last worked out: its partitions and what it waits for.
-    std::vector<Partition> partitions;
+    // The rollout as last worked out: its partitions (cut for a membership version of the
+    // hub and a definition), what it waits for, and the gate of its current partition.
+    std::shared_ptr<const std::vector<Partition>> partitions;
+    uint64_t partitions_membership = 0;
+    int64_t partitions_generation = -1;
     std::string rollout_message;
+    Hub::Gate gate;
+    std::shared_ptr<const std::vector<Partition>> gate_partitions;
+    int gate_partition = -1;
   };
   class Mailbox;
 

@@ -118,10 +118,9 @@ int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size) {
   return allowed.ok() ? *allowed : 0;
 }
 
-RolloutStep AdvanceRollout(
-    v1::RolloutRecord& record, const std::vector<Partition>& partitions,
-    const v1::RolloutStrategy& strategy, absl::Time now,
-    const std::function<std::vector<v1::RolloutCluster>(const Partition&)>& progress) {
+RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+                           const v1::RolloutStrategy& strategy, absl::Time now,
+                           const std::function<PartitionProgress(const Partition&)>& progress) {
   RolloutStep step;
   const absl::Duration deadline = ProgressDeadline(strategy);
   // Bounded: one pass per partition at most.
@@ -137,21 +136,13 @@ RolloutStep AdvanceRollout(
       step.message = absl::StrCat(where, ": paused: ", record.reason());
       return step;
     }
-    std::vector<v1::RolloutCluster> clusters = progress(partition);
-    int not_ready = 0, failed = 0;
-    const v1::RolloutCluster* first_failed = nullptr;
-    const v1::RolloutCluster* first_waiting = nullptr;
-    for (const v1::RolloutCluster& c : clusters) {
-      if (c.ready()) continue;
-      ++not_ready;
-      if (c.failed()) {
-        ++failed;
-        if (first_failed == nullptr) first_failed = &c;
-      } else if (first_waiting == nullptr) {
-        first_waiting = &c;
-      }
-    }
-    const int allowed = AllowedUnavailable(strategy, static_cast<int>(clusters.size()));
+    const PartitionProgress counted = progress(partition);
+    const int not_ready = counted.not_ready, failed = counted.failed;
+    const v1::RolloutCluster* first_failed =
+        counted.first_failed.has_value() ? &*counted.first_failed : nullptr;
+    const v1::RolloutCluster* first_waiting =
+        counted.first_waiting.has_value() ? &*counted.first_waiting : nullptr;
+    const int allowed = AllowedUnavailable(strategy, counted.total);
     if (record.promoted() || not_ready <= allowed) {
       record.set_partition(index + 1);
       *record.mutable_partition_started() = ToProtoTime(now);
@@ -170,7 +161,7 @@ RolloutStep AdvanceRollout(
     const absl::Time started = FromProtoTime(record.partition_started());
     const v1::RolloutCluster* example = first_waiting != nullptr ? first_waiting : first_failed;
     const std::string waiting =
-        absl::StrCat(clusters.size() - not_ready, " of ", clusters.size(), " clusters ready",
+        absl::StrCat(counted.total - not_ready, " of ", counted.total, " clusters ready",
                      allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "",
                      "; waiting for ", example->name(), ": ", example->detail());
     if (now - started >= deadline) {

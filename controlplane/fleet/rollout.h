@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,6 +48,15 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
 // How many clusters of a partition of `size` may be not ready when the next starts.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);
 
+// How one partition's clusters are doing.
+struct PartitionProgress {
+  int total = 0;
+  int not_ready = 0;
+  int failed = 0;
+  std::optional<v1::RolloutCluster> first_failed;
+  std::optional<v1::RolloutCluster> first_waiting;
+};
+
 struct RolloutStep {
   // Why it waits or why it is paused; "" once done.
   std::string message;
@@ -62,10 +72,9 @@ struct RolloutStep {
 // clusters are not ready (or it was promoted); it halts the rollout when more than that
 // failed, or when it is not through by the deadline. `progress` tells how one partition's
 // clusters are doing.
-RolloutStep AdvanceRollout(
-    v1::RolloutRecord& record, const std::vector<Partition>& partitions,
-    const v1::RolloutStrategy& strategy, absl::Time now,
-    const std::function<std::vector<v1::RolloutCluster>(const Partition&)>& progress);
+RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+                           const v1::RolloutStrategy& strategy, absl::Time now,
+                           const std::function<PartitionProgress(const Partition&)>& progress);
 
 // The clusters that may receive the render: every partition up to the current one; null
 // (everyone) once the rollout is done.

@@ -82,15 +82,22 @@ class AdvanceTest : public ::testing::Test {
   }
   RolloutStep Advance() {
     return AdvanceRollout(record_, partitions_, strategy_, now_, [this](const Partition& p) {
-      std::vector<v1::RolloutCluster> out;
+      PartitionProgress out;
+      out.total = static_cast<int>(p.clusters.size());
       for (const std::string& name : p.clusters) {
         v1::RolloutCluster c;
         c.set_name(name);
         const std::string& state = state_[name];
-        c.set_ready(state == "ready");
+        if (state == "ready") continue;
         c.set_failed(state == "failed");
         c.set_detail(state.empty() ? "no report for this revision" : state);
-        out.push_back(c);
+        ++out.not_ready;
+        if (c.failed()) {
+          ++out.failed;
+          if (!out.first_failed) out.first_failed = c;
+        } else if (!out.first_waiting) {
+          out.first_waiting = c;
+        }
       }
       return out;
     });

@@ -1,0 +1,206 @@
+// The rollout machinery's cost: a real control plane, N simulated agents (bench/swarm),
+// one bundle of M ConfigMaps. Each round commits a one-object change twice: once rolled
+// out everywhere at once, once in P partitions (--partition-size=100/P %), the bundle's
+// definition switched between the two in between (which sends nothing: the revision is
+// the same). For each it measures the control plane's CPU from the sync to the last
+// agent's report being read (rolled out, or the rollout done), and for the partitioned one
+// the gate's latency: from the last ACK (carrying Applied and Healthy, as the real agent
+// sends it) of partition k to the first ACK of partition k+1 (an ACK follows its update
+// at once, so this is the gap to the next partition's first update plus one round trip).
+//
+//   bazel run -c opt //bench:rollout -- --agents=10000 --partitions=10 --rounds=3
+//
+// The last line is one JSON object.
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/bench_util.h"
+#include "bench/swarm.h"
+#include "common/proto_time.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/git_fixture.h"
+#include "tests/util/process.h"
+
+ABSL_FLAG(int, agents, 1000, "Simulated agents.");
+ABSL_FLAG(int, objects, 1000, "ConfigMaps in the bundle.");
+ABSL_FLAG(int, partitions, 10, "Partitions of the progressive rollout.");
+ABSL_FLAG(int, rounds, 3, "Rounds, each one commit at once and one commit partitioned.");
+ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+
+namespace gitfleet {
+namespace {
+
+using testing::GitFixture;
+using testing::TempDir;
+
+std::string Cm(int i, int version) {
+  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
+                      "\n  namespace: bench\n  labels: {app: bench, tier: backend}\ndata:\n"
+                      "  version: \"",
+                      version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
+}
+
+int Main() {
+  bench::RaiseFileLimit();
+  const int agents = absl::GetFlag(FLAGS_agents);
+  const int objects = absl::GetFlag(FLAGS_objects);
+  const int partitions = absl::GetFlag(FLAGS_partitions);
+  std::string root = TempDir("bench-rollout");
+  GitFixture git(root + "/repo");
+  for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
+  git.Commit("initial");
+  absl::StatusOr<bench::ControlPlane> started =
+      bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600);
+  if (!started.ok()) {
+    fprintf(stderr, "%s\n", std::string(started.status().message()).c_str());
+    return 1;
+  }
+  testing::Process& cp = *started->process;
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateChannel(started->target, grpc::InsecureChannelCredentials()));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    return ((*admin).*method)(&context, request, response);
+  };
+  absl::StatusOr<v1::BundleInfo> added = bench::AddBenchBundle(*admin, git.url(), "apps/bench");
+  if (!added.ok()) return 1;
+  v1::Bundle definition = added->bundle();
+
+  bench::SwarmOptions options;
+  options.target = started->target;
+  options.agents = agents;
+  options.record_ack_times = true;
+  bench::Swarm swarm(options);
+  swarm.Start();
+  if (!swarm.WaitUntil([&] { return swarm.Holding("bench", added->revision()) == agents; },
+                       absl::Seconds(120 + agents / 20))) {
+    fprintf(stderr, "initial sync incomplete\n");
+    return 1;
+  }
+  absl::SleepFor(absl::Seconds(5));
+
+  auto set_partitioned = [&](bool partitioned) {
+    v1::AddBundleRequest request;
+    *request.mutable_bundle() = definition;
+    request.mutable_bundle()->clear_generation();
+    if (partitioned) {
+      request.mutable_bundle()->mutable_rollout()->set_partition_size(
+          absl::StrCat(100 / partitions, "%"));
+      request.mutable_bundle()->mutable_rollout()->set_progress_deadline_seconds(600);
+    }
+    request.set_replace(true);
+    v1::BundleInfo info;
+    return call(&v1::AdminService::Stub::AddBundle, request, &info).ok();
+  };
+  int version = 1;
+  // Commits a change and waits until the control plane has read every agent's report on
+  // it; returns the control plane's CPU seconds meanwhile and the revision.
+  auto commit = [&](bool partitioned, std::string* revision) -> double {
+    git.Write("apps/bench/cm-0.yaml", Cm(0, version++));
+    git.Commit(absl::StrCat("change ", version));
+    const double before = bench::CpuSeconds(cp.pid());
+    v1::SyncSourceRequest sync;
+    sync.set_name("bench");
+    v1::SourceInfo info;
+    if (!call(&v1::AdminService::Stub::SyncSource, sync, &info).ok()) return -1;
+    v1::ListBundlesResponse bundles;
+    if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &bundles).ok()) {
+      return -1;
+    }
+    *revision = bundles.bundles(0).revision();
+    if (!swarm.WaitUntil([&] { return swarm.Holding("bench", *revision) == agents; },
+                         absl::Seconds(300))) {
+      fprintf(stderr, "only %d of %d agents got %s\n", swarm.Holding("bench", *revision), agents,
+              revision->c_str());
+      return -1;
+    }
+    // The same cheap listing for both (rollout status would cost the control plane a
+    // look at every cluster's report each time, and be measured as the rollout's cost).
+    auto finished = [&] {
+      v1::ListBundlesResponse listed;
+      if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &listed).ok()) {
+        return false;
+      }
+      const v1::BundleInfo& b = listed.bundles(0);
+      return b.revision() == *revision && b.has_rolled_out_time() &&
+             (!partitioned || b.rollout() == "done");
+    };
+    // Seldom: each listing counts the fleet under the hub's lock, for both alike.
+    if (!swarm.WaitUntil(finished, absl::Seconds(60), absl::Milliseconds(200))) return -1;
+    return bench::CpuSeconds(cp.pid()) - before;
+  };
+
+  std::vector<double> at_once_cpu, partitioned_cpu, gaps;
+  double max_gap = 0;
+  for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
+    std::string revision;
+    if (!set_partitioned(false)) return 1;
+    absl::SleepFor(absl::Seconds(2));
+    double cpu = commit(false, &revision);
+    if (cpu < 0) return 1;
+    at_once_cpu.push_back(cpu);
+    if (!set_partitioned(true)) return 1;
+    absl::SleepFor(absl::Seconds(2));
+    cpu = commit(true, &revision);
+    if (cpu < 0) return 1;
+    partitioned_cpu.push_back(cpu);
+    // The partitions as the control plane cut them, and each agent's ACK time.
+    v1::GetRolloutRequest request;
+    request.set_bundle("bench");
+    v1::RolloutStatus status;
+    if (!call(&v1::AdminService::Stub::GetRollout, request, &status).ok()) return 1;
+    std::map<std::string, absl::Time> acked = swarm.AckTimes("bench", revision);
+    std::vector<double> round_gaps;
+    for (int p = 0; p + 1 < status.partitions_size(); ++p) {
+      absl::Time last = absl::InfinitePast(), first = absl::InfiniteFuture();
+      for (const v1::RolloutCluster& c : status.partitions(p).clusters()) {
+        last = std::max(last, acked[c.name()]);
+      }
+      for (const v1::RolloutCluster& c : status.partitions(p + 1).clusters()) {
+        first = std::min(first, acked[c.name()]);
+      }
+      double gap = absl::ToDoubleSeconds(first - last);
+      round_gaps.push_back(gap);
+      gaps.push_back(gap);
+      max_gap = std::max(max_gap, gap);
+    }
+    printf(
+        "round %d: at once %.2f CPU s; %d partitions %.2f CPU s (%.2f per partition), "
+        "gate median %.1f ms, max %.1f ms\n",
+        round, at_once_cpu.back(), status.partitions_size(), partitioned_cpu.back(),
+        partitioned_cpu.back() / std::max(1, status.partitions_size()),
+        1000 * bench::Median(round_gaps),
+        1000 * *std::max_element(round_gaps.begin(), round_gaps.end()));
+  }
+  const double at_once = bench::Median(at_once_cpu);
+  const double partitioned = bench::Median(partitioned_cpu);
+  printf(
+      "control-plane CPU per commit: at once median %.2f s, in %d partitions median %.2f s "
+      "(ratio %.2f); last Healthy of a partition to the next one's first ACK: median %.1f "
+      "ms, max %.1f ms\n",
+      at_once, partitions, partitioned, partitioned / at_once, 1000 * bench::Median(gaps),
+      1000 * max_gap);
+  printf(
+      "{\"bench\": \"rollout\", \"agents\": %d, \"objects\": %d, \"partitions\": %d, "
+      "\"rounds\": %d, \"at_once_cpu_seconds_median\": %.3f, "
+      "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
+      "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
+      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), at_once, partitioned,
+      partitioned / at_once, bench::Median(gaps), max_gap);
+  return 0;
+}
+
+}  // namespace
+}  // namespace gitfleet
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return gitfleet::Main();
+}
