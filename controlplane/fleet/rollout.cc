@@ -150,20 +150,25 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       step.changed = true;
       continue;
     }
+    // Counts and examples may come from reports a moment apart: an example may be missing.
     if (failed > allowed) {
       record.set_halted(true);
-      record.set_reason(absl::StrCat("cluster ", first_failed->name(),
-                                     " failed to apply the revision: ", first_failed->detail()));
+      record.set_reason(
+          first_failed != nullptr
+              ? absl::StrCat("cluster ", first_failed->name(),
+                             " failed to apply the revision: ", first_failed->detail())
+              : absl::StrCat(failed, " clusters failed to apply the revision"));
       step.changed = true;
       step.message = absl::StrCat(where, ": paused: ", record.reason());
       return step;
     }
     const absl::Time started = FromProtoTime(record.partition_started());
     const v1::RolloutCluster* example = first_waiting != nullptr ? first_waiting : first_failed;
-    const std::string waiting =
-        absl::StrCat(counted.total - not_ready, " of ", counted.total, " clusters ready",
-                     allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "",
-                     "; waiting for ", example->name(), ": ", example->detail());
+    const std::string waiting = absl::StrCat(
+        counted.total - not_ready, " of ", counted.total, " clusters ready",
+        allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "", "; waiting for ",
+        example != nullptr ? absl::StrCat(example->name(), ": ", example->detail())
+                           : absl::StrCat(not_ready, " clusters' reports"));
     if (now - started >= deadline) {
       record.set_halted(true);
       record.set_reason(absl::StrCat("not ready within the progress deadline (",

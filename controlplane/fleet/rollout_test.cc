@@ -177,5 +177,33 @@ TEST_F(AdvanceTest, TheDeadlineAndFailuresHaltItUntilPromotedOrResumed) {
   EXPECT_THAT(step.message, HasSubstr("paused by an operator"));
 }
 
+TEST(RolloutTest, CountsWithoutAnExampleStillExplainThemselves) {
+  // The hub counts under its lock and describes the first waiting cluster a moment later,
+  // when it may be ready: a count without an example must not be trusted to have one.
+  v1::RolloutStrategy strategy;
+  strategy.set_partition_size("2");
+  std::vector<Partition> partitions =
+      CutPartitions(strategy, {Cluster("a", "x"), Cluster("b", "x")});
+  v1::RolloutRecord record;
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  *record.mutable_partition_started() = ToProtoTime(now);
+  RolloutStep step = AdvanceRollout(record, partitions, strategy, now, [](const Partition&) {
+    PartitionProgress p;
+    p.total = 2;
+    p.not_ready = 2;
+    return p;
+  });
+  EXPECT_THAT(step.message, HasSubstr("0 of 2 clusters ready; waiting for 2 clusters' reports"));
+  step = AdvanceRollout(record, partitions, strategy, now, [](const Partition&) {
+    PartitionProgress p;
+    p.total = 2;
+    p.not_ready = 1;
+    p.failed = 1;
+    return p;
+  });
+  EXPECT_TRUE(record.halted());
+  EXPECT_THAT(step.message, HasSubstr("1 clusters failed to apply the revision"));
+}
+
 }  // namespace
 }  // namespace gitfleet
