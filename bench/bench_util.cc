@@ -86,6 +86,13 @@ void RaiseFileLimit() {
   }
 }
 
+std::string BenchConfigMap(int i, int version) {
+  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
+                      "\n  namespace: bench\n  labels: {app: bench, tier: backend}\ndata:\n"
+                      "  version: \"",
+                      version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
+}
+
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,
                                               const std::string& path) {
   auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(60); };

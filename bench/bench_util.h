@@ -40,6 +40,10 @@ double CpuSeconds(pid_t pid);
 // Raises the open-file limit to the hard limit (children inherit it).
 void RaiseFileLimit();
 
+// ConfigMap cm-I of the bench bundle at `version`: about 300 bytes of YAML, a typical
+// small object (fanout and rollout commit changes to one of them).
+std::string BenchConfigMap(int i, int version);
+
 // Adds source "bench" at `url` and bundle "bench" at `path` (prune on) through `admin`.
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,
                                               const std::string& path);

@@ -73,14 +73,6 @@ using testing::GitFixture;
 using testing::Process;
 using testing::TempDir;
 
-std::string Cm(int i, int version) {
-  // About 300 bytes of YAML, a typical small object.
-  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
-                      "\n  namespace: bench\n  labels: {app: bench, tier: backend}\ndata:\n"
-                      "  version: \"",
-                      version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
-}
-
 using bench::Median;
 
 std::string Binary(const std::string& path) {
@@ -288,7 +280,8 @@ int Main() {
   const int commits = absl::GetFlag(FLAGS_commits);
   std::string root = TempDir("bench-fanout");
   GitFixture git(root + "/repo");
-  for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
+  for (int i = 0; i < objects; ++i)
+    git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));
   git.Commit("initial");
 
   absl::StatusOr<bench::ControlPlane> started =
@@ -343,7 +336,7 @@ int Main() {
   int64_t object_bytes = 0;
   for (int c = 0; c < commits; ++c) {
     int object = c % objects;
-    std::string changed = Cm(object, c + 1);
+    std::string changed = bench::BenchConfigMap(object, c + 1);
     git.Write(absl::StrCat("apps/bench/cm-", object, ".yaml"), changed);
     git.Commit(absl::StrCat("change ", c));
     int64_t bytes_before = swarm.bytes_received();

@@ -39,13 +39,6 @@ namespace {
 using testing::GitFixture;
 using testing::TempDir;
 
-std::string Cm(int i, int version) {
-  return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
-                      "\n  namespace: bench\n  labels: {app: bench, tier: backend}\ndata:\n"
-                      "  version: \"",
-                      version, "\"\n  settings: \"", std::string(160, 'x'), "\"\n");
-}
-
 int Main() {
   bench::RaiseFileLimit();
   const int agents = absl::GetFlag(FLAGS_agents);
@@ -53,7 +46,8 @@ int Main() {
   const int partitions = absl::GetFlag(FLAGS_partitions);
   std::string root = TempDir("bench-rollout");
   GitFixture git(root + "/repo");
-  for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
+  for (int i = 0; i < objects; ++i)
+    git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));
   git.Commit("initial");
   absl::StatusOr<bench::ControlPlane> started =
       bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600);
@@ -103,7 +97,7 @@ int Main() {
   // Commits a change and waits until the control plane has read every agent's report on
   // it; returns the control plane's CPU seconds meanwhile and the revision.
   auto commit = [&](bool partitioned, std::string* revision) -> double {
-    git.Write("apps/bench/cm-0.yaml", Cm(0, version++));
+    git.Write("apps/bench/cm-0.yaml", bench::BenchConfigMap(0, version++));
     git.Commit(absl::StrCat("change ", version));
     const double before = bench::CpuSeconds(cp.pid());
     v1::SyncSourceRequest sync;

@@ -842,9 +842,9 @@ uint64_t Hub::MembershipVersion() const {
   return membership_version_;
 }
 
-Hub::ProgressSummary Hub::SummarizeProgress(const std::string& bundle, const BundleContent* content,
-                                            const std::vector<std::string>& clusters) {
-  ProgressSummary summary;
+PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const BundleContent* content,
+                                         const std::vector<std::string>& clusters) {
+  PartitionProgress summary;
   summary.total = static_cast<int>(clusters.size());
   std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
   if (uniform == nullptr) {

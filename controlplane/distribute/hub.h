@@ -31,6 +31,7 @@
 #include "common/metrics/heartbeat.h"
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
+#include "common/model/rollout_progress.h"
 #include "common/sync.h"
 #include "controlplane/distribute/diff_broker.h"
 #include "controlplane/distribute/message_cache.h"
@@ -116,15 +117,8 @@ class Hub {
   // The same, counted: how many are not ready and how many failed, and the first of each
   // in full. Copies nothing per cluster when the content is one revision for all (the
   // rollout gate asks it on every report).
-  struct ProgressSummary {
-    int total = 0;
-    int not_ready = 0;
-    int failed = 0;
-    std::optional<v1::RolloutCluster> first_failed;
-    std::optional<v1::RolloutCluster> first_waiting;
-  };
-  ProgressSummary SummarizeProgress(const std::string& bundle, const BundleContent* content,
-                                    const std::vector<std::string>& clusters);
+  PartitionProgress SummarizeProgress(const std::string& bundle, const BundleContent* content,
+                                      const std::vector<std::string>& clusters);
   // Grows whenever a cluster appears or its labels may have changed: what selectors match
   // is the same while it stays.
   uint64_t MembershipVersion() const;

@@ -1136,15 +1136,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   const int started_at = rollout.partition();
   RolloutStep step =
       AdvanceRollout(rollout, *partitions, strategy, now, [&](const Partition& partition) {
-        Hub::ProgressSummary summary =
-            hub_->SummarizeProgress(name, content.get(), partition.clusters);
-        PartitionProgress progress;
-        progress.total = summary.total;
-        progress.not_ready = summary.not_ready;
-        progress.failed = summary.failed;
-        progress.first_failed = std::move(summary.first_failed);
-        progress.first_waiting = std::move(summary.first_waiting);
-        return progress;
+        return hub_->SummarizeProgress(name, content.get(), partition.clusters);
       });
   if (rollout.partition() > started_at) {
     metrics_.rollout_partitions_passed.Add({{"bundle", name}})

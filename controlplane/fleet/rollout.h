@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/model/rollout_progress.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 #include "proto/gitfleet/v1/state.pb.h"
 #include "proto/gitfleet/v1/types.pb.h"
@@ -47,15 +48,6 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
 
 // How many clusters of a partition of `size` may be not ready when the next starts.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);
-
-// How one partition's clusters are doing.
-struct PartitionProgress {
-  int total = 0;
-  int not_ready = 0;
-  int failed = 0;
-  std::optional<v1::RolloutCluster> first_failed;
-  std::optional<v1::RolloutCluster> first_waiting;
-};
 
 struct RolloutStep {
   // Why it waits or why it is paused; "" once done.

@@ -93,16 +93,19 @@ std::optional<SourceSnapshot> SourcePoller::Snapshot(const std::string& name) {
   return it->second.snapshot;
 }
 
-absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name, absl::Duration wait) {
-  std::string key;
-  {
-    MutexLock lock(&mu_);
-    auto it = sources_.find(name);
-    if (it == sources_.end()) {
-      return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
-    }
-    key = RepoKey(it->second.source);
+absl::StatusOr<std::string> SourcePoller::KeyOf(const std::string& name) {
+  MutexLock lock(&mu_);
+  auto it = sources_.find(name);
+  if (it == sources_.end()) {
+    return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
   }
+  return RepoKey(it->second.source);
+}
+
+absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name, absl::Duration wait) {
+  absl::StatusOr<std::string> found = KeyOf(name);
+  if (!found.ok()) return found.status();
+  const std::string& key = *found;
   if (!queue_.WaitFor(key, queue_.Add(key), wait)) {
     return absl::DeadlineExceededError(
         absl::StrCat("source \"", name, "\": no fetch finished within ", absl::FormatDuration(wait),
@@ -117,16 +120,9 @@ absl::StatusOr<v1::SourceInfo> SourcePoller::SyncNow(const std::string& name, ab
 }
 
 absl::Status SourcePoller::FetchSoon(const std::string& name) {
-  std::string key;
-  {
-    MutexLock lock(&mu_);
-    auto it = sources_.find(name);
-    if (it == sources_.end()) {
-      return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
-    }
-    key = RepoKey(it->second.source);
-  }
-  queue_.Add(key);
+  absl::StatusOr<std::string> key = KeyOf(name);
+  if (!key.ok()) return key.status();
+  queue_.Add(*key);
   return absl::OkStatus();
 }
 

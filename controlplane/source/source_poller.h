@@ -74,6 +74,9 @@ class SourcePoller {
   std::optional<SourceSnapshot> Snapshot(const std::string& name);
 
  private:
+  // The queue key (RepoKey) of source `name`; NotFound when it is not tracked.
+  absl::StatusOr<std::string> KeyOf(const std::string& name);
+
   struct Tracked {
     v1::Source source;
     v1::SourceInfo info;
