@@ -62,13 +62,15 @@ class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
 // one write at a time. Deletes itself when the call is done.
 class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
  public:
-  EventWriter(EventBus* bus, EventBus::Filter filter, bool follow)
-      : follow_(follow), pump_(std::make_shared<Pump>()) {
+  struct Pump;
+  // `pump` is the one the subscription's wakeup holds (see Subscribe below).
+  EventWriter(std::shared_ptr<EventBus::Subscription> subscription, std::shared_ptr<Pump> pump,
+              bool follow)
+      : follow_(follow), pump_(std::move(pump)), subscription_(std::move(subscription)) {
     {
       MutexLock lock(&pump_->mu);
       pump_->writer = this;
     }
-    subscription_ = bus->Subscribe(std::move(filter), [pump = pump_] { pump->Wake(); });
     Next();
   }
   void OnWriteDone(bool ok) override {
@@ -96,7 +98,7 @@ class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
     delete this;
   }
 
- private:
+  // Passes the subscription's wakeups to the writer while it lives.
   struct Pump {
     Mutex mu;
     EventWriter* writer ABSL_GUARDED_BY(mu) = nullptr;
@@ -105,6 +107,17 @@ class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
       if (writer != nullptr) writer->Next();
     }
   };
+  // A subscription for a writer to come, within the bus's watcher limit.
+  static absl::StatusOr<std::pair<std::shared_ptr<EventBus::Subscription>, std::shared_ptr<Pump>>>
+  Subscribe(EventBus* bus, EventBus::Filter filter, size_t max_watchers) {
+    auto pump = std::make_shared<Pump>();
+    absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription = bus->Subscribe(
+        std::move(filter), [pump] { pump->Wake(); }, max_watchers);
+    if (!subscription.ok()) return subscription.status();
+    return std::make_pair(*std::move(subscription), std::move(pump));
+  }
+
+ private:
   // Decides under the lock, then writes or finishes outside it.
   void Next() {
     enum { kNothing, kWrite, kFinishOk, kFinishCancelled } action = kNothing;
@@ -262,12 +275,12 @@ grpc::ServerWriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(
     return new FailedEventWriter(
         call.Record(absl::UnavailableError("this control plane publishes no events")));
   }
-  if (events_->subscribers() >= kMaxWatchers) {
-    return new FailedEventWriter(call.Record(absl::ResourceExhaustedError(
-        absl::StrCat("more than ", kMaxWatchers, " event watchers; try again later"))));
-  }
+  auto subscribed =
+      EventWriter::Subscribe(events_, {request->bundle(), request->cluster()}, kMaxWatchers);
+  if (!subscribed.ok()) return new FailedEventWriter(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
-  return new EventWriter(events_, {request->bundle(), request->cluster()}, request->follow());
+  return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),
+                         request->follow());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerContext* context,

@@ -77,11 +77,15 @@ void EventBus::Publish(v1::Event event) {
   }
 }
 
-std::shared_ptr<EventBus::Subscription> EventBus::Subscribe(Filter filter,
-                                                            std::function<void()> wakeup) {
+absl::StatusOr<std::shared_ptr<EventBus::Subscription>> EventBus::Subscribe(
+    Filter filter, std::function<void()> wakeup, size_t max_subscribers) {
   std::shared_ptr<Subscription> sub(
       new Subscription(std::move(filter), std::move(wakeup), queue_limit_));
   MutexLock lock(&mu_);
+  if (max_subscribers > 0 && SubscribersLocked() >= max_subscribers) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("more than ", max_subscribers, " event watchers; try again later"));
+  }
   {
     MutexLock sub_lock(&sub->mu_);
     for (const v1::Event& e : recent_) {
@@ -95,6 +99,10 @@ std::shared_ptr<EventBus::Subscription> EventBus::Subscribe(Filter filter,
 
 size_t EventBus::subscribers() const {
   MutexLock lock(&mu_);
+  return SubscribersLocked();
+}
+
+size_t EventBus::SubscribersLocked() const {
   size_t n = 0;
   for (const auto& weak : subscribers_) n += weak.expired() ? 0 : 1;
   return n;

@@ -7,7 +7,7 @@
 // that falls behind loses what it had not taken and gets one "resync" event instead.
 //
 //   EventBus bus;
-//   std::shared_ptr<EventBus::Subscription> sub = bus.Subscribe({"web", ""}, [] { ... });
+//   std::shared_ptr<EventBus::Subscription> sub = *bus.Subscribe({"web", ""}, [] { ... });
 //   bus.Publish(EventOf("render.done", ...));
 //   for (v1::Event& e : sub->Take()) ...
 //
@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/sync.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -61,11 +62,16 @@ class EventBus {
   void Publish(v1::Event event);
   // Subscribes with the recent events that match already queued. `wakeup` runs (on the
   // publishing thread) whenever the subscription's queue goes from empty to not.
-  std::shared_ptr<Subscription> Subscribe(Filter filter, std::function<void()> wakeup);
+  // `max_subscribers` > 0: ResourceExhausted (no subscription) when that many are
+  // subscribed already; checked and taken under one lock.
+  absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(Filter filter,
+                                                          std::function<void()> wakeup,
+                                                          size_t max_subscribers = 0);
 
   size_t subscribers() const;
 
  private:
+  size_t SubscribersLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const size_t recent_limit_;
   const size_t queue_limit_;
   Clock* const clock_;

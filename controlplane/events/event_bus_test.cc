@@ -22,7 +22,7 @@ TEST(EventBusTest, SubscribersGetTheRecentOnesThenNewOnesThatMatchInOrder) {
   bus.Publish(MakeEvent("source.commit", "", "", "c1", "abc", "", "app"));
   bus.Publish(MakeEvent("render.done", "web", "", "2 objects"));
   int wakeups = 0;
-  auto sub = bus.Subscribe({"web", "c1"}, [&] { ++wakeups; });
+  auto sub = *bus.Subscribe({"web", "c1"}, [&] { ++wakeups; });
   bus.Publish(MakeEvent("cluster.applied", "web", "c2", ""));  // another cluster
   bus.Publish(MakeEvent("cluster.applied", "web", "c1", ""));
   bus.Publish(MakeEvent("cluster.health", "web", "c1", "healthy"));
@@ -43,7 +43,10 @@ TEST(EventBusTest, SubscribersGetTheRecentOnesThenNewOnesThatMatchInOrder) {
 
 TEST(EventBusTest, ASlowSubscriberGetsAResyncInsteadOfUnboundedBuffering) {
   EventBus bus(/*recent=*/0, /*queue=*/5);
-  auto sub = bus.Subscribe({}, nullptr);
+  auto sub = *bus.Subscribe({}, nullptr);
+  EXPECT_EQ(bus.Subscribe({}, nullptr, /*max_subscribers=*/1).status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "the limit is checked and taken under one lock";
   for (int i = 0; i < 12; ++i) bus.Publish(MakeEvent("cluster.health", "web", "c1", ""));
   std::vector<v1::Event> events = sub->Take();
   ASSERT_FALSE(events.empty());
