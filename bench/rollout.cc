@@ -32,6 +32,8 @@ ABSL_FLAG(int, objects, 1000, "ConfigMaps in the bundle.");
 ABSL_FLAG(int, partitions, 10, "Partitions of the progressive rollout.");
 ABSL_FLAG(int, rounds, 3, "Rounds, each one commit at once and one commit partitioned.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+ABSL_FLAG(std::string, only, "",
+          "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
 namespace gitfleet {
 namespace {
@@ -133,16 +135,27 @@ int Main() {
 
   std::vector<double> at_once_cpu, partitioned_cpu, gaps;
   double max_gap = 0;
+  const std::string only = absl::GetFlag(FLAGS_only);
+  if (!only.empty() && only != "at_once" && only != "partitioned") {
+    fprintf(stderr, "--only must be at_once or partitioned, not \"%s\"\n", only.c_str());
+    return 1;
+  }
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
     std::string revision;
-    if (!set_partitioned(false)) return 1;
-    absl::SleepFor(absl::Seconds(2));
-    double cpu = commit(false, &revision);
-    if (cpu < 0) return 1;
-    at_once_cpu.push_back(cpu);
+    if (only != "partitioned") {
+      if (!set_partitioned(false)) return 1;
+      absl::SleepFor(absl::Seconds(2));
+      double cpu = commit(false, &revision);
+      if (cpu < 0) return 1;
+      at_once_cpu.push_back(cpu);
+      if (only == "at_once") {
+        printf("round %d: at once %.2f CPU s\n", round, cpu);
+        continue;
+      }
+    }
     if (!set_partitioned(true)) return 1;
     absl::SleepFor(absl::Seconds(2));
-    cpu = commit(true, &revision);
+    double cpu = commit(true, &revision);
     if (cpu < 0) return 1;
     partitioned_cpu.push_back(cpu);
     // The partitions as the control plane cut them, and each agent's ACK time.
@@ -168,10 +181,10 @@ int Main() {
     printf(
         "round %d: at once %.2f CPU s; %d partitions %.2f CPU s (%.2f per partition), "
         "gate median %.1f ms, max %.1f ms\n",
-        round, at_once_cpu.back(), status.partitions_size(), partitioned_cpu.back(),
-        partitioned_cpu.back() / std::max(1, status.partitions_size()),
+        round, at_once_cpu.empty() ? 0.0 : at_once_cpu.back(), status.partitions_size(),
+        partitioned_cpu.back(), partitioned_cpu.back() / std::max(1, status.partitions_size()),
         1000 * bench::Median(round_gaps),
-        1000 * *std::max_element(round_gaps.begin(), round_gaps.end()));
+        round_gaps.empty() ? 0.0 : 1000 * *std::max_element(round_gaps.begin(), round_gaps.end()));
   }
   const double at_once = bench::Median(at_once_cpu);
   const double partitioned = bench::Median(partitioned_cpu);
@@ -179,15 +192,15 @@ int Main() {
       "control-plane CPU per commit: at once median %.2f s, in %d partitions median %.2f s "
       "(ratio %.2f); last Healthy of a partition to the next one's first ACK: median %.1f "
       "ms, max %.1f ms\n",
-      at_once, partitions, partitioned, partitioned / at_once, 1000 * bench::Median(gaps),
-      1000 * max_gap);
+      at_once, partitions, partitioned, at_once > 0 ? partitioned / at_once : 0.0,
+      1000 * bench::Median(gaps), 1000 * max_gap);
   printf(
       "{\"bench\": \"rollout\", \"agents\": %d, \"objects\": %d, \"partitions\": %d, "
       "\"rounds\": %d, \"at_once_cpu_seconds_median\": %.3f, "
       "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
       "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
       agents, objects, partitions, absl::GetFlag(FLAGS_rounds), at_once, partitioned,
-      partitioned / at_once, bench::Median(gaps), max_gap);
+      at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
   return 0;
 }
 

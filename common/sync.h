@@ -14,8 +14,9 @@
 //   { MutexLock lock(&mu); ++value; }
 //   mu.Lock(); mu.Await([&] { return value > 0; }); mu.Unlock();
 //
-// Thread-safe. Await* re-evaluate their condition after every Unlock by another thread,
-// like absl::Mutex::Await.
+// Thread-safe. As in absl::Mutex, the thread that unlocks evaluates the waiters'
+// conditions (under the lock) and wakes them only when one holds: a mutex taken by
+// thousands of callers a second does not wake its idle waiters each time to look.
 
 #include <condition_variable>
 #include <functional>
@@ -35,13 +36,16 @@ class ABSL_LOCKABLE Mutex {
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
   void Unlock() ABSL_UNLOCK_FUNCTION() {
+    // Notified under the lock: a waiter that wakes for another reason and returns cannot
+    // destroy the mutex between this thread's unlock and its notify.
+    if (AnyWaiterReady()) changed_.notify_all();
     mu_.unlock();
-    changed_.notify_all();
   }
 
   // Waits, with the lock held on entry and on return, until `condition` holds.
   void Await(const std::function<bool()>& condition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    Waiter self(this, &condition);
     changed_.wait(lock, condition);
     lock.release();
   }
@@ -49,6 +53,7 @@ class ABSL_LOCKABLE Mutex {
   bool AwaitWithDeadline(const std::function<bool()>& condition, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    Waiter self(this, &condition);
     bool result = changed_.wait_until(lock, absl::ToChronoTime(deadline), condition);
     lock.release();
     return result;
@@ -59,8 +64,37 @@ class ABSL_LOCKABLE Mutex {
   }
 
  private:
+  // A thread in Await*, linked (with the lock held) for as long as it waits. Its condition
+  // is only ever evaluated with the lock held, by it or by an unlocking thread.
+  struct Waiter {
+    Waiter(Mutex* mu, const std::function<bool()>* condition)
+        : mu(mu), condition(condition), next(mu->waiters_) {
+      if (next != nullptr) next->prev = this;
+      mu->waiters_ = this;
+    }
+    ~Waiter() {
+      if (prev != nullptr) prev->next = next;
+      if (next != nullptr) next->prev = prev;
+      if (mu->waiters_ == this) mu->waiters_ = next;
+    }
+    Waiter(const Waiter&) = delete;
+    Waiter& operator=(const Waiter&) = delete;
+    Mutex* const mu;
+    const std::function<bool()>* const condition;
+    Waiter* prev = nullptr;
+    Waiter* next;
+  };
+
+  bool AnyWaiterReady() {
+    for (Waiter* w = waiters_; w != nullptr; w = w->next) {
+      if ((*w->condition)()) return true;
+    }
+    return false;
+  }
+
   std::mutex mu_;
   std::condition_variable changed_;
+  Waiter* waiters_ = nullptr;  // guarded by mu_ (not annotated: the analysis cannot see it)
 };
 
 // Holds a Mutex for its scope.

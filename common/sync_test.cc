@@ -43,6 +43,76 @@ TEST(MutexTest, AwaitWakesWhenAnotherThreadChangesTheCondition) {
   mu.Unlock();
 }
 
+// The thread that unlocks looks at the waiters' conditions: a waiter wakes when its own
+// condition holds, not at every unlock of a busy mutex (each wake would be a context
+// switch; a work queue's idle workers were woken by every report in a rollout).
+TEST(MutexTest, UnlocksThatChangeNothingDoNotWakeAWaiter) {
+  Mutex mu;
+  bool ready = false;
+  int unrelated = 0;
+  int evaluations_on_waiter = 0;
+  bool waiting = false;
+  std::thread waiter([&] {
+    const std::thread::id self = std::this_thread::get_id();
+    MutexLock lock(&mu);
+    mu.Await([&] {
+      if (std::this_thread::get_id() == self) ++evaluations_on_waiter;
+      waiting = true;
+      return ready;
+    });
+  });
+  while (true) {
+    MutexLock lock(&mu);
+    if (waiting) break;  // it evaluated under the lock, so it waits now
+  }
+  for (int i = 0; i < 2000; ++i) {
+    MutexLock lock(&mu);
+    ++unrelated;
+  }
+  {
+    MutexLock lock(&mu);
+    ready = true;
+  }
+  waiter.join();
+  MutexLock lock(&mu);
+  // Once before waiting and once when woken; a spurious wake-up may add a few.
+  EXPECT_LE(evaluations_on_waiter, 5);
+  EXPECT_EQ(unrelated, 2000);
+}
+
+TEST(MutexTest, EachWaiterWakesForItsOwnConditionAndLeavesOnItsDeadline) {
+  Mutex mu;
+  int value = 0;
+  std::vector<std::thread> threads;
+  std::vector<bool> met(3, false);
+  // The middle waiter gives up first, so it leaves from between the others.
+  threads.emplace_back([&] {
+    MutexLock lock(&mu);
+    met[0] = mu.AwaitWithTimeout([&] { return value >= 1; }, absl::Seconds(30));
+  });
+  threads.emplace_back([&] {
+    MutexLock lock(&mu);
+    met[1] = mu.AwaitWithTimeout([&] { return value >= 100; }, absl::Milliseconds(20));
+  });
+  threads.emplace_back([&] {
+    MutexLock lock(&mu);
+    met[2] = mu.AwaitWithTimeout([&] { return value >= 2; }, absl::Seconds(30));
+  });
+  absl::SleepFor(absl::Milliseconds(60));
+  {
+    MutexLock lock(&mu);
+    value = 1;
+  }
+  {
+    MutexLock lock(&mu);
+    value = 2;
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_TRUE(met[0]);
+  EXPECT_FALSE(met[1]);
+  EXPECT_TRUE(met[2]);
+}
+
 TEST(NotificationTest, NotifiesWaiters) {
   Notification done;
   EXPECT_FALSE(done.WaitForNotificationWithTimeout(absl::Milliseconds(5)));
