@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -64,8 +65,10 @@ int64_t ProcStatusBytes(pid_t pid, const std::string& field) {
   return 0;
 }
 
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+namespace {
+// utime + stime of a /proc .../stat file, in seconds.
+double StatCpuSeconds(const std::string& path) {
+  std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t paren = text.rfind(')');
   if (paren == std::string::npos) return 0;
@@ -76,6 +79,22 @@ double CpuSeconds(pid_t pid) {
     absl::SimpleAtod(fields[12], &stime);
   }
   return (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+}  // namespace
+
+double CpuSeconds(pid_t pid) { return StatCpuSeconds(absl::StrCat("/proc/", pid, "/stat")); }
+
+std::map<std::string, double> CpuSecondsByThread(pid_t pid) {
+  std::map<std::string, double> out;
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name)) continue;  // gone meanwhile
+    out[name] += StatCpuSeconds(task.path() / "stat");
+  }
+  return out;
 }
 
 void RaiseFileLimit() {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
 int64_t ProcStatusBytes(pid_t pid, const std::string& field);
 // User and system CPU seconds of `pid` so far.
 double CpuSeconds(pid_t pid);
+// The same for each of its threads, summed by thread name (the control plane names its
+// own: gf-q-bundles, gf-hub-flush, ...; gRPC's are its own names).
+std::map<std::string, double> CpuSecondsByThread(pid_t pid);
 // Raises the open-file limit to the hard limit (children inherit it).
 void RaiseFileLimit();
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace gitfleet {
 
 WorkQueueMetrics::WorkQueueMetrics(metrics::Registry& registry)
@@ -61,7 +63,10 @@ void WorkQueue::Start() {
   if (started_ || stop_) return;
   started_ = true;
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.emplace_back([this] { Run(); });
+    workers_.emplace_back([this] {
+      NameThisThread("gf-q-" + options_.name);
+      Run();
+    });
   }
 }
 

@@ -6,6 +6,7 @@
 #include "common/backoff.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace gitfleet {
 
@@ -128,7 +129,10 @@ ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks, Age
 ControlPlaneClient::~ControlPlaneClient() { Stop(); }
 
 void ControlPlaneClient::Start() {
-  thread_ = std::thread([this] { DialLoop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("gf-dial");
+    DialLoop();
+  });
 }
 
 void ControlPlaneClient::Stop() {

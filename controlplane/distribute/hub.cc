@@ -8,6 +8,7 @@
 #include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "common/thread_name.h"
 #include "controlplane/distribute/status_bounds.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
@@ -43,6 +44,7 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       writes_(store),
       messages_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
+    NameThisThread("gf-hub-flush");
     while (true) {
       {
         MutexLock lock(&stop_mu_);

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/sync.h"
+#include "common/thread_name.h"
 
 namespace gitfleet {
 namespace {
@@ -59,7 +60,10 @@ class Watchdog {
 
  private:
   Watchdog() {
-    std::thread([this] { Run(); }).detach();
+    std::thread([this] {
+      NameThisThread("gf-git-timeout");
+      Run();
+    }).detach();
   }
   void Run() {
     while (true) {
