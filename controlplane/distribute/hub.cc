@@ -234,14 +234,24 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     // Only a rollout's gate widening (the next partition): only the clusters it adds can
     // have anything new, so only they are looked at, not the whole fleet.
     std::vector<std::string> widened;
-    const bool only_widened =
+    bool only_widened =
         target.gate != nullptr && gate != nullptr && gate->size() > target.gate->size() &&
         (content == nullptr || content == target.content) && target.content != nullptr &&
-        target.selector.text() == selector.text() && target.generation == generation &&
-        std::includes(gate->begin(), gate->end(), target.gate->begin(), target.gate->end());
+        target.selector.text() == selector.text() && target.generation == generation;
     if (only_widened) {
-      std::set_difference(gate->begin(), gate->end(), target.gate->begin(), target.gate->end(),
-                          std::back_inserter(widened));
+      for (const std::string& name : *target.gate) {
+        if (!gate->contains(name)) {
+          only_widened = false;
+          break;
+        }
+      }
+    }
+    if (only_widened) {
+      widened.reserve(gate->size() - target.gate->size());
+      for (const std::string& name : *gate) {
+        if (!target.gate->contains(name)) widened.push_back(name);
+      }
+      std::sort(widened.begin(), widened.end());  // agents_ is walked in order
     }
     target.selector = selector;
     target.generation = generation;
@@ -255,10 +265,12 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     std::shared_ptr<const Revision> uniform =
         target.content != nullptr ? target.content->Uniform() : nullptr;
     if (only_widened) {
+      auto hint = agents_.cbegin();
       for (const std::string& name : widened) {
-        auto it = agents_.find(name);
+        auto it = FindAgentLocked(name, hint);
         if (it == agents_.end()) continue;
-        Agent& agent = it->second;
+        hint = std::next(it);
+        const Agent& agent = it->second;
         if (agent.connection == nullptr || agent.suspended || !Targets(target, agent)) continue;
         auto held = agent.held.find(bundle);
         if (held != agent.held.end() && uniform != nullptr && held->second == uniform->id) continue;
@@ -274,7 +286,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       auto held = agent.held.find(bundle);
       bool current_held =
           held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
-      bool gated = target.gate != nullptr && target.gate->count(name) == 0;
+      bool gated = target.gate != nullptr && !target.gate->contains(name);
       if ((targeted && target.content != nullptr && !current_held && !gated) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
@@ -631,7 +643,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
     // Not its partition's turn yet (or the bundle is suspended): it keeps what it holds.
     const Gate& gate = target->second.gate;
-    if (gate != nullptr && gate->count(agent->info.name()) == 0) return nullptr;
+    if (gate != nullptr && !gate->contains(agent->info.name())) return nullptr;
     current = content->Uniform();
     if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;
@@ -869,10 +881,12 @@ PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const Bundle
   {
     std::string first_failed, first_waiting;
     MutexLock lock(&mu_);
+    auto hint = agents_.cbegin();
     for (const std::string& name : clusters) {
       const v1::StatusUpdate* report = nullptr;
-      auto agent = agents_.find(name);
+      auto agent = FindAgentLocked(name, hint);
       if (agent != agents_.end()) {
+        hint = std::next(agent);
         auto found = agent->second.reports.find(bundle);
         if (found != agent->second.reports.end()) report = &found->second;
       }
@@ -917,11 +931,13 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
   {
     MutexLock lock(&mu_);
     seen.reserve(clusters.size());
+    auto hint = agents_.cbegin();
     for (const std::string& name : clusters) {
       Seen s;
       s.out.set_name(name);
-      auto agent = agents_.find(name);
+      auto agent = FindAgentLocked(name, hint);
       if (agent != agents_.end()) {
+        hint = std::next(agent);
         s.out.set_connected(agent->second.connection != nullptr);
         s.info = agent->second.info;
         auto report = agent->second.reports.find(bundle);

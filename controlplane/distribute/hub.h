@@ -26,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/metrics/heartbeat.h"
@@ -99,7 +100,8 @@ class Hub {
   // tombstone of the same name. `gate` names the clusters that may receive the content
   // (a progressive rollout, or none for a suspended bundle); the others keep what they
   // hold. Null: every targeted cluster.
-  using Gate = std::shared_ptr<const std::set<std::string>>;
+  // (A hash set: the hub asks it about each agent it sends to.)
+  using Gate = std::shared_ptr<const absl::flat_hash_set<std::string>>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
                  Gate gate = nullptr);
@@ -304,6 +306,13 @@ class Hub {
   WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
+  // agents_.find(name), trying `hint` first: names walked in sorted order through adjacent
+  // agents (a partition cut in name order) cost one comparison each, not a tree walk.
+  std::map<std::string, Agent>::const_iterator FindAgentLocked(
+      const std::string& name, std::map<std::string, Agent>::const_iterator hint) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return hint != agents_.end() && hint->first == name ? hint : agents_.find(name);
+  }
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const RenderRequester> render_requester_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const StatusObserver> status_observer_ ABSL_GUARDED_BY(mu_);

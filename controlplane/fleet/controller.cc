@@ -1058,7 +1058,7 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       shown = shown.empty() || shown == "done" ? message : absl::StrCat(shown, "; ", message);
     }
   }
-  return std::make_shared<const std::set<std::string>>(std::move(allowed));
+  return std::make_shared<const absl::flat_hash_set<std::string>>(allowed.begin(), allowed.end());
 }
 
 Hub::Gate Controller::RolloutGate(const std::string& name) {
@@ -1107,7 +1107,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   };
   if (suspended) {
     publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
-    return std::make_shared<const std::set<std::string>>();  // nobody gets anything new
+    return std::make_shared<const absl::flat_hash_set<std::string>>();  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
     publish(nullptr, "", before);

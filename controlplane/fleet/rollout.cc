@@ -184,10 +184,13 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
   return step;
 }
 
-std::shared_ptr<const std::set<std::string>> GateOf(const v1::RolloutRecord& record,
-                                                    const std::vector<Partition>& partitions) {
+std::shared_ptr<const absl::flat_hash_set<std::string>> GateOf(
+    const v1::RolloutRecord& record, const std::vector<Partition>& partitions) {
   if (record.partition() >= static_cast<int>(partitions.size())) return nullptr;
-  auto gate = std::make_shared<std::set<std::string>>();
+  auto gate = std::make_shared<absl::flat_hash_set<std::string>>();
+  size_t size = 0;
+  for (int i = 0; i <= record.partition(); ++i) size += partitions[i].clusters.size();
+  gate->reserve(size);
   for (int i = 0; i <= record.partition(); ++i) {
     gate->insert(partitions[i].clusters.begin(), partitions[i].clusters.end());
   }

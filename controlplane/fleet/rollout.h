@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -70,8 +71,8 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
 
 // The clusters that may receive the render: every partition up to the current one; null
 // (everyone) once the rollout is done.
-std::shared_ptr<const std::set<std::string>> GateOf(const v1::RolloutRecord& record,
-                                                    const std::vector<Partition>& partitions);
+std::shared_ptr<const absl::flat_hash_set<std::string>> GateOf(
+    const v1::RolloutRecord& record, const std::vector<Partition>& partitions);
 
 }  // namespace gitfleet
 

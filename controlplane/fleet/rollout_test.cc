@@ -12,6 +12,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
 
 v1::ClusterInfo Cluster(const std::string& name, const std::string& env) {
   v1::ClusterInfo c;
@@ -114,7 +115,7 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(record_.partition(), 0);
   EXPECT_THAT(step.message, HasSubstr("partition 1/3: 0 of 2 clusters ready; waiting for a"));
   EXPECT_EQ(step.recheck, now_ + absl::Seconds(60));
-  EXPECT_THAT(*GateOf(record_, partitions_), ElementsAre("a", "b"));
+  EXPECT_THAT(*GateOf(record_, partitions_), UnorderedElementsAre("a", "b"));
 
   state_["a"] = "ready";
   Advance();
@@ -125,7 +126,7 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_TRUE(step.changed);
   EXPECT_EQ(record_.partition(), 1);
   EXPECT_EQ(FromProtoTime(record_.partition_started()), now_);
-  EXPECT_THAT(*GateOf(record_, partitions_), ElementsAre("a", "b", "c", "d"));
+  EXPECT_THAT(*GateOf(record_, partitions_), UnorderedElementsAre("a", "b", "c", "d"));
 
   // With 50% allowed unavailable, partition 2 passes on one ready cluster of two; the
   // last partition, of one, then needs its cluster (50% of 1 rounds down to none).
