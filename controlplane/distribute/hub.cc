@@ -766,7 +766,9 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   }
   Deliver(notify);
   Publish(std::move(events));
-  if (observer != nullptr) (*observer)(ack.bundle());
+  if (observer != nullptr) {
+    (*observer)(ack.bundle(), ack.status().sync_state() == v1::SYNC_STATE_FAILED);
+  }
 }
 
 void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
@@ -804,7 +806,9 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
     observer = ObserverForLocked(status.bundle());
   }
   Publish(std::move(events));
-  if (observer != nullptr) (*observer)(status.bundle());
+  if (observer != nullptr) {
+    (*observer)(status.bundle(), status.sync_state() == v1::SYNC_STATE_FAILED);
+  }
 }
 
 std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle) const {

@@ -125,9 +125,9 @@ class Hub {
   // is the same while it stays.
   uint64_t MembershipVersion() const;
   // Called with a bundle's name, without the hub's lock, when an agent reports on a
-  // bundle whose content is gated (its rollout waits for reports). Set before agents
-  // connect.
-  using StatusObserver = std::function<void(const std::string& bundle)>;
+  // bundle whose content is gated (its rollout waits for reports); `failed` when the report
+  // says the apply failed. Set before agents connect.
+  using StatusObserver = std::function<void(const std::string& bundle, bool failed)>;
   void SetStatusObserver(StatusObserver observer);
   // Bundles whose reports the observer hears even without a gate (other bundles depend
   // on them).

@@ -86,6 +86,9 @@ constexpr size_t kMaxPendingRevisions = 256;
 // How often reports may reconcile one bundle (its rollout or dependency gate): the gate
 // opens at most this late, and a partition of thousands costs a few evaluations.
 constexpr absl::Duration kRolloutEvaluationInterval = absl::Milliseconds(50);
+// While a partition waits for more reports than have come, how often they still
+// reconcile it: what `bundle list` and `rollout status` say about it is at most this old.
+constexpr absl::Duration kRolloutRefreshInterval = absl::Seconds(1);
 
 class Controller::Mailbox {
  public:
@@ -97,15 +100,39 @@ class Controller::Mailbox {
   }
   // An agent reported on `bundle`: its gate and those of the bundles depending on it may
   // open.
-  // Reports come by the thousand while a partition applies: each bundle is reconciled for
-  // them at most once per kRolloutEvaluationInterval (and once more after the last).
-  void OnReport(const std::string& bundle) {
+  // Reports come by the thousand while a partition applies. A partition that needs N more
+  // ready clusters cannot pass before N more reports: until they came, a report reconciles
+  // the bundle only when it is a failure (which may halt the rollout at once) or the last
+  // evaluation is kRolloutRefreshInterval old. And each bundle is reconciled for reports at
+  // most once per kRolloutEvaluationInterval (and once more after the last).
+  void OnReport(const std::string& bundle, bool failed) {
     MutexLock lock(&mu_);
     if (queue_ == nullptr) return;
-    ThrottledAddLocked(bundle);
+    const absl::Time now = clock_->Now();
+    Throttle& throttle = throttle_[bundle];
+    ++throttle.reports;
+    if (failed || throttle.reports >= throttle.needed || now >= throttle.refresh) {
+      ThrottledAddLocked(bundle, throttle, now);
+    }
     auto it = dependents_.find(bundle);
     if (it == dependents_.end()) return;
-    for (const std::string& dependent : it->second) ThrottledAddLocked(dependent);
+    // Any report may open a dependent's gate on its cluster.
+    for (const std::string& dependent : it->second) {
+      ThrottledAddLocked(dependent, throttle_[dependent], now);
+    }
+  }
+  // The rollout of `bundle` is evaluated from now on: reports from here count toward the
+  // next evaluation (one that comes while this one reads is counted twice, never missed).
+  void BeginEvaluation(const std::string& bundle) {
+    MutexLock lock(&mu_);
+    Throttle& throttle = throttle_[bundle];
+    throttle.reports = 0;
+    throttle.refresh = clock_->Now() + kRolloutRefreshInterval;
+  }
+  // What the evaluation found: the partition cannot pass before `needed` more reports.
+  void ExpectReports(const std::string& bundle, int needed) {
+    MutexLock lock(&mu_);
+    throttle_[bundle].needed = std::max(1, needed);
   }
   void SetDependents(std::map<std::string, std::vector<std::string>> dependents) {
     MutexLock lock(&mu_);
@@ -142,12 +169,17 @@ class Controller::Mailbox {
       revisions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> dependents_ ABSL_GUARDED_BY(mu_);
   Clock* const clock_;
-  // bundle -> when it may be queued for reports again.
-  std::map<std::string, absl::Time> throttle_ ABSL_GUARDED_BY(mu_);
+  struct Throttle {
+    absl::Time next;                            // when reports may queue it again
+    int reports = 0;                            // since its rollout's last evaluation began
+    int needed = 1;                             // reports its partition needs at the least
+    absl::Time refresh = absl::InfinitePast();  // when reports queue it anyway
+  };
+  std::map<std::string, Throttle> throttle_ ABSL_GUARDED_BY(mu_);  // by bundle
 
-  void ThrottledAddLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const absl::Time now = clock_->Now();
-    absl::Time& next = throttle_[bundle];
+  void ThrottledAddLocked(const std::string& bundle, Throttle& throttle, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::Time& next = throttle.next;
     if (now >= next) {
       queue_->Add(bundle);
       next = now + kRolloutEvaluationInterval;
@@ -190,8 +222,9 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
   // A report on a bundle whose rollout waits: reconcile it (the queue coalesces them).
-  hub_->SetStatusObserver(
-      [mailbox = mailbox_](const std::string& bundle) { mailbox->OnReport(bundle); });
+  hub_->SetStatusObserver([mailbox = mailbox_](const std::string& bundle, bool failed) {
+    mailbox->OnReport(bundle, failed);
+  });
 }
 
 absl::Status Controller::Load() {
@@ -1106,10 +1139,12 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     it->second.rollout_message = message;
   };
   if (suspended) {
+    mailbox_->ExpectReports(name, 1);
     publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
     return std::make_shared<const absl::flat_hash_set<std::string>>();  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
+    mailbox_->ExpectReports(name, 1);
     publish(nullptr, "", before);
     return nullptr;
   }
@@ -1134,6 +1169,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
         CutPartitions(strategy, hub_->MatchingClusters(selector)));
   }
   const int started_at = rollout.partition();
+  mailbox_->BeginEvaluation(name);
   RolloutStep step =
       AdvanceRollout(rollout, *partitions, strategy, now, [&](const Partition& partition) {
         return hub_->SummarizeProgress(name, content.get(), partition.clusters);
@@ -1171,8 +1207,10 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       // Nothing is given out on progress that is not stored: the gate stays as it was.
       GF_LOG(WARNING) << "bundle " << name << ": rollout not advanced: " << stored;
       rollout = before;
+      step.reports_needed = 1;  // counted for a place it did not take: any report looks
     }
   }
+  mailbox_->ExpectReports(name, step.reports_needed);
   // The same partitions and the same place in them: the same gate object, so the hub is
   // not told anything new.
   Hub::Gate gate;

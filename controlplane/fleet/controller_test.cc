@@ -851,6 +851,45 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want pause, resume")));
 }
 
+// A partition that needs N more ready clusters cannot pass before N more reports: fewer
+// do not reconcile the bundle, the one that completes it does, and a failure halts the
+// rollout at once whatever the count.
+TEST_F(RolloutTest, OnlyReportsThatCanMoveTheRolloutReconcileIt) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3", "c4", "c5"}) Connect(name);
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_partition_size("3");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  for (const char* name : {"c1", "c2", "c3"}) EXPECT_EQ(Take(name), r1);
+  EXPECT_EQ(Take("c4"), "");
+
+  metrics::Counter& adds = metrics_.workqueue.adds.Add({{"name", "bundles"}});
+  const double before = adds.Value();
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(adds.Value(), before) << "two reports cannot ready a partition of three";
+  Report("c3", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c4"), r1);
+  EXPECT_EQ(Take("c5"), r1);
+
+  // Partition 2 needs two reports; one failure is enough to pause it.
+  Report("c4", r1, v1::HEALTH_STATE_UNKNOWN, v1::SYNC_STATE_FAILED);
+  absl::StatusOr<v1::RolloutStatus> rollout;
+  for (int i = 0; i < 200; ++i) {
+    rollout = controller_->GetRollout("web");
+    if (rollout.ok() && rollout->paused()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_TRUE(rollout->paused());
+  EXPECT_THAT(rollout->message(), HasSubstr("cluster c4 failed to apply the revision"));
+}
+
 TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");

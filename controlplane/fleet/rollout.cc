@@ -1,6 +1,7 @@
 #include "controlplane/fleet/rollout.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -128,12 +129,15 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     const int index = record.partition();
     const Partition& partition = partitions[index];
     const std::string where = absl::StrCat("partition ", index + 1, "/", partitions.size());
+    // Paused, no report moves it: only an operator or a new render does.
     if (record.paused_by_operator()) {
       step.message = absl::StrCat(where, ": paused by an operator (gitfleetctl rollout resume)");
+      step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
     if (record.halted()) {
       step.message = absl::StrCat(where, ": paused: ", record.reason());
+      step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
     const PartitionProgress counted = progress(partition);
@@ -160,6 +164,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
               : absl::StrCat(failed, " clusters failed to apply the revision"));
       step.changed = true;
       step.message = absl::StrCat(where, ": paused: ", record.reason());
+      step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
     const absl::Time started = FromProtoTime(record.partition_started());
@@ -175,10 +180,12 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
                                      absl::FormatDuration(deadline), "): ", waiting));
       step.changed = true;
       step.message = absl::StrCat(where, ": paused: ", record.reason());
+      step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
     step.message = absl::StrCat(where, ": ", waiting);
     step.recheck = started + deadline;
+    step.reports_needed = std::max(1, not_ready - allowed);
     return step;
   }
   return step;

@@ -58,6 +58,10 @@ struct RolloutStep {
   absl::Time recheck = absl::InfiniteFuture();
   // The record changed (it must be stored).
   bool changed = false;
+  // Reports the current partition needs at the least before it can pass: each report
+  // changes one cluster, and more than AllowedUnavailable are not ready. (1: any report
+  // may matter.)
+  int reports_needed = 1;
 };
 
 // Moves `record` (already reset for the current render) through `partitions` as far as

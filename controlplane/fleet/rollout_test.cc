@@ -1,5 +1,6 @@
 #include "controlplane/fleet/rollout.h"
 
+#include <limits>
 #include <map>
 
 #include "common/proto_time.h"
@@ -115,11 +116,13 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(record_.partition(), 0);
   EXPECT_THAT(step.message, HasSubstr("partition 1/3: 0 of 2 clusters ready; waiting for a"));
   EXPECT_EQ(step.recheck, now_ + absl::Seconds(60));
+  EXPECT_EQ(step.reports_needed, 2) << "two clusters to hear from";
   EXPECT_THAT(*GateOf(record_, partitions_), UnorderedElementsAre("a", "b"));
 
   state_["a"] = "ready";
-  Advance();
+  step = Advance();
   EXPECT_EQ(record_.partition(), 0) << "max-unavailable 0: every cluster";
+  EXPECT_EQ(step.reports_needed, 1);
   state_["b"] = "ready";
   now_ += absl::Seconds(5);
   step = Advance();
@@ -147,6 +150,7 @@ TEST_F(AdvanceTest, TheDeadlineAndFailuresHaltItUntilPromotedOrResumed) {
   now_ += absl::Seconds(61);
   RolloutStep step = Advance();
   EXPECT_TRUE(record_.halted());
+  EXPECT_EQ(step.reports_needed, std::numeric_limits<int>::max()) << "no report resumes it";
   EXPECT_THAT(step.message, HasSubstr("partition 1/3: paused: not ready within the progress "
                                       "deadline (1m): 1 of 2 clusters ready; waiting for b: "
                                       "Progressing"));
