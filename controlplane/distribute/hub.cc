@@ -1116,6 +1116,16 @@ std::vector<v1::ClusterInfo> Hub::MatchingClusters(const LabelSelector& selector
   return out;
 }
 
+std::vector<std::pair<std::string, LabelMap>> Hub::MatchingClusterLabels(
+    const LabelSelector& selector) const {
+  MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, LabelMap>> out;
+  for (const auto& [name, agent] : agents_) {
+    if (agent.labels_known && selector.Matches(agent.labels)) out.emplace_back(name, agent.labels);
+  }
+  return out;
+}
+
 Probe Hub::Liveness() const {
   // Several missed rounds, not one slow flush, mean the loop is stuck.
   return flusher_heartbeat_.Check(std::max(absl::Seconds(60), flush_interval_ * 20));

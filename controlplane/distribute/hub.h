@@ -201,6 +201,10 @@ class Hub {
   Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const;
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
+  // The same clusters' names and labels only, in name order: cheap enough for a fleet
+  // of thousands each time a rollout's partitions are cut.
+  std::vector<std::pair<std::string, LabelMap>> MatchingClusterLabels(
+      const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
   // Liveness: the flush loop (which takes the hub's lock) comes round every flush interval.

@@ -1050,8 +1050,8 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
     }
   }
   std::vector<std::string> candidates;
-  for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(selector)) {
-    if (gate == nullptr || gate->count(cluster.name()) > 0) candidates.push_back(cluster.name());
+  for (auto& [cluster, labels] : hub_->MatchingClusterLabels(selector)) {
+    if (gate == nullptr || gate->contains(cluster)) candidates.push_back(std::move(cluster));
   }
   std::set<std::string> allowed(candidates.begin(), candidates.end());
   std::map<std::string, std::string> waits;  // cluster -> why
@@ -1066,8 +1066,8 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       continue;
     }
     std::set<std::string> targeted;
-    for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(d.selector)) {
-      targeted.insert(cluster.name());
+    for (auto& [cluster, labels] : hub_->MatchingClusterLabels(d.selector)) {
+      targeted.insert(std::move(cluster));
     }
     std::vector<std::string> concerned;
     for (const std::string& cluster : candidates) {
@@ -1166,7 +1166,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   if (partitions == nullptr) {
     partitions = std::make_shared<const std::vector<Partition>>(
-        CutPartitions(strategy, hub_->MatchingClusters(selector)));
+        CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
   }
   const int started_at = rollout.partition();
   mailbox_->BeginEvaluation(name);

@@ -76,9 +76,9 @@ absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy) {
 }
 
 std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
-                                     std::vector<v1::ClusterInfo> clusters) {
+                                     std::vector<std::pair<std::string, LabelMap>> clusters) {
   std::sort(clusters.begin(), clusters.end(),
-            [](const v1::ClusterInfo& a, const v1::ClusterInfo& b) { return a.name() < b.name(); });
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<Partition> out;
   std::vector<bool> taken(clusters.size(), false);
   for (const std::string& text : strategy.partitions()) {
@@ -86,17 +86,15 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
     if (!selector.ok()) continue;  // validated when the bundle was added
     Partition partition{text, {}};
     for (size_t i = 0; i < clusters.size(); ++i) {
-      if (taken[i]) continue;
-      LabelMap labels(clusters[i].labels().begin(), clusters[i].labels().end());
-      if (!selector->Matches(labels)) continue;
+      if (taken[i] || !selector->Matches(clusters[i].second)) continue;
       taken[i] = true;
-      partition.clusters.push_back(clusters[i].name());
+      partition.clusters.push_back(clusters[i].first);
     }
     if (!partition.clusters.empty()) out.push_back(std::move(partition));
   }
   std::vector<std::string> rest;
   for (size_t i = 0; i < clusters.size(); ++i) {
-    if (!taken[i]) rest.push_back(clusters[i].name());
+    if (!taken[i]) rest.push_back(std::move(clusters[i].first));
   }
   if (rest.empty()) return out;
   size_t size = rest.size();

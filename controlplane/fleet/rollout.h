@@ -15,12 +15,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/model/label_selector.h"
 #include "common/model/rollout_progress.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 #include "proto/gitfleet/v1/state.pb.h"
@@ -41,11 +43,12 @@ struct Partition {
   std::string selector;  // "" for a cut by size or the clusters left over
   std::vector<std::string> clusters;
 };
-// The partitions of `clusters` (any order): selectors first, in order, each taking what
-// it matches of the clusters left; the rest cut by partition_size in name order, or as one
-// last partition. Empty partitions are dropped. The strategy must be valid.
+// The partitions of `clusters` (name and labels, any order): selectors first, in order,
+// each taking what it matches of the clusters left; the rest cut by partition_size in name
+// order, or as one last partition. Empty partitions are dropped. The strategy must be
+// valid.
 std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
-                                     std::vector<v1::ClusterInfo> clusters);
+                                     std::vector<std::pair<std::string, LabelMap>> clusters);
 
 // How many clusters of a partition of `size` may be not ready when the next starts.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);

@@ -15,14 +15,11 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-v1::ClusterInfo Cluster(const std::string& name, const std::string& env) {
-  v1::ClusterInfo c;
-  c.set_name(name);
-  (*c.mutable_labels())["env"] = env;
-  return c;
+std::pair<std::string, LabelMap> Cluster(const std::string& name, const std::string& env) {
+  return {name, {{"env", env}}};
 }
 
-std::vector<v1::ClusterInfo> Fleet() {
+std::vector<std::pair<std::string, LabelMap>> Fleet() {
   return {Cluster("p3", "prod"),    Cluster("d1", "dev"),  Cluster("p1", "prod"),
           Cluster("s1", "staging"), Cluster("p2", "prod"), Cluster("x1", "lab")};
 }
