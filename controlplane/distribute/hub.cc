@@ -234,25 +234,11 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     // Only a rollout's gate widening (the next partition): only the clusters it adds can
     // have anything new, so only they are looked at, not the whole fleet.
     std::vector<std::string> widened;
-    bool only_widened =
-        target.gate != nullptr && gate != nullptr && gate->size() > target.gate->size() &&
-        (content == nullptr || content == target.content) && target.content != nullptr &&
-        target.selector.text() == selector.text() && target.generation == generation;
-    if (only_widened) {
-      for (const std::string& name : *target.gate) {
-        if (!gate->contains(name)) {
-          only_widened = false;
-          break;
-        }
-      }
-    }
-    if (only_widened) {
-      widened.reserve(gate->size() - target.gate->size());
-      for (const std::string& name : *gate) {
-        if (!target.gate->contains(name)) widened.push_back(name);
-      }
-      std::sort(widened.begin(), widened.end());  // agents_ is walked in order
-    }
+    const bool only_widened =
+        gate != nullptr && (content == nullptr || content == target.content) &&
+        target.content != nullptr && target.selector.text() == selector.text() &&
+        target.generation == generation && gate->AddedTo(target.gate.get(), &widened);
+    if (only_widened) std::sort(widened.begin(), widened.end());  // agents_ is walked in order
     target.selector = selector;
     target.generation = generation;
     target.gate = std::move(gate);
@@ -286,7 +272,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       auto held = agent.held.find(bundle);
       bool current_held =
           held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
-      bool gated = target.gate != nullptr && !target.gate->contains(name);
+      bool gated = target.gate != nullptr && !target.gate->Allows(name);
       if ((targeted && target.content != nullptr && !current_held && !gated) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
@@ -643,7 +629,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
     // Not its partition's turn yet (or the bundle is suspended): it keeps what it holds.
     const Gate& gate = target->second.gate;
-    if (gate != nullptr && !gate->contains(agent->info.name())) return nullptr;
+    if (gate != nullptr && !gate->Allows(agent->info.name())) return nullptr;
     current = content->Uniform();
     if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;

@@ -26,10 +26,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/metrics/heartbeat.h"
+#include "common/model/cluster_gate.h"
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
 #include "common/model/rollout_progress.h"
@@ -100,8 +100,7 @@ class Hub {
   // tombstone of the same name. `gate` names the clusters that may receive the content
   // (a progressive rollout, or none for a suspended bundle); the others keep what they
   // hold. Null: every targeted cluster.
-  // (A hash set: the hub asks it about each agent it sends to.)
-  using Gate = std::shared_ptr<const absl::flat_hash_set<std::string>>;
+  using Gate = std::shared_ptr<const ClusterGate>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
                  Gate gate = nullptr);

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -953,8 +954,7 @@ void Controller::PushToHub(const std::string& name) {
     builds = state.content != nullptr ? state.content->builds() : 0;
     const bool same_gate =
         state.pushed_gate == gate ||
-        (state.pushed_gate != nullptr && gate != nullptr &&
-         state.pushed_gate->size() == gate->size() && *state.pushed_gate == *gate);
+        (state.pushed_gate != nullptr && gate != nullptr && state.pushed_gate->SameAs(*gate));
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
         state.pushed_builds == builds && same_gate) {
       return;
@@ -1051,7 +1051,7 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
   }
   std::vector<std::string> candidates;
   for (auto& [cluster, labels] : hub_->MatchingClusterLabels(selector)) {
-    if (gate == nullptr || gate->contains(cluster)) candidates.push_back(std::move(cluster));
+    if (gate == nullptr || gate->Allows(cluster)) candidates.push_back(std::move(cluster));
   }
   std::set<std::string> allowed(candidates.begin(), candidates.end());
   std::map<std::string, std::string> waits;  // cluster -> why
@@ -1091,7 +1091,7 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       shown = shown.empty() || shown == "done" ? message : absl::StrCat(shown, "; ", message);
     }
   }
-  return std::make_shared<const absl::flat_hash_set<std::string>>(allowed.begin(), allowed.end());
+  return ClusterSetGate::Of(absl::flat_hash_set<std::string>(allowed.begin(), allowed.end()));
 }
 
 Hub::Gate Controller::RolloutGate(const std::string& name) {
@@ -1141,7 +1141,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   if (suspended) {
     mailbox_->ExpectReports(name, 1);
     publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
-    return std::make_shared<const absl::flat_hash_set<std::string>>();  // nobody gets anything new
+    return ClusterSetGate::Of({});  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
     mailbox_->ExpectReports(name, 1);
@@ -1212,18 +1212,22 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   mailbox_->ExpectReports(name, step.reports_needed);
   // The same partitions and the same place in them: the same gate object, so the hub is
-  // not told anything new.
-  Hub::Gate gate;
+  // not told anything new. A new one is built on the last (the hub then looks only at
+  // the clusters it adds).
+  Hub::Gate gate, last;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
-    if (it != bundles_.end() && it->second.gate_partitions == partitions &&
-        it->second.gate_partition == rollout.partition()) {
-      gate = it->second.gate;
+    if (it != bundles_.end()) {
+      last = it->second.gate;
+      if (it->second.gate_partitions == partitions &&
+          it->second.gate_partition == rollout.partition()) {
+        gate = last;
+      }
     }
   }
   if (gate == nullptr && rollout.partition() < static_cast<int>(partitions->size())) {
-    gate = GateOf(rollout, *partitions);
+    gate = GateOf(rollout, partitions, last.get());
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it != bundles_.end()) {

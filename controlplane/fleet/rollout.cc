@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -189,17 +190,69 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
   return step;
 }
 
-std::shared_ptr<const absl::flat_hash_set<std::string>> GateOf(
-    const v1::RolloutRecord& record, const std::vector<Partition>& partitions) {
-  if (record.partition() >= static_cast<int>(partitions.size())) return nullptr;
-  auto gate = std::make_shared<absl::flat_hash_set<std::string>>();
-  size_t size = 0;
-  for (int i = 0; i <= record.partition(); ++i) size += partitions[i].clusters.size();
-  gate->reserve(size);
-  for (int i = 0; i <= record.partition(); ++i) {
-    gate->insert(partitions[i].clusters.begin(), partitions[i].clusters.end());
+namespace {
+
+// Partitions 0..upto of one cut. Asking about a cluster is one hash lookup, and widening
+// by a partition costs that partition: the index is shared by every gate of the cut.
+class PartitionGate : public ClusterGate {
+ public:
+  using Index = absl::flat_hash_map<std::string, int>;  // cluster -> its partition
+  PartitionGate(std::shared_ptr<const std::vector<Partition>> partitions,
+                std::shared_ptr<const Index> index, int upto)
+      : partitions_(std::move(partitions)), index_(std::move(index)), upto_(upto) {}
+
+  bool Allows(const std::string& cluster) const override {
+    auto it = index_->find(cluster);
+    return it != index_->end() && it->second <= upto_;
   }
-  return gate;
+  bool AddedTo(const ClusterGate* previous, std::vector<std::string>* added) const override {
+    auto* before = dynamic_cast<const PartitionGate*>(previous);
+    if (before == nullptr || before->index_ != index_ || before->upto_ > upto_) return false;
+    added->clear();
+    for (int i = before->upto_ + 1; i <= upto_; ++i) {
+      const std::vector<std::string>& clusters = (*partitions_)[i].clusters;
+      added->insert(added->end(), clusters.begin(), clusters.end());
+    }
+    return true;
+  }
+  bool SameAs(const ClusterGate& other) const override {
+    auto* gate = dynamic_cast<const PartitionGate*>(&other);
+    return gate != nullptr && gate->index_ == index_ && gate->upto_ == upto_;
+  }
+  // Shared with the next gate when it covers the same cut.
+  std::shared_ptr<const Index> IndexFor(
+      const std::shared_ptr<const std::vector<Partition>>& partitions) const {
+    return partitions == partitions_ ? index_ : nullptr;
+  }
+
+ private:
+  const std::shared_ptr<const std::vector<Partition>> partitions_;
+  const std::shared_ptr<const Index> index_;
+  const int upto_;
+};
+
+}  // namespace
+
+std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
+                                          std::shared_ptr<const std::vector<Partition>> partitions,
+                                          const ClusterGate* previous) {
+  if (partitions == nullptr || record.partition() >= static_cast<int>(partitions->size())) {
+    return nullptr;
+  }
+  std::shared_ptr<const PartitionGate::Index> index;
+  if (auto* before = dynamic_cast<const PartitionGate*>(previous))
+    index = before->IndexFor(partitions);
+  if (index == nullptr) {
+    auto built = std::make_shared<PartitionGate::Index>();
+    for (size_t i = 0; i < partitions->size(); ++i) {
+      for (const std::string& cluster : (*partitions)[i].clusters) {
+        built->emplace(cluster, static_cast<int>(i));  // a cluster is in one partition
+      }
+    }
+    index = std::move(built);
+  }
+  return std::make_shared<const PartitionGate>(std::move(partitions), std::move(index),
+                                               record.partition());
 }
 
 }  // namespace gitfleet

@@ -6,7 +6,8 @@
 //
 //   std::vector<Partition> partitions = CutPartitions(strategy, clusters);
 //   RolloutStep step = AdvanceRollout(record, partitions, strategy, now, progress);
-//   hub->SetBundle(name, selector, content, generation, GateOf(record, partitions));
+//   gate = GateOf(record, partitions, gate.get());
+//   hub->SetBundle(name, selector, content, generation, gate);
 //
 // Pure functions: the controller keeps the record, the hub says how clusters are doing.
 
@@ -18,10 +19,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/model/cluster_gate.h"
 #include "common/model/label_selector.h"
 #include "common/model/rollout_progress.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -77,9 +78,12 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
                            const std::function<PartitionProgress(const Partition&)>& progress);
 
 // The clusters that may receive the render: every partition up to the current one; null
-// (everyone) once the rollout is done.
-std::shared_ptr<const absl::flat_hash_set<std::string>> GateOf(
-    const v1::RolloutRecord& record, const std::vector<Partition>& partitions);
+// (everyone) once the rollout is done. Built on `previous` (the gate the rollout had, or
+// null) when that covers the same `partitions`: it then shares its index of clusters by
+// partition (built once per cut) and tells the hub the clusters it adds (AddedTo).
+std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
+                                          std::shared_ptr<const std::vector<Partition>> partitions,
+                                          const ClusterGate* previous = nullptr);
 
 }  // namespace gitfleet
 

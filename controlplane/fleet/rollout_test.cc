@@ -13,7 +13,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::UnorderedElementsAre;
 
 std::pair<std::string, LabelMap> Cluster(const std::string& name, const std::string& env) {
   return {name, {{"env", env}}};
@@ -101,6 +100,17 @@ class AdvanceTest : public ::testing::Test {
       return out;
     });
   }
+  std::shared_ptr<const std::vector<Partition>> Cut() const {
+    return std::make_shared<const std::vector<Partition>>(partitions_);
+  }
+  // Which of the fleet's clusters (and one never seen) `gate` allows.
+  static std::vector<std::string> Allowed(const std::shared_ptr<const ClusterGate>& gate) {
+    std::vector<std::string> out;
+    for (const char* name : {"a", "b", "c", "d", "e", "unknown"}) {
+      if (gate->Allows(name)) out.push_back(name);
+    }
+    return out;
+  }
   v1::RolloutStrategy strategy_;
   std::vector<Partition> partitions_;
   v1::RolloutRecord record_;
@@ -114,7 +124,7 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_THAT(step.message, HasSubstr("partition 1/3: 0 of 2 clusters ready; waiting for a"));
   EXPECT_EQ(step.recheck, now_ + absl::Seconds(60));
   EXPECT_EQ(step.reports_needed, 2) << "two clusters to hear from";
-  EXPECT_THAT(*GateOf(record_, partitions_), UnorderedElementsAre("a", "b"));
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b"));
 
   state_["a"] = "ready";
   step = Advance();
@@ -126,7 +136,7 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_TRUE(step.changed);
   EXPECT_EQ(record_.partition(), 1);
   EXPECT_EQ(FromProtoTime(record_.partition_started()), now_);
-  EXPECT_THAT(*GateOf(record_, partitions_), UnorderedElementsAre("a", "b", "c", "d"));
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
 
   // With 50% allowed unavailable, partition 2 passes on one ready cluster of two; the
   // last partition, of one, then needs its cluster (50% of 1 rounds down to none).
@@ -138,7 +148,36 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   step = Advance();
   EXPECT_EQ(record_.partition(), 3);
   EXPECT_EQ(step.message, "");
-  EXPECT_EQ(GateOf(record_, partitions_), nullptr) << "done: every cluster";
+  EXPECT_EQ(GateOf(record_, Cut()), nullptr) << "done: every cluster";
+}
+
+// A widened gate says what it adds to the one before, so the hub looks only at those.
+TEST_F(AdvanceTest, AGateBuiltOnTheLastSaysWhatItAdds) {
+  std::shared_ptr<const std::vector<Partition>> cut = Cut();
+  std::shared_ptr<const ClusterGate> first = GateOf(record_, cut);
+  record_.set_partition(1);
+  std::shared_ptr<const ClusterGate> second = GateOf(record_, cut, first.get());
+  std::vector<std::string> added;
+  ASSERT_TRUE(second->AddedTo(first.get(), &added));
+  EXPECT_THAT(added, ElementsAre("c", "d"));
+  EXPECT_FALSE(second->AddedTo(nullptr, &added)) << "nothing before: look at everyone";
+  EXPECT_FALSE(first->AddedTo(second.get(), &added)) << "narrower, not wider";
+  EXPECT_FALSE(second->SameAs(*first));
+  EXPECT_TRUE(second->SameAs(*GateOf(record_, cut, first.get())));
+
+  // Two partitions at once (both were ready): both are added.
+  record_.set_partition(2);
+  std::shared_ptr<const ClusterGate> third = GateOf(record_, cut, first.get());
+  ASSERT_TRUE(third->AddedTo(first.get(), &added));
+  EXPECT_THAT(added, ElementsAre("c", "d", "e"));
+
+  // A gate of another cut (the fleet changed) or of another kind is no base.
+  std::shared_ptr<const ClusterGate> recut = GateOf(record_, Cut(), second.get());
+  EXPECT_FALSE(recut->AddedTo(second.get(), &added));
+  EXPECT_THAT(Allowed(recut), ElementsAre("a", "b", "c", "d", "e"));
+  EXPECT_FALSE(recut->AddedTo(ClusterSetGate::Of({"a", "b"}).get(), &added));
+  EXPECT_TRUE(ClusterSetGate::Of({"a"})->SameAs(*ClusterSetGate::Of({"a"})));
+  EXPECT_FALSE(ClusterSetGate::Of({"a"})->SameAs(*recut));
 }
 
 TEST_F(AdvanceTest, TheDeadlineAndFailuresHaltItUntilPromotedOrResumed) {
