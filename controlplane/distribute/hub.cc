@@ -304,6 +304,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
   {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
+    report_counts_.erase(bundle);
     SetTombstoneLocked(bundle, generation);
     for (auto& [name, agent] : agents_) {
       if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
@@ -708,6 +709,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   std::vector<Notification> notify;
   std::shared_ptr<const StatusObserver> observer;
   std::vector<v1::Event> events;
+  bool rollout = false;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
@@ -747,14 +749,13 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     if (ack.has_status()) {
       status_via_ack_.Increment();
       RecordStatusLocked(agent, ack.bundle(), ack.status(), &events);
-      observer = ObserverForLocked(ack.bundle());
+      observer = ObserverForLocked(ack.bundle(), ack.status().sync_state() == v1::SYNC_STATE_FAILED,
+                                   &rollout);
     }
   }
   Deliver(notify);
   Publish(std::move(events));
-  if (observer != nullptr) {
-    (*observer)(ack.bundle(), ack.status().sync_state() == v1::SYNC_STATE_FAILED);
-  }
+  if (observer != nullptr) (*observer)(ack.bundle(), rollout);
 }
 
 void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
@@ -783,25 +784,44 @@ void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
 void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
   std::shared_ptr<const StatusObserver> observer;
   std::vector<v1::Event> events;
+  bool rollout = false;
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return;
     status_via_message_.Increment();
     RecordStatusLocked(agent, status.bundle(), status, &events);
-    observer = ObserverForLocked(status.bundle());
+    observer =
+        ObserverForLocked(status.bundle(), status.sync_state() == v1::SYNC_STATE_FAILED, &rollout);
   }
   Publish(std::move(events));
-  if (observer != nullptr) {
-    (*observer)(status.bundle(), status.sync_state() == v1::SYNC_STATE_FAILED);
-  }
+  if (observer != nullptr) (*observer)(status.bundle(), rollout);
 }
 
-std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle) const {
-  if (watched_.count(bundle) > 0) return status_observer_;
+std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle,
+                                                                  bool failed, bool* rollout) {
+  *rollout = false;
   auto target = bundles_.find(bundle);
-  if (target == bundles_.end() || target->second.gate == nullptr) return nullptr;
-  return status_observer_;
+  if (target != bundles_.end() && target->second.gate != nullptr) {
+    // Counted here, under the lock the report was recorded with: a report that cannot
+    // move the rollout costs no other lock.
+    ReportCount& count = report_counts_[bundle];
+    ++count.reports;
+    *rollout = failed || count.reports >= count.needed || clock_->Now() >= count.refresh;
+  }
+  return *rollout || watched_.count(bundle) > 0 ? status_observer_ : nullptr;
+}
+
+void Hub::BeginEvaluation(const std::string& bundle) {
+  MutexLock lock(&mu_);
+  report_counts_[bundle].reports = 0;
+}
+
+void Hub::ExpectReports(const std::string& bundle, int needed, absl::Duration refresh) {
+  MutexLock lock(&mu_);
+  ReportCount& count = report_counts_[bundle];
+  count.needed = std::max(1, needed);
+  count.refresh = clock_->Now() + refresh;
 }
 
 void Hub::SetWatchedBundles(std::set<std::string> bundles) {

@@ -123,11 +123,19 @@ class Hub {
   // Grows whenever a cluster appears or its labels may have changed: what selectors match
   // is the same while it stays.
   uint64_t MembershipVersion() const;
-  // Called with a bundle's name, without the hub's lock, when an agent reports on a
-  // bundle whose content is gated (its rollout waits for reports); `failed` when the report
-  // says the apply failed. Set before agents connect.
-  using StatusObserver = std::function<void(const std::string& bundle, bool failed)>;
+  // Called with a bundle's name, without the hub's lock, when an agent's report on it
+  // may matter: `rollout` when the bundle's content is gated and the report may move its
+  // rollout (see ExpectReports); for bundles others depend on (SetWatchedBundles), on
+  // every report. Set before agents connect.
+  using StatusObserver = std::function<void(const std::string& bundle, bool rollout)>;
   void SetStatusObserver(StatusObserver observer);
+  // An evaluation of `bundle`'s rollout begins: reports from now on count toward the
+  // next. A report that arrives while it reads is counted twice, never missed.
+  void BeginEvaluation(const std::string& bundle);
+  // What the evaluation found: its partition cannot pass before `needed` more reports
+  // (each changes one cluster). Until then only a failed report, or one after
+  // `refresh`, is passed to the observer as `rollout`.
+  void ExpectReports(const std::string& bundle, int needed, absl::Duration refresh);
   // Bundles whose reports the observer hears even without a gate (other bundles depend
   // on them).
   void SetWatchedBundles(std::set<std::string> bundles);
@@ -218,6 +226,14 @@ class Hub {
     int64_t generation = 0;
     Gate gate;  // see SetBundle
   };
+  // For a gated bundle: reports since its rollout's evaluation began, how many it needs
+  // before it can move, and when reports reconcile it anyway (see ExpectReports). Kept
+  // apart from BundleTarget: the first evaluation comes before the first SetBundle.
+  struct ReportCount {
+    int reports = 0;
+    int needed = 1;
+    absl::Time refresh = absl::InfinitePast();
+  };
   struct Agent {
     v1::ClusterInfo info;
     // What bundles target it by (info.labels, kept as a map: every fan-out matches them),
@@ -278,7 +294,8 @@ class Hub {
   static void Deliver(const std::vector<Notification>& notifications);
   void Publish(std::vector<v1::Event> events);
   // The observer to call for a report on `bundle`, or null (see SetStatusObserver).
-  std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle) const
+  std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle, bool failed,
+                                                          bool* rollout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  public:
@@ -308,6 +325,7 @@ class Hub {
   mutable Mutex mu_;
   WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   // agents_.find(name), trying `hint` first: names walked in sorted order through adjacent
   // agents (a partition cut in name order) cost one comparison each, not a tree walk.

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <thread>
+#include <utility>
 
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -411,6 +412,68 @@ TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
   ASSERT_TRUE(reloaded.Load().ok());
   EXPECT_EQ(reloaded.Clusters("a")[0].reports.at("web").applied_revision(), rev->id)
       << "stored like a status message";
+}
+
+TEST_F(HubTest, OnlyReportsThatMayMoveARolloutReachTheObserverAsRollout) {
+  FakeClock clock;
+  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
+  hub.SetTrustAgentLabels(true);
+  Mutex mu;
+  std::vector<std::pair<std::string, bool>> heard;  // guarded by mu
+  hub.SetStatusObserver([&](const std::string& bundle, bool rollout) {
+    MutexLock lock(&mu);
+    heard.emplace_back(bundle, rollout);
+  });
+  auto take = [&] {
+    MutexLock lock(&mu);
+    return std::exchange(heard, {});
+  };
+  auto rev = MakeRevision("web", {"x"});
+  hub.SetBundle("web", Selector(""), SingleRevision(rev), 1, ClusterSetGate::Of({"a"}));
+  hub.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"y"})));
+  uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  auto report = [&](const std::string& bundle, v1::SyncState state) {
+    v1::StatusUpdate status;
+    status.set_bundle(bundle);
+    status.set_sync_state(state);
+    status.set_applied_revision(rev->id);
+    hub.OnStatus(a, status);
+  };
+  using Heard = std::vector<std::pair<std::string, bool>>;
+
+  // Before any evaluation said how many it needs, every report may move it.
+  report("web", v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(take(), (Heard{{"web", true}}));
+
+  // The partition needs three more: the first two are counted, not passed on.
+  hub.BeginEvaluation("web");
+  hub.ExpectReports("web", 3, absl::Seconds(1));
+  report("web", v1::SYNC_STATE_SYNCED);
+  report("web", v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(take(), IsEmpty());
+  report("web", v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(take(), (Heard{{"web", true}}));
+
+  // A failure may halt it at once, whatever the count.
+  hub.BeginEvaluation("web");
+  hub.ExpectReports("web", 100, absl::Seconds(1));
+  report("web", v1::SYNC_STATE_FAILED);
+  EXPECT_EQ(take(), (Heard{{"web", true}}));
+  report("web", v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(take(), IsEmpty());
+  // And once the evaluation is older than its refresh, any report does: what `rollout
+  // status` says stays fresh.
+  clock.Advance(absl::Seconds(1));
+  report("web", v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(take(), (Heard{{"web", true}}));
+
+  // A bundle without a gate is heard only when others depend on it, and never as rollout.
+  report("db", v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(take(), IsEmpty());
+  hub.SetWatchedBundles({"db"});
+  report("db", v1::SYNC_STATE_SYNCED);
+  EXPECT_EQ(take(), (Heard{{"db", false}}));
+  hub.SetStatusObserver(nullptr);
 }
 
 TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {

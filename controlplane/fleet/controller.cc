@@ -99,41 +99,19 @@ class Controller::Mailbox {
     MutexLock lock(&mu_);
     if (queue_ != nullptr) queue_->Add(bundle);
   }
-  // An agent reported on `bundle`: its gate and those of the bundles depending on it may
-  // open.
-  // Reports come by the thousand while a partition applies. A partition that needs N more
-  // ready clusters cannot pass before N more reports: until they came, a report reconciles
-  // the bundle only when it is a failure (which may halt the rollout at once) or the last
-  // evaluation is kRolloutRefreshInterval old. And each bundle is reconciled for reports at
-  // most once per kRolloutEvaluationInterval (and once more after the last).
-  void OnReport(const std::string& bundle, bool failed) {
+  // An agent reported on `bundle`: its rollout gate may open (`rollout`, decided by the hub
+  // from the report count, see Hub::ExpectReports), and so may the dependency gates of the
+  // bundles depending on it. Each bundle is reconciled for reports at most once per
+  // kRolloutEvaluationInterval (and once more after the last).
+  void OnReport(const std::string& bundle, bool rollout) {
     MutexLock lock(&mu_);
     if (queue_ == nullptr) return;
     const absl::Time now = clock_->Now();
-    Throttle& throttle = throttle_[bundle];
-    ++throttle.reports;
-    if (failed || throttle.reports >= throttle.needed || now >= throttle.refresh) {
-      ThrottledAddLocked(bundle, throttle, now);
-    }
+    if (rollout) ThrottledAddLocked(bundle, now);
     auto it = dependents_.find(bundle);
     if (it == dependents_.end()) return;
     // Any report may open a dependent's gate on its cluster.
-    for (const std::string& dependent : it->second) {
-      ThrottledAddLocked(dependent, throttle_[dependent], now);
-    }
-  }
-  // The rollout of `bundle` is evaluated from now on: reports from here count toward the
-  // next evaluation (one that comes while this one reads is counted twice, never missed).
-  void BeginEvaluation(const std::string& bundle) {
-    MutexLock lock(&mu_);
-    Throttle& throttle = throttle_[bundle];
-    throttle.reports = 0;
-    throttle.refresh = clock_->Now() + kRolloutRefreshInterval;
-  }
-  // What the evaluation found: the partition cannot pass before `needed` more reports.
-  void ExpectReports(const std::string& bundle, int needed) {
-    MutexLock lock(&mu_);
-    throttle_[bundle].needed = std::max(1, needed);
+    for (const std::string& dependent : it->second) ThrottledAddLocked(dependent, now);
   }
   void SetDependents(std::map<std::string, std::vector<std::string>> dependents) {
     MutexLock lock(&mu_);
@@ -170,17 +148,11 @@ class Controller::Mailbox {
       revisions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> dependents_ ABSL_GUARDED_BY(mu_);
   Clock* const clock_;
-  struct Throttle {
-    absl::Time next;                            // when reports may queue it again
-    int reports = 0;                            // since its rollout's last evaluation began
-    int needed = 1;                             // reports its partition needs at the least
-    absl::Time refresh = absl::InfinitePast();  // when reports queue it anyway
-  };
-  std::map<std::string, Throttle> throttle_ ABSL_GUARDED_BY(mu_);  // by bundle
+  std::map<std::string, absl::Time> next_ ABSL_GUARDED_BY(mu_);  // when reports may queue it
 
-  void ThrottledAddLocked(const std::string& bundle, Throttle& throttle, absl::Time now)
+  void ThrottledAddLocked(const std::string& bundle, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::Time& next = throttle.next;
+    absl::Time& next = next_[bundle];
     if (now >= next) {
       queue_->Add(bundle);
       next = now + kRolloutEvaluationInterval;
@@ -223,8 +195,8 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
   // A report on a bundle whose rollout waits: reconcile it (the queue coalesces them).
-  hub_->SetStatusObserver([mailbox = mailbox_](const std::string& bundle, bool failed) {
-    mailbox->OnReport(bundle, failed);
+  hub_->SetStatusObserver([mailbox = mailbox_](const std::string& bundle, bool rollout) {
+    mailbox->OnReport(bundle, rollout);
   });
 }
 
@@ -1139,12 +1111,12 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     it->second.rollout_message = message;
   };
   if (suspended) {
-    mailbox_->ExpectReports(name, 1);
+    hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
     publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
     return ClusterSetGate::Of({});  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
-    mailbox_->ExpectReports(name, 1);
+    hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
     publish(nullptr, "", before);
     return nullptr;
   }
@@ -1169,7 +1141,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
         CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
   }
   const int started_at = rollout.partition();
-  mailbox_->BeginEvaluation(name);
+  hub_->BeginEvaluation(name);
   RolloutStep step =
       AdvanceRollout(rollout, *partitions, strategy, now, [&](const Partition& partition) {
         return hub_->SummarizeProgress(name, content.get(), partition.clusters);
@@ -1210,7 +1182,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       step.reports_needed = 1;  // counted for a place it did not take: any report looks
     }
   }
-  mailbox_->ExpectReports(name, step.reports_needed);
+  hub_->ExpectReports(name, step.reports_needed, kRolloutRefreshInterval);
   // The same partitions and the same place in them: the same gate object, so the hub is
   // not told anything new. A new one is built on the last (the hub then looks only at
   // the clusters it adds).
