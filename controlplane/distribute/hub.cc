@@ -938,6 +938,9 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
     std::optional<v1::StatusUpdate> report;
   };
   std::vector<Seen> seen;
+  std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
+  // A cluster's labels are copied only when its revision depends on them.
+  const bool per_cluster = uniform == nullptr && content != nullptr;
   {
     MutexLock lock(&mu_);
     seen.reserve(clusters.size());
@@ -949,7 +952,7 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
       if (agent != agents_.end()) {
         hint = std::next(agent);
         s.out.set_connected(agent->second.connection != nullptr);
-        s.info = agent->second.info;
+        if (per_cluster) s.info = agent->second.info;
         auto report = agent->second.reports.find(bundle);
         if (report != agent->second.reports.end()) s.report = report->second;
       }
@@ -959,7 +962,6 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
   // Unlocked: with per-cluster values, finding a cluster's revision compares values.
   std::vector<v1::RolloutCluster> out;
   out.reserve(seen.size());
-  std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
   for (Seen& s : seen) {
     v1::RolloutCluster& c = s.out;
     if (s.report.has_value()) {
