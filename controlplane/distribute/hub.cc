@@ -272,8 +272,9 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       auto held = agent.held.find(bundle);
       bool current_held =
           held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
-      bool gated = target.gate != nullptr && !target.gate->Allows(name);
-      if ((targeted && target.content != nullptr && !current_held && !gated) ||
+      // The gate is asked last: only about clusters that would get something new.
+      if ((targeted && target.content != nullptr && !current_held &&
+           (target.gate == nullptr || target.gate->Allows(name))) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
@@ -628,10 +629,15 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr, load);
     content = target->second.content;
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
+    current = content->Uniform();
+    if (current != nullptr) {
+      // Holding it already: nothing to send, gate or not (asked after every write).
+      auto held = agent->held.find(bundle);
+      if (held != agent->held.end() && held->second == current->id) return nullptr;
+    }
     // Not its partition's turn yet (or the bundle is suspended): it keeps what it holds.
     const Gate& gate = target->second.gate;
     if (gate != nullptr && !gate->Allows(agent->info.name())) return nullptr;
-    current = content->Uniform();
     if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;
   }
