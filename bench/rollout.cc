@@ -33,6 +33,12 @@ ABSL_FLAG(int, objects, 1000, "ConfigMaps in the bundle.");
 ABSL_FLAG(int, partitions, 10, "Partitions of the progressive rollout.");
 ABSL_FLAG(int, rounds, 3, "Rounds, each one commit at once and one commit partitioned.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+ABSL_FLAG(int, settle_ms, 1000,
+          "How long after the last agent's ACK the control plane's CPU is read (work it does "
+          "for the commit after that, such as storing reports, is not counted).");
+ABSL_FLAG(std::string, perf_control, "",
+          "A FIFO that `perf record --control=fifo:FIFO -D -1` listens on: the bench enables "
+          "perf for each measured commit only, so a profile shows what the measurement counts.");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
@@ -81,7 +87,15 @@ int Main() {
     fprintf(stderr, "initial sync incomplete\n");
     return 1;
   }
+  fprintf(stderr, "all %d agents hold the first revision\n", agents);
   absl::SleepFor(absl::Seconds(5));
+  // What the control plane costs with every agent connected and nothing to do: a commit
+  // measured over a longer time pays this for the extra time too.
+  const double idle_before = bench::CpuSeconds(cp.pid());
+  const absl::Time idle_start = absl::Now();
+  absl::SleepFor(absl::Seconds(5));
+  const double idle_rate =
+      (bench::CpuSeconds(cp.pid()) - idle_before) / absl::ToDoubleSeconds(absl::Now() - idle_start);
 
   auto set_partitioned = [&](bool partitioned) {
     v1::AddBundleRequest request;
@@ -101,11 +115,27 @@ int Main() {
   // it; returns the control plane's CPU seconds meanwhile and the revision.
   // Per thread name, each commit's CPU seconds, by side.
   std::map<std::string, std::vector<double>> threads_at_once, threads_partitioned;
+  std::vector<double> at_once_seconds, partitioned_seconds;  // each commit's measured time
+  std::FILE* perf_control = nullptr;
+  if (!absl::GetFlag(FLAGS_perf_control).empty()) {
+    perf_control = std::fopen(absl::GetFlag(FLAGS_perf_control).c_str(), "w");
+    if (perf_control == nullptr) {
+      fprintf(stderr, "cannot open %s\n", absl::GetFlag(FLAGS_perf_control).c_str());
+      return 1;
+    }
+  }
+  auto profile = [&](bool on) {
+    if (perf_control == nullptr) return;
+    std::fputs(on ? "enable\n" : "disable\n", perf_control);
+    std::fflush(perf_control);
+  };
   auto commit = [&](bool partitioned, std::string* revision) -> double {
     git.Write("apps/bench/cm-0.yaml", bench::BenchConfigMap(0, version++));
     git.Commit(absl::StrCat("change ", version));
     const std::map<std::string, double> threads_before = bench::CpuSecondsByThread(cp.pid());
+    profile(true);
     const double before = bench::CpuSeconds(cp.pid());
+    const absl::Time start = absl::Now();
     v1::SyncSourceRequest sync;
     sync.set_name("bench");
     v1::SourceInfo info;
@@ -121,12 +151,17 @@ int Main() {
               revision->c_str());
       return -1;
     }
-    // Every agent has sent its last ACK: the control plane reads it and (partitioned)
-    // evaluates the gate once more within kRolloutEvaluationInterval (50 ms). The CPU is
-    // read after a fixed settle, not at the end of polling: the partitioned side lasts
-    // longer and would pay for more polls.
-    absl::SleepFor(absl::Milliseconds(300));
+    // Every agent has sent its last ACK: the control plane reads it, (partitioned)
+    // evaluates the gate once more within kRolloutEvaluationInterval (50 ms), and stores
+    // the reports (the hub's flush runs every 250 ms). The CPU is read after a fixed
+    // settle, long enough that this work is counted on both sides (a short one cut it off
+    // unevenly: 300 ms gave ratios from 1.11 to 1.19 where 1 s gives 1.10, at an idle cost
+    // of a few ms), and not at the end of polling: the partitioned side lasts longer and
+    // would pay for more polls.
+    absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_settle_ms)));
     double cpu = bench::CpuSeconds(cp.pid()) - before;
+    profile(false);
+    absl::Time end = absl::Now();
     std::map<std::string, double> threads_after = bench::CpuSecondsByThread(cp.pid());
     auto finished = [&] {
       v1::ListBundlesResponse listed;
@@ -139,12 +174,15 @@ int Main() {
     };
     if (!finished()) {
       // Not done after the settle: measured to the end instead (polls included), and said.
-      fprintf(stderr, "%s: not done 300 ms after the last ACK; measuring to the end\n",
-              partitioned ? "partitioned" : "at once");
+      fprintf(stderr, "%s: not done %d ms after the last ACK; measuring to the end\n",
+              partitioned ? "partitioned" : "at once", absl::GetFlag(FLAGS_settle_ms));
       if (!swarm.WaitUntil(finished, absl::Seconds(60), absl::Milliseconds(200))) return -1;
       cpu = bench::CpuSeconds(cp.pid()) - before;
+      end = absl::Now();
       threads_after = bench::CpuSecondsByThread(cp.pid());
     }
+    (partitioned ? partitioned_seconds : at_once_seconds)
+        .push_back(absl::ToDoubleSeconds(end - start));
     for (const auto& [name, seconds] : threads_after) {
       auto was = threads_before.find(name);
       (partitioned ? threads_partitioned : threads_at_once)[name].push_back(
@@ -222,6 +260,21 @@ int Main() {
   if (!threads_partitioned.empty()) {
     printf("partitioned, CPU s by thread:%s\n", breakdown(threads_partitioned).c_str());
   }
+  printf(
+      "idle (every agent connected, nothing to do): %.3f CPU s per s; measured time per "
+      "commit: at once median %.2f s, partitioned median %.2f s\n",
+      idle_rate, bench::Median(at_once_seconds), bench::Median(partitioned_seconds));
+  // Each round's two sides ran back to back: the median of their ratios is steadier than
+  // the ratio of medians when the machine's speed drifts.
+  std::vector<double> round_ratios;
+  for (size_t i = 0; i < std::min(at_once_cpu.size(), partitioned_cpu.size()); ++i) {
+    if (at_once_cpu[i] > 0) round_ratios.push_back(partitioned_cpu[i] / at_once_cpu[i]);
+  }
+  if (!round_ratios.empty()) {
+    printf("per round, partitioned / at once: median %.3f (min %.3f, max %.3f)\n",
+           bench::Median(round_ratios), *std::min_element(round_ratios.begin(), round_ratios.end()),
+           *std::max_element(round_ratios.begin(), round_ratios.end()));
+  }
   const double at_once = bench::Median(at_once_cpu);
   const double partitioned = bench::Median(partitioned_cpu);
   printf(
@@ -232,10 +285,11 @@ int Main() {
       1000 * bench::Median(gaps), 1000 * max_gap);
   printf(
       "{\"bench\": \"rollout\", \"agents\": %d, \"objects\": %d, \"partitions\": %d, "
-      "\"rounds\": %d, \"at_once_cpu_seconds_median\": %.3f, "
+      "\"rounds\": %d, \"at_once_cpu_seconds_median\": %.3f, \"round_ratio_median\": %.3f, "
       "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
       "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
-      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), at_once, partitioned,
+      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), at_once,
+      round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
       at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
   return 0;
 }
