@@ -4,11 +4,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <optional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
 
@@ -35,6 +38,35 @@ bool SecureEquals(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+std::optional<std::string> FormField(absl::string_view body, absl::string_view name) {
+  for (absl::string_view pair : absl::StrSplit(body, '&')) {
+    const size_t equals = pair.find('=');
+    if (equals == absl::string_view::npos || pair.substr(0, equals) != name) continue;
+    absl::string_view encoded = pair.substr(equals + 1);
+    std::string out;
+    out.reserve(encoded.size());
+    auto hex = [](char c) {
+      return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10;
+    };
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      const char c = encoded[i];
+      if (c == '+') {
+        out.push_back(' ');
+      } else if (c != '%') {
+        out.push_back(c);
+      } else if (i + 2 < encoded.size() && absl::ascii_isxdigit(encoded[i + 1]) &&
+                 absl::ascii_isxdigit(encoded[i + 2])) {
+        out.push_back(static_cast<char>(hex(encoded[i + 1]) * 16 + hex(encoded[i + 2])));
+        i += 2;
+      } else {
+        return std::nullopt;  // a stray '%' is not form encoding
+      }
+    }
+    return out;
+  }
+  return std::nullopt;
+}
 
 std::string NormalizeRepoUrl(absl::string_view url) {
   std::string text = absl::AsciiStrToLower(absl::StripAsciiWhitespace(url));
@@ -156,7 +188,19 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   if (!push) {
     return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
   }
-  nlohmann::json payload = nlohmann::json::parse(request.body, nullptr, false);
+  // JSON, or (GitHub's and Gitea's other content type) a form whose `payload` field holds
+  // it. Either way the signature covers the body as sent.
+  std::string json = request.body;
+  if (absl::StartsWithIgnoreCase(Header(request, "content-type"),
+                                 "application/x-www-form-urlencoded")) {
+    std::optional<std::string> field = FormField(request.body, "payload");
+    if (!field.has_value()) {
+      return Answer(provider, "bad_request", 400,
+                    "the form-encoded body has no well-formed \"payload\" field");
+    }
+    json = std::move(*field);
+  }
+  nlohmann::json payload = nlohmann::json::parse(json, nullptr, false);
   if (payload.is_discarded() || !payload.is_object()) {
     return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
   }

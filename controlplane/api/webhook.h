@@ -12,7 +12,9 @@
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
-// body over the limit, 429 past the rate limit, 400 for a verified body that is not JSON.
+// body over the limit, 429 past the rate limit, 400 for a verified body that is not JSON
+// (or, with Content-Type application/x-www-form-urlencoded, a form whose `payload` field
+// is not).
 // Every outcome counts in gitfleet_webhooks_total{provider, result}.
 //
 //   WebhookReceiver receiver(options, sources, fetch, metrics.webhooks);
@@ -21,6 +23,7 @@
 // Thread-safe.
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -44,6 +47,10 @@ inline constexpr char kWebhookPath[] = "/hooks/git";
 // "https://github.com/org/app" and "ssh://git@github.com:22/org/app.git" are all
 // "github.com/org/app".
 std::string NormalizeRepoUrl(absl::string_view url);
+// The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
+// when it is missing or not well-formed.
+std::optional<std::string> FormField(absl::string_view body, absl::string_view name);
+
 // The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 

@@ -117,6 +117,46 @@ TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
   }
 }
 
+TEST(FormFieldTest, DecodesTheNamedFieldAndRefusesMalformedEscapes) {
+  EXPECT_EQ(FormField("a=1&payload=%7B%22x%22%3A+1%7d&b=2", "payload"), "{\"x\": 1}");
+  EXPECT_EQ(FormField("payload=", "payload"), "");
+  EXPECT_EQ(FormField("payloads=1", "payload"), std::nullopt);
+  EXPECT_EQ(FormField("payload=%4", "payload"), std::nullopt);
+  EXPECT_EQ(FormField("payload=%zz", "payload"), std::nullopt);
+  EXPECT_EQ(FormField("", "payload"), std::nullopt);
+}
+
+// GitHub's and Gitea's other content type: the JSON in a form's `payload` field, the
+// signature over the form as sent.
+TEST_F(WebhookTest, AFormEncodedPushIsReadFromItsPayloadField) {
+  for (const char* provider : {"github", "gitea"}) {
+    fetched_.clear();
+    HttpRequest request = Push(provider, "s3cret");
+    request.headers["content-type"] = "application/x-www-form-urlencoded";
+    request.body =
+        "payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%2C%22repository%22%3A%7B%22clone_url%22"
+        "%3A%22https%3A%2F%2Fgithub.com%2Forg%2Fapp.git%22%7D%7D";
+    const std::string signature = Sign("s3cret", request.body);
+    if (std::string(provider) == "github") {
+      request.headers["x-hub-signature-256"] = "sha256=" + signature;
+    } else {
+      request.headers["x-gitea-signature"] = signature;
+    }
+    HttpResponse response = receiver_->Handle(request);
+    EXPECT_EQ(response.code, 202) << provider << ": " << response.body;
+    EXPECT_THAT(fetched_, ElementsAre("app", "app-tags")) << provider;
+  }
+  HttpRequest bad = Push("github", "s3cret");
+  bad.headers["content-type"] = "application/x-www-form-urlencoded";
+  bad.body = "nothing=here";
+  bad.headers["x-hub-signature-256"] = "sha256=" + Sign("s3cret", bad.body);
+  fetched_.clear();
+  HttpResponse response = receiver_->Handle(bad);
+  EXPECT_EQ(response.code, 400);
+  EXPECT_THAT(response.body, HasSubstr("\"payload\""));
+  EXPECT_THAT(fetched_, IsEmpty());
+}
+
 TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
   for (const char* provider : {"github", "gitlab", "gitea"}) {
     HttpResponse response = receiver_->Handle(Push(provider, "guess"));

@@ -820,11 +820,13 @@ std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::str
 
 void Hub::BeginEvaluation(const std::string& bundle) {
   MutexLock lock(&mu_);
+  if (tombstones_.count(bundle) > 0) return;  // removed while it was evaluated: no row
   report_counts_[bundle].reports = 0;
 }
 
 void Hub::ExpectReports(const std::string& bundle, int needed, absl::Duration refresh) {
   MutexLock lock(&mu_);
+  if (tombstones_.count(bundle) > 0) return;
   ReportCount& count = report_counts_[bundle];
   count.needed = std::max(1, needed);
   count.refresh = clock_->Now() + refresh;
