@@ -57,6 +57,7 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_seen_time(FormatTime(s.seen_time()));
   row.set_applied_time(FormatTime(s.applied_time()));
   row.set_orphaned(s.orphaned());
+  row.set_held_back(s.held_back());
   if (s.orphaned()) row.set_sync_state("Orphaned");
   return row;
 }

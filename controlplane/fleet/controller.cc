@@ -635,6 +635,52 @@ std::vector<v1::ClusterInfo> Controller::ListClusters() {
   return out;
 }
 
+std::string Controller::HeldBackLocked(const std::string& name, const BundleState& state,
+                                       const v1::ClusterInfo& cluster,
+                                       absl::flat_hash_map<std::string, int>& partition_of) const {
+  if (state.record.suspended()) {
+    return absl::StrCat(
+        "bundle suspended: no cluster gets its new revisions until gitfleetctl "
+        "bundle resume ",
+        name);
+  }
+  if (cluster.suspended()) {
+    return absl::StrCat(
+        "cluster suspended for maintenance: it gets no new revisions until "
+        "gitfleetctl cluster resume ",
+        cluster.name());
+  }
+  if (state.pushed_gate == nullptr || state.pushed_gate->Allows(cluster.name())) return "";
+  const v1::RolloutRecord& rollout = state.record.rollout();
+  const bool rolling = Progressive(state.definition.rollout()) && state.partitions != nullptr &&
+                       rollout.partition() < static_cast<int>(state.partitions->size());
+  if (rolling && (state.gate == nullptr || !state.gate->Allows(cluster.name()))) {
+    if (partition_of.empty()) {
+      for (size_t i = 0; i < state.partitions->size(); ++i) {
+        for (const std::string& c : (*state.partitions)[i].clusters) partition_of[c] = i;
+      }
+    }
+    const int count = static_cast<int>(state.partitions->size());
+    auto it = partition_of.find(cluster.name());
+    std::string where =
+        it == partition_of.end()
+            ? "it is in no partition yet (it joined after they were cut)"
+            : absl::StrCat("its partition ", it->second + 1, "/", count, " has not had its turn");
+    std::string now =
+        absl::StrCat("the rollout is at partition ", rollout.partition() + 1, "/", count);
+    if (rollout.paused_by_operator()) {
+      absl::StrAppend(&now, ", paused by an operator (gitfleetctl rollout resume ", name, ")");
+    } else if (rollout.halted()) {
+      absl::StrAppend(&now, ", paused: ", rollout.reason());
+    }
+    return absl::StrCat("rollout: ", where, "; ", now);
+  }
+  auto wait = state.dependency_waits.find(cluster.name());
+  return wait != state.dependency_waits.end()
+             ? absl::StrCat("waiting for dependencies: ", wait->second)
+             : "waiting for the bundles it depends on";
+}
+
 std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_filter,
                                                     const std::string& bundle_filter) {
   struct Pair {
@@ -643,11 +689,14 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     std::shared_ptr<const BundleVariants> content;
     google::protobuf::Timestamp committed_time;
     google::protobuf::Timestamp seen_time;
+    std::string held_back;
   };
   std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter);
   std::vector<Pair> pairs;
   {
     MutexLock lock(&mu_);
+    // Each bundle's cluster -> partition, built when a status first needs it.
+    std::map<std::string, absl::flat_hash_map<std::string, int>> partition_of;
     for (const ClusterView& cluster : clusters) {
       if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
       LabelMap labels(cluster.info.labels().begin(), cluster.info.labels().end());
@@ -655,7 +704,8 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
         if (!bundle_filter.empty() && name != bundle_filter) continue;
         if (!state.selector.Matches(labels)) continue;
         pairs.push_back({&cluster, InfoLocked(state), state.content, state.record.committed_time(),
-                         state.record.seen_time()});
+                         state.record.seen_time(),
+                         HeldBackLocked(name, state, cluster.info, partition_of[name])});
       }
     }
   }
@@ -684,7 +734,8 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     }
     auto report = pair.cluster->reports.find(pair.info.bundle().name());
     out.push_back(ComposeStatus(pair.cluster->info, pair.info, pair.committed_time, pair.seen_time,
-                                report == pair.cluster->reports.end() ? nullptr : &report->second));
+                                report == pair.cluster->reports.end() ? nullptr : &report->second,
+                                pair.held_back));
   }
   // Orphans: what the agents hold and enforce without a definition here.
   for (const ClusterView& cluster : clusters) {
@@ -1007,6 +1058,9 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
+    if (it != bundles_.end() && it->second.definition.depends_on().empty()) {
+      it->second.dependency_waits.clear();
+    }
     if (it == bundles_.end() || it->second.definition.depends_on().empty()) return gate;
     if (it->second.record.suspended()) return gate;  // nobody gets anything anyway
     selector = it->second.selector;
@@ -1052,15 +1106,19 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       }
     }
   }
-  if (!waits.empty()) {
+  {
     std::string message =
-        absl::StrCat(waits.size(), " clusters wait for dependencies; first: ", waits.begin()->first,
-                     " (", waits.begin()->second, ")");
+        waits.empty() ? ""
+                      : absl::StrCat(waits.size(), " clusters wait for dependencies; first: ",
+                                     waits.begin()->first, " (", waits.begin()->second, ")");
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it != bundles_.end()) {
-      std::string& shown = it->second.rollout_message;
-      shown = shown.empty() || shown == "done" ? message : absl::StrCat(shown, "; ", message);
+      if (!message.empty()) {
+        std::string& shown = it->second.rollout_message;
+        shown = shown.empty() || shown == "done" ? message : absl::StrCat(shown, "; ", message);
+      }
+      it->second.dependency_waits = std::move(waits);  // for GetStatus, cluster by cluster
     }
   }
   return ClusterSetGate::Of(absl::flat_hash_set<std::string>(allowed.begin(), allowed.end()));

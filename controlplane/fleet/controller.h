@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/model/label_selector.h"
@@ -165,6 +166,8 @@ class Controller {
     uint64_t partitions_membership = 0;
     int64_t partitions_generation = -1;
     std::string rollout_message;
+    // Clusters its dependencies hold back, and why (as of the last evaluation).
+    std::map<std::string, std::string> dependency_waits;
     Hub::Gate gate;
     std::shared_ptr<const std::vector<Partition>> gate_partitions;
     int gate_partition = -1;
@@ -184,6 +187,12 @@ class Controller {
   // Narrows `gate` to the clusters where every bundle `name` depends on is applied and
   // Healthy (or does not go); says which clusters wait in the bundle's rollout message.
   Hub::Gate DependencyGate(const std::string& name, Hub::Gate gate);
+  // Why `cluster` does not get bundle `name`'s revision yet, or "" (see
+  // BundleStatus.held_back). `partition_of` caches the rollout's cluster -> partition.
+  std::string HeldBackLocked(const std::string& name, const BundleState& state,
+                             const v1::ClusterInfo& cluster,
+                             absl::flat_hash_map<std::string, int>& partition_of) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells the hub and the mailbox which bundles others depend on (after a change).
   void RefreshDependencies();
   // The dependency cycle `bundle` would close ("a -> b -> a"), or "".

@@ -828,6 +828,14 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   EXPECT_EQ(rollout->partitions(1).state(), "rolling");
   EXPECT_EQ(rollout->partitions(2).state(), "waiting");
   EXPECT_EQ(rollout->partitions(2).clusters(0).applied_revision(), r1);
+  // Its status says what holds c3 back, not that an update is on its way.
+  std::vector<v1::BundleStatus> held = controller_->GetStatus("c3", "web");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].held_back(),
+            "rollout: its partition 3/3 has not had its turn; the rollout is at partition 2/3");
+  EXPECT_EQ(held[0].message(), held[0].held_back());
+  EXPECT_EQ(held[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+  EXPECT_EQ(controller_->GetStatus("c1", "web")[0].held_back(), "") << "c1 runs r2";
 
   // Stuck on c2: the operator pauses, then promotes past it.
   ASSERT_TRUE(controller_->ControlRollout("web", "pause").ok());
@@ -909,6 +917,9 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   const std::string r2 = controller_->ListBundles()[0].revision();
   EXPECT_EQ(Take("c1"), "") << "the bundle is suspended";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+              HasSubstr("bundle suspended: no cluster gets its new revisions until gitfleetctl "
+                        "bundle resume web"));
 
   // Both survive a restart of the control plane.
   Restart();
@@ -917,6 +928,9 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   ASSERT_TRUE(controller_->SuspendBundle("web", false).ok());
   EXPECT_EQ(Take("c1"), r2);
   EXPECT_EQ(Take("c2"), "") << "the cluster is under maintenance";
+  EXPECT_THAT(controller_->GetStatus("c2", "web")[0].held_back(),
+              HasSubstr("cluster suspended for maintenance"));
+  EXPECT_EQ(controller_->GetStatus("c1", "web")[0].held_back(), "");
   std::vector<v1::ClusterInfo> clusters = controller_->ListClusters();
   ASSERT_EQ(clusters.size(), 2u);
   EXPECT_TRUE(clusters[1].suspended());

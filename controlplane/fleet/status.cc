@@ -7,7 +7,7 @@ namespace gitfleet {
 v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleInfo& bundle,
                                const google::protobuf::Timestamp& committed_time,
                                const google::protobuf::Timestamp& seen_time,
-                               const v1::StatusUpdate* report) {
+                               const v1::StatusUpdate* report, const std::string& held_back) {
   v1::BundleStatus s;
   s.set_cluster(cluster.name());
   s.set_bundle(bundle.bundle().name());
@@ -49,6 +49,11 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
   } else if (current) {
     s.set_sync_state(v1::SYNC_STATE_SYNCED);
     s.set_message(report->message());
+  } else if (!held_back.empty()) {
+    // Nothing was sent: saying the agent is waited for would send someone the wrong way.
+    s.set_sync_state(v1::SYNC_STATE_OUT_OF_SYNC);
+    s.set_message(held_back);
+    s.set_held_back(held_back);
   } else {
     s.set_sync_state(v1::SYNC_STATE_OUT_OF_SYNC);
     s.set_message(cluster.connected() ? "update sent, waiting for the agent"

@@ -6,17 +6,20 @@
 //
 //   v1::BundleStatus s = ComposeStatus(cluster_info, bundle_info, seen, report);
 
+#include <string>
+
 #include "absl/time/time.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 #include "proto/gitfleet/v1/agent.pb.h"
 
 namespace gitfleet {
 
-// `report` is null when the agent never reported on this bundle.
+// `report` is null when the agent never reported on this bundle. `held_back` says why the
+// cluster is not given the bundle's revision yet (empty: nothing holds it back).
 v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleInfo& bundle,
                                const google::protobuf::Timestamp& committed_time,
                                const google::protobuf::Timestamp& seen_time,
-                               const v1::StatusUpdate* report);
+                               const v1::StatusUpdate* report, const std::string& held_back = "");
 
 }  // namespace gitfleet
 

@@ -33,6 +33,7 @@ using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
 constexpr char kAgent[] = "agent/gitfleet-agent";
@@ -343,6 +344,10 @@ TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
   EXPECT_THAT(
       Ctl({"bundle", "list"}),
       HasSubstr("1 clusters wait for dependencies; first: c1 (bundle operator: progressing"));
+  // The cluster's own status says why it has nothing yet, not that an update was sent.
+  out = Ctl({"status", "--cluster=c1", "--bundle=app", "-o", "json"});
+  EXPECT_THAT(out, HasSubstr("waiting for dependencies: bundle operator: progressing")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("update sent"))) << out;
 
   Ready("c1");
   ASSERT_TRUE(Eventually([&] { return !Live("c1", cm).is_null(); })) << Logs();
