@@ -22,6 +22,19 @@ constexpr char kBundles[] = "bundles";
 constexpr char kBundleRecords[] = "bundle_records";
 constexpr char kRevisions[] = "revisions";
 constexpr char kTombstones[] = "tombstones";
+constexpr char kRenderCaches[] = "render_caches";
+
+// A bundle record as stored: without its render cache, which has a row of its own
+// (RenderCache), so that a rollout step does not rewrite every path the render read.
+std::string StoredRecord(v1::BundleRecord& record) {
+  google::protobuf::RepeatedPtrField<std::string> paths, ids;
+  paths.Swap(record.mutable_read_paths());
+  ids.Swap(record.mutable_read_ids());
+  std::string out = record.SerializeAsString();
+  paths.Swap(record.mutable_read_paths());
+  ids.Swap(record.mutable_read_ids());
+  return out;
+}
 
 absl::StatusOr<std::string> CleanPath(const std::string& path) {
   if (!path.empty() && path[0] == '/') {
@@ -256,11 +269,22 @@ absl::Status Controller::Load() {
       state.values = *values;
       state.generation = next_generation_++;
       absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
+      const bool parsed = record.ok() && state.record.ParseFromString(*record);
+      if (parsed && state.record.read_paths_size() == 0) {
+        // The render cache holds only for the definition it was rendered for: one changed
+        // after its render (and before a crash) renders again.
+        absl::StatusOr<std::string> stored = store_->Get(kRenderCaches, entry.key);
+        v1::RenderCache cache;
+        if (stored.ok() && cache.ParseFromString(*stored) &&
+            cache.generation() == state.definition.generation()) {
+          state.record.mutable_read_paths()->Swap(cache.mutable_read_paths());
+          state.record.mutable_read_ids()->Swap(cache.mutable_read_ids());
+        }
+      }
       // Other engines' output is substituted again from the stored render. Engines that take
       // values reuse it when it read none; otherwise they wait for the first fetch to render
       // per variant.
-      if (record.ok() && state.record.ParseFromString(*record) &&
-          !state.record.revision().empty() &&
+      if (parsed && !state.record.revision().empty() &&
           (!TakesValues(state.record.engine()) || state.record.uniform())) {
         absl::StatusOr<std::string> data =
             store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
@@ -589,6 +613,7 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
       *tombstone.mutable_removed_time() = ToProtoTime(options_.clock->Now());
       generation = tombstone.generation();
       writes = {Store::Delete(kBundles, name), Store::Delete(kBundleRecords, name),
+                Store::Delete(kRenderCaches, name),
                 Store::Put(kTombstones, name, tombstone.SerializeAsString())};
       for (const std::string& rev : it->second.record.recent_revisions()) {
         writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
@@ -862,7 +887,7 @@ void Controller::PersistNewRevisions(const std::string& bundle) {
     }
   }
   if (writes.empty()) return;
-  writes.push_back(Store::Put(kBundleRecords, bundle, record.SerializeAsString()));
+  writes.push_back(Store::Put(kBundleRecords, bundle, StoredRecord(record)));
   if (absl::Status stored = store_->Apply(writes); !stored.ok()) {
     // Only deltas after a restart need them; the next render stores its own.
     GF_LOG(ERROR) << "bundle " << bundle << ": cannot store " << pending.size()
@@ -1282,7 +1307,7 @@ absl::Status Controller::ChangeRollout(
     record = it->second.record;
   }
   GF_RETURN_IF_ERROR(change(record));
-  GF_RETURN_IF_ERROR(store_->Apply({Store::Put(kBundleRecords, name, record.SerializeAsString())}));
+  GF_RETURN_IF_ERROR(store_->Apply({Store::Put(kBundleRecords, name, StoredRecord(record))}));
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it != bundles_.end()) it->second.record = record;
@@ -1698,7 +1723,14 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       }
     }
   }
-  writes.push_back(Store::Put(kBundleRecords, name, record.SerializeAsString()));
+  writes.push_back(Store::Put(kBundleRecords, name, StoredRecord(record)));
+  if (content != nullptr) {
+    v1::RenderCache cache;
+    cache.set_generation(definition.generation());
+    *cache.mutable_read_paths() = record.read_paths();
+    *cache.mutable_read_ids() = record.read_ids();
+    writes.push_back(Store::Put(kRenderCaches, name, cache.SerializeAsString()));
+  }
   absl::Status stored = store_->Apply(writes);
   if (!stored.ok()) {
     // Nothing changes in memory either: the queue retries the whole reconcile.

@@ -15,6 +15,7 @@ namespace {
 
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -306,6 +307,77 @@ TEST_F(ControllerTest, CommitRerendersOnlyTheBundlesThatReadWhatItTouched) {
   renders_after = renders();
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   EXPECT_EQ(renders() - renders_after, 1);
+}
+
+// What a render read is stored apart from the bundle's record (which every rollout step
+// rewrites), and holds only for the definition it was rendered for.
+TEST_F(ControllerTest, TheRenderCacheIsStoredApartAndOnlyForItsDefinition) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("apps/api/a.yaml", Cm("a"));
+  git_.Write("apps/api/b.yaml", Cm("b"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto web = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->object_count(), 1);
+
+  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "web");
+  ASSERT_TRUE(stored.ok());
+  v1::BundleRecord record;
+  ASSERT_TRUE(record.ParseFromString(*stored));
+  EXPECT_EQ(record.read_paths_size(), 0) << "the record carries no render cache";
+  EXPECT_EQ(record.revision(), web->revision());
+  stored = store_.Get("render_caches", "web");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::RenderCache cache;
+  ASSERT_TRUE(cache.ParseFromString(*stored));
+  EXPECT_EQ(cache.generation(), web->bundle().generation());
+  EXPECT_THAT(cache.read_paths(), ElementsAre("apps/web"));
+  EXPECT_EQ(cache.read_ids_size(), 1);
+
+  // After a restart the cache is used: an unrelated commit renders nothing.
+  metrics::Counter& renders = metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}});
+  const double rendered = renders.Value();
+  Restart();
+  git_.Write("README.md", "docs\n");
+  git_.Commit("docs");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders.Value(), rendered);
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), web->revision());
+
+  // A record stored by an earlier version carries its cache inline: still used.
+  *record.mutable_read_paths() = cache.read_paths();
+  *record.mutable_read_ids() = cache.read_ids();
+  ASSERT_TRUE(store_
+                  .Apply({Store::Put("bundle_records", "web", record.SerializeAsString()),
+                          Store::Delete("render_caches", "web")})
+                  .ok());
+  Restart();
+  git_.Write("README.md", "more docs\n");
+  git_.Commit("more docs");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(renders.Value(), rendered);
+
+  // The definition changed (its path), and the control plane stopped before the render
+  // was stored: the cache is for the old definition, so the bundle renders its new path.
+  stored = store_.Get("bundles", "web");
+  ASSERT_TRUE(stored.ok());
+  v1::Bundle definition;
+  ASSERT_TRUE(definition.ParseFromString(*stored));
+  definition.set_path("apps/api");
+  definition.set_generation(definition.generation() + 1);
+  ASSERT_TRUE(store_.Apply({Store::Put("bundles", "web", definition.SerializeAsString())}).ok());
+  Restart();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::vector<v1::BundleInfo> bundles;
+  for (int i = 0; i < 300; ++i) {
+    bundles = controller_->ListBundles();
+    if (bundles.size() == 1 && bundles[0].object_count() == 2) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(bundles.size(), 1u);
+  EXPECT_EQ(bundles[0].object_count(), 2) << "rendered from apps/api, not the cache of apps/web";
+  EXPECT_NE(bundles[0].revision(), web->revision());
 }
 
 TEST_F(ControllerTest, KustomizeOverlaysRerenderOnlyWhenTheirBaseChanges) {
