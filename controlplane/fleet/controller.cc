@@ -1083,10 +1083,11 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
-    if (it != bundles_.end() && it->second.definition.depends_on().empty()) {
+    if (it == bundles_.end()) return gate;
+    if (it->second.definition.depends_on().empty()) {
       it->second.dependency_waits.clear();
+      return gate;
     }
-    if (it == bundles_.end() || it->second.definition.depends_on().empty()) return gate;
     if (it->second.record.suspended()) return gate;  // nobody gets anything anyway
     selector = it->second.selector;
     for (const std::string& dependency : it->second.definition.depends_on()) {
