@@ -662,7 +662,7 @@ std::vector<v1::ClusterInfo> Controller::ListClusters() {
 
 std::string Controller::HeldBackLocked(const std::string& name, const BundleState& state,
                                        const v1::ClusterInfo& cluster,
-                                       absl::flat_hash_map<std::string, int>& partition_of) const {
+                                       PartitionIndex& partition_of) const {
   if (state.record.suspended()) {
     return absl::StrCat(
         "bundle suspended: no cluster gets its new revisions until gitfleetctl "
@@ -680,11 +680,7 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
   const bool rolling = Progressive(state.definition.rollout()) && state.partitions != nullptr &&
                        rollout.partition() < static_cast<int>(state.partitions->size());
   if (rolling && (state.gate == nullptr || !state.gate->Allows(cluster.name()))) {
-    if (partition_of.empty()) {
-      for (size_t i = 0; i < state.partitions->size(); ++i) {
-        for (const std::string& c : (*state.partitions)[i].clusters) partition_of[c] = i;
-      }
-    }
+    if (partition_of.empty()) partition_of = IndexPartitions(*state.partitions);
     const int count = static_cast<int>(state.partitions->size());
     auto it = partition_of.find(cluster.name());
     std::string where =
@@ -721,7 +717,7 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
   {
     MutexLock lock(&mu_);
     // Each bundle's cluster -> partition, built when a status first needs it.
-    std::map<std::string, absl::flat_hash_map<std::string, int>> partition_of;
+    std::map<std::string, PartitionIndex> partition_of;
     for (const ClusterView& cluster : clusters) {
       if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
       LabelMap labels(cluster.info.labels().begin(), cluster.info.labels().end());

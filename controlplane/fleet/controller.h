@@ -31,7 +31,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/model/label_selector.h"
@@ -190,8 +189,7 @@ class Controller {
   // Why `cluster` does not get bundle `name`'s revision yet, or "" (see
   // BundleStatus.held_back). `partition_of` caches the rollout's cluster -> partition.
   std::string HeldBackLocked(const std::string& name, const BundleState& state,
-                             const v1::ClusterInfo& cluster,
-                             absl::flat_hash_map<std::string, int>& partition_of) const
+                             const v1::ClusterInfo& cluster, PartitionIndex& partition_of) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells the hub and the mailbox which bundles others depend on (after a change).
   void RefreshDependencies();

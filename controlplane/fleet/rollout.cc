@@ -190,13 +190,23 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
   return step;
 }
 
+PartitionIndex IndexPartitions(const std::vector<Partition>& partitions) {
+  PartitionIndex index;
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    for (const std::string& cluster : partitions[i].clusters) {
+      index.emplace(cluster, static_cast<int>(i));
+    }
+  }
+  return index;
+}
+
 namespace {
 
 // Partitions 0..upto of one cut. Asking about a cluster is one hash lookup, and widening
 // by a partition costs that partition: the index is shared by every gate of the cut.
 class PartitionGate : public ClusterGate {
  public:
-  using Index = absl::flat_hash_map<std::string, int>;  // cluster -> its partition
+  using Index = PartitionIndex;
   PartitionGate(std::shared_ptr<const std::vector<Partition>> partitions,
                 std::shared_ptr<const Index> index, int upto)
       : partitions_(std::move(partitions)), index_(std::move(index)), upto_(upto) {}
@@ -243,13 +253,7 @@ std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
   if (auto* before = dynamic_cast<const PartitionGate*>(previous))
     index = before->IndexFor(partitions);
   if (index == nullptr) {
-    auto built = std::make_shared<PartitionGate::Index>();
-    for (size_t i = 0; i < partitions->size(); ++i) {
-      for (const std::string& cluster : (*partitions)[i].clusters) {
-        built->emplace(cluster, static_cast<int>(i));  // a cluster is in one partition
-      }
-    }
-    index = std::move(built);
+    index = std::make_shared<const PartitionIndex>(IndexPartitions(*partitions));
   }
   return std::make_shared<const PartitionGate>(std::move(partitions), std::move(index),
                                                record.partition());

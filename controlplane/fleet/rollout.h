@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -76,6 +77,10 @@ struct RolloutStep {
 RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
                            const v1::RolloutStrategy& strategy, absl::Time now,
                            const std::function<PartitionProgress(const Partition&)>& progress);
+
+// Each cluster of `partitions` -> the index of its partition (a cluster is in one).
+using PartitionIndex = absl::flat_hash_map<std::string, int>;
+PartitionIndex IndexPartitions(const std::vector<Partition>& partitions);
 
 // The clusters that may receive the render: every partition up to the current one; null
 // (everyone) once the rollout is done. Built on `previous` (the gate the rollout had, or
