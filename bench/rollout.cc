@@ -39,6 +39,14 @@ ABSL_FLAG(int, settle_ms, 1000,
 ABSL_FLAG(std::string, perf_control, "",
           "A FIFO that `perf record --control=fifo:FIFO -D -1` listens on: the bench enables "
           "perf for each measured commit only, so a profile shows what the measurement counts.");
+ABSL_FLAG(int, apply_ms, 0,
+          "Each agent takes a time in [0, apply_ms) to apply an update before it acknowledges "
+          "it (a real agent waits for its API server); 0: every agent answers at once, the "
+          "hardest case for the partitioned side (see docs/BENCHMARKS.md).");
+ABSL_FLAG(int, idle_s, 5,
+          "How long the idle cost is measured. Keepalive pings begin 30 s after a connection's "
+          "last data, so a window of 60 s or more includes them (they matter with a long "
+          "--apply_ms, when a rollout lasts minutes).");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
@@ -80,6 +88,7 @@ int Main() {
   options.target = started->target;
   options.agents = agents;
   options.record_ack_times = true;
+  options.apply_time = absl::Milliseconds(absl::GetFlag(FLAGS_apply_ms));
   bench::Swarm swarm(options);
   swarm.Start();
   if (!swarm.WaitUntil([&] { return swarm.Holding("bench", added->revision()) == agents; },
@@ -93,7 +102,7 @@ int Main() {
   // measured over a longer time pays this for the extra time too.
   const double idle_before = bench::CpuSeconds(cp.pid());
   const absl::Time idle_start = absl::Now();
-  absl::SleepFor(absl::Seconds(5));
+  absl::SleepFor(absl::Seconds(std::max(1, absl::GetFlag(FLAGS_idle_s))));
   const double idle_rate =
       (bench::CpuSeconds(cp.pid()) - idle_before) / absl::ToDoubleSeconds(absl::Now() - idle_start);
 
@@ -150,6 +159,10 @@ int Main() {
       fprintf(stderr, "only %d of %d agents got %s\n", swarm.Holding("bench", *revision), agents,
               revision->c_str());
       return -1;
+    }
+    // Holding counts an agent once it has the update; with --apply_ms its ACK leaves later.
+    if (absl::Time last = swarm.LastAckOf("bench", *revision); last > absl::Now()) {
+      absl::SleepFor(last - absl::Now());
     }
     // Every agent has sent its last ACK: the control plane reads it, (partitioned)
     // evaluates the gate once more within kRolloutEvaluationInterval (50 ms), and stores
@@ -277,6 +290,16 @@ int Main() {
   }
   const double at_once = bench::Median(at_once_cpu);
   const double partitioned = bench::Median(partitioned_cpu);
+  if (at_once > 0 && partitioned > 0) {
+    // What the fleet costs anyway over each side's time (keepalives, timers): a rollout
+    // that waits for slow agents lasts longer and pays more of it, for nothing it does.
+    const double at_once_net = at_once - idle_rate * bench::Median(at_once_seconds);
+    const double partitioned_net = partitioned - idle_rate * bench::Median(partitioned_seconds);
+    printf(
+        "net of the idle cost over each side's time: at once %.2f s, partitioned %.2f s "
+        "(ratio %.2f)\n",
+        at_once_net, partitioned_net, at_once_net > 0 ? partitioned_net / at_once_net : 0.0);
+  }
   printf(
       "control-plane CPU per commit: at once median %.2f s, in %d partitions median %.2f s "
       "(ratio %.2f); last Healthy of a partition to the next one's first ACK: median %.1f "
@@ -285,11 +308,12 @@ int Main() {
       1000 * bench::Median(gaps), 1000 * max_gap);
   printf(
       "{\"bench\": \"rollout\", \"agents\": %d, \"objects\": %d, \"partitions\": %d, "
-      "\"rounds\": %d, \"at_once_cpu_seconds_median\": %.3f, \"round_ratio_median\": %.3f, "
+      "\"rounds\": %d, \"apply_ms\": %d, \"at_once_cpu_seconds_median\": %.3f, "
+      "\"round_ratio_median\": %.3f, "
       "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
       "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
-      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), at_once,
-      round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
+      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), absl::GetFlag(FLAGS_apply_ms),
+      at_once, round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
       at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
   return 0;
 }

@@ -51,6 +51,8 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   void Connect();
   void Send(v1::AgentMessage message, absl::Duration delay);
   void OnMessage(const v1::ControlMessage& message);
+  // How long it takes to apply `revision`: the slow delay plus its share of apply_time.
+  absl::Duration ApplyTime(const std::string& revision) const;
   // `welcomed`, how long the stream `lived`, and the reconnect window the control plane
   // named when it closed it (zero when none).
   void OnStreamDone(bool welcomed, absl::Duration lived, absl::Duration spread);
@@ -200,8 +202,20 @@ void Swarm::Agent::Send(v1::AgentMessage message, absl::Duration delay) {
   if (stream_ != nullptr) stream_->Send(std::move(message));
 }
 
+absl::Duration Swarm::Agent::ApplyTime(const std::string& revision) const {
+  absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
+  const int64_t spread = absl::ToInt64Microseconds(swarm_->options_.apply_time);
+  if (spread <= 0) return delay;
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a: the same on every run
+  for (const std::string* part : {&name_, &revision}) {
+    for (unsigned char c : *part) hash = (hash ^ c) * 1099511628211ull;
+  }
+  return delay + absl::Microseconds(static_cast<int64_t>(hash % static_cast<uint64_t>(spread)));
+}
+
 void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
   std::vector<v1::AgentMessage> replies;
+  absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
   if (message.has_welcome()) {
     MutexLock lock(&mu_);
     ack_carries_status_ =
@@ -223,7 +237,8 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     } else {
       ack.mutable_ack()->set_ok(true);
       held_[update.bundle()] = update.revision();
-      absl::Time acked = absl::Now() + (slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration());
+      delay = ApplyTime(update.revision());
+      absl::Time acked = absl::Now() + delay;
       acked_at_[update.bundle()] = acked;
       swarm_->Held(update.bundle(), before, update.revision(), acked, name_);
       v1::AgentMessage status;
@@ -250,7 +265,6 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     }
     acked_at_.erase(message.removal().bundle());
   }
-  absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
   for (v1::AgentMessage& reply : replies) Send(std::move(reply), delay);
 }
 

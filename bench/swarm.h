@@ -39,6 +39,10 @@ struct SwarmOptions {
   // Agents [0, slow_agents) wait `slow_delay` before acknowledging anything.
   int slow_agents = 0;
   absl::Duration slow_delay = absl::Seconds(1);
+  // Every agent takes a time in [0, apply_time) to apply an update before acknowledging
+  // it, as a real agent waits for its cluster's API server; fixed per agent and revision
+  // (a hash), so runs are repeatable. Zero: acknowledge at once. Slow agents add theirs.
+  absl::Duration apply_time = absl::ZeroDuration();
   // Put the status into the ACK when the control plane's welcome offers it, as the real
   // agent does. False: a separate StatusUpdate after each ACK (an older agent).
   bool ack_carries_status = true;
