@@ -924,11 +924,70 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   EXPECT_TRUE(controller_->GetRollout("web")->done());
   EXPECT_EQ(controller_->ListBundles()[0].rollout(), "done");
 
-  // The rollout's place survives a restart.
+  // Unknown bundles and actions are named (a restart: ARestartMidRolloutResumes...).
   EXPECT_THAT(controller_->ControlRollout("nope", "pause").status(),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(controller_->ControlRollout("web", "jump").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want pause, resume")));
+}
+
+// A control plane that restarts mid-rollout resumes where it was: the agents reconnect
+// holding what they held, and the clusters whose partition has not had its turn get
+// nothing new until the partition before theirs is ready again, reported to the new
+// process.
+TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_partition_size("1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  for (const char* name : {"c1", "c2", "c3"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r2, r1);
+  ASSERT_EQ(Take("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 has not reported on r2 yet
+
+  Restart();
+  for (const auto& [name, held] :
+       std::vector<std::pair<std::string, std::string>>{{"c1", r2}, {"c2", r2}, {"c3", r1}}) {
+    v1::Hello hello;
+    hello.set_cluster(name);
+    (*hello.mutable_labels())["env"] = "prod";
+    v1::HeldRevision* holding = hello.add_held();
+    holding->set_bundle("web");
+    holding->set_revision(held);
+    agents_[name] = Agent();
+    agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
+  }
+  absl::StatusOr<v1::RolloutStatus> rollout;
+  for (int i = 0; i < 200; ++i) {
+    rollout = controller_->GetRollout("web");
+    if (rollout.ok() && rollout->partitions_size() == 3) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->partition(), 1) << "the place in the rollout was lost";
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), r2);
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c3"), "") << "a restart let a later partition skip the gate";
+  EXPECT_EQ(Take("c1"), "") << "c1 holds r2 already";
+  EXPECT_EQ(controller_->GetStatus("c3", "web")[0].held_back(),
+            "rollout: its partition 3/3 has not had its turn; the rollout is at partition 2/3");
+  // Reported to the new process, c2's health moves the rollout on.
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r2);
 }
 
 // A partition that needs N more ready clusters cannot pass before N more reports: fewer
