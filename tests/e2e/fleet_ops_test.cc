@@ -55,18 +55,30 @@ class FleetOps : public ::testing::Test {
 
   FleetOps() : root_(TempDir("ops")), git_(root_ + "/repo") {}
 
-  void StartControlPlane(const std::vector<std::string>& extra = {}) {
+  void StartControlPlane(const std::vector<std::string>& extra = {},
+                         const std::string& log = "cp.log") {
     std::vector<std::string> args = {"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0",
                                      "--http=127.0.0.1:0",          "--poll-interval-seconds=1",
                                      "--allow-any-agent",           "--trust-agent-labels",
                                      "--allow-local-sources"};
     args.insert(args.end(), extra.begin(), extra.end());
-    cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/cp.log");
+    cp_ = std::make_unique<Process>(kControlPlane, args, root_ + "/" + log);
     grpc_port_ = Port(cp_->WaitForLog(R"(serving gRPC on port (\d+))"));
     ASSERT_GT(grpc_port_, 0) << cp_->Log();
     http_port_ = Port(cp_->WaitForLog(R"(HTTP on port (\d+))"));
     admin_ = v1::AdminService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
                                                            grpc::InsecureChannelCredentials()));
+  }
+
+  // Stops the control plane (SIGTERM, as an upgrade does) and starts it again on the same
+  // data and gRPC port; returns once every cluster's agent is back.
+  void RestartControlPlane() {
+    ASSERT_EQ(cp_->Kill(SIGTERM), 0) << cp_->Log();
+    StartControlPlane({absl::StrCat("--grpc=127.0.0.1:", grpc_port_)}, "cp-restarted.log");
+    for (const auto& [name, cluster] : clusters_) {
+      ASSERT_NE(cp_->WaitForLog("cluster " + name + " connected", absl::Seconds(30)), "")
+          << cp_->Log();
+    }
   }
 
   // A fake API server (no controllers: Deployments stay Progressing) and an agent for it.
@@ -217,6 +229,11 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   Ready("c2");
   absl::SleepFor(absl::Seconds(2));
   EXPECT_EQ(Image("c3"), "web:1");
+  // A restart keeps the rollout's place and the pause: c3 still waits.
+  RestartControlPlane();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c3"), "web:1") << Logs();
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("paused by an operator"));
   Ctl({"rollout", "resume", "web"}, &code);
   EXPECT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
