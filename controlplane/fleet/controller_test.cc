@@ -849,19 +849,25 @@ class RolloutTest : public ControllerTest {
     }
     return "";
   }
+  // Connects c1-c3 and adds bundle "web" rolled out one cluster per partition; *r1 is its
+  // first revision.
+  void AddWeb(std::string* r1) {
+    git_.Write("apps/web/cm.yaml", Cm("web"));
+    git_.Commit("first");
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+    for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+    v1::Bundle bundle = Bundle("web", "apps/web");
+    bundle.mutable_rollout()->set_partition_size("1");
+    absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+    ASSERT_TRUE(info.ok()) << info.status();
+    *r1 = info->revision();
+  }
   std::map<std::string, Agent> agents_;
 };
 
 TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
-  v1::Bundle bundle = Bundle("web", "apps/web");
-  bundle.mutable_rollout()->set_partition_size("1");
-  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
-  ASSERT_TRUE(info.ok()) << info.status();
-  const std::string r1 = info->revision();
+  std::string r1;
+  ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));
 
   // Partition 1 (c1) first; the others wait for it to be applied and Healthy.
   EXPECT_EQ(Take("c1"), r1);
@@ -936,15 +942,8 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
 // nothing new until the partition before theirs is ready again, reported to the new
 // process.
 TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
-  v1::Bundle bundle = Bundle("web", "apps/web");
-  bundle.mutable_rollout()->set_partition_size("1");
-  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
-  ASSERT_TRUE(info.ok()) << info.status();
-  const std::string r1 = info->revision();
+  std::string r1;
+  ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));
   for (const char* name : {"c1", "c2", "c3"}) {
     ASSERT_EQ(Eventually(name), r1) << name;
     Report(name, r1, v1::HEALTH_STATE_HEALTHY);
