@@ -51,7 +51,8 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   void Connect();
   void Send(v1::AgentMessage message, absl::Duration delay);
   void OnMessage(const v1::ControlMessage& message);
-  // How long it takes to apply `revision`: the slow delay plus its share of apply_time.
+  // How long it takes to apply `revision`: its share of apply_time (a slow agent's delay
+  // comes on top).
   absl::Duration ApplyTime(const std::string& revision) const;
   // `welcomed`, how long the stream `lived`, and the reconnect window the control plane
   // named when it closed it (zero when none).
@@ -203,14 +204,13 @@ void Swarm::Agent::Send(v1::AgentMessage message, absl::Duration delay) {
 }
 
 absl::Duration Swarm::Agent::ApplyTime(const std::string& revision) const {
-  absl::Duration delay = slow_ ? swarm_->options_.slow_delay : absl::ZeroDuration();
   const int64_t spread = absl::ToInt64Microseconds(swarm_->options_.apply_time);
-  if (spread <= 0) return delay;
+  if (spread <= 0) return absl::ZeroDuration();
   uint64_t hash = 14695981039346656037ull;  // FNV-1a: the same on every run
   for (const std::string* part : {&name_, &revision}) {
     for (unsigned char c : *part) hash = (hash ^ c) * 1099511628211ull;
   }
-  return delay + absl::Microseconds(static_cast<int64_t>(hash % static_cast<uint64_t>(spread)));
+  return absl::Microseconds(static_cast<int64_t>(hash % static_cast<uint64_t>(spread)));
 }
 
 void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
@@ -237,7 +237,7 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     } else {
       ack.mutable_ack()->set_ok(true);
       held_[update.bundle()] = update.revision();
-      delay = ApplyTime(update.revision());
+      delay += ApplyTime(update.revision());
       absl::Time acked = absl::Now() + delay;
       acked_at_[update.bundle()] = acked;
       swarm_->Held(update.bundle(), before, update.revision(), acked, name_);
