@@ -1,0 +1,173 @@
+#include "common/grpc_reflection.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/descriptor.pb.h"
+
+namespace gitfleet {
+
+using grpc::reflection::v1alpha::ServerReflectionRequest;
+using grpc::reflection::v1alpha::ServerReflectionResponse;
+namespace protobuf = google::protobuf;
+
+namespace {
+
+constexpr char kReflectionService[] = "grpc.reflection.v1alpha.ServerReflection";
+
+// Adds `file` and, first, every file it imports that this stream has not been sent yet.
+void AddFile(const protobuf::FileDescriptor* file, std::set<std::string>* sent,
+             ServerReflectionResponse* response) {
+  if (!sent->insert(file->name()).second) return;
+  protobuf::FileDescriptorProto proto;
+  file->CopyTo(&proto);
+  response->mutable_file_descriptor_response()->add_file_descriptor_proto(
+      proto.SerializeAsString());
+  for (int i = 0; i < file->dependency_count(); ++i) AddFile(file->dependency(i), sent, response);
+}
+
+void Error(grpc::StatusCode code, const std::string& message, ServerReflectionResponse* response) {
+  response->mutable_error_response()->set_error_code(code);
+  response->mutable_error_response()->set_error_message(message);
+}
+
+}  // namespace
+
+ReflectionService::ReflectionService(std::vector<std::string> services)
+    : services_(std::move(services)) {
+  if (std::find(services_.begin(), services_.end(), kReflectionService) == services_.end()) {
+    services_.push_back(kReflectionService);
+  }
+}
+
+ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest& request,
+                                                   std::set<std::string>* sent) const {
+  const protobuf::DescriptorPool* pool = protobuf::DescriptorPool::generated_pool();
+  ServerReflectionResponse response;
+  response.set_valid_host(request.host());
+  *response.mutable_original_request() = request;
+  // Names are echoed in errors; keep them short.
+  auto quoted = [](const std::string& name) {
+    return absl::StrCat("\"", name.substr(0, 256), "\"");
+  };
+  switch (request.message_request_case()) {
+    case ServerReflectionRequest::kListServices:
+      for (const std::string& name : services_) {
+        response.mutable_list_services_response()->add_service()->set_name(name);
+      }
+      break;
+    case ServerReflectionRequest::kFileByFilename: {
+      const protobuf::FileDescriptor* file = pool->FindFileByName(request.file_by_filename());
+      if (file == nullptr) {
+        Error(grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("no file ", quoted(request.file_by_filename())), &response);
+      } else {
+        sent->erase(file->name());  // asked for by name: always sent
+        AddFile(file, sent, &response);
+      }
+      break;
+    }
+    case ServerReflectionRequest::kFileContainingSymbol: {
+      const protobuf::FileDescriptor* file =
+          pool->FindFileContainingSymbol(request.file_containing_symbol());
+      if (file == nullptr) {
+        Error(grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("no symbol ", quoted(request.file_containing_symbol())), &response);
+      } else {
+        sent->erase(file->name());
+        AddFile(file, sent, &response);
+      }
+      break;
+    }
+    case ServerReflectionRequest::kFileContainingExtension: {
+      const auto& wanted = request.file_containing_extension();
+      const protobuf::Descriptor* type = pool->FindMessageTypeByName(wanted.containing_type());
+      const protobuf::FieldDescriptor* extension =
+          type == nullptr ? nullptr : pool->FindExtensionByNumber(type, wanted.extension_number());
+      if (extension == nullptr) {
+        Error(grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("no extension ", wanted.extension_number(), " of ",
+                           quoted(wanted.containing_type())),
+              &response);
+      } else {
+        sent->erase(extension->file()->name());
+        AddFile(extension->file(), sent, &response);
+      }
+      break;
+    }
+    case ServerReflectionRequest::kAllExtensionNumbersOfType: {
+      const protobuf::Descriptor* type =
+          pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
+      if (type == nullptr) {
+        Error(grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("no type ", quoted(request.all_extension_numbers_of_type())), &response);
+      } else {
+        std::vector<const protobuf::FieldDescriptor*> extensions;
+        pool->FindAllExtensions(type, &extensions);
+        auto* numbers = response.mutable_all_extension_numbers_response();
+        numbers->set_base_type_name(type->full_name());
+        for (const protobuf::FieldDescriptor* extension : extensions) {
+          numbers->add_extension_number(extension->number());
+        }
+      }
+      break;
+    }
+    default:
+      Error(grpc::StatusCode::UNIMPLEMENTED, "empty or unknown reflection request", &response);
+  }
+  return response;
+}
+
+// One reflection stream: reads a request, writes its answer, and again.
+class ReflectionService::Stream
+    : public StreamReactor<ServerReflectionRequest, ServerReflectionResponse> {
+ public:
+  explicit Stream(const ReflectionService* service) : service_(service) {}
+
+  // Reactions of a bidi stream all run on the loop's thread, one at a time.
+  void OnStart() override { StartRead(&request_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);  // the client is done
+      return;
+    }
+    if (++requests_ > kMaxRequestsPerStream) {
+      Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("more than ", kMaxRequestsPerStream, " reflection requests on one stream")));
+      return;
+    }
+    response_ = service_->Answer(request_, &sent_);
+    StartWrite(&response_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "reflection stream broken"));
+      return;
+    }
+    StartRead(&request_);
+  }
+  void OnCancel() override { Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+  void OnDone() override { delete this; }
+
+ private:
+  const ReflectionService* const service_;
+  ServerReflectionRequest request_;
+  ServerReflectionResponse response_;
+  std::set<std::string> sent_;
+  int requests_ = 0;
+};
+
+void ReflectionService::Serve(ServerLoop* loop) {
+  ServeBidi<ServerReflectionRequest, ServerReflectionResponse>(
+      loop,
+      [this](
+          grpc::ServerContext* context,
+          grpc::ServerAsyncReaderWriter<ServerReflectionResponse, ServerReflectionRequest>* stream,
+          grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq,
+          void* tag) { async_.RequestServerReflectionInfo(context, stream, new_call_cq, cq, tag); },
+      [this](grpc::ServerContext*) { return new Stream(this); });
+}
+
+}  // namespace gitfleet

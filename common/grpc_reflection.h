@@ -1,0 +1,51 @@
+#ifndef GITFLEET_COMMON_GRPC_REFLECTION_H_
+#define GITFLEET_COMMON_GRPC_REFLECTION_H_
+
+// gRPC server reflection (grpc.reflection.v1alpha.ServerReflection) on a ServerLoop, so
+// that grpcurl and grpc_cli can list and call the services without .proto files. Answers
+// from the descriptors compiled into the binary: the services it is told of, and the
+// files that define any symbol, each with the files it imports (once per stream).
+//
+//   ReflectionService reflection({"gitfleet.v1.AdminService", ...});
+//   builder.RegisterService(reflection.service());
+//   ServerLoop loop(&builder);
+//   auto server = builder.BuildAndStart();
+//   reflection.Serve(&loop);
+//
+// Thread-safe.
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/server_loop.h"
+#include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
+
+namespace gitfleet {
+
+class ReflectionService {
+ public:
+  // Requests one stream may make; past it the stream ends with RESOURCE_EXHAUSTED.
+  static constexpr int kMaxRequestsPerStream = 1000;
+
+  // `services`: full names of the services the server offers; this one is added.
+  explicit ReflectionService(std::vector<std::string> services);
+
+  grpc::Service* service() { return &async_; }
+  void Serve(ServerLoop* loop);
+
+  // The answer to `request`; `sent` holds the files already sent on this stream.
+  grpc::reflection::v1alpha::ServerReflectionResponse Answer(
+      const grpc::reflection::v1alpha::ServerReflectionRequest& request,
+      std::set<std::string>* sent) const;
+
+ private:
+  class Stream;
+
+  grpc::reflection::v1alpha::ServerReflection::AsyncService async_;
+  std::vector<std::string> services_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_GRPC_REFLECTION_H_

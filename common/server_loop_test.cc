@@ -1,0 +1,234 @@
+#include "common/server_loop.h"
+
+#include <dirent.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_health.h"
+#include "common/grpc_reflection.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "gtest/gtest.h"
+
+namespace gitfleet {
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+using grpc::reflection::v1alpha::ServerReflection;
+using grpc::reflection::v1alpha::ServerReflectionRequest;
+using grpc::reflection::v1alpha::ServerReflectionResponse;
+
+// A server with the health and reflection services, all on one ServerLoop.
+class Served {
+ public:
+  explicit Served(ServerLoopOptions options = {})
+      : health_({"test.Service"}), reflection_({"test.Service", Health::service_full_name()}) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(health_.service());
+    builder.RegisterService(reflection_.service());
+    loop_ = std::make_unique<ServerLoop>(&builder, options);
+    server_ = builder.BuildAndStart();
+    health_.Serve(loop_.get());
+    reflection_.Serve(loop_.get());
+    loop_->Start();
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
+  }
+  ~Served() { Stop(); }
+
+  void Stop() {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    loop_->Stop();
+    server_.reset();
+  }
+
+  HealthService& health() { return health_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+
+  grpc::Status Check(const std::string& service, HealthCheckResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    HealthCheckRequest request;
+    request.set_service(service);
+    return Health::NewStub(channel_)->Check(&context, request, response);
+  }
+
+ private:
+  HealthService health_;
+  ReflectionService reflection_;
+  int port_ = 0;
+  std::unique_ptr<ServerLoop> loop_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST(ServerLoop, AnswersUnaryCallsFromItsHandlers) {
+  Served served;
+  HealthCheckResponse response;
+  ASSERT_TRUE(served.Check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  served.health().SetServing(true);
+  ASSERT_TRUE(served.Check("test.Service", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  grpc::Status unknown = served.Check("other.Service", &response);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(unknown.error_message().find("other.Service"), std::string::npos);
+}
+
+TEST(ServerLoop, RefusesCallsPastTheHandlerQueueBound) {
+  ServerLoopOptions options;
+  options.max_waiting_handlers = 0;  // no handler may wait: every call is refused
+  Served served(options);
+  HealthCheckResponse response;
+  grpc::Status status = served.Check("", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("too many calls waiting"), std::string::npos);
+}
+
+TEST(ServerLoop, StreamsWatchUpdatesUntilTheClientCancels) {
+  Served served;
+  for (int round = 0; round < 3; ++round) {  // each watch ends, so its slot comes back
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    HealthCheckRequest request;
+    auto stub = Health::NewStub(served.channel());
+    auto reader = stub->Watch(&context, request);
+    HealthCheckResponse response;
+    served.health().SetServing(false);
+    ASSERT_TRUE(reader->Read(&response));
+    EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+    served.health().SetServing(true);
+    ASSERT_TRUE(reader->Read(&response));
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+    context.TryCancel();
+    EXPECT_FALSE(reader->Read(&response));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+}
+
+TEST(ServerLoop, WatchOfAnUnknownServiceSaysSo) {
+  Served served;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  HealthCheckRequest request;
+  request.set_service("nope");
+  auto reader = Health::NewStub(served.channel())->Watch(&context, request);
+  HealthCheckResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVICE_UNKNOWN);
+  context.TryCancel();
+}
+
+TEST(ServerLoop, StopEndsStreamsStillOpen) {
+  auto served = std::make_unique<Served>();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = Health::NewStub(served->channel())->Watch(&context, HealthCheckRequest());
+  HealthCheckResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  absl::Time start = absl::Now();
+  served->Stop();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_FALSE(reader->Read(&response));
+  EXPECT_FALSE(reader->Finish().ok());
+}
+
+// One reflection stream, several requests on it.
+TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
+  Served served;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = ServerReflection::NewStub(served.channel())->ServerReflectionInfo(&context);
+  ServerReflectionRequest request;
+  ServerReflectionResponse response;
+
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> names;
+  for (const auto& service : response.list_services_response().service()) {
+    names.push_back(service.name());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"test.Service", "grpc.health.v1.Health",
+                                             "grpc.reflection.v1alpha.ServerReflection"}));
+
+  request.set_file_containing_symbol("grpc.health.v1.Health.Check");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_EQ(response.file_descriptor_response().file_descriptor_proto_size(), 1);
+  google::protobuf::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(response.file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.package(), "grpc.health.v1");
+  ASSERT_EQ(file.service_size(), 1);
+  EXPECT_EQ(file.service(0).method_size(), 2);
+
+  request.set_file_containing_symbol("no.Such");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(response.error_response().error_message().find("no.Such"), std::string::npos);
+  EXPECT_EQ(response.original_request().file_containing_symbol(), "no.Such");
+
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// Files go with the files they import, each import once per stream.
+TEST(ServerLoop, ReflectionSendsImportsOncePerStream) {
+  ReflectionService reflection({});
+  std::set<std::string> sent;
+  ServerReflectionRequest request;
+  request.set_file_by_filename("google/protobuf/type.proto");  // imports any, source_context
+  ServerReflectionResponse first = reflection.Answer(request, &sent);
+  std::vector<std::string> files;
+  for (const std::string& bytes : first.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    files.push_back(file.name());
+  }
+  EXPECT_EQ(files,
+            (std::vector<std::string>{"google/protobuf/type.proto", "google/protobuf/any.proto",
+                                      "google/protobuf/source_context.proto"}));
+  ServerReflectionResponse again = reflection.Answer(request, &sent);
+  EXPECT_EQ(again.file_descriptor_response().file_descriptor_proto_size(), 1)
+      << "asked for by name, a file is sent again, but not its imports";
+  request.set_file_by_filename("no/such.proto");
+  EXPECT_EQ(reflection.Answer(request, &sent).error_response().error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+// The point of ServerLoop: none of gRPC's own polling threads exist, so one thread polls.
+TEST(ServerLoop, NoOtherThreadPolls) {
+  Served served;
+  HealthCheckResponse response;
+  ASSERT_TRUE(served.Check("", &response).ok());
+  int pollers = 0;
+  std::vector<std::string> names;
+  DIR* tasks = opendir("/proc/self/task");
+  ASSERT_NE(tasks, nullptr);
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat("/proc/self/task/", entry->d_name, "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    names.push_back(name);
+    if (name == "gf-grpc-loop") ++pollers;
+    // The callback API's pollers, and the synchronous server's.
+    EXPECT_NE(name, "nexting_thread");
+    EXPECT_NE(name, "grpcpp_sync_ser");
+  }
+  closedir(tasks);
+  EXPECT_EQ(pollers, 1);
+}
+
+}  // namespace
+}  // namespace gitfleet
