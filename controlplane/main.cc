@@ -15,8 +15,11 @@
 #include "absl/synchronization/mutex.h"
 #include "common/file_system.h"
 #include "common/flags.h"
+#include "common/grpc_health.h"
+#include "common/grpc_reflection.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
+#include "common/server_loop.h"
 #include "common/shutdown.h"
 #include "common/sync.h"
 #include "common/tls.h"
@@ -29,8 +32,6 @@
 #include "controlplane/readiness.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
 ABSL_FLAG(std::string, grpc, "127.0.0.1:7070", "Address for the agent and admin gRPC APIs.");
@@ -316,8 +317,15 @@ int Main(ShutdownSignals& signals) {
   AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics,
                                  clusters->get());
   admin_service.SetEventBus(&events);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Every service runs on one ServerLoop, health and reflection included: gRPC's own
+  // health (callback API) and reflection (synchronous) services would each add polling
+  // threads, and any second polling thread costs context switches on every sparse message
+  // (common/server_loop.h).
+  const std::vector<std::string> services = {v1::AgentService::service_full_name(),
+                                             v1::AdminService::service_full_name()};
+  HealthService health({services.begin(), services.end()});
+  ReflectionService reflection(
+      {services[0], services[1], grpc::health::v1::Health::service_full_name()});
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_grpc), *credentials, &grpc_port);
@@ -337,22 +345,28 @@ int Main(ShutdownSignals& signals) {
   // would start and silently take half the agents' connections. Fail to bind instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&agent_service);
-  builder.RegisterService(&admin_service);
+  builder.RegisterService(admin_service.service());
+  builder.RegisterService(health.service());
+  builder.RegisterService(reflection.service());
+  ServerLoop loop(&builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
     return Fail(absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", absl::GetFlag(FLAGS_grpc))));
   }
+  agent_service.Serve(&loop);
+  admin_service.Serve(&loop);
+  health.Serve(&loop);
+  reflection.Serve(&loop);
+  loop.Start();
   // The health service says SERVING only between start and drain.
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (health != nullptr) health->SetServingStatus(false);
   controller.Start();
   {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = &controller;
   }
   readiness.SetPhase(Readiness::Phase::kServing);
-  if (health != nullptr) health->SetServingStatus(true);
+  health.SetServing(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
                << (*http)->port() << ", data in " << data_dir;
 
@@ -360,7 +374,7 @@ int Main(ShutdownSignals& signals) {
   GF_LOG(INFO) << "shutting down on " << strsignal(sig);
   readiness.SetPhase(Readiness::Phase::kDraining);
   CancelGitFetches();  // a hanging Git server does not hold up the exit
-  if (health != nullptr) health->SetServingStatus(false);
+  health.SetServing(false);
   if (absl::GetFlag(FLAGS_shutdown_delay_seconds) > 0) {
     GF_LOG(INFO) << "draining: serving " << absl::GetFlag(FLAGS_shutdown_delay_seconds)
                  << " s more while reporting not ready";
@@ -372,6 +386,7 @@ int Main(ShutdownSignals& signals) {
   // be retried. gRPC 1.51 waits out the whole deadline while any client holds an idle
   // channel, so keep it short.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  loop.Stop();
   GF_LOG(INFO) << "gRPC server stopped";
   {
     MutexLock lock(&webhook_target->mu);

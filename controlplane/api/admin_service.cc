@@ -20,7 +20,7 @@ namespace {
 
 // When the caller stops waiting: a change's reconcile goes on, but the handler answers
 // with what is known by then (a little before, so the answer still arrives).
-absl::Time CallDeadline(const grpc::CallbackServerContext* context) {
+absl::Time CallDeadline(const grpc::ServerContext* context) {
   std::chrono::system_clock::time_point deadline = context->deadline();
   // No deadline is the far future; keep clear of converting it.
   if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
@@ -30,9 +30,10 @@ absl::Time CallDeadline(const grpc::CallbackServerContext* context) {
 }
 
 // Streams a finished backup in chunks; deletes itself when the call is done.
-class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
+class BackupWriter : public WriteReactor<v1::BackupChunk> {
  public:
-  explicit BackupWriter(std::string data) : data_(std::move(data)) { Next(); }
+  explicit BackupWriter(std::string data) : data_(std::move(data)) {}
+  void OnStart() override { Next(); }
   void OnWriteDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "backup stream broken"));
@@ -60,13 +61,14 @@ class BackupWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
 
 // Streams events: the recent ones, then (following) new ones as the bus publishes them,
 // one write at a time. Deletes itself when the call is done.
-class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
+class EventWriter : public WriteReactor<v1::Event> {
  public:
   struct Pump;
   // `pump` is the one the subscription's wakeup holds (see Subscribe below).
   EventWriter(std::shared_ptr<EventBus::Subscription> subscription, std::shared_ptr<Pump> pump,
               bool follow)
-      : follow_(follow), pump_(std::move(pump)), subscription_(std::move(subscription)) {
+      : follow_(follow), pump_(std::move(pump)), subscription_(std::move(subscription)) {}
+  void OnStart() override {
     {
       MutexLock lock(&pump_->mu);
       pump_->writer = this;
@@ -157,16 +159,16 @@ class EventWriter : public grpc::ServerWriteReactor<v1::Event> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class FailedEventWriter : public grpc::ServerWriteReactor<v1::Event> {
+// A stream refused before its first message.
+template <typename W>
+class FailedWriter : public WriteReactor<W> {
  public:
-  explicit FailedEventWriter(const grpc::Status& status) { Finish(status); }
+  explicit FailedWriter(const grpc::Status& status) : status_(status) {}
+  void OnStart() override { this->Finish(status_); }
   void OnDone() override { delete this; }
-};
 
-class FailedWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
- public:
-  explicit FailedWriter(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
+ private:
+  const grpc::Status status_;
 };
 
 }  // namespace
@@ -175,7 +177,7 @@ class FailedWriter : public grpc::ServerWriteReactor<v1::BackupChunk> {
 // api_requests metric, and an audit line for every change and every refusal).
 class AdminCall {
  public:
-  AdminCall(AdminServiceImpl* service, grpc::CallbackServerContext* context, const char* method,
+  AdminCall(AdminServiceImpl* service, grpc::ServerContext* context, const char* method,
             std::string target = "")
       : service_(service), context_(context), method_(method), target_(std::move(target)) {
     absl::StatusOr<Caller> caller = service->auth_->Identify(CallerFacts::Of(*context));
@@ -217,32 +219,28 @@ class AdminCall {
     return ToGrpcStatus(status);
   }
 
-  grpc::ServerUnaryReactor* Done(const absl::Status& status) {
-    grpc::ServerUnaryReactor* reactor = context_->DefaultReactor();
-    reactor->Finish(Record(status));
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* Refused() { return Done(allowed_); }
+  grpc::Status Done(const absl::Status& status) { return Record(status); }
+  grpc::Status Refused() { return Done(allowed_); }
 
   template <typename T>
-  grpc::ServerUnaryReactor* Reply(absl::StatusOr<T> result, T* response) {
+  grpc::Status Reply(absl::StatusOr<T> result, T* response) {
     if (result.ok()) *response = *std::move(result);
     return Done(result.status());
   }
 
  private:
   AdminServiceImpl* const service_;
-  grpc::CallbackServerContext* const context_;
+  grpc::ServerContext* const context_;
   const std::string method_;
   const std::string target_;
   Caller caller_;
   absl::Status allowed_;
 };
 
-grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
-    grpc::CallbackServerContext* context, const v1::BackupRequest*) {
+WriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(grpc::ServerContext* context,
+                                                        const v1::BackupRequest*) {
   AdminCall call(this, context, "Backup");
-  if (!call.allowed()) return new FailedWriter(call.Record(call.refusal()));
+  if (!call.allowed()) return new FailedWriter<v1::BackupChunk>(call.Record(call.refusal()));
   static std::atomic<uint64_t> counter{0};
   const std::string path =
       absl::StrCat(scratch_dir_, "/backup-", getpid(), "-", counter.fetch_add(1), ".db.tmp");
@@ -259,49 +257,49 @@ grpc::ServerWriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(
   call.Record(made);
   if (!made.ok()) {
     GF_LOG(ERROR) << "backup failed: " << made;
-    return new FailedWriter(ToGrpcStatus(made));
+    return new FailedWriter<v1::BackupChunk>(ToGrpcStatus(made));
   }
   GF_LOG(INFO) << "backup of " << data.size() << " bytes sent";
   return new BackupWriter(std::move(data));
 }
 
-grpc::ServerWriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(
-    grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) {
+WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* context,
+                                                       const v1::WatchEventsRequest* request) {
   AdminCall call(this, context, "WatchEvents",
                  absl::StrCat("bundle=", request->bundle(), " cluster=", request->cluster(),
                               request->follow() ? " --follow" : ""));
-  if (!call.allowed()) return new FailedEventWriter(call.Record(call.refusal()));
+  if (!call.allowed()) return new FailedWriter<v1::Event>(call.Record(call.refusal()));
   if (events_ == nullptr) {
-    return new FailedEventWriter(
+    return new FailedWriter<v1::Event>(
         call.Record(absl::UnavailableError("this control plane publishes no events")));
   }
   auto subscribed =
       EventWriter::Subscribe(events_, {request->bundle(), request->cluster()}, kMaxWatchers);
-  if (!subscribed.ok()) return new FailedEventWriter(call.Record(subscribed.status()));
+  if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
   return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),
                          request->follow());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::AdoptCluster(grpc::CallbackServerContext* context,
-                                                         const v1::AdoptClusterRequest* request,
-                                                         v1::AdoptClusterResponse*) {
+grpc::Status AdminServiceImpl::AdoptCluster(grpc::ServerContext* context,
+                                            const v1::AdoptClusterRequest* request,
+                                            v1::AdoptClusterResponse*) {
   AdminCall call(this, context, "AdoptCluster", request->cluster());
   if (!call.allowed()) return call.Refused();
   return call.Done(controller_->AdoptCluster(request->cluster()));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::GetRollout(grpc::CallbackServerContext* context,
-                                                       const v1::GetRolloutRequest* request,
-                                                       v1::RolloutStatus* response) {
+grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
+                                          const v1::GetRolloutRequest* request,
+                                          v1::RolloutStatus* response) {
   AdminCall call(this, context, "GetRollout", request->bundle());
   if (!call.allowed()) return call.Refused();
   return call.Reply(controller_->GetRollout(request->bundle()), response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ControlRollout(grpc::CallbackServerContext* context,
-                                                           const v1::ControlRolloutRequest* request,
-                                                           v1::RolloutStatus* response) {
+grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
+                                              const v1::ControlRolloutRequest* request,
+                                              v1::RolloutStatus* response) {
   AdminCall call(this, context, "ControlRollout",
                  absl::StrCat(request->action(), " ", request->bundle()));
   if (!call.allowed()) return call.Refused();
@@ -310,9 +308,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ControlRollout(grpc::CallbackServerC
       response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::SuspendBundle(grpc::CallbackServerContext* context,
-                                                          const v1::SuspendBundleRequest* request,
-                                                          v1::BundleInfo* response) {
+grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,
+                                             const v1::SuspendBundleRequest* request,
+                                             v1::BundleInfo* response) {
   AdminCall call(this, context, "SuspendBundle",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
@@ -321,26 +319,26 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SuspendBundle(grpc::CallbackServerCo
       response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::SuspendCluster(grpc::CallbackServerContext* context,
-                                                           const v1::SuspendClusterRequest* request,
-                                                           v1::SuspendClusterResponse*) {
+grpc::Status AdminServiceImpl::SuspendCluster(grpc::ServerContext* context,
+                                              const v1::SuspendClusterRequest* request,
+                                              v1::SuspendClusterResponse*) {
   AdminCall call(this, context, "SuspendCluster",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
   return call.Done(controller_->SuspendCluster(request->name(), request->suspend()));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::BundleHistory(grpc::CallbackServerContext* context,
-                                                          const v1::BundleHistoryRequest* request,
-                                                          v1::BundleHistoryResponse* response) {
+grpc::Status AdminServiceImpl::BundleHistory(grpc::ServerContext* context,
+                                             const v1::BundleHistoryRequest* request,
+                                             v1::BundleHistoryResponse* response) {
   AdminCall call(this, context, "BundleHistory", request->name());
   if (!call.allowed()) return call.Refused();
   return call.Reply(controller_->BundleHistory(request->name(), request->limit()), response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::PinBundle(grpc::CallbackServerContext* context,
-                                                      const v1::PinBundleRequest* request,
-                                                      v1::BundleInfo* response) {
+grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
+                                         const v1::PinBundleRequest* request,
+                                         v1::BundleInfo* response) {
   AdminCall call(
       this, context, "PinBundle",
       absl::StrCat(request->name(), request->to().empty() ? " unpin" : " to=", request->to()));
@@ -349,9 +347,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::PinBundle(grpc::CallbackServerContex
                     response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerContext* context,
-                                                         const v1::ForgetBundleRequest* request,
-                                                         v1::ForgetBundleResponse*) {
+grpc::Status AdminServiceImpl::ForgetBundle(grpc::ServerContext* context,
+                                            const v1::ForgetBundleRequest* request,
+                                            v1::ForgetBundleResponse*) {
   AdminCall call(this, context, "ForgetBundle",
                  absl::StrCat(request->cluster(), " bundle=", request->bundle(),
                               request->prune() ? " --prune" : ""));
@@ -360,9 +358,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ForgetBundle(grpc::CallbackServerCon
       controller_->ForgetBundle(request->cluster(), request->bundle(), request->prune()));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContext* context,
-                                                      const v1::AddSourceRequest* request,
-                                                      v1::SourceInfo* response) {
+grpc::Status AdminServiceImpl::AddSource(grpc::ServerContext* context,
+                                         const v1::AddSourceRequest* request,
+                                         v1::SourceInfo* response) {
   AdminCall call(
       this, context, "AddSource",
       absl::StrCat(request->source().name(), " url=", RedactUrl(request->source().url())));
@@ -372,9 +370,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddSource(grpc::CallbackServerContex
       response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerContext* context,
-                                                        const v1::ListSourcesRequest*,
-                                                        v1::ListSourcesResponse* response) {
+grpc::Status AdminServiceImpl::ListSources(grpc::ServerContext* context,
+                                           const v1::ListSourcesRequest*,
+                                           v1::ListSourcesResponse* response) {
   AdminCall call(this, context, "ListSources");
   if (!call.allowed()) return call.Refused();
   for (v1::SourceInfo& info : controller_->ListSources()) {
@@ -383,25 +381,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListSources(grpc::CallbackServerCont
   return call.Done(absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RemoveSource(grpc::CallbackServerContext* context,
-                                                         const v1::RemoveSourceRequest* request,
-                                                         v1::RemoveSourceResponse*) {
+grpc::Status AdminServiceImpl::RemoveSource(grpc::ServerContext* context,
+                                            const v1::RemoveSourceRequest* request,
+                                            v1::RemoveSourceResponse*) {
   AdminCall call(this, context, "RemoveSource", request->name());
   if (!call.allowed()) return call.Refused();
   return call.Done(controller_->RemoveSource(request->name()));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::SyncSource(grpc::CallbackServerContext* context,
-                                                       const v1::SyncSourceRequest* request,
-                                                       v1::SourceInfo* response) {
+grpc::Status AdminServiceImpl::SyncSource(grpc::ServerContext* context,
+                                          const v1::SyncSourceRequest* request,
+                                          v1::SourceInfo* response) {
   AdminCall call(this, context, "SyncSource", request->name());
   if (!call.allowed()) return call.Refused();
   return call.Reply(controller_->SyncSource(request->name(), CallDeadline(context)), response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContext* context,
-                                                      const v1::AddBundleRequest* request,
-                                                      v1::BundleInfo* response) {
+grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
+                                         const v1::AddBundleRequest* request,
+                                         v1::BundleInfo* response) {
   AdminCall call(this, context, "AddBundle",
                  absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
                               " selector=", request->bundle().selector()));
@@ -411,9 +409,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddBundle(grpc::CallbackServerContex
       response);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerContext* context,
-                                                        const v1::ListBundlesRequest*,
-                                                        v1::ListBundlesResponse* response) {
+grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
+                                           const v1::ListBundlesRequest*,
+                                           v1::ListBundlesResponse* response) {
   AdminCall call(this, context, "ListBundles");
   if (!call.allowed()) return call.Refused();
   for (v1::BundleInfo& info : controller_->ListBundles()) {
@@ -422,17 +420,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListBundles(grpc::CallbackServerCont
   return call.Done(absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RemoveBundle(grpc::CallbackServerContext* context,
-                                                         const v1::RemoveBundleRequest* request,
-                                                         v1::RemoveBundleResponse*) {
+grpc::Status AdminServiceImpl::RemoveBundle(grpc::ServerContext* context,
+                                            const v1::RemoveBundleRequest* request,
+                                            v1::RemoveBundleResponse*) {
   AdminCall call(this, context, "RemoveBundle", request->name());
   if (!call.allowed()) return call.Refused();
   return call.Done(controller_->RemoveBundle(request->name(), CallDeadline(context)));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListClusters(grpc::CallbackServerContext* context,
-                                                         const v1::ListClustersRequest*,
-                                                         v1::ListClustersResponse* response) {
+grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
+                                            const v1::ListClustersRequest*,
+                                            v1::ListClustersResponse* response) {
   AdminCall call(this, context, "ListClusters");
   if (!call.allowed()) return call.Refused();
   for (v1::ClusterInfo& info : controller_->ListClusters()) {
@@ -441,9 +439,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListClusters(grpc::CallbackServerCon
   return call.Done(absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContext* context,
-                                                      const v1::GetStatusRequest* request,
-                                                      v1::GetStatusResponse* response) {
+grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
+                                         const v1::GetStatusRequest* request,
+                                         v1::GetStatusResponse* response) {
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
   for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
@@ -452,23 +450,24 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContex
   return call.Done(absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DiffBundle(grpc::CallbackServerContext* context,
-                                                       const v1::DiffBundleRequest* request,
-                                                       v1::DiffResult* response) {
+void AdminServiceImpl::DiffBundle(grpc::ServerContext* context,
+                                  const v1::DiffBundleRequest* request, v1::DiffResult* response,
+                                  std::function<void(const grpc::Status&)> done) {
   auto call = std::make_shared<AdminCall>(
       this, context, "DiffBundle", absl::StrCat(request->cluster(), " bundle=", request->bundle()));
-  if (!call->allowed()) return call->Refused();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!call->allowed()) {
+    done(call->Refused());
+    return;
+  }
   absl::Duration timeout = request->timeout_seconds() > 0
                                ? absl::Seconds(std::min(request->timeout_seconds(), 300))
                                : absl::Seconds(10);
   // Answered from the agent's stream thread, or the hub's timer on expiry.
   controller_->DiffBundle(request->cluster(), request->bundle(), timeout,
-                          [call, reactor, response](absl::StatusOr<v1::DiffResult> result) {
+                          [call, done, response](absl::StatusOr<v1::DiffResult> result) {
                             if (result.ok()) *response = *std::move(result);
-                            reactor->Finish(call->Record(result.status()));
+                            done(call->Record(result.status()));
                           });
-  return reactor;
 }
 
 namespace {
@@ -482,9 +481,9 @@ std::string LabelText(const google::protobuf::Map<std::string, std::string>& lab
 
 }  // namespace
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RegisterCluster(
-    grpc::CallbackServerContext* context, const v1::RegisterClusterRequest* request,
-    v1::ClusterTokenResponse* response) {
+grpc::Status AdminServiceImpl::RegisterCluster(grpc::ServerContext* context,
+                                               const v1::RegisterClusterRequest* request,
+                                               v1::ClusterTokenResponse* response) {
   AdminCall call(this, context, "RegisterCluster",
                  absl::StrCat(request->name(), " labels=", LabelText(request->labels())));
   if (!call.allowed()) return call.Refused();
@@ -497,9 +496,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RegisterCluster(
   return call.Done(token.status());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::LabelCluster(grpc::CallbackServerContext* context,
-                                                         const v1::LabelClusterRequest* request,
-                                                         v1::LabelClusterResponse*) {
+grpc::Status AdminServiceImpl::LabelCluster(grpc::ServerContext* context,
+                                            const v1::LabelClusterRequest* request,
+                                            v1::LabelClusterResponse*) {
   AdminCall call(this, context, "LabelCluster",
                  absl::StrCat(request->name(), " labels=", LabelText(request->labels())));
   if (!call.allowed()) return call.Refused();
@@ -507,9 +506,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::LabelCluster(grpc::CallbackServerCon
       request->name(), LabelMap(request->labels().begin(), request->labels().end())));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RotateClusterToken(
-    grpc::CallbackServerContext* context, const v1::RotateClusterTokenRequest* request,
-    v1::ClusterTokenResponse* response) {
+grpc::Status AdminServiceImpl::RotateClusterToken(grpc::ServerContext* context,
+                                                  const v1::RotateClusterTokenRequest* request,
+                                                  v1::ClusterTokenResponse* response) {
   AdminCall call(this, context, "RotateClusterToken", request->name());
   if (!call.allowed()) return call.Refused();
   absl::StatusOr<std::string> token = registry_->RotateToken(request->name());
@@ -520,12 +519,43 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateClusterToken(
   return call.Done(token.status());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RemoveCluster(grpc::CallbackServerContext* context,
-                                                          const v1::RemoveClusterRequest* request,
-                                                          v1::RemoveClusterResponse*) {
+grpc::Status AdminServiceImpl::RemoveCluster(grpc::ServerContext* context,
+                                             const v1::RemoveClusterRequest* request,
+                                             v1::RemoveClusterResponse*) {
   AdminCall call(this, context, "RemoveCluster", request->name());
   if (!call.allowed()) return call.Refused();
   return call.Done(registry_->Remove(request->name()));
+}
+
+void AdminServiceImpl::Serve(ServerLoop* loop) {
+  using Async = v1::AdminService::AsyncService;
+  ServeUnary(loop, &async_, &Async::RequestAddSource, this, &AdminServiceImpl::AddSource);
+  ServeUnary(loop, &async_, &Async::RequestListSources, this, &AdminServiceImpl::ListSources);
+  ServeUnary(loop, &async_, &Async::RequestRemoveSource, this, &AdminServiceImpl::RemoveSource);
+  ServeUnary(loop, &async_, &Async::RequestSyncSource, this, &AdminServiceImpl::SyncSource);
+  ServeUnary(loop, &async_, &Async::RequestAddBundle, this, &AdminServiceImpl::AddBundle);
+  ServeUnary(loop, &async_, &Async::RequestListBundles, this, &AdminServiceImpl::ListBundles);
+  ServeUnary(loop, &async_, &Async::RequestRemoveBundle, this, &AdminServiceImpl::RemoveBundle);
+  ServeUnary(loop, &async_, &Async::RequestListClusters, this, &AdminServiceImpl::ListClusters);
+  ServeUnary(loop, &async_, &Async::RequestGetStatus, this, &AdminServiceImpl::GetStatus);
+  ServeUnaryLater(loop, &async_, &Async::RequestDiffBundle, this, &AdminServiceImpl::DiffBundle);
+  ServeUnary(loop, &async_, &Async::RequestGetRollout, this, &AdminServiceImpl::GetRollout);
+  ServeUnary(loop, &async_, &Async::RequestControlRollout, this, &AdminServiceImpl::ControlRollout);
+  ServeUnary(loop, &async_, &Async::RequestSuspendBundle, this, &AdminServiceImpl::SuspendBundle);
+  ServeUnary(loop, &async_, &Async::RequestSuspendCluster, this, &AdminServiceImpl::SuspendCluster);
+  ServeUnary(loop, &async_, &Async::RequestBundleHistory, this, &AdminServiceImpl::BundleHistory);
+  ServeUnary(loop, &async_, &Async::RequestPinBundle, this, &AdminServiceImpl::PinBundle);
+  ServeUnary(loop, &async_, &Async::RequestAdoptCluster, this, &AdminServiceImpl::AdoptCluster);
+  ServeUnary(loop, &async_, &Async::RequestForgetBundle, this, &AdminServiceImpl::ForgetBundle);
+  ServeUnary(loop, &async_, &Async::RequestRegisterCluster, this,
+             &AdminServiceImpl::RegisterCluster);
+  ServeUnary(loop, &async_, &Async::RequestLabelCluster, this, &AdminServiceImpl::LabelCluster);
+  ServeUnary(loop, &async_, &Async::RequestRotateClusterToken, this,
+             &AdminServiceImpl::RotateClusterToken);
+  ServeUnary(loop, &async_, &Async::RequestRemoveCluster, this, &AdminServiceImpl::RemoveCluster);
+  ServeServerStream(loop, &async_, &Async::RequestWatchEvents, this,
+                    &AdminServiceImpl::WatchEvents);
+  ServeServerStream(loop, &async_, &Async::RequestBackup, this, &AdminServiceImpl::Backup);
 }
 
 }  // namespace gitfleet

@@ -7,11 +7,17 @@
 // logic lives here.
 //
 //   AdminServiceImpl admin(&controller, store, data_dir, auth.get(), metrics);
-//   builder.RegisterService(&admin);
+//   builder.RegisterService(admin.service());
+//   ServerLoop loop(&builder);
+//   auto server = builder.BuildAndStart();
+//   admin.Serve(&loop);
+//
+// Handlers run on the loop's handler threads, never on its polling thread.
 
 #include <string>
 
 #include "common/rate_limit.h"
+#include "common/server_loop.h"
 #include "common/sync.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/distribute/cluster_registry.h"
@@ -23,7 +29,7 @@
 
 namespace gitfleet {
 
-class AdminServiceImpl final : public v1::AdminService::CallbackService {
+class AdminServiceImpl final {
  public:
   // `store` and `scratch_dir` serve Backup: the copy is made in `scratch_dir` (on the
   // store's disk), streamed, and deleted.
@@ -36,83 +42,72 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
         metrics_(metrics),
         registry_(registry) {}
 
+  // What to register with the server builder.
+  grpc::Service* service() { return &async_; }
+  // Starts accepting calls of every method on `loop`, after the server is started.
+  void Serve(ServerLoop* loop);
+
   // Where WatchEvents subscribes (it answers UNAVAILABLE without one). Set before serving.
   void SetEventBus(EventBus* events) { events_ = events; }
   // Concurrent WatchEvents streams allowed; more are RESOURCE_EXHAUSTED.
   static constexpr size_t kMaxWatchers = 100;
 
-  grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* context,
-                                                   const v1::WatchEventsRequest* request) override;
-  grpc::ServerUnaryReactor* AddSource(grpc::CallbackServerContext* context,
-                                      const v1::AddSourceRequest* request,
-                                      v1::SourceInfo* response) override;
-  grpc::ServerUnaryReactor* ListSources(grpc::CallbackServerContext* context,
-                                        const v1::ListSourcesRequest* request,
-                                        v1::ListSourcesResponse* response) override;
-  grpc::ServerUnaryReactor* RemoveSource(grpc::CallbackServerContext* context,
-                                         const v1::RemoveSourceRequest* request,
-                                         v1::RemoveSourceResponse* response) override;
-  grpc::ServerUnaryReactor* SyncSource(grpc::CallbackServerContext* context,
-                                       const v1::SyncSourceRequest* request,
-                                       v1::SourceInfo* response) override;
-  grpc::ServerUnaryReactor* AddBundle(grpc::CallbackServerContext* context,
-                                      const v1::AddBundleRequest* request,
-                                      v1::BundleInfo* response) override;
-  grpc::ServerUnaryReactor* ListBundles(grpc::CallbackServerContext* context,
-                                        const v1::ListBundlesRequest* request,
-                                        v1::ListBundlesResponse* response) override;
-  grpc::ServerUnaryReactor* RemoveBundle(grpc::CallbackServerContext* context,
-                                         const v1::RemoveBundleRequest* request,
-                                         v1::RemoveBundleResponse* response) override;
-  grpc::ServerUnaryReactor* ListClusters(grpc::CallbackServerContext* context,
-                                         const v1::ListClustersRequest* request,
-                                         v1::ListClustersResponse* response) override;
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const v1::GetStatusRequest* request,
-                                      v1::GetStatusResponse* response) override;
-  grpc::ServerUnaryReactor* DiffBundle(grpc::CallbackServerContext* context,
-                                       const v1::DiffBundleRequest* request,
-                                       v1::DiffResult* response) override;
-  grpc::ServerUnaryReactor* GetRollout(grpc::CallbackServerContext* context,
-                                       const v1::GetRolloutRequest* request,
-                                       v1::RolloutStatus* response) override;
-  grpc::ServerUnaryReactor* ControlRollout(grpc::CallbackServerContext* context,
-                                           const v1::ControlRolloutRequest* request,
-                                           v1::RolloutStatus* response) override;
-  grpc::ServerUnaryReactor* SuspendBundle(grpc::CallbackServerContext* context,
-                                          const v1::SuspendBundleRequest* request,
-                                          v1::BundleInfo* response) override;
-  grpc::ServerUnaryReactor* SuspendCluster(grpc::CallbackServerContext* context,
-                                           const v1::SuspendClusterRequest* request,
-                                           v1::SuspendClusterResponse* response) override;
-  grpc::ServerUnaryReactor* BundleHistory(grpc::CallbackServerContext* context,
-                                          const v1::BundleHistoryRequest* request,
-                                          v1::BundleHistoryResponse* response) override;
-  grpc::ServerUnaryReactor* PinBundle(grpc::CallbackServerContext* context,
-                                      const v1::PinBundleRequest* request,
-                                      v1::BundleInfo* response) override;
-  grpc::ServerUnaryReactor* AdoptCluster(grpc::CallbackServerContext* context,
-                                         const v1::AdoptClusterRequest* request,
-                                         v1::AdoptClusterResponse* response) override;
-  grpc::ServerUnaryReactor* ForgetBundle(grpc::CallbackServerContext* context,
-                                         const v1::ForgetBundleRequest* request,
-                                         v1::ForgetBundleResponse* response) override;
-  grpc::ServerWriteReactor<v1::BackupChunk>* Backup(grpc::CallbackServerContext* context,
-                                                    const v1::BackupRequest* request) override;
-  grpc::ServerUnaryReactor* RegisterCluster(grpc::CallbackServerContext* context,
-                                            const v1::RegisterClusterRequest* request,
-                                            v1::ClusterTokenResponse* response) override;
-  grpc::ServerUnaryReactor* LabelCluster(grpc::CallbackServerContext* context,
-                                         const v1::LabelClusterRequest* request,
-                                         v1::LabelClusterResponse* response) override;
-  grpc::ServerUnaryReactor* RotateClusterToken(grpc::CallbackServerContext* context,
-                                               const v1::RotateClusterTokenRequest* request,
-                                               v1::ClusterTokenResponse* response) override;
-  grpc::ServerUnaryReactor* RemoveCluster(grpc::CallbackServerContext* context,
-                                          const v1::RemoveClusterRequest* request,
-                                          v1::RemoveClusterResponse* response) override;
+  WriteReactor<v1::Event>* WatchEvents(grpc::ServerContext* context,
+                                       const v1::WatchEventsRequest* request);
+  grpc::Status AddSource(grpc::ServerContext* context, const v1::AddSourceRequest* request,
+                         v1::SourceInfo* response);
+  grpc::Status ListSources(grpc::ServerContext* context, const v1::ListSourcesRequest* request,
+                           v1::ListSourcesResponse* response);
+  grpc::Status RemoveSource(grpc::ServerContext* context, const v1::RemoveSourceRequest* request,
+                            v1::RemoveSourceResponse* response);
+  grpc::Status SyncSource(grpc::ServerContext* context, const v1::SyncSourceRequest* request,
+                          v1::SourceInfo* response);
+  grpc::Status AddBundle(grpc::ServerContext* context, const v1::AddBundleRequest* request,
+                         v1::BundleInfo* response);
+  grpc::Status ListBundles(grpc::ServerContext* context, const v1::ListBundlesRequest* request,
+                           v1::ListBundlesResponse* response);
+  grpc::Status RemoveBundle(grpc::ServerContext* context, const v1::RemoveBundleRequest* request,
+                            v1::RemoveBundleResponse* response);
+  grpc::Status ListClusters(grpc::ServerContext* context, const v1::ListClustersRequest* request,
+                            v1::ListClustersResponse* response);
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
+                         v1::GetStatusResponse* response);
+  // Answers later, when the agent has sent its diff or the request timed out.
+  void DiffBundle(grpc::ServerContext* context, const v1::DiffBundleRequest* request,
+                  v1::DiffResult* response, std::function<void(const grpc::Status&)> done);
+  grpc::Status GetRollout(grpc::ServerContext* context, const v1::GetRolloutRequest* request,
+                          v1::RolloutStatus* response);
+  grpc::Status ControlRollout(grpc::ServerContext* context,
+                              const v1::ControlRolloutRequest* request,
+                              v1::RolloutStatus* response);
+  grpc::Status SuspendBundle(grpc::ServerContext* context, const v1::SuspendBundleRequest* request,
+                             v1::BundleInfo* response);
+  grpc::Status SuspendCluster(grpc::ServerContext* context,
+                              const v1::SuspendClusterRequest* request,
+                              v1::SuspendClusterResponse* response);
+  grpc::Status BundleHistory(grpc::ServerContext* context, const v1::BundleHistoryRequest* request,
+                             v1::BundleHistoryResponse* response);
+  grpc::Status PinBundle(grpc::ServerContext* context, const v1::PinBundleRequest* request,
+                         v1::BundleInfo* response);
+  grpc::Status AdoptCluster(grpc::ServerContext* context, const v1::AdoptClusterRequest* request,
+                            v1::AdoptClusterResponse* response);
+  grpc::Status ForgetBundle(grpc::ServerContext* context, const v1::ForgetBundleRequest* request,
+                            v1::ForgetBundleResponse* response);
+  WriteReactor<v1::BackupChunk>* Backup(grpc::ServerContext* context,
+                                        const v1::BackupRequest* request);
+  grpc::Status RegisterCluster(grpc::ServerContext* context,
+                               const v1::RegisterClusterRequest* request,
+                               v1::ClusterTokenResponse* response);
+  grpc::Status LabelCluster(grpc::ServerContext* context, const v1::LabelClusterRequest* request,
+                            v1::LabelClusterResponse* response);
+  grpc::Status RotateClusterToken(grpc::ServerContext* context,
+                                  const v1::RotateClusterTokenRequest* request,
+                                  v1::ClusterTokenResponse* response);
+  grpc::Status RemoveCluster(grpc::ServerContext* context, const v1::RemoveClusterRequest* request,
+                             v1::RemoveClusterResponse* response);
 
  private:
+  v1::AdminService::AsyncService async_;
   EventBus* events_ = nullptr;
   friend class AdminCall;
   Controller* const controller_;

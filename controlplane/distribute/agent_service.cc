@@ -20,7 +20,7 @@ namespace {
 constexpr char kVersion[] = "gitfleet-controlplane/0.1";
 constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 
-std::string BearerToken(const grpc::CallbackServerContext* context) {
+std::string BearerToken(const grpc::ServerContext* context) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return "";
@@ -116,11 +116,11 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
 // set of bundles waiting for a write coalesces, so a slow agent holds one entry per
 // bundle however many revisions went by. Owned by itself until OnDone, and by the Hub
 // through shared_ptr while connected.
-class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                     public AgentConnection,
                     public std::enable_shared_from_this<AgentStream> {
  public:
-  AgentStream(grpc::CallbackServerContext* context, AgentServiceImpl* service, Hub* hub,
+  AgentStream(grpc::ServerContext* context, AgentServiceImpl* service, Hub* hub,
               ClusterRegistry* tokens, ControlPlaneMetrics& metrics)
       : context_(context),
         service_(service),
@@ -134,6 +134,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   void Begin(std::shared_ptr<AgentStream> self) {
     MutexLock lock(&mu_);
     self_ = std::move(self);
+  }
+
+  void OnStart() override {
+    std::shared_ptr<AgentStream> self;
+    {
+      MutexLock lock(&mu_);
+      self = self_;
+    }
+    service_->Admit(std::move(self));
   }
 
   // Given a handshake slot: read the hello, within the hello timeout.
@@ -319,8 +328,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     if (done_ || finished_ || !in_handshake_ || hello_seen_) return;
     metrics_.agent_limits.Add({{"limit", "hello_timeout"}}).Increment();
     metrics_.agent_rejections.Add({{"reason", "limit"}}).Increment();
-    // Under mu_: OnDone (which also takes it) cannot return, and gRPC free the context,
-    // meanwhile. gRPC runs OnCancel on its executor, never inline here.
+    // Under mu_: OnDone (which also takes it) cannot return, and the call free the
+    // context, meanwhile. OnCancel comes later on the loop's thread, never inline here.
     context_->TryCancel();  // the pending read fails; OnReadDone(false) finishes
   }
 
@@ -480,7 +489,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     }
   }
 
-  grpc::CallbackServerContext* const context_;
+  grpc::ServerContext* const context_;
   AgentServiceImpl* const service_;
   Hub* const hub_;
   ClusterRegistry* const tokens_;
@@ -509,13 +518,17 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   std::optional<grpc::Status> close_status_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
-    grpc::CallbackServerContext* context) {
-  auto stream = std::make_shared<AgentStream>(context, this, hub_, tokens_, metrics_);
-  AgentStream* raw = stream.get();
-  raw->Begin(stream);
-  Admit(std::move(stream));
-  return raw;
+void AgentServiceImpl::Serve(ServerLoop* loop) {
+  ServeBidi<grpc::ByteBuffer, grpc::ByteBuffer>(
+      loop,
+      [this](grpc::ServerContext* context, grpc::GenericServerAsyncReaderWriter* stream,
+             grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq,
+             void* tag) { RequestConnect(context, stream, new_call_cq, cq, tag); },
+      [this](grpc::ServerContext* context) {
+        auto stream = std::make_shared<AgentStream>(context, this, hub_, tokens_, metrics_);
+        stream->Begin(stream);
+        return stream.get();  // it owns itself until OnDone
+      });
 }
 
 void AgentServiceImpl::Admit(std::shared_ptr<AgentStream> stream) {

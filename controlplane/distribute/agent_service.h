@@ -6,6 +6,9 @@
 //
 //   AgentServiceImpl service(&hub, registry.get(), metrics);
 //   builder.RegisterService(&service);
+//   ServerLoop loop(&builder);
+//   auto server = builder.BuildAndStart();
+//   service.Serve(&loop);
 
 #include <atomic>
 #include <deque>
@@ -15,6 +18,7 @@
 
 #include "common/clock.h"
 #include "common/rate_limit.h"
+#include "common/server_loop.h"
 #include "common/sync.h"
 #include "controlplane/distribute/cluster_registry.h"
 #include "controlplane/distribute/hub.h"
@@ -59,16 +63,17 @@ absl::Status ValidateHello(const v1::Hello& hello);
 absl::Status ValidateAgentMessage(const v1::AgentMessage& message);
 
 // Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's
-// pre-serialized bytes; the method stays registered, so reflection still lists it.
+// pre-serialized bytes; the method stays registered, so reflection still lists it. Its
+// streams run on a ServerLoop: one thread polls for all of them.
 class AgentServiceImpl final
-    : public v1::AgentService::WithRawCallbackMethod_Connect<v1::AgentService::Service> {
+    : public v1::AgentService::WithRawMethod_Connect<v1::AgentService::Service> {
  public:
   AgentServiceImpl(Hub* hub, ClusterRegistry* registry, ControlPlaneMetrics& metrics,
                    AgentLimits limits = {})
       : hub_(hub), tokens_(registry), metrics_(metrics), limits_(limits) {}
 
-  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
-      grpc::CallbackServerContext* context) override;
+  // Starts accepting agent streams on `loop`, after the server is built and started.
+  void Serve(ServerLoop* loop);
 
   const AgentLimits& limits() const { return limits_; }
   // Whether `cluster` may open another stream now (its connect bucket has a token).

@@ -1,6 +1,7 @@
 // End-to-end: the real control plane, agents and gitfleetctl against real Git
 // repositories (file:// and git daemon on loopback).
 
+#include <dirent.h>
 #include <signal.h>
 
 #include <fstream>
@@ -33,6 +34,7 @@ using ::gitfleet::testing::MetricValue;
 using ::gitfleet::testing::Port;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -596,6 +598,25 @@ TEST_F(Fleet, ServerReflectionListsTheServices) {
   EXPECT_THAT(services, HasSubstr("gitfleet.v1.AgentService"));
   EXPECT_THAT(services, HasSubstr("gitfleet.v1.AdminService"));
   EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
+  EXPECT_THAT(services, HasSubstr("grpc.reflection.v1alpha.ServerReflection"));
+
+  // Every service, reflection and health included, runs on the one polling thread: gRPC's
+  // callback API and synchronous server would each add pollers (common/server_loop.h).
+  std::vector<std::string> threads;
+  const std::string tasks = absl::StrCat("/proc/", cp_->pid(), "/task");
+  DIR* dir = opendir(tasks.c_str());
+  ASSERT_NE(dir, nullptr);
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat(tasks, "/", entry->d_name, "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    threads.push_back(name);
+  }
+  closedir(dir);
+  EXPECT_THAT(threads, Contains("gf-grpc-loop").Times(1));
+  EXPECT_THAT(threads, Not(Contains("nexting_thread")));
+  EXPECT_THAT(threads, Not(Contains("grpcpp_sync_ser")));
 }
 
 }  // namespace
