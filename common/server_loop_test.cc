@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_health.h"
 #include "common/grpc_reflection.h"
+#include "common/sync.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -204,6 +206,126 @@ TEST(ServerLoop, ReflectionSendsImportsOncePerStream) {
   request.set_file_by_filename("no/such.proto");
   EXPECT_EQ(reflection.Answer(request, &sent).error_response().error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+// A reactor that records its reactions, for the tests of the stream semantics.
+class Recorder : public StreamReactor<ServerReflectionRequest, ServerReflectionResponse> {
+ public:
+  struct Log {
+    Mutex mu;
+    std::vector<std::string> events ABSL_GUARDED_BY(mu);
+    void Add(const std::string& event) {
+      MutexLock lock(&mu);
+      events.push_back(event);
+    }
+    bool WaitFor(const std::string& event) {
+      MutexLock lock(&mu);
+      return mu.AwaitWithTimeout(
+          [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+            return std::find(events.begin(), events.end(), event) != events.end();
+          },
+          absl::Seconds(10));
+    }
+    std::vector<std::string> Events() {
+      MutexLock lock(&mu);
+      return events;
+    }
+  };
+  // `write_then_finish`: OnStart writes one message and finishes at once, with the write
+  // still in flight; otherwise it starts nothing and waits to be cancelled.
+  Recorder(Log* log, bool write_then_finish) : log_(log), write_then_finish_(write_then_finish) {}
+
+  void OnStart() override {
+    log_->Add("start");
+    if (write_then_finish_) {
+      out_.set_valid_host("first");
+      StartWrite(&out_);
+      Finish(grpc::Status(grpc::StatusCode::ABORTED, "after the write"));
+      StartWrite(&out_);  // after Finish: ignored
+    }
+  }
+  void OnWriteDone(bool ok) override { log_->Add(ok ? "write ok" : "write failed"); }
+  void OnCancel() override {
+    log_->Add("cancel");
+    Finish(grpc::Status::CANCELLED);
+  }
+  void OnDone() override {
+    log_->Add("done");
+    delete this;
+  }
+
+ private:
+  Log* const log_;
+  const bool write_then_finish_;
+  ServerReflectionResponse out_;
+};
+
+// A server whose reflection method is served by Recorders.
+class RecorderServer {
+ public:
+  RecorderServer(Recorder::Log* log, bool write_then_finish) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    loop_ = std::make_unique<ServerLoop>(&builder);
+    server_ = builder.BuildAndStart();
+    ServeBidi<ServerReflectionRequest, ServerReflectionResponse>(
+        loop_.get(),
+        [this](grpc::ServerContext* context,
+               grpc::ServerAsyncReaderWriter<ServerReflectionResponse, ServerReflectionRequest>*
+                   stream,
+               grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq, void* tag) {
+          service_.RequestServerReflectionInfo(context, stream, new_call_cq, cq, tag);
+        },
+        [log, write_then_finish](grpc::ServerContext*) {
+          return new Recorder(log, write_then_finish);
+        });
+    loop_->Start();
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
+  }
+  ~RecorderServer() {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    loop_->Stop();
+  }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+
+ private:
+  ServerReflection::AsyncService service_;
+  int port_ = 0;
+  std::unique_ptr<ServerLoop> loop_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST(ServerLoop, AFinishWhileAWriteIsInFlightGoesOutAfterIt) {
+  Recorder::Log log;
+  RecorderServer server(&log, /*write_then_finish=*/true);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = ServerReflection::NewStub(server.channel())->ServerReflectionInfo(&context);
+  ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.valid_host(), "first");
+  EXPECT_FALSE(stream->Read(&response)) << "the write after Finish must not go out";
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(status.error_message(), "after the write");
+  ASSERT_TRUE(log.WaitFor("done"));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"start", "write ok", "done"}));
+}
+
+TEST(ServerLoop, OnCancelComesWhenTheClientLeavesWithNothingInFlight) {
+  Recorder::Log log;
+  RecorderServer server(&log, /*write_then_finish=*/false);
+  {
+    grpc::ClientContext context;
+    auto stream = ServerReflection::NewStub(server.channel())->ServerReflectionInfo(&context);
+    ASSERT_TRUE(log.WaitFor("start"));
+    context.TryCancel();
+  }
+  ASSERT_TRUE(log.WaitFor("done"));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"start", "cancel", "done"}));
 }
 
 // The point of ServerLoop: none of gRPC's own polling threads exist, so one thread polls.
