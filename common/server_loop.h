@@ -69,8 +69,10 @@ class MethodTag final : public LoopTag {
 };
 
 struct ServerLoopOptions {
-  // Threads for handlers that may block.
-  int handler_threads = 2;
+  // Threads for handlers that may block. An admin call that waits for a fetch or a
+  // reconcile (up to its deadline) holds one, so there are enough for several such calls
+  // and the quick ones beside them. Idle, they cost nothing: they never poll.
+  int handler_threads = 8;
   // Handlers waiting for a thread; past it a call is refused with RESOURCE_EXHAUSTED.
   size_t max_waiting_handlers = 1000;
   // How long Stop waits for the calls still running after the server's Shutdown.

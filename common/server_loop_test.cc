@@ -101,10 +101,10 @@ TEST(ServerLoop, StreamsWatchUpdatesUntilTheClientCancels) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     HealthCheckRequest request;
+    served.health().SetServing(false);  // before the watch: its first answer
     auto stub = Health::NewStub(served.channel());
     auto reader = stub->Watch(&context, request);
     HealthCheckResponse response;
-    served.health().SetServing(false);
     ASSERT_TRUE(reader->Read(&response));
     EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
     served.health().SetServing(true);
