@@ -68,7 +68,7 @@ void HealthService::Serve(ServerLoop* loop) {
   ServeServerStream(loop, &async_, &Async::RequestWatch, this, &HealthService::Watch);
 }
 
-HealthService::Status HealthService::StatusOf(const std::string& service) const {
+HealthService::Status HealthService::StatusOfLocked(const std::string& service) const {
   if (!service.empty() && services_.count(service) == 0)
     return HealthCheckResponse::SERVICE_UNKNOWN;
   return serving_ ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING;
@@ -77,13 +77,13 @@ HealthService::Status HealthService::StatusOf(const std::string& service) const 
 void HealthService::SetServing(bool serving) {
   MutexLock lock(&mu_);
   serving_ = serving;
-  for (const auto& [watcher, service] : watchers_) watcher->Want(StatusOf(service));
+  for (const auto& [watcher, service] : watchers_) watcher->Want(StatusOfLocked(service));
 }
 
 grpc::Status HealthService::Check(grpc::ServerContext*, const HealthCheckRequest* request,
                                   HealthCheckResponse* response) {
   MutexLock lock(&mu_);
-  Status status = StatusOf(request->service());
+  Status status = StatusOfLocked(request->service());
   if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "unknown service \"" + request->service().substr(0, 256) + "\"");
@@ -122,7 +122,7 @@ WriteReactor<HealthCheckResponse>* HealthService::Watch(grpc::ServerContext*,
 HealthService::Status HealthService::Add(Watcher* watcher, const std::string& service) {
   MutexLock lock(&mu_);
   watchers_[watcher] = service;
-  return StatusOf(service);
+  return StatusOfLocked(service);
 }
 
 void HealthService::Remove(Watcher* watcher) {

@@ -46,7 +46,7 @@ class HealthService {
                      grpc::health::v1::HealthCheckResponse* response);
   WriteReactor<grpc::health::v1::HealthCheckResponse>* Watch(
       grpc::ServerContext* context, const grpc::health::v1::HealthCheckRequest* request);
-  Status StatusOf(const std::string& service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status StatusOfLocked(const std::string& service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A watcher starts (returns its first status) and ends.
   Status Add(Watcher* watcher, const std::string& service);
   void Remove(Watcher* watcher);
