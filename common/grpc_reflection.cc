@@ -32,6 +32,18 @@ void Error(grpc::StatusCode code, const std::string& message, ServerReflectionRe
   response->mutable_error_response()->set_error_message(message);
 }
 
+// Answers a request for one file: `file` (sent even if it was before, since it was asked
+// for) with the imports not sent yet, or NOT_FOUND saying `missing`.
+void SendFile(const protobuf::FileDescriptor* file, const std::string& missing,
+              std::set<std::string>* sent, ServerReflectionResponse* response) {
+  if (file == nullptr) {
+    Error(grpc::StatusCode::NOT_FOUND, missing, response);
+    return;
+  }
+  sent->erase(file->name());
+  AddFile(file, sent, response);
+}
+
 }  // namespace
 
 ReflectionService::ReflectionService(std::vector<std::string> services)
@@ -57,43 +69,24 @@ ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest
         response.mutable_list_services_response()->add_service()->set_name(name);
       }
       break;
-    case ServerReflectionRequest::kFileByFilename: {
-      const protobuf::FileDescriptor* file = pool->FindFileByName(request.file_by_filename());
-      if (file == nullptr) {
-        Error(grpc::StatusCode::NOT_FOUND,
-              absl::StrCat("no file ", quoted(request.file_by_filename())), &response);
-      } else {
-        sent->erase(file->name());  // asked for by name: always sent
-        AddFile(file, sent, &response);
-      }
+    case ServerReflectionRequest::kFileByFilename:
+      SendFile(pool->FindFileByName(request.file_by_filename()),
+               absl::StrCat("no file ", quoted(request.file_by_filename())), sent, &response);
       break;
-    }
-    case ServerReflectionRequest::kFileContainingSymbol: {
-      const protobuf::FileDescriptor* file =
-          pool->FindFileContainingSymbol(request.file_containing_symbol());
-      if (file == nullptr) {
-        Error(grpc::StatusCode::NOT_FOUND,
-              absl::StrCat("no symbol ", quoted(request.file_containing_symbol())), &response);
-      } else {
-        sent->erase(file->name());
-        AddFile(file, sent, &response);
-      }
+    case ServerReflectionRequest::kFileContainingSymbol:
+      SendFile(pool->FindFileContainingSymbol(request.file_containing_symbol()),
+               absl::StrCat("no symbol ", quoted(request.file_containing_symbol())), sent,
+               &response);
       break;
-    }
     case ServerReflectionRequest::kFileContainingExtension: {
       const auto& wanted = request.file_containing_extension();
       const protobuf::Descriptor* type = pool->FindMessageTypeByName(wanted.containing_type());
       const protobuf::FieldDescriptor* extension =
           type == nullptr ? nullptr : pool->FindExtensionByNumber(type, wanted.extension_number());
-      if (extension == nullptr) {
-        Error(grpc::StatusCode::NOT_FOUND,
-              absl::StrCat("no extension ", wanted.extension_number(), " of ",
-                           quoted(wanted.containing_type())),
-              &response);
-      } else {
-        sent->erase(extension->file()->name());
-        AddFile(extension->file(), sent, &response);
-      }
+      SendFile(extension == nullptr ? nullptr : extension->file(),
+               absl::StrCat("no extension ", wanted.extension_number(), " of ",
+                            quoted(wanted.containing_type())),
+               sent, &response);
       break;
     }
     case ServerReflectionRequest::kAllExtensionNumbersOfType: {
