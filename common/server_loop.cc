@@ -83,4 +83,27 @@ void ServerLoop::Stop() {
   }
 }
 
+std::shared_ptr<LoopAlarm> LoopAlarm::Set(ServerLoop* loop, absl::Time deadline,
+                                          std::function<void(bool fired)> fn) {
+  std::shared_ptr<LoopAlarm> alarm(new LoopAlarm(loop));
+  MutexLock lock(&alarm->mu_);
+  alarm->fn_ = std::move(fn);
+  alarm->self_ = alarm;
+  alarm->alarm_.Set(loop->cq(), absl::ToChronoTime(deadline), &alarm->tag_);
+  return alarm;
+}
+
+void LoopAlarm::Fired(bool ok) {
+  std::function<void(bool)> fn;
+  std::shared_ptr<LoopAlarm> self;
+  {
+    MutexLock lock(&mu_);
+    fn = std::move(fn_);
+    self = std::move(self_);
+  }
+  fn(ok);
+  loop_->CallEnded();
+  // `self` may be the last reference: this alarm is deleted on return.
+}
+
 }  // namespace gitfleet

@@ -39,6 +39,7 @@
 
 #include "absl/time/time.h"
 #include "common/sync.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_context.h"
@@ -124,6 +125,32 @@ class ServerLoop {
 // refuses calls past 1,000 or so.
 inline constexpr int kStreamAccepts = 64;
 inline constexpr int kUnaryAccepts = 8;
+
+// A one-shot timer whose callback runs on the loop's thread: with true when it fires,
+// with false when cancelled first. It holds itself until then, so its owner may go away
+// before it fires (the callback must check that its owner is still there, e.g. through a
+// weak_ptr). Unlike grpc::Alarm's callback form, it costs no hop through gRPC's executor.
+//
+//   std::shared_ptr<LoopAlarm> alarm = LoopAlarm::Set(loop, deadline, [weak](bool fired) {...});
+//   alarm->Cancel();  // from any thread
+class LoopAlarm {
+ public:
+  static std::shared_ptr<LoopAlarm> Set(ServerLoop* loop, absl::Time deadline,
+                                        std::function<void(bool fired)> fn);
+  // Makes the callback run with false soon, unless it has run. Thread-safe.
+  void Cancel() { alarm_.Cancel(); }
+
+ private:
+  explicit LoopAlarm(ServerLoop* loop) : loop_(loop) { loop_->CallStarted(); }
+  void Fired(bool ok);
+
+  ServerLoop* const loop_;
+  grpc::Alarm alarm_;
+  MethodTag<LoopAlarm> tag_{this, &LoopAlarm::Fired};
+  Mutex mu_;  // orders Set before Fired for ThreadSanitizer (gRPC's hand-off is invisible)
+  std::function<void(bool)> fn_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<LoopAlarm> self_ ABSL_GUARDED_BY(mu_);  // until it fires or is cancelled
+};
 
 // ----- Unary calls -----
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_health.h"
@@ -53,6 +54,7 @@ class Served {
   }
 
   HealthService& health() { return health_; }
+  ServerLoop* loop() { return loop_.get(); }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
 
   grpc::Status Check(const std::string& service, HealthCheckResponse* response) {
@@ -326,6 +328,35 @@ TEST(ServerLoop, OnCancelComesWhenTheClientLeavesWithNothingInFlight) {
   }
   ASSERT_TRUE(log.WaitFor("done"));
   EXPECT_EQ(log.Events(), (std::vector<std::string>{"start", "cancel", "done"}));
+}
+
+TEST(LoopAlarm, FiresOnTheLoopOrSaysItWasCancelled) {
+  Served served;  // its loop runs
+  ServerLoop* loop = served.loop();
+  Notification fired_done, cancelled_done;
+  bool fired = false, cancelled = true;
+  std::thread::id fired_on;
+  auto alarm = LoopAlarm::Set(loop, absl::Now() + absl::Milliseconds(20), [&](bool ok) {
+    fired = ok;
+    fired_on = std::this_thread::get_id();
+    fired_done.Notify();
+  });
+  // Set from another thread, cancelled at once: the callback says so.
+  std::shared_ptr<LoopAlarm> other;
+  std::thread([&] {
+    other = LoopAlarm::Set(loop, absl::Now() + absl::Hours(1), [&](bool ok) {
+      cancelled = !ok;
+      cancelled_done.Notify();
+    });
+  }).join();
+  other->Cancel();
+  other.reset();  // the alarm holds itself until its callback has run
+  ASSERT_TRUE(fired_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(cancelled_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(fired);
+  EXPECT_TRUE(cancelled);
+  EXPECT_NE(fired_on, std::this_thread::get_id());
+  alarm->Cancel();  // after it fired: nothing more happens
 }
 
 // The point of ServerLoop: none of gRPC's own polling threads exist, so one thread polls.

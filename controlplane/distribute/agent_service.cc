@@ -12,7 +12,6 @@
 #include "common/logging.h"
 #include "common/names.h"
 #include "grpc/grpc_security_constants.h"
-#include "grpcpp/alarm.h"
 
 namespace gitfleet {
 namespace {
@@ -160,11 +159,12 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
   void StartHelloReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     {
       std::weak_ptr<AgentStream> weak = weak_from_this();
-      hello_alarm_.Set(absl::ToChronoTime(absl::Now() + service_->limits().hello_timeout),
-                       [weak](bool fired) {
-                         if (!fired) return;  // cancelled: the hello came, or the stream ended
-                         if (auto stream = weak.lock()) stream->HelloTimedOut();
-                       });
+      hello_alarm_ = LoopAlarm::Set(
+          service_->loop(), absl::Now() + service_->limits().hello_timeout, [weak](bool fired) {
+            // Not fired: cancelled, the hello came or the stream ended.
+            if (!fired) return;
+            if (auto stream = weak.lock()) stream->HelloTimedOut();
+          });
       StartRead(&in_);  // under mu_, so that no Finish can come between
     }
   }
@@ -273,10 +273,10 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
   void OnDone() override {
     if (session_ != 0) hub_->Disconnect(session_);
     ReleaseHandshake();
-    hello_alarm_.Cancel();
     std::shared_ptr<AgentStream> self;
     {
       MutexLock lock(&mu_);
+      if (hello_alarm_ != nullptr) hello_alarm_->Cancel();  // its tag only goes on the queue
       done_ = true;
       metrics_.queued_updates.Decrement(static_cast<double>(pending_.size()));
       pending_.clear();
@@ -347,8 +347,8 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     {
       MutexLock lock(&mu_);
       hello_seen_ = true;
+      if (hello_alarm_ != nullptr) hello_alarm_->Cancel();
     }
-    hello_alarm_.Cancel();
     bool ok = Authenticate(hello);
     ReleaseHandshake();  // the welcome is computed and its write started, or we refused
     return ok;
@@ -501,11 +501,11 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
   grpc::ByteBuffer in_;       // touched only by the read chain
   v1::AgentMessage message_;  // touched only by the read chain
   uint64_t session_ = 0;      // set once, on the read chain, before any write
-  grpc::Alarm hello_alarm_;   // thread-safe
 
   Mutex mu_;
   bool in_handshake_ ABSL_GUARDED_BY(mu_) = false;  // holds a handshake slot
   bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<LoopAlarm> hello_alarm_ ABSL_GUARDED_BY(mu_);  // while the hello is awaited
 
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);
@@ -519,6 +519,7 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
 };
 
 void AgentServiceImpl::Serve(ServerLoop* loop) {
+  loop_ = loop;
   ServeBidi<grpc::ByteBuffer, grpc::ByteBuffer>(
       loop,
       [this](grpc::ServerContext* context, grpc::GenericServerAsyncReaderWriter* stream,

@@ -50,7 +50,7 @@ struct AgentLimits {
   // Largest message before the agent is authenticated, that is, the hello.
   size_t max_hello_bytes = 512 << 10;
   // What the message and connect rates are measured by (the hello timeout is a gRPC
-  // alarm, on real time).
+  // alarm on the server loop, on real time).
   Clock* clock = &RealClock();
 };
 
@@ -74,6 +74,7 @@ class AgentServiceImpl final
 
   // Starts accepting agent streams on `loop`, after the server is built and started.
   void Serve(ServerLoop* loop);
+  ServerLoop* loop() const { return loop_; }
 
   const AgentLimits& limits() const { return limits_; }
   // Whether `cluster` may open another stream now (its connect bucket has a token).
@@ -95,6 +96,7 @@ class AgentServiceImpl final
   ClusterRegistry* const tokens_;
   ControlPlaneMetrics& metrics_;
   const AgentLimits limits_;
+  ServerLoop* loop_ = nullptr;  // set by Serve, before any stream
   std::atomic<int64_t> reconnect_spread_ms_{0};
   Mutex mu_;
   // Bounded: cleared when it holds more than kMaxTrackedClusters entries.
