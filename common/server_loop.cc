@@ -3,6 +3,26 @@
 #include "common/logging.h"
 #include "common/thread_name.h"
 
+// ThreadSanitizer cannot see gRPC hand a tag from the thread that started an operation
+// to the loop's thread (Debian's gRPC is not built for it). Where a tag is made on another
+// thread, releasing it there and acquiring it before Complete tells TSAN what gRPC does.
+#if defined(__SANITIZE_THREAD__)
+#define GF_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GF_TSAN 1
+#endif
+#endif
+#ifdef GF_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define GF_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define GF_TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define GF_TSAN_ACQUIRE(p) (void)(p)
+#define GF_TSAN_RELEASE(p) (void)(p)
+#endif
+
 namespace gitfleet {
 
 ServerLoop::ServerLoop(grpc::ServerBuilder* builder, ServerLoopOptions options)
@@ -24,7 +44,10 @@ void ServerLoop::Poll() {
   NameThisThread("gf-grpc-loop");
   void* tag;
   bool ok;
-  while (cq_->Next(&tag, &ok)) static_cast<LoopTag*>(tag)->Complete(ok);
+  while (cq_->Next(&tag, &ok)) {
+    GF_TSAN_ACQUIRE(tag);
+    static_cast<LoopTag*>(tag)->Complete(ok);
+  }
 }
 
 void ServerLoop::Work() {
@@ -89,6 +112,7 @@ std::shared_ptr<LoopAlarm> LoopAlarm::Set(ServerLoop* loop, absl::Time deadline,
   MutexLock lock(&alarm->mu_);
   alarm->fn_ = std::move(fn);
   alarm->self_ = alarm;
+  GF_TSAN_RELEASE(&alarm->tag_);  // made on this thread, completed on the loop's
   alarm->alarm_.Set(loop->cq(), absl::ToChronoTime(deadline), &alarm->tag_);
   return alarm;
 }
