@@ -120,9 +120,9 @@ class ServerLoop {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Calls of one method the server may match at once without queueing them: a burst of new
-// calls (a fleet reconnecting) past what is requested waits in gRPC's backlog, which
-// refuses calls past 1,000 or so.
+// Calls of one method requested ahead. A burst of new calls (a fleet reconnecting) is
+// matched at once up to this many; the rest wait in gRPC's queue of unmatched calls until
+// the loop has accepted those and requested more.
 inline constexpr int kStreamAccepts = 64;
 inline constexpr int kUnaryAccepts = 8;
 
