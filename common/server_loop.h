@@ -24,8 +24,10 @@
 //   server->Shutdown(deadline);
 //   loop.Stop();
 //
-// Reactions run on the loop's thread. Every method of a reactor's base may be called from
-// any thread.
+// Reactions run on the loop's thread, except OnStart of a server-streaming call, which
+// runs on a handler thread with the reactor's factory (a reaction to a write it started
+// may begin before it returns). Every method of a reactor's base may be called from any
+// thread.
 
 #include <atomic>
 #include <deque>
