@@ -36,6 +36,8 @@ absl::Status MakePipe(Pipe* p) {
   return absl::OkStatus();
 }
 
+constexpr char kPrlimit[] = "/usr/bin/prlimit";
+
 }  // namespace
 
 absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
@@ -65,31 +67,37 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   posix_spawnattr_setsigmask(&attr, &none);  // the daemons block SIGTERM; the child must not
   posix_spawnattr_setsigdefault(&attr, &all);
 
+  // The limits must hold from the child's first instruction. Set with prlimit(2) on the
+  // spawned pid, they raced a fast child (dd had allocated 256 MiB before its 64 MiB
+  // limit landed), so util-linux's prlimit(1), Essential in Debian, sets them and then
+  // executes the program itself: same pid, exit status and signals.
+  std::vector<std::string> command;
+  if (options.max_memory_bytes > 0 || options.max_cpu > absl::ZeroDuration()) {
+    command.push_back(kPrlimit);
+    if (options.max_memory_bytes > 0) {
+      command.push_back(
+          absl::StrCat("--data=", options.max_memory_bytes, ":", options.max_memory_bytes));
+    }
+    if (options.max_cpu > absl::ZeroDuration()) {
+      // SIGXCPU at the limit, SIGKILL a second later.
+      int64_t seconds = std::max<int64_t>(1, absl::ToInt64Seconds(options.max_cpu));
+      command.push_back(absl::StrCat("--cpu=", seconds, ":", seconds + 1));
+    }
+    command.push_back("--");
+  }
+  command.insert(command.end(), argv.begin(), argv.end());
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : command) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<char*> env;
   for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
   env.push_back(nullptr);
 
   pid_t pid;
-  int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
+  int rc = posix_spawn(&pid, command[0].c_str(), &actions, &attr, args.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
-  // posix_spawn cannot set limits; the child gets them as it starts, before a tool has read
-  // its input, let alone built anything large from it.
-  if (options.max_memory_bytes > 0) {
-    rlimit data{static_cast<rlim_t>(options.max_memory_bytes),
-                static_cast<rlim_t>(options.max_memory_bytes)};
-    prlimit(pid, RLIMIT_DATA, &data, nullptr);
-  }
-  if (options.max_cpu > absl::ZeroDuration()) {
-    rlim_t seconds =
-        static_cast<rlim_t>(std::max<int64_t>(1, absl::ToInt64Seconds(options.max_cpu)));
-    rlimit cpu{seconds, seconds + 1};  // SIGXCPU, then SIGKILL a second later
-    prlimit(pid, RLIMIT_CPU, &cpu, nullptr);
-  }
   close(out.write);
   out.write = -1;
   close(err.write);
