@@ -89,16 +89,28 @@ int Fail(const std::string& message) {
   return -1;
 }
 
+// Whether the fetch must stop (cancelled, or past its deadline); then libgit2's error says
+// why. The watchdog shuts such a fetch's socket down, which a read sees as the server's
+// end of file and a write as a broken pipe, so those check here first too.
+bool Stopped(const char* what, const char* host) {
+  if (cancelled.load()) {
+    Fail("the fetch was cancelled: the control plane is stopping");
+    return true;
+  }
+  if (absl::Now() >= fetch_deadline) {
+    Fail(absl::StrCat("timed out ", what, " ", host,
+                      " (--fetch-timeout-seconds): the server stopped answering"));
+    return true;
+  }
+  return false;
+}
+
 // Waits for `events` on `fd` until the thread's deadline, in slices, so that a cancel is
 // seen within 100 ms. 1 when ready, else -1 with libgit2's error set.
 int Wait(int fd, short events, const char* what, const char* host) {
   while (true) {
-    if (cancelled.load()) return Fail("the fetch was cancelled: the control plane is stopping");
+    if (Stopped(what, host)) return -1;
     absl::Duration left = fetch_deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return Fail(absl::StrCat("timed out ", what, " ", host,
-                               " (--fetch-timeout-seconds): the server stopped answering"));
-    }
     int slice =
         static_cast<int>(absl::ToInt64Milliseconds(std::min(left, absl::Milliseconds(100))) + 1);
     pollfd p{fd, events, 0};
@@ -159,9 +171,11 @@ ssize_t Read(git_stream* stream, void* data, size_t len) {
   auto* st = reinterpret_cast<TimedSocket*>(stream);
   while (true) {
     ssize_t n = recv(st->s, data, len, 0);
-    if (n >= 0) return n;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    if (n > 0) return n;
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+      if (Stopped("reading from", st->host)) return -1;  // the watchdog's shutdown
+      if (n == 0) return 0;
       return Fail(absl::StrCat("reading from ", st->host, ": ", strerror(errno)));
     }
     if (Wait(st->s, POLLIN, "reading from", st->host) < 0) return -1;
@@ -179,6 +193,7 @@ ssize_t Write(git_stream* stream, const char* data, size_t len, int) {
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (Stopped("writing to", st->host)) return -1;  // the watchdog's shutdown
       return Fail(absl::StrCat("writing to ", st->host, ": ", strerror(errno)));
     }
     if (Wait(st->s, POLLOUT, "writing to", st->host) < 0) return -1;
