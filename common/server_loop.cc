@@ -1,5 +1,10 @@
 #include "common/server_loop.h"
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+
 #include "common/logging.h"
 #include "common/thread_name.h"
 
@@ -42,6 +47,12 @@ void ServerLoop::Start() {
 
 void ServerLoop::Poll() {
   NameThisThread("gf-grpc-loop");
+  if (options_.batch_scheduling) {
+    sched_param param{};
+    if (int error = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param); error != 0) {
+      GF_LOG(WARNING) << "cannot make the gRPC loop SCHED_BATCH: " << strerror(error);
+    }
+  }
   void* tag;
   bool ok;
   while (cq_->Next(&tag, &ok)) {

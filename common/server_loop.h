@@ -80,6 +80,15 @@ struct ServerLoopOptions {
   size_t max_waiting_handlers = 1000;
   // How long Stop waits for the calls still running after the server's Shutdown.
   absl::Duration stop_timeout = absl::Seconds(10);
+  // Runs the polling thread as SCHED_BATCH: woken, it does not preempt the thread running
+  // on its CPU, but waits for that thread's turn to end or for another CPU. Otherwise
+  // every write a bundle worker starts in a fan-out completes at once, wakes the loop for
+  // that one completion, and the loop preempts the worker: two context switches per
+  // agent, and more while the two then contend for gRPC's completion-queue lock. Woken
+  // later, the loop finds many completions and takes them in one go. It costs the loop a
+  // scheduler slice (a few ms) of latency when every CPU is busy, and nothing when one
+  // is idle (docs/BENCHMARKS.md, "SCHED_BATCH").
+  bool batch_scheduling = true;
 };
 
 class ServerLoop {

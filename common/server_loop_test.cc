@@ -1,8 +1,10 @@
 #include "common/server_loop.h"
 
 #include <dirent.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -381,6 +383,39 @@ TEST(ServerLoop, NoOtherThreadPolls) {
   }
   closedir(tasks);
   EXPECT_EQ(pollers, 1);
+}
+
+// The loop's scheduling policy, read from /proc for the thread named gf-grpc-loop.
+int LoopPolicy() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return -1;
+  int policy = -1;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat("/proc/self/task/", entry->d_name, "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    if (name == "gf-grpc-loop") policy = sched_getscheduler(std::atoi(entry->d_name));
+  }
+  closedir(tasks);
+  return policy;
+}
+
+// Woken for a completion, the loop must not preempt the thread that caused it (see
+// ServerLoopOptions::batch_scheduling); the option turns that off.
+TEST(ServerLoop, PollsAsABatchThreadUnlessToldOtherwise) {
+  {
+    Served served;
+    HealthCheckResponse response;
+    ASSERT_TRUE(served.Check("", &response).ok());  // the loop has run
+    EXPECT_EQ(LoopPolicy(), SCHED_BATCH);
+  }
+  ServerLoopOptions options;
+  options.batch_scheduling = false;
+  Served served(options);
+  HealthCheckResponse response;
+  ASSERT_TRUE(served.Check("", &response).ok());
+  EXPECT_EQ(LoopPolicy(), SCHED_OTHER);
 }
 
 }  // namespace

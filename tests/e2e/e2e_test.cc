@@ -2,6 +2,7 @@
 // repositories (file:// and git daemon on loopback).
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 
 #include <fstream>
@@ -612,6 +613,13 @@ TEST_F(Fleet, ServerReflectionListsTheServices) {
     std::string name;
     std::getline(comm, name);
     threads.push_back(name);
+    // ...and it runs as SCHED_BATCH, so that waking it does not preempt a bundle worker
+    // once per write of a fan-out (ServerLoopOptions::batch_scheduling).
+    if (name == "gf-grpc-loop") {
+      int tid = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(entry->d_name, &tid));
+      EXPECT_EQ(sched_getscheduler(tid), SCHED_BATCH);
+    }
   }
   closedir(dir);
   EXPECT_THAT(threads, Contains("gf-grpc-loop").Times(1));
