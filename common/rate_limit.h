@@ -18,14 +18,14 @@ class TokenBucket {
  public:
   TokenBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst) {}
 
-  // Takes one token if there is one.
-  bool Take(absl::Time now) {
+  // Takes `n` tokens if there are that many (one event, or n bytes of one).
+  bool Take(absl::Time now, double n = 1) {
     if (last_ != absl::InfinitePast()) {
       tokens_ = std::min(burst_, tokens_ + rate_ * absl::ToDoubleSeconds(now - last_));
     }
     last_ = now;
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
+    if (tokens_ < n) return false;
+    tokens_ -= n;
     return true;
   }
 

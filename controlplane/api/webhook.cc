@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -125,7 +126,9 @@ WebhookReceiver::WebhookReceiver(Options options, Sources sources, Fetch fetch,
       sources_(std::move(sources)),
       fetch_(std::move(fetch)),
       outcomes_(outcomes),
-      bucket_(options_.rate, options_.burst) {}
+      verified_(options_.rate, options_.burst),
+      verifying_(options_.verify_bytes_per_second,
+                 4.0 * static_cast<double>(std::max<size_t>(options_.max_body_bytes, 1024))) {}
 
 HttpResponse WebhookReceiver::Answer(const std::string& provider, const std::string& result,
                                      int code, std::string body) {
@@ -152,15 +155,17 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     provider = "github";
     event = Header(request, "x-github-event");
   }
-  {
-    MutexLock lock(&mu_);
-    if (!bucket_.Take(options_.clock->Now())) {
-      return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
-    }
-  }
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
                   absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
+  }
+  {
+    MutexLock lock(&mu_);
+    const double bytes = static_cast<double>(std::max<size_t>(request.body.size(), 1024));
+    if (!verifying_.Take(options_.clock->Now(), bytes)) {
+      return Answer(provider, "rate_limited", 429,
+                    "webhook requests are arriving faster than they can be verified; slow down");
+    }
   }
   bool verified = false;
   if (provider == "github") {
@@ -182,6 +187,12 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                   provider == "unknown"
                       ? "no GitHub, GitLab or Gitea signature headers"
                       : absl::StrCat("the ", provider, " signature or token does not match"));
+  }
+  {
+    MutexLock lock(&mu_);
+    if (!verified_.Take(options_.clock->Now())) {
+      return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
+    }
   }
   if (provider == "github" && event == "ping") return Answer(provider, "ping", 202, "pong");
   const bool push = event == "push" || event == "Push Hook" || event == "Tag Push Hook";

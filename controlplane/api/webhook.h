@@ -12,9 +12,15 @@
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
-// body over the limit, 429 past the rate limit, 400 for a verified body that is not JSON
+// body over the limit, 429 past a rate limit, 400 for a verified body that is not JSON
 // (or, with Content-Type application/x-www-form-urlencoded, a form whose `payload` field
 // is not).
+//
+// Two limits, so that a flood of unsigned or wrongly signed requests cannot get real
+// pushes refused: verified requests are limited in number (each may start fetches), and
+// the bytes checked before verification (an HMAC over the body) are limited in volume,
+// which only a flood near the network's own capacity exhausts. Requests that fail
+// verification spend nothing of the first.
 // Every outcome counts in gitfleet_webhooks_total{provider, result}.
 //
 //   WebhookReceiver receiver(options, sources, fetch, metrics.webhooks);
@@ -59,9 +65,13 @@ class WebhookReceiver {
   struct Options {
     std::string secret;
     size_t max_body_bytes = 4 << 20;
-    // Requests admitted per second, with a burst: floods are refused before any HMAC.
+    // Verified requests admitted per second, with a burst.
     double rate = 10;
     double burst = 20;
+    // Body bytes verified per second, with a burst of four bodies of the largest size;
+    // past it a request is refused before its HMAC is computed. Each request counts as
+    // at least 1 KiB.
+    double verify_bytes_per_second = 64 << 20;
     Clock* clock = &RealClock();
   };
   // (name, url) of every source.
@@ -83,7 +93,8 @@ class WebhookReceiver {
   const Fetch fetch_;
   metrics::Family<metrics::Counter>& outcomes_;
   Mutex mu_;
-  TokenBucket bucket_ ABSL_GUARDED_BY(mu_);
+  TokenBucket verified_ ABSL_GUARDED_BY(mu_);   // requests, after verification
+  TokenBucket verifying_ ABSL_GUARDED_BY(mu_);  // bytes, before it
 };
 
 }  // namespace gitfleet

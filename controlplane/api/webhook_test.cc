@@ -13,6 +13,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 std::string Sign(const std::string& key, const std::string& body) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -59,11 +60,14 @@ class WebhookTest : public ::testing::Test {
                     .Register(registry_)) {
     Reset(10, 20);
   }
-  void Reset(double rate, double burst) {
+  void Reset(double rate, double burst, double verify_bytes_per_second = 64 << 20,
+             size_t max_body_bytes = 4 << 20) {
     WebhookReceiver::Options options;
     options.secret = "s3cret";
     options.rate = rate;
     options.burst = burst;
+    options.verify_bytes_per_second = verify_bytes_per_second;
+    options.max_body_bytes = max_body_bytes;
     options.clock = &clock_;
     receiver_ = std::make_unique<WebhookReceiver>(
         options,
@@ -205,6 +209,36 @@ TEST_F(WebhookTest, OversizedFloodsAndOtherEventsAreAnsweredWithoutFetching) {
   EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
   EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 429);
   EXPECT_EQ(Count("github", "rate_limited"), 1);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
+}
+
+// Wrong signatures spend nothing of the verified requests' limit: a flood of them is
+// refused with 401, and a real push right after it is still taken.
+TEST_F(WebhookTest, AFloodOfWrongSignaturesDoesNotGetARealPushRefused) {
+  Reset(1, 2);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(receiver_->Handle(Push(i % 2 == 0 ? "github" : "gitea", "guess")).code, 401) << i;
+  }
+  HttpRequest anonymous;
+  anonymous.body = "{}";
+  EXPECT_EQ(receiver_->Handle(anonymous).code, 401);
+  EXPECT_EQ(Count("github", "rate_limited") + Count("gitea", "rate_limited"), 0);
+  EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
+  EXPECT_THAT(fetched_, Not(IsEmpty()));
+}
+
+// What is verified before the signature is known is bounded in bytes: past the budget
+// (here 1 KiB/s, a burst of four 1 KiB bodies) a request is refused before its HMAC,
+// whoever sent it, until the budget refills.
+TEST_F(WebhookTest, BytesVerifiedPerSecondAreBounded) {
+  Reset(10, 20, /*verify_bytes_per_second=*/1024, /*max_body_bytes=*/1024);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(receiver_->Handle(Push("github", "guess")).code, 401) << i;
+  HttpResponse refused = receiver_->Handle(Push("github", "s3cret"));
+  EXPECT_EQ(refused.code, 429);
+  EXPECT_THAT(refused.body, HasSubstr("faster than they can be verified"));
+  EXPECT_EQ(Count("github", "rate_limited"), 1);
+  EXPECT_THAT(fetched_, IsEmpty());
   clock_.Advance(absl::Seconds(1));
   EXPECT_EQ(receiver_->Handle(Push("github", "s3cret")).code, 202);
 }
