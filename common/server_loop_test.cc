@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_health.h"
@@ -361,44 +364,43 @@ TEST(LoopAlarm, FiresOnTheLoopOrSaysItWasCancelled) {
   alarm->Cancel();  // after it fired: nothing more happens
 }
 
+// This process's threads: (thread id, name).
+std::vector<std::pair<int, std::string>> Threads() {
+  std::vector<std::pair<int, std::string>> threads;
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return threads;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat("/proc/self/task/", entry->d_name, "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    threads.emplace_back(std::atoi(entry->d_name), name);
+  }
+  closedir(tasks);
+  return threads;
+}
+
 // The point of ServerLoop: none of gRPC's own polling threads exist, so one thread polls.
 TEST(ServerLoop, NoOtherThreadPolls) {
   Served served;
   HealthCheckResponse response;
   ASSERT_TRUE(served.Check("", &response).ok());
   int pollers = 0;
-  std::vector<std::string> names;
-  DIR* tasks = opendir("/proc/self/task");
-  ASSERT_NE(tasks, nullptr);
-  while (dirent* entry = readdir(tasks)) {
-    if (entry->d_name[0] == '.') continue;
-    std::ifstream comm(absl::StrCat("/proc/self/task/", entry->d_name, "/comm"));
-    std::string name;
-    std::getline(comm, name);
-    names.push_back(name);
+  for (const auto& [tid, name] : Threads()) {
     if (name == "gf-grpc-loop") ++pollers;
     // The callback API's pollers, and the synchronous server's.
     EXPECT_NE(name, "nexting_thread");
     EXPECT_NE(name, "grpcpp_sync_ser");
   }
-  closedir(tasks);
   EXPECT_EQ(pollers, 1);
 }
 
-// The loop's scheduling policy, read from /proc for the thread named gf-grpc-loop.
+// The scheduling policy of the thread named gf-grpc-loop; -1 if there is none.
 int LoopPolicy() {
-  DIR* tasks = opendir("/proc/self/task");
-  if (tasks == nullptr) return -1;
-  int policy = -1;
-  while (dirent* entry = readdir(tasks)) {
-    if (entry->d_name[0] == '.') continue;
-    std::ifstream comm(absl::StrCat("/proc/self/task/", entry->d_name, "/comm"));
-    std::string name;
-    std::getline(comm, name);
-    if (name == "gf-grpc-loop") policy = sched_getscheduler(std::atoi(entry->d_name));
+  for (const auto& [tid, name] : Threads()) {
+    if (name == "gf-grpc-loop") return sched_getscheduler(tid);
   }
-  closedir(tasks);
-  return policy;
+  return -1;
 }
 
 // Woken for a completion, the loop must not preempt the thread that caused it (see
