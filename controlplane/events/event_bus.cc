@@ -1,14 +1,20 @@
 #include "controlplane/events/event_bus.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 
 namespace gitfleet {
 
-bool EventBus::Filter::Matches(const v1::Event& event) const {
-  // An event about a source (no bundle) concerns every bundle.
+bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience) const {
   if (!bundle.empty() && !event.bundle().empty() && event.bundle() != bundle) return false;
-  if (!bundle.empty() && event.bundle().empty() && event.source().empty()) return false;
+  if (!bundle.empty() && event.bundle().empty()) {
+    // About a source: it concerns the bundles that read it. Otherwise (a cluster's
+    // connection) it is about no bundle.
+    if (event.source().empty() || audience == nullptr) return false;
+    if (!std::binary_search(audience->begin(), audience->end(), bundle)) return false;
+  }
   if (!cluster.empty() && event.cluster() != cluster) {
     // Bundle-wide events (renders, rollouts, commits) concern every cluster.
     if (!event.cluster().empty()) return false;
@@ -43,13 +49,13 @@ void EventBus::Subscription::Cancel() {
 EventBus::EventBus(size_t recent, size_t queue, Clock* clock)
     : recent_limit_(recent), queue_limit_(queue), clock_(clock) {}
 
-void EventBus::Publish(v1::Event event) {
+void EventBus::Publish(v1::Event event, Audience audience) {
   std::vector<std::shared_ptr<Subscription>> wake;
   {
     MutexLock lock(&mu_);
     event.set_sequence(++sequence_);
     *event.mutable_time() = ToProtoTime(clock_->Now());
-    recent_.push_back(event);
+    recent_.emplace_back(event, audience);
     if (recent_.size() > recent_limit_) recent_.pop_front();
     for (auto it = subscribers_.begin(); it != subscribers_.end();) {
       std::shared_ptr<Subscription> sub = it->lock();
@@ -58,7 +64,7 @@ void EventBus::Publish(v1::Event event) {
         continue;
       }
       ++it;
-      if (!sub->filter_.Matches(event)) continue;
+      if (!sub->filter_.Matches(event, audience)) continue;
       MutexLock sub_lock(&sub->mu_);
       if (sub->cancelled_) continue;
       const bool was_empty = sub->queue_.empty() && sub->dropped_ == 0;
@@ -88,8 +94,8 @@ absl::StatusOr<std::shared_ptr<EventBus::Subscription>> EventBus::Subscribe(
   }
   {
     MutexLock sub_lock(&sub->mu_);
-    for (const v1::Event& e : recent_) {
-      if (sub->filter_.Matches(e)) sub->queue_.push_back(e);
+    for (const auto& [e, audience] : recent_) {
+      if (sub->filter_.Matches(e, audience)) sub->queue_.push_back(e);
     }
     while (sub->queue_.size() > queue_limit_) sub->queue_.pop_front();
   }

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,10 +30,17 @@ namespace gitfleet {
 
 class EventBus {
  public:
+  // The bundles a source's event concerns (sorted): those that read the source when it
+  // was published. Kept beside the event for filtering, not sent: a monorepo source may
+  // feed thousands of bundles, and each bundle's own events (render.done) follow anyway.
+  using Audience = std::shared_ptr<const std::vector<std::string>>;
+
   struct Filter {
     std::string bundle;   // empty: any
     std::string cluster;  // empty: any
-    bool Matches(const v1::Event& event) const;
+    // An event about a source (a bundle filter and no bundle of its own) matches when its
+    // audience has the bundle.
+    bool Matches(const v1::Event& event, const Audience& audience) const;
   };
 
   class Subscription {
@@ -58,8 +66,8 @@ class EventBus {
   explicit EventBus(size_t recent = 1000, size_t queue = 1000, Clock* clock = &RealClock());
 
   // Stamps `event` with the next sequence number and the time, keeps it, and hands it to
-  // every subscriber whose filter matches.
-  void Publish(v1::Event event);
+  // every subscriber whose filter matches. `audience`: see Audience (for source events).
+  void Publish(v1::Event event, Audience audience = nullptr);
   // Subscribes with the recent events that match already queued. `wakeup` runs (on the
   // publishing thread) whenever the subscription's queue goes from empty to not.
   // `max_subscribers` > 0: ResourceExhausted (no subscription) when that many are
@@ -77,7 +85,7 @@ class EventBus {
   Clock* const clock_;
   mutable Mutex mu_;
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<v1::Event> recent_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<v1::Event, Audience>> recent_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<Subscription>> subscribers_ ABSL_GUARDED_BY(mu_);
 };
 

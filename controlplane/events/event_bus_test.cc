@@ -19,7 +19,8 @@ TEST(EventBusTest, SubscribersGetTheRecentOnesThenNewOnesThatMatchInOrder) {
   FakeClock clock;
   EventBus bus(/*recent=*/3, /*queue=*/10, &clock);
   bus.Publish(MakeEvent("render.done", "old", "", "1 object"));
-  bus.Publish(MakeEvent("source.commit", "", "", "c1", "abc", "", "app"));
+  bus.Publish(MakeEvent("source.commit", "", "", "c1", "abc", "", "app"),
+              std::make_shared<std::vector<std::string>>(std::vector<std::string>{"api", "web"}));
   bus.Publish(MakeEvent("render.done", "web", "", "2 objects"));
   int wakeups = 0;
   auto sub = *bus.Subscribe({"web", "c1"}, [&] { ++wakeups; });
@@ -39,6 +40,32 @@ TEST(EventBusTest, SubscribersGetTheRecentOnesThenNewOnesThatMatchInOrder) {
   EXPECT_EQ(wakeups, 1) << "woken when its queue stops being empty";
   bus.Publish(MakeEvent("cluster.health", "web", "c1", ""));
   EXPECT_EQ(wakeups, 1);
+}
+
+TEST(EventBusTest, ABundlesWatcherSeesCommitsOfTheSourcesItReadsOnly) {
+  EventBus bus;
+  auto reading = [](std::vector<std::string> bundles) {
+    return std::make_shared<const std::vector<std::string>>(std::move(bundles));
+  };
+  bus.Publish(MakeEvent("source.commit", "", "", "before", "a1", "", "app"), reading({"web"}));
+  auto web = *bus.Subscribe({"web", ""}, nullptr);
+  auto api = *bus.Subscribe({"api", ""}, nullptr);
+  auto all = *bus.Subscribe({}, nullptr);
+  auto c1 = *bus.Subscribe({"", "c1"}, nullptr);
+  bus.Publish(MakeEvent("source.commit", "", "", "infra change", "b1", "", "infra"),
+              reading({"api", "crds"}));
+  bus.Publish(MakeEvent("source.commit", "", "", "nobody reads it", "c1", "", "docs"), reading({}));
+  bus.Publish(MakeEvent("source.commit", "", "", "no audience given", "d1", "", "old"));
+  auto commits = [](const std::vector<v1::Event>& events) {
+    std::vector<std::string> out;
+    for (const v1::Event& e : events) out.push_back(e.commit());
+    return out;
+  };
+  EXPECT_THAT(commits(web->Take()), ElementsAre("a1")) << "only the source web reads";
+  EXPECT_THAT(commits(api->Take()), ElementsAre("b1"));
+  EXPECT_THAT(commits(all->Take()), ElementsAre("a1", "b1", "c1", "d1"));
+  EXPECT_THAT(commits(c1->Take()), ElementsAre("a1", "b1", "c1", "d1"))
+      << "a commit concerns every cluster";
 }
 
 TEST(EventBusTest, ASlowSubscriberGetsAResyncInsteadOfUnboundedBuffering) {

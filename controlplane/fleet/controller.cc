@@ -896,17 +896,19 @@ void Controller::PersistNewRevisions(const std::string& bundle) {
 }
 
 void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
-  Publish(
-      MakeEvent("source.commit", "", "", snapshot.commit.summary, snapshot.commit.id, "", source));
   // Only names are queued: each reconcile reads the source's snapshot as it is then.
-  std::vector<std::string> names;
+  auto names = std::make_shared<std::vector<std::string>>();
   {
     MutexLock lock(&mu_);
-    for (const auto& [name, state] : bundles_) {
-      if (state.definition.source() == source) names.push_back(name);
+    for (const auto& [name, state] : bundles_) {  // in name order
+      if (state.definition.source() == source) names->push_back(name);
     }
   }
-  for (const std::string& name : names) queue_.Add(name);
+  // Before the reconciles it causes, so a subscriber sees the commit before its renders.
+  Publish(
+      MakeEvent("source.commit", "", "", snapshot.commit.summary, snapshot.commit.id, "", source),
+      names);
+  for (const std::string& name : *names) queue_.Add(name);
 }
 
 absl::Status Controller::Reconcile(const std::string& name) {

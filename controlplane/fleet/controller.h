@@ -226,8 +226,8 @@ class Controller {
   Store* const store_;
   Hub* const hub_;
   EventBus* events_ = nullptr;
-  void Publish(v1::Event event) {
-    if (events_ != nullptr) events_->Publish(std::move(event));
+  void Publish(v1::Event event, EventBus::Audience audience = nullptr) {
+    if (events_ != nullptr) events_->Publish(std::move(event), std::move(audience));
   }
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;

@@ -453,6 +453,9 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   ASSERT_EQ(code, 0);
   Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1"}, &code);
   ASSERT_EQ(code, 0);
+  // A source no bundle reads: its commits are no business of bundle web's watcher.
+  Ctl({"source", "add", "unread", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   Ready("c1");
   ASSERT_TRUE(Eventually([&] {
@@ -497,6 +500,7 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   size_t done = find(healthy, "rollout.done");
   EXPECT_LT(done, story.size()) << watcher.Log();
   EXPECT_EQ(story[applied].value("commit", ""), v2);
+  for (const json& event : story) EXPECT_NE(event.value("source", ""), "unread") << event.dump();
   for (size_t i = 1; i < story.size(); ++i) {
     EXPECT_GT(std::stoull(story[i].value("sequence", "0")),
               std::stoull(story[i - 1].value("sequence", "0")));
@@ -508,6 +512,8 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("cluster.connected  cluster=c1"));
   EXPECT_THAT(out, HasSubstr("cluster.applied  bundle=web  cluster=c1"));
+  EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
+      << "unfiltered, every source's commits";
 }
 
 }  // namespace
