@@ -25,23 +25,15 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
 namespace gitfleet::testing {
 
-inline constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
-inline constexpr char kAgent[] = "agent/gitfleet-agent";
-inline constexpr char kCtl[] = "cli/gitfleetctl";
-
 inline std::string Cm(const std::string& name, const std::string& value = "1") {
   return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name +
          "\n  namespace: shop\ndata:\n  value: \"" + value + "\"\n";
-}
-
-inline int Port(const std::string& text) {
-  int port = 0;
-  return absl::SimpleAtoi(text, &port) ? port : 0;
 }
 
 class Fleet : public ::testing::Test {
@@ -116,13 +108,9 @@ class Fleet : public ::testing::Test {
   }
 
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
-    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
-    for (const std::string& a : ctl_flags_) absl::StrAppend(&command, " '", a, "'");
-    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
-    std::string out;
-    int rc = ::gitfleet::testing::Run(command, &out);
-    if (code != nullptr) *code = rc;
-    return out;
+    std::vector<std::string> all = ctl_flags_;
+    all.insert(all.end(), args.begin(), args.end());
+    return RunCtl(grpc_port_, all, code);
   }
 
   void AddSourceAndBundles() {

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
@@ -39,15 +40,11 @@ using ::gitfleet::testing::TempDir;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
-constexpr char kAgent[] = "agent/gitfleet-agent";
-constexpr char kCtl[] = "cli/gitfleetctl";
-constexpr char kFakeApiServer[] = "tests/fakekube/fake-kube-apiserver";
-
-int Port(const std::string& text) {
-  int port = 0;
-  return absl::SimpleAtoi(text, &port) ? port : 0;
-}
+using ::gitfleet::testing::kAgent;
+using ::gitfleet::testing::kControlPlane;
+using ::gitfleet::testing::kCtl;
+using ::gitfleet::testing::kFakeApiServer;
+using ::gitfleet::testing::Port;
 
 class KubernetesFleet : public ::testing::Test {
  protected:
@@ -113,12 +110,7 @@ class KubernetesFleet : public ::testing::Test {
   }
 
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
-    std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port_);
-    for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
-    std::string out;
-    int rc = ::gitfleet::testing::Run(command, &out);
-    if (code != nullptr) *code = rc;
-    return out;
+    return ::gitfleet::testing::RunCtl(grpc_port_, args, code);
   }
 
   std::optional<v1::BundleStatus> Status(const std::string& bundle) {

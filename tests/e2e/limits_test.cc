@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "proto/gitfleet/v1/agent.pb.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
@@ -30,7 +31,7 @@ using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 
-constexpr char kControlPlane[] = "controlplane/gitfleet-controlplane";
+using ::gitfleet::testing::kControlPlane;
 
 std::string Cm(int i, int version, size_t pad = 400) {
   return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
