@@ -83,7 +83,9 @@ std::string NormalizeRepoUrl(absl::string_view url) {
   }
   std::string host_and_path(rest);
   const size_t first_slash = host_and_path.find('/');
-  const size_t colon = host_and_path.find(':');
+  // An IPv6 literal ([::1]) holds colons of its own: the port or path comes after it.
+  const size_t bracket = host_and_path[0] == '[' ? host_and_path.find(']') : std::string::npos;
+  const size_t colon = host_and_path.find(':', bracket != std::string::npos ? bracket : size_t{0});
   if (colon != std::string::npos && (first_slash == std::string::npos || colon < first_slash)) {
     std::string after = host_and_path.substr(colon + 1);
     size_t digits = 0;

@@ -33,6 +33,10 @@ TEST(NormalizeRepoUrlTest, EveryFormOfOneRepositoryIsTheSame) {
   EXPECT_EQ(NormalizeRepoUrl("https://gitlab.example.com:8443/group/sub/app.git"),
             "gitlab.example.com/group/sub/app");
   EXPECT_EQ(NormalizeRepoUrl("file:///srv/git/app.git"), "/srv/git/app");
+  for (const char* url : {"https://[2001:db8::1]:8443/org/app.git",
+                          "ssh://git@[2001:db8::1]/org/app", "git@[2001:db8::1]:org/app.git"}) {
+    EXPECT_EQ(NormalizeRepoUrl(url), "[2001:db8::1]/org/app") << url;
+  }
   EXPECT_NE(NormalizeRepoUrl("https://github.com/org/app2"), "github.com/org/app");
 }
 
