@@ -1,14 +1,18 @@
 #include "bench/bench_util.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -95,6 +99,22 @@ std::map<std::string, double> CpuSecondsByThread(pid_t pid) {
     out[name] += StatCpuSeconds(task.path() / "stat");
   }
   return out;
+}
+
+absl::Status PinToCpus(int first, int last) {
+  const int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  last = std::min(last, cpus - 1);
+  if (first < 0 || first > last) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no CPUs ", first, "-", last, " on this machine of ", cpus));
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu = first; cpu <= last; ++cpu) CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    return absl::InternalError(absl::StrCat("sched_setaffinity: ", strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 void RaiseFileLimit() {

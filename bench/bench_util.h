@@ -44,6 +44,10 @@ std::map<std::string, double> CpuSecondsByThread(pid_t pid);
 // Raises the open-file limit to the hard limit (children inherit it).
 void RaiseFileLimit();
 
+// Binds the calling thread, and the threads and processes it starts from now on, to CPUs
+// [first, last] (clamped to the machine's). Call it before any other thread starts.
+absl::Status PinToCpus(int first, int last);
+
 // ConfigMap cm-I of the bench bundle at `version`: about 300 bytes of YAML, a typical
 // small object (fanout and rollout commit changes to one of them).
 std::string BenchConfigMap(int i, int version);

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -52,6 +53,10 @@ ABSL_FLAG(int, idle_s, 5,
           "How long the idle cost is measured. Keepalive pings begin 30 s after a connection's "
           "last data, so a window of 60 s or more includes them (they matter with a long "
           "--apply_ms, when a rollout lasts minutes).");
+ABSL_FLAG(bool, pin_cpus, false,
+          "Run the control plane on CPU 0 and the bench (the simulated agents) on the others, "
+          "so that they share no core's caches: the rounds' ratios then spread far less "
+          "(docs/BENCHMARKS.md). Needs 2 CPUs or more.");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
@@ -71,11 +76,29 @@ int Main() {
   for (int i = 0; i < objects; ++i)
     git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));
   git.Commit("initial");
+  const bool pin = absl::GetFlag(FLAGS_pin_cpus);
+  if (pin) {
+    if (std::thread::hardware_concurrency() < 2) {
+      fprintf(stderr, "--pin_cpus needs 2 CPUs or more\n");
+      return 1;
+    }
+    if (absl::Status pinned = bench::PinToCpus(0, 0); !pinned.ok()) {  // the child inherits it
+      fprintf(stderr, "%s\n", pinned.ToString().c_str());
+      return 1;
+    }
+  }
   absl::StatusOr<bench::ControlPlane> started =
       bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600);
   if (!started.ok()) {
     fprintf(stderr, "%s\n", std::string(started.status().message()).c_str());
     return 1;
+  }
+  if (pin) {
+    if (absl::Status pinned = bench::PinToCpus(1, 1 << 20); !pinned.ok()) {
+      fprintf(stderr, "%s\n", pinned.ToString().c_str());
+      return 1;
+    }
+    fprintf(stderr, "control plane on CPU 0, the bench on the others\n");
   }
   testing::Process& cp = *started->process;
   auto admin = v1::AdminService::NewStub(
