@@ -419,6 +419,7 @@ absl::Status Controller::RemoveSource(const std::string& name) {
     if (!stored.ok()) return stored;
     MutexLock lock(&mu_);
     sources_.erase(name);
+    source_audiences_.erase(name);
   }
   poller_.Remove(name);
   return absl::OkStatus();
@@ -897,11 +898,19 @@ void Controller::PersistNewRevisions(const std::string& bundle) {
 
 void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot) {
   // Only names are queued: each reconcile reads the source's snapshot as it is then.
-  auto names = std::make_shared<std::vector<std::string>>();
+  EventBus::Audience names;
   {
     MutexLock lock(&mu_);
+    std::vector<std::string> reading;
     for (const auto& [name, state] : bundles_) {  // in name order
-      if (state.definition.source() == source) names->push_back(name);
+      if (state.definition.source() == source) reading.push_back(name);
+    }
+    auto last = source_audiences_.find(source);
+    if (last != source_audiences_.end() && *last->second == reading) {
+      names = last->second;
+    } else {
+      names = std::make_shared<const std::vector<std::string>>(std::move(reading));
+      if (sources_.count(source) > 0) source_audiences_[source] = names;
     }
   }
   // Before the reconciles it causes, so a subscriber sees the commit before its renders.

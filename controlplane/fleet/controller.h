@@ -253,6 +253,10 @@ class Controller {
   Mutex mu_;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
+  // Per source, the bundles that read it as its last commit event named them: the next
+  // commit's event shares the list while they stay the same, so the bus's recent events
+  // hold one copy, not one per commit of a monorepo source that feeds thousands.
+  std::map<std::string, EventBus::Audience> source_audiences_ ABSL_GUARDED_BY(mu_);
   // Removed bundles -> the generation a re-added one continues from.
   std::map<std::string, int64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
