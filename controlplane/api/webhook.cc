@@ -198,7 +198,10 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   }
   if (provider == "github" && event == "ping") return Answer(provider, "ping", 202, "pong");
   const bool push = event == "push" || event == "Push Hook" || event == "Tag Push Hook";
-  if (!push) {
+  // A GitLab instance's system hook carries every project's events under one header; its
+  // payload says which (a push's fields are those of a project's push hook).
+  const bool system_hook = provider == "gitlab" && event == "System Hook";
+  if (!push && !system_hook) {
     return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
   }
   // JSON, or (GitHub's and Gitea's other content type) a form whose `payload` field holds
@@ -216,6 +219,20 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   nlohmann::json payload = nlohmann::json::parse(json, nullptr, false);
   if (payload.is_discarded() || !payload.is_object()) {
     return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
+  }
+  if (system_hook) {
+    std::string name;  // a field of another type is no name (value() would throw)
+    for (const char* field : {"event_name", "object_kind"}) {
+      auto it = payload.find(field);
+      if (it != payload.end() && it->is_string()) {
+        name = it->get<std::string>();
+        break;
+      }
+    }
+    if (name != "push" && name != "tag_push" && name != "repository_update") {
+      return Answer(provider, "ignored", 202,
+                    absl::StrCat("system hook event \"", name, "\" ignored"));
+    }
   }
   const std::set<std::string> pushed = PushedRepositories(payload);
   if (pushed.empty()) {

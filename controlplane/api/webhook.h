@@ -6,7 +6,9 @@
 // poll interval.
 //
 //   GitHub   X-Hub-Signature-256: sha256=HMAC-SHA256(secret, body), X-GitHub-Event: push
-//   GitLab   X-Gitlab-Token: secret, X-Gitlab-Event: Push Hook | Tag Push Hook
+//   GitLab   X-Gitlab-Token: secret, X-Gitlab-Event: Push Hook | Tag Push Hook, or
+//            System Hook (an instance's hook for every project) with event_name push,
+//            tag_push or repository_update
 //   Gitea    X-Gitea-Signature (Forgejo: X-Forgejo-Signature): HMAC-SHA256 hex,
 //            X-Gitea-Event (X-Forgejo-Event): push
 //

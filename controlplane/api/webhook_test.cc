@@ -125,6 +125,36 @@ TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
   }
 }
 
+TEST_F(WebhookTest, AGitLabSystemHookFetchesOnPushesAndIgnoresTheRest) {
+  HttpRequest push = Push("gitlab", "s3cret");
+  push.headers["x-gitlab-event"] = "System Hook";
+  push.body = R"({"event_name":"push","ref":"refs/heads/main",)"
+              R"("project":{"git_http_url":"https://github.com/org/app.git"}})";
+  HttpResponse response = receiver_->Handle(push);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+
+  fetched_.clear();
+  HttpRequest created = push;
+  created.body =
+      R"({"event_name":"project_create","project":{"git_http_url":"https://github.com/org/app.git"}})";
+  response = receiver_->Handle(created);
+  EXPECT_EQ(response.code, 202);
+  EXPECT_THAT(response.body, HasSubstr("system hook event \"project_create\" ignored"));
+  EXPECT_THAT(fetched_, IsEmpty());
+  EXPECT_EQ(Count("gitlab", "ignored"), 1);
+
+  HttpRequest odd = push;
+  odd.body = R"({"event_name":5,"project":{"git_http_url":"https://github.com/org/app.git"}})";
+  EXPECT_THAT(receiver_->Handle(odd).body, HasSubstr("system hook event \"\" ignored"));
+  EXPECT_THAT(fetched_, IsEmpty());
+
+  HttpRequest forged = push;
+  forged.headers["x-gitlab-token"] = "guess";
+  EXPECT_EQ(receiver_->Handle(forged).code, 401);
+  EXPECT_THAT(fetched_, IsEmpty());
+}
+
 TEST(FormFieldTest, DecodesTheNamedFieldAndRefusesMalformedEscapes) {
   EXPECT_EQ(FormField("a=1&payload=%7B%22x%22%3A+1%7d&b=2", "payload"), "{\"x\": 1}");
   EXPECT_EQ(FormField("payload=", "payload"), "");

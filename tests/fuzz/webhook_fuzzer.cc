@@ -1,11 +1,43 @@
 // Push webhook bodies: form decoding, the JSON payload and the repository URLs in it.
 // (A body reaches them only once its signature is verified; a URL from a source's
-// definition reaches NormalizeRepoUrl anyway.)
+// definition reaches NormalizeRepoUrl anyway.) Then the whole receiver, as a verified
+// GitLab project hook and system hook, so every branch a verified body can take runs.
 #include <cstdint>
 #include <optional>
 #include <string>
 
+#include "common/logging.h"
+#include "common/metrics/metrics.h"
 #include "controlplane/api/webhook.h"
+
+namespace {
+
+gitfleet::WebhookReceiver& Receiver() {
+  static auto* registry = new gitfleet::metrics::Registry();
+  static auto* family = &gitfleet::metrics::BuildCounter()
+                             .Name("gitfleet_webhooks_total")
+                             .Help("webhooks")
+                             .LabelNames({"provider", "result"})
+                             .Register(*registry);
+  static auto* receiver = [] {
+    gitfleet::SetLogLevel(gitfleet::LogLevel::kError);  // refusals log warnings
+    gitfleet::WebhookReceiver::Options options;
+    options.secret = "s";
+    options.rate = 1e12;  // no limit gets in the way of the body's path
+    options.burst = 1e12;
+    options.verify_bytes_per_second = 1e18;
+    return new gitfleet::WebhookReceiver(
+        options,
+        [] {
+          return std::vector<std::pair<std::string, std::string>>{
+              {"app", "https://github.com/org/app.git"}, {"v6", "ssh://git@[::1]:22/org/app"}};
+        },
+        [](const std::string&) { return absl::OkStatus(); }, *family);
+  }();
+  return *receiver;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
@@ -15,6 +47,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (body == nullptr) continue;
     nlohmann::json payload = nlohmann::json::parse(*body, nullptr, false);
     if (!payload.is_discarded()) (void)gitfleet::PushedRepositories(payload);
+  }
+  for (const char* event : {"Push Hook", "System Hook"}) {
+    gitfleet::HttpRequest request;
+    request.method = "POST";
+    request.body = text;
+    request.headers["x-gitlab-event"] = event;
+    request.headers["x-gitlab-token"] = "s";
+    (void)Receiver().Handle(request);
   }
   return 0;
 }
