@@ -102,7 +102,8 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                     .Register(r)),
       webhooks(BuildCounter()
                    .Name("gitfleet_webhooks_total")
-                   .Help("Git push webhooks, by provider (github, gitlab, gitea, unknown) and "
+                   .Help("Git push webhooks, by provider (github, gitlab, gitea, gogs, bitbucket, "
+                         "unknown) and "
                          "result.")
                    .LabelNames({"provider", "result"})
                    .Register(r)),

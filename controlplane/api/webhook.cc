@@ -107,6 +107,11 @@ std::string NormalizeRepoUrl(absl::string_view url) {
 
 std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
   std::set<std::string> out;
+  auto add = [&out](const nlohmann::json& value) {
+    if (value.is_string() && !value.get<std::string>().empty()) {
+      out.insert(NormalizeRepoUrl(value.get<std::string>()));
+    }
+  };
   if (!payload.is_object()) return out;
   for (const char* object : {"repository", "project"}) {
     auto it = payload.find(object);
@@ -114,8 +119,17 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
     for (const char* field : {"clone_url", "ssh_url", "git_url", "html_url", "url", "svn_url",
                               "git_http_url", "git_ssh_url", "web_url", "http_url", "homepage"}) {
       auto value = it->find(field);
-      if (value != it->end() && value->is_string() && !value->get<std::string>().empty()) {
-        out.insert(NormalizeRepoUrl(value->get<std::string>()));
+      if (value != it->end()) add(*value);
+    }
+    // Bitbucket: links.html.href (Cloud), links.clone[].href (Data Center: ssh and http).
+    auto links = it->find("links");
+    if (links == it->end() || !links->is_object()) continue;
+    for (const auto& [name, link] : links->items()) {
+      if (name != "html" && name != "clone") continue;
+      if (link.is_object() && link.contains("href")) add(link["href"]);
+      if (!link.is_array()) continue;
+      for (const nlohmann::json& each : link) {
+        if (each.is_object() && each.contains("href")) add(each["href"]);
       }
     }
   }
@@ -148,6 +162,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     provider = "gitea";
     event = Header(request, "x-gitea-event");
     if (event.empty()) event = Header(request, "x-forgejo-event");
+  } else if (!Header(request, "x-gogs-event").empty()) {
+    provider = "gogs";
+    event = Header(request, "x-gogs-event");
   } else if (!Header(request, "x-gitlab-event").empty() ||
              !Header(request, "x-gitlab-token").empty()) {
     provider = "gitlab";
@@ -156,6 +173,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
              !Header(request, "x-hub-signature-256").empty()) {
     provider = "github";
     event = Header(request, "x-github-event");
+  } else if (!Header(request, "x-event-key").empty()) {
+    provider = "bitbucket";  // Cloud and Data Center
+    event = Header(request, "x-event-key");
   }
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
@@ -178,16 +198,25 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                             HmacSha256Hex(options_.secret, request.body));
   } else if (provider == "gitlab") {
     verified = SecureEquals(Header(request, "x-gitlab-token"), options_.secret);
-  } else if (provider == "gitea") {
-    std::string signature = Header(request, "x-gitea-signature");
-    if (signature.empty()) signature = Header(request, "x-forgejo-signature");
+  } else if (provider == "gitea" || provider == "gogs") {
+    std::string signature =
+        Header(request, provider == "gogs" ? "x-gogs-signature" : "x-gitea-signature");
+    if (signature.empty() && provider == "gitea") {
+      signature = Header(request, "x-forgejo-signature");
+    }
     verified = SecureEquals(absl::AsciiStrToLower(signature),
+                            HmacSha256Hex(options_.secret, request.body));
+  } else if (provider == "bitbucket") {
+    const std::string header = Header(request, "x-hub-signature");
+    absl::string_view signature = header;
+    verified = absl::ConsumePrefix(&signature, "sha256=") &&
+               SecureEquals(absl::AsciiStrToLower(signature),
                             HmacSha256Hex(options_.secret, request.body));
   }
   if (!verified) {
     return Answer(provider, "unauthorized", 401,
                   provider == "unknown"
-                      ? "no GitHub, GitLab or Gitea signature headers"
+                      ? "no GitHub, GitLab, Gitea, Gogs or Bitbucket signature headers"
                       : absl::StrCat("the ", provider, " signature or token does not match"));
   }
   {
@@ -196,8 +225,13 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
     }
   }
-  if (provider == "github" && event == "ping") return Answer(provider, "ping", 202, "pong");
-  const bool push = event == "push" || event == "Push Hook" || event == "Tag Push Hook";
+  if ((provider == "github" && event == "ping") ||
+      (provider == "bitbucket" && event == "diagnostics:ping")) {
+    return Answer(provider, "ping", 202, "pong");
+  }
+  // Bitbucket Cloud says repo:push, Data Center repo:refs_changed.
+  const bool push = event == "push" || event == "Push Hook" || event == "Tag Push Hook" ||
+                    event == "repo:push" || event == "repo:refs_changed";
   // A GitLab instance's system hook carries every project's events under one header; its
   // payload says which (a push's fields are those of a project's push hook).
   const bool system_hook = provider == "gitlab" && event == "System Hook";

@@ -11,6 +11,9 @@
 //            tag_push or repository_update
 //   Gitea    X-Gitea-Signature (Forgejo: X-Forgejo-Signature): HMAC-SHA256 hex,
 //            X-Gitea-Event (X-Forgejo-Event): push
+//   Gogs     X-Gogs-Signature: HMAC-SHA256 hex, X-Gogs-Event: push
+//   Bitbucket (Cloud and Data Center) X-Hub-Signature: sha256=HMAC-SHA256(secret, body),
+//            X-Event-Key: repo:push (Cloud) | repo:refs_changed (Data Center)
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
@@ -59,7 +62,8 @@ std::string NormalizeRepoUrl(absl::string_view url);
 // when it is missing or not well-formed.
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name);
 
-// The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea).
+// The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea,
+// Gogs, Bitbucket).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {

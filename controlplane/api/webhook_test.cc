@@ -98,6 +98,12 @@ class WebhookTest : public ::testing::Test {
     } else if (provider == "gitlab") {
       request.headers["x-gitlab-event"] = "Push Hook";
       request.headers["x-gitlab-token"] = secret;
+    } else if (provider == "gogs") {
+      request.headers["x-gogs-event"] = "push";
+      request.headers["x-gogs-signature"] = Sign(secret, request.body);
+    } else if (provider == "bitbucket") {
+      request.headers["x-event-key"] = "repo:push";
+      request.headers["x-hub-signature"] = "sha256=" + Sign(secret, request.body);
     } else {
       request.headers["x-gitea-event"] = "push";
       request.headers["x-gitea-signature"] = Sign(secret, request.body);
@@ -116,7 +122,7 @@ class WebhookTest : public ::testing::Test {
 };
 
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
-  for (const char* provider : {"github", "gitlab", "gitea"}) {
+  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket"}) {
     fetched_.clear();
     HttpResponse response = receiver_->Handle(Push(provider, "s3cret"));
     EXPECT_EQ(response.code, 202) << provider << ": " << response.body;
@@ -152,6 +158,50 @@ TEST_F(WebhookTest, AGitLabSystemHookFetchesOnPushesAndIgnoresTheRest) {
   HttpRequest forged = push;
   forged.headers["x-gitlab-token"] = "guess";
   EXPECT_EQ(receiver_->Handle(forged).code, 401);
+  EXPECT_THAT(fetched_, IsEmpty());
+}
+
+// Bitbucket names its repository in links: Cloud's web page, Data Center's clone URLs
+// (SSH on its own port, HTTP under /scm/).
+TEST_F(WebhookTest, BitbucketPushesNameTheirRepositoryInLinks) {
+  nlohmann::json cloud = {
+      {"repository",
+       {{"full_name", "org/app"},
+        {"links",
+         {{"html", {{"href", "https://bitbucket.org/org/app"}}},
+          {"self", {{"href", "https://api.bitbucket.org/2.0/repositories/org/app"}}}}}}}};
+  EXPECT_THAT(PushedRepositories(cloud), ElementsAre("bitbucket.org/org/app"));
+  nlohmann::json data_center = {
+      {"eventKey", "repo:refs_changed"},
+      {"repository",
+       {{"slug", "app"},
+        {"links",
+         {{"clone",
+           {{{"href", "ssh://git@git.example.com:7999/org/app.git"}, {"name", "ssh"}},
+            {{"href", "https://git.example.com/scm/org/app.git"}, {"name", "http"}}}},
+          {"self", {{{"href", "https://git.example.com/projects/ORG/repos/app/browse"}}}}}}}}};
+  EXPECT_THAT(PushedRepositories(data_center),
+              ElementsAre("git.example.com/org/app", "git.example.com/scm/org/app"));
+  nlohmann::json odd = {{"repository", {{"links", {{"clone", {1, "x", {{"href", 2}}}}}}}}};
+  EXPECT_THAT(PushedRepositories(odd), IsEmpty());
+
+  HttpRequest push = Push("bitbucket", "s3cret");
+  push.headers["x-event-key"] = "repo:refs_changed";
+  push.body = R"({"repository":{"links":{"clone":[)"
+              R"({"href":"ssh://git@github.com:22/org/app.git","name":"ssh"}]}}})";
+  push.headers["x-hub-signature"] = "sha256=" + Sign("s3cret", push.body);
+  HttpResponse response = receiver_->Handle(push);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+  EXPECT_EQ(Count("bitbucket", "accepted"), 1);
+
+  fetched_.clear();
+  HttpRequest ping = push;
+  ping.headers["x-event-key"] = "diagnostics:ping";
+  EXPECT_THAT(receiver_->Handle(ping).body, HasSubstr("pong"));
+  HttpRequest unsigned_push = push;
+  unsigned_push.headers.erase("x-hub-signature");
+  EXPECT_EQ(receiver_->Handle(unsigned_push).code, 401);
   EXPECT_THAT(fetched_, IsEmpty());
 }
 
@@ -196,7 +246,7 @@ TEST_F(WebhookTest, AFormEncodedPushIsReadFromItsPayloadField) {
 }
 
 TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
-  for (const char* provider : {"github", "gitlab", "gitea"}) {
+  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket"}) {
     HttpResponse response = receiver_->Handle(Push(provider, "guess"));
     EXPECT_EQ(response.code, 401) << provider;
     EXPECT_EQ(Count(provider, "unauthorized"), 1) << provider;
