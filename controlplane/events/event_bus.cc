@@ -55,8 +55,6 @@ void EventBus::Publish(v1::Event event, Audience audience) {
     MutexLock lock(&mu_);
     event.set_sequence(++sequence_);
     *event.mutable_time() = ToProtoTime(clock_->Now());
-    recent_.emplace_back(event, audience);
-    if (recent_.size() > recent_limit_) recent_.pop_front();
     for (auto it = subscribers_.begin(); it != subscribers_.end();) {
       std::shared_ptr<Subscription> sub = it->lock();
       if (sub == nullptr) {
@@ -77,6 +75,10 @@ void EventBus::Publish(v1::Event event, Audience audience) {
       sub->queue_.push_back(event);
       if (was_empty) wake.push_back(sub);
     }
+    // Subscribers have their copies; the recent list takes the event itself (one is
+    // published for every report a cluster applies, usually with no subscriber at all).
+    recent_.emplace_back(std::move(event), std::move(audience));
+    if (recent_.size() > recent_limit_) recent_.pop_front();
   }
   for (const std::shared_ptr<Subscription>& sub : wake) {
     if (sub->wakeup_) sub->wakeup_();
