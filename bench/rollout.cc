@@ -55,7 +55,7 @@ ABSL_FLAG(int, idle_s, 5,
           "--apply_ms, when a rollout lasts minutes).");
 ABSL_FLAG(bool, pin_cpus, false,
           "Run the control plane on CPU 0 and the bench (the simulated agents) on the others, "
-          "so that they share no core's caches: the rounds' ratios then spread far less "
+          "so that they share no core's caches: one source of noise fewer "
           "(docs/BENCHMARKS.md). Needs 2 CPUs or more.");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
