@@ -189,29 +189,28 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                     "webhook requests are arriving faster than they can be verified; slow down");
     }
   }
+  // HMAC-SHA256 of the body, hex; GitHub and Bitbucket put "sha256=" before it.
+  auto hmac_matches = [&](absl::string_view signature) {
+    return SecureEquals(absl::AsciiStrToLower(signature),
+                        HmacSha256Hex(options_.secret, request.body));
+  };
+  auto prefixed_hmac_matches = [&](const std::string& header) {
+    absl::string_view signature = header;
+    return absl::ConsumePrefix(&signature, "sha256=") && hmac_matches(signature);
+  };
   bool verified = false;
   if (provider == "github") {
-    const std::string header = Header(request, "x-hub-signature-256");
-    absl::string_view signature = header;
-    verified = absl::ConsumePrefix(&signature, "sha256=") &&
-               SecureEquals(absl::AsciiStrToLower(signature),
-                            HmacSha256Hex(options_.secret, request.body));
+    verified = prefixed_hmac_matches(Header(request, "x-hub-signature-256"));
   } else if (provider == "gitlab") {
     verified = SecureEquals(Header(request, "x-gitlab-token"), options_.secret);
-  } else if (provider == "gitea" || provider == "gogs") {
-    std::string signature =
-        Header(request, provider == "gogs" ? "x-gogs-signature" : "x-gitea-signature");
-    if (signature.empty() && provider == "gitea") {
-      signature = Header(request, "x-forgejo-signature");
-    }
-    verified = SecureEquals(absl::AsciiStrToLower(signature),
-                            HmacSha256Hex(options_.secret, request.body));
+  } else if (provider == "gitea") {
+    std::string signature = Header(request, "x-gitea-signature");
+    if (signature.empty()) signature = Header(request, "x-forgejo-signature");
+    verified = hmac_matches(signature);
+  } else if (provider == "gogs") {
+    verified = hmac_matches(Header(request, "x-gogs-signature"));
   } else if (provider == "bitbucket") {
-    const std::string header = Header(request, "x-hub-signature");
-    absl::string_view signature = header;
-    verified = absl::ConsumePrefix(&signature, "sha256=") &&
-               SecureEquals(absl::AsciiStrToLower(signature),
-                            HmacSha256Hex(options_.secret, request.body));
+    verified = prefixed_hmac_matches(Header(request, "x-hub-signature"));
   }
   if (!verified) {
     return Answer(provider, "unauthorized", 401,
