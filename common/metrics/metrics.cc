@@ -92,6 +92,7 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
 
 Histogram::BucketBoundaries ExponentialBuckets(double start, double factor, int count) {
   Histogram::BucketBoundaries out;
+  out.reserve(count > 0 ? count : 0);
   double value = start;
   for (int i = 0; i < count; ++i) {
     out.push_back(value);

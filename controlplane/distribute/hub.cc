@@ -1051,8 +1051,10 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
       absl::Time applied = FromProtoTime(status.applied_time());
       absl::Time committed = target->second.content->committed_time();
       if (applied > committed) {
-        metrics_.commit_to_applied_seconds
-            .Add({{"bundle", bundle}}, metrics::ExponentialBuckets(0.01, 2, 14))
+        // Built once: this runs for every report that applies a revision.
+        static const auto* const kBuckets =
+            new metrics::Histogram::BucketBoundaries(metrics::ExponentialBuckets(0.01, 2, 14));
+        metrics_.commit_to_applied_seconds.Add({{"bundle", bundle}}, *kBuckets)
             .Observe(absl::ToDoubleSeconds(applied - committed));
       }
     }
