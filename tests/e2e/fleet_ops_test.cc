@@ -232,6 +232,62 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
 }
 
+TEST_F(FleetOps, AClusterThatFailsToApplyPausesTheRolloutLongBeforeItsDeadline) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  // On c2 another bundle already manages shop/web: its agent refuses to take it over, so
+  // the apply fails there (and only there).
+  auto apply = [&](const std::string& path, const std::string& object) {
+    absl::StatusOr<KubeResponse> r = clusters_["c2"].client->Do(
+        "PATCH", path + "?fieldManager=kubectl", object, "application/apply-patch+yaml");
+    ASSERT_TRUE(r.ok() && (r->code == 200 || r->code == 201)) << (r.ok() ? r->body : "");
+  };
+  apply("/api/v1/namespaces/shop",
+        R"({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})");
+  apply("/apis/apps/v1/namespaces/shop/deployments/web", R"({
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "shop", "labels": {"gitfleet.io/bundle": "other"}},
+    "spec": {"selector": {"matchLabels": {"app": "other"}},
+             "template": {"metadata": {"labels": {"app": "other"}},
+                          "spec": {"containers": [{"name": "other", "image": "other:1"}]}}}})");
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  // The default progress deadline (10m): only the failure can pause it within the test.
+  out =
+      Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("PAUSED at partition 2/3") != std::string::npos;
+  })) << Ctl({"rollout", "status", "web"})
+      << Logs();
+  out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("cluster c2 failed to apply the revision"));
+  EXPECT_THAT(out, HasSubstr("bundle other already manages this object"));
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("partition 2/3: paused"));
+  EXPECT_EQ(Image("c2"), "other:1") << "the other bundle's object is left as it was";
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c3"), "") << "clusters not yet reached get nothing";
+
+  // The operator sorts c2 out: the other bundle's object goes, and c2's agent applies on
+  // its next try. The rollout stays paused, even with c2 healthy, until it is resumed.
+  absl::StatusOr<KubeResponse> deleted =
+      clusters_["c2"].client->Do("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web");
+  ASSERT_TRUE(deleted.ok() && deleted->code == 200) << (deleted.ok() ? deleted->body : "");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c2");
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c3"), "") << "a paused rollout waits for the operator";
+  out = Ctl({"rollout", "resume", "web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
+}
+
 TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
   WriteApp("web:1");
   git_.Commit("v1");
