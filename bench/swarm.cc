@@ -204,7 +204,7 @@ void Swarm::Agent::Send(v1::AgentMessage message, absl::Duration delay) {
 }
 
 absl::Duration Swarm::Agent::ApplyTime(const std::string& revision) const {
-  const int64_t spread = absl::ToInt64Microseconds(swarm_->options_.apply_time);
+  const int64_t spread = swarm_->apply_time_us_.load();
   if (spread <= 0) return absl::ZeroDuration();
   uint64_t hash = 14695981039346656037ull;  // FNV-1a: the same on every run
   for (const std::string* part : {&name_, &revision}) {
@@ -315,7 +315,8 @@ void Swarm::Agent::Cancel() {
   if (stream_ != nullptr) stream_->Cancel();
 }
 
-Swarm::Swarm(SwarmOptions options) : options_(std::move(options)) {
+Swarm::Swarm(SwarmOptions options)
+    : options_(std::move(options)), apply_time_us_(absl::ToInt64Microseconds(options_.apply_time)) {
   scheduler_ = std::thread([this] { RunScheduler(); });
 }
 

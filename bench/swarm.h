@@ -78,6 +78,11 @@ class Swarm {
 
   class Agent;  // one simulated agent (swarm.cc)
   const SwarmOptions& options() const { return options_; }
+  // Changes options().apply_time for updates received from now on (a bench compares
+  // paces in one run).
+  void SetApplyTime(absl::Duration apply_time) {
+    apply_time_us_.store(absl::ToInt64Microseconds(apply_time));
+  }
 
   // Kept per swarm (a process may run several, as tests do), by the streams.
   struct Counters {
@@ -96,6 +101,7 @@ class Swarm {
   void RunScheduler();
 
   const SwarmOptions options_;
+  std::atomic<int64_t> apply_time_us_;
   std::vector<std::shared_ptr<Agent>> agents_;
   mutable Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
