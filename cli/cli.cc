@@ -749,10 +749,15 @@ class Cli {
     Table table(
         {"PARTITION", "STATE", "CLUSTER", "CONNECTED", "APPLIED", "HEALTH", "READY", "DETAIL"});
     for (const v1::RolloutPartition& p : status.partitions()) {
+      const std::string partition =
+          absl::StrCat(p.index() + 1, p.selector().empty() ? "" : " " + p.selector());
+      if (p.clusters_size() == 0) {
+        table.Add({partition, p.state(), "-", "-", "-", "-", "-",
+                   "no clusters: they left the bundle since the rollout began"});
+      }
       for (const v1::RolloutCluster& c : p.clusters()) {
         std::string health = absl::AsciiStrToLower(v1::HealthState_Name(c.health()));
-        table.Add({absl::StrCat(p.index() + 1, p.selector().empty() ? "" : " " + p.selector()),
-                   p.state(), c.name(), c.connected() ? "yes" : "no",
+        table.Add({partition, p.state(), c.name(), c.connected() ? "yes" : "no",
                    c.applied_revision().empty() ? "-" : Short(c.applied_revision()),
                    health.substr(sizeof("health_state_") - 1), c.ready() ? "yes" : "no",
                    c.detail()});

@@ -1159,14 +1159,17 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
 
 Hub::Gate Controller::RolloutGate(const std::string& name) {
   // Asked on every report a gated bundle gets (at most every kRolloutEvaluationInterval):
-  // copies only what it needs, and cuts the partitions again only when the fleet changed.
+  // copies only what it needs, and adjusts the partitions only when the fleet changed.
   v1::RolloutStrategy strategy;
   int64_t definition_generation = 0;
   bool suspended = false;
   v1::RolloutRecord before;
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
-  std::shared_ptr<const std::vector<Partition>> partitions;
+  std::shared_ptr<const std::vector<Partition>> cut;  // as last worked out, if any
+  uint64_t cut_membership = 0;
+  int64_t cut_generation = -1;
+  std::string cut_commit;
   const uint64_t membership = hub_->MembershipVersion();
   {
     MutexLock lock(&mu_);
@@ -1179,14 +1182,17 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     before = state.record.rollout();
     selector = state.selector;
     content = state.content;
-    if (state.partitions != nullptr && state.partitions_membership == membership &&
-        state.partitions_generation == definition_generation) {
-      partitions = state.partitions;
-    }
+    cut = state.partitions;
+    cut_membership = state.partitions_membership;
+    cut_generation = state.partitions_generation;
+    cut_commit = state.partitions_commit;
   }
-  auto publish = [&](const std::shared_ptr<const std::vector<Partition>>& cut,
-                     const std::string& message, const v1::RolloutRecord& rollout) {
-    const size_t count = cut != nullptr ? cut->size() : 0;
+  // Records `partitions`, cut for `cut_for` (the rollout's commit) and adjusted to the
+  // fleet as of `cut_at` (a membership version), and what the rollout waits for.
+  auto publish = [&](const std::shared_ptr<const std::vector<Partition>>& partitions,
+                     uint64_t cut_at, const std::string& cut_for, const std::string& message,
+                     const v1::RolloutRecord& rollout) {
+    const size_t count = partitions != nullptr ? partitions->size() : 0;
     const bool progressive = Progressive(strategy) && count > 0;
     const bool done = rollout.partition() >= static_cast<int>(count);
     metrics_.rollout_partition.Add({{"bundle", name}})
@@ -1196,19 +1202,28 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
-    it->second.partitions = cut;
-    it->second.partitions_membership = membership;
+    it->second.partitions = partitions;
+    it->second.partitions_membership = cut_at;
     it->second.partitions_generation = definition_generation;
+    it->second.partitions_commit = cut_for;
     it->second.rollout_message = message;
+  };
+  // The partitions the rollout of `commit` was cut into, if they are still known.
+  auto cut_for = [&](const std::string& commit) {
+    return cut != nullptr && cut_generation == definition_generation && cut_commit == commit
+               ? cut
+               : nullptr;
   };
   if (suspended) {
     hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
-    publish(nullptr, "suspended (gitfleetctl bundle resume)", before);
+    // Kept as they are: the rollout goes on from the same partitions once resumed.
+    publish(cut_for(before.commit()), cut_membership, before.commit(),
+            "suspended (gitfleetctl bundle resume)", before);
     return ClusterSetGate::Of({});  // nobody gets anything new
   }
   if (!Progressive(strategy) || content == nullptr) {
     hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
-    publish(nullptr, "", before);
+    publish(nullptr, 0, "", "", before);
     return nullptr;
   }
   const absl::Time now = options_.clock->Now();
@@ -1227,9 +1242,15 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
                  << " partition by partition";
     Publish(MakeEvent("rollout.started", name, "", "partition 1 first", content->commit()));
   }
+  // Cut when the rollout begins. Since then the fleet may have changed (a cluster joined,
+  // or its labels changed): the cut is adjusted so that no cluster's turn comes sooner.
+  std::shared_ptr<const std::vector<Partition>> partitions = cut_for(rollout.commit());
   if (partitions == nullptr) {
     partitions = std::make_shared<const std::vector<Partition>>(
         CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
+  } else if (cut_membership != membership) {
+    partitions = std::make_shared<const std::vector<Partition>>(
+        AdjustPartitions(*partitions, hub_->MatchingClusterLabels(selector)));
   }
   const int started_at = rollout.partition();
   hub_->BeginEvaluation(name);
@@ -1299,7 +1320,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       it->second.gate_partition = rollout.partition();
     }
   }
-  publish(partitions, step.message.empty() ? "done" : step.message, rollout);
+  publish(partitions, membership, rollout.commit(), step.message.empty() ? "done" : step.message,
+          rollout);
   return gate;
 }
 

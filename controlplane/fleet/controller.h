@@ -159,11 +159,13 @@ class Controller {
     std::shared_ptr<const BundleVariants> pushed_content;
     uint64_t pushed_builds = 0;
     Hub::Gate pushed_gate;
-    // The rollout as last worked out: its partitions (cut for a membership version of the
-    // hub and a definition), what it waits for, and the gate of its current partition.
+    // The rollout as last worked out: its partitions (cut when the rollout of a render of
+    // a definition began, and adjusted to the hub's membership version since; see
+    // AdjustPartitions), what it waits for, and the gate of its current partition.
     std::shared_ptr<const std::vector<Partition>> partitions;
     uint64_t partitions_membership = 0;
     int64_t partitions_generation = -1;
+    std::string partitions_commit;
     std::string rollout_message;
     // Clusters its dependencies hold back, and why (as of the last evaluation).
     std::map<std::string, std::string> dependency_waits;

@@ -1069,5 +1069,78 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   EXPECT_THAT(controller_->SuspendCluster("nowhere", true), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// The partitions are cut when a render's rollout starts. A cluster that stops matching the
+// bundle later leaves its partition and moves nobody else, and one that starts matching
+// joins the last: a change in the fleet never brings a cluster's turn forward, so it
+// cannot get the render before the partitions ahead of its own are ready.
+TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  v1::Bundle bundle = Bundle("web", "apps/web", "env=prod");
+  bundle.mutable_rollout()->set_partition_size("1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  for (const char* name : {"c1", "c2", "c3"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r2, r1);
+  ASSERT_EQ(Eventually("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 stays Progressing
+  Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);
+
+  // c1 (partition 1, passed) stops matching, and c0, which sorts first, joins. Cut again
+  // from scratch, c2 would now be in a passed partition and c3 in the current one.
+  v1::Hello relabelled;
+  relabelled.set_cluster("c1");
+  (*relabelled.mutable_labels())["env"] = "dev";
+  agents_["c1"] = Agent();
+  agents_["c1"].session = hub_->Connect(relabelled, "peer", agents_["c1"].connection);
+  Connect("c0");
+  Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);  // any report evaluates the rollout
+  absl::SleepFor(absl::Milliseconds(300));         // time for anything wrongly given to show
+  EXPECT_EQ(Take("c3"), "") << "c3 got r2 while c2, ahead of it, is not ready";
+  EXPECT_EQ(Take("c0"), "") << "a cluster that joined mid-rollout jumped the queue";
+  absl::StatusOr<v1::RolloutStatus> rollout = controller_->GetRollout("web");
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->partition(), 1);
+  ASSERT_EQ(rollout->partitions_size(), 3);
+  EXPECT_EQ(rollout->partitions(0).clusters_size(), 0) << "c1 left it";
+  ASSERT_EQ(rollout->partitions(1).clusters_size(), 1);
+  EXPECT_EQ(rollout->partitions(1).clusters(0).name(), "c2");
+  ASSERT_EQ(rollout->partitions(2).clusters_size(), 2);
+  EXPECT_EQ(rollout->partitions(2).clusters(0).name(), "c3");
+  EXPECT_EQ(rollout->partitions(2).clusters(1).name(), "c0") << "joiners go last";
+  EXPECT_THAT(rollout->message(), HasSubstr("partition 2/3"));
+
+  // c2 turns Healthy: the last partition, joiner included, gets r2.
+  Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r2);
+  EXPECT_EQ(Eventually("c0"), r2);
+  EXPECT_EQ(Take("c1"), "") << "c1 is no longer targeted";
+
+  // The next render's rollout is cut afresh: c0 first, by name.
+  Report("c0", r2, v1::HEALTH_STATE_HEALTHY);
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  git_.Write("apps/web/cm.yaml", Cm("web", "3"));
+  git_.Commit("third");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r3 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r3, r2);
+  EXPECT_EQ(Eventually("c0"), r3);
+  rollout = controller_->GetRollout("web");
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  ASSERT_EQ(rollout->partitions_size(), 3);
+  EXPECT_EQ(rollout->partitions(0).clusters(0).name(), "c0");
+}
+
 }  // namespace
 }  // namespace gitfleet

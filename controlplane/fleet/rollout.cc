@@ -1,9 +1,11 @@
 #include "controlplane/fleet/rollout.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -108,6 +110,35 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
     size_t end = std::min(rest.size(), begin + size);
     out.push_back({"", std::vector<std::string>(rest.begin() + begin, rest.begin() + end)});
   }
+  return out;
+}
+
+std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut,
+                                        std::vector<std::pair<std::string, LabelMap>> clusters) {
+  absl::flat_hash_set<std::string> targeted;
+  targeted.reserve(clusters.size());
+  for (const auto& cluster : clusters) targeted.insert(cluster.first);
+  std::vector<Partition> out;
+  out.reserve(cut.size() + 1);
+  absl::flat_hash_set<std::string> placed;
+  placed.reserve(clusters.size());
+  for (const Partition& partition : cut) {
+    Partition kept{partition.selector, {}};
+    for (const std::string& name : partition.clusters) {
+      if (targeted.contains(name) && placed.insert(name).second) kept.clusters.push_back(name);
+    }
+    out.push_back(std::move(kept));
+  }
+  std::vector<std::string> joined;
+  for (auto& cluster : clusters) {
+    if (!placed.contains(cluster.first)) joined.push_back(std::move(cluster.first));
+  }
+  if (joined.empty()) return out;
+  std::sort(joined.begin(), joined.end());
+  if (out.empty()) out.push_back({"", {}});
+  std::vector<std::string>& last = out.back().clusters;
+  last.insert(last.end(), std::make_move_iterator(joined.begin()),
+              std::make_move_iterator(joined.end()));
   return out;
 }
 

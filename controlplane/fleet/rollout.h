@@ -52,6 +52,16 @@ struct Partition {
 std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
                                      std::vector<std::pair<std::string, LabelMap>> clusters);
 
+// `cut` (the partitions a rollout under way was cut into) after the fleet changed, where
+// `clusters` are the ones the bundle targets now: each stays in its partition, those no
+// longer targeted leave theirs (a partition left empty stays, so that every partition
+// keeps its place, and passes at once), and newly targeted ones join the last partition,
+// in name order (or form it, when `cut` has none). A change in the fleet thus never
+// brings a cluster's turn forward, where cutting again from scratch could move it into a
+// partition already passed.
+std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut,
+                                        std::vector<std::pair<std::string, LabelMap>> clusters);
+
 // How many clusters of a partition of `size` may be not ready when the next starts.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);
 

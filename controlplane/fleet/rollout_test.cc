@@ -45,6 +45,34 @@ TEST(RolloutTest, SelectorsThenTheRestBySize) {
   EXPECT_THAT(partitions[2].clusters, ElementsAre("p1", "p2", "p3", "x1"));
 }
 
+TEST(RolloutTest, AFleetChangeMovesNoClusterToAnEarlierPartition) {
+  v1::RolloutStrategy strategy;
+  strategy.add_partitions("env=dev");
+  strategy.set_partition_size("2");
+  const std::vector<Partition> cut = CutPartitions(strategy, Fleet());
+  ASSERT_EQ(cut.size(), 4u);  // d1 | p1 p2 | p3 s1 | x1
+
+  // d1 and p1 leave (no longer targeted); a0 (dev, as the first selector asks) and z9
+  // join. Cut from scratch, a0 would take partition 1 and x1 would move up to partition 3.
+  std::vector<std::pair<std::string, LabelMap>> now = {
+      Cluster("p3", "prod"),    Cluster("z9", "prod"), Cluster("p2", "prod"),
+      Cluster("s1", "staging"), Cluster("x1", "lab"),  Cluster("a0", "dev")};
+  std::vector<Partition> adjusted = AdjustPartitions(cut, now);
+  ASSERT_EQ(adjusted.size(), 4u) << "every partition keeps its place";
+  EXPECT_EQ(adjusted[0].selector, "env=dev");
+  EXPECT_THAT(adjusted[0].clusters, ElementsAre()) << "left empty: it passes at once";
+  EXPECT_THAT(adjusted[1].clusters, ElementsAre("p2"));
+  EXPECT_THAT(adjusted[2].clusters, ElementsAre("p3", "s1"));
+  EXPECT_THAT(adjusted[3].clusters, ElementsAre("x1", "a0", "z9")) << "joiners go last";
+  EXPECT_THAT(AdjustPartitions(adjusted, now)[3].clusters, ElementsAre("x1", "a0", "z9"))
+      << "the same fleet again changes nothing";
+
+  // A rollout that had no cluster to cut gets one last partition of its joiners.
+  adjusted = AdjustPartitions({}, {Cluster("b", "prod"), Cluster("a", "prod")});
+  ASSERT_EQ(adjusted.size(), 1u);
+  EXPECT_THAT(adjusted[0].clusters, ElementsAre("a", "b"));
+}
+
 TEST(RolloutTest, BadStrategiesNameTheFlag) {
   v1::RolloutStrategy strategy;
   strategy.add_partitions("env in prod");
