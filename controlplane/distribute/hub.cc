@@ -944,6 +944,7 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
     v1::RolloutCluster out;
     v1::ClusterInfo info;
     std::optional<v1::StatusUpdate> report;
+    bool suspended = false;
   };
   std::vector<Seen> seen;
   std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
@@ -960,6 +961,7 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
       if (agent != agents_.end()) {
         hint = std::next(agent);
         s.out.set_connected(agent->second.connection != nullptr);
+        s.suspended = agent->second.suspended;
         if (per_cluster) s.info = agent->second.info;
         auto report = agent->second.reports.find(bundle);
         if (report != agent->second.reports.end()) s.report = report->second;
@@ -1003,6 +1005,11 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
                                     : ""));
     } else {
       c.set_ready(true);
+    }
+    if (!c.ready() && s.suspended) {
+      // It gets nothing new, so it cannot become ready: say why rather than what is missing.
+      c.set_detail(absl::StrCat("cluster suspended for maintenance (gitfleetctl cluster resume ",
+                                c.name(), "); counted as not ready"));
     }
     out.push_back(std::move(c));
   }

@@ -1028,6 +1028,40 @@ TEST_F(RolloutTest, OnlyReportsThatCanMoveTheRolloutReconcileIt) {
   EXPECT_THAT(rollout->message(), HasSubstr("cluster c4 failed to apply the revision"));
 }
 
+// A cluster under maintenance gets nothing new, so it cannot become ready: its partition
+// waits for it (or for max-unavailable, or a promote), and says why.
+TEST_F(RolloutTest, ASuspendedClusterHoldsItsPartitionAndSaysSo) {
+  std::string r1;
+  ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));
+  for (const char* name : {"c1", "c2", "c3"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  ASSERT_TRUE(controller_->SuspendCluster("c2", true).ok());
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_EQ(Eventually("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  absl::StatusOr<v1::RolloutStatus> rollout;
+  for (int i = 0; i < 200; ++i) {
+    rollout = controller_->GetRollout("web");
+    if (rollout.ok() && rollout->partition() == 1) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->partition(), 1);
+  EXPECT_THAT(rollout->message(),
+              HasSubstr("waiting for c2: cluster suspended for maintenance (gitfleetctl cluster "
+                        "resume c2); counted as not ready"));
+  EXPECT_EQ(Take("c2"), "");
+  EXPECT_EQ(Take("c3"), "");
+  ASSERT_TRUE(controller_->ControlRollout("web", "promote").ok());
+  EXPECT_EQ(Eventually("c3"), r2);
+  EXPECT_EQ(Take("c2"), "") << "still under maintenance";
+}
+
 TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");
