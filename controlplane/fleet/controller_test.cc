@@ -849,18 +849,47 @@ class RolloutTest : public ControllerTest {
     }
     return "";
   }
-  // Connects c1-c3 and adds bundle "web" rolled out one cluster per partition; *r1 is its
-  // first revision.
-  void AddWeb(std::string* r1) {
+  // Connects c1-c3 and adds bundle "web" (for `selector`) rolled out one cluster per
+  // partition; *r1 is its first revision.
+  void AddWeb(std::string* r1, const std::string& selector = "") {
     git_.Write("apps/web/cm.yaml", Cm("web"));
     git_.Commit("first");
     ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
     for (const char* name : {"c1", "c2", "c3"}) Connect(name);
-    v1::Bundle bundle = Bundle("web", "apps/web");
+    v1::Bundle bundle = Bundle("web", "apps/web", selector);
     bundle.mutable_rollout()->set_partition_size("1");
     absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
     ASSERT_TRUE(info.ok()) << info.status();
     *r1 = info->revision();
+  }
+  // AddWeb, then every cluster takes *r1 and reports it Healthy.
+  void AddWebEverywhere(std::string* r1, const std::string& selector = "") {
+    ASSERT_NO_FATAL_FAILURE(AddWeb(r1, selector));
+    for (const char* name : {"c1", "c2", "c3"}) {
+      ASSERT_EQ(Eventually(name), *r1) << name;
+      Report(name, *r1, v1::HEALTH_STATE_HEALTHY);
+    }
+  }
+  // Commits version `version` of web's ConfigMap and fetches it; *revision is the new
+  // render's.
+  void CommitWeb(const std::string& version, std::string* revision) {
+    const std::string before = controller_->ListBundles()[0].revision();
+    git_.Write("apps/web/cm.yaml", Cm("web", version));
+    git_.Commit("version " + version);
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+    *revision = controller_->ListBundles()[0].revision();
+    ASSERT_NE(*revision, before);
+  }
+  // web's rollout once `until` holds of it (or after 2 s, as it then is).
+  absl::StatusOr<v1::RolloutStatus> RolloutOnce(
+      const std::function<bool(const v1::RolloutStatus&)>& until) {
+    absl::StatusOr<v1::RolloutStatus> rollout;
+    for (int i = 0; i < 200; ++i) {
+      rollout = controller_->GetRollout("web");
+      if (rollout.ok() && until(*rollout)) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return rollout;
   }
   std::map<std::string, Agent> agents_;
 };
@@ -883,11 +912,8 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
 
   // A new commit starts again from partition 1. c2's Healthy report is for r1: it never
   // counts for r2, however often it is sent again.
-  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
-  git_.Commit("second");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string r2 = controller_->ListBundles()[0].revision();
-  ASSERT_NE(r2, r1);
+  std::string r2;
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
   EXPECT_EQ(Take("c2"), "") << "not its partition's turn";
   EXPECT_EQ(Take("c1"), r2);
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
@@ -942,17 +968,9 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
 // nothing new until the partition before theirs is ready again, reported to the new
 // process.
 TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
-  std::string r1;
-  ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));
-  for (const char* name : {"c1", "c2", "c3"}) {
-    ASSERT_EQ(Eventually(name), r1) << name;
-    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
-  }
-  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
-  git_.Commit("second");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string r2 = controller_->ListBundles()[0].revision();
-  ASSERT_NE(r2, r1);
+  std::string r1, r2;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1));
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
   ASSERT_EQ(Take("c1"), r2);
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
   ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 has not reported on r2 yet
@@ -969,12 +987,8 @@ TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
     agents_[name] = Agent();
     agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
   }
-  absl::StatusOr<v1::RolloutStatus> rollout;
-  for (int i = 0; i < 200; ++i) {
-    rollout = controller_->GetRollout("web");
-    if (rollout.ok() && rollout->partitions_size() == 3) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
   ASSERT_TRUE(rollout.ok()) << rollout.status();
   EXPECT_EQ(rollout->partition(), 1) << "the place in the rollout was lost";
   EXPECT_EQ(controller_->ListBundles()[0].revision(), r2);
@@ -1031,25 +1045,14 @@ TEST_F(RolloutTest, OnlyReportsThatCanMoveTheRolloutReconcileIt) {
 // A cluster under maintenance gets nothing new, so it cannot become ready: its partition
 // waits for it (or for max-unavailable, or a promote), and says why.
 TEST_F(RolloutTest, ASuspendedClusterHoldsItsPartitionAndSaysSo) {
-  std::string r1;
-  ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));
-  for (const char* name : {"c1", "c2", "c3"}) {
-    ASSERT_EQ(Eventually(name), r1) << name;
-    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
-  }
+  std::string r1, r2;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1));
   ASSERT_TRUE(controller_->SuspendCluster("c2", true).ok());
-  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
-  git_.Commit("second");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
   ASSERT_EQ(Eventually("c1"), r2);
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
-  absl::StatusOr<v1::RolloutStatus> rollout;
-  for (int i = 0; i < 200; ++i) {
-    rollout = controller_->GetRollout("web");
-    if (rollout.ok() && rollout->partition() == 1) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partition() == 1; });
   ASSERT_TRUE(rollout.ok()) << rollout.status();
   EXPECT_EQ(rollout->partition(), 1);
   EXPECT_THAT(rollout->message(),
@@ -1108,24 +1111,9 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
 // joins the last: a change in the fleet never brings a cluster's turn forward, so it
 // cannot get the render before the partitions ahead of its own are ready.
 TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
-  v1::Bundle bundle = Bundle("web", "apps/web", "env=prod");
-  bundle.mutable_rollout()->set_partition_size("1");
-  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
-  ASSERT_TRUE(info.ok()) << info.status();
-  const std::string r1 = info->revision();
-  for (const char* name : {"c1", "c2", "c3"}) {
-    ASSERT_EQ(Eventually(name), r1) << name;
-    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
-  }
-  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
-  git_.Commit("second");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string r2 = controller_->ListBundles()[0].revision();
-  ASSERT_NE(r2, r1);
+  std::string r1, r2, r3;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1, "env=prod"));
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
   ASSERT_EQ(Eventually("c1"), r2);
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
   ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 stays Progressing
@@ -1164,11 +1152,7 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   // The next render's rollout is cut afresh: c0 first, by name.
   Report("c0", r2, v1::HEALTH_STATE_HEALTHY);
   Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
-  git_.Write("apps/web/cm.yaml", Cm("web", "3"));
-  git_.Commit("third");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string r3 = controller_->ListBundles()[0].revision();
-  ASSERT_NE(r3, r2);
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("3", &r3));
   EXPECT_EQ(Eventually("c0"), r3);
   rollout = controller_->GetRollout("web");
   ASSERT_TRUE(rollout.ok()) << rollout.status();
