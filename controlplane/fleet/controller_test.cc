@@ -1,5 +1,6 @@
 #include "controlplane/fleet/controller.h"
 
+#include <functional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
