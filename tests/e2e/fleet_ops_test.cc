@@ -79,7 +79,7 @@ class FleetOps : public ::testing::Test {
   }
 
   // A fake API server (no controllers: Deployments stay Progressing) and an agent for it.
-  void StartCluster(const std::string& name) {
+  void StartCluster(const std::string& name, const std::string& labels = "env=prod") {
     Cluster& c = clusters_[name];
     const std::string dir = root_ + "/" + name;
     ASSERT_EQ(::gitfleet::testing::Run("mkdir -p " + dir), 0);
@@ -97,7 +97,7 @@ class FleetOps : public ::testing::Test {
     c.agent = std::make_unique<Process>(
         kAgent,
         std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
-                                 "--cluster=" + name, "--labels=env=prod", "--apply=kubernetes",
+                                 "--cluster=" + name, "--labels=" + labels, "--apply=kubernetes",
                                  "--kubeconfig=" + dir + "/kubeconfig",
                                  "--state-dir=" + dir + "/state", "--http=127.0.0.1:0",
                                  "--resync-interval-seconds=1", "--health-interval-seconds=1"},
@@ -230,6 +230,45 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   Ctl({"rollout", "resume", "web"}, &code);
   EXPECT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
+}
+
+TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1", "env=prod,ring=canary");
+  StartCluster("c2", "env=prod,ring=main");
+  StartCluster("c3", "env=prod,ring=main");
+  StartCluster("c4", "env=prod");
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  // Partitions: ring=canary (c1), ring=main (c2, c3), the rest (c4). Half of a partition
+  // may lag, rounded down: none of c1's or c4's, one of c2 and c3.
+  out = Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition=ring=canary",
+             "--partition=ring=main", "--max-unavailable=50%"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  for (const char* later : {"c2", "c3", "c4"}) EXPECT_EQ(Image(later), "") << later;
+  out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("at partition 1/3"));
+  EXPECT_THAT(out, HasSubstr("1 ring=canary"));
+  EXPECT_THAT(out, HasSubstr("2 ring=main"));
+
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1" && Image("c3") == "web:1"; }))
+      << Logs();
+  EXPECT_EQ(Image("c4"), "");
+  Ready("c2");  // c3 stays Progressing: one of two may
+  ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:1"; })) << Logs();
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("at partition 3/3"));
+  Ready("c4");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("rolled out to all 3 partitions") !=
+           std::string::npos;
+  })) << Ctl({"rollout", "status", "web"});
 }
 
 TEST_F(FleetOps, AClusterThatFailsToApplyPausesTheRolloutLongBeforeItsDeadline) {
