@@ -1250,7 +1250,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
         CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
   } else if (cut_membership != membership) {
     partitions = std::make_shared<const std::vector<Partition>>(
-        AdjustPartitions(*partitions, hub_->MatchingClusterLabels(selector)));
+        AdjustPartitions(*partitions, rollout.partition(), hub_->MatchingClusterLabels(selector)));
   }
   const int started_at = rollout.partition();
   hub_->BeginEvaluation(name);

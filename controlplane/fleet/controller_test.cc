@@ -1109,8 +1109,9 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
 
 // The partitions are cut when a render's rollout starts. A cluster that stops matching the
 // bundle later leaves its partition and moves nobody else, and one that starts matching
-// joins the last: a change in the fleet never brings a cluster's turn forward, so it
-// cannot get the render before the partitions ahead of its own are ready.
+// joins the last partition that has not started: a change in the fleet never brings a
+// cluster's turn forward, so it cannot get the render before the partitions ahead of its
+// own are ready.
 TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   std::string r1, r2, r3;
   ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1, "env=prod"));
@@ -1150,14 +1151,25 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   EXPECT_EQ(Eventually("c0"), r2);
   EXPECT_EQ(Take("c1"), "") << "c1 is no longer targeted";
 
-  // The next render's rollout is cut afresh: c0 first, by name.
+  // c5 joins while the last partition rolls out: it waits in a partition of its own.
+  Connect("c5");
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);  // c0 is not ready yet
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c5"), "") << "c5 joined a partition that had started";
   Report("c0", r2, v1::HEALTH_STATE_HEALTHY);
-  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c5"), r2);
+  Report("c5", r2, v1::HEALTH_STATE_HEALTHY);
+  rollout = RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_TRUE(rollout->done());
+  EXPECT_EQ(rollout->partitions_size(), 4);
+
+  // The next render's rollout is cut afresh: c0 first, by name, and no empty partition.
   ASSERT_NO_FATAL_FAILURE(CommitWeb("3", &r3));
   EXPECT_EQ(Eventually("c0"), r3);
   rollout = controller_->GetRollout("web");
   ASSERT_TRUE(rollout.ok()) << rollout.status();
-  ASSERT_EQ(rollout->partitions_size(), 3);
+  ASSERT_EQ(rollout->partitions_size(), 4);  // c0 | c2 | c3 | c5
   EXPECT_EQ(rollout->partitions(0).clusters(0).name(), "c0");
 }
 

@@ -113,7 +113,7 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
   return out;
 }
 
-std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut,
+std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int current,
                                         std::vector<std::pair<std::string, LabelMap>> clusters) {
   absl::flat_hash_set<std::string> targeted;
   targeted.reserve(clusters.size());
@@ -135,7 +135,8 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut,
   }
   if (joined.empty()) return out;
   std::sort(joined.begin(), joined.end());
-  if (out.empty()) out.push_back({"", {}});
+  // The last partition, unless it started (and is not done): then a new one after it.
+  if (out.empty() || current == static_cast<int>(out.size()) - 1) out.push_back({"", {}});
   std::vector<std::string>& last = out.back().clusters;
   last.insert(last.end(), std::make_move_iterator(joined.begin()),
               std::make_move_iterator(joined.end()));

@@ -52,14 +52,16 @@ struct Partition {
 std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
                                      std::vector<std::pair<std::string, LabelMap>> clusters);
 
-// `cut` (the partitions a rollout under way was cut into) after the fleet changed, where
-// `clusters` are the ones the bundle targets now: each stays in its partition, those no
-// longer targeted leave theirs (a partition left empty stays, so that every partition
-// keeps its place, and passes at once), and newly targeted ones join the last partition,
-// in name order (or form it, when `cut` has none). A change in the fleet thus never
-// brings a cluster's turn forward, where cutting again from scratch could move it into a
-// partition already passed.
-std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut,
+// `cut` (the partitions a rollout under way was cut into; it is at partition `current`,
+// cut.size() once done) after the fleet changed, where `clusters` are the ones the bundle
+// targets now: each stays in its partition, those no longer targeted leave theirs (a
+// partition left empty stays, so that every partition keeps its place, and passes at
+// once), and newly targeted ones join, in name order, the last partition if it has not
+// started (or the rollout is done: they get the render at once), else a new last one. A
+// change in the fleet thus never brings a cluster's turn forward, where cutting again
+// from scratch could move it into a partition already passed, nor hands a started (or
+// paused) partition more clusters.
+std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int current,
                                         std::vector<std::pair<std::string, LabelMap>> clusters);
 
 // How many clusters of a partition of `size` may be not ready when the next starts.

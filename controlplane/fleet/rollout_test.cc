@@ -57,18 +57,27 @@ TEST(RolloutTest, AFleetChangeMovesNoClusterToAnEarlierPartition) {
   std::vector<std::pair<std::string, LabelMap>> now = {
       Cluster("p3", "prod"),    Cluster("z9", "prod"), Cluster("p2", "prod"),
       Cluster("s1", "staging"), Cluster("x1", "lab"),  Cluster("a0", "dev")};
-  std::vector<Partition> adjusted = AdjustPartitions(cut, now);
+  std::vector<Partition> adjusted = AdjustPartitions(cut, /*current=*/1, now);
   ASSERT_EQ(adjusted.size(), 4u) << "every partition keeps its place";
   EXPECT_EQ(adjusted[0].selector, "env=dev");
   EXPECT_THAT(adjusted[0].clusters, ElementsAre()) << "left empty: it passes at once";
   EXPECT_THAT(adjusted[1].clusters, ElementsAre("p2"));
   EXPECT_THAT(adjusted[2].clusters, ElementsAre("p3", "s1"));
   EXPECT_THAT(adjusted[3].clusters, ElementsAre("x1", "a0", "z9")) << "joiners go last";
-  EXPECT_THAT(AdjustPartitions(adjusted, now)[3].clusters, ElementsAre("x1", "a0", "z9"))
+  EXPECT_THAT(AdjustPartitions(adjusted, 1, now)[3].clusters, ElementsAre("x1", "a0", "z9"))
       << "the same fleet again changes nothing";
 
+  // At the last partition, joiners wait in a new one; once done, they join the last.
+  now.push_back(Cluster("y5", "prod"));
+  adjusted = AdjustPartitions(adjusted, /*current=*/3, now);
+  ASSERT_EQ(adjusted.size(), 5u);
+  EXPECT_THAT(adjusted[3].clusters, ElementsAre("x1", "a0", "z9")) << "it has started";
+  EXPECT_THAT(adjusted[4].clusters, ElementsAre("y5"));
+  now.push_back(Cluster("b2", "prod"));
+  EXPECT_THAT(AdjustPartitions(adjusted, /*current=*/5, now)[4].clusters, ElementsAre("y5", "b2"));
+
   // A rollout that had no cluster to cut gets one last partition of its joiners.
-  adjusted = AdjustPartitions({}, {Cluster("b", "prod"), Cluster("a", "prod")});
+  adjusted = AdjustPartitions({}, 0, {Cluster("b", "prod"), Cluster("a", "prod")});
   ASSERT_EQ(adjusted.size(), 1u);
   EXPECT_THAT(adjusted[0].clusters, ElementsAre("a", "b"));
 }
