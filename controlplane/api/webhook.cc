@@ -238,10 +238,12 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
   }
   // JSON, or (GitHub's and Gitea's other content type) a form whose `payload` field holds
-  // it. Either way the signature covers the body as sent.
+  // it. Either way the signature covers the body as sent. A JSON object labelled as a form
+  // (what `curl --data` sends, and some relays) is taken as JSON: no form starts with '{'.
   std::string json = request.body;
   if (absl::StartsWithIgnoreCase(Header(request, "content-type"),
-                                 "application/x-www-form-urlencoded")) {
+                                 "application/x-www-form-urlencoded") &&
+      !absl::StartsWith(absl::StripLeadingAsciiWhitespace(request.body), "{")) {
     std::optional<std::string> field = FormField(request.body, "payload");
     if (!field.has_value()) {
       return Answer(provider, "bad_request", 400,

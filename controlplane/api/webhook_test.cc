@@ -243,6 +243,13 @@ TEST_F(WebhookTest, AFormEncodedPushIsReadFromItsPayloadField) {
   EXPECT_EQ(response.code, 400);
   EXPECT_THAT(response.body, HasSubstr("\"payload\""));
   EXPECT_THAT(fetched_, IsEmpty());
+
+  // A JSON body labelled as a form (curl --data, some relays) is read as JSON.
+  HttpRequest mislabelled = Push("github", "s3cret");
+  mislabelled.headers["content-type"] = "application/x-www-form-urlencoded";
+  response = receiver_->Handle(mislabelled);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
 }
 
 TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
