@@ -739,12 +739,17 @@ class Cli {
     } else if (!status.progressive()) {
       out_ << "no partitions (everywhere at once)\n";
     } else if (status.done()) {
-      out_ << "rolled out to all " << status.partitions_size() << " partitions\n";
+      out_ << (status.partitions_size() == 0
+                   ? std::string("no clusters to roll out to")
+                   : absl::StrCat("rolled out to all ", status.partitions_size(), " partitions"))
+           << "\n";
     } else {
       out_ << (status.paused() ? "PAUSED at " : "at ") << "partition " << status.partition() + 1
            << "/" << status.partitions_size() << "\n";
     }
-    if (!status.message().empty() && !status.done()) out_ << "  " << status.message() << "\n";
+    if (!status.message().empty() && (!status.done() || status.message() != "done")) {
+      out_ << "  " << status.message() << "\n";
+    }
     if (status.partitions_size() == 0) return 0;
     Table table(
         {"PARTITION", "STATE", "CLUSTER", "CONNECTED", "APPLIED", "HEALTH", "READY", "DETAIL"});

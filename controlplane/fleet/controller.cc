@@ -1370,6 +1370,12 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
   status.set_done(status.progressive() && done);
   status.set_paused(status.progressive() && !done &&
                     (rollout.halted() || rollout.paused_by_operator()));
+  if (status.done() && rollout.paused_by_operator()) {
+    // Nothing to hold now; the pause holds the next render (it goes to partition 1 only).
+    status.set_message(
+        "paused by an operator: the next render goes to partition 1 only, until gitfleetctl "
+        "rollout resume");
+  }
   for (size_t i = 0; i < partitions.size(); ++i) {
     v1::RolloutPartition* p = status.add_partitions();
     p->set_index(static_cast<int32_t>(i));
