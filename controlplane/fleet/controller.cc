@@ -1249,8 +1249,13 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     partitions = std::make_shared<const std::vector<Partition>>(
         CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
   } else if (cut_membership != membership) {
-    partitions = std::make_shared<const std::vector<Partition>>(
-        AdjustPartitions(*partitions, rollout.partition(), hub_->MatchingClusterLabels(selector)));
+    std::vector<Partition> adjusted =
+        AdjustPartitions(*partitions, rollout.partition(), hub_->MatchingClusterLabels(selector));
+    // Agents reconnecting move the membership version too: the same partitions keep the
+    // same gate, and the hub is told nothing new.
+    if (adjusted != *partitions) {
+      partitions = std::make_shared<const std::vector<Partition>>(std::move(adjusted));
+    }
   }
   const int started_at = rollout.partition();
   hub_->BeginEvaluation(name);

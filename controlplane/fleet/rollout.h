@@ -44,6 +44,10 @@ absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
 struct Partition {
   std::string selector;  // "" for a cut by size or the clusters left over
   std::vector<std::string> clusters;
+
+  bool operator==(const Partition& other) const {
+    return selector == other.selector && clusters == other.clusters;
+  }
 };
 // The partitions of `clusters` (name and labels, any order): selectors first, in order,
 // each taking what it matches of the clusters left; the rest cut by partition_size in name
