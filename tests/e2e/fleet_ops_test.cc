@@ -269,6 +269,10 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
     return Ctl({"rollout", "status", "web"}).find("rolled out to all 3 partitions") !=
            std::string::npos;
   })) << Ctl({"rollout", "status", "web"});
+  // Paused once done, it says what the pause will hold.
+  out = Ctl({"rollout", "pause", "web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("paused by an operator: the next render goes to partition 1 only"));
 }
 
 TEST_F(FleetOps, AClusterThatFailsToApplyPausesTheRolloutLongBeforeItsDeadline) {
