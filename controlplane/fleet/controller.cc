@@ -1,5 +1,7 @@
 #include "controlplane/fleet/controller.h"
 
+#include <iterator>
+#include <limits>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
@@ -23,6 +25,7 @@ constexpr char kBundleRecords[] = "bundle_records";
 constexpr char kRevisions[] = "revisions";
 constexpr char kTombstones[] = "tombstones";
 constexpr char kRenderCaches[] = "render_caches";
+constexpr char kRolloutCuts[] = "rollout_cuts";
 
 // A bundle record as stored: without its render cache, which has a row of its own
 // (RenderCache), so that a rollout step does not rewrite every path the render read.
@@ -309,6 +312,24 @@ absl::Status Controller::Load() {
             GF_LOG(ERROR) << content.status();
           }
         }
+      }
+      // The partitions of a rollout under way, adjusted for the fleet at the first evaluation.
+      absl::StatusOr<std::string> stored_cut = store_->Get(kRolloutCuts, entry.key);
+      v1::RolloutCut cut;
+      if (stored_cut.ok() && cut.ParseFromString(*stored_cut) &&
+          cut.generation() == static_cast<uint64_t>(state.definition.generation())) {
+        std::vector<Partition> partitions;
+        partitions.reserve(cut.partitions_size());
+        for (v1::RolloutCut::Partition& p : *cut.mutable_partitions()) {
+          partitions.push_back(
+              {std::move(*p.mutable_selector()),
+               std::vector<std::string>(std::make_move_iterator(p.mutable_clusters()->begin()),
+                                        std::make_move_iterator(p.mutable_clusters()->end()))});
+        }
+        state.partitions = std::make_shared<const std::vector<Partition>>(std::move(partitions));
+        state.partitions_membership = std::numeric_limits<uint64_t>::max();  // adjust first
+        state.partitions_generation = state.definition.generation();
+        state.partitions_commit = cut.commit();
       }
       bundles_[entry.key] = std::move(state);
     }
@@ -614,7 +635,7 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
       *tombstone.mutable_removed_time() = ToProtoTime(options_.clock->Now());
       generation = tombstone.generation();
       writes = {Store::Delete(kBundles, name), Store::Delete(kBundleRecords, name),
-                Store::Delete(kRenderCaches, name),
+                Store::Delete(kRenderCaches, name), Store::Delete(kRolloutCuts, name),
                 Store::Put(kTombstones, name, tombstone.SerializeAsString())};
       for (const std::string& rev : it->second.record.recent_revisions()) {
         writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
@@ -1255,6 +1276,23 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     // same gate, and the hub is told nothing new.
     if (adjusted != *partitions) {
       partitions = std::make_shared<const std::vector<Partition>>(std::move(adjusted));
+    }
+  }
+  if (partitions != cut) {
+    // Kept for a restart: the only copy of the cut a rollout under way goes on with. A
+    // failure leaves the rollout as it is here, but a restart would cut it again.
+    v1::RolloutCut stored;
+    stored.set_commit(rollout.commit());
+    stored.set_generation(static_cast<uint64_t>(definition_generation));
+    for (const Partition& partition : *partitions) {
+      v1::RolloutCut::Partition* p = stored.add_partitions();
+      p->set_selector(partition.selector);
+      p->mutable_clusters()->Add(partition.clusters.begin(), partition.clusters.end());
+    }
+    if (absl::Status written =
+            store_->Apply({Store::Put(kRolloutCuts, name, stored.SerializeAsString())});
+        !written.ok()) {
+      GF_LOG(WARNING) << "bundle " << name << ": rollout partitions not stored: " << written;
     }
   }
   const int started_at = rollout.partition();

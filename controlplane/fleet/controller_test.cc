@@ -1173,5 +1173,50 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   EXPECT_EQ(rollout->partitions(0).clusters(0).name(), "c0");
 }
 
+// A restart goes on with the partitions the rollout had, fleet changes included, instead
+// of cutting them again from the fleet as it then is.
+TEST_F(RolloutTest, ARestartKeepsThePartitionsOfARolloutUnderWay) {
+  std::string r1, r2;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1));
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
+  ASSERT_EQ(Eventually("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3
+  Connect("c0");                    // sorts first; joins the last partition
+  Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions(2).clusters_size() == 2; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  ASSERT_EQ(rollout->partitions(2).clusters_size(), 2) << rollout->DebugString();
+
+  Restart();
+  for (const auto& [name, held] : std::vector<std::pair<std::string, std::string>>{
+           {"c0", ""}, {"c1", r2}, {"c2", r2}, {"c3", r1}}) {
+    v1::Hello hello;
+    hello.set_cluster(name);
+    (*hello.mutable_labels())["env"] = "prod";
+    if (!held.empty()) {
+      v1::HeldRevision* holding = hello.add_held();
+      holding->set_bundle("web");
+      holding->set_revision(held);
+    }
+    agents_[name] = Agent();
+    agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
+  }
+  Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);  // evaluates the rollout
+  rollout = RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  ASSERT_EQ(rollout->partitions_size(), 3) << rollout->DebugString();
+  EXPECT_EQ(rollout->partition(), 1);
+  EXPECT_EQ(rollout->partitions(0).clusters(0).name(), "c1") << "cut again after the restart";
+  ASSERT_EQ(rollout->partitions(2).clusters_size(), 2);
+  EXPECT_EQ(rollout->partitions(2).clusters(1).name(), "c0");
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c0"), "") << "c0 got r2 in a partition that had passed";
+  Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c0"), r2);
+  EXPECT_EQ(Eventually("c3"), r2);
+}
+
 }  // namespace
 }  // namespace gitfleet
