@@ -818,10 +818,19 @@ class RolloutTest : public ControllerTest {
     std::shared_ptr<FakeConnection> connection = std::make_shared<FakeConnection>();
     std::string held;
   };
-  void Connect(const std::string& name) {
+  // Connects `name`, labelled env=`env`, on a new connection; its agent says it holds
+  // revision `held` of web, if any.
+  void Connect(const std::string& name, const std::string& held = "",
+               const std::string& env = "prod") {
     v1::Hello hello;
     hello.set_cluster(name);
-    (*hello.mutable_labels())["env"] = "prod";
+    (*hello.mutable_labels())["env"] = env;
+    if (!held.empty()) {
+      v1::HeldRevision* holding = hello.add_held();
+      holding->set_bundle("web");
+      holding->set_revision(held);
+    }
+    agents_[name] = Agent();
     agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
   }
   // Takes the update waiting for `name`, if any: the revision it now holds ("" for none).
@@ -880,6 +889,15 @@ class RolloutTest : public ControllerTest {
     ASSERT_TRUE(controller_->SyncSource("app").ok());
     *revision = controller_->ListBundles()[0].revision();
     ASSERT_NE(*revision, before);
+  }
+  // AddWebEverywhere, then a second revision *r2 rolled out to partition 2/3: c1 runs it
+  // Healthy, c2 has it and has not reported on it yet, c3 waits.
+  void RollR2ToPartition2(std::string* r1, std::string* r2, const std::string& selector = "") {
+    ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(r1, selector));
+    ASSERT_NO_FATAL_FAILURE(CommitWeb("2", r2));
+    ASSERT_EQ(Eventually("c1"), *r2);
+    Report("c1", *r2, v1::HEALTH_STATE_HEALTHY);
+    ASSERT_EQ(Eventually("c2"), *r2);
   }
   // web's rollout once `until` holds of it (or after 2 s, as it then is).
   absl::StatusOr<v1::RolloutStatus> RolloutOnce(
@@ -970,24 +988,12 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
 // process.
 TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
   std::string r1, r2;
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1));
-  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
-  ASSERT_EQ(Take("c1"), r2);
-  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
-  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 has not reported on r2 yet
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2));
 
   Restart();
-  for (const auto& [name, held] :
-       std::vector<std::pair<std::string, std::string>>{{"c1", r2}, {"c2", r2}, {"c3", r1}}) {
-    v1::Hello hello;
-    hello.set_cluster(name);
-    (*hello.mutable_labels())["env"] = "prod";
-    v1::HeldRevision* holding = hello.add_held();
-    holding->set_bundle("web");
-    holding->set_revision(held);
-    agents_[name] = Agent();
-    agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
-  }
+  Connect("c1", r2);
+  Connect("c2", r2);
+  Connect("c3", r1);
   absl::StatusOr<v1::RolloutStatus> rollout =
       RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
   ASSERT_TRUE(rollout.ok()) << rollout.status();
@@ -1114,20 +1120,12 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
 // own are ready.
 TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   std::string r1, r2, r3;
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1, "env=prod"));
-  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
-  ASSERT_EQ(Eventually("c1"), r2);
-  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
-  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3; c2 stays Progressing
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2, "env=prod"));  // c2 stays Progressing
   Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);
 
   // c1 (partition 1, passed) stops matching, and c0, which sorts first, joins. Cut again
   // from scratch, c2 would now be in a passed partition and c3 in the current one.
-  v1::Hello relabelled;
-  relabelled.set_cluster("c1");
-  (*relabelled.mutable_labels())["env"] = "dev";
-  agents_["c1"] = Agent();
-  agents_["c1"].session = hub_->Connect(relabelled, "peer", agents_["c1"].connection);
+  Connect("c1", r2, "dev");
   Connect("c0");
   Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);  // any report evaluates the rollout
   absl::SleepFor(absl::Milliseconds(300));         // time for anything wrongly given to show
@@ -1177,12 +1175,8 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
 // of cutting them again from the fleet as it then is.
 TEST_F(RolloutTest, ARestartKeepsThePartitionsOfARolloutUnderWay) {
   std::string r1, r2;
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1));
-  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
-  ASSERT_EQ(Eventually("c1"), r2);
-  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
-  ASSERT_EQ(Eventually("c2"), r2);  // partition 2/3
-  Connect("c0");                    // sorts first; joins the last partition
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2));
+  Connect("c0");  // sorts first; joins the last partition
   Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);
   absl::StatusOr<v1::RolloutStatus> rollout =
       RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions(2).clusters_size() == 2; });
@@ -1190,19 +1184,10 @@ TEST_F(RolloutTest, ARestartKeepsThePartitionsOfARolloutUnderWay) {
   ASSERT_EQ(rollout->partitions(2).clusters_size(), 2) << rollout->DebugString();
 
   Restart();
-  for (const auto& [name, held] : std::vector<std::pair<std::string, std::string>>{
-           {"c0", ""}, {"c1", r2}, {"c2", r2}, {"c3", r1}}) {
-    v1::Hello hello;
-    hello.set_cluster(name);
-    (*hello.mutable_labels())["env"] = "prod";
-    if (!held.empty()) {
-      v1::HeldRevision* holding = hello.add_held();
-      holding->set_bundle("web");
-      holding->set_revision(held);
-    }
-    agents_[name] = Agent();
-    agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
-  }
+  Connect("c0");
+  Connect("c1", r2);
+  Connect("c2", r2);
+  Connect("c3", r1);
   Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);  // evaluates the rollout
   rollout = RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
   ASSERT_TRUE(rollout.ok()) << rollout.status();
