@@ -250,6 +250,9 @@ int Main() {
   std::vector<double> at_once_cpu, partitioned_cpu, gaps;
   double max_gap = 0;
   const std::string only = absl::GetFlag(FLAGS_only);
+  const int apply_ms = absl::GetFlag(FLAGS_apply_ms);
+  const int at_once_apply_ms =
+      absl::GetFlag(FLAGS_at_once_apply_ms) >= 0 ? absl::GetFlag(FLAGS_at_once_apply_ms) : apply_ms;
   if (!only.empty() && only != "at_once" && only != "partitioned") {
     fprintf(stderr, "--only must be at_once or partitioned, not \"%s\"\n", only.c_str());
     return 1;
@@ -258,9 +261,7 @@ int Main() {
     std::string revision;
     if (only != "partitioned") {
       if (!set_partitioned(false)) return 1;
-      if (absl::GetFlag(FLAGS_at_once_apply_ms) >= 0) {
-        swarm.SetApplyTime(absl::Milliseconds(absl::GetFlag(FLAGS_at_once_apply_ms)));
-      }
+      swarm.SetApplyTime(absl::Milliseconds(at_once_apply_ms));
       absl::SleepFor(absl::Seconds(2));
       double cpu = commit(false, &revision);
       if (cpu < 0) return 1;
@@ -271,7 +272,7 @@ int Main() {
       }
     }
     if (!set_partitioned(true)) return 1;
-    swarm.SetApplyTime(absl::Milliseconds(absl::GetFlag(FLAGS_apply_ms)));
+    swarm.SetApplyTime(absl::Milliseconds(apply_ms));
     absl::SleepFor(absl::Seconds(2));
     double cpu = commit(true, &revision);
     if (cpu < 0) return 1;
@@ -364,10 +365,8 @@ int Main() {
       "\"round_ratio_median\": %.3f, "
       "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
       "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
-      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), absl::GetFlag(FLAGS_apply_ms),
-      absl::GetFlag(FLAGS_at_once_apply_ms) >= 0 ? absl::GetFlag(FLAGS_at_once_apply_ms)
-                                                 : absl::GetFlag(FLAGS_apply_ms),
-      at_once, round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
+      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), apply_ms, at_once_apply_ms, at_once,
+      round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
       at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
   return 0;
 }

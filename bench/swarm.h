@@ -78,8 +78,8 @@ class Swarm {
 
   class Agent;  // one simulated agent (swarm.cc)
   const SwarmOptions& options() const { return options_; }
-  // Changes options().apply_time for updates received from now on (a bench compares
-  // paces in one run).
+  // Replaces options().apply_time (which keeps the value the swarm started with) for
+  // updates received from now on: a bench compares paces in one run.
   void SetApplyTime(absl::Duration apply_time) {
     apply_time_us_.store(absl::ToInt64Microseconds(apply_time));
   }

@@ -747,7 +747,7 @@ class Cli {
       out_ << (status.paused() ? "PAUSED at " : "at ") << "partition " << status.partition() + 1
            << "/" << status.partitions_size() << "\n";
     }
-    if (!status.message().empty() && (!status.done() || status.message() != "done")) {
+    if (!status.message().empty() && status.message() != "done") {
       out_ << "  " << status.message() << "\n";
     }
     if (status.partitions_size() == 0) return 0;
