@@ -225,7 +225,8 @@ void Hub::SetFleetId(const std::string& fleet_id) {
 }
 
 void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
-                    std::shared_ptr<const BundleContent> content, int64_t generation, Gate gate) {
+                    std::shared_ptr<const BundleContent> content, int64_t generation, Gate gate,
+                    std::shared_ptr<const BundleContent> stable) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
@@ -237,11 +238,13 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     const bool only_widened =
         gate != nullptr && (content == nullptr || content == target.content) &&
         target.content != nullptr && target.selector.text() == selector.text() &&
-        target.generation == generation && gate->AddedTo(target.gate.get(), &widened);
+        target.generation == generation && stable == target.stable &&
+        gate->AddedTo(target.gate.get(), &widened);
     if (only_widened) std::sort(widened.begin(), widened.end());  // agents_ is walked in order
     target.selector = selector;
     target.generation = generation;
     target.gate = std::move(gate);
+    target.stable = std::move(stable);
     if (content != nullptr && content != target.content) {
       if (target.content != nullptr) target.previous = target.content;
       target.content = content;
@@ -272,9 +275,11 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       auto held = agent.held.find(bundle);
       bool current_held =
           held != agent.held.end() && uniform != nullptr && held->second == uniform->id;
-      // The gate is asked last: only about clusters that would get something new.
+      // The gate is asked last: only about clusters that would get something new. One
+      // that holds nothing of the bundle may get the stable content, gate or not.
       if ((targeted && target.content != nullptr && !current_held &&
-           (target.gate == nullptr || target.gate->Allows(name))) ||
+           ((target.stable != nullptr && held == agent.held.end()) || target.gate == nullptr ||
+            target.gate->Allows(name))) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
@@ -521,7 +526,7 @@ Hub::Agent* Hub::AgentForSessionLocked(uint64_t session) {
 std::shared_ptr<const Revision> Hub::FindRevisionLocked(const std::string& bundle,
                                                         const BundleTarget& target,
                                                         const std::string& id, std::string* load) {
-  for (const auto* content : {&target.content, &target.previous}) {
+  for (const auto* content : {&target.content, &target.previous, &target.stable}) {
     if (*content == nullptr) continue;
     if (std::shared_ptr<const Revision> rev = (*content)->Find(id)) return rev;
   }
@@ -614,6 +619,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
                                                            const std::string& bundle,
                                                            std::string* load) {
   std::shared_ptr<const BundleContent> content;
+  bool stable = false;  // content is the bundle's stable content (see SetBundle)
   std::shared_ptr<const Revision> current;
   v1::ClusterInfo cluster;
   {
@@ -636,14 +642,22 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
       if (held != agent->held.end() && held->second == current->id) return nullptr;
     }
     // Not its partition's turn yet (or the bundle is suspended): it keeps what it holds.
+    // Holding nothing of it (it joined during the rollout), it gets what the whole fleet
+    // was last given, if that is known.
     const Gate& gate = target->second.gate;
-    if (gate != nullptr && !gate->Allows(agent->info.name())) return nullptr;
+    if (gate != nullptr && !gate->Allows(agent->info.name())) {
+      if (target->second.stable == nullptr || agent->held.count(bundle) > 0) return nullptr;
+      content = target->second.stable;
+      stable = true;
+      current = content->Uniform();
+    }
     if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
     cluster = agent->info;
   }
   // Values differ between clusters: this cluster's revision, if it is built. Looked up
   // unlocked (it compares the cluster's values with every variant's).
   std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> revision = content->Built(cluster);
+  if (!revision.has_value() && stable) return nullptr;  // only what it built for the fleet
   if (!revision.has_value()) {
     std::shared_ptr<const RenderRequester> requester;
     {
@@ -663,7 +677,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
   if (agent == nullptr) return nullptr;
   auto target = bundles_.find(bundle);
   // Moved on meanwhile: the change notified the agent again.
-  if (target == bundles_.end() || target->second.content != content) return nullptr;
+  if (target == bundles_.end() ||
+      (stable ? target->second.stable : target->second.content) != content) {
+    return nullptr;
+  }
+  if (stable && agent->held.count(bundle) > 0) return nullptr;
   return NextMessageLocked(agent, bundle, **revision, load);
 }
 

@@ -99,11 +99,14 @@ class Hub {
   // targeted agents keep what they have) and its definition's generation. Clears a
   // tombstone of the same name. `gate` names the clusters that may receive the content
   // (a progressive rollout, or none for a suspended bundle); the others keep what they
-  // hold. Null: every targeted cluster.
+  // hold. Null: every targeted cluster. A cluster the gate holds back that holds nothing
+  // of the bundle (it joined, or started to match, during a rollout) gets `stable`
+  // instead, when given: the content the whole fleet was last allowed. Only a revision of
+  // it already built is given; none is asked for.
   using Gate = std::shared_ptr<const ClusterGate>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
-                 Gate gate = nullptr);
+                 Gate gate = nullptr, std::shared_ptr<const BundleContent> stable = nullptr);
   // Suspends (maintenance) or resumes `cluster`: while suspended its agent is sent no
   // update and no removal of any bundle. Kept across restarts. NotFound for a cluster
   // never seen nor registered.
@@ -224,7 +227,8 @@ class Hub {
     // The content before, whose revisions agents still hold while they catch up.
     std::shared_ptr<const BundleContent> previous;
     int64_t generation = 0;
-    Gate gate;  // see SetBundle
+    Gate gate;                                    // see SetBundle
+    std::shared_ptr<const BundleContent> stable;  // see SetBundle
   };
   // For a gated bundle: reports since its rollout's evaluation began, how many it needs
   // before it can move, and when reports reconcile it anyway (see ExpectReports). Kept

@@ -850,3 +850,71 @@ TEST_F(HubTest, ARevisionNotBuiltIsRequestedNeverRenderedOnTheAskingThread) {
 
 }  // namespace
 }  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+// A cluster that joins during a rollout holds nothing of the bundle: until its turn it
+// gets what the whole fleet was last given, never the revision being rolled out. A
+// cluster that holds any revision keeps it.
+TEST_F(HubTest, AClusterThatHoldsNothingGetsTheStableContentUntilItsTurn) {
+  auto r1 = MakeRevision("web", {"x"}, "1");
+  auto r2 = MakeRevision("web", {"x"}, "2");
+  auto stable = SingleRevision(r1);
+  auto next = SingleRevision(r2);
+  v1::Hello old_hello = MakeHello("old", "prod");
+  v1::HeldRevision* held = old_hello.add_held();
+  held->set_bundle("web");
+  held->set_revision("an-older-one");
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t old = hub_.Connect(old_hello, "p", conn);
+  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({"first"}), stable);
+  EXPECT_EQ(hub_.NextMessage(old, "web"), nullptr) << "it keeps what it holds";
+
+  auto joiner_conn = std::make_shared<FakeConnection>();
+  uint64_t joiner = hub_.Connect(MakeHello("joiner", "prod"), "p", joiner_conn);
+  EXPECT_THAT(joiner_conn->notified, ElementsAre("web"));
+  auto message = hub_.NextMessage(joiner, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().revision(), r1->id);
+  EXPECT_EQ(hub_.NextMessage(joiner, "web"), nullptr) << "holding it now";
+
+  // Its turn: the revision being rolled out, as a delta from the stable one.
+  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({"first", "joiner"}), stable);
+  message = hub_.NextMessage(joiner, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().revision(), r2->id);
+  EXPECT_EQ(message->message.update().base_revision(), r1->id);
+
+  // Without a stable content (the bundle never reached the whole fleet), nothing.
+  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({"first"}));
+  uint64_t late = hub_.Connect(MakeHello("late", "prod"), "p", std::make_shared<FakeConnection>());
+  EXPECT_EQ(hub_.NextMessage(late, "web"), nullptr);
+  // Nor to a cluster that the bundle does not target.
+  hub_.SetBundle("web", Selector("env=prod"), next, 1, ClusterSetGate::Of({"first"}), stable);
+  uint64_t dev = hub_.Connect(MakeHello("dev", "dev"), "p", std::make_shared<FakeConnection>());
+  EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
+}
+
+// Stable content whose revision for a cluster's values was never built: the joiner gets
+// nothing, and no render is asked for (the render requester builds the current content).
+TEST_F(HubTest, AStableRevisionNotBuiltIsNotAskedFor) {
+  std::vector<std::string> requested;
+  hub_.SetRenderRequester([&](const std::string& bundle) { requested.push_back(bundle); });
+  auto stable = std::make_shared<LazyContent>();
+  stable->Build("built");
+  auto next = SingleRevision(MakeRevision("web", {"x"}, "2"));
+  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({}), stable);
+  uint64_t joiner =
+      hub_.Connect(MakeHello("joiner", "prod"), "p", std::make_shared<FakeConnection>());
+  EXPECT_EQ(hub_.NextMessage(joiner, "web"), nullptr);
+  EXPECT_THAT(requested, IsEmpty());
+  uint64_t built =
+      hub_.Connect(MakeHello("built", "prod"), "p", std::make_shared<FakeConnection>());
+  auto message = hub_.NextMessage(built, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().upserts(0).key().name(), "cm-built");
+}
+
+}  // namespace
+}  // namespace gitfleet

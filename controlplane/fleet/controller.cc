@@ -313,6 +313,26 @@ absl::Status Controller::Load() {
           }
         }
       }
+      // What clusters that join a rollout under way get meanwhile (once it is done, the
+      // first evaluation makes the content stable).
+      if (parsed && !state.record.rollout().stable_revision().empty()) {
+        const std::string& id = state.record.rollout().stable_revision();
+        absl::StatusOr<std::string> data =
+            store_->Get(kRevisions, Revision::RevisionKey(entry.key, id));
+        v1::RevisionRecord rev_record;
+        absl::StatusOr<std::shared_ptr<const Revision>> rev =
+            !data.ok()                           ? data.status()
+            : !rev_record.ParseFromString(*data) ? absl::DataLossError("unreadable")
+                                                 : Revision::FromRecord(rev_record);
+        if (rev.ok()) {
+          state.stable = SingleRevision(*std::move(rev));
+        } else {
+          GF_LOG(WARNING) << "bundle " << entry.key << ": stable revision " << id
+                          << " not loaded (clusters that join its rollout get nothing until "
+                             "their turn): "
+                          << rev.status();
+        }
+      }
       // The partitions of a rollout under way, adjusted for the fleet at the first evaluation.
       absl::StatusOr<std::string> stored_cut = store_->Get(kRolloutCuts, entry.key);
       v1::RolloutCut cut;
@@ -874,9 +894,12 @@ void Controller::RememberRevision(const std::string& bundle, const std::string& 
   recent->Add()->assign(id);
   std::rotate(recent->rbegin(), recent->rbegin() + 1, recent->rend());  // newest first
   while (static_cast<size_t>(recent->size()) > kept) {
+    // The oldest, except the revision a rollout under way gives clusters that join it.
+    int oldest = recent->size() - 1;
+    if (oldest > 1 && recent->Get(oldest) == record->rollout().stable_revision()) --oldest;
     writes->push_back(
-        Store::Delete(kRevisions, Revision::RevisionKey(bundle, recent->Get(recent->size() - 1))));
-    recent->RemoveLast();
+        Store::Delete(kRevisions, Revision::RevisionKey(bundle, recent->Get(oldest))));
+    recent->erase(recent->begin() + oldest);
   }
 }
 
@@ -1019,6 +1042,7 @@ void Controller::PushToHub(const std::string& name) {
   Hub::Gate gate = GateFor(name);
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
+  std::shared_ptr<const BundleContent> stable;
   int64_t definition_generation = 0;
   uint64_t generation = 0;
   uint64_t builds = 0;
@@ -1027,12 +1051,17 @@ void Controller::PushToHub(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
+    if (gate == nullptr && state.content != nullptr) state.stable = state.content;
+    // A cluster the gate holds back that holds nothing of the bundle gets the stable
+    // content, unless the bundle has dependencies: those are judged for the content being
+    // rolled out, and a dependent's objects never go before what they depend on.
+    if (gate != nullptr && state.definition.depends_on().empty()) stable = state.stable;
     builds = state.content != nullptr ? state.content->builds() : 0;
     const bool same_gate =
         state.pushed_gate == gate ||
         (state.pushed_gate != nullptr && gate != nullptr && state.pushed_gate->SameAs(*gate));
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
-        state.pushed_builds == builds && same_gate) {
+        state.pushed_builds == builds && same_gate && state.pushed_stable == stable) {
       return;
     }
     selector = state.selector;
@@ -1041,7 +1070,7 @@ void Controller::PushToHub(const std::string& name) {
     generation = state.generation;
   }
   // Unlocked: the hub notifies agent streams, which ask it for messages at once.
-  hub_->SetBundle(name, selector, content, definition_generation, gate);
+  hub_->SetBundle(name, selector, content, definition_generation, gate, stable);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return;
@@ -1049,6 +1078,7 @@ void Controller::PushToHub(const std::string& name) {
   it->second.pushed_content = content;
   it->second.pushed_builds = builds;
   it->second.pushed_gate = gate;
+  it->second.pushed_stable = std::move(stable);
 }
 
 Hub::Gate Controller::GateFor(const std::string& name) {
@@ -1187,6 +1217,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   v1::RolloutRecord before;
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
+  std::string stable_revision;                        // see RolloutRecord.stable_revision
   std::shared_ptr<const std::vector<Partition>> cut;  // as last worked out, if any
   uint64_t cut_membership = 0;
   int64_t cut_generation = -1;
@@ -1203,6 +1234,11 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     before = state.record.rollout();
     selector = state.selector;
     content = state.content;
+    if (state.stable != nullptr && state.stable != state.content) {
+      if (std::shared_ptr<const Revision> uniform = state.stable->Uniform()) {
+        stable_revision = uniform->id;
+      }
+    }
     cut = state.partitions;
     cut_membership = state.partitions_membership;
     cut_generation = state.partitions_generation;
@@ -1258,6 +1294,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     rollout.set_commit(content->commit());
     rollout.set_generation(definition_generation);
     rollout.set_paused_by_operator(paused);
+    rollout.set_stable_revision(stable_revision);
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";

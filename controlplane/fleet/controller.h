@@ -159,6 +159,11 @@ class Controller {
     std::shared_ptr<const BundleVariants> pushed_content;
     uint64_t pushed_builds = 0;
     Hub::Gate pushed_gate;
+    std::shared_ptr<const BundleContent> pushed_stable;
+    // The content the whole targeted fleet was last allowed (no gate held anyone back):
+    // what a cluster that joins during a rollout gets meanwhile (see Hub::SetBundle). After
+    // a restart, the stored RolloutRecord.stable_revision.
+    std::shared_ptr<const BundleContent> stable;
     // The rollout as last worked out: its partitions (cut when the rollout of a render of
     // a definition began, and adjusted to the hub's membership version since; see
     // AdjustPartitions), what it waits for, and the gate of its current partition.

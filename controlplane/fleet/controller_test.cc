@@ -1130,7 +1130,8 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   Report("c2", r2, v1::HEALTH_STATE_PROGRESSING);  // any report evaluates the rollout
   absl::SleepFor(absl::Milliseconds(300));         // time for anything wrongly given to show
   EXPECT_EQ(Take("c3"), "") << "c3 got r2 while c2, ahead of it, is not ready";
-  EXPECT_EQ(Take("c0"), "") << "a cluster that joined mid-rollout jumped the queue";
+  // A joiner that holds nothing runs what the whole fleet ran until its turn.
+  EXPECT_EQ(Take("c0"), r1) << "a cluster that joined mid-rollout jumped the queue";
   absl::StatusOr<v1::RolloutStatus> rollout = controller_->GetRollout("web");
   ASSERT_TRUE(rollout.ok()) << rollout.status();
   EXPECT_EQ(rollout->partition(), 1);
@@ -1153,7 +1154,7 @@ TEST_F(RolloutTest, TheFleetChangingMidRolloutBringsNoClustersTurnForward) {
   Connect("c5");
   Report("c3", r2, v1::HEALTH_STATE_HEALTHY);  // c0 is not ready yet
   absl::SleepFor(absl::Milliseconds(300));
-  EXPECT_EQ(Take("c5"), "") << "c5 joined a partition that had started";
+  EXPECT_EQ(Take("c5"), r1) << "c5 joined a partition that had started";
   Report("c0", r2, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("c5"), r2);
   Report("c5", r2, v1::HEALTH_STATE_HEALTHY);
@@ -1197,10 +1198,95 @@ TEST_F(RolloutTest, ARestartKeepsThePartitionsOfARolloutUnderWay) {
   ASSERT_EQ(rollout->partitions(2).clusters_size(), 2);
   EXPECT_EQ(rollout->partitions(2).clusters(1).name(), "c0");
   absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
-  EXPECT_EQ(Take("c0"), "") << "c0 got r2 in a partition that had passed";
+  EXPECT_EQ(Take("c0"), r1) << "c0 got r2 in a partition that had passed";
   Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("c0"), r2);
   EXPECT_EQ(Eventually("c3"), r2);
+}
+
+// A cluster that joins during a rollout, holding nothing of the bundle, runs the last
+// revision the whole fleet was given until its partition's turn: not nothing (commits
+// that come faster than a rollout finishes would keep it empty for good), and never the
+// revision still being judged. After a restart too, however many commits came since.
+TEST_F(RolloutTest, AClusterThatJoinsMidRolloutRunsWhatTheFleetRanUntilItsTurn) {
+  std::string r1, r2, r3;
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2));
+  Connect("c9");
+  EXPECT_EQ(Eventually("c9"), r1);
+  EXPECT_EQ(Take("c3"), "") << "c3 holds r1 and keeps it until its turn";
+  Report("c9", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_THAT(controller_->GetStatus("c9", "web")[0].held_back(), HasSubstr("rollout: "));
+
+  // Newer commits while r2 is under way: what the fleet last ran is still r1.
+  ASSERT_TRUE(controller_->ControlRollout("web", "pause").ok());
+  for (int i = 3; i <= 16; ++i) ASSERT_NO_FATAL_FAILURE(CommitWeb(absl::StrCat(i), &r3));
+  Connect("c8");
+  EXPECT_EQ(Eventually("c8"), r1);
+
+  // A restart: r1 was kept in the store (14 commits pushed it past the revisions kept).
+  Restart();
+  Connect("c7");
+  EXPECT_EQ(Eventually("c7"), r1);
+  Connect("c1", r3);
+  Connect("c9", r1);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c9"), "") << "c9 holds r1: it keeps it until its turn";
+
+  // The rollout of r3 finishes: r3 is what a cluster that joins gets, at once.
+  ASSERT_TRUE(controller_->ControlRollout("web", "resume").ok());
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<v1::RolloutStatus> status =
+        RolloutOnce([](const v1::RolloutStatus&) { return true; });
+    ASSERT_TRUE(status.ok()) << status.status();
+    if (status->done()) break;
+    ASSERT_TRUE(controller_->ControlRollout("web", "promote").ok());
+  }
+  ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+  Connect("c6");
+  EXPECT_EQ(Eventually("c6"), r3);
+}
+
+// A bundle with dependencies gives a joiner nothing before its turn: its dependencies are
+// judged for the revision being rolled out, and its objects never go before theirs.
+TEST_F(RolloutTest, ABundleWithDependenciesGivesAJoinerNothingBeforeItsTurn) {
+  git_.Write("apps/base/cm.yaml", Cm("base"));
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2"}) Connect(name);
+  ASSERT_TRUE(controller_->AddBundle(Bundle("base", "apps/base"), false).ok());
+  auto report_base = [&](const std::string& cluster) {
+    std::shared_ptr<const EncodedMessage> message =
+        hub_->NextMessage(agents_[cluster].session, "base");
+    ASSERT_NE(message, nullptr) << cluster;
+    v1::StatusUpdate status;
+    status.set_bundle("base");
+    status.set_revision(message->message.update().revision());
+    status.set_applied_revision(status.revision());
+    status.set_sync_state(v1::SYNC_STATE_SYNCED);
+    status.set_health(v1::HEALTH_STATE_HEALTHY);
+    hub_->OnStatus(agents_[cluster].session, status);
+  };
+  for (const char* name : {"c1", "c2"}) ASSERT_NO_FATAL_FAILURE(report_base(name));
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.mutable_rollout()->set_partition_size("1");
+  web.add_depends_on("base");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(web, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  for (const char* name : {"c1", "c2"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("version 2");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_NE(Eventually("c1"), "");
+
+  Connect("c3");  // base is not applied there yet
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c3"), "") << "web's objects went before base's";
 }
 
 }  // namespace

@@ -227,9 +227,14 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   absl::SleepFor(absl::Seconds(2));
   EXPECT_EQ(Image("c3"), "web:1") << Logs();
   EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("paused by an operator"));
+  // A cluster that joins now, holding nothing, runs what the whole fleet ran until its
+  // turn: never the revision still being judged, and not nothing either.
+  StartCluster("c4");
+  ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:1"; }, absl::Seconds(30))) << Logs();
   Ctl({"rollout", "resume", "web"}, &code);
   EXPECT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
+  ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:2"; })) << Logs();
 }
 
 TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
