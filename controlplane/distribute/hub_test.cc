@@ -39,10 +39,17 @@ std::shared_ptr<const Revision> MakeRevision(const std::string& bundle,
 
 LabelSelector Selector(const std::string& text) { return *LabelSelector::Parse(text); }
 
-v1::Hello MakeHello(const std::string& cluster, const std::string& env) {
+// The hello of `cluster`'s agent, labelled env=`env`, holding `held` (bundle -> revision).
+v1::Hello MakeHello(const std::string& cluster, const std::string& env,
+                    const std::map<std::string, std::string>& held = {}) {
   v1::Hello hello;
   hello.set_cluster(cluster);
   (*hello.mutable_labels())["env"] = env;
+  for (const auto& [bundle, revision] : held) {
+    v1::HeldRevision* holding = hello.add_held();
+    holding->set_bundle(bundle);
+    holding->set_revision(revision);
+  }
   return hello;
 }
 
@@ -142,10 +149,7 @@ TEST_F(HubTest, BundlesWithEqualContentGetTheirOwnMessages) {
 TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
-  v1::Hello hello = MakeHello("a", "prod");
-  v1::HeldRevision* held = hello.add_held();
-  held->set_bundle("web");
-  held->set_revision(rev->id);
+  v1::Hello hello = MakeHello("a", "prod", {{"web", rev->id}});
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(hello, "p", conn);
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
@@ -196,10 +200,7 @@ TEST_F(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothin
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector(""), SingleRevision(rev));
   hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
-  v1::Hello hello = MakeHello("b", "prod");
-  v1::HeldRevision* held = hello.add_held();
-  held->set_bundle("web");
-  held->set_revision("older");
+  v1::Hello hello = MakeHello("b", "prod", {{"web", "older"}});
   auto conn = std::make_shared<FakeConnection>();
   uint64_t b = hub_.Connect(hello, "p", conn);
   EXPECT_EQ(hub_.NextMessage(b, "web"), nullptr) << "no removal, no update";
@@ -252,12 +253,7 @@ TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
   MemoryStore empty_store;
   Hub empty(&empty_store, metrics_);
   empty.SetTrustAgentLabels(true);
-  v1::Hello hello = MakeHello("b", "prod");
-  for (const char* bundle : {"api", "db"}) {
-    v1::HeldRevision* held = hello.add_held();
-    held->set_bundle(bundle);
-    held->set_revision("r1");
-  }
+  v1::Hello hello = MakeHello("b", "prod", {{"api", "r1"}, {"db", "r1"}});
   auto conn_b = std::make_shared<FakeConnection>();
   uint64_t b = empty.Connect(hello, "p", conn_b);
   EXPECT_THAT(conn_b->notified, ElementsAre("api", "db"));
@@ -284,10 +280,7 @@ TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
 }
 
 TEST_F(HubTest, ForgetIsAnExplicitRemovalOfWhatTheClusterHolds) {
-  v1::Hello hello = MakeHello("a", "prod");
-  v1::HeldRevision* held = hello.add_held();
-  held->set_bundle("old");
-  held->set_revision("r1");
+  v1::Hello hello = MakeHello("a", "prod", {{"old", "r1"}});
   auto conn = std::make_shared<FakeConnection>();
   uint64_t a = hub_.Connect(hello, "p", conn);
   EXPECT_EQ(hub_.NextMessage(a, "old"), nullptr);  // orphaned
@@ -538,15 +531,9 @@ TEST_F(HubTest, RolloutCountsTheTargetsThatAcknowledgedTheCurrentContent) {
   absl::Time a_acked = hub_.RolloutOf("web", Selector("env=prod")).last_current;
   hub_.Disconnect(a);
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 1);
-  v1::Hello hello = MakeHello("a", "prod");
-  v1::HeldRevision* held = hello.add_held();
-  held->set_bundle("web");
-  held->set_revision(rev2->id);
-  a = hub_.Connect(hello, "p", conn);
+  a = hub_.Connect(MakeHello("a", "prod", {{"web", rev2->id}}), "p", conn);
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).last_current, a_acked);
-  v1::Hello b_hello = MakeHello("b", "prod");
-  *b_hello.add_held() = *held;
-  b = hub_.Connect(b_hello, "p", conn);
+  b = hub_.Connect(MakeHello("b", "prod", {{"web", rev2->id}}), "p", conn);
   rollout = hub_.RolloutOf("web", Selector("env=prod"));
   EXPECT_EQ(rollout.current, 2);
   EXPECT_GT(rollout.last_current, a_acked) << "b said so only now";
@@ -654,12 +641,7 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
 
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   auto conn = std::make_shared<FakeConnection>();
-  v1::Hello hello = MakeHello("a", "prod");
-  for (const char* bundle : {"web", "big"}) {
-    v1::HeldRevision* held = hello.add_held();
-    held->set_bundle(bundle);
-    held->set_revision("r1");
-  }
+  v1::Hello hello = MakeHello("a", "prod", {{"web", "r1"}, {"big", "r1"}});
   uint64_t a = hub_.Connect(hello, "p", conn);
   v1::StatusUpdate status;
   status.set_bundle("web");
@@ -862,12 +844,8 @@ TEST_F(HubTest, AClusterThatHoldsNothingGetsTheStableContentUntilItsTurn) {
   auto r2 = MakeRevision("web", {"x"}, "2");
   auto stable = SingleRevision(r1);
   auto next = SingleRevision(r2);
-  v1::Hello old_hello = MakeHello("old", "prod");
-  v1::HeldRevision* held = old_hello.add_held();
-  held->set_bundle("web");
-  held->set_revision("an-older-one");
-  auto conn = std::make_shared<FakeConnection>();
-  uint64_t old = hub_.Connect(old_hello, "p", conn);
+  uint64_t old = hub_.Connect(MakeHello("old", "prod", {{"web", "an-older-one"}}), "p",
+                              std::make_shared<FakeConnection>());
   hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({"first"}), stable);
   EXPECT_EQ(hub_.NextMessage(old, "web"), nullptr) << "it keeps what it holds";
 
