@@ -226,7 +226,7 @@ void Hub::SetFleetId(const std::string& fleet_id) {
 
 void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
                     std::shared_ptr<const BundleContent> content, int64_t generation, Gate gate,
-                    std::shared_ptr<const BundleContent> stable) {
+                    std::shared_ptr<const BundleContent> stable, Gate stable_gate) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
@@ -239,12 +239,13 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
         gate != nullptr && (content == nullptr || content == target.content) &&
         target.content != nullptr && target.selector.text() == selector.text() &&
         target.generation == generation && stable == target.stable &&
-        gate->AddedTo(target.gate.get(), &widened);
+        stable_gate == target.stable_gate && gate->AddedTo(target.gate.get(), &widened);
     if (only_widened) std::sort(widened.begin(), widened.end());  // agents_ is walked in order
     target.selector = selector;
     target.generation = generation;
     target.gate = std::move(gate);
     target.stable = std::move(stable);
+    target.stable_gate = std::move(stable_gate);
     if (content != nullptr && content != target.content) {
       if (target.content != nullptr) target.previous = target.content;
       target.content = content;
@@ -278,8 +279,9 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       // The gate is asked last: only about clusters that would get something new. One
       // that holds nothing of the bundle may get the stable content, gate or not.
       if ((targeted && target.content != nullptr && !current_held &&
-           ((target.stable != nullptr && held == agent.held.end()) || target.gate == nullptr ||
-            target.gate->Allows(name))) ||
+           ((target.stable != nullptr && held == agent.held.end() &&
+             (target.stable_gate == nullptr || target.stable_gate->Allows(name))) ||
+            target.gate == nullptr || target.gate->Allows(name))) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
@@ -646,7 +648,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     // was last given, if that is known.
     const Gate& gate = target->second.gate;
     if (gate != nullptr && !gate->Allows(agent->info.name())) {
-      if (target->second.stable == nullptr || agent->held.count(bundle) > 0) return nullptr;
+      const Gate& stable_gate = target->second.stable_gate;
+      if (target->second.stable == nullptr || agent->held.count(bundle) > 0 ||
+          (stable_gate != nullptr && !stable_gate->Allows(agent->info.name()))) {
+        return nullptr;
+      }
       content = target->second.stable;
       stable = true;
       current = content->Uniform();
@@ -681,7 +687,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
       (stable ? target->second.stable : target->second.content) != content) {
     return nullptr;
   }
-  if (stable && agent->held.count(bundle) > 0) return nullptr;
+  if (stable && (agent->held.count(bundle) > 0 ||
+                 (target->second.stable_gate != nullptr &&
+                  !target->second.stable_gate->Allows(agent->info.name())))) {
+    return nullptr;
+  }
   return NextMessageLocked(agent, bundle, **revision, load);
 }
 
@@ -1165,6 +1175,18 @@ std::vector<std::pair<std::string, LabelMap>> Hub::MatchingClusterLabels(
   std::vector<std::pair<std::string, LabelMap>> out;
   for (const auto& [name, agent] : agents_) {
     if (agent.labels_known && selector.Matches(agent.labels)) out.emplace_back(name, agent.labels);
+  }
+  return out;
+}
+
+std::vector<std::string> Hub::MatchingClustersHoldingNothing(const std::string& bundle,
+                                                             const LabelSelector& selector) const {
+  MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, agent] : agents_) {
+    if (agent.labels_known && agent.held.count(bundle) == 0 && selector.Matches(agent.labels)) {
+      out.push_back(name);
+    }
   }
   return out;
 }

@@ -101,12 +101,14 @@ class Hub {
   // (a progressive rollout, or none for a suspended bundle); the others keep what they
   // hold. Null: every targeted cluster. A cluster the gate holds back that holds nothing
   // of the bundle (it joined, or started to match, during a rollout) gets `stable`
-  // instead, when given: the content the whole fleet was last allowed. Only a revision of
-  // it already built is given; none is asked for.
+  // instead, when given and `stable_gate` allows it (null: any): the content the whole
+  // fleet was last allowed. Only a revision of it already built is given; none is asked
+  // for.
   using Gate = std::shared_ptr<const ClusterGate>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
-                 Gate gate = nullptr, std::shared_ptr<const BundleContent> stable = nullptr);
+                 Gate gate = nullptr, std::shared_ptr<const BundleContent> stable = nullptr,
+                 Gate stable_gate = nullptr);
   // Suspends (maintenance) or resumes `cluster`: while suspended its agent is sent no
   // update and no removal of any bundle. Kept across restarts. NotFound for a cluster
   // never seen nor registered.
@@ -215,6 +217,9 @@ class Hub {
   // of thousands each time a rollout's partitions are cut.
   std::vector<std::pair<std::string, LabelMap>> MatchingClusterLabels(
       const LabelSelector& selector) const;
+  // Of those clusters, the ones that hold no revision of `bundle`, in name order.
+  std::vector<std::string> MatchingClustersHoldingNothing(const std::string& bundle,
+                                                          const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
   // Liveness: the flush loop (which takes the hub's lock) comes round every flush interval.
@@ -229,6 +234,7 @@ class Hub {
     int64_t generation = 0;
     Gate gate;                                    // see SetBundle
     std::shared_ptr<const BundleContent> stable;  // see SetBundle
+    Gate stable_gate;
   };
   // For a gated bundle: reports since its rollout's evaluation began, how many it needs
   // before it can move, and when reports reconcile it anyway (see ExpectReports). Kept

@@ -874,6 +874,24 @@ TEST_F(HubTest, AClusterThatHoldsNothingGetsTheStableContentUntilItsTurn) {
   EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
 }
 
+// The stable content goes only where its gate allows (the controller's: where the bundles
+// it depends on are ready).
+TEST_F(HubTest, TheStableContentGoesOnlyWhereItsGateAllows) {
+  auto r1 = MakeRevision("web", {"x"}, "1");
+  auto next = SingleRevision(MakeRevision("web", {"x"}, "2"));
+  auto ready_conn = std::make_shared<FakeConnection>();
+  uint64_t ready = hub_.Connect(MakeHello("ready", "prod"), "p", ready_conn);
+  uint64_t waiting =
+      hub_.Connect(MakeHello("waiting", "prod"), "p", std::make_shared<FakeConnection>());
+  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({}), SingleRevision(r1),
+                 ClusterSetGate::Of({"ready"}));
+  EXPECT_THAT(ready_conn->notified, ElementsAre("web"));
+  auto message = hub_.NextMessage(ready, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().revision(), r1->id);
+  EXPECT_EQ(hub_.NextMessage(waiting, "web"), nullptr);
+}
+
 // Stable content whose revision for a cluster's values was never built: the joiner gets
 // nothing, and no render is asked for (the render requester builds the current content).
 TEST_F(HubTest, AStableRevisionNotBuiltIsNotAskedFor) {

@@ -1039,7 +1039,20 @@ absl::Status Controller::Reconcile(const std::string& name) {
 }
 
 void Controller::PushToHub(const std::string& name) {
-  Hub::Gate gate = GateFor(name);
+  // The rollout's gate first: when it holds nobody back, the content is the stable one (a
+  // cluster that joins the next rollout gets it meanwhile).
+  Hub::Gate rollout_gate = RolloutGate(name);
+  bool has_stable = false;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return;
+    BundleState& state = it->second;
+    if (rollout_gate == nullptr && state.content != nullptr) state.stable = state.content;
+    has_stable = rollout_gate != nullptr && state.stable != nullptr;
+  }
+  Hub::Gate stable_gate;
+  Hub::Gate gate = DependencyGate(name, rollout_gate, has_stable, &stable_gate);
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
   std::shared_ptr<const BundleContent> stable;
@@ -1051,17 +1064,16 @@ void Controller::PushToHub(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
-    if (gate == nullptr && state.content != nullptr) state.stable = state.content;
-    // A cluster the gate holds back that holds nothing of the bundle gets the stable
-    // content, unless the bundle has dependencies: those are judged for the content being
-    // rolled out, and a dependent's objects never go before what they depend on.
-    if (gate != nullptr && state.definition.depends_on().empty()) stable = state.stable;
+    // A cluster the rollout holds back that holds nothing of the bundle gets the stable
+    // content (where the bundles it depends on are ready).
+    if (has_stable) stable = state.stable;
     builds = state.content != nullptr ? state.content->builds() : 0;
-    const bool same_gate =
-        state.pushed_gate == gate ||
-        (state.pushed_gate != nullptr && gate != nullptr && state.pushed_gate->SameAs(*gate));
+    auto same = [](const Hub::Gate& a, const Hub::Gate& b) {
+      return a == b || (a != nullptr && b != nullptr && a->SameAs(*b));
+    };
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
-        state.pushed_builds == builds && same_gate && state.pushed_stable == stable) {
+        state.pushed_builds == builds && same(state.pushed_gate, gate) &&
+        state.pushed_stable == stable && same(state.pushed_stable_gate, stable_gate)) {
       return;
     }
     selector = state.selector;
@@ -1070,7 +1082,7 @@ void Controller::PushToHub(const std::string& name) {
     generation = state.generation;
   }
   // Unlocked: the hub notifies agent streams, which ask it for messages at once.
-  hub_->SetBundle(name, selector, content, definition_generation, gate, stable);
+  hub_->SetBundle(name, selector, content, definition_generation, gate, stable, stable_gate);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return;
@@ -1079,10 +1091,7 @@ void Controller::PushToHub(const std::string& name) {
   it->second.pushed_builds = builds;
   it->second.pushed_gate = gate;
   it->second.pushed_stable = std::move(stable);
-}
-
-Hub::Gate Controller::GateFor(const std::string& name) {
-  return DependencyGate(name, RolloutGate(name));
+  it->second.pushed_stable_gate = std::move(stable_gate);
 }
 
 std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
@@ -1128,7 +1137,9 @@ void Controller::RefreshDependencies() {
   hub_->SetWatchedBundles(std::move(watched));
 }
 
-Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
+Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bool has_stable,
+                                     Hub::Gate* stable_gate) {
+  *stable_gate = nullptr;
   v1::Bundle definition;
   LabelSelector selector;
   struct Dependency {
@@ -1146,6 +1157,7 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       it->second.dependency_waits.clear();
       return gate;
     }
+    *stable_gate = ClusterSetGate::Of({});           // until the dependencies are known ready
     if (it->second.record.suspended()) return gate;  // nobody gets anything anyway
     selector = it->second.selector;
     for (const std::string& dependency : it->second.definition.depends_on()) {
@@ -1164,6 +1176,14 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
     if (gate == nullptr || gate->Allows(cluster)) candidates.push_back(std::move(cluster));
   }
   std::set<std::string> allowed(candidates.begin(), candidates.end());
+  // Clusters that would get the stable content: held back, and holding nothing of it.
+  std::vector<std::string> joiners;
+  if (has_stable && gate != nullptr) {
+    for (std::string& cluster : hub_->MatchingClustersHoldingNothing(name, selector)) {
+      if (!gate->Allows(cluster)) joiners.push_back(std::move(cluster));
+    }
+  }
+  std::set<std::string> joiners_allowed(joiners.begin(), joiners.end());
   std::map<std::string, std::string> waits;  // cluster -> why
   for (const Dependency& d : dependencies) {
     if (!d.defined || d.content == nullptr) {
@@ -1173,6 +1193,7 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
               absl::StrCat("bundle ", d.name, d.defined ? " has no render yet" : " is not defined");
         }
       }
+      joiners_allowed.clear();
       continue;
     }
     std::set<std::string> targeted;
@@ -1180,16 +1201,21 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate) {
       targeted.insert(std::move(cluster));
     }
     std::vector<std::string> concerned;
-    for (const std::string& cluster : candidates) {
-      if (targeted.count(cluster) > 0) concerned.push_back(cluster);
+    for (const std::vector<std::string>* clusters : {&candidates, &joiners}) {
+      for (const std::string& cluster : *clusters) {
+        if (targeted.count(cluster) > 0) concerned.push_back(cluster);
+      }
     }
     for (const v1::RolloutCluster& c : hub_->RolloutProgress(d.name, d.content.get(), concerned)) {
       if (c.ready()) continue;
+      joiners_allowed.erase(c.name());
       if (allowed.erase(c.name()) > 0) {
         waits[c.name()] = absl::StrCat("bundle ", d.name, ": ", c.detail());
       }
     }
   }
+  *stable_gate = ClusterSetGate::Of(
+      absl::flat_hash_set<std::string>(joiners_allowed.begin(), joiners_allowed.end()));
   {
     std::string message =
         waits.empty() ? ""

@@ -160,6 +160,7 @@ class Controller {
     uint64_t pushed_builds = 0;
     Hub::Gate pushed_gate;
     std::shared_ptr<const BundleContent> pushed_stable;
+    Hub::Gate pushed_stable_gate;
     // The content the whole targeted fleet was last allowed (no gate held anyone back):
     // what a cluster that joins during a rollout gets meanwhile (see Hub::SetBundle). After
     // a restart, the stored RolloutRecord.stable_revision.
@@ -188,11 +189,14 @@ class Controller {
   // Which clusters may have the bundle's current content: none while it is suspended, the
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the
   // clusters' reports allow and stores where it stands.
-  Hub::Gate GateFor(const std::string& name);
   Hub::Gate RolloutGate(const std::string& name);
   // Narrows `gate` to the clusters where every bundle `name` depends on is applied and
   // Healthy (or does not go); says which clusters wait in the bundle's rollout message.
-  Hub::Gate DependencyGate(const std::string& name, Hub::Gate gate);
+  // *stable_gate: of the clusters `gate` holds back that hold nothing of the bundle, those
+  // that may have its stable content (their dependencies ready there too); null when the
+  // bundle has no dependencies (any may).
+  Hub::Gate DependencyGate(const std::string& name, Hub::Gate gate, bool has_stable,
+                           Hub::Gate* stable_gate);
   // Why `cluster` does not get bundle `name`'s revision yet, or "" (see
   // BundleStatus.held_back). `partition_of` caches the rollout's cluster -> partition.
   std::string HeldBackLocked(const std::string& name, const BundleState& state,

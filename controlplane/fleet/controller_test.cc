@@ -1246,9 +1246,9 @@ TEST_F(RolloutTest, AClusterThatJoinsMidRolloutRunsWhatTheFleetRanUntilItsTurn) 
   EXPECT_EQ(Eventually("c6"), r3);
 }
 
-// A bundle with dependencies gives a joiner nothing before its turn: its dependencies are
-// judged for the revision being rolled out, and its objects never go before theirs.
-TEST_F(RolloutTest, ABundleWithDependenciesGivesAJoinerNothingBeforeItsTurn) {
+// A joiner gets a bundle's stable revision only once the bundles it depends on are
+// applied and Healthy there: its objects never go before theirs.
+TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady) {
   git_.Write("apps/base/cm.yaml", Cm("base"));
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");
@@ -1287,6 +1287,8 @@ TEST_F(RolloutTest, ABundleWithDependenciesGivesAJoinerNothingBeforeItsTurn) {
   Connect("c3");  // base is not applied there yet
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Take("c3"), "") << "web's objects went before base's";
+  ASSERT_NO_FATAL_FAILURE(report_base("c3"));
+  EXPECT_EQ(Eventually("c3"), r1) << "base is ready on c3: web's stable revision goes there";
 }
 
 }  // namespace
