@@ -149,6 +149,11 @@ bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
   return agent.labels_known && target.selector.Matches(agent.labels);
 }
 
+bool Hub::GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent) {
+  return target.stable != nullptr && agent.held.count(bundle) == 0 &&
+         (target.stable_gate == nullptr || target.stable_gate->Allows(agent.info.name()));
+}
+
 void Hub::UpdateLabelsLocked(Agent* agent) {
   ++membership_version_;
   if (trust_agent_labels_) {
@@ -279,9 +284,8 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
       // The gate is asked last: only about clusters that would get something new. One
       // that holds nothing of the bundle may get the stable content, gate or not.
       if ((targeted && target.content != nullptr && !current_held &&
-           ((target.stable != nullptr && held == agent.held.end() &&
-             (target.stable_gate == nullptr || target.stable_gate->Allows(name))) ||
-            target.gate == nullptr || target.gate->Allows(name))) ||
+           (GetsStable(bundle, target, agent) || target.gate == nullptr ||
+            target.gate->Allows(name))) ||
           (!targeted && held != agent.held.end())) {
         notify.emplace_back(agent.connection, bundle);
       }
@@ -648,11 +652,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     // was last given, if that is known.
     const Gate& gate = target->second.gate;
     if (gate != nullptr && !gate->Allows(agent->info.name())) {
-      const Gate& stable_gate = target->second.stable_gate;
-      if (target->second.stable == nullptr || agent->held.count(bundle) > 0 ||
-          (stable_gate != nullptr && !stable_gate->Allows(agent->info.name()))) {
-        return nullptr;
-      }
+      if (!GetsStable(bundle, target->second, *agent)) return nullptr;
       content = target->second.stable;
       stable = true;
       current = content->Uniform();
@@ -687,11 +687,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
       (stable ? target->second.stable : target->second.content) != content) {
     return nullptr;
   }
-  if (stable && (agent->held.count(bundle) > 0 ||
-                 (target->second.stable_gate != nullptr &&
-                  !target->second.stable_gate->Allows(agent->info.name())))) {
-    return nullptr;
-  }
+  if (stable && !GetsStable(bundle, target->second, *agent)) return nullptr;
   return NextMessageLocked(agent, bundle, **revision, load);
 }
 

@@ -270,6 +270,8 @@ class Hub {
 
   Agent* AgentForSessionLocked(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
+  // Whether `agent`, held back by the gate of `bundle` (`target`), gets its stable content.
+  static bool GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent);
   // Works out agent.labels from what it reports and what the control plane owns.
   void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A revision of `bundle` by id, from its contents or those read from the store. Null

@@ -98,6 +98,18 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
 
+// Revision `id` of `bundle` as stored; NotFound when it is not there or does not parse.
+absl::StatusOr<std::shared_ptr<const Revision>> ReadStoredRevision(Store* store,
+                                                                   const std::string& bundle,
+                                                                   const std::string& id) {
+  absl::StatusOr<std::string> data = store->Get(kRevisions, Revision::RevisionKey(bundle, id));
+  v1::RevisionRecord record;
+  if (!data.ok() || !record.ParseFromString(*data)) {
+    return absl::NotFoundError(absl::StrCat("revision ", id, " is not stored, or unreadable"));
+  }
+  return Revision::FromRecord(record);
+}
+
 }  // namespace
 
 // How often reports may reconcile one bundle (its rollout or dependency gate): the gate
@@ -289,11 +301,9 @@ absl::Status Controller::Load() {
       // per variant.
       if (parsed && !state.record.revision().empty() &&
           (!TakesValues(state.record.engine()) || state.record.uniform())) {
-        absl::StatusOr<std::string> data =
-            store_->Get(kRevisions, Revision::RevisionKey(entry.key, state.record.revision()));
-        v1::RevisionRecord rev_record;
-        if (data.ok() && rev_record.ParseFromString(*data)) {
-          absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(rev_record);
+        absl::StatusOr<std::shared_ptr<const Revision>> rev =
+            ReadStoredRevision(store_, entry.key, state.record.revision());
+        if (!absl::IsNotFound(rev.status())) {
           absl::StatusOr<std::shared_ptr<BundleVariants>> content =
               absl::UnknownError("not loaded");
           if (!rev.ok()) {
@@ -317,13 +327,8 @@ absl::Status Controller::Load() {
       // first evaluation makes the content stable).
       if (parsed && !state.record.rollout().stable_revision().empty()) {
         const std::string& id = state.record.rollout().stable_revision();
-        absl::StatusOr<std::string> data =
-            store_->Get(kRevisions, Revision::RevisionKey(entry.key, id));
-        v1::RevisionRecord rev_record;
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
-            !data.ok()                           ? data.status()
-            : !rev_record.ParseFromString(*data) ? absl::DataLossError("unreadable")
-                                                 : Revision::FromRecord(rev_record);
+            ReadStoredRevision(store_, entry.key, id);
         if (rev.ok()) {
           state.stable = SingleRevision(*std::move(rev));
         } else {
