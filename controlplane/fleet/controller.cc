@@ -758,6 +758,7 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     google::protobuf::Timestamp committed_time;
     google::protobuf::Timestamp seen_time;
     std::string held_back;
+    std::shared_ptr<const BundleContent> stable;  // what the hub gives joiners meanwhile
   };
   std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter);
   std::vector<Pair> pairs;
@@ -773,7 +774,8 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
         if (!state.selector.Matches(labels)) continue;
         pairs.push_back({&cluster, InfoLocked(state), state.content, state.record.committed_time(),
                          state.record.seen_time(),
-                         HeldBackLocked(name, state, cluster.info, partition_of[name])});
+                         HeldBackLocked(name, state, cluster.info, partition_of[name]),
+                         state.pushed_stable});
       }
     }
   }
@@ -801,6 +803,13 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
       }
     }
     auto report = pair.cluster->reports.find(pair.info.bundle().name());
+    if (!pair.held_back.empty() && pair.stable != nullptr &&
+        report != pair.cluster->reports.end() &&
+        pair.stable->Find(report->second.applied_revision()) != nullptr) {
+      absl::StrAppend(&pair.held_back, "; meanwhile it runs ",
+                      report->second.applied_revision().substr(0, 12),
+                      ", the last revision the whole fleet was given");
+    }
     out.push_back(ComposeStatus(pair.cluster->info, pair.info, pair.committed_time, pair.seen_time,
                                 report == pair.cluster->reports.end() ? nullptr : &report->second,
                                 pair.held_back));

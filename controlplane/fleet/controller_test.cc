@@ -16,6 +16,7 @@ namespace {
 
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -955,7 +956,9 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   std::vector<v1::BundleStatus> held = controller_->GetStatus("c3", "web");
   ASSERT_EQ(held.size(), 1u);
   EXPECT_EQ(held[0].held_back(),
-            "rollout: its partition 3/3 has not had its turn; the rollout is at partition 2/3");
+            absl::StrCat("rollout: its partition 3/3 has not had its turn; the rollout is at "
+                         "partition 2/3; meanwhile it runs ",
+                         r1.substr(0, 12), ", the last revision the whole fleet was given"));
   EXPECT_EQ(held[0].message(), held[0].held_back());
   EXPECT_EQ(held[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
   EXPECT_EQ(controller_->GetStatus("c1", "web")[0].held_back(), "") << "c1 runs r2";
@@ -1003,7 +1006,9 @@ TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
   EXPECT_EQ(Take("c3"), "") << "a restart let a later partition skip the gate";
   EXPECT_EQ(Take("c1"), "") << "c1 holds r2 already";
   EXPECT_EQ(controller_->GetStatus("c3", "web")[0].held_back(),
-            "rollout: its partition 3/3 has not had its turn; the rollout is at partition 2/3");
+            absl::StrCat("rollout: its partition 3/3 has not had its turn; the rollout is at "
+                         "partition 2/3; meanwhile it runs ",
+                         r1.substr(0, 12), ", the last revision the whole fleet was given"));
   // Reported to the new process, c2's health moves the rollout on.
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
   Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
@@ -1215,7 +1220,10 @@ TEST_F(RolloutTest, AClusterThatJoinsMidRolloutRunsWhatTheFleetRanUntilItsTurn) 
   EXPECT_EQ(Eventually("c9"), r1);
   EXPECT_EQ(Take("c3"), "") << "c3 holds r1 and keeps it until its turn";
   Report("c9", r1, v1::HEALTH_STATE_HEALTHY);
-  EXPECT_THAT(controller_->GetStatus("c9", "web")[0].held_back(), HasSubstr("rollout: "));
+  EXPECT_THAT(controller_->GetStatus("c9", "web")[0].held_back(),
+              AllOf(HasSubstr("rollout: "),
+                    HasSubstr(absl::StrCat("; meanwhile it runs ", r1.substr(0, 12),
+                                           ", the last revision the whole fleet was given"))));
 
   // Newer commits while r2 is under way: what the fleet last ran is still r1.
   ASSERT_TRUE(controller_->ControlRollout("web", "pause").ok());
