@@ -1063,7 +1063,11 @@ void Controller::PushToHub(const std::string& name) {
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
     if (rollout_gate == nullptr && state.content != nullptr) state.stable = state.content;
-    has_stable = rollout_gate != nullptr && state.stable != nullptr;
+    // While a rollback rolls out, what the fleet ran before is what the operator rolled
+    // back from: a joiner waits for its turn rather than get that.
+    const std::string& pinned = state.record.pinned_commit();
+    has_stable = rollout_gate != nullptr && state.stable != nullptr &&
+                 (pinned.empty() || state.stable->commit() == pinned);
   }
   Hub::Gate stable_gate;
   Hub::Gate gate = DependencyGate(name, rollout_gate, has_stable, &stable_gate);

@@ -1254,6 +1254,29 @@ TEST_F(RolloutTest, AClusterThatJoinsMidRolloutRunsWhatTheFleetRanUntilItsTurn) 
   EXPECT_EQ(Eventually("c6"), r3);
 }
 
+// During a rollback's rollout, the revision the whole fleet ran is the one the operator
+// rolls back from: a joiner waits for its turn instead.
+TEST_F(RolloutTest, AJoinerGetsNothingOfTheRevisionARollbackMovesAwayFrom) {
+  std::string r1, r2;
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2));
+  Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c3"), r2);
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+
+  absl::StatusOr<v1::BundleInfo> pinned = controller_->PinBundle("web", r1.substr(0, 12));
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  ASSERT_EQ(Eventually("c1"), r1) << "the rollback rolls out from partition 1";
+  Connect("c9");
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c9"), "") << "a joiner got the revision being rolled back from";
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c2"), r1);
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r1);
+  EXPECT_EQ(Eventually("c9"), r1) << "its turn, in the last partition";
+}
+
 // A joiner gets a bundle's stable revision only once the bundles it depends on are
 // applied and Healthy there: its objects never go before theirs.
 TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady) {
