@@ -259,7 +259,20 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     // targeted agent asks, and NextMessage works out its cluster's revision.
     std::shared_ptr<const Revision> uniform =
         target.content != nullptr ? target.content->Uniform() : nullptr;
+    // Agents that waited for a revision to be built: the gate need not have widened for
+    // them (the walk below looks at each anyway).
+    std::set<std::string> waiting;
+    waiting.swap(target.waiting);
     if (only_widened) {
+      for (const std::string& name : waiting) {
+        auto it = agents_.find(name);
+        if (it == agents_.end() || it->second.connection == nullptr || it->second.suspended) {
+          continue;
+        }
+        if (!std::binary_search(widened.begin(), widened.end(), name)) {
+          notify.emplace_back(it->second.connection, bundle);
+        }
+      }
       auto hint = agents_.cbegin();
       for (const std::string& name : widened) {
         auto it = FindAgentLocked(name, hint);
@@ -663,15 +676,22 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
   // Values differ between clusters: this cluster's revision, if it is built. Looked up
   // unlocked (it compares the cluster's values with every variant's).
   std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> revision = content->Built(cluster);
-  if (!revision.has_value() && stable) return nullptr;  // only what it built for the fleet
   if (!revision.has_value()) {
+    // The controller builds it (the stable content's too) and sets the bundle again,
+    // which tells this agent.
     std::shared_ptr<const RenderRequester> requester;
     {
       MutexLock lock(&mu_);
+      auto target = bundles_.find(bundle);
+      if (target == bundles_.end()) return nullptr;
+      target->second.waiting.insert(cluster.name());
       requester = render_requester_;
     }
-    if (requester != nullptr) (*requester)(bundle);
-    return nullptr;
+    revision = content->Built(cluster);  // built meanwhile, before it waited?
+    if (!revision.has_value()) {
+      if (requester != nullptr) (*requester)(bundle);
+      return nullptr;
+    }
   }
   if (!revision->ok()) {
     GF_LOG(WARNING) << "bundle " << bundle << " for cluster " << cluster.name() << ": "
@@ -1175,13 +1195,13 @@ std::vector<std::pair<std::string, LabelMap>> Hub::MatchingClusterLabels(
   return out;
 }
 
-std::vector<std::string> Hub::MatchingClustersHoldingNothing(const std::string& bundle,
-                                                             const LabelSelector& selector) const {
+std::vector<v1::ClusterInfo> Hub::MatchingClustersHoldingNothing(
+    const std::string& bundle, const LabelSelector& selector) const {
   MutexLock lock(&mu_);
-  std::vector<std::string> out;
+  std::vector<v1::ClusterInfo> out;
   for (const auto& [name, agent] : agents_) {
     if (agent.labels_known && agent.held.count(bundle) == 0 && selector.Matches(agent.labels)) {
-      out.push_back(name);
+      out.push_back(agent.info);
     }
   }
   return out;

@@ -102,8 +102,8 @@ class Hub {
   // hold. Null: every targeted cluster. A cluster the gate holds back that holds nothing
   // of the bundle (it joined, or started to match, during a rollout) gets `stable`
   // instead, when given and `stable_gate` allows it (null: any): the content the whole
-  // fleet was last allowed. Only a revision of it already built is given; none is asked
-  // for.
+  // fleet was last allowed. A cluster's revision of either that is not built yet is asked
+  // of the render requester (see SetRenderRequester).
   using Gate = std::shared_ptr<const ClusterGate>;
   void SetBundle(const std::string& bundle, const LabelSelector& selector,
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
@@ -174,7 +174,7 @@ class Hub {
   // Who builds a cluster's revision when its values need one not built yet: called with
   // the bundle's name, on the asking thread, without the hub's lock held. It must not
   // render there; it queues the work, and calls SetBundle again when the revision is
-  // built. Set before agents connect.
+  // built: that tells every agent that waited for one. Set before agents connect.
   using RenderRequester = std::function<void(const std::string& bundle)>;
   void SetRenderRequester(RenderRequester requester);
 
@@ -218,8 +218,8 @@ class Hub {
   std::vector<std::pair<std::string, LabelMap>> MatchingClusterLabels(
       const LabelSelector& selector) const;
   // Of those clusters, the ones that hold no revision of `bundle`, in name order.
-  std::vector<std::string> MatchingClustersHoldingNothing(const std::string& bundle,
-                                                          const LabelSelector& selector) const;
+  std::vector<v1::ClusterInfo> MatchingClustersHoldingNothing(const std::string& bundle,
+                                                              const LabelSelector& selector) const;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
   // Liveness: the flush loop (which takes the hub's lock) comes round every flush interval.
@@ -235,6 +235,9 @@ class Hub {
     Gate gate;                                    // see SetBundle
     std::shared_ptr<const BundleContent> stable;  // see SetBundle
     Gate stable_gate;
+    // Clusters whose revision was not built when their agent asked: told at the next
+    // SetBundle, whatever it changes (a build ends with one). At most one per cluster.
+    std::set<std::string> waiting;
   };
   // For a gated bundle: reports since its rollout's evaluation began, how many it needs
   // before it can move, and when reports reconcile it anyway (see ExpectReports). Kept

@@ -894,22 +894,32 @@ TEST_F(HubTest, TheStableContentGoesOnlyWhereItsGateAllows) {
 
 // Stable content whose revision for a cluster's values was never built: the joiner gets
 // nothing, and no render is asked for (the render requester builds the current content).
-TEST_F(HubTest, AStableRevisionNotBuiltIsNotAskedFor) {
+TEST_F(HubTest, AStableRevisionNotBuiltIsAskedForAndTheAgentToldOnceItIs) {
   std::vector<std::string> requested;
   hub_.SetRenderRequester([&](const std::string& bundle) { requested.push_back(bundle); });
   auto stable = std::make_shared<LazyContent>();
   stable->Build("built");
   auto next = SingleRevision(MakeRevision("web", {"x"}, "2"));
-  hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({}), stable);
-  uint64_t joiner =
-      hub_.Connect(MakeHello("joiner", "prod"), "p", std::make_shared<FakeConnection>());
-  EXPECT_EQ(hub_.NextMessage(joiner, "web"), nullptr);
-  EXPECT_THAT(requested, IsEmpty());
+  Hub::Gate gate = ClusterSetGate::Of({});
+  hub_.SetBundle("web", Selector(""), next, 1, gate, stable);
+  auto connection = std::make_shared<FakeConnection>();
+  uint64_t joiner = hub_.Connect(MakeHello("joiner", "prod"), "p", connection);
+  EXPECT_EQ(hub_.NextMessage(joiner, "web"), nullptr) << "built on a gRPC thread";
+  EXPECT_THAT(requested, ElementsAre("web"));
   uint64_t built =
       hub_.Connect(MakeHello("built", "prod"), "p", std::make_shared<FakeConnection>());
   auto message = hub_.NextMessage(built, "web");
   ASSERT_NE(message, nullptr);
   EXPECT_EQ(message->message.update().upserts(0).key().name(), "cm-built");
+
+  // The controller builds it and sets the bundle again, changing nothing else.
+  connection->notified.clear();
+  stable->Build("joiner");
+  hub_.SetBundle("web", Selector(""), next, 1, gate, stable);
+  EXPECT_THAT(connection->notified, ElementsAre("web"));
+  message = hub_.NextMessage(joiner, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().upserts(0).key().name(), "cm-joiner");
 }
 
 }  // namespace

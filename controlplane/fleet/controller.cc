@@ -318,6 +318,7 @@ absl::Status Controller::Load() {
           }
           if (content.ok()) {
             state.content = *content;
+            state.content_generation = state.definition.generation();
           } else {
             GF_LOG(ERROR) << content.status();
           }
@@ -325,17 +326,36 @@ absl::Status Controller::Load() {
       }
       // What clusters that join a rollout under way get meanwhile (once it is done, the
       // first evaluation makes the content stable).
-      if (parsed && !state.record.rollout().stable_revision().empty()) {
-        const std::string& id = state.record.rollout().stable_revision();
+      const v1::RolloutRecord& rollout = state.record.rollout();
+      if (parsed && !rollout.stable_revision().empty()) {
+        const std::string& id = rollout.stable_revision();
+        const int64_t template_generation =
+            static_cast<int64_t>(rollout.stable_template_generation());
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
             ReadStoredRevision(store_, entry.key, id);
-        if (rev.ok()) {
-          state.stable = SingleRevision(*std::move(rev));
+        absl::StatusOr<std::shared_ptr<const BundleContent>> stable =
+            absl::UnknownError("not loaded");
+        if (!rev.ok()) {
+          stable = rev.status();
+        } else if (template_generation == 0) {
+          stable = SingleRevision(*std::move(rev));
+        } else if (template_generation != state.definition.generation()) {
+          stable = absl::FailedPreconditionError(
+              "it is substituted with the values of a definition since changed");
+        } else {
+          stable = BundleVariants::FromTemplate(
+              ContentParams(entry.key, state.definition, state.values, state.generation,
+                            (*rev)->commit, (*rev)->committed_time),
+              (*rev)->objects);
+        }
+        if (stable.ok()) {
+          state.stable = *std::move(stable);
+          state.stable_generation = template_generation;
         } else {
           GF_LOG(WARNING) << "bundle " << entry.key << ": stable revision " << id
                           << " not loaded (clusters that join its rollout get nothing until "
                              "their turn): "
-                          << rev.status();
+                          << stable.status();
         }
       }
       // The partitions of a rollout under way, adjusted for the fleet at the first evaluation.
@@ -1047,9 +1067,34 @@ absl::Status Controller::Reconcile(const std::string& name) {
     // cluster connected, or its labels changed). Only here do engines render for values.
     status = Probe(definition, *content);
   }
+  BuildStableRevisions(name);
   PersistNewRevisions(name);
   PushToHub(name);
   return status;
+}
+
+void Controller::BuildStableRevisions(const std::string& name) {
+  std::shared_ptr<const BundleVariants> stable;
+  LabelSelector selector;
+  Hub::Gate gate;
+  Hub::Gate stable_gate;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return;
+    const BundleState& state = it->second;
+    stable = std::dynamic_pointer_cast<const BundleVariants>(state.pushed_stable);
+    selector = state.selector;
+    gate = state.pushed_gate;
+    stable_gate = state.pushed_stable_gate;
+  }
+  if (stable == nullptr || stable->Uniform() != nullptr || gate == nullptr) return;
+  for (const v1::ClusterInfo& cluster : hub_->MatchingClustersHoldingNothing(name, selector)) {
+    if (gate->Allows(cluster.name())) continue;
+    if (stable_gate != nullptr && !stable_gate->Allows(cluster.name())) continue;
+    // A failure shows in the cluster's status (its turn brings the current revision).
+    (void)stable->For(cluster);
+  }
 }
 
 void Controller::PushToHub(const std::string& name) {
@@ -1062,7 +1107,10 @@ void Controller::PushToHub(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     BundleState& state = it->second;
-    if (rollout_gate == nullptr && state.content != nullptr) state.stable = state.content;
+    if (rollout_gate == nullptr && state.content != nullptr) {
+      state.stable = state.content;
+      state.stable_generation = state.content_generation;
+    }
     // While a rollback rolls out, what the fleet ran before is what the operator rolled
     // back from: a joiner waits for its turn rather than get that.
     const std::string& pinned = state.record.pinned_commit();
@@ -1077,6 +1125,7 @@ void Controller::PushToHub(const std::string& name) {
   int64_t definition_generation = 0;
   uint64_t generation = 0;
   uint64_t builds = 0;
+  uint64_t stable_builds = 0;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -1086,12 +1135,15 @@ void Controller::PushToHub(const std::string& name) {
     // content (where the bundles it depends on are ready).
     if (has_stable) stable = state.stable;
     builds = state.content != nullptr ? state.content->builds() : 0;
+    auto stable_variants = std::dynamic_pointer_cast<const BundleVariants>(stable);
+    stable_builds = stable_variants != nullptr ? stable_variants->builds() : 0;
     auto same = [](const Hub::Gate& a, const Hub::Gate& b) {
       return a == b || (a != nullptr && b != nullptr && a->SameAs(*b));
     };
     if (state.pushed_generation == state.generation && state.pushed_content == state.content &&
         state.pushed_builds == builds && same(state.pushed_gate, gate) &&
-        state.pushed_stable == stable && same(state.pushed_stable_gate, stable_gate)) {
+        state.pushed_stable == stable && state.pushed_stable_builds == stable_builds &&
+        same(state.pushed_stable_gate, stable_gate)) {
       return;
     }
     selector = state.selector;
@@ -1109,6 +1161,7 @@ void Controller::PushToHub(const std::string& name) {
   it->second.pushed_builds = builds;
   it->second.pushed_gate = gate;
   it->second.pushed_stable = std::move(stable);
+  it->second.pushed_stable_builds = stable_builds;
   it->second.pushed_stable_gate = std::move(stable_gate);
 }
 
@@ -1197,8 +1250,8 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
   // Clusters that would get the stable content: held back, and holding nothing of it.
   std::vector<std::string> joiners;
   if (has_stable && gate != nullptr) {
-    for (std::string& cluster : hub_->MatchingClustersHoldingNothing(name, selector)) {
-      if (!gate->Allows(cluster)) joiners.push_back(std::move(cluster));
+    for (v1::ClusterInfo& cluster : hub_->MatchingClustersHoldingNothing(name, selector)) {
+      if (!gate->Allows(cluster.name())) joiners.push_back(std::move(*cluster.mutable_name()));
     }
   }
   std::set<std::string> joiners_allowed(joiners.begin(), joiners.end());
@@ -1262,6 +1315,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
   std::string stable_revision;                        // see RolloutRecord.stable_revision
+  uint64_t stable_template_generation = 0;            // and its stable_template_generation
   std::shared_ptr<const std::vector<Partition>> cut;  // as last worked out, if any
   uint64_t cut_membership = 0;
   int64_t cut_generation = -1;
@@ -1279,8 +1333,12 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     selector = state.selector;
     content = state.content;
     if (state.stable != nullptr && state.stable != state.content) {
+      auto variants = std::dynamic_pointer_cast<const BundleVariants>(state.stable);
       if (std::shared_ptr<const Revision> uniform = state.stable->Uniform()) {
         stable_revision = uniform->id;
+      } else if (variants != nullptr && variants->template_revision() != nullptr) {
+        stable_revision = variants->template_revision()->id;
+        stable_template_generation = static_cast<uint64_t>(state.stable_generation);
       }
     }
     cut = state.partitions;
@@ -1339,6 +1397,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     rollout.set_generation(definition_generation);
     rollout.set_paused_by_operator(paused);
     rollout.set_stable_revision(stable_revision);
+    rollout.set_stable_template_generation(stable_template_generation);
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";
@@ -1909,6 +1968,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     std::shared_ptr<const Revision> after = content->Uniform();
     if (before == nullptr || after == nullptr || before->id != after->id) {
       state.content = content;
+      state.content_generation = definition.generation();
       state.variant_paths = variant_paths;
     }
   }

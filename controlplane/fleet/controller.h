@@ -143,6 +143,7 @@ class Controller {
     ValuesSpec values;
     // The last good render: what every targeted cluster runs (null before the first).
     std::shared_ptr<const BundleVariants> content;
+    int64_t content_generation = 0;  // of the definition it was rendered for
     // Engines that take values (jsonnet, helm) render per variant; their reads collect
     // here and are the render cache for the next commit.
     std::shared_ptr<ReadPathSet> variant_paths;
@@ -160,11 +161,13 @@ class Controller {
     uint64_t pushed_builds = 0;
     Hub::Gate pushed_gate;
     std::shared_ptr<const BundleContent> pushed_stable;
+    uint64_t pushed_stable_builds = 0;
     Hub::Gate pushed_stable_gate;
     // The content the whole targeted fleet was last allowed (no gate held anyone back):
     // what a cluster that joins during a rollout gets meanwhile (see Hub::SetBundle). After
     // a restart, the stored RolloutRecord.stable_revision.
     std::shared_ptr<const BundleContent> stable;
+    int64_t stable_generation = 0;  // of the definition it was rendered for
     // The rollout as last worked out: its partitions (cut when the rollout of a render of
     // a definition began, and adjusted to the hub's membership version since; see
     // AdjustPartitions), what it waits for, and the gate of its current partition.
@@ -222,6 +225,10 @@ class Controller {
   // Builds the revisions of the clusters the bundle targets; a failure that depends on
   // no value is the render's failure.
   absl::Status Probe(const v1::Bundle& definition, const BundleVariants& content);
+  // Builds the stable content's revisions (see BundleState.stable) for the clusters the
+  // hub gives it to and that lack one: the hub never builds, and tells their agents once
+  // the bundle is set again.
+  void BuildStableRevisions(const std::string& name);
   // Adds `id` to the record's recent revisions, newest first, deleting the oldest past `kept`.
   static void RememberRevision(const std::string& bundle, const std::string& id, size_t kept,
                                v1::BundleRecord* record, std::vector<Store::Write>* writes);

@@ -1,10 +1,12 @@
 #include "controlplane/fleet/controller.h"
 
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
+#include "common/sync.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "gmock/gmock.h"
@@ -28,10 +30,23 @@ std::string Cm(const std::string& name, const std::string& value = "1") {
 
 class FakeConnection : public AgentConnection {
  public:
-  void Notify(const std::string& bundle) override { notified.insert(bundle); }
+  // Called by the controller's workers as well as the test's thread.
+  void Notify(const std::string& bundle) override {
+    MutexLock lock(&mu_);
+    ++notices_[bundle];
+  }
   void NotifyControl() override {}
   void Close(const absl::Status&) override {}
-  std::set<std::string> notified;
+  // How often the agent was told that `bundle` may have something new for it.
+  int notices(const std::string& bundle) const {
+    MutexLock lock(&mu_);
+    auto it = notices_.find(bundle);
+    return it == notices_.end() ? 0 : it->second;
+  }
+
+ private:
+  mutable Mutex mu_;
+  std::map<std::string, int> notices_ ABSL_GUARDED_BY(mu_);
 };
 
 class ControllerTest : public ::testing::Test {
@@ -818,6 +833,7 @@ class RolloutTest : public ControllerTest {
     uint64_t session = 0;
     std::shared_ptr<FakeConnection> connection = std::make_shared<FakeConnection>();
     std::string held;
+    std::string yaml;  // the objects of the last update it took
   };
   // Connects `name`, labelled env=`env`, on a new connection; its agent says it holds
   // revision `held` of web, if any.
@@ -839,7 +855,20 @@ class RolloutTest : public ControllerTest {
     std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agents_[name].session, "web");
     if (message == nullptr || !message->message.has_update()) return "";
     agents_[name].held = message->message.update().revision();
+    agents_[name].yaml.clear();
+    for (const v1::ManifestObject& object : message->message.update().upserts()) {
+      agents_[name].yaml += object.yaml();
+    }
     return agents_[name].held;
+  }
+  // Whether `name`'s agent is told within 2 s that web may have something new for it,
+  // once it has been told `before` times.
+  bool NoticedAfter(const std::string& name, int before) {
+    for (int i = 0; i < 200; ++i) {
+      if (agents_[name].connection->notices("web") > before) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
   }
   void Report(const std::string& name, const std::string& revision, v1::HealthState health,
               v1::SyncState sync = v1::SYNC_STATE_SYNCED) {
@@ -1320,6 +1349,94 @@ TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady)
   EXPECT_EQ(Take("c3"), "") << "web's objects went before base's";
   ASSERT_NO_FATAL_FAILURE(report_base("c3"));
   EXPECT_EQ(Eventually("c3"), r1) << "base is ready on c3: web's stable revision goes there";
+}
+
+// Adds bundle "web" of a ConfigMap whose value names each cluster, rolled out one cluster
+// per partition, and rolls it out to c1-c3; `commit` commits version N of it.
+class PerClusterRolloutTest : public RolloutTest {
+ protected:
+  void Commit(const std::string& version) {
+    git_.Write("apps/web/cm.yaml", Cm("web", "${env}-${cluster.name}-" + version));
+    git_.Commit("version " + version);
+  }
+  void AddWebEverywhere() {
+    Commit("1");
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+    for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+    v1::Bundle bundle = Bundle("web", "apps/web");
+    bundle.set_substitute(true);
+    bundle.mutable_rollout()->set_partition_size("1");
+    absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+    ASSERT_TRUE(info.ok()) << info.status();
+    for (const char* name : {"c1", "c2", "c3"}) {
+      ASSERT_NE(Eventually(name), "") << name;
+      ASSERT_THAT(agents_[name].yaml, HasSubstr(absl::StrCat("prod-", name, "-1")));
+      Report(name, agents_[name].held, v1::HEALTH_STATE_HEALTHY);
+    }
+    ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+  }
+};
+
+// A cluster that joins a rollout of a bundle whose objects differ per cluster gets the
+// stable render's objects substituted for it. The controller builds them (never a gRPC
+// thread) and the agent is told, before its turn and after a restart alike.
+TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
+  Commit("2");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_NE(Eventually("c1"), "");
+  ASSERT_THAT(agents_["c1"].yaml, HasSubstr("prod-c1-2"));
+
+  Connect("c9");
+  int before = agents_["c9"].connection->notices("web");
+  EXPECT_EQ(Take("c9"), "") << "built on a gRPC thread";
+  ASSERT_TRUE(NoticedAfter("c9", before)) << "not told once its revision was built";
+  ASSERT_NE(Take("c9"), "");
+  EXPECT_THAT(agents_["c9"].yaml, HasSubstr("prod-c9-1"));
+
+  // After a restart the stable render is substituted again from the stored one.
+  Restart();
+  Connect("c1", agents_["c1"].held);
+  Connect("c8");
+  EXPECT_NE(Eventually("c8"), "");
+  EXPECT_THAT(agents_["c8"].yaml, HasSubstr("prod-c8-1"));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(Take("c1"), "") << "c1 holds its revision of version 2";
+
+  // The definition changes (a new rollout; in memory, joiners still get version 1 as the
+  // fleet ran it). After a restart, its values no longer say what the fleet ran: a joiner
+  // waits for its turn.
+  v1::Bundle changed = Bundle("web", "apps/web");
+  changed.set_substitute(true);
+  changed.mutable_rollout()->set_partition_size("1");
+  (*changed.mutable_values())["env"] = "staging";
+  ASSERT_TRUE(controller_->AddBundle(changed, true).ok());
+  Connect("c7");
+  EXPECT_NE(Eventually("c7"), "");
+  EXPECT_THAT(agents_["c7"].yaml, HasSubstr("prod-c7-1"));
+  Restart();
+  Connect("c6");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c6"), "") << "substituted with values the fleet never ran";
+}
+
+// A cluster whose values change after its partition's turn gets its new objects as soon
+// as they are built, not when the rollout ends.
+TEST_F(PerClusterRolloutTest, AClusterWhoseValuesChangeMidRolloutIsToldOnceItsRevisionIsBuilt) {
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
+  Commit("2");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_NE(Eventually("c1"), "");
+  Report("c1", agents_["c1"].held, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_NE(Eventually("c2"), "");  // partition 2 waits for c2's report
+
+  Connect("c1", agents_["c1"].held, "dev");
+  int before = agents_["c1"].connection->notices("web");
+  EXPECT_EQ(Take("c1"), "");
+  ASSERT_TRUE(NoticedAfter("c1", before)) << "not told once its revision was built";
+  ASSERT_NE(Take("c1"), "");
+  EXPECT_THAT(agents_["c1"].yaml, HasSubstr("dev-c1-2"));
+  EXPECT_EQ(Take("c3"), "") << "not c3's turn";
 }
 
 }  // namespace
