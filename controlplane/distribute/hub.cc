@@ -10,6 +10,7 @@
 #include "common/proto_time.h"
 #include "common/thread_name.h"
 #include "controlplane/distribute/status_bounds.h"
+#include "controlplane/store/revisions.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -17,7 +18,6 @@ namespace {
 
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
-constexpr char kRevisions[] = "revisions";
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
 
@@ -560,15 +560,11 @@ std::shared_ptr<const Revision> Hub::FindRevisionLocked(const std::string& bundl
 
 void Hub::LoadStoredRevision(const std::string& key) {
   std::shared_ptr<const Revision> revision;
-  absl::StatusOr<std::string> data = store_->Get(kRevisions, key);
-  v1::RevisionRecord record;
-  if (data.ok() && record.ParseFromString(*data)) {
-    absl::StatusOr<std::shared_ptr<const Revision>> rev = Revision::FromRecord(record);
-    if (!rev.ok()) {
-      GF_LOG(WARNING) << rev.status();
-    } else if ((*rev)->key() == key) {
-      revision = *rev;
-    }
+  absl::StatusOr<std::shared_ptr<const Revision>> rev = ReadStoredRevision(store_, key);
+  if (rev.ok()) {
+    revision = *std::move(rev);
+  } else if (!absl::IsNotFound(rev.status())) {
+    GF_LOG(WARNING) << rev.status();
   }
   MutexLock lock(&mu_);
   if (stored_revisions_.size() >= kMaxStoredRevisions) stored_revisions_.clear();

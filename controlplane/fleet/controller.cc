@@ -15,6 +15,7 @@
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
+#include "controlplane/store/revisions.h"
 
 namespace gitfleet {
 namespace {
@@ -22,7 +23,6 @@ namespace {
 constexpr char kSources[] = "sources";
 constexpr char kBundles[] = "bundles";
 constexpr char kBundleRecords[] = "bundle_records";
-constexpr char kRevisions[] = "revisions";
 constexpr char kTombstones[] = "tombstones";
 constexpr char kRenderCaches[] = "render_caches";
 constexpr char kRolloutCuts[] = "rollout_cuts";
@@ -97,18 +97,6 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
 // Revisions built for cluster values that wait to be stored, per bundle; past this the
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
-
-// Revision `id` of `bundle` as stored; NotFound when it is not there or does not parse.
-absl::StatusOr<std::shared_ptr<const Revision>> ReadStoredRevision(Store* store,
-                                                                   const std::string& bundle,
-                                                                   const std::string& id) {
-  absl::StatusOr<std::string> data = store->Get(kRevisions, Revision::RevisionKey(bundle, id));
-  v1::RevisionRecord record;
-  if (!data.ok() || !record.ParseFromString(*data)) {
-    return absl::NotFoundError(absl::StrCat("revision ", id, " is not stored, or unreadable"));
-  }
-  return Revision::FromRecord(record);
-}
 
 }  // namespace
 
@@ -302,7 +290,7 @@ absl::Status Controller::Load() {
       if (parsed && !state.record.revision().empty() &&
           (!TakesValues(state.record.engine()) || state.record.uniform())) {
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
-            ReadStoredRevision(store_, entry.key, state.record.revision());
+            ReadStoredRevision(store_, Revision::RevisionKey(entry.key, state.record.revision()));
         if (!absl::IsNotFound(rev.status())) {
           absl::StatusOr<std::shared_ptr<BundleVariants>> content =
               absl::UnknownError("not loaded");
@@ -332,7 +320,7 @@ absl::Status Controller::Load() {
         const int64_t template_generation =
             static_cast<int64_t>(rollout.stable_template_generation());
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
-            ReadStoredRevision(store_, entry.key, id);
+            ReadStoredRevision(store_, Revision::RevisionKey(entry.key, id));
         absl::StatusOr<std::shared_ptr<const BundleContent>> stable =
             absl::UnknownError("not loaded");
         if (!rev.ok()) {
@@ -683,7 +671,7 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
                 Store::Delete(kRenderCaches, name), Store::Delete(kRolloutCuts, name),
                 Store::Put(kTombstones, name, tombstone.SerializeAsString())};
       for (const std::string& rev : it->second.record.recent_revisions()) {
-        writes.push_back(Store::Delete(kRevisions, Revision::RevisionKey(name, rev)));
+        writes.push_back(Store::Delete(kRevisionsTable, Revision::RevisionKey(name, rev)));
       }
     }
     absl::Status stored = store_->Apply(writes);
@@ -932,7 +920,7 @@ void Controller::RememberRevision(const std::string& bundle, const std::string& 
     int oldest = recent->size() - 1;
     if (oldest > 1 && recent->Get(oldest) == record->rollout().stable_revision()) --oldest;
     writes->push_back(
-        Store::Delete(kRevisions, Revision::RevisionKey(bundle, recent->Get(oldest))));
+        Store::Delete(kRevisionsTable, Revision::RevisionKey(bundle, recent->Get(oldest))));
     recent->erase(recent->begin() + oldest);
   }
 }
@@ -956,7 +944,7 @@ void Controller::PersistNewRevisions(const std::string& bundle) {
       const auto& recent = record.recent_revisions();
       if (std::find(recent.begin(), recent.end(), revision->id) != recent.end()) continue;
       writes.push_back(
-          Store::Put(kRevisions, revision->key(), revision->ToRecord().SerializeAsString()));
+          Store::Put(kRevisionsTable, revision->key(), revision->ToRecord().SerializeAsString()));
       RememberRevision(bundle, revision->id, options_.revisions_kept + variants + 1, &record,
                        &writes);
     }
@@ -1664,7 +1652,8 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
     v1::HistoryEntry* entry = response.add_entries();
     entry->set_revision(id);
     entry->set_current(id == current);
-    absl::StatusOr<std::string> stored = store_->Get(kRevisions, Revision::RevisionKey(name, id));
+    absl::StatusOr<std::string> stored =
+        store_->Get(kRevisionsTable, Revision::RevisionKey(name, id));
     v1::RevisionRecord record;
     if (stored.ok() && record.ParseFromString(*stored)) {
       entry->set_commit(record.commit());
@@ -1931,7 +1920,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.set_revision(kept->id);
       const auto& recent = record.recent_revisions();
       if (std::find(recent.begin(), recent.end(), kept->id) == recent.end()) {
-        writes.push_back(Store::Put(kRevisions, kept->key(), kept->ToRecord().SerializeAsString()));
+        writes.push_back(
+            Store::Put(kRevisionsTable, kept->key(), kept->ToRecord().SerializeAsString()));
         RememberRevision(name, kept->id, options_.revisions_kept + ids.size() + 1, &record,
                          &writes);
         GF_LOG(INFO) << "bundle " << name << " rendered " << kept->objects.size() << " objects at "
