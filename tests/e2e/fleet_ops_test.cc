@@ -280,6 +280,55 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
   EXPECT_THAT(out, HasSubstr("paused by an operator: the next render goes to partition 1 only"));
 }
 
+// A bundle whose objects name each cluster: a cluster that joins while a rollout waits
+// gets its own render of what the fleet ran, not the revision being judged, and not
+// nothing until its turn.
+TEST_F(FleetOps, AJoinerOfAPerClusterBundleGetsItsOwnRenderOfWhatTheFleetRan) {
+  auto write = [&](const std::string& version) {
+    git_.Write("apps/who/all.yaml",
+               "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+               "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: who\n  namespace: shop\n"
+               "data:\n  value: \"${cluster.name}-" +
+                   version + "\"\n");
+    git_.Commit("v" + version);
+  };
+  auto who = [&](const std::string& cluster) -> std::string {
+    json cm = Live(cluster, "/api/v1/namespaces/shop/configmaps/who");
+    return cm.is_null() ? "" : cm["data"]["value"].get<std::string>();
+  };
+  write("1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2"}) StartCluster(name);
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "who", "--source=app", "--path=apps/who", "--partition-size=1",
+             "--substitute"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(
+      Eventually([&] { return who("c1") == "c1-1" && who("c2") == "c2-1"; }, absl::Seconds(30)))
+      << Logs();
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "who"}).find("rolled out to all 2 partitions") !=
+           std::string::npos;
+  })) << Ctl({"rollout", "status", "who"});
+
+  // Version 2 goes to partition 1 only, held there by an operator.
+  out = Ctl({"rollout", "pause", "who"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  write("2");
+  ASSERT_TRUE(Eventually([&] { return who("c1") == "c1-2"; }, absl::Seconds(30))) << Logs();
+  StartCluster("c3");
+  ASSERT_TRUE(Eventually([&] { return who("c3") == "c3-1"; }, absl::Seconds(30))) << Logs();
+  EXPECT_EQ(who("c2"), "c2-1") << "paused after partition 1";
+
+  out = Ctl({"rollout", "resume", "who"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return who("c3") == "c3-2"; }, absl::Seconds(30))) << Logs();
+  EXPECT_EQ(who("c2"), "c2-2");
+}
+
 TEST_F(FleetOps, AClusterThatFailsToApplyPausesTheRolloutLongBeforeItsDeadline) {
   WriteApp("web:1");
   git_.Commit("v1");
