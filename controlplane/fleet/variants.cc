@@ -1,11 +1,16 @@
 #include "controlplane/fleet/variants.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace gitfleet {
 namespace {
 
-constexpr size_t kMaxVariants = 4096;
+// Revisions built per content: about one per cluster for a bundle that names each
+// cluster, so the bound is of fleet size, with a bound on their bytes beside it. Past
+// either, every variant is dropped and built again when next looked up.
+constexpr size_t kMaxVariants = 65536;
+constexpr size_t kMaxVariantBytes = size_t{2} << 30;
 // Notes about ${...} forms left as written, per content.
 constexpr size_t kMaxNotes = 20;
 
@@ -23,6 +28,30 @@ absl::Status CheckValueNames(const Values& values, const std::string& where) {
     }
   }
   return absl::OkStatus();
+}
+
+// The names a variant read, in order.
+std::vector<std::string> ReadNames(const ReadValues& read) {
+  std::vector<std::string> names;
+  names.reserve(read.size());
+  for (const auto& [name, value] : read) names.push_back(name);
+  return names;
+}
+
+// One string for the values of `names`, each present ("+" and its length-prefixed value)
+// or absent ("-"): equal for two lookups exactly when they agree on every name.
+template <typename Lookup>
+std::string ReadKey(const std::vector<std::string>& names, Lookup lookup) {
+  std::string key;
+  for (const std::string& name : names) {
+    const std::string* value = lookup(name);
+    if (value == nullptr) {
+      key += '-';
+    } else {
+      absl::StrAppend(&key, "+", value->size(), ":", *value);
+    }
+  }
+  return key;
 }
 
 }  // namespace
@@ -140,10 +169,48 @@ std::shared_ptr<const Revision> BundleVariants::Uniform() const {
   if (template_ != nullptr) return nullptr;
   // A renderer that looked up no value renders the same for everyone.
   MutexLock lock(&mu_);
-  for (const Variant& variant : variants_) {
-    if (variant.read.empty() && variant.result.ok()) return *variant.result;
+  return read_nothing_;
+}
+
+const BundleVariants::Variant* BundleVariants::FindLocked(const Values& values) const {
+  for (const auto& [names, variants] : by_read_) {
+    auto it = variants.find(ReadKey(names, [&](const std::string& name) -> const std::string* {
+      auto value = values.find(name);
+      return value == values.end() ? nullptr : &value->second;
+    }));
+    if (it != variants.end()) return &variants_[it->second];
   }
   return nullptr;
+}
+
+void BundleVariants::AddLocked(Variant variant) const {
+  size_t bytes = variant.result.ok() ? (*variant.result)->objects.bytes() : 0;
+  if (variants_.size() >= kMaxVariants || variant_bytes_ + bytes > kMaxVariantBytes) {
+    GF_LOG(WARNING) << "bundle " << params_.bundle << " at " << params_.commit.substr(0, 12) << ": "
+                    << variants_.size() << " revisions built for cluster values (" << variant_bytes_
+                    << " bytes) reach the bound of " << kMaxVariants << " revisions or "
+                    << kMaxVariantBytes
+                    << " bytes; all are dropped and built again as clusters ask";
+    variants_.clear();
+    by_read_.clear();
+    by_id_.clear();
+    read_nothing_ = nullptr;
+    variant_bytes_ = 0;
+  }
+  const size_t index = variants_.size();
+  std::vector<std::string> names = ReadNames(variant.read);
+  by_read_[names].emplace(ReadKey(names,
+                                  [&](const std::string& name) -> const std::string* {
+                                    const std::optional<std::string>& value = variant.read.at(name);
+                                    return value.has_value() ? &*value : nullptr;
+                                  }),
+                          index);
+  if (variant.result.ok()) {
+    by_id_.emplace((*variant.result)->id, index);
+    if (variant.read.empty() && read_nothing_ == nullptr) read_nothing_ = *variant.result;
+  }
+  variant_bytes_ += bytes;
+  variants_.push_back(std::move(variant));
 }
 
 absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
@@ -165,18 +232,14 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
   bool fresh = true;
   {
     MutexLock lock(&mu_);
-    for (const Variant& variant : variants_) {
-      // Two callers may have built the same thing at once: keep the first.
-      if (variant.read == read && Agrees(variant.read, values)) {
-        fresh = false;
-        result = variant.result;
-        break;
-      }
+    // Two callers may have built the same thing at once: keep the first.
+    if (const Variant* built = FindLocked(values); built != nullptr && built->read == read) {
+      fresh = false;
+      result = built->result;
     }
     if (depends_on_values != nullptr) *depends_on_values = !read.empty();
     if (fresh) {
-      if (variants_.size() >= kMaxVariants) variants_.clear();
-      variants_.push_back({read, result});
+      AddLocked({read, result});
       ++builds_;
     }
   }
@@ -192,10 +255,9 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
       explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
   {
     MutexLock lock(&mu_);
-    for (const Variant& variant : variants_) {
-      if (!Agrees(variant.read, values)) continue;
-      if (depends_on_values != nullptr) *depends_on_values = !variant.read.empty();
-      return variant.result;
+    if (const Variant* variant = FindLocked(values)) {
+      if (depends_on_values != nullptr) *depends_on_values = !variant->read.empty();
+      return variant->result;
     }
   }
   return Build(values, depends_on_values);
@@ -207,9 +269,7 @@ std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> BundleVariants::B
   Values values =
       explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
   MutexLock lock(&mu_);
-  for (const Variant& variant : variants_) {
-    if (Agrees(variant.read, values)) return variant.result;
-  }
+  if (const Variant* variant = FindLocked(values)) return variant->result;
   return std::nullopt;
 }
 
@@ -221,10 +281,8 @@ uint64_t BundleVariants::builds() const {
 std::shared_ptr<const Revision> BundleVariants::Find(const std::string& id) const {
   if (uniform_ != nullptr) return uniform_->id == id ? uniform_ : nullptr;
   MutexLock lock(&mu_);
-  for (const Variant& variant : variants_) {
-    if (variant.result.ok() && (*variant.result)->id == id) return *variant.result;
-  }
-  return nullptr;
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : *variants_[it->second].result;
 }
 
 std::vector<std::string> BundleVariants::RevisionIds() const {

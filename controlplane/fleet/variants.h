@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
@@ -115,6 +116,10 @@ class BundleVariants : public BundleContent {
   explicit BundleVariants(Params params) : params_(std::move(params)) {}
   absl::StatusOr<std::shared_ptr<const Revision>> Build(const Values& values,
                                                         bool* depends_on_values) const;
+  // The variant built for values that agree with `values`, or null. Costs one hash
+  // lookup per distinct set of names variants read, not a walk of every variant.
+  const Variant* FindLocked(const Values& values) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddLocked(Variant variant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Params params_;
   std::shared_ptr<const Revision> template_;  // template mode
@@ -124,8 +129,17 @@ class BundleVariants : public BundleContent {
   bool explicit_only_ = false;
 
   mutable Mutex mu_;
-  // Bounded: cleared when it passes kMaxVariants (the next lookups render again).
+  // Bounded: cleared, with its indexes, when it passes kMaxVariants or kMaxVariantBytes
+  // (the next lookups render again).
   mutable std::vector<Variant> variants_ ABSL_GUARDED_BY(mu_);
+  // For each set of value names some variant read (in order): the values it read
+  // (ReadKey) -> its index in variants_.
+  mutable std::map<std::vector<std::string>, absl::flat_hash_map<std::string, size_t>> by_read_
+      ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<std::string, size_t> by_id_ ABSL_GUARDED_BY(mu_);
+  // The first variant that read no value and built (a renderer's revision for everyone).
+  mutable std::shared_ptr<const Revision> read_nothing_ ABSL_GUARDED_BY(mu_);
+  mutable size_t variant_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t builds_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

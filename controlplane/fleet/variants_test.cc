@@ -193,6 +193,72 @@ TEST(BundleVariantsTest, RendererRunsOncePerDistinctReadValues) {
   EXPECT_EQ(content->Uniform(), nullptr);
 }
 
+// A bundle that names each cluster builds one revision per cluster: a fleet of ten
+// thousand keeps every one (none is dropped and built again), each found at once.
+TEST(BundleVariantsTest, ARevisionPerClusterStaysBuiltForTheWholeFleet) {
+  Built built;
+  v1::Bundle bundle = BundleWithValues();
+  auto content = BundleVariants::FromTemplate(
+      Params(bundle, &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n"
+              "  who: ${cluster.name}\n"));
+  ASSERT_TRUE(content.ok()) << content.status();
+  constexpr int kClusters = 10000;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kClusters; ++i) {
+    absl::StatusOr<std::shared_ptr<const Revision>> revision =
+        (*content)->For(Cluster(absl::StrCat("c", i), {{"env", "prod"}}));
+    ASSERT_TRUE(revision.ok()) << revision.status();
+    ids.push_back((*revision)->id);
+  }
+  EXPECT_EQ(built.count, kClusters);
+  for (int i = 0; i < kClusters; ++i) {
+    auto revision = (*content)->Built(Cluster(absl::StrCat("c", i), {{"env", "dev"}}));
+    ASSERT_TRUE(revision.has_value()) << "c" << i << " was dropped";
+    ASSERT_TRUE(revision->ok());
+    ASSERT_EQ((**revision)->id, ids[i]);
+    ASSERT_EQ((*content)->Find(ids[i]), **revision);
+  }
+  EXPECT_EQ((*content)->builds(), static_cast<uint64_t>(kClusters));
+}
+
+// Variants that read different names are each found by what they read.
+TEST(BundleVariantsTest, VariantsThatReadDifferentNamesAreEachFound) {
+  Built built;
+  std::atomic<int> renders{0};
+  auto content = BundleVariants::FromRenderer(
+      Params(BundleWithValues(), &built),
+      [&](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
+        ++renders;
+        const std::string tier = values.at("tier");
+        (*read)["tier"] = tier;
+        std::string name = tier;
+        if (tier == "web") {  // only web reads the region
+          auto region = values.find("region");
+          (*read)["region"] =
+              region == values.end() ? std::nullopt : std::optional<std::string>(region->second);
+          name += "-" + (region == values.end() ? std::string("none") : region->second);
+        }
+        return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n");
+      },
+      /*explicit_only=*/false);
+  for (const auto& [tier, region] : std::vector<std::pair<std::string, std::string>>{
+           {"web", "eu"}, {"web", "us"}, {"api", "eu"}, {"api", "us"}}) {
+    ASSERT_TRUE(content->For(Cluster("x", {{"tier", tier}, {"region", region}})).ok());
+  }
+  ASSERT_TRUE(content->For(Cluster("x", {{"tier", "web"}})).ok());
+  EXPECT_EQ(renders, 4) << "api clusters share one render";
+  auto built_for = [&](const std::map<std::string, std::string>& labels) -> std::string {
+    auto revision = content->Built(Cluster("y", labels));
+    if (!revision.has_value() || !revision->ok()) return "";
+    return (**revision)->objects.objects().begin()->second.key().name();
+  };
+  EXPECT_EQ(built_for({{"tier", "api"}, {"region", "ap"}}), "api");
+  EXPECT_EQ(built_for({{"tier", "web"}, {"region", "us"}}), "web-us");
+  EXPECT_EQ(built_for({{"tier", "web"}}), "web-none") << "an absent value is a value too";
+  EXPECT_EQ(built_for({{"tier", "web"}, {"region", "ap"}}), "") << "not built";
+}
+
 TEST(BundleVariantsTest, RendererThatReadsNothingIsUniform) {
   Built built;
   int renders = 0;
