@@ -133,7 +133,7 @@ std::string BenchConfigMap(int i, int version) {
 }
 
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,
-                                              const std::string& path) {
+                                              const std::string& path, bool substitute) {
   auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(60); };
   grpc::ClientContext source_context;
   source_context.set_deadline(deadline());
@@ -150,6 +150,7 @@ absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, con
   add_bundle.mutable_bundle()->set_source("bench");
   add_bundle.mutable_bundle()->set_path(path);
   add_bundle.mutable_bundle()->mutable_sync()->set_prune(true);
+  add_bundle.mutable_bundle()->set_substitute(substitute);
   v1::BundleInfo bundle;
   status = admin.AddBundle(&bundle_context, add_bundle, &bundle);
   if (!status.ok()) return FromGrpcStatus(status);

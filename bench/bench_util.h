@@ -52,9 +52,10 @@ absl::Status PinToCpus(int first, int last);
 // small object (fanout and rollout commit changes to one of them).
 std::string BenchConfigMap(int i, int version);
 
-// Adds source "bench" at `url` and bundle "bench" at `path` (prune on) through `admin`.
+// Adds source "bench" at `url` and bundle "bench" at `path` (prune on) through `admin`;
+// with `substitute`, ${var} references in it are substituted per cluster.
 absl::StatusOr<v1::BundleInfo> AddBenchBundle(v1::AdminService::Stub& admin, const std::string& url,
-                                              const std::string& path);
+                                              const std::string& path, bool substitute = false);
 
 }  // namespace gitfleet::bench
 

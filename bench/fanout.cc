@@ -65,6 +65,9 @@ ABSL_FLAG(int, idle_seconds, 30,
           "After the commits, how long to measure the control plane's CPU with every agent "
           "connected and nothing changing (keepalive pings come every 30 s); 0 skips it.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+ABSL_FLAG(bool, per_cluster, false,
+          "Add a ConfigMap naming each cluster (${cluster.name}): every agent gets its own "
+          "revision of each commit.");
 
 namespace gitfleet {
 namespace {
@@ -282,7 +285,17 @@ int Main() {
   GitFixture git(root + "/repo");
   for (int i = 0; i < objects; ++i)
     git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));
-  git.Commit("initial");
+  const bool per_cluster = absl::GetFlag(FLAGS_per_cluster);
+  if (per_cluster) {
+    git.Write("apps/bench/who.yaml",
+              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: who\n  namespace: bench\n"
+              "data:\n  cluster: \"${cluster.name}\"\n");
+  }
+  std::string commit = git.Commit("initial");
+  // Agents that hold the render of `commit`: one revision for all, or (per_cluster) one each.
+  auto holding = [&](bench::Swarm& swarm, const std::string& revision) {
+    return per_cluster ? swarm.HoldingCommit("bench", commit) : swarm.Holding("bench", revision);
+  };
 
   absl::StatusOr<bench::ControlPlane> started =
       bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600);
@@ -299,7 +312,8 @@ int Main() {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     return ((*admin).*method)(&context, request, response);
   };
-  absl::StatusOr<v1::BundleInfo> added = bench::AddBenchBundle(*admin, git.url(), "apps/bench");
+  absl::StatusOr<v1::BundleInfo> added =
+      bench::AddBenchBundle(*admin, git.url(), "apps/bench", per_cluster);
   if (!added.ok()) {
     fprintf(stderr, "cannot add the bench bundle: %s\n",
             std::string(added.status().message()).c_str());
@@ -318,10 +332,10 @@ int Main() {
   bench::Swarm swarm(options);
   absl::Time start = absl::Now();
   swarm.Start();
-  if (!swarm.WaitUntil([&] { return swarm.Holding("bench", bundle.revision()) == agents; },
+  if (!swarm.WaitUntil([&] { return holding(swarm, bundle.revision()) == agents; },
                        absl::Seconds(120 + agents / 20))) {
     fprintf(stderr, "initial sync incomplete: %d of %d agents hold the revision, %d connected\n",
-            swarm.Holding("bench", bundle.revision()), agents, swarm.connected());
+            holding(swarm, bundle.revision()), agents, swarm.connected());
     return 1;
   }
   double initial_seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -338,7 +352,7 @@ int Main() {
     int object = c % objects;
     std::string changed = bench::BenchConfigMap(object, c + 1);
     git.Write(absl::StrCat("apps/bench/cm-", object, ".yaml"), changed);
-    git.Commit(absl::StrCat("change ", c));
+    commit = git.Commit(absl::StrCat("change ", c));
     int64_t bytes_before = swarm.bytes_received();
     absl::Time sync_start = absl::Now();
     v1::SyncSourceRequest sync;
@@ -352,13 +366,13 @@ int Main() {
     }
     std::string revision = bundles.bundles(0).revision();
     object_bytes = static_cast<int64_t>(changed.size());
-    if (!swarm.WaitUntil([&] { return swarm.Holding("bench", revision) == agents; },
-                         absl::Seconds(120))) {
-      fprintf(stderr, "commit %d: only %d of %d agents acknowledged\n", c,
-              swarm.Holding("bench", revision), agents);
+    if (!swarm.WaitUntil([&] { return holding(swarm, revision) == agents; }, absl::Seconds(120))) {
+      fprintf(stderr, "commit %d: only %d of %d agents acknowledged\n", c, holding(swarm, revision),
+              agents);
       return 1;
     }
-    const absl::Time swarm_last_ack = swarm.LastAckOf("bench", revision);
+    const absl::Time swarm_last_ack =
+        per_cluster ? swarm.LastAckOfCommit("bench", commit) : swarm.LastAckOf("bench", revision);
     // The control plane's own account, by the clock that stamped the seen time: when it
     // read the last ACK (the swarm sent it a little earlier, and the control plane may
     // still be reading the last ones).
@@ -372,7 +386,8 @@ int Main() {
         return false;
       }
       rollout = listed.bundles(0);
-      return rollout.revision() == revision && rollout.has_rolled_out_time();
+      return (per_cluster ? rollout.commit() == commit : rollout.revision() == revision) &&
+             rollout.has_rolled_out_time();
     };
     if (!swarm.WaitUntil(rolled_out, absl::Seconds(60), absl::Milliseconds(100))) {
       fprintf(stderr, "commit %d: the control plane counts %d of %d clusters current\n", c,
@@ -451,14 +466,15 @@ int Main() {
       "\"cp_peak_rss_bytes\": %lld, \"cp_rss_per_agent_bytes\": %lld, "
       "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, "
       "\"per_connection_limit_seconds\": %.5f, \"per_connection_ratio\": %.1f, "
-      "\"cp_idle_cpu_fraction\": %.4f, \"reconnects\": %lld, \"ack_carries_status\": %s}\n",
+      "\"cp_idle_cpu_fraction\": %.4f, \"reconnects\": %lld, \"ack_carries_status\": %s, "
+      "\"per_cluster\": %s}\n",
       agents, objects, commits, fanout_median, fanout_max, Median(swarm_fanout),
       Median(sync_to_ack), per_agent_bytes, static_cast<long long>(object_bytes), initial_seconds,
       cpu_seconds, static_cast<long long>(peak_rss),
       static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
       Median(ratios), pattern_limit, pattern_limit > 0 ? fanout_median / pattern_limit : 0.0,
       idle_cpu_fraction, static_cast<long long>(swarm.reconnects()),
-      options.ack_carries_status ? "true" : "false");
+      options.ack_carries_status ? "true" : "false", per_cluster ? "true" : "false");
   return 0;
 }
 

@@ -16,6 +16,10 @@
 
 namespace gitfleet::bench {
 
+// Holders are counted by revision and, under this prefix (no revision id has it), by the
+// commit the revision was rendered from.
+constexpr char kCommitKey[] = "commit:";
+
 class Stream;
 
 // The lasting part of one simulated agent: identity, channel and what it holds.
@@ -69,6 +73,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   Mutex mu_;
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<std::string, std::string> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> held_commit_ ABSL_GUARDED_BY(mu_);  // bundle -> commit
   std::map<std::string, absl::Time> acked_at_ ABSL_GUARDED_BY(mu_);
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   Redial redial_ ABSL_GUARDED_BY(mu_){absl::Milliseconds(250), absl::Seconds(30)};  // as the agent
@@ -230,10 +235,14 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     bool base_ok = update.base_revision().empty() ||
                    (held != held_.end() && held->second == update.base_revision());
     std::string before = held != held_.end() ? held->second : "";
+    std::string& commit = held_commit_[update.bundle()];
+    const std::string commit_before = commit.empty() ? "" : kCommitKey + commit;
     if (!base_ok) {
       ack.mutable_ack()->set_need_full(true);
       held_.erase(update.bundle());
       swarm_->Held(update.bundle(), before, "", absl::Now(), name_);
+      swarm_->Held(update.bundle(), commit_before, "", absl::Now(), name_);
+      commit.clear();
     } else {
       ack.mutable_ack()->set_ok(true);
       held_[update.bundle()] = update.revision();
@@ -241,6 +250,8 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
       absl::Time acked = absl::Now() + delay;
       acked_at_[update.bundle()] = acked;
       swarm_->Held(update.bundle(), before, update.revision(), acked, name_);
+      commit = update.commit();
+      swarm_->Held(update.bundle(), commit_before, kCommitKey + commit, acked, name_);
       v1::AgentMessage status;
       v1::StatusUpdate* s =
           ack_carries_status_ ? ack.mutable_ack()->mutable_status() : status.mutable_status();
@@ -262,6 +273,11 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     if (held != held_.end()) {
       swarm_->Held(held->first, held->second, "", absl::Now(), name_);
       held_.erase(held);
+    }
+    auto commit = held_commit_.find(message.removal().bundle());
+    if (commit != held_commit_.end()) {
+      swarm_->Held(commit->first, kCommitKey + commit->second, "", absl::Now(), name_);
+      held_commit_.erase(commit);
     }
     acked_at_.erase(message.removal().bundle());
   }
@@ -383,6 +399,14 @@ absl::Time Swarm::LastAckOf(const std::string& bundle, const std::string& revisi
   MutexLock lock(&holders_mu_);
   auto it = last_ack_.find({bundle, revision});
   return it == last_ack_.end() ? absl::InfiniteFuture() : it->second;
+}
+
+int Swarm::HoldingCommit(const std::string& bundle, const std::string& commit) const {
+  return Holding(bundle, kCommitKey + commit);
+}
+
+absl::Time Swarm::LastAckOfCommit(const std::string& bundle, const std::string& commit) const {
+  return LastAckOf(bundle, kCommitKey + commit);
 }
 
 std::map<std::string, absl::Time> Swarm::AckTimes(const std::string& bundle,

@@ -63,6 +63,10 @@ class Swarm {
   int Holding(const std::string& bundle, const std::string& revision) const;
   // When the last agent acknowledged `revision` of `bundle`, if all of `count` have.
   absl::Time LastAckOf(const std::string& bundle, const std::string& revision) const;
+  // The same, by the commit the revision was rendered from: with per-cluster values each
+  // agent's revision differs, the commit does not.
+  int HoldingCommit(const std::string& bundle, const std::string& commit) const;
+  absl::Time LastAckOfCommit(const std::string& bundle, const std::string& commit) const;
   // With record_ack_times: agent name -> when it acknowledged `revision` of `bundle`.
   std::map<std::string, absl::Time> AckTimes(const std::string& bundle,
                                              const std::string& revision) const;
