@@ -1,8 +1,10 @@
 #include "controlplane/fleet/controller.h"
 
+#include <algorithm>
 #include <iterator>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -12,6 +14,7 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
@@ -94,6 +97,9 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
   return a.SerializeAsString() == b.SerializeAsString();
 }
 
+// Probe substitutes for this many targeted clusters or more on up to kMaxProbeThreads.
+constexpr size_t kParallelProbeClusters = 512;
+constexpr size_t kMaxProbeThreads = 4;
 // Revisions built for cluster values that wait to be stored, per bundle; past this the
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
@@ -1980,11 +1986,35 @@ absl::Status Controller::Probe(const v1::Bundle& definition, const BundleVariant
   // With no cluster yet, an engine that takes values still renders once (with the
   // defaults), so what it reads and its value-free errors are known.
   if (targets.empty() && content.template_revision() == nullptr) targets.emplace_back();
-  for (const v1::ClusterInfo& cluster : targets) {
-    bool depends_on_values = false;
-    absl::StatusOr<std::shared_ptr<const Revision>> revision =
-        content.For(cluster, &depends_on_values);
-    if (!revision.ok() && !depends_on_values) return revision.status();
+  auto probe = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      bool depends_on_values = false;
+      absl::StatusOr<std::shared_ptr<const Revision>> revision =
+          content.For(targets[i], &depends_on_values);
+      if (!revision.ok() && !depends_on_values) return revision.status();
+    }
+    return absl::OkStatus();
+  };
+  // Substitution is CPU work alone: a bundle that names each cluster substitutes once per
+  // cluster, so thousands are split over the cores. Engines that render per variant
+  // (jsonnet, helm) run a child process each and stay on this thread.
+  size_t parts = 1;
+  if (content.template_revision() != nullptr && targets.size() >= kParallelProbeClusters) {
+    parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxProbeThreads);
+  }
+  std::vector<absl::Status> results(parts);
+  std::vector<std::thread> helpers;
+  const size_t n = targets.size();
+  for (size_t part = 1; part < parts; ++part) {
+    helpers.emplace_back([&, part] {
+      NameThisThread("gf-probe");
+      results[part] = probe(part * n / parts, (part + 1) * n / parts);
+    });
+  }
+  results[0] = probe(0, n / parts);
+  for (std::thread& helper : helpers) helper.join();
+  for (const absl::Status& result : results) {
+    if (!result.ok()) return result;
   }
   return absl::OkStatus();
 }

@@ -552,6 +552,42 @@ TEST_F(ControllerTest, AMissingValueFailsOnlyTheClustersWithoutIt) {
   EXPECT_EQ(controller_->GetStatus("eu", "web")[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
 }
 
+// Enough clusters that the probe substitutes on several threads: each gets its own
+// revision, and one that lacks a value fails alone.
+TEST_F(ControllerTest, ABundleNamingEachOfManyClustersIsBuiltForEach) {
+  git_.Write("web/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n"
+             "data: {who: \"${cluster.name}\", r: \"${region}\"}\n");
+  git_.Commit("names each cluster");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  constexpr int kClusters = 700;
+  std::vector<uint64_t> sessions;
+  for (int i = 0; i < kClusters; ++i) {
+    sessions.push_back(ConnectAgent(hub_.get(), absl::StrCat("c", i),
+                                    i == 350
+                                        ? std::map<std::string, std::string>{}
+                                        : std::map<std::string, std::string>{{"region", "eu"}}));
+  }
+  v1::Bundle web = Bundle("web", "web");
+  web.set_substitute(true);
+  auto info = controller_->AddBundle(web, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->error(), "");
+  EXPECT_EQ(info->variants(), kClusters - 1);
+  for (int i = 0; i < kClusters; ++i) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(sessions[i], "web");
+    if (i == 350) {
+      EXPECT_EQ(message, nullptr);
+      continue;
+    }
+    ASSERT_NE(message, nullptr) << i;
+    EXPECT_THAT(message->message.update().upserts(0).yaml(),
+                HasSubstr(absl::StrCat("who: c", i, "\n")));
+  }
+  EXPECT_THAT(controller_->GetStatus("c350", "web")[0].message(),
+              HasSubstr("${region} has no value"));
+}
+
 TEST_F(ControllerTest, JsonnetGetsValuesAsExtVarsAndTopLevelArguments) {
   git_.Write("j/main.jsonnet",
              "function(replicas) {\n"
