@@ -102,6 +102,8 @@ absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& ob
     result.created = true;
   } else if (!existing.ok()) {
     return existing.status();
+  } else if (*existing == object.yaml()) {
+    return result;  // as it should be: not written again
   }
   if (absl::Status written = fs_->WriteFileAtomically(*path, object.yaml()); !written.ok()) {
     return written;
