@@ -166,21 +166,40 @@ TEST(BundleVariantsTest, SubstitutionIsOptInAndAnObjectMayOptOut) {
   EXPECT_TRUE(WantsSubstitution(asked));
 }
 
+// What a renderer does to look up `name`: its value, if any, recorded in *read.
+std::optional<std::string> LookUp(const Values& values, const std::string& name, ReadValues* read) {
+  auto it = values.find(name);
+  std::optional<std::string> value =
+      it == values.end() ? std::nullopt : std::optional<std::string>(it->second);
+  (*read)[name] = value;
+  return value;
+}
+
+ObjectSet ConfigMapNamed(const std::string& name) {
+  return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n");
+}
+
+// Renderer-mode content of BundleWithValues whose renders are counted in *renders.
+std::shared_ptr<BundleVariants> CountedRenderer(Built* built, std::atomic<int>* renders,
+                                                BundleVariants::RenderFn render) {
+  return BundleVariants::FromRenderer(
+      Params(BundleWithValues(), built),
+      [renders, render](const Values& values, ReadValues* read) {
+        ++*renders;
+        return render(values, read);
+      },
+      /*explicit_only=*/false);
+}
+
 TEST(BundleVariantsTest, RendererRunsOncePerDistinctReadValues) {
   Built built;
   std::atomic<int> renders{0};
-  auto content = BundleVariants::FromRenderer(
-      Params(BundleWithValues(), &built),
-      [&](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
-        ++renders;
-        auto tier = values.find("tier");
-        (*read)["tier"] =
-            tier == values.end() ? std::nullopt : std::optional<std::string>(tier->second);
-        if (tier == values.end()) return absl::InvalidArgumentError("tier is required");
-        return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + tier->second +
-                       "\n");
-      },
-      /*explicit_only=*/false);
+  auto content = CountedRenderer(
+      &built, &renders, [](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
+        std::optional<std::string> tier = LookUp(values, "tier", read);
+        if (!tier.has_value()) return absl::InvalidArgumentError("tier is required");
+        return ConfigMapNamed(*tier);
+      });
   EXPECT_TRUE((*content).For(Cluster("a", {{"tier", "web"}, {"env", "prod"}})).ok());
   EXPECT_TRUE((*content).For(Cluster("b", {{"tier", "web"}, {"env", "dev"}})).ok());
   EXPECT_TRUE((*content).For(Cluster("c", {{"tier", "api"}})).ok());
@@ -226,22 +245,14 @@ TEST(BundleVariantsTest, ARevisionPerClusterStaysBuiltForTheWholeFleet) {
 TEST(BundleVariantsTest, VariantsThatReadDifferentNamesAreEachFound) {
   Built built;
   std::atomic<int> renders{0};
-  auto content = BundleVariants::FromRenderer(
-      Params(BundleWithValues(), &built),
-      [&](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
-        ++renders;
-        const std::string tier = values.at("tier");
-        (*read)["tier"] = tier;
-        std::string name = tier;
-        if (tier == "web") {  // only web reads the region
-          auto region = values.find("region");
-          (*read)["region"] =
-              region == values.end() ? std::nullopt : std::optional<std::string>(region->second);
-          name += "-" + (region == values.end() ? std::string("none") : region->second);
+  auto content = CountedRenderer(
+      &built, &renders, [](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
+        std::string name = LookUp(values, "tier", read).value_or("");
+        if (name == "web") {  // only web reads the region
+          name += "-" + LookUp(values, "region", read).value_or("none");
         }
-        return Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n");
-      },
-      /*explicit_only=*/false);
+        return ConfigMapNamed(name);
+      });
   for (const auto& [tier, region] : std::vector<std::pair<std::string, std::string>>{
            {"web", "eu"}, {"web", "us"}, {"api", "eu"}, {"api", "us"}}) {
     ASSERT_TRUE(content->For(Cluster("x", {{"tier", tier}, {"region", region}})).ok());

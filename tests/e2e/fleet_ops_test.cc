@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/kube/client.h"
@@ -148,6 +149,26 @@ class FleetOps : public ::testing::Test {
                             image, "\n"));
   }
 
+  // Adds source "app" (this test's repository, fetched every second), then `bundle add`
+  // with `bundle_args`.
+  void AddApp(const std::vector<std::string>& bundle_args) {
+    int code;
+    std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    std::vector<std::string> args = {"bundle", "add"};
+    args.insert(args.end(), bundle_args.begin(), bundle_args.end());
+    out = Ctl(args, &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+
+  // Whether `bundle`'s rollout reaches all `partitions` partitions in time.
+  bool RolledOutToAll(const std::string& bundle, int partitions) {
+    return Eventually([&] {
+      return absl::StrContains(Ctl({"rollout", "status", bundle}),
+                               absl::StrCat("rolled out to all ", partitions, " partitions"));
+    });
+  }
+
   std::string Logs() {
     std::string out = absl::StrCat("control plane:\n", cp_->Log());
     for (auto& [name, c] : clusters_) absl::StrAppend(&out, "\n", name, ":\n", c.agent->Log());
@@ -168,13 +189,10 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   git_.Commit("v1");
   StartControlPlane();
   for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  ASSERT_NO_FATAL_FAILURE(AddApp(
+      {"web", "--source=app", "--path=apps/web", "--partition-size=1", "--progress-deadline=3s"}));
   int code;
-  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out = Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1",
-             "--progress-deadline=3s"},
-            &code);
-  ASSERT_EQ(code, 0) << out;
+  std::string out;
 
   // Partition 1 gets it; partition 2 only once c1 is applied and Healthy.
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
@@ -199,10 +217,7 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
   Ready("c2");
   Ready("c3");
-  ASSERT_TRUE(Eventually([&] {
-    return Ctl({"rollout", "status", "web"}).find("rolled out to all 3 partitions") !=
-           std::string::npos;
-  })) << Ctl({"rollout", "status", "web"});
+  ASSERT_TRUE(RolledOutToAll("web", 3)) << Ctl({"rollout", "status", "web"});
 
   // A new commit starts at partition 1 again; c2 and c3 keep web:1 until their turn.
   WriteApp("web:2");
@@ -245,15 +260,13 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
   StartCluster("c2", "env=prod,ring=main");
   StartCluster("c3", "env=prod,ring=main");
   StartCluster("c4", "env=prod");
-  int code;
-  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
   // Partitions: ring=canary (c1), ring=main (c2, c3), the rest (c4). Half of a partition
   // may lag, rounded down: none of c1's or c4's, one of c2 and c3.
-  out = Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition=ring=canary",
-             "--partition=ring=main", "--max-unavailable=50%"},
-            &code);
-  ASSERT_EQ(code, 0) << out;
+  ASSERT_NO_FATAL_FAILURE(
+      AddApp({"web", "--source=app", "--path=apps/web", "--partition=ring=canary",
+              "--partition=ring=main", "--max-unavailable=50%"}));
+  int code;
+  std::string out;
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   absl::SleepFor(absl::Seconds(2));
   for (const char* later : {"c2", "c3", "c4"}) EXPECT_EQ(Image(later), "") << later;
@@ -270,10 +283,7 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
   ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:1"; })) << Logs();
   EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("at partition 3/3"));
   Ready("c4");
-  ASSERT_TRUE(Eventually([&] {
-    return Ctl({"rollout", "status", "web"}).find("rolled out to all 3 partitions") !=
-           std::string::npos;
-  })) << Ctl({"rollout", "status", "web"});
+  ASSERT_TRUE(RolledOutToAll("web", 3)) << Ctl({"rollout", "status", "web"});
   // Paused once done, it says what the pause will hold.
   out = Ctl({"rollout", "pause", "web"}, &code);
   EXPECT_EQ(code, 0) << out;
@@ -299,20 +309,14 @@ TEST_F(FleetOps, AJoinerOfAPerClusterBundleGetsItsOwnRenderOfWhatTheFleetRan) {
   write("1");
   StartControlPlane();
   for (const char* name : {"c1", "c2"}) StartCluster(name);
+  ASSERT_NO_FATAL_FAILURE(
+      AddApp({"who", "--source=app", "--path=apps/who", "--partition-size=1", "--substitute"}));
   int code;
-  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out = Ctl({"bundle", "add", "who", "--source=app", "--path=apps/who", "--partition-size=1",
-             "--substitute"},
-            &code);
-  ASSERT_EQ(code, 0) << out;
+  std::string out;
   ASSERT_TRUE(
       Eventually([&] { return who("c1") == "c1-1" && who("c2") == "c2-1"; }, absl::Seconds(30)))
       << Logs();
-  ASSERT_TRUE(Eventually([&] {
-    return Ctl({"rollout", "status", "who"}).find("rolled out to all 2 partitions") !=
-           std::string::npos;
-  })) << Ctl({"rollout", "status", "who"});
+  ASSERT_TRUE(RolledOutToAll("who", 2)) << Ctl({"rollout", "status", "who"});
 
   // Version 2 goes to partition 1 only, held there by an operator.
   out = Ctl({"rollout", "pause", "who"}, &code);
@@ -349,13 +353,10 @@ TEST_F(FleetOps, AClusterThatFailsToApplyPausesTheRolloutLongBeforeItsDeadline) 
     "spec": {"selector": {"matchLabels": {"app": "other"}},
              "template": {"metadata": {"labels": {"app": "other"}},
                           "spec": {"containers": [{"name": "other", "image": "other:1"}]}}}})");
-  int code;
-  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
   // The default progress deadline (10m): only the failure can pause it within the test.
-  out =
-      Ctl({"bundle", "add", "web", "--source=app", "--path=apps/web", "--partition-size=1"}, &code);
-  ASSERT_EQ(code, 0) << out;
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web", "--partition-size=1"}));
+  int code;
+  std::string out;
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   Ready("c1");
 
