@@ -670,7 +670,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     cluster = agent->info;
   }
   // Values differ between clusters: this cluster's revision, if it is built. Looked up
-  // unlocked (it compares the cluster's values with every variant's).
+  // unlocked (it works out the cluster's values first).
   std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> revision = content->Built(cluster);
   if (!revision.has_value()) {
     // The controller builds it (the stable content's too) and sets the bundle again,

@@ -54,6 +54,14 @@ std::string ReadKey(const std::vector<std::string>& names, Lookup lookup) {
   return key;
 }
 
+// ReadKey of what a variant read.
+std::string ReadKeyOf(const std::vector<std::string>& names, const ReadValues& read) {
+  return ReadKey(names, [&](const std::string& name) -> const std::string* {
+    const std::optional<std::string>& value = read.at(name);
+    return value.has_value() ? &*value : nullptr;
+  });
+}
+
 }  // namespace
 
 absl::StatusOr<ValuesSpec> ValuesSpec::Parse(const v1::Bundle& bundle) {
@@ -199,12 +207,7 @@ void BundleVariants::AddLocked(Variant variant) const {
   }
   const size_t index = variants_.size();
   std::vector<std::string> names = ReadNames(variant.read);
-  by_read_[names].emplace(ReadKey(names,
-                                  [&](const std::string& name) -> const std::string* {
-                                    const std::optional<std::string>& value = variant.read.at(name);
-                                    return value.has_value() ? &*value : nullptr;
-                                  }),
-                          index);
+  by_read_[names].emplace(ReadKeyOf(names, variant.read), index);
   if (variant.result.ok()) {
     by_id_.emplace((*variant.result)->id, index);
     if (variant.read.empty() && read_nothing_ == nullptr) read_nothing_ = *variant.result;
@@ -233,9 +236,12 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
   {
     MutexLock lock(&mu_);
     // Two callers may have built the same thing at once: keep the first.
-    if (const Variant* built = FindLocked(values); built != nullptr && built->read == read) {
-      fresh = false;
-      result = built->result;
+    const std::vector<std::string> names = ReadNames(read);
+    if (auto group = by_read_.find(names); group != by_read_.end()) {
+      if (auto built = group->second.find(ReadKeyOf(names, read)); built != group->second.end()) {
+        fresh = false;
+        result = variants_[built->second].result;
+      }
     }
     if (depends_on_values != nullptr) *depends_on_values = !read.empty();
     if (fresh) {
