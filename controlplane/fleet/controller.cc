@@ -1330,7 +1330,10 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       auto variants = std::dynamic_pointer_cast<const BundleVariants>(state.stable);
       if (std::shared_ptr<const Revision> uniform = state.stable->Uniform()) {
         stable_revision = uniform->id;
-      } else if (variants != nullptr && variants->template_revision() != nullptr) {
+      } else if (variants != nullptr && variants->template_revision() != nullptr &&
+                 state.stable_generation > 0) {
+        // Never stored without its generation: Load would take the template for a
+        // revision every cluster runs, ${...} and all.
         stable_revision = variants->template_revision()->id;
         stable_template_generation = static_cast<uint64_t>(state.stable_generation);
       }
