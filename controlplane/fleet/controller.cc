@@ -1746,6 +1746,78 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
   return repository_files_;
 }
 
+absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
+                                      const ValuesSpec& values, uint64_t generation,
+                                      const SourceSnapshot& snapshot, absl::Time seen_time,
+                                      Built* out) {
+  const CommitInfo& commit = snapshot.commit;
+  std::string& engine = out->engine;
+  std::shared_ptr<BundleVariants>& content = out->content;
+  std::shared_ptr<ReadPathSet>& variant_paths = out->variant_paths;
+  std::vector<std::string>& read_paths = out->read_paths;
+  std::vector<std::string>& read_ids = out->read_ids;
+  std::vector<std::string>& notes = out->notes;
+  absl::Status status;
+  absl::StatusOr<std::vector<RepoFile>> files =
+      snapshot.repo->ReadTree(commit.id, definition.path());
+  if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
+  Renderer* renderer = renderers_.Find(engine);
+  std::shared_ptr<const std::vector<RepoFile>> inputs;
+  if (!files.ok()) {
+    status = files.status();
+  } else if (renderer == nullptr) {
+    status = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
+                                                   ") is not supported yet; the bundle keeps "
+                                                   "its last good revision"));
+  } else if (FindRendererFactory(engine)->reads_outside_path()) {
+    absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all = RepositoryFiles(snapshot);
+    if (all.ok()) inputs = *all;
+    status = all.status();
+  } else {
+    inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
+  }
+  BundleVariants::Params params =
+      ContentParams(name, definition, values, generation, commit.id, commit.time);
+  params.seen_time = seen_time;
+  params.engine = engine;
+  if (status.ok() && TakesValues(engine)) {
+    variant_paths = std::make_shared<ReadPathSet>();
+    std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),
+                                  definition.jsonnet_tlas().end());
+    std::vector<std::string> values_files(definition.helm_values_files().begin(),
+                                          definition.helm_values_files().end());
+    BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
+                                       values_files,
+                                       variant_paths](const Values& values, ReadValues* read) {
+      std::vector<std::string> paths;
+      RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+      absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+      MutexLock lock(&variant_paths->mu);
+      variant_paths->paths.insert(paths.begin(), paths.end());
+      return objects;
+    };
+    content = BundleVariants::FromRenderer(std::move(params), std::move(render),
+                                           FindRendererFactory(engine)->explicit_values_only());
+  } else if (status.ok()) {
+    RenderInput input{name, definition.path(), *inputs, &read_paths};
+    input.notes = &notes;
+    absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+    absl::StatusOr<std::vector<std::string>> ids =
+        objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
+                     : absl::StatusOr<std::vector<std::string>>(objects.status());
+    absl::StatusOr<std::shared_ptr<BundleVariants>> built =
+        ids.ok() ? BundleVariants::FromTemplate(std::move(params), *std::move(objects))
+                 : absl::StatusOr<std::shared_ptr<BundleVariants>>(ids.status());
+    if (ids.ok()) read_ids = *std::move(ids);
+    status = built.status();
+    if (built.ok()) {
+      content = *std::move(built);
+      notes.insert(notes.end(), content->notes().begin(), content->notes().end());
+    }
+  }
+  return status;
+}
+
 absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
   v1::Bundle definition;
   ValuesSpec values;
@@ -1789,72 +1861,18 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     cache_hit = now.ok() && std::equal(now->begin(), now->end(), last.read_ids().begin(),
                                        last.read_ids().end());
   }
-  std::string engine = cache_hit ? last.engine() : definition.engine();
+  Built built;
+  built.engine = cache_hit ? last.engine() : definition.engine();
   absl::Status status;
-  std::shared_ptr<BundleVariants> content;
-  std::shared_ptr<ReadPathSet> variant_paths;
-  std::vector<std::string> read_paths;
-  std::vector<std::string> read_ids;
-  std::vector<std::string> notes;
   if (!cache_hit) {
-    absl::StatusOr<std::vector<RepoFile>> files =
-        snapshot.repo->ReadTree(commit.id, definition.path());
-    if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
-    Renderer* renderer = renderers_.Find(engine);
-    std::shared_ptr<const std::vector<RepoFile>> inputs;
-    if (!files.ok()) {
-      status = files.status();
-    } else if (renderer == nullptr) {
-      status = absl::UnimplementedError(absl::StrCat("engine ", engine, " (", definition.path(),
-                                                     ") is not supported yet; the bundle keeps "
-                                                     "its last good revision"));
-    } else if (FindRendererFactory(engine)->reads_outside_path()) {
-      absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> all = RepositoryFiles(snapshot);
-      if (all.ok()) inputs = *all;
-      status = all.status();
-    } else {
-      inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
-    }
-    BundleVariants::Params params =
-        ContentParams(name, definition, values, generation, commit.id, commit.time);
-    params.seen_time = start;
-    params.engine = engine;
-    if (status.ok() && TakesValues(engine)) {
-      variant_paths = std::make_shared<ReadPathSet>();
-      std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),
-                                    definition.jsonnet_tlas().end());
-      std::vector<std::string> values_files(definition.helm_values_files().begin(),
-                                            definition.helm_values_files().end());
-      BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
-                                         values_files,
-                                         variant_paths](const Values& values, ReadValues* read) {
-        std::vector<std::string> paths;
-        RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
-        absl::StatusOr<ObjectSet> objects = renderer->Render(input);
-        MutexLock lock(&variant_paths->mu);
-        variant_paths->paths.insert(paths.begin(), paths.end());
-        return objects;
-      };
-      content = BundleVariants::FromRenderer(std::move(params), std::move(render),
-                                             FindRendererFactory(engine)->explicit_values_only());
-    } else if (status.ok()) {
-      RenderInput input{name, definition.path(), *inputs, &read_paths};
-      input.notes = &notes;
-      absl::StatusOr<ObjectSet> objects = renderer->Render(input);
-      absl::StatusOr<std::vector<std::string>> ids =
-          objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
-                       : absl::StatusOr<std::vector<std::string>>(objects.status());
-      absl::StatusOr<std::shared_ptr<BundleVariants>> built =
-          ids.ok() ? BundleVariants::FromTemplate(std::move(params), *std::move(objects))
-                   : absl::StatusOr<std::shared_ptr<BundleVariants>>(ids.status());
-      if (ids.ok()) read_ids = *std::move(ids);
-      status = built.status();
-      if (built.ok()) {
-        content = *std::move(built);
-        notes.insert(notes.end(), content->notes().begin(), content->notes().end());
-      }
-    }
+    status = BuildContent(name, definition, values, generation, snapshot, start, &built);
   }
+  std::string& engine = built.engine;
+  std::shared_ptr<BundleVariants>& content = built.content;
+  std::shared_ptr<ReadPathSet>& variant_paths = built.variant_paths;
+  std::vector<std::string>& read_paths = built.read_paths;
+  std::vector<std::string>& read_ids = built.read_ids;
+  std::vector<std::string>& notes = built.notes;
   if (content != nullptr) status = Probe(definition, *content);
   if (status.ok() && content != nullptr && variant_paths != nullptr) {
     // What the probe renders read: with one revision for all, that is everything, and a

@@ -236,6 +236,21 @@ class Controller {
   BundleVariants::Params ContentParams(const std::string& name, const v1::Bundle& definition,
                                        const ValuesSpec& values, uint64_t generation,
                                        const std::string& commit, absl::Time committed_time);
+  // What a render builds, and what it read (the render cache for the next commit).
+  struct Built {
+    std::string engine;  // as given, else detected from the files
+    std::shared_ptr<BundleVariants> content;
+    // Engines that take values: filled as the variants render. Others: read_paths/ids.
+    std::shared_ptr<ReadPathSet> variant_paths;
+    std::vector<std::string> read_paths;
+    std::vector<std::string> read_ids;
+    std::vector<std::string> notes;
+  };
+  // Builds the content of `definition` at the snapshot's commit, any commit of its history
+  // (no cache, no probe, nothing stored). out->engine may be set before a failure.
+  absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
+                            const ValuesSpec& values, uint64_t generation,
+                            const SourceSnapshot& snapshot, absl::Time seen_time, Built* out);
   // Renders the bundle at the snapshot; the error is the render's or the store's.
   absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
