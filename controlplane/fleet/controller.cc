@@ -321,10 +321,21 @@ absl::Status Controller::Load() {
       // What clusters that join a rollout under way get meanwhile (once it is done, the
       // first evaluation makes the content stable).
       const v1::RolloutRecord& rollout = state.record.rollout();
-      if (parsed && !rollout.stable_revision().empty()) {
+      if (parsed && !rollout.stable_commit().empty()) {
+        // Rendered per cluster by jsonnet or helm: rendered again at the first fetch (the
+        // repository is not read before).
+        if (static_cast<int64_t>(rollout.stable_generation()) == state.definition.generation()) {
+          state.stable_to_render = rollout.stable_commit();
+        } else {
+          GF_LOG(WARNING) << "bundle " << entry.key << ": the render of "
+                          << rollout.stable_commit().substr(0, 12)
+                          << " the fleet ran is not rendered again: its definition changed "
+                             "since (clusters that join its rollout get nothing until their "
+                             "turn)";
+        }
+      } else if (parsed && !rollout.stable_revision().empty()) {
         const std::string& id = rollout.stable_revision();
-        const int64_t template_generation =
-            static_cast<int64_t>(rollout.stable_template_generation());
+        const int64_t template_generation = static_cast<int64_t>(rollout.stable_generation());
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
             ReadStoredRevision(store_, Revision::RevisionKey(entry.key, id));
         absl::StatusOr<std::shared_ptr<const BundleContent>> stable =
@@ -1034,6 +1045,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
     }
     snapshot->commit = *commit;
   }
+  // Before anything is pushed: a rollout this pass starts records the same stable content.
+  if (snapshot.has_value()) RenderStableAgain(name, *snapshot);
   if (snapshot.has_value() &&
       (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
     status = RenderBundle(name, *snapshot);
@@ -1065,6 +1078,55 @@ absl::Status Controller::Reconcile(const std::string& name) {
   PersistNewRevisions(name);
   PushToHub(name);
   return status;
+}
+
+void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
+  std::string commit_id;
+  v1::Bundle definition;
+  ValuesSpec values;
+  uint64_t generation = 0;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end() || it->second.stable_to_render.empty()) return;
+    commit_id = std::exchange(it->second.stable_to_render, "");  // tried once
+    if (it->second.stable != nullptr) return;
+    definition = it->second.definition;
+    values = it->second.values;
+    generation = it->second.generation;
+  }
+  absl::StatusOr<CommitInfo> commit = snapshot.repo->Resolve(commit_id);
+  Built built;
+  built.engine = definition.engine();
+  absl::Status status = commit.status();
+  if (commit.ok()) {
+    SourceSnapshot at = snapshot;
+    at.commit = *commit;
+    // Not a new commit seen: no fan-out time is measured from it.
+    status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(), &built);
+  }
+  if (status.ok() && (built.content == nullptr || built.content->template_revision() != nullptr)) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat("its engine is ", built.engine, ", not one that renders per cluster"));
+  }
+  if (!status.ok()) {
+    GF_LOG(WARNING) << "bundle " << name << ": cannot render " << commit_id.substr(0, 12)
+                    << ", the render the fleet ran, again (clusters that join its rollout get "
+                       "nothing until their turn): "
+                    << status;
+    return;
+  }
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  // A definition changed meanwhile renders differently: its stable content is no longer
+  // what the fleet ran.
+  if (it == bundles_.end() || it->second.generation != generation || it->second.stable != nullptr) {
+    return;
+  }
+  GF_LOG(INFO) << "bundle " << name << ": rendered " << commit_id.substr(0, 12)
+               << " again, the render the fleet ran, for clusters that join its rollout";
+  it->second.stable = std::move(built.content);
+  it->second.stable_generation = definition.generation();
 }
 
 void Controller::BuildStableRevisions(const std::string& name) {
@@ -1309,7 +1371,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
   std::string stable_revision;                        // see RolloutRecord.stable_revision
-  uint64_t stable_template_generation = 0;            // and its stable_template_generation
+  std::string stable_commit;                          // see RolloutRecord.stable_commit
+  uint64_t stable_generation = 0;                     // and its stable_generation
   std::shared_ptr<const std::vector<Partition>> cut;  // as last worked out, if any
   uint64_t cut_membership = 0;
   int64_t cut_generation = -1;
@@ -1330,12 +1393,15 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       auto variants = std::dynamic_pointer_cast<const BundleVariants>(state.stable);
       if (std::shared_ptr<const Revision> uniform = state.stable->Uniform()) {
         stable_revision = uniform->id;
-      } else if (variants != nullptr && variants->template_revision() != nullptr &&
-                 state.stable_generation > 0) {
-        // Never stored without its generation: Load would take the template for a
-        // revision every cluster runs, ${...} and all.
-        stable_revision = variants->template_revision()->id;
-        stable_template_generation = static_cast<uint64_t>(state.stable_generation);
+      } else if (variants != nullptr && state.stable_generation > 0) {
+        // Never stored without its generation: Load would take a template for a revision
+        // every cluster runs, ${...} and all.
+        if (variants->template_revision() != nullptr) {
+          stable_revision = variants->template_revision()->id;
+        } else {
+          stable_commit = variants->commit();  // rendered per cluster
+        }
+        stable_generation = static_cast<uint64_t>(state.stable_generation);
       }
     }
     cut = state.partitions;
@@ -1394,7 +1460,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     rollout.set_generation(definition_generation);
     rollout.set_paused_by_operator(paused);
     rollout.set_stable_revision(stable_revision);
-    rollout.set_stable_template_generation(stable_template_generation);
+    rollout.set_stable_commit(stable_commit);
+    rollout.set_stable_generation(stable_generation);
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";

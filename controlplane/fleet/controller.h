@@ -168,6 +168,9 @@ class Controller {
     // a restart, the stored RolloutRecord.stable_revision.
     std::shared_ptr<const BundleContent> stable;
     int64_t stable_generation = 0;  // of the definition it was rendered for
+    // After a restart, the commit to render `stable` at (RolloutRecord.stable_commit) once
+    // the source's repository is there; cleared when tried.
+    std::string stable_to_render;
     // The rollout as last worked out: its partitions (cut when the rollout of a render of
     // a definition began, and adjusted to the hub's membership version since; see
     // AdjustPartitions), what it waits for, and the gate of its current partition.
@@ -251,6 +254,9 @@ class Controller {
   absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
                             const ValuesSpec& values, uint64_t generation,
                             const SourceSnapshot& snapshot, absl::Time seen_time, Built* out);
+  // After a restart, renders the stable content of a jsonnet or helm bundle's rollout under
+  // way again (BundleState.stable_to_render) from the snapshot's repository.
+  void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);
   // Renders the bundle at the snapshot; the error is the render's or the store's.
   absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

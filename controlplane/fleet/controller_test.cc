@@ -1387,21 +1387,33 @@ TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady)
   EXPECT_EQ(Eventually("c3"), r1) << "base is ready on c3: web's stable revision goes there";
 }
 
-// Adds bundle "web" of a ConfigMap whose value names each cluster, rolled out one cluster
-// per partition, and rolls it out to c1-c3; `commit` commits version N of it.
+// Adds bundle "web" of a ConfigMap whose value names each cluster ("prod-c1-1"), rolled
+// out one cluster per partition, and rolls it out to c1-c3; `commit` commits version N of
+// it. A template substituted per cluster, or with jsonnet_ a jsonnet render per cluster.
 class PerClusterRolloutTest : public RolloutTest {
  protected:
   void Commit(const std::string& version) {
-    git_.Write("apps/web/cm.yaml", Cm("web", "${env}-${cluster.name}-" + version));
+    if (jsonnet_) {
+      git_.Write("apps/web/main.jsonnet",
+                 "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'web' },\n"
+                 "  data: { v: std.extVar('env') + '-' + std.extVar('cluster.name') + '-" +
+                     version + "' } }\n");
+    } else {
+      git_.Write("apps/web/cm.yaml", Cm("web", "${env}-${cluster.name}-" + version));
+    }
     git_.Commit("version " + version);
+  }
+  v1::Bundle Web() {
+    v1::Bundle bundle = Bundle("web", "apps/web");
+    bundle.set_substitute(!jsonnet_);
+    bundle.mutable_rollout()->set_partition_size("1");
+    return bundle;
   }
   void AddWebEverywhere() {
     Commit("1");
     ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
     for (const char* name : {"c1", "c2", "c3"}) Connect(name);
-    v1::Bundle bundle = Bundle("web", "apps/web");
-    bundle.set_substitute(true);
-    bundle.mutable_rollout()->set_partition_size("1");
+    v1::Bundle bundle = Web();
     absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
     ASSERT_TRUE(info.ok()) << info.status();
     for (const char* name : {"c1", "c2", "c3"}) {
@@ -1411,6 +1423,7 @@ class PerClusterRolloutTest : public RolloutTest {
     }
     ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
   }
+  bool jsonnet_ = false;
 };
 
 // A cluster that joins a rollout of a bundle whose objects differ per cluster gets the
@@ -1442,9 +1455,7 @@ TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
   // The definition changes (a new rollout; in memory, joiners still get version 1 as the
   // fleet ran it). After a restart, its values no longer say what the fleet ran: a joiner
   // waits for its turn.
-  v1::Bundle changed = Bundle("web", "apps/web");
-  changed.set_substitute(true);
-  changed.mutable_rollout()->set_partition_size("1");
+  v1::Bundle changed = Web();
   (*changed.mutable_values())["env"] = "staging";
   ASSERT_TRUE(controller_->AddBundle(changed, true).ok());
   Connect("c7");
@@ -1454,6 +1465,46 @@ TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
   Connect("c6");
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Take("c6"), "") << "substituted with values the fleet never ran";
+}
+
+// Jsonnet renders per cluster: the stable render keeps the old commit's files in memory,
+// and after a restart renders that commit again from the repository's history.
+TEST_F(PerClusterRolloutTest, AJoinerGetsAJsonnetRenderOfWhatTheFleetRanAfterARestartToo) {
+  jsonnet_ = true;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
+  Commit("2");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_NE(Eventually("c1"), "");
+  ASSERT_THAT(agents_["c1"].yaml, HasSubstr("prod-c1-2"));
+  Connect("c9");
+  ASSERT_NE(Eventually("c9"), "");
+  EXPECT_THAT(agents_["c9"].yaml, HasSubstr("prod-c9-1"));
+
+  // Version 3 is committed while the control plane is down. Its rollout starts over, and
+  // joiners still get version 1 (stored for the next restart too).
+  Commit("3");
+  Restart();
+  Connect("c2", agents_["c2"].held);
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  Connect("c8");
+  EXPECT_NE(Eventually("c8"), "");
+  EXPECT_THAT(agents_["c8"].yaml, HasSubstr("prod-c8-1"));
+  EXPECT_EQ(Take("c2"), "") << "not c2's turn";
+  Restart();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  Connect("c7");
+  EXPECT_NE(Eventually("c7"), "");
+  EXPECT_THAT(agents_["c7"].yaml, HasSubstr("prod-c7-1"));
+
+  // The definition changes: after a restart its values no longer say what the fleet ran.
+  v1::Bundle changed = Web();
+  (*changed.mutable_values())["env"] = "staging";
+  ASSERT_TRUE(controller_->AddBundle(changed, true).ok());
+  Restart();
+  Connect("c6");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c6"), "") << "rendered with values the fleet never ran";
 }
 
 // A cluster whose values change after its partition's turn gets its new objects as soon
