@@ -1069,7 +1069,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::BundleHistory},
       {{"bundle", "rollback"},
        "NAME --to=REVISION_OR_COMMIT",
-       "pin it to that revision, rendered again from its commit, until unpinned",
+       "pin it to that revision, commit, tag or branch (rendered again) until unpinned",
        {},
        &Cli::BundleRollback},
       {{"bundle", "unpin"}, "NAME", "follow the source again", {}, &Cli::BundleUnpin},

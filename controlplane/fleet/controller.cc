@@ -1747,13 +1747,11 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
                                                      absl::Time wait_until) {
   std::string commit;
   if (!to.empty()) {
-    if (to.size() < 7) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--to=", to, ": give at least 7 characters of a revision or commit id"));
-    }
+    // A revision or commit of the bundle's history, by at least 7 characters of its id.
     GF_ASSIGN_OR_RETURN(v1::BundleHistoryResponse history, BundleHistory(name, 1000));
     for (const v1::HistoryEntry& entry : history.entries()) {
-      if (absl::StartsWith(entry.revision(), to) || absl::StartsWith(entry.commit(), to)) {
+      if (to.size() >= 7 &&
+          (absl::StartsWith(entry.revision(), to) || absl::StartsWith(entry.commit(), to))) {
         if (!commit.empty() && commit != entry.commit()) {
           return absl::InvalidArgumentError(
               absl::StrCat("--to=", to, " matches more than one revision; give more of it"));
@@ -1769,13 +1767,19 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
     }
     std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
     if (snapshot.has_value()) {
-      // Not in the history: a full commit id of the source's repository.
+      // Not in the history: a tag, a branch (the commit it names now) or a commit id of the
+      // source's repository.
       absl::StatusOr<CommitInfo> resolved = snapshot->repo->Resolve(commit.empty() ? to : commit);
       if (resolved.ok()) commit = resolved->id;
+      if (absl::IsInvalidArgument(resolved.status()) && commit.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--to=", to, ": ", resolved.status().message()));
+      }
       if (!resolved.ok() && commit.empty()) {
-        return absl::NotFoundError(absl::StrCat("--to=", to, ": no revision or commit of bundle ",
-                                                name, " (see gitfleetctl bundle history ", name,
-                                                "; an older commit needs its full id)"));
+        return absl::NotFoundError(absl::StrCat(
+            "--to=", to, ": no revision or commit of bundle ", name, ", nor a tag, branch or ",
+            "commit of source ", source, " (see gitfleetctl bundle history ", name,
+            "; a commit id needs at least 7 characters)"));
       }
     } else if (commit.empty()) {
       return absl::UnavailableError(absl::StrCat("source ", source, " was not fetched yet"));

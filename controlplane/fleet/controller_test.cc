@@ -146,6 +146,36 @@ TEST_F(ControllerTest, RendersKeepsLastGoodOnErrorAndSkipsUntouchedBundles) {
   EXPECT_THAT(bundles[1].error(), HasSubstr("apps/web/cm.yaml:"));
 }
 
+// `bundle rollback --to` takes what operators copy: a revision or commit of the bundle's
+// history, or a tag, branch or (abbreviated) commit id of its source.
+TEST_F(ControllerTest, RollbackTakesARevisionATagABranchOrAnyCommitOfTheSource) {
+  git_.Write("apps/web/cm.yaml", Cm("web", "1"));
+  const std::string v1 = git_.Commit("v1");
+  git_.Tag("v1");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> first = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  const std::string v2 = git_.Commit("v2, never fetched");
+  git_.Write("apps/web/cm.yaml", Cm("web", "3"));
+  const std::string v3 = git_.Commit("v3");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  auto pinned_to = [&](const std::string& to) -> std::string {
+    absl::StatusOr<v1::BundleInfo> info = controller_->PinBundle("web", to);
+    if (!info.ok()) return std::string(info.status().message());
+    return info->pinned_commit();
+  };
+  EXPECT_EQ(pinned_to(first->revision().substr(0, 7)), v1) << "a revision of its history";
+  EXPECT_EQ(pinned_to("v1"), v1) << "a tag";
+  EXPECT_EQ(pinned_to(v2.substr(0, 9)), v2) << "a commit the control plane never fetched";
+  EXPECT_NE(controller_->ListBundles()[0].revision(), first->revision());
+  EXPECT_EQ(pinned_to(v2), v2);
+  EXPECT_EQ(pinned_to("main"), v3) << "a branch: the commit it names now";
+  EXPECT_THAT(pinned_to("v9"), HasSubstr("no revision or commit of bundle web, nor a tag"));
+  EXPECT_THAT(pinned_to("00000000"), HasSubstr("no revision or commit of bundle web"));
+  EXPECT_EQ(controller_->ListBundles()[0].pinned_commit(), v3) << "a refused --to changes nothing";
+}
+
 TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");

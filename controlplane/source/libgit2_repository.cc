@@ -58,12 +58,18 @@ using Tree = GitPtr<git_tree, git_tree_free>;
 using TreeEntry = GitPtr<git_tree_entry, git_tree_entry_free>;
 using Blob = GitPtr<git_blob, git_blob_free>;
 
-bool IsCommitId(const std::string& ref) {
-  if (ref.size() != 40) return false;
-  for (char c : ref) {
+bool IsHex(const std::string& text) {
+  for (char c : text) {
     if (!absl::ascii_isxdigit(c)) return false;
   }
   return true;
+}
+
+bool IsCommitId(const std::string& ref) { return ref.size() == 40 && IsHex(ref); }
+
+// What `git log --oneline` shows: at least 7 hex digits of a commit id.
+bool IsAbbreviatedCommitId(const std::string& ref) {
+  return ref.size() >= 7 && ref.size() < 40 && IsHex(ref);
 }
 
 std::string OidString(const git_oid* oid) {
@@ -262,11 +268,17 @@ class Libgit2Repository : public GitRepository {
                     "refs/remotes/origin/master"};
     } else {
       candidates = {absl::StrCat("refs/remotes/origin/", ref), absl::StrCat("refs/tags/", ref)};
+      // A branch or tag of that name comes first.
+      if (IsAbbreviatedCommitId(ref)) candidates.push_back(ref);
     }
     for (const std::string& candidate : candidates) {
       Object object;
       int rc = git_revparse_single(object.out(), repo_.get(),
                                    absl::StrCat(candidate, "^{commit}").c_str());
+      if (rc == GIT_EAMBIGUOUS && candidate == ref) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("commit id ", ref, " is ambiguous in ", url_, ": give more of it"));
+      }
       if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC || rc == GIT_EAMBIGUOUS) {
         continue;
       }

@@ -61,6 +61,11 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   EXPECT_EQ((*repo)->Resolve("")->id, second);
   EXPECT_EQ((*repo)->Resolve("v1")->id, first);
   EXPECT_EQ((*repo)->Resolve(first)->id, first);
+  EXPECT_EQ((*repo)->Resolve(first.substr(0, 7))->id, first) << "abbreviated, as git log shows";
+  EXPECT_EQ((*repo)->Resolve(second.substr(0, 12))->id, second);
+  EXPECT_EQ((*repo)->Resolve(first.substr(0, 6)).status().code(), absl::StatusCode::kNotFound)
+      << "too short to take as a commit id";
+  EXPECT_EQ((*repo)->Resolve("0000000").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ((*repo)->Resolve("main")->summary, "second");
   auto missing = (*repo)->Resolve("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
