@@ -98,7 +98,7 @@ v1::BundleUpdate WebUpdate(const std::string& value) {
   update.set_revision(ComputeRevision(set, update.sync(), ""));
   update.set_commit("c-" + value);
   update.set_object_count(static_cast<int>(set.size()));
-  for (const auto& [key, object] : set.objects()) *update.add_upserts() = object;
+  for (const auto& [key, object] : set.objects()) *update.add_upserts() = *object;
   return update;
 }
 

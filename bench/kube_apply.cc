@@ -81,7 +81,7 @@ v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects) {
   update.set_revision(ComputeRevision(set, sync, ""));
   *update.mutable_sync() = sync;
   update.set_object_count(static_cast<int>(set.size()));
-  for (const auto& [k, o] : set.objects()) *update.add_upserts() = o;
+  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
   return update;
 }
 

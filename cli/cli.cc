@@ -1299,7 +1299,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   if (!revision.ok()) return revision.status();
   std::string out;
   for (const auto& [key, object] : (*revision)->objects.objects()) {
-    absl::StrAppend(&out, out.empty() ? "" : "---\n", object.yaml());
+    absl::StrAppend(&out, out.empty() ? "" : "---\n", object->yaml());
   }
   return out;
 }

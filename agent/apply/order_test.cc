@@ -34,7 +34,7 @@ TEST(OrderTest, CrdsNamespacesClusterScopedThenNamespacedByWave) {
   set.Put(Obj("v1", "Namespace", "shop"));
   set.Put(Obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "widgets.example.com"));
   // In key order (as the agent holds them).
-  for (const auto& [key, object] : set.objects()) objects.push_back(&object);
+  for (const auto& [key, object] : set.objects()) objects.push_back(object.get());
   std::vector<std::string> names;
   for (const v1::ManifestObject* o : ApplyOrder(
            objects, [](const v1::ManifestObject& o) { return !o.key().namespace_().empty(); })) {

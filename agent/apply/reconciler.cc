@@ -207,7 +207,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   *record.mutable_committed_time() = update.committed_time();
   *record.mutable_sync() = update.sync();
   record.set_target_namespace(update.target_namespace());
-  for (const auto& [key, object] : desired.objects()) *record.add_objects() = object;
+  for (const auto& [key, object] : desired.objects()) *record.add_objects() = *object;
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
   bundle.unsettled.clear();

@@ -119,7 +119,7 @@ class KubernetesApplierTest : public ::testing::Test {
     *update.mutable_sync() = sync;
     update.set_target_namespace(target_namespace);
     update.set_object_count(static_cast<int>(set.size()));
-    for (const auto& [k, o] : set.objects()) *update.add_upserts() = o;
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
     return update;
   }
 

@@ -168,21 +168,28 @@ absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml, absl::stri
 }
 
 absl::Status ObjectSet::Add(v1::ManifestObject object, absl::string_view origin) {
-  std::string key = KeyString(object.key());
-  auto it = origins_.find(key);
-  if (it != origins_.end()) {
-    return absl::AlreadyExistsError(absl::StrCat(origin, ": duplicate object ",
-                                                 KeyDisplay(object.key()), " (also defined at ",
-                                                 it->second, ")"));
+  return Add(std::make_shared<const v1::ManifestObject>(std::move(object)), origin);
+}
+
+absl::Status ObjectSet::Add(Object object, absl::string_view origin) {
+  std::string key = KeyString(object->key());
+  auto [it, added] = objects_.try_emplace(key, object);
+  if (!added) {
+    auto first = origins_.find(key);
+    const std::string display = KeyDisplay(object->key());
+    return absl::AlreadyExistsError(
+        absl::StrCat(origin.empty() ? absl::string_view(display) : origin, ": duplicate object ",
+                     display, " (also defined at ",
+                     first != origins_.end() ? first->second : KeyDisplay(it->second->key()), ")"));
   }
-  origins_.emplace(key, std::string(origin));
-  objects_.emplace(std::move(key), std::move(object));
+  if (!origin.empty()) origins_.emplace(std::move(key), std::string(origin));
   return absl::OkStatus();
 }
 
 void ObjectSet::Put(v1::ManifestObject object) {
   std::string key = KeyString(object.key());
-  objects_[key] = std::move(object);
+  origins_.erase(key);
+  objects_[std::move(key)] = std::make_shared<const v1::ManifestObject>(std::move(object));
 }
 
 bool ObjectSet::Remove(const std::string& key) {
@@ -192,7 +199,7 @@ bool ObjectSet::Remove(const std::string& key) {
 
 size_t ObjectSet::bytes() const {
   size_t total = 0;
-  for (const auto& [key, object] : objects_) total += object.yaml().size();
+  for (const auto& [key, object] : objects_) total += object->yaml().size();
   return total;
 }
 
@@ -205,7 +212,7 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   h.UpdateField(target_namespace);
   for (const auto& [key, object] : set.objects()) {
     h.UpdateField(key);
-    h.UpdateField(object.content_hash());
+    h.UpdateField(object->content_hash());
   }
   return h.FinishHex();
 }
@@ -214,12 +221,13 @@ ObjectDelta ComputeDelta(const ObjectSet& base, const ObjectSet& target) {
   ObjectDelta delta;
   for (const auto& [key, object] : target.objects()) {
     auto it = base.objects().find(key);
-    if (it == base.objects().end() || it->second.content_hash() != object.content_hash()) {
-      delta.upserts.push_back(&object);
+    if (it == base.objects().end() ||
+        (it->second != object && it->second->content_hash() != object->content_hash())) {
+      delta.upserts.push_back(object.get());
     }
   }
   for (const auto& [key, object] : base.objects()) {
-    if (target.objects().count(key) == 0) delta.removed.push_back(object.key());
+    if (target.objects().count(key) == 0) delta.removed.push_back(object->key());
   }
   return delta;
 }

@@ -10,6 +10,7 @@
 //   std::string revision = ComputeRevision(set, sync, "web");
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,21 +39,28 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view
 // Builds a ManifestObject from a YAML document: key, canonical YAML and hash.
 absl::StatusOr<v1::ManifestObject> MakeObject(absl::string_view yaml, absl::string_view origin);
 
-// The objects of one render, ordered by key string. Not thread-safe.
+// The objects of one render, ordered by key string. Objects are immutable once added,
+// and sets may share them: a render per cluster that changes one object of a hundred
+// holds one new object and 99 shared ones. Not thread-safe (shared objects are only read).
 class ObjectSet {
  public:
-  // Fails with AlreadyExists, naming both origins, when the key is taken.
+  using Object = std::shared_ptr<const v1::ManifestObject>;
+
+  // Fail with AlreadyExists, naming both origins, when the key is taken. Without an
+  // origin ("") the object's kind and name stand for it.
   absl::Status Add(v1::ManifestObject object, absl::string_view origin);
+  absl::Status Add(Object object, absl::string_view origin = "");
   void Put(v1::ManifestObject object);
   bool Remove(const std::string& key);
 
-  const std::map<std::string, v1::ManifestObject>& objects() const { return objects_; }
+  const std::map<std::string, Object>& objects() const { return objects_; }
   size_t size() const { return objects_.size(); }
   // Total YAML bytes of all objects.
   size_t bytes() const;
 
  private:
-  std::map<std::string, v1::ManifestObject> objects_;
+  std::map<std::string, Object> objects_;
+  // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };
 

@@ -207,6 +207,29 @@ TEST(ObjectSetTest, DuplicateKeyNamesBothOrigins) {
                                  "defined at a.yaml:1)")));
 }
 
+// Sets share objects: adding one another set holds copies nothing, and a shared object
+// added without an origin is named by its kind and name in the duplicate error.
+TEST(ObjectSetTest, SharedObjectsAreNotCopiedAndDuplicatesStillFail) {
+  ObjectSet first;
+  auto x = MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "a");
+  ASSERT_TRUE(x.ok());
+  ASSERT_TRUE(first.Add(*x, "a.yaml:1").ok());
+  const ObjectSet::Object& shared = first.objects().begin()->second;
+  ObjectSet second;
+  ASSERT_TRUE(second.Add(shared).ok());
+  EXPECT_EQ(second.objects().begin()->second, shared) << "copied";
+  ObjectSet copy = second;
+  EXPECT_EQ(copy.objects().begin()->second.get(), shared.get());
+  EXPECT_THAT(second.Add(shared), StatusIs(absl::StatusCode::kAlreadyExists,
+                                           HasSubstr("ConfigMap x: duplicate object ConfigMap x")));
+  EXPECT_THAT(second.Add(*x, "b.yaml:2"),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("b.yaml:2: duplicate object ConfigMap x (also defined at "
+                                 "ConfigMap x)")));
+  EXPECT_THAT(first.Add(shared),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("(also defined at a.yaml:1)")));
+}
+
 ObjectSet MakeSet(const std::vector<std::string>& docs) {
   ObjectSet set;
   for (const std::string& doc : docs) {

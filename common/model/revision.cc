@@ -26,7 +26,7 @@ v1::RevisionRecord Revision::ToRecord() const {
   record.set_revision(id);
   record.set_commit(commit);
   *record.mutable_committed_time() = ToProtoTime(committed_time);
-  for (const auto& [key, object] : objects.objects()) *record.add_objects() = object;
+  for (const auto& [key, object] : objects.objects()) *record.add_objects() = *object;
   *record.mutable_sync() = sync;
   record.set_target_namespace(target_namespace);
   return record;

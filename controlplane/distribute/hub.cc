@@ -589,7 +589,7 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* bas
   update->set_generation(generation);
   if (base == nullptr) {
     for (const auto& [key, object] : target.objects.objects()) {
-      *update->add_upserts() = object;
+      *update->add_upserts() = *object;
     }
   } else {
     update->set_base_revision(base->id);

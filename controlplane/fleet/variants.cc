@@ -1,5 +1,6 @@
 #include "controlplane/fleet/variants.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -28,6 +29,33 @@ absl::Status CheckValueNames(const Values& values, const std::string& where) {
     }
   }
   return absl::OkStatus();
+}
+
+// The YAML bytes of the objects `set` holds alone: not those it shares with `shared`.
+size_t OwnBytes(const ObjectSet& set, const ObjectSet* shared) {
+  size_t total = 0;
+  for (const auto& [key, object] : set.objects()) {
+    if (shared != nullptr) {
+      auto it = shared->objects().find(key);
+      if (it != shared->objects().end() && it->second == object) continue;
+    }
+    total += object->yaml().size();
+  }
+  return total;
+}
+
+// `rendered`, holding `reference`'s object wherever it rendered the same one (same key,
+// same content): the variants of a renderer mostly agree.
+ObjectSet ShareWith(const ObjectSet& rendered, const ObjectSet& reference) {
+  ObjectSet out;
+  for (const auto& [key, object] : rendered.objects()) {
+    auto it = reference.objects().find(key);
+    const bool same =
+        it != reference.objects().end() && it->second->content_hash() == object->content_hash();
+    // The keys are rendered's own, so none is taken twice.
+    (void)out.Add(same ? it->second : object);
+  }
+  return out;
 }
 
 // The names a variant read, in order.
@@ -132,17 +160,17 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
   std::vector<std::string> notes;
   for (const auto& [key, object] : objects.objects()) {
     if (!params.substitute) break;
-    if (!HasVariables(object.yaml()) || SubstitutionDisabled(object)) continue;
-    absl::StatusOr<std::set<std::string>> names = VariableNames(object.yaml());
+    if (!HasVariables(object->yaml()) || SubstitutionDisabled(*object)) continue;
+    absl::StatusOr<std::set<std::string>> names = VariableNames(object->yaml());
     if (!names.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(KeyDisplay(object.key()), ": ", names.status().message()));
+          absl::StrCat(KeyDisplay(object->key()), ": ", names.status().message()));
     }
     // Only forms left as written change nothing: every cluster still shares one revision.
-    references |= !names->empty() || object.yaml().find("$${") != std::string::npos;
-    for (const std::string& form : UnsubstitutedForms(object.yaml())) {
+    references |= !names->empty() || object->yaml().find("$${") != std::string::npos;
+    for (const std::string& form : UnsubstitutedForms(object->yaml())) {
       if (notes.size() >= kMaxNotes) break;
-      notes.push_back(absl::StrCat(KeyDisplay(object.key()), ": left ", form,
+      notes.push_back(absl::StrCat(KeyDisplay(object->key()), ": left ", form,
                                    " as written (gitfleet substitutes ${var}, ${var:=default} "
                                    "and ${var:-default}; $${ writes a literal ${)"));
     }
@@ -192,7 +220,12 @@ const BundleVariants::Variant* BundleVariants::FindLocked(const Values& values) 
 }
 
 void BundleVariants::AddLocked(Variant variant) const {
-  size_t bytes = variant.result.ok() ? (*variant.result)->objects.bytes() : 0;
+  // What it holds alone: the objects substitution changed, or that it rendered unlike the
+  // reference variant.
+  const ObjectSet* shared = template_ != nullptr    ? &template_->objects
+                            : reference_ != nullptr ? &reference_->objects
+                                                    : nullptr;
+  size_t bytes = variant.result.ok() ? OwnBytes((*variant.result)->objects, shared) : 0;
   if (variants_.size() >= kMaxVariants || variant_bytes_ + bytes > kMaxVariantBytes) {
     GF_LOG(WARNING) << "bundle " << params_.bundle << " at " << params_.commit.substr(0, 12) << ": "
                     << variants_.size() << " revisions built for cluster values (" << variant_bytes_
@@ -203,6 +236,7 @@ void BundleVariants::AddLocked(Variant variant) const {
     by_read_.clear();
     by_id_.clear();
     read_nothing_ = nullptr;
+    reference_ = nullptr;
     variant_bytes_ = 0;
   }
   const size_t index = variants_.size();
@@ -211,6 +245,7 @@ void BundleVariants::AddLocked(Variant variant) const {
   if (variant.result.ok()) {
     by_id_.emplace((*variant.result)->id, index);
     if (variant.read.empty() && read_nothing_ == nullptr) read_nothing_ = *variant.result;
+    if (template_ == nullptr && reference_ == nullptr) reference_ = *variant.result;
   }
   variant_bytes_ += bytes;
   variants_.push_back(std::move(variant));
@@ -225,6 +260,14 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
   absl::StatusOr<std::shared_ptr<const Revision>> result = absl::UnknownError("not built");
   if (objects.ok()) {
     if (absl::Status s = CheckNotEmpty(params_, *objects); !s.ok()) objects = s;
+  }
+  if (objects.ok() && template_ == nullptr) {
+    std::shared_ptr<const Revision> reference;
+    {
+      MutexLock lock(&mu_);
+      reference = reference_;
+    }
+    if (reference != nullptr) objects = ShareWith(*objects, reference->objects);
   }
   if (!objects.ok()) {
     result = objects.status();
@@ -284,6 +327,11 @@ uint64_t BundleVariants::builds() const {
   return builds_;
 }
 
+size_t BundleVariants::variant_bytes() const {
+  MutexLock lock(&mu_);
+  return variant_bytes_;
+}
+
 std::shared_ptr<const Revision> BundleVariants::Find(const std::string& id) const {
   if (uniform_ != nullptr) return uniform_->id == id ? uniform_ : nullptr;
   MutexLock lock(&mu_);
@@ -294,11 +342,12 @@ std::shared_ptr<const Revision> BundleVariants::Find(const std::string& id) cons
 std::vector<std::string> BundleVariants::RevisionIds() const {
   if (uniform_ != nullptr) return {uniform_->id};
   std::vector<std::string> ids;
+  absl::flat_hash_set<std::string> seen;  // a walk over ids is quadratic at fleet size
   MutexLock lock(&mu_);
   for (const Variant& variant : variants_) {
     if (!variant.result.ok()) continue;
     const std::string& id = (*variant.result)->id;
-    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    if (seen.insert(id).second) ids.push_back(id);
   }
   return ids;
 }

@@ -97,6 +97,8 @@ class BundleVariants : public BundleContent {
                                                       bool* depends_on_values = nullptr) const;
   // How many variants were built so far (a reconcile that built none changes nothing).
   uint64_t builds() const;
+  // The YAML bytes of the objects variants hold alone, as bounded by kMaxVariantBytes.
+  size_t variant_bytes() const;
   std::shared_ptr<const Revision> Find(const std::string& id) const override;
 
   // The engine output before substitution (template mode only), kept in the store so a
@@ -139,6 +141,11 @@ class BundleVariants : public BundleContent {
   mutable absl::flat_hash_map<std::string, size_t> by_id_ ABSL_GUARDED_BY(mu_);
   // The first variant that read no value and built (a renderer's revision for everyone).
   mutable std::shared_ptr<const Revision> read_nothing_ ABSL_GUARDED_BY(mu_);
+  // Renderer mode: the first variant built. Later ones share its objects where they render
+  // the same (a template's variants share the template's).
+  mutable std::shared_ptr<const Revision> reference_ ABSL_GUARDED_BY(mu_);
+  // The bytes of objects variants hold alone (shared ones count once, in the template or
+  // the reference).
   mutable size_t variant_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t builds_ ABSL_GUARDED_BY(mu_) = 0;
 };

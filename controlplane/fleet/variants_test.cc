@@ -117,8 +117,8 @@ TEST(BundleVariantsTest, ClustersAgreeingOnWhatWasReadShareARevision) {
   EXPECT_EQ(*prod1, *prod2) << "label x and the cluster name were never read";
   EXPECT_NE((*prod1)->id, (*prod_eu)->id);
   EXPECT_NE((*prod1)->id, (*dev)->id);
-  EXPECT_THAT((*prod1)->objects.objects().begin()->second.yaml(), HasSubstr("replicas: \"5\""));
-  EXPECT_THAT((*dev)->objects.objects().begin()->second.yaml(), HasSubstr("region: none"));
+  EXPECT_THAT((*prod1)->objects.objects().begin()->second->yaml(), HasSubstr("replicas: \"5\""));
+  EXPECT_THAT((*dev)->objects.objects().begin()->second->yaml(), HasSubstr("region: none"));
   EXPECT_EQ(built.count, 3);
   EXPECT_EQ((*content)->RevisionIds().size(), 3u);
   EXPECT_EQ((*content)->Find((*dev)->id), *dev);
@@ -149,7 +149,7 @@ TEST(BundleVariantsTest, SubstitutionIsOptInAndAnObjectMayOptOut) {
   auto plain = BundleVariants::FromTemplate(off, Objects(text));
   ASSERT_TRUE(plain.ok()) << plain.status();
   ASSERT_NE((*plain)->Uniform(), nullptr);
-  EXPECT_THAT((*plain)->Uniform()->objects.objects().begin()->second.yaml(), HasSubstr("${env}"));
+  EXPECT_THAT((*plain)->Uniform()->objects.objects().begin()->second->yaml(), HasSubstr("${env}"));
   // An object that opts out is never substituted.
   auto opted_out = BundleVariants::FromTemplate(
       Params(v1::Bundle(), &built),
@@ -241,6 +241,74 @@ TEST(BundleVariantsTest, ARevisionPerClusterStaysBuiltForTheWholeFleet) {
   EXPECT_EQ((*content)->builds(), static_cast<uint64_t>(kClusters));
 }
 
+// A revision per cluster holds its own copy only of the objects substitution changed: the
+// rest are the template's, shared (at fleet size, the difference between megabytes and
+// gigabytes).
+TEST(BundleVariantsTest, RevisionsShareTheObjectsSubstitutionLeavesAlone) {
+  Built built;
+  auto content = BundleVariants::FromTemplate(
+      Params(BundleWithValues(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: who\ndata:\n"
+              "  who: ${cluster.name}\n---\n"
+              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: same\ndata:\n  a: b\n---\n"
+              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  annotations:\n"
+              "    gitfleet.io/substitute: disabled\ndata:\n  a: ${as-written}\n"));
+  ASSERT_TRUE(content.ok()) << content.status();
+  auto a = (*content)->For(Cluster("a", {}));
+  auto b = (*content)->For(Cluster("b", {}));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto& template_objects = (*content)->template_revision()->objects.objects();
+  const auto& ours = (*a)->objects.objects();
+  const auto& theirs = (*b)->objects.objects();
+  ASSERT_EQ(ours.size(), 3u);
+  for (const char* key : {"/ConfigMap//same", "/ConfigMap//kept"}) {
+    EXPECT_EQ(ours.at(key), template_objects.at(key)) << key << " was copied";
+    EXPECT_EQ(ours.at(key), theirs.at(key)) << key;
+  }
+  EXPECT_NE(ours.at("/ConfigMap//who"), template_objects.at("/ConfigMap//who"));
+  EXPECT_THAT(ours.at("/ConfigMap//who")->yaml(), HasSubstr("who: a"));
+  EXPECT_THAT(theirs.at("/ConfigMap//who")->yaml(), HasSubstr("who: b"));
+  EXPECT_THAT(template_objects.at("/ConfigMap//who")->yaml(), HasSubstr("${cluster.name}"));
+  ObjectDelta delta = ComputeDelta((*a)->objects, (*b)->objects);
+  ASSERT_EQ(delta.upserts.size(), 1u);
+  EXPECT_EQ(delta.upserts[0], theirs.at("/ConfigMap//who").get());
+  // The bound on variants' bytes counts what they hold alone.
+  EXPECT_EQ((*content)->variant_bytes(), ours.at("/ConfigMap//who")->yaml().size() +
+                                             theirs.at("/ConfigMap//who")->yaml().size());
+}
+
+// A renderer's variants (jsonnet, helm) render every object afresh: those that come out
+// the same as in the first variant are that variant's, shared.
+TEST(BundleVariantsTest, RenderedVariantsShareTheObjectsTheyRenderAlike) {
+  Built built;
+  std::atomic<int> renders{0};
+  auto content = CountedRenderer(
+      &built, &renders, [](const Values& values, ReadValues* read) -> absl::StatusOr<ObjectSet> {
+        std::optional<std::string> tier = LookUp(values, "tier", read);
+        ObjectSet set = ConfigMapNamed("common");
+        const ObjectSet own = ConfigMapNamed(tier.value_or("none"));
+        for (const auto& [key, object] : own.objects()) {
+          if (absl::Status s = set.Add(object, "t"); !s.ok()) return s;
+        }
+        return set;
+      });
+  auto web = content->For(Cluster("a", {{"tier", "web"}}));
+  auto api = content->For(Cluster("b", {{"tier", "api"}}));
+  ASSERT_TRUE(web.ok() && api.ok());
+  ASSERT_EQ(renders, 2);
+  const auto& first = (*web)->objects.objects();
+  const auto& second = (*api)->objects.objects();
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(first.at("/ConfigMap//common"), second.at("/ConfigMap//common")) << "not shared";
+  EXPECT_EQ(second.count("/ConfigMap//web"), 0u);
+  EXPECT_THAT(second.at("/ConfigMap//api")->yaml(), HasSubstr("name: api"));
+  EXPECT_NE((*web)->id, (*api)->id);
+  EXPECT_EQ(content->variant_bytes(),
+            (*web)->objects.bytes() + second.at("/ConfigMap//api")->yaml().size())
+      << "the shared object counts once";
+}
+
 // Variants that read different names are each found by what they read.
 TEST(BundleVariantsTest, VariantsThatReadDifferentNamesAreEachFound) {
   Built built;
@@ -262,7 +330,7 @@ TEST(BundleVariantsTest, VariantsThatReadDifferentNamesAreEachFound) {
   auto built_for = [&](const std::map<std::string, std::string>& labels) -> std::string {
     auto revision = content->Built(Cluster("y", labels));
     if (!revision.has_value() || !revision->ok()) return "";
-    return (**revision)->objects.objects().begin()->second.key().name();
+    return (**revision)->objects.objects().begin()->second->key().name();
   };
   EXPECT_EQ(built_for({{"tier", "api"}, {"region", "ap"}}), "api");
   EXPECT_EQ(built_for({{"tier", "web"}, {"region", "us"}}), "web-us");
@@ -324,7 +392,7 @@ TEST(BundleVariantsTest, ShellFormsLeftAsWrittenAreNotedNotFailed) {
   EXPECT_THAT((*content)->notes()[0], HasSubstr("ConfigMap backup: left ${#ARGS[@]} as written"));
   auto revision = (*content)->For(Cluster("eu", {}));
   ASSERT_TRUE(revision.ok()) << revision.status();
-  EXPECT_THAT(revision->get()->objects.objects().begin()->second.yaml(),
+  EXPECT_THAT(revision->get()->objects.objects().begin()->second->yaml(),
               HasSubstr("exit 0; echo ${#ARGS[@]} default-env"));
 }
 

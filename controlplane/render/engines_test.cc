@@ -43,7 +43,7 @@ struct Repo {
 // Object keys and content hashes: equal sets, equal renders.
 std::map<std::string, std::string> Summary(const ObjectSet& set) {
   std::map<std::string, std::string> out;
-  for (const auto& [key, object] : set.objects()) out[key] = object.content_hash();
+  for (const auto& [key, object] : set.objects()) out[key] = object->content_hash();
   return out;
 }
 

@@ -123,8 +123,8 @@ TEST(PlainRendererTest, ParsesOnlyTheFilesThatChanged) {
   EXPECT_EQ(renderer.cached_files(), 49);
   EXPECT_EQ(set->size(), 50u);
   // The changed file's new content is what renders, not the cached old one.
-  EXPECT_THAT(set->objects().at("/ConfigMap//cm-7").yaml(), HasSubstr("version"));
-  EXPECT_THAT(set->objects().at("/ConfigMap//cm-8").yaml(), Not(HasSubstr("version")));
+  EXPECT_THAT(set->objects().at("/ConfigMap//cm-7")->yaml(), HasSubstr("version"));
+  EXPECT_THAT(set->objects().at("/ConfigMap//cm-8")->yaml(), Not(HasSubstr("version")));
 }
 
 TEST(PlainRendererTest, CachedFilesKeepTheirPathAndErrorsAreNotCached) {

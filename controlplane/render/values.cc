@@ -143,12 +143,12 @@ absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Valu
                                             ReadValues* read) {
   ObjectSet out;
   for (const auto& [key, object] : objects.objects()) {
-    const std::string origin = KeyDisplay(object.key());
-    if (!HasVariables(object.yaml()) || SubstitutionDisabled(object)) {
-      if (absl::Status s = out.Add(object, origin); !s.ok()) return s;
+    if (!HasVariables(object->yaml()) || SubstitutionDisabled(*object)) {
+      if (absl::Status s = out.Add(object); !s.ok()) return s;  // shared, not copied
       continue;
     }
-    absl::StatusOr<std::string> text = Substitute(object.yaml(), values, read);
+    const std::string origin = KeyDisplay(object->key());
+    absl::StatusOr<std::string> text = Substitute(object->yaml(), values, read);
     if (!text.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": ", text.status().message()));
     }

@@ -83,10 +83,10 @@ TEST(SubstituteObjectsTest, ReparsesChangedObjectsOnly) {
       SubstituteObjects(set, {{"env", "prod"}, {"replicas", "3"}}, &read);
   ASSERT_TRUE(out.ok()) << out.status();
   ASSERT_EQ(out->size(), 2u);
-  const v1::ManifestObject& deploy = out->objects().at("apps/Deployment//web-prod");
+  const v1::ManifestObject& deploy = *out->objects().at("apps/Deployment//web-prod");
   EXPECT_THAT(deploy.yaml(), HasSubstr("replicas: 3"));
-  EXPECT_EQ(out->objects().at("/ConfigMap//plain").content_hash(),
-            set.objects().at("/ConfigMap//plain").content_hash());
+  EXPECT_EQ(out->objects().at("/ConfigMap//plain")->content_hash(),
+            set.objects().at("/ConfigMap//plain")->content_hash());
   EXPECT_EQ(read.size(), 2u);
 }
 
