@@ -1453,6 +1453,14 @@ class PerClusterRolloutTest : public RolloutTest {
     }
     ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
   }
+  // AddWebEverywhere, then version 2 rolled out to partition 1 (c1).
+  void RollVersion2ToC1() {
+    ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
+    Commit("2");
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+    ASSERT_NE(Eventually("c1"), "");
+    ASSERT_THAT(agents_["c1"].yaml, HasSubstr("prod-c1-2"));
+  }
   bool jsonnet_ = false;
 };
 
@@ -1460,11 +1468,7 @@ class PerClusterRolloutTest : public RolloutTest {
 // stable render's objects substituted for it. The controller builds them (never a gRPC
 // thread) and the agent is told, before its turn and after a restart alike.
 TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
-  Commit("2");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_NE(Eventually("c1"), "");
-  ASSERT_THAT(agents_["c1"].yaml, HasSubstr("prod-c1-2"));
+  ASSERT_NO_FATAL_FAILURE(RollVersion2ToC1());
 
   Connect("c9");
   int before = agents_["c9"].connection->notices("web");
@@ -1501,11 +1505,7 @@ TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
 // and after a restart renders that commit again from the repository's history.
 TEST_F(PerClusterRolloutTest, AJoinerGetsAJsonnetRenderOfWhatTheFleetRanAfterARestartToo) {
   jsonnet_ = true;
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
-  Commit("2");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_NE(Eventually("c1"), "");
-  ASSERT_THAT(agents_["c1"].yaml, HasSubstr("prod-c1-2"));
+  ASSERT_NO_FATAL_FAILURE(RollVersion2ToC1());
   Connect("c9");
   ASSERT_NE(Eventually("c9"), "");
   EXPECT_THAT(agents_["c9"].yaml, HasSubstr("prod-c9-1"));
@@ -1544,10 +1544,7 @@ TEST_F(PerClusterRolloutTest, AJoinerGetsAJsonnetRenderOfWhatTheFleetRanAfterARe
 // A cluster whose values change after its partition's turn gets its new objects as soon
 // as they are built, not when the rollout ends.
 TEST_F(PerClusterRolloutTest, AClusterWhoseValuesChangeMidRolloutIsToldOnceItsRevisionIsBuilt) {
-  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere());
-  Commit("2");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_NE(Eventually("c1"), "");
+  ASSERT_NO_FATAL_FAILURE(RollVersion2ToC1());
   Report("c1", agents_["c1"].held, v1::HEALTH_STATE_HEALTHY);
   ASSERT_NE(Eventually("c2"), "");  // partition 2 waits for c2's report
 
