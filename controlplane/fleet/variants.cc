@@ -219,13 +219,7 @@ const BundleVariants::Variant* BundleVariants::FindLocked(const Values& values) 
   return nullptr;
 }
 
-void BundleVariants::AddLocked(Variant variant) const {
-  // What it holds alone: the objects substitution changed, or that it rendered unlike the
-  // reference variant.
-  const ObjectSet* shared = template_ != nullptr    ? &template_->objects
-                            : reference_ != nullptr ? &reference_->objects
-                                                    : nullptr;
-  size_t bytes = variant.result.ok() ? OwnBytes((*variant.result)->objects, shared) : 0;
+void BundleVariants::AddLocked(Variant variant, size_t bytes) const {
   if (variants_.size() >= kMaxVariants || variant_bytes_ + bytes > kMaxVariantBytes) {
     GF_LOG(WARNING) << "bundle " << params_.bundle << " at " << params_.commit.substr(0, 12) << ": "
                     << variants_.size() << " revisions built for cluster values (" << variant_bytes_
@@ -261,17 +255,24 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
   if (objects.ok()) {
     if (absl::Status s = CheckNotEmpty(params_, *objects); !s.ok()) objects = s;
   }
+  std::shared_ptr<const Revision> reference;  // renderer mode: the first variant, if any
   if (objects.ok() && template_ == nullptr) {
-    std::shared_ptr<const Revision> reference;
     {
       MutexLock lock(&mu_);
       reference = reference_;
     }
     if (reference != nullptr) objects = ShareWith(*objects, reference->objects);
   }
+  // What it holds alone (outside the lock): the objects substitution changed, or that it
+  // rendered unlike the reference variant.
+  size_t bytes = 0;
   if (!objects.ok()) {
     result = objects.status();
   } else {
+    const ObjectSet* shared = template_ != nullptr   ? &template_->objects
+                              : reference != nullptr ? &reference->objects
+                                                     : nullptr;
+    bytes = OwnBytes(*objects, shared);
     result = Revision::Build(params_.bundle, params_.commit, params_.committed_time,
                              *std::move(objects), params_.sync, params_.target_namespace);
   }
@@ -288,7 +289,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
     }
     if (depends_on_values != nullptr) *depends_on_values = !read.empty();
     if (fresh) {
-      AddLocked({read, result});
+      AddLocked({read, result}, bytes);
       ++builds_;
     }
   }

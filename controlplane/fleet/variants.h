@@ -121,7 +121,8 @@ class BundleVariants : public BundleContent {
   // The variant built for values that agree with `values`, or null. Costs one hash
   // lookup per distinct set of names variants read, not a walk of every variant.
   const Variant* FindLocked(const Values& values) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AddLocked(Variant variant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `bytes`: what the variant's objects hold alone (see variant_bytes_).
+  void AddLocked(Variant variant, size_t bytes) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Params params_;
   std::shared_ptr<const Revision> template_;  // template mode
