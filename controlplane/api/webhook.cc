@@ -38,6 +38,45 @@ bool SecureEquals(const std::string& a, const std::string& b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// Whether `authorization` is HTTP basic authentication (any user name) whose password is
+// `secret`.
+bool BasicPasswordMatches(absl::string_view authorization, const std::string& secret) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  constexpr absl::string_view kScheme = "basic ";
+  if (!absl::StartsWithIgnoreCase(authorization, kScheme)) return false;
+  authorization.remove_prefix(kScheme.size());
+  std::string credentials;
+  if (!absl::Base64Unescape(absl::StripAsciiWhitespace(authorization), &credentials)) {
+    return false;
+  }
+  const size_t colon = credentials.find(':');
+  return colon != std::string::npos && SecureEquals(credentials.substr(colon + 1), secret);
+}
+
+// Azure DevOps Services names one repository on three hosts: HTTPS on dev.azure.com
+// (ORG/PROJECT/_git/REPO), SSH on ssh.dev.azure.com (v3/ORG/PROJECT/REPO), and the older
+// ORG.visualstudio.com (PROJECT/_git/REPO, once with DefaultCollection/ before it) with
+// SSH on vs-ssh.visualstudio.com. Each becomes the dev.azure.com form, which is what a
+// push's remoteUrl says. `path` is otherwise normalized; anything else is returned as is.
+std::string AzureDevOpsForm(absl::string_view path) {
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+  const absl::string_view host = parts[0];
+  if ((host == "ssh.dev.azure.com" || host == "vs-ssh.visualstudio.com") && parts.size() == 5 &&
+      parts[1] == "v3") {
+    return absl::StrCat("dev.azure.com/", parts[2], "/", parts[3], "/_git/", parts[4]);
+  }
+  absl::string_view org = host;
+  if (host != "vs-ssh.visualstudio.com" && absl::ConsumeSuffix(&org, ".visualstudio.com") &&
+      !org.empty() && org.find('.') == absl::string_view::npos) {
+    size_t first = 1;
+    if (parts.size() > first && parts[first] == "defaultcollection") ++first;
+    if (parts.size() == first + 3 && parts[first + 1] == "_git") {
+      return absl::StrCat("dev.azure.com/", org, "/", parts[first], "/_git/", parts[first + 2]);
+    }
+  }
+  return std::string(path);
+}
+
 }  // namespace
 
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name) {
@@ -102,7 +141,7 @@ std::string NormalizeRepoUrl(absl::string_view url) {
   absl::ConsumeSuffix(&out, ".git");
   while (absl::ConsumeSuffix(&out, "/")) {
   }
-  return std::string(out);
+  return AzureDevOpsForm(out);
 }
 
 std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
@@ -113,17 +152,27 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
     }
   };
   if (!payload.is_object()) return out;
+  std::vector<const nlohmann::json*> repositories;
   for (const char* object : {"repository", "project"}) {
     auto it = payload.find(object);
-    if (it == payload.end() || !it->is_object()) continue;
-    for (const char* field : {"clone_url", "ssh_url", "git_url", "html_url", "url", "svn_url",
-                              "git_http_url", "git_ssh_url", "web_url", "http_url", "homepage"}) {
-      auto value = it->find(field);
-      if (value != it->end()) add(*value);
+    if (it != payload.end() && it->is_object()) repositories.push_back(&*it);
+  }
+  // Azure DevOps: resource.repository.remoteUrl (and sshUrl, webUrl in newer versions).
+  auto resource = payload.find("resource");
+  if (resource != payload.end() && resource->is_object()) {
+    auto it = resource->find("repository");
+    if (it != resource->end() && it->is_object()) repositories.push_back(&*it);
+  }
+  for (const nlohmann::json* repository : repositories) {
+    for (const char* field :
+         {"clone_url", "ssh_url", "git_url", "html_url", "url", "svn_url", "git_http_url",
+          "git_ssh_url", "web_url", "http_url", "homepage", "remoteUrl", "sshUrl", "webUrl"}) {
+      auto value = repository->find(field);
+      if (value != repository->end()) add(*value);
     }
     // Bitbucket: links.html.href (Cloud), links.clone[].href (Data Center: ssh and http).
-    auto links = it->find("links");
-    if (links == it->end() || !links->is_object()) continue;
+    auto links = repository->find("links");
+    if (links == repository->end() || !links->is_object()) continue;
     for (const auto& [name, link] : links->items()) {
       if (name != "html" && name != "clone") continue;
       if (link.is_object() && link.contains("href")) add(link["href"]);
@@ -176,6 +225,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   } else if (!Header(request, "x-event-key").empty()) {
     provider = "bitbucket";  // Cloud and Data Center
     event = Header(request, "x-event-key");
+  } else if (!Header(request, "x-vss-activityid").empty() ||
+             !Header(request, "x-vss-subscriptionid").empty()) {
+    provider = "azuredevops";  // Services and Server; the event is in the payload
   }
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
@@ -211,12 +263,18 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     verified = hmac_matches(Header(request, "x-gogs-signature"));
   } else if (provider == "bitbucket") {
     verified = prefixed_hmac_matches(Header(request, "x-hub-signature"));
+  } else if (provider == "azuredevops") {
+    verified = BasicPasswordMatches(Header(request, "authorization"), options_.secret);
   }
   if (!verified) {
-    return Answer(provider, "unauthorized", 401,
-                  provider == "unknown"
-                      ? "no GitHub, GitLab, Gitea, Gogs or Bitbucket signature headers"
-                      : absl::StrCat("the ", provider, " signature or token does not match"));
+    return Answer(
+        provider, "unauthorized", 401,
+        provider == "unknown"
+            ? "no GitHub, GitLab, Gitea, Gogs, Bitbucket or Azure DevOps signature headers"
+        : provider == "azuredevops"
+            ? "no basic authentication whose password is the webhook secret (set the "
+              "service hook's basic authentication password to it)"
+            : absl::StrCat("the ", provider, " signature or token does not match"));
   }
   {
     MutexLock lock(&mu_);
@@ -234,7 +292,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   // A GitLab instance's system hook carries every project's events under one header; its
   // payload says which (a push's fields are those of a project's push hook).
   const bool system_hook = provider == "gitlab" && event == "System Hook";
-  if (!push && !system_hook) {
+  // Azure DevOps names its event only in the payload (eventType).
+  const bool azure_devops = provider == "azuredevops";
+  if (!push && !system_hook && !azure_devops) {
     return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
   }
   // JSON, or (GitHub's and Gitea's other content type) a form whose `payload` field holds
@@ -267,6 +327,13 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     if (name != "push" && name != "tag_push" && name != "repository_update") {
       return Answer(provider, "ignored", 202,
                     absl::StrCat("system hook event \"", name, "\" ignored"));
+    }
+  }
+  if (azure_devops) {
+    auto it = payload.find("eventType");
+    event = it != payload.end() && it->is_string() ? it->get<std::string>() : "";
+    if (event != "git.push") {
+      return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
     }
   }
   const std::set<std::string> pushed = PushedRepositories(payload);

@@ -14,6 +14,8 @@
 //   Gogs     X-Gogs-Signature: HMAC-SHA256 hex, X-Gogs-Event: push
 //   Bitbucket (Cloud and Data Center) X-Hub-Signature: sha256=HMAC-SHA256(secret, body),
 //            X-Event-Key: repo:push (Cloud) | repo:refs_changed (Data Center)
+//   Azure DevOps (Services and Server) X-VSS-ActivityId, Authorization: Basic with the
+//            secret as password (any user name), eventType git.push in the payload
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
@@ -56,14 +58,15 @@ inline constexpr char kWebhookPath[] = "/hooks/git";
 // A repository URL in the one form every way of writing it shares: no scheme, user or
 // port, lower case, no trailing ".git" or "/". "git@GitHub.com:Org/App.git",
 // "https://github.com/org/app" and "ssh://git@github.com:22/org/app.git" are all
-// "github.com/org/app".
+// "github.com/org/app". Azure DevOps' SSH and visualstudio.com forms become its
+// dev.azure.com HTTPS form ("dev.azure.com/org/project/_git/repo").
 std::string NormalizeRepoUrl(absl::string_view url);
 // The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
 // when it is missing or not well-formed.
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name);
 
 // The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea,
-// Gogs, Bitbucket).
+// Gogs, Bitbucket, Azure DevOps).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {

@@ -40,6 +40,35 @@ TEST(NormalizeRepoUrlTest, EveryFormOfOneRepositoryIsTheSame) {
   EXPECT_NE(NormalizeRepoUrl("https://github.com/org/app2"), "github.com/org/app");
 }
 
+// Azure DevOps serves one repository from three hosts; a push names only the HTTPS form.
+TEST(NormalizeRepoUrlTest, EveryAzureDevOpsFormOfOneRepositoryIsTheSame) {
+  for (const char* url :
+       {"https://dev.azure.com/Org/Proj/_git/app", "https://org@dev.azure.com/org/proj/_git/app",
+        "git@ssh.dev.azure.com:v3/org/proj/app", "ssh://git@ssh.dev.azure.com/v3/org/proj/app",
+        "https://org.visualstudio.com/proj/_git/app",
+        "https://org.visualstudio.com/DefaultCollection/proj/_git/app.git",
+        "org@vs-ssh.visualstudio.com:v3/org/proj/app"}) {
+    EXPECT_EQ(NormalizeRepoUrl(url), "dev.azure.com/org/proj/_git/app") << url;
+  }
+  // A project name with a space is escaped alike in every form.
+  EXPECT_EQ(NormalizeRepoUrl("git@ssh.dev.azure.com:v3/org/My%20Proj/app"),
+            NormalizeRepoUrl("https://dev.azure.com/org/My%20Proj/_git/app"));
+  // Azure DevOps Server keeps one path for HTTPS and SSH (which has a port).
+  EXPECT_EQ(NormalizeRepoUrl("ssh://tfs.example.com:22/tfs/Coll/Proj/_git/app"),
+            NormalizeRepoUrl("https://tfs.example.com/tfs/Coll/Proj/_git/app"));
+  // Nothing else is taken for Azure's: other repositories, other paths, other hosts.
+  EXPECT_NE(NormalizeRepoUrl("git@ssh.dev.azure.com:v3/org/proj/app2"),
+            "dev.azure.com/org/proj/_git/app");
+  EXPECT_EQ(NormalizeRepoUrl("git@ssh.dev.azure.com:v3/org/app"), "ssh.dev.azure.com/v3/org/app");
+  EXPECT_EQ(NormalizeRepoUrl("https://org.visualstudio.com/proj/app"),
+            "org.visualstudio.com/proj/app");
+  EXPECT_EQ(NormalizeRepoUrl("https://a.b.visualstudio.com/proj/_git/app"),
+            "a.b.visualstudio.com/proj/_git/app");
+  EXPECT_EQ(NormalizeRepoUrl("git@ssh.example.com:v3/org/proj/app"),
+            "ssh.example.com/v3/org/proj/app");
+  EXPECT_EQ(NormalizeRepoUrl(""), "");
+}
+
 TEST(PushedRepositoriesTest, ReadsEachProvidersFields) {
   nlohmann::json github = {{"repository",
                             {{"clone_url", "https://github.com/org/app.git"},
@@ -104,6 +133,13 @@ class WebhookTest : public ::testing::Test {
     } else if (provider == "bitbucket") {
       request.headers["x-event-key"] = "repo:push";
       request.headers["x-hub-signature"] = "sha256=" + Sign(secret, request.body);
+    } else if (provider == "azuredevops") {
+      request.body = R"({"eventType":"git.push","publisherId":"tfs","resource":{)"
+                     R"("refUpdates":[{"name":"refs/heads/main"}],"repository":{)"
+                     R"("url":"https://dev.azure.com/org/_apis/git/repositories/0b1c",)"
+                     R"("remoteUrl":"https://github.com/org/app"}}})";
+      request.headers["x-vss-activityid"] = "5f8b0c7e-0000-4000-8000-000000000001";
+      request.headers["authorization"] = "Basic " + absl::Base64Escape("gitfleet:" + secret);
     } else {
       request.headers["x-gitea-event"] = "push";
       request.headers["x-gitea-signature"] = Sign(secret, request.body);
@@ -122,7 +158,7 @@ class WebhookTest : public ::testing::Test {
 };
 
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
-  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket"}) {
+  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
     fetched_.clear();
     HttpResponse response = receiver_->Handle(Push(provider, "s3cret"));
     EXPECT_EQ(response.code, 202) << provider << ": " << response.body;
@@ -205,6 +241,81 @@ TEST_F(WebhookTest, BitbucketPushesNameTheirRepositoryInLinks) {
   EXPECT_THAT(fetched_, IsEmpty());
 }
 
+// Azure DevOps signs nothing: its service hook sends basic authentication, whose password
+// is the secret, and names its event in the payload.
+TEST_F(WebhookTest, AzureDevOpsPushesAuthenticateWithTheSecretAsPassword) {
+  const std::vector<std::pair<std::string, std::string>> sources = {
+      {"ssh", "git@ssh.dev.azure.com:v3/org/proj/app"},
+      {"https", "https://org@dev.azure.com/org/proj/_git/app"},
+      {"legacy", "https://org.visualstudio.com/DefaultCollection/proj/_git/app"},
+      {"other", "git@ssh.dev.azure.com:v3/org/proj/other"}};
+  auto receiver = [&](const std::string& secret) {
+    WebhookReceiver::Options options;
+    options.secret = secret;
+    options.clock = &clock_;
+    return std::make_unique<WebhookReceiver>(
+        options, [&] { return sources; },
+        [this](const std::string& name) {
+          fetched_.push_back(name);
+          return absl::OkStatus();
+        },
+        family_);
+  };
+  std::unique_ptr<WebhookReceiver> azure = receiver("s3cret");
+  HttpRequest push = Push("azuredevops", "s3cret");
+  push.headers.erase("x-vss-activityid");
+  push.headers["x-vss-subscriptionid"] = "8fd412f1-9873-4b45-8854-655b1b8a2eff";
+  push.body = R"({"eventType":"git.push","resource":{"repository":{)"
+              R"("remoteUrl":"https://dev.azure.com/org/proj/_git/app"}}})";
+  HttpResponse response = azure->Handle(push);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("ssh", "https", "legacy"));
+  EXPECT_EQ(Count("azuredevops", "accepted"), 1);
+
+  // Any user name, a lower-case scheme, and a password holding colons.
+  fetched_.clear();
+  HttpRequest colons = push;
+  colons.headers["authorization"] = "basic  " + absl::Base64Escape(":a:b:c") + " ";
+  EXPECT_EQ(receiver("a:b:c")->Handle(colons).code, 202);
+  EXPECT_THAT(fetched_, ElementsAre("ssh", "https", "legacy"));
+
+  fetched_.clear();
+  for (const std::string& authorization :
+       {std::string(""), "Basic " + absl::Base64Escape("gitfleet:guess"),
+        "Basic " + absl::Base64Escape("s3cret"), "Basic " + absl::Base64Escape("s3cret:"),
+        std::string("Bearer s3cret"), std::string("Basic not*base64"),
+        "Basic " + absl::Base64Escape(":s3cre")}) {
+    HttpRequest forged = push;
+    if (authorization.empty()) {
+      forged.headers.erase("authorization");
+    } else {
+      forged.headers["authorization"] = authorization;
+    }
+    response = azure->Handle(forged);
+    EXPECT_EQ(response.code, 401) << authorization;
+    EXPECT_THAT(response.body, HasSubstr("basic authentication")) << authorization;
+  }
+  EXPECT_THAT(fetched_, IsEmpty());
+  EXPECT_EQ(Count("azuredevops", "unauthorized"), 7);
+
+  // Other events (and a payload that names none) are acknowledged and fetch nothing.
+  for (const char* body : {R"({"eventType":"git.pullrequest.created","resource":{"repository":)"
+                           R"({"remoteUrl":"https://dev.azure.com/org/proj/_git/app"}}})",
+                           R"({"eventType":7})", R"({})"}) {
+    HttpRequest other = push;
+    other.body = body;
+    response = azure->Handle(other);
+    EXPECT_EQ(response.code, 202) << body;
+    EXPECT_THAT(response.body, HasSubstr("ignored")) << body;
+  }
+  EXPECT_THAT(fetched_, IsEmpty());
+  EXPECT_EQ(Count("azuredevops", "ignored"), 3);
+
+  HttpRequest not_json = push;
+  not_json.body = "eventType=git.push";
+  EXPECT_EQ(azure->Handle(not_json).code, 400);
+}
+
 TEST(FormFieldTest, DecodesTheNamedFieldAndRefusesMalformedEscapes) {
   EXPECT_EQ(FormField("a=1&payload=%7B%22x%22%3A+1%7d&b=2", "payload"), "{\"x\": 1}");
   EXPECT_EQ(FormField("payload=", "payload"), "");
@@ -253,7 +364,7 @@ TEST_F(WebhookTest, AFormEncodedPushIsReadFromItsPayloadField) {
 }
 
 TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
-  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket"}) {
+  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
     HttpResponse response = receiver_->Handle(Push(provider, "guess"));
     EXPECT_EQ(response.code, 401) << provider;
     EXPECT_EQ(Count(provider, "unauthorized"), 1) << provider;

@@ -575,6 +575,23 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
   ASSERT_TRUE(Eventually([&] { return fetched(second); }, absl::Seconds(5)));
   EXPECT_LT(absl::Now() - sent, absl::Seconds(1)) << "webhook to fetched";
 
+  // Azure DevOps signs nothing: its basic authentication carries the secret as password,
+  // and the HTTP server hands that header through.
+  const std::string third = git_.Commit("third");
+  const std::string azure = absl::StrCat(R"({"eventType":"git.push","resource":{"repository":)",
+                                         R"({"remoteUrl":")", git_.url(), R"("}}})");
+  for (const std::string& password : {std::string("guess"), secret}) {
+    answer = ::gitfleet::testing::HttpRequest(
+        http_port_, "POST", "/hooks/git",
+        {{"X-VSS-ActivityId", "5f8b0c7e-0000-4000-8000-000000000001"},
+         {"Authorization", "Basic " + absl::Base64Escape("azure:" + password)},
+         {"Content-Type", "application/json; charset=utf-8"}},
+        azure, &status);
+    EXPECT_EQ(status, password == secret ? 202 : 401) << answer;
+    if (password != secret) EXPECT_FALSE(fetched(third));
+  }
+  ASSERT_TRUE(Eventually([&] { return fetched(third); }, absl::Seconds(5)));
+
   // Too large: 413 before anything is read.
   answer = ::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git",
                                             {{"X-GitHub-Event", "push"}}, std::string(5 << 20, ' '),
@@ -587,6 +604,10 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
               HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="accepted"} 1)"));
   EXPECT_THAT(metrics,
               HasSubstr(R"(gitfleet_webhooks_total{provider="github",result="too_large"} 1)"));
+  EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhooks_total{provider="azuredevops",)"
+                                 R"(result="unauthorized"} 1)"));
+  EXPECT_THAT(metrics,
+              HasSubstr(R"(gitfleet_webhooks_total{provider="azuredevops",result="accepted"} 1)"));
   (void)first;
 }
 
