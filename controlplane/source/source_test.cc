@@ -1,3 +1,11 @@
+#include <openssl/sha.h>
+
+#include <fstream>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/sync.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/source_poller.h"
@@ -39,6 +47,71 @@ TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
   auto old_repo = *repos->ForUrl(old.url());
   ASSERT_TRUE(old_repo->Fetch().ok());
   EXPECT_EQ(old_repo->Resolve("")->id, master);
+}
+
+// Two commits whose ids share their first 7 hex digits: a commit message is varied until
+// two collide (about 2^14 tries by the birthday bound), and both are written as they are.
+TEST(Libgit2RepositoryTest, AnAbbreviatedIdOfTwoCommitsIsRefusedAsAmbiguous) {
+  GitFixture git(TempDir("repo"));
+  git.Write("a.yaml", "a: 1\n");
+  git.Commit("first");
+  std::string tree;
+  ASSERT_EQ(::gitfleet::testing::Run("cd " + git.dir() + " && git mktree </dev/null", &tree), 0);
+  tree = std::string(absl::StripAsciiWhitespace(tree));
+  auto body = [&](int nonce) {
+    return absl::StrCat("tree ", tree, "\nauthor A <a@example.com> 1700000000 +0000\n",
+                        "committer A <a@example.com> 1700000000 +0000\n\nnonce ", nonce, "\n");
+  };
+  auto id = [](const std::string& body) {
+    const std::string object =
+        absl::StrCat("commit ", body.size(), absl::string_view("\0", 1), body);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(object.data()), object.size(), digest);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(digest), SHA_DIGEST_LENGTH));
+  };
+  absl::flat_hash_map<std::string, int> seen;
+  int first = -1;
+  int second = -1;
+  for (int nonce = 0; nonce < (1 << 20) && second < 0; ++nonce) {
+    auto [it, inserted] = seen.emplace(id(body(nonce)).substr(0, 7), nonce);
+    if (!inserted) {
+      first = it->second;
+      second = nonce;
+    }
+  }
+  ASSERT_GE(second, 0) << "no two of 2^20 commit ids share 7 hex digits";
+  std::vector<std::string> ids;
+  for (int nonce : {first, second}) {
+    const std::string file = git.dir() + "/../commit-" + std::to_string(nonce);
+    std::ofstream(file, std::ios::binary) << body(nonce);
+    std::string written;
+    ASSERT_EQ(
+        ::gitfleet::testing::Run(
+            "cd " + git.dir() + " && git hash-object -t commit -w --stdin <" + file, &written),
+        0);
+    ids.push_back(std::string(absl::StripAsciiWhitespace(written)));
+    ASSERT_EQ(ids.back(), id(body(nonce)));
+    git.Git("branch -q collide-" + std::to_string(nonce) + " " + ids.back());
+  }
+  const std::string shared = ids[0].substr(0, 7);
+  ASSERT_EQ(ids[1].substr(0, 7), shared);
+
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto ambiguous = repo->Resolve(shared);
+  EXPECT_EQ(ambiguous.status().code(), absl::StatusCode::kInvalidArgument) << ambiguous.status();
+  EXPECT_THAT(std::string(ambiguous.status().message()),
+              HasSubstr("commit id " + shared + " is ambiguous"));
+  // Enough digits to tell them apart resolve each.
+  size_t differ = 7;
+  while (ids[0][differ] == ids[1][differ]) ++differ;
+  for (const std::string& commit : ids) {
+    auto resolved = repo->Resolve(commit.substr(0, differ + 1));
+    ASSERT_TRUE(resolved.ok()) << resolved.status();
+    EXPECT_EQ(resolved->id, commit);
+  }
 }
 
 TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
