@@ -1,7 +1,8 @@
 // Push webhook bodies: form decoding, the JSON payload and the repository URLs in it.
 // (A body reaches them only once its signature is verified; a URL from a source's
 // definition reaches NormalizeRepoUrl anyway.) Then the whole receiver, as a verified
-// GitLab project hook and system hook, so every branch a verified body can take runs.
+// GitLab project hook and system hook and Azure DevOps hook, so every branch a verified
+// body can take runs, and the input as Azure DevOps' basic authentication.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -56,5 +57,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     request.headers["x-gitlab-token"] = "s";
     (void)Receiver().Handle(request);
   }
+  // Azure DevOps: a verified body (basic auth "r:s"), then the input as its credentials.
+  gitfleet::HttpRequest azure;
+  azure.method = "POST";
+  azure.body = text;
+  azure.headers["x-vss-activityid"] = "1";
+  azure.headers["authorization"] = "Basic cjpz";
+  (void)Receiver().Handle(azure);
+  azure.body = "{}";
+  azure.headers["authorization"] = text;
+  (void)Receiver().Handle(azure);
   return 0;
 }
