@@ -869,6 +869,14 @@ class Cli {
     absl::StatusOr<bool> watch = args_.TakeBool("watch", false);
     if (!watch.ok()) return Usage(std::string(watch.status().message()));
     request.set_follow(*watch);
+    if (std::optional<std::string> after = args_.Take("after")) {
+      uint64_t n = 0;
+      if (!absl::SimpleAtoi(*after, &n)) {
+        return Usage(absl::StrCat("--after=", *after, ": want the sequence number of an event"));
+      }
+      request.set_after_sequence(n);
+    }
+    request.set_stream(args_.TakeOr("stream", ""));
     if (format_ == "yaml") return Usage("events prints one line per event: -o table or -o json");
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
@@ -1165,9 +1173,12 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::Diff},
       {{"sync"}, "SOURCE", "fetch a source now", {}, &Cli::Sync},
       {{"events"},
-       "[--bundle=NAME] [--cluster=NAME] [-w]",
+       "[--bundle=NAME] [--cluster=NAME] [-w] [--after=SEQ --stream=ID]",
        "what happened lately (commits, renders, rollouts, clusters), one line\n"
-       "each (-o json: one object each); -w follows new ones",
+       "each (-o json: one object each, with its sequence and stream); -w\n"
+       "follows new ones; --after/--stream resume after the last event handled\n"
+       "(a resync event first if the control plane cannot: it restarted, or\n"
+       "no longer keeps them)",
        {"watch"},
        &Cli::Events},
       {{"render"},

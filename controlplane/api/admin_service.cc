@@ -6,6 +6,7 @@
 #include <atomic>
 #include <deque>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -111,10 +112,11 @@ class EventWriter : public WriteReactor<v1::Event> {
   };
   // A subscription for a writer to come, within the bus's watcher limit.
   static absl::StatusOr<std::pair<std::shared_ptr<EventBus::Subscription>, std::shared_ptr<Pump>>>
-  Subscribe(EventBus* bus, EventBus::Filter filter, size_t max_watchers) {
+  Subscribe(EventBus* bus, EventBus::Filter filter, size_t max_watchers,
+            const std::optional<EventBus::Resume>& resume) {
     auto pump = std::make_shared<Pump>();
     absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription = bus->Subscribe(
-        std::move(filter), [pump] { pump->Wake(); }, max_watchers);
+        std::move(filter), [pump] { pump->Wake(); }, max_watchers, resume);
     if (!subscription.ok()) return subscription.status();
     return std::make_pair(*std::move(subscription), std::move(pump));
   }
@@ -267,14 +269,27 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
                                                        const v1::WatchEventsRequest* request) {
   AdminCall call(this, context, "WatchEvents",
                  absl::StrCat("bundle=", request->bundle(), " cluster=", request->cluster(),
-                              request->follow() ? " --follow" : ""));
+                              request->follow() ? " --follow" : "",
+                              request->after_sequence() > 0 || !request->stream().empty()
+                                  ? absl::StrCat(" after=", request->after_sequence(), "@",
+                                                 request->stream().substr(0, 64))
+                                  : ""));
   if (!call.allowed()) return new FailedWriter<v1::Event>(call.Record(call.refusal()));
   if (events_ == nullptr) {
     return new FailedWriter<v1::Event>(
         call.Record(absl::UnavailableError("this control plane publishes no events")));
   }
-  auto subscribed =
-      EventWriter::Subscribe(events_, {request->bundle(), request->cluster()}, kMaxWatchers);
+  if (request->stream().size() > 64) {
+    return new FailedWriter<v1::Event>(call.Record(absl::InvalidArgumentError(
+        absl::StrCat("stream: ", request->stream().size(),
+                     " characters; a stream is the short id events carry (Event.stream)"))));
+  }
+  std::optional<EventBus::Resume> resume;
+  if (request->after_sequence() > 0 || !request->stream().empty()) {
+    resume = EventBus::Resume{request->after_sequence(), request->stream()};
+  }
+  auto subscribed = EventWriter::Subscribe(events_, {request->bundle(), request->cluster()},
+                                           kMaxWatchers, resume);
   if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
   return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),

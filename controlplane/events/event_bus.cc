@@ -1,8 +1,11 @@
 #include "controlplane/events/event_bus.h"
 
 #include <algorithm>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/proto_time.h"
 
 namespace gitfleet {
@@ -26,17 +29,23 @@ std::vector<v1::Event> EventBus::Subscription::Take() {
   MutexLock lock(&mu_);
   std::vector<v1::Event> out;
   out.reserve(queue_.size() + 1);
-  if (dropped_ > 0) {
+  if (dropped_ > 0 || !gap_.empty()) {
+    std::vector<std::string> why;
+    if (!gap_.empty()) why.push_back(std::move(gap_));
+    if (dropped_ > 0) why.push_back(absl::StrCat("fell behind: ", dropped_, " events dropped"));
     v1::Event resync;
     resync.set_type("resync");
-    resync.set_message(absl::StrCat("fell behind: ", dropped_,
-                                    " events dropped; read the current state (GetStatus, "
-                                    "GetRollout) and go on from here"));
+    resync.set_message(absl::StrCat(absl::StrJoin(why, "; "),
+                                    "; read the current state (GetStatus, GetRollout) and go "
+                                    "on from here"));
     out.push_back(std::move(resync));
     dropped_ = 0;
+    gap_.clear();
   }
   for (v1::Event& e : queue_) out.push_back(std::move(e));
   queue_.clear();
+  // Stamped here rather than on publishing: most events are published to nobody.
+  for (v1::Event& e : out) e.set_stream(stream_);
   return out;
 }
 
@@ -46,8 +55,21 @@ void EventBus::Subscription::Cancel() {
   queue_.clear();
 }
 
-EventBus::EventBus(size_t recent, size_t queue, Clock* clock)
-    : recent_limit_(recent), queue_limit_(queue), clock_(clock) {}
+namespace {
+
+std::string RandomStream() {
+  std::random_device device;
+  const uint64_t bits = (uint64_t{device()} << 32) ^ device();
+  return absl::StrFormat("%012x", bits & 0xffffffffffffULL);
+}
+
+}  // namespace
+
+EventBus::EventBus(size_t recent, size_t queue, Clock* clock, std::string stream)
+    : recent_limit_(recent),
+      queue_limit_(queue),
+      clock_(clock),
+      stream_(stream.empty() ? RandomStream() : std::move(stream)) {}
 
 void EventBus::Publish(v1::Event event, Audience audience) {
   std::vector<std::shared_ptr<Subscription>> wake;
@@ -86,9 +108,10 @@ void EventBus::Publish(v1::Event event, Audience audience) {
 }
 
 absl::StatusOr<std::shared_ptr<EventBus::Subscription>> EventBus::Subscribe(
-    Filter filter, std::function<void()> wakeup, size_t max_subscribers) {
+    Filter filter, std::function<void()> wakeup, size_t max_subscribers,
+    const std::optional<Resume>& resume) {
   std::shared_ptr<Subscription> sub(
-      new Subscription(std::move(filter), std::move(wakeup), queue_limit_));
+      new Subscription(std::move(filter), std::move(wakeup), queue_limit_, stream_));
   MutexLock lock(&mu_);
   if (max_subscribers > 0 && SubscribersLocked() >= max_subscribers) {
     return absl::ResourceExhaustedError(
@@ -96,10 +119,32 @@ absl::StatusOr<std::shared_ptr<EventBus::Subscription>> EventBus::Subscribe(
   }
   {
     MutexLock sub_lock(&sub->mu_);
-    for (const auto& [e, audience] : recent_) {
-      if (sub->filter_.Matches(e, audience)) sub->queue_.push_back(e);
+    uint64_t after = 0;  // the kept events after this one are queued
+    if (resume.has_value()) {
+      const uint64_t oldest_kept =
+          recent_.empty() ? sequence_ + 1 : recent_.front().first.sequence();
+      if (!resume->stream.empty() && resume->stream != stream_) {
+        sub->gap_ = absl::StrCat("the control plane restarted since: stream ", resume->stream,
+                                 " is gone, this is stream ", stream_);
+      } else if (resume->after_sequence > sequence_) {
+        sub->gap_ = absl::StrCat("sequence ", resume->after_sequence,
+                                 " is past this control plane's last event (", sequence_,
+                                 "): it restarted since");
+      } else {
+        after = resume->after_sequence;
+        if (after + 1 < oldest_kept) {
+          sub->gap_ = absl::StrCat("events ", after + 1, " to ", oldest_kept - 1,
+                                   " are no longer kept (the last ", recent_limit_, " are)");
+        }
+      }
     }
-    while (sub->queue_.size() > queue_limit_) sub->queue_.pop_front();
+    for (const auto& [e, audience] : recent_) {
+      if (e.sequence() > after && sub->filter_.Matches(e, audience)) sub->queue_.push_back(e);
+    }
+    while (sub->queue_.size() > queue_limit_) {
+      sub->queue_.pop_front();
+      ++sub->dropped_;
+    }
   }
   subscribers_.push_back(sub);
   return sub;

@@ -5,6 +5,9 @@
 // publish, WatchEvents subscribers take. Bounded everywhere: the bus keeps the last
 // `recent` events for new subscribers, and each subscriber buffers at most `queue`; one
 // that falls behind loses what it had not taken and gets one "resync" event instead.
+// Sequence numbers count within the bus's stream (one per control-plane run), so that a
+// watcher can resume after the last event it handled, and is told (a "resync") when that
+// cannot be done without a gap.
 //
 //   EventBus bus;
 //   std::shared_ptr<EventBus::Subscription> sub = *bus.Subscribe({"web", ""}, [] { ... });
@@ -17,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,46 +47,67 @@ class EventBus {
     bool Matches(const v1::Event& event, const Audience& audience) const;
   };
 
+  // Where a watcher left off: the sequence and stream of the last event it handled. An
+  // empty stream means this bus's.
+  struct Resume {
+    uint64_t after_sequence = 0;
+    std::string stream;
+  };
+
   class Subscription {
    public:
-    // Everything buffered since the last Take, a "resync" first if some were dropped.
+    // Everything buffered since the last Take, a "resync" first if some were dropped (or
+    // the subscription could not resume where it was asked to), each with the stream.
     std::vector<v1::Event> Take();
     // No more wakeups after this returns (one in progress may still be running).
     void Cancel();
 
    private:
     friend class EventBus;
-    Subscription(Filter filter, std::function<void()> wakeup, size_t limit)
-        : filter_(std::move(filter)), wakeup_(std::move(wakeup)), limit_(limit) {}
+    Subscription(Filter filter, std::function<void()> wakeup, size_t limit, std::string stream)
+        : filter_(std::move(filter)),
+          wakeup_(std::move(wakeup)),
+          limit_(limit),
+          stream_(std::move(stream)) {}
     const Filter filter_;
     const std::function<void()> wakeup_;
     const size_t limit_;
+    const std::string stream_;
     Mutex mu_;
     std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
     uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+    // Why the subscription could not resume where it was asked to (empty: it could).
+    std::string gap_ ABSL_GUARDED_BY(mu_);
     bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   };
 
-  explicit EventBus(size_t recent = 1000, size_t queue = 1000, Clock* clock = &RealClock());
+  // `stream`: empty for a random one (12 hex digits).
+  explicit EventBus(size_t recent = 1000, size_t queue = 1000, Clock* clock = &RealClock(),
+                    std::string stream = "");
 
   // Stamps `event` with the next sequence number and the time, keeps it, and hands it to
   // every subscriber whose filter matches. `audience`: see Audience (for source events).
   void Publish(v1::Event event, Audience audience = nullptr);
-  // Subscribes with the recent events that match already queued. `wakeup` runs (on the
-  // publishing thread) whenever the subscription's queue goes from empty to not.
+  // Subscribes with the recent events that match already queued: all of them, or with
+  // `resume` those after it (and a "resync" first when that leaves a gap: the stream is
+  // another, or events after it are no longer kept). `wakeup` runs (on the publishing
+  // thread) whenever the subscription's queue goes from empty to not.
   // `max_subscribers` > 0: ResourceExhausted (no subscription) when that many are
   // subscribed already; checked and taken under one lock.
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(Filter filter,
                                                           std::function<void()> wakeup,
-                                                          size_t max_subscribers = 0);
+                                                          size_t max_subscribers = 0,
+                                                          const std::optional<Resume>& resume = {});
 
   size_t subscribers() const;
+  const std::string& stream() const { return stream_; }
 
  private:
   size_t SubscribersLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const size_t recent_limit_;
   const size_t queue_limit_;
   Clock* const clock_;
+  const std::string stream_;
   mutable Mutex mu_;
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::pair<v1::Event, Audience>> recent_ ABSL_GUARDED_BY(mu_);

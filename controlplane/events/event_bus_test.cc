@@ -1,5 +1,8 @@
 #include "controlplane/events/event_bus.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -88,6 +91,78 @@ TEST(EventBusTest, ASlowSubscriberGetsAResyncInsteadOfUnboundedBuffering) {
   sub.reset();
   bus.Publish(MakeEvent("cluster.health", "web", "c1", ""));
   EXPECT_EQ(bus.subscribers(), 0u);
+}
+
+// A watcher that reconnects gives the sequence and stream of the last event it handled,
+// and gets what followed, or a resync first when that would leave a gap.
+TEST(EventBusTest, AWatcherResumesAfterTheLastEventItHandledOrIsToldOfTheGap) {
+  FakeClock clock;
+  EventBus bus(/*recent=*/4, /*queue=*/10, &clock, "run-1");
+  EXPECT_EQ(EventBus(4, 10, &clock).stream().size(), 12u) << "a random one by default";
+  EXPECT_NE(EventBus().stream(), EventBus().stream());
+  for (int i = 1; i <= 6; ++i) {
+    bus.Publish(MakeEvent("cluster.health", i % 2 ? "web" : "api", "c1", absl::StrCat(i)));
+  }
+  // Kept: 3, 4, 5, 6.
+  auto messages = [](const std::vector<v1::Event>& events) {
+    std::vector<std::string> out;
+    for (const v1::Event& e : events) out.push_back(e.message());
+    return out;
+  };
+  auto all = *bus.Subscribe({}, nullptr);
+  std::vector<v1::Event> recent = all->Take();
+  EXPECT_THAT(messages(recent), ElementsAre("3", "4", "5", "6"));
+  for (const v1::Event& e : recent) EXPECT_EQ(e.stream(), "run-1");
+
+  // After 4 (this stream, named or not): 5 and 6, filtered as asked.
+  EXPECT_THAT(messages((*bus.Subscribe({}, nullptr, 0, EventBus::Resume{4, "run-1"}))->Take()),
+              ElementsAre("5", "6"));
+  EXPECT_THAT(messages((*bus.Subscribe({}, nullptr, 0, EventBus::Resume{4, ""}))->Take()),
+              ElementsAre("5", "6"));
+  EXPECT_THAT(
+      messages((*bus.Subscribe({"web", ""}, nullptr, 0, EventBus::Resume{2, "run-1"}))->Take()),
+      ElementsAre("3", "5"))
+      << "2 was the last kept one's predecessor: no gap";
+  auto current = *bus.Subscribe({}, nullptr, 0, EventBus::Resume{6, "run-1"});
+  EXPECT_TRUE(current->Take().empty()) << "nothing since";
+  bus.Publish(MakeEvent("cluster.health", "web", "c1", "7"));
+  EXPECT_THAT(messages(current->Take()), ElementsAre("7")) << "and new ones follow";
+
+  // No longer kept: 2 and 3 went; a resync says which, then what is kept.
+  std::vector<v1::Event> gap =
+      (*bus.Subscribe({}, nullptr, 0, EventBus::Resume{1, "run-1"}))->Take();
+  ASSERT_EQ(gap.size(), 5u);
+  EXPECT_EQ(gap[0].type(), "resync");
+  EXPECT_EQ(gap[0].stream(), "run-1");
+  EXPECT_THAT(gap[0].message(), HasSubstr("events 2 to 3 are no longer kept"));
+  EXPECT_THAT(messages(gap), ElementsAre(gap[0].message(), "4", "5", "6", "7"));
+
+  // Another stream (the control plane restarted): a resync, then everything kept.
+  std::vector<v1::Event> restarted =
+      (*bus.Subscribe({}, nullptr, 0, EventBus::Resume{5, "run-0"}))->Take();
+  ASSERT_EQ(restarted.size(), 5u);
+  EXPECT_EQ(restarted[0].type(), "resync");
+  EXPECT_THAT(restarted[0].message(), HasSubstr("stream run-0 is gone, this is stream run-1"));
+  EXPECT_EQ(restarted[1].message(), "4");
+  // A sequence past the last event, with no stream to tell: it restarted too.
+  std::vector<v1::Event> ahead = (*bus.Subscribe({}, nullptr, 0, EventBus::Resume{70, ""}))->Take();
+  ASSERT_EQ(ahead.size(), 5u);
+  EXPECT_THAT(ahead[0].message(), HasSubstr("sequence 70 is past this control plane's last event"));
+
+  // A resync for the gap and one for falling behind are one event.
+  EventBus small(/*recent=*/1, /*queue=*/2, &clock, "run-2");
+  for (int i = 0; i < 3; ++i) small.Publish(MakeEvent("cluster.health", "web", "c1", ""));
+  auto behind = *small.Subscribe({}, nullptr, 0, EventBus::Resume{1, ""});
+  for (int i = 0; i < 3; ++i) small.Publish(MakeEvent("cluster.health", "web", "c1", ""));
+  std::vector<v1::Event> both = behind->Take();
+  ASSERT_FALSE(both.empty());
+  EXPECT_EQ(both[0].type(), "resync");
+  EXPECT_THAT(both[0].message(), HasSubstr("events 2 to 2 are no longer kept"));
+  EXPECT_THAT(both[0].message(), HasSubstr("fell behind"));
+  EXPECT_EQ(both.back().sequence(), 6u);
+  EXPECT_EQ(std::count_if(both.begin(), both.end(),
+                          [](const v1::Event& e) { return e.type() == "resync"; }),
+            1);
 }
 
 }  // namespace

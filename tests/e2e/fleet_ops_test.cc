@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/kube/client.h"
 #include "agent/kube/config.h"
 #include "gmock/gmock.h"
@@ -682,6 +684,47 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_THAT(out, HasSubstr("cluster.applied  bundle=web  cluster=c1"));
   EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
       << "unfiltered, every source's commits";
+
+  // A watcher that reconnects resumes after the last event it handled: here the one
+  // before v2's commit, so v2's story comes again from its commit, and nothing older.
+  ASSERT_GT(commit, 0u);
+  ASSERT_LT(commit, story.size());
+  const std::string after = story[commit - 1].value("sequence", "");
+  const std::string stream = story[commit - 1].value("stream", "");
+  ASSERT_FALSE(stream.empty()) << story[commit - 1].dump();
+  auto resumed = [&](std::vector<std::string>* types, std::vector<std::string>* messages) {
+    int rc = 0;
+    std::string text = Ctl(
+        {"events", "--bundle=web", "--after=" + after, "--stream=" + stream, "-o", "json"}, &rc);
+    EXPECT_EQ(rc, 0) << text;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      json event = json::parse(line, nullptr, false);
+      if (!event.is_object()) continue;
+      types->push_back(event.value("type", ""));
+      messages->push_back(event.value("message", ""));
+      if (event.value("type", "") != "resync" && event.value("stream", "") == stream) {
+        EXPECT_GT(std::stoull(event.value("sequence", "0")), std::stoull(after)) << line;
+      }
+    }
+  };
+  std::vector<std::string> types, messages;
+  resumed(&types, &messages);
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "source.commit") << absl::StrJoin(types, " ");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "resync"), 0) << absl::StrJoin(types, " ");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "rollout.done"), 1) << "v2's only";
+
+  // After a restart those numbers mean nothing: a resync says so first.
+  RestartControlPlane();
+  types.clear();
+  messages.clear();
+  resumed(&types, &messages);
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "resync");
+  EXPECT_THAT(messages.front(), HasSubstr("restarted"));
+  EXPECT_THAT(Ctl({"events", "--stream=" + std::string(65, 'x')}, &code), HasSubstr("stream: 65"));
+  EXPECT_NE(code, 0);
 }
 
 }  // namespace
