@@ -330,6 +330,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
     report_counts_.erase(bundle);
+    regressed_.erase(bundle);
     SetTombstoneLocked(bundle, generation);
     for (auto& [name, agent] : agents_) {
       if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
@@ -794,9 +795,9 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
     }
     if (ack.has_status()) {
       status_via_ack_.Increment();
-      RecordStatusLocked(agent, ack.bundle(), ack.status(), &events);
-      observer = ObserverForLocked(ack.bundle(), ack.status().sync_state() == v1::SYNC_STATE_FAILED,
-                                   &rollout);
+      const bool regressed = RecordStatusLocked(agent, ack.bundle(), ack.status(), &events);
+      observer = ObserverForLocked(
+          ack.bundle(), regressed || ack.status().sync_state() == v1::SYNC_STATE_FAILED, &rollout);
     }
   }
   Deliver(notify);
@@ -836,16 +837,16 @@ void Hub::OnStatus(uint64_t session, const v1::StatusUpdate& status) {
     Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return;
     status_via_message_.Increment();
-    RecordStatusLocked(agent, status.bundle(), status, &events);
-    observer =
-        ObserverForLocked(status.bundle(), status.sync_state() == v1::SYNC_STATE_FAILED, &rollout);
+    const bool regressed = RecordStatusLocked(agent, status.bundle(), status, &events);
+    observer = ObserverForLocked(
+        status.bundle(), regressed || status.sync_state() == v1::SYNC_STATE_FAILED, &rollout);
   }
   Publish(std::move(events));
   if (observer != nullptr) (*observer)(status.bundle(), rollout);
 }
 
 std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::string& bundle,
-                                                                  bool failed, bool* rollout) {
+                                                                  bool urgent, bool* rollout) {
   *rollout = false;
   auto target = bundles_.find(bundle);
   if (target != bundles_.end() && target->second.gate != nullptr) {
@@ -853,7 +854,7 @@ std::shared_ptr<const Hub::StatusObserver> Hub::ObserverForLocked(const std::str
     // move the rollout costs no other lock.
     ReportCount& count = report_counts_[bundle];
     ++count.reports;
-    *rollout = failed || count.reports >= count.needed || clock_->Now() >= count.refresh;
+    *rollout = urgent || count.reports >= count.needed || clock_->Now() >= count.refresh;
   }
   return *rollout || watched_.count(bundle) > 0 ? status_observer_ : nullptr;
 }
@@ -1056,14 +1057,41 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
   return out;
 }
 
-void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
+bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
                              const v1::StatusUpdate& status, std::vector<v1::Event>* events) {
   // An agent cannot make the control plane keep rows for bundles that do not concern it.
-  if (agent->held.count(bundle) == 0 && bundles_.count(bundle) == 0 &&
+  auto target = bundles_.find(bundle);
+  if (agent->held.count(bundle) == 0 && target == bundles_.end() &&
       agent->reports.count(bundle) == 0) {
-    return;
+    return false;
   }
   v1::StatusUpdate& report = agent->reports[bundle];
+  // A regression: ready on a revision, then Degraded or failed on the same one, while a
+  // rollout is under way. Compared with the report this one replaces.
+  bool regressed = false;
+  const bool broken =
+      status.sync_state() == v1::SYNC_STATE_FAILED || status.health() == v1::HEALTH_STATE_DEGRADED;
+  if (broken && target != bundles_.end() && target->second.gate != nullptr &&
+      !status.revision().empty() && report.revision() == status.revision() &&
+      report.applied_revision() == report.revision() &&
+      report.sync_state() == v1::SYNC_STATE_SYNCED && report.health() == v1::HEALTH_STATE_HEALTHY) {
+    regressed_[bundle][agent->info.name()] = status.revision();
+    regressed = true;
+  } else if (!broken && !regressed_.empty()) {
+    // Ready again, or on another revision: no longer a regression. (Progressing on the
+    // same revision stays one.)
+    auto it = regressed_.find(bundle);
+    const bool ready = status.applied_revision() == status.revision() &&
+                       status.sync_state() == v1::SYNC_STATE_SYNCED &&
+                       status.health() == v1::HEALTH_STATE_HEALTHY;
+    if (it != regressed_.end()) {
+      auto entry = it->second.find(agent->info.name());
+      if (entry != it->second.end() && (ready || entry->second != status.revision())) {
+        it->second.erase(entry);
+        if (it->second.empty()) regressed_.erase(it);
+      }
+    }
+  }
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.applied_revision() != report.applied_revision();
   if (events_ != nullptr) {
@@ -1093,7 +1121,6 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
   BoundStatus(&report);  // each stored status stays small, whatever an agent sends
   auto held = agent->held.find(bundle);
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
-    auto target = bundles_.find(bundle);
     if (target != bundles_.end() && target->second.content != nullptr) {
       absl::Time applied = FromProtoTime(status.applied_time());
       absl::Time committed = target->second.content->committed_time();
@@ -1107,6 +1134,32 @@ void Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
     }
   }
   writes_.Put(kReports, ReportKey(agent->info.name(), bundle), report.SerializeAsString());
+  return regressed;
+}
+
+std::vector<std::string> Hub::Regressions(const std::string& bundle, const BundleContent* content) {
+  std::vector<std::string> out;
+  if (content == nullptr) return out;
+  MutexLock lock(&mu_);
+  auto it = regressed_.find(bundle);
+  if (it == regressed_.end()) return out;
+  for (auto entry = it->second.begin(); entry != it->second.end();) {
+    // Of an older content (the rollout began again since), or of a cluster forgotten:
+    // dropped here, where it is read.
+    if (content->Find(entry->second) == nullptr || agents_.count(entry->first) == 0) {
+      entry = it->second.erase(entry);
+      continue;
+    }
+    out.push_back(entry->first);
+    ++entry;
+  }
+  if (it->second.empty()) regressed_.erase(it);
+  return out;
+}
+
+void Hub::AcknowledgeRegressions(const std::string& bundle) {
+  MutexLock lock(&mu_);
+  regressed_.erase(bundle);
 }
 
 void Hub::PersistClusterLocked(const Agent& agent) {

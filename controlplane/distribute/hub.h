@@ -141,6 +141,14 @@ class Hub {
   // (each changes one cluster). Until then only a failed report, or one after
   // `refresh`, is passed to the observer as `rollout`.
   void ExpectReports(const std::string& bundle, int needed, absl::Duration refresh);
+  // Clusters whose report on a revision of `bundle`'s `content` went from ready (applied,
+  // Synced, Healthy) to Degraded or failed while the bundle was gated (a rollout under
+  // way): a revision that worked there and then broke. Such a report reaches the observer
+  // as `rollout`. A cluster stays listed until it is ready again or reports another
+  // revision, or until AcknowledgeRegressions. Sorted.
+  std::vector<std::string> Regressions(const std::string& bundle, const BundleContent* content);
+  // An operator has seen them (rollout resume or promote): only new regressions count.
+  void AcknowledgeRegressions(const std::string& bundle);
   // Bundles whose reports the observer hears even without a gate (other bundles depend
   // on them).
   void SetWatchedBundles(std::set<std::string> bundles);
@@ -303,13 +311,16 @@ class Hub {
   void DropHeldLocked(Agent* agent, const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
-  // Appends to `events` what the report changed (published after the lock).
-  void RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status,
+  // Appends to `events` what the report changed (published after the lock). True when it
+  // is a regression (see Regressions).
+  bool RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status,
                           std::vector<v1::Event>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
   void Publish(std::vector<v1::Event> events);
   // The observer to call for a report on `bundle`, or null (see SetStatusObserver).
-  std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle, bool failed,
+  // `urgent`: the report failed or regressed, so it may halt the rollout whatever count
+  // of reports it waits for.
+  std::shared_ptr<const StatusObserver> ObserverForLocked(const std::string& bundle, bool urgent,
                                                           bool* rollout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -341,6 +352,10 @@ class Hub {
   WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
+  // bundle -> cluster -> the revision it regressed on (see Regressions): at most one entry
+  // per cluster and bundle.
+  absl::flat_hash_map<std::string, std::map<std::string, std::string>> regressed_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster
   // agents_.find(name), trying `hint` first: names walked in sorted order through adjacent
   // agents (a partition cut in name order) cost one comparison each, not a tree walk.

@@ -469,6 +469,78 @@ TEST_F(HubTest, OnlyReportsThatMayMoveARolloutReachTheObserverAsRollout) {
   hub.SetStatusObserver(nullptr);
 }
 
+// A revision that was ready on a cluster and then broke there (Degraded, or a failed
+// apply) while its rollout is under way is a regression: listed, and passed on at once.
+TEST_F(HubTest, ARevisionThatBrokeWhereItWasReadyIsARegression) {
+  FakeClock clock;
+  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
+  hub.SetTrustAgentLabels(true);
+  Mutex mu;
+  std::vector<std::pair<std::string, bool>> heard;  // guarded by mu
+  hub.SetStatusObserver([&](const std::string& bundle, bool rollout) {
+    MutexLock lock(&mu);
+    heard.emplace_back(bundle, rollout);
+  });
+  auto take = [&] {
+    MutexLock lock(&mu);
+    return std::exchange(heard, {});
+  };
+  auto rev = MakeRevision("web", {"x"});
+  auto content = SingleRevision(rev);
+  hub.SetBundle("web", Selector(""), content, 1, ClusterSetGate::Of({"a", "b"}));
+  uint64_t a = hub.Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  uint64_t b = hub.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
+  auto report = [&](uint64_t session, v1::SyncState state, v1::HealthState health,
+                    const std::string& revision) {
+    v1::StatusUpdate status;
+    status.set_bundle("web");
+    status.set_revision(revision);
+    status.set_applied_revision(revision);
+    status.set_sync_state(state);
+    status.set_health(health);
+    hub.OnStatus(session, status);
+  };
+  using Heard = std::vector<std::pair<std::string, bool>>;
+  // Degraded before it was ever ready: not a regression (the partition's own gate judges it).
+  report(b, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  hub.BeginEvaluation("web");
+  hub.ExpectReports("web", 100, absl::Hours(1));
+  take();
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
+
+  // Ready, then Degraded on the same revision: heard at once, whatever the count.
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
+  EXPECT_EQ(take(), (Heard{{"web", true}}));
+  EXPECT_THAT(hub.Regressions("web", content.get()), ElementsAre("a"));
+  // Progressing on it still is one; ready again is not.
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_PROGRESSING, rev->id);
+  EXPECT_THAT(take(), IsEmpty());
+  EXPECT_THAT(hub.Regressions("web", content.get()), ElementsAre("a"));
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
+
+  // A failed apply of the revision it ran is one too, until acknowledged.
+  report(a, v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  EXPECT_THAT(hub.Regressions("web", content.get()), ElementsAre("a"));
+  hub.AcknowledgeRegressions("web");
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
+
+  // Of another content (a newer commit began the rollout again): no longer listed.
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
+  auto newer = SingleRevision(MakeRevision("web", {"x"}, "2"));
+  EXPECT_THAT(hub.Regressions("web", newer.get()), IsEmpty());
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty()) << "dropped when read";
+
+  // Without a rollout under way (no gate) nothing is one.
+  hub.SetBundle("web", Selector(""), content, 1, nullptr);
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
+  hub.SetStatusObserver(nullptr);
+}
+
 TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   auto conn = std::make_shared<FakeConnection>();
   hub_.Connect(MakeHello("a", "prod"), "p", conn);

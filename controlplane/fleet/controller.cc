@@ -1501,6 +1501,16 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   const int started_at = rollout.partition();
   hub_->BeginEvaluation(name);
+  if (!rollout.paused_by_operator() && rollout.partition() > 0 &&
+      rollout.partition() < static_cast<int>(partitions->size())) {
+    // A revision that broke where it had worked stops before it goes further.
+    HaltOnRegressions(rollout, *partitions, strategy, hub_->Regressions(name, content.get()),
+                      [&](const std::string& cluster) {
+                        std::vector<v1::RolloutCluster> described =
+                            hub_->RolloutProgress(name, content.get(), {cluster});
+                        return described.empty() ? std::string("no report") : described[0].detail();
+                      });
+  }
   RolloutStep step =
       AdvanceRollout(rollout, *partitions, strategy, now, [&](const Partition& partition) {
         return hub_->SummarizeProgress(name, content.get(), partition.clusters);
@@ -1661,6 +1671,8 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
     }
   }
   const absl::Time now = options_.clock->Now();
+  // The clusters whose trouble paused it were looked at: only new trouble pauses again.
+  if (action != "pause") hub_->AcknowledgeRegressions(name);
   GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
     v1::RolloutRecord& rollout = *record.mutable_rollout();
     if (action == "pause") {

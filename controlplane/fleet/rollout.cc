@@ -222,6 +222,34 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
   return step;
 }
 
+bool HaltOnRegressions(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+                       const v1::RolloutStrategy& strategy,
+                       const std::vector<std::string>& regressed,
+                       const std::function<std::string(const std::string&)>& describe) {
+  if (regressed.empty() || record.halted()) return false;
+  const absl::flat_hash_set<std::string> broken(regressed.begin(), regressed.end());
+  const int passed = std::min(record.partition(), static_cast<int>(partitions.size()));
+  for (int i = 0; i < passed; ++i) {
+    const Partition& partition = partitions[i];
+    int count = 0;
+    const std::string* first = nullptr;
+    for (const std::string& cluster : partition.clusters) {
+      if (broken.count(cluster) == 0) continue;
+      if (count++ == 0) first = &cluster;
+    }
+    const int allowed = AllowedUnavailable(strategy, static_cast<int>(partition.clusters.size()));
+    if (count <= allowed) continue;
+    record.set_halted(true);
+    record.set_reason(absl::StrCat(
+        "cluster ", *first, " of partition ", i + 1, "/", partitions.size(),
+        ", which this revision had passed, broke on it: ", describe(*first),
+        count > 1 ? absl::StrCat(" (", count, " clusters there)") : "",
+        "; clusters not yet reached keep what they run (rollout resume or promote goes on)"));
+    return true;
+  }
+  return false;
+}
+
 PartitionIndex IndexPartitions(const std::vector<Partition>& partitions) {
   PartitionIndex index;
   for (size_t i = 0; i < partitions.size(); ++i) {

@@ -94,6 +94,17 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
                            const v1::RolloutStrategy& strategy, absl::Time now,
                            const std::function<PartitionProgress(const Partition&)>& progress);
 
+// A revision that broke where it had worked: when more clusters of a partition the
+// rollout has passed than that partition allows to be unavailable are in `regressed`
+// (ready on the revision, then Degraded or failed on it; see Hub::Regressions), halts
+// `record`, naming the first through `describe` (what is wrong with a cluster), and
+// returns true. Clusters not yet reached keep what they run; an operator's resume or
+// promote goes on. Costs one look-up per cluster of the passed partitions.
+bool HaltOnRegressions(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
+                       const v1::RolloutStrategy& strategy,
+                       const std::vector<std::string>& regressed,
+                       const std::function<std::string(const std::string&)>& describe);
+
 // Each cluster of `partitions` -> the index of its partition (a cluster is in one).
 using PartitionIndex = absl::flat_hash_map<std::string, int>;
 PartitionIndex IndexPartitions(const std::vector<Partition>& partitions);

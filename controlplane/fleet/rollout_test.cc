@@ -255,6 +255,35 @@ TEST_F(AdvanceTest, TheDeadlineAndFailuresHaltItUntilPromotedOrResumed) {
   EXPECT_THAT(step.message, HasSubstr("paused by an operator"));
 }
 
+// Partitions {a, b}, {c, d}, {e}: at the third, the first two are through.
+TEST_F(AdvanceTest, ABreakInAPartitionThroughAlreadyHaltsItBeforeItGoesFurther) {
+  record_.set_partition(2);
+  auto describe = [](const std::string& cluster) { return cluster + " is Degraded"; };
+  EXPECT_FALSE(HaltOnRegressions(record_, partitions_, strategy_, {}, describe));
+  EXPECT_FALSE(HaltOnRegressions(record_, partitions_, strategy_, {"e"}, describe))
+      << "e's own partition is judged by its own gate";
+  EXPECT_FALSE(HaltOnRegressions(record_, partitions_, strategy_, {"unknown"}, describe));
+  EXPECT_FALSE(record_.halted());
+
+  ASSERT_TRUE(HaltOnRegressions(record_, partitions_, strategy_, {"d", "c"}, describe));
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(record_.reason(),
+              HasSubstr("cluster c of partition 2/3, which this revision had passed, broke on it: "
+                        "c is Degraded (2 clusters there)"));
+  RolloutStep step = Advance();
+  EXPECT_EQ(record_.partition(), 2) << "halted: e does not get it";
+  EXPECT_THAT(step.message, HasSubstr("partition 3/3: paused: cluster c of partition 2/3"));
+  EXPECT_FALSE(HaltOnRegressions(record_, partitions_, strategy_, {"a"}, describe))
+      << "halted already: the first reason stands";
+
+  // What a partition may have unavailable, it may have broken.
+  record_.set_halted(false);
+  strategy_.set_max_unavailable("1");
+  EXPECT_FALSE(HaltOnRegressions(record_, partitions_, strategy_, {"a", "c"}, describe));
+  EXPECT_TRUE(HaltOnRegressions(record_, partitions_, strategy_, {"a", "b"}, describe));
+  EXPECT_THAT(record_.reason(), HasSubstr("cluster a of partition 1/3"));
+}
+
 TEST(RolloutTest, CountsWithoutAnExampleStillExplainThemselves) {
   // The hub counts under its lock and describes the first waiting cluster a moment later,
   // when it may be ready: a count without an example must not be trusted to have one.

@@ -140,6 +140,29 @@ class FleetOps : public ::testing::Test {
     ASSERT_TRUE(r.ok() && r->code == 200);
   }
 
+  // Marks the Deployment broken, as its controller would once its pods crash for longer
+  // than its progress deadline.
+  void Break(const std::string& cluster) {
+    json d = Live(cluster, "/apis/apps/v1/namespaces/shop/deployments/web");
+    ASSERT_FALSE(d.is_null()) << cluster;
+    json status = {{"status",
+                    {{"observedGeneration", d["metadata"]["generation"]},
+                     {"replicas", 1},
+                     {"updatedReplicas", 1},
+                     {"readyReplicas", 0},
+                     {"availableReplicas", 0},
+                     {"unavailableReplicas", 1},
+                     {"conditions",
+                      {{{"type", "Progressing"},
+                        {"status", "False"},
+                        {"reason", "ProgressDeadlineExceeded"},
+                        {"message", "ReplicaSet \"web-1\" has timed out progressing."}}}}}}};
+    absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do(
+        "PATCH", "/apis/apps/v1/namespaces/shop/deployments/web/status", status.dump(),
+        "application/merge-patch+json");
+    ASSERT_TRUE(r.ok() && r->code == 200);
+  }
+
   void WriteApp(const std::string& image) {
     git_.Write("apps/web/all.yaml",
                absl::StrCat("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
@@ -185,6 +208,40 @@ class FleetOps : public ::testing::Test {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::map<std::string, Cluster> clusters_;
 };
+
+// The revision was Healthy on c1, which let partition 2 have it; then it broke there.
+// It must not reach c3 until an operator has looked.
+TEST_F(FleetOps, ARevisionThatBreaksInAPartitionPassedAlreadyGoesNoFurther) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web", "--partition-size=1"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; })) << Logs();
+
+  Break("c1");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "web"}).find("PAUSED at partition 2/3") != std::string::npos;
+  })) << Ctl({"rollout", "status", "web"});
+  std::string out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("cluster c1 of partition 1/3, which this revision had passed, broke"));
+  EXPECT_THAT(out, HasSubstr("timed out progressing")) << "what broke, in the agent's words";
+  // c2 turning Healthy does not move it on: c3 keeps what it has (nothing, here).
+  Ready("c2");
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(Image("c3"), "");
+  EXPECT_THAT(HttpGet(http_port_, "/metrics"),
+              HasSubstr("gitfleet_rollout_paused{bundle=\"web\"} 1"));
+  EXPECT_THAT(Ctl({"events", "--bundle=web"}), HasSubstr("rollout.paused  bundle=web"));
+
+  // Resume, once looked at: c1's trouble is acknowledged and the rollout goes on.
+  int code;
+  out = Ctl({"rollout", "resume", "web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
+}
 
 TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   WriteApp("web:1");
