@@ -880,40 +880,75 @@ class Cli {
     if (format_ == "yaml") return Usage("events prints one line per event: -o table or -o json");
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
-    std::unique_ptr<grpc::ClientContext> context = NewContext();
-    if (*watch) {
-      // Followed until interrupted.
-      context->set_deadline(std::chrono::system_clock::time_point::max());
-    }
-    std::unique_ptr<grpc::ClientReader<v1::Event>> reader =
-        stub_->WatchEvents(context.get(), request);
-    v1::Event event;
-    while (reader->Read(&event)) {
-      if (format_ == "json") {
-        absl::StatusOr<std::string> line = CompactJson(event);
-        if (!line.ok()) {
-          err_ << "gitfleetctl: " << line.status().message() << "\n";
-          return 1;
-        }
-        out_ << *line << "\n";
-      } else {
-        out_ << FormatTime(event.time()) << "  " << event.type();
-        if (!event.source().empty()) out_ << "  source=" << event.source();
-        if (!event.bundle().empty()) out_ << "  bundle=" << event.bundle();
-        if (!event.cluster().empty()) out_ << "  cluster=" << event.cluster();
-        if (!event.commit().empty()) out_ << "  commit=" << Short(event.commit());
-        if (!event.revision().empty()) out_ << "  revision=" << Short(event.revision());
-        if (!event.message().empty()) out_ << "  " << event.message();
-        out_ << "\n";
+    // With -w, a stream that breaks (the control plane restarted, the network went) is
+    // opened again, resuming after the last event printed: the control plane then sends
+    // what followed, or a resync first when it cannot. Until interrupted.
+    // (A first call that gets nowhere fails as any command does.)
+    absl::Duration backoff = absl::Seconds(1);
+    bool received = false;
+    for (bool again = false;; again = true) {
+      std::unique_ptr<grpc::ClientContext> context = NewContext();
+      if (*watch) {
+        context->set_deadline(std::chrono::system_clock::time_point::max());
+        // A reconnection waits for the control plane to be back rather than failing.
+        context->set_wait_for_ready(again);
       }
-      out_.flush();
+      std::unique_ptr<grpc::ClientReader<v1::Event>> reader =
+          stub_->WatchEvents(context.get(), request);
+      v1::Event event;
+      while (reader->Read(&event)) {
+        received = true;
+        backoff = absl::Seconds(1);
+        if (event.type() == "resync") {
+          // Of a stream it may not know yet: resume from its start.
+          if (event.stream() != request.stream()) request.set_after_sequence(0);
+        } else {
+          request.set_after_sequence(event.sequence());
+        }
+        request.set_stream(event.stream());
+        if (int rc = PrintEvent(event); rc != 0) return rc;
+      }
+      grpc::Status status = reader->Finish();
+      const bool broken = status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                          status.error_code() == grpc::StatusCode::CANCELLED ||
+                          status.error_code() == grpc::StatusCode::ABORTED;
+      if (*watch && broken && received) {
+        err_ << "gitfleetctl: the event stream ended"
+             << (status.ok() ? std::string() : absl::StrCat(" (", status.error_message(), ")"))
+             << "; resuming in " << absl::FormatDuration(backoff) << "\n";
+        err_.flush();
+        absl::SleepFor(backoff);
+        backoff = std::min(backoff * 2, absl::Seconds(30));
+        continue;
+      }
+      if (!status.ok()) {
+        err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
+             << status.error_message() << "\n";
+        return 1;
+      }
+      return 0;
     }
-    grpc::Status status = reader->Finish();
-    if (!status.ok()) {
-      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
-           << status.error_message() << "\n";
-      return 1;
+  }
+
+  int PrintEvent(const v1::Event& event) {
+    if (format_ == "json") {
+      absl::StatusOr<std::string> line = CompactJson(event);
+      if (!line.ok()) {
+        err_ << "gitfleetctl: " << line.status().message() << "\n";
+        return 1;
+      }
+      out_ << *line << "\n";
+    } else {
+      out_ << FormatTime(event.time()) << "  " << event.type();
+      if (!event.source().empty()) out_ << "  source=" << event.source();
+      if (!event.bundle().empty()) out_ << "  bundle=" << event.bundle();
+      if (!event.cluster().empty()) out_ << "  cluster=" << event.cluster();
+      if (!event.commit().empty()) out_ << "  commit=" << Short(event.commit());
+      if (!event.revision().empty()) out_ << "  revision=" << Short(event.revision());
+      if (!event.message().empty()) out_ << "  " << event.message();
+      out_ << "\n";
     }
+    out_.flush();
     return 0;
   }
 
@@ -1176,7 +1211,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "[--bundle=NAME] [--cluster=NAME] [-w] [--after=SEQ --stream=ID]",
        "what happened lately (commits, renders, rollouts, clusters), one line\n"
        "each (-o json: one object each, with its sequence and stream); -w\n"
-       "follows new ones; --after/--stream resume after the last event handled\n"
+       "follows new ones, resuming by itself when the stream breaks;\n"
+       "--after/--stream resume after the last event handled\n"
        "(a resync event first if the control plane cannot: it restarted, or\n"
        "no longer keeps them)",
        {"watch"},

@@ -772,8 +772,19 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_EQ(std::count(types.begin(), types.end(), "resync"), 0) << absl::StrJoin(types, " ");
   EXPECT_EQ(std::count(types.begin(), types.end(), "rollout.done"), 1) << "v2's only";
 
-  // After a restart those numbers mean nothing: a resync says so first.
+  // After a restart those numbers mean nothing: a resync says so first. A watcher that
+  // follows (-w) is still there afterwards: it resumed, and was told.
+  Process follower(kCtl,
+                   {absl::StrCat("--server=127.0.0.1:", grpc_port_), "events", "--bundle=web", "-w",
+                    "-o", "json"},
+                   root_ + "/follower.log");
+  ASSERT_FALSE(follower.WaitForLog(R"(("type":"rollout.done"))").empty()) << follower.Log();
   RestartControlPlane();
+  ASSERT_FALSE(follower.WaitForLog(R"(("type":"resync"))", absl::Seconds(30)).empty())
+      << follower.Log();
+  EXPECT_THAT(follower.Log(), HasSubstr("the event stream ended"));
+  EXPECT_THAT(follower.Log(), HasSubstr("restarted"));
+  follower.Kill(SIGTERM);
   types.clear();
   messages.clear();
   resumed(&types, &messages);
