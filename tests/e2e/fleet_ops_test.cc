@@ -647,7 +647,9 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
          {"Content-Type", "application/json; charset=utf-8"}},
         azure, &status);
     EXPECT_EQ(status, password == secret ? 202 : 401) << answer;
-    if (password != secret) EXPECT_FALSE(fetched(third));
+    if (password != secret) {
+      EXPECT_FALSE(fetched(third));
+    }
   }
   ASSERT_TRUE(Eventually([&] { return fetched(third); }, absl::Seconds(5)));
 
