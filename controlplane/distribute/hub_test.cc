@@ -62,6 +62,32 @@ v1::Ack MakeAck(const std::string& bundle, const std::string& revision) {
   return ack;
 }
 
+// A hub on a fake clock (flushing every 20 ms) whose status observer's calls are kept.
+class HeardHub {
+ public:
+  HeardHub(Store* store, ControlPlaneMetrics& metrics)
+      : hub(store, metrics, absl::Milliseconds(20), 128 << 20, &clock) {
+    hub.SetTrustAgentLabels(true);
+    hub.SetStatusObserver([this](const std::string& bundle, bool rollout) {
+      MutexLock lock(&mu_);
+      heard_.emplace_back(bundle, rollout);
+    });
+  }
+  ~HeardHub() { hub.SetStatusObserver(nullptr); }
+  // (bundle, rollout) of each call since the last Take.
+  std::vector<std::pair<std::string, bool>> Take() {
+    MutexLock lock(&mu_);
+    return std::exchange(heard_, {});
+  }
+
+  FakeClock clock;
+  Hub hub;
+
+ private:
+  Mutex mu_;
+  std::vector<std::pair<std::string, bool>> heard_ ABSL_GUARDED_BY(mu_);
+};
+
 class HubTest : public ::testing::Test {
  protected:
   // These tests are about delivery: clusters are targeted by the labels their agents
@@ -408,19 +434,10 @@ TEST_F(HubTest, AnAckCarryingAStatusStoresItAsTheReport) {
 }
 
 TEST_F(HubTest, OnlyReportsThatMayMoveARolloutReachTheObserverAsRollout) {
-  FakeClock clock;
-  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
-  hub.SetTrustAgentLabels(true);
-  Mutex mu;
-  std::vector<std::pair<std::string, bool>> heard;  // guarded by mu
-  hub.SetStatusObserver([&](const std::string& bundle, bool rollout) {
-    MutexLock lock(&mu);
-    heard.emplace_back(bundle, rollout);
-  });
-  auto take = [&] {
-    MutexLock lock(&mu);
-    return std::exchange(heard, {});
-  };
+  HeardHub heard(&store_, metrics_);
+  Hub& hub = heard.hub;
+  FakeClock& clock = heard.clock;
+  auto take = [&] { return heard.Take(); };
   auto rev = MakeRevision("web", {"x"});
   hub.SetBundle("web", Selector(""), SingleRevision(rev), 1, ClusterSetGate::Of({"a"}));
   hub.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"y"})));
@@ -466,25 +483,14 @@ TEST_F(HubTest, OnlyReportsThatMayMoveARolloutReachTheObserverAsRollout) {
   hub.SetWatchedBundles({"db"});
   report("db", v1::SYNC_STATE_SYNCED);
   EXPECT_EQ(take(), (Heard{{"db", false}}));
-  hub.SetStatusObserver(nullptr);
 }
 
 // A revision that was ready on a cluster and then broke there (Degraded, or a failed
 // apply) while its rollout is under way is a regression: listed, and passed on at once.
 TEST_F(HubTest, ARevisionThatBrokeWhereItWasReadyIsARegression) {
-  FakeClock clock;
-  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
-  hub.SetTrustAgentLabels(true);
-  Mutex mu;
-  std::vector<std::pair<std::string, bool>> heard;  // guarded by mu
-  hub.SetStatusObserver([&](const std::string& bundle, bool rollout) {
-    MutexLock lock(&mu);
-    heard.emplace_back(bundle, rollout);
-  });
-  auto take = [&] {
-    MutexLock lock(&mu);
-    return std::exchange(heard, {});
-  };
+  HeardHub heard(&store_, metrics_);
+  Hub& hub = heard.hub;
+  auto take = [&] { return heard.Take(); };
   auto rev = MakeRevision("web", {"x"});
   auto content = SingleRevision(rev);
   hub.SetBundle("web", Selector(""), content, 1, ClusterSetGate::Of({"a", "b"}));
@@ -538,7 +544,6 @@ TEST_F(HubTest, ARevisionThatBrokeWhereItWasReadyIsARegression) {
   report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
   report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
   EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
-  hub.SetStatusObserver(nullptr);
 }
 
 TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {

@@ -126,37 +126,30 @@ class FleetOps : public ::testing::Test {
   }
   // Marks the Deployment rolled out, as its controller would.
   void Ready(const std::string& cluster) {
-    json d = Live(cluster, "/apis/apps/v1/namespaces/shop/deployments/web");
-    ASSERT_FALSE(d.is_null()) << cluster;
-    json status = {{"status",
-                    {{"observedGeneration", d["metadata"]["generation"]},
-                     {"replicas", 1},
-                     {"updatedReplicas", 1},
-                     {"readyReplicas", 1},
-                     {"availableReplicas", 1}}}};
-    absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do(
-        "PATCH", "/apis/apps/v1/namespaces/shop/deployments/web/status", status.dump(),
-        "application/merge-patch+json");
-    ASSERT_TRUE(r.ok() && r->code == 200);
+    SetStatus(cluster, {{"readyReplicas", 1}, {"availableReplicas", 1}});
   }
 
   // Marks the Deployment broken, as its controller would once its pods crash for longer
   // than its progress deadline.
   void Break(const std::string& cluster) {
+    SetStatus(cluster, {{"readyReplicas", 0},
+                        {"availableReplicas", 0},
+                        {"unavailableReplicas", 1},
+                        {"conditions",
+                         {{{"type", "Progressing"},
+                           {"status", "False"},
+                           {"reason", "ProgressDeadlineExceeded"},
+                           {"message", "ReplicaSet \"web-1\" has timed out progressing."}}}}});
+  }
+  // Patches the web Deployment's status on `cluster` with `fields`, for its current
+  // generation and one updated replica.
+  void SetStatus(const std::string& cluster, json fields) {
     json d = Live(cluster, "/apis/apps/v1/namespaces/shop/deployments/web");
     ASSERT_FALSE(d.is_null()) << cluster;
-    json status = {{"status",
-                    {{"observedGeneration", d["metadata"]["generation"]},
-                     {"replicas", 1},
-                     {"updatedReplicas", 1},
-                     {"readyReplicas", 0},
-                     {"availableReplicas", 0},
-                     {"unavailableReplicas", 1},
-                     {"conditions",
-                      {{{"type", "Progressing"},
-                        {"status", "False"},
-                        {"reason", "ProgressDeadlineExceeded"},
-                        {"message", "ReplicaSet \"web-1\" has timed out progressing."}}}}}}};
+    fields["observedGeneration"] = d["metadata"]["generation"];
+    fields["replicas"] = 1;
+    fields["updatedReplicas"] = 1;
+    json status = {{"status", fields}};
     absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do(
         "PATCH", "/apis/apps/v1/namespaces/shop/deployments/web/status", status.dump(),
         "application/merge-patch+json");
