@@ -1077,19 +1077,17 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
       report.sync_state() == v1::SYNC_STATE_SYNCED && report.health() == v1::HEALTH_STATE_HEALTHY) {
     regressed_[bundle][agent->info.name()] = status.revision();
     regressed = true;
-  } else if (!broken && !regressed_.empty()) {
+  } else if (auto it = regressed_.empty() ? regressed_.end() : regressed_.find(bundle);
+             it != regressed_.end()) {
     // Ready again, or on another revision: no longer a regression. (Progressing on the
-    // same revision stays one.)
-    auto it = regressed_.find(bundle);
+    // same revision stays one.) Looked up only while some cluster has regressed.
+    auto entry = it->second.find(agent->info.name());
     const bool ready = status.applied_revision() == status.revision() &&
                        status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.health() == v1::HEALTH_STATE_HEALTHY;
-    if (it != regressed_.end()) {
-      auto entry = it->second.find(agent->info.name());
-      if (entry != it->second.end() && (ready || entry->second != status.revision())) {
-        it->second.erase(entry);
-        if (it->second.empty()) regressed_.erase(it);
-      }
+    if (entry != it->second.end() && (ready || entry->second != status.revision())) {
+      it->second.erase(entry);
+      if (it->second.empty()) regressed_.erase(it);
     }
   }
   bool newly_applied = status.sync_state() == v1::SYNC_STATE_SYNCED &&

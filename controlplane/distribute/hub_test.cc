@@ -539,6 +539,13 @@ TEST_F(HubTest, ARevisionThatBrokeWhereItWasReadyIsARegression) {
   EXPECT_THAT(hub.Regressions("web", newer.get()), IsEmpty());
   EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty()) << "dropped when read";
 
+  // A report on another revision (its values changed, say) ends it, broken or not.
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED, rev->id);
+  ASSERT_THAT(hub.Regressions("web", content.get()), ElementsAre("a"));
+  report(a, v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_DEGRADED, "another");
+  EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
+
   // Without a rollout under way (no gate) nothing is one.
   hub.SetBundle("web", Selector(""), content, 1, nullptr);
   report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY, rev->id);
