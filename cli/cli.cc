@@ -877,6 +877,10 @@ class Cli {
       request.set_after_sequence(n);
     }
     request.set_stream(args_.TakeOr("stream", ""));
+    for (absl::string_view type :
+         absl::StrSplit(args_.TakeOr("type", ""), ',', absl::SkipWhitespace())) {
+      request.add_types(std::string(absl::StripAsciiWhitespace(type)));
+    }
     if (format_ == "yaml") return Usage("events prints one line per event: -o table or -o json");
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
@@ -1208,9 +1212,10 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::Diff},
       {{"sync"}, "SOURCE", "fetch a source now", {}, &Cli::Sync},
       {{"events"},
-       "[--bundle=NAME] [--cluster=NAME] [-w] [--after=SEQ --stream=ID]",
+       "[--bundle=NAME] [--cluster=NAME] [--type=T,...] [-w] [--after=SEQ --stream=ID]",
        "what happened lately (commits, renders, rollouts, clusters), one line\n"
-       "each (-o json: one object each, with its sequence and stream); -w\n"
+       "each (-o json: one object each, with its sequence and stream);\n"
+       "--type keeps those types (rollout. for every rollout event); -w\n"
        "follows new ones, resuming by itself when the stream breaks;\n"
        "--after/--stream resume after the last event handled\n"
        "(a resync event first if the control plane cannot: it restarted, or\n"

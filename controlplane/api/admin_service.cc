@@ -284,12 +284,25 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
         absl::StrCat("stream: ", request->stream().size(),
                      " characters; a stream is the short id events carry (Event.stream)"))));
   }
+  if (request->types_size() > 32) {
+    return new FailedWriter<v1::Event>(call.Record(absl::InvalidArgumentError(
+        absl::StrCat("types: ", request->types_size(), " given, at most 32"))));
+  }
+  for (const std::string& type : request->types()) {
+    if (type.empty() || type.size() > 64) {
+      return new FailedWriter<v1::Event>(call.Record(absl::InvalidArgumentError(
+          absl::StrCat("types: \"", type.substr(0, 64),
+                       "\" is not an event type (1 to 64 characters, such as "
+                       "rollout.paused, or rollout. for every rollout event)"))));
+    }
+  }
   std::optional<EventBus::Resume> resume;
   if (request->after_sequence() > 0 || !request->stream().empty()) {
     resume = EventBus::Resume{request->after_sequence(), request->stream()};
   }
-  auto subscribed = EventWriter::Subscribe(events_, {request->bundle(), request->cluster()},
-                                           kMaxWatchers, resume);
+  EventBus::Filter filter{
+      request->bundle(), request->cluster(), {request->types().begin(), request->types().end()}};
+  auto subscribed = EventWriter::Subscribe(events_, std::move(filter), kMaxWatchers, resume);
   if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
   return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),

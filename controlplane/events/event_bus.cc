@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -11,6 +12,12 @@
 namespace gitfleet {
 
 bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience) const {
+  if (!types.empty() && std::none_of(types.begin(), types.end(), [&event](const std::string& type) {
+        return !type.empty() && type.back() == '.' ? absl::StartsWith(event.type(), type)
+                                                   : event.type() == type;
+      })) {
+    return false;
+  }
   if (!bundle.empty() && !event.bundle().empty() && event.bundle() != bundle) return false;
   if (!bundle.empty() && event.bundle().empty()) {
     // About a source: it concerns the bundles that read it. Otherwise (a cluster's

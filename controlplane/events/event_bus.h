@@ -42,6 +42,8 @@ class EventBus {
   struct Filter {
     std::string bundle;   // empty: any
     std::string cluster;  // empty: any
+    // Event types, or families of them ending in "." ("rollout."); empty: any.
+    std::vector<std::string> types;
     // An event about a source (a bundle filter and no bundle of its own) matches when its
     // audience has the bundle.
     bool Matches(const v1::Event& event, const Audience& audience) const;

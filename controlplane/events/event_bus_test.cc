@@ -93,6 +93,25 @@ TEST(EventBusTest, ASlowSubscriberGetsAResyncInsteadOfUnboundedBuffering) {
   EXPECT_EQ(bus.subscribers(), 0u);
 }
 
+// A watcher of rollouts on a large fleet would drown in per-cluster events (and fall
+// behind, losing rollout events to a resync): it asks for the types it wants.
+TEST(EventBusTest, AWatcherGetsOnlyTheTypesItAsksFor) {
+  EventBus bus(/*recent=*/10, /*queue=*/3);
+  auto rollouts = *bus.Subscribe({"", "", {"rollout.", "source.commit"}}, nullptr);
+  bus.Publish(MakeEvent("rollout.started", "web", "", ""));
+  for (int i = 0; i < 10; ++i) bus.Publish(MakeEvent("cluster.applied", "web", "c1", ""));
+  bus.Publish(MakeEvent("source.commit", "", "", "", "abc", "", "app"));
+  bus.Publish(MakeEvent("source.commits", "", "", "", "abc", "", "app"));
+  bus.Publish(MakeEvent("rollout.done", "web", "", ""));
+  EXPECT_THAT(Types(rollouts->Take()),
+              ElementsAre("rollout.started", "source.commit", "rollout.done"))
+      << "no resync: the cluster events never queued";
+  EXPECT_THAT(Types((*bus.Subscribe({"", "", {"rollout.done"}}, nullptr))->Take()),
+              ElementsAre("rollout.done"))
+      << "the recent ones are filtered alike";
+  EXPECT_THAT(Types((*bus.Subscribe({"", "", {""}}, nullptr))->Take()), ::testing::IsEmpty());
+}
+
 // A watcher that reconnects gives the sequence and stream of the last event it handled,
 // and gets what followed, or a resync first when that would leave a gap.
 TEST(EventBusTest, AWatcherResumesAfterTheLastEventItHandledOrIsToldOfTheGap) {

@@ -736,6 +736,19 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_THAT(out, HasSubstr("cluster.applied  bundle=web  cluster=c1"));
   EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
       << "unfiltered, every source's commits";
+  // Only rollouts: every line is one, and both of v1's and v2's rollouts are there.
+  out = Ctl({"events", "--bundle=web", "--type=rollout.,nothing.such"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  std::istringstream rollout_lines(out);
+  int rollout_dones = 0;
+  for (std::string line; std::getline(rollout_lines, line);) {
+    EXPECT_THAT(line, HasSubstr("  rollout.")) << out;
+    rollout_dones += line.find("rollout.done") != std::string::npos;
+  }
+  EXPECT_EQ(rollout_dones, 2) << out;
+  EXPECT_THAT(Ctl({"events", "--type=" + std::string(65, 'x')}, &code),
+              HasSubstr("is not an event type"));
+  EXPECT_NE(code, 0);
 
   // A watcher that reconnects resumes after the last event it handled: here the one
   // before v2's commit, so v2's story comes again from its commit, and nothing older.
