@@ -1057,12 +1057,17 @@ absl::Status Controller::Reconcile(const std::string& name) {
         auto it = bundles_.find(name);
         if (it != bundles_.end()) {
           const v1::BundleRecord& record = it->second.record;
-          event = record.error().empty() || record.error_commit() != snapshot->commit.id
-                      ? MakeEvent("render.done", name, "",
-                                  absl::StrCat(record.engine(), " render of ",
-                                               snapshot->commit.id.substr(0, 12)),
-                                  snapshot->commit.id, record.revision())
-                      : MakeEvent("render.failed", name, "", record.error(), snapshot->commit.id);
+          event =
+              record.error().empty() || record.error_commit() != snapshot->commit.id
+                  ? MakeEvent("render.done", name, "",
+                              it->second.render_reused
+                                  ? absl::StrCat("nothing it reads changed at ",
+                                                 snapshot->commit.id.substr(0, 12), ": the last ",
+                                                 record.engine(), " render stands (render cache)")
+                                  : absl::StrCat(record.engine(), " render of ",
+                                                 snapshot->commit.id.substr(0, 12)),
+                              snapshot->commit.id, record.revision())
+                  : MakeEvent("render.failed", name, "", record.error(), snapshot->commit.id);
         }
       }
       if (!event.type().empty() && (status.ok() || event.type() == "render.failed")) {
@@ -2061,6 +2066,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   if (it == bundles_.end()) return absl::OkStatus();
   BundleState& state = it->second;
   state.record = record;
+  state.render_reused = cache_hit && status.ok();
   if (content != nullptr) {
     // A new render with the same single revision changes nothing for agents.
     std::shared_ptr<const Revision> before =

@@ -155,6 +155,8 @@ class Controller {
     // current ones, a reconcile only builds revisions for clusters that lack one.
     uint64_t reconciled_generation = 0;
     std::string reconciled_commit;
+    // The last render was the render cache's: nothing it read changed (see RenderBundle).
+    bool render_reused = false;
     // What the hub was last given (a reconcile gives it again only what changed).
     uint64_t pushed_generation = 0;
     std::shared_ptr<const BundleVariants> pushed_content;

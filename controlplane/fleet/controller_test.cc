@@ -73,6 +73,7 @@ class ControllerTest : public ::testing::Test {
 #endif
     controller_ =
         std::make_unique<Controller>(&store_, repos_.get(), hub_.get(), metrics_, options);
+    controller_->SetEventBus(&events_);
     ASSERT_TRUE(controller_->Load().ok());
     controller_->Start();
   }
@@ -99,6 +100,7 @@ class ControllerTest : public ::testing::Test {
   metrics::Registry registry_;
   ControlPlaneMetrics metrics_;
   MemoryStore store_;
+  EventBus events_;
   std::unique_ptr<Hub> hub_;
   std::unique_ptr<Controller> controller_;
 };
@@ -125,6 +127,13 @@ TEST_F(ControllerTest, RendersKeepsLastGoodOnErrorAndSkipsUntouchedBundles) {
   EXPECT_EQ(metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}}).Value(),
             renders_before + 1);
   EXPECT_EQ(metrics_.render_cache_hits.Add({}).Value(), 1);
+  // Its event says so, rather than that it rendered.
+  std::vector<v1::Event> renders =
+      (*events_.Subscribe({"web", "", {"render.done"}}, nullptr))->Take();
+  ASSERT_EQ(renders.size(), 2u);
+  EXPECT_EQ(renders[0].message(), "plain render of " + first.substr(0, 12));
+  EXPECT_THAT(renders[1].message(), HasSubstr("the last plain render stands (render cache)"));
+  EXPECT_EQ(renders[1].revision(), good_revision);
 
   // A malformed commit keeps the last good revision and names file and line.
   git_.Write("apps/web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
