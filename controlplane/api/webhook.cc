@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -36,6 +37,16 @@ std::string HmacSha256Hex(const std::string& key, const std::string& data) {
 // Equal, in time that does not depend on where they differ.
 bool SecureEquals(const std::string& a, const std::string& b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// The first of `fields` in `payload` that is a string; "" when none is (a field of another
+// type names no event, and reading it as a string would throw).
+std::string EventName(const nlohmann::json& payload, std::initializer_list<const char*> fields) {
+  for (const char* field : fields) {
+    auto it = payload.find(field);
+    if (it != payload.end() && it->is_string()) return it->get<std::string>();
+  }
+  return "";
 }
 
 // Whether `authorization` is HTTP basic authentication (any user name) whose password is
@@ -316,22 +327,14 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
   }
   if (system_hook) {
-    std::string name;  // a field of another type is no name (value() would throw)
-    for (const char* field : {"event_name", "object_kind"}) {
-      auto it = payload.find(field);
-      if (it != payload.end() && it->is_string()) {
-        name = it->get<std::string>();
-        break;
-      }
-    }
+    const std::string name = EventName(payload, {"event_name", "object_kind"});
     if (name != "push" && name != "tag_push" && name != "repository_update") {
       return Answer(provider, "ignored", 202,
                     absl::StrCat("system hook event \"", name, "\" ignored"));
     }
   }
   if (azure_devops) {
-    auto it = payload.find("eventType");
-    event = it != payload.end() && it->is_string() ? it->get<std::string>() : "";
+    event = EventName(payload, {"eventType"});
     if (event != "git.push") {
       return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
     }
