@@ -18,6 +18,9 @@ namespace {
 
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
+// cluster/bundle -> the revision the cluster regressed on (see Hub::Regressions), so a
+// restart does not let a rollout past a break it had already seen.
+constexpr char kRegressions[] = "regressions";
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
 
@@ -116,6 +119,8 @@ absl::Status Hub::Load() {
   if (!clusters.ok()) return clusters.status();
   absl::StatusOr<std::vector<Store::Entry>> reports = store_->List(kReports);
   if (!reports.ok()) return reports.status();
+  absl::StatusOr<std::vector<Store::Entry>> regressions = store_->List(kRegressions);
+  if (!regressions.ok()) return regressions.status();
   MutexLock lock(&mu_);
   for (const Store::Entry& entry : *clusters) {
     v1::ClusterRecord record;
@@ -141,6 +146,16 @@ absl::Status Hub::Load() {
     }
     auto it = agents_.find(entry.key.substr(0, slash));
     if (it != agents_.end()) it->second.reports[report.bundle()] = report;
+  }
+  for (const Store::Entry& entry : *regressions) {
+    size_t slash = entry.key.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == entry.key.size() ||
+        entry.value.empty()) {
+      return absl::DataLossError(absl::StrCat("stored regression ", entry.key, " is corrupt"));
+    }
+    std::string cluster = entry.key.substr(0, slash);
+    if (agents_.count(cluster) == 0) continue;  // dropped where it is read (Regressions)
+    regressed_[entry.key.substr(slash + 1)][cluster] = entry.value;
   }
   return absl::OkStatus();
 }
@@ -330,7 +345,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
     report_counts_.erase(bundle);
-    regressed_.erase(bundle);
+    ForgetRegressionsLocked(bundle);
     SetTombstoneLocked(bundle, generation);
     for (auto& [name, agent] : agents_) {
       if (agent.connection != nullptr && agent.held.count(bundle) > 0) {
@@ -497,6 +512,12 @@ void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   agent->reports.erase(bundle);
   writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
+  // What it no longer holds cannot halt a rollout.
+  if (auto it = regressed_.empty() ? regressed_.end() : regressed_.find(bundle);
+      it != regressed_.end() && it->second.erase(agent->info.name()) > 0) {
+    writes_.Delete(kRegressions, ReportKey(agent->info.name(), bundle));
+    if (it->second.empty()) regressed_.erase(it);
+  }
 }
 
 void Hub::Disconnect(uint64_t session) {
@@ -1076,6 +1097,7 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
       report.applied_revision() == report.revision() &&
       report.sync_state() == v1::SYNC_STATE_SYNCED && report.health() == v1::HEALTH_STATE_HEALTHY) {
     regressed_[bundle][agent->info.name()] = status.revision();
+    writes_.Put(kRegressions, ReportKey(agent->info.name(), bundle), status.revision());
     regressed = true;
   } else if (auto it = regressed_.empty() ? regressed_.end() : regressed_.find(bundle);
              it != regressed_.end()) {
@@ -1086,6 +1108,7 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
                        status.sync_state() == v1::SYNC_STATE_SYNCED &&
                        status.health() == v1::HEALTH_STATE_HEALTHY;
     if (entry != it->second.end() && (ready || entry->second != status.revision())) {
+      writes_.Delete(kRegressions, ReportKey(entry->first, bundle));
       it->second.erase(entry);
       if (it->second.empty()) regressed_.erase(it);
     }
@@ -1145,6 +1168,7 @@ std::vector<std::string> Hub::Regressions(const std::string& bundle, const Bundl
     // Of an older content (the rollout began again since), or of a cluster forgotten:
     // dropped here, where it is read.
     if (content->Find(entry->second) == nullptr || agents_.count(entry->first) == 0) {
+      writes_.Delete(kRegressions, ReportKey(entry->first, bundle));
       entry = it->second.erase(entry);
       continue;
     }
@@ -1157,7 +1181,16 @@ std::vector<std::string> Hub::Regressions(const std::string& bundle, const Bundl
 
 void Hub::AcknowledgeRegressions(const std::string& bundle) {
   MutexLock lock(&mu_);
-  regressed_.erase(bundle);
+  ForgetRegressionsLocked(bundle);
+}
+
+void Hub::ForgetRegressionsLocked(const std::string& bundle) {
+  auto it = regressed_.find(bundle);
+  if (it == regressed_.end()) return;
+  for (const auto& [cluster, revision] : it->second) {
+    writes_.Delete(kRegressions, ReportKey(cluster, bundle));
+  }
+  regressed_.erase(it);
 }
 
 void Hub::PersistClusterLocked(const Agent& agent) {

@@ -145,7 +145,8 @@ class Hub {
   // Synced, Healthy) to Degraded or failed while the bundle was gated (a rollout under
   // way): a revision that worked there and then broke. Such a report reaches the observer
   // as `rollout`. A cluster stays listed until it is ready again or reports another
-  // revision, or until AcknowledgeRegressions. Sorted.
+  // revision, or until AcknowledgeRegressions. Sorted. Stored with the reports, so they
+  // outlive a restart (as the reports do, within a flush interval).
   std::vector<std::string> Regressions(const std::string& bundle, const BundleContent* content);
   // An operator has seen them (rollout resume or promote): only new regressions count.
   void AcknowledgeRegressions(const std::string& bundle);
@@ -310,6 +311,8 @@ class Hub {
   // Forgets what the hub knew of `agent`'s copy of `bundle`.
   void DropHeldLocked(Agent* agent, const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops, in memory and in the store, every regression of `bundle`.
+  void ForgetRegressionsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
   // Appends to `events` what the report changed (published after the lock). True when it
   // is a regression (see Regressions).
@@ -353,7 +356,7 @@ class Hub {
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
   // bundle -> cluster -> the revision it regressed on (see Regressions): at most one entry
-  // per cluster and bundle.
+  // per cluster and bundle. Stored too, so a restart keeps them.
   absl::flat_hash_map<std::string, std::map<std::string, std::string>> regressed_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by cluster

@@ -553,6 +553,74 @@ TEST_F(HubTest, ARevisionThatBrokeWhereItWasReadyIsARegression) {
   EXPECT_THAT(hub.Regressions("web", content.get()), IsEmpty());
 }
 
+TEST_F(HubTest, RegressionsAndTheirAcknowledgementOutliveARestart) {
+  auto rev = MakeRevision("web", {"x"});
+  auto content = SingleRevision(rev);
+  auto report = [&](Hub& hub, uint64_t session, v1::HealthState health) {
+    v1::StatusUpdate status;
+    status.set_bundle("web");
+    status.set_revision(rev->id);
+    status.set_applied_revision(rev->id);
+    status.set_sync_state(v1::SYNC_STATE_SYNCED);
+    status.set_health(health);
+    hub.OnStatus(session, status);
+  };
+  // A hub that loads what the last one stored, gated as the controller gates it.
+  auto restart = [&](std::unique_ptr<Hub>& hub) {
+    if (hub != nullptr) hub->Flush();
+    hub = std::make_unique<Hub>(&store_, metrics_);
+    hub->SetTrustAgentLabels(true);
+    ASSERT_TRUE(hub->Load().ok());
+    hub->SetBundle("web", Selector(""), content, 1, ClusterSetGate::Of({"a", "b", "c"}));
+  };
+  std::unique_ptr<Hub> hub;
+  restart(hub);
+  uint64_t a = hub->Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  uint64_t b = hub->Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
+  uint64_t c = hub->Connect(MakeHello("c", "prod"), "p", std::make_shared<FakeConnection>());
+  for (uint64_t session : {a, b, c}) report(*hub, session, v1::HEALTH_STATE_HEALTHY);
+  report(*hub, a, v1::HEALTH_STATE_DEGRADED);
+  report(*hub, b, v1::HEALTH_STATE_DEGRADED);
+  ASSERT_THAT(hub->Regressions("web", content.get()), ElementsAre("a", "b"));
+
+  // The stored report says only Degraded; what it was before is what the restart keeps.
+  restart(hub);
+  EXPECT_THAT(hub->Regressions("web", content.get()), ElementsAre("a", "b"));
+  // Ready again ends one, and that is stored too.
+  b = hub->Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
+  report(*hub, b, v1::HEALTH_STATE_HEALTHY);
+  restart(hub);
+  EXPECT_THAT(hub->Regressions("web", content.get()), ElementsAre("a"));
+  // An acknowledged one stays acknowledged: a restart does not pause the rollout again.
+  hub->AcknowledgeRegressions("web");
+  restart(hub);
+  EXPECT_THAT(hub->Regressions("web", content.get()), IsEmpty());
+
+  // One of an older content is dropped where it is read, from the store as well.
+  c = hub->Connect(MakeHello("c", "prod"), "p", std::make_shared<FakeConnection>());
+  report(*hub, c, v1::HEALTH_STATE_DEGRADED);
+  ASSERT_THAT(hub->Regressions("web", content.get()), ElementsAre("c"));
+  auto newer = SingleRevision(MakeRevision("web", {"x"}, "2"));
+  EXPECT_THAT(hub->Regressions("web", newer.get()), IsEmpty());
+  restart(hub);
+  EXPECT_THAT(hub->Regressions("web", content.get()), IsEmpty());
+
+  // And a removed bundle leaves none behind.
+  c = hub->Connect(MakeHello("c", "prod"), "p", std::make_shared<FakeConnection>());
+  report(*hub, c, v1::HEALTH_STATE_HEALTHY);
+  report(*hub, c, v1::HEALTH_STATE_DEGRADED);
+  ASSERT_THAT(hub->Regressions("web", content.get()), ElementsAre("c"));
+  hub->RemoveBundle("web", 2);
+  restart(hub);
+  EXPECT_THAT(hub->Regressions("web", content.get()), IsEmpty());
+
+  // A stored entry that cannot be read is refused by name, not taken for nothing.
+  ASSERT_TRUE(store_.Apply({Store::Put("regressions", "no-slash", "r")}).ok());
+  Hub broken(&store_, metrics_);
+  EXPECT_THAT(broken.Load(), StatusIs(absl::StatusCode::kDataLoss,
+                                      HasSubstr("stored regression no-slash is corrupt")));
+}
+
 TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   auto conn = std::make_shared<FakeConnection>();
   hub_.Connect(MakeHello("a", "prod"), "p", conn);

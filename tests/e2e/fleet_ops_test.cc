@@ -236,6 +236,61 @@ TEST_F(FleetOps, ARevisionThatBreaksInAPartitionPassedAlreadyGoesNoFurther) {
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
 }
 
+// A break the partition may bear is remembered across a restart, so the next one that
+// it may not bear pauses the rollout.
+TEST_F(FleetOps, ABreakSeenBeforeARestartStillCountsAfterIt) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1", "env=prod,ring=canary");
+  StartCluster("c2", "env=prod,ring=canary");
+  StartCluster("c3", "env=prod,ring=main");
+  StartCluster("c4", "env=prod");
+  // Partitions: c1 and c2 (one may be unavailable), c3, c4 (none may).
+  ASSERT_NO_FATAL_FAILURE(
+      AddApp({"web", "--source=app", "--path=apps/web", "--partition=ring=canary",
+              "--partition=ring=main", "--max-unavailable=50%"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1" && Image("c2") == "web:1"; },
+                         absl::Seconds(30)))
+      << Logs();
+  Ready("c1");
+  Ready("c2");
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
+
+  // c1 breaks: one of two, which partition 1 may bear.
+  Break("c1");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"events", "--bundle=web", "--cluster=c1"}),
+                             "timed out progressing");
+  })) << Logs();
+  absl::SleepFor(absl::Seconds(1));  // judged, and stored
+  std::string out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, Not(HasSubstr("PAUSED"))) << out;
+
+  // After a restart, c2 breaks too: two of two, which it may not.
+  ASSERT_NO_FATAL_FAILURE(RestartControlPlane());
+  Break("c2");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"rollout", "status", "web"}), "PAUSED at partition 2/3");
+  })) << Ctl({"rollout", "status", "web"})
+      << Logs();
+  out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("cluster c1 of partition 1/3, which this revision had passed, broke"));
+  EXPECT_THAT(out, HasSubstr("(2 clusters there)"));
+  Ready("c3");
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(Image("c4"), "") << "c4 keeps what it has";
+
+  // Resumed, the two are acknowledged, and stay so across another restart.
+  int code;
+  out = Ctl({"rollout", "resume", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:1"; })) << Logs();
+  ASSERT_NO_FATAL_FAILURE(RestartControlPlane());
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), Not(HasSubstr("PAUSED")));
+}
+
 TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   WriteApp("web:1");
   git_.Commit("v1");
