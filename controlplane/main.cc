@@ -25,6 +25,7 @@
 #include "common/tls.h"
 #include "controlplane/api/admin_service.h"
 #include "controlplane/api/auth.h"
+#include "controlplane/api/secret_file.h"
 #include "controlplane/api/webhook.h"
 #include "controlplane/distribute/agent_service.h"
 #include "controlplane/fleet/controller.h"
@@ -108,8 +109,11 @@ ABSL_FLAG(int, hello_timeout_seconds, 10,
           "Time an agent has to send its hello once its handshake starts.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(std::string, webhook_secret_file, "",
-          "File holding the shared secret of Git push webhooks (POST /hooks/git on --http). "
-          "Without it the endpoint is off.");
+          "File of the shared secrets of Git push webhooks (POST /hooks/git on --http), one "
+          "per line, at least 16 characters each, at most 8: a push verified by any is "
+          "accepted, so a secret is rotated by adding the new line, updating the senders, then "
+          "removing the old one. Read again within a second of a change (no restart); a change "
+          "that is refused keeps the secrets in force. Without it the endpoint is off.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,
           "On shutdown, agents are told to redial once each at a random point of this window, "
           "so a restart is not met by the whole fleet at once.");
@@ -217,19 +221,16 @@ int Main(ShutdownSignals& signals) {
   auto webhook_target = std::make_shared<WebhookTarget>();
   std::map<std::string, HttpServer::PostRoute> post_routes;
   if (!absl::GetFlag(FLAGS_webhook_secret_file).empty()) {
-    absl::StatusOr<std::string> secret =
-        PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_webhook_secret_file));
-    if (!secret.ok()) return Fail(secret.status());
-    if (secret->size() > 4096) {
-      return Fail(absl::InvalidArgumentError("--webhook-secret-file: over 4 KiB; not a secret"));
-    }
-    std::string trimmed(absl::StripTrailingAsciiWhitespace(*secret));
-    if (trimmed.size() < 16) {
-      return Fail(absl::InvalidArgumentError(
-          "--webhook-secret-file: the secret must be at least 16 characters"));
-    }
+    SecretFile::Options secret_options;
+    secret_options.what = "--webhook-secret-file";
+    absl::StatusOr<std::unique_ptr<SecretFile>> secrets =
+        SecretFile::Open(absl::GetFlag(FLAGS_webhook_secret_file), secret_options);
+    if (!secrets.ok()) return Fail(secrets.status());
     WebhookReceiver::Options webhook_options;
-    webhook_options.secret = trimmed;
+    webhook_options.secrets = [file = std::shared_ptr<SecretFile>(std::move(*secrets))] {
+      return file->Current();
+    };
+    webhook_options.secrets_used = &metrics.webhook_secrets_used;
     auto receiver = std::make_shared<WebhookReceiver>(
         webhook_options,
         [webhook_target] {

@@ -103,10 +103,17 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
       webhooks(BuildCounter()
                    .Name("gitfleet_webhooks_total")
                    .Help("Git push webhooks, by provider (github, gitlab, gitea, gogs, bitbucket, "
-                         "unknown) and "
-                         "result.")
+                         "azuredevops, unknown) and result.")
                    .LabelNames({"provider", "result"})
                    .Register(r)),
+      webhook_secrets_used(
+          BuildCounter()
+              .Name("gitfleet_webhook_secrets_used_total")
+              .Help("Verified Git push webhooks, by the position (1-based) in "
+                    "--webhook-secret-file of the secret that verified them: a rotation is "
+                    "done when the old one stops counting.")
+              .LabelNames({"secret"})
+              .Register(r)),
       fanout_seconds(
           BuildHistogram()
               .Name("gitfleet_fanout_seconds")

@@ -206,6 +206,11 @@ WebhookReceiver::WebhookReceiver(Options options, Sources sources, Fetch fetch,
       verifying_(options_.verify_bytes_per_second,
                  4.0 * static_cast<double>(std::max<size_t>(options_.max_body_bytes, 1024))) {}
 
+WebhookReceiver::Secrets WebhookReceiver::FixedSecrets(std::vector<std::string> secrets) {
+  auto fixed = std::make_shared<const std::vector<std::string>>(std::move(secrets));
+  return [fixed] { return fixed; };
+}
+
 HttpResponse WebhookReceiver::Answer(const std::string& provider, const std::string& result,
                                      int code, std::string body) {
   outcomes_.Add({{"provider", provider}, {"result", result}}).Increment();
@@ -244,48 +249,60 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     return Answer(provider, "too_large", 413,
                   absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
   }
+  const std::shared_ptr<const std::vector<std::string>> secrets = options_.secrets();
   {
     MutexLock lock(&mu_);
-    const double bytes = static_cast<double>(std::max<size_t>(request.body.size(), 1024));
+    // Each secret in force is one more HMAC of the body.
+    const double bytes = static_cast<double>(std::max<size_t>(request.body.size(), 1024)) *
+                         static_cast<double>(std::max<size_t>(secrets->size(), 1));
     if (!verifying_.Take(options_.clock->Now(), bytes)) {
       return Answer(provider, "rate_limited", 429,
                     "webhook requests are arriving faster than they can be verified; slow down");
     }
   }
-  // HMAC-SHA256 of the body, hex; GitHub and Bitbucket put "sha256=" before it.
-  auto hmac_matches = [&](absl::string_view signature) {
-    return SecureEquals(absl::AsciiStrToLower(signature),
-                        HmacSha256Hex(options_.secret, request.body));
+  // Whether `secret` verifies the request.
+  auto verifies = [&](const std::string& secret) {
+    // HMAC-SHA256 of the body, hex; GitHub and Bitbucket put "sha256=" before it.
+    auto hmac_matches = [&](absl::string_view signature) {
+      return SecureEquals(absl::AsciiStrToLower(signature), HmacSha256Hex(secret, request.body));
+    };
+    auto prefixed_hmac_matches = [&](const std::string& header) {
+      absl::string_view signature = header;
+      return absl::ConsumePrefix(&signature, "sha256=") && hmac_matches(signature);
+    };
+    if (provider == "github") {
+      return prefixed_hmac_matches(Header(request, "x-hub-signature-256"));
+    } else if (provider == "gitlab") {
+      return SecureEquals(Header(request, "x-gitlab-token"), secret);
+    } else if (provider == "gitea") {
+      std::string signature = Header(request, "x-gitea-signature");
+      if (signature.empty()) signature = Header(request, "x-forgejo-signature");
+      return hmac_matches(signature);
+    } else if (provider == "gogs") {
+      return hmac_matches(Header(request, "x-gogs-signature"));
+    } else if (provider == "bitbucket") {
+      return prefixed_hmac_matches(Header(request, "x-hub-signature"));
+    } else if (provider == "azuredevops") {
+      return BasicPasswordMatches(Header(request, "authorization"), secret);
+    }
+    return false;
   };
-  auto prefixed_hmac_matches = [&](const std::string& header) {
-    absl::string_view signature = header;
-    return absl::ConsumePrefix(&signature, "sha256=") && hmac_matches(signature);
-  };
-  bool verified = false;
-  if (provider == "github") {
-    verified = prefixed_hmac_matches(Header(request, "x-hub-signature-256"));
-  } else if (provider == "gitlab") {
-    verified = SecureEquals(Header(request, "x-gitlab-token"), options_.secret);
-  } else if (provider == "gitea") {
-    std::string signature = Header(request, "x-gitea-signature");
-    if (signature.empty()) signature = Header(request, "x-forgejo-signature");
-    verified = hmac_matches(signature);
-  } else if (provider == "gogs") {
-    verified = hmac_matches(Header(request, "x-gogs-signature"));
-  } else if (provider == "bitbucket") {
-    verified = prefixed_hmac_matches(Header(request, "x-hub-signature"));
-  } else if (provider == "azuredevops") {
-    verified = BasicPasswordMatches(Header(request, "authorization"), options_.secret);
+  size_t verified = 0;  // 1-based position of the secret that verified it
+  for (size_t i = 0; verified == 0 && i < secrets->size(); ++i) {
+    if (verifies((*secrets)[i])) verified = i + 1;
   }
-  if (!verified) {
+  if (verified == 0) {
     return Answer(
         provider, "unauthorized", 401,
         provider == "unknown"
             ? "no GitHub, GitLab, Gitea, Gogs, Bitbucket or Azure DevOps signature headers"
         : provider == "azuredevops"
-            ? "no basic authentication whose password is the webhook secret (set the "
+            ? "no basic authentication whose password is a webhook secret (set the "
               "service hook's basic authentication password to it)"
             : absl::StrCat("the ", provider, " signature or token does not match"));
+  }
+  if (options_.secrets_used != nullptr) {
+    options_.secrets_used->Add({{"secret", absl::StrCat(verified)}}).Increment();
   }
   {
     MutexLock lock(&mu_);

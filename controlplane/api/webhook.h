@@ -23,6 +23,8 @@
 // (or, with Content-Type application/x-www-form-urlencoded, a form whose `payload` field
 // is not).
 //
+// `secret` is any of the secrets in force (several while one is rotated).
+//
 // Two limits, so that a flood of unsigned or wrongly signed requests cannot get real
 // pushes refused: verified requests are limited in number (each may start fetches), and
 // the bytes checked before verification (an HMAC over the body) are limited in volume,
@@ -71,8 +73,16 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {
  public:
+  // The secrets in force, in order (see SecretFile): a request verified by any of them
+  // is accepted, so a secret is rotated without refusing anyone.
+  using Secrets = std::function<std::shared_ptr<const std::vector<std::string>>()>;
+  static Secrets FixedSecrets(std::vector<std::string> secrets);
+
   struct Options {
-    std::string secret;
+    Secrets secrets;
+    // When set, each verified request counts here under `secret`, the 1-based position of
+    // the secret that verified it: a rotation is done when the old one stops counting.
+    metrics::Family<metrics::Counter>* secrets_used = nullptr;
     size_t max_body_bytes = 4 << 20;
     // Verified requests admitted per second, with a burst.
     double rate = 10;

@@ -90,13 +90,19 @@ class WebhookTest : public ::testing::Test {
                     .Name("gitfleet_webhooks_total")
                     .Help("h")
                     .LabelNames({"provider", "result"})
-                    .Register(registry_)) {
+                    .Register(registry_)),
+        used_(metrics::BuildCounter()
+                  .Name("gitfleet_webhook_secrets_used_total")
+                  .Help("h")
+                  .LabelNames({"secret"})
+                  .Register(registry_)) {
     Reset(10, 20);
   }
   void Reset(double rate, double burst, double verify_bytes_per_second = 64 << 20,
-             size_t max_body_bytes = 4 << 20) {
+             size_t max_body_bytes = 4 << 20, std::vector<std::string> secrets = {"s3cret"}) {
     WebhookReceiver::Options options;
-    options.secret = "s3cret";
+    options.secrets = WebhookReceiver::FixedSecrets(std::move(secrets));
+    options.secrets_used = &used_;
     options.rate = rate;
     options.burst = burst;
     options.verify_bytes_per_second = verify_bytes_per_second;
@@ -153,6 +159,7 @@ class WebhookTest : public ::testing::Test {
   FakeClock clock_;
   metrics::Registry registry_;
   metrics::Family<metrics::Counter>& family_;
+  metrics::Family<metrics::Counter>& used_;  // by secret
   std::unique_ptr<WebhookReceiver> receiver_;
   std::vector<std::string> fetched_;
 };
@@ -165,6 +172,29 @@ TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
     EXPECT_THAT(fetched_, ElementsAre("app", "app-tags")) << provider;
     EXPECT_EQ(Count(provider, "accepted"), 1) << provider;
   }
+}
+
+TEST_F(WebhookTest, WhileASecretIsRotatedEitherVerifiesAndTheOneUsedIsCounted) {
+  Reset(100, 100, 64 << 20, 4 << 20, {"old-s3cret", "new-s3cret"});
+  for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
+    fetched_.clear();
+    EXPECT_EQ(receiver_->Handle(Push(provider, "old-s3cret")).code, 202) << provider;
+    EXPECT_EQ(receiver_->Handle(Push(provider, "new-s3cret")).code, 202) << provider;
+    EXPECT_THAT(fetched_, ElementsAre("app", "app-tags", "app", "app-tags")) << provider;
+    HttpResponse wrong = receiver_->Handle(Push(provider, "s3cret"));
+    EXPECT_EQ(wrong.code, 401) << provider << ": " << wrong.body;
+    EXPECT_EQ(fetched_.size(), 4u) << provider;
+  }
+  EXPECT_EQ(used_.Add({{"secret", "1"}}).Value(), 6);
+  EXPECT_EQ(used_.Add({{"secret", "2"}}).Value(), 6);
+
+  // Each secret in force is an HMAC more: the bytes verified before admission count so.
+  Reset(100, 100, /*verify_bytes_per_second=*/1, /*max_body_bytes=*/1024,
+        {"old-s3cret", "new-s3cret"});
+  // The burst is four bodies of the largest size: two requests, each checked twice.
+  EXPECT_EQ(receiver_->Handle(Push("github", "new-s3cret")).code, 202);
+  EXPECT_EQ(receiver_->Handle(Push("github", "new-s3cret")).code, 202);
+  EXPECT_EQ(receiver_->Handle(Push("github", "new-s3cret")).code, 429);
 }
 
 TEST_F(WebhookTest, AGitLabSystemHookFetchesOnPushesAndIgnoresTheRest) {
@@ -251,7 +281,7 @@ TEST_F(WebhookTest, AzureDevOpsPushesAuthenticateWithTheSecretAsPassword) {
       {"other", "git@ssh.dev.azure.com:v3/org/proj/other"}};
   auto receiver = [&](const std::string& secret) {
     WebhookReceiver::Options options;
-    options.secret = secret;
+    options.secrets = WebhookReceiver::FixedSecrets({secret});
     options.clock = &clock_;
     return std::make_unique<WebhookReceiver>(
         options, [&] { return sources; },

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -717,6 +718,40 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
                                  R"(result="unauthorized"} 1)"));
   EXPECT_THAT(metrics,
               HasSubstr(R"(gitfleet_webhooks_total{provider="azuredevops",result="accepted"} 1)"));
+
+  // A rotation, without a restart: the new secret is added beside the old, the senders
+  // move to it, then the old one goes. The file is replaced as a mounted Secret is.
+  const std::string rotated = "the-next-webhook-secret-0123";
+  auto replace = [&](const std::string& content) {
+    std::ofstream(root_ + "/webhook-secret.new") << content;
+    ASSERT_EQ(
+        std::rename((root_ + "/webhook-secret.new").c_str(), (root_ + "/webhook-secret").c_str()),
+        0);
+    absl::SleepFor(absl::Milliseconds(1100));  // read again at most once a second
+  };
+  auto push = [&](const std::string& with) {
+    ::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git",
+                                     {{"X-GitHub-Event", "push"},
+                                      {"X-Hub-Signature-256", "sha256=" + Sign(with, body)},
+                                      {"Content-Type", "application/json"}},
+                                     body, &status);
+    return status;
+  };
+  EXPECT_EQ(push(rotated), 401);
+  ASSERT_NO_FATAL_FAILURE(replace(absl::StrCat(secret, "\n", rotated, "\n")));
+  EXPECT_EQ(push(rotated), 202);
+  EXPECT_EQ(push(secret), 202);
+  ASSERT_NO_FATAL_FAILURE(replace(rotated + "\n"));
+  EXPECT_EQ(push(secret), 401);
+  EXPECT_EQ(push(rotated), 202);
+  // An edit that is refused keeps the secret in force, and the log says why.
+  ASSERT_NO_FATAL_FAILURE(replace("too-short\n"));
+  EXPECT_EQ(push(rotated), 202);
+  EXPECT_THAT(cp_->Log(), HasSubstr("--webhook-secret-file: line 1: a secret must be at least "
+                                    "16 characters; the 1 secret(s) read before stay in force"));
+  metrics = HttpGet(http_port_, "/metrics");
+  EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="1"} 5)"));
+  EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="2"} 1)"));
   (void)first;
 }
 

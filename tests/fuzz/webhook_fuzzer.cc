@@ -23,7 +23,7 @@ gitfleet::WebhookReceiver& Receiver() {
   static auto* receiver = [] {
     gitfleet::SetLogLevel(gitfleet::LogLevel::kError);  // refusals log warnings
     gitfleet::WebhookReceiver::Options options;
-    options.secret = "s";
+    options.secrets = gitfleet::WebhookReceiver::FixedSecrets({"s"});
     options.rate = 1e12;  // no limit gets in the way of the body's path
     options.burst = 1e12;
     options.verify_bytes_per_second = 1e18;
