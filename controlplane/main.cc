@@ -50,7 +50,9 @@ ABSL_FLAG(bool, trust_agent_labels, false,
           "any environment.");
 ABSL_FLAG(std::string, api_tokens, "",
           "File of 'NAME ROLE TOKEN_SHA256' lines (roles: viewer, operator, admin) for admin "
-          "API callers. Without it (and --api-client-roles) only local callers are served.");
+          "API callers. Without it (and --api-client-roles) only local callers are served. "
+          "Read again within a second of a change (a token is revoked without a restart); "
+          "a change that is refused keeps what is in force.");
 ABSL_FLAG(std::string, api_client_roles, "",
           "With --tls-ca: file of 'CN_OR_SAN ROLE' lines giving client certificates a role.");
 ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
@@ -153,14 +155,14 @@ int Main(ShutdownSignals& signals) {
     return Fail(absl::InvalidArgumentError("--poll-interval-seconds must be at least 1"));
   }
 
-  absl::StatusOr<std::unique_ptr<ApiAuth>> api_auth =
-      ApiAuth::Load(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
+  absl::StatusOr<std::unique_ptr<ApiAuthFiles>> api_auth =
+      ApiAuthFiles::Open(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
   if (!api_auth.ok()) return Fail(api_auth.status());
   if (!absl::GetFlag(FLAGS_api_client_roles).empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
     return Fail(absl::InvalidArgumentError(
         "--api-client-roles needs --tls-ca: without mTLS no client presents a certificate"));
   }
-  if ((*api_auth)->local_only()) {
+  if ((*api_auth)->Current()->local_only()) {
     GF_LOG(WARNING) << "no --api-tokens: the admin API answers local callers only (loopback "
                        "or a Unix socket), each as admin";
   } else if (absl::GetFlag(FLAGS_tls_cert).empty()) {

@@ -182,7 +182,7 @@ class AdminCall {
   AdminCall(AdminServiceImpl* service, grpc::ServerContext* context, const char* method,
             std::string target = "")
       : service_(service), context_(context), method_(method), target_(std::move(target)) {
-    absl::StatusOr<Caller> caller = service->auth_->Identify(CallerFacts::Of(*context));
+    absl::StatusOr<Caller> caller = service->auth_->Current()->Identify(CallerFacts::Of(*context));
     if (caller.ok()) {
       caller_ = *std::move(caller);
       allowed_ = Authorize(caller_, method_);

@@ -34,7 +34,7 @@ class AdminServiceImpl final {
   // `store` and `scratch_dir` serve Backup: the copy is made in `scratch_dir` (on the
   // store's disk), streamed, and deleted.
   AdminServiceImpl(Controller* controller, Store* store, std::string scratch_dir,
-                   const ApiAuth* auth, ControlPlaneMetrics& metrics, ClusterRegistry* registry)
+                   ApiAuthFiles* auth, ControlPlaneMetrics& metrics, ClusterRegistry* registry)
       : controller_(controller),
         store_(store),
         scratch_dir_(std::move(scratch_dir)),
@@ -113,7 +113,7 @@ class AdminServiceImpl final {
   Controller* const controller_;
   Store* const store_;
   const std::string scratch_dir_;
-  const ApiAuth* const auth_;
+  ApiAuthFiles* const auth_;
   ControlPlaneMetrics& metrics_;
   ClusterRegistry* const registry_;
   Mutex mu_;

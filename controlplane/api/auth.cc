@@ -12,7 +12,6 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "common/file_system.h"
 #include "common/manifest/hash.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/server_context.h"
@@ -164,23 +163,29 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
   return auth;
 }
 
-absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Load(const std::string& tokens_path,
-                                                       const std::string& client_roles_path) {
-  auto read = [](const char* flag, const std::string& path) -> absl::StatusOr<std::string> {
-    if (path.empty()) return std::string();
-    absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(path);
-    if (!text.ok())
-      return absl::InvalidArgumentError(absl::StrCat(flag, ": ", text.status().message()));
-    if (text->size() > kMaxFileBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is over 1 MiB"));
-    }
-    return text;
-  };
-  absl::StatusOr<std::string> tokens = read("--api-tokens", tokens_path);
-  if (!tokens.ok()) return tokens.status();
-  absl::StatusOr<std::string> roles = read("--api-client-roles", client_roles_path);
-  if (!roles.ok()) return roles.status();
-  return Parse(*tokens, *roles);
+absl::StatusOr<std::unique_ptr<ApiAuthFiles>> ApiAuthFiles::Open(
+    const std::string& tokens_path, const std::string& client_roles_path,
+    WatchedFilesOptions options) {
+  options.max_bytes = kMaxFileBytes;
+  absl::StatusOr<std::unique_ptr<WatchedFiles<ApiAuth>>> files = WatchedFiles<ApiAuth>::Open(
+      {{"--api-tokens", tokens_path}, {"--api-client-roles", client_roles_path}},
+      [](const std::vector<std::string>& contents) -> absl::StatusOr<ApiAuth> {
+        absl::StatusOr<std::unique_ptr<ApiAuth>> auth = ApiAuth::Parse(contents[0], contents[1]);
+        if (!auth.ok()) return auth.status();
+        return std::move(**auth);
+      },
+      options,
+      [](const ApiAuth& before, const ApiAuth& after) {
+        if (after.local_only() && !before.local_only()) {
+          return absl::FailedPreconditionError(
+              "--api-tokens, --api-client-roles: the change leaves no credential, which would "
+              "serve every local caller as admin; refused (to shut callers out, leave one "
+              "line for a token nobody has)");
+        }
+        return absl::OkStatus();
+      });
+  if (!files.ok()) return files.status();
+  return std::unique_ptr<ApiAuthFiles>(new ApiAuthFiles(*std::move(files)));
 }
 
 absl::StatusOr<Caller> ApiAuth::Identify(const CallerFacts& facts) const {

@@ -3,8 +3,8 @@
 
 // Who may call the admin API, and what each caller may do.
 //
-//   GF_ASSIGN_OR_RETURN(auto auth, ApiAuth::Load(tokens_path, client_roles_path));
-//   absl::StatusOr<Caller> caller = auth->Identify(CallerFacts::Of(*context));
+//   GF_ASSIGN_OR_RETURN(auto files, ApiAuthFiles::Open(tokens_path, client_roles_path));
+//   absl::StatusOr<Caller> caller = files->Current()->Identify(CallerFacts::Of(*context));
 //   absl::Status allowed = Authorize(*caller, "AddSource");
 //
 // Credentials, in the order they are tried:
@@ -14,7 +14,8 @@
 //   gitfleet://cluster/NAME) is an agent's and never an API credential;
 // - with neither file given, any caller on loopback or a Unix socket, as "local" admin.
 // Anyone else gets UNAUTHENTICATED; a caller without the role a method needs gets
-// PERMISSION_DENIED naming the role. Thread-safe (immutable after Load).
+// PERMISSION_DENIED naming the role. An ApiAuth is immutable; ApiAuthFiles reads the files
+// again when they change, so a token is revoked or a caller added without a restart.
 
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/api/watched_files.h"
 
 namespace grpc {
 class ServerContextBase;
@@ -58,9 +60,7 @@ bool IsKnownMethod(const std::string& method);
 
 class ApiAuth {
  public:
-  // Either path may be empty. With both empty only local callers are served.
-  static absl::StatusOr<std::unique_ptr<ApiAuth>> Load(const std::string& tokens_path,
-                                                       const std::string& client_roles_path);
+  // With both texts empty only local callers are served.
   static absl::StatusOr<std::unique_ptr<ApiAuth>> Parse(const std::string& tokens_text,
                                                         const std::string& client_roles_text);
 
@@ -76,6 +76,22 @@ class ApiAuth {
   };
   std::vector<Token> tokens_;
   std::map<std::string, Role> client_roles_;
+};
+
+// --api-tokens and --api-client-roles (either path may be empty), read again within a second
+// of a change (see WatchedFiles): a leaked token is revoked, or a caller added, without a
+// restart. A change that is refused keeps what is in force, and so does one that would leave
+// no credential at all, which would serve every local caller as admin. Thread-safe.
+class ApiAuthFiles {
+ public:
+  static absl::StatusOr<std::unique_ptr<ApiAuthFiles>> Open(const std::string& tokens_path,
+                                                            const std::string& client_roles_path,
+                                                            WatchedFilesOptions options = {});
+  std::shared_ptr<const ApiAuth> Current() { return files_->Current(); }
+
+ private:
+  explicit ApiAuthFiles(std::unique_ptr<WatchedFiles<ApiAuth>> files) : files_(std::move(files)) {}
+  const std::unique_ptr<WatchedFiles<ApiAuth>> files_;
 };
 
 // OK when `caller` may call `method`; PERMISSION_DENIED naming the role needed otherwise.

@@ -1,5 +1,11 @@
 #include "controlplane/api/auth.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -147,8 +153,49 @@ TEST(ApiAuthTest, BadFilesNameTheLineAndNeverTakeAPlainToken) {
   EXPECT_THAT(ApiAuth::Parse("", "ops\n").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--api-client-roles line 1: want CN_OR_SAN ROLE")));
-  EXPECT_THAT(ApiAuth::Load("/nonexistent/tokens", "").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--api-tokens")));
+  EXPECT_THAT(ApiAuthFiles::Open("/nonexistent/tokens", "").status(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("--api-tokens: cannot open /nonexistent/tokens")));
+}
+
+// A leaked token is revoked by editing the file, without a restart; an edit that cannot be
+// read, or that would leave no credential at all, keeps what is in force.
+TEST(ApiAuthTest, TheTokenFileIsReadAgainWhenItChanges) {
+  const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/api-tokens");
+  auto write = [&](const std::string& text) {
+    std::ofstream(path + ".new") << text;
+    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  };
+  write(TokenLine("ci", Role::kAdmin, "leaked-token") + "\n");
+  FakeClock clock;
+  WatchedFilesOptions options;
+  options.clock = &clock;
+  absl::StatusOr<std::unique_ptr<ApiAuthFiles>> files = ApiAuthFiles::Open(path, "", options);
+  ASSERT_TRUE(files.ok()) << files.status();
+  auto identify = [&](const CallerFacts& facts) { return (*files)->Current()->Identify(facts); };
+  ASSERT_TRUE(identify(Token("leaked-token")).ok());
+
+  write(TokenLine("ci", Role::kAdmin, "new-token") + "\n");
+  EXPECT_TRUE(identify(Token("leaked-token")).ok()) << "read again at most once a second";
+  clock.Advance(absl::Seconds(1));
+  EXPECT_THAT(identify(Token("leaked-token")).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  absl::StatusOr<Caller> caller = identify(Token("new-token"));
+  ASSERT_TRUE(caller.ok()) << caller.status();
+  EXPECT_EQ(caller->name, "ci");
+
+  for (const std::string& refused :
+       {std::string("ci admin not-a-digest\n"), std::string(""), std::string("# nobody\n")}) {
+    write(refused);
+    clock.Advance(absl::Seconds(1));
+    EXPECT_TRUE(identify(Token("new-token")).ok()) << refused;
+    EXPECT_THAT(identify(Peer("ipv4:127.0.0.1:5000")).status(),
+                StatusIs(absl::StatusCode::kUnauthenticated))
+        << "an emptied file must not open the API to local callers: " << refused;
+  }
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  clock.Advance(absl::Seconds(1));
+  EXPECT_TRUE(identify(Token("new-token")).ok()) << "a missing file changes nothing";
 }
 
 TEST(ApiAuthTest, TokenLineIsTheSha256) {

@@ -748,7 +748,7 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
   ASSERT_NO_FATAL_FAILURE(replace("too-short\n"));
   EXPECT_EQ(push(rotated), 202);
   EXPECT_THAT(cp_->Log(), HasSubstr("--webhook-secret-file: line 1: a secret must be at least "
-                                    "16 characters; the 1 secret(s) read before stay in force"));
+                                    "16 characters; what was read before stays in force"));
   metrics = HttpGet(http_port_, "/metrics");
   EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="1"} 5)"));
   EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="2"} 1)"));

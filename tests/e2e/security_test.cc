@@ -126,6 +126,21 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   EXPECT_FALSE(cp_->WaitForLog("audit: oncall \\(operator by token\\) SyncSource demo").empty());
   EXPECT_FALSE(cp_->WaitForLog("audit: refused AddBundle evil .* from grafana").empty());
   EXPECT_THAT(cp_->Log(), Not(HasSubstr("viewer-secret-2")));
+
+  // A leaked token is revoked by removing its line, without a restart (the file is
+  // replaced as a mounted Secret is, and read again within a second).
+  std::string kept;
+  for (absl::string_view line : absl::StrSplit(api_tokens_, '\n', absl::SkipEmpty())) {
+    if (!absl::StartsWith(line, "grafana ")) absl::StrAppend(&kept, line, "\n");
+  }
+  std::ofstream(root_ + "/api-tokens.new") << kept;
+  ASSERT_EQ(rename((root_ + "/api-tokens.new").c_str(), (root_ + "/api-tokens").c_str()), 0);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(As(viewer, {"source", "list"}, &code), "UNAUTHENTICATED");
+  })) << cp_->Log();
+  EXPECT_THAT(As(admin, {"source", "list"}, &code), HasSubstr("demo"));
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(As(op, {"source", "list"}, &code), HasSubstr("demo"));
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
