@@ -154,7 +154,10 @@ absl::Status Hub::Load() {
       return absl::DataLossError(absl::StrCat("stored regression ", entry.key, " is corrupt"));
     }
     std::string cluster = entry.key.substr(0, slash);
-    if (agents_.count(cluster) == 0) continue;  // dropped where it is read (Regressions)
+    if (agents_.count(cluster) == 0) {  // of a cluster not kept: nothing to halt
+      writes_.Delete(kRegressions, entry.key);
+      continue;
+    }
     regressed_[entry.key.substr(slash + 1)][cluster] = entry.value;
   }
   return absl::OkStatus();
