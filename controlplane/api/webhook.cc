@@ -249,7 +249,10 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     return Answer(provider, "too_large", 413,
                   absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
   }
-  const std::shared_ptr<const std::vector<std::string>> secrets = options_.secrets();
+  // Without secrets nothing verifies.
+  std::shared_ptr<const std::vector<std::string>> secrets =
+      options_.secrets != nullptr ? options_.secrets() : nullptr;
+  if (secrets == nullptr) secrets = std::make_shared<const std::vector<std::string>>();
   {
     MutexLock lock(&mu_);
     // Each secret in force is one more HMAC of the body.
