@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
@@ -47,26 +48,35 @@ absl::Status MakeDirs(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// The content of `path`; past `max_bytes`, InvalidArgument without reading on.
+absl::StatusOr<std::string> ReadUpTo(const std::string& path, size_t max_bytes) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("cannot open", path, errno);
+  std::string data;
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(fd);
+      return ErrnoError("cannot read", path, err);
+    }
+    if (n == 0) break;
+    data.append(buf, n);
+    if (data.size() > max_bytes) {
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, " is over ", max_bytes, " bytes"));
+    }
+  }
+  close(fd);
+  return data;
+}
+
 class PosixFs : public FileSystem {
  public:
   absl::StatusOr<std::string> ReadFile(const std::string& path) override {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("cannot open", path, errno);
-    std::string data;
-    char buf[65536];
-    while (true) {
-      ssize_t n = read(fd, buf, sizeof(buf));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        int err = errno;
-        close(fd);
-        return ErrnoError("cannot read", path, err);
-      }
-      if (n == 0) break;
-      data.append(buf, n);
-    }
-    close(fd);
-    return data;
+    return ReadUpTo(path, std::numeric_limits<size_t>::max());
   }
 
   absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) override {
@@ -165,6 +175,10 @@ class PosixFs : public FileSystem {
 FileSystem& PosixFileSystem() {
   static PosixFs* fs = new PosixFs();
   return *fs;
+}
+
+absl::StatusOr<std::string> ReadFileAtMost(const std::string& path, size_t max_bytes) {
+  return ReadUpTo(path, max_bytes);
 }
 
 absl::Status RemoveRecursively(const std::string& dir) {

@@ -41,6 +41,11 @@ class FileSystem {
 // The process's real file system.
 FileSystem& PosixFileSystem();
 
+// The content of `path` from the real file system, when it is at most `max_bytes` long
+// (InvalidArgument "PATH is over N bytes" otherwise, read no further): for files an
+// operator edits, whose size is not ours to trust.
+absl::StatusOr<std::string> ReadFileAtMost(const std::string& path, size_t max_bytes);
+
 // Deletes `dir` and everything under it, without following symbolic links. OK when it
 // does not exist.
 absl::Status RemoveRecursively(const std::string& dir);

@@ -34,6 +34,19 @@ TEST(PosixFileSystemTest, WritesAtomicallyListsAndDeletesEmptyParents) {
   EXPECT_TRUE(fs.ListFiles(root + "/absent")->empty());
 }
 
+TEST(PosixFileSystemTest, ReadFileAtMostStopsPastItsBound) {
+  FileSystem& fs = PosixFileSystem();
+  std::string path = TempDir() + "/f";
+  ASSERT_TRUE(fs.WriteFileAtomically(path, std::string(100000, 'x')).ok());
+  absl::StatusOr<std::string> whole = ReadFileAtMost(path, 100000);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->size(), 100000u);
+  EXPECT_EQ(ReadFileAtMost(path, 99999).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ReadFileAtMost(path, 99999).status().message()),
+              ::testing::HasSubstr(path + " is over 99999 bytes"));
+  EXPECT_EQ(ReadFileAtMost(path + ".missing", 10).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(FaultyFileSystemTest, FailsChosenPathsAndHeals) {
   MemoryFileSystem memory;
   FaultyFileSystem faulty(&memory);
