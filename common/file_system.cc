@@ -48,14 +48,19 @@ absl::Status MakeDirs(const std::string& dir) {
   return absl::OkStatus();
 }
 
-// The content of `path`; past `max_bytes`, InvalidArgument without reading on.
+// The content of `path`; past `max_bytes`, InvalidArgument without reading on. Reads into
+// the string itself, not a stack buffer: it runs on threads with small stacks too (the HTTP
+// server's, for the files WatchedFiles reads again).
 absl::StatusOr<std::string> ReadUpTo(const std::string& path, size_t max_bytes) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError("cannot open", path, errno);
+  constexpr size_t kChunk = 65536;
   std::string data;
-  char buf[65536];
   while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
+    const size_t had = data.size();
+    data.resize(had + kChunk);
+    ssize_t n = read(fd, data.data() + had, kChunk);
+    data.resize(had + static_cast<size_t>(std::max<ssize_t>(n, 0)));
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
@@ -63,7 +68,6 @@ absl::StatusOr<std::string> ReadUpTo(const std::string& path, size_t max_bytes) 
       return ErrnoError("cannot read", path, err);
     }
     if (n == 0) break;
-    data.append(buf, n);
     if (data.size() > max_bytes) {
       close(fd);
       return absl::InvalidArgumentError(absl::StrCat(path, " is over ", max_bytes, " bytes"));
