@@ -1,7 +1,20 @@
 #include "common/tls.h"
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
+#include "common/logging.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 
 namespace gitfleet {
 namespace {
@@ -26,29 +39,6 @@ absl::Status CheckPair(const TlsFiles& files) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& files) {
-  if (files.empty()) return grpc::InsecureServerCredentials();
-  if (absl::Status s = CheckPair(files); !s.ok()) return s;
-  if (files.cert.empty()) {
-    return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
-  }
-  grpc::SslServerCredentialsOptions options(
-      files.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                       : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  absl::StatusOr<std::string> cert = ReadPem(files.cert, "--tls-cert");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPem(files.key, "--tls-key");
-  if (!key.ok()) return key.status();
-  options.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!files.ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem(files.ca, "--tls-ca");
-    if (!ca.ok()) return ca.status();
-    options.pem_root_certs = *ca;
-  }
-  return grpc::SslServerCredentials(options);
-}
-
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const TlsFiles& files) {
   if (files.empty()) return grpc::InsecureChannelCredentials();
@@ -68,6 +58,147 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
     options.pem_private_key = *key;
   }
   return grpc::SslCredentials(options);
+}
+
+absl::Status CheckServerPem(const std::string& cert, const std::string& key,
+                            const std::string& ca) {
+  auto bio = [](const std::string& pem) {
+    return std::unique_ptr<BIO, decltype(&BIO_free)>(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  };
+  auto cert_bio = bio(cert);
+  std::unique_ptr<X509, decltype(&X509_free)> x509(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (x509 == nullptr) return absl::InvalidArgumentError("--tls-cert: no PEM certificate in it");
+  auto key_bio = bio(key);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError(
+        "--tls-key: no PEM private key in it (or it has a passphrase)");
+  }
+  if (X509_check_private_key(x509.get(), pkey.get()) != 1) {
+    return absl::InvalidArgumentError(
+        "--tls-key does not match --tls-cert (a renewal caught half-way?)");
+  }
+  if (!ca.empty()) {
+    auto ca_bio = bio(ca);
+    std::unique_ptr<X509, decltype(&X509_free)> ca_cert(
+        PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr), &X509_free);
+    if (ca_cert == nullptr) return absl::InvalidArgumentError("--tls-ca: no PEM certificate in it");
+  }
+  return absl::OkStatus();
+}
+
+ReloadingServerTls::ReloadingServerTls(TlsFiles files, std::string copy_dir, absl::Duration every)
+    : files_(std::move(files)), copy_dir_(std::move(copy_dir)), every_(every) {}
+
+absl::StatusOr<std::unique_ptr<ReloadingServerTls>> ReloadingServerTls::Start(
+    TlsFiles files, std::string copy_dir, absl::Duration every) {
+  if (absl::Status s = CheckPair(files); !s.ok()) return s;
+  if (files.cert.empty()) {
+    return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
+  }
+  std::unique_ptr<ReloadingServerTls> tls(
+      new ReloadingServerTls(std::move(files), std::move(copy_dir), every));
+  // Copies of an earlier run are not this run's.
+  if (absl::Status s = RemoveRecursively(tls->copy_dir_); !s.ok()) return s;
+  {
+    MutexLock lock(&tls->check_mu_);
+    if (absl::Status copied = tls->Copy(); !copied.ok()) return copied;
+  }
+  const std::string dir = tls->copy_dir_ + "/current";
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      dir + "/tls.key", dir + "/tls.crt", tls->files_.ca.empty() ? "" : dir + "/ca.crt",
+      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(every))));
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (tls->files_.ca.empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  tls->credentials_ = grpc::experimental::TlsServerCredentials(options);
+  tls->checker_ = std::thread([raw = tls.get()] { raw->CheckUntilStopped(); });
+  return tls;
+}
+
+void ReloadingServerTls::CheckUntilStopped() {
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      if (mu_.AwaitWithDeadline([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; },
+                                absl::Now() + every_)) {
+        return;
+      }
+    }
+    CheckNow();
+  }
+}
+
+ReloadingServerTls::~ReloadingServerTls() {
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (checker_.joinable()) checker_.join();
+}
+
+void ReloadingServerTls::CheckNow() {
+  MutexLock lock(&check_mu_);
+  absl::Status copied = Copy();
+  if (copied.ok()) {
+    last_error_.clear();
+    return;
+  }
+  std::string error(copied.message());
+  if (error != last_error_) {
+    GF_LOG(ERROR) << error << "; the certificate and key in force stay";
+    last_error_ = std::move(error);
+  }
+}
+
+absl::Status ReloadingServerTls::Copy() {
+  absl::StatusOr<std::string> cert = ReadPem(files_.cert, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem(files_.key, "--tls-key");
+  if (!key.ok()) return key.status();
+  std::string ca;
+  if (!files_.ca.empty()) {
+    absl::StatusOr<std::string> read = ReadPem(files_.ca, "--tls-ca");
+    if (!read.ok()) return read.status();
+    ca = *std::move(read);
+  }
+  std::string all = absl::StrCat(cert->size(), ":", *cert, key->size(), ":", *key, ca);
+  if (all == copied_) return absl::OkStatus();
+  if (absl::Status s = CheckServerPem(*cert, *key, ca); !s.ok()) return s;
+  // A new folder of copies, then one rename of the `current` link to it: the watcher reads
+  // the key and the certificate apart, and never sees one of each (as Kubernetes swaps a
+  // mounted Secret's files).
+  ++version_;
+  const std::string name = absl::StrCat("v", version_);
+  const std::string folder = absl::StrCat(copy_dir_, "/", name);
+  FileSystem& fs = PosixFileSystem();
+  if (!ca.empty()) {
+    if (absl::Status s = fs.WriteFileAtomically(folder + "/ca.crt", ca); !s.ok()) return s;
+  }
+  if (absl::Status s = fs.WriteFileAtomically(folder + "/tls.key", *key); !s.ok()) return s;
+  if (absl::Status s = fs.WriteFileAtomically(folder + "/tls.crt", *cert); !s.ok()) return s;
+  const std::string link = copy_dir_ + "/current";
+  const std::string staged = link + ".new";
+  ::unlink(staged.c_str());
+  if (::symlink(name.c_str(), staged.c_str()) != 0 || ::rename(staged.c_str(), link.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot point ", link, " at ", folder, ": ", std::strerror(errno)));
+  }
+  // The one before stays for a watcher in the middle of reading it.
+  if (version_ > 2) {
+    (void)RemoveRecursively(absl::StrCat(copy_dir_, "/v", version_ - 2));
+  }
+  if (!copied_.empty()) GF_LOG(INFO) << "--tls-cert, --tls-key: renewed files taken up";
+  copied_ = std::move(all);
+  return absl::OkStatus();
 }
 
 }  // namespace gitfleet

@@ -55,7 +55,10 @@ ABSL_FLAG(std::string, api_tokens, "",
           "a change that is refused keeps what is in force.");
 ABSL_FLAG(std::string, api_client_roles, "",
           "With --tls-ca: file of 'CN_OR_SAN ROLE' lines giving client certificates a role.");
-ABSL_FLAG(std::string, tls_cert, "", "Server certificate (PEM).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Server certificate (PEM). With --tls-key and --tls-ca, read again every 10 s: a "
+          "renewed certificate is served to new connections without a restart, once its key "
+          "matches it.");
 ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
 ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
@@ -168,9 +171,20 @@ int Main(ShutdownSignals& signals) {
   } else if (absl::GetFlag(FLAGS_tls_cert).empty()) {
     GF_LOG(WARNING) << "--api-tokens without --tls-cert: API tokens travel in clear";
   }
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(
-      {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca)});
-  if (!credentials.ok()) return Fail(credentials.status());
+  // With TLS, the files are read again while the control plane runs (a renewed certificate
+  // is served without a restart); declared before the server, so it outlives it.
+  const TlsFiles tls_files{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                           absl::GetFlag(FLAGS_tls_ca)};
+  std::unique_ptr<ReloadingServerTls> reloading_tls;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      grpc::InsecureServerCredentials();
+  if (!tls_files.empty()) {
+    absl::StatusOr<std::unique_ptr<ReloadingServerTls>> tls =
+        ReloadingServerTls::Start(tls_files, absl::StrCat(data_dir, "/tls"));
+    if (!tls.ok()) return Fail(tls.status());
+    reloading_tls = *std::move(tls);
+    credentials = reloading_tls->credentials();
+  }
 
   absl::StatusOr<std::unique_ptr<SqliteStore>> store =
       SqliteStore::Open(absl::StrCat(data_dir, "/gitfleet.db"));

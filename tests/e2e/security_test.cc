@@ -242,6 +242,53 @@ TEST_F(Security, AnAgentsCertificateIsNotAnApiCredentialAndNamesItsCluster) {
   EXPECT_TRUE(Eventually([&] {
     return Ctl({"status", "--cluster=prod-eu", "--bundle=web"}).find("Synced") != std::string::npos;
   })) << Ctl({"status"});
+
+  // A renewed server certificate (as cert-manager renews one) is served without a restart:
+  // the key and the certificate are replaced, each renamed over its file.
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("set -e; cd '", certs, "';",
+                             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                             "-out renewed.key 2>/dev/null;",
+                             "openssl req -new -key renewed.key -out renewed.csr -subj "
+                             "/CN=renewed;",
+                             "openssl x509 -req -in renewed.csr -CA ca.crt -CAkey ca.key "
+                             "-CAcreateserial -days 2 -extfile server.ext -out renewed.crt "
+                             "2>/dev/null;",
+                             "mv renewed.key server.key; mv renewed.crt server.crt"),
+                &out),
+            0)
+      << out;
+  auto served = [&] {
+    std::string subject;
+    ::gitfleet::testing::Run(
+        absl::StrCat("cd '", certs, "'; openssl s_client -connect 127.0.0.1:", grpc_port_,
+                     " -CAfile ca.crt -cert ops.crt -key ops.key </dev/null 2>/dev/null | ",
+                     "openssl x509 -noout -subject"),
+        &subject);
+    return subject;
+  };
+  EXPECT_TRUE(Eventually([&] { return absl::StrContains(served(), "renewed"); }, absl::Seconds(40)))
+      << served();
+  // New connections verify it as before, and the agent's stream carried on.
+  EXPECT_THAT(Ctl({"bundle", "list"}, &code), HasSubstr("web"));
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(Ctl({"status", "--cluster=prod-eu", "--bundle=web"}), HasSubstr("Synced"));
+
+  // A key that does not match the certificate (a renewal caught half-way) is not taken up:
+  // the pair in force stays, and the log says why.
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("set -e; cd '", certs, "';",
+                             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                             "-out odd.key 2>/dev/null; mv odd.key server.key"),
+                &out),
+            0)
+      << out;
+  EXPECT_FALSE(cp_->WaitForLog("--tls-key does not match --tls-cert", absl::Seconds(30)).empty())
+      << cp_->Log();
+  absl::SleepFor(absl::Seconds(11));  // past gRPC's next reading of the copies
+  EXPECT_THAT(served(), HasSubstr("renewed"));
+  EXPECT_THAT(Ctl({"bundle", "list"}, &code), HasSubstr("web"));
+  EXPECT_EQ(code, 0);
 }
 
 TEST_F(Security, TheControlPlaneOwnsClusterIdentities) {
