@@ -173,9 +173,8 @@ absl::Status ReloadingServerTls::Copy() {
   std::string all = absl::StrCat(cert->size(), ":", *cert, key->size(), ":", *key, ca);
   if (all == copied_) return absl::OkStatus();
   if (absl::Status s = CheckServerPem(*cert, *key, ca); !s.ok()) return s;
-  // A new folder of copies, then one rename of the `current` link to it: the watcher reads
-  // the key and the certificate apart, and never sees one of each (as Kubernetes swaps a
-  // mounted Secret's files).
+  // A new folder of copies, then one rename of the `current` link to it: the key and the
+  // certificate change in one step, as a mounted Kubernetes Secret's files do.
   ++version_;
   const std::string name = absl::StrCat("v", version_);
   const std::string folder = absl::StrCat(copy_dir_, "/", name);
