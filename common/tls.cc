@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 
@@ -125,6 +126,7 @@ absl::StatusOr<std::unique_ptr<ReloadingServerTls>> ReloadingServerTls::Start(
 }
 
 void ReloadingServerTls::CheckUntilStopped() {
+  NameThisThread("gf-tls-reload");
   while (true) {
     {
       MutexLock lock(&mu_);
