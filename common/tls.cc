@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<ReloadingServerTls>> ReloadingServerTls::Start(
   if (absl::Status s = RemoveRecursively(tls->copy_dir_); !s.ok()) return s;
   {
     MutexLock lock(&tls->check_mu_);
-    if (absl::Status copied = tls->Copy(); !copied.ok()) return copied;
+    if (absl::Status copied = tls->CopyLocked(); !copied.ok()) return copied;
   }
   const std::string dir = tls->copy_dir_ + "/current";
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
@@ -149,7 +149,7 @@ ReloadingServerTls::~ReloadingServerTls() {
 
 void ReloadingServerTls::CheckNow() {
   MutexLock lock(&check_mu_);
-  absl::Status copied = Copy();
+  absl::Status copied = CopyLocked();
   if (copied.ok()) {
     last_error_.clear();
     return;
@@ -161,7 +161,7 @@ void ReloadingServerTls::CheckNow() {
   }
 }
 
-absl::Status ReloadingServerTls::Copy() {
+absl::Status ReloadingServerTls::CopyLocked() {
   absl::StatusOr<std::string> cert = ReadPem(files_.cert, "--tls-cert");
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPem(files_.key, "--tls-key");

@@ -61,7 +61,7 @@ class ReloadingServerTls {
  private:
   ReloadingServerTls(TlsFiles files, std::string copy_dir, absl::Duration every);
   // Reads and checks the files; copies them unless they are what was copied last.
-  absl::Status Copy() ABSL_EXCLUSIVE_LOCKS_REQUIRED(check_mu_);
+  absl::Status CopyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(check_mu_);
   void CheckUntilStopped();
 
   const TlsFiles files_;
