@@ -58,7 +58,10 @@ ABSL_FLAG(absl::Duration, hook_timeout, absl::Hours(1),
           "A hook run (a PreSync migration Job, ...) still going after this has failed.");
 ABSL_FLAG(std::string, state_dir, "", "Directory for the durable record (required).");
 ABSL_FLAG(std::string, http, "127.0.0.1:7081", "Address for /metrics, /healthz and /readyz.");
-ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mTLS.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Client certificate (PEM) for mTLS. Read again, with --tls-key and --tls-ca, before "
+          "each reconnection: a renewed certificate is presented without a restart, once its "
+          "key matches it.");
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mTLS.");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs the control plane's certificate: enables TLS.");
 ABSL_FLAG(int, resync_interval_seconds, 30, "How often to check live objects for drift.");
@@ -158,11 +161,11 @@ int Main(ShutdownSignals& signals) {
     GF_LOG(WARNING) << "no TLS to the control plane (--tls-ca): this agent's token travels "
                        "in clear";
   }
-  TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
-               absl::GetFlag(FLAGS_tls_ca)};
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeChannelCredentials(tls);
-  if (!credentials.ok()) return Fail(credentials.status());
+  // Read again before each reconnection: a renewed client certificate is presented from
+  // the next connection on, without a restart.
+  absl::StatusOr<std::shared_ptr<ReloadingChannelTls>> tls = ReloadingChannelTls::Open(
+      {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_ca)});
+  if (!tls.ok()) return Fail(tls.status());
 
   metrics::Registry registry;
   AgentMetrics metrics(registry);
@@ -235,7 +238,10 @@ int Main(ShutdownSignals& signals) {
 
   ControlPlaneClient::Options client_options;
   client_options.target = absl::GetFlag(FLAGS_controlplane);
-  client_options.credentials = *credentials;
+  client_options.credentials = (*tls)->credentials();
+  client_options.renewed_credentials = [tls = *tls]() -> std::shared_ptr<grpc::ChannelCredentials> {
+    return tls->Renew() ? tls->credentials() : nullptr;
+  };
   client_options.token = [token] { return token->Get(); };
   client_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   client_options.bdp_probe = absl::GetFlag(FLAGS_grpc_bdp_probe);

@@ -38,12 +38,8 @@ absl::Status CheckPair(const TlsFiles& files) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
-    const TlsFiles& files) {
-  if (files.empty()) return grpc::InsecureChannelCredentials();
-  if (absl::Status s = CheckPair(files); !s.ok()) return s;
+// The PEM texts `files` name (empty where a path is empty).
+absl::StatusOr<grpc::SslCredentialsOptions> ReadClientPem(const TlsFiles& files) {
   grpc::SslCredentialsOptions options;
   if (!files.ca.empty()) {
     absl::StatusOr<std::string> ca = ReadPem(files.ca, "--tls-ca");
@@ -58,15 +54,85 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
     options.pem_cert_chain = *cert;
     options.pem_private_key = *key;
   }
-  return grpc::SslCredentials(options);
+  return options;
 }
 
-absl::Status CheckServerPem(const std::string& cert, const std::string& key,
-                            const std::string& ca) {
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TlsFiles& files) {
+  if (files.empty()) return grpc::InsecureChannelCredentials();
+  if (absl::Status s = CheckPair(files); !s.ok()) return s;
+  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(files);
+  if (!options.ok()) return options.status();
+  return grpc::SslCredentials(*options);
+}
+
+absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> ReloadingChannelTls::Open(TlsFiles files) {
+  std::unique_ptr<ReloadingChannelTls> tls(new ReloadingChannelTls(std::move(files)));
+  if (tls->files_.empty()) {
+    tls->credentials_ = grpc::InsecureChannelCredentials();
+    return tls;
+  }
+  if (absl::Status s = CheckPair(tls->files_); !s.ok()) return s;
+  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(tls->files_);
+  if (!options.ok()) return options.status();
+  if (absl::Status s =
+          CheckTlsPem(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
+      !s.ok()) {
+    return s;
+  }
+  tls->read_ = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
+                            options->pem_private_key.size(), ":", options->pem_private_key,
+                            options->pem_root_certs);
+  tls->credentials_ = grpc::SslCredentials(*options);
+  return tls;
+}
+
+bool ReloadingChannelTls::Renew() {
+  if (files_.empty()) return false;
+  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(files_);
+  absl::Status problem = options.status();
+  if (options.ok()) {
+    std::string read = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
+                                    options->pem_private_key.size(), ":", options->pem_private_key,
+                                    options->pem_root_certs);
+    if (read == read_) {
+      last_error_.clear();
+      return false;
+    }
+    problem =
+        CheckTlsPem(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
+    if (problem.ok()) {
+      read_ = std::move(read);
+      last_error_.clear();
+      credentials_ = grpc::SslCredentials(*options);
+      GF_LOG(INFO) << "--tls-cert, --tls-key, --tls-ca: renewed files taken up";
+      return true;
+    }
+  }
+  std::string error(problem.message());
+  if (error != last_error_) {
+    GF_LOG(ERROR) << error << "; the certificate and key read before stay in use";
+    last_error_ = std::move(error);
+  }
+  return false;
+}
+
+absl::Status CheckTlsPem(const std::string& cert, const std::string& key, const std::string& ca) {
   auto bio = [](const std::string& pem) {
     return std::unique_ptr<BIO, decltype(&BIO_free)>(
         BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
   };
+  auto check_ca = [&]() -> absl::Status {
+    if (ca.empty()) return absl::OkStatus();
+    auto ca_bio = bio(ca);
+    std::unique_ptr<X509, decltype(&X509_free)> ca_cert(
+        PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr), &X509_free);
+    if (ca_cert == nullptr) return absl::InvalidArgumentError("--tls-ca: no PEM certificate in it");
+    return absl::OkStatus();
+  };
+  if (cert.empty() && key.empty()) return check_ca();  // a client without a certificate
   auto cert_bio = bio(cert);
   std::unique_ptr<X509, decltype(&X509_free)> x509(
       PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), &X509_free);
@@ -82,13 +148,7 @@ absl::Status CheckServerPem(const std::string& cert, const std::string& key,
     return absl::InvalidArgumentError(
         "--tls-key does not match --tls-cert (a renewal caught half-way?)");
   }
-  if (!ca.empty()) {
-    auto ca_bio = bio(ca);
-    std::unique_ptr<X509, decltype(&X509_free)> ca_cert(
-        PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr), &X509_free);
-    if (ca_cert == nullptr) return absl::InvalidArgumentError("--tls-ca: no PEM certificate in it");
-  }
-  return absl::OkStatus();
+  return check_ca();
 }
 
 ReloadingServerTls::ReloadingServerTls(TlsFiles files, std::string copy_dir, absl::Duration every)
@@ -174,7 +234,7 @@ absl::Status ReloadingServerTls::CopyLocked() {
   }
   std::string all = absl::StrCat(cert->size(), ":", *cert, key->size(), ":", *key, ca);
   if (all == copied_) return absl::OkStatus();
-  if (absl::Status s = CheckServerPem(*cert, *key, ca); !s.ok()) return s;
+  if (absl::Status s = CheckTlsPem(*cert, *key, ca); !s.ok()) return s;
   // A new folder of copies, then one rename of the `current` link to it: the key and the
   // certificate change in one step, as a mounted Kubernetes Secret's files do.
   ++version_;

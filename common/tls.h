@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -32,9 +33,29 @@ struct TlsFiles {
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const TlsFiles& files);
 
-// Whether a server could serve these PEM texts: a certificate, a private key that matches
-// it, and (when `ca` is not empty) at least one CA certificate. Errors name the flag.
-absl::Status CheckServerPem(const std::string& cert, const std::string& key, const std::string& ca);
+// Whether these PEM texts could be used: a certificate and a private key that matches it
+// (both may be empty for a client without a certificate), and (when `ca` is not empty) at
+// least one CA certificate. Errors name the flag.
+absl::Status CheckTlsPem(const std::string& cert, const std::string& key, const std::string& ca);
+
+// Channel credentials for TLS files renewed while a client runs. A connection keeps the
+// certificate it was made with, so a client asks Renew() before it dials again: true when
+// the files changed and check out (CheckTlsPem), and credentials() then returns new ones
+// for a new channel. A renewal that does not check out is logged once and not taken up.
+// Without files, insecure credentials that never renew. Not thread-safe: one dialer.
+class ReloadingChannelTls {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> Open(TlsFiles files);
+  std::shared_ptr<grpc::ChannelCredentials> credentials() const { return credentials_; }
+  bool Renew();
+
+ private:
+  explicit ReloadingChannelTls(TlsFiles files) : files_(std::move(files)) {}
+  const TlsFiles files_;
+  std::string read_;  // cert + key + ca of credentials_
+  std::string last_error_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+};
 
 // Server credentials for TLS files that are renewed while the server runs (cert-manager
 // renews a certificate in place): new connections get the renewed certificate, key and CA
@@ -43,7 +64,7 @@ absl::Status CheckServerPem(const std::string& cert, const std::string& key, con
 // gRPC's file watcher serves whatever it finds, and takes up a key that does not match its
 // certificate (a renewal caught half-way), after which every new connection fails. So the
 // watcher reads copies under `copy_dir` instead, written only once the files check out
-// (CheckServerPem); until they do, the pair in force stays, and why is logged once.
+// (CheckTlsPem); until they do, the pair in force stays, and why is logged once.
 //
 //   GF_ASSIGN_OR_RETURN(auto tls, ReloadingServerTls::Start(files, data_dir + "/tls"));
 //   builder.AddListeningPort(address, tls->credentials());

@@ -44,16 +44,16 @@ class TlsTest : public ::testing::Test {
 
 TEST_F(TlsTest, AServerPairMustMatchAndEachFileHoldWhatItNames) {
   const std::string cert = Read("server.crt"), key = Read("server.key"), ca = Read("ca.crt");
-  EXPECT_TRUE(CheckServerPem(cert, key, ca).ok());
-  EXPECT_TRUE(CheckServerPem(cert, key, "").ok());
-  EXPECT_THAT(CheckServerPem(cert, Read("other.key"), ca),
+  EXPECT_TRUE(CheckTlsPem(cert, key, ca).ok());
+  EXPECT_TRUE(CheckTlsPem(cert, key, "").ok());
+  EXPECT_THAT(CheckTlsPem(cert, Read("other.key"), ca),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--tls-key does not match --tls-cert")));
-  EXPECT_THAT(CheckServerPem(key, key, ca),
+  EXPECT_THAT(CheckTlsPem(key, key, ca),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-cert: no PEM")));
-  EXPECT_THAT(CheckServerPem(cert, cert, ca),
+  EXPECT_THAT(CheckTlsPem(cert, cert, ca),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key: no PEM")));
-  EXPECT_THAT(CheckServerPem(cert, key, key),
+  EXPECT_THAT(CheckTlsPem(cert, key, key),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca: no PEM")));
 }
 
@@ -93,6 +93,42 @@ TEST_F(TlsTest, RenewedFilesAreCopiedOnlyOnceTheyCheckOut) {
   files.key = dir_ + "/missing.key";
   EXPECT_THAT(ReloadingServerTls::Start(files, dir_ + "/copies2").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key")));
+}
+
+TEST_F(TlsTest, AClientTakesUpARenewalOnlyOnceItChecksOut) {
+  TlsFiles files{dir_ + "/client.crt", dir_ + "/client.key", dir_ + "/ca.crt"};
+  ASSERT_EQ(std::system(absl::StrCat("set -e; cd '", dir_, "'; cp server.crt client.crt; ",
+                                     "cp server.key client.key")
+                            .c_str()),
+            0);
+  absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> tls = ReloadingChannelTls::Open(files);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  std::shared_ptr<grpc::ChannelCredentials> first = (*tls)->credentials();
+  ASSERT_NE(first, nullptr);
+  EXPECT_FALSE((*tls)->Renew()) << "nothing changed";
+  // Half a renewal: the key alone. Not taken up.
+  ASSERT_EQ(std::system(absl::StrCat("cp '", dir_, "/other.key' '", dir_, "/client.key'").c_str()),
+            0);
+  EXPECT_FALSE((*tls)->Renew());
+  EXPECT_EQ((*tls)->credentials(), first);
+  // The certificate for it: taken up, once.
+  ASSERT_EQ(std::system(absl::StrCat("set -e; cd '", dir_,
+                                     "'; openssl req -new -key client.key -out client.csr -subj "
+                                     "/CN=client; openssl x509 -req -in client.csr -CA ca.crt "
+                                     "-CAkey ca.key -CAcreateserial -days 2 -out client.crt "
+                                     "2>/dev/null")
+                            .c_str()),
+            0);
+  EXPECT_TRUE((*tls)->Renew());
+  EXPECT_NE((*tls)->credentials(), first);
+  EXPECT_FALSE((*tls)->Renew());
+  // Without files: insecure, never renewed.
+  absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> plain = ReloadingChannelTls::Open({});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE((*plain)->Renew());
+  // A mismatched pair at start is an error.
+  EXPECT_THAT(ReloadingChannelTls::Open({dir_ + "/server.crt", dir_ + "/other.key", ""}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not match")));
 }
 
 }  // namespace

@@ -112,7 +112,7 @@ class ControlPlaneClient::Stream
 
 ControlPlaneClient::ControlPlaneClient(Options options, Callbacks callbacks, AgentMetrics& metrics)
     : options_(std::move(options)), callbacks_(std::move(callbacks)), metrics_(metrics) {
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments& args = channel_args_;
   args.SetMaxReceiveMessageSize(options_.max_message_bytes);
   args.SetMaxSendMessageSize(options_.max_message_bytes);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
@@ -158,7 +158,15 @@ bool ControlPlaneClient::Send(const v1::AgentMessage& message) {
 void ControlPlaneClient::DialLoop() {
   Redial redial(options_.min_backoff, options_.max_backoff);
   std::string last_error;
-  while (true) {
+  for (bool first = true;; first = false) {
+    if (!first && options_.renewed_credentials) {
+      // A connection keeps the certificate it was made with: a renewed one needs a new
+      // channel, made before this dial.
+      if (std::shared_ptr<grpc::ChannelCredentials> renewed = options_.renewed_credentials()) {
+        channel_ = grpc::CreateCustomChannel(options_.target, renewed, channel_args_);
+        stub_ = v1::AgentService::NewStub(channel_);
+      }
+    }
     auto stream = std::make_shared<Stream>(callbacks_);
     {
       MutexLock lock(&mu_);

@@ -32,6 +32,9 @@ class ControlPlaneClient {
   struct Options {
     std::string target;  // host:port
     std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // Called before each dial after the first: credentials to dial with from then on, on a
+    // new channel (renewed TLS files), or null to keep the channel. Empty: never renewed.
+    std::function<std::shared_ptr<grpc::ChannelCredentials>()> renewed_credentials;
     // Called before each dial, so a rotated token file is picked up without a restart.
     // Empty: no token.
     std::function<std::string()> token;
@@ -68,6 +71,8 @@ class ControlPlaneClient {
   const Options options_;
   const Callbacks callbacks_;
   AgentMetrics& metrics_;
+  grpc::ChannelArguments channel_args_;
+  // Only the dial loop's thread uses them once it runs (made anew with renewed credentials).
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
 

@@ -278,6 +278,7 @@ TEST_F(Security, AnAgentsCertificateIsNotAnApiCredentialAndNamesItsCluster) {
   // the pair in force stays, and the log says why.
   ASSERT_EQ(::gitfleet::testing::Run(
                 absl::StrCat("set -e; cd '", certs, "';",
+                             "cp server.key renewed.key;",  // put back below
                              "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
                              "-out odd.key 2>/dev/null; mv odd.key server.key"),
                 &out),
@@ -289,6 +290,46 @@ TEST_F(Security, AnAgentsCertificateIsNotAnApiCredentialAndNamesItsCluster) {
   EXPECT_THAT(served(), HasSubstr("renewed"));
   EXPECT_THAT(Ctl({"bundle", "list"}, &code), HasSubstr("web"));
   EXPECT_EQ(code, 0);
+
+  // The agent's certificate, renewed on disk, is what it presents from its next
+  // connection on. One that a CA the control plane does not trust signed is refused...
+  auto issue_agent = [&](const std::string& ca) {
+    ASSERT_EQ(
+        ::gitfleet::testing::Run(
+            absl::StrCat("set -e; cd '", certs, "';",
+                         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                         "-out next.key 2>/dev/null;",
+                         "openssl req -new -key next.key -out next.csr -subj /CN=agent;",
+                         "openssl x509 -req -in next.csr -CA ", ca, ".crt -CAkey ", ca,
+                         ".key -CAcreateserial -days 2 -extfile agent.ext -out next.crt "
+                         "2>/dev/null;",
+                         "mv next.key agent.key; mv next.crt agent.crt"),
+            &out),
+        0)
+        << out;
+  };
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("set -e; cd '", certs, "'; mv renewed.key server.key;",
+                             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                             "-out other-ca.key 2>/dev/null;",
+                             "openssl req -x509 -new -key other-ca.key -out other-ca.crt -days 2 "
+                             "-subj /CN=another-ca"),
+                &out),
+            0)
+      << out;
+  ASSERT_NO_FATAL_FAILURE(issue_agent("other-ca"));
+  cp_->Kill(SIGTERM);  // every stream ends; the agent dials again
+  StartWithTokens({"--tls-cert=" + certs + "/server.crt", "--tls-key=" + certs + "/server.key",
+                   "--tls-ca=" + certs + "/ca.crt",
+                   "--api-client-roles=" + root_ + "/client-roles"});
+  EXPECT_EQ(cp_->WaitForLog("cluster prod-eu connected", absl::Seconds(8)), "")
+      << "the agent presented its old certificate";
+  // ...and one the control plane's CA signed is taken up at the next attempt.
+  ASSERT_NO_FATAL_FAILURE(issue_agent("ca"));
+  EXPECT_NE(cp_->WaitForLog("cluster prod-eu connected", absl::Seconds(45)), "") << cp_->Log();
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"status", "--cluster=prod-eu", "--bundle=web"}), "Synced");
+  }));
 }
 
 TEST_F(Security, TheControlPlaneOwnsClusterIdentities) {
