@@ -75,43 +75,36 @@ absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> ReloadingChannelTls::Open(T
     return tls;
   }
   if (absl::Status s = CheckPair(tls->files_); !s.ok()) return s;
-  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(tls->files_);
+  if (absl::StatusOr<bool> read = tls->Read(); !read.ok()) return read.status();
+  return tls;
+}
+
+absl::StatusOr<bool> ReloadingChannelTls::Read() {
+  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(files_);
   if (!options.ok()) return options.status();
+  std::string read = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
+                                  options->pem_private_key.size(), ":", options->pem_private_key,
+                                  options->pem_root_certs);
+  if (read == read_) return false;
   if (absl::Status s =
           CheckTlsPem(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
       !s.ok()) {
     return s;
   }
-  tls->read_ = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
-                            options->pem_private_key.size(), ":", options->pem_private_key,
-                            options->pem_root_certs);
-  tls->credentials_ = grpc::SslCredentials(*options);
-  return tls;
+  read_ = std::move(read);
+  credentials_ = grpc::SslCredentials(*options);
+  return true;
 }
 
 bool ReloadingChannelTls::Renew() {
   if (files_.empty()) return false;
-  absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(files_);
-  absl::Status problem = options.status();
-  if (options.ok()) {
-    std::string read = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
-                                    options->pem_private_key.size(), ":", options->pem_private_key,
-                                    options->pem_root_certs);
-    if (read == read_) {
-      last_error_.clear();
-      return false;
-    }
-    problem =
-        CheckTlsPem(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
-    if (problem.ok()) {
-      read_ = std::move(read);
-      last_error_.clear();
-      credentials_ = grpc::SslCredentials(*options);
-      GF_LOG(INFO) << "--tls-cert, --tls-key, --tls-ca: renewed files taken up";
-      return true;
-    }
+  absl::StatusOr<bool> renewed = Read();
+  if (renewed.ok()) {
+    last_error_.clear();
+    if (*renewed) GF_LOG(INFO) << "--tls-cert, --tls-key, --tls-ca: renewed files taken up";
+    return *renewed;
   }
-  std::string error(problem.message());
+  std::string error(renewed.status().message());
   if (error != last_error_) {
     GF_LOG(ERROR) << error << "; the certificate and key read before stay in use";
     last_error_ = std::move(error);

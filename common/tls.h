@@ -51,6 +51,8 @@ class ReloadingChannelTls {
 
  private:
   explicit ReloadingChannelTls(TlsFiles files) : files_(std::move(files)) {}
+  // Reads the files; when they changed and check out, takes them up and says true.
+  absl::StatusOr<bool> Read();
   const TlsFiles files_;
   std::string read_;  // cert + key + ca of credentials_
   std::string last_error_;
