@@ -19,18 +19,20 @@ class TlsTest : public ::testing::Test {
  protected:
   TlsTest() : dir_(absl::StrCat(std::getenv("TEST_TMPDIR"), "/tls")) {
     // A CA, a server certificate it signs, and a second key that matches nothing.
-    EXPECT_EQ(std::system(
-                  absl::StrCat("set -e; mkdir -p '", dir_, "'; cd '", dir_, "';",
-                               "key() { openssl genpkey -algorithm EC -pkeyopt "
-                               "ec_paramgen_curve:prime256v1 -out $1 2>/dev/null; };",
-                               "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 "
-                               "-subj /CN=test-ca;",
-                               "key server.key; openssl req -new -key server.key -out server.csr "
-                               "-subj /CN=server;",
-                               "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
-                               "-CAcreateserial -days 2 -out server.crt 2>/dev/null;",
-                               "key other.key")
-                      .c_str()),
+    EXPECT_EQ(std::system(absl::StrCat(
+                              "set -e; mkdir -p '", dir_, "'; cd '", dir_, "';",
+                              "key() { openssl genpkey -algorithm EC -pkeyopt "
+                              "ec_paramgen_curve:prime256v1 -out $1 2>/dev/null; };",
+                              "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 "
+                              "-subj /CN=test-ca;",
+                              "key server.key; openssl req -new -key server.key -out server.csr "
+                              "-subj /CN=server;",
+                              "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+                              "-CAcreateserial -days 2 -out server.crt 2>/dev/null;",
+                              "key other.key;",
+                              "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 "
+                              "-aes256 -pass pass:secret -out locked.key 2>/dev/null")
+                              .c_str()),
               0);
   }
   std::string Read(const std::string& name) {
@@ -51,6 +53,8 @@ TEST_F(TlsTest, AServerPairMustMatchAndEachFileHoldWhatItNames) {
                        HasSubstr("--tls-key does not match --tls-cert")));
   EXPECT_THAT(CheckTlsPem(key, key, ca),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-cert: no PEM")));
+  EXPECT_THAT(CheckTlsPem(cert, Read("locked.key"), ca),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has a passphrase")));
   EXPECT_THAT(CheckTlsPem(cert, cert, ca),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-key: no PEM")));
   EXPECT_THAT(CheckTlsPem(cert, key, key),
