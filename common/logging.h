@@ -55,4 +55,21 @@ struct LogVoidify {
       : ::gitfleet::LogVoidify() &              \
             ::gitfleet::LogMessage(GF_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
+// An error met again and again (a file checked every second) is logged once, until it
+// changes or Clear says it is gone: the log shows each new problem without repeating it.
+// Not thread-safe: its owner's lock guards it.
+class ErrorLoggedOnce {
+ public:
+  // Logs "MESSAGE; CONSEQUENCE" at ERROR unless `message` is the one logged last.
+  void Report(absl::string_view message, absl::string_view consequence) {
+    if (message == last_) return;
+    GF_LOG(ERROR) << message << "; " << consequence;
+    last_ = std::string(message);
+  }
+  void Clear() { last_.clear(); }
+
+ private:
+  std::string last_;
+};
+
 #endif  // GITFLEET_COMMON_LOGGING_H_

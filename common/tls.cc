@@ -38,6 +38,11 @@ absl::Status CheckPair(const TlsFiles& files) {
   return absl::OkStatus();
 }
 
+// One string for three PEM texts, to tell whether any changed (lengths keep the boundaries).
+std::string PemTexts(const std::string& cert, const std::string& key, const std::string& ca) {
+  return absl::StrCat(cert.size(), ":", cert, key.size(), ":", key, ca);
+}
+
 // The PEM texts `files` name (empty where a path is empty).
 absl::StatusOr<grpc::SslCredentialsOptions> ReadClientPem(const TlsFiles& files) {
   grpc::SslCredentialsOptions options;
@@ -82,9 +87,8 @@ absl::StatusOr<std::unique_ptr<ReloadingChannelTls>> ReloadingChannelTls::Open(T
 absl::StatusOr<bool> ReloadingChannelTls::Read() {
   absl::StatusOr<grpc::SslCredentialsOptions> options = ReadClientPem(files_);
   if (!options.ok()) return options.status();
-  std::string read = absl::StrCat(options->pem_cert_chain.size(), ":", options->pem_cert_chain,
-                                  options->pem_private_key.size(), ":", options->pem_private_key,
-                                  options->pem_root_certs);
+  std::string read =
+      PemTexts(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
   if (read == read_) return false;
   if (absl::Status s =
           CheckTlsPem(options->pem_cert_chain, options->pem_private_key, options->pem_root_certs);
@@ -100,15 +104,11 @@ bool ReloadingChannelTls::Renew() {
   if (files_.empty()) return false;
   absl::StatusOr<bool> renewed = Read();
   if (renewed.ok()) {
-    last_error_.clear();
+    errors_.Clear();
     if (*renewed) GF_LOG(INFO) << "--tls-cert, --tls-key, --tls-ca: renewed files taken up";
     return *renewed;
   }
-  std::string error(renewed.status().message());
-  if (error != last_error_) {
-    GF_LOG(ERROR) << error << "; the certificate and key read before stay in use";
-    last_error_ = std::move(error);
-  }
+  errors_.Report(renewed.status().message(), "the certificate and key read before stay in use");
   return false;
 }
 
@@ -206,13 +206,9 @@ void ReloadingServerTls::CheckNow() {
   MutexLock lock(&check_mu_);
   absl::Status copied = CopyLocked();
   if (copied.ok()) {
-    last_error_.clear();
-    return;
-  }
-  std::string error(copied.message());
-  if (error != last_error_) {
-    GF_LOG(ERROR) << error << "; the certificate and key in force stay";
-    last_error_ = std::move(error);
+    errors_.Clear();
+  } else {
+    errors_.Report(copied.message(), "the certificate and key in force stay");
   }
 }
 
@@ -227,7 +223,7 @@ absl::Status ReloadingServerTls::CopyLocked() {
     if (!read.ok()) return read.status();
     ca = *std::move(read);
   }
-  std::string all = absl::StrCat(cert->size(), ":", *cert, key->size(), ":", *key, ca);
+  std::string all = PemTexts(*cert, *key, ca);
   if (all == copied_) return absl::OkStatus();
   if (absl::Status s = CheckTlsPem(*cert, *key, ca); !s.ok()) return s;
   // A new folder of copies, then one rename of the `current` link to it: the key and the

@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/logging.h"
 #include "common/sync.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -55,7 +56,7 @@ class ReloadingChannelTls {
   absl::StatusOr<bool> Read();
   const TlsFiles files_;
   std::string read_;  // cert + key + ca of credentials_
-  std::string last_error_;
+  ErrorLoggedOnce errors_;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
 };
 
@@ -92,9 +93,9 @@ class ReloadingServerTls {
   const absl::Duration every_;
   std::shared_ptr<grpc::ServerCredentials> credentials_;
   Mutex check_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  std::string copied_ ABSL_GUARDED_BY(check_mu_);      // cert + key + ca as last copied
-  int64_t version_ ABSL_GUARDED_BY(check_mu_) = 0;     // of the copies' folder, v1, v2, ...
-  std::string last_error_ ABSL_GUARDED_BY(check_mu_);  // logged once, until it changes
+  std::string copied_ ABSL_GUARDED_BY(check_mu_);   // cert + key + ca as last copied
+  int64_t version_ ABSL_GUARDED_BY(check_mu_) = 0;  // of the copies' folder, v1, v2, ...
+  ErrorLoggedOnce errors_ ABSL_GUARDED_BY(check_mu_);
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread checker_;

@@ -75,21 +75,17 @@ class WatchedFiles {
     checked_ = now;
     absl::StatusOr<std::vector<std::string>> contents = Read();
     if (contents.ok() && *contents == contents_) {
-      last_error_.clear();  // put back as it was: a new break is logged again
+      errors_.Clear();  // put back as it was: a new break is logged again
       return current_;
     }
     absl::StatusOr<T> value = contents.ok() ? parse_(*contents) : contents.status();
     absl::Status accepted =
         value.ok() && accept_ != nullptr ? accept_(*current_, *value) : value.status();
     if (!accepted.ok()) {
-      std::string error(accepted.message());
-      if (error != last_error_) {
-        GF_LOG(ERROR) << error << "; what was read before stays in force";
-        last_error_ = std::move(error);
-      }
+      errors_.Report(accepted.message(), "what was read before stays in force");
       return current_;
     }
-    last_error_.clear();
+    errors_.Clear();
     contents_ = *std::move(contents);
     current_ = std::make_shared<const T>(*std::move(value));
     std::string changed;
@@ -126,7 +122,7 @@ class WatchedFiles {
   Mutex mu_;
   absl::Time checked_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> contents_ ABSL_GUARDED_BY(mu_);  // what `current_` was parsed from
-  std::string last_error_ ABSL_GUARDED_BY(mu_);             // logged once, until it changes
+  ErrorLoggedOnce errors_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const T> current_ ABSL_GUARDED_BY(mu_);
 };
 
