@@ -1,11 +1,14 @@
 #include "common/tls.h"
 
+#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -237,6 +240,17 @@ absl::Status ReloadingServerTls::CopyLocked() {
   }
   if (absl::Status s = fs.WriteFileAtomically(folder + "/tls.key", *key); !s.ok()) return s;
   if (absl::Status s = fs.WriteFileAtomically(folder + "/tls.crt", *cert); !s.ok()) return s;
+  // gRPC's watcher tells a read that straddles the swap below (the key of one version, the
+  // certificate of the next) by the files' modification times, in whole seconds, before
+  // and after it reads: it reads again when they moved. So no two versions share a second.
+  stamp_ = std::max(absl::ToUnixSeconds(absl::Now()), stamp_ + 1);
+  for (const char* file : {"/ca.crt", "/tls.key", "/tls.crt"}) {
+    const std::string path = folder + file;
+    const struct timespec times[2] = {{stamp_, 0}, {stamp_, 0}};
+    if (::utimensat(AT_FDCWD, path.c_str(), times, 0) != 0 && errno != ENOENT) {
+      return absl::InternalError(absl::StrCat("cannot stamp ", path, ": ", std::strerror(errno)));
+    }
+  }
   const std::string link = copy_dir_ + "/current";
   const std::string staged = link + ".new";
   ::unlink(staged.c_str());

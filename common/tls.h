@@ -95,6 +95,7 @@ class ReloadingServerTls {
   Mutex check_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::string copied_ ABSL_GUARDED_BY(check_mu_);   // cert + key + ca as last copied
   int64_t version_ ABSL_GUARDED_BY(check_mu_) = 0;  // of the copies' folder, v1, v2, ...
+  int64_t stamp_ ABSL_GUARDED_BY(check_mu_) = 0;    // the copies' mtime, Unix seconds
   ErrorLoggedOnce errors_ ABSL_GUARDED_BY(check_mu_);
   Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

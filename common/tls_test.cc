@@ -1,5 +1,7 @@
 #include "common/tls.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -93,6 +95,16 @@ TEST_F(TlsTest, RenewedFilesAreCopiedOnlyOnceTheyCheckOut) {
   (*tls)->CheckNow();
   EXPECT_EQ(served("tls.key"), Read("other.key"));
   EXPECT_EQ(served("tls.crt"), Read("server.crt"));
+  // Within the same second as the first copies, yet stamped apart from them: gRPC's watcher
+  // notices a read that straddles the swap only by a change of modification time.
+  auto mtime = [&](const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return st.st_mtime;
+  };
+  EXPECT_NE(mtime(copies + "/v1/tls.key"), mtime(copies + "/current/tls.key"));
+  EXPECT_NE(mtime(copies + "/v1/tls.crt"), mtime(copies + "/current/tls.crt"));
+  EXPECT_EQ(mtime(copies + "/current/tls.key"), mtime(copies + "/current/tls.crt"));
   // Unusable files at start are refused, naming the flag.
   files.key = dir_ + "/missing.key";
   EXPECT_THAT(ReloadingServerTls::Start(files, dir_ + "/copies2").status(),
