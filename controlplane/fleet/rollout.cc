@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <set>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -40,12 +43,19 @@ absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
   if (strategy.partitions_size() > 100) {
     return absl::InvalidArgumentError("--partition: at most 100 partitions");
   }
+  std::set<std::string> seen;
   for (const std::string& selector : strategy.partitions()) {
     if (selector.empty()) return absl::InvalidArgumentError("--partition: empty selector");
     absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(selector);
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--partition=", selector, ": ", parsed.status().message()));
+    }
+    // A partition takes the clusters its selector matches of those left, so a repeat would
+    // never hold one: a slip, most likely, for the selector meant.
+    if (!seen.insert(std::string(absl::StripAsciiWhitespace(selector))).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--partition=", selector, " is given twice; the second would never hold a cluster"));
     }
   }
   if (!strategy.partition_size().empty()) {

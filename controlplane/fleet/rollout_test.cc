@@ -88,6 +88,13 @@ TEST(RolloutTest, BadStrategiesNameTheFlag) {
   EXPECT_THAT(ValidateRolloutStrategy(strategy),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--partition=env in prod")));
   strategy.Clear();
+  strategy.add_partitions("env=canary");
+  strategy.add_partitions("env=prod");
+  strategy.add_partitions(" env=canary");
+  EXPECT_THAT(ValidateRolloutStrategy(strategy),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--partition= env=canary is given twice")));
+  strategy.Clear();
   strategy.set_partition_size("0");
   EXPECT_THAT(ValidateRolloutStrategy(strategy),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--partition-size must be")));
