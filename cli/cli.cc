@@ -664,6 +664,7 @@ class Cli {
     if (format_ != "table") return Print(response);
     if (!response.pinned_commit().empty()) {
       out_ << "pinned to commit " << Short(response.pinned_commit())
+           << (response.pinned_no_prune() ? ", keeping what it lacks" : "")
            << " (gitfleetctl bundle unpin " << *name << " follows the source again)\n";
     }
     Table table({"REVISION", "COMMIT", "COMMITTED", "OBJECTS", "CURRENT", "APPLIED ON"});
@@ -680,12 +681,13 @@ class Cli {
     return 0;
   }
 
-  int PinTo(const std::string& to) {
+  int PinTo(const std::string& to, bool prune = true) {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
     v1::PinBundleRequest request;
     request.set_name(*name);
     request.set_to(to);
+    request.set_no_prune(!prune);
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::PinBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
@@ -696,6 +698,10 @@ class Cli {
     }
     if (!info.revision().empty()) out_ << ", revision " << Short(info.revision());
     out_ << "\n";
+    if (!to.empty() && !prune) {
+      out_ << "objects that revision lacks stay applied, no longer managed (a revision of its "
+              "own: the same objects, pruning nothing)\n";
+    }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     return 0;
   }
@@ -704,7 +710,9 @@ class Cli {
     if (!to.has_value() || to->empty()) {
       return Usage("bundle rollback needs --to=REVISION_OR_COMMIT (see bundle history)");
     }
-    return PinTo(*to);
+    absl::StatusOr<bool> prune = args_.TakeBool("prune", true);
+    if (!prune.ok()) return Usage(std::string(prune.status().message()));
+    return PinTo(*to, *prune);
   }
   int BundleUnpin() { return PinTo(""); }
 
@@ -1115,9 +1123,10 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {},
        &Cli::BundleHistory},
       {{"bundle", "rollback"},
-       "NAME --to=REVISION_OR_COMMIT",
-       "pin it to that revision, commit, tag or branch (rendered again) until unpinned",
-       {},
+       "NAME --to=REVISION_OR_COMMIT [--prune=false]",
+       "pin it to that revision, commit, tag or branch (rendered again) until unpinned;\n"
+       "--prune=false keeps objects it lacks applied (unmanaged), whatever the bundle's --prune",
+       {"prune"},
        &Cli::BundleRollback},
       {{"bundle", "unpin"}, "NAME", "follow the source again", {}, &Cli::BundleUnpin},
       {{"bundle", "suspend"},

@@ -371,7 +371,8 @@ grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
       this, context, "PinBundle",
       absl::StrCat(request->name(), request->to().empty() ? " unpin" : " to=", request->to()));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->PinBundle(request->name(), request->to(), CallDeadline(context)),
+  return call.Reply(controller_->PinBundle(request->name(), request->to(), request->no_prune(),
+                                           CallDeadline(context)),
                     response);
 }
 

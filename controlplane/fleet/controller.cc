@@ -187,6 +187,17 @@ class Controller::Mailbox {
 };
 
 namespace {
+// The definition a render of `commit` uses. A rollback with --prune=false keeps what the
+// pinned revision lacks: its render prunes nothing, whatever the bundle's --prune says.
+v1::Bundle RenderedDefinition(v1::Bundle definition, const v1::BundleRecord& record,
+                              const std::string& commit) {
+  if (!record.pinned_commit().empty() && record.pinned_commit() == commit &&
+      record.pinned_no_prune()) {
+    definition.mutable_sync()->set_prune(false);
+  }
+  return definition;
+}
+
 WorkQueueOptions QueueOptions(const ControllerOptions& options) {
   WorkQueueOptions queue;
   queue.name = "bundles";
@@ -303,9 +314,9 @@ absl::Status Controller::Load() {
           if (!rev.ok()) {
             content = rev.status();
           } else {
-            BundleVariants::Params params =
-                ContentParams(entry.key, state.definition, state.values, state.generation,
-                              (*rev)->commit, (*rev)->committed_time);
+            BundleVariants::Params params = ContentParams(
+                entry.key, RenderedDefinition(state.definition, state.record, (*rev)->commit),
+                state.values, state.generation, (*rev)->commit, (*rev)->committed_time);
             content = TakesValues(state.record.engine())
                           ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
                           : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
@@ -901,6 +912,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_rollout(state.rollout_message);
   info.set_suspended(state.record.suspended());
   info.set_pinned_commit(state.record.pinned_commit());
+  info.set_pinned_no_prune(state.record.pinned_no_prune());
   return info;
 }
 
@@ -1730,6 +1742,7 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
     ids.assign(it->second.record.recent_revisions().begin(),
                it->second.record.recent_revisions().end());
     response.set_pinned_commit(it->second.record.pinned_commit());
+    response.set_pinned_no_prune(it->second.record.pinned_no_prune());
     current = it->second.record.revision();
   }
   // Where each runs, from what the clusters report.
@@ -1761,7 +1774,7 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
 }
 
 absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, const std::string& to,
-                                                     absl::Time wait_until) {
+                                                     bool no_prune, absl::Time wait_until) {
   std::string commit;
   if (!to.empty()) {
     // A revision or commit of the bundle's history, by at least 7 characters of its id.
@@ -1804,11 +1817,19 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
   }
   GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
     record.set_pinned_commit(commit);
+    record.set_pinned_no_prune(!commit.empty() && no_prune);
     return absl::OkStatus();
   }));
+  {
+    // Rendered again even at the commit it runs: whether it prunes may have changed.
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it != bundles_.end()) it->second.reconciled_commit.clear();
+  }
   GF_LOG(INFO) << "bundle " << name
                << (commit.empty() ? std::string(" unpinned: it follows its source again")
-                                  : absl::StrCat(" pinned to commit ", commit));
+                                  : absl::StrCat(" pinned to commit ", commit,
+                                                 no_prune ? ", keeping what it lacks" : ""));
   ReconcileAndWait(name, wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
@@ -1925,6 +1946,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     last_paths = it->second.variant_paths;
   }
   const CommitInfo& commit = snapshot.commit;
+  definition = RenderedDefinition(std::move(definition), last, commit.id);
   absl::Time start = options_.clock->Now();
   // The cache: if every path the last render read has the same object id at this commit,
   // the render would be the same. The engine is decided by the bundle path's files, and
@@ -1949,6 +1971,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     cache_hit = now.ok() && std::equal(now->begin(), now->end(), last.read_ids().begin(),
                                        last.read_ids().end());
   }
+  // The same objects, but not the same options (a rollback's prune, an unpin): built anew.
+  cache_hit = cache_hit &&
+              last_content->sync().SerializeAsString() == definition.sync().SerializeAsString();
   Built built;
   built.engine = cache_hit ? last.engine() : definition.engine();
   absl::Status status;

@@ -126,8 +126,9 @@ class Controller {
                                                absl::Time wait_until = absl::InfiniteFuture());
   absl::Status SuspendCluster(const std::string& cluster, bool suspend);
   absl::StatusOr<v1::BundleHistoryResponse> BundleHistory(const std::string& bundle, int limit);
-  // `to` empty unpins.
+  // `to` empty unpins. With `no_prune`, the pinned render deletes nothing it lacks.
   absl::StatusOr<v1::BundleInfo> PinBundle(const std::string& bundle, const std::string& to,
+                                           bool no_prune = false,
                                            absl::Time wait_until = absl::InfiniteFuture());
 
  private:

@@ -512,6 +512,68 @@ uint64_t ConnectAgent(Hub* hub, const std::string& name,
   return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
 }
 
+// `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of
+// its own, the same objects), across a restart; the bundle's own --prune comes back with a
+// rollback that prunes, even at the same commit, and with unpin.
+TEST_F(ControllerTest, ARollbackWithPruneFalseKeepsWhatItsRevisionLacks) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  const std::string v1 = git_.Commit("v1");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_sync()->set_prune(true);
+  absl::StatusOr<v1::BundleInfo> first = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  git_.Write("apps/web/extra.yaml", Cm("extra"));
+  git_.Commit("v2 adds a ConfigMap");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t c1 = ConnectAgent(hub_.get(), "c1", {});
+  auto next = [&]() -> v1::BundleUpdate {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(c1, "web");
+    return message == nullptr ? v1::BundleUpdate() : message->message.update();
+  };
+  v1::BundleUpdate update = next();
+  EXPECT_EQ(update.object_count(), 2);
+  EXPECT_TRUE(update.sync().prune());
+
+  absl::StatusOr<v1::BundleInfo> kept = controller_->PinBundle("web", v1, /*no_prune=*/true);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->pinned_no_prune());
+  EXPECT_NE(kept->revision(), first->revision()) << "the same objects, other sync options";
+  update = next();
+  EXPECT_EQ(update.revision(), kept->revision());
+  EXPECT_EQ(update.object_count(), 1);
+  EXPECT_FALSE(update.sync().prune()) << "the agent would delete the ConfigMap v2 added";
+  absl::StatusOr<v1::BundleHistoryResponse> history = controller_->BundleHistory("web", 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_TRUE(history->pinned_no_prune());
+
+  // A restart serves the same revision (substituted again from the stored render), and so
+  // does the first render after it.
+  Restart();
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), kept->revision());
+  EXPECT_TRUE(controller_->ListBundles()[0].pinned_no_prune());
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), kept->revision());
+  c1 = ConnectAgent(hub_.get(), "c1", {{}}, {{"web", kept->revision()}});
+  EXPECT_EQ(hub_->NextMessage(c1, "web"), nullptr) << "it holds what it should run";
+
+  // Rolled back again to the same commit, pruning: that very revision, rendered again.
+  absl::StatusOr<v1::BundleInfo> pruned = controller_->PinBundle("web", v1);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_FALSE(pruned->pinned_no_prune());
+  EXPECT_EQ(pruned->revision(), first->revision());
+  EXPECT_TRUE(next().sync().prune());
+  ASSERT_TRUE(controller_->PinBundle("web", v1, /*no_prune=*/true).ok());
+  EXPECT_FALSE(next().sync().prune());
+  // Unpinned, it follows its source with its own --prune.
+  absl::StatusOr<v1::BundleInfo> unpinned = controller_->PinBundle("web", "");
+  ASSERT_TRUE(unpinned.ok()) << unpinned.status();
+  EXPECT_FALSE(unpinned->pinned_no_prune());
+  update = next();
+  EXPECT_EQ(update.object_count(), 2);
+  EXPECT_TRUE(update.sync().prune());
+}
+
 TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessage) {
   git_.Write("web/deploy.yaml",
              "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${env}\nspec:\n"

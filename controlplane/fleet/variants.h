@@ -85,6 +85,7 @@ class BundleVariants : public BundleContent {
                                                       bool explicit_only);
 
   const std::string& commit() const override { return params_.commit; }
+  const v1::SyncOptions& sync() const { return params_.sync; }
   absl::Time committed_time() const override { return params_.committed_time; }
   absl::Time seen_time() const override { return params_.seen_time; }
   std::shared_ptr<const Revision> Uniform() const override;

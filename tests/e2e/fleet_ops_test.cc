@@ -561,8 +561,13 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
   ASSERT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   WriteApp("web:2");
+  git_.Write("apps/web/extra.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: shop\n"
+             "data: {v: \"2\"}\n");
   git_.Commit("v2");
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; }, absl::Seconds(30))) << Logs();
+  auto extra = [&] { return !Live("c1", "/api/v1/namespaces/shop/configmaps/extra").is_null(); };
+  ASSERT_TRUE(Eventually(extra)) << Logs();
 
   std::string out = Ctl({"bundle", "history", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
@@ -571,10 +576,27 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
     return Ctl({"bundle", "history", "web"}).find("c1") != std::string::npos;
   })) << Ctl({"bundle", "history", "web"});
 
+  // --prune=false: what v1 lacks (the ConfigMap v2 added) stays.
+  out = Ctl({"bundle", "rollback", "web", "--to=" + v1.substr(0, 10), "--prune=false"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("pinned to commit " + v1.substr(0, 12)));
+  EXPECT_THAT(out, HasSubstr("objects that revision lacks stay applied"));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; })) << Logs();
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"status", "--bundle=web", "-o", "json"}).find("\"Synced\"") != std::string::npos;
+  })) << Ctl({"status"});
+  EXPECT_TRUE(extra()) << "a rollback with --prune=false deleted what its revision lacks";
+  EXPECT_THAT(Ctl({"bundle", "history", "web"}), HasSubstr("keeping what it lacks"));
+  // Unpinned, v2 manages it again.
+  out = Ctl({"bundle", "unpin", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; })) << Logs();
+  // By default a rollback prunes as the bundle does: the very revision v1 had.
   out = Ctl({"bundle", "rollback", "web", "--to=" + v1.substr(0, 10)}, &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("pinned to commit " + v1.substr(0, 12)));
-  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; })) << Logs();
+  ASSERT_TRUE(Eventually([&] { return !extra(); })) << Logs();
+  EXPECT_EQ(Image("c1"), "web:1");
   EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("pinned@" + v1.substr(0, 12)));
   // New commits do not move a pinned bundle.
   WriteApp("web:3");
@@ -591,6 +613,7 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
   out = Ctl({"bundle", "unpin", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:3"; })) << Logs();
+  EXPECT_TRUE(Eventually(extra)) << "v3 holds it again";
 }
 
 TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
