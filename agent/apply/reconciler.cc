@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/apply/order.h"
 #include "agent/health/health.h"
 #include "common/logging.h"
@@ -473,6 +474,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
+  int released = 0;
+  std::vector<std::string> released_names;  // the first few, for the log
   std::vector<v1::ObjectKey> kept_inventory;
   std::vector<v1::ObjectKey> listed;
   for (const auto& [k, key] : inventory) listed.push_back(key);
@@ -497,8 +500,20 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
         continue;
       }
       ++pruned;
+    } else {
+      ++released;
+      if (released_names.size() < 5) released_names.push_back(KeyDisplay(key));
     }
     record.mutable_applied_hashes()->erase(k);
+  }
+  if (released > 0) {
+    // Said once per revision: someone will look for what a rollback with --prune=false (or
+    // a bundle without --prune) left in the cluster.
+    GF_LOG(INFO) << "bundle " << desired.bundle() << " revision "
+                 << desired.revision().substr(0, 12) << ": " << released
+                 << " objects left it and stay applied, no longer managed (prune is off): "
+                 << absl::StrJoin(released_names, ", ")
+                 << (released > static_cast<int>(released_names.size()) ? ", ..." : "");
   }
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);

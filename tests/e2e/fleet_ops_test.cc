@@ -586,6 +586,11 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
     return Ctl({"status", "--bundle=web", "-o", "json"}).find("\"Synced\"") != std::string::npos;
   })) << Ctl({"status"});
   EXPECT_TRUE(extra()) << "a rollback with --prune=false deleted what its revision lacks";
+  EXPECT_TRUE(Eventually([&] {
+    return clusters_["c1"].agent->Log().find(
+               "1 objects left it and stay applied, no longer managed (prune is off): ConfigMap "
+               "shop/extra") != std::string::npos;
+  })) << clusters_["c1"].agent->Log();
   EXPECT_THAT(Ctl({"bundle", "history", "web"}), HasSubstr("keeping what it lacks"));
   // Unpinned, v2 manages it again.
   out = Ctl({"bundle", "unpin", "web"}, &code);
