@@ -238,6 +238,10 @@ class Cli {
   }
 
  private:
+  // `status` asks for pages of this many, and gives up after that many pages.
+  static constexpr int kStatusPage = 5000;
+  static constexpr int kMaxStatusPages = 10000;
+
   int Usage(const std::string& message) {
     err_ << "gitfleetctl: " << message << " (see gitfleetctl --help)\n";
     return 2;
@@ -327,7 +331,11 @@ class Cli {
     token_ = *token;
     absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeChannelCredentials(tls_);
     if (!creds.ok()) return creds.status();
-    stub_ = v1::AdminService::NewStub(grpc::CreateChannel(server_, *creds));
+    // Whatever the control plane will send (its --max-message-bytes), not gRPC's 4 MiB:
+    // cluster list and bundle list are answered in one message.
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(256 << 20);
+    stub_ = v1::AdminService::NewStub(grpc::CreateCustomChannel(server_, *creds, args));
     return absl::OkStatus();
   }
 
@@ -1006,10 +1014,24 @@ class Cli {
     v1::GetStatusRequest request;
     request.set_cluster(args_.TakeOr("cluster", ""));
     request.set_bundle(args_.TakeOr("bundle", ""));
-    v1::GetStatusResponse response;
-    if (int rc = Call(&v1::AdminService::Stub::GetStatus, request, &response); rc != 0) return rc;
+    // Page by page: a fleet's whole status does not fit in one message (1,500 clusters
+    // with 10 bundles pass gRPC's 4 MiB). Bounded, in case a server keeps giving tokens.
+    request.set_page_size(kStatusPage);
     StatusList list;
-    for (const v1::BundleStatus& s : response.statuses()) *list.add_statuses() = ToRow(s);
+    for (int pages = 0;; ++pages) {
+      if (pages == kMaxStatusPages) {
+        err_ << "gitfleetctl: the control plane gave more than " << kMaxStatusPages
+             << " pages of status; filter with --cluster or --bundle\n";
+        return 1;
+      }
+      v1::GetStatusResponse response;
+      if (int rc = Call(&v1::AdminService::Stub::GetStatus, request, &response); rc != 0) {
+        return rc;
+      }
+      for (const v1::BundleStatus& s : response.statuses()) *list.add_statuses() = ToRow(s);
+      if (response.next_page_token().empty()) break;
+      request.set_page_token(response.next_page_token());
+    }
     if (format_ != "table") return Print(list);
     Table table({"CLUSTER", "BUNDLE", "SYNC", "HEALTH", "DESIRED", "APPLIED", "MESSAGE"});
     // Orphans show as sync "Orphaned" with no desired commit.

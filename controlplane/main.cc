@@ -334,6 +334,7 @@ int Main(ShutdownSignals& signals) {
   AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics,
                                  clusters->get());
   admin_service.SetEventBus(&events);
+  admin_service.SetMaxResponseBytes(static_cast<size_t>(absl::GetFlag(FLAGS_max_message_bytes)));
   // Every service runs on one ServerLoop, health and reflection included: gRPC's own
   // health (callback API) and reflection (synchronous) services would each add polling
   // threads, and any second polling thread costs context switches on every sparse message

@@ -473,9 +473,44 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
                                          v1::GetStatusResponse* response) {
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
-  for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
-    *response->add_statuses() = std::move(status);
+  if (request->page_size() < 0) {
+    return call.Done(absl::InvalidArgumentError("page_size must not be negative"));
   }
+  if (request->page_size() == 0 && request->page_token().empty()) {
+    for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
+      *response->add_statuses() = std::move(status);
+    }
+    // Refused here, naming the way out, rather than by gRPC as "larger than max".
+    if (response->ByteSizeLong() > max_response_bytes_) {
+      const size_t bytes = response->ByteSizeLong();
+      const int count = response->statuses_size();
+      response->Clear();
+      return call.Done(absl::ResourceExhaustedError(absl::StrCat(
+          "the status of ", count, " bundles on clusters is ", bytes >> 20, " MiB, over the ",
+          max_response_bytes_ >> 20,
+          " MiB one response may hold (--max-message-bytes): ask for pages (page_size, as "
+          "gitfleetctl status does) or filter by cluster or bundle")));
+    }
+    return call.Done(absl::OkStatus());
+  }
+  absl::StatusOr<Controller::StatusPage> page = controller_->GetStatusPage(
+      request->cluster(), request->bundle(), request->page_token(),
+      request->page_size() == 0 ? kDefaultStatusPage
+                                : std::min(request->page_size(), kMaxStatusPage));
+  if (!page.ok()) return call.Done(page.status());
+  // A page also ends before it outgrows one message; the next one starts there.
+  size_t bytes = 0;
+  for (size_t i = 0; i < page->statuses.size(); ++i) {
+    const size_t entry = page->statuses[i].ByteSizeLong() + 8;  // with its tag and length
+    if (i > 0 && bytes + entry + 1024 > max_response_bytes_) {
+      response->set_next_page_token(
+          Controller::StatusPageToken(response->statuses(response->statuses_size() - 1)));
+      return call.Done(absl::OkStatus());
+    }
+    bytes += entry;
+    *response->add_statuses() = std::move(page->statuses[i]);
+  }
+  response->set_next_page_token(page->next_page_token);
   return call.Done(absl::OkStatus());
 }
 

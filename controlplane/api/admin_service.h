@@ -49,6 +49,12 @@ class AdminServiceImpl final {
 
   // Where WatchEvents subscribes (it answers UNAVAILABLE without one). Set before serving.
   void SetEventBus(EventBus* events) { events_ = events; }
+  // The largest response gRPC will send (--max-message-bytes): GetStatus refuses a larger
+  // one itself, saying how to page. Set before serving.
+  void SetMaxResponseBytes(size_t bytes) { max_response_bytes_ = bytes; }
+  // GetStatus pages: when a token comes without a size, and the most one may ask for.
+  static constexpr int kDefaultStatusPage = 1000;
+  static constexpr int kMaxStatusPage = 10000;
   // Concurrent WatchEvents streams allowed; more are RESOURCE_EXHAUSTED.
   static constexpr size_t kMaxWatchers = 100;
 
@@ -108,6 +114,7 @@ class AdminServiceImpl final {
 
  private:
   v1::AdminService::AsyncService async_;
+  size_t max_response_bytes_ = size_t{64} << 20;
   EventBus* events_ = nullptr;
   friend class AdminCall;
   Controller* const controller_;

@@ -1207,12 +1207,13 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   writes_.Put(kClusters, agent.info.name(), record.SerializeAsString());
 }
 
-std::vector<ClusterView> Hub::Clusters(const std::string& only) {
+std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::string& from,
+                                       size_t max) {
   MutexLock lock(&mu_);
   std::vector<ClusterView> out;
-  auto begin = only.empty() ? agents_.begin() : agents_.find(only);
+  auto begin = !only.empty() ? agents_.find(only) : agents_.lower_bound(from);
   auto end = only.empty() || begin == agents_.end() ? agents_.end() : std::next(begin);
-  for (auto it = begin; it != end; ++it) {
+  for (auto it = begin; it != end && (max == 0 || out.size() < max); ++it) {
     const Agent& agent = it->second;
     ClusterView view{agent.info, agent.reports};
     if (!agent.labels_known && !agent.reported.empty()) {

@@ -206,8 +206,10 @@ class Hub {
   // Replaces the cluster's condition of the same type.
   void OnCondition(uint64_t session, const v1::ClusterCondition& condition);
 
-  // Every cluster, or only `name` when it is not empty.
-  std::vector<ClusterView> Clusters(const std::string& name = "");
+  // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
+  // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
+  std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",
+                                    size_t max = 0);
   // How far `bundle` has rolled out to the known clusters `selector` matches.
   struct Rollout {
     int targets = 0;

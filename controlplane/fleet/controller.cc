@@ -5,6 +5,7 @@
 #include <limits>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -787,6 +788,61 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
 
 std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_filter,
                                                     const std::string& bundle_filter) {
+  return StatusesOf(hub_->Clusters(cluster_filter), bundle_filter);
+}
+
+std::string Controller::StatusPageToken(const v1::BundleStatus& last) {
+  return absl::StrCat(last.cluster(), "/", last.bundle());  // names never hold a '/'
+}
+
+absl::StatusOr<Controller::StatusPage> Controller::GetStatusPage(const std::string& cluster_filter,
+                                                                 const std::string& bundle_filter,
+                                                                 const std::string& page_token,
+                                                                 size_t page_size) {
+  std::string after_cluster, after_bundle;
+  if (!page_token.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(page_token, absl::MaxSplits('/', 1));
+    if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("page_token \"", page_token,
+                       "\" is not one this control plane gave (pass a page's next_page_token)"));
+    }
+    after_cluster = std::move(parts[0]);
+    after_bundle = std::move(parts[1]);
+  }
+  page_size = std::max<size_t>(1, page_size);
+  size_t bundles = 1;
+  {
+    MutexLock lock(&mu_);
+    bundles = std::max<size_t>(1, bundles_.size());
+  }
+  // Clusters a batch at a time, about a page's worth of statuses each: the statuses of the
+  // whole fleet are never built for one page.
+  const size_t batch = page_size / bundles + 1;
+  StatusPage page;
+  std::string from = after_cluster;
+  while (true) {
+    std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter, from, batch);
+    if (clusters.empty()) break;
+    for (v1::BundleStatus& status : StatusesOf(clusters, bundle_filter)) {
+      if (!after_cluster.empty() &&
+          std::tie(status.cluster(), status.bundle()) <= std::tie(after_cluster, after_bundle)) {
+        continue;
+      }
+      if (page.statuses.size() == page_size) {  // and one more follows
+        page.next_page_token = StatusPageToken(page.statuses.back());
+        return page;
+      }
+      page.statuses.push_back(std::move(status));
+    }
+    if (!cluster_filter.empty() || clusters.size() < batch) break;
+    from = clusters.back().info.name() + std::string(1, '\0');  // the next name on
+  }
+  return page;
+}
+
+std::vector<v1::BundleStatus> Controller::StatusesOf(const std::vector<ClusterView>& clusters,
+                                                     const std::string& bundle_filter) {
   struct Pair {
     const ClusterView* cluster;
     v1::BundleInfo info;
@@ -796,14 +852,12 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
     std::string held_back;
     std::shared_ptr<const BundleContent> stable;  // what the hub gives joiners meanwhile
   };
-  std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter);
   std::vector<Pair> pairs;
   {
     MutexLock lock(&mu_);
     // Each bundle's cluster -> partition, built when a status first needs it.
     std::map<std::string, PartitionIndex> partition_of;
     for (const ClusterView& cluster : clusters) {
-      if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
       LabelMap labels(cluster.info.labels().begin(), cluster.info.labels().end());
       for (const auto& [name, state] : bundles_) {
         if (!bundle_filter.empty() && name != bundle_filter) continue;
@@ -852,7 +906,6 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
   }
   // Orphans: what the agents hold and enforce without a definition here.
   for (const ClusterView& cluster : clusters) {
-    if (!cluster_filter.empty() && cluster.info.name() != cluster_filter) continue;
     for (const std::string& bundle : cluster.info.orphaned_bundles()) {
       if (!bundle_filter.empty() && bundle != bundle_filter) continue;
       v1::BundleStatus status;
@@ -875,6 +928,11 @@ std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_f
       out.push_back(std::move(status));
     }
   }
+  // Orphans among the rest: one order, so pages can resume after any status.
+  std::stable_sort(out.begin(), out.end(),
+                   [](const v1::BundleStatus& a, const v1::BundleStatus& b) {
+                     return std::tie(a.cluster(), a.bundle()) < std::tie(b.cluster(), b.bundle());
+                   });
   return out;
 }
 

@@ -113,8 +113,20 @@ class Controller {
   // See Hub::AdoptCluster and Hub::ForgetBundle.
   absl::Status AdoptCluster(const std::string& cluster);
   absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);
+  // Ordered by cluster, then bundle.
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);
+  // At most `page_size` (>= 1) of them, from after `page_token` (a page's next_page_token:
+  // the cluster and bundle of its last status). InvalidArgument for a token it did not give.
+  struct StatusPage {
+    std::vector<v1::BundleStatus> statuses;
+    std::string next_page_token;  // empty on the last page
+  };
+  // The token of the page that ends with `last`.
+  static std::string StatusPageToken(const v1::BundleStatus& last);
+  absl::StatusOr<StatusPage> GetStatusPage(const std::string& cluster_filter,
+                                           const std::string& bundle_filter,
+                                           const std::string& page_token, size_t page_size);
 
   // Fleet operations (see admin.proto).
   absl::StatusOr<v1::RolloutStatus> GetRollout(const std::string& bundle);
@@ -132,6 +144,10 @@ class Controller {
                                            absl::Time wait_until = absl::InfiniteFuture());
 
  private:
+  // The statuses of `clusters` (and the bundles `bundle_filter` lets through), ordered by
+  // cluster, then bundle, orphans included.
+  std::vector<v1::BundleStatus> StatusesOf(const std::vector<ClusterView>& clusters,
+                                           const std::string& bundle_filter);
   // Every repository path the renders of one content read, across all its variants
   // (a jsonnet program may import different files for different values).
   struct ReadPathSet {

@@ -2,6 +2,7 @@
 // flood, garbage and oversized messages. Each is cut off with an error naming the limit
 // while the other agents' updates keep flowing. Small N here; bench/fanout covers large N.
 
+#include <algorithm>
 #include <deque>
 #include <fstream>
 
@@ -378,6 +379,100 @@ namespace gitfleet {
 namespace {
 
 // A control plane with agent tokens, two handshake slots and a one-second hello timeout.
+// A fleet's whole status can outgrow one gRPC message (1,500 clusters with 10 bundles pass
+// 4 MiB). Asked for at once, it is refused by name; asked for in pages, every status comes
+// once, in order; gitfleetctl status pages by itself. Here the bound is made small instead.
+TEST(StatusPages, AStatusTooBigForOneMessageIsPagedNotLost) {
+  const std::string root = TempDir("status-pages");
+  GitFixture git(root + "/repo");
+  git.Write("app/cm.yaml", Cm(0, 0));
+  git.Commit("initial");
+  Process cp(kControlPlane,
+             {"--data-dir=" + root + "/cp", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
+              "--poll-interval-seconds=3600", "--allow-any-agent", "--trust-agent-labels",
+              "--allow-local-sources", "--max-message-bytes=131072", "--max-bundle-bytes=65536"},
+             root + "/cp.log");
+  const std::string port = cp.WaitForLog(R"(serving gRPC on port (\d+))");
+  ASSERT_FALSE(port.empty()) << cp.Log();
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + port, grpc::InsecureChannelCredentials()));
+  for (const char* name : {"app", "app2"}) {
+    grpc::ClientContext c1, c2;
+    v1::AddSourceRequest source;
+    source.mutable_source()->set_name(name);
+    source.mutable_source()->set_url(git.url());
+    v1::SourceInfo source_info;
+    ASSERT_TRUE(admin->AddSource(&c1, source, &source_info).ok());
+    v1::AddBundleRequest bundle;
+    bundle.mutable_bundle()->set_name(name);
+    bundle.mutable_bundle()->set_source(name);
+    bundle.mutable_bundle()->set_path("app");
+    v1::BundleInfo info;
+    ASSERT_TRUE(admin->AddBundle(&c2, bundle, &info).ok());
+  }
+  constexpr int kClusters = 300;  // 600 statuses, about 190 KiB
+  bench::SwarmOptions options;
+  options.target = "127.0.0.1:" + port;
+  options.agents = kClusters;
+  options.name_prefix = "c-";
+  bench::Swarm swarm(options);
+  swarm.Start();
+  ASSERT_TRUE(swarm.WaitUntil([&] { return swarm.connected() == kClusters; }, absl::Seconds(60)));
+
+  grpc::ClientContext all_context;
+  v1::GetStatusResponse all;
+  grpc::Status refused = admin->GetStatus(&all_context, v1::GetStatusRequest(), &all);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("the status of 600 bundles on clusters"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("ask for pages (page_size"));
+
+  // Pages of 7: every (cluster, bundle) once, in order, whatever the page boundaries.
+  std::vector<std::string> seen;
+  v1::GetStatusRequest request;
+  request.set_page_size(7);
+  for (int pages = 0; pages < 200; ++pages) {
+    grpc::ClientContext context;
+    v1::GetStatusResponse page;
+    grpc::Status status = admin->GetStatus(&context, request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.statuses_size(), 7);
+    for (const v1::BundleStatus& s : page.statuses()) {
+      seen.push_back(absl::StrCat(s.cluster(), "/", s.bundle()));
+    }
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  ASSERT_EQ(seen.size(), 2u * kClusters);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end()) << "a status twice";
+  // A filter pages too; a token it never gave is refused by name.
+  request.Clear();
+  request.set_bundle("app2");
+  request.set_page_size(100);
+  int app2 = 0;
+  for (int pages = 0; pages < 10; ++pages) {
+    grpc::ClientContext context;
+    v1::GetStatusResponse page;
+    ASSERT_TRUE(admin->GetStatus(&context, request, &page).ok());
+    for (const v1::BundleStatus& s : page.statuses()) app2 += s.bundle() == "app2";
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(app2, kClusters);
+  request.set_page_token("garbage");
+  grpc::ClientContext bad_context;
+  v1::GetStatusResponse bad;
+  grpc::Status invalid = admin->GetStatus(&bad_context, request, &bad);
+  EXPECT_EQ(invalid.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(invalid.error_message(), HasSubstr("page_token \"garbage\" is not one"));
+
+  // gitfleetctl status pages by itself.
+  int code = 0;
+  std::string table = ::gitfleet::testing::RunCtl(std::stoi(port), {"status"}, &code);
+  EXPECT_EQ(code, 0) << table;
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 1 + 2 * kClusters) << table;
+}
+
 class Handshakes : public ::testing::Test {
  protected:
   Handshakes() : root_(TempDir("handshakes")), git_(root_ + "/repo") {
