@@ -1778,6 +1778,9 @@ absl::StatusOr<v1::BundleInfo> Controller::SuspendBundle(const std::string& name
     return absl::OkStatus();
   }));
   GF_LOG(INFO) << "bundle " << name << (suspend ? " suspended" : " resumed");
+  Publish(MakeEvent(suspend ? "bundle.suspended" : "bundle.resumed", name, "",
+                    suspend ? "suspended by an operator: no cluster gets a new revision"
+                            : "resumed by an operator"));
   ReconcileAndWait(name, wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
@@ -1888,6 +1891,13 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
                << (commit.empty() ? std::string(" unpinned: it follows its source again")
                                   : absl::StrCat(" pinned to commit ", commit,
                                                  no_prune ? ", keeping what it lacks" : ""));
+  Publish(commit.empty()
+              ? MakeEvent("bundle.unpinned", name, "",
+                          "unpinned by an operator: it follows its source again")
+              : MakeEvent("bundle.pinned", name, "",
+                          absl::StrCat("rolled back by an operator to ", commit.substr(0, 12),
+                                       no_prune ? ", keeping what it lacks" : ""),
+                          commit));
   ReconcileAndWait(name, wait_until);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
@@ -1897,7 +1907,11 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
 
 absl::Status Controller::SuspendCluster(const std::string& cluster, bool suspend) {
   if (cluster.empty()) return absl::InvalidArgumentError("suspend needs a cluster name");
-  return hub_->SuspendCluster(cluster, suspend);
+  GF_RETURN_IF_ERROR(hub_->SuspendCluster(cluster, suspend));
+  Publish(MakeEvent(suspend ? "cluster.suspended" : "cluster.resumed", "", cluster,
+                    suspend ? "under maintenance: it gets no new revision of any bundle"
+                            : "resumed by an operator"));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(

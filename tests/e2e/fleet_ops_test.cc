@@ -37,6 +37,7 @@ using ::gitfleet::testing::HttpGet;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using nlohmann::json;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -547,6 +548,14 @@ TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
   Ctl({"cluster", "resume", "c2"}, &code);
   EXPECT_EQ(code, 0);
   EXPECT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
+  // Each act is an event, in order, for services that follow them.
+  std::string events = Ctl({"events", "--type=bundle.,cluster.suspended,cluster.resumed"});
+  // (POSIX regular expressions: "." also matches the line ends.)
+  EXPECT_THAT(events, ContainsRegex("bundle\\.suspended +bundle=web .*"
+                                    "cluster\\.suspended +cluster=c2 .*"
+                                    "bundle\\.resumed +bundle=web .*"
+                                    "cluster\\.resumed +cluster=c2"))
+      << events;
 }
 
 TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
@@ -619,6 +628,12 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:3"; })) << Logs();
   EXPECT_TRUE(Eventually(extra)) << "v3 holds it again";
+  std::string events = Ctl({"events", "--bundle=web", "--type=bundle."});
+  EXPECT_THAT(events, HasSubstr("bundle.pinned  bundle=web  commit=" + v1.substr(0, 12) +
+                                "  rolled back by an operator to " + v1.substr(0, 12) +
+                                ", keeping what it lacks"))
+      << events;
+  EXPECT_THAT(events, HasSubstr("bundle.unpinned  bundle=web"));
 }
 
 TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
