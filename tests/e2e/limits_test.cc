@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
@@ -33,6 +34,26 @@ using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 
 using ::gitfleet::testing::kControlPlane;
+
+// Adds source `name` (the repository at `url`) and bundle `name` of its app/ directory.
+absl::StatusOr<v1::BundleInfo> AddSourceAndBundle(v1::AdminService::Stub& admin,
+                                                  const std::string& name, const std::string& url) {
+  grpc::ClientContext c1, c2;
+  v1::AddSourceRequest source;
+  source.mutable_source()->set_name(name);
+  source.mutable_source()->set_url(url);
+  v1::SourceInfo source_info;
+  grpc::Status added = admin.AddSource(&c1, source, &source_info);
+  if (!added.ok()) return absl::InternalError(added.error_message());
+  v1::AddBundleRequest bundle;
+  bundle.mutable_bundle()->set_name(name);
+  bundle.mutable_bundle()->set_source(name);
+  bundle.mutable_bundle()->set_path("app");
+  v1::BundleInfo info;
+  added = admin.AddBundle(&c2, bundle, &info);
+  if (!added.ok()) return absl::InternalError(added.error_message());
+  return info;
+}
 
 std::string Cm(int i, int version, size_t pad = 400) {
   return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
@@ -154,17 +175,9 @@ class Limits : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_FALSE(port_.empty()) << cp_->Log();
-    grpc::ClientContext c1, c2;
-    v1::AddSourceRequest source;
-    source.mutable_source()->set_name("app");
-    source.mutable_source()->set_url(git_.url());
-    v1::SourceInfo source_info;
-    ASSERT_TRUE(admin_->AddSource(&c1, source, &source_info).ok());
-    v1::AddBundleRequest bundle;
-    bundle.mutable_bundle()->set_name("app");
-    bundle.mutable_bundle()->set_source("app");
-    bundle.mutable_bundle()->set_path("app");
-    ASSERT_TRUE(admin_->AddBundle(&c2, bundle, &bundle_).ok());
+    absl::StatusOr<v1::BundleInfo> added = AddSourceAndBundle(*admin_, "app", git_.url());
+    ASSERT_TRUE(added.ok()) << added.status();
+    bundle_ = *std::move(added);
   }
 
   // Commits a change (to one object, or to all with big ones) and returns the new revision
@@ -397,18 +410,8 @@ TEST(StatusPages, AStatusTooBigForOneMessageIsPagedNotLost) {
   auto admin = v1::AdminService::NewStub(
       grpc::CreateChannel("127.0.0.1:" + port, grpc::InsecureChannelCredentials()));
   for (const char* name : {"app", "app2"}) {
-    grpc::ClientContext c1, c2;
-    v1::AddSourceRequest source;
-    source.mutable_source()->set_name(name);
-    source.mutable_source()->set_url(git.url());
-    v1::SourceInfo source_info;
-    ASSERT_TRUE(admin->AddSource(&c1, source, &source_info).ok());
-    v1::AddBundleRequest bundle;
-    bundle.mutable_bundle()->set_name(name);
-    bundle.mutable_bundle()->set_source(name);
-    bundle.mutable_bundle()->set_path("app");
-    v1::BundleInfo info;
-    ASSERT_TRUE(admin->AddBundle(&c2, bundle, &info).ok());
+    absl::StatusOr<v1::BundleInfo> added = AddSourceAndBundle(*admin, name, git.url());
+    ASSERT_TRUE(added.ok()) << added.status();
   }
   constexpr int kClusters = 300;  // 600 statuses, about 190 KiB
   bench::SwarmOptions options;
