@@ -39,8 +39,9 @@ ABSL_FLAG(std::string, grpc, "127.0.0.1:7070", "Address for the agent and admin 
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "Address for /metrics, /healthz and /readyz.");
 ABSL_FLAG(std::string, data_dir, "", "Directory for the store and Git caches (required).");
 ABSL_FLAG(std::string, agent_tokens, "",
-          "File of 'cluster token [k=v,...]' lines: clusters known at start, besides those "
-          "registered with 'gitfleetctl cluster add'.");
+          "File of 'cluster token [k=v,...]' lines: clusters known besides those registered "
+          "with 'gitfleetctl cluster add'. Read again within seconds of a change: a removed "
+          "line retires its cluster, a changed token stops the old one.");
 ABSL_FLAG(bool, allow_any_agent, false,
           "UNSAFE: accept agents of clusters nobody registered, without a token (demos and "
           "tests only). Registered clusters still need their token.");
@@ -277,6 +278,7 @@ int Main(ShutdownSignals& signals) {
   absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
       store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));
   if (!clusters.ok()) return Fail(clusters.status());
+  (*clusters)->WatchFile();  // a line edited, added or removed is in force within seconds
   if (absl::GetFlag(FLAGS_allow_any_agent)) {
     GF_LOG(WARNING) << "--allow-any-agent: agents of unregistered clusters are accepted "
                        "without a token; for demos and tests only";

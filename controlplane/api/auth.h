@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "controlplane/api/watched_files.h"
+#include "common/watched_files.h"
 
 namespace grpc {
 class ServerContextBase;

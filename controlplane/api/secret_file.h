@@ -21,7 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "controlplane/api/watched_files.h"
+#include "common/watched_files.h"
 
 namespace gitfleet {
 

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <optional>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -13,6 +14,7 @@
 #include "common/logging.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
+#include "common/thread_name.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
 namespace gitfleet {
@@ -21,6 +23,8 @@ namespace {
 constexpr char kRegistrations[] = "registrations";
 constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
+// About 100,000 clusters' lines.
+constexpr size_t kMaxFileBytes = 16 << 20;
 
 absl::StatusOr<std::string> NewToken() {
   std::string token = RandomToken("gfa_");
@@ -30,13 +34,11 @@ absl::StatusOr<std::string> NewToken() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
-    Store* store, Hub* hub, const std::string& tokens_text, const std::string& origin,
-    bool allow_any_agent) {
-  std::unique_ptr<ClusterRegistry> registry(new ClusterRegistry(store, hub, allow_any_agent));
-  std::map<std::string, Entry> clusters;
+absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
+    const std::string& text, const std::string& origin) {
+  FileClusters clusters;
   int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(tokens_text, '\n')) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
@@ -60,6 +62,22 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
       return where(absl::StrCat("cluster ", fields[0], " is listed twice"));
     }
   }
+  return clusters;
+}
+
+absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
+    Store* store, Hub* hub, const std::string& tokens_text, const std::string& origin,
+    bool allow_any_agent) {
+  absl::StatusOr<FileClusters> file = ParseFile(tokens_text, origin);
+  if (!file.ok()) return file.status();
+  return Install(store, hub, *std::move(file), allow_any_agent);
+}
+
+absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Install(Store* store, Hub* hub,
+                                                                          FileClusters file,
+                                                                          bool allow_any_agent) {
+  std::unique_ptr<ClusterRegistry> registry(new ClusterRegistry(store, hub, allow_any_agent));
+  std::map<std::string, Entry> clusters = file;
   // Registrations made through the API win over file lines of the same name.
   if (store != nullptr) {
     absl::StatusOr<std::vector<Store::Entry>> stored = store->List(kRegistrations);
@@ -82,6 +100,7 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
     }
   }
   MutexLock writer(&registry->writer_mu_);
+  registry->applied_file_ = std::make_shared<const FileClusters>(std::move(file));
   {
     MutexLock lock(&registry->mu_);
     registry->clusters_ = clusters;
@@ -91,16 +110,127 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
 }
 
 absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Load(
-    Store* store, Hub* hub, const std::string& tokens_path, bool allow_any_agent) {
-  std::string text;
-  if (!tokens_path.empty()) {
-    absl::StatusOr<std::string> read = PosixFileSystem().ReadFile(tokens_path);
-    if (!read.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--agent-tokens: ", read.status().message()));
+    Store* store, Hub* hub, const std::string& tokens_path, bool allow_any_agent,
+    WatchedFilesOptions options) {
+  if (tokens_path.empty()) return Create(store, hub, "", "", allow_any_agent);
+  options.max_bytes = kMaxFileBytes;
+  absl::StatusOr<std::unique_ptr<WatchedFiles<FileClusters>>> file =
+      WatchedFiles<FileClusters>::Open(
+          {{"--agent-tokens", tokens_path}},
+          [tokens_path](const std::vector<std::string>& contents) {
+            return ParseFile(contents[0], tokens_path);
+          },
+          options,
+          [tokens_path](const FileClusters& before, const FileClusters& after) {
+            // An emptied file is what a truncated write looks like; retiring every cluster
+            // it listed takes a file that says so (a comment line will do).
+            if (!before.empty() && after.empty()) {
+              absl::StatusOr<std::string> text =
+                  ReadWatchedFile("--agent-tokens", tokens_path, kMaxFileBytes);
+              if (text.ok() && absl::StripAsciiWhitespace(*text).empty()) {
+                return absl::InvalidArgumentError(
+                    absl::StrCat("--agent-tokens: ", tokens_path, " is empty; to retire all ",
+                                 before.size(), " clusters it listed, leave a comment line in it"));
+              }
+            }
+            return absl::OkStatus();
+          });
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::unique_ptr<ClusterRegistry>> registry =
+      Install(store, hub, *(*file)->Current(), allow_any_agent);
+  if (!registry.ok()) return registry.status();
+  (*registry)->file_ = *std::move(file);
+  return registry;
+}
+
+void ClusterRegistry::Refresh() {
+  if (file_ == nullptr) return;
+  std::shared_ptr<const FileClusters> now = file_->Current();
+  MutexLock writer(&writer_mu_);
+  if (now == applied_file_) return;
+  ApplyFileLocked(*applied_file_, *now);
+  applied_file_ = std::move(now);
+}
+
+void ClusterRegistry::ApplyFileLocked(const FileClusters& before, const FileClusters& after) {
+  std::set<std::string> names;
+  for (const auto& [name, entry] : before) names.insert(name);
+  for (const auto& [name, entry] : after) names.insert(name);
+  for (const std::string& name : names) {
+    auto was = before.find(name);
+    auto is = after.find(name);
+    if (was != before.end() && is != after.end() &&
+        was->second.token_sha256 == is->second.token_sha256 &&
+        was->second.has_labels == is->second.has_labels &&
+        was->second.labels == is->second.labels) {
+      continue;
     }
-    text = *std::move(read);
+    std::optional<Entry> current;
+    {
+      MutexLock lock(&mu_);
+      auto it = clusters_.find(name);
+      if (it != clusters_.end()) {
+        if (it->second.from_api) continue;  // the API's registration wins
+        current = it->second;
+      }
+    }
+    if (is == after.end()) {
+      if (!current.has_value()) continue;
+      {
+        MutexLock lock(&mu_);
+        clusters_.erase(name);
+      }
+      PublishLocked(name, nullptr);
+      if (hub_ != nullptr) {
+        hub_->CloseCluster(name, absl::UnauthenticatedError("this cluster was removed from the "
+                                                            "control plane's --agent-tokens"));
+      }
+      GF_LOG(INFO) << "cluster " << name
+                   << " removed from --agent-tokens; what its agent holds stays applied";
+      continue;
+    }
+    {
+      MutexLock lock(&mu_);
+      clusters_[name] = is->second;
+    }
+    const bool new_token = !current.has_value() || current->token_sha256 != is->second.token_sha256;
+    if (!current.has_value() || current->has_labels != is->second.has_labels ||
+        current->labels != is->second.labels) {
+      PublishLocked(name, &is->second);
+    }
+    if (new_token && hub_ != nullptr) {
+      hub_->CloseCluster(
+          name, absl::UnauthenticatedError("this cluster's token changed in the control plane's "
+                                           "--agent-tokens; reconnect with the new one"));
+    }
+    GF_LOG(INFO) << "cluster " << name
+                 << (!current.has_value() ? " added from --agent-tokens"
+                     : new_token          ? "'s token changed in --agent-tokens"
+                                          : "'s labels changed in --agent-tokens");
   }
-  return Create(store, hub, text, tokens_path, allow_any_agent);
+}
+
+void ClusterRegistry::WatchFile(absl::Duration every) {
+  if (file_ == nullptr || watcher_.joinable()) return;
+  watcher_ = std::thread([this, every] {
+    NameThisThread("gf-agent-tokens");
+    while (true) {
+      Refresh();
+      MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(
+              [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) { return stopping_; }, every)) {
+        return;
+      }
+    }
+  });
+}
+
+ClusterRegistry::~ClusterRegistry() {
+  {
+    MutexLock lock(&watch_mu_);
+    stopping_ = true;
+  }
+  if (watcher_.joinable()) watcher_.join();
 }
 
 bool ClusterRegistry::Matches(const std::string& cluster, const std::string& token) const {
@@ -245,7 +375,8 @@ absl::Status ClusterRegistry::Remove(const std::string& name) {
     }
     if (!it->second.from_api) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cluster \"", name, "\" comes from --agent-tokens; remove its line there and restart"));
+          "cluster \"", name,
+          "\" comes from --agent-tokens; remove its line there (read again within seconds)"));
     }
   }
   if (absl::Status s = store_->Apply({Store::Delete(kRegistrations, name)}); !s.ok()) return s;

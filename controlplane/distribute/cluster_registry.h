@@ -4,10 +4,15 @@
 // The clusters the control plane knows by name: each one's agent token (kept as its
 // SHA-256) and the labels bundles target it by. Clusters come from two places:
 // - `gitfleetctl cluster add` (the API), stored durably in the store;
-// - --agent-tokens=FILE, read at start: "cluster token [k=v,...]" a line.
+// - --agent-tokens=FILE: "cluster token [k=v,...]" a line. The file is read again when it
+//   changes (Refresh, or the thread WatchFile starts), so a leaked token is revoked, a
+//   cluster added or retired, without a restart. A line removed retires its cluster and a
+//   token changed stops the old one; either closes the agent's stream. An edit that does
+//   not parse, or leaves the file empty, keeps what is in force (logged once).
 // A cluster registered through the API overrides a file line of the same name.
 //
 //   GF_ASSIGN_OR_RETURN(auto registry, ClusterRegistry::Load(store, &hub, path, false));
+//   registry->WatchFile();
 //   absl::Status ok = registry->Check("eu-1", token);
 //   GF_ASSIGN_OR_RETURN(std::string token, registry->Register("eu-2", {{"env", "prod"}}));
 //
@@ -19,11 +24,13 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/model/label_selector.h"
 #include "common/sync.h"
+#include "common/watched_files.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/store/store.h"
 
@@ -35,7 +42,8 @@ class ClusterRegistry {
   // clusters not registered are accepted without a token (demos and tests only).
   static absl::StatusOr<std::unique_ptr<ClusterRegistry>> Load(Store* store, Hub* hub,
                                                                const std::string& tokens_path,
-                                                               bool allow_any_agent);
+                                                               bool allow_any_agent,
+                                                               WatchedFilesOptions options = {});
   static absl::StatusOr<std::unique_ptr<ClusterRegistry>> Create(Store* store, Hub* hub,
                                                                  const std::string& tokens_text,
                                                                  const std::string& origin,
@@ -58,8 +66,16 @@ class ClusterRegistry {
   // Retires `name`: its agent is refused from now on; what it holds stays applied.
   absl::Status Remove(const std::string& name);
 
+  // Applies what --agent-tokens holds now, when it changed (read at most once per the
+  // options' recheck). A no-op for a registry made by Create.
+  void Refresh() ABSL_LOCKS_EXCLUDED(writer_mu_, mu_);
+  // Calls Refresh every `every` on a thread of its own, until the registry is destroyed.
+  void WatchFile(absl::Duration every = absl::Milliseconds(250));
+
   bool allow_any_agent() const { return allow_any_agent_; }
   size_t size() const;
+
+  ~ClusterRegistry();
 
  private:
   struct Entry {
@@ -68,8 +84,20 @@ class ClusterRegistry {
     std::string token_sha256;
     bool from_api = false;
   };
+  using FileClusters = std::map<std::string, Entry>;
   ClusterRegistry(Store* store, Hub* hub, bool allow_any_agent)
       : store_(store), hub_(hub), allow_any_agent_(allow_any_agent) {}
+
+  // The lines of an --agent-tokens file; errors name `origin` and the line.
+  static absl::StatusOr<FileClusters> ParseFile(const std::string& text, const std::string& origin);
+  // With the file's clusters parsed, adds the stored registrations and installs both.
+  static absl::StatusOr<std::unique_ptr<ClusterRegistry>> Install(Store* store, Hub* hub,
+                                                                  FileClusters file,
+                                                                  bool allow_any_agent);
+  // Moves from the file's clusters `before` to `after`; registrations made through the
+  // API are left alone.
+  void ApplyFileLocked(const FileClusters& before, const FileClusters& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool Matches(const std::string& cluster, const std::string& token) const;
   // Writes the registration; with writer_mu_ held (and not mu_: handshakes never wait on
@@ -95,6 +123,12 @@ class ClusterRegistry {
   mutable Mutex mu_;
   std::map<std::string, Entry> clusters_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> refused_ ABSL_GUARDED_BY(mu_);
+  // --agent-tokens (null from Create), and the content of it last applied.
+  std::unique_ptr<WatchedFiles<FileClusters>> file_;
+  std::shared_ptr<const FileClusters> applied_file_ ABSL_GUARDED_BY(writer_mu_);
+  Mutex watch_mu_;
+  bool stopping_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watcher_;
 };
 
 }  // namespace gitfleet

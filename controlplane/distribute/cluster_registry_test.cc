@@ -1,5 +1,11 @@
 #include "controlplane/distribute/cluster_registry.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -81,6 +87,61 @@ TEST_F(ClusterRegistryTest, RemoveRetiresAnApiClusterButNotAFileLine) {
   EXPECT_THAT(registry->Remove("eu-1"),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--agent-tokens")));
   EXPECT_EQ(Make("")->size(), 0u) << "the removal is durable";
+}
+
+TEST_F(ClusterRegistryTest, TheTokenFileIsReadAgainWhenItChanges) {
+  const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/agent-tokens");
+  auto write = [&](const std::string& text) {
+    std::ofstream(path + ".new") << text;
+    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  };
+  write("eu-1 leaked\nus-1 keep env=prod\nap-1 file-token\n");
+  FakeClock fake_clock;
+  WatchedFilesOptions options;
+  options.clock = &fake_clock;
+  absl::StatusOr<std::unique_ptr<ClusterRegistry>> loaded =
+      ClusterRegistry::Load(&store_, nullptr, path, false, options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ClusterRegistry& registry = **loaded;
+  // ap-1 is registered through the API as well, which wins over its line.
+  ASSERT_TRUE(registry.SetLabels("ap-1", {{"env", "dev"}}).ok());
+  EXPECT_TRUE(registry.Check("eu-1", "leaked").ok());
+
+  // The leaked token is replaced, us-1 retired, de-1 added, ap-1's line dropped.
+  write("eu-1 fresh\nde-1 new env=dev\n");
+  registry.Refresh();
+  EXPECT_TRUE(registry.Check("eu-1", "leaked").ok()) << "read again at most once a second";
+  fake_clock.Advance(absl::Seconds(1));
+  registry.Refresh();
+  EXPECT_FALSE(registry.Check("eu-1", "leaked").ok());
+  EXPECT_TRUE(registry.Check("eu-1", "fresh").ok());
+  EXPECT_FALSE(registry.Check("us-1", "keep").ok());
+  EXPECT_TRUE(registry.Check("de-1", "new").ok());
+  EXPECT_TRUE(registry.Check("ap-1", "file-token").ok()) << "the API's registration stays";
+  EXPECT_EQ(registry.size(), 3u);
+
+  // Edits that do not parse, and an emptied file (a truncated write), change nothing.
+  for (const std::string& refused : {std::string("eu-1\n"), std::string("eu-1 a\neu-1 b\n"),
+                                     std::string("de-1 new env\n"), std::string(" \n")}) {
+    write(refused);
+    fake_clock.Advance(absl::Seconds(1));
+    registry.Refresh();
+    EXPECT_TRUE(registry.Check("eu-1", "fresh").ok()) << refused;
+    EXPECT_TRUE(registry.Check("de-1", "new").ok()) << refused;
+  }
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  fake_clock.Advance(absl::Seconds(1));
+  registry.Refresh();
+  EXPECT_TRUE(registry.Check("eu-1", "fresh").ok()) << "a missing file changes nothing";
+
+  // A file that says it lists nobody retires them all; the API's cluster stays.
+  write("# every cluster is registered through the API now\n");
+  fake_clock.Advance(absl::Seconds(1));
+  registry.Refresh();
+  EXPECT_FALSE(registry.Check("eu-1", "fresh").ok());
+  EXPECT_FALSE(registry.Check("de-1", "new").ok());
+  EXPECT_EQ(registry.size(), 1u);
+  EXPECT_TRUE(registry.Remove("ap-1").ok());
 }
 
 TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {

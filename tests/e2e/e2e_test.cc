@@ -359,7 +359,8 @@ TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
   std::string first = git_.Commit("first");
-  std::ofstream(root_ + "/tokens") << "prod-eu new-token\n";
+  std::ofstream(root_ + "/tokens") << "prod-eu new-token env=prod\n";
+  open_fleet_ = false;  // the control plane's defaults: only registered clusters
   StartControlPlane({"--agent-tokens=" + root_ + "/tokens"});
   std::string token_file = root_ + "/agent-token";
   std::ofstream(token_file) << "old-token\n";
@@ -372,6 +373,38 @@ TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
   ASSERT_EQ(rename((token_file + ".tmp").c_str(), token_file.c_str()), 0);
   ExpectSynced("prod-eu", "web", first);
   EXPECT_FALSE(agent.process->WaitForLog("token changed in").empty());
+
+  // The control plane's own file is edited (a leaked token replaced), with no restart:
+  // the old token stops working and the connected agent is cut off, until its own file
+  // has the new one.
+  auto write_tokens = [&](const std::string& text) {
+    std::ofstream(root_ + "/tokens.new") << text;
+    ASSERT_EQ(rename((root_ + "/tokens.new").c_str(), (root_ + "/tokens").c_str()), 0);
+  };
+  write_tokens("prod-eu newer-token env=prod\n");
+  EXPECT_FALSE(
+      agent.process->WaitForLog("token changed in the control plane's --agent-tokens").empty())
+      << agent.process->Log();
+  std::ofstream(token_file + ".tmp") << "newer-token\n";
+  ASSERT_EQ(rename((token_file + ".tmp").c_str(), token_file.c_str()), 0);
+  git_.Write("apps/web/b.yaml", Cm("b"));
+  std::string second = git_.Commit("second");
+  ExpectSynced("prod-eu", "web", second);
+
+  // An edit that does not parse keeps what is in force; a removed line retires the
+  // cluster, and what it holds stays applied.
+  write_tokens("prod-eu\n");
+  EXPECT_FALSE(cp_->WaitForLog("tokens:1: want \"cluster token \\[labels\\]\"").empty());
+  EXPECT_EQ(ConnectedClusters(), 1);
+  const std::string rejections = "gitfleet_agent_rejections_total{reason=\"unauthenticated\"}";
+  const double refused = CpMetric(rejections);
+  write_tokens("# prod-eu is retired\n");
+  EXPECT_FALSE(
+      agent.process->WaitForLog("this cluster was removed from the control plane's").empty());
+  // Its agent comes back and is refused.
+  EXPECT_TRUE(Eventually([&] { return CpMetric(rejections) > refused; }));
+  EXPECT_EQ(ConnectedClusters(), 0);
+  EXPECT_THAT(Files("prod-eu"), ::testing::Contains("shop/ConfigMap/b.yaml"));
 }
 
 TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {

@@ -1,5 +1,5 @@
-#ifndef GITFLEET_CONTROLPLANE_API_WATCHED_FILES_H_
-#define GITFLEET_CONTROLPLANE_API_WATCHED_FILES_H_
+#ifndef GITFLEET_COMMON_WATCHED_FILES_H_
+#define GITFLEET_COMMON_WATCHED_FILES_H_
 
 // Configuration read from files that may change while the control plane runs (a mounted
 // Kubernetes Secret is replaced in place), so that a secret is rotated or a credential
@@ -128,4 +128,4 @@ class WatchedFiles {
 
 }  // namespace gitfleet
 
-#endif  // GITFLEET_CONTROLPLANE_API_WATCHED_FILES_H_
+#endif  // GITFLEET_COMMON_WATCHED_FILES_H_

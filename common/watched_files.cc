@@ -1,4 +1,4 @@
-#include "controlplane/api/watched_files.h"
+#include "common/watched_files.h"
 
 #include "common/file_system.h"
 
