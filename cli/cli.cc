@@ -471,8 +471,17 @@ class Cli {
     }
     if (rollout->ByteSizeLong() == 0) bundle->clear_rollout();
     if (std::optional<std::string> deps = args_.Take("depends-on")) {
-      for (absl::string_view dep : absl::StrSplit(*deps, ',', absl::SkipEmpty())) {
-        bundle->add_depends_on(std::string(absl::StripAsciiWhitespace(dep)));
+      // "--depends-on=" says "none"; an empty name inside a list is a slip (a name lost
+      // in an edit), not something to guess around.
+      if (!absl::StripAsciiWhitespace(*deps).empty()) {
+        for (absl::string_view dep : absl::StrSplit(*deps, ',')) {
+          dep = absl::StripAsciiWhitespace(dep);
+          if (dep.empty()) {
+            return Usage(
+                absl::StrCat("--depends-on=", *deps, ": an empty bundle name in the list"));
+          }
+          bundle->add_depends_on(std::string(dep));
+        }
       }
     }
     v1::BundleInfo info;

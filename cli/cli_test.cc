@@ -44,6 +44,9 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"status", "--colour"}, "unknown flag --colour"},
       {{"source", "remove", "a", "b"}, "unexpected argument \"b\""},
       {{"status", "-o"}, "-o needs a format"},
+      {{"bundle", "add", "b", "--source=s", "--depends-on=crds,,operator"},
+       "--depends-on=crds,,operator: an empty bundle name"},
+      {{"bundle", "add", "b", "--source=s", "--depends-on=crds,"}, "an empty bundle name"},
   };
   for (const Case& c : cases) {
     Result r = RunCtl(c.args);
