@@ -32,6 +32,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
     const SwarmOptions& o = swarm->options_;
     labels_["env"] = o.envs[index % o.envs.size()];
     labels_["shard"] = absl::StrCat("s", index % std::max(1, o.shards));
+    for (const auto& [key, value] : o.extra_labels) labels_[key] = value;
     grpc::ChannelArguments args;
     // Its own subchannel, so its own TCP connection, as a real agent in its own cluster.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

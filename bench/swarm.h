@@ -34,6 +34,8 @@ struct SwarmOptions {
   // Agent i gets env=envs[i % envs.size()] and shard=s<i % shards>.
   std::vector<std::string> envs = {"prod"};
   int shards = 10;
+  // Reported by every agent besides env and shard.
+  std::map<std::string, std::string> extra_labels;
   // Per agent: health flips per second (0: status only when a revision arrives).
   double status_churn_per_second = 0;
   // Agents [0, slow_agents) wait `slow_delay` before acknowledging anything.

@@ -239,8 +239,8 @@ class Cli {
 
  private:
   // `status` asks for pages of this many, and gives up after that many pages.
-  static constexpr int kStatusPage = 5000;
-  static constexpr int kMaxStatusPages = 10000;
+  static constexpr int kPageSize = 5000;
+  static constexpr int kMaxPages = 10000;
 
   int Usage(const std::string& message) {
     err_ << "gitfleetctl: " << message << " (see gitfleetctl --help)\n";
@@ -357,6 +357,28 @@ class Cli {
       return 1;
     }
     return 0;
+  }
+
+  // Every page of a listing, in order, with `add` taking each page's entries into `all`:
+  // a big fleet's does not fit in one message (gRPC's default is 4 MiB). Bounded, in case
+  // a server keeps giving tokens.
+  template <typename Request, typename Response>
+  int CallPages(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                               Response*),
+                Request request, const char* what, const std::function<void(Response& page)>& add) {
+    request.set_page_size(kPageSize);
+    for (int pages = 0;; ++pages) {
+      if (pages == kMaxPages) {
+        err_ << "gitfleetctl: the control plane gave more than " << kMaxPages << " pages of "
+             << what << "\n";
+        return 1;
+      }
+      Response page;
+      if (int rc = Call(method, request, &page); rc != 0) return rc;
+      add(page);
+      if (page.next_page_token().empty()) return 0;
+      request.set_page_token(page.next_page_token());
+    }
   }
 
   int Print(const google::protobuf::Message& message) {
@@ -500,7 +522,13 @@ class Cli {
   int BundleList() {
     if (args_.words().size() > 2) return Usage("bundle list takes no arguments");
     v1::ListBundlesResponse response;
-    if (int rc = Call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &response);
+    if (int rc = CallPages(
+            &v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",
+            std::function<void(v1::ListBundlesResponse&)>([&](v1::ListBundlesResponse& page) {
+              for (v1::BundleInfo& b : *page.mutable_bundles()) {
+                *response.add_bundles() = std::move(b);
+              }
+            }));
         rc != 0) {
       return rc;
     }
@@ -540,7 +568,13 @@ class Cli {
   int ClusterList() {
     if (args_.words().size() > 2) return Usage("cluster list takes no arguments");
     v1::ListClustersResponse response;
-    if (int rc = Call(&v1::AdminService::Stub::ListClusters, v1::ListClustersRequest(), &response);
+    if (int rc = CallPages(
+            &v1::AdminService::Stub::ListClusters, v1::ListClustersRequest(), "clusters",
+            std::function<void(v1::ListClustersResponse&)>([&](v1::ListClustersResponse& page) {
+              for (v1::ClusterInfo& c : *page.mutable_clusters()) {
+                *response.add_clusters() = std::move(c);
+              }
+            }));
         rc != 0) {
       return rc;
     }
@@ -1023,23 +1057,16 @@ class Cli {
     v1::GetStatusRequest request;
     request.set_cluster(args_.TakeOr("cluster", ""));
     request.set_bundle(args_.TakeOr("bundle", ""));
-    // Page by page: a fleet's whole status does not fit in one message (1,500 clusters
-    // with 10 bundles pass gRPC's 4 MiB). Bounded, in case a server keeps giving tokens.
-    request.set_page_size(kStatusPage);
     StatusList list;
-    for (int pages = 0;; ++pages) {
-      if (pages == kMaxStatusPages) {
-        err_ << "gitfleetctl: the control plane gave more than " << kMaxStatusPages
-             << " pages of status; filter with --cluster or --bundle\n";
-        return 1;
-      }
-      v1::GetStatusResponse response;
-      if (int rc = Call(&v1::AdminService::Stub::GetStatus, request, &response); rc != 0) {
-        return rc;
-      }
-      for (const v1::BundleStatus& s : response.statuses()) *list.add_statuses() = ToRow(s);
-      if (response.next_page_token().empty()) break;
-      request.set_page_token(response.next_page_token());
+    if (int rc =
+            CallPages(&v1::AdminService::Stub::GetStatus, request, "status",
+                      std::function<void(v1::GetStatusResponse&)>([&](v1::GetStatusResponse& page) {
+                        for (const v1::BundleStatus& s : page.statuses()) {
+                          *list.add_statuses() = ToRow(s);
+                        }
+                      }));
+        rc != 0) {
+      return rc;
     }
     if (format_ != "table") return Print(list);
     Table table({"CLUSTER", "BUNDLE", "SYNC", "HEALTH", "DESIRED", "APPLIED", "MESSAGE"});

@@ -14,10 +14,53 @@
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/names.h"
 #include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
 namespace {
+
+// Moves `items` into `out` in order while they fit: at most `size`, and (after the first)
+// within `max_bytes` in all. Returns how many it moved; a page ends there, and the next
+// one starts with the first left out.
+template <typename T>
+size_t FillPage(std::vector<T>& items, size_t size, size_t max_bytes,
+                google::protobuf::RepeatedPtrField<T>* out) {
+  size_t bytes = 0;
+  size_t i = 0;
+  for (; i < items.size() && i < size; ++i) {
+    const size_t entry = items[i].ByteSizeLong() + 8;  // with its tag and length
+    if (i > 0 && bytes + entry + 1024 > max_bytes) break;
+    bytes += entry;
+    *out->Add() = std::move(items[i]);
+  }
+  return i;
+}
+
+// A whole listing asked for in one response that would not fit in one message: refused
+// here, naming the way out, rather than by gRPC as "larger than max". Clears `response`.
+template <typename Response>
+absl::Status CheckWhole(Response* response, size_t max_bytes, const std::string& what,
+                        const std::string& how) {
+  const size_t bytes = response->ByteSizeLong();
+  if (bytes <= max_bytes) return absl::OkStatus();
+  response->Clear();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, " is ", bytes >> 20, " MiB, over the ", max_bytes >> 20,
+      " MiB one response may hold (--max-message-bytes): ask for pages (page_size, as ", how, ")"));
+}
+
+// Pages of ListBundles and ListClusters: a token is the name of the first entry of the
+// next page, valid when `validate` accepts it as a name.
+absl::Status CheckPageRequest(int32_t page_size, const std::string& token, const char* method,
+                              const std::function<absl::Status(const std::string&)>& validate) {
+  if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  if (!token.empty() && !validate(token).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token \"", token, "\" is not one ", method, " gave"));
+  }
+  return absl::OkStatus();
+}
 
 // When the caller stops waiting: a change's reconcile goes on, but the handler answers
 // with what is known by then (a little before, so the answer still arrives).
@@ -439,13 +482,30 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
-                                           const v1::ListBundlesRequest*,
+                                           const v1::ListBundlesRequest* request,
                                            v1::ListBundlesResponse* response) {
   AdminCall call(this, context, "ListBundles");
   if (!call.allowed()) return call.Refused();
-  for (v1::BundleInfo& info : controller_->ListBundles()) {
-    *response->add_bundles() = std::move(info);
+  if (absl::Status s =
+          CheckPageRequest(request->page_size(), request->page_token(), "ListBundles",
+                           [](const std::string& name) { return ValidateName("bundle", name); });
+      !s.ok()) {
+    return call.Done(s);
   }
+  if (request->page_size() == 0 && request->page_token().empty()) {
+    for (v1::BundleInfo& info : controller_->ListBundles()) {
+      *response->add_bundles() = std::move(info);
+    }
+    const int count = response->bundles_size();
+    return call.Done(CheckWhole(response, max_response_bytes_,
+                                absl::StrCat("the list of ", count, " bundles"),
+                                "gitfleetctl bundle list does"));
+  }
+  const size_t size =
+      request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
+  std::vector<v1::BundleInfo> page = controller_->ListBundles(request->page_token(), size + 1);
+  const size_t taken = FillPage(page, size, max_response_bytes_, response->mutable_bundles());
+  if (taken < page.size()) response->set_next_page_token(page[taken].bundle().name());
   return call.Done(absl::OkStatus());
 }
 
@@ -458,13 +518,29 @@ grpc::Status AdminServiceImpl::RemoveBundle(grpc::ServerContext* context,
 }
 
 grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
-                                            const v1::ListClustersRequest*,
+                                            const v1::ListClustersRequest* request,
                                             v1::ListClustersResponse* response) {
   AdminCall call(this, context, "ListClusters");
   if (!call.allowed()) return call.Refused();
-  for (v1::ClusterInfo& info : controller_->ListClusters()) {
-    *response->add_clusters() = std::move(info);
+  if (absl::Status s = CheckPageRequest(request->page_size(), request->page_token(), "ListClusters",
+                                        ValidateClusterName);
+      !s.ok()) {
+    return call.Done(s);
   }
+  if (request->page_size() == 0 && request->page_token().empty()) {
+    for (v1::ClusterInfo& info : controller_->ListClusters()) {
+      *response->add_clusters() = std::move(info);
+    }
+    const int count = response->clusters_size();
+    return call.Done(CheckWhole(response, max_response_bytes_,
+                                absl::StrCat("the list of ", count, " clusters"),
+                                "gitfleetctl cluster list does"));
+  }
+  const size_t size =
+      request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
+  std::vector<v1::ClusterInfo> page = controller_->ListClusters(request->page_token(), size + 1);
+  const size_t taken = FillPage(page, size, max_response_bytes_, response->mutable_clusters());
+  if (taken < page.size()) response->set_next_page_token(page[taken].name());
   return call.Done(absl::OkStatus());
 }
 
@@ -480,37 +556,22 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
       *response->add_statuses() = std::move(status);
     }
-    // Refused here, naming the way out, rather than by gRPC as "larger than max".
-    if (response->ByteSizeLong() > max_response_bytes_) {
-      const size_t bytes = response->ByteSizeLong();
-      const int count = response->statuses_size();
-      response->Clear();
-      return call.Done(absl::ResourceExhaustedError(absl::StrCat(
-          "the status of ", count, " bundles on clusters is ", bytes >> 20, " MiB, over the ",
-          max_response_bytes_ >> 20,
-          " MiB one response may hold (--max-message-bytes): ask for pages (page_size, as "
-          "gitfleetctl status does) or filter by cluster or bundle")));
-    }
-    return call.Done(absl::OkStatus());
+    const int count = response->statuses_size();
+    return call.Done(CheckWhole(response, max_response_bytes_,
+                                absl::StrCat("the status of ", count, " bundles on clusters"),
+                                "gitfleetctl status does, or filter by cluster or bundle"));
   }
   absl::StatusOr<Controller::StatusPage> page = controller_->GetStatusPage(
       request->cluster(), request->bundle(), request->page_token(),
-      request->page_size() == 0 ? kDefaultStatusPage
-                                : std::min(request->page_size(), kMaxStatusPage));
+      request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize));
   if (!page.ok()) return call.Done(page.status());
   // A page also ends before it outgrows one message; the next one starts there.
-  size_t bytes = 0;
-  for (size_t i = 0; i < page->statuses.size(); ++i) {
-    const size_t entry = page->statuses[i].ByteSizeLong() + 8;  // with its tag and length
-    if (i > 0 && bytes + entry + 1024 > max_response_bytes_) {
-      response->set_next_page_token(
-          Controller::StatusPageToken(response->statuses(response->statuses_size() - 1)));
-      return call.Done(absl::OkStatus());
-    }
-    bytes += entry;
-    *response->add_statuses() = std::move(page->statuses[i]);
-  }
-  response->set_next_page_token(page->next_page_token);
+  const size_t taken = FillPage(page->statuses, page->statuses.size(), max_response_bytes_,
+                                response->mutable_statuses());
+  response->set_next_page_token(
+      taken < page->statuses.size()
+          ? Controller::StatusPageToken(response->statuses(response->statuses_size() - 1))
+          : page->next_page_token);
   return call.Done(absl::OkStatus());
 }
 

@@ -49,12 +49,13 @@ class AdminServiceImpl final {
 
   // Where WatchEvents subscribes (it answers UNAVAILABLE without one). Set before serving.
   void SetEventBus(EventBus* events) { events_ = events; }
-  // The largest response gRPC will send (--max-message-bytes): GetStatus refuses a larger
-  // one itself, saying how to page. Set before serving.
+  // The largest response gRPC will send (--max-message-bytes): GetStatus and ListClusters
+  // refuse a larger one themselves, saying how to page. Set before serving.
   void SetMaxResponseBytes(size_t bytes) { max_response_bytes_ = bytes; }
-  // GetStatus pages: when a token comes without a size, and the most one may ask for.
-  static constexpr int kDefaultStatusPage = 1000;
-  static constexpr int kMaxStatusPage = 10000;
+  // GetStatus and ListClusters pages: when a token comes without a size, and the most one
+  // may ask for.
+  static constexpr int kDefaultPageSize = 1000;
+  static constexpr int kMaxPageSize = 10000;
   // Concurrent WatchEvents streams allowed; more are RESOURCE_EXHAUSTED.
   static constexpr size_t kMaxWatchers = 100;
 

@@ -715,14 +715,15 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
   return absl::OkStatus();
 }
 
-std::vector<v1::BundleInfo> Controller::ListBundles() {
+std::vector<v1::BundleInfo> Controller::ListBundles(const std::string& from, size_t max) {
   std::vector<v1::BundleInfo> out;
   std::vector<LabelSelector> selectors;
   {
     MutexLock lock(&mu_);
-    for (const auto& [name, state] : bundles_) {
-      out.push_back(InfoLocked(state));
-      selectors.push_back(state.selector);
+    for (auto it = bundles_.lower_bound(from);
+         it != bundles_.end() && (max == 0 || out.size() < max); ++it) {
+      out.push_back(InfoLocked(it->second));
+      selectors.push_back(it->second.selector);
     }
   }
   // Counted by the hub, outside our lock: copying every cluster to count them made a
@@ -738,9 +739,9 @@ std::vector<v1::BundleInfo> Controller::ListBundles() {
   return out;
 }
 
-std::vector<v1::ClusterInfo> Controller::ListClusters() {
+std::vector<v1::ClusterInfo> Controller::ListClusters(const std::string& from, size_t max) {
   std::vector<v1::ClusterInfo> out;
-  for (ClusterView& view : hub_->Clusters()) out.push_back(std::move(view.info));
+  for (ClusterView& view : hub_->Clusters("", from, max)) out.push_back(std::move(view.info));
   return out;
 }
 

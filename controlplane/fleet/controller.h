@@ -107,9 +107,11 @@ class Controller {
   // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).
   void DiffBundle(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
                   Hub::DiffCallback done);
-  std::vector<v1::BundleInfo> ListBundles();
+  // Every bundle, or (max > 0) at most `max` of them in name order from `from` on.
+  std::vector<v1::BundleInfo> ListBundles(const std::string& from = "", size_t max = 0);
 
-  std::vector<v1::ClusterInfo> ListClusters();
+  // Every cluster, or (max > 0) at most `max` of them in name order from `from` on.
+  std::vector<v1::ClusterInfo> ListClusters(const std::string& from = "", size_t max = 0);
   // See Hub::AdoptCluster and Hub::ForgetBundle.
   absl::Status AdoptCluster(const std::string& cluster);
   absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);

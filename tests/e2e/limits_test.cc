@@ -395,7 +395,7 @@ namespace {
 // A fleet's whole status can outgrow one gRPC message (1,500 clusters with 10 bundles pass
 // 4 MiB). Asked for at once, it is refused by name; asked for in pages, every status comes
 // once, in order; gitfleetctl status pages by itself. Here the bound is made small instead.
-TEST(StatusPages, AStatusTooBigForOneMessageIsPagedNotLost) {
+TEST(Pages, StatusesAndClustersTooManyForOneMessageArePagedNotLost) {
   const std::string root = TempDir("status-pages");
   GitFixture git(root + "/repo");
   git.Write("app/cm.yaml", Cm(0, 0));
@@ -418,6 +418,9 @@ TEST(StatusPages, AStatusTooBigForOneMessageIsPagedNotLost) {
   options.target = "127.0.0.1:" + port;
   options.agents = kClusters;
   options.name_prefix = "c-";
+  for (int i = 0; i < 6; ++i) {  // about 1 KiB per cluster listed: 300 KiB in all
+    options.extra_labels[absl::StrCat("pad-", i)] = std::string(60, 'a' + i);
+  }
   bench::Swarm swarm(options);
   swarm.Start();
   ASSERT_TRUE(swarm.WaitUntil([&] { return swarm.connected() == kClusters; }, absl::Seconds(60)));
@@ -474,6 +477,69 @@ TEST(StatusPages, AStatusTooBigForOneMessageIsPagedNotLost) {
   std::string table = ::gitfleet::testing::RunCtl(std::stoi(port), {"status"}, &code);
   EXPECT_EQ(code, 0) << table;
   EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 1 + 2 * kClusters) << table;
+
+  // The cluster list pages the same way.
+  grpc::ClientContext list_context;
+  v1::ListClustersResponse whole;
+  refused = admin->ListClusters(&list_context, v1::ListClustersRequest(), &whole);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("the list of 300 clusters"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("ask for pages (page_size"));
+  // Pages of 7, and pages asked for larger than a message holds (cut by size): every
+  // cluster once, in name order.
+  for (int size : {7, 10000}) {
+    std::vector<std::string> names;
+    v1::ListClustersRequest list;
+    list.set_page_size(size);
+    int pages = 0;
+    for (; pages < 100; ++pages) {
+      grpc::ClientContext context;
+      v1::ListClustersResponse page;
+      grpc::Status status = admin->ListClusters(&context, list, &page);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      EXPECT_LE(page.clusters_size(), size);
+      EXPECT_LE(page.ByteSizeLong(), 131072u);
+      for (const v1::ClusterInfo& c : page.clusters()) names.push_back(c.name());
+      if (page.next_page_token().empty()) break;
+      list.set_page_token(page.next_page_token());
+    }
+    ASSERT_EQ(names.size(), static_cast<size_t>(kClusters)) << size;
+    EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+    EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "a cluster twice";
+    EXPECT_GE(pages, size == 7 ? kClusters / 7 : 2) << size;
+  }
+  v1::ListClustersRequest bad_list;
+  bad_list.set_page_size(5);
+  bad_list.set_page_token("no/such");
+  grpc::ClientContext bad_list_context;
+  invalid = admin->ListClusters(&bad_list_context, bad_list, &whole);
+  EXPECT_EQ(invalid.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(invalid.error_message(), HasSubstr("page_token \"no/such\" is not one"));
+  // And so does the bundle list.
+  v1::ListBundlesRequest bundles;
+  bundles.set_page_size(1);
+  std::vector<std::string> bundle_names;
+  for (int pages = 0; pages < 10; ++pages) {
+    grpc::ClientContext context;
+    v1::ListBundlesResponse page;
+    ASSERT_TRUE(admin->ListBundles(&context, bundles, &page).ok());
+    EXPECT_LE(page.bundles_size(), 1);
+    for (const v1::BundleInfo& b : page.bundles()) bundle_names.push_back(b.bundle().name());
+    if (page.next_page_token().empty()) break;
+    bundles.set_page_token(page.next_page_token());
+  }
+  EXPECT_THAT(bundle_names, ::testing::ElementsAre("app", "app2"));
+  bundles.set_page_token("no/such");
+  grpc::ClientContext bad_bundles_context;
+  v1::ListBundlesResponse no_bundles;
+  EXPECT_EQ(admin->ListBundles(&bad_bundles_context, bundles, &no_bundles).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  table = ::gitfleet::testing::RunCtl(std::stoi(port), {"bundle", "list"}, &code);
+  EXPECT_EQ(code, 0) << table;
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 3) << table;
+  table = ::gitfleet::testing::RunCtl(std::stoi(port), {"cluster", "list"}, &code);
+  EXPECT_EQ(code, 0) << table;
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 1 + kClusters) << table;
 }
 
 class Handshakes : public ::testing::Test {
