@@ -68,6 +68,13 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                         .Help("Bundles held, by health.")
                         .LabelNames({"health"})
                         .Register(r)),
+      objects_left_unmanaged(
+          BuildGauge()
+              .Name("gitfleet_agent_objects_left_unmanaged")
+              .Help("Objects that left a bundle while prune was off, still applied and no "
+                    "longer managed (listed in the bundle's status).")
+              .Register(r)
+              .Add({})),
       kube_requests(BuildCounter()
                         .Name("gitfleet_agent_kube_requests_total")
                         .Help("Kubernetes API requests, by method and HTTP code (0: none).")

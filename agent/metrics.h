@@ -24,6 +24,8 @@ struct AgentMetrics {
   metrics::Histogram& apply_seconds;
   metrics::Family<metrics::Gauge>& bundles;        // sync_state
   metrics::Family<metrics::Gauge>& bundle_health;  // health
+  // Objects that left a bundle while prune was off and are still applied, unmanaged.
+  metrics::Gauge& objects_left_unmanaged;
   // Kubernetes API requests, by method and HTTP code ("0": no response).
   metrics::Family<metrics::Counter>& kube_requests;
 };

@@ -1072,8 +1072,18 @@ class Cli {
     Table table({"CLUSTER", "BUNDLE", "SYNC", "HEALTH", "DESIRED", "APPLIED", "MESSAGE"});
     // Orphans show as sync "Orphaned" with no desired commit.
     for (const StatusRow& row : list.statuses()) {
+      std::string message = row.message();
+      if (row.left_unmanaged_count() > 0) {
+        // Someone will want to delete these by hand one day: say which (-o json has more).
+        std::vector<std::string> first(
+            row.left_unmanaged().begin(),
+            row.left_unmanaged().begin() + std::min(3, row.left_unmanaged_size()));
+        absl::StrAppend(&message, message.empty() ? "" : "; ", row.left_unmanaged_count(),
+                        " left unmanaged (prune off): ", absl::StrJoin(first, ", "),
+                        row.left_unmanaged_count() > static_cast<int>(first.size()) ? ", ..." : "");
+      }
       table.Add({row.cluster(), row.bundle(), row.sync_state(), row.health(),
-                 Short(row.desired_commit()), Short(row.applied_commit()), row.message()});
+                 Short(row.desired_commit()), Short(row.applied_commit()), message});
     }
     table.Print(out_);
     return 0;

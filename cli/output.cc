@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
@@ -58,6 +59,8 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_applied_time(FormatTime(s.applied_time()));
   row.set_orphaned(s.orphaned());
   row.set_held_back(s.held_back());
+  row.set_left_unmanaged_count(s.left_unmanaged_count());
+  for (const v1::ObjectKey& key : s.left_unmanaged()) row.add_left_unmanaged(KeyDisplay(key));
   if (s.orphaned()) row.set_sync_state("Orphaned");
   return row;
 }

@@ -14,6 +14,11 @@ inline constexpr char kReconnectSpreadHeader[] = "gitfleet-reconnect-spread-ms";
 // plane stores at most this many of what it receives.
 inline constexpr int kMaxUnhealthyResources = 20;
 
+// Objects left unmanaged (prune off) one status names; the agent counts them all, and
+// keeps at most kMaxLeftUnmanagedKept of them in its state (the oldest go first).
+inline constexpr int kMaxLeftUnmanaged = 20;
+inline constexpr int kMaxLeftUnmanagedKept = 1000;
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_COMMON_AGENT_PROTOCOL_H_

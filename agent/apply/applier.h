@@ -55,6 +55,12 @@ class Applier {
   virtual absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) {
     return absl::OkStatus();
   }
+  // Whether an object the bundle stopped managing while prune was off is still there as
+  // it was left: it exists and, where objects carry gitfleet's bundle label, still has
+  // the bundle's. An error when the target cannot say now. By default: true.
+  virtual absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) {
+    return true;
+  }
   // Whether the live object still matches `object` as applied (false when missing).
   // FailedPrecondition when someone else now owns it (it is reported, not re-applied).
   virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
@@ -128,6 +134,7 @@ class DirectoryApplier : public Applier {
   absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
                                     bool first) override;
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;

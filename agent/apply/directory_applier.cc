@@ -117,6 +117,15 @@ absl::Status DirectoryApplier::Delete(const v1::ObjectKey& key, const ApplyConte
   return fs_->DeleteFile(*path, dir_);
 }
 
+absl::StatusOr<bool> DirectoryApplier::LeftBehind(const v1::ObjectKey& key, const ApplyContext&) {
+  absl::StatusOr<std::string> path = PathFor(key);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<std::string> live = fs_->ReadFile(*path);
+  if (absl::IsNotFound(live.status())) return false;
+  if (!live.ok()) return live.status();
+  return true;
+}
+
 absl::StatusOr<bool> DirectoryApplier::InSync(const v1::ManifestObject& object,
                                               const ApplyContext&) {
   absl::StatusOr<std::string> path = PathFor(object.key());

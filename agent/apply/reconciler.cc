@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "agent/apply/order.h"
 #include "agent/health/health.h"
+#include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
 #include "common/proto_time.h"
@@ -30,6 +31,15 @@ ObjectSet ToSet(const v1::RevisionRecord& record) {
 bool IsHookObject(const v1::ManifestObject& object) {
   absl::StatusOr<std::optional<Hook>> hook = HookOf(object);
   return !hook.ok() || hook->has_value();
+}
+
+// What prune-off left behind, as the record keeps it: the count, and the first few.
+void ReportLeftUnmanaged(const v1::AgentBundleRecord& record, v1::StatusUpdate* status) {
+  status->set_left_unmanaged_count(record.left_unmanaged_size());
+  status->clear_left_unmanaged();
+  for (int i = 0; i < record.left_unmanaged_size() && i < kMaxLeftUnmanaged; ++i) {
+    *status->add_left_unmanaged() = record.left_unmanaged(i);
+  }
 }
 
 bool StatusEquals(const v1::StatusUpdate& a, const v1::StatusUpdate& b) {
@@ -68,6 +78,7 @@ absl::Status Reconciler::Load() {
     status.set_sync_state(bundle.record.last_status().sync_state());
     status.set_health(bundle.record.last_status().health());
     status.set_message(bundle.record.last_status().message());
+    ReportLeftUnmanaged(bundle.record, &status);
     const v1::HookProgress& hooks = bundle.record.hooks();
     bundle.hooks_pending = !hooks.revision().empty() &&
                            hooks.revision() == bundle.record.desired().revision() && !hooks.done();
@@ -476,6 +487,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   int pruned = 0;
   int released = 0;
   std::vector<std::string> released_names;  // the first few, for the log
+  std::vector<v1::ObjectKey> left;          // all of them
   std::vector<v1::ObjectKey> kept_inventory;
   std::vector<v1::ObjectKey> listed;
   for (const auto& [k, key] : inventory) listed.push_back(key);
@@ -503,6 +515,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     } else {
       ++released;
       if (released_names.size() < 5) released_names.push_back(KeyDisplay(key));
+      left.push_back(key);
     }
     record.mutable_applied_hashes()->erase(k);
   }
@@ -517,6 +530,33 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   }
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
+  // What prune-off left is listed (status.left_unmanaged) until it comes back into a
+  // revision or, looked at with the drift, is gone or someone else's.
+  {
+    std::vector<v1::ObjectKey> still;
+    std::set<std::string> listed_keys;
+    for (const v1::ObjectKey& key : record.left_unmanaged()) {
+      const std::string k = KeyString(key);
+      if (desired_keys.count(k) > 0 || !listed_keys.insert(k).second) continue;
+      if (check_drift && target_down.ok()) {
+        absl::StatusOr<bool> there = applier_->LeftBehind(key, context);
+        if (there.ok() && !*there) {
+          GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << KeyDisplay(key)
+                       << ", left unmanaged, is gone or no longer labelled the bundle's";
+          continue;
+        }
+      }
+      still.push_back(key);
+    }
+    for (v1::ObjectKey& key : left) {
+      if (listed_keys.insert(KeyString(key)).second) still.push_back(std::move(key));
+    }
+    if (still.size() > static_cast<size_t>(kMaxLeftUnmanagedKept)) {
+      still.erase(still.begin(), still.end() - kMaxLeftUnmanagedKept);  // the oldest go
+    }
+    record.clear_left_unmanaged();
+    for (v1::ObjectKey& key : still) *record.add_left_unmanaged() = std::move(key);
+  }
   // Hashes are kept for desired objects only (a key whose placement changed leaves one).
   for (auto it = record.mutable_applied_hashes()->begin();
        it != record.mutable_applied_hashes()->end();) {
@@ -881,6 +921,7 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
 }
 
 bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {
+  ReportLeftUnmanaged(bundle.record, &status);
   bool changed = !StatusEquals(bundle.status, status);
   bundle.status = std::move(status);
   UpdateBundleGauges();
@@ -1031,7 +1072,9 @@ void Reconciler::UpdateBundleGauges() {
                                            {v1::HEALTH_STATE_DEGRADED, 0},
                                            {v1::HEALTH_STATE_MISSING, 0},
                                            {v1::HEALTH_STATE_UNKNOWN, 0}};
+  int left_unmanaged = 0;
   for (const auto& [name, bundle] : bundles_) {
+    left_unmanaged += bundle.record.left_unmanaged_size();
     ++counts[bundle.status.sync_state()];
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }
@@ -1043,6 +1086,7 @@ void Reconciler::UpdateBundleGauges() {
     std::string label = absl::AsciiStrToLower(v1::HealthState_Name(state));
     metrics_.bundle_health.Add({{"health", label.substr(sizeof("HEALTH_STATE_") - 1)}}).Set(count);
   }
+  metrics_.objects_left_unmanaged.Set(left_unmanaged);
 }
 
 }  // namespace gitfleet

@@ -10,6 +10,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 v1::ManifestObject Cm(const std::string& name, const std::string& value = "1") {
   return *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name +
@@ -19,11 +20,12 @@ v1::ManifestObject Cm(const std::string& name, const std::string& value = "1") {
 
 // Builds updates the way the control plane does: full or delta against `base`.
 v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects,
-                        const v1::BundleUpdate* base = nullptr, bool self_heal = true) {
+                        const v1::BundleUpdate* base = nullptr, bool self_heal = true,
+                        bool prune = true) {
   ObjectSet set;
   for (const auto& o : objects) set.Put(o);
   v1::SyncOptions sync;
-  sync.set_prune(true);
+  sync.set_prune(prune);
   sync.set_self_heal(self_heal);
   v1::BundleUpdate update;
   update.set_bundle("web");
@@ -109,6 +111,51 @@ v1::ManifestObject Hook(const std::string& generate_name, const std::string& pha
           (policy.empty() ? "" : "    argocd.argoproj.io/hook-delete-policy: " + policy + "\n") +
           "spec: {v: \"" + value + "\"}\n",
       "test");
+}
+
+TEST_F(ReconcilerTest, WhatLeavesWithPruneOffIsListedUntilItComesBackOrIsGone) {
+  auto no_prune = [](const std::vector<v1::ManifestObject>& objects) {
+    return Update(objects, nullptr, /*self_heal=*/true, /*prune=*/false);
+  };
+  auto left = [](const v1::StatusUpdate& status) {
+    std::vector<std::string> keys;
+    for (const v1::ObjectKey& key : status.left_unmanaged()) keys.push_back(KeyDisplay(key));
+    EXPECT_EQ(status.left_unmanaged_count(), static_cast<int>(keys.size()));
+    return keys;
+  };
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(no_prune({Cm("a"), Cm("b"), Cm("c")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(left(*outcome.status), IsEmpty());
+
+  outcome = reconciler_->OnUpdate(no_prune({Cm("a")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(left(*outcome.status), ElementsAre("ConfigMap shop/b", "ConfigMap shop/c"));
+  EXPECT_EQ(fs_.ListFiles("/out")->size(), 3u) << "prune is off: nothing is deleted";
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 2);
+
+  // The list is part of the agent's state: a restart reports the same.
+  Restart();
+  std::vector<v1::StatusUpdate> all = reconciler_->AllStatuses();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_THAT(left(all[0]), ElementsAre("ConfigMap shop/b", "ConfigMap shop/c"));
+
+  // b comes back into a revision: managed again. c is deleted by hand, which the next
+  // drift check notices.
+  outcome = reconciler_->OnUpdate(no_prune({Cm("a"), Cm("b")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(left(*outcome.status), ElementsAre("ConfigMap shop/c"));
+  EXPECT_THAT(reconciler_->Resync(/*check_drift=*/true), IsEmpty()) << "c is still there";
+  ASSERT_TRUE(fs_.DeleteFile("/out/shop/ConfigMap/c.yaml", "/out").ok());
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_THAT(left(changed[0]), IsEmpty());
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED);
+
+  // With prune on, what leaves is deleted and never listed.
+  outcome = reconciler_->OnUpdate(Update({Cm("a")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(left(*outcome.status), IsEmpty());
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml"));
 }
 
 TEST_F(ReconcilerTest, TheDirectoryApplierRecordsHooksUnderHooks) {

@@ -232,6 +232,15 @@ absl::StatusOr<KubernetesApplier::Live> KubernetesApplier::ReadForRemoval(
   return out;
 }
 
+absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
+                                                   const ApplyContext& context) {
+  absl::StatusOr<Live> live = ReadForRemoval(key, context);
+  if (!live.ok()) return live.status();
+  // Gone, or taken over (relabelled, or applied by another bundle): not ours to list.
+  return !live->object.is_null() &&
+         MetadataField(live->object, "labels", kBundleLabel) == context.bundle;
+}
+
 absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
   absl::StatusOr<Live> live = ReadForRemoval(key, context);
   if (!live.ok()) return live.status();

@@ -66,6 +66,7 @@ class KubernetesApplier : public Applier {
                                     bool first) override;
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
@@ -115,7 +116,7 @@ class KubernetesApplier : public Applier {
   v1::ObjectKey Place(v1::ObjectKey key, const absl::StatusOr<ApiResource>& resource,
                       const ApplyContext& context) const;
   // Where `key` lives and the live object (null when it, or its kind, is gone), for Delete
-  // and Release; forgets the health remembered for it.
+  // Release and LeftBehind; forgets the health remembered for it.
   struct Live {
     ApiResource resource;
     std::string ns;

@@ -340,11 +340,28 @@ TEST_F(KubernetesApplierTest, PruneDeletesWhatGitfleetCreatedAndReleasesWhatItFo
   EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "found namespace: kept";
 }
 
-TEST_F(KubernetesApplierTest, PruneOffLeavesObjects) {
+TEST_F(KubernetesApplierTest, PruneOffLeavesObjectsAndListsThemWhileTheyAreTheBundles) {
   ASSERT_TRUE(
-      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")}, /*prune=*/false)).ack.ok());
-  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}, /*prune=*/false)).ack.ok());
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b"), Cm("c")}, /*prune=*/false))
+          .ack.ok());
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}, false));
+  ASSERT_TRUE(outcome.ack.ok());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->left_unmanaged_count(), 2);
+  // A drift check lists what is still there with the bundle's label: b deleted, and c
+  // taken over by someone else (its label changed), drop out.
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/true).empty());
+  ASSERT_TRUE(fake_->Delete("", "configmaps", "shop", "b"));
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  ASSERT_EQ(changed[0].left_unmanaged_count(), 1);
+  EXPECT_EQ(changed[0].left_unmanaged(0).name(), "c");
+  fake_->Mutate("", "configmaps", "shop", "c",
+                [](json& o) { o["metadata"]["labels"][kBundleLabel] = "other"; });
+  changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].left_unmanaged_count(), 0);
 }
 
 TEST_F(KubernetesApplierTest, DriftIsCorrectedWithSelfHealAndReportedWithout) {

@@ -9,6 +9,9 @@ void BoundStatus(v1::StatusUpdate* status) {
     status->mutable_message()->resize(kMaxStatusMessageBytes);
     status->mutable_message()->append("...");
   }
+  while (status->left_unmanaged_size() > kMaxLeftUnmanaged) {
+    status->mutable_left_unmanaged()->RemoveLast();
+  }
   while (status->unhealthy_resources_size() > kMaxUnhealthyResources) {
     status->mutable_unhealthy_resources()->RemoveLast();
   }

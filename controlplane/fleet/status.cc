@@ -28,6 +28,8 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
     s.set_health(report->health() == v1::HEALTH_STATE_UNSPECIFIED ? v1::HEALTH_STATE_UNKNOWN
                                                                   : report->health());
     *s.mutable_unhealthy_resources() = report->unhealthy_resources();
+    s.set_left_unmanaged_count(report->left_unmanaged_count());
+    *s.mutable_left_unmanaged() = report->left_unmanaged();
   }
 
   const bool current = report != nullptr && !bundle.revision().empty() &&

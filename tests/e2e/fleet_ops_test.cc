@@ -601,10 +601,21 @@ TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
                "shop/extra") != std::string::npos;
   })) << clusters_["c1"].agent->Log();
   EXPECT_THAT(Ctl({"bundle", "history", "web"}), HasSubstr("keeping what it lacks"));
+  // The status says what was left, for whoever cleans up after the incident.
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"status", "--bundle=web", "--cluster=c1"})
+               .find("1 left unmanaged (prune off): ConfigMap shop/extra") != std::string::npos;
+  })) << Ctl({"status"});
+  EXPECT_THAT(Ctl({"status", "--bundle=web", "--cluster=c1", "-o", "json"}),
+              HasSubstr("\"left_unmanaged_count\": 1"));
   // Unpinned, v2 manages it again.
   out = Ctl({"bundle", "unpin", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; })) << Logs();
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"status", "--bundle=web", "--cluster=c1"}).find("left unmanaged") ==
+           std::string::npos;
+  })) << Ctl({"status"});
   // By default a rollback prunes as the bundle does: the very revision v1 had.
   out = Ctl({"bundle", "rollback", "web", "--to=" + v1.substr(0, 10)}, &code);
   ASSERT_EQ(code, 0) << out;

@@ -893,6 +893,13 @@ bool FakeApiServer::Mutate(const std::string& group, const std::string& resource
   return true;
 }
 
+bool FakeApiServer::Delete(const std::string& group, const std::string& resource,
+                           const std::string& ns, const std::string& name) {
+  MutexLock lock(&mu_);
+  ++resource_version_;
+  return objects_.erase(ObjectKeyFor(group, resource, ns, name)) > 0;
+}
+
 void FakeApiServer::Put(const std::string& group, const std::string& resource, json object) {
   MutexLock lock(&mu_);
   std::string ns = object["metadata"].value("namespace", "");

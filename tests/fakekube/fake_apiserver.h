@@ -76,6 +76,9 @@ class FakeApiServer {
   // resourceVersion and, for a spec change, generation.
   bool Mutate(const std::string& group, const std::string& resource, const std::string& ns,
               const std::string& name, const std::function<void(nlohmann::json&)>& change);
+  // Deletes the object as another client (`kubectl delete`) would; false when absent.
+  bool Delete(const std::string& group, const std::string& resource, const std::string& ns,
+              const std::string& name);
   // Creates an object no gitfleet bundle owns.
   void Put(const std::string& group, const std::string& resource, nlohmann::json object);
   // The live object, or null.
