@@ -50,17 +50,44 @@ absl::Status CheckWhole(Response* response, size_t max_bytes, const std::string&
       " MiB one response may hold (--max-message-bytes): ask for pages (page_size, as ", how, ")"));
 }
 
-// Pages of ListBundles and ListClusters: a token is the name of the first entry of the
-// next page, valid when `validate` accepts it as a name.
-absl::Status CheckPageRequest(int32_t page_size, const std::string& token, const char* method,
-                              const std::function<absl::Status(const std::string&)>& validate) {
-  if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
-  if (!token.empty() && !validate(token).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token \"", token, "\" is not one ", method, " gave"));
-  }
-  return absl::OkStatus();
+absl::Status CheckPageSize(int32_t page_size) {
+  return page_size < 0 ? absl::InvalidArgumentError("page_size must not be negative")
+                       : absl::OkStatus();
 }
+
+// A listing by name (ListBundles, ListClusters) into `response`'s `entries`: the whole of
+// it when asked for (no size, no token) and it fits in one message; otherwise a page
+// from the token on, whose next token is the name of the first entry left out.
+template <typename Entry, typename Response>
+struct NamedListing {
+  const char* method;  // "ListClusters"
+  const char* noun;    // "clusters"
+  const char* cli;     // what pages it: "gitfleetctl cluster list"
+  std::function<absl::Status(const std::string&)> validate_name;
+  std::function<std::vector<Entry>(const std::string& from, size_t max)> list;
+  std::function<const std::string&(const Entry&)> name_of;
+
+  absl::Status Fill(int32_t page_size, const std::string& token, size_t max_bytes,
+                    google::protobuf::RepeatedPtrField<Entry>* entries, Response* response) const {
+    if (absl::Status s = CheckPageSize(page_size); !s.ok()) return s;
+    if (!token.empty() && !validate_name(token).ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("page_token \"", token, "\" is not one ", method, " gave"));
+    }
+    if (page_size == 0 && token.empty()) {
+      for (Entry& entry : list("", 0)) *entries->Add() = std::move(entry);
+      const int count = entries->size();
+      return CheckWhole(response, max_bytes, absl::StrCat("the list of ", count, " ", noun),
+                        absl::StrCat(cli, " does"));
+    }
+    const size_t size = page_size == 0 ? AdminServiceImpl::kDefaultPageSize
+                                       : std::min(page_size, AdminServiceImpl::kMaxPageSize);
+    std::vector<Entry> page = list(token, size + 1);
+    const size_t taken = FillPage(page, size, max_bytes, entries);
+    if (taken < page.size()) response->set_next_page_token(name_of(page[taken]));
+    return absl::OkStatus();
+  }
+};
 
 // When the caller stops waiting: a change's reconcile goes on, but the handler answers
 // with what is known by then (a little before, so the answer still arrives).
@@ -486,27 +513,15 @@ grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
                                            v1::ListBundlesResponse* response) {
   AdminCall call(this, context, "ListBundles");
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s =
-          CheckPageRequest(request->page_size(), request->page_token(), "ListBundles",
-                           [](const std::string& name) { return ValidateName("bundle", name); });
-      !s.ok()) {
-    return call.Done(s);
-  }
-  if (request->page_size() == 0 && request->page_token().empty()) {
-    for (v1::BundleInfo& info : controller_->ListBundles()) {
-      *response->add_bundles() = std::move(info);
-    }
-    const int count = response->bundles_size();
-    return call.Done(CheckWhole(response, max_response_bytes_,
-                                absl::StrCat("the list of ", count, " bundles"),
-                                "gitfleetctl bundle list does"));
-  }
-  const size_t size =
-      request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
-  std::vector<v1::BundleInfo> page = controller_->ListBundles(request->page_token(), size + 1);
-  const size_t taken = FillPage(page, size, max_response_bytes_, response->mutable_bundles());
-  if (taken < page.size()) response->set_next_page_token(page[taken].bundle().name());
-  return call.Done(absl::OkStatus());
+  const NamedListing<v1::BundleInfo, v1::ListBundlesResponse> listing{
+      "ListBundles",
+      "bundles",
+      "gitfleetctl bundle list",
+      [](const std::string& name) { return ValidateName("bundle", name); },
+      [this](const std::string& from, size_t max) { return controller_->ListBundles(from, max); },
+      [](const v1::BundleInfo& info) -> const std::string& { return info.bundle().name(); }};
+  return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,
+                                response->mutable_bundles(), response));
 }
 
 grpc::Status AdminServiceImpl::RemoveBundle(grpc::ServerContext* context,
@@ -522,26 +537,15 @@ grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
                                             v1::ListClustersResponse* response) {
   AdminCall call(this, context, "ListClusters");
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckPageRequest(request->page_size(), request->page_token(), "ListClusters",
-                                        ValidateClusterName);
-      !s.ok()) {
-    return call.Done(s);
-  }
-  if (request->page_size() == 0 && request->page_token().empty()) {
-    for (v1::ClusterInfo& info : controller_->ListClusters()) {
-      *response->add_clusters() = std::move(info);
-    }
-    const int count = response->clusters_size();
-    return call.Done(CheckWhole(response, max_response_bytes_,
-                                absl::StrCat("the list of ", count, " clusters"),
-                                "gitfleetctl cluster list does"));
-  }
-  const size_t size =
-      request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize);
-  std::vector<v1::ClusterInfo> page = controller_->ListClusters(request->page_token(), size + 1);
-  const size_t taken = FillPage(page, size, max_response_bytes_, response->mutable_clusters());
-  if (taken < page.size()) response->set_next_page_token(page[taken].name());
-  return call.Done(absl::OkStatus());
+  const NamedListing<v1::ClusterInfo, v1::ListClustersResponse> listing{
+      "ListClusters",
+      "clusters",
+      "gitfleetctl cluster list",
+      ValidateClusterName,
+      [this](const std::string& from, size_t max) { return controller_->ListClusters(from, max); },
+      [](const v1::ClusterInfo& info) -> const std::string& { return info.name(); }};
+  return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,
+                                response->mutable_clusters(), response));
 }
 
 grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
@@ -549,9 +553,7 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
                                          v1::GetStatusResponse* response) {
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
-  if (request->page_size() < 0) {
-    return call.Done(absl::InvalidArgumentError("page_size must not be negative"));
-  }
+  if (absl::Status s = CheckPageSize(request->page_size()); !s.ok()) return call.Done(s);
   if (request->page_size() == 0 && request->page_token().empty()) {
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
       *response->add_statuses() = std::move(status);
