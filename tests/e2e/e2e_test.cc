@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <fstream>
+#include <regex>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -353,6 +355,59 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   EXPECT_THAT(Files("intruder"), IsEmpty());
   // Registered (it is in --agent-tokens), never connected.
   EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("intruder +yes +no +- +- +"));
+}
+
+// The names in `text` that look like gitfleet metrics: after `prefix` (a table row's "| `"),
+// or anywhere when it is empty.
+std::set<std::string> MetricNames(const std::string& text, const std::string& prefix) {
+  std::set<std::string> names;
+  static const std::regex kName(R"(gitfleet_[a-z0-9_]+)");
+  for (std::sregex_iterator it(text.begin(), text.end(), kName), end; it != end; ++it) {
+    const size_t at = it->position();
+    if (at >= prefix.size() && text.compare(at - prefix.size(), prefix.size(), prefix) == 0) {
+      names.insert(it->str());
+    }
+  }
+  return names;
+}
+
+TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  std::set<std::string> exported;  // every family has a HELP line, samples or not
+  for (const std::string& text :
+       {HttpGet(cp_http_, "/metrics"), HttpGet(agents_["prod-eu"].http, "/metrics")}) {
+    std::set<std::string> names = MetricNames(text, "# HELP ");
+    exported.insert(names.begin(), names.end());
+  }
+  ASSERT_GT(exported.size(), 20u);
+  absl::StatusOr<std::string> alerts = PosixFileSystem().ReadFile("deploy/prometheus/alerts.yaml");
+  ASSERT_TRUE(alerts.ok()) << alerts.status();
+  std::set<std::string> alerted;
+  for (const std::string& name : MetricNames(*alerts, "")) {
+    // A PromQL selector may name a histogram's series.
+    alerted.insert(std::regex_replace(name, std::regex("_(bucket|sum|count)$"), ""));
+  }
+  EXPECT_GE(alerted.size(), 6u);
+  for (const std::string& name : alerted) {
+    EXPECT_TRUE(exported.count(name) > 0)
+        << "alerts.yaml names " << name << ", which nothing exports";
+  }
+  absl::StatusOr<std::string> docs = PosixFileSystem().ReadFile("docs/operations.md");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  const std::set<std::string> documented = MetricNames(*docs, "| `");
+  for (const std::string& name : exported) {
+    EXPECT_TRUE(documented.count(name) > 0)
+        << name << " is exported but not in docs/operations.md's metric tables";
+  }
+  for (const std::string& name : documented) {
+    EXPECT_TRUE(exported.count(name) > 0)
+        << "docs/operations.md lists " << name << ", which nothing exports";
+  }
 }
 
 TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
