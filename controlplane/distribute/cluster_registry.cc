@@ -379,6 +379,13 @@ absl::Status ClusterRegistry::Remove(const std::string& name) {
           "\" comes from --agent-tokens; remove its line there (read again within seconds)"));
     }
   }
+  if (applied_file_->count(name) > 0) {
+    // Retired here, it would be registered again from its line at the next start.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster \"", name,
+        "\" is also listed in --agent-tokens, which would register it again: remove its line "
+        "there (read again within seconds)"));
+  }
   if (absl::Status s = store_->Apply({Store::Delete(kRegistrations, name)}); !s.ok()) return s;
   {
     MutexLock lock(&mu_);
