@@ -238,7 +238,8 @@ class Cli {
   }
 
  private:
-  // `status` asks for pages of this many, and gives up after that many pages.
+  // Listings (status, cluster list, bundle list) ask for pages of this many, and give up
+  // after that many pages.
   static constexpr int kPageSize = 5000;
   static constexpr int kMaxPages = 10000;
 
@@ -359,13 +360,13 @@ class Cli {
     return 0;
   }
 
-  // Every page of a listing, in order, with `add` taking each page's entries into `all`:
+  // Every page of a listing, in order, each handed to `add` to take its entries:
   // a big fleet's does not fit in one message (gRPC's default is 4 MiB). Bounded, in case
   // a server keeps giving tokens.
-  template <typename Request, typename Response>
+  template <typename Request, typename Response, typename Add>
   int CallPages(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&,
                                                                Response*),
-                Request request, const char* what, const std::function<void(Response& page)>& add) {
+                Request request, const char* what, Add add) {
     request.set_page_size(kPageSize);
     for (int pages = 0;; ++pages) {
       if (pages == kMaxPages) {
@@ -522,13 +523,13 @@ class Cli {
   int BundleList() {
     if (args_.words().size() > 2) return Usage("bundle list takes no arguments");
     v1::ListBundlesResponse response;
-    if (int rc = CallPages(
-            &v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",
-            std::function<void(v1::ListBundlesResponse&)>([&](v1::ListBundlesResponse& page) {
-              for (v1::BundleInfo& b : *page.mutable_bundles()) {
-                *response.add_bundles() = std::move(b);
-              }
-            }));
+    if (int rc =
+            CallPages(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",
+                      [&](v1::ListBundlesResponse& page) {
+                        for (v1::BundleInfo& b : *page.mutable_bundles()) {
+                          *response.add_bundles() = std::move(b);
+                        }
+                      });
         rc != 0) {
       return rc;
     }
@@ -568,13 +569,13 @@ class Cli {
   int ClusterList() {
     if (args_.words().size() > 2) return Usage("cluster list takes no arguments");
     v1::ListClustersResponse response;
-    if (int rc = CallPages(
-            &v1::AdminService::Stub::ListClusters, v1::ListClustersRequest(), "clusters",
-            std::function<void(v1::ListClustersResponse&)>([&](v1::ListClustersResponse& page) {
-              for (v1::ClusterInfo& c : *page.mutable_clusters()) {
-                *response.add_clusters() = std::move(c);
-              }
-            }));
+    if (int rc =
+            CallPages(&v1::AdminService::Stub::ListClusters, v1::ListClustersRequest(), "clusters",
+                      [&](v1::ListClustersResponse& page) {
+                        for (v1::ClusterInfo& c : *page.mutable_clusters()) {
+                          *response.add_clusters() = std::move(c);
+                        }
+                      });
         rc != 0) {
       return rc;
     }
@@ -1058,13 +1059,12 @@ class Cli {
     request.set_cluster(args_.TakeOr("cluster", ""));
     request.set_bundle(args_.TakeOr("bundle", ""));
     StatusList list;
-    if (int rc =
-            CallPages(&v1::AdminService::Stub::GetStatus, request, "status",
-                      std::function<void(v1::GetStatusResponse&)>([&](v1::GetStatusResponse& page) {
-                        for (const v1::BundleStatus& s : page.statuses()) {
-                          *list.add_statuses() = ToRow(s);
-                        }
-                      }));
+    if (int rc = CallPages(&v1::AdminService::Stub::GetStatus, request, "status",
+                           [&](v1::GetStatusResponse& page) {
+                             for (const v1::BundleStatus& s : page.statuses()) {
+                               *list.add_statuses() = ToRow(s);
+                             }
+                           });
         rc != 0) {
       return rc;
     }
