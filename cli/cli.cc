@@ -242,6 +242,8 @@ class Cli {
   // after that many pages.
   static constexpr int kPageSize = 5000;
   static constexpr int kMaxPages = 10000;
+  // Clusters a rollout's status lists per partition unless --clusters says otherwise.
+  static constexpr int kRolloutClusters = 50;
 
   int Usage(const std::string& message) {
     err_ << "gitfleetctl: " << message << " (see gitfleetctl --help)\n";
@@ -816,7 +818,7 @@ class Cli {
     for (const v1::RolloutPartition& p : status.partitions()) {
       const std::string partition =
           absl::StrCat(p.index() + 1, p.selector().empty() ? "" : " " + p.selector());
-      if (p.clusters_size() == 0) {
+      if (p.clusters_size() == 0 && p.cluster_count() == 0) {
         table.Add({partition, p.state(), "-", "-", "-", "-", "-",
                    "no clusters: they left the bundle since the rollout began"});
       }
@@ -827,9 +829,29 @@ class Cli {
                    health.substr(sizeof("health_state_") - 1), c.ready() ? "yes" : "no",
                    c.detail()});
       }
+      if (p.cluster_count() > p.clusters_size()) {
+        // Those listed are the ones not ready first, so what is left out is mostly ready.
+        table.Add({partition, p.state(),
+                   absl::StrCat("(", p.cluster_count() - p.clusters_size(), " more)"), "", "", "",
+                   "",
+                   absl::StrCat(p.cluster_count(), " in all: ", p.ready_count(), " ready, ",
+                                p.failed_count(), " failed (--clusters=0 lists them all)")});
+      }
     }
     table.Print(out_);
     return 0;
+  }
+
+  // --clusters: how many clusters of each partition a rollout's status lists.
+  absl::StatusOr<int> ClustersPerPartition() {
+    std::optional<std::string> value = args_.Take("clusters");
+    if (!value.has_value()) return kRolloutClusters;
+    int n = 0;
+    if (!absl::SimpleAtoi(*value, &n) || n < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--clusters=", *value, ": want a count of clusters per partition (0: all)"));
+    }
+    return n;
   }
 
   int RolloutStatus() {
@@ -837,6 +859,9 @@ class Cli {
     if (!name.ok()) return Usage(std::string(name.status().message()));
     v1::GetRolloutRequest request;
     request.set_bundle(*name);
+    absl::StatusOr<int> clusters = ClustersPerPartition();
+    if (!clusters.ok()) return Usage(std::string(clusters.status().message()));
+    request.set_clusters_per_partition(*clusters);
     v1::RolloutStatus status;
     if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) return rc;
     return PrintRollout(status);
@@ -847,6 +872,9 @@ class Cli {
     v1::ControlRolloutRequest request;
     request.set_bundle(*name);
     request.set_action(action);
+    absl::StatusOr<int> clusters = ClustersPerPartition();
+    if (!clusters.ok()) return Usage(std::string(clusters.status().message()));
+    request.set_clusters_per_partition(*clusters);
     v1::RolloutStatus status;
     if (int rc = Call(&v1::AdminService::Stub::ControlRollout, request, &status); rc != 0) {
       return rc;
@@ -1204,18 +1232,19 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::BundleSuspend},
       {{"bundle", "resume"}, "NAME", "", {}, &Cli::BundleResume},
       {{"rollout", "status"},
-       "BUNDLE",
-       "partitions, their clusters, revision, health, and why it waits",
+       "BUNDLE [--clusters=50]",
+       "partitions, their clusters (those not ready first; 0: all), revision, health, and why "
+       "it waits",
        {},
        &Cli::RolloutStatus},
-      {{"rollout", "pause"}, "BUNDLE", "", {}, &Cli::RolloutPause},
+      {{"rollout", "pause"}, "BUNDLE [--clusters=50]", "", {}, &Cli::RolloutPause},
       {{"rollout", "resume"},
-       "BUNDLE",
+       "BUNDLE [--clusters=50]",
        "go on (also after the gate paused it), with a fresh deadline",
        {},
        &Cli::RolloutResume},
       {{"rollout", "promote"},
-       "BUNDLE",
+       "BUNDLE [--clusters=50]",
        "skip the gate of the partition it is on",
        {},
        &Cli::RolloutPromote},

@@ -89,6 +89,50 @@ struct NamedListing {
   }
 };
 
+// Counts each partition's clusters, and lists at most `per_partition` of them (0: all), those
+// not ready first: a 10,000-cluster rollout's whole list is megabytes, and a person reading
+// it wants the clusters it waits for. A status that would not fit in one message is
+// refused, or (`acted`: the call changed the rollout, which must not read as failed) listed
+// with its counts alone.
+absl::StatusOr<v1::RolloutStatus> TrimRollout(absl::StatusOr<v1::RolloutStatus> status,
+                                              int32_t per_partition, size_t max_bytes,
+                                              bool acted = false) {
+  if (per_partition < 0) {
+    return absl::InvalidArgumentError("clusters_per_partition must not be negative");
+  }
+  if (!status.ok()) return status;
+  int clusters = 0;
+  for (v1::RolloutPartition& partition : *status->mutable_partitions()) {
+    auto* listed = partition.mutable_clusters();
+    partition.set_cluster_count(listed->size());
+    partition.set_ready_count(static_cast<int>(std::count_if(
+        listed->begin(), listed->end(), [](const v1::RolloutCluster& c) { return c.ready(); })));
+    partition.set_failed_count(static_cast<int>(std::count_if(
+        listed->begin(), listed->end(), [](const v1::RolloutCluster& c) { return c.failed(); })));
+    clusters += listed->size();
+    if (per_partition == 0 || listed->size() <= per_partition) continue;
+    auto rank = [](const v1::RolloutCluster& c) { return c.failed() ? 0 : c.ready() ? 2 : 1; };
+    std::stable_sort(listed->begin(), listed->end(),
+                     [&](const v1::RolloutCluster& a, const v1::RolloutCluster& b) {
+                       return rank(a) != rank(b) ? rank(a) < rank(b) : a.name() < b.name();
+                     });
+    listed->DeleteSubrange(per_partition, listed->size() - per_partition);
+  }
+  const size_t bytes = status->ByteSizeLong();
+  if (bytes > max_bytes && acted) {
+    for (v1::RolloutPartition& partition : *status->mutable_partitions()) {
+      partition.clear_clusters();
+    }
+  } else if (bytes > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the rollout status of ", clusters, " clusters is ", bytes >> 20, " MiB, over the ",
+        max_bytes >> 20,
+        " MiB one response may hold (--max-message-bytes): ask for fewer clusters per "
+        "partition (clusters_per_partition, as gitfleetctl rollout status --clusters=N does)"));
+  }
+  return status;
+}
+
 // When the caller stops waiting: a change's reconcile goes on, but the handler answers
 // with what is known by then (a little before, so the answer still arrives).
 absl::Time CallDeadline(const grpc::ServerContext* context) {
@@ -392,7 +436,9 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
                                           v1::RolloutStatus* response) {
   AdminCall call(this, context, "GetRollout", request->bundle());
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->GetRollout(request->bundle()), response);
+  return call.Reply(TrimRollout(controller_->GetRollout(request->bundle()),
+                                request->clusters_per_partition(), max_response_bytes_),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
@@ -401,8 +447,13 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   AdminCall call(this, context, "ControlRollout",
                  absl::StrCat(request->action(), " ", request->bundle()));
   if (!call.allowed()) return call.Refused();
+  if (request->clusters_per_partition() < 0) {
+    return call.Done(absl::InvalidArgumentError("clusters_per_partition must not be negative"));
+  }
   return call.Reply(
-      controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context)),
+      TrimRollout(
+          controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context)),
+          request->clusters_per_partition(), max_response_bytes_, /*acted=*/true),
       response);
 }
 

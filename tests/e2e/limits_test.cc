@@ -540,6 +540,46 @@ TEST(Pages, StatusesAndClustersTooManyForOneMessageArePagedNotLost) {
   table = ::gitfleet::testing::RunCtl(std::stoi(port), {"cluster", "list"}, &code);
   EXPECT_EQ(code, 0) << table;
   EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 1 + kClusters) << table;
+
+  // A rollout's status lists a few clusters per partition when asked, and counts them all.
+  v1::AddBundleRequest rolled;
+  rolled.mutable_bundle()->set_name("rolled");
+  rolled.mutable_bundle()->set_source("app");
+  rolled.mutable_bundle()->set_path("app");
+  rolled.mutable_bundle()->mutable_rollout()->set_partition_size("50%");
+  grpc::ClientContext add_context;
+  v1::BundleInfo rolled_info;
+  ASSERT_TRUE(admin->AddBundle(&add_context, rolled, &rolled_info).ok());
+  v1::GetRolloutRequest rollout_request;
+  rollout_request.set_bundle("rolled");
+  rollout_request.set_clusters_per_partition(5);
+  v1::RolloutStatus rollout;
+  ASSERT_TRUE(swarm.WaitUntil(
+      [&] {
+        grpc::ClientContext context;
+        rollout.Clear();
+        return admin->GetRollout(&context, rollout_request, &rollout).ok() && rollout.done();
+      },
+      absl::Seconds(60)))
+      << rollout.DebugString();
+  ASSERT_EQ(rollout.partitions_size(), 2);
+  for (const v1::RolloutPartition& partition : rollout.partitions()) {
+    EXPECT_EQ(partition.clusters_size(), 5);
+    EXPECT_EQ(partition.cluster_count(), kClusters / 2);
+    EXPECT_EQ(partition.ready_count(), kClusters / 2);
+    EXPECT_EQ(partition.failed_count(), 0);
+  }
+  rollout_request.set_clusters_per_partition(-1);
+  grpc::ClientContext negative_context;
+  EXPECT_EQ(admin->GetRollout(&negative_context, rollout_request, &rollout).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  table = ::gitfleet::testing::RunCtl(std::stoi(port),
+                                      {"rollout", "status", "rolled", "--clusters=3"}, &code);
+  EXPECT_EQ(code, 0) << table;
+  EXPECT_THAT(table, HasSubstr("(147 more)")) << table;
+  EXPECT_THAT(table, HasSubstr("150 in all: 150 ready, 0 failed")) << table;
+  table = ::gitfleet::testing::RunCtl(std::stoi(port), {"rollout", "status", "rolled"}, &code);
+  EXPECT_THAT(table, HasSubstr("(100 more)")) << "50 a partition by default: " << table;
 }
 
 class Handshakes : public ::testing::Test {
