@@ -147,6 +147,32 @@ TEST_F(ClusterRegistryTest, TheTokenFileIsReadAgainWhenItChanges) {
   EXPECT_TRUE(registry.Remove("ap-1").ok()) << "its line is gone";
 }
 
+TEST_F(ClusterRegistryTest, TheWatchingThreadAppliesAChangeWhileAgentsAreChecked) {
+  const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/watched-tokens");
+  auto write = [&](const std::string& text) {
+    std::ofstream(path + ".new") << text;
+    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  };
+  write("eu-1 old-token\n");
+  WatchedFilesOptions options;
+  options.recheck = absl::Milliseconds(10);
+  absl::StatusOr<std::unique_ptr<ClusterRegistry>> registry =
+      ClusterRegistry::Load(&store_, nullptr, path, false, options);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  (*registry)->WatchFile(absl::Milliseconds(5));
+  write("eu-1 new-token\n");
+  // Handshakes go on while the thread swaps the entry (what TSAN looks at).
+  bool changed = false;
+  for (int i = 0; i < 2000 && !changed; ++i) {
+    changed = (*registry)->Check("eu-1", "new-token").ok();
+    if (!changed) EXPECT_TRUE((*registry)->Check("eu-1", "old-token").ok());
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_TRUE(changed) << "the thread never applied the change";
+  EXPECT_FALSE((*registry)->Check("eu-1", "old-token").ok());
+  registry->reset();  // stops and joins the thread
+}
+
 TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {
   auto registry = Make("");
   EXPECT_THAT(registry->Register("no/slash", {}).status(),
