@@ -23,6 +23,11 @@ class ClusterRegistryTest : public ::testing::Test {
     EXPECT_TRUE(registry.ok()) << registry.status();
     return *std::move(registry);
   }
+  // Replaces the tokens file at `path` in one step, as a mounted Secret's update does.
+  static void WriteTokens(const std::string& path, const std::string& text) {
+    std::ofstream(path + ".new") << text;
+    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  }
   MemoryStore store_;
 };
 
@@ -91,10 +96,7 @@ TEST_F(ClusterRegistryTest, RemoveRetiresAnApiClusterButNotAFileLine) {
 
 TEST_F(ClusterRegistryTest, TheTokenFileIsReadAgainWhenItChanges) {
   const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/agent-tokens");
-  auto write = [&](const std::string& text) {
-    std::ofstream(path + ".new") << text;
-    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
-  };
+  auto write = [&](const std::string& text) { WriteTokens(path, text); };
   write("eu-1 leaked\nus-1 keep env=prod\nap-1 file-token\n");
   FakeClock fake_clock;
   WatchedFilesOptions options;
@@ -149,10 +151,7 @@ TEST_F(ClusterRegistryTest, TheTokenFileIsReadAgainWhenItChanges) {
 
 TEST_F(ClusterRegistryTest, TheWatchingThreadAppliesAChangeWhileAgentsAreChecked) {
   const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/watched-tokens");
-  auto write = [&](const std::string& text) {
-    std::ofstream(path + ".new") << text;
-    ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
-  };
+  auto write = [&](const std::string& text) { WriteTokens(path, text); };
   write("eu-1 old-token\n");
   WatchedFilesOptions options;
   options.recheck = absl::Milliseconds(10);
