@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <tuple>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/manifest/object.h"
 #include "yaml-cpp/yaml.h"
@@ -22,51 +21,47 @@ bool IsNamespace(const v1::ObjectKey& key) {
 }  // namespace
 
 absl::StatusOr<int> SyncWave(const v1::ManifestObject& object) {
-  // Most objects have no annotation: skip the parse.
-  if (object.yaml().find(kSyncWaveAnnotation) == std::string::npos) return 0;
-  std::string text;
+  // Most objects have no annotation: skip the parse. Both names end in "/sync-wave".
+  if (object.yaml().find("/sync-wave") == std::string::npos) return 0;
+  YAML::Node metadata;
   try {
-    YAML::Node node = YAML::Load(object.yaml())["metadata"]["annotations"][kSyncWaveAnnotation];
-    if (!node || !node.IsScalar()) return 0;
-    text = node.Scalar();
+    metadata = YAML::Load(object.yaml())["metadata"];
   } catch (const YAML::Exception& e) {
     return 0;
   }
-  int wave = 0;
-  if (!absl::SimpleAtoi(text, &wave)) {
-    return absl::InvalidArgumentError(absl::StrCat(KeyDisplay(object.key()), ": annotation ",
-                                                   kSyncWaveAnnotation, " is \"", text,
-                                                   "\", want an integer"));
+  absl::StatusOr<int> wave = SyncWaveOfMetadata(metadata);
+  if (!wave.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(KeyDisplay(object.key()), ": ", wave.status().message()));
   }
-  return wave;
+  return *wave;
 }
 
-std::vector<const v1::ManifestObject*> ApplyOrder(
+std::vector<OrderedObject> ApplyOrder(
     const std::vector<const v1::ManifestObject*>& objects,
     const std::function<bool(const v1::ManifestObject&)>& namespaced) {
   struct Entry {
-    int phase;
+    int group;  // 0 CRDs, 1 Namespaces, 2 the rest
     int wave;
+    int scope;  // 0 cluster-scoped, 1 namespaced (within the rest)
     const v1::ManifestObject* object;
   };
   std::vector<Entry> entries;
   entries.reserve(objects.size());
   for (const v1::ManifestObject* listed : objects) {
     const v1::ManifestObject& object = *listed;
-    int phase = IsCrd(object.key())         ? 0
-                : IsNamespace(object.key()) ? 1
-                : !namespaced(object)       ? 2
-                                            : 3;
+    const int group = IsCrd(object.key()) ? 0 : IsNamespace(object.key()) ? 1 : 2;
+    const int scope = group == 2 && namespaced(object) ? 1 : 0;
     absl::StatusOr<int> wave = SyncWave(object);
-    entries.push_back({phase, wave.ok() ? *wave : 0, &object});
+    entries.push_back({group, wave.ok() ? *wave : 0, scope, &object});
   }
   // The objects arrive ordered by key, so a stable sort keeps key order within a wave.
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return std::tie(a.phase, a.wave) < std::tie(b.phase, b.wave);
+    return std::tie(a.group, a.wave, a.scope) < std::tie(b.group, b.wave, b.scope);
   });
-  std::vector<const v1::ManifestObject*> out;
+  std::vector<OrderedObject> out;
   out.reserve(entries.size());
-  for (const Entry& e : entries) out.push_back(e.object);
+  for (const Entry& e : entries) out.push_back({e.object, e.wave, e.group == 2});
   return out;
 }
 

@@ -22,7 +22,7 @@ v1::ManifestObject Obj(const std::string& api_version, const std::string& kind,
   return *MakeObject(yaml, "test");
 }
 
-TEST(OrderTest, CrdsNamespacesClusterScopedThenNamespacedByWave) {
+TEST(OrderTest, CrdsAndNamespacesFirstThenEverythingElseByWave) {
   std::vector<const v1::ManifestObject*> objects;
   ObjectSet set;
   set.Put(Obj("example.com/v1", "Widget", "w", "shop"));
@@ -36,21 +36,57 @@ TEST(OrderTest, CrdsNamespacesClusterScopedThenNamespacedByWave) {
   // In key order (as the agent holds them).
   for (const auto& [key, object] : set.objects()) objects.push_back(object.get());
   std::vector<std::string> names;
-  for (const v1::ManifestObject* o : ApplyOrder(
+  for (const OrderedObject& o : ApplyOrder(
            objects, [](const v1::ManifestObject& o) { return !o.key().namespace_().empty(); })) {
-    names.push_back(o->key().name());
+    names.push_back(absl::StrCat(o.object->key().name(), "@", o.wave, o.gated ? "" : " first"));
   }
-  EXPECT_THAT(names, ElementsAre("widgets.example.com", "shop", "first", "view", "early", "plain",
-                                 "w", "late"));
+  // A namespaced object of a lower wave goes before a cluster-scoped one of a higher wave
+  // (a webhook's Deployment before its ValidatingWebhookConfiguration); within a wave,
+  // cluster-scoped objects go first.
+  EXPECT_THAT(names, ElementsAre("widgets.example.com@0 first", "shop@0 first", "early@-3",
+                                 "first@-1", "view@0", "plain@0", "w@0", "late@2"));
+}
+
+// An object as an older control plane could send it: unchecked.
+v1::ManifestObject Unchecked(const std::string& annotations) {
+  v1::ManifestObject object;
+  object.set_yaml(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: shop\n"
+      "  annotations:\n" +
+      annotations);
+  object.mutable_key()->set_kind("ConfigMap");
+  object.mutable_key()->set_namespace_("shop");
+  object.mutable_key()->set_name("a");
+  return object;
 }
 
 TEST(OrderTest, WaveMustBeAnInteger) {
   EXPECT_EQ(*SyncWave(Obj("v1", "ConfigMap", "a", "", "7")), 7);
   EXPECT_EQ(*SyncWave(Obj("v1", "ConfigMap", "a")), 0);
-  absl::StatusOr<int> bad = SyncWave(Obj("v1", "ConfigMap", "a", "shop", "1.5"));
+  absl::StatusOr<int> bad = SyncWave(Unchecked("    gitfleet.io/sync-wave: \"1.5\"\n"));
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
             "ConfigMap shop/a: annotation gitfleet.io/sync-wave is \"1.5\", want an integer");
+}
+
+TEST(OrderTest, ArgoCdsWaveCountsAndGitfleetsWins) {
+  auto with = [](const std::string& annotations) {
+    return *MakeObject(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: shop\n"
+        "  annotations:\n" +
+            annotations,
+        "test");
+  };
+  EXPECT_EQ(*SyncWave(with("    argocd.argoproj.io/sync-wave: \"-2\"\n")), -2);
+  EXPECT_EQ(*SyncWave(with("    argocd.argoproj.io/sync-wave: \"-2\"\n"
+                           "    gitfleet.io/sync-wave: \"3\"\n")),
+            3);
+  EXPECT_EQ(*SyncWave(with("    other/sync-wave: \"9\"\n")), 0);
+  absl::StatusOr<int> bad = SyncWave(Unchecked("    argocd.argoproj.io/sync-wave: soon\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "ConfigMap shop/a: annotation argocd.argoproj.io/sync-wave is \"soon\", want an "
+            "integer");
 }
 
 TEST(OrderTest, PruneGoesTheOtherWay) {

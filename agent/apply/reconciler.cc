@@ -388,14 +388,87 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   int applied = 0, unchanged = 0, drifted = 0;
   std::set<std::string> desired_keys;
-  const std::vector<const v1::ManifestObject*> order =
+  const std::vector<OrderedObject> order =
       ApplyOrder(objects, [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
-  if (check_drift) applier_->BeginDriftCheck(order, context);
+  if (check_drift) {
+    std::vector<const v1::ManifestObject*> in_order;
+    in_order.reserve(order.size());
+    for (const OrderedObject& o : order) in_order.push_back(o.object);
+    applier_->BeginDriftCheck(in_order, context);
+  }
   absl::Status target_down;
-  for (const v1::ManifestObject* ordered : order) {
-    const v1::ManifestObject& object = *ordered;
-    const std::string& key = placed[ordered];
+  // Sync waves gate while the revision is being applied (a drift correction of an applied
+  // revision goes straight through). `waiting` is set when a wave holds the rest back.
+  const bool gate_waves = record.applied_revision() != desired.revision();
+  std::string waiting;                       // what the sync still waits for
+  std::string hook_failure;                  // a Sync hook failed at a wave's gate
+  bool stopped = false;                      // the pass stopped at a wave's gate
+  std::optional<int> closed_wave;            // every wave up to this one is through
+  std::vector<const OrderedObject*> passed;  // gated objects the pass went by
+  // Lets the waves below `wave` through, lowest first: each one's Sync hooks succeeded and
+  // its objects (and the lower waves') Healthy. False when the pass must stop here.
+  auto through_below = [&](int wave) {
+    std::set<int> waves;
+    for (const OrderedObject* o : passed) {
+      if (o->wave < wave && (!closed_wave || o->wave > *closed_wave)) waves.insert(o->wave);
+    }
+    if (with_hooks && plan.phases.count(HookPhase::kSync) > 0) {
+      for (const PlannedHook& hook : plan.phases.at(HookPhase::kSync)) {
+        if (hook.hook.wave < wave && (!closed_wave || hook.hook.wave > *closed_wave)) {
+          waves.insert(hook.hook.wave);
+        }
+      }
+    }
+    for (int v : waves) {
+      if (!errors->empty()) return false;  // a failed object stops the pass at the next wave
+      if (with_hooks) {
+        std::string detail;
+        HookStep step = RunHookPhase(bundle, plan, HookPhase::kSync, context, &detail, v);
+        if (step == HookStep::kFailed) {
+          hook_failure = detail;
+          return false;
+        }
+        if (step == HookStep::kWaiting) {
+          waiting = detail;
+          return false;
+        }
+      }
+      std::vector<v1::ResourceHealth> not_healthy;
+      for (const OrderedObject* o : passed) {
+        if (o->wave > v) continue;
+        v1::ResourceHealth h = applier_->Health(*o->object, context);
+        if (h.health() != v1::HEALTH_STATE_HEALTHY) {
+          applier_->Refresh(*o->object, context);
+          h = applier_->Health(*o->object, context);
+        }
+        if (h.health() != v1::HEALTH_STATE_HEALTHY) not_healthy.push_back(std::move(h));
+      }
+      if (!not_healthy.empty()) {
+        const v1::ResourceHealth& first = not_healthy.front();
+        waiting = absl::StrCat(
+            "later sync waves wait for wave ", v, " to be Healthy: ", KeyDisplay(first.key()),
+            " is ",
+            absl::AsciiStrToLower(
+                v1::HealthState_Name(first.health()).substr(sizeof("HEALTH_STATE_") - 1)),
+            first.message().empty() ? "" : ": ", first.message(),
+            not_healthy.size() > 1 ? absl::StrCat(" (", not_healthy.size() - 1, " more)") : "");
+        return false;
+      }
+      closed_wave = v;
+    }
+    return true;
+  };
+  for (const OrderedObject& ordered : order) {
+    const v1::ManifestObject& object = *ordered.object;
+    const std::string& key = placed[ordered.object];
     desired_keys.insert(key);
+    if (gate_waves && ordered.gated && !stopped && target_down.ok()) {
+      if (passed.empty() || ordered.wave != passed.back()->wave) {
+        stopped = !through_below(ordered.wave);
+      }
+      passed.push_back(&ordered);
+    }
+    if (stopped) continue;  // a later pass gets here
     if (!target_down.ok()) {
       // The target is unreachable or refuses us: the rest would fail the same way, each
       // after its own retries. Report them and try the pass again later.
@@ -453,8 +526,19 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       errors->push_back(std::move(error));
     }
   }
+  // Sync hooks above the objects' waves wait for them too.
+  if (gate_waves && !stopped && target_down.ok() && with_hooks &&
+      plan.phases.count(HookPhase::kSync) > 0) {
+    stopped = !through_below(plan.phases.at(HookPhase::kSync).back().hook.wave + 1);
+  }
   if (check_drift) applier_->EndDriftCheck();
   metrics_.objects_unchanged.Increment(unchanged);
+  if (!hook_failure.empty()) {
+    v1::ObjectError error;
+    error.set_message(hook_failure);
+    errors->push_back(std::move(error));
+    return finish(FailAttempt(bundle, plan, context, hook_failure));
+  }
 
   // Sync hooks follow the objects; prune waits for them, and a failed attempt prunes
   // nothing.
@@ -462,13 +546,12 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     return absl::StrCat(
         errors->size(), " of ", objects.size(), " objects failed; first: ",
         (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
-        (*errors)[0].message());
+        (*errors)[0].message(), stopped ? "; later sync waves wait" : "");
   };
-  std::string waiting;  // what the sync still waits for
   if (with_hooks) {
     if (!errors->empty()) {
       FailAttempt(bundle, plan, context, failure_message());
-    } else {
+    } else if (!stopped) {
       std::string detail;
       HookStep step = RunHookPhase(bundle, plan, HookPhase::kSync, context, &detail);
       if (step == HookStep::kFailed) {
@@ -481,7 +564,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
   }
   const bool sync_waiting = !waiting.empty();
-  const bool hold_prune = with_hooks && (!errors->empty() || sync_waiting);
+  const bool hold_prune = (with_hooks && (!errors->empty() || sync_waiting)) || stopped;
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
@@ -568,7 +651,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   }
 
   // Every object of the revision is applied (PostSync hooks may still be to come).
-  const bool objects_applied = errors->empty() && !sync_waiting;
+  const bool objects_applied = errors->empty() && !sync_waiting && !stopped;
   if (with_hooks && errors->empty() && waiting.empty()) {
     // PostSync waits for the objects to be Healthy: read again what had not settled.
     for (int i : bundle.unsettled) {
@@ -757,14 +840,15 @@ absl::StatusOr<v1::HookRun> Reconciler::StartHook(Bundle& bundle, const PlannedH
 }
 
 Reconciler::HookStep Reconciler::RunHookPhase(Bundle& bundle, const HookPlan& plan, HookPhase phase,
-                                              const ApplyContext& context, std::string* detail) {
+                                              const ApplyContext& context, std::string* detail,
+                                              int up_to_wave) {
   auto planned_hooks = plan.phases.find(phase);
   if (planned_hooks == plan.phases.end()) return HookStep::kDone;
   const std::vector<PlannedHook>& hooks = planned_hooks->second;
   v1::HookProgress& progress = *bundle.record.mutable_hooks();
   const std::string phase_name = HookPhaseName(phase);
   const std::string phase_label = absl::AsciiStrToLower(phase_name);
-  for (size_t begin = 0; begin < hooks.size();) {
+  for (size_t begin = 0; begin < hooks.size() && hooks[begin].hook.wave <= up_to_wave;) {
     size_t end = begin;
     while (end < hooks.size() && hooks[end].hook.wave == hooks[begin].hook.wave) ++end;
     std::vector<std::string> running, failed;

@@ -16,12 +16,19 @@
 // with an older definition generation than the one applied. Pruning deletes only objects
 // gitfleet created; objects it found existing are released.
 //
+// Sync waves (apply/order.h) gate while a revision is being applied: the objects of a
+// wave, and its Sync hooks, go only once every object of the lower waves is Healthy and
+// their Sync hooks have succeeded. Until then the revision is Applying, saying what it
+// waits for, and each pass (every `health_interval`) looks again. An object that fails
+// stops the pass at the next wave. Prune waits until every object of the revision is
+// applied.
+//
 // Hooks (common/manifest/hook.h) run once per revision, around its apply:
 //   the bundle's Namespaces (so hooks can run in them); PreSync hooks, wave by wave, each
 //   wave waiting for its runs to finish; then the
-//   objects; then Sync hooks; then prune, and the revision counts as applied; then,
-//   once every object is Healthy, PostSync hooks. Only then is the revision Synced
-//   (Applying until then).
+//   objects with the Sync hooks, wave by wave; then prune, and the revision counts as
+//   applied; then, once every object is Healthy, PostSync hooks. Only then is the
+//   revision Synced (Applying until then).
 // A hook that fails (or outlasts `hook_timeout`), or an object that fails to apply, fails
 // the attempt: what the attempt had not reached yet is not applied, nothing is pruned, and
 // SyncFail hooks run. The next attempt (after the usual backoff) starts from PreSync.
@@ -34,6 +41,7 @@
 //
 // Not thread-safe: the agent drives it from one thread.
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -133,10 +141,12 @@ class Reconciler {
   absl::Status ApplyObject(const v1::ManifestObject& object, const std::string& key,
                            v1::AgentBundleRecord& record, const ApplyContext& context);
   HookPlan PlanHooks(const v1::RevisionRecord& desired) const;
-  // Runs `phase`'s hooks wave by wave: starts the runs not started, checks the running
-  // ones, applies delete policies. `detail` says what it waits for or what failed.
+  // Runs `phase`'s hooks wave by wave, those of waves up to `up_to_wave`: starts the runs
+  // not started, checks the running ones, applies delete policies. `detail` says what it
+  // waits for or what failed.
   HookStep RunHookPhase(Bundle& bundle, const HookPlan& plan, HookPhase phase,
-                        const ApplyContext& context, std::string* detail);
+                        const ApplyContext& context, std::string* detail,
+                        int up_to_wave = std::numeric_limits<int>::max());
   absl::StatusOr<v1::HookRun> StartHook(Bundle& bundle, const PlannedHook& planned, HookPhase phase,
                                         const ApplyContext& context);
   // Records why the attempt failed and runs (or goes on running) the SyncFail hooks.

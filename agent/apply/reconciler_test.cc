@@ -8,6 +8,7 @@
 namespace gitfleet {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -189,6 +190,167 @@ TEST_F(ReconcilerTest, TheDirectoryApplierRecordsHooksUnderHooks) {
   Restart();
   reconciler_->Resync(true);
   EXPECT_EQ(*fs_.ListFiles("/out"), again);
+}
+
+// A directory applier whose objects named in `progressing` are not Healthy yet, and
+// which records what it applies and which hooks it creates, in order.
+class WatchedApplier : public DirectoryApplier {
+ public:
+  using DirectoryApplier::DirectoryApplier;
+  absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
+                                    bool first) override {
+    absl::StatusOr<ApplyResult> result = DirectoryApplier::Apply(object, context, first);
+    if (result.ok()) calls.push_back(object.key().name());
+    return result;
+  }
+  absl::StatusOr<v1::ObjectKey> CreateHook(const v1::ManifestObject& hook,
+                                           const ApplyContext& context) override {
+    calls.push_back("hook " + hook.key().name());
+    return DirectoryApplier::CreateHook(hook, context);
+  }
+  v1::ResourceHealth Health(const v1::ManifestObject& object,
+                            const ApplyContext& context) override {
+    v1::ResourceHealth health = DirectoryApplier::Health(object, context);
+    if (health.health() == v1::HEALTH_STATE_HEALTHY && progressing.count(object.key().name())) {
+      health.set_health(v1::HEALTH_STATE_PROGRESSING);
+      health.set_message("1 of 2 replicas updated");
+    }
+    return health;
+  }
+  std::set<std::string> progressing;
+  std::vector<std::string> calls;
+};
+
+class SyncWaveTest : public ::testing::Test {
+ protected:
+  SyncWaveTest() : applier_("/out", &faulty_), state_("/state", &faulty_), metrics_(registry_) {
+    Restart();
+  }
+  void Restart() {
+    reconciler_ =
+        std::make_unique<Reconciler>(&applier_, &state_, metrics_, absl::Seconds(2), &clock_);
+    ASSERT_TRUE(reconciler_->Load().ok());
+  }
+  // A ConfigMap with these annotation lines.
+  static v1::ManifestObject Annotated(const std::string& name, const std::string& annotations,
+                                      const std::string& value = "1") {
+    return *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name +
+                           "\n  namespace: shop\n  annotations:\n" + annotations + "data: {v: \"" +
+                           value + "\"}\n",
+                       "test");
+  }
+  bool Exists(const std::string& name) {
+    return fs_.ReadFile("/out/shop/ConfigMap/" + name + ".yaml").ok();
+  }
+  // One pass after the health interval; the status it reports, or the last one.
+  v1::StatusUpdate Pass(bool check_drift = false) {
+    clock_.Advance(absl::Seconds(2));
+    reconciler_->Resync(check_drift);
+    std::vector<v1::StatusUpdate> all = reconciler_->AllStatuses();
+    EXPECT_EQ(all.size(), 1u);
+    return all.empty() ? v1::StatusUpdate() : all[0];
+  }
+
+  FakeClock clock_;
+  MemoryFileSystem fs_;
+  FaultyFileSystem faulty_{&fs_};
+  WatchedApplier applier_;
+  BundleStateStore state_;
+  metrics::Registry registry_;
+  AgentMetrics metrics_;
+  std::unique_ptr<Reconciler> reconciler_;
+};
+
+TEST_F(SyncWaveTest, AWaveGoesOnlyOnceTheLowerWavesAreHealthy) {
+  v1::BundleUpdate first = Update({Cm("legacy")});
+  ASSERT_TRUE(reconciler_->OnUpdate(first).ack.ok());
+  applier_.calls.clear();
+  // Argo CD's annotation counts as gitfleet's does.
+  const std::vector<v1::ManifestObject> next = {
+      Annotated("config", "    gitfleet.io/sync-wave: \"-1\"\n"), Cm("db"),
+      Annotated("web", "    argocd.argoproj.io/sync-wave: \"1\"\n")};
+  applier_.progressing = {"db"};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(next));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_EQ(outcome.status->message(),
+            "later sync waves wait for wave 0 to be Healthy: ConfigMap shop/db is progressing: 1 "
+            "of 2 replicas updated");
+  EXPECT_EQ(outcome.status->applied_revision(), first.revision());
+  EXPECT_THAT(applier_.calls, ElementsAre("config", "db"));
+  EXPECT_FALSE(Exists("web"));
+  EXPECT_TRUE(Exists("legacy")) << "nothing is pruned before the whole revision is applied";
+
+  // Passes look again; a restart remembers where the revision stands.
+  EXPECT_EQ(Pass().sync_state(), v1::SYNC_STATE_APPLYING);
+  Restart();
+  EXPECT_EQ(Pass().sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_FALSE(Exists("web"));
+
+  applier_.progressing.clear();
+  v1::StatusUpdate status = Pass();
+  EXPECT_EQ(status.sync_state(), v1::SYNC_STATE_SYNCED) << status.message();
+  EXPECT_EQ(status.applied_revision(), Update(next).revision());
+  EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "web"));
+  EXPECT_FALSE(Exists("legacy"));
+
+  // A drift correction of an applied revision does not wait.
+  applier_.progressing = {"db"};
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/web.yaml", "tampered").ok());
+  status = Pass(/*check_drift=*/true);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/web.yaml"), HasSubstr("name: web"));
+  EXPECT_EQ(status.sync_state(), v1::SYNC_STATE_SYNCED);
+}
+
+TEST_F(SyncWaveTest, SyncHooksRunInTheirWaveBetweenTheObjects) {
+  const std::vector<v1::ManifestObject> objects = {
+      Annotated("config", "    gitfleet.io/sync-wave: \"-1\"\n"), Cm("db"),
+      Annotated("web", "    gitfleet.io/sync-wave: \"1\"\n"), Hook("seed-", "Sync"),
+      // Above every object: runs once web is Healthy.
+      *MakeObject("apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: smoke-\n"
+                  "  namespace: shop\n  annotations:\n    argocd.argoproj.io/hook: Sync\n"
+                  "    argocd.argoproj.io/sync-wave: \"5\"\n",
+                  "test")};
+  applier_.progressing = {"db"};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(objects));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  // seed (wave 0) started with db's wave; web waits for both.
+  EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "hook seed-"));
+
+  applier_.progressing = {"web"};
+  EXPECT_EQ(Pass().sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "hook seed-", "web"));
+  applier_.progressing.clear();
+  v1::StatusUpdate status = Pass();
+  EXPECT_EQ(status.sync_state(), v1::SYNC_STATE_SYNCED) << status.message();
+  EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "hook seed-", "web", "hook smoke-"));
+}
+
+TEST_F(SyncWaveTest, AFailedObjectStopsTheLaterWavesAndPrunesNothing) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("legacy")})).ack.ok());
+  // db fails to apply (a name the directory applier refuses).
+  const std::vector<v1::ManifestObject> next = {
+      Annotated("../db", "    note: wave 0\n"),
+      Annotated("web", "    gitfleet.io/sync-wave: \"1\"\n")};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(next));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(),
+              AllOf(HasSubstr("ConfigMap shop/../db: "), HasSubstr("not a valid Kubernetes name"),
+                    HasSubstr("later sync waves wait")));
+  EXPECT_FALSE(Exists("web"));
+  EXPECT_TRUE(Exists("legacy"));
+
+  // The mended revision goes through, and only then is legacy pruned.
+  outcome = reconciler_->OnUpdate(
+      Update({Cm("db"), Annotated("web", "    gitfleet.io/sync-wave: \"1\"\n")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED) << outcome.status->message();
+  EXPECT_TRUE(Exists("web"));
+  EXPECT_FALSE(Exists("legacy"));
 }
 
 TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {

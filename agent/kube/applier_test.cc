@@ -156,9 +156,27 @@ TEST_F(KubernetesApplierTest, AppliesInDependencyOrderWithWaves) {
       {Widget("w1"), Cm("late", "shop", "1", "  annotations:\n    gitfleet.io/sync-wave: \"5\"\n"),
        Deploy("db", 1, "-1"), Cm("a"), role, Ns("shop"), Crd()}));
   ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  // CRDs and Namespaces first; then wave -1, which holds the rest until it is Healthy.
   EXPECT_THAT(Writes(), ElementsAre("PATCH customresourcedefinitions/widgets.example.com",
-                                    "PATCH namespaces/shop", "PATCH clusterroles/reader",
-                                    "PATCH deployments/db", "PATCH configmaps/a",
+                                    "PATCH namespaces/shop", "PATCH deployments/db"));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("later sync waves wait for wave -1 to be Healthy: Deployment shop/db is "
+                        "progressing"));
+  EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/false).empty()) << "still waiting";
+  fake_->SetStatus("apps", "deployments", "shop", "db",
+                   {{"observedGeneration", 1},
+                    {"replicas", 1},
+                    {"updatedReplicas", 1},
+                    {"availableReplicas", 1}});
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
+  // Within a wave, cluster-scoped objects first.
+  EXPECT_THAT(Writes(), ElementsAre("PATCH customresourcedefinitions/widgets.example.com",
+                                    "PATCH namespaces/shop", "PATCH deployments/db",
+                                    "PATCH clusterroles/reader", "PATCH configmaps/a",
                                     "PATCH widgets/w1", "PATCH configmaps/late"));
   json widget = fake_->Get("example.com", "widgets", "shop", "w1");
   ASSERT_FALSE(widget.is_null()) << "the custom resource waited for its CRD";
@@ -485,8 +503,12 @@ TEST_F(KubernetesApplierTest, AnUnreachableApiFailsThePassFastAndRetriesLater) {
 }
 
 TEST_F(KubernetesApplierTest, BadSyncWaveIsAnObjectError) {
-  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(
-      {Ns("shop"), Cm("a", "shop", "1", "  annotations:\n    gitfleet.io/sync-wave: soon\n")}));
+  // The control plane refuses such a render (object_test); one that did not check sent it.
+  v1::ManifestObject bad = Cm("a");
+  bad.set_yaml(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: shop\n"
+      "  annotations:\n    gitfleet.io/sync-wave: soon\ndata:\n  v: \"1\"\n");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), bad}));
   ASSERT_EQ(outcome.ack.errors_size(), 1);
   EXPECT_THAT(outcome.ack.errors(0).message(),
               HasSubstr("annotation gitfleet.io/sync-wave is \"soon\", want an integer"));

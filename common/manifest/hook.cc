@@ -1,6 +1,7 @@
 #include "common/manifest/hook.h"
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -14,14 +15,28 @@ namespace {
 
 constexpr char kArgoDeletePolicy[] = "argocd.argoproj.io/hook-delete-policy";
 constexpr char kHelmDeletePolicy[] = "helm.sh/hook-delete-policy";
-constexpr char kGitfleetWave[] = "gitfleet.io/sync-wave";
-constexpr char kArgoWave[] = "argocd.argoproj.io/sync-wave";
 constexpr char kHelmWeight[] = "helm.sh/hook-weight";
 
 std::string Annotation(const YAML::Node& annotations, const char* name) {
   if (!annotations || !annotations.IsMap()) return "";
   YAML::Node value = annotations[name];
   return value && value.IsScalar() ? value.Scalar() : "";
+}
+
+// The first of `names` that is set, as an integer; 0 when none is.
+absl::StatusOr<int> WaveOf(const YAML::Node& annotations,
+                           std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    std::string text = Annotation(annotations, name);
+    if (text.empty()) continue;
+    int wave = 0;
+    if (!absl::SimpleAtoi(text, &wave)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("annotation ", name, " is \"", text, "\", want an integer"));
+    }
+    return wave;
+  }
+  return 0;
 }
 
 std::vector<std::string> List(absl::string_view text) {
@@ -141,18 +156,18 @@ absl::StatusOr<std::optional<Hook>> HookOfMetadata(const YAML::Node& metadata) {
   } else {
     hook.delete_before_creation = true;  // both tools' default
   }
-  for (const char* wave : {kGitfleetWave, kArgoWave, kHelmWeight}) {
-    std::string text = Annotation(annotations, wave);
-    if (text.empty()) continue;
-    if (!absl::SimpleAtoi(text, &hook.wave)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("annotation ", wave, " is \"", text, "\", want an integer"));
-    }
-    break;
-  }
+  absl::StatusOr<int> wave =
+      WaveOf(annotations, {kSyncWaveAnnotation, kArgoSyncWaveAnnotation, kHelmWeight});
+  if (!wave.ok()) return wave.status();
+  hook.wave = *wave;
   YAML::Node name = metadata["name"];
   hook.generated_name = !name || name.IsNull() || (name.IsScalar() && name.Scalar().empty());
   return hook;
+}
+
+absl::StatusOr<int> SyncWaveOfMetadata(const YAML::Node& metadata) {
+  if (!metadata || !metadata.IsMap()) return 0;
+  return WaveOf(metadata["annotations"], {kSyncWaveAnnotation, kArgoSyncWaveAnnotation});
 }
 
 absl::StatusOr<std::optional<Hook>> HookOf(const v1::ManifestObject& object) {

@@ -57,6 +57,13 @@ struct Hook {
 
 inline constexpr char kArgoHookAnnotation[] = "argocd.argoproj.io/hook";
 inline constexpr char kHelmHookAnnotation[] = "helm.sh/hook";
+inline constexpr char kSyncWaveAnnotation[] = "gitfleet.io/sync-wave";
+inline constexpr char kArgoSyncWaveAnnotation[] = "argocd.argoproj.io/sync-wave";
+
+// The sync wave `metadata` declares for an object that is not a hook: gitfleet's
+// annotation, else Argo CD's; 0 with neither. InvalidArgument naming the annotation and
+// value when it is not an integer. (A hook's wave is Hook::wave.)
+absl::StatusOr<int> SyncWaveOfMetadata(const YAML::Node& metadata);
 
 // The hook `metadata` (a YAML mapping) declares, nullopt when it declares none;
 // InvalidArgument naming the annotation and value when one is not understood.

@@ -47,6 +47,14 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": ", *kind, ": ", hook.status().message()));
   }
+  if (!hook->has_value()) {
+    // A wave that is not a number would fail on every cluster: refuse the render instead.
+    absl::StatusOr<int> wave = SyncWaveOfMetadata(metadata);
+    if (!wave.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", *kind, ": ", wave.status().message()));
+    }
+  }
   absl::StatusOr<std::string> name =
       RequiredScalar(metadata, "name", absl::StrCat(where, ": ", *kind));
   if (!name.ok()) {

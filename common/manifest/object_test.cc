@@ -154,6 +154,15 @@ spec: {}
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("j.yaml:1: Job: annotation argocd.argoproj.io/hook-delete-policy "
                                  "has \"WhenDone\"")));
+  // A sync wave that is not a number is refused at the render, naming file and line.
+  EXPECT_THAT(ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+                             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n"
+                             "  annotations:\n    argocd.argoproj.io/sync-wave: first\n",
+                             "cm.yaml")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cm.yaml:5: ConfigMap: annotation argocd.argoproj.io/sync-wave "
+                                 "is \"first\", want an integer")));
   // Two hooks with one generateName collide like two objects with one name.
   ObjectSet set;
   ASSERT_TRUE(set.Add((*hooks)[0], "a.yaml").ok());

@@ -435,6 +435,59 @@ TEST_F(KubernetesFleet, HooksRunAroundTheSyncAndAFailedPreSyncHookStopsIt) {
   (void)second;
 }
 
+TEST_F(KubernetesFleet, ALaterSyncWaveWaitsForTheEarlierOneToBeHealthy) {
+  // No controllers: the Deployment stays Progressing until its status is written.
+  StartFakeCluster(/*simulate_controllers=*/false);
+  git_.Write("apps/waves/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: waves\n---\n"
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: db\n"
+             "spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: db}\n  template:\n"
+             "    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n"
+             "      - name: pause\n        image: registry.k8s.io/pause:3.9\n---\n"
+             // Argo CD's annotation, as a repository moved from Argo CD has it.
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  annotations:\n"
+             "    argocd.argoproj.io/sync-wave: \"1\"\ndata: {v: \"1\"}\n");
+  const std::string commit = git_.Commit("a database before its app");
+  StartFleet();
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "waves", "--source=demo", "--path=apps/waves", "--namespace=waves"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+
+  const std::string deploy = "/apis/apps/v1/namespaces/waves/deployments/db";
+  const std::string app = "/api/v1/namespaces/waves/configmaps/app";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto s = Status("waves");
+        return s && s->sync_state() == v1::SYNC_STATE_APPLYING &&
+               absl::StrContains(s->message(),
+                                 "later sync waves wait for wave 0 to be Healthy: Deployment "
+                                 "db is progressing: 0 of 1 updated replicas");
+      },
+      absl::Seconds(60)))
+      << Describe("waves");
+  EXPECT_FALSE(Live(deploy).is_null());
+  absl::SleepFor(absl::Seconds(3));  // passes go on; the wave still holds
+  EXPECT_TRUE(Live(app).is_null()) << "wave 1 is not applied before wave 0 is Healthy";
+  out = Ctl({"status", "--bundle=waves"}, &code);
+  EXPECT_THAT(out, HasSubstr("later sync waves wait for wave 0")) << out;
+
+  json status = {{"status",
+                  {{"observedGeneration", 1},
+                   {"replicas", 1},
+                   {"updatedReplicas", 1},
+                   {"readyReplicas", 1},
+                   {"availableReplicas", 1}}}};
+  ASSERT_EQ(
+      api_->Do("PATCH", deploy + "/status", status.dump(), "application/merge-patch+json")->code,
+      200);
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("waves", commit); }, absl::Seconds(60)))
+      << Describe("waves");
+  EXPECT_FALSE(Live(app).is_null());
+}
+
 TEST_F(KubernetesFleet, RealCluster) {
   const char* kubeconfig = std::getenv("KUBECONFIG");
   if (kubeconfig == nullptr || *kubeconfig == '\0') {
