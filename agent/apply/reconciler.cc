@@ -564,10 +564,13 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
   }
   const bool sync_waiting = !waiting.empty();
-  const bool hold_prune = (with_hooks && (!errors->empty() || sync_waiting)) || stopped;
+  // Prune only once every object of the revision is applied: a replacement that failed (or
+  // a later wave not yet reached) keeps what it replaces running.
+  const bool hold_prune = !errors->empty() || sync_waiting || stopped;
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
+  int prune_held = 0;  // left the bundle; pruned once every object applies
   int released = 0;
   std::vector<std::string> released_names;  // the first few, for the log
   std::vector<v1::ObjectKey> left;          // all of them
@@ -582,6 +585,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
     if (!target_down.ok() || !placed_all || hold_prune) {
       kept_inventory.push_back(key);  // decided on a later pass
+      if (hold_prune && desired.sync().prune()) ++prune_held;
       continue;
     }
     if (desired.sync().prune()) {
@@ -712,8 +716,13 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
   } else {
     status.set_sync_state(v1::SYNC_STATE_FAILED);
-    status.set_message(with_hooks && !hooks.failure().empty() ? hooks.failure()
-                                                              : failure_message());
+    status.set_message(absl::StrCat(
+        with_hooks && !hooks.failure().empty() ? hooks.failure() : failure_message(),
+        prune_held > 0 ? absl::StrCat("; ", prune_held,
+                                      prune_held == 1 ? " object that left the bundle is"
+                                                      : " objects that left the bundle are",
+                                      " pruned once every object applies")
+                       : ""));
     bundle.next_retry = clock_->Now() + bundle.backoff->Next();
   }
   status.set_applied_revision(record.applied_revision());

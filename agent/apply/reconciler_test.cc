@@ -353,6 +353,25 @@ TEST_F(SyncWaveTest, AFailedObjectStopsTheLaterWavesAndPrunesNothing) {
   EXPECT_FALSE(Exists("legacy"));
 }
 
+TEST_F(SyncWaveTest, AReplacementThatFailsKeepsWhatItReplaces) {
+  // One wave: the rest still applies, but nothing is pruned until every object is.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("web-v1")})).ack.ok());
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(
+      Update({Cm("a", "2"), Annotated("../web-v2", "    note: a name no cluster takes\n")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("; 1 object that left the bundle is pruned once every object applies"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("\"2\""));
+  EXPECT_TRUE(Exists("web-v1"));
+  EXPECT_FALSE(Exists("web-v2"));
+  outcome = reconciler_->OnUpdate(Update({Cm("a", "2"), Cm("web-v2")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(*fs_.ListFiles("/out"),
+              ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/web-v2.yaml"));
+}
+
 TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {
   v1::BundleUpdate first = Update({Cm("a")});
   v1::BundleUpdate second = Update({Cm("a"), Cm("b")}, &first);
