@@ -433,27 +433,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
           return false;
         }
       }
-      std::vector<v1::ResourceHealth> not_healthy;
-      for (const OrderedObject* o : passed) {
-        if (o->wave > v) continue;
-        v1::ResourceHealth h = applier_->Health(*o->object, context);
-        if (h.health() != v1::HEALTH_STATE_HEALTHY) {
-          applier_->Refresh(*o->object, context);
-          h = applier_->Health(*o->object, context);
-        }
-        if (h.health() != v1::HEALTH_STATE_HEALTHY) not_healthy.push_back(std::move(h));
-      }
-      if (!not_healthy.empty()) {
-        const v1::ResourceHealth& first = not_healthy.front();
-        waiting = absl::StrCat(
-            "later sync waves wait for wave ", v, " to be Healthy: ", KeyDisplay(first.key()),
-            " is ",
-            absl::AsciiStrToLower(
-                v1::HealthState_Name(first.health()).substr(sizeof("HEALTH_STATE_") - 1)),
-            first.message().empty() ? "" : ": ", first.message(),
-            not_healthy.size() > 1 ? absl::StrCat(" (", not_healthy.size() - 1, " more)") : "");
-        return false;
-      }
+      waiting = WaveNotHealthy(passed, v, context);
+      if (!waiting.empty()) return false;
       closed_wave = v;
     }
     return true;
@@ -771,6 +752,28 @@ absl::Status Reconciler::ApplyObject(const v1::ManifestObject& object, const std
   metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
   if (status.ok()) (*record.mutable_applied_hashes())[key] = object.content_hash();
   return status;
+}
+
+std::string Reconciler::WaveNotHealthy(const std::vector<const OrderedObject*>& passed, int wave,
+                                       const ApplyContext& context) {
+  std::vector<v1::ResourceHealth> not_healthy;
+  for (const OrderedObject* o : passed) {
+    if (o->wave > wave) continue;
+    v1::ResourceHealth h = applier_->Health(*o->object, context);
+    if (h.health() != v1::HEALTH_STATE_HEALTHY) {
+      applier_->Refresh(*o->object, context);
+      h = applier_->Health(*o->object, context);
+    }
+    if (h.health() != v1::HEALTH_STATE_HEALTHY) not_healthy.push_back(std::move(h));
+  }
+  if (not_healthy.empty()) return "";
+  const v1::ResourceHealth& first = not_healthy.front();
+  return absl::StrCat(
+      "later sync waves wait for wave ", wave, " to be Healthy: ", KeyDisplay(first.key()), " is ",
+      absl::AsciiStrToLower(
+          v1::HealthState_Name(first.health()).substr(sizeof("HEALTH_STATE_") - 1)),
+      first.message().empty() ? "" : ": ", first.message(),
+      not_healthy.size() > 1 ? absl::StrCat(" (", not_healthy.size() - 1, " more)") : "");
 }
 
 Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired) const {

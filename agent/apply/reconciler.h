@@ -51,6 +51,7 @@
 
 #include "absl/time/time.h"
 #include "agent/apply/applier.h"
+#include "agent/apply/order.h"
 #include "agent/health/health.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
@@ -141,6 +142,10 @@ class Reconciler {
   absl::Status ApplyObject(const v1::ManifestObject& object, const std::string& key,
                            v1::AgentBundleRecord& record, const ApplyContext& context);
   HookPlan PlanHooks(const v1::RevisionRecord& desired) const;
+  // What keeps the objects of `passed` up to `wave` from being Healthy (reading again
+  // those that are not), "" when nothing does.
+  std::string WaveNotHealthy(const std::vector<const OrderedObject*>& passed, int wave,
+                             const ApplyContext& context);
   // Runs `phase`'s hooks wave by wave, those of waves up to `up_to_wave`: starts the runs
   // not started, checks the running ones, applies delete policies. `detail` says what it
   // waits for or what failed.

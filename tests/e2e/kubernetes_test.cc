@@ -113,6 +113,33 @@ class KubernetesFleet : public ::testing::Test {
     return ::gitfleet::testing::RunCtl(grpc_port_, args, code);
   }
 
+  // Starts the fleet, adds this repository as source "demo" and `bundle` from apps/BUNDLE
+  // into namespace `ns`.
+  void StartFleetWithBundle(const std::string& bundle, const std::string& ns) {
+    StartFleet();
+    int code;
+    std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    out = Ctl(
+        {"bundle", "add", bundle, "--source=demo", "--path=apps/" + bundle, "--namespace=" + ns},
+        &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+
+  // Writes a finished rollout of one replica into the Deployment at `path`, as its
+  // controller would.
+  void FinishRollout(const std::string& path) {
+    json status = {{"status",
+                    {{"observedGeneration", 1},
+                     {"replicas", 1},
+                     {"updatedReplicas", 1},
+                     {"readyReplicas", 1},
+                     {"availableReplicas", 1}}}};
+    absl::StatusOr<KubeResponse> r =
+        api_->Do("PATCH", path + "/status", status.dump(), "application/merge-patch+json");
+    ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
+  }
+
   std::optional<v1::BundleStatus> Status(const std::string& bundle) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -164,13 +191,9 @@ class KubernetesFleet : public ::testing::Test {
   void SyncHealDriftPrune(const std::string& ns, bool fake) {
     Manifests(ns, "1", true);
     std::string first = git_.Commit("first");
-    StartFleet();
+    StartFleetWithBundle("web", ns);
     int code;
-    std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-    ASSERT_EQ(code, 0) << out;
-    out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=" + ns},
-              &code);
-    ASSERT_EQ(code, 0) << out;
+    std::string out;
 
     const std::string cm = absl::StrCat("/api/v1/namespaces/", ns, "/configmaps/settings");
     const std::string deploy = absl::StrCat("/apis/apps/v1/namespaces/", ns, "/deployments/web");
@@ -191,15 +214,7 @@ class KubernetesFleet : public ::testing::Test {
       // No controller runs: the Deployment stays Progressing until its status says done.
       auto s = Status("web");
       EXPECT_EQ(s->health(), v1::HEALTH_STATE_PROGRESSING) << s->DebugString();
-      json status = {{"status",
-                      {{"observedGeneration", 1},
-                       {"replicas", 1},
-                       {"updatedReplicas", 1},
-                       {"readyReplicas", 1},
-                       {"availableReplicas", 1}}}};
-      ASSERT_EQ(api_->Do("PATCH", deploy + "/status", status.dump(), "application/merge-patch+json")
-                    ->code,
-                200);
+      FinishRollout(deploy);
     }
     EXPECT_TRUE(Eventually(
         [&] {
@@ -344,13 +359,7 @@ TEST_F(KubernetesFleet, HooksRunAroundTheSyncAndAFailedPreSyncHookStopsIt) {
   };
   write("1", "HookSucceeded", true);
   const std::string first = git_.Commit("hooks");
-  StartFleet();
-  int code;
-  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out = Ctl({"bundle", "add", "hooked", "--source=demo", "--path=apps/hooked", "--namespace=hooks"},
-            &code);
-  ASSERT_EQ(code, 0) << out;
+  StartFleetWithBundle("hooked", "hooks");
 
   // The live Jobs starting with `prefix`, and the job controller's verdict on one.
   auto jobs = [&](const std::string& prefix) {
@@ -448,13 +457,7 @@ TEST_F(KubernetesFleet, ALaterSyncWaveWaitsForTheEarlierOneToBeHealthy) {
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  annotations:\n"
              "    argocd.argoproj.io/sync-wave: \"1\"\ndata: {v: \"1\"}\n");
   const std::string commit = git_.Commit("a database before its app");
-  StartFleet();
-  int code;
-  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out = Ctl({"bundle", "add", "waves", "--source=demo", "--path=apps/waves", "--namespace=waves"},
-            &code);
-  ASSERT_EQ(code, 0) << out;
+  StartFleetWithBundle("waves", "waves");
 
   const std::string deploy = "/apis/apps/v1/namespaces/waves/deployments/db";
   const std::string app = "/api/v1/namespaces/waves/configmaps/app";
@@ -471,18 +474,10 @@ TEST_F(KubernetesFleet, ALaterSyncWaveWaitsForTheEarlierOneToBeHealthy) {
   EXPECT_FALSE(Live(deploy).is_null());
   absl::SleepFor(absl::Seconds(3));  // passes go on; the wave still holds
   EXPECT_TRUE(Live(app).is_null()) << "wave 1 is not applied before wave 0 is Healthy";
-  out = Ctl({"status", "--bundle=waves"}, &code);
+  std::string out = Ctl({"status", "--bundle=waves"});
   EXPECT_THAT(out, HasSubstr("later sync waves wait for wave 0")) << out;
 
-  json status = {{"status",
-                  {{"observedGeneration", 1},
-                   {"replicas", 1},
-                   {"updatedReplicas", 1},
-                   {"readyReplicas", 1},
-                   {"availableReplicas", 1}}}};
-  ASSERT_EQ(
-      api_->Do("PATCH", deploy + "/status", status.dump(), "application/merge-patch+json")->code,
-      200);
+  FinishRollout(deploy);
   ASSERT_TRUE(Eventually([&] { return SyncedAt("waves", commit); }, absl::Seconds(60)))
       << Describe("waves");
   EXPECT_FALSE(Live(app).is_null());
