@@ -1161,8 +1161,11 @@ std::vector<v1::StatusUpdate> Reconciler::AllStatuses() const {
 }
 
 void Reconciler::UpdateBundleGauges() {
-  std::map<v1::SyncState, int> counts = {
-      {v1::SYNC_STATE_SYNCED, 0}, {v1::SYNC_STATE_OUT_OF_SYNC, 0}, {v1::SYNC_STATE_FAILED, 0}};
+  // Every state is set each time, so a state no bundle is in any more reads 0.
+  std::map<v1::SyncState, int> counts = {{v1::SYNC_STATE_SYNCED, 0},
+                                         {v1::SYNC_STATE_OUT_OF_SYNC, 0},
+                                         {v1::SYNC_STATE_APPLYING, 0},
+                                         {v1::SYNC_STATE_FAILED, 0}};
   std::map<v1::HealthState, int> health = {{v1::HEALTH_STATE_HEALTHY, 0},
                                            {v1::HEALTH_STATE_PROGRESSING, 0},
                                            {v1::HEALTH_STATE_DEGRADED, 0},
@@ -1171,7 +1174,7 @@ void Reconciler::UpdateBundleGauges() {
   int left_unmanaged = 0;
   for (const auto& [name, bundle] : bundles_) {
     left_unmanaged += bundle.record.left_unmanaged_size();
-    ++counts[bundle.status.sync_state()];
+    if (counts.count(bundle.status.sync_state()) > 0) ++counts[bundle.status.sync_state()];
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }
   for (const auto& [state, count] : counts) {

@@ -278,6 +278,7 @@ TEST_F(SyncWaveTest, AWaveGoesOnlyOnceTheLowerWavesAreHealthy) {
             "later sync waves wait for wave 0 to be Healthy: ConfigMap shop/db is progressing: 1 "
             "of 2 replicas updated");
   EXPECT_EQ(outcome.status->applied_revision(), first.revision());
+  EXPECT_EQ(metrics_.bundles.Add({{"sync_state", "applying"}}).Value(), 1);
   EXPECT_THAT(applier_.calls, ElementsAre("config", "db"));
   EXPECT_FALSE(Exists("web"));
   EXPECT_TRUE(Exists("legacy")) << "nothing is pruned before the whole revision is applied";
@@ -294,6 +295,9 @@ TEST_F(SyncWaveTest, AWaveGoesOnlyOnceTheLowerWavesAreHealthy) {
   EXPECT_EQ(status.applied_revision(), Update(next).revision());
   EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "web"));
   EXPECT_FALSE(Exists("legacy"));
+  EXPECT_EQ(metrics_.bundles.Add({{"sync_state", "applying"}}).Value(), 0)
+      << "a state no bundle is in reads 0, not its last count";
+  EXPECT_EQ(metrics_.bundles.Add({{"sync_state", "synced"}}).Value(), 1);
 
   // A drift correction of an applied revision does not wait.
   applier_.progressing = {"db"};
