@@ -1024,8 +1024,37 @@ bool Reconciler::SetStatus(Bundle& bundle, v1::StatusUpdate status) {
   return changed;
 }
 
+std::string Reconciler::NamespaceHeldByOthers(const std::string& ns,
+                                              const std::string& bundle) const {
+  for (const auto& [name, other] : bundles_) {
+    if (name == bundle) continue;
+    int held = 0;
+    const v1::ObjectKey* first = nullptr;
+    for (const v1::ObjectKey& key : other.record.inventory()) {
+      if (key.namespace_() != ns) continue;
+      if (first == nullptr) first = &key;
+      ++held;
+    }
+    if (held > 0) {
+      return absl::StrCat("bundle ", name, " still applies ", held,
+                          held == 1 ? " object" : " objects", " in it (", KeyDisplay(*first),
+                          held > 1 ? ", ..." : "",
+                          "); deleting the Namespace would delete them, so it is pruned once "
+                          "they are gone");
+    }
+  }
+  return "";
+}
+
 bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
                         v1::AgentBundleRecord& record, std::string* error) {
+  if (key.group().empty() && key.kind() == "Namespace") {
+    // Deleting a Namespace deletes everything in it, whoever applied it.
+    if (std::string held = NamespaceHeldByOthers(key.name(), record.bundle()); !held.empty()) {
+      *error = std::move(held);
+      return false;
+    }
+  }
   const std::string k = KeyString(key);
   auto created = std::find(record.created().begin(), record.created().end(), k);
   const bool ours = created != record.created().end();

@@ -167,7 +167,11 @@ class Reconciler {
   // Why the serving control plane may not replace or remove `bundle` as `generation`
   // asks; "" when it may.
   std::string Refusal(const Bundle& bundle, int64_t generation) const;
-  // Deletes what gitfleet created and releases what it found; false on an error.
+  // Why the Namespace `ns` may not be deleted for `bundle`: another bundle's objects live
+  // in it (deleting it would delete them). "" when none do.
+  std::string NamespaceHeldByOthers(const std::string& ns, const std::string& bundle) const;
+  // Deletes what gitfleet created and releases what it found; false on an error (a
+  // Namespace another bundle's objects live in is one).
   bool Remove(const v1::ObjectKey& key, const ApplyContext& context, v1::AgentBundleRecord& record,
               std::string* error);
 

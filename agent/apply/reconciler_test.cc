@@ -376,6 +376,52 @@ TEST_F(SyncWaveTest, AReplacementThatFailsKeepsWhatItReplaces) {
               ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/web-v2.yaml"));
 }
 
+TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
+  auto ns = [](const std::string& name) {
+    return *MakeObject("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n", "test");
+  };
+  auto cm = [](const std::string& ns, const std::string& name) {
+    return *MakeObject(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + ", namespace: " + ns + "}\n",
+        "test");
+  };
+  auto update = [](const std::string& bundle, const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate u = Update(objects);
+    u.set_bundle(bundle);
+    return u;
+  };
+  ASSERT_TRUE(reconciler_->OnUpdate(update("web", {ns("shop"), cm("shop", "a")})).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(update("other", {cm("shop", "b")})).ack.ok());
+
+  // web drops its Namespace while other's ConfigMap lives there: it stays, and says why.
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(update("web", {cm("shop", "a")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("Namespace shop: prune: bundle other still applies 1 object in it "
+                        "(ConfigMap shop/b); deleting the Namespace would delete them"));
+  EXPECT_TRUE(fs_.ReadFile("/out/_cluster/Namespace/shop.yaml").ok());
+
+  // Once nothing else lives there, the retry prunes it.
+  v1::BundleRemoval removal;
+  removal.set_bundle("other");
+  reconciler_->OnRemoval(removal);
+  clock_.Advance(absl::Seconds(1));  // the first retry waits at most 1 s
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
+  EXPECT_FALSE(fs_.ReadFile("/out/_cluster/Namespace/shop.yaml").ok());
+
+  // Removing a whole bundle spares such a Namespace too; its own objects go.
+  ASSERT_TRUE(reconciler_->OnUpdate(update("lab", {ns("lab"), cm("lab", "c")})).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(update("guest", {cm("lab", "d")})).ack.ok());
+  removal.set_bundle("lab");
+  reconciler_->OnRemoval(removal);
+  EXPECT_TRUE(fs_.ReadFile("/out/_cluster/Namespace/lab.yaml").ok());
+  EXPECT_FALSE(fs_.ReadFile("/out/lab/ConfigMap/c.yaml").ok());
+  EXPECT_TRUE(fs_.ReadFile("/out/lab/ConfigMap/d.yaml").ok());
+}
+
 TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {
   v1::BundleUpdate first = Update({Cm("a")});
   v1::BundleUpdate second = Update({Cm("a"), Cm("b")}, &first);
