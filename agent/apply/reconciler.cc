@@ -407,7 +407,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   std::vector<const OrderedObject*> passed;  // gated objects the pass went by
   // Lets the waves below `wave` through, lowest first: each one's Sync hooks succeeded and
   // its objects (and the lower waves') Healthy. False when the pass must stop here.
-  auto through_below = [&](int wave) {
+  auto through_below = [&](int64_t wave) {  // wider than a wave: one above INT_MAX fits
     std::set<int> waves;
     for (const OrderedObject* o : passed) {
       if (o->wave < wave && (!closed_wave || o->wave > *closed_wave)) waves.insert(o->wave);
@@ -510,7 +510,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // Sync hooks above the objects' waves wait for them too.
   if (gate_waves && !stopped && target_down.ok() && with_hooks &&
       plan.phases.count(HookPhase::kSync) > 0) {
-    stopped = !through_below(plan.phases.at(HookPhase::kSync).back().hook.wave + 1);
+    stopped = !through_below(int64_t{plan.phases.at(HookPhase::kSync).back().hook.wave} + 1);
   }
   if (check_drift) applier_->EndDriftCheck();
   metrics_.objects_unchanged.Increment(unchanged);

@@ -332,6 +332,18 @@ TEST_F(SyncWaveTest, SyncHooksRunInTheirWaveBetweenTheObjects) {
   EXPECT_THAT(applier_.calls, ElementsAre("config", "db", "hook seed-", "web", "hook smoke-"));
 }
 
+TEST_F(SyncWaveTest, TheLastPossibleWaveRunsToo) {
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(
+      Update({Cm("db"),
+              *MakeObject("apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: last-\n"
+                          "  namespace: shop\n  annotations:\n    argocd.argoproj.io/hook: Sync\n"
+                          "    argocd.argoproj.io/sync-wave: \"2147483647\"\n",
+                          "test")}));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED) << outcome.status->message();
+  EXPECT_THAT(applier_.calls, ElementsAre("db", "hook last-"));
+}
+
 TEST_F(SyncWaveTest, AFailedObjectStopsTheLaterWavesAndPrunesNothing) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("legacy")})).ack.ok());
   // db fails to apply (a name the directory applier refuses).
