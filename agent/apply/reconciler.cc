@@ -523,10 +523,14 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   // Sync hooks follow the objects; prune waits for them, and a failed attempt prunes
   // nothing.
+  size_t prune_errors = 0;  // prunes run only once every object applied
   auto failure_message = [&] {
+    const size_t failed = errors->size() - prune_errors;
     return absl::StrCat(
-        errors->size(), " of ", objects.size(), " objects failed; first: ",
-        (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
+        failed > 0 ? absl::StrCat(failed, " of ", objects.size(), " objects failed")
+                   : absl::StrCat(prune_errors, prune_errors == 1 ? " object" : " objects",
+                                  " that left the bundle could not be pruned"),
+        "; first: ", (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
         (*errors)[0].message(), stopped ? "; later sync waves wait" : "");
   };
   if (with_hooks) {
@@ -576,6 +580,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
         *error.mutable_key() = key;
         error.set_message(absl::StrCat("prune: ", error_message));
         errors->push_back(std::move(error));
+        ++prune_errors;
         kept_inventory.push_back(key);
         continue;
       }

@@ -410,8 +410,9 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
   EXPECT_FALSE(outcome.ack.ok());
   ASSERT_TRUE(outcome.status.has_value());
   EXPECT_THAT(outcome.status->message(),
-              HasSubstr("Namespace shop: prune: bundle other still applies 1 object in it "
-                        "(ConfigMap shop/b); deleting the Namespace would delete them"));
+              HasSubstr("1 object that left the bundle could not be pruned; first: Namespace "
+                        "shop: prune: bundle other still applies 1 object in it (ConfigMap "
+                        "shop/b); deleting the Namespace would delete them"));
   EXPECT_TRUE(fs_.ReadFile("/out/_cluster/Namespace/shop.yaml").ok());
 
   // Once nothing else lives there, the retry prunes it.
