@@ -1,6 +1,8 @@
 #include "agent/kube/applier.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/kube/convert.h"
 #include "agent/kube/health.h"
 #include "common/logging.h"
@@ -164,6 +166,27 @@ std::string MetadataField(const nlohmann::json& live, const char* map, const cha
   return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// The annotation by which the live object asks never to be deleted by its GitOps tool,
+// as "name=value"; "" when it does not. gitfleet's own, and Argo CD's and Flux's as
+// repositories moved from them carry them (Argo CD's Delete=false is honoured on a
+// prune too: either way its author wants it kept).
+std::string KeptBy(const nlohmann::json& live) {
+  if (MetadataField(live, "annotations", kPruneAnnotation) == "false") {
+    return absl::StrCat(kPruneAnnotation, "=false");
+  }
+  const std::string argo = MetadataField(live, "annotations", kArgoSyncOptionsAnnotation);
+  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
+    option = absl::StripAsciiWhitespace(option);
+    if (option == "Prune=false" || option == "Delete=false") {
+      return absl::StrCat(kArgoSyncOptionsAnnotation, "=", option);
+    }
+  }
+  if (MetadataField(live, "annotations", kFluxPruneAnnotation) == "disabled") {
+    return absl::StrCat(kFluxPruneAnnotation, "=disabled");
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
@@ -287,9 +310,8 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
                     << "; leaving it";
     return absl::OkStatus();
   }
-  if (MetadataField(live->object, "annotations", kPruneAnnotation) == "false") {
-    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kPruneAnnotation
-                 << "=false; leaving it";
+  if (std::string kept = KeptBy(live->object); !kept.empty()) {
+    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kept << "; leaving it";
     return absl::OkStatus();
   }
   const json& metadata = live->object["metadata"];

@@ -269,21 +269,32 @@ TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
 
 TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   const std::string ns = "default";  // exists already; not the bundle's
+  // Argo CD's "keep it when the application is deleted".
+  const v1::ManifestObject no_delete = Cm(
+      "no-delete", ns, "1", "  annotations:\n    argocd.argoproj.io/sync-options: Delete=false\n");
   ASSERT_TRUE(reconciler_
                   ->OnUpdate(Update(
-                      {Cm("a", ns), Cm("b", ns), Cm("c", ns),
-                       Cm("keep", ns, "1", "  annotations:\n    gitfleet.io/prune: \"false\"\n")}))
+                      {Cm("a", ns), Cm("b", ns), Cm("c", ns), no_delete,
+                       Cm("keep", ns, "1", "  annotations:\n    gitfleet.io/prune: \"false\"\n"),
+                       // As repositories moved from Argo CD and Flux mark what to keep.
+                       Cm("argo-keep", ns, "1",
+                          "  annotations:\n    argocd.argoproj.io/sync-options: "
+                          "ServerSideApply=true, Prune=false\n"),
+                       Cm("flux-keep", ns, "1",
+                          "  annotations:\n    kustomize.toolkit.fluxcd.io/prune: disabled\n")}))
                   .ack.ok());
   // Someone else takes over "c" (relabels it); it is no longer ours to delete.
   fake_->Mutate("", "configmaps", ns, "c",
                 [](json& o) { o["metadata"]["labels"][kBundleLabel] = "other"; });
   fake_->ClearRequests();
-  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a", ns)}));
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a", ns), no_delete}));
   ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
   EXPECT_THAT(Writes(), ElementsAre("DELETE configmaps/b"));
   EXPECT_TRUE(fake_->Get("", "configmaps", ns, "b").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "c").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "keep").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "argo-keep").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "flux-keep").is_null());
   for (const FakeApiServer::Request& r : fake_->Requests()) {
     if (r.method == "DELETE") {
       EXPECT_EQ(r.path, "/api/v1/namespaces/default/configmaps/b");
@@ -299,6 +310,7 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   reconciler_->OnRemoval(removal);
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "foreign").is_null());
   EXPECT_TRUE(fake_->Get("", "configmaps", ns, "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "no-delete").is_null());
   EXPECT_FALSE(fake_->Get("", "namespaces", "", ns).is_null());
 }
 
