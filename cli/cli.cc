@@ -1075,6 +1075,7 @@ class Cli {
            << Short(result.revision()) << ": " << counts["create"] << " to create, "
            << counts["update"] << " to update, " << counts["prune"] << " to prune, "
            << result.unchanged() << " unchanged"
+           << (counts["keep"] > 0 ? absl::StrCat(", ", counts["keep"], " kept") : "")
            << (counts["error"] > 0 ? absl::StrCat(", ", counts["error"], " failed") : "") << "\n";
     }
     return result.changes_size() > 0 ? 3 : 0;

@@ -1181,6 +1181,14 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
       v1::ObjectDiff* diff = result.add_changes();
       *diff->mutable_key() = *key;
       diff->set_change("prune");
+      if (key->group().empty() && key->kind() == "Namespace") {
+        // What Remove would refuse: said, not counted as a prune.
+        if (std::string held = NamespaceHeldByOthers(key->name(), desired.bundle());
+            !held.empty()) {
+          diff->set_change("keep");
+          diff->set_detail(std::move(held));
+        }
+      }
     }
   }
   return result;

@@ -414,6 +414,13 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
                         "shop: prune: bundle other still applies 1 object in it (ConfigMap "
                         "shop/b); deleting the Namespace would delete them"));
   EXPECT_TRUE(fs_.ReadFile("/out/_cluster/Namespace/shop.yaml").ok());
+  // The dry run says the same.
+  v1::DiffRequest request;
+  request.set_bundle("web");
+  v1::DiffResult diff = reconciler_->Diff(request);
+  ASSERT_EQ(diff.changes_size(), 1) << diff.DebugString();
+  EXPECT_EQ(diff.changes(0).change(), "keep");
+  EXPECT_THAT(diff.changes(0).detail(), HasSubstr("bundle other still applies 1 object in it"));
 
   // Once nothing else lives there, the retry prunes it.
   v1::BundleRemoval removal;
