@@ -14,11 +14,11 @@ bool IsCrd(const v1::ObjectKey& key) {
   return key.group() == "apiextensions.k8s.io" && key.kind() == "CustomResourceDefinition";
 }
 
+}  // namespace
+
 bool IsNamespace(const v1::ObjectKey& key) {
   return key.group().empty() && key.kind() == "Namespace";
 }
-
-}  // namespace
 
 absl::StatusOr<int> SyncWave(const v1::ManifestObject& object) {
   // Most objects have no annotation: skip the parse. Both names end in "/sync-wave".

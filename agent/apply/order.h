@@ -32,6 +32,9 @@ namespace gitfleet {
 // control plane refuses such a render; an older one may have sent it).
 absl::StatusOr<int> SyncWave(const v1::ManifestObject& object);
 
+// Whether `key` names a Namespace (core group).
+bool IsNamespace(const v1::ObjectKey& key);
+
 struct OrderedObject {
   const v1::ManifestObject* object;
   int wave;    // 0 when the annotation is invalid (the error is reported at its apply)

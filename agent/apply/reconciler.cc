@@ -348,7 +348,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       // The bundle's Namespaces first, so its PreSync hooks have somewhere to run (what
       // Argo CD's CreateNamespace does). A Namespace is a container, not a change.
       for (const v1::ManifestObject* object : objects) {
-        if (!object->key().group().empty() || object->key().kind() != "Namespace") continue;
+        if (!IsNamespace(object->key())) continue;
         const std::string& key = placed[object];
         auto previous = record.applied_hashes().find(key);
         if (previous != record.applied_hashes().end() &&
@@ -1053,7 +1053,7 @@ std::string Reconciler::NamespaceHeldByOthers(const std::string& ns,
 
 bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
                         v1::AgentBundleRecord& record, std::string* error) {
-  if (key.group().empty() && key.kind() == "Namespace") {
+  if (IsNamespace(key)) {
     // Deleting a Namespace deletes everything in it, whoever applied it.
     if (std::string held = NamespaceHeldByOthers(key.name(), record.bundle()); !held.empty()) {
       *error = std::move(held);
@@ -1181,7 +1181,7 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
       v1::ObjectDiff* diff = result.add_changes();
       *diff->mutable_key() = *key;
       diff->set_change("prune");
-      if (key->group().empty() && key->kind() == "Namespace") {
+      if (IsNamespace(*key)) {
         // What Remove would refuse: said, not counted as a prune.
         if (std::string held = NamespaceHeldByOthers(key->name(), desired.bundle());
             !held.empty()) {
