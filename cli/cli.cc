@@ -1061,13 +1061,13 @@ class Cli {
       err_ << "gitfleetctl: " << result.cluster() << ": " << result.error() << "\n";
       return 1;
     }
+    std::map<std::string, int> counts;
+    for (const v1::ObjectDiff& d : result.changes()) ++counts[d.change()];
     if (format_ != "table") {
       Print(result);
     } else {
-      std::map<std::string, int> counts;
       Table table({"CHANGE", "OBJECT", "DETAIL"});
       for (const v1::ObjectDiff& d : result.changes()) {
-        ++counts[d.change()];
         table.Add({d.change(), KeyDisplay(d.key()), d.detail()});
       }
       if (result.changes_size() > 0) table.Print(out_);
@@ -1078,7 +1078,8 @@ class Cli {
            << (counts["keep"] > 0 ? absl::StrCat(", ", counts["keep"], " kept") : "")
            << (counts["error"] > 0 ? absl::StrCat(", ", counts["error"], " failed") : "") << "\n";
     }
-    return result.changes_size() > 0 ? 3 : 0;
+    // What is kept is listed, but is no change.
+    return result.changes_size() > counts["keep"] ? 3 : 0;
   }
 
   int Status() {

@@ -38,6 +38,12 @@ struct HookStatus {
   std::string message;  // why it failed, or what it is doing
 };
 
+// What a prune would do to one object.
+struct RemovalPreview {
+  bool exists = true;  // false: gone already, nothing to do
+  std::string kept;    // why it stays; "" when it would be deleted
+};
+
 class Applier {
  public:
   virtual ~Applier() = default;
@@ -54,6 +60,15 @@ class Applier {
   // (annotation gitfleet.io/prune: "true"). By default: leaves it as it is.
   virtual absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) {
     return absl::OkStatus();
+  }
+  // What removing the object would do, without doing it (see RemovalPreview): Delete for
+  // an object the bundle `created`, Release for one it found. An error when the target
+  // cannot say now. By default: what the bundle created is deleted, what it found stays.
+  virtual absl::StatusOr<RemovalPreview> PreviewRemoval(const v1::ObjectKey& key,
+                                                        const ApplyContext& context, bool created) {
+    if (created) return RemovalPreview{};
+    return RemovalPreview{true, absl::StrCat("it existed before bundle ", context.bundle,
+                                             " applied it: it is given back, not deleted")};
   }
   // Whether an object the bundle stopped managing while prune was off is still there as
   // it was left: it exists and, where objects carry gitfleet's bundle label, still has

@@ -1178,17 +1178,28 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
     for (const v1::ObjectKey& stored : record.inventory()) {
       absl::StatusOr<v1::ObjectKey> key = applier_->ResolveKey(stored, context);
       if (!key.ok() || desired_keys.count(KeyString(*key)) > 0) continue;
+      // What Remove would do: what it would refuse or leave in place is said, not counted
+      // as a prune.
+      std::string kept;
+      if (IsNamespace(*key)) kept = NamespaceHeldByOthers(key->name(), desired.bundle());
+      if (kept.empty()) {
+        const bool created = std::find(record.created().begin(), record.created().end(),
+                                       KeyString(stored)) != record.created().end();
+        absl::StatusOr<RemovalPreview> removal = applier_->PreviewRemoval(stored, context, created);
+        if (!removal.ok()) {
+          v1::ObjectDiff* diff = result.add_changes();
+          *diff->mutable_key() = *key;
+          diff->set_change("error");
+          diff->set_detail(absl::StrCat("prune: ", removal.status().message()));
+          continue;
+        }
+        if (!removal->exists) continue;  // nothing to prune
+        kept = std::move(removal->kept);
+      }
       v1::ObjectDiff* diff = result.add_changes();
       *diff->mutable_key() = *key;
-      diff->set_change("prune");
-      if (IsNamespace(*key)) {
-        // What Remove would refuse: said, not counted as a prune.
-        if (std::string held = NamespaceHeldByOthers(key->name(), desired.bundle());
-            !held.empty()) {
-          diff->set_change("keep");
-          diff->set_detail(std::move(held));
-        }
-      }
+      diff->set_change(kept.empty() ? "prune" : "keep");
+      diff->set_detail(std::move(kept));
     }
   }
   return result;

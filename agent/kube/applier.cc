@@ -187,6 +187,19 @@ std::string KeptBy(const nlohmann::json& live) {
   return "";
 }
 
+// Why Delete leaves the live object of `bundle` in place; "" when it deletes it.
+std::string DeleteLeaves(const nlohmann::json& live, const std::string& bundle) {
+  const std::string owner = MetadataField(live, "labels", kBundleLabel);
+  if (owner != bundle) {
+    return absl::StrCat("it is not labelled ", kBundleLabel, "=", bundle,
+                        owner.empty() ? "" : absl::StrCat(" (it belongs to ", owner, ")"));
+  }
+  if (std::string kept = KeptBy(live); !kept.empty()) {
+    return absl::StrCat("it is annotated ", kept);
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
@@ -237,6 +250,11 @@ absl::StatusOr<KubernetesApplier::Live> KubernetesApplier::ReadForRemoval(
     MutexLock lock(&mu_);
     health_.erase(CacheKey(context.bundle, key));
   }
+  return ReadLive(key, context);
+}
+
+absl::StatusOr<KubernetesApplier::Live> KubernetesApplier::ReadLive(const v1::ObjectKey& key,
+                                                                    const ApplyContext& context) {
   Live out;
   absl::StatusOr<ApiResource> resource = mapper_->FindPreferred(key.group(), key.kind());
   if (!resource.ok()) {
@@ -262,6 +280,23 @@ absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
   // Gone, or taken over (relabelled, or applied by another bundle): not ours to list.
   return !live->object.is_null() &&
          MetadataField(live->object, "labels", kBundleLabel) == context.bundle;
+}
+
+absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::ObjectKey& key,
+                                                                 const ApplyContext& context,
+                                                                 bool created) {
+  absl::StatusOr<Live> live = ReadLive(key, context);
+  if (!live.ok()) return live.status();
+  if (live->object.is_null()) return RemovalPreview{false, ""};
+  // As Release decides: a found object still labelled for the bundle is given back
+  // unless it asks to be deleted.
+  if (!created && MetadataField(live->object, "labels", kBundleLabel) == context.bundle &&
+      MetadataField(live->object, "annotations", kPruneAnnotation) != "true") {
+    return RemovalPreview{true, absl::StrCat("it existed before bundle ", context.bundle,
+                                             " applied it: gitfleet gives up its fields and "
+                                             "leaves it")};
+  }
+  return RemovalPreview{true, DeleteLeaves(live->object, context.bundle)};
 }
 
 absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
@@ -303,15 +338,8 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
   absl::StatusOr<Live> live = ReadForRemoval(key, context);
   if (!live.ok()) return live.status();
   if (live->object.is_null()) return absl::OkStatus();
-  const std::string owner = MetadataField(live->object, "labels", kBundleLabel);
-  if (owner != context.bundle) {
-    GF_LOG(WARNING) << "prune: " << KeyDisplay(key) << " is not labelled " << kBundleLabel << "="
-                    << context.bundle << (owner.empty() ? "" : " (it belongs to " + owner + ")")
-                    << "; leaving it";
-    return absl::OkStatus();
-  }
-  if (std::string kept = KeptBy(live->object); !kept.empty()) {
-    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << " is annotated " << kept << "; leaving it";
+  if (std::string leaves = DeleteLeaves(live->object, context.bundle); !leaves.empty()) {
+    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << ": " << leaves << "; leaving it";
     return absl::OkStatus();
   }
   const json& metadata = live->object["metadata"];

@@ -70,6 +70,8 @@ class KubernetesApplier : public Applier {
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<RemovalPreview> PreviewRemoval(const v1::ObjectKey& key,
+                                                const ApplyContext& context, bool created) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
@@ -118,14 +120,16 @@ class KubernetesApplier : public Applier {
   // `key` in the namespace an object of `resource` without one goes to.
   v1::ObjectKey Place(v1::ObjectKey key, const absl::StatusOr<ApiResource>& resource,
                       const ApplyContext& context) const;
-  // Where `key` lives and the live object (null when it, or its kind, is gone), for Delete
-  // Release and LeftBehind; forgets the health remembered for it.
+  // Where `key` lives and the live object (null when it, or its kind, is gone), for Delete,
+  // Release, LeftBehind and PreviewRemoval. ReadForRemoval also forgets the health
+  // remembered for it.
   struct Live {
     ApiResource resource;
     std::string ns;
     std::string path;
     nlohmann::json object;
   };
+  absl::StatusOr<Live> ReadLive(const v1::ObjectKey& key, const ApplyContext& context);
   absl::StatusOr<Live> ReadForRemoval(const v1::ObjectKey& key, const ApplyContext& context);
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);

@@ -621,6 +621,61 @@ TEST_F(KubernetesApplierTest, DiffListsCreatesUpdatesAndPrunesWithoutChangingAny
   EXPECT_EQ(reconciler_->Diff(request).error(), "this agent holds no revision of bundle other");
 }
 
+TEST_F(KubernetesApplierTest, DiffSaysWhatAPruneWouldLeaveAndWhy) {
+  const std::string ns = "default";
+  // "found" existed before the bundle applied it.
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "found"}, {"namespace", ns}}}});
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update(
+                      {Cm("a", ns), Cm("b", ns), Cm("c", ns), Cm("gone", ns), Cm("found", ns),
+                       Cm("keep", ns, "1",
+                          "  annotations:\n    argocd.argoproj.io/sync-options: Prune=false\n")}))
+                  .ack.ok());
+  fake_->Mutate("", "configmaps", ns, "c",
+                [](json& o) { o["metadata"]["labels"][kBundleLabel] = "other"; });
+  ASSERT_TRUE(fake_->Delete("", "configmaps", ns, "gone"));
+  // The next revision drops all but "a" and adds a Deployment the API refuses: the prune
+  // waits until it applies, and the diff says what it will do then.
+  fake_->Forbid("patch", "apps", "deployments");
+  ASSERT_FALSE(reconciler_->OnUpdate(Update({Cm("a", ns), Ns("shop"), Deploy("api", 1)})).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "b").is_null());
+  v1::DiffRequest request;
+  request.set_bundle("web");
+  fake_->ClearRequests();
+  v1::DiffResult result = reconciler_->Diff(request);
+  std::map<std::string, std::string> changes;
+  for (const auto& c : result.changes()) {
+    if (c.key().kind() == "ConfigMap") changes[c.key().name()] = c.change() + ": " + c.detail();
+  }
+  EXPECT_THAT(
+      changes,
+      ::testing::UnorderedElementsAre(
+          ::testing::Pair("b", "prune: "),
+          ::testing::Pair("c",
+                          "keep: it is not labelled gitfleet.io/bundle=web (it belongs to "
+                          "other)"),
+          ::testing::Pair("keep",
+                          "keep: it is annotated argocd.argoproj.io/sync-options=Prune=false"),
+          ::testing::Pair("found", HasSubstr("keep: it existed before bundle web applied it"))));
+  for (const FakeApiServer::Request& r : fake_->Requests()) EXPECT_NE(r.method, "DELETE");
+  // What the diff said is what the prune does, once the Deployment applies.
+  fake_->Allow("patch", "apps", "deployments");
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(Update({Cm("a", ns), Ns("shop"), Deploy("api", 1)}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_TRUE(fake_->Get("", "configmaps", ns, "b").is_null());
+  EXPECT_EQ(fake_->Get("", "configmaps", ns, "c")["metadata"]["labels"][kBundleLabel], "other");
+  EXPECT_FALSE(fake_->Get("", "configmaps", ns, "keep").is_null());
+  json found = fake_->Get("", "configmaps", ns, "found");
+  ASSERT_FALSE(found.is_null());
+  EXPECT_FALSE(found["metadata"].contains("labels") &&
+               found["metadata"]["labels"].contains(kBundleLabel));
+  EXPECT_TRUE(fake_->Get("", "configmaps", ns, "gone").is_null());
+}
+
 TEST_F(KubernetesApplierTest, PreviewShowsWhatAnApplyWouldChange) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
   ApplyContext context{"web", ""};

@@ -869,6 +869,12 @@ void FakeApiServer::Forbid(const std::string& verb, const std::string& group,
   forbidden_[absl::StrCat(verb, " ", group, "/", resource)] = true;
 }
 
+void FakeApiServer::Allow(const std::string& verb, const std::string& group,
+                          const std::string& resource) {
+  MutexLock lock(&mu_);
+  forbidden_.erase(absl::StrCat(verb, " ", group, "/", resource));
+}
+
 bool FakeApiServer::SetStatus(const std::string& group, const std::string& resource,
                               const std::string& ns, const std::string& name, json status) {
   MutexLock lock(&mu_);

@@ -69,6 +69,8 @@ class FakeApiServer {
   void FailNext(int count, int code, int retry_after_seconds = -1);
   // Requests with this verb ("patch", "delete", "get", "list") on the resource get 403.
   void Forbid(const std::string& verb, const std::string& group, const std::string& resource);
+  // Undoes a Forbid.
+  void Allow(const std::string& verb, const std::string& group, const std::string& resource);
   // Replaces the object's status, as its controller would.
   bool SetStatus(const std::string& group, const std::string& resource, const std::string& ns,
                  const std::string& name, nlohmann::json status);
