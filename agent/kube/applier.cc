@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/kube/convert.h"
 #include "agent/kube/health.h"
@@ -282,6 +283,51 @@ absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
          MetadataField(live->object, "labels", kBundleLabel) == context.bundle;
 }
 
+absl::StatusOr<std::string> KubernetesApplier::NamespaceHoldsData(const v1::ObjectKey& key,
+                                                                  const Live& live) {
+  if (!live.resource.group.empty() || live.resource.kind != "Namespace") return std::string();
+  if (MetadataField(live.object, "annotations", kPruneAnnotation) == "true") return std::string();
+  const std::string& name = key.name();
+  constexpr int kLimit = 500;
+  absl::StatusOr<KubeResponse> response = client_->Do(
+      "GET", absl::StrCat("/api/v1/namespaces/", name, "/persistentvolumeclaims?limit=", kLimit));
+  if (!response.ok() || response->code != 200) {
+    // Unknown is not empty: the Namespace stays until the agent can tell.
+    absl::Status why = response.ok() ? response->ToStatus() : response.status();
+    return absl::Status(why.code(), absl::StrCat("cannot tell whether Namespace ", name,
+                                                 " holds PersistentVolumeClaims, so it is not "
+                                                 "deleted: ",
+                                                 why.message()));
+  }
+  json list = json::parse(response->body, nullptr, false);
+  if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+    return absl::InternalError(absl::StrCat("the PersistentVolumeClaims of Namespace ", name,
+                                            " are not a list; it is not deleted"));
+  }
+  std::vector<std::string> claims;
+  for (const json& item : list["items"]) {
+    if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object()) continue;
+    const json& metadata = item["metadata"];
+    if (metadata.contains("deletionTimestamp") && !metadata["deletionTimestamp"].is_null()) {
+      continue;  // its deletion was decided already
+    }
+    claims.push_back(metadata.value("name", std::string()));
+  }
+  if (claims.empty()) return std::string();
+  const bool more = list.contains("metadata") && list["metadata"].is_object() &&
+                    !list["metadata"].value("continue", std::string()).empty();
+  const size_t shown = std::min<size_t>(claims.size(), 3);
+  return absl::StrCat(
+      "it still holds ", claims.size(), more ? " or more" : "",
+      claims.size() == 1 ? " PersistentVolumeClaim (" : " PersistentVolumeClaims (",
+      absl::StrJoin(claims.begin(), claims.begin() + shown, ", "),
+      claims.size() > shown ? ", ..." : "",
+      "): deleting the Namespace would delete them, and with a Delete reclaim policy their "
+      "volumes' data; it is pruned once they are gone, or at once when the Namespace is "
+      "annotated ",
+      kPruneAnnotation, "=true");
+}
+
 absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::ObjectKey& key,
                                                                  const ApplyContext& context,
                                                                  bool created) {
@@ -296,7 +342,12 @@ absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::Objec
                                              " applied it: gitfleet gives up its fields and "
                                              "leaves it")};
   }
-  return RemovalPreview{true, DeleteLeaves(live->object, context.bundle)};
+  if (std::string leaves = DeleteLeaves(live->object, context.bundle); !leaves.empty()) {
+    return RemovalPreview{true, std::move(leaves)};
+  }
+  absl::StatusOr<std::string> data = NamespaceHoldsData(key, *live);
+  if (!data.ok()) return data.status();
+  return RemovalPreview{true, *std::move(data)};
 }
 
 absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
@@ -342,6 +393,9 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
     GF_LOG(INFO) << "prune: " << KeyDisplay(key) << ": " << leaves << "; leaving it";
     return absl::OkStatus();
   }
+  absl::StatusOr<std::string> data = NamespaceHoldsData(key, *live);
+  if (!data.ok()) return data.status();
+  if (!data->empty()) return absl::FailedPreconditionError(*std::move(data));
   const json& metadata = live->object["metadata"];
   json options = {
       {"apiVersion", "v1"},

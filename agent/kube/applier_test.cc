@@ -676,6 +676,67 @@ TEST_F(KubernetesApplierTest, DiffSaysWhatAPruneWouldLeaveAndWhy) {
   EXPECT_TRUE(fake_->Get("", "configmaps", ns, "gone").is_null());
 }
 
+TEST_F(KubernetesApplierTest, ANamespaceThatHoldsVolumeClaimsIsNotPruned) {
+  // The bundle's own claim, annotated to be kept; a StatefulSet's claim nobody applied.
+  const v1::ManifestObject cache = Obj(
+      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: cache\n  namespace: shop\n"
+      "  annotations:\n    gitfleet.io/prune: \"false\"\n"
+      "spec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n");
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), cache, Cm("x", "default")})).ack.ok());
+  fake_->Put("", "persistentvolumeclaims",
+             {{"apiVersion", "v1"},
+              {"kind", "PersistentVolumeClaim"},
+              {"metadata", {{"name", "data-db-0"}, {"namespace", "shop"}}}});
+  const v1::BundleUpdate dropped = Update({Cm("x", "default")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_EQ(outcome.ack.errors(0).key().kind(), "Namespace");
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("prune: it still holds 2 PersistentVolumeClaims (cache, data-db-0): "
+                        "deleting the Namespace would delete them"));
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_FALSE(fake_->Get("", "persistentvolumeclaims", "shop", "data-db-0").is_null());
+
+  // The dry run says the same.
+  v1::DiffRequest request;
+  request.set_bundle("web");
+  v1::DiffResult diff = reconciler_->Diff(request);
+  ASSERT_EQ(diff.changes_size(), 1) << diff.DebugString();
+  EXPECT_EQ(diff.changes(0).change(), "keep");
+  EXPECT_THAT(diff.changes(0).detail(), HasSubstr("it still holds 2 PersistentVolumeClaims"));
+
+  // One claim gone: the kept one still holds it.
+  ASSERT_TRUE(fake_->Delete("", "persistentvolumeclaims", "shop", "data-db-0"));
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("1 PersistentVolumeClaim (cache)"));
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+
+  // The operator says so on the Namespace: it goes, with the claim.
+  fake_->Mutate("", "namespaces", "", "shop",
+                [](json& o) { o["metadata"]["annotations"]["gitfleet.io/prune"] = "true"; });
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "cache").is_null());
+}
+
+TEST_F(KubernetesApplierTest, ANamespaceIsNotPrunedWhenItsClaimsCannotBeRead) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("x", "default")})).ack.ok());
+  fake_->Forbid("list", "", "persistentvolumeclaims");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("x", "default")}));
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("cannot tell whether Namespace shop holds PersistentVolumeClaims"));
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+  fake_->Allow("list", "", "persistentvolumeclaims");
+  EXPECT_TRUE(reconciler_->OnUpdate(Update({Cm("x", "default")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+}
+
 TEST_F(KubernetesApplierTest, PreviewShowsWhatAnApplyWouldChange) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
   ApplyContext context{"web", ""};
