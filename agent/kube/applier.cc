@@ -283,49 +283,77 @@ absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
          MetadataField(live->object, "labels", kBundleLabel) == context.bundle;
 }
 
-absl::StatusOr<std::string> KubernetesApplier::NamespaceHoldsData(const v1::ObjectKey& key,
-                                                                  const Live& live) {
-  if (!live.resource.group.empty() || live.resource.kind != "Namespace") return std::string();
+absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::ObjectKey& key,
+                                                                const Live& live) {
+  const bool ns = live.resource.group.empty() && live.resource.kind == "Namespace";
+  const bool crd = live.resource.group == "apiextensions.k8s.io" &&
+                   live.resource.kind == "CustomResourceDefinition";
+  if (!ns && !crd) return std::string();
   if (MetadataField(live.object, "annotations", kPruneAnnotation) == "true") return std::string();
-  const std::string& name = key.name();
-  constexpr int kLimit = 500;
-  absl::StatusOr<KubeResponse> response = client_->Do(
-      "GET", absl::StrCat("/api/v1/namespaces/", name, "/persistentvolumeclaims?limit=", kLimit));
+  std::string what;  // the objects that would go with it, one of them
+  std::string path;
+  if (ns) {
+    what = "PersistentVolumeClaim";
+    path = absl::StrCat("/api/v1/namespaces/", key.name(), "/persistentvolumeclaims");
+  } else {
+    // Its custom resources, in every namespace, read at a version the API serves.
+    const json spec = live.object.value("spec", json::object());
+    if (!spec.is_object()) return std::string();
+    std::string version;
+    const json versions = spec.value("versions", json::array());
+    for (const json& v : versions.is_array() ? versions : json::array()) {
+      if (!v.is_object() || !v.value("served", false)) continue;
+      if (version.empty() || v.value("storage", false)) version = v.value("name", "");
+    }
+    const json names = spec.value("names", json::object());
+    const std::string group = spec.value("group", "");
+    const std::string plural = names.is_object() ? names.value("plural", "") : "";
+    // Serving no version, it has no object anyone can read.
+    if (version.empty() || group.empty() || plural.empty()) return std::string();
+    what = absl::StrCat(names.value("kind", plural), " object");
+    path = absl::StrCat("/apis/", group, "/", version, "/", plural);
+  }
+  constexpr int kLimit = 100;
+  absl::StatusOr<KubeResponse> response = client_->Do("GET", absl::StrCat(path, "?limit=", kLimit));
+  if (crd && response.ok() && response->code == 404) return std::string();  // not served
   if (!response.ok() || response->code != 200) {
-    // Unknown is not empty: the Namespace stays until the agent can tell.
+    // Unknown is not empty: it stays until the agent can tell.
     absl::Status why = response.ok() ? response->ToStatus() : response.status();
-    return absl::Status(why.code(), absl::StrCat("cannot tell whether Namespace ", name,
-                                                 " holds PersistentVolumeClaims, so it is not "
-                                                 "deleted: ",
-                                                 why.message()));
+    return absl::Status(why.code(), absl::StrCat("cannot tell whether it holds any ", what,
+                                                 ", so it is not deleted: ", why.message()));
   }
   json list = json::parse(response->body, nullptr, false);
   if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
-    return absl::InternalError(absl::StrCat("the PersistentVolumeClaims of Namespace ", name,
-                                            " are not a list; it is not deleted"));
+    return absl::InternalError(
+        absl::StrCat("the API's list of ", what, " objects is not a list, so it is not deleted"));
   }
-  std::vector<std::string> claims;
+  std::vector<std::string> held;
   for (const json& item : list["items"]) {
     if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object()) continue;
     const json& metadata = item["metadata"];
     if (metadata.contains("deletionTimestamp") && !metadata["deletionTimestamp"].is_null()) {
       continue;  // its deletion was decided already
     }
-    claims.push_back(metadata.value("name", std::string()));
+    std::string name = metadata.value("name", std::string());
+    if (crd && metadata.contains("namespace") && metadata["namespace"].is_string()) {
+      name = absl::StrCat(metadata["namespace"].get<std::string>(), "/", name);
+    }
+    held.push_back(std::move(name));
   }
-  if (claims.empty()) return std::string();
+  if (held.empty()) return std::string();
   const bool more = list.contains("metadata") && list["metadata"].is_object() &&
                     !list["metadata"].value("continue", std::string()).empty();
-  const size_t shown = std::min<size_t>(claims.size(), 3);
+  const size_t shown = std::min<size_t>(held.size(), 3);
   return absl::StrCat(
-      "it still holds ", claims.size(), more ? " or more" : "",
-      claims.size() == 1 ? " PersistentVolumeClaim (" : " PersistentVolumeClaims (",
-      absl::StrJoin(claims.begin(), claims.begin() + shown, ", "),
-      claims.size() > shown ? ", ..." : "",
-      "): deleting the Namespace would delete them, and with a Delete reclaim policy their "
-      "volumes' data; it is pruned once they are gone, or at once when the Namespace is "
-      "annotated ",
-      kPruneAnnotation, "=true");
+      "it still holds ", held.size(), more ? " or more " : " ", what, held.size() == 1 ? "" : "s",
+      " (", absl::StrJoin(held.begin(), held.begin() + shown, ", "),
+      held.size() > shown ? ", ..." : "", "): ",
+      ns ? "deleting the Namespace would delete them, and with a Delete reclaim policy their "
+           "volumes' data"
+         : "deleting the CustomResourceDefinition would delete every one of them, whoever "
+           "made them",
+      "; it is pruned once they are gone, or at once when it is annotated ", kPruneAnnotation,
+      "=true");
 }
 
 absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::ObjectKey& key,
@@ -345,7 +373,7 @@ absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::Objec
   if (std::string leaves = DeleteLeaves(live->object, context.bundle); !leaves.empty()) {
     return RemovalPreview{true, std::move(leaves)};
   }
-  absl::StatusOr<std::string> data = NamespaceHoldsData(key, *live);
+  absl::StatusOr<std::string> data = DeletionDestroys(key, *live);
   if (!data.ok()) return data.status();
   return RemovalPreview{true, *std::move(data)};
 }
@@ -393,7 +421,7 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
     GF_LOG(INFO) << "prune: " << KeyDisplay(key) << ": " << leaves << "; leaving it";
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> data = NamespaceHoldsData(key, *live);
+  absl::StatusOr<std::string> data = DeletionDestroys(key, *live);
   if (!data.ok()) return data.status();
   if (!data->empty()) return absl::FailedPreconditionError(*std::move(data));
   const json& metadata = live->object["metadata"];

@@ -22,12 +22,12 @@
 // Delete removes only what gitfleet owns: the live object must carry the bundle's label,
 // and an object annotated `gitfleet.io/prune: "false"` is kept. Deletion is Background
 // propagation with the live uid as precondition, so an object re-created meanwhile by
-// someone else is not removed. A Namespace that still holds PersistentVolumeClaims (not
-// already being deleted) is not deleted (FailedPrecondition): deleting it would delete
-// them, and with a Delete reclaim policy their volumes' data, though nobody asked for that
-// (a StatefulSet's claims outlive it; a claim may be annotated to be kept). It is deleted
-// once they are gone, or at once when the live Namespace is annotated
-// `gitfleet.io/prune: "true"`.
+// someone else is not removed. Nor is what would take objects nobody asked to delete with
+// it (FailedPrecondition): a Namespace that still holds PersistentVolumeClaims (with a
+// Delete reclaim policy, their volumes' data; a StatefulSet's claims outlive it, and a
+// claim may be annotated to be kept), or a CustomResourceDefinition that still has
+// custom resources (whoever made them). Objects already being deleted do not count. It
+// is deleted once they are gone, or at once when annotated `gitfleet.io/prune: "true"`.
 //
 // InSync compares the fields gitfleet applies with the live object (see
 // FirstDifference): server defaults and status do not count as drift. Health reads what
@@ -135,9 +135,10 @@ class KubernetesApplier : public Applier {
     nlohmann::json object;
   };
   absl::StatusOr<Live> ReadLive(const v1::ObjectKey& key, const ApplyContext& context);
-  // Why deleting the live Namespace `live` would destroy data (the claims in it); "" when
-  // it would not, or the Namespace is annotated to be deleted all the same.
-  absl::StatusOr<std::string> NamespaceHoldsData(const v1::ObjectKey& key, const Live& live);
+  // Why deleting `live` would delete objects nobody asked to delete: a Namespace's
+  // PersistentVolumeClaims, a CustomResourceDefinition's custom resources. "" when it
+  // would not, or it is annotated to be deleted all the same.
+  absl::StatusOr<std::string> DeletionDestroys(const v1::ObjectKey& key, const Live& live);
   absl::StatusOr<Live> ReadForRemoval(const v1::ObjectKey& key, const ApplyContext& context);
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);

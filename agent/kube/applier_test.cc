@@ -724,13 +724,40 @@ TEST_F(KubernetesApplierTest, ANamespaceThatHoldsVolumeClaimsIsNotPruned) {
   EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "cache").is_null());
 }
 
+TEST_F(KubernetesApplierTest, ACrdThatStillHasCustomResourcesIsNotPruned) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Crd(), Ns("shop"), Widget("w1"), Cm("x", "default")}))
+                  .ack.ok());
+  // Someone else's Widget, made with the CRD the bundle installed.
+  fake_->Put("example.com", "widgets",
+             {{"apiVersion", "example.com/v1"},
+              {"kind", "Widget"},
+              {"metadata", {{"name", "theirs"}, {"namespace", "shop"}}}});
+  const v1::BundleUpdate dropped = Update({Ns("shop"), Cm("x", "default")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_EQ(outcome.ack.errors(0).key().kind(), "CustomResourceDefinition");
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("prune: it still holds 1 Widget object (shop/theirs): deleting the "
+                        "CustomResourceDefinition would delete every one of them"));
+  EXPECT_TRUE(fake_->Get("example.com", "widgets", "shop", "w1").is_null()) << "the bundle's own";
+  EXPECT_FALSE(
+      fake_->Get("apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com")
+          .is_null());
+  ASSERT_TRUE(fake_->Delete("example.com", "widgets", "shop", "theirs"));
+  ASSERT_TRUE(reconciler_->OnUpdate(dropped).ack.ok());
+  EXPECT_TRUE(
+      fake_->Get("apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com")
+          .is_null());
+}
+
 TEST_F(KubernetesApplierTest, ANamespaceIsNotPrunedWhenItsClaimsCannotBeRead) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("x", "default")})).ack.ok());
   fake_->Forbid("list", "", "persistentvolumeclaims");
   Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("x", "default")}));
   ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
   EXPECT_THAT(outcome.ack.errors(0).message(),
-              HasSubstr("cannot tell whether Namespace shop holds PersistentVolumeClaims"));
+              HasSubstr("prune: cannot tell whether it holds any PersistentVolumeClaim, so it "
+                        "is not deleted: 403 Forbidden"));
   EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
   fake_->Allow("list", "", "persistentvolumeclaims");
   EXPECT_TRUE(reconciler_->OnUpdate(Update({Cm("x", "default")})).ack.ok());
