@@ -9,6 +9,7 @@
 //
 // Implementations are thread-safe.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,12 +24,18 @@ namespace gitfleet {
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;
+  // Whether bundle `owner` has let go of the object at `key` (where it lives): `owner`
+  // is held here and its revision no longer holds it, so `bundle` may take it over (an
+  // object moved from one bundle to another). Unset: no bundle ever has.
+  std::function<bool(const std::string& owner, const v1::ObjectKey& key)> let_go;
 };
 
 struct ApplyResult {
   // The object did not exist before this apply: gitfleet created it, so pruning it later
   // deletes it. An object gitfleet found existing is only released.
   bool created = false;
+  // The bundle the object was taken over from (see ApplyContext::let_go); "" for none.
+  std::string taken_from;
 };
 
 // Where a hook's run stands.
@@ -50,7 +57,8 @@ class Applier {
   virtual const char* name() const = 0;
   // Creates or updates the live object to match `object`. `first`: the bundle has not
   // applied this object before, so an existing one is checked first: one that another
-  // bundle manages is FailedPrecondition (a conflict, never a takeover).
+  // bundle manages is FailedPrecondition (a conflict, never a takeover), unless that
+  // bundle has let go of it (context.let_go).
   virtual absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object,
                                             const ApplyContext& context, bool first) = 0;
   // Deletes the live object; OK when it is already gone.

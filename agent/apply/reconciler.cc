@@ -240,6 +240,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
+  context.let_go = [this](const std::string& owner, const v1::ObjectKey& key) {
+    auto it = bundles_.find(owner);
+    return it != bundles_.end() && !it->second.record.desired().revision().empty() &&
+           !Desires(it->second, key);
+  };
 
   // Record the intent first when the inventory grows: a crash from here on leaves every
   // key we may create in the inventory, so it is pruned later if it leaves the bundle.
@@ -753,6 +758,16 @@ absl::Status Reconciler::ApplyObject(const v1::ManifestObject& object, const std
     absl::StatusOr<ApplyResult> result = applier_->Apply(object, context, first);
     status = result.status();
     if (result.ok() && result->created && !created_before) record.add_created(key);
+    if (result.ok() && !result->taken_from.empty() && !created_before) {
+      // Moved from another bundle: what gitfleet created stays so, whichever bundle holds it.
+      auto from = bundles_.find(result->taken_from);
+      if (from != bundles_.end()) {
+        const auto& theirs = from->second.record.created();
+        if (std::find(theirs.begin(), theirs.end(), key) != theirs.end()) record.add_created(key);
+      }
+      GF_LOG(INFO) << "bundle " << record.bundle() << ": took over " << key << " from bundle "
+                   << result->taken_from << ", which no longer applies it";
+    }
   }
   metrics_.objects_applied.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
   if (status.ok()) (*record.mutable_applied_hashes())[key] = object.content_hash();
@@ -1051,8 +1066,53 @@ std::string Reconciler::NamespaceHeldByOthers(const std::string& ns,
   return "";
 }
 
+bool Reconciler::Desires(const Bundle& bundle, const v1::ObjectKey& key) const {
+  const v1::RevisionRecord& desired = bundle.record.desired();
+  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  for (const v1::ManifestObject& object : desired.objects()) {
+    const v1::ObjectKey& k = object.key();
+    if (k.name() != key.name() || k.kind() != key.kind() || k.group() != key.group()) continue;
+    if (IsHookObject(object)) continue;
+    absl::StatusOr<v1::ObjectKey> placed = applier_->PlacedKey(object, context);
+    if (!placed.ok() || placed->namespace_() == key.namespace_()) return true;
+  }
+  return false;
+}
+
+std::string Reconciler::DesiredElsewhere(const v1::ObjectKey& key,
+                                         const std::string& bundle) const {
+  for (const auto& [name, other] : bundles_) {
+    if (name == bundle || other.record.desired().revision().empty()) continue;
+    if (Desires(other, key)) return name;
+  }
+  return "";
+}
+
 bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
                         v1::AgentBundleRecord& record, std::string* error) {
+  const std::string k = KeyString(key);
+  auto created = std::find(record.created().begin(), record.created().end(), k);
+  const bool ours = created != record.created().end();
+  if (std::string to = DesiredElsewhere(key, record.bundle()); !to.empty()) {
+    // Moved to another bundle: left in place for it to take over, with what gitfleet knows
+    // of it (that gitfleet created it, so that bundle deletes it when it goes there too).
+    Bundle& taker = bundles_.at(to);
+    taker.next_retry = absl::InfinitePast();  // a conflict over it is over: try again now
+    v1::AgentBundleRecord& theirs = taker.record;
+    if (ours &&
+        std::find(theirs.created().begin(), theirs.created().end(), k) == theirs.created().end()) {
+      theirs.add_created(k);
+      if (absl::Status saved = state_->Save(theirs); !saved.ok()) {
+        theirs.mutable_created()->RemoveLast();
+        *error = absl::StrCat("cannot hand it over to bundle ", to, ": ", saved.message());
+        return false;
+      }
+    }
+    GF_LOG(INFO) << "bundle " << record.bundle() << ": " << KeyDisplay(key)
+                 << " left it for bundle " << to << ", which applies it now; not deleted";
+    if (ours) record.mutable_created()->erase(created);
+    return true;
+  }
   if (IsNamespace(key)) {
     // Deleting a Namespace deletes everything in it, whoever applied it.
     if (std::string held = NamespaceHeldByOthers(key.name(), record.bundle()); !held.empty()) {
@@ -1060,9 +1120,6 @@ bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
       return false;
     }
   }
-  const std::string k = KeyString(key);
-  auto created = std::find(record.created().begin(), record.created().end(), k);
-  const bool ours = created != record.created().end();
   // Only what gitfleet created is deleted; what it found is given back.
   absl::Status status = ours ? applier_->Delete(key, context) : applier_->Release(key, context);
   metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
@@ -1181,7 +1238,11 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
       // What Remove would do: what it would refuse or leave in place is said, not counted
       // as a prune.
       std::string kept;
-      if (IsNamespace(*key)) kept = NamespaceHeldByOthers(key->name(), desired.bundle());
+      if (std::string to = DesiredElsewhere(stored, desired.bundle()); !to.empty()) {
+        kept = absl::StrCat("bundle ", to, " applies it now: it is left for it, not deleted");
+      } else if (IsNamespace(*key)) {
+        kept = NamespaceHeldByOthers(key->name(), desired.bundle());
+      }
       if (kept.empty()) {
         const bool created = std::find(record.created().begin(), record.created().end(),
                                        KeyString(stored)) != record.created().end();

@@ -170,8 +170,13 @@ class Reconciler {
   // Why the Namespace `ns` may not be deleted for `bundle`: another bundle's objects live
   // in it (deleting it would delete them). "" when none do.
   std::string NamespaceHeldByOthers(const std::string& ns, const std::string& bundle) const;
+  // Whether `bundle`'s revision holds an object placed at `key` (true when unsure).
+  bool Desires(const Bundle& bundle, const v1::ObjectKey& key) const;
+  // Another held bundle whose revision holds an object placed at `key`; "" for none.
+  std::string DesiredElsewhere(const v1::ObjectKey& key, const std::string& bundle) const;
   // Deletes what gitfleet created and releases what it found; false on an error (a
-  // Namespace another bundle's objects live in is one).
+  // Namespace another bundle's objects live in is one). What another bundle now applies
+  // is handed over to it instead: left in place, never deleted.
   bool Remove(const v1::ObjectKey& key, const ApplyContext& context, v1::AgentBundleRecord& record,
               std::string* error);
 

@@ -208,15 +208,22 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/true);
   if (!target.ok()) return target.status();
   const std::string object_path = target->resource.Path(target->ns, object.key().name());
+  std::string taken_from;
   if (first) {
-    // Never take over another bundle's object: the force below would.
+    // Never take over another bundle's object (the force below would), unless that bundle
+    // let go of it: the object moves from one bundle to the other, never deleted between.
     absl::StatusOr<json> live = Get(object_path);
     if (!live.ok()) return live.status();
     const std::string owner = MetadataField(*live, "labels", kBundleLabel);
     if (!live->is_null() && !owner.empty() && owner != context.bundle) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("bundle ", owner, " already manages this object (label ", kBundleLabel, "=",
-                       owner, "); it is not taken over"));
+      v1::ObjectKey placed = object.key();
+      if (target->resource.namespaced) placed.set_namespace_(target->ns);
+      if (!context.let_go || !context.let_go(owner, placed)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("bundle ", owner, " already manages this object (label ", kBundleLabel,
+                         "=", owner, "); it is not taken over"));
+      }
+      taken_from = owner;
     }
   }
   const std::string path =
@@ -227,6 +234,7 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   if (response->code != 200 && response->code != 201) return response->ToStatus();
   ApplyResult result;
   result.created = response->code == 201;
+  result.taken_from = std::move(taken_from);
   json live = json::parse(response->body, nullptr, false);
   Remember(context.bundle, object.key(),
            HealthOf(object.key(), live.is_discarded() ? json::object() : live));

@@ -314,6 +314,66 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
   EXPECT_FALSE(fake_->Get("", "namespaces", "", ns).is_null());
 }
 
+TEST_F(KubernetesApplierTest, AnObjectMovedToAnotherBundleIsHandedOverNeverDeleted) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  // One commit moves "moved" from web to api; api's revision reaches the agent first.
+  v1::BundleUpdate api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
+  api.set_bundle("api");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(api);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("bundle web already manages this object"));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["data"]["v"], "1");
+
+  // web lets go: the object is left for api, which takes it over at once.
+  fake_->ClearRequests();
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].bundle(), "api");
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
+  json live = fake_->Get("", "configmaps", "shop", "moved");
+  EXPECT_EQ(live["metadata"]["labels"][kBundleLabel], "api");
+  EXPECT_EQ(live["data"]["v"], "2");
+  for (const FakeApiServer::Request& r : fake_->Requests()) EXPECT_NE(r.method, "DELETE");
+
+  // gitfleet created it, so api deletes it when it leaves api too.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
+  api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+}
+
+TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  v1::BundleUpdate api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
+  api.set_bundle("api");
+  ASSERT_FALSE(reconciler_->OnUpdate(api).ack.ok()) << "web still applies it";
+  // web's next revision drops it, but waits for a Deployment the API refuses: the dry run
+  // says the object stays, and why.
+  fake_->Forbid("patch", "apps", "deployments");
+  ASSERT_FALSE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)})).ack.ok());
+  v1::DiffRequest request;
+  request.set_bundle("web");
+  const v1::DiffResult diff = reconciler_->Diff(request);
+  std::map<std::string, std::string> changes;
+  for (const auto& c : diff.changes()) changes[c.key().name()] = c.change() + ": " + c.detail();
+  EXPECT_EQ(changes["moved"], "keep: bundle api applies it now: it is left for it, not deleted");
+  // web is removed altogether: what api applies stays, the rest goes.
+  fake_->ClearRequests();
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler_->OnRemoval(removal);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "api's object is in it";
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
+            "api");
+}
+
 TEST_F(KubernetesApplierTest, ABundleNeverTakesOverAnotherBundlesObject) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("shared")})).ack.ok());
   v1::BundleUpdate other = Update({Cm("shared", "shop", "other")});
