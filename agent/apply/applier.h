@@ -21,6 +21,17 @@
 
 namespace gitfleet {
 
+// The annotations by which a live object asks its GitOps tool never to delete it:
+// gitfleet's own, and Argo CD's and Flux's, as repositories moved from them carry them.
+inline constexpr char kPruneAnnotation[] = "gitfleet.io/prune";
+inline constexpr char kArgoSyncOptionsAnnotation[] = "argocd.argoproj.io/sync-options";
+inline constexpr char kFluxPruneAnnotation[] = "kustomize.toolkit.fluxcd.io/prune";
+// The annotation that keeps an object from being deleted, as "name=value"; "" when none
+// does. `annotation` gives an annotation's value, "" when absent. gitfleet.io/prune
+// "false"; Argo CD's sync options Prune=false or Delete=false (either way its author wants
+// it kept, so both hold on a prune and on a bundle's removal); Flux's prune "disabled".
+std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation);
+
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;
@@ -147,7 +158,8 @@ class Applier {
 
 // One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written
 // atomically. Objects are Healthy once their file exists. A file that existed before
-// gitfleet first wrote it was found, not created: releasing it leaves it in place.
+// gitfleet first wrote it was found, not created: releasing it leaves it in place. A file
+// whose object is annotated to be kept (KeptByAnnotation) is not deleted.
 // A hook's run is a file under DIR/_hooks/ (no Kubernetes namespace starts with "_"),
 // named from its generateName plus five characters; it succeeds once written.
 class DirectoryApplier : public Applier {
@@ -157,6 +169,8 @@ class DirectoryApplier : public Applier {
   absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
                                     bool first) override;
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<RemovalPreview> PreviewRemoval(const v1::ObjectKey& key,
+                                                const ApplyContext& context, bool created) override;
   absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,
                               const ApplyContext& context) override;
@@ -172,6 +186,9 @@ class DirectoryApplier : public Applier {
 
  private:
   absl::StatusOr<std::string> PathUnder(const std::string& root, const v1::ObjectKey& key) const;
+  // What deleting the file for `key` would do: whether it exists, and the annotation that
+  // keeps it.
+  absl::StatusOr<RemovalPreview> ReadForRemoval(const v1::ObjectKey& key, std::string* path);
 
   const std::string dir_;
   FileSystem* const fs_;

@@ -1,7 +1,9 @@
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/apply/applier.h"
+#include "common/logging.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
 #include "yaml-cpp/yaml.h"
@@ -111,10 +113,62 @@ absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& ob
   return result;
 }
 
+std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation) {
+  if (annotation(kPruneAnnotation) == "false") return absl::StrCat(kPruneAnnotation, "=false");
+  const std::string argo = annotation(kArgoSyncOptionsAnnotation);
+  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
+    option = absl::StripAsciiWhitespace(option);
+    if (option == "Prune=false" || option == "Delete=false") {
+      return absl::StrCat(kArgoSyncOptionsAnnotation, "=", option);
+    }
+  }
+  if (annotation(kFluxPruneAnnotation) == "disabled") {
+    return absl::StrCat(kFluxPruneAnnotation, "=disabled");
+  }
+  return "";
+}
+
+absl::StatusOr<RemovalPreview> DirectoryApplier::ReadForRemoval(const v1::ObjectKey& key,
+                                                                std::string* path) {
+  absl::StatusOr<std::string> where = PathFor(key);
+  if (!where.ok()) return where.status();
+  *path = *where;
+  absl::StatusOr<std::string> live = fs_->ReadFile(*where);
+  if (absl::IsNotFound(live.status())) return RemovalPreview{false, ""};
+  if (!live.ok()) return live.status();
+  YAML::Node annotations;
+  try {
+    YAML::Node doc = YAML::Load(*live);
+    if (doc.IsMap() && doc["metadata"].IsMap()) annotations = doc["metadata"]["annotations"];
+  } catch (const YAML::Exception&) {
+    // Not YAML any more (edited by hand): nothing in it asks to keep it.
+  }
+  std::string kept = KeptByAnnotation([&](const char* name) {
+    if (!annotations.IsMap() || !annotations[name].IsScalar()) return std::string();
+    return annotations[name].Scalar();
+  });
+  if (!kept.empty()) kept = absl::StrCat("it is annotated ", kept);
+  return RemovalPreview{true, std::move(kept)};
+}
+
 absl::Status DirectoryApplier::Delete(const v1::ObjectKey& key, const ApplyContext&) {
-  absl::StatusOr<std::string> path = PathFor(key);
-  if (!path.ok()) return path.status();
-  return fs_->DeleteFile(*path, dir_);
+  std::string path;
+  absl::StatusOr<RemovalPreview> removal = ReadForRemoval(key, &path);
+  if (!removal.ok()) return removal.status();
+  if (!removal->exists) return absl::OkStatus();
+  if (!removal->kept.empty()) {
+    GF_LOG(INFO) << "prune: " << KeyDisplay(key) << ": " << removal->kept << "; leaving it";
+    return absl::OkStatus();
+  }
+  return fs_->DeleteFile(path, dir_);
+}
+
+absl::StatusOr<RemovalPreview> DirectoryApplier::PreviewRemoval(const v1::ObjectKey& key,
+                                                                const ApplyContext& context,
+                                                                bool created) {
+  if (!created) return Applier::PreviewRemoval(key, context, created);
+  std::string path;
+  return ReadForRemoval(key, &path);
 }
 
 absl::StatusOr<bool> DirectoryApplier::LeftBehind(const v1::ObjectKey& key, const ApplyContext&) {

@@ -104,6 +104,38 @@ TEST_F(ReconcilerTest, AppliesFullThenOnlyChangesAndPrunes) {
   EXPECT_EQ(Applied(), 5) << "unchanged objects are not rewritten after a restart";
 }
 
+TEST_F(ReconcilerTest, TheDirectoryApplierKeepsWhatIsAnnotatedToBeKept) {
+  auto kept = [](const std::string& name, const std::string& annotation) {
+    return *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name +
+                           "\n  namespace: shop\n  annotations: {" + annotation + "}\n",
+                       "test");
+  };
+  ASSERT_TRUE(
+      reconciler_
+          ->OnUpdate(Update({Cm("a"), Cm("gone"), kept("ours", "gitfleet.io/prune: 'false'"),
+                             kept("argo", "argocd.argoproj.io/sync-options: Prune=false"),
+                             kept("flux", "kustomize.toolkit.fluxcd.io/prune: disabled")}))
+          .ack.ok());
+  // While "b" fails to be written, the prune waits; the dry run says what it will do.
+  faulty_.FailPathsContaining("/out/shop/ConfigMap/b.yaml");
+  ASSERT_FALSE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  v1::DiffRequest request;
+  request.set_bundle("web");
+  const v1::DiffResult diff = reconciler_->Diff(request);
+  std::map<std::string, std::string> changes;
+  for (const auto& c : diff.changes()) changes[c.key().name()] = c.change() + ": " + c.detail();
+  EXPECT_EQ(changes["gone"], "prune: ");
+  EXPECT_EQ(changes["ours"], "keep: it is annotated gitfleet.io/prune=false");
+  EXPECT_EQ(changes["argo"], "keep: it is annotated argocd.argoproj.io/sync-options=Prune=false");
+  EXPECT_EQ(changes["flux"], "keep: it is annotated kustomize.toolkit.fluxcd.io/prune=disabled");
+  faulty_.Heal();
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  EXPECT_THAT(
+      *fs_.ListFiles("/out"),
+      ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/argo.yaml", "shop/ConfigMap/b.yaml",
+                  "shop/ConfigMap/flux.yaml", "shop/ConfigMap/ours.yaml"));
+}
+
 v1::ManifestObject Hook(const std::string& generate_name, const std::string& phase,
                         const std::string& policy = "", const std::string& value = "1") {
   return *MakeObject(

@@ -167,25 +167,10 @@ std::string MetadataField(const nlohmann::json& live, const char* map, const cha
   return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// The annotation by which the live object asks never to be deleted by its GitOps tool,
-// as "name=value"; "" when it does not. gitfleet's own, and Argo CD's and Flux's as
-// repositories moved from them carry them (Argo CD's Delete=false is honoured on a
-// prune too: either way its author wants it kept).
+// The annotation by which the live object asks never to be deleted (KeptByAnnotation).
 std::string KeptBy(const nlohmann::json& live) {
-  if (MetadataField(live, "annotations", kPruneAnnotation) == "false") {
-    return absl::StrCat(kPruneAnnotation, "=false");
-  }
-  const std::string argo = MetadataField(live, "annotations", kArgoSyncOptionsAnnotation);
-  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
-    option = absl::StripAsciiWhitespace(option);
-    if (option == "Prune=false" || option == "Delete=false") {
-      return absl::StrCat(kArgoSyncOptionsAnnotation, "=", option);
-    }
-  }
-  if (MetadataField(live, "annotations", kFluxPruneAnnotation) == "disabled") {
-    return absl::StrCat(kFluxPruneAnnotation, "=disabled");
-  }
-  return "";
+  return KeptByAnnotation(
+      [&](const char* name) { return MetadataField(live, "annotations", name); });
 }
 
 // Why Delete leaves the live object of `bundle` in place; "" when it deletes it.

@@ -49,10 +49,6 @@
 namespace gitfleet {
 
 inline constexpr char kBundleLabel[] = "gitfleet.io/bundle";
-inline constexpr char kPruneAnnotation[] = "gitfleet.io/prune";
-// Also honoured when a live object says never to delete it (see Delete).
-inline constexpr char kArgoSyncOptionsAnnotation[] = "argocd.argoproj.io/sync-options";
-inline constexpr char kFluxPruneAnnotation[] = "kustomize.toolkit.fluxcd.io/prune";
 // On every run of a hook, beside the bundle label: `kubectl get jobs -l gitfleet.io/hook`.
 inline constexpr char kHookLabel[] = "gitfleet.io/hook";
 
