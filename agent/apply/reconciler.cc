@@ -68,6 +68,7 @@ absl::Status Reconciler::Load() {
     Bundle& bundle = bundles_[name];
     bundle.record = std::move(record);
     bundle.backoff = NewBackoff();
+    if (bundle.record.removing()) continue;  // Resync goes on pruning what is left
     v1::StatusUpdate& status = bundle.status;
     status.set_bundle(name);
     status.set_revision(bundle.record.desired().revision());
@@ -134,6 +135,25 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
         refused_.size(), " bundles kept as they are; first: ", refused_.begin()->second));
   }
   out.push_back(std::move(refusals));
+  v1::ClusterCondition removals;
+  removals.set_type("Removal");
+  removals.set_ok(true);
+  int removing = 0;
+  for (const auto& [name, bundle] : bundles_) {
+    if (!bundle.record.removing()) continue;
+    if (removing++ == 0) {
+      removals.set_ok(false);
+      removals.set_reason("PruneIncomplete");
+      removals.set_message(absl::StrCat(
+          "bundle ", name, " was removed, but ", bundle.record.inventory_size(),
+          bundle.record.inventory_size() == 1 ? " of its objects is" : " of its objects are",
+          " still there and tried again; first: ", bundle.removal_error));
+    }
+  }
+  if (removing > 1) {
+    removals.set_message(absl::StrCat(removals.message(), " (", removing, " bundles)"));
+  }
+  out.push_back(std::move(removals));
   if (!moved_aside_.empty()) {
     v1::ClusterCondition state;
     state.set_type("AgentState");
@@ -209,6 +229,10 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
     it->second.backoff = NewBackoff();
   }
   Bundle& bundle = it->second;
+  // Back while its removal was still pruning: what is left is in the inventory, so the
+  // new revision prunes it unless it holds it again.
+  bundle.record.set_removing(false);
+  bundle.removal_error.clear();
   bundle.record.set_fleet_id(serving_fleet_);
   if (update.generation() > 0) bundle.record.set_generation(update.generation());
   v1::RevisionRecord& record = *bundle.record.mutable_desired();
@@ -1144,38 +1168,97 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
     }
   }
   refused_.erase(removal.bundle());
-  v1::AgentBundleRecord& record = it->second.record;
-  ApplyContext context{removal.bundle(), record.desired().target_namespace()};
+  Bundle& bundle = it->second;
+  v1::AgentBundleRecord& record = bundle.record;
   const bool prune = removal.forget() ? removal.prune() : record.desired().sync().prune();
-  int pruned = 0, failed = 0;
-  if (prune) {
-    for (const v1::ObjectKey& key :
-         PruneOrder({record.inventory().begin(), record.inventory().end()})) {
-      std::string error;
-      if (Remove(key, context, record, &error)) {
-        ++pruned;
-      } else {
-        ++failed;
-        GF_LOG(WARNING) << "bundle " << removal.bundle() << ": cannot prune " << KeyDisplay(key)
-                        << ": " << error;
-      }
-    }
+  const std::string why =
+      removal.reason().empty() ? "no longer targets this cluster" : removal.reason();
+  if (!prune) {
+    absl::Status deleted = state_->Delete(removal.bundle());
+    if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+    GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why
+                 << "); prune is off: its objects stay, unmanaged";
+    bundles_.erase(it);
+    UpdateBundleGauges();
+    return;
   }
-  absl::Status deleted = state_->Delete(removal.bundle());
-  if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
-  GF_LOG(INFO) << "bundle " << removal.bundle() << " removed ("
-               << (removal.reason().empty() ? "no longer targets this cluster" : removal.reason())
-               << "); pruned " << pruned << " objects"
-               << (failed > 0 ? absl::StrCat(", ", failed, " failed") : "")
-               << (prune ? "" : " (prune is off: objects stay, unmanaged)");
-  bundles_.erase(it);
+  // From here on the bundle is being removed: no revision, no status; only what is left
+  // to prune. A crash or a failure never forgets that.
+  const std::string target_namespace = record.desired().target_namespace();
+  record.clear_desired();
+  record.mutable_desired()->set_bundle(removal.bundle());
+  record.mutable_desired()->set_target_namespace(target_namespace);
+  record.clear_applied_revision();
+  record.clear_applied_commit();
+  record.clear_applied_time();
+  record.clear_applied_hashes();
+  record.clear_hooks();
+  record.clear_left_unmanaged();
+  record.clear_last_status();
+  record.set_removing(true);
+  bundle.status.Clear();
+  bundle.unsettled.clear();
+  bundle.hooks_pending = false;
+  bundle.backoff->Reset();
+  int pruned = 0;
+  const bool done = PruneForRemoval(bundle, &pruned);
+  GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why << "); pruned " << pruned
+               << " objects"
+               << (done ? ""
+                        : absl::StrCat(
+                              "; ", record.inventory_size(),
+                              " could not be, and are tried again: ", bundle.removal_error));
+  if (done) bundles_.erase(it);
   UpdateBundleGauges();
+}
+
+bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
+  v1::AgentBundleRecord& record = bundle.record;
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  std::vector<v1::ObjectKey> left;
+  std::string first_error;
+  for (const v1::ObjectKey& key :
+       PruneOrder({record.inventory().begin(), record.inventory().end()})) {
+    std::string error;
+    if (Remove(key, context, record, &error)) {
+      ++*pruned;
+      continue;
+    }
+    GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): cannot prune "
+                    << KeyDisplay(key) << ": " << error;
+    if (first_error.empty()) first_error = absl::StrCat(KeyDisplay(key), ": ", error);
+    left.push_back(key);
+  }
+  if (left.empty()) {
+    absl::Status deleted = state_->Delete(record.bundle());
+    if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+    return true;
+  }
+  record.clear_inventory();
+  for (v1::ObjectKey& key : left) *record.add_inventory() = std::move(key);
+  if (absl::Status saved = state_->Save(record); !saved.ok()) {
+    GF_LOG(ERROR) << "cannot record what bundle " << record.bundle()
+                  << " has left to prune: " << saved;
+  }
+  bundle.removal_error = std::move(first_error);
+  bundle.next_retry = clock_->Now() + bundle.backoff->Next();
+  return false;
 }
 
 std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
   absl::Time now = clock_->Now();
+  std::vector<std::string> removed;
   for (auto& [name, bundle] : bundles_) {
+    if (bundle.record.removing()) {
+      int pruned = 0;
+      if (now >= bundle.next_retry && PruneForRemoval(bundle, &pruned)) {
+        GF_LOG(INFO) << "bundle " << name << " (removed): the last " << pruned
+                     << " objects left to prune are gone; forgotten";
+        removed.push_back(name);
+      }
+      continue;
+    }
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
                   bundle.unsaved || bundle.hooks_pending;
@@ -1190,6 +1273,10 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     if (ApplyDesired(bundle, /*check_drift=*/!failed || check_drift, &errors)) {
       changed.push_back(bundle.status);
     }
+  }
+  if (!removed.empty()) {
+    for (const std::string& name : removed) bundles_.erase(name);
+    UpdateBundleGauges();
   }
   return changed;
 }

@@ -119,6 +119,8 @@ class Reconciler {
     absl::Duration health_delay;  // doubles while rechecks change nothing
     // The desired revision's hooks have not all run: passes go on at next_retry.
     bool hooks_pending = false;
+    // While record.removing: why the last try left objects in place.
+    std::string removal_error;
   };
 
   struct PlannedHook {
@@ -170,6 +172,10 @@ class Reconciler {
   // Why the Namespace `ns` may not be deleted for `bundle`: another bundle's objects live
   // in it (deleting it would delete them). "" when none do.
   std::string NamespaceHeldByOthers(const std::string& ns, const std::string& bundle) const;
+  // Prunes what `bundle`'s inventory lists, for its removal. What could not be pruned
+  // stays in the inventory, the record is kept (removing) and retried at next_retry;
+  // returns true when nothing is left, and the record is deleted.
+  bool PruneForRemoval(Bundle& bundle, int* pruned);
   // Whether `bundle`'s revision holds an object placed at `key` (true when unsure).
   bool Desires(const Bundle& bundle, const v1::ObjectKey& key) const;
   // Another held bundle whose revision holds an object placed at `key`; "" for none.

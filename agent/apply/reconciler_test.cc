@@ -136,6 +136,60 @@ TEST_F(ReconcilerTest, TheDirectoryApplierKeepsWhatIsAnnotatedToBeKept) {
                   "shop/ConfigMap/flux.yaml", "shop/ConfigMap/ours.yaml"));
 }
 
+TEST_F(ReconcilerTest, ARemovalThatCannotPruneEverythingTriesAgainAndSaysSo) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b"), Cm("c")})).ack.ok());
+  auto removal_condition = [&]() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "Removal") return c.ok() ? std::string("ok") : c.message();
+    }
+    return std::string("none");
+  };
+  EXPECT_EQ(removal_condition(), "ok");
+  faulty_.FailPathsContaining("/out/shop/ConfigMap/b.yaml");
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler_->OnRemoval(removal);
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/b.yaml"));
+  EXPECT_THAT(reconciler_->Held(), IsEmpty());
+  EXPECT_THAT(reconciler_->AllStatuses(), IsEmpty()) << "a removed bundle reports no status";
+  EXPECT_THAT(removal_condition(),
+              AllOf(HasSubstr("bundle web was removed, but 1 of its objects is still there"),
+                    HasSubstr("ConfigMap shop/b: ")));
+  // A restart remembers what is left.
+  Restart();
+  EXPECT_THAT(reconciler_->Held(), IsEmpty());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(removal_condition(), HasSubstr("1 of its objects is still there"));
+  // Once it can be deleted, it is, and the bundle is forgotten.
+  faulty_.Heal();
+  clock_.Advance(absl::Minutes(10));
+  EXPECT_THAT(reconciler_->Resync(/*check_drift=*/false), IsEmpty());
+  EXPECT_THAT(*fs_.ListFiles("/out"), IsEmpty());
+  EXPECT_EQ(removal_condition(), "ok");
+  EXPECT_FALSE(fs_.ReadFile("/state/bundles/web.pb").ok());
+}
+
+TEST_F(ReconcilerTest, ABundleBackWhileItsRemovalWasPruningPrunesWhatItNoLongerHolds) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
+  faulty_.FailPathsContaining("/out/shop/ConfigMap/");
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler_->OnRemoval(removal);
+  EXPECT_EQ(fs_.ListFiles("/out")->size(), 2u);
+  faulty_.Heal();
+  // Added again before the retry: "a" is held again, "b" is what is left to prune.
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("a", "2")}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/a.yaml"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("\"2\""));
+  ASSERT_EQ(reconciler_->Held().size(), 1u);
+  for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+    if (c.type() == "Removal") {
+      EXPECT_TRUE(c.ok()) << c.message();
+    }
+  }
+}
+
 v1::ManifestObject Hook(const std::string& generate_name, const std::string& phase,
                         const std::string& policy = "", const std::string& value = "1") {
   return *MakeObject(
