@@ -483,6 +483,59 @@ TEST_F(KubernetesFleet, ALaterSyncWaveWaitsForTheEarlierOneToBeHealthy) {
   EXPECT_FALSE(Live(app).is_null());
 }
 
+TEST_F(KubernetesFleet, ARemovedBundleKeepsANamespaceWithVolumeClaimsAndSaysSo) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  git_.Write("apps/data/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: data\n---\n"
+             "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n"
+             "spec:\n  replicas: 1\n  serviceName: db\n  selector:\n    matchLabels: {app: db}\n"
+             "  template:\n    metadata:\n      labels: {app: db}\n    spec:\n"
+             "      containers:\n      - name: db\n        image: postgres:16\n"
+             "  volumeClaimTemplates:\n  - metadata: {name: pgdata}\n"
+             "    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n");
+  const std::string commit = git_.Commit("a database");
+  StartFleetWithBundle("data", "data");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("data", commit); }, absl::Seconds(60)))
+      << Describe("data");
+  // The claim its StatefulSet controller makes: nobody applied it, and it outlives the
+  // StatefulSet.
+  json claim = {
+      {"apiVersion", "v1"},
+      {"kind", "PersistentVolumeClaim"},
+      {"metadata", {{"name", "pgdata-db-0"}, {"namespace", "data"}}},
+      {"spec",
+       {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
+  absl::StatusOr<KubeResponse> created =
+      api_->Do("POST", "/api/v1/namespaces/data/persistentvolumeclaims", claim.dump());
+  ASSERT_TRUE(created.ok() && created->code == 201)
+      << (created.ok() ? created->body : created.status().ToString());
+
+  int code;
+  std::string out = Ctl({"bundle", "remove", "data"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string ns = "/api/v1/namespaces/data";
+  const std::string db = "/apis/apps/v1/namespaces/data/statefulsets/db";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Ctl({"cluster", "list"}).find("Removal PruneIncomplete") != std::string::npos;
+      },
+      absl::Seconds(60)))
+      << Ctl({"cluster", "list"}) << agent_->Log();
+  EXPECT_TRUE(Live(db).is_null()) << "the rest of the bundle is pruned";
+  EXPECT_FALSE(Live(ns).is_null()) << "the Namespace, and the claim's data, stay";
+  EXPECT_FALSE(Live(ns + "/persistentvolumeclaims/pgdata-db-0").is_null());
+  EXPECT_THAT(agent_->Log(), HasSubstr("it still holds 1 PersistentVolumeClaim (pgdata-db-0)"));
+
+  // The operator deletes the claim (the explicit act): the Namespace follows.
+  absl::StatusOr<KubeResponse> deleted =
+      api_->Do("DELETE", ns + "/persistentvolumeclaims/pgdata-db-0");
+  ASSERT_TRUE(deleted.ok() && deleted->code == 200);
+  EXPECT_TRUE(Eventually([&] { return Live(ns).is_null(); }, absl::Seconds(60))) << agent_->Log();
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl({"cluster", "list"}).find("PruneIncomplete") == std::string::npos;
+  })) << Ctl({"cluster", "list"});
+}
+
 TEST_F(KubernetesFleet, RealCluster) {
   const char* kubeconfig = std::getenv("KUBECONFIG");
   if (kubeconfig == nullptr || *kubeconfig == '\0') {
