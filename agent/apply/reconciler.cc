@@ -1170,7 +1170,10 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   refused_.erase(removal.bundle());
   Bundle& bundle = it->second;
   v1::AgentBundleRecord& record = bundle.record;
-  const bool prune = removal.forget() ? removal.prune() : record.desired().sync().prune();
+  // A bundle already being removed keeps pruning (its desired revision, and with it its
+  // prune option, is gone), unless an operator forgets it without --prune.
+  const bool prune =
+      removal.forget() ? removal.prune() : record.removing() || record.desired().sync().prune();
   const std::string why =
       removal.reason().empty() ? "no longer targets this cluster" : removal.reason();
   if (!prune) {

@@ -155,7 +155,9 @@ TEST_F(ReconcilerTest, ARemovalThatCannotPruneEverythingTriesAgainAndSaysSo) {
   EXPECT_THAT(removal_condition(),
               AllOf(HasSubstr("bundle web was removed, but 1 of its objects is still there"),
                     HasSubstr("ConfigMap shop/b: ")));
-  // A restart remembers what is left.
+  // The removal again (a reconnect) goes on pruning; a restart remembers what is left.
+  reconciler_->OnRemoval(removal);
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/b.yaml"));
   Restart();
   EXPECT_THAT(reconciler_->Held(), IsEmpty());
   reconciler_->Resync(/*check_drift=*/false);

@@ -123,6 +123,22 @@ class KubernetesApplierTest : public ::testing::Test {
     return update;
   }
 
+  // The agent's dry run of `bundle`: "change: detail" by object name, of `kind` only when
+  // given.
+  std::map<std::string, std::string> DiffByName(const std::string& bundle,
+                                                const std::string& kind = "") {
+    v1::DiffRequest request;
+    request.set_bundle(bundle);
+    const v1::DiffResult diff = reconciler_->Diff(request);
+    std::map<std::string, std::string> changes;
+    for (const auto& c : diff.changes()) {
+      if (kind.empty() || c.key().kind() == kind) {
+        changes[c.key().name()] = c.change() + ": " + c.detail();
+      }
+    }
+    return changes;
+  }
+
   // "PATCH configmaps/a" for each write request, in order.
   std::vector<std::string> Writes() {
     std::vector<std::string> out;
@@ -353,12 +369,8 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
   // says the object stays, and why.
   fake_->Forbid("patch", "apps", "deployments");
   ASSERT_FALSE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)})).ack.ok());
-  v1::DiffRequest request;
-  request.set_bundle("web");
-  const v1::DiffResult diff = reconciler_->Diff(request);
-  std::map<std::string, std::string> changes;
-  for (const auto& c : diff.changes()) changes[c.key().name()] = c.change() + ": " + c.detail();
-  EXPECT_EQ(changes["moved"], "keep: bundle api applies it now: it is left for it, not deleted");
+  EXPECT_EQ(DiffByName("web")["moved"],
+            "keep: bundle api applies it now: it is left for it, not deleted");
   // web is removed altogether: what api applies stays, the rest goes.
   fake_->ClearRequests();
   v1::BundleRemoval removal;
@@ -702,14 +714,8 @@ TEST_F(KubernetesApplierTest, DiffSaysWhatAPruneWouldLeaveAndWhy) {
   fake_->Forbid("patch", "apps", "deployments");
   ASSERT_FALSE(reconciler_->OnUpdate(Update({Cm("a", ns), Ns("shop"), Deploy("api", 1)})).ack.ok());
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "b").is_null());
-  v1::DiffRequest request;
-  request.set_bundle("web");
   fake_->ClearRequests();
-  v1::DiffResult result = reconciler_->Diff(request);
-  std::map<std::string, std::string> changes;
-  for (const auto& c : result.changes()) {
-    if (c.key().kind() == "ConfigMap") changes[c.key().name()] = c.change() + ": " + c.detail();
-  }
+  std::map<std::string, std::string> changes = DiffByName("web", "ConfigMap");
   EXPECT_THAT(
       changes,
       ::testing::UnorderedElementsAre(
