@@ -75,6 +75,13 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                     "longer managed (listed in the bundle's status).")
               .Register(r)
               .Add({})),
+      objects_left_to_prune(
+          BuildGauge()
+              .Name("gitfleet_agent_objects_left_to_prune")
+              .Help("Objects of bundles removed from this cluster that could not be pruned yet "
+                    "and are tried again (the cluster's Removal condition says why).")
+              .Register(r)
+              .Add({})),
       kube_requests(BuildCounter()
                         .Name("gitfleet_agent_kube_requests_total")
                         .Help("Kubernetes API requests, by method and HTTP code (0: none).")

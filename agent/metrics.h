@@ -26,6 +26,8 @@ struct AgentMetrics {
   metrics::Family<metrics::Gauge>& bundle_health;  // health
   // Objects that left a bundle while prune was off and are still applied, unmanaged.
   metrics::Gauge& objects_left_unmanaged;
+  // Objects of bundles removed from the cluster that could not be pruned yet (retried).
+  metrics::Gauge& objects_left_to_prune;
   // Kubernetes API requests, by method and HTTP code ("0": no response).
   metrics::Family<metrics::Counter>& kube_requests;
 };

@@ -1252,14 +1252,17 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
   absl::Time now = clock_->Now();
   std::vector<std::string> removed;
+  bool retried_removal = false;
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.removing()) {
+      if (now < bundle.next_retry) continue;
       int pruned = 0;
-      if (now >= bundle.next_retry && PruneForRemoval(bundle, &pruned)) {
+      if (PruneForRemoval(bundle, &pruned)) {
         GF_LOG(INFO) << "bundle " << name << " (removed): the last " << pruned
                      << " objects left to prune are gone; forgotten";
         removed.push_back(name);
       }
+      retried_removal = true;
       continue;
     }
     if (bundle.record.desired().revision().empty()) continue;
@@ -1277,10 +1280,8 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
       changed.push_back(bundle.status);
     }
   }
-  if (!removed.empty()) {
-    for (const std::string& name : removed) bundles_.erase(name);
-    UpdateBundleGauges();
-  }
+  for (const std::string& name : removed) bundles_.erase(name);
+  if (retried_removal) UpdateBundleGauges();
   return changed;
 }
 
@@ -1376,8 +1377,10 @@ void Reconciler::UpdateBundleGauges() {
                                            {v1::HEALTH_STATE_MISSING, 0},
                                            {v1::HEALTH_STATE_UNKNOWN, 0}};
   int left_unmanaged = 0;
+  int left_to_prune = 0;
   for (const auto& [name, bundle] : bundles_) {
     left_unmanaged += bundle.record.left_unmanaged_size();
+    if (bundle.record.removing()) left_to_prune += bundle.record.inventory_size();
     if (counts.count(bundle.status.sync_state()) > 0) ++counts[bundle.status.sync_state()];
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }
@@ -1390,6 +1393,7 @@ void Reconciler::UpdateBundleGauges() {
     metrics_.bundle_health.Add({{"health", label.substr(sizeof("HEALTH_STATE_") - 1)}}).Set(count);
   }
   metrics_.objects_left_unmanaged.Set(left_unmanaged);
+  metrics_.objects_left_to_prune.Set(left_to_prune);
 }
 
 }  // namespace gitfleet

@@ -155,6 +155,7 @@ TEST_F(ReconcilerTest, ARemovalThatCannotPruneEverythingTriesAgainAndSaysSo) {
   EXPECT_THAT(removal_condition(),
               AllOf(HasSubstr("bundle web was removed, but 1 of its objects is still there"),
                     HasSubstr("ConfigMap shop/b: ")));
+  EXPECT_EQ(metrics_.objects_left_to_prune.Value(), 1);
   // The removal again (a reconnect) goes on pruning; a restart remembers what is left.
   reconciler_->OnRemoval(removal);
   EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("shop/ConfigMap/b.yaml"));
@@ -168,6 +169,7 @@ TEST_F(ReconcilerTest, ARemovalThatCannotPruneEverythingTriesAgainAndSaysSo) {
   EXPECT_THAT(reconciler_->Resync(/*check_drift=*/false), IsEmpty());
   EXPECT_THAT(*fs_.ListFiles("/out"), IsEmpty());
   EXPECT_EQ(removal_condition(), "ok");
+  EXPECT_EQ(metrics_.objects_left_to_prune.Value(), 0);
   EXPECT_FALSE(fs_.ReadFile("/state/bundles/web.pb").ok());
 }
 

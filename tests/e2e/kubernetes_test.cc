@@ -524,7 +524,12 @@ TEST_F(KubernetesFleet, ARemovedBundleKeepsANamespaceWithVolumeClaimsAndSaysSo) 
   EXPECT_TRUE(Live(db).is_null()) << "the rest of the bundle is pruned";
   EXPECT_FALSE(Live(ns).is_null()) << "the Namespace, and the claim's data, stay";
   EXPECT_FALSE(Live(ns + "/persistentvolumeclaims/pgdata-db-0").is_null());
-  EXPECT_THAT(agent_->Log(), HasSubstr("it still holds 1 PersistentVolumeClaim (pgdata-db-0)"));
+  EXPECT_THAT(Ctl({"cluster", "list"}),
+              HasSubstr("bundle data was removed, but 1 of its objects is still there and tried "
+                        "again; first: Namespace data: it still holds 1 PersistentVolumeClaim "
+                        "(pgdata-db-0)"));
+  EXPECT_EQ(MetricValue(HttpGet(agent_http_, "/metrics"), "gitfleet_agent_objects_left_to_prune"),
+            1);
 
   // The operator deletes the claim (the explicit act): the Namespace follows.
   absl::StatusOr<KubeResponse> deleted =
