@@ -1128,15 +1128,20 @@ absl::Status Controller::Reconcile(const std::string& name) {
         auto it = bundles_.find(name);
         if (it != bundles_.end()) {
           const v1::BundleRecord& record = it->second.record;
+          // With per-cluster values the clusters' revisions differ from this one, the
+          // render before them: say so, or a subscriber looks for it in vain.
+          const char* per_cluster =
+              record.uniform() ? "" : "; each cluster runs a revision built for its values";
           event =
               record.error().empty() || record.error_commit() != snapshot->commit.id
                   ? MakeEvent("render.done", name, "",
                               it->second.render_reused
                                   ? absl::StrCat("nothing it reads changed at ",
                                                  snapshot->commit.id.substr(0, 12), ": the last ",
-                                                 record.engine(), " render stands (render cache)")
+                                                 record.engine(), " render stands (render cache)",
+                                                 per_cluster)
                                   : absl::StrCat(record.engine(), " render of ",
-                                                 snapshot->commit.id.substr(0, 12)),
+                                                 snapshot->commit.id.substr(0, 12), per_cluster),
                               snapshot->commit.id, record.revision())
                   : MakeEvent("render.failed", name, "", record.error(), snapshot->commit.id);
         }

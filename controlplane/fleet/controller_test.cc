@@ -594,6 +594,10 @@ TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessa
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->error(), "");
   EXPECT_EQ(info->variants(), 2) << "prod-a and prod-b agree on everything read";
+  std::vector<v1::Event> renders =
+      (*events_.Subscribe({"web", "", {"render.done"}}, nullptr))->Take();
+  ASSERT_EQ(renders.size(), 1u);
+  EXPECT_THAT(renders[0].message(), HasSubstr("each cluster runs a revision built for its values"));
 
   auto a = hub_->NextMessage(prod_a, "web");
   auto b = hub_->NextMessage(prod_b, "web");
