@@ -1,7 +1,6 @@
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "agent/apply/applier.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
@@ -111,21 +110,6 @@ absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& ob
     return written;
   }
   return result;
-}
-
-std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation) {
-  if (annotation(kPruneAnnotation) == "false") return absl::StrCat(kPruneAnnotation, "=false");
-  const std::string argo = annotation(kArgoSyncOptionsAnnotation);
-  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
-    option = absl::StripAsciiWhitespace(option);
-    if (option == "Prune=false" || option == "Delete=false") {
-      return absl::StrCat(kArgoSyncOptionsAnnotation, "=", option);
-    }
-  }
-  if (annotation(kFluxPruneAnnotation) == "disabled") {
-    return absl::StrCat(kFluxPruneAnnotation, "=disabled");
-  }
-  return "";
 }
 
 absl::StatusOr<RemovalPreview> DirectoryApplier::ReadForRemoval(const v1::ObjectKey& key,

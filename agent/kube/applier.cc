@@ -359,9 +359,7 @@ absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::Objec
   // unless it asks to be deleted.
   if (!created && MetadataField(live->object, "labels", kBundleLabel) == context.bundle &&
       MetadataField(live->object, "annotations", kPruneAnnotation) != "true") {
-    return RemovalPreview{true, absl::StrCat("it existed before bundle ", context.bundle,
-                                             " applied it: gitfleet gives up its fields and "
-                                             "leaves it")};
+    return Applier::PreviewRemoval(key, context, created);
   }
   if (std::string leaves = DeleteLeaves(live->object, context.bundle); !leaves.empty()) {
     return RemovalPreview{true, std::move(leaves)};

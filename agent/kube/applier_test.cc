@@ -123,6 +123,16 @@ class KubernetesApplierTest : public ::testing::Test {
     return update;
   }
 
+  // Writes Deployment shop/NAME's status as its controller would: every replica updated,
+  // `available` of them available.
+  void SetDeploymentStatus(const std::string& name, int replicas, int available) {
+    fake_->SetStatus("apps", "deployments", "shop", name,
+                     {{"observedGeneration", 1},
+                      {"replicas", replicas},
+                      {"updatedReplicas", replicas},
+                      {"availableReplicas", available}});
+  }
+
   // The agent's dry run of `bundle`: "change: detail" by object name, of `kind` only when
   // given.
   std::map<std::string, std::string> DiffByName(const std::string& bundle,
@@ -181,11 +191,7 @@ TEST_F(KubernetesApplierTest, AppliesInDependencyOrderWithWaves) {
               HasSubstr("later sync waves wait for wave -1 to be Healthy: Deployment shop/db is "
                         "progressing"));
   EXPECT_TRUE(reconciler_->Resync(/*check_drift=*/false).empty()) << "still waiting";
-  fake_->SetStatus("apps", "deployments", "shop", "db",
-                   {{"observedGeneration", 1},
-                    {"replicas", 1},
-                    {"updatedReplicas", 1},
-                    {"availableReplicas", 1}});
+  SetDeploymentStatus("db", 1, 1);
   std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
@@ -606,11 +612,7 @@ TEST_F(KubernetesApplierTest, HealthFollowsTheRolloutUntilSettled) {
   EXPECT_EQ(outcome.status->unhealthy_resources(0).key().name(), "api");
 
   fake_->ClearRequests();
-  fake_->SetStatus("apps", "deployments", "shop", "api",
-                   {{"observedGeneration", 1},
-                    {"replicas", 2},
-                    {"updatedReplicas", 2},
-                    {"availableReplicas", 1}});
+  SetDeploymentStatus("api", 2, 1);
   std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_PROGRESSING);
@@ -618,11 +620,7 @@ TEST_F(KubernetesApplierTest, HealthFollowsTheRolloutUntilSettled) {
   // Only the unsettled object is read again.
   EXPECT_EQ(fake_->Requests().size(), 1u);
 
-  fake_->SetStatus("apps", "deployments", "shop", "api",
-                   {{"observedGeneration", 1},
-                    {"replicas", 2},
-                    {"updatedReplicas", 2},
-                    {"availableReplicas", 2}});
+  SetDeploymentStatus("api", 2, 2);
   changed = reconciler_->Resync(/*check_drift=*/false);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_HEALTHY);
