@@ -140,14 +140,16 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
   removals.set_ok(true);
   int removing = 0;
   for (const auto& [name, bundle] : bundles_) {
-    if (!bundle.record.removing()) continue;
+    // What waits for another bundle to take it over is not left to prune.
+    const int left = bundle.record.inventory_size() - bundle.handing_over;
+    if (!bundle.record.removing() || left <= 0) continue;
     if (removing++ == 0) {
       removals.set_ok(false);
       removals.set_reason("PruneIncomplete");
-      removals.set_message(absl::StrCat(
-          "bundle ", name, " was removed, but ", bundle.record.inventory_size(),
-          bundle.record.inventory_size() == 1 ? " of its objects is" : " of its objects are",
-          " still there and tried again; first: ", bundle.removal_error));
+      removals.set_message(
+          absl::StrCat("bundle ", name, " was removed, but ", left,
+                       left == 1 ? " of its objects is" : " of its objects are",
+                       " still there and tried again; first: ", bundle.removal_error));
     }
   }
   if (removing > 1) {
@@ -244,6 +246,9 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   *record.mutable_sync() = update.sync();
   record.set_target_namespace(update.target_namespace());
   for (const auto& [key, object] : desired.objects()) *record.add_objects() = *object;
+  RecordHandovers(bundle, update.handovers());
+  // What others left for this bundle and its revision does not hold is theirs to prune.
+  EndHandoversTo(update.bundle(), /*gone=*/false);
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
   bundle.unsettled.clear();
@@ -264,10 +269,13 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
-  context.let_go = [this](const std::string& owner, const v1::ObjectKey& key) {
+  context.let_go = [this, taker = desired.bundle()](const std::string& owner,
+                                                    const v1::ObjectKey& key) {
     auto it = bundles_.find(owner);
-    return it != bundles_.end() && !it->second.record.desired().revision().empty() &&
-           !Desires(it->second, key);
+    if (it == bundles_.end()) return false;
+    // Left for this bundle (a removed bundle's too, which holds no revision any more).
+    if (HandingOverTo(it->second.record, key) == taker) return true;
+    return !it->second.record.desired().revision().empty() && !Desires(it->second, key);
   };
 
   // Record the intent first when the inventory grows: a crash from here on leaves every
@@ -584,7 +592,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
-  int prune_held = 0;  // left the bundle; pruned once every object applies
+  int prune_held = 0;    // left the bundle; pruned once every object applies
+  int handing_over = 0;  // left the bundle; in place for another bundle to take over
   int released = 0;
   std::vector<std::string> released_names;  // the first few, for the log
   std::vector<v1::ObjectKey> left;          // all of them
@@ -604,7 +613,13 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
     if (desired.sync().prune()) {
       std::string error_message;
-      if (!Remove(key, context, record, &error_message)) {
+      const Removal removal = Remove(key, context, record, &error_message);
+      if (removal == Removal::kHandingOver) {
+        ++handing_over;
+        kept_inventory.push_back(key);
+        continue;
+      }
+      if (removal == Removal::kFailed) {
         v1::ObjectError error;
         *error.mutable_key() = key;
         error.set_message(absl::StrCat("prune: ", error_message));
@@ -632,6 +647,14 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   }
   record.clear_inventory();
   for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
+  if (!record.handing_over().empty()) RecordHandovers(bundle, {});  // what is over goes
+  if (handing_over != bundle.handing_over && handing_over > 0) {
+    GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << handing_over
+                 << " objects that left it stay in place for " << record.handing_over(0).bundle()
+                 << (record.handing_over_size() > 1 ? " and other bundles" : "")
+                 << ", whose revision holding them has not arrived yet";
+  }
+  bundle.handing_over = handing_over;
   // What prune-off left is listed (status.left_unmanaged) until it comes back into a
   // revision or, looked at with the drift, is gone or someone else's.
   {
@@ -729,6 +752,14 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     if (drifted > 0 && !desired.sync().self_heal()) {
       status.set_message(absl::StrCat(drifted, " objects drifted (self-heal is off)"));
     }
+    if (handing_over > 0) {
+      status.set_message(absl::StrCat(status.message(), status.message().empty() ? "" : "; ",
+                                      handing_over,
+                                      handing_over == 1 ? " object that left the bundle stays"
+                                                        : " objects that left the bundle stay",
+                                      " in place for bundle ", record.handing_over(0).bundle(),
+                                      ", which holds it now and has not applied it here yet"));
+    }
   } else {
     status.set_sync_state(v1::SYNC_STATE_FAILED);
     status.set_message(absl::StrCat(
@@ -788,6 +819,7 @@ absl::Status Reconciler::ApplyObject(const v1::ManifestObject& object, const std
       if (from != bundles_.end()) {
         const auto& theirs = from->second.record.created();
         if (std::find(theirs.begin(), theirs.end(), key) != theirs.end()) record.add_created(key);
+        HandedOver(from->second, key);
       }
       GF_LOG(INFO) << "bundle " << record.bundle() << ": took over " << key << " from bundle "
                    << result->taken_from << ", which no longer applies it";
@@ -1112,8 +1144,121 @@ std::string Reconciler::DesiredElsewhere(const v1::ObjectKey& key,
   return "";
 }
 
-bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
-                        v1::AgentBundleRecord& record, std::string* error) {
+std::string Reconciler::HandingOverTo(const v1::AgentBundleRecord& record,
+                                      const v1::ObjectKey& key) const {
+  if (record.handing_over().empty()) return "";
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  const std::string k = KeyString(key);
+  for (const v1::Handover& handover : record.handing_over()) {
+    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
+    if (KeyString(placed.ok() ? *placed : handover.key()) == k) return handover.bundle();
+  }
+  return "";
+}
+
+bool Reconciler::HandsOverIn(const v1::AgentBundleRecord& record, const std::string& ns) const {
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  for (const v1::Handover& handover : record.handing_over()) {
+    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
+    if ((placed.ok() ? *placed : handover.key()).namespace_() == ns) return true;
+  }
+  return false;
+}
+
+void Reconciler::RecordHandovers(Bundle& bundle,
+                                 const google::protobuf::RepeatedPtrField<v1::Handover>& add) {
+  v1::AgentBundleRecord& record = bundle.record;
+  if (add.empty() && record.handing_over().empty()) return;
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  std::set<std::string> inventory;
+  for (const v1::ObjectKey& stored : record.inventory()) {
+    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(stored, context);
+    inventory.insert(KeyString(placed.ok() ? *placed : stored));
+  }
+  // Bounded by the inventory: one entry per object the bundle applied, the newest word on
+  // it first.
+  google::protobuf::RepeatedPtrField<v1::Handover> kept;
+  std::set<std::string> seen;
+  auto keep = [&](const v1::Handover& handover, bool added) {
+    if (handover.bundle().empty() || handover.bundle() == record.bundle()) return;
+    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
+    const v1::ObjectKey& key = placed.ok() ? *placed : handover.key();
+    const std::string k = KeyString(key);
+    if (inventory.count(k) == 0 || !seen.insert(k).second) return;
+    if (Desires(bundle, key)) return;  // its own again
+    if (added) {
+      GF_LOG(INFO) << "bundle " << record.bundle() << ": " << KeyDisplay(key)
+                   << " left it for bundle " << handover.bundle()
+                   << " (the control plane says that bundle holds it now): left in place for "
+                      "it, not deleted";
+    }
+    *kept.Add() = handover;
+  };
+  for (const v1::Handover& handover : add) keep(handover, true);
+  for (const v1::Handover& handover : record.handing_over()) keep(handover, false);
+  record.mutable_handing_over()->Swap(&kept);
+}
+
+void Reconciler::EndHandoversTo(const std::string& taker, bool gone) {
+  auto to = bundles_.find(taker);
+  for (auto& [name, other] : bundles_) {
+    if (name == taker || other.record.handing_over().empty()) continue;
+    ApplyContext context{name, other.record.desired().target_namespace()};
+    auto* entries = other.record.mutable_handing_over();
+    int ended = 0;
+    for (auto it = entries->begin(); it != entries->end();) {
+      if (it->bundle() != taker) {
+        ++it;
+        continue;
+      }
+      absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(it->key(), context);
+      if (!gone && to != bundles_.end() && Desires(to->second, placed.ok() ? *placed : it->key())) {
+        ++it;  // it takes it over when it applies it
+        continue;
+      }
+      GF_LOG(INFO) << "bundle " << name << ": bundle " << taker
+                   << (gone ? " left this cluster" : "'s revision here does not hold ")
+                   << (gone ? "" : KeyDisplay(it->key()))
+                   << (gone ? absl::StrCat(" without taking over ", KeyDisplay(it->key())) : "")
+                   << ": it is pruned after all";
+      it = entries->erase(it);
+      ++ended;
+    }
+    if (ended == 0) continue;
+    // Its next pass prunes them (a removed bundle's retry, or a pass of its revision).
+    other.unsaved = true;
+    other.next_retry = absl::InfinitePast();
+  }
+}
+
+void Reconciler::HandedOver(Bundle& from, const std::string& key) {
+  v1::AgentBundleRecord& record = from.record;
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  auto placed = [&](const v1::ObjectKey& stored) {
+    absl::StatusOr<v1::ObjectKey> k = applier_->ResolveKey(stored, context);
+    return KeyString(k.ok() ? *k : stored);
+  };
+  auto* inventory = record.mutable_inventory();
+  for (auto it = inventory->begin(); it != inventory->end();) {
+    if (placed(*it) != key) {
+      ++it;
+      continue;
+    }
+    auto created = std::find(record.created().begin(), record.created().end(), KeyString(*it));
+    if (created != record.created().end()) record.mutable_created()->erase(created);
+    it = inventory->erase(it);
+  }
+  auto* entries = record.mutable_handing_over();
+  for (auto it = entries->begin(); it != entries->end();) {
+    it = placed(it->key()) == key ? entries->erase(it) : it + 1;
+  }
+  // Saved on its next pass, due now (a removed bundle with nothing left is forgotten then).
+  from.unsaved = true;
+  from.next_retry = absl::InfinitePast();
+}
+
+Reconciler::Removal Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
+                                       v1::AgentBundleRecord& record, std::string* error) {
   const std::string k = KeyString(key);
   auto created = std::find(record.created().begin(), record.created().end(), k);
   const bool ours = created != record.created().end();
@@ -1129,19 +1274,26 @@ bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
       if (absl::Status saved = state_->Save(theirs); !saved.ok()) {
         theirs.mutable_created()->RemoveLast();
         *error = absl::StrCat("cannot hand it over to bundle ", to, ": ", saved.message());
-        return false;
+        return Removal::kFailed;
       }
     }
     GF_LOG(INFO) << "bundle " << record.bundle() << ": " << KeyDisplay(key)
                  << " left it for bundle " << to << ", which applies it now; not deleted";
     if (ours) record.mutable_created()->erase(created);
-    return true;
+    return Removal::kDone;
+  }
+  // The control plane said another bundle holds it now, and that bundle's revision has not
+  // arrived: deleting it now would only have that bundle create it again (a gap in
+  // service; a volume claim's data gone).
+  if (!HandingOverTo(record, key).empty()) return Removal::kHandingOver;
+  if (IsNamespace(key) && HandsOverIn(record, key.name())) {
+    return Removal::kHandingOver;  // deleting it would delete them
   }
   if (IsNamespace(key)) {
     // Deleting a Namespace deletes everything in it, whoever applied it.
     if (std::string held = NamespaceHeldByOthers(key.name(), record.bundle()); !held.empty()) {
       *error = std::move(held);
-      return false;
+      return Removal::kFailed;
     }
   }
   // Only what gitfleet created is deleted; what it found is given back.
@@ -1149,10 +1301,10 @@ bool Reconciler::Remove(const v1::ObjectKey& key, const ApplyContext& context,
   metrics_.objects_pruned.Add({{"result", status.ok() ? "ok" : "error"}}).Increment();
   if (!status.ok()) {
     *error = std::string(status.message());
-    return false;
+    return Removal::kFailed;
   }
   if (ours) record.mutable_created()->erase(created);
-  return true;
+  return Removal::kDone;
 }
 
 void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
@@ -1176,6 +1328,8 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
       removal.forget() ? removal.prune() : record.removing() || record.desired().sync().prune();
   const std::string why =
       removal.reason().empty() ? "no longer targets this cluster" : removal.reason();
+  // What other bundles left here for this one, it will never take over now.
+  EndHandoversTo(removal.bundle(), /*gone=*/true);
   if (!prune) {
     absl::Status deleted = state_->Delete(removal.bundle());
     if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
@@ -1203,14 +1357,19 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   bundle.unsettled.clear();
   bundle.hooks_pending = false;
   bundle.backoff->Reset();
+  RecordHandovers(bundle, removal.handovers());
   int pruned = 0;
   const bool done = PruneForRemoval(bundle, &pruned);
   GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why << "); pruned " << pruned
                << " objects"
-               << (done ? ""
-                        : absl::StrCat(
-                              "; ", record.inventory_size(),
-                              " could not be, and are tried again: ", bundle.removal_error));
+               << (done || bundle.removal_error.empty()
+                       ? ""
+                       : absl::StrCat("; ", record.inventory_size() - bundle.handing_over,
+                                      " could not be, and are tried again: ", bundle.removal_error))
+               << (bundle.handing_over > 0
+                       ? absl::StrCat("; ", bundle.handing_over,
+                                      " stay in place for the bundles that hold them now")
+                       : "");
   if (done) bundles_.erase(it);
   UpdateBundleGauges();
 }
@@ -1220,18 +1379,25 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   ApplyContext context{record.bundle(), record.desired().target_namespace()};
   std::vector<v1::ObjectKey> left;
   std::string first_error;
+  int handing_over = 0;
   for (const v1::ObjectKey& key :
        PruneOrder({record.inventory().begin(), record.inventory().end()})) {
     std::string error;
-    if (Remove(key, context, record, &error)) {
+    const Removal removal = Remove(key, context, record, &error);
+    if (removal == Removal::kDone) {
       ++*pruned;
+      continue;
+    }
+    left.push_back(key);
+    if (removal == Removal::kHandingOver) {
+      ++handing_over;
       continue;
     }
     GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): cannot prune "
                     << KeyDisplay(key) << ": " << error;
     if (first_error.empty()) first_error = absl::StrCat(KeyDisplay(key), ": ", error);
-    left.push_back(key);
   }
+  bundle.handing_over = handing_over;
   if (left.empty()) {
     absl::Status deleted = state_->Delete(record.bundle());
     if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
@@ -1239,12 +1405,17 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   }
   record.clear_inventory();
   for (v1::ObjectKey& key : left) *record.add_inventory() = std::move(key);
+  RecordHandovers(bundle, {});  // what is over goes
   if (absl::Status saved = state_->Save(record); !saved.ok()) {
     GF_LOG(ERROR) << "cannot record what bundle " << record.bundle()
                   << " has left to prune: " << saved;
   }
+  bundle.unsaved = false;
   bundle.removal_error = std::move(first_error);
-  bundle.next_retry = clock_->Now() + bundle.backoff->Next();
+  // What waits for another bundle to take it over is looked at again when that bundle's
+  // revision arrives or it leaves (EndHandoversTo, HandedOver), not on a timer.
+  bundle.next_retry = bundle.removal_error.empty() ? absl::InfiniteFuture()
+                                                   : clock_->Now() + bundle.backoff->Next();
   return false;
 }
 
@@ -1331,6 +1502,12 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
       std::string kept;
       if (std::string to = DesiredElsewhere(stored, desired.bundle()); !to.empty()) {
         kept = absl::StrCat("bundle ", to, " applies it now: it is left for it, not deleted");
+      } else if (std::string to = HandingOverTo(record, *key); !to.empty()) {
+        kept = absl::StrCat("bundle ", to,
+                            " holds it now, and its revision has not reached this cluster yet: "
+                            "it is left in place for it, not deleted");
+      } else if (IsNamespace(*key) && HandsOverIn(record, key->name())) {
+        kept = "objects in it are left for the bundles that hold them now: it stays with them";
       } else if (IsNamespace(*key)) {
         kept = NamespaceHeldByOthers(key->name(), desired.bundle());
       }
@@ -1380,7 +1557,9 @@ void Reconciler::UpdateBundleGauges() {
   int left_to_prune = 0;
   for (const auto& [name, bundle] : bundles_) {
     left_unmanaged += bundle.record.left_unmanaged_size();
-    if (bundle.record.removing()) left_to_prune += bundle.record.inventory_size();
+    if (bundle.record.removing()) {
+      left_to_prune += bundle.record.inventory_size() - bundle.handing_over;
+    }
     if (counts.count(bundle.status.sync_state()) > 0) ++counts[bundle.status.sync_state()];
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }

@@ -121,7 +121,11 @@ class Reconciler {
     bool hooks_pending = false;
     // While record.removing: why the last try left objects in place.
     std::string removal_error;
+    // Of the inventory, objects left in place for another bundle (record.handing_over), as
+    // the last prune counted them.
+    int handing_over = 0;
   };
+  enum class Removal { kDone, kHandingOver, kFailed };
 
   struct PlannedHook {
     const v1::ManifestObject* object;
@@ -180,11 +184,27 @@ class Reconciler {
   bool Desires(const Bundle& bundle, const v1::ObjectKey& key) const;
   // Another held bundle whose revision holds an object placed at `key`; "" for none.
   std::string DesiredElsewhere(const v1::ObjectKey& key, const std::string& bundle) const;
-  // Deletes what gitfleet created and releases what it found; false on an error (a
-  // Namespace another bundle's objects live in is one). What another bundle now applies
-  // is handed over to it instead: left in place, never deleted.
-  bool Remove(const v1::ObjectKey& key, const ApplyContext& context, v1::AgentBundleRecord& record,
-              std::string* error);
+  // The bundle `record` leaves the object at `key` (where it lives) for, waiting for that
+  // bundle's revision (record.handing_over); "" for none.
+  std::string HandingOverTo(const v1::AgentBundleRecord& record, const v1::ObjectKey& key) const;
+  // Whether `record` leaves an object in the Namespace `ns` for another bundle.
+  bool HandsOverIn(const v1::AgentBundleRecord& record, const std::string& ns) const;
+  // Adds what the control plane says other bundles hold now (BundleUpdate.handovers) to
+  // `bundle`'s handing_over, for objects its inventory lists; drops the entries for what
+  // its revision holds again.
+  void RecordHandovers(Bundle& bundle, const google::protobuf::RepeatedPtrField<v1::Handover>& add);
+  // `taker`'s revision arrived (or, `gone`, it left): other bundles' handovers to it of
+  // objects it does not hold are over, and those bundles prune them on their next pass.
+  void EndHandoversTo(const std::string& taker, bool gone);
+  // `taker` took over the object at `key` from `from`: it leaves from's inventory.
+  void HandedOver(Bundle& from, const std::string& key);
+  // Deletes what gitfleet created and releases what it found: kDone, or kFailed with
+  // `error` (a Namespace another bundle's objects live in is one). What another bundle
+  // now applies is handed over to it instead: left in place, never deleted (kDone). What
+  // the control plane said another bundle holds, whose revision has not arrived yet, is
+  // left in place and in the inventory for it (kHandingOver).
+  Removal Remove(const v1::ObjectKey& key, const ApplyContext& context,
+                 v1::AgentBundleRecord& record, std::string* error);
 
   Applier* const applier_;
   std::string serving_fleet_;

@@ -20,6 +20,7 @@ namespace gitfleet {
 namespace {
 
 using nlohmann::json;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -101,6 +102,13 @@ class KubernetesApplierTest : public ::testing::Test {
     options.crd_wait = absl::Seconds(10);
     options.poll_interval = absl::Milliseconds(20);
     applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(), options);
+    reconciler_ =
+        std::make_unique<Reconciler>(applier_.get(), &state_, metrics_, absl::ZeroDuration());
+    ASSERT_TRUE(reconciler_->Load().ok());
+  }
+
+  // A new reconciler over the same state and cluster, as after the agent restarts.
+  void Restart() {
     reconciler_ =
         std::make_unique<Reconciler>(applier_.get(), &state_, metrics_, absl::ZeroDuration());
     ASSERT_TRUE(reconciler_->Load().ok());
@@ -390,6 +398,168 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
   EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
             "api");
+}
+
+// "DELETE configmaps/NAME" requests, in order.
+std::vector<std::string> Deletes(const std::vector<std::string>& writes) {
+  std::vector<std::string> out;
+  for (const std::string& w : writes) {
+    if (absl::StartsWith(w, "DELETE ")) out.push_back(w);
+  }
+  return out;
+}
+
+v1::Handover HandOver(const v1::ManifestObject& object, const std::string& bundle) {
+  v1::Handover handover;
+  *handover.mutable_key() = object.key();
+  handover.set_bundle(bundle);
+  return handover;
+}
+
+TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLeftForIt) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  v1::BundleUpdate api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  // One commit moves "moved" from web to api, and web's revision comes first: the
+  // control plane says api holds it now. It stays, labelled web's, until api takes it.
+  fake_->ClearRequests();
+  v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("moved"), "api");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(web);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("1 object that left the bundle stays in place for bundle api"));
+  EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
+            "web");
+  EXPECT_EQ(DiffByName("web")["moved"],
+            "keep: bundle api holds it now, and its revision has not reached this cluster yet: "
+            "it is left in place for it, not deleted");
+  // A restart remembers it, and a drift pass does not prune it either.
+  Restart();
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+
+  // api's revision arrives: it takes the object over. Nothing was ever deleted.
+  api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
+  api.set_bundle("api");
+  outcome = reconciler_->OnUpdate(api);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  json live = fake_->Get("", "configmaps", "shop", "moved");
+  EXPECT_EQ(live["metadata"]["labels"][kBundleLabel], "api");
+  EXPECT_EQ(live["data"]["v"], "2");
+  EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(DiffByName("web").count("moved"), 0u) << "web no longer lists it";
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    EXPECT_EQ(s.message(), "") << s.bundle();
+  }
+  // gitfleet created it, so api deletes it when it leaves api too.
+  api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+}
+
+TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved"), Cm("other")})).ack.ok());
+  v1::BundleUpdate api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("moved"), "api");
+  *web.add_handovers() = HandOver(Cm("other"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  // api's revision arrives holding only one of them (it changed again meanwhile): the
+  // other is web's to prune after all.
+  api = Update({Cm("x", "default"), Cm("moved")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "other").is_null());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
+            "api");
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    EXPECT_EQ(s.message(), "") << s.bundle();
+  }
+}
+
+TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
+  auto removal_condition = [&]() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "Removal") return c.ok() ? std::string("ok") : c.message();
+    }
+    return std::string("none");
+  };
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved"), Cm("other")})).ack.ok());
+  v1::BundleUpdate api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  // web's definition is replaced by api's in one go, and web's removal comes first.
+  fake_->ClearRequests();
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  *removal.add_handovers() = HandOver(Cm("moved"), "api");
+  *removal.add_handovers() = HandOver(Cm("other"), "api");
+  *removal.add_handovers() = HandOver(Cm("never-web's"), "api");
+  reconciler_->OnRemoval(removal);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "other").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "objects stay in it";
+  EXPECT_EQ(removal_condition(), "ok") << "waiting for api is not a prune that failed";
+  EXPECT_EQ(metrics_.objects_left_to_prune.Value(), 0);
+  EXPECT_THAT(reconciler_->Held(),
+              ElementsAre(::testing::Property(&v1::HeldRevision::bundle, std::string("api"))));
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+
+  // api's revision holds "moved": taken over, never deleted. "other" it does not hold:
+  // pruned after all. Then nothing of web is left, and web is forgotten.
+  api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
+            "api");
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "other").is_null());
+  EXPECT_THAT(Deletes(Writes()), ElementsAre("DELETE configmaps/a", "DELETE configmaps/other"));
+  // web's Namespace stays: api's object lives in it now (as for any bundle's).
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_THAT(removal_condition(),
+              AllOf(HasSubstr("1 of its objects is still there"), HasSubstr("Namespace shop")));
+}
+
+TEST_F(KubernetesApplierTest, WhatWasLeftForABundleThatLeavesIsPrunedAfterAll) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  v1::BundleUpdate api = Update({Cm("x", "default")});
+  api.set_bundle("api");
+  ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
+  v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("moved"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+  v1::BundleRemoval removal;
+  removal.set_bundle("api");
+  reconciler_->OnRemoval(removal);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
+  // And a revision that holds an object again takes it back as its own.
+  web = Update({Ns("shop"), Cm("a"), Cm("back")});
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  v1::BundleUpdate web2 = Update({Ns("shop"), Cm("a")});
+  *web2.add_handovers() = HandOver(Cm("back"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web2).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "back").is_null())
+      << "the handover ended when web held it again";
 }
 
 TEST_F(KubernetesApplierTest, ABundleNeverTakesOverAnotherBundlesObject) {
