@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/agent_protocol.h"
 #include "common/logging.h"
+#include "common/manifest/object.h"
 #include "common/proto_time.h"
 #include "common/thread_name.h"
 #include "controlplane/distribute/status_bounds.h"
@@ -342,11 +343,18 @@ void Hub::SetTombstoneLocked(const std::string& bundle, int64_t generation) {
   }
 }
 
+void Hub::SetNewestContent(const std::string& bundle, const LabelSelector& selector,
+                           std::shared_ptr<const BundleContent> content) {
+  MutexLock lock(&mu_);
+  newest_[bundle] = Newest{selector, std::move(content)};
+}
+
 void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
+    newest_.erase(bundle);
     report_counts_.erase(bundle);
     ForgetRegressionsLocked(bundle);
     SetTombstoneLocked(bundle, generation);
@@ -732,6 +740,59 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
   return NextMessageLocked(agent, bundle, **revision, load);
 }
 
+std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::string& bundle,
+                                               const KeyList* keys) const {
+  std::vector<v1::Handover> out;
+  std::set<std::string> named;
+  // The newest render of each other bundle that targets the agent, whether or not its gate
+  // lets it go yet.
+  std::vector<std::pair<const std::string*, const BundleContent*>> others;
+  for (const auto& [name, target] : newest_) {
+    if (name != bundle && target.content != nullptr && agent.labels_known &&
+        target.selector.Matches(agent.labels)) {
+      others.emplace_back(&name, target.content.get());
+    }
+  }
+  for (const auto& [name, target] : bundles_) {
+    if (name != bundle && target.content != nullptr && newest_.count(name) == 0 &&
+        Targets(target, agent)) {
+      others.emplace_back(&name, target.content.get());
+    }
+  }
+  for (const auto& [name_ptr, content] : others) {
+    const std::string& name = *name_ptr;
+    std::shared_ptr<const Revision> newest = content->Uniform();
+    if (newest == nullptr) {
+      std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
+          content->Built(agent.info);
+      if (built.has_value() && built->ok()) newest = **built;
+    }
+    if (newest == nullptr) continue;
+    const auto& objects = newest->objects.objects();
+    auto add = [&](const std::string& k, const v1::ObjectKey& key) {
+      if (!named.insert(k).second) return;
+      v1::Handover& handover = out.emplace_back();
+      *handover.mutable_key() = key;
+      handover.set_bundle(name);
+    };
+    if (keys != nullptr) {
+      for (const v1::ObjectKey& key : *keys) {
+        std::string k = KeyString(key);
+        if (objects.count(k) > 0) add(k, key);
+      }
+      continue;
+    }
+    // A removal: what the agent has not been sent yet (what it holds, it knows).
+    auto held = agent.held.find(name);
+    if (held != agent.held.end() && held->second == newest->id) continue;
+    for (const auto& [k, object] : objects) {
+      if (out.size() >= kMaxHandovers) return out;
+      add(k, object->key());
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
     std::string* load) {
@@ -758,6 +819,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
       return nullptr;
     }
     removal.mutable_removal()->set_bundle(bundle);
+    // What another bundle holds now is left for it, even when that bundle's revision is
+    // still on its way (a definition replaced by another in one go).
+    for (v1::Handover& handover : HandoversLocked(*agent, bundle, nullptr)) {
+      *removal.mutable_removal()->add_handovers() = std::move(handover);
+    }
     DropHeldLocked(agent, bundle);
     sent_removal_.Increment();
     return EncodedMessage::Encode(std::move(removal));
@@ -770,6 +836,20 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   }
   std::shared_ptr<const EncodedMessage> message =
       BuildUpdateLocked(base.get(), *current, target->second.generation);
+  if (!message->message.update().removed().empty()) {
+    // Objects that moved to another bundle are left for it, not deleted, even when its
+    // revision reaches the agent later. Shared messages stay shared: only an agent with
+    // such objects gets a copy of its own.
+    std::vector<v1::Handover> handovers =
+        HandoversLocked(*agent, bundle, &message->message.update().removed());
+    if (!handovers.empty()) {
+      v1::ControlMessage copy = message->message;
+      for (v1::Handover& handover : handovers) {
+        *copy.mutable_update()->add_handovers() = std::move(handover);
+      }
+      message = EncodedMessage::Encode(std::move(copy));
+    }
+  }
   agent->held[bundle] = current->id;
   (base ? sent_delta_ : sent_full_).Increment();
   metrics_.update_bytes_sent.Increment(static_cast<double>(message->bytes.size()));

@@ -109,6 +109,11 @@ class Hub {
                  std::shared_ptr<const BundleContent> content, int64_t generation = 0,
                  Gate gate = nullptr, std::shared_ptr<const BundleContent> stable = nullptr,
                  Gate stable_gate = nullptr);
+  // The bundle's newest render, given as soon as it is rendered, before any wait or gate:
+  // what it holds is what other bundles' updates and removals hand over to it rather
+  // than delete (see HandoversLocked). Until given, the content of SetBundle counts.
+  void SetNewestContent(const std::string& bundle, const LabelSelector& selector,
+                        std::shared_ptr<const BundleContent> content);
   // Suspends (maintenance) or resumes `cluster`: while suspended its agent is sent no
   // update and no removal of any bundle. Kept across restarts. NotFound for a cluster
   // never seen nor registered.
@@ -308,6 +313,15 @@ class Hub {
                                                           const Revision& target,
                                                           int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  using KeyList = google::protobuf::RepeatedPtrField<v1::ObjectKey>;
+  // What other bundles targeting `agent` hold in their newest revision for its cluster
+  // (gate or not), for a message on `bundle`: of `keys` (an update's removed keys), or,
+  // for a removal (null), whatever the agent was not sent yet, at most kMaxHandovers.
+  // May work out per-cluster values (BundleContent::Built): only asked when something
+  // leaves a bundle.
+  std::vector<v1::Handover> HandoversLocked(const Agent& agent, const std::string& bundle,
+                                            const KeyList* keys) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTombstoneLocked(const std::string& bundle, int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets what the hub knew of `agent`'s copy of `bundle`.
@@ -333,6 +347,8 @@ class Hub {
   // Tombstones kept; past this the oldest go, and agents that still hold those bundles
   // keep them as orphans (the safe side).
   static constexpr size_t kMaxTombstones = 10000;
+  // Handovers named in one removal (see HandoversLocked).
+  static constexpr size_t kMaxHandovers = 10000;
 
  private:
   Store* const store_;
@@ -356,6 +372,11 @@ class Hub {
   mutable Mutex mu_;
   WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
+  struct Newest {
+    LabelSelector selector;
+    std::shared_ptr<const BundleContent> content;
+  };
+  std::map<std::string, Newest> newest_ ABSL_GUARDED_BY(mu_);  // see SetNewestContent
   absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
   // bundle -> cluster -> the revision it regressed on (see Regressions): at most one entry
   // per cluster and bundle. Stored too, so a restart keeps them.

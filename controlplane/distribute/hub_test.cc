@@ -259,6 +259,69 @@ TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   EXPECT_EQ(hub_.NextMessage(a, "web"), nullptr);
 }
 
+// "name->bundle" for each handover of `message` (an update or a removal).
+std::vector<std::string> Handovers(const EncodedMessage& message) {
+  const auto& handovers = message.message.has_update() ? message.message.update().handovers()
+                                                       : message.message.removal().handovers();
+  std::vector<std::string> out;
+  for (const v1::Handover& h : handovers) out.push_back(h.key().name() + "->" + h.bundle());
+  return out;
+}
+
+TEST_F(HubTest, WhatMovesToAnotherBundleIsHandedOverEvenBeforeThatBundleIsSent) {
+  auto conn_a = std::make_shared<FakeConnection>();
+  auto conn_b = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "peer-a", conn_a);
+  uint64_t b = hub_.Connect(MakeHello("b", "dev"), "peer-b", conn_b);
+  auto web1 = MakeRevision("web", {"x", "moved"});
+  hub_.SetBundle("web", Selector(""), SingleRevision(web1));
+  hub_.SetBundle("api", Selector("env=prod"), SingleRevision(MakeRevision("api", {"y"})));
+  for (uint64_t session : {a, b}) ASSERT_NE(hub_.NextMessage(session, "web"), nullptr);
+  ASSERT_NE(hub_.NextMessage(a, "api"), nullptr);
+  EXPECT_EQ(hub_.NextMessage(b, "api"), nullptr) << "api targets prod only";
+
+  // One commit moves "moved" from web to api. api's render holds it, but is not sent yet
+  // (it waits, for its rollout's gate say) when web's goes out.
+  hub_.SetNewestContent("api", Selector("env=prod"),
+                        SingleRevision(MakeRevision("api", {"y", "moved"})));
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  auto to_a = hub_.NextMessage(a, "web");
+  auto to_b = hub_.NextMessage(b, "web");
+  ASSERT_NE(to_a, nullptr);
+  ASSERT_NE(to_b, nullptr);
+  ASSERT_EQ(to_a->message.update().removed_size(), 1);
+  EXPECT_THAT(Handovers(*to_a), ElementsAre("moved->api"));
+  EXPECT_EQ(to_a->bytes, to_a->message.SerializeAsString());
+  EXPECT_THAT(Handovers(*to_b), IsEmpty()) << "api is not for b: web prunes it there";
+  EXPECT_EQ(to_b->message.update().removed_size(), 1);
+
+  // web leaves prod: its removal names what api's newest render holds and a lacks.
+  hub_.SetBundle("web", Selector("env=dev"), SingleRevision(MakeRevision("web", {"x"})));
+  auto removal = hub_.NextMessage(a, "web");
+  ASSERT_NE(removal, nullptr);
+  ASSERT_TRUE(removal->message.has_removal());
+  EXPECT_THAT(Handovers(*removal), ElementsAre("moved->api", "y->api"));
+
+  // Once a holds api's newest, its removals name nothing: the agent knows.
+  hub_.SetBundle("api", Selector("env=prod"), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  ASSERT_NE(hub_.NextMessage(a, "api"), nullptr);
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x", "moved"})));
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  hub_.RemoveBundle("web");
+  removal = hub_.NextMessage(a, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_THAT(Handovers(*removal), IsEmpty());
+  // A removed bundle takes nothing over.
+  hub_.RemoveBundle("api");
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x", "moved"})));
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  auto last = hub_.NextMessage(a, "web");
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(last->message.update().removed_size(), 1);
+  EXPECT_THAT(Handovers(*last), IsEmpty());
+}
+
 TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector(""), SingleRevision(rev), /*generation=*/3);

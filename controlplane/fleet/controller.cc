@@ -104,6 +104,9 @@ constexpr size_t kMaxProbeThreads = 4;
 // Revisions built for cluster values that wait to be stored, per bundle; past this the
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
+// How long a render that drops objects waits for the other bundles of its source to render
+// the same commit (see Controller::WaitsForSiblings).
+constexpr absl::Duration kMaxSiblingWait = absl::Seconds(60);
 
 }  // namespace
 
@@ -1107,6 +1110,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   absl::Status status;
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+  const std::string head = snapshot.has_value() ? snapshot->commit.id : "";
+  bool rendered = false;
   if (snapshot.has_value() && !pinned.empty() && snapshot->commit.id != pinned) {
     // Rolled back: the pinned commit, whatever the source's branch says.
     absl::StatusOr<CommitInfo> commit = snapshot->repo->Resolve(pinned);
@@ -1121,6 +1126,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
   if (snapshot.has_value() &&
       (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
     status = RenderBundle(name, *snapshot);
+    rendered = true;
     if (events_ != nullptr) {
       v1::Event event;
       {
@@ -1157,8 +1163,130 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   BuildStableRevisions(name);
   PersistNewRevisions(name);
+  GiveNewestToHub(name);
+  // A render, good or failed, is what bundles of the source that wait for it wait for.
+  if (rendered) WakeSiblingWaiters(name);
+  if (WaitsForSiblings(name, head)) {
+    queue_.AddAfter(name, kMaxSiblingWait);  // in case they never do
+    return status;
+  }
   PushToHub(name);
   return status;
+}
+
+namespace {
+
+// A revision standing for `content`'s objects: its single one, its template, or the first
+// built for a cluster; null when none is built.
+std::shared_ptr<const Revision> SomeRevision(const BundleVariants& content) {
+  if (std::shared_ptr<const Revision> uniform = content.Uniform()) return uniform;
+  if (content.template_revision() != nullptr) return content.template_revision();
+  std::vector<std::string> ids = content.RevisionIds();
+  return ids.empty() ? nullptr : content.Find(ids.front());
+}
+
+// Whether `after` no longer holds some object `before` held (true when unsure).
+bool DropsObjects(const BundleVariants& before, const BundleVariants& after) {
+  std::shared_ptr<const Revision> a = SomeRevision(before);
+  std::shared_ptr<const Revision> b = SomeRevision(after);
+  if (a == nullptr || b == nullptr) return true;
+  for (const auto& [key, object] : a->objects.objects()) {
+    if (b->objects.objects().count(key) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Controller::WaitsForSiblings(const std::string& name, const std::string& head) {
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return false;
+  BundleState& state = it->second;
+  // Only a new render of the source's head, not pinned, that drops objects: those may
+  // have moved to another bundle of the source in the same commit.
+  if (head.empty() || state.content == nullptr || state.pushed_content == nullptr ||
+      state.content == state.pushed_content || state.content->commit() != head ||
+      !state.record.pinned_commit().empty() ||
+      !DropsObjects(*state.pushed_content, *state.content)) {
+    state.siblings_commit.clear();
+    return false;
+  }
+  std::vector<std::string> behind;
+  for (const auto& [other, sibling] : bundles_) {
+    if (other == name || sibling.definition.source() != state.definition.source() ||
+        !sibling.record.pinned_commit().empty() || sibling.record.error_commit() == head ||
+        // Rendered, and the hub has what it rendered (a render that changed nothing keeps
+        // the content of an earlier commit).
+        (sibling.reconciled_commit == head && sibling.newest_given == sibling.content)) {
+      continue;
+    }
+    behind.push_back(other);
+  }
+  if (behind.empty()) {
+    state.siblings_commit.clear();
+    return false;
+  }
+  const absl::Time now = options_.clock->Now();
+  if (state.siblings_commit != head) {
+    state.siblings_commit = head;
+    state.siblings_since = now;
+    GF_LOG(INFO) << "bundle " << name << ": its render of " << head.substr(0, 12)
+                 << " drops objects; it goes to the clusters once the other bundles of source "
+                 << state.definition.source() << " rendered it too (" << behind.size()
+                 << " to go, first " << behind.front()
+                 << "), so what moved to one of them is handed over, never deleted";
+  }
+  if (now - state.siblings_since >= kMaxSiblingWait) {
+    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
+                    << state.definition.source() << " has not rendered " << head.substr(0, 12)
+                    << " after " << absl::FormatDuration(kMaxSiblingWait)
+                    << "; the clusters get this bundle's render without waiting longer (an "
+                       "object moved to that bundle is deleted, then created again)";
+    return false;
+  }
+  return true;
+}
+
+void Controller::GiveNewestToHub(const std::string& name) {
+  std::shared_ptr<const BundleVariants> content;
+  LabelSelector selector;
+  std::string selector_text;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    // A definition replaced with the same render may target other clusters.
+    if (it == bundles_.end() || it->second.content == nullptr ||
+        (it->second.newest_given == it->second.content &&
+         it->second.newest_selector == it->second.definition.selector())) {
+      return;
+    }
+    content = it->second.content;
+    selector = it->second.selector;
+    selector_text = it->second.definition.selector();
+  }
+  hub_->SetNewestContent(name, selector, content);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return;
+  it->second.newest_given = content;
+  it->second.newest_selector = std::move(selector_text);
+}
+
+void Controller::WakeSiblingWaiters(const std::string& name) {
+  std::vector<std::string> waiting;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return;
+    for (const auto& [other, sibling] : bundles_) {
+      if (other != name && !sibling.siblings_commit.empty() &&
+          sibling.definition.source() == it->second.definition.source()) {
+        waiting.push_back(other);
+      }
+    }
+  }
+  for (const std::string& other : waiting) queue_.Add(other);
 }
 
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {

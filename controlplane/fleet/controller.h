@@ -176,6 +176,14 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
+    // While its new render waits for the other bundles of its source (WaitsForSiblings):
+    // the commit, and since when.
+    std::string siblings_commit;
+    absl::Time siblings_since;
+    // The render last given to the hub as the newest (Hub::SetNewestContent), and for
+    // which selector.
+    std::shared_ptr<const BundleVariants> newest_given;
+    std::string newest_selector;
     // What the hub was last given (a reconcile gives it again only what changed).
     uint64_t pushed_generation = 0;
     std::shared_ptr<const BundleVariants> pushed_content;
@@ -213,6 +221,17 @@ class Controller {
   absl::Status Reconcile(const std::string& name);
   // Gives the hub the bundle's selector, content and gate if they changed since it last did.
   void PushToHub(const std::string& name);
+  // Whether the bundle's new render of the source's `head` waits before the hub gets it:
+  // it drops objects, and another bundle of its source (not pinned) has not rendered
+  // `head` yet. An object moved between two bundles in one commit is then handed over
+  // (the hub names what the other bundle's newest render holds), never deleted and
+  // created again. At most kMaxSiblingWait; a render that fails counts as done.
+  bool WaitsForSiblings(const std::string& name, const std::string& head);
+  // Gives the hub the bundle's newest render, if it did not have it (see
+  // Hub::SetNewestContent).
+  void GiveNewestToHub(const std::string& name);
+  // Queues the bundles of `name`'s source that wait for it (WaitsForSiblings).
+  void WakeSiblingWaiters(const std::string& name);
   // Which clusters may have the bundle's current content: none while it is suspended, the
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the
   // clusters' reports allow and stores where it stands.

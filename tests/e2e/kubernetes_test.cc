@@ -541,6 +541,73 @@ TEST_F(KubernetesFleet, ARemovedBundleKeepsANamespaceWithVolumeClaimsAndSaysSo) 
   })) << Ctl({"cluster", "list"});
 }
 
+// One commit moves a volume claim from bundle api to bundle web, while web is suspended
+// (or behind its rollout's gate): api's revision reaches the cluster long before web's.
+// The claim is never deleted, which would lose its data: it stays, keeps its identity
+// (uid), and web takes it over once it may.
+TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted) {
+  if (::gitfleet::testing::Run("command -v kubectl >/dev/null || command -v kustomize "
+                               ">/dev/null") != 0) {
+    GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  }
+  StartFakeCluster(/*simulate_controllers=*/true);
+  const std::string claim_yaml =
+      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n"
+      "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+  git_.Write("apps/api/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\ndata: {v: '1'}\n");
+  git_.Write("apps/api/claim.yaml", claim_yaml);
+  git_.Write("apps/web/kustomization.yaml", "resources: [web.yaml]\n");
+  git_.Write("apps/web/web.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {v: '1'}\n");
+  const std::string first = git_.Commit("api holds the claim");
+  StartFleetWithBundle("api", "shop");
+  int code;
+  std::string out =
+      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", first) && SyncedAt("web", first); },
+                         absl::Seconds(60)))
+      << Describe("api") << Describe("web");
+  const std::string path = "/api/v1/namespaces/shop/persistentvolumeclaims/data";
+  const json before = Live(path);
+  ASSERT_FALSE(before.is_null());
+  EXPECT_EQ(before["metadata"]["labels"]["gitfleet.io/bundle"], "api");
+
+  out = Ctl({"bundle", "suspend", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  git_.Remove("apps/api/claim.yaml");
+  git_.Write("apps/web/claim.yaml", claim_yaml);
+  git_.Write("apps/web/kustomization.yaml", "resources: [web.yaml, claim.yaml]\n");
+  const std::string moved = git_.Commit("the claim moves to web");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved); }, absl::Seconds(60)))
+      << Describe("api");
+  std::optional<v1::BundleStatus> api = Status("api");
+  ASSERT_TRUE(api.has_value());
+  EXPECT_THAT(api->message(), HasSubstr("1 object that left the bundle stays in place for "
+                                        "bundle web"));
+  EXPECT_EQ(Live(path)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
+  EXPECT_EQ(Live(path)["metadata"]["labels"]["gitfleet.io/bundle"], "api");
+  // A drift pass or two later it is still there.
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Live(path)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
+
+  out = Ctl({"bundle", "resume", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", moved); }, absl::Seconds(60)))
+      << Describe("web");
+  const json after = Live(path);
+  ASSERT_FALSE(after.is_null()) << agent_->Log();
+  EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << "deleted and created again\n"
+                                                                 << agent_->Log();
+  EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+  EXPECT_TRUE(Eventually([&] {
+    std::optional<v1::BundleStatus> s = Status("api");
+    return s && s->message().empty();
+  })) << Describe("api");
+}
+
 TEST_F(KubernetesFleet, RealCluster) {
   const char* kubeconfig = std::getenv("KUBECONFIG");
   if (kubeconfig == nullptr || *kubeconfig == '\0') {
