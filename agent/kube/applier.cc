@@ -301,8 +301,16 @@ absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::Object
     const json names = spec.value("names", json::object());
     const std::string group = spec.value("group", "");
     const std::string plural = names.is_object() ? names.value("plural", "") : "";
-    // Serving no version, it has no object anyone can read.
-    if (version.empty() || group.empty() || plural.empty()) return std::string();
+    if (group.empty() || plural.empty()) return std::string();  // not a CRD the API took
+    if (version.empty()) {
+      // Its objects may still be stored, and deleting it deletes them, but no version
+      // serves them to be counted. Unknown is not empty.
+      return absl::StrCat(
+          "it serves no version, so whether any ", names.value("kind", plural),
+          " objects are still stored cannot be read, and deleting it would delete them; "
+          "it is pruned at once when it is annotated ",
+          kPruneAnnotation, "=true");
+    }
     what = absl::StrCat(names.value("kind", plural), " object");
     path = absl::StrCat("/apis/", group, "/", version, "/", plural);
   }

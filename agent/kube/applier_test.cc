@@ -982,6 +982,30 @@ TEST_F(KubernetesApplierTest, ACrdThatStillHasCustomResourcesIsNotPruned) {
           .is_null());
 }
 
+TEST_F(KubernetesApplierTest, ACrdThatServesNoVersionIsNotPrunedUnseen) {
+  v1::ManifestObject crd = Crd();
+  std::string yaml = crd.yaml();
+  yaml.replace(yaml.find("served: true"), sizeof("served: true") - 1, "served: false");
+  crd = Obj(yaml);
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({crd, Cm("x", "default")})).ack.ok());
+  const v1::BundleUpdate dropped = Update({Cm("x", "default")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("prune: it serves no version, so whether any Widget objects are still "
+                        "stored cannot be read"));
+  const json live =
+      fake_->Get("apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com");
+  ASSERT_FALSE(live.is_null());
+  json annotated = live;
+  annotated["metadata"]["annotations"][kPruneAnnotation] = "true";
+  fake_->Put("apiextensions.k8s.io", "customresourcedefinitions", annotated);
+  ASSERT_TRUE(reconciler_->OnUpdate(dropped).ack.ok());
+  EXPECT_TRUE(
+      fake_->Get("apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com")
+          .is_null());
+}
+
 TEST_F(KubernetesApplierTest, ANamespaceIsNotPrunedWhenItsClaimsCannotBeRead) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("x", "default")})).ack.ok());
   fake_->Forbid("list", "", "persistentvolumeclaims");
