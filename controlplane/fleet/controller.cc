@@ -533,12 +533,23 @@ void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_u
       if (state.definition.source() == source) names.push_back(name);
     }
   }
-  std::vector<uint64_t> tickets;
-  for (const std::string& name : names) tickets.push_back(queue_.Add(name));
   absl::Time deadline = options_.clock->Now() + WaitLeft(wait_until);
-  for (size_t i = 0; i < names.size(); ++i) {
-    queue_.WaitFor(names[i], tickets[i],
-                   std::max(absl::ZeroDuration(), deadline - options_.clock->Now()));
+  // A render that drops objects waits for the others' (WaitsForSiblings), then goes in a
+  // pass of its own: the second round waits for those.
+  for (int round = 0; round < 2 && !names.empty(); ++round) {
+    std::vector<uint64_t> tickets;
+    for (const std::string& name : names) tickets.push_back(queue_.Add(name));
+    for (size_t i = 0; i < names.size(); ++i) {
+      queue_.WaitFor(names[i], tickets[i],
+                     std::max(absl::ZeroDuration(), deadline - options_.clock->Now()));
+    }
+    MutexLock lock(&mu_);
+    std::vector<std::string> waited;
+    for (const std::string& name : names) {
+      auto it = bundles_.find(name);
+      if (it != bundles_.end() && !it->second.siblings_commit.empty()) waited.push_back(name);
+    }
+    names = std::move(waited);
   }
 }
 
