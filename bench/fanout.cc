@@ -65,6 +65,12 @@ ABSL_FLAG(int, idle_seconds, 30,
           "After the commits, how long to measure the control plane's CPU with every agent "
           "connected and nothing changing (keepalive pings come every 30 s); 0 skips it.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+ABSL_FLAG(bool, removals, false,
+          "Each commit removes one object (and puts back the one the commit before removed), "
+          "rather than changing one: the hub looks for handovers to other bundles.");
+ABSL_FLAG(int, other_bundles, 0,
+          "Bundles of one ConfigMap each, from the same source, that target every agent as "
+          "well: what a removal's handover check and its wait for the source's renders walk.");
 ABSL_FLAG(bool, per_cluster, false,
           "Add a ConfigMap naming each cluster (${cluster.name}): every agent gets its own "
           "revision of each commit.");
@@ -291,6 +297,12 @@ int Main() {
               "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: who\n  namespace: bench\n"
               "data:\n  cluster: \"${cluster.name}\"\n");
   }
+  const int other_bundles = absl::GetFlag(FLAGS_other_bundles);
+  for (int i = 0; i < other_bundles; ++i) {
+    git.Write(absl::StrCat("apps/other-", i, "/cm.yaml"),
+              absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other-", i,
+                           "\n  namespace: bench\ndata:\n  v: \"1\"\n"));
+  }
   std::string commit = git.Commit("initial");
   // Agents that hold the render of `commit`: one revision for all, or (per_cluster) one each.
   auto holding = [&](bench::Swarm& swarm, const std::string& revision) {
@@ -320,6 +332,28 @@ int Main() {
     return 1;
   }
   v1::BundleInfo bundle = *added;
+  std::vector<std::pair<std::string, std::string>> others;  // (bundle, revision)
+  for (int i = 0; i < other_bundles; ++i) {
+    v1::AddBundleRequest add;
+    add.mutable_bundle()->set_name(absl::StrCat("other-", i));
+    add.mutable_bundle()->set_source("bench");
+    add.mutable_bundle()->set_path(absl::StrCat("apps/other-", i));
+    add.mutable_bundle()->mutable_sync()->set_prune(true);
+    v1::BundleInfo info;
+    grpc::Status status = call(&v1::AdminService::Stub::AddBundle, add, &info);
+    if (!status.ok()) {
+      fprintf(stderr, "cannot add bundle other-%d: %s\n", i, status.error_message().c_str());
+      return 1;
+    }
+    others.emplace_back(info.bundle().name(), info.revision());
+  }
+  // The bench bundle's info in a listing, or null.
+  auto bench_of = [](const v1::ListBundlesResponse& listed) -> const v1::BundleInfo* {
+    for (const v1::BundleInfo& b : listed.bundles()) {
+      if (b.bundle().name() == "bench") return &b;
+    }
+    return nullptr;
+  };
   absl::SleepFor(absl::Seconds(1));
   const int64_t rss_idle = bench::ProcStatusBytes(cp.pid(), "VmRSS");
 
@@ -332,8 +366,14 @@ int Main() {
   bench::Swarm swarm(options);
   absl::Time start = absl::Now();
   swarm.Start();
-  if (!swarm.WaitUntil([&] { return holding(swarm, bundle.revision()) == agents; },
-                       absl::Seconds(120 + agents / 20))) {
+  auto all_held = [&] {
+    if (holding(swarm, bundle.revision()) != agents) return false;
+    for (const auto& [name, revision] : others) {
+      if (swarm.Holding(name, revision) != agents) return false;
+    }
+    return true;
+  };
+  if (!swarm.WaitUntil(all_held, absl::Seconds(120 + agents / 20 * (1 + other_bundles)))) {
     fprintf(stderr, "initial sync incomplete: %d of %d agents hold the revision, %d connected\n",
             holding(swarm, bundle.revision()), agents, swarm.connected());
     return 1;
@@ -348,10 +388,19 @@ int Main() {
   std::vector<double> fanout, swarm_fanout, sync_to_ack, bytes_per_agent, limits, ratios;
   double limit_cpu = 0;  // the swarm process's CPU spent timing the limits, not the swarm's
   int64_t object_bytes = 0;
+  const bool removals = absl::GetFlag(FLAGS_removals);
   for (int c = 0; c < commits; ++c) {
     int object = c % objects;
     std::string changed = bench::BenchConfigMap(object, c + 1);
-    git.Write(absl::StrCat("apps/bench/cm-", object, ".yaml"), changed);
+    if (removals) {
+      git.Remove(absl::StrCat("apps/bench/cm-", object, ".yaml"));
+      if (c > 0) {  // the one the commit before removed comes back
+        const int back = (c - 1) % objects;
+        git.Write(absl::StrCat("apps/bench/cm-", back, ".yaml"), bench::BenchConfigMap(back, 0));
+      }
+    } else {
+      git.Write(absl::StrCat("apps/bench/cm-", object, ".yaml"), changed);
+    }
     commit = git.Commit(absl::StrCat("change ", c));
     int64_t bytes_before = swarm.bytes_received();
     absl::Time sync_start = absl::Now();
@@ -361,10 +410,10 @@ int Main() {
     if (!call(&v1::AdminService::Stub::SyncSource, sync, &source_info).ok()) return 1;
     v1::ListBundlesResponse bundles;
     if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &bundles).ok() ||
-        bundles.bundles_size() != 1) {
+        bench_of(bundles) == nullptr) {
       return 1;
     }
-    std::string revision = bundles.bundles(0).revision();
+    std::string revision = bench_of(bundles)->revision();
     object_bytes = static_cast<int64_t>(changed.size());
     if (!swarm.WaitUntil([&] { return holding(swarm, revision) == agents; }, absl::Seconds(120))) {
       fprintf(stderr, "commit %d: only %d of %d agents acknowledged\n", c, holding(swarm, revision),
@@ -382,10 +431,10 @@ int Main() {
     auto rolled_out = [&] {
       v1::ListBundlesResponse listed;
       if (!call(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), &listed).ok() ||
-          listed.bundles_size() != 1) {
+          bench_of(listed) == nullptr) {
         return false;
       }
-      rollout = listed.bundles(0);
+      rollout = *bench_of(listed);
       return (per_cluster ? rollout.commit() == commit : rollout.revision() == revision) &&
              rollout.has_rolled_out_time();
     };
@@ -467,14 +516,15 @@ int Main() {
       "\"loopback_limit_seconds\": %.5f, \"ratio\": %.1f, "
       "\"per_connection_limit_seconds\": %.5f, \"per_connection_ratio\": %.1f, "
       "\"cp_idle_cpu_fraction\": %.4f, \"reconnects\": %lld, \"ack_carries_status\": %s, "
-      "\"per_cluster\": %s}\n",
+      "\"per_cluster\": %s, \"removals\": %s, \"other_bundles\": %d}\n",
       agents, objects, commits, fanout_median, fanout_max, Median(swarm_fanout),
       Median(sync_to_ack), per_agent_bytes, static_cast<long long>(object_bytes), initial_seconds,
       cpu_seconds, static_cast<long long>(peak_rss),
       static_cast<long long>((rss_connected - rss_idle) / std::max(1, agents)), loopback,
       Median(ratios), pattern_limit, pattern_limit > 0 ? fanout_median / pattern_limit : 0.0,
       idle_cpu_fraction, static_cast<long long>(swarm.reconnects()),
-      options.ack_carries_status ? "true" : "false", per_cluster ? "true" : "false");
+      options.ack_carries_status ? "true" : "false", per_cluster ? "true" : "false",
+      removals ? "true" : "false", other_bundles);
   return 0;
 }
 
