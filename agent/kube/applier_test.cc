@@ -107,6 +107,14 @@ class KubernetesApplierTest : public ::testing::Test {
     ASSERT_TRUE(reconciler_->Load().ok());
   }
 
+  // Update() for `bundle`.
+  v1::BundleUpdate UpdateOf(const std::string& bundle,
+                            const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate update = Update(objects);
+    update.set_bundle(bundle);
+    return update;
+  }
+
   // A new reconciler over the same state and cluster, as after the agent restarts.
   void Restart() {
     reconciler_ =
@@ -347,8 +355,7 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
 TEST_F(KubernetesApplierTest, AnObjectMovedToAnotherBundleIsHandedOverNeverDeleted) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
   // One commit moves "moved" from web to api; api's revision reaches the agent first.
-  v1::BundleUpdate api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
   Reconciler::Outcome outcome = reconciler_->OnUpdate(api);
   ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
   EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("bundle web already manages this object"));
@@ -368,16 +375,14 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToAnotherBundleIsHandedOverNeverDelet
 
   // gitfleet created it, so api deletes it when it leaves api too.
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
-  api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
 }
 
 TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
-  v1::BundleUpdate api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
   ASSERT_FALSE(reconciler_->OnUpdate(api).ack.ok()) << "web still applies it";
   // web's next revision drops it, but waits for a Deployment the API refuses: the dry run
   // says the object stays, and why.
@@ -418,8 +423,7 @@ v1::Handover HandOver(const v1::ManifestObject& object, const std::string& bundl
 
 TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLeftForIt) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
-  v1::BundleUpdate api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   // One commit moves "moved" from web to api, and web's revision comes first: the
   // control plane says api holds it now. It stays, labelled web's, until api takes it.
@@ -444,8 +448,7 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
 
   // api's revision arrives: it takes the object over. Nothing was ever deleted.
-  api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
-  api.set_bundle("api");
+  api = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
   outcome = reconciler_->OnUpdate(api);
   ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
   json live = fake_->Get("", "configmaps", "shop", "moved");
@@ -458,8 +461,7 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
     EXPECT_EQ(s.message(), "") << s.bundle();
   }
   // gitfleet created it, so api deletes it when it leaves api too.
-  api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
 }
@@ -467,8 +469,7 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
 TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved"), Cm("other")})).ack.ok());
-  v1::BundleUpdate api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
   *web.add_handovers() = HandOver(Cm("moved"), "api");
@@ -476,8 +477,7 @@ TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
   ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
   // api's revision arrives holding only one of them (it changed again meanwhile): the
   // other is web's to prune after all.
-  api = Update({Cm("x", "default"), Cm("moved")});
-  api.set_bundle("api");
+  api = UpdateOf("api", {Cm("x", "default"), Cm("moved")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   reconciler_->Resync(/*check_drift=*/false);
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "other").is_null());
@@ -497,8 +497,7 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
   };
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved"), Cm("other")})).ack.ok());
-  v1::BundleUpdate api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   // web's definition is replaced by api's in one go, and web's removal comes first.
   fake_->ClearRequests();
@@ -522,8 +521,7 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
 
   // api's revision holds "moved": taken over, never deleted. "other" it does not hold:
   // pruned after all. Then nothing of web is left, and web is forgotten.
-  api = Update({Cm("x", "default"), Cm("moved", "shop", "2")});
-  api.set_bundle("api");
+  api = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   reconciler_->Resync(/*check_drift=*/false);
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
@@ -538,8 +536,7 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
 
 TEST_F(KubernetesApplierTest, WhatWasLeftForABundleThatLeavesIsPrunedAfterAll) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
-  v1::BundleUpdate api = Update({Cm("x", "default")});
-  api.set_bundle("api");
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default")});
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
   *web.add_handovers() = HandOver(Cm("moved"), "api");
