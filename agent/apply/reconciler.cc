@@ -1144,23 +1144,25 @@ std::string Reconciler::DesiredElsewhere(const v1::ObjectKey& key,
   return "";
 }
 
+v1::ObjectKey Reconciler::Placed(const v1::AgentBundleRecord& record,
+                                 const v1::ObjectKey& key) const {
+  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(key, context);
+  return placed.ok() ? *std::move(placed) : key;
+}
+
 std::string Reconciler::HandingOverTo(const v1::AgentBundleRecord& record,
                                       const v1::ObjectKey& key) const {
-  if (record.handing_over().empty()) return "";
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
   const std::string k = KeyString(key);
   for (const v1::Handover& handover : record.handing_over()) {
-    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
-    if (KeyString(placed.ok() ? *placed : handover.key()) == k) return handover.bundle();
+    if (KeyString(Placed(record, handover.key())) == k) return handover.bundle();
   }
   return "";
 }
 
 bool Reconciler::HandsOverIn(const v1::AgentBundleRecord& record, const std::string& ns) const {
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
   for (const v1::Handover& handover : record.handing_over()) {
-    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
-    if ((placed.ok() ? *placed : handover.key()).namespace_() == ns) return true;
+    if (Placed(record, handover.key()).namespace_() == ns) return true;
   }
   return false;
 }
@@ -1169,11 +1171,9 @@ void Reconciler::RecordHandovers(Bundle& bundle,
                                  const google::protobuf::RepeatedPtrField<v1::Handover>& add) {
   v1::AgentBundleRecord& record = bundle.record;
   if (add.empty() && record.handing_over().empty()) return;
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
   std::set<std::string> inventory;
   for (const v1::ObjectKey& stored : record.inventory()) {
-    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(stored, context);
-    inventory.insert(KeyString(placed.ok() ? *placed : stored));
+    inventory.insert(KeyString(Placed(record, stored)));
   }
   // Bounded by the inventory: one entry per object the bundle applied, the newest word on
   // it first.
@@ -1181,8 +1181,7 @@ void Reconciler::RecordHandovers(Bundle& bundle,
   std::set<std::string> seen;
   auto keep = [&](const v1::Handover& handover, bool added) {
     if (handover.bundle().empty() || handover.bundle() == record.bundle()) return;
-    absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(handover.key(), context);
-    const v1::ObjectKey& key = placed.ok() ? *placed : handover.key();
+    const v1::ObjectKey key = Placed(record, handover.key());
     const std::string k = KeyString(key);
     if (inventory.count(k) == 0 || !seen.insert(k).second) return;
     if (Desires(bundle, key)) return;  // its own again
@@ -1202,25 +1201,19 @@ void Reconciler::RecordHandovers(Bundle& bundle,
 void Reconciler::EndHandoversTo(const std::string& taker, bool gone) {
   auto to = bundles_.find(taker);
   for (auto& [name, other] : bundles_) {
-    if (name == taker || other.record.handing_over().empty()) continue;
-    ApplyContext context{name, other.record.desired().target_namespace()};
+    if (name == taker) continue;
     auto* entries = other.record.mutable_handing_over();
     int ended = 0;
     for (auto it = entries->begin(); it != entries->end();) {
-      if (it->bundle() != taker) {
-        ++it;
-        continue;
-      }
-      absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(it->key(), context);
-      if (!gone && to != bundles_.end() && Desires(to->second, placed.ok() ? *placed : it->key())) {
-        ++it;  // it takes it over when it applies it
+      if (it->bundle() != taker ||
+          (!gone && to != bundles_.end() && Desires(to->second, Placed(other.record, it->key())))) {
+        ++it;  // someone else's, or it takes it over when it applies it
         continue;
       }
       GF_LOG(INFO) << "bundle " << name << ": bundle " << taker
-                   << (gone ? " left this cluster" : "'s revision here does not hold ")
-                   << (gone ? "" : KeyDisplay(it->key()))
-                   << (gone ? absl::StrCat(" without taking over ", KeyDisplay(it->key())) : "")
-                   << ": it is pruned after all";
+                   << (gone ? " left this cluster without taking over "
+                            : "'s revision here does not hold ")
+                   << KeyDisplay(it->key()) << ": it is pruned after all";
       it = entries->erase(it);
       ++ended;
     }
@@ -1233,14 +1226,9 @@ void Reconciler::EndHandoversTo(const std::string& taker, bool gone) {
 
 void Reconciler::HandedOver(Bundle& from, const std::string& key) {
   v1::AgentBundleRecord& record = from.record;
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
-  auto placed = [&](const v1::ObjectKey& stored) {
-    absl::StatusOr<v1::ObjectKey> k = applier_->ResolveKey(stored, context);
-    return KeyString(k.ok() ? *k : stored);
-  };
   auto* inventory = record.mutable_inventory();
   for (auto it = inventory->begin(); it != inventory->end();) {
-    if (placed(*it) != key) {
+    if (KeyString(Placed(record, *it)) != key) {
       ++it;
       continue;
     }
@@ -1250,7 +1238,7 @@ void Reconciler::HandedOver(Bundle& from, const std::string& key) {
   }
   auto* entries = record.mutable_handing_over();
   for (auto it = entries->begin(); it != entries->end();) {
-    it = placed(it->key()) == key ? entries->erase(it) : it + 1;
+    it = KeyString(Placed(record, it->key())) == key ? entries->erase(it) : it + 1;
   }
   // Saved on its next pass, due now (a removed bundle with nothing left is forgotten then).
   from.unsaved = true;

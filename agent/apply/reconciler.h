@@ -184,6 +184,9 @@ class Reconciler {
   bool Desires(const Bundle& bundle, const v1::ObjectKey& key) const;
   // Another held bundle whose revision holds an object placed at `key`; "" for none.
   std::string DesiredElsewhere(const v1::ObjectKey& key, const std::string& bundle) const;
+  // Where the object `key` recorded for `record`'s bundle lives (Applier::ResolveKey), or
+  // `key` as it is when the target cannot say now.
+  v1::ObjectKey Placed(const v1::AgentBundleRecord& record, const v1::ObjectKey& key) const;
   // The bundle `record` leaves the object at `key` (where it lives) for, waiting for that
   // bundle's revision (record.handing_over); "" for none.
   std::string HandingOverTo(const v1::AgentBundleRecord& record, const v1::ObjectKey& key) const;
