@@ -1089,8 +1089,10 @@ class RolloutTest : public ControllerTest {
     hub_->OnStatus(agents_[name].session, status);
   }
   // Waits for the controller to hand `name` an update (the reconcile a report queued).
+  // Generous: under ASAN a jsonnet render, a child forked from a process the suite has
+  // grown, takes seconds. Only a revision that never comes costs the wait.
   std::string Eventually(const std::string& name) {
-    for (int i = 0; i < 200; ++i) {
+    for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
       std::string revision = Take(name);
       if (!revision.empty()) return revision;
       absl::SleepFor(absl::Milliseconds(10));
