@@ -82,6 +82,14 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                     "and are tried again (the cluster's Removal condition says why).")
               .Register(r)
               .Add({})),
+      objects_handed_over(
+          BuildGauge()
+              .Name("gitfleet_agent_objects_handed_over")
+              .Help("Objects that left a bundle and stay in place, unmanaged meanwhile, for "
+                    "another bundle that holds them now and whose revision has not been "
+                    "applied here yet (the leaving bundle's status names it).")
+              .Register(r)
+              .Add({})),
       kube_requests(BuildCounter()
                         .Name("gitfleet_agent_kube_requests_total")
                         .Help("Kubernetes API requests, by method and HTTP code (0: none).")

@@ -28,6 +28,9 @@ struct AgentMetrics {
   metrics::Gauge& objects_left_unmanaged;
   // Objects of bundles removed from the cluster that could not be pruned yet (retried).
   metrics::Gauge& objects_left_to_prune;
+  // Objects that left a bundle and stay in place for another bundle that holds them now,
+  // whose revision has not arrived yet (handovers).
+  metrics::Gauge& objects_handed_over;
   // Kubernetes API requests, by method and HTTP code ("0": no response).
   metrics::Family<metrics::Counter>& kube_requests;
 };

@@ -1543,11 +1543,13 @@ void Reconciler::UpdateBundleGauges() {
                                            {v1::HEALTH_STATE_UNKNOWN, 0}};
   int left_unmanaged = 0;
   int left_to_prune = 0;
+  int handed_over = 0;
   for (const auto& [name, bundle] : bundles_) {
     left_unmanaged += bundle.record.left_unmanaged_size();
     if (bundle.record.removing()) {
       left_to_prune += bundle.record.inventory_size() - bundle.handing_over;
     }
+    handed_over += bundle.handing_over;
     if (counts.count(bundle.status.sync_state()) > 0) ++counts[bundle.status.sync_state()];
     if (bundle.status.health() != v1::HEALTH_STATE_UNSPECIFIED) ++health[bundle.status.health()];
   }
@@ -1561,6 +1563,7 @@ void Reconciler::UpdateBundleGauges() {
   }
   metrics_.objects_left_unmanaged.Set(left_unmanaged);
   metrics_.objects_left_to_prune.Set(left_to_prune);
+  metrics_.objects_handed_over.Set(handed_over);
 }
 
 }  // namespace gitfleet

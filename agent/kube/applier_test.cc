@@ -436,6 +436,7 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
   EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED);
   EXPECT_THAT(outcome.status->message(),
               HasSubstr("1 object that left the bundle stays in place for bundle api"));
+  EXPECT_EQ(metrics_.objects_handed_over.Value(), 1);
   EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
             "web");
@@ -457,6 +458,7 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
   EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(DiffByName("web").count("moved"), 0u) << "web no longer lists it";
+  EXPECT_EQ(metrics_.objects_handed_over.Value(), 0);
   for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
     EXPECT_EQ(s.message(), "") << s.bundle();
   }
