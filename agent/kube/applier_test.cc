@@ -115,6 +115,14 @@ class KubernetesApplierTest : public ::testing::Test {
     return update;
   }
 
+  // The control plane's removal of `bundle` from this cluster, naming `handovers`.
+  void RemoveBundle(const std::string& bundle, const std::vector<v1::Handover>& handovers = {}) {
+    v1::BundleRemoval removal;
+    removal.set_bundle(bundle);
+    for (const v1::Handover& handover : handovers) *removal.add_handovers() = handover;
+    reconciler_->OnRemoval(removal);
+  }
+
   // A new reconciler over the same state and cluster, as after the agent restarts.
   void Restart() {
     reconciler_ =
@@ -343,9 +351,7 @@ TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
              {{"apiVersion", "v1"},
               {"kind", "ConfigMap"},
               {"metadata", {{"name", "foreign"}, {"namespace", ns}}}});
-  v1::BundleRemoval removal;
-  removal.set_bundle("web");
-  reconciler_->OnRemoval(removal);
+  RemoveBundle("web");
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "foreign").is_null());
   EXPECT_TRUE(fake_->Get("", "configmaps", ns, "a").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", ns, "no-delete").is_null());
@@ -392,9 +398,7 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
             "keep: bundle api applies it now: it is left for it, not deleted");
   // web is removed altogether: what api applies stays, the rest goes.
   fake_->ClearRequests();
-  v1::BundleRemoval removal;
-  removal.set_bundle("web");
-  reconciler_->OnRemoval(removal);
+  RemoveBundle("web");
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
   EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "api's object is in it";
@@ -503,12 +507,8 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
   ASSERT_TRUE(reconciler_->OnUpdate(api).ack.ok());
   // web's definition is replaced by api's in one go, and web's removal comes first.
   fake_->ClearRequests();
-  v1::BundleRemoval removal;
-  removal.set_bundle("web");
-  *removal.add_handovers() = HandOver(Cm("moved"), "api");
-  *removal.add_handovers() = HandOver(Cm("other"), "api");
-  *removal.add_handovers() = HandOver(Cm("never-web's"), "api");
-  reconciler_->OnRemoval(removal);
+  RemoveBundle("web", {HandOver(Cm("moved"), "api"), HandOver(Cm("other"), "api"),
+                       HandOver(Cm("never-web's"), "api")});
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "other").is_null());
@@ -544,9 +544,7 @@ TEST_F(KubernetesApplierTest, WhatWasLeftForABundleThatLeavesIsPrunedAfterAll) {
   *web.add_handovers() = HandOver(Cm("moved"), "api");
   ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "moved").is_null());
-  v1::BundleRemoval removal;
-  removal.set_bundle("api");
-  reconciler_->OnRemoval(removal);
+  RemoveBundle("api");
   reconciler_->Resync(/*check_drift=*/false);
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
   // And a revision that holds an object again takes it back as its own.
@@ -576,9 +574,7 @@ TEST_F(KubernetesApplierTest, ABundleNeverTakesOverAnotherBundlesObject) {
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "shared")["data"]["v"], "1");
   // Removing the bundle that lost the conflict removes nothing of the winner's.
-  v1::BundleRemoval removal;
-  removal.set_bundle("other");
-  reconciler_->OnRemoval(removal);
+  RemoveBundle("other");
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "shared").is_null());
 }
 
