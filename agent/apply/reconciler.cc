@@ -247,8 +247,10 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   record.set_target_namespace(update.target_namespace());
   for (const auto& [key, object] : desired.objects()) *record.add_objects() = *object;
   RecordHandovers(bundle, update.handovers());
-  // What others left for this bundle and its revision does not hold is theirs to prune.
-  EndHandoversTo(update.bundle(), /*gone=*/false);
+  // What others left for this bundle and its revision does not hold is theirs to prune,
+  // once that revision is the bundle's newest: the stable one a cluster runs until its
+  // partition's turn says nothing of what the newest takes over.
+  if (!update.interim()) EndHandoversTo(update.bundle(), /*gone=*/false);
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
   bundle.unsettled.clear();

@@ -494,6 +494,46 @@ TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
   }
 }
 
+// A cluster that held none of api gets api's stable revision until its partition's turn
+// (interim): that revision lacking the object ends nothing. api's newest decides.
+TEST_F(KubernetesApplierTest, AStableRevisionSentUntilItsTurnDoesNotEndAHandover) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  const std::string uid = fake_->Get("", "configmaps", "shop", "moved")["metadata"]["uid"];
+  v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("moved"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  fake_->ClearRequests();
+  v1::BundleUpdate stable = UpdateOf("api", {Cm("x", "default")});
+  stable.set_interim(true);
+  ASSERT_TRUE(reconciler_->OnUpdate(stable).ack.ok());
+  reconciler_->Resync(/*check_drift=*/true);
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["uid"], uid);
+  EXPECT_EQ(metrics_.objects_handed_over.Value(), 1);
+
+  // Its turn: api's newest holds it and takes it over, the same object.
+  v1::BundleUpdate newest = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
+  ASSERT_TRUE(reconciler_->OnUpdate(newest).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  json moved = fake_->Get("", "configmaps", "shop", "moved");
+  EXPECT_EQ(moved["metadata"]["uid"], uid);
+  EXPECT_EQ(moved["metadata"]["labels"][kBundleLabel], "api");
+  EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
+  EXPECT_EQ(metrics_.objects_handed_over.Value(), 0);
+
+  // An interim revision that lacks what was left for it, once it is not the newest any
+  // more, is no different from any: a newest without the object ends the promise.
+  web = Update({Ns("shop"), Cm("a"), Cm("back")});
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("back"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(UpdateOf("api", {Cm("x", "default")})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "back").is_null());
+}
+
 TEST_F(KubernetesApplierTest, ARemovedBundleLeavesForTheBundleThatHoldsItNow) {
   auto removal_condition = [&]() {
     for (const v1::ClusterCondition& c : reconciler_->Conditions()) {

@@ -168,8 +168,12 @@ bool Hub::Targets(const BundleTarget& target, const Agent& agent) const {
   return agent.labels_known && target.selector.Matches(agent.labels);
 }
 
+bool Hub::HoldsAny(const Agent& agent, const std::string& bundle) {
+  return agent.held.count(bundle) > 0 || agent.whole.count(bundle) > 0;
+}
+
 bool Hub::GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent) {
-  return target.stable != nullptr && agent.held.count(bundle) == 0 &&
+  return target.stable != nullptr && !HoldsAny(agent, bundle) &&
          (target.stable_gate == nullptr || target.stable_gate->Allows(agent.info.name()));
 }
 
@@ -217,6 +221,7 @@ void Hub::SetClusterIdentity(const std::string& cluster, bool registered,
     std::set<std::string> bundles;
     for (const auto& [name, target] : bundles_) bundles.insert(name);
     for (const auto& [name, revision] : agent.held) bundles.insert(name);
+    bundles.insert(agent.whole.begin(), agent.whole.end());
     for (const std::string& name : bundles) notify.emplace_back(agent.connection, name);
   }
   Deliver(notify);
@@ -400,6 +405,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
     agent.held.clear();
+    agent.whole.clear();
     std::map<std::string, std::pair<std::string, absl::Time>> acked;
     for (const v1::HeldRevision& held : hello.held()) {
       agent.held[held.bundle()] = held.revision();
@@ -492,7 +498,7 @@ absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bu
           absl::StrCat("cluster \"", cluster, "\" is not connected; forget needs its agent"));
     }
     Agent& agent = it->second;
-    if (agent.held.count(bundle) == 0 && agent.orphans.count(bundle) == 0) {
+    if (!HoldsAny(agent, bundle) && agent.orphans.count(bundle) == 0) {
       return absl::FailedPreconditionError(
           absl::StrCat("cluster \"", cluster, "\" does not hold bundle \"", bundle, "\""));
     }
@@ -519,6 +525,7 @@ absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bu
 
 void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   agent->held.erase(bundle);
+  agent->whole.erase(bundle);
   agent->acked.erase(bundle);
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   agent->reports.erase(bundle);
@@ -606,9 +613,10 @@ void Hub::LoadStoredRevision(const std::string& key) {
 
 std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* base,
                                                              const Revision& target,
-                                                             int64_t generation) {
+                                                             int64_t generation, bool interim) {
   std::tuple<std::string, std::string, std::string> cache_key{
-      absl::StrCat(target.bundle, "@", generation), base ? base->id : "", target.id};
+      absl::StrCat(target.bundle, "@", generation, interim ? "~interim" : ""), base ? base->id : "",
+      target.id};
   if (std::shared_ptr<const EncodedMessage> cached = messages_.Find(cache_key)) return cached;
   v1::ControlMessage message;
   v1::BundleUpdate* update = message.mutable_update();
@@ -620,6 +628,7 @@ std::shared_ptr<const EncodedMessage> Hub::BuildUpdateLocked(const Revision* bas
   update->set_target_namespace(target.target_namespace);
   update->set_object_count(static_cast<int32_t>(target.objects.size()));
   update->set_generation(generation);
+  update->set_interim(interim);
   if (base == nullptr) {
     for (const auto& [key, object] : target.objects.objects()) {
       *update->add_upserts() = *object;
@@ -676,11 +685,12 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     if (agent == nullptr) return nullptr;
     if (agent->suspended) return nullptr;  // under maintenance: nothing changes there
     auto target = bundles_.find(bundle);
-    if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr, load);
+    if (target == bundles_.end()) return NextMessageLocked(agent, bundle, nullptr, false, load);
     // Labels nobody assigned: the cluster keeps what it holds and gets nothing new. Not
     // knowing its labels is no reason to remove anything.
     if (!agent->labels_known) return nullptr;
-    if (!Targets(target->second, *agent)) return NextMessageLocked(agent, bundle, nullptr, load);
+    if (!Targets(target->second, *agent))
+      return NextMessageLocked(agent, bundle, nullptr, false, load);
     content = target->second.content;
     if (content == nullptr) return nullptr;  // nothing rendered yet: keep what it has
     current = content->Uniform();
@@ -699,7 +709,7 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
       stable = true;
       current = content->Uniform();
     }
-    if (current != nullptr) return NextMessageLocked(agent, bundle, current, load);
+    if (current != nullptr) return NextMessageLocked(agent, bundle, current, stable, load);
     cluster = agent->info;
   }
   // Values differ between clusters: this cluster's revision, if it is built. Looked up
@@ -737,11 +747,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     return nullptr;
   }
   if (stable && !GetsStable(bundle, target->second, *agent)) return nullptr;
-  return NextMessageLocked(agent, bundle, **revision, load);
+  return NextMessageLocked(agent, bundle, **revision, stable, load);
 }
 
 std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::string& bundle,
-                                               const KeyList* keys) const {
+                                               const KeyList* keys, const Revision* kept) const {
   std::vector<v1::Handover> out;
   std::set<std::string> named;
   // The newest render of each other bundle that targets the agent, whether or not its gate
@@ -782,11 +792,13 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
       }
       continue;
     }
-    // A removal: what the agent has not been sent yet (what it holds, it knows).
+    // A removal or a whole set: what the agent has not been sent yet (what it holds, it
+    // knows), and the whole set does not keep.
     auto held = agent.held.find(name);
     if (held != agent.held.end() && held->second == newest->id) continue;
     for (const auto& [k, object] : objects) {
       if (out.size() >= kMaxHandovers) return out;
+      if (kept != nullptr && kept->objects.objects().count(k) > 0) continue;
       add(k, object->key());
     }
   }
@@ -795,11 +807,11 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
 
 std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
-    std::string* load) {
+    bool interim, std::string* load) {
   auto target = bundles_.find(bundle);
   auto held = agent->held.find(bundle);
   if (current == nullptr) {
-    if (held == agent->held.end()) return nullptr;
+    if (!HoldsAny(*agent, bundle)) return nullptr;
     // Removal is an explicit act: a definition that no longer targets the cluster, or a
     // tombstone. A bundle this control plane does not know at all (an empty or older data
     // dir) is orphaned: the agent keeps enforcing it.
@@ -835,13 +847,18 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
     if (base == nullptr && load != nullptr && !load->empty()) return nullptr;  // read it first
   }
   std::shared_ptr<const EncodedMessage> message =
-      BuildUpdateLocked(base.get(), *current, target->second.generation);
-  if (!message->message.update().removed().empty()) {
+      BuildUpdateLocked(base.get(), *current, target->second.generation, interim);
+  // The agent holds a revision the hub cannot diff against: the whole set goes, and the
+  // agent prunes what its inventory holds and the set lacks.
+  const bool blind = base == nullptr && HoldsAny(*agent, bundle);
+  agent->whole.erase(bundle);
+  if (!message->message.update().removed().empty() || blind) {
     // Objects that moved to another bundle are left for it, not deleted, even when its
     // revision reaches the agent later. Shared messages stay shared: only an agent with
     // such objects gets a copy of its own.
     std::vector<v1::Handover> handovers =
-        HandoversLocked(*agent, bundle, &message->message.update().removed());
+        blind ? HandoversLocked(*agent, bundle, nullptr, current.get())
+              : HandoversLocked(*agent, bundle, &message->message.update().removed());
     if (!handovers.empty()) {
       v1::ControlMessage copy = message->message;
       for (v1::Handover& handover : handovers) {
@@ -869,6 +886,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       ack_need_full_.Increment();
       // Forget what we thought it held: the next message carries the whole set.
       agent->held.erase(ack.bundle());
+      agent->whole.insert(ack.bundle());
       agent->acked.erase(ack.bundle());
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
@@ -890,6 +908,7 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       // It kept what it had: the next change sends it the whole set, which it may accept
       // once adopted.
       agent->held.erase(ack.bundle());
+      agent->whole.insert(ack.bundle());
       GF_LOG(WARNING) << "cluster " << agent->info.name() << " refused " << ack.bundle()
                       << " revision " << ack.revision().substr(0, 12) << ": " << ack.message();
     } else {
@@ -1007,6 +1026,7 @@ absl::Status Hub::SuspendCluster(const std::string& cluster, bool suspend) {
       std::set<std::string> bundles;
       for (const auto& [name, target] : bundles_) bundles.insert(name);
       for (const auto& [name, revision] : agent.held) bundles.insert(name);
+      bundles.insert(agent.whole.begin(), agent.whole.end());
       for (const std::string& name : bundles) notify.emplace_back(agent.connection, name);
     }
   }
@@ -1364,7 +1384,7 @@ std::vector<v1::ClusterInfo> Hub::MatchingClustersHoldingNothing(
   MutexLock lock(&mu_);
   std::vector<v1::ClusterInfo> out;
   for (const auto& [name, agent] : agents_) {
-    if (agent.labels_known && agent.held.count(bundle) == 0 && selector.Matches(agent.labels)) {
+    if (agent.labels_known && !HoldsAny(agent, bundle) && selector.Matches(agent.labels)) {
       out.push_back(agent.info);
     }
   }

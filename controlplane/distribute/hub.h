@@ -274,6 +274,9 @@ class Hub {
     std::shared_ptr<AgentConnection> connection;  // null when disconnected
     uint64_t session = 0;
     std::map<std::string, std::string> held;  // bundle -> revision the agent holds
+    // Bundles it holds a revision of that the hub cannot diff against (it asked for the
+    // whole set, or refused one): the whole set it is sent next names handovers.
+    std::set<std::string> whole;
     // bundle -> the revision the agent last acknowledged holding, and when.
     std::map<std::string, std::pair<std::string, absl::Time>> acked;
     std::map<std::string, v1::StatusUpdate> reports;
@@ -289,6 +292,8 @@ class Hub {
 
   Agent* AgentForSessionLocked(uint64_t session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Targets(const BundleTarget& target, const Agent& agent) const;
+  // Whether `agent` holds some revision of `bundle`, known to the hub or not.
+  static bool HoldsAny(const Agent& agent, const std::string& bundle);
   // Whether `agent`, held back by the gate of `bundle` (`target`), gets its stable content.
   static bool GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent);
   // Works out agent.labels from what it reports and what the control plane owns.
@@ -304,23 +309,27 @@ class Hub {
   void LoadStoredRevision(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const EncodedMessage> NextMessageOnce(uint64_t session, const std::string& bundle,
                                                         std::string* load) ABSL_LOCKS_EXCLUDED(mu_);
-  // `current` is the agent's revision; null when the bundle no longer targets it. Returns
-  // null with *load set when a revision must be read from the store first.
+  // `current` is the agent's revision; null when the bundle no longer targets it;
+  // `interim` when it is the bundle's stable revision, not its newest (a joiner's, until
+  // its turn). Returns null with *load set when a revision must be read from the store
+  // first.
   std::shared_ptr<const EncodedMessage> NextMessageLocked(
       Agent* agent, const std::string& bundle, const std::shared_ptr<const Revision>& current,
-      std::string* load) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      bool interim, std::string* load) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const EncodedMessage> BuildUpdateLocked(const Revision* base,
                                                           const Revision& target,
-                                                          int64_t generation)
+                                                          int64_t generation, bool interim)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   using KeyList = google::protobuf::RepeatedPtrField<v1::ObjectKey>;
   // What other bundles targeting `agent` hold in their newest revision for its cluster
   // (gate or not), for a message on `bundle`: of `keys` (an update's removed keys), or,
-  // for a removal (null), whatever the agent was not sent yet, at most kMaxHandovers.
+  // without keys (a removal, or a whole set the agent cannot diff), whatever the agent
+  // was not sent yet and `kept` (the whole set, if any) lacks, at most kMaxHandovers.
   // May work out per-cluster values (BundleContent::Built): only asked when something
-  // leaves a bundle.
+  // may leave a bundle.
   std::vector<v1::Handover> HandoversLocked(const Agent& agent, const std::string& bundle,
-                                            const KeyList* keys) const
+                                            const KeyList* keys,
+                                            const Revision* kept = nullptr) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTombstoneLocked(const std::string& bundle, int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

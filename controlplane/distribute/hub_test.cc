@@ -322,6 +322,48 @@ TEST_F(HubTest, WhatMovesToAnotherBundleIsHandedOverEvenBeforeThatBundleIsSent) 
   EXPECT_THAT(Handovers(*last), IsEmpty());
 }
 
+// An agent whose revision the hub cannot diff against (unknown to it, or asked for the
+// whole set) prunes whatever the whole set lacks: the set names what other bundles hold
+// now, so a move is not a deletion there either. A fresh agent is told nothing.
+TEST_F(HubTest, AWholeSetToAnAgentHoldingAnotherRevisionNamesHandovers) {
+  hub_.SetNewestContent("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  uint64_t lost = hub_.Connect(MakeHello("lost", "prod", {{"web", "a-revision-nobody-stored"}}),
+                               "p", std::make_shared<FakeConnection>());
+  auto whole = hub_.NextMessage(lost, "web");
+  ASSERT_NE(whole, nullptr);
+  EXPECT_TRUE(whole->message.update().base_revision().empty());
+  EXPECT_THAT(Handovers(*whole), ElementsAre("moved->api", "y->api"));
+  uint64_t fresh =
+      hub_.Connect(MakeHello("fresh", "prod"), "p", std::make_shared<FakeConnection>());
+  auto first = hub_.NextMessage(fresh, "web");
+  ASSERT_NE(first, nullptr);
+  EXPECT_THAT(Handovers(*first), IsEmpty()) << "it holds nothing to prune";
+
+  // Asking for the whole set: named again, once; what web keeps is not named.
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x", "y"})));
+  auto delta = hub_.NextMessage(fresh, "web");
+  ASSERT_NE(delta, nullptr);
+  EXPECT_THAT(Handovers(*delta), IsEmpty()) << "nothing left web";
+  v1::Ack need_full = MakeAck("web", delta->message.update().revision());
+  need_full.set_need_full(true);
+  hub_.OnAck(fresh, need_full);
+  whole = hub_.NextMessage(fresh, "web");
+  ASSERT_NE(whole, nullptr);
+  EXPECT_TRUE(whole->message.update().base_revision().empty());
+  EXPECT_THAT(Handovers(*whole), ElementsAre("moved->api"));
+
+  // And a bundle that leaves a cluster which asked for its whole set is still removed
+  // there (the hub no longer knew its revision, but knew it held one).
+  hub_.OnAck(fresh, need_full);
+  hub_.SetBundle("web", Selector("env=dev"), SingleRevision(MakeRevision("web", {"x", "y"})));
+  auto removal = hub_.NextMessage(fresh, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_TRUE(removal->message.has_removal());
+  EXPECT_THAT(Handovers(*removal), ElementsAre("moved->api", "y->api"));
+  EXPECT_EQ(hub_.NextMessage(fresh, "web"), nullptr) << "removed once";
+}
+
 TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector(""), SingleRevision(rev), /*generation=*/3);
@@ -1070,6 +1112,7 @@ TEST_F(HubTest, AClusterThatHoldsNothingGetsTheStableContentUntilItsTurn) {
   auto message = hub_.NextMessage(joiner, "web");
   ASSERT_NE(message, nullptr);
   EXPECT_EQ(message->message.update().revision(), r1->id);
+  EXPECT_TRUE(message->message.update().interim()) << "not the bundle's newest";
   EXPECT_EQ(hub_.NextMessage(joiner, "web"), nullptr) << "holding it now";
 
   // Its turn: the revision being rolled out, as a delta from the stable one.
@@ -1078,6 +1121,7 @@ TEST_F(HubTest, AClusterThatHoldsNothingGetsTheStableContentUntilItsTurn) {
   ASSERT_NE(message, nullptr);
   EXPECT_EQ(message->message.update().revision(), r2->id);
   EXPECT_EQ(message->message.update().base_revision(), r1->id);
+  EXPECT_FALSE(message->message.update().interim());
 
   // Without a stable content (the bundle never reached the whole fleet), nothing.
   hub_.SetBundle("web", Selector(""), next, 1, ClusterSetGate::Of({"first"}));
