@@ -68,6 +68,8 @@ absl::Status Reconciler::Load() {
     Bundle& bundle = bundles_[name];
     bundle.record = std::move(record);
     bundle.backoff = NewBackoff();
+    // Counted until the next pass counts them again (a Namespace that waits with them too).
+    bundle.handing_over = bundle.record.handing_over_size();
     if (bundle.record.removing()) continue;  // Resync goes on pruning what is left
     v1::StatusUpdate& status = bundle.status;
     status.set_bundle(name);
