@@ -70,7 +70,8 @@ absl::Status Reconciler::Load() {
     bundle.backoff = NewBackoff();
     // Counted until the next pass counts them again (a Namespace that waits with them too).
     bundle.handing_over = bundle.record.handing_over_size();
-    if (bundle.record.removing()) continue;  // Resync goes on pruning what is left
+    // Resync goes on pruning what a removal left; what a release left has no status.
+    if (bundle.record.removing() || bundle.record.released()) continue;
     v1::StatusUpdate& status = bundle.status;
     status.set_bundle(name);
     status.set_revision(bundle.record.desired().revision());
@@ -236,6 +237,9 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   // Back while its removal was still pruning: what is left is in the inventory, so the
   // new revision prunes it unless it holds it again.
   bundle.record.set_removing(false);
+  // Back after a removal with prune off: what that left stays unmanaged (listed, never
+  // pruned) unless the new revision holds it again.
+  bundle.record.set_released(false);
   bundle.removal_error.clear();
   bundle.record.set_fleet_id(serving_fleet_);
   if (update.generation() > 0) bundle.record.set_generation(update.generation());
@@ -277,6 +281,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                                                     const v1::ObjectKey& key) {
     auto it = bundles_.find(owner);
     if (it == bundles_.end()) return false;
+    // Removed with prune off: it left its objects to whoever wants them.
+    if (it->second.record.released()) return true;
     // Left for this bundle (a removed bundle's too, which holds no revision any more).
     if (HandingOverTo(it->second.record, key) == taker) return true;
     return !it->second.record.desired().revision().empty() && !Desires(it->second, key);
@@ -1115,6 +1121,20 @@ std::string Reconciler::NamespaceHeldByOthers(const std::string& ns,
       if (first == nullptr) first = &key;
       ++held;
     }
+    // What it left there with prune off is no less in it.
+    int left = 0;
+    for (const v1::ObjectKey& key : other.record.left_unmanaged()) {
+      if (key.namespace_() != ns) continue;
+      if (first == nullptr) first = &key;
+      ++left;
+    }
+    if (held == 0 && left > 0) {
+      return absl::StrCat("bundle ", name, " left ", left, left == 1 ? " object" : " objects",
+                          " in it unmanaged (prune off: ", KeyDisplay(*first),
+                          left > 1 ? ", ..." : "",
+                          "); deleting the Namespace would delete them, so it is pruned once "
+                          "they are gone");
+    }
     if (held > 0) {
       return absl::StrCat("bundle ", name, " still applies ", held,
                           held == 1 ? " object" : " objects", " in it (", KeyDisplay(*first),
@@ -1244,6 +1264,11 @@ void Reconciler::HandedOver(Bundle& from, const std::string& key) {
   for (auto it = entries->begin(); it != entries->end();) {
     it = KeyString(Placed(record, it->key())) == key ? entries->erase(it) : it + 1;
   }
+  // What it left unmanaged is managed again, by the bundle that took it.
+  auto* left = record.mutable_left_unmanaged();
+  for (auto it = left->begin(); it != left->end();) {
+    it = KeyString(*it) == key ? left->erase(it) : it + 1;
+  }
   // Saved on its next pass, due now (a removed bundle with nothing left is forgotten then).
   from.unsaved = true;
   from.next_retry = absl::InfinitePast();
@@ -1314,6 +1339,7 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   refused_.erase(removal.bundle());
   Bundle& bundle = it->second;
   v1::AgentBundleRecord& record = bundle.record;
+  if (record.released()) return;  // removed already; what it left is no longer its own
   // A bundle already being removed keeps pruning (its desired revision, and with it its
   // prune option, is gone), unless an operator forgets it without --prune.
   const bool prune =
@@ -1323,11 +1349,11 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   // What other bundles left here for this one, it will never take over now.
   EndHandoversTo(removal.bundle(), /*gone=*/true);
   if (!prune) {
-    absl::Status deleted = state_->Delete(removal.bundle());
-    if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+    const int left = Release(bundle);
     GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why
-                 << "); prune is off: its objects stay, unmanaged";
-    bundles_.erase(it);
+                 << "); prune is off: its objects stay, unmanaged (" << left
+                 << (left == 1 ? " object" : " objects") << "; another bundle may take them over)";
+    if (left == 0) bundles_.erase(it);
     UpdateBundleGauges();
     return;
   }
@@ -1364,6 +1390,89 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
                        : "");
   if (done) bundles_.erase(it);
   UpdateBundleGauges();
+}
+
+int Reconciler::Release(Bundle& bundle) {
+  v1::AgentBundleRecord& record = bundle.record;
+  // What it left unmanaged before, oldest first, then everything it applied.
+  std::vector<v1::ObjectKey> left;
+  std::set<std::string> seen;
+  auto add = [&](const v1::ObjectKey& key) {
+    v1::ObjectKey placed = Placed(record, key);
+    if (seen.insert(KeyString(placed)).second) left.push_back(std::move(placed));
+  };
+  for (const v1::ObjectKey& key : record.left_unmanaged()) add(key);
+  for (const v1::ObjectKey& key : record.inventory()) add(key);
+  if (left.size() > static_cast<size_t>(kMaxLeftUnmanagedKept)) {
+    left.erase(left.begin(), left.end() - kMaxLeftUnmanagedKept);  // the oldest go
+  }
+  if (left.empty()) {
+    absl::Status deleted = state_->Delete(record.bundle());
+    if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+    return 0;
+  }
+  v1::AgentBundleRecord released;
+  released.set_bundle(record.bundle());
+  released.set_fleet_id(record.fleet_id());
+  released.set_generation(record.generation());
+  released.mutable_desired()->set_bundle(record.bundle());
+  released.mutable_desired()->set_target_namespace(record.desired().target_namespace());
+  for (const std::string& key : record.created()) {
+    if (seen.count(key) > 0) released.add_created(key);
+  }
+  for (v1::ObjectKey& key : left) *released.add_left_unmanaged() = std::move(key);
+  released.set_released(true);
+  record = std::move(released);
+  bundle.status.Clear();
+  bundle.unsettled.clear();
+  bundle.hooks_pending = false;
+  bundle.handing_over = 0;
+  bundle.unsaved = false;
+  if (absl::Status saved = state_->Save(record); !saved.ok()) {
+    GF_LOG(ERROR) << "cannot record what bundle " << record.bundle() << " left: " << saved;
+    bundle.unsaved = true;
+  }
+  return record.left_unmanaged_size();
+}
+
+bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
+  v1::AgentBundleRecord& record = bundle.record;
+  if (check_drift && !record.left_unmanaged().empty()) {
+    ApplyContext context{record.bundle(), record.desired().target_namespace()};
+    google::protobuf::RepeatedPtrField<v1::ObjectKey> still;
+    for (const v1::ObjectKey& key : record.left_unmanaged()) {
+      absl::StatusOr<bool> there = applier_->LeftBehind(key, context);
+      if (there.ok() && !*there) {
+        GF_LOG(INFO) << "bundle " << record.bundle()
+                     << " (removed with prune off): " << KeyDisplay(key)
+                     << ", left unmanaged, is gone or no longer labelled "
+                     << "the bundle's";
+        bundle.unsaved = true;
+        continue;
+      }
+      *still.Add() = key;
+    }
+    record.mutable_left_unmanaged()->Swap(&still);
+  }
+  if (record.left_unmanaged().empty()) {
+    absl::Status deleted = state_->Delete(record.bundle());
+    if (!deleted.ok()) {
+      GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;
+      return false;
+    }
+    GF_LOG(INFO) << "bundle " << record.bundle()
+                 << " (removed with prune off): nothing it left is its own any more; forgotten";
+    return true;
+  }
+  if (bundle.unsaved) {
+    absl::Status saved = state_->Save(record);
+    if (saved.ok()) {
+      bundle.unsaved = false;
+    } else {
+      GF_LOG(ERROR) << "cannot record what bundle " << record.bundle() << " left: " << saved;
+    }
+  }
+  return false;
 }
 
 bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
@@ -1428,6 +1537,10 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
       retried_removal = true;
       continue;
     }
+    if (bundle.record.released()) {
+      if (CheckReleased(bundle, check_drift)) removed.push_back(name);
+      continue;
+    }
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
                   bundle.unsaved || bundle.hooks_pending;
@@ -1444,7 +1557,11 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     }
   }
   for (const std::string& name : removed) bundles_.erase(name);
-  if (retried_removal) UpdateBundleGauges();
+  if (!removed.empty()) {
+    // A prune held by what those bundles had in a Namespace may go now: try again at once.
+    for (auto& [name, bundle] : bundles_) bundle.next_retry = absl::InfinitePast();
+  }
+  if (retried_removal || !removed.empty()) UpdateBundleGauges();
   return changed;
 }
 

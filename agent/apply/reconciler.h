@@ -176,6 +176,13 @@ class Reconciler {
   // Why the Namespace `ns` may not be deleted for `bundle`: another bundle's objects live
   // in it (deleting it would delete them). "" when none do.
   std::string NamespaceHeldByOthers(const std::string& ns, const std::string& bundle) const;
+  // Turns `bundle`, removed with prune off, into a released record: what it applied and
+  // what it left unmanaged before, listed as left unmanaged (bounded), which another
+  // bundle may take over. Returns how many; none: its state is deleted, to be forgotten.
+  int Release(Bundle& bundle);
+  // A released bundle's pass: with `check_drift`, drops what is gone or no longer
+  // labelled for it; saves a change. True when nothing is left and its state is deleted.
+  bool CheckReleased(Bundle& bundle, bool check_drift);
   // Prunes what `bundle`'s inventory lists, for its removal. What could not be pruned
   // stays in the inventory, the record is kept (removing) and retried at next_retry;
   // returns true when nothing is left, and the record is deleted.

@@ -677,6 +677,67 @@ TEST_F(KubernetesApplierTest, PruneOffLeavesObjectsAndListsThemWhileTheyAreTheBu
   EXPECT_EQ(changed[0].left_unmanaged_count(), 0);
 }
 
+// A bundle removed with prune off leaves its objects in place, unmanaged. Another bundle
+// may take them over (an operator moving objects from one bundle to another the
+// non-cascading way), and a Namespace they sit in is not pruned under them.
+TEST_F(KubernetesApplierTest, WhatABundleRemovedWithPruneOffLeftAnotherBundleMayTakeOver) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")}, /*prune=*/false)).ack.ok());
+  const std::string uid = fake_->Get("", "configmaps", "shop", "a")["metadata"]["uid"];
+  fake_->ClearRequests();
+  RemoveBundle("web");
+  EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 3);
+  EXPECT_THAT(reconciler_->Held(), ::testing::IsEmpty());
+  EXPECT_THAT(reconciler_->AllStatuses(), ::testing::IsEmpty());
+  Restart();
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 3);
+  EXPECT_THAT(reconciler_->AllStatuses(), ::testing::IsEmpty())
+      << "a released bundle reports nothing";
+
+  // api takes over the Namespace and a: the same objects, api's now, nothing deleted.
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(UpdateOf("api", {Ns("shop"), Cm("a")}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  json a = fake_->Get("", "configmaps", "shop", "a");
+  EXPECT_EQ(a["metadata"]["uid"], uid);
+  EXPECT_EQ(a["metadata"]["labels"][kBundleLabel], "api");
+  EXPECT_EQ(fake_->Get("", "namespaces", "", "shop")["metadata"]["labels"][kBundleLabel], "api");
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 1) << "b";
+
+  // api lets go of both: a is api's to prune; the Namespace stays while b, left by web,
+  // is in it.
+  outcome = reconciler_->OnUpdate(UpdateOf("api", {Cm("x", "default")}));
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("bundle web left 1 object in it unmanaged (prune off: ConfigMap shop/b)"));
+
+  // b deleted by hand: the next drift check forgets web, and the Namespace goes.
+  ASSERT_TRUE(fake_->Delete("", "configmaps", "shop", "b"));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 0);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+}
+
+// A bundle that comes back after a removal with prune off starts afresh: what it left
+// stays unmanaged (listed), not pruned for lacking from its new revision.
+TEST_F(KubernetesApplierTest, ABundleBackAfterAReleaseDoesNotPruneWhatItLeft) {
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")}, /*prune=*/false)).ack.ok());
+  RemoveBundle("web");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}));
+  ASSERT_TRUE(outcome.ack.ok());
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  ASSERT_EQ(reconciler_->AllStatuses().size(), 1u);
+  EXPECT_EQ(reconciler_->AllStatuses()[0].left_unmanaged_count(), 1);
+  EXPECT_EQ(reconciler_->AllStatuses()[0].left_unmanaged(0).name(), "b");
+}
+
 TEST_F(KubernetesApplierTest, DriftIsCorrectedWithSelfHealAndReportedWithout) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("api", 2)})).ack.ok());
   // Server-side defaults and status are not drift.
