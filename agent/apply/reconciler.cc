@@ -253,6 +253,9 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   record.set_target_namespace(update.target_namespace());
   for (const auto& [key, object] : desired.objects()) *record.add_objects() = *object;
   RecordHandovers(bundle, update.handovers());
+  RecordTakeovers(bundle, update.takeovers());
+  // What others waited to take over from this bundle, its new revision has let go or not.
+  EndTakeoversFrom(update.bundle());
   // What others left for this bundle and its revision does not hold is theirs to prune,
   // once that revision is the bundle's newest: the stable one a cluster runs until its
   // partition's turn says nothing of what the newest takes over.
@@ -447,9 +450,12 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // Sync waves gate while the revision is being applied (a drift correction of an applied
   // revision goes straight through). `waiting` is set when a wave holds the rest back.
   const bool gate_waves = record.applied_revision() != desired.revision();
-  std::string waiting;                       // what the sync still waits for
-  std::string hook_failure;                  // a Sync hook failed at a wave's gate
-  bool stopped = false;                      // the pass stopped at a wave's gate
+  std::string waiting;        // what the sync still waits for
+  std::string hook_failure;   // a Sync hook failed at a wave's gate
+  bool stopped = false;       // the pass stopped at a wave's gate
+  std::string takeover_wait;  // an object waits for another bundle to let go
+  int takeover_waits = 0;
+  std::set<std::string> taken;               // applied, so no longer waited for (see taking_over)
   std::optional<int> closed_wave;            // every wave up to this one is through
   std::vector<const OrderedObject*> passed;  // gated objects the pass went by
   // Lets the waves below `wave` through, lowest first: each one's Sync hooks succeeded and
@@ -547,6 +553,14 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
     if (status.ok()) {
       ++applied;
+      if (!record.taking_over().empty()) taken.insert(key);
+    } else if (std::string from = TakingOverFrom(record, key);
+               !from.empty() && status.code() == absl::StatusCode::kFailedPrecondition) {
+      // Moving in from a bundle whose revision letting go of it has not arrived yet.
+      if (takeover_waits++ == 0) {
+        takeover_wait = absl::StrCat(KeyDisplay(object.key()), " waits for bundle ", from,
+                                     " to let go of it (it moves to this bundle)");
+      }
     } else {
       v1::ObjectError error;
       *error.mutable_key() = object.key();
@@ -580,10 +594,21 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
         "; first: ", (*errors)[0].key().kind().empty() ? "" : KeyDisplay((*errors)[0].key()) + ": ",
         (*errors)[0].message(), stopped ? "; later sync waves wait" : "");
   };
+  if (!record.taking_over().empty()) {
+    auto* entries = record.mutable_taking_over();
+    for (auto it = entries->begin(); it != entries->end();) {
+      it = taken.count(KeyString(it->key())) > 0 ? entries->erase(it) : it + 1;
+    }
+  }
+  if (!takeover_wait.empty() && waiting.empty()) {
+    waiting = takeover_waits == 1 ? takeover_wait
+                                  : absl::StrCat(takeover_wait, " (and ", takeover_waits - 1,
+                                                 " more moving in from other bundles)");
+  }
   if (with_hooks) {
     if (!errors->empty()) {
       FailAttempt(bundle, plan, context, failure_message());
-    } else if (!stopped) {
+    } else if (!stopped && takeover_wait.empty()) {
       std::string detail;
       HookStep step = RunHookPhase(bundle, plan, HookPhase::kSync, context, &detail);
       if (step == HookStep::kFailed) {
@@ -1184,6 +1209,14 @@ std::string Reconciler::HandingOverTo(const v1::AgentBundleRecord& record,
   return "";
 }
 
+std::string Reconciler::TakingOverFrom(const v1::AgentBundleRecord& record,
+                                       const std::string& key) {
+  for (const v1::Handover& takeover : record.taking_over()) {
+    if (KeyString(takeover.key()) == key) return takeover.bundle();
+  }
+  return "";
+}
+
 bool Reconciler::HandsOverIn(const v1::AgentBundleRecord& record, const std::string& ns) const {
   for (const v1::Handover& handover : record.handing_over()) {
     if (Placed(record, handover.key()).namespace_() == ns) return true;
@@ -1220,6 +1253,37 @@ void Reconciler::RecordHandovers(Bundle& bundle,
   for (const v1::Handover& handover : add) keep(handover, true);
   for (const v1::Handover& handover : record.handing_over()) keep(handover, false);
   record.mutable_handing_over()->Swap(&kept);
+}
+
+void Reconciler::RecordTakeovers(Bundle& bundle,
+                                 const google::protobuf::RepeatedPtrField<v1::Handover>& add) {
+  v1::AgentBundleRecord& record = bundle.record;
+  if (add.empty() && record.taking_over().empty()) return;
+  google::protobuf::RepeatedPtrField<v1::Handover> kept;
+  std::set<std::string> seen;
+  for (const v1::Handover& takeover : add) {
+    if (takeover.bundle() == record.bundle() || bundles_.count(takeover.bundle()) == 0) continue;
+    const v1::ObjectKey key = Placed(record, takeover.key());
+    if (!seen.insert(KeyString(key)).second || !Desires(bundle, key)) continue;
+    v1::Handover& entry = *kept.Add();
+    *entry.mutable_key() = key;
+    entry.set_bundle(takeover.bundle());
+  }
+  record.mutable_taking_over()->Swap(&kept);
+}
+
+void Reconciler::EndTakeoversFrom(const std::string& from) {
+  for (auto& [name, other] : bundles_) {
+    if (name == from) continue;
+    auto* entries = other.record.mutable_taking_over();
+    const int before = entries->size();
+    for (auto it = entries->begin(); it != entries->end();) {
+      it = it->bundle() == from ? entries->erase(it) : it + 1;
+    }
+    if (entries->size() == before) continue;
+    other.unsaved = true;
+    other.next_retry = absl::InfinitePast();
+  }
 }
 
 void Reconciler::EndHandoversTo(const std::string& taker, bool gone) {
@@ -1348,6 +1412,7 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
       removal.reason().empty() ? "no longer targets this cluster" : removal.reason();
   // What other bundles left here for this one, it will never take over now.
   EndHandoversTo(removal.bundle(), /*gone=*/true);
+  EndTakeoversFrom(removal.bundle());
   if (!prune) {
     const int left = Release(bundle);
     GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why

@@ -206,6 +206,14 @@ class Reconciler {
   // `taker`'s revision arrived (or, `gone`, it left): other bundles' handovers to it of
   // objects it does not hold are over, and those bundles prune them on their next pass.
   void EndHandoversTo(const std::string& taker, bool gone);
+  // The bundle `record` waits to take the object at (placed) `key` over from; "" if none.
+  static std::string TakingOverFrom(const v1::AgentBundleRecord& record, const std::string& key);
+  // Sets `bundle`'s taking_over to what the control plane says moves in from other bundles
+  // (BundleUpdate.takeovers), for objects its revision holds and bundles the agent holds.
+  void RecordTakeovers(Bundle& bundle, const google::protobuf::RepeatedPtrField<v1::Handover>& add);
+  // `from` changed here (a new revision, or its removal): what other bundles waited to take
+  // over from it, they take over or fail on at their next pass, due now.
+  void EndTakeoversFrom(const std::string& from);
   // `taker` took over the object at `key` from `from`: it leaves from's inventory.
   void HandedOver(Bundle& from, const std::string& key);
   // Deletes what gitfleet created and releases what it found: kDone, or kFailed with

@@ -472,6 +472,59 @@ TEST_F(KubernetesApplierTest, AnObjectMovedToABundleWhoseRevisionComesLaterIsLef
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "moved").is_null());
 }
 
+// One commit moves an object from web to api, and api's revision reaches the agent first
+// (web's render waited for api's): the control plane says it moves in (takeovers), so
+// api waits for web to let go of it instead of failing (a failure would pause a
+// partitioned rollout), and takes it over, the same object, once web's revision comes.
+TEST_F(KubernetesApplierTest, AnObjectMovingInWaitsForTheBundleThatHoldsItRatherThanFailing) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved")})).ack.ok());
+  const std::string uid = fake_->Get("", "configmaps", "shop", "moved")["metadata"]["uid"];
+  fake_->ClearRequests();
+  v1::BundleUpdate api = UpdateOf("api", {Cm("x", "default"), Cm("moved", "shop", "2")});
+  *api.add_takeovers() = HandOver(Cm("moved"), "web");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(api);
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("ConfigMap shop/moved waits for bundle web to let go of it"));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "moved")["metadata"]["labels"][kBundleLabel],
+            "web");
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    if (s.bundle() == "api") EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_APPLYING);
+  }
+
+  // web's revision without it: api takes it over at once, never deleted.
+  v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
+  *web.add_handovers() = HandOver(Cm("moved"), "api");
+  ASSERT_TRUE(reconciler_->OnUpdate(web).ack.ok());
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  json moved = fake_->Get("", "configmaps", "shop", "moved");
+  EXPECT_EQ(moved["metadata"]["uid"], uid);
+  EXPECT_EQ(moved["metadata"]["labels"][kBundleLabel], "api");
+  EXPECT_EQ(moved["data"]["v"], "2");
+  EXPECT_THAT(Deletes(Writes()), ::testing::IsEmpty());
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_SYNCED) << s.bundle() << ": " << s.message();
+  }
+
+  // A bundle that still holds the object after its next revision is a conflict: failed.
+  outcome = reconciler_->OnUpdate(UpdateOf("db", {Cm("z", "default")}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  v1::BundleUpdate grab = UpdateOf("db", {Cm("z", "default"), Cm("a")});
+  *grab.add_takeovers() = HandOver(Cm("a"), "web");
+  EXPECT_TRUE(reconciler_->OnUpdate(grab).ack.ok()) << "waits for web";
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("b")})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
+    if (s.bundle() != "db") continue;
+    EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_FAILED);
+    EXPECT_THAT(s.message(), HasSubstr("bundle web already manages this object"));
+  }
+}
+
 TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Cm("moved"), Cm("other")})).ack.ok());

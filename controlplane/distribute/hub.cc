@@ -771,12 +771,7 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
   }
   for (const auto& [name_ptr, content] : others) {
     const std::string& name = *name_ptr;
-    std::shared_ptr<const Revision> newest = content->Uniform();
-    if (newest == nullptr) {
-      std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
-          content->Built(agent.info);
-      if (built.has_value() && built->ok()) newest = **built;
-    }
+    std::shared_ptr<const Revision> newest = RevisionFor(*content, agent);
     if (newest == nullptr) continue;
     const auto& objects = newest->objects.objects();
     auto add = [&](const std::string& k, const v1::ObjectKey& key) {
@@ -800,6 +795,49 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
       if (out.size() >= kMaxHandovers) return out;
       if (kept != nullptr && kept->objects.objects().count(k) > 0) continue;
       add(k, object->key());
+    }
+  }
+  return out;
+}
+
+std::shared_ptr<const Revision> Hub::RevisionFor(const BundleContent& content, const Agent& agent) {
+  if (std::shared_ptr<const Revision> uniform = content.Uniform()) return uniform;
+  std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built = content.Built(agent.info);
+  if (built.has_value() && built->ok()) return **built;
+  return nullptr;
+}
+
+std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::string& bundle,
+                                               const ObjectList& upserts) {
+  std::vector<v1::Handover> out;
+  for (const auto& [name, held_id] : agent.held) {
+    if (name == bundle) continue;
+    auto target = bundles_.find(name);
+    if (target == bundles_.end()) continue;  // a tombstone: what it held is not known here
+    // Its newest revision for the cluster; null when it no longer targets the cluster.
+    const BundleContent* content = target->second.content.get();
+    bool targets = Targets(target->second, agent);
+    if (auto newest = newest_.find(name); newest != newest_.end() && newest->second.content) {
+      content = newest->second.content.get();
+      targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
+    }
+    if (content == nullptr) continue;
+    std::shared_ptr<const Revision> newest;
+    if (targets) {
+      newest = RevisionFor(*content, agent);
+      if (newest == nullptr || newest->id == held_id) continue;  // it decides, or unknown
+    }
+    std::shared_ptr<const Revision> held =
+        FindRevisionLocked(name, target->second, held_id, nullptr);
+    if (held == nullptr) continue;
+    for (const v1::ManifestObject& object : upserts) {
+      if (out.size() >= kMaxHandovers) return out;
+      const std::string k = KeyString(object.key());
+      if (held->objects.objects().count(k) == 0) continue;
+      if (newest != nullptr && newest->objects.objects().count(k) > 0) continue;
+      v1::Handover& takeover = out.emplace_back();
+      *takeover.mutable_key() = object.key();
+      takeover.set_bundle(name);
     }
   }
   return out;
@@ -852,20 +890,28 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageLocked(
   // agent prunes what its inventory holds and the set lacks.
   const bool blind = base == nullptr && HoldsAny(*agent, bundle);
   agent->whole.erase(bundle);
+  // Objects that moved to another bundle are left for it, not deleted, even when its
+  // revision reaches the agent later; objects moving in from another bundle are waited
+  // for, not failed on, when this revision comes first. Shared messages stay shared: only
+  // an agent with such objects gets a copy of its own.
+  std::vector<v1::Handover> handovers;
   if (!message->message.update().removed().empty() || blind) {
-    // Objects that moved to another bundle are left for it, not deleted, even when its
-    // revision reaches the agent later. Shared messages stay shared: only an agent with
-    // such objects gets a copy of its own.
-    std::vector<v1::Handover> handovers =
-        blind ? HandoversLocked(*agent, bundle, nullptr, current.get())
-              : HandoversLocked(*agent, bundle, &message->message.update().removed());
-    if (!handovers.empty()) {
-      v1::ControlMessage copy = message->message;
-      for (v1::Handover& handover : handovers) {
-        *copy.mutable_update()->add_handovers() = std::move(handover);
-      }
-      message = EncodedMessage::Encode(std::move(copy));
+    handovers = blind ? HandoversLocked(*agent, bundle, nullptr, current.get())
+                      : HandoversLocked(*agent, bundle, &message->message.update().removed());
+  }
+  std::vector<v1::Handover> takeovers;
+  if (!message->message.update().upserts().empty()) {
+    takeovers = TakeoversLocked(*agent, bundle, message->message.update().upserts());
+  }
+  if (!handovers.empty() || !takeovers.empty()) {
+    v1::ControlMessage copy = message->message;
+    for (v1::Handover& handover : handovers) {
+      *copy.mutable_update()->add_handovers() = std::move(handover);
     }
+    for (v1::Handover& takeover : takeovers) {
+      *copy.mutable_update()->add_takeovers() = std::move(takeover);
+    }
+    message = EncodedMessage::Encode(std::move(copy));
   }
   agent->held[bundle] = current->id;
   (base ? sent_delta_ : sent_full_).Increment();

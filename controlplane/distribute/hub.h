@@ -331,6 +331,19 @@ class Hub {
                                             const KeyList* keys,
                                             const Revision* kept = nullptr) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  using ObjectList = google::protobuf::RepeatedPtrField<v1::ManifestObject>;
+  // Of `upserts` (an update of `bundle`), the objects another bundle held in the revision
+  // `agent` has of it and its newest revision for the cluster no longer holds (or that
+  // bundle no longer targets the cluster): moving to `bundle`, whose update may reach the
+  // agent before the other's. Only bundles whose newest the agent does not hold yet are
+  // looked at (those in the middle of a change); at most kMaxHandovers.
+  std::vector<v1::Handover> TakeoversLocked(const Agent& agent, const std::string& bundle,
+                                            const ObjectList& upserts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
+  // built and good; null otherwise.
+  static std::shared_ptr<const Revision> RevisionFor(const BundleContent& content,
+                                                     const Agent& agent);
   void SetTombstoneLocked(const std::string& bundle, int64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets what the hub knew of `agent`'s copy of `bundle`.

@@ -364,6 +364,53 @@ TEST_F(HubTest, AWholeSetToAnAgentHoldingAnotherRevisionNamesHandovers) {
   EXPECT_EQ(hub_.NextMessage(fresh, "web"), nullptr) << "removed once";
 }
 
+std::vector<std::string> Takeovers(const EncodedMessage& message) {
+  std::vector<std::string> out;
+  for (const v1::Handover& h : message.message.update().takeovers()) {
+    out.push_back(h.key().name() + "<-" + h.bundle());
+  }
+  return out;
+}
+
+// An object moving from web to api in one commit: api's update, sent first, says the
+// agent's web still holds it, so the agent waits for web's revision rather than failing.
+TEST_F(HubTest, WhatMovesInFromABundleTheAgentHasNotUpdatedYetIsNamed) {
+  auto conn_a = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "peer-a", conn_a);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "peer-b", std::make_shared<FakeConnection>());
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x", "moved"})));
+  hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
+  for (uint64_t session : {a, b}) {
+    for (const char* bundle : {"web", "api"}) ASSERT_NE(hub_.NextMessage(session, bundle), nullptr);
+  }
+  // The commit: web's newest render lacks it (its update not given yet), api's holds it.
+  hub_.SetNewestContent("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  auto to_a = hub_.NextMessage(a, "api");
+  ASSERT_NE(to_a, nullptr);
+  EXPECT_THAT(Takeovers(*to_a), ElementsAre("moved<-web"));
+  EXPECT_EQ(to_a->bytes, to_a->message.SerializeAsString());
+  // b got web's new revision first: nothing to wait for.
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  auto to_b = hub_.NextMessage(b, "api");
+  ASSERT_NE(to_b, nullptr);
+  EXPECT_THAT(Takeovers(*to_b), IsEmpty());
+  // A bundle that still holds it in its newest is a conflict, not a move: nothing named.
+  hub_.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"z"})));
+  ASSERT_NE(hub_.NextMessage(b, "db"), nullptr);
+  hub_.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"z", "x"})));
+  auto grab = hub_.NextMessage(b, "db");
+  ASSERT_NE(grab, nullptr);
+  EXPECT_THAT(Takeovers(*grab), IsEmpty());
+  // web leaving the cluster: what a's web holds moves in too.
+  hub_.SetNewestContent("web", Selector("env=dev"), SingleRevision(MakeRevision("web", {"x"})));
+  hub_.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"z", "x", "moved"})));
+  auto to_a_db = hub_.NextMessage(a, "db");
+  ASSERT_NE(to_a_db, nullptr);
+  EXPECT_THAT(Takeovers(*to_a_db), ::testing::UnorderedElementsAre("x<-web", "moved<-web"));
+}
+
 TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector(""), SingleRevision(rev), /*generation=*/3);

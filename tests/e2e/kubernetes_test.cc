@@ -608,6 +608,69 @@ TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted
   })) << Describe("api");
 }
 
+// The other way round: the bundle the claim moves to is rolled out in partitions and its
+// revision comes first (the giver is suspended here; a giver behind its own rollout's
+// gate is the same). The claim it cannot take yet is waited for, not failed on, so the
+// move does not pause its rollout; it takes the claim over once the giver lets go.
+TEST_F(KubernetesFleet, AMoveIntoAPartitionedBundleDoesNotPauseItsRollout) {
+  if (::gitfleet::testing::Run("command -v kubectl >/dev/null || command -v kustomize "
+                               ">/dev/null") != 0) {
+    GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  }
+  StartFakeCluster(/*simulate_controllers=*/true);
+  const std::string claim_yaml =
+      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n"
+      "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+  git_.Write("apps/web/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {v: '1'}\n");
+  git_.Write("apps/web/claim.yaml", claim_yaml);
+  git_.Write("apps/api/kustomization.yaml", "resources: [api.yaml]\n");
+  git_.Write("apps/api/api.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\ndata: {v: '1'}\n");
+  const std::string first = git_.Commit("web holds the claim");
+  StartFleetWithBundle("web", "shop");
+  int code;
+  std::string out = Ctl({"bundle", "add", "api", "--source=demo", "--path=apps/api",
+                         "--namespace=shop", "--partition-size=1"},
+                        &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", first) && SyncedAt("web", first); },
+                         absl::Seconds(60)))
+      << Describe("api") << Describe("web");
+  const std::string path = "/api/v1/namespaces/shop/persistentvolumeclaims/data";
+  const json before = Live(path);
+  ASSERT_FALSE(before.is_null());
+
+  out = Ctl({"bundle", "suspend", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  git_.Remove("apps/web/claim.yaml");
+  git_.Write("apps/api/claim.yaml", claim_yaml);
+  git_.Write("apps/api/kustomization.yaml", "resources: [api.yaml, claim.yaml]\n");
+  const std::string moved = git_.Commit("the claim moves to api");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::optional<v1::BundleStatus> s = Status("api");
+        return s && absl::StrContains(s->message(), "waits for bundle web to let go of it");
+      },
+      absl::Seconds(60)))
+      << Describe("api") << agent_->Log();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
+  EXPECT_EQ(Live(path)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+
+  out = Ctl({"bundle", "resume", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved) && SyncedAt("web", moved); },
+                         absl::Seconds(60)))
+      << Describe("api") << Describe("web") << Ctl({"rollout", "status", "api"}) << agent_->Log();
+  const json after = Live(path);
+  ASSERT_FALSE(after.is_null()) << agent_->Log();
+  EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
+  EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "api");
+  EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
+}
+
 TEST_F(KubernetesFleet, RealCluster) {
   const char* kubeconfig = std::getenv("KUBECONFIG");
   if (kubeconfig == nullptr || *kubeconfig == '\0') {
