@@ -821,11 +821,12 @@ std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::st
       content = newest->second.content.get();
       targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
     }
-    if (content == nullptr) continue;
+    // Holding the newest already (the common case, asked for every update): it decides.
+    if (content == nullptr || content->Find(held_id) != nullptr) continue;
     std::shared_ptr<const Revision> newest;
     if (targets) {
       newest = RevisionFor(*content, agent);
-      if (newest == nullptr || newest->id == held_id) continue;  // it decides, or unknown
+      if (newest == nullptr || newest->id == held_id) continue;  // unknown yet, or held
     }
     std::shared_ptr<const Revision> held =
         FindRevisionLocked(name, target->second, held_id, nullptr);
