@@ -270,6 +270,12 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
         target.generation == generation && stable == target.stable &&
         stable_gate == target.stable_gate && gate->AddedTo(target.gate.get(), &widened);
     if (only_widened) std::sort(widened.begin(), widened.end());  // agents_ is walked in order
+    const bool retargeted = target.content != nullptr && target.selector.text() != selector.text();
+    if (content != nullptr && content != target.content) {
+      NoteDropsLocked(bundle, target.content.get(), *content, retargeted);
+    } else if (retargeted) {
+      NoteDropsLocked(bundle, target.content.get(), *target.content, retargeted);
+    }
     target.selector = selector;
     target.generation = generation;
     target.gate = std::move(gate);
@@ -351,7 +357,65 @@ void Hub::SetTombstoneLocked(const std::string& bundle, int64_t generation) {
 void Hub::SetNewestContent(const std::string& bundle, const LabelSelector& selector,
                            std::shared_ptr<const BundleContent> content) {
   MutexLock lock(&mu_);
+  if (content != nullptr) {
+    const BundleContent* before = nullptr;
+    bool retargeted = false;
+    if (auto newest = newest_.find(bundle); newest != newest_.end()) {
+      before = newest->second.content.get();
+      retargeted = newest->second.selector.text() != selector.text();
+    } else if (auto target = bundles_.find(bundle); target != bundles_.end()) {
+      before = target->second.content.get();
+      retargeted = target->second.selector.text() != selector.text();
+    }
+    NoteDropsLocked(bundle, before, *content, retargeted);
+  }
   newest_[bundle] = Newest{selector, std::move(content)};
+}
+
+void Hub::NoteDropsLocked(const std::string& bundle, const BundleContent* before,
+                          const BundleContent& now, bool retargeted) {
+  if (before == &now && !retargeted) return;
+  std::shared_ptr<const Revision> next = now.Uniform();
+  std::shared_ptr<const Revision> previous = before != nullptr ? before->Uniform() : nullptr;
+  if (next == nullptr || (before != nullptr && previous == nullptr)) {
+    undiffable_.insert(bundle);
+    return;
+  }
+  std::set<std::string>& mine = dropped_by_[bundle];
+  for (auto it = mine.begin(); it != mine.end();) {  // held again
+    if (retargeted || next->objects.objects().count(*it) == 0) {
+      ++it;
+      continue;
+    }
+    auto index = dropped_.find(*it);
+    if (index != dropped_.end() && index->second.erase(bundle) > 0 && index->second.empty()) {
+      dropped_.erase(index);
+    }
+    it = mine.erase(it);
+  }
+  if (previous != nullptr) {
+    for (const auto& [k, object] : previous->objects.objects()) {
+      if (mine.size() >= kMaxHandovers) break;
+      if ((!retargeted && next->objects.objects().count(k) > 0) || !mine.insert(k).second) {
+        continue;
+      }
+      dropped_[k].insert(bundle);
+    }
+  }
+  if (mine.empty()) dropped_by_.erase(bundle);
+}
+
+void Hub::ForgetDropsLocked(const std::string& bundle) {
+  undiffable_.erase(bundle);
+  auto mine = dropped_by_.find(bundle);
+  if (mine == dropped_by_.end()) return;
+  for (const std::string& k : mine->second) {
+    auto index = dropped_.find(k);
+    if (index != dropped_.end() && index->second.erase(bundle) > 0 && index->second.empty()) {
+      dropped_.erase(index);
+    }
+  }
+  dropped_by_.erase(mine);
 }
 
 void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
@@ -360,6 +424,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
     newest_.erase(bundle);
+    ForgetDropsLocked(bundle);
     report_counts_.erase(bundle);
     ForgetRegressionsLocked(bundle);
     SetTombstoneLocked(bundle, generation);
@@ -810,8 +875,22 @@ std::shared_ptr<const Revision> Hub::RevisionFor(const BundleContent& content, c
 std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::string& bundle,
                                                const ObjectList& upserts) {
   std::vector<v1::Handover> out;
-  for (const auto& [name, held_id] : agent.held) {
-    if (name == bundle) continue;
+  if (dropped_.empty() && undiffable_.empty()) return out;  // nothing let go of anything
+  // Only bundles that let go of one of these objects, or that cannot say.
+  std::set<std::string> candidates;
+  if (!dropped_.empty()) {
+    for (const v1::ManifestObject& object : upserts) {
+      auto index = dropped_.find(KeyString(object.key()));
+      if (index != dropped_.end()) candidates.insert(index->second.begin(), index->second.end());
+    }
+  }
+  for (const std::string& name : undiffable_) {
+    if (agent.held.count(name) > 0) candidates.insert(name);
+  }
+  for (const std::string& name : candidates) {
+    auto held_entry = agent.held.find(name);
+    if (name == bundle || held_entry == agent.held.end()) continue;
+    const std::string& held_id = held_entry->second;
     auto target = bundles_.find(name);
     if (target == bundles_.end()) continue;  // a tombstone: what it held is not known here
     // Its newest revision for the cluster; null when it no longer targets the cluster.
@@ -821,8 +900,8 @@ std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::st
       content = newest->second.content.get();
       targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
     }
-    // Holding the newest already (the common case, asked for every update): it decides.
-    if (content == nullptr || content->Find(held_id) != nullptr) continue;
+    // Holding the newest already: it decides.
+    if (content == nullptr || (targets && content->Find(held_id) != nullptr)) continue;
     std::shared_ptr<const Revision> newest;
     if (targets) {
       newest = RevisionFor(*content, agent);

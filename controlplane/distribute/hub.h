@@ -340,6 +340,12 @@ class Hub {
   std::vector<v1::Handover> TakeoversLocked(const Agent& agent, const std::string& bundle,
                                             const ObjectList& upserts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Notes what `bundle`'s content `now` dropped of `before` (see dropped_); all of it when
+  // the bundle is `retargeted` (a new selector: some clusters lose all of it).
+  void NoteDropsLocked(const std::string& bundle, const BundleContent* before,
+                       const BundleContent& now, bool retargeted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetDropsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
   // built and good; null otherwise.
   static std::shared_ptr<const Revision> RevisionFor(const BundleContent& content,
@@ -399,6 +405,13 @@ class Hub {
     std::shared_ptr<const BundleContent> content;
   };
   std::map<std::string, Newest> newest_ ABSL_GUARDED_BY(mu_);  // see SetNewestContent
+  // What TakeoversLocked looks at, so that an update whose objects no other bundle let go
+  // of costs one look-up per object: object key -> bundles whose content dropped it
+  // (since, none held it again), at most kMaxHandovers keys a bundle; and the bundles
+  // whose contents cannot be compared so (values differ between clusters), always looked at.
+  absl::flat_hash_map<std::string, std::set<std::string>> dropped_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::string>> dropped_by_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> undiffable_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
   // bundle -> cluster -> the revision it regressed on (see Regressions): at most one entry
   // per cluster and bundle. Stored too, so a restart keeps them.

@@ -409,6 +409,16 @@ TEST_F(HubTest, WhatMovesInFromABundleTheAgentHasNotUpdatedYetIsNamed) {
   auto to_a_db = hub_.NextMessage(a, "db");
   ASSERT_NE(to_a_db, nullptr);
   EXPECT_THAT(Takeovers(*to_a_db), ::testing::UnorderedElementsAre("x<-web", "moved<-web"));
+
+  // Only a selector change (no new render): cache leaves the cluster, its object moves.
+  hub_.SetBundle("cache", Selector(""), SingleRevision(MakeRevision("cache", {"c"})));
+  ASSERT_NE(hub_.NextMessage(b, "cache"), nullptr);
+  hub_.SetBundle("cache", Selector("env=dev"), SingleRevision(MakeRevision("cache", {"c"})));
+  hub_.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"z", "x", "c"})));
+  auto to_b_db = hub_.NextMessage(b, "db");
+  ASSERT_NE(to_b_db, nullptr);
+  // (A whole set: b's revision of db is no longer kept. x moves too: web left b as well.)
+  EXPECT_THAT(Takeovers(*to_b_db), ::testing::UnorderedElementsAre("c<-cache", "x<-web"));
 }
 
 TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
