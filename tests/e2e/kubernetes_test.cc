@@ -115,6 +115,11 @@ class KubernetesFleet : public ::testing::Test {
 
   // Starts the fleet, adds this repository as source "demo" and `bundle` from apps/BUNDLE
   // into namespace `ns`.
+  // See the move tests below.
+  json SyncClaimHeldBy(const std::string& giver, const std::string& taker,
+                       const std::vector<std::string>& taker_flags);
+  std::string MoveClaim(const std::string& giver, const std::string& taker);
+
   void StartFleetWithBundle(const std::string& bundle, const std::string& ns) {
     StartFleet();
     int code;
@@ -541,63 +546,90 @@ TEST_F(KubernetesFleet, ARemovedBundleKeepsANamespaceWithVolumeClaimsAndSaysSo) 
   })) << Ctl({"cluster", "list"});
 }
 
+// The claim both move tests move, and the repository they move it in: `giver` (plain)
+// holds the Namespace shop, a ConfigMap and the claim; `taker` (kustomize) a ConfigMap.
+// Starts the fleet with `giver`, adds `taker` with `taker_flags`, and returns the claim as
+// it lives once both are synced (null, with a failure, otherwise).
+constexpr char kClaimPath[] = "/api/v1/namespaces/shop/persistentvolumeclaims/data";
+constexpr char kClaimYaml[] =
+    "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n"
+    "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+
+json KubernetesFleet::SyncClaimHeldBy(const std::string& giver, const std::string& taker,
+                                      const std::vector<std::string>& taker_flags) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  git_.Write("apps/" + giver + "/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " +
+                 giver + "\ndata: {v: '1'}\n");
+  git_.Write("apps/" + giver + "/claim.yaml", kClaimYaml);
+  git_.Write("apps/" + taker + "/kustomization.yaml", "resources: [" + taker + ".yaml]\n");
+  git_.Write("apps/" + taker + "/" + taker + ".yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + taker + "\ndata: {v: '1'}\n");
+  const std::string first = git_.Commit(giver + " holds the claim");
+  StartFleetWithBundle(giver, "shop");
+  std::vector<std::string> add = {
+      "bundle", "add", taker, "--source=demo", "--path=apps/" + taker, "--namespace=shop"};
+  add.insert(add.end(), taker_flags.begin(), taker_flags.end());
+  int code;
+  std::string out = Ctl(add, &code);
+  if (code != 0) {
+    ADD_FAILURE() << out;
+    return nullptr;
+  }
+  if (!Eventually([&] { return SyncedAt(giver, first) && SyncedAt(taker, first); },
+                  absl::Seconds(60))) {
+    ADD_FAILURE() << Describe(giver) << Describe(taker);
+    return nullptr;
+  }
+  json claim = Live(kClaimPath);
+  EXPECT_EQ(claim["metadata"]["labels"]["gitfleet.io/bundle"], giver);
+  return claim;
+}
+
+std::string KubernetesFleet::MoveClaim(const std::string& giver, const std::string& taker) {
+  git_.Remove("apps/" + giver + "/claim.yaml");
+  git_.Write("apps/" + taker + "/claim.yaml", kClaimYaml);
+  git_.Write("apps/" + taker + "/kustomization.yaml",
+             "resources: [" + taker + ".yaml, claim.yaml]\n");
+  return git_.Commit("the claim moves to " + taker);
+}
+
+bool HasKustomize() {
+  return ::gitfleet::testing::Run(
+             "command -v kubectl >/dev/null || command -v kustomize "
+             ">/dev/null") == 0;
+}
+
 // One commit moves a volume claim from bundle api to bundle web, while web is suspended
 // (or behind its rollout's gate): api's revision reaches the cluster long before web's.
 // The claim is never deleted, which would lose its data: it stays, keeps its identity
 // (uid), and web takes it over once it may.
 TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted) {
-  if (::gitfleet::testing::Run("command -v kubectl >/dev/null || command -v kustomize "
-                               ">/dev/null") != 0) {
-    GTEST_SKIP() << "neither kubectl nor kustomize is installed";
-  }
-  StartFakeCluster(/*simulate_controllers=*/true);
-  const std::string claim_yaml =
-      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n"
-      "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
-  git_.Write("apps/api/all.yaml",
-             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
-             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\ndata: {v: '1'}\n");
-  git_.Write("apps/api/claim.yaml", claim_yaml);
-  git_.Write("apps/web/kustomization.yaml", "resources: [web.yaml]\n");
-  git_.Write("apps/web/web.yaml",
-             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {v: '1'}\n");
-  const std::string first = git_.Commit("api holds the claim");
-  StartFleetWithBundle("api", "shop");
-  int code;
-  std::string out =
-      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", first) && SyncedAt("web", first); },
-                         absl::Seconds(60)))
-      << Describe("api") << Describe("web");
-  const std::string path = "/api/v1/namespaces/shop/persistentvolumeclaims/data";
-  const json before = Live(path);
+  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  const json before = SyncClaimHeldBy("api", "web", {});
   ASSERT_FALSE(before.is_null());
-  EXPECT_EQ(before["metadata"]["labels"]["gitfleet.io/bundle"], "api");
-
-  out = Ctl({"bundle", "suspend", "web"}, &code);
+  int code;
+  std::string out = Ctl({"bundle", "suspend", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
-  git_.Remove("apps/api/claim.yaml");
-  git_.Write("apps/web/claim.yaml", claim_yaml);
-  git_.Write("apps/web/kustomization.yaml", "resources: [web.yaml, claim.yaml]\n");
-  const std::string moved = git_.Commit("the claim moves to web");
+  const std::string moved = MoveClaim("api", "web");
   ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved); }, absl::Seconds(60)))
       << Describe("api");
   std::optional<v1::BundleStatus> api = Status("api");
   ASSERT_TRUE(api.has_value());
   EXPECT_THAT(api->message(), HasSubstr("1 object that left the bundle stays in place for "
                                         "bundle web"));
-  EXPECT_EQ(Live(path)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
-  EXPECT_EQ(Live(path)["metadata"]["labels"]["gitfleet.io/bundle"], "api");
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["labels"]["gitfleet.io/bundle"], "api");
   // A drift pass or two later it is still there.
   absl::SleepFor(absl::Seconds(2));
-  EXPECT_EQ(Live(path)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
 
   out = Ctl({"bundle", "resume", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return SyncedAt("web", moved); }, absl::Seconds(60)))
       << Describe("web");
-  const json after = Live(path);
+  const json after = Live(kClaimPath);
   ASSERT_FALSE(after.is_null()) << agent_->Log();
   EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << "deleted and created again\n"
                                                                  << agent_->Log();
@@ -613,41 +645,13 @@ TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted
 // gate is the same). The claim it cannot take yet is waited for, not failed on, so the
 // move does not pause its rollout; it takes the claim over once the giver lets go.
 TEST_F(KubernetesFleet, AMoveIntoAPartitionedBundleDoesNotPauseItsRollout) {
-  if (::gitfleet::testing::Run("command -v kubectl >/dev/null || command -v kustomize "
-                               ">/dev/null") != 0) {
-    GTEST_SKIP() << "neither kubectl nor kustomize is installed";
-  }
-  StartFakeCluster(/*simulate_controllers=*/true);
-  const std::string claim_yaml =
-      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n"
-      "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
-  git_.Write("apps/web/all.yaml",
-             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
-             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {v: '1'}\n");
-  git_.Write("apps/web/claim.yaml", claim_yaml);
-  git_.Write("apps/api/kustomization.yaml", "resources: [api.yaml]\n");
-  git_.Write("apps/api/api.yaml",
-             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\ndata: {v: '1'}\n");
-  const std::string first = git_.Commit("web holds the claim");
-  StartFleetWithBundle("web", "shop");
-  int code;
-  std::string out = Ctl({"bundle", "add", "api", "--source=demo", "--path=apps/api",
-                         "--namespace=shop", "--partition-size=1"},
-                        &code);
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", first) && SyncedAt("web", first); },
-                         absl::Seconds(60)))
-      << Describe("api") << Describe("web");
-  const std::string path = "/api/v1/namespaces/shop/persistentvolumeclaims/data";
-  const json before = Live(path);
+  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  const json before = SyncClaimHeldBy("web", "api", {"--partition-size=1"});
   ASSERT_FALSE(before.is_null());
-
-  out = Ctl({"bundle", "suspend", "web"}, &code);
+  int code;
+  std::string out = Ctl({"bundle", "suspend", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
-  git_.Remove("apps/web/claim.yaml");
-  git_.Write("apps/api/claim.yaml", claim_yaml);
-  git_.Write("apps/api/kustomization.yaml", "resources: [api.yaml, claim.yaml]\n");
-  const std::string moved = git_.Commit("the claim moves to api");
+  const std::string moved = MoveClaim("web", "api");
   ASSERT_TRUE(Eventually(
       [&] {
         std::optional<v1::BundleStatus> s = Status("api");
@@ -657,14 +661,14 @@ TEST_F(KubernetesFleet, AMoveIntoAPartitionedBundleDoesNotPauseItsRollout) {
       << Describe("api") << agent_->Log();
   absl::SleepFor(absl::Seconds(1));
   EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
-  EXPECT_EQ(Live(path)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
 
   out = Ctl({"bundle", "resume", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved) && SyncedAt("web", moved); },
                          absl::Seconds(60)))
       << Describe("api") << Describe("web") << Ctl({"rollout", "status", "api"}) << agent_->Log();
-  const json after = Live(path);
+  const json after = Live(kClaimPath);
   ASSERT_FALSE(after.is_null()) << agent_->Log();
   EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
   EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "api");
