@@ -135,7 +135,8 @@ TEST_F(Faults, AnOrphanIsReleasedOnlyByAnOperator) {
   ASSERT_EQ(code, 0) << out;
   EXPECT_TRUE(Eventually([&] {
     return ClusterList().find("bundle web left 1 object in it unmanaged") != std::string::npos;
-  })) << ClusterList() << agents_["prod-eu"].process->Log();
+  })) << ClusterList()
+      << agents_["prod-eu"].process->Log();
   EXPECT_EQ(Files("prod-eu"), kAllFiles);
   EXPECT_TRUE(Orphans().empty());
 }
