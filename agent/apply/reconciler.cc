@@ -1261,14 +1261,18 @@ void Reconciler::RecordTakeovers(Bundle& bundle,
   if (add.empty() && record.taking_over().empty()) return;
   google::protobuf::RepeatedPtrField<v1::Handover> kept;
   std::set<std::string> seen;
-  for (const v1::Handover& takeover : add) {
-    if (takeover.bundle() == record.bundle() || bundles_.count(takeover.bundle()) == 0) continue;
+  // The newest word first; what earlier updates named stands until the other bundle
+  // changes here (a delta names only the objects it carries).
+  auto keep = [&](const v1::Handover& takeover) {
+    if (takeover.bundle() == record.bundle() || bundles_.count(takeover.bundle()) == 0) return;
     const v1::ObjectKey key = Placed(record, takeover.key());
-    if (!seen.insert(KeyString(key)).second || !Desires(bundle, key)) continue;
+    if (!seen.insert(KeyString(key)).second || !Desires(bundle, key)) return;
     v1::Handover& entry = *kept.Add();
     *entry.mutable_key() = key;
     entry.set_bundle(takeover.bundle());
-  }
+  };
+  for (const v1::Handover& takeover : add) keep(takeover);
+  for (const v1::Handover& takeover : record.taking_over()) keep(takeover);
   record.mutable_taking_over()->Swap(&kept);
 }
 

@@ -495,6 +495,12 @@ TEST_F(KubernetesApplierTest, AnObjectMovingInWaitsForTheBundleThatHoldsItRather
   for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
     if (s.bundle() == "api") EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_APPLYING);
   }
+  // api's next revision, which changes something else, names nothing: it still waits.
+  api = UpdateOf("api", {Cm("x", "default", "2"), Cm("moved", "shop", "2")});
+  outcome = reconciler_->OnUpdate(api);
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING) << outcome.status->message();
 
   // web's revision without it: api takes it over at once, never deleted.
   v1::BundleUpdate web = Update({Ns("shop"), Cm("a")});
