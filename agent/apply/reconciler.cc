@@ -17,6 +17,9 @@
 namespace gitfleet {
 namespace {
 
+// How many of what a bundle removed with prune off left behind a drift pass reads.
+constexpr int kReleasedChecksPerPass = 50;
+
 std::unique_ptr<Backoff> NewBackoff() {
   return std::make_unique<Backoff>(absl::Seconds(1), absl::Minutes(5));
 }
@@ -1507,19 +1510,26 @@ int Reconciler::Release(Bundle& bundle) {
 bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
   v1::AgentBundleRecord& record = bundle.record;
   if (check_drift && !record.left_unmanaged().empty()) {
+    // What an operator kept is usually kept for good: each drift pass reads a few of the
+    // objects (one read each), the first in the list, and moves those still there to its
+    // end, so that every one is looked at in turn without a steady load on the API server.
     ApplyContext context{record.bundle(), record.desired().target_namespace()};
+    const int looked_at = std::min(record.left_unmanaged_size(), kReleasedChecksPerPass);
     google::protobuf::RepeatedPtrField<v1::ObjectKey> still;
-    for (const v1::ObjectKey& key : record.left_unmanaged()) {
+    for (int i = looked_at; i < record.left_unmanaged_size(); ++i) {
+      *still.Add() = record.left_unmanaged(i);
+    }
+    for (int i = 0; i < looked_at; ++i) {
+      const v1::ObjectKey& key = record.left_unmanaged(i);
       absl::StatusOr<bool> there = applier_->LeftBehind(key, context);
       if (there.ok() && !*there) {
         GF_LOG(INFO) << "bundle " << record.bundle()
                      << " (removed with prune off): " << KeyDisplay(key)
-                     << ", left unmanaged, is gone or no longer labelled "
-                     << "the bundle's";
-        bundle.unsaved = true;
-        continue;
+                     << ", left unmanaged, is gone or no longer labelled the bundle's";
+        bundle.unsaved = true;  // saved below (the new order alone is not worth a write)
+      } else {
+        *still.Add() = key;
       }
-      *still.Add() = key;
     }
     record.mutable_left_unmanaged()->Swap(&still);
   }
@@ -1593,7 +1603,7 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
   absl::Time now = clock_->Now();
   std::vector<std::string> removed;
-  bool retried_removal = false;
+  bool recount = false;  // the gauges may have moved (removals, releases)
   for (auto& [name, bundle] : bundles_) {
     if (bundle.record.removing()) {
       if (now < bundle.next_retry) continue;
@@ -1603,11 +1613,12 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
                      << " objects left to prune are gone; forgotten";
         removed.push_back(name);
       }
-      retried_removal = true;
+      recount = true;
       continue;
     }
     if (bundle.record.released()) {
       if (CheckReleased(bundle, check_drift)) removed.push_back(name);
+      recount = recount || check_drift;
       continue;
     }
     if (bundle.record.desired().revision().empty()) continue;
@@ -1630,7 +1641,7 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     // A prune held by what those bundles had in a Namespace may go now: try again at once.
     for (auto& [name, bundle] : bundles_) bundle.next_retry = absl::InfinitePast();
   }
-  if (retried_removal || !removed.empty()) UpdateBundleGauges();
+  if (recount || !removed.empty()) UpdateBundleGauges();
   return changed;
 }
 

@@ -783,6 +783,30 @@ TEST_F(KubernetesApplierTest, WhatABundleRemovedWithPruneOffLeftAnotherBundleMay
 }
 
 // A bundle that comes back after a removal with prune off starts afresh: what it left
+// What an operator kept after a removal with prune off is usually kept for good: a drift
+// pass reads at most 50 of those objects, in turn, not all of them every time.
+TEST_F(KubernetesApplierTest, WhatAReleaseLeftIsReadAFewObjectsAPass) {
+  std::vector<v1::ManifestObject> objects = {Ns("shop")};
+  for (int i = 0; i < 120; ++i) objects.push_back(Cm(absl::StrCat("c", i)));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects, /*prune=*/false)).ack.ok());
+  RemoveBundle("web");
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 121);
+  ASSERT_TRUE(fake_->Delete("", "configmaps", "shop", "c119"));
+  fake_->ClearRequests();
+  reconciler_->Resync(/*check_drift=*/true);
+  int reads = 0;
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "GET" && absl::StartsWith(r.path, "/api/v1/namespaces/shop/configmaps/")) {
+      ++reads;
+    }
+  }
+  EXPECT_EQ(reads, 50);
+  // Every object is read in turn: the deleted one within three passes.
+  reconciler_->Resync(/*check_drift=*/true);
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 120);
+}
+
 // stays unmanaged (listed), not pruned for lacking from its new revision.
 TEST_F(KubernetesApplierTest, ABundleBackAfterAReleaseDoesNotPruneWhatItLeft) {
   ASSERT_TRUE(
