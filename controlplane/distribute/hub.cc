@@ -405,8 +405,45 @@ void Hub::NoteDropsLocked(const std::string& bundle, const BundleContent* before
   if (mine.empty()) dropped_by_.erase(bundle);
 }
 
+const BundleContent* Hub::NewestForLocked(const BundleTarget& target, const std::string& bundle,
+                                          const Agent& agent, bool* targets) const {
+  if (auto newest = newest_.find(bundle); newest != newest_.end() && newest->second.content) {
+    *targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
+    return newest->second.content.get();
+  }
+  *targets = Targets(target, agent);
+  return target.content.get();
+}
+
+void Hub::NoteHeldDropsLocked(const Agent& agent, const std::string& bundle,
+                              const std::string& held_id) {
+  auto target = bundles_.find(bundle);
+  if (target == bundles_.end()) return;
+  bool targets = false;
+  const BundleContent* content = NewestForLocked(target->second, bundle, agent, &targets);
+  // Values that differ per cluster: undiffable_ has the bundle already.
+  std::shared_ptr<const Revision> next = content != nullptr ? content->Uniform() : nullptr;
+  if (next == nullptr || (targets && next->id == held_id)) return;
+  const std::string memo = targets ? held_id : absl::StrCat(held_id, "/gone");
+  std::set<std::string>& noted = held_noted_[bundle];
+  if (noted.count(memo) > 0) return;
+  std::shared_ptr<const Revision> held =
+      FindRevisionLocked(bundle, target->second, held_id, nullptr);
+  if (held == nullptr) return;  // not in the store either: nothing is known of it
+  if (noted.size() >= kMaxHeldNoted) noted.clear();
+  noted.insert(memo);
+  std::set<std::string>& mine = dropped_by_[bundle];
+  for (const auto& [k, object] : held->objects.objects()) {
+    if (mine.size() >= kMaxHandovers) break;
+    if ((targets && next->objects.objects().count(k) > 0) || !mine.insert(k).second) continue;
+    dropped_[k].insert(bundle);
+  }
+  if (mine.empty()) dropped_by_.erase(bundle);
+}
+
 void Hub::ForgetDropsLocked(const std::string& bundle) {
   undiffable_.erase(bundle);
+  held_noted_.erase(bundle);
   auto mine = dropped_by_.find(bundle);
   if (mine == dropped_by_.end()) return;
   for (const std::string& k : mine->second) {
@@ -443,6 +480,23 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
   std::shared_ptr<AgentConnection> replaced;
   std::vector<Notification> notify;
   uint64_t session;
+  // Revisions the agent holds that only the store has (from before a restart), read
+  // first: what they hold and the bundles' newest let go of must be known (see
+  // NoteHeldDropsLocked) before anything is sent. Once each; the hello is bounded.
+  std::vector<std::string> loads;
+  {
+    MutexLock lock(&mu_);
+    for (const v1::HeldRevision& held : hello.held()) {
+      auto target = bundles_.find(held.bundle());
+      std::string load;
+      if (target != bundles_.end() &&
+          FindRevisionLocked(held.bundle(), target->second, held.revision(), &load) == nullptr &&
+          !load.empty()) {
+        loads.push_back(std::move(load));
+      }
+    }
+  }
+  for (const std::string& key : loads) LoadStoredRevision(key);
   {
     MutexLock lock(&mu_);
     Agent& agent = agents_[hello.cluster()];
@@ -481,6 +535,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
                                  : std::make_pair(held.revision(), clock_->Now());
     }
     agent.acked = std::move(acked);
+    for (const auto& [name, revision] : agent.held) NoteHeldDropsLocked(agent, name, revision);
     std::set<std::string> bundles;
     for (const auto& [name, target] : bundles_) {
       if (Targets(target, agent)) bundles.insert(name);
@@ -894,12 +949,8 @@ std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::st
     auto target = bundles_.find(name);
     if (target == bundles_.end()) continue;  // a tombstone: what it held is not known here
     // Its newest revision for the cluster; null when it no longer targets the cluster.
-    const BundleContent* content = target->second.content.get();
-    bool targets = Targets(target->second, agent);
-    if (auto newest = newest_.find(name); newest != newest_.end() && newest->second.content) {
-      content = newest->second.content.get();
-      targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
-    }
+    bool targets = false;
+    const BundleContent* content = NewestForLocked(target->second, name, agent, &targets);
     // Holding the newest already: it decides.
     if (content == nullptr || (targets && content->Find(held_id) != nullptr)) continue;
     std::shared_ptr<const Revision> newest;

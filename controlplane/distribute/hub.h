@@ -345,6 +345,18 @@ class Hub {
   void NoteDropsLocked(const std::string& bundle, const BundleContent* before,
                        const BundleContent& now, bool retargeted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Notes what `held_id`, the revision of `bundle` that `agent` holds, has that the
+  // bundle's newest no longer holds for the agent's cluster (all of it when the bundle no
+  // longer targets the cluster), as NoteDropsLocked does for a new content: for revisions
+  // held from before this process saw its contents change (a restart). Once per revision.
+  // Needs the revision in memory (see Connect, which reads what the store has first).
+  void NoteHeldDropsLocked(const Agent& agent, const std::string& bundle,
+                           const std::string& held_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bundle's newest content (SetNewestContent's, or else its target's) and whether
+  // it targets `agent`; content null when the bundle has none.
+  const BundleContent* NewestForLocked(const BundleTarget& target, const std::string& bundle,
+                                       const Agent& agent, bool* targets) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDropsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
   // built and good; null otherwise.
@@ -412,6 +424,10 @@ class Hub {
   absl::flat_hash_map<std::string, std::set<std::string>> dropped_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<std::string>> dropped_by_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> undiffable_ ABSL_GUARDED_BY(mu_);
+  // bundle -> the held revisions NoteHeldDropsLocked noted (with "/gone" when the bundle
+  // did not target the agent), at most kMaxHeldNoted a bundle.
+  std::map<std::string, std::set<std::string>> held_noted_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kMaxHeldNoted = 64;
   absl::flat_hash_map<std::string, ReportCount> report_counts_ ABSL_GUARDED_BY(mu_);
   // bundle -> cluster -> the revision it regressed on (see Regressions): at most one entry
   // per cluster and bundle. Stored too, so a restart keeps them.

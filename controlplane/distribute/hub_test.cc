@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/status_matchers.h"
+#include "controlplane/store/revisions.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -419,6 +420,51 @@ TEST_F(HubTest, WhatMovesInFromABundleTheAgentHasNotUpdatedYetIsNamed) {
   ASSERT_NE(to_b_db, nullptr);
   // (A whole set: b's revision of db is no longer kept. x moves too: web left b as well.)
   EXPECT_THAT(Takeovers(*to_b_db), ::testing::UnorderedElementsAre("c<-cache", "x<-web"));
+}
+
+TEST_F(HubTest, WhatMovesInIsNamedAfterARestartToo) {
+  // Before the restart: web held "moved" and "x"; the commit moved "moved" to api, and
+  // the agents had not got web's new revision yet (web suspended, or behind its gate).
+  auto web_before = MakeRevision("web", {"x", "moved"});
+  auto api_before = MakeRevision("api", {"y"});
+  for (const auto& rev : {web_before, api_before}) {
+    ASSERT_TRUE(
+        store_.Apply({Store::Put(kRevisionsTable, rev->key(), rev->ToRecord().SerializeAsString())})
+            .ok());
+  }
+  // A new control plane knows only the newest contents (as the controller loads them).
+  Hub hub(&store_, metrics_);
+  hub.SetTrustAgentLabels(true);
+  ASSERT_TRUE(hub.Load().ok());
+  hub.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  hub.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  uint64_t a =
+      hub.Connect(MakeHello("a", "prod", {{"web", web_before->id}, {"api", api_before->id}}), "p",
+                  std::make_shared<FakeConnection>());
+  auto to_a = hub.NextMessage(a, "api");
+  ASSERT_NE(to_a, nullptr);
+  EXPECT_THAT(Takeovers(*to_a), ElementsAre("moved<-web"));
+  EXPECT_EQ(to_a->message.update().base_revision(), api_before->id) << "a delta, from the store";
+
+  // A bundle whose new selector no longer takes in the cluster: all it held moves.
+  Hub again(&store_, metrics_);
+  again.SetTrustAgentLabels(true);
+  ASSERT_TRUE(again.Load().ok());
+  again.SetBundle("web", Selector("env=dev"), SingleRevision(MakeRevision("web", {"x"})));
+  again.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "x", "moved"})));
+  uint64_t b =
+      again.Connect(MakeHello("b", "prod", {{"web", web_before->id}, {"api", api_before->id}}), "p",
+                    std::make_shared<FakeConnection>());
+  auto to_b = again.NextMessage(b, "api");
+  ASSERT_NE(to_b, nullptr);
+  EXPECT_THAT(Takeovers(*to_b), ::testing::UnorderedElementsAre("x<-web", "moved<-web"));
+  // One that holds web's newest already has nothing to wait for.
+  uint64_t c = again.Connect(MakeHello("c", "dev", {{"api", api_before->id}}), "p",
+                             std::make_shared<FakeConnection>());
+  ASSERT_NE(again.NextMessage(c, "web"), nullptr);
+  auto to_c = again.NextMessage(c, "api");
+  ASSERT_NE(to_c, nullptr);
+  EXPECT_THAT(Takeovers(*to_c), IsEmpty());
 }
 
 TEST_F(HubTest, ARemovedBundleIsTombstonedAndAnUnknownOneIsOrphanedNotRemoved) {
