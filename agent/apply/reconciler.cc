@@ -17,8 +17,9 @@
 namespace gitfleet {
 namespace {
 
-// How many of what a bundle removed with prune off left behind a drift pass reads.
-constexpr int kReleasedChecksPerPass = 50;
+// How many of the objects prune-off left behind (a bundle's, or a removed bundle's) a
+// drift pass reads.
+constexpr int kLeftChecksPerPass = 50;
 
 std::unique_ptr<Backoff> NewBackoff() {
   return std::make_unique<Backoff>(absl::Seconds(1), absl::Minutes(5));
@@ -694,14 +695,21 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   }
   bundle.handing_over = handing_over;
   // What prune-off left is listed (status.left_unmanaged) until it comes back into a
-  // revision or, looked at with the drift, is gone or someone else's.
+  // revision or, looked at with the drift, is gone or someone else's: a few a pass, in
+  // turn (kept objects are usually kept for good; reading them all each pass would be a
+  // steady load on the API server for nothing). The list keeps its order: a record that
+  // did not change is not written again.
   {
     std::vector<v1::ObjectKey> still;
     std::set<std::string> listed_keys;
-    for (const v1::ObjectKey& key : record.left_unmanaged()) {
+    const int listed = record.left_unmanaged_size();
+    const int from = bundle.left_checked_from < listed ? bundle.left_checked_from : 0;
+    const bool read = check_drift && target_down.ok();
+    for (int i = 0; i < listed; ++i) {
+      const v1::ObjectKey& key = record.left_unmanaged(i);
       const std::string k = KeyString(key);
       if (desired_keys.count(k) > 0 || !listed_keys.insert(k).second) continue;
-      if (check_drift && target_down.ok()) {
+      if (read && (i - from + listed) % listed < kLeftChecksPerPass) {
         absl::StatusOr<bool> there = applier_->LeftBehind(key, context);
         if (there.ok() && !*there) {
           GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << KeyDisplay(key)
@@ -711,6 +719,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       }
       still.push_back(key);
     }
+    if (read) bundle.left_checked_from = from + kLeftChecksPerPass;
     for (v1::ObjectKey& key : left) {
       if (listed_keys.insert(KeyString(key)).second) still.push_back(std::move(key));
     }
@@ -1514,7 +1523,7 @@ bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
     // objects (one read each), the first in the list, and moves those still there to its
     // end, so that every one is looked at in turn without a steady load on the API server.
     ApplyContext context{record.bundle(), record.desired().target_namespace()};
-    const int looked_at = std::min(record.left_unmanaged_size(), kReleasedChecksPerPass);
+    const int looked_at = std::min(record.left_unmanaged_size(), kLeftChecksPerPass);
     google::protobuf::RepeatedPtrField<v1::ObjectKey> still;
     for (int i = looked_at; i < record.left_unmanaged_size(); ++i) {
       *still.Add() = record.left_unmanaged(i);

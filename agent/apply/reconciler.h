@@ -124,6 +124,8 @@ class Reconciler {
     // Of the inventory, objects left in place for another bundle (record.handing_over), as
     // the last prune counted them.
     int handing_over = 0;
+    // Where in record.left_unmanaged the next drift pass starts reading (a few a pass).
+    int left_checked_from = 0;
   };
   enum class Removal { kDone, kHandingOver, kFailed };
 

@@ -23,6 +23,7 @@ using nlohmann::json;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 v1::ManifestObject Obj(const std::string& yaml) {
   absl::StatusOr<v1::ManifestObject> object = MakeObject(yaml, "test");
@@ -182,6 +183,17 @@ class KubernetesApplierTest : public ::testing::Test {
       out.push_back(absl::StrCat(r.method, " ", parts[parts.size() - 2], "/", parts.back()));
     }
     return out;
+  }
+
+  // GETs of ConfigMaps in shop since the requests were last cleared.
+  int ConfigMapReads() {
+    int reads = 0;
+    for (const FakeApiServer::Request& r : fake_->Requests()) {
+      if (r.method == "GET" && absl::StartsWith(r.path, "/api/v1/namespaces/shop/configmaps/")) {
+        ++reads;
+      }
+    }
+    return reads;
   }
 
   MemoryFileSystem fs_;
@@ -782,7 +794,6 @@ TEST_F(KubernetesApplierTest, WhatABundleRemovedWithPruneOffLeftAnotherBundleMay
   EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
 }
 
-// A bundle that comes back after a removal with prune off starts afresh: what it left
 // What an operator kept after a removal with prune off is usually kept for good: a drift
 // pass reads at most 50 of those objects, in turn, not all of them every time.
 TEST_F(KubernetesApplierTest, WhatAReleaseLeftIsReadAFewObjectsAPass) {
@@ -794,19 +805,34 @@ TEST_F(KubernetesApplierTest, WhatAReleaseLeftIsReadAFewObjectsAPass) {
   ASSERT_TRUE(fake_->Delete("", "configmaps", "shop", "c119"));
   fake_->ClearRequests();
   reconciler_->Resync(/*check_drift=*/true);
-  int reads = 0;
-  for (const FakeApiServer::Request& r : fake_->Requests()) {
-    if (r.method == "GET" && absl::StartsWith(r.path, "/api/v1/namespaces/shop/configmaps/")) {
-      ++reads;
-    }
-  }
-  EXPECT_EQ(reads, 50);
+  EXPECT_EQ(ConfigMapReads(), 50);
   // Every object is read in turn: the deleted one within three passes.
   reconciler_->Resync(/*check_drift=*/true);
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 120);
 }
 
+// The same for what a live bundle with prune off left: read in turn, and its status does
+// not change while the reads go round.
+TEST_F(KubernetesApplierTest, WhatPruneOffLeftIsReadAFewObjectsAPass) {
+  std::vector<v1::ManifestObject> objects = {Ns("shop")};
+  for (int i = 0; i < 120; ++i) objects.push_back(Cm(absl::StrCat("c", i)));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects, /*prune=*/false)).ack.ok());
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop")}, /*prune=*/false));
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->left_unmanaged_count(), 120);
+  ASSERT_EQ(outcome.status->left_unmanaged_size(), kMaxLeftUnmanaged);
+  ASSERT_TRUE(fake_->Delete("", "configmaps", "shop", "c99"));  // the last by name
+  fake_->ClearRequests();
+  EXPECT_THAT(reconciler_->Resync(/*check_drift=*/true), IsEmpty()) << "c99 not read yet";
+  EXPECT_EQ(ConfigMapReads(), 50);
+  EXPECT_THAT(reconciler_->Resync(/*check_drift=*/true), IsEmpty());
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].left_unmanaged_count(), 119);
+}
+
+// A bundle that comes back after a removal with prune off starts afresh: what it left
 // stays unmanaged (listed), not pruned for lacking from its new revision.
 TEST_F(KubernetesApplierTest, ABundleBackAfterAReleaseDoesNotPruneWhatItLeft) {
   ASSERT_TRUE(
