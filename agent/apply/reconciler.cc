@@ -284,15 +284,24 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace()};
-  context.let_go = [this, taker = desired.bundle()](const std::string& owner,
-                                                    const v1::ObjectKey& key) {
+  // Objects moving in (record.taking_over) that the bundle they move from still holds:
+  // waited for, not failed on. Only that bundle: a third one holding it is a conflict.
+  std::set<std::string> held_by_giver;
+  context.let_go = [this, &record, &held_by_giver, taker = desired.bundle()](
+                       const std::string& owner, const v1::ObjectKey& key) {
     auto it = bundles_.find(owner);
     if (it == bundles_.end()) return false;
     // Removed with prune off: it left its objects to whoever wants them.
     if (it->second.record.released()) return true;
     // Left for this bundle (a removed bundle's too, which holds no revision any more).
     if (HandingOverTo(it->second.record, key) == taker) return true;
-    return !it->second.record.desired().revision().empty() && !Desires(it->second, key);
+    if (!it->second.record.desired().revision().empty() && !Desires(it->second, key)) {
+      return true;
+    }
+    if (!record.taking_over().empty() && TakingOverFrom(record, KeyString(key)) == owner) {
+      held_by_giver.insert(KeyString(key));
+    }
+    return false;
   };
 
   // Record the intent first when the inventory grows: a crash from here on leaves every
@@ -559,7 +568,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       ++applied;
       if (!record.taking_over().empty()) taken.insert(key);
     } else if (std::string from = TakingOverFrom(record, key);
-               !from.empty() && status.code() == absl::StatusCode::kFailedPrecondition) {
+               !from.empty() && status.code() == absl::StatusCode::kFailedPrecondition &&
+               held_by_giver.count(key) > 0) {
       // Moving in from a bundle whose revision letting go of it has not arrived yet.
       if (takeover_waits++ == 0) {
         takeover_wait = absl::StrCat(KeyDisplay(object.key()), " waits for bundle ", from,

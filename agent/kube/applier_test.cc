@@ -541,6 +541,13 @@ TEST_F(KubernetesApplierTest, AnObjectMovingInWaitsForTheBundleThatHoldsItRather
     EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_FAILED);
     EXPECT_THAT(s.message(), HasSubstr("bundle web already manages this object"));
   }
+  // Named as moving in from web, but a third bundle holds it: a conflict, failed at once.
+  v1::BundleUpdate cache = UpdateOf("cache", {Cm("z", "default")});
+  *cache.add_takeovers() = HandOver(Cm("z", "default"), "web");
+  outcome = reconciler_->OnUpdate(cache);
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED) << outcome.status->message();
+  EXPECT_THAT(outcome.status->message(), HasSubstr("bundle db already manages this object"));
 }
 
 TEST_F(KubernetesApplierTest, AHandoverThatFallsThroughIsPrunedAfterAll) {
