@@ -583,7 +583,7 @@ class Cli {
     }
     if (format_ != "table") return Print(response);
     Table table({"NAME", "REGISTERED", "CONNECTED", "LABELS", "REPORTED LABELS", "BUNDLES",
-                 "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS"});
+                 "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS", "NOTES"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
       std::map<std::string, std::string> reported(c.reported_labels().begin(),
@@ -595,10 +595,14 @@ class Cli {
         problems.push_back(absl::StrCat("served by fleet ", c.foreign_fleet_id(),
                                         ": run gitfleetctl cluster adopt ", c.name()));
       }
+      // Conditions that are fine but say something (what removed bundles left in place).
+      std::vector<std::string> notes;
       for (const v1::ClusterCondition& condition : c.conditions()) {
         if (!condition.ok()) {
           problems.push_back(
               absl::StrCat(condition.type(), " ", condition.reason(), ": ", condition.message()));
+        } else if (!condition.message().empty()) {
+          notes.push_back(absl::StrCat(condition.type(), ": ", condition.message()));
         }
       }
       table.Add({c.name(), c.registered() ? "yes" : "no", c.connected() ? "yes" : "no",
@@ -608,7 +612,8 @@ class Cli {
                                       : absl::StrJoin(reported, ",", absl::PairFormatter("=")),
                  absl::StrCat(c.bundles()),
                  c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
-                 FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; ")});
+                 FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; "),
+                 notes.empty() ? "-" : absl::StrJoin(notes, "; ")});
     }
     table.Print(out_);
     return 0;

@@ -163,6 +163,41 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
     removals.set_message(absl::StrCat(removals.message(), " (", removing, " bundles)"));
   }
   out.push_back(std::move(removals));
+  // What bundles removed with prune off left (released records): not a fault, but no
+  // bundle status shows it any more, so the cluster says it.
+  v1::ClusterCondition left;
+  left.set_type("LeftUnmanaged");
+  left.set_ok(true);
+  int released = 0;
+  int objects = 0;
+  for (const auto& [name, bundle] : bundles_) {
+    if (!bundle.record.released()) continue;
+    objects += bundle.record.left_unmanaged_size();
+    if (released++ > 0) continue;
+    std::vector<std::string> first;
+    for (const v1::ObjectKey& key : bundle.record.left_unmanaged()) {
+      if (first.size() == 3) {
+        first.push_back("...");
+        break;
+      }
+      first.push_back(KeyDisplay(key));
+    }
+    left.set_reason("RemovedWithoutPrune");
+    left.set_message(absl::StrCat("bundle ", name, ", removed without pruning, left ",
+                                  bundle.record.left_unmanaged_size(),
+                                  bundle.record.left_unmanaged_size() == 1 ? " object" : " objects",
+                                  " in place, unmanaged: ", absl::StrJoin(first, ", ")));
+  }
+  if (released > 1) {
+    absl::StrAppend(left.mutable_message(), " (", released, " bundles, ", objects,
+                    " objects in all)");
+  }
+  if (released > 0) {
+    absl::StrAppend(left.mutable_message(),
+                    "; another bundle may take them over, and they drop out of this once "
+                    "deleted or relabelled");
+  }
+  out.push_back(std::move(left));
   if (!moved_aside_.empty()) {
     v1::ClusterCondition state;
     state.set_type("AgentState");

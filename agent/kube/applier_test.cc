@@ -772,6 +772,17 @@ TEST_F(KubernetesApplierTest, WhatABundleRemovedWithPruneOffLeftAnotherBundleMay
   EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 3);
   EXPECT_THAT(reconciler_->AllStatuses(), ::testing::IsEmpty())
       << "a released bundle reports nothing";
+  auto left_condition = [&]() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "LeftUnmanaged") return absl::StrCat(c.ok(), " ", c.message());
+    }
+    return std::string("none");
+  };
+  EXPECT_EQ(left_condition(),
+            "1 bundle web, removed without pruning, left 3 objects in place, unmanaged: "
+            "ConfigMap shop/a, ConfigMap shop/b, Namespace shop; another bundle may take them "
+            "over, and they drop out of this once deleted or relabelled")
+      << "the cluster says it";
 
   // api takes over the Namespace and a: the same objects, api's now, nothing deleted.
   Reconciler::Outcome outcome = reconciler_->OnUpdate(UpdateOf("api", {Ns("shop"), Cm("a")}));
@@ -799,6 +810,7 @@ TEST_F(KubernetesApplierTest, WhatABundleRemovedWithPruneOffLeftAnotherBundleMay
   EXPECT_EQ(metrics_.objects_left_unmanaged.Value(), 0);
   reconciler_->Resync(/*check_drift=*/false);
   EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_EQ(left_condition(), "1 ");
 }
 
 // What an operator kept after a removal with prune off is usually kept for good: a drift

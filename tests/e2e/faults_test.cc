@@ -129,6 +129,12 @@ TEST_F(Faults, AnOrphanIsReleasedOnlyByAnOperator) {
   EXPECT_TRUE(Eventually([&] { return Orphans() == std::vector<std::string>{"base"}; }))
       << ClusterList();
   EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  // The cluster says what web left (no bundle status shows it any more).
+  EXPECT_TRUE(Eventually([&] {
+    return ClusterList().find(
+               "LeftUnmanaged: bundle web, removed without pruning, left 1 "
+               "object in place, unmanaged") != std::string::npos;
+  })) << ClusterList();
   // With --prune it deletes what gitfleet created, but not the Namespace web's object,
   // kept by the operator, sits in: deleting it would delete that too. It says so.
   out = Ctl({"cluster", "forget", "prod-eu", "--bundle=base", "--prune"}, &code);
