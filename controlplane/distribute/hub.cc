@@ -429,7 +429,12 @@ void Hub::NoteHeldDropsLocked(const Agent& agent, const std::string& bundle,
   if (noted.count(memo) > 0) return;
   std::shared_ptr<const Revision> held =
       FindRevisionLocked(bundle, target->second, held_id, nullptr);
-  if (held == nullptr) return;  // not in the store either: nothing is known of it
+  if (held == nullptr) {
+    // Not in the store either (trimmed from its history): what it held is not known, so
+    // the bundle is always asked (see TakeoversLocked).
+    undiffable_.insert(bundle);
+    return;
+  }
   if (noted.size() >= kMaxHeldNoted) noted.clear();
   noted.insert(memo);
   std::set<std::string>& mine = dropped_by_[bundle];
@@ -958,13 +963,15 @@ std::vector<v1::Handover> Hub::TakeoversLocked(const Agent& agent, const std::st
       newest = RevisionFor(*content, agent);
       if (newest == nullptr || newest->id == held_id) continue;  // unknown yet, or held
     }
+    // Null when the store no longer has it: then anything the newest lacks may be moving
+    // in. Naming too much costs nothing: the agent waits only for objects that bundle
+    // holds there.
     std::shared_ptr<const Revision> held =
         FindRevisionLocked(name, target->second, held_id, nullptr);
-    if (held == nullptr) continue;
     for (const v1::ManifestObject& object : upserts) {
       if (out.size() >= kMaxHandovers) return out;
       const std::string k = KeyString(object.key());
-      if (held->objects.objects().count(k) == 0) continue;
+      if (held != nullptr && held->objects.objects().count(k) == 0) continue;
       if (newest != nullptr && newest->objects.objects().count(k) > 0) continue;
       v1::Handover& takeover = out.emplace_back();
       *takeover.mutable_key() = object.key();

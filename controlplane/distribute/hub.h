@@ -420,7 +420,8 @@ class Hub {
   // What TakeoversLocked looks at, so that an update whose objects no other bundle let go
   // of costs one look-up per object: object key -> bundles whose content dropped it
   // (since, none held it again), at most kMaxHandovers keys a bundle; and the bundles
-  // whose contents cannot be compared so (values differ between clusters), always looked at.
+  // whose contents cannot be compared so (values differ between clusters, or an agent
+  // holds a revision of it the store no longer has), always looked at.
   absl::flat_hash_map<std::string, std::set<std::string>> dropped_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<std::string>> dropped_by_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> undiffable_ ABSL_GUARDED_BY(mu_);

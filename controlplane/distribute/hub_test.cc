@@ -445,6 +445,14 @@ TEST_F(HubTest, WhatMovesInIsNamedAfterARestartToo) {
   ASSERT_NE(to_a, nullptr);
   EXPECT_THAT(Takeovers(*to_a), ElementsAre("moved<-web"));
   EXPECT_EQ(to_a->message.update().base_revision(), api_before->id) << "a delta, from the store";
+  // A revision the store no longer has (trimmed from the history while the agent was
+  // away): whatever web's newest lacks may be moving in.
+  uint64_t d =
+      hub.Connect(MakeHello("d", "prod", {{"web", std::string(64, 'e')}, {"api", api_before->id}}),
+                  "p", std::make_shared<FakeConnection>());
+  auto to_d = hub.NextMessage(d, "api");
+  ASSERT_NE(to_d, nullptr);
+  EXPECT_THAT(Takeovers(*to_d), ElementsAre("moved<-web"));
 
   // A bundle whose new selector no longer takes in the cluster: all it held moves.
   Hub again(&store_, metrics_);
