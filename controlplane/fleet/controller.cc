@@ -104,9 +104,6 @@ constexpr size_t kMaxProbeThreads = 4;
 // Revisions built for cluster values that wait to be stored, per bundle; past this the
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
-// How long a render that drops objects waits for the other bundles of its source to render
-// the same commit (see Controller::WaitsForSiblings).
-constexpr absl::Duration kMaxSiblingWait = absl::Seconds(60);
 
 }  // namespace
 
@@ -547,7 +544,7 @@ void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_u
     std::vector<std::string> waited;
     for (const std::string& name : names) {
       auto it = bundles_.find(name);
-      if (it != bundles_.end() && !it->second.siblings_commit.empty()) waited.push_back(name);
+      if (it != bundles_.end() && !it->second.siblings.commit().empty()) waited.push_back(name);
     }
     names = std::move(waited);
   }
@@ -1178,7 +1175,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
   // A render, good or failed, is what bundles of the source that wait for it wait for.
   if (rendered) WakeSiblingWaiters(name);
   if (WaitsForSiblings(name, head)) {
-    queue_.AddAfter(name, kMaxSiblingWait);  // in case they never do
+    queue_.AddAfter(name, SiblingWait::kStall);  // in case they never do
     return status;
   }
   PushToHub(name);
@@ -1220,7 +1217,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
       state.content == state.pushed_content || state.content->commit() != head ||
       !state.record.pinned_commit().empty() ||
       !DropsObjects(*state.pushed_content, *state.content)) {
-    state.siblings_commit.clear();
+    state.siblings.Clear();
     return false;
   }
   std::vector<std::string> behind;
@@ -1235,28 +1232,37 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     behind.push_back(other);
   }
   if (behind.empty()) {
-    state.siblings_commit.clear();
+    state.siblings.Clear();
     return false;
   }
-  const absl::Time now = options_.clock->Now();
-  if (state.siblings_commit != head) {
-    state.siblings_commit = head;
-    state.siblings_since = now;
+  bool started = false;
+  const bool waits = state.siblings.GoesOn(head, behind.size(), options_.clock->Now(), &started);
+  if (started) {
     GF_LOG(INFO) << "bundle " << name << ": its render of " << head.substr(0, 12)
                  << " drops objects; it goes to the clusters once the other bundles of source "
                  << state.definition.source() << " rendered it too (" << behind.size()
                  << " to go, first " << behind.front()
                  << "), so what moved to one of them is handed over, never deleted";
   }
-  if (now - state.siblings_since >= kMaxSiblingWait) {
+  if (!waits) {
     GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
                     << state.definition.source() << " has not rendered " << head.substr(0, 12)
-                    << " after " << absl::FormatDuration(kMaxSiblingWait)
+                    << ", and no other bundle of the source finished rendering it for "
+                    << absl::FormatDuration(SiblingWait::kStall)
                     << "; the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
+    state.siblings.Clear();
     return false;
   }
   return true;
+}
+
+bool SiblingWait::GoesOn(const std::string& head, size_t behind, absl::Time now, bool* started) {
+  *started = commit_ != head;
+  if (*started || behind < behind_) progress_ = now;  // begun, or one of them finished
+  commit_ = head;
+  behind_ = behind;
+  return now - progress_ < kStall;
 }
 
 void Controller::GiveNewestToHub(const std::string& name) {
@@ -1291,7 +1297,7 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
     for (const auto& [other, sibling] : bundles_) {
-      if (other != name && !sibling.siblings_commit.empty() &&
+      if (other != name && !sibling.siblings.commit().empty() &&
           sibling.definition.source() == it->second.definition.source()) {
         waiting.push_back(other);
       }

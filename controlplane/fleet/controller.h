@@ -50,6 +50,27 @@
 
 namespace gitfleet {
 
+// How long a bundle's render of a commit that drops objects waits for the other bundles of
+// its source to render that commit (what moved to one of them is then handed over, never
+// deleted and created again): as long as they keep rendering it, that is, until none of
+// them has finished it for kStall. A source of many slow renders takes as long as they
+// take; a sibling that never renders does not hold the bundle back for good.
+class SiblingWait {
+ public:
+  static constexpr absl::Duration kStall = absl::Seconds(60);
+  // Whether the render of `head` waits on, with `behind` other bundles yet to render it
+  // at `now`; *started when this begins a wait for `head`.
+  bool GoesOn(const std::string& head, size_t behind, absl::Time now, bool* started);
+  void Clear() { commit_.clear(); }
+  // The commit waited for; empty when none is.
+  const std::string& commit() const { return commit_; }
+
+ private:
+  std::string commit_;
+  absl::Time progress_;  // when the wait began, or one of them last finished
+  size_t behind_ = 0;
+};
+
 struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
   // Every render engine's options (limits, timeout, scratch directory, tools).
@@ -176,10 +197,8 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
-    // While its new render waits for the other bundles of its source (WaitsForSiblings):
-    // the commit, and since when.
-    std::string siblings_commit;
-    absl::Time siblings_since;
+    // While its new render waits for the other bundles of its source (WaitsForSiblings).
+    SiblingWait siblings;
     // The render last given to the hub as the newest (Hub::SetNewestContent), and for
     // which selector.
     std::shared_ptr<const BundleVariants> newest_given;
@@ -225,7 +244,8 @@ class Controller {
   // it drops objects, and another bundle of its source (not pinned) has not rendered
   // `head` yet. An object moved between two bundles in one commit is then handed over
   // (the hub names what the other bundle's newest render holds), never deleted and
-  // created again. At most kMaxSiblingWait; a render that fails counts as done.
+  // created again. As long as they go on rendering it (see SiblingWait); a render that
+  // fails counts as done.
   bool WaitsForSiblings(const std::string& name, const std::string& head);
   // Gives the hub the bundle's newest render, if it did not have it (see
   // Hub::SetNewestContent).

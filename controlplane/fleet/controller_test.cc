@@ -899,7 +899,7 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   EXPECT_THAT(updates, ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
 
   // A commit that only drops an object waits no longer than web's render, the same as
-  // before (not the 60 s a render that never comes would take).
+  // before (not the minute a render that never comes would take).
   const size_t sent = agent->messages().size();
   git_.Remove("apps/api/a.yaml");
   git_.Write("apps/api/c.yaml", Cm("c"));
@@ -911,6 +911,31 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   EXPECT_EQ(update.bundle(), "api");
   ASSERT_EQ(update.removed_size(), 1);
   EXPECT_EQ(update.handovers_size(), 0);
+}
+
+// A render that drops objects waits for the other bundles of its source while they keep
+// rendering the commit (a source of many slow renders may take minutes), and gives up
+// only once none of them has finished for a minute.
+TEST(SiblingWaitTest, WaitsWhileTheOthersKeepRenderingAndNoLongerThanAStall) {
+  const absl::Time t0 = absl::FromUnixSeconds(1800000000);
+  SiblingWait wait;
+  bool started = false;
+  EXPECT_TRUE(wait.GoesOn("c1", 3, t0, &started));
+  EXPECT_TRUE(started);
+  EXPECT_EQ(wait.commit(), "c1");
+  EXPECT_TRUE(wait.GoesOn("c1", 3, t0 + absl::Seconds(59), &started));
+  EXPECT_FALSE(started);
+  EXPECT_TRUE(wait.GoesOn("c1", 2, t0 + absl::Seconds(59), &started)) << "one finished";
+  EXPECT_TRUE(wait.GoesOn("c1", 1, t0 + absl::Seconds(110), &started)) << "another";
+  EXPECT_TRUE(wait.GoesOn("c1", 1, t0 + absl::Seconds(169), &started)) << "110 s past 60";
+  EXPECT_FALSE(wait.GoesOn("c1", 1, t0 + absl::Seconds(170), &started)) << "a minute stalled";
+  // A newer commit waits afresh; a bundle added meanwhile (more behind) is no progress.
+  EXPECT_TRUE(wait.GoesOn("c2", 1, t0 + absl::Seconds(171), &started));
+  EXPECT_TRUE(started);
+  EXPECT_TRUE(wait.GoesOn("c2", 2, t0 + absl::Seconds(200), &started));
+  EXPECT_FALSE(wait.GoesOn("c2", 2, t0 + absl::Seconds(231), &started));
+  wait.Clear();
+  EXPECT_EQ(wait.commit(), "");
 }
 
 // Options for a controller of its own, on the test's repositories and `clock`.
