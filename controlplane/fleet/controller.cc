@@ -1173,9 +1173,15 @@ absl::Status Controller::Reconcile(const std::string& name) {
   PersistNewRevisions(name);
   GiveNewestToHub(name);
   // A render, good or failed, is what bundles of the source that wait for it wait for.
-  if (rendered) WakeSiblingWaiters(name);
+  if (rendered) {
+    {
+      MutexLock lock(&mu_);
+      ++renders_done_;
+    }
+    WakeSiblingWaiters(name);
+  }
   if (WaitsForSiblings(name, head)) {
-    queue_.AddAfter(name, SiblingWait::kStall);  // in case they never do
+    queue_.AddAfter(name, SiblingStall());  // in case they never do
     return status;
   }
   PushToHub(name);
@@ -1236,7 +1242,8 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     return false;
   }
   bool started = false;
-  const bool waits = state.siblings.GoesOn(head, behind.size(), options_.clock->Now(), &started);
+  const bool waits =
+      state.siblings.GoesOn(head, renders_done_, options_.clock->Now(), SiblingStall(), &started);
   if (started) {
     GF_LOG(INFO) << "bundle " << name << ": its render of " << head.substr(0, 12)
                  << " drops objects; it goes to the clusters once the other bundles of source "
@@ -1247,9 +1254,9 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
   if (!waits) {
     GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
                     << state.definition.source() << " has not rendered " << head.substr(0, 12)
-                    << ", and no other bundle of the source finished rendering it for "
-                    << absl::FormatDuration(SiblingWait::kStall)
-                    << "; the clusters get this bundle's render without waiting longer (an "
+                    << " (no render finished for " << absl::FormatDuration(SiblingStall())
+                    << ", or the wait reached " << absl::FormatDuration(SiblingWait::kMaxWait)
+                    << "); the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
     state.siblings.Clear();
     return false;
@@ -1257,12 +1264,20 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
   return true;
 }
 
-bool SiblingWait::GoesOn(const std::string& head, size_t behind, absl::Time now, bool* started) {
+absl::Duration Controller::SiblingStall() const {
+  return std::max(SiblingWait::kMinStall, 2 * options_.engines.timeout);
+}
+
+bool SiblingWait::GoesOn(const std::string& head, uint64_t renders, absl::Time now,
+                         absl::Duration stall, bool* started) {
   *started = commit_ != head;
-  if (*started || behind < behind_) progress_ = now;  // begun, or one of them finished
-  commit_ = head;
-  behind_ = behind;
-  return now - progress_ < kStall;
+  if (*started) {
+    commit_ = head;
+    started_ = now;
+  }
+  if (*started || renders != renders_) progress_ = now;  // begun, or a render finished
+  renders_ = renders;
+  return now - progress_ < stall && now - started_ < kMaxWait;
 }
 
 void Controller::GiveNewestToHub(const std::string& name) {

@@ -52,23 +52,27 @@ namespace gitfleet {
 
 // How long a bundle's render of a commit that drops objects waits for the other bundles of
 // its source to render that commit (what moved to one of them is then handed over, never
-// deleted and created again): as long as they keep rendering it, that is, until none of
-// them has finished it for kStall. A source of many slow renders takes as long as they
-// take; a sibling that never renders does not hold the bundle back for good.
+// deleted and created again): as long as renders keep finishing (the others may be queued
+// behind other sources' renders, and a source of many slow helm charts takes minutes), so
+// until no render finished for `stall` (longer than one render may take), and at most
+// kMaxWait in all: a sibling that never renders does not hold the bundle back for good.
 class SiblingWait {
  public:
-  static constexpr absl::Duration kStall = absl::Seconds(60);
-  // Whether the render of `head` waits on, with `behind` other bundles yet to render it
-  // at `now`; *started when this begins a wait for `head`.
-  bool GoesOn(const std::string& head, size_t behind, absl::Time now, bool* started);
+  static constexpr absl::Duration kMinStall = absl::Seconds(60);
+  static constexpr absl::Duration kMaxWait = absl::Minutes(30);
+  // Whether the render of `head` waits on at `now`, `renders` being the count of renders
+  // finished so far (any bundle's); *started when this begins a wait for `head`.
+  bool GoesOn(const std::string& head, uint64_t renders, absl::Time now, absl::Duration stall,
+              bool* started);
   void Clear() { commit_.clear(); }
   // The commit waited for; empty when none is.
   const std::string& commit() const { return commit_; }
 
  private:
   std::string commit_;
-  absl::Time progress_;  // when the wait began, or one of them last finished
-  size_t behind_ = 0;
+  absl::Time started_;
+  absl::Time progress_;  // when the wait began, or a render last finished
+  uint64_t renders_ = 0;
 };
 
 struct ControllerOptions {
@@ -244,9 +248,11 @@ class Controller {
   // it drops objects, and another bundle of its source (not pinned) has not rendered
   // `head` yet. An object moved between two bundles in one commit is then handed over
   // (the hub names what the other bundle's newest render holds), never deleted and
-  // created again. As long as they go on rendering it (see SiblingWait); a render that
+  // created again. As long as renders keep finishing (see SiblingWait); a render that
   // fails counts as done.
   bool WaitsForSiblings(const std::string& name, const std::string& head);
+  // How long no render may finish before a wait for siblings is given up (SiblingWait).
+  absl::Duration SiblingStall() const;
   // Gives the hub the bundle's newest render, if it did not have it (see
   // Hub::SetNewestContent).
   void GiveNewestToHub(const std::string& name);
@@ -350,6 +356,8 @@ class Controller {
 
   Mutex writer_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   Mutex mu_;
+  // Renders finished (good or failed), for SiblingWait.
+  uint64_t renders_done_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
   // Per source, the bundles that read it as its last commit event named them: the next

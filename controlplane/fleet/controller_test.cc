@@ -913,27 +913,33 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   EXPECT_EQ(update.handovers_size(), 0);
 }
 
-// A render that drops objects waits for the other bundles of its source while they keep
-// rendering the commit (a source of many slow renders may take minutes), and gives up
-// only once none of them has finished for a minute.
-TEST(SiblingWaitTest, WaitsWhileTheOthersKeepRenderingAndNoLongerThanAStall) {
+// A render that drops objects waits for the other bundles of its source while renders keep
+// finishing (they may be queued behind others; many slow helm charts may take minutes),
+// gives up once none finished for the stall time, and waits half an hour at most.
+TEST(SiblingWaitTest, WaitsWhileRendersKeepFinishingAndNoLongerThanAStall) {
   const absl::Time t0 = absl::FromUnixSeconds(1800000000);
+  const absl::Duration stall = absl::Seconds(60);
   SiblingWait wait;
   bool started = false;
-  EXPECT_TRUE(wait.GoesOn("c1", 3, t0, &started));
+  EXPECT_TRUE(wait.GoesOn("c1", 7, t0, stall, &started));
   EXPECT_TRUE(started);
   EXPECT_EQ(wait.commit(), "c1");
-  EXPECT_TRUE(wait.GoesOn("c1", 3, t0 + absl::Seconds(59), &started));
+  EXPECT_TRUE(wait.GoesOn("c1", 7, t0 + absl::Seconds(59), stall, &started));
   EXPECT_FALSE(started);
-  EXPECT_TRUE(wait.GoesOn("c1", 2, t0 + absl::Seconds(59), &started)) << "one finished";
-  EXPECT_TRUE(wait.GoesOn("c1", 1, t0 + absl::Seconds(110), &started)) << "another";
-  EXPECT_TRUE(wait.GoesOn("c1", 1, t0 + absl::Seconds(169), &started)) << "110 s past 60";
-  EXPECT_FALSE(wait.GoesOn("c1", 1, t0 + absl::Seconds(170), &started)) << "a minute stalled";
-  // A newer commit waits afresh; a bundle added meanwhile (more behind) is no progress.
-  EXPECT_TRUE(wait.GoesOn("c2", 1, t0 + absl::Seconds(171), &started));
+  EXPECT_TRUE(wait.GoesOn("c1", 8, t0 + absl::Seconds(59), stall, &started)) << "one finished";
+  EXPECT_TRUE(wait.GoesOn("c1", 9, t0 + absl::Seconds(110), stall, &started)) << "another";
+  EXPECT_TRUE(wait.GoesOn("c1", 9, t0 + absl::Seconds(169), stall, &started));
+  EXPECT_FALSE(wait.GoesOn("c1", 9, t0 + absl::Seconds(170), stall, &started)) << "stalled";
+  // A newer commit waits afresh, and no longer than kMaxWait however busy the renders.
+  const absl::Time t1 = t0 + absl::Seconds(171);
+  EXPECT_TRUE(wait.GoesOn("c2", 9, t1, stall, &started));
   EXPECT_TRUE(started);
-  EXPECT_TRUE(wait.GoesOn("c2", 2, t0 + absl::Seconds(200), &started));
-  EXPECT_FALSE(wait.GoesOn("c2", 2, t0 + absl::Seconds(231), &started));
+  uint64_t renders = 9;
+  absl::Time now = t1;
+  for (; now - t1 < SiblingWait::kMaxWait; now += absl::Seconds(30)) {
+    ASSERT_TRUE(wait.GoesOn("c2", ++renders, now, stall, &started)) << now - t1;
+  }
+  EXPECT_FALSE(wait.GoesOn("c2", ++renders, now, stall, &started));
   wait.Clear();
   EXPECT_EQ(wait.commit(), "");
 }
