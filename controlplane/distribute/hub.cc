@@ -487,15 +487,23 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
   uint64_t session;
   // Revisions the agent holds that only the store has (from before a restart), read
   // first: what they hold and the bundles' newest let go of must be known (see
-  // NoteHeldDropsLocked) before anything is sent. Once each; the hello is bounded.
+  // NoteHeldDropsLocked) before anything is sent. Only those of bundles with one newest
+  // revision for every cluster that the agent does not hold (the others are always
+  // asked, see undiffable_); once each; the hello is bounded.
   std::vector<std::string> loads;
   {
     MutexLock lock(&mu_);
     for (const v1::HeldRevision& held : hello.held()) {
       auto target = bundles_.find(held.bundle());
+      if (target == bundles_.end()) continue;
+      const BundleContent* newest = target->second.content.get();
+      if (auto n = newest_.find(held.bundle()); n != newest_.end() && n->second.content) {
+        newest = n->second.content.get();
+      }
+      std::shared_ptr<const Revision> uniform = newest != nullptr ? newest->Uniform() : nullptr;
+      if (uniform == nullptr || uniform->id == held.revision()) continue;
       std::string load;
-      if (target != bundles_.end() &&
-          FindRevisionLocked(held.bundle(), target->second, held.revision(), &load) == nullptr &&
+      if (FindRevisionLocked(held.bundle(), target->second, held.revision(), &load) == nullptr &&
           !load.empty()) {
         loads.push_back(std::move(load));
       }
