@@ -547,9 +547,10 @@ class Cli {
                  absl::StrCat(b.pinned_commit().empty()
                                   ? ""
                                   : absl::StrCat("pinned@", Short(b.pinned_commit()), " "),
-                              b.suspended()         ? "suspended"
-                              : b.rollout().empty() ? (b.pinned_commit().empty() ? "-" : "")
-                                                    : b.rollout()),
+                              b.suspended()          ? "suspended"
+                              : !b.waiting().empty() ? b.waiting()
+                              : b.rollout().empty()  ? (b.pinned_commit().empty() ? "-" : "")
+                                                     : b.rollout()),
                  b.error()});
     }
     table.Print(out_);

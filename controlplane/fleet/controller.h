@@ -201,8 +201,10 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
-    // While its new render waits for the other bundles of its source (WaitsForSiblings).
+    // While its new render waits for the other bundles of its source (WaitsForSiblings),
+    // and what BundleInfo.waiting says of it.
     SiblingWait siblings;
+    std::string siblings_note;
     // The render last given to the hub as the newest (Hub::SetNewestContent), and for
     // which selector.
     std::shared_ptr<const BundleVariants> newest_given;

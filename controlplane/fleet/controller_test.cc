@@ -1,5 +1,8 @@
 #include "controlplane/fleet/controller.h"
 
+#include <sys/stat.h>
+
+#include <fstream>
 #include <functional>
 #include <map>
 #include <thread>
@@ -65,6 +68,7 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(hub_->Load().ok());
     ControllerOptions options;
     options.allow_local_sources = true;  // the test repositories are local
+    if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
 #ifdef __SANITIZE_ADDRESS__
     // One render worker: GCC 12's ASAN allocator is not fork-safe, and a jsonnet child
     // forked while the other worker allocates can hang (common/subprocess.h, RunInChild).
@@ -95,6 +99,7 @@ class ControllerTest : public ::testing::Test {
     return bundle;
   }
 
+  std::string kustomize_;  // the kustomize binary, when not the one found
   GitFixture git_;
   std::unique_ptr<GitRepositories> repos_;
   metrics::Registry registry_;
@@ -911,6 +916,57 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   EXPECT_EQ(update.bundle(), "api");
   ASSERT_EQ(update.removed_size(), 1);
   EXPECT_EQ(update.handovers_size(), 0);
+}
+
+// While a render that drops objects waits for the other bundles of its source, the bundle
+// says so (bundle list), and stops saying it once its render has gone to the clusters.
+TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
+  const std::string real = FindKustomize();
+  if (real.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  // web's kustomize takes 3 s more than it would (named as the real one: kubectl is run
+  // with its kustomize subcommand).
+  const std::string dir = TempDir("slow-kustomize");
+  kustomize_ = dir + "/" + real.substr(real.rfind('/') + 1);
+  std::ofstream(kustomize_) << "#!/bin/sh\nsleep 3\nexec " << real << " \"$@\"\n";
+  ASSERT_EQ(chmod(kustomize_.c_str(), 0755), 0);
+  Restart();
+  git_.Write("apps/api/a.yaml", Cm("a"));
+  git_.Write("apps/api/moved.yaml", Cm("moved"));
+  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
+  git_.Write("apps/web/b.yaml", Cm("b"));
+  git_.Commit("two bundles");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  auto waiting = [&](const std::string& bundle) {
+    for (const v1::BundleInfo& info : controller_->ListBundles()) {
+      if (info.bundle().name() == bundle) return info.waiting();
+    }
+    return std::string("no such bundle");
+  };
+  ASSERT_EQ(waiting("api"), "");
+
+  git_.Remove("apps/api/moved.yaml");
+  git_.Write("apps/web/moved.yaml", Cm("moved"));
+  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml, moved.yaml]\n");
+  const std::string moved = git_.Commit("move moved from api to web");
+  std::thread sync([&] { EXPECT_TRUE(controller_->SyncSource("app").ok()); });
+  std::string said;
+  for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end && said.empty();) {
+    said = waiting("api");
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  sync.join();
+  EXPECT_EQ(said, absl::StrCat("its render of ", moved.substr(0, 12),
+                               " drops objects and waits for 1 other bundle of source app to "
+                               "render it too (first web), so that what moved to one of them is "
+                               "handed over, not deleted"));
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       absl::Now() < end && !waiting("api").empty();) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(waiting("api"), "");
 }
 
 // A render that drops objects waits for the other bundles of its source while renders keep
