@@ -99,6 +99,26 @@ class ControllerTest : public ::testing::Test {
     return bundle;
   }
 
+  // The move tests' source: bundle api (plain) with ConfigMaps a and moved, bundle web
+  // (kustomize) with b.
+  void AddApiAndWeb() {
+    git_.Write("apps/api/a.yaml", Cm("a"));
+    git_.Write("apps/api/moved.yaml", Cm("moved"));
+    git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
+    git_.Write("apps/web/b.yaml", Cm("b"));
+    git_.Commit("two bundles");
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+    ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+    ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  }
+  // One commit moves ConfigMap moved from api to web; returns it.
+  std::string MoveMovedToWeb() {
+    git_.Remove("apps/api/moved.yaml");
+    git_.Write("apps/web/moved.yaml", Cm("moved"));
+    git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml, moved.yaml]\n");
+    return git_.Commit("move moved from api to web");
+  }
+
   std::string kustomize_;  // the kustomize binary, when not the one found
   GitFixture git_;
   std::unique_ptr<GitRepositories> repos_;
@@ -857,14 +877,7 @@ TEST_F(ControllerTest, WideningAPerClusterBundleToAConnectedClusterDoesNotDeadlo
 // agents get it. The agent then leaves the object in place rather than delete it.
 TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDeleted) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  git_.Write("apps/api/a.yaml", Cm("a"));
-  git_.Write("apps/api/moved.yaml", Cm("moved"));
-  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
-  git_.Write("apps/web/b.yaml", Cm("b"));
-  git_.Commit("two bundles");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
-  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  AddApiAndWeb();
   auto agent = std::make_shared<SynchronousConnection>(hub_.get());
   v1::Hello hello;
   hello.set_cluster("c1");
@@ -874,10 +887,7 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   agent->Notify("web");
   ASSERT_EQ(agent->messages().size(), 2u);
 
-  git_.Remove("apps/api/moved.yaml");
-  git_.Write("apps/web/moved.yaml", Cm("moved"));
-  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml, moved.yaml]\n");
-  git_.Commit("move moved from api to web");
+  MoveMovedToWeb();
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   // api's update goes once web's render is done (a pass of its own, which the sync does
   // not wait for).
@@ -930,14 +940,7 @@ TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
   std::ofstream(kustomize_) << "#!/bin/sh\nsleep 3\nexec " << real << " \"$@\"\n";
   ASSERT_EQ(chmod(kustomize_.c_str(), 0755), 0);
   Restart();
-  git_.Write("apps/api/a.yaml", Cm("a"));
-  git_.Write("apps/api/moved.yaml", Cm("moved"));
-  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
-  git_.Write("apps/web/b.yaml", Cm("b"));
-  git_.Commit("two bundles");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
-  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  AddApiAndWeb();
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   auto waiting = [&](const std::string& bundle) {
     for (const v1::BundleInfo& info : controller_->ListBundles()) {
@@ -947,10 +950,7 @@ TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
   };
   ASSERT_EQ(waiting("api"), "");
 
-  git_.Remove("apps/api/moved.yaml");
-  git_.Write("apps/web/moved.yaml", Cm("moved"));
-  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml, moved.yaml]\n");
-  const std::string moved = git_.Commit("move moved from api to web");
+  const std::string moved = MoveMovedToWeb();
   std::thread sync([&] { EXPECT_TRUE(controller_->SyncSource("app").ok()); });
   std::string said;
   for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end && said.empty();) {

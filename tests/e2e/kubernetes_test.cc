@@ -129,6 +129,21 @@ class KubernetesFleet : public ::testing::Test {
   json SyncClaimHeldBy(const std::string& giver, const std::string& taker,
                        const std::vector<std::string>& taker_flags);
   std::string MoveClaim(const std::string& giver, const std::string& taker);
+  // The claim held by web, api partitioned (one cluster a partition), web suspended; the
+  // claim as it lives (null, with a failure, otherwise).
+  json ClaimHeldBySuspendedWeb() {
+    json before = SyncClaimHeldBy("web", "api", {"--partition-size=1"});
+    int code;
+    std::string out = Ctl({"bundle", "suspend", "web"}, &code);
+    if (code != 0) {
+      ADD_FAILURE() << out;
+      return nullptr;
+    }
+    return before;
+  }
+  // With web suspended and the claim moved to partitioned api at `moved`: api waits for
+  // web, without pausing its rollout; once web resumes, api takes over the claim `before`.
+  void ExpectApiWaitsThenTakesOver(const json& before, const std::string& moved);
 
   void StartFleetWithBundle(const std::string& bundle, const std::string& ns) {
     StartFleet();
@@ -654,56 +669,7 @@ TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted
 // revision comes first (the giver is suspended here; a giver behind its own rollout's
 // gate is the same). The claim it cannot take yet is waited for, not failed on, so the
 // move does not pause its rollout; it takes the claim over once the giver lets go.
-TEST_F(KubernetesFleet, AMoveIntoAPartitionedBundleDoesNotPauseItsRollout) {
-  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
-  const json before = SyncClaimHeldBy("web", "api", {"--partition-size=1"});
-  ASSERT_FALSE(before.is_null());
-  int code;
-  std::string out = Ctl({"bundle", "suspend", "web"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  const std::string moved = MoveClaim("web", "api");
-  ASSERT_TRUE(Eventually(
-      [&] {
-        std::optional<v1::BundleStatus> s = Status("api");
-        return s && absl::StrContains(s->message(), "waits for bundle web to let go of it");
-      },
-      absl::Seconds(60)))
-      << Describe("api") << agent_->Log();
-  absl::SleepFor(absl::Seconds(1));
-  EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
-  EXPECT_EQ(Live(kClaimPath)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
-
-  out = Ctl({"bundle", "resume", "web"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved) && SyncedAt("web", moved); },
-                         absl::Seconds(60)))
-      << Describe("api") << Describe("web") << Ctl({"rollout", "status", "api"}) << agent_->Log();
-  const json after = Live(kClaimPath);
-  ASSERT_FALSE(after.is_null()) << agent_->Log();
-  EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
-  EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "api");
-  EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
-}
-
-// The same move, with the control plane restarted between the commit and the cluster
-// hearing of it (the agent away meanwhile): the new control plane knows web's newest
-// render but not what the agent's older revision of web held. It reads that revision
-// from its store when the agent connects, so api's update still names the claim.
-TEST_F(KubernetesFleet, AMoveSurvivesAControlPlaneRestart) {
-  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
-  const json before = SyncClaimHeldBy("web", "api", {"--partition-size=1"});
-  ASSERT_FALSE(before.is_null());
-  int code;
-  std::string out = Ctl({"bundle", "suspend", "web"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  agent_.reset();
-  const std::string moved = MoveClaim("web", "api");
-  out = Ctl({"sync", "demo"}, &code);  // returns once both are rendered
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_THAT(Ctl({"bundle", "history", "api"}), HasSubstr(moved.substr(0, 12)));
-  cp_.reset();
-  StartControlPlane("cp2.log");
-  StartAgent("agent2.log");
+void KubernetesFleet::ExpectApiWaitsThenTakesOver(const json& before, const std::string& moved) {
   ASSERT_TRUE(Eventually(
       [&] {
         std::optional<v1::BundleStatus> s = Status("api");
@@ -711,8 +677,12 @@ TEST_F(KubernetesFleet, AMoveSurvivesAControlPlaneRestart) {
       },
       absl::Seconds(60)))
       << Describe("api") << Ctl({"rollout", "status", "api"}) << cp_->Log();
+  absl::SleepFor(absl::Seconds(1));
   EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
-  out = Ctl({"bundle", "resume", "web"}, &code);
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+
+  int code;
+  std::string out = Ctl({"bundle", "resume", "web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved) && SyncedAt("web", moved); },
                          absl::Seconds(60)))
@@ -722,6 +692,33 @@ TEST_F(KubernetesFleet, AMoveSurvivesAControlPlaneRestart) {
   EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
   EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "api");
   EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
+}
+
+TEST_F(KubernetesFleet, AMoveIntoAPartitionedBundleDoesNotPauseItsRollout) {
+  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  const json before = ClaimHeldBySuspendedWeb();
+  ASSERT_FALSE(before.is_null());
+  ExpectApiWaitsThenTakesOver(before, MoveClaim("web", "api"));
+}
+
+// The same move, with the control plane restarted between the commit and the cluster
+// hearing of it (the agent away meanwhile): the new control plane knows web's newest
+// render but not what the agent's older revision of web held. It reads that revision
+// from its store when the agent connects, so api's update still names the claim.
+TEST_F(KubernetesFleet, AMoveSurvivesAControlPlaneRestart) {
+  if (!HasKustomize()) GTEST_SKIP() << "neither kubectl nor kustomize is installed";
+  const json before = ClaimHeldBySuspendedWeb();
+  ASSERT_FALSE(before.is_null());
+  agent_.reset();
+  const std::string moved = MoveClaim("web", "api");
+  int code;
+  std::string out = Ctl({"sync", "demo"}, &code);  // returns once both are rendered
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_THAT(Ctl({"bundle", "history", "api"}), HasSubstr(moved.substr(0, 12)));
+  cp_.reset();
+  StartControlPlane("cp2.log");
+  StartAgent("agent2.log");
+  ExpectApiWaitsThenTakesOver(before, moved);
 }
 
 TEST_F(KubernetesFleet, RealCluster) {
