@@ -405,14 +405,22 @@ void Hub::NoteDropsLocked(const std::string& bundle, const BundleContent* before
   if (mine.empty()) dropped_by_.erase(bundle);
 }
 
-const BundleContent* Hub::NewestForLocked(const BundleTarget& target, const std::string& bundle,
-                                          const Agent& agent, bool* targets) const {
+const BundleContent* Hub::NewestLocked(const BundleTarget& target, const std::string& bundle,
+                                       const LabelSelector** selector) const {
   if (auto newest = newest_.find(bundle); newest != newest_.end() && newest->second.content) {
-    *targets = agent.labels_known && newest->second.selector.Matches(agent.labels);
+    *selector = &newest->second.selector;
     return newest->second.content.get();
   }
-  *targets = Targets(target, agent);
+  *selector = &target.selector;
   return target.content.get();
+}
+
+const BundleContent* Hub::NewestForLocked(const BundleTarget& target, const std::string& bundle,
+                                          const Agent& agent, bool* targets) const {
+  const LabelSelector* selector = nullptr;
+  const BundleContent* content = NewestLocked(target, bundle, &selector);
+  *targets = agent.labels_known && selector->Matches(agent.labels);
+  return content;
 }
 
 void Hub::NoteHeldDropsLocked(const Agent& agent, const std::string& bundle,
@@ -496,10 +504,8 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     for (const v1::HeldRevision& held : hello.held()) {
       auto target = bundles_.find(held.bundle());
       if (target == bundles_.end()) continue;
-      const BundleContent* newest = target->second.content.get();
-      if (auto n = newest_.find(held.bundle()); n != newest_.end() && n->second.content) {
-        newest = n->second.content.get();
-      }
+      const LabelSelector* selector = nullptr;
+      const BundleContent* newest = NewestLocked(target->second, held.bundle(), &selector);
       std::shared_ptr<const Revision> uniform = newest != nullptr ? newest->Uniform() : nullptr;
       if (uniform == nullptr || uniform->id == held.revision()) continue;
       std::string load;

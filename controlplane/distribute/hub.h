@@ -352,8 +352,12 @@ class Hub {
   // Needs the revision in memory (see Connect, which reads what the store has first).
   void NoteHeldDropsLocked(const Agent& agent, const std::string& bundle,
                            const std::string& held_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The bundle's newest content (SetNewestContent's, or else its target's) and whether
-  // it targets `agent`; content null when the bundle has none.
+  // The bundle's newest content (SetNewestContent's, or else its target's), null when it
+  // has none, and the selector that goes with it.
+  const BundleContent* NewestLocked(const BundleTarget& target, const std::string& bundle,
+                                    const LabelSelector** selector) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same, and whether it targets `agent`.
   const BundleContent* NewestForLocked(const BundleTarget& target, const std::string& bundle,
                                        const Agent& agent, bool* targets) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -980,7 +980,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_engine(state.record.engine());
   *info.mutable_notes() = state.record.notes();
   info.set_rollout(state.rollout_message);
-  info.set_waiting(state.siblings_note);
+  info.set_waiting(state.siblings.note());
   info.set_suspended(state.record.suspended());
   info.set_pinned_commit(state.record.pinned_commit());
   info.set_pinned_no_prune(state.record.pinned_no_prune());
@@ -1225,7 +1225,6 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
       !state.record.pinned_commit().empty() ||
       !DropsObjects(*state.pushed_content, *state.content)) {
     state.siblings.Clear();
-    state.siblings_note.clear();
     return false;
   }
   std::vector<std::string> behind;
@@ -1241,7 +1240,6 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
   }
   if (behind.empty()) {
     state.siblings.Clear();
-    state.siblings_note.clear();
     return false;
   }
   bool started = false;
@@ -1262,14 +1260,13 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
                     << "); the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
     state.siblings.Clear();
-    state.siblings_note.clear();
     return false;
   }
-  state.siblings_note = absl::StrCat(
+  state.siblings.set_note(absl::StrCat(
       "its render of ", head.substr(0, 12), " drops objects and waits for ", behind.size(),
       behind.size() == 1 ? " other bundle" : " other bundles", " of source ",
       state.definition.source(), " to render it too (first ", behind.front(),
-      "), so that what moved to one of them is handed over, not deleted");
+      "), so that what moved to one of them is handed over, not deleted"));
   return true;
 }
 

@@ -64,12 +64,19 @@ class SiblingWait {
   // finished so far (any bundle's); *started when this begins a wait for `head`.
   bool GoesOn(const std::string& head, uint64_t renders, absl::Time now, absl::Duration stall,
               bool* started);
-  void Clear() { commit_.clear(); }
+  void Clear() {
+    commit_.clear();
+    note_.clear();
+  }
   // The commit waited for; empty when none is.
   const std::string& commit() const { return commit_; }
+  // What BundleInfo.waiting says of the wait.
+  const std::string& note() const { return note_; }
+  void set_note(std::string note) { note_ = std::move(note); }
 
  private:
   std::string commit_;
+  std::string note_;
   absl::Time started_;
   absl::Time progress_;  // when the wait began, or a render last finished
   uint64_t renders_ = 0;
@@ -201,10 +208,8 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
-    // While its new render waits for the other bundles of its source (WaitsForSiblings),
-    // and what BundleInfo.waiting says of it.
+    // While its new render waits for the other bundles of its source (WaitsForSiblings).
     SiblingWait siblings;
-    std::string siblings_note;
     // The render last given to the hub as the newest (Hub::SetNewestContent), and for
     // which selector.
     std::shared_ptr<const BundleVariants> newest_given;
