@@ -1181,7 +1181,9 @@ absl::Status Controller::Reconcile(const std::string& name) {
     }
     WakeSiblingWaiters(name);
   }
-  if (WaitsForSiblings(name, head)) {
+  std::string began;  // the wait's note, when this pass began it
+  if (WaitsForSiblings(name, head, &began)) {
+    if (!began.empty()) Publish(MakeEvent("render.waiting", name, "", began, head));
     queue_.AddAfter(name, SiblingStall());  // in case they never do
     return status;
   }
@@ -1213,7 +1215,8 @@ bool DropsObjects(const BundleVariants& before, const BundleVariants& after) {
 
 }  // namespace
 
-bool Controller::WaitsForSiblings(const std::string& name, const std::string& head) {
+bool Controller::WaitsForSiblings(const std::string& name, const std::string& head,
+                                  std::string* began) {
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return false;
@@ -1267,6 +1270,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
       behind.size() == 1 ? " other bundle" : " other bundles", " of source ",
       state.definition.source(), " to render it too (first ", behind.front(),
       "), so that what moved to one of them is handed over, not deleted"));
+  if (started) *began = state.siblings.note();
   return true;
 }
 

@@ -256,8 +256,8 @@ class Controller {
   // `head` yet. An object moved between two bundles in one commit is then handed over
   // (the hub names what the other bundle's newest render holds), never deleted and
   // created again. As long as renders keep finishing (see SiblingWait); a render that
-  // fails counts as done.
-  bool WaitsForSiblings(const std::string& name, const std::string& head);
+  // fails counts as done. Sets *began to the wait's note when this call began it.
+  bool WaitsForSiblings(const std::string& name, const std::string& head, std::string* began);
   // How long no render may finish before a wait for siblings is given up (SiblingWait).
   absl::Duration SiblingStall() const;
   // Gives the hub the bundle's newest render, if it did not have it (see

@@ -958,10 +958,17 @@ TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   sync.join();
-  EXPECT_EQ(said, absl::StrCat("its render of ", moved.substr(0, 12),
-                               " drops objects and waits for 1 other bundle of source app to "
-                               "render it too (first web), so that what moved to one of them is "
-                               "handed over, not deleted"));
+  const std::string note = absl::StrCat(
+      "its render of ", moved.substr(0, 12),
+      " drops objects and waits for 1 other bundle of source app to render it too (first web), "
+      "so that what moved to one of them is handed over, not deleted");
+  EXPECT_EQ(said, note);
+  // Other services hear of it as well.
+  std::vector<v1::Event> waits =
+      (*events_.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].message(), note);
+  EXPECT_EQ(waits[0].commit(), moved);
   for (absl::Time end = absl::Now() + absl::Seconds(10);
        absl::Now() < end && !waiting("api").empty();) {
     absl::SleepFor(absl::Milliseconds(20));
