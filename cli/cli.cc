@@ -613,7 +613,8 @@ class Cli {
                                       : absl::StrJoin(reported, ",", absl::PairFormatter("=")),
                  absl::StrCat(c.bundles()),
                  c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
-                 FormatTime(c.last_seen()), c.agent_version(), absl::StrJoin(problems, "; "),
+                 FormatTime(c.last_seen()), c.agent_version(),
+                 problems.empty() ? "-" : absl::StrJoin(problems, "; "),
                  notes.empty() ? "-" : absl::StrJoin(notes, "; ")});
     }
     table.Print(out_);
