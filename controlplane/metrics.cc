@@ -36,6 +36,14 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                             .Name("gitfleet_render_cache_hits_total")
                             .Help("Renders skipped because nothing the bundle reads changed.")
                             .Register(r)),
+      sibling_waits(BuildCounter()
+                        .Name("gitfleet_render_sibling_waits_total")
+                        .Help("Renders that dropped objects and waited for the other bundles "
+                              "of their source, by how the wait ended: done (they all "
+                              "rendered the commit), abandoned (given up: an object moved "
+                              "between bundles may be deleted and created again).")
+                        .LabelNames({"result"})
+                        .Register(r)),
       connected_agents(BuildGauge()
                            .Name("gitfleet_connected_agents")
                            .Help("Agents with an open stream.")

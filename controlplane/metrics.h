@@ -21,6 +21,9 @@ struct ControlPlaneMetrics {
   metrics::Family<metrics::Counter>& renders;  // engine, result=ok|error
   metrics::Family<metrics::Histogram>& render_seconds;
   metrics::Family<metrics::Counter>& render_cache_hits;
+  // result=done|abandoned: how a render that dropped objects ended its wait for the other
+  // bundles of its source (Controller::WaitsForSiblings).
+  metrics::Family<metrics::Counter>& sibling_waits;
   // distribute/
   metrics::Gauge& connected_agents;
   metrics::Family<metrics::Counter>& updates_sent;  // kind=full|delta|removal

@@ -1242,6 +1242,9 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     behind.push_back(other);
   }
   if (behind.empty()) {
+    if (state.siblings.commit() == head) {
+      metrics_.sibling_waits.Add({{"result", "done"}}).Increment();
+    }
     state.siblings.Clear();
     return false;
   }
@@ -1262,6 +1265,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
                     << ", or the wait reached " << absl::FormatDuration(SiblingWait::kMaxWait)
                     << "); the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
+    metrics_.sibling_waits.Add({{"result", "abandoned"}}).Increment();
     state.siblings.Clear();
     return false;
   }

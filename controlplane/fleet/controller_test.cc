@@ -974,6 +974,8 @@ TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_EQ(waiting("api"), "");
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 1);
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "abandoned"}}).Value(), 0);
 }
 
 // A render that drops objects waits for the other bundles of its source while renders keep
