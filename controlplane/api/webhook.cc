@@ -64,30 +64,6 @@ bool BasicPasswordMatches(absl::string_view authorization, const std::string& se
   return colon != std::string::npos && SecureEquals(credentials.substr(colon + 1), secret);
 }
 
-// Azure DevOps Services names one repository on three hosts: HTTPS on dev.azure.com
-// (ORG/PROJECT/_git/REPO), SSH on ssh.dev.azure.com (v3/ORG/PROJECT/REPO), and the older
-// ORG.visualstudio.com (PROJECT/_git/REPO, once with DefaultCollection/ before it) with
-// SSH on vs-ssh.visualstudio.com. Each becomes the dev.azure.com form, which is what a
-// push's remoteUrl says. `path` is otherwise normalized; anything else is returned as is.
-std::string AzureDevOpsForm(absl::string_view path) {
-  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
-  const absl::string_view host = parts[0];
-  if ((host == "ssh.dev.azure.com" || host == "vs-ssh.visualstudio.com") && parts.size() == 5 &&
-      parts[1] == "v3") {
-    return absl::StrCat("dev.azure.com/", parts[2], "/", parts[3], "/_git/", parts[4]);
-  }
-  absl::string_view org = host;
-  if (host != "vs-ssh.visualstudio.com" && absl::ConsumeSuffix(&org, ".visualstudio.com") &&
-      !org.empty() && org.find('.') == absl::string_view::npos) {
-    size_t first = 1;
-    if (parts.size() > first && parts[first] == "defaultcollection") ++first;
-    if (parts.size() == first + 3 && parts[first + 1] == "_git") {
-      return absl::StrCat("dev.azure.com/", org, "/", parts[first], "/_git/", parts[first + 2]);
-    }
-  }
-  return std::string(path);
-}
-
 }  // namespace
 
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name) {
@@ -117,42 +93,6 @@ std::optional<std::string> FormField(absl::string_view body, absl::string_view n
     return out;
   }
   return std::nullopt;
-}
-
-std::string NormalizeRepoUrl(absl::string_view url) {
-  std::string text = absl::AsciiStrToLower(absl::StripAsciiWhitespace(url));
-  absl::string_view rest = text;
-  const size_t scheme = rest.find("://");
-  const bool has_scheme = scheme != absl::string_view::npos;
-  if (has_scheme) rest.remove_prefix(scheme + 3);
-  // user@ before the host
-  const size_t at = rest.find('@');
-  const size_t slash = rest.find('/');
-  if (at != absl::string_view::npos && (slash == absl::string_view::npos || at < slash)) {
-    rest.remove_prefix(at + 1);
-  }
-  std::string host_and_path(rest);
-  const size_t first_slash = host_and_path.find('/');
-  // An IPv6 literal ([::1]) holds colons of its own: the port or path comes after it.
-  const size_t bracket = host_and_path[0] == '[' ? host_and_path.find(']') : std::string::npos;
-  const size_t colon = host_and_path.find(':', bracket != std::string::npos ? bracket : size_t{0});
-  if (colon != std::string::npos && (first_slash == std::string::npos || colon < first_slash)) {
-    std::string after = host_and_path.substr(colon + 1);
-    size_t digits = 0;
-    while (digits < after.size() && absl::ascii_isdigit(after[digits])) ++digits;
-    if (has_scheme && digits > 0 && (digits == after.size() || after[digits] == '/')) {
-      host_and_path.erase(colon, digits + 1);  // host:port/path
-    } else {
-      host_and_path[colon] = '/';  // scp-like host:path
-    }
-  }
-  absl::string_view out = host_and_path;
-  while (absl::ConsumeSuffix(&out, "/")) {
-  }
-  absl::ConsumeSuffix(&out, ".git");
-  while (absl::ConsumeSuffix(&out, "/")) {
-  }
-  return AzureDevOpsForm(out);
 }
 
 std::set<std::string> PushedRepositories(const nlohmann::json& payload) {

@@ -51,18 +51,13 @@
 #include "common/metrics/metrics.h"
 #include "common/rate_limit.h"
 #include "common/sync.h"
+#include "controlplane/source/repo_url.h"  // NormalizeRepoUrl
 #include "nlohmann/json.hpp"
 
 namespace gitfleet {
 
 inline constexpr char kWebhookPath[] = "/hooks/git";
 
-// A repository URL in the one form every way of writing it shares: no scheme, user or
-// port, lower case, no trailing ".git" or "/". "git@GitHub.com:Org/App.git",
-// "https://github.com/org/app" and "ssh://git@github.com:22/org/app.git" are all
-// "github.com/org/app". Azure DevOps' SSH and visualstudio.com forms become its
-// dev.azure.com HTTPS form ("dev.azure.com/org/project/_git/repo").
-std::string NormalizeRepoUrl(absl::string_view url);
 // The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
 // when it is missing or not well-formed.
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name);

@@ -1,0 +1,22 @@
+#ifndef GITFLEET_CONTROLPLANE_SOURCE_REPO_URL_H_
+#define GITFLEET_CONTROLPLANE_SOURCE_REPO_URL_H_
+
+// Which repository a URL names, however it is written: webhooks match pushes to sources
+// with it, and the controller finds sources that read the same commits.
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+
+// A repository URL in the one form every way of writing it shares: no scheme, user or
+// port, lower case, no trailing ".git" or "/". "git@GitHub.com:Org/App.git",
+// "https://github.com/org/app" and "ssh://git@github.com:22/org/app.git" are all
+// "github.com/org/app". Azure DevOps' SSH and visualstudio.com forms become its
+// dev.azure.com HTTPS form ("dev.azure.com/org/project/_git/repo").
+std::string NormalizeRepoUrl(absl::string_view url);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_SOURCE_REPO_URL_H_
