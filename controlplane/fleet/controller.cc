@@ -19,6 +19,7 @@
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
+#include "controlplane/source/repo_url.h"
 #include "controlplane/store/revisions.h"
 
 namespace gitfleet {
@@ -1182,8 +1183,13 @@ absl::Status Controller::Reconcile(const std::string& name) {
     WakeSiblingWaiters(name);
   }
   std::string began;  // the wait's note, when this pass began it
-  if (WaitsForSiblings(name, head, &began)) {
+  std::vector<std::string> fetch;
+  if (WaitsForSiblings(name, head, &began, &fetch)) {
     if (!began.empty()) Publish(MakeEvent("render.waiting", name, "", began, head));
+    for (const std::string& other : fetch) {
+      absl::Status queued = poller_.FetchSoon(other);
+      if (!queued.ok()) GF_LOG(WARNING) << "source " << other << ": " << queued;
+    }
     queue_.AddAfter(name, SiblingStall());  // in case they never do
     return status;
   }
@@ -1215,8 +1221,37 @@ bool DropsObjects(const BundleVariants& before, const BundleVariants& after) {
 
 }  // namespace
 
+std::string Controller::CommitStreamLocked(const std::string& source) const {
+  auto it = sources_.find(source);
+  if (it == sources_.end()) return "";
+  absl::string_view ref = it->second.ref();
+  absl::ConsumePrefix(&ref, "refs/heads/");
+  return absl::StrCat(NormalizeRepoUrl(it->second.url()), " ", ref);
+}
+
+bool Controller::SameCommitsLocked(const std::string& a, const std::string& b) const {
+  if (a == b) return true;
+  const std::string stream = CommitStreamLocked(a);
+  return !stream.empty() && stream == CommitStreamLocked(b);
+}
+
+namespace {
+
+// "source app", or "sources app and app2 (one repository at one ref)".
+std::string SourcesNamed(const std::string& own, const std::set<std::string>& others) {
+  if (others.empty()) return absl::StrCat("source ", own);
+  std::vector<std::string> names = {own};
+  names.insert(names.end(), others.begin(), others.end());
+  const std::string last = names.back();
+  names.pop_back();
+  return absl::StrCat("sources ", absl::StrJoin(names, ", "), " and ", last,
+                      " (one repository at one ref)");
+}
+
+}  // namespace
+
 bool Controller::WaitsForSiblings(const std::string& name, const std::string& head,
-                                  std::string* began) {
+                                  std::string* began, std::vector<std::string>* fetch) {
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return false;
@@ -1230,9 +1265,21 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     state.siblings.Clear();
     return false;
   }
+  // Bundles of its source, or of another source that reads the same repository at the
+  // same ref: one commit may move an object between any two of them.
+  const std::string& own = state.definition.source();
+  const std::string stream = CommitStreamLocked(own);
+  std::map<std::string, bool> same;  // other source -> whether it reads `stream`
+  auto reads_same = [&](const std::string& source) {
+    if (source == own) return true;
+    auto [it, added] = same.emplace(source, false);
+    if (added) it->second = !stream.empty() && CommitStreamLocked(source) == stream;
+    return it->second;
+  };
   std::vector<std::string> behind;
+  std::set<std::string> other_sources;  // of bundles behind
   for (const auto& [other, sibling] : bundles_) {
-    if (other == name || sibling.definition.source() != state.definition.source() ||
+    if (other == name || !reads_same(sibling.definition.source()) ||
         !sibling.record.pinned_commit().empty() || sibling.record.error_commit() == head ||
         // Rendered, and the hub has what it rendered (a render that changed nothing keeps
         // the content of an earlier commit).
@@ -1240,6 +1287,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
       continue;
     }
     behind.push_back(other);
+    if (sibling.definition.source() != own) other_sources.insert(sibling.definition.source());
   }
   if (behind.empty()) {
     if (state.siblings.commit() == head) {
@@ -1251,29 +1299,42 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
   bool started = false;
   const bool waits =
       state.siblings.GoesOn(head, renders_done_, options_.clock->Now(), SiblingStall(), &started);
+  const std::string sources = SourcesNamed(own, other_sources);
   if (started) {
     GF_LOG(INFO) << "bundle " << name << ": its render of " << head.substr(0, 12)
-                 << " drops objects; it goes to the clusters once the other bundles of source "
-                 << state.definition.source() << " rendered it too (" << behind.size()
-                 << " to go, first " << behind.front()
+                 << " drops objects; it goes to the clusters once the other bundles of " << sources
+                 << " rendered it too (" << behind.size() << " to go, first " << behind.front()
                  << "), so what moved to one of them is handed over, never deleted";
+    // A source of the repository fetched apart (its URL written another way, or another
+    // credential) may not have seen the commit yet, or may have seen a newer one than
+    // this source has: both fetch now, not a poll interval later.
+    auto own_source = sources_.find(own);
+    for (const std::string& source : other_sources) {
+      auto it = sources_.find(source);
+      if (own_source != sources_.end() && it != sources_.end() &&
+          RepoKey(it->second) != RepoKey(own_source->second)) {
+        if (fetch->empty()) fetch->push_back(own);
+        fetch->push_back(source);
+      }
+    }
   }
   if (!waits) {
-    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
-                    << state.definition.source() << " has not rendered " << head.substr(0, 12)
-                    << " (no render finished for " << absl::FormatDuration(SiblingStall())
-                    << ", or the wait reached " << absl::FormatDuration(SiblingWait::kMaxWait)
+    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of "
+                    << bundles_.at(behind.front()).definition.source() << " has not rendered "
+                    << head.substr(0, 12) << " (no render finished for "
+                    << absl::FormatDuration(SiblingStall()) << ", or the wait reached "
+                    << absl::FormatDuration(SiblingWait::kMaxWait)
                     << "); the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
     metrics_.sibling_waits.Add({{"result", "abandoned"}}).Increment();
     state.siblings.Clear();
     return false;
   }
-  state.siblings.set_note(absl::StrCat(
-      "its render of ", head.substr(0, 12), " drops objects and waits for ", behind.size(),
-      behind.size() == 1 ? " other bundle" : " other bundles", " of source ",
-      state.definition.source(), " to render it too (first ", behind.front(),
-      "), so that what moved to one of them is handed over, not deleted"));
+  state.siblings.set_note(
+      absl::StrCat("its render of ", head.substr(0, 12), " drops objects and waits for ",
+                   behind.size(), behind.size() == 1 ? " other bundle" : " other bundles", " of ",
+                   sources, " to render it too (first ", behind.front(),
+                   "), so that what moved to one of them is handed over, not deleted"));
   if (started) *began = state.siblings.note();
   return true;
 }
@@ -1327,7 +1388,7 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
     if (it == bundles_.end()) return;
     for (const auto& [other, sibling] : bundles_) {
       if (other != name && !sibling.siblings.commit().empty() &&
-          sibling.definition.source() == it->second.definition.source()) {
+          SameCommitsLocked(sibling.definition.source(), it->second.definition.source())) {
         waiting.push_back(other);
       }
     }

@@ -257,13 +257,23 @@ class Controller {
   // (the hub names what the other bundle's newest render holds), never deleted and
   // created again. As long as renders keep finishing (see SiblingWait); a render that
   // fails counts as done. Sets *began to the wait's note when this call began it.
-  bool WaitsForSiblings(const std::string& name, const std::string& head, std::string* began);
+  // "Its source" includes every source that reads the same repository at the same ref
+  // (SameCommitsLocked); *fetch gets those fetched apart, to fetch now, when the wait begins.
+  bool WaitsForSiblings(const std::string& name, const std::string& head, std::string* began,
+                        std::vector<std::string>* fetch);
+  // The repository (NormalizeRepoUrl) and ref `source` reads, or "" when it is unknown.
+  std::string CommitStreamLocked(const std::string& source) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether sources `a` and `b` see the same commits: one source, or one repository (its
+  // URL written in any form) at one ref.
+  bool SameCommitsLocked(const std::string& a, const std::string& b) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long no render may finish before a wait for siblings is given up (SiblingWait).
   absl::Duration SiblingStall() const;
   // Gives the hub the bundle's newest render, if it did not have it (see
   // Hub::SetNewestContent).
   void GiveNewestToHub(const std::string& name);
-  // Queues the bundles of `name`'s source that wait for it (WaitsForSiblings).
+  // Queues the bundles that wait for `name`'s render (WaitsForSiblings).
   void WakeSiblingWaiters(const std::string& name);
   // Which clusters may have the bundle's current content: none while it is suspended, the
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the

@@ -875,32 +875,31 @@ TEST_F(ControllerTest, WideningAPerClusterBundleToAConnectedClusterDoesNotDeadlo
 // renders fast (plain) and the one that gains it slowly (kustomize): its update still
 // names the object as handed over, because it waits for the other's render before the
 // agents get it. The agent then leaves the object in place rather than delete it.
-TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDeleted) {
-  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  AddApiAndWeb();
-  auto agent = std::make_shared<SynchronousConnection>(hub_.get());
+// An agent of cluster c1 (env=prod) that took api's and web's first revisions.
+std::shared_ptr<SynchronousConnection> ConnectAgentOfApiAndWeb(Hub* hub) {
+  auto agent = std::make_shared<SynchronousConnection>(hub);
   v1::Hello hello;
   hello.set_cluster("c1");
   (*hello.mutable_labels())["env"] = "prod";
-  agent->session = hub_->Connect(hello, "peer", agent);
+  agent->session = hub->Connect(hello, "peer", agent);
   agent->Notify("api");
   agent->Notify("web");
-  ASSERT_EQ(agent->messages().size(), 2u);
+  return agent;
+}
 
-  MoveMovedToWeb();
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  // api's update goes once web's render is done (a pass of its own, which the sync does
-  // not wait for).
-  auto sent_within = [&](size_t count, absl::Duration limit) {
-    for (absl::Time end = absl::Now() + limit; absl::Now() < end;) {
-      if (agent->messages().size() >= count) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
-  };
-  ASSERT_TRUE(sent_within(4, absl::Seconds(20)));
+// Whether the agent has `count` messages within `limit`.
+bool SentWithin(SynchronousConnection& agent, size_t count, absl::Duration limit) {
+  for (absl::Time end = absl::Now() + limit; absl::Now() < end;) {
+    if (agent.messages().size() >= count) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+// The agent's updates (not first revisions), one line each: "api: -moved moved->web".
+std::vector<std::string> UpdateLines(SynchronousConnection& agent) {
   std::vector<std::string> updates;
-  for (const auto& message : agent->messages()) {
+  for (const auto& message : agent.messages()) {
     const v1::BundleUpdate& update = message->message.update();
     if (update.base_revision().empty()) continue;
     std::string line = update.bundle() + ":";
@@ -911,7 +910,22 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
     }
     updates.push_back(line);
   }
-  EXPECT_THAT(updates, ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
+  return updates;
+}
+
+TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDeleted) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  AddApiAndWeb();
+  std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
+  ASSERT_EQ(agent->messages().size(), 2u);
+
+  MoveMovedToWeb();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  // api's update goes once web's render is done (a pass of its own, which the sync does
+  // not wait for).
+  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20)));
+  EXPECT_THAT(UpdateLines(*agent),
+              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
 
   // A commit that only drops an object waits no longer than web's render, the same as
   // before (not the minute a render that never comes would take).
@@ -920,12 +934,60 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
   git_.Write("apps/api/c.yaml", Cm("c"));
   git_.Commit("a goes");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_TRUE(sent_within(sent + 1, absl::Seconds(20)));
+  ASSERT_TRUE(SentWithin(*agent, sent + 1, absl::Seconds(20)));
   ASSERT_EQ(agent->messages().size(), sent + 1);
   const v1::BundleUpdate& update = agent->messages().back()->message.update();
   EXPECT_EQ(update.bundle(), "api");
   ASSERT_EQ(update.removed_size(), 1);
   EXPECT_EQ(update.handovers_size(), 0);
+}
+
+// Two sources may read one repository at one ref (a team's own source on a monorepo, its
+// URL written another way): an object one commit moves between their bundles is handed
+// over too, and the other source fetches that commit at once, not an hour later.
+TEST_F(ControllerTest, AnObjectMovedBetweenSourcesOfOneRepositoryIsHandedOverToo) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("apps/api/a.yaml", Cm("a"));
+  git_.Write("apps/api/moved.yaml", Cm("moved"));
+  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
+  git_.Write("apps/web/b.yaml", Cm("b"));
+  git_.Commit("two bundles");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Source other = Source();
+  other.set_name("app2");
+  other.set_url(git_.url() + "/.git/");  // fetched apart, one repository
+  other.set_poll_interval_seconds(3600);
+  // A source on another branch of the repository sees other commits: nothing waits for it.
+  v1::Source branch = Source();
+  branch.set_name("app-next");
+  branch.set_ref("next");
+  git_.Git("branch next");
+  ASSERT_TRUE(controller_->AddSource(other, false).ok());
+  ASSERT_TRUE(controller_->AddSource(branch, false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.set_source("app2");
+  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  v1::Bundle next = Bundle("next", "apps/web");
+  next.set_source("app-next");
+  next.set_selector("env=none");
+  ASSERT_TRUE(controller_->AddBundle(next, false).ok());
+  std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
+  ASSERT_EQ(agent->messages().size(), 2u);
+
+  const std::string moved = MoveMovedToWeb();
+  ASSERT_TRUE(controller_->SyncSource("app").ok());  // app2 is not asked to
+  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20)));
+  EXPECT_THAT(UpdateLines(*agent),
+              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
+  std::vector<v1::Event> waits =
+      (*events_.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].message(),
+            absl::StrCat("its render of ", moved.substr(0, 12),
+                         " drops objects and waits for 1 other bundle of sources app and app2 "
+                         "(one repository at one ref) to render it too (first web), "
+                         "so that what moved to one of them is handed over, not deleted"));
 }
 
 // While a render that drops objects waits for the other bundles of its source, the bundle
