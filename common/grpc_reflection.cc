@@ -46,8 +46,8 @@ void SendFile(const protobuf::FileDescriptor* file, const std::string& missing,
 
 }  // namespace
 
-ReflectionService::ReflectionService(std::vector<std::string> services)
-    : services_(std::move(services)) {
+ReflectionService::ReflectionService(std::vector<std::string> services, Gate gate)
+    : services_(std::move(services)), gate_(std::move(gate)) {
   if (std::find(services_.begin(), services_.end(), kReflectionService) == services_.end()) {
     services_.push_back(kReflectionService);
   }
@@ -116,10 +116,17 @@ ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest
 class ReflectionService::Stream
     : public StreamReactor<ServerReflectionRequest, ServerReflectionResponse> {
  public:
-  explicit Stream(const ReflectionService* service) : service_(service) {}
+  Stream(const ReflectionService* service, grpc::Status admitted)
+      : service_(service), admitted_(std::move(admitted)) {}
 
   // Reactions of a bidi stream all run on the loop's thread, one at a time.
-  void OnStart() override { StartRead(&request_); }
+  void OnStart() override {
+    if (!admitted_.ok()) {
+      Finish(admitted_);
+      return;
+    }
+    StartRead(&request_);
+  }
   void OnReadDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status::OK);  // the client is done
@@ -146,6 +153,7 @@ class ReflectionService::Stream
 
  private:
   const ReflectionService* const service_;
+  const grpc::Status admitted_;
   ServerReflectionRequest request_;
   ServerReflectionResponse response_;
   std::set<std::string> sent_;
@@ -160,7 +168,10 @@ void ReflectionService::Serve(ServerLoop* loop) {
           grpc::ServerAsyncReaderWriter<ServerReflectionResponse, ServerReflectionRequest>* stream,
           grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq,
           void* tag) { async_.RequestServerReflectionInfo(context, stream, new_call_cq, cq, tag); },
-      [this](grpc::ServerContext*) { return new Stream(this); });
+      [this](grpc::ServerContext* context) {
+        return new Stream(this, gate_ == nullptr ? grpc::Status::OK : gate_(*context));
+      },
+      /*factory_may_block=*/gate_ != nullptr);  // a gate may read files
 }
 
 }  // namespace gitfleet

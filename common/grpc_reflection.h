@@ -4,9 +4,11 @@
 // gRPC server reflection (grpc.reflection.v1alpha.ServerReflection) on a ServerLoop, so
 // that grpcurl and grpc_cli can list and call the services without .proto files. Answers
 // from the descriptors compiled into the binary: the services it is told of, and the
-// files that define any symbol, each with the files it imports (once per stream).
+// files that define any symbol, each with the files it imports (once per stream). A gate
+// may refuse a stream before it answers anything (the control plane admits only callers
+// its API admits: the schema is no one else's business).
 //
-//   ReflectionService reflection({"gitfleet.v1.AdminService", ...});
+//   ReflectionService reflection({"gitfleet.v1.AdminService", ...}, gate);
 //   builder.RegisterService(reflection.service());
 //   ServerLoop loop(&builder);
 //   auto server = builder.BuildAndStart();
@@ -14,6 +16,7 @@
 //
 // Thread-safe.
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,8 +31,12 @@ class ReflectionService {
   // Requests one stream may make; past it the stream ends with RESOURCE_EXHAUSTED.
   static constexpr int kMaxRequestsPerStream = 1000;
 
-  // `services`: full names of the services the server offers; this one is added.
-  explicit ReflectionService(std::vector<std::string> services);
+  // Whether a stream's caller may use it; a status not OK ends the stream with it.
+  using Gate = std::function<grpc::Status(const grpc::ServerContext& context)>;
+
+  // `services`: full names of the services the server offers; this one is added. No gate
+  // admits everyone.
+  explicit ReflectionService(std::vector<std::string> services, Gate gate = nullptr);
 
   grpc::Service* service() { return &async_; }
   void Serve(ServerLoop* loop);
@@ -44,6 +51,7 @@ class ReflectionService {
 
   grpc::reflection::v1alpha::ServerReflection::AsyncService async_;
   std::vector<std::string> services_;
+  const Gate gate_;
 };
 
 }  // namespace gitfleet

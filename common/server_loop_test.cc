@@ -35,8 +35,9 @@ using grpc::reflection::v1alpha::ServerReflectionResponse;
 // A server with the health and reflection services, all on one ServerLoop.
 class Served {
  public:
-  explicit Served(ServerLoopOptions options = {})
-      : health_({"test.Service"}), reflection_({"test.Service", Health::service_full_name()}) {
+  explicit Served(ServerLoopOptions options = {}, ReflectionService::Gate gate = nullptr)
+      : health_({"test.Service"}),
+        reflection_({"test.Service", Health::service_full_name()}, std::move(gate)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(health_.service());
@@ -189,6 +190,38 @@ TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
   ASSERT_TRUE(stream->WritesDone());
   EXPECT_FALSE(stream->Read(&response));
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A gate refuses a stream before it answers anything, and admits whom it admits.
+TEST(ServerLoop, ReflectionAnswersOnlyWhomItsGateAdmits) {
+  Served served({}, [](const grpc::ServerContext& context) {
+    auto it = context.client_metadata().find("authorization");
+    return it != context.client_metadata().end() && it->second == "Bearer yes"
+               ? grpc::Status::OK
+               : grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who are you?");
+  });
+  for (const char* token : {"", "Bearer no", "Bearer yes"}) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (*token != '\0') context.AddMetadata("authorization", token);
+    auto stream = ServerReflection::NewStub(served.channel())->ServerReflectionInfo(&context);
+    ServerReflectionRequest request;
+    request.set_list_services("");
+    stream->Write(request);
+    ServerReflectionResponse response;
+    const bool read = stream->Read(&response);
+    stream->WritesDone();
+    const grpc::Status status = stream->Finish();
+    if (std::string(token) == "Bearer yes") {
+      EXPECT_TRUE(read);
+      EXPECT_EQ(response.list_services_response().service_size(), 3);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    } else {
+      EXPECT_FALSE(read) << token << ": nothing is answered";
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+      EXPECT_EQ(status.error_message(), "who are you?");
+    }
+  }
 }
 
 // Files go with the files they import, each import once per stream.

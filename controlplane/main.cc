@@ -17,6 +17,7 @@
 #include "common/flags.h"
 #include "common/grpc_health.h"
 #include "common/grpc_reflection.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
 #include "common/server_loop.h"
@@ -344,8 +345,15 @@ int Main(ShutdownSignals& signals) {
   const std::vector<std::string> services = {v1::AgentService::service_full_name(),
                                              v1::AdminService::service_full_name()};
   HealthService health({services.begin(), services.end()});
+  // Reflection answers whom the admin API admits (any role): the API's schema is no
+  // anonymous caller's business. Health answers everyone (probes carry no credentials).
+  ApiAuthFiles* const auth = api_auth->get();
   ReflectionService reflection(
-      {services[0], services[1], grpc::health::v1::Health::service_full_name()});
+      {services[0], services[1], grpc::health::v1::Health::service_full_name()},
+      [auth](const grpc::ServerContext& context) {
+        absl::StatusOr<Caller> caller = auth->Current()->Identify(CallerFacts::Of(context));
+        return caller.ok() ? grpc::Status::OK : ToGrpcStatus(caller.status());
+      });
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_grpc), *credentials, &grpc_port);

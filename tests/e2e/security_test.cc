@@ -8,7 +8,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "grpcpp/create_channel.h"
+#include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
 #include "tests/util/git_servers.h"
 
@@ -43,6 +46,34 @@ class Security : public Fleet {
     std::ofstream(root_ + "/api-tokens") << api_tokens_;
     extra.push_back("--api-tokens=" + root_ + "/api-tokens");
     StartControlPlane(extra);
+  }
+
+  // The services server reflection lists for a caller with `token` (none when empty),
+  // space-separated; the status when it refuses.
+  std::string ReflectedServices(const std::string& token) {
+    using grpc::reflection::v1alpha::ServerReflection;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    auto stream =
+        ServerReflection::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                                      grpc::InsecureChannelCredentials()))
+            ->ServerReflectionInfo(&context);
+    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    request.set_list_services("");
+    stream->Write(request);
+    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    std::vector<std::string> names;
+    if (stream->Read(&response)) {
+      for (const auto& service : response.list_services_response().service()) {
+        names.push_back(service.name());
+      }
+    }
+    stream->WritesDone();
+    const grpc::Status status = stream->Finish();
+    if (!status.ok())
+      return absl::StrCat("refused: ", status.error_code(), " ", status.error_message());
+    return absl::StrJoin(names, " ");
   }
 
   void RestartControlPlaneKeepingData() {
@@ -109,6 +140,10 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   std::string agent_token = root_ + "/agent-token";
   std::ofstream(agent_token) << "agent-secret\n";
   EXPECT_THAT(As(agent_token, {"source", "list"}, &code), HasSubstr("UNAUTHENTICATED"));
+  // Server reflection (what grpcurl reads the schema with) answers API callers only.
+  EXPECT_THAT(ReflectedServices(""), HasSubstr("refused: 16 "));  // UNAUTHENTICATED
+  EXPECT_THAT(ReflectedServices("agent-secret"), HasSubstr("refused: 16 "));
+  EXPECT_THAT(ReflectedServices("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
 
   // Nothing the refused calls asked for happened.
   out = As(viewer, {"bundle", "list"}, &code);
