@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -60,6 +62,15 @@ class GitRepositories {
   // empty for none. Refuses URLs that carry credentials, and local ones unless allowed.
   virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
       const std::string& url, const std::string& credential = "") = 0;
+  // Keeps the caches of `in_use` ((url, credential) pairs, as ForUrl takes them) and
+  // deletes every other clone on disk: a repository object no one holds any more at once,
+  // one still held (a fetch under way) on a later call, once no one does. Asked for again
+  // before that, the cache is kept after all. The first call also deletes clones no
+  // object was made for (left by sources removed before a restart). Returns how many
+  // clones it deleted.
+  virtual int Retain(const std::set<std::pair<std::string, std::string>>& in_use) { return 0; }
+  // Whether a clone waits for its last holder to let go (Retain then deletes it).
+  virtual bool RetainPending() { return false; }
 };
 
 // Bare clones under `cache_dir`, one per URL, fetched with libgit2.

@@ -1,5 +1,8 @@
+#include <dirent.h>
 #include <git2.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/file_system.h"
 #include "common/logging.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
@@ -500,30 +504,130 @@ class Libgit2Repositories : public GitRepositories {
     if (!credential.empty()) {
       if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
     }
-    // One cache per URL and credential: what one credential may read is not served to a
-    // source that names another (or none).
-    const std::string key = credential.empty() ? url : absl::StrCat(credential, "\n", url);
+    const std::string key = Key(url, credential);
     MutexLock lock(&mu_);
     auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
+    // Asked for again before Retain deleted it: the clone stays, and so does the object
+    // when someone still holds it (two objects would fetch into one directory at once).
+    auto unused = unused_.find(key);
+    if (unused != unused_.end()) {
+      std::shared_ptr<GitRepository> held = unused->second.lock();
+      unused_.erase(unused);
+      if (held != nullptr) {
+        repos_[key] = held;
+        return held;
+      }
+    }
     for (size_t i = 1; i <= cache_dir_.size(); ++i) {
       if (i == cache_dir_.size() || cache_dir_[i] == '/') {
         mkdir(cache_dir_.substr(0, i).c_str(), 0700);
       }
     }
-    auto repo = std::make_shared<Libgit2Repository>(
-        url, credential, absl::StrCat(cache_dir_, "/", Sha256Hex(key).substr(0, 24), ".git"),
-        limits_, access_);
+    auto repo = std::make_shared<Libgit2Repository>(url, credential, DirOf(key), limits_, access_);
     repos_[key] = repo;
     return repo;
   }
 
+  int Retain(const std::set<std::pair<std::string, std::string>>& in_use) override {
+    std::set<std::string> keep;
+    for (const auto& [url, credential] : in_use) keep.insert(Key(url, credential));
+    std::vector<std::string> doomed;  // renamed away under the lock, deleted outside it
+    {
+      MutexLock lock(&mu_);
+      for (auto it = repos_.begin(); it != repos_.end();) {
+        if (keep.count(it->first) > 0) {
+          ++it;
+          continue;
+        }
+        unused_[it->first] = it->second;
+        it = repos_.erase(it);
+      }
+      if (!swept_) {
+        swept_ = true;
+        std::set<std::string> known;
+        for (const std::string& key : keep) known.insert(DirOf(key));
+        for (const auto& [key, repo] : repos_) known.insert(DirOf(key));
+        for (const auto& [key, repo] : unused_) known.insert(DirOf(key));
+        std::vector<std::string> names;  // read whole before anything is renamed
+        if (DIR* dir = opendir(cache_dir_.c_str())) {
+          while (dirent* entry = readdir(dir)) names.emplace_back(entry->d_name);
+          closedir(dir);
+        }
+        for (const std::string& name : names) {
+          const std::string path = absl::StrCat(cache_dir_, "/", name);
+          if (absl::StrContains(name, ".git.removing-")) {
+            doomed.push_back(path);  // a deletion a stop cut short
+          } else if (IsCloneName(name) && known.count(path) == 0) {
+            Doom(path, &doomed);
+          }
+        }
+      }
+      for (auto it = unused_.begin(); it != unused_.end();) {
+        if (keep.count(it->first) == 0 && !it->second.expired()) {
+          ++it;  // a fetch or a render still holds it: next time
+          continue;
+        }
+        if (keep.count(it->first) == 0) Doom(DirOf(it->first), &doomed);
+        it = unused_.erase(it);
+      }
+    }
+    int deleted = 0;
+    for (const std::string& dir : doomed) {
+      absl::Status removed = RemoveRecursively(dir);
+      if (removed.ok()) {
+        ++deleted;
+      } else {
+        GF_LOG(WARNING) << "cannot delete the unused Git cache " << dir << ": " << removed;
+      }
+    }
+    if (deleted > 0) {
+      GF_LOG(INFO) << "deleted " << deleted << (deleted == 1 ? " Git cache" : " Git caches")
+                   << " no source uses";
+    }
+    return deleted;
+  }
+
+  bool RetainPending() override {
+    MutexLock lock(&mu_);
+    return !unused_.empty() || !swept_;
+  }
+
  private:
+  // One cache per URL and credential: what one credential may read is not served to a
+  // source that names another (or none).
+  static std::string Key(const std::string& url, const std::string& credential) {
+    return credential.empty() ? url : absl::StrCat(credential, "\n", url);
+  }
+  std::string DirOf(const std::string& key) const {
+    return absl::StrCat(cache_dir_, "/", Sha256Hex(key).substr(0, 24), ".git");
+  }
+  // 24 lower-case hex digits and ".git": what DirOf names, nothing else of the cache
+  // directory (home/, a user's file).
+  static bool IsCloneName(absl::string_view name) {
+    if (!absl::ConsumeSuffix(&name, ".git") || name.size() != 24) return false;
+    for (char c : name) {
+      if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+    }
+    return true;
+  }
+  // Renames `dir` out of the way (at once, so a source added again clones afresh beside
+  // the deletion), for deletion after the lock.
+  void Doom(const std::string& dir, std::vector<std::string>* doomed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string away = absl::StrCat(dir, ".removing-", getpid(), "-", ++removals_);
+    if (rename(dir.c_str(), away.c_str()) == 0) doomed->push_back(away);
+  }
+
   const std::string cache_dir_;
   const GitLimits limits_;
   const GitAccess access_;
   Mutex mu_;
   std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
+  // Repositories no source uses, whose clones go once no one holds them (Retain).
+  std::map<std::string, std::weak_ptr<GitRepository>> unused_ ABSL_GUARDED_BY(mu_);
+  bool swept_ ABSL_GUARDED_BY(mu_) = false;  // the cache directory was read (Retain)
+  uint64_t removals_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "controlplane/source/source_poller.h"
 
 #include <algorithm>
+#include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -52,11 +54,13 @@ absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
 }
 
 void SourcePoller::Upsert(const v1::Source& source) {
+  bool other_repository = false;
   {
     MutexLock lock(&mu_);
     Tracked& t = sources_[source.name()];
     bool changed = t.source.url() != source.url() || t.source.ref() != source.ref() ||
                    t.source.credentials_ref() != source.credentials_ref();
+    other_repository = !t.source.url().empty() && RepoKey(t.source) != RepoKey(source);
     t.source = source;
     *t.info.mutable_source() = source;
     if (changed) {
@@ -65,11 +69,26 @@ void SourcePoller::Upsert(const v1::Source& source) {
     }
   }
   queue_.Add(RepoKey(source));
+  if (other_repository) ReleaseUnused();
 }
 
 void SourcePoller::Remove(const std::string& name) {
-  MutexLock lock(&mu_);
-  sources_.erase(name);
+  {
+    MutexLock lock(&mu_);
+    sources_.erase(name);
+  }
+  ReleaseUnused();
+}
+
+void SourcePoller::ReleaseUnused() {
+  std::set<std::pair<std::string, std::string>> in_use;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, t] : sources_) {
+      in_use.emplace(t.source.url(), t.source.credentials_ref());
+    }
+  }
+  repos_->Retain(in_use);
 }
 
 std::optional<v1::SourceInfo> SourcePoller::Get(const std::string& name) {
@@ -138,7 +157,10 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       break;
     }
   }
-  if (url.empty()) return absl::OkStatus();  // removed meanwhile: not queued again
+  if (url.empty()) {  // removed meanwhile: not queued again
+    if (repos_->RetainPending()) ReleaseUnused();
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   absl::Duration took = clock_->Now() - start;
@@ -196,6 +218,11 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   }
   for (const auto& [name, snapshot] : deliveries) on_commit_(name, snapshot);
   if (result.ok() && next < absl::InfiniteDuration()) queue_.AddAfter(key, next);
+  // The first fetch after a start deletes clones no source uses any more; later ones, a
+  // clone a fetch or render still held when its source went (this one included).
+  deliveries.clear();
+  if (repo.ok()) repo->reset();
+  if (repos_->RetainPending()) ReleaseUnused();
   return result;
 }
 

@@ -7,6 +7,8 @@
 // a few workers fetch at once, one fetch per URL at a time, so a slow or hanging Git
 // server delays only the sources that use it; a failed fetch (or a ref that does not
 // resolve) is retried after min(1 s * 2^(n-1), 5 min), a good one after the interval.
+// The clone of a repository no source uses any more is deleted (on the first fetch after
+// a start, for sources removed while the control plane was down).
 //
 //   SourcePoller poller(repos, metrics, [&](const std::string& source,
 //                                           const SourceSnapshot& snap) { ... });
@@ -86,6 +88,8 @@ class SourcePoller {
   // Fetches a repository (RepoKey) and resolves every source that uses it. An error
   // (the fetch, or a ref of one of them) makes the queue retry it with backoff.
   absl::Status FetchUrl(const std::string& key);
+  // Deletes the clones of repositories no tracked source uses (GitRepositories::Retain).
+  void ReleaseUnused();
   absl::Duration IntervalLocked(const Tracked& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   GitRepositories* const repos_;

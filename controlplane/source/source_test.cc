@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/sync.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/source_poller.h"
@@ -199,6 +200,105 @@ TEST(Libgit2RepositoryTest, HttpsIsSupported) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("https://127.0.0.1:1/team/app.git"));
   EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr("unsupported")));
   EXPECT_THAT(std::string(status.message()), ::testing::ContainsRegex("connect|refused"));
+}
+
+// The clones (NAME.git) in a cache directory, sorted.
+std::vector<std::string> Clones(const std::string& cache) {
+  std::string out;
+  ::gitfleet::testing::Run("cd '" + cache + "' && ls -d *.git 2>/dev/null | sort", &out);
+  return absl::StrSplit(out, '\n', absl::SkipEmpty());
+}
+
+// A clone no source uses is deleted: at once when nothing holds its repository, else once
+// nothing does; a repository asked for again before that keeps its clone (and object).
+TEST(Libgit2RepositoryTest, RetainDeletesTheClonesNoSourceUses) {
+  GitFixture a(TempDir("a"));
+  a.Write("a.yaml", "a: 1\n");
+  a.Commit("a");
+  GitFixture b(TempDir("b"));
+  b.Write("b.yaml", "b: 1\n");
+  b.Commit("b");
+  GitFixture c(TempDir("c"));
+  c.Write("c.yaml", "c: 1\n");
+  c.Commit("c");
+  const std::string cache = TempDir("cache");
+  auto repos = NewLibgit2Repositories(cache, {}, kLocal);
+  ASSERT_TRUE((*repos->ForUrl(a.url()))->Fetch().ok());
+  std::shared_ptr<GitRepository> held = *repos->ForUrl(b.url());
+  ASSERT_TRUE(held->Fetch().ok());
+  ASSERT_TRUE((*repos->ForUrl(c.url()))->Fetch().ok());
+  const std::vector<std::string> all = Clones(cache);
+  ASSERT_EQ(all.size(), 3u);
+
+  // b is unused but held (a fetch under way): kept for now; c goes.
+  EXPECT_EQ(repos->Retain({{a.url(), ""}}), 1);
+  EXPECT_EQ(Clones(cache).size(), 2u);
+  EXPECT_TRUE(repos->RetainPending());
+  // Asked for again: the same object, and its clone stays.
+  EXPECT_EQ(*repos->ForUrl(b.url()), held);
+  EXPECT_EQ(repos->Retain({{a.url(), ""}, {b.url(), ""}}), 0);
+  EXPECT_EQ(Clones(cache).size(), 2u);
+
+  EXPECT_EQ(repos->Retain({{a.url(), ""}}), 0) << "still held";
+  held.reset();
+  EXPECT_EQ(repos->Retain({{a.url(), ""}}), 1);
+  EXPECT_FALSE(repos->RetainPending());
+  std::vector<std::string> left = Clones(cache);
+  ASSERT_EQ(left.size(), 1u);
+  // a's clone still serves a.
+  EXPECT_TRUE((*repos->ForUrl(a.url()))->Fetch().ok());
+  EXPECT_EQ(Clones(cache), left);
+
+  // After a restart, the first Retain deletes clones of repositories no source names
+  // (removed while the control plane was down), and nothing else in the directory.
+  repos.reset();
+  ::gitfleet::testing::Run("cp -r '" + cache + "/" + left[0] + "' '" + cache +
+                           "/0123456789abcdef01234567.git'");
+  std::ofstream(cache + "/notes.txt") << "mine\n";
+  ::gitfleet::testing::Run("mkdir -p '" + cache + "/keep.git'");
+  repos = NewLibgit2Repositories(cache, {}, kLocal);
+  EXPECT_TRUE(repos->RetainPending());
+  EXPECT_EQ(repos->Retain({{a.url(), ""}}), 1);
+  EXPECT_EQ(Clones(cache), (std::vector<std::string>{left[0], "keep.git"}));
+  EXPECT_TRUE(std::ifstream(cache + "/notes.txt").good());
+  EXPECT_TRUE(std::ifstream(cache + "/home/.ssh/known_hosts").good());
+  EXPECT_TRUE((*repos->ForUrl(a.url()))->Fetch().ok());
+}
+
+// A source removed, or pointed at another repository, leaves no clone behind.
+TEST(SourcePollerTest, ARemovedSourcesCloneIsDeleted) {
+  GitFixture a(TempDir("a"));
+  a.Write("a.yaml", "a: 1\n");
+  a.Commit("a");
+  GitFixture b(TempDir("b"));
+  b.Write("b.yaml", "b: 1\n");
+  b.Commit("b");
+  metrics::Registry registry;
+  ControlPlaneMetrics metrics(registry);
+  const std::string cache = TempDir("cache");
+  auto repos = NewLibgit2Repositories(cache, {}, kLocal);
+  SourcePoller poller(repos.get(), metrics, [](const std::string&, const SourceSnapshot&) {});
+  poller.Start();
+  v1::Source one;
+  one.set_name("one");
+  one.set_url(a.url());
+  v1::Source two = one;
+  two.set_name("two");
+  poller.Upsert(one);
+  poller.Upsert(two);
+  ASSERT_TRUE(poller.SyncNow("one", absl::Seconds(30)).ok());
+  ASSERT_EQ(Clones(cache).size(), 1u);
+
+  poller.Remove("one");
+  EXPECT_EQ(Clones(cache).size(), 1u) << "two still reads it";
+  two.set_url(b.url());
+  poller.Upsert(two);
+  ASSERT_TRUE(poller.SyncNow("two", absl::Seconds(30)).ok());
+  // a's clone went when two moved to b (or, if a snapshot still held it, at the fetch).
+  const std::vector<std::string> left = Clones(cache);
+  ASSERT_EQ(left.size(), 1u);
+  poller.Remove("two");
+  EXPECT_TRUE(Clones(cache).empty());
 }
 
 // What a poller test starts from: a repository with one commit, and the poller's metrics.

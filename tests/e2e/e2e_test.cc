@@ -9,6 +9,7 @@
 #include <regex>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -500,6 +501,21 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
   out = Ctl({"sync", "gone"}, &code);
   EXPECT_EQ(code, 1);
   EXPECT_THAT(out, HasSubstr("cannot fetch"));
+
+  // Removed sources leave no clone behind in the data directory.
+  auto clones = [&] {
+    std::string listed;
+    ::gitfleet::testing::Run("ls -d '" + data_dir_ + "'/git/*.git 2>/dev/null | wc -l", &listed);
+    return std::string(absl::StripAsciiWhitespace(listed));
+  };
+  // demo's, badref's, and the empty one gone's failed fetch made.
+  EXPECT_EQ(clones(), "3");
+  ASSERT_EQ((Ctl({"bundle", "remove", "web"}, &code), code), 0);
+  for (const char* source : {"demo", "gone", "badref"}) {
+    out = Ctl({"source", "remove", source}, &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+  EXPECT_TRUE(Eventually([&] { return clones() == "0"; }, absl::Seconds(70))) << clones();
 }
 
 TEST_F(Fleet, CliReportsServerErrorsInOneLine) {
