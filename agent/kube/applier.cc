@@ -277,7 +277,8 @@ absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
 }
 
 absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::ObjectKey& key,
-                                                                const Live& live) {
+                                                                const Live& live,
+                                                                const std::string& bundle) {
   const bool ns = live.resource.group.empty() && live.resource.kind == "Namespace";
   const bool crd = live.resource.group == "apiextensions.k8s.io" &&
                    live.resource.kind == "CustomResourceDefinition";
@@ -314,47 +315,95 @@ absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::Object
     what = absl::StrCat(names.value("kind", plural), " object");
     path = absl::StrCat("/apis/", group, "/", version, "/", plural);
   }
-  constexpr int kLimit = 100;
-  absl::StatusOr<KubeResponse> response = client_->Do("GET", absl::StrCat(path, "?limit=", kLimit));
-  if (crd && response.ok() && response->code == 404) return std::string();  // not served
-  if (!response.ok() || response->code != 200) {
-    // Unknown is not empty: it stays until the agent can tell.
-    absl::Status why = response.ok() ? response->ToStatus() : response.status();
-    return absl::Status(why.code(), absl::StrCat("cannot tell whether it holds any ", what,
-                                                 ", so it is not deleted: ", why.message()));
+  absl::StatusOr<Held> held =
+      ListHeld(path, what, crd, /*pages=*/1, [](const json&) { return true; });
+  if (!held.ok()) return held.status();
+  if (held->names.empty() && ns) {
+    // Secrets Git cannot bring back: read a few pages (a namespace of many service
+    // account tokens or owned Secrets), and what was not read counts as held.
+    what = "Secret";
+    path = absl::StrCat("/api/v1/namespaces/", key.name(), "/secrets");
+    held = ListHeld(path, what, false, kSecretPages, [&bundle](const json& item) {
+      const json& metadata = item["metadata"];
+      const json owners = metadata.value("ownerReferences", json::array());
+      if (owners.is_array() && !owners.empty()) return false;  // goes with its owner
+      if (item.value("type", std::string()) == "kubernetes.io/service-account-token") {
+        return false;  // made again for its service account
+      }
+      const std::string owner = MetadataField(item, "labels", kBundleLabel);
+      if (owner.empty()) return true;              // by hand, or by another tool
+      if (owner != bundle) return false;           // that bundle's: it holds the Namespace
+      return !DeleteLeaves(item, bundle).empty();  // this bundle's, kept by an annotation
+    });
+    if (!held.ok()) return held.status();
   }
-  json list = json::parse(response->body, nullptr, false);
-  if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
-    return absl::InternalError(
-        absl::StrCat("the API's list of ", what, " objects is not a list, so it is not deleted"));
-  }
-  std::vector<std::string> held;
-  for (const json& item : list["items"]) {
-    if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object()) continue;
-    const json& metadata = item["metadata"];
-    if (metadata.contains("deletionTimestamp") && !metadata["deletionTimestamp"].is_null()) {
-      continue;  // its deletion was decided already
-    }
-    std::string name = metadata.value("name", std::string());
-    if (crd && metadata.contains("namespace") && metadata["namespace"].is_string()) {
-      name = absl::StrCat(metadata["namespace"].get<std::string>(), "/", name);
-    }
-    held.push_back(std::move(name));
-  }
-  if (held.empty()) return std::string();
-  const bool more = list.contains("metadata") && list["metadata"].is_object() &&
-                    !list["metadata"].value("continue", std::string()).empty();
-  const size_t shown = std::min<size_t>(held.size(), 3);
+  if (held->names.empty()) return std::string();
+  const std::vector<std::string>& names = held->names;
+  const size_t shown = std::min<size_t>(names.size(), 3);
+  const bool secrets = what == "Secret";
   return absl::StrCat(
-      "it still holds ", held.size(), more ? " or more " : " ", what, held.size() == 1 ? "" : "s",
-      " (", absl::StrJoin(held.begin(), held.begin() + shown, ", "),
-      held.size() > shown ? ", ..." : "", "): ",
-      ns ? "deleting the Namespace would delete them, and with a Delete reclaim policy their "
-           "volumes' data"
-         : "deleting the CustomResourceDefinition would delete every one of them, whoever "
-           "made them",
+      "it still holds ", names.size(), held->more ? " or more " : " ", what,
+      names.size() == 1 ? "" : "s", secrets ? " no bundle applies" : "", " (",
+      absl::StrJoin(names.begin(), names.begin() + shown, ", "),
+      names.size() > shown ? ", ..." : "", "): ",
+      !ns       ? "deleting the CustomResourceDefinition would delete every one of them, whoever "
+                  "made them"
+      : secrets ? "deleting the Namespace would delete them, and nothing in Git could bring "
+                  "them back"
+                : "deleting the Namespace would delete them, and with a Delete reclaim policy "
+                  "their volumes' data",
       "; it is pruned once they are gone, or at once when it is annotated ", kPruneAnnotation,
       "=true");
+}
+
+absl::StatusOr<KubernetesApplier::Held> KubernetesApplier::ListHeld(
+    const std::string& path, const std::string& what, bool cluster_wide, int pages,
+    const std::function<bool(const json&)>& holds) {
+  Held out;
+  std::string next;
+  for (int page = 0; page < pages; ++page) {
+    std::string url = absl::StrCat(path, "?limit=", kHeldPage);
+    if (!next.empty()) absl::StrAppend(&url, "&continue=", UrlEncode(next));
+    absl::StatusOr<KubeResponse> response = client_->Do("GET", url);
+    if (cluster_wide && response.ok() && response->code == 404) return out;  // not served
+    if (!response.ok() || response->code != 200) {
+      // Unknown is not empty: it stays until the agent can tell.
+      absl::Status why = response.ok() ? response->ToStatus() : response.status();
+      return absl::Status(why.code(), absl::StrCat("cannot tell whether it holds any ", what,
+                                                   ", so it is not deleted: ", why.message()));
+    }
+    json list = json::parse(response->body, nullptr, false);
+    if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+      return absl::InternalError(
+          absl::StrCat("the API's list of ", what, " objects is not a list, so it is not deleted"));
+    }
+    for (const json& item : list["items"]) {
+      if (!item.is_object() || !item.contains("metadata") || !item["metadata"].is_object()) {
+        continue;
+      }
+      const json& metadata = item["metadata"];
+      if (metadata.contains("deletionTimestamp") && !metadata["deletionTimestamp"].is_null()) {
+        continue;  // its deletion was decided already
+      }
+      if (!holds(item)) continue;
+      std::string name = metadata.value("name", std::string());
+      if (cluster_wide && metadata.contains("namespace") && metadata["namespace"].is_string()) {
+        name = absl::StrCat(metadata["namespace"].get<std::string>(), "/", name);
+      }
+      out.names.push_back(std::move(name));
+    }
+    next = list.contains("metadata") && list["metadata"].is_object()
+               ? list["metadata"].value("continue", std::string())
+               : std::string();
+    if (next.empty()) return out;
+    if (!out.names.empty()) break;  // one is enough to hold it
+  }
+  out.more = true;
+  if (out.names.empty()) {
+    // Pages left unread may hold one: unknown is not empty.
+    out.names.push_back(absl::StrCat("more than ", pages * kHeldPage, " not read to the end"));
+  }
+  return out;
 }
 
 absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::ObjectKey& key,
@@ -372,7 +421,7 @@ absl::StatusOr<RemovalPreview> KubernetesApplier::PreviewRemoval(const v1::Objec
   if (std::string leaves = DeleteLeaves(live->object, context.bundle); !leaves.empty()) {
     return RemovalPreview{true, std::move(leaves)};
   }
-  absl::StatusOr<std::string> data = DeletionDestroys(key, *live);
+  absl::StatusOr<std::string> data = DeletionDestroys(key, *live, context.bundle);
   if (!data.ok()) return data.status();
   return RemovalPreview{true, *std::move(data)};
 }
@@ -420,7 +469,7 @@ absl::Status KubernetesApplier::Delete(const v1::ObjectKey& key, const ApplyCont
     GF_LOG(INFO) << "prune: " << KeyDisplay(key) << ": " << leaves << "; leaving it";
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> data = DeletionDestroys(key, *live);
+  absl::StatusOr<std::string> data = DeletionDestroys(key, *live, context.bundle);
   if (!data.ok()) return data.status();
   if (!data->empty()) return absl::FailedPreconditionError(*std::move(data));
   const json& metadata = live->object["metadata"];

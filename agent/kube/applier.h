@@ -35,6 +35,7 @@
 //
 // Thread-safe.
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -132,9 +133,24 @@ class KubernetesApplier : public Applier {
   };
   absl::StatusOr<Live> ReadLive(const v1::ObjectKey& key, const ApplyContext& context);
   // Why deleting `live` would delete objects nobody asked to delete: a Namespace's
-  // PersistentVolumeClaims, a CustomResourceDefinition's custom resources. "" when it
-  // would not, or it is annotated to be deleted all the same.
-  absl::StatusOr<std::string> DeletionDestroys(const v1::ObjectKey& key, const Live& live);
+  // PersistentVolumeClaims, or Secrets that Git cannot bring back (made by hand or by
+  // another tool, or kept by an annotation of `bundle`'s; not a service account's token,
+  // nor one another object owns or another bundle applies); a CustomResourceDefinition's
+  // custom resources. "" when it would not, or it is annotated to be deleted all the same.
+  absl::StatusOr<std::string> DeletionDestroys(const v1::ObjectKey& key, const Live& live,
+                                               const std::string& bundle);
+  // What a list of `what` at `path` holds that counts (`holds`): names (namespace/name when
+  // `cluster_wide`), read `kHeldPage` a page for at most `pages` pages. A page's list
+  // stops at the first that holds anything; `more` when pages were left unread (with no
+  // name found, a note saying so stands for one: unknown is not empty).
+  struct Held {
+    std::vector<std::string> names;
+    bool more = false;
+  };
+  static constexpr int kHeldPage = 100;
+  static constexpr int kSecretPages = 10;
+  absl::StatusOr<Held> ListHeld(const std::string& path, const std::string& what, bool cluster_wide,
+                                int pages, const std::function<bool(const nlohmann::json&)>& holds);
   absl::StatusOr<Live> ReadForRemoval(const v1::ObjectKey& key, const ApplyContext& context);
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);

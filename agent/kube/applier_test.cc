@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/apply/reconciler.h"
@@ -1178,6 +1179,97 @@ TEST_F(KubernetesApplierTest, ANamespaceThatHoldsVolumeClaimsIsNotPruned) {
   ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
   EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
   EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "cache").is_null());
+}
+
+// Secrets Git cannot bring back hold a Namespace as claims do: one made by hand, and the
+// bundle's own kept by an annotation. A service account's token, a Secret another object
+// owns and another bundle's do not.
+TEST_F(KubernetesApplierTest, ANamespaceThatHoldsSecretsGitCannotBringBackIsNotPruned) {
+  const v1::ManifestObject kept =
+      Obj("apiVersion: v1\nkind: Secret\nmetadata:\n  name: kept\n  namespace: shop\n"
+          "  annotations:\n    gitfleet.io/prune: \"false\"\nstringData: {password: x}\n");
+  const v1::ManifestObject pruned =
+      Obj("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pruned\n  namespace: shop\n"
+          "stringData: {password: y}\n");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), kept, pruned, Cm("x", "default")}))
+                  .ack.ok());
+  auto secret = [&](const std::string& name, json extra) {
+    json object = {{"apiVersion", "v1"},
+                   {"kind", "Secret"},
+                   {"metadata", {{"name", name}, {"namespace", "shop"}}}};
+    object.merge_patch(extra);
+    fake_->Put("", "secrets", object);
+  };
+  secret("by-hand", json::object());
+  secret("token", {{"type", "kubernetes.io/service-account-token"}});
+  secret("owned", {{"metadata",
+                    {{"ownerReferences", json::array({{{"apiVersion", "cert-manager.io/v1"},
+                                                       {"kind", "Certificate"},
+                                                       {"name", "web"},
+                                                       {"uid", "u1"}}})}}}});
+  secret("theirs", {{"metadata", {{"labels", {{kBundleLabel, "other"}}}}}});
+  const v1::BundleUpdate dropped = Update({Cm("x", "default")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_EQ(outcome.ack.errors(0).key().kind(), "Namespace");
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("prune: it still holds 2 Secrets no bundle applies (by-hand, kept): "
+                        "deleting the Namespace would delete them, and nothing in Git could "
+                        "bring them back; it is pruned once they are gone, or at once when it "
+                        "is annotated gitfleet.io/prune=true"));
+  EXPECT_TRUE(fake_->Get("", "secrets", "shop", "pruned").is_null()) << "the bundle's own";
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_THAT(DiffByName("web"),
+              ElementsAre(::testing::Pair(
+                  "shop", ::testing::AllOf(::testing::StartsWith("keep: "),
+                                           HasSubstr("it still holds 2 Secrets")))));
+
+  // The one made by hand goes: the kept one still holds it.
+  ASSERT_TRUE(fake_->Delete("", "secrets", "shop", "by-hand"));
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(), HasSubstr("1 Secret no bundle applies (kept)"));
+  // The operator says so on the Namespace: it goes, with what is in it.
+  fake_->Mutate("", "namespaces", "", "shop",
+                [](json& o) { o["metadata"]["annotations"]["gitfleet.io/prune"] = "true"; });
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+}
+
+// Secrets are read a page at a time: one on a later page holds the Namespace too, and
+// pages left unread count as holding one.
+TEST_F(KubernetesApplierTest, SecretsBeyondTheFirstPageHoldANamespaceToo) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("x", "default")})).ack.ok());
+  auto put = [&](const std::string& name, bool token) {
+    json object = {{"apiVersion", "v1"},
+                   {"kind", "Secret"},
+                   {"metadata", {{"name", name}, {"namespace", "shop"}}}};
+    if (token) object["type"] = "kubernetes.io/service-account-token";
+    fake_->Put("", "secrets", object);
+  };
+  for (int i = 0; i < 150; ++i) put(absl::StrFormat("token-%04d", i), true);
+  put("zz-by-hand", false);
+  const v1::BundleUpdate dropped = Update({Cm("x", "default")});
+  fake_->ClearRequests();
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("it still holds 1 Secret no bundle applies (zz-by-hand)"));
+  int pages = 0;
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "GET" && r.path == "/api/v1/namespaces/shop/secrets") ++pages;
+  }
+  EXPECT_EQ(pages, 2);
+
+  ASSERT_TRUE(fake_->Delete("", "secrets", "shop", "zz-by-hand"));
+  for (int i = 150; i < 1001; ++i) put(absl::StrFormat("token-%04d", i), true);
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("it still holds 1 or more Secret no bundle applies (more than 1000 "
+                        "not read to the end)"));
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
 }
 
 TEST_F(KubernetesApplierTest, ACrdThatStillHasCustomResourcesIsNotPruned) {

@@ -407,17 +407,34 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     json items = json::array();
     std::string prefix = ObjectKeyFor(group, plural, ns, "");
     if (ns.empty()) prefix = absl::StrCat(group, "/", plural, "/");
-    for (const auto& [k, object] : objects_) {
-      if (!absl::StartsWith(k, prefix)) continue;
-      if (!Matches(object, query.count("labelSelector") ? query["labelSelector"] : "")) continue;
-      json item = object;
+    // Pages as the API's chunking does: `limit` items at most, and a `continue` token (here
+    // the last key sent) that the next request passes to go on after it.
+    size_t limit = 0;
+    if (query.count("limit") > 0 && !absl::SimpleAtoi(query["limit"], &limit)) {
+      return finish({400, StatusBody(400, "BadRequest", "limit is not a number")});
+    }
+    const std::string after = query.count("continue") > 0 ? query["continue"] : "";
+    std::string last, more;
+    for (auto it = after.empty() ? objects_.lower_bound(prefix) : objects_.upper_bound(after);
+         it != objects_.end() && absl::StartsWith(it->first, prefix); ++it) {
+      if (!Matches(it->second, query.count("labelSelector") ? query["labelSelector"] : "")) {
+        continue;
+      }
+      if (limit > 0 && items.size() == limit) {
+        more = last;
+        break;
+      }
+      json item = it->second;
       item["apiVersion"] = ApiVersion(group, version);
       items.push_back(item);
+      last = it->first;
     }
+    json metadata = {{"resourceVersion", std::to_string(resource_version_)}};
+    if (!more.empty()) metadata["continue"] = more;
     return finish({200,
                    {{"kind", resource->kind + "List"},
                     {"apiVersion", ApiVersion(group, version)},
-                    {"metadata", {{"resourceVersion", std::to_string(resource_version_)}}},
+                    {"metadata", metadata},
                     {"items", items}}});
   }
   if (method == "POST" && subresource.empty() && name.empty()) {
