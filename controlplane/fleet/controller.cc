@@ -2157,15 +2157,8 @@ absl::Status Controller::SuspendCluster(const std::string& cluster, bool suspend
 
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(
     const SourceSnapshot& snapshot) {
-  std::string key = absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id);
-  MutexLock lock(&repository_files_mu_);
-  if (repository_files_key_ != key || repository_files_ == nullptr) {
-    absl::StatusOr<std::vector<RepoFile>> files = snapshot.repo->ReadTree(snapshot.commit.id, "");
-    if (!files.ok()) return files.status();
-    repository_files_ = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
-    repository_files_key_ = key;
-  }
-  return repository_files_;
+  return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id),
+                               [&] { return snapshot.repo->ReadTree(snapshot.commit.id, ""); });
 }
 
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,

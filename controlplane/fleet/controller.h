@@ -39,6 +39,7 @@
 #include "common/workqueue.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/events/event_bus.h"
+#include "controlplane/fleet/repository_files.h"
 #include "controlplane/fleet/rollout.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
@@ -354,7 +355,8 @@ class Controller {
   ControlPlaneMetrics& metrics_;
   const ControllerOptions options_;
   // Every file of the repository at the snapshot's commit, read once per commit and shared
-  // by the renders that need the whole repository (kustomize, jsonnet).
+  // by the renders that need the whole repository (kustomize, jsonnet; see
+  // RecentRepositoryFiles).
   absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> RepositoryFiles(
       const SourceSnapshot& snapshot);
 
@@ -366,10 +368,7 @@ class Controller {
   Renderers renderers_;
   SourcePoller poller_;
 
-  Mutex repository_files_mu_;
-  std::string repository_files_key_ ABSL_GUARDED_BY(repository_files_mu_);  // url@commit
-  std::shared_ptr<const std::vector<RepoFile>> repository_files_
-      ABSL_GUARDED_BY(repository_files_mu_);
+  RecentRepositoryFiles repository_files_;  // by url@commit
 
   Mutex writer_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   Mutex mu_;
