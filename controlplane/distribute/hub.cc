@@ -284,6 +284,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     if (content != nullptr && content != target.content) {
       if (target.content != nullptr) target.previous = target.content;
       target.content = content;
+      IndexNewestLocked(bundle);
     }
     // With one revision for everyone, agents that hold it need nothing; otherwise each
     // targeted agent asks, and NextMessage works out its cluster's revision.
@@ -370,6 +371,42 @@ void Hub::SetNewestContent(const std::string& bundle, const LabelSelector& selec
     NoteDropsLocked(bundle, before, *content, retargeted);
   }
   newest_[bundle] = Newest{selector, std::move(content)};
+  IndexNewestLocked(bundle);
+}
+
+void Hub::IndexNewestLocked(const std::string& bundle) {
+  // As HandoversLocked reads it: newest_'s content when it has the bundle (a null one
+  // counts for nothing), else the target's.
+  const BundleContent* content = nullptr;
+  if (auto newest = newest_.find(bundle); newest != newest_.end()) {
+    content = newest->second.content.get();
+  } else if (auto target = bundles_.find(bundle); target != bundles_.end()) {
+    content = target->second.content.get();
+  }
+  std::shared_ptr<const Revision> uniform = content != nullptr ? content->Uniform() : nullptr;
+  if (content != nullptr && uniform == nullptr) {
+    per_cluster_newest_.insert(bundle);
+  } else {
+    per_cluster_newest_.erase(bundle);
+  }
+  auto indexed = indexed_.find(bundle);
+  const Revision* before = indexed != indexed_.end() ? indexed->second.get() : nullptr;
+  if (before == uniform.get()) return;
+  if (before != nullptr) {
+    for (const auto& [k, object] : before->objects.objects()) {
+      if (uniform != nullptr && uniform->objects.objects().count(k) > 0) continue;
+      auto index = held_by_.find(k);
+      if (index != held_by_.end() && index->second.erase(bundle) > 0 && index->second.empty()) {
+        held_by_.erase(index);
+      }
+    }
+  }
+  if (uniform == nullptr) {
+    if (indexed != indexed_.end()) indexed_.erase(indexed);
+    return;
+  }
+  for (const auto& [k, object] : uniform->objects.objects()) held_by_[k].insert(bundle);
+  indexed_[bundle] = std::move(uniform);
 }
 
 void Hub::NoteDropsLocked(const std::string& bundle, const BundleContent* before,
@@ -474,6 +511,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
     newest_.erase(bundle);
+    IndexNewestLocked(bundle);
     ForgetDropsLocked(bundle);
     report_counts_.erase(bundle);
     ForgetRegressionsLocked(bundle);
@@ -894,19 +932,40 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
   std::vector<v1::Handover> out;
   std::set<std::string> named;
   // The newest render of each other bundle that targets the agent, whether or not its gate
-  // lets it go yet.
+  // lets it go yet: for an update's removed keys, only those the index says hold one of
+  // them (or whose revisions differ per cluster); newest_'s first, as for all of them.
   std::vector<std::pair<const std::string*, const BundleContent*>> others;
-  for (const auto& [name, target] : newest_) {
+  auto consider_newest = [&](const std::string& name, const Newest& target) {
     if (name != bundle && target.content != nullptr && agent.labels_known &&
         target.selector.Matches(agent.labels)) {
       others.emplace_back(&name, target.content.get());
     }
-  }
-  for (const auto& [name, target] : bundles_) {
+  };
+  auto consider_target = [&](const std::string& name, const BundleTarget& target) {
     if (name != bundle && target.content != nullptr && newest_.count(name) == 0 &&
         Targets(target, agent)) {
       others.emplace_back(&name, target.content.get());
     }
+  };
+  if (keys != nullptr) {
+    std::set<std::string> candidates = per_cluster_newest_;
+    for (const v1::ObjectKey& key : *keys) {
+      auto index = held_by_.find(KeyString(key));
+      if (index != held_by_.end()) candidates.insert(index->second.begin(), index->second.end());
+    }
+    for (const std::string& name : candidates) {
+      if (auto newest = newest_.find(name); newest != newest_.end()) {
+        consider_newest(newest->first, newest->second);
+      }
+    }
+    for (const std::string& name : candidates) {
+      if (auto target = bundles_.find(name); target != bundles_.end()) {
+        consider_target(target->first, target->second);
+      }
+    }
+  } else {
+    for (const auto& [name, target] : newest_) consider_newest(name, target);
+    for (const auto& [name, target] : bundles_) consider_target(name, target);
   }
   for (const auto& [name_ptr, content] : others) {
     const std::string& name = *name_ptr;

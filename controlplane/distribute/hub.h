@@ -362,6 +362,8 @@ class Hub {
                                        const Agent& agent, bool* targets) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDropsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings held_by_ up to date with `bundle`'s newest content (after it changed or went).
+  void IndexNewestLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
   // built and good; null otherwise.
   static std::shared_ptr<const Revision> RevisionFor(const BundleContent& content,
@@ -429,6 +431,14 @@ class Hub {
   absl::flat_hash_map<std::string, std::set<std::string>> dropped_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<std::string>> dropped_by_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> undiffable_ ABSL_GUARDED_BY(mu_);
+  // What HandoversLocked looks at for an update's removed keys, so that it costs one
+  // look-up per removed key rather than a walk of every bundle: object key -> bundles whose
+  // newest content (newest_'s, else bundles_') holds it in its one revision for everyone
+  // (indexed_ says which revision each was indexed at); and the bundles whose newest
+  // content has a revision per cluster, always looked at.
+  absl::flat_hash_map<std::string, std::set<std::string>> held_by_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const Revision>> indexed_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> per_cluster_newest_ ABSL_GUARDED_BY(mu_);
   // bundle -> the held revisions NoteHeldDropsLocked noted (with "/gone" when the bundle
   // did not target the agent), at most kMaxHeldNoted a bundle.
   std::map<std::string, std::set<std::string>> held_noted_ ABSL_GUARDED_BY(mu_);

@@ -1178,6 +1178,58 @@ class LazyContent : public BundleContent {
   std::map<std::string, std::shared_ptr<const Revision>> built_ ABSL_GUARDED_BY(mu_);
 };
 
+// Which bundles an update's removed keys may be handed over to is looked up by key: the
+// index follows each bundle's newest content as it changes, and leaves, and bundles whose
+// revisions differ per cluster are always asked.
+TEST_F(HubTest, HandoversFollowEachBundlesNewestContentAsItChanges) {
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  auto web_with = [](const std::vector<std::string>& names) {
+    return SingleRevision(MakeRevision("web", names));
+  };
+  hub_.SetBundle("web", Selector(""), web_with({"x", "moved", "cm-a"}));
+  hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  ASSERT_NE(hub_.NextMessage(a, "api"), nullptr);
+  // "web drops `name`": the handovers of its update to a, then web holds it again.
+  auto drop = [&](const std::string& name) {
+    std::vector<std::string> kept = {"x", "moved", "cm-a"};
+    kept.erase(std::find(kept.begin(), kept.end(), name));
+    hub_.SetBundle("web", Selector(""), web_with(kept));
+    std::shared_ptr<const EncodedMessage> update = hub_.NextMessage(a, "web");
+    EXPECT_NE(update, nullptr);
+    std::vector<std::string> out =
+        update != nullptr ? Handovers(*update) : std::vector<std::string>{"none sent"};
+    hub_.SetBundle("web", Selector(""), web_with({"x", "moved", "cm-a"}));
+    EXPECT_NE(hub_.NextMessage(a, "web"), nullptr);
+    return out;
+  };
+
+  hub_.SetNewestContent("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  EXPECT_THAT(drop("moved"), ElementsAre("moved->api"));
+  // api's newest no longer holds it (another commit): web deletes it.
+  hub_.SetNewestContent("api", Selector(""), SingleRevision(MakeRevision("api", {"y"})));
+  EXPECT_THAT(drop("moved"), IsEmpty());
+  // api's target content, once its newest goes with the bundle, counts no more either.
+  hub_.SetBundle("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  hub_.SetNewestContent("api", Selector(""), SingleRevision(MakeRevision("api", {"y", "moved"})));
+  EXPECT_THAT(drop("moved"), ElementsAre("moved->api"));
+  hub_.RemoveBundle("api");
+  EXPECT_THAT(drop("moved"), IsEmpty());
+  // A bundle new to the hub, given only its target content (no newest), counts.
+  hub_.SetBundle("db", Selector(""), SingleRevision(MakeRevision("db", {"moved"})));
+  EXPECT_THAT(drop("moved"), ElementsAre("moved->db"));
+  hub_.SetBundle("db", Selector("env=dev"), SingleRevision(MakeRevision("db", {"moved"})));
+  EXPECT_THAT(drop("moved"), IsEmpty()) << "db no longer targets a";
+
+  // Per-cluster revisions are not indexed: such a bundle is always asked.
+  auto values = std::make_shared<LazyContent>();
+  values->Build("a");  // holds cm-a for a
+  hub_.SetNewestContent("vals", Selector(""), values);
+  EXPECT_THAT(drop("cm-a"), ElementsAre("cm-a->vals"));
+  EXPECT_THAT(drop("x"), IsEmpty());
+}
+
 TEST_F(HubTest, ARevisionNotBuiltIsRequestedNeverRenderedOnTheAskingThread) {
   std::vector<std::string> requested;
   hub_.SetRenderRequester([&](const std::string& bundle) { requested.push_back(bundle); });
