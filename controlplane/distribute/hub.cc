@@ -261,6 +261,7 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     MutexLock lock(&mu_);
     tombstones_.erase(bundle);
     BundleTarget& target = bundles_[bundle];
+    AckedChangedLocked(bundle);  // its content may have changed, or gained revisions
     // Only a rollout's gate widening (the next partition): only the clusters it adds can
     // have anything new, so only they are looked at, not the whole fleet.
     std::vector<std::string> widened;
@@ -511,6 +512,8 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     MutexLock lock(&mu_);
     bundles_.erase(bundle);
     newest_.erase(bundle);
+    ack_versions_.erase(bundle);
+    counted_.erase(bundle);
     IndexNewestLocked(bundle);
     ForgetDropsLocked(bundle);
     report_counts_.erase(bundle);
@@ -700,10 +703,14 @@ absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bu
   return absl::OkStatus();
 }
 
+void Hub::AckedChangedLocked(const std::string& bundle) {
+  if (bundles_.count(bundle) > 0) ++ack_versions_[bundle];  // no entry for unknown names
+}
+
 void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   agent->held.erase(bundle);
   agent->whole.erase(bundle);
-  agent->acked.erase(bundle);
+  if (agent->acked.erase(bundle) > 0) AckedChangedLocked(bundle);
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   agent->reports.erase(bundle);
   writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
@@ -1144,11 +1151,12 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       // Forget what we thought it held: the next message carries the whole set.
       agent->held.erase(ack.bundle());
       agent->whole.insert(ack.bundle());
-      agent->acked.erase(ack.bundle());
+      if (agent->acked.erase(ack.bundle()) > 0) AckedChangedLocked(ack.bundle());
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
       ack_ok_.Increment();
       agent->acked[ack.bundle()] = {ack.revision(), clock_->Now()};
+      AckedChangedLocked(ack.bundle());
       auto target = bundles_.find(ack.bundle());
       if (target != bundles_.end()) {
         for (const auto* content : {&target->second.content, &target->second.previous}) {
@@ -1600,9 +1608,18 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::strin
 
 Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector) const {
   MutexLock lock(&mu_);
-  Rollout rollout;
   auto target = bundles_.find(bundle);
   const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
+  auto version = ack_versions_.find(bundle);
+  const uint64_t ack_version = version != ack_versions_.end() ? version->second : 0;
+  auto counted = counted_.find(bundle);
+  if (counted != counted_.end() && counted->second.selector == selector.text() &&
+      counted->second.content == content &&
+      counted->second.membership_version == membership_version_ &&
+      counted->second.ack_version == ack_version) {
+    return counted->second.rollout;
+  }
+  Rollout rollout;
   for (const auto& [name, agent] : agents_) {
     if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
     ++rollout.targets;
@@ -1613,6 +1630,11 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
     }
     ++rollout.current;
     rollout.last_current = std::max(rollout.last_current, acked->second.second);
+  }
+  // Only for bundles the hub has: a name it never had is not kept.
+  if (target != bundles_.end()) {
+    counted_[bundle] =
+        CountedRollout{selector.text(), content, membership_version_, ack_version, rollout};
   }
   return rollout;
 }

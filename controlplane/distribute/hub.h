@@ -225,7 +225,9 @@ class Hub {
     absl::Time last_current = absl::InfinitePast();
   };
   // Copies nothing: listings call it while every agent of a big fleet is acknowledging,
-  // and take the hub's lock only to count.
+  // and take the hub's lock only to count. Counted again only when something it counts
+  // changed (the bundle's content or acknowledgements, or the fleet's membership): a
+  // listing of hundreds of bundles then counts only those rolling out.
   Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const;
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
@@ -362,6 +364,9 @@ class Hub {
                                        const Agent& agent, bool* targets) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDropsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Says that agents' acknowledgements of `bundle` (or its content) changed: what RolloutOf
+  // counted is out of date.
+  void AckedChangedLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings held_by_ up to date with `bundle`'s newest content (after it changed or went).
   void IndexNewestLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
@@ -461,6 +466,17 @@ class Hub {
   std::shared_ptr<const StatusObserver> status_observer_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> watched_ ABSL_GUARDED_BY(mu_);
   uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per bundle, bumped whenever an agent's acknowledgement of it, or its content, changes;
+  // with membership_version_, what a RolloutOf counted is still right while neither moved.
+  std::map<std::string, uint64_t> ack_versions_ ABSL_GUARDED_BY(mu_);
+  struct CountedRollout {
+    std::string selector;
+    const BundleContent* content = nullptr;
+    uint64_t membership_version = 0;
+    uint64_t ack_version = 0;
+    Rollout rollout;
+  };
+  mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

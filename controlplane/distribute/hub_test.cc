@@ -854,6 +854,30 @@ TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   EXPECT_THAT(hub_.Clusters("nobody"), IsEmpty());
 }
 
+// A bundle's count is kept between listings and counted again once anything it counts
+// changed: a cluster joining, a cluster's labels, the selector, an acknowledgement.
+TEST_F(HubTest, ARolloutCountIsKeptUntilAnythingItCountsChanges) {
+  auto conn = std::make_shared<FakeConnection>();
+  auto rev1 = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev1));
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 1);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 1);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 2) << "b joined";
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=dev")).targets, 0) << "another selector";
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  hub_.OnAck(b, MakeAck("web", rev1->id));
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 1) << "b acknowledged";
+  hub_.Disconnect(a);
+  hub_.Connect(MakeHello("a", "dev"), "p", conn);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 1) << "a is dev now";
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(MakeRevision("web", {"x", "y"})));
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0) << "a new content";
+  hub_.RemoveBundle("web");
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0);
+}
+
 TEST_F(HubTest, RolloutCountsTheTargetsThatAcknowledgedTheCurrentContent) {
   auto conn = std::make_shared<FakeConnection>();
   auto rev1 = MakeRevision("web", {"x"});
