@@ -99,14 +99,18 @@ class ControllerTest : public ::testing::Test {
     return bundle;
   }
 
-  // The move tests' source: bundle api (plain) with ConfigMaps a and moved, bundle web
+  // The move tests' repository: apps/api (plain) with ConfigMaps a and moved, apps/web
   // (kustomize) with b.
-  void AddApiAndWeb() {
+  void WriteApiAndWeb() {
     git_.Write("apps/api/a.yaml", Cm("a"));
     git_.Write("apps/api/moved.yaml", Cm("moved"));
     git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
     git_.Write("apps/web/b.yaml", Cm("b"));
     git_.Commit("two bundles");
+  }
+  // Its source, and bundles api and web.
+  void AddApiAndWeb() {
+    WriteApiAndWeb();
     ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
     ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
     ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
@@ -947,11 +951,7 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
 // over too, and the other source fetches that commit at once, not an hour later.
 TEST_F(ControllerTest, AnObjectMovedBetweenSourcesOfOneRepositoryIsHandedOverToo) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  git_.Write("apps/api/a.yaml", Cm("a"));
-  git_.Write("apps/api/moved.yaml", Cm("moved"));
-  git_.Write("apps/web/kustomization.yaml", "resources: [b.yaml]\n");
-  git_.Write("apps/web/b.yaml", Cm("b"));
-  git_.Commit("two bundles");
+  WriteApiAndWeb();
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   v1::Source other = Source();
   other.set_name("app2");

@@ -202,6 +202,14 @@ TEST(Libgit2RepositoryTest, HttpsIsSupported) {
   EXPECT_THAT(std::string(status.message()), ::testing::ContainsRegex("connect|refused"));
 }
 
+// A repository whose one commit holds NAME.yaml.
+std::unique_ptr<GitFixture> OneCommit(const std::string& name) {
+  auto git = std::make_unique<GitFixture>(TempDir(name));
+  git->Write(name + ".yaml", name + ": 1\n");
+  git->Commit(name);
+  return git;
+}
+
 // The clones (NAME.git) in a cache directory, sorted.
 std::vector<std::string> Clones(const std::string& cache) {
   std::string out;
@@ -212,15 +220,9 @@ std::vector<std::string> Clones(const std::string& cache) {
 // A clone no source uses is deleted: at once when nothing holds its repository, else once
 // nothing does; a repository asked for again before that keeps its clone (and object).
 TEST(Libgit2RepositoryTest, RetainDeletesTheClonesNoSourceUses) {
-  GitFixture a(TempDir("a"));
-  a.Write("a.yaml", "a: 1\n");
-  a.Commit("a");
-  GitFixture b(TempDir("b"));
-  b.Write("b.yaml", "b: 1\n");
-  b.Commit("b");
-  GitFixture c(TempDir("c"));
-  c.Write("c.yaml", "c: 1\n");
-  c.Commit("c");
+  std::unique_ptr<GitFixture> made_a = OneCommit("a"), made_b = OneCommit("b"),
+                              made_c = OneCommit("c");
+  GitFixture &a = *made_a, &b = *made_b, &c = *made_c;
   const std::string cache = TempDir("cache");
   auto repos = NewLibgit2Repositories(cache, {}, kLocal);
   ASSERT_TRUE((*repos->ForUrl(a.url()))->Fetch().ok());
@@ -267,12 +269,8 @@ TEST(Libgit2RepositoryTest, RetainDeletesTheClonesNoSourceUses) {
 
 // A source removed, or pointed at another repository, leaves no clone behind.
 TEST(SourcePollerTest, ARemovedSourcesCloneIsDeleted) {
-  GitFixture a(TempDir("a"));
-  a.Write("a.yaml", "a: 1\n");
-  a.Commit("a");
-  GitFixture b(TempDir("b"));
-  b.Write("b.yaml", "b: 1\n");
-  b.Commit("b");
+  std::unique_ptr<GitFixture> made_a = OneCommit("a"), made_b = OneCommit("b");
+  GitFixture &a = *made_a, &b = *made_b;
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
   const std::string cache = TempDir("cache");
