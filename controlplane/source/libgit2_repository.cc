@@ -559,7 +559,7 @@ class Libgit2Repositories : public GitRepositories {
           if (absl::StrContains(name, ".git.removing-")) {
             doomed.push_back(path);  // a deletion a stop cut short
           } else if (IsCloneName(name) && known.count(path) == 0) {
-            Doom(path, &doomed);
+            DoomLocked(path, &doomed);
           }
         }
       }
@@ -568,7 +568,7 @@ class Libgit2Repositories : public GitRepositories {
           ++it;  // a fetch or a render still holds it: next time
           continue;
         }
-        if (keep.count(it->first) == 0) Doom(DirOf(it->first), &doomed);
+        if (keep.count(it->first) == 0) DoomLocked(DirOf(it->first), &doomed);
         it = unused_.erase(it);
       }
     }
@@ -613,7 +613,7 @@ class Libgit2Repositories : public GitRepositories {
   }
   // Renames `dir` out of the way (at once, so a source added again clones afresh beside
   // the deletion), for deletion after the lock.
-  void Doom(const std::string& dir, std::vector<std::string>* doomed)
+  void DoomLocked(const std::string& dir, std::vector<std::string>* doomed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string away = absl::StrCat(dir, ".removing-", getpid(), "-", ++removals_);
     if (rename(dir.c_str(), away.c_str()) == 0) doomed->push_back(away);
