@@ -941,19 +941,8 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
   // The newest render of each other bundle that targets the agent, whether or not its gate
   // lets it go yet: for an update's removed keys, only those the index says hold one of
   // them (or whose revisions differ per cluster); newest_'s first, as for all of them.
-  std::vector<std::pair<const std::string*, const BundleContent*>> others;
-  auto consider_newest = [&](const std::string& name, const Newest& target) {
-    if (name != bundle && target.content != nullptr && agent.labels_known &&
-        target.selector.Matches(agent.labels)) {
-      others.emplace_back(&name, target.content.get());
-    }
-  };
-  auto consider_target = [&](const std::string& name, const BundleTarget& target) {
-    if (name != bundle && target.content != nullptr && newest_.count(name) == 0 &&
-        Targets(target, agent)) {
-      others.emplace_back(&name, target.content.get());
-    }
-  };
+  std::vector<std::map<std::string, Newest>::const_iterator> newest;
+  std::vector<std::map<std::string, BundleTarget>::const_iterator> targets;
   if (keys != nullptr) {
     std::set<std::string> candidates = per_cluster_newest_;
     for (const v1::ObjectKey& key : *keys) {
@@ -961,18 +950,28 @@ std::vector<v1::Handover> Hub::HandoversLocked(const Agent& agent, const std::st
       if (index != held_by_.end()) candidates.insert(index->second.begin(), index->second.end());
     }
     for (const std::string& name : candidates) {
-      if (auto newest = newest_.find(name); newest != newest_.end()) {
-        consider_newest(newest->first, newest->second);
-      }
+      if (auto it = newest_.find(name); it != newest_.end()) newest.push_back(it);
     }
     for (const std::string& name : candidates) {
-      if (auto target = bundles_.find(name); target != bundles_.end()) {
-        consider_target(target->first, target->second);
-      }
+      if (auto it = bundles_.find(name); it != bundles_.end()) targets.push_back(it);
     }
   } else {
-    for (const auto& [name, target] : newest_) consider_newest(name, target);
-    for (const auto& [name, target] : bundles_) consider_target(name, target);
+    for (auto it = newest_.begin(); it != newest_.end(); ++it) newest.push_back(it);
+    for (auto it = bundles_.begin(); it != bundles_.end(); ++it) targets.push_back(it);
+  }
+  std::vector<std::pair<const std::string*, const BundleContent*>> others;
+  for (const auto& it : newest) {
+    const Newest& target = it->second;
+    if (it->first != bundle && target.content != nullptr && agent.labels_known &&
+        target.selector.Matches(agent.labels)) {
+      others.emplace_back(&it->first, target.content.get());
+    }
+  }
+  for (const auto& it : targets) {
+    if (it->first != bundle && it->second.content != nullptr && newest_.count(it->first) == 0 &&
+        Targets(it->second, agent)) {
+      others.emplace_back(&it->first, it->second.content.get());
+    }
   }
   for (const auto& [name_ptr, content] : others) {
     const std::string& name = *name_ptr;

@@ -1270,17 +1270,17 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
   const std::string& own = state.definition.source();
   const std::string stream = CommitStreamLocked(own);
   std::map<std::string, bool> same;  // other source -> whether it reads `stream`
-  auto reads_same = [&](const std::string& source) {
-    if (source == own) return true;
-    auto [it, added] = same.emplace(source, false);
-    if (added) it->second = !stream.empty() && CommitStreamLocked(source) == stream;
-    return it->second;
-  };
   std::vector<std::string> behind;
   std::set<std::string> other_sources;  // of bundles behind
   for (const auto& [other, sibling] : bundles_) {
-    if (other == name || !reads_same(sibling.definition.source()) ||
-        !sibling.record.pinned_commit().empty() || sibling.record.error_commit() == head ||
+    const std::string& source = sibling.definition.source();
+    if (source != own) {
+      auto [known, added] = same.emplace(source, false);
+      if (added) known->second = !stream.empty() && CommitStreamLocked(source) == stream;
+      if (!known->second) continue;
+    }
+    if (other == name || !sibling.record.pinned_commit().empty() ||
+        sibling.record.error_commit() == head ||
         // Rendered, and the hub has what it rendered (a render that changed nothing keeps
         // the content of an earlier commit).
         (sibling.reconciled_commit == head && sibling.newest_given == sibling.content)) {
