@@ -1,6 +1,5 @@
 #include <dirent.h>
 #include <git2.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -564,11 +563,12 @@ class Libgit2Repositories : public GitRepositories {
         }
       }
       for (auto it = unused_.begin(); it != unused_.end();) {
-        if (keep.count(it->first) == 0 && !it->second.expired()) {
+        const bool used = keep.count(it->first) > 0;  // asked for again: its clone stays
+        if (!used && !it->second.expired()) {
           ++it;  // a fetch or a render still holds it: next time
           continue;
         }
-        if (keep.count(it->first) == 0) DoomLocked(DirOf(it->first), &doomed);
+        if (!used) DoomLocked(DirOf(it->first), &doomed);
         it = unused_.erase(it);
       }
     }
