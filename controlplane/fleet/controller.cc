@@ -1319,7 +1319,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     }
   }
   if (!waits) {
-    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of "
+    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
                     << bundles_.at(behind.front()).definition.source() << " has not rendered "
                     << head.substr(0, 12) << " (no render finished for "
                     << absl::FormatDuration(SiblingStall()) << ", or the wait reached "
