@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -350,8 +351,15 @@ int Main(ShutdownSignals& signals) {
   ApiAuthFiles* const auth = api_auth->get();
   ReflectionService reflection(
       {services[0], services[1], grpc::health::v1::Health::service_full_name()},
-      [auth](const grpc::ServerContext& context) {
+      [auth, &metrics](const grpc::ServerContext& context) {
         absl::StatusOr<Caller> caller = auth->Current()->Identify(CallerFacts::Of(context));
+        // Counted as admin calls are, so refusals show beside theirs.
+        metrics.api_requests
+            .Add({{"method", "ServerReflectionInfo"},
+                  {"code", caller.ok() ? "ok"
+                                       : absl::AsciiStrToLower(
+                                             absl::StatusCodeToString(caller.status().code()))}})
+            .Increment();
         return caller.ok() ? grpc::Status::OK : ToGrpcStatus(caller.status());
       });
   grpc::ServerBuilder builder;

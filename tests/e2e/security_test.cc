@@ -144,6 +144,11 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   EXPECT_THAT(ReflectedServices(""), HasSubstr("refused: 16 "));  // UNAUTHENTICATED
   EXPECT_THAT(ReflectedServices("agent-secret"), HasSubstr("refused: 16 "));
   EXPECT_THAT(ReflectedServices("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
+  EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"unauthenticated\",method="
+                     "\"ServerReflectionInfo\"}"),
+            2);
+  EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"ok\",method=\"ServerReflectionInfo\"}"),
+            1);
 
   // Nothing the refused calls asked for happened.
   out = As(viewer, {"bundle", "list"}, &code);
