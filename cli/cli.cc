@@ -436,7 +436,9 @@ class Cli {
     Table table({"NAME", "URL", "REF", "CREDENTIALS", "COMMIT", "FETCHED", "ERROR"});
     for (const v1::SourceInfo& s : response.sources()) {
       table.Add({s.source().name(), s.source().url(),
-                 s.source().ref().empty() ? "(default)" : s.source().ref(),
+                 !s.source().ref().empty() ? s.source().ref()
+                 : s.branch().empty()      ? "(default)"
+                                           : absl::StrCat("(default: ", s.branch(), ")"),
                  s.source().credentials_ref().empty() ? "-" : s.source().credentials_ref(),
                  Short(s.commit()), FormatTime(s.fetched_time()), s.error()});
     }

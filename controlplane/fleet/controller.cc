@@ -31,6 +31,9 @@ constexpr char kBundleRecords[] = "bundle_records";
 constexpr char kTombstones[] = "tombstones";
 constexpr char kRenderCaches[] = "render_caches";
 constexpr char kRolloutCuts[] = "rollout_cuts";
+// A source's definition is bounded like any input (Git's own refs are far shorter).
+constexpr size_t kMaxUrlBytes = 2048;
+constexpr size_t kMaxRefBytes = 256;
 
 // A bundle record as stored: without its render cache, which has a row of its own
 // (RenderCache), so that a rollout step does not rewrite every path the render read.
@@ -431,10 +434,21 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                                                      absl::Time wait_until) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
+  if (source.url().size() > kMaxUrlBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "source URL is ", source.url().size(), " bytes; at most ", kMaxUrlBytes, " are allowed"));
+  }
   if (absl::Status s = CheckSourceUrl(source.url(), options_.allow_local_sources); !s.ok()) {
     return s;
   }
-  if (source.ref().find_first_of(" \t\n~^:?*[\\") != std::string::npos) {
+  if (source.ref().size() > kMaxRefBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ref is ", source.ref().size(), " bytes; at most ", kMaxRefBytes, " are allowed"));
+  }
+  if (source.ref().find_first_of(" \t\n~^:?*[\\") != std::string::npos ||
+      absl::StrContains(source.ref(), "..") ||
+      std::any_of(source.ref().begin(), source.ref().end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
     return absl::InvalidArgumentError(
         absl::StrCat("ref \"", source.ref(), "\" is not a valid branch, tag or commit"));
   }
@@ -471,7 +485,11 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
           store_->Apply({Store::Put(kSources, source.name(), source.SerializeAsString())});
       if (!stored.ok()) return stored;
       MutexLock lock(&mu_);
-      sources_[source.name()] = source;
+      v1::Source& kept = sources_[source.name()];
+      if (kept.url() != source.url() || kept.ref() != source.ref()) {
+        default_branches_.erase(source.name());  // until its next fetch tells again
+      }
+      kept = source;
     }
   }
   if (changed) poller_.Upsert(source);
@@ -504,6 +522,7 @@ absl::Status Controller::RemoveSource(const std::string& name) {
     MutexLock lock(&mu_);
     sources_.erase(name);
     source_audiences_.erase(name);
+    default_branches_.erase(name);
   }
   poller_.Remove(name);
   return absl::OkStatus();
@@ -1068,6 +1087,11 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
   EventBus::Audience names;
   {
     MutexLock lock(&mu_);
+    auto known = sources_.find(source);
+    if (known != sources_.end() && (known->second.ref().empty() || known->second.ref() == "HEAD") &&
+        !snapshot.commit.branch.empty()) {
+      default_branches_[source] = snapshot.commit.branch;
+    }
     std::vector<std::string> reading;
     for (const auto& [name, state] : bundles_) {  // in name order
       if (state.definition.source() == source) reading.push_back(name);
@@ -1226,6 +1250,13 @@ std::string Controller::CommitStreamLocked(const std::string& source) const {
   if (it == sources_.end()) return "";
   absl::string_view ref = it->second.ref();
   absl::ConsumePrefix(&ref, "refs/heads/");
+  if (ref.empty() || ref == "HEAD") {
+    // The default branch, by name once a fetch told it: "" and "main" are one stream
+    // when the remote's HEAD is main. Before that, it matches only other sources that
+    // follow the same remote's default branch.
+    auto branch = default_branches_.find(source);
+    ref = branch != default_branches_.end() ? absl::string_view(branch->second) : "(default)";
+  }
   return absl::StrCat(NormalizeRepoUrl(it->second.url()), " ", ref);
 }
 

@@ -380,6 +380,8 @@ class Controller {
   // commit's event shares the list while they stay the same, so the bus's recent events
   // hold one copy, not one per commit of a monorepo source that feeds thousands.
   std::map<std::string, EventBus::Audience> source_audiences_ ABSL_GUARDED_BY(mu_);
+  // Sources without a ref -> the remote's default branch, as their last commit named it.
+  std::map<std::string, std::string> default_branches_ ABSL_GUARDED_BY(mu_);
   // Removed bundles -> the generation a re-added one continues from.
   std::map<std::string, int64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;

@@ -235,6 +235,22 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   absl::Status refused = controller_->AddSource(secret_in_url, false).status();
   EXPECT_THAT(std::string(refused.message()), HasSubstr("carries credentials"));
   EXPECT_THAT(std::string(refused.message()), Not(HasSubstr("hunter2")));
+  // Every part of a definition has a bound, and a ref Git could not name is refused.
+  v1::Source long_url = Source();
+  long_url.set_url("https://git.example.com/" + std::string(3000, 'a'));
+  EXPECT_THAT(std::string(controller_->AddSource(long_url, false).status().message()),
+              HasSubstr("source URL is 3024 bytes; at most 2048 are allowed"));
+  v1::Source long_ref = Source();
+  long_ref.set_ref(std::string(300, 'r'));
+  EXPECT_THAT(std::string(controller_->AddSource(long_ref, false).status().message()),
+              HasSubstr("ref is 300 bytes; at most 256 are allowed"));
+  for (const std::string ref : {"a..b", "a b", "a\x7f", "main^"}) {
+    v1::Source bad_ref = Source();
+    bad_ref.set_ref(ref);
+    EXPECT_THAT(std::string(controller_->AddSource(bad_ref, false).status().message()),
+                HasSubstr("is not a valid branch, tag or commit"))
+        << ref;
+  }
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok()) << "identical re-add is a no-op";
   v1::Source other = Source();
@@ -956,6 +972,8 @@ TEST_F(ControllerTest, AnObjectMovedBetweenSourcesOfOneRepositoryIsHandedOverToo
   v1::Source other = Source();
   other.set_name("app2");
   other.set_url(git_.url() + "/.git/");  // fetched apart, one repository
+  // app follows the remote's default branch; app2 names it: one stream of commits.
+  other.set_ref("refs/heads/main");
   other.set_poll_interval_seconds(3600);
   // A source on another branch of the repository sees other commits: nothing waits for it.
   v1::Source branch = Source();

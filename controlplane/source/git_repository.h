@@ -26,6 +26,9 @@ struct CommitInfo {
   std::string id;  // 40 hex digits
   absl::Time time;
   std::string summary;
+  // The branch the ref was resolved from ("main"; for an empty ref, the remote's default
+  // branch as its last fetch named it); empty for a tag or a commit id.
+  std::string branch;
 };
 
 struct RepoFile {

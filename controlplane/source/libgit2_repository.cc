@@ -60,6 +60,7 @@ using Commit = GitPtr<git_commit, git_commit_free>;
 using Tree = GitPtr<git_tree, git_tree_free>;
 using TreeEntry = GitPtr<git_tree_entry, git_tree_entry_free>;
 using Blob = GitPtr<git_blob, git_blob_free>;
+using Reference = GitPtr<git_reference, git_reference_free>;
 
 bool IsHex(const std::string& text) {
   for (char c : text) {
@@ -263,9 +264,15 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     std::vector<std::string> candidates;
+    absl::string_view name = ref;
     if (IsCommitId(ref)) {
       candidates.push_back(ref);
-    } else if (ref.empty()) {
+    } else if (absl::ConsumePrefix(&name, "refs/heads/")) {
+      // A full ref name, as Flux's and Argo CD's users may write it.
+      candidates = {absl::StrCat("refs/remotes/origin/", name)};
+    } else if (absl::StartsWith(ref, "refs/tags/")) {
+      candidates = {ref};
+    } else if (ref.empty() || ref == "HEAD") {  // no branch may be named HEAD
       // The remote's default branch; before a fetch told us, the usual names.
       candidates = {"refs/remotes/origin/HEAD", "refs/remotes/origin/main",
                     "refs/remotes/origin/master"};
@@ -292,11 +299,27 @@ class Libgit2Repository : public GitRepository {
       info.time = absl::FromUnixSeconds(git_commit_time(commit));
       const char* summary = git_commit_summary(commit);
       info.summary = summary ? summary : "";
+      info.branch = BranchOfLocked(candidate);
       return info;
     }
     return absl::NotFoundError(absl::StrCat(
         ref.empty() ? std::string("the default branch") : absl::StrCat("ref \"", ref, "\""),
         " not found in ", url_, " (branches: ", BranchesLocked(), ")"));
+  }
+
+  // The branch a resolved candidate stands for: "main" for refs/remotes/origin/main, the
+  // branch refs/remotes/origin/HEAD points at, "" for a tag or a commit id.
+  std::string BranchOfLocked(const std::string& candidate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::string_view branch = candidate;
+    if (!absl::ConsumePrefix(&branch, "refs/remotes/origin/")) return "";
+    if (branch != "HEAD") return std::string(branch);
+    Reference head;
+    if (git_reference_lookup(head.out(), repo_.get(), candidate.c_str()) != 0 ||
+        git_reference_type(head.get()) != GIT_REFERENCE_SYMBOLIC) {
+      return "";
+    }
+    absl::string_view target = git_reference_symbolic_target(head.get());
+    return absl::ConsumePrefix(&target, "refs/remotes/origin/") ? std::string(target) : "";
   }
 
   absl::StatusOr<std::string> TreeId(const std::string& commit, const std::string& path) override {

@@ -66,6 +66,7 @@ void SourcePoller::Upsert(const v1::Source& source) {
     if (changed) {
       t.snapshot.reset();
       t.info.clear_commit();
+      t.info.clear_branch();
     }
   }
   queue_.Add(RepoKey(source));
@@ -198,13 +199,21 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       t.info.clear_error();
       t.info.set_consecutive_failures(0);
       next = std::min(next, IntervalLocked(t));
-      if (!t.snapshot.has_value() || t.snapshot->commit.id != commit->id) {
+      // A new branch at the same commit is news too: sources that read one repository at
+      // one branch wait for each other's renders (Controller::WaitsForSiblings).
+      if (!t.snapshot.has_value() || t.snapshot->commit.id != commit->id ||
+          t.snapshot->commit.branch != commit->branch) {
         t.snapshot = SourceSnapshot{*commit, *repo};
         t.info.set_commit(commit->id);
+        t.info.set_branch(commit->branch);
         *t.info.mutable_committed_time() = ToProtoTime(commit->time);
         metrics_.source_commits.Add({}).Increment();
-        GF_LOG(INFO) << "source " << name << ": " << t.source.ref() << " is at "
-                     << commit->id.substr(0, 12) << " \"" << commit->summary << "\"";
+        GF_LOG(INFO) << "source " << name << ": "
+                     << (!t.source.ref().empty() ? t.source.ref()
+                         : commit->branch.empty()
+                             ? std::string("the default branch")
+                             : absl::StrCat(commit->branch, " (the default branch)"))
+                     << " is at " << commit->id.substr(0, 12) << " \"" << commit->summary << "\"";
         deliveries.emplace_back(name, *t.snapshot);
       }
     }

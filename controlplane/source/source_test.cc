@@ -38,6 +38,25 @@ TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
   ASSERT_TRUE(repo->Fetch().ok());
   EXPECT_EQ(repo->Resolve("")->id, newer) << "HEAD is trunk, not main";
   EXPECT_EQ(repo->Resolve("main")->id, trunk);
+  // Each names the branch it read: sources at "" and "trunk" read one stream of commits.
+  EXPECT_EQ(repo->Resolve("")->branch, "trunk");
+  EXPECT_EQ(repo->Resolve("main")->branch, "main");
+  git.Git("tag v1");
+  ASSERT_TRUE(repo->Fetch().ok());
+  EXPECT_EQ(repo->Resolve("v1")->branch, "") << "a tag is no branch";
+  EXPECT_EQ(repo->Resolve(trunk)->branch, "") << "nor a commit id";
+  // Full ref names, as Flux's and Argo CD's users write them, and HEAD.
+  EXPECT_EQ(repo->Resolve("refs/heads/main")->id, trunk);
+  EXPECT_EQ(repo->Resolve("refs/heads/main")->branch, "main");
+  EXPECT_EQ(repo->Resolve("refs/tags/v1")->id, newer);
+  EXPECT_EQ(repo->Resolve("HEAD")->branch, "trunk");
+  EXPECT_EQ(repo->Resolve("refs/heads/v1").status().code(), absl::StatusCode::kNotFound)
+      << "a tag is not a branch";
+  // The remote's HEAD moves to main: the next fetch follows it.
+  git.Git("checkout -q main");
+  ASSERT_TRUE(repo->Fetch().ok());
+  EXPECT_EQ(repo->Resolve("")->id, trunk);
+  EXPECT_EQ(repo->Resolve("")->branch, "main");
 
   // A master-only repository.
   GitFixture old(TempDir("old"));
@@ -48,6 +67,7 @@ TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
   auto old_repo = *repos->ForUrl(old.url());
   ASSERT_TRUE(old_repo->Fetch().ok());
   EXPECT_EQ(old_repo->Resolve("")->id, master);
+  EXPECT_EQ(old_repo->Resolve("")->branch, "master");
 }
 
 // Two commits whose ids share their first 7 hex digits: a commit message is varied until

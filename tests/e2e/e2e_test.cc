@@ -160,6 +160,8 @@ TEST_F(Fleet, AgentKilledWithSigkillRestartsWithoutLosingOrDuplicating) {
   AddSourceAndBundles();
   ExpectSynced("prod-eu", "web", first);
   ExpectSynced("prod-eu", "base", first);
+  // The source names no ref: the list says which branch it follows.
+  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("(default: main)"));
 
   agents_["prod-eu"].process->Kill(SIGKILL);
   // While the agent is down: one object changes, one leaves the bundle.
