@@ -21,6 +21,10 @@ WorkQueueOptions QueueOptions(int fetch_threads, Clock* clock) {
   return options;
 }
 
+// Queued to delete held clones: no source's RepoKey is empty (its URL is not).
+constexpr char kReleaseKey[] = "";
+constexpr absl::Duration kReleaseRetry = absl::Seconds(5);
+
 }  // namespace
 
 SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
@@ -90,6 +94,9 @@ void SourcePoller::ReleaseUnused() {
     }
   }
   repos_->Retain(in_use);
+  // A clone a fetch or render still holds goes once it lets go: at a later fetch of any
+  // source, or, with none left to fetch, here again in a while (the key no source has).
+  if (repos_->RetainPending()) queue_.AddAfter(kReleaseKey, kReleaseRetry);
 }
 
 std::optional<v1::SourceInfo> SourcePoller::Get(const std::string& name) {

@@ -315,7 +315,17 @@ TEST(SourcePollerTest, ARemovedSourcesCloneIsDeleted) {
   // a's clone went when two moved to b (or, if a snapshot still held it, at the fetch).
   const std::vector<std::string> left = Clones(cache);
   ASSERT_EQ(left.size(), 1u);
+  // A render still reads b's clone when the last source goes: it stays while held, and
+  // goes soon after, with no fetch left to notice.
+  std::optional<SourceSnapshot> held = poller.Snapshot("two");
+  ASSERT_TRUE(held.has_value());
   poller.Remove("two");
+  EXPECT_EQ(Clones(cache), left) << "held";
+  held.reset();
+  for (absl::Time end = absl::Now() + absl::Seconds(20);
+       absl::Now() < end && !Clones(cache).empty();) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_TRUE(Clones(cache).empty());
 }
 
