@@ -703,14 +703,44 @@ absl::Status Hub::ForgetBundle(const std::string& cluster, const std::string& bu
   return absl::OkStatus();
 }
 
-void Hub::AckedChangedLocked(const std::string& bundle) {
-  if (bundles_.count(bundle) > 0) ++ack_versions_[bundle];  // no entry for unknown names
+void Hub::AckedChangedLocked(const std::string& bundle, const Agent* agent, const Acked* before,
+                             const Acked* after) {
+  auto target = bundles_.find(bundle);
+  if (target == bundles_.end()) return;  // no entry for unknown names
+  uint64_t& version = ack_versions_[bundle];
+  const uint64_t was_version = version++;
+  if (agent == nullptr) return;
+  auto counted = counted_.find(bundle);
+  if (counted == counted_.end()) return;
+  CountedRollout& kept = counted->second;
+  const BundleContent* content = target->second.content.get();
+  if (kept.ack_version != was_version || kept.membership_version != membership_version_ ||
+      kept.content != content) {
+    return;  // out of date already: counted again when asked
+  }
+  if (agent->labels_known && kept.selector.Matches(agent->labels) && content != nullptr) {
+    const bool was = before != nullptr && content->Find(before->first) != nullptr;
+    const bool is = after != nullptr && content->Find(after->first) != nullptr;
+    // The latest of the current ones may be this one, going or going back in time: only
+    // a count over all of them says which is latest now.
+    if (was && before->second >= kept.rollout.last_current &&
+        (!is || after->second < before->second)) {
+      return;
+    }
+    kept.rollout.current += static_cast<int>(is) - static_cast<int>(was);
+    if (is) kept.rollout.last_current = std::max(kept.rollout.last_current, after->second);
+  }
+  kept.ack_version = version;
 }
 
 void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   agent->held.erase(bundle);
   agent->whole.erase(bundle);
-  if (agent->acked.erase(bundle) > 0) AckedChangedLocked(bundle);
+  if (auto acked = agent->acked.find(bundle); acked != agent->acked.end()) {
+    const Acked before = std::move(acked->second);
+    agent->acked.erase(acked);
+    AckedChangedLocked(bundle, agent, &before, nullptr);
+  }
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   agent->reports.erase(bundle);
   writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
@@ -1150,12 +1180,18 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
       // Forget what we thought it held: the next message carries the whole set.
       agent->held.erase(ack.bundle());
       agent->whole.insert(ack.bundle());
-      if (agent->acked.erase(ack.bundle()) > 0) AckedChangedLocked(ack.bundle());
+      if (auto acked = agent->acked.find(ack.bundle()); acked != agent->acked.end()) {
+        const Acked before = std::move(acked->second);
+        agent->acked.erase(acked);
+        AckedChangedLocked(ack.bundle(), agent, &before, nullptr);
+      }
       notify.emplace_back(agent->connection, ack.bundle());
     } else if (ack.ok()) {
       ack_ok_.Increment();
-      agent->acked[ack.bundle()] = {ack.revision(), clock_->Now()};
-      AckedChangedLocked(ack.bundle());
+      Acked& acked = agent->acked[ack.bundle()];
+      const Acked before = std::move(acked);
+      acked = {ack.revision(), clock_->Now()};
+      AckedChangedLocked(ack.bundle(), agent, before.first.empty() ? nullptr : &before, &acked);
       auto target = bundles_.find(ack.bundle());
       if (target != bundles_.end()) {
         for (const auto* content : {&target->second.content, &target->second.previous}) {
@@ -1612,7 +1648,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
   auto version = ack_versions_.find(bundle);
   const uint64_t ack_version = version != ack_versions_.end() ? version->second : 0;
   auto counted = counted_.find(bundle);
-  if (counted != counted_.end() && counted->second.selector == selector.text() &&
+  if (counted != counted_.end() && counted->second.selector.text() == selector.text() &&
       counted->second.content == content &&
       counted->second.membership_version == membership_version_ &&
       counted->second.ack_version == ack_version) {
@@ -1632,8 +1668,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
   }
   // Only for bundles the hub has: a name it never had is not kept.
   if (target != bundles_.end()) {
-    counted_[bundle] =
-        CountedRollout{selector.text(), content, membership_version_, ack_version, rollout};
+    counted_[bundle] = CountedRollout{selector, content, membership_version_, ack_version, rollout};
   }
   return rollout;
 }

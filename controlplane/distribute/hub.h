@@ -365,8 +365,13 @@ class Hub {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDropsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Says that agents' acknowledgements of `bundle` (or its content) changed: what RolloutOf
-  // counted is out of date.
-  void AckedChangedLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // counted is out of date. Given the one agent whose acknowledgement went from `before` to
+  // `after` (null: none), a count still right until then is brought up to date in place
+  // instead, so that a listing during a fan-out does not count the fleet again.
+  using Acked = std::pair<std::string, absl::Time>;  // revision, when
+  void AckedChangedLocked(const std::string& bundle, const Agent* agent = nullptr,
+                          const Acked* before = nullptr, const Acked* after = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings held_by_ up to date with `bundle`'s newest content (after it changed or went).
   void IndexNewestLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `content`'s revision for `agent`'s cluster: the one for everyone, or the cluster's if
@@ -470,7 +475,7 @@ class Hub {
   // with membership_version_, what a RolloutOf counted is still right while neither moved.
   std::map<std::string, uint64_t> ack_versions_ ABSL_GUARDED_BY(mu_);
   struct CountedRollout {
-    std::string selector;
+    LabelSelector selector;
     const BundleContent* content = nullptr;
     uint64_t membership_version = 0;
     uint64_t ack_version = 0;

@@ -1,6 +1,7 @@
 #include "controlplane/distribute/hub.h"
 
 #include <atomic>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -876,6 +877,54 @@ TEST_F(HubTest, ARolloutCountIsKeptUntilAnythingItCountsChanges) {
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0) << "a new content";
   hub_.RemoveBundle("web");
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0);
+}
+
+// A count kept up to date ACK by ACK says what counting the fleet again says, whatever
+// the acknowledgements do: each step compares the kept count (of one selector) with a
+// fresh one (of another that picks the same clusters, so the hub keeps nothing for it),
+// on a clock that often stands still, so that several ACKs share the latest time.
+TEST_F(HubTest, ARolloutCountKeptAckByAckEqualsAFreshCount) {
+  FakeClock clock;
+  Hub hub(&store_, metrics_, absl::Milliseconds(20), 128 << 20, &clock);
+  hub.SetTrustAgentLabels(true);
+  auto conn = std::make_shared<FakeConnection>();
+  auto rev1 = MakeRevision("web", {"x"});
+  auto rev2 = MakeRevision("web", {"x", "y"});
+  hub.SetBundle("web", Selector("env=prod"), SingleRevision(rev1));
+  std::vector<uint64_t> sessions;
+  for (int i = 0; i < 24; ++i) {
+    sessions.push_back(
+        hub.Connect(MakeHello(absl::StrCat("c", i), i % 3 == 0 ? "dev" : "prod"), "p", conn));
+  }
+  std::vector<std::string> selectors = {"env=prod", "env in (prod)"};
+  std::mt19937 random(17);
+  for (int step = 0; step < 3000; ++step) {
+    const uint64_t session = sessions[random() % sessions.size()];
+    const int op = random() % 100;
+    if (op < 60) {
+      const std::string revision = random() % 2 ? rev1->id : rev2->id;
+      hub.OnAck(session, MakeAck("web", random() % 10 ? revision : "unknown"));
+    } else if (op < 70) {
+      v1::Ack failed = MakeAck("web", rev1->id);
+      failed.set_ok(false);
+      failed.set_need_full(random() % 2);
+      hub.OnAck(session, failed);
+    } else if (op < 72) {
+      hub.SetBundle("web", Selector("env=prod"), SingleRevision(random() % 2 ? rev1 : rev2));
+    } else if (op < 73) {
+      const size_t i = random() % sessions.size();
+      hub.Disconnect(sessions[i]);
+      sessions[i] =
+          hub.Connect(MakeHello(absl::StrCat("c", i), random() % 2 ? "dev" : "prod"), "p", conn);
+    }
+    if (random() % 2) clock.Advance(absl::Milliseconds(random() % 3));
+    const Hub::Rollout kept = hub.RolloutOf("web", Selector(selectors[0]));
+    const Hub::Rollout fresh = hub.RolloutOf("web", Selector(selectors[1]));
+    ASSERT_EQ(kept.targets, fresh.targets) << "step " << step;
+    ASSERT_EQ(kept.current, fresh.current) << "step " << step;
+    ASSERT_EQ(kept.last_current, fresh.last_current) << "step " << step;
+    std::swap(selectors[0], selectors[1]);  // the fresh one is kept now
+  }
 }
 
 TEST_F(HubTest, RolloutCountsTheTargetsThatAcknowledgedTheCurrentContent) {
