@@ -348,19 +348,10 @@ int Main(ShutdownSignals& signals) {
   HealthService health({services.begin(), services.end()});
   // Reflection answers whom the admin API admits (any role): the API's schema is no
   // anonymous caller's business. Health answers everyone (probes carry no credentials).
-  ApiAuthFiles* const auth = api_auth->get();
   ReflectionService reflection(
       {services[0], services[1], grpc::health::v1::Health::service_full_name()},
-      [auth, &metrics](const grpc::ServerContext& context) {
-        absl::StatusOr<Caller> caller = auth->Current()->Identify(CallerFacts::Of(context));
-        // Counted as admin calls are, so refusals show beside theirs.
-        metrics.api_requests
-            .Add({{"method", "ServerReflectionInfo"},
-                  {"code", caller.ok() ? "ok"
-                                       : absl::AsciiStrToLower(
-                                             absl::StatusCodeToString(caller.status().code()))}})
-            .Increment();
-        return caller.ok() ? grpc::Status::OK : ToGrpcStatus(caller.status());
+      [&admin_service](const grpc::ServerContext& context) {
+        return admin_service.AdmitReflection(context);
       });
   grpc::ServerBuilder builder;
   int grpc_port = 0;

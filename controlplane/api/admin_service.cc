@@ -293,7 +293,7 @@ class FailedWriter : public WriteReactor<W> {
 // api_requests metric, and an audit line for every change and every refusal).
 class AdminCall {
  public:
-  AdminCall(AdminServiceImpl* service, grpc::ServerContext* context, const char* method,
+  AdminCall(AdminServiceImpl* service, const grpc::ServerContext* context, const char* method,
             std::string target = "")
       : service_(service), context_(context), method_(method), target_(std::move(target)) {
     absl::StatusOr<Caller> caller = service->auth_->Current()->Identify(CallerFacts::Of(*context));
@@ -346,12 +346,17 @@ class AdminCall {
 
  private:
   AdminServiceImpl* const service_;
-  grpc::ServerContext* const context_;
+  const grpc::ServerContext* const context_;
   const std::string method_;
   const std::string target_;
   Caller caller_;
   absl::Status allowed_;
 };
+
+grpc::Status AdminServiceImpl::AdmitReflection(const grpc::ServerContext& context) {
+  AdminCall call(this, &context, "ServerReflectionInfo");
+  return call.Refused();  // OK when allowed: counted, and audited when refused
+}
 
 WriteReactor<v1::BackupChunk>* AdminServiceImpl::Backup(grpc::ServerContext* context,
                                                         const v1::BackupRequest*) {

@@ -49,6 +49,10 @@ class AdminServiceImpl final {
 
   // Where WatchEvents subscribes (it answers UNAVAILABLE without one). Set before serving.
   void SetEventBus(EventBus* events) { events_ = events; }
+  // Whether a server reflection stream may go on (ReflectionService's gate): whoever the
+  // API admits, any role (the API's schema is no anonymous caller's business). Counted in
+  // api_requests as method ServerReflectionInfo, and a refusal audited, as admin calls are.
+  grpc::Status AdmitReflection(const grpc::ServerContext& context);
   // The largest response gRPC will send (--max-message-bytes): GetStatus and ListClusters
   // refuse a larger one themselves, saying how to page. Set before serving.
   void SetMaxResponseBytes(size_t bytes) { max_response_bytes_ = bytes; }

@@ -149,6 +149,8 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
             2);
   EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"ok\",method=\"ServerReflectionInfo\"}"),
             1);
+  EXPECT_FALSE(cp_->WaitForLog("audit: refused ServerReflectionInfo .*from ipv4:127").empty())
+      << "refused like any admin call";
 
   // Nothing the refused calls asked for happened.
   out = As(viewer, {"bundle", "list"}, &code);
