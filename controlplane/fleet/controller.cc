@@ -34,6 +34,13 @@ constexpr char kRolloutCuts[] = "rollout_cuts";
 // A source's definition is bounded like any input (Git's own refs are far shorter).
 constexpr size_t kMaxUrlBytes = 2048;
 constexpr size_t kMaxRefBytes = 256;
+// A bundle's path and selectors (checked at add; stored ones load whatever their size).
+constexpr size_t kMaxPathBytes = 4096;
+constexpr size_t kMaxSelectorBytes = 4096;
+// The whole definition, values included: it is stored whole, kept in memory, and listed
+// by `bundle list`.
+constexpr size_t kMaxBundleBytes = 1 << 20;
+constexpr int kMaxEngineArguments = 100;  // jsonnet arguments, helm values files
 
 // A bundle record as stored: without its render cache, which has a row of its own
 // (RenderCache), so that a rollout step does not rewrite every path the render read.
@@ -584,6 +591,30 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                                                      absl::Time wait_until) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
+  auto too_long = [&](absl::string_view what, size_t size, size_t most) {
+    return absl::InvalidArgumentError(absl::StrCat("bundle \"", bundle.name(), "\": ", what, " is ",
+                                                   size, " bytes; at most ", most, " are allowed"));
+  };
+  if (bundle.ByteSizeLong() > kMaxBundleBytes) {
+    return too_long("the definition", bundle.ByteSizeLong(), kMaxBundleBytes);
+  }
+  if (bundle.jsonnet_tlas_size() > kMaxEngineArguments ||
+      bundle.helm_values_files_size() > kMaxEngineArguments) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bundle \"", bundle.name(), "\": at most ", kMaxEngineArguments,
+        " jsonnet top-level arguments and ", kMaxEngineArguments, " helm values files"));
+  }
+  if (bundle.path().size() > kMaxPathBytes) {
+    return too_long("--path", bundle.path().size(), kMaxPathBytes);
+  }
+  if (bundle.selector().size() > kMaxSelectorBytes) {
+    return too_long("--selector", bundle.selector().size(), kMaxSelectorBytes);
+  }
+  for (const std::string& partition : bundle.rollout().partitions()) {
+    if (partition.size() > kMaxSelectorBytes) {
+      return too_long("a --partition selector", partition.size(), kMaxSelectorBytes);
+    }
+  }
   absl::StatusOr<std::string> path = CleanPath(bundle.path());
   if (!path.ok()) return path.status();
   bundle.set_path(*path);

@@ -262,6 +262,27 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   EXPECT_THAT(
       std::string(controller_->AddBundle(Bundle("b", "a", "env in (x"), false).status().message()),
       HasSubstr("selector"));
+  EXPECT_THAT(
+      std::string(
+          controller_->AddBundle(Bundle("b", std::string(5000, 'p')), false).status().message()),
+      HasSubstr("bundle \"b\": --path is 5000 bytes; at most 4096 are allowed"));
+  std::string wide = "env in (a";
+  while (wide.size() < 5000) absl::StrAppend(&wide, ",a");
+  EXPECT_THAT(
+      std::string(controller_->AddBundle(Bundle("b", "a", wide + ")"), false).status().message()),
+      HasSubstr("--selector is 5002 bytes; at most 4096 are allowed"));
+  v1::Bundle partitioned = Bundle("b", "a");
+  partitioned.mutable_rollout()->add_partitions(wide + ")");
+  EXPECT_THAT(std::string(controller_->AddBundle(partitioned, false).status().message()),
+              HasSubstr("a --partition selector is 5002 bytes"));
+  v1::Bundle huge = Bundle("b", "a");
+  (*huge.mutable_values())["blob"] = std::string(2 << 20, 'v');
+  EXPECT_THAT(std::string(controller_->AddBundle(huge, false).status().message()),
+              HasSubstr("the definition is 2097"));
+  v1::Bundle many = Bundle("b", "a");
+  for (int i = 0; i < 101; ++i) many.add_helm_values_files(absl::StrCat("v", i, ".yaml"));
+  EXPECT_THAT(std::string(controller_->AddBundle(many, false).status().message()),
+              HasSubstr("at most 100 jsonnet top-level arguments and 100 helm values files"));
   v1::Bundle unknown = Bundle("b", "a");
   unknown.set_engine("ksonnet");
   EXPECT_THAT(std::string(controller_->AddBundle(unknown, false).status().message()),
