@@ -54,6 +54,10 @@ std::string StoredRecord(v1::BundleRecord& record) {
   return out;
 }
 
+// Whether a source's ref follows the remote's default branch (no branch may be named
+// HEAD).
+bool FollowsDefaultBranch(absl::string_view ref) { return ref.empty() || ref == "HEAD"; }
+
 absl::StatusOr<std::string> CleanPath(const std::string& path) {
   if (!path.empty() && path[0] == '/') {
     return absl::InvalidArgumentError(
@@ -1119,7 +1123,7 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
   {
     MutexLock lock(&mu_);
     auto known = sources_.find(source);
-    if (known != sources_.end() && (known->second.ref().empty() || known->second.ref() == "HEAD") &&
+    if (known != sources_.end() && FollowsDefaultBranch(known->second.ref()) &&
         !snapshot.commit.branch.empty()) {
       default_branches_[source] = snapshot.commit.branch;
     }
@@ -1281,7 +1285,7 @@ std::string Controller::CommitStreamLocked(const std::string& source) const {
   if (it == sources_.end()) return "";
   absl::string_view ref = it->second.ref();
   absl::ConsumePrefix(&ref, "refs/heads/");
-  if (ref.empty() || ref == "HEAD") {
+  if (FollowsDefaultBranch(ref)) {
     // The default branch, by name once a fetch told it: "" and "main" are one stream
     // when the remote's HEAD is main. Before that, it matches only other sources that
     // follow the same remote's default branch.
