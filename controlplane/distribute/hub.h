@@ -225,9 +225,10 @@ class Hub {
     absl::Time last_current = absl::InfinitePast();
   };
   // Copies nothing: listings call it while every agent of a big fleet is acknowledging,
-  // and take the hub's lock only to count. Counted again only when something it counts
-  // changed (the bundle's content or acknowledgements, or the fleet's membership): a
-  // listing of hundreds of bundles then counts only those rolling out.
+  // and take the hub's lock only to count. The count is kept, and each acknowledgement
+  // brings it up to date (AckedChangedLocked); it is counted again only when the bundle's
+  // content or the fleet's membership changed: a listing of hundreds of bundles, during a
+  // fan-out to thousands of clusters, counts none of them again.
   Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const;
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
@@ -472,7 +473,8 @@ class Hub {
   std::set<std::string> watched_ ABSL_GUARDED_BY(mu_);
   uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
   // Per bundle, bumped whenever an agent's acknowledgement of it, or its content, changes;
-  // with membership_version_, what a RolloutOf counted is still right while neither moved.
+  // with membership_version_, what a RolloutOf counted is still right while neither moved
+  // (AckedChangedLocked moves a kept count's version along with the ACKs it took in).
   std::map<std::string, uint64_t> ack_versions_ ABSL_GUARDED_BY(mu_);
   struct CountedRollout {
     LabelSelector selector;
