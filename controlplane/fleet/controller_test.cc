@@ -912,6 +912,69 @@ TEST_F(ControllerTest, WideningAPerClusterBundleToAConnectedClusterDoesNotDeadlo
   EXPECT_EQ(connection->messages()[0]->message.update().upserts(0).key().name(), "cfg-idle");
 }
 
+// The branch a source follows is deleted upstream (merged and cleaned up, or by mistake):
+// the source says so, and clusters keep what they run: no bundle is emptied or removed,
+// also across a restart of the control plane while the branch is gone.
+TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
+  git_.Write("web/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  git_.Git("branch next");
+  v1::Source next = Source();
+  next.set_ref("next");
+  ASSERT_TRUE(controller_->AddSource(next, false).ok());
+  absl::StatusOr<v1::BundleInfo> web = controller_->AddBundle(Bundle("web", "web"), false);
+  ASSERT_TRUE(web.ok()) << web.status();
+  const std::string revision = web->revision();
+  ASSERT_FALSE(revision.empty());
+  auto agent = std::make_shared<SynchronousConnection>(hub_.get());
+  v1::Hello hello;
+  hello.set_cluster("c1");
+  agent->session = hub_->Connect(hello, "peer", agent);
+  agent->Notify("web");
+  ASSERT_EQ(agent->messages().size(), 1u);
+
+  git_.Git("branch -D next");
+  absl::StatusOr<v1::SourceInfo> synced = controller_->SyncSource("app");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_THAT(synced->error(), HasSubstr("ref \"next\" not found"));
+  EXPECT_THAT(synced->error(), HasSubstr("branches: main"));
+  auto listed = [&] {
+    std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
+    return bundles.size() == 1 ? bundles[0] : v1::BundleInfo();
+  };
+  EXPECT_EQ(listed().revision(), revision);
+  EXPECT_EQ(listed().error(), "");
+  agent->Notify("web");
+  EXPECT_EQ(agent->messages().size(), 1u) << "nothing new for the cluster, no removal";
+
+  // A restart while the branch is gone: the stored revision is served as it was.
+  Restart();
+  synced = controller_->SyncSource("app");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_THAT(synced->error(), HasSubstr("ref \"next\" not found"));
+  EXPECT_EQ(listed().revision(), revision);
+  auto back = std::make_shared<SynchronousConnection>(hub_.get());
+  v1::HeldRevision* held = hello.add_held();
+  held->set_bundle("web");
+  held->set_revision(revision);
+  back->session = hub_->Connect(hello, "peer", back);
+  back->Notify("web");
+  EXPECT_TRUE(back->messages().empty()) << "it holds the revision it should: nothing to send";
+
+  // The branch comes back with a change: the bundle follows it again.
+  git_.Git("branch next");
+  git_.Git("checkout -q next");
+  git_.Write("web/cm.yaml", Cm("a", "2"));
+  git_.Commit("a again");
+  synced = controller_->SyncSource("app");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_EQ(synced->error(), "");
+  EXPECT_NE(listed().revision(), revision);
+  back->Notify("web");
+  ASSERT_EQ(back->messages().size(), 1u);
+  EXPECT_FALSE(back->messages()[0]->message.has_removal());
+}
+
 // One commit moves a file from one bundle's path to another's. The bundle that loses it
 // renders fast (plain) and the one that gains it slowly (kustomize): its update still
 // names the object as handed over, because it waits for the other's render before the

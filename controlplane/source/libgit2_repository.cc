@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -429,18 +430,27 @@ class Libgit2Repository : public GitRepository {
   }
 
   std::string BranchesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // The first ten by name, and how many more: a repository may have thousands.
     std::vector<std::string> names;
+    size_t more = 0;
     git_strarray refs = {nullptr, 0};
     if (git_reference_list(&refs, repo_.get()) == 0) {
-      for (size_t i = 0; i < refs.count && names.size() < 10; ++i) {
+      for (size_t i = 0; i < refs.count; ++i) {
         absl::string_view name(refs.strings[i]);
-        if (absl::ConsumePrefix(&name, "refs/remotes/origin/")) {
-          names.emplace_back(name);
-        }
+        // origin/HEAD names the default branch; it is no branch of its own.
+        if (!absl::ConsumePrefix(&name, "refs/remotes/origin/") || name == "HEAD") continue;
+        names.emplace_back(name);
       }
       git_strarray_dispose(&refs);
     }
-    return names.empty() ? "none" : absl::StrJoin(names, ", ");
+    if (names.empty()) return "none";
+    std::sort(names.begin(), names.end());
+    if (names.size() > 10) {
+      more = names.size() - 10;
+      names.resize(10);
+    }
+    return more == 0 ? absl::StrJoin(names, ", ")
+                     : absl::StrCat(absl::StrJoin(names, ", "), " and ", more, " more");
   }
 
   absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path, Tree* out)

@@ -52,6 +52,11 @@ TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
   EXPECT_EQ(repo->Resolve("HEAD")->branch, "trunk");
   EXPECT_EQ(repo->Resolve("refs/heads/v1").status().code(), absl::StatusCode::kNotFound)
       << "a tag is not a branch";
+  // The error lists the branches by name, not origin/HEAD, and says how many it left out.
+  for (int i = 0; i < 12; ++i) git.Git(absl::StrCat("branch -q b", i));
+  ASSERT_TRUE(repo->Fetch().ok());
+  EXPECT_THAT(std::string(repo->Resolve("nope").status().message()),
+              HasSubstr("(branches: b0, b1, b10, b11, b2, b3, b4, b5, b6, b7 and 4 more)"));
   // The remote's HEAD moves to main: the next fetch follows it.
   git.Git("checkout -q main");
   ASSERT_TRUE(repo->Fetch().ok());
