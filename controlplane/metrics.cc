@@ -18,6 +18,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                .Name("gitfleet_source_fetch_duration_seconds")
                                .Help("Time to fetch a Git URL.")
                                .Register(r)),
+      sources_in_error(BuildGauge()
+                           .Name("gitfleet_sources_in_error")
+                           .Help("Sources whose last fetch failed, or whose ref it did not "
+                                 "find (gitfleetctl source list says why).")
+                           .Register(r)
+                           .Add({})),
       source_commits(BuildCounter()
                          .Name("gitfleet_source_commits_total")
                          .Help("New commits seen on tracked refs.")

@@ -16,6 +16,9 @@ struct ControlPlaneMetrics {
   // source/
   metrics::Family<metrics::Counter>& source_fetches;  // result=ok|error
   metrics::Family<metrics::Histogram>& source_fetch_seconds;
+  // Sources whose last fetch, or the resolution of their ref after it, failed (a fetch of
+  // a branch since deleted succeeds; only the ref is missing).
+  metrics::Gauge& sources_in_error;
   metrics::Family<metrics::Counter>& source_commits;
   // render/
   metrics::Family<metrics::Counter>& renders;  // engine, result=ok|error

@@ -938,6 +938,7 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   ASSERT_TRUE(synced.ok()) << synced.status();
   EXPECT_THAT(synced->error(), HasSubstr("ref \"next\" not found"));
   EXPECT_THAT(synced->error(), HasSubstr("branches: main"));
+  EXPECT_EQ(metrics_.sources_in_error.Value(), 1) << "the fetch worked; the ref is gone";
   auto listed = [&] {
     std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
     return bundles.size() == 1 ? bundles[0] : v1::BundleInfo();
@@ -969,6 +970,7 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   synced = controller_->SyncSource("app");
   ASSERT_TRUE(synced.ok()) << synced.status();
   EXPECT_EQ(synced->error(), "");
+  EXPECT_EQ(metrics_.sources_in_error.Value(), 0);
   EXPECT_NE(listed().revision(), revision);
   back->Notify("web");
   ASSERT_EQ(back->messages().size(), 1u);

@@ -81,6 +81,7 @@ void SourcePoller::Remove(const std::string& name) {
   {
     MutexLock lock(&mu_);
     sources_.erase(name);
+    CountErrorsLocked();
   }
   ReleaseUnused();
 }
@@ -97,6 +98,12 @@ void SourcePoller::ReleaseUnused() {
   // A clone a fetch or render still holds goes once it lets go: at a later fetch of any
   // source, or, with none left to fetch, here again in a while (the key no source has).
   if (repos_->RetainPending()) queue_.AddAfter(kReleaseKey, kReleaseRetry);
+}
+
+void SourcePoller::CountErrorsLocked() {
+  int failing = 0;
+  for (const auto& [name, t] : sources_) failing += t.info.error().empty() ? 0 : 1;
+  metrics_.sources_in_error.Set(failing);
 }
 
 std::optional<v1::SourceInfo> SourcePoller::Get(const std::string& name) {
@@ -231,6 +238,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       if (!t->info.error().empty()) t->info.set_consecutive_failures(failures);
       *t->info.mutable_next_fetch_time() = ToProtoTime(now + next);
     }
+    CountErrorsLocked();
   }
   for (const auto& [name, snapshot] : deliveries) on_commit_(name, snapshot);
   if (result.ok() && next < absl::InfiniteDuration()) queue_.AddAfter(key, next);

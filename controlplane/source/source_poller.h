@@ -91,6 +91,8 @@ class SourcePoller {
   // Deletes the clones of repositories no tracked source uses (GitRepositories::Retain).
   void ReleaseUnused();
   absl::Duration IntervalLocked(const Tracked& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the sources_in_error gauge from what sources_ says now.
+  void CountErrorsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   GitRepositories* const repos_;
   ControlPlaneMetrics& metrics_;
