@@ -432,7 +432,6 @@ class Libgit2Repository : public GitRepository {
   std::string BranchesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // The first ten by name, and how many more: a repository may have thousands.
     std::vector<std::string> names;
-    size_t more = 0;
     git_strarray refs = {nullptr, 0};
     if (git_reference_list(&refs, repo_.get()) == 0) {
       for (size_t i = 0; i < refs.count; ++i) {
@@ -445,12 +444,10 @@ class Libgit2Repository : public GitRepository {
     }
     if (names.empty()) return "none";
     std::sort(names.begin(), names.end());
-    if (names.size() > 10) {
-      more = names.size() - 10;
-      names.resize(10);
-    }
-    return more == 0 ? absl::StrJoin(names, ", ")
-                     : absl::StrCat(absl::StrJoin(names, ", "), " and ", more, " more");
+    const size_t more = names.size() > 10 ? names.size() - 10 : 0;
+    names.resize(names.size() - more);
+    const std::string listed = absl::StrJoin(names, ", ");
+    return more == 0 ? listed : absl::StrCat(listed, " and ", more, " more");
   }
 
   absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path, Tree* out)
