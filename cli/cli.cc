@@ -524,6 +524,17 @@ class Cli {
     return 0;
   }
 
+  // A bundle's render error and its source's, which keeps it at its last revision too.
+  static std::string BundleErrors(const v1::BundleInfo& b) {
+    std::vector<std::string> errors;
+    if (!b.error().empty()) errors.push_back(b.error());
+    if (!b.source_error().empty()) {
+      errors.push_back(absl::StrCat("source ", b.bundle().source(), ": ", b.source_error(),
+                                    " (stays at its last revision)"));
+    }
+    return absl::StrJoin(errors, "; ");
+  }
+
   int BundleList() {
     if (args_.words().size() > 2) return Usage("bundle list takes no arguments");
     v1::ListBundlesResponse response;
@@ -553,7 +564,7 @@ class Cli {
                               : !b.waiting().empty() ? b.waiting()
                               : b.rollout().empty()  ? (b.pinned_commit().empty() ? "-" : "")
                                                      : b.rollout()),
-                 b.error()});
+                 BundleErrors(b)});
     }
     table.Print(out_);
     return 0;

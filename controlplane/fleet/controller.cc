@@ -239,7 +239,10 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
           [this](const std::string& source, const SourceSnapshot& snapshot) {
             OnSourceCommit(source, snapshot);
           },
-          options.default_poll_interval, /*fetch_threads=*/4, options.clock) {
+          options.default_poll_interval, /*fetch_threads=*/4, options.clock,
+          [this](const std::string& source, const std::string& error) {
+            OnSourceError(source, error);
+          }) {
   mailbox_ = std::make_shared<Mailbox>(&queue_, options.clock);
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
@@ -534,6 +537,7 @@ absl::Status Controller::RemoveSource(const std::string& name) {
     sources_.erase(name);
     source_audiences_.erase(name);
     default_branches_.erase(name);
+    source_errors_.erase(name);
   }
   poller_.Remove(name);
   return absl::OkStatus();
@@ -1036,6 +1040,10 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   *info.mutable_notes() = state.record.notes();
   info.set_rollout(state.rollout_message);
   info.set_waiting(state.siblings.note());
+  if (auto failing = source_errors_.find(state.definition.source());
+      failing != source_errors_.end()) {
+    info.set_source_error(failing->second);
+  }
   info.set_suspended(state.record.suspended());
   info.set_pinned_commit(state.record.pinned_commit());
   info.set_pinned_no_prune(state.record.pinned_no_prune());
@@ -1127,23 +1135,45 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
         !snapshot.commit.branch.empty()) {
       default_branches_[source] = snapshot.commit.branch;
     }
-    std::vector<std::string> reading;
-    for (const auto& [name, state] : bundles_) {  // in name order
-      if (state.definition.source() == source) reading.push_back(name);
-    }
-    auto last = source_audiences_.find(source);
-    if (last != source_audiences_.end() && *last->second == reading) {
-      names = last->second;
-    } else {
-      names = std::make_shared<const std::vector<std::string>>(std::move(reading));
-      if (sources_.count(source) > 0) source_audiences_[source] = names;
-    }
+    names = AudienceOfLocked(source);
   }
   // Before the reconciles it causes, so a subscriber sees the commit before its renders.
   Publish(
       MakeEvent("source.commit", "", "", snapshot.commit.summary, snapshot.commit.id, "", source),
       names);
   for (const std::string& name : *names) queue_.Add(name);
+}
+
+void Controller::OnSourceError(const std::string& source, const std::string& error) {
+  EventBus::Audience names;
+  {
+    MutexLock lock(&mu_);
+    if (sources_.count(source) == 0) return;  // removed while it was fetched
+    if (error.empty()) {
+      source_errors_.erase(source);
+    } else {
+      source_errors_[source] = error;
+    }
+    names = AudienceOfLocked(source);
+  }
+  Publish(error.empty()
+              ? MakeEvent("source.recovered", "", "", "fetched and resolved again", "", "", source)
+              : MakeEvent("source.failed", "", "",
+                          absl::StrCat(error, " (its bundles stay at their last revision)"), "", "",
+                          source),
+          names);
+}
+
+EventBus::Audience Controller::AudienceOfLocked(const std::string& source) {
+  std::vector<std::string> reading;
+  for (const auto& [name, state] : bundles_) {  // in name order
+    if (state.definition.source() == source) reading.push_back(name);
+  }
+  auto last = source_audiences_.find(source);
+  if (last != source_audiences_.end() && *last->second == reading) return last->second;
+  auto names = std::make_shared<const std::vector<std::string>>(std::move(reading));
+  if (sources_.count(source) > 0) source_audiences_[source] = names;
+  return names;
 }
 
 absl::Status Controller::Reconcile(const std::string& name) {

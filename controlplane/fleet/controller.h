@@ -248,6 +248,11 @@ class Controller {
   class Mailbox;
 
   void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
+  // The source's fetch (or ref) failed with `error`, or recovered (""): kept for the
+  // bundles that read it, and told as an event.
+  void OnSourceError(const std::string& source, const std::string& error);
+  // The bundles that read `source`, in name order (shared while they stay the same).
+  EventBus::Audience AudienceOfLocked(const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One pass of the work queue for `name`: reads the current state and acts.
   absl::Status Reconcile(const std::string& name);
   // Gives the hub the bundle's selector, content and gate if they changed since it last did.
@@ -382,6 +387,8 @@ class Controller {
   std::map<std::string, EventBus::Audience> source_audiences_ ABSL_GUARDED_BY(mu_);
   // Sources without a ref -> the remote's default branch, as their last commit named it.
   std::map<std::string, std::string> default_branches_ ABSL_GUARDED_BY(mu_);
+  // Sources whose last fetch failed (or whose ref did not resolve) -> why.
+  std::map<std::string, std::string> source_errors_ ABSL_GUARDED_BY(mu_);
   // Removed bundles -> the generation a re-added one continues from.
   std::map<std::string, int64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;

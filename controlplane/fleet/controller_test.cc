@@ -944,7 +944,8 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
     return bundles.size() == 1 ? bundles[0] : v1::BundleInfo();
   };
   EXPECT_EQ(listed().revision(), revision);
-  EXPECT_EQ(listed().error(), "");
+  EXPECT_EQ(listed().error(), "") << "its render did not fail";
+  EXPECT_THAT(listed().source_error(), HasSubstr("ref \"next\" not found"));
   agent->Notify("web");
   EXPECT_EQ(agent->messages().size(), 1u) << "nothing new for the cluster, no removal";
 
@@ -972,9 +973,20 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   EXPECT_EQ(synced->error(), "");
   EXPECT_EQ(metrics_.sources_in_error.Value(), 0);
   EXPECT_NE(listed().revision(), revision);
+  EXPECT_EQ(listed().source_error(), "");
   back->Notify("web");
   ASSERT_EQ(back->messages().size(), 1u);
   EXPECT_FALSE(back->messages()[0]->message.has_removal());
+
+  // Told to the bundle's watchers: once per run of the control plane while it failed
+  // (not at every fetch), then that it recovered.
+  std::vector<std::string> told;
+  for (const v1::Event& event :
+       (*events_.Subscribe({"web", "", {"source.failed", "source.recovered"}}, nullptr))->Take()) {
+    told.push_back(event.type());
+    EXPECT_EQ(event.source(), "app");
+  }
+  EXPECT_THAT(told, ElementsAre("source.failed", "source.failed", "source.recovered"));
 }
 
 // One commit moves a file from one bundle's path to another's. The bundle that loses it

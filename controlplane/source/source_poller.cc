@@ -29,10 +29,11 @@ constexpr absl::Duration kReleaseRetry = absl::Seconds(5);
 
 SourcePoller::SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics,
                            CommitCallback on_commit, absl::Duration default_interval,
-                           int fetch_threads, Clock* clock)
+                           int fetch_threads, Clock* clock, ErrorCallback on_error)
     : repos_(repos),
       metrics_(metrics),
       on_commit_(std::move(on_commit)),
+      on_error_(std::move(on_error)),
       default_interval_(default_interval),
       clock_(clock),
       queue_(QueueOptions(fetch_threads, clock), metrics.workqueue,
@@ -188,6 +189,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   absl::Status result;
   absl::Duration next = absl::InfiniteDuration();
   std::vector<std::pair<std::string, SourceSnapshot>> deliveries;
+  std::vector<std::pair<std::string, std::string>> error_changes;  // source, error now
   {
     MutexLock lock(&mu_);
     absl::Time now = clock_->Now();
@@ -205,10 +207,15 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       if (!status.ok()) {
         if (t.info.error() != status.message()) {
           GF_LOG(WARNING) << "source " << name << ": " << status.message();
+          error_changes.emplace_back(name, std::string(status.message()));
         }
         t.info.set_error(std::string(status.message()));
         if (result.ok()) result = status;
         continue;
+      }
+      if (!t.info.error().empty()) {
+        GF_LOG(INFO) << "source " << name << ": fetched and resolved again";
+        error_changes.emplace_back(name, "");
       }
       t.info.clear_error();
       t.info.set_consecutive_failures(0);
@@ -239,6 +246,9 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       *t->info.mutable_next_fetch_time() = ToProtoTime(now + next);
     }
     CountErrorsLocked();
+  }
+  if (on_error_) {
+    for (const auto& [name, error] : error_changes) on_error_(name, error);
   }
   for (const auto& [name, snapshot] : deliveries) on_commit_(name, snapshot);
   if (result.ok() && next < absl::InfiniteDuration()) queue_.AddAfter(key, next);

@@ -15,8 +15,8 @@
 //   poller.Upsert(source);  // fetches soon
 //   poller.Start();
 //
-// Thread-safe. The callback runs on a fetch worker, never with the poller's lock held;
-// callbacks for different URLs may run at once.
+// Thread-safe. The callbacks run on a fetch worker, never with the poller's lock held;
+// callbacks for different URLs may run at once, those for one source in order.
 
 #include <functional>
 #include <map>
@@ -49,10 +49,13 @@ class SourcePoller {
  public:
   using CommitCallback =
       std::function<void(const std::string& source, const SourceSnapshot& snapshot)>;
+  // A source's error changed: `error` is what its fetch (or its ref) failed with now, ""
+  // when it recovered. Not called again while the same error repeats.
+  using ErrorCallback = std::function<void(const std::string& source, const std::string& error)>;
 
   SourcePoller(GitRepositories* repos, ControlPlaneMetrics& metrics, CommitCallback on_commit,
                absl::Duration default_interval = absl::Seconds(30), int fetch_threads = 4,
-               Clock* clock = &RealClock());
+               Clock* clock = &RealClock(), ErrorCallback on_error = nullptr);
   ~SourcePoller();  // Stop()
 
   // Starts the fetch workers. Sources upserted before are fetched at once.
@@ -97,6 +100,7 @@ class SourcePoller {
   GitRepositories* const repos_;
   ControlPlaneMetrics& metrics_;
   const CommitCallback on_commit_;
+  const ErrorCallback on_error_;
   const absl::Duration default_interval_;
   Clock* const clock_;
 

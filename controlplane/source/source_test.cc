@@ -354,11 +354,18 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   Mutex mu;
   std::vector<std::pair<std::string, std::string>> seen;
-  SourcePoller poller(repos.get(), metrics,
-                      [&](const std::string& name, const SourceSnapshot& snap) {
-                        MutexLock lock(&mu);
-                        seen.emplace_back(name, snap.commit.id);
-                      });
+  std::vector<std::pair<std::string, std::string>> errors;  // source, error ("" recovered)
+  SourcePoller poller(
+      repos.get(), metrics,
+      [&](const std::string& name, const SourceSnapshot& snap) {
+        MutexLock lock(&mu);
+        seen.emplace_back(name, snap.commit.id);
+      },
+      absl::Seconds(30), 4, &RealClock(),
+      [&](const std::string& name, const std::string& error) {
+        MutexLock lock(&mu);
+        errors.emplace_back(name, error);
+      });
   v1::Source source;
   source.set_name("app");
   source.set_url(git.url());
@@ -397,6 +404,21 @@ TEST(SourcePollerTest, DeliversNewCommitsAndReportsErrors) {
   EXPECT_GE(bad_info->consecutive_failures(), 1);
   EXPECT_LE(bad_info->consecutive_failures(), 2);
   EXPECT_EQ(poller.SyncNow("missing").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(poller.SyncNow("bad").ok());  // fails again, the same way
+  {
+    MutexLock lock(&mu);
+    ASSERT_EQ(errors.size(), 1u) << "a repeated error is told once";
+    EXPECT_EQ(errors[0].first, "bad");
+    EXPECT_EQ(errors[0].second, bad_info->error());
+  }
+  // Mended: told once more, that it recovered; its commit is delivered.
+  bad.set_ref("main");
+  poller.Upsert(bad);
+  ASSERT_TRUE(poller.SyncNow("bad").ok());
+  MutexLock lock(&mu);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[1], std::make_pair(std::string("bad"), std::string()));
+  EXPECT_EQ(seen.back(), std::make_pair(std::string("bad"), second));
 }
 
 // Repositories where one URL's fetch hangs until released; every other URL is real.

@@ -5,11 +5,14 @@
 #include <sched.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <regex>
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -147,6 +150,48 @@ TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
   std::string fixed = git_.Commit("fix");
   ExpectSynced("prod-eu", "web", fixed);
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"2\""));
+}
+
+// A repository that cannot be read keeps its bundles where they are, and says so where an
+// operator looks for a bundle's trouble: `bundle list` and the events, not only `source list`.
+TEST_F(Fleet, ASourceThatCannotBeReadIsShownOnItsBundlesAndInTheEvents) {
+  git_.Write("apps/web/web.yaml", Cm("web"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string good = git_.Commit("good");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", good);
+  EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("source demo:")));
+
+  const std::string gone = git_.dir() + ".gone";
+  ASSERT_EQ(std::rename(git_.dir().c_str(), gone.c_str()), 0);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list"}), "source demo:");
+  })) << Ctl({"bundle", "list"});
+  std::string list = Ctl({"bundle", "list"});
+  EXPECT_THAT(list, HasSubstr("(stays at its last revision)"));
+  EXPECT_THAT(list, HasSubstr(good.substr(0, 12))) << "both bundles keep the good commit";
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}), HasSubstr("\"source_error\""));
+  std::string events = Ctl({"events", "--bundle=web", "--type=source."});
+  EXPECT_THAT(events, HasSubstr("source.failed"));
+  EXPECT_EQ(absl::StrContains(events, "source.recovered"), false);
+  // The error is said once, not at every retry.
+  absl::SleepFor(absl::Seconds(3));
+  events = Ctl({"events", "--bundle=web", "--type=source.failed"});
+  EXPECT_EQ(std::count(events.begin(), events.end(), '\n'), 1) << events;
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""));
+  EXPECT_EQ(Status("prod-eu", "web")[0].sync_state(), v1::SYNC_STATE_SYNCED);
+
+  // Back, with a change: the error goes, and the change follows.
+  ASSERT_EQ(std::rename(gone.c_str(), git_.dir().c_str()), 0);
+  git_.Write("apps/web/web.yaml", Cm("web", "2"));
+  std::string next = git_.Commit("after the outage");
+  ExpectSynced("prod-eu", "web", next);
+  EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("source demo:")));
+  events = Ctl({"events", "--bundle=web", "--type=source."});
+  EXPECT_LT(events.find("source.failed"), events.find("source.recovered")) << events;
+  EXPECT_LT(events.find("source.recovered"), events.rfind("source.commit")) << events;
 }
 
 TEST_F(Fleet, AgentKilledWithSigkillRestartsWithoutLosingOrDuplicating) {
