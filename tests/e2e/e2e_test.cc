@@ -427,10 +427,17 @@ TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
   AddSourceAndBundles();
   ExpectSynced("prod-eu", "web", first);
   std::set<std::string> exported;  // every family has a HELP line, samples or not
+  const std::string dir = TempDir("metrics");
   for (const std::string& text :
        {HttpGet(cp_http_, "/metrics"), HttpGet(agents_["prod-eu"].http, "/metrics")}) {
     std::set<std::string> names = MetricNames(text, "# HELP ");
     exported.insert(names.begin(), names.end());
+    // Prometheus's own linter (units, suffixes, help) over what a scrape reads.
+    ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(dir + "/metrics.txt", text).ok());
+    std::string lint;
+    EXPECT_EQ(::gitfleet::testing::Run("promtool check metrics < " + dir + "/metrics.txt", &lint),
+              0)
+        << lint << "(promtool comes from Debian's prometheus package: tools/setup)";
   }
   ASSERT_GT(exported.size(), 20u);
   absl::StatusOr<std::string> alerts = PosixFileSystem().ReadFile("deploy/prometheus/alerts.yaml");
