@@ -99,6 +99,19 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
               .Help("From a commit's timestamp to an agent reporting it applied, by bundle.")
               .LabelNames({"bundle"})
               .Register(r)),
+      bundle_clusters(BuildGauge()
+                          .Name("gitfleet_bundle_clusters")
+                          .Help("Clusters whose last report on a bundle is in a sync state "
+                                "(synced, out_of_sync, applying, failed), connected or not.")
+                          .LabelNames({"bundle", "sync_state"})
+                          .Register(r)),
+      bundle_cluster_health(BuildGauge()
+                                .Name("gitfleet_bundle_cluster_health")
+                                .Help("Clusters whose last report on a bundle has a health "
+                                      "(healthy, progressing, degraded, missing, unknown), "
+                                      "connected or not.")
+                                .LabelNames({"bundle", "health"})
+                                .Register(r)),
       rollout_partition(BuildGauge()
                             .Name("gitfleet_rollout_partition")
                             .Help("The partition a bundle's rollout is on (1-based; 0: none).")

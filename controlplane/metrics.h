@@ -37,6 +37,11 @@ struct ControlPlaneMetrics {
   metrics::Gauge& queued_updates;
   metrics::Counter& coalesced_updates;
   metrics::Family<metrics::Histogram>& commit_to_applied_seconds;  // bundle
+  // By bundle, the clusters whose last report on it is in each sync state (synced,
+  // out_of_sync, applying, failed) and health (healthy, progressing, degraded, missing,
+  // unknown), connected or not: the fleet's state without scraping every agent.
+  metrics::Family<metrics::Gauge>& bundle_clusters;        // bundle, sync_state
+  metrics::Family<metrics::Gauge>& bundle_cluster_health;  // bundle, health
   // Progressive rollouts, by bundle: the partition rolling out (1-based; 0 when done or
   // none), 1 while paused, partitions passed.
   metrics::Family<metrics::Gauge>& rollout_partition;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
@@ -146,7 +147,11 @@ absl::Status Hub::Load() {
       return absl::DataLossError(absl::StrCat("stored report ", entry.key, " is corrupt"));
     }
     auto it = agents_.find(entry.key.substr(0, slash));
-    if (it != agents_.end()) it->second.reports[report.bundle()] = report;
+    if (it == agents_.end()) continue;
+    auto [slot, fresh] = it->second.reports.try_emplace(report.bundle());
+    CountReportLocked(report.bundle(), report, 1);
+    if (!fresh) CountReportLocked(report.bundle(), slot->second, -1);
+    slot->second = std::move(report);
   }
   for (const Store::Entry& entry : *regressions) {
     size_t slash = entry.key.find('/');
@@ -742,7 +747,10 @@ void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
     AckedChangedLocked(bundle, agent, &before, nullptr);
   }
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
-  agent->reports.erase(bundle);
+  if (auto report = agent->reports.find(bundle); report != agent->reports.end()) {
+    CountReportLocked(bundle, report->second, -1);
+    agent->reports.erase(report);
+  }
   writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
   // What it no longer holds cannot halt a rollout.
   if (auto it = regressed_.empty() ? regressed_.end() : regressed_.find(bundle);
@@ -1489,7 +1497,8 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
       agent->reports.count(bundle) == 0) {
     return false;
   }
-  v1::StatusUpdate& report = agent->reports[bundle];
+  auto [slot, fresh] = agent->reports.try_emplace(bundle);
+  v1::StatusUpdate& report = slot->second;
   // A regression: ready on a revision, then Degraded or failed on the same one, while a
   // rollout is under way. Compared with the report this one replaces.
   bool regressed = false;
@@ -1540,9 +1549,16 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
           MakeEvent("cluster.health", bundle, cluster, health, status.commit(), status.revision()));
     }
   }
+  v1::StatusUpdate counted;  // what the report counted as, before this one
+  counted.set_sync_state(report.sync_state());
+  counted.set_health(report.health());
   report = status;
   report.set_bundle(bundle);
   BoundStatus(&report);  // each stored status stays small, whatever an agent sends
+  if (fresh || counted.sync_state() != report.sync_state() || counted.health() != report.health()) {
+    CountReportLocked(bundle, report, 1);  // in first: the bundle's series stay
+    if (!fresh) CountReportLocked(bundle, counted, -1);
+  }
   auto held = agent->held.find(bundle);
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
     if (target != bundles_.end() && target->second.content != nullptr) {
@@ -1559,6 +1575,54 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
   }
   writes_.Put(kReports, ReportKey(agent->info.name(), bundle), report.SerializeAsString());
   return regressed;
+}
+
+namespace {
+
+// A bundle's series of gitfleet_bundle_clusters for a SyncState, and of
+// gitfleet_bundle_cluster_health for a HealthState, labelled as the agent's gauges are
+// ("SYNC_STATE_OUT_OF_SYNC" -> "out_of_sync").
+metrics::Labels SyncLabels(const std::string& bundle, int state) {
+  absl::string_view name = v1::SyncState_Name(static_cast<v1::SyncState>(state));
+  return {{"bundle", bundle},
+          {"sync_state", absl::AsciiStrToLower(absl::StripPrefix(name, "SYNC_STATE_"))}};
+}
+metrics::Labels HealthLabels(const std::string& bundle, int state) {
+  absl::string_view name = v1::HealthState_Name(static_cast<v1::HealthState>(state));
+  return {{"bundle", bundle},
+          {"health", absl::AsciiStrToLower(absl::StripPrefix(name, "HEALTH_STATE_"))}};
+}
+
+}  // namespace
+
+void Hub::CountReportLocked(const std::string& bundle, const v1::StatusUpdate& report, int delta) {
+  auto it = report_states_.find(bundle);
+  if (it == report_states_.end()) {
+    if (delta < 0) return;  // never counted
+    it = report_states_.emplace(bundle, ReportStates()).first;
+    // Every state has a series, 0 or not, so a query need not guess which exist.
+    for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
+      it->second.sync[s] = &metrics_.bundle_clusters.Add(SyncLabels(bundle, s));
+    }
+    for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
+      it->second.health[h] = &metrics_.bundle_cluster_health.Add(HealthLabels(bundle, h));
+    }
+  }
+  ReportStates& states = it->second;
+  states.reports += delta;
+  const int sync = report.sync_state();
+  if (sync > 0 && sync < v1::SyncState_ARRAYSIZE) states.sync[sync]->Increment(delta);
+  const int health = report.health();
+  if (health > 0 && health < v1::HealthState_ARRAYSIZE) states.health[health]->Increment(delta);
+  if (states.reports > 0) return;
+  for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
+    metrics_.bundle_clusters.Remove(SyncLabels(bundle, s));
+  }
+  for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
+    metrics_.bundle_cluster_health.Remove(HealthLabels(bundle, h));
+  }
+  if (bundles_.count(bundle) == 0) metrics_.commit_to_applied_seconds.Remove({{"bundle", bundle}});
+  report_states_.erase(it);
 }
 
 std::vector<std::string> Hub::Regressions(const std::string& bundle, const BundleContent* content) {

@@ -13,6 +13,7 @@
 //
 // Thread-safe. The hub never calls a connection while holding its own lock.
 
+#include <array>
 #include <deque>
 #include <functional>
 #include <map>
@@ -386,6 +387,11 @@ class Hub {
   void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops, in memory and in the store, every regression of `bundle`.
   void ForgetRegressionsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a cluster's report on `bundle` in (delta 1) or out (-1) of the bundle's
+  // gauges (gitfleet_bundle_clusters, _cluster_health). Its series go with its last
+  // report (and gitfleet_commit_to_applied_seconds's too, once the bundle is removed).
+  void CountReportLocked(const std::string& bundle, const v1::StatusUpdate& report, int delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
   // Appends to `events` what the report changed (published after the lock). True when it
   // is a regression (see Regressions).
@@ -484,6 +490,14 @@ class Hub {
     Rollout rollout;
   };
   mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
+  // Per bundle with reports: the gauges of its clusters by sync state and by health
+  // (indexed by the enums' numbers; [0], unspecified, is not counted), and its reports.
+  struct ReportStates {
+    std::array<metrics::Gauge*, v1::SyncState_ARRAYSIZE> sync{};
+    std::array<metrics::Gauge*, v1::HealthState_ARRAYSIZE> health{};
+    int reports = 0;
+  };
+  std::map<std::string, ReportStates> report_states_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);

@@ -5,6 +5,8 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
 #include "controlplane/store/revisions.h"
 #include "gmock/gmock.h"
@@ -1078,6 +1080,92 @@ TEST_F(HubTest, DiffRequestsReachTheClusterAndItsAnswerComesBack) {
   ASSERT_TRUE(answers[2].ok());
   EXPECT_EQ(answers[2]->cluster(), "a");
   EXPECT_EQ(answers[2]->unchanged(), 3);
+}
+
+// `gauge{labels} value` as Prometheus reads it.
+bool Exposes(metrics::Registry& registry, const std::string& sample) {
+  return absl::StrContains(registry.Serialize(), sample + "\n");
+}
+
+TEST_F(HubTest, BundleGaugesCountTheClustersByTheirLastReport) {
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  auto conn = std::make_shared<FakeConnection>();
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  auto report = [&](uint64_t session, v1::SyncState sync, v1::HealthState health) {
+    v1::StatusUpdate status;
+    status.set_bundle("web");
+    status.set_sync_state(sync);
+    status.set_health(health);
+    hub_.OnStatus(session, status);
+  };
+  auto clusters = [&](const std::string& state, int count) {
+    return Exposes(registry_, absl::StrCat("gitfleet_bundle_clusters{bundle=\"web\",sync_state=\"",
+                                           state, "\"} ", count));
+  };
+  auto health = [&](const std::string& state, int count) {
+    return Exposes(registry_,
+                   absl::StrCat("gitfleet_bundle_cluster_health{bundle=\"web\",health=\"", state,
+                                "\"} ", count));
+  };
+  EXPECT_FALSE(absl::StrContains(registry_.Serialize(), "gitfleet_bundle_clusters{"))
+      << "no report, no series";
+
+  report(a, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY);
+  report(b, v1::SYNC_STATE_APPLYING, v1::HEALTH_STATE_PROGRESSING);
+  EXPECT_TRUE(clusters("synced", 1));
+  EXPECT_TRUE(clusters("applying", 1));
+  EXPECT_TRUE(clusters("failed", 0)) << "every state has a series";
+  EXPECT_TRUE(clusters("out_of_sync", 0));
+  EXPECT_TRUE(health("healthy", 1));
+  EXPECT_TRUE(health("progressing", 1));
+  EXPECT_TRUE(health("degraded", 0));
+
+  report(b, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY);
+  report(b, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY);  // the same again
+  EXPECT_TRUE(clusters("synced", 2));
+  EXPECT_TRUE(clusters("applying", 0));
+  EXPECT_TRUE(health("healthy", 2));
+  EXPECT_TRUE(health("progressing", 0));
+  report(a, v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_DEGRADED);
+  EXPECT_TRUE(clusters("synced", 1));
+  EXPECT_TRUE(clusters("failed", 1));
+  EXPECT_TRUE(health("degraded", 1));
+  // A state this build does not know is a report, counted in no state.
+  report(a, static_cast<v1::SyncState>(99), static_cast<v1::HealthState>(99));
+  EXPECT_TRUE(clusters("failed", 0));
+  EXPECT_TRUE(health("degraded", 0));
+  report(a, v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_UNSPECIFIED);
+  EXPECT_TRUE(clusters("failed", 1));
+
+  // A disconnected cluster still counts (it runs what it last reported); and a restart
+  // counts the stored reports again.
+  hub_.Disconnect(a);
+  EXPECT_TRUE(clusters("failed", 1));
+  hub_.Flush();
+  {
+    metrics::Registry registry;
+    ControlPlaneMetrics metrics(registry);
+    Hub reloaded(&store_, metrics);
+    ASSERT_TRUE(reloaded.Load().ok());
+    EXPECT_TRUE(
+        Exposes(registry, "gitfleet_bundle_clusters{bundle=\"web\",sync_state=\"failed\"} 1"));
+    EXPECT_TRUE(
+        Exposes(registry, "gitfleet_bundle_clusters{bundle=\"web\",sync_state=\"synced\"} 1"));
+    EXPECT_TRUE(
+        Exposes(registry, "gitfleet_bundle_cluster_health{bundle=\"web\",health=\"healthy\"} 1"));
+  }
+
+  // Removed: its series go with the last cluster that drops it.
+  a = hub_.Connect(MakeHello("a", "prod", {{"web", "r"}}), "p", conn);
+  hub_.RemoveBundle("web");
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  EXPECT_TRUE(clusters("synced", 1));
+  EXPECT_TRUE(clusters("failed", 0));
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  EXPECT_FALSE(absl::StrContains(registry_.Serialize(), "bundle=\"web\""));
 }
 
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {

@@ -1203,8 +1203,12 @@ absl::Status Controller::Reconcile(const std::string& name) {
     }
   }
   if (source.empty()) {
-    // Removed: the hub sends removals to the agents that hold it (idempotent).
+    // Removed: the hub sends removals to the agents that hold it (idempotent). Its rollout
+    // series go (a paused one would fire GitfleetRolloutPaused for ever).
     if (tombstone.has_value()) hub_->RemoveBundle(name, *tombstone);
+    metrics_.rollout_partition.Remove({{"bundle", name}});
+    metrics_.rollout_paused.Remove({{"bundle", name}});
+    metrics_.rollout_partitions_passed.Remove({{"bundle", name}});
     return absl::OkStatus();
   }
   absl::Status status;
@@ -1829,13 +1833,14 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     const size_t count = partitions != nullptr ? partitions->size() : 0;
     const bool progressive = Progressive(strategy) && count > 0;
     const bool done = rollout.partition() >= static_cast<int>(count);
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    // Set only while it exists: its removal takes its series away (Reconcile).
+    if (it == bundles_.end()) return;
     metrics_.rollout_partition.Add({{"bundle", name}})
         .Set(progressive && !done ? rollout.partition() + 1 : 0);
     metrics_.rollout_paused.Add({{"bundle", name}})
         .Set(progressive && !done && (rollout.halted() || rollout.paused_by_operator()) ? 1 : 0);
-    MutexLock lock(&mu_);
-    auto it = bundles_.find(name);
-    if (it == bundles_.end()) return;
     it->second.partitions = partitions;
     it->second.partitions_membership = cut_at;
     it->second.partitions_generation = definition_generation;

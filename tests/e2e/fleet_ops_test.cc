@@ -319,6 +319,14 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("partition 2/3: paused"));
   EXPECT_THAT(HttpGet(http_port_, "/metrics"),
               HasSubstr("gitfleet_rollout_paused{bundle=\"web\"} 1"));
+  // The fleet's state by bundle, from the control plane alone: c1 Healthy, c2 not yet.
+  std::string metrics = HttpGet(http_port_, "/metrics");
+  EXPECT_THAT(metrics,
+              HasSubstr("gitfleet_bundle_cluster_health{bundle=\"web\",health=\"healthy\"} 1"));
+  EXPECT_THAT(metrics,
+              HasSubstr("gitfleet_bundle_cluster_health{bundle=\"web\",health=\"progressing\"} 1"));
+  EXPECT_THAT(metrics,
+              HasSubstr("gitfleet_bundle_clusters{bundle=\"web\",sync_state=\"failed\"} 0"));
 
   // Promote: past c2, on to c3.
   out = Ctl({"rollout", "promote", "web"}, &code);
@@ -359,6 +367,18 @@ TEST_F(FleetOps, ARolloutStopsAtAPartitionThatStaysProgressingUntilPromoted) {
   EXPECT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; })) << Logs();
   ASSERT_TRUE(Eventually([&] { return Image("c4") == "web:2"; })) << Logs();
+
+  // Removed while paused: none of its series stays behind (a paused rollout's would fire
+  // GitfleetRolloutPaused for a bundle that is gone).
+  Ctl({"rollout", "pause", "web"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(HttpGet(http_port_, "/metrics"),
+              HasSubstr("gitfleet_rollout_paused{bundle=\"web\"} 1"));
+  out = Ctl({"bundle", "remove", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return !absl::StrContains(HttpGet(http_port_, "/metrics"), "bundle=\"web\"");
+  })) << HttpGet(http_port_, "/metrics");
 }
 
 TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
