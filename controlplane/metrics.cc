@@ -55,6 +55,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                            .Help("Agents with an open stream.")
                            .Register(r)
                            .Add({})),
+      clusters(BuildGauge()
+                   .Name("gitfleet_clusters")
+                   .Help("Registered clusters by state: connected, disconnected (connected "
+                         "before, away now), never_connected, suspended.")
+                   .LabelNames({"state"})
+                   .Register(r)),
       updates_sent(BuildCounter()
                        .Name("gitfleet_updates_sent_total")
                        .Help("Bundle updates sent to agents, by kind.")

@@ -29,6 +29,9 @@ struct ControlPlaneMetrics {
   metrics::Family<metrics::Counter>& sibling_waits;
   // distribute/
   metrics::Gauge& connected_agents;
+  // Registered clusters by state: connected, disconnected (connected before, away now),
+  // never_connected, suspended (under maintenance, connected or not).
+  metrics::Family<metrics::Gauge>& clusters;
   metrics::Family<metrics::Counter>& updates_sent;  // kind=full|delta|removal
   metrics::Counter& update_bytes_sent;
   metrics::Family<metrics::Counter>& acks;              // result=ok|nack|need_full

@@ -50,6 +50,7 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       messages_(max_cached_message_bytes) {
   flusher_ = std::thread([this] {
     NameThisThread("gf-hub-flush");
+    absl::Time counted = absl::InfinitePast();
     while (true) {
       {
         MutexLock lock(&stop_mu_);
@@ -61,6 +62,10 @@ Hub::Hub(Store* store, ControlPlaneMetrics& metrics, absl::Duration flush_interv
       }
       Flush();
       diffs_.Expire(clock_->Now());
+      if (clock_->Now() - counted >= kClusterCountInterval) {
+        CountClusters();
+        counted = clock_->Now();
+      }
       flusher_heartbeat_.Beat();
     }
   });
@@ -106,6 +111,31 @@ void Hub::OnDiff(uint64_t session, const v1::DiffResult& result) {
     cluster = agent->info.name();
   }
   diffs_.Answer(cluster, result);  // only the cluster asked may answer
+}
+
+void Hub::CountClusters() {
+  // Registered clusters only: one seen without being registered (--allow-any-agent), or
+  // retired, cannot be told apart from one that is gone for good.
+  int connected = 0, disconnected = 0, never_connected = 0, suspended = 0;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, agent] : agents_) {
+      if (!agent.info.registered()) continue;
+      if (agent.suspended) {
+        ++suspended;  // under maintenance: its agent may well be down
+      } else if (agent.connection != nullptr) {
+        ++connected;
+      } else if (agent.info.last_seen().seconds() > 0) {
+        ++disconnected;
+      } else {
+        ++never_connected;
+      }
+    }
+  }
+  metrics_.clusters.Add({{"state", "connected"}}).Set(connected);
+  metrics_.clusters.Add({{"state", "disconnected"}}).Set(disconnected);
+  metrics_.clusters.Add({{"state", "never_connected"}}).Set(never_connected);
+  metrics_.clusters.Add({{"state", "suspended"}}).Set(suspended);
 }
 
 void Hub::Flush() {

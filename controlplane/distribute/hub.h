@@ -78,6 +78,9 @@ class Hub {
 
   // Writes pending cluster records and reports now.
   void Flush();
+  // Sets gitfleet_clusters{state} from what the hub knows now (the flush loop does, every
+  // kClusterCountInterval).
+  void CountClusters();
 
   // Loads known clusters and their last reports.
   absl::Status Load();
@@ -407,6 +410,8 @@ class Hub {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  public:
+  // How often the flush loop counts clusters by state (a walk of every cluster).
+  static constexpr absl::Duration kClusterCountInterval = absl::Seconds(10);
   // Tombstones kept; past this the oldest go, and agents that still hold those bundles
   // keep them as orphans (the safe side).
   static constexpr size_t kMaxTombstones = 10000;

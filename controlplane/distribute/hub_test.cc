@@ -1168,6 +1168,33 @@ TEST_F(HubTest, BundleGaugesCountTheClustersByTheirLastReport) {
   EXPECT_FALSE(absl::StrContains(registry_.Serialize(), "bundle=\"web\""));
 }
 
+TEST_F(HubTest, RegisteredClustersAreCountedByState) {
+  hub_.SetClusterIdentity("up", true, LabelMap{{"env", "prod"}});
+  hub_.SetClusterIdentity("away", true, LabelMap{{"env", "prod"}});
+  hub_.SetClusterIdentity("new", true, LabelMap{{"env", "prod"}});
+  hub_.SetClusterIdentity("fixing", true, LabelMap{{"env", "prod"}});
+  auto conn = std::make_shared<FakeConnection>();
+  hub_.Connect(MakeHello("up", "prod"), "p", conn);
+  hub_.Disconnect(hub_.Connect(MakeHello("away", "prod"), "p", conn));
+  ASSERT_TRUE(hub_.SuspendCluster("fixing", true).ok());
+  // Seen but not registered (--allow-any-agent), or retired: not counted.
+  hub_.Disconnect(hub_.Connect(MakeHello("stray", "prod"), "p", conn));
+  hub_.CountClusters();
+  auto count = [&](const std::string& state) {
+    return metrics_.clusters.Add({{"state", state}}).Value();
+  };
+  EXPECT_EQ(count("connected"), 1);
+  EXPECT_EQ(count("disconnected"), 1);
+  EXPECT_EQ(count("never_connected"), 1);
+  EXPECT_EQ(count("suspended"), 1);
+
+  hub_.Connect(MakeHello("away", "prod"), "p", conn);
+  hub_.SetClusterIdentity("up", false, std::nullopt);  // retired
+  hub_.CountClusters();
+  EXPECT_EQ(count("connected"), 1);
+  EXPECT_EQ(count("disconnected"), 0);
+}
+
 TEST_F(HubTest, ReportsAndClustersSurviveReload) {
   auto conn = std::make_shared<FakeConnection>();
   v1::Hello hello = MakeHello("a", "prod", {{"web", "r1"}, {"big", "r1"}});

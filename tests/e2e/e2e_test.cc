@@ -403,6 +403,16 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   EXPECT_THAT(Files("intruder"), IsEmpty());
   // Registered (it is in --agent-tokens), never connected.
   EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("intruder +yes +no +- +- +"));
+  // Counted so, every 10 s; and prod-eu as away once its agent is gone.
+  EXPECT_TRUE(Eventually([&] {
+    return CpMetric("gitfleet_clusters{state=\"connected\"}") == 1 &&
+           CpMetric("gitfleet_clusters{state=\"never_connected\"}") == 1;
+  }));
+  agents_["prod-eu"].process->Kill(SIGKILL);
+  EXPECT_TRUE(Eventually([&] {
+    return CpMetric("gitfleet_clusters{state=\"disconnected\"}") == 1 &&
+           CpMetric("gitfleet_clusters{state=\"connected\"}") == 0;
+  })) << HttpGet(cp_http_, "/metrics");
 }
 
 // The names in `text` that look like gitfleet metrics: after `prefix` (a table row's "| `"),
