@@ -296,6 +296,8 @@ void Hub::SetBundle(const std::string& bundle, const LabelSelector& selector,
     MutexLock lock(&mu_);
     tombstones_.erase(bundle);
     BundleTarget& target = bundles_[bundle];
+    // Reports that came before it was defined (an agent held it): shown from now on.
+    if (!report_states_.empty()) ExportReportStatesLocked(bundle);
     AckedChangedLocked(bundle);  // its content may have changed, or gained revisions
     // Only a rollout's gate widening (the next partition): only the clusters it adds can
     // have anything new, so only they are looked at, not the whole fleet.
@@ -1630,29 +1632,49 @@ void Hub::CountReportLocked(const std::string& bundle, const v1::StatusUpdate& r
   if (it == report_states_.end()) {
     if (delta < 0) return;  // never counted
     it = report_states_.emplace(bundle, ReportStates()).first;
-    // Every state has a series, 0 or not, so a query need not guess which exist.
-    for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
-      it->second.sync[s] = &metrics_.bundle_clusters.Add(SyncLabels(bundle, s));
-    }
-    for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
-      it->second.health[h] = &metrics_.bundle_cluster_health.Add(HealthLabels(bundle, h));
-    }
   }
   ReportStates& states = it->second;
   states.reports += delta;
   const int sync = report.sync_state();
-  if (sync > 0 && sync < v1::SyncState_ARRAYSIZE) states.sync[sync]->Increment(delta);
-  const int health = report.health();
-  if (health > 0 && health < v1::HealthState_ARRAYSIZE) states.health[health]->Increment(delta);
-  if (states.reports > 0) return;
-  for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
-    metrics_.bundle_clusters.Remove(SyncLabels(bundle, s));
+  if (sync > 0 && sync < v1::SyncState_ARRAYSIZE) {
+    states.sync[sync] += delta;
+    if (states.exported) states.sync_gauges[sync]->Set(states.sync[sync]);
   }
-  for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
-    metrics_.bundle_cluster_health.Remove(HealthLabels(bundle, h));
+  const int health = report.health();
+  if (health > 0 && health < v1::HealthState_ARRAYSIZE) {
+    states.health[health] += delta;
+    if (states.exported) states.health_gauges[health]->Set(states.health[health]);
+  }
+  if (states.reports > 0) {
+    if (!states.exported && bundles_.count(bundle) > 0) ExportReportStatesLocked(bundle);
+    return;
+  }
+  if (states.exported) {
+    for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
+      metrics_.bundle_clusters.Remove(SyncLabels(bundle, s));
+    }
+    for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
+      metrics_.bundle_cluster_health.Remove(HealthLabels(bundle, h));
+    }
   }
   if (bundles_.count(bundle) == 0) metrics_.commit_to_applied_seconds.Remove({{"bundle", bundle}});
   report_states_.erase(it);
+}
+
+void Hub::ExportReportStatesLocked(const std::string& bundle) {
+  auto it = report_states_.find(bundle);
+  if (it == report_states_.end() || it->second.exported) return;
+  ReportStates& states = it->second;
+  // Every state has a series, 0 or not, so a query need not guess which exist.
+  for (int s = 1; s < v1::SyncState_ARRAYSIZE; ++s) {
+    states.sync_gauges[s] = &metrics_.bundle_clusters.Add(SyncLabels(bundle, s));
+    states.sync_gauges[s]->Set(states.sync[s]);
+  }
+  for (int h = 1; h < v1::HealthState_ARRAYSIZE; ++h) {
+    states.health_gauges[h] = &metrics_.bundle_cluster_health.Add(HealthLabels(bundle, h));
+    states.health_gauges[h]->Set(states.health[h]);
+  }
+  states.exported = true;
 }
 
 std::vector<std::string> Hub::Regressions(const std::string& bundle, const BundleContent* content) {

@@ -395,6 +395,8 @@ class Hub {
   // report (and gitfleet_commit_to_applied_seconds's too, once the bundle is removed).
   void CountReportLocked(const std::string& bundle, const v1::StatusUpdate& report, int delta)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes the gauges of `bundle`'s report counts, if it has any and they are not made yet.
+  void ExportReportStatesLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `status` as the agent's report for `bundle` (whatever status.bundle() says).
   // Appends to `events` what the report changed (published after the lock). True when it
   // is a regression (see Regressions).
@@ -495,12 +497,17 @@ class Hub {
     Rollout rollout;
   };
   mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
-  // Per bundle with reports: the gauges of its clusters by sync state and by health
-  // (indexed by the enums' numbers; [0], unspecified, is not counted), and its reports.
+  // Per bundle with reports: its clusters by sync state and by health (indexed by the
+  // enums' numbers; [0], unspecified, is not counted), its reports, and the gauges that
+  // show the counts: made once the bundle is defined here (ExportReportStatesLocked), so
+  // bundles agents hold that nobody defined add no series.
   struct ReportStates {
-    std::array<metrics::Gauge*, v1::SyncState_ARRAYSIZE> sync{};
-    std::array<metrics::Gauge*, v1::HealthState_ARRAYSIZE> health{};
+    std::array<int, v1::SyncState_ARRAYSIZE> sync{};
+    std::array<int, v1::HealthState_ARRAYSIZE> health{};
     int reports = 0;
+    std::array<metrics::Gauge*, v1::SyncState_ARRAYSIZE> sync_gauges{};
+    std::array<metrics::Gauge*, v1::HealthState_ARRAYSIZE> health_gauges{};
+    bool exported = false;
   };
   std::map<std::string, ReportStates> report_states_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;

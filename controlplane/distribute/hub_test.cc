@@ -1139,6 +1139,15 @@ TEST_F(HubTest, BundleGaugesCountTheClustersByTheirLastReport) {
   EXPECT_TRUE(health("degraded", 0));
   report(a, v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_UNSPECIFIED);
   EXPECT_TRUE(clusters("failed", 1));
+  // A bundle an agent holds that nobody defined here adds no series (agents cannot grow
+  // the control plane's metrics by naming bundles).
+  uint64_t c = hub_.Connect(MakeHello("c", "prod", {{"ghost", "r"}}), "p", conn);
+  v1::StatusUpdate ghost;
+  ghost.set_bundle("ghost");
+  ghost.set_sync_state(v1::SYNC_STATE_SYNCED);
+  hub_.OnStatus(c, ghost);
+  EXPECT_FALSE(absl::StrContains(registry_.Serialize(), "bundle=\"ghost\""));
+  hub_.Disconnect(c);
 
   // A disconnected cluster still counts (it runs what it last reported); and a restart
   // counts the stored reports again.
@@ -1150,6 +1159,9 @@ TEST_F(HubTest, BundleGaugesCountTheClustersByTheirLastReport) {
     ControlPlaneMetrics metrics(registry);
     Hub reloaded(&store_, metrics);
     ASSERT_TRUE(reloaded.Load().ok());
+    // Shown once the controller defines the bundle again, as it does at start.
+    EXPECT_FALSE(absl::StrContains(registry.Serialize(), "gitfleet_bundle_clusters{"));
+    reloaded.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
     EXPECT_TRUE(
         Exposes(registry, "gitfleet_bundle_clusters{bundle=\"web\",sync_state=\"failed\"} 1"));
     EXPECT_TRUE(
