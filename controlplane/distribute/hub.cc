@@ -179,8 +179,10 @@ absl::Status Hub::Load() {
     auto it = agents_.find(entry.key.substr(0, slash));
     if (it == agents_.end()) continue;
     auto [slot, fresh] = it->second.reports.try_emplace(report.bundle());
-    CountReportLocked(report.bundle(), report, 1);
-    if (!fresh) CountReportLocked(report.bundle(), slot->second, -1);
+    CountReportLocked(report.bundle(), report.sync_state(), report.health(), 1);
+    if (!fresh) {
+      CountReportLocked(report.bundle(), slot->second.sync_state(), slot->second.health(), -1);
+    }
     slot->second = std::move(report);
   }
   for (const Store::Entry& entry : *regressions) {
@@ -780,7 +782,7 @@ void Hub::DropHeldLocked(Agent* agent, const std::string& bundle) {
   }
   if (agent->orphans.erase(bundle) > 0) metrics_.orphaned_bundles.Decrement();
   if (auto report = agent->reports.find(bundle); report != agent->reports.end()) {
-    CountReportLocked(bundle, report->second, -1);
+    CountReportLocked(bundle, report->second.sync_state(), report->second.health(), -1);
     agent->reports.erase(report);
   }
   writes_.Delete(kReports, ReportKey(agent->info.name(), bundle));
@@ -1581,15 +1583,14 @@ bool Hub::RecordStatusLocked(Agent* agent, const std::string& bundle,
           MakeEvent("cluster.health", bundle, cluster, health, status.commit(), status.revision()));
     }
   }
-  v1::StatusUpdate counted;  // what the report counted as, before this one
-  counted.set_sync_state(report.sync_state());
-  counted.set_health(report.health());
+  const int sync_before = report.sync_state(), health_before = report.health();
   report = status;
   report.set_bundle(bundle);
   BoundStatus(&report);  // each stored status stays small, whatever an agent sends
-  if (fresh || counted.sync_state() != report.sync_state() || counted.health() != report.health()) {
-    CountReportLocked(bundle, report, 1);  // in first: the bundle's series stay
-    if (!fresh) CountReportLocked(bundle, counted, -1);
+  if (fresh || sync_before != report.sync_state() || health_before != report.health()) {
+    // In first: the bundle's series stay.
+    CountReportLocked(bundle, report.sync_state(), report.health(), 1);
+    if (!fresh) CountReportLocked(bundle, sync_before, health_before, -1);
   }
   auto held = agent->held.find(bundle);
   if (newly_applied && held != agent->held.end() && held->second == status.applied_revision()) {
@@ -1627,7 +1628,7 @@ metrics::Labels HealthLabels(const std::string& bundle, int state) {
 
 }  // namespace
 
-void Hub::CountReportLocked(const std::string& bundle, const v1::StatusUpdate& report, int delta) {
+void Hub::CountReportLocked(const std::string& bundle, int sync, int health, int delta) {
   auto it = report_states_.find(bundle);
   if (it == report_states_.end()) {
     if (delta < 0) return;  // never counted
@@ -1635,12 +1636,10 @@ void Hub::CountReportLocked(const std::string& bundle, const v1::StatusUpdate& r
   }
   ReportStates& states = it->second;
   states.reports += delta;
-  const int sync = report.sync_state();
   if (sync > 0 && sync < v1::SyncState_ARRAYSIZE) {
     states.sync[sync] += delta;
     if (states.exported) states.sync_gauges[sync]->Set(states.sync[sync]);
   }
-  const int health = report.health();
   if (health > 0 && health < v1::HealthState_ARRAYSIZE) {
     states.health[health] += delta;
     if (states.exported) states.health_gauges[health]->Set(states.health[health]);

@@ -390,10 +390,11 @@ class Hub {
   void PersistClusterLocked(const Agent& agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops, in memory and in the store, every regression of `bundle`.
   void ForgetRegressionsLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Counts a cluster's report on `bundle` in (delta 1) or out (-1) of the bundle's
-  // gauges (gitfleet_bundle_clusters, _cluster_health). Its series go with its last
-  // report (and gitfleet_commit_to_applied_seconds's too, once the bundle is removed).
-  void CountReportLocked(const std::string& bundle, const v1::StatusUpdate& report, int delta)
+  // Counts a cluster's report on `bundle`, in `sync` state and `health` (the enums'
+  // numbers), in (delta 1) or out (-1) of the bundle's gauges (gitfleet_bundle_clusters,
+  // _cluster_health). Its series go with its last report (and
+  // gitfleet_commit_to_applied_seconds's too, once the bundle is removed).
+  void CountReportLocked(const std::string& bundle, int sync, int health, int delta)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes the gauges of `bundle`'s report counts, if it has any and they are not made yet.
   void ExportReportStatesLocked(const std::string& bundle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

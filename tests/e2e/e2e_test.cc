@@ -121,13 +121,7 @@ TEST_F(Fleet, SyncsTwoAgentsHonouringSelectorsThenPropagatesChangesAndPrunes) {
 }
 
 TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
-  git_.Write("apps/web/web.yaml", Cm("web"));
-  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
-  std::string good = git_.Commit("good");
-  StartControlPlane();
-  StartAgent("prod-eu", "env=prod");
-  AddSourceAndBundles();
-  ExpectSynced("prod-eu", "web", good);
+  std::string good = SyncedFleet();
 
   git_.Write("apps/web/web.yaml", Cm("web", "2"));
   git_.Write("apps/web/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {}\n");
@@ -155,13 +149,7 @@ TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
 // A repository that cannot be read keeps its bundles where they are, and says so where an
 // operator looks for a bundle's trouble: `bundle list` and the events, not only `source list`.
 TEST_F(Fleet, ASourceThatCannotBeReadIsShownOnItsBundlesAndInTheEvents) {
-  git_.Write("apps/web/web.yaml", Cm("web"));
-  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
-  std::string good = git_.Commit("good");
-  StartControlPlane();
-  StartAgent("prod-eu", "env=prod");
-  AddSourceAndBundles();
-  ExpectSynced("prod-eu", "web", good);
+  std::string good = SyncedFleet();
   EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("source demo:")));
 
   const std::string gone = git_.dir() + ".gone";

@@ -32,19 +32,6 @@ constexpr char kNamespace[] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  nam
 
 class Faults : public Fleet {
  protected:
-  // web (env=prod) and base synced on prod-eu at the first commit; returns it.
-  std::string SyncedFleet() {
-    git_.Write("apps/web/web.yaml", Cm("web"));
-    git_.Write("apps/base/ns.yaml", kNamespace);
-    std::string first = git_.Commit("first");
-    StartControlPlane();
-    StartAgent("prod-eu", "env=prod");
-    AddSourceAndBundles();
-    ExpectSynced("prod-eu", "web", first);
-    ExpectSynced("prod-eu", "base", first);
-    return first;
-  }
-
   // Stops the control plane and starts it again on the same port with `data_dir`.
   void RestartControlPlaneOn(const std::string& data_dir, int signal = SIGTERM) {
     cp_->Kill(signal);

@@ -124,6 +124,20 @@ class Fleet : public ::testing::Test {
     ASSERT_EQ(code, 0) << out;
   }
 
+  // web (env=prod) and base (Namespace shop) synced on prod-eu at the first commit;
+  // returns it.
+  std::string SyncedFleet() {
+    git_.Write("apps/web/web.yaml", Cm("web"));
+    git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+    std::string first = git_.Commit("first");
+    StartControlPlane();
+    StartAgent("prod-eu", "env=prod");
+    AddSourceAndBundles();
+    ExpectSynced("prod-eu", "web", first);
+    ExpectSynced("prod-eu", "base", first);
+    return first;
+  }
+
   // A context for the test's own admin calls: a 5 s deadline and admin_token_, if set.
   std::unique_ptr<grpc::ClientContext> AdminContext() {
     auto context = std::make_unique<grpc::ClientContext>();
