@@ -183,6 +183,13 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                  "know: kept applied until forgotten or defined again.")
                            .Register(r)
                            .Add({})),
-      workqueue(r) {}
+      workqueue(r) {
+  // The outcomes alerts count with increase() are series from the start, at 0: Prometheus
+  // cannot see the increase of a series born at its first count, so an alert on, say, the
+  // first abandoned wait after a start would never fire. (Renders' are made per engine by
+  // the controller, which knows the engines.)
+  for (const char* result : {"ok", "error"}) source_fetches.Add({{"result", result}});
+  for (const char* result : {"done", "abandoned"}) sibling_waits.Add({{"result", result}});
+}
 
 }  // namespace gitfleet

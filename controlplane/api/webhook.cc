@@ -144,7 +144,16 @@ WebhookReceiver::WebhookReceiver(Options options, Sources sources, Fetch fetch,
       outcomes_(outcomes),
       verified_(options_.rate, options_.burst),
       verifying_(options_.verify_bytes_per_second,
-                 4.0 * static_cast<double>(std::max<size_t>(options_.max_body_bytes, 1024))) {}
+                 4.0 * static_cast<double>(std::max<size_t>(options_.max_body_bytes, 1024))) {
+  // Each provider's refusals and pushes are series from the start, at 0: Prometheus's
+  // increase() cannot see a series born at its first count, so GitfleetWebhookRefused
+  // would miss the first refused push after each start.
+  for (const char* provider : kWebhookProviders) {
+    for (const char* result : {"unauthorized", "accepted"}) {
+      outcomes_.Add({{"provider", provider}, {"result", result}});
+    }
+  }
+}
 
 WebhookReceiver::Secrets WebhookReceiver::FixedSecrets(std::vector<std::string> secrets) {
   auto fixed = std::make_shared<const std::vector<std::string>>(std::move(secrets));

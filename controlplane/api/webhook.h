@@ -30,7 +30,8 @@
 // the bytes checked before verification (an HMAC over the body) are limited in volume,
 // which only a flood near the network's own capacity exhausts. Requests that fail
 // verification spend nothing of the first.
-// Every outcome counts in gitfleet_webhooks_total{provider, result}.
+// Every outcome counts in gitfleet_webhooks_total{provider, result}; each provider's
+// `unauthorized` and `accepted` series are there from the start, at 0.
 //
 //   WebhookReceiver receiver(options, sources, fetch, metrics.webhooks);
 //   HttpResponse response = receiver.Handle(request);
@@ -57,6 +58,9 @@
 namespace gitfleet {
 
 inline constexpr char kWebhookPath[] = "/hooks/git";
+// The provider label of gitfleet_webhooks_total: who sent it, by its headers.
+inline constexpr const char* kWebhookProviders[] = {"github",    "gitlab",      "gitea",  "gogs",
+                                                    "bitbucket", "azuredevops", "unknown"};
 
 // The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
 // when it is missing or not well-formed.

@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -348,6 +349,14 @@ TEST_F(WebhookTest, AFormEncodedPushIsReadFromItsPayloadField) {
 }
 
 TEST_F(WebhookTest, AWrongSignatureIsRefusedAndFetchesNothing) {
+  // Before anything arrives, each provider's refusals are a series at 0 (what
+  // GitfleetWebhookRefused's increase() needs to see the first one).
+  const std::string scrape = registry_.Serialize();
+  for (const char* provider : kWebhookProviders) {
+    EXPECT_THAT(scrape, HasSubstr(absl::StrCat("gitfleet_webhooks_total{provider=\"", provider,
+                                               "\",result=\"unauthorized\"} 0\n")))
+        << scrape;
+  }
   for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
     HttpResponse response = receiver_->Handle(Push(provider, "guess"));
     EXPECT_EQ(response.code, 401) << provider;

@@ -243,6 +243,15 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
           [this](const std::string& source, const std::string& error) {
             OnSourceError(source, error);
           }) {
+  // Each engine's renders are series from the start, at 0, so GitfleetRenderFailing's
+  // increase() sees the first failure after a start (see ControlPlaneMetrics). "unknown":
+  // a render that failed before its engine was known (the checkout, say).
+  for (const std::string& engine : RendererNames()) {
+    for (const char* result : {"ok", "error"}) {
+      metrics_.renders.Add({{"engine", engine}, {"result", result}});
+    }
+  }
+  metrics_.renders.Add({{"engine", "unknown"}, {"result", "error"}});
   mailbox_ = std::make_shared<Mailbox>(&queue_, options.clock);
   hub_->SetRenderRequester(
       [mailbox = mailbox_](const std::string& bundle) { mailbox->RequestRender(bundle); });
