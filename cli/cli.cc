@@ -477,12 +477,14 @@ class Cli {
     absl::StatusOr<bool> prune = args_.TakeBool("prune", true);
     absl::StatusOr<bool> self_heal = args_.TakeBool("self-heal", true);
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
-    for (const auto* b : {&prune, &self_heal, &replace}) {
+    absl::StatusOr<bool> allow_removal = args_.TakeBool("allow-removal", false);
+    for (const auto* b : {&prune, &self_heal, &replace, &allow_removal}) {
       if (!b->ok()) return Usage(std::string(b->status().message()));
     }
     bundle->mutable_sync()->set_prune(*prune);
     bundle->mutable_sync()->set_self_heal(*self_heal);
     request.set_replace(*replace);
+    request.set_allow_removal(*allow_removal);
     v1::RolloutStrategy* rollout = bundle->mutable_rollout();
     for (const std::string& selector : args_.TakeAll("partition"))
       rollout->add_partitions(selector);
@@ -668,6 +670,9 @@ class Cli {
     absl::StatusOr<LabelMap> labels = ParseLabels(w.size() == 4 ? w[3] : "");
     if (!labels.ok()) return Usage(std::string(labels.status().message()));
     request.mutable_labels()->insert(labels->begin(), labels->end());
+    absl::StatusOr<bool> allow_removal = args_.TakeBool("allow-removal", false);
+    if (!allow_removal.ok()) return Usage(std::string(allow_removal.status().message()));
+    request.set_allow_removal(*allow_removal);
     v1::LabelClusterResponse response;
     if (int rc = Call(&v1::AdminService::Stub::LabelCluster, request, &response); rc != 0) {
       return rc;
@@ -1231,9 +1236,11 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
        "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
        "           [--progress-deadline=10m]          a partition not Healthy by then pauses\n"
-       "           [--depends-on=BUNDLE,...]          applied and Healthy on a cluster first",
+       "           [--depends-on=BUNDLE,...]          applied and Healthy on a cluster first\n"
+       "           [--allow-removal]                  let --replace's new selector remove it\n"
+       "                                              from clusters it no longer matches",
        "",
-       {"prune", "self-heal", "allow-empty", "replace", "substitute"},
+       {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal"},
        &Cli::BundleAdd},
       {{"bundle", "history"},
        "NAME [--limit=10]",
@@ -1278,9 +1285,10 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {},
        &Cli::ClusterAdd},
       {{"cluster", "label"},
-       "NAME K=V,...",
-       "replace the labels bundles target it by",
-       {},
+       "NAME K=V,... [--allow-removal]",
+       "replace the labels bundles target it by; --allow-removal lets bundles\n"
+       "it no longer matches be removed from it",
+       {"allow-removal"},
        &Cli::ClusterLabel},
       {{"cluster", "rotate-token"},
        "NAME",

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace gitfleet {
 
@@ -33,6 +34,13 @@ absl::Status ValidateClusterName(const std::string& name) {
     }
   }
   return absl::OkStatus();
+}
+
+std::string ListNames(const std::vector<std::string>& names, size_t most) {
+  if (names.empty()) return "none";
+  if (names.size() <= most) return absl::StrJoin(names, ", ");
+  return absl::StrCat(absl::StrJoin(names.begin(), names.begin() + most, ", "), " and ",
+                      names.size() - most, " more");
 }
 
 }  // namespace gitfleet

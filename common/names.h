@@ -13,6 +13,7 @@
 //   GF_RETURN_IF_ERROR(ValidateClusterName(hello.cluster()));
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -24,6 +25,10 @@ absl::Status ValidateName(const std::string& what, const std::string& name);
 
 // InvalidArgument naming the rule when `name` is not 1-63 of [A-Za-z0-9._-].
 absl::Status ValidateClusterName(const std::string& name);
+
+// `names` for a message, in the order given: "a, b, c", or past `most` the first `most`
+// and "and N more" ("a, b and 3 more"). "none" when empty.
+std::string ListNames(const std::vector<std::string>& names, size_t most = 10);
 
 }  // namespace gitfleet
 

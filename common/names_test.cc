@@ -27,5 +27,13 @@ TEST(ValidateNameTest, RefusesEverythingElseNamingWhat) {
   }
 }
 
+TEST(ListNamesTest, NamesUpToTheMostAndCountsTheRest) {
+  EXPECT_EQ(ListNames({}), "none");
+  EXPECT_EQ(ListNames({"a"}), "a");
+  EXPECT_EQ(ListNames({"b", "a", "c"}), "b, a, c");
+  EXPECT_EQ(ListNames({"a", "b", "c"}, 3), "a, b, c");
+  EXPECT_EQ(ListNames({"a", "b", "c", "d", "e"}, 2), "a, b and 3 more");
+}
+
 }  // namespace
 }  // namespace gitfleet

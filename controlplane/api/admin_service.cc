@@ -557,11 +557,12 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
                                          v1::BundleInfo* response) {
   AdminCall call(this, context, "AddBundle",
                  absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
-                              " selector=", request->bundle().selector()));
+                              " selector=", request->bundle().selector(),
+                              request->allow_removal() ? " allow_removal" : ""));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(
-      controller_->AddBundle(request->bundle(), request->replace(), CallDeadline(context)),
-      response);
+  return call.Reply(controller_->AddBundle(request->bundle(), request->replace(),
+                                           CallDeadline(context), request->allow_removal()),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
@@ -683,10 +684,12 @@ grpc::Status AdminServiceImpl::LabelCluster(grpc::ServerContext* context,
                                             const v1::LabelClusterRequest* request,
                                             v1::LabelClusterResponse*) {
   AdminCall call(this, context, "LabelCluster",
-                 absl::StrCat(request->name(), " labels=", LabelText(request->labels())));
+                 absl::StrCat(request->name(), " labels=", LabelText(request->labels()),
+                              request->allow_removal() ? " allow_removal" : ""));
   if (!call.allowed()) return call.Refused();
   return call.Done(registry_->SetLabels(
-      request->name(), LabelMap(request->labels().begin(), request->labels().end())));
+      request->name(), LabelMap(request->labels().begin(), request->labels().end()),
+      request->allow_removal()));
 }
 
 grpc::Status AdminServiceImpl::RotateClusterToken(grpc::ServerContext* context,

@@ -332,11 +332,23 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
   return token;
 }
 
-absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap& labels) {
+absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap& labels,
+                                        bool allow_removal) {
   if (absl::Status s = ValidateLabels(labels); !s.ok()) return s;
   MutexLock writer(&writer_mu_);
   absl::StatusOr<Entry> entry = FindLocked(name);
   if (!entry.ok()) return entry.status();
+  if (!allow_removal && hub_ != nullptr) {
+    std::vector<std::string> leaving = hub_->BundlesLeaving(name, labels);
+    if (!leaving.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster \"", name, "\": these labels no longer match ",
+          leaving.size() == 1 ? "bundle " : "bundles ", ListNames(leaving),
+          ", which it holds; setting them would remove ", leaving.size() == 1 ? "it" : "them",
+          " from the cluster (pruning the objects of each that prunes). Set them with "
+          "--allow-removal to do that"));
+    }
+  }
   entry->labels = labels;
   entry->has_labels = true;
   entry->from_api = true;  // overrides a file line from now on, token included

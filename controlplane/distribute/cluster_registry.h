@@ -60,7 +60,11 @@ class ClusterRegistry {
 
   // Registers `name` with `labels`; returns its new token. ALREADY_EXISTS if registered.
   absl::StatusOr<std::string> Register(const std::string& name, const LabelMap& labels);
-  absl::Status SetLabels(const std::string& name, const LabelMap& labels);
+  // Labels that no longer match bundles the cluster holds would remove them from it
+  // (pruning their objects where they prune): that is an explicit act, so it is refused
+  // (FailedPrecondition, naming them) unless `allow_removal`.
+  absl::Status SetLabels(const std::string& name, const LabelMap& labels,
+                         bool allow_removal = false);
   // A new token; the old one stops working and the connected agent is disconnected.
   absl::StatusOr<std::string> RotateToken(const std::string& name);
   // Retires `name`: its agent is refused from now on; what it holds stays applied.

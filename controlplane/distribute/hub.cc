@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
 #include "common/logging.h"
@@ -249,7 +250,21 @@ void Hub::SetClusterIdentity(const std::string& cluster, bool registered,
     agent.owned = std::move(labels);
     LabelMap before = agent.labels;
     bool known_before = agent.labels_known;
+    std::vector<std::string> targeted;  // held bundles that target it now
+    for (const auto& [name, target] : bundles_) {
+      if (HoldsAny(agent, name) && Targets(target, agent)) targeted.push_back(name);
+    }
     UpdateLabelsLocked(&agent);
+    // However the labels changed (gitfleetctl cluster label --allow-removal, or a line of
+    // --agent-tokens edited), the log says which bundles leave the cluster for it.
+    std::vector<std::string> leaving;
+    for (const std::string& name : targeted) {
+      if (!Targets(bundles_.at(name), agent)) leaving.push_back(name);
+    }
+    if (!leaving.empty()) {
+      GF_LOG(WARNING) << "cluster " << cluster << ": its labels no longer match "
+                      << absl::StrJoin(leaving, ", ") << ", which it holds: removing them from it";
+    }
     if (agent.connection == nullptr ||
         (known_before == agent.labels_known && before == agent.labels)) {
       return;
@@ -1803,6 +1818,34 @@ std::vector<std::pair<std::string, LabelMap>> Hub::MatchingClusterLabels(
   std::vector<std::pair<std::string, LabelMap>> out;
   for (const auto& [name, agent] : agents_) {
     if (agent.labels_known && selector.Matches(agent.labels)) out.emplace_back(name, agent.labels);
+  }
+  return out;
+}
+
+std::vector<std::string> Hub::HoldersLeaving(const std::string& bundle, const LabelSelector& before,
+                                             const LabelSelector& after) const {
+  MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, agent] : agents_) {
+    if (agent.labels_known && HoldsAny(agent, bundle) && before.Matches(agent.labels) &&
+        !after.Matches(agent.labels)) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Hub::BundlesLeaving(const std::string& cluster,
+                                             const LabelMap& labels) const {
+  MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  auto it = agents_.find(cluster);
+  if (it == agents_.end() || trust_agent_labels_) return out;
+  for (const auto& [name, target] : bundles_) {
+    if (HoldsAny(it->second, name) && Targets(target, it->second) &&
+        !target.selector.Matches(labels)) {
+      out.push_back(name);
+    }
   }
   return out;
 }

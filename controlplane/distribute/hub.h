@@ -240,6 +240,14 @@ class Hub {
   // of thousands each time a rollout's partitions are cut.
   std::vector<std::pair<std::string, LabelMap>> MatchingClusterLabels(
       const LabelSelector& selector) const;
+  // The clusters that hold `bundle` and that `before` matches but `after` does not, in
+  // name order: a new selector would remove the bundle from them.
+  std::vector<std::string> HoldersLeaving(const std::string& bundle, const LabelSelector& before,
+                                          const LabelSelector& after) const;
+  // The bundles `cluster` holds and is targeted by now that would no longer target it
+  // were the control plane's labels for it `labels`, in name order (none when bundles
+  // target clusters by their agents' labels: --trust-agent-labels).
+  std::vector<std::string> BundlesLeaving(const std::string& cluster, const LabelMap& labels) const;
   // Of those clusters, the ones that hold no revision of `bundle`, in name order.
   std::vector<v1::ClusterInfo> MatchingClustersHoldingNothing(const std::string& bundle,
                                                               const LabelSelector& selector) const;

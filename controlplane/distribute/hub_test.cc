@@ -248,6 +248,38 @@ TEST_F(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothin
   EXPECT_EQ(hub_.MatchingClusters(Selector("env=prod")).size(), 1u);
 }
 
+// What a new selector, or new labels, would take bundles off: only clusters that hold
+// the bundle and are targeted by it now (the API refuses such a change unless allowed).
+TEST_F(HubLabelsTest, NamesTheClustersANewSelectorLeavesAndTheBundlesNewLabelsLeave) {
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(MakeRevision("web", {"x"})));
+  hub_.SetBundle("api", Selector("env=prod"), SingleRevision(MakeRevision("api", {"y"})));
+  hub_.SetBundle("base", Selector(""), SingleRevision(MakeRevision("base", {"z"})));
+  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}, {"region", "us"}});
+  hub_.SetClusterIdentity("b", true, LabelMap{{"env", "prod"}, {"region", "us"}});
+  hub_.SetClusterIdentity("c", true, LabelMap{{"env", "dev"}});
+  hub_.Connect(MakeHello("a", "prod", {{"web", "old"}, {"api", "old"}, {"base", "old"}}), "p",
+               std::make_shared<FakeConnection>());
+  hub_.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());  // holds none
+  // c holds web though web no longer targets it (its removal is under way).
+  hub_.Connect(MakeHello("c", "dev", {{"web", "old"}}), "p", std::make_shared<FakeConnection>());
+
+  EXPECT_THAT(hub_.HoldersLeaving("web", Selector("env=prod"), Selector("region=eu")),
+              ElementsAre("a"));
+  EXPECT_THAT(hub_.HoldersLeaving("web", Selector("env=prod"), Selector("region in (us,eu)")),
+              IsEmpty());
+  EXPECT_THAT(hub_.HoldersLeaving("nothing", Selector("env=prod"), Selector("region=eu")),
+              IsEmpty());
+
+  EXPECT_THAT(hub_.BundlesLeaving("a", LabelMap{{"env", "dev"}}), ElementsAre("api", "web"));
+  EXPECT_THAT(hub_.BundlesLeaving("a", LabelMap{{"env", "prod"}}), IsEmpty());
+  EXPECT_THAT(hub_.BundlesLeaving("b", LabelMap{{"env", "dev"}}), IsEmpty()) << "holds none";
+  EXPECT_THAT(hub_.BundlesLeaving("c", LabelMap{{"env", "qa"}}), IsEmpty()) << "not targeted";
+  EXPECT_THAT(hub_.BundlesLeaving("unknown", LabelMap{}), IsEmpty());
+  // Trusting agents' labels, the control plane's labels target nothing.
+  hub_.SetTrustAgentLabels(true);
+  EXPECT_THAT(hub_.BundlesLeaving("a", LabelMap{{"env", "dev"}}), IsEmpty());
+}
+
 TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));

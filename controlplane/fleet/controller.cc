@@ -605,7 +605,7 @@ absl::Status Controller::FetchSourceSoon(const std::string& name) {
 }
 
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
-                                                     absl::Time wait_until) {
+                                                     absl::Time wait_until, bool allow_removal) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   auto too_long = [&](absl::string_view what, size_t size, size_t most) {
@@ -667,6 +667,33 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     if (dependency == bundle.name()) {
       return absl::InvalidArgumentError(
           absl::StrCat("bundle \"", bundle.name(), "\" cannot depend on itself"));
+    }
+  }
+  // Removal is an explicit act: a new selector that leaves clusters holding the bundle
+  // needs allow_removal. Asked of the hub with no lock held (it may call back); a
+  // replacement racing this one is judged by its own selector.
+  if (replace && !allow_removal) {
+    std::optional<LabelSelector> before;
+    bool prunes = false;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(bundle.name());
+      if (it != bundles_.end() && it->second.selector.text() != selector->text()) {
+        before = it->second.selector;
+        prunes = it->second.definition.sync().prune();
+      }
+    }
+    if (before.has_value()) {
+      std::vector<std::string> leaving = hub_->HoldersLeaving(bundle.name(), *before, *selector);
+      if (!leaving.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "bundle \"", bundle.name(), "\": the new --selector no longer matches ", leaving.size(),
+            leaving.size() == 1 ? " cluster that holds" : " clusters that hold", " it (",
+            ListNames(leaving), "); replacing it would remove it from them",
+            prunes ? ", pruning its objects there"
+                   : " (its objects stay there, unmanaged: the bundle does not prune)",
+            ". Replace it with --allow-removal to do that"));
+      }
     }
   }
   {

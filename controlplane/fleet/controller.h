@@ -133,8 +133,12 @@ class Controller {
   // Queues a fetch of the source now, without waiting for it (a push webhook).
   absl::Status FetchSourceSoon(const std::string& name);
 
+  // A replacement whose selector no longer matches clusters that hold the bundle removes
+  // it from them (pruning its objects when it prunes): that is an explicit act, so it is
+  // refused (FailedPrecondition, naming them) unless `allow_removal`.
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
-                                           absl::Time wait_until = absl::InfiniteFuture());
+                                           absl::Time wait_until = absl::InfiniteFuture(),
+                                           bool allow_removal = false);
   absl::Status RemoveBundle(const std::string& name,
                             absl::Time wait_until = absl::InfiniteFuture());
   // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).

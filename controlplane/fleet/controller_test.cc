@@ -1427,6 +1427,41 @@ class RolloutTest : public ControllerTest {
   std::map<std::string, Agent> agents_;
 };
 
+// Removal is an explicit act: a replacement whose selector leaves clusters that hold the
+// bundle is refused, naming them, and changes nothing; allowed, they are sent its removal.
+TEST_F(RolloutTest, ANewSelectorThatLeavesClustersHoldingTheBundleNeedsAllowRemoval) {
+  std::string r1;
+  ASSERT_NO_FATAL_FAILURE(AddWebEverywhere(&r1, "env=prod"));
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name, r1);  // each says it holds r1
+  v1::Bundle narrower = controller_->ListBundles()[0].bundle();
+  narrower.set_selector("env=prod,tier=edge");
+  EXPECT_THAT(controller_->AddBundle(narrower, /*replace=*/true).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("bundle \"web\": the new --selector no longer matches 3 "
+                                 "clusters that hold it (c1, c2, c3); replacing it would remove "
+                                 "it from them (its objects stay there, unmanaged: the bundle "
+                                 "does not prune)")));
+  EXPECT_EQ(controller_->ListBundles()[0].bundle().selector(), "env=prod");
+  EXPECT_EQ(hub_->NextMessage(agents_["c1"].session, "web"), nullptr) << "nothing is sent";
+  // A selector that still matches every cluster holding it is no removal; nor is one
+  // that leaves only clusters holding none of it.
+  v1::Bundle wider = narrower;
+  wider.set_selector("env in (prod,dev)");
+  ASSERT_TRUE(controller_->AddBundle(wider, true).ok());
+  Connect("c4", "", "dev");
+  wider.set_selector("env=prod");
+  ASSERT_TRUE(controller_->AddBundle(wider, true).ok());
+
+  ASSERT_TRUE(controller_
+                  ->AddBundle(narrower, true, absl::InfiniteFuture(),
+                              /*allow_removal=*/true)
+                  .ok());
+  std::shared_ptr<const EncodedMessage> removal = hub_->NextMessage(agents_["c1"].session, "web");
+  ASSERT_NE(removal, nullptr);
+  EXPECT_TRUE(removal->message.has_removal());
+  EXPECT_EQ(removal->message.removal().reason(), "not targeted");
+}
+
 TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   std::string r1;
   ASSERT_NO_FATAL_FAILURE(AddWeb(&r1));

@@ -442,12 +442,8 @@ class Libgit2Repository : public GitRepository {
       }
       git_strarray_dispose(&refs);
     }
-    if (names.empty()) return "none";
     std::sort(names.begin(), names.end());
-    const size_t more = names.size() > 10 ? names.size() - 10 : 0;
-    names.resize(names.size() - more);
-    const std::string listed = absl::StrJoin(names, ", ");
-    return more == 0 ? listed : absl::StrCat(listed, " and ", more, " more");
+    return ListNames(names);
   }
 
   absl::Status LookupTreeLocked(const std::string& commit_id, const std::string& path, Tree* out)

@@ -404,6 +404,69 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   })) << HttpGet(cp_http_, "/metrics");
 }
 
+// Removal is an explicit act: neither a bundle's new selector nor a cluster's new labels
+// take a bundle off clusters that hold it unless the operator says so.
+TEST_F(Fleet, ANewSelectorOrNewLabelsRemoveABundleOnlyWithAllowRemoval) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  std::string first = git_.Commit("first");
+  open_fleet_ = false;  // the control plane owns the labels
+  std::ofstream(root_ + "/tokens") << "prod-eu t-eu env=prod,region=eu\n"
+                                      "prod-us t-us env=prod,region=us\n";
+  StartControlPlane({"--agent-tokens=" + root_ + "/tokens"});
+  StartAgent("prod-eu", "", "t-eu");
+  StartAgent("prod-us", "", "t-us");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-us", "web", first);
+  const std::string web_file = "shop/ConfigMap/a.yaml";
+
+  // A selector that leaves prod-us is refused, naming it; nothing changes.
+  int code = 0;
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web",
+                         "--selector=env=prod,region=eu", "--replace"},
+                        &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(out, HasSubstr("the new --selector no longer matches 1 cluster that holds it "
+                             "(prod-us); replacing it would remove it from them, pruning its "
+                             "objects there. Replace it with --allow-removal"));
+  EXPECT_THAT(Ctl({"bundle", "list"}), ::testing::ContainsRegex("web +demo +apps/web +plain +"
+                                                                "env=prod +2/2"));
+  // One that keeps every cluster that holds it needs nothing.
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web",
+             "--selector=env in (prod,dev)", "--replace"},
+            &code);
+  EXPECT_EQ(code, 0) << out;
+
+  // Labels that leave web are refused too, naming it, and prod-eu keeps it.
+  out = Ctl({"cluster", "label", "prod-eu", "env=staging"}, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("cluster \"prod-eu\": these labels no longer match bundle web, "
+                             "which it holds; setting them would remove it from the cluster"));
+  EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("prod-eu +yes +yes +"
+                                                                 "env=prod,region=eu"));
+  // With --allow-removal they are set, and web (only) leaves prod-eu, its objects pruned.
+  out = Ctl({"cluster", "label", "prod-eu", "env=staging", "--allow-removal"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return Files("prod-eu") == std::vector<std::string>{"_cluster/Namespace/shop.yaml"};
+  })) << ::testing::PrintToString(Files("prod-eu"));
+  EXPECT_FALSE(
+      cp_->WaitForLog("cluster prod-eu: its labels no longer match web, which it holds").empty());
+  EXPECT_FALSE(cp_->WaitForLog("LabelCluster prod-eu labels=env=staging allow_removal").empty())
+      << "the audit line says the removal was allowed";
+
+  // A selector replaced with --allow-removal takes web off prod-us.
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web",
+             "--selector=env=prod,region=eu", "--replace", "--allow-removal"},
+            &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return Files("prod-us") == std::vector<std::string>{"_cluster/Namespace/shop.yaml"};
+  })) << ::testing::PrintToString(Files("prod-us"));
+}
+
 // The names in `text` that look like gitfleet metrics: after `prefix` (a table row's "| `"),
 // or anywhere when it is empty.
 std::set<std::string> MetricNames(const std::string& text, const std::string& prefix) {
