@@ -534,9 +534,8 @@ absl::Status Controller::RemoveSource(const std::string& name) {
         if (state.definition.source() == name) users.push_back(bundle);
       }
       if (!users.empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("source \"", name, "\" is used by bundles ", absl::StrJoin(users, ", "),
-                         "; remove them first"));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "source \"", name, "\" is used by bundles ", ListNames(users), "; remove them first"));
       }
     }
     // Bundles are added under writer_mu_ too, so none can start using it meanwhile.
@@ -792,9 +791,9 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
         if (std::find(deps.begin(), deps.end(), name) != deps.end()) dependents.push_back(other);
       }
       if (!dependents.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "bundle \"", name, "\" is a dependency of ", absl::StrJoin(dependents, ", "),
-            " (remove it from their --depends-on first)"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("bundle \"", name, "\" is a dependency of ", ListNames(dependents),
+                         " (remove it from their --depends-on first)"));
       }
       // The tombstone is what makes agents prune: written with the deletion, durably.
       v1::Tombstone tombstone;
