@@ -752,9 +752,13 @@ class Cli {
       if (e.applied_count() > e.applied_size()) {
         absl::StrAppend(&where, " and ", e.applied_count() - e.applied_size(), " more");
       }
+      if (where.empty()) {
+        where = e.per_cluster_template()
+                    ? "- (template: each cluster runs its own values' revision)"
+                    : "-";
+      }
       table.Add({Short(e.revision()), Short(e.commit()), FormatTime(e.committed_time()),
-                 absl::StrCat(e.object_count()), e.current() ? "yes" : "",
-                 where.empty() ? "-" : where});
+                 absl::StrCat(e.object_count()), e.current() ? "yes" : "", where});
     }
     table.Print(out_);
     return 0;

@@ -2171,7 +2171,8 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
   limit = std::min(limit, 1000);
   std::vector<std::string> ids;
   v1::BundleHistoryResponse response;
-  std::string current;
+  std::set<std::string> current;  // the current render's revisions: template and variants
+  std::shared_ptr<const BundleVariants> content;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -2181,7 +2182,11 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
                it->second.record.recent_revisions().end());
     response.set_pinned_commit(it->second.record.pinned_commit());
     response.set_pinned_no_prune(it->second.record.pinned_no_prune());
-    current = it->second.record.revision();
+    current.insert(it->second.record.revision());
+    content = it->second.content;
+  }
+  if (content != nullptr) {  // outside the lock: a content has its own
+    for (std::string& id : content->RevisionIds()) current.insert(std::move(id));
   }
   // Where each runs, from what the clusters report.
   std::map<std::string, std::vector<std::string>> applied;
@@ -2195,7 +2200,7 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
     if (response.entries_size() >= limit) break;
     v1::HistoryEntry* entry = response.add_entries();
     entry->set_revision(id);
-    entry->set_current(id == current);
+    entry->set_current(current.count(id) > 0);
     absl::StatusOr<std::string> stored =
         store_->Get(kRevisionsTable, Revision::RevisionKey(name, id));
     v1::RevisionRecord record;
@@ -2203,6 +2208,7 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
       entry->set_commit(record.commit());
       *entry->mutable_committed_time() = record.committed_time();
       entry->set_object_count(record.objects_size());
+      entry->set_per_cluster_template(record.per_cluster_template());
     }
     const std::vector<std::string>& where = applied[id];
     entry->set_applied_count(static_cast<int32_t>(where.size()));
@@ -2502,8 +2508,10 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.set_revision(kept->id);
       const auto& recent = record.recent_revisions();
       if (std::find(recent.begin(), recent.end(), kept->id) == recent.end()) {
-        writes.push_back(
-            Store::Put(kRevisionsTable, kept->key(), kept->ToRecord().SerializeAsString()));
+        v1::RevisionRecord stored = kept->ToRecord();
+        stored.set_per_cluster_template(kept == content->template_revision() &&
+                                        content->Uniform() == nullptr);
+        writes.push_back(Store::Put(kRevisionsTable, kept->key(), stored.SerializeAsString()));
         RememberRevision(name, kept->id, options_.revisions_kept + ids.size() + 1, &record,
                          &writes);
         GF_LOG(INFO) << "bundle " << name << " rendered " << kept->objects.size() << " objects at "

@@ -690,6 +690,20 @@ TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessa
                                              : a->message.update().revision());
   }
 
+  // The history marks the whole render current: its template, which no cluster runs,
+  // and each cluster's revision of it.
+  absl::StatusOr<v1::BundleHistoryResponse> history = controller_->BundleHistory("web", 10);
+  ASSERT_TRUE(history.ok()) << history.status();
+  std::map<std::string, const v1::HistoryEntry*> entries;
+  for (const v1::HistoryEntry& entry : history->entries()) entries[entry.revision()] = &entry;
+  ASSERT_EQ(entries.size(), 3u);
+  for (const auto& [revision, entry] : entries) {
+    EXPECT_TRUE(entry->current()) << revision;
+    const bool runs =
+        revision == a->message.update().revision() || revision == d->message.update().revision();
+    EXPECT_EQ(entry->per_cluster_template(), !runs) << revision;
+  }
+
   // A restart substitutes again from the stored render: agents that hold their revision
   // get nothing.
   std::string prod_revision = a->message.update().revision();

@@ -365,6 +365,14 @@ TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluste
   EXPECT_THAT(bundles, HasSubstr("\"variants\": 2"));
   EXPECT_THAT(bundles, HasSubstr("\"target_clusters\": 3"));
   EXPECT_THAT(bundles, Not(HasSubstr("\"rolled_out_time\"")));
+  // The history marks the render current whole: each cluster's revision, and the template
+  // none runs.
+  std::string history = Ctl({"bundle", "history", "web"});
+  EXPECT_THAT(history, ::testing::ContainsRegex(
+                           "yes +- \\(template: each cluster runs its own values' revision\\)"))
+      << history;
+  EXPECT_THAT(history, ::testing::ContainsRegex("yes +prod-eu\n")) << history;
+  EXPECT_THAT(history, ::testing::ContainsRegex("yes +staging\n")) << history;
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
