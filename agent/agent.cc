@@ -167,11 +167,14 @@ void Agent::Run(Notification* stop) {
     std::deque<Event> events;
     {
       MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty(); };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !events_.empty() || interrupted_;
+      };
       // Wake at least every second: failed bundles retry on their own backoff.
       mu_.AwaitWithTimeout(ready, absl::Seconds(1));
       events.swap(events_);
     }
+    if (stop->HasBeenNotified()) break;
     for (const Event& event : events) Handle(event);
     bool check_drift = absl::Now() >= next_drift_check;
     if (check_drift) next_drift_check = absl::Now() + options_.resync_interval;
@@ -180,6 +183,11 @@ void Agent::Run(Notification* stop) {
     if (options_.heartbeat != nullptr) options_.heartbeat->Beat();
   }
   client_->Stop();
+}
+
+void Agent::Interrupt() {
+  MutexLock lock(&mu_);
+  interrupted_ = true;
 }
 
 }  // namespace gitfleet

@@ -49,8 +49,10 @@ class Agent {
   Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options, Options options,
         AgentMetrics& metrics);
 
-  // Serves until `stop` is notified.
+  // Serves until `stop` is notified. Call Interrupt() after notifying it, so a loop
+  // waiting for work sees it at once (it looks at least once a second anyway).
   void Run(Notification* stop);
+  void Interrupt();
 
  private:
   struct Connected {
@@ -78,6 +80,7 @@ class Agent {
 
   Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
+  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);  // the trusted fleet, for the hello
 };

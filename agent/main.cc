@@ -270,6 +270,7 @@ int Main(ShutdownSignals& signals) {
     int sig = signals.Wait();
     GF_LOG(INFO) << "shutting down on " << strsignal(sig);
     stop.Notify();
+    agent.Interrupt();
   });
   GF_LOG(INFO) << "gitfleet-agent for cluster " << cluster << " applying to " << target
                << ", HTTP on port " << (*http)->port();

@@ -71,12 +71,18 @@ class HttpServer {
 
   int port() const { return port_; }
 
+  // Connections served at once (each on a thread of its own), and how long one read or
+  // write of a connection may wait before it is dropped.
+  static constexpr int kWorkerThreads = 16;
+  static constexpr int kRequestTimeoutMs = 5000;
+
  private:
   HttpServer() = default;
   static int Dispatch(::mg_connection* conn, void* self);
 
   mg_context* ctx_ = nullptr;
   int port_ = 0;
+  std::string wake_host_;  // where a connection reaches the listening socket
   std::map<std::string, Handler> handlers_;
   std::map<std::string, PostRoute> post_routes_;
 };

@@ -1,5 +1,13 @@
 #include "common/metrics/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "absl/time/clock.h"
 #include "common/metrics/heartbeat.h"
 #include "common/metrics/http_server.h"
 #include "gmock/gmock.h"
@@ -78,6 +86,50 @@ TEST(HttpServerTest, ServesMetricsHealthAndReadiness) {
   EXPECT_EQ(status, 503);
   HttpGet(port, "/nope", &status);
   EXPECT_EQ(status, 404);
+}
+
+// An idle connection (a browser's preconnect, a client that stalls) holds one worker until
+// a read of it times out, never the server: with one worker left, /healthz answers at
+// once; with none, once the idle ones time out (kRequestTimeoutMs, not civetweb's 30 s).
+// And a server stops at once, not at its listening thread's next poll (up to 2 s).
+TEST(HttpServerTest, IdleConnectionsDoNotHoldTheProbesAndAStopIsPrompt) {
+  Registry registry;
+  auto server = HttpServer::Start("127.0.0.1:0", &registry, {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  std::vector<int> idle;
+  auto open_idle = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port);
+      inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+      ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+      idle.push_back(fd);
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // each taken by a worker
+  };
+  open_idle(HttpServer::kWorkerThreads - 1);
+  absl::Time start = absl::Now();
+  EXPECT_EQ(HttpGet(port, "/healthz"), "ok\n");
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(HttpServer::kRequestTimeoutMs))
+      << "answered only once the idle connections timed out";
+  open_idle(1);  // every worker holds one
+  start = absl::Now();
+  EXPECT_EQ(HttpGet(port, "/healthz"), "ok\n");
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(HttpServer::kRequestTimeoutMs) * 2)
+      << "the idle connections held their workers past their timeout";
+  for (int fd : idle) close(fd);
+
+  for (int i = 0; i < 3; ++i) {  // civetweb alone takes 0-2 s, at random
+    auto stopping = HttpServer::Start("127.0.0.1:0", &registry, {});
+    ASSERT_TRUE(stopping.ok()) << stopping.status();
+    absl::SleepFor(absl::Milliseconds(100));
+    start = absl::Now();
+    stopping->reset();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "stop " << i;
+  }
 }
 
 TEST(HeartbeatTest, AStalledLoopFailsTheProbe) {
