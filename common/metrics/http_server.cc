@@ -1,17 +1,13 @@
 #include "common/metrics/http_server.h"
 
 #include <civetweb.h>
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/civetweb_stop.h"
 
 namespace gitfleet {
 
@@ -62,12 +58,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   int n = mg_get_server_ports(server->ctx_, 4, ports);
   if (n <= 0) return absl::InternalError("civetweb reported no listening port");
   server->port_ = ports[0].port;
-  // Where a connection reaches it (see ~HttpServer): the host it listens on, or loopback
-  // for a wildcard.
-  server->wake_host_ = host_port.first;
-  if (server->wake_host_.empty() || server->wake_host_ == "0.0.0.0") {
-    server->wake_host_ = "127.0.0.1";
-  }
+  server->wake_host_ = host_port.first;  // where StopCivetweb reaches it
   mg_set_request_handler(server->ctx_, "/", &HttpServer::Dispatch, server.get());
   return server;
 }
@@ -129,31 +120,7 @@ int HttpServer::Dispatch(mg_connection* conn, void* self) {
 }
 
 HttpServer::~HttpServer() {
-  if (ctx_ == nullptr) return;
-  // civetweb's listening thread looks at its stop flag only between polls of up to 2 s,
-  // so mg_stop alone takes that long: a connection wakes it at once. Tried every 20 ms
-  // while mg_stop waits (the first may come before the flag is set), at most 5 s.
-  std::atomic<bool> stopped{false};
-  std::thread waker([this, &stopped] {
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(wake_host_.c_str(), absl::StrCat(port_).c_str(), &hints, &found) != 0) {
-      return;
-    }
-    for (int i = 0; i < 250 && !stopped.load(); ++i) {
-      int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        (void)connect(fd, found->ai_addr, found->ai_addrlen);
-        close(fd);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    freeaddrinfo(found);
-  });
-  mg_stop(ctx_);
-  stopped.store(true);
-  waker.join();
+  if (ctx_ != nullptr) StopCivetweb(ctx_, wake_host_, port_);
 }
 
 }  // namespace gitfleet

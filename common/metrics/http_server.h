@@ -82,7 +82,7 @@ class HttpServer {
 
   mg_context* ctx_ = nullptr;
   int port_ = 0;
-  std::string wake_host_;  // where a connection reaches the listening socket
+  std::string wake_host_;  // the host it listens on
   std::map<std::string, Handler> handlers_;
   std::map<std::string, PostRoute> post_routes_;
 };

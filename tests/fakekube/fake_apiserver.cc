@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "agent/kube/convert.h"
+#include "common/civetweb_stop.h"
 
 namespace gitfleet {
 namespace {
@@ -243,6 +244,8 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options opti
     return absl::InternalError("fake apiserver: no port");
   }
   server->port_ = ports[0].port;
+  server->internal_port_ = server->port_;
+  if (!tls) server->internal_host_ = listen.substr(0, listen.rfind(':'));
   mg_set_request_handler(server->ctx_, "/", &FakeApiServer::Dispatch, server.get());
   if (tls) {
     int port = 0;
@@ -260,7 +263,7 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options opti
 
 FakeApiServer::~FakeApiServer() {
   tls_.reset();
-  if (ctx_ != nullptr) mg_stop(ctx_);
+  if (ctx_ != nullptr) StopCivetweb(ctx_, internal_host_, internal_port_);
 }
 
 std::string FakeApiServer::url() const {

@@ -138,6 +138,9 @@ class FakeApiServer {
   std::unique_ptr<TlsFrontend> tls_;
   mg_context* ctx_ = nullptr;
   int port_ = 0;
+  // Where civetweb itself listens (behind the TLS frontend, when there is one).
+  std::string internal_host_ = "127.0.0.1";
+  int internal_port_ = 0;
 
   mutable Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
