@@ -613,6 +613,10 @@ class Cli {
       }
       // Conditions that are fine but say something (what removed bundles left in place).
       std::vector<std::string> notes;
+      if (c.suspended()) {
+        notes.push_back(absl::StrCat(
+            "suspended: no new revisions until gitfleetctl cluster resume ", c.name()));
+      }
       for (const v1::ClusterCondition& condition : c.conditions()) {
         if (!condition.ok()) {
           problems.push_back(

@@ -565,6 +565,9 @@ TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
   absl::SleepFor(absl::Seconds(1));
   EXPECT_EQ(Image("c2"), "web:1") << "the cluster is under maintenance";
   EXPECT_THAT(Ctl({"cluster", "list", "-o", "json"}), HasSubstr("\"suspended\": true"));
+  EXPECT_THAT(
+      Ctl({"cluster", "list"}),
+      ContainsRegex("c2 .* suspended: no new revisions until gitfleetctl cluster resume c2"));
   Ctl({"cluster", "resume", "c2"}, &code);
   EXPECT_EQ(code, 0);
   EXPECT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
