@@ -39,6 +39,10 @@ struct ApplyContext {
   // is held here and its revision no longer holds it, so `bundle` may take it over (an
   // object moved from one bundle to another). Unset: no bundle ever has.
   std::function<bool(const std::string& owner, const v1::ObjectKey& key)> let_go;
+  // Another bundle held here whose inventory has the object at `key` (where it lives), or
+  // "": for appliers whose objects cannot say which bundle manages them (Kubernetes'
+  // carry a label). Unset: none.
+  std::function<std::string(const v1::ObjectKey& key)> holder;
 };
 
 struct ApplyResult {

@@ -94,10 +94,22 @@ absl::Status DirectoryApplier::DeleteHook(const v1::ObjectKey& live, const Apply
 }
 
 absl::StatusOr<ApplyResult> DirectoryApplier::Apply(const v1::ManifestObject& object,
-                                                    const ApplyContext&, bool) {
+                                                    const ApplyContext& context, bool first) {
   absl::StatusOr<std::string> path = PathFor(object.key());
   if (!path.ok()) return path.status();
   ApplyResult result;
+  // A file says nothing of who wrote it: the agent's inventories do. As on Kubernetes,
+  // another bundle's object is not taken over unless that bundle let go of it.
+  if (first && context.holder) {
+    const std::string owner = context.holder(object.key());
+    if (!owner.empty() && owner != context.bundle) {
+      if (!context.let_go || !context.let_go(owner, object.key())) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("bundle ", owner, " already manages this object; it is not taken over"));
+      }
+      result.taken_from = owner;
+    }
+  }
   absl::StatusOr<std::string> existing = fs_->ReadFile(*path);
   if (absl::IsNotFound(existing.status())) {
     result.created = true;

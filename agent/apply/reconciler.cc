@@ -338,6 +338,16 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     }
     return false;
   };
+  context.holder = [this, taker = desired.bundle()](const v1::ObjectKey& key) {
+    const std::string wanted = KeyString(key);
+    for (const auto& [name, other] : bundles_) {
+      if (name == taker) continue;
+      for (const v1::ObjectKey& held : other.record.inventory()) {
+        if (held.name() == key.name() && KeyString(held) == wanted) return name;
+      }
+    }
+    return std::string();
+  };
 
   // Record the intent first when the inventory grows: a crash from here on leaves every
   // key we may create in the inventory, so it is pruned later if it leaves the bundle.

@@ -532,6 +532,31 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
   EXPECT_TRUE(fs_.ReadFile("/out/lab/ConfigMap/d.yaml").ok());
 }
 
+// A file says nothing of who wrote it, so the directory applier asks the agent's
+// inventories: as on Kubernetes, one bundle's object is not taken over by another (the
+// two would overwrite each other for ever), unless the first let go of it.
+TEST_F(ReconcilerTest, TheDirectoryApplierDoesNotLetTwoBundlesManageOneObject) {
+  auto update = [](const std::string& bundle, const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate u = Update(objects);
+    u.set_bundle(bundle);
+    return u;
+  };
+  ASSERT_TRUE(reconciler_->OnUpdate(update("web", {Cm("a", "web's")})).ack.ok());
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(update("copy", {Cm("a", "copy's"), Cm("b")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1);
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("bundle web already manages this object; it is not taken over"));
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("web's"));
+  EXPECT_TRUE(fs_.ReadFile("/out/shop/ConfigMap/b.yaml").ok()) << "the rest is applied";
+
+  // Once web no longer holds it, copy takes it over at its next try.
+  ASSERT_TRUE(reconciler_->OnUpdate(update("web", {Cm("c")})).ack.ok());
+  clock_.Advance(absl::Seconds(2));
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("copy's"));
+}
+
 TEST_F(ReconcilerTest, DeltaAgainstUnknownBaseAsksForFullSet) {
   v1::BundleUpdate first = Update({Cm("a")});
   v1::BundleUpdate second = Update({Cm("a"), Cm("b")}, &first);
