@@ -141,8 +141,11 @@ absl::StatusOr<std::map<std::string, std::string>> ParsePairs(const std::string&
       return absl::InvalidArgumentError(
           absl::StrCat("--", flag, ": \"", pair, "\" is not KEY=VALUE"));
     }
-    out[std::string(absl::StripAsciiWhitespace(pair.substr(0, eq)))] =
-        std::string(pair.substr(eq + 1));
+    std::string key(absl::StripAsciiWhitespace(pair.substr(0, eq)));
+    if (!out.emplace(key, std::string(pair.substr(eq + 1))).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": ", key, " is given twice (which one would win?)"));
+    }
   }
   return out;
 }

@@ -47,6 +47,10 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"bundle", "add", "b", "--source=s", "--depends-on=crds,,operator"},
        "--depends-on=crds,,operator: an empty bundle name"},
       {{"bundle", "add", "b", "--source=s", "--depends-on=crds,"}, "an empty bundle name"},
+      {{"bundle", "add", "b", "--source=s", "--values=a=1,a=2"},
+       "--values: a is given twice (which one would win?)"},
+      {{"bundle", "add", "b", "--source=s", "--cluster-values=env=prod;r=1, r=2"},
+       "--cluster-values: r is given twice"},
   };
   for (const Case& c : cases) {
     Result r = RunCtl(c.args);

@@ -82,8 +82,13 @@ bool TakesValues(const std::string& engine) {
 }
 
 absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
+  std::set<std::string> params;
   for (const std::string& tla : bundle.jsonnet_tlas()) {
     std::pair<std::string, std::string> spec = absl::StrSplit(tla, absl::MaxSplits('=', 1));
+    if (!params.insert(spec.first).second) {
+      return absl::InvalidArgumentError(absl::StrCat("jsonnet top-level argument ", spec.first,
+                                                     " is given twice (which one would win?)"));
+    }
     bool ok = !spec.first.empty() && !(spec.first[0] >= '0' && spec.first[0] <= '9');
     for (char c : spec.first) {
       ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
@@ -661,8 +666,13 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   if (bundle.depends_on_size() > 32) {
     return absl::InvalidArgumentError("--depends-on: at most 32 bundles");
   }
+  std::set<std::string> dependencies;
   for (const std::string& dependency : bundle.depends_on()) {
     if (absl::Status s = ValidateName("--depends-on bundle", dependency); !s.ok()) return s;
+    if (!dependencies.insert(dependency).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bundle \"", bundle.name(), "\": --depends-on names ", dependency, " twice"));
+    }
     if (dependency == bundle.name()) {
       return absl::InvalidArgumentError(
           absl::StrCat("bundle \"", bundle.name(), "\" cannot depend on itself"));

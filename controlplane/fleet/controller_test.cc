@@ -839,6 +839,16 @@ TEST_F(ControllerTest, RejectsBadValuesClearly) {
   bad_tla.add_jsonnet_tlas("1x");
   EXPECT_THAT(std::string(controller_->AddBundle(bad_tla, false).status().message()),
               HasSubstr("jsonnet top-level argument \"1x\""));
+  v1::Bundle twice = Bundle("b", "a");
+  twice.add_jsonnet_tlas("env=cluster.env");
+  twice.add_jsonnet_tlas("env");
+  EXPECT_THAT(std::string(controller_->AddBundle(twice, false).status().message()),
+              HasSubstr("jsonnet top-level argument env is given twice"));
+  v1::Bundle depends_twice = Bundle("b", "a");
+  depends_twice.add_depends_on("crds");
+  depends_twice.add_depends_on("crds");
+  EXPECT_THAT(std::string(controller_->AddBundle(depends_twice, false).status().message()),
+              HasSubstr("--depends-on names crds twice"));
   v1::Bundle bad_file = Bundle("b", "a");
   bad_file.add_helm_values_files("../secrets.yaml");
   EXPECT_THAT(std::string(controller_->AddBundle(bad_file, false).status().message()),
