@@ -272,6 +272,14 @@ int Main(ShutdownSignals& signals) {
     post_routes[kWebhookPath] = {
         webhook_options.max_body_bytes,
         [receiver](const HttpRequest& request) { return receiver->Handle(request); }};
+  } else {
+    // Said to the Git server's delivery log, where whoever set the hook up will look.
+    post_routes[kWebhookPath] = {0, [](const HttpRequest&) {
+                                   return HttpResponse{
+                                       404, "text/plain; charset=utf-8",
+                                       "webhooks are off: this control plane was started "
+                                       "without --webhook-secret-file\n"};
+                                 }};
   }
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));

@@ -683,6 +683,12 @@ TEST_F(Fleet, CliReportsServerErrorsInOneLine) {
   EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: source name \"Bad_Name\""));
   EXPECT_EQ(HttpGet(cp_http_, "/healthz"), "ok\n");
   EXPECT_EQ(HttpGet(cp_http_, "/readyz"), "ready\n");
+  // A push webhook set up against a control plane without webhooks is told why.
+  int status = 0;
+  EXPECT_EQ(::gitfleet::testing::HttpRequest(cp_http_, "POST", "/hooks/git",
+                                             {{"X-GitHub-Event", "push"}}, "{}", &status),
+            "webhooks are off: this control plane was started without --webhook-secret-file\n");
+  EXPECT_EQ(status, 404);
 }
 
 TEST_F(Fleet, MutualTlsAcceptsSignedAgentsOnly) {
