@@ -78,9 +78,9 @@ double StatCpuSeconds(const std::string& path) {
   if (paren == std::string::npos) return 0;
   std::vector<std::string> fields = absl::StrSplit(text.substr(paren + 2), ' ');
   double utime = 0, stime = 0;
-  if (fields.size() > 12) {
-    absl::SimpleAtod(fields[11], &utime);
-    absl::SimpleAtod(fields[12], &stime);
+  if (fields.size() > 12 &&
+      (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime))) {
+    return 0;  // not the stat line it should be
   }
   return (utime + stime) / sysconf(_SC_CLK_TCK);
 }

@@ -84,10 +84,6 @@ using testing::TempDir;
 
 using bench::Median;
 
-std::string Binary(const std::string& path) {
-  return bench::Binary(absl::GetFlag(FLAGS_bin_dir), path);
-}
-
 // A socket listening on an ephemeral loopback port, whose address goes to `addr`; -1 if
 // the machine will not give one.
 int LoopbackListener(int backlog, sockaddr_in* addr) {
