@@ -5,11 +5,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
+#include "common/names.h"
 #include "common/proto_time.h"
 #include "common/thread_name.h"
 #include "controlplane/distribute/status_bounds.h"
@@ -250,25 +250,23 @@ void Hub::SetClusterIdentity(const std::string& cluster, bool registered,
     agent.owned = std::move(labels);
     LabelMap before = agent.labels;
     bool known_before = agent.labels_known;
-    std::vector<std::string> targeted;  // held bundles that target it now
-    for (const auto& [name, target] : bundles_) {
-      if (HoldsAny(agent, name) && Targets(target, agent)) targeted.push_back(name);
-    }
     UpdateLabelsLocked(&agent);
-    // However the labels changed (gitfleetctl cluster label --allow-removal, or a line of
-    // --agent-tokens edited), the log says which bundles leave the cluster for it.
-    std::vector<std::string> leaving;
-    for (const std::string& name : targeted) {
-      if (!Targets(bundles_.at(name), agent)) leaving.push_back(name);
+    const bool changed = known_before != agent.labels_known || before != agent.labels;
+    if (changed && known_before) {
+      // However they changed (gitfleetctl cluster label --allow-removal, or a line of
+      // --agent-tokens edited), the log says which bundles leave the cluster for it.
+      std::vector<std::string> leaving;
+      for (const auto& [name, target] : bundles_) {
+        if (HoldsAny(agent, name) && target.selector.Matches(before) && !Targets(target, agent)) {
+          leaving.push_back(name);
+        }
+      }
+      if (!leaving.empty()) {
+        GF_LOG(WARNING) << "cluster " << cluster << ": its labels no longer match "
+                        << ListNames(leaving) << ", which it holds: removing them from it";
+      }
     }
-    if (!leaving.empty()) {
-      GF_LOG(WARNING) << "cluster " << cluster << ": its labels no longer match "
-                      << absl::StrJoin(leaving, ", ") << ", which it holds: removing them from it";
-    }
-    if (agent.connection == nullptr ||
-        (known_before == agent.labels_known && before == agent.labels)) {
-      return;
-    }
+    if (agent.connection == nullptr || !changed) return;
     // Retarget now: every defined bundle and everything it holds is looked at again.
     std::set<std::string> bundles;
     for (const auto& [name, target] : bundles_) bundles.insert(name);
