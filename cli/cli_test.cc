@@ -1,9 +1,11 @@
 #include "cli/cli.h"
 
 #include <sstream>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "cli/output.h"
 #include "common/manifest/object.h"
 #include "common/subprocess.h"
 #include "controlplane/render/kustomize_renderer.h"
@@ -27,6 +29,24 @@ Result RunCtl(std::vector<std::string> args) {
   std::ostringstream out, err;
   int code = RunCli(args, out, err);
   return {code, out.str(), err.str()};
+}
+
+// One long cell (a paused rollout's reason) runs on into its own row; the other rows
+// stay as narrow as their own cells.
+TEST(TableTest, ALongCellDoesNotWidenItsColumnForEveryRow) {
+  Table table({"NAME", "ROLLOUT", "ERROR"});
+  table.Add({"api", "-", ""});
+  table.Add({"web", std::string(70, 'r'), "broken"});
+  table.Add({"base", "partition 1/2", "x"});
+  std::ostringstream out;
+  table.Print(out);
+  EXPECT_EQ(out.str(),
+            "NAME   ROLLOUT         ERROR\n"
+            "api    -               \n"
+            "web    " +
+                std::string(70, 'r') +
+                "   broken\n"
+                "base   partition 1/2   x\n");
 }
 
 TEST(CliTest, BadUsageIsOneLineAndExitTwo) {

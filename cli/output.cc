@@ -66,18 +66,23 @@ StatusRow ToRow(const v1::BundleStatus& s) {
 }
 
 void Table::Print(std::ostream& out) const {
+  // A column is as wide as its cells up to kMaxPadded: a longer one (a paused rollout's
+  // reason, say) runs on into its row, and every other row stays as narrow as it was.
+  constexpr size_t kMaxPadded = 60;
   std::vector<size_t> widths;
   for (const auto& row : rows_) {
     for (size_t i = 0; i < row.size(); ++i) {
       if (widths.size() <= i) widths.push_back(0);
-      widths[i] = std::max(widths[i], row[i].size());
+      if (row[i].size() <= kMaxPadded) widths[i] = std::max(widths[i], row[i].size());
     }
   }
   for (const auto& row : rows_) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 3, ' ');
+      if (i + 1 < row.size()) {
+        line += std::string(row[i].size() < widths[i] ? widths[i] - row[i].size() + 3 : 3, ' ');
+      }
     }
     out << line << "\n";
   }
