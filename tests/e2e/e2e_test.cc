@@ -184,16 +184,7 @@ TEST_F(Fleet, ASourceThatCannotBeReadIsShownOnItsBundlesAndInTheEvents) {
 }
 
 TEST_F(Fleet, AgentKilledWithSigkillRestartsWithoutLosingOrDuplicating) {
-  git_.Write("apps/web/a.yaml", Cm("a"));
-  git_.Write("apps/web/b.yaml", Cm("b"));
-  git_.Write("apps/web/c.yaml", Cm("c"));
-  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
-  std::string first = git_.Commit("first");
-  StartControlPlane();
-  StartAgent("prod-eu", "env=prod");
-  AddSourceAndBundles();
-  ExpectSynced("prod-eu", "web", first);
-  ExpectSynced("prod-eu", "base", first);
+  std::string first = SyncedFleet({"a", "b", "c"});
   // The source names no ref: the list says which branch it follows.
   EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("(default: main)"));
 

@@ -124,10 +124,10 @@ class Fleet : public ::testing::Test {
     ASSERT_EQ(code, 0) << out;
   }
 
-  // web (env=prod) and base (Namespace shop) synced on prod-eu at the first commit;
-  // returns it.
-  std::string SyncedFleet() {
-    git_.Write("apps/web/web.yaml", Cm("web"));
+  // web (env=prod: a ConfigMap of each name in `web`) and base (Namespace shop) synced on
+  // prod-eu at the first commit; returns it.
+  std::string SyncedFleet(const std::vector<std::string>& web = {"web"}) {
+    for (const std::string& name : web) git_.Write("apps/web/" + name + ".yaml", Cm(name));
     git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
     std::string first = git_.Commit("first");
     StartControlPlane();
