@@ -341,8 +341,24 @@ class Cli {
     // cluster list and bundle list are answered in one message.
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(256 << 20);
-    stub_ = v1::AdminService::NewStub(grpc::CreateCustomChannel(server_, *creds, args));
+    channel_ = grpc::CreateCustomChannel(server_, *creds, args);
+    stub_ = v1::AdminService::NewStub(channel_);
     return absl::OkStatus();
+  }
+
+  // Prints a failed call's status; exit code 1. UNAVAILABLE is both what gRPC says when it
+  // cannot connect and what the control plane answers for a state that will pass (a source
+  // not fetched yet): only the first is "cannot reach", told by the channel not being
+  // connected once the call failed.
+  int Failed(const grpc::Status& status) {
+    std::string message = status.error_message();
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        (channel_ == nullptr || channel_->GetState(false) != GRPC_CHANNEL_READY)) {
+      message = absl::StrCat("cannot reach the control plane at ", server_, ": ", message);
+    }
+    err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
+         << message << "\n";
+    return 1;
   }
 
   template <typename Request, typename Response>
@@ -353,16 +369,7 @@ class Cli {
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
     std::unique_ptr<grpc::ClientContext> context = NewContext();
     grpc::Status status = ((*stub_).*method)(context.get(), request, response);
-    if (!status.ok()) {
-      std::string message = status.error_message();
-      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-        message = absl::StrCat("cannot reach the control plane at ", server_, ": ", message);
-      }
-      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
-           << message << "\n";
-      return 1;
-    }
-    return 0;
+    return status.ok() ? 0 : Failed(status);
   }
 
   // Every page of a listing, in order, each handed to `add` to take its entries:
@@ -970,11 +977,7 @@ class Cli {
     v1::BackupChunk chunk;
     while (reader->Read(&chunk)) data += chunk.data();
     grpc::Status status = reader->Finish();
-    if (!status.ok()) {
-      err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
-           << status.error_message() << "\n";
-      return 1;
-    }
+    if (!status.ok()) return Failed(status);
     // Written whole or not at all: a half-written backup must never look like one.
     if (absl::Status written = PosixFileSystem().WriteFileAtomically(out, data); !written.ok()) {
       err_ << "gitfleetctl: " << written.message() << "\n";
@@ -1049,12 +1052,7 @@ class Cli {
         backoff = std::min(backoff * 2, absl::Seconds(30));
         continue;
       }
-      if (!status.ok()) {
-        err_ << "gitfleetctl: " << absl::StatusCodeToString(FromGrpcStatus(status).code()) << ": "
-             << status.error_message() << "\n";
-        return 1;
-      }
-      return 0;
+      return status.ok() ? 0 : Failed(status);
     }
   }
 
@@ -1222,6 +1220,7 @@ class Cli {
   TlsFiles tls_;
   std::string token_file_;
   std::string token_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
 };
 

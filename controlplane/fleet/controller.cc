@@ -2244,10 +2244,14 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
       }
     }
     std::string source;
+    std::string source_error;
     {
       MutexLock lock(&mu_);
       auto it = bundles_.find(name);
       if (it != bundles_.end()) source = it->second.definition.source();
+      if (auto failing = source_errors_.find(source); failing != source_errors_.end()) {
+        source_error = failing->second;
+      }
     }
     std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
     if (snapshot.has_value()) {
@@ -2266,7 +2270,10 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
             "; a commit id needs at least 7 characters)"));
       }
     } else if (commit.empty()) {
-      return absl::UnavailableError(absl::StrCat("source ", source, " was not fetched yet"));
+      return absl::UnavailableError(
+          absl::StrCat("--to=", to, ": not in bundle ", name, "'s history, and source ", source,
+                       " has no fetched commit to look it up in",
+                       source_error.empty() ? " yet" : absl::StrCat(" (", source_error, ")")));
     }
   }
   GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {

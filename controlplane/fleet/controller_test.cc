@@ -986,6 +986,18 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   back->session = hub_->Connect(hello, "peer", back);
   back->Notify("web");
   EXPECT_TRUE(back->messages().empty()) << "it holds the revision it should: nothing to send";
+  // A rollback to a commit outside the history needs the repository: it says why it cannot.
+  absl::StatusOr<v1::BundleInfo> pinned = controller_->PinBundle("web", "abcdef1");
+  EXPECT_TRUE(absl::IsUnavailable(pinned.status())) << pinned.status();
+  EXPECT_THAT(std::string(pinned.status().message()),
+              HasSubstr("--to=abcdef1: not in bundle web's history, and source app has no "
+                        "fetched commit to look it up in (ref \"next\" not found"));
+  EXPECT_EQ(listed().pinned_commit(), "");
+  // To a revision of its history it rolls back while the source cannot be fetched.
+  absl::StatusOr<v1::BundleInfo> stored = controller_->PinBundle("web", revision.substr(0, 7));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->revision(), revision);
+  ASSERT_TRUE(controller_->PinBundle("web", "").ok());
 
   // The branch comes back with a change: the bundle follows it again.
   git_.Git("branch next");
