@@ -1298,6 +1298,11 @@ absl::Status Controller::Reconcile(const std::string& name) {
                                                  snapshot->commit.id.substr(0, 12), per_cluster),
                               snapshot->commit.id, record.revision())
                   : MakeEvent("render.failed", name, "", record.error(), snapshot->commit.id);
+          std::string told = event.type() == "render.failed"
+                                 ? absl::StrCat(snapshot->commit.id, "\n", record.error())
+                                 : "";
+          if (!told.empty() && told == it->second.failure_told) event.Clear();
+          if (status.ok() || !told.empty()) it->second.failure_told = std::move(told);
         }
       }
       if (!event.type().empty() && (status.ok() || event.type() == "render.failed")) {

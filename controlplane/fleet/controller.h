@@ -213,6 +213,10 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
+    // The commit and error of the last render.failed event: a retry that fails the same
+    // way is not told again (subscribers would hear it at the backoff's pace). Cleared
+    // by a good render.
+    std::string failure_told;
     // While its new render waits for the other bundles of its source (WaitsForSiblings).
     SiblingWait siblings;
     // The render last given to the hub as the newest (Hub::SetNewestContent), and for

@@ -1300,6 +1300,61 @@ TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
   EXPECT_EQ(retries(), 1) << "and no more";
 }
 
+// A render that fails is retried at the backoff's pace; subscribers hear of the failure
+// once per commit and error, not at every retry.
+TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  FakeClock clock;
+  ControllerOptions options = OnFakeClock(&clock);
+  options.retry_base = absl::Seconds(10);
+  options.api_wait = absl::Seconds(1);
+  EventBus events;
+  MemoryStore store;
+  Hub hub(&store, metrics_);
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  controller.SetEventBus(&events);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller.AddBundle(Bundle("b", "a"), false).ok());
+  auto failed_renders = [&] {
+    return metrics_.renders.Add({{"engine", "plain"}, {"result", "error"}}).Value();
+  };
+  auto told = [&] {
+    std::vector<std::string> lines;
+    for (const v1::Event& event :
+         (*events.Subscribe({"b", "", {"render.done", "render.failed"}}, nullptr))->Take()) {
+      lines.push_back(absl::StrCat(event.type(), " ", event.commit().substr(0, 7)));
+    }
+    return lines;
+  };
+  git_.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string bad = git_.Commit("break it");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  ASSERT_GE(failed_renders(), 1);
+  for (int retry = 0; retry < 3; ++retry) {
+    const double before = failed_renders();
+    clock.Advance(absl::Minutes(10));  // past any backoff
+    for (int i = 0; i < 3000 && failed_renders() == before; ++i) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    ASSERT_GT(failed_renders(), before) << "retried";
+  }
+  EXPECT_THAT(told(), ElementsAre(HasSubstr("render.done"), "render.failed " + bad.substr(0, 7)));
+
+  // Fixed, then broken the same way again at a new commit: each is told.
+  git_.Write("a/cm.yaml", Cm("a", "2"));
+  const std::string fixed = git_.Commit("fix it");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  git_.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string again = git_.Commit("break it again");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  EXPECT_THAT(told(), ElementsAre(HasSubstr("render.done"), "render.failed " + bad.substr(0, 7),
+                                  "render.done " + fixed.substr(0, 7),
+                                  "render.failed " + again.substr(0, 7)));
+}
+
 TEST_F(ControllerTest, ApiCallsStopWaitingAtTheCallersDeadlineAndTheWorkGoesOn) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
