@@ -611,6 +611,10 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = CheckPageSize(request->page_size()); !s.ok()) return call.Done(s);
+  if (absl::Status s = controller_->CheckStatusFilter(request->cluster(), request->bundle());
+      !s.ok()) {
+    return call.Done(s);
+  }
   if (request->page_size() == 0 && request->page_token().empty()) {
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
       *response->add_statuses() = std::move(status);

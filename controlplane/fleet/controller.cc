@@ -902,6 +902,35 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
              : "waiting for the bundles it depends on";
 }
 
+absl::Status Controller::CheckStatusFilter(const std::string& cluster_filter,
+                                           const std::string& bundle_filter) {
+  bool defined = true;
+  if (!bundle_filter.empty()) {
+    MutexLock lock(&mu_);
+    defined = bundles_.find(bundle_filter) != bundles_.end();
+  }
+  if (!defined) {
+    // Not defined here, but an agent may hold it (an orphan, which has a status). A walk of
+    // the clusters, on this path only.
+    bool held = false;
+    for (const ClusterView& cluster : hub_->Clusters(cluster_filter)) {
+      const auto& orphans = cluster.info.orphaned_bundles();
+      held = held || std::find(orphans.begin(), orphans.end(), bundle_filter) != orphans.end();
+    }
+    if (!held) {
+      return absl::NotFoundError(absl::StrCat(
+          "bundle ", bundle_filter,
+          " not found: not defined here, nor held by an agent (see gitfleetctl bundle list)"));
+    }
+  }
+  if (!cluster_filter.empty() && hub_->Clusters(cluster_filter).empty()) {
+    return absl::NotFoundError(absl::StrCat("cluster ", cluster_filter,
+                                            " not found: neither registered nor connected (see "
+                                            "gitfleetctl cluster list)"));
+  }
+  return absl::OkStatus();
+}
+
 std::vector<v1::BundleStatus> Controller::GetStatus(const std::string& cluster_filter,
                                                     const std::string& bundle_filter) {
   return StatusesOf(hub_->Clusters(cluster_filter), bundle_filter);

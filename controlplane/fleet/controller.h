@@ -152,6 +152,10 @@ class Controller {
   // See Hub::AdoptCluster and Hub::ForgetBundle.
   absl::Status AdoptCluster(const std::string& cluster);
   absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);
+  // NotFound for a filter that names no cluster the hub knows (registered or seen) or no
+  // defined bundle: a mistyped name must not read as "nothing there".
+  absl::Status CheckStatusFilter(const std::string& cluster_filter,
+                                 const std::string& bundle_filter);
   // Ordered by cluster, then bundle.
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);

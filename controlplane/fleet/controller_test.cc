@@ -562,6 +562,20 @@ TEST_F(ControllerTest, StatusFollowsAgentReports) {
   EXPECT_EQ(statuses[0].sync_state(), v1::SYNC_STATE_SYNCED);
   EXPECT_EQ(statuses[0].health(), v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(statuses[0].applied_commit(), commit);
+
+  // A filter naming nothing known is an error, not an empty answer; one known but with
+  // nothing to show is not.
+  EXPECT_TRUE(controller_->CheckStatusFilter("dev", "").ok());
+  EXPECT_TRUE(controller_->CheckStatusFilter("dev", "b").ok());
+  EXPECT_TRUE(controller_->CheckStatusFilter("", "").ok());
+  absl::Status no_cluster = controller_->CheckStatusFilter("ue", "b");
+  EXPECT_TRUE(absl::IsNotFound(no_cluster));
+  EXPECT_EQ(no_cluster.message(),
+            "cluster ue not found: neither registered nor connected (see gitfleetctl cluster "
+            "list)");
+  absl::Status no_bundle = controller_->CheckStatusFilter("", "c");
+  EXPECT_TRUE(absl::IsNotFound(no_bundle));
+  EXPECT_THAT(std::string(no_bundle.message()), HasSubstr("bundle c not found"));
 }
 
 uint64_t ConnectAgent(Hub* hub, const std::string& name,
@@ -890,6 +904,24 @@ class SynchronousConnection : public AgentConnection {
   Mutex mu_;
   std::vector<std::shared_ptr<const EncodedMessage>> messages_ ABSL_GUARDED_BY(mu_);
 };
+
+// An orphan (held by an agent, defined nowhere here) has a status: filtering by it is not
+// an error.
+TEST_F(ControllerTest, AStatusFilterMayNameAnOrphan) {
+  v1::Hello holder;
+  holder.set_cluster("old");
+  v1::HeldRevision* held = holder.add_held();
+  held->set_bundle("c");
+  held->set_revision("r1");
+  EXPECT_TRUE(absl::IsNotFound(controller_->CheckStatusFilter("", "c")));
+  auto agent = std::make_shared<SynchronousConnection>(hub_.get());
+  agent->session = hub_->Connect(holder, "peer", agent);
+  agent->Notify("c");
+  EXPECT_TRUE(controller_->CheckStatusFilter("", "c").ok());
+  EXPECT_TRUE(controller_->CheckStatusFilter("old", "c").ok());
+  ASSERT_EQ(controller_->GetStatus("old", "c").size(), 1u);
+  EXPECT_TRUE(controller_->GetStatus("old", "c")[0].orphaned());
+}
 
 // Runs `fn` on its own thread; a call that does not return within the limit is a deadlock,
 // and the test binary exits (the stuck thread cannot be joined).
