@@ -38,7 +38,9 @@
 ABSL_FLAG(std::string, controlplane, "127.0.0.1:7070", "Control plane gRPC address.");
 ABSL_FLAG(std::string, cluster, "", "This cluster's name (required).");
 ABSL_FLAG(std::string, labels, "", "This cluster's labels: k=v,k2=v2.");
-ABSL_FLAG(std::string, token, "", "Token the control plane expects for this cluster.");
+ABSL_FLAG(std::string, token, "",
+          "Token the control plane expects for this cluster (visible in the process list: "
+          "prefer --token-file).");
 ABSL_FLAG(std::string, token_file, "",
           "File holding the token, read again before each connection to the control plane.");
 ABSL_FLAG(std::string, apply, "",
@@ -157,6 +159,10 @@ int Main(ShutdownSignals& signals) {
   auto token =
       std::make_shared<TokenFile>(absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_token));
   if (absl::Status s = token->Reload(); !s.ok()) return Fail(s);
+  if (!absl::GetFlag(FLAGS_token).empty()) {
+    GF_LOG(WARNING) << "--token: a token on the command line is visible to every local user "
+                       "(ps, /proc); give --token-file, a file only the agent may read";
+  }
   if (!token->Get().empty() && absl::GetFlag(FLAGS_tls_ca).empty()) {
     GF_LOG(WARNING) << "no TLS to the control plane (--tls-ca): this agent's token travels "
                        "in clear";

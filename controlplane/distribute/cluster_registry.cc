@@ -3,10 +3,13 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <cstring>
 #include <optional>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -25,6 +28,8 @@ constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
 // About 100,000 clusters' lines.
 constexpr size_t kMaxFileBytes = 16 << 20;
+// A --agent-tokens token field that is the token's SHA-256 in hex, not the token.
+constexpr char kHashedTokenPrefix[] = "sha256:";
 
 absl::StatusOr<std::string> NewToken() {
   std::string token = RandomToken("gfa_");
@@ -37,6 +42,7 @@ absl::StatusOr<std::string> NewToken() {
 absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     const std::string& text, const std::string& origin) {
   FileClusters clusters;
+  std::vector<std::string> in_clear;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
@@ -51,7 +57,19 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     }
     if (absl::Status s = ValidateClusterName(fields[0]); !s.ok()) return where(s.message());
     Entry entry;
-    entry.token_sha256 = Sha256Bytes(fields[1]);
+    if (absl::StartsWith(fields[1], kHashedTokenPrefix)) {
+      // The token's SHA-256: the file then holds nothing an agent could present.
+      std::string hex = absl::AsciiStrToLower(fields[1].substr(strlen(kHashedTokenPrefix)));
+      if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        return where(absl::StrCat("cluster ", fields[0], ": ", kHashedTokenPrefix,
+                                  " must be followed by the 64 hex digits of the token's SHA-256 "
+                                  "(printf %s \"$TOKEN\" | sha256sum)"));
+      }
+      entry.token_sha256 = absl::HexStringToBytes(hex);
+    } else {
+      entry.token_sha256 = Sha256Bytes(fields[1]);
+      in_clear.push_back(fields[0]);
+    }
     if (fields.size() == 3) {
       absl::StatusOr<LabelMap> labels = ParseLabels(fields[2]);
       if (!labels.ok()) return where(labels.status().message());
@@ -61,6 +79,12 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     if (!clusters.emplace(fields[0], std::move(entry)).second) {
       return where(absl::StrCat("cluster ", fields[0], " is listed twice"));
     }
+  }
+  if (!in_clear.empty()) {
+    GF_LOG(WARNING) << origin << " holds the agent tokens themselves of " << in_clear.size()
+                    << " clusters (" << ListNames(in_clear)
+                    << "): whoever reads the file can act as them. Write each as "
+                    << kHashedTokenPrefix << "HEX, its SHA-256 (printf %s \"$TOKEN\" | sha256sum)";
   }
   return clusters;
 }

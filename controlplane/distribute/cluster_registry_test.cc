@@ -4,8 +4,11 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/manifest/hash.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,6 +51,29 @@ TEST_F(ClusterRegistryTest, FileTokensAuthenticateTheirClusterOnly) {
   EXPECT_EQ(registry->Explain("eu-1", "other"), "wrong token");
   EXPECT_TRUE(registry->FirstRefusal("x"));
   EXPECT_FALSE(registry->FirstRefusal("x"));
+}
+
+// A line may give the token's SHA-256 instead of the token (`sha256:HEX`), so the file
+// holds nothing an agent could present.
+TEST_F(ClusterRegistryTest, AFileLineMayHoldTheTokensHashInsteadOfTheToken) {
+  const std::string real = absl::BytesToHexString(Sha256Bytes("s3cret"));
+  auto registry = Make(absl::StrCat("eu-1 sha256:", real,
+                                    " env=prod\nus-1 sha256:", absl::AsciiStrToUpper(real), "\n"));
+  EXPECT_TRUE(registry->Check("eu-1", "s3cret").ok());
+  EXPECT_TRUE(registry->Check("us-1", "s3cret").ok()) << "hex in either case";
+  EXPECT_FALSE(registry->Check("eu-1", "sha256:" + real).ok()) << "the hash is not the token";
+  EXPECT_FALSE(registry->Check("eu-1", real).ok());
+  auto other =
+      Make(absl::StrCat("eu-1 sha256:", absl::BytesToHexString(Sha256Bytes("other")), "\n"));
+  EXPECT_FALSE(other->Check("eu-1", "s3cret").ok());
+  for (const std::string& bad : {std::string("sha256:abc"), "sha256:" + real + "0",
+                                 "sha256:" + std::string(64, 'g'), std::string("sha256:")}) {
+    EXPECT_THAT(
+        ClusterRegistry::Create(&store_, nullptr, "eu-1 " + bad + "\n", "f", false).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("f:1: cluster eu-1: sha256: must be followed by the 64 hex")))
+        << bad;
+  }
 }
 
 TEST_F(ClusterRegistryTest, AnyAgentOnlyWhenAskedForAndNeverForARegisteredName) {
