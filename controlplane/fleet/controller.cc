@@ -760,6 +760,22 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   }
   RefreshDependencies();
   ReconcileAndWait(bundle.name(), wait_until);
+  // A render that failed may be of a commit older than the one just pushed (a new path,
+  // before the source's next poll): fetch once, and render what that brings.
+  std::string failed_at;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(bundle.name());
+    if (it != bundles_.end() && !it->second.record.error().empty()) {
+      failed_at = it->second.record.error_commit();
+    }
+  }
+  if (!failed_at.empty()) {
+    absl::StatusOr<v1::SourceInfo> fetched = poller_.SyncNow(bundle.source(), WaitLeft(wait_until));
+    if (fetched.ok() && !fetched->commit().empty() && fetched->commit() != failed_at) {
+      ReconcileAndWait(bundle.name(), wait_until);
+    }
+  }
   MutexLock lock(&mu_);
   auto it = bundles_.find(bundle.name());
   if (it == bundles_.end()) {

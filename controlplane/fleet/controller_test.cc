@@ -184,6 +184,26 @@ TEST_F(ControllerTest, RendersKeepsLastGoodOnErrorAndSkipsUntouchedBundles) {
   EXPECT_THAT(bundles[1].error(), HasSubstr("apps/web/cm.yaml:"));
 }
 
+// A bundle added right after a push of its path: the source's last fetch predates the
+// path, so the add fetches once rather than answering "path not found".
+TEST_F(ControllerTest, ABundleAddedForAPathJustPushedFetchesItsSourceOnce) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  git_.Write("b/cm.yaml", Cm("b"));
+  const std::string pushed = git_.Commit("b, not fetched yet");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(Bundle("b", "b"), false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->error(), "");
+  EXPECT_EQ(added->commit(), pushed);
+  EXPECT_NE(added->revision(), "");
+  // A path that is not there after the fetch either is the error it was.
+  absl::StatusOr<v1::BundleInfo> missing = controller_->AddBundle(Bundle("c", "c"), false);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_THAT(missing->error(),
+              HasSubstr("path \"c\" not found at commit " + pushed.substr(0, 12)));
+}
+
 // `bundle rollback --to` takes what operators copy: a revision or commit of the bundle's
 // history, or a tag, branch or (abbreviated) commit id of its source.
 TEST_F(ControllerTest, RollbackTakesARevisionATagABranchOrAnyCommitOfTheSource) {
