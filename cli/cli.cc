@@ -1146,6 +1146,10 @@ class Cli {
                         " left unmanaged (prune off): ", absl::StrJoin(first, ", "),
                         row.left_unmanaged_count() > static_cast<int>(first.size()) ? ", ..." : "");
       }
+      if (!row.source_error().empty()) {
+        absl::StrAppend(&message, message.empty() ? "" : "; ", "source: ", row.source_error(),
+                        " (new commits are not seen)");
+      }
       table.Add({row.cluster(), row.bundle(), row.sync_state(), row.health(),
                  Short(row.desired_commit()), Short(row.applied_commit()), message});
     }

@@ -59,6 +59,7 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_applied_time(FormatTime(s.applied_time()));
   row.set_orphaned(s.orphaned());
   row.set_held_back(s.held_back());
+  row.set_source_error(s.source_error());
   row.set_left_unmanaged_count(s.left_unmanaged_count());
   for (const v1::ObjectKey& key : s.left_unmanaged()) row.add_left_unmanaged(KeyDisplay(key));
   if (s.orphaned()) row.set_sync_state("Orphaned");

@@ -1022,6 +1022,10 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   EXPECT_EQ(listed().revision(), revision);
   EXPECT_EQ(listed().error(), "") << "its render did not fail";
   EXPECT_THAT(listed().source_error(), HasSubstr("ref \"next\" not found"));
+  // Services that read a cluster's status see it too.
+  std::vector<v1::BundleStatus> statuses = controller_->GetStatus("c1", "web");
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_THAT(statuses[0].source_error(), HasSubstr("ref \"next\" not found"));
   agent->Notify("web");
   EXPECT_EQ(agent->messages().size(), 1u) << "nothing new for the cluster, no removal";
 
@@ -1062,6 +1066,7 @@ TEST_F(ControllerTest, ABranchDeletedUpstreamKeepsWhatClustersRun) {
   EXPECT_EQ(metrics_.sources_in_error.Value(), 0);
   EXPECT_NE(listed().revision(), revision);
   EXPECT_EQ(listed().source_error(), "");
+  EXPECT_EQ(controller_->GetStatus("c1", "web")[0].source_error(), "");
   back->Notify("web");
   ASSERT_EQ(back->messages().size(), 1u);
   EXPECT_FALSE(back->messages()[0]->message.has_removal());

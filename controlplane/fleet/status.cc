@@ -16,6 +16,7 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
   *s.mutable_committed_time() = committed_time;
   *s.mutable_seen_time() = seen_time;
   s.set_health(v1::HEALTH_STATE_UNKNOWN);
+  s.set_source_error(bundle.source_error());
 
   if (report != nullptr) {
     s.set_applied_revision(report->applied_revision());

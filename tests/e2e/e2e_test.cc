@@ -171,6 +171,9 @@ TEST_F(Fleet, ASourceThatCannotBeReadIsShownOnItsBundlesAndInTheEvents) {
   EXPECT_EQ(std::count(events.begin(), events.end(), '\n'), 1) << events;
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""));
   EXPECT_EQ(Status("prod-eu", "web")[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(Status("prod-eu", "web")[0].source_error(), HasSubstr("cannot fetch"));
+  EXPECT_THAT(Ctl({"status", "--cluster=prod-eu", "--bundle=web"}),
+              HasSubstr("source: cannot fetch"));
 
   // Back, with a change: the error goes, and the change follows.
   ASSERT_EQ(std::rename(gone.c_str(), git_.dir().c_str()), 0);
@@ -178,6 +181,7 @@ TEST_F(Fleet, ASourceThatCannotBeReadIsShownOnItsBundlesAndInTheEvents) {
   std::string next = git_.Commit("after the outage");
   ExpectSynced("prod-eu", "web", next);
   EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("source demo:")));
+  EXPECT_EQ(Status("prod-eu", "web")[0].source_error(), "");
   events = Ctl({"events", "--bundle=web", "--type=source."});
   EXPECT_LT(events.find("source.failed"), events.find("source.recovered")) << events;
   EXPECT_LT(events.find("source.recovered"), events.rfind("source.commit")) << events;
