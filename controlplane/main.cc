@@ -83,6 +83,8 @@ ABSL_FLAG(int, max_request_bytes, 1 << 20,
           "Largest gRPC message received on an admin call; agents have "
           "--agent-max-message-bytes.");
 ABSL_FLAG(int, max_objects, 10000, "Most objects one bundle may render.");
+ABSL_FLAG(int, max_sources, 1000, "Most sources defined at once (each is polled).");
+ABSL_FLAG(int, max_bundles, 10000, "Most bundles defined at once.");
 ABSL_FLAG(int64_t, max_bundle_bytes, gitfleet::kDefaultMaxBundleBytes,
           "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
@@ -305,6 +307,11 @@ int Main(ShutdownSignals& signals) {
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;
   options.engines.limits.max_objects = absl::GetFlag(FLAGS_max_objects);
+  if (absl::GetFlag(FLAGS_max_sources) < 1 || absl::GetFlag(FLAGS_max_bundles) < 1) {
+    return Fail(absl::InvalidArgumentError("--max-sources and --max-bundles must be at least 1"));
+  }
+  options.max_sources = static_cast<size_t>(absl::GetFlag(FLAGS_max_sources));
+  options.max_bundles = static_cast<size_t>(absl::GetFlag(FLAGS_max_bundles));
   options.engines.limits.max_bytes = absl::GetFlag(FLAGS_max_bundle_bytes);
   options.engines.limits.max_memory_bytes = absl::GetFlag(FLAGS_render_memory_bytes);
   const std::string render_network = absl::GetFlag(FLAGS_render_network);

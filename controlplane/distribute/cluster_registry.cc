@@ -28,6 +28,8 @@ constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
 // About 100,000 clusters' lines.
 constexpr size_t kMaxFileBytes = 16 << 20;
+// Clusters registered at once, through the API and the file together.
+constexpr size_t kMaxClusters = 100000;
 // A --agent-tokens token field that is the token's SHA-256 in hex, not the token.
 constexpr char kHashedTokenPrefix[] = "sha256:";
 
@@ -78,6 +80,10 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     }
     if (!clusters.emplace(fields[0], std::move(entry)).second) {
       return where(absl::StrCat("cluster ", fields[0], " is listed twice"));
+    }
+    if (clusters.size() > kMaxClusters) {
+      return where(
+          absl::StrCat("more than ", kMaxClusters, " clusters, the most one control plane takes"));
     }
   }
   if (!in_clear.empty()) {
@@ -348,6 +354,12 @@ absl::StatusOr<std::string> ClusterRegistry::Register(const std::string& name,
     if (clusters_.count(name) > 0) {
       return absl::AlreadyExistsError(absl::StrCat(
           "cluster \"", name, "\" is registered already; cluster rotate-token issues a new token"));
+    }
+    if (clusters_.size() >= kMaxClusters) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cluster \"", name, "\": ", clusters_.size(),
+                       " clusters are registered, the most one control plane takes; retire one "
+                       "(cluster remove) first"));
     }
   }
   if (absl::Status s = SaveLocked(name, entry); !s.ok()) return s;

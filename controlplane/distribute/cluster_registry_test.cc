@@ -202,6 +202,19 @@ TEST_F(ClusterRegistryTest, TheWatchingThreadAppliesAChangeWhileAgentsAreChecked
   registry->reset();  // stops and joins the thread
 }
 
+TEST_F(ClusterRegistryTest, RegistrationsAreBounded) {
+  std::string file;
+  for (int i = 0; i < 100000; ++i) absl::StrAppend(&file, "c", i, " t", i, "\n");
+  auto registry = Make(file);
+  EXPECT_THAT(
+      registry->Register("one-more", {}).status(),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("100000 clusters are registered")));
+  EXPECT_TRUE(registry->Check("c99999", "t99999").ok());
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, file + "c100000 t\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("f:100001: more than 100000 clusters")));
+}
+
 TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {
   auto registry = Make("");
   EXPECT_THAT(registry->Register("no/slash", {}).status(),

@@ -507,6 +507,11 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                          "(remove it first, or replace it)"));
       }
       changed = it == sources_.end() || !SameMessage(it->second, source);
+      if (it == sources_.end() && sources_.size() >= options_.max_sources) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "source \"", source.name(), "\": this control plane already has ", sources_.size(),
+            " sources, its --max-sources; remove one, or raise the bound"));
+      }
     }
     if (changed) {
       absl::Status stored =
@@ -727,6 +732,11 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                            : tombstone != tombstones_.end() ? tombstone->second
                                                             : 0;
       bundle.set_generation(generation);
+      if (it == bundles_.end() && bundles_.size() >= options_.max_bundles) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "bundle \"", bundle.name(), "\": this control plane already has ", bundles_.size(),
+            " bundles, its --max-bundles; remove one, or raise the bound"));
+      }
       bool same = it != bundles_.end() && SameMessage(it->second.definition, bundle);
       if (it != bundles_.end() && !same && !replace) {
         return absl::AlreadyExistsError(

@@ -92,6 +92,11 @@ struct ControllerOptions {
   int revisions_kept = 10;
   // Sources may be file:// URLs and paths on the control plane's disk.
   bool allow_local_sources = false;
+  // The most sources and bundles defined at once: each source is polled, each bundle
+  // rendered and tracked per cluster. Adding one more is refused (ResourceExhausted); what
+  // the store holds beyond them (a lowered bound) is still loaded.
+  size_t max_sources = 1000;
+  size_t max_bundles = 10000;
   // Where sources' credentials are (git_credentials.h); empty: sources may name none.
   std::string credentials_dir;
   // Workers reconciling bundles (rendering); a failed reconcile is retried after

@@ -234,6 +234,51 @@ TEST_F(ControllerTest, RollbackTakesARevisionATagABranchOrAnyCommitOfTheSource) 
   EXPECT_EQ(controller_->ListBundles()[0].pinned_commit(), v3) << "a refused --to changes nothing";
 }
 
+// The number of sources and bundles is bounded: one more is refused, naming the bound;
+// replacing one, or removing one and adding another, is not.
+TEST_F(ControllerTest, TheCountOfSourcesAndBundlesIsBounded) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  ControllerOptions options;
+  options.allow_local_sources = true;
+  options.max_sources = 2;
+  options.max_bundles = 2;
+  MemoryStore store;
+  Hub hub(&store, metrics_);
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  auto source = [&](const std::string& name) {
+    v1::Source s = Source();
+    s.set_name(name);
+    return s;
+  };
+  ASSERT_TRUE(controller.AddSource(source("s1"), false).ok());
+  ASSERT_TRUE(controller.AddSource(source("s2"), false).ok());
+  absl::Status third = controller.AddSource(source("s3"), false).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(third)) << third;
+  EXPECT_EQ(third.message(),
+            "source \"s3\": this control plane already has 2 sources, its --max-sources; "
+            "remove one, or raise the bound");
+  v1::Source replaced = source("s2");
+  replaced.set_poll_interval_seconds(60);
+  EXPECT_TRUE(controller.AddSource(replaced, true).ok()) << "a replacement is no new source";
+
+  v1::Bundle b = Bundle("b1", "a");
+  b.set_source("s1");
+  ASSERT_TRUE(controller.AddBundle(b, false).ok());
+  b.set_name("b2");
+  ASSERT_TRUE(controller.AddBundle(b, false).ok());
+  b.set_name("b3");
+  absl::Status refused = controller.AddBundle(b, false).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("already has 2 bundles, its --max-bundles"));
+  ASSERT_TRUE(controller.RemoveBundle("b1").ok());
+  EXPECT_TRUE(controller.AddBundle(b, false).ok()) << "room again";
+  EXPECT_EQ(controller.ListBundles().size(), 2u);
+}
+
 TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
