@@ -379,6 +379,13 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       Reject("unauthenticated", named);
       return false;
     }
+    if (!hub_->AdmitsCluster(hello.cluster(), kMaxClusters)) {
+      Reject("too_many_clusters",
+             absl::ResourceExhaustedError(
+                 absl::StrCat("cluster ", hello.cluster(), ": the control plane knows ",
+                              kMaxClusters, " clusters, the most it takes; a new one is refused")));
+      return false;
+    }
     cluster_ = hello.cluster();
     if (!service_->AllowConnect(hello.cluster())) {
       Limit("connect_rate",

@@ -28,8 +28,6 @@ constexpr size_t kMaxTokenBytes = 4096;
 constexpr size_t kMaxRefusalsTracked = 10000;
 // About 100,000 clusters' lines.
 constexpr size_t kMaxFileBytes = 16 << 20;
-// Clusters registered at once, through the API and the file together.
-constexpr size_t kMaxClusters = 100000;
 // A --agent-tokens token field that is the token's SHA-256 in hex, not the token.
 constexpr char kHashedTokenPrefix[] = "sha256:";
 

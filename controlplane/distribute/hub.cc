@@ -1735,6 +1735,11 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   writes_.Put(kClusters, agent.info.name(), record.SerializeAsString());
 }
 
+bool Hub::AdmitsCluster(const std::string& cluster, size_t most) const {
+  MutexLock lock(&mu_);
+  return agents_.size() < most || agents_.count(cluster) > 0;
+}
+
 std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::string& from,
                                        size_t max) {
   MutexLock lock(&mu_);

@@ -46,6 +46,10 @@
 
 namespace gitfleet {
 
+// The most clusters one control plane knows: registered (API and --agent-tokens together)
+// or, under --allow-any-agent, seen.
+inline constexpr size_t kMaxClusters = 100000;
+
 // The hub's handle on one agent stream.
 class AgentConnection {
  public:
@@ -215,6 +219,10 @@ class Hub {
   // Replaces the cluster's condition of the same type.
   void OnCondition(uint64_t session, const v1::ClusterCondition& condition);
 
+  // Whether an agent of `cluster` may connect as far as the count of clusters goes: the hub
+  // knows it already, or knows fewer than `most` (under --allow-any-agent anyone may
+  // name a new cluster, and each is kept).
+  bool AdmitsCluster(const std::string& cluster, size_t most) const;
   // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
   // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
   std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",

@@ -190,6 +190,17 @@ TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
 }
 
+// The count of clusters a hub knows is bounded: a new one past it is not admitted, a
+// known one always is.
+TEST_F(HubTest, AdmitsNewClustersOnlyBelowTheBound) {
+  EXPECT_TRUE(hub_.AdmitsCluster("a", 1));
+  hub_.Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  hub_.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());
+  EXPECT_FALSE(hub_.AdmitsCluster("c", 2));
+  EXPECT_TRUE(hub_.AdmitsCluster("a", 2));
+  EXPECT_TRUE(hub_.AdmitsCluster("c", 3));
+}
+
 // A hub with the control plane's defaults: it owns labels, and does not trust agents'.
 class HubLabelsTest : public ::testing::Test {
  protected:
