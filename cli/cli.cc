@@ -426,11 +426,16 @@ class Cli {
     v1::SourceInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddSource, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
-    out_ << "source " << info.source().name() << " added";
+    out_ << "source " << info.source().name() << (info.has_replaced() ? " replaced" : " added");
     if (!info.commit().empty())
       out_ << " (" << (info.source().ref().empty() ? "default branch" : info.source().ref())
            << " at " << Short(info.commit()) << ")";
     out_ << "\n";
+    if (info.has_replaced()) {
+      for (const std::string& change : SourceChanges(info.replaced(), info.source())) {
+        out_ << "  " << change << "\n";
+      }
+    }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     return 0;
   }
@@ -526,12 +531,18 @@ class Cli {
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
-    out_ << "bundle " << info.bundle().name() << " added";
+    out_ << "bundle " << info.bundle().name() << (info.has_replaced() ? " replaced" : " added");
     if (!info.revision().empty()) {
       out_ << ": " << info.object_count() << " objects at " << Short(info.commit()) << ", revision "
            << Short(info.revision());
     }
     out_ << "\n";
+    // What the replacement changed: a flag left out of a --replace is a flag dropped.
+    if (info.has_replaced()) {
+      for (const std::string& change : BundleChanges(info.replaced(), info.bundle())) {
+        out_ << "  " << change << "\n";
+      }
+    }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     return 0;
   }

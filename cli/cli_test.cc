@@ -53,6 +53,38 @@ TEST(TableTest, ALongCellDoesNotWidenItsColumnForEveryRow) {
                 "base   partition 1/2   x\n");
 }
 
+// A replacement says what it changed, flag by flag: a flag left out is a flag dropped.
+TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
+  v1::Bundle before;
+  before.set_source("demo");
+  before.set_path("apps/web");
+  before.set_selector("env in (prod,staging)");
+  before.mutable_sync()->set_prune(true);
+  (*before.mutable_values())["replicas"] = "2";
+  (*before.mutable_values())["a"] = "1";
+  v1::ClusterValues* rule = before.add_cluster_values();
+  rule->set_selector("env=prod");
+  (*rule->mutable_values())["replicas"] = "3";
+  v1::Bundle after = before;
+  EXPECT_TRUE(BundleChanges(before, after).empty());
+  after.clear_values();
+  after.clear_cluster_values();
+  after.mutable_rollout()->add_partitions("env=staging");
+  after.mutable_rollout()->set_progress_deadline_seconds(60);
+  after.set_path("");
+  EXPECT_THAT(BundleChanges(before, after),
+              ::testing::ElementsAre(
+                  "--path: apps/web -> (root)", "--values: a=1,replicas=2 -> (none)",
+                  "--cluster-values: 'env=prod;replicas=3' -> (none)",
+                  "--partition: (none) -> env=staging", "--progress-deadline: 10m -> 1m"));
+  v1::Source old_source;
+  old_source.set_url("https://git.example.com/a.git");
+  v1::Source new_source = old_source;
+  new_source.set_ref("release");
+  EXPECT_THAT(SourceChanges(old_source, new_source),
+              ::testing::ElementsAre("--ref: (default branch) -> release"));
+}
+
 TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
   struct Case {
     std::vector<std::string> args;

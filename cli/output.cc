@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
@@ -64,6 +66,76 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   for (const v1::ObjectKey& key : s.left_unmanaged()) row.add_left_unmanaged(KeyDisplay(key));
   if (s.orphaned()) row.set_sync_state("Orphaned");
   return row;
+}
+
+namespace {
+
+std::string Or(std::string text, const char* none = "(none)") { return text.empty() ? none : text; }
+
+std::string JoinMap(const google::protobuf::Map<std::string, std::string>& map) {
+  std::map<std::string, std::string> sorted(map.begin(), map.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+std::string Seconds(int64_t seconds, const char* none) {
+  return seconds == 0 ? none : absl::FormatDuration(absl::Seconds(seconds));
+}
+
+void Compare(const char* flag, const std::string& before, const std::string& after,
+             std::vector<std::string>* out) {
+  if (before != after) out->push_back(absl::StrCat(flag, ": ", before, " -> ", after));
+}
+
+}  // namespace
+
+std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundle& after) {
+  auto values = [](const v1::Bundle& b) { return Or(JoinMap(b.values())); };
+  auto cluster_values = [](const v1::Bundle& b) {
+    std::vector<std::string> rules;
+    for (const v1::ClusterValues& rule : b.cluster_values()) {
+      rules.push_back(absl::StrCat("'", rule.selector(), ";", JoinMap(rule.values()), "'"));
+    }
+    return Or(absl::StrJoin(rules, " "));
+  };
+  auto list = [](const google::protobuf::RepeatedPtrField<std::string>& items) {
+    return Or(absl::StrJoin(items, ","));
+  };
+  auto flag = [](bool on) { return on ? std::string("true") : std::string("false"); };
+  std::vector<std::string> out;
+  Compare("--source", before.source(), after.source(), &out);
+  Compare("--path", Or(before.path(), "(root)"), Or(after.path(), "(root)"), &out);
+  Compare("--selector", Or(before.selector(), "(every cluster)"),
+          Or(after.selector(), "(every cluster)"), &out);
+  Compare("--namespace", Or(before.target_namespace()), Or(after.target_namespace()), &out);
+  Compare("--engine", Or(before.engine(), "(detected)"), Or(after.engine(), "(detected)"), &out);
+  Compare("--prune", flag(before.sync().prune()), flag(after.sync().prune()), &out);
+  Compare("--self-heal", flag(before.sync().self_heal()), flag(after.sync().self_heal()), &out);
+  Compare("--allow-empty", flag(before.allow_empty()), flag(after.allow_empty()), &out);
+  Compare("--substitute", flag(before.substitute()), flag(after.substitute()), &out);
+  Compare("--values", values(before), values(after), &out);
+  Compare("--cluster-values", cluster_values(before), cluster_values(after), &out);
+  Compare("--tla", list(before.jsonnet_tlas()), list(after.jsonnet_tlas()), &out);
+  Compare("--values-file", list(before.helm_values_files()), list(after.helm_values_files()), &out);
+  Compare("--partition", list(before.rollout().partitions()), list(after.rollout().partitions()),
+          &out);
+  Compare("--partition-size", Or(before.rollout().partition_size()),
+          Or(after.rollout().partition_size()), &out);
+  Compare("--max-unavailable", Or(before.rollout().max_unavailable(), "0"),
+          Or(after.rollout().max_unavailable(), "0"), &out);
+  Compare("--progress-deadline", Seconds(before.rollout().progress_deadline_seconds(), "10m"),
+          Seconds(after.rollout().progress_deadline_seconds(), "10m"), &out);
+  Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);
+  return out;
+}
+
+std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Source& after) {
+  std::vector<std::string> out;
+  Compare("--url", before.url(), after.url(), &out);
+  Compare("--ref", Or(before.ref(), "(default branch)"), Or(after.ref(), "(default branch)"), &out);
+  Compare("--interval", Seconds(before.poll_interval_seconds(), "(default)"),
+          Seconds(after.poll_interval_seconds(), "(default)"), &out);
+  Compare("--credentials", Or(before.credentials_ref()), Or(after.credentials_ref()), &out);
+  return out;
 }
 
 void Table::Print(std::ostream& out) const {

@@ -31,6 +31,11 @@ std::string Words(const std::string& enum_name, const std::string& prefix);
 // One `status` row, as tables and -o json|yaml show it.
 StatusRow ToRow(const v1::BundleStatus& s);
 
+// What a replacement changed, one "--flag: before -> after" line per flag that differs
+// ("(none)" for an empty side), in the order `bundle add` / `source add` take them.
+std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundle& after);
+std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Source& after);
+
 // Columns padded to their widest cell, three spaces apart.
 class Table {
  public:

@@ -495,6 +495,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
   }
   // An empty ref follows the remote's default branch (its HEAD), as git clone does.
   bool changed = false;
+  std::optional<v1::Source> replaced;  // the definition this one replaces
   {
     MutexLock writer(&writer_mu_);
     {
@@ -507,6 +508,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                          "(remove it first, or replace it)"));
       }
       changed = it == sources_.end() || !SameMessage(it->second, source);
+      if (changed && it != sources_.end()) replaced = it->second;
       if (it == sources_.end() && sources_.size() >= options_.max_sources) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "source \"", source.name(), "\": this control plane already has ", sources_.size(),
@@ -528,6 +530,7 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
   if (changed) poller_.Upsert(source);
   absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name(), WaitLeft(wait_until));
   if (info.ok()) ReconcileBundlesOf(source.name(), wait_until);
+  if (info.ok() && replaced.has_value()) *info->mutable_replaced() = *std::move(replaced);
   return info;
 }
 
@@ -710,6 +713,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       }
     }
   }
+  std::optional<v1::Bundle> replaced;  // the definition this one replaces
   {
     MutexLock writer(&writer_mu_);
     std::vector<Store::Write> writes;
@@ -745,6 +749,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                          "(remove it first, or replace it)"));
       }
       if (!same) {
+        if (it != bundles_.end()) replaced = it->second.definition;
         bundle.set_generation(generation + 1);
         writes.push_back(Store::Put(kBundles, bundle.name(), bundle.SerializeAsString()));
         tombstoned = tombstone != tombstones_.end();
@@ -791,7 +796,9 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   if (it == bundles_.end()) {
     return absl::AbortedError(absl::StrCat("bundle \"", bundle.name(), "\" was removed"));
   }
-  return InfoLocked(it->second);
+  v1::BundleInfo info = InfoLocked(it->second);
+  if (replaced.has_value()) *info.mutable_replaced() = *std::move(replaced);
+  return info;
 }
 
 void Controller::DiffBundle(const std::string& cluster, const std::string& bundle,

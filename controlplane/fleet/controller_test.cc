@@ -234,6 +234,37 @@ TEST_F(ControllerTest, RollbackTakesARevisionATagABranchOrAnyCommitOfTheSource) 
   EXPECT_EQ(controller_->ListBundles()[0].pinned_commit(), v3) << "a refused --to changes nothing";
 }
 
+// A replacement answers with the definition it replaced, so the caller sees what it
+// changed; an add, or the same definition again, with none.
+TEST_F(ControllerTest, AReplacementAnswersWithTheDefinitionItReplaced) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  absl::StatusOr<v1::SourceInfo> source = controller_->AddSource(Source(), false);
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_FALSE(source->has_replaced());
+  v1::Source slower = Source();
+  slower.set_poll_interval_seconds(600);
+  source = controller_->AddSource(slower, true);
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_EQ(source->replaced().poll_interval_seconds(), 0);
+  EXPECT_EQ(source->source().poll_interval_seconds(), 600);
+
+  v1::Bundle bundle = Bundle("b", "a");
+  (*bundle.mutable_values())["replicas"] = "2";
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_FALSE(added->has_replaced());
+  added = controller_->AddBundle(bundle, true);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_FALSE(added->has_replaced()) << "the same definition replaces nothing";
+  bundle.clear_values();
+  added = controller_->AddBundle(bundle, true);
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_TRUE(added->has_replaced());
+  EXPECT_EQ(added->replaced().values().at("replicas"), "2");
+  EXPECT_TRUE(added->bundle().values().empty());
+}
+
 // The number of sources and bundles is bounded: one more is refused, naming the bound;
 // replacing one, or removing one and adding another, is not.
 TEST_F(ControllerTest, TheCountOfSourcesAndBundlesIsBounded) {

@@ -345,6 +345,10 @@ TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluste
              "--cluster-values=env=prod;replicas=7", "--replace"},
             &code);
   ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("bundle web replaced"));
+  EXPECT_THAT(out,
+              HasSubstr("\n  --cluster-values: 'env=prod;replicas=5' -> 'env=prod;replicas=7'\n"))
+      << "the answer says what the replacement changed";
   EXPECT_TRUE(Eventually([&] {
     return Read("prod-eu", "web/ConfigMap/web-prod.yaml").find("replicas: \"7\"") !=
            std::string::npos;
