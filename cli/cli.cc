@@ -97,6 +97,7 @@ class Args {
   }
 
   const std::vector<std::string>& words() const { return words_; }
+  bool Has(const std::string& name) const { return flags_.count(name) > 0; }
   // The last value of a flag given several times.
   std::optional<std::string> Take(const std::string& name) {
     std::vector<std::string> all = TakeAll(name);
@@ -169,6 +170,7 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
     bundle->mutable_values()->insert(pairs->begin(), pairs->end());
   }
   for (const std::string& rule : args.TakeAll("cluster-values")) {
+    if (rule.empty()) continue;  // --cluster-values= : none
     size_t semi = rule.find(';');
     if (semi == std::string::npos) {
       return absl::InvalidArgumentError(
@@ -186,6 +188,58 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
     bundle->add_helm_values_files(file);
   }
   return absl::OkStatus();
+}
+
+// The flags of `bundle add` that `bundle set` changes one at a time.
+constexpr const char* kBundleFlags[] = {"source",
+                                        "path",
+                                        "selector",
+                                        "namespace",
+                                        "engine",
+                                        "prune",
+                                        "self-heal",
+                                        "allow-empty",
+                                        "substitute",
+                                        "values",
+                                        "cluster-values",
+                                        "tla",
+                                        "values-file",
+                                        "partition",
+                                        "partition-size",
+                                        "max-unavailable",
+                                        "progress-deadline",
+                                        "depends-on"};
+
+// Copies into `to` the parts of `from` that the `given` flags set.
+void SetGiven(const std::set<std::string>& given, const v1::Bundle& from, v1::Bundle* to) {
+  auto has = [&](const char* flag) { return given.count(flag) > 0; };
+  if (has("source")) to->set_source(from.source());
+  if (has("path")) to->set_path(from.path());
+  if (has("selector")) to->set_selector(from.selector());
+  if (has("namespace")) to->set_target_namespace(from.target_namespace());
+  if (has("engine")) to->set_engine(from.engine());
+  if (has("prune")) to->mutable_sync()->set_prune(from.sync().prune());
+  if (has("self-heal")) to->mutable_sync()->set_self_heal(from.sync().self_heal());
+  if (has("allow-empty")) to->set_allow_empty(from.allow_empty());
+  if (has("substitute")) to->set_substitute(from.substitute());
+  if (has("values")) *to->mutable_values() = from.values();
+  if (has("cluster-values")) *to->mutable_cluster_values() = from.cluster_values();
+  if (has("tla")) *to->mutable_jsonnet_tlas() = from.jsonnet_tlas();
+  if (has("values-file")) *to->mutable_helm_values_files() = from.helm_values_files();
+  v1::RolloutStrategy* rollout = to->mutable_rollout();
+  if (has("partition")) {
+    rollout->clear_partitions();
+    for (const std::string& p : from.rollout().partitions()) {
+      if (!p.empty()) rollout->add_partitions(p);  // --partition= : none
+    }
+  }
+  if (has("partition-size")) rollout->set_partition_size(from.rollout().partition_size());
+  if (has("max-unavailable")) rollout->set_max_unavailable(from.rollout().max_unavailable());
+  if (has("progress-deadline")) {
+    rollout->set_progress_deadline_seconds(from.rollout().progress_deadline_seconds());
+  }
+  if (rollout->ByteSizeLong() == 0) to->clear_rollout();
+  if (has("depends-on")) *to->mutable_depends_on() = from.depends_on();
 }
 
 class Cli {
@@ -473,15 +527,11 @@ class Cli {
     return format_ == "table" ? 0 : Print(response);
   }
 
-  int BundleAdd() {
-    absl::StatusOr<std::string> name = Name(2, "bundle name");
-    if (!name.ok()) return Usage(std::string(name.status().message()));
-    v1::AddBundleRequest request;
+  // The flags of `bundle add` (and `bundle set`) into `request`, each at its default when
+  // not given. 0, or the usage error's exit code.
+  int ParseBundleFlags(v1::AddBundleRequest& request) {
     v1::Bundle* bundle = request.mutable_bundle();
-    bundle->set_name(*name);
-    std::optional<std::string> source = args_.Take("source");
-    if (!source.has_value() || source->empty()) return Usage("bundle add needs --source");
-    bundle->set_source(*source);
+    bundle->set_source(args_.TakeOr("source", ""));
     bundle->set_path(args_.TakeOr("path", ""));
     bundle->set_selector(args_.TakeOr("selector", ""));
     bundle->set_target_namespace(args_.TakeOr("namespace", ""));
@@ -505,7 +555,9 @@ class Cli {
       rollout->add_partitions(selector);
     rollout->set_partition_size(args_.TakeOr("partition-size", ""));
     rollout->set_max_unavailable(args_.TakeOr("max-unavailable", ""));
-    if (std::optional<std::string> deadline = args_.Take("progress-deadline")) {
+    // "--progress-deadline=" is the default (bundle set clears one with it).
+    if (std::optional<std::string> deadline = args_.Take("progress-deadline");
+        deadline.has_value() && !deadline->empty()) {
       absl::Duration d;
       if (!absl::ParseDuration(*deadline, &d) || d < absl::Seconds(1)) {
         return Usage(absl::StrCat("--progress-deadline=", *deadline,
@@ -528,6 +580,67 @@ class Cli {
         }
       }
     }
+    return 0;
+  }
+
+  int BundleAdd() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    if (!args_.Has("source")) return Usage("bundle add needs --source");
+    v1::AddBundleRequest request;
+    if (int rc = ParseBundleFlags(request); rc != 0) return rc;
+    if (request.bundle().source().empty()) return Usage("bundle add needs --source");
+    request.mutable_bundle()->set_name(*name);
+    return AddBundle(request);
+  }
+
+  // `bundle add`'s flags, each of which replaces that part of the bundle's definition;
+  // what is not given stays as it is.
+  int BundleSet() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    if (args_.Has("replace")) return Usage("bundle set always replaces: leave out --replace");
+    std::set<std::string> given;
+    for (const char* flag : kBundleFlags) {
+      if (args_.Has(flag)) given.insert(flag);
+    }
+    if (given.empty()) {
+      return Usage("bundle set needs a flag to change (any of bundle add's, e.g. --partition)");
+    }
+    v1::AddBundleRequest parsed;
+    if (int rc = ParseBundleFlags(parsed); rc != 0) return rc;
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    std::optional<v1::Bundle> current;
+    if (int rc =
+            CallPages(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",
+                      [&](v1::ListBundlesResponse& page) {
+                        for (const v1::BundleInfo& b : page.bundles()) {
+                          if (b.bundle().name() == *name) current = b.bundle();
+                        }
+                      });
+        rc != 0) {
+      return rc;
+    }
+    if (!current.has_value()) {
+      err_ << "gitfleetctl: NOT_FOUND: bundle " << *name << " not found\n";
+      return 1;
+    }
+    v1::AddBundleRequest request;
+    *request.mutable_bundle() = *current;
+    SetGiven(given, parsed.bundle(), request.mutable_bundle());
+    request.set_replace(true);
+    request.set_allow_removal(parsed.allow_removal());
+    // Only over the definition read here: a change made meanwhile is not undone.
+    request.set_if_generation(current->generation());
+    if (BundleChanges(*current, request.bundle()).empty()) {
+      if (format_ == "table") out_ << "bundle " << *name << " unchanged\n";
+      return 0;
+    }
+    return AddBundle(request);
+  }
+
+  // Sends `request` and says what it did: added, or replaced and what changed.
+  int AddBundle(const v1::AddBundleRequest& request) {
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
@@ -1267,6 +1380,12 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal"},
        &Cli::BundleAdd},
+      {{"bundle", "set"},
+       "NAME [any of bundle add's flags] [--allow-removal]",
+       "change only the flags given (--values= or --partition= clears one); the rest of\n"
+       "its definition stays. Refused if it changed since it was read",
+       {"prune", "self-heal", "allow-empty", "substitute", "allow-removal"},
+       &Cli::BundleSet},
       {{"bundle", "history"},
        "NAME [--limit=10]",
        "its last revisions: commit, time, and the clusters that run each",

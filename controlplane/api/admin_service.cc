@@ -560,9 +560,10 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
                               " selector=", request->bundle().selector(),
                               request->allow_removal() ? " allow_removal" : ""));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(controller_->AddBundle(request->bundle(), request->replace(),
-                                           CallDeadline(context), request->allow_removal()),
-                    response);
+  return call.Reply(
+      controller_->AddBundle(request->bundle(), request->replace(), CallDeadline(context),
+                             request->allow_removal(), request->if_generation()),
+      response);
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,

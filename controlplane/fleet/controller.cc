@@ -617,7 +617,8 @@ absl::Status Controller::FetchSourceSoon(const std::string& name) {
 }
 
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
-                                                     absl::Time wait_until, bool allow_removal) {
+                                                     absl::Time wait_until, bool allow_removal,
+                                                     int64_t if_generation) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   auto too_long = [&](absl::string_view what, size_t size, size_t most) {
@@ -736,6 +737,13 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                            : tombstone != tombstones_.end() ? tombstone->second
                                                             : 0;
       bundle.set_generation(generation);
+      if (if_generation > 0 && (it == bundles_.end() || generation != if_generation)) {
+        return absl::AbortedError(absl::StrCat(
+            "bundle \"", bundle.name(), "\" changed since it was read (generation ",
+            if_generation, ", now ",
+            it == bundles_.end() ? std::string("removed") : absl::StrCat(generation),
+            "); read it again and retry"));
+      }
       if (it == bundles_.end() && bundles_.size() >= options_.max_bundles) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "bundle \"", bundle.name(), "\": this control plane already has ", bundles_.size(),

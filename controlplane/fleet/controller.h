@@ -140,10 +140,12 @@ class Controller {
 
   // A replacement whose selector no longer matches clusters that hold the bundle removes
   // it from them (pruning its objects when it prunes): that is an explicit act, so it is
-  // refused (FailedPrecondition, naming them) unless `allow_removal`.
+  // refused (FailedPrecondition, naming them) unless `allow_removal`. With `if_generation`
+  // > 0, only a replacement of the definition of that generation happens (Aborted
+  // otherwise).
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
                                            absl::Time wait_until = absl::InfiniteFuture(),
-                                           bool allow_removal = false);
+                                           bool allow_removal = false, int64_t if_generation = 0);
   absl::Status RemoveBundle(const std::string& name,
                             absl::Time wait_until = absl::InfiniteFuture());
   // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).

@@ -263,6 +263,23 @@ TEST_F(ControllerTest, AReplacementAnswersWithTheDefinitionItReplaced) {
   ASSERT_TRUE(added->has_replaced());
   EXPECT_EQ(added->replaced().values().at("replicas"), "2");
   EXPECT_TRUE(added->bundle().values().empty());
+
+  // A read-modify-write names the generation it read: a change made meanwhile wins.
+  const int64_t read = added->bundle().generation();
+  ASSERT_GT(read, 0);
+  bundle.set_selector("env=prod");
+  absl::Status stale =
+      controller_->AddBundle(bundle, true, absl::InfiniteFuture(), false, read - 1).status();
+  EXPECT_TRUE(absl::IsAborted(stale)) << stale;
+  EXPECT_THAT(std::string(stale.message()), HasSubstr("changed since it was read"));
+  EXPECT_EQ(controller_->ListBundles()[0].bundle().selector(), "") << "nothing changed";
+  added = controller_->AddBundle(bundle, true, absl::InfiniteFuture(), false, read);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->bundle().selector(), "env=prod");
+  EXPECT_EQ(added->bundle().generation(), read + 1);
+  EXPECT_TRUE(absl::IsAborted(
+      controller_->AddBundle(Bundle("gone", "a"), true, absl::InfiniteFuture(), false, 1).status()))
+      << "a bundle that is not there has no generation to match";
 }
 
 // The number of sources and bundles is bounded: one more is refused, naming the bound;

@@ -474,6 +474,48 @@ TEST_F(Fleet, ANewSelectorOrNewLabelsRemoveABundleOnlyWithAllowRemoval) {
   })) << ::testing::PrintToString(Files("prod-us"));
 }
 
+// `bundle set` changes only the flags given; the rest of the definition stays, and the
+// answer says what changed.
+TEST_F(Fleet, BundleSetChangesOnlyTheFlagsGiven) {
+  SyncedFleet();
+  int code = 0;
+  std::string out =
+      Ctl({"bundle", "set", "web", "--partition=env=prod", "--progress-deadline=1m"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("bundle web replaced"));
+  EXPECT_THAT(out, HasSubstr("\n  --partition: (none) -> env=prod\n"));
+  EXPECT_THAT(out, HasSubstr("\n  --progress-deadline: 10m -> 1m\n"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3) << out;
+  EXPECT_THAT(Ctl({"bundle", "list"}),
+              ::testing::ContainsRegex("web +demo +apps/web +plain +env=prod +1/1"))
+      << "path and selector as they were";
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("1 env=prod"));
+
+  out = Ctl({"bundle", "set", "web", "--partition=env=prod"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, "bundle web unchanged\n");
+  // Partitions go, and the deadline with them (the control plane refuses one without).
+  out = Ctl({"bundle", "set", "web", "--partition="}, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("--progress-deadline need partitions"));
+  out =
+      Ctl({"bundle", "set", "web", "--partition=", "--progress-deadline=", "--values=a=1"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\n  --values: (none) -> a=1\n  --partition: env=prod -> (none)\n"
+                             "  --progress-deadline: 1m -> 10m\n"));
+
+  out = Ctl({"bundle", "set", "nope", "--path=x"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND: bundle nope not found"));
+  out = Ctl({"bundle", "set", "web"}, &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(out, HasSubstr("bundle set needs a flag to change"));
+  // A selector that leaves a cluster holding it needs --allow-removal here too.
+  out = Ctl({"bundle", "set", "web", "--selector=env=dev"}, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("--allow-removal"));
+}
+
 // The names in `text` that look like gitfleet metrics: after `prefix` (a table row's "| `"),
 // or anywhere when it is empty.
 std::set<std::string> MetricNames(const std::string& text, const std::string& prefix) {
