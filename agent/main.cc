@@ -249,6 +249,10 @@ int Main(ShutdownSignals& signals) {
     return tls->Renew() ? tls->credentials() : nullptr;
   };
   client_options.token = [token] { return token->Get(); };
+  client_options.token_origin =
+      absl::GetFlag(FLAGS_token_file).empty()
+          ? std::string("--token")
+          : absl::StrCat("--token-file=", absl::GetFlag(FLAGS_token_file));
   client_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   client_options.bdp_probe = absl::GetFlag(FLAGS_grpc_bdp_probe);
   Agent::Options options;

@@ -193,7 +193,7 @@ void ControlPlaneClient::DialLoop() {
         status.ok() ? "stream closed by the control plane" : std::string(status.message());
     if (status.code() == absl::StatusCode::kUnauthenticated) {
       GF_LOG(ERROR) << "control plane " << options_.target << " refused this agent: " << error
-                    << " (check --token); retrying in " << delay;
+                    << " (check " << options_.token_origin << "); retrying in " << delay;
     } else if (error != last_error || welcomed) {
       GF_LOG(WARNING) << "stream to control plane " << options_.target << " ended: " << error
                       << "; retrying in " << delay << " (keeping the last applied state)";

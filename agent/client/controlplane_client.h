@@ -38,6 +38,8 @@ class ControlPlaneClient {
     // Called before each dial, so a rotated token file is picked up without a restart.
     // Empty: no token.
     std::function<std::string()> token;
+    // Where the token comes from, for the message when it is refused ("--token-file=F").
+    std::string token_origin = "--token";
     int max_message_bytes = 64 << 20;
     // gRPC's bandwidth-delay-product probe: a ping after received data, to widen the
     // flow-control window. It speeds a multi-megabyte first sync over a long link, and

@@ -391,7 +391,7 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
       bad.process->WaitForLog("refused this agent: .*unknown cluster, or missing or wrong token")
           .empty())
       << bad.process->Log();
-  EXPECT_THAT(bad.process->Log(), HasSubstr("check --token"));
+  EXPECT_THAT(bad.process->Log(), HasSubstr("(check --token-file=" + root_ + "/token-intruder)"));
   EXPECT_TRUE(Eventually([&] {
     return CpMetric("gitfleet_agent_rejections_total{reason=\"unauthenticated\"}") >= 2;
   }));

@@ -96,10 +96,15 @@ class Fleet : public ::testing::Test {
     std::vector<std::string> args = {absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
                                      "--cluster=" + name,
                                      "--labels=" + agent.labels,
-                                     "--token=" + agent.token,
                                      "--apply=directory:" + agent.out,
                                      "--state-dir=" + agent.state,
                                      "--http=127.0.0.1:0"};
+    if (!agent.token.empty()) {
+      // As deployments give it: in a file only the agent reads, not on the command line.
+      const std::string token_file = root_ + "/token-" + name;
+      ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(token_file, agent.token).ok());
+      args.push_back("--token-file=" + token_file);
+    }
     args.insert(args.end(), agent.extra.begin(), agent.extra.end());
     agent.process = std::make_unique<Process>(
         kAgent, args, absl::StrCat(root_, "/agent-", name, ".log.", ++agent.starts));
