@@ -408,11 +408,8 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
         absl::StrCat("types: ", request->types_size(), " given, at most 32"))));
   }
   for (const std::string& type : request->types()) {
-    if (type.empty() || type.size() > 64) {
-      return new FailedWriter<v1::Event>(call.Record(absl::InvalidArgumentError(
-          absl::StrCat("types: \"", type.substr(0, 64),
-                       "\" is not an event type (1 to 64 characters, such as "
-                       "rollout.paused, or rollout. for every rollout event)"))));
+    if (absl::Status known = CheckEventTypeFilter(type); !known.ok()) {
+      return new FailedWriter<v1::Event>(call.Record(known));
     }
   }
   std::optional<EventBus::Resume> resume;

@@ -11,6 +11,17 @@
 
 namespace gitfleet {
 
+absl::Status CheckEventTypeFilter(const std::string& type) {
+  for (const char* known : kEventTypes) {
+    if (!type.empty() && type.back() == '.' ? absl::StartsWith(known, type) : type == known) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("types: \"", type.substr(0, 64), "\" is not an event type: want one of ",
+                   absl::StrJoin(kEventTypes, ", "), ", or a family of them (rollout.)"));
+}
+
 bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience) const {
   if (!types.empty() && std::none_of(types.begin(), types.end(), [&event](const std::string& type) {
         return !type.empty() && type.back() == '.' ? absl::StartsWith(event.type(), type)

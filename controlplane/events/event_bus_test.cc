@@ -1,8 +1,14 @@
 #include "controlplane/events/event_bus.h"
 
 #include <algorithm>
+#include <set>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -11,6 +17,43 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+
+// A watcher's type filter names a type or a family; anything else is refused, naming the
+// types there are.
+TEST(EventTypesTest, AFilterMustNameATypeOrAFamily) {
+  for (const char* good : {"rollout.", "cluster.health", "resync", "source.", "bundle.pinned"}) {
+    EXPECT_TRUE(CheckEventTypeFilter(good).ok()) << good;
+  }
+  for (const char* bad : {"bogus", "rollout.pause", "", "x.", "cluster.healthy", "."}) {
+    absl::Status refused = CheckEventTypeFilter(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused)) << bad;
+    EXPECT_THAT(std::string(refused.message()), HasSubstr("want one of source.commit, "));
+  }
+}
+
+// admin.proto's Event.type documents every type the code has, and no other.
+TEST(EventTypesTest, TheProtoDocumentsEveryType) {
+  absl::StatusOr<std::string> proto = PosixFileSystem().ReadFile("proto/gitfleet/v1/admin.proto");
+  ASSERT_TRUE(proto.ok()) << proto.status();
+  const size_t start = proto->find("message Event {");
+  const size_t end = proto->find("string type = 3;", start);
+  ASSERT_NE(end, std::string::npos);
+  const std::string doc = proto->substr(start, end - start);
+  std::set<std::string> documented;
+  for (absl::string_view word : absl::StrSplit(doc, absl::ByAnyChar(" ,;:()/\n"))) {
+    word = absl::StripSuffix(word, ".");
+    const bool lower = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
+      return absl::ascii_islower(c) || c == '.';
+    });
+    // "source.commit", not "google.protobuf.Timestamp" or "BundleInfo.waiting".
+    if (lower && (absl::StrContains(word, ".") || word == "resync") &&
+        !absl::StartsWith(word, "google.")) {
+      documented.insert(std::string(word));
+    }
+  }
+  std::set<std::string> known(std::begin(kEventTypes), std::end(kEventTypes));
+  EXPECT_EQ(documented, known);
+}
 
 std::vector<std::string> Types(const std::vector<v1::Event>& events) {
   std::vector<std::string> out;

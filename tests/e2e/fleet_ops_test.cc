@@ -904,7 +904,7 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
       << "unfiltered, every source's commits";
   // Only rollouts: every line is one, and both of v1's and v2's rollouts are there.
-  out = Ctl({"events", "--bundle=web", "--type=rollout.,nothing.such"}, &code);
+  out = Ctl({"events", "--bundle=web", "--type=rollout."}, &code);
   EXPECT_EQ(code, 0) << out;
   std::istringstream rollout_lines(out);
   int rollout_dones = 0;
@@ -916,6 +916,11 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_THAT(Ctl({"events", "--type=" + std::string(65, 'x')}, &code),
               HasSubstr("is not an event type"));
   EXPECT_NE(code, 0);
+  // A mistyped type matches nothing, so it is refused rather than followed in silence.
+  out = Ctl({"events", "--type=rollout.,rollout.pause"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: types: \"rollout.pause\" is not an event type: "
+                             "want one of source.commit, "));
 
   // A watcher that reconnects resumes after the last event it handled: here the one
   // before v2's commit, so v2's story comes again from its commit, and nothing older.
