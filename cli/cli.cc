@@ -6,7 +6,6 @@
 #include <iostream>
 #include <map>
 #include <optional>
-#include <set>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
@@ -190,57 +189,49 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   return absl::OkStatus();
 }
 
-// The flags of `bundle add` that `bundle set` changes one at a time.
-constexpr const char* kBundleFlags[] = {"source",
-                                        "path",
-                                        "selector",
-                                        "namespace",
-                                        "engine",
-                                        "prune",
-                                        "self-heal",
-                                        "allow-empty",
-                                        "substitute",
-                                        "values",
-                                        "cluster-values",
-                                        "tla",
-                                        "values-file",
-                                        "partition",
-                                        "partition-size",
-                                        "max-unavailable",
-                                        "progress-deadline",
-                                        "depends-on"};
-
-// Copies into `to` the parts of `from` that the `given` flags set.
-void SetGiven(const std::set<std::string>& given, const v1::Bundle& from, v1::Bundle* to) {
-  auto has = [&](const char* flag) { return given.count(flag) > 0; };
-  if (has("source")) to->set_source(from.source());
-  if (has("path")) to->set_path(from.path());
-  if (has("selector")) to->set_selector(from.selector());
-  if (has("namespace")) to->set_target_namespace(from.target_namespace());
-  if (has("engine")) to->set_engine(from.engine());
-  if (has("prune")) to->mutable_sync()->set_prune(from.sync().prune());
-  if (has("self-heal")) to->mutable_sync()->set_self_heal(from.sync().self_heal());
-  if (has("allow-empty")) to->set_allow_empty(from.allow_empty());
-  if (has("substitute")) to->set_substitute(from.substitute());
-  if (has("values")) *to->mutable_values() = from.values();
-  if (has("cluster-values")) *to->mutable_cluster_values() = from.cluster_values();
-  if (has("tla")) *to->mutable_jsonnet_tlas() = from.jsonnet_tlas();
-  if (has("values-file")) *to->mutable_helm_values_files() = from.helm_values_files();
-  v1::RolloutStrategy* rollout = to->mutable_rollout();
-  if (has("partition")) {
-    rollout->clear_partitions();
-    for (const std::string& p : from.rollout().partitions()) {
-      if (!p.empty()) rollout->add_partitions(p);  // --partition= : none
-    }
-  }
-  if (has("partition-size")) rollout->set_partition_size(from.rollout().partition_size());
-  if (has("max-unavailable")) rollout->set_max_unavailable(from.rollout().max_unavailable());
-  if (has("progress-deadline")) {
-    rollout->set_progress_deadline_seconds(from.rollout().progress_deadline_seconds());
-  }
-  if (rollout->ByteSizeLong() == 0) to->clear_rollout();
-  if (has("depends-on")) *to->mutable_depends_on() = from.depends_on();
-}
+// The flags of `bundle add` that `bundle set` changes one at a time, each with the part of
+// the definition it sets.
+struct BundleFlag {
+  const char* name;
+  void (*copy)(const v1::Bundle& from, v1::Bundle* to);
+};
+using B = v1::Bundle;
+constexpr BundleFlag kBundleFlags[] = {
+    {"source", [](const B& f, B* t) { t->set_source(f.source()); }},
+    {"path", [](const B& f, B* t) { t->set_path(f.path()); }},
+    {"selector", [](const B& f, B* t) { t->set_selector(f.selector()); }},
+    {"namespace", [](const B& f, B* t) { t->set_target_namespace(f.target_namespace()); }},
+    {"engine", [](const B& f, B* t) { t->set_engine(f.engine()); }},
+    {"prune", [](const B& f, B* t) { t->mutable_sync()->set_prune(f.sync().prune()); }},
+    {"self-heal", [](const B& f, B* t) { t->mutable_sync()->set_self_heal(f.sync().self_heal()); }},
+    {"allow-empty", [](const B& f, B* t) { t->set_allow_empty(f.allow_empty()); }},
+    {"substitute", [](const B& f, B* t) { t->set_substitute(f.substitute()); }},
+    {"values", [](const B& f, B* t) { *t->mutable_values() = f.values(); }},
+    {"cluster-values", [](const B& f, B* t) { *t->mutable_cluster_values() = f.cluster_values(); }},
+    {"tla", [](const B& f, B* t) { *t->mutable_jsonnet_tlas() = f.jsonnet_tlas(); }},
+    {"values-file",
+     [](const B& f, B* t) { *t->mutable_helm_values_files() = f.helm_values_files(); }},
+    {"partition",
+     [](const B& f, B* t) {
+       t->mutable_rollout()->clear_partitions();
+       for (const std::string& p : f.rollout().partitions()) {
+         if (!p.empty()) t->mutable_rollout()->add_partitions(p);  // --partition= : none
+       }
+     }},
+    {"partition-size",
+     [](const B& f, B* t) {
+       t->mutable_rollout()->set_partition_size(f.rollout().partition_size());
+     }},
+    {"max-unavailable",
+     [](const B& f, B* t) {
+       t->mutable_rollout()->set_max_unavailable(f.rollout().max_unavailable());
+     }},
+    {"progress-deadline",
+     [](const B& f, B* t) {
+       t->mutable_rollout()->set_progress_deadline_seconds(f.rollout().progress_deadline_seconds());
+     }},
+    {"depends-on", [](const B& f, B* t) { *t->mutable_depends_on() = f.depends_on(); }},
+};
 
 class Cli {
  public:
@@ -586,7 +577,6 @@ class Cli {
   int BundleAdd() {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
-    if (!args_.Has("source")) return Usage("bundle add needs --source");
     v1::AddBundleRequest request;
     if (int rc = ParseBundleFlags(request); rc != 0) return rc;
     if (request.bundle().source().empty()) return Usage("bundle add needs --source");
@@ -600,9 +590,9 @@ class Cli {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
     if (args_.Has("replace")) return Usage("bundle set always replaces: leave out --replace");
-    std::set<std::string> given;
-    for (const char* flag : kBundleFlags) {
-      if (args_.Has(flag)) given.insert(flag);
+    std::vector<const BundleFlag*> given;
+    for (const BundleFlag& flag : kBundleFlags) {
+      if (args_.Has(flag.name)) given.push_back(&flag);
     }
     if (given.empty()) {
       return Usage("bundle set needs a flag to change (any of bundle add's, e.g. --partition)");
@@ -626,8 +616,10 @@ class Cli {
       return 1;
     }
     v1::AddBundleRequest request;
-    *request.mutable_bundle() = *current;
-    SetGiven(given, parsed.bundle(), request.mutable_bundle());
+    v1::Bundle* bundle = request.mutable_bundle();
+    *bundle = *current;
+    for (const BundleFlag* flag : given) flag->copy(parsed.bundle(), bundle);
+    if (bundle->rollout().ByteSizeLong() == 0) bundle->clear_rollout();
     request.set_replace(true);
     request.set_allow_removal(parsed.allow_removal());
     // Only over the definition read here: a change made meanwhile is not undone.

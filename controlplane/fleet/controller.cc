@@ -739,9 +739,8 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       bundle.set_generation(generation);
       if (if_generation > 0 && (it == bundles_.end() || generation != if_generation)) {
         return absl::AbortedError(absl::StrCat(
-            "bundle \"", bundle.name(), "\" changed since it was read (generation ",
-            if_generation, ", now ",
-            it == bundles_.end() ? std::string("removed") : absl::StrCat(generation),
+            "bundle \"", bundle.name(), "\" changed since it was read (generation ", if_generation,
+            ", now ", it == bundles_.end() ? std::string("removed") : absl::StrCat(generation),
             "); read it again and retry"));
       }
       if (it == bundles_.end() && bundles_.size() >= options_.max_bundles) {
@@ -950,24 +949,22 @@ absl::Status Controller::CheckStatusFilter(const std::string& cluster_filter,
     MutexLock lock(&mu_);
     defined = bundles_.find(bundle_filter) != bundles_.end();
   }
-  if (!defined) {
-    // Not defined here, but an agent may hold it (an orphan, which has a status). A walk of
-    // the clusters, on this path only.
-    bool held = false;
-    for (const ClusterView& cluster : hub_->Clusters(cluster_filter)) {
-      const auto& orphans = cluster.info.orphaned_bundles();
-      held = held || std::find(orphans.begin(), orphans.end(), bundle_filter) != orphans.end();
-    }
-    if (!held) {
-      return absl::NotFoundError(absl::StrCat(
-          "bundle ", bundle_filter,
-          " not found: not defined here, nor held by an agent (see gitfleetctl bundle list)"));
-    }
-  }
-  if (!cluster_filter.empty() && hub_->Clusters(cluster_filter).empty()) {
+  if (defined && cluster_filter.empty()) return absl::OkStatus();
+  // One cluster, or (a bundle not defined here, which an agent may hold as an orphan) all of
+  // them: a walk on this path only.
+  const std::vector<ClusterView> clusters = hub_->Clusters(cluster_filter);
+  if (!cluster_filter.empty() && clusters.empty()) {
     return absl::NotFoundError(absl::StrCat("cluster ", cluster_filter,
                                             " not found: neither registered nor connected (see "
                                             "gitfleetctl cluster list)"));
+  }
+  if (!defined && std::none_of(clusters.begin(), clusters.end(), [&](const ClusterView& c) {
+        const auto& orphans = c.info.orphaned_bundles();
+        return std::find(orphans.begin(), orphans.end(), bundle_filter) != orphans.end();
+      })) {
+    return absl::NotFoundError(absl::StrCat(
+        "bundle ", bundle_filter,
+        " not found: not defined here, nor held by an agent (see gitfleetctl bundle list)"));
   }
   return absl::OkStatus();
 }

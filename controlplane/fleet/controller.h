@@ -159,8 +159,9 @@ class Controller {
   // See Hub::AdoptCluster and Hub::ForgetBundle.
   absl::Status AdoptCluster(const std::string& cluster);
   absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);
-  // NotFound for a filter that names no cluster the hub knows (registered or seen) or no
-  // defined bundle: a mistyped name must not read as "nothing there".
+  // NotFound for a filter that names no cluster the hub knows (registered or seen), or a
+  // bundle neither defined nor held by an agent (an orphan has a status): a mistyped name
+  // must not read as "nothing there".
   absl::Status CheckStatusFilter(const std::string& cluster_filter,
                                  const std::string& bundle_filter);
   // Ordered by cluster, then bundle.
