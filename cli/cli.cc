@@ -594,12 +594,12 @@ class Cli {
     for (const BundleFlag& flag : kBundleFlags) {
       if (args_.Has(flag.name)) given.push_back(&flag);
     }
-    if (given.empty()) {
-      return Usage("bundle set needs a flag to change (any of bundle add's, e.g. --partition)");
-    }
     v1::AddBundleRequest parsed;
     if (int rc = ParseBundleFlags(parsed); rc != 0) return rc;
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (given.empty()) {
+      return Usage("bundle set needs a flag to change (any of bundle add's, e.g. --partition)");
+    }
     std::optional<v1::Bundle> current;
     if (int rc =
             CallPages(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",

@@ -107,6 +107,11 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
        "--values: a is given twice (which one would win?)"},
       {{"bundle", "add", "b", "--source=s", "--cluster-values=env=prod;r=1, r=2"},
        "--cluster-values: r is given twice"},
+      {{"bundle", "set", "b"}, "bundle set needs a flag to change"},
+      {{"bundle", "set", "b", "--allow-removal"}, "bundle set needs a flag to change"},
+      {{"bundle", "set", "b", "--bogus=1"}, "unknown flag --bogus"},
+      {{"bundle", "set", "b", "--replace", "--path=x"}, "bundle set always replaces"},
+      {{"bundle", "set", "b", "--progress-deadline=soon"}, "--progress-deadline=soon"},
   };
   for (const Case& c : cases) {
     Result r = RunCtl(c.args);
