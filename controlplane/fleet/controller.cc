@@ -21,9 +21,28 @@
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/repo_url.h"
 #include "controlplane/store/revisions.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace gitfleet {
 namespace {
+
+// The top-level fields in which two definitions differ, by their proto names ("values,
+// rollout"), the generation aside: what an operator's replacement changed, for its event.
+std::string ChangedFields(const google::protobuf::Message& before,
+                          const google::protobuf::Message& after) {
+  const google::protobuf::Descriptor* type = before.GetDescriptor();
+  std::vector<std::string> changed;
+  for (int i = 0; i < type->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = type->field(i);
+    if (field->name() == "generation") continue;
+    google::protobuf::util::MessageDifferencer differ;
+    for (int j = 0; j < type->field_count(); ++j) {
+      if (j != i) differ.IgnoreField(type->field(j));
+    }
+    if (!differ.Compare(before, after)) changed.push_back(field->name());
+  }
+  return changed.empty() ? "nothing" : absl::StrJoin(changed, ", ");
+}
 
 constexpr char kSources[] = "sources";
 constexpr char kBundles[] = "bundles";
@@ -527,7 +546,24 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
       kept = source;
     }
   }
-  if (changed) poller_.Upsert(source);
+  if (changed) {
+    EventBus::Audience names;
+    {
+      MutexLock lock(&mu_);
+      names = AudienceOfLocked(source.name());
+    }
+    Publish(replaced.has_value()
+                ? MakeEvent("source.replaced", "", "",
+                            absl::StrCat("replaced by an operator; changed: ",
+                                         ChangedFields(*replaced, source)),
+                            "", "", source.name())
+                : MakeEvent("source.added", "", "",
+                            absl::StrCat("added by an operator: ", source.url(),
+                                         source.ref().empty() ? "" : " at ", source.ref()),
+                            "", "", source.name()),
+            names);
+    poller_.Upsert(source);
+  }
   absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name(), WaitLeft(wait_until));
   if (info.ok()) ReconcileBundlesOf(source.name(), wait_until);
   if (info.ok() && replaced.has_value()) *info->mutable_replaced() = *std::move(replaced);
@@ -560,6 +596,7 @@ absl::Status Controller::RemoveSource(const std::string& name) {
     default_branches_.erase(name);
     source_errors_.erase(name);
   }
+  Publish(MakeEvent("source.removed", "", "", "removed by an operator", "", "", name));
   poller_.Remove(name);
   return absl::OkStatus();
 }
@@ -779,6 +816,20 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       state.record.clear_read_ids();
       state.variant_paths.reset();
     }
+    if (!writes.empty()) {
+      // Before its render's events: the story of a change starts with the change.
+      Publish(
+          replaced.has_value()
+              ? MakeEvent("bundle.replaced", bundle.name(), "",
+                          absl::StrCat("replaced by an operator (generation ", bundle.generation(),
+                                       "); changed: ", ChangedFields(*replaced, bundle)))
+              : MakeEvent("bundle.added", bundle.name(), "",
+                          absl::StrCat("added by an operator: source ", bundle.source(), ", path ",
+                                       bundle.path().empty() ? "/" : bundle.path(),
+                                       bundle.selector().empty()
+                                           ? ", every cluster"
+                                           : absl::StrCat(", selector ", bundle.selector()))));
+    }
   }
   RefreshDependencies();
   ReconcileAndWait(bundle.name(), wait_until);
@@ -860,9 +911,13 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
     }
     absl::Status stored = store_->Apply(writes);
     if (!stored.ok()) return stored;
-    MutexLock lock(&mu_);
-    bundles_.erase(name);
-    tombstones_[name] = generation;
+    {
+      MutexLock lock(&mu_);
+      bundles_.erase(name);
+      tombstones_[name] = generation;
+    }
+    Publish(MakeEvent("bundle.removed", name, "",
+                      "removed by an operator: clusters that hold it prune what it applied"));
   }
   // The reconcile tells the hub, in order with any reconcile of the bundle in progress.
   RefreshDependencies();

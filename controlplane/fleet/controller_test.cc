@@ -280,6 +280,33 @@ TEST_F(ControllerTest, AReplacementAnswersWithTheDefinitionItReplaced) {
   EXPECT_TRUE(absl::IsAborted(
       controller_->AddBundle(Bundle("gone", "a"), true, absl::InfiniteFuture(), false, 1).status()))
       << "a bundle that is not there has no generation to match";
+
+  // Each change of a definition is an event, before its render's: what changed, by name.
+  ASSERT_TRUE(controller_->RemoveBundle("b").ok());
+  ASSERT_TRUE(controller_->RemoveSource("app").ok());
+  std::vector<std::string> told;
+  for (const v1::Event& event : (*events_.Subscribe({"",
+                                                     "",
+                                                     {"bundle.", "source.added", "source.replaced",
+                                                      "source.removed", "render.done"}},
+                                                    nullptr))
+                                    ->Take()) {
+    told.push_back(
+        absl::StrCat(event.type(), " ", event.bundle(), event.source(), ": ", event.message()));
+  }
+  EXPECT_THAT(
+      told,
+      ElementsAre("source.added app: added by an operator: " + git_.url(),
+                  "source.replaced app: replaced by an operator; changed: poll_interval_seconds",
+                  "bundle.added b: added by an operator: source app, path a, every cluster",
+                  HasSubstr("render.done b: plain render of "),
+                  "bundle.replaced b: replaced by an operator (generation 2); changed: values",
+                  HasSubstr("render.done b: "),
+                  "bundle.replaced b: replaced by an operator (generation 3); changed: selector",
+                  HasSubstr("render.done b: "),
+                  "bundle.removed b: removed by an operator: clusters that hold it prune what "
+                  "it applied",
+                  "source.removed app: removed by an operator"));
 }
 
 // The number of sources and bundles is bounded: one more is refused, naming the bound;
@@ -1485,8 +1512,10 @@ TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
   ASSERT_GE(failed_renders(), 1);
   for (int retry = 0; retry < 3; ++retry) {
     const double before = failed_renders();
-    clock.Advance(absl::Minutes(10));  // past any backoff
+    // Past any backoff, again until the retry ran: a retry is scheduled from the clock's
+    // time when the failed pass ends, which may be after an advance.
     for (int i = 0; i < 3000 && failed_renders() == before; ++i) {
+      clock.Advance(absl::Minutes(10));
       absl::SleepFor(absl::Milliseconds(2));
     }
     ASSERT_GT(failed_renders(), before) << "retried";
