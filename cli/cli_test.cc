@@ -12,10 +12,7 @@
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
-#include "grpcpp/server.h"
-#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "tests/util/git_fixture.h"
 
 namespace gitfleet::cli {
@@ -149,28 +146,6 @@ TEST(CliTest, UnreachableServerIsExitOneWithAddress) {
   Result r = RunCtl({"--server=127.0.0.1:1", "--timeout=2s", "source", "list"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot reach the control plane at 127.0.0.1:1"));
-}
-
-// A control plane that answers UNAVAILABLE itself (a source not fetched yet).
-class NotYetService : public v1::AdminService::Service {
-  grpc::Status ListSources(grpc::ServerContext*, const v1::ListSourcesRequest*,
-                           v1::ListSourcesResponse*) override {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "source demo was not fetched yet");
-  }
-};
-
-TEST(CliTest, AnUnavailableAnswerFromTheControlPlaneIsNotCalledUnreachable) {
-  NotYetService service;
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  Result r = RunCtl({absl::StrCat("--server=127.0.0.1:", port), "--timeout=5s", "source", "list"});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "gitfleetctl: UNAVAILABLE: source demo was not fetched yet\n");
-  server->Shutdown();
 }
 
 }  // namespace
