@@ -3,8 +3,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstdint>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
@@ -46,5 +48,12 @@ std::string RandomToken(absl::string_view prefix) {
 }
 
 std::string Sha256Bytes(absl::string_view data) { return absl::HexStringToBytes(Sha256Hex(data)); }
+
+std::optional<std::string> Sha256FromHex(absl::string_view hex) {
+  if (hex.size() != 64 || !std::all_of(hex.begin(), hex.end(), absl::ascii_isxdigit)) {
+    return std::nullopt;
+  }
+  return absl::HexStringToBytes(hex);
+}
 
 }  // namespace gitfleet

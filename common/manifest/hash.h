@@ -1,6 +1,7 @@
 #ifndef GITFLEET_COMMON_MANIFEST_HASH_H_
 #define GITFLEET_COMMON_MANIFEST_HASH_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -11,6 +12,9 @@ namespace gitfleet {
 std::string Sha256Hex(absl::string_view data);
 // The 32 raw bytes of the SHA-256 of `data` (for tokens kept as hashes).
 std::string Sha256Bytes(absl::string_view data);
+// The 32 raw bytes a SHA-256 written as 64 hex digits (either case) stands for; nullopt
+// for anything else.
+std::optional<std::string> Sha256FromHex(absl::string_view hex);
 // A new secret token: `prefix` and 64 hex digits of the system's randomness. Empty when
 // there is none to be had.
 std::string RandomToken(absl::string_view prefix);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 
+#include <optional>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -146,8 +147,8 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
     if (fields.size() != 3) return where("want NAME ROLE TOKEN_SHA256");
     absl::StatusOr<Role> role = ParseRole(fields[1]);
     if (!role.ok()) return where(role.status().message());
-    std::string hex = absl::AsciiStrToLower(fields[2]);
-    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    std::optional<std::string> hash = Sha256FromHex(fields[2]);
+    if (!hash.has_value()) {
       return where(
           "the third field must be the 64 hex digits of the token's SHA-256 (gitfleetctl token "
           "hash), never the token itself");
@@ -155,7 +156,7 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
     if (!names.insert(fields[0]).second) {
       return where(absl::StrCat("caller \"", fields[0], "\" is listed twice"));
     }
-    auth->tokens_.push_back({fields[0], *role, absl::HexStringToBytes(hex)});
+    auth->tokens_.push_back({fields[0], *role, *std::move(hash)});
   }
   for (const auto& [number, fields] : Lines(client_roles_text)) {
     auto where = [number = number](absl::string_view what) {

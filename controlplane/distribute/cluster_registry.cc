@@ -59,13 +59,14 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     Entry entry;
     if (absl::StartsWith(fields[1], kHashedTokenPrefix)) {
       // The token's SHA-256: the file then holds nothing an agent could present.
-      std::string hex = absl::AsciiStrToLower(fields[1].substr(strlen(kHashedTokenPrefix)));
-      if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      std::optional<std::string> hash =
+          Sha256FromHex(absl::string_view(fields[1]).substr(strlen(kHashedTokenPrefix)));
+      if (!hash.has_value()) {
         return where(absl::StrCat("cluster ", fields[0], ": ", kHashedTokenPrefix,
                                   " must be followed by the 64 hex digits of the token's SHA-256 "
                                   "(printf %s \"$TOKEN\" | sha256sum)"));
       }
-      entry.token_sha256 = absl::HexStringToBytes(hex);
+      entry.token_sha256 = *std::move(hash);
     } else {
       entry.token_sha256 = Sha256Bytes(fields[1]);
       in_clear.push_back(fields[0]);
