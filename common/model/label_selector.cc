@@ -8,6 +8,10 @@
 namespace gitfleet {
 namespace {
 
+// What ValidName admits, in words (Kubernetes' rule for label names and values).
+constexpr char kLabelRule[] =
+    "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+
 bool ValidName(absl::string_view s, bool allow_empty) {
   if (s.empty()) return allow_empty;
   if (s.size() > 63) return false;
@@ -137,17 +141,12 @@ absl::StatusOr<LabelMap> ParseLabels(absl::string_view text) {
     part = absl::StripAsciiWhitespace(part);
     size_t eq = part.find('=');
     if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("label \"", part, "\" is not key=value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label \"", part.substr(0, 64), "\" is not key=value"));
     }
     std::string key(absl::StripAsciiWhitespace(part.substr(0, eq)));
     std::string value(absl::StripAsciiWhitespace(part.substr(eq + 1)));
-    if (!ValidKey(key)) {
-      return absl::InvalidArgumentError(absl::StrCat("label key \"", key, "\" is invalid"));
-    }
-    if (!ValidName(value, true)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("label value \"", value, "\" of ", key, " is invalid"));
-    }
+    if (absl::Status s = ValidateLabels({{key, value}}); !s.ok()) return s;
     if (!labels.emplace(key, value).second) {
       return absl::InvalidArgumentError(absl::StrCat("label ", key, " given twice"));
     }
@@ -162,12 +161,14 @@ absl::Status ValidateLabels(const LabelMap& labels) {
   }
   for (const auto& [key, value] : labels) {
     if (!ValidKey(key)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("label key \"", key.substr(0, 64), "\" is invalid"));
+      return absl::InvalidArgumentError(absl::StrCat("label key \"", key.substr(0, 64),
+                                                     "\" is invalid: ", kLabelRule,
+                                                     ", after an optional DNS prefix and '/'"));
     }
     if (!ValidName(value, true)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("label value \"", value.substr(0, 64), "\" of ", key, " is invalid"));
+      return absl::InvalidArgumentError(absl::StrCat("label value \"", value.substr(0, 64),
+                                                     "\" of ", key, " is invalid: ", kLabelRule,
+                                                     ", or empty"));
     }
   }
   return absl::OkStatus();

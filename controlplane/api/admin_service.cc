@@ -133,6 +133,31 @@ absl::StatusOr<v1::RolloutStatus> TrimRollout(absl::StatusOr<v1::RolloutStatus> 
   return status;
 }
 
+// A name a request looks something up by. Every bundle and source name here passes
+// ValidateName and every cluster name ValidateClusterName (those agents report included),
+// so one that does not names nothing: it is refused by the rule it breaks, before a
+// megabyte of it could be quoted back in a NOT_FOUND. An empty filter passes.
+struct Named {
+  enum Kind { kBundle, kSource, kCluster } kind;
+  const std::string& name;
+  bool filter = false;  // optional: empty means any
+};
+
+absl::Status CheckNames(std::initializer_list<Named> names) {
+  for (const Named& named : names) {
+    if (named.filter && named.name.empty()) continue;
+    absl::Status valid = named.kind == Named::kCluster  ? ValidateClusterName(named.name)
+                         : named.kind == Named::kBundle ? ValidateName("bundle", named.name)
+                                                        : ValidateName("source", named.name);
+    if (!valid.ok()) return valid;
+  }
+  return absl::OkStatus();
+}
+
+// A ref, commit or revision id a request names (bundle rollback --to): Git's refs are
+// far shorter in practice, and the answer quotes it.
+constexpr size_t kMaxRefBytes = 256;
+
 // When the caller stops waiting: a change's reconcile goes on, but the handler answers
 // with what is known by then (a little before, so the answer still arrives).
 absl::Time CallDeadline(const grpc::ServerContext* context) {
@@ -295,7 +320,11 @@ class AdminCall {
  public:
   AdminCall(AdminServiceImpl* service, const grpc::ServerContext* context, const char* method,
             std::string target = "")
-      : service_(service), context_(context), method_(method), target_(std::move(target)) {
+      : service_(service),
+        context_(context),
+        method_(method),
+        // The caller chose it, and a refused caller's is logged too.
+        target_(ClipStatusMessage(target, kMaxAuditTargetBytes)) {
     absl::StatusOr<Caller> caller = service->auth_->Current()->Identify(CallerFacts::Of(*context));
     if (caller.ok()) {
       caller_ = *std::move(caller);
@@ -336,6 +365,7 @@ class AdminCall {
   }
 
   grpc::Status Done(const absl::Status& status) { return Record(status); }
+
   grpc::Status Refused() { return Done(allowed_); }
 
   template <typename T>
@@ -351,6 +381,7 @@ class AdminCall {
   const std::string target_;
   Caller caller_;
   absl::Status allowed_;
+  static constexpr size_t kMaxAuditTargetBytes = 512;
 };
 
 grpc::Status AdminServiceImpl::AdmitReflection(const grpc::ServerContext& context) {
@@ -398,6 +429,11 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
     return new FailedWriter<v1::Event>(
         call.Record(absl::UnavailableError("this control plane publishes no events")));
   }
+  if (absl::Status s = CheckNames(
+          {{Named::kBundle, request->bundle(), true}, {Named::kCluster, request->cluster(), true}});
+      !s.ok()) {
+    return new FailedWriter<v1::Event>(call.Record(s));
+  }
   if (request->stream().size() > 64) {
     return new FailedWriter<v1::Event>(call.Record(absl::InvalidArgumentError(
         absl::StrCat("stream: ", request->stream().size(),
@@ -430,6 +466,8 @@ grpc::Status AdminServiceImpl::AdoptCluster(grpc::ServerContext* context,
                                             v1::AdoptClusterResponse*) {
   AdminCall call(this, context, "AdoptCluster", request->cluster());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kCluster, request->cluster()}}); !s.ok())
+    return call.Done(s);
   return call.Done(controller_->AdoptCluster(request->cluster()));
 }
 
@@ -438,6 +476,8 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
                                           v1::RolloutStatus* response) {
   AdminCall call(this, context, "GetRollout", request->bundle());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->bundle()}}); !s.ok())
+    return call.Done(s);
   return call.Reply(TrimRollout(controller_->GetRollout(request->bundle()),
                                 request->clusters_per_partition(), max_response_bytes_),
                     response);
@@ -449,6 +489,8 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   AdminCall call(this, context, "ControlRollout",
                  absl::StrCat(request->action(), " ", request->bundle()));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->bundle()}}); !s.ok())
+    return call.Done(s);
   if (request->clusters_per_partition() < 0) {
     return call.Done(absl::InvalidArgumentError("clusters_per_partition must not be negative"));
   }
@@ -465,6 +507,8 @@ grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,
   AdminCall call(this, context, "SuspendBundle",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Reply(
       controller_->SuspendBundle(request->name(), request->suspend(), CallDeadline(context)),
       response);
@@ -476,6 +520,8 @@ grpc::Status AdminServiceImpl::SuspendCluster(grpc::ServerContext* context,
   AdminCall call(this, context, "SuspendCluster",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Done(controller_->SuspendCluster(request->name(), request->suspend()));
 }
 
@@ -484,6 +530,8 @@ grpc::Status AdminServiceImpl::BundleHistory(grpc::ServerContext* context,
                                              v1::BundleHistoryResponse* response) {
   AdminCall call(this, context, "BundleHistory", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Reply(controller_->BundleHistory(request->name(), request->limit()), response);
 }
 
@@ -494,6 +542,13 @@ grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
       this, context, "PinBundle",
       absl::StrCat(request->name(), request->to().empty() ? " unpin" : " to=", request->to()));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+    return call.Done(s);
+  if (request->to().size() > kMaxRefBytes) {
+    return call.Done(absl::InvalidArgumentError(
+        absl::StrCat("to: ", request->to().size(), " bytes; a revision, commit, tag or branch ",
+                     "is at most ", kMaxRefBytes)));
+  }
   return call.Reply(controller_->PinBundle(request->name(), request->to(), request->no_prune(),
                                            CallDeadline(context)),
                     response);
@@ -506,6 +561,10 @@ grpc::Status AdminServiceImpl::ForgetBundle(grpc::ServerContext* context,
                  absl::StrCat(request->cluster(), " bundle=", request->bundle(),
                               request->prune() ? " --prune" : ""));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s =
+          CheckNames({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
+      !s.ok())
+    return call.Done(s);
   return call.Done(
       controller_->ForgetBundle(request->cluster(), request->bundle(), request->prune()));
 }
@@ -538,6 +597,8 @@ grpc::Status AdminServiceImpl::RemoveSource(grpc::ServerContext* context,
                                             v1::RemoveSourceResponse*) {
   AdminCall call(this, context, "RemoveSource", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kSource, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Done(controller_->RemoveSource(request->name()));
 }
 
@@ -546,6 +607,8 @@ grpc::Status AdminServiceImpl::SyncSource(grpc::ServerContext* context,
                                           v1::SourceInfo* response) {
   AdminCall call(this, context, "SyncSource", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kSource, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Reply(controller_->SyncSource(request->name(), CallDeadline(context)), response);
 }
 
@@ -584,6 +647,8 @@ grpc::Status AdminServiceImpl::RemoveBundle(grpc::ServerContext* context,
                                             v1::RemoveBundleResponse*) {
   AdminCall call(this, context, "RemoveBundle", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Done(controller_->RemoveBundle(request->name(), CallDeadline(context)));
 }
 
@@ -608,6 +673,10 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
                                          v1::GetStatusResponse* response) {
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames(
+          {{Named::kCluster, request->cluster(), true}, {Named::kBundle, request->bundle(), true}});
+      !s.ok())
+    return call.Done(s);
   if (absl::Status s = CheckPageSize(request->page_size()); !s.ok()) return call.Done(s);
   if (absl::Status s = controller_->CheckStatusFilter(request->cluster(), request->bundle());
       !s.ok()) {
@@ -643,6 +712,12 @@ void AdminServiceImpl::DiffBundle(grpc::ServerContext* context,
       this, context, "DiffBundle", absl::StrCat(request->cluster(), " bundle=", request->bundle()));
   if (!call->allowed()) {
     done(call->Refused());
+    return;
+  }
+  if (absl::Status s =
+          CheckNames({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
+      !s.ok()) {
+    done(call->Done(s));
     return;
   }
   absl::Duration timeout = request->timeout_seconds() > 0
@@ -689,6 +764,8 @@ grpc::Status AdminServiceImpl::LabelCluster(grpc::ServerContext* context,
                  absl::StrCat(request->name(), " labels=", LabelText(request->labels()),
                               request->allow_removal() ? " allow_removal" : ""));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Done(registry_->SetLabels(
       request->name(), LabelMap(request->labels().begin(), request->labels().end()),
       request->allow_removal()));
@@ -699,6 +776,8 @@ grpc::Status AdminServiceImpl::RotateClusterToken(grpc::ServerContext* context,
                                                   v1::ClusterTokenResponse* response) {
   AdminCall call(this, context, "RotateClusterToken", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
+    return call.Done(s);
   absl::StatusOr<std::string> token = registry_->RotateToken(request->name());
   if (token.ok()) {
     response->set_cluster(request->name());
@@ -712,6 +791,8 @@ grpc::Status AdminServiceImpl::RemoveCluster(grpc::ServerContext* context,
                                              v1::RemoveClusterResponse*) {
   AdminCall call(this, context, "RemoveCluster", request->name());
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
+    return call.Done(s);
   return call.Done(registry_->Remove(request->name()));
 }
 

@@ -732,6 +732,59 @@ TEST_F(Fleet, CliReportsServerErrorsInOneLine) {
   EXPECT_EQ(status, 404);
 }
 
+// A request's names and text come back in its error, and a client refuses an error whose
+// trailer outgrows its metadata limit (8 KiB): it read "RESOURCE_EXHAUSTED: received initial
+// metadata size exceeds limit" instead of what was wrong. Names are checked by their rule
+// first, and any message is cut to fit.
+TEST_F(Fleet, AnOversizedNameOrFieldIsRefusedReadably) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Commit("first");
+  StartControlPlane();
+  int code;
+  ASSERT_THAT(Ctl({"source", "add", "demo", "--url=" + git_.url()}, &code), HasSubstr("added"));
+  const std::string name(20000, 'a');
+  const std::vector<std::vector<std::string>> calls = {
+      {"status", "--cluster=" + name},
+      {"status", "--bundle=" + name},
+      {"bundle", "history", name},
+      {"bundle", "remove", name},
+      {"bundle", "suspend", name},
+      {"rollout", "status", name},
+      {"rollout", "pause", name},
+      {"cluster", "suspend", name},
+      {"cluster", "remove", name},
+      {"cluster", "forget", name, "--bundle=web"},
+      {"diff", "--cluster=" + name, "--bundle=web"},
+      {"sync", name},
+      {"source", "remove", name},
+      {"events", "--bundle=" + name},
+      {"events", "--cluster=" + name},
+  };
+  for (const std::vector<std::string>& call : calls) {
+    std::string out = Ctl(call, &code);
+    EXPECT_EQ(code, 1) << call[0] << " " << call[1];
+    EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: ")) << call[0] << " " << call[1];
+    EXPECT_THAT(out, HasSubstr("name")) << call[0] << " " << call[1];
+    EXPECT_LT(out.size(), 400u) << call[0] << " " << call[1];
+  }
+  std::string out = Ctl({"bundle", "rollback", "web", "--to=" + name}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: to: 20000 bytes"));
+  // Within a definition's bounds (4 KiB of selector), but two-byte characters take six
+  // bytes each once in the trailer: the error is cut to fit, and read.
+  std::string wide;
+  for (int i = 0; i < 2000; ++i) wide += "\xc3\xa9";
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=" + wide},
+            &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: "));
+  EXPECT_THAT(out, HasSubstr("more bytes]"));
+  EXPECT_LT(out.size(), 4200u);
+  // The names it refused never reached a lookup, and what is defined is all there.
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  EXPECT_EQ(code, 0) << out;
+}
+
 TEST_F(Fleet, MutualTlsAcceptsSignedAgentsOnly) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
