@@ -1573,7 +1573,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   GF_RETURN_IF_ERROR(repo->Fetch());
   GF_ASSIGN_OR_RETURN(CommitInfo commit, repo->Resolve(ref));
   const std::string& path = bundle.path();
-  absl::StatusOr<std::vector<RepoFile>> files = repo->ReadTree(commit.id, path);
+  absl::StatusOr<std::vector<RepoFile>> files =
+      repo->ReadTree(commit.id, path, GitRepository::Unreadable::kRefuse);
   if (!files.ok()) return files.status();
   std::string chosen = bundle.engine().empty() ? DetectEngine(path, *files) : bundle.engine();
   if (absl::Status s = CheckEngineName(chosen); !s.ok()) return s;
@@ -1582,7 +1583,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   options.scratch_dir = cache_dir;
   std::unique_ptr<Renderer> renderer = factory->Create(options);
   if (factory->reads_outside_path()) {
-    files = repo->ReadTree(commit.id, "");
+    files = repo->ReadTree(commit.id, "", GitRepository::Unreadable::kLeaveOut);
     if (!files.ok()) return files.status();
   }
   // The control plane's own path from engine output to a cluster's revision.

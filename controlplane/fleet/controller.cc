@@ -2443,8 +2443,9 @@ absl::Status Controller::SuspendCluster(const std::string& cluster, bool suspend
 
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(
     const SourceSnapshot& snapshot) {
-  return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id),
-                               [&] { return snapshot.repo->ReadTree(snapshot.commit.id, ""); });
+  return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id), [&] {
+    return snapshot.repo->ReadTree(snapshot.commit.id, "", GitRepository::Unreadable::kLeaveOut);
+  });
 }
 
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
@@ -2460,7 +2461,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   std::vector<std::string>& notes = out->notes;
   absl::Status status;
   absl::StatusOr<std::vector<RepoFile>> files =
-      snapshot.repo->ReadTree(commit.id, definition.path());
+      snapshot.repo->ReadTree(commit.id, definition.path(), GitRepository::Unreadable::kRefuse);
   if (files.ok() && engine.empty()) engine = DetectEngine(definition.path(), *files);
   Renderer* renderer = renderers_.Find(engine);
   std::shared_ptr<const std::vector<RepoFile>> inputs;

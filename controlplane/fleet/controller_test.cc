@@ -517,6 +517,74 @@ TEST_F(ControllerTest, DetectsEnginesAndRerendersWhenABaseOutsideThePathChanges)
       << "the untouched plain bundle is a cache hit";
 }
 
+// Real repositories hold symbolic links. One leading to a file or folder of the repository
+// reads as what it leads to (a plain bundle's file shared with another folder, a kustomize
+// base linked into an overlay); a link elsewhere in the repository, even one leading out
+// of it, no longer fails every kustomize bundle; a change to what a link leads to renders
+// again (the render cache looks through links); a link out of the repository in a
+// bundle's own folder fails that bundle, naming it, and its last good revision stays.
+TEST_F(ControllerTest, SymbolicLinksReadAsWhatTheyLeadToWithinTheRepository) {
+  auto link = [this](const std::string& target, const std::string& path) {
+    ASSERT_EQ(::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git_.dir() + "/" + path +
+                                       "')\" && ln -sfn '" + target + "' '" + git_.dir() + "/" +
+                                       path + "'"),
+              0);
+  };
+  const bool kustomize = !FindKustomize().empty();
+  git_.Write("shared/cm.yaml", Cm("shared"));
+  git_.Write("apps/web/own.yaml", Cm("own"));
+  git_.Write("docs/intro.md", "hi\n");
+  link("../../shared/cm.yaml", "apps/web/shared.yaml");
+  link("docs/intro.md", "README.md");
+  link("/etc/hostname", "docs/host.md");  // out of the repository, read by no bundle
+  if (kustomize) {
+    git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+    git_.Write("base/cm.yaml", Cm("base"));
+    git_.Write("overlays/prod/kustomization.yaml", "namespace: prod\nresources: [base]\n");
+    link("../../base", "overlays/prod/base");
+  }
+  git_.Commit("links");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto web = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_TRUE(web->error().empty()) << web->error();
+  EXPECT_EQ(web->object_count(), 2);
+  absl::StatusOr<v1::BundleInfo> overlay;
+  if (kustomize) {
+    overlay = controller_->AddBundle(Bundle("overlay", "overlays/prod"), false);
+    ASSERT_TRUE(overlay.ok()) << overlay.status();
+    EXPECT_EQ(overlay->engine(), "kustomize");
+    EXPECT_TRUE(overlay->error().empty()) << overlay->error();
+    EXPECT_EQ(overlay->object_count(), 1);
+  }
+
+  // What the links lead to changes, not the folders the bundles name.
+  git_.Write("shared/cm.yaml", Cm("shared", "2"));
+  if (kustomize) git_.Write("base/cm.yaml", Cm("base", "2"));
+  git_.Commit("change what the links lead to");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::map<std::string, v1::BundleInfo> now;
+  for (v1::BundleInfo& info : controller_->ListBundles()) now[info.bundle().name()] = info;
+  EXPECT_NE(now["web"].revision(), web->revision()) << "shared/cm.yaml changed";
+  EXPECT_TRUE(now["web"].error().empty()) << now["web"].error();
+  if (kustomize) {
+    EXPECT_NE(now["overlay"].revision(), overlay->revision()) << "base/cm.yaml changed";
+  }
+
+  // A link out of the repository in web's own folder fails web alone.
+  link("/etc/hostname", "apps/web/host.yaml");
+  git_.Commit("a link out");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string good = now["web"].revision();
+  now.clear();
+  for (v1::BundleInfo& info : controller_->ListBundles()) now[info.bundle().name()] = info;
+  EXPECT_THAT(now["web"].error(),
+              HasSubstr("apps/web/host.yaml: a symbolic link to /etc/hostname that leads "
+                        "outside the repository"));
+  EXPECT_EQ(now["web"].revision(), good) << "the last good revision stays";
+  if (kustomize) EXPECT_TRUE(now["overlay"].error().empty()) << now["overlay"].error();
+}
+
 // The monorepo case: a commit re-renders exactly the bundles that read what it touched.
 TEST_F(ControllerTest, CommitRerendersOnlyTheBundlesThatReadWhatItTouched) {
   constexpr int kBundles = 200;

@@ -6,7 +6,8 @@
 //   GF_ASSIGN_OR_RETURN(auto repo, repositories.ForUrl("git://127.0.0.1/app"));
 //   GF_RETURN_IF_ERROR(repo->Fetch());
 //   GF_ASSIGN_OR_RETURN(CommitInfo head, repo->Resolve("main"));
-//   GF_ASSIGN_OR_RETURN(auto files, repo->ReadTree(head.id, "apps/web"));
+//   GF_ASSIGN_OR_RETURN(auto files,
+//                       repo->ReadTree(head.id, "apps/web", GitRepository::Unreadable::kRefuse));
 //
 // Implementations are thread-safe.
 
@@ -48,13 +49,31 @@ class GitRepository {
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
                                              const std::string& path) = 0;
   // The object id (tree or blob) at each of `paths` in `commit`, "" where nothing is:
-  // equal ids, equal content. The render cache compares these.
+  // equal ids, equal content. The render cache compares these. A path through symbolic
+  // links is followed as ReadTree follows it, and the id of a folder with links in it
+  // also covers what they lead to.
   virtual absl::StatusOr<std::vector<std::string>> EntryIds(
       const std::string& commit, const std::vector<std::string>& paths) = 0;
-  // Every regular file under `path` in `commit`, sorted by path. Symbolic links and
-  // submodules are refused with InvalidArgument naming them.
+  // What ReadTree does with an entry it cannot give as a file of the commit: a symbolic
+  // link that leads outside the repository, to nothing, or round a loop, and a submodule
+  // (never fetched).
+  enum class Unreadable {
+    // InvalidArgument naming it: a bundle's own folder, whose every file is read (a
+    // manifest left out would prune what it defines).
+    kRefuse,
+    // Not among the files: the whole repository, read for tools that open only the files
+    // they name (kustomize, jsonnet), which then say which one is missing. A stray link
+    // elsewhere in a repository does not break every bundle that reads it.
+    kLeaveOut,
+  };
+  // Every file under `path` in `commit`, sorted by path, as a checkout would show them:
+  // a symbolic link to a file or folder of the commit is followed (resolved from the
+  // link's folder against the commit's tree, links on the way too, at most 40, never
+  // above its root), and gives that file's content, or that folder's files, under the
+  // link's own path. `path` may itself run through links.
   virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
-                                                         const std::string& path) = 0;
+                                                         const std::string& path,
+                                                         Unreadable unreadable) = 0;
 };
 
 class GitRepositories {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <optional>
 
@@ -15,12 +16,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 #include "common/sync.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
@@ -71,6 +74,235 @@ bool IsHex(const std::string& text) {
 }
 
 bool IsCommitId(const std::string& ref) { return ref.size() == 40 && IsHex(ref); }
+
+// A commit's tree as a checkout would show it, symbolic links followed, but never out of
+// the commit: a link's target is resolved part by part against the commit's root tree
+// from the link's folder, a link met on the way is followed too (at most kMaxLinks in
+// all, Linux's own bound), and ".." never climbs above the root (what securejoin does
+// for a checkout on disk). Nothing is read outside the commit, whatever a link says.
+class CommitTree {
+ public:
+  static constexpr int kMaxLinks = 40;
+  // Folders reached through links inside folders reached through links.
+  static constexpr size_t kMaxLinkedFolders = 8;
+
+  CommitTree(git_repository* repo, git_tree* root) : repo_(repo), root_(root) {}
+
+  struct Entry {
+    std::string path;  // where it really is ("" for the root)
+    git_filemode_t mode = GIT_FILEMODE_TREE;
+    git_oid id{};
+  };
+
+  // What `target` leads to, from `folder`, with every link on the way followed. NotFound
+  // when nothing is there; InvalidArgument saying why for a way out of the commit.
+  absl::StatusOr<Entry> Follow(absl::string_view folder, absl::string_view target) const {
+    std::vector<std::string> done = absl::StrSplit(folder, '/', absl::SkipEmpty());
+    std::deque<std::string> todo;
+    auto prepend = [&todo](absl::string_view text) {
+      std::vector<std::string> parts = absl::StrSplit(text, '/', absl::SkipEmpty());
+      todo.insert(todo.begin(), parts.begin(), parts.end());
+    };
+    if (absl::StartsWith(target, "/")) {
+      return absl::InvalidArgumentError("leads outside the repository (an absolute path)");
+    }
+    prepend(target);
+    int links = 0;
+    while (!todo.empty()) {
+      std::string part = std::move(todo.front());
+      todo.pop_front();
+      if (part == ".") continue;
+      if (part == "..") {
+        if (done.empty()) {
+          return absl::InvalidArgumentError("leads above the repository's root");
+        }
+        done.pop_back();
+        continue;
+      }
+      done.push_back(std::move(part));
+      const std::string path = absl::StrJoin(done, "/");
+      TreeEntry entry;
+      if (absl::Status s = Lookup(path, &entry); !s.ok()) return s;
+      if (git_tree_entry_filemode(entry.get()) != GIT_FILEMODE_LINK) continue;
+      if (++links > kMaxLinks) {
+        return absl::InvalidArgumentError(absl::StrCat("leads through more than ", kMaxLinks,
+                                                       " symbolic links (a loop?), at ", path));
+      }
+      absl::StatusOr<std::string> text = LinkText(*git_tree_entry_id(entry.get()), path);
+      if (!text.ok()) return text.status();
+      if (absl::StartsWith(*text, "/")) {
+        return absl::InvalidArgumentError(absl::StrCat("leads outside the repository (through ",
+                                                       path, ", a link to ", Clip(*text), ")"));
+      }
+      done.pop_back();  // the link's folder is where its target starts from
+      prepend(*text);
+    }
+    Entry found;
+    found.path = absl::StrJoin(done, "/");
+    if (found.path.empty()) {
+      found.id = *git_tree_id(root_);
+      return found;
+    }
+    TreeEntry entry;
+    if (absl::Status s = Lookup(found.path, &entry); !s.ok()) return s;
+    found.mode = git_tree_entry_filemode(entry.get());
+    found.id = *git_tree_entry_id(entry.get());
+    if (found.mode == GIT_FILEMODE_COMMIT) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("leads to ", found.path, ", a submodule, which is not fetched"));
+    }
+    return found;
+  }
+
+  // What a walk gives: each file under the path it is shown at; or, walking for ids only,
+  // the id of everything reached through a link (a folder's own id covers the rest).
+  struct Walk {
+    GitRepository::Unreadable unreadable = GitRepository::Unreadable::kRefuse;
+    bool read = true;  // false: ids only
+    const GitLimits* limits = nullptr;
+    std::vector<RepoFile> files;
+    int64_t bytes = 0;
+    std::string linked_ids;
+    std::vector<std::string> folders;  // real folders being walked through links
+  };
+
+  // Walks `tree` (really at `real`), showing its entries under `shown`.
+  absl::Status WalkFolder(const git_tree* tree, const std::string& real, const std::string& shown,
+                          Walk* walk) const {
+    const size_t count = git_tree_entrycount(tree);
+    for (size_t i = 0; i < count; ++i) {
+      const git_tree_entry* entry = git_tree_entry_byindex(tree, i);
+      const std::string name = git_tree_entry_name(entry);
+      const std::string real_path = real.empty() ? name : absl::StrCat(real, "/", name);
+      const std::string shown_path = shown.empty() ? name : absl::StrCat(shown, "/", name);
+      const git_filemode_t mode = git_tree_entry_filemode(entry);
+      if (mode == GIT_FILEMODE_COMMIT) {
+        GF_RETURN_IF_ERROR(LeaveOut(shown_path, "a submodule, which is not fetched", walk));
+        continue;
+      }
+      if (mode == GIT_FILEMODE_TREE) {
+        Tree sub;
+        int rc = git_tree_lookup(sub.out(), repo_, git_tree_entry_id(entry));
+        if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", real_path));
+        GF_RETURN_IF_ERROR(WalkFolder(sub.get(), real_path, shown_path, walk));
+        continue;
+      }
+      if (mode != GIT_FILEMODE_LINK) {
+        GF_RETURN_IF_ERROR(AddFile(shown_path, *git_tree_entry_id(entry), walk));
+        continue;
+      }
+      absl::StatusOr<std::string> text = LinkText(*git_tree_entry_id(entry), real_path);
+      absl::StatusOr<Entry> target = text.ok() ? Follow(real, *text) : text.status();
+      if (!target.ok()) {
+        if (!absl::IsNotFound(target.status()) && !absl::IsInvalidArgument(target.status())) {
+          return target.status();
+        }
+        GF_RETURN_IF_ERROR(
+            LeaveOut(shown_path,
+                     text.ok() ? absl::StrCat("a symbolic link to ", Clip(*text), " that ",
+                                              target.status().message())
+                               : absl::StrCat("a symbolic link ", target.status().message()),
+                     walk));
+        continue;
+      }
+      if (!walk->read) absl::StrAppend(&walk->linked_ids, git_oid_tostr_s(&target->id), ";");
+      if (target->mode != GIT_FILEMODE_TREE) {
+        GF_RETURN_IF_ERROR(AddFile(shown_path, target->id, walk));
+        continue;
+      }
+      // A folder: its files under the link's path, unless it holds the link (a loop).
+      auto holds = [&target](const std::string& folder) {
+        return target->path.empty() || folder == target->path ||
+               absl::StartsWith(folder, absl::StrCat(target->path, "/"));
+      };
+      if (holds(real) || std::any_of(walk->folders.begin(), walk->folders.end(), holds)) {
+        GF_RETURN_IF_ERROR(
+            LeaveOut(shown_path,
+                     absl::StrCat("a symbolic link to the folder ",
+                                  target->path.empty() ? "at the repository's root" : target->path,
+                                  ", which holds it (a loop)"),
+                     walk));
+        continue;
+      }
+      if (walk->folders.size() >= kMaxLinkedFolders) {
+        GF_RETURN_IF_ERROR(
+            LeaveOut(shown_path,
+                     absl::StrCat("a symbolic link to a folder inside ", kMaxLinkedFolders,
+                                  " folders reached through symbolic links"),
+                     walk));
+        continue;
+      }
+      Tree sub;
+      int rc = git_tree_lookup(sub.out(), repo_, &target->id);
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", target->path));
+      walk->folders.push_back(target->path);
+      absl::Status walked = WalkFolder(sub.get(), target->path, shown_path, walk);
+      walk->folders.pop_back();
+      GF_RETURN_IF_ERROR(walked);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static std::string Clip(absl::string_view text) {
+    return text.size() <= 256 ? std::string(text) : absl::StrCat(text.substr(0, 256), "...");
+  }
+
+  absl::Status Lookup(const std::string& path, TreeEntry* entry) const {
+    int rc = git_tree_entry_bypath(entry->out(), root_, path.c_str());
+    if (rc == GIT_ENOTFOUND) {
+      return absl::NotFoundError(absl::StrCat("leads to ", path, ", which is not in the commit"));
+    }
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> LinkText(const git_oid& id, const std::string& path) const {
+    Blob blob;
+    int rc = git_blob_lookup(blob.out(), repo_, &id);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", path));
+    const size_t size = static_cast<size_t>(git_blob_rawsize(blob.get()));
+    if (size > 4096) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("whose target is ", size, " bytes long (at ", path, ")"));
+    }
+    return std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())), size);
+  }
+
+  static absl::Status LeaveOut(const std::string& shown, absl::string_view why, Walk* walk) {
+    if (walk->unreadable == GitRepository::Unreadable::kRefuse) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", why));
+    }
+    if (!walk->read) absl::StrAppend(&walk->linked_ids, "!", shown, ";");
+    return absl::OkStatus();
+  }
+
+  absl::Status AddFile(const std::string& shown, const git_oid& id, Walk* walk) const {
+    if (!walk->read) return absl::OkStatus();
+    Blob blob;
+    int rc = git_blob_lookup(blob.out(), repo_, &id);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", shown));
+    const int64_t size = static_cast<int64_t>(git_blob_rawsize(blob.get()));
+    if (size > walk->limits->max_blob_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(shown, " is ", size, " bytes, over the limit of ",
+                       walk->limits->max_blob_bytes, " for one file (--max-blob-bytes)"));
+    }
+    walk->bytes += size;
+    if (walk->bytes > walk->limits->max_read_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("the files read add up to more than ",
+                                                       walk->limits->max_read_bytes,
+                                                       " bytes (--max-read-bytes), at ", shown));
+    }
+    walk->files.push_back(
+        {shown, std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                            static_cast<size_t>(size))});
+    return absl::OkStatus();
+  }
+
+  git_repository* const repo_;
+  git_tree* const root_;
+};
 
 // What `git log --oneline` shows: at least 7 hex digits of a commit id.
 bool IsAbbreviatedCommitId(const std::string& ref) {
@@ -335,85 +567,65 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
+    const CommitTree tree(repo_.get(), root.get());
     std::vector<std::string> ids;
     for (const std::string& path : paths) {
-      if (path.empty()) {
-        ids.push_back(OidString(git_tree_id(root.get())));
+      absl::StatusOr<CommitTree::Entry> entry = tree.Follow("", path);
+      if (absl::IsNotFound(entry.status()) || absl::IsInvalidArgument(entry.status())) {
+        ids.emplace_back();  // nothing there a read could give
         continue;
       }
-      TreeEntry entry;
-      int rc = git_tree_entry_bypath(entry.out(), root.get(), path.c_str());
-      if (rc == GIT_ENOTFOUND) {
-        ids.emplace_back();
-        continue;
+      if (!entry.ok()) return entry.status();
+      std::string id = OidString(&entry->id);
+      if (entry->mode == GIT_FILEMODE_TREE) {
+        // A folder's id covers its files and its links' text, not what they lead to.
+        Tree folder;
+        int rc = git_tree_lookup(folder.out(), repo_.get(), &entry->id);
+        if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", entry->path));
+        CommitTree::Walk walk;
+        walk.read = false;
+        walk.unreadable = Unreadable::kLeaveOut;
+        walk.folders.push_back(entry->path);
+        GF_RETURN_IF_ERROR(tree.WalkFolder(folder.get(), entry->path, path, &walk));
+        if (!walk.linked_ids.empty()) {
+          absl::StrAppend(&id, "+", Sha256Hex(walk.linked_ids).substr(0, 40));
+        }
       }
-      if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
-      ids.push_back(OidString(git_tree_entry_id(entry.get())));
+      ids.push_back(std::move(id));
     }
     return ids;
   }
 
-  absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
-                                                 const std::string& path) override {
+  absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit, const std::string& path,
+                                                 Unreadable unreadable) override {
     MutexLock lock(&mu_);
-    Tree tree;
-    if (absl::Status s = LookupTreeLocked(commit, path, &tree); !s.ok()) return s;
-    struct Walk {
-      git_repository* repo;
-      const GitLimits* limits;
-      std::string prefix;
-      std::vector<RepoFile> files;
-      int64_t bytes = 0;
-      absl::Status status;
-    } walk{repo_.get(), &limits_, path.empty() ? "" : absl::StrCat(path, "/"), {}, 0, {}};
-    int rc = git_tree_walk(
-        tree.get(), GIT_TREEWALK_PRE,
-        [](const char* root, const git_tree_entry* entry, void* payload) -> int {
-          auto* w = static_cast<Walk*>(payload);
-          std::string name = absl::StrCat(w->prefix, root, git_tree_entry_name(entry));
-          git_filemode_t mode = git_tree_entry_filemode(entry);
-          if (mode == GIT_FILEMODE_TREE) return 0;
-          if (mode == GIT_FILEMODE_LINK) {
-            w->status =
-                absl::InvalidArgumentError(absl::StrCat(name, ": symbolic links are not followed"));
-            return -1;
-          }
-          if (mode == GIT_FILEMODE_COMMIT) {
-            w->status =
-                absl::InvalidArgumentError(absl::StrCat(name, ": submodules are not supported"));
-            return -1;
-          }
-          Blob blob;
-          int rc = git_blob_lookup(blob.out(), w->repo, git_tree_entry_id(entry));
-          if (rc != 0) {
-            w->status = GitError(rc, absl::StrCat("cannot read ", name));
-            return -1;
-          }
-          const int64_t size = static_cast<int64_t>(git_blob_rawsize(blob.get()));
-          if (size > w->limits->max_blob_bytes) {
-            w->status = absl::ResourceExhaustedError(
-                absl::StrCat(name, " is ", size, " bytes, over the limit of ",
-                             w->limits->max_blob_bytes, " for one file (--max-blob-bytes)"));
-            return -1;
-          }
-          w->bytes += size;
-          if (w->bytes > w->limits->max_read_bytes) {
-            w->status = absl::ResourceExhaustedError(absl::StrCat(
-                "the files under ", w->prefix.empty() ? "the root" : w->prefix,
-                " add up to more than ", w->limits->max_read_bytes, " bytes (--max-read-bytes)"));
-            return -1;
-          }
-          w->files.push_back(
-              {name, std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())),
-                                 git_blob_rawsize(blob.get()))});
-          return 0;
-        },
-        &walk);
-    if (!walk.status.ok()) return walk.status;
-    if (rc != 0) return GitError(rc, absl::StrCat("cannot walk ", path));
+    Tree root;
+    if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
+    const CommitTree tree(repo_.get(), root.get());
+    absl::StatusOr<CommitTree::Entry> folder = tree.Follow("", path);
+    if (absl::IsNotFound(folder.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("path \"", path, "\" not found at commit ", commit.substr(0, 12)));
+    }
+    if (absl::IsInvalidArgument(folder.status())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path \"", path, "\" ", folder.status().message()));
+    }
+    if (!folder.ok()) return folder.status();
+    if (folder->mode != GIT_FILEMODE_TREE) {
+      return absl::InvalidArgumentError(absl::StrCat("path \"", path, "\" is not a directory"));
+    }
+    Tree start;
+    int rc = git_tree_lookup(start.out(), repo_.get(), &folder->id);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", path));
+    CommitTree::Walk walk;
+    walk.unreadable = unreadable;
+    walk.limits = &limits_;
+    walk.folders.push_back(folder->path);
+    GF_RETURN_IF_ERROR(tree.WalkFolder(start.get(), folder->path, path, &walk));
     std::sort(walk.files.begin(), walk.files.end(),
               [](const RepoFile& a, const RepoFile& b) { return a.path < b.path; });
-    return walk.files;
+    return std::move(walk.files);
   }
 
  private:

@@ -23,6 +23,8 @@ const GitAccess kLocal{"", /*allow_local=*/true};
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
+constexpr GitRepository::Unreadable kRefuse = GitRepository::Unreadable::kRefuse;
+constexpr GitRepository::Unreadable kLeaveOut = GitRepository::Unreadable::kLeaveOut;
 
 TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
   // A repository whose HEAD is "trunk", with a "main" branch that is not the default.
@@ -171,7 +173,7 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("ref \"nope\" not found"));
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("main"));
 
-  auto files = (*repo)->ReadTree(second, "apps/web");
+  auto files = (*repo)->ReadTree(second, "apps/web", kRefuse);
   ASSERT_TRUE(files.ok()) << files.status();
   ASSERT_EQ(files->size(), 2u);
   EXPECT_EQ((*files)[0].path, "apps/web/a.yaml");
@@ -189,22 +191,180 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
   EXPECT_EQ((*ids)[2], "");
   EXPECT_EQ((*ids)[3], *(*repo)->TreeId(first, ""));
   EXPECT_NE((*(*repo)->EntryIds(second, {"apps/api/c.yaml"}))[0], (*ids)[1]);
-  EXPECT_EQ((*repo)->ReadTree(second, "apps/nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml").status().code(),
+  EXPECT_EQ((*repo)->ReadTree(second, "apps/nope", kRefuse).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml", kRefuse).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(Libgit2RepositoryTest, RefusesSymlinks) {
+// Paths of `files`, in order.
+std::vector<std::string> Paths(const absl::StatusOr<std::vector<RepoFile>>& files) {
+  std::vector<std::string> paths;
+  if (files.ok()) {
+    for (const RepoFile& file : *files) paths.push_back(file.path);
+  }
+  return paths;
+}
+
+// Real repositories hold symbolic links: a README pointing at docs, a values file shared
+// between folders, a chart's folder linked into an app. A link within the commit reads as
+// what it leads to, as a checkout would; one that leads out of the commit, to nothing or
+// round a loop is refused in a bundle's own folder (naming it), and left out of the whole
+// repository that kustomize and jsonnet read (before, any link anywhere in the repository
+// failed every kustomize bundle).
+TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   GitFixture git(TempDir("repo"));
-  git.Write("apps/a.yaml", "a: 1\n");
-  ::gitfleet::testing::Run("ln -s /etc/passwd '" + git.dir() + "/apps/link.yaml'");
-  std::string commit = git.Commit("link");
+  git.Write("shared/values.yaml", "replicas: 2\n");
+  git.Write("shared/chart/templates/cm.yaml", "kind: ConfigMap\n");
+  git.Write("apps/web/a.yaml", "a: 1\n");
+  git.Write("docs/intro.md", "hello\n");
+  auto link = [&](const std::string& target, const std::string& path) {
+    ::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git.dir() + "/" + path + "')\" && ln -s '" +
+                             target + "' '" + git.dir() + "/" + path + "'");
+  };
+  link("docs/intro.md", "README.md");
+  link("../../shared/values.yaml", "apps/web/values.yaml");
+  link("../../shared/chart", "apps/web/chart");
+  link("web", "apps/current");                                // the folder a bundle names
+  link("../shared/../apps/current/a.yaml", "apps/hop.yaml");  // through a link, then back
+  const std::string good = git.Commit("links within the commit");
   auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl(git.url());
   ASSERT_TRUE(repo->Fetch().ok());
-  auto files = repo->ReadTree(commit, "apps");
-  EXPECT_EQ(files.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(files.status().message()), HasSubstr("apps/link.yaml"));
+
+  auto web = repo->ReadTree(good, "apps/web", kRefuse);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(Paths(web),
+            (std::vector<std::string>{"apps/web/a.yaml", "apps/web/chart/templates/cm.yaml",
+                                      "apps/web/values.yaml"}));
+  EXPECT_EQ((*web)[2].content, "replicas: 2\n");
+  EXPECT_EQ((*web)[1].content, "kind: ConfigMap\n");
+  auto current = repo->ReadTree(good, "apps/current", kRefuse);
+  ASSERT_TRUE(current.ok()) << current.status();
+  EXPECT_EQ(Paths(current).size(), 3u);
+  EXPECT_EQ(Paths(current)[0], "apps/current/a.yaml");
+  auto all = repo->ReadTree(good, "", kRefuse);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_THAT(Paths(all), ::testing::Contains("README.md"));
+  EXPECT_THAT(Paths(all), ::testing::Contains("apps/hop.yaml"));
+  for (const RepoFile& file : *all) {
+    if (file.path == "README.md") EXPECT_EQ(file.content, "hello\n");
+    if (file.path == "apps/hop.yaml") EXPECT_EQ(file.content, "a: 1\n");
+  }
+
+  // The render cache: a folder whose link leads to a changed file has a new id; one whose
+  // files and links did not change keeps it.
+  const std::vector<std::string> read = {"apps/web", "apps/web/values.yaml", "docs"};
+  auto before = repo->EntryIds(good, read);
+  ASSERT_TRUE(before.ok()) << before.status();
+  git.Write("shared/values.yaml", "replicas: 3\n");
+  const std::string changed = git.Commit("shared values changed");
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto after = repo->EntryIds(changed, read);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_NE((*before)[0], (*after)[0]) << "apps/web reads shared/values.yaml through a link";
+  EXPECT_NE((*before)[1], (*after)[1]);
+  EXPECT_EQ((*before)[2], (*after)[2]);
+  EXPECT_EQ((*before)[2], *repo->TreeId(good, "docs")) << "no links: the folder's own id";
+
+  // Ways out of the commit, to nothing, and round a loop.
+  link("/etc/passwd", "apps/web/passwd.yaml");
+  link("../../../outside.yaml", "apps/web/up.yaml");
+  link("gone.yaml", "apps/web/dangling.yaml");
+  link("..", "apps/web/loop");
+  link("ping", "apps/pong");
+  link("pong", "apps/ping");
+  link("../apps/ping/x", "docs/chain.md");
+  git.Commit("links out, dangling, a loop");
+  git.Git("update-index --add --cacheinfo 160000," + good + ",vendor/lib");
+  git.Git("commit -qm 'a submodule'");
+  ASSERT_TRUE(repo->Fetch().ok());
+  const std::string bad = repo->Resolve("")->id;
+  auto refused = repo->ReadTree(bad, "apps/web", kRefuse);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("apps/web/"));
+  auto whole = repo->ReadTree(bad, "", kLeaveOut);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  std::vector<std::string> paths = Paths(whole);
+  for (const std::string& left_out :
+       {"apps/web/passwd.yaml", "apps/web/up.yaml", "apps/web/dangling.yaml", "apps/ping",
+        "apps/pong", "docs/chain.md", "vendor/lib"}) {
+    EXPECT_THAT(paths, ::testing::Not(::testing::Contains(left_out))) << left_out;
+  }
+  EXPECT_THAT(paths, ::testing::Not(::testing::Contains(HasSubstr("apps/web/loop/"))));
+  EXPECT_THAT(paths, ::testing::Contains("apps/web/values.yaml")) << "the good ones stay";
+  EXPECT_THAT(paths, ::testing::Contains("README.md"));
+  for (const RepoFile& file : *whole) {
+    EXPECT_EQ(file.content.find("root:"), std::string::npos) << file.path;
+  }
+}
+
+// Each way a link cannot be read is refused in a bundle's folder, saying which and why.
+TEST(Libgit2RepositoryTest, SaysWhyALinkCannotBeRead) {
+  GitFixture git(TempDir("repo"));
+  git.Write("ok/a.yaml", "a: 1\n");
+  auto link = [&](const std::string& target, const std::string& path) {
+    ::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git.dir() + "/" + path + "')\" && ln -s '" +
+                             target + "' '" + git.dir() + "/" + path + "'");
+  };
+  link("/etc/passwd", "abs/passwd.yaml");
+  link("../../outside.yaml", "up/x.yaml");
+  link("gone.yaml", "dangling/x.yaml");
+  link("..", "loop/back");
+  link("pong", "pingpong/ping");
+  link("ping", "pingpong/pong");
+  link("../ok", "through/ok");
+  link("ok/../../x", "through/out.yaml");
+  const std::string first = git.Commit("links");
+  // A submodule as `git submodule add` records it: a commit in the tree (not fetched here).
+  git.Git("update-index --add --cacheinfo 160000," + first + ",sub/lib");
+  git.Git("commit -qm 'a submodule'");
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  std::string commit = repo->Resolve("")->id;
+  ASSERT_NE(commit, first);
+  struct Case {
+    std::string folder;
+    std::string says;
+    std::vector<std::string> left;  // what a read that leaves it out gives
+  };
+  for (const Case& c : std::vector<Case>{
+           {"abs",
+            "abs/passwd.yaml: a symbolic link to /etc/passwd that leads outside the "
+            "repository (an absolute path)"},
+           {"up",
+            "up/x.yaml: a symbolic link to ../../outside.yaml that leads above the "
+            "repository's root"},
+           {"dangling",
+            "dangling/x.yaml: a symbolic link to gone.yaml that leads to dangling/gone.yaml, "
+            "which is not in the commit"},
+           {"loop",
+            "loop/back: a symbolic link to the folder at the repository's root, which holds it "
+            "(a loop)"},
+           {"pingpong", "leads through more than 40 symbolic links (a loop?)"},
+           {"through",
+            "through/out.yaml: a symbolic link to ok/../../x that leads above the repository's "
+            "root",
+            {"through/ok/a.yaml"}},
+           {"sub", "sub/lib: a submodule, which is not fetched"},
+       }) {
+    auto files = repo->ReadTree(commit, c.folder, kRefuse);
+    EXPECT_EQ(files.status().code(), absl::StatusCode::kInvalidArgument) << c.folder;
+    EXPECT_THAT(std::string(files.status().message()), HasSubstr(c.says)) << c.folder;
+    auto left = repo->ReadTree(commit, c.folder, kLeaveOut);
+    EXPECT_TRUE(left.ok()) << c.folder << ": " << left.status();
+    EXPECT_EQ(Paths(left), c.left) << c.folder;
+  }
+  // A bundle's folder that is itself a way out.
+  link("/etc", "etc");
+  commit = git.Commit("a link to /etc");
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto out = repo->ReadTree(commit, "etc", kRefuse);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("path \"etc\" leads outside the repository (through etc, a link to /etc)"));
+  EXPECT_EQ((*repo->EntryIds(commit, {"etc", "etc/passwd"}))[1], "");
 }
 
 TEST(Libgit2RepositoryTest, UnreachableUrlIsAnError) {
@@ -447,8 +607,8 @@ class StuckRepositories : public GitRepositories {
                                                       const std::vector<std::string>&) override {
       return absl::NotFoundError("stuck");
     }
-    absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string&,
-                                                   const std::string&) override {
+    absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string&, const std::string&,
+                                                   Unreadable) override {
       return absl::NotFoundError("stuck");
     }
 
