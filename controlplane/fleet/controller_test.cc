@@ -582,7 +582,9 @@ TEST_F(ControllerTest, SymbolicLinksReadAsWhatTheyLeadToWithinTheRepository) {
               HasSubstr("apps/web/host.yaml: a symbolic link to /etc/hostname that leads "
                         "outside the repository"));
   EXPECT_EQ(now["web"].revision(), good) << "the last good revision stays";
-  if (kustomize) EXPECT_TRUE(now["overlay"].error().empty()) << now["overlay"].error();
+  if (kustomize) {
+    EXPECT_TRUE(now["overlay"].error().empty()) << now["overlay"].error();
+  }
 }
 
 // The monorepo case: a commit re-renders exactly the bundles that read what it touched.

@@ -190,6 +190,17 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("missing.yaml"));
   EXPECT_THAT(std::string(bad.status().message()), Not(HasSubstr(scratch)));
   EXPECT_TRUE(PosixFileSystem().ListFiles(scratch)->size() <= 1u) << "scratch copies removed";
+  // A resource kept in Git LFS: kustomize's own error, and what the file really is.
+  auto pointer = renderer.Render(
+      {"web",
+       "apps/web",
+       {{"apps/web/kustomization.yaml", "resources: [big.yaml]\n"},
+        {"apps/web/big.yaml",
+         "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 12345\n"}}});
+  EXPECT_EQ(pointer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(pointer.status().message()),
+              HasSubstr("(apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS "
+                        "content"));
   auto escape = renderer.Render({"web", "a", {{"../etc/passwd", "x"}}});
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
 }

@@ -110,7 +110,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   if (result->exit_code != 0) {
     std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
     return absl::InvalidArgumentError(absl::StrCat(
-        "helm template ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
+        "helm template ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message),
+        LfsPointerHint(input.files, input.path)));
   }
   return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (helm output)"),
                                result->stdout_text, options_.limits);

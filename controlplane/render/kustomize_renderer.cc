@@ -348,7 +348,8 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
     }
     return absl::InvalidArgumentError(absl::StrCat(
-        "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message)));
+        "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message),
+        LfsPointerHint(input.files, "")));
   }
   if (input.read_paths != nullptr) {
     std::map<std::string, const RepoFile*> by_path;

@@ -69,6 +69,12 @@ absl::StatusOr<PlainRenderer::Parsed> PlainRenderer::Parse(const RepoFile& file)
       return parsed;
     }
   }
+  if (IsLfsPointer(file.content)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file.path,
+                     " is a Git LFS pointer, not the file: gitfleet does not fetch LFS content; "
+                     "keep manifests in Git itself"));
+  }
   // Parsed outside the lock; errors are not kept (a bad file fails its render anyway).
   absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(file.content, file.path);
   if (!objects.ok()) return objects.status();

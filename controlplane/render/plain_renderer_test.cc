@@ -32,6 +32,35 @@ TEST(PlainRendererTest, RendersYamlAndJsonRecursivelyAndSkipsOtherFiles) {
   EXPECT_EQ(set->objects().count("/Secret//c"), 1u);
 }
 
+// A repository that keeps a manifest in Git LFS holds a three-line pointer in its place
+// (checkouts without git-lfs see the same): named as such, not "document is not a mapping".
+TEST(PlainRendererTest, AGitLfsPointerIsNamedAsOne) {
+  const std::string pointer =
+      "version https://git-lfs.github.com/spec/v1\n"
+      "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+      "size 12345\n";
+  EXPECT_TRUE(IsLfsPointer(pointer));
+  EXPECT_FALSE(IsLfsPointer(Cm("a")));
+  EXPECT_FALSE(IsLfsPointer("version: https://git-lfs.github.com/spec/v1\n"));
+  PlainRenderer renderer;
+  auto set = renderer.Render(
+      {"web", "apps/web", {{"apps/web/a.yaml", Cm("a")}, {"apps/web/big.yaml", pointer}}});
+  EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(set.status().message()),
+              HasSubstr("apps/web/big.yaml is a Git LFS pointer, not the file"));
+  // A pointer that is not a manifest (an image kept in LFS) is no manifest to read.
+  set = renderer.Render(
+      {"web", "apps/web", {{"apps/web/a.yaml", Cm("a")}, {"apps/web/logo.png", pointer}}});
+  EXPECT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(
+      LfsPointerHint(
+          {{"apps/web/a.yaml", Cm("a")}, {"apps/web/big.yaml", pointer}, {"other/x.yaml", pointer}},
+          "apps/web"),
+      " (apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS content; "
+      "keep manifests in Git itself)");
+  EXPECT_EQ(LfsPointerHint({{"apps/web/a.yaml", Cm("a")}}, ""), "");
+}
+
 TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
   PlainRenderer renderer;
   std::vector<RepoFile> files = {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
+#include "common/names.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
 
@@ -176,6 +177,27 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
     if (factory->Detects(path, files)) return factory->name();
   }
   return "plain";
+}
+
+bool IsLfsPointer(absl::string_view content) {
+  // The spec's first line, and its size bound: a pointer is under 1024 bytes.
+  return content.size() < 1024 &&
+         (absl::StartsWith(content, "version https://git-lfs.github.com/spec/v1\n") ||
+          absl::StartsWith(content, "version https://hawser.github.com/spec/v1\n"));
+}
+
+std::string LfsPointerHint(const std::vector<RepoFile>& files, absl::string_view path) {
+  std::vector<std::string> pointers;
+  const std::string prefix = path.empty() ? "" : absl::StrCat(path, "/");
+  for (const RepoFile& file : files) {
+    if (absl::StartsWith(file.path, prefix) && IsLfsPointer(file.content)) {
+      pointers.push_back(file.path);
+    }
+  }
+  if (pointers.empty()) return "";
+  return absl::StrCat(" (", ListNames(pointers, 3), pointers.size() == 1 ? " is a" : " are",
+                      " Git LFS pointer", pointers.size() == 1 ? "" : "s",
+                      ": gitfleet does not fetch LFS content; keep manifests in Git itself)");
 }
 
 absl::Status CheckEngineName(const std::string& engine) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
 #include "controlplane/render/values.h"
@@ -66,6 +67,14 @@ class NonManifests {
   std::string prefix_;               // path + "/", or empty
   std::vector<std::string> charts_;  // directories (relative) that hold a Chart.yaml
 };
+
+// Whether `content` is a Git LFS pointer (git-lfs's spec/v1): the file itself is kept in
+// LFS storage, which gitfleet does not fetch, and what Git holds is three lines naming it.
+bool IsLfsPointer(absl::string_view content);
+
+// For a tool's failure: "" or a sentence naming the files among `files` under `path` that
+// are Git LFS pointers (at most three), which the tool read instead of the real file.
+std::string LfsPointerHint(const std::vector<RepoFile>& files, absl::string_view path);
 
 // The default of --max-bundle-bytes; it leaves room under the 64 MiB message limit.
 inline constexpr size_t kDefaultMaxBundleBytes = 32 << 20;
