@@ -600,16 +600,15 @@ class Cli {
     if (given.empty()) {
       return Usage("bundle set needs a flag to change (any of bundle add's, e.g. --partition)");
     }
+    // The one page that starts at its name: a page runs from its token's name on.
     std::optional<v1::Bundle> current;
-    if (int rc =
-            CallPages(&v1::AdminService::Stub::ListBundles, v1::ListBundlesRequest(), "bundles",
-                      [&](v1::ListBundlesResponse& page) {
-                        for (const v1::BundleInfo& b : page.bundles()) {
-                          if (b.bundle().name() == *name) current = b.bundle();
-                        }
-                      });
-        rc != 0) {
-      return rc;
+    v1::ListBundlesRequest one;
+    one.set_page_size(1);
+    one.set_page_token(*name);
+    v1::ListBundlesResponse page;
+    if (int rc = Call(&v1::AdminService::Stub::ListBundles, one, &page); rc != 0) return rc;
+    if (page.bundles_size() > 0 && page.bundles(0).bundle().name() == *name) {
+      current = page.bundles(0).bundle();
     }
     if (!current.has_value()) {
       err_ << "gitfleetctl: NOT_FOUND: bundle " << *name << " not found\n";

@@ -507,6 +507,10 @@ TEST_F(Fleet, BundleSetChangesOnlyTheFlagsGiven) {
   out = Ctl({"bundle", "set", "nope", "--path=x"}, &code);
   EXPECT_EQ(code, 1);
   EXPECT_THAT(out, HasSubstr("NOT_FOUND: bundle nope not found"));
+  // It reads the one bundle by name: the next one after a missing name is not it.
+  out = Ctl({"bundle", "set", "we", "--path=x"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND: bundle we not found"));
   out = Ctl({"bundle", "set", "web"}, &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, HasSubstr("bundle set needs a flag to change"));
