@@ -55,8 +55,8 @@ class GitRepository {
   virtual absl::StatusOr<std::vector<std::string>> EntryIds(
       const std::string& commit, const std::vector<std::string>& paths) = 0;
   // What ReadTree does with an entry it cannot give as a file of the commit: a symbolic
-  // link that leads outside the repository, to nothing, or round a loop, and a submodule
-  // (never fetched).
+  // link that leads outside the repository, to nothing, or round a loop, a submodule
+  // (never fetched), and a file over GitLimits::max_blob_bytes (a video in a docs folder).
   enum class Unreadable {
     // InvalidArgument naming it: a bundle's own folder, whose every file is read (a
     // manifest left out would prune what it defines).

@@ -64,6 +64,7 @@ using Commit = GitPtr<git_commit, git_commit_free>;
 using Tree = GitPtr<git_tree, git_tree_free>;
 using TreeEntry = GitPtr<git_tree_entry, git_tree_entry_free>;
 using Blob = GitPtr<git_blob, git_blob_free>;
+using Odb = GitPtr<git_odb, git_odb_free>;
 using Reference = GitPtr<git_reference, git_reference_free>;
 
 bool IsHex(const std::string& text) {
@@ -279,6 +280,16 @@ class CommitTree {
 
   absl::Status AddFile(const std::string& shown, const git_oid& id, Walk* walk) const {
     if (!walk->read) return absl::OkStatus();
+    // Its size from the object's header first: a file too big to take is not loaded.
+    Odb odb;
+    size_t header_size = 0;
+    git_object_t type;
+    if (git_repository_odb(odb.out(), repo_) == 0 &&
+        git_odb_read_header(&header_size, &type, odb.get(), &id) == 0 &&
+        static_cast<int64_t>(header_size) > walk->limits->max_blob_bytes &&
+        walk->unreadable == GitRepository::Unreadable::kLeaveOut) {
+      return absl::OkStatus();  // no tool reads it unless named, and then says it is missing
+    }
     Blob blob;
     int rc = git_blob_lookup(blob.out(), repo_, &id);
     if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", shown));

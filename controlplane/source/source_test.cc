@@ -299,6 +299,28 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   }
 }
 
+// One file over --max-blob-bytes (a video in a docs folder) fails a bundle whose folder
+// holds it, naming it, and is left out of the whole repository kustomize and jsonnet read:
+// before, it failed every such bundle of the repository.
+TEST(Libgit2RepositoryTest, AFileOverTheBoundFailsOnlyTheFolderThatHoldsIt) {
+  GitFixture git(TempDir("repo"));
+  git.Write("apps/web/a.yaml", "a: 1\n");
+  git.Write("docs/video.bin", std::string(5000, 'v'));
+  const std::string commit = git.Commit("a big file");
+  GitLimits limits;
+  limits.max_blob_bytes = 1000;
+  auto repos = NewLibgit2Repositories(TempDir("cache"), limits, kLocal);
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto docs = repo->ReadTree(commit, "docs", kRefuse);
+  EXPECT_EQ(docs.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(docs.status().message()),
+              HasSubstr("docs/video.bin is 5000 bytes, over the limit of 1000"));
+  auto all = repo->ReadTree(commit, "", kLeaveOut);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(Paths(all), std::vector<std::string>{"apps/web/a.yaml"});
+}
+
 // Each way a link cannot be read is refused in a bundle's folder, saying which and why.
 TEST(Libgit2RepositoryTest, SaysWhyALinkCannotBeRead) {
   GitFixture git(TempDir("repo"));
