@@ -736,6 +736,10 @@ class Cli {
         problems.push_back(absl::StrCat("served by fleet ", c.foreign_fleet_id(),
                                         ": run gitfleetctl cluster adopt ", c.name()));
       }
+      if (!c.refused().empty()) {
+        problems.push_back(
+            absl::StrCat("agent refused at ", FormatTime(c.refused_at()), ": ", c.refused()));
+      }
       // Conditions that are fine but say something (what removed bundles left in place).
       std::vector<std::string> notes;
       if (c.suspended()) {

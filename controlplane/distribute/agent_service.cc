@@ -354,6 +354,14 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     return ok;
   }
 
+  // Records a refusal where the cluster's operator sees it (cluster list) when the hub
+  // knows the cluster; true when it is worth a log line: a known cluster's first refusal
+  // since it last connected (or for a new reason), or a name's first ever (bounded).
+  bool Refused(const std::string& cluster, const std::string& why) {
+    const bool known_first = hub_->NoteRefused(cluster, why);
+    return known_first || (!hub_->AdmitsCluster(cluster, 0) && tokens_->FirstRefusal(cluster));
+  }
+
   bool Authenticate(const v1::Hello& hello) {
     absl::Status valid = ValidateHello(hello);
     if (!valid.ok()) {
@@ -363,18 +371,18 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     // The token first: an unauthenticated client must not spend the cluster's connect
     // budget and lock the real agent out.
     if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
-      if (tokens_->FirstRefusal(hello.cluster())) {
+      const std::string why = tokens_->Explain(hello.cluster(), token_);
+      if (Refused(hello.cluster(), why)) {
         GF_LOG(WARNING) << "refused agent from " << peer_ << " claiming cluster " << hello.cluster()
-                        << ": " << tokens_->Explain(hello.cluster(), token_)
-                        << " (logged once per cluster)";
+                        << ": " << why << " (logged once until it connects)";
       }
       Reject("unauthenticated", auth);
       return false;
     }
     if (absl::Status named = CertificateNames(hello.cluster()); !named.ok()) {
-      if (tokens_->FirstRefusal(hello.cluster())) {
+      if (Refused(hello.cluster(), std::string(named.message()))) {
         GF_LOG(WARNING) << "refused agent from " << peer_ << ": " << named.message()
-                        << " (logged once per cluster)";
+                        << " (logged once until it connects)";
       }
       Reject("unauthenticated", named);
       return false;

@@ -632,6 +632,8 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     metrics_.orphaned_bundles.Decrement(static_cast<double>(agent.orphans.size()));
     agent.orphans.clear();
     agent.info.clear_conditions();  // the agent reports them afresh
+    agent.info.clear_refused();     // it is in
+    agent.info.clear_refused_at();
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
@@ -1738,6 +1740,17 @@ void Hub::PersistClusterLocked(const Agent& agent) {
 bool Hub::AdmitsCluster(const std::string& cluster, size_t most) const {
   MutexLock lock(&mu_);
   return agents_.size() < most || agents_.count(cluster) > 0;
+}
+
+bool Hub::NoteRefused(const std::string& cluster, const std::string& why) {
+  MutexLock lock(&mu_);
+  auto it = agents_.find(cluster);
+  if (it == agents_.end()) return false;
+  v1::ClusterInfo& info = it->second.info;
+  const bool first = info.refused() != why;
+  info.set_refused(why);
+  *info.mutable_refused_at() = ToProtoTime(clock_->Now());
+  return first;
 }
 
 std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::string& from,

@@ -223,6 +223,12 @@ class Hub {
   // knows it already, or knows fewer than `most` (under --allow-any-agent anyone may
   // name a new cluster, and each is kept).
   bool AdmitsCluster(const std::string& cluster, size_t most) const;
+  // Records that an agent claiming `cluster` was refused, and `why` (for the cluster's
+  // operator: ClusterInfo.refused, until its agent next connects). Only clusters the hub
+  // knows (registered, or seen) are recorded: any client may claim any name. True when
+  // the cluster is known and this is its first refusal since it last connected, or a
+  // refusal for another reason: the caller logs those.
+  bool NoteRefused(const std::string& cluster, const std::string& why);
   // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
   // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
   std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",

@@ -404,6 +404,36 @@ TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
     return CpMetric("gitfleet_clusters{state=\"connected\"}") == 1 &&
            CpMetric("gitfleet_clusters{state=\"never_connected\"}") == 1;
   }));
+  // Where the cluster's operator looks: its agent refused, when and why.
+  auto line_of = [&](const std::string& cluster) {
+    for (absl::string_view line : absl::StrSplit(Ctl({"cluster", "list"}), '\n')) {
+      if (absl::StartsWith(line, cluster + " ")) return std::string(line);
+    }
+    return std::string();
+  };
+  EXPECT_THAT(line_of("intruder"), ::testing::ContainsRegex("agent refused at [^ ]+: wrong token"));
+  EXPECT_THAT(line_of("prod-eu"), Not(HasSubstr("refused")));
+
+  // A token changed in the file (a rotation) refuses prod-eu's agent until it has the new
+  // one: shown, logged once, and gone once the agent is in again.
+  std::ofstream(root_ + "/tokens") << "prod-eu new-token\nintruder other\n";
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(line_of("prod-eu"), "agent refused at ") &&
+           absl::StrContains(line_of("prod-eu"), ": wrong token");
+  })) << line_of("prod-eu");
+  EXPECT_THAT(line_of("prod-eu"), ::testing::ContainsRegex("^prod-eu +yes +no "));
+  ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(root_ + "/token-prod-eu", "new-token\n").ok());
+  EXPECT_TRUE(Eventually(
+      [&] { return std::regex_search(line_of("prod-eu"), std::regex("^prod-eu +yes +yes ")); },
+      absl::Seconds(45)))
+      << line_of("prod-eu");
+  EXPECT_THAT(line_of("prod-eu"), Not(HasSubstr("refused")));
+  EXPECT_EQ(cp_->CountInLog("claiming cluster prod-eu: wrong token"), 1);
+  // Refused again later: told again (once).
+  std::ofstream(root_ + "/tokens") << "prod-eu newer-token\nintruder other\n";
+  EXPECT_TRUE(
+      Eventually([&] { return cp_->CountInLog("claiming cluster prod-eu: wrong token") == 2; }));
+
   agents_["prod-eu"].process->Kill(SIGKILL);
   EXPECT_TRUE(Eventually([&] {
     return CpMetric("gitfleet_clusters{state=\"disconnected\"}") == 1 &&
