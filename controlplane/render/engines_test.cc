@@ -317,8 +317,77 @@ local app = import '../../lib/app.libsonnet';
   auto ours = renderer.Render({"web", "apps/web", repo.files, &read});
   ASSERT_TRUE(ours.ok()) << ours.status();
   EXPECT_EQ(ours->size(), 2u);
-  EXPECT_THAT(read, ::testing::ElementsAre("apps/web", "lib/app.libsonnet"));
+  EXPECT_THAT(read, ::testing::ElementsAre("apps/web", "lib/app.libsonnet"))
+      << "not a Tanka or jsonnet-bundler project: no library folders, nothing else read";
   ExpectSameAsJsonnetCli(*ours, {repo.dir + "/apps/web/main.jsonnet"});
+}
+
+// Tanka and jsonnet-bundler projects import libraries by their path under vendor/ (or
+// lib/), not relative to the importing file: `import 'github.com/acme/k/k.libsonnet'`. In a
+// project (the nearest folder up holding tkrc.yaml, else jsonnetfile.json) imports are
+// looked for in Tanka's ranks: the environment, ROOT/lib, its own vendor, ROOT/vendor.
+TEST(JsonnetRendererTest, ATankaProjectImportsFromItsLibraryFolders) {
+  Repo repo;
+  repo.Add("jsonnetfile.json", R"({"version": 1, "dependencies": []})");
+  repo.Add("vendor/github.com/acme/k/k.libsonnet",
+           "{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name }, "
+           "data: { from: 'vendor' } } }\n");
+  repo.Add("vendor/shadow.libsonnet", "{ from: 'vendor' }\n");
+  repo.Add("lib/shadow.libsonnet", "{ from: 'lib' }\n");
+  repo.Add("vendor/env.libsonnet", "{ from: 'root vendor' }\n");
+  repo.Add("environments/prod/vendor/env.libsonnet", "{ from: 'environment vendor' }\n");
+  repo.Add("environments/prod/main.jsonnet", R"(
+local k = import 'github.com/acme/k/k.libsonnet';
+local shadow = import 'shadow.libsonnet';
+local env = import 'env.libsonnet';
+[k.cm('a'), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b' },
+              data: { shadow: shadow.from, env: env.from } }]
+)");
+  JsonnetRenderer renderer;
+  std::vector<std::string> read;
+  auto ours = renderer.Render({"prod", "environments/prod", repo.files, &read});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  // lib shadows the project's vendor, and the environment's vendor the project's.
+  ObjectSet expected;
+  // (Keys in jsonnet's order: sorted.)
+  for (const YAML::Node& item : YAML::Load(R"([
+      {apiVersion: v1, data: {from: vendor}, kind: ConfigMap, metadata: {name: a}},
+      {apiVersion: v1, data: {env: environment vendor, shadow: lib}, kind: ConfigMap,
+       metadata: {name: b}}])")) {
+    expected.Put(*MakeObject(*EmitBlockYaml(item), "expected"));
+  }
+  EXPECT_EQ(Summary(*ours), Summary(expected));
+  // The jsonnet CLI with the same paths (-J: the right-most wins).
+  ExpectSameAsJsonnetCli(*ours, {repo.dir + "/environments/prod/main.jsonnet", "-J",
+                                 repo.dir + "/vendor", "-J", repo.dir + "/environments/prod/vendor",
+                                 "-J", repo.dir + "/lib", "-J", repo.dir + "/environments/prod"});
+  // What it read: where the root was looked for, and every place an import was looked in
+  // (a shadowing file added later renders again).
+  EXPECT_THAT(
+      read, ::testing::IsSupersetOf({"environments/prod/tkrc.yaml", "tkrc.yaml", "jsonnetfile.json",
+                                     "vendor/github.com/acme/k/k.libsonnet", "lib/shadow.libsonnet",
+                                     "environments/prod/shadow.libsonnet",
+                                     "environments/prod/vendor/env.libsonnet"}));
+  EXPECT_THAT(read, Not(::testing::Contains("vendor/shadow.libsonnet"))) << "never reached";
+
+  // Not a project: imports are relative to the importing file only, and the error names
+  // where it looked.
+  Repo plain;
+  for (const RepoFile& file : repo.files) {
+    if (file.path != "jsonnetfile.json") plain.Add(file.path, file.content);
+  }
+  auto missing = renderer.Render({"prod", "environments/prod", plain.files});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      std::string(missing.status().message()),
+      HasSubstr("import \"github.com/acme/k/k.libsonnet\": "
+                "environments/prod/github.com/acme/k/k.libsonnet is not in the repository"));
+  // A library path never lets an import out of the repository.
+  Repo escape;
+  escape.Add("jsonnetfile.json", "{}");
+  escape.Add("app/main.jsonnet", "import '../../../etc/x.libsonnet'\n");
+  auto out = renderer.Render({"app", "app", escape.files});
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("escapes the repository; refused"));
 }
 
 TEST(JsonnetRendererTest, ADirectoryWithoutMainJsonnetEvaluatesEveryJsonnetFile) {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <optional>
 
 extern "C" {
 #include <libjsonnet.h>
@@ -23,6 +24,8 @@ struct ImportContext {
   JsonnetVm* vm;
   const std::map<std::string, const RepoFile*>* files;
   std::vector<std::string>* imported;
+  // Library folders searched, in order, after the importing file's own (JsonnetLibraryPaths).
+  const std::vector<std::string>* libraries;
 };
 
 char* Copy(JsonnetVm* vm, const std::string& text) {
@@ -57,21 +60,35 @@ char* Import(void* ctx_ptr, const char* base, const char* rel, char** found_here
   if (!relative.empty() && relative[0] == '/') {
     return Copy(ctx->vm, absl::StrCat("import \"", relative, "\": absolute paths are refused"));
   }
-  bool escapes = false;
-  std::string path = Resolve(base, relative, &escapes);
-  if (escapes) {
-    return Copy(ctx->vm,
-                absl::StrCat("import \"", relative, "\": escapes the repository; refused"));
+  // Beside the importing file first, then in each library folder, as the jsonnet CLI does
+  // with -J. Every place looked in is a path the render read: a file that appears there
+  // later (shadowing a vendored one) renders again.
+  std::vector<std::string> bases = {base};
+  for (const std::string& library : *ctx->libraries) bases.push_back(library + "/");
+  std::vector<std::string> looked;
+  for (const std::string& from : bases) {
+    bool escapes = false;
+    std::string path = Resolve(from, relative, &escapes);
+    if (escapes) {
+      if (from == bases.front()) {
+        return Copy(ctx->vm,
+                    absl::StrCat("import \"", relative, "\": escapes the repository; refused"));
+      }
+      continue;
+    }
+    ctx->imported->push_back(path);
+    auto it = ctx->files->find(path);
+    if (it == ctx->files->end()) {
+      looked.push_back(path);
+      continue;
+    }
+    *found_here = Copy(ctx->vm, path);
+    *success = 1;
+    return Copy(ctx->vm, it->second->content);
   }
-  auto it = ctx->files->find(path);
-  if (it == ctx->files->end()) {
-    return Copy(ctx->vm, absl::StrCat("import \"", relative, "\": ", path,
-                                      " is not in the repository at this commit"));
-  }
-  *found_here = Copy(ctx->vm, path);
-  *success = 1;
-  ctx->imported->push_back(path);
-  return Copy(ctx->vm, it->second->content);
+  return Copy(ctx->vm, absl::StrCat("import \"", relative, "\": ", absl::StrJoin(looked, ", "),
+                                    looked.size() == 1 ? " is" : " are",
+                                    " not in the repository at this commit"));
 }
 
 struct ValueContext {
@@ -176,14 +193,15 @@ absl::StatusOr<Evaluation> Decode(absl::string_view in) {
 
 // The libjsonnet part: no locks, no logging, so it can run in a forked child.
 Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
-                    const std::string& main_path, const RenderInput& input, const Values& values) {
+                    const std::string& main_path, const RenderInput& input, const Values& values,
+                    const std::vector<std::string>& libraries) {
   Evaluation result;
   JsonnetVm* vm = jsonnet_make();
   jsonnet_max_stack(vm, 500);
   // The bundle path as a whole (a new kustomization.yaml there changes the engine), plus
   // every file imported from anywhere.
   result.read_paths = {input.path};
-  ImportContext ctx{vm, &files, &result.read_paths};
+  ImportContext ctx{vm, &files, &result.read_paths, &libraries};
   jsonnet_import_callback(vm, &Import, &ctx);
   ValueContext value_ctx{vm, &values, &result.read_values};
   static const char* const kParams[] = {"name", nullptr};
@@ -216,6 +234,42 @@ Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
 }
 
 }  // namespace
+
+JsonnetLibraries JsonnetLibraryPaths(const std::string& path,
+                                     const std::map<std::string, const RepoFile*>& files) {
+  JsonnetLibraries out;
+  // The project's root: the nearest folder from `path` up that holds tkrc.yaml, else the
+  // nearest that holds jsonnetfile.json (jsonnet-bundler's), as Tanka finds it.
+  std::optional<std::string> root;
+  for (const char* marker : {"tkrc.yaml", "jsonnetfile.json"}) {
+    std::string folder = path;
+    while (true) {
+      const std::string candidate = folder.empty() ? marker : absl::StrCat(folder, "/", marker);
+      out.markers.push_back(candidate);
+      if (files.count(candidate) > 0) {
+        root = folder;
+        break;
+      }
+      if (folder.empty()) break;
+      const size_t slash = folder.rfind('/');
+      folder = slash == std::string::npos ? "" : folder.substr(0, slash);
+    }
+    if (root.has_value()) break;
+  }
+  if (!root.has_value()) {
+    // Imports then resolve beside their files only, whatever marker appears later.
+    out.markers.clear();
+    return out;
+  }
+  auto under = [](const std::string& folder, const char* name) {
+    return folder.empty() ? std::string(name) : absl::StrCat(folder, "/", name);
+  };
+  // Tanka's ranks, highest first: the environment (the bundle's folder), the project's
+  // lib, the environment's own vendor, the project's vendor.
+  out.folders = {path, under(*root, "lib"), under(path, "vendor"), under(*root, "vendor")};
+  out.folders.erase(std::unique(out.folders.begin(), out.folders.end()), out.folders.end());
+  return out;
+}
 
 std::vector<std::string> JsonnetEntryFiles(const std::string& path,
                                            const std::vector<RepoFile>& files) {
@@ -259,11 +313,13 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   }
   ObjectSet set;
   size_t bytes = 0;
-  std::vector<std::string> read_paths;
+  const JsonnetLibraries libraries = JsonnetLibraryPaths(input.path, files);
+  // Where the project's root was looked for: a marker added or removed renders again.
+  std::vector<std::string> read_paths = libraries.markers;
   ReadValues read_values;
   for (const std::string& main_path : entries) {
-    absl::Status evaluated =
-        EvaluateEntry(files, main_path, input, values, &set, &bytes, &read_paths, &read_values);
+    absl::Status evaluated = EvaluateEntry(files, main_path, input, values, libraries.folders, &set,
+                                           &bytes, &read_paths, &read_values);
     if (input.read_values != nullptr) *input.read_values = read_values;
     if (!evaluated.ok()) return evaluated;
   }
@@ -275,17 +331,17 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   return set;
 }
 
-absl::Status JsonnetRenderer::EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
-                                            const std::string& main_path, const RenderInput& input,
-                                            const Values& values, ObjectSet* set, size_t* bytes,
-                                            std::vector<std::string>* read_paths,
-                                            ReadValues* read_values) {
+absl::Status JsonnetRenderer::EvaluateEntry(
+    const std::map<std::string, const RepoFile*>& files, const std::string& main_path,
+    const RenderInput& input, const Values& values, const std::vector<std::string>& libraries,
+    ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths, ReadValues* read_values) {
   // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
   // evaluated in a child process that is killed at the deadline.
   absl::StatusOr<std::string> encoded =
       !options_.isolate
-          ? absl::StatusOr<std::string>(Encode(Evaluate(files, main_path, input, values)))
-          : RunInChild([&] { return Encode(Evaluate(files, main_path, input, values)); },
+          ? absl::StatusOr<std::string>(
+                Encode(Evaluate(files, main_path, input, values, libraries)))
+          : RunInChild([&] { return Encode(Evaluate(files, main_path, input, values, libraries)); },
                        options_.timeout, options_.limits.max_bytes * 2 + (1 << 20),
                        options_.limits.max_memory_bytes);
   if (!encoded.ok()) {

@@ -11,9 +11,10 @@
 namespace gitfleet {
 
 // Jsonnet, in-process (libjsonnet): evaluates PATH/main.jsonnet. Imports resolve only to
-// files of the repository at the commit. The program may yield one object, an array of
-// objects, or an object whose values are objects. Every value is an external variable
-// (std.extVar), looked up lazily so `read_values` names only those the program used.
+// files of the repository at the commit: beside the importing file, then in the library
+// folders of a Tanka or jsonnet-bundler project (JsonnetLibraryPaths). The program may yield one
+// object, an array of objects, or an object whose values are objects. Every value is an external
+// variable (std.extVar), looked up lazily so `read_values` names only those the program used.
 //
 // libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
 // the repository's files copy-on-write) that is killed at `timeout`.
@@ -35,11 +36,25 @@ class JsonnetRenderer : public Renderer {
   // Evaluates one entry file and adds its objects to `set`.
   absl::Status EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
                              const std::string& main_path, const RenderInput& input,
-                             const Values& values, ObjectSet* set, size_t* bytes,
-                             std::vector<std::string>* read_paths, ReadValues* read_values);
+                             const Values& values, const std::vector<std::string>& libraries,
+                             ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths,
+                             ReadValues* read_values);
 
   const JsonnetOptions options_;
 };
+
+// Where imports are looked for after the importing file's own folder, for a bundle at
+// `path`: in a project whose root (the nearest folder from `path` up holding tkrc.yaml,
+// else jsonnetfile.json) is found, Tanka's import paths, highest rank first: `path`,
+// ROOT/lib, `path`/vendor, ROOT/vendor (jsonnet-bundler's vendor folder). None without a
+// root. `markers` are the files looked for to find a root that was found (what the
+// render read: one appearing nearer moves the root).
+struct JsonnetLibraries {
+  std::vector<std::string> folders;
+  std::vector<std::string> markers;
+};
+JsonnetLibraries JsonnetLibraryPaths(const std::string& path,
+                                     const std::map<std::string, const RepoFile*>& files);
 
 // What a jsonnet bundle at `path` evaluates: main.jsonnet when there is one; otherwise, as
 // Argo CD's directory mode does, every *.jsonnet directly in the path (libraries are
