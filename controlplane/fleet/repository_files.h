@@ -8,7 +8,8 @@
 // (the newest is kept whatever its size).
 //
 //   RecentRepositoryFiles files;
-//   auto all = files.Get(url + "@" + commit, [&] { return repo->ReadTree(commit, "", kLeaveOut); });
+//   auto all = files.Get(url + "@" + commit,
+//                        [&] { return repo->ReadTree(commit, "", kLeaveOut); });
 //
 // Thread-safe. A read runs under the cache's lock: two renders that want the same commit
 // read it once.
