@@ -506,7 +506,9 @@ TEST_F(KubernetesApplierTest, AnObjectMovingInWaitsForTheBundleThatHoldsItRather
   Restart();
   reconciler_->Resync(/*check_drift=*/false);
   for (const v1::StatusUpdate& s : reconciler_->AllStatuses()) {
-    if (s.bundle() == "api") EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_APPLYING);
+    if (s.bundle() == "api") {
+      EXPECT_EQ(s.sync_state(), v1::SYNC_STATE_APPLYING);
+    }
   }
   // api's next revision, which changes something else, names nothing: it still waits.
   api = UpdateOf("api", {Cm("x", "default", "2"), Cm("moved", "shop", "2")});

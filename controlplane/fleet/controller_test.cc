@@ -524,24 +524,18 @@ TEST_F(ControllerTest, DetectsEnginesAndRerendersWhenABaseOutsideThePathChanges)
 // again (the render cache looks through links); a link out of the repository in a
 // bundle's own folder fails that bundle, naming it, and its last good revision stays.
 TEST_F(ControllerTest, SymbolicLinksReadAsWhatTheyLeadToWithinTheRepository) {
-  auto link = [this](const std::string& target, const std::string& path) {
-    ASSERT_EQ(::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git_.dir() + "/" + path +
-                                       "')\" && ln -sfn '" + target + "' '" + git_.dir() + "/" +
-                                       path + "'"),
-              0);
-  };
   const bool kustomize = !FindKustomize().empty();
   git_.Write("shared/cm.yaml", Cm("shared"));
   git_.Write("apps/web/own.yaml", Cm("own"));
   git_.Write("docs/intro.md", "hi\n");
-  link("../../shared/cm.yaml", "apps/web/shared.yaml");
-  link("docs/intro.md", "README.md");
-  link("/etc/hostname", "docs/host.md");  // out of the repository, read by no bundle
+  git_.Link("../../shared/cm.yaml", "apps/web/shared.yaml");
+  git_.Link("docs/intro.md", "README.md");
+  git_.Link("/etc/hostname", "docs/host.md");  // out of the repository, read by no bundle
   if (kustomize) {
     git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
     git_.Write("base/cm.yaml", Cm("base"));
     git_.Write("overlays/prod/kustomization.yaml", "namespace: prod\nresources: [base]\n");
-    link("../../base", "overlays/prod/base");
+    git_.Link("../../base", "overlays/prod/base");
   }
   git_.Commit("links");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -572,7 +566,7 @@ TEST_F(ControllerTest, SymbolicLinksReadAsWhatTheyLeadToWithinTheRepository) {
   }
 
   // A link out of the repository in web's own folder fails web alone.
-  link("/etc/hostname", "apps/web/host.yaml");
+  git_.Link("/etc/hostname", "apps/web/host.yaml");
   git_.Commit("a link out");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   const std::string good = now["web"].revision();

@@ -218,15 +218,11 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   git.Write("shared/chart/templates/cm.yaml", "kind: ConfigMap\n");
   git.Write("apps/web/a.yaml", "a: 1\n");
   git.Write("docs/intro.md", "hello\n");
-  auto link = [&](const std::string& target, const std::string& path) {
-    ::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git.dir() + "/" + path + "')\" && ln -s '" +
-                             target + "' '" + git.dir() + "/" + path + "'");
-  };
-  link("docs/intro.md", "README.md");
-  link("../../shared/values.yaml", "apps/web/values.yaml");
-  link("../../shared/chart", "apps/web/chart");
-  link("web", "apps/current");                                // the folder a bundle names
-  link("../shared/../apps/current/a.yaml", "apps/hop.yaml");  // through a link, then back
+  git.Link("docs/intro.md", "README.md");
+  git.Link("../../shared/values.yaml", "apps/web/values.yaml");
+  git.Link("../../shared/chart", "apps/web/chart");
+  git.Link("web", "apps/current");                                // the folder a bundle names
+  git.Link("../shared/../apps/current/a.yaml", "apps/hop.yaml");  // through a link, then back
   const std::string good = git.Commit("links within the commit");
   auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl(git.url());
@@ -248,8 +244,12 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   EXPECT_THAT(Paths(all), ::testing::Contains("README.md"));
   EXPECT_THAT(Paths(all), ::testing::Contains("apps/hop.yaml"));
   for (const RepoFile& file : *all) {
-    if (file.path == "README.md") EXPECT_EQ(file.content, "hello\n");
-    if (file.path == "apps/hop.yaml") EXPECT_EQ(file.content, "a: 1\n");
+    if (file.path == "README.md") {
+      EXPECT_EQ(file.content, "hello\n");
+    }
+    if (file.path == "apps/hop.yaml") {
+      EXPECT_EQ(file.content, "a: 1\n");
+    }
   }
 
   // The render cache: a folder whose link leads to a changed file has a new id; one whose
@@ -268,13 +268,13 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   EXPECT_EQ((*before)[2], *repo->TreeId(good, "docs")) << "no links: the folder's own id";
 
   // Ways out of the commit, to nothing, and round a loop.
-  link("/etc/passwd", "apps/web/passwd.yaml");
-  link("../../../outside.yaml", "apps/web/up.yaml");
-  link("gone.yaml", "apps/web/dangling.yaml");
-  link("..", "apps/web/loop");
-  link("ping", "apps/pong");
-  link("pong", "apps/ping");
-  link("../apps/ping/x", "docs/chain.md");
+  git.Link("/etc/passwd", "apps/web/passwd.yaml");
+  git.Link("../../../outside.yaml", "apps/web/up.yaml");
+  git.Link("gone.yaml", "apps/web/dangling.yaml");
+  git.Link("..", "apps/web/loop");
+  git.Link("ping", "apps/pong");
+  git.Link("pong", "apps/ping");
+  git.Link("../apps/ping/x", "docs/chain.md");
   git.Commit("links out, dangling, a loop");
   git.Git("update-index --add --cacheinfo 160000," + good + ",vendor/lib");
   git.Git("commit -qm 'a submodule'");
@@ -286,9 +286,8 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   auto whole = repo->ReadTree(bad, "", kLeaveOut);
   ASSERT_TRUE(whole.ok()) << whole.status();
   std::vector<std::string> paths = Paths(whole);
-  for (const std::string& left_out :
-       {"apps/web/passwd.yaml", "apps/web/up.yaml", "apps/web/dangling.yaml", "apps/ping",
-        "apps/pong", "docs/chain.md", "vendor/lib"}) {
+  for (const char* left_out : {"apps/web/passwd.yaml", "apps/web/up.yaml", "apps/web/dangling.yaml",
+                               "apps/ping", "apps/pong", "docs/chain.md", "vendor/lib"}) {
     EXPECT_THAT(paths, ::testing::Not(::testing::Contains(left_out))) << left_out;
   }
   EXPECT_THAT(paths, ::testing::Not(::testing::Contains(HasSubstr("apps/web/loop/"))));
@@ -325,18 +324,14 @@ TEST(Libgit2RepositoryTest, AFileOverTheBoundFailsOnlyTheFolderThatHoldsIt) {
 TEST(Libgit2RepositoryTest, SaysWhyALinkCannotBeRead) {
   GitFixture git(TempDir("repo"));
   git.Write("ok/a.yaml", "a: 1\n");
-  auto link = [&](const std::string& target, const std::string& path) {
-    ::gitfleet::testing::Run("mkdir -p \"$(dirname '" + git.dir() + "/" + path + "')\" && ln -s '" +
-                             target + "' '" + git.dir() + "/" + path + "'");
-  };
-  link("/etc/passwd", "abs/passwd.yaml");
-  link("../../outside.yaml", "up/x.yaml");
-  link("gone.yaml", "dangling/x.yaml");
-  link("..", "loop/back");
-  link("pong", "pingpong/ping");
-  link("ping", "pingpong/pong");
-  link("../ok", "through/ok");
-  link("ok/../../x", "through/out.yaml");
+  git.Link("/etc/passwd", "abs/passwd.yaml");
+  git.Link("../../outside.yaml", "up/x.yaml");
+  git.Link("gone.yaml", "dangling/x.yaml");
+  git.Link("..", "loop/back");
+  git.Link("pong", "pingpong/ping");
+  git.Link("ping", "pingpong/pong");
+  git.Link("../ok", "through/ok");
+  git.Link("ok/../../x", "through/out.yaml");
   const std::string first = git.Commit("links");
   // A submodule as `git submodule add` records it: a commit in the tree (not fetched here).
   git.Git("update-index --add --cacheinfo 160000," + first + ",sub/lib");
@@ -379,7 +374,7 @@ TEST(Libgit2RepositoryTest, SaysWhyALinkCannotBeRead) {
     EXPECT_EQ(Paths(left), c.left) << c.folder;
   }
   // A bundle's folder that is itself a way out.
-  link("/etc", "etc");
+  git.Link("/etc", "etc");
   commit = git.Commit("a link to /etc");
   ASSERT_TRUE(repo->Fetch().ok());
   auto out = repo->ReadTree(commit, "etc", kRefuse);

@@ -53,6 +53,14 @@ void GitFixture::Write(const std::string& path, const std::string& content) {
 
 void GitFixture::Remove(const std::string& path) { Git("rm -q -r '" + path + "'"); }
 
+void GitFixture::Link(const std::string& target, const std::string& path) {
+  const std::string full = dir_ + "/" + path;
+  if (Run("mkdir -p \"$(dirname '" + full + "')\" && ln -sfn '" + target + "' '" + full + "'") !=
+      0) {
+    throw std::runtime_error("cannot link " + path + " to " + target);
+  }
+}
+
 std::string GitFixture::Commit(const std::string& message) {
   Git("add -A");
   Git("commit -q --allow-empty -m '" + message + "'");

@@ -26,6 +26,9 @@ class GitFixture {
   std::string url() const { return "file://" + dir_; }
   void Write(const std::string& path, const std::string& content);
   void Remove(const std::string& path);
+  // A symbolic link at `path` whose text is `target` (replacing what is there), folders
+  // made as needed.
+  void Link(const std::string& target, const std::string& path);
   // Commits everything; returns the commit id.
   std::string Commit(const std::string& message);
   void Tag(const std::string& name);
