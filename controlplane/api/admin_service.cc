@@ -454,6 +454,14 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
   }
   EventBus::Filter filter{
       request->bundle(), request->cluster(), {request->types().begin(), request->types().end()}};
+  if (!request->cluster().empty()) {
+    // A watcher of one cluster sees the renders and rollouts of the bundles that reach it,
+    // not every bundle's. The controller outlives the API's streams.
+    filter.concerns = [controller = controller_,
+                       cluster = request->cluster()](const std::string& bundle) {
+      return controller->BundleConcernsCluster(bundle, cluster);
+    };
+  }
   auto subscribed = EventWriter::Subscribe(events_, std::move(filter), kMaxWatchers, resume);
   if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());

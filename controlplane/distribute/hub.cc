@@ -1742,6 +1742,20 @@ bool Hub::AdmitsCluster(const std::string& cluster, size_t most) const {
   return agents_.size() < most || agents_.count(cluster) > 0;
 }
 
+bool Hub::Concerns(const std::string& cluster, const std::string& bundle,
+                   const LabelSelector* selector) const {
+  MutexLock lock(&mu_);
+  auto agent = agents_.find(cluster);
+  if (agent == agents_.end()) return false;
+  if (HoldsAny(agent->second, bundle)) return true;
+  if (selector == nullptr) {
+    auto target = bundles_.find(bundle);
+    if (target == bundles_.end()) return false;
+    selector = &target->second.selector;
+  }
+  return agent->second.labels_known && selector->Matches(agent->second.labels);
+}
+
 bool Hub::NoteRefused(const std::string& cluster, const std::string& why) {
   MutexLock lock(&mu_);
   auto it = agents_.find(cluster);

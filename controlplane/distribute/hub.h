@@ -229,6 +229,11 @@ class Hub {
   // the cluster is known and this is its first refusal since it last connected, or a
   // refusal for another reason: the caller logs those.
   bool NoteRefused(const std::string& cluster, const std::string& why);
+  // Whether `bundle` concerns `cluster`: `selector` (its definition's; null: the one it was
+  // last set with) matches the cluster's labels, or the cluster holds some revision of
+  // it. False for a cluster the hub does not know. For event filters (EventBus::Filter).
+  bool Concerns(const std::string& cluster, const std::string& bundle,
+                const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);
   // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
   // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
   std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",
@@ -426,7 +431,7 @@ class Hub {
   bool RecordStatusLocked(Agent* agent, const std::string& bundle, const v1::StatusUpdate& status,
                           std::vector<v1::Event>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Deliver(const std::vector<Notification>& notifications);
-  void Publish(std::vector<v1::Event> events);
+  void Publish(std::vector<v1::Event> events) ABSL_LOCKS_EXCLUDED(mu_);
   // The observer to call for a report on `bundle`, or null (see SetStatusObserver).
   // `urgent`: the report failed or regressed, so it may halt the rollout whatever count
   // of reports it waits for.

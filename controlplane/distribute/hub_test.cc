@@ -259,6 +259,26 @@ TEST_F(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothin
   EXPECT_EQ(hub_.MatchingClusters(Selector("env=prod")).size(), 1u);
 }
 
+// For a watcher of one cluster's events: a bundle concerns the clusters it targets by the
+// labels the control plane gives them, and those that hold it.
+TEST_F(HubLabelsTest, SaysWhichBundlesConcernACluster) {
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(MakeRevision("web", {"x"})));
+  hub_.SetBundle("api", Selector("env=dev"), SingleRevision(MakeRevision("api", {"y"})));
+  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}});
+  hub_.Connect(MakeHello("a", "dev"), "p", std::make_shared<FakeConnection>());
+  // b has no labels from the control plane, and holds a revision of api.
+  hub_.Connect(MakeHello("b", "dev", {{"api", "older"}}), "p", std::make_shared<FakeConnection>());
+  EXPECT_TRUE(hub_.Concerns("a", "web", nullptr));
+  EXPECT_FALSE(hub_.Concerns("a", "api", nullptr)) << "what the agent claims does not count";
+  const LabelSelector both = Selector("env in (prod,dev)");
+  EXPECT_TRUE(hub_.Concerns("a", "api", &both)) << "the definition's selector, when given";
+  EXPECT_TRUE(hub_.Concerns("b", "api", nullptr)) << "it holds api";
+  EXPECT_FALSE(hub_.Concerns("b", "web", nullptr));
+  EXPECT_FALSE(hub_.Concerns("b", "web", &both)) << "no labels: targeted by nothing";
+  EXPECT_FALSE(hub_.Concerns("a", "gone", nullptr)) << "neither set nor held";
+  EXPECT_FALSE(hub_.Concerns("nobody", "web", nullptr)) << "a cluster the hub does not know";
+}
+
 // What a new selector, or new labels, would take bundles off: only clusters that hold
 // the bundle and are targeted by it now (the API refuses such a change unless allowed).
 TEST_F(HubLabelsTest, NamesTheClustersANewSelectorLeavesAndTheBundlesNewLabelsLeave) {

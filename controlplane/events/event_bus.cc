@@ -37,8 +37,13 @@ bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience)
     if (!std::binary_search(audience->begin(), audience->end(), bundle)) return false;
   }
   if (!cluster.empty() && event.cluster() != cluster) {
-    // Bundle-wide events (renders, rollouts, commits) concern every cluster.
     if (!event.cluster().empty()) return false;
+    // About a whole bundle, or a source: the clusters its bundles target or that hold them.
+    if (concerns == nullptr) return true;
+    if (!event.bundle().empty()) return concerns(event.bundle());
+    if (event.source().empty() || audience == nullptr) return true;
+    if (!bundle.empty()) return concerns(bundle);  // in the audience: checked above
+    return std::any_of(audience->begin(), audience->end(), concerns);
   }
   return true;
 }

@@ -63,6 +63,12 @@ class EventBus {
     std::string cluster;  // empty: any
     // Event types, or families of them ending in "." ("rollout."); empty: any.
     std::vector<std::string> types;
+    // With a cluster: whether an event about a whole bundle (a render, a rollout, a
+    // definition change) concerns that cluster: the bundle targets it or it holds the
+    // bundle. An event about a source concerns it when one of its audience does. Unset:
+    // every such event does. Called under the bus's lock: it must not publish, nor take a
+    // lock that is held while publishing.
+    std::function<bool(const std::string& bundle)> concerns;
     // An event about a source (a bundle filter and no bundle of its own) matches when its
     // audience has the bundle.
     bool Matches(const v1::Event& event, const Audience& audience) const;

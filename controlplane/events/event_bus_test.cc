@@ -114,6 +114,55 @@ TEST(EventBusTest, ABundlesWatcherSeesCommitsOfTheSourcesItReadsOnly) {
       << "a commit concerns every cluster";
 }
 
+// A watcher of one cluster sees what happens to the bundles that reach it (renders,
+// rollouts, the commits they read), not every bundle of the fleet's; events about other
+// clusters never.
+TEST(EventBusTest, AClustersWatcherSeesOnlyTheBundlesThatConcernIt) {
+  EventBus bus;
+  auto reading = [](std::vector<std::string> bundles) {
+    return std::make_shared<const std::vector<std::string>>(std::move(bundles));
+  };
+  std::vector<std::string> asked;
+  EventBus::Filter filter{"", "c1"};
+  filter.concerns = [&asked](const std::string& bundle) {
+    asked.push_back(bundle);
+    return bundle == "web" || bundle == "crds";
+  };
+  auto c1 = *bus.Subscribe(filter, nullptr);
+  EventBus::Filter web_on_c1 = filter;
+  web_on_c1.bundle = "web";
+  auto web = *bus.Subscribe(web_on_c1, nullptr);
+  bus.Publish(MakeEvent("render.done", "web", "", "1"));
+  bus.Publish(MakeEvent("render.done", "api", "", "2"));     // api targets other clusters
+  bus.Publish(MakeEvent("rollout.paused", "api", "", "3"));  // so does its rollout
+  bus.Publish(MakeEvent("bundle.added", "crds", "", "4"));
+  bus.Publish(MakeEvent("cluster.applied", "api", "c2", "5"));  // another cluster's
+  bus.Publish(MakeEvent("cluster.applied", "web", "c1", "6"));  // its own: never asked
+  bus.Publish(MakeEvent("cluster.connected", "", "c1", "7"));
+  bus.Publish(MakeEvent("source.commit", "", "", "8", "a1", "", "infra"), reading({"api", "crds"}));
+  bus.Publish(MakeEvent("source.commit", "", "", "9", "b1", "", "other"), reading({"api"}));
+  bus.Publish(MakeEvent("source.commit", "", "", "10", "c1", "", "docs"), reading({}));
+  bus.Publish(MakeEvent("source.commit", "", "", "11", "d1", "", "old"));  // no audience given
+  bus.Publish(MakeEvent("source.commit", "", "", "12", "e1", "", "app"), reading({"web"}));
+  auto messages = [](const std::vector<v1::Event>& events) {
+    std::vector<std::string> out;
+    for (const v1::Event& e : events) out.push_back(e.message());
+    return out;
+  };
+  EXPECT_THAT(messages(c1->Take()), ElementsAre("1", "4", "6", "7", "8", "11", "12"));
+  EXPECT_THAT(messages(web->Take()), ElementsAre("1", "6", "12"))
+      << "with a bundle too: that bundle's, when it concerns the cluster";
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "api"), 4)
+      << "renders, rollouts and commits; never an event about one cluster (c2's), nor for "
+         "the bundle's watcher, which api's events do not match anyway";
+  EXPECT_THAT(asked, ::testing::Not(::testing::Contains("docs")));
+
+  // The recent events a new watcher is sent first are judged by what holds when it subscribes.
+  filter.concerns = [](const std::string& bundle) { return bundle == "api"; };
+  auto later = *bus.Subscribe(filter, nullptr);
+  EXPECT_THAT(messages(later->Take()), ElementsAre("2", "3", "6", "7", "8", "9", "11"));
+}
+
 TEST(EventBusTest, ASlowSubscriberGetsAResyncInsteadOfUnboundedBuffering) {
   EventBus bus(/*recent=*/0, /*queue=*/5);
   auto sub = *bus.Subscribe({}, nullptr);

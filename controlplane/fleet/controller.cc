@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -1329,6 +1330,17 @@ void Controller::OnSourceError(const std::string& source, const std::string& err
                           absl::StrCat(error, " (its bundles stay at their last revision)"), "", "",
                           source),
           names);
+}
+
+bool Controller::BundleConcernsCluster(const std::string& bundle, const std::string& cluster) {
+  std::optional<LabelSelector> selector;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(bundle);
+    if (it != bundles_.end()) selector = it->second.selector;
+  }
+  // A bundle no longer defined (removed, or an orphan) concerns the clusters holding it.
+  return hub_->Concerns(cluster, bundle, selector.has_value() ? &*selector : nullptr);
 }
 
 EventBus::Audience Controller::AudienceOfLocked(const std::string& source) {

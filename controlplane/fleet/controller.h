@@ -164,6 +164,11 @@ class Controller {
   // must not read as "nothing there".
   absl::Status CheckStatusFilter(const std::string& cluster_filter,
                                  const std::string& bundle_filter);
+  // Whether events about the whole of `bundle` concern `cluster`, for a watcher of that
+  // cluster (EventBus::Filter::concerns): its selector matches the cluster, or the cluster
+  // holds it. Never called with mu_ held: events are published without it.
+  bool BundleConcernsCluster(const std::string& bundle, const std::string& cluster)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Ordered by cluster, then bundle.
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);
@@ -374,7 +379,8 @@ class Controller {
   Store* const store_;
   Hub* const hub_;
   EventBus* events_ = nullptr;
-  void Publish(v1::Event event, EventBus::Audience audience = nullptr) {
+  // Never with mu_ held: a watcher's filter may ask BundleConcernsCluster.
+  void Publish(v1::Event event, EventBus::Audience audience = nullptr) ABSL_LOCKS_EXCLUDED(mu_) {
     if (events_ != nullptr) events_->Publish(std::move(event), std::move(audience));
   }
   ControlPlaneMetrics& metrics_;

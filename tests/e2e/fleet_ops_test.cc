@@ -834,6 +834,8 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
 
 TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   WriteApp("web:1");
+  git_.Write("apps/staging/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s\n  namespace: default\n");
   git_.Commit("v1");
   StartControlPlane();
   StartCluster("c1");
@@ -844,6 +846,10 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   ASSERT_EQ(code, 0);
   // A source no bundle reads: its commits are no business of bundle web's watcher.
   Ctl({"source", "add", "unread", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0);
+  // A bundle for clusters that c1 is not: none of c1's watcher's business either.
+  Ctl({"bundle", "add", "staging", "--source=app", "--path=apps/staging", "--selector=env=staging"},
+      &code);
   ASSERT_EQ(code, 0);
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   Ready("c1");
@@ -901,6 +907,13 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("cluster.connected  cluster=c1"));
   EXPECT_THAT(out, HasSubstr("cluster.applied  bundle=web  cluster=c1"));
+  EXPECT_THAT(out, HasSubstr("render.done  bundle=web")) << "web reaches c1";
+  EXPECT_THAT(out, HasSubstr("rollout.done  bundle=web"));
+  EXPECT_THAT(out, HasSubstr("source.commit  source=app"));
+  EXPECT_THAT(out, Not(HasSubstr("bundle=staging"))) << "staging targets other clusters";
+  EXPECT_THAT(out, Not(HasSubstr("source=unread"))) << "no bundle reads it";
+  EXPECT_THAT(Ctl({"events", "--bundle=staging"}), HasSubstr("render.done  bundle=staging"))
+      << "there were such events";
   EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
       << "unfiltered, every source's commits";
   // Only rollouts: every line is one, and both of v1's and v2's rollouts are there.
