@@ -740,6 +740,11 @@ class Cli {
         problems.push_back(
             absl::StrCat("agent refused at ", FormatTime(c.refused_at()), ": ", c.refused()));
       }
+      if (c.has_old_token_until()) {
+        problems.push_back(absl::StrCat("agent on its old token, which works until ",
+                                        FormatTime(c.old_token_until()),
+                                        ": give it the new one (rotate-token)"));
+      }
       // Conditions that are fine but say something (what removed bundles left in place).
       std::vector<std::string> notes;
       if (c.suspended()) {
@@ -770,7 +775,7 @@ class Cli {
   }
 
   // Prints a cluster's new token: once, with what to do with it.
-  int PrintToken(const v1::ClusterTokenResponse& response, const char* what) {
+  int PrintToken(const v1::ClusterTokenResponse& response, const std::string& what) {
     if (format_ != "table") return Print(response);
     out_ << response.token() << "\n";
     err_ << "gitfleetctl: cluster " << response.cluster() << " " << what
@@ -820,9 +825,23 @@ class Cli {
     if (!name.ok()) return Usage(std::string(name.status().message()));
     v1::RotateClusterTokenRequest request;
     request.set_name(*name);
+    if (std::optional<std::string> grace = args_.Take("grace"); grace.has_value()) {
+      absl::Duration d;
+      if (!absl::ParseDuration(*grace, &d) || d < absl::ZeroDuration() || d > absl::Hours(7 * 24) ||
+          d != absl::Trunc(d, absl::Seconds(1))) {
+        return Usage(
+            absl::StrCat("--grace=", *grace, ": want whole seconds, at most 168h (0, 30m, 24h)"));
+      }
+      request.set_grace_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(d)));
+    }
     v1::ClusterTokenResponse response;
     if (int rc = Call(&v1::AdminService::Stub::RotateClusterToken, request, &response); rc != 0) {
       return rc;
+    }
+    if (response.has_old_token_valid_until()) {
+      return PrintToken(response, absl::StrCat("has a new token; the old one works until ",
+                                               FormatTime(response.old_token_valid_until()),
+                                               ", when an agent still on it is disconnected"));
     }
     return PrintToken(response, "has a new token (the old one no longer works)");
   }
@@ -1430,8 +1449,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {"allow-removal"},
        &Cli::ClusterLabel},
       {{"cluster", "rotate-token"},
-       "NAME",
-       "a new token; the old one stops working",
+       "NAME [--grace=DURATION]",
+       "a new token; the old one stops working, or with --grace (at most 168h) keeps\n"
+       "working that long, so each agent can be given the new one first",
        {},
        &Cli::ClusterRotateToken},
       {{"cluster", "remove"},

@@ -15,6 +15,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "common/proto_time.h"
 #include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
@@ -786,12 +787,16 @@ grpc::Status AdminServiceImpl::RotateClusterToken(grpc::ServerContext* context,
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
     return call.Done(s);
-  absl::StatusOr<std::string> token = registry_->RotateToken(request->name());
-  if (token.ok()) {
+  absl::StatusOr<ClusterRegistry::Rotated> rotated =
+      registry_->RotateToken(request->name(), absl::Seconds(request->grace_seconds()));
+  if (rotated.ok()) {
     response->set_cluster(request->name());
-    response->set_token(*token);
+    response->set_token(rotated->token);
+    if (rotated->old_valid_until != absl::InfinitePast()) {
+      *response->mutable_old_token_valid_until() = ToProtoTime(rotated->old_valid_until);
+    }
   }
-  return call.Done(token.status());
+  return call.Done(rotated.status());
 }
 
 grpc::Status AdminServiceImpl::RemoveCluster(grpc::ServerContext* context,

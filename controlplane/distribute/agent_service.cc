@@ -370,7 +370,8 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     }
     // The token first: an unauthenticated client must not spend the cluster's connect
     // budget and lock the real agent out.
-    if (absl::Status auth = tokens_->Check(hello.cluster(), token_); !auth.ok()) {
+    absl::Time old_token_until = absl::InfinitePast();
+    if (absl::Status auth = tokens_->Check(hello.cluster(), token_, &old_token_until); !auth.ok()) {
       const std::string why = tokens_->Explain(hello.cluster(), token_);
       if (Refused(hello.cluster(), why)) {
         GF_LOG(WARNING) << "refused agent from " << peer_ << " claiming cluster " << hello.cluster()
@@ -408,6 +409,12 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       writing_ = true;  // the welcome goes first
     }
     session_ = hub_->Connect(hello, peer_, shared_from_this());
+    if (old_token_until != absl::InfinitePast()) {
+      hub_->SetOldToken(hello.cluster(), old_token_until);
+      GF_LOG(INFO) << "cluster " << hello.cluster() << " connected with the token a rotation "
+                   << "replaced, which works until "
+                   << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", old_token_until, absl::UTCTimeZone());
+    }
     GF_LOG(INFO) << "cluster " << hello.cluster() << " connected from " << peer_ << " ("
                  << hello.held_size() << " bundles held)";
     {

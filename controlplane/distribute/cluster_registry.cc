@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "common/logging.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
+#include "common/proto_time.h"
 #include "common/thread_name.h"
 #include "proto/gitfleet/v1/state.pb.h"
 
@@ -96,16 +98,19 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
 
 absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Create(
     Store* store, Hub* hub, const std::string& tokens_text, const std::string& origin,
-    bool allow_any_agent) {
+    bool allow_any_agent, Clock* clock) {
   absl::StatusOr<FileClusters> file = ParseFile(tokens_text, origin);
   if (!file.ok()) return file.status();
-  return Install(store, hub, *std::move(file), allow_any_agent);
+  return Install(store, hub, *std::move(file), allow_any_agent, clock);
 }
 
 absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Install(Store* store, Hub* hub,
                                                                           FileClusters file,
-                                                                          bool allow_any_agent) {
-  std::unique_ptr<ClusterRegistry> registry(new ClusterRegistry(store, hub, allow_any_agent));
+                                                                          bool allow_any_agent,
+                                                                          Clock* clock) {
+  std::unique_ptr<ClusterRegistry> registry(
+      new ClusterRegistry(store, hub, allow_any_agent, clock));
+  bool grace_running = false;
   std::map<std::string, Entry> clusters = file;
   // Registrations made through the API win over file lines of the same name.
   if (store != nullptr) {
@@ -114,7 +119,9 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Install(Store*
     for (const Store::Entry& row : *stored) {
       v1::ClusterRegistration registration;
       if (!registration.ParseFromString(row.value) || registration.name() != row.key ||
-          registration.token_sha256().size() != SHA256_DIGEST_LENGTH) {
+          registration.token_sha256().size() != SHA256_DIGEST_LENGTH ||
+          (!registration.previous_token_sha256().empty() &&
+           registration.previous_token_sha256().size() != SHA256_DIGEST_LENGTH)) {
         // Skipping it would let anyone claim the cluster under --allow-any-agent: refuse
         // to start instead, naming the row.
         return absl::DataLossError(absl::StrCat("stored registration of cluster \"", row.key,
@@ -125,6 +132,13 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Install(Store*
       entry.has_labels = true;
       entry.token_sha256 = registration.token_sha256();
       entry.from_api = true;
+      if (!registration.previous_token_sha256().empty()) {
+        entry.previous_sha256 = registration.previous_token_sha256();
+        entry.previous_until = FromProtoTime(registration.previous_valid_until());
+        // No agent is connected yet: a grace still running ends with the thread's help.
+        entry.grace_over = entry.previous_until <= clock->Now();
+        grace_running = grace_running || !entry.grace_over;
+      }
       clusters[row.key] = std::move(entry);
     }
   }
@@ -135,13 +149,14 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Install(Store*
     registry->clusters_ = clusters;
   }
   for (const auto& [name, entry] : clusters) registry->PublishLocked(name, &entry);
+  if (grace_running) registry->WakeExpiry();
   return registry;
 }
 
 absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Load(
     Store* store, Hub* hub, const std::string& tokens_path, bool allow_any_agent,
     WatchedFilesOptions options) {
-  if (tokens_path.empty()) return Create(store, hub, "", "", allow_any_agent);
+  if (tokens_path.empty()) return Create(store, hub, "", "", allow_any_agent, options.clock);
   options.max_bytes = kMaxFileBytes;
   absl::StatusOr<std::unique_ptr<WatchedFiles<FileClusters>>> file =
       WatchedFiles<FileClusters>::Open(
@@ -166,7 +181,7 @@ absl::StatusOr<std::unique_ptr<ClusterRegistry>> ClusterRegistry::Load(
           });
   if (!file.ok()) return file.status();
   absl::StatusOr<std::unique_ptr<ClusterRegistry>> registry =
-      Install(store, hub, *(*file)->Current(), allow_any_agent);
+      Install(store, hub, *(*file)->Current(), allow_any_agent, options.clock);
   if (!registry.ok()) return registry.status();
   (*registry)->file_ = *std::move(file);
   return registry;
@@ -255,28 +270,116 @@ void ClusterRegistry::WatchFile(absl::Duration every) {
 }
 
 ClusterRegistry::~ClusterRegistry() {
+  std::thread expirer;
   {
     MutexLock lock(&watch_mu_);
     stopping_ = true;
+    expirer = std::move(expirer_);
   }
   if (watcher_.joinable()) watcher_.join();
+  if (expirer.joinable()) expirer.join();
 }
 
-bool ClusterRegistry::Matches(const std::string& cluster, const std::string& token) const {
+void ClusterRegistry::WakeExpiry() {
+  MutexLock lock(&watch_mu_);
+  expiry_woken_ = true;
+  if (expirer_.joinable() || stopping_) return;
+  expirer_ = std::thread([this] {
+    NameThisThread("gf-token-grace");
+    while (true) {
+      bool woken;
+      {
+        MutexLock lock(&watch_mu_);
+        if (stopping_) return;
+        // Looked at with the lock held: a rotation installs its grace, then wakes us.
+        expiry_woken_ = false;
+        woken = clock_->AwaitWithDeadline(
+            &watch_mu_,
+            [this]()
+                ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) { return stopping_ || expiry_woken_; },
+            NextGraceEnd());
+        if (stopping_) return;
+      }
+      if (!woken) ExpireGraces();
+    }
+  });
+}
+
+absl::Time ClusterRegistry::NextGraceEnd() const {
+  absl::Time next = absl::InfiniteFuture();
+  MutexLock lock(&mu_);
+  for (const auto& [name, entry] : clusters_) {
+    if (!entry.grace_over) next = std::min(next, entry.previous_until);
+  }
+  return next;
+}
+
+std::vector<std::string> ClusterRegistry::ExpireGraces() {
+  std::vector<std::string> closed;
+  {
+    const absl::Time now = clock_->Now();
+    MutexLock lock(&mu_);
+    for (auto& [name, entry] : clusters_) {
+      if (entry.grace_over || entry.previous_until > now) continue;
+      entry.grace_over = true;
+      if (on_previous_.erase(name) > 0) closed.push_back(name);
+    }
+  }
+  for (const std::string& name : closed) {
+    GF_LOG(INFO) << "cluster " << name
+                 << ": the grace of the token a rotation replaced is over; its agent, still on "
+                    "that token, is disconnected";
+    if (hub_ != nullptr) {
+      hub_->CloseCluster(
+          name, absl::UnauthenticatedError("the grace of this cluster's old token is over (cluster "
+                                           "rotate-token); reconnect with the new one"));
+    }
+  }
+  return closed;
+}
+
+ClusterRegistry::Which ClusterRegistry::Matches(const std::string& cluster,
+                                                const std::string& token,
+                                                absl::Time* previous_until) const {
+  if (token.empty() || token.size() > kMaxTokenBytes) return Which::kNone;
+  const std::string digest = Sha256Bytes(token);
+  const absl::Time now = clock_->Now();
   MutexLock lock(&mu_);
   auto it = clusters_.find(cluster);
-  if (it == clusters_.end() || token.empty() || token.size() > kMaxTokenBytes) return false;
-  std::string digest = Sha256Bytes(token);
-  return CRYPTO_memcmp(digest.data(), it->second.token_sha256.data(), digest.size()) == 0;
+  if (it == clusters_.end()) return Which::kNone;
+  const Entry& entry = it->second;
+  if (CRYPTO_memcmp(digest.data(), entry.token_sha256.data(), digest.size()) == 0) {
+    return Which::kCurrent;
+  }
+  if (entry.previous_sha256.size() != digest.size() ||
+      CRYPTO_memcmp(digest.data(), entry.previous_sha256.data(), digest.size()) != 0) {
+    return Which::kNone;
+  }
+  if (previous_until != nullptr) *previous_until = entry.previous_until;
+  return now < entry.previous_until ? Which::kPreviousInGrace : Which::kPreviousExpired;
 }
 
-absl::Status ClusterRegistry::Check(const std::string& cluster, const std::string& token) const {
+absl::Status ClusterRegistry::Check(const std::string& cluster, const std::string& token,
+                                    absl::Time* old_until) const {
+  if (old_until != nullptr) *old_until = absl::InfinitePast();
   bool registered;
   {
     MutexLock lock(&mu_);
     registered = clusters_.count(cluster) > 0;
   }
-  if (registered ? Matches(cluster, token) : allow_any_agent_) return absl::OkStatus();
+  if (!registered && allow_any_agent_) return absl::OkStatus();
+  absl::Time until;
+  const Which which = registered ? Matches(cluster, token, &until) : Which::kNone;
+  if (which == Which::kCurrent || which == Which::kPreviousInGrace) {
+    MutexLock lock(&mu_);
+    if (which == Which::kCurrent) {
+      on_previous_.erase(cluster);
+    } else {
+      on_previous_.insert(cluster);
+      if (old_until != nullptr) *old_until = until;
+    }
+    return absl::OkStatus();
+  }
   return absl::UnauthenticatedError(
       absl::StrCat("cluster \"", cluster, "\": unknown cluster, or missing or wrong token"));
 }
@@ -292,7 +395,19 @@ std::string ClusterRegistry::Explain(const std::string& cluster, const std::stri
                             : "the cluster is not registered (gitfleetctl cluster add)";
   }
   if (token.empty()) return "no token sent";
-  return Matches(cluster, token) ? "accepted" : "wrong token";
+  absl::Time until;
+  switch (Matches(cluster, token, &until)) {
+    case Which::kCurrent:
+    case Which::kPreviousInGrace:
+      return "accepted";
+    case Which::kPreviousExpired:
+      return absl::StrCat("the token cluster rotate-token replaced, which worked until ",
+                          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone()),
+                          " (give the agent the new one)");
+    case Which::kNone:
+      break;
+  }
+  return "wrong token";
 }
 
 bool ClusterRegistry::FirstRefusal(const std::string& cluster) {
@@ -306,6 +421,10 @@ absl::Status ClusterRegistry::PersistLocked(const std::string& name, const Entry
   registration.set_name(name);
   registration.mutable_labels()->insert(entry.labels.begin(), entry.labels.end());
   registration.set_token_sha256(entry.token_sha256);
+  if (!entry.previous_sha256.empty()) {
+    registration.set_previous_token_sha256(entry.previous_sha256);
+    *registration.mutable_previous_valid_until() = ToProtoTime(entry.previous_until);
+  }
   return store_->Apply({Store::Put(kRegistrations, name, registration.SerializeAsString())});
 }
 
@@ -393,23 +512,57 @@ absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap&
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ClusterRegistry::RotateToken(const std::string& name) {
+absl::StatusOr<ClusterRegistry::Rotated> ClusterRegistry::RotateToken(const std::string& name,
+                                                                      absl::Duration grace) {
+  if (grace < absl::ZeroDuration() || grace > kMaxTokenGrace) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cluster \"", name, "\": a grace of ", absl::FormatDuration(grace),
+        " for the old token; it must be between 0 and ", absl::FormatDuration(kMaxTokenGrace)));
+  }
   absl::StatusOr<std::string> token = NewToken();
   if (!token.ok()) return token.status();
+  Rotated rotated;
+  rotated.token = *token;
+  // Whether the agent is on a token that stops working now: the current one without a
+  // grace, or, with one, the token an earlier rotation's grace still let in.
+  bool close;
   {
     MutexLock writer(&writer_mu_);
     absl::StatusOr<Entry> entry = FindLocked(name);
     if (!entry.ok()) return entry.status();
+    const absl::Time now = clock_->Now();
+    entry->previous_sha256 = entry->token_sha256;
+    entry->previous_until = now + grace;
+    entry->grace_over = grace == absl::ZeroDuration();
     entry->token_sha256 = Sha256Bytes(*token);
     entry->from_api = true;
-    if (absl::Status s = SaveLocked(name, *entry); !s.ok()) return s;
+    if (absl::Status s = PersistLocked(name, *entry); !s.ok()) return s;
+    MutexLock lock(&mu_);
+    clusters_[name] = *entry;
+    if (grace == absl::ZeroDuration()) {
+      close = true;
+      on_previous_.erase(name);
+    } else {
+      // On the replaced token, or on the one before it: that one stops now.
+      close = !on_previous_.insert(name).second;
+      rotated.old_valid_until = entry->previous_until;
+    }
   }
-  if (hub_ != nullptr) {
+  // A connected agent that stays is on the replaced token from now on; `cluster list`
+  // says until when (a no-op for one not connected, or closed below).
+  if (!close && hub_ != nullptr) hub_->SetOldToken(name, rotated.old_valid_until);
+  if (close && hub_ != nullptr) {
     hub_->CloseCluster(name, absl::UnauthenticatedError(
                                  "this cluster's token was rotated; reconnect with the new one"));
   }
-  GF_LOG(INFO) << "cluster " << name << " token rotated";
-  return token;
+  if (grace > absl::ZeroDuration()) {
+    WakeExpiry();
+    GF_LOG(INFO) << "cluster " << name << " token rotated; the old one works for "
+                 << absl::FormatDuration(grace) << " more";
+  } else {
+    GF_LOG(INFO) << "cluster " << name << " token rotated";
+  }
+  return rotated;
 }
 
 absl::Status ClusterRegistry::Remove(const std::string& name) {

@@ -9,7 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/manifest/hash.h"
+#include "common/proto_time.h"
 #include "common/status_matchers.h"
+#include "common/sync.h"
+#include "controlplane/distribute/hub.h"
+#include "controlplane/metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -98,13 +102,14 @@ TEST_F(ClusterRegistryTest, RegisteredClustersSurviveARestartAndOverrideTheFile)
   for (const Store::Entry& row : *rows) {
     EXPECT_THAT(row.value, Not(HasSubstr(*token)));
   }
-  absl::StatusOr<std::string> rotated = registry->RotateToken("eu-1");
+  absl::StatusOr<ClusterRegistry::Rotated> rotated = registry->RotateToken("eu-1");
   ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(rotated->old_valid_until, absl::InfinitePast()) << "no grace";
   EXPECT_FALSE(registry->Check("eu-1", "from-file").ok()) << "the old token stops working";
 
   auto again = Make("eu-1 from-file\n");
   EXPECT_TRUE(again->Check("prod-eu", *token).ok());
-  EXPECT_TRUE(again->Check("eu-1", *rotated).ok()) << "the API registration wins";
+  EXPECT_TRUE(again->Check("eu-1", rotated->token).ok()) << "the API registration wins";
   EXPECT_FALSE(again->Check("eu-1", "from-file").ok());
   EXPECT_EQ(again->size(), 2u);
 }
@@ -234,6 +239,116 @@ TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {
   ASSERT_TRUE(store_.Apply({Store::Put("registrations", "bad", "\xff\xff")}).ok());
   EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "", "f", true).status(),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("\"bad\"")));
+}
+
+// An agent's stream, as the hub sees it: closed from the registry's own thread.
+class ClosableConnection : public AgentConnection {
+ public:
+  void Notify(const std::string&) override {}
+  void NotifyControl() override {}
+  void Close(const absl::Status& status) override {
+    MutexLock lock(&mu_);
+    closed_ = status;
+  }
+  absl::Status closed() {
+    MutexLock lock(&mu_);
+    return closed_;
+  }
+  // Waits (up to 10 s of real time) for the stream to be closed.
+  absl::Status AwaitClosed() {
+    MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !closed_.ok(); },
+                         absl::Seconds(10));
+    return closed_;
+  }
+
+ private:
+  Mutex mu_;
+  absl::Status closed_ ABSL_GUARDED_BY(mu_);
+};
+
+// A rotation with a grace lets each cluster's agent be given the new token before the old
+// one stops: both work until the grace ends (across a restart too), then the stream of an
+// agent still on the old one is closed, and the old token is refused with a reason.
+TEST_F(ClusterRegistryTest, ARotationWithAGraceKeepsTheOldTokenWorkingUntilItEnds) {
+  FakeClock clock;
+  metrics::Registry metrics_registry;
+  ControlPlaneMetrics metrics(metrics_registry);
+  MemoryStore hub_store;
+  Hub hub(&hub_store, metrics);
+  auto created = ClusterRegistry::Create(&store_, &hub, "", "tokens", false, &clock);
+  ASSERT_TRUE(created.ok()) << created.status();
+  ClusterRegistry& registry = **created;
+  const std::string t0 = *registry.Register("eu-1", {{"env", "prod"}});
+  v1::Hello hello;
+  hello.set_cluster("eu-1");
+  hello.set_agent_version("test");
+  auto connect = [&](const std::string& token) {
+    absl::Time until;
+    EXPECT_TRUE(registry.Check("eu-1", token, &until).ok());
+    auto connection = std::make_shared<ClosableConnection>();
+    hub.Connect(hello, "p", connection);
+    hub.SetOldToken("eu-1", until);
+    return connection;
+  };
+  auto old_token_until = [&] { return hub.Clusters("eu-1").at(0).info.old_token_until(); };
+  std::shared_ptr<ClosableConnection> on_t0 = connect(t0);
+
+  EXPECT_THAT(registry.RotateToken("eu-1", absl::Hours(7 * 24 + 1)).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("between 0 and 168h")));
+  EXPECT_THAT(registry.RotateToken("eu-1", -absl::Seconds(1)).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::StatusOr<ClusterRegistry::Rotated> rotated = registry.RotateToken("eu-1", absl::Hours(2));
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  const std::string t1 = rotated->token;
+  const absl::Time end = clock.Now() + absl::Hours(2);
+  EXPECT_EQ(rotated->old_valid_until, end);
+  EXPECT_TRUE(on_t0->closed().ok()) << "the agent stays connected";
+  EXPECT_EQ(FromProtoTime(old_token_until()), end) << "cluster list says it is on the old one";
+
+  absl::Time until;
+  ASSERT_TRUE(registry.Check("eu-1", t1, &until).ok());
+  EXPECT_EQ(until, absl::InfinitePast());
+  ASSERT_TRUE(registry.Check("eu-1", t0, &until).ok()) << "both work during the grace";
+  EXPECT_EQ(until, end);
+  EXPECT_EQ(registry.Explain("eu-1", t0), "accepted");
+  {
+    auto restarted = ClusterRegistry::Create(&store_, nullptr, "", "tokens", false, &clock);
+    ASSERT_TRUE(restarted.ok());
+    ASSERT_TRUE((*restarted)->Check("eu-1", t0, &until).ok()) << "the grace survives a restart";
+    EXPECT_EQ(until, end);
+  }
+  EXPECT_THAT(registry.ExpireGraces(), ::testing::IsEmpty()) << "not over yet";
+
+  clock.Advance(absl::Hours(2));
+  EXPECT_THAT(on_t0->AwaitClosed(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("grace")))
+      << "the registry's thread closes the stream of the agent still on the old token";
+  EXPECT_FALSE(registry.Check("eu-1", t0).ok());
+  EXPECT_THAT(registry.Explain("eu-1", t0),
+              HasSubstr("the token cluster rotate-token replaced, which worked until "));
+  EXPECT_TRUE(registry.Check("eu-1", t1).ok());
+  EXPECT_THAT(registry.ExpireGraces(), ::testing::IsEmpty()) << "dealt with once";
+
+  // Without a grace the token stops at once, and so does the stream on it.
+  std::shared_ptr<ClosableConnection> on_t1 = connect(t1);
+  EXPECT_FALSE(hub.Clusters("eu-1").at(0).info.has_old_token_until()) << "on the current token";
+  rotated = registry.RotateToken("eu-1");
+  ASSERT_TRUE(rotated.ok());
+  const std::string t2 = rotated->token;
+  EXPECT_EQ(on_t1->closed().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_FALSE(registry.Check("eu-1", t1).ok());
+  EXPECT_THAT(registry.Explain("eu-1", t1), HasSubstr("rotate-token replaced"));
+
+  // A rotation during a grace ends that grace's token at once.
+  std::shared_ptr<ClosableConnection> on_t2 = connect(t2);
+  rotated = registry.RotateToken("eu-1", absl::Hours(1));
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_TRUE(on_t2->closed().ok());
+  ASSERT_TRUE(registry.RotateToken("eu-1", absl::Hours(1)).ok());
+  EXPECT_EQ(on_t2->closed().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_FALSE(registry.Check("eu-1", t2).ok());
+  EXPECT_TRUE(registry.Check("eu-1", rotated->token).ok()) << "the one the last grace is for";
 }
 
 }  // namespace

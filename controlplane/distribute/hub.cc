@@ -634,6 +634,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.clear_conditions();  // the agent reports them afresh
     agent.info.clear_refused();     // it is in
     agent.info.clear_refused_at();
+    agent.info.clear_old_token_until();  // the caller says (SetOldToken)
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
@@ -820,6 +821,7 @@ void Hub::Disconnect(uint64_t session) {
     cluster = agent.info.name();
     agent.connection.reset();
     agent.info.set_connected(false);
+    agent.info.clear_old_token_until();
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
     PersistClusterLocked(agent);
     sessions_.erase(it);
@@ -1754,6 +1756,17 @@ bool Hub::Concerns(const std::string& cluster, const std::string& bundle,
     selector = &target->second.selector;
   }
   return agent->second.labels_known && selector->Matches(agent->second.labels);
+}
+
+void Hub::SetOldToken(const std::string& cluster, absl::Time until) {
+  MutexLock lock(&mu_);
+  auto it = agents_.find(cluster);
+  if (it == agents_.end() || !it->second.info.connected()) return;
+  if (until == absl::InfinitePast()) {
+    it->second.info.clear_old_token_until();
+  } else {
+    *it->second.info.mutable_old_token_until() = ToProtoTime(until);
+  }
 }
 
 bool Hub::NoteRefused(const std::string& cluster, const std::string& why) {

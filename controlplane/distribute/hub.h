@@ -229,6 +229,10 @@ class Hub {
   // the cluster is known and this is its first refusal since it last connected, or a
   // refusal for another reason: the caller logs those.
   bool NoteRefused(const std::string& cluster, const std::string& why);
+  // While `cluster`'s agent is connected: it was let in with the token a rotation
+  // replaced, which works `until` then (ClusterInfo.old_token_until); InfinitePast: with
+  // the current one. Cleared when it connects again or leaves.
+  void SetOldToken(const std::string& cluster, absl::Time until);
   // Whether `bundle` concerns `cluster`: `selector` (its definition's; null: the one it was
   // last set with) matches the cluster's labels, or the cluster holds some revision of
   // it. False for a cluster the hub does not know. For event filters (EventBus::Filter).

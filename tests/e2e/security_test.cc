@@ -424,6 +424,27 @@ TEST_F(Security, TheControlPlaneOwnsClusterIdentities) {
   ASSERT_EQ(rename((prod_file + ".new").c_str(), prod_file.c_str()), 0);
   EXPECT_TRUE(Eventually([&] { return ConnectedClusters() == 2; })) << Ctl({"cluster", "list"});
 
+  // With --grace the old token keeps working, so the agent can be given the new one
+  // first: it stays connected, and cluster list says until when.
+  EXPECT_THAT(Ctl({"cluster", "rotate-token", "prod-eu", "--grace=8d"}, &code),
+              HasSubstr("at most 168h"));
+  EXPECT_NE(code, 0);
+  std::string graced = Ctl({"cluster", "rotate-token", "prod-eu", "--grace=5s"}, &code);
+  ASSERT_EQ(code, 0) << graced;
+  EXPECT_THAT(graced, HasSubstr("has a new token; the old one works until "));
+  graced = graced.substr(0, graced.find('\n'));
+  EXPECT_THAT(Ctl({"cluster", "list"}), HasSubstr("agent on its old token, which works until "));
+  EXPECT_EQ(ConnectedClusters(), 2);
+  std::ofstream(prod_file + ".new") << graced;
+  ASSERT_EQ(rename((prod_file + ".new").c_str(), prod_file.c_str()), 0);
+  // When the grace ends, the stream of the agent still on the old token is closed, and it
+  // comes back with the new one it reads.
+  EXPECT_FALSE(agents_["prod-eu"].process->WaitForLog("old token is over").empty())
+      << agents_["prod-eu"].process->Log();
+  EXPECT_TRUE(Eventually([&] {
+    return ConnectedClusters() == 2 && !absl::StrContains(Ctl({"cluster", "list"}), "old token");
+  })) << Ctl({"cluster", "list"});
+
   // A removed cluster is refused; what it holds stays applied.
   Ctl({"cluster", "remove", "dev"}, &code);
   EXPECT_EQ(code, 0);
