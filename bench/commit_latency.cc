@@ -34,7 +34,7 @@ namespace {
 using testing::Eventually;
 using testing::GitFixture;
 using testing::Process;
-using testing::TempDir;
+using testing::ScopedTempDir;
 
 std::string Cm(int i, int version) {
   return absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-", i,
@@ -50,7 +50,8 @@ std::string Binary(const std::string& path) {
 int Main() {
   const int commits = absl::GetFlag(FLAGS_commits);
   const int objects = absl::GetFlag(FLAGS_objects);
-  std::string root = TempDir("bench-latency");
+  ScopedTempDir tmp("bench-latency");
+  const std::string root = tmp.path();
   GitFixture git(root + "/repo");
   for (int i = 0; i < objects; ++i) git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), Cm(i, 0));
   git.Commit("initial");

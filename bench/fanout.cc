@@ -80,7 +80,7 @@ namespace {
 
 using testing::GitFixture;
 using testing::Process;
-using testing::TempDir;
+using testing::ScopedTempDir;
 
 using bench::Median;
 
@@ -283,7 +283,8 @@ int Main() {
       BestOf(kLimitTries, [&] { return PerConnectionLoopbackSeconds(agents, 611); });
   const int objects = absl::GetFlag(FLAGS_objects);
   const int commits = absl::GetFlag(FLAGS_commits);
-  std::string root = TempDir("bench-fanout");
+  ScopedTempDir tmp("bench-fanout");
+  const std::string root = tmp.path();
   GitFixture git(root + "/repo");
   for (int i = 0; i < objects; ++i)
     git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));

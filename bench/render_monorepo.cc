@@ -49,7 +49,8 @@ double PeakRssMiB() {
 int Main() {
   const int bundles = absl::GetFlag(FLAGS_bundles);
   const int bases = absl::GetFlag(FLAGS_bases);
-  testing::GitFixture git(testing::TempDir("bench-monorepo"));
+  testing::ScopedTempDir tmp("bench-monorepo");
+  testing::GitFixture git(tmp.path() + "/repo");
   for (int b = 0; b < bases; ++b)
     git.Write(absl::StrCat("lib/base-", b, ".libsonnet"), Base(b, "1"));
   for (int i = 0; i < bundles; ++i) {
@@ -64,7 +65,7 @@ int Main() {
   ControlPlaneMetrics metrics(registry);
   MemoryStore store;
   std::unique_ptr<GitRepositories> repos =
-      NewLibgit2Repositories(testing::TempDir("bench-cache"), {}, {"", /*allow_local=*/true});
+      NewLibgit2Repositories(tmp.path() + "/cache", {}, {"", /*allow_local=*/true});
   Hub hub(&store, metrics);
   ControllerOptions options;
   options.engines.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);

@@ -35,12 +35,13 @@ namespace gitfleet {
 namespace {
 
 using ::gitfleet::testing::GitFixture;
-using ::gitfleet::testing::TempDir;
+using ::gitfleet::testing::ScopedTempDir;
 
 int Main() {
   bench::RaiseFileLimit();  // the control plane inherits it
   const int agents = absl::GetFlag(FLAGS_agents);
-  std::string root = TempDir("bench-restart");
+  ScopedTempDir tmp("bench-restart");
+  const std::string root = tmp.path();
   GitFixture git(root + "/repo");
   for (int i = 0; i < absl::GetFlag(FLAGS_objects); ++i) {
     git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"),

@@ -68,14 +68,15 @@ namespace gitfleet {
 namespace {
 
 using testing::GitFixture;
-using testing::TempDir;
+using testing::ScopedTempDir;
 
 int Main() {
   bench::RaiseFileLimit();
   const int agents = absl::GetFlag(FLAGS_agents);
   const int objects = absl::GetFlag(FLAGS_objects);
   const int partitions = absl::GetFlag(FLAGS_partitions);
-  std::string root = TempDir("bench-rollout");
+  ScopedTempDir tmp("bench-rollout");
+  const std::string root = tmp.path();
   GitFixture git(root + "/repo");
   for (int i = 0; i < objects; ++i)
     git.Write(absl::StrCat("apps/bench/cm-", i, ".yaml"), bench::BenchConfigMap(i, 0));

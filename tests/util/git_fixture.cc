@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <system_error>
 
 namespace gitfleet::testing {
 
@@ -16,6 +18,11 @@ std::string TempDir(const std::string& prefix) {
   std::string tmpl = std::string(base ? base : "/tmp") + "/" + prefix + "XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   return tmpl;
+}
+
+ScopedTempDir::~ScopedTempDir() {
+  std::error_code ignored;  // what cannot be removed stays, as without this
+  std::filesystem::remove_all(path_, ignored);
 }
 
 int Run(const std::string& command, std::string* output) {
