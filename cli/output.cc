@@ -20,7 +20,7 @@ std::string Short(const std::string& id) { return id.substr(0, 12); }
 std::string FormatTime(const google::protobuf::Timestamp& ts) {
   absl::Time t = FromProtoTime(ts);
   if (t == absl::InfinitePast()) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+  return FormatUtc(t);
 }
 
 std::string Words(const std::string& enum_name, const std::string& prefix) {

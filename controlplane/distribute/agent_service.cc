@@ -11,6 +11,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "common/proto_time.h"
 #include "grpc/grpc_security_constants.h"
 
 namespace gitfleet {
@@ -412,8 +413,7 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     if (old_token_until != absl::InfinitePast()) {
       hub_->SetOldToken(hello.cluster(), old_token_until);
       GF_LOG(INFO) << "cluster " << hello.cluster() << " connected with the token a rotation "
-                   << "replaced, which works until "
-                   << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", old_token_until, absl::UTCTimeZone());
+                   << "replaced, which works until " << FormatUtc(old_token_until);
     }
     GF_LOG(INFO) << "cluster " << hello.cluster() << " connected from " << peer_ << " ("
                  << hello.held_size() << " bundles held)";

@@ -402,8 +402,7 @@ std::string ClusterRegistry::Explain(const std::string& cluster, const std::stri
       return "accepted";
     case Which::kPreviousExpired:
       return absl::StrCat("the token cluster rotate-token replaced, which worked until ",
-                          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone()),
-                          " (give the agent the new one)");
+                          FormatUtc(until), " (give the agent the new one)");
     case Which::kNone:
       break;
   }

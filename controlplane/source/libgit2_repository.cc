@@ -280,14 +280,15 @@ class CommitTree {
 
   absl::Status AddFile(const std::string& shown, const git_oid& id, Walk* walk) const {
     if (!walk->read) return absl::OkStatus();
-    // Its size from the object's header first: a file too big to take is not loaded.
+    // Left out of a whole-repository read: its size from the object's header first, so a
+    // file too big to take is not loaded. (A bundle's own read refuses it below.)
     Odb odb;
     size_t header_size = 0;
     git_object_t type;
-    if (git_repository_odb(odb.out(), repo_) == 0 &&
+    if (walk->unreadable == GitRepository::Unreadable::kLeaveOut &&
+        git_repository_odb(odb.out(), repo_) == 0 &&
         git_odb_read_header(&header_size, &type, odb.get(), &id) == 0 &&
-        static_cast<int64_t>(header_size) > walk->limits->max_blob_bytes &&
-        walk->unreadable == GitRepository::Unreadable::kLeaveOut) {
+        static_cast<int64_t>(header_size) > walk->limits->max_blob_bytes) {
       return absl::OkStatus();  // no tool reads it unless named, and then says it is missing
     }
     Blob blob;
