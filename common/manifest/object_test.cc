@@ -43,6 +43,27 @@ TEST(ParseManifestsTest, ExpandsLists) {
   EXPECT_EQ(objects->size(), 2u);
 }
 
+// What editors on other systems write: a byte-order mark, CRLF line ends, a document end
+// marker, tabs after values, a final line without its newline.
+TEST(ParseManifestsTest, ReadsFilesAsOtherEditorsWriteThem) {
+  const std::string crlf =
+      "\xEF\xBB\xBF# written on Windows\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n"
+      "  name: a\t\r\ndata:\r\n  k: \"v\"\r\n...\r\n---\r\napiVersion: v1\r\nkind: ConfigMap\r\n"
+      "metadata: {name: b}";
+  auto objects = ParseManifests(crlf, "win.yaml");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  ASSERT_EQ(objects->size(), 2u);
+  EXPECT_EQ(KeyString((*objects)[0].key()), "/ConfigMap//a");
+  EXPECT_EQ(KeyString((*objects)[1].key()), "/ConfigMap//b");
+  EXPECT_THAT((*objects)[0].yaml(), ::testing::Not(::testing::HasSubstr("\r")));
+  auto json = ParseManifests(
+      "\xEF\xBB\xBF{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": "
+      "\"j\"}}",
+      "bom.json");
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_EQ(json->size(), 1u);
+}
+
 TEST(ParseManifestsTest, MalformedYamlNamesFileAndLine) {
   auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n", "apps/bad.yaml");
   EXPECT_THAT(objects.status(),

@@ -390,6 +390,45 @@ local env = import 'env.libsonnet';
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("escapes the repository; refused"));
 }
 
+// Tanka's inline environments: main.jsonnet returns an Environment whose `data` holds the
+// resources (Tanka's own object, never applied). Two in one file is refused, naming them.
+TEST(JsonnetRendererTest, ATankaInlineEnvironmentRendersItsData) {
+  Repo repo;
+  repo.Add("tkrc.yaml", "");
+  repo.Add("environments/prod/main.jsonnet", R"(
+{
+  apiVersion: 'tanka.dev/v1alpha1',
+  kind: 'Environment',
+  metadata: { name: 'environments/prod' },
+  spec: { apiServer: 'https://prod.example:6443', namespace: 'shop' },
+  data: {
+    web: { deployment: { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } } },
+    settings: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } },
+  },
+}
+)");
+  JsonnetRenderer renderer;
+  auto ours = renderer.Render({"prod", "environments/prod", repo.files});
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  ObjectSet expected;
+  for (const char* yaml : {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+                           "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"}) {
+    expected.Put(*MakeObject(yaml, "expected"));
+  }
+  EXPECT_EQ(Summary(*ours), Summary(expected)) << "the Environment itself is not applied";
+
+  repo.Add("environments/all/main.jsonnet", R"(
+local env(name) = { apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment',
+                    metadata: { name: name }, data: { apiVersion: 'v1', kind: 'ConfigMap',
+                                                      metadata: { name: name } } };
+[env('dev'), env('prod')]
+)");
+  auto both = renderer.Render({"all", "environments/all", repo.files});
+  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(both.status().message()),
+              HasSubstr("returns 2 Tanka inline environments (dev, prod); a bundle renders one"));
+}
+
 TEST(JsonnetRendererTest, ADirectoryWithoutMainJsonnetEvaluatesEveryJsonnetFile) {
   // Argo CD's guestbook layout: an entry file of any name beside a params library.
   Repo repo;

@@ -121,16 +121,32 @@ std::string LookupCode(const std::string& name) {
   return absl::StrCat("std.native(\"gitfleetValue\")(\"", quoted, "\")");
 }
 
-// Flattens the program's value into object nodes.
-void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out) {
+// A Tanka inline environment (apiVersion tanka.dev/..., kind Environment): its resources
+// are under `data`; it is not itself one to apply.
+bool IsTankaEnvironment(const YAML::Node& value) {
+  const YAML::Node api_version = value["apiVersion"];
+  const YAML::Node kind = value["kind"];
+  return api_version && kind && api_version.IsScalar() && kind.IsScalar() &&
+         absl::StartsWith(api_version.Scalar(), "tanka.dev/") && kind.Scalar() == "Environment";
+}
+
+// Flattens the program's value into object nodes, as Tanka does: arrays and objects that
+// are not manifests are walked (an object's fields in name order). `environments` gets
+// the name of each inline environment met.
+void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
+                    std::vector<std::string>* environments) {
   if (value.IsSequence()) {
-    for (const YAML::Node& item : value) CollectObjects(item, out);
+    for (const YAML::Node& item : value) CollectObjects(item, out, environments);
+  } else if (value.IsMap() && IsTankaEnvironment(value)) {
+    const YAML::Node name = value["metadata"]["name"];
+    environments->push_back(name && name.IsScalar() ? name.Scalar() : "(no metadata.name)");
+    if (value["data"]) CollectObjects(value["data"], out, environments);
   } else if (value.IsMap() && value["apiVersion"] && value["kind"]) {
     out->push_back(value);
   } else if (value.IsMap()) {
     std::map<std::string, YAML::Node> sorted;
     for (const auto& entry : value) sorted[entry.first.Scalar()] = entry.second;
-    for (const auto& [key, item] : sorted) CollectObjects(item, out);
+    for (const auto& [key, item] : sorted) CollectObjects(item, out, environments);
   }
 }
 
@@ -364,7 +380,19 @@ absl::Status JsonnetRenderer::EvaluateEntry(
   read_paths->insert(read_paths->end(), evaluation->read_paths.begin(),
                      evaluation->read_paths.end());
   std::vector<YAML::Node> nodes;
-  CollectObjects(value, &nodes);
+  std::vector<std::string> environments;
+  CollectObjects(value, &nodes, &environments);
+  if (environments.size() > 1) {
+    // Tanka asks which (--name); so does a bundle: both sets in one cluster is no one's
+    // intent.
+    return absl::InvalidArgumentError(absl::StrCat(
+        main_path, " returns ", environments.size(), " Tanka inline environments (",
+        absl::StrJoin(environments.begin(),
+                      environments.begin() + std::min<size_t>(environments.size(), 10), ", "),
+        environments.size() > 10 ? ", ..." : "",
+        "); a bundle renders one: keep one per file, or choose one with a top-level argument "
+        "(--tla)"));
+  }
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string origin = absl::StrCat(main_path, " (output object ", i + 1, ")");
     absl::StatusOr<std::string> yaml = EmitBlockYaml(nodes[i]);
