@@ -5,6 +5,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -794,6 +796,53 @@ uint64_t ConnectAgent(Hub* hub, const std::string& name,
     h->set_revision(revision);
   }
   return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
+}
+
+// A watcher of one cluster (events --cluster) gets what happens to the bundles that reach
+// it: their definitions, renders and the commits of the source they read; not another
+// cluster's bundle. The filter asks the controller, which publishes from its workers
+// meanwhile (the lock order bus, controller, hub: run under TSAN too).
+TEST_F(ControllerTest, AClustersWatcherSeesTheBundlesThatReachIt) {
+  ConnectAgent(hub_.get(), "eu", {{"env", "prod"}});
+  ConnectAgent(hub_.get(), "dev", {{"env", "dev"}});
+  auto watch = [this](const std::string& cluster) {
+    EventBus::Filter filter{"", cluster};
+    filter.concerns = [this, cluster](const std::string& bundle) {
+      return controller_->BundleConcernsCluster(bundle, cluster);
+    };
+    return *events_.Subscribe(filter, nullptr);
+  };
+  auto eu = watch("eu");
+  auto dev = watch("dev");
+  git_.Write("prod/cm.yaml", Cm("p"));
+  git_.Write("dev/cm.yaml", Cm("d"));
+  git_.Commit("two");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("shop", "prod", "env=prod"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("lab", "dev", "env=dev"), false).ok());
+  git_.Write("prod/cm.yaml", Cm("p2"));
+  git_.Write("dev/cm.yaml", Cm("d2"));
+  const std::string second = git_.Commit("both change");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  auto seen = [](const std::vector<v1::Event>& events) {
+    std::set<std::string> out;
+    for (const v1::Event& e : events) {
+      out.insert(absl::StrCat(e.type(), " ", e.bundle(), e.source(), " ", e.commit()));
+    }
+    return out;
+  };
+  std::set<std::string> on_eu = seen(eu->Take());
+  std::set<std::string> on_dev = seen(dev->Take());
+  EXPECT_THAT(on_eu, ::testing::IsSupersetOf(std::vector<std::string>{
+                         "bundle.added shop ", "render.done shop " + second,
+                         "source.commit app " + second}));
+  for (const std::string& event : on_eu) EXPECT_THAT(event, Not(HasSubstr("lab"))) << event;
+  EXPECT_THAT(on_dev, ::testing::IsSupersetOf(
+                          std::vector<std::string>{"bundle.added lab ", "render.done lab " + second,
+                                                   "source.commit app " + second}));
+  for (const std::string& event : on_dev) EXPECT_THAT(event, Not(HasSubstr("shop"))) << event;
+  EXPECT_FALSE(controller_->BundleConcernsCluster("shop", "nowhere")) << "an unknown cluster";
+  EXPECT_FALSE(controller_->BundleConcernsCluster("gone", "eu")) << "neither defined nor held";
 }
 
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of
