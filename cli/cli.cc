@@ -1149,6 +1149,22 @@ class Cli {
     if (format_ == "yaml") return Usage("events prints one line per event: -o table or -o json");
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     if (absl::Status s = Connect(); !s.ok()) return Usage(std::string(s.message()));
+    if (!request.bundle().empty() || !request.cluster().empty()) {
+      // A name the control plane does not know may be one to come (a watcher started before
+      // `bundle add`), or a typo that would follow nothing in silence: say so, and go on.
+      v1::GetStatusRequest known;
+      known.set_bundle(request.bundle());
+      known.set_cluster(request.cluster());
+      known.set_page_size(1);
+      v1::GetStatusResponse ignored;
+      std::unique_ptr<grpc::ClientContext> context = NewContext();
+      grpc::Status status = stub_->GetStatus(context.get(), known, &ignored);
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+        err_ << "gitfleetctl: " << status.error_message()
+             << "; following its events anyway, from when it appears\n";
+        err_.flush();
+      }
+    }
     // With -w, a stream that breaks (the control plane restarted, the network went) is
     // opened again, resuming after the last event printed: the control plane then sends
     // what followed, or a resync first when it cannot. Until interrupted.

@@ -914,6 +914,12 @@ TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {
   EXPECT_THAT(out, Not(HasSubstr("source=unread"))) << "no bundle reads it";
   EXPECT_THAT(Ctl({"events", "--bundle=staging"}), HasSubstr("render.done  bundle=staging"))
       << "there were such events";
+  // A name not known (yet) is said, not followed in silence; the watch goes on.
+  out = Ctl({"events", "--cluster=c1-typo"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("cluster c1-typo not found"));
+  EXPECT_THAT(out, HasSubstr("following its events anyway"));
+  EXPECT_THAT(Ctl({"events", "--cluster=c1"}), Not(HasSubstr("not found")));
   EXPECT_THAT(Ctl({"events"}), HasSubstr("source.commit  source=unread"))
       << "unfiltered, every source's commits";
   // Only rollouts: every line is one, and both of v1's and v2's rollouts are there.
