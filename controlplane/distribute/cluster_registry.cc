@@ -340,63 +340,56 @@ std::vector<std::string> ClusterRegistry::ExpireGraces() {
 
 ClusterRegistry::Which ClusterRegistry::Matches(const std::string& cluster,
                                                 const std::string& token,
-                                                absl::Time* previous_until) const {
-  if (token.empty() || token.size() > kMaxTokenBytes) return Which::kNone;
-  const std::string digest = Sha256Bytes(token);
+                                                absl::Time* previous_until, bool note) const {
+  const bool usable = !token.empty() && token.size() <= kMaxTokenBytes;
+  const std::string digest = usable ? Sha256Bytes(token) : std::string();
   const absl::Time now = clock_->Now();
   MutexLock lock(&mu_);
   auto it = clusters_.find(cluster);
-  if (it == clusters_.end()) return Which::kNone;
+  if (it == clusters_.end()) return Which::kUnregistered;
+  if (!usable) return Which::kNone;
   const Entry& entry = it->second;
   if (CRYPTO_memcmp(digest.data(), entry.token_sha256.data(), digest.size()) == 0) {
+    if (note) on_previous_.erase(cluster);
     return Which::kCurrent;
   }
   if (entry.previous_sha256.size() != digest.size() ||
       CRYPTO_memcmp(digest.data(), entry.previous_sha256.data(), digest.size()) != 0) {
     return Which::kNone;
   }
-  if (previous_until != nullptr) *previous_until = entry.previous_until;
-  return now < entry.previous_until ? Which::kPreviousInGrace : Which::kPreviousExpired;
+  *previous_until = entry.previous_until;
+  if (now >= entry.previous_until) return Which::kPreviousExpired;
+  if (note) on_previous_.insert(cluster);
+  return Which::kPreviousInGrace;
 }
 
 absl::Status ClusterRegistry::Check(const std::string& cluster, const std::string& token,
                                     absl::Time* old_until) const {
   if (old_until != nullptr) *old_until = absl::InfinitePast();
-  bool registered;
-  {
-    MutexLock lock(&mu_);
-    registered = clusters_.count(cluster) > 0;
-  }
-  if (!registered && allow_any_agent_) return absl::OkStatus();
   absl::Time until;
-  const Which which = registered ? Matches(cluster, token, &until) : Which::kNone;
-  if (which == Which::kCurrent || which == Which::kPreviousInGrace) {
-    MutexLock lock(&mu_);
-    if (which == Which::kCurrent) {
-      on_previous_.erase(cluster);
-    } else {
-      on_previous_.insert(cluster);
+  switch (Matches(cluster, token, &until, /*note=*/true)) {
+    case Which::kUnregistered:
+      if (allow_any_agent_) return absl::OkStatus();
+      break;
+    case Which::kCurrent:
+      return absl::OkStatus();
+    case Which::kPreviousInGrace:
       if (old_until != nullptr) *old_until = until;
-    }
-    return absl::OkStatus();
+      return absl::OkStatus();
+    case Which::kNone:
+    case Which::kPreviousExpired:
+      break;
   }
   return absl::UnauthenticatedError(
       absl::StrCat("cluster \"", cluster, "\": unknown cluster, or missing or wrong token"));
 }
 
 std::string ClusterRegistry::Explain(const std::string& cluster, const std::string& token) const {
-  bool registered;
-  {
-    MutexLock lock(&mu_);
-    registered = clusters_.count(cluster) > 0;
-  }
-  if (!registered) {
-    return allow_any_agent_ ? "accepted"
-                            : "the cluster is not registered (gitfleetctl cluster add)";
-  }
-  if (token.empty()) return "no token sent";
   absl::Time until;
-  switch (Matches(cluster, token, &until)) {
+  switch (Matches(cluster, token, &until, /*note=*/false)) {
+    case Which::kUnregistered:
+      return allow_any_agent_ ? "accepted"
+                              : "the cluster is not registered (gitfleetctl cluster add)";
     case Which::kCurrent:
     case Which::kPreviousInGrace:
       return "accepted";
@@ -406,7 +399,7 @@ std::string ClusterRegistry::Explain(const std::string& cluster, const std::stri
     case Which::kNone:
       break;
   }
-  return "wrong token";
+  return token.empty() ? "no token sent" : "wrong token";
 }
 
 bool ClusterRegistry::FirstRefusal(const std::string& cluster) {

@@ -130,10 +130,11 @@ class ClusterRegistry {
   void ApplyFileLocked(const FileClusters& before, const FileClusters& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Which of the cluster's tokens `token` is.
-  enum class Which { kNone, kCurrent, kPreviousInGrace, kPreviousExpired };
-  Which Matches(const std::string& cluster, const std::string& token,
-                absl::Time* previous_until = nullptr) const;
+  // Which of the cluster's tokens `token` is (kNone: none, or no token). With `note`, an
+  // accepted one is recorded in on_previous_ under the same lock (a connect).
+  enum class Which { kUnregistered, kNone, kCurrent, kPreviousInGrace, kPreviousExpired };
+  Which Matches(const std::string& cluster, const std::string& token, absl::Time* previous_until,
+                bool note) const ABSL_LOCKS_EXCLUDED(mu_);
   // Starts the thread that ends graces, if it is not running, and wakes it.
   void WakeExpiry() ABSL_LOCKS_EXCLUDED(watch_mu_, mu_);
   // The earliest end of a grace not dealt with yet (InfiniteFuture: none).
