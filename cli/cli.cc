@@ -1338,6 +1338,12 @@ class Cli {
     bundle.set_name("render");
     bundle.set_path(path);
     bundle.set_engine(args_.TakeOr("engine", ""));
+    bundle.set_target_namespace(args_.TakeOr("namespace", ""));
+    if (!bundle.target_namespace().empty()) {
+      if (absl::Status s = ValidateName("--namespace", bundle.target_namespace()); !s.ok()) {
+        return Usage(std::string(s.message()));
+      }
+    }
     if (absl::Status s = TakeValueFlags(args_, &bundle); !s.ok()) {
       return Usage(std::string(s.message()));
     }
@@ -1534,7 +1540,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {"watch"},
        &Cli::Events},
       {{"render"},
-       "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E]\n"
+       "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
        "[--values-file=...]",
        "render locally, without a control plane, for a cluster with\n"
@@ -1634,6 +1640,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   params.substitute = WantsSubstitution(bundle);
   params.path = path;
   params.engine = chosen;
+  params.target_namespace = bundle.target_namespace();
   absl::StatusOr<std::shared_ptr<const Revision>> revision;
   if (factory->takes_values()) {
     std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());
@@ -1642,14 +1649,18 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     auto content = BundleVariants::FromRenderer(
         std::move(params),
         [&](const Values& values, ReadValues* read) {
-          return renderer->Render(
-              {bundle.name(), path, *files, nullptr, &values, read, tlas, values_files});
+          RenderInput input{bundle.name(), path, *files, nullptr,
+                            &values,       read, tlas,   values_files};
+          input.notes = notes;
+          input.target_namespace = bundle.target_namespace();
+          return renderer->Render(input);
         },
         factory->explicit_values_only());
     revision = content->For(cluster);
   } else {
     RenderInput input{bundle.name(), path, *files};
     input.notes = notes;
+    input.target_namespace = bundle.target_namespace();
     absl::StatusOr<ObjectSet> objects = renderer->Render(input);
     if (!objects.ok()) return objects.status();
     absl::StatusOr<std::shared_ptr<BundleVariants>> content =

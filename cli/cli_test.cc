@@ -230,6 +230,22 @@ TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
   EXPECT_THAT(missing.err, HasSubstr("ConfigMap web-${env}: variable ${env} has no value"));
 }
 
+TEST(RenderCommandTest, SaysWhereATankaEnvironmentPutsObjectsThatNameNoNamespace) {
+  GitFixture git(TempDir("render"));
+  git.Write("tkrc.yaml", "");
+  git.Write("environments/prod/main.jsonnet",
+            "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } }");
+  git.Write("environments/prod/spec.json",
+            R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
+                "spec": {"namespace": "shop"}})");
+  git.Commit("a Tanka environment");
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=environments/prod"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("name: settings"));
+  EXPECT_THAT(r.err, HasSubstr("gitfleetctl: note: namespaced objects that name no namespace go "
+                               "to shop (environments/prod/spec.json: spec.namespace)"));
+}
+
 TEST(RenderCommandTest, AnEmptyRenderIsAnErrorUnlessAllowed) {
   GitFixture git(TempDir("render"));
   git.Write("web/README.md", "not a manifest\n");

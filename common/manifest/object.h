@@ -58,8 +58,15 @@ class ObjectSet {
   // Total YAML bytes of all objects.
   size_t bytes() const;
 
+  // The namespace the rendered source declares for namespaced objects that name none (a
+  // Tanka environment's spec.namespace), or empty. A bundle's own target namespace wins
+  // over it (Revision::Build).
+  const std::string& default_namespace() const { return default_namespace_; }
+  void set_default_namespace(std::string ns) { default_namespace_ = std::move(ns); }
+
  private:
   std::map<std::string, Object> objects_;
+  std::string default_namespace_;
   // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };

@@ -9,6 +9,8 @@ std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string 
                                                 absl::Time committed_time, ObjectSet objects,
                                                 v1::SyncOptions sync,
                                                 std::string target_namespace) {
+  // The bundle's own namespace, else the one its source declares.
+  if (target_namespace.empty()) target_namespace = objects.default_namespace();
   auto rev = std::make_shared<Revision>();
   rev->id = ComputeRevision(objects, sync, target_namespace);
   rev->bundle = std::move(bundle);

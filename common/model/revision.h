@@ -24,8 +24,10 @@ struct Revision {
   absl::Time committed_time;
   ObjectSet objects;
   v1::SyncOptions sync;
+  // For namespaced objects that name none: the bundle's, else `objects.default_namespace()`.
   std::string target_namespace;
 
+  // An empty `target_namespace` takes the one the objects' source declares.
   static std::shared_ptr<const Revision> Build(std::string bundle, std::string commit,
                                                absl::Time committed_time, ObjectSet objects,
                                                v1::SyncOptions sync, std::string target_namespace);

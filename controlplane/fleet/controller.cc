@@ -370,9 +370,14 @@ absl::Status Controller::Load() {
             BundleVariants::Params params = ContentParams(
                 entry.key, RenderedDefinition(state.definition, state.record, (*rev)->commit),
                 state.values, state.generation, (*rev)->commit, (*rev)->committed_time);
-            content = TakesValues(state.record.engine())
-                          ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
-                          : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
+            if (TakesValues(state.record.engine())) {
+              // The namespace its source declared (a Tanka environment's) stays its own.
+              ObjectSet objects = (*rev)->objects;
+              objects.set_default_namespace((*rev)->target_namespace);
+              content = BundleVariants::Fixed(std::move(params), std::move(objects));
+            } else {
+              content = BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
+            }
           }
           if (content.ok()) {
             state.content = *content;
@@ -2501,10 +2506,11 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     std::vector<std::string> values_files(definition.helm_values_files().begin(),
                                           definition.helm_values_files().end());
     BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
-                                       values_files,
+                                       values_files, ns = definition.target_namespace(),
                                        variant_paths](const Values& values, ReadValues* read) {
       std::vector<std::string> paths;
       RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+      input.target_namespace = ns;
       absl::StatusOr<ObjectSet> objects = renderer->Render(input);
       MutexLock lock(&variant_paths->mu);
       variant_paths->paths.insert(paths.begin(), paths.end());
@@ -2515,6 +2521,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   } else if (status.ok()) {
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
+    input.target_namespace = definition.target_namespace();
     absl::StatusOr<ObjectSet> objects = renderer->Render(input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)

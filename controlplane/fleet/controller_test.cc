@@ -71,6 +71,10 @@ class ControllerTest : public ::testing::Test {
     ControllerOptions options;
     options.allow_local_sources = true;  // the test repositories are local
     if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
+    if (!helm_.empty()) {
+      options.engines.binaries["helm"] = helm_;
+      options.engines.allow_network = true;  // a stand-in, not a chart's hooks
+    }
 #ifdef __SANITIZE_ADDRESS__
     // One render worker: GCC 12's ASAN allocator is not fork-safe, and a jsonnet child
     // forked while the other worker allocates can hang (common/subprocess.h, RunInChild).
@@ -126,6 +130,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::string kustomize_;  // the kustomize binary, when not the one found
+  std::string helm_;       // the helm binary, when not the one found
   GitFixture git_;
   std::unique_ptr<GitRepositories> repos_;
   metrics::Registry registry_;
@@ -1092,6 +1097,85 @@ TEST_F(ControllerTest, ARestartServesJsonnetThatReadNoValueWithoutRendering) {
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());  // the first fetch
   EXPECT_EQ(metrics_.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value(), renders);
   EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+}
+
+// A Tanka environment's spec.namespace is where its namespaced objects that name none go,
+// as `tk apply` puts them: the revision an agent gets says so, the bundle's own
+// --namespace wins over it, and a restart serves that same revision.
+TEST_F(ControllerTest, ATankaEnvironmentsNamespaceIsWhereItsObjectsGo) {
+  git_.Write("tkrc.yaml", "");
+  git_.Write("environments/prod/main.jsonnet",
+             "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }");
+  git_.Write("environments/prod/spec.json",
+             R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
+                 "metadata": {"name": "environments/prod"}, "spec": {"namespace": "shop"}})");
+  git_.Commit("a Tanka environment");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> info =
+      controller_->AddBundle(Bundle("prod", "environments/prod"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->error(), "");
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  auto next = [&]() -> v1::BundleUpdate {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "prod");
+    return message == nullptr ? v1::BundleUpdate() : message->message.update();
+  };
+  v1::BundleUpdate update = next();
+  EXPECT_EQ(update.revision(), info->revision());
+  EXPECT_EQ(update.target_namespace(), "shop");
+
+  // The namespace is part of the revision: a restart serves the same one, from the store
+  // and after the first fetch.
+  Restart();
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+  agent = ConnectAgent(hub_.get(), "a", {}, {{"prod", info->revision()}});
+  EXPECT_EQ(hub_->NextMessage(agent, "prod"), nullptr) << "it holds what it should run";
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());  // the first fetch
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+
+  // Another namespace in the spec is another revision.
+  git_.Write("environments/prod/spec.json",
+             R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
+                 "spec": {"namespace": "store"}})");
+  git_.Commit("the environment moves");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  update = next();
+  EXPECT_NE(update.revision(), info->revision());
+  EXPECT_EQ(update.target_namespace(), "store");
+
+  // The bundle's own namespace is the operator's word on it.
+  v1::Bundle pinned = Bundle("prod", "environments/prod");
+  pinned.set_target_namespace("ops");
+  ASSERT_TRUE(controller_->AddBundle(pinned, /*replace=*/true).ok());
+  update = next();
+  EXPECT_EQ(update.target_namespace(), "ops");
+}
+
+// A chart that writes `namespace: {{ .Release.Namespace }}` renders in the bundle's
+// namespace. Helm is not packaged here: a stand-in prints what helm prints for it.
+TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {
+  helm_ = TempDir("fake-helm") + "/helm";
+  std::ofstream(helm_) << "#!/bin/sh\nns=default\n"
+                       << "for a in \"$@\"; do case \"$a\" in --namespace=*) "
+                          "ns=\"${a#--namespace=}\";; esac; done\n"
+                       << "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n"
+                          "  name: %s\\n  namespace: %s\\n' \"$2\" \"$ns\"\n";
+  ASSERT_EQ(chmod(helm_.c_str(), 0755), 0);
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("web", "charts/web");
+  bundle.set_target_namespace("shop");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->error(), "");
+  EXPECT_EQ(info->engine(), "helm");
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+  ASSERT_NE(message, nullptr);
+  ASSERT_EQ(message->message.update().upserts_size(), 1);
+  EXPECT_EQ(message->message.update().upserts(0).key().namespace_(), "shop");
 }
 
 TEST_F(ControllerTest, RejectsBadValuesClearly) {

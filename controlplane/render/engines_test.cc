@@ -1,5 +1,6 @@
 // Kustomize and Jsonnet renders compared with the real tools' own output.
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "absl/strings/match.h"
@@ -278,6 +279,38 @@ TEST(HelmRendererTest, RendersAChart) {
   EXPECT_EQ(result->objects().count("/ConfigMap//web"), 1u);
 }
 
+// A chart that writes `namespace: {{ .Release.Namespace }}` (most do) is rendered with the
+// bundle's namespace as the release's, as Argo CD and Flux render it; helm's own default
+// ("default") would put those objects outside the bundle's namespace. Helm is not packaged
+// here, so a stand-in prints what helm prints for such a template.
+TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
+  const std::string dir = TempDir("fake-helm");
+  const std::string helm = dir + "/helm";
+  ASSERT_TRUE(PosixFileSystem()
+                  .WriteFileAtomically(helm,
+                                       "#!/bin/sh\n"
+                                       "ns=default\n"
+                                       "for a in \"$@\"; do case \"$a\" in --namespace=*) "
+                                       "ns=\"${a#--namespace=}\";; esac; done\n"
+                                       "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n"
+                                       "  name: %s\\n  namespace: %s\\n' \"$2\" \"$ns\"\n")
+                  .ok());
+  ASSERT_EQ(chmod(helm.c_str(), 0755), 0);
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;  // a stand-in, not a chart's hooks
+  HelmRenderer renderer(options);
+  const std::vector<RepoFile> chart = {
+      {"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"}};
+  RenderInput input{"web", "charts/web", chart};
+  input.target_namespace = "shop";
+  auto placed = renderer.Render(input);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  EXPECT_EQ(placed->objects().count("/ConfigMap/shop/web"), 1u);
+  auto unplaced = renderer.Render({"web", "charts/web", chart});
+  ASSERT_TRUE(unplaced.ok()) << unplaced.status();
+  EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
+}
+
 // Runs the jsonnet CLI with `args` and expects the same objects as `ours`; skips when
 // the CLI is not installed.
 void ExpectSameAsJsonnetCli(const ObjectSet& ours, std::vector<std::string> args) {
@@ -416,6 +449,7 @@ TEST(JsonnetRendererTest, ATankaInlineEnvironmentRendersItsData) {
     expected.Put(*MakeObject(yaml, "expected"));
   }
   EXPECT_EQ(Summary(*ours), Summary(expected)) << "the Environment itself is not applied";
+  EXPECT_EQ(ours->default_namespace(), "shop") << "its spec.namespace";
 
   repo.Add("environments/all/main.jsonnet", R"(
 local env(name) = { apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment',
@@ -427,6 +461,83 @@ local env(name) = { apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment',
   EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(both.status().message()),
               HasSubstr("returns 2 Tanka inline environments (dev, prod); a bundle renders one"));
+}
+
+// A Tanka environment's spec.json names the namespace `tk apply` puts namespaced objects
+// in when they name none; the render says so as its default namespace. A spec.json that
+// is not Tanka's is none of its business; one that cannot be read, or names a namespace
+// Kubernetes refuses, fails the render rather than move the objects elsewhere.
+TEST(JsonnetRendererTest, ATankaEnvironmentsSpecNamesItsDefaultNamespace) {
+  Repo repo;
+  repo.Add("tkrc.yaml", "");
+  repo.Add(
+      "environments/prod/main.jsonnet",
+      "{ settings: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } } }\n");
+  repo.Add("environments/prod/spec.json", R"({
+  "apiVersion": "tanka.dev/v1alpha1",
+  "kind": "Environment",
+  "metadata": { "name": "environments/prod" },
+  "spec": { "apiServer": "https://prod.example:6443", "namespace": "shop",
+            "resourceDefaults": {}, "expectVersions": {} }
+})");
+  JsonnetRenderer renderer;
+  std::vector<std::string> notes;
+  RenderInput input{"prod", "environments/prod", repo.files};
+  input.notes = &notes;
+  auto prod = renderer.Render(input);
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  EXPECT_EQ(prod->default_namespace(), "shop");
+  EXPECT_EQ(prod->size(), 1u);
+  EXPECT_THAT(notes, ::testing::ElementsAre(
+                         HasSubstr("namespaced objects that name no namespace go to shop "
+                                   "(environments/prod/spec.json: spec.namespace)")));
+
+  // No namespace in the spec, a spec that is someone else's, or none at all: no default.
+  for (
+      const char* spec :
+      {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {}})",
+       R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": null}})",
+       R"({"openapi": "3.0.0", "spec": {"namespace": "elsewhere"}})"}) {
+    repo.Add("environments/prod/spec.json", spec);
+    auto plain = renderer.Render({"prod", "environments/prod", repo.files});
+    ASSERT_TRUE(plain.ok()) << spec << ": " << plain.status();
+    EXPECT_EQ(plain->default_namespace(), "") << spec;
+  }
+  Repo bare;
+  bare.Add("app/main.jsonnet", "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }");
+  auto none = renderer.Render({"app", "app", bare.files});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->default_namespace(), "");
+
+  const std::pair<const char*, const char*> kBad[] = {
+      {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": "Shop_1"}})",
+       "environments/prod/spec.json: spec.namespace: namespace name \"Shop_1\""},
+      {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": ["a"]}})",
+       "environments/prod/spec.json: spec.namespace is not a string"},
+      {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {)",
+       "environments/prod/spec.json is read as a Tanka environment's spec, and is not JSON: line"},
+  };
+  for (const auto& [spec, error] : kBad) {
+    repo.Add("environments/prod/spec.json", spec);
+    auto bad = renderer.Render({"prod", "environments/prod", repo.files});
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << spec;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << spec;
+  }
+
+  // An inline environment beside a spec.json that disagrees: which one is meant is unclear.
+  repo.Add(
+      "environments/prod/spec.json",
+      R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": "shop"}})");
+  repo.Add("environments/prod/main.jsonnet", R"({
+  apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment', metadata: { name: 'prod' },
+  spec: { namespace: 'store' },
+  data: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } },
+})");
+  auto disagree = renderer.Render({"prod", "environments/prod", repo.files});
+  EXPECT_THAT(std::string(disagree.status().message()),
+              HasSubstr("Tanka environments disagree on the namespace: "
+                        "environments/prod/spec.json says shop, the inline environment of "
+                        "environments/prod/main.jsonnet says store"));
 }
 
 TEST(JsonnetRendererTest, ADirectoryWithoutMainJsonnetEvaluatesEveryJsonnetFile) {
@@ -556,16 +667,19 @@ TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
 }
 
 TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
-  auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web",
+  auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web", "shop",
                                {"values-prod.yaml"}, {{"image.tag", "1.2"}, {"list", "a,b"}});
   ASSERT_TRUE(args.ok());
-  EXPECT_THAT(*args,
-              ::testing::ElementsAre("/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
-                                     "--values=/tmp/c/charts/web/values-prod.yaml",
-                                     "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {"../x.yaml"}, {}).ok());
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {"/etc/x.yaml"}, {}).ok());
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", {}, {{"a=b", "c"}}).ok());
+  EXPECT_THAT(*args, ::testing::ElementsAre(
+                         "/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
+                         "--namespace=shop", "--values=/tmp/c/charts/web/values-prod.yaml",
+                         "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
+  // Without a namespace helm's own default holds.
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", {}, {}),
+              ::testing::ElementsAre("helm", "template", "web", "/c"));
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"../x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"/etc/x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {}, {{"a=b", "c"}}).ok());
 }
 
 TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {

@@ -32,8 +32,10 @@ absl::Status CheckHelmValuesFile(const std::string& file) {
 
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
-    const std::vector<std::string>& values_files, const Values& values) {
+    const std::string& release_namespace, const std::vector<std::string>& values_files,
+    const Values& values) {
   std::vector<std::string> args = {binary, "template", release, chart_dir};
+  if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   for (const std::string& file : values_files) {
     if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
     args.push_back("--values=" + chart_dir + "/" + file);
@@ -88,9 +90,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
-  absl::StatusOr<std::vector<std::string>> args =
-      HelmTemplateArgs(options_.binary, input.bundle, scratch.root() + "/" + input.path,
-                       input.helm_values_files, input.values ? *input.values : kNoValues);
+  absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
+      options_.binary, input.bundle, scratch.root() + "/" + input.path, input.target_namespace,
+      input.helm_values_files, input.values ? *input.values : kNoValues);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts.

@@ -13,6 +13,7 @@ extern "C" {
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
+#include "common/names.h"
 #include "common/subprocess.h"
 #include "controlplane/render/jsonnet_renderer.h"
 #include "yaml-cpp/yaml.h"
@@ -130,16 +131,26 @@ bool IsTankaEnvironment(const YAML::Node& value) {
          absl::StartsWith(api_version.Scalar(), "tanka.dev/") && kind.Scalar() == "Environment";
 }
 
+// An inline environment met in a program's value: its name and spec.namespace (empty
+// when it sets none).
+struct InlineEnvironment {
+  std::string name;
+  std::string ns;
+};
+
 // Flattens the program's value into object nodes, as Tanka does: arrays and objects that
 // are not manifests are walked (an object's fields in name order). `environments` gets
-// the name of each inline environment met.
+// each inline environment met.
 void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
-                    std::vector<std::string>* environments) {
+                    std::vector<InlineEnvironment>* environments) {
   if (value.IsSequence()) {
     for (const YAML::Node& item : value) CollectObjects(item, out, environments);
   } else if (value.IsMap() && IsTankaEnvironment(value)) {
     const YAML::Node name = value["metadata"]["name"];
-    environments->push_back(name && name.IsScalar() ? name.Scalar() : "(no metadata.name)");
+    const YAML::Node spec = value["spec"];
+    const YAML::Node ns = spec && spec.IsMap() ? spec["namespace"] : YAML::Node();
+    environments->push_back({name && name.IsScalar() ? name.Scalar() : "(no metadata.name)",
+                             ns && ns.IsScalar() ? ns.Scalar() : ""});
     if (value["data"]) CollectObjects(value["data"], out, environments);
   } else if (value.IsMap() && value["apiVersion"] && value["kind"]) {
     out->push_back(value);
@@ -148,6 +159,33 @@ void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
     for (const auto& entry : value) sorted[entry.first.Scalar()] = entry.second;
     for (const auto& [key, item] : sorted) CollectObjects(item, out, environments);
   }
+}
+
+// The spec.namespace of a Tanka environment's spec.json in the bundle's folder; empty
+// when there is none, or the file is no Tanka environment's, or it sets no namespace.
+absl::StatusOr<std::string> SpecJsonNamespace(const std::map<std::string, const RepoFile*>& files,
+                                              const std::string& path) {
+  const std::string spec_path = path.empty() ? "spec.json" : absl::StrCat(path, "/spec.json");
+  auto it = files.find(spec_path);
+  if (it == files.end()) return std::string();
+  YAML::Node spec;
+  try {
+    spec = YAML::Load(it->second->content);
+  } catch (const YAML::Exception& e) {
+    // Tanka fails on it too; passing over it would move the bundle's objects to another
+    // namespace (and prune them where they were).
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec_path, " is read as a Tanka environment's spec, and is not JSON: line ",
+                     e.mark.line + 1, ": ", e.msg));
+  }
+  if (!spec.IsMap() || !IsTankaEnvironment(spec)) return std::string();
+  const YAML::Node body = spec["spec"];
+  const YAML::Node ns = body && body.IsMap() ? body["namespace"] : YAML::Node();
+  if (!ns || ns.IsNull()) return std::string();
+  if (!ns.IsScalar()) {
+    return absl::InvalidArgumentError(absl::StrCat(spec_path, ": spec.namespace is not a string"));
+  }
+  return ns.Scalar();
 }
 
 // What one evaluation produced; computed in a child process and sent back whole.
@@ -327,6 +365,13 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
                                                      ": no value \"", value_name, "\""));
     }
   }
+  // Where a Tanka environment's namespaced objects that name none go: its spec.json's
+  // spec.namespace, or an inline environment's (EvaluateEntry).
+  absl::StatusOr<std::string> spec_namespace = SpecJsonNamespace(files, input.path);
+  if (!spec_namespace.ok()) return spec_namespace.status();
+  std::string origin_of_namespace =
+      input.path.empty() ? "spec.json" : absl::StrCat(input.path, "/spec.json");
+  std::string ns = *std::move(spec_namespace);
   ObjectSet set;
   size_t bytes = 0;
   const JsonnetLibraries libraries = JsonnetLibraryPaths(input.path, files);
@@ -334,10 +379,31 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   std::vector<std::string> read_paths = libraries.markers;
   ReadValues read_values;
   for (const std::string& main_path : entries) {
+    std::string inline_namespace;
     absl::Status evaluated = EvaluateEntry(files, main_path, input, values, libraries.folders, &set,
-                                           &bytes, &read_paths, &read_values);
+                                           &bytes, &read_paths, &read_values, &inline_namespace);
     if (input.read_values != nullptr) *input.read_values = read_values;
     if (!evaluated.ok()) return evaluated;
+    if (inline_namespace.empty()) continue;
+    if (!ns.empty() && ns != inline_namespace) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Tanka environments disagree on the namespace: ", origin_of_namespace, " says ", ns,
+          ", the inline environment of ", main_path, " says ", inline_namespace));
+    }
+    ns = inline_namespace;
+    origin_of_namespace = absl::StrCat("the inline environment of ", main_path);
+  }
+  if (!ns.empty()) {
+    if (absl::Status valid = ValidateName("namespace", ns); !valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin_of_namespace, ": spec.namespace: ", valid.message()));
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("namespaced objects that name no namespace go to ", ns,
+                                          " (", origin_of_namespace,
+                                          ": spec.namespace), unless the bundle has --namespace"));
+    }
+    set.set_default_namespace(ns);
   }
   if (input.read_paths != nullptr) {
     std::sort(read_paths.begin(), read_paths.end());
@@ -350,7 +416,8 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
 absl::Status JsonnetRenderer::EvaluateEntry(
     const std::map<std::string, const RepoFile*>& files, const std::string& main_path,
     const RenderInput& input, const Values& values, const std::vector<std::string>& libraries,
-    ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths, ReadValues* read_values) {
+    ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths, ReadValues* read_values,
+    std::string* inline_namespace) {
   // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
   // evaluated in a child process that is killed at the deadline.
   absl::StatusOr<std::string> encoded =
@@ -380,19 +447,20 @@ absl::Status JsonnetRenderer::EvaluateEntry(
   read_paths->insert(read_paths->end(), evaluation->read_paths.begin(),
                      evaluation->read_paths.end());
   std::vector<YAML::Node> nodes;
-  std::vector<std::string> environments;
+  std::vector<InlineEnvironment> environments;
   CollectObjects(value, &nodes, &environments);
   if (environments.size() > 1) {
     // Tanka asks which (--name); so does a bundle: both sets in one cluster is no one's
     // intent.
-    return absl::InvalidArgumentError(absl::StrCat(
-        main_path, " returns ", environments.size(), " Tanka inline environments (",
-        absl::StrJoin(environments.begin(),
-                      environments.begin() + std::min<size_t>(environments.size(), 10), ", "),
-        environments.size() > 10 ? ", ..." : "",
-        "); a bundle renders one: keep one per file, or choose one with a top-level argument "
-        "(--tla)"));
+    std::vector<std::string> names;
+    for (const InlineEnvironment& environment : environments) names.push_back(environment.name);
+    return absl::InvalidArgumentError(
+        absl::StrCat(main_path, " returns ", environments.size(), " Tanka inline environments (",
+                     ListNames(names),
+                     "); a bundle renders one: keep one per file, or choose one with a "
+                     "top-level argument (--tla)"));
   }
+  if (!environments.empty()) *inline_namespace = environments.front().ns;
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string origin = absl::StrCat(main_path, " (output object ", i + 1, ")");
     absl::StatusOr<std::string> yaml = EmitBlockYaml(nodes[i]);

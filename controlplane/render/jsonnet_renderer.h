@@ -16,6 +16,10 @@ namespace gitfleet {
 // object, an array of objects, or an object whose values are objects. Every value is an external
 // variable (std.extVar), looked up lazily so `read_values` names only those the program used.
 //
+// A Tanka environment's namespace (spec.namespace of PATH/spec.json, or of an inline
+// environment) becomes the set's default namespace: namespaced objects that name none go
+// there, as `tk apply` puts them, unless the bundle has its own (--namespace).
+//
 // libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
 // the repository's files copy-on-write) that is killed at `timeout`.
 struct JsonnetOptions {
@@ -38,7 +42,7 @@ class JsonnetRenderer : public Renderer {
                              const std::string& main_path, const RenderInput& input,
                              const Values& values, const std::vector<std::string>& libraries,
                              ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths,
-                             ReadValues* read_values);
+                             ReadValues* read_values, std::string* inline_namespace);
 
   const JsonnetOptions options_;
 };

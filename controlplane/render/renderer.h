@@ -50,6 +50,10 @@ struct RenderInput {
   // When set, receives what the render says without failing: files skipped as never
   // manifests, a kustomization generated for a directory without one.
   std::vector<std::string>* notes = nullptr;
+  // The bundle's target namespace (--namespace), or empty. Helm renders its release there,
+  // so a chart that writes `namespace: {{ .Release.Namespace }}` (most do) puts its objects
+  // where the bundle's others go, not in "default".
+  std::string target_namespace;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
