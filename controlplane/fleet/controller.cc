@@ -609,10 +609,18 @@ absl::Status Controller::RemoveSource(const std::string& name) {
 
 absl::StatusOr<v1::SourceInfo> Controller::SyncSource(const std::string& name,
                                                       absl::Time wait_until) {
+  std::map<std::string, uint64_t> tickets;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [bundle, state] : bundles_) {
+      if (state.definition.source() == name) tickets[bundle] = state.commit_ticket;
+    }
+  }
   absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(name, WaitLeft(wait_until));
   // Level-triggered: every bundle of the source is reconciled, whether or not the commit
-  // moved, so a render that failed is tried again now.
-  if (info.ok()) ReconcileBundlesOf(name, wait_until);
+  // moved, so a render that failed is tried again now (once: a commit the fetch brought
+  // is already queued).
+  if (info.ok()) ReconcileBundlesOf(name, wait_until, tickets);
   return info;
 }
 
@@ -621,12 +629,21 @@ absl::Duration Controller::WaitLeft(absl::Time wait_until) const {
                   std::min(options_.api_wait, wait_until - options_.clock->Now()));
 }
 
-void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_until) {
+void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_until,
+                                    const std::map<std::string, uint64_t>& tickets_before) {
   std::vector<std::string> names;
+  // Bundles a new commit queued since `tickets_before`: that reconcile reads the commit.
+  std::map<std::string, uint64_t> queued;
   {
     MutexLock lock(&mu_);
     for (const auto& [name, state] : bundles_) {
-      if (state.definition.source() == source) names.push_back(name);
+      if (state.definition.source() != source) continue;
+      names.push_back(name);
+      auto before = tickets_before.find(name);
+      if (state.commit_ticket != 0 && before != tickets_before.end() &&
+          before->second != state.commit_ticket) {
+        queued[name] = state.commit_ticket;
+      }
     }
   }
   absl::Time deadline = options_.clock->Now() + WaitLeft(wait_until);
@@ -634,7 +651,10 @@ void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_u
   // pass of its own: the second round waits for those.
   for (int round = 0; round < 2 && !names.empty(); ++round) {
     std::vector<uint64_t> tickets;
-    for (const std::string& name : names) tickets.push_back(queue_.Add(name));
+    for (const std::string& name : names) {
+      auto commit = round == 0 ? queued.find(name) : queued.end();
+      tickets.push_back(commit != queued.end() ? commit->second : queue_.Add(name));
+    }
     for (size_t i = 0; i < names.size(); ++i) {
       queue_.WaitFor(names[i], tickets[i],
                      std::max(absl::ZeroDuration(), deadline - options_.clock->Now()));
@@ -1314,7 +1334,14 @@ void Controller::OnSourceCommit(const std::string& source, const SourceSnapshot&
   Publish(
       MakeEvent("source.commit", "", "", snapshot.commit.summary, snapshot.commit.id, "", source),
       names);
-  for (const std::string& name : *names) queue_.Add(name);
+  std::vector<uint64_t> tickets;
+  tickets.reserve(names->size());
+  for (const std::string& name : *names) tickets.push_back(queue_.Add(name));
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < names->size(); ++i) {
+    auto it = bundles_.find((*names)[i]);
+    if (it != bundles_.end()) it->second.commit_ticket = tickets[i];
+  }
 }
 
 void Controller::OnSourceError(const std::string& source, const std::string& error) {

@@ -220,6 +220,9 @@ class Controller {
     // Engines that take values (jsonnet, helm) render per variant; their reads collect
     // here and are the render cache for the next commit.
     std::shared_ptr<ReadPathSet> variant_paths;
+    // The queue ticket of the reconcile its source's newest commit queued: a sync that
+    // fetched that commit waits for it rather than render the commit twice.
+    uint64_t commit_ticket = 0;
     v1::BundleRecord record;
     // The render cache of other engines is record.read_paths/read_ids; a definition change
     // clears it.
@@ -332,8 +335,11 @@ class Controller {
   // Stores revisions built for some cluster's values since the last pass.
   void PersistNewRevisions(const std::string& name);
   // Queues every bundle of `source` and waits (up to api_wait and `wait_until`) for their
-  // reconciles.
-  void ReconcileBundlesOf(const std::string& source, absl::Time wait_until);
+  // reconciles. A bundle whose commit_ticket is no longer the one in `tickets_before`
+  // (its source delivered a commit since) is not queued again: the reconcile that commit
+  // queued is waited for.
+  void ReconcileBundlesOf(const std::string& source, absl::Time wait_until,
+                          const std::map<std::string, uint64_t>& tickets_before = {});
   // Queues `name` and waits (up to api_wait and `wait_until`) for a reconcile that saw
   // the change.
   void ReconcileAndWait(const std::string& name, absl::Time wait_until);

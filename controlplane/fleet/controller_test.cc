@@ -1731,6 +1731,47 @@ TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
                                   "render.failed " + again.substr(0, 7)));
 }
 
+// `sync` renders a commit it fetched once, not once for the commit and again for the
+// sync; at a commit already seen, it tries a failed render again, once.
+TEST_F(ControllerTest, ASyncRendersTheCommitItFetchedOnce) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  FakeClock clock;  // no backoff retry runs unless the test moves it
+  ControllerOptions options = OnFakeClock(&clock);
+  options.api_wait = absl::Seconds(30);
+  MemoryStore store;
+  Hub hub(&store, metrics_);
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller.AddBundle(Bundle("b", "a"), false).ok());
+  auto renders = [&](const char* result) {
+    return metrics_.renders.Add({{"engine", "plain"}, {"result", result}}).Value();
+  };
+  auto hits = [&] { return metrics_.render_cache_hits.Add({}).Value(); };
+  for (int i = 0; i < 3; ++i) {
+    git_.Write("a/cm.yaml", i == 1 ? std::string("kind: [broken") : Cm("a", absl::StrCat(i)));
+    git_.Commit(absl::StrCat("change ", i));
+    const double ok = renders("ok"), failed = renders("error"), cached = hits();
+    ASSERT_TRUE(controller.SyncSource("app").ok());
+    EXPECT_EQ(renders("ok") + renders("error") - ok - failed, 1) << "change " << i;
+    EXPECT_EQ(hits(), cached) << "change " << i << ": nothing rendered twice";
+  }
+  // The same commit again, rendered well: the sync's reconcile has nothing to render.
+  const double ok = renders("ok"), cached = hits();
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  EXPECT_EQ(renders("ok"), ok);
+  EXPECT_EQ(hits(), cached);
+  // A failed render at a commit already seen is tried again by a sync, once.
+  git_.Write("a/cm.yaml", "kind: [broken");
+  git_.Commit("broken again");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  const double failed = renders("error");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  EXPECT_EQ(renders("error"), failed + 1);
+}
+
 TEST_F(ControllerTest, ApiCallsStopWaitingAtTheCallersDeadlineAndTheWorkGoesOn) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
