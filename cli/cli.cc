@@ -1653,7 +1653,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                             &values,       read, tlas,   values_files};
           input.notes = notes;
           input.target_namespace = bundle.target_namespace();
-          return renderer->Render(input);
+          return RenderBundlePath(*renderer, input);
         },
         factory->explicit_values_only());
     revision = content->For(cluster);
@@ -1661,7 +1661,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     RenderInput input{bundle.name(), path, *files};
     input.notes = notes;
     input.target_namespace = bundle.target_namespace();
-    absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+    absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     if (!objects.ok()) return objects.status();
     absl::StatusOr<std::shared_ptr<BundleVariants>> content =
         BundleVariants::FromTemplate(std::move(params), *std::move(objects));

@@ -145,6 +145,13 @@ constexpr size_t kMaxProbeThreads = 4;
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
 
+// A stored render built again: the namespace its repository declared for it (a Tanka
+// environment's, fleet.yaml's), which the stored objects do not carry, stays its own when
+// the bundle names none, so it is the same revision.
+void KeepDeclaredNamespace(const Revision& stored, BundleVariants::Params* params) {
+  if (params->target_namespace.empty()) params->target_namespace = stored.target_namespace;
+}
+
 }  // namespace
 
 // How often reports may reconcile one bundle (its rollout or dependency gate): the gate
@@ -370,14 +377,10 @@ absl::Status Controller::Load() {
             BundleVariants::Params params = ContentParams(
                 entry.key, RenderedDefinition(state.definition, state.record, (*rev)->commit),
                 state.values, state.generation, (*rev)->commit, (*rev)->committed_time);
-            if (TakesValues(state.record.engine())) {
-              // The namespace its source declared (a Tanka environment's) stays its own.
-              ObjectSet objects = (*rev)->objects;
-              objects.set_default_namespace((*rev)->target_namespace);
-              content = BundleVariants::Fixed(std::move(params), std::move(objects));
-            } else {
-              content = BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
-            }
+            KeepDeclaredNamespace(**rev, &params);
+            content = TakesValues(state.record.engine())
+                          ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
+                          : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
           }
           if (content.ok()) {
             state.content = *content;
@@ -417,10 +420,11 @@ absl::Status Controller::Load() {
           stable = absl::FailedPreconditionError(
               "it is substituted with the values of a definition since changed");
         } else {
-          stable = BundleVariants::FromTemplate(
+          BundleVariants::Params params =
               ContentParams(entry.key, state.definition, state.values, state.generation,
-                            (*rev)->commit, (*rev)->committed_time),
-              (*rev)->objects);
+                            (*rev)->commit, (*rev)->committed_time);
+          KeepDeclaredNamespace(**rev, &params);
+          stable = BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
         }
         if (stable.ok()) {
           state.stable = *std::move(stable);
@@ -2538,7 +2542,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       std::vector<std::string> paths;
       RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
       input.target_namespace = ns;
-      absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+      absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
       MutexLock lock(&variant_paths->mu);
       variant_paths->paths.insert(paths.begin(), paths.end());
       return objects;
@@ -2549,7 +2553,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
     input.target_namespace = definition.target_namespace();
-    absl::StatusOr<ObjectSet> objects = renderer->Render(input);
+    absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
                      : absl::StatusOr<std::vector<std::string>>(objects.status());

@@ -1151,6 +1151,30 @@ TEST_F(ControllerTest, ATankaEnvironmentsNamespaceIsWhereItsObjectsGo) {
   EXPECT_EQ(update.target_namespace(), "ops");
 }
 
+// A repository moved from Rancher Fleet keeps its objects where fleet.yaml put them; the
+// namespace is part of the revision a restart serves again.
+TEST_F(ControllerTest, FleetYamlsNamespaceIsWhereTheObjectsGo) {
+  git_.Write("apps/web/cm.yaml", Cm("a"));
+  git_.Write("apps/web/fleet.yaml", "defaultNamespace: web\n");
+  git_.Commit("from Fleet");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->error(), "");
+  EXPECT_THAT(info->notes(),
+              ::testing::Contains(HasSubstr("go to web (apps/web/fleet.yaml: defaultNamespace)")));
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().target_namespace(), "web");
+  Restart();
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());  // the first fetch
+  EXPECT_EQ(controller_->ListBundles()[0].revision(), info->revision());
+  agent = ConnectAgent(hub_.get(), "a", {}, {{"web", info->revision()}});
+  EXPECT_EQ(hub_->NextMessage(agent, "web"), nullptr) << "it holds what it should run";
+}
+
 // A chart that writes `namespace: {{ .Release.Namespace }}` renders in the bundle's
 // namespace. Helm is not packaged here: a stand-in prints what helm prints for it.
 TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {

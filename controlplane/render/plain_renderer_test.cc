@@ -61,6 +61,87 @@ TEST(PlainRendererTest, AGitLfsPointerIsNamedAsOne) {
   EXPECT_EQ(LfsPointerHint({{"apps/web/a.yaml", Cm("a")}}, ""), "");
 }
 
+// Rancher Fleet's fleet.yaml in a bundle's folder says where its objects go:
+// defaultNamespace for those that name none, namespace for every one (Fleet moves those
+// that name another). A repository moved from Fleet lands where it did there.
+TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ops}\n"},
+      {"apps/web/fleet.yaml", "defaultNamespace: web\nhelm: {releaseName: x}\n"},
+      // Another folder's options are not this bundle's.
+      {"apps/web/sub/fleet.yaml", "namespace: elsewhere\n"},
+  };
+  auto keys = [](const ObjectSet& set) {
+    std::vector<std::string> out;
+    for (const auto& [key, object] : set.objects()) out.push_back(key);
+    return out;
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  auto by_default = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(by_default.ok()) << by_default.status();
+  EXPECT_EQ(by_default->default_namespace(), "web");
+  EXPECT_THAT(keys(*by_default), ::testing::ElementsAre("/ConfigMap//a", "/ConfigMap/ops/b"));
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("namespaced objects that name no namespace go to web "
+                                   "(apps/web/fleet.yaml: defaultNamespace), unless the bundle has "
+                                   "--namespace")));
+
+  // `namespace` is forced: b moves from ops (its text says so too).
+  files[2].content = "namespace: shop\ndefaultNamespace: web\n";
+  notes.clear();
+  auto forced = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_EQ(forced->default_namespace(), "shop");
+  EXPECT_THAT(keys(*forced), ::testing::ElementsAre("/ConfigMap//a", "/ConfigMap/shop/b"));
+  EXPECT_THAT(forced->objects().at("/ConfigMap/shop/b")->yaml(), HasSubstr("namespace: shop"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "every namespaced object goes to shop (apps/web/fleet.yaml: namespace), "
+                         "unless the bundle has --namespace; moved there: ConfigMap ops/b")));
+
+  // The bundle's own --namespace is the operator's word: fleet.yaml is not read.
+  RenderInput own = input;
+  own.target_namespace = "mine";
+  auto operators = RenderBundlePath(renderer, own);
+  ASSERT_TRUE(operators.ok()) << operators.status();
+  EXPECT_EQ(operators->default_namespace(), "");
+  EXPECT_THAT(keys(*operators), ::testing::ElementsAre("/ConfigMap//a", "/ConfigMap/ops/b"));
+
+  // Moving two objects of one name into one namespace would make one of two: refused.
+  files.push_back({"apps/web/c.yaml",
+                   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: dev}\n"});
+  auto collide = RenderBundlePath(renderer, {"web", "apps/web", files});
+  EXPECT_EQ(collide.status().code(), absl::StatusCode::kAlreadyExists) << collide.status();
+  files.pop_back();
+
+  // Options that cannot be read fail the render, rather than put the objects elsewhere.
+  const std::pair<const char*, const char*> kBad[] = {
+      {"namespace: [",
+       "apps/web/fleet.yaml (Rancher Fleet's bundle options, read for its "
+       "namespace) is not YAML: line"},
+      {"- a\n", "apps/web/fleet.yaml (Rancher Fleet's bundle options) is not a mapping"},
+      {"defaultNamespace: Web_1\n",
+       "apps/web/fleet.yaml: defaultNamespace: namespace name \"Web_1\" must be"},
+      {"namespace: {a: b}\n", "apps/web/fleet.yaml: namespace is not a string"},
+  };
+  for (const auto& [text, error] : kBad) {
+    files[2].content = text;
+    auto bad = RenderBundlePath(renderer, {"web", "apps/web", files});
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << text;
+  }
+  // Empty, or neither field: as without one.
+  for (const char* text : {"", "helm: {releaseName: x}\n", "defaultNamespace: \"\"\n"}) {
+    files[2].content = text;
+    auto plain = RenderBundlePath(renderer, {"web", "apps/web", files});
+    ASSERT_TRUE(plain.ok()) << text << ": " << plain.status();
+    EXPECT_EQ(plain->default_namespace(), "") << text;
+  }
+}
+
 TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
   PlainRenderer renderer;
   std::vector<RepoFile> files = {

@@ -12,8 +12,10 @@
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -91,6 +93,99 @@ absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
   return set;
 }
 
+absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
+                                                          const std::vector<RepoFile>& files) {
+  const std::string name = path.empty() ? "fleet.yaml" : absl::StrCat(path, "/fleet.yaml");
+  FleetYamlNamespace out;
+  const RepoFile* found = nullptr;
+  for (const RepoFile& file : files) {
+    if (file.path == name) found = &file;
+  }
+  if (found == nullptr) return out;
+  YAML::Node options;
+  try {
+    options = YAML::Load(found->content);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " (Rancher Fleet's bundle options, read for its namespace) is not YAML: line ",
+        e.mark.line + 1, ": ", e.msg));
+  }
+  if (!options || options.IsNull()) return out;
+  if (!options.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " (Rancher Fleet's bundle options) is not a mapping"));
+  }
+  for (const char* field : {"namespace", "defaultNamespace"}) {
+    const YAML::Node value = options[field];
+    if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
+    if (!value.IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, " is not a string"));
+    }
+    if (absl::Status valid = ValidateName("namespace", value.Scalar()); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, ": ", valid.message()));
+    }
+    out.ns = value.Scalar();
+    out.forced = std::string(field) == "namespace";
+    out.origin = absl::StrCat(name, ": ", field);
+    break;
+  }
+  return out;
+}
+
+absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
+  if (!input.target_namespace.empty()) return renderer.Render(input);  // the operator's word
+  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
+  if (!fleet.ok()) return fleet.status();
+  if (fleet->ns.empty()) return renderer.Render(input);
+  RenderInput placed = input;
+  placed.target_namespace = fleet->ns;  // helm's release namespace
+  absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
+  if (!objects.ok()) return objects;
+  if (!objects->default_namespace().empty() && objects->default_namespace() != fleet->ns) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        fleet->origin, " says ", fleet->ns, ", and the render says its objects go to ",
+        objects->default_namespace(), "; which is meant is unclear: set the bundle's --namespace"));
+  }
+  objects->set_default_namespace(fleet->ns);
+  std::vector<std::string> moved;
+  if (fleet->forced) {
+    ObjectSet forced;
+    forced.set_default_namespace(fleet->ns);
+    for (const auto& [key, object] : objects->objects()) {
+      const std::string& ns = object->key().namespace_();
+      if (ns.empty() || ns == fleet->ns) {
+        GF_RETURN_IF_ERROR(forced.Add(object));
+        continue;
+      }
+      YAML::Node node;
+      try {
+        node = YAML::Load(object->yaml());
+        node["metadata"]["namespace"] = fleet->ns;
+      } catch (const YAML::Exception& e) {
+        return absl::InternalError(absl::StrCat(KeyDisplay(object->key()), ": cannot move it to ",
+                                                fleet->ns, ": ", e.what()));
+      }
+      absl::StatusOr<std::string> yaml = EmitBlockYaml(node);
+      if (!yaml.ok()) return yaml.status();
+      absl::StatusOr<v1::ManifestObject> rewritten = MakeObject(*yaml, KeyDisplay(object->key()));
+      if (!rewritten.ok()) return rewritten.status();
+      if (moved.size() < 3) moved.push_back(absl::StrCat(KeyDisplay(object->key())));
+      // Two objects that differ only by namespace now collide: AlreadyExists names them.
+      GF_RETURN_IF_ERROR(forced.Add(*std::move(rewritten), KeyDisplay(object->key())));
+    }
+    *objects = std::move(forced);
+  }
+  if (input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet->forced ? "every namespaced object goes to "
+                      : "namespaced objects that name no "
+                        "namespace go to ",
+        fleet->ns, " (", fleet->origin, "), unless the bundle has --namespace",
+        moved.empty() ? "" : absl::StrCat("; moved there: ", absl::StrJoin(moved, ", "))));
+  }
+  return objects;
+}
+
 NonManifests::NonManifests(const std::string& path, const std::vector<RepoFile>& files)
     : prefix_(path.empty() ? "" : path + "/") {
   for (const RepoFile& file : files) {
@@ -118,7 +213,12 @@ std::string NonManifests::Why(const std::string& repo_path) const {
     }
   }
   absl::string_view name = parts.back();
-  if (name == "fleet.yaml") return "Rancher Fleet's bundle options";
+  if (name == "fleet.yaml") {
+    return prefix_.size() + name.size() == repo_path.size()
+               ? "Rancher Fleet's bundle options (gitfleet reads its namespace and "
+                 "defaultNamespace)"
+               : "Rancher Fleet's bundle options (of another bundle's folder)";
+  }
   if (name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization") {
     return "a kustomization, not a manifest";
   }

@@ -184,6 +184,26 @@ class Renderers {
   std::map<std::string, std::unique_ptr<Renderer>> renderers_;
 };
 
+// Where Rancher Fleet's fleet.yaml in a bundle's folder puts the bundle's objects:
+// `defaultNamespace` for namespaced objects that name none, or `namespace`, which Fleet
+// forces on every object. Empty `ns` when there is no fleet.yaml or it sets neither.
+struct FleetYamlNamespace {
+  std::string ns;
+  bool forced = false;  // from `namespace`
+  std::string origin;   // "apps/web/fleet.yaml: namespace", for messages
+};
+// InvalidArgument naming the file when it is not YAML, not a mapping, or names a
+// namespace Kubernetes refuses: passing over it would put the objects elsewhere.
+absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
+                                                          const std::vector<RepoFile>& files);
+
+// What every caller renders a bundle with: `renderer` on `input`, with what the bundle's
+// folder declares for itself (fleet.yaml's namespace) when the bundle has no
+// --namespace (`input.target_namespace`): helm renders its release there, the set's
+// default namespace is it (Revision::Build), and with Fleet's `namespace` an object that
+// names another one is moved into it, as Fleet moves it.
+absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input);
+
 // The objects in an external tool's YAML output, under `limits`; errors name `origin`.
 absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
                                                 const std::string& origin, const std::string& text,
