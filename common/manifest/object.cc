@@ -30,6 +30,13 @@ absl::StatusOr<std::string> RequiredScalar(const YAML::Node& node, absl::string_
   return value.Scalar();
 }
 
+// A document SOPS encrypted: a top-level `sops` mapping with its message authentication
+// code (every SOPS version writes `mac`) and the version or time it was written.
+bool IsSopsEncrypted(const YAML::Node& doc) {
+  const YAML::Node sops = doc["sops"];
+  return sops && sops.IsMap() && sops["mac"] && (sops["version"] || sops["lastmodified"]);
+}
+
 absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::string_view where) {
   if (!doc.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": document is not a mapping"));
@@ -38,6 +45,19 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
   if (!api_version.ok()) return api_version.status();
   absl::StatusOr<std::string> kind = RequiredScalar(doc, "kind", where);
   if (!kind.ok()) return kind.status();
+  if (IsSopsEncrypted(doc)) {
+    // Flux decrypts these after its build; applied as they are, the ciphertext would
+    // replace what the cluster holds (stringData is taken as it is). Left out, the object
+    // would be pruned. Neither is safe, so the render fails and the bundle keeps its last
+    // good revision.
+    const YAML::Node name = doc["metadata"]["name"];
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": ", *kind, name && name.IsScalar() ? absl::StrCat(" ", name.Scalar()) : "",
+        " is encrypted with SOPS (it has sops metadata): gitfleet does not decrypt it, and "
+        "applying the ciphertext would replace what the cluster holds; keep secrets out of "
+        "the bundle (an ExternalSecret or SealedSecret object, or a bundle of their own "
+        "rendered from decrypted files) or decrypt them before gitfleet reads the repository"));
+  }
   YAML::Node metadata = doc["metadata"];
   if (!metadata || !metadata.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", *kind, " has no metadata mapping"));

@@ -1,5 +1,6 @@
 #include "common/manifest/object.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/manifest/yaml.h"
 #include "common/status_matchers.h"
@@ -134,6 +135,52 @@ TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
       "cm.yaml");
   EXPECT_THAT(objects.status(), StatusIs(absl::StatusCode::kInvalidArgument,
                                          HasSubstr("cm.yaml:5: ConfigMap has no metadata.name")));
+}
+
+// A Secret SOPS encrypted (Flux repositories keep them so, and Flux decrypts after its
+// build): its values are ciphertext, and stringData is applied as it is. Refused, naming
+// it; a document with a field that merely is called sops is an object like any other.
+TEST(ParseManifestsTest, ASopsEncryptedDocumentIsRefusedNamingIt) {
+  const std::string encrypted = R"(apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+stringData:
+  password: ENC[AES256_GCM,data:Tr7o=,iv:1Ax=,tag:Qd==,type:str]
+sops:
+  age:
+    - recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+      enc: |
+        -----BEGIN AGE ENCRYPTED FILE-----
+        -----END AGE ENCRYPTED FILE-----
+  lastmodified: "2026-11-30T10:00:00Z"
+  mac: ENC[AES256_GCM,data:m4c=,iv:i=,tag:t=,type:str]
+  encrypted_regex: ^(data|stringData)$
+  version: 3.8.1
+)";
+  auto objects = ParseManifests(
+      absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n---\n", encrypted),
+      "secrets.yaml");
+  EXPECT_THAT(objects.status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("secrets.yaml:5: Secret db is encrypted with SOPS (it has sops "
+                                 "metadata): gitfleet does not decrypt it")));
+  // As JSON, as SOPS writes a .json file.
+  auto json = ParseManifests(
+      R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+          "data": {"p": "ENC[AES256_GCM,data:x,type:str]"},
+          "sops": {"mac": "ENC[...]", "version": "3.7.3", "lastmodified": "2026-01-01T00:00:00Z"}})",
+      "secret.json");
+  EXPECT_THAT(json.status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("secret.json:1: Secret db is encrypted with SOPS")));
+  // A custom resource whose own field is called sops is not an encrypted file.
+  auto plain = ParseManifests(
+      "apiVersion: example.com/v1\nkind: Tool\nmetadata: {name: t}\nsops: {enabled: true}\n",
+      "tool.yaml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->size(), 1u);
 }
 
 TEST(ParseManifestsTest, GenerateNameIsForHooksOnly) {
