@@ -99,6 +99,12 @@ ABSL_FLAG(int, render_workers, 2,
 ABSL_FLAG(std::string, render_network, "deny",
           "deny: kustomize and helm renders run in a network namespace of their own, and fail "
           "where the machine cannot make one; allow: run them with the host's network there.");
+ABSL_FLAG(std::string, kustomize_load_restrictor, "LoadRestrictionsRootOnly",
+          "LoadRestrictionsRootOnly: a kustomization reads only files in or below its folder "
+          "(kustomize's default); LoadRestrictionsNone: anywhere, as Flux builds. References "
+          "in kustomization files that leave the repository are refused either way, but with "
+          "None a transformer's own config may name any file the control plane can read: for "
+          "repositories whose writers you trust as you trust this host's operators.");
 ABSL_FLAG(int64_t, render_memory_bytes, int64_t{2} << 30,
           "Data segment limit of a render child (kustomize, helm, isolated jsonnet); 0: none.");
 ABSL_FLAG(bool, jsonnet_in_process, false,
@@ -320,6 +326,18 @@ int Main(ShutdownSignals& signals) {
         absl::StrCat("--render-network=", render_network, ": want deny or allow")));
   }
   options.engines.allow_network = render_network == "allow";
+  const std::string load_restrictor = absl::GetFlag(FLAGS_kustomize_load_restrictor);
+  if (load_restrictor != "LoadRestrictionsRootOnly" && load_restrictor != "LoadRestrictionsNone") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--kustomize-load-restrictor=", load_restrictor,
+                     ": want LoadRestrictionsRootOnly or LoadRestrictionsNone")));
+  }
+  options.engines.kustomize_load_restrictions_none = load_restrictor == "LoadRestrictionsNone";
+  if (options.engines.kustomize_load_restrictions_none) {
+    GF_LOG(WARNING) << "--kustomize-load-restrictor=LoadRestrictionsNone: kustomizations may read "
+                       "files outside their folders; a transformer's config may name any file "
+                       "this process can read";
+  }
   options.engines.binaries["kustomize"] = absl::GetFlag(FLAGS_kustomize);
   options.engines.scratch_dir = absl::StrCat(data_dir, "/render");
   options.engines.timeout = absl::Seconds(absl::GetFlag(FLAGS_render_timeout_seconds));

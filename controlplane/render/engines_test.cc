@@ -206,6 +206,45 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
 }
 
+// Flux builds kustomizations without kustomize's load restriction, so Flux repositories
+// name files outside a kustomization's folder. By default that fails, and the message
+// says what to do; with load_restrictions_none it renders, and what it read is tracked.
+TEST(KustomizeRendererTest, FilesOutsideAKustomizationsFolderNeedLoadRestrictionsNone) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  const std::vector<RepoFile> files = {
+      {"apps/web/kustomization.yaml",
+       "resources: [../shared/cm.yaml]\n"
+       "configMapGenerator: [{name: gen, envs: [../shared/app.env]}]\n"},
+      {"apps/shared/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\n"},
+      {"apps/shared/app.env", "A=1\n"},
+  };
+  KustomizeRenderer restricted({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  auto refused = restricted.Render({"web", "apps/web", files});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is not in or below"));
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("the control plane does with "
+                        "--kustomize-load-restrictor=LoadRestrictionsNone"));
+
+  EngineOptions engines;
+  engines.binaries["kustomize"] = kustomize;
+  engines.scratch_dir = TempDir("scratch");
+  engines.kustomize_load_restrictions_none = true;
+  EXPECT_FALSE(engines.Tool("helm").load_restrictions_none) << "kustomize's alone";
+  KustomizeRenderer open(engines.Tool("kustomize"));
+  std::vector<std::string> read_paths;
+  auto rendered = open.Render({"web", "apps/web", files, &read_paths});
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(rendered->size(), 2u);
+  EXPECT_EQ(rendered->objects().count("/ConfigMap//shared"), 1u);
+  EXPECT_THAT(read_paths, ::testing::IsSupersetOf({"apps/shared/cm.yaml", "apps/shared/app.env"}));
+  // Still confined to the repository by gitfleet's own check.
+  auto escape = open.Render(
+      {"web", "apps/web", {{"apps/web/kustomization.yaml", "resources: [../../../etc/x.yaml]\n"}}});
+  EXPECT_THAT(std::string(escape.status().message()), HasSubstr("leaves the repository"));
+}
+
 TEST(KustomizeRendererTest, RefusesReferencesOutsideTheRepository) {
   struct Case {
     std::string kustomization;

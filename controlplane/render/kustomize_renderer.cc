@@ -326,6 +326,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   } else {
     argv.push_back("build");
   }
+  if (options_.load_restrictions_none) argv.push_back("--load-restrictor=LoadRestrictionsNone");
   argv.push_back(dir);
   SubprocessOptions run;
   run.cwd = scratch.path();
@@ -346,6 +347,14 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
     if (absl::StripAsciiWhitespace(message).empty()) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
+    }
+    if (!options_.load_restrictions_none &&
+        message.find("is not in or below") != std::string::npos) {
+      absl::StrAppend(
+          &message,
+          " (kustomize reads only files in or below a kustomization's folder: name the "
+          "file's folder as a base, or move the file; Flux builds without that restriction, "
+          "and the control plane does with --kustomize-load-restrictor=LoadRestrictionsNone)");
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message),

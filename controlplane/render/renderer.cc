@@ -233,6 +233,7 @@ ToolOptions EngineOptions::Tool(const std::string& engine) const {
   tool.timeout = timeout;
   tool.limits = limits;
   tool.allow_network = allow_network;
+  tool.load_restrictions_none = engine == "kustomize" && kustomize_load_restrictions_none;
   return tool;
 }
 

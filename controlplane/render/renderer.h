@@ -108,6 +108,12 @@ struct ToolOptions {
   // Without a network namespace for the tool (unshare --net), a render fails, saying so,
   // unless this is set (--render-network=allow).
   bool allow_network = false;
+  // kustomize only: build with --load-restrictor=LoadRestrictionsNone (as Flux builds), so a
+  // kustomization may name files outside its own folder. gitfleet still refuses references
+  // in kustomization files that leave the repository, but kustomize may then read any file
+  // the control plane can that a transformer's own config names
+  // (--kustomize-load-restrictor=LoadRestrictionsNone).
+  bool load_restrictions_none = false;
 };
 using KustomizeOptions = ToolOptions;
 
@@ -126,6 +132,7 @@ struct EngineOptions {
   absl::Duration timeout = absl::Seconds(60);
   std::string scratch_dir;     // where tools' checkouts are written (and removed)
   bool allow_network = false;  // tools may run with the host's network (see ToolOptions)
+  bool kustomize_load_restrictions_none = false;  // see ToolOptions::load_restrictions_none
   // Jsonnet evaluates in a child process that can be killed (the default).
   bool isolate_jsonnet = true;
   // An engine's tool binary by engine name ("kustomize", "helm"); absent or empty: found
