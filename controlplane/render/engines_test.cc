@@ -202,6 +202,15 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(pointer.status().message()),
               HasSubstr("(apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS "
                         "content"));
+  // kustomize's helmCharts need --enable-helm and the network: the message says what to do.
+  auto chart = renderer.Render(
+      {"web",
+       "apps/web",
+       {{"apps/web/kustomization.yaml",
+         "helmCharts:\n- {name: app, repo: https://charts.example.com, version: 1.0.0}\n"}}});
+  EXPECT_EQ(chart.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(chart.status().message()),
+              HasSubstr("gitfleet does not inflate kustomize's helmCharts"));
   auto escape = renderer.Render({"web", "a", {{"../etc/passwd", "x"}}});
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
 }

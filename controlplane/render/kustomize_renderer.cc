@@ -348,6 +348,12 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     if (absl::StripAsciiWhitespace(message).empty()) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
     }
+    if (message.find("must specify --enable-helm") != std::string::npos) {
+      absl::StrAppend(&message,
+                      " (gitfleet does not inflate kustomize's helmCharts: a chart from a "
+                      "repository needs the network, which renders do not have; make the "
+                      "chart a bundle of its own, engine helm, or commit its rendered output)");
+    }
     if (!options_.load_restrictions_none &&
         message.find("is not in or below") != std::string::npos) {
       absl::StrAppend(
