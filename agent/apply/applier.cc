@@ -18,6 +18,9 @@ std::string KeptByAnnotation(const std::function<std::string(const char* name)>&
   if (annotation(kFluxPruneAnnotation) == "disabled") {
     return absl::StrCat(kFluxPruneAnnotation, "=disabled");
   }
+  if (absl::StripAsciiWhitespace(annotation(kHelmResourcePolicyAnnotation)) == "keep") {
+    return absl::StrCat(kHelmResourcePolicyAnnotation, "=keep");
+  }
   return "";
 }
 

@@ -22,14 +22,17 @@
 namespace gitfleet {
 
 // The annotations by which a live object asks its GitOps tool never to delete it:
-// gitfleet's own, and Argo CD's and Flux's, as repositories moved from them carry them.
+// gitfleet's own, and Argo CD's, Flux's and Helm's, as repositories and charts carry them.
 inline constexpr char kPruneAnnotation[] = "gitfleet.io/prune";
 inline constexpr char kArgoSyncOptionsAnnotation[] = "argocd.argoproj.io/sync-options";
 inline constexpr char kFluxPruneAnnotation[] = "kustomize.toolkit.fluxcd.io/prune";
+inline constexpr char kHelmResourcePolicyAnnotation[] = "helm.sh/resource-policy";
 // The annotation that keeps an object from being deleted, as "name=value"; "" when none
 // does. `annotation` gives an annotation's value, "" when absent. gitfleet.io/prune
 // "false"; Argo CD's sync options Prune=false or Delete=false (either way its author wants
-// it kept, so both hold on a prune and on a bundle's removal); Flux's prune "disabled".
+// it kept, so both hold on a prune and on a bundle's removal); Flux's prune "disabled";
+// Helm's resource-policy "keep" (charts put it on CRDs, volumes and secrets that must
+// outlive the release).
 std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation);
 
 struct ApplyContext {

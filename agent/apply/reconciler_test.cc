@@ -114,7 +114,8 @@ TEST_F(ReconcilerTest, TheDirectoryApplierKeepsWhatIsAnnotatedToBeKept) {
       reconciler_
           ->OnUpdate(Update({Cm("a"), Cm("gone"), kept("ours", "gitfleet.io/prune: 'false'"),
                              kept("argo", "argocd.argoproj.io/sync-options: Prune=false"),
-                             kept("flux", "kustomize.toolkit.fluxcd.io/prune: disabled")}))
+                             kept("flux", "kustomize.toolkit.fluxcd.io/prune: disabled"),
+                             kept("helm", "helm.sh/resource-policy: keep")}))
           .ack.ok());
   // While "b" fails to be written, the prune waits; the dry run says what it will do.
   faulty_.FailPathsContaining("/out/shop/ConfigMap/b.yaml");
@@ -128,12 +129,13 @@ TEST_F(ReconcilerTest, TheDirectoryApplierKeepsWhatIsAnnotatedToBeKept) {
   EXPECT_EQ(changes["ours"], "keep: it is annotated gitfleet.io/prune=false");
   EXPECT_EQ(changes["argo"], "keep: it is annotated argocd.argoproj.io/sync-options=Prune=false");
   EXPECT_EQ(changes["flux"], "keep: it is annotated kustomize.toolkit.fluxcd.io/prune=disabled");
+  EXPECT_EQ(changes["helm"], "keep: it is annotated helm.sh/resource-policy=keep");
   faulty_.Heal();
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
-  EXPECT_THAT(
-      *fs_.ListFiles("/out"),
-      ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/argo.yaml", "shop/ConfigMap/b.yaml",
-                  "shop/ConfigMap/flux.yaml", "shop/ConfigMap/ours.yaml"));
+  EXPECT_THAT(*fs_.ListFiles("/out"),
+              ElementsAre("shop/ConfigMap/a.yaml", "shop/ConfigMap/argo.yaml",
+                          "shop/ConfigMap/b.yaml", "shop/ConfigMap/flux.yaml",
+                          "shop/ConfigMap/helm.yaml", "shop/ConfigMap/ours.yaml"));
 }
 
 TEST_F(ReconcilerTest, ARemovalThatCannotPruneEverythingTriesAgainAndSaysSo) {
