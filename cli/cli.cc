@@ -204,6 +204,10 @@ constexpr BundleFlag kBundleFlags[] = {
     {"engine", [](const B& f, B* t) { t->set_engine(f.engine()); }},
     {"prune", [](const B& f, B* t) { t->mutable_sync()->set_prune(f.sync().prune()); }},
     {"self-heal", [](const B& f, B* t) { t->mutable_sync()->set_self_heal(f.sync().self_heal()); }},
+    {"create-namespace",
+     [](const B& f, B* t) {
+       t->mutable_sync()->set_create_namespace(f.sync().create_namespace());
+     }},
     {"allow-empty", [](const B& f, B* t) { t->set_allow_empty(f.allow_empty()); }},
     {"substitute", [](const B& f, B* t) { t->set_substitute(f.substitute()); }},
     {"values", [](const B& f, B* t) { *t->mutable_values() = f.values(); }},
@@ -534,11 +538,13 @@ class Cli {
     absl::StatusOr<bool> self_heal = args_.TakeBool("self-heal", true);
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
     absl::StatusOr<bool> allow_removal = args_.TakeBool("allow-removal", false);
-    for (const auto* b : {&prune, &self_heal, &replace, &allow_removal}) {
+    absl::StatusOr<bool> create_namespace = args_.TakeBool("create-namespace", false);
+    for (const auto* b : {&prune, &self_heal, &replace, &allow_removal, &create_namespace}) {
       if (!b->ok()) return Usage(std::string(b->status().message()));
     }
     bundle->mutable_sync()->set_prune(*prune);
     bundle->mutable_sync()->set_self_heal(*self_heal);
+    bundle->mutable_sync()->set_create_namespace(*create_namespace);
     request.set_replace(*replace);
     request.set_allow_removal(*allow_removal);
     v1::RolloutStrategy* rollout = bundle->mutable_rollout();
@@ -1399,6 +1405,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"source", "remove"}, "NAME", "", {}, &Cli::SourceRemove},
       {{"bundle", "add"},
        "NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]\n"
+       "           [--create-namespace]               create NS where a cluster lacks it\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
        "                                              with any of the value flags)\n"
@@ -1414,13 +1421,14 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--allow-removal]                  let --replace's new selector remove it\n"
        "                                              from clusters it no longer matches",
        "",
-       {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal"},
+       {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal",
+        "create-namespace"},
        &Cli::BundleAdd},
       {{"bundle", "set"},
        "NAME [any of bundle add's flags] [--allow-removal]",
        "change only the flags given (--values= or --partition= clears one); the rest of\n"
        "its definition stays. Refused if it changed since it was read",
-       {"prune", "self-heal", "allow-empty", "substitute", "allow-removal"},
+       {"prune", "self-heal", "allow-empty", "substitute", "allow-removal", "create-namespace"},
        &Cli::BundleSet},
       {{"bundle", "history"},
        "NAME [--limit=10]",

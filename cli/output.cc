@@ -110,6 +110,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--engine", Or(before.engine(), "(detected)"), Or(after.engine(), "(detected)"), &out);
   Compare("--prune", flag(before.sync().prune()), flag(after.sync().prune()), &out);
   Compare("--self-heal", flag(before.sync().self_heal()), flag(after.sync().self_heal()), &out);
+  Compare("--create-namespace", flag(before.sync().create_namespace()),
+          flag(after.sync().create_namespace()), &out);
   Compare("--allow-empty", flag(before.allow_empty()), flag(after.allow_empty()), &out);
   Compare("--substitute", flag(before.substitute()), flag(after.substitute()), &out);
   Compare("--values", values(before), values(after), &out);

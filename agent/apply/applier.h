@@ -38,6 +38,8 @@ std::string KeptByAnnotation(const std::function<std::string(const char* name)>&
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;
+  // Create `target_namespace` where it is missing (SyncOptions.create_namespace).
+  bool create_namespace = false;
   // Whether bundle `owner` has let go of the object at `key` (where it lives): `owner`
   // is held here and its revision no longer holds it, so `bundle` may take it over (an
   // object moved from one bundle to another). Unset: no bundle ever has.

@@ -318,7 +318,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   absl::Time start = clock_->Now();
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
-  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  ApplyContext context{desired.bundle(), desired.target_namespace(),
+                       desired.sync().create_namespace()};
   // Objects moving in (record.taking_over) that the bundle they move from still holds:
   // waited for, not failed on. Only that bundle: a third one holding it is a conflict.
   std::set<std::string> held_by_giver;
@@ -1149,7 +1150,8 @@ v1::StatusUpdate Reconciler::FailAttempt(Bundle& bundle, const HookPlan& plan,
 
 HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& target_down) {
   const v1::RevisionRecord& desired = bundle.record.desired();
-  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  ApplyContext context{desired.bundle(), desired.target_namespace(),
+                       desired.sync().create_namespace()};
   HealthSummary health;
   bundle.unsettled.clear();
   for (int i = 0; i < desired.objects_size(); ++i) {
@@ -1174,7 +1176,8 @@ HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& ta
 
 bool Reconciler::RecheckHealth(Bundle& bundle) {
   const v1::RevisionRecord& desired = bundle.record.desired();
-  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  ApplyContext context{desired.bundle(), desired.target_namespace(),
+                       desired.sync().create_namespace()};
   for (int i : bundle.unsettled) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
@@ -1240,7 +1243,8 @@ std::string Reconciler::NamespaceHeldByOthers(const std::string& ns,
 
 bool Reconciler::Desires(const Bundle& bundle, const v1::ObjectKey& key) const {
   const v1::RevisionRecord& desired = bundle.record.desired();
-  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  ApplyContext context{desired.bundle(), desired.target_namespace(),
+                       desired.sync().create_namespace()};
   for (const v1::ManifestObject& object : desired.objects()) {
     const v1::ObjectKey& k = object.key();
     if (k.name() != key.name() || k.kind() != key.kind() || k.group() != key.group()) continue;
@@ -1262,7 +1266,8 @@ std::string Reconciler::DesiredElsewhere(const v1::ObjectKey& key,
 
 v1::ObjectKey Reconciler::Placed(const v1::AgentBundleRecord& record,
                                  const v1::ObjectKey& key) const {
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  ApplyContext context{record.bundle(), record.desired().target_namespace(),
+                       record.desired().sync().create_namespace()};
   absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(key, context);
   return placed.ok() ? *std::move(placed) : key;
 }
@@ -1577,7 +1582,8 @@ bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
     // What an operator kept is usually kept for good: each drift pass reads a few of the
     // objects (one read each), the first in the list, and moves those still there to its
     // end, so that every one is looked at in turn without a steady load on the API server.
-    ApplyContext context{record.bundle(), record.desired().target_namespace()};
+    ApplyContext context{record.bundle(), record.desired().target_namespace(),
+                         record.desired().sync().create_namespace()};
     const int looked_at = std::min(record.left_unmanaged_size(), kLeftChecksPerPass);
     google::protobuf::RepeatedPtrField<v1::ObjectKey> still;
     for (int i = looked_at; i < record.left_unmanaged_size(); ++i) {
@@ -1620,7 +1626,8 @@ bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
 
 bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   v1::AgentBundleRecord& record = bundle.record;
-  ApplyContext context{record.bundle(), record.desired().target_namespace()};
+  ApplyContext context{record.bundle(), record.desired().target_namespace(),
+                       record.desired().sync().create_namespace()};
   std::vector<v1::ObjectKey> left;
   std::string first_error;
   int handing_over = 0;
@@ -1721,7 +1728,8 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
   const v1::AgentBundleRecord& record = it->second.record;
   const v1::RevisionRecord& desired = record.desired();
   result.set_revision(desired.revision());
-  ApplyContext context{desired.bundle(), desired.target_namespace()};
+  ApplyContext context{desired.bundle(), desired.target_namespace(),
+                       desired.sync().create_namespace()};
   std::set<std::string> desired_keys;
   bool placed_all = true;
   for (const v1::ManifestObject& object : desired.objects()) {

@@ -70,6 +70,18 @@ HookStatus HookStatusOf(const json& live) {
   return {HookStatus::kSucceeded, "created"};
 }
 
+// The namespace a 404 says is missing ("namespaces \"x\" not found": details.kind
+// namespaces), or "".
+std::string MissingNamespace(const KubeResponse& response) {
+  const json status = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (!status.is_object() || !status.contains("details") || !status["details"].is_object()) {
+    return "";
+  }
+  const json& details = status["details"];
+  if (details.value("kind", "") != "namespaces") return "";
+  return details.value("name", "");
+}
+
 absl::Status WithKey(const v1::ObjectKey& key, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(KeyDisplay(key), ": ", status.message()));
 }
@@ -104,6 +116,27 @@ absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& gro
   return absl::DeadlineExceededError(
       absl::StrCat("waited ", absl::FormatDuration(options_.crd_wait),
                    " for CustomResourceDefinition ", crd, ": ", last.message()));
+}
+
+absl::Status KubernetesApplier::CreateNamespace(const std::string& ns, const std::string& bundle) {
+  json body = {
+      {"apiVersion", "v1"},
+      {"kind", "Namespace"},
+      {"metadata", {{"name", ns}, {"annotations", {{kCreatedForBundleAnnotation, bundle}}}}}};
+  absl::StatusOr<KubeResponse> response =
+      client_->Do("POST", absl::StrCat("/api/v1/namespaces?fieldManager=", options_.field_manager),
+                  body.dump(), "application/json");
+  if (!response.ok()) return response.status();
+  if (response->code == 201 || response->code == 409) {  // 409: made meanwhile by another
+    if (response->code == 201) {
+      GF_LOG(INFO) << "created namespace " << ns << " for bundle " << bundle
+                   << " (--create-namespace)";
+    }
+    return absl::OkStatus();
+  }
+  return absl::Status(response->ToStatus().code(),
+                      absl::StrCat("cannot create namespace ", ns, " for bundle ", bundle,
+                                   " (--create-namespace): ", response->ToStatus().message()));
 }
 
 absl::StatusOr<KubernetesApplier::Target> KubernetesApplier::Prepare(
@@ -216,6 +249,22 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   absl::StatusOr<KubeResponse> response =
       client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
   if (!response.ok()) return response.status();
+  if (response->code == 404 && target->resource.namespaced && !context.target_namespace.empty() &&
+      target->ns == context.target_namespace && MissingNamespace(*response) == target->ns) {
+    // The bundle's namespace is not on this cluster.
+    if (!context.create_namespace) {
+      return absl::NotFoundError(absl::StrCat(
+          response->ToStatus().message(), " (the bundle's namespace ", target->ns,
+          " is not on this cluster: add a Namespace object to the bundle, or create it where "
+          "missing with `gitfleetctl bundle set ",
+          context.bundle, " --create-namespace`)"));
+    }
+    if (absl::Status created = CreateNamespace(target->ns, context.bundle); !created.ok()) {
+      return created;
+    }
+    response = client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
+    if (!response.ok()) return response.status();
+  }
   if (response->code != 200 && response->code != 201) return response->ToStatus();
   ApplyResult result;
   result.created = response->code == 201;

@@ -52,6 +52,9 @@ namespace gitfleet {
 inline constexpr char kBundleLabel[] = "gitfleet.io/bundle";
 // On every run of a hook, beside the bundle label: `kubectl get jobs -l gitfleet.io/hook`.
 inline constexpr char kHookLabel[] = "gitfleet.io/hook";
+// On a namespace created because a bundle's target namespace was missing
+// (SyncOptions.create_namespace): the bundle it was created for.
+inline constexpr char kCreatedForBundleAnnotation[] = "gitfleet.io/created-for-bundle";
 
 class KubernetesApplier : public Applier {
  public:
@@ -154,6 +157,9 @@ class KubernetesApplier : public Applier {
   absl::StatusOr<Live> ReadForRemoval(const v1::ObjectKey& key, const ApplyContext& context);
   // Reads the live object; nullopt-like null json when it does not exist.
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
+  // Creates namespace `ns` for `bundle` (annotated gitfleet.io/created-for-bundle, without
+  // the bundle's label: no bundle manages or prunes it). One that exists already is fine.
+  absl::Status CreateNamespace(const std::string& ns, const std::string& bundle);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);
 
   KubeClient* const client_;

@@ -270,6 +270,44 @@ TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {
   EXPECT_FALSE(fake_->Get("", "configmaps", "default", "b").is_null());
 }
 
+// The bundle's namespace missing on a cluster: the apply fails saying what to do. With
+// create_namespace the agent creates it (annotated for the bundle, never labelled as the
+// bundle's), and removing the bundle leaves it. Only the target namespace is created.
+TEST_F(KubernetesApplierTest, AMissingTargetNamespaceIsCreatedOnlyWhenAskedFor) {
+  const std::vector<v1::ManifestObject> objects = {Cm("a", ""), Cm("b", "elsewhere")};
+  v1::BundleUpdate update = Update(objects, true, true, "team");
+  Reconciler::Outcome missing = reconciler_->OnUpdate(update);
+  ASSERT_EQ(missing.ack.errors_size(), 2);
+  std::map<std::string, std::string> errors;
+  for (const auto& e : missing.ack.errors()) errors[e.key().name()] = e.message();
+  EXPECT_EQ(errors["a"],
+            "404 NotFound: namespaces \"team\" not found (the bundle's namespace team is not on "
+            "this cluster: add a Namespace object to the bundle, or create it where missing with "
+            "`gitfleetctl bundle set web --create-namespace`)");
+  EXPECT_EQ(errors["b"], "404 NotFound: namespaces \"elsewhere\" not found");
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "team").is_null());
+
+  ObjectSet set;
+  for (const auto& o : objects) set.Put(o);
+  update.mutable_sync()->set_create_namespace(true);
+  update.set_revision(ComputeRevision(set, update.sync(), "team"));
+  EXPECT_NE(update.revision(), Update(objects, true, true, "team").revision());
+  Reconciler::Outcome created = reconciler_->OnUpdate(update);
+  ASSERT_EQ(created.ack.errors_size(), 1) << "the object's own namespace is not created";
+  EXPECT_EQ(created.ack.errors(0).key().name(), "b");
+  const nlohmann::json ns = fake_->Get("", "namespaces", "", "team");
+  ASSERT_FALSE(ns.is_null());
+  EXPECT_EQ(ns["metadata"]["annotations"].value("gitfleet.io/created-for-bundle", ""), "web");
+  EXPECT_FALSE(ns["metadata"].contains("labels") &&
+               ns["metadata"]["labels"].contains("gitfleet.io/bundle"));
+  EXPECT_FALSE(fake_->Get("", "configmaps", "team", "a").is_null());
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "elsewhere").is_null());
+
+  RemoveBundle("web");
+  EXPECT_TRUE(fake_->Get("", "configmaps", "team", "a").is_null()) << "pruned";
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "team").is_null()) << "never the bundle's";
+}
+
 TEST_F(KubernetesApplierTest, ChangingTheTargetNamespaceMovesObjects) {
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("a"), Ns("b"), Cm("x", "")}, true, true, "a")).ack.ok());

@@ -237,6 +237,8 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   h.UpdateField("gitfleet.revision.v1");
   h.UpdateField(sync.prune() ? "prune" : "keep");
   h.UpdateField(sync.self_heal() ? "self-heal" : "no-self-heal");
+  // Only when set, so revisions made before the option existed keep their ids.
+  if (sync.create_namespace()) h.UpdateField("create-namespace");
   h.UpdateField(target_namespace);
   for (const auto& [key, object] : set.objects()) {
     h.UpdateField(key);
