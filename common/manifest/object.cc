@@ -50,7 +50,8 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
     // replace what the cluster holds (stringData is taken as it is). Left out, the object
     // would be pruned. Neither is safe, so the render fails and the bundle keeps its last
     // good revision.
-    const YAML::Node name = doc["metadata"]["name"];
+    const YAML::Node metadata = doc["metadata"];
+    const YAML::Node name = metadata && metadata.IsMap() ? metadata["name"] : YAML::Node();
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": ", *kind, name && name.IsScalar() ? absl::StrCat(" ", name.Scalar()) : "",
         " is encrypted with SOPS (it has sops metadata): gitfleet does not decrypt it, and "

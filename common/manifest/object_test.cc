@@ -175,6 +175,11 @@ sops:
   EXPECT_THAT(json.status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("secret.json:1: Secret db is encrypted with SOPS")));
+  // Without metadata it is still named for what it is.
+  auto bare =
+      ParseManifests("apiVersion: v1\nkind: Secret\nsops: {mac: x, version: 3.8.1}\n", "bare.yaml");
+  EXPECT_THAT(bare.status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("bare.yaml:1: Secret is encrypted with SOPS")));
   // A custom resource whose own field is called sops is not an encrypted file.
   auto plain = ParseManifests(
       "apiVersion: example.com/v1\nkind: Tool\nmetadata: {name: t}\nsops: {enabled: true}\n",

@@ -499,6 +499,14 @@ TEST(JsonnetRendererTest, ATankaInlineEnvironmentRendersItsData) {
   EXPECT_EQ(Summary(*ours), Summary(expected)) << "the Environment itself is not applied";
   EXPECT_EQ(ours->default_namespace(), "shop") << "its spec.namespace";
 
+  // An environment without metadata or spec renders too (its data), not throws.
+  repo.Add("environments/bare/main.jsonnet",
+           "{ apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment', data: { apiVersion: 'v1', "
+           "kind: 'ConfigMap', metadata: { name: 'bare' } } }");
+  auto bare = renderer.Render({"bare", "environments/bare", repo.files});
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->size(), 1u);
+  EXPECT_EQ(bare->default_namespace(), "");
   repo.Add("environments/all/main.jsonnet", R"(
 local env(name) = { apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment',
                     metadata: { name: name }, data: { apiVersion: 'v1', kind: 'ConfigMap',
@@ -563,7 +571,7 @@ TEST(JsonnetRendererTest, ATankaEnvironmentsSpecNamesItsDefaultNamespace) {
       {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": ["a"]}})",
        "environments/prod/spec.json: spec.namespace is not a string"},
       {R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {)",
-       "environments/prod/spec.json is read as a Tanka environment's spec, and is not JSON: line"},
+       "a Tanka environment's spec: environments/prod/spec.json:1: invalid YAML"},
   };
   for (const auto& [spec, error] : kBad) {
     repo.Add("environments/prod/spec.json", spec);

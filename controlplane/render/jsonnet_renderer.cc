@@ -146,7 +146,9 @@ void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
   if (value.IsSequence()) {
     for (const YAML::Node& item : value) CollectObjects(item, out, environments);
   } else if (value.IsMap() && IsTankaEnvironment(value)) {
-    const YAML::Node name = value["metadata"]["name"];
+    // yaml-cpp throws on a look-up in a missing node: each level is checked first.
+    const YAML::Node metadata = value["metadata"];
+    const YAML::Node name = metadata && metadata.IsMap() ? metadata["name"] : YAML::Node();
     const YAML::Node spec = value["spec"];
     const YAML::Node ns = spec && spec.IsMap() ? spec["namespace"] : YAML::Node();
     environments->push_back({name && name.IsScalar() ? name.Scalar() : "(no metadata.name)",
@@ -168,6 +170,11 @@ absl::StatusOr<std::string> SpecJsonNamespace(const std::map<std::string, const 
   const std::string spec_path = path.empty() ? "spec.json" : absl::StrCat(path, "/spec.json");
   auto it = files.find(spec_path);
   if (it == files.end()) return std::string();
+  if (absl::Status bounded = CheckYamlBounds(it->second->content, spec_path); !bounded.ok()) {
+    // Tanka fails on it too; passing over it would move the bundle's objects.
+    return absl::Status(bounded.code(),
+                        absl::StrCat("a Tanka environment's spec: ", bounded.message()));
+  }
   YAML::Node spec;
   try {
     spec = YAML::Load(it->second->content);

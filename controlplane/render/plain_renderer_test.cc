@@ -120,8 +120,8 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
   // Options that cannot be read fail the render, rather than put the objects elsewhere.
   const std::pair<const char*, const char*> kBad[] = {
       {"namespace: [",
-       "apps/web/fleet.yaml (Rancher Fleet's bundle options, read for its "
-       "namespace) is not YAML: line"},
+       "Rancher Fleet's bundle options, read for their namespace: apps/web/fleet.yaml:1: "
+       "invalid YAML"},
       {"- a\n", "apps/web/fleet.yaml (Rancher Fleet's bundle options) is not a mapping"},
       {"defaultNamespace: Web_1\n",
        "apps/web/fleet.yaml: defaultNamespace: namespace name \"Web_1\" must be"},
@@ -133,6 +133,29 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
     EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << text;
   }
+  // Options Fleet reads and gitfleet does not are named; a render that fails while
+  // fleet.yaml says Fleet renders another folder says so too.
+  files[2].content = "kustomize: {dir: overlays/prod}\nhelm: {releaseName: x}\npaused: false\n";
+  notes.clear();
+  auto noted = RenderBundlePath(
+      renderer, {"web", "apps/web", files, nullptr, nullptr, nullptr, {}, {}, &notes});
+  ASSERT_TRUE(noted.ok()) << noted.status();
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "apps/web/fleet.yaml sets helm, kustomize, paused, which gitfleet does "
+                         "not read: the bundle's own flags do that work")));
+  files.push_back({"apps/web/settings.yaml", "replicas: 3\n"});
+  auto elsewhere = RenderBundlePath(renderer, {"web", "apps/web", files});
+  EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(elsewhere.status().message()), HasSubstr("apps/web/settings.yaml"));
+  EXPECT_THAT(std::string(elsewhere.status().message()),
+              HasSubstr("(apps/web/fleet.yaml sets kustomize.dir overlays/prod: Fleet renders "
+                        "that, gitfleet renders the bundle's --path as it is"));
+  files.pop_back();
+  // Fields of another shape than Fleet's are named, never thrown out of yaml-cpp.
+  files[2].content = "kustomize: [a]\nhelm: x\nnamespace: {a: [b]}\n";
+  auto shapes = RenderBundlePath(renderer, {"web", "apps/web", files});
+  EXPECT_THAT(std::string(shapes.status().message()),
+              HasSubstr("apps/web/fleet.yaml: namespace is not a string"));
   // Empty, or neither field: as without one.
   for (const char* text : {"", "helm: {releaseName: x}\n", "defaultNamespace: \"\"\n"}) {
     files[2].content = text;

@@ -102,6 +102,11 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     if (file.path == name) found = &file;
   }
   if (found == nullptr) return out;
+  if (absl::Status bounded = CheckYamlBounds(found->content, name); !bounded.ok()) {
+    return absl::Status(bounded.code(),
+                        absl::StrCat("Rancher Fleet's bundle options, read for their namespace: ",
+                                     bounded.message()));
+  }
   YAML::Node options;
   try {
     options = YAML::Load(found->content);
@@ -111,36 +116,77 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         e.mark.line + 1, ": ", e.msg));
   }
   if (!options || options.IsNull()) return out;
-  if (!options.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " (Rancher Fleet's bundle options) is not a mapping"));
-  }
-  for (const char* field : {"namespace", "defaultNamespace"}) {
-    const YAML::Node value = options[field];
-    if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
-    if (!value.IsScalar()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, " is not a string"));
+  // yaml-cpp throws on a look-up in a node of the wrong kind: a repository's file must
+  // never take the control plane down.
+  try {
+    const YAML::Node& fields = options;  // read only: a const node's [] adds nothing
+    if (!options.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " (Rancher Fleet's bundle options) is not a mapping"));
     }
-    if (absl::Status valid = ValidateName("namespace", value.Scalar()); !valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, ": ", valid.message()));
+    for (const char* field :
+         {"helm", "kustomize", "yaml", "targetCustomizations", "overrideTargets", "dependsOn",
+          "rolloutStrategy", "paused", "keepResources", "correctDrift", "namespaceLabels",
+          "namespaceAnnotations"}) {
+      if (fields[field]) out.unread.push_back(field);
     }
-    out.ns = value.Scalar();
-    out.forced = std::string(field) == "namespace";
-    out.origin = absl::StrCat(name, ": ", field);
-    break;
+    for (const auto& [section, field] : {std::pair<const char*, const char*>{"kustomize", "dir"},
+                                         std::pair<const char*, const char*>{"helm", "chart"}}) {
+      const YAML::Node options_of = fields[section];
+      const YAML::Node value = options_of && options_of.IsMap() ? options_of[field] : YAML::Node();
+      if (value && value.IsScalar() && !value.Scalar().empty() && value.Scalar() != "." &&
+          value.Scalar() != "./") {
+        out.renders_elsewhere =
+            absl::StrCat(section, ".", field, " ", value.Scalar().substr(0, 256));
+        break;
+      }
+    }
+    for (const char* field : {"namespace", "defaultNamespace"}) {
+      const YAML::Node value = fields[field];
+      if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
+      if (!value.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, " is not a string"));
+      }
+      if (absl::Status valid = ValidateName("namespace", value.Scalar()); !valid.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": ", field, ": ", valid.message()));
+      }
+      out.ns = value.Scalar();
+      out.forced = std::string(field) == "namespace";
+      out.origin = absl::StrCat(name, ": ", field);
+      break;
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " cannot be read: ", e.what()));
   }
   return out;
 }
 
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
-  if (!input.target_namespace.empty()) return renderer.Render(input);  // the operator's word
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
   if (!fleet.ok()) return fleet.status();
-  if (fleet->ns.empty()) return renderer.Render(input);
+  const std::string fleet_yaml =
+      input.path.empty() ? "fleet.yaml" : absl::StrCat(input.path, "/fleet.yaml");
+  if (!fleet->unread.empty() && input.notes != nullptr) {
+    input.notes->push_back(
+        absl::StrCat(fleet_yaml, " sets ", absl::StrJoin(fleet->unread, ", "),
+                     ", which gitfleet does not read: the bundle's own flags do that work (--path, "
+                     "--values, --cluster-values, --depends-on, --partition, --prune, --self-heal; "
+                     "bundle suspend)"));
+  }
+  // The operator's --namespace wins over what the folder declares.
+  if (!input.target_namespace.empty()) fleet->ns.clear();
   RenderInput placed = input;
-  placed.target_namespace = fleet->ns;  // helm's release namespace
+  if (!fleet->ns.empty()) placed.target_namespace = fleet->ns;  // helm's release namespace
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
-  if (!objects.ok()) return objects;
+  if (!objects.ok() && !fleet->renders_elsewhere.empty()) {
+    return absl::Status(
+        objects.status().code(),
+        absl::StrCat(objects.status().message(), " (", fleet_yaml, " sets ",
+                     fleet->renders_elsewhere,
+                     ": Fleet renders that, gitfleet renders the bundle's --path as it is; point "
+                     "--path there, or make the chart a bundle of its own)"));
+  }
+  if (!objects.ok() || fleet->ns.empty()) return objects;
   if (!objects->default_namespace().empty() && objects->default_namespace() != fleet->ns) {
     return absl::InvalidArgumentError(absl::StrCat(
         fleet->origin, " says ", fleet->ns, ", and the render says its objects go to ",

@@ -198,6 +198,12 @@ struct FleetYamlNamespace {
   std::string ns;
   bool forced = false;  // from `namespace`
   std::string origin;   // "apps/web/fleet.yaml: namespace", for messages
+  // Options it sets that change what Fleet renders or how it rolls out, which gitfleet
+  // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
+  std::vector<std::string> unread;
+  // "kustomize.dir overlays/prod" or "helm.chart ./chart" when it sets them: Fleet then
+  // renders another folder or chart than the bundle's path.
+  std::string renders_elsewhere;
 };
 // InvalidArgument naming the file when it is not YAML, not a mapping, or names a
 // namespace Kubernetes refuses: passing over it would put the objects elsewhere.
@@ -208,7 +214,9 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
 // folder declares for itself (fleet.yaml's namespace) when the bundle has no
 // --namespace (`input.target_namespace`): helm renders its release there, the set's
 // default namespace is it (Revision::Build), and with Fleet's `namespace` an object that
-// names another one is moved into it, as Fleet moves it.
+// names another one is moved into it, as Fleet moves it. Fleet options gitfleet does not
+// read are named in the notes, and in the error of a render that fails while fleet.yaml
+// says Fleet renders another folder or chart.
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input);
 
 // The objects in an external tool's YAML output, under `limits`; errors name `origin`.
