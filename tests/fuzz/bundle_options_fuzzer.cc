@@ -1,0 +1,28 @@
+// What a bundle's folder declares for itself: fleet.yaml (read by RenderBundlePath for every
+// engine) and a Tanka environment's spec.json (read by the jsonnet engine). Both come from
+// the repository, so any text must give an answer, never a throw or a crash.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "controlplane/render/plain_renderer.h"
+#include "controlplane/render/renderer.h"
+#include "tests/fuzz/chunks.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // The first chunk is fleet.yaml; the rest are manifests beside it (rewritten into a
+  // forced namespace when it names one).
+  std::vector<std::string> chunks = gitfleet::fuzz::Chunks(data, size, 4);
+  if (chunks.empty()) return 0;
+  std::vector<gitfleet::RepoFile> files = {{"apps/web/fleet.yaml", chunks[0]}};
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    files.push_back({"apps/web/m" + std::to_string(i) + ".yaml", chunks[i]});
+  }
+  (void)gitfleet::ReadFleetYamlNamespace("apps/web", files);
+  gitfleet::PlainRenderer renderer;
+  std::vector<std::string> notes;
+  gitfleet::RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  (void)gitfleet::RenderBundlePath(renderer, input);
+  return 0;
+}
