@@ -319,6 +319,49 @@ TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   SyncHealDriftPrune("shop", /*fake=*/true);
 }
 
+// A folder moved from Rancher Fleet, whose fleet.yaml names the namespace its objects go to
+// and which no cluster has yet: the apply fails saying what to do; `bundle set
+// --create-namespace` makes the agent create it, and the objects land there. Removing the
+// bundle prunes them and leaves the namespace.
+TEST_F(KubernetesFleet, AFleetRepositorysNamespaceIsCreatedWhenAskedFor) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  git_.Write("apps/web/fleet.yaml", "defaultNamespace: web-from-fleet\n");
+  git_.Write("apps/web/settings.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n");
+  const std::string first = git_.Commit("from Fleet");
+  StartFleet();
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string cm = "/api/v1/namespaces/web-from-fleet/configmaps/settings";
+  EXPECT_TRUE(Eventually(
+      [&] {
+        std::optional<v1::BundleStatus> s = Status("web");
+        return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
+               absl::StrContains(s->DebugString(), "--create-namespace");
+      },
+      absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_TRUE(Live("/api/v1/namespaces/web-from-fleet").is_null());
+
+  out = Ctl({"bundle", "set", "web", "--create-namespace"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--create-namespace: false -> true"));
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  json ns = Live("/api/v1/namespaces/web-from-fleet");
+  ASSERT_FALSE(ns.is_null());
+  EXPECT_EQ(ns["metadata"]["annotations"]["gitfleet.io/created-for-bundle"], "web");
+  EXPECT_EQ(Live(cm)["data"]["v"], "1");
+
+  out = Ctl({"bundle", "remove", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] { return Live(cm).is_null(); }, absl::Seconds(60))) << agent_->Log();
+  EXPECT_FALSE(Live("/api/v1/namespaces/web-from-fleet").is_null()) << "never the bundle's";
+}
+
 TEST_F(KubernetesFleet, BadCredentialsAreNamedInTheStatus) {
   StartFakeCluster(/*simulate_controllers=*/true);
   std::ofstream(root_ + "/token", std::ios::trunc) << "wrong\n";
