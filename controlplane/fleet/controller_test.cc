@@ -16,6 +16,7 @@
 #include "controlplane/render/kustomize_renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/fake_tools.h"
 #include "tests/util/git_fixture.h"
 
 namespace gitfleet {
@@ -1178,13 +1179,8 @@ TEST_F(ControllerTest, FleetYamlsNamespaceIsWhereTheObjectsGo) {
 // A chart that writes `namespace: {{ .Release.Namespace }}` renders in the bundle's
 // namespace. Helm is not packaged here: a stand-in prints what helm prints for it.
 TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {
-  helm_ = TempDir("fake-helm") + "/helm";
-  std::ofstream(helm_) << "#!/bin/sh\nns=default\n"
-                       << "for a in \"$@\"; do case \"$a\" in --namespace=*) "
-                          "ns=\"${a#--namespace=}\";; esac; done\n"
-                       << "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n"
-                          "  name: %s\\n  namespace: %s\\n' \"$2\" \"$ns\"\n";
-  ASSERT_EQ(chmod(helm_.c_str(), 0755), 0);
+  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
+  ASSERT_FALSE(helm_.empty());
   Restart();
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Commit("a chart");

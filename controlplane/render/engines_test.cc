@@ -14,6 +14,7 @@
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/fake_tools.h"
 #include "tests/util/git_fixture.h"
 #include "yaml-cpp/yaml.h"
 
@@ -332,18 +333,8 @@ TEST(HelmRendererTest, RendersAChart) {
 // ("default") would put those objects outside the bundle's namespace. Helm is not packaged
 // here, so a stand-in prints what helm prints for such a template.
 TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
-  const std::string dir = TempDir("fake-helm");
-  const std::string helm = dir + "/helm";
-  ASSERT_TRUE(PosixFileSystem()
-                  .WriteFileAtomically(helm,
-                                       "#!/bin/sh\n"
-                                       "ns=default\n"
-                                       "for a in \"$@\"; do case \"$a\" in --namespace=*) "
-                                       "ns=\"${a#--namespace=}\";; esac; done\n"
-                                       "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n"
-                                       "  name: %s\\n  namespace: %s\\n' \"$2\" \"$ns\"\n")
-                  .ok());
-  ASSERT_EQ(chmod(helm.c_str(), 0755), 0);
+  const std::string helm = testing::WriteFakeHelm(TempDir("fake-helm"));
+  ASSERT_FALSE(helm.empty());
   HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
   options.allow_network = true;  // a stand-in, not a chart's hooks
   HelmRenderer renderer(options);
@@ -726,10 +717,11 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web", "shop",
                                {"values-prod.yaml"}, {{"image.tag", "1.2"}, {"list", "a,b"}});
   ASSERT_TRUE(args.ok());
-  EXPECT_THAT(*args, ::testing::ElementsAre(
-                         "/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
-                         "--namespace=shop", "--values=/tmp/c/charts/web/values-prod.yaml",
-                         "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
+  EXPECT_THAT(*args,
+              ::testing::ElementsAre("/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
+                                     "--namespace=shop",
+                                     "--values=/tmp/c/charts/web/values-prod.yaml",
+                                     "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
   // Without a namespace helm's own default holds.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", {}, {}),
               ::testing::ElementsAre("helm", "template", "web", "/c"));

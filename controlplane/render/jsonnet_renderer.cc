@@ -181,9 +181,8 @@ absl::StatusOr<std::string> SpecJsonNamespace(const std::map<std::string, const 
   } catch (const YAML::Exception& e) {
     // Tanka fails on it too; passing over it would move the bundle's objects to another
     // namespace (and prune them where they were).
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec_path, " is read as a Tanka environment's spec, and is not JSON: line ",
-                     e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat("a Tanka environment's spec: ", spec_path, ":",
+                                                   e.mark.line + 1, ": invalid YAML: ", e.msg));
   }
   if (!spec.IsMap() || !IsTankaEnvironment(spec)) return std::string();
   const YAML::Node body = spec["spec"];

@@ -95,8 +95,9 @@ absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
                                                           const std::vector<RepoFile>& files) {
-  const std::string name = path.empty() ? "fleet.yaml" : absl::StrCat(path, "/fleet.yaml");
   FleetYamlNamespace out;
+  out.file = path.empty() ? "fleet.yaml" : absl::StrCat(path, "/fleet.yaml");
+  const std::string& name = out.file;
   const RepoFile* found = nullptr;
   for (const RepoFile& file : files) {
     if (file.path == name) found = &file;
@@ -111,9 +112,9 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
   try {
     options = YAML::Load(found->content);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " (Rancher Fleet's bundle options, read for its namespace) is not YAML: line ",
-        e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Rancher Fleet's bundle options, read for their namespace: ", name, ":",
+                     e.mark.line + 1, ": invalid YAML: ", e.msg));
   }
   if (!options || options.IsNull()) return out;
   // yaml-cpp throws on a look-up in a node of the wrong kind: a repository's file must
@@ -164,8 +165,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
   if (!fleet.ok()) return fleet.status();
-  const std::string fleet_yaml =
-      input.path.empty() ? "fleet.yaml" : absl::StrCat(input.path, "/fleet.yaml");
+  const std::string& fleet_yaml = fleet->file;
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(
         absl::StrCat(fleet_yaml, " sets ", absl::StrJoin(fleet->unread, ", "),
@@ -215,7 +215,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       if (!yaml.ok()) return yaml.status();
       absl::StatusOr<v1::ManifestObject> rewritten = MakeObject(*yaml, KeyDisplay(object->key()));
       if (!rewritten.ok()) return rewritten.status();
-      if (moved.size() < 3) moved.push_back(absl::StrCat(KeyDisplay(object->key())));
+      if (moved.size() < 3) moved.push_back(KeyDisplay(object->key()));
       // Two objects that differ only by namespace now collide: AlreadyExists names them.
       GF_RETURN_IF_ERROR(forced.Add(*std::move(rewritten), KeyDisplay(object->key())));
     }
@@ -224,8 +224,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   if (input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
         fleet->forced ? "every namespaced object goes to "
-                      : "namespaced objects that name no "
-                        "namespace go to ",
+                      : "namespaced objects that name no namespace go to ",
         fleet->ns, " (", fleet->origin, "), unless the bundle has --namespace",
         moved.empty() ? "" : absl::StrCat("; moved there: ", absl::StrJoin(moved, ", "))));
   }

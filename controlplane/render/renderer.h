@@ -195,6 +195,7 @@ class Renderers {
 // `defaultNamespace` for namespaced objects that name none, or `namespace`, which Fleet
 // forces on every object. Empty `ns` when there is no fleet.yaml or it sets neither.
 struct FleetYamlNamespace {
+  std::string file;  // its repository path, whether or not it is there
   std::string ns;
   bool forced = false;  // from `namespace`
   std::string origin;   // "apps/web/fleet.yaml: namespace", for messages

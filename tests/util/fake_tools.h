@@ -1,0 +1,20 @@
+#ifndef GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
+#define GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
+
+// Stand-ins for render tools Debian 12 does not package.
+//
+//   std::string helm = testing::WriteFakeHelm(TempDir("fake-helm"));
+
+#include <string>
+
+namespace gitfleet::testing {
+
+// Writes an executable `helm` into `dir` and returns its path. `helm template NAME DIR
+// [--namespace=NS] ...` prints one ConfigMap named NAME in NS ("default" without one): what
+// helm prints for a chart whose template writes `namespace: {{ .Release.Namespace }}`.
+// Empty when it cannot be written.
+std::string WriteFakeHelm(const std::string& dir);
+
+}  // namespace gitfleet::testing
+
+#endif  // GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
