@@ -719,12 +719,12 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   ASSERT_TRUE(args.ok());
   EXPECT_THAT(*args,
               ::testing::ElementsAre("/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
-                                     "--namespace=shop",
+                                     "--include-crds", "--namespace=shop",
                                      "--values=/tmp/c/charts/web/values-prod.yaml",
                                      "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
   // Without a namespace helm's own default holds.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", {}, {}),
-              ::testing::ElementsAre("helm", "template", "web", "/c"));
+              ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds"));
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"../x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"/etc/x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {}, {{"a=b", "c"}}).ok());

@@ -34,7 +34,9 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::vector<std::string>& values_files,
     const Values& values) {
-  std::vector<std::string> args = {binary, "template", release, chart_dir};
+  // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
+  // have no kind to be.
+  std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   for (const std::string& file : values_files) {
     if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;

@@ -27,9 +27,10 @@ class HelmRenderer : public Renderer {
 // A values file must name a file inside the chart: relative, without "..".
 absl::Status CheckHelmValuesFile(const std::string& file);
 
-// The `helm template` command line: the release's namespace when there is one (else helm
-// says "default"), values files (relative to the chart, never escaping it) in order, then
-// each value as --set-string (dots in names nest, as helm does).
+// The `helm template` command line: the chart's crds/ folder included, the release's
+// namespace when there is one (else helm says "default"), values files (relative to the
+// chart, never escaping it) in order, then each value as --set-string (dots in names nest,
+// as helm does).
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::vector<std::string>& values_files,
