@@ -144,6 +144,8 @@ constexpr size_t kMaxProbeThreads = 4;
 // Revisions built for cluster values that wait to be stored, per bundle; past this the
 // oldest are not stored (they only serve deltas after a restart).
 constexpr size_t kMaxPendingRevisions = 256;
+// The notes kept from the renders of a jsonnet or helm bundle's variants.
+constexpr size_t kMaxVariantNotes = 20;
 
 // A stored render built again: the namespace its repository declared for it (a Tanka
 // environment's, fleet.yaml's), which the stored objects do not carry, stays its own when
@@ -350,6 +352,9 @@ absl::Status Controller::Load() {
       state.generation = next_generation_++;
       absl::StatusOr<std::string> record = store_->Get(kBundleRecords, entry.key);
       const bool parsed = record.ok() && state.record.ParseFromString(*record);
+      // A bundle never rendered yet places its objects as a new one does; one rendered
+      // before gitfleet read where repositories put them keeps them where they are.
+      if (state.record.revision().empty()) state.record.set_reads_declared_namespace(true);
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
         // after its render (and before a crash) renders again.
@@ -838,6 +843,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       MutexLock lock(&mu_);
       if (tombstoned) tombstones_.erase(bundle.name());
       BundleState& state = bundles_[bundle.name()];
+      if (!replaced.has_value()) state.record.set_reads_declared_namespace(true);  // a new one
       state.definition = bundle;
       state.selector = *selector;
       state.values = *values;
@@ -1718,6 +1724,7 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
 
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
   std::string commit_id;
+  bool declared_namespace = true;
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation = 0;
@@ -1727,6 +1734,7 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     if (it == bundles_.end() || it->second.stable_to_render.empty()) return;
     commit_id = std::exchange(it->second.stable_to_render, "");  // tried once
     if (it->second.stable != nullptr) return;
+    declared_namespace = it->second.record.reads_declared_namespace();
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
@@ -1739,7 +1747,8 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     SourceSnapshot at = snapshot;
     at.commit = *commit;
     // Not a new commit seen: no fan-out time is measured from it.
-    status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(), &built);
+    status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(),
+                          declared_namespace, &built);
   }
   if (status.ok() && (built.content == nullptr || built.content->template_revision() != nullptr)) {
     status = absl::FailedPreconditionError(
@@ -2499,7 +2508,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
                                       const ValuesSpec& values, uint64_t generation,
                                       const SourceSnapshot& snapshot, absl::Time seen_time,
-                                      Built* out) {
+                                      bool declared_namespace, Built* out) {
   const CommitInfo& commit = snapshot.commit;
   std::string& engine = out->engine;
   std::shared_ptr<BundleVariants>& content = out->content;
@@ -2538,13 +2547,21 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                           definition.helm_values_files().end());
     BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
                                        values_files, ns = definition.target_namespace(),
+                                       declared_namespace,
                                        variant_paths](const Values& values, ReadValues* read) {
       std::vector<std::string> paths;
+      std::vector<std::string> said;
       RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
       input.target_namespace = ns;
+      input.declared_namespace = declared_namespace;
+      input.notes = &said;
       absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
       MutexLock lock(&variant_paths->mu);
       variant_paths->paths.insert(paths.begin(), paths.end());
+      for (std::string& note : said) {
+        if (variant_paths->notes.size() >= kMaxVariantNotes) break;
+        variant_paths->notes.insert(std::move(note));
+      }
       return objects;
     };
     content = BundleVariants::FromRenderer(std::move(params), std::move(render),
@@ -2553,6 +2570,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
     input.target_namespace = definition.target_namespace();
+    input.declared_namespace = declared_namespace;
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
@@ -2621,7 +2639,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   built.engine = cache_hit ? last.engine() : definition.engine();
   absl::Status status;
   if (!cache_hit) {
-    status = BuildContent(name, definition, values, generation, snapshot, start, &built);
+    status = BuildContent(name, definition, values, generation, snapshot, start,
+                          last.reads_declared_namespace(), &built);
   }
   std::string& engine = built.engine;
   std::shared_ptr<BundleVariants>& content = built.content;
@@ -2636,6 +2655,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     {
       MutexLock paths_lock(&variant_paths->mu);
       read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
+      notes.insert(notes.end(), variant_paths->notes.begin(), variant_paths->notes.end());
     }
     absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
     if (ids.ok()) {

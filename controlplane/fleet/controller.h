@@ -209,6 +209,9 @@ class Controller {
   struct ReadPathSet {
     Mutex mu;
     std::set<std::string> paths ABSL_GUARDED_BY(mu);
+    // What the renders said without failing (RenderInput::notes), each once, at most
+    // kMaxVariantNotes: variants of one commit say the same things.
+    std::set<std::string> notes ABSL_GUARDED_BY(mu);
   };
   struct BundleState {
     v1::Bundle definition;
@@ -371,9 +374,11 @@ class Controller {
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.
+  // `declared_namespace`: BundleRecord.reads_declared_namespace.
   absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
                             const ValuesSpec& values, uint64_t generation,
-                            const SourceSnapshot& snapshot, absl::Time seen_time, Built* out);
+                            const SourceSnapshot& snapshot, absl::Time seen_time,
+                            bool declared_namespace, Built* out);
   // After a restart, renders the stable content of a jsonnet or helm bundle's rollout under
   // way again (BundleState.stable_to_render) from the snapshot's repository.
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);

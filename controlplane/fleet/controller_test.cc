@@ -1176,6 +1176,55 @@ TEST_F(ControllerTest, FleetYamlsNamespaceIsWhereTheObjectsGo) {
   EXPECT_EQ(hub_->NextMessage(agent, "web"), nullptr) << "it holds what it should run";
 }
 
+// A bundle rendered by a control plane that did not yet read where repositories put objects
+// keeps them where they are after the upgrade: a spec.namespace is noted, not used (using
+// it would move the objects, and prune them where they run). The operator's --namespace
+// decides.
+TEST_F(ControllerTest, ABundlePlacedBeforeTheUpgradeKeepsItsObjectsWhereTheyAre) {
+  git_.Write("tkrc.yaml", "");
+  git_.Write("environments/prod/main.jsonnet",
+             "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }");
+  git_.Commit("a Tanka environment without a spec");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> info =
+      controller_->AddBundle(Bundle("prod", "environments/prod"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->error(), "");
+  // What an older control plane stored: the record without the flag.
+  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "prod");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::BundleRecord record;
+  ASSERT_TRUE(record.ParseFromString(*stored));
+  EXPECT_TRUE(record.reads_declared_namespace()) << "a new bundle reads it";
+  record.clear_reads_declared_namespace();
+  ASSERT_TRUE(
+      store_.Apply({Store::Put("bundle_records", "prod", record.SerializeAsString())}).ok());
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+
+  git_.Write("environments/prod/spec.json",
+             R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
+                 "spec": {"namespace": "shop"}})");
+  git_.Commit("the environment names its namespace");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {}, {{"prod", info->revision()}});
+  EXPECT_EQ(hub_->NextMessage(agent, "prod"), nullptr) << "the same revision: nothing moves";
+  v1::BundleInfo listed = controller_->ListBundles()[0];
+  EXPECT_EQ(listed.revision(), info->revision());
+  EXPECT_THAT(listed.notes(),
+              ::testing::Contains(HasSubstr(
+                  "says namespaced objects that name none go to shop; this bundle was placed "
+                  "before gitfleet read that, and its objects stay where they are")));
+
+  // The operator moves them.
+  v1::Bundle moved = Bundle("prod", "environments/prod");
+  moved.set_target_namespace("shop");
+  ASSERT_TRUE(controller_->AddBundle(moved, /*replace=*/true).ok());
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "prod");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().target_namespace(), "shop");
+}
+
 // A chart that writes `namespace: {{ .Release.Namespace }}` renders in the bundle's
 // namespace. Helm is not packaged here: a stand-in prints what helm prints for it.
 TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {

@@ -102,6 +102,18 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
                          "every namespaced object goes to shop (apps/web/fleet.yaml: namespace), "
                          "unless the bundle has --namespace; moved there: ConfigMap ops/b")));
 
+  // A bundle placed before gitfleet read fleet.yaml: noted, not used, nothing moved.
+  RenderInput placed_before = input;
+  placed_before.declared_namespace = false;
+  notes.clear();
+  auto kept = RenderBundlePath(renderer, placed_before);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->default_namespace(), "");
+  EXPECT_THAT(keys(*kept), ::testing::ElementsAre("/ConfigMap//a", "/ConfigMap/ops/b"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "apps/web/fleet.yaml: namespace says namespaced objects that name none "
+                         "go to shop; this bundle was placed before gitfleet read that")));
+
   // The bundle's own --namespace is the operator's word: fleet.yaml is not read.
   RenderInput own = input;
   own.target_namespace = "mine";

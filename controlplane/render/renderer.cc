@@ -173,8 +173,22 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                      "--values, --cluster-values, --depends-on, --partition, --prune, --self-heal; "
                      "bundle suspend)"));
   }
+  // Where the repository says objects go is not used for a bundle placed before gitfleet
+  // read it: moving them at an upgrade would prune them where they are.
+  auto not_used = [&](const std::string& ns, const std::string& origin) {
+    if (input.notes == nullptr) return;
+    input.notes->push_back(absl::StrCat(
+        origin, " says namespaced objects that name none go to ", ns,
+        "; this bundle was placed before gitfleet read that, and its objects stay where they "
+        "are: set --namespace=",
+        ns, " to move them there, or --namespace=default to keep them where they are"));
+  };
   // The operator's --namespace wins over what the folder declares.
   if (!input.target_namespace.empty()) fleet->ns.clear();
+  if (!input.declared_namespace && !fleet->ns.empty()) {
+    not_used(fleet->ns, fleet->origin);
+    fleet->ns.clear();
+  }
   RenderInput placed = input;
   if (!fleet->ns.empty()) placed.target_namespace = fleet->ns;  // helm's release namespace
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
@@ -185,6 +199,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                      fleet->renders_elsewhere,
                      ": Fleet renders that, gitfleet renders the bundle's --path as it is; point "
                      "--path there, or make the chart a bundle of its own)"));
+  }
+  if (objects.ok() && !input.declared_namespace && !objects->default_namespace().empty()) {
+    not_used(objects->default_namespace(), "the Tanka environment");
+    objects->set_default_namespace("");
   }
   if (!objects.ok() || fleet->ns.empty()) return objects;
   if (!objects->default_namespace().empty() && objects->default_namespace() != fleet->ns) {

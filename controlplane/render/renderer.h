@@ -54,6 +54,9 @@ struct RenderInput {
   // so a chart that writes `namespace: {{ .Release.Namespace }}` (most do) puts its objects
   // where the bundle's others go, not in "default".
   std::string target_namespace;
+  // False: what the repository declares about namespaces (fleet.yaml, a Tanka environment)
+  // is not used, only noted (RenderBundlePath): for bundles placed before gitfleet read it.
+  bool declared_namespace = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
