@@ -134,9 +134,10 @@ absl::Status KubernetesApplier::CreateNamespace(const std::string& ns, const std
     }
     return absl::OkStatus();
   }
-  return absl::Status(response->ToStatus().code(),
+  const absl::Status refused = response->ToStatus();
+  return absl::Status(refused.code(),
                       absl::StrCat("cannot create namespace ", ns, " for bundle ", bundle,
-                                   " (--create-namespace): ", response->ToStatus().message()));
+                                   " (--create-namespace): ", refused.message()));
 }
 
 absl::StatusOr<KubernetesApplier::Target> KubernetesApplier::Prepare(
@@ -246,8 +247,9 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   }
   const std::string path =
       absl::StrCat(object_path, "?fieldManager=", options_.field_manager, "&force=true");
+  const std::string body = target->body.dump();
   absl::StatusOr<KubeResponse> response =
-      client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
+      client_->Do("PATCH", path, body, "application/apply-patch+yaml");
   if (!response.ok()) return response.status();
   if (response->code == 404 && target->resource.namespaced && !context.target_namespace.empty() &&
       target->ns == context.target_namespace && MissingNamespace(*response) == target->ns) {
@@ -262,7 +264,7 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
     if (absl::Status created = CreateNamespace(target->ns, context.bundle); !created.ok()) {
       return created;
     }
-    response = client_->Do("PATCH", path, target->body.dump(), "application/apply-patch+yaml");
+    response = client_->Do("PATCH", path, body, "application/apply-patch+yaml");
     if (!response.ok()) return response.status();
   }
   if (response->code != 200 && response->code != 201) return response->ToStatus();
