@@ -462,6 +462,9 @@ class Cli {
     source->set_url(*url);
     source->set_ref(args_.TakeOr("ref", ""));  // empty: the remote's default branch
     source->set_credentials_ref(args_.TakeOr("credentials", ""));
+    absl::StatusOr<bool> submodules = args_.TakeBool("submodules", false);
+    if (!submodules.ok()) return Usage(std::string(submodules.status().message()));
+    source->set_submodules(*submodules);
     if (std::optional<std::string> interval = args_.Take("interval")) {
       absl::Duration d;
       if (!absl::ParseDuration(*interval, &d) || d < absl::Seconds(1)) {
@@ -1338,6 +1341,8 @@ class Cli {
     std::string repo = args_.TakeOr("repo", "");
     if (repo.empty()) return Usage("render needs --repo (a directory or a Git URL)");
     std::string ref = args_.TakeOr("ref", "");  // empty: the repository's default branch
+    absl::StatusOr<bool> submodules = args_.TakeBool("submodules", false);
+    if (!submodules.ok()) return Usage(std::string(submodules.status().message()));
     std::string path = args_.TakeOr("path", "");
     while (!path.empty() && path.back() == '/') path.pop_back();
     v1::Bundle bundle;
@@ -1370,7 +1375,8 @@ class Cli {
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
     std::vector<std::string> notes;
-    absl::StatusOr<std::string> rendered = RenderLocally(repo, ref, bundle, cluster, cache, &notes);
+    absl::StatusOr<std::string> rendered =
+        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1397,9 +1403,10 @@ class Cli {
 const std::vector<Cli::Command>& Cli::Commands() {
   static const auto* const commands = new std::vector<Command>{
       {{"source", "add"},
-       "NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]",
+       "NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]\n"
+       "           [--submodules]                     fetch and read the submodules a commit names",
        "",
-       {"replace"},
+       {"replace", "submodules"},
        &Cli::SourceAdd},
       {{"source", "list"}, "", "", {}, &Cli::SourceList},
       {{"source", "remove"}, "NAME", "", {}, &Cli::SourceRemove},
@@ -1550,10 +1557,10 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...]",
+       "[--values-file=...] [--submodules]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
-       {"allow-empty", "substitute"},
+       {"allow-empty", "substitute", "submodules"},
        &Cli::Render},
   };
   return *commands;
@@ -1617,12 +1624,12 @@ bool IsBoolFlag(const std::string& name) {
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
-                                          std::vector<std::string>* notes) {
+                                          std::vector<std::string>* notes, bool submodules) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
       {/*credentials_dir=*/"", /*allow_local=*/true});  // the user's own disk
-  GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url));
+  GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url, "", submodules));
   GF_RETURN_IF_ERROR(repo->Fetch());
   GF_ASSIGN_OR_RETURN(CommitInfo commit, repo->Resolve(ref));
   const std::string& path = bundle.path();

@@ -25,11 +25,14 @@ std::vector<std::string> CommandNames();
 // engine options) renders for `cluster` (its name and labels) at `ref` of the repository
 // at `url`, after substitution, as multi-document YAML in key order. Git caches and
 // scratch copies go under `cache_dir`. `notes` receives what the render said without
-// failing (files skipped as never manifests, a generated kustomization).
+// failing (files skipped as never manifests, a generated kustomization). With
+// `submodules`, the submodules the commit names are fetched and read, as a source with
+// --submodules reads them.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
-                                          std::vector<std::string>* notes = nullptr);
+                                          std::vector<std::string>* notes = nullptr,
+                                          bool submodules = false);
 
 }  // namespace gitfleet::cli
 

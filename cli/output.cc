@@ -137,6 +137,8 @@ std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Sourc
   Compare("--interval", Seconds(before.poll_interval_seconds(), "(default)"),
           Seconds(after.poll_interval_seconds(), "(default)"), &out);
   Compare("--credentials", Or(before.credentials_ref()), Or(after.credentials_ref()), &out);
+  Compare("--submodules", before.submodules() ? "true" : "false",
+          after.submodules() ? "true" : "false", &out);
   return out;
 }
 

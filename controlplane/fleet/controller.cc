@@ -2500,9 +2500,13 @@ absl::Status Controller::SuspendCluster(const std::string& cluster, bool suspend
 
 absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::RepositoryFiles(
     const SourceSnapshot& snapshot) {
-  return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id), [&] {
-    return snapshot.repo->ReadTree(snapshot.commit.id, "", GitRepository::Unreadable::kLeaveOut);
-  });
+  // Read with submodules, the same commit shows more files.
+  return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id,
+                                            snapshot.repo->reads_submodules() ? "+submodules" : ""),
+                               [&] {
+                                 return snapshot.repo->ReadTree(
+                                     snapshot.commit.id, "", GitRepository::Unreadable::kLeaveOut);
+                               });
 }
 
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
@@ -2584,6 +2588,17 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       content = *std::move(built);
       notes.insert(notes.end(), content->notes().begin(), content->notes().end());
     }
+  }
+  // A tool that read the repository found no files where a submodule is: say why.
+  if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
+      !absl::StrContains(status.message(), "--submodules") &&
+      std::any_of(inputs->begin(), inputs->end(),
+                  [](const RepoFile& file) { return file.path == ".gitmodules"; })) {
+    status = absl::Status(
+        status.code(), absl::StrCat(status.message(),
+                                    " (the repository has submodules, named in .gitmodules, "
+                                    "which source ",
+                                    definition.source(), " does not fetch: give it --submodules)"));
   }
   return status;
 }

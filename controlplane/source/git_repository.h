@@ -15,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -41,9 +42,14 @@ class GitRepository {
  public:
   virtual ~GitRepository() = default;
   virtual const std::string& url() const = 0;
+  // Whether reads show the submodules' files (GitRepositories::ForUrl).
+  virtual bool reads_submodules() const { return false; }
   // Brings branches and tags up to date with the remote.
   virtual absl::Status Fetch() = 0;
-  // A branch, tag or full commit id; NotFound names the ref when nothing matches.
+  // A branch, tag or full commit id; NotFound names the ref when nothing matches. In a
+  // repository read with submodules (GitRepositories::ForUrl), the commit's submodules
+  // (and theirs) that the cache lacks are fetched first, so that every read of the commit
+  // finds them; a submodule that cannot be fetched fails the resolve, naming it.
   virtual absl::StatusOr<CommitInfo> Resolve(const std::string& ref) = 0;
   // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
@@ -56,7 +62,8 @@ class GitRepository {
       const std::string& commit, const std::vector<std::string>& paths) = 0;
   // What ReadTree does with an entry it cannot give as a file of the commit: a symbolic
   // link that leads outside the repository, to nothing, or round a loop, a submodule
-  // (never fetched), and a file over GitLimits::max_blob_bytes (a video in a docs folder).
+  // (unless the repository is read with submodules, when it is a folder of the commit's
+  // files), and a file over GitLimits::max_blob_bytes (a video in a docs folder).
   enum class Unreadable {
     // InvalidArgument naming it: a bundle's own folder, whose every file is read (a
     // manifest left out would prune what it defines).
@@ -76,21 +83,35 @@ class GitRepository {
                                                          Unreadable unreadable) = 0;
 };
 
+// Which clone: a repository read with one credential, with or without its submodules.
+struct RepoRef {
+  std::string url;
+  std::string credential;
+  bool submodules = false;
+  bool operator<(const RepoRef& o) const {
+    return std::tie(url, credential, submodules) < std::tie(o.url, o.credential, o.submodules);
+  }
+};
+
 class GitRepositories {
  public:
   virtual ~GitRepositories() = default;
-  // The same object for the same URL and credential, so one fetch serves every source
-  // that uses them. `credential` names a folder of GitAccess::credentials_dir, or is
-  // empty for none. Refuses URLs that carry credentials, and local ones unless allowed.
-  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
-      const std::string& url, const std::string& credential = "") = 0;
-  // Keeps the caches of `in_use` ((url, credential) pairs, as ForUrl takes them) and
+  // The same object for the same URL, credential and submodules, so one fetch serves every
+  // source that uses them. `credential` names a folder of GitAccess::credentials_dir, or
+  // is empty for none. Refuses URLs that carry credentials, and local ones unless allowed.
+  // With `submodules`, Resolve fetches a commit's submodules into the same clone and reads
+  // show them as folders (a clone of its own: a source without them reads the same
+  // repository as before).
+  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
+                                                                const std::string& credential = "",
+                                                                bool submodules = false) = 0;
+  // Keeps the caches of `in_use` (as ForUrl takes them) and
   // deletes every other clone on disk: a repository object no one holds any more at once,
   // one still held (a fetch under way) on a later call, once no one does. Asked for again
   // before that, the cache is kept after all. The first call also deletes clones no
   // object was made for (left by sources removed before a restart). Returns how many
   // clones it deleted.
-  virtual int Retain(const std::set<std::pair<std::string, std::string>>& in_use) { return 0; }
+  virtual int Retain(const std::set<RepoRef>& in_use) { return 0; }
   // Whether a clone waits for its last holder to let go (Retain then deletes it).
   virtual bool RetainPending() { return false; }
 };
@@ -105,6 +126,9 @@ struct GitLimits {
   // Bytes the files read at one commit add up to, and one file's size.
   int64_t max_read_bytes = int64_t{256} << 20;
   int64_t max_blob_bytes = int64_t{16} << 20;
+  // Submodules one commit may bring in, theirs included, and how deep they may nest.
+  int max_submodules = 64;
+  int max_submodule_depth = 4;
 };
 
 // Where credentials come from, and whether the control plane's own disk is a source.

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
@@ -27,6 +28,7 @@
 #include "common/sync.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
+#include "controlplane/source/submodules.h"
 #include "controlplane/source/timed_stream.h"
 
 namespace gitfleet {
@@ -87,7 +89,10 @@ class CommitTree {
   // Folders reached through links inside folders reached through links.
   static constexpr size_t kMaxLinkedFolders = 8;
 
-  CommitTree(git_repository* repo, git_tree* root) : repo_(repo), root_(root) {}
+  // With `submodules`, a submodule's gitlink is read as the tree of its commit (which
+  // Resolve fetched into the same clone), as a checkout with its submodules shows it.
+  CommitTree(git_repository* repo, git_tree* root, bool submodules)
+      : repo_(repo), root_(root), submodules_(submodules) {}
 
   struct Entry {
     std::string path;  // where it really is ("" for the root)
@@ -122,14 +127,14 @@ class CommitTree {
       }
       done.push_back(std::move(part));
       const std::string path = absl::StrJoin(done, "/");
-      TreeEntry entry;
-      if (absl::Status s = Lookup(path, &entry); !s.ok()) return s;
-      if (git_tree_entry_filemode(entry.get()) != GIT_FILEMODE_LINK) continue;
+      absl::StatusOr<Entry> entry = Find(path);
+      if (!entry.ok()) return entry.status();
+      if (entry->mode != GIT_FILEMODE_LINK) continue;
       if (++links > kMaxLinks) {
         return absl::InvalidArgumentError(absl::StrCat("leads through more than ", kMaxLinks,
                                                        " symbolic links (a loop?), at ", path));
       }
-      absl::StatusOr<std::string> text = LinkText(*git_tree_entry_id(entry.get()), path);
+      absl::StatusOr<std::string> text = LinkText(entry->id, path);
       if (!text.ok()) return text.status();
       if (absl::StartsWith(*text, "/")) {
         return absl::InvalidArgumentError(absl::StrCat("leads outside the repository (through ",
@@ -144,13 +149,19 @@ class CommitTree {
       found.id = *git_tree_id(root_);
       return found;
     }
-    TreeEntry entry;
-    if (absl::Status s = Lookup(found.path, &entry); !s.ok()) return s;
-    found.mode = git_tree_entry_filemode(entry.get());
-    found.id = *git_tree_entry_id(entry.get());
+    absl::StatusOr<Entry> entry = Find(found.path);
+    if (!entry.ok()) return entry.status();
+    found.mode = entry->mode;
+    found.id = entry->id;
     if (found.mode == GIT_FILEMODE_COMMIT) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("leads to ", found.path, ", a submodule, which is not fetched"));
+      if (!submodules_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("leads to ", found.path, ", ", kSubmoduleNotFetched));
+      }
+      absl::StatusOr<git_oid> tree = SubmoduleTree(found.id, found.path);
+      if (!tree.ok()) return LeadsTo(found.path, tree.status());
+      found.mode = GIT_FILEMODE_TREE;
+      found.id = *tree;
     }
     return found;
   }
@@ -165,6 +176,7 @@ class CommitTree {
     int64_t bytes = 0;
     std::string linked_ids;
     std::vector<std::string> folders;  // real folders being walked through links
+    int submodules = 0;                // submodules walked into
   };
 
   // Walks `tree` (really at `real`), showing its entries under `shown`.
@@ -178,7 +190,28 @@ class CommitTree {
       const std::string shown_path = shown.empty() ? name : absl::StrCat(shown, "/", name);
       const git_filemode_t mode = git_tree_entry_filemode(entry);
       if (mode == GIT_FILEMODE_COMMIT) {
-        GF_RETURN_IF_ERROR(LeaveOut(shown_path, "a submodule, which is not fetched", walk));
+        if (!submodules_) {
+          GF_RETURN_IF_ERROR(LeaveOut(shown_path, kSubmoduleNotFetched, walk));
+          continue;
+        }
+        // Bounded apart from the bytes read: a walk for ids reads none, and gitlinks may
+        // name commits the clone holds anyway (the repository's own older ones).
+        if (++walk->submodules > kMaxSubmoduleWalks) {
+          GF_RETURN_IF_ERROR(LeaveOut(
+              shown_path,
+              absl::StrCat("a submodule past the ", kMaxSubmoduleWalks, " one read holds"), walk));
+          continue;
+        }
+        absl::StatusOr<git_oid> tree = SubmoduleTree(*git_tree_entry_id(entry), real_path);
+        if (!tree.ok()) {
+          if (!absl::IsInvalidArgument(tree.status())) return tree.status();
+          GF_RETURN_IF_ERROR(LeaveOut(shown_path, tree.status().message(), walk));
+          continue;
+        }
+        Tree sub;
+        int rc = git_tree_lookup(sub.out(), repo_, &*tree);
+        if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", real_path));
+        GF_RETURN_IF_ERROR(WalkFolder(sub.get(), real_path, shown_path, walk));
         continue;
       }
       if (mode == GIT_FILEMODE_TREE) {
@@ -249,13 +282,72 @@ class CommitTree {
     return text.size() <= 256 ? std::string(text) : absl::StrCat(text.substr(0, 256), "...");
   }
 
-  absl::Status Lookup(const std::string& path, TreeEntry* entry) const {
-    int rc = git_tree_entry_bypath(entry->out(), root_, path.c_str());
-    if (rc == GIT_ENOTFOUND) {
+  static constexpr char kSubmoduleNotFetched[] =
+      "a submodule, which is not fetched (a source with --submodules fetches it)";
+  static constexpr int kMaxSubmoduleWalks = 256;
+
+  static absl::Status LeadsTo(const std::string& path, const absl::Status& status) {
+    if (!absl::IsInvalidArgument(status)) return status;
+    return absl::InvalidArgumentError(absl::StrCat("leads to ", path, ", ", status.message()));
+  }
+
+  // The entry at `path` (mode and id; `path` is not filled in). With submodules, a path
+  // runs on into a submodule's commit as into a folder.
+  absl::StatusOr<Entry> Find(const std::string& path) const {
+    auto not_found = [&path] {
       return absl::NotFoundError(absl::StrCat("leads to ", path, ", which is not in the commit"));
+    };
+    Entry found;
+    if (!submodules_) {
+      TreeEntry entry;
+      int rc = git_tree_entry_bypath(entry.out(), root_, path.c_str());
+      if (rc == GIT_ENOTFOUND) return not_found();
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
+      found.mode = git_tree_entry_filemode(entry.get());
+      found.id = *git_tree_entry_id(entry.get());
+      return found;
     }
-    if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", path));
-    return absl::OkStatus();
+    const std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+    Tree held;
+    const git_tree* tree = root_;
+    std::string done;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (i > 0) {
+        if (found.mode == GIT_FILEMODE_COMMIT) {
+          absl::StatusOr<git_oid> sub = SubmoduleTree(found.id, done);
+          if (!sub.ok()) return LeadsTo(done, sub.status());
+          found.mode = GIT_FILEMODE_TREE;
+          found.id = *sub;
+        }
+        if (found.mode != GIT_FILEMODE_TREE) return not_found();
+        Tree next;
+        int rc = git_tree_lookup(next.out(), repo_, &found.id);
+        if (rc != 0) return GitError(rc, absl::StrCat("cannot read tree ", done));
+        std::swap(held.ptr, next.ptr);
+        tree = held.get();
+      }
+      const git_tree_entry* entry = git_tree_entry_byname(tree, parts[i].c_str());
+      if (entry == nullptr) return not_found();
+      found.mode = git_tree_entry_filemode(entry);
+      found.id = *git_tree_entry_id(entry);
+      done = done.empty() ? parts[i] : absl::StrCat(done, "/", parts[i]);
+    }
+    if (parts.empty()) found.id = *git_tree_id(root_);
+    return found;
+  }
+
+  // The tree of a submodule's commit; InvalidArgument saying what it is when the clone
+  // lacks it (Resolve fetches those .gitmodules names).
+  absl::StatusOr<git_oid> SubmoduleTree(const git_oid& commit_id, const std::string& path) const {
+    Commit commit;
+    int rc = git_commit_lookup(commit.out(), repo_, &commit_id);
+    if (rc == GIT_ENOTFOUND) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a submodule whose commit ", std::string(git_oid_tostr_s(&commit_id)).substr(0, 12),
+          " was not fetched (.gitmodules does not name it)"));
+    }
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read the commit of submodule ", path));
+    return *git_commit_tree_id(commit.get());
   }
 
   absl::StatusOr<std::string> LinkText(const git_oid& id, const std::string& path) const {
@@ -314,6 +406,7 @@ class CommitTree {
 
   git_repository* const repo_;
   git_tree* const root_;
+  const bool submodules_;
 };
 
 // What `git log --oneline` shows: at least 7 hex digits of a commit id.
@@ -431,28 +524,24 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
 
 class Libgit2Repository : public GitRepository {
  public:
-  Libgit2Repository(std::string url, std::string credential, std::string dir,
+  Libgit2Repository(std::string url, std::string credential, bool submodules, std::string dir,
                     const GitLimits& limits, const GitAccess& access)
       : url_(std::move(url)),
         credential_(std::move(credential)),
+        submodules_(submodules),
         dir_(std::move(dir)),
         limits_(limits),
         access_(access) {}
 
   const std::string& url() const override { return url_; }
+  bool reads_submodules() const override { return submodules_; }
 
   absl::Status Fetch() override {
     // Checked at every fetch: a stored source from before --allow-local-sources was
     // dropped is refused here, with the reason, instead of being dropped.
     if (absl::Status s = CheckSourceUrl(url_, access_.allow_local); !s.ok()) return s;
-    std::optional<GitCredential> credential;
-    if (!credential_.empty()) {
-      // Read again every time: a rotated Secret needs no restart.
-      absl::StatusOr<GitCredential> loaded =
-          LoadGitCredential(access_.credentials_dir, credential_);
-      if (!loaded.ok()) return loaded.status();
-      credential = *std::move(loaded);
-    }
+    absl::StatusOr<std::optional<GitCredential>> credential = LoadCredential();
+    if (!credential.ok()) return credential.status();
     MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;
     // Looked up once: libgit2 1.5 leaks pcre2 match data (about 20 KiB) on every
@@ -461,11 +550,43 @@ class Libgit2Repository : public GitRepository {
       int rc = git_remote_lookup(remote_.out(), repo_.get(), "origin");
       if (rc != 0) return GitError(rc, absl::StrCat("cannot find remote for ", url_));
     }
-    // Every byte of it is bounded: in time (the socket stream's deadline, timed_stream.h)
-    // and in size.
+    GF_RETURN_IF_ERROR(RunFetchLocked(
+        remote_.get(), url_, {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"},
+        credential->has_value() ? &**credential : nullptr));
+    // The remote's default branch (its HEAD), kept as refs/remotes/origin/HEAD as git
+    // clone does: a source without a ref follows it, whether it is main, master or other.
+    git_buf head = {nullptr, 0, 0};
+    if (git_remote_default_branch(&head, remote_.get()) == 0 && head.ptr != nullptr) {
+      absl::string_view branch(head.ptr);
+      if (absl::ConsumePrefix(&branch, "refs/heads/")) {
+        git_reference* symbolic = nullptr;
+        if (git_reference_symbolic_create(&symbolic, repo_.get(), "refs/remotes/origin/HEAD",
+                                          absl::StrCat("refs/remotes/origin/", branch).c_str(),
+                                          /*force=*/1, "gitfleet: remote HEAD") == 0) {
+          git_reference_free(symbolic);
+        }
+      }
+    }
+    git_buf_dispose(&head);
+    return absl::OkStatus();
+  }
+
+  // The source's credential, read again every time (a rotated Secret needs no restart);
+  // none when the source names none.
+  absl::StatusOr<std::optional<GitCredential>> LoadCredential() const {
+    if (credential_.empty()) return std::optional<GitCredential>();
+    absl::StatusOr<GitCredential> loaded = LoadGitCredential(access_.credentials_dir, credential_);
+    if (!loaded.ok()) return loaded.status();
+    return std::optional<GitCredential>(*std::move(loaded));
+  }
+
+  // One fetch from `url` into the clone. Every byte of it is bounded: in time (the socket
+  // stream's deadline, timed_stream.h) and in size.
+  absl::Status RunFetchLocked(git_remote* remote, const std::string& url,
+                              const std::vector<std::string>& specs,
+                              const GitCredential* credential) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FetchDeadline deadline(absl::Now() + limits_.fetch_timeout);
-    FetchContext progress{&limits_, url_, SshPort(url_),
-                          credential.has_value() ? &*credential : nullptr};
+    FetchContext progress{&limits_, url, SshPort(url), credential};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.callbacks.payload = &progress;
     options.callbacks.credentials = AcquireCredential;
@@ -483,26 +604,156 @@ class Libgit2Repository : public GitRepository {
     };
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-    const char* specs[] = {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"};
-    git_strarray refspecs = {const_cast<char**>(specs), 2};
-    int rc = git_remote_fetch(remote_.get(), &refspecs, &options, "gitfleet fetch");
-    if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", url_));
-    // The remote's default branch (its HEAD), kept as refs/remotes/origin/HEAD as git
-    // clone does: a source without a ref follows it, whether it is main, master or other.
-    git_buf head = {nullptr, 0, 0};
-    if (git_remote_default_branch(&head, remote_.get()) == 0 && head.ptr != nullptr) {
-      absl::string_view branch(head.ptr);
-      if (absl::ConsumePrefix(&branch, "refs/heads/")) {
-        git_reference* symbolic = nullptr;
-        if (git_reference_symbolic_create(&symbolic, repo_.get(), "refs/remotes/origin/HEAD",
-                                          absl::StrCat("refs/remotes/origin/", branch).c_str(),
-                                          /*force=*/1, "gitfleet: remote HEAD") == 0) {
-          git_reference_free(symbolic);
+    std::vector<char*> pointers;
+    for (const std::string& spec : specs) pointers.push_back(const_cast<char*>(spec.c_str()));
+    git_strarray refspecs = {pointers.data(), pointers.size()};
+    int rc = git_remote_fetch(remote, &refspecs, &options, "gitfleet fetch");
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", RedactUrl(url)));
+    return absl::OkStatus();
+  }
+
+  bool HasCommitLocked(const git_oid& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Commit commit;
+    return git_commit_lookup(commit.out(), repo_.get(), &id) == 0;
+  }
+
+  // Fetches what the clone lacks of the submodules `commit_id` names in its .gitmodules,
+  // and of theirs, level by level, into refs of their own (refs/gitfleet/submodules/...);
+  // a commit whose submodules were all there once is not looked at again.
+  absl::Status FetchSubmodulesLocked(const std::string& commit_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (complete_.count(commit_id) > 0) return absl::OkStatus();
+    struct Todo {
+      git_oid commit;
+      std::string url;     // of the repository whose commit it is
+      std::string prefix;  // where its tree shows in the source's commit
+      int depth;
+    };
+    std::deque<Todo> todo;
+    todo.push_back({git_oid{}, url_, "", 0});
+    if (git_oid_fromstr(&todo.back().commit, commit_id.c_str()) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", commit_id, "\" is not a commit id"));
+    }
+    std::optional<GitCredential> credential;
+    bool credential_loaded = false;
+    int count = 0;
+    while (!todo.empty()) {
+      Todo at = std::move(todo.front());
+      todo.pop_front();
+      Commit commit;
+      int rc = git_commit_lookup(commit.out(), repo_.get(), &at.commit);
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot read commit of ", at.prefix));
+      Tree root;
+      rc = git_commit_tree(root.out(), commit.get());
+      if (rc != 0) return GitError(rc, "cannot read commit tree");
+      const std::string where =
+          at.prefix.empty() ? ".gitmodules" : absl::StrCat(at.prefix, "/.gitmodules");
+      TreeEntry file;
+      rc = git_tree_entry_bypath(file.out(), root.get(), ".gitmodules");
+      if (rc == GIT_ENOTFOUND || (rc == 0 && git_tree_entry_type(file.get()) != GIT_OBJECT_BLOB)) {
+        continue;  // no submodules (a gitlink without it is refused where it is read)
+      }
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", where));
+      Blob blob;
+      rc = git_blob_lookup(blob.out(), repo_.get(), git_tree_entry_id(file.get()));
+      if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", where));
+      absl::StatusOr<std::vector<Submodule>> submodules = ParseGitmodules(
+          absl::string_view(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                            static_cast<size_t>(git_blob_rawsize(blob.get()))));
+      if (!submodules.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " at ", commit_id.substr(0, 12), ": ",
+                         absl::StripPrefix(submodules.status().message(), ".gitmodules ")));
+      }
+      for (const Submodule& submodule : *submodules) {
+        TreeEntry link;
+        rc = git_tree_entry_bypath(link.out(), root.get(), submodule.path.c_str());
+        if (rc == GIT_ENOTFOUND ||
+            (rc == 0 && git_tree_entry_filemode(link.get()) != GIT_FILEMODE_COMMIT)) {
+          continue;  // a section its commit has no gitlink for: Git skips it too
         }
+        if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", submodule.path));
+        const std::string shown =
+            at.prefix.empty() ? submodule.path : absl::StrCat(at.prefix, "/", submodule.path);
+        if (++count > limits_.max_submodules) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "commit ", commit_id.substr(0, 12), " names more than ", limits_.max_submodules,
+              " submodules, theirs included (at ", shown, ")"));
+        }
+        if (at.depth >= limits_.max_submodule_depth) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "submodule ", shown, " is nested more than ", limits_.max_submodule_depth, " deep"));
+        }
+        absl::StatusOr<std::string> url = SubmoduleUrl(at.url, submodule.url);
+        if (!url.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("submodule ", shown, " (", where, "): ", url.status().message()));
+        }
+        GF_RETURN_IF_ERROR(CheckSubmoduleUrl(shown, *url));
+        const git_oid id = *git_tree_entry_id(link.get());
+        if (!HasCommitLocked(id)) {
+          if (!credential_loaded) {
+            absl::StatusOr<std::optional<GitCredential>> loaded = LoadCredential();
+            if (!loaded.ok()) return loaded.status();
+            credential = *std::move(loaded);
+            credential_loaded = true;
+          }
+          GF_RETURN_IF_ERROR(FetchSubmoduleLocked(shown, *url, id,
+                                                  credential.has_value() ? &*credential : nullptr));
+        }
+        todo.push_back({id, *url, shown, at.depth + 1});
       }
     }
-    git_buf_dispose(&head);
+    if (complete_.size() >= 1024) complete_.clear();
+    complete_.insert(commit_id);
     return absl::OkStatus();
+  }
+
+  // Where a submodule may be fetched from: a URL a source could name; and, when the
+  // source has a credential, on the source's own host, the only one it is sent to.
+  absl::Status CheckSubmoduleUrl(const std::string& shown, const std::string& url) const {
+    if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("submodule ", shown, ": ",
+                                                 absl::StripPrefix(s.message(), "source ")));
+    }
+    if (!credential_.empty() && UrlHost(url) != UrlHost(url_)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("submodule ", shown, " is at ", RedactUrl(url), ", not on ", UrlHost(url_),
+                       ": the source's credential ", credential_,
+                       " is sent to that host only; mirror the submodule there, or write its URL "
+                       "relative (../NAME.git) in .gitmodules"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status FetchSubmoduleLocked(const std::string& shown, const std::string& url,
+                                    const git_oid& id, const GitCredential* credential)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Remote remote;
+    int rc = git_remote_create_anonymous(remote.out(), repo_.get(), url.c_str());
+    if (rc != 0) {
+      return GitError(rc, absl::StrCat("submodule ", shown, ": invalid URL ", RedactUrl(url)));
+    }
+    const std::string refs =
+        absl::StrCat("refs/gitfleet/submodules/", Sha256Hex(url).substr(0, 16));
+    absl::Status fetched = RunFetchLocked(remote.get(), url,
+                                          {absl::StrCat("+refs/heads/*:", refs, "/heads/*"),
+                                           absl::StrCat("+refs/tags/*:", refs, "/tags/*")},
+                                          credential);
+    if (!fetched.ok()) {
+      return absl::Status(fetched.code(),
+                          absl::StrCat("submodule ", shown, ": ", fetched.message()));
+    }
+    if (HasCommitLocked(id)) return absl::OkStatus();
+    // On no branch or tag: asked for by id, as `git submodule update` does (servers that
+    // allow it, as GitHub and GitLab do).
+    const std::string hex = OidString(&id);
+    absl::Status by_id = RunFetchLocked(
+        remote.get(), url, {absl::StrCat("+", hex, ":", refs, "/commits/", hex)}, credential);
+    if (HasCommitLocked(id)) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat(
+        "submodule ", shown, ": commit ", hex.substr(0, 12), " is on no branch or tag of ",
+        RedactUrl(url), by_id.ok() ? "" : " and the server did not give it by its id"));
   }
 
   absl::StatusOr<CommitInfo> Resolve(const std::string& ref) override {
@@ -545,6 +796,7 @@ class Libgit2Repository : public GitRepository {
       const char* summary = git_commit_summary(commit);
       info.summary = summary ? summary : "";
       info.branch = BranchOfLocked(candidate);
+      if (submodules_) GF_RETURN_IF_ERROR(FetchSubmodulesLocked(info.id));
       return info;
     }
     return absl::NotFoundError(absl::StrCat(
@@ -579,7 +831,7 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
-    const CommitTree tree(repo_.get(), root.get());
+    const CommitTree tree(repo_.get(), root.get(), submodules_);
     std::vector<std::string> ids;
     for (const std::string& path : paths) {
       absl::StatusOr<CommitTree::Entry> entry = tree.Follow("", path);
@@ -613,7 +865,7 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
-    const CommitTree tree(repo_.get(), root.get());
+    const CommitTree tree(repo_.get(), root.get(), submodules_);
     absl::StatusOr<CommitTree::Entry> folder = tree.Follow("", path);
     if (absl::IsNotFound(folder.status())) {
       return absl::NotFoundError(
@@ -704,12 +956,15 @@ class Libgit2Repository : public GitRepository {
 
   const std::string url_;
   const std::string credential_;  // its name; the files are read at each fetch
+  const bool submodules_;
   const std::string dir_;
   const GitLimits limits_;
   const GitAccess access_;
   Mutex mu_;
   Repo repo_ ABSL_GUARDED_BY(mu_);
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
+  // Commits whose submodules the clone holds (FetchSubmodulesLocked).
+  std::set<std::string> complete_ ABSL_GUARDED_BY(mu_);
 };
 
 class Libgit2Repositories : public GitRepositories {
@@ -748,12 +1003,13 @@ class Libgit2Repositories : public GitRepositories {
   }
 
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
-                                                        const std::string& credential) override {
+                                                        const std::string& credential,
+                                                        bool submodules) override {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) return s;
     if (!credential.empty()) {
       if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
     }
-    const std::string key = Key(url, credential);
+    const std::string key = Key({url, credential, submodules});
     MutexLock lock(&mu_);
     auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
@@ -773,14 +1029,15 @@ class Libgit2Repositories : public GitRepositories {
         mkdir(cache_dir_.substr(0, i).c_str(), 0700);
       }
     }
-    auto repo = std::make_shared<Libgit2Repository>(url, credential, DirOf(key), limits_, access_);
+    auto repo = std::make_shared<Libgit2Repository>(url, credential, submodules, DirOf(key),
+                                                    limits_, access_);
     repos_[key] = repo;
     return repo;
   }
 
-  int Retain(const std::set<std::pair<std::string, std::string>>& in_use) override {
+  int Retain(const std::set<RepoRef>& in_use) override {
     std::set<std::string> keep;
-    for (const auto& [url, credential] : in_use) keep.insert(Key(url, credential));
+    for (const RepoRef& ref : in_use) keep.insert(Key(ref));
     std::vector<std::string> doomed;  // renamed away under the lock, deleted outside it
     {
       MutexLock lock(&mu_);
@@ -845,9 +1102,13 @@ class Libgit2Repositories : public GitRepositories {
 
  private:
   // One cache per URL and credential: what one credential may read is not served to a
-  // source that names another (or none).
-  static std::string Key(const std::string& url, const std::string& credential) {
-    return credential.empty() ? url : absl::StrCat(credential, "\n", url);
+  // source that names another (or none). One with submodules is another: their objects
+  // are in it, and a source without them reads the repository as it always did.
+  static std::string Key(const RepoRef& ref) {
+    std::string key =
+        ref.credential.empty() ? ref.url : absl::StrCat(ref.credential, "\n", ref.url);
+    if (ref.submodules) key += "\n+submodules";
+    return key;
   }
   std::string DirOf(const std::string& key) const {
     return absl::StrCat(cache_dir_, "/", Sha256Hex(key).substr(0, 24), ".git");

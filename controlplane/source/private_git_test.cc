@@ -104,6 +104,46 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
 }
 
+// A private repository's submodules are fetched with its credential, on its own host
+// only: a submodule elsewhere would be sent the credential, and is refused instead.
+TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly) {
+  HttpsGitServer server(TempDir("https"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  GitFixture app(TempDir("app"));
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib.git\n");
+  app.Git("add .gitmodules");
+  app.Git("update-index --add --cacheinfo 160000," + commit_ + ",vendor/lib");
+  app.Git("commit -qm 'lib, relative'");
+  app.Git("branch -q relative");
+  const std::string lib_url = server.Serve(git_.dir(), "lib");
+  std::string elsewhere = lib_url;
+  elsewhere.replace(elsewhere.find("127.0.0.1"), 9, "localhost");
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = " + elsewhere + "\n");
+  app.Git("add .gitmodules");
+  app.Git("commit -qm 'lib, on another host'");
+  const std::string url = server.Serve(app.dir(), "app");
+  Credential("git-https", {{"username", "alice"},
+                           {"password", "correct horse"},
+                           {"ca.crt", Read(server.ca_pem_path())}});
+
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
+  std::shared_ptr<GitRepository> repo = *repos->ForUrl(url, "git-https", /*submodules=*/true);
+  ASSERT_TRUE(repo->Fetch().ok());
+  absl::StatusOr<CommitInfo> relative = repo->Resolve("relative");
+  ASSERT_TRUE(relative.ok()) << relative.status() << "\n" << server.Log();
+  absl::StatusOr<std::vector<RepoFile>> files =
+      repo->ReadTree(relative->id, "vendor/lib", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].path, "vendor/lib/apps/web/a.yaml");
+
+  absl::Status other_host = repo->Resolve("main").status();
+  EXPECT_THAT(other_host, StatusIs(absl::StatusCode::kPermissionDenied,
+                                   HasSubstr("submodule vendor/lib is at https://localhost:")));
+  EXPECT_THAT(other_host, FailsWith("not on 127.0.0.1: the source's credential git-https is sent "
+                                    "to that host only"));
+}
+
 TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;

@@ -1,6 +1,7 @@
 #include "controlplane/source/source_poller.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -46,9 +47,11 @@ void SourcePoller::Stop() { queue_.Stop(); }
 void SourcePoller::Start() { queue_.Start(); }
 
 std::string RepoKey(const v1::Source& source) {
-  return source.credentials_ref().empty()
-             ? source.url()
-             : absl::StrCat(source.credentials_ref(), "\n", source.url());
+  std::string key = source.credentials_ref().empty()
+                        ? source.url()
+                        : absl::StrCat(source.credentials_ref(), "\n", source.url());
+  if (source.submodules()) key += "\n+submodules";
+  return key;
 }
 
 absl::Duration SourcePoller::IntervalLocked(const Tracked& t) const {
@@ -64,7 +67,8 @@ void SourcePoller::Upsert(const v1::Source& source) {
     MutexLock lock(&mu_);
     Tracked& t = sources_[source.name()];
     bool changed = t.source.url() != source.url() || t.source.ref() != source.ref() ||
-                   t.source.credentials_ref() != source.credentials_ref();
+                   t.source.credentials_ref() != source.credentials_ref() ||
+                   t.source.submodules() != source.submodules();
     other_repository = !t.source.url().empty() && RepoKey(t.source) != RepoKey(source);
     t.source = source;
     *t.info.mutable_source() = source;
@@ -88,11 +92,11 @@ void SourcePoller::Remove(const std::string& name) {
 }
 
 void SourcePoller::ReleaseUnused() {
-  std::set<std::pair<std::string, std::string>> in_use;
+  std::set<RepoRef> in_use;
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
-      in_use.emplace(t.source.url(), t.source.credentials_ref());
+      in_use.insert({t.source.url(), t.source.credentials_ref(), t.source.submodules()});
     }
   }
   repos_->Retain(in_use);
@@ -164,21 +168,29 @@ absl::Status SourcePoller::FetchSoon(const std::string& name) {
 absl::Status SourcePoller::FetchUrl(const std::string& key) {
   absl::Time start = clock_->Now();
   std::string url, credential;
+  bool submodules = false;
+  std::set<std::string> refs;  // of the sources that read it
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
       if (RepoKey(t.source) != key) continue;
       url = t.source.url();
       credential = t.source.credentials_ref();
-      break;
+      submodules = t.source.submodules();
+      refs.insert(t.source.ref());
     }
   }
   if (url.empty()) {  // removed meanwhile: not queued again
     if (repos_->RetainPending()) ReleaseUnused();
     return absl::OkStatus();
   }
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential);
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential, submodules);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
+  // Resolved outside the lock: with submodules, a resolve fetches those its commit lacks.
+  std::map<std::string, absl::StatusOr<CommitInfo>> resolved;
+  if (fetched.ok()) {
+    for (const std::string& ref : refs) resolved.emplace(ref, (*repo)->Resolve(ref));
+  }
   absl::Duration took = clock_->Now() - start;
   metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();
   metrics_.source_fetch_seconds.Add({}, metrics::ExponentialBuckets(0.005, 2, 14))
@@ -196,11 +208,14 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     std::vector<Tracked*> users;
     for (auto& [name, t] : sources_) {
       if (RepoKey(t.source) != key) continue;
+      auto found = resolved.find(t.source.ref());
+      // Added, or its ref set, meanwhile: Upsert queued another fetch, which resolves it.
+      if (fetched.ok() && found == resolved.end()) continue;
       users.push_back(&t);
       absl::Status status = fetched;
       absl::StatusOr<CommitInfo> commit;
       if (status.ok()) {
-        commit = (*repo)->Resolve(t.source.ref());
+        commit = found->second;
         status = commit.status();
       }
       *t.info.mutable_fetched_time() = ToProtoTime(now);

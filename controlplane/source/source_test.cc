@@ -298,6 +298,168 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   }
 }
 
+// A repository that vendors another as a submodule (a shared base, a chart), which vendors
+// a third: with submodules on, reads show their files where a recursive checkout shows
+// them, and a resolve fetches what a new commit's gitlinks name; off, the folder that
+// holds one is refused, saying how to fetch it.
+TEST(Libgit2RepositoryTest, SubmodulesAreReadWhereACheckoutShowsThem) {
+  const std::string forge = TempDir("forge");
+  GitFixture deep(forge + "/deep");
+  deep.Write("d.yaml", "d: 1\n");
+  const std::string deep_1 = deep.Commit("deep");
+  GitFixture lib(forge + "/lib");
+  lib.Write("base/cm.yaml", "kind: ConfigMap\n");
+  lib.Write(".gitmodules", "[submodule \"deep\"]\n\tpath = vendor/deep\n\turl = ../deep\n");
+  lib.Git("add .gitmodules base");
+  lib.Git("update-index --add --cacheinfo 160000," + deep_1 + ",vendor/deep");
+  lib.Git("commit -qm 'lib with deep'");
+  GitFixture app(forge + "/app");
+  app.Write("apps/web/a.yaml", "a: 1\n");
+  app.Link("../../vendor/lib/base", "apps/web/base");  // a link into the submodule
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n");
+  app.Git("add -A");
+  std::string lib_head;
+  ASSERT_EQ(testing::Run("git -C " + lib.dir() + " rev-parse HEAD", &lib_head), 0);
+  lib_head = std::string(absl::StripAsciiWhitespace(lib_head));
+  app.Git("update-index --add --cacheinfo 160000," + lib_head + ",vendor/lib");
+  app.Git("commit -qm 'app with lib'");
+
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  // Off (the default): refused where a bundle reads it, left out of a whole read.
+  auto plain = *repos->ForUrl(app.url());
+  ASSERT_TRUE(plain->Fetch().ok());
+  const std::string commit = plain->Resolve("")->id;
+  auto refused = plain->ReadTree(commit, "vendor", kRefuse);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("vendor/lib: a submodule, which is not fetched (a source with "
+                        "--submodules fetches it)"));
+  EXPECT_EQ(Paths(plain->ReadTree(commit, "", kLeaveOut)),
+            (std::vector<std::string>{".gitmodules", "apps/web/a.yaml"}));
+
+  // On: a clone of its own, whose resolve fetches lib and deep.
+  auto repo = *repos->ForUrl(app.url(), "", /*submodules=*/true);
+  EXPECT_NE(repo.get(), plain.get());
+  ASSERT_TRUE(repo->Fetch().ok());
+  absl::StatusOr<CommitInfo> resolved = repo->Resolve("");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->id, commit);
+  EXPECT_EQ(Paths(repo->ReadTree(commit, "", kRefuse)),
+            (std::vector<std::string>{".gitmodules", "apps/web/a.yaml", "apps/web/base/cm.yaml",
+                                      "vendor/lib/.gitmodules", "vendor/lib/base/cm.yaml",
+                                      "vendor/lib/vendor/deep/d.yaml"}));
+  auto inside = repo->ReadTree(commit, "vendor/lib/vendor/deep", kRefuse);
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  ASSERT_EQ(inside->size(), 1u);
+  EXPECT_EQ((*inside)[0].path, "vendor/lib/vendor/deep/d.yaml");
+  EXPECT_EQ((*inside)[0].content, "d: 1\n");
+  auto ids =
+      repo->EntryIds(commit, {"apps/web", "vendor/lib/base", "vendor/lib/vendor/deep/d.yaml"});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  for (const std::string& id : *ids) EXPECT_NE(id, "");
+
+  // deep moves on, lib and app take it: the next resolve fetches it, and the ids of what
+  // reads it change.
+  deep.Write("d.yaml", "d: 2\n");
+  const std::string deep_2 = deep.Commit("deep 2");
+  lib.Git("update-index --cacheinfo 160000," + deep_2 + ",vendor/deep");
+  lib.Git("commit -qm 'deep 2'");
+  ASSERT_EQ(testing::Run("git -C " + lib.dir() + " rev-parse HEAD", &lib_head), 0);
+  lib_head = std::string(absl::StripAsciiWhitespace(lib_head));
+  app.Git("update-index --cacheinfo 160000," + lib_head + ",vendor/lib");
+  app.Git("commit -qm 'lib 2'");
+  ASSERT_TRUE(repo->Fetch().ok());
+  resolved = repo->Resolve("");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  inside = repo->ReadTree(resolved->id, "vendor/lib/vendor/deep", kRefuse);
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  EXPECT_EQ((*inside)[0].content, "d: 2\n");
+  auto later = repo->EntryIds(resolved->id,
+                              {"apps/web", "vendor/lib/base", "vendor/lib/vendor/deep/d.yaml"});
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ((*later)[0], (*ids)[0]) << "apps/web's link leads to what did not change";
+  EXPECT_EQ((*later)[1], (*ids)[1]);
+  EXPECT_NE((*later)[2], (*ids)[2]);
+  // The commit before still reads as it did.
+  inside = repo->ReadTree(commit, "vendor/lib/vendor/deep", kRefuse);
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  EXPECT_EQ((*inside)[0].content, "d: 1\n");
+}
+
+// What a submodule may not make the control plane do, and how each is said.
+TEST(Libgit2RepositoryTest, SubmodulesThatCannotBeFetchedAreNamed) {
+  const std::string forge = TempDir("forge");
+  GitFixture lib(forge + "/lib");
+  lib.Write("a.yaml", "a: 1\n");
+  const std::string lib_1 = lib.Commit("lib");
+  GitFixture app(forge + "/app");
+  app.Write("a.yaml", "a: 1\n");
+  app.Commit("app");
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  auto repo = *repos->ForUrl(app.url(), "", /*submodules=*/true);
+  auto commit_with = [&](const std::string& gitmodules, const std::string& link,
+                         const std::string& id) {
+    app.Write(".gitmodules", gitmodules);
+    app.Git("add .gitmodules");
+    app.Git("rm -q --cached --ignore-unmatch -r vendor");
+    app.Git("update-index --add --cacheinfo 160000," + id + "," + link);
+    app.Git("commit -qm 'submodule'");
+    EXPECT_TRUE(repo->Fetch().ok());
+    return repo->Resolve("");
+  };
+  struct Case {
+    std::string gitmodules;
+    std::string link;
+    std::string id;
+    absl::StatusCode code;
+    std::string says;
+  };
+  const std::string missing(40, 'e');
+  for (const Case& c : std::vector<Case>{
+           // First: once lib's commit is in the clone, nothing is fetched for it.
+           {"[submodule \"x\"]\n path = vendor/x\n url = ../nothing-here\n", "vendor/x", lib_1,
+            absl::StatusCode::kUnavailable, "submodule vendor/x: cannot fetch"},
+           {"[submodule \"x\"]\n path = vendor/x\n url = ext::sh -c touch% /tmp/pwned\n",
+            "vendor/x", lib_1, absl::StatusCode::kInvalidArgument,
+            "submodule vendor/x: URL \"ext::sh -c touch% /tmp/pwned\" must start with"},
+           {"[submodule \"x\"]\n path = vendor/x\n url = "
+            "../../../../../../../../../../../../../../../../x\n",
+            "vendor/x", lib_1, absl::StatusCode::kInvalidArgument, "climbs above"},
+           {"[submodule \"x\"\n", "vendor/x", lib_1, absl::StatusCode::kInvalidArgument,
+            ".gitmodules at "},
+           {"[submodule \"x\"]\n path = vendor/x\n url = ../lib\n", "vendor/x", missing,
+            absl::StatusCode::kNotFound,
+            "submodule vendor/x: commit eeeeeeeeeeee is on no branch or tag of"},
+       }) {
+    absl::StatusOr<CommitInfo> resolved = commit_with(c.gitmodules, c.link, c.id);
+    EXPECT_EQ(resolved.status().code(), c.code) << c.gitmodules << resolved.status();
+    EXPECT_THAT(std::string(resolved.status().message()), HasSubstr(c.says)) << c.gitmodules;
+  }
+  // A gitlink .gitmodules does not name: nothing to fetch, and refused where it is read.
+  absl::StatusOr<CommitInfo> resolved = commit_with("", "vendor/x", missing);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_THAT(std::string(repo->ReadTree(resolved->id, "vendor", kRefuse).status().message()),
+              HasSubstr("vendor/x: a submodule whose commit"));
+  EXPECT_THAT(std::string(repo->ReadTree(resolved->id, "vendor/x", kRefuse).status().message()),
+              HasSubstr("leads to vendor/x, a submodule whose commit"));
+
+  // Bounds: how many, and how deep.
+  GitLimits limits;
+  limits.max_submodules = 1;
+  auto bounded = NewLibgit2Repositories(TempDir("cache"), limits, kLocal);
+  auto two = *bounded->ForUrl(app.url(), "", true);
+  app.Write(".gitmodules",
+            "[submodule \"a\"]\n path = vendor/a\n url = ../lib\n"
+            "[submodule \"b\"]\n path = vendor/b\n url = ../lib\n");
+  app.Git("add .gitmodules");
+  app.Git("rm -q --cached --ignore-unmatch -r vendor");
+  app.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/a");
+  app.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/b");
+  app.Git("commit -qm 'two'");
+  ASSERT_TRUE(two->Fetch().ok());
+  EXPECT_THAT(std::string(two->Resolve("").status().message()),
+              HasSubstr("names more than 1 submodules, theirs included (at vendor/b)"));
+}
+
 // One file over --max-blob-bytes (a video in a docs folder) fails a bundle whose folder
 // holds it, naming it, and is left out of the whole repository kustomize and jsonnet read:
 // before, it failed every such bundle of the repository.
@@ -636,9 +798,10 @@ class StuckRepositories : public GitRepositories {
 
   explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
-                                                        const std::string& credential) override {
+                                                        const std::string& credential,
+                                                        bool submodules) override {
     if (url == kStuckUrl) return std::make_shared<Stuck>(this);
-    return real_->ForUrl(url, credential);
+    return real_->ForUrl(url, credential, submodules);
   }
   bool fetching() {
     MutexLock lock(&mu_);

@@ -694,20 +694,8 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
   std::string first = git_.Commit("first");
-  // git daemon on a free loopback port; it exports the repository by its base path.
-  int port = 0;
   std::unique_ptr<Process> daemon;
-  for (int attempt = 0; attempt < 5 && port == 0; ++attempt) {
-    int candidate = 20000 + (getpid() * 7 + attempt * 131) % 20000;
-    daemon = std::make_unique<Process>(
-        "/usr/bin/git",
-        std::vector<std::string>{"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-                                 absl::StrCat("--port=", candidate), "--base-path=" + root_,
-                                 "--informative-errors", root_},
-        root_ + "/git-daemon.log." + std::to_string(attempt));
-    absl::SleepFor(absl::Milliseconds(300));
-    if (daemon->running()) port = candidate;
-  }
+  const int port = StartGitDaemon(&daemon);
   ASSERT_GT(port, 0) << "git daemon did not start";
   StartControlPlane();
   StartAgent("prod-eu", "env=prod");
@@ -743,6 +731,79 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
     ASSERT_EQ(code, 0) << out;
   }
   EXPECT_TRUE(Eventually([&] { return clones() == "0"; }, absl::Seconds(70))) << clones();
+}
+
+// A repository that vendors its shared base as a submodule (relative URL, as most do),
+// served by git daemon: without --submodules the bundle fails naming the submodule and the
+// flag; with it, a kustomization reads the base through the submodule, a bundle's folder
+// may be inside it, and a commit that moves the submodule reaches the cluster.
+TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
+  GitFixture lib(root_ + "/lib");
+  lib.Write("base/cm.yaml", Cm("shared", "1"));
+  lib.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  lib.Write("extra/cm.yaml", Cm("extra"));
+  const std::string lib_1 = lib.Commit("shared base");
+  git_.Write("apps/web/kustomization.yaml", "resources:\n- ../../vendor/lib/base\n- a.yaml\n");
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n");
+  git_.Git("add -A");
+  git_.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/lib");
+  git_.Git("commit -qm 'vendor lib'");
+  std::string first;
+  ASSERT_EQ(::gitfleet::testing::Run("git -C " + git_.dir() + " rev-parse HEAD", &first), 0);
+  first = std::string(absl::StripAsciiWhitespace(first));
+  std::unique_ptr<Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  const std::string url = absl::StrCat("--url=git://127.0.0.1:", port, "/repo");
+  int code;
+  std::string out = Ctl({"source", "add", "demo", url, "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list"}), "lstat vendor: no such file or directory") &&
+           absl::StrContains(Ctl({"bundle", "list"}),
+                             "(the repository has submodules, named in .gitmodules, which source "
+                             "demo does not fetch: give it --submodules)");
+  })) << Ctl({"bundle", "list"});
+
+  out = Ctl({"source", "add", "demo", url, "--interval=1s", "--submodules", "--replace"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--submodules: false -> true"));
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Files("prod-eu"),
+              ::testing::IsSupersetOf({"shop/ConfigMap/shared.yaml", "shop/ConfigMap/a.yaml"}));
+  // A bundle whose own folder is inside the submodule.
+  ASSERT_EQ(
+      (Ctl({"bundle", "add", "extra", "--source=demo", "--path=vendor/lib/extra"}, &code), code),
+      0);
+  ExpectSynced("prod-eu", "extra", first);
+  EXPECT_THAT(Files("prod-eu"), Contains("shop/ConfigMap/extra.yaml"));
+
+  // The shared base changes upstream, and the repository takes it.
+  lib.Write("base/cm.yaml", Cm("shared", "2"));
+  const std::string lib_2 = lib.Commit("shared base 2");
+  git_.Git("update-index --cacheinfo 160000," + lib_2 + ",vendor/lib");
+  git_.Git("commit -qm 'lib 2'");
+  std::string second;
+  ASSERT_EQ(::gitfleet::testing::Run("git -C " + git_.dir() + " rev-parse HEAD", &second), 0);
+  second = std::string(absl::StripAsciiWhitespace(second));
+  ExpectSynced("prod-eu", "web", second);
+  ExpectSynced("prod-eu", "extra", second);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
+
+  // A submodule that cannot be fetched keeps what the clusters run, and says why.
+  git_.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../gone\n");
+  git_.Git("add .gitmodules");
+  git_.Git("update-index --cacheinfo 160000," + std::string(40, 'a') + ",vendor/lib");
+  git_.Git("commit -qm 'lib moved away'");
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"source", "list"}), "submodule vendor/lib: cannot fetch");
+  })) << Ctl({"source", "list"});
+  EXPECT_TRUE(SyncedAt("prod-eu", "web", second));
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
 }
 
 TEST_F(Fleet, CliReportsServerErrorsInOneLine) {

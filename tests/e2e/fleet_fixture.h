@@ -112,6 +112,24 @@ class Fleet : public ::testing::Test {
     ASSERT_GT(agent.http, 0) << agent.process->Log();
   }
 
+  // git daemon on a free loopback port, exporting every repository under root_ by its
+  // path there (git://127.0.0.1:PORT/repo is git_); returns the port, 0 if it did not
+  // start. It stops with `daemon`.
+  int StartGitDaemon(std::unique_ptr<Process>* daemon) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      int candidate = 20000 + (getpid() * 7 + attempt * 131) % 20000;
+      *daemon = std::make_unique<Process>(
+          "/usr/bin/git",
+          std::vector<std::string>{"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
+                                   absl::StrCat("--port=", candidate), "--base-path=" + root_,
+                                   "--informative-errors", root_},
+          root_ + "/git-daemon.log." + std::to_string(attempt));
+      absl::SleepFor(absl::Milliseconds(300));
+      if ((*daemon)->running()) return candidate;
+    }
+    return 0;
+  }
+
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
     std::vector<std::string> all = ctl_flags_;
     all.insert(all.end(), args.begin(), args.end());
