@@ -502,7 +502,9 @@ class Cli {
     if (format_ != "table") return Print(response);
     Table table({"NAME", "URL", "REF", "CREDENTIALS", "COMMIT", "FETCHED", "ERROR"});
     for (const v1::SourceInfo& s : response.sources()) {
-      table.Add({s.source().name(), s.source().url(),
+      table.Add({s.source().name(),
+                 s.source().submodules() ? absl::StrCat(s.source().url(), " (+submodules)")
+                                         : s.source().url(),
                  !s.source().ref().empty() ? s.source().ref()
                  : s.branch().empty()      ? "(default)"
                                            : absl::StrCat("(default: ", s.branch(), ")"),

@@ -169,6 +169,27 @@ TEST(RenderCommandTest, PrintsPlainObjectsInKeyOrder) {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n");
 }
 
+// A repository that vendors its manifests as a submodule renders them with --submodules,
+// as a source with --submodules does, and says how without it.
+TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
+  const std::string forge = TempDir("render");
+  GitFixture lib(forge + "/lib");
+  lib.Write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vendored}\n");
+  const std::string vendored = lib.Commit("lib");
+  GitFixture app(forge + "/app");
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = apps/lib\n\turl = ../lib\n");
+  app.Git("add .gitmodules");
+  app.Git("update-index --add --cacheinfo 160000," + vendored + ",apps/lib");
+  app.Git("commit -qm 'vendor lib'");
+  Result r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/lib", "--submodules"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vendored\n");
+  r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("apps/lib: a submodule, which is not fetched (a source with "
+                               "--submodules fetches it)"));
+}
+
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";

@@ -772,6 +772,7 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   out = Ctl({"source", "add", "demo", url, "--interval=1s", "--submodules", "--replace"}, &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("--submodules: false -> true"));
+  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("/repo (+submodules)"));
   ExpectSynced("prod-eu", "web", first);
   EXPECT_THAT(Files("prod-eu"),
               ::testing::IsSupersetOf({"shop/ConfigMap/shared.yaml", "shop/ConfigMap/a.yaml"}));

@@ -1,0 +1,24 @@
+// A commit's .gitmodules (any repository's content) and the submodule URLs it names,
+// resolved against the source's URL.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "controlplane/source/submodules.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<std::vector<gitfleet::Submodule>> parsed = gitfleet::ParseGitmodules(text);
+  if (parsed.ok()) {
+    for (const gitfleet::Submodule& submodule : *parsed) {
+      for (const char* base : {"https://git.example.com/org/app.git", "/srv/git/app"}) {
+        absl::StatusOr<std::string> url = gitfleet::SubmoduleUrl(base, submodule.url);
+        if (url.ok()) (void)gitfleet::UrlHost(*url);
+      }
+    }
+  }
+  // The text as a base URL too: a nested submodule's base is a URL resolved before.
+  (void)gitfleet::SubmoduleUrl(text, "../../x.git");
+  (void)gitfleet::UrlHost(text);
+  return 0;
+}
