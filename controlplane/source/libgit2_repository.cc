@@ -78,6 +78,12 @@ bool IsHex(const std::string& text) {
 
 bool IsCommitId(const std::string& ref) { return ref.size() == 40 && IsHex(ref); }
 
+std::string OidString(const git_oid* oid) {
+  char buf[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(buf, sizeof(buf), oid);
+  return buf;
+}
+
 // A commit's tree as a checkout would show it, symbolic links followed, but never out of
 // the commit: a link's target is resolved part by part against the commit's root tree
 // from the link's folder, a link met on the way is followed too (at most kMaxLinks in
@@ -91,8 +97,11 @@ class CommitTree {
 
   // With `submodules`, a submodule's gitlink is read as the tree of its commit (which
   // Resolve fetched into the same clone), as a checkout with its submodules shows it.
-  CommitTree(git_repository* repo, git_tree* root, bool submodules)
-      : repo_(repo), root_(root), submodules_(submodules) {}
+  // `not_checked_out` holds the commit ids of gitlinks .gitmodules marks `update = none`:
+  // an empty folder, as in a checkout.
+  CommitTree(git_repository* repo, git_tree* root, bool submodules,
+             const std::set<std::string>* not_checked_out = nullptr)
+      : repo_(repo), root_(root), submodules_(submodules), not_checked_out_(not_checked_out) {}
 
   struct Entry {
     std::string path;  // where it really is ("" for the root)
@@ -203,6 +212,7 @@ class CommitTree {
           continue;
         }
         absl::StatusOr<git_oid> tree = SubmoduleTree(*git_tree_entry_id(entry), real_path);
+        if (absl::IsNotFound(tree.status())) continue;  // not checked out: an empty folder
         if (!tree.ok()) {
           if (!absl::IsInvalidArgument(tree.status())) return tree.status();
           GF_RETURN_IF_ERROR(LeaveOut(shown_path, tree.status().message(), walk));
@@ -337,10 +347,15 @@ class CommitTree {
   }
 
   // The tree of a submodule's commit; InvalidArgument saying what it is when the clone
-  // lacks it (Resolve fetches those .gitmodules names).
+  // lacks it (Resolve fetches those .gitmodules names), NotFound for one not checked out.
   absl::StatusOr<git_oid> SubmoduleTree(const git_oid& commit_id, const std::string& path) const {
     Commit commit;
     int rc = git_commit_lookup(commit.out(), repo_, &commit_id);
+    if (rc == GIT_ENOTFOUND && not_checked_out_ != nullptr &&
+        not_checked_out_->count(OidString(&commit_id)) > 0) {
+      return absl::NotFoundError(
+          absl::StrCat("leads into ", path, ", a submodule .gitmodules marks update = none"));
+    }
     if (rc == GIT_ENOTFOUND) {
       return absl::InvalidArgumentError(absl::StrCat(
           "a submodule whose commit ", std::string(git_oid_tostr_s(&commit_id)).substr(0, 12),
@@ -407,17 +422,12 @@ class CommitTree {
   git_repository* const repo_;
   git_tree* const root_;
   const bool submodules_;
+  const std::set<std::string>* const not_checked_out_;
 };
 
 // What `git log --oneline` shows: at least 7 hex digits of a commit id.
 bool IsAbbreviatedCommitId(const std::string& ref) {
   return ref.size() >= 7 && ref.size() < 40 && IsHex(ref);
-}
-
-std::string OidString(const git_oid* oid) {
-  char buf[GIT_OID_HEXSZ + 1];
-  git_oid_tostr(buf, sizeof(buf), oid);
-  return buf;
 }
 
 // The port of an ssh:// URL (22 when none is given).
@@ -623,6 +633,10 @@ class Libgit2Repository : public GitRepository {
   absl::Status FetchSubmodulesLocked(const std::string& commit_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (complete_.count(commit_id) > 0) return absl::OkStatus();
+    if (complete_.size() >= 1024) {  // bounded; each is told again at its next resolve
+      complete_.clear();
+      not_checked_out_.clear();
+    }
     struct Todo {
       git_oid commit;
       std::string url;     // of the repository whose commit it is
@@ -675,6 +689,11 @@ class Libgit2Repository : public GitRepository {
         if (rc != 0) return GitError(rc, absl::StrCat("cannot look up ", submodule.path));
         const std::string shown =
             at.prefix.empty() ? submodule.path : absl::StrCat(at.prefix, "/", submodule.path);
+        if (submodule.update == "none") {
+          // Not checked out by `git submodule update --init` either: an empty folder.
+          not_checked_out_.insert(OidString(git_tree_entry_id(link.get())));
+          continue;
+        }
         if (++count > limits_.max_submodules) {
           return absl::ResourceExhaustedError(absl::StrCat(
               "commit ", commit_id.substr(0, 12), " names more than ", limits_.max_submodules,
@@ -704,7 +723,6 @@ class Libgit2Repository : public GitRepository {
         todo.push_back({id, *url, shown, at.depth + 1});
       }
     }
-    if (complete_.size() >= 1024) complete_.clear();
     complete_.insert(commit_id);
     return absl::OkStatus();
   }
@@ -831,7 +849,7 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
-    const CommitTree tree(repo_.get(), root.get(), submodules_);
+    const CommitTree tree(repo_.get(), root.get(), submodules_, &not_checked_out_);
     std::vector<std::string> ids;
     for (const std::string& path : paths) {
       absl::StatusOr<CommitTree::Entry> entry = tree.Follow("", path);
@@ -865,7 +883,7 @@ class Libgit2Repository : public GitRepository {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
-    const CommitTree tree(repo_.get(), root.get(), submodules_);
+    const CommitTree tree(repo_.get(), root.get(), submodules_, &not_checked_out_);
     absl::StatusOr<CommitTree::Entry> folder = tree.Follow("", path);
     if (absl::IsNotFound(folder.status())) {
       return absl::NotFoundError(
@@ -965,6 +983,8 @@ class Libgit2Repository : public GitRepository {
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
   // Commits whose submodules the clone holds (FetchSubmodulesLocked).
   std::set<std::string> complete_ ABSL_GUARDED_BY(mu_);
+  // Gitlinks (commit ids) .gitmodules marks `update = none`, read as empty folders.
+  std::set<std::string> not_checked_out_ ABSL_GUARDED_BY(mu_);
 };
 
 class Libgit2Repositories : public GitRepositories {

@@ -442,6 +442,22 @@ TEST(Libgit2RepositoryTest, SubmodulesThatCannotBeFetchedAreNamed) {
   EXPECT_THAT(std::string(repo->ReadTree(resolved->id, "vendor/x", kRefuse).status().message()),
               HasSubstr("leads to vendor/x, a submodule whose commit"));
 
+  // A submodule .gitmodules marks `update = none` is not checked out by Git either: not
+  // fetched, and an empty folder to every read.
+  resolved = commit_with("[submodule \"x\"]\n path = vendor/x\n url = ../nowhere\n update = none\n",
+                         "vendor/x", missing);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  app.Write("vendor/a.yaml", "a: 1\n");
+  app.Git("add vendor/a.yaml");
+  app.Git("commit -qm 'beside it'");
+  ASSERT_TRUE(repo->Fetch().ok());
+  resolved = repo->Resolve("");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(Paths(repo->ReadTree(resolved->id, "vendor", kRefuse)),
+            std::vector<std::string>{"vendor/a.yaml"});
+  EXPECT_EQ(repo->ReadTree(resolved->id, "vendor/x", kRefuse).status().code(),
+            absl::StatusCode::kNotFound);
+
   // Bounds: how many, and how deep.
   GitLimits limits;
   limits.max_submodules = 1;

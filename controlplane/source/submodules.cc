@@ -104,7 +104,7 @@ class ConfigReader {
         if (sections_.size() >= kMaxSections) {
           return Error(absl::StrCat("more than ", kMaxSections, " submodules"));
         }
-        sections_.push_back({sub, "", ""});
+        sections_.push_back({sub, "", "", ""});
         it = sections_.end() - 1;
       }
       current_ = static_cast<int>(it - sections_.begin());
@@ -134,6 +134,7 @@ class ConfigReader {
     if (current_ >= 0) {
       if (key == "path") sections_[current_].path = value;
       if (key == "url") sections_[current_].url = value;
+      if (key == "update") sections_[current_].update = value;
     }
     return absl::OkStatus();
   }

@@ -18,9 +18,10 @@
 namespace gitfleet {
 
 struct Submodule {
-  std::string name;  // the section's: [submodule "NAME"]
-  std::string path;  // where its gitlink is in the commit's tree
-  std::string url;   // as written: absolute, scp-like (git@host:org/x) or relative (../x)
+  std::string name;    // the section's: [submodule "NAME"]
+  std::string path;    // where its gitlink is in the commit's tree
+  std::string url;     // as written: absolute, scp-like (git@host:org/x) or relative (../x)
+  std::string update;  // "none": not checked out by `git submodule update --init` either
 };
 
 // .gitmodules' sections, in file order, those with a path and a url (Git skips the

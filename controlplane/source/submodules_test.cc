@@ -37,6 +37,7 @@ TEST(ParseGitmodulesTest, ReadsWhatGitWrites) {
       "  URL = \"git@github.com:org/charts.git\"  # inline\r\n"
       "  Path=vendor/charts ; inline\r\n"
       "  shallow\n"
+      "  update = none\n"
       "[core]\n"
       "  url = not-a-submodule\n"
       "[submodule \"odd \\\"name\\\"\"]\n"
