@@ -132,7 +132,15 @@ class ConfigReader {
       return Error(absl::StrCat("key \"", key, "\" is followed by neither '=' nor the line's end"));
     }
     if (current_ >= 0) {
-      if (key == "path") sections_[current_].path = value;
+      if (key == "path") {
+        // As Git reads it: "vendor/lib/" and "./vendor/lib" name vendor/lib.
+        absl::string_view path = value;
+        while (absl::ConsumePrefix(&path, "./")) {
+        }
+        while (absl::ConsumeSuffix(&path, "/")) {
+        }
+        sections_[current_].path = std::string(path);
+      }
       if (key == "url") sections_[current_].url = value;
       if (key == "update") sections_[current_].update = value;
     }

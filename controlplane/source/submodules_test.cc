@@ -47,7 +47,7 @@ TEST(ParseGitmodulesTest, ReadsWhatGitWrites) {
       "[submodule \"no-url\"]\n"
       "  path = nowhere\n"
       "[submodule.old]\n"
-      "  path = old\n"
+      "  path = ./old/\n"
       "  url = ./old\n");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_THAT(*parsed,
