@@ -179,8 +179,8 @@ TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
   GitFixture app(forge + "/app");
   app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = apps/lib\n\turl = ../lib\n");
   app.Git("add .gitmodules");
-  app.Git("update-index --add --cacheinfo 160000," + vendored + ",apps/lib");
-  app.Git("commit -qm 'vendor lib'");
+  app.Gitlink("apps/lib", vendored);
+  app.CommitStaged("vendor lib");
   Result r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/lib", "--submodules"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vendored\n");

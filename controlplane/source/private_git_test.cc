@@ -112,15 +112,15 @@ TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly
   GitFixture app(TempDir("app"));
   app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib.git\n");
   app.Git("add .gitmodules");
-  app.Git("update-index --add --cacheinfo 160000," + commit_ + ",vendor/lib");
-  app.Git("commit -qm 'lib, relative'");
+  app.Gitlink("vendor/lib", commit_);
+  app.CommitStaged("lib, relative");
   app.Git("branch -q relative");
   const std::string lib_url = server.Serve(git_.dir(), "lib");
   std::string elsewhere = lib_url;
   elsewhere.replace(elsewhere.find("127.0.0.1"), 9, "localhost");
   app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = " + elsewhere + "\n");
   app.Git("add .gitmodules");
-  app.Git("commit -qm 'lib, on another host'");
+  app.CommitStaged("lib, on another host");
   const std::string url = server.Serve(app.dir(), "app");
   Credential("git-https", {{"username", "alice"},
                            {"password", "correct horse"},

@@ -276,8 +276,8 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
   git.Link("pong", "apps/ping");
   git.Link("../apps/ping/x", "docs/chain.md");
   git.Commit("links out, dangling, a loop");
-  git.Git("update-index --add --cacheinfo 160000," + good + ",vendor/lib");
-  git.Git("commit -qm 'a submodule'");
+  git.Gitlink("vendor/lib", good);
+  git.CommitStaged("a submodule");
   ASSERT_TRUE(repo->Fetch().ok());
   const std::string bad = repo->Resolve("")->id;
   auto refused = repo->ReadTree(bad, "apps/web", kRefuse);
@@ -311,18 +311,15 @@ TEST(Libgit2RepositoryTest, SubmodulesAreReadWhereACheckoutShowsThem) {
   lib.Write("base/cm.yaml", "kind: ConfigMap\n");
   lib.Write(".gitmodules", "[submodule \"deep\"]\n\tpath = vendor/deep\n\turl = ../deep\n");
   lib.Git("add .gitmodules base");
-  lib.Git("update-index --add --cacheinfo 160000," + deep_1 + ",vendor/deep");
-  lib.Git("commit -qm 'lib with deep'");
+  lib.Gitlink("vendor/deep", deep_1);
+  std::string lib_head = lib.CommitStaged("lib with deep");
   GitFixture app(forge + "/app");
   app.Write("apps/web/a.yaml", "a: 1\n");
   app.Link("../../vendor/lib/base", "apps/web/base");  // a link into the submodule
   app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n");
   app.Git("add -A");
-  std::string lib_head;
-  ASSERT_EQ(testing::Run("git -C " + lib.dir() + " rev-parse HEAD", &lib_head), 0);
-  lib_head = std::string(absl::StripAsciiWhitespace(lib_head));
-  app.Git("update-index --add --cacheinfo 160000," + lib_head + ",vendor/lib");
-  app.Git("commit -qm 'app with lib'");
+  app.Gitlink("vendor/lib", lib_head);
+  app.CommitStaged("app with lib");
 
   auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   // Off (the default): refused where a bundle reads it, left out of a whole read.
@@ -361,12 +358,10 @@ TEST(Libgit2RepositoryTest, SubmodulesAreReadWhereACheckoutShowsThem) {
   // reads it change.
   deep.Write("d.yaml", "d: 2\n");
   const std::string deep_2 = deep.Commit("deep 2");
-  lib.Git("update-index --cacheinfo 160000," + deep_2 + ",vendor/deep");
-  lib.Git("commit -qm 'deep 2'");
-  ASSERT_EQ(testing::Run("git -C " + lib.dir() + " rev-parse HEAD", &lib_head), 0);
-  lib_head = std::string(absl::StripAsciiWhitespace(lib_head));
-  app.Git("update-index --cacheinfo 160000," + lib_head + ",vendor/lib");
-  app.Git("commit -qm 'lib 2'");
+  lib.Gitlink("vendor/deep", deep_2);
+  lib_head = lib.CommitStaged("deep 2");
+  app.Gitlink("vendor/lib", lib_head);
+  app.CommitStaged("lib 2");
   ASSERT_TRUE(repo->Fetch().ok());
   resolved = repo->Resolve("");
   ASSERT_TRUE(resolved.ok()) << resolved.status();
@@ -401,8 +396,8 @@ TEST(Libgit2RepositoryTest, SubmodulesThatCannotBeFetchedAreNamed) {
     app.Write(".gitmodules", gitmodules);
     app.Git("add .gitmodules");
     app.Git("rm -q --cached --ignore-unmatch -r vendor");
-    app.Git("update-index --add --cacheinfo 160000," + id + "," + link);
-    app.Git("commit -qm 'submodule'");
+    app.Gitlink(link, id);
+    app.CommitStaged("submodule");
     EXPECT_TRUE(repo->Fetch().ok());
     return repo->Resolve("");
   };
@@ -449,7 +444,7 @@ TEST(Libgit2RepositoryTest, SubmodulesThatCannotBeFetchedAreNamed) {
   ASSERT_TRUE(resolved.ok()) << resolved.status();
   app.Write("vendor/a.yaml", "a: 1\n");
   app.Git("add vendor/a.yaml");
-  app.Git("commit -qm 'beside it'");
+  app.CommitStaged("beside it");
   ASSERT_TRUE(repo->Fetch().ok());
   resolved = repo->Resolve("");
   ASSERT_TRUE(resolved.ok()) << resolved.status();
@@ -468,9 +463,9 @@ TEST(Libgit2RepositoryTest, SubmodulesThatCannotBeFetchedAreNamed) {
             "[submodule \"b\"]\n path = vendor/b\n url = ../lib\n");
   app.Git("add .gitmodules");
   app.Git("rm -q --cached --ignore-unmatch -r vendor");
-  app.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/a");
-  app.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/b");
-  app.Git("commit -qm 'two'");
+  app.Gitlink("vendor/a", lib_1);
+  app.Gitlink("vendor/b", lib_1);
+  app.CommitStaged("two");
   ASSERT_TRUE(two->Fetch().ok());
   EXPECT_THAT(std::string(two->Resolve("").status().message()),
               HasSubstr("names more than 1 submodules, theirs included (at vendor/b)"));
@@ -512,8 +507,8 @@ TEST(Libgit2RepositoryTest, SaysWhyALinkCannotBeRead) {
   git.Link("ok/../../x", "through/out.yaml");
   const std::string first = git.Commit("links");
   // A submodule as `git submodule add` records it: a commit in the tree (not fetched here).
-  git.Git("update-index --add --cacheinfo 160000," + first + ",sub/lib");
-  git.Git("commit -qm 'a submodule'");
+  git.Gitlink("sub/lib", first);
+  git.CommitStaged("a submodule");
   auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
   auto repo = *repos->ForUrl(git.url());
   ASSERT_TRUE(repo->Fetch().ok());

@@ -747,11 +747,8 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n");
   git_.Git("add -A");
-  git_.Git("update-index --add --cacheinfo 160000," + lib_1 + ",vendor/lib");
-  git_.Git("commit -qm 'vendor lib'");
-  std::string first;
-  ASSERT_EQ(::gitfleet::testing::Run("git -C " + git_.dir() + " rev-parse HEAD", &first), 0);
-  first = std::string(absl::StripAsciiWhitespace(first));
+  git_.Gitlink("vendor/lib", lib_1);
+  const std::string first = git_.CommitStaged("vendor lib");
   std::unique_ptr<Process> daemon;
   const int port = StartGitDaemon(&daemon);
   ASSERT_GT(port, 0) << "git daemon did not start";
@@ -786,11 +783,8 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   // The shared base changes upstream, and the repository takes it.
   lib.Write("base/cm.yaml", Cm("shared", "2"));
   const std::string lib_2 = lib.Commit("shared base 2");
-  git_.Git("update-index --cacheinfo 160000," + lib_2 + ",vendor/lib");
-  git_.Git("commit -qm 'lib 2'");
-  std::string second;
-  ASSERT_EQ(::gitfleet::testing::Run("git -C " + git_.dir() + " rev-parse HEAD", &second), 0);
-  second = std::string(absl::StripAsciiWhitespace(second));
+  git_.Gitlink("vendor/lib", lib_2);
+  const std::string second = git_.CommitStaged("lib 2");
   ExpectSynced("prod-eu", "web", second);
   ExpectSynced("prod-eu", "extra", second);
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
@@ -798,8 +792,8 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   // A submodule that cannot be fetched keeps what the clusters run, and says why.
   git_.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../gone\n");
   git_.Git("add .gitmodules");
-  git_.Git("update-index --cacheinfo 160000," + std::string(40, 'a') + ",vendor/lib");
-  git_.Git("commit -qm 'lib moved away'");
+  git_.Gitlink("vendor/lib", std::string(40, 'a'));
+  git_.CommitStaged("lib moved away");
   EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"source", "list"}), "submodule vendor/lib: cannot fetch");
   })) << Ctl({"source", "list"});

@@ -76,6 +76,17 @@ std::string GitFixture::Commit(const std::string& message) {
   return out.substr(0, 40);
 }
 
+void GitFixture::Gitlink(const std::string& path, const std::string& commit) {
+  Git("update-index --add --cacheinfo 160000," + commit + "," + path);
+}
+
+std::string GitFixture::CommitStaged(const std::string& message) {
+  Git("commit -q --allow-empty -m '" + message + "'");
+  std::string out;
+  Run("git -C '" + dir_ + "' rev-parse HEAD", &out);
+  return out.substr(0, 40);
+}
+
 void GitFixture::Tag(const std::string& name) { Git("tag " + name); }
 
 }  // namespace gitfleet::testing

@@ -46,6 +46,12 @@ class GitFixture {
   void Link(const std::string& target, const std::string& path);
   // Commits everything; returns the commit id.
   std::string Commit(const std::string& message);
+  // Records `commit` as a submodule's gitlink at `path` in the index, as `git submodule
+  // add` does, without cloning anything; CommitStaged commits it.
+  void Gitlink(const std::string& path, const std::string& commit);
+  // Commits what is staged and only that (Commit stages every change first, which drops a
+  // gitlink with no folder behind it); returns the commit id.
+  std::string CommitStaged(const std::string& message);
   void Tag(const std::string& name);
   void Git(const std::string& args);
 
