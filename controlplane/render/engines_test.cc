@@ -510,6 +510,79 @@ local env(name) = { apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment',
               HasSubstr("returns 2 Tanka inline environments (dev, prod); a bundle renders one"));
 }
 
+// A Tanka environment's spec.resourceDefaults: labels and annotations every object gets
+// unless it sets them itself (spec.json's, or an inline environment's own), as Tanka adds
+// them; a List's items each. A shape Tanka cannot read fails the render, naming the file.
+TEST(JsonnetRendererTest, ATankaEnvironmentsResourceDefaultsAreAddedWhereObjectsSetNone) {
+  Repo repo;
+  repo.Add("tkrc.yaml", "");
+  repo.Add("environments/prod/main.jsonnet", R"({
+  a: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } },
+  b: { apiVersion: 'v1', kind: 'ConfigMap',
+       metadata: { name: 'b', labels: { team: 'payments' }, annotations: null } },
+  c: { apiVersion: 'v1', kind: 'List',
+       items: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }] },
+})");
+  const std::string spec = R"({
+  "apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
+  "spec": { "namespace": "shop",
+            "resourceDefaults": { "labels": { "team": "platform", "env": "prod" },
+                                  "annotations": { "owner": "sre@example.com" } } }
+})";
+  repo.Add("environments/prod/spec.json", spec);
+  JsonnetRenderer renderer;
+  std::vector<std::string> notes;
+  RenderInput input{"prod", "environments/prod", repo.files};
+  input.notes = &notes;
+  auto prod = renderer.Render(input);
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  std::map<std::string, std::string> content;
+  for (const auto& [key, object] : prod->objects()) content[object->key().name()] = object->yaml();
+  ASSERT_EQ(content.size(), 3u);
+  for (const char* name : {"a", "c"}) {
+    EXPECT_THAT(content[name], HasSubstr("team: platform")) << name;
+    EXPECT_THAT(content[name], HasSubstr("env: prod")) << name;
+    EXPECT_THAT(content[name], HasSubstr("owner: sre@example.com")) << name;
+  }
+  EXPECT_THAT(content["b"], HasSubstr("team: payments")) << "its own label wins";
+  EXPECT_THAT(content["b"], Not(HasSubstr("team: platform")));
+  EXPECT_THAT(content["b"], HasSubstr("env: prod"));
+  EXPECT_THAT(content["b"], HasSubstr("owner: sre@example.com"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "environments/prod/spec.json: spec.resourceDefaults: label env, label "
+                         "team, annotation owner added to every object that sets none")));
+
+  // An inline environment's own.
+  Repo inline_repo;
+  inline_repo.Add("env/main.jsonnet", R"({
+  apiVersion: 'tanka.dev/v1alpha1', kind: 'Environment', metadata: { name: 'dev' },
+  spec: { resourceDefaults: { labels: { env: 'dev' } } },
+  data: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } },
+})");
+  auto dev = renderer.Render({"dev", "env", inline_repo.files});
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  ASSERT_EQ(dev->size(), 1u);
+  EXPECT_THAT(dev->objects().begin()->second->yaml(), HasSubstr("env: dev"));
+
+  for (const auto& [defaults, says] : std::vector<std::pair<std::string, std::string>>{
+           {R"("resourceDefaults": ["a"])", "spec.resourceDefaults is not a mapping"},
+           {R"("resourceDefaults": {"labels": "a=b"})",
+            "spec.resourceDefaults.labels is not a mapping"},
+           {R"("resourceDefaults": {"annotations": {"a": {"b": "c"}}})",
+            "spec.resourceDefaults.annotations: each entry must be a string"},
+           {R"("resourceDefaults": {"labels": {"bad key!": "x"}})", "spec.resourceDefaults.labels"},
+       }) {
+    repo.Add("environments/prod/spec.json",
+             absl::StrCat(R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", )",
+                          R"("spec": {)", defaults, "}}"));
+    auto bad = renderer.Render({"prod", "environments/prod", repo.files});
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << defaults;
+    EXPECT_THAT(std::string(bad.status().message()),
+                HasSubstr(absl::StrCat("environments/prod/spec.json: ", says)))
+        << defaults;
+  }
+}
+
 // A Tanka environment's spec.json names the namespace `tk apply` puts namespaced objects
 // in when they name none; the render says so as its default namespace. A spec.json that
 // is not Tanka's is none of its business; one that cannot be read, or names a namespace

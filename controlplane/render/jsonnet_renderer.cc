@@ -13,7 +13,9 @@ extern "C" {
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
+#include "common/model/label_selector.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "controlplane/render/jsonnet_renderer.h"
 #include "yaml-cpp/yaml.h"
@@ -132,11 +134,79 @@ bool IsTankaEnvironment(const YAML::Node& value) {
 }
 
 // An inline environment met in a program's value: its name and spec.namespace (empty
-// when it sets none).
+// when it sets none), and its spec (for resourceDefaults).
 struct InlineEnvironment {
   std::string name;
   std::string ns;
+  YAML::Node spec;
 };
+
+// spec.resourceDefaults of a Tanka environment's `spec` into `out`; InvalidArgument naming
+// `origin` for a shape Tanka cannot read either, or a label Kubernetes refuses.
+absl::Status ReadResourceDefaults(const YAML::Node& spec, const std::string& origin,
+                                  TankaDefaults* out) {
+  out->origin = origin;
+  // yaml-cpp throws on a look-up in a node of the wrong shape: each level is checked first.
+  if (!spec || !spec.IsMap()) return absl::OkStatus();
+  const YAML::Node defaults = spec["resourceDefaults"];
+  if (!defaults || defaults.IsNull()) return absl::OkStatus();
+  if (!defaults.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": spec.resourceDefaults is not a mapping"));
+  }
+  for (const char* field : {"labels", "annotations"}) {
+    const YAML::Node entries = defaults[field];
+    if (!entries || entries.IsNull()) continue;
+    if (!entries.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": spec.resourceDefaults.", field, " is not a mapping"));
+    }
+    std::map<std::string, std::string>& into =
+        std::string(field) == "labels" ? out->labels : out->annotations;
+    for (const auto& entry : entries) {
+      if (!entry.first.IsScalar() || !entry.second.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(origin, ": spec.resourceDefaults.", field,
+                                                       ": each entry must be a string"));
+      }
+      into[entry.first.Scalar()] = entry.second.Scalar();
+    }
+  }
+  if (absl::Status valid = ValidateLabels(LabelMap(out->labels.begin(), out->labels.end()));
+      !valid.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": spec.resourceDefaults.labels: ", valid.message()));
+  }
+  return absl::OkStatus();
+}
+
+// Adds the defaults `object` does not set itself (a List's items each), as Tanka does.
+void ApplyResourceDefaults(const TankaDefaults& defaults, YAML::Node object) {
+  const YAML::Node& view = object;  // look-ups that must not add what they look for
+  if (!view.IsMap()) return;
+  const YAML::Node items = view["items"];
+  if (view["kind"] && view["kind"].IsScalar() && view["kind"].Scalar() == "List" && items &&
+      items.IsSequence()) {
+    for (YAML::Node item : items) ApplyResourceDefaults(defaults, item);
+    return;
+  }
+  const YAML::Node metadata_view = view["metadata"];
+  if (!metadata_view || !metadata_view.IsMap()) return;  // refused when parsed
+  YAML::Node metadata = object["metadata"];
+  for (const auto& [field, entries] :
+       {std::pair<const char*, const std::map<std::string, std::string>*>{"labels",
+                                                                          &defaults.labels},
+        {"annotations", &defaults.annotations}}) {
+    if (entries->empty()) continue;
+    const YAML::Node existing = metadata_view[field];
+    if (existing && !existing.IsNull() && !existing.IsMap()) continue;  // refused when parsed
+    if (!existing || existing.IsNull()) metadata[field] = YAML::Node(YAML::NodeType::Map);
+    YAML::Node target = metadata[field];
+    const YAML::Node& target_view = target;
+    for (const auto& [key, value] : *entries) {
+      if (!target_view[key]) target[key] = value;
+    }
+  }
+}
 
 // Flattens the program's value into object nodes, as Tanka does: arrays and objects that
 // are not manifests are walked (an object's fields in name order). `environments` gets
@@ -152,7 +222,7 @@ void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
     const YAML::Node spec = value["spec"];
     const YAML::Node ns = spec && spec.IsMap() ? spec["namespace"] : YAML::Node();
     environments->push_back({name && name.IsScalar() ? name.Scalar() : "(no metadata.name)",
-                             ns && ns.IsScalar() ? ns.Scalar() : ""});
+                             ns && ns.IsScalar() ? ns.Scalar() : "", spec});
     if (value["data"]) CollectObjects(value["data"], out, environments);
   } else if (value.IsMap() && value["apiVersion"] && value["kind"]) {
     out->push_back(value);
@@ -163,13 +233,19 @@ void CollectObjects(const YAML::Node& value, std::vector<YAML::Node>* out,
   }
 }
 
-// The spec.namespace of a Tanka environment's spec.json in the bundle's folder; empty
-// when there is none, or the file is no Tanka environment's, or it sets no namespace.
-absl::StatusOr<std::string> SpecJsonNamespace(const std::map<std::string, const RepoFile*>& files,
-                                              const std::string& path) {
+// What a Tanka environment's spec.json in the bundle's folder says: its spec.namespace
+// (empty when there is none, or the file is no Tanka environment's, or it sets no
+// namespace) and its spec.resourceDefaults.
+struct SpecJson {
+  std::string ns;
+  TankaDefaults defaults;
+};
+absl::StatusOr<SpecJson> ReadSpecJson(const std::map<std::string, const RepoFile*>& files,
+                                      const std::string& path) {
   const std::string spec_path = path.empty() ? "spec.json" : absl::StrCat(path, "/spec.json");
+  SpecJson out;
   auto it = files.find(spec_path);
-  if (it == files.end()) return std::string();
+  if (it == files.end()) return out;
   if (absl::Status bounded = CheckYamlBounds(it->second->content, spec_path); !bounded.ok()) {
     // Tanka fails on it too; passing over it would move the bundle's objects.
     return absl::Status(bounded.code(),
@@ -184,14 +260,16 @@ absl::StatusOr<std::string> SpecJsonNamespace(const std::map<std::string, const 
     return absl::InvalidArgumentError(absl::StrCat("a Tanka environment's spec: ", spec_path, ":",
                                                    e.mark.line + 1, ": invalid YAML: ", e.msg));
   }
-  if (!spec.IsMap() || !IsTankaEnvironment(spec)) return std::string();
+  if (!spec.IsMap() || !IsTankaEnvironment(spec)) return out;
   const YAML::Node body = spec["spec"];
+  GF_RETURN_IF_ERROR(ReadResourceDefaults(body, spec_path, &out.defaults));
   const YAML::Node ns = body && body.IsMap() ? body["namespace"] : YAML::Node();
-  if (!ns || ns.IsNull()) return std::string();
+  if (!ns || ns.IsNull()) return out;
   if (!ns.IsScalar()) {
     return absl::InvalidArgumentError(absl::StrCat(spec_path, ": spec.namespace is not a string"));
   }
-  return ns.Scalar();
+  out.ns = ns.Scalar();
+  return out;
 }
 
 // What one evaluation produced; computed in a child process and sent back whole.
@@ -373,11 +451,11 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   }
   // Where a Tanka environment's namespaced objects that name none go: its spec.json's
   // spec.namespace, or an inline environment's (EvaluateEntry).
-  absl::StatusOr<std::string> spec_namespace = SpecJsonNamespace(files, input.path);
-  if (!spec_namespace.ok()) return spec_namespace.status();
+  absl::StatusOr<SpecJson> spec_json = ReadSpecJson(files, input.path);
+  if (!spec_json.ok()) return spec_json.status();
   std::string origin_of_namespace =
       input.path.empty() ? "spec.json" : absl::StrCat(input.path, "/spec.json");
-  std::string ns = *std::move(spec_namespace);
+  std::string ns = spec_json->ns;
   ObjectSet set;
   size_t bytes = 0;
   const JsonnetLibraries libraries = JsonnetLibraryPaths(input.path, files);
@@ -386,8 +464,9 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
   ReadValues read_values;
   for (const std::string& main_path : entries) {
     std::string inline_namespace;
-    absl::Status evaluated = EvaluateEntry(files, main_path, input, values, libraries.folders, &set,
-                                           &bytes, &read_paths, &read_values, &inline_namespace);
+    absl::Status evaluated =
+        EvaluateEntry(files, main_path, input, values, libraries.folders, spec_json->defaults, &set,
+                      &bytes, &read_paths, &read_values, &inline_namespace);
     if (input.read_values != nullptr) *input.read_values = read_values;
     if (!evaluated.ok()) return evaluated;
     if (inline_namespace.empty()) continue;
@@ -422,8 +501,8 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
 absl::Status JsonnetRenderer::EvaluateEntry(
     const std::map<std::string, const RepoFile*>& files, const std::string& main_path,
     const RenderInput& input, const Values& values, const std::vector<std::string>& libraries,
-    ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths, ReadValues* read_values,
-    std::string* inline_namespace) {
+    const TankaDefaults& file_defaults, ObjectSet* set, size_t* bytes,
+    std::vector<std::string>* read_paths, ReadValues* read_values, std::string* inline_namespace) {
   // libjsonnet cannot be interrupted, so a program that runs too long (or forever) is
   // evaluated in a child process that is killed at the deadline.
   absl::StatusOr<std::string> encoded =
@@ -466,7 +545,27 @@ absl::Status JsonnetRenderer::EvaluateEntry(
                      "); a bundle renders one: keep one per file, or choose one with a "
                      "top-level argument (--tla)"));
   }
-  if (!environments.empty()) *inline_namespace = environments.front().ns;
+  TankaDefaults inline_defaults;
+  if (!environments.empty()) {
+    *inline_namespace = environments.front().ns;
+    GF_RETURN_IF_ERROR(ReadResourceDefaults(environments.front().spec,
+                                            absl::StrCat("the inline environment of ", main_path),
+                                            &inline_defaults));
+  }
+  const TankaDefaults& defaults = environments.empty() ? file_defaults : inline_defaults;
+  if (!defaults.labels.empty() || !defaults.annotations.empty()) {
+    for (YAML::Node& node : nodes) ApplyResourceDefaults(defaults, node);
+    if (input.notes != nullptr) {
+      std::vector<std::string> keys;
+      for (const auto& [key, value] : defaults.labels) keys.push_back("label " + key);
+      for (const auto& [key, value] : defaults.annotations) keys.push_back("annotation " + key);
+      std::string note = absl::StrCat(defaults.origin, ": spec.resourceDefaults: ", ListNames(keys),
+                                      " added to every object that sets none");
+      if (std::find(input.notes->begin(), input.notes->end(), note) == input.notes->end()) {
+        input.notes->push_back(std::move(note));
+      }
+    }
+  }
   for (size_t i = 0; i < nodes.size(); ++i) {
     std::string origin = absl::StrCat(main_path, " (output object ", i + 1, ")");
     absl::StatusOr<std::string> yaml = EmitBlockYaml(nodes[i]);

@@ -18,7 +18,9 @@ namespace gitfleet {
 //
 // A Tanka environment's namespace (spec.namespace of PATH/spec.json, or of an inline
 // environment) becomes the set's default namespace: namespaced objects that name none go
-// there, as `tk apply` puts them, unless the bundle has its own (--namespace).
+// there, as `tk apply` puts them, unless the bundle has its own (--namespace). Its
+// spec.resourceDefaults labels and annotations are added to every object that does not set
+// them itself, as Tanka adds them.
 //
 // libjsonnet cannot be interrupted, so each evaluation runs in a forked child (which sees
 // the repository's files copy-on-write) that is killed at `timeout`.
@@ -30,6 +32,13 @@ struct JsonnetOptions {
   bool isolate = true;
 };
 
+// A Tanka environment's spec.resourceDefaults, and where they were read.
+struct TankaDefaults {
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string origin;
+};
+
 class JsonnetRenderer : public Renderer {
  public:
   explicit JsonnetRenderer(JsonnetOptions options = {}) : options_(options) {}
@@ -37,12 +46,14 @@ class JsonnetRenderer : public Renderer {
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
  private:
-  // Evaluates one entry file and adds its objects to `set`.
+  // Evaluates one entry file and adds its objects to `set`, with `defaults` (spec.json's;
+  // an inline environment's own replace them).
   absl::Status EvaluateEntry(const std::map<std::string, const RepoFile*>& files,
                              const std::string& main_path, const RenderInput& input,
                              const Values& values, const std::vector<std::string>& libraries,
-                             ObjectSet* set, size_t* bytes, std::vector<std::string>* read_paths,
-                             ReadValues* read_values, std::string* inline_namespace);
+                             const TankaDefaults& defaults, ObjectSet* set, size_t* bytes,
+                             std::vector<std::string>* read_paths, ReadValues* read_values,
+                             std::string* inline_namespace);
 
   const JsonnetOptions options_;
 };
