@@ -633,7 +633,8 @@ class Libgit2Repository : public GitRepository {
   absl::Status FetchSubmodulesLocked(const std::string& commit_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (complete_.count(commit_id) > 0) return absl::OkStatus();
-    if (complete_.size() >= 1024) {  // bounded; each is told again at its next resolve
+    // Bounded; each is told again at its next resolve.
+    if (complete_.size() >= 1024 || not_checked_out_.size() >= 10000) {
       complete_.clear();
       not_checked_out_.clear();
     }
