@@ -1648,6 +1648,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     files = repo->ReadTree(commit.id, "", GitRepository::Unreadable::kLeaveOut);
     if (!files.ok()) return files.status();
   }
+  // As the control plane says it: a tool that found no files where a submodule is.
+  const std::string submodule_hint =
+      submodules ? "" : SubmoduleHint(*files, "this render does not fetch: give it --submodules");
   // The control plane's own path from engine output to a cluster's revision.
   BundleVariants::Params params;
   params.bundle = bundle.name();
@@ -1670,7 +1673,10 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                             &values,       read, tlas,   values_files};
           input.notes = notes;
           input.target_namespace = bundle.target_namespace();
-          return RenderBundlePath(*renderer, input);
+          absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+          if (objects.ok() || submodule_hint.empty()) return objects;
+          return absl::StatusOr<ObjectSet>(absl::Status(
+              objects.status().code(), absl::StrCat(objects.status().message(), submodule_hint)));
         },
         factory->explicit_values_only());
     revision = content->For(cluster);
@@ -1679,7 +1685,10 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     input.notes = notes;
     input.target_namespace = bundle.target_namespace();
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
-    if (!objects.ok()) return objects.status();
+    if (!objects.ok()) {
+      return absl::Status(objects.status().code(),
+                          absl::StrCat(objects.status().message(), submodule_hint));
+    }
     absl::StatusOr<std::shared_ptr<BundleVariants>> content =
         BundleVariants::FromTemplate(std::move(params), *std::move(objects));
     if (!content.ok()) return content.status();

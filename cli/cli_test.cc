@@ -174,20 +174,34 @@ TEST(RenderCommandTest, PrintsPlainObjectsInKeyOrder) {
 TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
   const std::string forge = TempDir("render");
   GitFixture lib(forge + "/lib");
-  lib.Write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vendored}\n");
+  lib.Write("top/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vendored}\n");
+  lib.Write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: based}\n");
+  lib.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
   const std::string vendored = lib.Commit("lib");
   GitFixture app(forge + "/app");
   app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = apps/lib\n\turl = ../lib\n");
   app.Git("add .gitmodules");
   app.Gitlink("apps/lib", vendored);
   app.CommitStaged("vendor lib");
-  Result r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/lib", "--submodules"});
+  Result r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/lib/top", "--submodules"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vendored\n");
   r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("apps/lib: a submodule, which is not fetched (a source with "
                                "--submodules fetches it)"));
+  // A tool that reads the whole repository finds nothing where the submodule is.
+  if (FindKustomize().empty()) return;
+  app.Write("apps/web/kustomization.yaml", "resources: [../lib/base]\n");
+  app.Git("add apps/web");
+  app.CommitStaged("an overlay of it");
+  r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/web"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("(the repository has submodules, named in .gitmodules, which this "
+                               "render does not fetch: give it --submodules)"));
+  r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/web", "--submodules"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("name: based"));
 }
 
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {

@@ -2591,14 +2591,13 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   }
   // A tool that read the repository found no files where a submodule is: say why.
   if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
-      !absl::StrContains(status.message(), "--submodules") &&
-      std::any_of(inputs->begin(), inputs->end(),
-                  [](const RepoFile& file) { return file.path == ".gitmodules"; })) {
+      !absl::StrContains(status.message(), "--submodules")) {
     status = absl::Status(
-        status.code(), absl::StrCat(status.message(),
-                                    " (the repository has submodules, named in .gitmodules, "
-                                    "which source ",
-                                    definition.source(), " does not fetch: give it --submodules)"));
+        status.code(),
+        absl::StrCat(
+            status.message(),
+            SubmoduleHint(*inputs, absl::StrCat("source ", definition.source(),
+                                                " does not fetch: give it --submodules"))));
   }
   return status;
 }

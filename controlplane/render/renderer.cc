@@ -364,6 +364,13 @@ std::string LfsPointerHint(const std::vector<RepoFile>& files, absl::string_view
                       ": gitfleet does not fetch LFS content; keep manifests in Git itself)");
 }
 
+std::string SubmoduleHint(const std::vector<RepoFile>& files, absl::string_view how) {
+  const bool has_submodules = std::any_of(
+      files.begin(), files.end(), [](const RepoFile& file) { return file.path == ".gitmodules"; });
+  if (!has_submodules) return "";
+  return absl::StrCat(" (the repository has submodules, named in .gitmodules, which ", how, ")");
+}
+
 absl::Status CheckEngineName(const std::string& engine) {
   if (FindRendererFactory(engine) != nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("engine \"", engine, "\" is not one of ",

@@ -83,6 +83,10 @@ bool IsLfsPointer(absl::string_view content);
 // are Git LFS pointers (at most three), which the tool read instead of the real file.
 std::string LfsPointerHint(const std::vector<RepoFile>& files, absl::string_view path);
 
+// For a tool's failure in a repository read without its submodules: "" or a sentence saying
+// the repository has some (a .gitmodules among `files`) and `how` to fetch them.
+std::string SubmoduleHint(const std::vector<RepoFile>& files, absl::string_view how);
+
 // The default of --max-bundle-bytes; it leaves room under the 64 MiB message limit.
 inline constexpr size_t kDefaultMaxBundleBytes = 32 << 20;
 
