@@ -144,6 +144,32 @@ TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly
                                     "to that host only"));
 }
 
+// Over SSH too: a relative submodule is fetched with the source's key, its host key
+// checked against the credential's known_hosts at its own port.
+TEST_F(PrivateGitTest, SubmodulesOverSshUseTheSourcesKey) {
+  SshGitServer server(TempDir("ssh"));
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  GitFixture app(TempDir("app"));
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ../lib.git\n");
+  app.Git("add .gitmodules");
+  app.Gitlink("vendor/lib", commit_);
+  app.CommitStaged("lib, relative");
+  server.Serve(git_.dir(), "lib");
+  const std::string url = server.Serve(app.dir(), "app");
+  Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
+                         {"known_hosts", server.known_hosts_line() + "\n"}});
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
+  std::shared_ptr<GitRepository> repo = *repos->ForUrl(url, "git-ssh", /*submodules=*/true);
+  ASSERT_TRUE(repo->Fetch().ok()) << server.Log();
+  absl::StatusOr<CommitInfo> main = repo->Resolve("main");
+  ASSERT_TRUE(main.ok()) << main.status() << "\n" << server.Log();
+  absl::StatusOr<std::vector<RepoFile>> files =
+      repo->ReadTree(main->id, "vendor/lib", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].path, "vendor/lib/apps/web/a.yaml");
+}
+
 TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
