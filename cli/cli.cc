@@ -756,6 +756,11 @@ class Cli {
                                         FormatTime(c.old_token_until()),
                                         ": give it the new one (rotate-token)"));
       }
+      if (c.old_token_listed()) {
+        problems.push_back(
+            "agent on the token of the earlier of its two --agent-tokens lines: give it the "
+            "later line's token, then remove the earlier line");
+      }
       // Conditions that are fine but say something (what removed bundles left in place).
       std::vector<std::string> notes;
       if (c.suspended()) {

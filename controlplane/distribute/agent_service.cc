@@ -412,8 +412,13 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
     session_ = hub_->Connect(hello, peer_, shared_from_this());
     if (old_token_until != absl::InfinitePast()) {
       hub_->SetOldToken(hello.cluster(), old_token_until);
-      GF_LOG(INFO) << "cluster " << hello.cluster() << " connected with the token a rotation "
-                   << "replaced, which works until " << FormatUtc(old_token_until);
+      if (old_token_until == absl::InfiniteFuture()) {
+        GF_LOG(INFO) << "cluster " << hello.cluster() << " connected with the token of the "
+                     << "earlier of its two --agent-tokens lines";
+      } else {
+        GF_LOG(INFO) << "cluster " << hello.cluster() << " connected with the token a rotation "
+                     << "replaced, which works until " << FormatUtc(old_token_until);
+      }
     }
     GF_LOG(INFO) << "cluster " << hello.cluster() << " connected from " << peer_ << " ("
                  << hello.held_size() << " bundles held)";

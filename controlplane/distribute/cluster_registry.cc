@@ -44,7 +44,8 @@ absl::StatusOr<std::string> NewToken() {
 absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
     const std::string& text, const std::string& origin) {
   FileClusters clusters;
-  std::vector<std::string> in_clear;
+  std::map<std::string, int> first_line;
+  std::set<std::string> in_clear;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
@@ -71,7 +72,7 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
       entry.token_sha256 = *std::move(hash);
     } else {
       entry.token_sha256 = Sha256Bytes(fields[1]);
-      in_clear.push_back(fields[0]);
+      in_clear.insert(fields[0]);
     }
     if (fields.size() == 3) {
       absl::StatusOr<LabelMap> labels = ParseLabels(fields[2]);
@@ -79,9 +80,33 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
       entry.labels = *std::move(labels);
       entry.has_labels = true;
     }
-    if (!clusters.emplace(fields[0], std::move(entry)).second) {
-      return where(absl::StrCat("cluster ", fields[0], " is listed twice"));
+    auto [it, added] = clusters.emplace(fields[0], entry);
+    if (!added) {
+      // Two lines: the cluster's agent is moving to the later line's token, and both
+      // work until the earlier line is removed. Never three, and never two that disagree
+      // on what the cluster is.
+      Entry& first = it->second;
+      const std::string lines = absl::StrCat("lines ", first_line[fields[0]], " and ", line_number);
+      if (!first.previous_sha256.empty()) {
+        return where(absl::StrCat("cluster ", fields[0],
+                                  " is listed a third time; two lines (its token and the one "
+                                  "replacing it) are the most"));
+      }
+      if (first.has_labels != entry.has_labels || first.labels != entry.labels) {
+        return where(absl::StrCat("cluster ", fields[0], " is listed twice (", lines,
+                                  ") with different labels; while its agent moves to the later "
+                                  "line's token, both lines must give the same labels"));
+      }
+      if (first.token_sha256 == entry.token_sha256) {
+        return where(
+            absl::StrCat("cluster ", fields[0], " is listed twice (", lines, ") with one token"));
+      }
+      first.previous_sha256 = std::move(first.token_sha256);
+      first.previous_until = absl::InfiniteFuture();  // until the line goes
+      first.token_sha256 = std::move(entry.token_sha256);
+      continue;
     }
+    first_line[fields[0]] = line_number;
     if (clusters.size() > kMaxClusters) {
       return where(
           absl::StrCat("more than ", kMaxClusters, " clusters, the most one control plane takes"));
@@ -89,7 +114,8 @@ absl::StatusOr<ClusterRegistry::FileClusters> ClusterRegistry::ParseFile(
   }
   if (!in_clear.empty()) {
     GF_LOG(WARNING) << origin << " holds the agent tokens themselves of " << in_clear.size()
-                    << " clusters (" << ListNames(in_clear)
+                    << " clusters ("
+                    << ListNames(std::vector<std::string>(in_clear.begin(), in_clear.end()))
                     << "): whoever reads the file can act as them. Write each as "
                     << kHashedTokenPrefix << "HEX, its SHA-256 (printf %s \"$TOKEN\" | sha256sum)";
   }
@@ -205,6 +231,7 @@ void ClusterRegistry::ApplyFileLocked(const FileClusters& before, const FileClus
     auto is = after.find(name);
     if (was != before.end() && is != after.end() &&
         was->second.token_sha256 == is->second.token_sha256 &&
+        was->second.previous_sha256 == is->second.previous_sha256 &&
         was->second.has_labels == is->second.has_labels &&
         was->second.labels == is->second.labels) {
       continue;
@@ -233,24 +260,64 @@ void ClusterRegistry::ApplyFileLocked(const FileClusters& before, const FileClus
                    << " removed from --agent-tokens; what its agent holds stays applied";
       continue;
     }
+    // The token the agent was let in with (as far as the registry knows: the current one
+    // unless it connected with the earlier line's), and where it stands now.
+    enum { kKept, kNowEarlier, kStopped } agent = kKept;
+    bool was_earlier = false;
     {
       MutexLock lock(&mu_);
       clusters_[name] = is->second;
+      if (current.has_value()) {
+        was_earlier = on_previous_.count(name) > 0;
+        const std::string& held = was_earlier ? current->previous_sha256 : current->token_sha256;
+        if (!held.empty() && held == is->second.token_sha256) {
+          on_previous_.erase(name);
+        } else if (!held.empty() && held == is->second.previous_sha256) {
+          agent = kNowEarlier;
+          on_previous_.insert(name);
+        } else {
+          agent = kStopped;
+          on_previous_.erase(name);
+        }
+      }
     }
-    const bool new_token = !current.has_value() || current->token_sha256 != is->second.token_sha256;
     if (!current.has_value() || current->has_labels != is->second.has_labels ||
         current->labels != is->second.labels) {
       PublishLocked(name, &is->second);
     }
-    if (new_token && hub_ != nullptr) {
-      hub_->CloseCluster(
-          name, absl::UnauthenticatedError("this cluster's token changed in the control plane's "
-                                           "--agent-tokens; reconnect with the new one"));
+    if (hub_ != nullptr) {
+      // `cluster list` says which agents are still on an earlier line's token.
+      if (agent == kStopped) {
+        hub_->CloseCluster(
+            name, absl::UnauthenticatedError("this cluster's token changed in the control plane's "
+                                             "--agent-tokens; reconnect with the new one"));
+      } else if (agent == kNowEarlier) {
+        hub_->SetOldToken(name, absl::InfiniteFuture());
+      } else if (was_earlier) {
+        hub_->SetOldToken(name, absl::InfinitePast());
+      }
     }
-    GF_LOG(INFO) << "cluster " << name
-                 << (!current.has_value() ? " added from --agent-tokens"
-                     : new_token          ? "'s token changed in --agent-tokens"
-                                          : "'s labels changed in --agent-tokens");
+    const char* what = " added from --agent-tokens";
+    if (current.has_value()) {
+      const Entry& is_entry = is->second;
+      if (current->token_sha256 == is_entry.token_sha256 &&
+          current->previous_sha256 == is_entry.previous_sha256) {
+        what = "'s labels changed in --agent-tokens";
+      } else if (!is_entry.previous_sha256.empty() &&
+                 is_entry.previous_sha256 == current->token_sha256) {
+        what =
+            " is listed with a second token in --agent-tokens; both work until the earlier "
+            "line is removed";
+      } else if (is_entry.previous_sha256.empty() && !current->previous_sha256.empty() &&
+                 is_entry.token_sha256 == current->token_sha256) {
+        what = agent == kStopped ? "'s earlier token was removed from --agent-tokens; its agent, "
+                                   "still on it, was disconnected"
+                                 : "'s earlier token was removed from --agent-tokens";
+      } else {
+        what = "'s token changed in --agent-tokens";
+      }
+    }
+    GF_LOG(INFO) << "cluster " << name << what;
   }
 }
 
@@ -494,6 +561,13 @@ absl::Status ClusterRegistry::SetLabels(const std::string& name, const LabelMap&
           " from the cluster (pruning the objects of each that prunes). Set them with "
           "--allow-removal to do that"));
     }
+  }
+  if (!entry->from_api && entry->previous_until == absl::InfiniteFuture()) {
+    // The API's registration would keep the earlier line's token working for good.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster \"", name,
+        "\" is listed on two --agent-tokens lines while its agent moves to the later one's "
+        "token; remove the earlier line first"));
   }
   entry->labels = labels;
   entry->has_labels = true;

@@ -157,7 +157,7 @@ TEST_F(ClusterRegistryTest, TheTokenFileIsReadAgainWhenItChanges) {
   EXPECT_EQ(registry.size(), 3u);
 
   // Edits that do not parse, and an emptied file (a truncated write), change nothing.
-  for (const std::string& refused : {std::string("eu-1\n"), std::string("eu-1 a\neu-1 b\n"),
+  for (const std::string& refused : {std::string("eu-1\n"), std::string("eu-1 a\neu-1 b\neu-1 c\n"),
                                      std::string("de-1 new env\n"), std::string(" \n")}) {
     write(refused);
     fake_clock.Advance(absl::Seconds(1));
@@ -230,8 +230,17 @@ TEST_F(ClusterRegistryTest, BadInputIsRefusedByName) {
   EXPECT_THAT(registry->RotateToken("missing").status(), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\nb\n", "/etc/tokens", false).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/etc/tokens:2:")));
-  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\na u\n", "f", false).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\na u\na v\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f:3: cluster a is listed a "
+                                                                     "third time")));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t\nb u\na t\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("listed twice (lines 1 and 3) with one token")));
+  EXPECT_THAT(
+      ClusterRegistry::Create(&store_, nullptr, "a t env=prod\na u env=dev\n", "f", false).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("with different labels")));
+  EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t env=prod\na u\n", "f", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("with different labels")));
   EXPECT_THAT(ClusterRegistry::Create(&store_, nullptr, "a t env\n", "f", false).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f:1: label")));
   // A corrupt stored registration stops the start, naming it: skipping it would open
@@ -349,6 +358,87 @@ TEST_F(ClusterRegistryTest, ARotationWithAGraceKeepsTheOldTokenWorkingUntilItEnd
   EXPECT_EQ(on_t2->closed().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_FALSE(registry.Check("eu-1", t2).ok());
   EXPECT_TRUE(registry.Check("eu-1", rotated->token).ok()) << "the one the last grace is for";
+}
+
+// A cluster listed in --agent-tokens moves to a new token without a disconnect: a second
+// line with the new token makes both work, `cluster list` shows an agent still on the
+// earlier one, and removing the earlier line closes only a stream still on it.
+TEST_F(ClusterRegistryTest, TwoFileLinesLetAnAgentMoveToANewTokenWithoutADisconnect) {
+  const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/two-lines");
+  const std::string hashed_t1 = absl::StrCat("sha256:", absl::BytesToHexString(Sha256Bytes("t1")));
+  WriteTokens(path, "eu-1 t0 env=prod\nus-1 u0 env=prod\n");
+  FakeClock clock;
+  WatchedFilesOptions options;
+  options.clock = &clock;
+  metrics::Registry metrics_registry;
+  ControlPlaneMetrics metrics(metrics_registry);
+  MemoryStore hub_store;
+  Hub hub(&hub_store, metrics);
+  auto loaded = ClusterRegistry::Load(&store_, &hub, path, false, options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ClusterRegistry& registry = **loaded;
+  auto edit = [&](const std::string& text) {
+    WriteTokens(path, text);
+    clock.Advance(absl::Seconds(1));
+    registry.Refresh();
+  };
+  auto connect = [&](const std::string& cluster, const std::string& token) {
+    absl::Time until;
+    EXPECT_TRUE(registry.Check(cluster, token, &until).ok()) << cluster << " " << token;
+    v1::Hello hello;
+    hello.set_cluster(cluster);
+    hello.set_agent_version("test");
+    auto connection = std::make_shared<ClosableConnection>();
+    hub.Connect(hello, "p", connection);
+    hub.SetOldToken(cluster, until);
+    return connection;
+  };
+  auto on_earlier = [&](const std::string& cluster) {
+    return hub.Clusters(cluster).at(0).info.old_token_listed();
+  };
+  std::shared_ptr<ClosableConnection> eu_t0 = connect("eu-1", "t0");
+  std::shared_ptr<ClosableConnection> us_u0 = connect("us-1", "u0");
+
+  // The new tokens are added, one of them as its hash and on a line of its own.
+  edit("eu-1 t0 env=prod\nus-1 u0 env=prod\nus-1 u1 env=prod\neu-1 " + hashed_t1 + " env=prod\n");
+  EXPECT_TRUE(eu_t0->closed().ok()) << "no disconnect: the token it holds still works";
+  EXPECT_TRUE(us_u0->closed().ok());
+  EXPECT_TRUE(on_earlier("eu-1")) << "cluster list says it is on the earlier line's token";
+  EXPECT_TRUE(on_earlier("us-1"));
+  EXPECT_TRUE(registry.Check("eu-1", "t0").ok());
+  EXPECT_TRUE(registry.Check("eu-1", "t1").ok());
+  EXPECT_FALSE(registry.Check("eu-1", "u1").ok()) << "another cluster's token";
+  EXPECT_THAT(registry.SetLabels("eu-1", {{"env", "dev"}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("two --agent-tokens")));
+
+  // eu-1's agent is given t1 and reconnects; us-1's is not yet.
+  std::shared_ptr<ClosableConnection> eu_t1 = connect("eu-1", "t1");
+  EXPECT_FALSE(on_earlier("eu-1"));
+  // Labels change on both lines of a cluster at once, and its agent stays.
+  edit("eu-1 t0 env=prod\nus-1 u0 env=dev\nus-1 u1 env=dev\neu-1 " + hashed_t1 + " env=prod\n");
+  EXPECT_TRUE(us_u0->closed().ok());
+  EXPECT_TRUE(on_earlier("us-1"));
+
+  // The earlier lines go: eu-1's agent, on t1, stays; us-1's, still on u0, is closed.
+  edit("us-1 u1 env=dev\neu-1 " + hashed_t1 + " env=prod\n");
+  EXPECT_TRUE(eu_t1->closed().ok()) << "on the token that stays";
+  EXPECT_FALSE(on_earlier("eu-1"));
+  EXPECT_THAT(us_u0->closed(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("token changed")));
+  EXPECT_FALSE(registry.Check("eu-1", "t0").ok());
+  EXPECT_FALSE(registry.Check("us-1", "u0").ok());
+  EXPECT_TRUE(registry.Check("us-1", "u1").ok());
+
+  // Swapped back: the later line's token stops being current, and an agent on it stays.
+  std::shared_ptr<ClosableConnection> us_u1 = connect("us-1", "u1");
+  edit("us-1 u1 env=dev\nus-1 u2 env=dev\neu-1 " + hashed_t1 + " env=prod\n");
+  EXPECT_TRUE(us_u1->closed().ok());
+  EXPECT_TRUE(on_earlier("us-1"));
+  // A plain token change still stops the old one at once.
+  edit("us-1 u2 env=dev\neu-1 t9 env=prod\n");
+  EXPECT_EQ(eu_t1->closed().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(us_u1->closed().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(registry.Check("us-1", "u2").ok());
 }
 
 }  // namespace

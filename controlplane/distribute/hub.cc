@@ -635,6 +635,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.info.clear_refused();     // it is in
     agent.info.clear_refused_at();
     agent.info.clear_old_token_until();  // the caller says (SetOldToken)
+    agent.info.clear_old_token_listed();
     agent.info.set_connected(true);
     agent.info.set_peer(peer);
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
@@ -822,6 +823,7 @@ void Hub::Disconnect(uint64_t session) {
     agent.connection.reset();
     agent.info.set_connected(false);
     agent.info.clear_old_token_until();
+    agent.info.clear_old_token_listed();
     *agent.info.mutable_last_seen() = ToProtoTime(clock_->Now());
     PersistClusterLocked(agent);
     sessions_.erase(it);
@@ -1762,9 +1764,11 @@ void Hub::SetOldToken(const std::string& cluster, absl::Time until) {
   MutexLock lock(&mu_);
   auto it = agents_.find(cluster);
   if (it == agents_.end() || !it->second.info.connected()) return;
-  if (until == absl::InfinitePast()) {
-    it->second.info.clear_old_token_until();
-  } else {
+  it->second.info.clear_old_token_until();
+  it->second.info.clear_old_token_listed();
+  if (until == absl::InfiniteFuture()) {
+    it->second.info.set_old_token_listed(true);
+  } else if (until != absl::InfinitePast()) {
     *it->second.info.mutable_old_token_until() = ToProtoTime(until);
   }
 }

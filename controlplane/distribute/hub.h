@@ -230,8 +230,9 @@ class Hub {
   // refusal for another reason: the caller logs those.
   bool NoteRefused(const std::string& cluster, const std::string& why);
   // While `cluster`'s agent is connected: it was let in with the token a rotation
-  // replaced, which works `until` then (ClusterInfo.old_token_until); InfinitePast: with
-  // the current one. Cleared when it connects again or leaves.
+  // replaced, which works `until` then (ClusterInfo.old_token_until); InfiniteFuture:
+  // with the token of the earlier of two --agent-tokens lines (old_token_listed);
+  // InfinitePast: with the current one. Cleared when it connects again or leaves.
   void SetOldToken(const std::string& cluster, absl::Time until);
   // Whether `bundle` concerns `cluster`: `selector` (its definition's; null: the one it was
   // last set with) matches the cluster's labels, or the cluster holds some revision of

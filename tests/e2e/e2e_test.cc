@@ -674,12 +674,35 @@ TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
   std::string second = git_.Commit("second");
   ExpectSynced("prod-eu", "web", second);
 
+  // A move to a new token without refusals: a second line for the cluster makes both
+  // tokens work (the agent stays, and cluster list says it is on the earlier line's);
+  // its own file is given the new one; removing the earlier line then closes its stream,
+  // and it is in again at once with the token its file holds.
+  const std::string rejections = "gitfleet_agent_rejections_total{reason=\"unauthenticated\"}";
+  const double refused_before = CpMetric(rejections);
+  // printf %s newest-token | sha256sum
+  const std::string newest =
+      "sha256:af689ced15f77131865ff772319111ea3a33bbd8398043c5fda06f91dd14b31a";
+  write_tokens("prod-eu newer-token env=prod\nprod-eu " + newest + " env=prod\n");
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"cluster", "list"}), "earlier of its two --agent-tokens lines");
+  })) << Ctl({"cluster", "list"});
+  EXPECT_EQ(ConnectedClusters(), 1);
+  std::ofstream(token_file + ".tmp") << "newest-token\n";
+  ASSERT_EQ(rename((token_file + ".tmp").c_str(), token_file.c_str()), 0);
+  write_tokens("prod-eu " + newest + " env=prod\n");
+  EXPECT_FALSE(cp_->WaitForLog("prod-eu's earlier token was removed").empty()) << cp_->Log();
+  git_.Write("apps/web/c.yaml", Cm("c"));
+  std::string third = git_.Commit("third");
+  ExpectSynced("prod-eu", "web", third);
+  EXPECT_EQ(CpMetric(rejections), refused_before) << "never refused on the way";
+  EXPECT_THAT(Ctl({"cluster", "list"}), Not(HasSubstr("--agent-tokens lines")));
+
   // An edit that does not parse keeps what is in force; a removed line retires the
   // cluster, and what it holds stays applied.
   write_tokens("prod-eu\n");
   EXPECT_FALSE(cp_->WaitForLog("tokens:1: want \"cluster token \\[labels\\]\"").empty());
   EXPECT_EQ(ConnectedClusters(), 1);
-  const std::string rejections = "gitfleet_agent_rejections_total{reason=\"unauthenticated\"}";
   const double refused = CpMetric(rejections);
   write_tokens("# prod-eu is retired\n");
   EXPECT_FALSE(
