@@ -659,6 +659,7 @@ class Cli {
       }
     }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+    if (!info.waiting().empty()) out_ << "waiting: " << info.waiting() << "\n";
     return 0;
   }
 

@@ -1243,6 +1243,21 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   *info.mutable_notes() = state.record.notes();
   info.set_rollout(state.rollout_message);
   info.set_waiting(state.siblings.note());
+  if (info.waiting().empty()) {
+    // A dependency may be defined after its dependent (Flux's dependsOn waits the same
+    // way); until it is, nothing new reaches the dependent's clusters.
+    std::vector<std::string> undefined;
+    for (const std::string& dependency : state.definition.depends_on()) {
+      if (bundles_.count(dependency) == 0) undefined.push_back(dependency);
+    }
+    if (!undefined.empty()) {
+      info.set_waiting(absl::StrCat("depends on ", undefined.size() == 1 ? "bundle " : "bundles ",
+                                    ListNames(undefined),
+                                    ", not defined: its clusters get no new "
+                                    "revision until ",
+                                    undefined.size() == 1 ? "it is" : "they are"));
+    }
+  }
   if (auto failing = source_errors_.find(state.definition.source());
       failing != source_errors_.end()) {
     info.set_source_error(failing->second);

@@ -710,6 +710,16 @@ TEST_F(FleetOps, ABundleWaitsForItsDependenciesOnEachCluster) {
   out = Ctl({"bundle", "remove", "operator"}, &code);
   EXPECT_EQ(code, 1);
   EXPECT_THAT(out, HasSubstr("bundle \"operator\" is a dependency of app"));
+
+  // A dependency may be defined later (as with Flux's dependsOn); until then the
+  // dependent says what it waits for, from its add on.
+  out = Ctl({"bundle", "add", "later", "--source=app", "--path=apps/app", "--selector=env=none",
+             "--depends-on=crds,operator"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("waiting: depends on bundle crds, not defined: its clusters get no "
+                             "new revision until it is"));
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("depends on bundle crds, not defined"));
 }
 
 std::string Sign(const std::string& key, const std::string& body) {
