@@ -2330,6 +2330,19 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
                        " has no partitions: it rolls out everywhere at once (see bundle add "
                        "--partition, --partition-size)"));
     }
+    const BundleState& state = it->second;
+    const v1::RolloutRecord& rollout = state.record.rollout();
+    if (action == "promote" && state.partitions != nullptr && state.content != nullptr &&
+        rollout.commit() == state.content->commit() &&
+        rollout.partition() >= static_cast<int>(state.partitions->size())) {
+      // It would be a no-op that looks like one was needed (and a new render's rollout
+      // starts with no promotion either way).
+      return absl::FailedPreconditionError(absl::StrCat(
+          "bundle ", name, ": its rollout of ", rollout.commit().substr(0, 12),
+          " is done, so there is no partition to promote",
+          rollout.paused_by_operator() ? " (rollout resume lifts the pause on the next render)"
+                                       : ""));
+    }
   }
   const absl::Time now = options_.clock->Now();
   // The clusters whose trouble paused it were looked at: only new trouble pauses again.

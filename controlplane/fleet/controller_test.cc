@@ -2102,6 +2102,9 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   }
   EXPECT_TRUE(controller_->GetRollout("web")->done());
   EXPECT_EQ(controller_->ListBundles()[0].rollout(), "done");
+  EXPECT_THAT(controller_->ControlRollout("web", "promote").status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is done, so there is no partition to promote")));
 
   // Unknown bundles and actions are named (a restart: ARestartMidRolloutResumes...).
   EXPECT_THAT(controller_->ControlRollout("nope", "pause").status(),
