@@ -31,6 +31,7 @@
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/fleet/variants.h"
+#include "controlplane/render/file_patterns.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/git_repository.h"
 #include "google/protobuf/util/json_util.h"
@@ -182,6 +183,15 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
     values->set_selector(rule.substr(0, semi));
     values->mutable_values()->insert(pairs->begin(), pairs->end());
   }
+  // Which files of a plain bundle's folder it reads; "--exclude=" says none.
+  for (const std::string& pattern : SplitList(args.Take("include"))) bundle->add_include(pattern);
+  for (const std::string& pattern : SplitList(args.Take("exclude"))) bundle->add_exclude(pattern);
+  for (const auto& [what, patterns] :
+       {std::pair{"--include", &bundle->include()}, std::pair{"--exclude", &bundle->exclude()}}) {
+    absl::StatusOr<PathPatterns> parsed =
+        PathPatterns::Parse(std::vector<std::string>(patterns->begin(), patterns->end()), what);
+    if (!parsed.ok()) return parsed.status();
+  }
   for (const std::string& tla : SplitList(args.Take("tla"))) bundle->add_jsonnet_tlas(tla);
   for (const std::string& file : SplitList(args.Take("values-file"))) {
     bundle->add_helm_values_files(file);
@@ -235,6 +245,8 @@ constexpr BundleFlag kBundleFlags[] = {
        t->mutable_rollout()->set_progress_deadline_seconds(f.rollout().progress_deadline_seconds());
      }},
     {"depends-on", [](const B& f, B* t) { *t->mutable_depends_on() = f.depends_on(); }},
+    {"include", [](const B& f, B* t) { *t->mutable_include() = f.include(); }},
+    {"exclude", [](const B& f, B* t) { *t->mutable_exclude() = f.exclude(); }},
 };
 
 class Cli {
@@ -1422,6 +1434,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]\n"
        "           [--create-namespace]               create NS where a cluster lacks it\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
+       "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
        "                                              with any of the value flags)\n"
        "           [--values=K=V,...]                 defaults for every cluster\n"
@@ -1565,7 +1578,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--submodules]",
+       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1679,6 +1692,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                             &values,       read, tlas,   values_files};
           input.notes = notes;
           input.target_namespace = bundle.target_namespace();
+          input.include.assign(bundle.include().begin(), bundle.include().end());
+          input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
           if (objects.ok() || submodule_hint.empty()) return objects;
           return absl::StatusOr<ObjectSet>(absl::Status(
@@ -1690,6 +1705,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     RenderInput input{bundle.name(), path, *files};
     input.notes = notes;
     input.target_namespace = bundle.target_namespace();
+    input.include.assign(bundle.include().begin(), bundle.include().end());
+    input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     if (!objects.ok()) {
       return absl::Status(objects.status().code(),

@@ -204,6 +204,34 @@ TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
   EXPECT_THAT(r.out, HasSubstr("name: based"));
 }
 
+// A folder that keeps other JSON or YAML beside its manifests: the failure names the
+// --exclude that leaves the file out, which the render then takes, as it takes a
+// .fleetignore.
+TEST(RenderCommandTest, ExcludeAndFleetIgnoreLeaveOutWhatIsNotAManifest) {
+  GitFixture repo(TempDir("render") + "/repo");
+  repo.Write("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  repo.Write("app/config/package.json", R"({"name": "app"})");
+  repo.Commit("an app");
+  Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("app/config/package.json:1: object has no apiVersion (if it is "
+                               "not a manifest, leave it out with the bundle's "
+                               "--exclude=config/package.json, or a .fleetignore line)"));
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--exclude=*.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n");
+  EXPECT_THAT(r.err, HasSubstr("note: left out by --exclude: 1 file (app/config/package.json)"));
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--exclude=../x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--exclude pattern \"../x\": a . or .. name"));
+  repo.Write("app/.fleetignore", "config/\n");
+  repo.Commit("ignore the config");
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("skipped app/config/package.json: ignored by app/.fleetignore: "
+                               "config/"));
+}
+
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";

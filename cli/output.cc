@@ -127,6 +127,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--progress-deadline", Seconds(before.rollout().progress_deadline_seconds(), "10m"),
           Seconds(after.rollout().progress_deadline_seconds(), "10m"), &out);
   Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);
+  Compare("--include", list(before.include()), list(after.include()), &out);
+  Compare("--exclude", list(before.exclude()), list(after.exclude()), &out);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "common/thread_name.h"
 #include "controlplane/fleet/status.h"
+#include "controlplane/render/file_patterns.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/repo_url.h"
@@ -96,6 +97,10 @@ absl::StatusOr<std::string> CleanPath(const std::string& path) {
 }
 
 // Engines that take cluster values themselves, rendering once per variant.
+std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::string>& field) {
+  return std::vector<std::string>(field.begin(), field.end());
+}
+
 bool TakesValues(const std::string& engine) {
   const RendererFactory* factory = FindRendererFactory(engine);
   return factory != nullptr && factory->takes_values();
@@ -130,6 +135,14 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
   if (!engine.empty() && engine != "helm" && bundle.helm_values_files_size() > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("helm values files given to a ", engine, " bundle"));
+  }
+  GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.include()), "--include").status());
+  GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.exclude()), "--exclude").status());
+  if (!engine.empty() && engine != "plain" &&
+      (bundle.include_size() > 0 || bundle.exclude_size() > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--include and --exclude choose the files of a plain bundle; a ", engine,
+                     " bundle reads the files its entry file names"));
   }
   return absl::OkStatus();
 }
@@ -354,7 +367,10 @@ absl::Status Controller::Load() {
       const bool parsed = record.ok() && state.record.ParseFromString(*record);
       // A bundle never rendered yet places its objects as a new one does; one rendered
       // before gitfleet read where repositories put them keeps them where they are.
-      if (state.record.revision().empty()) state.record.set_reads_declared_namespace(true);
+      if (state.record.revision().empty()) {
+        state.record.set_reads_declared_namespace(true);
+        state.record.set_reads_fleetignore(true);
+      }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
         // after its render (and before a crash) renders again.
@@ -843,7 +859,10 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       MutexLock lock(&mu_);
       if (tombstoned) tombstones_.erase(bundle.name());
       BundleState& state = bundles_[bundle.name()];
-      if (!replaced.has_value()) state.record.set_reads_declared_namespace(true);  // a new one
+      if (!replaced.has_value()) {  // a new one
+        state.record.set_reads_declared_namespace(true);
+        state.record.set_reads_fleetignore(true);
+      }
       state.definition = bundle;
       state.selector = *selector;
       state.values = *values;
@@ -1740,6 +1759,7 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
   std::string commit_id;
   bool declared_namespace = true;
+  bool reads_fleetignore = true;
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation = 0;
@@ -1750,6 +1770,7 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     commit_id = std::exchange(it->second.stable_to_render, "");  // tried once
     if (it->second.stable != nullptr) return;
     declared_namespace = it->second.record.reads_declared_namespace();
+    reads_fleetignore = it->second.record.reads_fleetignore();
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
@@ -1763,7 +1784,7 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     at.commit = *commit;
     // Not a new commit seen: no fan-out time is measured from it.
     status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(),
-                          declared_namespace, &built);
+                          declared_namespace, reads_fleetignore, &built);
   }
   if (status.ok() && (built.content == nullptr || built.content->template_revision() != nullptr)) {
     status = absl::FailedPreconditionError(
@@ -2540,7 +2561,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
                                       const ValuesSpec& values, uint64_t generation,
                                       const SourceSnapshot& snapshot, absl::Time seen_time,
-                                      bool declared_namespace, Built* out) {
+                                      bool declared_namespace, bool reads_fleetignore, Built* out) {
   const CommitInfo& commit = snapshot.commit;
   std::string& engine = out->engine;
   std::shared_ptr<BundleVariants>& content = out->content;
@@ -2577,25 +2598,29 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                   definition.jsonnet_tlas().end());
     std::vector<std::string> values_files(definition.helm_values_files().begin(),
                                           definition.helm_values_files().end());
-    BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
-                                       values_files, ns = definition.target_namespace(),
-                                       declared_namespace,
-                                       variant_paths](const Values& values, ReadValues* read) {
-      std::vector<std::string> paths;
-      std::vector<std::string> said;
-      RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
-      input.target_namespace = ns;
-      input.declared_namespace = declared_namespace;
-      input.notes = &said;
-      absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
-      MutexLock lock(&variant_paths->mu);
-      variant_paths->paths.insert(paths.begin(), paths.end());
-      for (std::string& note : said) {
-        if (variant_paths->notes.size() >= kMaxVariantNotes) break;
-        variant_paths->notes.insert(std::move(note));
-      }
-      return objects;
-    };
+    BundleVariants::RenderFn render =
+        [renderer, inputs, name, path = definition.path(), tlas, values_files,
+         ns = definition.target_namespace(), declared_namespace, reads_fleetignore,
+         include = Strings(definition.include()), exclude = Strings(definition.exclude()),
+         variant_paths](const Values& values, ReadValues* read) {
+          std::vector<std::string> paths;
+          std::vector<std::string> said;
+          RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+          input.target_namespace = ns;
+          input.declared_namespace = declared_namespace;
+          input.reads_fleetignore = reads_fleetignore;
+          input.include = include;
+          input.exclude = exclude;
+          input.notes = &said;
+          absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+          MutexLock lock(&variant_paths->mu);
+          variant_paths->paths.insert(paths.begin(), paths.end());
+          for (std::string& note : said) {
+            if (variant_paths->notes.size() >= kMaxVariantNotes) break;
+            variant_paths->notes.insert(std::move(note));
+          }
+          return objects;
+        };
     content = BundleVariants::FromRenderer(std::move(params), std::move(render),
                                            FindRendererFactory(engine)->explicit_values_only());
   } else if (status.ok()) {
@@ -2603,6 +2628,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.notes = &notes;
     input.target_namespace = definition.target_namespace();
     input.declared_namespace = declared_namespace;
+    input.reads_fleetignore = reads_fleetignore;
+    input.include = Strings(definition.include());
+    input.exclude = Strings(definition.exclude());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
@@ -2682,7 +2710,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   absl::Status status;
   if (!cache_hit) {
     status = BuildContent(name, definition, values, generation, snapshot, start,
-                          last.reads_declared_namespace(), &built);
+                          last.reads_declared_namespace(), last.reads_fleetignore(), &built);
   }
   std::string& engine = built.engine;
   std::shared_ptr<BundleVariants>& content = built.content;

@@ -378,7 +378,7 @@ class Controller {
   absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
                             const ValuesSpec& values, uint64_t generation,
                             const SourceSnapshot& snapshot, absl::Time seen_time,
-                            bool declared_namespace, Built* out);
+                            bool declared_namespace, bool reads_fleetignore, Built* out);
   // After a restart, renders the stable content of a jsonnet or helm bundle's rollout under
   // way again (BundleState.stable_to_render) from the snapshot's repository.
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);

@@ -1176,6 +1176,67 @@ TEST_F(ControllerTest, FleetYamlsNamespaceIsWhereTheObjectsGo) {
   EXPECT_EQ(hub_->NextMessage(agent, "web"), nullptr) << "it holds what it should run";
 }
 
+// A repository that keeps other files beside its manifests: --exclude leaves them out (a
+// change of it renders again, not from the cache), a .fleetignore does for a new bundle,
+// and a bundle rendered before gitfleet read .fleetignore keeps the manifests it names.
+TEST_F(ControllerTest, ExcludeAndFleetIgnoreChooseAPlainBundlesFiles) {
+  git_.Write("apps/web/cm.yaml", Cm("web", "1"));
+  git_.Write("apps/web/package.json", R"({"name": "web"})");
+  git_.Write("apps/web/test/fixture.yaml", Cm("fixture", "1"));
+  git_.Commit("manifests beside other files");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> failing = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(failing.ok()) << failing.status();
+  EXPECT_THAT(failing->error(), HasSubstr("--exclude=package.json"));
+
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.add_exclude("*.json");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(web, /*replace=*/true);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->error(), "");
+  EXPECT_EQ(info->object_count(), 2);
+  web.add_exclude("test/");
+  info = controller_->AddBundle(web, /*replace=*/true);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->object_count(), 1) << "rendered again for the new patterns";
+
+  // Patterns are checked when the bundle is defined, by name.
+  v1::Bundle bad = web;
+  bad.add_include("../up");
+  EXPECT_THAT(controller_->AddBundle(bad, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--include pattern")));
+  bad = web;
+  bad.set_engine("kustomize");
+  EXPECT_THAT(controller_->AddBundle(bad, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--include and --exclude choose the files of a plain bundle")));
+
+  // A bundle from before .fleetignore was read: what it names that holds manifests stays.
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
+  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "old");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::BundleRecord record;
+  ASSERT_TRUE(record.ParseFromString(*stored));
+  record.clear_reads_fleetignore();
+  record.set_revision("rendered-before");  // as an older control plane left it
+  ASSERT_TRUE(store_.Apply({Store::Put("bundle_records", "old", record.SerializeAsString())}).ok());
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  git_.Write("apps/web/.fleetignore", "*.json\ntest/\n");
+  git_.Commit("a .fleetignore");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "apps/web"), false).ok());
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_EQ(listed["new"].error(), "");
+  EXPECT_EQ(listed["new"].object_count(), 1) << "a new bundle leaves out what it names";
+  EXPECT_EQ(listed["old"].error(), "");
+  EXPECT_EQ(listed["old"].object_count(), 2) << "the upgrade prunes nothing";
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("kept apps/web/test/fixture.yaml although it is "
+                                            "ignored by apps/web/.fleetignore: test/")));
+}
+
 // A bundle rendered by a control plane that did not yet read where repositories put objects
 // keeps them where they are after the upgrade: a spec.namespace is noted, not used (using
 // it would move the objects, and prune them where they run). The operator's --namespace

@@ -3,6 +3,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/manifest/hash.h"
+#include "common/names.h"
+#include "controlplane/render/file_patterns.h"
 
 namespace gitfleet {
 
@@ -13,12 +15,47 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   const absl::Time deadline = absl::Now() + timeout_;
   int files_read = 0;
   const NonManifests non_manifests(input.path, input.files);
+  absl::StatusOr<PathPatterns> include = PathPatterns::Parse(input.include, "--include");
+  if (!include.ok()) return include.status();
+  absl::StatusOr<PathPatterns> exclude = PathPatterns::Parse(input.exclude, "--exclude");
+  if (!exclude.ok()) return exclude.status();
+  absl::StatusOr<FleetIgnore> ignore = FleetIgnore::Read(input.path, input.files);
+  if (!ignore.ok()) return ignore.status();
+  const std::string prefix = input.path.empty() ? "" : input.path + "/";
+  // What the bundle's patterns left out, told in one note each (a folder of many files).
+  std::vector<std::string> excluded, not_included;
   for (const RepoFile& file : input.files) {
     if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
         !absl::EndsWith(file.path, ".json")) {
       continue;
     }
-    if (std::string why = non_manifests.Why(file.path); !why.empty()) {
+    const absl::string_view relative = absl::StartsWith(file.path, prefix)
+                                           ? absl::string_view(file.path).substr(prefix.size())
+                                           : absl::string_view(file.path);
+    // The operator's own choice: no file of it is read, manifests or not.
+    if (exclude->Match(relative) != nullptr) {
+      excluded.push_back(file.path);
+      continue;
+    }
+    if (!include->empty() && include->Match(relative) == nullptr) {
+      not_included.push_back(file.path);
+      continue;
+    }
+    std::string why = non_manifests.Why(file.path);
+    if (std::string by = ignore->Ignored(file.path); !by.empty()) {
+      if (input.reads_fleetignore) {
+        if (input.notes != nullptr) {
+          input.notes->push_back(absl::StrCat("skipped ", file.path, ": ignored by ", by));
+        }
+        continue;
+      }
+      if (why.empty()) {
+        why = absl::StrCat("ignored by ", by,
+                           " (this bundle was rendered before gitfleet read .fleetignore; "
+                           "--exclude leaves it out)");
+      }
+    }
+    if (!why.empty()) {
       // Removal is an explicit act: a file this walk read as manifests before it skipped
       // such files (a manifest kept in a dot-directory) stays in, or upgrading would prune
       // its objects. Only files that are not manifests at all are left out.
@@ -41,9 +78,26 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
     }
     ++files_read;
     absl::StatusOr<Parsed> objects = Parse(file);
-    if (!objects.ok()) return objects.status();
+    if (!objects.ok()) {
+      // A repository that keeps other YAML or JSON beside its manifests.
+      return absl::Status(objects.status().code(),
+                          absl::StrCat(objects.status().message(),
+                                       " (if it is not a manifest, leave it out with the "
+                                       "bundle's --exclude=",
+                                       relative, ", or a .fleetignore line)"));
+    }
     absl::Status added = AddObjects(input.bundle, file.path, **objects, limits_, &set, &bytes);
     if (!added.ok()) return added;
+  }
+  if (input.notes != nullptr) {
+    for (const auto& [files, how] :
+         {std::pair{&excluded, "left out by --exclude"},
+          std::pair{&not_included, "left out: no --include pattern matches them"}}) {
+      if (files->empty()) continue;
+      input.notes->push_back(absl::StrCat(how, ": ", files->size(),
+                                          files->size() == 1 ? " file (" : " files (",
+                                          ListNames(*files, 3), ")"));
+    }
   }
   return set;
 }

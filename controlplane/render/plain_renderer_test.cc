@@ -64,6 +64,24 @@ TEST(PlainRendererTest, AGitLfsPointerIsNamedAsOne) {
 // Rancher Fleet's fleet.yaml in a bundle's folder says where its objects go:
 // defaultNamespace for those that name none, namespace for every one (Fleet moves those
 // that name another). A repository moved from Fleet lands where it did there.
+// Only a plain bundle's files are chosen by patterns: another engine reads what its entry
+// file names, and a pattern there would do nothing.
+TEST(RenderBundlePathTest, IncludeAndExcludeAreForPlainBundlesOnly) {
+  class OtherEngine : public Renderer {
+   public:
+    const char* engine() const override { return "kustomize"; }
+    absl::StatusOr<ObjectSet> Render(const RenderInput&) override { return ObjectSet(); }
+  } other;
+  std::vector<RepoFile> files = {{"apps/web/kustomization.yaml", "resources: []\n"}};
+  RenderInput input{"web", "apps/web", files};
+  input.exclude = {"*.json"};
+  EXPECT_THAT(std::string(RenderBundlePath(other, input).status().message()),
+              HasSubstr("--include and --exclude choose the files of a plain bundle; apps/web "
+                        "renders with kustomize"));
+  input.exclude.clear();
+  EXPECT_TRUE(RenderBundlePath(other, input).ok());
+}
+
 TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
   PlainRenderer renderer;
   std::vector<RepoFile> files = {
@@ -214,6 +232,77 @@ TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
   auto bad = renderer.Render({"web", "apps/web", files});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("apps/web/settings.yaml"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("(if it is not a manifest, leave it out with the bundle's "
+                        "--exclude=settings.yaml, or a .fleetignore line)"));
+}
+
+// A repository that keeps other YAML or JSON beside its manifests: the bundle's --include
+// and --exclude choose the files (the operator's choice: manifests too), and a .fleetignore
+// leaves out what it names.
+TEST(PlainRendererTest, IncludeExcludeAndFleetIgnoreChooseTheFiles) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/package.json", R"({"name": "web"})"},
+      {"apps/web/config/settings.yaml", "replicas: 3\n"},
+      {"apps/web/test/fixture.yaml", Cm("fixture")},
+      {"apps/web/sub/b.yml", Cm("b")},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  input.exclude = {"*.json", "config/", "test"};
+  absl::StatusOr<ObjectSet> set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 2u) << "the fixture's ConfigMap is left out too";
+  EXPECT_THAT(notes,
+              ::testing::ElementsAre("left out by --exclude: 3 files (apps/web/package.json, "
+                                     "apps/web/config/settings.yaml, apps/web/test/fixture.yaml)"));
+
+  notes.clear();
+  input.exclude = {"test/"};
+  input.include = {"*.yaml", "*.yml"};
+  files[2].content = Cm("settings");
+  set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 3u);
+  EXPECT_THAT(notes,
+              ::testing::Contains(
+                  "left out: no --include pattern matches them: 1 file (apps/web/package.json)"));
+
+  // Fleet's .fleetignore: what it names is left out, manifests included.
+  files[2].content = "replicas: 3\n";
+  files.push_back({"apps/web/.fleetignore", "*.json\nconfig/\ntest/\n"});
+  notes.clear();
+  RenderInput fleet{"web", "apps/web", files};
+  fleet.notes = &notes;
+  set = renderer.Render(fleet);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 2u);
+  EXPECT_THAT(notes,
+              ::testing::Contains(
+                  "skipped apps/web/test/fixture.yaml: ignored by apps/web/.fleetignore: test/"));
+  // A bundle rendered before gitfleet read .fleetignore keeps the manifests it names (an
+  // upgrade never prunes them); what is not a manifest is still left out.
+  notes.clear();
+  fleet.reads_fleetignore = false;
+  set = renderer.Render(fleet);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 3u);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "kept apps/web/test/fixture.yaml although it is ignored by "
+                         "apps/web/.fleetignore: test/ (this bundle was rendered before gitfleet "
+                         "read .fleetignore; --exclude leaves it out)")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("skipped apps/web/package.json: ignored by")));
+
+  // Bad patterns, in either place, fail the render naming them.
+  fleet.exclude = {"../up"};
+  EXPECT_THAT(std::string(renderer.Render(fleet).status().message()),
+              HasSubstr("--exclude pattern \"../up\""));
+  files.back().content = "[unclosed\n";
+  EXPECT_THAT(std::string(renderer.Render({"web", "apps/web", files}).status().message()),
+              HasSubstr("apps/web/.fleetignore:1:"));
 }
 
 TEST(PlainRendererTest, ARenderPastItsTimeoutFailsNamingWhereItStopped) {

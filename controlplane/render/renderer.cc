@@ -163,6 +163,13 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
 }
 
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
+  if ((!input.include.empty() || !input.exclude.empty()) &&
+      std::string(renderer.engine()) != "plain") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bundle ", input.bundle, ": --include and --exclude choose the files of a plain bundle; ",
+        input.path.empty() ? "the repository root" : input.path, " renders with ",
+        renderer.engine(), ", which reads the files its entry file names"));
+  }
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
   if (!fleet.ok()) return fleet.status();
   const std::string& fleet_yaml = fleet->file;

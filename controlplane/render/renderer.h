@@ -57,6 +57,15 @@ struct RenderInput {
   // False: what the repository declares about namespaces (fleet.yaml, a Tanka environment)
   // is not used, only noted (RenderBundlePath): for bundles placed before gitfleet read it.
   bool declared_namespace = true;
+  // The files of a plain bundle's folder it reads (file_patterns.h): those its --include
+  // patterns match (all when none), less those its --exclude patterns match. Other engines
+  // read what their entry file names, and refuse these.
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  // Whether .fleetignore files leave out what they name. False for a bundle rendered before
+  // gitfleet read them: a file they name that holds manifests stays in (an upgrade never
+  // prunes it), and the notes say so.
+  bool reads_fleetignore = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles

@@ -713,6 +713,42 @@ TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
   EXPECT_THAT(Files("prod-eu"), ::testing::Contains("shop/ConfigMap/b.yaml"));
 }
 
+// A repository that keeps app settings and tooling files beside its manifests: the bundle
+// fails naming the --exclude that leaves such a file out; `bundle set --exclude` does, and
+// a .fleetignore line does for what the repository's own authors leave out.
+TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/web/package.json", R"({"name": "web", "private": true})");
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  const std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list"}),
+                             "leave it out with the bundle's --exclude=package.json");
+  })) << Ctl({"bundle", "list"});
+  int code;
+  std::string out = Ctl({"bundle", "set", "web", "--exclude=*.json"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--exclude: (none) -> *.json"));
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Files("prod-eu"), Contains("shop/ConfigMap/a.yaml"));
+
+  git_.Write("apps/web/tools/lint.yaml", "rules: {line-length: 120}\n");
+  git_.Write("apps/web/.fleetignore", "tools/\n");
+  std::string third = git_.Commit("a linter config, ignored");
+  ExpectSynced("prod-eu", "web", third);
+  out = Ctl({"bundle", "list", "-o", "json"});
+  EXPECT_THAT(out, HasSubstr("skipped apps/web/tools/lint.yaml: ignored by apps/web/.fleetignore: "
+                             "tools/"));
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod",
+             "--exclude=../up", "--replace"},
+            &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_THAT(out, HasSubstr("--exclude pattern \"../up\""));
+}
+
 TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
