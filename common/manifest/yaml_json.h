@@ -1,0 +1,24 @@
+#ifndef GITFLEET_COMMON_MANIFEST_YAML_JSON_H_
+#define GITFLEET_COMMON_MANIFEST_YAML_JSON_H_
+
+// YAML to JSON as Kubernetes reads it (sigs.k8s.io/yaml, YAML 1.1 scalars): plain
+// true/false/yes/no/on/off are booleans, plain numbers are numbers, plain null/~ and empty
+// values are null, and quoted scalars are always strings.
+//
+//   GF_ASSIGN_OR_RETURN(nlohmann::json object, YamlToJson(manifest.yaml()));
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+
+// One document's text; InvalidArgument when it is not YAML or a key is not a scalar.
+absl::StatusOr<nlohmann::json> YamlToJson(absl::string_view yaml);
+// A node already parsed (the caller bounds its text: CheckYamlBounds).
+absl::StatusOr<nlohmann::json> YamlNodeToJson(const YAML::Node& node);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_MANIFEST_YAML_JSON_H_
