@@ -751,6 +751,97 @@ function(replicas, region='none') [
                                  "replicas=3", repo.dir + "/apps/web/main.jsonnet"});
 }
 
+// What Tanka environments and the libraries they vendor call through std.native, answered
+// as Tanka answers it: a repository written for Tanka renders as `tk show` shows it.
+TEST(JsonnetRendererTest, TankasNativeFunctionsAnswerAsTankaDoes) {
+  Repo repo;
+  repo.Add("tkrc.yaml", "");
+  repo.Add("environments/prod/crds.yaml",
+           "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+           "metadata: {name: widgets.example.com, annotations: {v: \"1.0\"}}\n---\n---\n"
+           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\n---\n");
+  // A vendored library calling it through a local, as tanka-util does.
+  repo.Add("lib/util.libsonnet",
+           "local parseYaml = std.native( \"parseYaml\" );\n"
+           "{ fromYaml(text):: parseYaml(text) }\n");
+  repo.Add("environments/prod/main.jsonnet", R"(
+local util = import 'util.libsonnet';
+local crds = util.fromYaml(importstr 'crds.yaml');
+{
+  crds: crds,
+  cm: {
+    apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'natives' },
+    data: {
+      count: std.toString(std.length(crds)),
+      single: std.toString(std.native('parseYaml')('a: 1')),
+      stdOne: std.toString(std.parseYaml('a: 1')),
+      stdStream: std.toString(std.parseYaml('a: 1\n---\nb: 2\n')),
+      json: std.toString(std.native('parseJson')('{"b": [1, "x", null, true]}')),
+      yaml: std.native('manifestYamlFromJson')('{"port": "8080", "on": true, "l": [1]}'),
+      indented: std.native('manifestJsonFromJson')('{"z": 1, "a": [2]}', 2),
+      sha: std.native('sha256')('abc'),
+      escaped: std.native('escapeStringRegex')('a.b*c[d]'),
+      matches: std.toString(std.native('regexMatch')('^v[0-9]+$', 'v12')),
+      differs: std.toString(std.native('regexMatch')('^v[0-9]+$', 'v1x')),
+      subst: std.native('regexSubst')('(?P<major>[0-9]+)\\.([0-9]+)', 'v1.25, 2.3', '${major}-$2$$'),
+      empty: std.native('regexSubst')('x*', 'abc', '-'),
+    },
+  },
+})");
+  for (bool isolate : {true, false}) {
+    JsonnetOptions options;
+    options.isolate = isolate;
+    JsonnetRenderer renderer(options);
+    absl::StatusOr<ObjectSet> set = renderer.Render({"prod", "environments/prod", repo.files});
+    ASSERT_TRUE(set.ok()) << set.status();
+    std::map<std::string, std::string> yaml;
+    for (const auto& [key, object] : set->objects()) yaml[object->key().name()] = object->yaml();
+    ASSERT_EQ(yaml.count("widgets.example.com"), 1u) << "parseYaml's documents are objects";
+    ASSERT_EQ(yaml.count("second"), 1u);
+    EXPECT_THAT(yaml["widgets.example.com"], HasSubstr("v: \"1.0\""))
+        << "a quoted string stays one";
+    const std::string& cm = yaml["natives"];
+    EXPECT_THAT(cm, HasSubstr("count: \"2\"")) << "empty documents are none";
+    EXPECT_THAT(cm, HasSubstr(R"(single: "[{\"a\": 1}]")")) << "Tanka's: always an array";
+    EXPECT_THAT(cm, HasSubstr(R"(stdOne: "{\"a\": 1}")")) << "jsonnet's: one document itself";
+    EXPECT_THAT(cm, HasSubstr(R"(stdStream: "[{\"a\": 1}, {\"b\": 2}]")"))
+        << "a stream without a leading --- (libjsonnet 0.18's own aborts on it)";
+    EXPECT_THAT(cm, HasSubstr(R"(json: "{\"b\": [1, \"x\", null, true]}")"));
+    EXPECT_THAT(cm, HasSubstr(R"(yaml: "l:\n  - 1\n\"on\": true\nport: \"8080\"\n")"));
+    EXPECT_THAT(cm, HasSubstr(R"(indented: "{\n  \"z\": 1,\n  \"a\": [\n    2\n  ]\n}\n")"));
+    EXPECT_THAT(cm,
+                HasSubstr("sha: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    EXPECT_THAT(cm, HasSubstr(R"(escaped: a\.b\*c\[d\])"));
+    EXPECT_THAT(cm, HasSubstr("matches: \"true\""));
+    EXPECT_THAT(cm, HasSubstr("differs: \"false\""));
+    EXPECT_THAT(cm, HasSubstr("subst: v1-25$, 2-3$")) << "Go's template: ${name}, $2, $$";
+    EXPECT_THAT(cm, HasSubstr("empty: \"-a-b-c-\"")) << "Go's ReplaceAll around empty matches";
+  }
+
+  // Bad input is an error naming the function, never a crash of the render.
+  for (const auto& [call, why] : std::vector<std::pair<std::string, std::string>>{
+           {"std.native('parseYaml')('a: [')", "std.native('parseYaml'):1: invalid YAML"},
+           {"std.native('parseYaml')('a: &a [*a]')", "parseYaml"},
+           {"std.native('manifestJsonFromJson')('{', 2)", "not JSON"},
+           {"std.native('manifestJsonFromJson')('" + std::string(300, '[') + "', 2)",
+            "nests deeper than 256 levels"},
+           {"std.native('regexMatch')('(', 'x')", "regular expression \"(\""},
+           {"std.native('sha256')(1)", "str must be a string"},
+           {"std.native('helmTemplate')('x', './chart', {})", "render the chart as a bundle"},
+           {"std.native(\"kustomizeBuild\")('.')", "render the kustomization as a bundle"},
+       }) {
+    Repo bad;
+    bad.Add("j/main.jsonnet",
+            "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { v: "
+            "std.toString(" +
+                call + ") } }");
+    absl::StatusOr<ObjectSet> set = JsonnetRenderer().Render({"b", "j", bad.files});
+    EXPECT_FALSE(set.ok()) << call;
+    EXPECT_THAT(std::string(set.status().message()), HasSubstr(why)) << call;
+    EXPECT_THAT(std::string(set.status().message()), Not(HasSubstr("signal"))) << call;
+  }
+}
+
 TEST(JsonnetRendererTest, InProcessRendersTheSame) {
   std::vector<RepoFile> files = {
       {"j/main.jsonnet",

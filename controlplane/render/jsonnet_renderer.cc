@@ -18,6 +18,7 @@ extern "C" {
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "controlplane/render/jsonnet_renderer.h"
+#include "controlplane/render/tanka_natives.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -87,7 +88,7 @@ char* Import(void* ctx_ptr, const char* base, const char* rel, char** found_here
     }
     *found_here = Copy(ctx->vm, path);
     *success = 1;
-    return Copy(ctx->vm, it->second->content);
+    return Copy(ctx->vm, CallsTankaNatives(path, it->second->content));
   }
   return Copy(ctx->vm, absl::StrCat("import \"", relative, "\": ", absl::StrJoin(looked, ", "),
                                     looked.size() == 1 ? " is" : " are",
@@ -344,6 +345,7 @@ Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
   ValueContext value_ctx{vm, &values, &result.read_values};
   static const char* const kParams[] = {"name", nullptr};
   jsonnet_native_callback(vm, "gitfleetValue", &LookupValue, &value_ctx, kParams);
+  RegisterTankaNatives(vm);  // parseYaml and the rest, as Tanka environments call them
   for (const auto& [name, value] : values) {
     jsonnet_ext_code(vm, name.c_str(), LookupCode(name).c_str());
   }
@@ -353,8 +355,9 @@ Evaluation Evaluate(const std::map<std::string, const RepoFile*>& files,
                      LookupCode(spec.second.empty() ? spec.first : spec.second).c_str());
   }
   int error = 0;
-  char* out =
-      jsonnet_evaluate_snippet(vm, main_path.c_str(), files.at(main_path)->content.c_str(), &error);
+  char* out = jsonnet_evaluate_snippet(
+      vm, main_path.c_str(), CallsTankaNatives(main_path, files.at(main_path)->content).c_str(),
+      &error);
   result.text = out ? out : "";
   result.error = error != 0;
   jsonnet_realloc(vm, out, 0);
