@@ -823,6 +823,8 @@ local crds = util.fromYaml(importstr 'crds.yaml');
            {"std.native('parseYaml')('a: [')", "std.native('parseYaml'):1: invalid YAML"},
            {"std.native('parseYaml')('a: &a [*a]')", "parseYaml"},
            {"std.native('manifestJsonFromJson')('{', 2)", "not JSON"},
+           {"std.native('parseJson')('" + std::string(300, '[') + "')",
+            "std.native('parseJson'): the JSON nests deeper than 256 levels"},
            {"std.native('manifestJsonFromJson')('" + std::string(300, '[') + "', 2)",
             "nests deeper than 256 levels"},
            {"std.native('regexMatch')('(', 'x')", "regular expression \"(\""},

@@ -28,6 +28,7 @@ namespace {
 
 // The natives CallsTankaNatives points calls at (names no builtin has).
 constexpr char kTankaParseYaml[] = "gitfleet.tanka.parseYaml";
+constexpr char kTankaParseJson[] = "gitfleet.tanka.parseJson";
 constexpr char kStdParseYaml[] = "gitfleet.std.parseYaml";
 
 // Nesting a value may have on its way into jsonnet (each level a C++ call).
@@ -432,6 +433,7 @@ std::string CallsTankaNatives(const std::string& path, const std::string& source
   };
   const Rewrite rewrites[] = {
       {"parseYaml", absl::StrCat("std.native('", kTankaParseYaml, "')")},
+      {"parseJson", absl::StrCat("std.native('", kTankaParseJson, "')")},
       {"helmTemplate",
        "(function(name, chart, opts={}) error \"std.native('helmTemplate') runs helm from "
        "inside the evaluation, which gitfleet does not do; render the chart as a bundle of "
@@ -465,8 +467,9 @@ const std::vector<TankaNative>& TankaNatives() {
   static const char* const kMatch[] = {"regex", "string", nullptr};
   static const char* const kSubst[] = {"regex", "src", "repl", nullptr};
   static const auto* const natives = new std::vector<TankaNative>{
-      {"parseJson", &ParseJson, kJson},
-      // Called by the names CallsTankaNatives gives (a builtin answers "parseYaml" itself).
+      // Called by the names CallsTankaNatives gives: a builtin answers "parseYaml" and
+      // "parseJson" itself (the latter unbounded in depth).
+      {kTankaParseJson, &ParseJson, kJson},
       {kTankaParseYaml, &TankaParseYaml, kYaml},
       {kStdParseYaml, &StdParseYaml, kYaml},
       {"manifestJsonFromJson", &ManifestJsonFromJson, kJsonIndent},

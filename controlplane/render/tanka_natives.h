@@ -44,7 +44,8 @@ const std::vector<TankaNative>& TankaNatives();
 // which returns a lone document rather than Tanka's array of documents, and aborts on a
 // stream that does not start with `---`. So the jsonnet source of `path` (a .jsonnet or
 // .libsonnet file; anything else, such as an importstr'd YAML file, is returned as it is)
-// calls natives of gitfleet's own instead: std.native('parseYaml') Tanka's, std.parseYaml
+// calls natives of gitfleet's own instead: std.native('parseYaml') and
+// std.native('parseJson') Tanka's (the latter bounded in depth), std.parseYaml
 // one that answers as jsonnet's should (a stream as an array, one document as itself),
 // helmTemplate and kustomizeBuild a function that fails saying what to do instead.
 std::string CallsTankaNatives(const std::string& path, const std::string& source);
