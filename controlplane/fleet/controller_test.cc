@@ -66,7 +66,7 @@ class ControllerTest : public ::testing::Test {
 
   void Restart() {
     controller_.reset();
-    hub_ = std::make_unique<Hub>(&store_, metrics_);
+    hub_ = std::make_unique<Hub>(&store_, metrics_, absl::Milliseconds(250), 128 << 20, hub_clock_);
     hub_->SetTrustAgentLabels(true);  // agents here are targeted by the labels they report
     ASSERT_TRUE(hub_->Load().ok());
     ControllerOptions options;
@@ -138,6 +138,10 @@ class ControllerTest : public ::testing::Test {
   ControlPlaneMetrics metrics_;
   MemoryStore store_;
   EventBus events_;
+  // The hub's clock; a test that counts the reconciles reports queue sets a fake one (the
+  // real one is wall time: a step of the system clock would pass the hub's refresh).
+  FakeClock hub_fake_clock_;
+  Clock* hub_clock_ = &RealClock();
   std::unique_ptr<Hub> hub_;
   std::unique_ptr<Controller> controller_;
 };
@@ -2208,6 +2212,10 @@ TEST_F(RolloutTest, ARestartMidRolloutResumesAtTheSamePartition) {
 // do not reconcile the bundle, the one that completes it does, and a failure halts the
 // rollout at once whatever the count.
 TEST_F(RolloutTest, OnlyReportsThatCanMoveTheRolloutReconcileIt) {
+  // Counted, reports alone queue reconciles: the hub's once-a-second refresh (its clock is
+  // wall time, which a step of the system clock moves on) never comes here.
+  hub_clock_ = &hub_fake_clock_;
+  Restart();
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
