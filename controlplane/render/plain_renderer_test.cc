@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -193,6 +194,117 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
     ASSERT_TRUE(plain.ok()) << text << ": " << plain.status();
     EXPECT_EQ(plain->default_namespace(), "") << text;
   }
+}
+
+// Fleet's targetCustomizations give some clusters another folder, other helm values, an
+// overlay or a namespace. One gitfleet bundle renders one thing for all its clusters, so
+// they are named as the bundles that do their work; a folder that is no build as a whole
+// (base and overlays side by side) says so in its failure.
+TEST(RenderBundlePathTest, FleetTargetCustomizationsAreNamedAsABundlePerTarget) {
+  PlainRenderer renderer;
+  const std::string deployment =
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 1}\n";
+  std::vector<RepoFile> files = {
+      {"mc/web/base/deployment.yaml", deployment},
+      {"mc/web/fleet.yaml",
+       "namespace: shop\n"
+       "targetCustomizations:\n"
+       "- name: dev\n"
+       "  clusterSelector: {matchLabels: {env: dev}}\n"
+       "  kustomize: {dir: ./overlays/dev/}\n"
+       "- name: prod\n"
+       "  clusterSelector:\n"
+       "    matchLabels: {env: prod}\n"
+       "    matchExpressions:\n"
+       "    - {key: region, operator: In, values: [eu, us]}\n"
+       "    - {key: tier, operator: NotIn, values: [db]}\n"
+       "    - {key: gpu, operator: Exists}\n"
+       "    - {key: legacy, operator: DoesNotExist}\n"
+       "  kustomize: {dir: overlays/prod}\n"
+       "  namespace: shop-prod\n"
+       "- name: one\n"
+       "  clusterName: edge-1\n"
+       "  helm: {values: {replicas: 3}}\n"
+       "- clusterGroup: stores\n"
+       "  yaml: {overlays: [big]}\n"
+       "- name: off\n"
+       "  clusterSelector: {matchLabels: {env: lab}}\n"
+       "  doNotDeploy: true\n"
+       "- name: drift\n"  // changes nothing a render makes: not listed
+       "  clusterSelector: {matchLabels: {env: qa}}\n"
+       "  correctDrift: {enabled: true}\n"},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "mc/web", files};
+  input.notes = &notes;
+  auto rendered = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_THAT(
+      notes,
+      ::testing::Contains(
+          "mc/web/fleet.yaml's targetCustomizations change what some clusters get, which one "
+          "gitfleet bundle does not: it renders mc/web as it is for every cluster it targets; a "
+          "bundle per target does their work: "
+          "dev: --selector=env=dev --path=mc/web/overlays/dev --namespace=shop; "
+          "prod: --selector='env=prod,region in (eu,us),tier notin (db),gpu,!legacy' "
+          "--path=mc/web/overlays/prod --namespace=shop-prod; "
+          "one: a selector of a label only cluster edge-1 has its helm options as --values-file "
+          "or --cluster-values; "
+          "target 4: a selector of the clusters of Fleet's cluster group stores the files its "
+          "yaml overlays change (gitfleet applies no overlays); "
+          "off: not deployed to its clusters (leave them out of the bundle's --selector: "
+          "--selector=env=lab)"));
+  // Named once, not also as an option gitfleet does not read.
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
+
+  // Base and overlay side by side: the same object twice, and the failure says why.
+  files.push_back({"mc/web/overlays/dev/deployment.yaml", deployment});
+  auto twice = RenderBundlePath(renderer, {"web", "mc/web", files});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_THAT(std::string(twice.status().message()),
+              HasSubstr("(mc/web/fleet.yaml's targetCustomizations build overlays/dev, "
+                        "overlays/prod for their clusters: Fleet renders those, gitfleet renders "
+                        "the bundle's --path as it is; a bundle per target does their work: dev: "
+                        "--selector=env=dev --path=mc/web/overlays/dev --namespace=shop;"));
+  files.pop_back();
+
+  // Targets that change nothing rendered stay a passing mention; odd shapes never throw.
+  const char* const kOther[] = {
+      "targetCustomizations:\n- {name: drift, correctDrift: {enabled: true}}\n",
+      "targetCustomizations: 7\n",
+      "targetCustomizations: [1, [2], {name: [x]}]\n",
+      "targetCustomizations:\n- {clusterSelector: {matchLabels: {a: [1]}}, kustomize: {dir: x}}\n",
+      "targetCustomizations:\n- {clusterSelector: {matchExpressions: [{key: a, operator: Gt}]}, "
+      "kustomize: {dir: [x]}, helm: 3, yaml: 4, namespace: {a: b}}\n",
+  };
+  for (const char* text : kOther) {
+    files[1].content = text;
+    notes.clear();
+    auto other = RenderBundlePath(renderer, input);
+    ASSERT_TRUE(other.ok()) << text << other.status();
+  }
+  files[1].content = kOther[0];
+  notes.clear();
+  ASSERT_TRUE(RenderBundlePath(renderer, input).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets targetCustomizations, which gitfleet "
+                                                   "does not read")));
+  files[1].content =
+      "targetCustomizations:\n- {clusterSelector: {matchLabels: {a: [1]}}, kustomize: {dir: x}}\n";
+  notes.clear();
+  ASSERT_TRUE(RenderBundlePath(renderer, input).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "target 1: a selector of the clusters it is for --path=mc/web/x")));
+
+  // Bounded: ten are described, the rest counted; a name cannot write to the terminal.
+  std::string many = "targetCustomizations:\n";
+  for (int i = 0; i < 12; ++i) {
+    absl::StrAppend(&many, "- {name: \"t", i, "\\e[2J\", kustomize: {dir: d", i, "}}\n");
+  }
+  files[1].content = many;
+  notes.clear();
+  ASSERT_TRUE(RenderBundlePath(renderer, input).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("t9?[2J: a selector of the clusters it is "
+                                                   "for --path=mc/web/d9; and 2 more")));
 }
 
 TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {

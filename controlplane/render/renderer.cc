@@ -44,6 +44,126 @@ Registry& TheRegistry() {
   return *registry;
 }
 
+// The targetCustomizations fleet.yaml lists that gitfleet describes, at most; the rest
+// are counted.
+constexpr size_t kMaxTargetsDescribed = 10;
+constexpr size_t kMaxTargetText = 256;
+
+// A scalar of the repository's, for a note: bounded, and no control character reaches a
+// terminal.
+std::string ScalarOf(const YAML::Node& node) {
+  if (!node || !node.IsScalar()) return "";
+  std::string text = node.Scalar().substr(0, kMaxTargetText);
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
+// A Fleet clusterSelector (a Kubernetes LabelSelector) as gitfleet's selector text, or ""
+// when it has none or one gitfleet cannot write.
+std::string SelectorText(const YAML::Node& selector) {
+  if (!selector || !selector.IsMap()) return "";
+  std::vector<std::string> terms;
+  const YAML::Node labels = selector["matchLabels"];
+  if (labels && labels.IsMap()) {
+    for (const auto& label : labels) {
+      if (!label.first.IsScalar() || !label.second.IsScalar()) return "";
+      terms.push_back(absl::StrCat(ScalarOf(label.first), "=", ScalarOf(label.second)));
+    }
+  }
+  const YAML::Node expressions = selector["matchExpressions"];
+  if (expressions && expressions.IsSequence()) {
+    for (const auto& expression : expressions) {
+      if (!expression.IsMap()) return "";
+      const std::string key = ScalarOf(expression["key"]);
+      const std::string op = ScalarOf(expression["operator"]);
+      std::vector<std::string> values;
+      const YAML::Node listed = expression["values"];
+      if (listed && listed.IsSequence()) {
+        for (const auto& value : listed) values.push_back(ScalarOf(value));
+      }
+      if (key.empty()) return "";
+      if (op == "In" || op == "NotIn") {
+        terms.push_back(
+            absl::StrCat(key, op == "In" ? " in (" : " notin (", absl::StrJoin(values, ","), ")"));
+      } else if (op == "Exists") {
+        terms.push_back(key);
+      } else if (op == "DoesNotExist") {
+        terms.push_back("!" + key);
+      } else {
+        return "";
+      }
+    }
+  }
+  return absl::StrJoin(terms, ",");
+}
+
+std::string ShellQuoted(const std::string& text) {
+  if (text.find_first_of(" ()!'\"$;&|<>*?") == std::string::npos) return text;
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// One of fleet.yaml's targetCustomizations, described as the flags of the gitfleet bundle
+// that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". Empty when
+// it changes nothing a render makes (correctDrift, say). `path` is the bundle's folder.
+std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::string& path,
+                                const std::string& folder_namespace, std::string* folder) {
+  if (!target.IsMap()) return "";
+  std::vector<std::string> work;
+  const YAML::Node kustomize = target["kustomize"];
+  if (kustomize && kustomize.IsMap()) {
+    std::string dir = ScalarOf(kustomize["dir"]);
+    while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
+    while (absl::EndsWith(dir, "/")) dir.pop_back();
+    if (!dir.empty() && dir != ".") {
+      const std::string joined = path.empty() ? dir : absl::StrCat(path, "/", dir);
+      work.push_back(absl::StrCat("--path=", ShellQuoted(joined)));
+      *folder = dir;
+    }
+  }
+  std::string ns;
+  for (const char* field : {"namespace", "defaultNamespace"}) {
+    if (ns = ScalarOf(target[field]); !ns.empty()) break;
+  }
+  // Another folder does not read this folder's fleet.yaml: its namespace goes along.
+  if (ns.empty() && !folder->empty()) ns = folder_namespace;
+  if (!ns.empty()) work.push_back(absl::StrCat("--namespace=", ShellQuoted(ns)));
+  const YAML::Node helm = target["helm"];
+  if (helm && helm.IsMap() && helm.size() > 0) {
+    work.push_back("its helm options as --values-file or --cluster-values");
+  }
+  const YAML::Node yaml = target["yaml"];
+  if (yaml && yaml.IsMap() && yaml["overlays"]) {
+    work.push_back("the files its yaml overlays change (gitfleet applies no overlays)");
+  }
+  const YAML::Node skip = target["doNotDeploy"];
+  const bool not_deployed = skip && skip.IsScalar() && skip.Scalar() == "true";
+  if (work.empty() && !not_deployed) return "";
+
+  std::string name = ScalarOf(target["name"]);
+  if (name.empty()) name = absl::StrCat("target ", index + 1);
+  std::string where;
+  if (std::string selector = SelectorText(target["clusterSelector"]); !selector.empty()) {
+    where = absl::StrCat("--selector=", ShellQuoted(selector));
+  } else if (std::string cluster = ScalarOf(target["clusterName"]); !cluster.empty()) {
+    where = absl::StrCat("a selector of a label only cluster ", cluster, " has");
+  } else if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
+    where = absl::StrCat("a selector of the clusters of Fleet's cluster group ", group);
+  } else {
+    where = "a selector of the clusters it is for";
+  }
+  if (not_deployed) {
+    return absl::StrCat(name,
+                        ": not deployed to its clusters (leave them out of the bundle's "
+                        "--selector: ",
+                        where, ")");
+  }
+  return absl::StrCat(name, ": ", where, " ", absl::StrJoin(work, " "));
+}
+
 }  // namespace
 
 const std::string& NetworkSandbox() {
@@ -131,6 +251,28 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           "namespaceAnnotations"}) {
       if (fields[field]) out.unread.push_back(field);
     }
+    std::string folder_namespace = ScalarOf(fields["namespace"]);
+    if (folder_namespace.empty()) folder_namespace = ScalarOf(fields["defaultNamespace"]);
+    const YAML::Node targets = fields["targetCustomizations"];
+    if (targets && targets.IsSequence()) {
+      int index = 0;
+      for (const auto& target : targets) {
+        std::string folder;
+        std::string described =
+            DescribeFleetTarget(target, index++, path, folder_namespace, &folder);
+        if (described.empty()) continue;
+        if (out.targets.size() < kMaxTargetsDescribed) {
+          out.targets.push_back(std::move(described));
+          if (!folder.empty()) out.target_folders.push_back(folder);
+        } else {
+          ++out.targets_not_described;
+        }
+      }
+      if (!out.targets.empty()) {
+        out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "targetCustomizations"),
+                         out.unread.end());
+      }
+    }
     for (const auto& [section, field] : {std::pair<const char*, const char*>{"kustomize", "dir"},
                                          std::pair<const char*, const char*>{"helm", "chart"}}) {
       const YAML::Node options_of = fields[section];
@@ -180,6 +322,24 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                      "--values, --cluster-values, --depends-on, --partition, --prune, --self-heal; "
                      "bundle suspend)"));
   }
+  // One bundle renders one thing for every cluster it targets; Fleet's targets render
+  // something else for some of them.
+  std::string per_target;
+  if (!fleet->targets.empty()) {
+    per_target =
+        absl::StrCat("a bundle per target does their work: ", absl::StrJoin(fleet->targets, "; "),
+                     fleet->targets_not_described > 0
+                         ? absl::StrCat("; and ", fleet->targets_not_described, " more")
+                         : "");
+    if (input.notes != nullptr) {
+      input.notes->push_back(
+          absl::StrCat(fleet_yaml,
+                       "'s targetCustomizations change what some clusters get, which one "
+                       "gitfleet bundle does not: it renders ",
+                       input.path.empty() ? "the repository root" : input.path,
+                       " as it is for every cluster it targets; ", per_target));
+    }
+  }
   // Where the repository says objects go is not used for a bundle placed before gitfleet
   // read it: moving them at an upgrade would prune them where they are.
   auto not_used = [&](const std::string& ns, const std::string& origin) {
@@ -206,6 +366,17 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                      fleet->renders_elsewhere,
                      ": Fleet renders that, gitfleet renders the bundle's --path as it is; point "
                      "--path there, or make the chart a bundle of its own)"));
+  }
+  if (!objects.ok() && !fleet->target_folders.empty()) {
+    // Fleet builds each target's folder; this folder as a whole often is no build at all
+    // (kustomize: the same object from base and from every overlay).
+    return absl::Status(
+        objects.status().code(),
+        absl::StrCat(objects.status().message(), " (", fleet_yaml, "'s targetCustomizations build ",
+                     absl::StrJoin(fleet->target_folders, ", "),
+                     " for their clusters: Fleet renders those, gitfleet renders the bundle's "
+                     "--path as it is; ",
+                     per_target, ")"));
   }
   if (objects.ok() && !input.declared_namespace && !objects->default_namespace().empty()) {
     not_used(objects->default_namespace(), "the Tanka environment");

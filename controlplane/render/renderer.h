@@ -221,6 +221,13 @@ struct FleetYamlNamespace {
   // "kustomize.dir overlays/prod" or "helm.chart ./chart" when it sets them: Fleet then
   // renders another folder or chart than the bundle's path.
   std::string renders_elsewhere;
+  // Its targetCustomizations that change what some clusters get (another folder, helm
+  // options, overlays, a namespace, not deployed), each as the flags of the gitfleet bundle
+  // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". One bundle
+  // renders its folder as it is for every cluster it targets.
+  std::vector<std::string> targets;
+  int targets_not_described = 0;            // past the first ten
+  std::vector<std::string> target_folders;  // the kustomize.dir of those that set one
 };
 // InvalidArgument naming the file when it is not YAML, not a mapping, or names a
 // namespace Kubernetes refuses: passing over it would put the objects elsewhere.
