@@ -672,6 +672,16 @@ class Cli {
     }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     if (!info.waiting().empty()) out_ << "waiting: " << info.waiting() << "\n";
+    // What the render said without failing (what the repository asks that this bundle does
+    // not do, files left out) is told when the bundle is added, not only in its list.
+    constexpr int kNotesShown = 3;
+    for (int i = 0; i < info.notes_size() && i < kNotesShown; ++i) {
+      out_ << "note: " << info.notes(i) << "\n";
+    }
+    if (info.notes_size() > kNotesShown) {
+      out_ << "note: " << info.notes_size() - kNotesShown
+           << " more: gitfleetctl bundle list -o yaml\n";
+    }
     return 0;
   }
 

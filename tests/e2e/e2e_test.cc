@@ -742,6 +742,18 @@ TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
   out = Ctl({"bundle", "list", "-o", "json"});
   EXPECT_THAT(out, HasSubstr("skipped apps/web/tools/lint.yaml: ignored by apps/web/.fleetignore: "
                              "tools/"));
+
+  // A folder Fleet rendered per cluster group: adding its bundle says which bundles do that.
+  git_.Write("apps/web/fleet.yaml",
+             "targetCustomizations:\n- name: eu\n  clusterSelector: {matchLabels: {region: eu}}\n"
+             "  kustomize: {dir: overlays/eu}\n");
+  third = git_.Commit("Fleet's targets");
+  ExpectSynced("prod-eu", "web", third);
+  out = Ctl({"bundle", "set", "web", "--exclude=*.json,tools/"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\nnote: apps/web/fleet.yaml's targetCustomizations change what some "
+                             "clusters get"));
+  EXPECT_THAT(out, HasSubstr("eu: --selector=region=eu --path=apps/web/overlays/eu\n"));
   out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod",
              "--exclude=../up", "--replace"},
             &code);

@@ -37,6 +37,13 @@ int Run(const std::string& command, std::string* output) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// `text` as one shell word, whatever it holds (a commit message may say "Fleet's").
+std::string ShellQuote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 GitFixture::GitFixture(std::string dir) : dir_(std::move(dir)) {
   Run("mkdir -p '" + dir_ + "'");
   Git("init -q -b main");
@@ -70,7 +77,7 @@ void GitFixture::Link(const std::string& target, const std::string& path) {
 
 std::string GitFixture::Commit(const std::string& message) {
   Git("add -A");
-  Git("commit -q --allow-empty -m '" + message + "'");
+  Git("commit -q --allow-empty -m " + ShellQuote(message));
   std::string out;
   Run("git -C '" + dir_ + "' rev-parse HEAD", &out);
   return out.substr(0, 40);
@@ -81,7 +88,7 @@ void GitFixture::Gitlink(const std::string& path, const std::string& commit) {
 }
 
 std::string GitFixture::CommitStaged(const std::string& message) {
-  Git("commit -q --allow-empty -m '" + message + "'");
+  Git("commit -q --allow-empty -m " + ShellQuote(message));
   std::string out;
   Run("git -C '" + dir_ + "' rev-parse HEAD", &out);
   return out.substr(0, 40);
