@@ -1,9 +1,12 @@
 #include "common/names.h"
 
+#include <algorithm>
 #include <cctype>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 
 namespace gitfleet {
 
@@ -41,6 +44,15 @@ std::string ListNames(const std::vector<std::string>& names, size_t most) {
   if (names.size() <= most) return absl::StrJoin(names, ", ");
   return absl::StrCat(absl::StrJoin(names.begin(), names.begin() + most, ", "), " and ",
                       names.size() - most, " more");
+}
+
+std::string ShellWord(absl::string_view text) {
+  const bool plain = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           absl::string_view("_@%+=:,./-").find(c) != absl::string_view::npos;
+  });
+  if (plain) return std::string(text);
+  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", R"('\'')"}}), "'");
 }
 
 }  // namespace gitfleet

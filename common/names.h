@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace gitfleet {
 
@@ -29,6 +30,11 @@ absl::Status ValidateClusterName(const std::string& name);
 // `names` for a message, in the order given: "a, b, c", or past `most` the first `most`
 // and "and N more" ("a, b and 3 more"). "none" when empty.
 std::string ListNames(const std::vector<std::string>& names, size_t most = 10);
+
+// `text` as one /bin/sh word, for a command a message suggests or a test runs: as it is
+// when the shell reads none of it specially (`env=dev`, `apps/web`), else single-quoted
+// (`'env in (a,b)'`, `'Fleet'\''s'`).
+std::string ShellWord(absl::string_view text);
 
 }  // namespace gitfleet
 

@@ -35,5 +35,15 @@ TEST(ListNamesTest, NamesUpToTheMostAndCountsTheRest) {
   EXPECT_EQ(ListNames({"a", "b", "c", "d", "e"}, 2), "a, b and 3 more");
 }
 
+TEST(ShellWordTest, QuotesOnlyWhatTheShellWouldRead) {
+  EXPECT_EQ(ShellWord("env=dev"), "env=dev");
+  EXPECT_EQ(ShellWord("apps/web-1/overlays_x:2,@%+."), "apps/web-1/overlays_x:2,@%+.");
+  EXPECT_EQ(ShellWord(""), "''");
+  EXPECT_EQ(ShellWord("env in (a,b)"), "'env in (a,b)'");
+  EXPECT_EQ(ShellWord("!canary"), "'!canary'");
+  EXPECT_EQ(ShellWord("Fleet's"), R"('Fleet'\''s')");
+  EXPECT_EQ(ShellWord("$(rm -rf x);`y`\n"), "'$(rm -rf x);`y`\n'");
+}
+
 }  // namespace
 }  // namespace gitfleet

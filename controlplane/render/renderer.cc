@@ -99,13 +99,6 @@ std::string SelectorText(const YAML::Node& selector) {
   return absl::StrJoin(terms, ",");
 }
 
-std::string ShellQuoted(const std::string& text) {
-  if (text.find_first_of(" ()!'\"$;&|<>*?") == std::string::npos) return text;
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
 // One of fleet.yaml's targetCustomizations, described as the flags of the gitfleet bundle
 // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". Empty when
 // it changes nothing a render makes (correctDrift, say). `path` is the bundle's folder.
@@ -120,7 +113,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (!dir.empty() && dir != ".") {
       const std::string joined = path.empty() ? dir : absl::StrCat(path, "/", dir);
-      work.push_back(absl::StrCat("--path=", ShellQuoted(joined)));
+      work.push_back(absl::StrCat("--path=", ShellWord(joined)));
       *folder = dir;
     }
   }
@@ -130,7 +123,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   }
   // Another folder does not read this folder's fleet.yaml: its namespace goes along.
   if (ns.empty() && !folder->empty()) ns = folder_namespace;
-  if (!ns.empty()) work.push_back(absl::StrCat("--namespace=", ShellQuoted(ns)));
+  if (!ns.empty()) work.push_back(absl::StrCat("--namespace=", ShellWord(ns)));
   const YAML::Node helm = target["helm"];
   if (helm && helm.IsMap() && helm.size() > 0) {
     work.push_back("its helm options as --values-file or --cluster-values");
@@ -147,7 +140,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   if (name.empty()) name = absl::StrCat("target ", index + 1);
   std::string where;
   if (std::string selector = SelectorText(target["clusterSelector"]); !selector.empty()) {
-    where = absl::StrCat("--selector=", ShellQuoted(selector));
+    where = absl::StrCat("--selector=", ShellWord(selector));
   } else if (std::string cluster = ScalarOf(target["clusterName"]); !cluster.empty()) {
     where = absl::StrCat("a selector of a label only cluster ", cluster, " has");
   } else if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {

@@ -9,7 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "common/names.h"
 #include "tests/util/git_fixture.h"
 
 namespace gitfleet::testing {
@@ -25,11 +25,6 @@ inline int Port(const std::string& text) {
   return absl::SimpleAtoi(text, &port) ? port : 0;
 }
 
-// `text` as one word for /bin/sh, whatever it holds.
-inline std::string ShellQuoted(const std::string& text) {
-  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", R"('\'')"}}), "'");
-}
-
 enum class CtlOutput { kStdout, kStdoutAndStderr };
 
 // Runs gitfleetctl against the control plane on 127.0.0.1:`grpc_port`; returns what it
@@ -37,7 +32,7 @@ enum class CtlOutput { kStdout, kStdoutAndStderr };
 inline std::string RunCtl(int grpc_port, const std::vector<std::string>& args, int* code = nullptr,
                           CtlOutput output = CtlOutput::kStdout) {
   std::string command = absl::StrCat(kCtl, " --server=127.0.0.1:", grpc_port);
-  for (const std::string& a : args) absl::StrAppend(&command, " ", ShellQuoted(a));
+  for (const std::string& a : args) absl::StrAppend(&command, " ", ShellWord(a));
   if (output == CtlOutput::kStdoutAndStderr) absl::StrAppend(&command, " 2>&1");
   std::string out;
   const int rc = Run(command, &out);

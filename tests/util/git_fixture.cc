@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "common/names.h"
+
 namespace gitfleet::testing {
 
 std::string TempDir(const std::string& prefix) {
@@ -35,13 +37,6 @@ int Run(const std::string& command, std::string* output) {
   int rc = pclose(pipe);
   if (output != nullptr) *output = out;
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// `text` as one shell word, whatever it holds (a commit message may say "Fleet's").
-std::string ShellQuote(const std::string& text) {
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
 }
 
 GitFixture::GitFixture(std::string dir) : dir_(std::move(dir)) {
@@ -77,7 +72,7 @@ void GitFixture::Link(const std::string& target, const std::string& path) {
 
 std::string GitFixture::Commit(const std::string& message) {
   Git("add -A");
-  Git("commit -q --allow-empty -m " + ShellQuote(message));
+  Git("commit -q --allow-empty -m " + ShellWord(message));
   std::string out;
   Run("git -C '" + dir_ + "' rev-parse HEAD", &out);
   return out.substr(0, 40);
@@ -88,7 +83,7 @@ void GitFixture::Gitlink(const std::string& path, const std::string& commit) {
 }
 
 std::string GitFixture::CommitStaged(const std::string& message) {
-  Git("commit -q --allow-empty -m " + ShellQuote(message));
+  Git("commit -q --allow-empty -m " + ShellWord(message));
   std::string out;
   Run("git -C '" + dir_ + "' rev-parse HEAD", &out);
   return out.substr(0, 40);
