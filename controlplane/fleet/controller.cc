@@ -250,6 +250,14 @@ class Controller::Mailbox {
 };
 
 namespace {
+RepositoryReads ReadsOf(const v1::BundleRecord& record) {
+  RepositoryReads reads;
+  reads.declared_namespace = record.reads_declared_namespace();
+  reads.fleetignore = record.reads_fleetignore();
+  reads.fleet_helm = record.reads_fleet_helm();
+  return reads;
+}
+
 // The definition a render of `commit` uses. A rollback with --prune=false keeps what the
 // pinned revision lacks: its render prunes nothing, whatever the bundle's --prune says.
 v1::Bundle RenderedDefinition(v1::Bundle definition, const v1::BundleRecord& record,
@@ -370,6 +378,7 @@ absl::Status Controller::Load() {
       if (state.record.revision().empty()) {
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
+        state.record.set_reads_fleet_helm(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -862,6 +871,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       if (!replaced.has_value()) {  // a new one
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
+        state.record.set_reads_fleet_helm(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -1758,8 +1768,7 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
 
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
   std::string commit_id;
-  bool declared_namespace = true;
-  bool reads_fleetignore = true;
+  RepositoryReads reads;
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation = 0;
@@ -1769,8 +1778,7 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     if (it == bundles_.end() || it->second.stable_to_render.empty()) return;
     commit_id = std::exchange(it->second.stable_to_render, "");  // tried once
     if (it->second.stable != nullptr) return;
-    declared_namespace = it->second.record.reads_declared_namespace();
-    reads_fleetignore = it->second.record.reads_fleetignore();
+    reads = ReadsOf(it->second.record);
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
@@ -1783,8 +1791,8 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     SourceSnapshot at = snapshot;
     at.commit = *commit;
     // Not a new commit seen: no fan-out time is measured from it.
-    status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(),
-                          declared_namespace, reads_fleetignore, &built);
+    status =
+        BuildContent(name, definition, values, generation, at, absl::InfinitePast(), reads, &built);
   }
   if (status.ok() && (built.content == nullptr || built.content->template_revision() != nullptr)) {
     status = absl::FailedPreconditionError(
@@ -2561,7 +2569,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
                                       const ValuesSpec& values, uint64_t generation,
                                       const SourceSnapshot& snapshot, absl::Time seen_time,
-                                      bool declared_namespace, bool reads_fleetignore, Built* out) {
+                                      const RepositoryReads& reads, Built* out) {
   const CommitInfo& commit = snapshot.commit;
   std::string& engine = out->engine;
   std::shared_ptr<BundleVariants>& content = out->content;
@@ -2598,37 +2606,39 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                   definition.jsonnet_tlas().end());
     std::vector<std::string> values_files(definition.helm_values_files().begin(),
                                           definition.helm_values_files().end());
-    BundleVariants::RenderFn render =
-        [renderer, inputs, name, path = definition.path(), tlas, values_files,
-         ns = definition.target_namespace(), declared_namespace, reads_fleetignore,
-         include = Strings(definition.include()), exclude = Strings(definition.exclude()),
-         variant_paths](const Values& values, ReadValues* read) {
-          std::vector<std::string> paths;
-          std::vector<std::string> said;
-          RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
-          input.target_namespace = ns;
-          input.declared_namespace = declared_namespace;
-          input.reads_fleetignore = reads_fleetignore;
-          input.include = include;
-          input.exclude = exclude;
-          input.notes = &said;
-          absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
-          MutexLock lock(&variant_paths->mu);
-          variant_paths->paths.insert(paths.begin(), paths.end());
-          for (std::string& note : said) {
-            if (variant_paths->notes.size() >= kMaxVariantNotes) break;
-            variant_paths->notes.insert(std::move(note));
-          }
-          return objects;
-        };
+    BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
+                                       values_files, ns = definition.target_namespace(), reads,
+                                       include = Strings(definition.include()),
+                                       exclude = Strings(definition.exclude()),
+                                       variant_paths](const Values& values, ReadValues* read) {
+      std::vector<std::string> paths;
+      std::vector<std::string> said;
+      RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+      input.target_namespace = ns;
+      input.declared_namespace = reads.declared_namespace;
+      input.reads_fleetignore = reads.fleetignore;
+      input.reads_fleet_helm = reads.fleet_helm;
+      input.include = include;
+      input.exclude = exclude;
+      input.notes = &said;
+      absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+      MutexLock lock(&variant_paths->mu);
+      variant_paths->paths.insert(paths.begin(), paths.end());
+      for (std::string& note : said) {
+        if (variant_paths->notes.size() >= kMaxVariantNotes) break;
+        variant_paths->notes.insert(std::move(note));
+      }
+      return objects;
+    };
     content = BundleVariants::FromRenderer(std::move(params), std::move(render),
                                            FindRendererFactory(engine)->explicit_values_only());
   } else if (status.ok()) {
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
     input.target_namespace = definition.target_namespace();
-    input.declared_namespace = declared_namespace;
-    input.reads_fleetignore = reads_fleetignore;
+    input.declared_namespace = reads.declared_namespace;
+    input.reads_fleetignore = reads.fleetignore;
+    input.reads_fleet_helm = reads.fleet_helm;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -2709,8 +2719,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   built.engine = cache_hit ? last.engine() : definition.engine();
   absl::Status status;
   if (!cache_hit) {
-    status = BuildContent(name, definition, values, generation, snapshot, start,
-                          last.reads_declared_namespace(), last.reads_fleetignore(), &built);
+    status =
+        BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last), &built);
   }
   std::string& engine = built.engine;
   std::shared_ptr<BundleVariants>& content = built.content;

@@ -374,11 +374,11 @@ class Controller {
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.
-  // `declared_namespace`: BundleRecord.reads_declared_namespace.
+  // `reads`: the BundleRecord's reads_* fields (ReadsOf).
   absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
                             const ValuesSpec& values, uint64_t generation,
                             const SourceSnapshot& snapshot, absl::Time seen_time,
-                            bool declared_namespace, bool reads_fleetignore, Built* out);
+                            const RepositoryReads& reads, Built* out);
   // After a restart, renders the stable content of a jsonnet or helm bundle's rollout under
   // way again (BundleState.stable_to_render) from the snapshot's repository.
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);

@@ -1312,6 +1312,50 @@ TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {
   EXPECT_EQ(message->message.update().upserts(0).key().namespace_(), "shop");
 }
 
+// fleet.yaml's helm.releaseName names the release of a bundle made after gitfleet read it;
+// one rendered before keeps its release (another name would rename, so prune, its objects).
+TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
+  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml", "helm:\n  releaseName: shop-web\n");
+  git_.Commit("a chart Fleet deployed");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "charts/web"), false).ok());
+  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "old");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::BundleRecord record;
+  ASSERT_TRUE(record.ParseFromString(*stored));
+  EXPECT_TRUE(record.reads_fleet_helm()) << "a new bundle reads them";
+  record.clear_reads_fleet_helm();
+  record.set_revision("rendered-before");  // as an older control plane left it
+  ASSERT_TRUE(store_.Apply({Store::Put("bundle_records", "old", record.SerializeAsString())}).ok());
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  git_.Write("charts/web/values.yaml", "replicas: 1\n");
+  git_.Commit("values");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "charts/web"), false).ok());
+
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  for (const auto& [bundle, release] :
+       {std::pair<std::string, std::string>{"old", "old"}, {"new", "shop-web"}}) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    ASSERT_NE(message, nullptr) << bundle;
+    ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
+    EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;
+  }
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("sets helm.releaseName shop-web; this bundle was "
+                                            "rendered before gitfleet read them")));
+  EXPECT_THAT(listed["new"].notes(),
+              ::testing::Contains(HasSubstr("the chart takes helm.releaseName shop-web from "
+                                            "charts/web/fleet.yaml")));
+}
+
 TEST_F(ControllerTest, RejectsBadValuesClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -11,6 +13,7 @@
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/jsonnet_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
+#include "controlplane/render/plain_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -348,6 +351,109 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
   auto unplaced = renderer.Render({"web", "charts/web", chart});
   ASSERT_TRUE(unplaced.ok()) << unplaced.status();
   EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
+}
+
+// Rancher Fleet gives a chart in a bundle's folder fleet.yaml's helm.valuesFiles, then its
+// helm.values, under its helm.releaseName; the bundle's own values files come after them. A
+// stand-in for helm (not packaged here) prints the release and each values file it was
+// given, in order, so the test sees what helm would be told.
+TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) {
+  const std::string dir = TempDir("echo-helm");
+  const std::string helm = dir + "/helm";
+  {
+    std::ofstream out(helm);
+    out << "#!/bin/sh\n"
+           "vals=''\n"
+           "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
+           "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
+           "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
+           "values: \"%s\"\\n' \"$2\" \"$vals\"\n";
+  }
+  ASSERT_EQ(chmod(helm.c_str(), 0755), 0);
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;  // a stand-in, not a chart's hooks
+  HelmRenderer renderer(options);
+  std::vector<RepoFile> chart = {
+      {"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
+      {"charts/web/fleet.yaml",
+       "helm:\n  releaseName: shop-web\n  valuesFiles: [./values/prod.yaml]\n"
+       "  values: {replicas: 3}\n"},
+      {"charts/web/values/prod.yaml", "tier: prod\n"},
+      {"charts/web/mine.yaml", "mine: 1\n"},
+  };
+  auto values_of = [](const absl::StatusOr<ObjectSet>& set, const std::string& key) {
+    if (!set.ok() || set->objects().count(key) == 0) return std::string("(none)");
+    YAML::Node node = YAML::Load(set->objects().at(key)->yaml());
+    return node["data"]["values"].as<std::string>();
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "charts/web", chart};
+  input.helm_values_files = {"mine.yaml"};
+  input.notes = &notes;
+  auto fleet = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(fleet.ok()) << fleet.status();
+  EXPECT_EQ(
+      values_of(fleet, "/ConfigMap//shop-web"),
+      "prod.yaml=tier: prod |.gitfleet-fleet-yaml-values.yaml=replicas: 3 |mine.yaml=mine: 1 |");
+  EXPECT_THAT(notes, ::testing::Contains(
+                         "the chart takes helm.valuesFiles values/prod.yaml, helm.values, "
+                         "helm.releaseName shop-web from charts/web/fleet.yaml, as Fleet gives "
+                         "them (the bundle's --values-file and --values after them)"));
+  EXPECT_THAT(notes,
+              ::testing::Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
+
+  // A bundle rendered before gitfleet read them renders as it did, and says so.
+  RenderInput before = input;
+  before.reads_fleet_helm = false;
+  notes.clear();
+  auto kept = RenderBundlePath(renderer, before);
+  EXPECT_EQ(values_of(kept, "/ConfigMap//web"), "mine.yaml=mine: 1 |");
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "charts/web/fleet.yaml sets helm.valuesFiles values/prod.yaml, "
+                         "helm.values, helm.releaseName shop-web; this bundle was rendered "
+                         "before gitfleet read them, and renders as it did")));
+
+  // Fleet's templating is refused rather than handed to helm as text; without
+  // preprocessing the text is the value.
+  chart[1].content = "helm:\n  values: {env: '${ .ClusterLabels.env }'}\n";
+  auto templated = RenderBundlePath(renderer, {"web", "charts/web", chart});
+  EXPECT_EQ(templated.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(templated.status().message()),
+              HasSubstr("charts/web/fleet.yaml: helm.values use Fleet's templating (${ ... }), "
+                        "which gitfleet does not evaluate"));
+  chart[1].content =
+      "helm:\n  disablePreProcess: true\n  values: {env: '${ .ClusterLabels.env }'}\n";
+  auto literal = RenderBundlePath(renderer, {"web", "charts/web", chart});
+  ASSERT_TRUE(literal.ok()) << literal.status();
+  EXPECT_EQ(values_of(literal, "/ConfigMap//web"),
+            ".gitfleet-fleet-yaml-values.yaml=env: ${ .ClusterLabels.env } |");
+
+  const std::pair<const char*, const char*> kBad[] = {
+      {"helm: {valuesFiles: [../secrets.yaml]}\n",
+       "helm.valuesFiles: helm values file \"../secrets.yaml\" must be a relative path inside "
+       "the chart"},
+      {"helm: {valuesFiles: values.yaml}\n", "helm.valuesFiles is not a list"},
+      {"helm: {values: [a]}\n", "helm.values is not a mapping"},
+      {"helm: {releaseName: Shop_Web}\n",
+       "helm.releaseName \"Shop_Web\" is not a release name helm takes"},
+  };
+  for (const auto& [text, error] : kBad) {
+    chart[1].content = text;
+    auto bad = RenderBundlePath(renderer, {"web", "charts/web", chart});
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << text;
+  }
+  // Other engines do not take helm options: named, never failing them.
+  PlainRenderer plain;
+  std::vector<RepoFile> folder = {{"apps/web/cm.yaml",
+                                   "apiVersion: v1\nkind: ConfigMap\n"
+                                   "metadata: {name: a}\n"},
+                                  {"apps/web/fleet.yaml", "helm: {releaseName: Shop_Web}\n"}};
+  notes.clear();
+  RenderInput plain_input{"web", "apps/web", folder};
+  plain_input.notes = &notes;
+  ASSERT_TRUE(RenderBundlePath(plain, plain_input).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets helm, which gitfleet does not read")));
 }
 
 // Runs the jsonnet CLI with `args` and expects the same objects as `ours`; skips when

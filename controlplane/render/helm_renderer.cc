@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -12,22 +14,16 @@
 #include "controlplane/render/checkout.h"
 
 namespace gitfleet {
+namespace {
+// Where fleet.yaml's helm.values are written in the scratch copy of the chart.
+constexpr char kFleetValuesFile[] = ".gitfleet-fleet-yaml-values.yaml";
+}  // namespace
 
 std::string FindHelm() {
   for (const char* candidate : {"/usr/local/bin/helm", "/usr/bin/helm"}) {
     if (access(candidate, X_OK) == 0) return candidate;
   }
   return "";
-}
-
-absl::Status CheckHelmValuesFile(const std::string& file) {
-  bool escapes = file.empty() || file[0] == '/';
-  for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
-  if (escapes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
@@ -92,9 +88,29 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
+  const std::string chart_dir = scratch.root() + "/" + input.path;
+  // fleet.yaml's values files, then its values, then the bundle's own files.
+  std::vector<std::string> values_files = input.fleet_helm_values_files;
+  if (!input.fleet_helm_values.empty()) {
+    std::string written = chart_dir + "/" + kFleetValuesFile;
+    if (access(written.c_str(), F_OK) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm ", input.path, ": the chart holds a file named ", kFleetValuesFile,
+                       ", where gitfleet puts fleet.yaml's helm.values"));
+    }
+    std::ofstream out(written);
+    out << input.fleet_helm_values;
+    out.close();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("helm ", input.path, ": cannot write ", written));
+    }
+    values_files.push_back(kFleetValuesFile);
+  }
+  values_files.insert(values_files.end(), input.helm_values_files.begin(),
+                      input.helm_values_files.end());
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
-      options_.binary, input.bundle, scratch.root() + "/" + input.path, input.target_namespace,
-      input.helm_values_files, input.values ? *input.values : kNoValues);
+      options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
+      input.target_namespace, values_files, input.values ? *input.values : kNoValues);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts.

@@ -24,9 +24,6 @@ class HelmRenderer : public Renderer {
   HelmOptions options_;
 };
 
-// A values file must name a file inside the chart: relative, without "..".
-absl::Status CheckHelmValuesFile(const std::string& file);
-
 // The `helm template` command line: the chart's crds/ folder included, the release's
 // namespace when there is one (else helm says "default"), values files (relative to the
 // chart, never escaping it) in order, then each value as --set-string (dots in names nest,

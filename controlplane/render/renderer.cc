@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -157,6 +158,88 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   return absl::StrCat(name, ": ", where, " ", absl::StrJoin(work, " "));
 }
 
+// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
+bool ValidReleaseName(absl::string_view name) {
+  if (name.empty() || name.size() > 53) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
+    }
+  }
+  return true;
+}
+
+// fleet.yaml's helm.values, helm.valuesFiles and helm.releaseName, as Fleet passes them to
+// the chart in the bundle's folder (its values after its files). What cannot be used is
+// said in out->helm_error; the engine decides whether that fails (RenderBundlePath).
+void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
+  std::vector<std::string> described;
+  for (const auto& option : helm) {
+    const std::string key = option.first.IsScalar() ? option.first.Scalar() : "";
+    if (key != "values" && key != "valuesFiles" && key != "releaseName" &&
+        key != "disablePreProcess") {
+      out->helm_other_options = true;
+    }
+  }
+  auto refuse = [&](const std::string& why) {
+    if (out->helm_error.empty()) out->helm_error = why;
+  };
+  if (const YAML::Node files = helm["valuesFiles"]; files) {
+    if (!files.IsSequence()) {
+      refuse("helm.valuesFiles is not a list");
+    } else if (files.size() > kMaxTargetsDescribed * 10) {
+      refuse(absl::StrCat("helm.valuesFiles lists ", files.size(), " files; at most ",
+                          kMaxTargetsDescribed * 10, " are read"));
+    } else {
+      for (const auto& file : files) {
+        std::string name = file.IsScalar() ? file.Scalar() : "";
+        while (absl::StartsWith(name, "./")) name = name.substr(2);
+        if (absl::Status inside = CheckHelmValuesFile(name); !inside.ok()) {
+          refuse(absl::StrCat("helm.valuesFiles: ", inside.message()));
+          break;
+        }
+        out->helm_values_files.push_back(name);
+      }
+      if (!out->helm_values_files.empty()) {
+        described.push_back(
+            absl::StrCat("helm.valuesFiles ", ListNames(out->helm_values_files, 3)));
+      }
+    }
+  }
+  if (const YAML::Node values = helm["values"]; values && !values.IsNull()) {
+    const YAML::Node raw = helm["disablePreProcess"];
+    const bool templated = !(raw && raw.IsScalar() && raw.Scalar() == "true");
+    absl::StatusOr<std::string> text =
+        values.IsMap() ? EmitBlockYaml(values)
+                       : absl::StatusOr<std::string>(
+                             absl::InvalidArgumentError("helm.values is not a mapping"));
+    if (!text.ok()) {
+      refuse(std::string(text.status().message()));
+    } else if (templated && absl::StrContains(*text, "${")) {
+      // Fleet fills these in per cluster; helm would take them as they are.
+      refuse(
+          "helm.values use Fleet's templating (${ ... }), which gitfleet does not evaluate: "
+          "give the chart those values with the bundle's --values or --cluster-values");
+    } else if (values.size() > 0) {
+      out->helm_values = *std::move(text);
+      described.push_back("helm.values");
+    }
+  }
+  if (const YAML::Node release = helm["releaseName"]; release && !release.IsNull()) {
+    const std::string name = release.IsScalar() ? release.Scalar() : "";
+    if (!ValidReleaseName(name)) {
+      refuse(absl::StrCat("helm.releaseName \"", ScalarOf(release),
+                          "\" is not a release name helm takes (a DNS name of at most 53 "
+                          "lower-case letters, digits, '-' and '.')"));
+    } else {
+      out->helm_release = name;
+      described.push_back(absl::StrCat("helm.releaseName ", name));
+    }
+  }
+  out->helm_described = absl::StrJoin(described, ", ");
+}
+
 }  // namespace
 
 const std::string& NetworkSandbox() {
@@ -204,6 +287,16 @@ absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
   absl::Status added = AddObjects(bundle, origin, *std::move(objects), limits, &set, &bytes);
   if (!added.ok()) return added;
   return set;
+}
+
+absl::Status CheckHelmValuesFile(const std::string& file) {
+  bool escapes = file.empty() || file[0] == '/';
+  for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
+  if (escapes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -266,6 +359,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
                          out.unread.end());
       }
     }
+    if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
     for (const auto& [section, field] : {std::pair<const char*, const char*>{"kustomize", "dir"},
                                          std::pair<const char*, const char*>{"helm", "chart"}}) {
       const YAML::Node options_of = fields[section];
@@ -308,6 +402,37 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
   if (!fleet.ok()) return fleet.status();
   const std::string& fleet_yaml = fleet->file;
+  RenderInput placed = input;
+  // fleet.yaml's helm options, for the chart in the bundle's folder (Fleet's other charts,
+  // helm.chart elsewhere, are named below).
+  if (std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty() &&
+      (!fleet->helm_described.empty() || !fleet->helm_error.empty())) {
+    if (!input.reads_fleet_helm) {
+      if (input.notes != nullptr) {
+        input.notes->push_back(absl::StrCat(
+            fleet_yaml, " sets ",
+            fleet->helm_described.empty() ? "helm options" : fleet->helm_described,
+            "; this bundle was rendered before gitfleet read them, and renders as it did (other "
+            "values or another release name would change or rename its objects): give the "
+            "chart those values with the bundle's --values-file"));
+      }
+    } else if (!fleet->helm_error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_error));
+    } else {
+      placed.fleet_helm_values_files = fleet->helm_values_files;
+      placed.fleet_helm_values = fleet->helm_values;
+      placed.helm_release = fleet->helm_release;
+      if (input.notes != nullptr) {
+        input.notes->push_back(absl::StrCat(
+            "the chart takes ", fleet->helm_described, " from ", fleet_yaml,
+            ", as Fleet gives them (the bundle's --values-file and --values after them)"));
+      }
+      if (!fleet->helm_other_options) {
+        fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "helm"),
+                            fleet->unread.end());
+      }
+    }
+  }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(
         absl::StrCat(fleet_yaml, " sets ", absl::StrJoin(fleet->unread, ", "),
@@ -349,7 +474,6 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     not_used(fleet->ns, fleet->origin);
     fleet->ns.clear();
   }
-  RenderInput placed = input;
   if (!fleet->ns.empty()) placed.target_namespace = fleet->ns;  // helm's release namespace
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
   if (!objects.ok() && !fleet->renders_elsewhere.empty()) {

@@ -66,6 +66,24 @@ struct RenderInput {
   // gitfleet read them: a file they name that holds manifests stays in (an upgrade never
   // prunes it), and the notes say so.
   bool reads_fleetignore = true;
+  // Whether fleet.yaml's helm options (values, valuesFiles, releaseName) are used for a
+  // chart. False for a bundle rendered before gitfleet read them: noted, not used.
+  bool reads_fleet_helm = true;
+  // Set by RenderBundlePath from fleet.yaml for the helm engine: its valuesFiles (relative
+  // to the chart), its values (YAML), and its releaseName. The bundle's own values files
+  // and values come after them, so the operator's word wins.
+  std::vector<std::string> fleet_helm_values_files;
+  std::string fleet_helm_values;
+  std::string helm_release;
+};
+
+// What of a repository's declarations about itself a bundle's render reads (its
+// BundleRecord's reads_* fields). False for a bundle rendered before gitfleet read each:
+// an upgrade does not change what it renders, and its notes say what would change.
+struct RepositoryReads {
+  bool declared_namespace = true;
+  bool fleetignore = true;
+  bool fleet_helm = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
@@ -228,7 +246,20 @@ struct FleetYamlNamespace {
   std::vector<std::string> targets;
   int targets_not_described = 0;            // past the first ten
   std::vector<std::string> target_folders;  // the kustomize.dir of those that set one
+  // Its helm options a chart rendered with helm takes (RenderInput's fleet_helm_*): the
+  // valuesFiles, the values as YAML, the releaseName; what they are, for a note
+  // ("helm.values, helm.valuesFiles values/prod.yaml"); and why they cannot be used, if
+  // so (Fleet's ${ } templating, a file outside the chart, a release name helm refuses).
+  std::vector<std::string> helm_values_files;
+  std::string helm_values;
+  std::string helm_release;
+  std::string helm_described;
+  std::string helm_error;
+  bool helm_other_options = false;  // chart, repo, version, ...: not read
 };
+
+// A helm values file must name a file inside the chart: relative, without "..".
+absl::Status CheckHelmValuesFile(const std::string& file);
 // InvalidArgument naming the file when it is not YAML, not a mapping, or names a
 // namespace Kubernetes refuses: passing over it would put the objects elsewhere.
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
