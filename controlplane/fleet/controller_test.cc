@@ -89,6 +89,21 @@ class ControllerTest : public ::testing::Test {
     controller_->Start();
   }
 
+  // Rewrites `bundle`'s stored record as a control plane from before an upgrade left it
+  // (`forget` clears what that one did not know), and restarts on it.
+  void AsLeftBeforeTheUpgrade(const std::string& bundle,
+                              const std::function<void(v1::BundleRecord&)>& forget) {
+    absl::StatusOr<std::string> stored = store_.Get("bundle_records", bundle);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    v1::BundleRecord record;
+    ASSERT_TRUE(record.ParseFromString(*stored));
+    forget(record);
+    ASSERT_TRUE(
+        store_.Apply({Store::Put("bundle_records", bundle, record.SerializeAsString())}).ok());
+    Restart();
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  }
+
   v1::Source Source() {
     v1::Source source;
     source.set_name("app");
@@ -1217,15 +1232,10 @@ TEST_F(ControllerTest, ExcludeAndFleetIgnoreChooseAPlainBundlesFiles) {
 
   // A bundle from before .fleetignore was read: what it names that holds manifests stays.
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
-  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "old");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  v1::BundleRecord record;
-  ASSERT_TRUE(record.ParseFromString(*stored));
-  record.clear_reads_fleetignore();
-  record.set_revision("rendered-before");  // as an older control plane left it
-  ASSERT_TRUE(store_.Apply({Store::Put("bundle_records", "old", record.SerializeAsString())}).ok());
-  Restart();
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    record.clear_reads_fleetignore();
+    record.set_revision("rendered-before");
+  }));
   git_.Write("apps/web/.fleetignore", "*.json\ntest/\n");
   git_.Commit("a .fleetignore");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
@@ -1256,16 +1266,10 @@ TEST_F(ControllerTest, ABundlePlacedBeforeTheUpgradeKeepsItsObjectsWhereTheyAre)
   ASSERT_TRUE(info.ok()) << info.status();
   ASSERT_EQ(info->error(), "");
   // What an older control plane stored: the record without the flag.
-  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "prod");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  v1::BundleRecord record;
-  ASSERT_TRUE(record.ParseFromString(*stored));
-  EXPECT_TRUE(record.reads_declared_namespace()) << "a new bundle reads it";
-  record.clear_reads_declared_namespace();
-  ASSERT_TRUE(
-      store_.Apply({Store::Put("bundle_records", "prod", record.SerializeAsString())}).ok());
-  Restart();
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("prod", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_declared_namespace()) << "a new bundle reads it";
+    record.clear_reads_declared_namespace();
+  }));
 
   git_.Write("environments/prod/spec.json",
              R"({"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment",
@@ -1323,16 +1327,11 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
   git_.Commit("a chart Fleet deployed");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "charts/web"), false).ok());
-  absl::StatusOr<std::string> stored = store_.Get("bundle_records", "old");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  v1::BundleRecord record;
-  ASSERT_TRUE(record.ParseFromString(*stored));
-  EXPECT_TRUE(record.reads_fleet_helm()) << "a new bundle reads them";
-  record.clear_reads_fleet_helm();
-  record.set_revision("rendered-before");  // as an older control plane left it
-  ASSERT_TRUE(store_.Apply({Store::Put("bundle_records", "old", record.SerializeAsString())}).ok());
-  Restart();
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_helm()) << "a new bundle reads them";
+    record.clear_reads_fleet_helm();
+    record.set_revision("rendered-before");
+  }));
   git_.Write("charts/web/values.yaml", "replicas: 1\n");
   git_.Commit("values");
   ASSERT_TRUE(controller_->SyncSource("app").ok());

@@ -3,8 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -358,18 +356,8 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
 // stand-in for helm (not packaged here) prints the release and each values file it was
 // given, in order, so the test sees what helm would be told.
 TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) {
-  const std::string dir = TempDir("echo-helm");
-  const std::string helm = dir + "/helm";
-  {
-    std::ofstream out(helm);
-    out << "#!/bin/sh\n"
-           "vals=''\n"
-           "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
-           "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
-           "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
-           "values: \"%s\"\\n' \"$2\" \"$vals\"\n";
-  }
-  ASSERT_EQ(chmod(helm.c_str(), 0755), 0);
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
   HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
   options.allow_network = true;  // a stand-in, not a chart's hooks
   HelmRenderer renderer(options);

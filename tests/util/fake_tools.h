@@ -15,6 +15,11 @@ namespace gitfleet::testing {
 // Empty when it cannot be written.
 std::string WriteFakeHelm(const std::string& dir);
 
+// Like WriteFakeHelm, but the ConfigMap (no namespace) says what values it was given: its
+// data.values is each --values file, in order, as "NAME=CONTENT|" (the file's base name,
+// its lines joined by spaces, double quotes dropped).
+std::string WriteValuesEchoHelm(const std::string& dir);
+
 }  // namespace gitfleet::testing
 
 #endif  // GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
