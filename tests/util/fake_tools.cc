@@ -5,32 +5,38 @@
 #include <fstream>
 
 namespace gitfleet::testing {
+namespace {
 
-std::string WriteFakeHelm(const std::string& dir) {
+// Writes `script` as the executable `dir`/helm; its path, or "" when it cannot be written.
+std::string WriteHelm(const std::string& dir, const std::string& script) {
   const std::string helm = dir + "/helm";
   std::ofstream out(helm);
-  out << "#!/bin/sh\n"
-         "ns=default\n"
-         "for a in \"$@\"; do case \"$a\" in --namespace=*) ns=\"${a#--namespace=}\";; esac; done\n"
-         "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\n  namespace: %s\\n' "
-         "\"$2\" \"$ns\"\n";
+  out << script;
   out.close();
   if (!out || chmod(helm.c_str(), 0755) != 0) return "";
   return helm;
 }
 
+}  // namespace
+
+std::string WriteFakeHelm(const std::string& dir) {
+  return WriteHelm(
+      dir,
+      "#!/bin/sh\n"
+      "ns=default\n"
+      "for a in \"$@\"; do case \"$a\" in --namespace=*) ns=\"${a#--namespace=}\";; esac; done\n"
+      "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\n  namespace: %s\\n' "
+      "\"$2\" \"$ns\"\n");
+}
+
 std::string WriteValuesEchoHelm(const std::string& dir) {
-  const std::string helm = dir + "/helm";
-  std::ofstream out(helm);
-  out << "#!/bin/sh\n"
-         "vals=''\n"
-         "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
-         "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
-         "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
-         "values: \"%s\"\\n' \"$2\" \"$vals\"\n";
-  out.close();
-  if (!out || chmod(helm.c_str(), 0755) != 0) return "";
-  return helm;
+  return WriteHelm(dir,
+                   "#!/bin/sh\n"
+                   "vals=''\n"
+                   "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
+                   "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
+                   "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
+                   "values: \"%s\"\\n' \"$2\" \"$vals\"\n");
 }
 
 }  // namespace gitfleet::testing
