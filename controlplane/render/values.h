@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/manifest/object.h"
 
@@ -32,6 +34,18 @@ using Values = std::map<std::string, std::string>;
 // Every value a render looked up, and what it found (nullopt: absent). A later render
 // whose values agree on all of these produces the same output.
 using ReadValues = std::map<std::string, std::optional<std::string>>;
+
+// Where a cluster's own name and labels reach an engine that otherwise takes only the
+// bundle's explicit values (helm: for fleet.yaml's templating, fleet_values.h). No value
+// name holds ':', so these never shadow one, nor one of them; engines leave them out of
+// what they pass on, and record them as read only when they look them up.
+inline std::string ClusterNameKey() { return "cluster:name"; }
+inline std::string ClusterLabelKey(absl::string_view label) {
+  return absl::StrCat("cluster:label:", label);
+}
+inline bool IsClusterContextKey(absl::string_view name) {
+  return absl::StartsWith(name, "cluster:");
+}
 
 // Whether `values` agrees with everything in `read`.
 bool Agrees(const ReadValues& read, const Values& values);
