@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/util/fake_tools.h"
 #include "tests/util/git_fixture.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -1353,6 +1354,47 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
   EXPECT_THAT(listed["new"].notes(),
               ::testing::Contains(HasSubstr("the chart takes helm.releaseName shop-web from "
                                             "charts/web/fleet.yaml")));
+}
+
+// Fleet fills in a chart's values per cluster from its labels: clusters that agree on the
+// labels the values read share one render, and one that lacks a label fails alone.
+TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem) {
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml",
+             "helm:\n  values:\n    env: ${ .ClusterLabels.env }\n"
+             "    zone: global.fleet.clusterLabels.zone\n");
+  git_.Commit("a chart Fleet filled in per cluster");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t dev = ConnectAgent(hub_.get(), "dev", {{"env", "dev"}, {"zone", "a"}});
+  uint64_t prod1 = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}, {"zone", "a"}, {"n", "1"}});
+  uint64_t prod2 = ConnectAgent(hub_.get(), "prod-2", {{"env", "prod"}, {"zone", "a"}, {"n", "2"}});
+  uint64_t bare = ConnectAgent(hub_.get(), "bare", {});
+  auto info = controller_->AddBundle(Bundle("web", "charts/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto values_of = [&](uint64_t agent) -> std::pair<std::string, std::string> {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+    return {cm["data"]["values"].as<std::string>(), message->message.update().revision()};
+  };
+  auto [dev_values, dev_revision] = values_of(dev);
+  auto [prod1_values, prod1_revision] = values_of(prod1);
+  auto [prod2_values, prod2_revision] = values_of(prod2);
+  EXPECT_EQ(dev_values, ".gitfleet-fleet-yaml-values.yaml=env: dev zone: a |");
+  EXPECT_EQ(prod1_values, ".gitfleet-fleet-yaml-values.yaml=env: prod zone: a |");
+  EXPECT_EQ(prod2_values, prod1_values);
+  EXPECT_EQ(prod2_revision, prod1_revision) << "a label the values do not read";
+  EXPECT_NE(dev_revision, prod1_revision);
+  EXPECT_EQ(hub_->NextMessage(bare, "web"), nullptr);
+  std::vector<v1::BundleStatus> bare_status = controller_->GetStatus("bare", "web");
+  ASSERT_EQ(bare_status.size(), 1u);
+  EXPECT_EQ(bare_status[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(bare_status[0].message(), HasSubstr("with the values of cluster bare"));
+  EXPECT_THAT(bare_status[0].message(),
+              HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no label env"));
 }
 
 TEST_F(ControllerTest, RejectsBadValuesClearly) {

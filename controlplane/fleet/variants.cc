@@ -131,6 +131,13 @@ Values ValuesSpec::ExplicitFor(const v1::ClusterInfo& cluster) const {
   return out;
 }
 
+Values ValuesSpec::ExplicitAndClusterFor(const v1::ClusterInfo& cluster) const {
+  Values out = ExplicitFor(cluster);
+  out.emplace(ClusterNameKey(), cluster.name());
+  for (const auto& [key, value] : cluster.labels()) out.emplace(ClusterLabelKey(key), value);
+  return out;
+}
+
 Values ValuesSpec::ForCluster(const v1::ClusterInfo& cluster) const {
   Values out = ExplicitFor(cluster);
   out.insert({"cluster.name", cluster.name()});
@@ -302,8 +309,8 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
                                                                     bool* depends_on_values) const {
   if (depends_on_values != nullptr) *depends_on_values = false;
   if (uniform_ != nullptr) return uniform_;
-  Values values =
-      explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
+  Values values = explicit_only_ ? params_.values.ExplicitAndClusterFor(cluster)
+                                 : params_.values.ForCluster(cluster);
   {
     MutexLock lock(&mu_);
     if (const Variant* variant = FindLocked(values)) {
@@ -317,8 +324,8 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
 std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> BundleVariants::Built(
     const v1::ClusterInfo& cluster) const {
   if (uniform_ != nullptr) return uniform_;
-  Values values =
-      explicit_only_ ? params_.values.ExplicitFor(cluster) : params_.values.ForCluster(cluster);
+  Values values = explicit_only_ ? params_.values.ExplicitAndClusterFor(cluster)
+                                 : params_.values.ForCluster(cluster);
   MutexLock lock(&mu_);
   if (const Variant* variant = FindLocked(values)) return variant->result;
   return std::nullopt;

@@ -37,8 +37,11 @@ class ValuesSpec {
 
   // Labels and cluster.name, then defaults, then the first matching rule.
   Values ForCluster(const v1::ClusterInfo& cluster) const;
-  // Only the bundle's own values: defaults, then the first matching rule (what helm gets).
+  // Only the bundle's own values: defaults, then the first matching rule.
   Values ExplicitFor(const v1::ClusterInfo& cluster) const;
+  // What helm gets: those, and the cluster's name and labels under ClusterNameKey() and
+  // ClusterLabelKey() (values.h), for fleet.yaml's templates only.
+  Values ExplicitAndClusterFor(const v1::ClusterInfo& cluster) const;
 
  private:
   const Values* RuleFor(const v1::ClusterInfo& cluster) const;

@@ -366,7 +366,7 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
       {"charts/web/fleet.yaml",
        "helm:\n  releaseName: shop-web\n  valuesFiles: [./values/prod.yaml]\n"
        "  values: {replicas: 3}\n"},
-      {"charts/web/values/prod.yaml", "tier: prod\n"},
+      {"charts/web/values/prod.yaml", "tier: prod\nreplicas: 5\n"},
       {"charts/web/mine.yaml", "mine: 1\n"},
   };
   auto values_of = [](const absl::StatusOr<ObjectSet>& set, const std::string& key) {
@@ -380,13 +380,14 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
   input.notes = &notes;
   auto fleet = RenderBundlePath(renderer, input);
   ASSERT_TRUE(fleet.ok()) << fleet.status();
-  EXPECT_EQ(
-      values_of(fleet, "/ConfigMap//shop-web"),
-      "prod.yaml=tier: prod |.gitfleet-fleet-yaml-values.yaml=replicas: 3 |mine.yaml=mine: 1 |");
+  // Each values file merged over helm.values, as `fleet apply` merges them: one file.
+  EXPECT_EQ(values_of(fleet, "/ConfigMap//shop-web"),
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 5 tier: prod |mine.yaml=mine: 1 |");
   EXPECT_THAT(notes, ::testing::Contains(
                          "the chart takes helm.valuesFiles values/prod.yaml, helm.values, "
                          "helm.releaseName shop-web from charts/web/fleet.yaml, as Fleet gives "
-                         "them (the bundle's --values-file and --values after them)"));
+                         "them (each values file merged over helm.values, ${ } templates filled "
+                         "in per cluster, the bundle's --values-file and --values after them)"));
   EXPECT_THAT(notes,
               ::testing::Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
 
@@ -401,14 +402,27 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
                          "helm.values, helm.releaseName shop-web; this bundle was rendered "
                          "before gitfleet read them, and renders as it did")));
 
-  // Fleet's templating is refused rather than handed to helm as text; without
-  // preprocessing the text is the value.
-  chart[1].content = "helm:\n  values: {env: '${ .ClusterLabels.env }'}\n";
-  auto templated = RenderBundlePath(renderer, {"web", "charts/web", chart});
-  EXPECT_EQ(templated.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(templated.status().message()),
-              HasSubstr("charts/web/fleet.yaml: helm.values use Fleet's templating (${ ... }), "
-                        "which gitfleet does not evaluate"));
+  // Fleet's templating is filled in for the cluster, in values and values files alike, and
+  // every label looked up counts; without preprocessing the text is the value.
+  chart[1].content =
+      "helm:\n  values: {env: '${ .ClusterLabels.env }'}\n  valuesFiles: [values/prod.yaml]\n";
+  chart[2].content = "host: ${ .ClusterName }.example.com\n";
+  const Values cluster = {{ClusterNameKey(), "eu-1"}, {ClusterLabelKey("env"), "prod"}};
+  ReadValues read;
+  RenderInput templated{"web", "charts/web", chart, nullptr, &cluster, &read};
+  auto filled = RenderBundlePath(renderer, templated);
+  ASSERT_TRUE(filled.ok()) << filled.status();
+  EXPECT_EQ(values_of(filled, "/ConfigMap//web"),
+            ".gitfleet-fleet-yaml-values.yaml=env: prod host: eu-1.example.com |");
+  EXPECT_EQ(read, (ReadValues{{ClusterNameKey(), "eu-1"}, {ClusterLabelKey("env"), "prod"}}))
+      << "nor does helm get a cluster's name and labels as values of its own";
+  const Values unlabelled = {{ClusterNameKey(), "bare"}};
+  templated.values = &unlabelled;
+  auto missing = RenderBundlePath(renderer, templated);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("charts/web/fleet.yaml: helm values: env: ${ .ClusterLabels.env }: the "
+                        "cluster has no label env"));
   chart[1].content =
       "helm:\n  disablePreProcess: true\n  values: {env: '${ .ClusterLabels.env }'}\n";
   auto literal = RenderBundlePath(renderer, {"web", "charts/web", chart});
@@ -421,6 +435,10 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
        "helm.valuesFiles: helm values file \"../secrets.yaml\" must be a relative path inside "
        "the chart"},
       {"helm: {valuesFiles: values.yaml}\n", "helm.valuesFiles is not a list"},
+      {"helm: {valuesFiles: [values/dev.yaml]}\n",
+       "helm.valuesFiles names values/dev.yaml, which is not in charts/web"},
+      {"helm: {values: {a: '${ toYaml .ClusterLabels }'}}\n",
+       "the function \"toYaml\", which gitfleet does not evaluate"},
       {"helm: {values: [a]}\n", "helm.values is not a mapping"},
       {"helm: {releaseName: Shop_Web}\n",
        "helm.releaseName \"Shop_Web\" is not a release name helm takes"},

@@ -39,6 +39,7 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     args.push_back("--values=" + chart_dir + "/" + file);
   }
   for (const auto& [name, value] : values) {
+    if (IsClusterContextKey(name)) continue;  // only for fleet.yaml's templates
     if (name.empty() || name.find_first_of("=,[]") != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
           "helm value \"", name, "\": names may not be empty or contain '=', ',', '[' or ']'"));
@@ -89,7 +90,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
   const std::string chart_dir = scratch.root() + "/" + input.path;
-  // fleet.yaml's values files, then its values, then the bundle's own files.
+  // fleet.yaml's values (merged and filled in), then the bundle's own files.
   std::vector<std::string> values_files = input.fleet_helm_values_files;
   if (!input.fleet_helm_values.empty()) {
     std::string written = chart_dir + "/" + kFleetValuesFile;
@@ -113,9 +114,10 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
       input.target_namespace, values_files, input.values ? *input.values : kNoValues);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
-    // helm sees every value, so every value counts.
+    // helm sees every value, so every value counts (a cluster's name and labels only
+    // where fleet.yaml's templates looked them up).
     for (const auto& [name, value] : input.values ? *input.values : kNoValues) {
-      (*input.read_values)[name] = value;
+      if (!IsClusterContextKey(name)) (*input.read_values)[name] = value;
     }
   }
   // No network for the chart either (as kustomize): a fresh network namespace.

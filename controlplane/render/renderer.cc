@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
+#include "controlplane/render/fleet_values.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -208,24 +209,20 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
     }
   }
   if (const YAML::Node values = helm["values"]; values && !values.IsNull()) {
-    const YAML::Node raw = helm["disablePreProcess"];
-    const bool templated = !(raw && raw.IsScalar() && raw.Scalar() == "true");
     absl::StatusOr<std::string> text =
         values.IsMap() ? EmitBlockYaml(values)
                        : absl::StatusOr<std::string>(
                              absl::InvalidArgumentError("helm.values is not a mapping"));
     if (!text.ok()) {
       refuse(std::string(text.status().message()));
-    } else if (templated && absl::StrContains(*text, "${")) {
-      // Fleet fills these in per cluster; helm would take them as they are.
-      refuse(
-          "helm.values use Fleet's templating (${ ... }), which gitfleet does not evaluate: "
-          "give the chart those values with the bundle's --values or --cluster-values");
     } else if (values.size() > 0) {
       out->helm_values = *std::move(text);
       described.push_back("helm.values");
     }
   }
+  // Fleet fills in ${ } templates in values and values files unless this says not to.
+  const YAML::Node raw = helm["disablePreProcess"];
+  out->helm_preprocess = !(raw && raw.IsScalar() && raw.Scalar() == "true");
   if (const YAML::Node release = helm["releaseName"]; release && !release.IsNull()) {
     const std::string name = release.IsScalar() ? release.Scalar() : "";
     if (!ValidReleaseName(name)) {
@@ -419,13 +416,35 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     } else if (!fleet->helm_error.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_error));
     } else {
-      placed.fleet_helm_values_files = fleet->helm_values_files;
-      placed.fleet_helm_values = fleet->helm_values;
+      // Merged and filled in for this cluster, as Fleet gives them: one file for helm.
+      FleetHelmValues values{fleet->helm_values, {}, fleet->helm_preprocess};
+      const std::string folder = input.path.empty() ? "" : input.path + "/";
+      for (const std::string& name : fleet->helm_values_files) {
+        auto file = std::find_if(input.files.begin(), input.files.end(),
+                                 [&](const RepoFile& f) { return f.path == folder + name; });
+        if (file == input.files.end()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(fleet_yaml, ": helm.valuesFiles names ", name, ", which is not in ",
+                           input.path.empty() ? "the repository root" : input.path));
+        }
+        values.files.emplace_back(file->path, file->content);
+      }
+      static const Values kNoValues;
+      absl::StatusOr<std::string> filled =
+          values.For(input.values != nullptr ? *input.values : kNoValues, input.read_values);
+      if (!filled.ok()) {
+        return absl::Status(filled.status().code(),
+                            absl::StrCat(fleet_yaml, ": helm values: ", filled.status().message()));
+      }
+      placed.fleet_helm_values = *std::move(filled);
+      placed.fleet_helm_values_files.clear();
       placed.helm_release = fleet->helm_release;
       if (input.notes != nullptr) {
-        input.notes->push_back(absl::StrCat(
-            "the chart takes ", fleet->helm_described, " from ", fleet_yaml,
-            ", as Fleet gives them (the bundle's --values-file and --values after them)"));
+        input.notes->push_back(
+            absl::StrCat("the chart takes ", fleet->helm_described, " from ", fleet_yaml,
+                         ", as Fleet gives them (each values file merged over helm.values, ",
+                         fleet->helm_preprocess ? "${ } templates filled in per cluster, " : "",
+                         "the bundle's --values-file and --values after them)"));
       }
       if (!fleet->helm_other_options) {
         fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "helm"),

@@ -69,9 +69,10 @@ struct RenderInput {
   // Whether fleet.yaml's helm options (values, valuesFiles, releaseName) are used for a
   // chart. False for a bundle rendered before gitfleet read them: noted, not used.
   bool reads_fleet_helm = true;
-  // Set by RenderBundlePath from fleet.yaml for the helm engine: its valuesFiles (relative
-  // to the chart), its values (YAML), and its releaseName. The bundle's own values files
-  // and values come after them, so the operator's word wins.
+  // Set by RenderBundlePath from fleet.yaml for the helm engine: values files (relative to
+  // the chart), values as YAML (its helm.values with its valuesFiles merged over them and
+  // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own values
+  // files and values come after them, so the operator's word wins.
   std::vector<std::string> fleet_helm_values_files;
   std::string fleet_helm_values;
   std::string helm_release;
@@ -256,6 +257,7 @@ struct FleetYamlNamespace {
   std::string helm_described;
   std::string helm_error;
   bool helm_other_options = false;  // chart, repo, version, ...: not read
+  bool helm_preprocess = true;      // false: disablePreProcess, ${ } is text
 };
 
 // A helm values file must name a file inside the chart: relative, without "..".

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_system.h"
 #include "common/sync.h"
@@ -26,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
+#include "tests/util/fake_tools.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
@@ -372,6 +374,42 @@ TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluste
       << history;
   EXPECT_THAT(history, ::testing::ContainsRegex("yes +prod-eu\n")) << history;
   EXPECT_THAT(history, ::testing::ContainsRegex("yes +staging\n")) << history;
+}
+
+// A chart moved from Rancher Fleet keeps its values in fleet.yaml, filled in per cluster
+// from its labels: each cluster gets its own, and one that lacks a label fails alone.
+TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml",
+             "helm:\n  releaseName: shop-web\n  values:\n    env: ${ .ClusterLabels.env }\n"
+             "    host: \"${ .ClusterName }.example.com\"\n  valuesFiles: [values/region.yaml]\n");
+  git_.Write("charts/web/values/region.yaml", "region: global.fleet.clusterLabels.region\n");
+  std::string first = git_.Commit("a chart Fleet filled in per cluster");
+  StartControlPlane({"--helm=" + helm});
+  StartAgent("prod-eu", "env=prod,region=eu");
+  StartAgent("bare", "region=us");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=charts/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("${ } templates filled in per cluster")) << out;
+  ExpectSynced("prod-eu", "web", first);
+  std::string values;
+  for (const std::string& file : Files("prod-eu")) {
+    if (absl::StrContains(file, "shop-web")) values = Read("prod-eu", file);
+  }
+  EXPECT_THAT(values, HasSubstr(".gitfleet-fleet-yaml-values.yaml=env: prod host: "
+                                "prod-eu.example.com region: eu |"))
+      << absl::StrJoin(Files("prod-eu"), ", ");
+  std::vector<v1::BundleStatus> bare = Status("bare", "web");
+  ASSERT_EQ(bare.size(), 1u);
+  EXPECT_EQ(bare[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(bare[0].message(), HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no "
+                                           "label env"));
+  EXPECT_TRUE(Files("bare").empty());
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
