@@ -111,6 +111,12 @@ absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view text) {
   return selector;
 }
 
+std::set<std::string> LabelSelector::Keys() const {
+  std::set<std::string> keys;
+  for (const Requirement& req : requirements_) keys.insert(req.key);
+  return keys;
+}
+
 bool LabelSelector::Matches(const LabelMap& labels) const {
   for (const Requirement& req : requirements_) {
     auto it = labels.find(req.key);

@@ -27,6 +27,9 @@ class LabelSelector {
  public:
   static absl::StatusOr<LabelSelector> Parse(absl::string_view text);
   bool Matches(const LabelMap& labels) const;
+  // The label keys its requirements look at: labels other than these never change
+  // whether it matches.
+  std::set<std::string> Keys() const;
   const std::string& text() const { return text_; }
 
  private:

@@ -29,6 +29,10 @@ TEST(LabelSelectorTest, MatchesEveryOperator) {
   EXPECT_TRUE(Match("tier notin (db, cache)", prod_web));
   EXPECT_FALSE(Match("tier notin (web)", prod_web));
   EXPECT_TRUE(Match("example.com/team = a", {{"example.com/team", "a"}}));
+  auto keys = LabelSelector::Parse("env=prod,tier in (web,api),!canary,env!=dev");
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->Keys(), (std::set<std::string>{"canary", "env", "tier"}));
+  EXPECT_TRUE(LabelSelector::Parse("")->Keys().empty());
 }
 
 TEST(LabelSelectorTest, RejectsMalformedSelectorsNamingThePart) {
