@@ -255,6 +255,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.declared_namespace = record.reads_declared_namespace();
   reads.fleetignore = record.reads_fleetignore();
   reads.fleet_helm = record.reads_fleet_helm();
+  reads.fleet_targets = record.reads_fleet_targets();
   return reads;
 }
 
@@ -379,6 +380,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
         state.record.set_reads_fleet_helm(true);
+        state.record.set_reads_fleet_targets(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -872,6 +874,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
         state.record.set_reads_fleet_helm(true);
+        state.record.set_reads_fleet_targets(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -2618,6 +2621,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       input.declared_namespace = reads.declared_namespace;
       input.reads_fleetignore = reads.fleetignore;
       input.reads_fleet_helm = reads.fleet_helm;
+      input.reads_fleet_targets = reads.fleet_targets;
       input.include = include;
       input.exclude = exclude;
       input.notes = &said;
@@ -2639,6 +2643,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.declared_namespace = reads.declared_namespace;
     input.reads_fleetignore = reads.fleetignore;
     input.reads_fleet_helm = reads.fleet_helm;
+    input.reads_fleet_targets = reads.fleet_targets;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);

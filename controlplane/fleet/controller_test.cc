@@ -1397,6 +1397,49 @@ TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem
               HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no label env"));
 }
 
+// A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering
+// what it did for every cluster; one added since gives each cluster its target's values.
+TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRenderedSince) {
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml",
+             "targetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  helm: {values: {replicas: 3}}\n");
+  git_.Commit("a chart with a prod target");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "charts/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_targets()) << "a new bundle reads them";
+    record.clear_reads_fleet_targets();
+    record.set_revision("rendered-before");
+  }));
+  git_.Write("charts/web/values.yaml", "replicas: 1\n");
+  git_.Commit("values");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t prod = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
+  uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "charts/web"), false).ok());
+  auto values_of = [&](uint64_t agent, const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
+    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+    return cm["data"]["values"].as<std::string>();
+  };
+  EXPECT_EQ(values_of(prod, "old"), "");
+  EXPECT_EQ(values_of(prod, "new"), ".gitfleet-fleet-yaml-values.yaml=replicas: 3 |");
+  EXPECT_EQ(values_of(dev, "new"), "");
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("targetCustomizations prod give some clusters other "
+                                            "helm values; this bundle was rendered before")));
+  EXPECT_THAT(listed["new"].notes(),
+              ::testing::Contains(HasSubstr("the chart takes the helm values that "
+                                            "charts/web/fleet.yaml's targetCustomizations prod")));
+}
+
 TEST_F(ControllerTest, RejectsBadValuesClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");

@@ -462,6 +462,103 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets helm, which gitfleet does not read")));
 }
 
+// Fleet's targetCustomizations give a chart other values for the clusters they select:
+// the first target whose criteria all hold is the cluster's, its values merged over the
+// folder's, as Fleet merges them.
+TEST(HelmRendererTest, FleetTargetCustomizationsGiveAChartTheirValuesPerCluster) {
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;  // a stand-in, not a chart's hooks
+  HelmRenderer renderer(options);
+  std::vector<RepoFile> chart = {
+      {"mc/helm/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
+      {"mc/helm/fleet.yaml",
+       "helm:\n  values: {replicas: 1, tier: base}\n"
+       "targetCustomizations:\n"
+       "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+       "  helm: {values: {replication: false}}\n"
+       "- name: canary\n  clusterName: canary-1\n"
+       "  helm: {valuesFiles: [values/canary.yaml]}\n"
+       "- name: prod\n"
+       "  clusterSelector: {matchExpressions: [{key: env, operator: In, values: [prod]}]}\n"
+       "  helm: {values: {replicas: 3, zone: '${ .ClusterLabels.zone }'}}\n"
+       "- name: retired\n  clusterSelector: {matchLabels: {env: old}}\n  doNotDeploy: true\n"
+       "- name: nothing\n  helm: {values: {replicas: 9}}\n"
+       "- name: edge\n  clusterGroup: edge-sites\n  helm: {values: {replicas: 2}}\n"},
+      {"mc/helm/values/canary.yaml", "tier: canary\n"},
+  };
+  auto render = [&](const Values& cluster, ReadValues* read,
+                    std::vector<std::string>* notes = nullptr, bool reads_targets = true) {
+    RenderInput input{"web", "mc/helm", chart, nullptr, &cluster, read};
+    input.notes = notes;
+    input.reads_fleet_targets = reads_targets;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, input);
+    if (!set.ok()) return "error: " + std::string(set.status().message());
+    if (set->objects().count("/ConfigMap//web") == 0) return std::string("(none)");
+    YAML::Node node = YAML::Load(set->objects().at("/ConfigMap//web")->yaml());
+    return node["data"]["values"].as<std::string>();
+  };
+  auto cluster = [](const std::string& name, const std::map<std::string, std::string>& labels) {
+    Values values = {{ClusterNameKey(), name}};
+    for (const auto& [key, value] : labels) values[ClusterLabelKey(key)] = value;
+    return values;
+  };
+  ReadValues read;
+  std::vector<std::string> notes;
+  EXPECT_EQ(render(cluster("dev-1", {{"env", "dev"}}), &read, &notes),
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 1 tier: base replication: false |");
+  EXPECT_EQ(read, (ReadValues{{ClusterLabelKey("env"), "dev"}}))
+      << "a dev cluster's render is every dev cluster's";
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("the chart takes the helm values that mc/helm/fleet.yaml's "
+                                   "targetCustomizations dev, canary, prod, nothing, edge give the "
+                                   "clusters they select")));
+  // Only what is more than a chart's values is left for a bundle per target.
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("a bundle per target does their work: retired: not deployed")));
+  EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("its helm options as"))));
+  EXPECT_EQ(render(cluster("canary-1", {{"env", "prod"}}), nullptr),
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 1 tier: canary |")
+      << "the first target that selects it";
+  read.clear();
+  EXPECT_EQ(render(cluster("prod-1", {{"env", "prod"}, {"zone", "b"}}), &read),
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 3 tier: base zone: b |");
+  EXPECT_EQ(read, (ReadValues{{ClusterNameKey(), "prod-1"},
+                              {ClusterLabelKey("env"), "prod"},
+                              {ClusterLabelKey("zone"), "b"}}));
+  // A cluster no target selects before a cluster group's: gitfleet cannot tell.
+  EXPECT_THAT(render(cluster("lab", {{"env", "lab"}}), nullptr),
+              HasSubstr("targetCustomizations edge selects by Fleet's clusterGroup edge-sites, "
+                        "which gitfleet clusters do not have"));
+  EXPECT_THAT(render(cluster("old-1", {{"env", "old"}}), nullptr),
+              HasSubstr("targetCustomizations retired says doNotDeploy for this cluster; "
+                        "gitfleet does not leave a cluster out"));
+  // A bundle rendered before gitfleet read them renders as it did, and says so.
+  notes.clear();
+  EXPECT_EQ(render(cluster("prod-1", {{"env", "prod"}}), nullptr, &notes, false),
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 1 tier: base |");
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("give some clusters other helm values; this bundle was rendered "
+                                   "before gitfleet read them, and renders as it did")));
+  // A target that cannot be read fails by name.
+  chart[1].content =
+      "targetCustomizations:\n- name: x\n"
+      "  clusterSelector: {matchExpressions: [{key: env, operator: Gt, values: ['1']}]}\n"
+      "  helm: {values: {a: 1}}\n";
+  EXPECT_THAT(render(cluster("a", {}), nullptr),
+              HasSubstr("targetCustomizations x: its clusterSelector is not one gitfleet reads"));
+  chart[1].content =
+      "targetCustomizations:\n- name: y\n  clusterName: a\n  helm: {valuesFiles: [no.yaml]}\n";
+  EXPECT_THAT(render(cluster("a", {}), nullptr),
+              HasSubstr("targetCustomizations y helm.valuesFiles names no.yaml, which is not in "
+                        "mc/helm"));
+  // An empty clusterSelector selects every cluster, as in Kubernetes.
+  chart[1].content =
+      "targetCustomizations:\n- name: all\n  clusterSelector: {}\n  helm: {values: {a: 1}}\n";
+  EXPECT_EQ(render(cluster("a", {}), nullptr), ".gitfleet-fleet-yaml-values.yaml=a: 1 |");
+}
+
 // Runs the jsonnet CLI with `args` and expects the same objects as `ours`; skips when
 // the CLI is not installed.
 void ExpectSameAsJsonnetCli(const ObjectSet& ours, std::vector<std::string> args) {

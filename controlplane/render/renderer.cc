@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
+#include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
@@ -49,6 +50,8 @@ Registry& TheRegistry() {
 // The targetCustomizations fleet.yaml lists that gitfleet describes, at most; the rest
 // are counted.
 constexpr size_t kMaxTargetsDescribed = 10;
+// fleet.yaml's targetCustomizations a chart's values are chosen among.
+constexpr size_t kMaxHelmTargets = 256;
 constexpr size_t kMaxTargetText = 256;
 
 // A scalar of the repository's, for a note: bounded, and no control character reaches a
@@ -105,7 +108,8 @@ std::string SelectorText(const YAML::Node& selector) {
 // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". Empty when
 // it changes nothing a render makes (correctDrift, say). `path` is the bundle's folder.
 std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::string& path,
-                                const std::string& folder_namespace, std::string* folder) {
+                                const std::string& folder_namespace, bool helm_native,
+                                std::string* folder) {
   if (!target.IsMap()) return "";
   std::vector<std::string> work;
   const YAML::Node kustomize = target["kustomize"];
@@ -127,7 +131,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   if (ns.empty() && !folder->empty()) ns = folder_namespace;
   if (!ns.empty()) work.push_back(absl::StrCat("--namespace=", ShellWord(ns)));
   const YAML::Node helm = target["helm"];
-  if (helm && helm.IsMap() && helm.size() > 0) {
+  if (helm && helm.IsMap() && helm.size() > 0 && !helm_native) {
     work.push_back("its helm options as --values-file or --cluster-values");
   }
   const YAML::Node yaml = target["yaml"];
@@ -157,6 +161,86 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
                         where, ")");
   }
   return absl::StrCat(name, ": ", where, " ", absl::StrJoin(work, " "));
+}
+
+// Whether a clusterSelector selects every cluster: no matchLabels, no matchExpressions.
+bool SelectsEverything(const YAML::Node& selector) {
+  if (!selector.IsMap()) return false;
+  for (const char* field : {"matchLabels", "matchExpressions"}) {
+    const YAML::Node part = selector[field];
+    if (part && !part.IsNull() && part.size() > 0) return false;
+  }
+  return true;
+}
+
+// One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
+FleetYamlNamespace::HelmTarget ReadHelmTarget(const YAML::Node& target, int index) {
+  FleetYamlNamespace::HelmTarget out;
+  out.name = target.IsMap() ? ScalarOf(target["name"]) : "";
+  if (out.name.empty()) out.name = absl::StrCat("targetCustomizations[", index, "]");
+  if (!target.IsMap()) {
+    out.error = "is not a mapping";
+    return out;
+  }
+  if (const YAML::Node selector = target["clusterSelector"]; selector && !selector.IsNull()) {
+    out.has_selector = true;
+    out.selector = SelectorText(selector);
+    if (out.selector.empty() && !SelectsEverything(selector)) {
+      out.error =
+          "its clusterSelector is not one gitfleet reads (matchLabels, and matchExpressions "
+          "with In, NotIn, Exists or DoesNotExist)";
+    } else if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(out.selector);
+               !parsed.ok()) {
+      out.error = absl::StrCat("its clusterSelector: ", parsed.status().message());
+    }
+  }
+  if (const YAML::Node name = target["clusterName"]; name && name.IsScalar()) {
+    out.cluster_name = name.Scalar();
+  }
+  if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
+    out.group = absl::StrCat("clusterGroup ", group);
+  } else if (const YAML::Node selector = target["clusterGroupSelector"];
+             selector && !selector.IsNull()) {
+    out.group = "clusterGroupSelector";
+  }
+  const YAML::Node skip = target["doNotDeploy"];
+  out.do_not_deploy = skip && skip.IsScalar() && skip.Scalar() == "true";
+  const YAML::Node helm = target["helm"];
+  if (!helm || helm.IsNull()) return out;
+  if (!helm.IsMap()) {
+    out.error = "its helm is not a mapping";
+    return out;
+  }
+  if (const YAML::Node values = helm["values"]; values && !values.IsNull()) {
+    absl::StatusOr<std::string> text =
+        values.IsMap() ? EmitBlockYaml(values)
+                       : absl::StatusOr<std::string>(
+                             absl::InvalidArgumentError("its helm.values is not a mapping"));
+    if (!text.ok()) {
+      out.error = std::string(text.status().message());
+    } else if (values.size() > 0) {
+      out.helm_values = *std::move(text);
+    }
+  }
+  if (const YAML::Node files = helm["valuesFiles"]; files && !files.IsNull()) {
+    if (!files.IsSequence() || files.size() > kMaxTargetsDescribed * 10) {
+      out.error = absl::StrCat("its helm.valuesFiles is not a list of at most ",
+                               kMaxTargetsDescribed * 10, " files");
+    } else {
+      for (const auto& file : files) {
+        std::string name = file.IsScalar() ? file.Scalar() : "";
+        while (absl::StartsWith(name, "./")) name = name.substr(2);
+        if (absl::Status inside = CheckHelmValuesFile(name); !inside.ok()) {
+          out.error = absl::StrCat("its helm.valuesFiles: ", inside.message());
+          break;
+        }
+        out.helm_values_files.push_back(name);
+      }
+    }
+  }
+  const YAML::Node raw = helm["disablePreProcess"];
+  out.helm_preprocess_off = raw && raw.IsScalar() && raw.Scalar() == "true";
+  return out;
 }
 
 // Helm's rule for a release name: a DNS subdomain of at most 53 characters.
@@ -338,11 +422,33 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     if (folder_namespace.empty()) folder_namespace = ScalarOf(fields["defaultNamespace"]);
     const YAML::Node targets = fields["targetCustomizations"];
     if (targets && targets.IsSequence()) {
+      if (targets.size() > kMaxHelmTargets) {
+        out.helm_targets_error =
+            absl::StrCat("it has ", targets.size(), " targetCustomizations; at most ",
+                         kMaxHelmTargets, " are read");
+      }
       int index = 0;
       for (const auto& target : targets) {
+        if (out.helm_targets.size() < kMaxHelmTargets) {
+          out.helm_targets.push_back(ReadHelmTarget(target, index));
+          const FleetYamlNamespace::HelmTarget& read = out.helm_targets.back();
+          if (!read.helm_values.empty() || !read.helm_values_files.empty()) {
+            out.helm_target_names.push_back(read.name);
+          }
+        }
         std::string folder;
-        std::string described =
-            DescribeFleetTarget(target, index++, path, folder_namespace, &folder);
+        std::string beyond = DescribeFleetTarget(target, index, path, folder_namespace,
+                                                 /*helm_native=*/true, &folder);
+        if (!beyond.empty()) {
+          if (out.targets_beyond_helm.size() < kMaxTargetsDescribed) {
+            out.targets_beyond_helm.push_back(std::move(beyond));
+          } else {
+            ++out.targets_beyond_helm_not_described;
+          }
+        }
+        folder.clear();
+        std::string described = DescribeFleetTarget(target, index++, path, folder_namespace,
+                                                    /*helm_native=*/false, &folder);
         if (described.empty()) continue;
         if (out.targets.size() < kMaxTargetsDescribed) {
           out.targets.push_back(std::move(described));
@@ -388,6 +494,50 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
   return out;
 }
 
+absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
+    const std::vector<FleetYamlNamespace::HelmTarget>& targets, const Values& values,
+    ReadValues* read) {
+  auto lookup = [&](const std::string& key) {
+    auto it = values.find(key);
+    std::optional<std::string> found;
+    if (it != values.end()) found = it->second;
+    if (read != nullptr) (*read)[key] = found;
+    return found;
+  };
+  for (const FleetYamlNamespace::HelmTarget& target : targets) {
+    if (!target.error.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("targetCustomizations ", target.name, ": ", target.error));
+    }
+    // Every criterion it sets must hold; one that sets none is no cluster's (as in Fleet).
+    bool criteria = false;
+    bool holds = true;
+    if (!target.cluster_name.empty()) {
+      criteria = true;
+      std::optional<std::string> name = lookup(ClusterNameKey());
+      holds = name.has_value() && *name == target.cluster_name;
+    }
+    if (holds && target.has_selector) {
+      criteria = true;
+      absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(target.selector);
+      if (!selector.ok()) return selector.status();
+      LabelMap labels;  // only those it looks at, each recorded
+      for (const std::string& key : selector->Keys()) {
+        if (std::optional<std::string> value = lookup(ClusterLabelKey(key))) labels[key] = *value;
+      }
+      holds = selector->Matches(labels);
+    }
+    if (holds && !target.group.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "targetCustomizations ", target.name, " selects by Fleet's ", target.group,
+          ", which gitfleet clusters do not have, so whether it is this cluster's target is "
+          "unknown: select its clusters with clusterSelector or clusterName"));
+    }
+    if (criteria && holds) return &target;
+  }
+  return nullptr;
+}
+
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
   if ((!input.include.empty() || !input.exclude.empty()) &&
       std::string(renderer.engine()) != "plain") {
@@ -401,9 +551,15 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   const std::string& fleet_yaml = fleet->file;
   RenderInput placed = input;
   // fleet.yaml's helm options, for the chart in the bundle's folder (Fleet's other charts,
-  // helm.chart elsewhere, are named below).
-  if (std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty() &&
-      (!fleet->helm_described.empty() || !fleet->helm_error.empty())) {
+  // helm.chart elsewhere, are named below), and those its targetCustomizations give the
+  // clusters they select.
+  const bool chart_here =
+      std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty();
+  const bool helm_targets = chart_here && !fleet->helm_targets.empty() &&
+                            (!fleet->helm_target_names.empty() || !fleet->targets.empty());
+  const bool targets_native = helm_targets && input.reads_fleet_helm && input.reads_fleet_targets;
+  if (chart_here &&
+      (!fleet->helm_described.empty() || !fleet->helm_error.empty() || targets_native)) {
     if (!input.reads_fleet_helm) {
       if (input.notes != nullptr) {
         input.notes->push_back(absl::StrCat(
@@ -415,23 +571,57 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       }
     } else if (!fleet->helm_error.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_error));
+    } else if (targets_native && !fleet->helm_targets_error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_targets_error));
     } else {
       // Merged and filled in for this cluster, as Fleet gives them: one file for helm.
       FleetHelmValues values{fleet->helm_values, {}, fleet->helm_preprocess};
       const std::string folder = input.path.empty() ? "" : input.path + "/";
-      for (const std::string& name : fleet->helm_values_files) {
-        auto file = std::find_if(input.files.begin(), input.files.end(),
-                                 [&](const RepoFile& f) { return f.path == folder + name; });
-        if (file == input.files.end()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(fleet_yaml, ": helm.valuesFiles names ", name, ", which is not in ",
-                           input.path.empty() ? "the repository root" : input.path));
+      auto add_files = [&](const std::vector<std::string>& names,
+                           const std::string& field) -> absl::Status {
+        for (const std::string& name : names) {
+          auto file = std::find_if(input.files.begin(), input.files.end(),
+                                   [&](const RepoFile& f) { return f.path == folder + name; });
+          if (file == input.files.end()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(fleet_yaml, ": ", field, " names ", name, ", which is not in ",
+                             input.path.empty() ? "the repository root" : input.path));
+          }
+          values.files.emplace_back(file->path, file->content);
         }
-        values.files.emplace_back(file->path, file->content);
-      }
+        return absl::OkStatus();
+      };
+      GF_RETURN_IF_ERROR(add_files(fleet->helm_values_files, "helm.valuesFiles"));
       static const Values kNoValues;
-      absl::StatusOr<std::string> filled =
-          values.For(input.values != nullptr ? *input.values : kNoValues, input.read_values);
+      const Values& cluster = input.values != nullptr ? *input.values : kNoValues;
+      if (targets_native) {
+        // The cluster's target, as Fleet chooses it: its values over the folder's.
+        absl::StatusOr<const FleetYamlNamespace::HelmTarget*> chosen =
+            ChooseFleetTarget(fleet->helm_targets, cluster, input.read_values);
+        if (!chosen.ok()) {
+          return absl::Status(chosen.status().code(),
+                              absl::StrCat(fleet_yaml, ": ", chosen.status().message()));
+        }
+        if (const FleetYamlNamespace::HelmTarget* target = *chosen; target != nullptr) {
+          if (target->do_not_deploy) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                fleet_yaml, ": targetCustomizations ", target->name,
+                " says doNotDeploy for this cluster; gitfleet does not leave a cluster out, nor "
+                "take a bundle off it, because a repository says so: leave the cluster out of "
+                "the bundle's --selector"));
+          }
+          if (!target->helm_values.empty()) {
+            values.files.emplace_back(
+                absl::StrCat("targetCustomizations ", target->name, " helm.values"),
+                target->helm_values);
+          }
+          GF_RETURN_IF_ERROR(
+              add_files(target->helm_values_files,
+                        absl::StrCat("targetCustomizations ", target->name, " helm.valuesFiles")));
+          if (target->helm_preprocess_off) values.preprocess = false;
+        }
+      }
+      absl::StatusOr<std::string> filled = values.For(cluster, input.read_values);
       if (!filled.ok()) {
         return absl::Status(filled.status().code(),
                             absl::StrCat(fleet_yaml, ": helm values: ", filled.status().message()));
@@ -439,18 +629,38 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       placed.fleet_helm_values = *std::move(filled);
       placed.fleet_helm_values_files.clear();
       placed.helm_release = fleet->helm_release;
-      if (input.notes != nullptr) {
+      if (input.notes != nullptr && !fleet->helm_described.empty()) {
         input.notes->push_back(
             absl::StrCat("the chart takes ", fleet->helm_described, " from ", fleet_yaml,
                          ", as Fleet gives them (each values file merged over helm.values, ",
                          fleet->helm_preprocess ? "${ } templates filled in per cluster, " : "",
                          "the bundle's --values-file and --values after them)"));
       }
+      if (input.notes != nullptr && targets_native && !fleet->helm_target_names.empty()) {
+        input.notes->push_back(absl::StrCat(
+            "the chart takes the helm values that ", fleet_yaml, "'s targetCustomizations ",
+            ListNames(fleet->helm_target_names, 10),
+            " give the clusters they select (the first that selects a cluster), merged over "
+            "the folder's, as Fleet gives them"));
+      }
       if (!fleet->helm_other_options) {
         fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "helm"),
                             fleet->unread.end());
       }
     }
+  }
+  if (helm_targets && input.reads_fleet_helm && !input.reads_fleet_targets &&
+      !fleet->helm_target_names.empty() && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet_yaml, "'s targetCustomizations ", ListNames(fleet->helm_target_names, 10),
+        " give some clusters other helm values; this bundle was rendered before gitfleet read "
+        "them, and renders as it did for every cluster (their values would change its "
+        "objects there)"));
+  }
+  if (targets_native) {
+    // What is left for a bundle per target: what changes more than a chart's values.
+    fleet->targets = fleet->targets_beyond_helm;
+    fleet->targets_not_described = fleet->targets_beyond_helm_not_described;
   }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(

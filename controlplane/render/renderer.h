@@ -69,6 +69,10 @@ struct RenderInput {
   // Whether fleet.yaml's helm options (values, valuesFiles, releaseName) are used for a
   // chart. False for a bundle rendered before gitfleet read them: noted, not used.
   bool reads_fleet_helm = true;
+  // Whether a chart takes the helm values fleet.yaml's targetCustomizations give the
+  // clusters they select. False for a bundle rendered before gitfleet read them: noted,
+  // not used.
+  bool reads_fleet_targets = true;
   // Set by RenderBundlePath from fleet.yaml for the helm engine: values files (relative to
   // the chart), values as YAML (its helm.values with its valuesFiles merged over them and
   // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own values
@@ -85,6 +89,7 @@ struct RepositoryReads {
   bool declared_namespace = true;
   bool fleetignore = true;
   bool fleet_helm = true;
+  bool fleet_targets = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
@@ -258,7 +263,38 @@ struct FleetYamlNamespace {
   std::string helm_error;
   bool helm_other_options = false;  // chart, repo, version, ...: not read
   bool helm_preprocess = true;      // false: disablePreProcess, ${ } is text
+
+  // Every one of its targetCustomizations, in order, as a chart rendered with helm takes
+  // them: for each cluster the first whose criteria all hold (none set: no cluster) gives
+  // its helm values, merged over the folder's (ChooseFleetTarget). `targets_beyond_helm`
+  // describes, as `targets` does, those that change more than a chart's values.
+  struct HelmTarget {
+    std::string name;  // its name, else "targetCustomizations[N]"
+    bool has_selector = false;
+    std::string selector;      // its clusterSelector as a selector ("" matches every cluster)
+    std::string cluster_name;  // its clusterName
+    std::string group;         // its clusterGroup or clusterGroupSelector, as written
+    std::string error;         // why it cannot be read
+    bool do_not_deploy = false;
+    std::string helm_values;  // YAML
+    std::vector<std::string> helm_values_files;
+    bool helm_preprocess_off = false;
+  };
+  std::vector<HelmTarget> helm_targets;
+  std::string helm_targets_error;  // too many of them
+  std::vector<std::string> targets_beyond_helm;
+  int targets_beyond_helm_not_described = 0;
+  std::vector<std::string> helm_target_names;  // those that give a chart values
 };
+
+// The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
+// `values` (ClusterNameKey, ClusterLabelKey): the first whose criteria all hold; nullptr
+// when none does. Every name and label looked at is recorded in `read`. InvalidArgument
+// naming the target when it cannot be decided here (Fleet's cluster groups, which gitfleet
+// clusters do not have) or cannot be read.
+absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
+    const std::vector<FleetYamlNamespace::HelmTarget>& targets, const Values& values,
+    ReadValues* read);
 
 // A helm values file must name a file inside the chart: relative, without "..".
 absl::Status CheckHelmValuesFile(const std::string& file);

@@ -9,6 +9,20 @@
 #include "controlplane/render/renderer.h"
 #include "tests/fuzz/chunks.h"
 
+namespace {
+
+// What RenderBundlePath does for a chart (fleet.yaml's helm values and targets), without
+// running helm: the values it would hand helm are the output.
+class ChartStandIn : public gitfleet::Renderer {
+ public:
+  const char* engine() const override { return "helm"; }
+  absl::StatusOr<gitfleet::ObjectSet> Render(const gitfleet::RenderInput& input) override {
+    return gitfleet::ObjectSet();
+  }
+};
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The first chunk is fleet.yaml; the rest are manifests beside it (rewritten into a
   // forced namespace when it names one).
@@ -24,5 +38,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   gitfleet::RenderInput input{"web", "apps/web", files};
   input.notes = &notes;
   (void)gitfleet::RenderBundlePath(renderer, input);
+  // The same folder as a chart's, for a cluster with a name and labels.
+  ChartStandIn chart;
+  const gitfleet::Values cluster = {{gitfleet::ClusterNameKey(), "eu-1"},
+                                    {gitfleet::ClusterLabelKey("env"), "prod"}};
+  gitfleet::ReadValues read;
+  input.values = &cluster;
+  input.read_values = &read;
+  (void)gitfleet::RenderBundlePath(chart, input);
   return 0;
 }
