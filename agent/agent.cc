@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include "common/clock.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 
@@ -105,7 +106,7 @@ void Agent::SendConditions(bool all) {
                 held.message() == condition.message() && !held.type().empty();
     if (!same) {
       if (held.type().empty() || held.ok() != condition.ok()) {
-        *condition.mutable_since() = ToProtoTime(absl::Now());
+        *condition.mutable_since() = ToProtoTime(RealClock().Now());
       } else {
         *condition.mutable_since() = held.since();
       }
@@ -162,7 +163,7 @@ void Agent::Run(Notification* stop) {
   for (const v1::StatusUpdate& status : reconciler_->Resync(/*check_drift=*/true)) {
     SendStatus(status);
   }
-  absl::Time next_drift_check = absl::Now() + options_.resync_interval;
+  absl::Time next_drift_check = RealClock().Now() + options_.resync_interval;
   while (!stop->HasBeenNotified()) {
     std::deque<Event> events;
     {
@@ -176,8 +177,8 @@ void Agent::Run(Notification* stop) {
     }
     if (stop->HasBeenNotified()) break;
     for (const Event& event : events) Handle(event);
-    bool check_drift = absl::Now() >= next_drift_check;
-    if (check_drift) next_drift_check = absl::Now() + options_.resync_interval;
+    bool check_drift = RealClock().Now() >= next_drift_check;
+    if (check_drift) next_drift_check = RealClock().Now() + options_.resync_interval;
     for (const v1::StatusUpdate& status : reconciler_->Resync(check_drift)) SendStatus(status);
     SendConditions(/*all=*/false);
     if (options_.heartbeat != nullptr) options_.heartbeat->Beat();

@@ -4,7 +4,7 @@
 // A token bucket: up to `burst` events at once, refilled at `rate` per second.
 //
 //   TokenBucket bucket(100, 1000);
-//   if (!bucket.Take(absl::Now())) return absl::ResourceExhaustedError("slow down");
+//   if (!bucket.Take(RealClock().Now())) return absl::ResourceExhaustedError("slow down");
 //
 // Not thread-safe; callers hold their own lock or own the bucket.
 

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 
 namespace gitfleet {
 namespace {
@@ -105,12 +106,12 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
 
   SubprocessResult result;
   absl::Status status;
-  absl::Time deadline = absl::Now() + options.timeout;
+  absl::Time deadline = RealClock().Now() + options.timeout;
   pollfd fds[2] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}};
   int open_fds = 2;
   char buf[65536];
   while (open_fds > 0) {
-    absl::Duration left = deadline - absl::Now();
+    absl::Duration left = deadline - RealClock().Now();
     if (left <= absl::ZeroDuration()) {
       status = absl::DeadlineExceededError(
           absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(options.timeout)));
@@ -205,11 +206,11 @@ absl::StatusOr<std::string> RunInChild(const std::function<std::string()>& work,
 
   std::string result;
   absl::Status status;
-  absl::Time deadline = absl::Now() + timeout;
+  absl::Time deadline = RealClock().Now() + timeout;
   pollfd fd = {out.read, POLLIN, 0};
   char buf[65536];
   while (true) {
-    absl::Duration left = deadline - absl::Now();
+    absl::Duration left = deadline - RealClock().Now();
     if (left <= absl::ZeroDuration()) {
       status = absl::DeadlineExceededError(
           absl::StrCat("did not finish within ", absl::FormatDuration(timeout), "; stopped"));

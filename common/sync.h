@@ -18,6 +18,7 @@
 // conditions (under the lock) and wakes them only when one holds: a mutex taken by
 // thousands of callers a second does not wake its idle waiters each time to look.
 
+#include <algorithm>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -49,7 +50,7 @@ class ABSL_LOCKABLE Mutex {
     changed_.wait(lock, condition);
     lock.release();
   }
-  // As Await, giving up at `deadline`. Returns whether `condition` holds.
+  // As Await, giving up at `deadline` of the wall clock. Returns whether `condition` holds.
   bool AwaitWithDeadline(const std::function<bool()>& condition, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
@@ -58,9 +59,20 @@ class ABSL_LOCKABLE Mutex {
     lock.release();
     return result;
   }
+  // As Await, giving up after `timeout` of steady time: a step of the wall clock neither
+  // shortens nor stretches it.
   bool AwaitWithTimeout(const std::function<bool()>& condition, absl::Duration timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
-    return AwaitWithDeadline(condition, absl::Now() + timeout);
+    if (timeout >= absl::Hours(24 * 365)) {  // as good as forever, and no overflow
+      Await(condition);
+      return true;
+    }
+    std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    Waiter self(this, &condition);
+    bool result = changed_.wait_for(
+        lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())), condition);
+    lock.release();
+    return result;
   }
 
  private:

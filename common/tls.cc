@@ -188,8 +188,8 @@ void ReloadingServerTls::CheckUntilStopped() {
   while (true) {
     {
       MutexLock lock(&mu_);
-      if (mu_.AwaitWithDeadline([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; },
-                                absl::Now() + every_)) {
+      if (mu_.AwaitWithTimeout([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; },
+                               every_)) {
         return;
       }
     }

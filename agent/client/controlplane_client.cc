@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/agent_protocol.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/thread_name.h"
@@ -173,7 +174,7 @@ void ControlPlaneClient::DialLoop() {
       if (stopping_) return;
       current_ = stream;
     }
-    absl::Time started = absl::Now();
+    absl::Time started = RealClock().Now();
     stream->Start(stub_.get(), options_.token ? options_.token() : std::string(),
                   callbacks_.hello());
     // Wait for the welcome or the end, to count the attempt.
@@ -188,7 +189,7 @@ void ControlPlaneClient::DialLoop() {
     metrics_.connects.Add({{"result", welcomed ? "ok" : "error"}}).Increment();
     // Stopping, the control plane names a window; each agent redials once at a random
     // point of it instead of probing while it restarts.
-    absl::Duration delay = redial.After(welcomed, absl::Now() - started, stream->spread());
+    absl::Duration delay = redial.After(welcomed, RealClock().Now() - started, stream->spread());
     std::string error =
         status.ok() ? "stream closed by the control plane" : std::string(status.message());
     if (status.code() == absl::StatusCode::kUnauthenticated) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/kube/convert.h"
 #include "agent/kube/health.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
 
@@ -92,7 +93,7 @@ absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& gro
                                                           const std::string& version,
                                                           const std::string& kind,
                                                           const std::string& crd) {
-  const absl::Time deadline = absl::Now() + options_.crd_wait;
+  const absl::Time deadline = RealClock().Now() + options_.crd_wait;
   absl::Status last;
   // Bounded by crd_wait.
   while (true) {
@@ -110,7 +111,7 @@ absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& gro
       last = absl::UnavailableError(
           absl::StrCat("CustomResourceDefinition ", crd, " is not Established yet"));
     }
-    if (absl::Now() >= deadline) break;
+    if (RealClock().Now() >= deadline) break;
     absl::SleepFor(options_.poll_interval);
   }
   return absl::DeadlineExceededError(

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 
@@ -160,7 +161,7 @@ void KubeClient::WaitForRateLimit() {
   for (;;) {
     {
       MutexLock lock(&rate_mu_);
-      if (bucket_.Take(absl::Now())) return;
+      if (bucket_.Take(RealClock().Now())) return;
     }
     absl::SleepFor(absl::Seconds(1.0 / options_.qps));
   }
@@ -202,7 +203,7 @@ bool IsDiscovery(absl::string_view path) {
 
 void KubeClient::Observe(absl::string_view path, const absl::StatusOr<KubeResponse>& response) {
   MutexLock lock(&access_mu_);
-  last_request_ = absl::Now();
+  last_request_ = RealClock().Now();
   if (!response.ok()) {
     access_ = {false, "Unreachable", std::string(response.status().message())};
   } else if (response->code == 401) {
@@ -226,7 +227,7 @@ KubeClient::Access KubeClient::access() const {
 KubeClient::Access KubeClient::CheckAccess(absl::Duration idle) {
   {
     MutexLock lock(&access_mu_);
-    if (absl::Now() - last_request_ < idle) return access_;
+    if (RealClock().Now() - last_request_ < idle) return access_;
   }
   WaitForRateLimit();
   void* curl = TakeHandle();

@@ -1,6 +1,7 @@
 #include "agent/kube/discovery.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "nlohmann/json.hpp"
 
 namespace gitfleet {
@@ -31,14 +32,15 @@ absl::Status RestMapper::Fetch(const std::string& group, const std::string& vers
   {
     MutexLock lock(&mu_);
     auto it = versions_.find(gv);
-    if (it != versions_.end() && (!force || absl::Now() - it->second.fetched < refresh_interval_)) {
+    if (it != versions_.end() &&
+        (!force || RealClock().Now() - it->second.fetched < refresh_interval_)) {
       return absl::OkStatus();
     }
   }
   absl::StatusOr<KubeResponse> response = client_->Do("GET", GroupVersionPath(group, version));
   if (!response.ok()) return response.status();
   GroupVersion fetched;
-  fetched.fetched = absl::Now();
+  fetched.fetched = RealClock().Now();
   if (response->code == 404) {
     fetched.served = false;
   } else if (response->code != 200) {

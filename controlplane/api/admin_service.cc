@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
@@ -352,7 +353,7 @@ class AdminCall {
       bool log;
       {
         MutexLock lock(&service_->mu_);
-        log = service_->refusal_logs_.Take(absl::Now());
+        log = service_->refusal_logs_.Take(RealClock().Now());
       }
       if (log) {
         GF_LOG(WARNING) << "audit: refused " << method_ << " " << target_ << " from " << who

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
 #include "controlplane/render/file_patterns.h"
@@ -12,7 +13,7 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   if (input.read_paths != nullptr) *input.read_paths = {input.path};
   ObjectSet set;
   size_t bytes = 0;
-  const absl::Time deadline = absl::Now() + timeout_;
+  const absl::Time deadline = RealClock().Now() + timeout_;
   int files_read = 0;
   const NonManifests non_manifests(input.path, input.files);
   absl::StatusOr<PathPatterns> include = PathPatterns::Parse(input.include, "--include");
@@ -70,7 +71,7 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
             absl::StrCat("kept ", file.path, " although it is ", why, ": it holds manifests"));
       }
     }
-    if (absl::Now() >= deadline) {
+    if (RealClock().Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "bundle ", input.bundle, ": the plain render took longer than ",
           absl::FormatDuration(timeout_), " (", files_read, " files read, stopped before ",

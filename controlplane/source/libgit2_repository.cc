@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/manifest/hash.h"
@@ -595,7 +596,7 @@ class Libgit2Repository : public GitRepository {
   absl::Status RunFetchLocked(git_remote* remote, const std::string& url,
                               const std::vector<std::string>& specs,
                               const GitCredential* credential) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FetchDeadline deadline(absl::Now() + limits_.fetch_timeout);
+    FetchDeadline deadline(RealClock().Now() + limits_.fetch_timeout);
     FetchContext progress{&limits_, url, SshPort(url), credential};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.callbacks.payload = &progress;

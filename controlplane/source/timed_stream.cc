@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/sync.h"
 #include "common/thread_name.h"
 
@@ -69,7 +70,7 @@ class Watchdog {
     while (true) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       MutexLock lock(&mu_);
-      absl::Time now = absl::Now();
+      absl::Time now = RealClock().Now();
       for (auto it = sockets_.begin(); it != sockets_.end();) {
         if (cancelled.load() || now > it->second) {
           ::shutdown(it->first, SHUT_RDWR);
@@ -97,7 +98,7 @@ bool Stopped(const char* what, const char* host) {
     Fail("the fetch was cancelled: the control plane is stopping");
     return true;
   }
-  if (absl::Now() >= fetch_deadline) {
+  if (RealClock().Now() >= fetch_deadline) {
     Fail(absl::StrCat("timed out ", what, " ", host,
                       " (--fetch-timeout-seconds): the server stopped answering"));
     return true;
@@ -110,7 +111,7 @@ bool Stopped(const char* what, const char* host) {
 int Wait(int fd, short events, const char* what, const char* host) {
   while (true) {
     if (Stopped(what, host)) return -1;
-    absl::Duration left = fetch_deadline - absl::Now();
+    absl::Duration left = fetch_deadline - RealClock().Now();
     int slice =
         static_cast<int>(absl::ToInt64Milliseconds(std::min(left, absl::Milliseconds(100))) + 1);
     pollfd p{fd, events, 0};

@@ -10,7 +10,7 @@
 //
 //   RegisterTimedSocketStream();  // once, after git_libgit2_init
 //   {
-//     FetchDeadline deadline(absl::Now() + absl::Seconds(60));
+//     FetchDeadline deadline(RealClock().Now() + absl::Seconds(60));
 //     git_remote_fetch(...);  // fails with "timed out" past the deadline
 //   }
 //
