@@ -351,16 +351,24 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
   EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
 }
 
-// Rancher Fleet gives a chart in a bundle's folder fleet.yaml's helm.valuesFiles, then its
-// helm.values, under its helm.releaseName; the bundle's own values files come after them. A
-// stand-in for helm (not packaged here) prints the release and each values file it was
-// given, in order, so the test sees what helm would be told.
-TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) {
+// A helm engine whose helm is a stand-in that prints the release and each values file it
+// was given, in order (tests/util/fake_tools.h): what helm would be told. Null if it cannot
+// be written.
+std::unique_ptr<HelmRenderer> ValuesEchoHelmRenderer() {
   const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm.empty());
+  if (helm.empty()) return nullptr;
   HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
   options.allow_network = true;  // a stand-in, not a chart's hooks
-  HelmRenderer renderer(options);
+  return std::make_unique<HelmRenderer>(options);
+}
+
+// Rancher Fleet gives a chart in a bundle's folder fleet.yaml's helm.values with its
+// helm.valuesFiles merged over them, under its helm.releaseName; the bundle's own values
+// files come after them. Helm is not packaged here: a stand-in shows what it would be told.
+TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) {
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  HelmRenderer& renderer = *echo;
   std::vector<RepoFile> chart = {
       {"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
       {"charts/web/fleet.yaml",
@@ -466,11 +474,9 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
 // the first target whose criteria all hold is the cluster's, its values merged over the
 // folder's, as Fleet merges them.
 TEST(HelmRendererTest, FleetTargetCustomizationsGiveAChartTheirValuesPerCluster) {
-  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm.empty());
-  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
-  options.allow_network = true;  // a stand-in, not a chart's hooks
-  HelmRenderer renderer(options);
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  HelmRenderer& renderer = *echo;
   std::vector<RepoFile> chart = {
       {"mc/helm/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
       {"mc/helm/fleet.yaml",

@@ -163,6 +163,37 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   return absl::StrCat(name, ": ", where, " ", absl::StrJoin(work, " "));
 }
 
+// A helm section's `values` (as YAML; "" when unset or empty) and `valuesFiles` (relative to
+// the folder, each inside it), as Fleet reads them. The error names the field at fault.
+absl::Status ReadHelmValues(const YAML::Node& helm, std::string* values,
+                            std::vector<std::string>* files) {
+  if (const YAML::Node listed = helm["valuesFiles"]; listed && !listed.IsNull()) {
+    if (!listed.IsSequence()) return absl::InvalidArgumentError("helm.valuesFiles is not a list");
+    if (listed.size() > kMaxTargetsDescribed * 10) {
+      return absl::InvalidArgumentError(absl::StrCat("helm.valuesFiles lists ", listed.size(),
+                                                     " files; at most ", kMaxTargetsDescribed * 10,
+                                                     " are read"));
+    }
+    for (const auto& file : listed) {
+      std::string name = file.IsScalar() ? file.Scalar() : "";
+      while (absl::StartsWith(name, "./")) name = name.substr(2);
+      if (absl::Status inside = CheckHelmValuesFile(name); !inside.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("helm.valuesFiles: ", inside.message()));
+      }
+      files->push_back(name);
+    }
+  }
+  if (const YAML::Node given = helm["values"]; given && !given.IsNull()) {
+    if (!given.IsMap()) return absl::InvalidArgumentError("helm.values is not a mapping");
+    if (given.size() > 0) {
+      absl::StatusOr<std::string> text = EmitBlockYaml(given);
+      if (!text.ok()) return text.status();
+      *values = *std::move(text);
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Whether a clusterSelector selects every cluster: no matchLabels, no matchExpressions.
 bool SelectsEverything(const YAML::Node& selector) {
   if (!selector.IsMap()) return false;
@@ -211,32 +242,9 @@ FleetYamlNamespace::HelmTarget ReadHelmTarget(const YAML::Node& target, int inde
     out.error = "its helm is not a mapping";
     return out;
   }
-  if (const YAML::Node values = helm["values"]; values && !values.IsNull()) {
-    absl::StatusOr<std::string> text =
-        values.IsMap() ? EmitBlockYaml(values)
-                       : absl::StatusOr<std::string>(
-                             absl::InvalidArgumentError("its helm.values is not a mapping"));
-    if (!text.ok()) {
-      out.error = std::string(text.status().message());
-    } else if (values.size() > 0) {
-      out.helm_values = *std::move(text);
-    }
-  }
-  if (const YAML::Node files = helm["valuesFiles"]; files && !files.IsNull()) {
-    if (!files.IsSequence() || files.size() > kMaxTargetsDescribed * 10) {
-      out.error = absl::StrCat("its helm.valuesFiles is not a list of at most ",
-                               kMaxTargetsDescribed * 10, " files");
-    } else {
-      for (const auto& file : files) {
-        std::string name = file.IsScalar() ? file.Scalar() : "";
-        while (absl::StartsWith(name, "./")) name = name.substr(2);
-        if (absl::Status inside = CheckHelmValuesFile(name); !inside.ok()) {
-          out.error = absl::StrCat("its helm.valuesFiles: ", inside.message());
-          break;
-        }
-        out.helm_values_files.push_back(name);
-      }
-    }
+  if (absl::Status read = ReadHelmValues(helm, &out.helm_values, &out.helm_values_files);
+      !read.ok()) {
+    out.error = absl::StrCat("its ", read.message());
   }
   const YAML::Node raw = helm["disablePreProcess"];
   out.helm_preprocess_off = raw && raw.IsScalar() && raw.Scalar() == "true";
@@ -270,40 +278,14 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   auto refuse = [&](const std::string& why) {
     if (out->helm_error.empty()) out->helm_error = why;
   };
-  if (const YAML::Node files = helm["valuesFiles"]; files) {
-    if (!files.IsSequence()) {
-      refuse("helm.valuesFiles is not a list");
-    } else if (files.size() > kMaxTargetsDescribed * 10) {
-      refuse(absl::StrCat("helm.valuesFiles lists ", files.size(), " files; at most ",
-                          kMaxTargetsDescribed * 10, " are read"));
-    } else {
-      for (const auto& file : files) {
-        std::string name = file.IsScalar() ? file.Scalar() : "";
-        while (absl::StartsWith(name, "./")) name = name.substr(2);
-        if (absl::Status inside = CheckHelmValuesFile(name); !inside.ok()) {
-          refuse(absl::StrCat("helm.valuesFiles: ", inside.message()));
-          break;
-        }
-        out->helm_values_files.push_back(name);
-      }
-      if (!out->helm_values_files.empty()) {
-        described.push_back(
-            absl::StrCat("helm.valuesFiles ", ListNames(out->helm_values_files, 3)));
-      }
-    }
+  if (absl::Status read = ReadHelmValues(helm, &out->helm_values, &out->helm_values_files);
+      !read.ok()) {
+    refuse(std::string(read.message()));
   }
-  if (const YAML::Node values = helm["values"]; values && !values.IsNull()) {
-    absl::StatusOr<std::string> text =
-        values.IsMap() ? EmitBlockYaml(values)
-                       : absl::StatusOr<std::string>(
-                             absl::InvalidArgumentError("helm.values is not a mapping"));
-    if (!text.ok()) {
-      refuse(std::string(text.status().message()));
-    } else if (values.size() > 0) {
-      out->helm_values = *std::move(text);
-      described.push_back("helm.values");
-    }
+  if (!out->helm_values_files.empty()) {
+    described.push_back(absl::StrCat("helm.valuesFiles ", ListNames(out->helm_values_files, 3)));
   }
+  if (!out->helm_values.empty()) described.push_back("helm.values");
   // Fleet fills in ${ } templates in values and values files unless this says not to.
   const YAML::Node raw = helm["disablePreProcess"];
   out->helm_preprocess = !(raw && raw.IsScalar() && raw.Scalar() == "true");
