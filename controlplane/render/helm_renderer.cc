@@ -91,7 +91,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   static const Values kNoValues;
   const std::string chart_dir = scratch.root() + "/" + input.path;
   // fleet.yaml's values (merged and filled in), then the bundle's own files.
-  std::vector<std::string> values_files = input.fleet_helm_values_files;
+  std::vector<std::string> values_files;
   if (!input.fleet_helm_values.empty()) {
     std::string written = chart_dir + "/" + kFleetValuesFile;
     if (access(written.c_str(), F_OK) == 0) {

@@ -609,7 +609,6 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                             absl::StrCat(fleet_yaml, ": helm values: ", filled.status().message()));
       }
       placed.fleet_helm_values = *std::move(filled);
-      placed.fleet_helm_values_files.clear();
       placed.helm_release = fleet->helm_release;
       if (input.notes != nullptr && !fleet->helm_described.empty()) {
         input.notes->push_back(

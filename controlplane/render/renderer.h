@@ -73,11 +73,10 @@ struct RenderInput {
   // clusters they select. False for a bundle rendered before gitfleet read them: noted,
   // not used.
   bool reads_fleet_targets = true;
-  // Set by RenderBundlePath from fleet.yaml for the helm engine: values files (relative to
-  // the chart), values as YAML (its helm.values with its valuesFiles merged over them and
-  // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own values
-  // files and values come after them, so the operator's word wins.
-  std::vector<std::string> fleet_helm_values_files;
+  // Set by RenderBundlePath from fleet.yaml for the helm engine: its values as YAML (its
+  // helm.values with its valuesFiles, and the cluster's target's, merged over them and
+  // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own
+  // values files and values come after them, so the operator's word wins.
   std::string fleet_helm_values;
   std::string helm_release;
 };
