@@ -1356,6 +1356,17 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
                                             "charts/web/fleet.yaml")));
 }
 
+// The values files the values-echo helm (tests/util/fake_tools.h) was given, from the
+// ConfigMap of `bundle`'s next message to `agent`, and that message's revision; empty
+// when there is no such message.
+std::pair<std::string, std::string> EchoedValues(Hub* hub, uint64_t agent,
+                                                 const std::string& bundle) {
+  std::shared_ptr<const EncodedMessage> message = hub->NextMessage(agent, bundle);
+  if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+  YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+  return {cm["data"]["values"].as<std::string>(), message->message.update().revision()};
+}
+
 // Fleet fills in a chart's values per cluster from its labels: clusters that agree on the
 // labels the values read share one render, and one that lacks a label fails alone.
 TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem) {
@@ -1374,12 +1385,7 @@ TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem
   uint64_t bare = ConnectAgent(hub_.get(), "bare", {});
   auto info = controller_->AddBundle(Bundle("web", "charts/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
-  auto values_of = [&](uint64_t agent) -> std::pair<std::string, std::string> {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
-    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
-    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
-    return {cm["data"]["values"].as<std::string>(), message->message.update().revision()};
-  };
+  auto values_of = [&](uint64_t agent) { return EchoedValues(hub_.get(), agent, "web"); };
   auto [dev_values, dev_revision] = values_of(dev);
   auto [prod1_values, prod1_revision] = values_of(prod1);
   auto [prod2_values, prod2_revision] = values_of(prod2);
@@ -1422,10 +1428,7 @@ TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRende
   uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
   ASSERT_TRUE(controller_->AddBundle(Bundle("new", "charts/web"), false).ok());
   auto values_of = [&](uint64_t agent, const std::string& bundle) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
-    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
-    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
-    return cm["data"]["values"].as<std::string>();
+    return EchoedValues(hub_.get(), agent, bundle).first;
   };
   EXPECT_EQ(values_of(prod, "old"), "");
   EXPECT_EQ(values_of(prod, "new"), ".gitfleet-fleet-yaml-values.yaml=replicas: 3 |");
