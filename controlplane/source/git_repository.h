@@ -81,6 +81,12 @@ class GitRepository {
   virtual absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit,
                                                          const std::string& path,
                                                          Unreadable unreadable) = 0;
+  // The files at `paths` in `commit` that are there, in the order asked, each under the
+  // path asked (links followed as ReadTree follows them). A path where nothing or a folder
+  // is, or whose links lead out of the commit, gives none; a file over the limits fails
+  // the read, naming it. For the few files a render reads above its folder (.sourceignore).
+  virtual absl::StatusOr<std::vector<RepoFile>> ReadFiles(
+      const std::string& commit, const std::vector<std::string>& paths) = 0;
 };
 
 // Which clone: a repository read with one credential, with or without its submodules.

@@ -288,6 +288,41 @@ class CommitTree {
     return absl::OkStatus();
   }
 
+  // Adds the file at `id` to walk->files as `shown`, within walk->limits.
+  absl::Status AddFile(const std::string& shown, const git_oid& id, Walk* walk) const {
+    if (!walk->read) return absl::OkStatus();
+    // Left out of a whole-repository read: its size from the object's header first, so a
+    // file too big to take is not loaded. (A bundle's own read refuses it below.)
+    Odb odb;
+    size_t header_size = 0;
+    git_object_t type;
+    if (walk->unreadable == GitRepository::Unreadable::kLeaveOut &&
+        git_repository_odb(odb.out(), repo_) == 0 &&
+        git_odb_read_header(&header_size, &type, odb.get(), &id) == 0 &&
+        static_cast<int64_t>(header_size) > walk->limits->max_blob_bytes) {
+      return absl::OkStatus();  // no tool reads it unless named, and then says it is missing
+    }
+    Blob blob;
+    int rc = git_blob_lookup(blob.out(), repo_, &id);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", shown));
+    const int64_t size = static_cast<int64_t>(git_blob_rawsize(blob.get()));
+    if (size > walk->limits->max_blob_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(shown, " is ", size, " bytes, over the limit of ",
+                       walk->limits->max_blob_bytes, " for one file (--max-blob-bytes)"));
+    }
+    walk->bytes += size;
+    if (walk->bytes > walk->limits->max_read_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("the files read add up to more than ",
+                                                       walk->limits->max_read_bytes,
+                                                       " bytes (--max-read-bytes), at ", shown));
+    }
+    walk->files.push_back(
+        {shown, std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                            static_cast<size_t>(size))});
+    return absl::OkStatus();
+  }
+
  private:
   static std::string Clip(absl::string_view text) {
     return text.size() <= 256 ? std::string(text) : absl::StrCat(text.substr(0, 256), "...");
@@ -383,40 +418,6 @@ class CommitTree {
       return absl::InvalidArgumentError(absl::StrCat(shown, ": ", why));
     }
     if (!walk->read) absl::StrAppend(&walk->linked_ids, "!", shown, ";");
-    return absl::OkStatus();
-  }
-
-  absl::Status AddFile(const std::string& shown, const git_oid& id, Walk* walk) const {
-    if (!walk->read) return absl::OkStatus();
-    // Left out of a whole-repository read: its size from the object's header first, so a
-    // file too big to take is not loaded. (A bundle's own read refuses it below.)
-    Odb odb;
-    size_t header_size = 0;
-    git_object_t type;
-    if (walk->unreadable == GitRepository::Unreadable::kLeaveOut &&
-        git_repository_odb(odb.out(), repo_) == 0 &&
-        git_odb_read_header(&header_size, &type, odb.get(), &id) == 0 &&
-        static_cast<int64_t>(header_size) > walk->limits->max_blob_bytes) {
-      return absl::OkStatus();  // no tool reads it unless named, and then says it is missing
-    }
-    Blob blob;
-    int rc = git_blob_lookup(blob.out(), repo_, &id);
-    if (rc != 0) return GitError(rc, absl::StrCat("cannot read ", shown));
-    const int64_t size = static_cast<int64_t>(git_blob_rawsize(blob.get()));
-    if (size > walk->limits->max_blob_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(shown, " is ", size, " bytes, over the limit of ",
-                       walk->limits->max_blob_bytes, " for one file (--max-blob-bytes)"));
-    }
-    walk->bytes += size;
-    if (walk->bytes > walk->limits->max_read_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the files read add up to more than ",
-                                                       walk->limits->max_read_bytes,
-                                                       " bytes (--max-read-bytes), at ", shown));
-    }
-    walk->files.push_back(
-        {shown, std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())),
-                            static_cast<size_t>(size))});
     return absl::OkStatus();
   }
 
@@ -909,6 +910,27 @@ class Libgit2Repository : public GitRepository {
     GF_RETURN_IF_ERROR(tree.WalkFolder(start.get(), folder->path, path, &walk));
     std::sort(walk.files.begin(), walk.files.end(),
               [](const RepoFile& a, const RepoFile& b) { return a.path < b.path; });
+    return std::move(walk.files);
+  }
+
+  absl::StatusOr<std::vector<RepoFile>> ReadFiles(const std::string& commit,
+                                                  const std::vector<std::string>& paths) override {
+    MutexLock lock(&mu_);
+    Tree root;
+    if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
+    const CommitTree tree(repo_.get(), root.get(), submodules_, &not_checked_out_);
+    CommitTree::Walk walk;
+    walk.unreadable = Unreadable::kRefuse;
+    walk.limits = &limits_;
+    for (const std::string& path : paths) {
+      absl::StatusOr<CommitTree::Entry> entry = tree.Follow("", path);
+      if (absl::IsNotFound(entry.status()) || absl::IsInvalidArgument(entry.status())) continue;
+      if (!entry.ok()) return entry.status();
+      if (entry->mode != GIT_FILEMODE_BLOB && entry->mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
+        continue;
+      }
+      GF_RETURN_IF_ERROR(tree.AddFile(path, entry->id, &walk));
+    }
     return std::move(walk.files);
   }
 

@@ -252,6 +252,14 @@ TEST(Libgit2RepositoryTest, FollowsSymlinksWithinTheCommitOnly) {
     }
   }
 
+  // The few files a render reads above its folder: those there, under the path asked.
+  auto some = repo->ReadFiles(good, {"README.md", "apps/.sourceignore", "apps/web",
+                                     "apps/current/a.yaml", "apps/hop.yaml/x", "../up"});
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_EQ(Paths(some), (std::vector<std::string>{"README.md", "apps/current/a.yaml"}));
+  EXPECT_EQ((*some)[0].content, "hello\n") << "through the link";
+  EXPECT_EQ((*some)[1].content, "a: 1\n");
+
   // The render cache: a folder whose link leads to a changed file has a new id; one whose
   // files and links did not change keeps it.
   const std::vector<std::string> read = {"apps/web", "apps/web/values.yaml", "docs"};
@@ -491,6 +499,9 @@ TEST(Libgit2RepositoryTest, AFileOverTheBoundFailsOnlyTheFolderThatHoldsIt) {
   auto all = repo->ReadTree(commit, "", kLeaveOut);
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(Paths(all), std::vector<std::string>{"apps/web/a.yaml"});
+  auto files = repo->ReadFiles(commit, {"apps/web/a.yaml", "docs/video.bin"});
+  EXPECT_EQ(files.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(files.status().message()), HasSubstr("docs/video.bin is 5000 bytes"));
 }
 
 // Each way a link cannot be read is refused in a bundle's folder, saying which and why.
@@ -799,6 +810,10 @@ class StuckRepositories : public GitRepositories {
     }
     absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string&, const std::string&,
                                                    Unreadable) override {
+      return absl::NotFoundError("stuck");
+    }
+    absl::StatusOr<std::vector<RepoFile>> ReadFiles(const std::string&,
+                                                    const std::vector<std::string>&) override {
       return absl::NotFoundError("stuck");
     }
 
