@@ -1676,6 +1676,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   if (factory->reads_outside_path()) {
     files = repo->ReadTree(commit.id, "", GitRepository::Unreadable::kLeaveOut);
     if (!files.ok()) return files.status();
+  } else {
+    GF_RETURN_IF_ERROR(ReadFilesAbove(*factory, *repo, commit.id, path, &*files));
   }
   // As the control plane says it: a tool that found no files where a submodule is.
   const std::string submodule_hint =

@@ -206,7 +206,7 @@ TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
 
 // A folder that keeps other JSON or YAML beside its manifests: the failure names the
 // --exclude that leaves the file out, which the render then takes, as it takes a
-// .fleetignore.
+// .fleetignore and a .sourceignore.
 TEST(RenderCommandTest, ExcludeAndFleetIgnoreLeaveOutWhatIsNotAManifest) {
   GitFixture repo(TempDir("render") + "/repo");
   repo.Write("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
@@ -216,7 +216,8 @@ TEST(RenderCommandTest, ExcludeAndFleetIgnoreLeaveOutWhatIsNotAManifest) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("app/config/package.json:1: object has no apiVersion (if it is "
                                "not a manifest, leave it out with the bundle's "
-                               "--exclude=config/package.json, or a .fleetignore line)"));
+                               "--exclude=config/package.json, or a .fleetignore or .sourceignore "
+                               "line)"));
   r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--exclude=*.json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n");
@@ -230,6 +231,14 @@ TEST(RenderCommandTest, ExcludeAndFleetIgnoreLeaveOutWhatIsNotAManifest) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("skipped app/config/package.json: ignored by app/.fleetignore: "
                                "config/"));
+  // Flux's .sourceignore, at the root above the folder, as the control plane reads it.
+  repo.Write("app/tools/lint.yaml", "rules: {}\n");
+  repo.Write(".sourceignore", "/app/tools/\n");
+  repo.Commit("a linter config, ignored for Flux");
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err,
+              HasSubstr("skipped app/tools/lint.yaml: ignored by .sourceignore: /app/tools/"));
 }
 
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {

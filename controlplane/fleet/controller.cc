@@ -254,6 +254,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   RepositoryReads reads;
   reads.declared_namespace = record.reads_declared_namespace();
   reads.fleetignore = record.reads_fleetignore();
+  reads.sourceignore = record.reads_sourceignore();
   reads.fleet_helm = record.reads_fleet_helm();
   reads.fleet_targets = record.reads_fleet_targets();
   return reads;
@@ -379,6 +380,7 @@ absl::Status Controller::Load() {
       if (state.record.revision().empty()) {
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
+        state.record.set_reads_sourceignore(true);
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
       }
@@ -873,6 +875,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       if (!replaced.has_value()) {  // a new one
         state.record.set_reads_declared_namespace(true);
         state.record.set_reads_fleetignore(true);
+        state.record.set_reads_sourceignore(true);
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
       }
@@ -2597,7 +2600,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     if (all.ok()) inputs = *all;
     status = all.status();
   } else {
-    inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
+    status = ReadFilesAbove(*FindRendererFactory(engine), *snapshot.repo, commit.id,
+                            definition.path(), &*files);
+    if (status.ok()) inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
   }
   BundleVariants::Params params =
       ContentParams(name, definition, values, generation, commit.id, commit.time);
@@ -2620,6 +2625,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       input.target_namespace = ns;
       input.declared_namespace = reads.declared_namespace;
       input.reads_fleetignore = reads.fleetignore;
+      input.reads_sourceignore = reads.sourceignore;
       input.reads_fleet_helm = reads.fleet_helm;
       input.reads_fleet_targets = reads.fleet_targets;
       input.include = include;
@@ -2642,6 +2648,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.target_namespace = definition.target_namespace();
     input.declared_namespace = reads.declared_namespace;
     input.reads_fleetignore = reads.fleetignore;
+    input.reads_sourceignore = reads.sourceignore;
     input.reads_fleet_helm = reads.fleet_helm;
     input.reads_fleet_targets = reads.fleet_targets;
     input.include = Strings(definition.include());

@@ -686,8 +686,9 @@ TEST_F(ControllerTest, TheRenderCacheIsStoredApartAndOnlyForItsDefinition) {
   v1::RenderCache cache;
   ASSERT_TRUE(cache.ParseFromString(*stored));
   EXPECT_EQ(cache.generation(), web->bundle().generation());
-  EXPECT_THAT(cache.read_paths(), ElementsAre("apps/web"));
-  EXPECT_EQ(cache.read_ids_size(), 1);
+  // The folder, and the .sourceignore files above it, there or not.
+  EXPECT_THAT(cache.read_paths(), ElementsAre("apps/web", ".sourceignore", "apps/.sourceignore"));
+  EXPECT_EQ(cache.read_ids_size(), 3);
 
   // After a restart the cache is used: an unrelated commit renders nothing.
   metrics::Counter& renders = metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}});
@@ -1250,6 +1251,55 @@ TEST_F(ControllerTest, ExcludeAndFleetIgnoreChooseAPlainBundlesFiles) {
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("kept apps/web/test/fixture.yaml although it is "
                                             "ignored by apps/web/.fleetignore: test/")));
+}
+
+// A Flux repository whose root .sourceignore leaves out a bundle folder's fixtures: a
+// commit that changes only that file (nothing under the folder) renders the bundle again,
+// not from its cache, and a bundle rendered before gitfleet read .sourceignore keeps the
+// manifests it names.
+TEST_F(ControllerTest, FluxsSourceIgnoreAboveTheFolderChoosesAPlainBundlesFiles) {
+  git_.Write("clusters/prod/apps/cm.yaml", Cm("web", "1"));
+  git_.Write("clusters/prod/apps/fixtures/cm.yaml", Cm("fixture", "1"));
+  git_.Commit("manifests and fixtures");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "clusters/prod/apps"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "clusters/prod/apps"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_sourceignore()) << "a new bundle reads them";
+    record.clear_reads_sourceignore();
+  }));
+  auto listed = [&] {
+    std::map<std::string, v1::BundleInfo> out;
+    for (v1::BundleInfo& b : controller_->ListBundles()) out[b.bundle().name()] = b;
+    return out;
+  };
+  EXPECT_EQ(listed()["new"].object_count(), 2);
+  const std::string revision = listed()["new"].revision();
+
+  git_.Write(".sourceignore", "# not for clusters\nfixtures/\n");
+  git_.Commit("a .sourceignore at the root");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::map<std::string, v1::BundleInfo> now = listed();
+  EXPECT_EQ(now["new"].error(), "");
+  EXPECT_EQ(now["new"].object_count(), 1) << "rendered again: the root's file is read";
+  EXPECT_NE(now["new"].revision(), revision);
+  EXPECT_THAT(now["new"].notes(),
+              ::testing::Contains("skipped clusters/prod/apps/fixtures/cm.yaml: ignored by "
+                                  ".sourceignore: fixtures/"));
+  EXPECT_EQ(now["old"].error(), "");
+  EXPECT_EQ(now["old"].object_count(), 2) << "the upgrade prunes nothing";
+  EXPECT_THAT(now["old"].notes(),
+              ::testing::Contains(HasSubstr("kept clusters/prod/apps/fixtures/cm.yaml although it "
+                                            "is ignored by .sourceignore: fixtures/ (this bundle "
+                                            "was rendered before gitfleet read .sourceignore")));
+
+  // One that cannot be read fails the render, naming it; the bundle keeps its revision.
+  git_.Write("clusters/.sourceignore", "[unclosed\n");
+  git_.Commit("a bad line");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  now = listed();
+  EXPECT_THAT(now["new"].error(), HasSubstr("clusters/.sourceignore:1:"));
+  EXPECT_EQ(now["new"].object_count(), 1);
 }
 
 // A bundle rendered by a control plane that did not yet read where repositories put objects

@@ -130,13 +130,32 @@ const PathPattern* PathPatterns::Match(absl::string_view relative) const {
   return nullptr;
 }
 
-absl::StatusOr<FleetIgnore> FleetIgnore::Read(const std::string& path,
-                                              const std::vector<RepoFile>& files) {
+const char* IgnoreFiles::FileName(Kind kind) {
+  return kind == Kind::kFleet ? ".fleetignore" : ".sourceignore";
+}
+
+std::vector<std::string> IgnoreFiles::SourceIgnoresAbove(const std::string& path) {
+  std::vector<std::string> above;
+  if (path.empty()) return above;
+  above.push_back(".sourceignore");
+  for (size_t slash = path.find('/'); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    above.push_back(absl::StrCat(path.substr(0, slash), "/.sourceignore"));
+  }
+  return above;
+}
+
+absl::StatusOr<IgnoreFiles> IgnoreFiles::Read(const std::string& path,
+                                              const std::vector<RepoFile>& files, Kind kind) {
+  const std::string name = FileName(kind);
   const std::string prefix = path.empty() ? "" : path + "/";
+  std::vector<std::string> above;
+  if (kind == Kind::kFlux) above = SourceIgnoresAbove(path);
   std::vector<const RepoFile*> found;
   for (const RepoFile& file : files) {
-    if (!absl::StartsWith(file.path, prefix)) continue;
-    if (file.path == prefix + ".fleetignore" || absl::EndsWith(file.path, "/.fleetignore")) {
+    const bool here = absl::StartsWith(file.path, prefix) &&
+                      (file.path == prefix + name || absl::EndsWith(file.path, "/" + name));
+    if (here || std::find(above.begin(), above.end(), file.path) != above.end()) {
       found.push_back(&file);
     }
   }
@@ -145,7 +164,7 @@ absl::StatusOr<FleetIgnore> FleetIgnore::Read(const std::string& path,
     return std::count(a->path.begin(), a->path.end(), '/') <
            std::count(b->path.begin(), b->path.end(), '/');
   });
-  FleetIgnore ignore;
+  IgnoreFiles ignore;
   for (const RepoFile* file : found) {
     if (file->content.size() > kMaxIgnoreFileBytes) {
       return absl::InvalidArgumentError(absl::StrCat(file->path, " is ", file->content.size(),
@@ -169,16 +188,15 @@ absl::StatusOr<FleetIgnore> FleetIgnore::Read(const std::string& path,
       rule.pattern = *std::move(pattern);
       ignore.rules_.push_back(std::move(rule));
       if (ignore.rules_.size() > kMaxIgnoreRules) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(file->path, ": over ", kMaxIgnoreRules,
-                         " patterns in the bundle's .fleetignore files"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            file->path, ": over ", kMaxIgnoreRules, " patterns in the bundle's ", name, " files"));
       }
     }
   }
   return ignore;
 }
 
-std::string FleetIgnore::Ignored(const std::string& repo_path) const {
+std::string IgnoreFiles::Ignored(const std::string& repo_path) const {
   const Rule* decided = nullptr;
   for (const Rule& rule : rules_) {
     absl::string_view relative = repo_path;

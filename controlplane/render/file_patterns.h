@@ -3,10 +3,10 @@
 
 // Which files of a bundle's folder a plain render reads: the bundle's --include and
 // --exclude patterns (as Argo CD's directory include and exclude), and the .fleetignore
-// files Rancher Fleet repositories keep beside their manifests.
+// and .sourceignore files Rancher Fleet and Flux repositories keep beside their manifests.
 //
-// A pattern is matched against a path relative to a folder (the bundle's, or the one a
-// .fleetignore is in), as .gitignore matches:
+// A pattern is matched against a path relative to a folder (the bundle's, or the one an
+// ignore file is in), as .gitignore matches:
 //   - `*` and `?` stay within one name, `[a-z]` is a class, `**` spans folders;
 //   - a pattern without a `/` matches a file or folder name at any depth
 //     (`settings.yaml`, `*.json`, `test`);
@@ -57,15 +57,25 @@ class PathPatterns {
   std::vector<PathPattern> patterns_;
 };
 
-// The .fleetignore files under a bundle's folder. Each applies to its own folder and
-// those below it, as .gitignore does: `#` starts a comment, `!` un-ignores what an earlier
-// line (or a .fleetignore above) ignored, and the last line that matches decides.
-class FleetIgnore {
+// The ignore files a repository keeps for the tool that reads it, each applying to its own
+// folder and those below it, as .gitignore does: `#` starts a comment, `!` un-ignores what
+// an earlier line (or a file above) ignored, and the last line that matches decides.
+//   - Rancher Fleet's .fleetignore, in a bundle's folder and below;
+//   - Flux's .sourceignore, anywhere from the repository root down: source-controller
+//     leaves what they name out of the whole repository, so one in a folder above the
+//     bundle's counts too.
+class IgnoreFiles {
  public:
-  // From the files under `path` (the bundle's folder); InvalidArgument naming the file
-  // and line when one is over 64 KiB, holds over 1,000 patterns, or a bad one.
-  static absl::StatusOr<FleetIgnore> Read(const std::string& path,
-                                          const std::vector<RepoFile>& files);
+  enum class Kind { kFleet, kFlux };
+  static const char* FileName(Kind kind);
+  // From the files of `kind` among `files` that apply to `path` (the bundle's folder):
+  // InvalidArgument naming the file and line when one is over 64 KiB, they hold over
+  // 1,000 patterns, or one is bad.
+  static absl::StatusOr<IgnoreFiles> Read(const std::string& path,
+                                          const std::vector<RepoFile>& files, Kind kind);
+  // The repository paths of the .sourceignore files in the folders above `path` (the root
+  // first): not among a bundle's own files, read for it (GitRepository::ReadFiles).
+  static std::vector<std::string> SourceIgnoresAbove(const std::string& path);
   bool empty() const { return rules_.empty(); }
   // "" when `repo_path` is not ignored, else the file and line that ignore it
   // ("apps/web/.fleetignore: *.json").
@@ -73,7 +83,7 @@ class FleetIgnore {
 
  private:
   struct Rule {
-    std::string folder;  // repository path of the .fleetignore's folder, "" for the root
+    std::string folder;  // repository path of the ignore file's folder, "" for the root
     std::string file;
     PathPattern pattern;
     bool negated = false;

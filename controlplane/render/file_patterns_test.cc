@@ -6,6 +6,9 @@
 namespace gitfleet {
 namespace {
 
+constexpr IgnoreFiles::Kind kFleet = IgnoreFiles::Kind::kFleet;
+constexpr IgnoreFiles::Kind kFlux = IgnoreFiles::Kind::kFlux;
+
 using ::testing::HasSubstr;
 
 bool Matches(const std::string& pattern, const std::string& path) {
@@ -79,14 +82,14 @@ TEST(PathPatternTest, BadPatternsAreRefusedSayingWhy) {
 
 // Each .fleetignore applies to its folder and below; the last line that matches decides,
 // a deeper file's lines coming after a shallower one's.
-TEST(FleetIgnoreTest, EachFileAppliesBelowItsFolderAndTheLastMatchDecides) {
+TEST(IgnoreFilesTest, EachFleetIgnoreAppliesBelowItsFolderAndTheLastMatchDecides) {
   std::vector<RepoFile> files = {
       {"apps/web/.fleetignore", "# CI files\n*.json\n!keep.json\ntest/\n\n  \n"},
       {"apps/web/sub/.fleetignore", "!*.json\r\nlocal.yaml  \n"},
       {"apps/other/.fleetignore", "*.yaml\n"},
       {"apps/web/a.yaml", ""},
   };
-  absl::StatusOr<FleetIgnore> ignore = FleetIgnore::Read("apps/web", files);
+  absl::StatusOr<IgnoreFiles> ignore = IgnoreFiles::Read("apps/web", files, kFleet);
   ASSERT_TRUE(ignore.ok()) << ignore.status();
   EXPECT_EQ(ignore->Ignored("apps/web/package.json"), "apps/web/.fleetignore: *.json");
   EXPECT_EQ(ignore->Ignored("apps/web/keep.json"), "") << "negated";
@@ -96,20 +99,58 @@ TEST(FleetIgnoreTest, EachFileAppliesBelowItsFolderAndTheLastMatchDecides) {
   EXPECT_EQ(ignore->Ignored("apps/web/sub/local.yaml"), "apps/web/sub/.fleetignore: local.yaml");
   EXPECT_EQ(ignore->Ignored("apps/web/local.yaml"), "") << "not above its folder";
 
-  absl::StatusOr<FleetIgnore> root = FleetIgnore::Read("", {{".fleetignore", "/values.yaml\n"}});
+  absl::StatusOr<IgnoreFiles> root =
+      IgnoreFiles::Read("", {{".fleetignore", "/values.yaml\n"}}, kFleet);
   ASSERT_TRUE(root.ok());
   EXPECT_EQ(root->Ignored("values.yaml"), ".fleetignore: /values.yaml");
   EXPECT_EQ(root->Ignored("chart/values.yaml"), "");
 
-  EXPECT_THAT(FleetIgnore::Read("a", {{"a/.fleetignore", "ok\n../up\n"}}).status().message(),
-              HasSubstr("a/.fleetignore:2:"));
   EXPECT_THAT(
-      FleetIgnore::Read("a", {{"a/.fleetignore", std::string(70 << 10, 'x')}}).status().message(),
-      HasSubstr("a/.fleetignore is 71680 bytes; at most 65536"));
+      IgnoreFiles::Read("a", {{"a/.fleetignore", "ok\n../up\n"}}, kFleet).status().message(),
+      HasSubstr("a/.fleetignore:2:"));
+  EXPECT_THAT(IgnoreFiles::Read("a", {{"a/.fleetignore", std::string(70 << 10, 'x')}}, kFleet)
+                  .status()
+                  .message(),
+              HasSubstr("a/.fleetignore is 71680 bytes; at most 65536"));
   std::string lines;
   for (int i = 0; i < 1001; ++i) lines += "f" + std::to_string(i) + "\n";
-  EXPECT_THAT(FleetIgnore::Read("a", {{"a/.fleetignore", lines}}).status().message(),
-              HasSubstr("over 1000 patterns"));
+  EXPECT_THAT(IgnoreFiles::Read("a", {{"a/.fleetignore", lines}}, kFleet).status().message(),
+              HasSubstr("over 1000 patterns in the bundle's .fleetignore files"));
+}
+
+// Flux's .sourceignore files apply to the whole repository, each to its folder and below:
+// those above a bundle's folder count, those beside it do not, and Fleet's and Flux's files
+// are read apart.
+TEST(IgnoreFilesTest, SourceIgnoresAboveTheFolderCountAsFluxReadsThem) {
+  EXPECT_EQ(IgnoreFiles::SourceIgnoresAbove("clusters/prod/apps"),
+            (std::vector<std::string>{".sourceignore", "clusters/.sourceignore",
+                                      "clusters/prod/.sourceignore"}));
+  EXPECT_TRUE(IgnoreFiles::SourceIgnoresAbove("").empty()) << "the root's own is in the folder";
+  std::vector<RepoFile> files = {
+      {".sourceignore", "# CI\n/clusters/prod/apps/scripts/\n*.json\n"},
+      {"clusters/.sourceignore", "!prod/apps/keep.json\ntest.yaml\n"},
+      {"clusters/staging/.sourceignore", "*.yaml\n"},
+      {"clusters/prod/apps/.fleetignore", "fleet-only.yaml\n"},
+      {"clusters/prod/apps/sub/.sourceignore", "local.yaml\n"},
+  };
+  absl::StatusOr<IgnoreFiles> flux = IgnoreFiles::Read("clusters/prod/apps", files, kFlux);
+  ASSERT_TRUE(flux.ok()) << flux.status();
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/scripts/ci.yaml"),
+            ".sourceignore: /clusters/prod/apps/scripts/");
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/package.json"), ".sourceignore: *.json");
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/keep.json"), "") << "a deeper file un-ignores it";
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/x/test.yaml"), "clusters/.sourceignore: test.yaml");
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/a.yaml"), "") << "staging's is not above it";
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/fleet-only.yaml"), "") << "Fleet's, not Flux's";
+  EXPECT_EQ(flux->Ignored("clusters/prod/apps/sub/local.yaml"),
+            "clusters/prod/apps/sub/.sourceignore: local.yaml");
+  absl::StatusOr<IgnoreFiles> fleet = IgnoreFiles::Read("clusters/prod/apps", files, kFleet);
+  ASSERT_TRUE(fleet.ok()) << fleet.status();
+  EXPECT_EQ(fleet->Ignored("clusters/prod/apps/fleet-only.yaml"),
+            "clusters/prod/apps/.fleetignore: fleet-only.yaml");
+  EXPECT_EQ(fleet->Ignored("clusters/prod/apps/package.json"), "");
+  EXPECT_THAT(IgnoreFiles::Read("a/b", {{".sourceignore", "[x\n"}}, kFlux).status().message(),
+              HasSubstr(".sourceignore:1:"));
 }
 
 }  // namespace

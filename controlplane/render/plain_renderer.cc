@@ -1,5 +1,7 @@
 #include "controlplane/render/plain_renderer.h"
 
+#include <tuple>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -10,7 +12,14 @@
 namespace gitfleet {
 
 absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
-  if (input.read_paths != nullptr) *input.read_paths = {input.path};
+  if (input.read_paths != nullptr) {
+    // The .sourceignore files above the folder too: one added, changed or removed there
+    // changes what is read.
+    *input.read_paths = {input.path};
+    for (std::string& above : IgnoreFiles::SourceIgnoresAbove(input.path)) {
+      input.read_paths->push_back(std::move(above));
+    }
+  }
   ObjectSet set;
   size_t bytes = 0;
   const absl::Time deadline = RealClock().Now() + timeout_;
@@ -20,19 +29,23 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   if (!include.ok()) return include.status();
   absl::StatusOr<PathPatterns> exclude = PathPatterns::Parse(input.exclude, "--exclude");
   if (!exclude.ok()) return exclude.status();
-  absl::StatusOr<FleetIgnore> ignore = FleetIgnore::Read(input.path, input.files);
-  if (!ignore.ok()) return ignore.status();
+  absl::StatusOr<IgnoreFiles> fleet_ignore =
+      IgnoreFiles::Read(input.path, input.files, IgnoreFiles::Kind::kFleet);
+  if (!fleet_ignore.ok()) return fleet_ignore.status();
+  absl::StatusOr<IgnoreFiles> source_ignore =
+      IgnoreFiles::Read(input.path, input.files, IgnoreFiles::Kind::kFlux);
+  if (!source_ignore.ok()) return source_ignore.status();
   const std::string prefix = input.path.empty() ? "" : input.path + "/";
   // What the bundle's patterns left out, told in one note each (a folder of many files).
   std::vector<std::string> excluded, not_included;
   for (const RepoFile& file : input.files) {
-    if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
-        !absl::EndsWith(file.path, ".json")) {
+    // (The .sourceignore files above the folder are among the files too, and skipped here.)
+    if (!absl::StartsWith(file.path, prefix) ||
+        (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
+         !absl::EndsWith(file.path, ".json"))) {
       continue;
     }
-    const absl::string_view relative = absl::StartsWith(file.path, prefix)
-                                           ? absl::string_view(file.path).substr(prefix.size())
-                                           : absl::string_view(file.path);
+    const absl::string_view relative = absl::string_view(file.path).substr(prefix.size());
     // The operator's own choice: no file of it is read, manifests or not.
     if (exclude->Match(relative) != nullptr) {
       excluded.push_back(file.path);
@@ -43,19 +56,27 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
       continue;
     }
     std::string why = non_manifests.Why(file.path);
-    if (std::string by = ignore->Ignored(file.path); !by.empty()) {
-      if (input.reads_fleetignore) {
+    // What the repository's authors leave out for Fleet or for Flux. A bundle rendered
+    // before gitfleet read such files keeps a manifest they name (an upgrade never prunes).
+    bool skipped = false;
+    for (const auto& [ignore, reads, kind] :
+         {std::tuple{&*fleet_ignore, input.reads_fleetignore, IgnoreFiles::Kind::kFleet},
+          std::tuple{&*source_ignore, input.reads_sourceignore, IgnoreFiles::Kind::kFlux}}) {
+      std::string by = ignore->Ignored(file.path);
+      if (by.empty()) continue;
+      if (reads) {
         if (input.notes != nullptr) {
           input.notes->push_back(absl::StrCat("skipped ", file.path, ": ignored by ", by));
         }
-        continue;
+        skipped = true;
+        break;
       }
       if (why.empty()) {
-        why = absl::StrCat("ignored by ", by,
-                           " (this bundle was rendered before gitfleet read .fleetignore; "
-                           "--exclude leaves it out)");
+        why = absl::StrCat("ignored by ", by, " (this bundle was rendered before gitfleet read ",
+                           IgnoreFiles::FileName(kind), "; --exclude leaves it out)");
       }
     }
+    if (skipped) continue;
     if (!why.empty()) {
       // Removal is an explicit act: a file this walk read as manifests before it skipped
       // such files (a manifest kept in a dot-directory) stays in, or upgrading would prune
@@ -85,7 +106,7 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
                           absl::StrCat(objects.status().message(),
                                        " (if it is not a manifest, leave it out with the "
                                        "bundle's --exclude=",
-                                       relative, ", or a .fleetignore line)"));
+                                       relative, ", or a .fleetignore or .sourceignore line)"));
     }
     absl::Status added = AddObjects(input.bundle, file.path, **objects, limits_, &set, &bytes);
     if (!added.ok()) return added;
@@ -164,6 +185,9 @@ class PlainFactory : public RendererFactory {
   std::string name() const override { return "plain"; }
   bool takes_values() const override { return false; }
   bool reads_outside_path() const override { return false; }
+  std::vector<std::string> FilesAbove(const std::string& path) const override {
+    return IgnoreFiles::SourceIgnoresAbove(path);
+  }
   std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
     return std::make_unique<PlainRenderer>(options.limits, options.plain_cache_bytes,
                                            options.timeout);

@@ -346,7 +346,7 @@ TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("apps/web/settings.yaml"));
   EXPECT_THAT(std::string(bad.status().message()),
               HasSubstr("(if it is not a manifest, leave it out with the bundle's "
-                        "--exclude=settings.yaml, or a .fleetignore line)"));
+                        "--exclude=settings.yaml, or a .fleetignore or .sourceignore line)"));
 }
 
 // A repository that keeps other YAML or JSON beside its manifests: the bundle's --include
@@ -415,6 +415,71 @@ TEST(PlainRendererTest, IncludeExcludeAndFleetIgnoreChooseTheFiles) {
   files.back().content = "[unclosed\n";
   EXPECT_THAT(std::string(renderer.Render({"web", "apps/web", files}).status().message()),
               HasSubstr("apps/web/.fleetignore:1:"));
+}
+
+// A Flux repository: source-controller leaves out what its .sourceignore files name, the
+// root's included, and the CI settings it leaves out by default; kustomize-controller
+// then reads every manifest left. The same folder renders the same objects here.
+TEST(PlainRendererTest, FluxsSourceIgnoreFilesLeaveOutWhatTheyNameFromAboveTheFolderToo) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      // Above the folder: the controller adds them to the bundle's files.
+      {".sourceignore", "# tooling\n/apps/web/scripts/\n*.schema.json\n"},
+      {"apps/.sourceignore", "fixtures/\n"},
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/cloudbuild.yaml", "steps:\n- name: gcr.io/cloud-builders/docker\n"},
+      {"apps/web/fixtures/cm.yaml", Cm("fixture")},
+      {"apps/web/scripts/lint.yaml", "rules: {}\n"},
+      {"apps/web/values.schema.json", R"({"type": "object"})"},
+  };
+  std::vector<std::string> notes;
+  std::vector<std::string> read;
+  RenderInput input{"web", "apps/web", files, &read};
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 1u) << "the fixture's ConfigMap is left out too";
+  EXPECT_THAT(notes, ::testing::IsSupersetOf(
+                         {"skipped apps/web/fixtures/cm.yaml: ignored by apps/.sourceignore: "
+                          "fixtures/",
+                          "skipped apps/web/scripts/lint.yaml: ignored by .sourceignore: "
+                          "/apps/web/scripts/",
+                          "skipped apps/web/values.schema.json: ignored by .sourceignore: "
+                          "*.schema.json",
+                          "skipped apps/web/cloudbuild.yaml: a CI configuration (Flux leaves it "
+                          "out too)"}));
+  // A .sourceignore added above the folder later changes what it reads.
+  EXPECT_EQ(read, (std::vector<std::string>{"apps/web", ".sourceignore", "apps/.sourceignore"}));
+
+  // A bundle rendered before gitfleet read .sourceignore keeps the manifests they name.
+  notes.clear();
+  input.reads_sourceignore = false;
+  set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 2u);
+  EXPECT_THAT(notes, ::testing::Contains(
+                         "kept apps/web/fixtures/cm.yaml although it is ignored by "
+                         "apps/.sourceignore: fixtures/ (this bundle was rendered before gitfleet "
+                         "read .sourceignore; --exclude leaves it out): it holds manifests"));
+  // Fleet's .fleetignore still reads for it: the two are told apart.
+  files.push_back({"apps/web/.fleetignore", "fixtures/\n"});
+  notes.clear();
+  set = renderer.Render({"web", "apps/web", files});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 1u);
+  RenderInput old{"web", "apps/web", files};
+  old.reads_sourceignore = false;
+  old.notes = &notes;
+  set = renderer.Render(old);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 1u) << ".fleetignore leaves it out";
+  EXPECT_THAT(notes, ::testing::Contains("skipped apps/web/fixtures/cm.yaml: ignored by "
+                                         "apps/web/.fleetignore: fixtures/"));
+
+  // A bad line fails the render naming its file and line, above the folder too.
+  files[1].content = "ok/\n[unclosed\n";
+  EXPECT_THAT(std::string(renderer.Render({"web", "apps/web", files}).status().message()),
+              HasSubstr("apps/.sourceignore:2:"));
 }
 
 TEST(PlainRendererTest, ARenderPastItsTimeoutFailsNamingWhereItStopped) {

@@ -790,6 +790,11 @@ std::string NonManifests::Why(const std::string& repo_path) const {
   if (name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization") {
     return "a kustomization, not a manifest";
   }
+  // CI settings Flux leaves out of every repository by default (those not dotfiles).
+  for (const char* ci :
+       {"appveyor.yml", "cloudbuild.yaml", "codeship-services.yml", "codeship-steps.yml"}) {
+    if (name == ci) return "a CI configuration (Flux leaves it out too)";
+  }
   return "";
 }
 
@@ -803,6 +808,17 @@ ToolOptions EngineOptions::Tool(const std::string& engine) const {
   tool.allow_network = allow_network;
   tool.load_restrictions_none = engine == "kustomize" && kustomize_load_restrictions_none;
   return tool;
+}
+
+absl::Status ReadFilesAbove(const RendererFactory& factory, GitRepository& repo,
+                            const std::string& commit, const std::string& path,
+                            std::vector<RepoFile>* files) {
+  std::vector<std::string> above = factory.FilesAbove(path);
+  if (above.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<RepoFile>> read = repo.ReadFiles(commit, above);
+  if (!read.ok()) return read.status();
+  for (RepoFile& file : *read) files->push_back(std::move(file));
+  return absl::OkStatus();
 }
 
 bool RegisterRendererFactory(std::unique_ptr<RendererFactory> factory) {

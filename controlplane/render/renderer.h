@@ -32,7 +32,8 @@ namespace gitfleet {
 struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository
-  // Every file under `path`, or the whole repository for engines that read outside it
+  // Every file under `path` (for plain, with the .sourceignore files in the folders above
+  // it), or the whole repository for engines that read outside it
   // (RendererFactory::reads_outside_path). Not copied: one read of a commit serves many renders.
   const std::vector<RepoFile>& files;
   // When set, receives every repository path (directory or file) the render depended
@@ -66,6 +67,9 @@ struct RenderInput {
   // gitfleet read them: a file they name that holds manifests stays in (an upgrade never
   // prunes it), and the notes say so.
   bool reads_fleetignore = true;
+  // The same for Flux's .sourceignore files (in the folder, below it and above it: the
+  // controller adds those above to `files`).
+  bool reads_sourceignore = true;
   // Whether fleet.yaml's helm options (values, valuesFiles, releaseName) are used for a
   // chart. False for a bundle rendered before gitfleet read them: noted, not used.
   bool reads_fleet_helm = true;
@@ -87,14 +91,17 @@ struct RenderInput {
 struct RepositoryReads {
   bool declared_namespace = true;
   bool fleetignore = true;
+  bool sourceignore = true;
   bool fleet_helm = true;
   bool fleet_targets = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
 // and anything under a dot-directory, a helm chart (a directory holding Chart.yaml: its
-// metadata, values and templates), fleet.yaml (Rancher Fleet's bundle options) and
-// kustomization files. Flux and Fleet repositories keep these beside their manifests.
+// metadata, values and templates), fleet.yaml (Rancher Fleet's bundle options),
+// kustomization files and the CI settings Flux leaves out by default (appveyor.yml,
+// cloudbuild.yaml, codeship-*.yml). Flux and Fleet repositories keep these beside their
+// manifests.
 class NonManifests {
  public:
   // `files` are the files under `path`.
@@ -196,6 +203,9 @@ class RendererFactory {
   // May read files outside the bundle path (kustomize bases, jsonnet imports): such
   // renders get the whole repository and cannot be cached by the path's tree id.
   virtual bool reads_outside_path() const = 0;
+  // The few files above `path` a render that does not read outside it still reads (plain:
+  // Flux's .sourceignore files), added to its files when they are there (ReadFilesAbove).
+  virtual std::vector<std::string> FilesAbove(const std::string& path) const { return {}; }
   // Detection: factories are asked in ascending order; the first whose Detects holds
   // names the engine. One that never claims a path (plain, the fallback) returns false.
   virtual int detect_order() const { return 1000; }
@@ -204,6 +214,12 @@ class RendererFactory {
   }
   virtual std::unique_ptr<Renderer> Create(const EngineOptions& options) const = 0;
 };
+
+// Adds to `files` (the files under `path`) those of factory.FilesAbove(path) that `repo`
+// has at `commit`.
+absl::Status ReadFilesAbove(const RendererFactory& factory, GitRepository& repo,
+                            const std::string& commit, const std::string& path,
+                            std::vector<RepoFile>* files);
 
 // Registers a factory under its name (from a static initializer in the engine's target,
 // which is alwayslink). Returns true; a second factory of the same name aborts.

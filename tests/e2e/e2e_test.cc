@@ -753,7 +753,7 @@ TEST_F(Fleet, AnAgentRereadsItsTokenFileBeforeEachConnection) {
 
 // A repository that keeps app settings and tooling files beside its manifests: the bundle
 // fails naming the --exclude that leaves such a file out; `bundle set --exclude` does, and
-// a .fleetignore line does for what the repository's own authors leave out.
+// a .fleetignore or .sourceignore line does for what the repository's own authors leave out.
 TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/web/package.json", R"({"name": "web", "private": true})");
@@ -780,6 +780,14 @@ TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
   out = Ctl({"bundle", "list", "-o", "json"});
   EXPECT_THAT(out, HasSubstr("skipped apps/web/tools/lint.yaml: ignored by apps/web/.fleetignore: "
                              "tools/"));
+  // Flux's .sourceignore, at the repository root, above the bundle's folder.
+  git_.Write("apps/web/scripts/ci.yaml", "steps: []\n");
+  git_.Write(".sourceignore", "# CI only\nscripts/\n");
+  third = git_.Commit("a CI config, ignored for Flux");
+  ExpectSynced("prod-eu", "web", third);
+  out = Ctl({"bundle", "list", "-o", "json"});
+  EXPECT_THAT(out, HasSubstr("skipped apps/web/scripts/ci.yaml: ignored by .sourceignore: "
+                             "scripts/"));
 
   // A folder Fleet rendered per cluster group: adding its bundle says which bundles do that.
   git_.Write("apps/web/fleet.yaml",
