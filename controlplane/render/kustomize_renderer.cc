@@ -20,6 +20,7 @@
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
+#include "controlplane/render/file_patterns.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -152,18 +153,38 @@ bool HasKustomization(const std::string& path, const std::vector<RepoFile>& file
 
 // Flux's generated kustomization for `path`: every manifest file under it, except those
 // under a subdirectory that has a kustomization (that directory is listed instead, the
-// top-most one) and files that are never manifests (NonManifests, each noted).
+// top-most one), files that are never manifests (NonManifests, each noted) and, when
+// `reads_sourceignore`, what Flux's .sourceignore files leave out of the repository
+// (source-controller does, before kustomize-controller generates it; each noted).
 absl::StatusOr<std::string> GenerateKustomization(const std::string& path,
                                                   const std::vector<RepoFile>& files,
+                                                  bool reads_sourceignore,
                                                   std::vector<std::string>* kustomize_dirs,
                                                   std::vector<std::string>* notes) {
   std::string prefix = path.empty() ? "" : path + "/";
   const NonManifests skipped(path, files);
+  absl::StatusOr<IgnoreFiles> source_ignore =
+      IgnoreFiles::Read(path, files, IgnoreFiles::Kind::kFlux);
+  if (!source_ignore.ok()) return source_ignore.status();
+  // "" when Flux has `repo_path`; else it is left out, and noted.
+  auto ignored = [&](const std::string& repo_path) {
+    std::string by = source_ignore->Ignored(repo_path);
+    if (by.empty()) return false;
+    if (notes != nullptr) {
+      notes->push_back(reads_sourceignore
+                           ? absl::StrCat("skipped ", repo_path, ": ignored by ", by)
+                           : absl::StrCat("kept ", repo_path, " although it is ignored by ", by,
+                                          " (this bundle was rendered before gitfleet read "
+                                          ".sourceignore, and keeps what it rendered)"));
+    }
+    return reads_sourceignore;
+  };
   std::set<std::string> dirs;  // relative directories with a kustomization
   for (const RepoFile& file : files) {
     if (!absl::StartsWith(file.path, prefix) || !IsKustomizationFile(file.path)) continue;
     std::string why = skipped.Why(file.path);
     if (!why.empty() && why != "a kustomization, not a manifest") continue;
+    if (ignored(file.path)) continue;
     std::string relative = file.path.substr(prefix.size());
     size_t slash = relative.rfind('/');
     if (slash != std::string::npos) dirs.insert(relative.substr(0, slash));
@@ -193,6 +214,7 @@ absl::StatusOr<std::string> GenerateKustomization(const std::string& path,
       if (notes != nullptr) notes->push_back(absl::StrCat("skipped ", file.path, ": ", why));
       continue;
     }
+    if (ignored(file.path)) continue;
     resources.push_back(relative);
   }
   for (const std::string& dir : top) {
@@ -306,9 +328,10 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   // kustomization lists its manifests, and the top-most subdirectories that have a
   // kustomization as kustomize builds.
   std::vector<std::string> generated_dirs;
-  if (!HasKustomization(input.path, input.files)) {
-    absl::StatusOr<std::string> generated =
-        GenerateKustomization(input.path, input.files, &generated_dirs, input.notes);
+  const bool generated = !HasKustomization(input.path, input.files);
+  if (generated) {
+    absl::StatusOr<std::string> generated = GenerateKustomization(
+        input.path, input.files, input.reads_sourceignore, &generated_dirs, input.notes);
     if (!generated.ok()) return generated.status();
     std::ofstream out(dir + "/kustomization.yaml");
     out << *generated;
@@ -373,6 +396,12 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     KustomizeClosure(by_path, input.path, &visited, &read);
     for (const std::string& generated : generated_dirs) {
       KustomizeClosure(by_path, generated, &visited, &read);
+    }
+    // A generated kustomization also read the .sourceignore files above the folder.
+    if (generated) {
+      for (std::string& above : IgnoreFiles::SourceIgnoresAbove(input.path)) {
+        read.insert(std::move(above));
+      }
     }
     // A file inside a visited directory is already covered by that directory's tree id.
     input.read_paths->clear();
