@@ -1693,7 +1693,16 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   params.engine = chosen;
   params.target_namespace = bundle.target_namespace();
   absl::StatusOr<std::shared_ptr<const Revision>> revision;
-  if (factory->takes_values()) {
+  // As the control plane: a plain or kustomize folder whose fleet.yaml gives clusters their
+  // own folder or namespace renders for the cluster what its target gives it.
+  bool per_target = false;
+  if (chosen == "plain" || chosen == "kustomize") {
+    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, *files);
+    per_target = fleet.ok() && fleet->folder_targets();
+  }
+  params.cluster_context = per_target;
+  const bool substitute = per_target && params.substitute;
+  if (factory->takes_values() || per_target) {
     std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());
     std::vector<std::string> values_files(bundle.helm_values_files().begin(),
                                           bundle.helm_values_files().end());
@@ -1707,6 +1716,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+          if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
           if (objects.ok() || submodule_hint.empty()) return objects;
           return absl::StatusOr<ObjectSet>(absl::Status(
               objects.status().code(), absl::StrCat(objects.status().message(), submodule_hint)));

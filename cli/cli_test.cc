@@ -241,6 +241,26 @@ TEST(RenderCommandTest, ExcludeAndFleetIgnoreLeaveOutWhatIsNotAManifest) {
               HasSubstr("skipped app/tools/lint.yaml: ignored by .sourceignore: /app/tools/"));
 }
 
+// A folder Fleet renders per cluster group renders, for the cluster --labels describe, what
+// its fleet.yaml target gives it, as the control plane renders it.
+TEST(RenderCommandTest, RendersTheFolderFleetYamlsTargetGivesTheCluster) {
+  GitFixture repo(TempDir("render") + "/repo");
+  repo.Write("mc/fleet.yaml",
+             "targetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  kustomize: {dir: prod}\n");
+  repo.Write("mc/prod/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prod}\n");
+  repo.Write("mc/base.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: base}\n");
+  repo.Commit("a target's folder");
+  Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=env=prod"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prod\n");
+  EXPECT_THAT(r.err, HasSubstr("each cluster renders what mc/fleet.yaml's targetCustomizations"));
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=env=dev"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("name: base")) << "no target: the folder as it is";
+  EXPECT_THAT(r.out, HasSubstr("name: prod"));
+}
+
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";

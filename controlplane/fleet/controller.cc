@@ -257,6 +257,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.sourceignore = record.reads_sourceignore();
   reads.fleet_helm = record.reads_fleet_helm();
   reads.fleet_targets = record.reads_fleet_targets();
+  reads.fleet_target_folders = record.reads_fleet_target_folders();
   return reads;
 }
 
@@ -383,6 +384,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_sourceignore(true);
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
+        state.record.set_reads_fleet_target_folders(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -398,8 +400,9 @@ absl::Status Controller::Load() {
       // Other engines' output is substituted again from the stored render. Engines that take
       // values reuse it when it read none; otherwise they wait for the first fetch to render
       // per variant.
-      if (parsed && !state.record.revision().empty() &&
-          (!TakesValues(state.record.engine()) || state.record.uniform())) {
+      const bool per_cluster =
+          TakesValues(state.record.engine()) || state.record.renders_per_target();
+      if (parsed && !state.record.revision().empty() && (!per_cluster || state.record.uniform())) {
         absl::StatusOr<std::shared_ptr<const Revision>> rev =
             ReadStoredRevision(store_, Revision::RevisionKey(entry.key, state.record.revision()));
         if (!absl::IsNotFound(rev.status())) {
@@ -412,7 +415,7 @@ absl::Status Controller::Load() {
                 entry.key, RenderedDefinition(state.definition, state.record, (*rev)->commit),
                 state.values, state.generation, (*rev)->commit, (*rev)->committed_time);
             KeepDeclaredNamespace(**rev, &params);
-            content = TakesValues(state.record.engine())
+            content = per_cluster
                           ? BundleVariants::Fixed(std::move(params), (*rev)->objects)
                           : BundleVariants::FromTemplate(std::move(params), (*rev)->objects);
           }
@@ -878,6 +881,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         state.record.set_reads_sourceignore(true);
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
+        state.record.set_reads_fleet_target_folders(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -2608,7 +2612,15 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       ContentParams(name, definition, values, generation, commit.id, commit.time);
   params.seen_time = seen_time;
   params.engine = engine;
-  if (status.ok() && TakesValues(engine)) {
+  // A plain or kustomize bundle whose fleet.yaml gives clusters their own folder or
+  // namespace renders per cluster, as jsonnet and helm do (RenderBundlePath chooses).
+  bool& per_target = out->per_target;
+  if (status.ok() && (engine == "plain" || engine == "kustomize") && reads.fleet_target_folders) {
+    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(definition.path(), *inputs);
+    per_target = fleet.ok() && fleet->folder_targets();
+  }
+  if (status.ok() && (TakesValues(engine) || per_target)) {
+    params.cluster_context = per_target;
     variant_paths = std::make_shared<ReadPathSet>();
     std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),
                                   definition.jsonnet_tlas().end());
@@ -2618,6 +2630,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                        values_files, ns = definition.target_namespace(), reads,
                                        include = Strings(definition.include()),
                                        exclude = Strings(definition.exclude()),
+                                       substitute = per_target && WantsSubstitution(definition),
                                        variant_paths](const Values& values, ReadValues* read) {
       std::vector<std::string> paths;
       std::vector<std::string> said;
@@ -2628,10 +2641,13 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       input.reads_sourceignore = reads.sourceignore;
       input.reads_fleet_helm = reads.fleet_helm;
       input.reads_fleet_targets = reads.fleet_targets;
+      input.reads_fleet_target_folders = reads.fleet_target_folders;
       input.include = include;
       input.exclude = exclude;
       input.notes = &said;
       absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+      // Plain and kustomize output is a template: substituted here, per cluster.
+      if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
       MutexLock lock(&variant_paths->mu);
       variant_paths->paths.insert(paths.begin(), paths.end());
       for (std::string& note : said) {
@@ -2651,6 +2667,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.reads_sourceignore = reads.sourceignore;
     input.reads_fleet_helm = reads.fleet_helm;
     input.reads_fleet_targets = reads.fleet_targets;
+    input.reads_fleet_target_folders = reads.fleet_target_folders;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -2797,6 +2814,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   }
   if (content != nullptr) {
     record.set_engine(engine);
+    record.set_renders_per_target(built.per_target);
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();

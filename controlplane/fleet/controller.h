@@ -371,6 +371,9 @@ class Controller {
     std::vector<std::string> read_paths;
     std::vector<std::string> read_ids;
     std::vector<std::string> notes;
+    // A plain or kustomize bundle rendered per cluster for fleet.yaml's targets
+    // (BundleRecord.renders_per_target).
+    bool per_target = false;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

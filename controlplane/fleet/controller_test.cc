@@ -1493,6 +1493,83 @@ TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRende
                                             "charts/web/fleet.yaml's targetCustomizations prod")));
 }
 
+// "namespace/tier": where `bundle`'s next message to `agent` puts objects that name no
+// namespace, and its one ConfigMap's data.tier; with that message's revision. Empty when
+// there is no such message.
+std::pair<std::string, std::string> TierOf(Hub* hub, uint64_t agent, const std::string& bundle) {
+  std::shared_ptr<const EncodedMessage> message = hub->NextMessage(agent, bundle);
+  if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+  YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+  return {absl::StrCat(message->message.update().target_namespace(), "/",
+                       cm["data"]["tier"].as<std::string>()),
+          message->message.update().revision()};
+}
+
+// A folder Fleet renders per cluster group: each target of fleet.yaml gives its clusters
+// another folder (and namespace). One plain bundle renders for each cluster what its target
+// gives it, substituted with its values; clusters of one target share a revision, a restart
+// renders again rather than giving every cluster one cluster's render, and a bundle rendered
+// before gitfleet read them keeps rendering its folder as it is.
+TEST_F(ControllerTest, FleetTargetCustomizationsGiveAPlainBundlesClustersTheirFolders) {
+  git_.Write("mc/web/fleet.yaml",
+             "targetCustomizations:\n"
+             "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n  kustomize: {dir: dev}\n"
+             "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  kustomize: {dir: prod}\n  defaultNamespace: shop\n");
+  for (const char* env : {"dev", "prod"}) {
+    git_.Write(absl::StrCat("mc/web/", env, "/cm.yaml"),
+               absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"
+                            "data:\n  tier: ",
+                            env, "-${size:=s}\n"));
+  }
+  git_.Commit("a folder per environment");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "mc/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_target_folders()) << "a new bundle reads them";
+    record.clear_reads_fleet_target_folders();
+    record.set_revision("rendered-before");
+  }));
+  uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  uint64_t prod1 = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}, {"size", "l"}});
+  uint64_t prod2 = ConnectAgent(hub_.get(), "prod-2", {{"env", "prod"}, {"zone", "b"}});
+  uint64_t qa = ConnectAgent(hub_.get(), "qa-1", {{"env", "qa"}});
+  v1::Bundle web = Bundle("web", "mc/web");
+  web.set_substitute(true);
+  auto info = controller_->AddBundle(web, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto [dev_tier, dev_revision] = TierOf(hub_.get(), dev, "web");
+  auto [prod1_tier, prod1_revision] = TierOf(hub_.get(), prod1, "web");
+  auto [prod2_tier, prod2_revision] = TierOf(hub_.get(), prod2, "web");
+  EXPECT_EQ(dev_tier, "/dev-s");
+  EXPECT_EQ(prod1_tier, "shop/prod-l") << "substituted with the cluster's values";
+  EXPECT_EQ(prod2_tier, "shop/prod-s") << "the target's namespace";
+  EXPECT_NE(prod1_revision, prod2_revision);
+  EXPECT_NE(dev_revision, prod2_revision);
+  std::vector<v1::BundleStatus> qa_status = controller_->GetStatus("qa-1", "web");
+  ASSERT_EQ(qa_status.size(), 1u);
+  EXPECT_EQ(qa_status[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(qa_status[0].message(),
+              HasSubstr("no targetCustomizations of mc/web/fleet.yaml selects this cluster"));
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("each cluster renders what mc/web/fleet.yaml's "
+                                            "targetCustomizations dev, prod give it")));
+  // The old bundle renders the folder as it is: both ConfigMaps, one name: a render error
+  // that names the bundles per target, for every cluster alike.
+  EXPECT_THAT(listed["old"].error(), HasSubstr("a bundle per target does their work"));
+
+  // After a restart, each cluster still gets its own folder's render.
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  prod2 = ConnectAgent(hub_.get(), "prod-2", {{"env", "prod"}, {"zone", "b"}});
+  EXPECT_EQ(TierOf(hub_.get(), dev, "web"), std::make_pair(std::string("/dev-s"), dev_revision));
+  EXPECT_EQ(TierOf(hub_.get(), prod2, "web").first, "shop/prod-s");
+}
+
 TEST_F(ControllerTest, RejectsBadValuesClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");

@@ -138,6 +138,13 @@ Values ValuesSpec::ExplicitAndClusterFor(const v1::ClusterInfo& cluster) const {
   return out;
 }
 
+Values ValuesSpec::AllAndClusterFor(const v1::ClusterInfo& cluster) const {
+  Values out = ForCluster(cluster);
+  out.emplace(ClusterNameKey(), cluster.name());
+  for (const auto& [key, value] : cluster.labels()) out.emplace(ClusterLabelKey(key), value);
+  return out;
+}
+
 Values ValuesSpec::ForCluster(const v1::ClusterInfo& cluster) const {
   Values out = ExplicitFor(cluster);
   out.insert({"cluster.name", cluster.name()});
@@ -309,8 +316,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
                                                                     bool* depends_on_values) const {
   if (depends_on_values != nullptr) *depends_on_values = false;
   if (uniform_ != nullptr) return uniform_;
-  Values values = explicit_only_ ? params_.values.ExplicitAndClusterFor(cluster)
-                                 : params_.values.ForCluster(cluster);
+  Values values = ValuesFor(cluster);
   {
     MutexLock lock(&mu_);
     if (const Variant* variant = FindLocked(values)) {
@@ -324,11 +330,16 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::For(const v1::Cl
 std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> BundleVariants::Built(
     const v1::ClusterInfo& cluster) const {
   if (uniform_ != nullptr) return uniform_;
-  Values values = explicit_only_ ? params_.values.ExplicitAndClusterFor(cluster)
-                                 : params_.values.ForCluster(cluster);
+  Values values = ValuesFor(cluster);
   MutexLock lock(&mu_);
   if (const Variant* variant = FindLocked(values)) return variant->result;
   return std::nullopt;
+}
+
+Values BundleVariants::ValuesFor(const v1::ClusterInfo& cluster) const {
+  if (explicit_only_) return params_.values.ExplicitAndClusterFor(cluster);
+  if (params_.cluster_context && render_) return params_.values.AllAndClusterFor(cluster);
+  return params_.values.ForCluster(cluster);
 }
 
 uint64_t BundleVariants::builds() const {

@@ -42,6 +42,9 @@ class ValuesSpec {
   // What helm gets: those, and the cluster's name and labels under ClusterNameKey() and
   // ClusterLabelKey() (values.h), for fleet.yaml's templates only.
   Values ExplicitAndClusterFor(const v1::ClusterInfo& cluster) const;
+  // ForCluster's, and the cluster's name and labels under the reserved keys too: for a
+  // plain or kustomize render that chooses fleet.yaml's target for the cluster.
+  Values AllAndClusterFor(const v1::ClusterInfo& cluster) const;
 
  private:
   const Values* RuleFor(const v1::ClusterInfo& cluster) const;
@@ -73,6 +76,9 @@ class BundleVariants : public BundleContent {
     bool substitute = true;
     std::string path;
     std::string engine;
+    // Renderer mode, not explicit_only: the render is also given the cluster's name and
+    // labels under the reserved keys (AllAndClusterFor), to choose fleet.yaml's target.
+    bool cluster_context = false;
   };
   using RenderFn = std::function<absl::StatusOr<ObjectSet>(const Values& values, ReadValues* read)>;
 
@@ -120,6 +126,8 @@ class BundleVariants : public BundleContent {
     absl::StatusOr<std::shared_ptr<const Revision>> result;
   };
   explicit BundleVariants(Params params) : params_(std::move(params)) {}
+  // What a render or a substitution for `cluster` is given.
+  Values ValuesFor(const v1::ClusterInfo& cluster) const;
   absl::StatusOr<std::shared_ptr<const Revision>> Build(const Values& values,
                                                         bool* depends_on_values) const;
   // The variant built for values that agree with `values`, or null. Costs one hash

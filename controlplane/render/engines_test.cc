@@ -173,6 +173,115 @@ TEST(KustomizeRendererTest, AGeneratedKustomizationLeavesOutWhatSourceIgnoreName
                          ".sourceignore, and keeps what it rendered)"));
 }
 
+// Fleet's multi-cluster kustomize layout (fleet-examples' multi-cluster/kustomize): one
+// base, an overlay per environment, and fleet.yaml's targetCustomizations giving each
+// cluster its overlay. Each cluster renders what its target gives it, as Fleet renders it.
+TEST(KustomizeRendererTest, FleetTargetCustomizationsGiveEachClusterItsFolder) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  Repo repo;
+  repo.Add("mc/kustomize/fleet.yaml", R"(defaultNamespace: shop
+targetCustomizations:
+- name: dev
+  clusterSelector: {matchLabels: {env: dev}}
+  kustomize: {dir: overlays/dev}
+- name: prod
+  clusterSelector:
+    matchExpressions: [{key: env, operator: In, values: [prod, production]}]
+  kustomize: {dir: ./overlays/prod/}
+  namespace: shop-prod
+- name: lab
+  clusterName: lab-1
+  doNotDeploy: true
+- name: legacy
+  clusterSelector: {matchLabels: {env: legacy}}
+  yaml: {overlays: [legacy]}
+- name: gone
+  clusterSelector: {matchLabels: {env: gone}}
+  kustomize: {dir: overlays/gone}
+)");
+  repo.Add("mc/kustomize/base/kustomization.yaml", "resources: [cm.yaml]\n");
+  repo.Add("mc/kustomize/base/cm.yaml",
+           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: base}\n");
+  for (const char* env : {"dev", "prod"}) {
+    repo.Add(absl::StrCat("mc/kustomize/overlays/", env, "/kustomization.yaml"),
+             absl::StrCat("resources: [../../base]\npatches:\n- patch: |-\n    apiVersion: v1\n"
+                          "    kind: ConfigMap\n    metadata: {name: web}\n    data: {tier: ",
+                          env, "}\n"));
+  }
+  ASSERT_EQ(DetectEngine("mc/kustomize", repo.Under("mc/kustomize")), "kustomize");
+  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  auto render = [&](const Values& cluster, ReadValues* read, std::vector<std::string>* notes,
+                    std::vector<std::string>* read_paths, bool reads_targets = true) {
+    RenderInput input{"web", "mc/kustomize", repo.files, read_paths, &cluster, read};
+    input.notes = notes;
+    input.reads_fleet_target_folders = reads_targets;
+    return RenderBundlePath(renderer, input);
+  };
+  const Values dev = {{ClusterNameKey(), "dev-1"}, {ClusterLabelKey("env"), "dev"}};
+  ReadValues read;
+  std::vector<std::string> notes, read_paths;
+  auto dev_set = render(dev, &read, &notes, &read_paths);
+  ASSERT_TRUE(dev_set.ok()) << dev_set.status();
+  auto tier = [](const absl::StatusOr<ObjectSet>& set) {
+    auto it = set->objects().find("/ConfigMap//web");
+    return it == set->objects().end() ? "(none)" : it->second->yaml();
+  };
+  EXPECT_THAT(tier(dev_set), HasSubstr("tier: dev"));
+  EXPECT_EQ(dev_set->size(), 1u);
+  EXPECT_EQ(dev_set->default_namespace(), "shop");
+  // What chose the target is recorded: clusters that agree on it share the render.
+  EXPECT_EQ(read, (ReadValues{{ClusterLabelKey("env"), "dev"}}));
+  EXPECT_THAT(read_paths,
+              ::testing::IsSupersetOf({"mc/kustomize/overlays/dev", "mc/kustomize/fleet.yaml"}));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "each cluster renders what mc/kustomize/fleet.yaml's targetCustomizations "
+                         "dev, prod, legacy, gone give it")))
+      << ::testing::PrintToString(notes);
+  EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("a bundle per target"))));
+
+  const Values prod = {{ClusterNameKey(), "p"}, {ClusterLabelKey("env"), "production"}};
+  auto prod_set = render(prod, nullptr, nullptr, nullptr);
+  ASSERT_TRUE(prod_set.ok()) << prod_set.status();
+  EXPECT_THAT(tier(prod_set), HasSubstr("tier: prod"));
+  EXPECT_EQ(prod_set->default_namespace(), "shop-prod") << "the target's namespace wins";
+
+  const std::pair<Values, const char*> kFailing[] = {
+      {{{ClusterNameKey(), "lab-1"}, {ClusterLabelKey("env"), "lab"}},
+       "targetCustomizations lab says doNotDeploy for this cluster"},
+      {{{ClusterNameKey(), "l"}, {ClusterLabelKey("env"), "legacy"}},
+       "targetCustomizations legacy gives this cluster yaml overlays, which gitfleet does not "
+       "apply"},
+      {{{ClusterNameKey(), "g"}, {ClusterLabelKey("env"), "gone"}},
+       "targetCustomizations gone gives this cluster overlays/gone (kustomize.dir), which is no "
+       "folder of files in mc/kustomize"},
+      // None selects it: the folder as it is, which as a whole is no build.
+      {{{ClusterNameKey(), "x"}, {ClusterLabelKey("env"), "qa"}},
+       "(no targetCustomizations of mc/kustomize/fleet.yaml selects this cluster, so it renders "
+       "mc/kustomize as it is, as Fleet would"},
+  };
+  for (const auto& [cluster, error] : kFailing) {
+    auto failed = render(cluster, nullptr, nullptr, nullptr);
+    EXPECT_FALSE(failed.ok()) << error;
+    EXPECT_THAT(std::string(failed.status().message()), HasSubstr(error));
+  }
+
+  // A bundle rendered before gitfleet read them renders its folder for every cluster, as it
+  // did, and says what the targets would change.
+  notes.clear();
+  auto old = render(dev, nullptr, &notes, nullptr, /*reads_targets=*/false);
+  EXPECT_FALSE(old.ok());
+  EXPECT_THAT(std::string(old.status().message()),
+              HasSubstr("a bundle per target does their work"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "give some clusters another folder or namespace; this bundle was "
+                         "rendered before gitfleet read them")));
+  // Without the cluster's values (a render for every cluster alike), nothing is chosen.
+  auto template_mode = RenderBundlePath(renderer, {"web", "mc/kustomize", repo.files});
+  EXPECT_THAT(std::string(template_mode.status().message()),
+              HasSubstr("a bundle per target does their work"));
+}
+
 TEST(KustomizeRendererTest, MatchesKubectlKustomizeForOverlays) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";

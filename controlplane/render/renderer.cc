@@ -205,8 +205,8 @@ bool SelectsEverything(const YAML::Node& selector) {
 }
 
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
-FleetYamlNamespace::HelmTarget ReadHelmTarget(const YAML::Node& target, int index) {
-  FleetYamlNamespace::HelmTarget out;
+FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) {
+  FleetYamlNamespace::Target out;
   out.name = target.IsMap() ? ScalarOf(target["name"]) : "";
   if (out.name.empty()) out.name = absl::StrCat("targetCustomizations[", index, "]");
   if (!target.IsMap()) {
@@ -236,6 +236,37 @@ FleetYamlNamespace::HelmTarget ReadHelmTarget(const YAML::Node& target, int inde
   }
   const YAML::Node skip = target["doNotDeploy"];
   out.do_not_deploy = skip && skip.IsScalar() && skip.Scalar() == "true";
+  if (const YAML::Node kustomize = target["kustomize"]; kustomize && kustomize.IsMap()) {
+    std::string dir = ScalarOf(kustomize["dir"]);
+    while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
+    while (absl::EndsWith(dir, "/")) dir.pop_back();
+    if (dir == ".") dir.clear();
+    if (!dir.empty() && (dir.size() > 1024 || absl::StartsWith(dir, "/") ||
+                         absl::StrContains(absl::StrCat("/", dir, "/"), "/../"))) {
+      out.error = absl::StrCat("its kustomize.dir ", dir.substr(0, 256),
+                               " is not a folder inside the bundle's");
+      return out;
+    }
+    out.kustomize_dir = dir;
+  }
+  for (const char* field : {"namespace", "defaultNamespace"}) {
+    const YAML::Node value = target[field];
+    if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
+    if (!value.IsScalar()) {
+      out.error = absl::StrCat("its ", field, " is not a string");
+      return out;
+    }
+    if (absl::Status valid = ValidateName("namespace", value.Scalar()); !valid.ok()) {
+      out.error = absl::StrCat("its ", field, ": ", valid.message());
+      return out;
+    }
+    out.ns = value.Scalar();
+    out.ns_forced = std::string(field) == "namespace";
+    break;
+  }
+  if (const YAML::Node yaml = target["yaml"]; yaml && yaml.IsMap() && yaml["overlays"]) {
+    out.overlays = true;
+  }
   const YAML::Node helm = target["helm"];
   if (!helm || helm.IsNull()) return out;
   if (!helm.IsMap()) {
@@ -412,10 +443,17 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       int index = 0;
       for (const auto& target : targets) {
         if (out.helm_targets.size() < kMaxHelmTargets) {
-          out.helm_targets.push_back(ReadHelmTarget(target, index));
-          const FleetYamlNamespace::HelmTarget& read = out.helm_targets.back();
+          out.helm_targets.push_back(ReadFleetTarget(target, index));
+          const FleetYamlNamespace::Target& read = out.helm_targets.back();
           if (!read.helm_values.empty() || !read.helm_values_files.empty()) {
             out.helm_target_names.push_back(read.name);
+          }
+          // By what it sets, read or not: one that cannot be read fails its clusters.
+          if (!read.kustomize_dir.empty() || !read.ns.empty() || read.overlays ||
+              (!read.error.empty() && target.IsMap() &&
+               (target["kustomize"] || target["namespace"] || target["defaultNamespace"] ||
+                target["yaml"]))) {
+            out.folder_target_names.push_back(read.name);
           }
         }
         std::string folder;
@@ -476,8 +514,8 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
   return out;
 }
 
-absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
-    const std::vector<FleetYamlNamespace::HelmTarget>& targets, const Values& values,
+absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
+    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values,
     ReadValues* read) {
   auto lookup = [&](const std::string& key) {
     auto it = values.find(key);
@@ -486,7 +524,7 @@ absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
     if (read != nullptr) (*read)[key] = found;
     return found;
   };
-  for (const FleetYamlNamespace::HelmTarget& target : targets) {
+  for (const FleetYamlNamespace::Target& target : targets) {
     if (!target.error.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("targetCustomizations ", target.name, ": ", target.error));
@@ -518,6 +556,15 @@ absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
     if (criteria && holds) return &target;
   }
   return nullptr;
+}
+
+absl::Status DoNotDeployError(const std::string& fleet_yaml,
+                              const FleetYamlNamespace::Target& target) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      fleet_yaml, ": targetCustomizations ", target.name,
+      " says doNotDeploy for this cluster; gitfleet does not leave a cluster out, nor take a "
+      "bundle off it, because a repository says so: leave the cluster out of the bundle's "
+      "--selector"));
 }
 
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
@@ -578,20 +625,14 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       const Values& cluster = input.values != nullptr ? *input.values : kNoValues;
       if (targets_native) {
         // The cluster's target, as Fleet chooses it: its values over the folder's.
-        absl::StatusOr<const FleetYamlNamespace::HelmTarget*> chosen =
+        absl::StatusOr<const FleetYamlNamespace::Target*> chosen =
             ChooseFleetTarget(fleet->helm_targets, cluster, input.read_values);
         if (!chosen.ok()) {
           return absl::Status(chosen.status().code(),
                               absl::StrCat(fleet_yaml, ": ", chosen.status().message()));
         }
-        if (const FleetYamlNamespace::HelmTarget* target = *chosen; target != nullptr) {
-          if (target->do_not_deploy) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                fleet_yaml, ": targetCustomizations ", target->name,
-                " says doNotDeploy for this cluster; gitfleet does not leave a cluster out, nor "
-                "take a bundle off it, because a repository says so: leave the cluster out of "
-                "the bundle's --selector"));
-          }
+        if (const FleetYamlNamespace::Target* target = *chosen; target != nullptr) {
+          if (target->do_not_deploy) return DoNotDeployError(fleet_yaml, *target);
           if (!target->helm_values.empty()) {
             values.files.emplace_back(
                 absl::StrCat("targetCustomizations ", target->name, " helm.values"),
@@ -643,6 +684,76 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     fleet->targets = fleet->targets_beyond_helm;
     fleet->targets_not_described = fleet->targets_beyond_helm_not_described;
   }
+  // A plain or kustomize bundle whose fleet.yaml gives clusters another folder or namespace
+  // renders per cluster (the controller's renderer mode: `values` are the cluster's), each
+  // what its target gives it, as Fleet renders it.
+  const std::string engine = renderer.engine();
+  const bool folder_targets =
+      (engine == "plain" || engine == "kustomize") && fleet->folder_targets();
+  const bool per_cluster =
+      folder_targets && input.reads_fleet_target_folders && input.values != nullptr;
+  const FleetYamlNamespace::Target* folder_target = nullptr;
+  if (per_cluster) {
+    if (!fleet->helm_targets_error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_targets_error));
+    }
+    absl::StatusOr<const FleetYamlNamespace::Target*> chosen =
+        ChooseFleetTarget(fleet->helm_targets, *input.values, input.read_values);
+    if (!chosen.ok()) {
+      return absl::Status(chosen.status().code(),
+                          absl::StrCat(fleet_yaml, ": ", chosen.status().message()));
+    }
+    folder_target = *chosen;
+    if (folder_target != nullptr) {
+      const FleetYamlNamespace::Target& target = *folder_target;
+      if (target.do_not_deploy) return DoNotDeployError(fleet_yaml, target);
+      if (target.overlays) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            fleet_yaml, ": targetCustomizations ", target.name,
+            " gives this cluster yaml overlays, which gitfleet does not apply (its objects "
+            "would not be what Fleet deploys): make the overlay a kustomize overlay and name "
+            "its folder in the target's kustomize.dir"));
+      }
+      if (!target.kustomize_dir.empty()) {
+        placed.path =
+            input.path.empty() ? target.kustomize_dir : input.path + "/" + target.kustomize_dir;
+        const std::string prefix = placed.path + "/";
+        if (std::none_of(input.files.begin(), input.files.end(), [&](const RepoFile& file) {
+              return absl::StartsWith(file.path, prefix);
+            })) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              fleet_yaml, ": targetCustomizations ", target.name, " gives this cluster ",
+              target.kustomize_dir, " (kustomize.dir), which is no folder of files in ",
+              input.path.empty() ? "the repository root" : input.path));
+        }
+      }
+      if (!target.ns.empty()) {
+        fleet->ns = target.ns;
+        fleet->forced = target.ns_forced;
+        fleet->origin = absl::StrCat(fleet_yaml, ": targetCustomizations ", target.name, " ",
+                                     target.ns_forced ? "namespace" : "defaultNamespace");
+      }
+    }
+    // No bundle per target is needed: this one renders what each target gives.
+    fleet->targets.clear();
+    fleet->targets_not_described = 0;
+    fleet->target_folders.clear();
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat(
+          "each cluster renders what ", fleet_yaml, "'s targetCustomizations ",
+          ListNames(fleet->folder_target_names, 10),
+          " give it (another folder, a namespace; the first that selects it), as Fleet renders "
+          "it; a cluster none selects renders ",
+          input.path.empty() ? "the repository root" : input.path, " as it is"));
+    }
+  } else if (folder_targets && !input.reads_fleet_target_folders && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet_yaml, "'s targetCustomizations ", ListNames(fleet->folder_target_names, 10),
+        " give some clusters another folder or namespace; this bundle was rendered before "
+        "gitfleet read them, and renders ",
+        input.path.empty() ? "the repository root" : input.path,
+        " as it is for every cluster (rendering theirs would change its objects there)"));
+  }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(
         absl::StrCat(fleet_yaml, " sets ", absl::StrJoin(fleet->unread, ", "),
@@ -686,6 +797,17 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   }
   if (!fleet->ns.empty()) placed.target_namespace = fleet->ns;  // helm's release namespace
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
+  // The target chosen, and so what was rendered, depends on fleet.yaml too.
+  if (per_cluster && input.read_paths != nullptr) input.read_paths->push_back(fleet_yaml);
+  if (!objects.ok() && per_cluster && folder_target == nullptr) {
+    return absl::Status(
+        objects.status().code(),
+        absl::StrCat(objects.status().message(), " (no targetCustomizations of ", fleet_yaml,
+                     " selects this cluster, so it renders ",
+                     input.path.empty() ? "the repository root" : input.path,
+                     " as it is, as Fleet would: give the cluster the labels a target selects, "
+                     "or leave it out of the bundle's --selector)"));
+  }
   if (!objects.ok() && !fleet->renders_elsewhere.empty()) {
     return absl::Status(
         objects.status().code(),

@@ -77,6 +77,11 @@ struct RenderInput {
   // clusters they select. False for a bundle rendered before gitfleet read them: noted,
   // not used.
   bool reads_fleet_targets = true;
+  // Whether a plain or kustomize bundle renders, for each cluster, the folder and namespace
+  // fleet.yaml's targetCustomizations give it (RenderBundlePath; `values` then hold the
+  // cluster's name and labels under the reserved keys). False for a bundle rendered before
+  // gitfleet read them: its folder as it is for every cluster, noted.
+  bool reads_fleet_target_folders = true;
   // Set by RenderBundlePath from fleet.yaml for the helm engine: its values as YAML (its
   // helm.values with its valuesFiles, and the cluster's target's, merged over them and
   // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own
@@ -94,6 +99,7 @@ struct RepositoryReads {
   bool sourceignore = true;
   bool fleet_helm = true;
   bool fleet_targets = true;
+  bool fleet_target_folders = true;
 };
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
@@ -262,8 +268,9 @@ struct FleetYamlNamespace {
   std::string renders_elsewhere;
   // Its targetCustomizations that change what some clusters get (another folder, helm
   // options, overlays, a namespace, not deployed), each as the flags of the gitfleet bundle
-  // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". One bundle
-  // renders its folder as it is for every cluster it targets.
+  // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev", for a
+  // bundle that renders its folder as it is for every cluster it targets (one rendered
+  // before gitfleet read them; a chart, for what is more than its values).
   std::vector<std::string> targets;
   int targets_not_described = 0;            // past the first ten
   std::vector<std::string> target_folders;  // the kustomize.dir of those that set one
@@ -279,11 +286,13 @@ struct FleetYamlNamespace {
   bool helm_other_options = false;  // chart, repo, version, ...: not read
   bool helm_preprocess = true;      // false: disablePreProcess, ${ } is text
 
-  // Every one of its targetCustomizations, in order, as a chart rendered with helm takes
-  // them: for each cluster the first whose criteria all hold (none set: no cluster) gives
-  // its helm values, merged over the folder's (ChooseFleetTarget). `targets_beyond_helm`
-  // describes, as `targets` does, those that change more than a chart's values.
-  struct HelmTarget {
+  // Every one of its targetCustomizations, in order: for each cluster the first whose
+  // criteria all hold (none set: no cluster) is its target (ChooseFleetTarget). A chart
+  // rendered with helm takes its helm values, merged over the folder's;
+  // `targets_beyond_helm` describes, as `targets` does, those that change more than a
+  // chart's values. A plain or kustomize render takes its folder and namespace
+  // (`folder_targets`).
+  struct Target {
     std::string name;  // its name, else "targetCustomizations[N]"
     bool has_selector = false;
     std::string selector;      // its clusterSelector as a selector ("" matches every cluster)
@@ -294,12 +303,20 @@ struct FleetYamlNamespace {
     std::string helm_values;  // YAML
     std::vector<std::string> helm_values_files;
     bool helm_preprocess_off = false;
+    std::string kustomize_dir;  // relative to the folder, inside it; "" for the folder
+    std::string ns;             // its namespace, else its defaultNamespace
+    bool ns_forced = false;     // from `namespace`
+    bool overlays = false;      // it sets yaml.overlays, which gitfleet does not apply
   };
-  std::vector<HelmTarget> helm_targets;
+  std::vector<Target> helm_targets;
   std::string helm_targets_error;  // too many of them
   std::vector<std::string> targets_beyond_helm;
   int targets_beyond_helm_not_described = 0;
   std::vector<std::string> helm_target_names;  // those that give a chart values
+  // Those that give their clusters another folder (kustomize.dir), namespace or yaml
+  // overlays: a plain or kustomize bundle renders per cluster what its target gives it.
+  std::vector<std::string> folder_target_names;
+  bool folder_targets() const { return !folder_target_names.empty(); }
 };
 
 // The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
@@ -307,9 +324,8 @@ struct FleetYamlNamespace {
 // when none does. Every name and label looked at is recorded in `read`. InvalidArgument
 // naming the target when it cannot be decided here (Fleet's cluster groups, which gitfleet
 // clusters do not have) or cannot be read.
-absl::StatusOr<const FleetYamlNamespace::HelmTarget*> ChooseFleetTarget(
-    const std::vector<FleetYamlNamespace::HelmTarget>& targets, const Values& values,
-    ReadValues* read);
+absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
+    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values, ReadValues* read);
 
 // A helm values file must name a file inside the chart: relative, without "..".
 absl::Status CheckHelmValuesFile(const std::string& file);

@@ -412,6 +412,46 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   EXPECT_TRUE(Files("bare").empty());
 }
 
+// Fleet's multi-cluster kustomize layout, moved as it is: one bundle, and each cluster gets
+// the overlay its fleet.yaml target gives it.
+TEST_F(Fleet, EachClusterGetsTheOverlayItsFleetYamlTargetGivesIt) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("mc/kustomize/fleet.yaml",
+             "defaultNamespace: shop\ntargetCustomizations:\n"
+             "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+             "  kustomize: {dir: overlays/dev}\n"
+             "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  kustomize: {dir: overlays/prod}\n  defaultNamespace: shop-prod\n");
+  git_.Write("mc/kustomize/base/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("mc/kustomize/base/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: base}\n");
+  for (const char* env : {"dev", "prod"}) {
+    git_.Write(absl::StrCat("mc/kustomize/overlays/", env, "/kustomization.yaml"),
+               absl::StrCat("resources: [../../base]\npatches:\n- patch: |-\n    apiVersion: v1\n"
+                            "    kind: ConfigMap\n    metadata: {name: web}\n    data: {tier: ",
+                            env, "}\n"));
+  }
+  std::string first = git_.Commit("Fleet's multi-cluster kustomize example");
+  StartControlPlane();
+  StartAgent("dev-1", "env=dev");
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=mc/kustomize"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("each cluster renders what mc/kustomize/fleet.yaml's "
+                             "targetCustomizations dev, prod give it"));
+  ExpectSynced("dev-1", "web", first);
+  ExpectSynced("prod-eu", "web", first);
+  // (These agents write objects as they come; where one that names no namespace goes is
+  // the Kubernetes applier's, tested with the controller.)
+  EXPECT_THAT(Files("dev-1"), ElementsAre("_cluster/ConfigMap/web.yaml"));
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/web.yaml"), HasSubstr("tier: dev"));
+  EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/ConfigMap/web.yaml"));
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/web.yaml"), HasSubstr("tier: prod"));
+}
+
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");

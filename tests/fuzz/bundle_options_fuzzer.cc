@@ -1,6 +1,8 @@
 // What a bundle's folder declares for itself: fleet.yaml (read by RenderBundlePath for every
 // engine) and a Tanka environment's spec.json (read by the jsonnet engine). Both come from
-// the repository, so any text must give an answer, never a throw or a crash.
+// the repository, so any text must give an answer, never a throw or a crash. Rendered as
+// plain files for every cluster alike, for one cluster (fleet.yaml's targets choose its
+// folder), and as a chart's.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,5 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   input.values = &cluster;
   input.read_values = &read;
   (void)gitfleet::RenderBundlePath(chart, input);
+  // And as plain files rendered for that cluster: the folder its target gives it.
+  files.push_back({"apps/web/prod/m.yaml", chunks.back()});
+  read.clear();
+  (void)gitfleet::RenderBundlePath(renderer, input);
   return 0;
 }
