@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/fake_tools.h"
+#include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
 #include "yaml-cpp/yaml.h"
 
@@ -200,14 +201,8 @@ targetCustomizations:
   clusterSelector: {matchLabels: {env: gone}}
   kustomize: {dir: overlays/gone}
 )");
-  repo.Add("mc/kustomize/base/kustomization.yaml", "resources: [cm.yaml]\n");
-  repo.Add("mc/kustomize/base/cm.yaml",
-           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: base}\n");
-  for (const char* env : {"dev", "prod"}) {
-    repo.Add(absl::StrCat("mc/kustomize/overlays/", env, "/kustomization.yaml"),
-             absl::StrCat("resources: [../../base]\npatches:\n- patch: |-\n    apiVersion: v1\n"
-                          "    kind: ConfigMap\n    metadata: {name: web}\n    data: {tier: ",
-                          env, "}\n"));
+  for (const auto& [path, content] : testing::FleetKustomizeOverlays("mc/kustomize")) {
+    repo.Add(path, content);
   }
   ASSERT_EQ(DetectEngine("mc/kustomize", repo.Under("mc/kustomize")), "kustomize");
   KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});

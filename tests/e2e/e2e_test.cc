@@ -28,6 +28,7 @@
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
 #include "tests/util/fake_tools.h"
+#include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
@@ -422,14 +423,8 @@ TEST_F(Fleet, EachClusterGetsTheOverlayItsFleetYamlTargetGivesIt) {
              "  kustomize: {dir: overlays/dev}\n"
              "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
              "  kustomize: {dir: overlays/prod}\n  defaultNamespace: shop-prod\n");
-  git_.Write("mc/kustomize/base/kustomization.yaml", "resources: [cm.yaml]\n");
-  git_.Write("mc/kustomize/base/cm.yaml",
-             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: base}\n");
-  for (const char* env : {"dev", "prod"}) {
-    git_.Write(absl::StrCat("mc/kustomize/overlays/", env, "/kustomization.yaml"),
-               absl::StrCat("resources: [../../base]\npatches:\n- patch: |-\n    apiVersion: v1\n"
-                            "    kind: ConfigMap\n    metadata: {name: web}\n    data: {tier: ",
-                            env, "}\n"));
+  for (const auto& [path, content] : testing::FleetKustomizeOverlays("mc/kustomize")) {
+    git_.Write(path, content);
   }
   std::string first = git_.Commit("Fleet's multi-cluster kustomize example");
   StartControlPlane();
