@@ -200,6 +200,12 @@ targetCustomizations:
 - name: gone
   clusterSelector: {matchLabels: {env: gone}}
   kustomize: {dir: overlays/gone}
+- name: up
+  clusterSelector: {matchLabels: {env: up}}
+  kustomize: {dir: ../../secrets}
+- name: badns
+  clusterSelector: {matchLabels: {env: badns}}
+  namespace: Shop_Prod
 )");
   for (const auto& [path, content] : testing::FleetKustomizeOverlays("mc/kustomize")) {
     repo.Add(path, content);
@@ -231,7 +237,7 @@ targetCustomizations:
               ::testing::IsSupersetOf({"mc/kustomize/overlays/dev", "mc/kustomize/fleet.yaml"}));
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "each cluster renders what mc/kustomize/fleet.yaml's targetCustomizations "
-                         "dev, prod, legacy, gone give it")))
+                         "dev, prod, legacy, gone, up, badns give it")))
       << ::testing::PrintToString(notes);
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("a bundle per target"))));
 
@@ -250,6 +256,11 @@ targetCustomizations:
       {{{ClusterNameKey(), "g"}, {ClusterLabelKey("env"), "gone"}},
        "targetCustomizations gone gives this cluster overlays/gone (kustomize.dir), which is no "
        "folder of files in mc/kustomize"},
+      {{{ClusterNameKey(), "u"}, {ClusterLabelKey("env"), "up"}},
+       "targetCustomizations up: its kustomize.dir ../../secrets is not a folder inside the "
+       "bundle's"},
+      {{{ClusterNameKey(), "b"}, {ClusterLabelKey("env"), "badns"}},
+       "targetCustomizations badns: its namespace: "},
       // None selects it: the folder as it is, which as a whole is no build.
       {{{ClusterNameKey(), "x"}, {ClusterLabelKey("env"), "qa"}},
        "(no targetCustomizations of mc/kustomize/fleet.yaml selects this cluster, so it renders "

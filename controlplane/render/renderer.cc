@@ -243,22 +243,22 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
     if (dir == ".") dir.clear();
     if (!dir.empty() && (dir.size() > 1024 || absl::StartsWith(dir, "/") ||
                          absl::StrContains(absl::StrCat("/", dir, "/"), "/../"))) {
-      out.error = absl::StrCat("its kustomize.dir ", dir.substr(0, 256),
-                               " is not a folder inside the bundle's");
-      return out;
+      out.folder_error = absl::StrCat("its kustomize.dir ", dir.substr(0, 256),
+                                      " is not a folder inside the bundle's");
+    } else {
+      out.kustomize_dir = dir;
     }
-    out.kustomize_dir = dir;
   }
   for (const char* field : {"namespace", "defaultNamespace"}) {
     const YAML::Node value = target[field];
     if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
     if (!value.IsScalar()) {
-      out.error = absl::StrCat("its ", field, " is not a string");
-      return out;
+      out.folder_error = absl::StrCat("its ", field, " is not a string");
+      break;
     }
     if (absl::Status valid = ValidateName("namespace", value.Scalar()); !valid.ok()) {
-      out.error = absl::StrCat("its ", field, ": ", valid.message());
-      return out;
+      out.folder_error = absl::StrCat("its ", field, ": ", valid.message());
+      break;
     }
     out.ns = value.Scalar();
     out.ns_forced = std::string(field) == "namespace";
@@ -448,11 +448,8 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           if (!read.helm_values.empty() || !read.helm_values_files.empty()) {
             out.helm_target_names.push_back(read.name);
           }
-          // By what it sets, read or not: one that cannot be read fails its clusters.
           if (!read.kustomize_dir.empty() || !read.ns.empty() || read.overlays ||
-              (!read.error.empty() && target.IsMap() &&
-               (target["kustomize"] || target["namespace"] || target["defaultNamespace"] ||
-                target["yaml"]))) {
+              !read.folder_error.empty()) {
             out.folder_target_names.push_back(read.name);
           }
         }
@@ -707,6 +704,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     if (folder_target != nullptr) {
       const FleetYamlNamespace::Target& target = *folder_target;
       if (target.do_not_deploy) return DoNotDeployError(fleet_yaml, target);
+      if (!target.folder_error.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": targetCustomizations ",
+                                                       target.name, ": ", target.folder_error));
+      }
       if (target.overlays) {
         return absl::InvalidArgumentError(absl::StrCat(
             fleet_yaml, ": targetCustomizations ", target.name,

@@ -307,6 +307,9 @@ struct FleetYamlNamespace {
     std::string ns;             // its namespace, else its defaultNamespace
     bool ns_forced = false;     // from `namespace`
     bool overlays = false;      // it sets yaml.overlays, which gitfleet does not apply
+    // Why its folder or namespace cannot be used (a plain or kustomize render that chooses
+    // it fails; a chart does not read them).
+    std::string folder_error;
   };
   std::vector<Target> helm_targets;
   std::string helm_targets_error;  // too many of them
