@@ -251,8 +251,8 @@ targetCustomizations:
       {{{ClusterNameKey(), "lab-1"}, {ClusterLabelKey("env"), "lab"}},
        "targetCustomizations lab says doNotDeploy for this cluster"},
       {{{ClusterNameKey(), "l"}, {ClusterLabelKey("env"), "legacy"}},
-       "targetCustomizations legacy gives this cluster yaml overlays, which gitfleet does not "
-       "apply"},
+       "targetCustomizations legacy gives this cluster yaml overlays, which Fleet applies to "
+       "plain YAML folders, and this folder renders with kustomize"},
       {{{ClusterNameKey(), "g"}, {ClusterLabelKey("env"), "gone"}},
        "targetCustomizations gone gives this cluster overlays/gone (kustomize.dir), which is no "
        "folder of files in mc/kustomize"},

@@ -1,5 +1,6 @@
 #include "controlplane/render/plain_renderer.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -8,6 +9,7 @@
 #include "common/manifest/hash.h"
 #include "common/names.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/fleet_overlays.h"
 
 namespace gitfleet {
 
@@ -24,21 +26,35 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   size_t bytes = 0;
   const absl::Time deadline = RealClock().Now() + timeout_;
   int files_read = 0;
-  const NonManifests non_manifests(input.path, input.files);
+  const std::string prefix = input.path.empty() ? "" : input.path + "/";
+  // A Fleet folder's overlays/ is Fleet's yaml overlays: applied, or left out.
+  const std::vector<RepoFile>* files = &input.files;
+  std::vector<RepoFile> overlaid;
+  if (input.fleet_overlays_folder &&
+      (!input.fleet_overlays.empty() ||
+       std::any_of(input.files.begin(), input.files.end(), [&](const RepoFile& file) {
+         return absl::StartsWith(file.path, prefix + "overlays/");
+       }))) {
+    absl::StatusOr<std::vector<RepoFile>> applied =
+        ApplyFleetOverlays(input.path, input.files, input.fleet_overlays, input.notes);
+    if (!applied.ok()) return applied.status();
+    overlaid = *std::move(applied);
+    files = &overlaid;
+  }
+  const NonManifests non_manifests(input.path, *files);
   absl::StatusOr<PathPatterns> include = PathPatterns::Parse(input.include, "--include");
   if (!include.ok()) return include.status();
   absl::StatusOr<PathPatterns> exclude = PathPatterns::Parse(input.exclude, "--exclude");
   if (!exclude.ok()) return exclude.status();
   absl::StatusOr<IgnoreFiles> fleet_ignore =
-      IgnoreFiles::Read(input.path, input.files, IgnoreFiles::Kind::kFleet);
+      IgnoreFiles::Read(input.path, *files, IgnoreFiles::Kind::kFleet);
   if (!fleet_ignore.ok()) return fleet_ignore.status();
   absl::StatusOr<IgnoreFiles> source_ignore =
-      IgnoreFiles::Read(input.path, input.files, IgnoreFiles::Kind::kFlux);
+      IgnoreFiles::Read(input.path, *files, IgnoreFiles::Kind::kFlux);
   if (!source_ignore.ok()) return source_ignore.status();
-  const std::string prefix = input.path.empty() ? "" : input.path + "/";
   // What the bundle's patterns left out, told in one note each (a folder of many files).
   std::vector<std::string> excluded, not_included;
-  for (const RepoFile& file : input.files) {
+  for (const RepoFile& file : *files) {
     // (The .sourceignore files above the folder are among the files too, and skipped here.)
     if (!absl::StartsWith(file.path, prefix) ||
         (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&

@@ -257,15 +257,23 @@ TEST(RenderBundlePathTest, FleetTargetCustomizationsAreNamedAsABundlePerTarget) 
   // Named once, not also as an option gitfleet does not read.
   EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
 
-  // Base and overlay side by side: the same object twice, and the failure says why.
+  // Base and overlay side by side: the same object twice, and the failure says why, for a
+  // bundle rendered before gitfleet read Fleet's overlays/ folder as Fleet's.
   files.push_back({"mc/web/overlays/dev/deployment.yaml", deployment});
-  auto twice = RenderBundlePath(renderer, {"web", "mc/web", files});
+  RenderInput before{"web", "mc/web", files};
+  before.reads_fleet_target_folders = false;
+  auto twice = RenderBundlePath(renderer, before);
   ASSERT_FALSE(twice.ok());
   EXPECT_THAT(std::string(twice.status().message()),
               HasSubstr("(mc/web/fleet.yaml's targetCustomizations build overlays/dev, "
                         "overlays/prod for their clusters: Fleet renders those, gitfleet renders "
                         "the bundle's --path as it is; a bundle per target does their work: dev: "
                         "--selector=env=dev --path=mc/web/overlays/dev --namespace=shop;"));
+  // Since, overlays/ is no manifests of a folder with a fleet.yaml, as in Fleet.
+  notes.clear();
+  ASSERT_TRUE(RenderBundlePath(renderer, input).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("left out 1 files under mc/web/overlays: "
+                                                   "Fleet's yaml overlays")));
   files.pop_back();
 
   // Targets that change nothing rendered stay a passing mention; odd shapes never throw.

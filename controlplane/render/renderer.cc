@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
+#include "controlplane/render/fleet_overlays.h"
 #include "controlplane/render/fleet_values.h"
 #include "yaml-cpp/yaml.h"
 
@@ -266,6 +267,21 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   }
   if (const YAML::Node yaml = target["yaml"]; yaml && yaml.IsMap() && yaml["overlays"]) {
     out.overlays = true;
+    const YAML::Node names = yaml["overlays"];
+    if (!names.IsSequence()) {
+      out.folder_error = "its yaml.overlays is not a list";
+    } else if (names.size() > kMaxFleetOverlays) {
+      out.folder_error = absl::StrCat("its yaml.overlays names ", names.size(),
+                                      " overlays; at most ", kMaxFleetOverlays);
+    } else {
+      for (const auto& name : names) {
+        if (!name.IsScalar()) {
+          out.folder_error = "its yaml.overlays holds a name that is not a string";
+          break;
+        }
+        out.overlay_names.push_back(name.Scalar());
+      }
+    }
   }
   const YAML::Node helm = target["helm"];
   if (!helm || helm.IsNull()) return out;
@@ -708,13 +724,22 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": targetCustomizations ",
                                                        target.name, ": ", target.folder_error));
       }
-      if (target.overlays) {
+      if (target.overlays && engine != "plain") {
         return absl::InvalidArgumentError(absl::StrCat(
             fleet_yaml, ": targetCustomizations ", target.name,
-            " gives this cluster yaml overlays, which gitfleet does not apply (its objects "
-            "would not be what Fleet deploys): make the overlay a kustomize overlay and name "
-            "its folder in the target's kustomize.dir"));
+            " gives this cluster yaml overlays, which Fleet applies to plain YAML folders, and "
+            "this folder renders with ",
+            engine,
+            ": make the overlay a kustomize overlay and name its folder in the target's "
+            "kustomize.dir"));
       }
+      if (target.overlays && !target.kustomize_dir.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            fleet_yaml, ": targetCustomizations ", target.name,
+            " gives this cluster both another folder (kustomize.dir) and yaml overlays, which "
+            "gitfleet does not combine: give the overlays' result its own folder"));
+      }
+      placed.fleet_overlays = target.overlay_names;
       if (!target.kustomize_dir.empty()) {
         placed.path =
             input.path.empty() ? target.kustomize_dir : input.path + "/" + target.kustomize_dir;
@@ -743,7 +768,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       input.notes->push_back(absl::StrCat(
           "each cluster renders what ", fleet_yaml, "'s targetCustomizations ",
           ListNames(fleet->folder_target_names, 10),
-          " give it (another folder, a namespace; the first that selects it), as Fleet renders "
+          " give it (another folder, a namespace, yaml overlays; the first that selects it), as "
+          "Fleet renders "
           "it; a cluster none selects renders ",
           input.path.empty() ? "the repository root" : input.path, " as it is"));
     }
@@ -797,6 +823,11 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     fleet->ns.clear();
   }
   if (!fleet->ns.empty()) placed.target_namespace = fleet->ns;  // helm's release namespace
+  // Fleet's overlays/ folder is no manifests of a plain folder with a fleet.yaml.
+  placed.fleet_overlays_folder =
+      engine == "plain" && input.reads_fleet_target_folders &&
+      std::any_of(input.files.begin(), input.files.end(),
+                  [&](const RepoFile& file) { return file.path == fleet_yaml; });
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
   // The target chosen, and so what was rendered, depends on fleet.yaml too.
   if (per_cluster && input.read_paths != nullptr) input.read_paths->push_back(fleet_yaml);

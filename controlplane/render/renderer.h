@@ -77,11 +77,17 @@ struct RenderInput {
   // clusters they select. False for a bundle rendered before gitfleet read them: noted,
   // not used.
   bool reads_fleet_targets = true;
-  // Whether a plain or kustomize bundle renders, for each cluster, the folder and namespace
-  // fleet.yaml's targetCustomizations give it (RenderBundlePath; `values` then hold the
-  // cluster's name and labels under the reserved keys). False for a bundle rendered before
-  // gitfleet read them: its folder as it is for every cluster, noted.
+  // Whether a plain or kustomize bundle renders, for each cluster, the folder, namespace and
+  // (plain) yaml overlays fleet.yaml's targetCustomizations give it (RenderBundlePath; `values`
+  // then hold the cluster's name and labels under the reserved keys). False for a bundle rendered
+  // before gitfleet read them: its folder as it is for every cluster, noted.
   bool reads_fleet_target_folders = true;
+  // Set by RenderBundlePath for a plain render of a folder with a fleet.yaml (read since
+  // reads_fleet_target_folders): its overlays/ folder is Fleet's yaml overlays, not
+  // manifests, and `fleet_overlays` (the cluster's target's) are applied over its files,
+  // in order (ApplyFleetOverlays).
+  bool fleet_overlays_folder = false;
+  std::vector<std::string> fleet_overlays;
   // Set by RenderBundlePath from fleet.yaml for the helm engine: its values as YAML (its
   // helm.values with its valuesFiles, and the cluster's target's, merged over them and
   // filled in for the cluster, fleet_values.h), and its releaseName. The bundle's own
@@ -303,10 +309,11 @@ struct FleetYamlNamespace {
     std::string helm_values;  // YAML
     std::vector<std::string> helm_values_files;
     bool helm_preprocess_off = false;
-    std::string kustomize_dir;  // relative to the folder, inside it; "" for the folder
-    std::string ns;             // its namespace, else its defaultNamespace
-    bool ns_forced = false;     // from `namespace`
-    bool overlays = false;      // it sets yaml.overlays, which gitfleet does not apply
+    std::string kustomize_dir;               // relative to the folder, inside it; "" for the folder
+    std::string ns;                          // its namespace, else its defaultNamespace
+    bool ns_forced = false;                  // from `namespace`
+    bool overlays = false;                   // it sets yaml.overlays
+    std::vector<std::string> overlay_names;  // them, in order (fleet_overlays.h)
     // Why its folder or namespace cannot be used (a plain or kustomize render that chooses
     // it fails; a chart does not read them).
     std::string folder_error;

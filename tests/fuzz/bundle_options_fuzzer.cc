@@ -2,7 +2,7 @@
 // engine) and a Tanka environment's spec.json (read by the jsonnet engine). Both come from
 // the repository, so any text must give an answer, never a throw or a crash. Rendered as
 // plain files for every cluster alike, for one cluster (fleet.yaml's targets choose its
-// folder), and as a chart's.
+// folder, or the yaml overlays patching its files), and as a chart's.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,6 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   input.read_values = &read;
   (void)gitfleet::RenderBundlePath(chart, input);
   // And as plain files rendered for that cluster: the folder its target gives it.
+  files.push_back({"apps/web/overlays/prod/m1_patch.yaml", chunks.back()});
   files.push_back({"apps/web/prod/m.yaml", chunks.back()});
   read.clear();
   (void)gitfleet::RenderBundlePath(renderer, input);
