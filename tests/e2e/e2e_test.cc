@@ -413,9 +413,9 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   EXPECT_TRUE(Files("bare").empty());
 }
 
-// Fleet's multi-cluster kustomize layout, moved as it is: one bundle, and each cluster gets
-// the overlay its fleet.yaml target gives it.
-TEST_F(Fleet, EachClusterGetsTheOverlayItsFleetYamlTargetGivesIt) {
+// Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle
+// each, and each cluster gets the overlay its fleet.yaml target gives it.
+TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   git_.Write("mc/kustomize/fleet.yaml",
              "defaultNamespace: shop\ntargetCustomizations:\n"
@@ -445,6 +445,21 @@ TEST_F(Fleet, EachClusterGetsTheOverlayItsFleetYamlTargetGivesIt) {
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/web.yaml"), HasSubstr("tier: dev"));
   EXPECT_THAT(Files("prod-eu"), ElementsAre("_cluster/ConfigMap/web.yaml"));
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/web.yaml"), HasSubstr("tier: prod"));
+
+  // Its multi-cluster manifests layout: plain files, and yaml overlays per target.
+  git_.Write("mc/manifests/fleet.yaml",
+             "targetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  yaml: {overlays: [production]}\n");
+  git_.Write("mc/manifests/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {replicas: \"1\"}\n");
+  git_.Write("mc/manifests/overlays/production/cm_patch.yaml", "data: {replicas: \"3\"}\n");
+  std::string second = git_.Commit("Fleet's multi-cluster manifests example");
+  out = Ctl({"bundle", "add", "app", "--source=demo", "--path=mc/manifests"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "app", second);
+  ExpectSynced("prod-eu", "app", second);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"1\""));
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"3\""));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
