@@ -98,7 +98,8 @@ TEST(DetectEngineTest, PicksEngineFromMarkerFiles) {
 }
 
 // Flux's clusters/<env> layout: manifests beside a flux-system directory that has its own
-// kustomization, with files that are never manifests around them.
+// kustomization, with files that are never manifests around them, and then files its
+// .sourceignore names.
 TEST(KustomizeRendererTest, ADirectoryWithoutAKustomizationIsBuiltAsFluxDoes) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
@@ -129,31 +130,20 @@ TEST(KustomizeRendererTest, ADirectoryWithoutAKustomizationIsBuiltAsFluxDoes) {
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr("generated one with 2 resources")));
   // The render cache follows the nested build out of the path.
   EXPECT_THAT(read_paths, ::testing::Contains("infra/base"));
-}
 
-// The same layout with a root .sourceignore: source-controller leaves out what it names
-// before kustomize-controller generates the kustomization, so a test fixture and a
-// staging build named there are not part of it; a bundle rendered before gitfleet read
-// .sourceignore keeps them.
-TEST(KustomizeRendererTest, AGeneratedKustomizationLeavesOutWhatSourceIgnoreNames) {
-  std::string kustomize = FindKustomize();
-  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  Repo repo;
+  // With a root .sourceignore: source-controller leaves out what it names before
+  // kustomize-controller generates the kustomization, so a test fixture and a staging build
+  // named there are not part of it; a bundle rendered before gitfleet read .sourceignore
+  // keeps them.
   repo.Add(".sourceignore", "# test data\nfixtures/\n/clusters/prod/wip/\n");
-  repo.Add("clusters/prod/apps.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n");
   repo.Add("clusters/prod/fixtures/cm.yaml",
            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fixture, namespace: apps}\n");
   repo.Add("clusters/prod/wip/kustomization.yaml", "resources: [ns.yaml]\n");
   repo.Add("clusters/prod/wip/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: wip}\n");
-  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
-  std::vector<std::string> read_paths;
-  std::vector<std::string> notes;
-  RenderInput input{"prod", "clusters/prod", repo.files, &read_paths};
-  input.notes = &notes;
-  auto set = renderer.Render(input);
+  notes.clear();
+  set = renderer.Render(input);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_EQ(set->size(), 1u);
-  EXPECT_EQ(set->objects().count("/Namespace//apps"), 1u);
+  EXPECT_EQ(set->size(), 3u);
   EXPECT_THAT(notes, ::testing::IsSupersetOf(
                          {"skipped clusters/prod/fixtures/cm.yaml: ignored by .sourceignore: "
                           "fixtures/",
@@ -162,12 +152,11 @@ TEST(KustomizeRendererTest, AGeneratedKustomizationLeavesOutWhatSourceIgnoreName
                           "skipped clusters/prod/wip/ns.yaml: ignored by .sourceignore: "
                           "/clusters/prod/wip/"}));
   EXPECT_THAT(read_paths, ::testing::IsSupersetOf({".sourceignore", "clusters/.sourceignore"}));
-
   notes.clear();
   input.reads_sourceignore = false;
   set = renderer.Render(input);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_EQ(set->size(), 3u) << "the upgrade prunes nothing";
+  EXPECT_EQ(set->size(), 5u) << "the upgrade prunes nothing";
   EXPECT_THAT(notes, ::testing::Contains(
                          "kept clusters/prod/fixtures/cm.yaml although it is ignored by "
                          ".sourceignore: fixtures/ (this bundle was rendered before gitfleet read "
