@@ -243,8 +243,8 @@ targetCustomizations:
        "targetCustomizations legacy gives this cluster yaml overlays, which Fleet applies to "
        "plain YAML folders, and this folder renders with kustomize"},
       {{{ClusterNameKey(), "g"}, {ClusterLabelKey("env"), "gone"}},
-       "targetCustomizations gone gives this cluster overlays/gone (kustomize.dir), which is no "
-       "folder of files in mc/kustomize"},
+       "targetCustomizations gone's kustomize.dir names overlays/gone, which is no folder of "
+       "files in mc/kustomize"},
       {{{ClusterNameKey(), "u"}, {ClusterLabelKey("env"), "up"}},
        "targetCustomizations up: its kustomize.dir ../../secrets is not a folder inside the "
        "bundle's"},
@@ -275,6 +275,66 @@ targetCustomizations:
   auto template_mode = RenderBundlePath(renderer, {"web", "mc/kustomize", repo.files});
   EXPECT_THAT(std::string(template_mode.status().message()),
               HasSubstr("a bundle per target does their work"));
+}
+
+// Fleet's single-cluster kustomize layout (fleet-examples' single-cluster/kustomize):
+// fleet.yaml's own kustomize.dir names the overlay Fleet renders, for every cluster whose
+// target gives no other.
+TEST(KustomizeRendererTest, FleetYamlsKustomizeDirIsTheFolderRendered) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  Repo repo;
+  repo.Add("sc/kustomize/fleet.yaml", "namespace: shop\nkustomize:\n  dir: ./overlays/dev\n");
+  for (const auto& [path, content] : testing::FleetKustomizeOverlays("sc/kustomize")) {
+    repo.Add(path, content);
+  }
+  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  auto tier = [](const absl::StatusOr<ObjectSet>& set) -> std::string {
+    if (!set.ok()) return std::string(set.status().message());
+    auto it = set->objects().find("/ConfigMap//web");
+    return it == set->objects().end() ? "(none)" : it->second->yaml();
+  };
+  std::vector<std::string> notes, read_paths;
+  RenderInput input{"web", "sc/kustomize", repo.files, &read_paths};
+  input.notes = &notes;
+  auto set = RenderBundlePath(renderer, input);
+  EXPECT_THAT(tier(set), HasSubstr("tier: dev"));
+  EXPECT_THAT(notes, ::testing::Contains("renders sc/kustomize/overlays/dev, the folder "
+                                         "sc/kustomize/fleet.yaml's kustomize.dir names, as Fleet "
+                                         "renders it"));
+  EXPECT_THAT(notes,
+              ::testing::Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
+  EXPECT_THAT(read_paths,
+              ::testing::IsSupersetOf({"sc/kustomize/overlays/dev", "sc/kustomize/fleet.yaml"}));
+
+  // A target's own folder wins for its clusters; the others keep fleet.yaml's.
+  repo.files[0].content +=
+      "targetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+      "  kustomize: {dir: overlays/prod}\n";
+  const Values prod = {{ClusterLabelKey("env"), "prod"}};
+  const Values dev = {{ClusterLabelKey("env"), "dev"}};
+  EXPECT_THAT(tier(RenderBundlePath(renderer, {"web", "sc/kustomize", repo.files, nullptr, &prod})),
+              HasSubstr("tier: prod"));
+  EXPECT_THAT(tier(RenderBundlePath(renderer, {"web", "sc/kustomize", repo.files, nullptr, &dev})),
+              HasSubstr("tier: dev"));
+
+  // Rendered before gitfleet read it: the folder as it is, and the error says why.
+  RenderInput old{"web", "sc/kustomize", repo.files};
+  old.reads_fleet_target_folders = false;
+  EXPECT_THAT(tier(RenderBundlePath(renderer, old)),
+              HasSubstr("sc/kustomize/fleet.yaml sets kustomize.dir ./overlays/dev: Fleet renders "
+                        "that"));
+  for (const auto& [text, error] :
+       {std::pair<const char*, const char*>{"kustomize: {dir: ../up}\n",
+                                            "sc/kustomize/fleet.yaml: kustomize.dir ../up is not a "
+                                            "folder inside the bundle's"},
+        {"kustomize: {dir: overlays/qa}\n",
+         "sc/kustomize/fleet.yaml: kustomize.dir names overlays/qa, which is no folder of files in "
+         "sc/kustomize"}}) {
+    repo.files[0].content = text;
+    EXPECT_THAT(tier(RenderBundlePath(renderer, {"web", "sc/kustomize", repo.files})),
+                HasSubstr(error));
+  }
 }
 
 TEST(KustomizeRendererTest, MatchesKubectlKustomizeForOverlays) {

@@ -330,11 +330,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   std::vector<std::string> generated_dirs;
   const bool generated = !HasKustomization(input.path, input.files);
   if (generated) {
-    absl::StatusOr<std::string> generated = GenerateKustomization(
+    absl::StatusOr<std::string> text = GenerateKustomization(
         input.path, input.files, input.reads_sourceignore, &generated_dirs, input.notes);
-    if (!generated.ok()) return generated.status();
+    if (!text.ok()) return text.status();
     std::ofstream out(dir + "/kustomization.yaml");
-    out << *generated;
+    out << *text;
     out.close();
     if (!out) {
       return absl::InternalError(

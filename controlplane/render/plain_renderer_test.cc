@@ -164,18 +164,26 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
     EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << text;
   }
-  // Options Fleet reads and gitfleet does not are named; a render that fails while
-  // fleet.yaml says Fleet renders another folder says so too.
+  // fleet.yaml's kustomize.dir is the folder rendered, which must be there.
   files[2].content = "kustomize: {dir: overlays/prod}\nhelm: {releaseName: x}\npaused: false\n";
+  EXPECT_THAT(
+      std::string(RenderBundlePath(renderer, {"web", "apps/web", files}).status().message()),
+      HasSubstr("apps/web/fleet.yaml: kustomize.dir names overlays/prod, which is no "
+                "folder of files in apps/web"));
+  // For a bundle rendered before gitfleet read it, options Fleet reads and gitfleet does not
+  // are named; a render that fails while fleet.yaml says Fleet renders another folder says
+  // so too.
   notes.clear();
-  auto noted = RenderBundlePath(
-      renderer, {"web", "apps/web", files, nullptr, nullptr, nullptr, {}, {}, &notes});
+  RenderInput before{"web", "apps/web", files, nullptr, nullptr, nullptr, {}, {}, &notes};
+  before.reads_fleet_target_folders = false;
+  auto noted = RenderBundlePath(renderer, before);
   ASSERT_TRUE(noted.ok()) << noted.status();
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "apps/web/fleet.yaml sets helm, kustomize, paused, which gitfleet does "
                          "not read: the bundle's own flags do that work")));
   files.push_back({"apps/web/settings.yaml", "replicas: 3\n"});
-  auto elsewhere = RenderBundlePath(renderer, {"web", "apps/web", files});
+  before.notes = nullptr;
+  auto elsewhere = RenderBundlePath(renderer, before);
   EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(elsewhere.status().message()), HasSubstr("apps/web/settings.yaml"));
   EXPECT_THAT(std::string(elsewhere.status().message()),

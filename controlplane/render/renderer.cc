@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
 #include "common/model/label_selector.h"
@@ -205,6 +206,23 @@ bool SelectsEverything(const YAML::Node& selector) {
   return true;
 }
 
+// A kustomize section's `dir` as a folder inside the bundle's ("" for the folder itself);
+// `error` says why it is not one.
+std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
+  if (!kustomize || !kustomize.IsMap()) return "";
+  std::string dir = ScalarOf(kustomize["dir"]);
+  while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
+  while (absl::EndsWith(dir, "/")) dir.pop_back();
+  if (dir == ".") dir.clear();
+  if (!dir.empty() && (dir.size() > 1024 || absl::StartsWith(dir, "/") ||
+                       absl::StrContains(absl::StrCat("/", dir, "/"), "/../"))) {
+    *error = absl::StrCat("its kustomize.dir ", dir.substr(0, 256),
+                          " is not a folder inside the bundle's");
+    return "";
+  }
+  return dir;
+}
+
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
 FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) {
   FleetYamlNamespace::Target out;
@@ -237,19 +255,7 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   }
   const YAML::Node skip = target["doNotDeploy"];
   out.do_not_deploy = skip && skip.IsScalar() && skip.Scalar() == "true";
-  if (const YAML::Node kustomize = target["kustomize"]; kustomize && kustomize.IsMap()) {
-    std::string dir = ScalarOf(kustomize["dir"]);
-    while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
-    while (absl::EndsWith(dir, "/")) dir.pop_back();
-    if (dir == ".") dir.clear();
-    if (!dir.empty() && (dir.size() > 1024 || absl::StartsWith(dir, "/") ||
-                         absl::StrContains(absl::StrCat("/", dir, "/"), "/../"))) {
-      out.folder_error = absl::StrCat("its kustomize.dir ", dir.substr(0, 256),
-                                      " is not a folder inside the bundle's");
-    } else {
-      out.kustomize_dir = dir;
-    }
-  }
+  out.kustomize_dir = KustomizeDirOf(target["kustomize"], &out.folder_error);
   for (const char* field : {"namespace", "defaultNamespace"}) {
     const YAML::Node value = target[field];
     if (!value || value.IsNull() || (value.IsScalar() && value.Scalar().empty())) continue;
@@ -496,6 +502,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       }
     }
     if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
+    out.kustomize_dir = KustomizeDirOf(fields["kustomize"], &out.kustomize_dir_error);
     for (const auto& [section, field] : {std::pair<const char*, const char*>{"kustomize", "dir"},
                                          std::pair<const char*, const char*>{"helm", "chart"}}) {
       const YAML::Node options_of = fields[section];
@@ -706,6 +713,25 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   const bool per_cluster =
       folder_targets && input.reads_fleet_target_folders && input.values != nullptr;
   const FleetYamlNamespace::Target* folder_target = nullptr;
+  // The folder rendered: fleet.yaml's own kustomize.dir, unless the cluster's target gives
+  // another, as Fleet renders it.
+  const bool folders_read =
+      (engine == "plain" || engine == "kustomize") && input.reads_fleet_target_folders;
+  std::string dir;
+  std::string dir_from;
+  if (folders_read) {
+    if (!fleet->kustomize_dir_error.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(fleet_yaml, ": ", absl::StripPrefix(fleet->kustomize_dir_error, "its ")));
+    }
+    dir = fleet->kustomize_dir;
+    dir_from = "kustomize.dir";
+    if (absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
+      fleet->renders_elsewhere.clear();
+    }
+    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "kustomize"),
+                        fleet->unread.end());
+  }
   if (per_cluster) {
     if (!fleet->helm_targets_error.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_targets_error));
@@ -733,25 +759,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
             ": make the overlay a kustomize overlay and name its folder in the target's "
             "kustomize.dir"));
       }
-      if (target.overlays && !target.kustomize_dir.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            fleet_yaml, ": targetCustomizations ", target.name,
-            " gives this cluster both another folder (kustomize.dir) and yaml overlays, which "
-            "gitfleet does not combine: give the overlays' result its own folder"));
-      }
       placed.fleet_overlays = target.overlay_names;
       if (!target.kustomize_dir.empty()) {
-        placed.path =
-            input.path.empty() ? target.kustomize_dir : input.path + "/" + target.kustomize_dir;
-        const std::string prefix = placed.path + "/";
-        if (std::none_of(input.files.begin(), input.files.end(), [&](const RepoFile& file) {
-              return absl::StartsWith(file.path, prefix);
-            })) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              fleet_yaml, ": targetCustomizations ", target.name, " gives this cluster ",
-              target.kustomize_dir, " (kustomize.dir), which is no folder of files in ",
-              input.path.empty() ? "the repository root" : input.path));
-        }
+        dir = target.kustomize_dir;
+        dir_from = absl::StrCat("targetCustomizations ", target.name, "'s kustomize.dir");
       }
       if (!target.ns.empty()) {
         fleet->ns = target.ns;
@@ -771,7 +782,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
           " give it (another folder, a namespace, yaml overlays; the first that selects it), as "
           "Fleet renders "
           "it; a cluster none selects renders ",
-          input.path.empty() ? "the repository root" : input.path, " as it is"));
+          input.path.empty() ? "the repository root" : input.path,
+          fleet->kustomize_dir.empty()
+              ? " as it is"
+              : absl::StrCat("/", fleet->kustomize_dir, " (its kustomize.dir)")));
     }
   } else if (folder_targets && !input.reads_fleet_target_folders && input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
@@ -780,6 +794,26 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         "gitfleet read them, and renders ",
         input.path.empty() ? "the repository root" : input.path,
         " as it is for every cluster (rendering theirs would change its objects there)"));
+  }
+  if (!dir.empty()) {
+    if (!placed.fleet_overlays.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fleet_yaml, ": targetCustomizations ", folder_target->name,
+          " gives this cluster yaml overlays, and ", dir_from, " names another folder (", dir,
+          "), which gitfleet does not combine: give the overlays' result its own folder"));
+    }
+    placed.path = input.path.empty() ? dir : input.path + "/" + dir;
+    const std::string prefix = placed.path + "/";
+    if (std::none_of(input.files.begin(), input.files.end(),
+                     [&](const RepoFile& file) { return absl::StartsWith(file.path, prefix); })) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fleet_yaml, ": ", dir_from, " names ", dir, ", which is no folder of files in ",
+          input.path.empty() ? "the repository root" : input.path));
+    }
+    if (input.notes != nullptr && folder_target == nullptr) {
+      input.notes->push_back(absl::StrCat("renders ", placed.path, ", the folder ", fleet_yaml,
+                                          "'s kustomize.dir names, as Fleet renders it"));
+    }
   }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(
@@ -829,16 +863,19 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       std::any_of(input.files.begin(), input.files.end(),
                   [&](const RepoFile& file) { return file.path == fleet_yaml; });
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
-  // The target chosen, and so what was rendered, depends on fleet.yaml too.
-  if (per_cluster && input.read_paths != nullptr) input.read_paths->push_back(fleet_yaml);
+  // The target chosen, or the folder rendered, depends on fleet.yaml too.
+  if ((per_cluster || !dir.empty()) && input.read_paths != nullptr) {
+    input.read_paths->push_back(fleet_yaml);
+  }
   if (!objects.ok() && per_cluster && folder_target == nullptr) {
     return absl::Status(
         objects.status().code(),
         absl::StrCat(objects.status().message(), " (no targetCustomizations of ", fleet_yaml,
                      " selects this cluster, so it renders ",
-                     input.path.empty() ? "the repository root" : input.path,
-                     " as it is, as Fleet would: give the cluster the labels a target selects, "
-                     "or leave it out of the bundle's --selector)"));
+                     placed.path.empty() ? "the repository root" : placed.path,
+                     dir.empty() ? " as it is" : "",
+                     ", as Fleet would: give the cluster the "
+                     "labels a target selects, or leave it out of the bundle's --selector)"));
   }
   if (!objects.ok() && !fleet->renders_elsewhere.empty()) {
     return absl::Status(

@@ -272,6 +272,11 @@ struct FleetYamlNamespace {
   // "kustomize.dir overlays/prod" or "helm.chart ./chart" when it sets them: Fleet then
   // renders another folder or chart than the bundle's path.
   std::string renders_elsewhere;
+  // Its own kustomize.dir (relative to the folder, inside it; "" for the folder), or why it
+  // cannot be used: the folder a plain or kustomize bundle renders for a cluster whose
+  // target gives none, as Fleet renders it (since reads_fleet_target_folders).
+  std::string kustomize_dir;
+  std::string kustomize_dir_error;
   // Its targetCustomizations that change what some clusters get (another folder, helm
   // options, overlays, a namespace, not deployed), each as the flags of the gitfleet bundle
   // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev", for a

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/file_system.h"
 #include "common/sync.h"
@@ -414,7 +415,8 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle
-// each, and each cluster gets the overlay its fleet.yaml target gives it.
+// each, and each cluster gets the overlay its fleet.yaml target gives it; and its
+// single-cluster layout, whose fleet.yaml names the overlay every cluster gets.
 TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   git_.Write("mc/kustomize/fleet.yaml",
@@ -460,6 +462,17 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   ExpectSynced("prod-eu", "app", second);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"1\""));
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"3\""));
+
+  // Its single-cluster kustomize layout: fleet.yaml's own kustomize.dir, for every cluster.
+  for (const auto& [path, content] : testing::FleetKustomizeOverlays("sc/kustomize")) {
+    git_.Write(path, absl::StrReplaceAll(content, {{"name: web", "name: single"}}));
+  }
+  git_.Write("sc/kustomize/fleet.yaml", "kustomize:\n  dir: overlays/prod\n");
+  std::string third = git_.Commit("Fleet's single-cluster kustomize example");
+  out = Ctl({"bundle", "add", "single", "--source=demo", "--path=sc/kustomize"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "single", third);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/single.yaml"), HasSubstr("tier: prod"));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
@@ -839,7 +852,8 @@ TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
   EXPECT_THAT(out, HasSubstr("skipped apps/web/scripts/ci.yaml: ignored by .sourceignore: "
                              "scripts/"));
 
-  // A folder Fleet rendered per cluster group: adding its bundle says which bundles do that.
+  // A folder Fleet rendered per cluster group: a cluster no target selects renders it as it
+  // is, and adding its bundle says so.
   git_.Write("apps/web/fleet.yaml",
              "targetCustomizations:\n- name: eu\n  clusterSelector: {matchLabels: {region: eu}}\n"
              "  kustomize: {dir: overlays/eu}\n");
@@ -847,9 +861,8 @@ TEST_F(Fleet, APlainBundleReadsTheFilesItsPatternsAndFleetIgnoreLeave) {
   ExpectSynced("prod-eu", "web", third);
   out = Ctl({"bundle", "set", "web", "--exclude=*.json,tools/"}, &code);
   ASSERT_EQ(code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("\nnote: apps/web/fleet.yaml's targetCustomizations change what some "
-                             "clusters get"));
-  EXPECT_THAT(out, HasSubstr("eu: --selector=region=eu --path=apps/web/overlays/eu\n"));
+  EXPECT_THAT(out, HasSubstr("\nnote: each cluster renders what apps/web/fleet.yaml's "
+                             "targetCustomizations eu give it"));
   out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--selector=env=prod",
              "--exclude=../up", "--replace"},
             &code);
