@@ -1695,11 +1695,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   absl::StatusOr<std::shared_ptr<const Revision>> revision;
   // As the control plane: a plain or kustomize folder whose fleet.yaml gives clusters their
   // own folder or namespace renders for the cluster what its target gives it.
-  bool per_target = false;
-  if (chosen == "plain" || chosen == "kustomize") {
-    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, *files);
-    per_target = fleet.ok() && fleet->folder_targets();
-  }
+  const bool per_target = RendersPerFleetTarget(chosen, path, *files);
   params.cluster_context = per_target;
   const bool substitute = per_target && params.substitute;
   if (factory->takes_values() || per_target) {

@@ -2614,11 +2614,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   params.engine = engine;
   // A plain or kustomize bundle whose fleet.yaml gives clusters their own folder or
   // namespace renders per cluster, as jsonnet and helm do (RenderBundlePath chooses).
-  bool& per_target = out->per_target;
-  if (status.ok() && (engine == "plain" || engine == "kustomize") && reads.fleet_target_folders) {
-    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(definition.path(), *inputs);
-    per_target = fleet.ok() && fleet->folder_targets();
-  }
+  const bool per_target = out->per_target =
+      status.ok() && reads.fleet_target_folders &&
+      RendersPerFleetTarget(engine, definition.path(), *inputs);
   if (status.ok() && (TakesValues(engine) || per_target)) {
     params.cluster_context = per_target;
     variant_paths = std::make_shared<ReadPathSet>();

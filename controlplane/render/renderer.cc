@@ -578,6 +578,17 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
   return nullptr;
 }
 
+bool RendersFleetFolders(const std::string& engine) {
+  return engine == "plain" || engine == "kustomize";
+}
+
+bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
+                           const std::vector<RepoFile>& files) {
+  if (!RendersFleetFolders(engine)) return false;
+  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
+  return fleet.ok() && fleet->folder_targets();
+}
+
 absl::Status DoNotDeployError(const std::string& fleet_yaml,
                               const FleetYamlNamespace::Target& target) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -708,15 +719,13 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   // renders per cluster (the controller's renderer mode: `values` are the cluster's), each
   // what its target gives it, as Fleet renders it.
   const std::string engine = renderer.engine();
-  const bool folder_targets =
-      (engine == "plain" || engine == "kustomize") && fleet->folder_targets();
+  const bool folder_targets = RendersFleetFolders(engine) && fleet->folder_targets();
   const bool per_cluster =
       folder_targets && input.reads_fleet_target_folders && input.values != nullptr;
   const FleetYamlNamespace::Target* folder_target = nullptr;
   // The folder rendered: fleet.yaml's own kustomize.dir, unless the cluster's target gives
   // another, as Fleet renders it.
-  const bool folders_read =
-      (engine == "plain" || engine == "kustomize") && input.reads_fleet_target_folders;
+  const bool folders_read = RendersFleetFolders(engine) && input.reads_fleet_target_folders;
   std::string dir;
   std::string dir_from;
   if (folders_read) {

@@ -334,6 +334,16 @@ struct FleetYamlNamespace {
   bool folder_targets() const { return !folder_target_names.empty(); }
 };
 
+// Whether `engine` renders the folders fleet.yaml names (its kustomize.dir, its targets'
+// folders, namespaces and yaml overlays): plain and kustomize.
+bool RendersFleetFolders(const std::string& engine);
+// Whether a bundle of `engine` at `path` renders per cluster for fleet.yaml's targets
+// (RenderBundlePath then needs the cluster's values, AllAndClusterFor): one whose folder's
+// fleet.yaml gives some clusters another folder, namespace or overlays. `files` are the
+// files the render reads.
+bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
+                           const std::vector<RepoFile>& files);
+
 // The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
 // `values` (ClusterNameKey, ClusterLabelKey): the first whose criteria all hold; nullptr
 // when none does. Every name and label looked at is recorded in `read`. InvalidArgument
