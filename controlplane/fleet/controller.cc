@@ -258,6 +258,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_helm = record.reads_fleet_helm();
   reads.fleet_targets = record.reads_fleet_targets();
   reads.fleet_target_folders = record.reads_fleet_target_folders();
+  reads.fleet_bundle_layout = record.reads_fleet_bundle_layout();
   return reads;
 }
 
@@ -385,6 +386,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
         state.record.set_reads_fleet_target_folders(true);
+        state.record.set_reads_fleet_bundle_layout(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -882,6 +884,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         state.record.set_reads_fleet_helm(true);
         state.record.set_reads_fleet_targets(true);
         state.record.set_reads_fleet_target_folders(true);
+        state.record.set_reads_fleet_bundle_layout(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -2616,7 +2619,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   // namespace renders per cluster, as jsonnet and helm do (RenderBundlePath chooses).
   const bool per_target = out->per_target =
       status.ok() && reads.fleet_target_folders &&
-      RendersPerFleetTarget(engine, definition.path(), *inputs);
+      RendersPerFleetTarget(engine, definition.path(), *inputs, reads.fleet_bundle_layout);
   if (status.ok() && (TakesValues(engine) || per_target)) {
     params.cluster_context = per_target;
     variant_paths = std::make_shared<ReadPathSet>();
@@ -2634,12 +2637,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       std::vector<std::string> said;
       RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
       input.target_namespace = ns;
-      input.declared_namespace = reads.declared_namespace;
-      input.reads_fleetignore = reads.fleetignore;
-      input.reads_sourceignore = reads.sourceignore;
-      input.reads_fleet_helm = reads.fleet_helm;
-      input.reads_fleet_targets = reads.fleet_targets;
-      input.reads_fleet_target_folders = reads.fleet_target_folders;
+      UseReads(reads, &input);
       input.include = include;
       input.exclude = exclude;
       input.notes = &said;
@@ -2660,12 +2658,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
     input.target_namespace = definition.target_namespace();
-    input.declared_namespace = reads.declared_namespace;
-    input.reads_fleetignore = reads.fleetignore;
-    input.reads_sourceignore = reads.sourceignore;
-    input.reads_fleet_helm = reads.fleet_helm;
-    input.reads_fleet_targets = reads.fleet_targets;
-    input.reads_fleet_target_folders = reads.fleet_target_folders;
+    UseReads(reads, &input);
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
 #include "controlplane/render/helm_renderer.h"
@@ -1253,6 +1255,52 @@ TEST_F(ControllerTest, ExcludeAndFleetIgnoreChooseAPlainBundlesFiles) {
                                             "ignored by apps/web/.fleetignore: test/")));
 }
 
+// A Rancher Fleet repository read as Fleet scans it: a subfolder with its own fleet.yaml is
+// a bundle of its own, left out of its parent's, and fleet.yml is fleet.yaml's other name.
+// A bundle rendered before gitfleet read them keeps rendering what it did.
+TEST_F(ControllerTest, FleetsNestedBundlesAndFleetYmlAreReadForBundlesRenderedSince) {
+  git_.Write("fleet/apps/fleet.yml", "defaultNamespace: shop\n");
+  git_.Write("fleet/apps/web.yaml", Cm("web", "1"));
+  git_.Write("fleet/apps/db/fleet.yaml", "defaultNamespace: data\n");
+  git_.Write("fleet/apps/db/db.yaml", Cm("db", "1"));
+  git_.Commit("a Fleet repository with a nested bundle");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "fleet/apps"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_bundle_layout()) << "a new bundle reads them";
+    record.clear_reads_fleet_bundle_layout();
+    record.set_revision("rendered-before");
+  }));
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "fleet/apps"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("db", "fleet/apps/db"), false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "c1", {});
+  // "namespace: name,name" of `bundle`'s next message to the agent.
+  auto placed = [&](const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr) return std::string("(none)");
+    std::vector<std::string> names;
+    for (const auto& upsert : message->message.update().upserts()) {
+      names.push_back(YAML::Load(upsert.yaml())["metadata"]["name"].as<std::string>());
+    }
+    std::sort(names.begin(), names.end());
+    return absl::StrCat(message->message.update().target_namespace(), ": ",
+                        absl::StrJoin(names, ","));
+  };
+  EXPECT_EQ(placed("new"), "shop: web");
+  EXPECT_EQ(placed("db"), "data: db");
+  EXPECT_EQ(placed("old"), ": db,web") << "the upgrade neither moves nor prunes";
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_THAT(listed["new"].notes(),
+              ::testing::Contains(HasSubstr("left out fleet/apps/db/, 2 files")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("kept the manifests of fleet/apps/db/, 1 file")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("fleet/apps/fleet.yml is Rancher Fleet's bundle "
+                                            "options under their other name")));
+}
+
 // A Flux repository whose root .sourceignore leaves out a bundle folder's fixtures: a
 // commit that changes only that file (nothing under the folder) renders the bundle again,
 // not from its cache, and a bundle rendered before gitfleet read .sourceignore keeps the
@@ -1533,7 +1581,7 @@ TEST_F(ControllerTest, FleetTargetCustomizationsGiveAPlainBundlesClustersTheirFo
   uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
   uint64_t prod1 = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}, {"size", "l"}});
   uint64_t prod2 = ConnectAgent(hub_.get(), "prod-2", {{"env", "prod"}, {"zone", "b"}});
-  uint64_t qa = ConnectAgent(hub_.get(), "qa-1", {{"env", "qa"}});
+  ConnectAgent(hub_.get(), "qa-1", {{"env", "qa"}});
   v1::Bundle web = Bundle("web", "mc/web");
   web.set_substitute(true);
   auto info = controller_->AddBundle(web, false);

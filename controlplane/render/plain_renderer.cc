@@ -1,6 +1,7 @@
 #include "controlplane/render/plain_renderer.h"
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -54,6 +55,8 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
   if (!source_ignore.ok()) return source_ignore.status();
   // What the bundle's patterns left out, told in one note each (a folder of many files).
   std::vector<std::string> excluded, not_included;
+  // The files of each subfolder that is a bundle of its own in Fleet, by folder.
+  std::map<std::string, std::vector<std::string>> fleet_bundles;
   for (const RepoFile& file : *files) {
     // (The .sourceignore files above the folder are among the files too, and skipped here.)
     if (!absl::StartsWith(file.path, prefix) ||
@@ -70,6 +73,16 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
     if (!include->empty() && include->Match(relative) == nullptr) {
       not_included.push_back(file.path);
       continue;
+    }
+    // Fleet makes a subfolder with its own fleet.yaml a bundle of its own, and leaves it out
+    // of this one. A bundle rendered before gitfleet did so keeps its manifests.
+    if (std::string folder = non_manifests.FleetBundleOf(file.path); !folder.empty()) {
+      std::vector<std::string>& of_folder = fleet_bundles[folder];
+      if (input.reads_fleet_bundle_layout) {
+        of_folder.push_back(file.path);
+        continue;
+      }
+      if (Parse(file).ok()) of_folder.push_back(file.path);
     }
     std::string why = non_manifests.Why(file.path);
     // What the repository's authors leave out for Fleet or for Flux. A bundle rendered
@@ -128,6 +141,25 @@ absl::StatusOr<ObjectSet> PlainRenderer::Render(const RenderInput& input) {
     if (!added.ok()) return added;
   }
   if (input.notes != nullptr) {
+    for (const auto& [folder, in_folder] : fleet_bundles) {
+      if (in_folder.empty()) continue;
+      const std::string count =
+          absl::StrCat(in_folder.size(), in_folder.size() == 1 ? " file (" : " files (",
+                       ListNames(in_folder, 3), ")");
+      const absl::string_view relative = absl::string_view(folder).substr(prefix.size());
+      input.notes->push_back(
+          input.reads_fleet_bundle_layout
+              ? absl::StrCat("left out ", folder, "/, ", count,
+                             ": it holds its own Fleet bundle options, which make it a bundle of "
+                             "its own, as Fleet makes it; add it as one (--path=",
+                             folder, ")")
+              : absl::StrCat("kept the manifests of ", folder, "/, ", count,
+                             ", although it holds its own Fleet bundle options (a bundle of its "
+                             "own in Fleet): this bundle was rendered before gitfleet left such "
+                             "folders out, and keeps them (an upgrade never prunes); "
+                             "--exclude=",
+                             relative, "/** leaves them out"));
+    }
     for (const auto& [files, how] :
          {std::pair{&excluded, "left out by --exclude"},
           std::pair{&not_included, "left out: no --include pattern matches them"}}) {

@@ -365,6 +365,78 @@ TEST(PlainRendererTest, FilesThatAreNeverManifestsAreSkippedAndNoted) {
                         "--exclude=settings.yaml, or a .fleetignore or .sourceignore line)"));
 }
 
+// Fleet scans a repository for fleet.yaml (or fleet.yml, its other name): a subfolder that
+// holds one is a bundle of its own, left out of its parent's raw YAML, and fleet.yml is read
+// as fleet.yaml when there is none. A bundle rendered before gitfleet did so keeps what it
+// rendered.
+TEST(RenderBundlePathTest, FleetsNestedBundlesAreLeftOutAndFleetYmlIsFleetYaml) {
+  PlainRenderer renderer;
+  const std::vector<RepoFile> files = {
+      {"repo/fleet.yml", "defaultNamespace: shop\n"},
+      {"repo/web.yaml", Cm("web")},
+      {"repo/db/fleet.yaml", "namespace: data\n"},
+      {"repo/db/db.yaml", Cm("db")},
+      {"repo/db/replica/fleet.yml", "{}\n"},
+      {"repo/db/replica/r.yaml", Cm("replica")},
+      {"repo/cache/fleet.yml", "{}\n"},
+      {"repo/cache/c.yaml", Cm("cache")},
+      {"repo/cache/c2.yaml", Cm("cache2")},
+      {"repo/db-tools/t.yaml", Cm("tools")},  // no fleet.yaml: part of this bundle
+      {"repo/fleet.yamls/x.yaml", Cm("x")},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "repo", files, nullptr, nullptr, nullptr, {}, {}, &notes};
+  auto set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> keys;
+  for (const auto& [key, object] : set->objects()) keys.push_back(key);
+  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//tools", "/ConfigMap//web", "/ConfigMap//x"))
+      << "no nested bundle's objects";
+  EXPECT_EQ(set->default_namespace(), "shop") << "fleet.yml's defaultNamespace";
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "left out repo/cache/, 3 files (repo/cache/fleet.yml, repo/cache/c.yaml, "
+                         "repo/cache/c2.yaml): it holds its own Fleet bundle options, which "
+                         "make it a bundle of its own, as Fleet makes it; add it as one "
+                         "(--path=repo/cache)")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("left out repo/db/, 4 files")))
+      << "the outer bundle folder tells its nested one's files";
+  EXPECT_THAT(notes,
+              ::testing::Contains(HasSubstr("go to shop (repo/fleet.yml: defaultNamespace)")));
+  // A nested bundle is a bundle of its own: its folder renders with its own options.
+  auto db = RenderBundlePath(renderer, {"db", "repo/db", files});
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ(db->size(), 1u);
+  EXPECT_EQ(db->default_namespace(), "data");
+  // fleet.yaml wins over fleet.yml beside it, as in Fleet.
+  std::vector<RepoFile> both = files;
+  both.push_back({"repo/fleet.yaml", "defaultNamespace: store\n"});
+  auto store = RenderBundlePath(renderer, {"web", "repo", both});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(store->default_namespace(), "store");
+  // A bad fleet.yml is named as fleet.yaml would be.
+  std::vector<RepoFile> bad = files;
+  bad[0].content = "defaultNamespace: Shop_1\n";
+  EXPECT_THAT(std::string(RenderBundlePath(renderer, {"web", "repo", bad}).status().message()),
+              HasSubstr("repo/fleet.yml: defaultNamespace: namespace name \"Shop_1\""));
+  // Rendered before: the nested folders' manifests stay and fleet.yml is not read, each
+  // noted.
+  notes.clear();
+  RenderInput before = input;
+  before.reads_fleet_bundle_layout = false;
+  auto kept = RenderBundlePath(renderer, before);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->size(), 7u);
+  EXPECT_EQ(kept->default_namespace(), "") << "fleet.yml is not read";
+  EXPECT_EQ(kept->objects().count("/ConfigMap//replica"), 1u);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "kept the manifests of repo/cache/, 2 files (repo/cache/c.yaml, "
+                         "repo/cache/c2.yaml), although it holds its own Fleet bundle options")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("--exclude=cache/** leaves them out")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "repo/fleet.yml is Rancher Fleet's bundle options under their other "
+                         "name; this bundle was rendered before gitfleet read it")));
+}
+
 // A repository that keeps other YAML or JSON beside its manifests: the bundle's --include
 // and --exclude choose the files (the operator's choice: manifests too), and a .fleetignore
 // leaves out what it names.

@@ -415,15 +415,41 @@ absl::Status CheckHelmValuesFile(const std::string& file) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
-                                                          const std::vector<RepoFile>& files) {
-  FleetYamlNamespace out;
-  out.file = path.empty() ? "fleet.yaml" : absl::StrCat(path, "/fleet.yaml");
-  const std::string& name = out.file;
-  const RepoFile* found = nullptr;
+bool IsFleetYamlName(absl::string_view name) { return name == "fleet.yaml" || name == "fleet.yml"; }
+
+const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFile>& files,
+                              bool fleet_yml) {
+  const std::string folder = path.empty() ? "" : path + "/";
+  const RepoFile* yml = nullptr;
   for (const RepoFile& file : files) {
-    if (file.path == name) found = &file;
+    if (file.path.size() != folder.size() + 10 && file.path.size() != folder.size() + 9) continue;
+    if (!absl::StartsWith(file.path, folder)) continue;
+    const absl::string_view name = absl::string_view(file.path).substr(folder.size());
+    if (name == "fleet.yaml") return &file;
+    if (name == "fleet.yml" && fleet_yml) yml = &file;
   }
+  return yml;
+}
+
+void UseReads(const RepositoryReads& reads, RenderInput* input) {
+  input->declared_namespace = reads.declared_namespace;
+  input->reads_fleetignore = reads.fleetignore;
+  input->reads_sourceignore = reads.sourceignore;
+  input->reads_fleet_helm = reads.fleet_helm;
+  input->reads_fleet_targets = reads.fleet_targets;
+  input->reads_fleet_target_folders = reads.fleet_target_folders;
+  input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
+}
+
+absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
+                                                          const std::vector<RepoFile>& files,
+                                                          bool fleet_yml) {
+  FleetYamlNamespace out;
+  const RepoFile* found = FindFleetYaml(path, files, fleet_yml);
+  out.file = found != nullptr ? found->path
+             : path.empty()   ? "fleet.yaml"
+                              : absl::StrCat(path, "/fleet.yaml");
+  const std::string& name = out.file;
   if (found == nullptr) return out;
   if (absl::Status bounded = CheckYamlBounds(found->content, name); !bounded.ok()) {
     return absl::Status(bounded.code(),
@@ -583,9 +609,9 @@ bool RendersFleetFolders(const std::string& engine) {
 }
 
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
-                           const std::vector<RepoFile>& files) {
+                           const std::vector<RepoFile>& files, bool fleet_yml) {
   if (!RendersFleetFolders(engine)) return false;
-  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
+  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files, fleet_yml);
   return fleet.ok() && fleet->folder_targets();
 }
 
@@ -606,8 +632,20 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         input.path.empty() ? "the repository root" : input.path, " renders with ",
         renderer.engine(), ", which reads the files its entry file names"));
   }
-  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(input.path, input.files);
+  absl::StatusOr<FleetYamlNamespace> fleet =
+      ReadFleetYamlNamespace(input.path, input.files, input.reads_fleet_bundle_layout);
   if (!fleet.ok()) return fleet.status();
+  if (!input.reads_fleet_bundle_layout && input.notes != nullptr) {
+    if (const RepoFile* yml = FindFleetYaml(input.path, input.files);
+        yml != nullptr && yml->path != fleet->file) {
+      input.notes->push_back(absl::StrCat(
+          yml->path,
+          " is Rancher Fleet's bundle options under their other name; this bundle was rendered "
+          "before gitfleet read it, and renders as it did (a namespace or folder it names "
+          "would move or change its objects): rename it fleet.yaml, or add the bundle again, to "
+          "have it read"));
+    }
+  }
   const std::string& fleet_yaml = fleet->file;
   RenderInput placed = input;
   // fleet.yaml's helm options, for the chart in the bundle's folder (Fleet's other charts,
@@ -964,7 +1002,23 @@ NonManifests::NonManifests(const std::string& path, const std::vector<RepoFile>&
     } else if (absl::EndsWith(relative, "/Chart.yaml")) {
       charts_.push_back(relative.substr(0, relative.size() - sizeof("/Chart.yaml") + 1));
     }
+    const size_t slash = relative.rfind('/');
+    if (slash != std::string::npos &&
+        IsFleetYamlName(absl::string_view(relative).substr(slash + 1))) {
+      fleet_bundles_.push_back(relative.substr(0, slash));
+    }
   }
+  // Top-most first, so a file in nested bundles is told by the outer one.
+  std::sort(fleet_bundles_.begin(), fleet_bundles_.end());
+}
+
+std::string NonManifests::FleetBundleOf(const std::string& repo_path) const {
+  if (!absl::StartsWith(repo_path, prefix_)) return "";
+  const absl::string_view relative = absl::string_view(repo_path).substr(prefix_.size());
+  for (const std::string& folder : fleet_bundles_) {
+    if (absl::StartsWith(relative, folder + "/")) return prefix_ + folder;
+  }
+  return "";
 }
 
 std::string NonManifests::Why(const std::string& repo_path) const {
@@ -981,7 +1035,7 @@ std::string NonManifests::Why(const std::string& repo_path) const {
     }
   }
   absl::string_view name = parts.back();
-  if (name == "fleet.yaml") {
+  if (IsFleetYamlName(name)) {
     return prefix_.size() + name.size() == repo_path.size()
                ? "Rancher Fleet's bundle options (gitfleet reads its namespace and "
                  "defaultNamespace)"

@@ -82,6 +82,11 @@ struct RenderInput {
   // then hold the cluster's name and labels under the reserved keys). False for a bundle rendered
   // before gitfleet read them: its folder as it is for every cluster, noted.
   bool reads_fleet_target_folders = true;
+  // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), and a
+  // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
+  // their own in Fleet). False for a bundle rendered before gitfleet read them: noted, and
+  // those subfolders' manifests stay in.
+  bool reads_fleet_bundle_layout = true;
   // Set by RenderBundlePath for a plain render of a folder with a fleet.yaml (read since
   // reads_fleet_target_folders): its overlays/ folder is Fleet's yaml overlays, not
   // manifests, and `fleet_overlays` (the cluster's target's) are applied over its files,
@@ -106,7 +111,11 @@ struct RepositoryReads {
   bool fleet_helm = true;
   bool fleet_targets = true;
   bool fleet_target_folders = true;
+  bool fleet_bundle_layout = true;
 };
+
+// Sets `input`'s reads_* fields (and declared_namespace) from `reads`.
+void UseReads(const RepositoryReads& reads, RenderInput* input);
 
 // Files under a bundle path that are never manifests, whatever their extension: dotfiles
 // and anything under a dot-directory, a helm chart (a directory holding Chart.yaml: its
@@ -120,11 +129,23 @@ class NonManifests {
   NonManifests(const std::string& path, const std::vector<RepoFile>& files);
   // Why the file at `repo_path` is skipped, or an empty string when it may be a manifest.
   std::string Why(const std::string& repo_path) const;
+  // The repository path of the subfolder of `path` holding `repo_path` that holds its own
+  // fleet.yaml or fleet.yml (the top-most such folder), or "": Fleet makes such a folder a
+  // bundle of its own and leaves it out of the folder's raw YAML.
+  std::string FleetBundleOf(const std::string& repo_path) const;
 
  private:
-  std::string prefix_;               // path + "/", or empty
-  std::vector<std::string> charts_;  // directories (relative) that hold a Chart.yaml
+  std::string prefix_;                      // path + "/", or empty
+  std::vector<std::string> charts_;         // directories (relative) that hold a Chart.yaml
+  std::vector<std::string> fleet_bundles_;  // subfolders (relative) that hold a fleet.yaml
 };
+
+// Fleet's bundle options file in `path` among `files`: "path/fleet.yaml", else (when
+// `fleet_yml`) "path/fleet.yml", Fleet's other name for it; null when neither is there.
+const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFile>& files,
+                              bool fleet_yml = true);
+// Whether `name` (a file's last path element) is Fleet's bundle options file.
+bool IsFleetYamlName(absl::string_view name);
 
 // Whether `content` is a Git LFS pointer (git-lfs's spec/v1): the file itself is kept in
 // LFS storage, which gitfleet does not fetch, and what Git holds is three lines naming it.
@@ -342,7 +363,7 @@ bool RendersFleetFolders(const std::string& engine);
 // fleet.yaml gives some clusters another folder, namespace or overlays. `files` are the
 // files the render reads.
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
-                           const std::vector<RepoFile>& files);
+                           const std::vector<RepoFile>& files, bool fleet_yml = true);
 
 // The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
 // `values` (ClusterNameKey, ClusterLabelKey): the first whose criteria all hold; nullptr
@@ -356,8 +377,10 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
 absl::Status CheckHelmValuesFile(const std::string& file);
 // InvalidArgument naming the file when it is not YAML, not a mapping, or names a
 // namespace Kubernetes refuses: passing over it would put the objects elsewhere.
+// `fleet_yml`: fleet.yml is read when there is no fleet.yaml (FindFleetYaml).
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
-                                                          const std::vector<RepoFile>& files);
+                                                          const std::vector<RepoFile>& files,
+                                                          bool fleet_yml = true);
 
 // What every caller renders a bundle with: `renderer` on `input`, with what the bundle's
 // folder declares for itself (fleet.yaml's namespace) when the bundle has no

@@ -455,6 +455,10 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   git_.Write("mc/manifests/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {replicas: \"1\"}\n");
   git_.Write("mc/manifests/overlays/production/cm_patch.yaml", "data: {replicas: \"3\"}\n");
+  // A subfolder with its own fleet.yml: a bundle of its own, as in Fleet.
+  git_.Write("mc/manifests/db/fleet.yml", "defaultNamespace: data\n");
+  git_.Write("mc/manifests/db/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {replicas: \"1\"}\n");
   std::string second = git_.Commit("Fleet's multi-cluster manifests example");
   out = Ctl({"bundle", "add", "app", "--source=demo", "--path=mc/manifests"}, &code);
   ASSERT_EQ(code, 0) << out;
@@ -462,6 +466,13 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   ExpectSynced("prod-eu", "app", second);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"1\""));
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"3\""));
+  EXPECT_THAT(Files("dev-1"), Not(::testing::Contains("_cluster/ConfigMap/db.yaml")));
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+              HasSubstr("left out mc/manifests/db/, 2 files"));
+  out = Ctl({"bundle", "add", "db", "--source=demo", "--path=mc/manifests/db"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "db", second);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/db.yaml"), HasSubstr("replicas: \"1\""));
 
   // Its single-cluster kustomize layout: fleet.yaml's own kustomize.dir, for every cluster.
   for (const auto& [path, content] : testing::FleetKustomizeOverlays("sc/kustomize")) {
