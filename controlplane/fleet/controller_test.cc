@@ -1541,6 +1541,38 @@ TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRende
                                             "charts/web/fleet.yaml's targetCustomizations prod")));
 }
 
+// A chart in a folder fleet.yaml's helm.chart names renders as Fleet renders it, for a
+// bundle added since gitfleet read it; one rendered before keeps its engine and output.
+TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSince) {
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("apps/shop/fleet.yaml", "helm:\n  chart: ./chart\n  values: {replicas: 2}\n");
+  git_.Write("apps/shop/chart/Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
+  git_.Write("apps/shop/extra.yaml", Cm("extra", "1"));
+  git_.Commit("a chart in a folder of its own");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/shop"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    record.clear_reads_fleet_bundle_layout();
+    record.set_revision("rendered-before");
+  }));
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "apps/shop"), false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "c1", {});
+  EXPECT_EQ(EchoedValues(hub_.get(), agent, "new").first,
+            ".gitfleet-fleet-yaml-values.yaml=replicas: 2 |");
+  std::shared_ptr<const EncodedMessage> old = hub_->NextMessage(agent, "old");
+  ASSERT_NE(old, nullptr);
+  ASSERT_EQ(old->message.update().upserts_size(), 1);
+  EXPECT_THAT(old->message.update().upserts(0).yaml(), HasSubstr("name: extra"))
+      << "still the plain folder it was";
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_EQ(listed["new"].engine(), "helm");
+  EXPECT_EQ(listed["old"].engine(), "plain");
+}
+
 // "namespace/tier": where `bundle`'s next message to `agent` puts objects that name no
 // namespace, and its one ConfigMap's data.tier; with that message's revision. Empty when
 // there is no such message.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/file_system.h"
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
@@ -675,6 +676,99 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
   plain_input.notes = &notes;
   ASSERT_TRUE(RenderBundlePath(plain, plain_input).ok());
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets helm, which gitfleet does not read")));
+}
+
+// Fleet's helm layout with the chart in a folder of its own: fleet.yaml (or fleet.yml)
+// names it in helm.chart, with values and values files relative to fleet.yaml's folder. The
+// folder is a chart (detected so), that chart is rendered with those options, and the
+// folder's other files are not, as in Fleet.
+TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  HelmRenderer& renderer = *echo;
+  std::vector<RepoFile> files = {
+      {"sc/helm/fleet.yaml",
+       "helm:\n  chart: ./chart/\n  releaseName: shop\n  valuesFiles: [values/prod.yaml]\n"
+       "  values: {replicas: 2}\n"},
+      {"sc/helm/chart/Chart.yaml", "apiVersion: v2\nname: shop-chart\nversion: 0.1.0\n"},
+      {"sc/helm/chart/values.yaml", "replicas: 1\n"},
+      {"sc/helm/values/prod.yaml", "tier: prod\n"},
+      {"sc/helm/extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n"},
+  };
+  EXPECT_EQ(DetectEngine("sc/helm", files), "helm");
+  EXPECT_EQ(DetectEngine("sc/helm", files, /*fleet_layout=*/false), "plain")
+      << "a bundle rendered before keeps its engine";
+  auto rendered = [](const absl::StatusOr<ObjectSet>& set) {
+    if (!set.ok()) return std::string(set.status().message());
+    std::vector<std::string> out;
+    for (const auto& [key, object] : set->objects()) {
+      YAML::Node node = YAML::Load(object->yaml());
+      out.push_back(absl::StrCat(key, " ", node["data"]["chart"].as<std::string>(), " ",
+                                 node["data"]["values"].as<std::string>()));
+    }
+    return absl::StrJoin(out, "; ");
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "sc/helm", files};
+  input.notes = &notes;
+  EXPECT_EQ(
+      rendered(RenderBundlePath(renderer, input)),
+      "/ConfigMap//shop shop-chart .gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: prod |");
+  EXPECT_THAT(notes, ::testing::Contains("renders the chart in sc/helm/chart, which "
+                                         "sc/helm/fleet.yaml's helm.chart names, as Fleet "
+                                         "renders it"));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
+  // Under fleet.yml, Fleet's other name for it, and at the repository root.
+  std::vector<RepoFile> at_root;
+  for (const RepoFile& file : files) {
+    std::string path = file.path.substr(std::string("sc/helm/").size());
+    at_root.push_back({path == "fleet.yaml" ? "fleet.yml" : path, file.content});
+  }
+  EXPECT_EQ(DetectEngine("", at_root), "helm");
+  EXPECT_EQ(
+      rendered(RenderBundlePath(renderer, {"web", "", at_root})),
+      "/ConfigMap//shop shop-chart .gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: prod |");
+
+  // What cannot be rendered as Fleet renders it fails naming it.
+  const std::pair<const char*, const char*> kBad[] = {
+      {"helm: {chart: ./missing}\n",
+       "sc/helm/fleet.yaml: helm.chart names missing, which holds no Chart.yaml in sc/helm"},
+      {"helm: {chart: chart}\nkustomize: {dir: overlays/prod}\n",
+       "sc/helm/fleet.yaml: helm.chart names the chart chart, and kustomize.dir names "
+       "overlays/prod: Fleet renders the chart through it (a kustomize post-render)"},
+  };
+  for (const auto& [text, error] : kBad) {
+    std::vector<RepoFile> bad = files;
+    bad[0].content = text;
+    EXPECT_THAT(rendered(RenderBundlePath(renderer, {"web", "sc/helm", bad})), HasSubstr(error))
+        << text;
+  }
+  std::vector<RepoFile> post_render = files;
+  post_render.push_back({"sc/helm/kustomization.yaml", "resources: []\n"});
+  EXPECT_EQ(DetectEngine("sc/helm", post_render), "helm");
+  EXPECT_THAT(rendered(RenderBundlePath(renderer, {"web", "sc/helm", post_render})),
+              HasSubstr("helm.chart names the chart chart, and the folder has a kustomization"));
+  // A chart Fleet fetches (a helm repository, a URL, outside the folder) is not this one:
+  // the folder is no chart, as before.
+  for (const char* elsewhere :
+       {"helm: {chart: web, repo: 'https://charts.example.com'}\n",
+        "helm: {chart: 'https://charts.example.com/web-1.0.0.tgz'}\n",
+        "helm: {chart: 'oci://registry.example.com/web'}\n", "helm: {chart: ../chart}\n"}) {
+    std::vector<RepoFile> other = files;
+    other[0].content = elsewhere;
+    EXPECT_EQ(DetectEngine("sc/helm", other), "plain") << elsewhere;
+  }
+  // A bundle rendered before gitfleet read helm.chart renders as it did (here: a folder
+  // that is no chart), and says what it would take.
+  RenderInput before = input;
+  before.reads_fleet_bundle_layout = false;
+  notes.clear();
+  const std::string old = rendered(RenderBundlePath(renderer, before));
+  EXPECT_THAT(old, HasSubstr("Chart.yaml file is missing"));
+  EXPECT_THAT(old, HasSubstr("(sc/helm/fleet.yaml sets helm.chart ./chart/: Fleet renders that"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "sc/helm/fleet.yaml names the chart chart in helm.chart; this bundle "
+                         "was rendered before gitfleet read it")));
 }
 
 // Fleet's targetCustomizations give a chart other values for the clusters they select:

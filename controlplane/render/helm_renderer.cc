@@ -89,14 +89,19 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
-  const std::string chart_dir = scratch.root() + "/" + input.path;
+  // The chart: the bundle's folder, or the folder inside it fleet.yaml's helm.chart names.
+  const std::string chart =
+      input.helm_chart.empty()
+          ? input.path
+          : (input.path.empty() ? input.helm_chart : input.path + "/" + input.helm_chart);
+  const std::string chart_dir = scratch.root() + "/" + chart;
   // fleet.yaml's values (merged and filled in), then the bundle's own files.
   std::vector<std::string> values_files;
   if (!input.fleet_helm_values.empty()) {
     std::string written = chart_dir + "/" + kFleetValuesFile;
     if (access(written.c_str(), F_OK) == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("helm ", input.path, ": the chart holds a file named ", kFleetValuesFile,
+          absl::StrCat("helm ", chart, ": the chart holds a file named ", kFleetValuesFile,
                        ", where gitfleet puts fleet.yaml's helm.values"));
     }
     std::ofstream out(written);
@@ -132,7 +137,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   if (result->exit_code != 0) {
     std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
     return absl::InvalidArgumentError(absl::StrCat(
-        "helm template ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message),
+        "helm template ", chart, " failed: ", absl::StripTrailingAsciiWhitespace(message),
         LfsPointerHint(input.files, input.path)));
   }
   return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (helm output)"),

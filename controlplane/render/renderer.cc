@@ -321,10 +321,25 @@ bool ValidReleaseName(absl::string_view name) {
 // said in out->helm_error; the engine decides whether that fails (RenderBundlePath).
 void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   std::vector<std::string> described;
+  // A chart in a folder inside the bundle's (Fleet's `chart: ./chart`); one from a helm
+  // repository, a URL or an OCI registry is Fleet's to fetch, and not read.
+  const YAML::Node repo = helm["repo"];
+  const bool from_repo = repo && repo.IsScalar() && !repo.Scalar().empty();
+  if (const YAML::Node chart = helm["chart"]; chart && chart.IsScalar() && !from_repo) {
+    std::string dir = chart.Scalar();
+    const bool url = absl::StrContains(dir, "://") || absl::StartsWith(dir, "oci:");
+    while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
+    while (absl::EndsWith(dir, "/")) dir.pop_back();
+    if (dir == ".") dir.clear();
+    if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/") &&
+        !absl::StrContains(absl::StrCat("/", dir, "/"), "/../")) {
+      out->helm_chart = dir;
+    }
+  }
   for (const auto& option : helm) {
     const std::string key = option.first.IsScalar() ? option.first.Scalar() : "";
     if (key != "values" && key != "valuesFiles" && key != "releaseName" &&
-        key != "disablePreProcess") {
+        key != "disablePreProcess" && !(key == "chart" && !out->helm_chart.empty())) {
       out->helm_other_options = true;
     }
   }
@@ -651,6 +666,49 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   // fleet.yaml's helm options, for the chart in the bundle's folder (Fleet's other charts,
   // helm.chart elsewhere, are named below), and those its targetCustomizations give the
   // clusters they select.
+  // A chart in a folder inside the bundle's, which fleet.yaml names (Fleet's
+  // `helm.chart: ./chart`), is the chart rendered, as Fleet renders it; the folder's other
+  // files are not rendered, as in Fleet.
+  const bool local_chart = std::string(renderer.engine()) == "helm" && !fleet->helm_chart.empty() &&
+                           input.reads_fleet_bundle_layout;
+  if (local_chart) {
+    const std::string folder = input.path.empty() ? "" : input.path + "/";
+    const std::string chart_yaml = absl::StrCat(folder, fleet->helm_chart, "/Chart.yaml");
+    if (std::none_of(input.files.begin(), input.files.end(),
+                     [&](const RepoFile& file) { return file.path == chart_yaml; })) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fleet_yaml, ": helm.chart names ", fleet->helm_chart, ", which holds no Chart.yaml in ",
+          input.path.empty() ? "the repository root" : input.path));
+    }
+    // Fleet renders such a chart through the folder's kustomization (a post-render).
+    const bool kustomization =
+        std::any_of(input.files.begin(), input.files.end(), [&](const RepoFile& file) {
+          return file.path == folder + "kustomization.yaml" ||
+                 file.path == folder + "kustomization.yml" || file.path == folder + "Kustomization";
+        });
+    if (kustomization || !fleet->kustomize_dir.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fleet_yaml, ": helm.chart names the chart ", fleet->helm_chart, ", and ",
+          kustomization ? "the folder has a kustomization"
+                        : absl::StrCat("kustomize.dir names ", fleet->kustomize_dir),
+          ": Fleet renders the chart through it (a kustomize post-render), which gitfleet does "
+          "not; render the chart into the kustomization (its helmCharts need the network: "
+          "commit the chart's output), or make the chart a bundle of its own"));
+    }
+    placed.helm_chart = fleet->helm_chart;
+    if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("renders the chart in ", folder, fleet->helm_chart,
+                                          ", which ", fleet_yaml,
+                                          "'s helm.chart names, as Fleet renders it"));
+    }
+  } else if (std::string(renderer.engine()) == "helm" && !fleet->helm_chart.empty() &&
+             input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet_yaml, " names the chart ", fleet->helm_chart,
+        " in helm.chart; this bundle was rendered before gitfleet read it, and renders as it "
+        "did: add the bundle again to render that chart"));
+  }
   const bool chart_here =
       std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty();
   const bool helm_targets = chart_here && !fleet->helm_targets.empty() &&
@@ -1101,7 +1159,20 @@ std::vector<std::string> RendererNames() {
   return names;
 }
 
-std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files) {
+std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
+                         bool fleet_layout) {
+  if (fleet_layout && FindRendererFactory("helm") != nullptr &&
+      FindFleetYaml(path, files) != nullptr) {
+    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
+    if (fleet.ok() && !fleet->helm_chart.empty()) {
+      const std::string chart_yaml =
+          absl::StrCat(path.empty() ? "" : path + "/", fleet->helm_chart, "/Chart.yaml");
+      if (std::any_of(files.begin(), files.end(),
+                      [&](const RepoFile& file) { return file.path == chart_yaml; })) {
+        return "helm";
+      }
+    }
+  }
   std::vector<const RendererFactory*> factories;
   {
     Registry& registry = TheRegistry();

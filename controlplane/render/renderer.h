@@ -82,10 +82,11 @@ struct RenderInput {
   // then hold the cluster's name and labels under the reserved keys). False for a bundle rendered
   // before gitfleet read them: its folder as it is for every cluster, noted.
   bool reads_fleet_target_folders = true;
-  // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), and a
+  // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
-  // their own in Fleet). False for a bundle rendered before gitfleet read them: noted, and
-  // those subfolders' manifests stay in.
+  // their own in Fleet), and a helm render renders the chart fleet.yaml's helm.chart names
+  // in a folder inside the bundle's. False for a bundle rendered before gitfleet read them:
+  // noted, and those subfolders' manifests stay in.
   bool reads_fleet_bundle_layout = true;
   // Set by RenderBundlePath for a plain render of a folder with a fleet.yaml (read since
   // reads_fleet_target_folders): its overlays/ folder is Fleet's yaml overlays, not
@@ -99,6 +100,9 @@ struct RenderInput {
   // values files and values come after them, so the operator's word wins.
   std::string fleet_helm_values;
   std::string helm_release;
+  // Set by RenderBundlePath from fleet.yaml's helm.chart for the helm engine: the chart's
+  // folder, relative to `path` ("" for the folder itself).
+  std::string helm_chart;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
@@ -264,7 +268,11 @@ std::vector<std::string> RendererNames();
 // The engine a bundle path calls for when its bundle names none: the first factory that
 // detects it (kustomization.yaml → kustomize, Chart.yaml → helm, a jsonnet entry file →
 // jsonnet), else plain. `files` are the files under `path`.
-std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files);
+// A folder whose fleet.yaml (or fleet.yml) names a chart in a folder inside it
+// (`helm.chart: ./chart`) is a chart, as Fleet renders it, unless `fleet_layout` is false (a
+// bundle rendered before gitfleet read it).
+std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
+                         bool fleet_layout = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -315,8 +323,11 @@ struct FleetYamlNamespace {
   std::string helm_release;
   std::string helm_described;
   std::string helm_error;
-  bool helm_other_options = false;  // chart, repo, version, ...: not read
-  bool helm_preprocess = true;      // false: disablePreProcess, ${ } is text
+  bool helm_other_options = false;  // repo, version, a chart elsewhere, ...: not read
+  // Its helm.chart when that names a folder inside the bundle's (relative, cleaned): Fleet
+  // renders the chart there (Chart.yaml in it), with the options above.
+  std::string helm_chart;
+  bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
   // criteria all hold (none set: no cluster) is its target (ChooseFleetTarget). A chart

@@ -412,6 +412,20 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   EXPECT_THAT(bare[0].message(), HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no "
                                            "label env"));
   EXPECT_TRUE(Files("bare").empty());
+
+  // Fleet's other helm layout: the chart in a folder of its own, which fleet.yml (fleet.yaml's
+  // other name) names in helm.chart, with values files beside it. Detected as a chart.
+  git_.Write("apps/api/fleet.yml",
+             "helm:\n  chart: ./chart\n  releaseName: api\n  valuesFiles: [prod.yaml]\n");
+  git_.Write("apps/api/prod.yaml", "replicas: 3\n");
+  git_.Write("apps/api/chart/Chart.yaml", "apiVersion: v2\nname: api\nversion: 0.1.0\n");
+  std::string second = git_.Commit("a chart beside its Fleet options");
+  out = Ctl({"bundle", "add", "api", "--source=demo", "--path=apps/api"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("renders the chart in apps/api/chart")) << out;
+  ExpectSynced("prod-eu", "api", second);
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/api.yaml"),
+              HasSubstr(".gitfleet-fleet-yaml-values.yaml=replicas: 3 |"));
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle

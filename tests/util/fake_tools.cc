@@ -32,11 +32,14 @@ std::string WriteFakeHelm(const std::string& dir) {
 std::string WriteValuesEchoHelm(const std::string& dir) {
   return WriteHelm(dir,
                    "#!/bin/sh\n"
+                   "[ -f \"$3/Chart.yaml\" ] || { echo \"Error: Chart.yaml file is missing\" >&2; "
+                   "exit 1; }\n"
+                   "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"
                    "vals=''\n"
                    "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
                    "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
                    "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
-                   "values: \"%s\"\\n' \"$2\" \"$vals\"\n");
+                   "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n");
 }
 
 }  // namespace gitfleet::testing

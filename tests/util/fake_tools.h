@@ -17,7 +17,8 @@ std::string WriteFakeHelm(const std::string& dir);
 
 // Like WriteFakeHelm, but the ConfigMap (no namespace) says what values it was given: its
 // data.values is each --values file, in order, as "NAME=CONTENT|" (the file's base name,
-// its lines joined by spaces, double quotes dropped).
+// its lines joined by spaces, double quotes dropped), and its data.chart the name in the
+// chart's Chart.yaml; without one it fails as helm does.
 std::string WriteValuesEchoHelm(const std::string& dir);
 
 }  // namespace gitfleet::testing
