@@ -33,6 +33,7 @@
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/renderer.h"
+#include "controlplane/render/sops.h"
 #include "controlplane/source/git_repository.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
@@ -192,6 +193,13 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
         PathPatterns::Parse(std::vector<std::string>(patterns->begin(), patterns->end()), what);
     if (!parsed.ok()) return parsed.status();
   }
+  if (std::optional<std::string> decrypt = args.Take("decrypt")) {
+    if (!decrypt->empty() && *decrypt != "sops") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--decrypt=", *decrypt, ": want sops (or empty for none)"));
+    }
+    bundle->set_decrypt(*decrypt);
+  }
   for (const std::string& tla : SplitList(args.Take("tla"))) bundle->add_jsonnet_tlas(tla);
   for (const std::string& file : SplitList(args.Take("values-file"))) {
     bundle->add_helm_values_files(file);
@@ -247,6 +255,7 @@ constexpr BundleFlag kBundleFlags[] = {
     {"depends-on", [](const B& f, B* t) { *t->mutable_depends_on() = f.depends_on(); }},
     {"include", [](const B& f, B* t) { *t->mutable_include() = f.include(); }},
     {"exclude", [](const B& f, B* t) { *t->mutable_exclude() = f.exclude(); }},
+    {"decrypt", [](const B& f, B* t) { t->set_decrypt(f.decrypt()); }},
 };
 
 class Cli {
@@ -1395,7 +1404,19 @@ class Cli {
       if (!parsed.ok()) return Usage(absl::StrCat("--labels: ", parsed.status().message()));
       cluster.mutable_labels()->insert(parsed->begin(), parsed->end());
     }
+    // The age identities of --decrypt=sops, as the control plane's --sops-age-key-file.
+    std::optional<AgeIdentities> identities;
+    if (std::optional<std::string> key_file = args_.Take("sops-age-key-file")) {
+      absl::StatusOr<std::string> text = ReadFileAtMost(*key_file, 64 << 10);
+      if (!text.ok()) return Usage(absl::StrCat("--sops-age-key-file: ", text.status().message()));
+      absl::StatusOr<AgeIdentities> parsed = AgeIdentities::Parse(*text, "--sops-age-key-file");
+      if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
+      identities = *std::move(parsed);
+    }
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    if (bundle.decrypt() == "sops" && !identities.has_value()) {
+      return Usage("--decrypt=sops needs --sops-age-key-file (the identities to decrypt with)");
+    }
     if (repo.find("://") == std::string::npos) {
       if (repo[0] != '/') {
         char cwd[4096];
@@ -1406,7 +1427,8 @@ class Cli {
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
     std::vector<std::string> notes;
     absl::StatusOr<std::string> rendered =
-        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules);
+        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
+                      identities.has_value() ? &*identities : nullptr);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1445,6 +1467,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--create-namespace]               create NS where a cluster lacks it\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
        "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
+       "           [--decrypt=sops]  decrypt SOPS files with the control plane's age keys\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
        "                                              with any of the value flags)\n"
        "           [--values=K=V,...]                 defaults for every cluster\n"
@@ -1588,7 +1611,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]",
+       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
+       "       [--decrypt=sops --sops-age-key-file=FILE]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1655,7 +1679,8 @@ bool IsBoolFlag(const std::string& name) {
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
-                                          std::vector<std::string>* notes, bool submodules) {
+                                          std::vector<std::string>* notes, bool submodules,
+                                          const AgeIdentities* sops_identities) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -1678,6 +1703,13 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     if (!files.ok()) return files.status();
   } else {
     GF_RETURN_IF_ERROR(ReadFilesAbove(*factory, *repo, commit.id, path, &*files));
+  }
+  // As the control plane: SOPS files decrypted before the engine reads them.
+  if (bundle.decrypt() == "sops") {
+    if (sops_identities == nullptr) {
+      return absl::FailedPreconditionError("--decrypt=sops needs age identities");
+    }
+    GF_RETURN_IF_ERROR(DecryptSopsFiles(path, *sops_identities, &*files, notes));
   }
   // As the control plane says it: a tool that found no files where a submodule is.
   const std::string submodule_hint =

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/render/age.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 
 namespace gitfleet::cli {
@@ -32,7 +33,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
-                                          bool submodules = false);
+                                          bool submodules = false,
+                                          const AgeIdentities* sops_identities = nullptr);
 
 }  // namespace gitfleet::cli
 

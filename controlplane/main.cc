@@ -21,10 +21,12 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics/http_server.h"
+#include "common/names.h"
 #include "common/server_loop.h"
 #include "common/shutdown.h"
 #include "common/sync.h"
 #include "common/tls.h"
+#include "common/watched_files.h"
 #include "controlplane/api/admin_service.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/api/secret_file.h"
@@ -33,6 +35,7 @@
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
 #include "controlplane/readiness.h"
+#include "controlplane/render/age.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
 #include "grpcpp/server_builder.h"
@@ -130,6 +133,11 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "accepted, so a secret is rotated by adding the new line, updating the senders, then "
           "removing the old one. Read again within a second of a change (no restart); a change "
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
+ABSL_FLAG(std::string, sops_age_key_file, "",
+          "age identities (age-keygen's AGE-SECRET-KEY-1... lines) that bundles with "
+          "--decrypt=sops decrypt their repository's SOPS-encrypted YAML and JSON with. Read "
+          "again within a second of a change (no restart); a change that is refused keeps the "
+          "identities in force. Keep it readable by the control plane only.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,
           "On shutdown, agents are told to redial once each at a random point of this window, "
           "so a restart is not met by the whole fleet at once.");
@@ -309,6 +317,23 @@ int Main(ShutdownSignals& signals) {
                        "agents claim";
   }
   ControllerOptions options;
+  if (const std::string key_file = absl::GetFlag(FLAGS_sops_age_key_file); !key_file.empty()) {
+    WatchedFilesOptions watched;
+    watched.max_bytes = 64 << 10;
+    absl::StatusOr<std::unique_ptr<WatchedFiles<AgeIdentities>>> identities =
+        WatchedFiles<AgeIdentities>::Open(
+            {{"--sops-age-key-file", key_file}},
+            [](const std::vector<std::string>& contents) {
+              return AgeIdentities::Parse(contents[0], "--sops-age-key-file");
+            },
+            watched);
+    if (!identities.ok()) return Fail(identities.status());
+    GF_LOG(INFO) << "SOPS: bundles with --decrypt=sops decrypt with "
+                 << (*identities)->Current()->size() << " age identities ("
+                 << ListNames((*identities)->Current()->Recipients(), 3) << ")";
+    options.sops_identities = [file = std::shared_ptr<WatchedFiles<AgeIdentities>>(
+                                   std::move(*identities))] { return file->Current(); };
+  }
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;

@@ -54,10 +54,10 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
     const YAML::Node name = metadata && metadata.IsMap() ? metadata["name"] : YAML::Node();
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": ", *kind, name && name.IsScalar() ? absl::StrCat(" ", name.Scalar()) : "",
-        " is encrypted with SOPS (it has sops metadata): gitfleet does not decrypt it, and "
-        "applying the ciphertext would replace what the cluster holds; keep secrets out of "
-        "the bundle (an ExternalSecret or SealedSecret object, or a bundle of their own "
-        "rendered from decrypted files) or decrypt them before gitfleet reads the repository"));
+        " is encrypted with SOPS (it has sops metadata), and applying the ciphertext would "
+        "replace what the cluster holds: give the bundle --decrypt=sops (the control plane "
+        "decrypts it with its --sops-age-key-file, as Flux's decryption.provider: sops does), "
+        "or keep the secret out of the bundle (an ExternalSecret or SealedSecret object)"));
   }
   YAML::Node metadata = doc["metadata"];
   if (!metadata || !metadata.IsMap()) {

@@ -165,7 +165,8 @@ sops:
   EXPECT_THAT(objects.status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("secrets.yaml:5: Secret db is encrypted with SOPS (it has sops "
-                                 "metadata): gitfleet does not decrypt it")));
+                                 "metadata), and applying the ciphertext would replace what the "
+                                 "cluster holds: give the bundle --decrypt=sops")));
   // As JSON, as SOPS writes a .json file.
   auto json = ParseManifests(
       R"({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},

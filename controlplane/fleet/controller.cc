@@ -20,6 +20,7 @@
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/helm_renderer.h"
+#include "controlplane/render/sops.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/repo_url.h"
 #include "controlplane/store/revisions.h"
@@ -135,6 +136,10 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
   if (!engine.empty() && engine != "helm" && bundle.helm_values_files_size() > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("helm values files given to a ", engine, " bundle"));
+  }
+  if (!bundle.decrypt().empty() && bundle.decrypt() != "sops") {
+    return absl::InvalidArgumentError(absl::StrCat("--decrypt=", bundle.decrypt().substr(0, 64),
+                                                   ": gitfleet decrypts \"sops\" files only"));
   }
   GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.include()), "--include").status());
   GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.exclude()), "--exclude").status());
@@ -2611,6 +2616,22 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     status = ReadFilesAbove(*FindRendererFactory(engine), *snapshot.repo, commit.id,
                             definition.path(), &*files);
     if (status.ok()) inputs = std::make_shared<const std::vector<RepoFile>>(*std::move(files));
+  }
+  // SOPS-encrypted files, decrypted before any engine reads them (into a copy: the
+  // repository's files are shared with other renders).
+  if (status.ok() && definition.decrypt() == "sops") {
+    std::shared_ptr<const AgeIdentities> identities =
+        options_.sops_identities ? options_.sops_identities() : nullptr;
+    if (identities == nullptr) {
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "bundle ", name,
+          " decrypts SOPS files (--decrypt=sops), and the control plane has no age identities: "
+          "start it with --sops-age-key-file"));
+    } else {
+      auto decrypted = std::make_shared<std::vector<RepoFile>>(*inputs);
+      status = DecryptSopsFiles(definition.path(), *identities, decrypted.get(), &notes);
+      inputs = std::move(decrypted);
+    }
   }
   BundleVariants::Params params =
       ContentParams(name, definition, values, generation, commit.id, commit.time);

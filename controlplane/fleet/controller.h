@@ -43,6 +43,7 @@
 #include "controlplane/fleet/rollout.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
+#include "controlplane/render/age.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/source_poller.h"
 #include "controlplane/store/store.h"
@@ -108,6 +109,10 @@ struct ControllerOptions {
   // with what is known (the reconcile goes on).
   absl::Duration api_wait = absl::Minutes(2);
   Clock* clock = &RealClock();
+  // The age identities bundles with --decrypt=sops decrypt their repository's SOPS files
+  // with (--sops-age-key-file), read at each render; null, or returning null: none, and
+  // such a bundle's render fails saying so.
+  std::function<std::shared_ptr<const AgeIdentities>()> sops_identities;
 };
 
 class Controller {

@@ -7,11 +7,13 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
 #include "controlplane/render/helm_renderer.h"
@@ -79,6 +81,7 @@ class ControllerTest : public ::testing::Test {
       options.engines.binaries["helm"] = helm_;
       options.engines.allow_network = true;  // a stand-in, not a chart's hooks
     }
+    options.sops_identities = [identities = sops_identities_] { return identities; };
 #ifdef __SANITIZE_ADDRESS__
     // One render worker: GCC 12's ASAN allocator is not fork-safe, and a jsonnet child
     // forked while the other worker allocates can hang (common/subprocess.h, RunInChild).
@@ -150,6 +153,7 @@ class ControllerTest : public ::testing::Test {
 
   std::string kustomize_;  // the kustomize binary, when not the one found
   std::string helm_;       // the helm binary, when not the one found
+  std::shared_ptr<const AgeIdentities> sops_identities_;  // --sops-age-key-file's
   GitFixture git_;
   std::unique_ptr<GitRepositories> repos_;
   metrics::Registry registry_;
@@ -1299,6 +1303,81 @@ TEST_F(ControllerTest, FleetsNestedBundlesAndFleetYmlAreReadForBundlesRenderedSi
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("fleet/apps/fleet.yml is Rancher Fleet's bundle "
                                             "options under their other name")));
+}
+
+// The Secrets test data Flux's own tests decrypt (SOPS 3.10.2, age), and its identity.
+std::string SopsTestdata(const std::string& name) {
+  std::ifstream in("controlplane/render/testdata/sops/" + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A Flux repository's SOPS-encrypted Secret reaches clusters decrypted when its bundle says
+// --decrypt=sops and the control plane has an identity for it; otherwise, or when the file
+// was altered, the render fails naming why and the bundle keeps its last good revision.
+TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheControlPlanesKeys) {
+  const std::string secret = SopsTestdata("flux_global.yaml");
+  ASSERT_FALSE(secret.empty());
+  git_.Write("apps/db/secret.yaml", secret);
+  git_.Write("apps/db/cm.yaml", Cm("db", "1"));
+  git_.Commit("an encrypted Secret beside a ConfigMap");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle db = Bundle("db", "apps/db");
+  db.set_decrypt("sops");
+  // Without identities, or without --decrypt, the render fails saying what to do.
+  ASSERT_TRUE(controller_->AddBundle(db, false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("plain", "apps/db"), false).ok());
+  auto listed = [&] {
+    std::map<std::string, v1::BundleInfo> out;
+    for (v1::BundleInfo& b : controller_->ListBundles()) out[b.bundle().name()] = b;
+    return out;
+  };
+  EXPECT_THAT(listed()["db"].error(),
+              HasSubstr("bundle db decrypts SOPS files (--decrypt=sops), and the control plane "
+                        "has no age identities: start it with --sops-age-key-file"));
+  EXPECT_THAT(listed()["plain"].error(),
+              HasSubstr("apps/db/secret.yaml:1: Secret global-age-secret is encrypted with SOPS"));
+  EXPECT_THAT(listed()["plain"].error(), HasSubstr("give the bundle --decrypt=sops"));
+  v1::Bundle bad = db;
+  bad.set_decrypt("vault");
+  EXPECT_THAT(controller_->AddBundle(bad, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--decrypt=vault: gitfleet decrypts \"sops\" files only")));
+
+  // With the control plane's identity, the Secret reaches the cluster decrypted.
+  absl::StatusOr<AgeIdentities> keys =
+      AgeIdentities::Parse(SopsTestdata("flux_global.age.txt"), "keys");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  sops_identities_ = std::make_shared<const AgeIdentities>(*keys);
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "c1", {});
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "db");
+  ASSERT_NE(message, nullptr) << listed()["db"].error();
+  std::map<std::string, YAML::Node> objects;
+  for (const auto& upsert : message->message.update().upserts()) {
+    YAML::Node node = YAML::Load(upsert.yaml());
+    objects[node["kind"].as<std::string>()] = node;
+  }
+  ASSERT_EQ(objects.count("Secret"), 1u);
+  EXPECT_EQ(objects["Secret"]["stringData"]["key"].as<std::string>(), "global-value");
+  EXPECT_FALSE(objects["Secret"]["sops"]);
+  EXPECT_EQ(objects.count("ConfigMap"), 1u);
+  const std::string revision = listed()["db"].revision();
+  EXPECT_THAT(listed()["db"].notes(),
+              ::testing::Contains("decrypted with SOPS: apps/db/secret.yaml"));
+
+  // Altered after encryption: the render fails naming the file; the revision stays.
+  git_.Write("apps/db/secret.yaml",
+             absl::StrReplaceAll(secret, {{"namespace: default", "namespace: kube-system"}}));
+  git_.Commit("moved without re-encrypting");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(listed()["db"].error(),
+              HasSubstr("apps/db/secret.yaml (SOPS): its MAC does not match its values"));
+  EXPECT_EQ(listed()["db"].revision(), revision);
+  EXPECT_THAT(listed()["db"].error(), Not(HasSubstr("global-value")));
 }
 
 // A Flux repository whose root .sourceignore leaves out a bundle folder's fixtures: a

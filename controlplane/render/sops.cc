@@ -1,0 +1,513 @@
+#include "controlplane/render/sops.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/manifest/yaml.h"
+#include "common/names.h"
+#include "controlplane/render/crypto.h"
+#include "re2/re2.h"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+namespace {
+
+// SOPS's MAC over only the encrypted values starts with these bytes (sha256("sops")), so
+// that it never equals a MAC over every value.
+constexpr unsigned char kMacOnlyEncryptedInit[] = {
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69};
+constexpr size_t kMaxFileBytes = 4 << 20;
+
+// Go's strconv.FormatFloat(v, 'f', -1, 64): the shortest digits that read back as `v`,
+// never an exponent.
+std::string FormatFloat(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buffer[512];
+  std::to_chars_result result =
+      std::to_chars(buffer, buffer + sizeof(buffer), v, std::chars_format::fixed);
+  return std::string(buffer, result.ptr);
+}
+
+// A YAML 1.2 float as yaml.v3 reads one (".5", "1e3", "-.inf").
+std::optional<double> ParseYamlFloat(const std::string& plain) {
+  static const LazyRE2 kFloat = {R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)"};
+  if (plain == ".inf" || plain == ".Inf" || plain == ".INF" || plain == "+.inf" ||
+      plain == "+.Inf" || plain == "+.INF") {
+    return HUGE_VAL;
+  }
+  if (plain == "-.inf" || plain == "-.Inf" || plain == "-.INF") return -HUGE_VAL;
+  if (plain == ".nan" || plain == ".NaN" || plain == ".NAN") return std::nan("");
+  if (!RE2::FullMatch(plain, *kFloat)) return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(plain.c_str(), &end);
+  if (end != plain.c_str() + plain.size()) return std::nullopt;
+  return v;
+}
+
+// Go's strconv.ParseInt(s, 0, 64): a sign, then 0x, 0o, 0b or a leading 0 (octal).
+std::optional<int64_t> ParseGoInt(std::string s) {
+  bool negative = false;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    s = s.substr(1);
+  }
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s = s.substr(2);
+  } else if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) {
+    base = 8;
+    s = s.substr(2);
+  } else if (s.size() > 2 && s[0] == '0' && (s[1] == 'b' || s[1] == 'B')) {
+    base = 2;
+    s = s.substr(2);
+  } else if (s.size() > 1 && s[0] == '0') {
+    base = 8;
+    s = s.substr(1);
+  }
+  if (s.empty()) return std::nullopt;
+  uint64_t value = 0;
+  std::from_chars_result result = std::from_chars(s.data(), s.data() + s.size(), value, base);
+  if (result.ec != std::errc() || result.ptr != s.data() + s.size()) return std::nullopt;
+  if (negative) {
+    if (value > static_cast<uint64_t>(INT64_MAX) + 1) return std::nullopt;
+    return static_cast<int64_t>(0 - value);
+  }
+  if (value > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+  return static_cast<int64_t>(value);
+}
+
+// What SOPS hashes for an unencrypted scalar: the value as yaml.v3 reads it, written as
+// SOPS's ToBytes writes it; nullopt for a null (which SOPS skips).
+std::optional<std::string> MacBytesOfScalar(const YAML::Node& node) {
+  const std::string& tag = node.Tag();
+  const std::string& s = node.Scalar();
+  if (tag == "!" || tag == "tag:yaml.org,2002:str" || tag == "tag:yaml.org,2002:binary") return s;
+  if (tag != "?") {
+    // Another explicit tag (!!int, !!bool, !!float, a custom one): read as its text.
+    return s;
+  }
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return std::nullopt;
+  if (s == "true" || s == "True" || s == "TRUE") return std::string("True");
+  if (s == "false" || s == "False" || s == "FALSE") return std::string("False");
+  const std::string plain = absl::StrReplaceAll(s, {{"_", ""}});
+  if (!plain.empty() &&
+      (absl::ascii_isdigit(plain[0]) || plain[0] == '-' || plain[0] == '+' || plain[0] == '.')) {
+    if (std::optional<int64_t> v = ParseGoInt(plain)) return absl::StrCat(*v);
+    if (std::optional<double> v = ParseYamlFloat(plain)) return FormatFloat(*v);
+  }
+  return s;
+}
+
+struct Metadata {
+  std::string last_modified;
+  std::string mac;
+  std::vector<std::pair<std::string, std::string>> age;  // recipient, armored data key
+  std::vector<std::string> other_keys;                   // pgp, kms, ... that are set
+  std::string unencrypted_suffix;
+  std::string encrypted_suffix;
+  std::unique_ptr<RE2> unencrypted_regex;
+  std::unique_ptr<RE2> encrypted_regex;
+  bool mac_only_encrypted = false;
+};
+
+std::string ScalarOr(const YAML::Node& node, const std::string& fallback = "") {
+  return node && node.IsScalar() ? node.Scalar() : fallback;
+}
+
+absl::StatusOr<Metadata> ReadMetadata(const YAML::Node& sops) {
+  Metadata out;
+  out.last_modified = ScalarOr(sops["lastmodified"]);
+  out.mac = ScalarOr(sops["mac"]);
+  if (out.mac.empty()) return absl::InvalidArgumentError("its sops metadata has no mac");
+  for (const char* unread : {"unencrypted_comment_regex", "encrypted_comment_regex"}) {
+    if (!ScalarOr(sops[unread]).empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("it chooses its encrypted values by comments (", unread,
+                       "), which gitfleet does not read: use encrypted_regex or a suffix instead"));
+    }
+  }
+  if (const YAML::Node groups = sops["key_groups"];
+      groups && groups.IsSequence() && groups.size() > 0) {
+    return absl::InvalidArgumentError(
+        "its data key is split across key groups (Shamir's secret sharing), which gitfleet does "
+        "not read: encrypt it for age recipients without key groups");
+  }
+  if (const YAML::Node age = sops["age"]; age && age.IsSequence()) {
+    if (age.size() > 64) return absl::InvalidArgumentError("it has more than 64 age recipients");
+    for (const auto& entry : age) {
+      if (!entry.IsMap()) return absl::InvalidArgumentError("an age entry is not a mapping");
+      out.age.emplace_back(ScalarOr(entry["recipient"], "(no recipient)"), ScalarOr(entry["enc"]));
+    }
+  }
+  for (const char* kind : {"pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}) {
+    const YAML::Node keys = sops[kind];
+    if (keys && keys.IsSequence() && keys.size() > 0) out.other_keys.push_back(kind);
+  }
+  out.unencrypted_suffix = ScalarOr(sops["unencrypted_suffix"]);
+  out.encrypted_suffix = ScalarOr(sops["encrypted_suffix"]);
+  for (auto [field, regex] : {std::pair{"unencrypted_regex", &out.unencrypted_regex},
+                              std::pair{"encrypted_regex", &out.encrypted_regex}}) {
+    const std::string pattern = ScalarOr(sops[field]);
+    if (pattern.empty()) continue;
+    RE2::Options options;
+    options.set_log_errors(false);
+    options.set_max_mem(1 << 20);
+    *regex = std::make_unique<RE2>(pattern, options);
+    if (!(*regex)->ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("its ", field, " is not a regular expression"));
+    }
+  }
+  const std::string mac_only = absl::AsciiStrToLower(ScalarOr(sops["mac_only_encrypted"]));
+  out.mac_only_encrypted = mac_only == "true";
+  return out;
+}
+
+// SOPS's rule for whether the value at `path` (its map keys) is encrypted.
+bool ShouldBeEncrypted(const Metadata& meta, const std::vector<std::string>& path) {
+  bool encrypted = true;
+  if (!meta.unencrypted_suffix.empty()) {
+    for (const std::string& key : path) {
+      if (absl::EndsWith(key, meta.unencrypted_suffix)) {
+        encrypted = false;
+        break;
+      }
+    }
+  }
+  if (!meta.encrypted_suffix.empty()) {
+    encrypted = false;
+    for (const std::string& key : path) {
+      if (absl::EndsWith(key, meta.encrypted_suffix)) {
+        encrypted = true;
+        break;
+      }
+    }
+  }
+  if (meta.unencrypted_regex != nullptr) {
+    for (const std::string& key : path) {
+      if (RE2::PartialMatch(key, *meta.unencrypted_regex)) {
+        encrypted = false;
+        break;
+      }
+    }
+  }
+  if (meta.encrypted_regex != nullptr) {
+    encrypted = false;
+    for (const std::string& key : path) {
+      if (RE2::PartialMatch(key, *meta.encrypted_regex)) {
+        encrypted = true;
+        break;
+      }
+    }
+  }
+  return encrypted;
+}
+
+struct EncryptedValue {
+  std::string data, iv, tag, type;
+};
+
+// "ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]", as SOPS writes a value.
+std::optional<EncryptedValue> ParseEncrypted(absl::string_view value) {
+  static const LazyRE2 kFormat = {
+      R"(ENC\[AES256_GCM,data:([^,]*),iv:([^,]+),tag:([^,]+),type:([a-z0-9]+)\])"};
+  std::string data, iv, tag, type;
+  if (!RE2::FullMatch(re2::StringPiece(value.data(), value.size()), *kFormat, &data, &iv, &tag,
+                      &type)) {
+    return std::nullopt;
+  }
+  EncryptedValue out;
+  out.type = type;
+  if (!absl::Base64Unescape(data, &out.data) || !absl::Base64Unescape(iv, &out.iv) ||
+      !absl::Base64Unescape(tag, &out.tag) || out.tag.size() != 16 || out.iv.empty()) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> DecryptValue(const std::string& key, absl::string_view value,
+                                         const std::string& aad) {
+  std::optional<EncryptedValue> parsed = ParseEncrypted(value);
+  if (!parsed.has_value()) {
+    return absl::InvalidArgumentError("is not a value SOPS encrypted (ENC[AES256_GCM,...])");
+  }
+  absl::StatusOr<std::string> plain =
+      crypto::AeadOpen(crypto::Aead::kAes256Gcm, key, parsed->iv, parsed->data, parsed->tag, aad);
+  if (!plain.ok()) {
+    return absl::InvalidArgumentError(
+        "does not authenticate: it was changed, or moved from another key, after encryption");
+  }
+  return *std::move(plain);
+}
+
+// Walks one document's tree: decrypts what the rules say is encrypted, feeds the MAC, and
+// builds the plaintext tree.
+class Walker {
+ public:
+  Walker(const Metadata& meta, const std::string& key) : meta_(meta), key_(key) {
+    if (meta_.mac_only_encrypted) {
+      hashed_.append(reinterpret_cast<const char*>(kMacOnlyEncryptedInit),
+                     sizeof(kMacOnlyEncryptedInit));
+    }
+  }
+
+  absl::StatusOr<YAML::Node> Walk(const YAML::Node& node, std::vector<std::string>* path) {
+    switch (node.Type()) {
+      case YAML::NodeType::Map: {
+        YAML::Node out(YAML::NodeType::Map);
+        for (const auto& entry : node) {
+          if (!entry.first.IsScalar()) {
+            return absl::InvalidArgumentError("it has a key that is not a string");
+          }
+          if (path->empty() && entry.first.Scalar() == "sops") continue;
+          path->push_back(entry.first.Scalar());
+          absl::StatusOr<YAML::Node> value = Walk(entry.second, path);
+          path->pop_back();
+          if (!value.ok()) return value.status();
+          out.force_insert(YAML::Clone(entry.first), *value);
+        }
+        return out;
+      }
+      case YAML::NodeType::Sequence: {
+        YAML::Node out(YAML::NodeType::Sequence);
+        for (const auto& item : node) {
+          absl::StatusOr<YAML::Node> value = Walk(item, path);
+          if (!value.ok()) return value.status();
+          out.push_back(*value);
+        }
+        return out;
+      }
+      case YAML::NodeType::Scalar:
+        return Leaf(node, *path);
+      default:
+        return YAML::Node(YAML::NodeType::Null);
+    }
+  }
+
+  // The MAC SOPS computes over the values walked: upper-case hex of SHA-512.
+  std::string Mac() const {
+    return absl::AsciiStrToUpper(absl::BytesToHexString(crypto::Sha512(hashed_)));
+  }
+
+ private:
+  absl::StatusOr<YAML::Node> Leaf(const YAML::Node& node, const std::vector<std::string>& path) {
+    const bool encrypted = ShouldBeEncrypted(meta_, path);
+    if (!encrypted) {
+      if (!meta_.mac_only_encrypted) {
+        if (std::optional<std::string> bytes = MacBytesOfScalar(node)) hashed_ += *bytes;
+      }
+      return YAML::Clone(node);
+    }
+    // SOPS leaves an empty string as it is.
+    if (node.Scalar().empty() && node.Tag() == "!") {
+      return YAML::Clone(node);
+    }
+    const std::string where = absl::StrJoin(path, ".");
+    std::optional<EncryptedValue> parsed = ParseEncrypted(node.Scalar());
+    absl::StatusOr<std::string> plain =
+        DecryptValue(key_, node.Scalar(), absl::StrCat(absl::StrJoin(path, ":"), ":"));
+    if (!plain.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the value at ", where.empty() ? "(top)" : where, " ", plain.status().message()));
+    }
+    YAML::Node out;
+    std::string bytes;
+    const std::string& type = parsed->type;
+    if (type == "str" || type == "bytes") {
+      bytes = *plain;
+      out = YAML::Node(*plain);
+      out.SetTag("!");  // a string, quoted when it would read as anything else
+    } else if (type == "int" || type == "int64") {
+      int64_t v = 0;
+      if (!absl::SimpleAtoi(*plain, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("the value at ", where, " is not an int"));
+      }
+      bytes = absl::StrCat(v);
+      out = YAML::Node(bytes);
+    } else if (type == "float") {
+      double v = 0;
+      if (!absl::SimpleAtod(*plain, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("the value at ", where, " is not a float"));
+      }
+      bytes = FormatFloat(v);
+      out = YAML::Node(bytes);
+    } else if (type == "bool") {
+      const std::string lower = absl::AsciiStrToLower(*plain);
+      const bool truth = lower == "true" || lower == "t" || lower == "1";
+      if (!truth && lower != "false" && lower != "f" && lower != "0") {
+        return absl::InvalidArgumentError(absl::StrCat("the value at ", where, " is not a bool"));
+      }
+      bytes = truth ? "True" : "False";
+      out = YAML::Node(truth ? "true" : "false");
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the value at ", where, " has a type SOPS does not write (", type, ")"));
+    }
+    hashed_ += bytes;
+    return out;
+  }
+
+  const Metadata& meta_;
+  const std::string& key_;
+  std::string hashed_;
+};
+
+// The data key, from the first age entry one of `identities` opens.
+absl::StatusOr<std::string> DataKey(const Metadata& meta, const AgeIdentities& identities) {
+  if (meta.age.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "its data key is encrypted for ",
+        meta.other_keys.empty() ? "no key" : absl::StrJoin(meta.other_keys, ", "),
+        " only; gitfleet decrypts with age identities: add an age recipient of the control "
+        "plane's (sops updatekeys)"));
+  }
+  std::vector<std::string> recipients;
+  for (const auto& [recipient, enc] : meta.age) {
+    recipients.push_back(recipient);
+    absl::StatusOr<std::string> key = identities.Decrypt(enc, 1024);
+    if (absl::IsNotFound(key.status())) continue;
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("its data key for ", recipient, ": ", key.status().message()));
+    }
+    if (key->size() != 32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("its data key for ", recipient, " is not 32 bytes"));
+    }
+    return *std::move(key);
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "it is encrypted for the age recipients ", ListNames(recipients, 5),
+      ", and the control plane's identities are for ", ListNames(identities.Recipients(), 5),
+      ": add one of them (sops updatekeys), or the file's identity to --sops-age-key-file"));
+}
+
+// RFC 3339 as Go's time.Format(time.RFC3339) writes it back: fractional seconds dropped.
+std::string MacAad(const std::string& last_modified) {
+  static const LazyRE2 kFraction = {R"((T\d\d:\d\d:\d\d)\.\d+)"};
+  std::string out = last_modified;
+  RE2::Replace(&out, *kFraction, R"(\1)");
+  return out;
+}
+
+}  // namespace
+
+bool IsSopsFile(absl::string_view content) {
+  if (!absl::StrContains(content, "sops") || !absl::StrContains(content, "mac") ||
+      content.size() > kMaxFileBytes) {
+    return false;
+  }
+  if (!CheckYamlBounds(content, "").ok()) return false;
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(content));
+    if (docs.empty() || !docs[0].IsMap()) return false;
+    const YAML::Node& first = docs[0];
+    const YAML::Node sops = first["sops"];
+    return sops && sops.IsMap() && sops["mac"];
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
+                                            const AgeIdentities& identities) {
+  auto refuse = [&](const absl::Status& why) {
+    return absl::Status(why.code(), absl::StrCat(path, " (SOPS): ", why.message()));
+  };
+  if (content.size() > kMaxFileBytes) {
+    return refuse(
+        absl::InvalidArgumentError(absl::StrCat("it is larger than ", kMaxFileBytes, " bytes")));
+  }
+  if (absl::Status bounded = CheckYamlBounds(content, path); !bounded.ok()) return bounded;
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(content));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  try {
+    if (docs.empty() || !docs[0].IsMap() || !docs[0]["sops"] || !docs[0]["sops"].IsMap()) {
+      return refuse(absl::InvalidArgumentError("it has no sops metadata"));
+    }
+    absl::StatusOr<Metadata> meta = ReadMetadata(docs[0]["sops"]);
+    if (!meta.ok()) return refuse(meta.status());
+    absl::StatusOr<std::string> key = DataKey(*meta, identities);
+    if (!key.ok()) return refuse(key.status());
+    Walker walker(*meta, *key);
+    std::vector<std::string> plain_docs;
+    for (const YAML::Node& doc : docs) {
+      if (doc.IsNull()) continue;
+      if (!doc.IsMap()) {
+        return refuse(absl::InvalidArgumentError("a document is not a mapping"));
+      }
+      std::vector<std::string> keys;
+      absl::StatusOr<YAML::Node> plain = walker.Walk(doc, &keys);
+      if (!plain.ok()) return refuse(plain.status());
+      absl::StatusOr<std::string> text = EmitBlockYaml(*plain);
+      if (!text.ok()) return refuse(text.status());
+      plain_docs.push_back(*std::move(text));
+    }
+    // The document's integrity: the MAC, encrypted with the data key and bound to the time
+    // it was written.
+    absl::StatusOr<std::string> stored = DecryptValue(*key, meta->mac, MacAad(meta->last_modified));
+    if (!stored.ok()) {
+      return refuse(absl::InvalidArgumentError(
+          absl::StrCat("its mac ", stored.status().message(), " (or its lastmodified was)")));
+    }
+    if (!crypto::SecureEquals(*stored, walker.Mac())) {
+      return refuse(absl::InvalidArgumentError(
+          "its MAC does not match its values: a value was changed, added, removed or reordered "
+          "after encryption (sops edit re-encrypts it properly)"));
+    }
+    return absl::StrJoin(plain_docs, "---\n");
+  } catch (const YAML::Exception& e) {
+    return refuse(absl::InvalidArgumentError(absl::StrCat("cannot be read: ", e.what())));
+  }
+}
+
+absl::Status DecryptSopsFiles(const std::string& path, const AgeIdentities& identities,
+                              std::vector<RepoFile>* files, std::vector<std::string>* notes) {
+  const std::string prefix = path.empty() ? "" : path + "/";
+  std::vector<std::string> decrypted;
+  for (RepoFile& file : *files) {
+    if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
+        !absl::EndsWith(file.path, ".json")) {
+      continue;
+    }
+    if (!IsSopsFile(file.content)) continue;
+    absl::StatusOr<std::string> plain = DecryptSopsFile(file.path, file.content, identities);
+    if (plain.ok()) {
+      file.content = *std::move(plain);
+      decrypted.push_back(file.path);
+      continue;
+    }
+    if (absl::StartsWith(file.path, prefix)) return plain.status();
+    if (notes != nullptr) {
+      notes->push_back(
+          absl::StrCat("left encrypted (outside the bundle's folder; a render that "
+                       "uses it fails): ",
+                       plain.status().message()));
+    }
+  }
+  if (notes != nullptr && !decrypted.empty()) {
+    notes->push_back(absl::StrCat("decrypted with SOPS: ", ListNames(decrypted, 5)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,50 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_SOPS_H_
+#define GITFLEET_CONTROLPLANE_RENDER_SOPS_H_
+
+// Decryption of SOPS-encrypted YAML and JSON files (getsops/sops), as Flux repositories
+// keep Kubernetes Secrets, with age identities (age.h): the data key is opened with one of
+// them, each value with AES-256-GCM bound to its path, and the document's MAC is checked,
+// so a value moved, removed or changed after encryption fails the file.
+//
+//   absl::StatusOr<std::string> plain = DecryptSopsFile("apps/db/secret.yaml", text, keys);
+//
+// Read as SOPS writes them: every document of a file is one tree under the first
+// document's metadata; encrypted_regex, unencrypted_regex and the suffixes choose the
+// values, mac_only_encrypted too. Not read (each refused by name): key groups (Shamir),
+// comment-based rules (gitfleet does not keep comments), PGP and cloud KMS keys, and
+// SOPS's dotenv, INI and binary formats.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "controlplane/render/age.h"
+#include "controlplane/source/git_repository.h"
+
+namespace gitfleet {
+
+// Whether `content` is a SOPS-encrypted YAML or JSON file: its first document has a
+// top-level `sops` mapping with a `mac`. Cheap for files that are not.
+bool IsSopsFile(absl::string_view content);
+
+// The plaintext of the SOPS-encrypted YAML or JSON file `content` at `path`, as YAML
+// without the sops metadata. NotFound when none of `identities` is one of its age
+// recipients (the message names the recipients); InvalidArgument naming `path` when it
+// is malformed, uses what gitfleet does not read, or fails authentication. The message
+// never holds a decrypted value.
+absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
+                                            const AgeIdentities& identities);
+
+// Decrypts, in place, the SOPS-encrypted YAML and JSON files among `files`. One under
+// `path` (the bundle's folder) that cannot be decrypted fails the call naming it; one
+// elsewhere (a kustomize base, another bundle's secret) is left as it is, and fails the
+// render only if the render uses it. `notes` (may be null) receives what was decrypted
+// and what was left.
+absl::Status DecryptSopsFiles(const std::string& path, const AgeIdentities& identities,
+                              std::vector<RepoFile>* files, std::vector<std::string>* notes);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_SOPS_H_

@@ -1,0 +1,322 @@
+#include "controlplane/render/sops.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/subprocess.h"
+#include "controlplane/render/age.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Testdata(const std::string& name) {
+  std::ifstream in("controlplane/render/testdata/sops/" + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void Write(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
+
+AgeIdentities Identities(const std::string& text) {
+  absl::StatusOr<AgeIdentities> parsed = AgeIdentities::Parse(text, "keys.txt");
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return parsed.ok() ? *std::move(parsed) : AgeIdentities();
+}
+
+// The age and age-keygen commands (Debian's age package): an implementation of age that
+// is not gitfleet's.
+bool HaveAge() {
+  return access("/usr/bin/age", X_OK) == 0 && access("/usr/bin/age-keygen", X_OK) == 0;
+}
+
+// A new identity from age-keygen: {its key file, its recipient}.
+std::pair<std::string, std::string> KeyGen(const std::string& dir) {
+  absl::StatusOr<SubprocessResult> made =
+      RunSubprocess({"/usr/bin/age-keygen", "-o", dir + "/key.txt"}, {});
+  EXPECT_TRUE(made.ok() && made->exit_code == 0);
+  std::ifstream in(dir + "/key.txt");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string recipient;
+  for (absl::string_view line : absl::StrSplit(text.str(), '\n')) {
+    if (absl::ConsumePrefix(&line, "# public key: ")) recipient = std::string(line);
+  }
+  return {text.str(), recipient};
+}
+
+// Secrets that SOPS itself encrypted for Flux's tests decrypt to what Flux's tests expect,
+// MAC and all.
+TEST(SopsTest, DecryptsWhatSopsEncrypted) {
+  for (const auto& [file, value] :
+       {std::pair{"flux_global", "global-value"}, std::pair{"flux_algorithms", "value"}}) {
+    const AgeIdentities keys = Identities(Testdata(absl::StrCat(file, ".age.txt")));
+    const std::string encrypted = Testdata(absl::StrCat(file, ".yaml"));
+    ASSERT_TRUE(IsSopsFile(encrypted)) << file;
+    absl::StatusOr<std::string> plain = DecryptSopsFile("secret.yaml", encrypted, keys);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    YAML::Node secret = YAML::Load(*plain);
+    EXPECT_EQ(secret["stringData"]["key"].as<std::string>(), value) << *plain;
+    EXPECT_FALSE(secret["sops"]) << "no metadata in the plaintext";
+    EXPECT_EQ(secret["kind"].as<std::string>(), "Secret");
+  }
+  const AgeIdentities keys = Identities(Testdata("flux_global.age.txt"));
+  EXPECT_THAT(keys.Recipients(), ::testing::ElementsAre("age1henwn645drkd3fa34t27t2w2x0nsgw3w4h"
+                                                        "62gmg5x5xflyjpy38s5cncph"));
+}
+
+// What was changed after encryption fails the file, naming what and never a value.
+TEST(SopsTest, TamperingAndWrongKeysFailNamingTheFile) {
+  const AgeIdentities keys = Identities(Testdata("flux_global.age.txt"));
+  const std::string encrypted = Testdata("flux_global.yaml");
+  // An unencrypted value changed: the MAC covers it.
+  std::string renamed = absl::StrReplaceAll(encrypted, {{"name: global-age-secret", "name: x"}});
+  absl::StatusOr<std::string> out = DecryptSopsFile("s.yaml", renamed, keys);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("s.yaml (SOPS): its MAC does not match its values"));
+  // An encrypted value moved to another key: its path is bound to it.
+  std::string moved = absl::StrReplaceAll(encrypted, {{"  key: ENC", "  other: ENC"}});
+  out = DecryptSopsFile("s.yaml", moved, keys);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("the value at stringData.other does not authenticate"));
+  // The lastmodified the MAC is bound to.
+  std::string later =
+      absl::StrReplaceAll(encrypted, {{"2025-07-06T17:19:51Z", "2025-07-07T17:19:51Z"}});
+  out = DecryptSopsFile("s.yaml", later, keys);
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("its mac does not authenticate"));
+  // Another identity: the recipients are named, for the operator to act on.
+  const AgeIdentities other = Identities(Testdata("flux_algorithms.age.txt"));
+  out = DecryptSopsFile("s.yaml", encrypted, other);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("encrypted for the age recipients age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62g"
+                        "mg5x5xflyjpy38s5cncph, and the control plane's identities are for "
+                        "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29"));
+  // What gitfleet does not read is refused by name.
+  const std::pair<const char*, const char*> kUnread[] = {
+      {"  version: 3.10.2\n", "  version: 3.10.2\n  key_groups: [{age: []}]\n"},
+      {"  version: 3.10.2\n", "  version: 3.10.2\n  encrypted_comment_regex: sops\n"},
+  };
+  for (const auto& [from, to] : kUnread) {
+    out = DecryptSopsFile("s.yaml", absl::StrReplaceAll(encrypted, {{from, to}}), keys);
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << to;
+  }
+  std::string pgp_only = Testdata("flux_algorithms.yaml");
+  pgp_only = absl::StrReplaceAll(pgp_only, {{"  pgp: []", "  pgp: [{fp: X, enc: Y}]"}});
+  const size_t age = pgp_only.find("  age:");
+  const size_t end = pgp_only.find("  lastmodified:");
+  pgp_only.erase(age, end - age);
+  out = DecryptSopsFile("s.yaml", pgp_only, keys);
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("its data key is encrypted for pgp only; gitfleet decrypts with age"));
+  for (const absl::Status& status : {DecryptSopsFile("s.yaml", "a: [", keys).status(),
+                                     DecryptSopsFile("s.yaml", "a: 1\n", keys).status()}) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("s.yaml"));
+  }
+  EXPECT_FALSE(IsSopsFile("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sops-mac}\n"));
+  EXPECT_FALSE(IsSopsFile("sops: mac\n"));
+}
+
+TEST(AgeTest, KeyFilesAreReadAsAgeKeygenWritesThem) {
+  const std::string good = Testdata("flux_global.age.txt");
+  EXPECT_EQ(Identities(good + "\n" + Testdata("flux_algorithms.age.txt")).size(), 2u);
+  const std::pair<std::string, const char*> kBad[] = {
+      {"", "keys.txt: holds no age identity"},
+      {"# only a comment\n", "keys.txt: holds no age identity"},
+      {"ssh-ed25519 AAAA\n", "keys.txt:1: not an age identity (AGE-SECRET-KEY-1"},
+      {absl::StrReplaceAll(good, {{"PN\n", "PQ\n"}}),
+       "keys.txt:3: not an age identity: its checksum does not match"},
+  };
+  for (const auto& [text, error] : kBad) {
+    absl::StatusOr<AgeIdentities> parsed = AgeIdentities::Parse(text, "keys.txt");
+    EXPECT_FALSE(parsed.ok()) << text;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(error));
+    EXPECT_THAT(std::string(parsed.status().message()), Not(HasSubstr("AGE-SECRET-KEY-10")))
+        << "never the key";
+  }
+  // Bech32 round trips, and refuses what BIP 173 refuses.
+  std::vector<uint8_t> data = {0, 1, 2, 250, 255};
+  absl::StatusOr<std::pair<std::string, std::vector<uint8_t>>> back =
+      Bech32Decode(Bech32Encode("age", data));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->first, "age");
+  EXPECT_EQ(back->second, data);
+  EXPECT_FALSE(Bech32Decode("age1Qpzry9x8gf2tvdw0s3jn54khce6mua7l").ok()) << "mixed case";
+  EXPECT_FALSE(Bech32Decode("nochecksum").ok());
+}
+
+// Files the age command wrote, armored and not, over one chunk and over several (64 KiB
+// each), decrypt to what it was given; one altered anywhere does not.
+TEST(AgeTest, DecryptsWhatTheAgeCommandEncrypted) {
+  if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
+  const std::string dir = TempDir("age");
+  auto [key_file, recipient] = KeyGen(dir);
+  const AgeIdentities keys = Identities(key_file);
+  EXPECT_THAT(keys.Recipients(), ::testing::ElementsAre(recipient));
+  for (size_t size :
+       {size_t{0}, size_t{32}, size_t{64 * 1024}, size_t{64 * 1024 + 1}, size_t{200000}}) {
+    std::string plain(size, '\0');
+    for (size_t i = 0; i < size; ++i) plain[i] = static_cast<char>((i * 131 + size) & 0xff);
+    Write(dir + "/plain", plain);
+    for (bool armor : {true, false}) {
+      std::vector<std::string> argv = {"/usr/bin/age", "-r", recipient, "-o", dir + "/enc"};
+      if (armor) argv.push_back("-a");
+      argv.push_back(dir + "/plain");
+      absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {});
+      ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+      std::ifstream in(dir + "/enc");
+      std::stringstream file;
+      file << in.rdbuf();
+      absl::StatusOr<std::string> out = keys.Decrypt(file.str(), 1 << 20);
+      ASSERT_TRUE(out.ok()) << size << " " << armor << ": " << out.status();
+      EXPECT_EQ(*out, plain) << size;
+      if (!armor && size > 0) {
+        std::string altered = file.str();
+        altered[altered.size() - 20] ^= 1;
+        EXPECT_THAT(std::string(keys.Decrypt(altered, 1 << 20).status().message()),
+                    HasSubstr("does not authenticate"));
+        altered = file.str();
+        altered.resize(altered.size() - 17);
+        EXPECT_FALSE(keys.Decrypt(altered, 1 << 20).ok()) << "truncated";
+        EXPECT_THAT(std::string(keys.Decrypt(file.str(), size - 1).status().message()),
+                    HasSubstr("holds more than"));
+        altered = file.str();
+        altered[30] ^= 1;  // in the stanza's share: another key, or a malformed one
+        EXPECT_FALSE(keys.Decrypt(altered, 1 << 20).ok());
+      }
+    }
+  }
+  // A file for another recipient: NotFound.
+  auto [other_file, other] = KeyGen(TempDir("age-other"));
+  Write(dir + "/plain", "x");
+  ASSERT_TRUE(
+      RunSubprocess({"/usr/bin/age", "-r", other, "-a", "-o", dir + "/enc", dir + "/plain"}, {})
+          .ok());
+  std::ifstream in(dir + "/enc");
+  std::stringstream file;
+  file << in.rdbuf();
+  EXPECT_EQ(keys.Decrypt(file.str(), 100).status().code(), absl::StatusCode::kNotFound);
+}
+
+// SOPS files of every shape gitfleet reads: value types, suffixes and regexes, several
+// documents, JSON, a MAC over the encrypted values only.
+TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
+  if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
+  const std::string dir = TempDir("sops");
+  auto [key_file, recipient] = KeyGen(dir);
+  const AgeIdentities keys = Identities(key_file);
+  const std::string source =
+      "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels: {tier: backend}\n"
+      "stringData:\n  password: hunter2\n  port: '5432'\n  empty: ''\n"
+      "config:\n  replicas: 3\n  ratio: 1.5\n  enabled: true\n  nothing: null\n"
+      "  hosts: [a, b]\n  note_unencrypted: plain text\n"
+      "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\ndata: {k: v}\n";
+  Write(dir + "/plain.yaml", source);
+  struct Case {
+    std::vector<std::string> flags;
+    bool metadata_encrypted;
+  };
+  for (const Case& c :
+       {Case{{}, true}, Case{{"--encrypted-regex=^(data|stringData|config)$"}, false},
+        Case{{"--mac-only-encrypted"}, true},
+        Case{{"--encrypted-regex=^(stringData)$", "--mac-only-encrypted"}, false}}) {
+    std::vector<std::string> argv = {"/usr/bin/python3",
+                                     "controlplane/render/testdata/sops/encrypt.py", recipient,
+                                     dir + "/plain.yaml", dir + "/enc.yaml"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
+    ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+    std::ifstream in(dir + "/enc.yaml");
+    std::stringstream encrypted;
+    encrypted << in.rdbuf();
+    const std::string label = c.flags.empty() ? "(all)" : c.flags[0];
+    EXPECT_EQ(encrypted.str().find("hunter2"), std::string::npos) << label;
+    EXPECT_EQ(absl::StrContains(encrypted.str(), "name: ENC["), c.metadata_encrypted) << label;
+    ASSERT_TRUE(IsSopsFile(encrypted.str()));
+    absl::StatusOr<std::string> plain = DecryptSopsFile("enc.yaml", encrypted.str(), keys);
+    ASSERT_TRUE(plain.ok()) << label << ": " << plain.status() << "\n" << encrypted.str();
+    std::vector<YAML::Node> docs = YAML::LoadAll(*plain);
+    ASSERT_EQ(docs.size(), 2u) << *plain;
+    const YAML::Node& secret = docs[0];
+    EXPECT_EQ(secret["stringData"]["password"].as<std::string>(), "hunter2");
+    EXPECT_EQ(secret["stringData"]["port"].Tag(), "!") << "a string stays quoted: " << *plain;
+    EXPECT_EQ(secret["stringData"]["port"].as<std::string>(), "5432");
+    EXPECT_EQ(secret["stringData"]["empty"].as<std::string>(), "");
+    EXPECT_EQ(secret["config"]["replicas"].as<int>(), 3);
+    EXPECT_EQ(secret["config"]["replicas"].Tag(), "?") << "an int stays an int";
+    EXPECT_EQ(secret["config"]["ratio"].as<double>(), 1.5);
+    EXPECT_EQ(secret["config"]["enabled"].Scalar(), "true");
+    EXPECT_TRUE(secret["config"]["nothing"].IsNull());
+    EXPECT_EQ(secret["config"]["hosts"][1].as<std::string>(), "b");
+    EXPECT_EQ(secret["config"]["note_unencrypted"].as<std::string>(), "plain text");
+    EXPECT_EQ(secret["metadata"]["labels"]["tier"].as<std::string>(), "backend");
+    EXPECT_EQ(docs[1]["data"]["k"].as<std::string>(), "v") << "the second document";
+    EXPECT_FALSE(docs[1]["sops"]);
+    // A document dropped breaks the MAC, unless none of its values counts in it (a MAC over
+    // the encrypted values only, and it has none).
+    const std::string first_only = encrypted.str().substr(0, encrypted.str().find("\n---\n") + 1);
+    EXPECT_EQ(absl::StrContains(DecryptSopsFile("enc.yaml", first_only, keys).status().message(),
+                                "MAC does not match"),
+              c.flags.size() < 2)
+        << label;
+  }
+  // JSON, as SOPS writes a .json file.
+  std::vector<std::string> argv = {
+      "/usr/bin/python3", "controlplane/render/testdata/sops/encrypt.py",
+      recipient,          dir + "/plain.yaml",
+      dir + "/enc.json",  "--json"};
+  ASSERT_TRUE(RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}}).ok());
+  std::ifstream in(dir + "/enc.json");
+  std::stringstream json;
+  json << in.rdbuf();
+  absl::StatusOr<std::string> plain = DecryptSopsFile("enc.json", json.str(), keys);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(YAML::Load(*plain)["stringData"]["password"].as<std::string>(), "hunter2");
+}
+
+// In a render's files: those under the bundle's folder are decrypted, or fail the render;
+// those elsewhere are decrypted when they can be and left otherwise, noted.
+TEST(SopsTest, DecryptSopsFilesDecryptsTheFolderAndLeavesWhatItCannotElsewhere) {
+  const AgeIdentities keys = Identities(Testdata("flux_global.age.txt"));
+  const std::string mine = Testdata("flux_global.yaml");
+  const std::string theirs = Testdata("flux_algorithms.yaml");
+  std::vector<RepoFile> files = {{"apps/db/secret.yaml", mine},
+                                 {"apps/db/cm.yaml", "apiVersion: v1\nkind: ConfigMap\n"},
+                                 {"apps/base/secret.yaml", mine},
+                                 {"other/secret.yaml", theirs},
+                                 {"apps/db/notes.txt", mine}};
+  std::vector<std::string> notes;
+  ASSERT_TRUE(DecryptSopsFiles("apps/db", keys, &files, &notes).ok());
+  EXPECT_THAT(files[0].content, HasSubstr("key: global-value"));
+  EXPECT_THAT(files[2].content, HasSubstr("key: global-value")) << "a base outside the folder";
+  EXPECT_EQ(files[3].content, theirs) << "another key's: left";
+  EXPECT_EQ(files[4].content, mine) << "not YAML or JSON";
+  EXPECT_THAT(notes, ::testing::ElementsAre(
+                         HasSubstr("left encrypted (outside the bundle's folder; a render that "
+                                   "uses it fails): other/secret.yaml (SOPS): it is encrypted for"),
+                         "decrypted with SOPS: apps/db/secret.yaml, apps/base/secret.yaml"));
+  files = {{"apps/db/secret.yaml", theirs}};
+  absl::Status failed = DecryptSopsFiles("apps/db", keys, &files, nullptr);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(failed.message()), HasSubstr("apps/db/secret.yaml (SOPS)"));
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Writes a SOPS-encrypted file as SOPS 3 does, for gitfleet's tests.
+
+usage: encrypt.py RECIPIENT IN OUT [--encrypted-regex=R] [--unencrypted-suffix=S]
+                  [--mac-only-encrypted] [--json]
+
+The data key goes to the age command (age -r RECIPIENT -a); values are encrypted with
+AES-256-GCM (32-byte IVs) bound to their key path, and the MAC is SHA-512 over the values
+in order, as SOPS's Tree.Encrypt computes it. Only what the tests need: maps, lists,
+strings, ints, floats that print without an exponent, booleans and nulls.
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAC_ONLY_INIT = hashlib.sha256(b"sops").digest()
+
+
+def to_bytes(value):
+    if isinstance(value, bool):
+        return b"True" if value else b"False"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()
+
+
+def type_of(value):
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "str"
+
+
+def main():
+    recipient, src, out = sys.argv[1:4]
+    options = dict(a.split("=", 1) if "=" in a else (a, "") for a in sys.argv[4:])
+    regex = options.get("--encrypted-regex")
+    suffix = options.get("--unencrypted-suffix", "_unencrypted")
+    mac_only = "--mac-only-encrypted" in options
+    key = os.urandom(32)
+    hashed = bytearray(MAC_ONLY_INIT if mac_only else b"")
+
+    def encrypted(path):
+        result = True
+        if suffix and any(k.endswith(suffix) for k in path):
+            result = False
+        if regex is not None:
+            result = any(re.search(regex, k) for k in path)
+        return result
+
+    def encrypt(value, path):
+        data = to_bytes(value)
+        iv = os.urandom(32)
+        sealed = AESGCM(key).encrypt(iv, data, (":".join(path) + ":").encode())
+        b64 = lambda b: base64.b64encode(b).decode()
+        return "ENC[AES256_GCM,data:%s,iv:%s,tag:%s,type:%s]" % (
+            b64(sealed[:-16]), b64(iv), b64(sealed[-16:]), type_of(value))
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            return {k: walk(v, path + [str(k)]) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, path) for v in node]
+        if node is None:
+            return None
+        enc = encrypted(path)
+        if not mac_only or enc:
+            hashed.extend(to_bytes(node))
+        if enc and node != "":
+            return encrypt(node, path)
+        return node
+
+    with open(src) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if "--json" in options:
+        docs = docs[:1]  # a JSON file is one document
+    docs = [walk(d, []) for d in docs]
+    armored = subprocess.run(["age", "-r", recipient, "-a"], input=key, capture_output=True,
+                             check=True).stdout.decode()
+    lastmodified = "2026-12-04T06:00:00Z"
+    mac_iv = os.urandom(32)
+    mac_plain = hashlib.sha512(bytes(hashed)).hexdigest().upper().encode()
+    sealed = AESGCM(key).encrypt(mac_iv, mac_plain, lastmodified.encode())
+    mac = "ENC[AES256_GCM,data:%s,iv:%s,tag:%s,type:str]" % (
+        base64.b64encode(sealed[:-16]).decode(), base64.b64encode(mac_iv).decode(),
+        base64.b64encode(sealed[-16:]).decode())
+    meta = {"age": [{"recipient": recipient, "enc": armored}], "lastmodified": lastmodified,
+            "mac": mac}
+    if regex is not None:
+        meta["encrypted_regex"] = regex
+    elif suffix:
+        meta["unencrypted_suffix"] = suffix
+    if mac_only:
+        meta["mac_only_encrypted"] = True
+    meta["version"] = "3.10.2"
+    for d in docs:
+        d["sops"] = meta
+    with open(out, "w") as f:
+        if "--json" in options:
+            json.dump(docs[0], f, indent=4)
+        else:
+            yaml.safe_dump_all(docs, f, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()
