@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -498,6 +499,49 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   ASSERT_EQ(code, 0) << out;
   ExpectSynced("dev-1", "single", third);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/single.yaml"), HasSubstr("tier: prod"));
+}
+
+// A Flux repository's SOPS-encrypted Secret reaches clusters decrypted, by the control
+// plane's age identity, for a bundle that says --decrypt=sops; gitfleetctl render decrypts
+// it the same way with the identity given to it. (The file is one SOPS itself wrote for
+// Flux's tests.)
+TEST_F(Fleet, ASopsEncryptedSecretReachesClustersDecrypted) {
+  auto testdata = [](const std::string& name) {
+    std::ifstream in("controlplane/render/testdata/sops/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  const std::string key_file = root_ + "/age-keys.txt";
+  std::ofstream(key_file) << testdata("flux_global.age.txt");
+  git_.Write("apps/db/secret.yaml", testdata("flux_global.yaml"));
+  git_.Write("apps/db/cm.yaml", Cm("db"));
+  std::string first = git_.Commit("an encrypted Secret");
+  StartControlPlane({"--sops-age-key-file=" + key_file});
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out =
+      Ctl({"bundle", "add", "db", "--source=demo", "--path=apps/db", "--decrypt=sops"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "db", first);
+  EXPECT_THAT(Read("prod-eu", "default/Secret/global-age-secret.yaml"), HasSubstr("global-value"))
+      << absl::StrJoin(Files("prod-eu"), ", ");
+  EXPECT_THAT(Read("prod-eu", "default/Secret/global-age-secret.yaml"), Not(HasSubstr("sops")));
+  // Without --decrypt the bundle refuses the document, saying what to do.
+  out =
+      Ctl({"bundle", "add", "raw", "--source=demo", "--path=apps/db", "--selector=none=x"}, &code);
+  EXPECT_THAT(out, HasSubstr("give the bundle --decrypt=sops"));
+  // gitfleetctl render, with the identity given to it.
+  out = Ctl({"render", "--repo=" + git_.dir(), "--path=apps/db", "--decrypt=sops",
+             "--sops-age-key-file=" + key_file},
+            &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("key: global-value"));
+  out = Ctl({"render", "--repo=" + git_.dir(), "--path=apps/db", "--decrypt=sops"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("--decrypt=sops needs --sops-age-key-file"));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
