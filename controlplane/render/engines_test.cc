@@ -14,6 +14,7 @@
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/plain_renderer.h"
 #include "controlplane/render/renderer.h"
+#include "controlplane/render/sops.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/fake_tools.h"
@@ -557,6 +558,42 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
   auto unplaced = renderer.Render({"web", "charts/web", chart});
   ASSERT_TRUE(unplaced.ok()) << unplaced.status();
   EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
+}
+
+// Flux's secretGenerator layout: a kustomization builds a Secret from a SOPS-encrypted .env
+// file, which Flux decrypts before the build; so does a --decrypt=sops bundle (its files are
+// decrypted before the engine reads them).
+TEST(KustomizeRendererTest, ASecretGeneratorReadsItsSopsEncryptedEnvFileDecrypted) {
+  const std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  if (access("/usr/bin/age-keygen", X_OK) != 0) GTEST_SKIP() << "the age package is missing";
+  const std::string dir = TempDir("sops-kustomize");
+  ASSERT_TRUE(RunSubprocess({"/usr/bin/age-keygen", "-o", dir + "/key.txt"}, {}).ok());
+  absl::StatusOr<std::string> key_file = PosixFileSystem().ReadFile(dir + "/key.txt");
+  ASSERT_TRUE(key_file.ok());
+  absl::StatusOr<AgeIdentities> keys = AgeIdentities::Parse(*key_file, "key.txt");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(dir + "/db.env", "PASSWORD=p=ss\n").ok());
+  absl::StatusOr<SubprocessResult> run =
+      RunSubprocess({"/usr/bin/python3", "controlplane/render/testdata/sops/encrypt.py",
+                     keys->Recipients()[0], dir + "/db.env", dir + "/db.enc.env", "--dotenv"},
+                    {"", {"PATH=/usr/bin:/bin"}});
+  ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+  absl::StatusOr<std::string> encrypted = PosixFileSystem().ReadFile(dir + "/db.enc.env");
+  ASSERT_TRUE(encrypted.ok());
+  std::vector<RepoFile> files = {{"apps/db/kustomization.yaml",
+                                  "secretGenerator:\n- name: db\n  envs: [db.env]\n"
+                                  "generatorOptions: {disableNameSuffixHash: true}\n"},
+                                 {"apps/db/db.env", *encrypted}};
+  std::vector<std::string> notes;
+  ASSERT_TRUE(DecryptSopsFiles("apps/db", *keys, &files, &notes).ok());
+  EXPECT_THAT(notes, ::testing::ElementsAre("decrypted with SOPS: apps/db/db.env"));
+  KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
+  absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, {"db", "apps/db", files});
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->objects().count("/Secret//db"), 1u);
+  YAML::Node secret = YAML::Load(set->objects().at("/Secret//db")->yaml());
+  EXPECT_EQ(secret["data"]["PASSWORD"].as<std::string>(), "cD1zcw==") << "base64 of p=ss";
 }
 
 // A helm engine whose helm is a stand-in that prints the release and each values file it

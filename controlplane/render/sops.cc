@@ -14,9 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/manifest/yaml.h"
 #include "common/names.h"
 #include "controlplane/render/crypto.h"
+#include "nlohmann/json.hpp"
 #include "re2/re2.h"
 #include "yaml-cpp/yaml.h"
 
@@ -423,6 +425,150 @@ bool IsSopsFile(absl::string_view content) {
   }
 }
 
+namespace {
+
+// The formats SOPS writes, by the file's name as SOPS and Flux choose them.
+enum class Format { kYaml, kJson, kDotenv, kIni, kBinary };
+
+Format FormatOf(absl::string_view path) {
+  if (absl::EndsWith(path, ".yaml") || absl::EndsWith(path, ".yml")) return Format::kYaml;
+  if (absl::EndsWith(path, ".json")) return Format::kJson;
+  if (absl::EndsWith(path, ".env")) return Format::kDotenv;
+  if (absl::EndsWith(path, ".ini")) return Format::kIni;
+  return Format::kBinary;
+}
+
+// JSON in the node's key order, as SOPS writes a decrypted .json file: quoted scalars are
+// strings, plain ones null, booleans or numbers when they read so.
+void EmitJson(const YAML::Node& node, std::string* out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& entry : node) {
+        if (!first) out->push_back(',');
+        first = false;
+        out->append(nlohmann::json(entry.first.Scalar()).dump());
+        out->push_back(':');
+        EmitJson(entry.second, out);
+      }
+      out->push_back('}');
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out->push_back('[');
+      bool first = true;
+      for (const auto& item : node) {
+        if (!first) out->push_back(',');
+        first = false;
+        EmitJson(item, out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = node.Scalar();
+      if (node.Tag() != "!") {
+        if (s == "true" || s == "false" || s == "null") {
+          out->append(s);
+          return;
+        }
+        if (ParseGoInt(s).has_value() ||
+            (ParseYamlFloat(s).has_value() && std::isfinite(*ParseYamlFloat(s)))) {
+          out->append(s);
+          return;
+        }
+      }
+      out->append(nlohmann::json(s).dump());
+      return;
+    }
+    default:
+      out->append("null");
+  }
+}
+
+// A dotenv file as SOPS reads one: KEY=VALUE lines (a "\n" in a value is a newline), "#"
+// comments (dropped here), and its metadata under sops_ keys, flattened
+// ("sops_age__list_0__map_enc"). Returns the document and the metadata as YAML nodes.
+absl::StatusOr<std::pair<YAML::Node, YAML::Node>> ParseDotenv(absl::string_view content) {
+  YAML::Node doc(YAML::NodeType::Map);
+  YAML::Node meta(YAML::NodeType::Map);
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(content, '\n')) {
+    ++number;
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", number, " is not KEY=VALUE"));
+    }
+    const std::string key(line.substr(0, eq));
+    const std::string value = absl::StrReplaceAll(line.substr(eq + 1), {{"\\n", "\n"}});
+    if (!absl::StartsWith(key, "sops_")) {
+      YAML::Node scalar(value);
+      scalar.SetTag("!");
+      doc.force_insert(YAML::Node(key), scalar);
+      continue;
+    }
+    // Unflatten: "age__list_0__map_enc" is age[0].enc. (yaml-cpp's Node::operator=
+    // writes through to the node assigned to; reset() moves the cursor.)
+    std::vector<std::string> parts = absl::StrSplit(key.substr(5), "__");
+    YAML::Node at = meta;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const bool last = i + 1 == parts.size();
+      std::string part = parts[i];
+      if (absl::StartsWith(part, "list_")) {
+        size_t index = 0;
+        if (!absl::SimpleAtoi(part.substr(5), &index) || index > 64 || last || !at.IsSequence()) {
+          return absl::InvalidArgumentError(absl::StrCat("line ", number, ": a bad sops_ key"));
+        }
+        while (at.size() <= index) at.push_back(YAML::Node(YAML::NodeType::Map));
+        YAML::Node next = at[index];
+        at.reset(next);
+        continue;
+      }
+      if (absl::StartsWith(part, "map_")) part = part.substr(4);
+      if (!at.IsMap() || part.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("line ", number, ": a bad sops_ key"));
+      }
+      if (last) {
+        at[part] = value;
+        break;
+      }
+      if (!at[part] || at[part].IsNull()) {
+        const bool list_next = absl::StartsWith(parts[i + 1], "list_");
+        at[part] = YAML::Node(list_next ? YAML::NodeType::Sequence : YAML::NodeType::Map);
+      }
+      YAML::Node next = at[part];
+      at.reset(next);
+    }
+  }
+  return std::make_pair(doc, meta);
+}
+
+}  // namespace
+
+bool IsSopsFile(absl::string_view path, absl::string_view content) {
+  switch (FormatOf(path)) {
+    case Format::kDotenv:
+      return absl::StrContains(content, "\nsops_mac=ENC[") ||
+             absl::StartsWith(content, "sops_mac=ENC[");
+    case Format::kIni:
+      return absl::StrContains(content, "[sops]") && absl::StrContains(content, "mac = ENC[");
+    case Format::kBinary:
+      // {"data": ..., "sops": ...} and nothing else; other text that happens to hold a
+      // SOPS document is not a binary file SOPS wrote.
+      if (!IsSopsFile(content)) return false;
+      try {
+        const YAML::Node doc = YAML::Load(std::string(content));
+        return doc.IsMap() && doc.size() == 2 && doc["data"] && doc["data"].IsScalar();
+      } catch (const YAML::Exception&) {
+        return false;
+      }
+    default:
+      return IsSopsFile(content);
+  }
+}
+
 absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
                                             const AgeIdentities& identities) {
   auto refuse = [&](const absl::Status& why) {
@@ -432,24 +578,42 @@ absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::strin
     return refuse(
         absl::InvalidArgumentError(absl::StrCat("it is larger than ", kMaxFileBytes, " bytes")));
   }
-  if (absl::Status bounded = CheckYamlBounds(content, path); !bounded.ok()) return bounded;
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(content));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  const Format format = FormatOf(path);
+  if (format == Format::kIni) {
+    return refuse(absl::InvalidArgumentError(
+        "it is in SOPS's INI format, which gitfleet does not read: encrypt it as YAML, JSON, "
+        "dotenv or binary"));
   }
+  std::vector<YAML::Node> docs;
+  YAML::Node metadata;
   try {
-    if (docs.empty() || !docs[0].IsMap() || !docs[0]["sops"] || !docs[0]["sops"].IsMap()) {
+    if (format == Format::kDotenv) {
+      absl::StatusOr<std::pair<YAML::Node, YAML::Node>> parsed = ParseDotenv(content);
+      if (!parsed.ok()) return refuse(parsed.status());
+      docs.push_back(parsed->first);
+      metadata = parsed->second;
+    } else {
+      if (absl::Status bounded = CheckYamlBounds(content, path); !bounded.ok()) return bounded;
+      try {
+        docs = YAML::LoadAll(std::string(content));
+      } catch (const YAML::Exception& e) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+      }
+      if (docs.empty() || !docs[0].IsMap()) {
+        return refuse(absl::InvalidArgumentError("it has no sops metadata"));
+      }
+      metadata = docs[0]["sops"];
+    }
+    if (!metadata || !metadata.IsMap() || metadata.size() == 0) {
       return refuse(absl::InvalidArgumentError("it has no sops metadata"));
     }
-    absl::StatusOr<Metadata> meta = ReadMetadata(docs[0]["sops"]);
+    absl::StatusOr<Metadata> meta = ReadMetadata(metadata);
     if (!meta.ok()) return refuse(meta.status());
     absl::StatusOr<std::string> key = DataKey(*meta, identities);
     if (!key.ok()) return refuse(key.status());
     Walker walker(*meta, *key);
-    std::vector<std::string> plain_docs;
+    std::vector<YAML::Node> plain_docs;
     for (const YAML::Node& doc : docs) {
       if (doc.IsNull()) continue;
       if (!doc.IsMap()) {
@@ -458,9 +622,7 @@ absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::strin
       std::vector<std::string> keys;
       absl::StatusOr<YAML::Node> plain = walker.Walk(doc, &keys);
       if (!plain.ok()) return refuse(plain.status());
-      absl::StatusOr<std::string> text = EmitBlockYaml(*plain);
-      if (!text.ok()) return refuse(text.status());
-      plain_docs.push_back(*std::move(text));
+      plain_docs.push_back(*std::move(plain));
     }
     // The document's integrity: the MAC, encrypted with the data key and bound to the time
     // it was written.
@@ -474,7 +636,42 @@ absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::strin
           "its MAC does not match its values: a value was changed, added, removed or reordered "
           "after encryption (sops edit re-encrypts it properly)"));
     }
-    return absl::StrJoin(plain_docs, "---\n");
+    // Written back in the file's own format, as `sops --decrypt` writes it: a
+    // kustomization's secretGenerator reads it as it is.
+    std::string out;
+    switch (format) {
+      case Format::kYaml: {
+        std::vector<std::string> texts;
+        for (const YAML::Node& doc : plain_docs) {
+          absl::StatusOr<std::string> text = EmitBlockYaml(doc);
+          if (!text.ok()) return refuse(text.status());
+          texts.push_back(*std::move(text));
+        }
+        return absl::StrJoin(texts, "---\n");
+      }
+      case Format::kJson:
+        if (plain_docs.size() != 1) {
+          return refuse(absl::InvalidArgumentError("a JSON file holds one document"));
+        }
+        EmitJson(plain_docs[0], &out);
+        return out + "\n";
+      case Format::kDotenv:
+        for (const auto& entry : plain_docs[0]) {
+          absl::StrAppend(&out, entry.first.Scalar(), "=",
+                          absl::StrReplaceAll(entry.second.Scalar(), {{"\n", "\\n"}}), "\n");
+        }
+        return out;
+      case Format::kBinary:
+        // SOPS keeps a binary file as the one value of {"data": ...}.
+        if (plain_docs.size() != 1 || !plain_docs[0]["data"] || !plain_docs[0]["data"].IsScalar()) {
+          return refuse(absl::InvalidArgumentError(
+              "it is not SOPS's binary format (one \"data\" value beside the metadata)"));
+        }
+        return plain_docs[0]["data"].Scalar();
+      case Format::kIni:
+        break;
+    }
+    return refuse(absl::InternalError("an unknown format"));
   } catch (const YAML::Exception& e) {
     return refuse(absl::InvalidArgumentError(absl::StrCat("cannot be read: ", e.what())));
   }
@@ -485,11 +682,7 @@ absl::Status DecryptSopsFiles(const std::string& path, const AgeIdentities& iden
   const std::string prefix = path.empty() ? "" : path + "/";
   std::vector<std::string> decrypted;
   for (RepoFile& file : *files) {
-    if (!absl::EndsWith(file.path, ".yaml") && !absl::EndsWith(file.path, ".yml") &&
-        !absl::EndsWith(file.path, ".json")) {
-      continue;
-    }
-    if (!IsSopsFile(file.content)) continue;
+    if (!IsSopsFile(file.path, file.content)) continue;
     absl::StatusOr<std::string> plain = DecryptSopsFile(file.path, file.content, identities);
     if (plain.ok()) {
       file.content = *std::move(plain);

@@ -8,11 +8,11 @@
 //
 //   absl::StatusOr<std::string> plain = DecryptSopsFile("apps/db/secret.yaml", text, keys);
 //
-// Read as SOPS writes them: every document of a file is one tree under the first
-// document's metadata; encrypted_regex, unencrypted_regex and the suffixes choose the
-// values, mac_only_encrypted too. Not read (each refused by name): key groups (Shamir),
-// comment-based rules (gitfleet does not keep comments), PGP and cloud KMS keys, and
-// SOPS's dotenv, INI and binary formats.
+// Read as SOPS writes them: every document of a YAML file is one tree under the first
+// document's metadata; dotenv and binary files too; encrypted_regex, unencrypted_regex and the
+// suffixes choose the values, mac_only_encrypted too. Not read (each refused by name): key groups
+// (Shamir), comment-based rules (gitfleet does not keep comments), PGP and cloud KMS keys, and
+// SOPS's INI format.
 
 #include <string>
 #include <vector>
@@ -25,19 +25,25 @@
 
 namespace gitfleet {
 
-// Whether `content` is a SOPS-encrypted YAML or JSON file: its first document has a
+// Whether `content` is a SOPS-encrypted YAML or JSON document: its first document has a
 // top-level `sops` mapping with a `mac`. Cheap for files that are not.
 bool IsSopsFile(absl::string_view content);
+// Whether the file at `path` is SOPS-encrypted in the format its name says (as SOPS and
+// Flux choose it): .yaml/.yml and .json as above, .env dotenv (sops_mac=), .ini INI, any
+// other name SOPS's binary format (JSON with one "data" value).
+bool IsSopsFile(absl::string_view path, absl::string_view content);
 
-// The plaintext of the SOPS-encrypted YAML or JSON file `content` at `path`, as YAML
-// without the sops metadata. NotFound when none of `identities` is one of its age
-// recipients (the message names the recipients); InvalidArgument naming `path` when it
-// is malformed, uses what gitfleet does not read, or fails authentication. The message
-// never holds a decrypted value.
+// The plaintext of the SOPS-encrypted file `content` at `path`, in the format its name says,
+// as `sops --decrypt` writes it: YAML without the sops metadata, JSON in its key order,
+// dotenv lines, or a binary file's bytes (INI is refused). NotFound when none of `identities` is
+// one of its age recipients (the message names the recipients); InvalidArgument naming `path` when
+// it is malformed, uses what gitfleet does not read, or fails authentication. The message never
+// holds a decrypted value.
 absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
                                             const AgeIdentities& identities);
 
-// Decrypts, in place, the SOPS-encrypted YAML and JSON files among `files`. One under
+// Decrypts, in place, the SOPS-encrypted files among `files` (IsSopsFile(path, content)):
+// manifests, and what a kustomization's secretGenerator reads. One under
 // `path` (the bundle's folder) that cannot be decrypted fails the call naming it; one
 // elsewhere (a kustomize base, another bundle's secret) is left as it is, and fails the
 // render only if the render uses it. `notes` (may be null) receives what was decrypted

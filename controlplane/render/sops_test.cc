@@ -291,6 +291,63 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
   EXPECT_EQ(YAML::Load(*plain)["stringData"]["password"].as<std::string>(), "hunter2");
 }
 
+// A file's other formats, as Flux decrypts what a kustomization's secretGenerator reads:
+// dotenv, JSON (its key order kept) and binary, each written back as `sops --decrypt`
+// writes it; INI is refused by name.
+TEST(SopsTest, DecryptsDotenvJsonAndBinaryFilesInTheirOwnFormat) {
+  if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
+  const std::string dir = TempDir("sops-formats");
+  auto [key_file, recipient] = KeyGen(dir);
+  const AgeIdentities keys = Identities(key_file);
+  auto encrypt = [&](const std::string& plain, const std::string& name,
+                     const std::vector<std::string>& flags) {
+    Write(dir + "/in", plain);
+    std::vector<std::string> argv = {"/usr/bin/python3",
+                                     "controlplane/render/testdata/sops/encrypt.py", recipient,
+                                     dir + "/in", dir + "/" + name};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
+    EXPECT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+    std::ifstream in(dir + "/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  const std::string env =
+      encrypt("USER=admin\nPASSWORD=p=ss\nMULTI=a\\nb\n", "db.env", {"--dotenv"});
+  EXPECT_EQ(env.find("p=ss"), std::string::npos);
+  ASSERT_TRUE(IsSopsFile("apps/db.env", env));
+  EXPECT_FALSE(IsSopsFile("apps/db.env", "USER=admin\n"));
+  absl::StatusOr<std::string> plain = DecryptSopsFile("apps/db.env", env, keys);
+  ASSERT_TRUE(plain.ok()) << plain.status() << "\n" << env;
+  EXPECT_EQ(*plain, "USER=admin\nPASSWORD=p=ss\nMULTI=a\\nb\n");
+  // A value changed in a dotenv file breaks its MAC, as in YAML.
+  const std::string swapped = absl::StrReplaceAll(env, {{"USER=ENC", "USER2=ENC"}});
+  EXPECT_FALSE(DecryptSopsFile("apps/db.env", swapped, keys).ok());
+
+  const std::string json =
+      encrypt("zeta: 1\nalpha: {b: two, a: true}\nlist: [1.5, x]\n", "config.json", {"--json"});
+  ASSERT_TRUE(IsSopsFile("config.json", json));
+  plain = DecryptSopsFile("config.json", json, keys);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(*plain, "{\"zeta\":1,\"alpha\":{\"b\":\"two\",\"a\":true},\"list\":[1.5,\"x\"]}\n");
+
+  const std::string binary =
+      encrypt("-----BEGIN CERTIFICATE-----\nMIIB\n", "tls.crt", {"--binary"});
+  ASSERT_TRUE(IsSopsFile("tls.crt", binary));
+  EXPECT_FALSE(IsSopsFile("notes.txt", Testdata("flux_global.yaml")))
+      << "a SOPS YAML document under another name is not SOPS's binary format";
+  plain = DecryptSopsFile("tls.crt", binary, keys);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(*plain, "-----BEGIN CERTIFICATE-----\nMIIB\n");
+
+  const std::string ini = "[config]\nkey = ENC[AES256_GCM,data:x]\n[sops]\nmac = ENC[x]\n";
+  ASSERT_TRUE(IsSopsFile("app.ini", ini));
+  EXPECT_THAT(
+      std::string(DecryptSopsFile("app.ini", ini, keys).status().message()),
+      HasSubstr("app.ini (SOPS): it is in SOPS's INI format, which gitfleet does not read"));
+}
+
 // In a render's files: those under the bundle's folder are decrypted, or fail the render;
 // those elsewhere are decrypted when they can be and left otherwise, noted.
 TEST(SopsTest, DecryptSopsFilesDecryptsTheFolderAndLeavesWhatItCannotElsewhere) {

@@ -2,7 +2,10 @@
 """Writes a SOPS-encrypted file as SOPS 3 does, for gitfleet's tests.
 
 usage: encrypt.py RECIPIENT IN OUT [--encrypted-regex=R] [--unencrypted-suffix=S]
-                  [--mac-only-encrypted] [--json]
+                  [--mac-only-encrypted] [--json | --dotenv | --binary]
+
+IN is YAML, or with --dotenv KEY=VALUE lines, or with --binary any bytes (kept as the one
+value "data", as SOPS keeps a binary file).
 
 The data key goes to the age command (age -r RECIPIENT -a); values are encrypted with
 AES-256-GCM (32-byte IVs) bound to their key path, and the MAC is SHA-512 over the values
@@ -82,8 +85,15 @@ def main():
             return encrypt(node, path)
         return node
 
-    with open(src) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if "--dotenv" in options:
+        with open(src) as f:
+            docs = [dict(l.split("=", 1) for l in f.read().splitlines() if l and l[0] != "#")]
+    elif "--binary" in options:
+        with open(src) as f:
+            docs = [{"data": f.read()}]
+    else:
+        with open(src) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d is not None]
     if "--json" in options:
         docs = docs[:1]  # a JSON file is one document
     docs = [walk(d, []) for d in docs]
@@ -105,10 +115,19 @@ def main():
     if mac_only:
         meta["mac_only_encrypted"] = True
     meta["version"] = "3.10.2"
+    if "--dotenv" in options:
+        with open(out, "w") as f:
+            for k, v in docs[0].items():
+                f.write("%s=%s\n" % (k, v.replace("\n", "\\n")))
+            flat = {"age__list_0__map_enc": armored, "age__list_0__map_recipient": recipient}
+            flat.update({k: v for k, v in meta.items() if k != "age"})
+            for k, v in sorted(flat.items()):
+                f.write("sops_%s=%s\n" % (k, str(v).replace("\n", "\\n")))
+        return
     for d in docs:
         d["sops"] = meta
     with open(out, "w") as f:
-        if "--json" in options:
+        if "--json" in options or "--binary" in options:
             json.dump(docs[0], f, indent=4)
         else:
             yaml.safe_dump_all(docs, f, sort_keys=False)
