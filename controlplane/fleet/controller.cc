@@ -783,6 +783,14 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     return absl::InvalidArgumentError(
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
+  // Said when the bundle is defined rather than at each render: decryption needs keys.
+  if (bundle.decrypt() == "sops" &&
+      (!options_.sops_identities || options_.sops_identities() == nullptr)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("bundle \"", bundle.name(),
+                     "\": --decrypt=sops needs the control plane's age identities: start it with "
+                     "--sops-age-key-file"));
+  }
   if (bundle.depends_on_size() > 32) {
     return absl::InvalidArgumentError("--depends-on: at most 32 bundles");
   }
@@ -2627,7 +2635,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           "bundle ", name,
           " decrypts SOPS files (--decrypt=sops), and the control plane has no age identities: "
           "start it with --sops-age-key-file"));
-    } else {
+    } else if (std::any_of(inputs->begin(), inputs->end(), [](const RepoFile& file) {
+                 return IsSopsFile(file.path, file.content);
+               })) {
       auto decrypted = std::make_shared<std::vector<RepoFile>>(*inputs);
       status = DecryptSopsFiles(definition.path(), *identities, decrypted.get(), &notes);
       inputs = std::move(decrypted);

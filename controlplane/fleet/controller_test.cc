@@ -1325,17 +1325,18 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   v1::Bundle db = Bundle("db", "apps/db");
   db.set_decrypt("sops");
-  // Without identities, or without --decrypt, the render fails saying what to do.
-  ASSERT_TRUE(controller_->AddBundle(db, false).ok());
+  // Without identities the bundle is refused; without --decrypt, its render fails; each
+  // says what to do.
+  EXPECT_THAT(controller_->AddBundle(db, false).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("bundle \"db\": --decrypt=sops needs the control plane's age "
+                                 "identities: start it with --sops-age-key-file")));
   ASSERT_TRUE(controller_->AddBundle(Bundle("plain", "apps/db"), false).ok());
   auto listed = [&] {
     std::map<std::string, v1::BundleInfo> out;
     for (v1::BundleInfo& b : controller_->ListBundles()) out[b.bundle().name()] = b;
     return out;
   };
-  EXPECT_THAT(listed()["db"].error(),
-              HasSubstr("bundle db decrypts SOPS files (--decrypt=sops), and the control plane "
-                        "has no age identities: start it with --sops-age-key-file"));
   EXPECT_THAT(listed()["plain"].error(),
               HasSubstr("apps/db/secret.yaml:1: Secret global-age-secret is encrypted with SOPS"));
   EXPECT_THAT(listed()["plain"].error(), HasSubstr("give the bundle --decrypt=sops"));
@@ -1352,7 +1353,7 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
   sops_identities_ = std::make_shared<const AgeIdentities>(*keys);
   Restart();
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(db, false).ok());
   uint64_t agent = ConnectAgent(hub_.get(), "c1", {});
   std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "db");
   ASSERT_NE(message, nullptr) << listed()["db"].error();
@@ -1378,6 +1379,16 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
               HasSubstr("apps/db/secret.yaml (SOPS): its MAC does not match its values"));
   EXPECT_EQ(listed()["db"].revision(), revision);
   EXPECT_THAT(listed()["db"].error(), Not(HasSubstr("global-value")));
+
+  // A restart without the identities keeps what clusters run, and says why.
+  sops_identities_ = nullptr;
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(listed()["db"].error(),
+              HasSubstr("bundle db decrypts SOPS files (--decrypt=sops), and the control plane "
+                        "has no age identities: start it with --sops-age-key-file"));
+  EXPECT_EQ(listed()["db"].revision(), revision);
 }
 
 // A Flux repository whose root .sourceignore leaves out a bundle folder's fixtures: a

@@ -378,20 +378,25 @@ absl::StatusOr<std::string> DataKey(const Metadata& meta, const AgeIdentities& i
         "plane's (sops updatekeys)"));
   }
   std::vector<std::string> recipients;
+  absl::Status broken;  // the first entry an identity was for but could not open
   for (const auto& [recipient, enc] : meta.age) {
     recipients.push_back(recipient);
     absl::StatusOr<std::string> key = identities.Decrypt(enc, 1024);
     if (absl::IsNotFound(key.status())) continue;
-    if (!key.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("its data key for ", recipient, ": ", key.status().message()));
+    if (key.ok() && key->size() != 32) {
+      key = absl::InvalidArgumentError("it is not 32 bytes");
     }
-    if (key->size() != 32) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("its data key for ", recipient, " is not 32 bytes"));
+    if (!key.ok()) {
+      // Another recipient's entry may still open: a file is for several.
+      if (broken.ok()) {
+        broken = absl::InvalidArgumentError(
+            absl::StrCat("its data key for ", recipient, ": ", key.status().message()));
+      }
+      continue;
     }
     return *std::move(key);
   }
+  if (!broken.ok()) return broken;
   return absl::NotFoundError(absl::StrCat(
       "it is encrypted for the age recipients ", ListNames(recipients, 5),
       ", and the control plane's identities are for ", ListNames(identities.Recipients(), 5),
