@@ -1,6 +1,8 @@
 #include "controlplane/render/age.h"
 
 #include <algorithm>
+#include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -145,21 +147,35 @@ absl::StatusOr<std::string> Dearmor(absl::string_view file) {
   return out;
 }
 
+// BIP 173's convertbits: `in`, groups of `from` bits, regrouped as groups of `to` bits.
+// With `pad`, the last group is padded with zeros; without, leftover bits must be fewer
+// than `from` and zero, else nullopt.
+std::optional<std::vector<uint8_t>> ConvertBits(const std::vector<uint8_t>& in, int from, int to,
+                                                bool pad) {
+  std::vector<uint8_t> out;
+  uint32_t acc = 0;
+  int bits = 0;
+  const uint32_t mask = (1u << to) - 1;
+  for (uint8_t value : in) {
+    acc = ((acc << from) | value) & 0xfff;
+    bits += from;
+    while (bits >= to) {
+      bits -= to;
+      out.push_back((acc >> bits) & mask);
+    }
+  }
+  if (pad) {
+    if (bits > 0) out.push_back((acc << (to - bits)) & mask);
+  } else if (bits >= from || ((acc << (to - bits)) & mask) != 0) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string Bech32Encode(absl::string_view hrp, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> five;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (uint8_t byte : data) {
-    acc = ((acc << 8) | byte) & 0xfff;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      five.push_back((acc >> bits) & 31);
-    }
-  }
-  if (bits > 0) five.push_back((acc << (5 - bits)) & 31);
+  const std::vector<uint8_t> five = *ConvertBits(data, 8, 5, /*pad=*/true);
   std::string lower = absl::AsciiStrToLower(hrp);
   std::vector<uint8_t> values = HrpExpand(lower);
   values.insert(values.end(), five.begin(), five.end());
@@ -193,21 +209,9 @@ absl::StatusOr<std::pair<std::string, std::vector<uint8_t>>> Bech32Decode(absl::
   values.insert(values.end(), five.begin(), five.end());
   if (Polymod(values) != 1) return absl::InvalidArgumentError("its checksum does not match");
   five.resize(five.size() - 6);
-  std::vector<uint8_t> data;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (uint8_t v : five) {
-    acc = ((acc << 5) | v) & 0xfff;
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      data.push_back((acc >> bits) & 0xff);
-    }
-  }
-  if (bits >= 5 || ((acc << (8 - bits)) & 0xff) != 0) {
-    return absl::InvalidArgumentError("its padding is not zero");
-  }
-  return std::make_pair(hrp, data);
+  std::optional<std::vector<uint8_t>> data = ConvertBits(five, 5, 8, /*pad=*/false);
+  if (!data.has_value()) return absl::InvalidArgumentError("its padding is not zero");
+  return std::make_pair(hrp, *std::move(data));
 }
 
 absl::StatusOr<AgeIdentities> AgeIdentities::Parse(absl::string_view text,

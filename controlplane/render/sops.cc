@@ -478,8 +478,8 @@ void EmitJson(const YAML::Node& node, std::string* out) {
           out->append(s);
           return;
         }
-        if (ParseGoInt(s).has_value() ||
-            (ParseYamlFloat(s).has_value() && std::isfinite(*ParseYamlFloat(s)))) {
+        const std::optional<double> number = ParseYamlFloat(s);
+        if (ParseGoInt(s).has_value() || (number.has_value() && std::isfinite(*number))) {
           out->append(s);
           return;
         }

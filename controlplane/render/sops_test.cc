@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,36 @@ std::pair<std::string, std::string> KeyGen(const std::string& dir) {
     if (absl::ConsumePrefix(&line, "# public key: ")) recipient = std::string(line);
   }
   return {text.str(), recipient};
+}
+
+// A fresh identity from age-keygen: its folder, key file text and recipient.
+struct TestKey {
+  std::string dir;
+  std::string key_file;
+  std::string recipient;
+};
+TestKey NewKey(const std::string& prefix) {
+  TestKey key;
+  key.dir = TempDir(prefix);
+  std::tie(key.key_file, key.recipient) = KeyGen(key.dir);
+  return key;
+}
+
+// `plain` as testdata/sops/encrypt.py encrypts it for `key` (with `flags`: the rules and
+// the format), as a file named `name`.
+std::string SopsEncrypt(const TestKey& key, const std::string& plain, const std::string& name,
+                        const std::vector<std::string>& flags = {}) {
+  Write(key.dir + "/in", plain);
+  std::vector<std::string> argv = {"/usr/bin/python3",
+                                   "controlplane/render/testdata/sops/encrypt.py", key.recipient,
+                                   key.dir + "/in", key.dir + "/" + name};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
+  EXPECT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+  std::ifstream in(key.dir + "/" + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // Secrets that SOPS itself encrypted for Flux's tests decrypt to what Flux's tests expect,
@@ -166,11 +197,10 @@ TEST(AgeTest, KeyFilesAreReadAsAgeKeygenWritesThem) {
 // each), decrypt to what it was given; one altered anywhere does not.
 TEST(AgeTest, DecryptsWhatTheAgeCommandEncrypted) {
   if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
-  const std::string dir = TempDir("age");
-  const std::pair<std::string, std::string> generated = KeyGen(dir);
-  const std::string& key_file = generated.first;
-  const std::string& recipient = generated.second;
-  const AgeIdentities keys = Identities(key_file);
+  const TestKey key = NewKey("age");
+  const std::string& dir = key.dir;
+  const std::string& recipient = key.recipient;
+  const AgeIdentities keys = Identities(key.key_file);
   EXPECT_THAT(keys.Recipients(), ::testing::ElementsAre(recipient));
   for (size_t size :
        {size_t{0}, size_t{32}, size_t{64 * 1024}, size_t{64 * 1024 + 1}, size_t{200000}}) {
@@ -221,18 +251,14 @@ TEST(AgeTest, DecryptsWhatTheAgeCommandEncrypted) {
 // documents, JSON, a MAC over the encrypted values only.
 TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
   if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
-  const std::string dir = TempDir("sops");
-  const std::pair<std::string, std::string> generated = KeyGen(dir);
-  const std::string& key_file = generated.first;
-  const std::string& recipient = generated.second;
-  const AgeIdentities keys = Identities(key_file);
+  const TestKey key = NewKey("sops");
+  const AgeIdentities keys = Identities(key.key_file);
   const std::string source =
       "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels: {tier: backend}\n"
       "stringData:\n  password: hunter2\n  port: '5432'\n  empty: ''\n"
       "config:\n  replicas: 3\n  ratio: 1.5\n  enabled: true\n  nothing: null\n"
       "  hosts: [a, b]\n  note_unencrypted: plain text\n"
       "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\ndata: {k: v}\n";
-  Write(dir + "/plain.yaml", source);
   struct Case {
     std::vector<std::string> flags;
     bool metadata_encrypted;
@@ -241,21 +267,13 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
        {Case{{}, true}, Case{{"--encrypted-regex=^(data|stringData|config)$"}, false},
         Case{{"--mac-only-encrypted"}, true},
         Case{{"--encrypted-regex=^(stringData)$", "--mac-only-encrypted"}, false}}) {
-    std::vector<std::string> argv = {"/usr/bin/python3",
-                                     "controlplane/render/testdata/sops/encrypt.py", recipient,
-                                     dir + "/plain.yaml", dir + "/enc.yaml"};
-    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
-    absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
-    ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
-    std::ifstream in(dir + "/enc.yaml");
-    std::stringstream encrypted;
-    encrypted << in.rdbuf();
+    const std::string encrypted = SopsEncrypt(key, source, "enc.yaml", c.flags);
     const std::string label = c.flags.empty() ? "(all)" : c.flags[0];
-    EXPECT_EQ(encrypted.str().find("hunter2"), std::string::npos) << label;
-    EXPECT_EQ(absl::StrContains(encrypted.str(), "name: ENC["), c.metadata_encrypted) << label;
-    ASSERT_TRUE(IsSopsFile(encrypted.str()));
-    absl::StatusOr<std::string> plain = DecryptSopsFile("enc.yaml", encrypted.str(), keys);
-    ASSERT_TRUE(plain.ok()) << label << ": " << plain.status() << "\n" << encrypted.str();
+    EXPECT_EQ(encrypted.find("hunter2"), std::string::npos) << label;
+    EXPECT_EQ(absl::StrContains(encrypted, "name: ENC["), c.metadata_encrypted) << label;
+    ASSERT_TRUE(IsSopsFile(encrypted));
+    absl::StatusOr<std::string> plain = DecryptSopsFile("enc.yaml", encrypted, keys);
+    ASSERT_TRUE(plain.ok()) << label << ": " << plain.status() << "\n" << encrypted;
     std::vector<YAML::Node> docs = YAML::LoadAll(*plain);
     ASSERT_EQ(docs.size(), 2u) << *plain;
     const YAML::Node& secret = docs[0];
@@ -275,22 +293,15 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
     EXPECT_FALSE(docs[1]["sops"]);
     // A document dropped breaks the MAC, unless none of its values counts in it (a MAC over
     // the encrypted values only, and it has none).
-    const std::string first_only = encrypted.str().substr(0, encrypted.str().find("\n---\n") + 1);
+    const std::string first_only = encrypted.substr(0, encrypted.find("\n---\n") + 1);
     EXPECT_EQ(absl::StrContains(DecryptSopsFile("enc.yaml", first_only, keys).status().message(),
                                 "MAC does not match"),
               c.flags.size() < 2)
         << label;
   }
   // JSON, as SOPS writes a .json file.
-  std::vector<std::string> argv = {
-      "/usr/bin/python3", "controlplane/render/testdata/sops/encrypt.py",
-      recipient,          dir + "/plain.yaml",
-      dir + "/enc.json",  "--json"};
-  ASSERT_TRUE(RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}}).ok());
-  std::ifstream in(dir + "/enc.json");
-  std::stringstream json;
-  json << in.rdbuf();
-  absl::StatusOr<std::string> plain = DecryptSopsFile("enc.json", json.str(), keys);
+  const std::string json = SopsEncrypt(key, source, "enc.json", {"--json"});
+  absl::StatusOr<std::string> plain = DecryptSopsFile("enc.json", json, keys);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(YAML::Load(*plain)["stringData"]["password"].as<std::string>(), "hunter2");
 }
@@ -300,28 +311,10 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
 // writes it; INI is refused by name.
 TEST(SopsTest, DecryptsDotenvJsonAndBinaryFilesInTheirOwnFormat) {
   if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
-  const std::string dir = TempDir("sops-formats");
-  // (Plain variables, not a structured binding: clang 14 cannot capture one in a lambda.)
-  const std::pair<std::string, std::string> generated = KeyGen(dir);
-  const std::string& key_file = generated.first;
-  const std::string& recipient = generated.second;
-  const AgeIdentities keys = Identities(key_file);
-  auto encrypt = [&](const std::string& plain, const std::string& name,
-                     const std::vector<std::string>& flags) {
-    Write(dir + "/in", plain);
-    std::vector<std::string> argv = {"/usr/bin/python3",
-                                     "controlplane/render/testdata/sops/encrypt.py", recipient,
-                                     dir + "/in", dir + "/" + name};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
-    EXPECT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
-    std::ifstream in(dir + "/" + name);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  };
+  const TestKey key = NewKey("sops-formats");
+  const AgeIdentities keys = Identities(key.key_file);
   const std::string env =
-      encrypt("USER=admin\nPASSWORD=p=ss\nMULTI=a\\nb\n", "db.env", {"--dotenv"});
+      SopsEncrypt(key, "USER=admin\nPASSWORD=p=ss\nMULTI=a\\nb\n", "db.env", {"--dotenv"});
   EXPECT_EQ(env.find("p=ss"), std::string::npos);
   ASSERT_TRUE(IsSopsFile("apps/db.env", env));
   EXPECT_FALSE(IsSopsFile("apps/db.env", "USER=admin\n"));
@@ -332,15 +325,15 @@ TEST(SopsTest, DecryptsDotenvJsonAndBinaryFilesInTheirOwnFormat) {
   const std::string swapped = absl::StrReplaceAll(env, {{"USER=ENC", "USER2=ENC"}});
   EXPECT_FALSE(DecryptSopsFile("apps/db.env", swapped, keys).ok());
 
-  const std::string json =
-      encrypt("zeta: 1\nalpha: {b: two, a: true}\nlist: [1.5, x]\n", "config.json", {"--json"});
+  const std::string json = SopsEncrypt(key, "zeta: 1\nalpha: {b: two, a: true}\nlist: [1.5, x]\n",
+                                       "config.json", {"--json"});
   ASSERT_TRUE(IsSopsFile("config.json", json));
   plain = DecryptSopsFile("config.json", json, keys);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(*plain, "{\"zeta\":1,\"alpha\":{\"b\":\"two\",\"a\":true},\"list\":[1.5,\"x\"]}\n");
 
   const std::string binary =
-      encrypt("-----BEGIN CERTIFICATE-----\nMIIB\n", "tls.crt", {"--binary"});
+      SopsEncrypt(key, "-----BEGIN CERTIFICATE-----\nMIIB\n", "tls.crt", {"--binary"});
   ASSERT_TRUE(IsSopsFile("tls.crt", binary));
   EXPECT_FALSE(IsSopsFile("notes.txt", Testdata("flux_global.yaml")))
       << "a SOPS YAML document under another name is not SOPS's binary format";
