@@ -135,7 +135,7 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
 ABSL_FLAG(std::string, sops_age_key_file, "",
           "age identities (age-keygen's AGE-SECRET-KEY-1... lines) that bundles with "
-          "--decrypt=sops decrypt their repository's SOPS-encrypted YAML and JSON with. Read "
+          "--decrypt=sops decrypt their repository's SOPS-encrypted files with. Read "
           "again within a second of a change (no restart); a change that is refused keeps the "
           "identities in force. Keep it readable by the control plane only.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,

@@ -2606,8 +2606,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   absl::Status status;
   absl::StatusOr<std::vector<RepoFile>> files =
       snapshot.repo->ReadTree(commit.id, definition.path(), GitRepository::Unreadable::kRefuse);
-  if (files.ok() && engine.empty())
+  if (files.ok() && engine.empty()) {
     engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout);
+  }
   Renderer* renderer = renderers_.Find(engine);
   std::shared_ptr<const std::vector<RepoFile>> inputs;
   if (!files.ok()) {

@@ -663,9 +663,6 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   }
   const std::string& fleet_yaml = fleet->file;
   RenderInput placed = input;
-  // fleet.yaml's helm options, for the chart in the bundle's folder (Fleet's other charts,
-  // helm.chart elsewhere, are named below), and those its targetCustomizations give the
-  // clusters they select.
   // A chart in a folder inside the bundle's, which fleet.yaml names (Fleet's
   // `helm.chart: ./chart`), is the chart rendered, as Fleet renders it; the folder's other
   // files are not rendered, as in Fleet.
@@ -709,6 +706,9 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         " in helm.chart; this bundle was rendered before gitfleet read it, and renders as it "
         "did: add the bundle again to render that chart"));
   }
+  // fleet.yaml's helm options, for the chart in the bundle's folder or the one helm.chart names
+  // (Fleet's other charts, from elsewhere, are named below), and those its targetCustomizations
+  // give the clusters they select.
   const bool chart_here =
       std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty();
   const bool helm_targets = chart_here && !fleet->helm_targets.empty() &&

@@ -258,6 +258,7 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
       "stringData:\n  password: hunter2\n  port: '5432'\n  empty: ''\n"
       "config:\n  replicas: 3\n  ratio: 1.5\n  enabled: true\n  nothing: null\n"
       "  hosts: [a, b]\n  note_unencrypted: plain text\n"
+      "plain_unencrypted: {replicas: 3, ratio: 0.5, enabled: true, none: ~, octal: '0755'}\n"
       "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: second}\ndata: {k: v}\n";
   struct Case {
     std::vector<std::string> flags;
@@ -288,6 +289,9 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
     EXPECT_TRUE(secret["config"]["nothing"].IsNull());
     EXPECT_EQ(secret["config"]["hosts"][1].as<std::string>(), "b");
     EXPECT_EQ(secret["config"]["note_unencrypted"].as<std::string>(), "plain text");
+    // Values left in clear count in the MAC as SOPS counts them (3, 0.5, True; null not).
+    EXPECT_EQ(secret["plain_unencrypted"]["enabled"].Scalar(), "true");
+    EXPECT_EQ(secret["plain_unencrypted"]["octal"].as<std::string>(), "0755");
     EXPECT_EQ(secret["metadata"]["labels"]["tier"].as<std::string>(), "backend");
     EXPECT_EQ(docs[1]["data"]["k"].as<std::string>(), "v") << "the second document";
     EXPECT_FALSE(docs[1]["sops"]);
