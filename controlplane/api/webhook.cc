@@ -1,9 +1,5 @@
 #include "controlplane/api/webhook.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <initializer_list>
 #include <optional>
@@ -15,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/crypto.h"
 #include "common/logging.h"
 
 namespace gitfleet {
@@ -26,18 +23,10 @@ std::string Header(const HttpRequest& request, const char* name) {
 }
 
 std::string HmacSha256Hex(const std::string& key, const std::string& data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(length)));
+  return absl::BytesToHexString(crypto::HmacSha256(key, data));
 }
 
-// Equal, in time that does not depend on where they differ.
-bool SecureEquals(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
+using crypto::SecureEquals;
 
 // The first of `fields` in `payload` that is a string; "" when none is (a field of another
 // type names no event, and reading it as a string would throw).

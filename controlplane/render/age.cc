@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "controlplane/render/crypto.h"
+#include "common/crypto.h"
 
 namespace gitfleet {
 namespace {

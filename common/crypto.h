@@ -1,9 +1,9 @@
-#ifndef GITFLEET_CONTROLPLANE_RENDER_CRYPTO_H_
-#define GITFLEET_CONTROLPLANE_RENDER_CRYPTO_H_
+#ifndef GITFLEET_COMMON_CRYPTO_H_
+#define GITFLEET_COMMON_CRYPTO_H_
 
-// The few primitives age and SOPS decryption need, over OpenSSL's EVP interface. Each
-// returns false (or an error) rather than throwing or aborting on bad input: the input
-// comes from repositories.
+// The few primitives age and SOPS decryption and webhook signatures need, over OpenSSL's
+// EVP interface. Each returns false (or an error) rather than throwing or aborting on bad
+// input: the input comes from repositories and from the network.
 
 #include <cstdint>
 #include <string>
@@ -38,4 +38,4 @@ bool SecureEquals(absl::string_view a, absl::string_view b);
 
 }  // namespace gitfleet::crypto
 
-#endif  // GITFLEET_CONTROLPLANE_RENDER_CRYPTO_H_
+#endif  // GITFLEET_COMMON_CRYPTO_H_
