@@ -7,13 +7,13 @@
 #include <functional>
 #include <map>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/file_system.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
 #include "controlplane/render/helm_renderer.h"
@@ -1307,10 +1307,9 @@ TEST_F(ControllerTest, FleetsNestedBundlesAndFleetYmlAreReadForBundlesRenderedSi
 
 // The Secrets test data Flux's own tests decrypt (SOPS 3.10.2, age), and its identity.
 std::string SopsTestdata(const std::string& name) {
-  std::ifstream in("controlplane/render/testdata/sops/" + name);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  absl::StatusOr<std::string> text =
+      ReadFileAtMost("controlplane/render/testdata/sops/" + name, 1 << 20);
+  return text.ok() ? *std::move(text) : "";
 }
 
 // A Flux repository's SOPS-encrypted Secret reaches clusters decrypted when its bundle says

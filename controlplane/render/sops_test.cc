@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -11,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/file_system.h"
 #include "common/subprocess.h"
 #include "controlplane/render/age.h"
 #include "gmock/gmock.h"
@@ -25,11 +25,15 @@ using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// The file at `path`, or "" (a failed expectation) when it cannot be read.
+std::string ReadText(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileAtMost(path, 16 << 20);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? *std::move(text) : "";
+}
+
 std::string Testdata(const std::string& name) {
-  std::ifstream in("controlplane/render/testdata/sops/" + name);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return ReadText("controlplane/render/testdata/sops/" + name);
 }
 
 void Write(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
@@ -51,14 +55,12 @@ std::pair<std::string, std::string> KeyGen(const std::string& dir) {
   absl::StatusOr<SubprocessResult> made =
       RunSubprocess({"/usr/bin/age-keygen", "-o", dir + "/key.txt"}, {});
   EXPECT_TRUE(made.ok() && made->exit_code == 0);
-  std::ifstream in(dir + "/key.txt");
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = ReadText(dir + "/key.txt");
   std::string recipient;
-  for (absl::string_view line : absl::StrSplit(text.str(), '\n')) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     if (absl::ConsumePrefix(&line, "# public key: ")) recipient = std::string(line);
   }
-  return {text.str(), recipient};
+  return {text, recipient};
 }
 
 // A fresh identity from age-keygen: its folder, key file text and recipient.
@@ -85,10 +87,8 @@ std::string SopsEncrypt(const TestKey& key, const std::string& plain, const std:
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
   EXPECT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
-  std::ifstream in(key.dir + "/" + name);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  const std::string text = ReadText(key.dir + "/" + name);
+  return text;
 }
 
 // Secrets that SOPS itself encrypted for Flux's tests decrypt to what Flux's tests expect,
@@ -213,23 +213,21 @@ TEST(AgeTest, DecryptsWhatTheAgeCommandEncrypted) {
       argv.push_back(dir + "/plain");
       absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {});
       ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
-      std::ifstream in(dir + "/enc");
-      std::stringstream file;
-      file << in.rdbuf();
-      absl::StatusOr<std::string> out = keys.Decrypt(file.str(), 1 << 20);
+      const std::string file = ReadText(dir + "/enc");
+      absl::StatusOr<std::string> out = keys.Decrypt(file, 1 << 20);
       ASSERT_TRUE(out.ok()) << size << " " << armor << ": " << out.status();
       EXPECT_EQ(*out, plain) << size;
       if (!armor && size > 0) {
-        std::string altered = file.str();
+        std::string altered = file;
         altered[altered.size() - 20] ^= 1;
         EXPECT_THAT(std::string(keys.Decrypt(altered, 1 << 20).status().message()),
                     HasSubstr("does not authenticate"));
-        altered = file.str();
+        altered = file;
         altered.resize(altered.size() - 17);
         EXPECT_FALSE(keys.Decrypt(altered, 1 << 20).ok()) << "truncated";
-        EXPECT_THAT(std::string(keys.Decrypt(file.str(), size - 1).status().message()),
+        EXPECT_THAT(std::string(keys.Decrypt(file, size - 1).status().message()),
                     HasSubstr("holds more than"));
-        altered = file.str();
+        altered = file;
         altered[30] ^= 1;  // in the stanza's share: another key, or a malformed one
         EXPECT_FALSE(keys.Decrypt(altered, 1 << 20).ok());
       }
@@ -241,10 +239,8 @@ TEST(AgeTest, DecryptsWhatTheAgeCommandEncrypted) {
   ASSERT_TRUE(
       RunSubprocess({"/usr/bin/age", "-r", other, "-a", "-o", dir + "/enc", dir + "/plain"}, {})
           .ok());
-  std::ifstream in(dir + "/enc");
-  std::stringstream file;
-  file << in.rdbuf();
-  EXPECT_EQ(keys.Decrypt(file.str(), 100).status().code(), absl::StatusCode::kNotFound);
+  const std::string file = ReadText(dir + "/enc");
+  EXPECT_EQ(keys.Decrypt(file, 100).status().code(), absl::StatusCode::kNotFound);
 }
 
 // SOPS files of every shape gitfleet reads: value types, suffixes and regexes, several

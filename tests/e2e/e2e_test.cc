@@ -10,7 +10,6 @@
 #include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -507,10 +506,9 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
 // Flux's tests.)
 TEST_F(Fleet, ASopsEncryptedSecretReachesClustersDecrypted) {
   auto testdata = [](const std::string& name) {
-    std::ifstream in("controlplane/render/testdata/sops/" + name);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
+    absl::StatusOr<std::string> text =
+        ReadFileAtMost("controlplane/render/testdata/sops/" + name, 1 << 20);
+    return text.ok() ? *std::move(text) : "";
   };
   const std::string key_file = root_ + "/age-keys.txt";
   std::ofstream(key_file) << testdata("flux_global.age.txt");
