@@ -560,33 +560,55 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
   EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
 }
 
+// A fresh age identity (age-keygen), and SOPS files encrypted for it by
+// testdata/sops/encrypt.py. ok() is false when the age package is missing.
+class SopsTestKey {
+ public:
+  SopsTestKey() : dir_(TempDir("sops-key")) {
+    if (access("/usr/bin/age-keygen", X_OK) != 0) return;
+    absl::StatusOr<SubprocessResult> made =
+        RunSubprocess({"/usr/bin/age-keygen", "-o", dir_ + "/key.txt"}, {});
+    absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(dir_ + "/key.txt");
+    if (!made.ok() || !text.ok()) return;
+    absl::StatusOr<AgeIdentities> keys = AgeIdentities::Parse(*text, "key.txt");
+    if (keys.ok()) keys_ = *std::move(keys);
+  }
+  bool ok() const { return keys_.size() > 0; }
+  const AgeIdentities& keys() const { return keys_; }
+  // `plain` encrypted as a file named `name` (`flags`: encrypt.py's, such as --dotenv).
+  std::string Encrypt(const std::string& plain, const std::string& name,
+                      const std::vector<std::string>& flags = {}) const {
+    EXPECT_TRUE(PosixFileSystem().WriteFileAtomically(dir_ + "/plain", plain).ok());
+    std::vector<std::string> argv = {"/usr/bin/python3",
+                                     "controlplane/render/testdata/sops/encrypt.py",
+                                     keys_.Recipients()[0], dir_ + "/plain", dir_ + "/" + name};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, {"", {"PATH=/usr/bin:/bin"}});
+    EXPECT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
+    absl::StatusOr<std::string> encrypted = PosixFileSystem().ReadFile(dir_ + "/" + name);
+    return encrypted.ok() ? *std::move(encrypted) : "";
+  }
+
+ private:
+  std::string dir_;
+  AgeIdentities keys_;
+};
+
 // Flux's secretGenerator layout: a kustomization builds a Secret from a SOPS-encrypted .env
 // file, which Flux decrypts before the build; so does a --decrypt=sops bundle (its files are
 // decrypted before the engine reads them).
 TEST(KustomizeRendererTest, ASecretGeneratorReadsItsSopsEncryptedEnvFileDecrypted) {
   const std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  if (access("/usr/bin/age-keygen", X_OK) != 0) GTEST_SKIP() << "the age package is missing";
-  const std::string dir = TempDir("sops-kustomize");
-  ASSERT_TRUE(RunSubprocess({"/usr/bin/age-keygen", "-o", dir + "/key.txt"}, {}).ok());
-  absl::StatusOr<std::string> key_file = PosixFileSystem().ReadFile(dir + "/key.txt");
-  ASSERT_TRUE(key_file.ok());
-  absl::StatusOr<AgeIdentities> keys = AgeIdentities::Parse(*key_file, "key.txt");
-  ASSERT_TRUE(keys.ok()) << keys.status();
-  ASSERT_TRUE(PosixFileSystem().WriteFileAtomically(dir + "/db.env", "PASSWORD=p=ss\n").ok());
-  absl::StatusOr<SubprocessResult> run =
-      RunSubprocess({"/usr/bin/python3", "controlplane/render/testdata/sops/encrypt.py",
-                     keys->Recipients()[0], dir + "/db.env", dir + "/db.enc.env", "--dotenv"},
-                    {"", {"PATH=/usr/bin:/bin"}});
-  ASSERT_TRUE(run.ok() && run->exit_code == 0) << (run.ok() ? run->stderr_text : "");
-  absl::StatusOr<std::string> encrypted = PosixFileSystem().ReadFile(dir + "/db.enc.env");
-  ASSERT_TRUE(encrypted.ok());
-  std::vector<RepoFile> files = {{"apps/db/kustomization.yaml",
-                                  "secretGenerator:\n- name: db\n  envs: [db.env]\n"
-                                  "generatorOptions: {disableNameSuffixHash: true}\n"},
-                                 {"apps/db/db.env", *encrypted}};
+  const SopsTestKey key;
+  if (!key.ok()) GTEST_SKIP() << "the age package is missing (tools/setup installs it)";
+  std::vector<RepoFile> files = {
+      {"apps/db/kustomization.yaml",
+       "secretGenerator:\n- name: db\n  envs: [db.env]\n"
+       "generatorOptions: {disableNameSuffixHash: true}\n"},
+      {"apps/db/db.env", key.Encrypt("PASSWORD=p=ss\n", "db.env", {"--dotenv"})}};
   std::vector<std::string> notes;
-  ASSERT_TRUE(DecryptSopsFiles("apps/db", *keys, &files, &notes).ok());
+  ASSERT_TRUE(DecryptSopsFiles("apps/db", key.keys(), &files, &notes).ok());
   EXPECT_THAT(notes, ::testing::ElementsAre("decrypted with SOPS: apps/db/db.env"));
   KustomizeRenderer renderer({kustomize, TempDir("scratch"), absl::Seconds(60), {}});
   absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, {"db", "apps/db", files});
@@ -806,6 +828,26 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "sc/helm/fleet.yaml names the chart chart in helm.chart; this bundle "
                          "was rendered before gitfleet read it")));
+}
+
+// The helm-secrets layout (Argo CD's and Flux's charts alike): a chart's values file encrypted
+// with SOPS. A --decrypt=sops bundle hands helm the plaintext values, never the ciphertext.
+TEST(HelmRendererTest, AChartsSopsEncryptedValuesFileReachesHelmDecrypted) {
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  const SopsTestKey key;
+  if (!key.ok()) GTEST_SKIP() << "the age package is missing (tools/setup installs it)";
+  std::vector<RepoFile> files = {
+      {"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"},
+      {"charts/web/secrets.yaml", key.Encrypt("password: hunter2\n", "secrets.yaml")}};
+  ASSERT_EQ(files[1].content.find("hunter2"), std::string::npos);
+  ASSERT_TRUE(DecryptSopsFiles("charts/web", key.keys(), &files, nullptr).ok());
+  RenderInput input{"web", "charts/web", files};
+  input.helm_values_files = {"secrets.yaml"};
+  absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  YAML::Node cm = YAML::Load(set->objects().at("/ConfigMap//web")->yaml());
+  EXPECT_EQ(cm["data"]["values"].as<std::string>(), "secrets.yaml=password: hunter2 |");
 }
 
 // Fleet's targetCustomizations give a chart other values for the clusters they select:
