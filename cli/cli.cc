@@ -1413,9 +1413,21 @@ class Cli {
       if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
       identities = *std::move(parsed);
     }
+    // And its PGP keys, as the control plane's --sops-pgp-key-file.
+    std::shared_ptr<PgpKeys> pgp;
+    if (std::optional<std::string> key_file = args_.Take("sops-pgp-key-file")) {
+      absl::StatusOr<std::string> text = ReadFileAtMost(*key_file, 1 << 20);
+      if (!text.ok()) return Usage(absl::StrCat("--sops-pgp-key-file: ", text.status().message()));
+      absl::StatusOr<std::shared_ptr<PgpKeys>> imported =
+          PgpKeys::Import(*text, {}, "--sops-pgp-key-file");
+      if (!imported.ok()) return Usage(std::string(imported.status().message()));
+      pgp = *std::move(imported);
+    }
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
-    if (bundle.decrypt() == "sops" && !identities.has_value()) {
-      return Usage("--decrypt=sops needs --sops-age-key-file (the identities to decrypt with)");
+    if (bundle.decrypt() == "sops" && !identities.has_value() && pgp == nullptr) {
+      return Usage(
+          "--decrypt=sops needs --sops-age-key-file or --sops-pgp-key-file (the keys to decrypt "
+          "with)");
     }
     if (repo.find("://") == std::string::npos) {
       if (repo[0] != '/') {
@@ -1428,7 +1440,7 @@ class Cli {
     std::vector<std::string> notes;
     absl::StatusOr<std::string> rendered =
         RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
-                      identities.has_value() ? &*identities : nullptr);
+                      SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()});
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1467,7 +1479,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--create-namespace]               create NS where a cluster lacks it\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
        "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
-       "           [--decrypt=sops]  decrypt SOPS files with the control plane's age keys\n"
+       "           [--decrypt=sops]  decrypt SOPS files with the control plane's keys\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
        "                                              with any of the value flags)\n"
        "           [--values=K=V,...]                 defaults for every cluster\n"
@@ -1612,7 +1624,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
        "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
-       "       [--decrypt=sops --sops-age-key-file=FILE]",
+       "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1680,7 +1692,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes, bool submodules,
-                                          const AgeIdentities* sops_identities) {
+                                          const SopsKeys& sops_keys) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -1706,10 +1718,10 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   }
   // As the control plane: SOPS files decrypted before the engine reads them.
   if (bundle.decrypt() == "sops") {
-    if (sops_identities == nullptr) {
-      return absl::FailedPreconditionError("--decrypt=sops needs age identities");
+    if (sops_keys.age == nullptr && sops_keys.pgp == nullptr) {
+      return absl::FailedPreconditionError("--decrypt=sops needs age identities or PGP keys");
     }
-    GF_RETURN_IF_ERROR(DecryptSopsFiles(path, *sops_identities, &*files, notes));
+    GF_RETURN_IF_ERROR(DecryptSopsFiles(path, sops_keys, &*files, notes));
   }
   // As the control plane says it: a tool that found no files where a submodule is.
   const std::string submodule_hint =

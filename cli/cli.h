@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "controlplane/render/age.h"
+#include "controlplane/render/sops.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 
 namespace gitfleet::cli {
@@ -33,8 +33,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
-                                          bool submodules = false,
-                                          const AgeIdentities* sops_identities = nullptr);
+                                          bool submodules = false, const SopsKeys& sops_keys = {});
 
 }  // namespace gitfleet::cli
 

@@ -36,6 +36,7 @@
 #include "controlplane/metrics.h"
 #include "controlplane/readiness.h"
 #include "controlplane/render/age.h"
+#include "controlplane/render/pgp.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
 #include "grpcpp/server_builder.h"
@@ -138,6 +139,12 @@ ABSL_FLAG(std::string, sops_age_key_file, "",
           "--decrypt=sops decrypt their repository's SOPS-encrypted files with. Read "
           "again within a second of a change (no restart); a change that is refused keeps the "
           "identities in force. Keep it readable by the control plane only.");
+ABSL_FLAG(std::string, sops_pgp_key_file, "",
+          "Armored OpenPGP secret keys (gpg --export-secret-keys --armor; without a "
+          "passphrase) that bundles with --decrypt=sops decrypt their repository's "
+          "SOPS-encrypted files with, through gpg (Debian's gnupg), in a keyring of the control "
+          "plane's own. Read again within a second of a change. Keep it readable by the control "
+          "plane only.");
 ABSL_FLAG(int, reconnect_spread_seconds, 8,
           "On shutdown, agents are told to redial once each at a random point of this window, "
           "so a restart is not met by the whole fleet at once.");
@@ -333,6 +340,29 @@ int Main(ShutdownSignals& signals) {
                  << ListNames((*identities)->Current()->Recipients(), 3) << ")";
     options.sops_identities = [file = std::shared_ptr<WatchedFiles<AgeIdentities>>(
                                    std::move(*identities))] { return file->Current(); };
+  }
+  // PGP keyrings live in the data directory; what is there at start is a crash's.
+  const std::string gpg_dir = absl::StrCat(data_dir, "/gpg");
+  (void)RemoveRecursively(gpg_dir);
+  if (const std::string key_file = absl::GetFlag(FLAGS_sops_pgp_key_file); !key_file.empty()) {
+    WatchedFilesOptions watched;
+    watched.max_bytes = 1 << 20;
+    using Keyring = std::shared_ptr<const PgpKeys>;
+    absl::StatusOr<std::unique_ptr<WatchedFiles<Keyring>>> keys = WatchedFiles<Keyring>::Open(
+        {{"--sops-pgp-key-file", key_file}},
+        [gpg_dir](const std::vector<std::string>& contents) -> absl::StatusOr<Keyring> {
+          absl::StatusOr<std::shared_ptr<PgpKeys>> imported =
+              PgpKeys::Import(contents[0], {"/usr/bin/gpg", gpg_dir}, "--sops-pgp-key-file");
+          if (!imported.ok()) return imported.status();
+          return Keyring(*std::move(imported));
+        },
+        watched);
+    if (!keys.ok()) return Fail(keys.status());
+    GF_LOG(INFO) << "SOPS: bundles with --decrypt=sops decrypt with PGP keys "
+                 << ListNames((*(*keys)->Current())->fingerprints(), 3);
+    options.sops_pgp_keys = [file = std::shared_ptr<WatchedFiles<Keyring>>(std::move(*keys))] {
+      return *file->Current();
+    };
   }
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;

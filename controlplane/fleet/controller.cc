@@ -727,6 +727,11 @@ absl::Status Controller::FetchSourceSoon(const std::string& name) {
   return poller_.FetchSoon(name);
 }
 
+bool Controller::HasSopsKeys() const {
+  return (options_.sops_identities && options_.sops_identities() != nullptr) ||
+         (options_.sops_pgp_keys && options_.sops_pgp_keys() != nullptr);
+}
+
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
                                                      absl::Time wait_until, bool allow_removal,
                                                      int64_t if_generation) {
@@ -784,12 +789,11 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
   // Said when the bundle is defined rather than at each render: decryption needs keys.
-  if (bundle.decrypt() == "sops" &&
-      (!options_.sops_identities || options_.sops_identities() == nullptr)) {
+  if (bundle.decrypt() == "sops" && !HasSopsKeys()) {
     return absl::FailedPreconditionError(
         absl::StrCat("bundle \"", bundle.name(),
-                     "\": --decrypt=sops needs the control plane's age identities: start it with "
-                     "--sops-age-key-file"));
+                     "\": --decrypt=sops needs the control plane's SOPS keys: start it with "
+                     "--sops-age-key-file or --sops-pgp-key-file"));
   }
   if (bundle.depends_on_size() > 32) {
     return absl::InvalidArgumentError("--depends-on: at most 32 bundles");
@@ -2631,16 +2635,19 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   if (status.ok() && definition.decrypt() == "sops") {
     std::shared_ptr<const AgeIdentities> identities =
         options_.sops_identities ? options_.sops_identities() : nullptr;
-    if (identities == nullptr) {
+    std::shared_ptr<const PgpKeys> pgp =
+        options_.sops_pgp_keys ? options_.sops_pgp_keys() : nullptr;
+    if (identities == nullptr && pgp == nullptr) {
       status = absl::FailedPreconditionError(absl::StrCat(
           "bundle ", name,
-          " decrypts SOPS files (--decrypt=sops), and the control plane has no age identities: "
-          "start it with --sops-age-key-file"));
+          " decrypts SOPS files (--decrypt=sops), and the control plane has no SOPS keys: start "
+          "it with --sops-age-key-file or --sops-pgp-key-file"));
     } else if (std::any_of(inputs->begin(), inputs->end(), [](const RepoFile& file) {
                  return IsSopsFile(file.path, file.content);
                })) {
       auto decrypted = std::make_shared<std::vector<RepoFile>>(*inputs);
-      status = DecryptSopsFiles(definition.path(), *identities, decrypted.get(), &notes);
+      status = DecryptSopsFiles(definition.path(), SopsKeys{identities.get(), pgp.get()},
+                                decrypted.get(), &notes);
       inputs = std::move(decrypted);
     }
   }

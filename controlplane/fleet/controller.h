@@ -44,6 +44,7 @@
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
 #include "controlplane/render/age.h"
+#include "controlplane/render/pgp.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/source/source_poller.h"
 #include "controlplane/store/store.h"
@@ -109,10 +110,12 @@ struct ControllerOptions {
   // with what is known (the reconcile goes on).
   absl::Duration api_wait = absl::Minutes(2);
   Clock* clock = &RealClock();
-  // The age identities bundles with --decrypt=sops decrypt their repository's SOPS files
-  // with (--sops-age-key-file), read at each render; null, or returning null: none, and
-  // such a bundle's render fails saying so.
+  // The age identities (--sops-age-key-file) and PGP keys (--sops-pgp-key-file) bundles
+  // with --decrypt=sops decrypt their repository's SOPS files with, read at each render;
+  // null, or returning null: none of that kind. With neither, such a bundle is refused, and
+  // one stored before renders failing, saying so.
   std::function<std::shared_ptr<const AgeIdentities>()> sops_identities;
+  std::function<std::shared_ptr<const PgpKeys>()> sops_pgp_keys;
 };
 
 class Controller {
@@ -205,6 +208,8 @@ class Controller {
                                            absl::Time wait_until = absl::InfiniteFuture());
 
  private:
+  // Whether --decrypt=sops bundles have keys to decrypt with (ControllerOptions).
+  bool HasSopsKeys() const;
   // The statuses of `clusters` (and the bundles `bundle_filter` lets through), ordered by
   // cluster, then bundle, orphans included.
   std::vector<v1::BundleStatus> StatusesOf(const std::vector<ClusterView>& clusters,

@@ -1328,8 +1328,9 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
   // says what to do.
   EXPECT_THAT(controller_->AddBundle(db, false).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("bundle \"db\": --decrypt=sops needs the control plane's age "
-                                 "identities: start it with --sops-age-key-file")));
+                       HasSubstr("bundle \"db\": --decrypt=sops needs the control plane's SOPS "
+                                 "keys: start it with --sops-age-key-file or "
+                                 "--sops-pgp-key-file")));
   ASSERT_TRUE(controller_->AddBundle(Bundle("plain", "apps/db"), false).ok());
   auto listed = [&] {
     std::map<std::string, v1::BundleInfo> out;
@@ -1386,7 +1387,8 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   EXPECT_THAT(listed()["db"].error(),
               HasSubstr("bundle db decrypts SOPS files (--decrypt=sops), and the control plane "
-                        "has no age identities: start it with --sops-age-key-file"));
+                        "has no SOPS keys: start it with --sops-age-key-file or "
+                        "--sops-pgp-key-file"));
   EXPECT_EQ(listed()["db"].revision(), revision);
 }
 

@@ -118,7 +118,8 @@ struct Metadata {
   std::string last_modified;
   std::string mac;
   std::vector<std::pair<std::string, std::string>> age;  // recipient, armored data key
-  std::vector<std::string> other_keys;                   // pgp, kms, ... that are set
+  std::vector<std::pair<std::string, std::string>> pgp;  // fingerprint, armored data key
+  std::vector<std::string> other_keys;                   // kms, ... that are set
   std::string unencrypted_suffix;
   std::string encrypted_suffix;
   std::unique_ptr<RE2> unencrypted_regex;
@@ -146,7 +147,7 @@ absl::StatusOr<Metadata> ReadMetadata(const YAML::Node& sops) {
       groups && groups.IsSequence() && groups.size() > 0) {
     return absl::InvalidArgumentError(
         "its data key is split across key groups (Shamir's secret sharing), which gitfleet does "
-        "not read: encrypt it for age recipients without key groups");
+        "not read: encrypt it for age or PGP keys without key groups");
   }
   if (const YAML::Node age = sops["age"]; age && age.IsSequence()) {
     if (age.size() > 64) return absl::InvalidArgumentError("it has more than 64 age recipients");
@@ -155,7 +156,14 @@ absl::StatusOr<Metadata> ReadMetadata(const YAML::Node& sops) {
       out.age.emplace_back(ScalarOr(entry["recipient"], "(no recipient)"), ScalarOr(entry["enc"]));
     }
   }
-  for (const char* kind : {"pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}) {
+  if (const YAML::Node pgp = sops["pgp"]; pgp && pgp.IsSequence()) {
+    if (pgp.size() > 64) return absl::InvalidArgumentError("it has more than 64 PGP keys");
+    for (const auto& entry : pgp) {
+      if (!entry.IsMap()) return absl::InvalidArgumentError("a pgp entry is not a mapping");
+      out.pgp.emplace_back(ScalarOr(entry["fp"], "(no fingerprint)"), ScalarOr(entry["enc"]));
+    }
+  }
+  for (const char* kind : {"kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}) {
     const YAML::Node keys = sops[kind];
     if (keys && keys.IsSequence() && keys.size() > 0) out.other_keys.push_back(kind);
   }
@@ -368,39 +376,60 @@ class Walker {
   std::string hashed_;
 };
 
-// The data key, from the first age entry one of `identities` opens.
-absl::StatusOr<std::string> DataKey(const Metadata& meta, const AgeIdentities& identities) {
-  if (meta.age.empty()) {
+// The data key, from the first age entry, then PGP entry, one of `keys` opens (SOPS's own
+// order).
+absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) {
+  if (meta.age.empty() && meta.pgp.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "its data key is encrypted for ",
         meta.other_keys.empty() ? "no key" : absl::StrJoin(meta.other_keys, ", "),
-        " only; gitfleet decrypts with age identities: add an age recipient of the control "
-        "plane's (sops updatekeys)"));
+        " only; gitfleet decrypts with age identities and PGP keys: add a recipient of the "
+        "control plane's (sops updatekeys)"));
   }
-  std::vector<std::string> recipients;
-  absl::Status broken;  // the first entry an identity was for but could not open
-  for (const auto& [recipient, enc] : meta.age) {
-    recipients.push_back(recipient);
-    absl::StatusOr<std::string> key = identities.Decrypt(enc, 1024);
-    if (absl::IsNotFound(key.status())) continue;
-    if (key.ok() && key->size() != 32) {
-      key = absl::InvalidArgumentError("it is not 32 bytes");
-    }
+  std::vector<std::string> theirs;
+  absl::Status broken;  // the first entry a key was for but could not open
+  auto attempt = [&](const std::string& who,
+                     absl::StatusOr<std::string> key) -> std::optional<std::string> {
+    if (absl::IsNotFound(key.status())) return std::nullopt;
+    if (key.ok() && key->size() != 32) key = absl::InvalidArgumentError("it is not 32 bytes");
     if (!key.ok()) {
-      // Another recipient's entry may still open: a file is for several.
+      // Another entry may still open: a file is for several keys.
       if (broken.ok()) {
         broken = absl::InvalidArgumentError(
-            absl::StrCat("its data key for ", recipient, ": ", key.status().message()));
+            absl::StrCat("its data key for ", who, ": ", key.status().message()));
       }
-      continue;
+      return std::nullopt;
     }
     return *std::move(key);
+  };
+  for (const auto& [recipient, enc] : meta.age) {
+    theirs.push_back(recipient);
+    if (keys.age == nullptr) continue;
+    if (std::optional<std::string> key = attempt(recipient, keys.age->Decrypt(enc, 1024))) {
+      return *std::move(key);
+    }
+  }
+  for (const auto& [fingerprint, enc] : meta.pgp) {
+    theirs.push_back(absl::StrCat("PGP ", fingerprint));
+    if (keys.pgp == nullptr) continue;
+    if (std::optional<std::string> key =
+            attempt(absl::StrCat("PGP ", fingerprint), keys.pgp->Decrypt(enc, 1024))) {
+      return *std::move(key);
+    }
   }
   if (!broken.ok()) return broken;
+  std::vector<std::string> ours;
+  if (keys.age != nullptr) ours = keys.age->Recipients();
+  if (keys.pgp != nullptr) {
+    for (const std::string& fingerprint : keys.pgp->fingerprints()) {
+      ours.push_back(absl::StrCat("PGP ", fingerprint));
+    }
+  }
   return absl::NotFoundError(absl::StrCat(
-      "it is encrypted for the age recipients ", ListNames(recipients, 5),
-      ", and the control plane's identities are for ", ListNames(identities.Recipients(), 5),
-      ": add one of them (sops updatekeys), or the file's identity to --sops-age-key-file"));
+      "it is encrypted for ", ListNames(theirs, 5), ", and the control plane's keys are ",
+      ours.empty() ? "none" : ListNames(ours, 5),
+      ": add one of them (sops updatekeys), or the file's key to --sops-age-key-file or "
+      "--sops-pgp-key-file"));
 }
 
 // RFC 3339 as Go's time.Format(time.RFC3339) writes it back: fractional seconds dropped.
@@ -576,6 +605,11 @@ bool IsSopsFile(absl::string_view path, absl::string_view content) {
 
 absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
                                             const AgeIdentities& identities) {
+  return DecryptSopsFile(path, content, SopsKeys{&identities, nullptr});
+}
+
+absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::string_view content,
+                                            const SopsKeys& keys) {
   auto refuse = [&](const absl::Status& why) {
     return absl::Status(why.code(), absl::StrCat(path, " (SOPS): ", why.message()));
   };
@@ -615,7 +649,7 @@ absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::strin
     }
     absl::StatusOr<Metadata> meta = ReadMetadata(metadata);
     if (!meta.ok()) return refuse(meta.status());
-    absl::StatusOr<std::string> key = DataKey(*meta, identities);
+    absl::StatusOr<std::string> key = DataKey(*meta, keys);
     if (!key.ok()) return refuse(key.status());
     Walker walker(*meta, *key);
     std::vector<YAML::Node> plain_docs;
@@ -684,11 +718,16 @@ absl::StatusOr<std::string> DecryptSopsFile(const std::string& path, absl::strin
 
 absl::Status DecryptSopsFiles(const std::string& path, const AgeIdentities& identities,
                               std::vector<RepoFile>* files, std::vector<std::string>* notes) {
+  return DecryptSopsFiles(path, SopsKeys{&identities, nullptr}, files, notes);
+}
+
+absl::Status DecryptSopsFiles(const std::string& path, const SopsKeys& keys,
+                              std::vector<RepoFile>* files, std::vector<std::string>* notes) {
   const std::string prefix = path.empty() ? "" : path + "/";
   std::vector<std::string> decrypted;
   for (RepoFile& file : *files) {
     if (!IsSopsFile(file.path, file.content)) continue;
-    absl::StatusOr<std::string> plain = DecryptSopsFile(file.path, file.content, identities);
+    absl::StatusOr<std::string> plain = DecryptSopsFile(file.path, file.content, keys);
     if (plain.ok()) {
       file.content = *std::move(plain);
       decrypted.push_back(file.path);

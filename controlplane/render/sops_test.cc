@@ -13,6 +13,7 @@
 #include "common/file_system.h"
 #include "common/subprocess.h"
 #include "controlplane/render/age.h"
+#include "controlplane/render/pgp.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
@@ -111,6 +112,51 @@ TEST(SopsTest, DecryptsWhatSopsEncrypted) {
                                                         "62gmg5x5xflyjpy38s5cncph"));
 }
 
+// A Secret SOPS encrypted for Flux's PGP test key decrypts with it, through gpg, as Flux's
+// tests expect; keys of another kind name both sides' keys.
+TEST(SopsTest, DecryptsWhatSopsEncryptedForAPgpKey) {
+  if (access("/usr/bin/gpg", X_OK) != 0) GTEST_SKIP() << "gpg (Debian's gnupg) is not installed";
+  absl::StatusOr<std::shared_ptr<PgpKeys>> pgp =
+      PgpKeys::Import(Testdata("flux_pgp.asc"), {}, "keys.asc");
+  ASSERT_TRUE(pgp.ok()) << pgp.status();
+  EXPECT_THAT((*pgp)->fingerprints(),
+              ::testing::Contains("35C1A64CD7FC0AB6EB66756B2445463C3234ECE1"));
+  const std::string encrypted = Testdata("flux_pgp.yaml");
+  absl::StatusOr<std::string> plain =
+      DecryptSopsFile("pgp.yaml", encrypted, SopsKeys{nullptr, pgp->get()});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(YAML::Load(*plain)["stringData"]["key"].as<std::string>(), "value");
+  // With age identities as well: age is tried first, as SOPS does, and PGP still opens it.
+  const AgeIdentities age = Identities(Testdata("flux_global.age.txt"));
+  EXPECT_TRUE(DecryptSopsFile("pgp.yaml", encrypted, SopsKeys{&age, pgp->get()}).ok());
+  // With age identities only: both sides' keys are named.
+  absl::StatusOr<std::string> none = DecryptSopsFile("pgp.yaml", encrypted, age);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(none.status().message()),
+              HasSubstr("encrypted for PGP 35C1A64CD7FC0AB6EB66756B2445463C3234ECE1, and the "
+                        "control plane's keys are age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5"
+                        "xflyjpy38s5cncph"));
+  // A PGP key that is not the file's: NotFound, through gpg's "No secret key".
+  absl::StatusOr<std::shared_ptr<PgpKeys>> only_age_file =
+      PgpKeys::Import(Testdata("flux_pgp.asc"), {}, "keys.asc");
+  ASSERT_TRUE(only_age_file.ok());
+  EXPECT_EQ(DecryptSopsFile("s.yaml", Testdata("flux_global.yaml"),
+                            SopsKeys{nullptr, only_age_file->get()})
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  // What cannot be imported is refused by name.
+  EXPECT_THAT(std::string(PgpKeys::Import("not a key", {}, "keys.asc").status().message()),
+              HasSubstr("keys.asc: holds no armored PGP private key"));
+  EXPECT_EQ(PgpKeys::Import(Testdata("flux_pgp.asc"), {"/nonexistent/gpg", "/tmp"}, "keys.asc")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  std::string broken = Testdata("flux_pgp.asc");
+  broken[200] = broken[200] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(PgpKeys::Import(broken, {}, "keys.asc").ok());
+}
+
 // What was changed after encryption fails the file, naming what and never a value.
 TEST(SopsTest, TamperingAndWrongKeysFailNamingTheFile) {
   const AgeIdentities keys = Identities(Testdata("flux_global.age.txt"));
@@ -136,8 +182,8 @@ TEST(SopsTest, TamperingAndWrongKeysFailNamingTheFile) {
   out = DecryptSopsFile("s.yaml", encrypted, other);
   EXPECT_EQ(out.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(out.status().message()),
-              HasSubstr("encrypted for the age recipients age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62g"
-                        "mg5x5xflyjpy38s5cncph, and the control plane's identities are for "
+              HasSubstr("encrypted for age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5"
+                        "cncph, and the control plane's keys are "
                         "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29"));
   // What gitfleet does not read is refused by name.
   const std::pair<const char*, const char*> kUnread[] = {
@@ -148,14 +194,15 @@ TEST(SopsTest, TamperingAndWrongKeysFailNamingTheFile) {
     out = DecryptSopsFile("s.yaml", absl::StrReplaceAll(encrypted, {{from, to}}), keys);
     EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << to;
   }
-  std::string pgp_only = Testdata("flux_algorithms.yaml");
-  pgp_only = absl::StrReplaceAll(pgp_only, {{"  pgp: []", "  pgp: [{fp: X, enc: Y}]"}});
-  const size_t age = pgp_only.find("  age:");
-  const size_t end = pgp_only.find("  lastmodified:");
-  pgp_only.erase(age, end - age);
-  out = DecryptSopsFile("s.yaml", pgp_only, keys);
+  std::string kms_only = Testdata("flux_algorithms.yaml");
+  kms_only = absl::StrReplaceAll(kms_only, {{"  kms: []", "  kms: [{arn: X, enc: Y}]"}});
+  const size_t age = kms_only.find("  age:");
+  const size_t end = kms_only.find("  lastmodified:");
+  kms_only.erase(age, end - age);
+  out = DecryptSopsFile("s.yaml", kms_only, keys);
   EXPECT_THAT(std::string(out.status().message()),
-              HasSubstr("its data key is encrypted for pgp only; gitfleet decrypts with age"));
+              HasSubstr("its data key is encrypted for kms only; gitfleet decrypts with age "
+                        "identities and PGP keys"));
   for (const absl::Status& status : {DecryptSopsFile("s.yaml", "a: [", keys).status(),
                                      DecryptSopsFile("s.yaml", "a: 1\n", keys).status()}) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);

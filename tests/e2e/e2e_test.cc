@@ -500,10 +500,10 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/single.yaml"), HasSubstr("tier: prod"));
 }
 
-// A Flux repository's SOPS-encrypted Secret reaches clusters decrypted, by the control
-// plane's age identity, for a bundle that says --decrypt=sops; gitfleetctl render decrypts
-// it the same way with the identity given to it. (The file is one SOPS itself wrote for
-// Flux's tests.)
+// A Flux repository's SOPS-encrypted Secrets reach clusters decrypted, by the control
+// plane's age identity and PGP key, for a bundle that says --decrypt=sops; gitfleetctl
+// render decrypts them the same way with the keys given to it. (The files are ones SOPS
+// itself wrote for Flux's tests.)
 TEST_F(Fleet, ASopsEncryptedSecretReachesClustersDecrypted) {
   auto testdata = [](const std::string& name) {
     absl::StatusOr<std::string> text =
@@ -512,10 +512,13 @@ TEST_F(Fleet, ASopsEncryptedSecretReachesClustersDecrypted) {
   };
   const std::string key_file = root_ + "/age-keys.txt";
   std::ofstream(key_file) << testdata("flux_global.age.txt");
+  const std::string pgp_file = root_ + "/pgp-keys.asc";
+  std::ofstream(pgp_file) << testdata("flux_pgp.asc");
   git_.Write("apps/db/secret.yaml", testdata("flux_global.yaml"));
+  git_.Write("apps/db/pgp-secret.yaml", testdata("flux_pgp.yaml"));  // for a PGP key
   git_.Write("apps/db/cm.yaml", Cm("db"));
-  std::string first = git_.Commit("an encrypted Secret");
-  StartControlPlane({"--sops-age-key-file=" + key_file});
+  std::string first = git_.Commit("encrypted Secrets");
+  StartControlPlane({"--sops-age-key-file=" + key_file, "--sops-pgp-key-file=" + pgp_file});
   StartAgent("prod-eu", "env=prod");
   int code;
   ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
@@ -527,19 +530,21 @@ TEST_F(Fleet, ASopsEncryptedSecretReachesClustersDecrypted) {
   EXPECT_THAT(Read("prod-eu", "default/Secret/global-age-secret.yaml"), HasSubstr("global-value"))
       << absl::StrJoin(Files("prod-eu"), ", ");
   EXPECT_THAT(Read("prod-eu", "default/Secret/global-age-secret.yaml"), Not(HasSubstr("sops")));
+  EXPECT_THAT(Read("prod-eu", "_cluster/Secret/pgp.yaml"), HasSubstr("key: value"))
+      << "the PGP one, through gpg";
   // Without --decrypt the bundle refuses the document, saying what to do.
   out =
       Ctl({"bundle", "add", "raw", "--source=demo", "--path=apps/db", "--selector=none=x"}, &code);
   EXPECT_THAT(out, HasSubstr("give the bundle --decrypt=sops"));
   // gitfleetctl render, with the identity given to it.
   out = Ctl({"render", "--repo=" + git_.dir(), "--path=apps/db", "--decrypt=sops",
-             "--sops-age-key-file=" + key_file},
+             "--sops-age-key-file=" + key_file, "--sops-pgp-key-file=" + pgp_file},
             &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("key: global-value"));
   out = Ctl({"render", "--repo=" + git_.dir(), "--path=apps/db", "--decrypt=sops"}, &code);
   EXPECT_NE(code, 0);
-  EXPECT_THAT(out, HasSubstr("--decrypt=sops needs --sops-age-key-file"));
+  EXPECT_THAT(out, HasSubstr("--decrypt=sops needs --sops-age-key-file or --sops-pgp-key-file"));
 }
 
 TEST_F(Fleet, WrongTokenIsRefusedAndSaysSo) {
