@@ -111,7 +111,11 @@ PgpKeys::~PgpKeys() {
   SubprocessOptions run;
   run.env = Env();
   run.timeout = absl::Seconds(10);
-  (void)RunSubprocess({"/usr/bin/gpgconf", "--kill", "gpg-agent"}, run);
+  // gpgconf ships beside gpg (the same gnupg).
+  const size_t slash = options_.gpg.rfind('/');
+  const std::string gpgconf =
+      slash == std::string::npos ? "gpgconf" : options_.gpg.substr(0, slash + 1) + "gpgconf";
+  (void)RunSubprocess({gpgconf, "--kill", "gpg-agent"}, run);
   (void)RemoveRecursively(home_);
   if (!link_dir_.empty()) (void)RemoveRecursively(link_dir_);
 }
