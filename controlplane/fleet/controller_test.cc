@@ -1664,6 +1664,60 @@ TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSinc
   EXPECT_EQ(listed["old"].engine(), "plain");
 }
 
+// A chart beside a kustomization renders as Fleet renders it, for a bundle added since
+// gitfleet did: through the kustomization its cluster's target's kustomize.dir names, else
+// the folder's own, in the target's namespace. One rendered before keeps its engine and
+// output (there: the folder's kustomization, without the chart).
+TEST_F(ControllerTest, AChartGoesThroughItsFleetKustomizationForBundlesRenderedSince) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("mc/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("mc/web/fleet.yaml",
+             "helm: {releaseName: web}\n"
+             "targetCustomizations:\n"
+             "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+             "  kustomize: {dir: overlays/dev}\n  namespace: shop-dev\n");
+  git_.Write("mc/web/kustomization.yaml", "resources: [extra.yaml]\n");
+  git_.Write("mc/web/extra.yaml", Cm("extra", "1"));
+  git_.Write("mc/web/overlays/dev/kustomization.yaml", "namePrefix: dev-\n");
+  git_.Commit("a chart and its kustomizations, as Fleet renders them");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "mc/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_chart_folders()) << "a new bundle reads them";
+    record.clear_reads_fleet_chart_folders();
+    record.set_revision("rendered-before");
+  }));
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  uint64_t prod = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "mc/web"), false).ok());
+  // "namespace: name, name" of each object `bundle`'s next message to `agent` upserts.
+  auto names = [&](uint64_t agent, const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr) return std::string("(none)");
+    std::vector<std::string> out;
+    for (const auto& upsert : message->message.update().upserts()) {
+      out.push_back(YAML::Load(upsert.yaml())["metadata"]["name"].as<std::string>());
+    }
+    std::sort(out.begin(), out.end());
+    return absl::StrCat(message->message.update().target_namespace(), ": ",
+                        absl::StrJoin(out, ", "));
+  };
+  EXPECT_EQ(names(dev, "new"), "shop-dev: dev-web");
+  EXPECT_EQ(names(prod, "new"), ": extra, web") << "the folder's own, with the chart";
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_EQ(listed["new"].engine(), "helm");
+  EXPECT_EQ(listed["old"].engine(), "kustomize") << "still the kustomize folder it was";
+  EXPECT_EQ(listed["old"].object_count(), 1) << "extra, without the chart";
+  EXPECT_THAT(listed["new"].notes(),
+              ::testing::Contains(HasSubstr("the chart's output goes through "
+                                            "mc/web/overlays/dev/kustomization.yaml")));
+}
+
 // "namespace/tier": where `bundle`'s next message to `agent` puts objects that name no
 // namespace, and its one ConfigMap's data.tier; with that message's revision. Empty when
 // there is no such message.

@@ -793,8 +793,8 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
       {"helm: {chart: ./missing}\n",
        "sc/helm/fleet.yaml: helm.chart names missing, which holds no Chart.yaml in sc/helm"},
       {"helm: {chart: chart}\nkustomize: {dir: overlays/prod}\n",
-       "sc/helm/fleet.yaml: helm.chart names the chart chart, and kustomize.dir names "
-       "overlays/prod: Fleet renders the chart through it (a kustomize post-render)"},
+       "sc/helm/fleet.yaml: kustomize.dir names overlays/prod, which is no folder of files in "
+       "sc/helm"},
   };
   for (const auto& [text, error] : kBad) {
     std::vector<RepoFile> bad = files;
@@ -802,11 +802,23 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
     EXPECT_THAT(rendered(RenderBundlePath(renderer, {"web", "sc/helm", bad})), HasSubstr(error))
         << text;
   }
+  // A kustomization beside the chart folder: Fleet post-renders the chart through it
+  // (HelmRendererTest.AChartGoesThroughTheKustomizationFleetPostRendersItThrough), unless the
+  // bundle was rendered before gitfleet did.
   std::vector<RepoFile> post_render = files;
   post_render.push_back({"sc/helm/kustomization.yaml", "resources: []\n"});
   EXPECT_EQ(DetectEngine("sc/helm", post_render), "helm");
-  EXPECT_THAT(rendered(RenderBundlePath(renderer, {"web", "sc/helm", post_render})),
-              HasSubstr("helm.chart names the chart chart, and the folder has a kustomization"));
+  if (!FindKustomize().empty()) {
+    EXPECT_EQ(
+        rendered(RenderBundlePath(renderer, {"web", "sc/helm", post_render})),
+        "/ConfigMap//shop shop-chart .gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: prod |");
+  }
+  RenderInput unread{"web", "sc/helm", post_render};
+  unread.reads_fleet_chart_folders = false;
+  EXPECT_THAT(rendered(RenderBundlePath(renderer, unread)),
+              HasSubstr("helm.chart names the chart chart, and the folder has a kustomization: "
+                        "Fleet renders the chart through it (a kustomize post-render); this "
+                        "bundle was rendered before gitfleet did"));
   // A chart Fleet fetches (a helm repository, a URL, outside the folder) is not this one:
   // the folder is no chart, as before.
   for (const char* elsewhere :
@@ -828,6 +840,154 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "sc/helm/fleet.yaml names the chart chart in helm.chart; this bundle "
                          "was rendered before gitfleet read it")));
+}
+
+// Fleet post-renders a chart through the kustomization.yaml of the folder its cluster's
+// target's kustomize.dir names, else fleet.yaml's, else the chart's own folder: the chart's
+// output is that kustomization's first resource, fleet-manifests.yaml. A target's namespace
+// is its clusters'. Real kustomize; helm is a stand-in that says what it rendered.
+TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThrough) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  HelmRenderer& renderer = *echo;
+  std::vector<RepoFile> files = {
+      {"mc/web/Chart.yaml", "apiVersion: v2\nname: web-chart\nversion: 0.1.0\n"},
+      {"mc/web/fleet.yaml",
+       "namespace: shop\n"
+       "helm: {releaseName: web}\n"
+       "targetCustomizations:\n"
+       "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+       "  kustomize: {dir: overlays/dev}\n  namespace: shop-dev\n"
+       "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+       "  kustomize: {dir: ./overlays/prod/}\n"
+       "- name: lab\n  clusterSelector: {matchLabels: {env: lab}}\n"
+       "  kustomize: {dir: overlays/lab}\n"},
+      // The folder's own: a block-scalar patch, a resource of its own, labels.
+      {"mc/web/kustomization.yaml",
+       "# the chart's output comes first\n"
+       "resources:\n- extra.yaml\n"
+       "commonLabels: {tier: web}\n"
+       "patches:\n- patch: |-\n    apiVersion: v1\n    kind: ConfigMap\n    metadata:\n"
+       "      name: web\n    data:\n      patched: \"yes: with a colon\"\n"},
+      {"mc/web/extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n"},
+      // Fleet's name for the chart's output: a committed file of that name is replaced.
+      {"mc/web/fleet-manifests.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stale}\n"},
+      {"mc/web/overlays/dev/kustomization.yaml", "namePrefix: dev-\n"},
+      {"mc/web/overlays/prod/kustomization.yml", "namePrefix: prod-\n"},
+      {"mc/web/overlays/lab/kustomization.yaml",
+       "resources: [fleet-manifests.yaml, lab.yaml]\nnameSuffix: -lab\n"},
+      {"mc/web/overlays/lab/lab.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lab}\n"},
+  };
+  EXPECT_EQ(DetectEngine("mc/web", files), "helm")
+      << "a chart, whatever kustomization is beside it";
+  EXPECT_EQ(DetectEngine("mc/web", files, true, /*fleet_chart_folders=*/false), "kustomize")
+      << "a bundle rendered before keeps its engine";
+  std::vector<RepoFile> no_fleet_yaml = files;
+  no_fleet_yaml.erase(no_fleet_yaml.begin() + 1);
+  EXPECT_EQ(DetectEngine("mc/web", no_fleet_yaml), "kustomize")
+      << "without Fleet's file, a kustomization beside a chart is the kustomization, as in Flux";
+  {
+    // And a chart rendered with --engine=helm is the chart as it is.
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, {"web", "mc/web", no_fleet_yaml});
+    ASSERT_TRUE(set.ok()) << set.status();
+    EXPECT_EQ(set->objects().size(), 1u);
+    EXPECT_EQ(set->objects().count("/ConfigMap//web"), 1u);
+  }
+  auto cluster = [](const std::string& name, const std::map<std::string, std::string>& labels) {
+    Values values = {{ClusterNameKey(), name}};
+    for (const auto& [key, value] : labels) values[ClusterLabelKey(key)] = value;
+    return values;
+  };
+  // "key chart patched tier" for each object, or the error.
+  auto render = [&](const Values* values, ReadValues* read, std::vector<std::string>* notes) {
+    RenderInput input{"web", "mc/web", files, nullptr, values, read};
+    input.notes = notes;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, input);
+    if (!set.ok()) return "error: " + std::string(set.status().message());
+    std::vector<std::string> out;
+    for (const auto& [key, object] : set->objects()) {
+      YAML::Node node = YAML::Load(object->yaml());
+      std::string chart = node["data"]["chart"] ? node["data"]["chart"].as<std::string>() : "-";
+      std::string patched =
+          node["data"]["patched"] ? node["data"]["patched"].as<std::string>() : "-";
+      std::string tier = node["metadata"]["labels"]["tier"]
+                             ? node["metadata"]["labels"]["tier"].as<std::string>()
+                             : "-";
+      out.push_back(absl::StrCat(key, " ", chart, " ", patched, " ", tier));
+    }
+    return absl::StrCat(set->default_namespace(), ": ", absl::StrJoin(out, "; "));
+  };
+  // No target selects it: the folder's own kustomization, with the chart's output first.
+  std::vector<std::string> notes;
+  EXPECT_EQ(render(nullptr, nullptr, &notes),
+            "shop: /ConfigMap//extra - - web; /ConfigMap//web web-chart yes: with a colon web");
+  EXPECT_THAT(notes, ::testing::Contains(
+                         "the chart's output goes through mc/web/kustomization.yaml, as its first "
+                         "resource, fleet-manifests.yaml, as Fleet post-renders a chart"));
+  EXPECT_THAT(notes, ::testing::Contains("mc/web/fleet-manifests.yaml is not read: the chart's "
+                                         "output takes its place, as in Fleet"));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("a bundle per target"))));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
+  // A dev cluster: its target's folder and namespace; what it read is every dev cluster's.
+  ReadValues read;
+  notes.clear();
+  const Values dev = cluster("dev-1", {{"env", "dev"}, {"zone", "a"}});
+  EXPECT_EQ(render(&dev, &read, &notes), "shop-dev: /ConfigMap//dev-web web-chart - -");
+  EXPECT_EQ(read, (ReadValues{{ClusterLabelKey("env"), "dev"}}));
+  EXPECT_THAT(notes, ::testing::Contains(
+                         "the chart's output goes through mc/web/overlays/dev/kustomization.yaml "
+                         "(targetCustomizations dev's kustomize.dir), as its first resource, "
+                         "fleet-manifests.yaml, as Fleet post-renders a chart"));
+  // Fleet's post-render reads kustomization.yaml only: the chart as it is, noted.
+  notes.clear();
+  const Values prod = cluster("prod-1", {{"env", "prod"}});
+  EXPECT_EQ(render(&prod, nullptr, &notes), "shop: /ConfigMap//web web-chart - -");
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "Fleet post-renders a chart through a kustomization.yaml only, and so "
+                         "does gitfleet, so mc/web/overlays/prod/kustomization.yml is not read")));
+  // A kustomization that names the output itself is left as it is.
+  const Values lab = cluster("lab-1", {{"env", "lab"}});
+  EXPECT_EQ(render(&lab, nullptr, nullptr),
+            "shop: /ConfigMap//lab-lab - - -; /ConfigMap//web-lab web-chart - -");
+
+  // What kustomize refuses fails naming the kustomization and the chart's part in it.
+  std::vector<RepoFile> saved = files;
+  files[2].content = "resources: [missing.yaml]\n";
+  EXPECT_THAT(render(nullptr, nullptr, nullptr),
+              ::testing::AllOf(HasSubstr("post-rendering the chart through "
+                                         "mc/web/kustomization.yaml, as Fleet does (the chart's "
+                                         "output is its first resource, fleet-manifests.yaml)"),
+                               HasSubstr("missing.yaml")));
+  files[2].content = "resources: {a: b}\n";
+  EXPECT_THAT(render(nullptr, nullptr, nullptr),
+              HasSubstr("mc/web/kustomization.yaml: resources is not a list"));
+  files[2].content = "resources: [\n";
+  EXPECT_THAT(render(nullptr, nullptr, nullptr), HasSubstr("mc/web/kustomization.yaml:"));
+  files = saved;
+  files[1].content = "kustomize: {dir: overlays/none}\n";
+  EXPECT_THAT(render(nullptr, nullptr, nullptr),
+              HasSubstr("mc/web/fleet.yaml: kustomize.dir names overlays/none, which is no folder "
+                        "of files in mc/web"));
+  files[1].content = "kustomize: {dir: ../elsewhere}\n";
+  EXPECT_THAT(render(nullptr, nullptr, nullptr), HasSubstr("mc/web/fleet.yaml: kustomize.dir"));
+  // fleet.yaml's own kustomize.dir, for every cluster.
+  files[1].content = "kustomize: {dir: overlays/dev}\n";
+  EXPECT_EQ(render(&prod, nullptr, nullptr), ": /ConfigMap//dev-web web-chart - -");
+  files = saved;
+
+  // A bundle rendered before gitfleet read them renders the chart as it did.
+  RenderInput before{"web", "mc/web", files, nullptr, &dev, nullptr};
+  before.reads_fleet_chart_folders = false;
+  notes.clear();
+  before.notes = &notes;
+  absl::StatusOr<ObjectSet> old = RenderBundlePath(renderer, before);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->objects().count("/ConfigMap//web"), 1u);
+  EXPECT_EQ(old->default_namespace(), "shop");
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("a bundle per target does their work: dev: --selector=env=dev "
+                                   "--path=mc/web/overlays/dev --namespace=shop-dev")));
 }
 
 // The helm-secrets layout (Argo CD's and Flux's charts alike): a chart's values file encrypted

@@ -10,8 +10,12 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/manifest/yaml.h"
+#include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "controlplane/render/checkout.h"
+#include "controlplane/render/kustomize_renderer.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -51,9 +55,100 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   return args;
 }
 
-HelmRenderer::HelmRenderer(HelmOptions options) : options_(std::move(options)) {
+HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize)
+    : options_(std::move(options)) {
   if (options_.binary.empty()) options_.binary = FindHelm();
   if (options_.scratch_dir.empty()) options_.scratch_dir = "/tmp";
+  if (!kustomize.has_value()) {
+    kustomize = options_;
+    kustomize->binary.clear();  // found on the system
+  }
+  post_renderer_ = std::make_unique<KustomizeRenderer>(*std::move(kustomize));
+}
+
+absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
+                                                    const std::string& kustomization) {
+  GF_RETURN_IF_ERROR(CheckYamlBounds(kustomization, path));
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(kustomization);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  if (!doc.IsMap()) return kustomization;
+  try {
+    YAML::Node resources = doc["resources"];
+    YAML::Node list(YAML::NodeType::Sequence);
+    list.push_back(kFleetManifestsFile);
+    if (resources && resources.IsSequence()) {
+      for (const YAML::Node& resource : resources) {
+        if (resource.IsScalar() && resource.Scalar() == kFleetManifestsFile) return kustomization;
+        list.push_back(resource);
+      }
+    } else if (resources && !resources.IsNull()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": resources is not a list, so the chart's output cannot be added to it"));
+    }
+    doc["resources"] = list;
+    YAML::Emitter out;
+    out << doc;
+    if (!out.good()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": cannot be written back with the chart's output: ", out.GetLastError()));
+    }
+    return std::string(out.c_str()) + "\n";
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " cannot be read: ", e.what()));
+  }
+}
+
+absl::StatusOr<ObjectSet> HelmRenderer::PostRender(const RenderInput& input,
+                                                   const std::string& output, bool empty) {
+  const std::string& dir = input.fleet_post_render_dir;
+  const std::string folder =
+      input.path.empty() ? dir : (dir.empty() ? input.path : absl::StrCat(input.path, "/", dir));
+  const std::string prefix = folder.empty() ? "" : folder + "/";
+  const std::string manifests = prefix + kFleetManifestsFile;
+  const std::string kustomization = prefix + "kustomization.yaml";
+  std::vector<RepoFile> files;
+  files.reserve(input.files.size() + 1);
+  bool found = false;
+  for (const RepoFile& file : input.files) {
+    if (file.path == manifests) {
+      // Fleet writes the chart's output over it.
+      if (input.notes != nullptr) {
+        input.notes->push_back(absl::StrCat(manifests,
+                                            " is not read: the chart's output takes "
+                                            "its place, as in Fleet"));
+      }
+      continue;
+    }
+    if (file.path == kustomization) {
+      found = true;
+      if (!empty) {
+        absl::StatusOr<std::string> with = WithChartOutputResource(file.path, file.content);
+        if (!with.ok()) return with.status();
+        files.push_back({file.path, *std::move(with)});
+        continue;
+      }
+    }
+    files.push_back(file);
+  }
+  if (!found) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("helm ", input.path, ": no ", kustomization, " to post-render the chart"));
+  }
+  files.push_back({manifests, output});
+  RenderInput post{input.bundle, folder, files};
+  absl::StatusOr<ObjectSet> set = post_renderer_->Render(post);
+  if (!set.ok()) {
+    return absl::Status(set.status().code(),
+                        absl::StrCat("post-rendering the chart through ", kustomization,
+                                     ", as Fleet does (the chart's output is its first resource, ",
+                                     kFleetManifestsFile, "): ", set.status().message()));
+  }
+  return set;
 }
 
 absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
@@ -140,8 +235,11 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
         "helm template ", chart, " failed: ", absl::StripTrailingAsciiWhitespace(message),
         LfsPointerHint(input.files, input.path)));
   }
-  return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (helm output)"),
-                               result->stdout_text, options_.limits);
+  absl::StatusOr<ObjectSet> objects =
+      ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (helm output)"),
+                            result->stdout_text, options_.limits);
+  if (!objects.ok() || !input.fleet_post_render) return objects;
+  return PostRender(input, result->stdout_text, objects->objects().empty());
 }
 
 namespace {
@@ -161,7 +259,7 @@ class HelmFactory : public RendererFactory {
     return false;
   }
   std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
-    return std::make_unique<HelmRenderer>(options.Tool("helm"));
+    return std::make_unique<HelmRenderer>(options.Tool("helm"), options.Tool("kustomize"));
   }
 };
 

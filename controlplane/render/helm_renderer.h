@@ -2,6 +2,8 @@
 #define GITFLEET_CONTROLPLANE_RENDER_HELM_RENDERER_H_
 
 // The helm engine ("helm").
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,17 +14,34 @@ namespace gitfleet {
 // Helm charts: `helm template BUNDLE DIR` on a scratch copy of the chart directory, with
 // the same timeout, clean environment and bounds as kustomize. Helm is not packaged for
 // Debian 12; without a binary, renders fail with a message saying so.
+// A chart Fleet post-renders through a kustomization (RenderInput::fleet_post_render) then
+// goes through kustomize, as `kustomize`'s options say (by default: helm's, with the
+// kustomize found on the system).
 using HelmOptions = ToolOptions;
 
 class HelmRenderer : public Renderer {
  public:
-  explicit HelmRenderer(HelmOptions options);
+  explicit HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize = std::nullopt);
   const char* engine() const override { return "helm"; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
  private:
+  // The chart's `output` through the kustomization.yaml input.fleet_post_render_dir names,
+  // as its first resource (kFleetManifestsFile), as Fleet post-renders it; `empty`: the
+  // output holds no object, and the kustomization is left as it is, as in Fleet.
+  absl::StatusOr<ObjectSet> PostRender(const RenderInput& input, const std::string& output,
+                                       bool empty);
+
   HelmOptions options_;
+  std::unique_ptr<Renderer> post_renderer_;
 };
+
+// `kustomization` (the text of the file at `path`) with kFleetManifestsFile first among its
+// resources, as Fleet's post-render writes it; unchanged when they name it already, or when
+// it is no mapping (kustomize says what is wrong). InvalidArgument naming the file when its
+// YAML cannot be read, or its resources are no list.
+absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
+                                                    const std::string& kustomization);
 
 // The `helm template` command line: the chart's crds/ folder included, the release's
 // namespace when there is one (else helm says "default"), values files (relative to the

@@ -109,13 +109,16 @@ std::string SelectorText(const YAML::Node& selector) {
 // One of fleet.yaml's targetCustomizations, described as the flags of the gitfleet bundle
 // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". Empty when
 // it changes nothing a render makes (correctDrift, say). `path` is the bundle's folder.
+// What the render does itself for a chart is left out: nothing, its helm values, or those
+// and its folder and namespace (`native`).
+enum class TargetNative { kNothing, kHelmValues, kChart };
 std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::string& path,
-                                const std::string& folder_namespace, bool helm_native,
+                                const std::string& folder_namespace, TargetNative native,
                                 std::string* folder) {
   if (!target.IsMap()) return "";
   std::vector<std::string> work;
   const YAML::Node kustomize = target["kustomize"];
-  if (kustomize && kustomize.IsMap()) {
+  if (kustomize && kustomize.IsMap() && native != TargetNative::kChart) {
     std::string dir = ScalarOf(kustomize["dir"]);
     while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
     while (absl::EndsWith(dir, "/")) dir.pop_back();
@@ -127,13 +130,14 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   }
   std::string ns;
   for (const char* field : {"namespace", "defaultNamespace"}) {
+    if (native == TargetNative::kChart) break;
     if (ns = ScalarOf(target[field]); !ns.empty()) break;
   }
   // Another folder does not read this folder's fleet.yaml: its namespace goes along.
   if (ns.empty() && !folder->empty()) ns = folder_namespace;
   if (!ns.empty()) work.push_back(absl::StrCat("--namespace=", ShellWord(ns)));
   const YAML::Node helm = target["helm"];
-  if (helm && helm.IsMap() && helm.size() > 0 && !helm_native) {
+  if (helm && helm.IsMap() && helm.size() > 0 && native == TargetNative::kNothing) {
     work.push_back("its helm options as --values-file or --cluster-values");
   }
   const YAML::Node yaml = target["yaml"];
@@ -454,6 +458,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_targets = reads.fleet_targets;
   input->reads_fleet_target_folders = reads.fleet_target_folders;
   input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
+  input->reads_fleet_chart_folders = reads.fleet_chart_folders;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -518,7 +523,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         }
         std::string folder;
         std::string beyond = DescribeFleetTarget(target, index, path, folder_namespace,
-                                                 /*helm_native=*/true, &folder);
+                                                 TargetNative::kHelmValues, &folder);
         if (!beyond.empty()) {
           if (out.targets_beyond_helm.size() < kMaxTargetsDescribed) {
             out.targets_beyond_helm.push_back(std::move(beyond));
@@ -527,8 +532,18 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           }
         }
         folder.clear();
+        std::string beyond_chart = DescribeFleetTarget(target, index, path, folder_namespace,
+                                                       TargetNative::kChart, &folder);
+        if (!beyond_chart.empty()) {
+          if (out.targets_beyond_chart.size() < kMaxTargetsDescribed) {
+            out.targets_beyond_chart.push_back(std::move(beyond_chart));
+          } else {
+            ++out.targets_beyond_chart_not_described;
+          }
+        }
+        folder.clear();
         std::string described = DescribeFleetTarget(target, index++, path, folder_namespace,
-                                                    /*helm_native=*/false, &folder);
+                                                    TargetNative::kNothing, &folder);
         if (described.empty()) continue;
         if (out.targets.size() < kMaxTargetsDescribed) {
           out.targets.push_back(std::move(described));
@@ -550,9 +565,10 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       const YAML::Node value = options_of && options_of.IsMap() ? options_of[field] : YAML::Node();
       if (value && value.IsScalar() && !value.Scalar().empty() && value.Scalar() != "." &&
           value.Scalar() != "./") {
-        out.renders_elsewhere =
+        std::string elsewhere =
             absl::StrCat(section, ".", field, " ", value.Scalar().substr(0, 256));
-        break;
+        if (std::string(section) == "helm") out.chart_elsewhere = elsewhere;
+        if (out.renders_elsewhere.empty()) out.renders_elsewhere = std::move(elsewhere);
       }
     }
     for (const char* field : {"namespace", "defaultNamespace"}) {
@@ -639,6 +655,102 @@ absl::Status DoNotDeployError(const std::string& fleet_yaml,
       "--selector"));
 }
 
+// For a chart, what Fleet renders it through and where: the kustomization of the folder the
+// cluster's target's kustomize.dir names, else fleet.yaml's own, else the bundle's folder (a
+// post-render, when that folder holds a kustomization.yaml), and the target's namespace.
+absl::Status PlaceFleetChart(const RenderInput& input, const std::string& fleet_yaml,
+                             FleetYamlNamespace* fleet, RenderInput* placed) {
+  if (!fleet->kustomize_dir_error.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(fleet_yaml, ": ", absl::StripPrefix(fleet->kustomize_dir_error, "its ")));
+  }
+  std::string dir = fleet->kustomize_dir;
+  std::string dir_from = "kustomize.dir";
+  if (!fleet->folder_target_names.empty()) {
+    if (!fleet->helm_targets_error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->helm_targets_error));
+    }
+    static const Values kNoValues;
+    absl::StatusOr<const FleetYamlNamespace::Target*> chosen =
+        ChooseFleetTarget(fleet->helm_targets, input.values != nullptr ? *input.values : kNoValues,
+                          input.read_values);
+    if (!chosen.ok()) {
+      return absl::Status(chosen.status().code(),
+                          absl::StrCat(fleet_yaml, ": ", chosen.status().message()));
+    }
+    if (const FleetYamlNamespace::Target* target = *chosen; target != nullptr) {
+      if (target->do_not_deploy) return DoNotDeployError(fleet_yaml, *target);
+      if (!target->folder_error.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": targetCustomizations ",
+                                                       target->name, ": ", target->folder_error));
+      }
+      if (!target->kustomize_dir.empty()) {
+        dir = target->kustomize_dir;
+        dir_from = absl::StrCat("targetCustomizations ", target->name, "'s kustomize.dir");
+      }
+      if (!target->ns.empty()) {
+        fleet->ns = target->ns;
+        fleet->forced = target->ns_forced;
+        fleet->origin = absl::StrCat(fleet_yaml, ": targetCustomizations ", target->name, " ",
+                                     target->ns_forced ? "namespace" : "defaultNamespace");
+      }
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat(
+          "the chart goes through the kustomization of the folder, and into the namespace, that ",
+          fleet_yaml, "'s targetCustomizations ", ListNames(fleet->folder_target_names, 10),
+          " give the clusters they select (the first that selects a cluster), as Fleet renders "
+          "it"));
+    }
+  }
+  // What is left for a bundle per target: what changes more than a chart's values, folder
+  // and namespace.
+  fleet->targets = fleet->targets_beyond_chart;
+  fleet->targets_not_described = fleet->targets_beyond_chart_not_described;
+  fleet->target_folders.clear();
+  fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "kustomize"),
+                      fleet->unread.end());
+  const std::string folder =
+      input.path.empty() ? dir : (dir.empty() ? input.path : absl::StrCat(input.path, "/", dir));
+  const std::string prefix = folder.empty() ? "" : folder + "/";
+  bool any = false;
+  std::string other_name;  // a kustomization Fleet's post-render does not read
+  for (const RepoFile& file : input.files) {
+    if (!absl::StartsWith(file.path, prefix)) continue;
+    any = true;
+    const absl::string_view name = absl::string_view(file.path).substr(prefix.size());
+    if (name == "kustomization.yaml") {
+      placed->fleet_post_render = true;
+      placed->fleet_post_render_dir = dir;
+    } else if (name == "kustomization.yml" || name == "Kustomization") {
+      other_name = file.path;
+    }
+  }
+  const std::string where = input.path.empty() ? "the repository root" : input.path;
+  if (!any) {
+    return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", dir_from, " names ", dir,
+                                                   ", which is no folder of files in ", where));
+  }
+  if (input.notes == nullptr) return absl::OkStatus();
+  if (placed->fleet_post_render) {
+    input.notes->push_back(absl::StrCat(
+        "the chart's output goes through ", prefix, "kustomization.yaml",
+        dir.empty() ? "" : absl::StrCat(" (", dir_from, ")"), ", as its first resource, ",
+        kFleetManifestsFile, ", as Fleet post-renders a chart"));
+  } else if (!other_name.empty()) {
+    input.notes->push_back(absl::StrCat(
+        "the chart renders as it is: Fleet post-renders a chart through a kustomization.yaml "
+        "only, and so does gitfleet, so ",
+        other_name, " is not read (rename it kustomization.yaml to have it read)"));
+  } else if (!dir.empty()) {
+    input.notes->push_back(absl::StrCat("the chart renders as it is: ", folder, ", which ",
+                                        dir_from,
+                                        " names, holds no kustomization.yaml to "
+                                        "post-render it through, as in Fleet"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
   if ((!input.include.empty() || !input.exclude.empty()) &&
       std::string(renderer.engine()) != "plain") {
@@ -683,14 +795,14 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
           return file.path == folder + "kustomization.yaml" ||
                  file.path == folder + "kustomization.yml" || file.path == folder + "Kustomization";
         });
-    if (kustomization || !fleet->kustomize_dir.empty()) {
+    if (!input.reads_fleet_chart_folders && (kustomization || !fleet->kustomize_dir.empty())) {
       return absl::InvalidArgumentError(absl::StrCat(
           fleet_yaml, ": helm.chart names the chart ", fleet->helm_chart, ", and ",
           kustomization ? "the folder has a kustomization"
                         : absl::StrCat("kustomize.dir names ", fleet->kustomize_dir),
-          ": Fleet renders the chart through it (a kustomize post-render), which gitfleet does "
-          "not; render the chart into the kustomization (its helmCharts need the network: "
-          "commit the chart's output), or make the chart a bundle of its own"));
+          ": Fleet renders the chart through it (a kustomize post-render); this bundle was "
+          "rendered before gitfleet did, and does not: add the bundle again to have it "
+          "rendered so"));
     }
     placed.helm_chart = fleet->helm_chart;
     if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
@@ -705,6 +817,13 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         fleet_yaml, " names the chart ", fleet->helm_chart,
         " in helm.chart; this bundle was rendered before gitfleet read it, and renders as it "
         "did: add the bundle again to render that chart"));
+  }
+  // A chart goes through the kustomization kustomize.dir names (below), as Fleet renders it.
+  const bool chart_folders = std::string(renderer.engine()) == "helm" &&
+                             input.reads_fleet_chart_folders && input.reads_fleet_helm &&
+                             input.reads_fleet_targets;
+  if (chart_folders && absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
+    fleet->renders_elsewhere = local_chart ? "" : fleet->chart_elsewhere;
   }
   // fleet.yaml's helm options, for the chart in the bundle's folder or the one helm.chart names
   // (Fleet's other charts, from elsewhere, are named below), and those its targetCustomizations
@@ -810,6 +929,11 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     // What is left for a bundle per target: what changes more than a chart's values.
     fleet->targets = fleet->targets_beyond_helm;
     fleet->targets_not_described = fleet->targets_beyond_helm_not_described;
+  }
+  // (Only in Fleet's layout: without a fleet.yaml, a chart is a chart as it is.)
+  if (chart_here && chart_folders &&
+      FindFleetYaml(input.path, input.files, input.reads_fleet_bundle_layout) != nullptr) {
+    GF_RETURN_IF_ERROR(PlaceFleetChart(input, fleet_yaml, &*fleet, &placed));
   }
   // A plain or kustomize bundle whose fleet.yaml gives clusters another folder or namespace
   // renders per cluster (the controller's renderer mode: `values` are the cluster's), each
@@ -1160,9 +1284,17 @@ std::vector<std::string> RendererNames() {
 }
 
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout) {
+                         bool fleet_layout, bool fleet_chart_folders) {
   if (fleet_layout && FindRendererFactory("helm") != nullptr &&
       FindFleetYaml(path, files) != nullptr) {
+    // Fleet renders a folder with a Chart.yaml as that chart, and post-renders it through a
+    // kustomization beside it (which would make it a kustomize folder otherwise).
+    const std::string chart_yaml = path.empty() ? "Chart.yaml" : path + "/Chart.yaml";
+    if (fleet_chart_folders && std::any_of(files.begin(), files.end(), [&](const RepoFile& file) {
+          return file.path == chart_yaml;
+        })) {
+      return "helm";
+    }
     absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
     if (fleet.ok() && !fleet->helm_chart.empty()) {
       const std::string chart_yaml =

@@ -88,6 +88,16 @@ struct RenderInput {
   // in a folder inside the bundle's. False for a bundle rendered before gitfleet read them:
   // noted, and those subfolders' manifests stay in.
   bool reads_fleet_bundle_layout = true;
+  // Whether a chart goes through the kustomization of the folder fleet.yaml's kustomize.dir
+  // names (its cluster's target's, else its own; else the bundle's folder), as Fleet
+  // post-renders it, and takes its cluster's target's namespace. False for a bundle rendered
+  // before gitfleet read them: noted (a chart beside a kustomization fails, saying so).
+  bool reads_fleet_chart_folders = true;
+  // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
+  // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
+  // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
+  bool fleet_post_render = false;
+  std::string fleet_post_render_dir;
   // Set by RenderBundlePath for a plain render of a folder with a fleet.yaml (read since
   // reads_fleet_target_folders): its overlays/ folder is Fleet's yaml overlays, not
   // manifests, and `fleet_overlays` (the cluster's target's) are applied over its files,
@@ -116,7 +126,12 @@ struct RepositoryReads {
   bool fleet_targets = true;
   bool fleet_target_folders = true;
   bool fleet_bundle_layout = true;
+  bool fleet_chart_folders = true;
 };
+
+// The file a chart's output is written to, beside the kustomization it goes through, as Fleet
+// names it (RenderInput::fleet_post_render).
+inline constexpr char kFleetManifestsFile[] = "fleet-manifests.yaml";
 
 // Sets `input`'s reads_* fields (and declared_namespace) from `reads`.
 void UseReads(const RepositoryReads& reads, RenderInput* input);
@@ -270,9 +285,11 @@ std::vector<std::string> RendererNames();
 // jsonnet), else plain. `files` are the files under `path`.
 // A folder whose fleet.yaml (or fleet.yml) names a chart in a folder inside it
 // (`helm.chart: ./chart`) is a chart, as Fleet renders it, unless `fleet_layout` is false (a
-// bundle rendered before gitfleet read it).
+// bundle rendered before gitfleet read it). So is a folder with a Chart.yaml and a fleet.yaml,
+// whatever kustomization is beside the chart (Fleet post-renders the chart through it), unless
+// `fleet_chart_folders` is false.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout = true);
+                         bool fleet_layout = true, bool fleet_chart_folders = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -301,6 +318,8 @@ struct FleetYamlNamespace {
   // "kustomize.dir overlays/prod" or "helm.chart ./chart" when it sets them: Fleet then
   // renders another folder or chart than the bundle's path.
   std::string renders_elsewhere;
+  // "helm.chart ./chart" when it sets that, whether or not it sets kustomize.dir too.
+  std::string chart_elsewhere;
   // Its own kustomize.dir (relative to the folder, inside it; "" for the folder), or why it
   // cannot be used: the folder a plain or kustomize bundle renders for a cluster whose
   // target gives none, as Fleet renders it (since reads_fleet_target_folders).
@@ -359,6 +378,10 @@ struct FleetYamlNamespace {
   std::string helm_targets_error;  // too many of them
   std::vector<std::string> targets_beyond_helm;
   int targets_beyond_helm_not_described = 0;
+  // The same for a chart that also takes its target's kustomize.dir (a post-render) and
+  // namespace (RenderInput::reads_fleet_chart_folders).
+  std::vector<std::string> targets_beyond_chart;
+  int targets_beyond_chart_not_described = 0;
   std::vector<std::string> helm_target_names;  // those that give a chart values
   // Those that give their clusters another folder (kustomize.dir), namespace or yaml
   // overlays: a plain or kustomize bundle renders per cluster what its target gives it.

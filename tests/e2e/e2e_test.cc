@@ -428,6 +428,64 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
               HasSubstr(".gitfleet-fleet-yaml-values.yaml=replicas: 3 |"));
 }
 
+// Fleet's helm-kustomize layout, moved as it is: a chart beside the overlays its fleet.yaml
+// targets name, each cluster's overlay post-rendering the chart's output (strategic merge
+// patches of its objects), in the target's namespace. One bundle.
+TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  git_.Write("mc/helm-kustomize/fleet.yaml",
+             "namespace: guestbook\n"
+             "helm: {chart: ./chart, releaseName: frontend}\n"
+             "targetCustomizations:\n"
+             "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+             "  kustomize: {dir: overlays/dev}\n"
+             "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  kustomize: {dir: overlays/prod}\n  namespace: guestbook-prod\n");
+  git_.Write("mc/helm-kustomize/chart/Chart.yaml",
+             "apiVersion: v2\nname: guestbook\nversion: 0.0.0\n");
+  for (const char* env : {"dev", "prod"}) {
+    const std::string overlay = absl::StrCat("mc/helm-kustomize/overlays/", env, "/");
+    git_.Write(overlay + "kustomization.yaml", "patchesStrategicMerge:\n- frontend.yaml\n");
+    git_.Write(overlay + "frontend.yaml",
+               absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frontend}\n"
+                            "data: {tier: ",
+                            env, "}\n"));
+  }
+  std::string first = git_.Commit("Fleet's helm-kustomize example, with the chart beside it");
+  StartControlPlane({"--helm=" + helm});
+  StartAgent("dev-1", "env=dev");
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out =
+      Ctl({"bundle", "add", "guestbook", "--source=demo", "--path=mc/helm-kustomize"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "list", "-o", "yaml"});
+  EXPECT_THAT(out, HasSubstr("the chart goes through the kustomization of the folder, and into "
+                             "the namespace, that mc/helm-kustomize/fleet.yaml's "
+                             "targetCustomizations dev, prod give the clusters they select"))
+      << out;
+  ExpectSynced("dev-1", "guestbook", first);
+  ExpectSynced("prod-eu", "guestbook", first);
+  EXPECT_THAT(Files("dev-1"), ElementsAre("_cluster/ConfigMap/frontend.yaml"));
+  const std::string dev = Read("dev-1", "_cluster/ConfigMap/frontend.yaml");
+  EXPECT_THAT(dev, HasSubstr("tier: dev"));
+  EXPECT_THAT(dev, HasSubstr("chart: guestbook")) << "the chart's output, patched";
+  const std::string prod = Read("prod-eu", "_cluster/ConfigMap/frontend.yaml");
+  EXPECT_THAT(prod, HasSubstr("tier: prod"));
+  EXPECT_THAT(prod, HasSubstr("chart: guestbook"));
+  // The chart is a chart whatever is beside it: a change to an overlay reaches its clusters.
+  git_.Write("mc/helm-kustomize/overlays/prod/frontend.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frontend}\n"
+             "data: {tier: prod-2}\n");
+  std::string second = git_.Commit("prod's overlay changes");
+  ExpectSynced("prod-eu", "guestbook", second);
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/frontend.yaml"), HasSubstr("tier: prod-2"));
+}
+
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle
 // each, and each cluster gets the overlay its fleet.yaml target gives it; and its
 // single-cluster layout, whose fleet.yaml names the overlay every cluster gets.

@@ -1,8 +1,10 @@
-// The kustomization path checker: a repository's kustomization.yaml may name anything.
+// The kustomization path checker, and the rewrite that adds a chart's output to a
+// kustomization (Fleet's post-render): a repository's kustomization.yaml may hold anything.
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "tests/fuzz/chunks.h"
@@ -18,5 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   files.push_back({"base/kustomization.yaml", chunks.size() > 1 ? chunks[1] : ""});
   (void)gitfleet::CheckKustomizeReferences(files);
+  // What the rewrite writes is a kustomization that lists the output once, first.
+  absl::StatusOr<std::string> with = gitfleet::WithChartOutputResource("k.yaml", chunks[0]);
+  if (with.ok() && *with != chunks[0]) {
+    absl::StatusOr<std::string> again = gitfleet::WithChartOutputResource("k.yaml", *with);
+    if (!again.ok() || *again != *with) __builtin_trap();
+  }
   return 0;
 }
