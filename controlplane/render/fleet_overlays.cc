@@ -9,6 +9,7 @@
 #include "common/manifest/yaml.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "controlplane/render/kube_patch.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -30,89 +31,18 @@ absl::StatusOr<std::vector<YAML::Node>> Documents(const std::string& text,
   return documents;
 }
 
-// A key of `node` (a patch's part) that starts with `$`, at any depth, or "".
-std::string DirectiveIn(const YAML::Node& node, const std::string& at) {
-  if (node.IsMap()) {
-    for (const auto& entry : node) {
-      const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
-      const std::string here = at.empty() ? key : absl::StrCat(at, ".", key);
-      if (absl::StartsWith(key, "$")) return here;
-      if (std::string found = DirectiveIn(entry.second, here); !found.empty()) return found;
-    }
-  } else if (node.IsSequence()) {
-    int index = 0;
-    for (const auto& item : node) {
-      if (std::string found = DirectiveIn(item, absl::StrCat(at, "[", index++, "]"));
-          !found.empty()) {
-        return found;
-      }
-    }
-  }
-  return "";
-}
-
-// RFC 7386 on YAML nodes, where both kinds of patch Fleet may apply agree.
-absl::Status Merge(YAML::Node target, const YAML::Node& patch, const std::string& at,
-                   const std::string& what) {
-  for (const auto& entry : patch) {
-    if (!entry.first.IsScalar()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": a key of ", at.empty() ? "the patch" : at, " is not a string"));
-    }
-    const std::string key = entry.first.Scalar();
-    const std::string here = at.empty() ? key : absl::StrCat(at, ".", key);
-    const YAML::Node value = entry.second;
-    if (value.IsNull()) {
-      target.remove(key);
-      continue;
-    }
-    YAML::Node existing = static_cast<const YAML::Node&>(target)[key];
-    if (value.IsMap()) {
-      if (existing.IsDefined() && existing.IsMap()) {
-        GF_RETURN_IF_ERROR(Merge(existing, value, here, what));
-      } else {
-        YAML::Node fresh(YAML::NodeType::Map);
-        GF_RETURN_IF_ERROR(Merge(fresh, value, here, what));
-        target[key] = fresh;
-      }
-      continue;
-    }
-    if (value.IsSequence() && existing.IsDefined() && existing.IsSequence()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": ", here,
-          " gives a list the object has too; Fleet merges such a list by its items' keys "
-          "(strategic merge: containers by name) or replaces it, by the object's kind, and "
-          "gitfleet does not apply either in its place: give the whole file in the overlay "
-          "instead of a patch"));
-    }
-    target[key] = YAML::Clone(value);
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-absl::StatusOr<std::string> MergePatchYaml(const std::string& object, const std::string& patch,
-                                           const std::string& what) {
+absl::StatusOr<std::string> PatchYaml(const std::string& object, const std::string& patch,
+                                      const std::string& what) {
   GF_ASSIGN_OR_RETURN(std::vector<YAML::Node> patches, Documents(patch, what));
   if (patches.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " holds ", patches.size(), " documents; a patch is one mapping or one list"));
+  }
+  if (!patches[0].IsMap() && !patches[0].IsSequence()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " holds ", patches.size(), " documents; a patch is one mapping"));
-  }
-  if (patches[0].IsSequence()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what,
-        " is a JSON Patch (a list of operations), which gitfleet does not apply: give the "
-        "whole file in the overlay, or the change as a mapping"));
-  }
-  if (!patches[0].IsMap()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is not a mapping"));
-  }
-  if (std::string directive = DirectiveIn(patches[0], ""); !directive.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": ", directive,
-        " is a strategic-merge directive, which gitfleet does not apply: give the whole file in "
-        "the overlay instead of a patch"));
+        absl::StrCat(what, " is neither a mapping nor a list of JSON Patch operations"));
   }
   GF_ASSIGN_OR_RETURN(std::vector<YAML::Node> objects, Documents(object, what + "'s target"));
   if (objects.size() != 1 || !objects[0].IsMap()) {
@@ -121,13 +51,12 @@ absl::StatusOr<std::string> MergePatchYaml(const std::string& object, const std:
                      objects.size() == 1 ? "" : absl::StrCat(objects.size(), " documents"),
                      "; a patch applies to a file of one object"));
   }
-  YAML::Node merged = YAML::Clone(objects[0]);
-  try {
-    GF_RETURN_IF_ERROR(Merge(merged, patches[0], "", what));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " cannot be applied: ", e.what()));
+  GF_ASSIGN_OR_RETURN(YAML::Node patched, ApplyKubePatch(objects[0], patches[0], what));
+  if (!patched.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " leaves its file without an object (a mapping)"));
   }
-  return EmitBlockYaml(merged);
+  return EmitBlockYaml(patched);
 }
 
 absl::StatusOr<std::vector<RepoFile>> ApplyFleetOverlays(const std::string& path,
@@ -180,7 +109,7 @@ absl::StatusOr<std::vector<RepoFile>> ApplyFleetOverlays(const std::string& path
             absl::StrCat(file.path, " patches ", target, ", which is not a file of ", folder));
       }
       GF_ASSIGN_OR_RETURN(it->second.content,
-                          MergePatchYaml(it->second.content, file.content, file.path));
+                          PatchYaml(it->second.content, file.content, file.path));
       patched.push_back(target);
     }
     if (replaced.empty() && added.empty() && patched.empty()) {

@@ -6,13 +6,9 @@
 // for the clusters whose target names NAME (`yaml.overlays`, in order), by file name:
 //   - `overlays/prod/svc.yaml` replaces `svc.yaml` (or is added when there is none);
 //   - `overlays/prod/deploy_patch.yaml` patches `deploy.yaml` (its first `_patch.` read as
-//     `.`): a mapping merged into the file's one object as a JSON merge patch does (a null
-//     removes a key).
-// Fleet chooses between a JSON merge patch and Kubernetes' strategic merge patch by the
-// object's kind; the two differ only where a patch gives a list that the object also has
-// (strategic merge merges containers by name, a merge patch replaces the list), so such a
-// patch is refused by its key, as are strategic-merge directives (`$patch`) and JSON Patch
-// lists: gitfleet never applies something other than what Fleet would.
+//     `.`), whose one object it patches as Fleet does (kube_patch.h): a list of operations
+//     as a JSON Patch, a mapping as a strategic merge patch for a kind built into Kubernetes
+//     (containers merged by name, ...), else as a JSON merge patch (a null removes a key).
 //
 //   GF_ASSIGN_OR_RETURN(std::vector<RepoFile> files,
 //                       ApplyFleetOverlays("apps/web", input.files, {"prod"}, &notes));
@@ -32,17 +28,17 @@ inline constexpr size_t kMaxFleetOverlays = 16;
 // or an added file under its own, a patched file under the file it patches). Notes say
 // what was left out and patched. InvalidArgument naming the overlay and file at fault: a
 // name that is not one folder, an overlay with no files, a patch of a file that is not
-// there or holds other than one object, a patch that is not a mapping, or one Fleet would
-// apply otherwise (see above).
+// there or holds other than one object, or a patch that cannot be applied (kube_patch.h).
 absl::StatusOr<std::vector<RepoFile>> ApplyFleetOverlays(const std::string& path,
                                                          const std::vector<RepoFile>& files,
                                                          const std::vector<std::string>& overlays,
                                                          std::vector<std::string>* notes);
 
-// `patch` (a mapping, as YAML) merged into `object` (one object, as YAML), as a JSON merge
-// patch merges it; the result as block YAML. `what` names the patch in errors.
-absl::StatusOr<std::string> MergePatchYaml(const std::string& object, const std::string& patch,
-                                           const std::string& what);
+// `patch` (one document: a mapping or a list of JSON Patch operations, as YAML) applied to
+// `object` (one object, as YAML) as Fleet applies it (ApplyKubePatch); the result as block
+// YAML. `what` names the patch in errors.
+absl::StatusOr<std::string> PatchYaml(const std::string& object, const std::string& patch,
+                                      const std::string& what);
 
 }  // namespace gitfleet
 

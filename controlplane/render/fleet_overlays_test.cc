@@ -18,7 +18,7 @@ std::string Error(const absl::StatusOr<std::string>& merged) {
 // Fleet's patches where a JSON merge patch and a strategic merge patch agree: scalars and
 // maps merged, a null removing a key, a list the object does not have added; quoted
 // strings stay strings.
-TEST(MergePatchYamlTest, MergesMapsAndScalarsAsBothOfFleetsPatchesDo) {
+TEST(PatchYamlTest, MergesMapsAndScalarsAsBothOfFleetsPatchesDo) {
   const std::string deployment = R"(apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -31,7 +31,7 @@ spec:
     spec:
       containers: [{name: web, image: "nginx:1.25"}]
 )";
-  absl::StatusOr<std::string> merged = MergePatchYaml(deployment, R"(metadata:
+  absl::StatusOr<std::string> merged = PatchYaml(deployment, R"(metadata:
   labels: {env: prod}
   annotations: {old: null}
 spec:
@@ -39,7 +39,7 @@ spec:
   strategy: {rollingUpdate: {maxSurge: "25%"}, type: RollingUpdate}
   template: {spec: {tolerations: [{key: dedicated, operator: Exists}]}}
 )",
-                                                      "overlays/prod/deploy_patch.yaml");
+                                                 "overlays/prod/deploy_patch.yaml");
   ASSERT_TRUE(merged.ok()) << merged.status();
   EXPECT_EQ(*merged, R"(apiVersion: apps/v1
 kind: Deployment
@@ -67,30 +67,46 @@ spec:
     type: RollingUpdate
 )");
   // A map given where the object has a scalar replaces it, its nulls dropped.
-  merged = MergePatchYaml("kind: A\nspec: 1\n", "spec: {a: 1, b: null}\n", "p");
+  merged = PatchYaml("kind: A\nspec: 1\n", "spec: {a: 1, b: null}\n", "p");
   ASSERT_TRUE(merged.ok()) << merged.status();
   EXPECT_EQ(*merged, "kind: A\nspec:\n  a: 1\n");
 }
 
-// What Fleet would apply otherwise, or cannot be applied at all, fails naming the patch
-// and the key.
-TEST(MergePatchYamlTest, RefusesWhatFleetWouldApplyOtherwise) {
-  const std::string object = "kind: Deployment\nspec:\n  containers: [{name: web}]\n";
+// A patch is applied as Fleet applies it (kube_patch.h): by a built-in kind's strategic
+// merge (containers merged by name), as a JSON merge patch for other objects (lists
+// replaced), or as a JSON Patch; what cannot be applied fails naming the patch and the key.
+TEST(PatchYamlTest, AppliesThePatchFleetWouldAndRefusesWhatCannotBe) {
+  const std::string deployment =
+      "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n"
+      "      containers: [{name: web, image: web:1, ports: [{containerPort: 80}]}]\n";
+  absl::StatusOr<std::string> patched = PatchYaml(
+      deployment, "spec: {template: {spec: {containers: [{name: web, image: x}]}}}\n", "p");
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_THAT(*patched, HasSubstr("image: x")) << *patched;
+  EXPECT_THAT(*patched, HasSubstr("containerPort: 80")) << "merged by name: " << *patched;
+  // Without apiVersion, Fleet cannot tell the kind: a merge patch replaces the list.
+  patched = PatchYaml("kind: Deployment\nspec:\n  containers: [{name: web, image: a}]\n",
+                      "spec: {containers: [{name: web}]}\n", "p");
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_EQ(*patched, "kind: Deployment\nspec:\n  containers:\n    - name: web\n");
+  patched = PatchYaml(deployment, "- {op: replace, path: /kind, value: StatefulSet}\n", "p");
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_THAT(*patched, HasSubstr("kind: StatefulSet"));
+  const std::string object = "apiVersion: example.com/v1\nkind: Widget\nspec: {a: 1}\n";
   const std::pair<const char*, const char*> kBad[] = {
-      {"spec: {containers: [{name: web, image: x}]}\n",
-       "p: spec.containers gives a list the object has too; Fleet merges such a list"},
-      {"- {op: replace, path: /spec/replicas, value: 3}\n", "p is a JSON Patch"},
-      {"spec: {$patch: replace}\n", "p: spec.$patch is a strategic-merge directive"},
-      {"spec: {tolerations: [{$patch: delete, key: a}]}\n",
-       "p: spec.tolerations[0].$patch is a strategic-merge directive"},
-      {"just text\n", "p is not a mapping"},
-      {"a: 1\n---\nb: 2\n", "p holds 2 documents; a patch is one mapping"},
+      {"spec: {$patch: replace}\n",
+       "p: spec.$patch is a strategic-merge directive, and this object's kind is not built "
+       "into Kubernetes"},
+      {"- {op: remove, path: /spec/b}\n", "p: operation 1 (remove) path /spec/b is not there"},
+      {"- {op: replace, path: '', value: text}\n", "p leaves its file without an object"},
+      {"just text\n", "p is neither a mapping nor a list of JSON Patch operations"},
+      {"a: 1\n---\nb: 2\n", "p holds 2 documents; a patch is one mapping or one list"},
       {"a: [\n", "p:2: invalid YAML"},
   };
   for (const auto& [patch, error] : kBad) {
-    EXPECT_THAT(Error(MergePatchYaml(object, patch, "p")), HasSubstr(error)) << patch;
+    EXPECT_THAT(Error(PatchYaml(object, patch, "p")), HasSubstr(error)) << patch;
   }
-  EXPECT_THAT(Error(MergePatchYaml("a: 1\n---\nb: 2\n", "a: 2\n", "p")),
+  EXPECT_THAT(Error(PatchYaml("a: 1\n---\nb: 2\n", "a: 2\n", "p")),
               HasSubstr("p patches a file that holds 2 documents"));
 }
 

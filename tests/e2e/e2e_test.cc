@@ -527,6 +527,14 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   git_.Write("mc/manifests/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {replicas: \"1\"}\n");
   git_.Write("mc/manifests/overlays/production/cm_patch.yaml", "data: {replicas: \"3\"}\n");
+  // A Deployment's container patched by name, as Kubernetes' strategic merge patches it.
+  git_.Write("mc/manifests/deploy.yaml",
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n"
+             "  template:\n    spec:\n      containers:\n"
+             "      - {name: app, image: \"app:1\", ports: [{containerPort: 80}]}\n"
+             "      - {name: proxy, image: \"proxy:1\"}\n");
+  git_.Write("mc/manifests/overlays/production/deploy_patch.yaml",
+             "spec:\n  template:\n    spec:\n      containers: [{name: app, image: \"app:2\"}]\n");
   // A subfolder with its own fleet.yml: a bundle of its own, as in Fleet.
   git_.Write("mc/manifests/db/fleet.yml", "defaultNamespace: data\n");
   git_.Write("mc/manifests/db/cm.yaml",
@@ -538,6 +546,11 @@ TEST_F(Fleet, EachClusterGetsTheOverlaysItsFleetYamlTargetGivesIt) {
   ExpectSynced("prod-eu", "app", second);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"1\""));
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/app.yaml"), HasSubstr("replicas: \"3\""));
+  const std::string deployment = Read("prod-eu", "_cluster/Deployment/app.yaml");
+  EXPECT_THAT(deployment, HasSubstr("app:2"));
+  EXPECT_THAT(deployment, HasSubstr("containerPort: 80")) << "merged by name";
+  EXPECT_THAT(deployment, HasSubstr("proxy:1")) << "the other container kept";
+  EXPECT_THAT(Read("dev-1", "_cluster/Deployment/app.yaml"), HasSubstr("app:1"));
   EXPECT_THAT(Files("dev-1"), Not(::testing::Contains("_cluster/ConfigMap/db.yaml")));
   EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
               HasSubstr("left out mc/manifests/db/, 2 files"));
