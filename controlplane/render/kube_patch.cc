@@ -195,6 +195,48 @@ MergeLists MergeListsOf(const std::string& kind) {
   return lists;
 }
 
+// `node` without the null values of its maps, at any depth: what Kubernetes takes from a
+// strategic merge patch for a key the object lacks (discardNullValuesFromPatch).
+YAML::Node WithoutNulls(const YAML::Node& node) {
+  if (node.IsMap()) {
+    Entries entries;
+    for (const auto& entry : node) {
+      if (entry.second.IsNull()) continue;
+      entries.emplace_back(KeyOf(entry.first), Ref(WithoutNulls(entry.second)));
+    }
+    return MapOf(entries);
+  }
+  if (node.IsSequence()) {
+    Refs items;
+    for (const YAML::Node& item : node) items.push_back(Ref(WithoutNulls(item)));
+    return SeqOf(items);
+  }
+  return YAML::Clone(node);
+}
+
+// `node` without what carries a `$patch` directive, at any depth; nullopt when it does itself
+// (Kubernetes' removeDirectives, for a value the patch gives whole).
+std::optional<YAML::Node> WithoutDirectives(const YAML::Node& node) {
+  if (node.IsMap()) {
+    if (At(node, "$patch").IsDefined()) return std::nullopt;
+    Entries entries;
+    for (const auto& entry : node) {
+      if (std::optional<YAML::Node> kept = WithoutDirectives(entry.second)) {
+        entries.emplace_back(KeyOf(entry.first), Ref(*kept));
+      }
+    }
+    return MapOf(entries);
+  }
+  if (node.IsSequence()) {
+    Refs items;
+    for (const YAML::Node& item : node) {
+      if (std::optional<YAML::Node> kept = WithoutDirectives(item)) items.push_back(Ref(*kept));
+    }
+    return SeqOf(items);
+  }
+  return YAML::Clone(node);
+}
+
 class StrategicMerge {
  public:
   StrategicMerge(MergeLists lists, const std::string& what)
@@ -264,20 +306,34 @@ class StrategicMerge {
         if (existing != entries.end()) entries.erase(existing);
         continue;
       }
+      // A value given whole: its nulls and what carries a directive left out, as Kubernetes
+      // does (a deletion list for a list the object lacks is no value).
       if (existing == entries.end()) {
-        entries.emplace_back(key, Ref(YAML::Clone(value)));
+        if (delete_list) continue;
+        if (std::optional<YAML::Node> kept = WithoutDirectives(WithoutNulls(value))) {
+          entries.emplace_back(key, Ref(*kept));
+        }
         continue;
       }
       const YAML::Node current = existing->second.node;
       const Shape shape = ShapeOf(value);
-      if (ShapeOf(current) != shape || shape == Shape::kScalar) {
+      if (ShapeOf(current) != shape) {
+        if (delete_list) continue;
+        if (std::optional<YAML::Node> kept = WithoutDirectives(WithoutNulls(value))) {
+          existing->second = Ref(*kept);
+        } else {
+          entries.erase(existing);
+        }
+      } else if (shape == Shape::kScalar) {
         existing->second = Ref(YAML::Clone(value));
       } else if (shape == Shape::kMap) {
         GF_ASSIGN_OR_RETURN(YAML::Node merged, MergeMap(current, value, here));
         existing->second = Ref(merged);
-      } else if (auto list = lists_.find(here); list != lists_.end()) {
-        GF_ASSIGN_OR_RETURN(YAML::Node merged,
-                            MergeList(current, value, list->second, delete_list, here));
+      } else if (auto list = lists_.find(here); list != lists_.end() || delete_list) {
+        // (A deletion list deletes from any list, as Kubernetes applies it.)
+        GF_ASSIGN_OR_RETURN(
+            YAML::Node merged,
+            MergeList(current, value, list != lists_.end() ? list->second : "", delete_list, here));
         existing->second = Ref(merged);
       } else {
         existing->second = Ref(YAML::Clone(value));  // a list Kubernetes replaces

@@ -10,7 +10,8 @@
 //     their items' keys (containers by name, ports by containerPort, env by name, ...;
 //     finalizers as a set), every other list replaced, with the `$patch` (replace, delete),
 //     `$retainKeys` and `$deleteFromPrimitiveList/` directives; new items land where
-//     Kubernetes puts them;
+//     Kubernetes puts them, and a value given whole loses its nulls and what carries a
+//     `$patch`, as in Kubernetes;
 //   - a mapping patching any other object (a custom resource, a CRD) is a JSON merge patch
 //     (RFC 7386): maps merged, lists replaced, a null removing a key.
 // Errors name `what` and the key or operation at fault; a `$setElementOrder/` directive

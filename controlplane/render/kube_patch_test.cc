@@ -3,8 +3,11 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -337,6 +340,124 @@ TEST(ApplyKubePatchTest, AppliesPatchesAsKubernetesOwnCodeDoes) {
                                       << Text(*ours) << "\nkubectl:\n"
                                       << Text(*theirs);
   }
+}
+
+// Random patches of a Deployment and a custom resource (a fixed seed, so a failure repeats):
+// gitfleet and kubectl agree on each, or both refuse it.
+TEST(ApplyKubePatchTest, AgreesWithKubectlOnRandomPatches) {
+  if (access("/usr/bin/kubectl", X_OK) != 0) GTEST_SKIP() << "kubectl is not installed";
+  std::mt19937 random(20261204);
+  auto pick = [&](int n) { return static_cast<int>(random() % n); };
+  auto one_of = [&](std::vector<std::string> options) { return options[pick(options.size())]; };
+  const std::vector<std::string> names = {"web", "sidecar", "old", "new", "init"};
+  auto env = [&] {
+    std::string out = "[";
+    for (int i = 0, n = pick(4); i < n; ++i) {
+      out += absl::StrCat(i ? ", " : "", "{name: ", one_of({"A", "B", "C", "D"}), ", value: '",
+                          pick(9), "'}");
+    }
+    return out + "]";
+  };
+  // A container patch: changes, a directive, or a null.
+  auto container = [&]() -> std::string {
+    if (pick(25) == 0) return "{image: nameless}";  // refused by both
+    std::vector<std::string> fields = {absl::StrCat("name: ", one_of(names))};
+    switch (pick(8)) {
+      case 0:
+        fields.push_back("$patch: delete");
+        break;
+      case 1:
+        fields.push_back("image: null");
+        break;
+      case 2:
+        fields.push_back(absl::StrCat("env: ", env()));
+        break;
+      case 3:
+        fields.push_back(absl::StrCat("ports: [{containerPort: ", one_of({"80", "9090", "443"}),
+                                      ", name: p", pick(9), "}]"));
+        break;
+      case 4:
+        fields.push_back("resources: {$patch: replace, limits: {cpu: '3'}}");
+        break;
+      case 5:
+        fields.push_back(absl::StrCat("$deleteFromPrimitiveList/args: [", one_of({"a", "b"}), "]"));
+        break;
+      default:
+        fields.push_back(absl::StrCat("image: img:", pick(9)));
+    }
+    if (pick(3) == 0) fields.push_back(absl::StrCat("args: [", one_of({"a", "b", "c"}), "]"));
+    return "{" + absl::StrJoin(fields, ", ") + "}";
+  };
+  const std::string deployment =
+      absl::StrReplaceAll(kDeployment, {{"image: side:1", "image: side:1\n        args: [a, b]"}});
+  int compared = 0, refused = 0;
+  for (int round = 0; round < 150; ++round) {
+    std::string patch;
+    std::vector<std::string> containers;
+    for (int i = 0, n = 1 + pick(3); i < n; ++i) containers.push_back(container());
+    if (pick(6) == 0)
+      containers.insert(containers.begin() + pick(containers.size()), "{$patch: replace}");
+    absl::StrAppend(&patch, "spec:\n  template:\n    spec:\n      containers: [",
+                    absl::StrJoin(containers, ", "), "]\n");
+    if (pick(2)) {
+      absl::StrAppend(&patch, "      volumes: [{name: ", one_of({"data", "cache", "tmp"}),
+                      pick(2) ? ", emptyDir: {medium: Memory}" : ", $patch: delete", "}]\n");
+    }
+    if (pick(3) == 0) absl::StrAppend(&patch, "      tolerations: [{key: z, operator: Exists}]\n");
+    switch (pick(7)) {
+      case 0:
+        absl::StrAppend(&patch, "      nodeSelector: {$patch: ", one_of({"replace", "delete"}),
+                        ", zone: a}\n");
+        break;
+      case 1:
+        absl::StrAppend(&patch, "      nodeSelector: null\n      affinity: {a: null, b: {c: 1}}\n");
+        break;
+      case 2:
+        absl::StrAppend(&patch, "      initContainers: [{name: init, image: null, env: ", env(),
+                        "}, {name: ", one_of({"init", "z"}), ", $patch: delete}]\n");
+        break;
+      case 3:
+        absl::StrAppend(&patch,
+                        "      hostAliases: [{ip: 1.2.3.4, hostnames: [a]}]\n"
+                        "      imagePullSecrets: [{name: registry, $patch: delete}]\n");
+        break;
+      default:
+        break;
+    }
+    if (pick(5) == 0) {
+      absl::StrAppend(&patch, "  strategy: {$retainKeys: [type], type: ",
+                      one_of({"Recreate", "RollingUpdate"}), "}\n");
+    } else if (pick(5) == 0) {
+      absl::StrAppend(
+          &patch, "  strategy: {type: null, rollingUpdate: {maxSurge: null, maxUnavailable: 2}}\n");
+    }
+    if (pick(3) == 0) {
+      absl::StrAppend(&patch, "metadata:\n  finalizers: [", one_of({"c", "a", "b"}), "]\n");
+    } else if (pick(4) == 0) {
+      absl::StrAppend(&patch, "metadata:\n  $deleteFromPrimitiveList/finalizers: [",
+                      one_of({"a", "b", "x"}), "]\n");
+    }
+    SCOPED_TRACE(patch);
+    const YAML::Node object = YAML::Load(deployment);
+    const YAML::Node parsed = YAML::Load(patch);
+    absl::StatusOr<YAML::Node> ours = ApplyKubePatch(object, parsed, "p");
+    std::string error;
+    std::optional<YAML::Node> theirs =
+        Kubectl().Patch(deployment, patch, KubePatchKind(object, parsed), &error);
+    if (!theirs.has_value()) {
+      ++refused;
+      EXPECT_FALSE(ours.ok()) << "kubectl refused it: " << error << "\ngitfleet made:\n"
+                              << Text(*ours);
+      continue;
+    }
+    ++compared;
+    ASSERT_TRUE(ours.ok()) << ours.status() << "\nkubectl made:\n" << Text(*theirs);
+    EXPECT_TRUE(Same(*ours, *theirs)) << "gitfleet:\n"
+                                      << Text(*ours) << "\nkubectl:\n"
+                                      << Text(*theirs);
+  }
+  EXPECT_GT(compared, 100) << "most random patches apply";
+  std::cerr << compared << " compared, " << refused << " refused by both\n";
 }
 
 // The same, spelled out where order matters (kubectl is not needed to read them).
