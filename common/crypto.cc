@@ -83,6 +83,13 @@ std::string Sha512(absl::string_view data) {
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
+std::string Sha256(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
 absl::StatusOr<std::string> AeadOpen(Aead aead, absl::string_view key, absl::string_view nonce,
                                      absl::string_view ciphertext, absl::string_view tag,
                                      absl::string_view aad) {

@@ -1,7 +1,8 @@
 #ifndef GITFLEET_COMMON_CRYPTO_H_
 #define GITFLEET_COMMON_CRYPTO_H_
 
-// The few primitives age and SOPS decryption and webhook signatures need, over OpenSSL's
+// The few primitives age and SOPS decryption, webhook signatures and chart archive digests
+// need, over OpenSSL's
 // EVP interface. Each returns false (or an error) rather than throwing or aborting on bad
 // input: the input comes from repositories and from the network.
 
@@ -23,6 +24,7 @@ bool HkdfSha256(absl::string_view ikm, absl::string_view salt, absl::string_view
                 size_t out_len);
 std::string HmacSha256(absl::string_view key, absl::string_view data);
 std::string Sha512(absl::string_view data);
+std::string Sha256(absl::string_view data);
 
 enum class Aead { kChaCha20Poly1305, kAes256Gcm };
 // The plaintext of `ciphertext` authenticated by the 16-byte `tag`, or InvalidArgument

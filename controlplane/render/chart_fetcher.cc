@@ -1,0 +1,582 @@
+#include "controlplane/render/chart_fetcher.h"
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "common/manifest/yaml.h"
+#include "common/status_macros.h"
+#include "yaml-cpp/yaml.h"
+
+namespace gitfleet {
+namespace {
+
+// A semantic version as helm's semver library reads one: "v" allowed, minor and patch
+// optional, a pre-release after "-", build metadata after "+" (ignored).
+struct Semver {
+  int64_t major = 0, minor = 0, patch = 0;
+  std::string pre;
+  int parts = 0;  // how many of major.minor.patch were written (a wildcard ends them)
+};
+
+std::optional<Semver> ParseSemver(absl::string_view text, bool wildcards) {
+  text = absl::StripAsciiWhitespace(text);
+  absl::ConsumePrefix(&text, "v");
+  Semver v;
+  if (size_t plus = text.find('+'); plus != absl::string_view::npos) text = text.substr(0, plus);
+  if (size_t dash = text.find('-'); dash != absl::string_view::npos) {
+    v.pre = std::string(text.substr(dash + 1));
+    text = text.substr(0, dash);
+    if (v.pre.empty()) return std::nullopt;
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.empty() || parts.size() > 3) return std::nullopt;
+  int64_t* fields[] = {&v.major, &v.minor, &v.patch};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (wildcards && (parts[i] == "x" || parts[i] == "X" || parts[i] == "*")) break;
+    if (parts[i].empty() || !absl::SimpleAtoi(parts[i], fields[i]) || *fields[i] < 0) {
+      return std::nullopt;
+    }
+    v.parts = static_cast<int>(i) + 1;
+  }
+  if (!wildcards && v.parts == 0) return std::nullopt;
+  return v;
+}
+
+// Semver's precedence: -1, 0, 1.
+int Compare(const Semver& a, const Semver& b) {
+  auto key = [](const Semver& v) { return std::tie(v.major, v.minor, v.patch); };
+  if (key(a) != key(b)) return key(a) < key(b) ? -1 : 1;
+  if (a.pre == b.pre) return 0;
+  if (a.pre.empty()) return 1;  // a release follows its pre-releases
+  if (b.pre.empty()) return -1;
+  std::vector<absl::string_view> x = absl::StrSplit(a.pre, '.');
+  std::vector<absl::string_view> y = absl::StrSplit(b.pre, '.');
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    int64_t m, n;
+    const bool xm = absl::SimpleAtoi(x[i], &m), yn = absl::SimpleAtoi(y[i], &n);
+    if (xm && yn) {
+      if (m != n) return m < n ? -1 : 1;
+    } else if (xm != yn) {
+      return xm ? -1 : 1;  // numbers before words
+    } else if (x[i] != y[i]) {
+      return x[i] < y[i] ? -1 : 1;
+    }
+  }
+  if (x.size() == y.size()) return 0;
+  return x.size() < y.size() ? -1 : 1;
+}
+
+// One comparison of a constraint: an operator and a (possibly partial) version.
+struct Bound {
+  std::string op;  // =, !=, >, >=, <, <=
+  Semver v;
+};
+
+Semver Bump(const Semver& v, int part) {  // the first version past v's part
+  Semver next;
+  next.major = v.major + (part == 0);
+  next.minor = part == 0 ? 0 : v.minor + (part == 1);
+  next.patch = part <= 1 ? 0 : v.patch + 1;
+  next.pre = "";
+  next.parts = 3;
+  return next;
+}
+
+// The bounds one term of a constraint ("^1.2", ">=1.0", "1.x") puts on a version.
+absl::StatusOr<std::vector<Bound>> ReadTerm(absl::string_view term) {
+  std::string op;
+  for (const char* candidate : {">=", "=>", "<=", "=<", "!=", ">", "<", "=", "~>", "~", "^"}) {
+    if (absl::ConsumePrefix(&term, candidate)) {
+      op = candidate;
+      break;
+    }
+  }
+  if (op == "=>") op = ">=";
+  if (op == "=<") op = "<=";
+  if (op == "~>") op = "~";
+  std::optional<Semver> v = ParseSemver(term, /*wildcards=*/true);
+  if (!v.has_value()) return absl::InvalidArgumentError(absl::StrCat("\"", term, "\""));
+  Semver low = *v;
+  if (v->parts == 0) return std::vector<Bound>{};  // *, x: anything
+  if (op == "^") {
+    // The leftmost non-zero part may not change (with 0s as written).
+    int part = v->major != 0 || v->parts == 1 ? 0 : (v->minor != 0 || v->parts == 2 ? 1 : 2);
+    return std::vector<Bound>{{">=", low}, {"<", Bump(*v, part)}};
+  }
+  if (op == "~") {
+    return std::vector<Bound>{{">=", low}, {"<", Bump(*v, v->parts == 1 ? 0 : 1)}};
+  }
+  if (v->parts < 3) {  // a partial version is a range of its own
+    const Semver next = Bump(*v, v->parts - 1);
+    if (op.empty() || op == "=") return std::vector<Bound>{{">=", low}, {"<", next}};
+    if (op == ">") return std::vector<Bound>{{">=", next}};
+    if (op == "<=") return std::vector<Bound>{{"<", next}};
+    if (op == "!=") return std::vector<Bound>{{"!<>", low}, {"!<>", next}};
+  }
+  return std::vector<Bound>{{op.empty() ? "=" : op, low}};
+}
+
+bool Holds(const Semver& version, const std::vector<Bound>& bounds) {
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    const Bound& b = bounds[i];
+    const int c = Compare(version, b.v);
+    if (b.op == "!<>") {  // outside [b.v, next.v): the pair written for a partial !=
+      const bool inside = c >= 0 && Compare(version, bounds[i + 1].v) < 0;
+      if (inside) return false;
+      ++i;
+      continue;
+    }
+    const bool ok = b.op == "="    ? c == 0
+                    : b.op == "!=" ? c != 0
+                    : b.op == ">"  ? c > 0
+                    : b.op == ">=" ? c >= 0
+                    : b.op == "<"  ? c < 0
+                                   : c <= 0;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string Lower(std::string s) {
+  absl::AsciiStrToLower(&s);
+  return s;
+}
+
+// `reference` (an index's archive URL) resolved against the repository's URL.
+std::string Resolve(const std::string& repo, const std::string& reference) {
+  if (absl::StrContains(reference, "://")) return reference;
+  std::string base = repo;
+  if (!absl::EndsWith(base, "/")) base += "/";
+  if (absl::StartsWith(reference, "/")) {
+    const size_t scheme = base.find("://");
+    const size_t host_end = base.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+    return base.substr(0, host_end) + reference;
+  }
+  return base + reference;
+}
+
+size_t WriteBounded(char* data, size_t size, size_t count, void* user) {
+  auto* sink = static_cast<std::pair<std::string*, size_t>*>(user);
+  const size_t n = size * count;
+  if (sink->first->size() + n > sink->second) return 0;  // past the bound: stop
+  sink->first->append(data, n);
+  return n;
+}
+
+// Octal, as tar writes its numbers.
+std::optional<uint64_t> Octal(absl::string_view field) {
+  field = absl::StripAsciiWhitespace(absl::string_view(field.data(), strnlen(field.data(), field.size())));
+  uint64_t value = 0;
+  for (char c : field) {
+    if (c < '0' || c > '7') return std::nullopt;
+    if (value > (uint64_t{1} << 60)) return std::nullopt;
+    value = value * 8 + (c - '0');
+  }
+  return value;
+}
+
+absl::StatusOr<std::string> Gunzip(const std::string& compressed, size_t max_bytes) {
+  z_stream stream{};
+  if (inflateInit2(&stream, 15 + 32) != Z_OK) return absl::InternalError("zlib");
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  stream.avail_in = static_cast<uInt>(compressed.size());
+  std::string out;
+  char buffer[64 << 10];
+  int status = Z_OK;
+  while (status != Z_STREAM_END) {
+    stream.next_out = reinterpret_cast<Bytef*>(buffer);
+    stream.avail_out = sizeof(buffer);
+    status = inflate(&stream, Z_NO_FLUSH);
+    if (status != Z_OK && status != Z_STREAM_END) {
+      inflateEnd(&stream);
+      return absl::InvalidArgumentError("it is not gzip-compressed, or is cut short");
+    }
+    out.append(buffer, sizeof(buffer) - stream.avail_out);
+    if (out.size() > max_bytes) {
+      inflateEnd(&stream);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("it unpacks to more than ", max_bytes, " bytes"));
+    }
+    if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
+      inflateEnd(&stream);
+      return absl::InvalidArgumentError("it is cut short");
+    }
+  }
+  inflateEnd(&stream);
+  return out;
+}
+
+}  // namespace
+
+std::string ChartRef::Describe() const {
+  if (!url.empty()) return url;
+  return absl::StrCat(repo, " ", name, version.empty() ? "" : " ", version);
+}
+
+absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::string& constraint) {
+  std::optional<Semver> v = ParseSemver(version, /*wildcards=*/false);
+  if (!v.has_value()) return false;  // not a version: never chosen
+  const bool wants_pre = absl::StrContains(constraint, "-");
+  bool any = false;
+  for (absl::string_view alternative : absl::StrSplit(constraint, "||")) {
+    // Terms are separated by commas or spaces; "1.2 - 1.4" is a range.
+    std::vector<std::string> terms;
+    std::vector<std::string> words =
+        absl::StrSplit(alternative, absl::ByAnyChar(", "), absl::SkipEmpty());
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (i + 2 < words.size() && words[i + 1] == "-") {
+        terms.push_back(">=" + words[i]);
+        std::optional<Semver> high = ParseSemver(words[i + 2], true);
+        terms.push_back((high.has_value() && high->parts < 3 ? "<" : "<=") +
+                        (high.has_value() && high->parts < 3
+                             ? absl::StrCat(Bump(*high, high->parts - 1).major, ".",
+                                            Bump(*high, high->parts - 1).minor, ".",
+                                            Bump(*high, high->parts - 1).patch)
+                             : words[i + 2]));
+        i += 2;
+        continue;
+      }
+      // ">= 1.2": an operator written apart from its version.
+      if (i + 1 < words.size() && words[i].find_first_not_of("<>=!~^") == std::string::npos) {
+        terms.push_back(words[i] + words[i + 1]);
+        ++i;
+        continue;
+      }
+      terms.push_back(words[i]);
+    }
+    bool holds = true;
+    for (const std::string& term : terms) {
+      absl::StatusOr<std::vector<Bound>> bounds = ReadTerm(term);
+      if (!bounds.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("version constraint \"", constraint.substr(0, 128), "\": ",
+                         bounds.status().message(), " is not a version or range"));
+      }
+      holds = holds && Holds(*v, *bounds);
+    }
+    any = any || holds;
+  }
+  // A pre-release is chosen only by a constraint that names one.
+  return any && (v->pre.empty() || wants_pre);
+}
+
+absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
+                                          const std::string& url) {
+  ChartIndex index;
+  try {
+    const YAML::Node doc = YAML::Load(text);
+    const YAML::Node entries = doc.IsMap() ? doc["entries"] : YAML::Node();
+    if (!entries.IsDefined() || !entries.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(url, " is not a chart repository's index (it has no entries)"));
+    }
+    for (const auto& chart : entries) {
+      if (!chart.first.IsScalar() || !chart.second.IsSequence()) continue;
+      std::vector<ChartVersion>& versions = index[chart.first.Scalar()];
+      for (const YAML::Node& entry : chart.second) {
+        if (!entry.IsMap()) continue;
+        const YAML::Node version = entry["version"];
+        const YAML::Node urls = entry["urls"];
+        if (!version.IsDefined() || !version.IsScalar() || !urls.IsDefined() ||
+            !urls.IsSequence() || urls.size() == 0 || !urls[0].IsScalar()) {
+          continue;
+        }
+        const YAML::Node digest = entry["digest"];
+        versions.push_back({version.Scalar(), Resolve(repo, urls[0].Scalar()),
+                            digest.IsDefined() && digest.IsScalar() ? Lower(digest.Scalar())
+                                                                     : ""});
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(url, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  return index;
+}
+
+absl::StatusOr<ChartVersion> ChooseChartVersion(const ChartIndex& index, const std::string& repo,
+                                                const std::string& name,
+                                                const std::string& constraint) {
+  auto it = index.find(name);
+  if (it == index.end() || it->second.empty()) {
+    return absl::NotFoundError(absl::StrCat("the chart repository ", repo, " has no chart ", name));
+  }
+  // A constraint that is a whole version names it exactly, pre-release or not.
+  const std::string wanted = std::string(absl::StripAsciiWhitespace(constraint));
+  std::optional<Semver> exact = ParseSemver(wanted, false);
+  const bool is_exact = exact.has_value() && exact->parts == 3 &&
+                        wanted.find_first_of("<>=!~^*xX ,|") == std::string::npos;
+  std::optional<Semver> best;
+  ChartVersion chosen;
+  std::vector<Semver> seen;
+  for (const ChartVersion& entry : it->second) {
+    std::optional<Semver> v = ParseSemver(entry.version, false);
+    if (!v.has_value()) continue;
+    seen.push_back(*v);
+    bool ok;
+    if (is_exact) {
+      ok = Compare(*v, *exact) == 0;
+    } else {
+      GF_ASSIGN_OR_RETURN(ok, SemverSatisfies(entry.version, wanted));
+    }
+    if (!ok || (best.has_value() && Compare(*v, *best) <= 0)) continue;
+    best = v;
+    chosen = entry;
+  }
+  if (!best.has_value()) {
+    std::sort(seen.begin(), seen.end(),
+              [](const Semver& a, const Semver& b) { return Compare(a, b) > 0; });
+    std::vector<std::string> newest;
+    for (size_t i = 0; i < seen.size() && i < 5; ++i) {
+      newest.push_back(absl::StrCat(seen[i].major, ".", seen[i].minor, ".", seen[i].patch,
+                                    seen[i].pre.empty() ? "" : "-", seen[i].pre));
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "the chart repository ", repo, " has no version of ", name, " that \"", wanted,
+        "\" allows (the newest: ", newest.empty() ? "none" : absl::StrJoin(newest, ", "), ")"));
+  }
+  return chosen;
+}
+
+absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& archive,
+                                                         size_t max_bytes, size_t max_files) {
+  absl::StatusOr<std::string> tar = Gunzip(archive, max_bytes + (max_files + 2) * 1024);
+  if (!tar.ok()) {
+    return absl::Status(tar.status().code(),
+                        absl::StrCat("not a chart archive: ", tar.status().message()));
+  }
+  std::vector<RepoFile> files;
+  std::string top;
+  size_t total = 0;
+  std::string long_name;
+  size_t at = 0;
+  while (at + 512 <= tar->size()) {
+    const absl::string_view header(tar->data() + at, 512);
+    if (header.find_first_not_of('\0') == absl::string_view::npos) break;  // the end
+    std::optional<uint64_t> size = Octal(header.substr(124, 12));
+    if (!size.has_value() || *size > tar->size() - at - 512) {
+      return absl::InvalidArgumentError("not a chart archive: a tar header is damaged");
+    }
+    const char type = header[156];
+    const std::string data = tar->substr(at + 512, *size);
+    at += 512 + (*size + 511) / 512 * 512;
+    std::string path;
+    if (!long_name.empty()) {
+      path = std::move(long_name);
+      long_name.clear();
+    } else {
+      const absl::string_view name = header.substr(0, strnlen(header.data(), 100));
+      const absl::string_view prefix =
+          header.substr(257, 5) == "ustar" ? header.substr(345, strnlen(header.data() + 345, 155))
+                                           : absl::string_view();
+      path = prefix.empty() ? std::string(name) : absl::StrCat(prefix, "/", name);
+    }
+    if (type == 'L') {  // GNU: the next entry's long name
+      long_name = std::string(data.c_str());
+      continue;
+    }
+    if (type == 'x') {  // pax: "LEN key=value\n" records; the next entry's path
+      for (absl::string_view record : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
+        const size_t space = record.find(' ');
+        if (space == absl::string_view::npos) continue;
+        absl::string_view entry = record.substr(space + 1);
+        if (absl::ConsumePrefix(&entry, "path=")) long_name = std::string(entry);
+      }
+      continue;
+    }
+    if (type != '0' && type != '\0' && type != '7') continue;  // folders, links, globals
+    while (absl::StartsWith(path, "./")) path = path.substr(2);
+    const size_t slash = path.find('/');
+    if (path.empty() || path[0] == '/' || slash == std::string::npos ||
+        absl::StrContains(absl::StrCat("/", path, "/"), "/../")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("not a chart archive: it holds ", path.substr(0, 256),
+                       ", outside a chart's folder"));
+    }
+    const std::string folder = path.substr(0, slash);
+    if (top.empty()) top = folder;
+    if (folder != top) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "not a chart archive: it holds both ", top, "/ and ", folder.substr(0, 256), "/"));
+    }
+    total += data.size();
+    if (files.size() + 1 > max_files || total > max_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("the chart archive holds more than ",
+                                                       max_files, " files or ", max_bytes,
+                                                       " bytes"));
+    }
+    files.push_back({path.substr(slash + 1), data});
+  }
+  if (std::none_of(files.begin(), files.end(),
+                   [](const RepoFile& f) { return f.path == "Chart.yaml"; })) {
+    return absl::InvalidArgumentError("not a chart archive: it holds no Chart.yaml");
+  }
+  return files;
+}
+
+namespace {
+// A prefix that names a host alone ends with "/": it trusts that host, not every host whose
+// name starts the same.
+ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
+  for (std::string& prefix : options.allowed) {
+    const size_t scheme = prefix.find("://");
+    if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
+      prefix += "/";
+    }
+  }
+  return options;
+}
+}  // namespace
+
+ChartFetcher::ChartFetcher(ChartFetchOptions options)
+    : options_(WithWholeHosts(std::move(options))) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+bool ChartFetcher::Allowed(const std::string& url) const {
+  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://")) return false;
+  for (const std::string& prefix : options_.allowed) {
+    if (prefix == "*" || absl::StartsWith(url, prefix)) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max_bytes) const {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  std::string body;
+  std::pair<std::string*, size_t> sink(&body, max_bytes);
+  char error[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  const CURLcode code = curl_easy_perform(curl);
+  curl_easy_cleanup(curl);
+  if (code == CURLE_WRITE_ERROR) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(url, " is larger than ", max_bytes, " bytes"));
+  }
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
+  }
+  return body;
+}
+
+absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref) {
+  const std::string& where = ref.url.empty() ? ref.repo : ref.url;
+  if (!Allowed(where)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the chart ", ref.Describe(), " is fetched from ", where.substr(0, 256),
+        ", which the control plane does not fetch charts from: start it with "
+        "--chart-repositories=",
+        where.substr(0, 256), " to trust it (renders have no network; the control plane "
+        "fetches charts only from the repositories it is told to)"));
+  }
+  ChartVersion chosen;
+  if (!ref.url.empty()) {
+    chosen.url = ref.url;
+  } else {
+    std::shared_ptr<const ChartIndex> charts;
+    const absl::Time now = RealClock().Now();
+    {
+      MutexLock lock(&mu_);
+      auto it = indexes_.find(ref.repo);
+      if (it != indexes_.end() && now - it->second.read < options_.index_ttl) {
+        charts = it->second.charts;
+      }
+    }
+    if (charts == nullptr) {
+      const std::string index_url = Resolve(ref.repo, "index.yaml");
+      GF_ASSIGN_OR_RETURN(std::string text, Get(index_url, options_.max_index_bytes));
+      GF_ASSIGN_OR_RETURN(ChartIndex read, ReadChartIndex(text, ref.repo, index_url));
+      charts = std::make_shared<const ChartIndex>(std::move(read));
+      MutexLock lock(&mu_);
+      indexes_[ref.repo] = {now, charts};
+    }
+    GF_ASSIGN_OR_RETURN(chosen, ChooseChartVersion(*charts, ref.repo, ref.name, ref.version));
+    if (!absl::StartsWith(chosen.url, "https://") && !absl::StartsWith(chosen.url, "http://")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the chart repository ", ref.repo, " lists ", chosen.url.substr(0, 256), " for ",
+          ref.name, " ", chosen.version, ", which is not an http(s) URL"));
+    }
+  }
+  const std::string key = absl::StrCat(chosen.url, "#", chosen.digest);
+  {
+    MutexLock lock(&mu_);
+    if (auto it = charts_.find(key); it != charts_.end() && !chosen.digest.empty()) {
+      return it->second;
+    }
+  }
+  GF_ASSIGN_OR_RETURN(std::string archive, Get(chosen.url, options_.max_archive_bytes));
+  if (!chosen.digest.empty()) {
+    const std::string digest = absl::BytesToHexString(crypto::Sha256(archive));
+    if (digest != chosen.digest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          chosen.url, " is not the archive the chart repository's index lists (its sha256 is ",
+          digest, ", the index says ", chosen.digest, ")"));
+    }
+  }
+  absl::StatusOr<std::vector<RepoFile>> files =
+      UnpackChartArchive(archive, options_.max_chart_bytes, options_.max_chart_files);
+  if (!files.ok()) {
+    return absl::Status(files.status().code(),
+                        absl::StrCat(chosen.url, ": ", files.status().message()));
+  }
+  auto chart = std::make_shared<FetchedChart>();
+  chart->url = chosen.url;
+  chart->digest = chosen.digest;
+  chart->version = chosen.version;
+  for (const RepoFile& file : *files) {
+    if (file.path != "Chart.yaml") continue;
+    try {
+      YAML::Node meta = YAML::Load(file.content);
+      if (meta.IsMap() && meta["name"].IsDefined() && meta["name"].IsScalar()) {
+        chart->name = meta["name"].Scalar();
+      }
+      if (chart->version.empty() && meta.IsMap() && meta["version"].IsDefined() &&
+          meta["version"].IsScalar()) {
+        chart->version = meta["version"].Scalar();
+      }
+    } catch (const YAML::Exception&) {
+      // helm says what is wrong with it
+    }
+  }
+  chart->files = *std::move(files);
+  MutexLock lock(&mu_);
+  if (charts_.emplace(key, chart).second) chart_order_.push_back(key);
+  while (chart_order_.size() > options_.max_cached_charts) {
+    charts_.erase(chart_order_.front());
+    chart_order_.erase(chart_order_.begin());
+  }
+  return chart;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,120 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_CHART_FETCHER_H_
+#define GITFLEET_CONTROLPLANE_RENDER_CHART_FETCHER_H_
+
+// Helm charts that live outside the repository: in a chart repository (its index.yaml and
+// the archives it lists), as Rancher Fleet's `helm: {repo, chart, version}` names them, or
+// at an archive's URL (`helm.chart: https://.../web-1.0.0.tgz`). The control plane fetches
+// them (renders themselves have no network), only from the URL prefixes it is told to trust
+// (--chart-repositories), each input bounded: the index, the archive, what it unpacks to.
+//
+//   ChartFetcher charts({.allowed = {"https://charts.example.com/"}});
+//   GF_ASSIGN_OR_RETURN(std::shared_ptr<const FetchedChart> chart,
+//                       charts.Fetch({"https://charts.example.com/", "web", "^1.2"}));
+//   // chart->files: Chart.yaml, values.yaml, templates/... (paths inside the chart)
+//
+// Thread-safe. An index is read again after `index_ttl`; an archive, once read and checked
+// against the index's digest, is kept (up to `max_cached_charts`).
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/sync.h"
+#include "controlplane/source/git_repository.h"
+
+namespace gitfleet {
+
+struct ChartFetchOptions {
+  // URL prefixes charts may be fetched from ("https://charts.example.com/"); "*" is any
+  // http(s) URL. Empty: none, and a render that needs a chart from elsewhere fails saying so.
+  std::vector<std::string> allowed;
+  absl::Duration timeout = absl::Seconds(60);
+  size_t max_index_bytes = 64 << 20;
+  size_t max_archive_bytes = 32 << 20;
+  size_t max_chart_bytes = 64 << 20;  // unpacked
+  size_t max_chart_files = 10000;
+  absl::Duration index_ttl = absl::Minutes(5);
+  size_t max_cached_charts = 64;
+  // A PEM file of certificate authorities to trust besides the system's; empty: none.
+  std::string ca_file;
+};
+
+// A chart to fetch: `name` in the repository at `repo`, at the newest version `version`
+// allows (a semver constraint as helm takes it: "1.2.3", "^1.2", "~1.2.0", ">=1 <2", "1.x";
+// empty: the newest release); or, when `url` is set, the archive there.
+struct ChartRef {
+  std::string repo;
+  std::string name;
+  std::string version;
+  std::string url;
+  // "https://charts.example.com/ web ^1.2", for messages.
+  std::string Describe() const;
+};
+
+struct FetchedChart {
+  std::string name;     // from its Chart.yaml
+  std::string version;  // the version chosen (from the index), or the archive's
+  std::string url;      // the archive's
+  std::string digest;   // the index's sha256 of it, when it gives one
+  std::vector<RepoFile> files;  // paths inside the chart (Chart.yaml, templates/...)
+};
+
+// A chart repository's index.yaml, as much as a fetch needs: each chart's versions.
+struct ChartVersion {
+  std::string version;
+  std::string url;     // the archive's, resolved against the repository's URL
+  std::string digest;  // sha256, lower-case hex; empty when the index gives none
+};
+using ChartIndex = std::map<std::string, std::vector<ChartVersion>>;
+// InvalidArgument naming `url` (the index's) when `text` is not a chart repository's index.
+absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
+                                          const std::string& url);
+
+class ChartFetcher {
+ public:
+  explicit ChartFetcher(ChartFetchOptions options);
+  // FailedPrecondition when the URL is not allowed (naming --chart-repositories);
+  // NotFound when the repository lists no such chart or no version the constraint allows
+  // (naming the newest versions it has); Unavailable when a server cannot be reached or
+  // answers an error; InvalidArgument for an index or archive that cannot be read;
+  // ResourceExhausted past a bound.
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> Fetch(const ChartRef& ref);
+  // Whether `url` may be fetched.
+  bool Allowed(const std::string& url) const;
+
+ private:
+  struct Index {
+    absl::Time read;
+    std::shared_ptr<const ChartIndex> charts;
+  };
+  absl::StatusOr<std::string> Get(const std::string& url, size_t max_bytes) const;
+
+  const ChartFetchOptions options_;
+  mutable Mutex mu_;
+  std::map<std::string, Index> indexes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const FetchedChart>> charts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> chart_order_ ABSL_GUARDED_BY(mu_);  // oldest first
+};
+
+// The newest version of `name` in `index` that `constraint` allows (an exact version names
+// itself, pre-release or not). NotFound naming the newest versions there are.
+absl::StatusOr<ChartVersion> ChooseChartVersion(const ChartIndex& index, const std::string& repo,
+                                                const std::string& name,
+                                                const std::string& constraint);
+
+// Whether `version` satisfies `constraint` (helm's: Masterminds semver). InvalidArgument
+// naming the constraint when it cannot be read.
+absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::string& constraint);
+
+// The files of a chart archive (.tgz: gzip over tar, one top folder), their paths inside
+// the chart. InvalidArgument for what is not such an archive, or a path leaving the chart;
+// ResourceExhausted past the bounds.
+absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& archive,
+                                                         size_t max_bytes, size_t max_files);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_CHART_FETCHER_H_

@@ -1,0 +1,228 @@
+#include "controlplane/render/chart_fetcher.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/subprocess.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/chart_server.h"
+#include "tests/util/git_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Helm's constraints (Masterminds semver), as charts' users write them.
+TEST(SemverSatisfiesTest, ReadsConstraintsAsHelmDoes) {
+  const std::tuple<const char*, const char*, bool> kCases[] = {
+      {"1.2.3", "1.2.3", true},
+      {"v1.2.3", "1.2.3", true},
+      {"1.2.4", "1.2.3", false},
+      {"1.2.9", "~1.2.3", true},
+      {"1.3.0", "~1.2.3", false},
+      {"1.2.2", "~1.2.3", false},
+      {"1.9.9", "~1", true},
+      {"1.9.0", "^1.2", true},
+      {"2.0.0", "^1.2", false},
+      {"0.2.5", "^0.2.3", true},
+      {"0.3.0", "^0.2.3", false},
+      {"0.0.4", "^0.0.3", false},
+      {"1.5.0", ">=1.0 <2", true},
+      {"2.0.0", ">=1.0, <2", false},
+      {"1.5.0", ">= 1.0", true},
+      {"1.2.7", "1.2.x", true},
+      {"1.3.0", "1.2.x", false},
+      {"1.2.7", "1.2", true},
+      {"1.2.7", "1", true},
+      {"3.0.0", "*", true},
+      {"3.0.0", "", true},
+      {"1.0.0-rc1", "^1.0", false},
+      {"1.0.0-rc1", ">=1.0.0-0", true},
+      {"1.0.0-rc.2", ">1.0.0-rc.10", false},
+      {"1.4.5", "1.2 - 1.4.5", true},
+      {"1.4.6", "1.2 - 1.4.5", false},
+      {"1.4.9", "1.2 - 1.4", true},
+      {"1.5.0", "1.2 - 1.4", false},
+      {"1.1.0", "<1.2 || >=3", true},
+      {"2.0.0", "<1.2 || >=3", false},
+      {"1.5.0", "!=1.5.0", false},
+      {"1.5.1", ">1.5", false},
+      {"1.6.0", ">1.5", true},
+      {"1.5.9", "<=1.5", true},
+      {"not-a-version", "*", false},
+  };
+  for (const auto& [version, constraint, expected] : kCases) {
+    absl::StatusOr<bool> holds = SemverSatisfies(version, constraint);
+    ASSERT_TRUE(holds.ok()) << constraint << ": " << holds.status();
+    EXPECT_EQ(*holds, expected) << version << " in \"" << constraint << "\"";
+  }
+  EXPECT_THAT(SemverSatisfies("1.0.0", "soon").status().message(),
+              HasSubstr("version constraint \"soon\""));
+}
+
+TEST(ChooseChartVersionTest, ChoosesTheNewestTheConstraintAllows) {
+  absl::StatusOr<ChartIndex> index = ReadChartIndex(
+      R"(apiVersion: v1
+entries:
+  web:
+  - {version: 1.0.0, urls: [web-1.0.0.tgz], digest: AB12}
+  - {version: 1.2.0, urls: [charts/web-1.2.0.tgz]}
+  - {version: 1.3.0-beta.1, urls: [/abs/web-1.3.0-beta.1.tgz]}
+  - {version: 2.0.0, urls: ['https://cdn.example.com/web-2.0.0.tgz']}
+  - {version: broken}
+  db: []
+)",
+      "https://charts.example.com/stable", "https://charts.example.com/stable/index.yaml");
+  ASSERT_TRUE(index.ok()) << index.status();
+  auto choose = [&](const std::string& constraint) {
+    absl::StatusOr<ChartVersion> v =
+        ChooseChartVersion(*index, "https://charts.example.com/stable", "web", constraint);
+    return v.ok() ? absl::StrCat(v->version, " ", v->url, " ", v->digest)
+                  : std::string(v.status().message());
+  };
+  EXPECT_EQ(choose(""), "2.0.0 https://cdn.example.com/web-2.0.0.tgz ");
+  EXPECT_EQ(choose("^1"), "1.2.0 https://charts.example.com/stable/charts/web-1.2.0.tgz ");
+  EXPECT_EQ(choose("1.0.0"), "1.0.0 https://charts.example.com/stable/web-1.0.0.tgz ab12");
+  EXPECT_EQ(choose("1.3.0-beta.1"),
+            "1.3.0-beta.1 https://charts.example.com/abs/web-1.3.0-beta.1.tgz ")
+      << "an exact pre-release";
+  EXPECT_EQ(choose("^3"),
+            "the chart repository https://charts.example.com/stable has no version of web that "
+            "\"^3\" allows (the newest: 2.0.0, 1.3.0-beta.1, 1.2.0, 1.0.0)");
+  EXPECT_THAT(std::string(ChooseChartVersion(*index, "r", "db", "").status().message()),
+              HasSubstr("the chart repository r has no chart db"));
+  EXPECT_THAT(ReadChartIndex("entries: [1]\n", "r", "r/index.yaml").status().message(),
+              HasSubstr("r/index.yaml is not a chart repository's index"));
+  EXPECT_THAT(ReadChartIndex("entries: {\n", "r", "r/index.yaml").status().message(),
+              HasSubstr("r/index.yaml:2: invalid YAML"));
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// An archive made by `script` (Python's tarfile, gzip) in a scratch folder.
+std::string PythonArchive(const std::string& script) {
+  const std::string dir = testing::TempDir("archive");
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin"};
+  options.cwd = dir;
+  absl::StatusOr<SubprocessResult> run = RunSubprocess(
+      {"/usr/bin/python3", "-c",
+       absl::StrCat("import io, tarfile\nt = tarfile.open('a.tgz', 'w:gz')\n"
+                    "def add(name, data, type=tarfile.REGTYPE):\n"
+                    "  i = tarfile.TarInfo(name); i.size = len(data); i.type = type\n"
+                    "  t.addfile(i, io.BytesIO(data))\n",
+                    script, "\nt.close()\n")},
+      options);
+  if (!run.ok() || run->exit_code != 0) return "";
+  return ReadAll(dir + "/a.tgz");
+}
+
+TEST(UnpackChartArchiveTest, UnpacksWhatTarWritesAndRefusesTheRest) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "python3 is not installed";
+  // tar itself: a path past ustar's 100 characters.
+  const std::string long_dir(120, 'd');
+  testing::ChartRepositoryServer made(testing::TempDir("made"));
+  ASSERT_TRUE(made.AddChart("web", "1.0.0",
+                            {{"Chart.yaml", "name: web\nversion: 1.0.0\n"},
+                             {"templates/cm.yaml", "kind: ConfigMap\n"},
+                             {long_dir + "/x.yaml", "x: 1\n"}})
+                  .ok());
+  absl::StatusOr<std::vector<RepoFile>> files =
+      UnpackChartArchive(ReadAll(made.root() + "/www/web-1.0.0.tgz"), 1 << 20, 100);
+  ASSERT_TRUE(files.ok()) << files.status();
+  std::map<std::string, std::string> by_path;
+  for (const RepoFile& f : *files) by_path[f.path] = f.content;
+  EXPECT_EQ(by_path["Chart.yaml"], "name: web\nversion: 1.0.0\n");
+  EXPECT_EQ(by_path["templates/cm.yaml"], "kind: ConfigMap\n");
+  EXPECT_EQ(by_path[long_dir + "/x.yaml"], "x: 1\n");
+  // Python's tarfile (pax headers for long names), and what is refused.
+  const std::string pax = PythonArchive(
+      "t.format = tarfile.PAX_FORMAT\nadd('c/Chart.yaml', b'name: c')\n"
+      "add('c/' + 'p' * 150 + '.yaml', b'pax')\nadd('c/link', b'', tarfile.SYMTYPE)");
+  ASSERT_FALSE(pax.empty());
+  files = UnpackChartArchive(pax, 1 << 20, 100);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 2u) << "the link left out";
+  EXPECT_EQ((*files)[1].path, std::string(150, 'p') + ".yaml");
+  const std::pair<std::string, const char*> kBad[] = {
+      {PythonArchive("add('c/Chart.yaml', b'x')\nadd('c/../../etc/x', b'x')"),
+       "outside a chart's folder"},
+      {PythonArchive("add('/abs/Chart.yaml', b'x')"), "outside a chart's folder"},
+      {PythonArchive("add('a/Chart.yaml', b'x')\nadd('b/x', b'x')"), "it holds both a/ and b/"},
+      {PythonArchive("add('a/values.yaml', b'x')"), "it holds no Chart.yaml"},
+      {PythonArchive("add('a/Chart.yaml', b'x' * 5000)"), "more than 100 files or 4096 bytes"},
+      {"not gzip at all", "not a chart archive: it is not gzip-compressed"},
+  };
+  for (const auto& [archive, error] : kBad) {
+    ASSERT_FALSE(archive.empty());
+    EXPECT_THAT(UnpackChartArchive(archive, 4096, 100).status().message(), HasSubstr(error));
+  }
+  EXPECT_THAT(UnpackChartArchive(pax.substr(0, pax.size() / 2), 1 << 20, 100).status().message(),
+              HasSubstr("cut short"));
+}
+
+// A chart repository on loopback: fetched when allowed, by version, its digest checked.
+TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
+  testing::ChartRepositoryServer server(testing::TempDir("charts"));
+  for (const char* version : {"1.0.0", "1.2.0", "2.0.0"}) {
+    ASSERT_TRUE(server
+                    .AddChart("web", version,
+                              {{"Chart.yaml", absl::StrCat("name: web\nversion: ", version, "\n")},
+                               {"templates/cm.yaml", "kind: ConfigMap\n"}})
+                    .ok());
+  }
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  auto options = [](std::vector<std::string> allowed, size_t max_archive_bytes = 1 << 20) {
+    ChartFetchOptions o;
+    o.allowed = std::move(allowed);
+    o.max_archive_bytes = max_archive_bytes;
+    return o;
+  };
+  ChartFetcher fetcher(options({server.url()}));
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher.Fetch({server.url(), "web", "^1"});
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log();
+  EXPECT_EQ((*chart)->name, "web");
+  EXPECT_EQ((*chart)->version, "1.2.0");
+  EXPECT_EQ((*chart)->url, server.url() + "web-1.2.0.tgz");
+  EXPECT_EQ((*chart)->files.size(), 2u);
+  // The archive's own URL.
+  chart = fetcher.Fetch({"", "", "", server.url() + "web-2.0.0.tgz"});
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->version, "2.0.0") << "from its Chart.yaml";
+  // A changed archive no longer matches the index's digest.
+  server.Write("web-1.0.0.tgz", ReadAll(server.root() + "/www/web-2.0.0.tgz"));
+  EXPECT_THAT(fetcher.Fetch({server.url(), "web", "1.0.0"}).status().message(),
+              HasSubstr("is not the archive the chart repository's index lists"));
+  EXPECT_THAT(fetcher.Fetch({server.url(), "db", ""}).status().message(),
+              HasSubstr("has no chart db"));
+  absl::Status missing = fetcher.Fetch({"", "", "", server.url() + "none.tgz"}).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kUnavailable) << missing;
+  EXPECT_THAT(missing.message(), HasSubstr("404"));
+  // Not allowed: refused before any request, naming the flag.
+  ChartFetcher closed(options({}));
+  absl::Status refused = closed.Fetch({server.url(), "web", ""}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--chart-repositories=" + server.url()));
+  ChartFetcher small(options({"*"}, 10));
+  EXPECT_EQ(small.Fetch({server.url(), "web", ""}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(ChartFetcher(options({"*"})).Allowed("file:///etc/passwd"));
+  EXPECT_FALSE(ChartFetcher(options({"https://a.example.com"}))
+                   .Allowed("https://a.example.com.evil.example/x"))
+      << "a host is a whole host";
+  EXPECT_TRUE(ChartFetcher(options({"https://a.example.com"})).Allowed("https://a.example.com/x"));
+}
+
+}  // namespace
+}  // namespace gitfleet
