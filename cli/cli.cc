@@ -31,6 +31,7 @@
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/fleet/variants.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/render/sops.h"
@@ -1404,6 +1405,10 @@ class Cli {
       if (!parsed.ok()) return Usage(absl::StrCat("--labels: ", parsed.status().message()));
       cluster.mutable_labels()->insert(parsed->begin(), parsed->end());
     }
+    // Where charts fleet.yaml names outside the repository may come from, as the control
+    // plane's --chart-repositories.
+    std::vector<std::string> chart_repositories =
+        absl::StrSplit(args_.TakeOr("chart-repositories", ""), ',', absl::SkipEmpty());
     // The age identities of --decrypt=sops, as the control plane's --sops-age-key-file.
     std::optional<AgeIdentities> identities;
     if (std::optional<std::string> key_file = args_.Take("sops-age-key-file")) {
@@ -1438,9 +1443,9 @@ class Cli {
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
     std::vector<std::string> notes;
-    absl::StatusOr<std::string> rendered =
-        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
-                      SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()});
+    absl::StatusOr<std::string> rendered = RenderLocally(
+        repo, ref, bundle, cluster, cache, &notes, *submodules,
+        SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, chart_repositories);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1624,7 +1629,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
        "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
-       "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]",
+       "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
+       " [--chart-repositories=URL_PREFIX,...]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1692,7 +1698,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes, bool submodules,
-                                          const SopsKeys& sops_keys) {
+                                          const SopsKeys& sops_keys,
+                                          const std::vector<std::string>& chart_repositories) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -1709,6 +1716,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   const RendererFactory* factory = FindRendererFactory(chosen);
   EngineOptions options;
   options.scratch_dir = cache_dir;
+  ChartFetchOptions charts;
+  charts.allowed = chart_repositories;
+  options.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
   std::unique_ptr<Renderer> renderer = factory->Create(options);
   if (factory->reads_outside_path()) {
     files = repo->ReadTree(commit.id, "", GitRepository::Unreadable::kLeaveOut);

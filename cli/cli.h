@@ -28,12 +28,14 @@ std::vector<std::string> CommandNames();
 // scratch copies go under `cache_dir`. `notes` receives what the render said without
 // failing (files skipped as never manifests, a generated kustomization). With
 // `submodules`, the submodules the commit names are fetched and read, as a source with
-// --submodules reads them.
+// --submodules reads them. Charts fleet.yaml names outside the repository are fetched from
+// the URL prefixes `chart_repositories` allows, as the control plane's --chart-repositories.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
-                                          bool submodules = false, const SopsKeys& sops_keys = {});
+                                          bool submodules = false, const SopsKeys& sops_keys = {},
+                                          const std::vector<std::string>& chart_repositories = {});
 
 }  // namespace gitfleet::cli
 

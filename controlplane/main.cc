@@ -36,6 +36,7 @@
 #include "controlplane/metrics.h"
 #include "controlplane/readiness.h"
 #include "controlplane/render/age.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/pgp.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
@@ -94,6 +95,11 @@ ABSL_FLAG(int64_t, max_bundle_bytes, gitfleet::kDefaultMaxBundleBytes,
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
 ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");
+ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
+          "URL prefixes (comma-separated) the control plane fetches helm charts from, for "
+          "fleet.yaml's helm.repo and chart URLs: https://charts.example.com/, or * for any "
+          "http(s) URL. Default: none (such a chart fails its render, naming this flag). "
+          "Renders themselves have no network; this is the control plane's own.");
 ABSL_FLAG(int, render_timeout_seconds, 60,
           "Time limit for one render (plain, kustomize, helm, jsonnet); past it the render is "
           "killed or stopped.");
@@ -402,6 +408,19 @@ int Main(ShutdownSignals& signals) {
   }
   options.workers = absl::GetFlag(FLAGS_render_workers);
   options.engines.binaries["helm"] = absl::GetFlag(FLAGS_helm);
+  {
+    ChartFetchOptions charts;
+    charts.allowed = absl::GetFlag(FLAGS_chart_repositories);
+    for (const std::string& prefix : charts.allowed) {
+      if (prefix != "*" && !absl::StartsWith(prefix, "https://") &&
+          !absl::StartsWith(prefix, "http://")) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--chart-repositories: ", prefix, " is not an http(s) URL prefix (or *)")));
+      }
+    }
+    charts.timeout = options.engines.timeout;
+    options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
+  }
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   controller.SetEventBus(&events);
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);

@@ -264,7 +264,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_targets = record.reads_fleet_targets();
   reads.fleet_target_folders = record.reads_fleet_target_folders();
   reads.fleet_bundle_layout = record.reads_fleet_bundle_layout();
-  reads.fleet_chart_folders = record.reads_fleet_chart_folders();
+  reads.fleet_charts = record.reads_fleet_charts();
   return reads;
 }
 
@@ -393,7 +393,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_targets(true);
         state.record.set_reads_fleet_target_folders(true);
         state.record.set_reads_fleet_bundle_layout(true);
-        state.record.set_reads_fleet_chart_folders(true);
+        state.record.set_reads_fleet_charts(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -904,7 +904,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         state.record.set_reads_fleet_targets(true);
         state.record.set_reads_fleet_target_folders(true);
         state.record.set_reads_fleet_bundle_layout(true);
-        state.record.set_reads_fleet_chart_folders(true);
+        state.record.set_reads_fleet_charts(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -2614,8 +2614,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   absl::StatusOr<std::vector<RepoFile>> files =
       snapshot.repo->ReadTree(commit.id, definition.path(), GitRepository::Unreadable::kRefuse);
   if (files.ok() && engine.empty()) {
-    engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout,
-                          reads.fleet_chart_folders);
+    engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout, reads.fleet_charts);
   }
   Renderer* renderer = renderers_.Find(engine);
   std::shared_ptr<const std::vector<RepoFile>> inputs;

@@ -1686,8 +1686,8 @@ TEST_F(ControllerTest, AChartGoesThroughItsFleetKustomizationForBundlesRenderedS
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "mc/web"), false).ok());
   ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
-    EXPECT_TRUE(record.reads_fleet_chart_folders()) << "a new bundle reads them";
-    record.clear_reads_fleet_chart_folders();
+    EXPECT_TRUE(record.reads_fleet_charts()) << "a new bundle reads them";
+    record.clear_reads_fleet_charts();
     record.set_revision("rendered-before");
   }));
   ASSERT_TRUE(controller_->SyncSource("app").ok());

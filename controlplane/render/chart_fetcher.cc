@@ -180,7 +180,8 @@ size_t WriteBounded(char* data, size_t size, size_t count, void* user) {
 
 // Octal, as tar writes its numbers.
 std::optional<uint64_t> Octal(absl::string_view field) {
-  field = absl::StripAsciiWhitespace(absl::string_view(field.data(), strnlen(field.data(), field.size())));
+  field = absl::StripAsciiWhitespace(
+      absl::string_view(field.data(), strnlen(field.data(), field.size())));
   uint64_t value = 0;
   for (char c : field) {
     if (c < '0' || c > '7') return std::nullopt;
@@ -264,8 +265,8 @@ absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::stri
       absl::StatusOr<std::vector<Bound>> bounds = ReadTerm(term);
       if (!bounds.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("version constraint \"", constraint.substr(0, 128), "\": ",
-                         bounds.status().message(), " is not a version or range"));
+            absl::StrCat("version constraint \"", constraint.substr(0, 128),
+                         "\": ", bounds.status().message(), " is not a version or range"));
       }
       holds = holds && Holds(*v, *bounds);
     }
@@ -298,8 +299,7 @@ absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::st
         }
         const YAML::Node digest = entry["digest"];
         versions.push_back({version.Scalar(), Resolve(repo, urls[0].Scalar()),
-                            digest.IsDefined() && digest.IsScalar() ? Lower(digest.Scalar())
-                                                                     : ""});
+                            digest.IsDefined() && digest.IsScalar() ? Lower(digest.Scalar()) : ""});
       }
     }
   } catch (const YAML::Exception& e) {
@@ -381,8 +381,8 @@ absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& arch
       long_name.clear();
     } else {
       const absl::string_view name = header.substr(0, strnlen(header.data(), 100));
-      const absl::string_view prefix =
-          header.substr(257, 5) == "ustar" ? header.substr(345, strnlen(header.data() + 345, 155))
+      const absl::string_view prefix = header.substr(257, 5) == "ustar"
+                                           ? header.substr(345, strnlen(header.data() + 345, 155))
                                            : absl::string_view();
       path = prefix.empty() ? std::string(name) : absl::StrCat(prefix, "/", name);
     }
@@ -404,21 +404,19 @@ absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& arch
     const size_t slash = path.find('/');
     if (path.empty() || path[0] == '/' || slash == std::string::npos ||
         absl::StrContains(absl::StrCat("/", path, "/"), "/../")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("not a chart archive: it holds ", path.substr(0, 256),
-                       ", outside a chart's folder"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "not a chart archive: it holds ", path.substr(0, 256), ", outside a chart's folder"));
     }
     const std::string folder = path.substr(0, slash);
     if (top.empty()) top = folder;
     if (folder != top) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "not a chart archive: it holds both ", top, "/ and ", folder.substr(0, 256), "/"));
+      return absl::InvalidArgumentError(absl::StrCat("not a chart archive: it holds both ", top,
+                                                     "/ and ", folder.substr(0, 256), "/"));
     }
     total += data.size();
     if (files.size() + 1 > max_files || total > max_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the chart archive holds more than ",
-                                                       max_files, " files or ", max_bytes,
-                                                       " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the chart archive holds more than ", max_files, " files or ", max_bytes, " bytes"));
     }
     files.push_back({path.substr(slash + 1), data});
   }
@@ -480,8 +478,7 @@ absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max
   const CURLcode code = curl_easy_perform(curl);
   curl_easy_cleanup(curl);
   if (code == CURLE_WRITE_ERROR) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(url, " is larger than ", max_bytes, " bytes"));
+    return absl::ResourceExhaustedError(absl::StrCat(url, " is larger than ", max_bytes, " bytes"));
   }
   if (code != CURLE_OK) {
     return absl::UnavailableError(
@@ -493,12 +490,13 @@ absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max
 absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref) {
   const std::string& where = ref.url.empty() ? ref.repo : ref.url;
   if (!Allowed(where)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the chart ", ref.Describe(), " is fetched from ", where.substr(0, 256),
-        ", which the control plane does not fetch charts from: start it with "
-        "--chart-repositories=",
-        where.substr(0, 256), " to trust it (renders have no network; the control plane "
-        "fetches charts only from the repositories it is told to)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the chart ", ref.Describe(), " is fetched from ", where.substr(0, 256),
+                     ", which the control plane does not fetch charts from: start it with "
+                     "--chart-repositories=",
+                     where.substr(0, 256),
+                     " to trust it (renders have no network; the control plane "
+                     "fetches charts only from the repositories it is told to)"));
   }
   ChartVersion chosen;
   if (!ref.url.empty()) {
@@ -523,16 +521,21 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
     }
     GF_ASSIGN_OR_RETURN(chosen, ChooseChartVersion(*charts, ref.repo, ref.name, ref.version));
     if (!absl::StartsWith(chosen.url, "https://") && !absl::StartsWith(chosen.url, "http://")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the chart repository ", ref.repo, " lists ", chosen.url.substr(0, 256), " for ",
-          ref.name, " ", chosen.version, ", which is not an http(s) URL"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the chart repository ", ref.repo, " lists ", chosen.url.substr(0, 256),
+                       " for ", ref.name, " ", chosen.version, ", which is not an http(s) URL"));
     }
   }
+  // An archive the index gives a digest for is that archive for good; one without, at a
+  // URL, is read again after index_ttl.
   const std::string key = absl::StrCat(chosen.url, "#", chosen.digest);
+  const absl::Time now = RealClock().Now();
   {
     MutexLock lock(&mu_);
-    if (auto it = charts_.find(key); it != charts_.end() && !chosen.digest.empty()) {
-      return it->second;
+    if (auto it = charts_.find(key);
+        it != charts_.end() &&
+        (!chosen.digest.empty() || now - it->second.fetched < options_.index_ttl)) {
+      return it->second.chart;
     }
   }
   GF_ASSIGN_OR_RETURN(std::string archive, Get(chosen.url, options_.max_archive_bytes));
@@ -571,7 +574,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
   }
   chart->files = *std::move(files);
   MutexLock lock(&mu_);
-  if (charts_.emplace(key, chart).second) chart_order_.push_back(key);
+  if (charts_.insert_or_assign(key, Cached{chart, now}).second) chart_order_.push_back(key);
   while (chart_order_.size() > options_.max_cached_charts) {
     charts_.erase(chart_order_.front());
     chart_order_.erase(chart_order_.begin());

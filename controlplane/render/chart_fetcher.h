@@ -13,7 +13,8 @@
 //   // chart->files: Chart.yaml, values.yaml, templates/... (paths inside the chart)
 //
 // Thread-safe. An index is read again after `index_ttl`; an archive, once read and checked
-// against the index's digest, is kept (up to `max_cached_charts`).
+// against the index's digest, is kept (up to `max_cached_charts`); one at a URL, without a
+// digest, is read again after `index_ttl`.
 
 #include <map>
 #include <memory>
@@ -55,10 +56,10 @@ struct ChartRef {
 };
 
 struct FetchedChart {
-  std::string name;     // from its Chart.yaml
-  std::string version;  // the version chosen (from the index), or the archive's
-  std::string url;      // the archive's
-  std::string digest;   // the index's sha256 of it, when it gives one
+  std::string name;             // from its Chart.yaml
+  std::string version;          // the version chosen (from the index), or the archive's
+  std::string url;              // the archive's
+  std::string digest;           // the index's sha256 of it, when it gives one
   std::vector<RepoFile> files;  // paths inside the chart (Chart.yaml, templates/...)
 };
 
@@ -95,7 +96,11 @@ class ChartFetcher {
   const ChartFetchOptions options_;
   mutable Mutex mu_;
   std::map<std::string, Index> indexes_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<const FetchedChart>> charts_ ABSL_GUARDED_BY(mu_);
+  struct Cached {
+    std::shared_ptr<const FetchedChart> chart;
+    absl::Time fetched;
+  };
+  std::map<std::string, Cached> charts_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> chart_order_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 

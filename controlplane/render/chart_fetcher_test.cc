@@ -115,14 +115,14 @@ std::string PythonArchive(const std::string& script) {
   SubprocessOptions options;
   options.env = {"PATH=/usr/bin:/bin"};
   options.cwd = dir;
-  absl::StatusOr<SubprocessResult> run = RunSubprocess(
-      {"/usr/bin/python3", "-c",
-       absl::StrCat("import io, tarfile\nt = tarfile.open('a.tgz', 'w:gz')\n"
-                    "def add(name, data, type=tarfile.REGTYPE):\n"
-                    "  i = tarfile.TarInfo(name); i.size = len(data); i.type = type\n"
-                    "  t.addfile(i, io.BytesIO(data))\n",
-                    script, "\nt.close()\n")},
-      options);
+  absl::StatusOr<SubprocessResult> run =
+      RunSubprocess({"/usr/bin/python3", "-c",
+                     absl::StrCat("import io, tarfile\nt = tarfile.open('a.tgz', 'w:gz')\n"
+                                  "def add(name, data, type=tarfile.REGTYPE):\n"
+                                  "  i = tarfile.TarInfo(name); i.size = len(data); i.type = type\n"
+                                  "  t.addfile(i, io.BytesIO(data))\n",
+                                  script, "\nt.close()\n")},
+                    options);
   if (!run.ok() || run->exit_code != 0) return "";
   return ReadAll(dir + "/a.tgz");
 }

@@ -9,6 +9,7 @@
 #include "common/file_system.h"
 #include "common/manifest/yaml.h"
 #include "common/subprocess.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/jsonnet_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
@@ -17,6 +18,7 @@
 #include "controlplane/render/sops.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/chart_server.h"
 #include "tests/util/fake_tools.h"
 #include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
@@ -621,12 +623,13 @@ TEST(KustomizeRendererTest, ASecretGeneratorReadsItsSopsEncryptedEnvFileDecrypte
 // A helm engine whose helm is a stand-in that prints the release and each values file it
 // was given, in order (tests/util/fake_tools.h): what helm would be told. Null if it cannot
 // be written.
-std::unique_ptr<HelmRenderer> ValuesEchoHelmRenderer() {
+std::unique_ptr<HelmRenderer> ValuesEchoHelmRenderer(
+    std::shared_ptr<ChartFetcher> charts = nullptr) {
   const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
   if (helm.empty()) return nullptr;
   HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
   options.allow_network = true;  // a stand-in, not a chart's hooks
-  return std::make_unique<HelmRenderer>(options);
+  return std::make_unique<HelmRenderer>(options, std::nullopt, std::move(charts));
 }
 
 // Rancher Fleet gives a chart in a bundle's folder fleet.yaml's helm.values with its
@@ -814,20 +817,25 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
         "/ConfigMap//shop shop-chart .gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: prod |");
   }
   RenderInput unread{"web", "sc/helm", post_render};
-  unread.reads_fleet_chart_folders = false;
+  unread.reads_fleet_charts = false;
   EXPECT_THAT(rendered(RenderBundlePath(renderer, unread)),
               HasSubstr("helm.chart names the chart chart, and the folder has a kustomization: "
                         "Fleet renders the chart through it (a kustomize post-render); this "
                         "bundle was rendered before gitfleet did"));
-  // A chart Fleet fetches (a helm repository, a URL, outside the folder) is not this one:
-  // the folder is no chart, as before.
+  // A chart Fleet fetches (a helm repository, a URL) is not this one: it is fetched
+  // (HelmRendererTest.AChartFromAChartRepositoryIsFetchedAndRendered), or (OCI) refused by
+  // name; for a bundle rendered before, and for a chart outside the folder, the folder is no
+  // chart, as before.
   for (const char* elsewhere :
        {"helm: {chart: web, repo: 'https://charts.example.com'}\n",
         "helm: {chart: 'https://charts.example.com/web-1.0.0.tgz'}\n",
         "helm: {chart: 'oci://registry.example.com/web'}\n", "helm: {chart: ../chart}\n"}) {
     std::vector<RepoFile> other = files;
     other[0].content = elsewhere;
-    EXPECT_EQ(DetectEngine("sc/helm", other), "plain") << elsewhere;
+    EXPECT_EQ(DetectEngine("sc/helm", other),
+              absl::StrContains(elsewhere, "../") ? "plain" : "helm")
+        << elsewhere;
+    EXPECT_EQ(DetectEngine("sc/helm", other, true, /*fleet_charts=*/false), "plain") << elsewhere;
   }
   // A bundle rendered before gitfleet read helm.chart renders as it did (here: a folder
   // that is no chart), and says what it would take.
@@ -881,7 +889,7 @@ TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThroug
   };
   EXPECT_EQ(DetectEngine("mc/web", files), "helm")
       << "a chart, whatever kustomization is beside it";
-  EXPECT_EQ(DetectEngine("mc/web", files, true, /*fleet_chart_folders=*/false), "kustomize")
+  EXPECT_EQ(DetectEngine("mc/web", files, true, /*fleet_charts=*/false), "kustomize")
       << "a bundle rendered before keeps its engine";
   std::vector<RepoFile> no_fleet_yaml = files;
   no_fleet_yaml.erase(no_fleet_yaml.begin() + 1);
@@ -978,7 +986,7 @@ TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThroug
 
   // A bundle rendered before gitfleet read them renders the chart as it did.
   RenderInput before{"web", "mc/web", files, nullptr, &dev, nullptr};
-  before.reads_fleet_chart_folders = false;
+  before.reads_fleet_charts = false;
   notes.clear();
   before.notes = &notes;
   absl::StatusOr<ObjectSet> old = RenderBundlePath(renderer, before);
@@ -988,6 +996,105 @@ TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThroug
   EXPECT_THAT(notes, ::testing::Contains(
                          HasSubstr("a bundle per target does their work: dev: --selector=env=dev "
                                    "--path=mc/web/overlays/dev --namespace=shop-dev")));
+}
+
+// Fleet's charts from chart repositories (helm.repo, chart, version) and by URL: fetched by
+// the control plane from the repositories it trusts, rendered with fleet.yaml's values, the
+// bundle's own values files read from its folder, post-rendered through a target's
+// kustomization (Fleet's helm-kustomize layout). A chart repository on loopback.
+TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
+  testing::ChartRepositoryServer server(TempDir("charts"));
+  for (const char* version : {"0.1.0", "0.1.5", "0.2.0"}) {
+    ASSERT_TRUE(server
+                    .AddChart("guestbook", version,
+                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: guestbook\n"
+                                                           "version: ",
+                                                           version, "\n")},
+                               {"values.yaml", "replicas: 1\n"}})
+                    .ok());
+  }
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions trusted;
+  trusted.allowed = {server.url()};
+  std::unique_ptr<HelmRenderer> echo =
+      ValuesEchoHelmRenderer(std::make_shared<ChartFetcher>(trusted));
+  ASSERT_NE(echo, nullptr);
+  std::vector<RepoFile> files = {
+      {"mc/gb/fleet.yaml",
+       absl::StrCat("namespace: shop\nhelm:\n  repo: ", server.url(),
+                    "\n  chart: guestbook\n  version: ~0.1.0\n  releaseName: gb\n"
+                    "  values: {replicas: 2}\n"
+                    "targetCustomizations:\n- name: dev\n  clusterSelector: {matchLabels: "
+                    "{env: dev}}\n  kustomize: {dir: overlays/dev}\n")},
+      {"mc/gb/mine.yaml", "mine: 1\n"},
+      {"mc/gb/overlays/dev/kustomization.yaml", "namePrefix: dev-\n"},
+  };
+  EXPECT_EQ(DetectEngine("mc/gb", files), "helm");
+  EXPECT_EQ(DetectEngine("mc/gb", files, true, /*fleet_charts=*/false), "kustomize")
+      << "a bundle rendered before keeps its engine";
+  auto rendered = [&](HelmRenderer& renderer, const Values* cluster,
+                      std::vector<std::string>* notes) {
+    RenderInput input{"web", "mc/gb", files, nullptr, cluster, nullptr};
+    input.helm_values_files = {"mine.yaml"};
+    input.notes = notes;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, input);
+    if (!set.ok()) return std::string(set.status().message());
+    std::vector<std::string> out;
+    for (const auto& [key, object] : set->objects()) {
+      YAML::Node node = YAML::Load(object->yaml());
+      out.push_back(absl::StrCat(key, " ", node["data"]["chart"].as<std::string>(), " ",
+                                 node["data"]["values"].as<std::string>()));
+    }
+    return absl::StrCat(set->default_namespace(), ": ", absl::StrJoin(out, "; "));
+  };
+  std::vector<std::string> notes;
+  EXPECT_EQ(rendered(*echo, nullptr, &notes),
+            "shop: /ConfigMap//gb guestbook .gitfleet-fleet-yaml-values.yaml=replicas: 2 "
+            "|mine.yaml=mine: 1 |");
+  EXPECT_THAT(notes, ::testing::Contains(absl::StrCat(
+                         "renders the chart guestbook ~0.1.0 from ", server.url(),
+                         ", which mc/gb/fleet.yaml names, as Fleet renders it (fetched by the "
+                         "control plane)")));
+  EXPECT_THAT(notes, ::testing::Contains(absl::StrCat("fetched the chart guestbook 0.1.5 from ",
+                                                      server.url(),
+                                                      "guestbook-0.1.5.tgz (sha256 checked)")));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("which gitfleet does not read"))));
+  if (!FindKustomize().empty()) {
+    const Values dev = {{ClusterNameKey(), "dev-1"}, {ClusterLabelKey("env"), "dev"}};
+    EXPECT_THAT(rendered(*echo, &dev, nullptr), HasSubstr("shop: /ConfigMap//dev-gb guestbook"))
+        << "post-rendered through its target's kustomization";
+  }
+  // helm.chart as the archive's URL.
+  const std::string repo_form = files[0].content;
+  files[0].content =
+      absl::StrCat("helm:\n  chart: ", server.url(), "guestbook-0.2.0.tgz\n  releaseName: gb\n");
+  EXPECT_EQ(DetectEngine("mc/gb", files), "helm");
+  notes.clear();
+  EXPECT_EQ(rendered(*echo, nullptr, &notes), ": /ConfigMap//gb guestbook mine.yaml=mine: 1 |");
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("fetched the chart guestbook 0.2.0")));
+  // What cannot be fetched fails naming why.
+  files[0].content = repo_form;
+  std::unique_ptr<HelmRenderer> closed = ValuesEchoHelmRenderer();
+  EXPECT_THAT(rendered(*closed, nullptr, nullptr),
+              HasSubstr(absl::StrCat("which the control plane does not fetch charts from: start "
+                                     "it with --chart-repositories=",
+                                     server.url())));
+  const std::pair<std::string, const char*> kBad[] = {
+      {"helm: {chart: oci://registry.example.com/charts/guestbook, version: 1.0.0}\n",
+       "mc/gb/fleet.yaml: helm.chart oci://registry.example.com/charts/guestbook is an OCI "
+       "registry, which gitfleet does not fetch charts from"},
+      {absl::StrCat("helm: {repo: '", server.url(), "', chart: guestbook, version: '^9'}\n"),
+       "has no version of guestbook that \"^9\" allows (the newest: 0.2.0, 0.1.5, 0.1.0)"},
+      {absl::StrCat("helm: {repo: '", server.url(), "', chart: nothing}\n"),
+       "has no chart nothing"},
+      {"helm: {repo: 'ftp://charts.example.com', chart: guestbook}\n",
+       "helm.repo ftp://charts.example.com is not an http(s) URL"},
+  };
+  for (const auto& [fleet_yaml, error] : kBad) {
+    files[0].content = fleet_yaml;
+    EXPECT_EQ(DetectEngine("mc/gb", files), "helm") << fleet_yaml;
+    EXPECT_THAT(rendered(*echo, nullptr, nullptr), HasSubstr(error)) << fleet_yaml;
+  }
 }
 
 // The helm-secrets layout (Argo CD's and Flux's charts alike): a chart's values file encrypted
@@ -1636,7 +1743,8 @@ TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
 
 TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web", "shop",
-                               {"values-prod.yaml"}, {{"image.tag", "1.2"}, {"list", "a,b"}});
+                               "/tmp/c/charts/web", {"values-prod.yaml"},
+                               {{"image.tag", "1.2"}, {"list", "a,b"}});
   ASSERT_TRUE(args.ok());
   EXPECT_THAT(*args,
               ::testing::ElementsAre("/usr/local/bin/helm", "template", "web", "/tmp/c/charts/web",
@@ -1644,11 +1752,11 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
                                      "--values=/tmp/c/charts/web/values-prod.yaml",
                                      "--set-string=image.tag=1.2", "--set-string=list=a\\,b"));
   // Without a namespace helm's own default holds.
-  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", {}, {}),
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {}),
               ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds"));
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"../x.yaml"}, {}).ok());
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {"/etc/x.yaml"}, {}).ok());
-  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", {}, {{"a=b", "c"}}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"../x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"/etc/x.yaml"}, {}).ok());
+  EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {{"a=b", "c"}}).ok());
 }
 
 TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {

@@ -13,6 +13,7 @@
 #include "common/manifest/yaml.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "yaml-cpp/yaml.h"
@@ -21,6 +22,8 @@ namespace gitfleet {
 namespace {
 // Where fleet.yaml's helm.values are written in the scratch copy of the chart.
 constexpr char kFleetValuesFile[] = ".gitfleet-fleet-yaml-values.yaml";
+// Where a fetched chart is written, in the scratch copy of the bundle's folder.
+constexpr char kFetchedChartFolder[] = ".gitfleet-fetched-chart";
 }  // namespace
 
 std::string FindHelm() {
@@ -32,15 +35,15 @@ std::string FindHelm() {
 
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
-    const std::string& release_namespace, const std::vector<std::string>& values_files,
-    const Values& values) {
+    const std::string& release_namespace, const std::string& values_dir,
+    const std::vector<std::string>& values_files, const Values& values) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   for (const std::string& file : values_files) {
     if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
-    args.push_back("--values=" + chart_dir + "/" + file);
+    args.push_back("--values=" + values_dir + "/" + file);
   }
   for (const auto& [name, value] : values) {
     if (IsClusterContextKey(name)) continue;  // only for fleet.yaml's templates
@@ -55,8 +58,10 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   return args;
 }
 
-HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize)
-    : options_(std::move(options)) {
+HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize,
+                           std::shared_ptr<ChartFetcher> charts)
+    : options_(std::move(options)), charts_(std::move(charts)) {
+  if (charts_ == nullptr) charts_ = std::make_shared<ChartFetcher>(ChartFetchOptions{});
   if (options_.binary.empty()) options_.binary = FindHelm();
   if (options_.scratch_dir.empty()) options_.scratch_dir = "/tmp";
   if (!kustomize.has_value()) {
@@ -166,8 +171,32 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     return sandbox;
   }
   if (input.read_paths != nullptr) *input.read_paths = {input.path};
+  // A chart from a chart repository or a URL: fetched, and written beside the folder's files
+  // (its values files are the folder's).
+  const std::string folder_prefix = input.path.empty() ? "" : input.path + "/";
+  std::vector<RepoFile> with_chart;
+  if (!input.remote_chart.empty()) {
+    ChartRef ref{input.remote_chart.repo, input.remote_chart.name, input.remote_chart.version,
+                 input.remote_chart.url};
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> fetched = charts_->Fetch(ref);
+    if (!fetched.ok()) {
+      return absl::Status(fetched.status().code(), absl::StrCat("helm ", input.path, ": the chart ",
+                                                                input.remote_chart.Describe(), ": ",
+                                                                fetched.status().message()));
+    }
+    with_chart = input.files;
+    for (const RepoFile& file : (*fetched)->files) {
+      with_chart.push_back(
+          {absl::StrCat(folder_prefix, kFetchedChartFolder, "/", file.path), file.content});
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("fetched the chart ", (*fetched)->name, " ",
+                                          (*fetched)->version, " from ", (*fetched)->url,
+                                          (*fetched)->digest.empty() ? "" : " (sha256 checked)"));
+    }
+  }
   absl::StatusOr<std::unique_ptr<Checkout>> checkout =
-      Checkout::Write(options_.scratch_dir, input.files);
+      Checkout::Write(options_.scratch_dir, with_chart.empty() ? input.files : with_chart);
   if (!checkout.ok()) return checkout.status();
   const Checkout& scratch = **checkout;
   SubprocessOptions run;
@@ -184,16 +213,21 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
-  // The chart: the bundle's folder, or the folder inside it fleet.yaml's helm.chart names.
+  // The chart: the bundle's folder, the folder inside it fleet.yaml's helm.chart names, or
+  // the one fetched.
   const std::string chart =
-      input.helm_chart.empty()
+      !input.remote_chart.empty() ? absl::StrCat(folder_prefix, kFetchedChartFolder)
+      : input.helm_chart.empty()
           ? input.path
           : (input.path.empty() ? input.helm_chart : input.path + "/" + input.helm_chart);
   const std::string chart_dir = scratch.root() + "/" + chart;
+  // Values files are the chart's own, or (a fetched chart) the bundle's folder's.
+  const std::string values_dir =
+      input.remote_chart.empty() ? chart_dir : absl::StrCat(scratch.root(), "/", input.path);
   // fleet.yaml's values (merged and filled in), then the bundle's own files.
   std::vector<std::string> values_files;
   if (!input.fleet_helm_values.empty()) {
-    std::string written = chart_dir + "/" + kFleetValuesFile;
+    std::string written = values_dir + "/" + kFleetValuesFile;
     if (access(written.c_str(), F_OK) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("helm ", chart, ": the chart holds a file named ", kFleetValuesFile,
@@ -211,7 +245,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                       input.helm_values_files.end());
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
-      input.target_namespace, values_files, input.values ? *input.values : kNoValues);
+      input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only
@@ -259,7 +293,8 @@ class HelmFactory : public RendererFactory {
     return false;
   }
   std::unique_ptr<Renderer> Create(const EngineOptions& options) const override {
-    return std::make_unique<HelmRenderer>(options.Tool("helm"), options.Tool("kustomize"));
+    return std::make_unique<HelmRenderer>(options.Tool("helm"), options.Tool("kustomize"),
+                                          options.chart_fetcher);
   }
 };
 

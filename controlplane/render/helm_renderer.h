@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/renderer.h"
 
 namespace gitfleet {
@@ -21,7 +22,9 @@ using HelmOptions = ToolOptions;
 
 class HelmRenderer : public Renderer {
  public:
-  explicit HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize = std::nullopt);
+  // `charts` fetches the charts fleet.yaml names outside the repository; null: none may be.
+  explicit HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize = std::nullopt,
+                        std::shared_ptr<ChartFetcher> charts = nullptr);
   const char* engine() const override { return "helm"; }
   absl::StatusOr<ObjectSet> Render(const RenderInput& input) override;
 
@@ -34,6 +37,7 @@ class HelmRenderer : public Renderer {
 
   HelmOptions options_;
   std::unique_ptr<Renderer> post_renderer_;
+  std::shared_ptr<ChartFetcher> charts_;
 };
 
 // `kustomization` (the text of the file at `path`) with kFleetManifestsFile first among its
@@ -44,13 +48,13 @@ absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
                                                     const std::string& kustomization);
 
 // The `helm template` command line: the chart's crds/ folder included, the release's
-// namespace when there is one (else helm says "default"), values files (relative to the
-// chart, never escaping it) in order, then each value as --set-string (dots in names nest,
-// as helm does).
+// namespace when there is one (else helm says "default"), values files (relative to
+// `values_dir`, the chart's or the bundle's folder, never escaping it) in order, then each
+// value as --set-string (dots in names nest, as helm does).
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
-    const std::string& release_namespace, const std::vector<std::string>& values_files,
-    const Values& values);
+    const std::string& release_namespace, const std::string& values_dir,
+    const std::vector<std::string>& values_files, const Values& values);
 
 // /usr/local/bin/helm or /usr/bin/helm; empty when neither exists.
 std::string FindHelm();

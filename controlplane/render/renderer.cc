@@ -325,6 +325,37 @@ bool ValidReleaseName(absl::string_view name) {
 // said in out->helm_error; the engine decides whether that fails (RenderBundlePath).
 void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   std::vector<std::string> described;
+  // A chart from a chart repository (helm.repo, with the chart's name and version), or an
+  // archive's URL in helm.chart: fetched by the control plane.
+  {
+    const YAML::Node repo = helm["repo"];
+    const YAML::Node chart = helm["chart"];
+    const YAML::Node version = helm["version"];
+    const std::string repo_url = repo && repo.IsScalar() ? repo.Scalar() : "";
+    const std::string chart_name = chart && chart.IsScalar() ? chart.Scalar() : "";
+    auto http = [](const std::string& url) {
+      return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
+    };
+    const std::string where = !repo_url.empty() ? repo_url : chart_name;
+    if (absl::StartsWith(where, "oci://")) {
+      out->remote_chart_error = absl::StrCat(
+          !repo_url.empty() ? "helm.repo " : "helm.chart ", where.substr(0, 256),
+          " is an OCI registry, which gitfleet does not fetch charts from: use the chart "
+          "repository (index.yaml) the chart is published in, or commit the chart");
+    } else if (!repo_url.empty()) {
+      if (!http(repo_url)) {
+        out->remote_chart_error =
+            absl::StrCat("helm.repo ", repo_url.substr(0, 256), " is not an http(s) URL");
+      } else if (chart_name.empty()) {
+        out->remote_chart_error = "helm.repo names a chart repository, and helm.chart no chart";
+      } else {
+        out->remote_chart = {repo_url, chart_name,
+                             version && version.IsScalar() ? version.Scalar() : "", ""};
+      }
+    } else if (http(chart_name)) {
+      out->remote_chart.url = chart_name;
+    }
+  }
   // A chart in a folder inside the bundle's (Fleet's `chart: ./chart`); one from a helm
   // repository, a URL or an OCI registry is Fleet's to fetch, and not read.
   const YAML::Node repo = helm["repo"];
@@ -342,8 +373,10 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   }
   for (const auto& option : helm) {
     const std::string key = option.first.IsScalar() ? option.first.Scalar() : "";
+    const bool remote =
+        !out->remote_chart.empty() && (key == "repo" || key == "chart" || key == "version");
     if (key != "values" && key != "valuesFiles" && key != "releaseName" &&
-        key != "disablePreProcess" && !(key == "chart" && !out->helm_chart.empty())) {
+        key != "disablePreProcess" && !(key == "chart" && !out->helm_chart.empty()) && !remote) {
       out->helm_other_options = true;
     }
   }
@@ -450,6 +483,11 @@ const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFil
   return yml;
 }
 
+std::string RemoteChart::Describe() const {
+  if (!url.empty()) return url;
+  return absl::StrCat(name, version.empty() ? "" : " ", version, " from ", repo);
+}
+
 void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->declared_namespace = reads.declared_namespace;
   input->reads_fleetignore = reads.fleetignore;
@@ -458,7 +496,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_targets = reads.fleet_targets;
   input->reads_fleet_target_folders = reads.fleet_target_folders;
   input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
-  input->reads_fleet_chart_folders = reads.fleet_chart_folders;
+  input->reads_fleet_charts = reads.fleet_charts;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -795,7 +833,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
           return file.path == folder + "kustomization.yaml" ||
                  file.path == folder + "kustomization.yml" || file.path == folder + "Kustomization";
         });
-    if (!input.reads_fleet_chart_folders && (kustomization || !fleet->kustomize_dir.empty())) {
+    if (!input.reads_fleet_charts && (kustomization || !fleet->kustomize_dir.empty())) {
       return absl::InvalidArgumentError(absl::StrCat(
           fleet_yaml, ": helm.chart names the chart ", fleet->helm_chart, ", and ",
           kustomization ? "the folder has a kustomization"
@@ -818,12 +856,29 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         " in helm.chart; this bundle was rendered before gitfleet read it, and renders as it "
         "did: add the bundle again to render that chart"));
   }
+  // A chart fleet.yaml names in a chart repository, or by URL: fetched and rendered, as
+  // Fleet renders it.
+  const bool remote_chart = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
+                            fleet->helm_chart.empty() &&
+                            (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty());
+  if (remote_chart) {
+    if (!fleet->remote_chart_error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->remote_chart_error));
+    }
+    placed.remote_chart = fleet->remote_chart;
+    if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("renders the chart ", fleet->remote_chart.Describe(),
+                                          ", which ", fleet_yaml,
+                                          " names, as Fleet renders it (fetched by the control "
+                                          "plane)"));
+    }
+  }
   // A chart goes through the kustomization kustomize.dir names (below), as Fleet renders it.
-  const bool chart_folders = std::string(renderer.engine()) == "helm" &&
-                             input.reads_fleet_chart_folders && input.reads_fleet_helm &&
-                             input.reads_fleet_targets;
+  const bool chart_folders = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
+                             input.reads_fleet_helm && input.reads_fleet_targets;
   if (chart_folders && absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
-    fleet->renders_elsewhere = local_chart ? "" : fleet->chart_elsewhere;
+    fleet->renders_elsewhere = local_chart || remote_chart ? "" : fleet->chart_elsewhere;
   }
   // fleet.yaml's helm options, for the chart in the bundle's folder or the one helm.chart names
   // (Fleet's other charts, from elsewhere, are named below), and those its targetCustomizations
@@ -1284,18 +1339,23 @@ std::vector<std::string> RendererNames() {
 }
 
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout, bool fleet_chart_folders) {
+                         bool fleet_layout, bool fleet_charts) {
   if (fleet_layout && FindRendererFactory("helm") != nullptr &&
       FindFleetYaml(path, files) != nullptr) {
     // Fleet renders a folder with a Chart.yaml as that chart, and post-renders it through a
     // kustomization beside it (which would make it a kustomize folder otherwise).
     const std::string chart_yaml = path.empty() ? "Chart.yaml" : path + "/Chart.yaml";
-    if (fleet_chart_folders && std::any_of(files.begin(), files.end(), [&](const RepoFile& file) {
+    if (fleet_charts && std::any_of(files.begin(), files.end(), [&](const RepoFile& file) {
           return file.path == chart_yaml;
         })) {
       return "helm";
     }
     absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
+    // So is one whose fleet.yaml names a chart in a chart repository, or by URL.
+    if (fleet_charts && fleet.ok() && fleet->helm_chart.empty() &&
+        (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty())) {
+      return "helm";
+    }
     if (fleet.ok() && !fleet->helm_chart.empty()) {
       const std::string chart_yaml =
           absl::StrCat(path.empty() ? "" : path + "/", fleet->helm_chart, "/Chart.yaml");

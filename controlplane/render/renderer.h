@@ -29,6 +29,20 @@
 
 namespace gitfleet {
 
+class ChartFetcher;  // chart_fetcher.h
+
+// A chart outside the repository, as fleet.yaml names it: `name` in the chart repository at
+// `repo` at the newest version `version` allows, or the archive at `url`.
+struct RemoteChart {
+  std::string repo;
+  std::string name;
+  std::string version;
+  std::string url;
+  bool empty() const { return repo.empty() && url.empty(); }
+  // "web ^1.2 from https://charts.example.com/", or the URL.
+  std::string Describe() const;
+};
+
 struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository
@@ -90,9 +104,11 @@ struct RenderInput {
   bool reads_fleet_bundle_layout = true;
   // Whether a chart goes through the kustomization of the folder fleet.yaml's kustomize.dir
   // names (its cluster's target's, else its own; else the bundle's folder), as Fleet
-  // post-renders it, and takes its cluster's target's namespace. False for a bundle rendered
-  // before gitfleet read them: noted (a chart beside a kustomization fails, saying so).
-  bool reads_fleet_chart_folders = true;
+  // post-renders it, and takes its cluster's target's namespace; and whether a chart
+  // fleet.yaml names in a chart repository or by URL is fetched and rendered. False for a
+  // bundle rendered before gitfleet read them: noted (a chart beside a kustomization fails,
+  // saying so).
+  bool reads_fleet_charts = true;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -113,6 +129,10 @@ struct RenderInput {
   // Set by RenderBundlePath from fleet.yaml's helm.chart for the helm engine: the chart's
   // folder, relative to `path` ("" for the folder itself).
   std::string helm_chart;
+  // Set by RenderBundlePath from fleet.yaml's helm.repo, chart and version (or a chart's
+  // URL) for the helm engine: the chart to fetch and render (since reads_fleet_charts). The
+  // bundle's own values files are then relative to `path`.
+  RemoteChart remote_chart;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
@@ -126,7 +146,7 @@ struct RepositoryReads {
   bool fleet_targets = true;
   bool fleet_target_folders = true;
   bool fleet_bundle_layout = true;
-  bool fleet_chart_folders = true;
+  bool fleet_charts = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
@@ -237,6 +257,9 @@ struct EngineOptions {
   // on the system.
   std::map<std::string, std::string> binaries;
   size_t plain_cache_bytes = 64 << 20;
+  // Where the helm engine fetches charts from outside the repository; null: nowhere (a
+  // render that needs one fails, naming --chart-repositories).
+  std::shared_ptr<ChartFetcher> chart_fetcher;
 
   // ToolOptions for `engine`'s tool.
   ToolOptions Tool(const std::string& engine) const;
@@ -287,9 +310,9 @@ std::vector<std::string> RendererNames();
 // (`helm.chart: ./chart`) is a chart, as Fleet renders it, unless `fleet_layout` is false (a
 // bundle rendered before gitfleet read it). So is a folder with a Chart.yaml and a fleet.yaml,
 // whatever kustomization is beside the chart (Fleet post-renders the chart through it), unless
-// `fleet_chart_folders` is false.
+// `fleet_charts` is false.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout = true, bool fleet_chart_folders = true);
+                         bool fleet_layout = true, bool fleet_charts = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -346,6 +369,10 @@ struct FleetYamlNamespace {
   // Its helm.chart when that names a folder inside the bundle's (relative, cleaned): Fleet
   // renders the chart there (Chart.yaml in it), with the options above.
   std::string helm_chart;
+  // The chart its helm.repo, chart and version name in a chart repository, or helm.chart's
+  // URL; or why it cannot be fetched (an OCI registry, a scheme other than http(s)).
+  RemoteChart remote_chart;
+  std::string remote_chart_error;
   bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
@@ -379,7 +406,7 @@ struct FleetYamlNamespace {
   std::vector<std::string> targets_beyond_helm;
   int targets_beyond_helm_not_described = 0;
   // The same for a chart that also takes its target's kustomize.dir (a post-render) and
-  // namespace (RenderInput::reads_fleet_chart_folders).
+  // namespace (RenderInput::reads_fleet_charts).
   std::vector<std::string> targets_beyond_chart;
   int targets_beyond_chart_not_described = 0;
   std::vector<std::string> helm_target_names;  // those that give a chart values

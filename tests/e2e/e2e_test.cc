@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
+#include "tests/util/chart_server.h"
 #include "tests/util/fake_tools.h"
 #include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
@@ -454,7 +455,15 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
                             env, "}\n"));
   }
   std::string first = git_.Commit("Fleet's helm-kustomize example, with the chart beside it");
-  StartControlPlane({"--helm=" + helm});
+  // Its chart as the example has it, in a chart repository (on loopback), which the control
+  // plane is told to trust.
+  testing::ChartRepositoryServer charts(TempDir("charts"));
+  ASSERT_TRUE(charts
+                  .AddChart("guestbook", "0.1.3",
+                            {{"Chart.yaml", "apiVersion: v2\nname: guestbook\nversion: 0.1.3\n"}})
+                  .ok());
+  if (absl::Status started = charts.Start(); !started.ok()) GTEST_SKIP() << started;
+  StartControlPlane({"--helm=" + helm, "--chart-repositories=" + charts.url()});
   StartAgent("dev-1", "env=dev");
   StartAgent("prod-eu", "env=prod");
   int code;
@@ -484,6 +493,23 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
   std::string second = git_.Commit("prod's overlay changes");
   ExpectSynced("prod-eu", "guestbook", second);
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/frontend.yaml"), HasSubstr("tier: prod-2"));
+
+  git_.Write("mc/helm-repo/fleet.yaml",
+             absl::StrCat("helm:\n  repo: ", charts.url(),
+                          "\n  chart: guestbook\n  version: '~0.1'\n  releaseName: remote\n"
+                          "targetCustomizations:\n"
+                          "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
+                          "  kustomize: {dir: overlays/dev}\n"));
+  git_.Write("mc/helm-repo/overlays/dev/kustomization.yaml", "namePrefix: dev-\n");
+  std::string third = git_.Commit("the chart from its chart repository");
+  out = Ctl({"bundle", "add", "remote", "--source=demo", "--path=mc/helm-repo"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "remote", third);
+  ExpectSynced("prod-eu", "remote", third);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/dev-remote.yaml"), HasSubstr("chart: guestbook"));
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/remote.yaml"), HasSubstr("chart: guestbook"));
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+              HasSubstr(absl::StrCat("fetched the chart guestbook 0.1.3 from ", charts.url())));
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle

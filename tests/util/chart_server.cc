@@ -50,8 +50,8 @@ absl::Status ChartRepositoryServer::WriteIndex() {
   for (const auto& [name, versions] : digests_) {
     absl::StrAppend(&index, "  ", name, ":\n");
     for (const auto& [version, digest] : versions) {
-      absl::StrAppend(&index, "  - name: ", name, "\n    version: ", version,
-                      "\n    urls: [", name, "-", version, ".tgz]\n    digest: ", digest, "\n");
+      absl::StrAppend(&index, "  - name: ", name, "\n    version: ", version, "\n    urls: [", name,
+                      "-", version, ".tgz]\n    digest: ", digest, "\n");
     }
   }
   Write("index.yaml", index);
