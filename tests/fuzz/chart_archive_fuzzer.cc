@@ -1,0 +1,26 @@
+// What a chart repository serves: its index, its archives, and the version constraints
+// fleet.yaml writes. All come from outside; none may take the control plane down.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "controlplane/render/chart_fetcher.h"
+#include "tests/fuzz/chunks.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // An archive, an index, a constraint.
+  std::vector<std::string> chunks = gitfleet::fuzz::Chunks(data, size, 3);
+  if (chunks.empty()) return 0;
+  (void)gitfleet::UnpackChartArchive(chunks[0], 1 << 20, 1000);
+  if (chunks.size() < 2) return 0;
+  absl::StatusOr<gitfleet::ChartIndex> index =
+      gitfleet::ReadChartIndex(chunks[1], "https://charts.example.com/", "index.yaml");
+  const std::string constraint = chunks.size() > 2 ? chunks[2] : "";
+  if (index.ok()) {
+    for (const auto& [name, versions] : *index) {
+      (void)gitfleet::ChooseChartVersion(*index, "r", name, constraint);
+    }
+  }
+  (void)gitfleet::SemverSatisfies("1.2.3-rc.1", constraint);
+  return 0;
+}
