@@ -1097,6 +1097,127 @@ TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
   }
 }
 
+// A target's helm.releaseName, repo, chart and version are its clusters', over the folder's,
+// as Fleet merges a target's helm options: canary clusters on a newer chart version, say.
+// A chart folder of their own is refused by name; a bundle rendered before reads none.
+TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion) {
+  testing::ChartRepositoryServer server(TempDir("charts"));
+  for (const auto& [name, version] : std::vector<std::pair<std::string, std::string>>{
+           {"guestbook", "0.1.0"}, {"guestbook", "0.2.0"}, {"guestbook-next", "1.0.0"}}) {
+    ASSERT_TRUE(server
+                    .AddChart(name, version,
+                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: ", name,
+                                                           "\nversion: ", version, "\n")}})
+                    .ok());
+  }
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions trusted;
+  trusted.allowed = {server.url()};
+  std::unique_ptr<HelmRenderer> echo =
+      ValuesEchoHelmRenderer(std::make_shared<ChartFetcher>(trusted));
+  ASSERT_NE(echo, nullptr);
+  std::vector<RepoFile> files = {
+      {"mc/gb/fleet.yaml",
+       absl::StrCat("helm: {repo: '", server.url(),
+                    "', chart: guestbook, version: 0.1.0, releaseName: gb}\n"
+                    "targetCustomizations:\n"
+                    "- name: canary\n  clusterSelector: {matchLabels: {ring: canary}}\n"
+                    "  helm: {version: 0.2.0, releaseName: gb-canary}\n"
+                    "- name: next\n  clusterSelector: {matchLabels: {ring: next}}\n"
+                    "  helm: {chart: guestbook-next, version: '^1'}\n"
+                    "- name: named\n  clusterSelector: {matchLabels: {ring: named}}\n"
+                    "  helm: {releaseName: gb-named}\n")},
+  };
+  auto rendered = [&](const std::string& ring, bool reads_fleet_charts,
+                      std::vector<std::string>* notes) {
+    const Values cluster = {{ClusterNameKey(), "c-1"}, {ClusterLabelKey("ring"), ring}};
+    RenderInput input{"web", "mc/gb", files, nullptr, &cluster, nullptr};
+    input.reads_fleet_charts = reads_fleet_charts;
+    input.notes = notes;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
+    if (!set.ok()) return std::string(set.status().message());
+    std::vector<std::string> out;
+    for (const auto& [key, object] : set->objects()) {
+      YAML::Node node = YAML::Load(object->yaml());
+      out.push_back(absl::StrCat(key, " ", node["data"]["chart"].as<std::string>()));
+    }
+    return absl::StrJoin(out, "; ");
+  };
+  auto fetched = [](const std::vector<std::string>& notes) {
+    for (const std::string& note : notes) {
+      if (absl::StartsWith(note, "fetched the chart ")) {
+        const std::string what = note.substr(0, note.find(" from "));
+        return what.substr(std::string("fetched the chart ").size());
+      }
+    }
+    return std::string("nothing fetched");
+  };
+  std::vector<std::string> notes;
+  EXPECT_EQ(rendered("prod", true, &notes), "/ConfigMap//gb guestbook");
+  EXPECT_EQ(fetched(notes), "guestbook 0.1.0");
+  notes.clear();
+  EXPECT_EQ(rendered("canary", true, &notes), "/ConfigMap//gb-canary guestbook");
+  EXPECT_EQ(fetched(notes), "guestbook 0.2.0") << "the target's version, the folder's chart";
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "the chart takes the release name, chart and chart version that "
+                         "mc/gb/fleet.yaml's targetCustomizations canary, next, named give")));
+  notes.clear();
+  EXPECT_EQ(rendered("next", true, &notes), "/ConfigMap//gb guestbook-next");
+  EXPECT_EQ(fetched(notes), "guestbook-next 1.0.0") << "its chart and version, the folder's repo";
+  notes.clear();
+  EXPECT_EQ(rendered("named", true, &notes), "/ConfigMap//gb-named guestbook");
+  EXPECT_EQ(fetched(notes), "guestbook 0.1.0");
+  // What cannot be used fails for the clusters it selects, naming the target and why.
+  const std::pair<std::string, const char*> kBad[] = {
+      {"  helm: {releaseName: Not_A_Name}\n",
+       "mc/gb/fleet.yaml: targetCustomizations bad: its helm.releaseName \"Not_A_Name\" is not a "
+       "release name helm takes"},
+      {"  helm: {repo: 'oci://registry.example.com/charts'}\n",
+       "targetCustomizations bad: its helm.repo oci://registry.example.com/charts is an OCI "
+       "registry"},
+      {"  helm: {version: [1]}\n", "targetCustomizations bad: its helm.version is not a string"},
+      {"  helm: {version: '^7'}\n", "has no version of guestbook that \"^7\" allows"},
+  };
+  const std::string good = files[0].content;
+  for (const auto& [helm, error] : kBad) {
+    files[0].content =
+        absl::StrCat(good, "- name: bad\n  clusterSelector: {matchLabels: {ring: bad}}\n", helm);
+    EXPECT_THAT(rendered("bad", true, nullptr), HasSubstr(error)) << helm;
+    EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb guestbook")
+        << "other clusters render: " << helm;
+  }
+  // The folder's own chart: a target's release name; its chart from a chart repository, or
+  // the folder's chart by name; another folder is refused by name.
+  files = {{"mc/gb/Chart.yaml", "apiVersion: v2\nname: local\nversion: 0.1.0\n"},
+           {"mc/gb/fleet.yaml",
+            absl::StrCat("helm: {releaseName: gb}\n"
+                         "targetCustomizations:\n"
+                         "- name: canary\n  clusterSelector: {matchLabels: {ring: canary}}\n"
+                         "  helm: {releaseName: gb-canary, chart: ./}\n"
+                         "- name: next\n  clusterSelector: {matchLabels: {ring: next}}\n"
+                         "  helm: {repo: '",
+                         server.url(),
+                         "', chart: guestbook-next}\n"
+                         "- name: bad\n  clusterSelector: {matchLabels: {ring: bad}}\n"
+                         "  helm: {chart: ./elsewhere}\n")}};
+  EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb local");
+  EXPECT_EQ(rendered("canary", true, nullptr), "/ConfigMap//gb-canary local");
+  EXPECT_EQ(rendered("next", true, nullptr), "/ConfigMap//gb guestbook-next");
+  EXPECT_THAT(rendered("bad", true, nullptr),
+              HasSubstr("mc/gb/fleet.yaml: targetCustomizations bad: its helm.chart names the "
+                        "chart folder ./elsewhere, another than the folder's; gitfleet renders one "
+                        "chart folder for a bundle"));
+  // A bundle rendered before gitfleet read them renders the folder's chart everywhere, and
+  // says so.
+  notes.clear();
+  EXPECT_EQ(rendered("canary", false, &notes), "/ConfigMap//gb local");
+  EXPECT_EQ(rendered("next", false, nullptr), "/ConfigMap//gb local");
+  EXPECT_EQ(rendered("bad", false, nullptr), "/ConfigMap//gb local");
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "give some clusters another release name, chart or chart version; this "
+                         "bundle was rendered before gitfleet read them")));
+}
+
 // The helm-secrets layout (Argo CD's and Flux's charts alike): a chart's values file encrypted
 // with SOPS. A --decrypt=sops bundle hands helm the plaintext values, never the ciphertext.
 TEST(HelmRendererTest, AChartsSopsEncryptedValuesFileReachesHelmDecrypted) {

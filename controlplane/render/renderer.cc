@@ -227,6 +227,84 @@ std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
   return dir;
 }
 
+// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
+bool ValidReleaseName(absl::string_view name) {
+  if (name.empty() || name.size() > 53) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
+    }
+  }
+  return true;
+}
+
+// The chart fetched for helm.repo, helm.chart and helm.version (as written, "" when unset):
+// one in a chart repository, or an archive's URL in helm.chart; `out` is left empty for a
+// chart in a folder. Returns why it cannot be fetched ("" when it can, or is a folder).
+std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_name,
+                          const std::string& version, RemoteChart* out) {
+  *out = RemoteChart();
+  auto http = [](const std::string& url) {
+    return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
+  };
+  const std::string where = !repo_url.empty() ? repo_url : chart_name;
+  if (absl::StartsWith(where, "oci://")) {
+    return absl::StrCat(!repo_url.empty() ? "helm.repo " : "helm.chart ", where.substr(0, 256),
+                        " is an OCI registry, which gitfleet does not fetch charts from: use the "
+                        "chart repository (index.yaml) the chart is published in, or commit the "
+                        "chart");
+  }
+  if (!repo_url.empty()) {
+    if (!http(repo_url)) {
+      return absl::StrCat("helm.repo ", repo_url.substr(0, 256), " is not an http(s) URL");
+    }
+    if (chart_name.empty()) return "helm.repo names a chart repository, and helm.chart no chart";
+    *out = {repo_url, chart_name, version, ""};
+  } else if (http(chart_name)) {
+    out->url = chart_name;
+  }
+  return "";
+}
+
+// A target's helm.releaseName, repo, chart and version, merged over the folder's as Fleet
+// merges them, into the render (`placed`): a chart from a chart repository or a URL, or the
+// folder's own chart. A chart in another folder is refused.
+absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYamlNamespace& fleet,
+                                   const FleetYamlNamespace::Target& target, RenderInput* placed) {
+  auto refuse = [&](const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(fleet_yaml, ": targetCustomizations ", target.name, ": ", why));
+  };
+  if (!target.chart_error.empty()) return refuse(target.chart_error);
+  if (!target.helm_release.empty()) placed->helm_release = target.helm_release;
+  if (!target.helm_repo && !target.helm_chart && !target.helm_version) return absl::OkStatus();
+  const std::string repo = target.helm_repo.value_or(fleet.helm_repo_field);
+  const std::string chart = target.helm_chart.value_or(fleet.helm_chart_field);
+  const std::string version = target.helm_version.value_or(fleet.helm_version_field);
+  RemoteChart remote;
+  if (std::string error = RemoteChartOf(repo, chart, version, &remote); !error.empty()) {
+    return refuse(absl::StrCat("its ", error));
+  }
+  if (!remote.empty()) {
+    placed->remote_chart = std::move(remote);
+    placed->helm_chart.clear();
+    return absl::OkStatus();
+  }
+  auto clean = [](std::string dir) {
+    while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
+    while (absl::EndsWith(dir, "/")) dir.pop_back();
+    return dir == "." ? std::string() : dir;
+  };
+  if (clean(chart) != clean(fleet.helm_chart_field) || !fleet.remote_chart.empty()) {
+    return refuse(absl::StrCat(
+        "its helm.chart names the chart folder ", chart.empty() ? "." : chart.substr(0, 256),
+        ", another than the folder's; gitfleet renders one chart folder for a bundle: make "
+        "the clusters it selects a bundle of their own"));
+  }
+  return absl::OkStatus();  // the folder's chart, whose version is its own
+}
+
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
 FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) {
   FleetYamlNamespace::Target out;
@@ -305,19 +383,34 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   }
   const YAML::Node raw = helm["disablePreProcess"];
   out.helm_preprocess_off = raw && raw.IsScalar() && raw.Scalar() == "true";
-  return out;
-}
-
-// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
-bool ValidReleaseName(absl::string_view name) {
-  if (name.empty() || name.size() > 53) return false;
-  for (absl::string_view label : absl::StrSplit(name, '.')) {
-    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label) {
-      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
+  if (const YAML::Node release = helm["releaseName"]; release && !release.IsNull()) {
+    const std::string name = release.IsScalar() ? release.Scalar() : "";
+    if (!ValidReleaseName(name)) {
+      if (out.chart_error.empty()) {
+        out.chart_error =
+            absl::StrCat("its helm.releaseName \"", ScalarOf(release).substr(0, 256),
+                         "\" is not a release name helm takes (a DNS name of at most 53 "
+                         "lower-case letters, digits, '-' and '.')");
+      }
+    } else {
+      out.helm_release = name;
     }
   }
-  return true;
+  for (auto [field, value] :
+       {std::pair<const char*, std::optional<std::string>*>{"repo", &out.helm_repo},
+        {"chart", &out.helm_chart},
+        {"version", &out.helm_version}}) {
+    const YAML::Node node = helm[field];
+    if (!node || node.IsNull()) continue;
+    if (!node.IsScalar()) {
+      if (out.chart_error.empty()) {
+        out.chart_error = absl::StrCat("its helm.", field, " is not a string");
+      }
+      continue;
+    }
+    if (!node.Scalar().empty()) *value = node.Scalar();
+  }
+  return out;
 }
 
 // fleet.yaml's helm.values, helm.valuesFiles and helm.releaseName, as Fleet passes them to
@@ -327,35 +420,11 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   std::vector<std::string> described;
   // A chart from a chart repository (helm.repo, with the chart's name and version), or an
   // archive's URL in helm.chart: fetched by the control plane.
-  {
-    const YAML::Node repo = helm["repo"];
-    const YAML::Node chart = helm["chart"];
-    const YAML::Node version = helm["version"];
-    const std::string repo_url = repo && repo.IsScalar() ? repo.Scalar() : "";
-    const std::string chart_name = chart && chart.IsScalar() ? chart.Scalar() : "";
-    auto http = [](const std::string& url) {
-      return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
-    };
-    const std::string where = !repo_url.empty() ? repo_url : chart_name;
-    if (absl::StartsWith(where, "oci://")) {
-      out->remote_chart_error = absl::StrCat(
-          !repo_url.empty() ? "helm.repo " : "helm.chart ", where.substr(0, 256),
-          " is an OCI registry, which gitfleet does not fetch charts from: use the chart "
-          "repository (index.yaml) the chart is published in, or commit the chart");
-    } else if (!repo_url.empty()) {
-      if (!http(repo_url)) {
-        out->remote_chart_error =
-            absl::StrCat("helm.repo ", repo_url.substr(0, 256), " is not an http(s) URL");
-      } else if (chart_name.empty()) {
-        out->remote_chart_error = "helm.repo names a chart repository, and helm.chart no chart";
-      } else {
-        out->remote_chart = {repo_url, chart_name,
-                             version && version.IsScalar() ? version.Scalar() : "", ""};
-      }
-    } else if (http(chart_name)) {
-      out->remote_chart.url = chart_name;
-    }
-  }
+  out->helm_repo_field = ScalarOf(helm["repo"]);
+  out->helm_chart_field = ScalarOf(helm["chart"]);
+  out->helm_version_field = ScalarOf(helm["version"]);
+  out->remote_chart_error = RemoteChartOf(out->helm_repo_field, out->helm_chart_field,
+                                          out->helm_version_field, &out->remote_chart);
   // A chart in a folder inside the bundle's (Fleet's `chart: ./chart`); one from a helm
   // repository, a URL or an OCI registry is Fleet's to fetch, and not read.
   const YAML::Node repo = helm["repo"];
@@ -553,6 +622,10 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           const FleetYamlNamespace::Target& read = out.helm_targets.back();
           if (!read.helm_values.empty() || !read.helm_values_files.empty()) {
             out.helm_target_names.push_back(read.name);
+          }
+          if (!read.helm_release.empty() || read.helm_repo || read.helm_chart ||
+              read.helm_version || !read.chart_error.empty()) {
+            out.chart_target_names.push_back(read.name);
           }
           if (!read.kustomize_dir.empty() || !read.ns.empty() || read.overlays ||
               !read.folder_error.empty()) {
@@ -886,7 +959,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   const bool chart_here =
       std::string(renderer.engine()) == "helm" && fleet->renders_elsewhere.empty();
   const bool helm_targets = chart_here && !fleet->helm_targets.empty() &&
-                            (!fleet->helm_target_names.empty() || !fleet->targets.empty());
+                            (!fleet->helm_target_names.empty() || !fleet->targets.empty() ||
+                             !fleet->chart_target_names.empty());
   const bool targets_native = helm_targets && input.reads_fleet_helm && input.reads_fleet_targets;
   if (chart_here &&
       (!fleet->helm_described.empty() || !fleet->helm_error.empty() || targets_native)) {
@@ -924,6 +998,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       GF_RETURN_IF_ERROR(add_files(fleet->helm_values_files, "helm.valuesFiles"));
       static const Values kNoValues;
       const Values& cluster = input.values != nullptr ? *input.values : kNoValues;
+      const FleetYamlNamespace::Target* chosen_target = nullptr;
       if (targets_native) {
         // The cluster's target, as Fleet chooses it: its values over the folder's.
         absl::StatusOr<const FleetYamlNamespace::Target*> chosen =
@@ -932,6 +1007,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
           return absl::Status(chosen.status().code(),
                               absl::StrCat(fleet_yaml, ": ", chosen.status().message()));
         }
+        chosen_target = *chosen;
         if (const FleetYamlNamespace::Target* target = *chosen; target != nullptr) {
           if (target->do_not_deploy) return DoNotDeployError(fleet_yaml, *target);
           if (!target->helm_values.empty()) {
@@ -952,6 +1028,9 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       }
       placed.fleet_helm_values = *std::move(filled);
       placed.helm_release = fleet->helm_release;
+      if (chosen_target != nullptr && input.reads_fleet_charts) {
+        GF_RETURN_IF_ERROR(PlaceFleetTargetChart(fleet_yaml, *fleet, *chosen_target, &placed));
+      }
       if (input.notes != nullptr && !fleet->helm_described.empty()) {
         input.notes->push_back(
             absl::StrCat("the chart takes ", fleet->helm_described, " from ", fleet_yaml,
@@ -965,6 +1044,21 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
             ListNames(fleet->helm_target_names, 10),
             " give the clusters they select (the first that selects a cluster), merged over "
             "the folder's, as Fleet gives them"));
+      }
+      if (input.notes != nullptr && targets_native && !fleet->chart_target_names.empty()) {
+        input.notes->push_back(absl::StrCat(
+            input.reads_fleet_charts
+                ? absl::StrCat("the chart takes the release name, chart and chart version that ",
+                               fleet_yaml, "'s targetCustomizations ",
+                               ListNames(fleet->chart_target_names, 10),
+                               " give the clusters they select, over the folder's, as Fleet "
+                               "merges them")
+                : absl::StrCat(fleet_yaml, "'s targetCustomizations ",
+                               ListNames(fleet->chart_target_names, 10),
+                               " give some clusters another release name, chart or chart "
+                               "version; this bundle was rendered before gitfleet read them, "
+                               "and renders the folder's chart as it did: add the bundle again "
+                               "to have them read")));
       }
       if (!fleet->helm_other_options) {
         fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "helm"),

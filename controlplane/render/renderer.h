@@ -17,6 +17,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -373,6 +374,8 @@ struct FleetYamlNamespace {
   // URL; or why it cannot be fetched (an OCI registry, a scheme other than http(s)).
   RemoteChart remote_chart;
   std::string remote_chart_error;
+  // Its helm.repo, helm.chart and helm.version as written: a target's are merged over them.
+  std::string helm_repo_field, helm_chart_field, helm_version_field;
   bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
@@ -392,6 +395,11 @@ struct FleetYamlNamespace {
     std::string helm_values;  // YAML
     std::vector<std::string> helm_values_files;
     bool helm_preprocess_off = false;
+    // Its helm.releaseName, and its helm.repo, chart and version (each unset when absent):
+    // over the folder's, as Fleet merges a target's helm options (since reads_fleet_charts).
+    std::string helm_release;
+    std::optional<std::string> helm_repo, helm_chart, helm_version;
+    std::string chart_error;                 // why those cannot be read
     std::string kustomize_dir;               // relative to the folder, inside it; "" for the folder
     std::string ns;                          // its namespace, else its defaultNamespace
     bool ns_forced = false;                  // from `namespace`
@@ -410,6 +418,8 @@ struct FleetYamlNamespace {
   std::vector<std::string> targets_beyond_chart;
   int targets_beyond_chart_not_described = 0;
   std::vector<std::string> helm_target_names;  // those that give a chart values
+  // Those that give a chart another release name, chart or chart version.
+  std::vector<std::string> chart_target_names;
   // Those that give their clusters another folder (kustomize.dir), namespace or yaml
   // overlays: a plain or kustomize bundle renders per cluster what its target gives it.
   std::vector<std::string> folder_target_names;
