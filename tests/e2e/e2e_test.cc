@@ -458,10 +458,14 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
   // Its chart as the example has it, in a chart repository (on loopback), which the control
   // plane is told to trust.
   testing::ChartRepositoryServer charts(TempDir("charts"));
-  ASSERT_TRUE(charts
-                  .AddChart("guestbook", "0.1.3",
-                            {{"Chart.yaml", "apiVersion: v2\nname: guestbook\nversion: 0.1.3\n"}})
-                  .ok());
+  for (const char* version : {"0.1.3", "0.2.0"}) {
+    ASSERT_TRUE(charts
+                    .AddChart("guestbook", version,
+                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: guestbook\n"
+                                                           "version: ",
+                                                           version, "\n")}})
+                    .ok());
+  }
   if (absl::Status started = charts.Start(); !started.ok()) GTEST_SKIP() << started;
   StartControlPlane({"--helm=" + helm, "--chart-repositories=" + charts.url()});
   StartAgent("dev-1", "env=dev");
@@ -499,7 +503,10 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
                           "\n  chart: guestbook\n  version: '~0.1'\n  releaseName: remote\n"
                           "targetCustomizations:\n"
                           "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n"
-                          "  kustomize: {dir: overlays/dev}\n"));
+                          "  kustomize: {dir: overlays/dev}\n"
+                          // Prod on the newer chart, under a release name of its own.
+                          "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+                          "  helm: {version: 0.2.0, releaseName: remote-next}\n"));
   git_.Write("mc/helm-repo/overlays/dev/kustomization.yaml", "namePrefix: dev-\n");
   std::string third = git_.Commit("the chart from its chart repository");
   out = Ctl({"bundle", "add", "remote", "--source=demo", "--path=mc/helm-repo"}, &code);
@@ -507,9 +514,13 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
   ExpectSynced("dev-1", "remote", third);
   ExpectSynced("prod-eu", "remote", third);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/dev-remote.yaml"), HasSubstr("chart: guestbook"));
-  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/remote.yaml"), HasSubstr("chart: guestbook"));
-  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/remote-next.yaml"),
+              HasSubstr("chart: guestbook"));
+  out = Ctl({"bundle", "list", "-o", "yaml"});
+  EXPECT_THAT(out,
               HasSubstr(absl::StrCat("fetched the chart guestbook 0.1.3 from ", charts.url())));
+  EXPECT_THAT(out,
+              HasSubstr(absl::StrCat("fetched the chart guestbook 0.2.0 from ", charts.url())));
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle
