@@ -94,10 +94,13 @@ ABSL_FLAG(int64_t, max_bundle_bytes, gitfleet::kDefaultMaxBundleBytes,
           "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
-ABSL_FLAG(std::string, helm, "", "helm binary for helm bundles (default: found on the system).");
+ABSL_FLAG(std::string, helm, "",
+          "helm binary for helm bundles and kustomize's helmCharts (default: found on the "
+          "system).");
 ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
           "URL prefixes (comma-separated) the control plane fetches helm charts from, for "
-          "fleet.yaml's helm.repo and chart URLs: https://charts.example.com/, or * for any "
+          "fleet.yaml's helm.repo and chart URLs and kustomize's helmCharts: "
+          "https://charts.example.com/, or * for any "
           "http(s) URL. Default: none (such a chart fails its render, naming this flag). "
           "Renders themselves have no network; this is the control plane's own.");
 ABSL_FLAG(int, render_timeout_seconds, 60,

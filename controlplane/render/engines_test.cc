@@ -415,7 +415,8 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(pointer.status().message()),
               HasSubstr("(apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS "
                         "content"));
-  // kustomize's helmCharts need --enable-helm and the network: the message says what to do.
+  // kustomize's helmCharts from a chart repository, where the control plane fetches none:
+  // the message says what to do (KustomizeRendererTest.HelmChartsAreFetchedAndRenderedByHelm).
   auto chart = renderer.Render(
       {"web",
        "apps/web",
@@ -423,9 +424,97 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
          "helmCharts:\n- {name: app, repo: https://charts.example.com, version: 1.0.0}\n"}}});
   EXPECT_EQ(chart.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(chart.status().message()),
-              HasSubstr("gitfleet does not inflate kustomize's helmCharts"));
+              HasSubstr("apps/web/kustomization.yaml: helmCharts app from "
+                        "https://charts.example.com: the control plane fetches no charts (start "
+                        "it with --chart-repositories)"));
   auto escape = renderer.Render({"web", "a", {{"../etc/passwd", "x"}}});
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
+}
+
+// kustomize's helmCharts (Argo CD's and Flux's "kustomize with a chart"): a chart from a
+// chart repository is fetched by the control plane and put where kustomize looks before it
+// pulls, so the build itself keeps no network; helm (a stand-in here) renders it; a chart
+// committed in the chart home is kustomize's as it is. Real kustomize.
+TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::ChartRepositoryServer server(TempDir("charts"));
+  for (const char* version : {"1.0.0", "1.1.0"}) {
+    ASSERT_TRUE(server
+                    .AddChart("web", version,
+                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: web\nversion: ",
+                                                           version, "\n")},
+                               {"values.yaml", "replicas: 1\n"}})
+                    .ok());
+  }
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  ChartFetchOptions trusted;
+  trusted.allowed = {server.url()};
+  KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
+  options.allow_network = NetworkSandbox().empty();
+  options.helm_binary = helm;
+  options.chart_fetcher = std::make_shared<ChartFetcher>(trusted);
+  KustomizeRenderer renderer(options);
+  std::vector<RepoFile> files = {
+      {"apps/web/kustomization.yaml",
+       absl::StrCat("namePrefix: shop-\nresources: [../base]\nhelmCharts:\n"
+                    "- {name: web, repo: '",
+                    server.url(),
+                    "', version: '~1.0', releaseName: front, valuesInline: {replicas: 2}}\n")},
+      {"apps/base/kustomization.yaml",
+       "helmCharts:\n- {name: local, releaseName: committed}\n"
+       "helmGlobals: {chartHome: vendored}\n"},
+      {"apps/base/vendored/local/Chart.yaml", "apiVersion: v2\nname: local\nversion: 0.1.0\n"},
+      {"apps/base/vendored/local/values.yaml", "{}\n"},
+  };
+  std::vector<std::string> notes;
+  std::vector<std::string> read;
+  RenderInput input{"web", "apps/web", files, &read};
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> out;
+  for (const auto& [key, object] : set->objects()) {
+    out.push_back(
+        absl::StrCat(key, " ", YAML::Load(object->yaml())["data"]["chart"].as<std::string>()));
+  }
+  EXPECT_THAT(out, ::testing::ElementsAre("/ConfigMap//shop-committed local",
+                                          "/ConfigMap//shop-front web"));
+  EXPECT_THAT(notes, ::testing::Contains(absl::StrCat(
+                         "fetched the chart web 1.0.0 from ", server.url(),
+                         "web-1.0.0.tgz (sha256 checked) for apps/web/kustomization.yaml's "
+                         "helmCharts")));
+  EXPECT_THAT(read, ::testing::UnorderedElementsAre("apps/web", "apps/base"));
+
+  // What cannot be rendered fails, naming the kustomization and why.
+  const std::pair<std::string, const char*> kBad[] = {
+      {"helmCharts:\n- {name: web, repo: 'oci://registry.example.com/charts'}\n",
+       "apps/web/kustomization.yaml: helmCharts web: oci://registry.example.com/charts is an OCI "
+       "registry, which gitfleet does not fetch charts from"},
+      {absl::StrCat("helmCharts:\n- {name: web, repo: '", server.url(), "', version: '^9'}\n"),
+       "apps/web/kustomization.yaml: helmCharts web: the chart repository"},
+      {"helmCharts:\n- {name: web, repo: 'https://elsewhere.example.com'}\n",
+       "which the control plane does not fetch charts from"},
+      {absl::StrCat("helmCharts:\n- {name: ../web, repo: '", server.url(), "'}\n"),
+       "the chart name \"../web\" is not a chart's name"},
+      {"helmCharts:\n- {name: web}\nhelmGlobals: {chartHome: ../../..}\n",
+       "helmGlobals.chartHome ../../.. is not a folder in the repository"},
+  };
+  for (const auto& [kustomization, error] : kBad) {
+    std::vector<RepoFile> bad = {{"apps/web/kustomization.yaml", kustomization}};
+    absl::StatusOr<ObjectSet> refused = renderer.Render({"web", "apps/web", bad});
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << kustomization;
+  }
+  // Without helm on the control plane, a build with helmCharts fails saying so.
+  KustomizeOptions no_helm = options;
+  no_helm.helm_binary.clear();
+  absl::StatusOr<ObjectSet> without = KustomizeRenderer(no_helm).Render(input);
+  EXPECT_EQ(without.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(without.status().message(),
+              HasSubstr("a kustomization it builds has helmCharts, which kustomize renders with "
+                        "helm, and the control plane has no helm binary (start it with "
+                        "--helm=PATH)"));
 }
 
 // Flux builds kustomizations without kustomize's load restriction, so Flux repositories

@@ -26,13 +26,6 @@ constexpr char kFleetValuesFile[] = ".gitfleet-fleet-yaml-values.yaml";
 constexpr char kFetchedChartFolder[] = ".gitfleet-fetched-chart";
 }  // namespace
 
-std::string FindHelm() {
-  for (const char* candidate : {"/usr/local/bin/helm", "/usr/bin/helm"}) {
-    if (access(candidate, X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,

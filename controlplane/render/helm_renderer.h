@@ -56,9 +56,6 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& release_namespace, const std::string& values_dir,
     const std::vector<std::string>& values_files, const Values& values);
 
-// /usr/local/bin/helm or /usr/bin/helm; empty when neither exists.
-std::string FindHelm();
-
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_RENDER_HELM_RENDERER_H_

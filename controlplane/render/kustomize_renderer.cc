@@ -18,7 +18,9 @@
 #include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
+#include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/file_patterns.h"
 #include "yaml-cpp/yaml.h"
@@ -238,6 +240,120 @@ absl::StatusOr<std::string> GenerateKustomization(const std::string& path,
   return text;
 }
 
+constexpr int kMaxKustomizeCharts = 32;
+
+// kustomize's helmCharts in the kustomizations of `dirs` (those a build reads): each chart in
+// a chart repository is fetched and written where kustomize looks before it pulls one
+// (CHART_HOME/NAME-VERSION/NAME, or CHART_HOME/NAME without a version; CHART_HOME is
+// helmGlobals.chartHome, else "charts", in the kustomization's folder), unless the repository
+// holds it there. Adds those files to `fetched`; *any says whether a kustomization has
+// helmCharts at all.
+absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& files,
+                                  const std::set<std::string>& dirs, ChartFetcher* fetcher,
+                                  std::vector<RepoFile>* fetched, bool* any,
+                                  std::vector<std::string>* notes) {
+  int charts = 0;
+  for (const std::string& dir : dirs) {
+    const RepoFile* kustomization = nullptr;
+    for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
+      auto it = files.find(dir.empty() ? name : dir + "/" + name);
+      if (it != files.end()) kustomization = it->second;
+    }
+    if (kustomization == nullptr) continue;
+    if (!CheckYamlBounds(kustomization->content, kustomization->path).ok()) continue;
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(kustomization->content);
+    } catch (const YAML::Exception&) {
+      continue;  // kustomize reports it
+    }
+    if (!doc.IsMap()) continue;
+    const YAML::Node list = doc["helmCharts"];
+    if (!list || !list.IsSequence() || list.size() == 0) continue;
+    *any = true;
+    auto refuse = [&](const std::string& why) {
+      return absl::InvalidArgumentError(absl::StrCat(kustomization->path, ": ", why));
+    };
+    std::string home = "charts";
+    if (const YAML::Node globals = doc["helmGlobals"]; globals && globals.IsMap()) {
+      if (const YAML::Node set = globals["chartHome"];
+          set && set.IsScalar() && !set.Scalar().empty()) {
+        home = set.Scalar();
+      }
+    }
+    std::string resolved_home;
+    if (absl::StartsWith(home, "/") || !ResolveInRepository(dir, home, &resolved_home)) {
+      return refuse(absl::StrCat("helmGlobals.chartHome ", home.substr(0, 256),
+                                 " is not a folder in the repository"));
+    }
+    for (const YAML::Node& chart : list) {
+      if (!chart.IsMap()) return refuse("a helmCharts entry is not a mapping");
+      auto field = [&](const char* key) {
+        const YAML::Node value = chart[key];
+        return value && value.IsScalar() ? value.Scalar() : std::string();
+      };
+      const std::string name = field("name");
+      const std::string repo = field("repo");
+      const std::string version = field("version");
+      if (repo.empty()) continue;  // a chart in the chart home, as kustomize finds it
+      if (name.empty() || name.size() > 253 || absl::StrContains(name, "/") || name == "." ||
+          name == "..") {
+        return refuse(absl::StrCat("helmCharts: the chart name \"", name.substr(0, 256),
+                                   "\" is not a chart's name"));
+      }
+      if (absl::StartsWith(repo, "oci://")) {
+        return refuse(absl::StrCat(
+            "helmCharts ", name, ": ", repo.substr(0, 256),
+            " is an OCI registry, which gitfleet does not fetch charts from: use the chart "
+            "repository (index.yaml) the chart is published in, or commit the chart in ",
+            home));
+      }
+      if (absl::StrContains(version, "/") || version.size() > 256) {
+        return refuse(absl::StrCat("helmCharts ", name, ": the version \"", version.substr(0, 256),
+                                   "\" is not a version"));
+      }
+      const std::string folder =
+          version.empty() ? absl::StrCat(resolved_home, "/", name)
+                          : absl::StrCat(resolved_home, "/", name, "-", version, "/", name);
+      const std::string prefix = absl::StrCat(absl::StripPrefix(folder, "/"), "/");
+      if (auto it = files.lower_bound(prefix);
+          it != files.end() && absl::StartsWith(it->first, prefix)) {
+        continue;  // committed where kustomize looks: kustomize renders it
+      }
+      if (++charts > kMaxKustomizeCharts) {
+        return refuse(absl::StrCat("the build's kustomizations name more than ",
+                                   kMaxKustomizeCharts, " charts in chart repositories"));
+      }
+      if (fetcher == nullptr) {
+        return refuse(absl::StrCat("helmCharts ", name, " from ", repo.substr(0, 256),
+                                   ": the control plane fetches no charts (start it with "
+                                   "--chart-repositories)"));
+      }
+      absl::StatusOr<std::shared_ptr<const FetchedChart>> got =
+          fetcher->Fetch(ChartRef{repo, name, version, ""});
+      if (!got.ok()) {
+        return absl::Status(got.status().code(), absl::StrCat(kustomization->path, ": helmCharts ",
+                                                              name, ": ", got.status().message()));
+      }
+      bool values = false;
+      for (const RepoFile& file : (*got)->files) {
+        fetched->push_back({prefix + file.path, file.content});
+        values |= file.path == "values.yaml";
+      }
+      // kustomize reads the chart's values.yaml before helm runs, and fails on a chart that
+      // has none (helm does not): an empty one is the same values.
+      if (!values) fetched->push_back({prefix + "values.yaml", "{}\n"});
+      if (notes != nullptr) {
+        notes->push_back(absl::StrCat("fetched the chart ", (*got)->name, " ", (*got)->version,
+                                      " from ", (*got)->url,
+                                      (*got)->digest.empty() ? "" : " (sha256 checked)", " for ",
+                                      kustomization->path, "'s helmCharts"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
@@ -319,22 +435,50 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (absl::Status references = CheckKustomizeReferences(input.files); !references.ok()) {
     return references;
   }
-  absl::StatusOr<std::unique_ptr<Checkout>> checkout =
-      Checkout::Write(options_.scratch_dir, input.files);
-  if (!checkout.ok()) return checkout.status();
-  const Checkout& scratch = **checkout;
-  std::string dir = scratch.root() + "/" + input.path;
   // A directory without a kustomization of its own, as Flux builds one: a generated
   // kustomization lists its manifests, and the top-most subdirectories that have a
   // kustomization as kustomize builds.
   std::vector<std::string> generated_dirs;
   const bool generated = !HasKustomization(input.path, input.files);
+  std::string generated_text;
   if (generated) {
     absl::StatusOr<std::string> text = GenerateKustomization(
         input.path, input.files, input.reads_sourceignore, &generated_dirs, input.notes);
     if (!text.ok()) return text.status();
+    generated_text = *std::move(text);
+  }
+  std::map<std::string, const RepoFile*> by_path;
+  for (const RepoFile& file : input.files) by_path[file.path] = &file;
+  std::set<std::string> visited, read;
+  KustomizeClosure(by_path, input.path, &visited, &read);
+  for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
+  // kustomize's helmCharts: their charts fetched by the control plane, rendered by helm.
+  std::vector<RepoFile> charts;
+  bool helm_charts = false;
+  GF_RETURN_IF_ERROR(FetchKustomizeCharts(by_path, visited, options_.chart_fetcher.get(), &charts,
+                                          &helm_charts, input.notes));
+  if (helm_charts &&
+      (options_.helm_binary.empty() || access(options_.helm_binary.c_str(), X_OK) != 0)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kustomize ", input.path,
+        ": a kustomization it builds has helmCharts, which kustomize renders with helm, and the "
+        "control plane has ",
+        options_.helm_binary.empty() ? "no helm binary (start it with --helm=PATH)"
+                                     : absl::StrCat("no helm at ", options_.helm_binary)));
+  }
+  std::vector<RepoFile> with_charts;
+  if (!charts.empty()) {
+    with_charts = input.files;
+    for (RepoFile& file : charts) with_charts.push_back(std::move(file));
+  }
+  absl::StatusOr<std::unique_ptr<Checkout>> checkout =
+      Checkout::Write(options_.scratch_dir, with_charts.empty() ? input.files : with_charts);
+  if (!checkout.ok()) return checkout.status();
+  const Checkout& scratch = **checkout;
+  std::string dir = scratch.root() + "/" + input.path;
+  if (generated) {
     std::ofstream out(dir + "/kustomization.yaml");
-    out << *text;
+    out << generated_text;
     out.close();
     if (!out) {
       return absl::InternalError(
@@ -350,6 +494,10 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     argv.push_back("build");
   }
   if (options_.load_restrictions_none) argv.push_back("--load-restrictor=LoadRestrictionsNone");
+  if (helm_charts) {
+    argv.push_back("--enable-helm");
+    argv.push_back("--helm-command=" + options_.helm_binary);
+  }
   argv.push_back(dir);
   SubprocessOptions run;
   run.cwd = scratch.path();
@@ -371,12 +519,6 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     if (absl::StripAsciiWhitespace(message).empty()) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
     }
-    if (message.find("must specify --enable-helm") != std::string::npos) {
-      absl::StrAppend(&message,
-                      " (gitfleet does not inflate kustomize's helmCharts: a chart from a "
-                      "repository needs the network, which renders do not have; make the "
-                      "chart a bundle of its own, engine helm, or commit its rendered output)");
-    }
     if (!options_.load_restrictions_none &&
         message.find("is not in or below") != std::string::npos) {
       absl::StrAppend(
@@ -390,13 +532,6 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
         LfsPointerHint(input.files, "")));
   }
   if (input.read_paths != nullptr) {
-    std::map<std::string, const RepoFile*> by_path;
-    for (const RepoFile& file : input.files) by_path[file.path] = &file;
-    std::set<std::string> visited, read;
-    KustomizeClosure(by_path, input.path, &visited, &read);
-    for (const std::string& generated : generated_dirs) {
-      KustomizeClosure(by_path, generated, &visited, &read);
-    }
     // A generated kustomization also read the .sourceignore files above the folder.
     if (generated) {
       for (std::string& above : IgnoreFiles::SourceIgnoresAbove(input.path)) {

@@ -1392,7 +1392,19 @@ ToolOptions EngineOptions::Tool(const std::string& engine) const {
   tool.limits = limits;
   tool.allow_network = allow_network;
   tool.load_restrictions_none = engine == "kustomize" && kustomize_load_restrictions_none;
+  if (engine == "kustomize") {
+    auto helm = binaries.find("helm");
+    tool.helm_binary = helm != binaries.end() && !helm->second.empty() ? helm->second : FindHelm();
+    tool.chart_fetcher = chart_fetcher;
+  }
   return tool;
+}
+
+std::string FindHelm() {
+  for (const char* candidate : {"/usr/local/bin/helm", "/usr/bin/helm"}) {
+    if (access(candidate, X_OK) == 0) return candidate;
+  }
+  return "";
 }
 
 absl::Status ReadFilesAbove(const RendererFactory& factory, GitRepository& repo,

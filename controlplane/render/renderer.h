@@ -233,8 +233,15 @@ struct ToolOptions {
   // the control plane can that a transformer's own config names
   // (--kustomize-load-restrictor=LoadRestrictionsNone).
   bool load_restrictions_none = false;
+  // kustomize only: the helm kustomize's helmCharts run (--enable-helm; empty: none, and such
+  // a build fails saying so), and where their charts come from (null: nowhere).
+  std::string helm_binary;
+  std::shared_ptr<ChartFetcher> chart_fetcher;
 };
 using KustomizeOptions = ToolOptions;
+
+// helm in /usr/local/bin or /usr/bin; empty when there is none.
+std::string FindHelm();
 
 // `unshare` when this machine can give a child a network namespace of its own (probed once
 // by running /bin/true in one); empty when it cannot.

@@ -521,6 +521,16 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
               HasSubstr(absl::StrCat("fetched the chart guestbook 0.1.3 from ", charts.url())));
   EXPECT_THAT(out,
               HasSubstr(absl::StrCat("fetched the chart guestbook 0.2.0 from ", charts.url())));
+
+  // kustomize's helmCharts, as Argo CD and Flux repositories have them: the same chart.
+  git_.Write("kustomize-chart/kustomization.yaml",
+             absl::StrCat("namePrefix: k-\nhelmCharts:\n- name: guestbook\n  repo: ", charts.url(),
+                          "\n  version: 0.2.0\n  releaseName: inflated\n"));
+  std::string fourth = git_.Commit("kustomize inflates the chart");
+  out = Ctl({"bundle", "add", "inflated", "--source=demo", "--path=kustomize-chart"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "inflated", fourth);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/k-inflated.yaml"), HasSubstr("chart: guestbook"));
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle

@@ -23,6 +23,7 @@ std::string WriteFakeHelm(const std::string& dir) {
   return WriteHelm(
       dir,
       "#!/bin/sh\n"
+      "[ \"$1\" = version ] && { echo v3.14.0+gfake; exit 0; }\n"
       "ns=default\n"
       "for a in \"$@\"; do case \"$a\" in --namespace=*) ns=\"${a#--namespace=}\";; esac; done\n"
       "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\n  namespace: %s\\n' "
@@ -32,6 +33,7 @@ std::string WriteFakeHelm(const std::string& dir) {
 std::string WriteValuesEchoHelm(const std::string& dir) {
   return WriteHelm(dir,
                    "#!/bin/sh\n"
+                   "[ \"$1\" = version ] && { echo v3.14.0+gfake; exit 0; }\n"
                    "[ -f \"$3/Chart.yaml\" ] || { echo \"Error: Chart.yaml file is missing\" >&2; "
                    "exit 1; }\n"
                    "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"

@@ -1,7 +1,8 @@
 #ifndef GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
 #define GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
 
-// Stand-ins for render tools Debian 12 does not package.
+// Stand-ins for render tools Debian 12 does not package. Each answers `helm version` as
+// helm 3 does (kustomize asks before it runs helm).
 //
 //   std::string helm = testing::WriteFakeHelm(TempDir("fake-helm"));
 
