@@ -431,6 +431,26 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
 }
 
+// Adds to `server` a chart for each (name, version): a Chart.yaml and a values.yaml.
+absl::Status AddCharts(testing::ChartRepositoryServer& server,
+                       const std::vector<std::pair<std::string, std::string>>& charts) {
+  for (const auto& [name, version] : charts) {
+    absl::Status added = server.AddChart(
+        name, version,
+        {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: ", name, "\nversion: ", version, "\n")},
+         {"values.yaml", "replicas: 1\n"}});
+    if (!added.ok()) return added;
+  }
+  return absl::OkStatus();
+}
+
+// A chart fetcher that trusts `server` alone.
+std::shared_ptr<ChartFetcher> TrustingFetcher(const testing::ChartRepositoryServer& server) {
+  ChartFetchOptions trusted;
+  trusted.allowed = {server.url()};
+  return std::make_shared<ChartFetcher>(std::move(trusted));
+}
+
 // kustomize's helmCharts (Argo CD's and Flux's "kustomize with a chart"): a chart from a
 // chart repository is fetched by the control plane and put where kustomize looks before it
 // pulls, so the build itself keeps no network; helm (a stand-in here) renders it; a chart
@@ -438,23 +458,14 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
 TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   testing::ChartRepositoryServer server(TempDir("charts"));
-  for (const char* version : {"1.0.0", "1.1.0"}) {
-    ASSERT_TRUE(server
-                    .AddChart("web", version,
-                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: web\nversion: ",
-                                                           version, "\n")},
-                               {"values.yaml", "replicas: 1\n"}})
-                    .ok());
-  }
+  ASSERT_TRUE(AddCharts(server, {{"web", "1.0.0"}, {"web", "1.1.0"}}).ok());
   if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
   const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
   ASSERT_FALSE(helm.empty());
-  ChartFetchOptions trusted;
-  trusted.allowed = {server.url()};
   KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
   options.allow_network = NetworkSandbox().empty();
   options.helm_binary = helm;
-  options.chart_fetcher = std::make_shared<ChartFetcher>(trusted);
+  options.chart_fetcher = TrustingFetcher(server);
   KustomizeRenderer renderer(options);
   std::vector<RepoFile> files = {
       {"apps/web/kustomization.yaml",
@@ -1093,20 +1104,11 @@ TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThroug
 // kustomization (Fleet's helm-kustomize layout). A chart repository on loopback.
 TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
   testing::ChartRepositoryServer server(TempDir("charts"));
-  for (const char* version : {"0.1.0", "0.1.5", "0.2.0"}) {
-    ASSERT_TRUE(server
-                    .AddChart("guestbook", version,
-                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: guestbook\n"
-                                                           "version: ",
-                                                           version, "\n")},
-                               {"values.yaml", "replicas: 1\n"}})
-                    .ok());
-  }
+  ASSERT_TRUE(
+      AddCharts(server, {{"guestbook", "0.1.0"}, {"guestbook", "0.1.5"}, {"guestbook", "0.2.0"}})
+          .ok());
   if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
-  ChartFetchOptions trusted;
-  trusted.allowed = {server.url()};
-  std::unique_ptr<HelmRenderer> echo =
-      ValuesEchoHelmRenderer(std::make_shared<ChartFetcher>(trusted));
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer(TrustingFetcher(server));
   ASSERT_NE(echo, nullptr);
   std::vector<RepoFile> files = {
       {"mc/gb/fleet.yaml",
@@ -1191,19 +1193,12 @@ TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
 // A chart folder of their own is refused by name; a bundle rendered before reads none.
 TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion) {
   testing::ChartRepositoryServer server(TempDir("charts"));
-  for (const auto& [name, version] : std::vector<std::pair<std::string, std::string>>{
-           {"guestbook", "0.1.0"}, {"guestbook", "0.2.0"}, {"guestbook-next", "1.0.0"}}) {
-    ASSERT_TRUE(server
-                    .AddChart(name, version,
-                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: ", name,
-                                                           "\nversion: ", version, "\n")}})
-                    .ok());
-  }
+  ASSERT_TRUE(
+      AddCharts(server,
+                {{"guestbook", "0.1.0"}, {"guestbook", "0.2.0"}, {"guestbook-next", "1.0.0"}})
+          .ok());
   if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
-  ChartFetchOptions trusted;
-  trusted.allowed = {server.url()};
-  std::unique_ptr<HelmRenderer> echo =
-      ValuesEchoHelmRenderer(std::make_shared<ChartFetcher>(trusted));
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer(TrustingFetcher(server));
   ASSERT_NE(echo, nullptr);
   std::vector<RepoFile> files = {
       {"mc/gb/fleet.yaml",

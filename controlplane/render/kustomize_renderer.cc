@@ -107,17 +107,25 @@ bool CollectReferences(const YAML::Node& doc,
   }
 }
 
+// The kustomization file of `dir` (kustomize's three names; the last found wins, as
+// before), or null.
+const RepoFile* KustomizationIn(const std::map<std::string, const RepoFile*>& files,
+                                const std::string& dir) {
+  const RepoFile* kustomization = nullptr;
+  for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
+    auto it = files.find(dir.empty() ? name : dir + "/" + name);
+    if (it != files.end()) kustomization = it->second;
+  }
+  return kustomization;
+}
+
 // The directories kustomize visits from `dir` (each kustomization's whole directory) and
 // the files they reference elsewhere: everything a render can depend on.
 void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const std::string& dir,
                       std::set<std::string>* visited, std::set<std::string>* read) {
   if (!visited->insert(dir).second) return;
   read->insert(dir);
-  const RepoFile* kustomization = nullptr;
-  for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
-    auto it = files.find(dir.empty() ? name : dir + "/" + name);
-    if (it != files.end()) kustomization = it->second;
-  }
+  const RepoFile* kustomization = KustomizationIn(files, dir);
   if (kustomization == nullptr) return;
   if (!CheckYamlBounds(kustomization->content, kustomization->path).ok()) return;  // reported
   YAML::Node doc;
@@ -254,11 +262,7 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
                                   std::vector<std::string>* notes) {
   int charts = 0;
   for (const std::string& dir : dirs) {
-    const RepoFile* kustomization = nullptr;
-    for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
-      auto it = files.find(dir.empty() ? name : dir + "/" + name);
-      if (it != files.end()) kustomization = it->second;
-    }
+    const RepoFile* kustomization = KustomizationIn(files, dir);
     if (kustomization == nullptr) continue;
     if (!CheckYamlBounds(kustomization->content, kustomization->path).ok()) continue;
     YAML::Node doc;
