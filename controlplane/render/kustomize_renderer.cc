@@ -107,8 +107,8 @@ bool CollectReferences(const YAML::Node& doc,
   }
 }
 
-// The kustomization file of `dir` (kustomize's three names; the last found wins, as
-// before), or null.
+// The kustomization file of `dir` (of kustomize's three names, the last found; kustomize
+// itself refuses a folder with two), or null.
 const RepoFile* KustomizationIn(const std::map<std::string, const RepoFile*>& files,
                                 const std::string& dir) {
   const RepoFile* kustomization = nullptr;
