@@ -1409,6 +1409,9 @@ class Cli {
     // plane's --chart-repositories.
     std::vector<std::string> chart_repositories =
         absl::StrSplit(args_.TakeOr("chart-repositories", ""), ',', absl::SkipEmpty());
+    if (absl::Status valid = CheckChartPrefixes(chart_repositories); !valid.ok()) {
+      return Usage(absl::StrCat("--chart-repositories: ", valid.message()));
+    }
     // The age identities of --decrypt=sops, as the control plane's --sops-age-key-file.
     std::optional<AgeIdentities> identities;
     if (std::optional<std::string> key_file = args_.Take("sops-age-key-file")) {

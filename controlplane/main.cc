@@ -100,8 +100,8 @@ ABSL_FLAG(std::string, helm, "",
 ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
           "URL prefixes (comma-separated) the control plane fetches helm charts from, for "
           "fleet.yaml's helm.repo and chart URLs and kustomize's helmCharts: "
-          "https://charts.example.com/, or * for any "
-          "http(s) URL. Default: none (such a chart fails its render, naming this flag). "
+          "https://charts.example.com/, oci://ghcr.io/org/ for an OCI registry, or * for any "
+          "http(s) or oci:// URL. Default: none (such a chart fails its render, naming this flag). "
           "Renders themselves have no network; this is the control plane's own.");
 ABSL_FLAG(int, render_timeout_seconds, 60,
           "Time limit for one render (plain, kustomize, helm, jsonnet); past it the render is "
@@ -414,12 +414,9 @@ int Main(ShutdownSignals& signals) {
   {
     ChartFetchOptions charts;
     charts.allowed = absl::GetFlag(FLAGS_chart_repositories);
-    for (const std::string& prefix : charts.allowed) {
-      if (prefix != "*" && !absl::StartsWith(prefix, "https://") &&
-          !absl::StartsWith(prefix, "http://")) {
-        return Fail(absl::InvalidArgumentError(absl::StrCat(
-            "--chart-repositories: ", prefix, " is not an http(s) URL prefix (or *)")));
-      }
+    if (absl::Status valid = CheckChartPrefixes(charts.allowed); !valid.ok()) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--chart-repositories: ", valid.message())));
     }
     charts.timeout = options.engines.timeout;
     options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));

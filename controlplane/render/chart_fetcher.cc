@@ -14,12 +14,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/manifest/yaml.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -58,6 +60,14 @@ std::optional<Semver> ParseSemver(absl::string_view text, bool wildcards) {
 }
 
 // Semver's precedence: -1, 0, 1.
+// Whether `constraint` names one version exactly (a whole version, no operator): that
+// version alone, pre-release or not.
+bool ExactVersion(const std::string& constraint) {
+  std::optional<Semver> exact = ParseSemver(constraint, false);
+  return exact.has_value() && exact->parts == 3 &&
+         constraint.find_first_of("<>=!~^*xX ,|") == std::string::npos;
+}
+
 int Compare(const Semver& a, const Semver& b) {
   auto key = [](const Semver& v) { return std::tie(v.major, v.minor, v.patch); };
   if (key(a) != key(b)) return key(a) < key(b) ? -1 : 1;
@@ -225,7 +235,7 @@ absl::StatusOr<std::string> Gunzip(const std::string& compressed, size_t max_byt
 }  // namespace
 
 std::string ChartRef::Describe() const {
-  if (!url.empty()) return url;
+  if (!url.empty()) return version.empty() ? url : absl::StrCat(url, " ", version);
   return absl::StrCat(repo, " ", name, version.empty() ? "" : " ", version);
 }
 
@@ -319,8 +329,7 @@ absl::StatusOr<ChartVersion> ChooseChartVersion(const ChartIndex& index, const s
   // A constraint that is a whole version names it exactly, pre-release or not.
   const std::string wanted = std::string(absl::StripAsciiWhitespace(constraint));
   std::optional<Semver> exact = ParseSemver(wanted, false);
-  const bool is_exact = exact.has_value() && exact->parts == 3 &&
-                        wanted.find_first_of("<>=!~^*xX ,|") == std::string::npos;
+  const bool is_exact = ExactVersion(wanted);
   std::optional<Semver> best;
   ChartVersion chosen;
   std::vector<Semver> seen;
@@ -428,6 +437,78 @@ absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& arch
 }
 
 namespace {
+
+constexpr absl::string_view kHelmChartLayer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+size_t KeepAuthenticateHeader(char* data, size_t size, size_t count, void* user) {
+  const absl::string_view line(data, size * count);
+  constexpr absl::string_view kName = "www-authenticate:";
+  if (line.size() > kName.size() && line.size() < 8192 &&
+      absl::EqualsIgnoreCase(line.substr(0, kName.size()), kName)) {
+    *static_cast<std::string*>(user) =
+        std::string(absl::StripAsciiWhitespace(line.substr(kName.size())));
+  }
+  return size * count;
+}
+
+// Whether a URL's host ("127.0.0.1:5000", "localhost", "[::1]:80") is this machine: a
+// registry there is spoken to in plain HTTP, as Docker does.
+bool LoopbackHost(absl::string_view host) {
+  if (absl::StartsWith(host, "[::1]")) return true;
+  host = host.substr(0, host.find(':'));
+  return host == "localhost" || absl::StartsWith(host, "127.");
+}
+
+// The host of an http(s) URL, with its port.
+absl::string_view HostOf(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return "";
+  url.remove_prefix(scheme + 3);
+  return url.substr(0, url.find_first_of("/?#"));
+}
+
+std::string Escape(const std::string& text) {
+  char* escaped = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
+  if (escaped == nullptr) return "";
+  std::string out(escaped);
+  curl_free(escaped);
+  return out;
+}
+
+// The files and name of the chart in `archive`, fetched from `url`.
+absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(const std::string& archive,
+                                                               const std::string& url,
+                                                               const std::string& digest,
+                                                               const std::string& version,
+                                                               const ChartFetchOptions& options) {
+  absl::StatusOr<std::vector<RepoFile>> files =
+      UnpackChartArchive(archive, options.max_chart_bytes, options.max_chart_files);
+  if (!files.ok()) {
+    return absl::Status(files.status().code(), absl::StrCat(url, ": ", files.status().message()));
+  }
+  auto chart = std::make_shared<FetchedChart>();
+  chart->url = url;
+  chart->digest = digest;
+  chart->version = version;
+  for (const RepoFile& file : *files) {
+    if (file.path != "Chart.yaml") continue;
+    try {
+      YAML::Node meta = YAML::Load(file.content);
+      if (meta.IsMap() && meta["name"].IsDefined() && meta["name"].IsScalar()) {
+        chart->name = meta["name"].Scalar();
+      }
+      if (chart->version.empty() && meta.IsMap() && meta["version"].IsDefined() &&
+          meta["version"].IsScalar()) {
+        chart->version = meta["version"].Scalar();
+      }
+    } catch (const YAML::Exception&) {
+      // helm says what is wrong with it
+    }
+  }
+  chart->files = *std::move(files);
+  return chart;
+}
+
 // A prefix that names a host alone ends with "/": it trusts that host, not every host whose
 // name starts the same.
 ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
@@ -441,6 +522,19 @@ ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
 }
 }  // namespace
 
+absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes) {
+  for (const std::string& prefix : prefixes) {
+    if (prefix == "*") continue;
+    const size_t scheme = prefix.find("://");
+    const std::string name = scheme == std::string::npos ? "" : prefix.substr(0, scheme);
+    if ((name != "https" && name != "http" && name != "oci") || prefix.size() <= scheme + 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix.substr(0, 256), " is not an http(s) or oci:// URL prefix (or *)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 ChartFetcher::ChartFetcher(ChartFetchOptions options)
     : options_(WithWholeHosts(std::move(options))) {
   static std::once_flag once;
@@ -448,35 +542,45 @@ ChartFetcher::ChartFetcher(ChartFetchOptions options)
 }
 
 bool ChartFetcher::Allowed(const std::string& url) const {
-  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://")) return false;
+  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://") &&
+      !absl::StartsWith(url, "oci://")) {
+    return false;
+  }
   for (const std::string& prefix : options_.allowed) {
     if (prefix == "*" || absl::StartsWith(url, prefix)) return true;
   }
   return false;
 }
 
-absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max_bytes) const {
+absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t max_bytes,
+                                                 const std::vector<std::string>& headers) const {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  std::string body;
-  std::pair<std::string*, size_t> sink(&body, max_bytes);
+  HttpAnswer answer;
+  std::pair<std::string*, size_t> sink(&answer.body, max_bytes);
   char error[CURL_ERROR_SIZE] = "";
+  curl_slist* list = nullptr;
+  for (const std::string& header : headers) list = curl_slist_append(list, header.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepAuthenticateHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer.www_authenticate);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
   const CURLcode code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
   curl_easy_cleanup(curl);
+  curl_slist_free_all(list);
   if (code == CURLE_WRITE_ERROR) {
     return absl::ResourceExhaustedError(absl::StrCat(url, " is larger than ", max_bytes, " bytes"));
   }
@@ -484,20 +588,30 @@ absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max
     return absl::UnavailableError(
         absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
   }
-  return body;
+  return answer;
+}
+
+absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max_bytes) const {
+  GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, {}));
+  if (answer.status >= 400) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot fetch ", url, ": the server answered HTTP ", answer.status));
+  }
+  return std::move(answer.body);
 }
 
 absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref) {
   const std::string& where = ref.url.empty() ? ref.repo : ref.url;
   if (!Allowed(where)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the chart ", ref.Describe(), " is fetched from ", where.substr(0, 256),
+        absl::StrCat("it is fetched from ", where.substr(0, 256),
                      ", which the control plane does not fetch charts from: start it with "
                      "--chart-repositories=",
                      where.substr(0, 256),
                      " to trust it (renders have no network; the control plane "
                      "fetches charts only from the repositories it is told to)"));
   }
+  if (absl::StartsWith(ref.url, "oci://")) return FetchOci(ref);
   ChartVersion chosen;
   if (!ref.url.empty()) {
     chosen.url = ref.url;
@@ -547,38 +661,225 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
           digest, ", the index says ", chosen.digest, ")"));
     }
   }
-  absl::StatusOr<std::vector<RepoFile>> files =
-      UnpackChartArchive(archive, options_.max_chart_bytes, options_.max_chart_files);
-  if (!files.ok()) {
-    return absl::Status(files.status().code(),
-                        absl::StrCat(chosen.url, ": ", files.status().message()));
-  }
-  auto chart = std::make_shared<FetchedChart>();
-  chart->url = chosen.url;
-  chart->digest = chosen.digest;
-  chart->version = chosen.version;
-  for (const RepoFile& file : *files) {
-    if (file.path != "Chart.yaml") continue;
-    try {
-      YAML::Node meta = YAML::Load(file.content);
-      if (meta.IsMap() && meta["name"].IsDefined() && meta["name"].IsScalar()) {
-        chart->name = meta["name"].Scalar();
-      }
-      if (chart->version.empty() && meta.IsMap() && meta["version"].IsDefined() &&
-          meta["version"].IsScalar()) {
-        chart->version = meta["version"].Scalar();
-      }
-    } catch (const YAML::Exception&) {
-      // helm says what is wrong with it
-    }
-  }
-  chart->files = *std::move(files);
+  GF_ASSIGN_OR_RETURN(
+      std::shared_ptr<const FetchedChart> chart,
+      ChartFromArchive(archive, chosen.url, chosen.digest, chosen.version, options_));
+  Remember(key, chart, now);
+  return chart;
+}
+
+void ChartFetcher::Remember(const std::string& key, std::shared_ptr<const FetchedChart> chart,
+                            absl::Time now) {
   MutexLock lock(&mu_);
-  if (charts_.insert_or_assign(key, Cached{chart, now}).second) chart_order_.push_back(key);
+  if (charts_.insert_or_assign(key, Cached{std::move(chart), now}).second) {
+    chart_order_.push_back(key);
+  }
   while (chart_order_.size() > options_.max_cached_charts) {
     charts_.erase(chart_order_.front());
     chart_order_.erase(chart_order_.begin());
   }
+}
+
+std::map<std::string, std::string> ReadBearerChallenge(const std::string& header) {
+  std::map<std::string, std::string> out;
+  constexpr absl::string_view kBearer = "bearer ";
+  if (header.size() > 4096 || header.size() <= kBearer.size() ||
+      !absl::EqualsIgnoreCase(absl::string_view(header).substr(0, kBearer.size()), kBearer)) {
+    return out;
+  }
+  absl::string_view rest = absl::string_view(header).substr(kBearer.size());
+  while (!rest.empty()) {
+    rest = absl::StripLeadingAsciiWhitespace(rest);
+    if (absl::ConsumePrefix(&rest, ",")) continue;
+    const size_t equals = rest.find('=');
+    if (equals == absl::string_view::npos) break;
+    const std::string name = Lower(std::string(absl::StripAsciiWhitespace(rest.substr(0, equals))));
+    rest.remove_prefix(equals + 1);
+    std::string value;
+    if (absl::ConsumePrefix(&rest, "\"")) {
+      size_t i = 0;
+      for (; i < rest.size() && rest[i] != '"'; ++i) {
+        if (rest[i] == '\\' && i + 1 < rest.size()) ++i;
+        value.push_back(rest[i]);
+      }
+      rest.remove_prefix(std::min(rest.size(), i + 1));
+    } else {
+      const size_t comma = std::min(rest.find(','), rest.size());
+      value = std::string(absl::StripAsciiWhitespace(rest.substr(0, comma)));
+      rest.remove_prefix(comma);
+    }
+    if (!name.empty()) out[name] = value;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
+                                                      const std::string& accept, size_t max_bytes,
+                                                      std::string* token) const {
+  for (int attempt = 0;; ++attempt) {
+    std::vector<std::string> headers = {"Accept: " + accept};
+    if (!token->empty()) headers.push_back("Authorization: Bearer " + *token);
+    GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, headers));
+    if (answer.status == 401 && attempt == 0) {
+      // An anonymous token from the registry's token service, as helm gets one for a
+      // public chart.
+      std::map<std::string, std::string> challenge = ReadBearerChallenge(answer.www_authenticate);
+      const std::string realm = challenge["realm"];
+      if (realm.empty()) {
+        return absl::UnavailableError(absl::StrCat(
+            url, " asks for credentials (", answer.www_authenticate.substr(0, 128),
+            "), which gitfleet does not send to registries: only public charts are fetched"));
+      }
+      if (!absl::StartsWith(realm, "https://") &&
+          !(absl::StartsWith(realm, "http://") && LoopbackHost(HostOf(realm)))) {
+        return absl::UnavailableError(
+            absl::StrCat("the registry at ", url,
+                         " names a token service that is not https: ", realm.substr(0, 256)));
+      }
+      std::string token_url = realm;
+      char separator = realm.find('?') == std::string::npos ? '?' : '&';
+      for (const char* field : {"service", "scope"}) {
+        if (challenge[field].empty()) continue;
+        absl::StrAppend(&token_url, std::string(1, separator), field, "=",
+                        Escape(challenge[field]));
+        separator = '&';
+      }
+      GF_ASSIGN_OR_RETURN(HttpAnswer granted, Request(token_url, 1 << 20, {}));
+      if (granted.status != 200) {
+        return absl::UnavailableError(absl::StrCat(
+            "the token service of the registry at ", url, " gives no anonymous token (HTTP ",
+            granted.status, "): only public charts are fetched"));
+      }
+      const nlohmann::json reply = nlohmann::json::parse(granted.body, nullptr, false);
+      std::string given;
+      for (const char* field : {"token", "access_token"}) {
+        if (reply.is_object() && reply.contains(field) && reply[field].is_string()) {
+          given = reply[field].get<std::string>();
+          break;
+        }
+      }
+      if (given.empty() || given.size() > 16384 ||
+          given.find_first_of("\r\n") != std::string::npos) {
+        return absl::UnavailableError(absl::StrCat("the token service of the registry at ", url,
+                                                   " answered no token gitfleet can use"));
+      }
+      *token = std::move(given);
+      continue;
+    }
+    if (answer.status == 404) {
+      return absl::NotFoundError(absl::StrCat(url, ": the registry has no such thing (HTTP 404)"));
+    }
+    if (answer.status >= 400 || answer.status == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot fetch ", url, ": the registry answered HTTP ", answer.status));
+    }
+    return std::move(answer.body);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const ChartRef& ref) {
+  const absl::string_view reference = absl::string_view(ref.url).substr(6);  // after oci://
+  const size_t slash = reference.find('/');
+  const std::string host(reference.substr(0, slash));
+  const std::string repository(slash == absl::string_view::npos ? "" : reference.substr(slash + 1));
+  bool valid = !host.empty() && host.size() <= 253 && !repository.empty() &&
+               repository.size() <= 255 &&
+               host.find_first_not_of(
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
+                   std::string::npos;
+  for (absl::string_view part : absl::StrSplit(repository, '/')) {
+    valid &= !part.empty() && part != "." && part != ".." &&
+             part.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-") ==
+                 absl::string_view::npos;
+  }
+  if (!valid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ref.url.substr(0, 256),
+                     " is not a chart in an OCI registry (oci://HOST/PATH/NAME, lower-case path)"));
+  }
+  const std::string name = repository.substr(repository.rfind('/') + 1);
+  const std::string base =
+      absl::StrCat(LoopbackHost(host) ? "http://" : "https://", host, "/v2/", repository);
+  std::string token;
+  // The tag: the version itself, or the newest the constraint allows of those listed (helm
+  // writes a version's "+" as "_" in a tag).
+  const std::string wanted(absl::StripAsciiWhitespace(ref.version));
+  std::string version = wanted;
+  if (!ExactVersion(wanted)) {
+    GF_ASSIGN_OR_RETURN(std::string listed,
+                        RegistryGet(base + "/tags/list?n=10000", "application/json",
+                                    options_.max_index_bytes, &token));
+    const nlohmann::json tags = nlohmann::json::parse(listed, nullptr, false);
+    if (!tags.is_object() || !tags.contains("tags") ||
+        !(tags["tags"].is_array() || tags["tags"].is_null())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(base, "/tags/list is not a registry's list of tags"));
+    }
+    ChartIndex index;
+    std::vector<ChartVersion>& versions = index[name];
+    if (tags["tags"].is_array()) {
+      for (const nlohmann::json& tag : tags["tags"]) {
+        if (tag.is_string()) {
+          versions.push_back({absl::StrReplaceAll(tag.get<std::string>(), {{"_", "+"}}), "", ""});
+        }
+      }
+    }
+    GF_ASSIGN_OR_RETURN(ChartVersion chosen, ChooseChartVersion(index, ref.url, name, wanted));
+    version = chosen.version;
+  }
+  const std::string tag = absl::StrReplaceAll(version, {{"+", "_"}});
+  GF_ASSIGN_OR_RETURN(std::string manifest_text,
+                      RegistryGet(base + "/manifests/" + tag,
+                                  "application/vnd.oci.image.manifest.v1+json", 4 << 20, &token));
+  const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+  std::string digest;
+  double size = -1;
+  if (manifest.is_object() && manifest.contains("layers") && manifest["layers"].is_array()) {
+    for (const nlohmann::json& layer : manifest["layers"]) {
+      if (layer.is_object() && layer.contains("mediaType") &&
+          layer["mediaType"] == std::string(kHelmChartLayer) && layer.contains("digest") &&
+          layer["digest"].is_string()) {
+        digest = layer["digest"].get<std::string>();
+        if (layer.contains("size") && layer["size"].is_number()) size = layer["size"].get<double>();
+        break;
+      }
+    }
+  }
+  const std::string where = absl::StrCat(ref.url, ":", tag);
+  if (digest.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, " is not a helm chart (its manifest has no layer of type ", kHelmChartLayer, ")"));
+  }
+  const std::string hex(absl::StripPrefix(digest, "sha256:"));
+  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "'s chart layer has the digest ",
+                                                   digest.substr(0, 100),
+                                                   ", which is not a sha256 gitfleet can check"));
+  }
+  if (size > static_cast<double>(options_.max_archive_bytes)) {
+    return absl::ResourceExhaustedError(absl::StrCat(where, "'s chart is ", size,
+                                                     " bytes, more than the bound of ",
+                                                     options_.max_archive_bytes));
+  }
+  // A layer is its digest's for good.
+  const std::string key = absl::StrCat("oci://", host, "/", repository, "@", digest);
+  const absl::Time now = RealClock().Now();
+  {
+    MutexLock lock(&mu_);
+    if (auto it = charts_.find(key); it != charts_.end()) return it->second.chart;
+  }
+  GF_ASSIGN_OR_RETURN(std::string archive,
+                      RegistryGet(base + "/blobs/" + digest, std::string(kHelmChartLayer),
+                                  options_.max_archive_bytes, &token));
+  if (absl::BytesToHexString(crypto::Sha256(archive)) != hex) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     ": the registry sent a chart that is not the layer its manifest names "
+                     "(sha256 differs)"));
+  }
+  GF_ASSIGN_OR_RETURN(std::shared_ptr<const FetchedChart> chart,
+                      ChartFromArchive(archive, where, hex, version, options_));
+  Remember(key, chart, now);
   return chart;
 }
 

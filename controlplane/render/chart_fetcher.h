@@ -45,7 +45,9 @@ struct ChartFetchOptions {
 
 // A chart to fetch: `name` in the repository at `repo`, at the newest version `version`
 // allows (a semver constraint as helm takes it: "1.2.3", "^1.2", "~1.2.0", ">=1 <2", "1.x";
-// empty: the newest release); or, when `url` is set, the archive there.
+// empty: the newest release); or, when `url` is set, the archive there; or, when `url` is
+// an OCI reference ("oci://ghcr.io/org/charts/web"), that chart at the newest tag `version`
+// allows.
 struct ChartRef {
   std::string repo;
   std::string name;
@@ -74,6 +76,21 @@ using ChartIndex = std::map<std::string, std::vector<ChartVersion>>;
 absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
                                           const std::string& url);
 
+// An OCI registry's answer to a request: its status, body and WWW-Authenticate header.
+struct HttpAnswer {
+  long status = 0;
+  std::string body;
+  std::string www_authenticate;
+};
+
+// The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`
+// header (lower-cased names); empty when it is not a Bearer challenge.
+std::map<std::string, std::string> ReadBearerChallenge(const std::string& header);
+
+// InvalidArgument naming the first of `prefixes` (ChartFetchOptions::allowed) that is not
+// an http(s) or oci:// URL prefix, nor "*".
+absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes);
+
 class ChartFetcher {
  public:
   explicit ChartFetcher(ChartFetchOptions options);
@@ -92,6 +109,17 @@ class ChartFetcher {
     std::shared_ptr<const ChartIndex> charts;
   };
   absl::StatusOr<std::string> Get(const std::string& url, size_t max_bytes) const;
+  // One request with `headers`; an error status is an answer, not an error.
+  absl::StatusOr<HttpAnswer> Request(const std::string& url, size_t max_bytes,
+                                     const std::vector<std::string>& headers) const;
+  // A chart in an OCI registry (ref.url "oci://HOST/PATH/NAME", ref.version a version or a
+  // constraint), as helm pulls one: its tags, the manifest, the chart layer by digest.
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchOci(const ChartRef& ref);
+  // GET from a registry, with the anonymous bearer token it asks for (*token kept for the
+  // next request to the same repository).
+  absl::StatusOr<std::string> RegistryGet(const std::string& url, const std::string& accept,
+                                          size_t max_bytes, std::string* token) const;
+  void Remember(const std::string& key, std::shared_ptr<const FetchedChart> chart, absl::Time now);
 
   const ChartFetchOptions options_;
   mutable Mutex mu_;

@@ -224,5 +224,90 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
   EXPECT_TRUE(ChartFetcher(options({"https://a.example.com"})).Allowed("https://a.example.com/x"));
 }
 
+// A chart in an OCI registry, pulled as helm pulls it: the tag list for a constraint, the
+// manifest, the chart's layer by digest, each behind the anonymous token the registry asks
+// for (as ghcr.io and Docker Hub do for public charts).
+TEST(ChartFetcherTest, FetchesChartsFromOciRegistriesAsHelmPullsThem) {
+  testing::OciRegistryServer registry(testing::TempDir("registry"));
+  for (const char* version : {"1.0.0", "1.2.0", "1.3.0+build.7", "2.0.0-rc.1"}) {
+    ASSERT_TRUE(registry
+                    .AddChart("charts/web", version,
+                              {{"Chart.yaml", absl::StrCat("name: web\nversion: ", version, "\n")},
+                               {"templates/cm.yaml", "kind: ConfigMap\n"}})
+                    .ok());
+  }
+  if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions trusted;
+  trusted.allowed = {registry.url() + "charts"};
+  ChartFetcher fetcher(trusted);
+  const std::string web = registry.url() + "charts/web";
+  struct Case {
+    std::string constraint, version;
+  };
+  for (const Case& c : std::vector<Case>{{"^1", "1.3.0+build.7"},
+                                         {"", "1.3.0+build.7"},
+                                         {"~1.2", "1.2.0"},
+                                         {"1.0.0", "1.0.0"},
+                                         {"2.0.0-rc.1", "2.0.0-rc.1"},
+                                         {">=2.0.0-0", "2.0.0-rc.1"}}) {
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+        fetcher.Fetch({"", "", c.constraint, web});
+    ASSERT_TRUE(chart.ok()) << c.constraint << ": " << chart.status() << registry.Log();
+    EXPECT_EQ((*chart)->version, c.version) << c.constraint;
+    EXPECT_EQ((*chart)->name, "web");
+    EXPECT_EQ((*chart)->files.size(), 2u);
+    EXPECT_EQ((*chart)->digest.size(), 64u) << "the layer's sha256, checked";
+    EXPECT_EQ((*chart)->url,
+              absl::StrCat(web, ":", c.version == "1.3.0+build.7" ? "1.3.0_build.7" : c.version));
+  }
+  // What cannot be pulled fails, naming why.
+  EXPECT_EQ(fetcher.Fetch({"", "", "^9", web}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(fetcher.Fetch({"", "", "^9", web}).status().message(),
+              HasSubstr("has no version of web that \"^9\" allows (the newest: 2.0.0-rc.1, "
+                        "1.3.0, 1.2.0, 1.0.0)"));
+  EXPECT_EQ(fetcher.Fetch({"", "", "9.9.9", web}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fetcher.Fetch({"", "", "", registry.url() + "charts/db"}).status().code(),
+            absl::StatusCode::kNotFound);
+  absl::Status untrusted = fetcher.Fetch({"", "", "", registry.url() + "other/web"}).status();
+  EXPECT_EQ(untrusted.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(untrusted.message(), HasSubstr("--chart-repositories="));
+  ChartFetcher any({{"*"}});
+  EXPECT_EQ(any.Fetch({"", "", "", registry.url() + "charts/Web"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(any.Fetch({"", "", "", "oci://127.0.0.1:1/charts/../web"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ChartFetchOptions small = trusted;
+  small.max_archive_bytes = 10;
+  EXPECT_EQ(ChartFetcher(small).Fetch({"", "", "1.0.0", web}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(ChartFetcherTest, ReadsABearerChallengeAsRegistriesWriteIt) {
+  EXPECT_THAT(
+      ReadBearerChallenge(
+          R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",)"
+          R"(scope="repository:bitnamicharts/redis:pull,push")"),
+      ::testing::ElementsAre(::testing::Pair("realm", "https://auth.docker.io/token"),
+                             ::testing::Pair("scope", "repository:bitnamicharts/redis:pull,push"),
+                             ::testing::Pair("service", "registry.docker.io")));
+  EXPECT_THAT(ReadBearerChallenge(R"(bearer Realm=https://ghcr.io/token , service="ghcr.io")"),
+              ::testing::ElementsAre(::testing::Pair("realm", "https://ghcr.io/token"),
+                                     ::testing::Pair("service", "ghcr.io")));
+  EXPECT_TRUE(ReadBearerChallenge(R"(Basic realm="registry")").empty());
+  EXPECT_TRUE(ReadBearerChallenge("").empty());
+}
+
+TEST(ChartFetcherTest, TrustsOnlyHttpAndOciPrefixes) {
+  EXPECT_TRUE(CheckChartPrefixes({"*", "https://charts.example.com/", "http://127.0.0.1:8080",
+                                  "oci://ghcr.io/org/"})
+                  .ok());
+  for (const char* bad :
+       {"ftp://charts.example.com/", "charts.example.com", "oci://", "file:///"}) {
+    absl::Status status = CheckChartPrefixes({bad});
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr(bad));
+  }
+}
+
 }  // namespace
 }  // namespace gitfleet

@@ -501,8 +501,9 @@ TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
   // What cannot be rendered fails, naming the kustomization and why.
   const std::pair<std::string, const char*> kBad[] = {
       {"helmCharts:\n- {name: web, repo: 'oci://registry.example.com/charts'}\n",
-       "apps/web/kustomization.yaml: helmCharts web: oci://registry.example.com/charts is an OCI "
-       "registry, which gitfleet does not fetch charts from"},
+       "apps/web/kustomization.yaml: helmCharts web: it is fetched from "
+       "oci://registry.example.com/charts/web, which the control plane does not fetch charts "
+       "from"},
       {absl::StrCat("helmCharts:\n- {name: web, repo: '", server.url(), "', version: '^9'}\n"),
        "apps/web/kustomization.yaml: helmCharts web: the chart repository"},
       {"helmCharts:\n- {name: web, repo: 'https://elsewhere.example.com'}\n",
@@ -1172,8 +1173,10 @@ TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
                                      server.url())));
   const std::pair<std::string, const char*> kBad[] = {
       {"helm: {chart: oci://registry.example.com/charts/guestbook, version: 1.0.0}\n",
-       "mc/gb/fleet.yaml: helm.chart oci://registry.example.com/charts/guestbook is an OCI "
-       "registry, which gitfleet does not fetch charts from"},
+       "helm mc/gb: the chart oci://registry.example.com/charts/guestbook 1.0.0: it is fetched "
+       "from oci://registry.example.com/charts/guestbook, which the control plane does not "
+       "fetch charts from: start it with "
+       "--chart-repositories=oci://registry.example.com/charts/guestbook"},
       {absl::StrCat("helm: {repo: '", server.url(), "', chart: guestbook, version: '^9'}\n"),
        "has no version of guestbook that \"^9\" allows (the newest: 0.2.0, 0.1.5, 0.1.0)"},
       {absl::StrCat("helm: {repo: '", server.url(), "', chart: nothing}\n"),
@@ -1257,8 +1260,8 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
        "mc/gb/fleet.yaml: targetCustomizations bad: its helm.releaseName \"Not_A_Name\" is not a "
        "release name helm takes"},
       {"  helm: {repo: 'oci://registry.example.com/charts'}\n",
-       "targetCustomizations bad: its helm.repo oci://registry.example.com/charts is an OCI "
-       "registry"},
+       "the chart oci://registry.example.com/charts/guestbook 0.1.0: it is fetched from "
+       "oci://registry.example.com/charts/guestbook, which the control plane does not fetch"},
       {"  helm: {version: [1]}\n", "targetCustomizations bad: its helm.version is not a string"},
       {"  helm: {version: '^7'}\n", "has no version of guestbook that \"^7\" allows"},
   };
@@ -1300,6 +1303,62 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "give some clusters another release name, chart or chart version; this "
                          "bundle was rendered before gitfleet read them")));
+}
+
+// Charts in an OCI registry (where Bitnami's and many others now publish): Fleet's
+// `helm.chart: oci://...` and `helm.repo: oci://...`, and kustomize's helmCharts with an
+// oci:// repo, each pulled by the control plane as helm pulls it.
+TEST(HelmRendererTest, ChartsInOciRegistriesAreFetchedForFleetAndKustomize) {
+  testing::OciRegistryServer registry(TempDir("registry"));
+  for (const char* version : {"0.3.0", "0.4.0"}) {
+    ASSERT_TRUE(registry
+                    .AddChart("charts/guestbook", version,
+                              {{"Chart.yaml", absl::StrCat("apiVersion: v2\nname: guestbook\n"
+                                                           "version: ",
+                                                           version, "\n")},
+                               {"values.yaml", "{}\n"}})
+                    .ok());
+  }
+  if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions trusted;
+  trusted.allowed = {registry.url()};
+  auto fetcher = std::make_shared<ChartFetcher>(trusted);
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer(fetcher);
+  ASSERT_NE(echo, nullptr);
+  for (const std::string& fleet_yaml :
+       {absl::StrCat("helm: {chart: '", registry.url(), "charts/guestbook', version: '~0.3'",
+                     ", releaseName: gb}\n"),
+        absl::StrCat("helm: {repo: '", registry.url(), "charts/', chart: guestbook",
+                     ", version: 0.3.0, releaseName: gb}\n")}) {
+    std::vector<RepoFile> files = {{"mc/gb/fleet.yaml", fleet_yaml}};
+    EXPECT_EQ(DetectEngine("mc/gb", files), "helm") << fleet_yaml;
+    std::vector<std::string> notes;
+    RenderInput input{"web", "mc/gb", files};
+    input.notes = &notes;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
+    ASSERT_TRUE(set.ok()) << fleet_yaml << set.status() << registry.Log();
+    ASSERT_EQ(set->size(), 1u);
+    EXPECT_EQ(set->objects().begin()->first, "/ConfigMap//gb");
+    EXPECT_THAT(notes, ::testing::Contains(absl::StrCat("fetched the chart guestbook 0.3.0 from ",
+                                                        registry.url(),
+                                                        "charts/guestbook:0.3.0 (sha256 checked)")))
+        << fleet_yaml;
+  }
+  if (FindKustomize().empty()) return;
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
+  options.allow_network = NetworkSandbox().empty();
+  options.helm_binary = helm;
+  options.chart_fetcher = fetcher;
+  std::vector<RepoFile> files = {
+      {"apps/gb/kustomization.yaml",
+       absl::StrCat("helmCharts:\n- {name: guestbook, repo: '", registry.url(),
+                    "charts', version: 0.4.0, releaseName: inflated}\n")}};
+  absl::StatusOr<ObjectSet> set = KustomizeRenderer(options).Render({"web", "apps/gb", files});
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->size(), 1u);
+  EXPECT_EQ(set->objects().begin()->first, "/ConfigMap//inflated");
 }
 
 // The helm-secrets layout (Argo CD's and Flux's charts alike): a chart's values file encrypted

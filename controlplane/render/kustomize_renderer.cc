@@ -305,13 +305,6 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
         return refuse(absl::StrCat("helmCharts: the chart name \"", name.substr(0, 256),
                                    "\" is not a chart's name"));
       }
-      if (absl::StartsWith(repo, "oci://")) {
-        return refuse(absl::StrCat(
-            "helmCharts ", name, ": ", repo.substr(0, 256),
-            " is an OCI registry, which gitfleet does not fetch charts from: use the chart "
-            "repository (index.yaml) the chart is published in, or commit the chart in ",
-            home));
-      }
       if (absl::StrContains(version, "/") || version.size() > 256) {
         return refuse(absl::StrCat("helmCharts ", name, ": the version \"", version.substr(0, 256),
                                    "\" is not a version"));
@@ -334,7 +327,10 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
                                    "--chart-repositories)"));
       }
       absl::StatusOr<std::shared_ptr<const FetchedChart>> got =
-          fetcher->Fetch(ChartRef{repo, name, version, ""});
+          absl::StartsWith(repo, "oci://")
+              ? fetcher->Fetch(ChartRef{"", "", version,
+                                        absl::StrCat(absl::StripSuffix(repo, "/"), "/", name)})
+              : fetcher->Fetch(ChartRef{repo, name, version, ""});
       if (!got.ok()) {
         return absl::Status(got.status().code(), absl::StrCat(kustomization->path, ": helmCharts ",
                                                               name, ": ", got.status().message()));

@@ -240,7 +240,8 @@ bool ValidReleaseName(absl::string_view name) {
 }
 
 // The chart fetched for helm.repo, helm.chart and helm.version (as written, "" when unset):
-// one in a chart repository, or an archive's URL in helm.chart; `out` is left empty for a
+// one in a chart repository, one in an OCI registry (oci:// in helm.repo with the chart's
+// name, or in helm.chart), or an archive's URL in helm.chart; `out` is left empty for a
 // chart in a folder. Returns why it cannot be fetched ("" when it can, or is a folder).
 std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_name,
                           const std::string& version, RemoteChart* out) {
@@ -248,12 +249,18 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
   auto http = [](const std::string& url) {
     return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
   };
-  const std::string where = !repo_url.empty() ? repo_url : chart_name;
-  if (absl::StartsWith(where, "oci://")) {
-    return absl::StrCat(!repo_url.empty() ? "helm.repo " : "helm.chart ", where.substr(0, 256),
-                        " is an OCI registry, which gitfleet does not fetch charts from: use the "
-                        "chart repository (index.yaml) the chart is published in, or commit the "
-                        "chart");
+  // A chart in an OCI registry: helm.repo's path and the chart's name, or helm.chart's
+  // whole reference.
+  if (absl::StartsWith(repo_url, "oci://")) {
+    if (chart_name.empty()) return "helm.repo names an OCI registry, and helm.chart no chart";
+    out->url = absl::StrCat(absl::StripSuffix(repo_url, "/"), "/", chart_name);
+    out->version = version;
+    return "";
+  }
+  if (repo_url.empty() && absl::StartsWith(chart_name, "oci://")) {
+    out->url = chart_name;
+    out->version = version;
+    return "";
   }
   if (!repo_url.empty()) {
     if (!http(repo_url)) {
@@ -553,7 +560,7 @@ const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFil
 }
 
 std::string RemoteChart::Describe() const {
-  if (!url.empty()) return url;
+  if (!url.empty()) return version.empty() ? url : absl::StrCat(url, " ", version);
   return absl::StrCat(name, version.empty() ? "" : " ", version, " from ", repo);
 }
 

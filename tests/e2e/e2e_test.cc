@@ -467,7 +467,14 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
                     .ok());
   }
   if (absl::Status started = charts.Start(); !started.ok()) GTEST_SKIP() << started;
-  StartControlPlane({"--helm=" + helm, "--chart-repositories=" + charts.url()});
+  testing::OciRegistryServer registry(TempDir("registry"));
+  ASSERT_TRUE(registry
+                  .AddChart("charts/guestbook", "0.3.0",
+                            {{"Chart.yaml", "apiVersion: v2\nname: guestbook\nversion: 0.3.0\n"}})
+                  .ok());
+  if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+  StartControlPlane({"--helm=" + helm, absl::StrCat("--chart-repositories=", charts.url(), ",",
+                                                    registry.url(), "charts/")});
   StartAgent("dev-1", "env=dev");
   StartAgent("prod-eu", "env=prod");
   int code;
@@ -531,6 +538,19 @@ TEST_F(Fleet, AChartGoesThroughTheKustomizationItsFleetYamlTargetNames) {
   ASSERT_EQ(code, 0) << out;
   ExpectSynced("dev-1", "inflated", fourth);
   EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/k-inflated.yaml"), HasSubstr("chart: guestbook"));
+
+  // The chart in an OCI registry behind an anonymous token, as ghcr.io serves public charts.
+  git_.Write("mc/helm-oci/fleet.yaml",
+             absl::StrCat("helm: {chart: '", registry.url(), "charts/guestbook', version: '^0.3'",
+                          ", releaseName: from-oci}\n"));
+  std::string fifth = git_.Commit("the chart from an OCI registry");
+  out = Ctl({"bundle", "add", "oci", "--source=demo", "--path=mc/helm-oci"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("dev-1", "oci", fifth);
+  EXPECT_THAT(Read("dev-1", "_cluster/ConfigMap/from-oci.yaml"), HasSubstr("chart: guestbook"));
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+              HasSubstr(absl::StrCat("fetched the chart guestbook 0.3.0 from ", registry.url(),
+                                     "charts/guestbook:0.3.0 (sha256 checked)")));
 }
 
 // Fleet's multi-cluster kustomize and manifests layouts, moved as they are: one bundle

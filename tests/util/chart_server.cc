@@ -80,4 +80,129 @@ std::string ChartRepositoryServer::url() const {
 
 std::string ChartRepositoryServer::Log() const { return server_ ? server_->Log() : ""; }
 
+namespace {
+
+// The registry: /token gives a token for any scope; /v2/... needs it unless open.
+constexpr char kRegistryScript[] = R"py(
+import http.server, json, os, sys
+root, port, open_to_all = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "open"
+TOKEN = "anonymous-token"
+class Registry(http.server.BaseHTTPRequestHandler):
+    def answer(self, status, body=b"", kind="application/json", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        if path == "/token":
+            return self.answer(200, json.dumps({"token": TOKEN}).encode())
+        if not path.startswith("/v2/"):
+            return self.answer(404)
+        if not open_to_all and self.headers.get("Authorization") != "Bearer " + TOKEN:
+            realm = "http://127.0.0.1:%d/token" % port
+            return self.answer(401, b"{}", headers=[("WWW-Authenticate",
+                'Bearer realm="%s",service="test-registry",scope="repository:x:pull"' % realm)])
+        rest = path[len("/v2/"):]
+        for marker, folder in (("/manifests/", "manifests"), ("/blobs/", "blobs")):
+            if marker in rest:
+                repository, name = rest.split(marker, 1)
+                file = os.path.join(root, folder, name if folder == "blobs" else
+                                    repository.replace("/", "_") + ":" + name)
+                if not os.path.isfile(file):
+                    return self.answer(404)
+                kind = ("application/vnd.oci.image.manifest.v1+json" if folder == "manifests"
+                        else "application/octet-stream")
+                return self.answer(200, open(file, "rb").read(), kind)
+        if rest.endswith("/tags/list"):
+            repository = rest[:-len("/tags/list")]
+            prefix = repository.replace("/", "_") + ":"
+            tags = sorted(f[len(prefix):] for f in os.listdir(os.path.join(root, "manifests"))
+                          if f.startswith(prefix))
+            if not tags:
+                return self.answer(404)
+            return self.answer(200, json.dumps({"name": repository, "tags": tags}).encode())
+        return self.answer(404)
+    def log_message(self, format, *args):
+        sys.stderr.write("%s\n" % (format % args))
+server = http.server.HTTPServer(("127.0.0.1", port), Registry)
+print("Serving registry", flush=True)
+server.serve_forever()
+)py";
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+}  // namespace
+
+OciRegistryServer::OciRegistryServer(std::string root) : root_(std::move(root)) {
+  std::filesystem::create_directories(root_ + "/manifests");
+  std::filesystem::create_directories(root_ + "/blobs");
+}
+
+absl::Status OciRegistryServer::AddChart(const std::string& repository, const std::string& version,
+                                         const std::map<std::string, std::string>& files) {
+  const std::string name = repository.substr(repository.rfind('/') + 1);
+  const std::string staging = absl::StrCat(root_, "/staging-", name, "-", version);
+  std::filesystem::remove_all(staging);
+  for (const auto& [path, content] : files) {
+    const std::string full = absl::StrCat(staging, "/", name, "/", path);
+    std::filesystem::create_directories(std::filesystem::path(full).parent_path());
+    std::ofstream(full, std::ios::binary) << content;
+  }
+  const std::string archive = absl::StrCat(staging, ".tgz");
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin"};
+  absl::StatusOr<SubprocessResult> tar =
+      RunSubprocess({"/bin/tar", "-C", staging, "-czf", archive, name}, options);
+  if (!tar.ok()) return tar.status();
+  if (tar->exit_code != 0) return absl::InternalError("tar: " + tar->stderr_text);
+  const std::string bytes = ReadAll(archive);
+  const std::string layer = "sha256:" + absl::BytesToHexString(crypto::Sha256(bytes));
+  std::ofstream(absl::StrCat(root_, "/blobs/", layer), std::ios::binary) << bytes;
+  const std::string config = "{}";
+  const std::string config_digest = "sha256:" + absl::BytesToHexString(crypto::Sha256(config));
+  std::ofstream(absl::StrCat(root_, "/blobs/", config_digest), std::ios::binary) << config;
+  std::string tag = version;
+  for (char& c : tag) c = c == '+' ? '_' : c;
+  std::string slug = repository;
+  for (char& c : slug) c = c == '/' ? '_' : c;
+  std::ofstream(absl::StrCat(root_, "/manifests/", slug, ":", tag), std::ios::binary)
+      << absl::StrCat(
+             R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)",
+             R"("config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":")",
+             config_digest, R"(","size":2},"layers":[{"mediaType":)",
+             R"("application/vnd.cncf.helm.chart.content.v1.tar+gzip","digest":")", layer,
+             R"(","size":)", bytes.size(), "}]}");
+  return absl::OkStatus();
+}
+
+absl::Status OciRegistryServer::Start() {
+  if (access("/usr/bin/python3", X_OK) != 0) {
+    return absl::UnavailableError("python3 is not installed");
+  }
+  port_ = FreePort();
+  std::ofstream(root_ + "/registry.py") << kRegistryScript;
+  server_ = std::make_unique<Process>(
+      "/usr/bin/python3",
+      std::vector<std::string>{"-u", root_ + "/registry.py", root_, std::to_string(port_),
+                               open_ ? "open" : "token"},
+      root_ + "/server.log");
+  if (server_->WaitForLog("Serving registry").empty()) {
+    return absl::UnavailableError("the registry did not start: " + server_->Log());
+  }
+  return absl::OkStatus();
+}
+
+std::string OciRegistryServer::url() const { return absl::StrCat("oci://127.0.0.1:", port_, "/"); }
+
+std::string OciRegistryServer::Log() const { return server_ ? server_->Log() : ""; }
+
 }  // namespace gitfleet::testing

@@ -41,6 +41,35 @@ class ChartRepositoryServer {
   std::unique_ptr<Process> server_;
 };
 
+// An OCI registry for tests, on loopback, serving helm charts as helm pushes them: a
+// manifest per tag whose layer is the chart's archive, blobs by digest, a tag list, and
+// every /v2/ request behind an anonymous bearer token from its own token service (as
+// ghcr.io and Docker Hub ask for public charts). Python's http.server.
+//
+//   OciRegistryServer registry(TempDir("registry"));
+//   ASSERT_TRUE(registry.AddChart("charts/web", "1.2.0", {{"Chart.yaml", "..."}}).ok());
+//   ASSERT_TRUE(registry.Start().ok());
+//   std::string chart = registry.url() + "charts/web";   // oci://127.0.0.1:PORT/charts/web
+class OciRegistryServer {
+ public:
+  explicit OciRegistryServer(std::string root);
+  // Pushes `files` (paths inside the chart, a folder named for the repository's last part)
+  // as `repository`:`version` (a "+" in it written "_", as helm tags it).
+  absl::Status AddChart(const std::string& repository, const std::string& version,
+                        const std::map<std::string, std::string>& files);
+  // Requests need no token (a registry that serves anonymous pulls directly).
+  void OpenToAll() { open_ = true; }
+  absl::Status Start();
+  std::string url() const;  // oci://127.0.0.1:PORT/
+  std::string Log() const;
+
+ private:
+  std::string root_;
+  int port_ = 0;
+  bool open_ = false;
+  std::unique_ptr<Process> server_;
+};
+
 }  // namespace gitfleet::testing
 
 #endif  // GITFLEET_TESTS_UTIL_CHART_SERVER_H_
