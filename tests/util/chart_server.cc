@@ -22,16 +22,21 @@ void ChartRepositoryServer::Write(const std::string& path, const std::string& co
   std::ofstream(root_ + "/www/" + path, std::ios::binary) << content;
 }
 
-absl::Status ChartRepositoryServer::AddChart(const std::string& name, const std::string& version,
-                                             const std::map<std::string, std::string>& files) {
-  const std::string staging = absl::StrCat(root_, "/staging-", name, "-", version);
+namespace {
+
+// Packages `files` (paths inside the chart) as helm packages a chart: a folder `name` in a
+// gzipped tar at `archive`, staged under `root`. The archive's bytes.
+absl::StatusOr<std::string> PackChart(const std::string& root, const std::string& name,
+                                      const std::string& version,
+                                      const std::map<std::string, std::string>& files,
+                                      const std::string& archive) {
+  const std::string staging = absl::StrCat(root, "/staging-", name, "-", version);
   std::filesystem::remove_all(staging);
   for (const auto& [path, content] : files) {
     const std::string full = absl::StrCat(staging, "/", name, "/", path);
     std::filesystem::create_directories(std::filesystem::path(full).parent_path());
     std::ofstream(full, std::ios::binary) << content;
   }
-  const std::string archive = absl::StrCat(root_, "/www/", name, "-", version, ".tgz");
   SubprocessOptions options;
   options.env = {"PATH=/usr/bin:/bin"};
   absl::StatusOr<SubprocessResult> tar =
@@ -41,7 +46,17 @@ absl::Status ChartRepositoryServer::AddChart(const std::string& name, const std:
   std::ifstream in(archive, std::ios::binary);
   std::stringstream bytes;
   bytes << in.rdbuf();
-  digests_[name][version] = absl::BytesToHexString(crypto::Sha256(bytes.str()));
+  return bytes.str();
+}
+
+}  // namespace
+
+absl::Status ChartRepositoryServer::AddChart(const std::string& name, const std::string& version,
+                                             const std::map<std::string, std::string>& files) {
+  absl::StatusOr<std::string> bytes = PackChart(
+      root_, name, version, files, absl::StrCat(root_, "/www/", name, "-", version, ".tgz"));
+  if (!bytes.ok()) return bytes.status();
+  digests_[name][version] = absl::BytesToHexString(crypto::Sha256(*bytes));
   return WriteIndex();
 }
 
@@ -133,13 +148,6 @@ print("Serving registry", flush=True)
 server.serve_forever()
 )py";
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 }  // namespace
 
 OciRegistryServer::OciRegistryServer(std::string root) : root_(std::move(root)) {
@@ -150,21 +158,10 @@ OciRegistryServer::OciRegistryServer(std::string root) : root_(std::move(root)) 
 absl::Status OciRegistryServer::AddChart(const std::string& repository, const std::string& version,
                                          const std::map<std::string, std::string>& files) {
   const std::string name = repository.substr(repository.rfind('/') + 1);
-  const std::string staging = absl::StrCat(root_, "/staging-", name, "-", version);
-  std::filesystem::remove_all(staging);
-  for (const auto& [path, content] : files) {
-    const std::string full = absl::StrCat(staging, "/", name, "/", path);
-    std::filesystem::create_directories(std::filesystem::path(full).parent_path());
-    std::ofstream(full, std::ios::binary) << content;
-  }
-  const std::string archive = absl::StrCat(staging, ".tgz");
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin"};
-  absl::StatusOr<SubprocessResult> tar =
-      RunSubprocess({"/bin/tar", "-C", staging, "-czf", archive, name}, options);
-  if (!tar.ok()) return tar.status();
-  if (tar->exit_code != 0) return absl::InternalError("tar: " + tar->stderr_text);
-  const std::string bytes = ReadAll(archive);
+  absl::StatusOr<std::string> packed = PackChart(
+      root_, name, version, files, absl::StrCat(root_, "/staging-", name, "-", version, ".tgz"));
+  if (!packed.ok()) return packed.status();
+  const std::string& bytes = *packed;
   const std::string layer = "sha256:" + absl::BytesToHexString(crypto::Sha256(bytes));
   std::ofstream(absl::StrCat(root_, "/blobs/", layer), std::ios::binary) << bytes;
   const std::string config = "{}";
