@@ -440,15 +440,39 @@ namespace {
 
 constexpr absl::string_view kHelmChartLayer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
-size_t KeepAuthenticateHeader(char* data, size_t size, size_t count, void* user) {
+// Keeps the headers a registry's answer is read by (the last response's, after redirects).
+size_t KeepRegistryHeaders(char* data, size_t size, size_t count, void* user) {
   const absl::string_view line(data, size * count);
-  constexpr absl::string_view kName = "www-authenticate:";
-  if (line.size() > kName.size() && line.size() < 8192 &&
-      absl::EqualsIgnoreCase(line.substr(0, kName.size()), kName)) {
-    *static_cast<std::string*>(user) =
-        std::string(absl::StripAsciiWhitespace(line.substr(kName.size())));
+  auto* answer = static_cast<HttpAnswer*>(user);
+  if (absl::StartsWith(line, "HTTP/")) {  // a new response: forget the last one's
+    answer->www_authenticate.clear();
+    answer->link.clear();
+  }
+  for (auto [name, value] :
+       {std::pair<absl::string_view, std::string*>{"www-authenticate:", &answer->www_authenticate},
+        {"link:", &answer->link}}) {
+    if (line.size() > name.size() && line.size() < 8192 &&
+        absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
+      *value = std::string(absl::StripAsciiWhitespace(line.substr(name.size())));
+    }
   }
   return size * count;
+}
+
+// The URL of a Link header's rel="next" (`</v2/web/tags/list?last=1.2.0>; rel="next"`),
+// resolved against `url`; "" when there is none.
+std::string NextPage(const std::string& url, const std::string& link) {
+  const size_t open = link.find('<');
+  const size_t close = link.find('>', open == std::string::npos ? 0 : open);
+  if (open == std::string::npos || close == std::string::npos ||
+      link.find("rel=\"next\"", close) == std::string::npos) {
+    return "";
+  }
+  const std::string target = link.substr(open + 1, close - open - 1);
+  if (absl::StartsWith(target, "https://") || absl::StartsWith(target, "http://")) return target;
+  if (!absl::StartsWith(target, "/")) return "";
+  const size_t scheme = url.find("://");
+  return url.substr(0, url.find('/', scheme + 3)) + target;
 }
 
 // Whether a URL's host ("127.0.0.1:5000", "localhost", "[::1]:80") is this machine: a
@@ -571,8 +595,8 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
                    static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepAuthenticateHeader);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer.www_authenticate);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepRegistryHeaders);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
@@ -715,7 +739,7 @@ std::map<std::string, std::string> ReadBearerChallenge(const std::string& header
 
 absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
                                                       const std::string& accept, size_t max_bytes,
-                                                      std::string* token) const {
+                                                      std::string* token, std::string* next) const {
   for (int attempt = 0;; ++attempt) {
     std::vector<std::string> headers = {"Accept: " + accept};
     if (!token->empty()) headers.push_back("Authorization: Bearer " + *token);
@@ -773,6 +797,7 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
       return absl::UnavailableError(
           absl::StrCat("cannot fetch ", url, ": the registry answered HTTP ", answer.status));
     }
+    if (next != nullptr) *next = NextPage(url, answer.link);
     return std::move(answer.body);
   }
 }
@@ -806,23 +831,39 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   const std::string wanted(absl::StripAsciiWhitespace(ref.version));
   std::string version = wanted;
   if (!ExactVersion(wanted)) {
-    GF_ASSIGN_OR_RETURN(std::string listed,
-                        RegistryGet(base + "/tags/list?n=10000", "application/json",
-                                    options_.max_index_bytes, &token));
-    const nlohmann::json tags = nlohmann::json::parse(listed, nullptr, false);
-    if (!tags.is_object() || !tags.contains("tags") ||
-        !(tags["tags"].is_array() || tags["tags"].is_null())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(base, "/tags/list is not a registry's list of tags"));
-    }
+    // Every page of the tag list, as a registry pages it (Link headers), bounded.
     ChartIndex index;
     std::vector<ChartVersion>& versions = index[name];
-    if (tags["tags"].is_array()) {
-      for (const nlohmann::json& tag : tags["tags"]) {
-        if (tag.is_string()) {
-          versions.push_back({absl::StrReplaceAll(tag.get<std::string>(), {{"_", "+"}}), "", ""});
+    std::string page = base + "/tags/list";
+    size_t read = 0;
+    for (int pages = 0; !page.empty(); ++pages) {
+      if (pages == 100 || read > options_.max_index_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat(base, "/tags/list runs past 100 pages or ", options_.max_index_bytes,
+                         " bytes; name a version rather than a constraint"));
+      }
+      if (!absl::StartsWith(page, base.substr(0, base.find("/v2/") + 1))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            base, "/tags/list names its next page on another host: ", page.substr(0, 256)));
+      }
+      std::string next;
+      GF_ASSIGN_OR_RETURN(
+          std::string listed,
+          RegistryGet(page, "application/json", options_.max_index_bytes - read, &token, &next));
+      read += listed.size();
+      const nlohmann::json tags = nlohmann::json::parse(listed, nullptr, false);
+      if (!tags.is_object() || !tags.contains("tags") ||
+          !(tags["tags"].is_array() || tags["tags"].is_null())) {
+        return absl::InvalidArgumentError(absl::StrCat(page, " is not a registry's list of tags"));
+      }
+      if (tags["tags"].is_array()) {
+        for (const nlohmann::json& tag : tags["tags"]) {
+          if (tag.is_string()) {
+            versions.push_back({absl::StrReplaceAll(tag.get<std::string>(), {{"_", "+"}}), "", ""});
+          }
         }
       }
+      page = std::move(next);
     }
     GF_ASSIGN_OR_RETURN(ChartVersion chosen, ChooseChartVersion(index, ref.url, name, wanted));
     version = chosen.version;

@@ -81,6 +81,7 @@ struct HttpAnswer {
   long status = 0;
   std::string body;
   std::string www_authenticate;
+  std::string link;  // its Link header: where the next page of a list is
 };
 
 // The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`
@@ -116,9 +117,11 @@ class ChartFetcher {
   // constraint), as helm pulls one: its tags, the manifest, the chart layer by digest.
   absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchOci(const ChartRef& ref);
   // GET from a registry, with the anonymous bearer token it asks for (*token kept for the
-  // next request to the same repository).
+  // next request to the same repository); *next, when given, is the next page's URL (from
+  // a Link header; "" on the last page).
   absl::StatusOr<std::string> RegistryGet(const std::string& url, const std::string& accept,
-                                          size_t max_bytes, std::string* token) const;
+                                          size_t max_bytes, std::string* token,
+                                          std::string* next = nullptr) const;
   void Remember(const std::string& key, std::shared_ptr<const FetchedChart> chart, absl::Time now);
 
   const ChartFetchOptions options_;

@@ -139,7 +139,17 @@ class Registry(http.server.BaseHTTPRequestHandler):
                           if f.startswith(prefix))
             if not tags:
                 return self.answer(404)
-            return self.answer(200, json.dumps({"name": repository, "tags": tags}).encode())
+            # Two tags a page, the next named in a Link header, as registries page them.
+            last = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("last")
+            if last is not None:
+                tags = [t for t in tags if t > last]
+            page, rest = tags[:2], tags[2:]
+            headers = []
+            if rest:
+                headers.append(("Link", '</v2/%s/tags/list?n=2&last=%s>; rel="next"'
+                                % (repository, page[-1])))
+            return self.answer(200, json.dumps({"name": repository, "tags": page}).encode(),
+                               headers=headers)
         return self.answer(404)
     def log_message(self, format, *args):
         sys.stderr.write("%s\n" % (format % args))

@@ -42,9 +42,10 @@ class ChartRepositoryServer {
 };
 
 // An OCI registry for tests, on loopback, serving helm charts as helm pushes them: a
-// manifest per tag whose layer is the chart's archive, blobs by digest, a tag list, and
-// every /v2/ request behind an anonymous bearer token from its own token service (as
-// ghcr.io and Docker Hub ask for public charts). Python's http.server.
+// manifest per tag whose layer is the chart's archive, blobs by digest, a tag list two tags
+// a page (each naming the next in a Link header), and every /v2/ request behind an
+// anonymous bearer token from its own token service (as ghcr.io and Docker Hub ask for
+// public charts). Python's http.server.
 //
 //   OciRegistryServer registry(TempDir("registry"));
 //   ASSERT_TRUE(registry.AddChart("charts/web", "1.2.0", {{"Chart.yaml", "..."}}).ok());
