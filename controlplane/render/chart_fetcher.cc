@@ -830,7 +830,17 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   // writes a version's "+" as "_" in a tag).
   const std::string wanted(absl::StripAsciiWhitespace(ref.version));
   std::string version = wanted;
+  const std::string repository_key = absl::StrCat("oci://", host, "/", repository);
+  const absl::Time now = RealClock().Now();
+  std::shared_ptr<const ChartIndex> listed_tags;
   if (!ExactVersion(wanted)) {
+    MutexLock lock(&mu_);
+    auto it = indexes_.find(repository_key);
+    if (it != indexes_.end() && now - it->second.read < options_.index_ttl) {
+      listed_tags = it->second.charts;
+    }
+  }
+  if (!ExactVersion(wanted) && listed_tags == nullptr) {
     // Every page of the tag list, as a registry pages it (Link headers), bounded.
     ChartIndex index;
     std::vector<ChartVersion>& versions = index[name];
@@ -865,31 +875,50 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
       }
       page = std::move(next);
     }
-    GF_ASSIGN_OR_RETURN(ChartVersion chosen, ChooseChartVersion(index, ref.url, name, wanted));
+    listed_tags = std::make_shared<const ChartIndex>(std::move(index));
+    MutexLock lock(&mu_);
+    indexes_[repository_key] = {now, listed_tags};
+  }
+  if (listed_tags != nullptr) {
+    GF_ASSIGN_OR_RETURN(ChartVersion chosen,
+                        ChooseChartVersion(*listed_tags, ref.url, name, wanted));
     version = chosen.version;
   }
   const std::string tag = absl::StrReplaceAll(version, {{"+", "_"}});
-  GF_ASSIGN_OR_RETURN(std::string manifest_text,
-                      RegistryGet(base + "/manifests/" + tag,
-                                  "application/vnd.oci.image.manifest.v1+json", 4 << 20, &token));
-  const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+  const std::string where = absl::StrCat(ref.url, ":", tag);
+  // What a tag names is read again after index_ttl (a tag can be pushed again); what it
+  // names, a layer, is its digest's for good.
   std::string digest;
   double size = -1;
-  if (manifest.is_object() && manifest.contains("layers") && manifest["layers"].is_array()) {
-    for (const nlohmann::json& layer : manifest["layers"]) {
-      if (layer.is_object() && layer.contains("mediaType") &&
-          layer["mediaType"] == std::string(kHelmChartLayer) && layer.contains("digest") &&
-          layer["digest"].is_string()) {
-        digest = layer["digest"].get<std::string>();
-        if (layer.contains("size") && layer["size"].is_number()) size = layer["size"].get<double>();
-        break;
-      }
+  {
+    MutexLock lock(&mu_);
+    if (auto it = layers_.find(where);
+        it != layers_.end() && now - it->second.read < options_.index_ttl) {
+      digest = it->second.digest;
     }
   }
-  const std::string where = absl::StrCat(ref.url, ":", tag);
   if (digest.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, " is not a helm chart (its manifest has no layer of type ", kHelmChartLayer, ")"));
+    GF_ASSIGN_OR_RETURN(std::string manifest_text,
+                        RegistryGet(base + "/manifests/" + tag,
+                                    "application/vnd.oci.image.manifest.v1+json", 4 << 20, &token));
+    const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+    if (manifest.is_object() && manifest.contains("layers") && manifest["layers"].is_array()) {
+      for (const nlohmann::json& layer : manifest["layers"]) {
+        if (layer.is_object() && layer.contains("mediaType") &&
+            layer["mediaType"] == std::string(kHelmChartLayer) && layer.contains("digest") &&
+            layer["digest"].is_string()) {
+          digest = layer["digest"].get<std::string>();
+          if (layer.contains("size") && layer["size"].is_number()) {
+            size = layer["size"].get<double>();
+          }
+          break;
+        }
+      }
+    }
+    if (digest.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " is not a helm chart (its manifest has no layer of type ", kHelmChartLayer, ")"));
+    }
   }
   const std::string hex(absl::StripPrefix(digest, "sha256:"));
   if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
@@ -902,9 +931,12 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
                                                      " bytes, more than the bound of ",
                                                      options_.max_archive_bytes));
   }
-  // A layer is its digest's for good.
+  {
+    MutexLock lock(&mu_);
+    if (layers_.size() >= 4 * options_.max_cached_charts) layers_.clear();
+    layers_[where] = {now, digest};
+  }
   const std::string key = absl::StrCat("oci://", host, "/", repository, "@", digest);
-  const absl::Time now = RealClock().Now();
   {
     MutexLock lock(&mu_);
     if (auto it = charts_.find(key); it != charts_.end()) return it->second.chart;

@@ -126,7 +126,13 @@ class ChartFetcher {
 
   const ChartFetchOptions options_;
   mutable Mutex mu_;
-  std::map<std::string, Index> indexes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Index> indexes_ ABSL_GUARDED_BY(mu_);  // by repository, or registry
+  // The chart layer an OCI tag ("oci://HOST/PATH/NAME:TAG") named when last read.
+  struct Layer {
+    absl::Time read;
+    std::string digest;
+  };
+  std::map<std::string, Layer> layers_ ABSL_GUARDED_BY(mu_);
   struct Cached {
     std::shared_ptr<const FetchedChart> chart;
     absl::Time fetched;

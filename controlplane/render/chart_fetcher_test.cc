@@ -260,6 +260,20 @@ TEST(ChartFetcherTest, FetchesChartsFromOciRegistriesAsHelmPullsThem) {
     EXPECT_EQ((*chart)->url,
               absl::StrCat(web, ":", c.version == "1.3.0+build.7" ? "1.3.0_build.7" : c.version));
   }
+  // Within index_ttl, a constraint reads no tag list again, and a tag no manifest: a fleet's
+  // renders do not each ask the registry (whose anonymous pulls are rate-limited).
+  auto requests = [&](const std::string& what) {
+    const std::string log = registry.Log();
+    int n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  const int lists = requests("/tags/list"), manifests = requests("/manifests/");
+  EXPECT_GT(lists, 0);
+  ASSERT_TRUE(fetcher.Fetch({"", "", "^1", web}).ok());
+  ASSERT_TRUE(fetcher.Fetch({"", "", "1.0.0", web}).ok());
+  EXPECT_EQ(requests("/tags/list"), lists);
+  EXPECT_EQ(requests("/manifests/"), manifests);
   // What cannot be pulled fails, naming why.
   EXPECT_EQ(fetcher.Fetch({"", "", "^9", web}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(fetcher.Fetch({"", "", "^9", web}).status().message(),
