@@ -639,27 +639,25 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
             out.folder_target_names.push_back(read.name);
           }
         }
+        // What is left of the target for a bundle of its own, for each way a render reads
+        // it; the first kMaxTargetsDescribed are described, the rest counted.
+        auto describe = [&](TargetNative native, std::vector<std::string>* list,
+                            int* not_described) {
+          std::string folder;
+          std::string text =
+              DescribeFleetTarget(target, index, path, folder_namespace, native, &folder);
+          if (text.empty()) return;
+          if (list->size() < kMaxTargetsDescribed) {
+            list->push_back(std::move(text));
+          } else {
+            ++*not_described;
+          }
+        };
+        describe(TargetNative::kHelmValues, &out.targets_beyond_helm,
+                 &out.targets_beyond_helm_not_described);
+        describe(TargetNative::kChart, &out.targets_beyond_chart,
+                 &out.targets_beyond_chart_not_described);
         std::string folder;
-        std::string beyond = DescribeFleetTarget(target, index, path, folder_namespace,
-                                                 TargetNative::kHelmValues, &folder);
-        if (!beyond.empty()) {
-          if (out.targets_beyond_helm.size() < kMaxTargetsDescribed) {
-            out.targets_beyond_helm.push_back(std::move(beyond));
-          } else {
-            ++out.targets_beyond_helm_not_described;
-          }
-        }
-        folder.clear();
-        std::string beyond_chart = DescribeFleetTarget(target, index, path, folder_namespace,
-                                                       TargetNative::kChart, &folder);
-        if (!beyond_chart.empty()) {
-          if (out.targets_beyond_chart.size() < kMaxTargetsDescribed) {
-            out.targets_beyond_chart.push_back(std::move(beyond_chart));
-          } else {
-            ++out.targets_beyond_chart_not_described;
-          }
-        }
-        folder.clear();
         std::string described = DescribeFleetTarget(target, index++, path, folder_namespace,
                                                     TargetNative::kNothing, &folder);
         if (described.empty()) continue;
