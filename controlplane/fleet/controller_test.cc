@@ -2468,10 +2468,10 @@ class RolloutTest : public ControllerTest {
     }
     return agents_[name].held;
   }
-  // Whether `name`'s agent is told within 2 s that web may have something new for it,
-  // once it has been told `before` times.
+  // Whether `name`'s agent is told within 20 s that web may have something new for it,
+  // once it has been told `before` times (generous, as Eventually is: a loaded machine).
   bool NoticedAfter(const std::string& name, int before) {
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 2000; ++i) {
       if (agents_[name].connection->notices("web") > before) return true;
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -3056,10 +3056,15 @@ TEST_F(PerClusterRolloutTest, AJoinerGetsTheStableRenderBuiltForItsValues) {
   ASSERT_NO_FATAL_FAILURE(RollVersion2ToC1());
 
   Connect("c9");
-  int before = agents_["c9"].connection->notices("web");
-  EXPECT_EQ(Take("c9"), "") << "built on a gRPC thread";
-  ASSERT_TRUE(NoticedAfter("c9", before)) << "not told once its revision was built";
-  ASSERT_NE(Take("c9"), "");
+  const int before = agents_["c9"].connection->notices("web");
+  // Asking for it never builds it on the asking (gRPC) thread (hub_test checks that without
+  // a controller racing it): the controller builds it and tells the agent. A reconcile still
+  // under way when c9 connected (one more after the last reports) may have built it
+  // already: then it is there at once.
+  if (Take("c9").empty()) {
+    ASSERT_TRUE(NoticedAfter("c9", before)) << "not told once its revision was built";
+    ASSERT_NE(Take("c9"), "");
+  }
   EXPECT_THAT(agents_["c9"].yaml, HasSubstr("prod-c9-1"));
 
   // After a restart the stable render is substituted again from the stored one.
@@ -3134,10 +3139,11 @@ TEST_F(PerClusterRolloutTest, AClusterWhoseValuesChangeMidRolloutIsToldOnceItsRe
   ASSERT_NE(Eventually("c2"), "");  // partition 2 waits for c2's report
 
   Connect("c1", agents_["c1"].held, "dev");
-  int before = agents_["c1"].connection->notices("web");
-  EXPECT_EQ(Take("c1"), "");
-  ASSERT_TRUE(NoticedAfter("c1", before)) << "not told once its revision was built";
-  ASSERT_NE(Take("c1"), "");
+  const int before = agents_["c1"].connection->notices("web");
+  if (Take("c1").empty()) {  // not built yet (a reconcile under way may have built it)
+    ASSERT_TRUE(NoticedAfter("c1", before)) << "not told once its revision was built";
+    ASSERT_NE(Take("c1"), "");
+  }
   EXPECT_THAT(agents_["c1"].yaml, HasSubstr("dev-c1-2"));
   EXPECT_EQ(Take("c3"), "") << "not c3's turn";
 }
