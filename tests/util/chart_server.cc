@@ -73,16 +73,46 @@ absl::Status ChartRepositoryServer::WriteIndex() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The chart repository: static files, each request logged with what it authenticated with
+// ("auth=Basic …" or "auth=none"), behind basic auth when given a login.
+constexpr char kChartRepositoryScript[] = R"py(
+import base64, http.server, sys
+root, port, login = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class Charts(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=root, **kwargs)
+    def do_GET(self):
+        given = self.headers.get("Authorization")
+        sys.stderr.write("GET %s auth=%s\n" % (self.path, given.split(" ")[0] if given else "none"))
+        if login and given != "Basic " + base64.b64encode(login.encode()).decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="charts"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        return super().do_GET()
+    def log_message(self, format, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Charts)
+print("Serving HTTP", flush=True)
+server.serve_forever()
+)py";
+
+}  // namespace
+
 absl::Status ChartRepositoryServer::Start() {
   if (access("/usr/bin/python3", X_OK) != 0) {
     return absl::UnavailableError("python3 is not installed");
   }
   port_ = FreePort();
-  server_ = std::make_unique<Process>(
-      "/usr/bin/python3",
-      std::vector<std::string>{"-u", "-m", "http.server", std::to_string(port_), "--bind",
-                               "127.0.0.1", "--directory", root_ + "/www"},
-      root_ + "/server.log");
+  std::ofstream(root_ + "/charts.py") << kChartRepositoryScript;
+  server_ =
+      std::make_unique<Process>("/usr/bin/python3",
+                                std::vector<std::string>{"-u", root_ + "/charts.py", root_ + "/www",
+                                                         std::to_string(port_), login_},
+                                root_ + "/server.log");
   if (server_->WaitForLog("Serving HTTP").empty()) {
     return absl::UnavailableError("the chart server did not start: " + server_->Log());
   }
@@ -99,9 +129,11 @@ namespace {
 
 // The registry: /token gives a token for any scope; /v2/... needs it unless open.
 constexpr char kRegistryScript[] = R"py(
-import http.server, json, os, sys
-root, port, open_to_all = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "open"
-TOKEN = "anonymous-token"
+import base64, http.server, json, os, sys
+root, port, mode, login = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+open_to_all = mode == "open"
+TOKEN = "granted-token" if login else "anonymous-token"
+BASIC = "Basic " + base64.b64encode(login.encode()).decode()
 class Registry(http.server.BaseHTTPRequestHandler):
     def answer(self, status, body=b"", kind="application/json", headers=()):
         self.send_response(status)
@@ -113,11 +145,17 @@ class Registry(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def do_GET(self):
         path, _, query = self.path.partition("?")
+        given = self.headers.get("Authorization")
+        sys.stderr.write("GET %s auth=%s\n" % (path, given.split(" ")[0] if given else "none"))
         if path == "/token":
+            if login and given != BASIC:
+                return self.answer(401, b"{}", headers=[("WWW-Authenticate", 'Basic realm="token"')])
             return self.answer(200, json.dumps({"token": TOKEN}).encode())
         if not path.startswith("/v2/"):
             return self.answer(404)
-        if not open_to_all and self.headers.get("Authorization") != "Bearer " + TOKEN:
+        if mode == "basic" and given != BASIC:
+            return self.answer(401, b"{}", headers=[("WWW-Authenticate", 'Basic realm="registry"')])
+        if mode == "token" and given != "Bearer " + TOKEN:
             realm = "http://127.0.0.1:%d/token" % port
             return self.answer(401, b"{}", headers=[("WWW-Authenticate",
                 'Bearer realm="%s",service="test-registry",scope="repository:x:pull"' % realm)])
@@ -200,7 +238,10 @@ absl::Status OciRegistryServer::Start() {
   server_ = std::make_unique<Process>(
       "/usr/bin/python3",
       std::vector<std::string>{"-u", root_ + "/registry.py", root_, std::to_string(port_),
-                               open_ ? "open" : "token"},
+                               open_    ? "open"
+                               : basic_ ? "basic"
+                                        : "token",
+                               login_},
       root_ + "/server.log");
   if (server_->WaitForLog("Serving registry").empty()) {
     return absl::UnavailableError("the registry did not start: " + server_->Log());

@@ -2,7 +2,9 @@
 #define GITFLEET_TESTS_UTIL_CHART_SERVER_H_
 
 // A helm chart repository for tests, on loopback: archives made with tar, an index.yaml
-// listing them with their sha256, served by Python's http.server.
+// listing them with their sha256, served by Python's http.server (behind basic auth when
+// asked; each request logged with the kind of Authorization it carried, "auth=none" for
+// none).
 //
 //   ChartRepositoryServer charts(TempDir("charts"));
 //   ASSERT_TRUE(charts.AddChart("web", "1.2.0", {{"Chart.yaml", "..."}}).ok());
@@ -27,6 +29,10 @@ class ChartRepositoryServer {
                         const std::map<std::string, std::string>& files);
   // Writes a file of the repository as it is (to break things on purpose).
   void Write(const std::string& path, const std::string& content);
+  // Every request needs HTTP basic auth with `user`:`password` (before Start).
+  void RequireLogin(const std::string& user, const std::string& password) {
+    login_ = user + ":" + password;
+  }
   absl::Status Start();
   std::string url() const;
   const std::string& root() const { return root_; }
@@ -37,6 +43,7 @@ class ChartRepositoryServer {
 
   std::string root_;
   int port_ = 0;
+  std::string login_;
   std::map<std::string, std::map<std::string, std::string>> digests_;  // name → version → sha
   std::unique_ptr<Process> server_;
 };
@@ -60,6 +67,13 @@ class OciRegistryServer {
                         const std::map<std::string, std::string>& files);
   // Requests need no token (a registry that serves anonymous pulls directly).
   void OpenToAll() { open_ = true; }
+  // A private registry: its token service grants a token only for `user`:`password` given
+  // as basic auth (ghcr.io's and Docker Hub's way); with BasicOnly(), /v2/ asks for that
+  // basic auth itself instead (Amazon ECR's way).
+  void RequireLogin(const std::string& user, const std::string& password) {
+    login_ = user + ":" + password;
+  }
+  void BasicOnly() { basic_ = true; }
   absl::Status Start();
   std::string url() const;  // oci://127.0.0.1:PORT/
   std::string Log() const;
@@ -68,6 +82,8 @@ class OciRegistryServer {
   std::string root_;
   int port_ = 0;
   bool open_ = false;
+  bool basic_ = false;
+  std::string login_;
   std::unique_ptr<Process> server_;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -106,15 +107,17 @@ absl::Status HttpsGitServer::Start(const std::string& user, const std::string& p
       << "server.errorlog = \"" << root_ << "/error.log\"\n"
       << "ssl.engine = \"enable\"\n"
       << "ssl.pemfile = \"" << root_ << "/server.pem\"\n"
-      << "alias.url = (\"/git\" => \"" << kHttpBackend << "\")\n"
+      << "alias.url = (\"/git\" => \"" << kHttpBackend
+      << "\")\n"
+      // Everything behind basic auth: Git under /git, static files (ServeFiles) elsewhere.
+      << "auth.backend = \"plain\"\n"
+      << "auth.backend.plain.userfile = \"" << root_ << "/users\"\n"
+      << "auth.require = (\"\" => (\"method\" => \"basic\", \"realm\" => \"git\", "
+         "\"require\" => \"valid-user\"))\n"
       << "$HTTP[\"url\"] =~ \"^/git\" {\n"
       << "  cgi.assign = (\"\" => \"\")\n"
       << "  setenv.add-environment = (\"GIT_PROJECT_ROOT\" => \"" << root_
       << "/repos\", \"GIT_HTTP_EXPORT_ALL\" => \"1\")\n"
-      << "  auth.backend = \"plain\"\n"
-      << "  auth.backend.plain.userfile = \"" << root_ << "/users\"\n"
-      << "  auth.require = (\"\" => (\"method\" => \"basic\", \"realm\" => \"git\", "
-         "\"require\" => \"valid-user\"))\n"
       << "}\n";
   server_ = std::make_unique<Process>(
       kLighttpd, std::vector<std::string>{"-D", "-f", root_ + "/lighttpd.conf"},
@@ -123,6 +126,14 @@ absl::Status HttpsGitServer::Start(const std::string& user, const std::string& p
     return absl::UnavailableError(absl::StrCat("lighttpd did not start: ", Log()));
   }
   return absl::OkStatus();
+}
+
+std::string HttpsGitServer::ServeFiles(const std::string& dir, const std::string& name) {
+  const std::string target = absl::StrCat(root_, "/www/", name);
+  std::filesystem::remove_all(target);
+  std::filesystem::create_directories(root_ + "/www");
+  std::filesystem::copy(dir, target, std::filesystem::copy_options::recursive);
+  return absl::StrCat("https://127.0.0.1:", port_, "/", name, "/");
 }
 
 std::string HttpsGitServer::Serve(const std::string& repo_dir, const std::string& name) {

@@ -29,6 +29,9 @@ class HttpsGitServer {
   // Publishes a bare clone of the repository at `repo_dir` as NAME.git; returns its URL.
   // Call again after new commits to publish them.
   std::string Serve(const std::string& repo_dir, const std::string& name);
+  // Publishes a copy of the files in `dir` (a chart repository, say) at /NAME/, behind the
+  // same basic auth; returns https://127.0.0.1:PORT/NAME/.
+  std::string ServeFiles(const std::string& dir, const std::string& name);
   const std::string& ca_pem_path() const { return ca_; }  // the test CA's certificate
   int port() const { return port_; }
   std::string Log() const;
