@@ -4,8 +4,11 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
@@ -20,7 +23,9 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/manifest/yaml.h"
+#include "common/names.h"
 #include "common/status_macros.h"
+#include "controlplane/source/git_credentials.h"
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/yaml.h"
 
@@ -535,16 +540,121 @@ absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(const std::string
 
 // A prefix that names a host alone ends with "/": it trusts that host, not every host whose
 // name starts the same.
-ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
-  for (std::string& prefix : options.allowed) {
-    const size_t scheme = prefix.find("://");
-    if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
-      prefix += "/";
-    }
+std::string WholeHost(std::string prefix) {
+  const size_t scheme = prefix.find("://");
+  if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
+    prefix += "/";
   }
+  return prefix;
+}
+
+ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
+  for (std::string& prefix : options.allowed) prefix = WholeHost(std::move(prefix));
+  for (auto& [prefix, name] : options.credentials) prefix = WholeHost(std::move(prefix));
   return options;
 }
+
+// Whether `url` is under one of `allowed` (an http(s) or oci:// URL).
+bool UnderPrefixes(const std::string& url, const std::vector<std::string>& allowed) {
+  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://") &&
+      !absl::StartsWith(url, "oci://")) {
+    return false;
+  }
+  for (const std::string& prefix : allowed) {
+    if (prefix == "*" || absl::StartsWith(url, WholeHost(prefix))) return true;
+  }
+  return false;
+}
+
+// What a registry or chart server that refused a request (401 or 403) wants, in words;
+// `url` is what was fetched (an http(s) URL, or the chart's oci:// reference).
+std::string RefusedBy(const std::optional<ChartLogin>& login, absl::string_view where,
+                      absl::string_view url) {
+  if (login.has_value()) {
+    return absl::StrCat(where, " refused credential ", login->name,
+                        login->username.empty() ? " (it holds no username and password)" : "");
+  }
+  const size_t scheme = url.find("://");
+  const absl::string_view host =
+      scheme == absl::string_view::npos ? "" : url.substr(0, url.find('/', scheme + 3));
+  return absl::StrCat(where,
+                      " asks for credentials: give the control plane one with "
+                      "--chart-credentials=",
+                      host.substr(0, 256),
+                      "/=NAME (a folder in --credentials-dir; a longer "
+                      "prefix gives it to less)");
+}
 }  // namespace
+
+absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::string& name) {
+  if (dir.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("chart credential ", name.substr(0, 64),
+                     " is named, but the control plane has no --credentials-dir to find it in"));
+  }
+  GF_ASSIGN_OR_RETURN(GitCredential credential, LoadGitCredential(dir, name));
+  if (credential.has_ssh_key()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name,
+                     " holds an SSH key: chart repositories and registries are spoken to over "
+                     "HTTPS, with a username and password (a token as the password)"));
+  }
+  if (credential.username.empty() != credential.password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "credential ", name, " holds a ", credential.username.empty() ? "password" : "username",
+        " without a ", credential.username.empty() ? "username" : "password",
+        ": a chart repository or registry takes both"));
+  }
+  if (credential.username.find_first_of("\r\n:") != std::string::npos ||
+      credential.password.find_first_of("\r\n") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential ", name,
+                     "'s username holds a colon or a line break, or its password a line "
+                     "break: HTTP basic auth cannot carry it"));
+  }
+  return ChartLogin{credential.name, credential.username, credential.password, credential.ca_pem};
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCredentials(
+    const std::vector<std::string>& entries, const std::vector<std::string>& allowed) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::set<std::string> prefixes;
+  for (const std::string& entry : entries) {
+    const size_t equals = entry.rfind('=');
+    const std::string shown = entry.substr(0, 256);
+    if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, " is not PREFIX=NAME (a URL prefix and a credential's name)"));
+    }
+    const std::string prefix = entry.substr(0, equals);
+    const std::string name = entry.substr(equals + 1);
+    if (prefix == "*") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, ": a credential is given to the URL prefixes it names, never to *"));
+    }
+    if (absl::Status valid = CheckChartPrefixes({prefix}); !valid.ok()) return valid;
+    if (absl::Status valid = ValidateName("credential", name); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", valid.message()));
+    }
+    if (absl::StartsWith(prefix, "http://") && !LoopbackHost(HostOf(prefix))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown,
+                       ": a credential is never sent over plain http (only to a server "
+                       "on this machine); use https://"));
+    }
+    if (!UnderPrefixes(WholeHost(prefix), allowed)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          shown, ": ", prefix.substr(0, 256),
+          " is not under any of --chart-repositories, so no chart is fetched from it"));
+    }
+    if (!prefixes.insert(WholeHost(prefix)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, ": ", prefix.substr(0, 256), " is given a credential twice"));
+    }
+    out.emplace_back(prefix, name);
+  }
+  return out;
+}
 
 absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes) {
   for (const std::string& prefix : prefixes) {
@@ -566,18 +676,29 @@ ChartFetcher::ChartFetcher(ChartFetchOptions options)
 }
 
 bool ChartFetcher::Allowed(const std::string& url) const {
-  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://") &&
-      !absl::StartsWith(url, "oci://")) {
-    return false;
+  return UnderPrefixes(url, options_.allowed);
+}
+
+absl::StatusOr<std::optional<ChartLogin>> ChartFetcher::LoginFor(const std::string& url) const {
+  const std::pair<std::string, std::string>* best = nullptr;
+  for (const auto& credential : options_.credentials) {
+    if (absl::StartsWith(url, credential.first) &&
+        (best == nullptr || credential.first.size() > best->first.size())) {
+      best = &credential;
+    }
   }
-  for (const std::string& prefix : options_.allowed) {
-    if (prefix == "*" || absl::StartsWith(url, prefix)) return true;
+  if (best == nullptr) return std::nullopt;
+  absl::StatusOr<ChartLogin> login = LoadChartLogin(options_.credentials_dir, best->second);
+  if (!login.ok()) {
+    return absl::Status(login.status().code(), absl::StrCat("--chart-credentials for ", best->first,
+                                                            ": ", login.status().message()));
   }
-  return false;
+  return *std::move(login);
 }
 
 absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t max_bytes,
-                                                 const std::vector<std::string>& headers) const {
+                                                 const std::vector<std::string>& headers,
+                                                 const ChartLogin* login, bool basic) const {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   HttpAnswer answer;
@@ -601,6 +722,31 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  curl_blob ca{};
+  std::string ca_pem;
+  if (login != nullptr && !login->ca_pem.empty()) {
+    // On top of the system's CAs (Debian's curl reads them from /etc/ssl/certs, a CA path
+    // this leaves in place) and ca_file's, which a blob overrides: so those are in it too.
+    if (!options_.ca_file.empty()) {
+      std::ifstream in(options_.ca_file, std::ios::binary);
+      ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      ca_pem += "\n";
+    }
+    ca_pem += login->ca_pem;
+    ca.data = ca_pem.data();
+    ca.len = ca_pem.size();
+    ca.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+  }
+  if (login != nullptr && basic && !login->username.empty()) {
+    // curl sends these to this host only (CURLOPT_UNRESTRICTED_AUTH stays off), and a
+    // redirect keeps the scheme: a password never goes from https to http.
+    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(curl, CURLOPT_USERNAME, login->username.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, login->password.c_str());
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR,
+                     absl::StartsWith(url, "https://") ? "https" : "http,https");
+  }
   const CURLcode code = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
   curl_easy_cleanup(curl);
@@ -616,7 +762,14 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
 }
 
 absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max_bytes) const {
-  GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, {}));
+  GF_ASSIGN_OR_RETURN(std::optional<ChartLogin> login, LoginFor(url));
+  GF_ASSIGN_OR_RETURN(HttpAnswer answer,
+                      Request(url, max_bytes, {}, login.has_value() ? &*login : nullptr, true));
+  if (answer.status == 401 || answer.status == 403) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot fetch ", url, ": ",
+                     RefusedBy(login, absl::StrCat("the server (HTTP ", answer.status, ")"), url)));
+  }
   if (answer.status >= 400) {
     return absl::UnavailableError(
         absl::StrCat("cannot fetch ", url, ": the server answered HTTP ", answer.status));
@@ -739,26 +892,37 @@ std::map<std::string, std::string> ReadBearerChallenge(const std::string& header
 
 absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
                                                       const std::string& accept, size_t max_bytes,
-                                                      std::string* token, std::string* next) const {
+                                                      RegistryAuth* auth, std::string* next) const {
+  const ChartLogin* login = auth->login.has_value() ? &*auth->login : nullptr;
+  const std::string registry = absl::StrCat("the registry at ", HostOf(url));
   for (int attempt = 0;; ++attempt) {
     std::vector<std::string> headers = {"Accept: " + accept};
-    if (!token->empty()) headers.push_back("Authorization: Bearer " + *token);
-    GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, headers));
+    if (!auth->token.empty()) headers.push_back("Authorization: Bearer " + auth->token);
+    GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, headers, login, auth->basic));
     if (answer.status == 401 && attempt == 0) {
-      // An anonymous token from the registry's token service, as helm gets one for a
-      // public chart.
+      const std::string oci = absl::StrCat("oci://", HostOf(url), "/");
+      if (absl::StartsWithIgnoreCase(answer.www_authenticate, "basic")) {
+        // Basic auth with the credential itself (as Amazon ECR and some Artifactory ask).
+        if (login == nullptr || login->username.empty()) {
+          return absl::PermissionDeniedError(
+              absl::StrCat("cannot fetch ", url, ": ", RefusedBy(std::nullopt, registry, oci)));
+        }
+        auth->basic = true;
+        continue;
+      }
+      // A token from the registry's token service: anonymous, as helm gets one for a
+      // public chart, or granted for the credential.
       std::map<std::string, std::string> challenge = ReadBearerChallenge(answer.www_authenticate);
       const std::string realm = challenge["realm"];
       if (realm.empty()) {
         return absl::UnavailableError(absl::StrCat(
-            url, " asks for credentials (", answer.www_authenticate.substr(0, 128),
-            "), which gitfleet does not send to registries: only public charts are fetched"));
+            url, " asks for credentials in a way gitfleet does not answer (",
+            answer.www_authenticate.substr(0, 128), "): it answers Bearer and Basic challenges"));
       }
       if (!absl::StartsWith(realm, "https://") &&
           !(absl::StartsWith(realm, "http://") && LoopbackHost(HostOf(realm)))) {
-        return absl::UnavailableError(
-            absl::StrCat("the registry at ", url,
-                         " names a token service that is not https: ", realm.substr(0, 256)));
+        return absl::UnavailableError(absl::StrCat(
+            registry, " names a token service that is not https: ", realm.substr(0, 256)));
       }
       std::string token_url = realm;
       char separator = realm.find('?') == std::string::npos ? '?' : '&';
@@ -768,11 +932,20 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
                         Escape(challenge[field]));
         separator = '&';
       }
-      GF_ASSIGN_OR_RETURN(HttpAnswer granted, Request(token_url, 1 << 20, {}));
+      // The credential goes to the token service the registry names (on a host of its own
+      // for Docker Hub), as Docker sends it; https only (checked above).
+      GF_ASSIGN_OR_RETURN(HttpAnswer granted, Request(token_url, 1 << 20, {}, login, true));
+      if (granted.status == 401 || granted.status == 403) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "cannot fetch ", url, ": ",
+            RefusedBy(
+                auth->login,
+                absl::StrCat("the token service of ", registry, " (HTTP ", granted.status, ")"),
+                oci)));
+      }
       if (granted.status != 200) {
-        return absl::UnavailableError(absl::StrCat(
-            "the token service of the registry at ", url, " gives no anonymous token (HTTP ",
-            granted.status, "): only public charts are fetched"));
+        return absl::UnavailableError(absl::StrCat("the token service of ", registry,
+                                                   " gives no token (HTTP ", granted.status, ")"));
       }
       const nlohmann::json reply = nlohmann::json::parse(granted.body, nullptr, false);
       std::string given;
@@ -784,11 +957,18 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
       }
       if (given.empty() || given.size() > 16384 ||
           given.find_first_of("\r\n") != std::string::npos) {
-        return absl::UnavailableError(absl::StrCat("the token service of the registry at ", url,
-                                                   " answered no token gitfleet can use"));
+        return absl::UnavailableError(
+            absl::StrCat("the token service of ", registry, " answered no token gitfleet can use"));
       }
-      *token = std::move(given);
+      auth->token = std::move(given);
       continue;
+    }
+    if (answer.status == 401 || answer.status == 403) {
+      // Refused with what it asked for: the credential (or no credential) may not pull this.
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot fetch ", url, ": ",
+                       RefusedBy(auth->login, absl::StrCat(registry, " (HTTP ", answer.status, ")"),
+                                 absl::StrCat("oci://", HostOf(url), "/"))));
     }
     if (answer.status == 404) {
       return absl::NotFoundError(absl::StrCat(url, ": the registry has no such thing (HTTP 404)"));
@@ -825,7 +1005,8 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   const std::string name = repository.substr(repository.rfind('/') + 1);
   const std::string base =
       absl::StrCat(LoopbackHost(host) ? "http://" : "https://", host, "/v2/", repository);
-  std::string token;
+  RegistryAuth auth;
+  GF_ASSIGN_OR_RETURN(auth.login, LoginFor(ref.url));
   // The tag: the version itself, or the newest the constraint allows of those listed (helm
   // writes a version's "+" as "_" in a tag).
   const std::string wanted(absl::StripAsciiWhitespace(ref.version));
@@ -859,7 +1040,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
       std::string next;
       GF_ASSIGN_OR_RETURN(
           std::string listed,
-          RegistryGet(page, "application/json", options_.max_index_bytes - read, &token, &next));
+          RegistryGet(page, "application/json", options_.max_index_bytes - read, &auth, &next));
       read += listed.size();
       const nlohmann::json tags = nlohmann::json::parse(listed, nullptr, false);
       if (!tags.is_object() || !tags.contains("tags") ||
@@ -900,7 +1081,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   if (digest.empty()) {
     GF_ASSIGN_OR_RETURN(std::string manifest_text,
                         RegistryGet(base + "/manifests/" + tag,
-                                    "application/vnd.oci.image.manifest.v1+json", 4 << 20, &token));
+                                    "application/vnd.oci.image.manifest.v1+json", 4 << 20, &auth));
     const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
     if (manifest.is_object() && manifest.contains("layers") && manifest["layers"].is_array()) {
       for (const nlohmann::json& layer : manifest["layers"]) {
@@ -943,7 +1124,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   }
   GF_ASSIGN_OR_RETURN(std::string archive,
                       RegistryGet(base + "/blobs/" + digest, std::string(kHelmChartLayer),
-                                  options_.max_archive_bytes, &token));
+                                  options_.max_archive_bytes, &auth));
   if (absl::BytesToHexString(crypto::Sha256(archive)) != hex) {
     return absl::InvalidArgumentError(
         absl::StrCat(where,

@@ -18,7 +18,9 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,7 +43,34 @@ struct ChartFetchOptions {
   size_t max_cached_charts = 64;
   // A PEM file of certificate authorities to trust besides the system's; empty: none.
   std::string ca_file;
+  // Private chart repositories and registries (--chart-credentials): the credential (a
+  // folder of `credentials_dir`, as Git's, see git_credentials.h) each URL prefix uses, the
+  // longest prefix a URL is under winning. A credential is sent only to URLs under its
+  // prefix (an index's archive on another host gets none, as helm sends none there) and to
+  // the token service a registry under it names (https only, as Docker sends it); read
+  // again at every fetch, so a rotated Secret needs no restart.
+  std::string credentials_dir;
+  std::vector<std::pair<std::string, std::string>> credentials;  // prefix, credential name
 };
+
+// What a chart credential holds: a username and password (a token as the password), sent
+// as HTTP basic auth or to a registry's token service, and/or the CAs (ca.crt) trusted for
+// its servers on top of the system's.
+struct ChartLogin {
+  std::string name;
+  std::string username;
+  std::string password;
+  std::string ca_pem;
+};
+// InvalidArgument naming the credential and what is wrong: no folder, an SSH key (charts
+// are fetched over HTTPS), a username without a password or the reverse.
+absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::string& name);
+
+// --chart-credentials=PREFIX=NAME,...: each PREFIX an https:// or oci:// URL prefix (or
+// http:// on loopback, for tests) that `allowed` trusts, named once; NAME a credential.
+// InvalidArgument naming the entry that is not.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCredentials(
+    const std::vector<std::string>& entries, const std::vector<std::string>& allowed);
 
 // A chart to fetch: `name` in the repository at `repo`, at the newest version `version`
 // allows (a semver constraint as helm takes it: "1.2.3", "^1.2", "~1.2.0", ">=1 <2", "1.x";
@@ -109,18 +138,33 @@ class ChartFetcher {
     absl::Time read;
     std::shared_ptr<const ChartIndex> charts;
   };
+  // GET `url`, with the credential of the prefix it is under, if any.
   absl::StatusOr<std::string> Get(const std::string& url, size_t max_bytes) const;
-  // One request with `headers`; an error status is an answer, not an error.
+  // One request with `headers`; an error status is an answer, not an error. With `login`,
+  // its CAs are trusted, and with `basic` its username and password sent (to that host only:
+  // never on a redirect elsewhere, nor from https to http).
   absl::StatusOr<HttpAnswer> Request(const std::string& url, size_t max_bytes,
-                                     const std::vector<std::string>& headers) const;
+                                     const std::vector<std::string>& headers,
+                                     const ChartLogin* login = nullptr, bool basic = false) const;
+  // The credential for `url` (an http(s) URL or an oci:// reference): the one of the longest
+  // prefix it is under, read now; nullopt under none.
+  absl::StatusOr<std::optional<ChartLogin>> LoginFor(const std::string& url) const;
   // A chart in an OCI registry (ref.url "oci://HOST/PATH/NAME", ref.version a version or a
   // constraint), as helm pulls one: its tags, the manifest, the chart layer by digest.
   absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchOci(const ChartRef& ref);
-  // GET from a registry, with the anonymous bearer token it asks for (*token kept for the
-  // next request to the same repository); *next, when given, is the next page's URL (from
-  // a Link header; "" on the last page).
+  // How one fetch speaks to a registry: the credential of the chart's prefix, if any, and
+  // what the registry asked for (a bearer token from its token service, kept for the next
+  // request, or basic auth).
+  struct RegistryAuth {
+    std::optional<ChartLogin> login;
+    std::string token;
+    bool basic = false;
+  };
+  // GET from a registry, with the bearer token it asks for (anonymous, or granted for the
+  // credential) or basic auth; *next, when given, is the next page's URL (from a Link
+  // header; "" on the last page).
   absl::StatusOr<std::string> RegistryGet(const std::string& url, const std::string& accept,
-                                          size_t max_bytes, std::string* token,
+                                          size_t max_bytes, RegistryAuth* auth,
                                           std::string* next = nullptr) const;
   void Remember(const std::string& key, std::shared_ptr<const FetchedChart> chart, absl::Time now);
 

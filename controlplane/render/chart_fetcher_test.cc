@@ -2,15 +2,19 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
 #include "common/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
 
 namespace gitfleet {
 namespace {
@@ -321,6 +325,220 @@ TEST(ChartFetcherTest, TrustsOnlyHttpAndOciPrefixes) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(status.message(), HasSubstr(bad));
   }
+}
+
+// Writes credential `name` (a folder of `dir`, as a mounted Secret) with these files.
+void WriteCredential(const std::string& dir, const std::string& name,
+                     const std::map<std::string, std::string>& files) {
+  std::filesystem::create_directories(dir + "/" + name);
+  for (const auto& [file, content] : files) {
+    std::ofstream(absl::StrCat(dir, "/", name, "/", file), std::ios::binary) << content;
+  }
+}
+
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A private chart repository: its credential is sent to URLs under its prefix, and only
+// there; a refusal names the flag or the credential.
+TEST(ChartFetcherTest, SendsAPrivateRepositorysCredentialToItAlone) {
+  testing::ChartRepositoryServer server(testing::TempDir("private-charts"));
+  testing::ChartRepositoryServer mirror(testing::TempDir("mirror-charts"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  ASSERT_TRUE(
+      mirror.AddChart("web", "2.0.0", {{"Chart.yaml", "name: web\nversion: 2.0.0\n"}}).ok());
+  server.RequireLogin("alice", "s3cret");
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(mirror.Start().ok());
+  const std::string dir = testing::TempDir("chart-credentials");
+  WriteCredential(dir, "charts", {{"username", "alice\n"}, {"password", "s3cret\n"}});
+  WriteCredential(dir, "wrong", {{"username", "alice"}, {"password", "guess"}});
+  auto options = [&](std::vector<std::pair<std::string, std::string>> credentials) {
+    ChartFetchOptions o;
+    o.allowed = {"*"};
+    o.credentials_dir = dir;
+    o.credentials = std::move(credentials);
+    o.index_ttl = absl::ZeroDuration();  // every fetch reads the index
+    return o;
+  };
+
+  // No credential for it: refused, naming the flag to give one.
+  absl::Status refused = ChartFetcher(options({})).Fetch({server.url(), "web", ""}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("asks for credentials: give the control plane one with "
+                                           "--chart-credentials=" +
+                                           server.url() + "=NAME"));
+  // Its prefix's credential: index and archive fetched with it.
+  ChartFetcher fetcher(options({{server.url(), "charts"}}));
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher.Fetch({server.url(), "web", ""});
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log();
+  EXPECT_EQ((*chart)->version, "1.0.0");
+  EXPECT_EQ(Count(server.Log(), "auth=Basic"), 2) << server.Log();
+  // A wrong one is named.
+  refused =
+      ChartFetcher(options({{server.url(), "wrong"}})).Fetch({server.url(), "web", ""}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("refused credential wrong"));
+  // The longest prefix a URL is under wins.
+  ChartFetcher deeper(options({{server.url(), "wrong"}, {server.url() + "web-", "charts"}}));
+  EXPECT_TRUE(deeper.Fetch({"", "", "", server.url() + "web-1.0.0.tgz"}).ok());
+  EXPECT_FALSE(deeper.Fetch({server.url(), "web", ""}).ok()) << "index.yaml is under the other";
+
+  // The index lists an archive on another server: it gets no credential (as helm sends
+  // none there without --pass-credentials).
+  const std::string mirrored = ReadAll(mirror.root() + "/www/web-2.0.0.tgz");
+  server.Write("index.yaml", absl::StrCat("apiVersion: v1\nentries:\n  web:\n  - name: web\n"
+                                          "    version: 2.0.0\n    urls: [",
+                                          mirror.url(), "web-2.0.0.tgz]\n    digest: ",
+                                          absl::BytesToHexString(crypto::Sha256(mirrored)), "\n"));
+  chart = fetcher.Fetch({server.url(), "web", "2.0.0"});
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->url, mirror.url() + "web-2.0.0.tgz");
+  EXPECT_THAT(mirror.Log(), HasSubstr("GET /web-2.0.0.tgz auth=none"));
+  EXPECT_EQ(Count(mirror.Log(), "auth=Basic"), 0) << mirror.Log();
+
+  // Read again at every fetch: a rotated password is used at once, without a restart.
+  WriteCredential(dir, "charts", {{"password", "rotated"}});
+  refused = fetcher.Fetch({server.url(), "web", ""}).status();
+  EXPECT_THAT(refused.message(), HasSubstr("refused credential charts"));
+  // A credential that cannot be read fails the fetch, naming it and why.
+  std::filesystem::remove(dir + "/charts/username");
+  refused = fetcher.Fetch({server.url(), "web", ""}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(),
+              HasSubstr("credential charts holds a password without a username"));
+}
+
+// Over HTTPS, a credential's ca.crt is trusted for its servers (on top of the system's).
+TEST(ChartFetcherTest, TrustsACredentialsCaForItsServers) {
+  testing::ChartRepositoryServer charts(testing::TempDir("tls-charts"));
+  ASSERT_TRUE(
+      charts.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  testing::HttpsGitServer https(testing::TempDir("tls-server"));
+  if (absl::Status started = https.Start("alice", "s3cret"); !started.ok()) GTEST_SKIP() << started;
+  const std::string repo = https.ServeFiles(charts.root() + "/www", "charts");
+  const std::string dir = testing::TempDir("tls-credentials");
+  const std::string ca = ReadAll(https.ca_pem_path());
+  WriteCredential(dir, "tls", {{"username", "alice"}, {"password", "s3cret"}, {"ca.crt", ca}});
+  WriteCredential(dir, "no-ca", {{"username", "alice"}, {"password", "s3cret"}});
+  auto fetch = [&](const std::string& credential) {
+    ChartFetchOptions o;
+    o.allowed = {repo};
+    o.credentials_dir = dir;
+    o.credentials = {{repo, credential}};
+    return ChartFetcher(o).Fetch({repo, "web", ""});
+  };
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart = fetch("tls");
+  ASSERT_TRUE(chart.ok()) << chart.status() << https.Log();
+  EXPECT_EQ((*chart)->version, "1.0.0");
+  absl::Status untrusted = fetch("no-ca").status();
+  EXPECT_EQ(untrusted.code(), absl::StatusCode::kUnavailable) << untrusted;
+  EXPECT_THAT(untrusted.message(), HasSubstr("certificate"));
+}
+
+// A private OCI registry: the credential buys a token from the registry's token service
+// (ghcr.io's and Docker Hub's way), or is sent as basic auth when the registry asks for
+// that (Amazon ECR's way).
+TEST(ChartFetcherTest, PullsFromPrivateRegistriesWithTheirCredential) {
+  for (const bool basic : {false, true}) {
+    SCOPED_TRACE(basic ? "basic auth" : "token service");
+    testing::OciRegistryServer registry(testing::TempDir(basic ? "basic-registry" : "registry"));
+    ASSERT_TRUE(
+        registry
+            .AddChart("team/charts/web", "1.2.0", {{"Chart.yaml", "name: web\nversion: 1.2.0\n"}})
+            .ok());
+    registry.RequireLogin("bob", "hunter2");
+    if (basic) registry.BasicOnly();
+    if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+    const std::string dir = testing::TempDir(basic ? "basic-credentials" : "credentials");
+    WriteCredential(dir, "registry", {{"username", "bob"}, {"password", "hunter2"}});
+    WriteCredential(dir, "wrong", {{"username", "bob"}, {"password", "guess"}});
+    const std::string web = registry.url() + "team/charts/web";
+    auto fetch = [&](std::vector<std::pair<std::string, std::string>> credentials) {
+      ChartFetchOptions o;
+      o.allowed = {registry.url() + "team/"};
+      o.credentials_dir = dir;
+      o.credentials = std::move(credentials);
+      return ChartFetcher(o).Fetch({"", "", "^1", web});
+    };
+    absl::Status refused = fetch({}).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+    EXPECT_THAT(refused.message(), HasSubstr("--chart-credentials=" + registry.url() + "=NAME"));
+    refused = fetch({{registry.url() + "team/", "wrong"}}).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+    EXPECT_THAT(refused.message(), HasSubstr("refused credential wrong"));
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+        fetch({{registry.url() + "team/", "registry"}});
+    ASSERT_TRUE(chart.ok()) << chart.status() << registry.Log();
+    EXPECT_EQ((*chart)->version, "1.2.0");
+    const std::string log = registry.Log();
+    if (basic) {
+      EXPECT_GE(Count(log, "/blobs/sha256:"), 1);
+      EXPECT_THAT(log, ::testing::Not(HasSubstr("auth=Bearer"))) << log;
+    } else {
+      // The password goes to the token service alone; the registry sees the token.
+      EXPECT_THAT(log, HasSubstr("GET /token auth=Basic"));
+      EXPECT_EQ(Count(log, "/v2/team/charts/web/tags/list auth=Basic"), 0) << log;
+      EXPECT_THAT(log, HasSubstr("/blobs/sha256:"));
+    }
+  }
+}
+
+TEST(ChartFetcherTest, ReadsChartCredentialsAsTheFlagGivesThem) {
+  const std::vector<std::string> allowed = {"https://charts.example.com/", "oci://ghcr.io/org/",
+                                            "http://127.0.0.1:8080/"};
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> read =
+      ParseChartCredentials({"https://charts.example.com/private/=charts",
+                             "oci://ghcr.io/org/=ghcr", "http://127.0.0.1:8080/=local"},
+                            allowed);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_THAT(*read, ::testing::ElementsAre(
+                         ::testing::Pair("https://charts.example.com/private/", "charts"),
+                         ::testing::Pair("oci://ghcr.io/org/", "ghcr"),
+                         ::testing::Pair("http://127.0.0.1:8080/", "local")));
+  struct Bad {
+    std::string entry, says;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"charts", "is not PREFIX=NAME"},
+           {"https://charts.example.com/=", "is not PREFIX=NAME"},
+           {"*=charts", "never to *"},
+           {"ftp://charts.example.com/=charts", "is not an http(s) or oci:// URL prefix"},
+           {"https://charts.example.com/=../etc", "credential"},
+           {"http://charts.example.com/=charts", "never sent over plain http"},
+           {"https://other.example.com/=charts", "is not under any of --chart-repositories"},
+           {"https://charts.example.com.evil.example/=charts", "is not under any"},
+           {"oci://ghcr.io/=ghcr", "is not under any"},
+       }) {
+    absl::Status status = ParseChartCredentials({bad.entry}, allowed).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad.entry;
+    EXPECT_THAT(status.message(), HasSubstr(bad.says)) << bad.entry;
+  }
+  EXPECT_THAT(ParseChartCredentials(
+                  {"https://charts.example.com/=a", "https://charts.example.com=b"}, allowed)
+                  .status()
+                  .message(),
+              HasSubstr("is given a credential twice"));
+  EXPECT_TRUE(ParseChartCredentials({"https://anything.example/=a"}, {"*"}).ok());
+
+  const std::string dir = testing::TempDir("login-credentials");
+  WriteCredential(dir, "ssh", {{"ssh-privatekey", "KEY"}, {"known_hosts", "x"}});
+  WriteCredential(dir, "half", {{"username", "alice"}});
+  WriteCredential(dir, "ca", {{"ca.crt", "PEM"}});
+  EXPECT_THAT(LoadChartLogin(dir, "ssh").status().message(), HasSubstr("holds an SSH key"));
+  EXPECT_THAT(LoadChartLogin(dir, "half").status().message(),
+              HasSubstr("holds none of username/password"));
+  EXPECT_THAT(LoadChartLogin(dir, "none").status().message(), HasSubstr("not found"));
+  EXPECT_THAT(LoadChartLogin("", "ca").status().message(), HasSubstr("no --credentials-dir"));
+  absl::StatusOr<ChartLogin> ca_only = LoadChartLogin(dir, "ca");
+  ASSERT_TRUE(ca_only.ok()) << ca_only.status();
+  EXPECT_EQ(ca_only->ca_pem, "PEM");
+  EXPECT_EQ(ca_only->username, "");
 }
 
 }  // namespace
