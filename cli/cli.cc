@@ -1407,10 +1407,25 @@ class Cli {
     }
     // Where charts fleet.yaml names outside the repository may come from, as the control
     // plane's --chart-repositories.
-    std::vector<std::string> chart_repositories =
-        absl::StrSplit(args_.TakeOr("chart-repositories", ""), ',', absl::SkipEmpty());
-    if (absl::Status valid = CheckChartPrefixes(chart_repositories); !valid.ok()) {
+    ChartFetchOptions charts;
+    charts.allowed = absl::StrSplit(args_.TakeOr("chart-repositories", ""), ',', absl::SkipEmpty());
+    if (absl::Status valid = CheckChartPrefixes(charts.allowed); !valid.ok()) {
       return Usage(absl::StrCat("--chart-repositories: ", valid.message()));
+    }
+    // And the credentials of private ones, as its --chart-credentials and --credentials-dir.
+    charts.credentials_dir = args_.TakeOr("credentials-dir", "");
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> chart_credentials =
+        ParseChartCredentials(
+            absl::StrSplit(args_.TakeOr("chart-credentials", ""), ',', absl::SkipEmpty()),
+            charts.allowed);
+    if (!chart_credentials.ok()) {
+      return Usage(absl::StrCat("--chart-credentials: ", chart_credentials.status().message()));
+    }
+    charts.credentials = *std::move(chart_credentials);
+    for (const auto& [prefix, name] : charts.credentials) {
+      if (absl::Status s = LoadChartLogin(charts.credentials_dir, name).status(); !s.ok()) {
+        return Usage(absl::StrCat("--chart-credentials: ", s.message()));
+      }
     }
     // The age identities of --decrypt=sops, as the control plane's --sops-age-key-file.
     std::optional<AgeIdentities> identities;
@@ -1448,7 +1463,7 @@ class Cli {
     std::vector<std::string> notes;
     absl::StatusOr<std::string> rendered = RenderLocally(
         repo, ref, bundle, cluster, cache, &notes, *submodules,
-        SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, chart_repositories);
+        SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, std::move(charts));
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1633,7 +1648,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
        "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
-       " [--chart-repositories=URL_PREFIX,...]",
+       " [--chart-repositories=URL_PREFIX,...]\n"
+       "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1701,8 +1717,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes, bool submodules,
-                                          const SopsKeys& sops_keys,
-                                          const std::vector<std::string>& chart_repositories) {
+                                          const SopsKeys& sops_keys, ChartFetchOptions charts) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -1719,8 +1734,6 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   const RendererFactory* factory = FindRendererFactory(chosen);
   EngineOptions options;
   options.scratch_dir = cache_dir;
-  ChartFetchOptions charts;
-  charts.allowed = chart_repositories;
   options.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
   std::unique_ptr<Renderer> renderer = factory->Create(options);
   if (factory->reads_outside_path()) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/sops.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 
@@ -28,14 +29,15 @@ std::vector<std::string> CommandNames();
 // scratch copies go under `cache_dir`. `notes` receives what the render said without
 // failing (files skipped as never manifests, a generated kustomization). With
 // `submodules`, the submodules the commit names are fetched and read, as a source with
-// --submodules reads them. Charts fleet.yaml names outside the repository are fetched from
-// the URL prefixes `chart_repositories` allows, as the control plane's --chart-repositories.
+// --submodules reads them. Charts fleet.yaml names outside the repository are fetched as
+// `charts` allows (by default from nowhere), as the control plane's --chart-repositories
+// and --chart-credentials.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
                                           bool submodules = false, const SopsKeys& sops_keys = {},
-                                          const std::vector<std::string>& chart_repositories = {});
+                                          ChartFetchOptions charts = {});
 
 }  // namespace gitfleet::cli
 

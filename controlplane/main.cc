@@ -103,6 +103,14 @@ ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
           "https://charts.example.com/, oci://ghcr.io/org/ for an OCI registry, or * for any "
           "http(s) or oci:// URL. Default: none (such a chart fails its render, naming this flag). "
           "Renders themselves have no network; this is the control plane's own.");
+ABSL_FLAG(std::vector<std::string>, chart_credentials, {},
+          "Private chart repositories and registries: URL_PREFIX=NAME pairs (comma-separated), "
+          "NAME a folder in --credentials-dir holding username and password (a token as the "
+          "password) and/or ca.crt; e.g. https://charts.example.com/team/=charts or "
+          "oci://ghcr.io/org/=ghcr. Each prefix must be under --chart-repositories, https:// or "
+          "oci:// (never plain http but on this machine). A credential goes only to URLs under "
+          "its prefix (the longest wins) and to the token service its registry names; read at "
+          "every fetch, so a rotated Secret needs no restart.");
 ABSL_FLAG(int, render_timeout_seconds, 60,
           "Time limit for one render (plain, kustomize, helm, jsonnet); past it the render is "
           "killed or stopped.");
@@ -417,6 +425,20 @@ int Main(ShutdownSignals& signals) {
     if (absl::Status valid = CheckChartPrefixes(charts.allowed); !valid.ok()) {
       return Fail(
           absl::InvalidArgumentError(absl::StrCat("--chart-repositories: ", valid.message())));
+    }
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> credentials =
+        ParseChartCredentials(absl::GetFlag(FLAGS_chart_credentials), charts.allowed);
+    if (!credentials.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--chart-credentials: ", credentials.status().message())));
+    }
+    charts.credentials = *std::move(credentials);
+    charts.credentials_dir = git_access.credentials_dir;
+    // Named credentials exist and can be read at start (and are read again at every fetch).
+    for (const auto& [prefix, name] : charts.credentials) {
+      if (absl::Status s = LoadChartLogin(charts.credentials_dir, name).status(); !s.ok()) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat("--chart-credentials: ", s.message())));
+      }
     }
     charts.timeout = options.engines.timeout;
     options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));

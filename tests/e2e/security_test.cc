@@ -13,6 +13,8 @@
 #include "grpcpp/create_channel.h"
 #include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
+#include "tests/util/chart_server.h"
+#include "tests/util/fake_tools.h"
 #include "tests/util/git_servers.h"
 
 namespace gitfleet {
@@ -513,6 +515,98 @@ TEST_F(Security, PrivateGitCredentialsAreNeverLoggedStoredOrReturned) {
                                      &db),
             0);
   EXPECT_EQ(db, "0\n") << "the password is in the store";
+}
+
+// Private chart repositories and registries: the control plane fetches their charts with
+// the credential --chart-credentials gives each prefix, and the password is nowhere to be
+// read afterwards. A credential for a prefix it does not trust stops it at start.
+TEST_F(Security, PrivateChartsAreFetchedWithTheirPrefixsCredentialAndNeverShown) {
+  const std::string helm =
+      ::gitfleet::testing::WriteValuesEchoHelm(::gitfleet::testing::TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  ::gitfleet::testing::ChartRepositoryServer charts(::gitfleet::testing::TempDir("charts"));
+  ASSERT_TRUE(
+      charts
+          .AddChart("web", "1.0.0", {{"Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n"}})
+          .ok());
+  charts.RequireLogin("deployer", "Ch4rt-never-shown");
+  if (absl::Status started = charts.Start(); !started.ok()) GTEST_SKIP() << started;
+  ::gitfleet::testing::OciRegistryServer registry(::gitfleet::testing::TempDir("registry"));
+  ASSERT_TRUE(registry
+                  .AddChart("team/db", "2.0.0",
+                            {{"Chart.yaml", "apiVersion: v2\nname: db\nversion: 2.0.0\n"}})
+                  .ok());
+  registry.RequireLogin("puller", "Reg1stry-never-shown");
+  if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+  const std::string credentials = root_ + "/credentials";
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(absl::StrCat(
+          "mkdir -p '", credentials, "/charts' '", credentials, "/registry' && printf deployer > '",
+          credentials, "/charts/username' && printf Ch4rt-never-shown > '", credentials,
+          "/charts/password' && printf puller > '", credentials,
+          "/registry/username' && printf Reg1stry-never-shown > '", credentials,
+          "/registry/password'")),
+      0);
+  const std::string trusted =
+      absl::StrCat("--chart-repositories=", charts.url(), ",", registry.url(), "team/");
+
+  // A credential for a prefix the control plane does not fetch from: it does not start.
+  std::string out;
+  EXPECT_NE(::gitfleet::testing::Run(
+                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                             "/refused-data --credentials-dir=", credentials, " ", trusted,
+                             " --chart-credentials=https://charts.elsewhere.example/=charts 2>&1"),
+                &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("--chart-credentials: https://charts.elsewhere.example/=charts: "
+                             "https://charts.elsewhere.example/ is not under any of "
+                             "--chart-repositories"))
+      << out;
+  // Nor with a credential that is not there.
+  EXPECT_NE(::gitfleet::testing::Run(
+                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                             "/refused-data --credentials-dir=", credentials, " ", trusted,
+                             " --chart-credentials=", charts.url(), "=nope 2>&1"),
+                &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("credential nope not found")) << out;
+
+  git_.Write("apps/web/fleet.yaml",
+             absl::StrCat("helm: {repo: '", charts.url(), "', chart: web, releaseName: web}\n"));
+  git_.Write("apps/db/fleet.yaml", absl::StrCat("helm: {chart: '", registry.url(),
+                                                "team/db', version: '^2', "
+                                                "releaseName: db}\n"));
+  std::string first = git_.Commit("charts from a private repository and a private registry");
+  StartControlPlane({"--helm=" + helm, "--credentials-dir=" + credentials, trusted,
+                     absl::StrCat("--chart-credentials=", charts.url(), "=charts,", registry.url(),
+                                  "team/=registry")});
+  StartAgent("prod-eu", "env=prod");
+  int code = 0;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  for (const char* name : {"web", "db"}) {
+    out = Ctl({"bundle", "add", name, "--source=demo", absl::StrCat("--path=apps/", name)}, &code);
+    ASSERT_EQ(code, 0) << out;
+    ExpectSynced("prod-eu", name, first);
+  }
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/web.yaml"), HasSubstr("chart: web"));
+  EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/db.yaml"), HasSubstr("chart: db"));
+  EXPECT_THAT(charts.Log(), HasSubstr("GET /index.yaml auth=Basic"));
+  EXPECT_THAT(registry.Log(), HasSubstr("GET /token auth=Basic"));
+
+  // Nowhere: not in the API's answers, the log, or the store.
+  for (const char* secret : {"Ch4rt", "Reg1stry"}) {
+    EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}), Not(HasSubstr(secret)));
+    EXPECT_THAT(Ctl({"status", "-o", "json"}), Not(HasSubstr(secret)));
+    EXPECT_THAT(cp_->Log(), Not(HasSubstr(secret)));
+  }
+  std::string db;
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(
+          absl::StrCat("cat '", data_dir_, "'/gitfleet.db* | grep -ac 'Ch4rt\\|Reg1stry' || true"),
+          &db),
+      0);
+  EXPECT_EQ(db, "0\n") << "a password is in the store";
 }
 
 }  // namespace
