@@ -480,6 +480,14 @@ std::string NextPage(const std::string& url, const std::string& link) {
   return url.substr(0, url.find('/', scheme + 3)) + target;
 }
 
+// Whether `url` carries user information (a username, a password) before its host.
+bool HasUserInfo(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return false;
+  url.remove_prefix(scheme + 3);
+  return url.substr(0, url.find_first_of("/?#")).find('@') != absl::string_view::npos;
+}
+
 // Whether a URL's host ("127.0.0.1:5000", "localhost", "[::1]:80") is this machine: a
 // registry there is spoken to in plain HTTP, as Docker does.
 bool LoopbackHost(absl::string_view host) {
@@ -659,6 +667,11 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCrede
 absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes) {
   for (const std::string& prefix : prefixes) {
     if (prefix == "*") continue;
+    if (HasUserInfo(prefix)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          RedactUrl(prefix).substr(0, 256),
+          " holds credentials in its URL: give them with --chart-credentials instead"));
+    }
     const size_t scheme = prefix.find("://");
     const std::string name = scheme == std::string::npos ? "" : prefix.substr(0, scheme);
     if ((name != "https" && name != "http" && name != "oci") || prefix.size() <= scheme + 3) {
@@ -779,6 +792,13 @@ absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max
 
 absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref) {
   const std::string& where = ref.url.empty() ? ref.repo : ref.url;
+  if (HasUserInfo(where)) {
+    // Never sent, nor shown: a password in a repository's file is a leak already.
+    return absl::InvalidArgumentError(absl::StrCat(
+        RedactUrl(where).substr(0, 256),
+        " holds credentials in its URL, which gitfleet never sends: give the control plane "
+        "the credential with --chart-credentials, and take it out of the repository"));
+  }
   if (!Allowed(where)) {
     return absl::FailedPreconditionError(
         absl::StrCat("it is fetched from ", where.substr(0, 256),
@@ -811,6 +831,12 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
       indexes_[ref.repo] = {now, charts};
     }
     GF_ASSIGN_OR_RETURN(chosen, ChooseChartVersion(*charts, ref.repo, ref.name, ref.version));
+    if (HasUserInfo(chosen.url)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the chart repository ", ref.repo, " lists ",
+                       RedactUrl(chosen.url).substr(0, 256), " for ", ref.name, " ", chosen.version,
+                       ", a URL with credentials in it, which gitfleet never sends"));
+    }
     if (!absl::StartsWith(chosen.url, "https://") && !absl::StartsWith(chosen.url, "http://")) {
       return absl::InvalidArgumentError(
           absl::StrCat("the chart repository ", ref.repo, " lists ", chosen.url.substr(0, 256),

@@ -325,6 +325,19 @@ TEST(ChartFetcherTest, TrustsOnlyHttpAndOciPrefixes) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(status.message(), HasSubstr(bad));
   }
+  // A password in a URL is refused and never shown.
+  absl::Status status = CheckChartPrefixes({"https://alice:s3cret@charts.example.com/"});
+  EXPECT_THAT(status.message(), HasSubstr("give them with --chart-credentials"));
+  EXPECT_THAT(status.message(), ::testing::Not(HasSubstr("s3cret")));
+  ChartFetchOptions any;
+  any.allowed = {"*"};
+  status =
+      ChartFetcher(any).Fetch({"https://alice:s3cret@charts.example.com/", "web", ""}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("holds credentials in its URL"));
+  EXPECT_THAT(status.message(), ::testing::Not(HasSubstr("s3cret")));
+  status = ChartFetcher(any).Fetch({"", "", "", "oci://bob:pw@ghcr.io/org/web"}).status();
+  EXPECT_THAT(status.message(), HasSubstr("holds credentials in its URL"));
 }
 
 // Writes credential `name` (a folder of `dir`, as a mounted Secret) with these files.
@@ -399,6 +412,13 @@ TEST(ChartFetcherTest, SendsAPrivateRepositorysCredentialToItAlone) {
   chart = fetcher.Fetch({server.url(), "web", "2.0.0"});
   ASSERT_TRUE(chart.ok()) << chart.status();
   EXPECT_EQ((*chart)->url, mirror.url() + "web-2.0.0.tgz");
+  // (An index that lists a URL with a password in it is refused, and it is not shown.)
+  server.Write("index.yaml",
+               "apiVersion: v1\nentries:\n  web:\n  - name: web\n    version: 3.0.0\n"
+               "    urls: ['https://alice:leaked@cdn.example.com/web-3.0.0.tgz']\n");
+  refused = fetcher.Fetch({server.url(), "web", "3.0.0"}).status();
+  EXPECT_THAT(refused.message(), HasSubstr("a URL with credentials in it"));
+  EXPECT_THAT(refused.message(), ::testing::Not(HasSubstr("leaked")));
   EXPECT_THAT(mirror.Log(), HasSubstr("GET /web-2.0.0.tgz auth=none"));
   EXPECT_EQ(Count(mirror.Log(), "auth=Basic"), 0) << mirror.Log();
 

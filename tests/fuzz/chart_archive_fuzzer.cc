@@ -1,6 +1,6 @@
 // What a chart repository serves: its index, its archives, and the version constraints
-// fleet.yaml writes; and an OCI registry's token challenge. All come from outside; none may
-// take the control plane down.
+// fleet.yaml writes; an OCI registry's token challenge; and --chart-credentials' entries.
+// All come from outside; none may take the control plane down.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,5 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)gitfleet::SemverSatisfies("1.2.3-rc.1", constraint);
   (void)gitfleet::ReadBearerChallenge(constraint);
   (void)gitfleet::ReadBearerChallenge("Bearer " + chunks[0]);
+  (void)gitfleet::ParseChartCredentials({constraint, chunks[1]}, {"*", chunks[0]});
+  (void)gitfleet::CheckChartPrefixes({chunks[1]});
   return 0;
 }
