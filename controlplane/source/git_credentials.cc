@@ -9,7 +9,9 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -284,6 +286,88 @@ std::string RedactUrl(const std::string& url) {
   size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
   if (at == std::string::npos || at < host) return url;
   return absl::StrCat(url.substr(0, host), "***@", url.substr(at + 1));
+}
+
+}  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+// `url` with a host alone ending in "/", and an ssh:// URL's account left out.
+std::string PrefixForm(std::string url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const size_t host = scheme + 3;
+  const size_t end = std::min(url.find_first_of("/?#", host), url.size());
+  if (absl::StartsWith(url, "ssh://")) {
+    const size_t at = url.rfind('@', end - 1);
+    if (at != std::string::npos && at >= host && at < end) url.erase(host, at + 1 - host);
+  }
+  if (url.find('/', host) == std::string::npos) url += "/";
+  return url;
+}
+
+bool LoopbackUrl(absl::string_view url) {
+  url.remove_prefix(std::min(url.size(), url.find("://") + 3));
+  return absl::StartsWith(url, "127.") || absl::StartsWith(url, "localhost") ||
+         absl::StartsWith(url, "[::1]");
+}
+
+}  // namespace
+
+absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(
+    const std::vector<std::string>& entries) {
+  CredentialPrefixes out;
+  std::set<std::string> seen;
+  for (const std::string& entry : entries) {
+    const size_t equals = entry.rfind('=');
+    const std::string shown = RedactUrl(entry).substr(0, 256);
+    if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, " is not PREFIX=NAME (a URL prefix and a credential's name)"));
+    }
+    const std::string prefix = entry.substr(0, equals);
+    const std::string name = entry.substr(equals + 1);
+    const bool https = absl::StartsWith(prefix, "https://");
+    const bool ssh = absl::StartsWith(prefix, "ssh://");
+    const bool http = absl::StartsWith(prefix, "http://");
+    if (!(https || ssh || http) || prefix.size() <= prefix.find("://") + 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown,
+                       ": the prefix is not an https:// or ssh:// URL prefix (a credential is only "
+                       "ever sent to the host it names)"));
+    }
+    if (http && !LoopbackUrl(prefix)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown,
+                       ": a credential is never sent over plain http (only to a server on "
+                       "this machine); use https://"));
+    }
+    if (absl::Status s = CheckSourceUrl(prefix, /*allow_local=*/false); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
+    }
+    if (absl::Status s = ValidateName("credential", name); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
+    }
+    if (!seen.insert(PrefixForm(prefix)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, ": ", RedactUrl(prefix), " is given a credential twice"));
+    }
+    out.emplace_back(PrefixForm(prefix), name);
+  }
+  return out;
+}
+
+std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::string& url) {
+  const std::string form = PrefixForm(url);
+  const std::pair<std::string, std::string>* best = nullptr;
+  for (const auto& entry : prefixes) {
+    if (absl::StartsWith(form, PrefixForm(entry.first)) &&
+        (best == nullptr || entry.first.size() > best->first.size())) {
+      best = &entry;
+    }
+  }
+  return best == nullptr ? "" : best->second;
 }
 
 }  // namespace gitfleet

@@ -16,6 +16,8 @@
 //   GF_RETURN_IF_ERROR(CheckHostKey(c.known_hosts, "git.example.com", 22, blob));
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -59,6 +61,19 @@ absl::Status CheckSourceUrl(const std::string& url, bool allow_local);
 
 // `url` as it may be shown: any user information before '@' in the authority removed.
 std::string RedactUrl(const std::string& url);
+
+// Credentials by URL prefix (--git-credentials=PREFIX=NAME,..., as Argo CD's credential
+// templates): a source that names no credential, and a submodule, get the credential of
+// the longest prefix their URL is under. Each PREFIX is an https:// or ssh:// URL prefix
+// (http:// only on loopback: a password never crosses a network in clear), a host alone
+// meaning that whole host, without a password, named once; NAME a credential's name.
+// InvalidArgument naming the entry that is not.
+using CredentialPrefixes = std::vector<std::pair<std::string, std::string>>;
+absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(const std::vector<std::string>& entries);
+
+// The credential the longest of `prefixes` that `url` is under gives it; "" under none.
+// An ssh:// URL's account (ssh://git@host) does not count: ssh://host/org/ covers it too.
+std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::string& url);
 
 }  // namespace gitfleet
 

@@ -141,6 +141,9 @@ struct GitLimits {
 struct GitAccess {
   std::string credentials_dir;  // see git_credentials.h; empty: no source may name one
   bool allow_local = false;     // file:// and path sources (--allow-local-sources)
+  // --git-credentials: the credential a source naming none, or a submodule, gets by the
+  // longest URL prefix it is under (git_credentials.h: ParseCredentialPrefixes).
+  std::vector<std::pair<std::string, std::string>> credential_prefixes;
 };
 
 std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir,

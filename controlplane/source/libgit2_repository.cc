@@ -470,7 +470,8 @@ int AcquireCredential(git_credential** out, const char* /*url*/, const char* use
   if (credential == nullptr) {
     return CallbackError(
         "the server asks for credentials; give the source one with --credentials (a folder in "
-        "the control plane's --credentials-dir)");
+        "the control plane's --credentials-dir), or its URL's prefix one with the control "
+        "plane's --git-credentials");
   }
   std::string user = username_from_url != nullptr && *username_from_url != '\0'
                          ? username_from_url
@@ -508,7 +509,8 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
     if (credential == nullptr || credential->known_hosts.empty()) {
       return CallbackError(
           absl::StrCat("cannot verify the SSH host key of ", host,
-                       ": ssh:// sources need --credentials naming a credential with known_hosts"));
+                       ": ssh:// sources need a credential with known_hosts (--credentials, or "
+                       "the control plane's --git-credentials)"));
     }
     auto* key = reinterpret_cast<git_cert_hostkey*>(cert);
     if (!(key->type & GIT_CERT_SSH_RAW) || key->hostkey == nullptr) {
@@ -523,7 +525,8 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
     if (credential == nullptr || credential->ca_pem.empty()) {
       return CallbackError(absl::StrCat(
           "the TLS certificate of ", host,
-          " is not trusted; for a private CA, put it in the source credential's ca.crt"));
+          " is not trusted; for a private CA, put it in the ca.crt of the credential it is "
+          "fetched with (the source's --credentials, or --git-credentials for its URL)"));
     }
     auto* x509 = reinterpret_cast<git_cert_x509*>(cert);
     absl::Status trusted =
@@ -539,7 +542,8 @@ class Libgit2Repository : public GitRepository {
   Libgit2Repository(std::string url, std::string credential, bool submodules, std::string dir,
                     const GitLimits& limits, const GitAccess& access)
       : url_(std::move(url)),
-        credential_(std::move(credential)),
+        credential_(credential.empty() ? CredentialForUrl(access.credential_prefixes, url_)
+                                       : std::move(credential)),
         submodules_(submodules),
         dir_(std::move(dir)),
         limits_(limits),
@@ -584,12 +588,24 @@ class Libgit2Repository : public GitRepository {
   }
 
   // The source's credential, read again every time (a rotated Secret needs no restart);
-  // none when the source names none.
+  // none when the source names none and --git-credentials gives its URL none.
   absl::StatusOr<std::optional<GitCredential>> LoadCredential() const {
-    if (credential_.empty()) return std::optional<GitCredential>();
-    absl::StatusOr<GitCredential> loaded = LoadGitCredential(access_.credentials_dir, credential_);
+    return LoadNamed(credential_);
+  }
+  absl::StatusOr<std::optional<GitCredential>> LoadNamed(const std::string& name) const {
+    if (name.empty()) return std::optional<GitCredential>();
+    absl::StatusOr<GitCredential> loaded = LoadGitCredential(access_.credentials_dir, name);
     if (!loaded.ok()) return loaded.status();
     return std::optional<GitCredential>(*std::move(loaded));
+  }
+
+  // The credential a submodule at `url` is fetched with: the one --git-credentials gives
+  // its URL; else, on the source's own host, the source's; else none. The source's never
+  // goes to another host.
+  std::string SubmoduleCredential(const std::string& url) const {
+    std::string name = CredentialForUrl(access_.credential_prefixes, url);
+    if (name.empty() && UrlHost(url) == UrlHost(url_)) name = credential_;
+    return name;
   }
 
   // One fetch from `url` into the clone. Every byte of it is bounded: in time (the socket
@@ -651,8 +667,7 @@ class Libgit2Repository : public GitRepository {
     if (git_oid_fromstr(&todo.back().commit, commit_id.c_str()) != 0) {
       return absl::InvalidArgumentError(absl::StrCat("\"", commit_id, "\" is not a commit id"));
     }
-    std::optional<GitCredential> credential;
-    bool credential_loaded = false;
+    std::map<std::string, std::optional<GitCredential>> credentials;  // read once, by name
     int count = 0;
     while (!todo.empty()) {
       Todo at = std::move(todo.front());
@@ -714,14 +729,18 @@ class Libgit2Repository : public GitRepository {
         GF_RETURN_IF_ERROR(CheckSubmoduleUrl(shown, *url));
         const git_oid id = *git_tree_entry_id(link.get());
         if (!HasCommitLocked(id)) {
-          if (!credential_loaded) {
-            absl::StatusOr<std::optional<GitCredential>> loaded = LoadCredential();
-            if (!loaded.ok()) return loaded.status();
-            credential = *std::move(loaded);
-            credential_loaded = true;
+          const std::string name = SubmoduleCredential(*url);
+          auto it = credentials.find(name);
+          if (it == credentials.end()) {
+            absl::StatusOr<std::optional<GitCredential>> loaded = LoadNamed(name);
+            if (!loaded.ok()) {
+              return absl::Status(loaded.status().code(), absl::StrCat("submodule ", shown, ": ",
+                                                                       loaded.status().message()));
+            }
+            it = credentials.emplace(name, *std::move(loaded)).first;
           }
           GF_RETURN_IF_ERROR(FetchSubmoduleLocked(shown, *url, id,
-                                                  credential.has_value() ? &*credential : nullptr));
+                                                  it->second.has_value() ? &*it->second : nullptr));
         }
         todo.push_back({id, *url, shown, at.depth + 1});
       }
@@ -730,19 +749,12 @@ class Libgit2Repository : public GitRepository {
     return absl::OkStatus();
   }
 
-  // Where a submodule may be fetched from: a URL a source could name; and, when the
-  // source has a credential, on the source's own host, the only one it is sent to.
+  // Where a submodule may be fetched from: a URL a source could name. (Which credential
+  // it gets, if any, is SubmoduleCredential's: never the source's on another host.)
   absl::Status CheckSubmoduleUrl(const std::string& shown, const std::string& url) const {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("submodule ", shown, ": ",
                                                  absl::StripPrefix(s.message(), "source ")));
-    }
-    if (!credential_.empty() && UrlHost(url) != UrlHost(url_)) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("submodule ", shown, " is at ", RedactUrl(url), ", not on ", UrlHost(url_),
-                       ": the source's credential ", credential_,
-                       " is sent to that host only; mirror the submodule there, or write its URL "
-                       "relative (../NAME.git) in .gitmodules"));
     }
     return absl::OkStatus();
   }
@@ -997,7 +1009,9 @@ class Libgit2Repository : public GitRepository {
   }
 
   const std::string url_;
-  const std::string credential_;  // its name; the files are read at each fetch
+  // Its name (the source's, or the one --git-credentials gives its URL); the files are
+  // read at each fetch.
+  const std::string credential_;
   const bool submodules_;
   const std::string dir_;
   const GitLimits limits_;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
+#include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -88,7 +89,7 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   // Without the private CA the server is not trusted, and the error says where it goes.
   Credential("no-ca", {{"username", "alice"}, {"password", "correct horse"}});
   EXPECT_THAT(FetchMain(url, "no-ca").status(),
-              FailsWith(("put it in the source credential's ca.crt")));
+              FailsWith(("put it in the ca.crt of the credential it is fetched with")));
   // Another CA is no better.
   Credential("other-ca", {{"username", "alice"},
                           {"password", "correct horse"},
@@ -104,8 +105,9 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
 }
 
-// A private repository's submodules are fetched with its credential, on its own host
-// only: a submodule elsewhere would be sent the credential, and is refused instead.
+// A private repository's submodules are fetched with its credential on its own host, and
+// elsewhere with the credential --git-credentials gives their URL, if any: the source's
+// never goes to another host.
 TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly) {
   HttpsGitServer server(TempDir("https"));
   if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
@@ -118,9 +120,6 @@ TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly
   const std::string lib_url = server.Serve(git_.dir(), "lib");
   std::string elsewhere = lib_url;
   elsewhere.replace(elsewhere.find("127.0.0.1"), 9, "localhost");
-  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = " + elsewhere + "\n");
-  app.Git("add .gitmodules");
-  app.CommitStaged("lib, on another host");
   const std::string url = server.Serve(app.dir(), "app");
   Credential("git-https", {{"username", "alice"},
                            {"password", "correct horse"},
@@ -137,11 +136,111 @@ TEST_F(PrivateGitTest, SubmodulesAreFetchedWithTheSourcesCredentialOnItsHostOnly
   ASSERT_EQ(files->size(), 1u);
   EXPECT_EQ((*files)[0].path, "vendor/lib/apps/web/a.yaml");
 
+  // Then lib moves to another host, at a commit the relative one did not fetch.
+  git_.Write("apps/web/b.yaml", "b: 1\n");
+  const std::string second = git_.Commit("second");
+  server.Serve(git_.dir(), "lib");
+  app.Write(".gitmodules", "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = " + elsewhere + "\n");
+  app.Git("add .gitmodules");
+  app.Gitlink("vendor/lib", second);
+  app.CommitStaged("lib, on another host");
+  server.Serve(app.dir(), "app");
+  ASSERT_TRUE(repo->Fetch().ok());
+  // Without a credential for that host: fetched as anyone would, so this server (whose CA
+  // only the source's credential trusts) is not trusted, and nothing is sent.
   absl::Status other_host = repo->Resolve("main").status();
-  EXPECT_THAT(other_host, StatusIs(absl::StatusCode::kPermissionDenied,
-                                   HasSubstr("submodule vendor/lib is at https://localhost:")));
-  EXPECT_THAT(other_host, FailsWith("not on 127.0.0.1: the source's credential git-https is sent "
-                                    "to that host only"));
+  EXPECT_THAT(other_host, FailsWith("submodule vendor/lib: "));
+  EXPECT_THAT(other_host, FailsWith("TLS certificate of localhost is not trusted"));
+
+  // --git-credentials gives that host one: fetched with it.
+  Credential("lib-https", {{"username", "alice"},
+                           {"password", "correct horse"},
+                           {"ca.crt", Read(server.ca_pem_path())}});
+  GitAccess access{credentials_, false};
+  absl::StatusOr<CredentialPrefixes> prefixes = ParseCredentialPrefixes(
+      {absl::StrCat("https://localhost:", server.port(), "/git/=lib-https")});
+  ASSERT_TRUE(prefixes.ok()) << prefixes.status();
+  access.credential_prefixes = *prefixes;
+  auto templated = NewLibgit2Repositories(TempDir("cache"), {}, access);
+  repo = *templated->ForUrl(url, "git-https", /*submodules=*/true);
+  ASSERT_TRUE(repo->Fetch().ok());
+  absl::StatusOr<CommitInfo> main = repo->Resolve("main");
+  ASSERT_TRUE(main.ok()) << main.status() << "\n" << server.Log();
+  files = repo->ReadTree(main->id, "vendor/lib", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ(files->size(), 2u);
+}
+
+// A source that names no credential gets the one --git-credentials gives the longest URL
+// prefix it is under (as Argo CD's credential templates), read at every fetch.
+TEST_F(PrivateGitTest, ASourceGetsTheCredentialOfItsUrlsPrefix) {
+  HttpsGitServer server(TempDir("https"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string ca = Read(server.ca_pem_path());
+  Credential("org", {{"username", "alice"}, {"password", "correct horse"}, {"ca.crt", ca}});
+  Credential("wrong", {{"username", "alice"}, {"password", "battery staple"}, {"ca.crt", ca}});
+  const std::string host = absl::StrCat("https://127.0.0.1:", server.port());
+  auto fetch = [&](std::vector<std::string> entries, const std::string& named) {
+    absl::StatusOr<CredentialPrefixes> prefixes = ParseCredentialPrefixes(entries);
+    if (!prefixes.ok()) return absl::StatusOr<std::string>(prefixes.status());
+    GitAccess access{credentials_, false, *prefixes};
+    auto repos = NewLibgit2Repositories(TempDir("cache"), {}, access);
+    absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url, named);
+    if (!repo.ok()) return absl::StatusOr<std::string>(repo.status());
+    if (absl::Status s = (*repo)->Fetch(); !s.ok()) return absl::StatusOr<std::string>(s);
+    absl::StatusOr<CommitInfo> resolved = (*repo)->Resolve("main");
+    if (!resolved.ok()) return absl::StatusOr<std::string>(resolved.status());
+    return absl::StatusOr<std::string>(resolved->id);
+  };
+  absl::StatusOr<std::string> fetched = fetch({host + "=org"}, "");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+  // The longest prefix wins; a source's own --credentials wins over any.
+  EXPECT_TRUE(fetch({host + "=wrong", host + "/git/=org"}, "").ok());
+  EXPECT_THAT(fetch({host + "/git/=wrong", host + "=org"}, "").status(),
+              FailsWith("the server refused credential wrong"));
+  EXPECT_TRUE(fetch({host + "=wrong"}, "org").ok());
+  // Under no prefix: nothing is sent, and the error names both ways to give one.
+  EXPECT_THAT(fetch({"https://git.example.com/=org"}, "").status(), FailsWith("is not trusted"));
+  // A credential the flag names that is not there is named at the fetch.
+  EXPECT_THAT(fetch({host + "=nope"}, "").status(), FailsWith("credential nope not found"));
+}
+
+TEST(CredentialPrefixesTest, ReadsTheFlagAndMatchesTheLongestPrefix) {
+  absl::StatusOr<CredentialPrefixes> read =
+      ParseCredentialPrefixes({"https://github.com/acme/=acme", "https://github.com=github",
+                               "ssh://git@gitlab.example.com/=gl", "http://127.0.0.1:8080/=local"});
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(CredentialForUrl(*read, "https://github.com/acme/app.git"), "acme");
+  EXPECT_EQ(CredentialForUrl(*read, "https://github.com/other/app.git"), "github");
+  EXPECT_EQ(CredentialForUrl(*read, "https://github.com.evil.example/acme/app.git"), "")
+      << "a host alone is that whole host";
+  EXPECT_EQ(CredentialForUrl(*read, "ssh://gitlab.example.com/team/app.git"), "gl");
+  EXPECT_EQ(CredentialForUrl(*read, "ssh://deploy@gitlab.example.com/team/app.git"), "gl")
+      << "the ssh account does not count";
+  EXPECT_EQ(CredentialForUrl(*read, "http://127.0.0.1:8080/app.git"), "local");
+  EXPECT_EQ(CredentialForUrl(*read, "git://github.com/acme/app.git"), "");
+  struct Bad {
+    std::string entry, says;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"github", "is not PREFIX=NAME"},
+           {"https://github.com/=", "is not PREFIX=NAME"},
+           {"git://github.com/=a", "not an https:// or ssh:// URL prefix"},
+           {"*=a", "not an https:// or ssh:// URL prefix"},
+           {"http://git.example.com/=a", "never sent over plain http"},
+           {"https://alice:pw@github.com/=a", "carries credentials"},
+           {"https://github.com/=../a", "credential"},
+       }) {
+    absl::Status status = ParseCredentialPrefixes({bad.entry}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad.entry;
+    EXPECT_THAT(status.message(), HasSubstr(bad.says)) << bad.entry;
+    EXPECT_THAT(status.message(), Not(HasSubstr("pw@"))) << bad.entry;
+  }
+  EXPECT_THAT(
+      ParseCredentialPrefixes({"https://github.com=a", "https://github.com/=b"}).status().message(),
+      HasSubstr("is given a credential twice"));
 }
 
 // Over SSH too: a relative submodule is fetched with the source's key, its host key
@@ -203,7 +302,8 @@ TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   EXPECT_THAT(FetchMain(url, "unknown").status(), FailsWith(("unknown SSH host [127.0.0.1]:")));
 
   // No credential: the host key cannot be checked, so nothing is fetched.
-  EXPECT_THAT(FetchMain(url, "").status(), FailsWith(("ssh:// sources need --credentials")));
+  EXPECT_THAT(FetchMain(url, "").status(),
+              FailsWith(("ssh:// sources need a credential with known_hosts")));
 }
 
 TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {

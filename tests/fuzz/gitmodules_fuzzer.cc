@@ -1,9 +1,10 @@
 // A commit's .gitmodules (any repository's content) and the submodule URLs it names,
-// resolved against the source's URL.
+// resolved against the source's URL, and the --git-credentials prefix each would get.
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "controlplane/source/git_credentials.h"
 #include "controlplane/source/submodules.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -13,12 +14,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const gitfleet::Submodule& submodule : *parsed) {
       for (const char* base : {"https://git.example.com/org/app.git", "/srv/git/app"}) {
         absl::StatusOr<std::string> url = gitfleet::SubmoduleUrl(base, submodule.url);
-        if (url.ok()) (void)gitfleet::UrlHost(*url);
+        if (url.ok()) {
+          (void)gitfleet::UrlHost(*url);
+          (void)gitfleet::CredentialForUrl(
+              {{"https://git.example.com/", "a"}, {"ssh://git.example.com/org/", "b"}}, *url);
+        }
       }
     }
   }
   // The text as a base URL too: a nested submodule's base is a URL resolved before.
   (void)gitfleet::SubmoduleUrl(text, "../../x.git");
   (void)gitfleet::UrlHost(text);
+  absl::StatusOr<gitfleet::CredentialPrefixes> prefixes =
+      gitfleet::ParseCredentialPrefixes({text, text + "=x"});
+  if (prefixes.ok()) (void)gitfleet::CredentialForUrl(*prefixes, text);
   return 0;
 }
