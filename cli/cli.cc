@@ -530,7 +530,10 @@ class Cli {
                  !s.source().ref().empty() ? s.source().ref()
                  : s.branch().empty()      ? "(default)"
                                            : absl::StrCat("(default: ", s.branch(), ")"),
-                 s.source().credentials_ref().empty() ? "-" : s.source().credentials_ref(),
+                 !s.source().credentials_ref().empty() ? s.source().credentials_ref()
+                 : !s.credentials_from_prefix().empty()
+                     ? absl::StrCat(s.credentials_from_prefix(), " (--git-credentials)")
+                     : "-",
                  Short(s.commit()), FormatTime(s.fetched_time()), s.error()});
     }
     table.Print(out_);

@@ -38,6 +38,7 @@
 #include "controlplane/render/age.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/pgp.h"
+#include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
 #include "grpcpp/server_builder.h"
@@ -74,6 +75,13 @@ ABSL_FLAG(std::string, credentials_dir, "",
           "Folder of Git credentials, one folder each (NAME/username + NAME/password, or "
           "NAME/ssh-privatekey + NAME/known_hosts; optional NAME/ca.crt), laid out like a "
           "mounted Kubernetes Secret. Sources name one with --credentials.");
+ABSL_FLAG(std::vector<std::string>, git_credentials, {},
+          "Credentials by URL prefix, as Argo CD's credential templates: URL_PREFIX=NAME pairs "
+          "(comma-separated), NAME a folder in --credentials-dir; e.g. "
+          "https://github.com/acme/=acme,ssh://git.example.com/=deploy. A source that names no "
+          "--credentials, and a submodule, get the credential of the longest prefix its URL is "
+          "under (a submodule on the source's own host otherwise gets the source's; on another "
+          "host, nothing). https:// or ssh:// only (plain http only on this machine).");
 ABSL_FLAG(bool, allow_local_sources, false,
           "Allow file:// and path sources, which read the control plane's own disk (tests and "
           "demos).");
@@ -257,6 +265,25 @@ int Main(ShutdownSignals& signals) {
   setenv("HOME", absl::StrCat(data_dir, "/git/home").c_str(), 1);
   GitAccess git_access{absl::GetFlag(FLAGS_credentials_dir),
                        absl::GetFlag(FLAGS_allow_local_sources)};
+  {
+    absl::StatusOr<CredentialPrefixes> prefixes =
+        ParseCredentialPrefixes(absl::GetFlag(FLAGS_git_credentials));
+    if (!prefixes.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--git-credentials: ", prefixes.status().message())));
+    }
+    // Named credentials exist and can be read at start (and are read again at every fetch).
+    for (const auto& [prefix, name] : *prefixes) {
+      absl::Status s = git_access.credentials_dir.empty()
+                           ? absl::FailedPreconditionError(
+                                 "it names credentials, but there is no --credentials-dir")
+                           : LoadGitCredential(git_access.credentials_dir, name).status();
+      if (!s.ok()) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat("--git-credentials: ", s.message())));
+      }
+    }
+    git_access.credential_prefixes = *std::move(prefixes);
+  }
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);
   // What happens in the fleet, for WatchEvents: published by the hub and the controller.
@@ -384,6 +411,7 @@ int Main(ShutdownSignals& signals) {
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;
+  options.credential_prefixes = git_access.credential_prefixes;
   options.engines.limits.max_objects = absl::GetFlag(FLAGS_max_objects);
   if (absl::GetFlag(FLAGS_max_sources) < 1 || absl::GetFlag(FLAGS_max_bundles) < 1) {
     return Fail(absl::InvalidArgumentError("--max-sources and --max-bundles must be at least 1"));

@@ -723,7 +723,16 @@ void Controller::ReconcileAndWait(const std::string& name, absl::Time wait_until
   queue_.WaitFor(name, queue_.Add(name), WaitLeft(wait_until));
 }
 
-std::vector<v1::SourceInfo> Controller::ListSources() { return poller_.List(); }
+std::vector<v1::SourceInfo> Controller::ListSources() {
+  std::vector<v1::SourceInfo> sources = poller_.List();
+  for (v1::SourceInfo& info : sources) {
+    if (info.source().credentials_ref().empty()) {
+      info.set_credentials_from_prefix(
+          CredentialForUrl(options_.credential_prefixes, info.source().url()));
+    }
+  }
+  return sources;
+}
 
 absl::Status Controller::FetchSourceSoon(const std::string& name) {
   return poller_.FetchSoon(name);

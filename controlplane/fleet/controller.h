@@ -101,6 +101,9 @@ struct ControllerOptions {
   size_t max_bundles = 10000;
   // Where sources' credentials are (git_credentials.h); empty: sources may name none.
   std::string credentials_dir;
+  // --git-credentials (git_credentials.h), to say which credential a source naming none
+  // is fetched with.
+  std::vector<std::pair<std::string, std::string>> credential_prefixes;
   // Workers reconciling bundles (rendering); a failed reconcile is retried after
   // min(retry_base * 2^(n-1), retry_max).
   int workers = 2;

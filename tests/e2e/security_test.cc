@@ -517,6 +517,50 @@ TEST_F(Security, PrivateGitCredentialsAreNeverLoggedStoredOrReturned) {
   EXPECT_EQ(db, "0\n") << "the password is in the store";
 }
 
+// A credential by URL prefix (--git-credentials, as Argo CD's credential templates): every
+// source under it that names none is fetched with it, and `source list` says so.
+TEST_F(Security, AGitCredentialByUrlPrefixServesEverySourceUnderIt) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  std::string first = git_.Commit("first");
+  ::gitfleet::testing::HttpsGitServer server(::gitfleet::testing::TempDir("https"));
+  if (absl::Status s = server.Start("deployer", "Pr3fix-never-shown"); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string credentials = root_ + "/credentials";
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(absl::StrCat(
+          "mkdir -p '", credentials, "/org' && printf deployer > '", credentials,
+          "/org/username' && printf Pr3fix-never-shown > '", credentials, "/org/password' && cp '",
+          server.ca_pem_path(), "' '", credentials, "/org/ca.crt'")),
+      0);
+  const std::string prefix = absl::StrCat("https://127.0.0.1:", server.port(), "/git/");
+  // A prefix in plain http elsewhere is refused at start.
+  std::string out;
+  EXPECT_NE(::gitfleet::testing::Run(
+                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                             "/refused-data --credentials-dir=", credentials,
+                             " --git-credentials=http://git.example.com/=org 2>&1"),
+                &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("--git-credentials: http://git.example.com/=org: a credential is "
+                             "never sent over plain http"))
+      << out;
+  allow_local_sources_ = false;
+  StartControlPlane({"--credentials-dir=" + credentials, "--git-credentials=" + prefix + "=org"});
+  StartAgent("prod-eu", "env=prod");
+  int code = 0;
+  out = Ctl({"source", "add", "demo", "--url=" + url, "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Ctl({"source", "list"}),
+              ::testing::ContainsRegex("demo .* org \\(--git-credentials\\)"));
+  EXPECT_THAT(Ctl({"source", "list", "-o", "json"}),
+              HasSubstr("\"credentials_from_prefix\": \"org\""));
+  EXPECT_THAT(Ctl({"source", "list", "-o", "json"}), Not(HasSubstr("Pr3fix")));
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr("Pr3fix")));
+}
+
 // Private chart repositories and registries: the control plane fetches their charts with
 // the credential --chart-credentials gives each prefix, and the password is nowhere to be
 // read afterwards. A credential for a prefix it does not trust stops it at start.
