@@ -1,0 +1,124 @@
+#include "controlplane/render/remote_bases.h"
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/git_fixture.h"
+
+namespace gitfleet {
+namespace {
+
+using ::gitfleet::testing::GitFixture;
+using ::gitfleet::testing::TempDir;
+using ::testing::HasSubstr;
+
+// The forms kustomize's documentation and real repositories write.
+TEST(ParseRemoteBaseTest, ReadsTheFormsKustomizeReads) {
+  struct Case {
+    std::string reference, repo, path, ref;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"https://github.com/kubernetes-sigs/kustomize//examples/multibases?ref=v1.0.6",
+            "https://github.com/kubernetes-sigs/kustomize", "examples/multibases", "v1.0.6"},
+           {"github.com/kubernetes-sigs/kustomize/examples/helloWorld?ref=v1.0.6",
+            "https://github.com/kubernetes-sigs/kustomize", "examples/helloWorld", "v1.0.6"},
+           {"https://github.com/argoproj/argo-cd/manifests/cluster-install?ref=v2.9.3",
+            "https://github.com/argoproj/argo-cd", "manifests/cluster-install", "v2.9.3"},
+           {"git@github.com:org/repo.git/deploy/base?ref=main", "ssh://git@github.com/org/repo.git",
+            "deploy/base", "main"},
+           {"ssh://git@git.example.com:2222/team/app.git//base?ref=0123",
+            "ssh://git@git.example.com:2222/team/app.git", "base", "0123"},
+           {"https://gitlab.example.com/group/sub/app.git//k8s/overlay?version=v2",
+            "https://gitlab.example.com/group/sub/app.git", "k8s/overlay", "v2"},
+           {"git::https://github.com/org/repo//base?ref=v1&timeout=90s&submodules=false",
+            "https://github.com/org/repo", "base", "v1"},
+           {"https://dev.azure.com/org/project/_git/repo/base?ref=main",
+            "https://dev.azure.com/org/project/_git/repo", "base", "main"},
+           {"https://github.com/org/repo", "https://github.com/org/repo", "", ""},
+           // A repository at the server's root, named before "//" (git daemon, a bare host).
+           {"git://127.0.0.1:9418/platform//base?ref=v1", "git://127.0.0.1:9418/platform", "base",
+            "v1"},
+       }) {
+    absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(c.reference);
+    ASSERT_TRUE(base.ok()) << c.reference << ": " << base.status();
+    ASSERT_TRUE(base->has_value()) << c.reference;
+    EXPECT_EQ((**base).repo, c.repo) << c.reference;
+    EXPECT_EQ((**base).path, c.path) << c.reference;
+    EXPECT_EQ((**base).ref, c.ref) << c.reference;
+  }
+  // Not a repository: a path in this one, or a plain file over http.
+  for (const char* local : {"../base", "deploy.yaml", "github.io/x"}) {
+    absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(local);
+    ASSERT_TRUE(base.ok()) << local;
+    EXPECT_FALSE(base->has_value()) << local;
+    EXPECT_FALSE(LooksRemote(local)) << local;
+  }
+  absl::StatusOr<std::optional<RemoteBase>> file =
+      ParseRemoteBase("https://raw.githubusercontent.com/org/repo/main/install.yaml");
+  ASSERT_TRUE(file.ok());
+  EXPECT_FALSE(file->has_value());
+  EXPECT_TRUE(LooksRemote("https://raw.githubusercontent.com/org/repo/main/install.yaml"));
+  // What cannot be read says why.
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"ftp://example.com/org/repo//base", "is not a scheme gitfleet fetches"},
+           {"https://github.com/org/repo//../etc?ref=v1", "may not hold . or .."},
+           {"https://github.com/org/repo//base?ref=a..b", "is not a branch, tag or commit"},
+           {"https://github.com/org", "names no repository"},
+           {"git@github.com", "is not git@HOST:ORG/REPO"},
+       }) {
+    absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(bad);
+    EXPECT_EQ(base.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(base.status().message(), HasSubstr(says)) << bad;
+  }
+  EXPECT_TRUE(CheckRemoteBasePrefixes({"*", "https://github.com/org/", "ssh://git@host/"}).ok());
+  EXPECT_THAT(CheckRemoteBasePrefixes({"github.com/org/"}).message(),
+              HasSubstr("is not an https://, ssh://, git:// or http:// URL prefix"));
+}
+
+// Fetched as sources are, at the ref asked for; read again after a while, a commit id never.
+TEST(RemoteBaseFetcherTest, FetchesTheRepositoryAtTheRefOnlyFromTrustedPrefixes) {
+  GitFixture remote(TempDir("remote"));
+  remote.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  remote.Write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  const std::string first = remote.Commit("first");
+  remote.Git("tag v1");
+  remote.Write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
+  const std::string second = remote.Commit("second");
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(TempDir("cache"), {}, {"", /*allow_local=*/true});
+  RemoteBaseFetcher fetcher(repos.get(), {remote.url()}, absl::ZeroDuration());
+
+  absl::StatusOr<RemoteTree> tree = fetcher.Fetch(remote.url(), "v1");
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->commit, first);
+  ASSERT_EQ(tree->files.size(), 2u);
+  EXPECT_EQ(tree->files[0].path, "base/cm.yaml");
+  EXPECT_THAT(tree->files[0].content, HasSubstr("name: a"));
+  tree = fetcher.Fetch(remote.url(), "");
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->commit, second) << "the default branch";
+  tree = fetcher.Fetch(remote.url(), first);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->commit, first);
+  // A branch moves: read again once refetch_after has passed (here at once).
+  remote.Write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+  const std::string third = remote.Commit("third");
+  tree = fetcher.Fetch(remote.url(), "main");
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->commit, third);
+
+  EXPECT_THAT(fetcher.Fetch(remote.url(), "v9").status().message(),
+              HasSubstr(absl::StrCat("remote base ", remote.url(), " at v9")));
+  RemoteBaseFetcher closed(repos.get(), {"https://github.com/org/"});
+  absl::Status refused = closed.Fetch(remote.url(), "v1").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--kustomize-remote-bases=" + remote.url()));
+  EXPECT_FALSE(closed.Allowed("https://github.com.evil.example/org/repo"));
+  EXPECT_FALSE(RemoteBaseFetcher(repos.get(), {"https://github.com"})
+                   .Allowed("https://github.com.evil.example/org/repo"))
+      << "a host is a whole host";
+  EXPECT_TRUE(closed.Allowed("https://github.com/org/repo"));
+}
+
+}  // namespace
+}  // namespace gitfleet
