@@ -33,6 +33,7 @@
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/remote_bases.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/render/sops.h"
 #include "controlplane/source/git_repository.h"
@@ -1415,6 +1416,12 @@ class Cli {
     if (absl::Status valid = CheckChartPrefixes(charts.allowed); !valid.ok()) {
       return Usage(absl::StrCat("--chart-repositories: ", valid.message()));
     }
+    // Where kustomize's remote bases may come from, as its --kustomize-remote-bases.
+    std::vector<std::string> remote_bases =
+        absl::StrSplit(args_.TakeOr("kustomize-remote-bases", ""), ',', absl::SkipEmpty());
+    if (absl::Status valid = CheckRemoteBasePrefixes(remote_bases); !valid.ok()) {
+      return Usage(absl::StrCat("--kustomize-remote-bases: ", valid.message()));
+    }
     // And the credentials of private ones, as its --chart-credentials and --credentials-dir.
     charts.credentials_dir = args_.TakeOr("credentials-dir", "");
     absl::StatusOr<std::vector<std::pair<std::string, std::string>>> chart_credentials =
@@ -1464,9 +1471,10 @@ class Cli {
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
     std::vector<std::string> notes;
-    absl::StatusOr<std::string> rendered = RenderLocally(
-        repo, ref, bundle, cluster, cache, &notes, *submodules,
-        SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, std::move(charts));
+    absl::StatusOr<std::string> rendered =
+        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
+                      SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()},
+                      std::move(charts), std::move(remote_bases));
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1652,7 +1660,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
        " [--chart-repositories=URL_PREFIX,...]\n"
-       "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]",
+       "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]"
+       " [--kustomize-remote-bases=URL_PREFIX,...]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1720,7 +1729,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes, bool submodules,
-                                          const SopsKeys& sops_keys, ChartFetchOptions charts) {
+                                          const SopsKeys& sops_keys, ChartFetchOptions charts,
+                                          std::vector<std::string> remote_bases) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
       cache_dir + "/git", {},
@@ -1738,6 +1748,10 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   EngineOptions options;
   options.scratch_dir = cache_dir;
   options.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
+  if (!remote_bases.empty()) {
+    options.remote_bases =
+        std::make_shared<RemoteBaseFetcher>(repos.get(), std::move(remote_bases));
+  }
   std::unique_ptr<Renderer> renderer = factory->Create(options);
   if (factory->reads_outside_path()) {
     files = repo->ReadTree(commit.id, "", GitRepository::Unreadable::kLeaveOut);

@@ -31,13 +31,15 @@ std::vector<std::string> CommandNames();
 // `submodules`, the submodules the commit names are fetched and read, as a source with
 // --submodules reads them. Charts fleet.yaml names outside the repository are fetched as
 // `charts` allows (by default from nowhere), as the control plane's --chart-repositories
-// and --chart-credentials.
+// and --chart-credentials; kustomize's remote bases from the prefixes `remote_bases` trusts,
+// as its --kustomize-remote-bases.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
                                           bool submodules = false, const SopsKeys& sops_keys = {},
-                                          ChartFetchOptions charts = {});
+                                          ChartFetchOptions charts = {},
+                                          std::vector<std::string> remote_bases = {});
 
 }  // namespace gitfleet::cli
 

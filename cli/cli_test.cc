@@ -290,6 +290,47 @@ TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   EXPECT_EQ(a.size(), 2u);
 }
 
+// A remote base (another repository at a tag): what gitfleet fetches and builds is what
+// kustomize builds when it clones the repository itself.
+TEST(RenderCommandTest, ARemoteBaseRendersAsKustomizeBuildsIt) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  GitFixture platform(TempDir("platform"));
+  platform.Write("deploy/base/kustomization.yaml", "resources: [cm.yaml, ../extra]\n");
+  platform.Write("deploy/base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  platform.Write("deploy/extra/kustomization.yaml", "resources: [svc.yaml]\n");
+  platform.Write("deploy/extra/svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n");
+  platform.Commit("v1");
+  platform.Git("tag v1");
+  platform.Write("deploy/base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
+  platform.Commit("v2");
+  GitFixture git(TempDir("render"));
+  git.Write("app/kustomization.yaml", absl::StrCat("namespace: prod\nresources:\n- ",
+                                                   platform.url(), "//deploy/base?ref=v1\n"));
+  git.Commit("app");
+  Result refused = RunCtl({"render", "--repo=" + git.dir(), "--path=app"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("--kustomize-remote-bases="));
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=app", "--kustomize-remote-bases=*"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin", "HOME=" + git.dir()};
+  std::vector<std::string> argv = {
+      kustomize, absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build", git.dir() + "/app"};
+  auto tool = RunSubprocess(argv, options);
+  ASSERT_TRUE(tool.ok());
+  ASSERT_EQ(tool->exit_code, 0) << tool->stderr_text;
+  auto ours = ParseManifests(r.out, "ours");
+  auto theirs = ParseManifests(tool->stdout_text, "theirs");
+  ASSERT_TRUE(ours.ok() && theirs.ok());
+  std::map<std::string, std::string> a, b;
+  for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
+  for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 2u);
+  EXPECT_THAT(r.out, HasSubstr("name: a")) << "the tag's";
+}
+
 TEST(RenderCommandTest, SubstitutesTheValuesOfTheClusterDescribed) {
   GitFixture git(TempDir("render"));
   git.Write(

@@ -38,6 +38,7 @@
 #include "controlplane/render/age.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/pgp.h"
+#include "controlplane/render/remote_bases.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/store/store.h"
@@ -111,6 +112,13 @@ ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
           "https://charts.example.com/, oci://ghcr.io/org/ for an OCI registry, or * for any "
           "http(s) or oci:// URL. Default: none (such a chart fails its render, naming this flag). "
           "Renders themselves have no network; this is the control plane's own.");
+ABSL_FLAG(std::vector<std::string>, kustomize_remote_bases, {},
+          "URL prefixes (comma-separated) of Git repositories the control plane fetches "
+          "kustomize's remote bases from (a resources entry such as "
+          "https://github.com/org/repo//deploy?ref=v1): https://github.com/org/, "
+          "ssh://git@git.example.com/, or * for any URL a source could name. Fetched with the "
+          "Git limits and --git-credentials sources use, again at most every 5 minutes for a "
+          "branch or tag. Default: none (such a build fails, naming this flag).");
 ABSL_FLAG(std::vector<std::string>, chart_credentials, {},
           "Private chart repositories and registries: URL_PREFIX=NAME pairs (comma-separated), "
           "NAME a folder in --credentials-dir holding username and password (a token as the "
@@ -469,6 +477,15 @@ int Main(ShutdownSignals& signals) {
       }
     }
     charts.timeout = options.engines.timeout;
+    if (absl::Status valid = CheckRemoteBasePrefixes(absl::GetFlag(FLAGS_kustomize_remote_bases));
+        !valid.ok()) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--kustomize-remote-bases: ", valid.message())));
+    }
+    if (!absl::GetFlag(FLAGS_kustomize_remote_bases).empty()) {
+      options.engines.remote_bases = std::make_shared<RemoteBaseFetcher>(
+          repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases));
+    }
     options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
   }
   Controller controller(store->get(), repos.get(), &hub, metrics, options);

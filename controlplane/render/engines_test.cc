@@ -14,6 +14,7 @@
 #include "controlplane/render/jsonnet_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/plain_renderer.h"
+#include "controlplane/render/remote_bases.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/render/sops.h"
 #include "gmock/gmock.h"
@@ -429,6 +430,99 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
                         "it with --chart-repositories)"));
   auto escape = renderer.Render({"web", "a", {{"../etc/passwd", "x"}}});
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("refusing repository path"));
+}
+
+// kustomize's remote bases (resources naming a folder of another repository at a ref, as
+// Argo CD and Flux repositories have them): the control plane fetches each repository,
+// theirs too, and kustomize builds a copy, keeping no network. Real kustomize.
+TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::GitFixture shared(TempDir("shared"));
+  shared.Write("common/kustomization.yaml", "resources: [sa.yaml]\n");
+  shared.Write("common/sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n");
+  shared.Commit("common");
+  testing::GitFixture remote(TempDir("remote"));
+  // A base whose own kustomization reaches a folder beside it and another remote base.
+  remote.Write("deploy/base/kustomization.yaml",
+               absl::StrCat("resources:\n- cm.yaml\n- ../extra\n- ", shared.url(), "//common\n"));
+  remote.Write("deploy/base/cm.yaml",
+               "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {v: \"1\"}\n");
+  remote.Write("deploy/extra/kustomization.yaml", "resources: [svc.yaml]\n");
+  remote.Write("deploy/extra/svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n");
+  const std::string v1 = remote.Commit("v1");
+  remote.Git("tag v1.0.0");
+  remote.Write("deploy/base/cm.yaml",
+               "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {v: \"2\"}\n");
+  remote.Commit("v2 on main");
+
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(TempDir("cache"), {}, {"", /*allow_local=*/true});
+  KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
+  options.allow_network = NetworkSandbox().empty();
+  options.remote_bases = std::make_shared<RemoteBaseFetcher>(
+      repos.get(), std::vector<std::string>{remote.url(), shared.url()});
+  KustomizeRenderer renderer(options);
+  std::vector<RepoFile> files = {
+      {"apps/web/kustomization.yaml",
+       absl::StrCat("namePrefix: shop-\nresources:\n- ", remote.url(), "//deploy/base?ref=v1.0.0\n",
+                    "- local.yaml\n")},
+      {"apps/web/local.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: local}\n"},
+      // Another bundle's kustomization with a base from nowhere trusted: not this build's.
+      {"apps/other/kustomization.yaml", "resources: [https://github.com/elsewhere/x//y]\n"},
+  };
+  std::vector<std::string> notes, read;
+  RenderInput input{"web", "apps/web", files, &read};
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> keys;
+  for (const auto& [key, object] : set->objects()) keys.push_back(key);
+  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//shop-local", "/ConfigMap//shop-web",
+                                           "/Service//shop-web", "/ServiceAccount//shop-app"));
+  for (const auto& [key, object] : set->objects()) {
+    if (key == "/ConfigMap//shop-web") {
+      EXPECT_THAT(object->yaml(), HasSubstr("v: \"1\"")) << "the tag's, not main's";
+    }
+  }
+  EXPECT_THAT(notes, ::testing::Contains(absl::StrCat("fetched the remote base ", remote.url(),
+                                                      " at v1.0.0 (commit ", v1.substr(0, 12),
+                                                      ") for apps/web/kustomization.yaml")));
+  EXPECT_THAT(notes,
+              ::testing::Contains(HasSubstr(absl::StrCat("fetched the remote base ", shared.url(),
+                                                         " at its default "
+                                                         "branch"))));
+  EXPECT_THAT(read, ::testing::UnorderedElementsAre("apps/web")) << "the copies are not the "
+                                                                    "repository's";
+
+  // Untrusted, unreadable, or with no fetcher at all: fails naming the entry and why.
+  const std::pair<std::string, std::string> kBad[] = {
+      {"resources:\n- https://github.com/elsewhere/x//y?ref=v1\n",
+       "apps/web/kustomization.yaml: resources \"https://github.com/elsewhere/x//y?ref=v1\": "
+       "remote base https://github.com/elsewhere/x is in a repository the control plane does "
+       "not fetch remote bases from: start it with --kustomize-remote-bases="},
+      {absl::StrCat("resources: ['", remote.url(), "//deploy/base?ref=v9']\n"),
+       absl::StrCat("remote base ", remote.url(), " at v9")},
+      {"resources: [https://raw.githubusercontent.com/org/repo/main/install.yaml]\n",
+       "is remote: a file over http(s), which renders cannot download"},
+      {"resources: ['https://github.com/org/repo//../../etc?ref=v1']\n", "may not hold . or .."},
+  };
+  for (const auto& [kustomization, error] : kBad) {
+    absl::StatusOr<ObjectSet> refused =
+        renderer.Render({"web", "apps/web", {{"apps/web/kustomization.yaml", kustomization}}});
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << kustomization;
+  }
+  KustomizeOptions none = options;
+  none.remote_bases = nullptr;
+  absl::StatusOr<ObjectSet> without = KustomizeRenderer(none).Render(input);
+  EXPECT_THAT(without.status().message(),
+              HasSubstr("is remote; renders have no network access, so vendor it into the "
+                        "repository, or have the control plane fetch it "
+                        "(--kustomize-remote-bases="));
+  // The repository may not hold what the copies would be.
+  std::vector<RepoFile> clash = files;
+  clash.push_back({".gitfleet-remote/1/x.yaml", "x"});
+  EXPECT_THAT(renderer.Render({"web", "apps/web", clash}).status().message(),
+              HasSubstr("where gitfleet puts copies of remote bases"));
 }
 
 // Adds to `server` a chart for each (name, version): a Chart.yaml and a values.yaml.

@@ -23,6 +23,7 @@
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/remote_bases.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -354,6 +355,138 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
   return absl::OkStatus();
 }
 
+constexpr int kMaxRemoteBases = 16;
+constexpr char kRemoteDir[] = ".gitfleet-remote";
+
+// Where remote bases' copies go in a checkout; never a path of the repository's own
+// (.gitfleet-remote/ is refused in it).
+bool IsRemoteCopy(absl::string_view path) {
+  return path == kRemoteDir || absl::StartsWith(path, absl::StrCat(kRemoteDir, "/"));
+}
+
+// kustomize's remote bases in the kustomizations a build of `path` reads (their resources,
+// bases and components, the copies' own too): each repository fetched once at its ref by
+// `fetcher`, its files added to *files under .gitfleet-remote/ID/, and the entry rewritten
+// to that copy's folder. Without a fetcher, a remote base fails naming the flag; so does a
+// plain file over http(s), which kustomize would download.
+absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::string>& more_dirs,
+                               RemoteBaseFetcher* fetcher, std::vector<RepoFile>* files,
+                               std::vector<std::string>* notes) {
+  std::map<std::string, std::string> copies;  // repo + "\n" + ref -> ID
+  std::set<std::string> expanded;             // kustomization paths done
+  for (int round = 0; round <= kMaxRemoteBases; ++round) {
+    std::map<std::string, const RepoFile*> by_path;
+    for (const RepoFile& file : *files) by_path[file.path] = &file;
+    std::set<std::string> visited, read;
+    KustomizeClosure(by_path, path, &visited, &read);
+    for (const std::string& dir : more_dirs) KustomizeClosure(by_path, dir, &visited, &read);
+    // The kustomizations with remote entries not yet rewritten.
+    std::vector<std::string> todo;
+    for (const std::string& dir : visited) {
+      const RepoFile* kustomization = KustomizationIn(by_path, dir);
+      if (kustomization == nullptr || expanded.count(kustomization->path)) continue;
+      expanded.insert(kustomization->path);
+      if (kustomization->content.find("://") == std::string::npos &&
+          kustomization->content.find("github.com/") == std::string::npos &&
+          kustomization->content.find("git@") == std::string::npos) {
+        continue;
+      }
+      todo.push_back(kustomization->path);
+    }
+    if (todo.empty()) return absl::OkStatus();
+    std::vector<RepoFile> added;
+    for (const std::string& kustomization_path : todo) {
+      RepoFile* file = nullptr;
+      for (RepoFile& f : *files) {
+        if (f.path == kustomization_path) file = &f;
+      }
+      if (file == nullptr || !CheckYamlBounds(file->content, file->path).ok()) continue;
+      YAML::Node doc;
+      try {
+        doc = YAML::Load(file->content);
+      } catch (const YAML::Exception&) {
+        continue;  // kustomize reports it
+      }
+      if (!doc.IsMap()) continue;
+      const std::string dir = file->path.find('/') == std::string::npos
+                                  ? ""
+                                  : file->path.substr(0, file->path.rfind('/'));
+      std::string up;
+      for (absl::string_view part : absl::StrSplit(dir, '/', absl::SkipEmpty())) {
+        (void)part;
+        up += "../";
+      }
+      bool changed = false;
+      for (const char* field : {"resources", "bases", "components"}) {
+        YAML::Node list = doc[field];
+        if (!list || !list.IsSequence()) continue;
+        for (size_t i = 0; i < list.size(); ++i) {
+          if (!list[i].IsScalar() || !LooksRemote(list[i].Scalar())) continue;
+          const std::string reference = list[i].Scalar();
+          const std::string where =
+              absl::StrCat(file->path, ": ", field, " \"", reference.substr(0, 256), "\"");
+          absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(reference);
+          if (!base.ok()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(file->path, ": ", base.status().message()));
+          }
+          if (!base->has_value()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(where,
+                             " is remote: a file over http(s), which renders cannot download and "
+                             "gitfleet does not fetch; vendor it into the repository"));
+          }
+          if (fetcher == nullptr) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(where,
+                             " is remote; renders have no network access, so vendor it into the "
+                             "repository, or have the control plane fetch it "
+                             "(--kustomize-remote-bases=",
+                             (**base).repo.substr(0, 256), ")"));
+          }
+          const std::string key = absl::StrCat((**base).repo, "\n", (**base).ref);
+          auto copy = copies.find(key);
+          if (copy == copies.end()) {
+            if (static_cast<int>(copies.size()) >= kMaxRemoteBases) {
+              return absl::ResourceExhaustedError(
+                  absl::StrCat(where, ": the build reads more than ", kMaxRemoteBases,
+                               " remote bases (repositories at a ref), theirs included"));
+            }
+            absl::StatusOr<RemoteTree> tree = fetcher->Fetch((**base).repo, (**base).ref);
+            if (!tree.ok()) {
+              return absl::Status(tree.status().code(),
+                                  absl::StrCat(where, ": ", tree.status().message()));
+            }
+            const std::string id = absl::StrCat(copies.size() + 1);
+            copy = copies.emplace(key, id).first;
+            for (RepoFile& remote : tree->files) {
+              added.push_back(
+                  {absl::StrCat(kRemoteDir, "/", id, "/", remote.path), std::move(remote.content)});
+            }
+            if (notes != nullptr) {
+              notes->push_back(
+                  absl::StrCat("fetched the remote base ", (**base).repo, " at ",
+                               (**base).ref.empty() ? "its default branch" : (**base).ref,
+                               " (commit ", tree->commit.substr(0, 12), ") for ", file->path));
+            }
+          }
+          list[i] = absl::StrCat(up, kRemoteDir, "/", copy->second,
+                                 (**base).path.empty() ? "" : "/", (**base).path);
+          changed = true;
+        }
+      }
+      if (changed) {
+        YAML::Emitter out;
+        out << doc;
+        file->content = std::string(out.c_str()) + "\n";
+      }
+    }
+    for (RepoFile& file : added) files->push_back(std::move(file));
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("kustomize ", path, ": remote bases nest more than ", kMaxRemoteBases, " deep"));
+}
+
 }  // namespace
 
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
@@ -379,12 +512,9 @@ absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
           absl::StrCat(file.path, ": not a kustomization (a field has the wrong type)"));
     }
     for (const auto& [field, reference] : references) {
-      if (reference.find("://") != std::string::npos ||
-          absl::StartsWith(reference, "github.com/") || absl::StartsWith(reference, "git@")) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file.path, ": ", field, " \"", reference,
-            "\" is remote; renders have no network access, so vendor it into the repository"));
-      }
+      // Remote: ExpandRemoteBases fetches (or refuses) the ones a build reads; the rest of
+      // the repository's are none of this render's business.
+      if (LooksRemote(reference)) continue;
       std::string resolved;
       if (!reference.empty() && reference[0] == '/') {
         return absl::InvalidArgumentError(absl::StrCat(file.path, ": ", field, " \"", reference,
@@ -432,8 +562,14 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
       !sandbox.ok()) {
     return sandbox;
   }
-  if (absl::Status references = CheckKustomizeReferences(input.files); !references.ok()) {
-    return references;
+  for (const RepoFile& file : input.files) {
+    if (IsRemoteCopy(file.path)) {
+      return absl::InvalidArgumentError(absl::StrCat("kustomize ", input.path,
+                                                     ": the repository holds ", file.path,
+                                                     ", where gitfleet "
+                                                     "puts copies of remote bases; rename ",
+                                                     kRemoteDir));
+    }
   }
   // A directory without a kustomization of its own, as Flux builds one: a generated
   // kustomization lists its manifests, and the top-most subdirectories that have a
@@ -447,8 +583,43 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     if (!text.ok()) return text.status();
     generated_text = *std::move(text);
   }
+  // Remote bases the build reads: fetched by the control plane, copied in (the repository's
+  // files copied only then).
+  std::vector<RepoFile> with_remote;
+  bool remote = false;
+  {
+    std::map<std::string, const RepoFile*> by_path;
+    for (const RepoFile& file : input.files) by_path[file.path] = &file;
+    std::set<std::string> visited, read;
+    KustomizeClosure(by_path, input.path, &visited, &read);
+    for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
+    for (const std::string& dir : visited) {
+      const RepoFile* kustomization = KustomizationIn(by_path, dir);
+      if (kustomization == nullptr) continue;
+      YAML::Node doc;
+      std::vector<std::pair<std::string, std::string>> references;
+      try {
+        if (CheckYamlBounds(kustomization->content, kustomization->path).ok()) {
+          doc = YAML::Load(kustomization->content);
+        }
+      } catch (const YAML::Exception&) {
+      }
+      if (doc.IsMap() && CollectReferences(doc, &references)) {
+        for (const auto& [field, reference] : references) remote |= LooksRemote(reference);
+      }
+    }
+  }
+  if (remote) {
+    with_remote = input.files;
+    GF_RETURN_IF_ERROR(ExpandRemoteBases(input.path, generated_dirs, options_.remote_bases.get(),
+                                         &with_remote, input.notes));
+  }
+  const std::vector<RepoFile>& files = remote ? with_remote : input.files;
+  if (absl::Status references = CheckKustomizeReferences(files); !references.ok()) {
+    return references;
+  }
   std::map<std::string, const RepoFile*> by_path;
-  for (const RepoFile& file : input.files) by_path[file.path] = &file;
+  for (const RepoFile& file : files) by_path[file.path] = &file;
   std::set<std::string> visited, read;
   KustomizeClosure(by_path, input.path, &visited, &read);
   for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
@@ -468,11 +639,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   }
   std::vector<RepoFile> with_charts;
   if (!charts.empty()) {
-    with_charts = input.files;
+    with_charts = files;
     for (RepoFile& file : charts) with_charts.push_back(std::move(file));
   }
   absl::StatusOr<std::unique_ptr<Checkout>> checkout =
-      Checkout::Write(options_.scratch_dir, with_charts.empty() ? input.files : with_charts);
+      Checkout::Write(options_.scratch_dir, with_charts.empty() ? files : with_charts);
   if (!checkout.ok()) return checkout.status();
   const Checkout& scratch = **checkout;
   std::string dir = scratch.root() + "/" + input.path;
@@ -541,6 +712,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     // A file inside a visited directory is already covered by that directory's tree id.
     input.read_paths->clear();
     for (const std::string& path : read) {
+      if (IsRemoteCopy(path)) continue;  // not the repository's: fetched again at each render
       bool covered = false;
       for (const std::string& dir : visited) {
         covered |= path != dir && (dir.empty() || absl::StartsWith(path, dir + "/"));

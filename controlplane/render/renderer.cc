@@ -1401,6 +1401,7 @@ ToolOptions EngineOptions::Tool(const std::string& engine) const {
     auto helm = binaries.find("helm");
     tool.helm_binary = helm != binaries.end() && !helm->second.empty() ? helm->second : FindHelm();
     tool.chart_fetcher = chart_fetcher;
+    tool.remote_bases = remote_bases;
   }
   return tool;
 }

@@ -30,7 +30,8 @@
 
 namespace gitfleet {
 
-class ChartFetcher;  // chart_fetcher.h
+class ChartFetcher;       // chart_fetcher.h
+class RemoteBaseFetcher;  // remote_bases.h
 
 // A chart outside the repository, as fleet.yaml names it: `name` in the chart repository at
 // `repo` at the newest version `version` allows, or the archive at `url`.
@@ -237,6 +238,9 @@ struct ToolOptions {
   // a build fails saying so), and where their charts come from (null: nowhere).
   std::string helm_binary;
   std::shared_ptr<ChartFetcher> chart_fetcher;
+  // kustomize only: where remote bases are fetched from (remote_bases.h); null: nowhere,
+  // and a build that reads one fails naming --kustomize-remote-bases.
+  std::shared_ptr<RemoteBaseFetcher> remote_bases;
 };
 using KustomizeOptions = ToolOptions;
 
@@ -268,6 +272,8 @@ struct EngineOptions {
   // Where the helm engine fetches charts from outside the repository; null: nowhere (a
   // render that needs one fails, naming --chart-repositories).
   std::shared_ptr<ChartFetcher> chart_fetcher;
+  // Where kustomize's remote bases are fetched from; null: nowhere.
+  std::shared_ptr<RemoteBaseFetcher> remote_bases;
 
   // ToolOptions for `engine`'s tool.
   ToolOptions Tool(const std::string& engine) const;

@@ -317,6 +317,54 @@ TEST_F(Fleet, KustomizeAndJsonnetBundlesReachAgents) {
   EXPECT_THAT(Read("prod-eu", "prod/ConfigMap/shared.yaml"), HasSubstr("value: \"2\""));
 }
 
+// kustomize's remote bases, as Argo CD and Flux repositories have them: a platform team's
+// repository (served by git daemon) at a tag, fetched by the control plane, which the
+// flag trusts; moving the ref is a commit of the app's repository like any other.
+TEST_F(Fleet, AKustomizationsRemoteBaseIsFetchedByTheControlPlane) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::GitFixture platform(root_ + "/platform");
+  platform.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  platform.Write("base/cm.yaml", Cm("platform", "1"));
+  platform.Commit("platform v1");
+  platform.Git("tag v1");
+  platform.Write("base/cm.yaml", Cm("platform", "2"));
+  platform.Commit("platform v2");
+  platform.Git("tag v2");
+  std::unique_ptr<Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  const std::string remote = absl::StrCat("git://127.0.0.1:", port, "/platform//base");
+  git_.Write("apps/web/kustomization.yaml",
+             absl::StrCat("namespace: web\nresources:\n- ", remote, "?ref=v1\n"));
+  std::string first = git_.Commit("the platform's base at v1");
+  StartControlPlane({absl::StrCat("--kustomize-remote-bases=git://127.0.0.1:", port, "/")});
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("fetched the remote base git://127.0.0.1:", port,
+                                          "/platform at v1")));
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/platform.yaml"), HasSubstr("value: \"1\""));
+  git_.Write("apps/web/kustomization.yaml",
+             absl::StrCat("namespace: web\nresources:\n- ", remote, "?ref=v2\n"));
+  std::string second = git_.Commit("the platform's base at v2");
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/platform.yaml"), HasSubstr("value: \"2\""));
+  // A repository the flag does not trust fails the render, naming the flag; the cluster
+  // keeps v2.
+  git_.Write("apps/web/kustomization.yaml",
+             "namespace: web\nresources:\n- https://github.com/elsewhere/repo//base?ref=v1\n");
+  git_.Commit("a base from elsewhere");
+  EXPECT_TRUE(testing::Eventually([&] {
+    return Ctl({"bundle", "list", "-o", "yaml"}).find("--kustomize-remote-bases=") !=
+           std::string::npos;
+  })) << Ctl({"bundle", "list", "-o", "yaml"});
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/platform.yaml"), HasSubstr("value: \"2\""));
+}
+
 TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {
   git_.Write("apps/web/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${env}\n  namespace: web\n"

@@ -1,11 +1,13 @@
-// The kustomization path checker, and the rewrite that adds a chart's output to a
-// kustomization (Fleet's post-render): a repository's kustomization.yaml may hold anything.
+// The kustomization path checker, the rewrite that adds a chart's output to a kustomization
+// (Fleet's post-render), and the remote base reader: a repository's kustomization.yaml may
+// hold anything.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
+#include "controlplane/render/remote_bases.h"
 #include "controlplane/render/renderer.h"
 #include "tests/fuzz/chunks.h"
 
@@ -20,6 +22,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   files.push_back({"base/kustomization.yaml", chunks.size() > 1 ? chunks[1] : ""});
   (void)gitfleet::CheckKustomizeReferences(files);
+  for (const std::string& chunk : chunks) {
+    absl::StatusOr<std::optional<gitfleet::RemoteBase>> base = gitfleet::ParseRemoteBase(chunk);
+    // A remote base's folder never climbs out of its repository.
+    if (base.ok() && base->has_value() &&
+        ((**base).path == ".." || (**base).path.rfind("../", 0) == 0 ||
+         (**base).path.find("/../") != std::string::npos)) {
+      __builtin_trap();
+    }
+  }
   // What the rewrite writes is a kustomization that lists the output once, first.
   absl::StatusOr<std::string> with = gitfleet::WithChartOutputResource("k.yaml", chunks[0]);
   if (with.ok() && *with != chunks[0]) {
