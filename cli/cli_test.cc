@@ -13,6 +13,7 @@
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
 
 namespace gitfleet::cli {
@@ -304,14 +305,20 @@ TEST(RenderCommandTest, ARemoteBaseRendersAsKustomizeBuildsIt) {
   platform.Git("tag v1");
   platform.Write("deploy/base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n");
   platform.Commit("v2");
+  // And a release's install.yaml over http, as kustomize downloads one.
+  ::gitfleet::testing::ChartRepositoryServer releases(TempDir("releases"));
+  releases.Write("install.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: op}\n");
+  if (absl::Status started = releases.Start(); !started.ok()) GTEST_SKIP() << started;
   GitFixture git(TempDir("render"));
-  git.Write("app/kustomization.yaml", absl::StrCat("namespace: prod\nresources:\n- ",
-                                                   platform.url(), "//deploy/base?ref=v1\n"));
+  git.Write("app/kustomization.yaml",
+            absl::StrCat("namespace: prod\nresources:\n- ", platform.url(),
+                         "//deploy/base?ref=v1\n- ", releases.url(), "install.yaml\n"));
   git.Commit("app");
   Result refused = RunCtl({"render", "--repo=" + git.dir(), "--path=app"});
   EXPECT_EQ(refused.code, 1);
   EXPECT_THAT(refused.err, HasSubstr("--kustomize-remote-bases="));
-  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=app", "--kustomize-remote-bases=*"});
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=app",
+                     "--kustomize-remote-bases=*," + releases.url()});
   ASSERT_EQ(r.code, 0) << r.err;
   SubprocessOptions options;
   options.env = {"PATH=/usr/bin:/bin", "HOME=" + git.dir()};
@@ -327,7 +334,7 @@ TEST(RenderCommandTest, ARemoteBaseRendersAsKustomizeBuildsIt) {
   for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
   for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
   EXPECT_EQ(a, b);
-  EXPECT_EQ(a.size(), 2u);
+  EXPECT_EQ(a.size(), 3u);
   EXPECT_THAT(r.out, HasSubstr("name: a")) << "the tag's";
 }
 

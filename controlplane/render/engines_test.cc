@@ -455,17 +455,24 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {v: \"2\"}\n");
   remote.Commit("v2 on main");
 
+  // A release's install.yaml, a plain file over http.
+  testing::ChartRepositoryServer releases(TempDir("releases"));
+  releases.Write("install.yaml",
+                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: operator}\n---\n"
+                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: operator}\n");
+  if (absl::Status started = releases.Start(); !started.ok()) GTEST_SKIP() << started;
+
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(TempDir("cache"), {}, {"", /*allow_local=*/true});
   KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
   options.allow_network = NetworkSandbox().empty();
   options.remote_bases = std::make_shared<RemoteBaseFetcher>(
-      repos.get(), std::vector<std::string>{remote.url(), shared.url()});
+      repos.get(), std::vector<std::string>{remote.url(), shared.url(), releases.url()});
   KustomizeRenderer renderer(options);
   std::vector<RepoFile> files = {
       {"apps/web/kustomization.yaml",
        absl::StrCat("namePrefix: shop-\nresources:\n- ", remote.url(), "//deploy/base?ref=v1.0.0\n",
-                    "- local.yaml\n")},
+                    "- local.yaml\n- ", releases.url(), "install.yaml\n")},
       {"apps/web/local.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: local}\n"},
       // Another bundle's kustomization with a base from nowhere trusted: not this build's.
       {"apps/other/kustomization.yaml", "resources: [https://github.com/elsewhere/x//y]\n"},
@@ -477,13 +484,17 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
   ASSERT_TRUE(set.ok()) << set.status();
   std::vector<std::string> keys;
   for (const auto& [key, object] : set->objects()) keys.push_back(key);
-  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//shop-local", "/ConfigMap//shop-web",
+  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//shop-local", "/ConfigMap//shop-operator",
+                                           "/ConfigMap//shop-web", "/Namespace//operator",
                                            "/Service//shop-web", "/ServiceAccount//shop-app"));
   for (const auto& [key, object] : set->objects()) {
     if (key == "/ConfigMap//shop-web") {
       EXPECT_THAT(object->yaml(), HasSubstr("v: \"1\"")) << "the tag's, not main's";
     }
   }
+  EXPECT_THAT(notes,
+              ::testing::Contains(absl::StrCat("fetched the remote file ", releases.url(),
+                                               "install.yaml for apps/web/kustomization.yaml")));
   EXPECT_THAT(notes, ::testing::Contains(absl::StrCat("fetched the remote base ", remote.url(),
                                                       " at v1.0.0 (commit ", v1.substr(0, 12),
                                                       ") for apps/web/kustomization.yaml")));
@@ -503,7 +514,12 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
       {absl::StrCat("resources: ['", remote.url(), "//deploy/base?ref=v9']\n"),
        absl::StrCat("remote base ", remote.url(), " at v9")},
       {"resources: [https://raw.githubusercontent.com/org/repo/main/install.yaml]\n",
-       "is remote: a file over http(s), which renders cannot download"},
+       "remote file https://raw.githubusercontent.com/org/repo/main/install.yaml is at a URL the "
+       "control plane does not fetch remote bases from"},
+      {absl::StrCat("resources: ['", releases.url(), "missing.yaml']\n"),
+       "the server answered HTTP 404"},
+      {absl::StrCat("components: ['", releases.url(), "install.yaml']\n"),
+       "and components takes folders"},
       {"resources: ['https://github.com/org/repo//../../etc?ref=v1']\n", "may not hold . or .."},
   };
   for (const auto& [kustomization, error] : kBad) {

@@ -361,7 +361,10 @@ constexpr char kRemoteDir[] = ".gitfleet-remote";
 // Where remote bases' copies go in a checkout; never a path of the repository's own
 // (.gitfleet-remote/ is refused in it).
 bool IsRemoteCopy(absl::string_view path) {
-  return path == kRemoteDir || absl::StartsWith(path, absl::StrCat(kRemoteDir, "/"));
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == kRemoteDir) return true;
+  }
+  return false;
 }
 
 // kustomize's remote bases in the kustomizations a build of `path` reads (their resources,
@@ -425,6 +428,47 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
           const std::string reference = list[i].Scalar();
           const std::string where =
               absl::StrCat(file->path, ": ", field, " \"", reference.substr(0, 256), "\"");
+          if (IsRemoteFile(reference)) {
+            // A file kustomize would download: fetched, and put in the kustomization's own
+            // folder (kustomize reads files only in or below it).
+            if (fetcher == nullptr || std::string(field) != "resources") {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  where, " is remote: a file over http(s), which renders cannot download",
+                  fetcher == nullptr
+                      ? absl::StrCat("; vendor it into the repository, or have the control "
+                                     "plane fetch it (--kustomize-remote-bases=",
+                                     reference.substr(0, 256), ")")
+                      : absl::StrCat(", and ", field, " takes folders")));
+            }
+            // A copy in each folder that names it.
+            const std::string key = absl::StrCat("file\n", dir, "\n", reference);
+            auto copy = copies.find(key);
+            if (copy == copies.end()) {
+              if (static_cast<int>(copies.size()) >= kMaxRemoteBases) {
+                return absl::ResourceExhaustedError(
+                    absl::StrCat(where, ": the build reads more than ", kMaxRemoteBases,
+                                 " remote bases and files, theirs included"));
+              }
+              absl::StatusOr<std::string> content = fetcher->FetchFile(reference);
+              if (!content.ok()) {
+                return absl::Status(content.status().code(),
+                                    absl::StrCat(where, ": ", content.status().message()));
+              }
+              copy = copies.emplace(key, absl::StrCat(copies.size() + 1)).first;
+              const std::string name = reference.substr(reference.rfind('/') + 1);
+              added.push_back({absl::StrCat(dir.empty() ? "" : dir + "/", kRemoteDir, "/",
+                                            copy->second, "/", name),
+                               *std::move(content)});
+              if (notes != nullptr) {
+                notes->push_back(
+                    absl::StrCat("fetched the remote file ", reference, " for ", file->path));
+              }
+            }
+            list[i] = absl::StrCat(kRemoteDir, "/", copy->second, "/",
+                                   reference.substr(reference.rfind('/') + 1));
+            changed = true;
+            continue;
+          }
           absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(reference);
           if (!base.ok()) {
             return absl::InvalidArgumentError(

@@ -1,7 +1,10 @@
 #include "controlplane/render/remote_bases.h"
 
+#include <curl/curl.h>
+
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -98,11 +101,7 @@ absl::StatusOr<std::optional<RemoteBase>> ParseRemoteBase(absl::string_view refe
     return absl::InvalidArgumentError(absl::StrCat("remote base \"", shown, "\" names no host"));
   }
   // A plain file over http(s) (raw.githubusercontent.com/.../install.yaml), not a repository.
-  if ((scheme == "https" || scheme == "http") && ref.empty() && !absl::StrContains(path, "//") &&
-      (absl::EndsWith(path, ".yaml") || absl::EndsWith(path, ".yml") ||
-       absl::EndsWith(path, ".json"))) {
-    return std::optional<RemoteBase>();
-  }
+  if (IsRemoteFile(reference)) return std::optional<RemoteBase>();
   // The repository and the folder in it: split at "//", else after a part ending ".git",
   // else after Azure DevOps' "_git/REPO", else after ORG/REPO.
   std::string repo_path, folder;
@@ -181,18 +180,90 @@ bool RemoteBaseFetcher::Allowed(const std::string& repo) const {
   return false;
 }
 
+absl::Status RemoteBaseFetcher::Refused(const std::string& url, const char* what) const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " ", url.substr(0, 256), " is ",
+      absl::string_view(what) == "remote base" ? "in a repository" : "at a URL",
+      " the control plane does not fetch remote bases from: start it with "
+      "--kustomize-remote-bases=",
+      url.substr(0, 256),
+      " to trust it (renders have no network; the control plane fetches remote bases only "
+      "from the prefixes it is told to)"));
+}
+
+bool IsRemoteFile(absl::string_view reference) {
+  absl::ConsumePrefix(&reference, "git::");
+  if (!absl::StartsWith(reference, "https://") && !absl::StartsWith(reference, "http://")) {
+    return false;
+  }
+  absl::string_view path = reference.substr(reference.find("://") + 3);
+  if (path.find('?') != absl::string_view::npos || absl::StrContains(path, "//")) return false;
+  return absl::EndsWith(path, ".yaml") || absl::EndsWith(path, ".yml") ||
+         absl::EndsWith(path, ".json");
+}
+
+namespace {
+size_t WriteAtMost(char* data, size_t size, size_t count, void* user) {
+  auto* sink = static_cast<std::pair<std::string*, size_t>*>(user);
+  const size_t n = size * count;
+  if (sink->first->size() + n > sink->second) return 0;  // past the bound: stop
+  sink->first->append(data, n);
+  return n;
+}
+}  // namespace
+
+absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url, size_t max_bytes) {
+  if (!IsRemoteFile(url) || !Allowed(url)) return Refused(url, "remote file");
+  const absl::Time now = RealClock().Now();
+  {
+    MutexLock lock(&mu_);
+    auto it = files_.find(url);
+    if (it != files_.end() && now - it->second.read < refetch_after_) return it->second.content;
+  }
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  std::string body;
+  std::pair<std::string*, size_t> sink(&body, max_bytes);
+  char error[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);  // release downloads redirect to a CDN
+  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteAtMost);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  const CURLcode code = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  if (code == CURLE_WRITE_ERROR) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("remote file ", url.substr(0, 256), " is larger than ", max_bytes, " bytes"));
+  }
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(absl::StrCat("cannot fetch remote file ", url.substr(0, 256),
+                                               ": ", error[0] ? error : curl_easy_strerror(code)));
+  }
+  if (status != 200) {
+    return absl::UnavailableError(absl::StrCat("cannot fetch remote file ", url.substr(0, 256),
+                                               ": the server answered HTTP ", status));
+  }
+  MutexLock lock(&mu_);
+  if (files_.size() >= 64) files_.clear();
+  files_[url] = {now, body};
+  return body;
+}
+
 absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo,
                                                     const std::string& ref) {
   const std::string at = ref.empty() ? "its default branch" : ref;
-  if (!Allowed(repo)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "remote base ", repo.substr(0, 256),
-        " is in a repository the control plane does not fetch remote bases from: start it "
-        "with --kustomize-remote-bases=",
-        repo.substr(0, 256),
-        " to trust it (renders have no network; the control plane fetches remote bases "
-        "only from the prefixes it is told to)"));
-  }
+  if (!Allowed(repo)) return Refused(repo, "remote base");
   // Not held between renders: a clone no source uses is the source poller's to delete.
   GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> git, repos_->ForUrl(repo, "", false));
   const absl::Time now = RealClock().Now();

@@ -63,15 +63,30 @@ class RemoteBaseFetcher {
   // FailedPrecondition naming --kustomize-remote-bases when `repo` is not allowed; the
   // fetch's or read's error otherwise (naming the repository and ref).
   absl::StatusOr<RemoteTree> Fetch(const std::string& repo, const std::string& ref);
+  // A plain file over http(s) (a resources entry such as a release's install.yaml), from
+  // the same trusted prefixes: at most `max_bytes`, redirects only to http(s), read again
+  // after refetch_after. Unavailable naming the URL when it cannot be read.
+  absl::StatusOr<std::string> FetchFile(const std::string& url, size_t max_bytes = 16 << 20);
   bool Allowed(const std::string& repo) const;
 
  private:
+  absl::Status Refused(const std::string& url, const char* what) const;
+
   GitRepositories* const repos_;
   const std::vector<std::string> allowed_;
   const absl::Duration refetch_after_;
   mutable Mutex mu_;
   std::map<std::string, absl::Time> fetched_ ABSL_GUARDED_BY(mu_);  // by URL
+  struct File {
+    absl::Time read;
+    std::string content;
+  };
+  std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);  // by URL, at most 64
 };
+
+// Whether `reference` is a plain file over http(s) that kustomize would download (a URL whose
+// last part ends .yaml, .yml or .json, with no "//" folder or ?ref=).
+bool IsRemoteFile(absl::string_view reference);
 
 // InvalidArgument naming the first of `prefixes` (--kustomize-remote-bases) that is neither
 // "*" nor an https://, ssh://, git:// or http:// URL prefix.

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
 
 namespace gitfleet {
@@ -118,6 +119,36 @@ TEST(RemoteBaseFetcherTest, FetchesTheRepositoryAtTheRefOnlyFromTrustedPrefixes)
                    .Allowed("https://github.com.evil.example/org/repo"))
       << "a host is a whole host";
   EXPECT_TRUE(closed.Allowed("https://github.com/org/repo"));
+}
+
+// A plain file over http (a release's install.yaml): from trusted prefixes, bounded, kept a
+// while.
+TEST(RemoteBaseFetcherTest, FetchesAFileOverHttpFromTrustedPrefixes) {
+  testing::ChartRepositoryServer server(TempDir("files"));
+  server.Write("install.yaml", "kind: ConfigMap\n");
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(TempDir("cache"));
+  RemoteBaseFetcher fetcher(repos.get(), {server.url()});
+  const std::string url = server.url() + "install.yaml";
+  absl::StatusOr<std::string> file = fetcher.FetchFile(url);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(*file, "kind: ConfigMap\n");
+  server.Write("install.yaml", "kind: Secret\n");
+  EXPECT_EQ(*fetcher.FetchFile(url), "kind: ConfigMap\n") << "kept for refetch_after";
+  RemoteBaseFetcher eager(repos.get(), {server.url()}, absl::ZeroDuration());
+  EXPECT_EQ(*eager.FetchFile(url), "kind: Secret\n");
+  EXPECT_EQ(eager.FetchFile(url, 4).status().code(), absl::StatusCode::kResourceExhausted);
+  absl::Status missing = eager.FetchFile(server.url() + "none.yaml").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(missing.message(), HasSubstr("the server answered HTTP 404"));
+  absl::Status untrusted =
+      RemoteBaseFetcher(repos.get(), {"https://github.com/"}).FetchFile(url).status();
+  EXPECT_EQ(untrusted.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(untrusted.message(), HasSubstr("--kustomize-remote-bases=" + url));
+  EXPECT_TRUE(IsRemoteFile("https://github.com/org/op/releases/download/v1/install.yaml"));
+  EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy?ref=v1"));
+  EXPECT_FALSE(IsRemoteFile("https://example.com/x.yaml?ref=v1"));
+  EXPECT_FALSE(IsRemoteFile("ftp://example.com/x.yaml"));
 }
 
 }  // namespace
