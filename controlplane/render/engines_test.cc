@@ -1213,6 +1213,98 @@ TEST(HelmRendererTest, AChartGoesThroughTheKustomizationFleetPostRendersItThroug
 // the control plane from the repositories it trusts, rendered with fleet.yaml's values, the
 // bundle's own values files read from its folder, post-rendered through a target's
 // kustomization (Fleet's helm-kustomize layout). A chart repository on loopback.
+// An umbrella chart whose dependencies are not vendored (Argo CD runs `helm dependency
+// build` for it): each is fetched as helm would get it, from a chart repository at the
+// version Chart.lock pins (else the newest the constraint allows) or from a file://
+// folder in the chart; a vendored one is taken as it is. The stand-in helm checks the
+// charts/ folder as helm does.
+TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBuildGetsThem) {
+  testing::ChartRepositoryServer server(TempDir("charts"));
+  ASSERT_TRUE(AddCharts(server, {{"postgresql", "12.1.0"},
+                                 {"postgresql", "12.2.0"},
+                                 {"redis", "17.0.0"},
+                                 {"redis", "17.1.0"}})
+                  .ok());
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  const std::string helm = testing::WriteDependencyCheckingHelm(TempDir("deps-helm"));
+  ASSERT_FALSE(helm.empty());
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;  // a stand-in, not a chart's hooks
+  HelmRenderer renderer(options, std::nullopt, TrustingFetcher(server));
+  const std::string repo = server.url();
+  std::vector<RepoFile> files = {
+      {"apps/shop/Chart.yaml",
+       absl::StrCat("apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n"
+                    "- name: postgresql\n  version: ^12\n  repository: ",
+                    repo, "\n  condition: postgresql.enabled\n- name: redis\n  version: ~17.0\n",
+                    "  repository: '", repo, "'\n- name: common\n  version: 0.1.0\n",
+                    "  repository: file://./libs/common\n- name: cache\n  version: 2.0.0\n",
+                    "  repository: https://charts.example.com\n")},
+      {"apps/shop/Chart.lock", absl::StrCat("dependencies:\n- name: postgresql\n  repository: ",
+                                            repo, "\n  version: 12.1.0\ndigest: sha256:x\n")},
+      {"apps/shop/libs/common/Chart.yaml", "apiVersion: v2\nname: common\nversion: 0.1.0\n"},
+      // Vendored: taken as it is, never fetched (its repository is not even trusted).
+      {"apps/shop/charts/cache/Chart.yaml", "apiVersion: v2\nname: cache\nversion: 2.0.0\n"},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"shop", "apps/shop", files};
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> set = renderer.Render(input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> out;
+  for (const auto& [key, object] : set->objects()) {
+    out.push_back(
+        absl::StrCat(key, " ", YAML::Load(object->yaml())["data"]["version"].as<std::string>()));
+  }
+  EXPECT_THAT(out, ::testing::ElementsAre("/ConfigMap//shop 1.0.0", "/ConfigMap//shop-cache 2.0.0",
+                                          "/ConfigMap//shop-common 0.1.0",
+                                          "/ConfigMap//shop-postgresql 12.1.0",
+                                          "/ConfigMap//shop-redis 17.0.0"));
+  EXPECT_THAT(notes, ::testing::Contains(absl::StrCat(
+                         "fetched the chart postgresql 12.1.0 from ", repo,
+                         "postgresql-12.1.0.tgz (sha256 checked) for apps/shop's dependency "
+                         "postgresql")));
+  // Without Chart.lock: the newest the constraint allows.
+  std::vector<RepoFile> unlocked = files;
+  unlocked.erase(unlocked.begin() + 1);
+  set = renderer.Render({"shop", "apps/shop", unlocked});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(set->objects().begin()->first, HasSubstr("shop"));
+  bool newest = false;
+  for (const auto& [key, object] : set->objects()) {
+    newest |= key == "/ConfigMap//shop-postgresql" &&
+              YAML::Load(object->yaml())["data"]["version"].as<std::string>() == "12.2.0";
+  }
+  EXPECT_TRUE(newest);
+
+  // What helm dependency build could not do either, or gitfleet will not: named.
+  const std::pair<std::string, std::string> kBad[] = {
+      {"- name: lib\n  repository: file://../../lib\n",
+       "apps/shop's dependency lib is at file://../../lib, which is not a chart in the bundle's "
+       "folder"},
+      {"- name: lib\n  repository: '@bitnami'\n",
+       "names the repository @bitnami by a name helm's own repository list gives it"},
+      {"- name: lib\n", "names no repository and is not in its charts/ folder"},
+      {"- name: lib\n  repository: https://elsewhere.example.com\n",
+       "which the control plane does not fetch charts from"},
+      {"- name: ../x\n  repository: https://elsewhere.example.com\n", "not a chart's name"},
+  };
+  for (const auto& [dependency, error] : kBad) {
+    std::vector<RepoFile> bad = {
+        {"apps/shop/Chart.yaml",
+         "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n" + dependency}};
+    absl::StatusOr<ObjectSet> refused = renderer.Render({"shop", "apps/shop", bad});
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << dependency;
+  }
+  // A control plane that fetches no charts says which flag would trust the repository.
+  HelmRenderer closed(options);
+  EXPECT_THAT(std::string(closed.Render(input).status().message()),
+              HasSubstr("apps/shop's dependency postgresql: it is fetched from " + repo +
+                        ", which the control plane does not fetch charts from: start it with "
+                        "--chart-repositories=" +
+                        repo));
+}
+
 TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
   testing::ChartRepositoryServer server(TempDir("charts"));
   ASSERT_TRUE(

@@ -44,4 +44,56 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
                    "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n");
 }
 
+std::string WriteDependencyCheckingHelm(const std::string& dir) {
+  return WriteHelm(dir, R"py(#!/usr/bin/python3
+import glob, os, sys
+if sys.argv[1:2] == ["version"]:
+    print("v3.14.0+gfake")
+    sys.exit(0)
+release, chart = sys.argv[2], sys.argv[3]
+def lines(d):
+    try:
+        return open(os.path.join(d, "Chart.yaml")).read().splitlines()
+    except OSError:
+        print("Error: Chart.yaml file is missing", file=sys.stderr)
+        sys.exit(1)
+def deps(d):
+    names, inside = [], False
+    for line in lines(d):
+        if line.startswith("dependencies:"):
+            inside = True
+            continue
+        if inside and line and not line[0].isspace() and not line.startswith("-"):
+            inside = False
+        if inside:
+            item = line.strip().lstrip("- ").strip()
+            if item.startswith("name:"):
+                names.append(item[5:].strip().strip("'\""))
+    return names
+def version(d):
+    for line in lines(d):
+        if line.startswith("version:"):
+            return line[8:].strip()
+found = []
+def walk(d, prefix):
+    for name in deps(d):
+        sub = os.path.join(d, "charts", name)
+        if not os.path.isfile(os.path.join(sub, "Chart.yaml")) and not glob.glob(
+                os.path.join(d, "charts", name + "-*.tgz")):
+            print("Error: An error occurred while checking for chart dependencies. You may need "
+                  "to run `helm dependency build` to fetch missing dependencies: found in "
+                  "Chart.yaml, but missing in charts/ directory: " + name, file=sys.stderr)
+            sys.exit(1)
+        if os.path.isdir(sub):
+            found.append((prefix + name, version(sub)))
+            walk(sub, prefix + name + "-")
+walk(chart, "")
+print("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\ndata:\n  version: \"%s\"" %
+      (release, version(chart)))
+for name, v in found:
+    print("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s-%s\ndata:\n"
+          "  version: \"%s\"" % (release, name, v))
+)py");
+}
+
 }  // namespace gitfleet::testing

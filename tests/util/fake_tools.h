@@ -22,6 +22,12 @@ std::string WriteFakeHelm(const std::string& dir);
 // chart's Chart.yaml; without one it fails as helm does.
 std::string WriteValuesEchoHelm(const std::string& dir);
 
+// A helm that checks a chart's dependencies as helm does: each its Chart.yaml lists must be
+// in its charts/ folder (a folder with a Chart.yaml, or NAME-*.tgz), or it fails with helm's
+// message. It prints a ConfigMap named RELEASE whose data.version is the chart's version, and
+// one named RELEASE-SUB (RELEASE-SUB-SUBSUB, ...) for each unpacked subchart, with its version.
+std::string WriteDependencyCheckingHelm(const std::string& dir);
+
 }  // namespace gitfleet::testing
 
 #endif  // GITFLEET_TESTS_UTIL_FAKE_TOOLS_H_
