@@ -1163,4 +1163,182 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   return chart;
 }
 
+// Dependencies fetched for one render, theirs included.
+namespace {
+constexpr int kMaxChartDependencies = 32;
+}  // namespace
+
+// The dependencies a chart's Chart.yaml lists (a v1 chart's requirements.yaml), with the
+// versions its lock file (Chart.lock, requirements.lock) pins when it has one, as `helm
+// dependency build` reads them. InvalidArgument naming the file that cannot be read.
+absl::StatusOr<std::vector<ChartDependency>> ChartDependencies(
+    const std::string& chart, const std::map<std::string, const RepoFile*>& files) {
+  const std::string prefix = chart.empty() ? "" : chart + "/";
+  auto read = [&](const char* name, const char* field, std::vector<ChartDependency>* out,
+                  bool* found) -> absl::Status {
+    auto it = files.find(prefix + name);
+    *found = it != files.end();
+    if (!*found) return absl::OkStatus();
+    GF_RETURN_IF_ERROR(CheckYamlBounds(it->second->content, it->first));
+    try {
+      const YAML::Node doc = YAML::Load(it->second->content);
+      if (!doc.IsMap() || !doc[field]) return absl::OkStatus();
+      if (!doc[field].IsSequence()) {
+        return absl::InvalidArgumentError(absl::StrCat(it->first, ": ", field, " is not a list"));
+      }
+      for (const YAML::Node& item : doc[field]) {
+        if (!item.IsMap() || !item["name"] || !item["name"].IsScalar()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(it->first, ": a dependency without a name"));
+        }
+        ChartDependency d{item["name"].Scalar(), "", ""};
+        if (item["version"] && item["version"].IsScalar()) d.version = item["version"].Scalar();
+        if (item["repository"] && item["repository"].IsScalar()) {
+          d.repository = item["repository"].Scalar();
+        }
+        out->push_back(std::move(d));
+      }
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(it->first, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+    }
+    return absl::OkStatus();
+  };
+  std::vector<ChartDependency> listed;
+  bool found = false;
+  GF_RETURN_IF_ERROR(read("Chart.yaml", "dependencies", &listed, &found));
+  if (listed.empty())
+    GF_RETURN_IF_ERROR(read("requirements.yaml", "dependencies", &listed, &found));
+  if (listed.empty()) return listed;
+  std::vector<ChartDependency> locked;
+  GF_RETURN_IF_ERROR(read("Chart.lock", "dependencies", &locked, &found));
+  if (!found) GF_RETURN_IF_ERROR(read("requirements.lock", "dependencies", &locked, &found));
+  for (ChartDependency& d : listed) {
+    for (const ChartDependency& l : locked) {
+      if (l.name == d.name && l.repository == d.repository && !l.version.empty()) {
+        d.version = l.version;  // the lock's exact version
+      }
+    }
+  }
+  return listed;
+}
+
+// Whether the chart at `chart` holds `name` in its charts/ folder (unpacked, or an archive
+// NAME-VERSION.tgz), as helm looks for a dependency.
+bool HasSubchart(const std::string& chart, const std::string& name,
+                 const std::map<std::string, const RepoFile*>& files) {
+  const std::string charts = absl::StrCat(chart.empty() ? "" : chart + "/", "charts/");
+  if (files.count(absl::StrCat(charts, name, "/Chart.yaml"))) return true;
+  for (auto it = files.lower_bound(absl::StrCat(charts, name, "-"));
+       it != files.end() && absl::StartsWith(it->first, absl::StrCat(charts, name, "-")); ++it) {
+    if (absl::EndsWith(it->first, ".tgz") &&
+        it->first.find('/', charts.size()) == std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// What `helm dependency build` would put in the charts/ folder of the chart at `chart`
+// (and of the charts it adds): each dependency the folder lacks, from a chart repository or
+// OCI registry (fetched by `charts`, at the version the lock pins, else the newest the
+// constraint allows) or a file:// folder inside the bundle's files. Added to *files (and
+// `by_path`), under CHART/charts/NAME/.
+absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
+                                  std::vector<RepoFile>* files, int* fetched,
+                                  std::vector<std::string>* notes) {
+  std::map<std::string, const RepoFile*> by_path;
+  for (const RepoFile& file : *files) by_path[file.path] = &file;
+  GF_ASSIGN_OR_RETURN(std::vector<ChartDependency> dependencies, ChartDependencies(chart, by_path));
+  std::vector<RepoFile> added;
+  std::vector<std::string> subcharts;
+  const std::string shown = chart.empty() ? "the chart" : chart;
+  for (const ChartDependency& d : dependencies) {
+    if (HasSubchart(chart, d.name, by_path)) continue;  // vendored, as helm takes it
+    const std::string where = absl::StrCat(shown, "'s dependency ", d.name);
+    if (d.name.empty() || d.name.find_first_of("/\\") != std::string::npos || d.name == "." ||
+        d.name == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(where.substr(0, 256), ": not a chart's name"));
+    }
+    const std::string target = absl::StrCat(chart.empty() ? "" : chart + "/", "charts/", d.name);
+    if (d.repository.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       " names no repository and is not in its charts/ folder: vendor it there, or "
+                       "give its repository"));
+    }
+    if (absl::StartsWith(d.repository, "file://")) {
+      // A chart folder beside it, as `helm dependency build` packages one: inside the
+      // bundle's files only.
+      std::string resolved;
+      std::vector<std::string> parts;
+      bool inside = true;
+      for (absl::string_view p :
+           absl::StrSplit(absl::StrCat(chart, "/", absl::StripPrefix(d.repository, "file://")), '/',
+                          absl::SkipEmpty())) {
+        if (p == ".") continue;
+        if (p == "..") {
+          if (parts.empty()) inside = false;
+          if (!parts.empty()) parts.pop_back();
+          continue;
+        }
+        parts.emplace_back(p);
+      }
+      resolved = absl::StrJoin(parts, "/");
+      const std::string from = resolved + "/";
+      bool any = inside && by_path.count(from + "Chart.yaml");
+      if (!any) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, " is at ", d.repository.substr(0, 256),
+            ", which is not a chart in the bundle's folder (a render reads only that folder): "
+            "vendor it into charts/, or move it into the chart's folder"));
+      }
+      for (auto it = by_path.lower_bound(from);
+           it != by_path.end() && absl::StartsWith(it->first, from); ++it) {
+        added.push_back(
+            {absl::StrCat(target, "/", it->first.substr(from.size())), it->second->content});
+      }
+      subcharts.push_back(target);
+      continue;
+    }
+    if (absl::StartsWith(d.repository, "@") || absl::StartsWith(d.repository, "alias:")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, " names the repository ", d.repository.substr(0, 128),
+                       " by a name helm's own repository list gives it; write its URL instead"));
+    }
+    if (charts == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, " is in ", d.repository.substr(0, 256),
+          ", and the control plane fetches no charts (start it with --chart-repositories)"));
+    }
+    if (++*fetched > kMaxChartDependencies) {
+      return absl::ResourceExhaustedError(absl::StrCat(where, ": more than ", kMaxChartDependencies,
+                                                       " dependencies to fetch, theirs included"));
+    }
+    const bool oci = absl::StartsWith(d.repository, "oci://");
+    ChartRef ref{oci ? "" : d.repository, oci ? "" : d.name, d.version,
+                 oci ? absl::StrCat(absl::StripSuffix(d.repository, "/"), "/", d.name) : ""};
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> got = charts->Fetch(ref);
+    if (!got.ok()) {
+      return absl::Status(got.status().code(), absl::StrCat(where, ": ", got.status().message()));
+    }
+    for (const RepoFile& file : (*got)->files) {
+      added.push_back({absl::StrCat(target, "/", file.path), file.content});
+    }
+    subcharts.push_back(target);
+    if (notes != nullptr) {
+      notes->push_back(absl::StrCat(
+          "fetched the chart ", (*got)->name, " ", (*got)->version, " from ", (*got)->url,
+          (*got)->digest.empty() ? "" : " (sha256 checked)", " for ", where));
+    }
+  }
+  for (RepoFile& file : added) files->push_back(std::move(file));
+  if (depth < 3) {
+    for (const std::string& subchart : subcharts) {
+      GF_RETURN_IF_ERROR(AddChartDependencies(subchart, charts, depth + 1, files, fetched, notes));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace gitfleet

@@ -201,6 +201,30 @@ absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::stri
 absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& archive,
                                                          size_t max_bytes, size_t max_files);
 
+// A dependency a chart's Chart.yaml (a v1 chart's requirements.yaml) lists.
+struct ChartDependency {
+  std::string name, version, repository;
+};
+// The dependencies of the chart at `chart` (a folder path in `files`), with the versions
+// its lock file (Chart.lock, requirements.lock) pins when it has one, as `helm dependency
+// build` reads them. InvalidArgument naming the file that cannot be read.
+absl::StatusOr<std::vector<ChartDependency>> ChartDependencies(
+    const std::string& chart, const std::map<std::string, const RepoFile*>& files);
+// Whether the chart at `chart` holds `name` in its charts/ folder (unpacked, or an archive
+// NAME-VERSION.tgz), as helm looks for a dependency.
+bool HasSubchart(const std::string& chart, const std::string& name,
+                 const std::map<std::string, const RepoFile*>& files);
+// Adds to *files what `helm dependency build` would put in the charts/ folder of the chart
+// at `chart`, and of the charts it adds (to `depth` 3; call with 0): each dependency the
+// folder lacks, fetched by `charts` from a chart repository or OCI registry (the version the
+// lock pins, else the newest the constraint allows), or copied from a file:// folder among
+// `files`. *fetched counts the charts fetched, at most 32. Errors name the chart and the
+// dependency: a file:// folder outside `files`, a repository named by helm's own list
+// ("@name"), none given for one not vendored; `charts` null: none may be fetched.
+absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
+                                  std::vector<RepoFile>* files, int* fetched,
+                                  std::vector<std::string>* notes);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_RENDER_CHART_FETCHER_H_

@@ -1296,6 +1296,31 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
     absl::StatusOr<ObjectSet> refused = renderer.Render({"shop", "apps/shop", bad});
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << dependency;
   }
+  // kustomize's helmCharts: a chart published without its dependencies gets them too.
+  if (!FindKustomize().empty()) {
+    ASSERT_TRUE(server
+                    .AddChart("umbrella", "1.0.0",
+                              {{"Chart.yaml",
+                                absl::StrCat("apiVersion: v2\nname: umbrella\nversion: 1.0.0\n"
+                                             "dependencies:\n- name: redis\n  version: 17.1.0\n"
+                                             "  repository: ",
+                                             repo, "\n")},
+                               {"values.yaml", "{}\n"}})
+                    .ok());
+    KustomizeOptions kustomize{"", TempDir("scratch"), absl::Seconds(60), {}};
+    kustomize.allow_network = NetworkSandbox().empty();
+    kustomize.helm_binary = helm;
+    kustomize.chart_fetcher = TrustingFetcher(server);
+    absl::StatusOr<ObjectSet> inflated = KustomizeRenderer(kustomize).Render(
+        {"shop",
+         "k",
+         {{"k/kustomization.yaml", absl::StrCat("helmCharts:\n- {name: umbrella, repo: '", repo,
+                                                "', version: 1.0.0, releaseName: u}\n")}}});
+    ASSERT_TRUE(inflated.ok()) << inflated.status();
+    std::vector<std::string> keys;
+    for (const auto& [key, object] : inflated->objects()) keys.push_back(key);
+    EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//u", "/ConfigMap//u-redis"));
+  }
   // A control plane that fetches no charts says which flag would trust the repository.
   HelmRenderer closed(options);
   EXPECT_THAT(std::string(closed.Render(input).status().message()),

@@ -344,6 +344,23 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
       // kustomize reads the chart's values.yaml before helm runs, and fails on a chart that
       // has none (helm does not): an empty one is the same values.
       if (!values) fetched->push_back({prefix + "values.yaml", "{}\n"});
+      // Its dependencies, if it was published without them (kustomize runs no `helm
+      // dependency build` either).
+      {
+        std::vector<RepoFile> chart_files;
+        for (const RepoFile& file : (*got)->files) chart_files.push_back(file);
+        const size_t before = chart_files.size();
+        int dependencies = 0;
+        absl::Status added =
+            AddChartDependencies("", fetcher, 0, &chart_files, &dependencies, notes);
+        if (!added.ok()) {
+          return absl::Status(added.code(), absl::StrCat(kustomization->path, ": helmCharts ", name,
+                                                         ": ", added.message()));
+        }
+        for (size_t i = before; i < chart_files.size(); ++i) {
+          fetched->push_back({prefix + chart_files[i].path, std::move(chart_files[i].content)});
+        }
+      }
       if (notes != nullptr) {
         notes->push_back(absl::StrCat("fetched the chart ", (*got)->name, " ", (*got)->version,
                                       " from ", (*got)->url,
