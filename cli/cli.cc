@@ -1432,6 +1432,12 @@ class Cli {
       return Usage(absl::StrCat("--chart-credentials: ", chart_credentials.status().message()));
     }
     charts.credentials = *std::move(chart_credentials);
+    // And those of private remote bases, as its --git-credentials.
+    absl::StatusOr<CredentialPrefixes> git_credentials = ParseCredentialPrefixes(
+        absl::StrSplit(args_.TakeOr("git-credentials", ""), ',', absl::SkipEmpty()));
+    if (!git_credentials.ok()) {
+      return Usage(absl::StrCat("--git-credentials: ", git_credentials.status().message()));
+    }
     for (const auto& [prefix, name] : charts.credentials) {
       if (absl::Status s = LoadChartLogin(charts.credentials_dir, name).status(); !s.ok()) {
         return Usage(absl::StrCat("--chart-credentials: ", s.message()));
@@ -1474,7 +1480,7 @@ class Cli {
     absl::StatusOr<std::string> rendered =
         RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
                       SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()},
-                      std::move(charts), std::move(remote_bases));
+                      std::move(charts), std::move(remote_bases), *std::move(git_credentials));
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1661,7 +1667,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
        " [--chart-repositories=URL_PREFIX,...]\n"
        "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]"
-       " [--kustomize-remote-bases=URL_PREFIX,...]",
+       " [--kustomize-remote-bases=URL_PREFIX,...]\n"
+       "       [--git-credentials=URL_PREFIX=NAME,...]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
        {"allow-empty", "substitute", "submodules"},
@@ -1730,11 +1737,13 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes, bool submodules,
                                           const SopsKeys& sops_keys, ChartFetchOptions charts,
-                                          std::vector<std::string> remote_bases) {
+                                          std::vector<std::string> remote_bases,
+                                          CredentialPrefixes git_credentials) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
-  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(
-      cache_dir + "/git", {},
-      {/*credentials_dir=*/"", /*allow_local=*/true});  // the user's own disk
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(cache_dir + "/git", {},
+                             {charts.credentials_dir, /*allow_local=*/true,  // the user's own disk
+                              std::move(git_credentials)});
   GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url, "", submodules));
   GF_RETURN_IF_ERROR(repo->Fetch());
   GF_ASSIGN_OR_RETURN(CommitInfo commit, repo->Resolve(ref));

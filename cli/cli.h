@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/sops.h"
+#include "controlplane/source/git_credentials.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 
 namespace gitfleet::cli {
@@ -32,14 +33,16 @@ std::vector<std::string> CommandNames();
 // --submodules reads them. Charts fleet.yaml names outside the repository are fetched as
 // `charts` allows (by default from nowhere), as the control plane's --chart-repositories
 // and --chart-credentials; kustomize's remote bases from the prefixes `remote_bases` trusts,
-// as its --kustomize-remote-bases.
+// as its --kustomize-remote-bases, with the credentials (in charts.credentials_dir)
+// `git_credentials` gives their URLs, as its --git-credentials.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
                                           std::vector<std::string>* notes = nullptr,
                                           bool submodules = false, const SopsKeys& sops_keys = {},
                                           ChartFetchOptions charts = {},
-                                          std::vector<std::string> remote_bases = {});
+                                          std::vector<std::string> remote_bases = {},
+                                          CredentialPrefixes git_credentials = {});
 
 }  // namespace gitfleet::cli
 

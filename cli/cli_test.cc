@@ -416,6 +416,17 @@ TEST(RenderCommandTest, BadInputIsAOneLineError) {
   EXPECT_EQ(missing.code, 1);
   EXPECT_THAT(missing.err, HasSubstr("/nonexistent/repo"));
   EXPECT_EQ(RunCtl({"render"}).code, 2);
+  // The control plane's flags, checked as it checks them.
+  for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--git-credentials=http://git.example.com/=a", "never sent over plain http"},
+           {"--kustomize-remote-bases=github.com/org/", "is not an https://, ssh://"},
+           {"--chart-credentials=https://charts.example.com/=a",
+            "is not under any of --chart-repositories"},
+       }) {
+    Result bad = RunCtl({"render", "--repo=" + git.dir(), flag});
+    EXPECT_EQ(bad.code, 2) << flag;
+    EXPECT_THAT(bad.err, HasSubstr(says)) << flag;
+  }
 }
 
 }  // namespace
