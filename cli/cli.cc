@@ -228,6 +228,10 @@ constexpr BundleFlag kBundleFlags[] = {
      [](const B& f, B* t) {
        t->mutable_sync()->set_create_namespace(f.sync().create_namespace());
      }},
+    {"ignore-difference",
+     [](const B& f, B* t) {
+       *t->mutable_sync()->mutable_ignore_differences() = f.sync().ignore_differences();
+     }},
     {"allow-empty", [](const B& f, B* t) { t->set_allow_empty(f.allow_empty()); }},
     {"substitute", [](const B& f, B* t) { t->set_substitute(f.substitute()); }},
     {"values", [](const B& f, B* t) { *t->mutable_values() = f.values(); }},
@@ -576,6 +580,15 @@ class Cli {
     bundle->mutable_sync()->set_prune(*prune);
     bundle->mutable_sync()->set_self_heal(*self_heal);
     bundle->mutable_sync()->set_create_namespace(*create_namespace);
+    // Fields left to others; "--ignore-difference=" says none (bundle set clears them).
+    for (const std::string& rule : args_.TakeAll("ignore-difference")) {
+      if (rule.empty()) continue;
+      absl::StatusOr<v1::IgnoreDifference> parsed = ParseIgnoreDifference(rule);
+      if (!parsed.ok()) {
+        return Usage(absl::StrCat("--ignore-difference=", parsed.status().message()));
+      }
+      *bundle->mutable_sync()->add_ignore_differences() = *std::move(parsed);
+    }
     request.set_replace(*replace);
     request.set_allow_removal(*allow_removal);
     v1::RolloutStrategy* rollout = bundle->mutable_rollout();
@@ -1517,6 +1530,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"bundle", "add"},
        "NAME --source=NAME [--path=DIR] [--selector=SELECTOR] [--namespace=NS]\n"
        "           [--create-namespace]               create NS where a cluster lacks it\n"
+       "           [--ignore-difference=[GROUP/]KIND[:NS/NAME]=/POINTER,...]  (repeatable)\n"
+       "                                              fields left to others (an HPA's replicas):\n"
+       "                                              not drift, applied with their live values\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
        "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
        "           [--decrypt=sops]  decrypt SOPS files with the control plane's keys\n"

@@ -112,6 +112,14 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--self-heal", flag(before.sync().self_heal()), flag(after.sync().self_heal()), &out);
   Compare("--create-namespace", flag(before.sync().create_namespace()),
           flag(after.sync().create_namespace()), &out);
+  auto ignored = [](const v1::Bundle& b) {
+    std::vector<std::string> rules;
+    for (const v1::IgnoreDifference& rule : b.sync().ignore_differences()) {
+      rules.push_back(DescribeIgnoreDifference(rule));
+    }
+    return Or(absl::StrJoin(rules, " "));
+  };
+  Compare("--ignore-difference", ignored(before), ignored(after), &out);
   Compare("--allow-empty", flag(before.allow_empty()), flag(after.allow_empty()), &out);
   Compare("--substitute", flag(before.substitute()), flag(after.substitute()), &out);
   Compare("--values", values(before), values(after), &out);

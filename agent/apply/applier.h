@@ -48,6 +48,9 @@ struct ApplyContext {
   // "": for appliers whose objects cannot say which bundle manages them (Kubernetes'
   // carry a label). Unset: none.
   std::function<std::string(const v1::ObjectKey& key)> holder;
+  // Fields left to others (SyncOptions.ignore_differences): not drift, and applied with
+  // their live values.
+  google::protobuf::RepeatedPtrField<v1::IgnoreDifference> ignore_differences;
 };
 
 struct ApplyResult {

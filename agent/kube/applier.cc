@@ -221,6 +221,29 @@ std::string DeleteLeaves(const nlohmann::json& live, const std::string& bundle) 
   return "";
 }
 
+// The fields `context` leaves to others in `object`: `body` takes the live object's values
+// there (an apply keeps them, and they are no difference); a field the live object lacks
+// keeps the manifest's value (a new object gets it). Whether any rule applied.
+bool RespectIgnored(const v1::ObjectKey& key, const std::string& ns, const ApplyContext& context,
+                    const nlohmann::json& live, nlohmann::json* body) {
+  if (context.ignore_differences.empty() || !live.is_object()) return false;
+  const std::vector<std::string> pointers = IgnoredPointers(context.ignore_differences, key, ns);
+  for (const std::string& text : pointers) {
+    try {
+      const nlohmann::json::json_pointer pointer(text);
+      if (live.contains(pointer)) (*body)[pointer] = live.at(pointer);
+    } catch (const nlohmann::json::exception&) {
+      // A pointer through a value of another type (an index into a map): nothing there.
+    }
+  }
+  return !pointers.empty();
+}
+
+bool HasIgnored(const v1::ObjectKey& key, const std::string& ns, const ApplyContext& context) {
+  return !context.ignore_differences.empty() &&
+         !IgnoredPointers(context.ignore_differences, key, ns).empty();
+}
+
 }  // namespace
 
 absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
@@ -229,11 +252,17 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   if (!target.ok()) return target.status();
   const std::string object_path = target->resource.Path(target->ns, object.key().name());
   std::string taken_from;
+  const bool ignores = HasIgnored(object.key(), target->ns, context);
+  absl::StatusOr<json> live = json(nullptr);
+  if (first || ignores) {
+    live = Get(object_path);
+    if (!live.ok()) return live.status();
+    // Fields left to others are applied with their live values: never set back.
+    RespectIgnored(object.key(), target->ns, context, *live, &target->body);
+  }
   if (first) {
     // Never take over another bundle's object (the force below would), unless that bundle
     // let go of it: the object moves from one bundle to the other, never deleted between.
-    absl::StatusOr<json> live = Get(object_path);
-    if (!live.ok()) return live.status();
     const std::string owner = MetadataField(*live, "labels", kBundleLabel);
     if (!live->is_null() && !owner.empty() && owner != context.bundle) {
       v1::ObjectKey placed = object.key();
@@ -272,9 +301,9 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   ApplyResult result;
   result.created = response->code == 201;
   result.taken_from = std::move(taken_from);
-  json live = json::parse(response->body, nullptr, false);
+  json applied = json::parse(response->body, nullptr, false);
   Remember(context.bundle, object.key(),
-           HealthOf(object.key(), live.is_discarded() ? json::object() : live));
+           HealthOf(object.key(), applied.is_discarded() ? json::object() : applied));
   if (object.key().group() == "apiextensions.k8s.io" &&
       object.key().kind() == "CustomResourceDefinition") {
     try {
@@ -660,6 +689,7 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   }
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
+  RespectIgnored(object.key(), target->ns, context, *live, &target->body);  // no drift there
   std::string diff = FirstDifference(target->body, *live);
   if (diff.empty()) return true;
   // The server may store a field in another form than it was written ("0.5" CPU as
@@ -747,6 +777,7 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
   absl::StatusOr<json> live = Get(object_path);
   if (!live.ok()) return WithKey(object.key(), live.status());
   if (live->is_null()) return std::string("create");
+  RespectIgnored(object.key(), target->ns, context, *live, &target->body);
   absl::StatusOr<std::string> diff = DryRunDifference(*target, object_path, *live);
   if (!diff.ok()) return WithKey(object.key(), diff.status());
   return diff;

@@ -943,6 +943,54 @@ TEST_F(KubernetesApplierTest, DriftIsCorrectedWithSelfHealAndReportedWithout) {
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
 }
 
+// Fields left to others (an autoscaler's replicas, as Argo CD's ignoreDifferences with
+// RespectIgnoreDifferences): not drift, and an apply of a new revision keeps the live
+// value, so the object is never set back; other fields are still enforced.
+TEST_F(KubernetesApplierTest, FieldsLeftToOthersAreNeitherDriftNorSetBack) {
+  auto update = [&](const std::vector<v1::ManifestObject>& objects, const std::string& rule) {
+    v1::BundleUpdate u = Update(objects);
+    if (!rule.empty()) {
+      absl::StatusOr<v1::IgnoreDifference> parsed = ParseIgnoreDifference(rule);
+      EXPECT_TRUE(parsed.ok()) << parsed.status();
+      *u.mutable_sync()->add_ignore_differences() = *parsed;
+    }
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    u.set_revision(ComputeRevision(set, u.sync(), ""));
+    return u;
+  };
+  const std::string replicas = "apps/Deployment=/spec/replicas";
+  ASSERT_TRUE(reconciler_->OnUpdate(update({Ns("shop"), Deploy("api", 2)}, replicas)).ack.ok());
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2)
+      << "a new object gets the manifest's value";
+  // The autoscaler scales it: not drift.
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) { o["spec"]["replicas"] = 5; });
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 5);
+  EXPECT_EQ(metrics_.drift_events.Value(), 0);
+  EXPECT_TRUE(DiffByName("web", "Deployment").empty()) << "no difference to show either";
+  // A new revision changes another field: applied, and the replicas stay the autoscaler's.
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(update({Ns("shop"), Deploy("api", 2, "1")}, replicas)).ack.ok());
+  json live = fake_->Get("apps", "deployments", "shop", "api");
+  EXPECT_EQ(live["spec"]["replicas"], 5);
+  EXPECT_EQ(live["metadata"]["annotations"]["gitfleet.io/sync-wave"], "1");
+  // Other fields are still enforced.
+  fake_->Mutate("apps", "deployments", "shop", "api", [](json& o) {
+    o["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:hacked";
+  });
+  reconciler_->Resync(/*check_drift=*/true);
+  live = fake_->Get("apps", "deployments", "shop", "api");
+  EXPECT_EQ(live["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25");
+  EXPECT_EQ(live["spec"]["replicas"], 5);
+  // A rule for another object leaves this one enforced.
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(update({Ns("shop"), Deploy("api", 2)},
+                                    "apps/Deployment:shop/other=/spec/replicas"))
+                  .ack.ok());
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2);
+}
+
 TEST_F(KubernetesApplierTest, ValuesTheServerRewritesAreNotDrift) {
   v1::ManifestObject pod =
       Obj("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  containers:\n"

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/manifest/hash.h"
@@ -240,12 +241,140 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   h.UpdateField(sync.self_heal() ? "self-heal" : "no-self-heal");
   // Only when set, so revisions made before the option existed keep their ids.
   if (sync.create_namespace()) h.UpdateField("create-namespace");
+  for (const v1::IgnoreDifference& rule : sync.ignore_differences()) {
+    h.UpdateField("ignore-difference");
+    for (const std::string* field :
+         {&rule.group(), &rule.kind(), &rule.namespace_(), &rule.name()}) {
+      h.UpdateField(*field);
+    }
+    for (const std::string& pointer : rule.json_pointers()) h.UpdateField(pointer);
+  }
   h.UpdateField(target_namespace);
   for (const auto& [key, object] : set.objects()) {
     h.UpdateField(key);
     h.UpdateField(object->content_hash());
   }
   return h.FinishHex();
+}
+
+namespace {
+bool ValidPointer(absl::string_view pointer) {
+  if (pointer.empty() || pointer[0] != '/' || pointer.size() > 256) return false;
+  for (size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] == '~' &&
+        (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1'))) {
+      return false;
+    }
+    if (static_cast<unsigned char>(pointer[i]) < 0x20) return false;
+  }
+  return true;
+}
+}  // namespace
+
+absl::StatusOr<v1::IgnoreDifference> ParseIgnoreDifference(absl::string_view text) {
+  const std::string shown(text.substr(0, 256));
+  const size_t equals = text.find('=');
+  if (equals == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        shown,
+        " is not [GROUP/]KIND[:NAMESPACE/NAME]=/POINTER (e.g. apps/Deployment=/spec/replicas)"));
+  }
+  absl::string_view what = text.substr(0, equals);
+  v1::IgnoreDifference rule;
+  if (size_t colon = what.find(':'); colon != absl::string_view::npos) {
+    absl::string_view object = what.substr(colon + 1);
+    what = what.substr(0, colon);
+    if (size_t slash = object.find('/'); slash != absl::string_view::npos) {
+      rule.set_namespace_(std::string(object.substr(0, slash)));
+      object = object.substr(slash + 1);
+    }
+    rule.set_name(std::string(object));
+    if (rule.name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": names no object after ':'"));
+    }
+  }
+  if (size_t slash = what.rfind('/'); slash != absl::string_view::npos) {
+    rule.set_group(std::string(what.substr(0, slash)));
+    what = what.substr(slash + 1);
+  }
+  rule.set_kind(std::string(what));
+  for (absl::string_view pointer : absl::StrSplit(text.substr(equals + 1), ',')) {
+    rule.add_json_pointers(std::string(pointer));
+  }
+  v1::SyncOptions one;
+  *one.add_ignore_differences() = rule;
+  if (absl::Status s = CheckIgnoreDifferences(one); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
+  }
+  return rule;
+}
+
+std::string DescribeIgnoreDifference(const v1::IgnoreDifference& rule) {
+  std::string out =
+      rule.group().empty() ? rule.kind() : absl::StrCat(rule.group(), "/", rule.kind());
+  if (!rule.name().empty()) {
+    absl::StrAppend(&out, ":", rule.namespace_().empty() ? "" : rule.namespace_() + "/",
+                    rule.name());
+  }
+  absl::StrAppend(&out, "=");
+  for (int i = 0; i < rule.json_pointers_size(); ++i) {
+    absl::StrAppend(&out, i > 0 ? "," : "", rule.json_pointers(i));
+  }
+  return out;
+}
+
+absl::Status CheckIgnoreDifferences(const v1::SyncOptions& sync) {
+  if (sync.ignore_differences_size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(sync.ignore_differences_size(), " ignored differences; at most 64"));
+  }
+  for (const v1::IgnoreDifference& rule : sync.ignore_differences()) {
+    const std::string shown = DescribeIgnoreDifference(rule).substr(0, 256);
+    auto valid_name = [](const std::string& s) {
+      return s.size() <= 253 && s.find_first_of("/:= ,\t\n") == std::string::npos;
+    };
+    if (rule.kind().empty() || !valid_name(rule.kind()) || !valid_name(rule.group()) ||
+        !valid_name(rule.namespace_()) || !valid_name(rule.name())) {
+      return absl::InvalidArgumentError(absl::StrCat("ignored difference ", shown,
+                                                     ": a kind (and group, namespace, name) "
+                                                     "as Kubernetes writes them"));
+    }
+    if (rule.json_pointers_size() == 0 || rule.json_pointers_size() > 16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ignored difference ", shown, ": 1 to 16 JSON pointers"));
+    }
+    for (const std::string& pointer : rule.json_pointers()) {
+      if (!ValidPointer(pointer)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ignored difference ", shown, ": \"", pointer.substr(0, 256),
+            "\" is not a JSON pointer (RFC 6901: /spec/replicas, ~1 for a / in a key)"));
+      }
+      if (pointer == "/metadata" || absl::StartsWith(pointer, "/metadata/name") ||
+          absl::StartsWith(pointer, "/metadata/namespace") || pointer == "/kind" ||
+          pointer == "/apiVersion" || pointer == "/metadata/labels" ||
+          pointer == "/metadata/labels/gitfleet.io~1bundle") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ignored difference ", shown, ": ", pointer,
+                         " is what names the object or its bundle; it cannot be left to others"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> IgnoredPointers(
+    const google::protobuf::RepeatedPtrField<v1::IgnoreDifference>& rules, const v1::ObjectKey& key,
+    absl::string_view ns) {
+  std::vector<std::string> out;
+  for (const v1::IgnoreDifference& rule : rules) {
+    if ((rule.group() == "*" || rule.group() == key.group()) &&
+        (rule.kind() == "*" || rule.kind() == key.kind()) &&
+        (rule.namespace_().empty() || rule.namespace_() == ns) &&
+        (rule.name().empty() || rule.name() == key.name())) {
+      out.insert(out.end(), rule.json_pointers().begin(), rule.json_pointers().end());
+    }
+  }
+  return out;
 }
 
 ObjectDelta ComputeDelta(const ObjectSet& base, const ObjectSet& target) {

@@ -76,6 +76,23 @@ class ObjectSet {
 std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
                             absl::string_view target_namespace);
 
+// SyncOptions.ignore_differences, as `--ignore-difference` writes one rule:
+// "[GROUP/]KIND[:NAMESPACE/NAME]=/POINTER" ("apps/Deployment=/spec/replicas",
+// "admissionregistration.k8s.io/ValidatingWebhookConfiguration:/hooks=/webhooks/0/clientConfig/caBundle"
+// for a cluster-scoped NAME, "*/*=/metadata/annotations/x" for any object). InvalidArgument
+// naming what is wrong.
+absl::StatusOr<v1::IgnoreDifference> ParseIgnoreDifference(absl::string_view text);
+// "[GROUP/]KIND[:NAMESPACE/NAME]=/POINTER,...", as ParseIgnoreDifference reads it.
+std::string DescribeIgnoreDifference(const v1::IgnoreDifference& rule);
+// OK when every rule names a kind and valid JSON pointers (at most 64 rules, 16 pointers
+// each, 256 bytes a pointer); InvalidArgument naming the first that does not.
+absl::Status CheckIgnoreDifferences(const v1::SyncOptions& sync);
+// The JSON pointers `rules` (SyncOptions.ignore_differences) leave to others in the object
+// `key` (placed in `ns`).
+std::vector<std::string> IgnoredPointers(
+    const google::protobuf::RepeatedPtrField<v1::IgnoreDifference>& rules, const v1::ObjectKey& key,
+    absl::string_view ns);
+
 // The change from `base` to `target`: objects added or changed, and keys removed.
 struct ObjectDelta {
   std::vector<const v1::ManifestObject*> upserts;

@@ -363,5 +363,66 @@ TEST(KeyStringTest, RoundTrips) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a/b")));
 }
 
+TEST(IgnoreDifferenceTest, ReadsTheFlagMatchesObjectsAndCountsInTheRevision) {
+  absl::StatusOr<v1::IgnoreDifference> rule =
+      ParseIgnoreDifference("apps/Deployment=/spec/replicas");
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  EXPECT_EQ(rule->group(), "apps");
+  EXPECT_EQ(rule->kind(), "Deployment");
+  EXPECT_EQ(DescribeIgnoreDifference(*rule), "apps/Deployment=/spec/replicas");
+  absl::StatusOr<v1::IgnoreDifference> named = ParseIgnoreDifference(
+      "admissionregistration.k8s.io/ValidatingWebhookConfiguration:hooks="
+      "/webhooks/0/clientConfig/caBundle,/metadata/annotations/a~1b");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->name(), "hooks");
+  EXPECT_EQ(named->namespace_(), "");
+  EXPECT_EQ(named->json_pointers_size(), 2);
+  absl::StatusOr<v1::IgnoreDifference> core = ParseIgnoreDifference("ConfigMap:shop/web=/data/x");
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ(core->group(), "");
+  EXPECT_EQ(core->namespace_(), "shop");
+  EXPECT_EQ(DescribeIgnoreDifference(*core), "ConfigMap:shop/web=/data/x");
+
+  v1::SyncOptions sync;
+  *sync.add_ignore_differences() = *rule;
+  *sync.add_ignore_differences() = *core;
+  *sync.add_ignore_differences() = *ParseIgnoreDifference("*/*=/metadata/annotations/note");
+  v1::ObjectKey deployment;
+  deployment.set_group("apps");
+  deployment.set_kind("Deployment");
+  deployment.set_name("api");
+  EXPECT_THAT(IgnoredPointers(sync.ignore_differences(), deployment, "shop"),
+              ::testing::ElementsAre("/spec/replicas", "/metadata/annotations/note"));
+  v1::ObjectKey web;
+  web.set_kind("ConfigMap");
+  web.set_name("web");
+  EXPECT_THAT(IgnoredPointers(sync.ignore_differences(), web, "shop"),
+              ::testing::ElementsAre("/data/x", "/metadata/annotations/note"));
+  EXPECT_THAT(IgnoredPointers(sync.ignore_differences(), web, "other"),
+              ::testing::ElementsAre("/metadata/annotations/note"));
+
+  // It counts in the revision: an agent that does not know it refuses the revision.
+  ObjectSet set = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: x}\n"});
+  EXPECT_NE(ComputeRevision(set, sync, ""), ComputeRevision(set, v1::SyncOptions(), ""));
+
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"Deployment", "is not [GROUP/]KIND[:NAMESPACE/NAME]=/POINTER"},
+           {"=/spec/replicas", "a kind"},
+           {"apps/Deployment=spec/replicas", "is not a JSON pointer"},
+           {"apps/Deployment=/spec/~2", "is not a JSON pointer"},
+           {"apps/Deployment=", "is not a JSON pointer"},
+           {"apps/Deployment:=/spec/replicas", "names no object"},
+           {"apps/Deployment=/metadata/name", "names the object or its bundle"},
+           {"apps/Deployment=/metadata/labels/gitfleet.io~1bundle", "names the object"},
+       }) {
+    absl::StatusOr<v1::IgnoreDifference> parsed = ParseIgnoreDifference(bad);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(parsed.status().message(), HasSubstr(says)) << bad;
+  }
+  v1::SyncOptions many;
+  for (int i = 0; i < 65; ++i) *many.add_ignore_differences() = *rule;
+  EXPECT_THAT(CheckIgnoreDifferences(many).message(), HasSubstr("at most 64"));
+}
+
 }  // namespace
 }  // namespace gitfleet

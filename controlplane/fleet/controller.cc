@@ -143,6 +143,9 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
   }
   GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.include()), "--include").status());
   GF_RETURN_IF_ERROR(PathPatterns::Parse(Strings(bundle.exclude()), "--exclude").status());
+  if (absl::Status s = CheckIgnoreDifferences(bundle.sync()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--ignore-difference: ", s.message()));
+  }
   if (!engine.empty() && engine != "plain" &&
       (bundle.include_size() > 0 || bundle.exclude_size() > 0)) {
     return absl::InvalidArgumentError(

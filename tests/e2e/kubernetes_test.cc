@@ -319,6 +319,60 @@ TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   SyncHealDriftPrune("shop", /*fake=*/true);
 }
 
+// An autoscaler owns a Deployment's replicas: with `--ignore-difference`, a scale is neither
+// drift nor set back by the next revision (as Argo CD's ignoreDifferences with
+// RespectIgnoreDifferences); without it, self-heal takes it back.
+TEST_F(KubernetesFleet, AnAutoscalersReplicasAreLeftToIt) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  Manifests("shop", "1", false);
+  std::string first = git_.Commit("first");
+  StartFleetWithBundle("web", "shop");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  const std::string deploy = "/apis/apps/v1/namespaces/shop/deployments/web";
+  auto scale = [&](int replicas) {
+    json patch = {{"apiVersion", "apps/v1"},
+                  {"kind", "Deployment"},
+                  {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
+                  {"spec", {{"replicas", replicas}}}};
+    absl::StatusOr<KubeResponse> r = api_->Do("PATCH", deploy + "?fieldManager=hpa&force=true",
+                                              patch.dump(), "application/apply-patch+yaml");
+    ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
+  };
+  // Without it: drift, healed.
+  scale(4);
+  EXPECT_TRUE(Eventually([&] { return Live(deploy)["spec"]["replicas"] == 1; }, absl::Seconds(30)))
+      << agent_->Log();
+
+  int code;
+  std::string out =
+      Ctl({"bundle", "set", "web", "--ignore-difference=apps/Deployment=/spec/replicas"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--ignore-difference: (none) -> apps/Deployment=/spec/replicas"));
+  const json listed = json::parse(Ctl({"bundle", "list", "-o", "json"}), nullptr, false);
+  const std::string revision = listed["bundles"][0].value("revision", "");
+  ASSERT_FALSE(revision.empty()) << listed.dump();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto s = Status("web");
+        return s && s->applied_revision() == revision;
+      },
+      absl::Seconds(60)))
+      << Describe("web");
+  scale(4);
+  // Drift checks run every second: a few of them leave it alone.
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
+  // A new commit changes the settings: applied, and the replicas stay the autoscaler's.
+  Manifests("shop", "2", false);
+  std::string second = git_.Commit("change settings");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_EQ(Live("/api/v1/namespaces/shop/configmaps/settings")["data"]["v"], "2");
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4);
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}), HasSubstr("/spec/replicas"));
+}
+
 // A folder moved from Rancher Fleet, whose fleet.yaml names the namespace its objects go to
 // and which no cluster has yet: the apply fails saying what to do; `bundle set
 // --create-namespace` makes the agent create it, and the objects land there. Removing the
