@@ -262,6 +262,27 @@ TEST(RenderCommandTest, RendersTheFolderFleetYamlsTargetGivesTheCluster) {
   EXPECT_THAT(r.out, HasSubstr("name: prod"));
 }
 
+// That `rendered` holds the objects `kustomize` builds (itself, with the network this
+// machine has) in `repo`'s folder `path`, `count` of them.
+void ExpectWhatKustomizeBuilds(const std::string& kustomize, const std::string& repo,
+                               const std::string& path, const std::string& rendered, size_t count) {
+  SubprocessOptions options;
+  options.env = {"PATH=/usr/bin:/bin", "HOME=" + repo};
+  std::vector<std::string> argv = {
+      kustomize, absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build", repo + "/" + path};
+  auto tool = RunSubprocess(argv, options);
+  ASSERT_TRUE(tool.ok()) << tool.status();
+  ASSERT_EQ(tool->exit_code, 0) << tool->stderr_text;
+  auto ours = ParseManifests(rendered, "ours");
+  auto theirs = ParseManifests(tool->stdout_text, "theirs");
+  ASSERT_TRUE(ours.ok() && theirs.ok());
+  std::map<std::string, std::string> a, b;
+  for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
+  for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), count);
+}
+
 TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   std::string kustomize = FindKustomize();
   if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
@@ -274,21 +295,7 @@ TEST(RenderCommandTest, KustomizeOutputEqualsKubectlKustomize) {
   git.Commit("overlay");
   Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=overlays/prod"});
   ASSERT_EQ(r.code, 0) << r.err;
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin", "HOME=" + git.dir()};
-  std::vector<std::string> argv = {kustomize,
-                                   absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build",
-                                   git.dir() + "/overlays/prod"};
-  auto tool = RunSubprocess(argv, options);
-  ASSERT_TRUE(tool.ok() && tool->exit_code == 0);
-  auto ours = ParseManifests(r.out, "ours");
-  auto theirs = ParseManifests(tool->stdout_text, "theirs");
-  ASSERT_TRUE(ours.ok() && theirs.ok());
-  std::map<std::string, std::string> a, b;
-  for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
-  for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(a.size(), 2u);
+  ExpectWhatKustomizeBuilds(kustomize, git.dir(), "overlays/prod", r.out, 2);
 }
 
 // A remote base (another repository at a tag): what gitfleet fetches and builds is what
@@ -320,21 +327,7 @@ TEST(RenderCommandTest, ARemoteBaseRendersAsKustomizeBuildsIt) {
   Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=app",
                      "--kustomize-remote-bases=*," + releases.url()});
   ASSERT_EQ(r.code, 0) << r.err;
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin", "HOME=" + git.dir()};
-  std::vector<std::string> argv = {
-      kustomize, absl::EndsWith(kustomize, "kubectl") ? "kustomize" : "build", git.dir() + "/app"};
-  auto tool = RunSubprocess(argv, options);
-  ASSERT_TRUE(tool.ok());
-  ASSERT_EQ(tool->exit_code, 0) << tool->stderr_text;
-  auto ours = ParseManifests(r.out, "ours");
-  auto theirs = ParseManifests(tool->stdout_text, "theirs");
-  ASSERT_TRUE(ours.ok() && theirs.ok());
-  std::map<std::string, std::string> a, b;
-  for (const auto& o : *ours) a[KeyString(o.key())] = o.content_hash();
-  for (const auto& o : *theirs) b[KeyString(o.key())] = o.content_hash();
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(a.size(), 3u);
+  ExpectWhatKustomizeBuilds(kustomize, git.dir(), "app", r.out, 3);
   EXPECT_THAT(r.out, HasSubstr("name: a")) << "the tag's";
 }
 

@@ -26,6 +26,7 @@
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "controlplane/source/git_credentials.h"
+#include "controlplane/source/repo_url.h"
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/yaml.h"
 
@@ -488,22 +489,6 @@ bool HasUserInfo(absl::string_view url) {
   return url.substr(0, url.find_first_of("/?#")).find('@') != absl::string_view::npos;
 }
 
-// Whether a URL's host ("127.0.0.1:5000", "localhost", "[::1]:80") is this machine: a
-// registry there is spoken to in plain HTTP, as Docker does.
-bool LoopbackHost(absl::string_view host) {
-  if (absl::StartsWith(host, "[::1]")) return true;
-  host = host.substr(0, host.find(':'));
-  return host == "localhost" || absl::StartsWith(host, "127.");
-}
-
-// The host of an http(s) URL, with its port.
-absl::string_view HostOf(absl::string_view url) {
-  const size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return "";
-  url.remove_prefix(scheme + 3);
-  return url.substr(0, url.find_first_of("/?#"));
-}
-
 std::string Escape(const std::string& text) {
   char* escaped = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
   if (escaped == nullptr) return "";
@@ -546,19 +531,9 @@ absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(const std::string
   return chart;
 }
 
-// A prefix that names a host alone ends with "/": it trusts that host, not every host whose
-// name starts the same.
-std::string WholeHost(std::string prefix) {
-  const size_t scheme = prefix.find("://");
-  if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
-    prefix += "/";
-  }
-  return prefix;
-}
-
 ChartFetchOptions WithWholeHosts(ChartFetchOptions options) {
-  for (std::string& prefix : options.allowed) prefix = WholeHost(std::move(prefix));
-  for (auto& [prefix, name] : options.credentials) prefix = WholeHost(std::move(prefix));
+  for (std::string& prefix : options.allowed) prefix = WholeHostPrefix(std::move(prefix));
+  for (auto& [prefix, name] : options.credentials) prefix = WholeHostPrefix(std::move(prefix));
   return options;
 }
 
@@ -569,7 +544,7 @@ bool UnderPrefixes(const std::string& url, const std::vector<std::string>& allow
     return false;
   }
   for (const std::string& prefix : allowed) {
-    if (prefix == "*" || absl::StartsWith(url, WholeHost(prefix))) return true;
+    if (prefix == "*" || absl::StartsWith(url, WholeHostPrefix(prefix))) return true;
   }
   return false;
 }
@@ -644,18 +619,18 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCrede
     if (absl::Status valid = ValidateName("credential", name); !valid.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(shown, ": ", valid.message()));
     }
-    if (absl::StartsWith(prefix, "http://") && !LoopbackHost(HostOf(prefix))) {
+    if (absl::StartsWith(prefix, "http://") && !IsLoopbackHost(UrlAuthority(prefix))) {
       return absl::InvalidArgumentError(
           absl::StrCat(shown,
                        ": a credential is never sent over plain http (only to a server "
                        "on this machine); use https://"));
     }
-    if (!UnderPrefixes(WholeHost(prefix), allowed)) {
+    if (!UnderPrefixes(WholeHostPrefix(prefix), allowed)) {
       return absl::InvalidArgumentError(absl::StrCat(
           shown, ": ", prefix.substr(0, 256),
           " is not under any of --chart-repositories, so no chart is fetched from it"));
     }
-    if (!prefixes.insert(WholeHost(prefix)).second) {
+    if (!prefixes.insert(WholeHostPrefix(prefix)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(shown, ": ", prefix.substr(0, 256), " is given a credential twice"));
     }
@@ -683,10 +658,7 @@ absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes) {
 }
 
 ChartFetcher::ChartFetcher(ChartFetchOptions options)
-    : options_(WithWholeHosts(std::move(options))) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+    : options_(WithWholeHosts(std::move(options))) {}
 
 bool ChartFetcher::Allowed(const std::string& url) const {
   return UnderPrefixes(url, options_.allowed);
@@ -709,16 +681,16 @@ absl::StatusOr<std::optional<ChartLogin>> ChartFetcher::LoginFor(const std::stri
   return *std::move(login);
 }
 
-absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t max_bytes,
-                                                 const std::vector<std::string>& headers,
-                                                 const ChartLogin* login, bool basic) const {
+absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& options) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   HttpAnswer answer;
-  std::pair<std::string*, size_t> sink(&answer.body, max_bytes);
+  std::pair<std::string*, size_t> sink(&answer.body, options.max_bytes);
   char error[CURL_ERROR_SIZE] = "";
   curl_slist* list = nullptr;
-  for (const std::string& header : headers) list = curl_slist_append(list, header.c_str());
+  for (const std::string& header : options.headers) list = curl_slist_append(list, header.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -726,7 +698,7 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
   curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+                   static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepRegistryHeaders);
@@ -734,14 +706,15 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
+  const ChartLogin* login = options.login;
   curl_blob ca{};
   std::string ca_pem;
   if (login != nullptr && !login->ca_pem.empty()) {
     // On top of the system's CAs (Debian's curl reads them from /etc/ssl/certs, a CA path
     // this leaves in place) and ca_file's, which a blob overrides: so those are in it too.
-    if (!options_.ca_file.empty()) {
-      std::ifstream in(options_.ca_file, std::ios::binary);
+    if (!options.ca_file.empty()) {
+      std::ifstream in(options.ca_file, std::ios::binary);
       ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       ca_pem += "\n";
     }
@@ -751,7 +724,7 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
     ca.flags = CURL_BLOB_NOCOPY;
     curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
   }
-  if (login != nullptr && basic && !login->username.empty()) {
+  if (login != nullptr && options.basic && !login->username.empty()) {
     // curl sends these to this host only (CURLOPT_UNRESTRICTED_AUTH stays off), and a
     // redirect keeps the scheme: a password never goes from https to http.
     curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
@@ -765,13 +738,20 @@ absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t 
   curl_easy_cleanup(curl);
   curl_slist_free_all(list);
   if (code == CURLE_WRITE_ERROR) {
-    return absl::ResourceExhaustedError(absl::StrCat(url, " is larger than ", max_bytes, " bytes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(url, " is larger than ", options.max_bytes, " bytes"));
   }
   if (code != CURLE_OK) {
     return absl::UnavailableError(
         absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
   }
   return answer;
+}
+
+absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t max_bytes,
+                                                 const std::vector<std::string>& headers,
+                                                 const ChartLogin* login, bool basic) const {
+  return HttpGet(url, {max_bytes, options_.timeout, headers, options_.ca_file, login, basic});
 }
 
 absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max_bytes) const {
@@ -920,13 +900,13 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
                                                       const std::string& accept, size_t max_bytes,
                                                       RegistryAuth* auth, std::string* next) const {
   const ChartLogin* login = auth->login.has_value() ? &*auth->login : nullptr;
-  const std::string registry = absl::StrCat("the registry at ", HostOf(url));
+  const std::string registry = absl::StrCat("the registry at ", UrlAuthority(url));
   for (int attempt = 0;; ++attempt) {
     std::vector<std::string> headers = {"Accept: " + accept};
     if (!auth->token.empty()) headers.push_back("Authorization: Bearer " + auth->token);
     GF_ASSIGN_OR_RETURN(HttpAnswer answer, Request(url, max_bytes, headers, login, auth->basic));
     if (answer.status == 401 && attempt == 0) {
-      const std::string oci = absl::StrCat("oci://", HostOf(url), "/");
+      const std::string oci = absl::StrCat("oci://", UrlAuthority(url), "/");
       if (absl::StartsWithIgnoreCase(answer.www_authenticate, "basic")) {
         // Basic auth with the credential itself (as Amazon ECR and some Artifactory ask).
         if (login == nullptr || login->username.empty()) {
@@ -946,7 +926,7 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
             answer.www_authenticate.substr(0, 128), "): it answers Bearer and Basic challenges"));
       }
       if (!absl::StartsWith(realm, "https://") &&
-          !(absl::StartsWith(realm, "http://") && LoopbackHost(HostOf(realm)))) {
+          !(absl::StartsWith(realm, "http://") && IsLoopbackHost(UrlAuthority(realm)))) {
         return absl::UnavailableError(absl::StrCat(
             registry, " names a token service that is not https: ", realm.substr(0, 256)));
       }
@@ -994,7 +974,7 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
       return absl::PermissionDeniedError(
           absl::StrCat("cannot fetch ", url, ": ",
                        RefusedBy(auth->login, absl::StrCat(registry, " (HTTP ", answer.status, ")"),
-                                 absl::StrCat("oci://", HostOf(url), "/"))));
+                                 absl::StrCat("oci://", UrlAuthority(url), "/"))));
     }
     if (answer.status == 404) {
       return absl::NotFoundError(absl::StrCat(url, ": the registry has no such thing (HTTP 404)"));
@@ -1030,7 +1010,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   }
   const std::string name = repository.substr(repository.rfind('/') + 1);
   const std::string base =
-      absl::StrCat(LoopbackHost(host) ? "http://" : "https://", host, "/v2/", repository);
+      absl::StrCat(IsLoopbackHost(host) ? "http://" : "https://", host, "/v2/", repository);
   RegistryAuth auth;
   GF_ASSIGN_OR_RETURN(auth.login, LoginFor(ref.url));
   // The tag: the version itself, or the newest the constraint allows of those listed (helm

@@ -113,6 +113,22 @@ struct HttpAnswer {
   std::string link;  // its Link header: where the next page of a list is
 };
 
+// One bounded HTTP GET: at most `max_bytes` of body, `timeout`, redirects (at most 5) to
+// http(s) only; `headers` are never sent on to another host. With `login`, its CAs are
+// trusted on top of the system's (and `ca_file`'s), and with `basic` its username and
+// password sent, to that host only (never on a redirect elsewhere, nor from https to http).
+// An error status is an answer, not an error; ResourceExhausted past `max_bytes`,
+// Unavailable when the server cannot be reached.
+struct HttpOptions {
+  size_t max_bytes = 16 << 20;
+  absl::Duration timeout = absl::Seconds(60);
+  std::vector<std::string> headers;
+  std::string ca_file;
+  const ChartLogin* login = nullptr;
+  bool basic = false;
+};
+absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& options);
+
 // The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`
 // header (lower-cased names); empty when it is not a Bearer challenge.
 std::map<std::string, std::string> ReadBearerChallenge(const std::string& header);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/escaping.h"
@@ -108,6 +109,18 @@ bool CollectReferences(const YAML::Node& doc,
   }
 }
 
+// `file` read as a kustomization: its mapping, or nullopt when it is too big, not YAML or
+// no mapping (kustomize, or CheckKustomizeReferences, says what is wrong).
+std::optional<YAML::Node> KustomizationMap(const RepoFile& file) {
+  if (!CheckYamlBounds(file.content, file.path).ok()) return std::nullopt;
+  try {
+    YAML::Node doc = YAML::Load(file.content);
+    if (doc.IsMap()) return doc;
+  } catch (const YAML::Exception&) {
+  }
+  return std::nullopt;
+}
+
 // The kustomization file of `dir` (of kustomize's three names, the last found; kustomize
 // itself refuses a folder with two), or null.
 const RepoFile* KustomizationIn(const std::map<std::string, const RepoFile*>& files,
@@ -128,16 +141,10 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
   read->insert(dir);
   const RepoFile* kustomization = KustomizationIn(files, dir);
   if (kustomization == nullptr) return;
-  if (!CheckYamlBounds(kustomization->content, kustomization->path).ok()) return;  // reported
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(kustomization->content);
-  } catch (const YAML::Exception&) {
-    return;  // kustomize reports it
-  }
-  if (!doc.IsMap()) return;
+  const std::optional<YAML::Node> doc = KustomizationMap(*kustomization);
+  if (!doc.has_value()) return;
   std::vector<std::pair<std::string, std::string>> references;
-  if (!CollectReferences(doc, &references)) return;  // CheckKustomizeReferences reports it
+  if (!CollectReferences(*doc, &references)) return;  // CheckKustomizeReferences reports it
   for (const auto& [field, reference] : references) {
     std::string resolved;
     if (!ResolveInRepository(dir, reference, &resolved)) continue;
@@ -420,14 +427,10 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
       for (RepoFile& f : *files) {
         if (f.path == kustomization_path) file = &f;
       }
-      if (file == nullptr || !CheckYamlBounds(file->content, file->path).ok()) continue;
-      YAML::Node doc;
-      try {
-        doc = YAML::Load(file->content);
-      } catch (const YAML::Exception&) {
-        continue;  // kustomize reports it
-      }
-      if (!doc.IsMap()) continue;
+      if (file == nullptr) continue;
+      std::optional<YAML::Node> read = KustomizationMap(*file);
+      if (!read.has_value()) continue;
+      YAML::Node& doc = *read;
       const std::string dir = file->path.find('/') == std::string::npos
                                   ? ""
                                   : file->path.substr(0, file->path.rfind('/'));
@@ -657,15 +660,9 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     for (const std::string& dir : visited) {
       const RepoFile* kustomization = KustomizationIn(by_path, dir);
       if (kustomization == nullptr) continue;
-      YAML::Node doc;
+      const std::optional<YAML::Node> doc = KustomizationMap(*kustomization);
       std::vector<std::pair<std::string, std::string>> references;
-      try {
-        if (CheckYamlBounds(kustomization->content, kustomization->path).ok()) {
-          doc = YAML::Load(kustomization->content);
-        }
-      } catch (const YAML::Exception&) {
-      }
-      if (doc.IsMap() && CollectReferences(doc, &references)) {
+      if (doc.has_value() && CollectReferences(*doc, &references)) {
         for (const auto& [field, reference] : references) remote |= LooksRemote(reference);
       }
     }

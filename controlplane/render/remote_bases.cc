@@ -1,10 +1,7 @@
 #include "controlplane/render/remote_bases.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -15,21 +12,14 @@
 #include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
+#include "controlplane/render/chart_fetcher.h"
+#include "controlplane/source/repo_url.h"
 
 namespace gitfleet {
 namespace {
 
 bool IsFullCommitId(const std::string& ref) {
   return ref.size() == 40 && ref.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
-
-// A prefix naming a host alone ends with "/": that host, not every host named alike.
-std::string WholeHost(std::string prefix) {
-  const size_t scheme = prefix.find("://");
-  if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
-    prefix += "/";
-  }
-  return prefix;
 }
 
 bool ValidRef(const std::string& ref) {
@@ -175,7 +165,7 @@ RemoteBaseFetcher::RemoteBaseFetcher(GitRepositories* repos, std::vector<std::st
 
 bool RemoteBaseFetcher::Allowed(const std::string& repo) const {
   for (const std::string& prefix : allowed_) {
-    if (prefix == "*" || absl::StartsWith(repo, WholeHost(prefix))) return true;
+    if (prefix == "*" || absl::StartsWith(repo, WholeHostPrefix(prefix))) return true;
   }
   return false;
 }
@@ -202,16 +192,6 @@ bool IsRemoteFile(absl::string_view reference) {
          absl::EndsWith(path, ".json");
 }
 
-namespace {
-size_t WriteAtMost(char* data, size_t size, size_t count, void* user) {
-  auto* sink = static_cast<std::pair<std::string*, size_t>*>(user);
-  const size_t n = size * count;
-  if (sink->first->size() + n > sink->second) return 0;  // past the bound: stop
-  sink->first->append(data, n);
-  return n;
-}
-}  // namespace
-
 absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url, size_t max_bytes) {
   if (!IsRemoteFile(url) || !Allowed(url)) return Refused(url, "remote file");
   const absl::Time now = RealClock().Now();
@@ -220,40 +200,18 @@ absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url,
     auto it = files_.find(url);
     if (it != files_.end() && now - it->second.read < refetch_after_) return it->second.content;
   }
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  std::string body;
-  std::pair<std::string*, size_t> sink(&body, max_bytes);
-  char error[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);  // release downloads redirect to a CDN
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteAtMost);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  const CURLcode code = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(curl);
-  if (code == CURLE_WRITE_ERROR) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("remote file ", url.substr(0, 256), " is larger than ", max_bytes, " bytes"));
+  HttpOptions options;
+  options.max_bytes = max_bytes;
+  absl::StatusOr<HttpAnswer> answer = HttpGet(url, options);  // release downloads redirect
+  if (!answer.ok()) {
+    return absl::Status(answer.status().code(),
+                        absl::StrCat("remote file: ", answer.status().message()));
   }
-  if (code != CURLE_OK) {
+  if (answer->status != 200) {
     return absl::UnavailableError(absl::StrCat("cannot fetch remote file ", url.substr(0, 256),
-                                               ": ", error[0] ? error : curl_easy_strerror(code)));
+                                               ": the server answered HTTP ", answer->status));
   }
-  if (status != 200) {
-    return absl::UnavailableError(absl::StrCat("cannot fetch remote file ", url.substr(0, 256),
-                                               ": the server answered HTTP ", status));
-  }
+  std::string body = std::move(answer->body);
   MutexLock lock(&mu_);
   if (files_.size() >= 64) files_.clear();
   files_[url] = {now, body};

@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "common/file_system.h"
 #include "common/names.h"
+#include "controlplane/source/repo_url.h"
 
 namespace gitfleet {
 namespace {
@@ -303,14 +304,7 @@ std::string PrefixForm(std::string url) {
     const size_t at = url.rfind('@', end - 1);
     if (at != std::string::npos && at >= host && at < end) url.erase(host, at + 1 - host);
   }
-  if (url.find('/', host) == std::string::npos) url += "/";
-  return url;
-}
-
-bool LoopbackUrl(absl::string_view url) {
-  url.remove_prefix(std::min(url.size(), url.find("://") + 3));
-  return absl::StartsWith(url, "127.") || absl::StartsWith(url, "localhost") ||
-         absl::StartsWith(url, "[::1]");
+  return WholeHostPrefix(std::move(url));
 }
 
 }  // namespace
@@ -337,7 +331,7 @@ absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(
                        ": the prefix is not an https:// or ssh:// URL prefix (a credential is only "
                        "ever sent to the host it names)"));
     }
-    if (http && !LoopbackUrl(prefix)) {
+    if (http && !IsLoopbackHost(UrlAuthority(prefix))) {
       return absl::InvalidArgumentError(
           absl::StrCat(shown,
                        ": a credential is never sent over plain http (only to a server on "

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -71,6 +72,28 @@ std::string NormalizeRepoUrl(absl::string_view url) {
   while (absl::ConsumeSuffix(&out, "/")) {
   }
   return AzureDevOpsForm(out);
+}
+
+std::string WholeHostPrefix(std::string prefix) {
+  const size_t scheme = prefix.find("://");
+  if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {
+    prefix += "/";
+  }
+  return prefix;
+}
+
+absl::string_view UrlAuthority(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return "";
+  url.remove_prefix(scheme + 3);
+  return url.substr(0, url.find_first_of("/?#"));
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  if (const size_t at = host.rfind('@'); at != absl::string_view::npos) host.remove_prefix(at + 1);
+  if (absl::StartsWith(host, "[::1]")) return true;
+  host = host.substr(0, host.find(':'));
+  return host == "localhost" || absl::StartsWith(host, "127.");
 }
 
 }  // namespace gitfleet

@@ -17,6 +17,18 @@ namespace gitfleet {
 // dev.azure.com HTTPS form ("dev.azure.com/org/project/_git/repo").
 std::string NormalizeRepoUrl(absl::string_view url);
 
+// A URL prefix as the flags that trust or give credentials to prefixes read it: one that
+// names a host alone ("https://charts.example.com") ends with "/", so it means that host,
+// not every host whose name starts the same.
+std::string WholeHostPrefix(std::string prefix);
+
+// The host of a URL with its port ("127.0.0.1:5000", "[::1]:80"); "" without "://".
+absl::string_view UrlAuthority(absl::string_view url);
+
+// Whether a host ("127.0.0.1:5000", "localhost", "[::1]:80") is this machine: a server
+// there may be spoken to in plain HTTP, as Docker speaks to a registry there.
+bool IsLoopbackHost(absl::string_view host);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_SOURCE_REPO_URL_H_

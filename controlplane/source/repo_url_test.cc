@@ -51,5 +51,19 @@ TEST(NormalizeRepoUrlTest, EveryAzureDevOpsFormOfOneRepositoryIsTheSame) {
   EXPECT_EQ(NormalizeRepoUrl(""), "");
 }
 
+TEST(UrlPrefixTest, AHostAloneIsThatWholeHostAndLoopbackIsThisMachine) {
+  EXPECT_EQ(WholeHostPrefix("https://charts.example.com"), "https://charts.example.com/");
+  EXPECT_EQ(WholeHostPrefix("https://charts.example.com/team"), "https://charts.example.com/team");
+  EXPECT_EQ(WholeHostPrefix("*"), "*");
+  EXPECT_EQ(UrlAuthority("https://user@h.example:8443/a?b"), "user@h.example:8443");
+  EXPECT_EQ(UrlAuthority("no-scheme/x"), "");
+  for (const char* loopback : {"127.0.0.1:5000", "localhost", "[::1]:80", "git@127.0.0.1"}) {
+    EXPECT_TRUE(IsLoopbackHost(loopback)) << loopback;
+  }
+  for (const char* remote : {"charts.example.com", "localhost.example.com", "10.0.0.1", "[::2]"}) {
+    EXPECT_FALSE(IsLoopbackHost(remote)) << remote;
+  }
+}
+
 }  // namespace
 }  // namespace gitfleet
