@@ -135,8 +135,10 @@ const RepoFile* KustomizationIn(const std::map<std::string, const RepoFile*>& fi
 
 // The directories kustomize visits from `dir` (each kustomization's whole directory) and
 // the files they reference elsewhere: everything a render can depend on.
+// *remote, when given, is set when one of them names a remote base or file.
 void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const std::string& dir,
-                      std::set<std::string>* visited, std::set<std::string>* read) {
+                      std::set<std::string>* visited, std::set<std::string>* read,
+                      bool* remote = nullptr) {
   if (!visited->insert(dir).second) return;
   read->insert(dir);
   const RepoFile* kustomization = KustomizationIn(files, dir);
@@ -146,12 +148,13 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
   std::vector<std::pair<std::string, std::string>> references;
   if (!CollectReferences(*doc, &references)) return;  // CheckKustomizeReferences reports it
   for (const auto& [field, reference] : references) {
+    if (remote != nullptr && LooksRemote(reference)) *remote = true;
     std::string resolved;
     if (!ResolveInRepository(dir, reference, &resolved)) continue;
     std::string prefix = resolved + "/";
     auto it = files.lower_bound(prefix);
     if (it != files.end() && absl::StartsWith(it->first, prefix)) {
-      KustomizeClosure(files, resolved, visited, read);
+      KustomizeClosure(files, resolved, visited, read, remote);
     } else {
       read->insert(resolved);
     }
@@ -647,40 +650,32 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     if (!text.ok()) return text.status();
     generated_text = *std::move(text);
   }
-  // Remote bases the build reads: fetched by the control plane, copied in (the repository's
-  // files copied only then).
-  std::vector<RepoFile> with_remote;
+  std::map<std::string, const RepoFile*> by_path;
+  for (const RepoFile& file : input.files) by_path[file.path] = &file;
+  std::set<std::string> visited, read;
   bool remote = false;
-  {
-    std::map<std::string, const RepoFile*> by_path;
-    for (const RepoFile& file : input.files) by_path[file.path] = &file;
-    std::set<std::string> visited, read;
-    KustomizeClosure(by_path, input.path, &visited, &read);
-    for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
-    for (const std::string& dir : visited) {
-      const RepoFile* kustomization = KustomizationIn(by_path, dir);
-      if (kustomization == nullptr) continue;
-      const std::optional<YAML::Node> doc = KustomizationMap(*kustomization);
-      std::vector<std::pair<std::string, std::string>> references;
-      if (doc.has_value() && CollectReferences(*doc, &references)) {
-        for (const auto& [field, reference] : references) remote |= LooksRemote(reference);
-      }
-    }
+  KustomizeClosure(by_path, input.path, &visited, &read, &remote);
+  for (const std::string& dir : generated_dirs) {
+    KustomizeClosure(by_path, dir, &visited, &read, &remote);
   }
+  // Remote bases the build reads: fetched by the control plane and copied in (the
+  // repository's files copied only then), and the build's closure read again.
+  std::vector<RepoFile> with_remote;
   if (remote) {
     with_remote = input.files;
     GF_RETURN_IF_ERROR(ExpandRemoteBases(input.path, generated_dirs, options_.remote_bases.get(),
                                          &with_remote, input.notes));
+    by_path.clear();
+    for (const RepoFile& file : with_remote) by_path[file.path] = &file;
+    visited.clear();
+    read.clear();
+    KustomizeClosure(by_path, input.path, &visited, &read);
+    for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
   }
   const std::vector<RepoFile>& files = remote ? with_remote : input.files;
   if (absl::Status references = CheckKustomizeReferences(files); !references.ok()) {
     return references;
   }
-  std::map<std::string, const RepoFile*> by_path;
-  for (const RepoFile& file : files) by_path[file.path] = &file;
-  std::set<std::string> visited, read;
-  KustomizeClosure(by_path, input.path, &visited, &read);
-  for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
   // kustomize's helmCharts: their charts fetched by the control plane, rendered by helm.
   std::vector<RepoFile> charts;
   bool helm_charts = false;
