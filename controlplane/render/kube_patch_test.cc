@@ -362,7 +362,8 @@ TEST(ApplyKubePatchTest, AgreesWithKubectlOnRandomPatches) {
   auto container = [&]() -> std::string {
     if (pick(25) == 0) return "{image: nameless}";  // refused by both
     std::vector<std::string> fields = {absl::StrCat("name: ", one_of(names))};
-    switch (pick(8)) {
+    const int change = pick(8);
+    switch (change) {
       case 0:
         fields.push_back("$patch: delete");
         break;
@@ -385,7 +386,11 @@ TEST(ApplyKubePatchTest, AgreesWithKubectlOnRandomPatches) {
       default:
         fields.push_back(absl::StrCat("image: img:", pick(9)));
     }
-    if (pick(3) == 0) fields.push_back(absl::StrCat("args: [", one_of({"a", "b", "c"}), "]"));
+    // Not beside a $deleteFromPrimitiveList/args: Kubernetes applies the two in its map's
+    // order, which Go makes random, so kubectl itself answers either way (CI saw both).
+    if (pick(3) == 0 && change != 5) {
+      fields.push_back(absl::StrCat("args: [", one_of({"a", "b", "c"}), "]"));
+    }
     return "{" + absl::StrJoin(fields, ", ") + "}";
   };
   const std::string deployment =
