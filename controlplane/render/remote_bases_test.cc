@@ -1,10 +1,15 @@
 #include "controlplane/render/remote_bases.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
+#include "controlplane/source/git_credentials.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
 
 namespace gitfleet {
 namespace {
@@ -149,6 +154,36 @@ TEST(RemoteBaseFetcherTest, FetchesAFileOverHttpFromTrustedPrefixes) {
   EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy?ref=v1"));
   EXPECT_FALSE(IsRemoteFile("https://example.com/x.yaml?ref=v1"));
   EXPECT_FALSE(IsRemoteFile("ftp://example.com/x.yaml"));
+}
+
+// A private remote base gets the credential --git-credentials gives its URL, as a source
+// does; without one nothing is sent and the error names both ways to give one.
+TEST(RemoteBaseFetcherTest, APrivateRemoteBaseGetsItsPrefixsCredential) {
+  testing::HttpsGitServer server(TempDir("https"));
+  if (absl::Status s = server.Start("alice", "s3cret"); !s.ok()) GTEST_SKIP() << s;
+  GitFixture remote(TempDir("remote"));
+  remote.Write("base/kustomization.yaml", "resources: []\n");
+  const std::string commit = remote.Commit("base");
+  const std::string url = server.Serve(remote.dir(), "platform");
+  const std::string dir = TempDir("credentials");
+  std::filesystem::create_directories(dir + "/platform");
+  std::ofstream(dir + "/platform/username") << "alice";
+  std::ofstream(dir + "/platform/password") << "s3cret";
+  std::ifstream ca(server.ca_pem_path());
+  std::ofstream(dir + "/platform/ca.crt") << ca.rdbuf();
+  absl::StatusOr<CredentialPrefixes> prefixes = ParseCredentialPrefixes(
+      {absl::StrCat("https://127.0.0.1:", server.port(), "/git/=platform")});
+  ASSERT_TRUE(prefixes.ok()) << prefixes.status();
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(TempDir("cache"), {}, {dir, false, *prefixes});
+  absl::StatusOr<RemoteTree> tree = RemoteBaseFetcher(repos.get(), {"*"}).Fetch(url, "main");
+  ASSERT_TRUE(tree.ok()) << tree.status() << server.Log();
+  EXPECT_EQ(tree->commit, commit);
+  std::unique_ptr<GitRepositories> anonymous =
+      NewLibgit2Repositories(TempDir("cache"), {}, {dir, false});
+  absl::Status refused = RemoteBaseFetcher(anonymous.get(), {"*"}).Fetch(url, "main").status();
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.message(), HasSubstr("remote base " + url));
 }
 
 }  // namespace
