@@ -603,28 +603,14 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCrede
   std::vector<std::pair<std::string, std::string>> out;
   std::set<std::string> prefixes;
   for (const std::string& entry : entries) {
-    const size_t equals = entry.rfind('=');
-    const std::string shown = entry.substr(0, 256);
-    if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shown, " is not PREFIX=NAME (a URL prefix and a credential's name)"));
-    }
-    const std::string prefix = entry.substr(0, equals);
-    const std::string name = entry.substr(equals + 1);
+    GF_ASSIGN_OR_RETURN(auto split, SplitCredentialEntry(entry));
+    const auto& [prefix, name] = split;
+    const std::string shown = RedactUrl(entry).substr(0, 256);
     if (prefix == "*") {
       return absl::InvalidArgumentError(
           absl::StrCat(shown, ": a credential is given to the URL prefixes it names, never to *"));
     }
     if (absl::Status valid = CheckChartPrefixes({prefix}); !valid.ok()) return valid;
-    if (absl::Status valid = ValidateName("credential", name); !valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", valid.message()));
-    }
-    if (absl::StartsWith(prefix, "http://") && !IsLoopbackHost(UrlAuthority(prefix))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shown,
-                       ": a credential is never sent over plain http (only to a server "
-                       "on this machine); use https://"));
-    }
     if (!UnderPrefixes(WholeHostPrefix(prefix), allowed)) {
       return absl::InvalidArgumentError(absl::StrCat(
           shown, ": ", prefix.substr(0, 256),

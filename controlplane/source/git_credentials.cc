@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "common/file_system.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 #include "controlplane/source/repo_url.h"
 
 namespace gitfleet {
@@ -309,38 +310,43 @@ std::string PrefixForm(std::string url) {
 
 }  // namespace
 
+absl::StatusOr<std::pair<std::string, std::string>> SplitCredentialEntry(const std::string& entry) {
+  const size_t equals = entry.rfind('=');
+  const std::string shown = RedactUrl(entry).substr(0, 256);
+  if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shown, " is not PREFIX=NAME (a URL prefix and a credential's name)"));
+  }
+  std::pair<std::string, std::string> out(entry.substr(0, equals), entry.substr(equals + 1));
+  if (absl::Status s = ValidateName("credential", out.second); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
+  }
+  if (absl::StartsWith(out.first, "http://") && !IsLoopbackHost(UrlAuthority(out.first))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shown,
+                     ": a credential is never sent over plain http (only to a server on "
+                     "this machine); use https://"));
+  }
+  return out;
+}
+
 absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(
     const std::vector<std::string>& entries) {
   CredentialPrefixes out;
   std::set<std::string> seen;
   for (const std::string& entry : entries) {
-    const size_t equals = entry.rfind('=');
+    GF_ASSIGN_OR_RETURN(auto split, SplitCredentialEntry(entry));
+    const auto& [prefix, name] = split;
     const std::string shown = RedactUrl(entry).substr(0, 256);
-    if (equals == std::string::npos || equals == 0 || equals + 1 == entry.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shown, " is not PREFIX=NAME (a URL prefix and a credential's name)"));
-    }
-    const std::string prefix = entry.substr(0, equals);
-    const std::string name = entry.substr(equals + 1);
-    const bool https = absl::StartsWith(prefix, "https://");
-    const bool ssh = absl::StartsWith(prefix, "ssh://");
-    const bool http = absl::StartsWith(prefix, "http://");
-    if (!(https || ssh || http) || prefix.size() <= prefix.find("://") + 3) {
+    if (!(absl::StartsWith(prefix, "https://") || absl::StartsWith(prefix, "ssh://") ||
+          absl::StartsWith(prefix, "http://")) ||
+        prefix.size() <= prefix.find("://") + 3) {
       return absl::InvalidArgumentError(
           absl::StrCat(shown,
                        ": the prefix is not an https:// or ssh:// URL prefix (a credential is only "
                        "ever sent to the host it names)"));
     }
-    if (http && !IsLoopbackHost(UrlAuthority(prefix))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shown,
-                       ": a credential is never sent over plain http (only to a server on "
-                       "this machine); use https://"));
-    }
     if (absl::Status s = CheckSourceUrl(prefix, /*allow_local=*/false); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
-    }
-    if (absl::Status s = ValidateName("credential", name); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(shown, ": ", s.message()));
     }
     if (!seen.insert(PrefixForm(prefix)).second) {

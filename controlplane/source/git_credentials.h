@@ -69,6 +69,11 @@ std::string RedactUrl(const std::string& url);
 // meaning that whole host, without a password, named once; NAME a credential's name.
 // InvalidArgument naming the entry that is not.
 using CredentialPrefixes = std::vector<std::pair<std::string, std::string>>;
+// One PREFIX=NAME entry of --git-credentials or --chart-credentials, split. InvalidArgument,
+// showing the entry without a password, when it is not PREFIX=NAME, NAME is not a
+// credential's name, or PREFIX is plain http:// to another machine (a password never
+// crosses a network in clear). Each flag checks its prefixes' schemes itself.
+absl::StatusOr<std::pair<std::string, std::string>> SplitCredentialEntry(const std::string& entry);
 absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(const std::vector<std::string>& entries);
 
 // The credential the longest of `prefixes` that `url` is under gives it; "" under none.
