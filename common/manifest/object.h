@@ -64,9 +64,25 @@ class ObjectSet {
   const std::string& default_namespace() const { return default_namespace_; }
   void set_default_namespace(std::string ns) { default_namespace_ = std::move(ns); }
 
+  // The fields the rendered source leaves to others (Fleet's diff.comparePatches), as
+  // SyncOptions.ignore_differences: they go after the bundle's own (Revision::Build).
+  const google::protobuf::RepeatedPtrField<v1::IgnoreDifference>& ignore_differences() const {
+    return ignore_differences_;
+  }
+  google::protobuf::RepeatedPtrField<v1::IgnoreDifference>* mutable_ignore_differences() {
+    return &ignore_differences_;
+  }
+  // What a set made from this one keeps of it besides the objects: the default namespace
+  // and the fields left to others.
+  void CopyDeclarationsFrom(const ObjectSet& other) {
+    default_namespace_ = other.default_namespace_;
+    ignore_differences_ = other.ignore_differences_;
+  }
+
  private:
   std::map<std::string, Object> objects_;
   std::string default_namespace_;
+  google::protobuf::RepeatedPtrField<v1::IgnoreDifference> ignore_differences_;
   // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };

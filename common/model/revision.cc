@@ -1,5 +1,7 @@
 #include "common/model/revision.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 
@@ -11,6 +13,15 @@ std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string 
                                                 std::string target_namespace) {
   // The bundle's own namespace, else the one its source declares.
   if (target_namespace.empty()) target_namespace = objects.default_namespace();
+  // The bundle's own fields left to others, then those its source declares (each once).
+  for (const v1::IgnoreDifference& declared : objects.ignore_differences()) {
+    const std::string wire = declared.SerializeAsString();
+    if (std::none_of(
+            sync.ignore_differences().begin(), sync.ignore_differences().end(),
+            [&](const v1::IgnoreDifference& rule) { return rule.SerializeAsString() == wire; })) {
+      *sync.add_ignore_differences() = declared;
+    }
+  }
   auto rev = std::make_shared<Revision>();
   rev->id = ComputeRevision(objects, sync, target_namespace);
   rev->bundle = std::move(bundle);
@@ -31,6 +42,7 @@ v1::RevisionRecord Revision::ToRecord() const {
   for (const auto& [key, object] : objects.objects()) *record.add_objects() = *object;
   *record.mutable_sync() = sync;
   record.set_target_namespace(target_namespace);
+  *record.mutable_declared_ignore_differences() = objects.ignore_differences();
   return record;
 }
 
@@ -38,6 +50,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
     const v1::RevisionRecord& record) {
   ObjectSet objects;
   for (const v1::ManifestObject& object : record.objects()) objects.Put(object);
+  *objects.mutable_ignore_differences() = record.declared_ignore_differences();
   auto rev = Build(record.bundle(), record.commit(), FromProtoTime(record.committed_time()),
                    std::move(objects), record.sync(), record.target_namespace());
   if (rev->id != record.revision()) {

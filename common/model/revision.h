@@ -27,7 +27,8 @@ struct Revision {
   // For namespaced objects that name none: the bundle's, else `objects.default_namespace()`.
   std::string target_namespace;
 
-  // An empty `target_namespace` takes the one the objects' source declares.
+  // An empty `target_namespace` takes the one the objects' source declares, and `sync` the
+  // fields it leaves to others (ObjectSet::ignore_differences) after its own.
   static std::shared_ptr<const Revision> Build(std::string bundle, std::string commit,
                                                absl::Time committed_time, ObjectSet objects,
                                                v1::SyncOptions sync, std::string target_namespace);

@@ -48,7 +48,7 @@ size_t OwnBytes(const ObjectSet& set, const ObjectSet* shared) {
 // same content): the variants of a renderer mostly agree.
 ObjectSet ShareWith(const ObjectSet& rendered, const ObjectSet& reference) {
   ObjectSet out;
-  out.set_default_namespace(rendered.default_namespace());
+  out.CopyDeclarationsFrom(rendered);
   for (const auto& [key, object] : rendered.objects()) {
     auto it = reference.objects().find(key);
     const bool same =

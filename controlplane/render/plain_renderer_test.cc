@@ -208,6 +208,77 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
 // overlay or a namespace. One gitfleet bundle renders one thing for all its clusters, so
 // they are named as the bundles that do their work; a folder that is no build as a whole
 // (base and overlays side by side) says so in its failure.
+// fleet.yaml's diff.comparePatches leave fields to others in what the bundle renders (with
+// the forced namespace too), and a change to fleet.yaml is a change to the render.
+TEST(RenderBundlePathTest, FleetComparePatchesLeaveFieldsToOthers) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/fleet.yaml", R"(namespace: shop
+diff:
+  comparePatches:
+  - apiVersion: apps/v1
+    kind: Deployment
+    name: web
+    jsonPointers: [/spec/replicas]
+  - apiVersion: v1
+    kind: ConfigMap
+    operations:
+    - {op: remove, path: /data/stamp}
+targetCustomizations:
+- name: prod
+  clusterSelector: {matchLabels: {env: prod}}
+  diff:
+    comparePatches:
+    - {apiVersion: v1, kind: ConfigMap, name: a, jsonPointers: [/data/x]}
+)"},
+  };
+  std::vector<std::string> notes;
+  std::vector<std::string> read_paths;
+  RenderInput input{"web", "apps/web", files, &read_paths};
+  input.notes = &notes;
+  auto set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->ignore_differences().size(), 1);
+  EXPECT_EQ(DescribeIgnoreDifference(set->ignore_differences().Get(0)),
+            "apps/Deployment:web=/spec/replicas");
+  EXPECT_EQ(set->default_namespace(), "shop");
+  EXPECT_THAT(read_paths, ::testing::Contains("apps/web/fleet.yaml"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "leaves to others the fields apps/web/fleet.yaml's diff.comparePatches "
+                         "name, as Fleet leaves them out of its comparison: neither drift nor set "
+                         "back by an apply (--ignore-difference=apps/Deployment:web=/spec/"
+                         "replicas)")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("op remove /data/stamp on no named object")));
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("a bundle per target does their work: prod: --selector=env=prod "
+                                   "--ignore-difference=ConfigMap:a=/data/x")));
+  // A target that only sets a diff is no other render of the folder.
+  EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
+
+  // A bundle rendered before gitfleet read them: noted, its revisions as they were.
+  RenderInput before = input;
+  before.reads_fleet_diff = false;
+  notes.clear();
+  auto kept = RenderBundlePath(renderer, before);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->ignore_differences().size(), 0);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "apps/web/fleet.yaml sets diff.comparePatches; this bundle was rendered "
+                         "before gitfleet read them, and applies and heals those fields as it did: "
+                         "give the bundle --ignore-difference=apps/Deployment:web=/spec/replicas, "
+                         "or add it again")));
+
+  // What cannot be read fails the render, naming the file, only when it is read.
+  files[1].content = "diff:\n  comparePatches:\n  - {kind: X, jsonPointers: [replicas]}\n";
+  auto bad = RenderBundlePath(renderer, input);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("apps/web/fleet.yaml: diff.comparePatches[0] (X): \"replicas\" is not a "
+                        "JSON pointer"));
+  EXPECT_TRUE(RenderBundlePath(renderer, before).ok());
+}
+
 TEST(RenderBundlePathTest, FleetTargetCustomizationsAreNamedAsABundlePerTarget) {
   PlainRenderer renderer;
   const std::string deployment =

@@ -106,6 +106,26 @@ std::string SelectorText(const YAML::Node& selector) {
   return absl::StrJoin(terms, ",");
 }
 
+// A target's name, else "target N" (1-based).
+std::string TargetName(const YAML::Node& target, int index) {
+  std::string name = ScalarOf(target["name"]);
+  return name.empty() ? absl::StrCat("target ", index + 1) : name;
+}
+
+// The clusters a target is for, as a bundle per target would select them.
+std::string TargetWhere(const YAML::Node& target) {
+  if (std::string selector = SelectorText(target["clusterSelector"]); !selector.empty()) {
+    return absl::StrCat("--selector=", ShellWord(selector));
+  }
+  if (std::string cluster = ScalarOf(target["clusterName"]); !cluster.empty()) {
+    return absl::StrCat("a selector of a label only cluster ", cluster, " has");
+  }
+  if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
+    return absl::StrCat("a selector of the clusters of Fleet's cluster group ", group);
+  }
+  return "a selector of the clusters it is for";
+}
+
 // One of fleet.yaml's targetCustomizations, described as the flags of the gitfleet bundle
 // that does its work: "dev: --selector=env=dev --path=apps/web/overlays/dev". Empty when
 // it changes nothing a render makes (correctDrift, say). `path` is the bundle's folder.
@@ -148,18 +168,8 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   const bool not_deployed = skip && skip.IsScalar() && skip.Scalar() == "true";
   if (work.empty() && !not_deployed) return "";
 
-  std::string name = ScalarOf(target["name"]);
-  if (name.empty()) name = absl::StrCat("target ", index + 1);
-  std::string where;
-  if (std::string selector = SelectorText(target["clusterSelector"]); !selector.empty()) {
-    where = absl::StrCat("--selector=", ShellWord(selector));
-  } else if (std::string cluster = ScalarOf(target["clusterName"]); !cluster.empty()) {
-    where = absl::StrCat("a selector of a label only cluster ", cluster, " has");
-  } else if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
-    where = absl::StrCat("a selector of the clusters of Fleet's cluster group ", group);
-  } else {
-    where = "a selector of the clusters it is for";
-  }
+  const std::string name = TargetName(target, index);
+  const std::string where = TargetWhere(target);
   if (not_deployed) {
     return absl::StrCat(name,
                         ": not deployed to its clusters (leave them out of the bundle's "
@@ -573,6 +583,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_target_folders = reads.fleet_target_folders;
   input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
   input->reads_fleet_charts = reads.fleet_charts;
+  input->reads_fleet_diff = reads.fleet_diff;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -639,6 +650,17 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
             out.folder_target_names.push_back(read.name);
           }
         }
+        if (target.IsMap() && target["diff"] && out.target_diffs.size() < kMaxTargetsDescribed) {
+          absl::StatusOr<FleetComparePatches> diff = ReadFleetComparePatches(target["diff"]);
+          if (!diff.ok()) {
+            out.target_diffs.push_back(absl::StrCat(
+                TargetName(target, index), ": its diff cannot be read: ", diff.status().message()));
+          } else if (!diff->rules.empty()) {
+            out.target_diffs.push_back(absl::StrCat(TargetName(target, index), ": ",
+                                                    TargetWhere(target), " ",
+                                                    IgnoreDifferenceFlags(diff->rules)));
+          }
+        }
         // What is left of the target for a bundle of its own, for each way a render reads
         // it; the first kMaxTargetsDescribed are described, the rest counted.
         auto describe = [&](TargetNative native, std::vector<std::string>* list,
@@ -668,12 +690,18 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           ++out.targets_not_described;
         }
       }
-      if (!out.targets.empty()) {
+      if (!out.targets.empty() || !out.target_diffs.empty()) {
         out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "targetCustomizations"),
                          out.unread.end());
       }
     }
     if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
+    if (absl::StatusOr<FleetComparePatches> diff = ReadFleetComparePatches(fields["diff"]);
+        diff.ok()) {
+      out.compare_patches = *std::move(diff);
+    } else {
+      out.compare_patches_error = std::string(diff.status().message());
+    }
     out.kustomize_dir = KustomizeDirOf(fields["kustomize"], &out.kustomize_dir_error);
     for (const auto& [section, field] : {std::pair<const char*, const char*>{"kustomize", "dir"},
                                          std::pair<const char*, const char*>{"helm", "chart"}}) {
@@ -866,6 +894,63 @@ absl::Status PlaceFleetChart(const RenderInput& input, const std::string& fleet_
   }
   return absl::OkStatus();
 }
+
+// fleet.yaml's diff.comparePatches, for `objects`: the fields they leave to others, as Fleet
+// leaves them out of its comparison (since reads_fleet_diff; noted before); and what of them,
+// and of its targets' own, one bundle does not do.
+namespace {
+absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fleet,
+                          ObjectSet* objects) {
+  const std::string& fleet_yaml = fleet.file;
+  std::vector<std::string>* notes = input.notes;
+  // Whether it is there or not: a diff added later changes the revision.
+  if (input.reads_fleet_diff && input.read_paths != nullptr) {
+    input.read_paths->push_back(fleet_yaml);
+  }
+  const FleetComparePatches& diff = fleet.compare_patches;
+  if (!input.reads_fleet_diff) {
+    if (notes != nullptr && (!diff.rules.empty() || !fleet.compare_patches_error.empty())) {
+      notes->push_back(absl::StrCat(
+          fleet_yaml,
+          " sets diff.comparePatches; this bundle was rendered before gitfleet read them, and "
+          "applies and heals those fields as it did: ",
+          diff.rules.empty() ? "add the bundle again to have them read"
+                             : absl::StrCat("give the bundle ", IgnoreDifferenceFlags(diff.rules),
+                                            ", or add it again, to leave them to others")));
+    }
+    return absl::OkStatus();
+  }
+  if (!fleet.compare_patches_error.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet.compare_patches_error));
+  }
+  if (!diff.rules.empty()) {
+    objects->mutable_ignore_differences()->Assign(diff.rules.begin(), diff.rules.end());
+    if (notes != nullptr) {
+      notes->push_back(absl::StrCat(
+          "leaves to others the fields ", fleet_yaml,
+          "'s diff.comparePatches name, as Fleet leaves them out of its comparison: neither "
+          "drift nor set back by an apply (",
+          IgnoreDifferenceFlags(diff.rules), ")"));
+    }
+  }
+  if (notes != nullptr && (!diff.not_read.empty() || diff.not_read_more > 0)) {
+    notes->push_back(absl::StrCat(
+        fleet_yaml, "'s diff.comparePatches also say what gitfleet does not read: ",
+        absl::StrJoin(diff.not_read, "; "),
+        diff.not_read_more > 0 ? absl::StrCat("; and ", diff.not_read_more, " more") : "",
+        " (--ignore-difference names fields by JSON pointer)"));
+  }
+  if (notes != nullptr && !fleet.target_diffs.empty()) {
+    notes->push_back(absl::StrCat(
+        fleet_yaml,
+        "'s targetCustomizations leave other fields to others on some clusters, which one "
+        "gitfleet bundle does not: it takes the folder's diff for every cluster it targets; a "
+        "bundle per target does their work: ",
+        absl::StrJoin(fleet.target_diffs, "; ")));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
 
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
   if ((!input.include.empty() || !input.exclude.empty()) &&
@@ -1246,6 +1331,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       std::any_of(input.files.begin(), input.files.end(),
                   [&](const RepoFile& file) { return file.path == fleet_yaml; });
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
+  if (objects.ok()) GF_RETURN_IF_ERROR(UseFleetDiff(input, *fleet, &*objects));
   // The target chosen, or the folder rendered, depends on fleet.yaml too.
   if ((per_cluster || !dir.empty()) && input.read_paths != nullptr) {
     input.read_paths->push_back(fleet_yaml);
@@ -1293,7 +1379,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   std::vector<std::string> moved;
   if (fleet->forced) {
     ObjectSet forced;
-    forced.set_default_namespace(fleet->ns);
+    forced.CopyDeclarationsFrom(*objects);
     for (const auto& [key, object] : objects->objects()) {
       const std::string& ns = object->key().namespace_();
       if (ns.empty() || ns == fleet->ns) {

@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
+#include "controlplane/render/fleet_diff.h"
 #include "controlplane/render/values.h"
 #include "controlplane/source/git_repository.h"
 
@@ -111,6 +112,10 @@ struct RenderInput {
   // bundle rendered before gitfleet read them: noted (a chart beside a kustomization fails,
   // saying so).
   bool reads_fleet_charts = true;
+  // Whether fleet.yaml's diff.comparePatches leave fields to others in what the bundle
+  // renders (ObjectSet::ignore_differences), as Fleet leaves them out of its comparison.
+  // False for a bundle rendered before gitfleet read them: noted, not used.
+  bool reads_fleet_diff = true;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -149,6 +154,7 @@ struct RepositoryReads {
   bool fleet_target_folders = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
+  bool fleet_diff = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
@@ -390,6 +396,14 @@ struct FleetYamlNamespace {
   // Its helm.repo, helm.chart and helm.version as written: a target's are merged over them.
   std::string helm_repo_field, helm_chart_field, helm_version_field;
   bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text
+  // Its diff.comparePatches as rules for fields left to others (fleet_diff.h), with what of
+  // them is not read; or why they cannot be read.
+  FleetComparePatches compare_patches;
+  std::string compare_patches_error;
+  // Its targetCustomizations that set a diff of their own, each as the flags of the bundle
+  // per target that does its work ("dev: --selector=env=dev --ignore-difference=..."): one
+  // bundle takes the folder's for every cluster.
+  std::vector<std::string> target_diffs;
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
   // criteria all hold (none set: no cluster) is its target (ChooseFleetTarget). A chart

@@ -142,7 +142,7 @@ bool SubstitutionDisabled(const v1::ManifestObject& object) {
 absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,
                                             ReadValues* read) {
   ObjectSet out;
-  out.set_default_namespace(objects.default_namespace());
+  out.CopyDeclarationsFrom(objects);
   for (const auto& [key, object] : objects.objects()) {
     if (!HasVariables(object->yaml()) || SubstitutionDisabled(*object)) {
       if (absl::Status s = out.Add(object); !s.ok()) return s;  // shared, not copied

@@ -200,6 +200,21 @@ class KubernetesFleet : public ::testing::Test {
     return json::parse(r->body, nullptr, false);
   }
 
+  // Sets the replicas of the Deployment at `path` as an autoscaler does: a manager of its own
+  // that takes the field.
+  void ScaleAsAnAutoscaler(const std::string& path, int replicas) {
+    const json live = Live(path);
+    json patch = {
+        {"apiVersion", "apps/v1"},
+        {"kind", "Deployment"},
+        {"metadata",
+         {{"name", live["metadata"]["name"]}, {"namespace", live["metadata"]["namespace"]}}},
+        {"spec", {{"replicas", replicas}}}};
+    absl::StatusOr<KubeResponse> r = api_->Do("PATCH", path + "?fieldManager=hpa&force=true",
+                                              patch.dump(), "application/apply-patch+yaml");
+    ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
+  }
+
   void Manifests(const std::string& ns, const std::string& value, bool with_service) {
     std::string yaml = absl::StrCat(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ", ns,
@@ -330,15 +345,7 @@ TEST_F(KubernetesFleet, AnAutoscalersReplicasAreLeftToIt) {
   ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
       << Describe("web");
   const std::string deploy = "/apis/apps/v1/namespaces/shop/deployments/web";
-  auto scale = [&](int replicas) {
-    json patch = {{"apiVersion", "apps/v1"},
-                  {"kind", "Deployment"},
-                  {"metadata", {{"name", "web"}, {"namespace", "shop"}}},
-                  {"spec", {{"replicas", replicas}}}};
-    absl::StatusOr<KubeResponse> r = api_->Do("PATCH", deploy + "?fieldManager=hpa&force=true",
-                                              patch.dump(), "application/apply-patch+yaml");
-    ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
-  };
+  auto scale = [&](int replicas) { ScaleAsAnAutoscaler(deploy, replicas); };
   // Without it: drift, healed.
   scale(4);
   EXPECT_TRUE(Eventually([&] { return Live(deploy)["spec"]["replicas"] == 1; }, absl::Seconds(30)))
@@ -371,6 +378,56 @@ TEST_F(KubernetesFleet, AnAutoscalersReplicasAreLeftToIt) {
   EXPECT_EQ(Live("/api/v1/namespaces/shop/configmaps/settings")["data"]["v"], "2");
   EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4);
   EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}), HasSubstr("/spec/replicas"));
+}
+
+// A folder moved from Rancher Fleet whose fleet.yaml leaves the replicas to an autoscaler
+// (diff.comparePatches): they are neither drift nor set back, across a control plane restart
+// (the revision stays the same), until a commit takes the patch out.
+TEST_F(KubernetesFleet, AFleetYamlsComparePatchesLeaveTheReplicasToAnAutoscaler) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  Manifests("shop", "1", false);
+  git_.Write("apps/web/fleet.yaml",
+             "diff:\n  comparePatches:\n  - apiVersion: apps/v1\n    kind: Deployment\n"
+             "    name: web\n    namespace: shop\n    jsonPointers:\n    - /spec/replicas\n");
+  const std::string first = git_.Commit("from Fleet");
+  StartFleetWithBundle("web", "shop");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  const std::string deploy = "/apis/apps/v1/namespaces/shop/deployments/web";
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 1) << "a new object gets the manifest's value";
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+              HasSubstr("--ignore-difference=apps/Deployment:shop/web=/spec/replicas"));
+  ScaleAsAnAutoscaler(deploy, 4);
+  absl::SleepFor(absl::Seconds(3));  // drift checks run every second
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
+
+  const json listed = json::parse(Ctl({"bundle", "list", "-o", "json"}), nullptr, false);
+  const std::string revision = listed["bundles"][0].value("revision", "");
+  ASSERT_FALSE(revision.empty()) << listed.dump();
+  cp_.reset();
+  agent_.reset();
+  StartControlPlane("cp2.log");
+  StartAgent("agent2.log");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto s = Status("web");
+        return s && s->desired_revision() == revision && s->applied_revision() == revision &&
+               s->sync_state() == v1::SYNC_STATE_SYNCED;
+      },
+      absl::Seconds(60)))
+      << Describe("web");
+  const json again = json::parse(Ctl({"bundle", "list", "-o", "json"}), nullptr, false);
+  EXPECT_EQ(again["bundles"][0].value("revision", ""), revision) << again.dump();
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
+
+  // Taking the patch out makes the replicas the repository's again.
+  git_.Write("apps/web/fleet.yaml", "defaultNamespace: shop\n");
+  const std::string second = git_.Commit("the replicas are ours again");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_TRUE(Eventually([&] { return Live(deploy)["spec"]["replicas"] == 1; }, absl::Seconds(30)))
+      << agent_->Log();
 }
 
 // A folder moved from Rancher Fleet, whose fleet.yaml names the namespace its objects go to
