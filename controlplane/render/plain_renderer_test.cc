@@ -279,6 +279,91 @@ targetCustomizations:
   EXPECT_TRUE(RenderBundlePath(renderer, before).ok());
 }
 
+// The replicas of a workload an autoscaler in the render scales are left to it.
+TEST(RenderBundlePathTest, TheReplicasAnAutoscalerScalesAreLeftToIt) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/hpa.yaml", R"(apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: shop}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+---
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: db}
+spec:
+  scaleTargetRef: {kind: StatefulSet, name: db}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: per-cluster}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: "web-${cluster}"}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: worker, namespace: jobs}
+spec:
+  scaleTargetRef: {name: worker}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: canary}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: canary}
+spec:
+  scaleTargetRef: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: canary}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: broken}
+spec: {scaleTargetRef: just text}
+)"},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  auto set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> rules;
+  for (const v1::IgnoreDifference& rule : set->ignore_differences()) {
+    rules.push_back(DescribeIgnoreDifference(rule));
+  }
+  EXPECT_THAT(rules, ::testing::UnorderedElementsAre("apps/Deployment:shop/web=/spec/replicas",
+                                                     "apps/StatefulSet:db=/spec/replicas",
+                                                     "apps/Deployment:jobs/worker=/spec/replicas",
+                                                     "argoproj.io/Rollout:canary=/spec/replicas"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "to the autoscaler that scales it, as Kubernetes advises: an apply sets "
+                         "them only on a new object")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("1 more name theirs in a form gitfleet cannot "
+                                                   "match (a ${var} still to fill in")));
+
+  // With fleet.yaml's rule for the same field: once.
+  files.push_back({"apps/web/fleet.yaml",
+                   "diff:\n  comparePatches:\n  - {apiVersion: apps/v1, kind: Deployment, name: "
+                   "web, namespace: shop, jsonPointers: [/spec/replicas]}\n"});
+  set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->ignore_differences().size(), 4);
+
+  // Rendered before gitfleet did this: noted, with the flags that would.
+  RenderInput before = input;
+  before.reads_autoscalers = false;
+  before.reads_fleet_diff = false;
+  notes.clear();
+  set = RenderBundlePath(renderer, before);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->ignore_differences().size(), 0);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "this bundle was rendered before gitfleet left their replicas to them, "
+                         "and every apply sets the manifest's count: give the bundle "
+                         "--ignore-difference=")));
+}
+
 TEST(RenderBundlePathTest, FleetTargetCustomizationsAreNamedAsABundlePerTarget) {
   PlainRenderer renderer;
   const std::string deployment =

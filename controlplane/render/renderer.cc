@@ -584,6 +584,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
   input->reads_fleet_charts = reads.fleet_charts;
   input->reads_fleet_diff = reads.fleet_diff;
+  input->reads_autoscalers = reads.autoscalers;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -949,6 +950,112 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
         absl::StrJoin(fleet.target_diffs, "; ")));
   }
   return absl::OkStatus();
+}
+// The replicas of each workload an autoscaler among `objects` scales, left to it (since
+// reads_autoscalers; noted before): a HorizontalPodAutoscaler's scaleTargetRef, or a KEDA
+// ScaledObject's (which makes one). An apply that set them would scale the workload to the
+// manifest's count until the autoscaler noticed, at every new revision and every heal.
+void LeaveReplicasToAutoscalers(const RenderInput& input, ObjectSet* objects) {
+  constexpr int kMaxRules = 64;
+  constexpr size_t kMaxNamed = 3;
+  std::vector<v1::IgnoreDifference> rules;
+  std::vector<std::string> named;  // "Deployment shop/web (HorizontalPodAutoscaler shop/web)"
+  int skipped = 0;
+  for (const auto& [key, object] : objects->objects()) {
+    const v1::ObjectKey& scaler = object->key();
+    const bool hpa = scaler.group() == "autoscaling" && scaler.kind() == "HorizontalPodAutoscaler";
+    const bool keda = scaler.group() == "keda.sh" && scaler.kind() == "ScaledObject";
+    if (!hpa && !keda) continue;
+    std::string api_version, kind, name;
+    try {
+      const YAML::Node node = YAML::Load(object->yaml());
+      const YAML::Node spec = node["spec"];
+      const YAML::Node ref = spec && spec.IsMap() ? spec["scaleTargetRef"] : YAML::Node();
+      if (!ref || !ref.IsMap()) continue;
+      api_version = ScalarOf(ref["apiVersion"]);
+      kind = ScalarOf(ref["kind"]);
+      name = ScalarOf(ref["name"]);
+    } catch (const YAML::Exception&) {
+      continue;  // the apply names what is wrong with it
+    }
+    // KEDA's defaults; an HPA's kind and name are required, its apiVersion optional.
+    if (keda && kind.empty()) kind = "Deployment";
+    if (keda && api_version.empty()) api_version = "apps/v1";
+    v1::IgnoreDifference rule;
+    if (const size_t slash = api_version.find('/'); slash != std::string::npos) {
+      rule.set_group(api_version.substr(0, slash));
+    } else if (api_version.empty()) {
+      rule.set_group(kind == "Deployment" || kind == "StatefulSet" || kind == "ReplicaSet" ? "apps"
+                                                                                           : "*");
+    }
+    rule.set_kind(kind);
+    rule.set_namespace_(scaler.namespace_());
+    rule.set_name(name);
+    rule.add_json_pointers("/spec/replicas");
+    v1::SyncOptions one;
+    *one.add_ignore_differences() = rule;
+    // A name still to be filled in per cluster (${var}) is no name to match yet.
+    if (absl::StrContains(name, "${") || !CheckIgnoreDifferences(one).ok() ||
+        rules.size() >= kMaxRules) {
+      ++skipped;
+      continue;
+    }
+    if (std::any_of(rules.begin(), rules.end(), [&](const v1::IgnoreDifference& r) {
+          return r.SerializeAsString() == rule.SerializeAsString();
+        })) {
+      continue;
+    }
+    if (named.size() < kMaxNamed) {
+      named.push_back(absl::StrCat(kind, " ",
+                                   scaler.namespace_().empty() ? "" : scaler.namespace_() + "/",
+                                   name, " (", scaler.kind(), " ", KeyDisplay(scaler), ")"));
+    }
+    rules.push_back(std::move(rule));
+  }
+  std::vector<std::string>* notes = input.notes;
+  if (rules.empty()) {
+    if (skipped > 0 && notes != nullptr) {
+      notes->push_back(absl::StrCat(
+          skipped, " autoscaler(s) name what they scale in a form gitfleet cannot match (",
+          "a ${var} still to fill in, or past 64): leave the replicas to them with "
+          "--ignore-difference=apps/Deployment:NAMESPACE/NAME=/spec/replicas"));
+    }
+    return;
+  }
+  std::vector<v1::IgnoreDifference> flags(rules.begin(), rules.end());
+  if (!input.reads_autoscalers) {
+    if (notes != nullptr) {
+      notes->push_back(absl::StrCat(
+          "autoscalers scale ", absl::StrJoin(named, ", "),
+          rules.size() > named.size() ? absl::StrCat(" and ", rules.size() - named.size(), " more")
+                                      : "",
+          "; this bundle was rendered before gitfleet left their replicas to them, and every "
+          "apply sets the manifest's count: give the bundle ",
+          IgnoreDifferenceFlags(flags), ", or add it again"));
+    }
+    return;
+  }
+  for (v1::IgnoreDifference& rule : rules) {
+    const std::string wire = rule.SerializeAsString();
+    if (std::none_of(
+            objects->ignore_differences().begin(), objects->ignore_differences().end(),
+            [&](const v1::IgnoreDifference& r) { return r.SerializeAsString() == wire; })) {
+      *objects->mutable_ignore_differences()->Add() = std::move(rule);
+    }
+  }
+  if (notes != nullptr) {
+    notes->push_back(absl::StrCat(
+        "leaves the replicas of ", absl::StrJoin(named, ", "),
+        flags.size() > named.size() ? absl::StrCat(" and ", flags.size() - named.size(), " more")
+                                    : "",
+        " to the autoscaler that scales it, as Kubernetes advises: an apply sets them only on "
+        "a new object (",
+        IgnoreDifferenceFlags(flags), ")",
+        skipped > 0 ? absl::StrCat("; ", skipped,
+                                   " more name theirs in a form gitfleet cannot "
+                                   "match (a ${var} still to fill in, or past 64)")
+                    : ""));
+  }
 }
 }  // namespace
 
@@ -1369,7 +1476,11 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     not_used(objects->default_namespace(), "the Tanka environment");
     objects->set_default_namespace("");
   }
-  if (!objects.ok() || fleet->ns.empty()) return objects;
+  if (!objects.ok()) return objects;
+  if (fleet->ns.empty()) {
+    LeaveReplicasToAutoscalers(input, &*objects);
+    return objects;
+  }
   if (!objects->default_namespace().empty() && objects->default_namespace() != fleet->ns) {
     return absl::InvalidArgumentError(absl::StrCat(
         fleet->origin, " says ", fleet->ns, ", and the render says its objects go to ",
@@ -1411,6 +1522,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         fleet->ns, " (", fleet->origin, "), unless the bundle has --namespace",
         moved.empty() ? "" : absl::StrCat("; moved there: ", absl::StrJoin(moved, ", "))));
   }
+  // After the move: an autoscaler moved names what it scales in its new namespace.
+  LeaveReplicasToAutoscalers(input, &*objects);
   return objects;
 }
 

@@ -380,6 +380,37 @@ TEST_F(KubernetesFleet, AnAutoscalersReplicasAreLeftToIt) {
   EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}), HasSubstr("/spec/replicas"));
 }
 
+// A bundle that ships its HorizontalPodAutoscaler: the replicas it sets stay, across drift
+// checks and new commits, with no flag (an apply setting the manifest's count would scale a
+// loaded service down until the autoscaler noticed).
+TEST_F(KubernetesFleet, TheReplicasOfAWorkloadItsAutoscalerScalesAreLeftToIt) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  Manifests("shop", "1", false);
+  const std::string hpa =
+      "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n"
+      "spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n"
+      "  minReplicas: 1\n  maxReplicas: 5\n";
+  git_.Write("apps/web/hpa.yaml", hpa);
+  const std::string first = git_.Commit("with an autoscaler");
+  StartFleetWithBundle("web", "shop");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  const std::string deploy = "/apis/apps/v1/namespaces/shop/deployments/web";
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 1) << "a new object gets the manifest's value";
+  EXPECT_FALSE(Live("/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers/web").is_null());
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}),
+              HasSubstr("leaves the replicas of Deployment web (HorizontalPodAutoscaler"));
+  ScaleAsAnAutoscaler(deploy, 4);
+  absl::SleepFor(absl::Seconds(3));  // drift checks run every second
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
+  Manifests("shop", "2", false);
+  const std::string second = git_.Commit("change settings");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_EQ(Live("/api/v1/namespaces/shop/configmaps/settings")["data"]["v"], "2");
+  EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
+}
+
 // A folder moved from Rancher Fleet whose fleet.yaml leaves the replicas to an autoscaler
 // (diff.comparePatches): they are neither drift nor set back, across a control plane restart
 // (the revision stays the same), until a commit takes the patch out.

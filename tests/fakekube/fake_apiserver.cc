@@ -196,6 +196,7 @@ FakeApiServer::FakeApiServer(Options options) : options_(std::move(options)) {
   add("apps", {"v1"}, "DaemonSet", "daemonsets", true);
   add("apps", {"v1"}, "ReplicaSet", "replicasets", true);
   add("batch", {"v1"}, "Job", "jobs", true);
+  add("autoscaling", {"v2"}, "HorizontalPodAutoscaler", "horizontalpodautoscalers", true);
   add("networking.k8s.io", {"v1"}, "Ingress", "ingresses", true);
   add("rbac.authorization.k8s.io", {"v1"}, "ClusterRole", "clusterroles", false);
   add("rbac.authorization.k8s.io", {"v1"}, "ClusterRoleBinding", "clusterrolebindings", false);
