@@ -269,7 +269,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_bundle_layout = record.reads_fleet_bundle_layout();
   reads.fleet_charts = record.reads_fleet_charts();
   reads.fleet_diff = record.reads_fleet_diff();
-  reads.autoscalers = record.reads_autoscalers();
+  reads.controller_fields = record.reads_controller_fields();
   return reads;
 }
 
@@ -400,7 +400,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_bundle_layout(true);
         state.record.set_reads_fleet_charts(true);
         state.record.set_reads_fleet_diff(true);
-        state.record.set_reads_autoscalers(true);
+        state.record.set_reads_controller_fields(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -922,7 +922,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
         state.record.set_reads_fleet_bundle_layout(true);
         state.record.set_reads_fleet_charts(true);
         state.record.set_reads_fleet_diff(true);
-        state.record.set_reads_autoscalers(true);
+        state.record.set_reads_controller_fields(true);
       }
       state.definition = bundle;
       state.selector = *selector;

@@ -339,8 +339,9 @@ spec: {scaleTargetRef: just text}
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "to the autoscaler that scales it, as Kubernetes advises: an apply sets "
                          "them only on a new object")));
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("1 more name theirs in a form gitfleet cannot "
-                                                   "match (a ${var} still to fill in")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("1 autoscaler(s) name what they scale in a "
+                                                   "form gitfleet cannot match (a ${var} still "
+                                                   "to fill in)")));
 
   // With fleet.yaml's rule for the same field: once.
   files.push_back({"apps/web/fleet.yaml",
@@ -352,16 +353,89 @@ spec: {scaleTargetRef: just text}
 
   // Rendered before gitfleet did this: noted, with the flags that would.
   RenderInput before = input;
-  before.reads_autoscalers = false;
+  before.reads_controller_fields = false;
   before.reads_fleet_diff = false;
   notes.clear();
   set = RenderBundlePath(renderer, before);
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->ignore_differences().size(), 0);
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "this bundle was rendered before gitfleet left their replicas to them, "
-                         "and every apply sets the manifest's count: give the bundle "
-                         "--ignore-difference=")));
+                         "this bundle was rendered before gitfleet left those to them, and every "
+                         "apply sets the manifest's: give the bundle --ignore-difference=")));
+}
+
+// The CA bundles a controller injects are left to it: those a manifest leaves empty, and all
+// of an object cert-manager's cainjector is asked to inject.
+TEST(RenderBundlePathTest, InjectedCaBundlesAreLeftToTheirController) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/hooks.yaml", R"(apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: istiod}
+webhooks:
+- name: a
+  clientConfig: {caBundle: "", service: {name: istiod, namespace: istio-system}}
+- name: b
+  clientConfig: {caBundle: "LS0tLS1CRUdJTg==", service: {name: istiod, namespace: x}}
+- name: c
+  clientConfig: {caBundle: null, url: "https://x"}
+- name: d
+  clientConfig: {url: "https://y"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: cert-manager-webhook
+  annotations: {cert-manager.io/inject-ca-from-secret: cert-manager/ca}
+webhooks:
+- name: a
+  clientConfig: {service: {name: w, namespace: cert-manager}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+  annotations: {cert-manager.io/inject-ca-from: shop/widgets-cert}
+spec:
+  group: example.com
+  conversion:
+    strategy: Webhook
+    webhook:
+      clientConfig: {service: {name: conv, namespace: shop}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: plain.example.com}
+spec: {group: example.com}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec: {caBundle: "", service: {name: metrics, namespace: kube-system}}
+)"},
+  };
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  auto set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> rules;
+  for (const v1::IgnoreDifference& rule : set->ignore_differences()) {
+    rules.push_back(DescribeIgnoreDifference(rule));
+  }
+  EXPECT_THAT(
+      rules,
+      ::testing::UnorderedElementsAre(
+          "admissionregistration.k8s.io/ValidatingWebhookConfiguration:istiod=/webhooks/0/"
+          "clientConfig/caBundle,/webhooks/2/clientConfig/caBundle",
+          "admissionregistration.k8s.io/MutatingWebhookConfiguration:cert-manager-webhook=/"
+          "webhooks/0/clientConfig/caBundle",
+          "apiextensions.k8s.io/CustomResourceDefinition:widgets.example.com=/spec/conversion/"
+          "webhook/clientConfig/caBundle",
+          "apiregistration.k8s.io/APIService:v1beta1.metrics.k8s.io=/spec/caBundle"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("to the controller that injects it: an apply "
+                                                   "sets them only on a new object")));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("(cert-manager's cainjector)")));
 }
 
 TEST(RenderBundlePathTest, FleetTargetCustomizationsAreNamedAsABundlePerTarget) {

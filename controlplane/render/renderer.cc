@@ -584,7 +584,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_bundle_layout = reads.fleet_bundle_layout;
   input->reads_fleet_charts = reads.fleet_charts;
   input->reads_fleet_diff = reads.fleet_diff;
-  input->reads_autoscalers = reads.autoscalers;
+  input->reads_controller_fields = reads.controller_fields;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -951,17 +951,27 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
   }
   return absl::OkStatus();
 }
-// The replicas of each workload an autoscaler among `objects` scales, left to it (since
-// reads_autoscalers; noted before): a HorizontalPodAutoscaler's scaleTargetRef, or a KEDA
-// ScaledObject's (which makes one). An apply that set them would scale the workload to the
-// manifest's count until the autoscaler noticed, at every new revision and every heal.
-void LeaveReplicasToAutoscalers(const RenderInput& input, ObjectSet* objects) {
-  constexpr int kMaxRules = 64;
-  constexpr size_t kMaxNamed = 3;
-  std::vector<v1::IgnoreDifference> rules;
-  std::vector<std::string> named;  // "Deployment shop/web (HorizontalPodAutoscaler shop/web)"
-  int skipped = 0;
-  for (const auto& [key, object] : objects->objects()) {
+
+// A field some controller in the cluster sets, which an apply of the manifest's value would
+// set back at every new revision and every heal, found in a render.
+struct ControllerField {
+  v1::IgnoreDifference rule;
+  std::string what;  // "Deployment shop/web (HorizontalPodAutoscaler shop/web)"
+};
+
+// The group of an apiVersion ("apps/v1": apps; "v1": the core group).
+std::string GroupOf(const std::string& api_version) {
+  const size_t slash = api_version.find('/');
+  return slash == std::string::npos ? "" : api_version.substr(0, slash);
+}
+
+// The replicas of each workload an autoscaler among `objects` scales: a
+// HorizontalPodAutoscaler's scaleTargetRef, or a KEDA ScaledObject's (which makes one). An
+// apply that set them would scale a loaded workload down to the manifest's count until the
+// autoscaler noticed. `unmatched` counts those that name it in a form no rule can match.
+std::vector<ControllerField> AutoscaledReplicas(const ObjectSet& objects, int* unmatched) {
+  std::vector<ControllerField> out;
+  for (const auto& [key, object] : objects.objects()) {
     const v1::ObjectKey& scaler = object->key();
     const bool hpa = scaler.group() == "autoscaling" && scaler.kind() == "HorizontalPodAutoscaler";
     const bool keda = scaler.group() == "keda.sh" && scaler.kind() == "ScaledObject";
@@ -981,10 +991,11 @@ void LeaveReplicasToAutoscalers(const RenderInput& input, ObjectSet* objects) {
     // KEDA's defaults; an HPA's kind and name are required, its apiVersion optional.
     if (keda && kind.empty()) kind = "Deployment";
     if (keda && api_version.empty()) api_version = "apps/v1";
-    v1::IgnoreDifference rule;
-    if (const size_t slash = api_version.find('/'); slash != std::string::npos) {
-      rule.set_group(api_version.substr(0, slash));
-    } else if (api_version.empty()) {
+    ControllerField field;
+    v1::IgnoreDifference& rule = field.rule;
+    if (!api_version.empty()) {
+      rule.set_group(GroupOf(api_version));
+    } else {
       rule.set_group(kind == "Deployment" || kind == "StatefulSet" || kind == "ReplicaSet" ? "apps"
                                                                                            : "*");
     }
@@ -995,67 +1006,161 @@ void LeaveReplicasToAutoscalers(const RenderInput& input, ObjectSet* objects) {
     v1::SyncOptions one;
     *one.add_ignore_differences() = rule;
     // A name still to be filled in per cluster (${var}) is no name to match yet.
-    if (absl::StrContains(name, "${") || !CheckIgnoreDifferences(one).ok() ||
-        rules.size() >= kMaxRules) {
-      ++skipped;
+    if (absl::StrContains(name, "${") || !CheckIgnoreDifferences(one).ok()) {
+      ++*unmatched;
       continue;
     }
-    if (std::any_of(rules.begin(), rules.end(), [&](const v1::IgnoreDifference& r) {
-          return r.SerializeAsString() == rule.SerializeAsString();
-        })) {
-      continue;
-    }
-    if (named.size() < kMaxNamed) {
-      named.push_back(absl::StrCat(kind, " ",
-                                   scaler.namespace_().empty() ? "" : scaler.namespace_() + "/",
-                                   name, " (", scaler.kind(), " ", KeyDisplay(scaler), ")"));
-    }
-    rules.push_back(std::move(rule));
+    field.what =
+        absl::StrCat(kind, " ", scaler.namespace_().empty() ? "" : scaler.namespace_() + "/", name,
+                     " (", scaler.kind(), " ", KeyDisplay(scaler), ")");
+    out.push_back(std::move(field));
   }
+  return out;
+}
+
+// The CA bundles a controller injects: in webhook configurations, a CRD's conversion webhook
+// and an APIService, those the manifest leaves empty ("", as charts write them for istiod,
+// Kyverno or cert-manager's cainjector to fill in) and, in an object cert-manager's
+// cainjector is asked to inject (its cert-manager.io/inject-ca-from* annotations), every
+// one. An apply of the empty value would break TLS to the webhook until the controller put
+// it back; with failurePolicy: Fail, every request it admits fails meanwhile.
+std::vector<ControllerField> InjectedCaBundles(const ObjectSet& objects) {
+  std::vector<ControllerField> out;
+  for (const auto& [key, object] : objects.objects()) {
+    const v1::ObjectKey& k = object->key();
+    const bool webhooks = k.group() == "admissionregistration.k8s.io" &&
+                          (k.kind() == "ValidatingWebhookConfiguration" ||
+                           k.kind() == "MutatingWebhookConfiguration");
+    const bool crd = k.group() == "apiextensions.k8s.io" && k.kind() == "CustomResourceDefinition";
+    const bool api_service = k.group() == "apiregistration.k8s.io" && k.kind() == "APIService";
+    if (!webhooks && !crd && !api_service) continue;
+    if (object->yaml().find("caBundle") == std::string::npos &&
+        object->yaml().find("cert-manager.io/inject-") == std::string::npos) {
+      continue;  // nothing to read: most CRDs
+    }
+    std::vector<std::string> pointers;
+    std::string injector;
+    try {
+      const YAML::Node node = YAML::Load(object->yaml());
+      const YAML::Node annotations = node["metadata"]["annotations"];
+      bool injected = false;
+      if (annotations && annotations.IsMap()) {
+        for (const char* name :
+             {"cert-manager.io/inject-ca-from", "cert-manager.io/inject-ca-from-secret",
+              "cert-manager.io/inject-apiserver-ca"}) {
+          if (annotations[name]) injected = true;
+        }
+      }
+      // Whether the manifest's value at `config` (a clientConfig, or the APIService's spec)
+      // is the controller's to fill in.
+      auto theirs = [&](const YAML::Node& config) {
+        if (!config || !config.IsMap()) return false;
+        const YAML::Node ca = config["caBundle"];
+        if (injected) return true;
+        return ca && (ca.IsNull() || (ca.IsScalar() && ca.Scalar().empty()));
+      };
+      if (webhooks) {
+        const YAML::Node list = node["webhooks"];
+        if (list && list.IsSequence()) {
+          for (size_t i = 0; i < list.size() && i < 64; ++i) {
+            if (list[i].IsMap() && theirs(list[i]["clientConfig"])) {
+              pointers.push_back(absl::StrCat("/webhooks/", i, "/clientConfig/caBundle"));
+            }
+          }
+        }
+      } else if (crd) {
+        const YAML::Node conversion = node["spec"]["conversion"];
+        if (conversion && conversion.IsMap() && conversion["webhook"] &&
+            conversion["webhook"].IsMap() && theirs(conversion["webhook"]["clientConfig"])) {
+          pointers.push_back("/spec/conversion/webhook/clientConfig/caBundle");
+        }
+      } else if (theirs(node["spec"])) {
+        pointers.push_back("/spec/caBundle");
+      }
+      injector = injected ? "cert-manager's cainjector" : "the controller that fills it in";
+    } catch (const YAML::Exception&) {
+      continue;
+    }
+    for (size_t first = 0; first < pointers.size(); first += 16) {
+      ControllerField field;
+      field.rule.set_group(k.group());
+      field.rule.set_kind(k.kind());
+      field.rule.set_name(k.name());
+      for (size_t i = first; i < pointers.size() && i < first + 16; ++i) {
+        field.rule.add_json_pointers(pointers[i]);
+      }
+      field.what = absl::StrCat(KeyDisplay(k), "'s caBundle (", injector, ")");
+      out.push_back(std::move(field));
+    }
+  }
+  return out;
+}
+
+// What controllers set in `objects` (AutoscaledReplicas, InjectedCaBundles), left to them
+// (since reads_controller_fields; noted before), after the rules already there, each once.
+void LeaveFieldsToControllers(const RenderInput& input, ObjectSet* objects) {
+  constexpr int kMaxRules = 64;
+  constexpr size_t kMaxNamed = 3;
+  int unmatched = 0;
+  const std::vector<ControllerField> replicas = AutoscaledReplicas(*objects, &unmatched);
+  const std::vector<ControllerField> ca_bundles = InjectedCaBundles(*objects);
   std::vector<std::string>* notes = input.notes;
-  if (rules.empty()) {
-    if (skipped > 0 && notes != nullptr) {
-      notes->push_back(absl::StrCat(
-          skipped, " autoscaler(s) name what they scale in a form gitfleet cannot match (",
-          "a ${var} still to fill in, or past 64): leave the replicas to them with "
-          "--ignore-difference=apps/Deployment:NAMESPACE/NAME=/spec/replicas"));
-    }
-    return;
-  }
-  std::vector<v1::IgnoreDifference> flags(rules.begin(), rules.end());
-  if (!input.reads_autoscalers) {
-    if (notes != nullptr) {
-      notes->push_back(absl::StrCat(
-          "autoscalers scale ", absl::StrJoin(named, ", "),
-          rules.size() > named.size() ? absl::StrCat(" and ", rules.size() - named.size(), " more")
-                                      : "",
-          "; this bundle was rendered before gitfleet left their replicas to them, and every "
-          "apply sets the manifest's count: give the bundle ",
-          IgnoreDifferenceFlags(flags), ", or add it again"));
-    }
-    return;
-  }
-  for (v1::IgnoreDifference& rule : rules) {
-    const std::string wire = rule.SerializeAsString();
-    if (std::none_of(
-            objects->ignore_differences().begin(), objects->ignore_differences().end(),
-            [&](const v1::IgnoreDifference& r) { return r.SerializeAsString() == wire; })) {
-      *objects->mutable_ignore_differences()->Add() = std::move(rule);
-    }
-  }
-  if (notes != nullptr) {
+  if (unmatched > 0 && notes != nullptr) {
     notes->push_back(absl::StrCat(
-        "leaves the replicas of ", absl::StrJoin(named, ", "),
-        flags.size() > named.size() ? absl::StrCat(" and ", flags.size() - named.size(), " more")
-                                    : "",
-        " to the autoscaler that scales it, as Kubernetes advises: an apply sets them only on "
-        "a new object (",
-        IgnoreDifferenceFlags(flags), ")",
-        skipped > 0 ? absl::StrCat("; ", skipped,
-                                   " more name theirs in a form gitfleet cannot "
-                                   "match (a ${var} still to fill in, or past 64)")
-                    : ""));
+        unmatched,
+        " autoscaler(s) name what they scale in a form gitfleet cannot match (a ${var} still "
+        "to fill in): leave its replicas to them with "
+        "--ignore-difference=apps/Deployment:NAMESPACE/NAME=/spec/replicas"));
   }
+  auto leave = [&](const std::vector<ControllerField>& found, const std::string& field,
+                   const std::string& why) {
+    if (found.empty()) return;
+    std::vector<v1::IgnoreDifference> rules;
+    std::vector<std::string> named;
+    int past_bound = 0;
+    for (const ControllerField& f : found) {
+      const std::string wire = f.rule.SerializeAsString();
+      auto same = [&](const v1::IgnoreDifference& r) { return r.SerializeAsString() == wire; };
+      if (std::any_of(rules.begin(), rules.end(), same)) continue;
+      if (objects->ignore_differences().size() + static_cast<int>(rules.size()) >= kMaxRules) {
+        ++past_bound;
+        continue;
+      }
+      if (named.size() < kMaxNamed) named.push_back(f.what);
+      rules.push_back(f.rule);
+    }
+    const std::string more = rules.size() > named.size()
+                                 ? absl::StrCat(" and ", rules.size() - named.size(), " more")
+                                 : "";
+    if (!input.reads_controller_fields) {
+      if (notes != nullptr && !rules.empty()) {
+        notes->push_back(absl::StrCat(
+            "controllers set the ", field, " of ", absl::StrJoin(named, ", "), more,
+            "; this bundle was rendered before gitfleet left those to them, and every apply "
+            "sets the manifest's: give the bundle ",
+            IgnoreDifferenceFlags(rules), ", or add it again"));
+      }
+      return;
+    }
+    for (const v1::IgnoreDifference& rule : rules) {
+      const std::string wire = rule.SerializeAsString();
+      if (std::none_of(
+              objects->ignore_differences().begin(), objects->ignore_differences().end(),
+              [&](const v1::IgnoreDifference& r) { return r.SerializeAsString() == wire; })) {
+        *objects->mutable_ignore_differences()->Add() = rule;
+      }
+    }
+    if (notes != nullptr && !rules.empty()) {
+      notes->push_back(absl::StrCat(
+          "leaves the ", field, " of ", absl::StrJoin(named, ", "), more, " to ", why,
+          ": an apply sets them only on a new object (", IgnoreDifferenceFlags(rules), ")",
+          past_bound > 0 ? absl::StrCat("; ", past_bound, " more past the bound of ", kMaxRules,
+                                        " rules are applied as the manifest says")
+                         : ""));
+    }
+  };
+  leave(replicas, "replicas", "the autoscaler that scales it, as Kubernetes advises");
+  leave(ca_bundles, "CA bundle", "the controller that injects it");
 }
 }  // namespace
 
@@ -1478,7 +1583,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   }
   if (!objects.ok()) return objects;
   if (fleet->ns.empty()) {
-    LeaveReplicasToAutoscalers(input, &*objects);
+    LeaveFieldsToControllers(input, &*objects);
     return objects;
   }
   if (!objects->default_namespace().empty() && objects->default_namespace() != fleet->ns) {
@@ -1523,7 +1628,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         moved.empty() ? "" : absl::StrCat("; moved there: ", absl::StrJoin(moved, ", "))));
   }
   // After the move: an autoscaler moved names what it scales in its new namespace.
-  LeaveReplicasToAutoscalers(input, &*objects);
+  LeaveFieldsToControllers(input, &*objects);
   return objects;
 }
 

@@ -116,12 +116,14 @@ struct RenderInput {
   // renders (ObjectSet::ignore_differences), as Fleet leaves them out of its comparison.
   // False for a bundle rendered before gitfleet read them: noted, not used.
   bool reads_fleet_diff = true;
-  // Whether the replicas of a workload an autoscaler in the render scales (a
-  // HorizontalPodAutoscaler's or KEDA ScaledObject's scaleTargetRef) are left to it
-  // (ObjectSet::ignore_differences), as Kubernetes advises and Fleet does: an apply would
-  // otherwise set them back to the manifest's. False for a bundle rendered before gitfleet
-  // did: noted, not used.
-  bool reads_autoscalers = true;
+  // Whether fields controllers in the cluster set are left to them
+  // (ObjectSet::ignore_differences): the replicas of a workload an autoscaler in the render
+  // scales (a HorizontalPodAutoscaler's or KEDA ScaledObject's scaleTargetRef), as
+  // Kubernetes advises and Fleet does, and the CA bundles a controller injects into webhook
+  // configurations, CRDs and APIServices (those the manifest leaves empty, or all when
+  // cert-manager's cainjector is asked to). An apply would otherwise set them back to the
+  // manifest's. False for a bundle rendered before gitfleet did: noted, not used.
+  bool reads_controller_fields = true;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -161,7 +163,7 @@ struct RepositoryReads {
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
   bool fleet_diff = true;
-  bool autoscalers = true;
+  bool controller_fields = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet

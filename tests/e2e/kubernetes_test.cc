@@ -411,6 +411,47 @@ TEST_F(KubernetesFleet, TheReplicasOfAWorkloadItsAutoscalerScalesAreLeftToIt) {
   EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
 }
 
+// A webhook configuration whose chart leaves its caBundle empty for a controller to fill in
+// (istiod, Kyverno): the injected CA stays, across drift checks and new commits; an apply of
+// the empty value would fail every request the webhook admits until it was injected again.
+TEST_F(KubernetesFleet, AnInjectedCaBundleIsLeftToItsController) {
+  StartFakeCluster(/*simulate_controllers=*/false);
+  Manifests("shop", "1", false);
+  git_.Write("apps/web/hooks.yaml",
+             "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n"
+             "metadata:\n  name: policy\nwebhooks:\n- name: check.example.com\n"
+             "  clientConfig:\n    caBundle: \"\"\n"
+             "    service: {name: policy, namespace: shop}\n"
+             "  admissionReviewVersions: [v1]\n  sideEffects: None\n");
+  const std::string first = git_.Commit("with a webhook");
+  StartFleetWithBundle("web", "shop");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  const std::string hooks =
+      "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/policy";
+  ASSERT_FALSE(Live(hooks).is_null());
+  // The controller injects its CA, as its own manager.
+  json patch = {{"apiVersion", "admissionregistration.k8s.io/v1"},
+                {"kind", "ValidatingWebhookConfiguration"},
+                {"metadata", {{"name", "policy"}}},
+                {"webhooks", json::array({{{"name", "check.example.com"},
+                                           {"clientConfig", {{"caBundle", "Q0EgYnVuZGxl"}}}}})}};
+  absl::StatusOr<KubeResponse> r = api_->Do("PATCH", hooks + "?fieldManager=injector&force=true",
+                                            patch.dump(), "application/apply-patch+yaml");
+  ASSERT_TRUE(r.ok() && r->code == 200) << (r.ok() ? r->body : r.status().ToString());
+  auto injected = [&] {
+    return Live(hooks)["webhooks"][0]["clientConfig"].value("caBundle", "") == "Q0EgYnVuZGxl";
+  };
+  ASSERT_TRUE(injected()) << Live(hooks).dump();
+  absl::SleepFor(absl::Seconds(3));  // drift checks run every second
+  EXPECT_TRUE(injected()) << Live(hooks).dump() << agent_->Log();
+  Manifests("shop", "2", false);
+  const std::string second = git_.Commit("change settings");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_TRUE(injected()) << Live(hooks).dump() << agent_->Log();
+}
+
 // A folder moved from Rancher Fleet whose fleet.yaml leaves the replicas to an autoscaler
 // (diff.comparePatches): they are neither drift nor set back, across a control plane restart
 // (the revision stays the same), until a commit takes the patch out.

@@ -197,6 +197,8 @@ FakeApiServer::FakeApiServer(Options options) : options_(std::move(options)) {
   add("apps", {"v1"}, "ReplicaSet", "replicasets", true);
   add("batch", {"v1"}, "Job", "jobs", true);
   add("autoscaling", {"v2"}, "HorizontalPodAutoscaler", "horizontalpodautoscalers", true);
+  add("admissionregistration.k8s.io", {"v1"}, "ValidatingWebhookConfiguration",
+      "validatingwebhookconfigurations", false);
   add("networking.k8s.io", {"v1"}, "Ingress", "ingresses", true);
   add("rbac.authorization.k8s.io", {"v1"}, "ClusterRole", "clusterroles", false);
   add("rbac.authorization.k8s.io", {"v1"}, "ClusterRoleBinding", "clusterrolebindings", false);
