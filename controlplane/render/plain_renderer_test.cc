@@ -243,7 +243,9 @@ targetCustomizations:
   EXPECT_EQ(DescribeIgnoreDifference(set->ignore_differences().Get(0)),
             "apps/Deployment:web=/spec/replicas");
   EXPECT_EQ(set->default_namespace(), "shop");
-  EXPECT_THAT(read_paths, ::testing::Contains("apps/web/fleet.yaml"));
+  // fleet.yaml counts in the render cache once: the folder read holds it.
+  EXPECT_THAT(read_paths, ::testing::Not(::testing::Contains("apps/web/fleet.yaml")));
+  EXPECT_THAT(read_paths, ::testing::Contains("apps/web"));
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "leaves to others the fields apps/web/fleet.yaml's diff.comparePatches "
                          "name, as Fleet leaves them out of its comparison: neither drift nor set "

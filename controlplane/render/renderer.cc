@@ -904,8 +904,13 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
                           ObjectSet* objects) {
   const std::string& fleet_yaml = fleet.file;
   std::vector<std::string>* notes = input.notes;
-  // Whether it is there or not: a diff added later changes the revision.
-  if (input.reads_fleet_diff && input.read_paths != nullptr) {
+  // Whether it is there or not: a diff added later changes the revision (unless a folder
+  // the render read holds it already).
+  if (input.reads_fleet_diff && input.read_paths != nullptr &&
+      std::none_of(
+          input.read_paths->begin(), input.read_paths->end(), [&](const std::string& read) {
+            return read.empty() || read == fleet_yaml || absl::StartsWith(fleet_yaml, read + "/");
+          })) {
     input.read_paths->push_back(fleet_yaml);
   }
   const FleetComparePatches& diff = fleet.compare_patches;
