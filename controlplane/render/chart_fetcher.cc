@@ -186,14 +186,6 @@ std::string Resolve(const std::string& repo, const std::string& reference) {
   return base + reference;
 }
 
-size_t WriteBounded(char* data, size_t size, size_t count, void* user) {
-  auto* sink = static_cast<std::pair<std::string*, size_t>*>(user);
-  const size_t n = size * count;
-  if (sink->first->size() + n > sink->second) return 0;  // past the bound: stop
-  sink->first->append(data, n);
-  return n;
-}
-
 // Octal, as tar writes its numbers.
 std::optional<uint64_t> Octal(absl::string_view field) {
   field = absl::StripAsciiWhitespace(
@@ -447,24 +439,6 @@ namespace {
 constexpr absl::string_view kHelmChartLayer = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 // Keeps the headers a registry's answer is read by (the last response's, after redirects).
-size_t KeepRegistryHeaders(char* data, size_t size, size_t count, void* user) {
-  const absl::string_view line(data, size * count);
-  auto* answer = static_cast<HttpAnswer*>(user);
-  if (absl::StartsWith(line, "HTTP/")) {  // a new response: forget the last one's
-    answer->www_authenticate.clear();
-    answer->link.clear();
-  }
-  for (auto [name, value] :
-       {std::pair<absl::string_view, std::string*>{"www-authenticate:", &answer->www_authenticate},
-        {"link:", &answer->link}}) {
-    if (line.size() > name.size() && line.size() < 8192 &&
-        absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
-      *value = std::string(absl::StripAsciiWhitespace(line.substr(name.size())));
-    }
-  }
-  return size * count;
-}
-
 // The URL of a Link header's rel="next" (`</v2/web/tags/list?last=1.2.0>; rel="next"`),
 // resolved against `url`; "" when there is none.
 std::string NextPage(const std::string& url, const std::string& link) {
@@ -668,70 +642,19 @@ absl::StatusOr<std::optional<ChartLogin>> ChartFetcher::LoginFor(const std::stri
 }
 
 absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& options) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  HttpAnswer answer;
-  std::pair<std::string*, size_t> sink(&answer.body, options.max_bytes);
-  char error[CURL_ERROR_SIZE] = "";
-  curl_slist* list = nullptr;
-  for (const std::string& header : options.headers) list = curl_slist_append(list, header.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepRegistryHeaders);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
-  const ChartLogin* login = options.login;
-  curl_blob ca{};
-  std::string ca_pem;
-  if (login != nullptr && !login->ca_pem.empty()) {
-    // On top of the system's CAs (Debian's curl reads them from /etc/ssl/certs, a CA path
-    // this leaves in place) and ca_file's, which a blob overrides: so those are in it too.
-    if (!options.ca_file.empty()) {
-      std::ifstream in(options.ca_file, std::ios::binary);
-      ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-      ca_pem += "\n";
+  HttpFetchOptions request;
+  request.max_bytes = options.max_bytes;
+  request.timeout = options.timeout;
+  request.headers = options.headers;
+  request.ca_file = options.ca_file;
+  if (const ChartLogin* login = options.login; login != nullptr) {
+    request.ca_pem = login->ca_pem;
+    if (options.basic) {
+      request.username = login->username;
+      request.password = login->password;
     }
-    ca_pem += login->ca_pem;
-    ca.data = ca_pem.data();
-    ca.len = ca_pem.size();
-    ca.flags = CURL_BLOB_NOCOPY;
-    curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
   }
-  if (login != nullptr && options.basic && !login->username.empty()) {
-    // curl sends these to this host only (CURLOPT_UNRESTRICTED_AUTH stays off), and a
-    // redirect keeps the scheme: a password never goes from https to http.
-    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(curl, CURLOPT_USERNAME, login->username.c_str());
-    curl_easy_setopt(curl, CURLOPT_PASSWORD, login->password.c_str());
-    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR,
-                     absl::StartsWith(url, "https://") ? "https" : "http,https");
-  }
-  const CURLcode code = curl_easy_perform(curl);
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
-  curl_easy_cleanup(curl);
-  curl_slist_free_all(list);
-  if (code == CURLE_WRITE_ERROR) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(url, " is larger than ", options.max_bytes, " bytes"));
-  }
-  if (code != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
-  }
-  return answer;
+  return HttpFetch(url, request);
 }
 
 absl::StatusOr<HttpAnswer> ChartFetcher::Request(const std::string& url, size_t max_bytes,

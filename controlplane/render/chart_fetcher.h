@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/http.h"
 #include "common/sync.h"
 #include "controlplane/source/git_repository.h"
 
@@ -106,13 +107,6 @@ absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::st
                                           const std::string& url);
 
 // An OCI registry's answer to a request: its status, body and WWW-Authenticate header.
-struct HttpAnswer {
-  long status = 0;
-  std::string body;
-  std::string www_authenticate;
-  std::string link;  // its Link header: where the next page of a list is
-};
-
 // One bounded HTTP GET: at most `max_bytes` of body, `timeout`, redirects (at most 5) to
 // http(s) only; `headers` are never sent on to another host. With `login`, its CAs are
 // trusted on top of the system's (and `ca_file`'s), and with `basic` its username and

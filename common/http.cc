@@ -1,0 +1,121 @@
+#include "common/http.h"
+
+#include <curl/curl.h>
+
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+namespace {
+
+size_t WriteBounded(char* data, size_t size, size_t count, void* user) {
+  auto* sink = static_cast<std::pair<std::string*, size_t>*>(user);
+  const size_t n = size * count;
+  if (sink->first->size() + n > sink->second) return 0;  // past the bound: stop
+  sink->first->append(data, n);
+  return n;
+}
+
+// The headers an answer keeps (a registry's challenge, a list's next page), from the last
+// response of a redirect chain.
+size_t KeepHeaders(char* data, size_t size, size_t count, void* user) {
+  const absl::string_view line(data, size * count);
+  auto* answer = static_cast<HttpAnswer*>(user);
+  if (absl::StartsWith(line, "HTTP/")) {  // a new response: forget the last one's
+    answer->www_authenticate.clear();
+    answer->link.clear();
+  }
+  for (auto [name, value] :
+       {std::pair<absl::string_view, std::string*>{"www-authenticate:", &answer->www_authenticate},
+        {"link:", &answer->link}}) {
+    if (line.size() > name.size() && line.size() < 8192 &&
+        absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
+      *value = std::string(absl::StripAsciiWhitespace(line.substr(name.size())));
+    }
+  }
+  return size * count;
+}
+
+}  // namespace
+
+absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOptions& options) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  HttpAnswer answer;
+  std::pair<std::string*, size_t> sink(&answer.body, options.max_bytes);
+  char error[CURL_ERROR_SIZE] = "";
+  curl_slist* list = nullptr;
+  for (const std::string& header : options.headers) list = curl_slist_append(list, header.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, options.follow_redirects ? 1L : 0L);
+  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepHeaders);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  if (options.method == "POST") {
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, options.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(options.body.size()));
+    // A redirect of a POST stays a POST, as git-lfs expects of its batch endpoint.
+    curl_easy_setopt(curl, CURLOPT_POSTREDIR, CURL_REDIR_POST_ALL);
+  }
+  if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
+  curl_blob ca{};
+  std::string ca_pem;
+  if (!options.ca_pem.empty()) {
+    // On top of the system's CAs (Debian's curl reads them from /etc/ssl/certs, a CA path
+    // this leaves in place) and ca_file's, which a blob overrides: so those are in it too.
+    if (!options.ca_file.empty()) {
+      std::ifstream in(options.ca_file, std::ios::binary);
+      ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      ca_pem += "\n";
+    }
+    ca_pem += options.ca_pem;
+    ca.data = ca_pem.data();
+    ca.len = ca_pem.size();
+    ca.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+  }
+  if (!options.username.empty()) {
+    // curl sends these to this host only (CURLOPT_UNRESTRICTED_AUTH stays off), and a
+    // redirect keeps the scheme: a password never goes from https to http.
+    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(curl, CURLOPT_USERNAME, options.username.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, options.password.c_str());
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR,
+                     absl::StartsWith(url, "https://") ? "https" : "http,https");
+  }
+  const CURLcode code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
+  curl_easy_cleanup(curl);
+  curl_slist_free_all(list);
+  if (code == CURLE_WRITE_ERROR) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(url, " is larger than ", options.max_bytes, " bytes"));
+  }
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
+  }
+  return answer;
+}
+
+}  // namespace gitfleet

@@ -1,0 +1,51 @@
+#ifndef GITFLEET_COMMON_HTTP_H_
+#define GITFLEET_COMMON_HTTP_H_
+
+// One bounded HTTP request with libcurl, for the control plane's few outbound fetches
+// (charts, kustomize's remote files, Git LFS objects):
+//
+//   HttpFetchOptions options;
+//   options.max_bytes = 1 << 20;
+//   GF_ASSIGN_OR_RETURN(HttpAnswer answer, HttpFetch("https://charts.example.com/index.yaml",
+//                                                      options));
+//
+// At most `max_bytes` of body, `timeout` from connect to last byte, redirects (at most 5)
+// to http(s) only, unless `follow_redirects` is off; `headers` are never sent on to another
+// host. With a username, basic auth goes to the URL's host only: never on a redirect
+// elsewhere, nor from https to http. An error status is an answer, not an error;
+// ResourceExhausted past `max_bytes`, Unavailable when the server cannot be reached.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace gitfleet {
+
+struct HttpAnswer {
+  long status = 0;
+  std::string body;
+  std::string www_authenticate;
+  std::string link;  // its Link header: where the next page of a list is
+};
+
+struct HttpFetchOptions {
+  std::string method = "GET";  // or "POST", with `body`
+  std::string body;
+  size_t max_bytes = 16 << 20;
+  absl::Duration timeout = absl::Seconds(60);
+  bool follow_redirects = true;
+  std::vector<std::string> headers;  // "Name: value"
+  std::string ca_file;               // trusted instead of the system's CAs
+  std::string ca_pem;                // trusted on top of the system's (and ca_file's)
+  std::string username;              // basic auth, to the URL's host only
+  std::string password;
+};
+
+absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOptions& options);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_COMMON_HTTP_H_
