@@ -492,6 +492,9 @@ class Cli {
     absl::StatusOr<bool> submodules = args_.TakeBool("submodules", false);
     if (!submodules.ok()) return Usage(std::string(submodules.status().message()));
     source->set_submodules(*submodules);
+    absl::StatusOr<bool> lfs = args_.TakeBool("lfs", false);
+    if (!lfs.ok()) return Usage(std::string(lfs.status().message()));
+    source->set_lfs(*lfs);
     if (std::optional<std::string> interval = args_.Take("interval")) {
       absl::Duration d;
       if (!absl::ParseDuration(*interval, &d) || d < absl::Seconds(1)) {
@@ -530,8 +533,8 @@ class Cli {
     Table table({"NAME", "URL", "REF", "CREDENTIALS", "COMMIT", "FETCHED", "ERROR"});
     for (const v1::SourceInfo& s : response.sources()) {
       table.Add({s.source().name(),
-                 s.source().submodules() ? absl::StrCat(s.source().url(), " (+submodules)")
-                                         : s.source().url(),
+                 absl::StrCat(s.source().url(), s.source().submodules() ? " (+submodules)" : "",
+                              s.source().lfs() ? " (+lfs)" : ""),
                  !s.source().ref().empty() ? s.source().ref()
                  : s.branch().empty()      ? "(default)"
                                            : absl::StrCat("(default: ", s.branch(), ")"),
@@ -1400,6 +1403,8 @@ class Cli {
     std::string ref = args_.TakeOr("ref", "");  // empty: the repository's default branch
     absl::StatusOr<bool> submodules = args_.TakeBool("submodules", false);
     if (!submodules.ok()) return Usage(std::string(submodules.status().message()));
+    absl::StatusOr<bool> lfs = args_.TakeBool("lfs", false);
+    if (!lfs.ok()) return Usage(std::string(lfs.status().message()));
     std::string path = args_.TakeOr("path", "");
     while (!path.empty() && path.back() == '/') path.pop_back();
     v1::Bundle bundle;
@@ -1490,10 +1495,10 @@ class Cli {
     }
     std::string cache = absl::StrCat("/tmp/gitfleetctl-render-", getpid());
     std::vector<std::string> notes;
-    absl::StatusOr<std::string> rendered =
-        RenderLocally(repo, ref, bundle, cluster, cache, &notes, *submodules,
-                      SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()},
-                      std::move(charts), std::move(remote_bases), *std::move(git_credentials));
+    absl::StatusOr<std::string> rendered = RenderLocally(
+        repo, ref, bundle, cluster, cache, &notes, *submodules,
+        SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, std::move(charts),
+        std::move(remote_bases), *std::move(git_credentials), *lfs);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1521,9 +1526,12 @@ const std::vector<Cli::Command>& Cli::Commands() {
   static const auto* const commands = new std::vector<Command>{
       {{"source", "add"},
        "NAME --url=URL [--ref=BRANCH] [--interval=30s] [--credentials=NAME] [--replace]\n"
-       "           [--submodules]                     fetch and read the submodules a commit names",
+       "           [--submodules]                     fetch and read the submodules a commit "
+       "names\n"
+       "           [--lfs]                            read files kept in Git LFS, fetched from its "
+       "LFS server",
        "",
-       {"replace", "submodules"},
+       {"replace", "submodules", "lfs"},
        &Cli::SourceAdd},
       {{"source", "list"}, "", "", {}, &Cli::SourceList},
       {{"source", "remove"}, "NAME", "", {}, &Cli::SourceRemove},
@@ -1679,7 +1687,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules]\n"
+       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules] [--lfs]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
        " [--chart-repositories=URL_PREFIX,...]\n"
        "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]"
@@ -1687,7 +1695,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "       [--git-credentials=URL_PREFIX=NAME,...]",
        "render locally, without a control plane, for a cluster with\n"
        "these labels; prints the objects after substitution",
-       {"allow-empty", "substitute", "submodules"},
+       {"allow-empty", "substitute", "submodules", "lfs"},
        &Cli::Render},
   };
   return *commands;
@@ -1754,13 +1762,13 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           std::vector<std::string>* notes, bool submodules,
                                           const SopsKeys& sops_keys, ChartFetchOptions charts,
                                           std::vector<std::string> remote_bases,
-                                          CredentialPrefixes git_credentials) {
+                                          CredentialPrefixes git_credentials, bool lfs) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(cache_dir + "/git", {},
                              {charts.credentials_dir, /*allow_local=*/true,  // the user's own disk
                               std::move(git_credentials)});
-  GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url, "", submodules));
+  GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> repo, repos->ForUrl(url, "", submodules, lfs));
   GF_RETURN_IF_ERROR(repo->Fetch());
   GF_ASSIGN_OR_RETURN(CommitInfo commit, repo->Resolve(ref));
   const std::string& path = bundle.path();

@@ -34,7 +34,8 @@ std::vector<std::string> CommandNames();
 // `charts` allows (by default from nowhere), as the control plane's --chart-repositories
 // and --chart-credentials; kustomize's remote bases from the prefixes `remote_bases` trusts,
 // as its --kustomize-remote-bases, with the credentials (in charts.credentials_dir)
-// `git_credentials` gives their URLs, as its --git-credentials.
+// `git_credentials` gives their URLs, as its --git-credentials. With `lfs`, files kept in
+// Git LFS are read as a source with --lfs reads them.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
@@ -42,7 +43,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           bool submodules = false, const SopsKeys& sops_keys = {},
                                           ChartFetchOptions charts = {},
                                           std::vector<std::string> remote_bases = {},
-                                          CredentialPrefixes git_credentials = {});
+                                          CredentialPrefixes git_credentials = {},
+                                          bool lfs = false);
 
 }  // namespace gitfleet::cli
 

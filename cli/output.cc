@@ -149,6 +149,7 @@ std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Sourc
   Compare("--credentials", Or(before.credentials_ref()), Or(after.credentials_ref()), &out);
   Compare("--submodules", before.submodules() ? "true" : "false",
           after.submodules() ? "true" : "false", &out);
+  Compare("--lfs", before.lfs() ? "true" : "false", after.lfs() ? "true" : "false", &out);
   return out;
 }
 

@@ -2610,7 +2610,8 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
     const SourceSnapshot& snapshot) {
   // Read with submodules, the same commit shows more files.
   return repository_files_.Get(absl::StrCat(snapshot.repo->url(), "@", snapshot.commit.id,
-                                            snapshot.repo->reads_submodules() ? "+submodules" : ""),
+                                            snapshot.repo->reads_submodules() ? "+submodules" : "",
+                                            snapshot.repo->reads_lfs() ? "+lfs" : ""),
                                [&] {
                                  return snapshot.repo->ReadTree(
                                      snapshot.commit.id, "", GitRepository::Unreadable::kLeaveOut);

@@ -414,8 +414,8 @@ TEST(KustomizeRendererTest, ErrorsNameRepositoryPathsNotTheScratchCopy) {
          "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 12345\n"}}});
   EXPECT_EQ(pointer.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(pointer.status().message()),
-              HasSubstr("(apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS "
-                        "content"));
+              HasSubstr("(apps/web/big.yaml is a Git LFS pointer: give the source --lfs to "
+                        "read files kept in Git LFS)"));
   // kustomize's helmCharts from a chart repository, where the control plane fetches none:
   // the message says what to do (KustomizeRendererTest.HelmChartsAreFetchedAndRenderedByHelm).
   auto chart = renderer.Render(

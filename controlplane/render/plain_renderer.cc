@@ -196,8 +196,8 @@ absl::StatusOr<PlainRenderer::Parsed> PlainRenderer::Parse(const RepoFile& file)
   if (IsLfsPointer(file.content)) {
     return absl::InvalidArgumentError(
         absl::StrCat(file.path,
-                     " is a Git LFS pointer, not the file: gitfleet does not fetch LFS content; "
-                     "keep manifests in Git itself"));
+                     " is a Git LFS pointer, not the file: give the source --lfs to read files "
+                     "kept in Git LFS (one past the read limits stays a pointer)"));
   }
   // Parsed outside the lock; errors are not kept (a bad file fails its render anyway).
   absl::StatusOr<std::vector<v1::ManifestObject>> objects = ParseManifests(file.content, file.path);

@@ -57,8 +57,8 @@ TEST(PlainRendererTest, AGitLfsPointerIsNamedAsOne) {
       LfsPointerHint(
           {{"apps/web/a.yaml", Cm("a")}, {"apps/web/big.yaml", pointer}, {"other/x.yaml", pointer}},
           "apps/web"),
-      " (apps/web/big.yaml is a Git LFS pointer: gitfleet does not fetch LFS content; "
-      "keep manifests in Git itself)");
+      " (apps/web/big.yaml is a Git LFS pointer: give the source --lfs to read files kept in "
+      "Git LFS)");
   EXPECT_EQ(LfsPointerHint({{"apps/web/a.yaml", Cm("a")}}, ""), "");
 }
 

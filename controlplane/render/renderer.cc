@@ -1820,7 +1820,7 @@ std::string LfsPointerHint(const std::vector<RepoFile>& files, absl::string_view
   if (pointers.empty()) return "";
   return absl::StrCat(" (", ListNames(pointers, 3), pointers.size() == 1 ? " is a" : " are",
                       " Git LFS pointer", pointers.size() == 1 ? "" : "s",
-                      ": gitfleet does not fetch LFS content; keep manifests in Git itself)");
+                      ": give the source --lfs to read files kept in Git LFS)");
 }
 
 std::string SubmoduleHint(const std::vector<RepoFile>& files, absl::string_view how) {

@@ -44,6 +44,8 @@ class GitRepository {
   virtual const std::string& url() const = 0;
   // Whether reads show the submodules' files (GitRepositories::ForUrl).
   virtual bool reads_submodules() const { return false; }
+  // Whether reads give the content of files kept in Git LFS (GitRepositories::ForUrl).
+  virtual bool reads_lfs() const { return false; }
   // Brings branches and tags up to date with the remote.
   virtual absl::Status Fetch() = 0;
   // A branch, tag or full commit id; NotFound names the ref when nothing matches. In a
@@ -94,8 +96,10 @@ struct RepoRef {
   std::string url;
   std::string credential;
   bool submodules = false;
+  bool lfs = false;
   bool operator<(const RepoRef& o) const {
-    return std::tie(url, credential, submodules) < std::tie(o.url, o.credential, o.submodules);
+    return std::tie(url, credential, submodules, lfs) <
+           std::tie(o.url, o.credential, o.submodules, o.lfs);
   }
 };
 
@@ -107,10 +111,14 @@ class GitRepositories {
   // is empty for none. Refuses URLs that carry credentials, and local ones unless allowed.
   // With `submodules`, Resolve fetches a commit's submodules into the same clone and reads
   // show them as folders (a clone of its own: a source without them reads the same
-  // repository as before).
+  // repository as before). With `lfs`, ReadTree and ReadFiles give the content of a file
+  // kept in Git LFS in place of its pointer: fetched from the repository's LFS server
+  // (lfs.h: its .lfsconfig's lfs.url, else found from the URL) with the same credential,
+  // checked, and kept under the cache by id (a clone of its own too).
   virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
                                                                 const std::string& credential = "",
-                                                                bool submodules = false) = 0;
+                                                                bool submodules = false,
+                                                                bool lfs = false) = 0;
   // Keeps the caches of `in_use` (as ForUrl takes them) and
   // deletes every other clone on disk: a repository object no one holds any more at once,
   // one still held (a fetch under way) on a later call, once no one does. Asked for again

@@ -29,6 +29,7 @@
 #include "common/sync.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
+#include "controlplane/source/lfs.h"
 #include "controlplane/source/submodules.h"
 #include "controlplane/source/timed_stream.h"
 
@@ -539,18 +540,22 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
 
 class Libgit2Repository : public GitRepository {
  public:
-  Libgit2Repository(std::string url, std::string credential, bool submodules, std::string dir,
-                    const GitLimits& limits, const GitAccess& access)
+  Libgit2Repository(std::string url, std::string credential, bool submodules, bool lfs,
+                    std::string dir, std::string lfs_dir, const GitLimits& limits,
+                    const GitAccess& access)
       : url_(std::move(url)),
         credential_(credential.empty() ? CredentialForUrl(access.credential_prefixes, url_)
                                        : std::move(credential)),
         submodules_(submodules),
+        lfs_(lfs),
         dir_(std::move(dir)),
+        lfs_dir_(std::move(lfs_dir)),
         limits_(limits),
         access_(access) {}
 
   const std::string& url() const override { return url_; }
   bool reads_submodules() const override { return submodules_; }
+  bool reads_lfs() const override { return lfs_; }
 
   absl::Status Fetch() override {
     // Checked at every fetch: a stored source from before --allow-local-sources was
@@ -895,6 +900,109 @@ class Libgit2Repository : public GitRepository {
 
   absl::StatusOr<std::vector<RepoFile>> ReadTree(const std::string& commit, const std::string& path,
                                                  Unreadable unreadable) override {
+    absl::StatusOr<std::vector<RepoFile>> files = ReadTreeOfCommit(commit, path, unreadable);
+    if (files.ok() && lfs_) GF_RETURN_IF_ERROR(ResolveLfs(commit, unreadable, &*files));
+    return files;
+  }
+
+  absl::StatusOr<std::vector<RepoFile>> ReadFiles(const std::string& commit,
+                                                  const std::vector<std::string>& paths) override {
+    absl::StatusOr<std::vector<RepoFile>> files = ReadFilesOfCommit(commit, paths);
+    if (files.ok() && lfs_) GF_RETURN_IF_ERROR(ResolveLfs(commit, Unreadable::kRefuse, &*files));
+    return files;
+  }
+
+ private:
+  // The files among `files` that are Git LFS pointers, given their content (outside the
+  // lock: the LFS server may take its time, and reads of other commits need not wait). A
+  // file past the limits fails the read (kRefuse), or stays a pointer (kLeaveOut: the whole
+  // repository, where an LFS video in a docs folder must not break every render).
+  absl::Status ResolveLfs(const std::string& commit, Unreadable unreadable,
+                          std::vector<RepoFile>* files) {
+    int64_t total = 0;
+    for (const RepoFile& file : *files) total += static_cast<int64_t>(file.content.size());
+    std::vector<LfsPointer> pointers;
+    std::vector<size_t> where;
+    for (size_t i = 0; i < files->size(); ++i) {
+      std::optional<LfsPointer> pointer = ParseLfsPointer((*files)[i].content);
+      if (!pointer.has_value()) continue;
+      const bool too_big = pointer->size > limits_.max_blob_bytes;
+      const bool over = total + pointer->size > limits_.max_read_bytes;
+      if ((too_big || over) && unreadable == Unreadable::kLeaveOut) continue;
+      if (too_big) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat((*files)[i].path, " is kept in Git LFS and is ", pointer->size,
+                         " bytes; a file may be ", limits_.max_blob_bytes));
+      }
+      if (over) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the files read at ", commit.substr(0, 12), " with their Git LFS content pass ",
+            limits_.max_read_bytes, " bytes (at ", (*files)[i].path, ")"));
+      }
+      total += pointer->size;
+      pointers.push_back(*std::move(pointer));
+      where.push_back(i);
+    }
+    if (pointers.empty()) return absl::OkStatus();
+    // The repository's own word on where its LFS server is.
+    std::string lfs_url;
+    {
+      absl::StatusOr<std::vector<RepoFile>> config = ReadFilesOfCommit(commit, {".lfsconfig"});
+      if (config.ok() && !config->empty()) lfs_url = LfsConfigUrl(config->front().content);
+    }
+    absl::StatusOr<std::string> endpoint = LfsEndpoint(url_, lfs_url);
+    if (!endpoint.ok()) {
+      return absl::Status(endpoint.status().code(),
+                          absl::StrCat((*files)[where[0]].path, " is kept in Git LFS, and ",
+                                       endpoint.status().message()));
+    }
+    // As a submodule's: the one --git-credentials gives the server's URL, else on the
+    // source's own host the source's, else none. A commit's .lfsconfig may name any server;
+    // it never gets a credential the operator did not give its URL.
+    absl::StatusOr<std::optional<GitCredential>> credential =
+        LoadNamed(SubmoduleCredential(*endpoint));
+    if (!credential.ok()) return credential.status();
+    std::optional<LfsLogin> login;
+    if (credential->has_value() && (*credential)->has_password()) {
+      login = LfsLogin{(*credential)->name, (*credential)->username, (*credential)->password,
+                       (*credential)->ca_pem};
+    }
+    LfsOptions options;
+    options.cache_dir = lfs_dir_;
+    options.max_object_bytes = limits_.max_blob_bytes;
+    options.timeout = limits_.fetch_timeout;
+    absl::StatusOr<std::vector<std::string>> contents =
+        FetchLfsObjects(*endpoint, login.has_value() ? &*login : nullptr, pointers, options);
+    if (!contents.ok()) {
+      const bool ssh = absl::StartsWith(url_, "ssh://") || !absl::StrContains(url_, "://");
+      // The file whose object it was, when the message names one.
+      size_t failed = 0;
+      for (size_t i = 0; i < pointers.size(); ++i) {
+        if (absl::StrContains(contents.status().message(), pointers[i].oid.substr(0, 12))) {
+          failed = i;
+          break;
+        }
+      }
+      return absl::Status(
+          contents.status().code(),
+          absl::StrCat("cannot read ", (*files)[where[failed]].path,
+                       pointers.size() > 1 ? absl::StrCat(" (and ", pointers.size() - 1,
+                                                          " more files kept in Git LFS)")
+                                           : " (kept in Git LFS)",
+                       ": ", contents.status().message(),
+                       ssh && absl::IsPermissionDenied(contents.status())
+                           ? " (an SSH source's LFS server is asked over https, with the "
+                             "source's username and password if it has them: gitfleet does not "
+                             "run git-lfs-authenticate)"
+                           : ""));
+    }
+    for (size_t i = 0; i < where.size(); ++i) (*files)[where[i]].content = (*contents)[i];
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<RepoFile>> ReadTreeOfCommit(const std::string& commit,
+                                                         const std::string& path,
+                                                         Unreadable unreadable) {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
@@ -925,8 +1033,8 @@ class Libgit2Repository : public GitRepository {
     return std::move(walk.files);
   }
 
-  absl::StatusOr<std::vector<RepoFile>> ReadFiles(const std::string& commit,
-                                                  const std::vector<std::string>& paths) override {
+  absl::StatusOr<std::vector<RepoFile>> ReadFilesOfCommit(const std::string& commit,
+                                                          const std::vector<std::string>& paths) {
     MutexLock lock(&mu_);
     Tree root;
     if (absl::Status s = LookupTreeLocked(commit, "", &root); !s.ok()) return s;
@@ -946,7 +1054,6 @@ class Libgit2Repository : public GitRepository {
     return std::move(walk.files);
   }
 
- private:
   absl::Status OpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (repo_.get() != nullptr) return absl::OkStatus();
     int rc = git_repository_open_bare(repo_.out(), dir_.c_str());
@@ -1013,7 +1120,9 @@ class Libgit2Repository : public GitRepository {
   // read at each fetch.
   const std::string credential_;
   const bool submodules_;
+  const bool lfs_;
   const std::string dir_;
+  const std::string lfs_dir_;  // LFS objects, by id, shared by every clone (lfs.h)
   const GitLimits limits_;
   const GitAccess access_;
   Mutex mu_;
@@ -1062,12 +1171,12 @@ class Libgit2Repositories : public GitRepositories {
 
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
                                                         const std::string& credential,
-                                                        bool submodules) override {
+                                                        bool submodules, bool lfs) override {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) return s;
     if (!credential.empty()) {
       if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
     }
-    const std::string key = Key({url, credential, submodules});
+    const std::string key = Key({url, credential, submodules, lfs});
     MutexLock lock(&mu_);
     auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
@@ -1087,8 +1196,8 @@ class Libgit2Repositories : public GitRepositories {
         mkdir(cache_dir_.substr(0, i).c_str(), 0700);
       }
     }
-    auto repo = std::make_shared<Libgit2Repository>(url, credential, submodules, DirOf(key),
-                                                    limits_, access_);
+    auto repo = std::make_shared<Libgit2Repository>(url, credential, submodules, lfs, DirOf(key),
+                                                    cache_dir_ + "/lfs", limits_, access_);
     repos_[key] = repo;
     return repo;
   }
@@ -1166,6 +1275,7 @@ class Libgit2Repositories : public GitRepositories {
     std::string key =
         ref.credential.empty() ? ref.url : absl::StrCat(ref.credential, "\n", ref.url);
     if (ref.submodules) key += "\n+submodules";
+    if (ref.lfs) key += "\n+lfs";
     return key;
   }
   std::string DirOf(const std::string& key) const {

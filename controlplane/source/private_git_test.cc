@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
@@ -15,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/git_servers.h"
+#include "tests/util/lfs_server.h"
 
 namespace gitfleet {
 namespace {
@@ -67,6 +69,46 @@ class PrivateGitTest : public ::testing::Test {
   std::string credentials_;
   std::string commit_;
 };
+
+// A private repository whose files are kept in Git LFS: its LFS server on the source's own
+// host gets the source's credential, as git-lfs sends it; one its .lfsconfig names on another
+// host gets none (a commit cannot send the credential where the operator did not).
+TEST_F(PrivateGitTest, AnLfsServerGetsTheSourcesCredentialOnlyOnItsHost) {
+  HttpsGitServer server(TempDir("https-lfs"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  ::gitfleet::testing::LfsServer lfs(TempDir("lfs"));
+  const std::string pointer = lfs.AddObject("kept: in-lfs\n");
+  const std::string other = lfs.AddObject("kept: elsewhere\n");
+  lfs.RequireLogin("alice", "correct horse");
+  ASSERT_TRUE(lfs.Start().ok());
+  const std::string endpoint = lfs.url() + "app.git/info/lfs";  // http://127.0.0.1:PORT/...
+  git_.Write(".lfsconfig", absl::StrCat("[lfs]\n  url = ", endpoint, "\n"));
+  git_.Write("apps/web/big.yaml", pointer);
+  const std::string on_host = git_.Commit("in LFS, on the Git server's host");
+  git_.Write(".lfsconfig",
+             absl::StrCat("[lfs]\n  url = ",
+                          absl::StrReplaceAll(endpoint, {{"127.0.0.1", "localhost"}}), "\n"));
+  git_.Write("apps/web/big.yaml", other);  // not in the cache yet
+  const std::string elsewhere = git_.Commit("in LFS, on another host");
+  const std::string url = server.Serve(git_.dir(), "app");
+  Credential("git-https", {{"username", "alice\n"},
+                           {"password", "correct horse\n"},
+                           {"ca.crt", Read(server.ca_pem_path())}});
+  auto repos = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo =
+      repos->ForUrl(url, "git-https", false, /*lfs=*/true);
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  ASSERT_TRUE((*repo)->Fetch().ok()) << server.Log();
+  absl::StatusOr<std::vector<RepoFile>> files =
+      (*repo)->ReadTree(on_host, "apps/web", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log();
+  EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+  EXPECT_THAT(lfs.Log(), HasSubstr("POST /app.git/info/lfs/objects/batch auth=Basic"));
+
+  files = (*repo)->ReadTree(elsewhere, "apps/web", GitRepository::Unreadable::kRefuse);
+  EXPECT_THAT(files.status(), FailsWith("refuses the control plane (HTTP 401, without a "
+                                        "credential)"));
+}
 
 TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   HttpsGitServer server(TempDir("https"));

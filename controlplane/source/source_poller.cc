@@ -51,6 +51,7 @@ std::string RepoKey(const v1::Source& source) {
                         ? source.url()
                         : absl::StrCat(source.credentials_ref(), "\n", source.url());
   if (source.submodules()) key += "\n+submodules";
+  if (source.lfs()) key += "\n+lfs";
   return key;
 }
 
@@ -68,7 +69,7 @@ void SourcePoller::Upsert(const v1::Source& source) {
     Tracked& t = sources_[source.name()];
     bool changed = t.source.url() != source.url() || t.source.ref() != source.ref() ||
                    t.source.credentials_ref() != source.credentials_ref() ||
-                   t.source.submodules() != source.submodules();
+                   t.source.submodules() != source.submodules() || t.source.lfs() != source.lfs();
     other_repository = !t.source.url().empty() && RepoKey(t.source) != RepoKey(source);
     t.source = source;
     *t.info.mutable_source() = source;
@@ -96,7 +97,8 @@ void SourcePoller::ReleaseUnused() {
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
-      in_use.insert({t.source.url(), t.source.credentials_ref(), t.source.submodules()});
+      in_use.insert(
+          {t.source.url(), t.source.credentials_ref(), t.source.submodules(), t.source.lfs()});
     }
   }
   repos_->Retain(in_use);
@@ -169,6 +171,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   absl::Time start = clock_->Now();
   std::string url, credential;
   bool submodules = false;
+  bool lfs = false;
   std::set<std::string> refs;  // of the sources that read it
   {
     MutexLock lock(&mu_);
@@ -177,6 +180,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       url = t.source.url();
       credential = t.source.credentials_ref();
       submodules = t.source.submodules();
+      lfs = t.source.lfs();
       refs.insert(t.source.ref());
     }
   }
@@ -184,7 +188,8 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     if (repos_->RetainPending()) ReleaseUnused();
     return absl::OkStatus();
   }
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos_->ForUrl(url, credential, submodules);
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo =
+      repos_->ForUrl(url, credential, submodules, lfs);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   // Resolved outside the lock: with submodules, a resolve fetches those its commit lacks.
   std::map<std::string, absl::StatusOr<CommitInfo>> resolved;

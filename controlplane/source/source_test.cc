@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/lfs_server.h"
 
 namespace gitfleet {
 namespace {
@@ -79,6 +80,68 @@ TEST(Libgit2RepositoryTest, AnEmptyRefFollowsTheRemotesDefaultBranch) {
 
 // Two commits whose ids share their first 7 hex digits: a commit message is varied until
 // two collide (about 2^14 tries by the birthday bound), and both are written as they are.
+// A repository that keeps files in Git LFS: read with --lfs, they are the files; without
+// it, the pointers Git holds. The repository's .lfsconfig names its LFS server.
+TEST(Libgit2RepositoryTest, FilesKeptInGitLfsAreReadWithLfs) {
+  ::gitfleet::testing::LfsServer lfs(TempDir("lfs-server"));
+  const std::string manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\n";
+  const std::string chart(300000, 'c');
+  const std::string manifest_pointer = lfs.AddObject(manifest);
+  const std::string chart_pointer = lfs.AddObject(chart);
+  ASSERT_TRUE(lfs.Start().ok());
+  GitFixture git(TempDir("lfs-repo"));
+  git.Write(".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs.url(), "org/app.git/info/lfs\n"));
+  git.Write(".gitattributes", "*.tgz filter=lfs diff=lfs merge=lfs -text\n");
+  git.Write("apps/web/big.yaml", manifest_pointer);
+  git.Write("apps/web/small.yaml", "a: 1\n");
+  git.Write("charts/web-1.0.0.tgz", chart_pointer);
+  const std::string commit = git.Commit("with LFS");
+  auto repos = NewLibgit2Repositories(TempDir("lfs-cache"), {}, kLocal);
+  auto with = *repos->ForUrl(git.url(), "", false, /*lfs=*/true);
+  auto without = *repos->ForUrl(git.url());
+  EXPECT_TRUE(with->reads_lfs());
+  EXPECT_FALSE(without->reads_lfs());
+  ASSERT_TRUE(with->Fetch().ok());
+  ASSERT_TRUE(without->Fetch().ok());
+  absl::StatusOr<std::vector<RepoFile>> files = with->ReadTree(commit, "apps/web", kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].content, manifest);
+  EXPECT_EQ((*files)[1].content, "a: 1\n");
+  files = without->ReadTree(commit, "apps/web", kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ((*files)[0].content, manifest_pointer);
+  absl::StatusOr<std::vector<RepoFile>> read = with->ReadFiles(commit, {"charts/web-1.0.0.tgz"});
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->at(0).content, chart);
+
+  // An object the server lacks fails the folder that reads it, naming the file; the whole
+  // repository (read for tools) keeps a file past its limits as its pointer.
+  git.Write("apps/web/gone.yaml",
+            absl::StrCat("version https://git-lfs.github.com/spec/v1\noid sha256:",
+                         std::string(64, 'd'), "\nsize 10\n"));
+  const std::string broken = git.Commit("an object never pushed");
+  ASSERT_TRUE(with->Fetch().ok());
+  files = with->ReadTree(broken, "apps/web", kRefuse);
+  EXPECT_EQ(files.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(files.status().message()),
+              HasSubstr("cannot read apps/web/gone.yaml (and 1 more files kept in Git LFS): the "
+                        "LFS server"));
+  GitLimits small;
+  small.max_blob_bytes = 200000;
+  auto limited = *NewLibgit2Repositories(TempDir("lfs-cache-small"), small, kLocal)
+                      ->ForUrl(git.url(), "", false, true);
+  ASSERT_TRUE(limited->Fetch().ok());
+  files = limited->ReadTree(commit, "", kLeaveOut);
+  ASSERT_TRUE(files.ok()) << files.status();
+  for (const RepoFile& file : *files) {
+    if (file.path == "charts/web-1.0.0.tgz") EXPECT_EQ(file.content, chart_pointer);
+    if (file.path == "apps/web/big.yaml") EXPECT_EQ(file.content, manifest);
+  }
+  EXPECT_EQ(limited->ReadFiles(commit, {"charts/web-1.0.0.tgz"}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
 TEST(Libgit2RepositoryTest, AnAbbreviatedIdOfTwoCommitsIsRefusedAsAmbiguous) {
   GitFixture git(TempDir("repo"));
   git.Write("a.yaml", "a: 1\n");
@@ -825,9 +888,9 @@ class StuckRepositories : public GitRepositories {
   explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
                                                         const std::string& credential,
-                                                        bool submodules) override {
+                                                        bool submodules, bool lfs) override {
     if (url == kStuckUrl) return std::make_shared<Stuck>(this);
-    return real_->ForUrl(url, credential, submodules);
+    return real_->ForUrl(url, credential, submodules, lfs);
   }
   bool fetching() {
     MutexLock lock(&mu_);

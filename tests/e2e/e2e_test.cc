@@ -32,6 +32,7 @@
 #include "tests/util/fake_tools.h"
 #include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/lfs_server.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
@@ -43,6 +44,7 @@ using ::gitfleet::testing::Fleet;
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::HttpGet;
 using ::gitfleet::testing::kControlPlane;
+using ::gitfleet::testing::LfsServer;
 using ::gitfleet::testing::MetricValue;
 using ::gitfleet::testing::Port;
 using ::gitfleet::testing::Process;
@@ -1169,6 +1171,51 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
     ASSERT_EQ(code, 0) << out;
   }
   EXPECT_TRUE(Eventually([&] { return clones() == "0"; }, absl::Seconds(70))) << clones();
+}
+
+// A repository that keeps a large manifest in Git LFS (its .lfsconfig naming its LFS
+// server), served by git daemon: without --lfs the bundle fails naming the pointer and the
+// flag; with it, the manifest reaches the cluster, and a new version of it too.
+TEST_F(Fleet, ASourceWithLfsReadsFilesKeptInGitLfs) {
+  LfsServer lfs(root_ + "/lfs");
+  const std::string big_1 = Cm("big", "1");
+  const std::string pointer_1 = lfs.AddObject(big_1);
+  const std::string big_2 = Cm("big", "2");
+  const std::string pointer_2 = lfs.AddObject(big_2);
+  ASSERT_TRUE(lfs.Start().ok());
+  git_.Write(".lfsconfig", absl::StrCat("[lfs]\n\turl = ", lfs.url(), "repo.git/info/lfs\n"));
+  git_.Write(".gitattributes", "apps/web/big.yaml filter=lfs diff=lfs merge=lfs -text\n");
+  git_.Write("apps/web/big.yaml", pointer_1);
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  const std::string first = git_.Commit("a manifest in LFS");
+  std::unique_ptr<Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  const std::string url = absl::StrCat("--url=git://127.0.0.1:", port, "/repo");
+  int code;
+  std::string out = Ctl({"source", "add", "demo", url, "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list"}),
+                             "apps/web/big.yaml is a Git LFS pointer, not the file: give the "
+                             "source --lfs");
+  })) << Ctl({"bundle", "list"});
+
+  out = Ctl({"source", "add", "demo", url, "--interval=1s", "--lfs", "--replace"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--lfs: false -> true"));
+  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("/repo (+lfs)"));
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/big.yaml"), HasSubstr("value: \"1\""));
+
+  git_.Write("apps/web/big.yaml", pointer_2);
+  const std::string second = git_.Commit("big 2");
+  ExpectSynced("prod-eu", "web", second);
+  EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/big.yaml"), HasSubstr("value: \"2\""));
+  EXPECT_THAT(lfs.Log(), HasSubstr("POST /repo.git/info/lfs/objects/batch"));
 }
 
 // A repository that vendors its shared base as a submodule (relative URL, as most do),
