@@ -1,6 +1,7 @@
 #include "agent/apply/applier.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -21,7 +22,22 @@ std::string KeptByAnnotation(const std::function<std::string(const char* name)>&
   if (absl::StripAsciiWhitespace(annotation(kHelmResourcePolicyAnnotation)) == "keep") {
     return absl::StrCat(kHelmResourcePolicyAnnotation, "=keep");
   }
+  // An object its manifest says never to apply was never gitfleet's to delete.
+  for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(annotation(name)), "Ignore")) {
+      return absl::StrCat(name, "=Ignore");
+    }
+  }
   return "";
+}
+
+ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation) {
+  for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
+    const absl::string_view value = absl::StripAsciiWhitespace(annotation(name));
+    if (absl::EqualsIgnoreCase(value, "IfNotPresent")) return ApplyPolicy::kIfNotPresent;
+    if (absl::EqualsIgnoreCase(value, "Ignore")) return ApplyPolicy::kIgnore;
+  }
+  return ApplyPolicy::kOverride;
 }
 
 }  // namespace gitfleet

@@ -35,6 +35,15 @@ inline constexpr char kHelmResourcePolicyAnnotation[] = "helm.sh/resource-policy
 // outlive the release).
 std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation);
 
+// How a manifest asks to be applied: Flux's kustomize.toolkit.fluxcd.io/ssa, or gitfleet.io/ssa
+// with the same values. Override (the default): applied, drift healed. IfNotPresent: created
+// when missing, then left as it is (a Secret or webhook configuration another controller
+// fills in after; pruned as others are). Ignore: never applied, nor deleted.
+inline constexpr char kFluxSsaAnnotation[] = "kustomize.toolkit.fluxcd.io/ssa";
+inline constexpr char kSsaAnnotation[] = "gitfleet.io/ssa";
+enum class ApplyPolicy { kOverride, kIfNotPresent, kIgnore };
+ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation);
+
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;

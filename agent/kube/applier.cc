@@ -203,6 +203,20 @@ std::string MetadataField(const nlohmann::json& live, const char* map, const cha
 }
 
 // The annotation by which the live object asks never to be deleted (KeptByAnnotation).
+// How the manifest `body` asks to be applied (ApplyPolicyOf).
+ApplyPolicy PolicyOf(const nlohmann::json& body) {
+  return ApplyPolicyOf([&](const char* name) { return MetadataField(body, "annotations", name); });
+}
+
+// The health of an object its manifest says never to apply: not gitfleet's to judge.
+v1::ResourceHealth NotApplied(const v1::ObjectKey& key, const char* annotation) {
+  v1::ResourceHealth health;
+  *health.mutable_key() = key;
+  health.set_health(v1::HEALTH_STATE_HEALTHY);
+  health.set_message(absl::StrCat("not applied: its manifest says ", annotation, ": Ignore"));
+  return health;
+}
+
 std::string KeptBy(const nlohmann::json& live) {
   return KeptByAnnotation(
       [&](const char* name) { return MetadataField(live, "annotations", name); });
@@ -253,12 +267,22 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   const std::string object_path = target->resource.Path(target->ns, object.key().name());
   std::string taken_from;
   const bool ignores = HasIgnored(object.key(), target->ns, context);
+  const ApplyPolicy policy = PolicyOf(target->body);
+  if (policy == ApplyPolicy::kIgnore) {
+    Remember(context.bundle, object.key(), NotApplied(object.key(), kFluxSsaAnnotation));
+    return ApplyResult();
+  }
   absl::StatusOr<json> live = json(nullptr);
-  if (first || ignores) {
+  if (first || ignores || policy == ApplyPolicy::kIfNotPresent) {
     live = Get(object_path);
     if (!live.ok()) return live.status();
     // Fields left to others are applied with their live values: never set back.
     RespectIgnored(object.key(), target->ns, context, *live, &target->body);
+  }
+  if (policy == ApplyPolicy::kIfNotPresent && !live->is_null()) {
+    // Created once, then left to whoever fills it in, as its manifest asks.
+    Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
+    return ApplyResult();
   }
   if (first) {
     // Never take over another bundle's object (the force below would), unless that bundle
@@ -662,6 +686,11 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
     if (target.status().code() == absl::StatusCode::kNotFound) return false;  // kind gone
     return target.status();
   }
+  const ApplyPolicy policy = PolicyOf(target->body);
+  if (policy == ApplyPolicy::kIgnore) {
+    Remember(context.bundle, object.key(), NotApplied(object.key(), kFluxSsaAnnotation));
+    return true;
+  }
   const std::string path = target->resource.Path(target->ns, object.key().name());
   absl::StatusOr<json> live = absl::UnknownError("not listed");
   {
@@ -689,6 +718,7 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   }
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
+  if (policy == ApplyPolicy::kIfNotPresent) return true;  // there: whatever it holds
   RespectIgnored(object.key(), target->ns, context, *live, &target->body);  // no drift there
   std::string diff = FirstDifference(target->body, *live);
   if (diff.empty()) return true;
@@ -773,10 +803,13 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
                                                        const ApplyContext& context) {
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);
   if (!target.ok()) return WithKey(object.key(), target.status());
+  const ApplyPolicy policy = PolicyOf(target->body);
+  if (policy == ApplyPolicy::kIgnore) return std::string();
   const std::string object_path = target->resource.Path(target->ns, object.key().name());
   absl::StatusOr<json> live = Get(object_path);
   if (!live.ok()) return WithKey(object.key(), live.status());
   if (live->is_null()) return std::string("create");
+  if (policy == ApplyPolicy::kIfNotPresent) return std::string();
   RespectIgnored(object.key(), target->ns, context, *live, &target->body);
   absl::StatusOr<std::string> diff = DryRunDifference(*target, object_path, *live);
   if (!diff.ok()) return WithKey(object.key(), diff.status());

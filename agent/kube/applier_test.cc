@@ -991,6 +991,48 @@ TEST_F(KubernetesApplierTest, FieldsLeftToOthersAreNeitherDriftNorSetBack) {
   EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["spec"]["replicas"], 2);
 }
 
+// Flux's apply policies, as a repository moved from Flux writes them: IfNotPresent creates a
+// Secret once and leaves what another controller (or a person) put in it; Ignore never applies
+// the object, nor deletes it. Neither is drift, nor a difference to show.
+TEST_F(KubernetesApplierTest, AManifestsApplyPolicyIsFollowed) {
+  const std::string if_not_present =
+      "  annotations:\n    kustomize.toolkit.fluxcd.io/ssa: IfNotPresent\n";
+  const std::string ignore = "  annotations:\n    gitfleet.io/ssa: Ignore\n";
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Ns("shop"), Cm("seed", "shop", "placeholder", if_not_present),
+                                     Cm("theirs", "shop", "ours", ignore)}))
+                  .ack.ok());
+  json seed = fake_->Get("", "configmaps", "shop", "seed");
+  ASSERT_FALSE(seed.is_null()) << "missing: created";
+  EXPECT_EQ(seed["data"]["v"], "placeholder");
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "theirs").is_null()) << "Ignore: never applied";
+  // Filled in by someone else; a new revision changes the manifest: left as it is.
+  fake_->Mutate("", "configmaps", "shop", "seed", [](json& o) { o["data"]["v"] = "real"; });
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "theirs"}, {"namespace", "shop"}}},
+              {"data", {{"v", "someone else's"}}}});
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(metrics_.drift_events.Value(), 0);
+  EXPECT_TRUE(DiffByName("web", "ConfigMap").empty());
+  ASSERT_TRUE(
+      reconciler_
+          ->OnUpdate(Update({Ns("shop"), Cm("seed", "shop", "placeholder-2", if_not_present),
+                             Cm("theirs", "shop", "ours-2", ignore)}))
+          .ack.ok());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "seed")["data"]["v"], "real");
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "theirs")["data"]["v"], "someone else's");
+  // Deleted by hand: IfNotPresent creates it again.
+  fake_->Delete("", "configmaps", "shop", "seed");
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "seed")["data"]["v"], "placeholder-2");
+  // Out of the bundle: what it created is pruned; what it never applied is not touched.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "seed").is_null());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "theirs")["data"]["v"], "someone else's");
+}
+
 TEST_F(KubernetesApplierTest, ValuesTheServerRewritesAreNotDrift) {
   v1::ManifestObject pod =
       Obj("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  containers:\n"

@@ -1,10 +1,13 @@
 // A commit's .gitmodules (any repository's content) and the submodule URLs it names,
-// resolved against the source's URL, and the --git-credentials prefix each would get.
+// resolved against the source's URL, and the --git-credentials prefix each would get; and
+// the other repository files the Git layer reads for itself: .lfsconfig (the LFS server it
+// names) and Git LFS pointers.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "controlplane/source/git_credentials.h"
+#include "controlplane/source/lfs.h"
 #include "controlplane/source/submodules.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -28,5 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<gitfleet::CredentialPrefixes> prefixes =
       gitfleet::ParseCredentialPrefixes({text, text + "=x"});
   if (prefixes.ok()) (void)gitfleet::CredentialForUrl(*prefixes, text);
+  const std::string lfs_url = gitfleet::LfsConfigUrl(text);
+  (void)gitfleet::LfsEndpoint("https://git.example.com/org/app", lfs_url);
+  (void)gitfleet::LfsEndpoint(text, "");
+  (void)gitfleet::ParseLfsPointer(text);
   return 0;
 }
