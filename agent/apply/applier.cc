@@ -31,6 +31,21 @@ std::string KeptByAnnotation(const std::function<std::string(const char* name)>&
   return "";
 }
 
+std::string RecreateAskedBy(const std::function<std::string(const char* name)>& annotation) {
+  for (const char* name : {kForceAnnotation, kFluxForceAnnotation}) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(annotation(name)), "enabled")) {
+      return absl::StrCat(name, "=", annotation(name));
+    }
+  }
+  const std::string argo = annotation(kArgoSyncOptionsAnnotation);
+  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
+    if (absl::StripAsciiWhitespace(option) == "Force=true") {
+      return absl::StrCat(kArgoSyncOptionsAnnotation, "=Force=true");
+    }
+  }
+  return "";
+}
+
 ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation) {
   for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
     const absl::string_view value = absl::StripAsciiWhitespace(annotation(name));

@@ -44,6 +44,14 @@ inline constexpr char kSsaAnnotation[] = "gitfleet.io/ssa";
 enum class ApplyPolicy { kOverride, kIfNotPresent, kIgnore };
 ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation);
 
+// Whether a manifest asks to be deleted and created again when the server refuses an apply
+// for a field that cannot change (a Deployment's selector, a Job's template): Flux's
+// kustomize.toolkit.fluxcd.io/force Enabled, Argo CD's sync option Force=true, or
+// gitfleet.io/force "enabled". Returns the annotation that asks, as "name=value", or "".
+inline constexpr char kForceAnnotation[] = "gitfleet.io/force";
+inline constexpr char kFluxForceAnnotation[] = "kustomize.toolkit.fluxcd.io/force";
+std::string RecreateAskedBy(const std::function<std::string(const char* name)>& annotation);
+
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;

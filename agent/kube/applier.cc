@@ -202,7 +202,22 @@ std::string MetadataField(const nlohmann::json& live, const char* map, const cha
   return it != metadata[map].end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// The annotation by which the live object asks never to be deleted (KeptByAnnotation).
+// The object's uid, or "".
+std::string UidOf(const nlohmann::json& live) {
+  if (!live.is_object() || !live.contains("metadata") || !live["metadata"].is_object()) return "";
+  const nlohmann::json& metadata = live["metadata"];
+  auto it = metadata.find("uid");
+  return it != metadata.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Whether the server refused a change to a field that cannot change once the object exists
+// (a Deployment's selector, a Job's template, a StatefulSet's volume claims).
+bool IsImmutableChange(const KubeResponse& response) {
+  return absl::StrContains(response.body, "field is immutable") ||
+         (absl::StrContains(response.body, "Forbidden: updates to") &&
+          absl::StrContains(response.body, "are forbidden"));
+}
+
 // How the manifest `body` asks to be applied (ApplyPolicyOf).
 ApplyPolicy PolicyOf(const nlohmann::json& body) {
   return ApplyPolicyOf([&](const char* name) { return MetadataField(body, "annotations", name); });
@@ -217,6 +232,7 @@ v1::ResourceHealth NotApplied(const v1::ObjectKey& key, const char* annotation) 
   return health;
 }
 
+// The annotation by which the live object asks never to be deleted (KeptByAnnotation).
 std::string KeptBy(const nlohmann::json& live) {
   return KeptByAnnotation(
       [&](const char* name) { return MetadataField(live, "annotations", name); });
@@ -321,6 +337,29 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
     response = client_->Do("PATCH", path, body, "application/apply-patch+yaml");
     if (!response.ok()) return response.status();
   }
+  if (response->code == 422 && IsImmutableChange(*response)) {
+    // A field that cannot change: deleted and created again when the manifest asks for it.
+    const std::string asked = RecreateAskedBy(
+        [&](const char* name) { return MetadataField(target->body, "annotations", name); });
+    if (asked.empty()) {
+      const absl::Status refused = response->ToStatus();
+      return absl::Status(
+          refused.code(),
+          absl::StrCat(refused.message(),
+                       " (to have gitfleet delete it and create it again, annotate it "
+                       "gitfleet.io/force: enabled, as Flux's kustomize.toolkit.fluxcd.io/force)"));
+    }
+    if (absl::Status deleted = DeleteToRecreate(object.key(), *target, object_path, context);
+        !deleted.ok()) {
+      return absl::Status(deleted.code(),
+                          absl::StrCat(response->ToStatus().message(), "; ", asked,
+                                       " asks to recreate it, and it is not: ", deleted.message()));
+    }
+    GF_LOG(INFO) << KeyDisplay(object.key()) << ": deleted to be created again (" << asked
+                 << "): " << response->ToStatus().message();
+    response = client_->Do("PATCH", path, body, "application/apply-patch+yaml");
+    if (!response.ok()) return response.status();
+  }
   if (response->code != 200 && response->code != 201) return response->ToStatus();
   ApplyResult result;
   result.created = response->code == 201;
@@ -341,6 +380,44 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
     }
   }
   return result;
+}
+
+absl::Status KubernetesApplier::DeleteToRecreate(const v1::ObjectKey& key, const Target& target,
+                                                 const std::string& path,
+                                                 const ApplyContext& context) {
+  Live live{target.resource, target.ns, path, nullptr};
+  absl::StatusOr<json> object = Get(path);
+  if (!object.ok()) return object.status();
+  if (object->is_null()) return absl::OkStatus();
+  live.object = *std::move(object);
+  if (MetadataField(live.object, "labels", kBundleLabel) != context.bundle) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the live object is not labelled ", kBundleLabel, "=", context.bundle));
+  }
+  if (std::string kept = KeptBy(live.object); !kept.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("it is annotated ", kept));
+  }
+  absl::StatusOr<std::string> destroys = DeletionDestroys(key, live, context.bundle);
+  if (!destroys.ok()) return destroys.status();
+  if (!destroys->empty()) return absl::FailedPreconditionError(*std::move(destroys));
+  const std::string uid = UidOf(live.object);
+  json options = {
+      {"apiVersion", "v1"}, {"kind", "DeleteOptions"}, {"propagationPolicy", "Background"}};
+  if (!uid.empty()) options["preconditions"] = {{"uid", uid}};
+  absl::StatusOr<KubeResponse> response = client_->Do("DELETE", path, options.dump());
+  if (!response.ok()) return response.status();
+  if (response->code != 200 && response->code != 202 && response->code != 404 &&
+      response->code != 409) {
+    return response->ToStatus();
+  }
+  // Gone before it is created again: finalizers may hold it a while (bounded).
+  for (int i = 0; i < 150; ++i) {
+    absl::StatusOr<json> still = Get(path);
+    if (!still.ok()) return still.status();
+    if (still->is_null() || UidOf(*still) != uid) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return absl::DeadlineExceededError("it is still being deleted after 30s (finalizers?)");
 }
 
 absl::StatusOr<KubernetesApplier::Live> KubernetesApplier::ReadForRemoval(

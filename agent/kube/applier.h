@@ -160,6 +160,13 @@ class KubernetesApplier : public Applier {
   // Creates namespace `ns` for `bundle` (annotated gitfleet.io/created-for-bundle, without
   // the bundle's label: no bundle manages or prunes it). One that exists already is fine.
   absl::Status CreateNamespace(const std::string& ns, const std::string& bundle);
+  // Deletes the live object at `path` (this bundle's, annotated to be recreated, see
+  // kForceAnnotation) so that an apply the server refused for a field that cannot change
+  // creates it again; waits, bounded, until it is gone. FailedPrecondition saying why not:
+  // another bundle's or no bundle's, annotated to be kept, or its deletion would take
+  // objects nobody asked to delete.
+  absl::Status DeleteToRecreate(const v1::ObjectKey& key, const Target& target,
+                                const std::string& path, const ApplyContext& context);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);
 
   KubeClient* const client_;

@@ -1033,6 +1033,53 @@ TEST_F(KubernetesApplierTest, AManifestsApplyPolicyIsFollowed) {
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "theirs")["data"]["v"], "someone else's");
 }
 
+// A change the server refuses for a field that cannot change (a Deployment's selector) fails,
+// saying how to have it recreated; annotated to be recreated (Flux's force, Argo CD's
+// Force=true), the bundle's own object is deleted and created again; never one that is not.
+TEST_F(KubernetesApplierTest, AnImmutableChangeRecreatesOnlyWhatAsksForIt) {
+  auto deploy = [](const std::string& name, const std::string& app, const std::string& extra) {
+    return Obj(absl::StrCat(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ", name, "\n  namespace: shop\n",
+        extra, "spec:\n  selector:\n    matchLabels: {app: ", app,
+        "}\n  template:\n    metadata:\n      labels: {app: ", app,
+        "}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.25\n"));
+  };
+  const std::string force = "  annotations:\n    kustomize.toolkit.fluxcd.io/force: Enabled\n";
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), deploy("api", "api", "")})).ack.ok());
+  const std::string uid =
+      fake_->Get("apps", "deployments", "shop", "api")["metadata"]["uid"].get<std::string>();
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(Update({Ns("shop"), deploy("api", "api-v2", "")}));
+  ASSERT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.DebugString(), HasSubstr("field is immutable"));
+  EXPECT_THAT(outcome.ack.DebugString(), HasSubstr("annotate it gitfleet.io/force: enabled"));
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "api")["metadata"]["uid"], uid);
+
+  outcome = reconciler_->OnUpdate(Update({Ns("shop"), deploy("api", "api-v2", force)}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  json live = fake_->Get("apps", "deployments", "shop", "api");
+  EXPECT_NE(live["metadata"]["uid"], uid) << "created again";
+  EXPECT_EQ(live["spec"]["selector"]["matchLabels"]["app"], "api-v2");
+
+  // Someone else's object of the same name is never deleted, whatever the manifest asks.
+  fake_->Put("apps", "deployments",
+             {{"apiVersion", "apps/v1"},
+              {"kind", "Deployment"},
+              {"metadata", {{"name", "other"}, {"namespace", "shop"}}},
+              {"spec",
+               {{"selector", {{"matchLabels", {{"app", "old"}}}}},
+                {"template", {{"metadata", {{"labels", {{"app", "old"}}}}}}}}}});
+  const std::string other_uid =
+      fake_->Get("apps", "deployments", "shop", "other")["metadata"]["uid"].get<std::string>();
+  outcome = reconciler_->OnUpdate(Update(
+      {Ns("shop"), deploy("api", "api-v2", force),
+       deploy("other", "new",
+              "  annotations:\n    argocd.argoproj.io/sync-options: Force=true,Replace=true\n")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.DebugString(), HasSubstr("asks to recreate it, and it is not"));
+  EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "other")["metadata"]["uid"], other_uid);
+}
+
 TEST_F(KubernetesApplierTest, ValuesTheServerRewritesAreNotDrift) {
   v1::ManifestObject pod =
       Obj("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  containers:\n"

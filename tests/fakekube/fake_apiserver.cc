@@ -615,6 +615,28 @@ FakeApiServer::Response FakeApiServer::ApplyLocked(const Resource& resource,
   RemoveDropped(object, old_applied, applied);
   MergeInto(object, applied);
   CanonicalQuantities(object);
+  // Fields the real API refuses to change once the object exists, as it words it.
+  if (!create) {
+    std::vector<const char*> immutable;
+    if (resource.group == "apps" &&
+        (resource.kind == "Deployment" || resource.kind == "ReplicaSet" ||
+         resource.kind == "DaemonSet" || resource.kind == "StatefulSet")) {
+      immutable = {"selector"};
+    } else if (resource.group == "batch" && resource.kind == "Job") {
+      immutable = {"selector", "template"};
+    }
+    const json none;
+    for (const char* field : immutable) {
+      const json& was = before.contains("spec") ? before["spec"].value(field, none) : none;
+      const json& now = object.contains("spec") ? object["spec"].value(field, none) : none;
+      if (was != now) {
+        return {422,
+                StatusBody(422, "Invalid",
+                           absl::StrCat(display, " \"", name, "\" is invalid: spec.", field,
+                                        ": Invalid value: ", now.dump(), ": field is immutable"))};
+      }
+    }
+  }
   object["apiVersion"] = ApiVersion(resource.group, version);
   json& meta = object["metadata"];
   if (!ns.empty()) meta["namespace"] = ns;
