@@ -1487,8 +1487,12 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   if (record.released()) return;  // removed already; what it left is no longer its own
   // A bundle already being removed keeps pruning (its desired revision, and with it its
   // prune option, is gone), unless an operator forgets it without --prune.
-  const bool prune =
-      removal.forget() ? removal.prune() : record.removing() || record.desired().sync().prune();
+  // A bundle whose source asks its objects to stay (Fleet's keepResources) releases them,
+  // unless an operator forgets it with --prune.
+  const bool keep = record.desired().sync().keep_on_removal();
+  const bool prune = removal.forget()
+                         ? removal.prune()
+                         : record.removing() || (record.desired().sync().prune() && !keep);
   const std::string why =
       removal.reason().empty() ? "no longer targets this cluster" : removal.reason();
   // What other bundles left here for this one, it will never take over now.
@@ -1497,8 +1501,11 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   if (!prune) {
     const int left = Release(bundle);
     GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why
-                 << "); prune is off: its objects stay, unmanaged (" << left
-                 << (left == 1 ? " object" : " objects") << "; another bundle may take them over)";
+                 << (keep ? "); its source asks its objects to stay (keepResources): they stay, "
+                            "unmanaged ("
+                          : "); prune is off: its objects stay, unmanaged (")
+                 << left << (left == 1 ? " object" : " objects")
+                 << "; another bundle may take them over)";
     if (left == 0) bundles_.erase(it);
     UpdateBundleGauges();
     return;

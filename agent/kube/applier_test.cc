@@ -1080,6 +1080,35 @@ TEST_F(KubernetesApplierTest, AnImmutableChangeRecreatesOnlyWhatAsksForIt) {
   EXPECT_EQ(fake_->Get("apps", "deployments", "shop", "other")["metadata"]["uid"], other_uid);
 }
 
+// A bundle whose source asks its objects to stay (Fleet's keepResources) releases them when
+// it is removed; an operator's `cluster forget --prune` still prunes.
+TEST_F(KubernetesApplierTest, ABundleThatKeepsItsObjectsReleasesThemOnRemoval) {
+  auto keeping = [&](const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate u = Update(objects);
+    u.mutable_sync()->set_keep_on_removal(true);
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    u.set_revision(ComputeRevision(set, u.sync(), ""));
+    return u;
+  };
+  ASSERT_TRUE(reconciler_->OnUpdate(keeping({Ns("shop"), Cm("a"), Cm("gone")})).ack.ok());
+  // Objects that leave the bundle are still pruned: only a removal keeps them.
+  ASSERT_TRUE(reconciler_->OnUpdate(keeping({Ns("shop"), Cm("a")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "gone").is_null());
+  RemoveBundle("web");
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "kept on removal";
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+
+  // Forgotten with --prune by an operator: pruned after all.
+  ASSERT_TRUE(reconciler_->OnUpdate(keeping({Ns("shop"), Cm("b")})).ack.ok());
+  v1::BundleRemoval forget;
+  forget.set_bundle("web");
+  forget.set_forget(true);
+  forget.set_prune(true);
+  reconciler_->OnRemoval(forget);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "b").is_null());
+}
+
 TEST_F(KubernetesApplierTest, ValuesTheServerRewritesAreNotDrift) {
   v1::ManifestObject pod =
       Obj("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  containers:\n"

@@ -241,6 +241,7 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   h.UpdateField(sync.self_heal() ? "self-heal" : "no-self-heal");
   // Only when set, so revisions made before the option existed keep their ids.
   if (sync.create_namespace()) h.UpdateField("create-namespace");
+  if (sync.keep_on_removal()) h.UpdateField("keep-on-removal");
   for (const v1::IgnoreDifference& rule : sync.ignore_differences()) {
     h.UpdateField("ignore-difference");
     for (const std::string* field :

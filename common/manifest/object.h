@@ -72,17 +72,23 @@ class ObjectSet {
   google::protobuf::RepeatedPtrField<v1::IgnoreDifference>* mutable_ignore_differences() {
     return &ignore_differences_;
   }
-  // What a set made from this one keeps of it besides the objects: the default namespace
-  // and the fields left to others.
+  // Whether the rendered source asks for the objects to stay when the bundle leaves a
+  // cluster (Fleet's keepResources): SyncOptions.keep_on_removal (Revision::Build).
+  bool keep_on_removal() const { return keep_on_removal_; }
+  void set_keep_on_removal(bool keep) { keep_on_removal_ = keep; }
+  // What a set made from this one keeps of it besides the objects: the default namespace,
+  // the fields left to others, keep_on_removal.
   void CopyDeclarationsFrom(const ObjectSet& other) {
     default_namespace_ = other.default_namespace_;
     ignore_differences_ = other.ignore_differences_;
+    keep_on_removal_ = other.keep_on_removal_;
   }
 
  private:
   std::map<std::string, Object> objects_;
   std::string default_namespace_;
   google::protobuf::RepeatedPtrField<v1::IgnoreDifference> ignore_differences_;
+  bool keep_on_removal_ = false;
   // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };

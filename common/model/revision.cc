@@ -22,6 +22,7 @@ std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string 
       *sync.add_ignore_differences() = declared;
     }
   }
+  if (objects.keep_on_removal()) sync.set_keep_on_removal(true);
   auto rev = std::make_shared<Revision>();
   rev->id = ComputeRevision(objects, sync, target_namespace);
   rev->bundle = std::move(bundle);
@@ -43,6 +44,7 @@ v1::RevisionRecord Revision::ToRecord() const {
   *record.mutable_sync() = sync;
   record.set_target_namespace(target_namespace);
   *record.mutable_declared_ignore_differences() = objects.ignore_differences();
+  record.set_declared_keep_on_removal(objects.keep_on_removal());
   return record;
 }
 
@@ -51,6 +53,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
   ObjectSet objects;
   for (const v1::ManifestObject& object : record.objects()) objects.Put(object);
   *objects.mutable_ignore_differences() = record.declared_ignore_differences();
+  objects.set_keep_on_removal(record.declared_keep_on_removal());
   auto rev = Build(record.bundle(), record.commit(), FromProtoTime(record.committed_time()),
                    std::move(objects), record.sync(), record.target_namespace());
   if (rev->id != record.revision()) {

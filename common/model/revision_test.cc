@@ -57,6 +57,25 @@ TEST(RevisionTest, DeclaredIgnoredDifferencesFollowTheBundlesOwn) {
   EXPECT_EQ(again->id, rev->id);
 }
 
+// A source that asks its objects to stay when the bundle leaves (Fleet's keepResources):
+// in the sync options and the id, and read back the same.
+TEST(RevisionTest, KeepOnRemovalIsDeclaredByTheSource) {
+  v1::SyncOptions sync;
+  sync.set_prune(true);
+  auto plain = Revision::Build("web", "c1", absl::UnixEpoch(), Objects(), sync, "");
+  ObjectSet keeping = Objects();
+  keeping.set_keep_on_removal(true);
+  auto rev = Revision::Build("web", "c1", absl::UnixEpoch(), keeping, sync, "");
+  EXPECT_TRUE(rev->sync.keep_on_removal());
+  EXPECT_FALSE(plain->sync.keep_on_removal());
+  EXPECT_NE(rev->id, plain->id);
+  absl::StatusOr<std::shared_ptr<const Revision>> back = Revision::FromRecord(rev->ToRecord());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->id, rev->id);
+  EXPECT_EQ(Revision::Build("web", "c1", absl::UnixEpoch(), (*back)->objects, sync, "")->id,
+            rev->id);
+}
+
 // A revision stored before sources declared anything reads back as it was.
 TEST(RevisionTest, ARecordWithoutDeclaredRulesReadsBackUnchanged) {
   v1::SyncOptions sync;

@@ -255,8 +255,21 @@ targetCustomizations:
   EXPECT_THAT(notes, ::testing::Contains(
                          HasSubstr("a bundle per target does their work: prod: --selector=env=prod "
                                    "--ignore-difference=ConfigMap:a=/data/x")));
+  EXPECT_FALSE(set->keep_on_removal());
   // A target that only sets a diff is no other render of the folder.
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
+
+  // keepResources: the objects stay when the bundle leaves a cluster, whatever the bundle's
+  // age (keeping more is never a loss).
+  files[1].content = "keepResources: true\n" + files[1].content;
+  notes.clear();
+  auto keeping = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(keeping.ok()) << keeping.status();
+  EXPECT_TRUE(keeping->keep_on_removal());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "its objects stay on a cluster the bundle leaves (released, not deleted), "
+                         "as apps/web/fleet.yaml's keepResources asks")));
+  EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("keepResources, which"))));
 
   // A bundle rendered before gitfleet read them: noted, its revisions as they were.
   RenderInput before = input;

@@ -697,6 +697,11 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       }
     }
     if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
+    if (const YAML::Node keep = fields["keepResources"]; keep && keep.IsScalar()) {
+      out.keep_resources = keep.Scalar() == "true";
+      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "keepResources"),
+                       out.unread.end());
+    }
     if (absl::StatusOr<FleetComparePatches> diff = ReadFleetComparePatches(fields["diff"]);
         diff.ok()) {
       out.compare_patches = *std::move(diff);
@@ -912,6 +917,15 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
             return read.empty() || read == fleet_yaml || absl::StartsWith(fleet_yaml, read + "/");
           })) {
     input.read_paths->push_back(fleet_yaml);
+  }
+  // Read whatever the bundle's age: keeping more than before is never a loss.
+  if (fleet.keep_resources) {
+    objects->set_keep_on_removal(true);
+    if (notes != nullptr) {
+      notes->push_back(absl::StrCat(
+          "its objects stay on a cluster the bundle leaves (released, not deleted), as ",
+          fleet_yaml, "'s keepResources asks; `cluster forget --prune` still prunes"));
+    }
   }
   const FleetComparePatches& diff = fleet.compare_patches;
   if (!input.reads_fleet_diff) {

@@ -413,6 +413,8 @@ struct FleetYamlNamespace {
   // per target that does its work ("dev: --selector=env=dev --ignore-difference=..."): one
   // bundle takes the folder's for every cluster.
   std::vector<std::string> target_diffs;
+  // keepResources: true: its objects stay when the bundle leaves a cluster.
+  bool keep_resources = false;
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
   // criteria all hold (none set: no cluster) is its target (ChooseFleetTarget). A chart

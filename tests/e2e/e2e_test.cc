@@ -11,6 +11,7 @@
 #include <regex>
 #include <set>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -1171,6 +1172,31 @@ TEST_F(Fleet, SyncsFromGitDaemonAndReportsUnreachableSources) {
     ASSERT_EQ(code, 0) << out;
   }
   EXPECT_TRUE(Eventually([&] { return clones() == "0"; }, absl::Seconds(70))) << clones();
+}
+
+// A folder moved from Rancher Fleet whose fleet.yaml says keepResources: removing the bundle
+// leaves its objects where they run, while another bundle's are pruned.
+TEST_F(Fleet, AFleetBundleThatKeepsItsResourcesLeavesThemWhenRemoved) {
+  git_.Write("apps/web/fleet.yaml", "keepResources: true\n");
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/api/b.yaml", Cm("b"));
+  const std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ASSERT_EQ((Ctl({"bundle", "add", "api", "--source=demo", "--path=apps/api"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "api", first);
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}), HasSubstr("keepResources asks"));
+  ASSERT_EQ((Ctl({"bundle", "remove", "web"}, &code), code), 0);
+  ASSERT_EQ((Ctl({"bundle", "remove", "api"}, &code), code), 0);
+  EXPECT_TRUE(Eventually([&] {
+    return !absl::c_linear_search(Files("prod-eu"), "shop/ConfigMap/b.yaml");
+  })) << "api's objects are pruned";
+  EXPECT_THAT(Files("prod-eu"), Contains("shop/ConfigMap/a.yaml")) << "web's stay";
 }
 
 // A repository that keeps a large manifest in Git LFS (its .lfsconfig naming its LFS
