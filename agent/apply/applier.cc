@@ -46,6 +46,13 @@ std::string RecreateAskedBy(const std::function<std::string(const char* name)>& 
   return "";
 }
 
+void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
+  context->ignore_differences = sync.ignore_differences();
+  context->namespace_labels.assign(sync.namespace_labels().begin(), sync.namespace_labels().end());
+  context->namespace_annotations.assign(sync.namespace_annotations().begin(),
+                                        sync.namespace_annotations().end());
+}
+
 ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation) {
   for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
     const absl::string_view value = absl::StripAsciiWhitespace(annotation(name));

@@ -68,7 +68,14 @@ struct ApplyContext {
   // Fields left to others (SyncOptions.ignore_differences): not drift, and applied with
   // their live values.
   google::protobuf::RepeatedPtrField<v1::IgnoreDifference> ignore_differences;
+  // What a namespace created for the bundle gets (SyncOptions.namespace_labels and
+  // namespace_annotations, "KEY=VALUE").
+  std::vector<std::string> namespace_labels;
+  std::vector<std::string> namespace_annotations;
 };
+
+// Sets `context`'s fields that come from the bundle's sync options beyond the first three.
+void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context);
 
 struct ApplyResult {
   // The object did not exist before this apply: gitfleet created it, so pruning it later

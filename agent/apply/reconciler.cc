@@ -320,7 +320,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace(),
                        desired.sync().create_namespace()};
-  context.ignore_differences = desired.sync().ignore_differences();
+  UseSyncOptions(desired.sync(), &context);
   // Objects moving in (record.taking_over) that the bundle they move from still holds:
   // waited for, not failed on. Only that bundle: a third one holding it is a conflict.
   std::set<std::string> held_by_giver;
@@ -1153,7 +1153,7 @@ HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& ta
   const v1::RevisionRecord& desired = bundle.record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace(),
                        desired.sync().create_namespace()};
-  context.ignore_differences = desired.sync().ignore_differences();
+  UseSyncOptions(desired.sync(), &context);
   HealthSummary health;
   bundle.unsettled.clear();
   for (int i = 0; i < desired.objects_size(); ++i) {
@@ -1180,7 +1180,7 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
   const v1::RevisionRecord& desired = bundle.record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace(),
                        desired.sync().create_namespace()};
-  context.ignore_differences = desired.sync().ignore_differences();
+  UseSyncOptions(desired.sync(), &context);
   for (int i : bundle.unsettled) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
@@ -1248,7 +1248,7 @@ bool Reconciler::Desires(const Bundle& bundle, const v1::ObjectKey& key) const {
   const v1::RevisionRecord& desired = bundle.record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace(),
                        desired.sync().create_namespace()};
-  context.ignore_differences = desired.sync().ignore_differences();
+  UseSyncOptions(desired.sync(), &context);
   for (const v1::ManifestObject& object : desired.objects()) {
     const v1::ObjectKey& k = object.key();
     if (k.name() != key.name() || k.kind() != key.kind() || k.group() != key.group()) continue;
@@ -1272,7 +1272,7 @@ v1::ObjectKey Reconciler::Placed(const v1::AgentBundleRecord& record,
                                  const v1::ObjectKey& key) const {
   ApplyContext context{record.bundle(), record.desired().target_namespace(),
                        record.desired().sync().create_namespace()};
-  context.ignore_differences = record.desired().sync().ignore_differences();
+  UseSyncOptions(record.desired().sync(), &context);
   absl::StatusOr<v1::ObjectKey> placed = applier_->ResolveKey(key, context);
   return placed.ok() ? *std::move(placed) : key;
 }
@@ -1596,7 +1596,7 @@ bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
     // end, so that every one is looked at in turn without a steady load on the API server.
     ApplyContext context{record.bundle(), record.desired().target_namespace(),
                          record.desired().sync().create_namespace()};
-    context.ignore_differences = record.desired().sync().ignore_differences();
+    UseSyncOptions(record.desired().sync(), &context);
     const int looked_at = std::min(record.left_unmanaged_size(), kLeftChecksPerPass);
     google::protobuf::RepeatedPtrField<v1::ObjectKey> still;
     for (int i = looked_at; i < record.left_unmanaged_size(); ++i) {
@@ -1641,7 +1641,7 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   v1::AgentBundleRecord& record = bundle.record;
   ApplyContext context{record.bundle(), record.desired().target_namespace(),
                        record.desired().sync().create_namespace()};
-  context.ignore_differences = record.desired().sync().ignore_differences();
+  UseSyncOptions(record.desired().sync(), &context);
   std::vector<v1::ObjectKey> left;
   std::string first_error;
   int handing_over = 0;
@@ -1744,7 +1744,7 @@ v1::DiffResult Reconciler::Diff(const v1::DiffRequest& request) {
   result.set_revision(desired.revision());
   ApplyContext context{desired.bundle(), desired.target_namespace(),
                        desired.sync().create_namespace()};
-  context.ignore_differences = desired.sync().ignore_differences();
+  UseSyncOptions(desired.sync(), &context);
   std::set<std::string> desired_keys;
   bool placed_all = true;
   for (const v1::ManifestObject& object : desired.objects()) {

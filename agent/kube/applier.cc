@@ -119,11 +119,26 @@ absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& gro
                    " for CustomResourceDefinition ", crd, ": ", last.message()));
 }
 
-absl::Status KubernetesApplier::CreateNamespace(const std::string& ns, const std::string& bundle) {
+absl::Status KubernetesApplier::CreateNamespace(const std::string& ns,
+                                                const ApplyContext& context) {
+  const std::string& bundle = context.bundle;
   json body = {
       {"apiVersion", "v1"},
       {"kind", "Namespace"},
       {"metadata", {{"name", ns}, {"annotations", {{kCreatedForBundleAnnotation, bundle}}}}}};
+  // The labels and annotations the bundle asks for (istio-injection, Pod Security levels).
+  for (const std::string& entry : context.namespace_labels) {
+    const size_t equals = entry.find('=');
+    if (equals != std::string::npos) {
+      body["metadata"]["labels"][entry.substr(0, equals)] = entry.substr(equals + 1);
+    }
+  }
+  for (const std::string& entry : context.namespace_annotations) {
+    const size_t equals = entry.find('=');
+    if (equals != std::string::npos && entry.substr(0, equals) != kCreatedForBundleAnnotation) {
+      body["metadata"]["annotations"][entry.substr(0, equals)] = entry.substr(equals + 1);
+    }
+  }
   absl::StatusOr<KubeResponse> response =
       client_->Do("POST", absl::StrCat("/api/v1/namespaces?fieldManager=", options_.field_manager),
                   body.dump(), "application/json");
@@ -331,7 +346,7 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
           "missing with `gitfleetctl bundle set ",
           context.bundle, " --create-namespace`)"));
     }
-    if (absl::Status created = CreateNamespace(target->ns, context.bundle); !created.ok()) {
+    if (absl::Status created = CreateNamespace(target->ns, context); !created.ok()) {
       return created;
     }
     response = client_->Do("PATCH", path, body, "application/apply-patch+yaml");

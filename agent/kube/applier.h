@@ -159,7 +159,7 @@ class KubernetesApplier : public Applier {
   absl::StatusOr<nlohmann::json> Get(const std::string& path);
   // Creates namespace `ns` for `bundle` (annotated gitfleet.io/created-for-bundle, without
   // the bundle's label: no bundle manages or prunes it). One that exists already is fine.
-  absl::Status CreateNamespace(const std::string& ns, const std::string& bundle);
+  absl::Status CreateNamespace(const std::string& ns, const ApplyContext& context);
   // Deletes the live object at `path` (this bundle's, annotated to be recreated, see
   // kForceAnnotation) so that an apply the server refused for a field that cannot change
   // creates it again; waits, bounded, until it is gone. FailedPrecondition saying why not:

@@ -290,6 +290,10 @@ TEST_F(KubernetesApplierTest, AMissingTargetNamespaceIsCreatedOnlyWhenAskedFor) 
   ObjectSet set;
   for (const auto& o : objects) set.Put(o);
   update.mutable_sync()->set_create_namespace(true);
+  // With the labels and annotations it asks a created namespace to get.
+  update.mutable_sync()->add_namespace_labels("istio-injection=enabled");
+  update.mutable_sync()->add_namespace_labels("pod-security.kubernetes.io/enforce=restricted");
+  update.mutable_sync()->add_namespace_annotations("team.example.com/owner=web team");
   update.set_revision(ComputeRevision(set, update.sync(), "team"));
   EXPECT_NE(update.revision(), Update(objects, true, true, "team").revision());
   Reconciler::Outcome created = reconciler_->OnUpdate(update);
@@ -300,6 +304,9 @@ TEST_F(KubernetesApplierTest, AMissingTargetNamespaceIsCreatedOnlyWhenAskedFor) 
   EXPECT_EQ(ns["metadata"]["annotations"].value("gitfleet.io/created-for-bundle", ""), "web");
   EXPECT_FALSE(ns["metadata"].contains("labels") &&
                ns["metadata"]["labels"].contains("gitfleet.io/bundle"));
+  EXPECT_EQ(ns["metadata"]["labels"].value("istio-injection", ""), "enabled");
+  EXPECT_EQ(ns["metadata"]["labels"].value("pod-security.kubernetes.io/enforce", ""), "restricted");
+  EXPECT_EQ(ns["metadata"]["annotations"].value("team.example.com/owner", ""), "web team");
   EXPECT_FALSE(fake_->Get("", "configmaps", "team", "a").is_null());
   EXPECT_TRUE(fake_->Get("", "namespaces", "", "elsewhere").is_null());
 

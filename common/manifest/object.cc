@@ -1,7 +1,9 @@
 #include "common/manifest/object.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -242,6 +244,14 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   // Only when set, so revisions made before the option existed keep their ids.
   if (sync.create_namespace()) h.UpdateField("create-namespace");
   if (sync.keep_on_removal()) h.UpdateField("keep-on-removal");
+  for (const std::string& label : sync.namespace_labels()) {
+    h.UpdateField("namespace-label");
+    h.UpdateField(label);
+  }
+  for (const std::string& annotation : sync.namespace_annotations()) {
+    h.UpdateField("namespace-annotation");
+    h.UpdateField(annotation);
+  }
   for (const v1::IgnoreDifference& rule : sync.ignore_differences()) {
     h.UpdateField("ignore-difference");
     for (const std::string* field :
@@ -358,6 +368,76 @@ absl::Status CheckIgnoreDifferences(const v1::SyncOptions& sync) {
             absl::StrCat("ignored difference ", shown, ": ", pointer,
                          " is what names the object or its bundle; it cannot be left to others"));
       }
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+bool NameChar(char c) { return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.'; }
+// A qualified name as Kubernetes takes it for label and annotation keys.
+bool ValidMetadataKey(absl::string_view key) {
+  absl::string_view name = key;
+  if (size_t slash = key.rfind('/'); slash != absl::string_view::npos) {
+    absl::string_view prefix = key.substr(0, slash);
+    name = key.substr(slash + 1);
+    if (prefix.empty() || prefix.size() > 253) return false;
+    for (char c : prefix) {
+      if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '.')) return false;
+    }
+  }
+  if (name.empty() || name.size() > 63 || !absl::ascii_isalnum(name.front()) ||
+      !absl::ascii_isalnum(name.back())) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), NameChar);
+}
+bool ValidLabelValue(absl::string_view value) {
+  if (value.empty()) return true;
+  if (value.size() > 63 || !absl::ascii_isalnum(value.front()) ||
+      !absl::ascii_isalnum(value.back())) {
+    return false;
+  }
+  return std::all_of(value.begin(), value.end(), NameChar);
+}
+}  // namespace
+
+absl::Status CheckNamespaceMetadata(const v1::SyncOptions& sync) {
+  for (const auto& [what, list] :
+       {std::pair<const char*, const google::protobuf::RepeatedPtrField<std::string>*>{
+            "namespace label", &sync.namespace_labels()},
+        {"namespace annotation", &sync.namespace_annotations()}}) {
+    if (list->size() > 32) {
+      return absl::InvalidArgumentError(absl::StrCat(list->size(), " ", what, "s; at most 32"));
+    }
+    size_t bytes = 0;
+    std::string previous;
+    for (const std::string& entry : *list) {
+      bytes += entry.size();
+      const size_t equals = entry.find('=');
+      const std::string shown = entry.substr(0, 256);
+      if (equals == std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " ", shown, " is not KEY=VALUE"));
+      }
+      const absl::string_view key = absl::string_view(entry).substr(0, equals);
+      const absl::string_view value = absl::string_view(entry).substr(equals + 1);
+      if (!ValidMetadataKey(key)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " ", shown, ": the key is not a name Kubernetes takes"));
+      }
+      if (std::string(what) == "namespace label" && !ValidLabelValue(value)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " ", shown,
+                         ": the value is not a label value (63 characters of [A-Za-z0-9-_.])"));
+      }
+      if (!previous.empty() && std::string(key) <= previous) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " ", shown, ": keys must be sorted, each once"));
+      }
+      previous = std::string(key);
+    }
+    if (bytes > 64 << 10) {
+      return absl::InvalidArgumentError(absl::StrCat(what, "s: more than 64 KiB"));
     }
   }
   return absl::OkStatus();

@@ -76,12 +76,24 @@ class ObjectSet {
   // cluster (Fleet's keepResources): SyncOptions.keep_on_removal (Revision::Build).
   bool keep_on_removal() const { return keep_on_removal_; }
   void set_keep_on_removal(bool keep) { keep_on_removal_ = keep; }
+  // The labels and annotations ("KEY=VALUE", sorted) the source asks a namespace the agent
+  // creates to get (Fleet's namespaceLabels and namespaceAnnotations): the bundle's own come
+  // first, a key once (Revision::Build).
+  const std::vector<std::string>& namespace_labels() const { return namespace_labels_; }
+  const std::vector<std::string>& namespace_annotations() const { return namespace_annotations_; }
+  void set_namespace_metadata(std::vector<std::string> labels,
+                              std::vector<std::string> annotations) {
+    namespace_labels_ = std::move(labels);
+    namespace_annotations_ = std::move(annotations);
+  }
   // What a set made from this one keeps of it besides the objects: the default namespace,
   // the fields left to others, keep_on_removal.
   void CopyDeclarationsFrom(const ObjectSet& other) {
     default_namespace_ = other.default_namespace_;
     ignore_differences_ = other.ignore_differences_;
     keep_on_removal_ = other.keep_on_removal_;
+    namespace_labels_ = other.namespace_labels_;
+    namespace_annotations_ = other.namespace_annotations_;
   }
 
  private:
@@ -89,6 +101,8 @@ class ObjectSet {
   std::string default_namespace_;
   google::protobuf::RepeatedPtrField<v1::IgnoreDifference> ignore_differences_;
   bool keep_on_removal_ = false;
+  std::vector<std::string> namespace_labels_;
+  std::vector<std::string> namespace_annotations_;
   // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };
@@ -109,6 +123,11 @@ std::string DescribeIgnoreDifference(const v1::IgnoreDifference& rule);
 // OK when every rule names a kind and valid JSON pointers (at most 64 rules, 16 pointers
 // each, 256 bytes a pointer); InvalidArgument naming the first that does not.
 absl::Status CheckIgnoreDifferences(const v1::SyncOptions& sync);
+// OK when SyncOptions' namespace_labels and namespace_annotations are "KEY=VALUE" with keys
+// Kubernetes takes (an optional DNS prefix and "/", a name of at most 63 characters), label
+// values it takes (at most 63 characters), sorted by key, each once, at most 32 of each and
+// 64 KiB of annotations; InvalidArgument naming the first that is not.
+absl::Status CheckNamespaceMetadata(const v1::SyncOptions& sync);
 // The JSON pointers `rules` (SyncOptions.ignore_differences) leave to others in the object
 // `key` (placed in `ns`).
 std::vector<std::string> IgnoredPointers(

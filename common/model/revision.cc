@@ -1,6 +1,7 @@
 #include "common/model/revision.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
@@ -23,6 +24,18 @@ std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string 
     }
   }
   if (objects.keep_on_removal()) sync.set_keep_on_removal(true);
+  // The namespace metadata the source declares, under the bundle's own: a key once, sorted.
+  auto merge = [](const std::vector<std::string>& declared,
+                  google::protobuf::RepeatedPtrField<std::string>* own) {
+    if (declared.empty()) return;
+    std::map<std::string, std::string> by_key;
+    for (const std::string& entry : declared) by_key[entry.substr(0, entry.find('='))] = entry;
+    for (const std::string& entry : *own) by_key[entry.substr(0, entry.find('='))] = entry;
+    own->Clear();
+    for (auto& [key, entry] : by_key) own->Add(std::move(entry));
+  };
+  merge(objects.namespace_labels(), sync.mutable_namespace_labels());
+  merge(objects.namespace_annotations(), sync.mutable_namespace_annotations());
   auto rev = std::make_shared<Revision>();
   rev->id = ComputeRevision(objects, sync, target_namespace);
   rev->bundle = std::move(bundle);
@@ -45,6 +58,12 @@ v1::RevisionRecord Revision::ToRecord() const {
   record.set_target_namespace(target_namespace);
   *record.mutable_declared_ignore_differences() = objects.ignore_differences();
   record.set_declared_keep_on_removal(objects.keep_on_removal());
+  for (const std::string& label : objects.namespace_labels()) {
+    record.add_declared_namespace_labels(label);
+  }
+  for (const std::string& annotation : objects.namespace_annotations()) {
+    record.add_declared_namespace_annotations(annotation);
+  }
   return record;
 }
 
@@ -54,6 +73,10 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
   for (const v1::ManifestObject& object : record.objects()) objects.Put(object);
   *objects.mutable_ignore_differences() = record.declared_ignore_differences();
   objects.set_keep_on_removal(record.declared_keep_on_removal());
+  objects.set_namespace_metadata(
+      {record.declared_namespace_labels().begin(), record.declared_namespace_labels().end()},
+      {record.declared_namespace_annotations().begin(),
+       record.declared_namespace_annotations().end()});
   auto rev = Build(record.bundle(), record.commit(), FromProtoTime(record.committed_time()),
                    std::move(objects), record.sync(), record.target_namespace());
   if (rev->id != record.revision()) {

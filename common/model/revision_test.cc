@@ -76,6 +76,55 @@ TEST(RevisionTest, KeepOnRemovalIsDeclaredByTheSource) {
             rev->id);
 }
 
+// The namespace metadata a source declares goes under the bundle's own: a key once, sorted,
+// the bundle's value winning; stored and read back the same.
+TEST(RevisionTest, NamespaceMetadataMergesUnderTheBundlesOwn) {
+  v1::SyncOptions sync;
+  sync.add_namespace_labels("team=ops");
+  ObjectSet declared = Objects();
+  declared.set_namespace_metadata({"istio-injection=enabled", "team=web"}, {"a=b"});
+  auto rev = Revision::Build("web", "c1", absl::UnixEpoch(), declared, sync, "");
+  EXPECT_THAT(rev->sync.namespace_labels(),
+              ::testing::ElementsAre("istio-injection=enabled", "team=ops"));
+  EXPECT_THAT(rev->sync.namespace_annotations(), ::testing::ElementsAre("a=b"));
+  EXPECT_TRUE(CheckNamespaceMetadata(rev->sync).ok());
+  absl::StatusOr<std::shared_ptr<const Revision>> back = Revision::FromRecord(rev->ToRecord());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->id, rev->id);
+  EXPECT_EQ(Revision::Build("web", "c1", absl::UnixEpoch(), (*back)->objects, sync, "")->id,
+            rev->id);
+  EXPECT_NE(Revision::Build("web", "c1", absl::UnixEpoch(), Objects(), sync, "")->id, rev->id);
+}
+
+TEST(RevisionTest, NamespaceMetadataIsChecked) {
+  struct Case {
+    std::vector<std::string> labels, annotations;
+    const char* error;
+  };
+  const std::vector<Case> cases = {
+      {{"novalue"}, {}, "is not KEY=VALUE"},
+      {{"-bad=x"}, {}, "the key is not a name Kubernetes takes"},
+      {{"Example.COM/x=y"}, {}, "the key is not a name"},
+      {{"a=has space"}, {}, "the value is not a label value"},
+      {{"b=1", "a=2"}, {}, "keys must be sorted, each once"},
+      {{"a=1", "a=2"}, {}, "keys must be sorted, each once"},
+      {{}, {"x/=y"}, "the key is not a name"},
+  };
+  for (const Case& c : cases) {
+    v1::SyncOptions sync;
+    for (const std::string& l : c.labels) sync.add_namespace_labels(l);
+    for (const std::string& a : c.annotations) sync.add_namespace_annotations(a);
+    absl::Status status = CheckNamespaceMetadata(sync);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.error;
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(c.error));
+  }
+  v1::SyncOptions fine;
+  fine.add_namespace_labels("a=");
+  fine.add_namespace_labels("example.com/team=web-1");
+  fine.add_namespace_annotations("note=any text, even: this");
+  EXPECT_TRUE(CheckNamespaceMetadata(fine).ok());
+}
+
 // A revision stored before sources declared anything reads back as it was.
 TEST(RevisionTest, ARecordWithoutDeclaredRulesReadsBackUnchanged) {
   v1::SyncOptions sync;

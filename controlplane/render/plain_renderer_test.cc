@@ -271,6 +271,28 @@ targetCustomizations:
                          "as apps/web/fleet.yaml's keepResources asks")));
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("keepResources, which"))));
 
+  // namespaceLabels and namespaceAnnotations: what a namespace created for the bundle gets.
+  files[1].content =
+      "namespaceLabels: {team: web, istio-injection: enabled}\n"
+      "namespaceAnnotations: {owner: web team}\n" +
+      files[1].content;
+  notes.clear();
+  auto labelled = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(labelled.ok()) << labelled.status();
+  EXPECT_THAT(labelled->namespace_labels(),
+              ::testing::ElementsAre("istio-injection=enabled", "team=web"));
+  EXPECT_THAT(labelled->namespace_annotations(), ::testing::ElementsAre("owner=web team"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "a namespace created for the bundle (--create-namespace) gets the labels "
+                         "istio-injection=enabled,team=web and 1 annotation")));
+  {
+    std::vector<RepoFile> bad = files;
+    bad[1].content = "namespaceLabels: {team: has space}\n";
+    auto refused = RenderBundlePath(renderer, RenderInput{"web", "apps/web", bad});
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("apps/web/fleet.yaml: namespace label team=has space: the value"));
+  }
+
   // A bundle rendered before gitfleet read them: noted, its revisions as they were.
   RenderInput before = input;
   before.reads_fleet_diff = false;

@@ -697,6 +697,27 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       }
     }
     if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
+    for (const auto& [field, list] : {std::pair<const char*, std::vector<std::string>*>{
+                                          "namespaceLabels", &out.namespace_labels},
+                                      {"namespaceAnnotations", &out.namespace_annotations}}) {
+      const YAML::Node map = fields[field];
+      if (!map || map.IsNull()) continue;
+      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), field), out.unread.end());
+      if (!map.IsMap()) {
+        out.namespace_metadata_error = absl::StrCat(field, " is not a mapping");
+        continue;
+      }
+      std::map<std::string, std::string> sorted;
+      for (const auto& entry : map) {
+        if (!entry.first.IsScalar() || !entry.second.IsScalar()) {
+          out.namespace_metadata_error = absl::StrCat(field, ": a key or value is not a string");
+          break;
+        }
+        sorted[entry.first.Scalar()] = entry.second.Scalar();
+        if (sorted.size() > 64) break;  // CheckNamespaceMetadata names the bound
+      }
+      for (const auto& [key, value] : sorted) list->push_back(absl::StrCat(key, "=", value));
+    }
     if (const YAML::Node keep = fields["keepResources"]; keep && keep.IsScalar()) {
       out.keep_resources = keep.Scalar() == "true";
       out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "keepResources"),
@@ -917,6 +938,37 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
             return read.empty() || read == fleet_yaml || absl::StartsWith(fleet_yaml, read + "/");
           })) {
     input.read_paths->push_back(fleet_yaml);
+  }
+  // What a namespace created for the bundle gets: read whatever the bundle's age (it changes
+  // nothing already in a cluster).
+  if (!fleet.namespace_metadata_error.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(fleet_yaml, ": ", fleet.namespace_metadata_error));
+  }
+  if (!fleet.namespace_labels.empty() || !fleet.namespace_annotations.empty()) {
+    v1::SyncOptions metadata;
+    for (const std::string& label : fleet.namespace_labels) metadata.add_namespace_labels(label);
+    for (const std::string& annotation : fleet.namespace_annotations) {
+      metadata.add_namespace_annotations(annotation);
+    }
+    if (absl::Status valid = CheckNamespaceMetadata(metadata); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", valid.message()));
+    }
+    objects->set_namespace_metadata(fleet.namespace_labels, fleet.namespace_annotations);
+    if (notes != nullptr) {
+      std::vector<std::string> what;
+      if (!fleet.namespace_labels.empty()) {
+        what.push_back(absl::StrCat("the labels ", absl::StrJoin(fleet.namespace_labels, ",")));
+      }
+      if (!fleet.namespace_annotations.empty()) {
+        what.push_back(absl::StrCat(fleet.namespace_annotations.size(), " annotation",
+                                    fleet.namespace_annotations.size() == 1 ? "" : "s"));
+      }
+      notes->push_back(absl::StrCat("a namespace created for the bundle (--create-namespace) gets ",
+                                    absl::StrJoin(what, " and "), " that ", fleet_yaml,
+                                    "'s namespaceLabels and namespaceAnnotations give it, as "
+                                    "Fleet gives them"));
+    }
   }
   // Read whatever the bundle's age: keeping more than before is never a loss.
   if (fleet.keep_resources) {

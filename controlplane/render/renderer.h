@@ -415,6 +415,11 @@ struct FleetYamlNamespace {
   std::vector<std::string> target_diffs;
   // keepResources: true: its objects stay when the bundle leaves a cluster.
   bool keep_resources = false;
+  // namespaceLabels and namespaceAnnotations, "KEY=VALUE" sorted by key, or why they cannot
+  // be read: what a namespace created for the bundle gets.
+  std::vector<std::string> namespace_labels;
+  std::vector<std::string> namespace_annotations;
+  std::string namespace_metadata_error;
 
   // Every one of its targetCustomizations, in order: for each cluster the first whose
   // criteria all hold (none set: no cluster) is its target (ChooseFleetTarget). A chart

@@ -508,7 +508,8 @@ TEST_F(KubernetesFleet, AFleetYamlsComparePatchesLeaveTheReplicasToAnAutoscaler)
 // bundle prunes them and leaves the namespace.
 TEST_F(KubernetesFleet, AFleetRepositorysNamespaceIsCreatedWhenAskedFor) {
   StartFakeCluster(/*simulate_controllers=*/true);
-  git_.Write("apps/web/fleet.yaml", "defaultNamespace: web-from-fleet\n");
+  git_.Write("apps/web/fleet.yaml",
+             "defaultNamespace: web-from-fleet\nnamespaceLabels: {istio-injection: enabled}\n");
   git_.Write("apps/web/settings.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n");
   const std::string first = git_.Commit("from Fleet");
@@ -537,6 +538,7 @@ TEST_F(KubernetesFleet, AFleetRepositorysNamespaceIsCreatedWhenAskedFor) {
   json ns = Live("/api/v1/namespaces/web-from-fleet");
   ASSERT_FALSE(ns.is_null());
   EXPECT_EQ(ns["metadata"]["annotations"]["gitfleet.io/created-for-bundle"], "web");
+  EXPECT_EQ(ns["metadata"]["labels"]["istio-injection"], "enabled") << "fleet.yaml's label";
   EXPECT_EQ(Live(cm)["data"]["v"], "1");
 
   out = Ctl({"bundle", "remove", "web"}, &code);
