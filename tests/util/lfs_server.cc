@@ -74,7 +74,9 @@ print("Serving LFS", flush=True)
 server.serve_forever()
 )py";
 
-std::string Oid(const std::string& content) { return absl::BytesToHexString(crypto::Sha256(content)); }
+std::string Oid(const std::string& content) {
+  return absl::BytesToHexString(crypto::Sha256(content));
+}
 
 }  // namespace
 
