@@ -1215,15 +1215,10 @@ TEST_F(Fleet, ASourceWithLfsReadsFilesKeptInGitLfs) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   const std::string first = git_.Commit("a manifest in LFS");
   std::unique_ptr<Process> daemon;
-  const int port = StartGitDaemon(&daemon);
-  ASSERT_GT(port, 0) << "git daemon did not start";
-  StartControlPlane();
-  StartAgent("prod-eu", "env=prod");
-  const std::string url = absl::StrCat("--url=git://127.0.0.1:", port, "/repo");
+  const std::string url = StartWebFromGitDaemon(&daemon);
+  ASSERT_FALSE(url.empty());
   int code;
-  std::string out = Ctl({"source", "add", "demo", url, "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  std::string out;
   EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"bundle", "list"}),
                              "apps/web/big.yaml is a Git LFS pointer, not the file: give the "
@@ -1261,15 +1256,10 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   git_.Gitlink("vendor/lib", lib_1);
   const std::string first = git_.CommitStaged("vendor lib");
   std::unique_ptr<Process> daemon;
-  const int port = StartGitDaemon(&daemon);
-  ASSERT_GT(port, 0) << "git daemon did not start";
-  StartControlPlane();
-  StartAgent("prod-eu", "env=prod");
-  const std::string url = absl::StrCat("--url=git://127.0.0.1:", port, "/repo");
+  const std::string url = StartWebFromGitDaemon(&daemon);
+  ASSERT_FALSE(url.empty());
   int code;
-  std::string out = Ctl({"source", "add", "demo", url, "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  std::string out;
   EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"bundle", "list"}), "lstat vendor: no such file or directory") &&
            absl::StrContains(Ctl({"bundle", "list"}),

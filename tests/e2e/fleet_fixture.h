@@ -130,6 +130,24 @@ class Fleet : public ::testing::Test {
     return 0;
   }
 
+  // The repository served by git daemon (StartGitDaemon), a control plane, agent prod-eu
+  // (env=prod), source demo reading it every second and bundle web of apps/web; returns the
+  // source's --url flag, "" (with a test failure) when something did not start.
+  std::string StartWebFromGitDaemon(std::unique_ptr<Process>* daemon) {
+    const int port = StartGitDaemon(daemon);
+    EXPECT_GT(port, 0) << "git daemon did not start";
+    if (port == 0) return "";
+    StartControlPlane();
+    StartAgent("prod-eu", "env=prod");
+    const std::string url = absl::StrCat("--url=git://127.0.0.1:", port, "/repo");
+    int code;
+    std::string out = Ctl({"source", "add", "demo", url, "--interval=1s"}, &code);
+    EXPECT_EQ(code, 0) << out;
+    out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+    EXPECT_EQ(code, 0) << out;
+    return code == 0 ? url : "";
+  }
+
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
     std::vector<std::string> all = ctl_flags_;
     all.insert(all.end(), args.begin(), args.end());
