@@ -1217,18 +1217,13 @@ TEST_F(Fleet, ASourceWithLfsReadsFilesKeptInGitLfs) {
   std::unique_ptr<Process> daemon;
   const std::string url = StartWebFromGitDaemon(&daemon);
   ASSERT_FALSE(url.empty());
-  int code;
-  std::string out;
   EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"bundle", "list"}),
                              "apps/web/big.yaml is a Git LFS pointer, not the file: give the "
                              "source --lfs");
   })) << Ctl({"bundle", "list"});
 
-  out = Ctl({"source", "add", "demo", url, "--interval=1s", "--lfs", "--replace"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("--lfs: false -> true"));
-  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("/repo (+lfs)"));
+  TurnOnForDemo(url, "lfs");
   ExpectSynced("prod-eu", "web", first);
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/big.yaml"), HasSubstr("value: \"1\""));
 
@@ -1259,7 +1254,6 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
   const std::string url = StartWebFromGitDaemon(&daemon);
   ASSERT_FALSE(url.empty());
   int code;
-  std::string out;
   EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"bundle", "list"}), "lstat vendor: no such file or directory") &&
            absl::StrContains(Ctl({"bundle", "list"}),
@@ -1267,10 +1261,7 @@ TEST_F(Fleet, ASourceWithSubmodulesReadsThemAsACheckoutShowsThem) {
                              "demo does not fetch: give it --submodules)");
   })) << Ctl({"bundle", "list"});
 
-  out = Ctl({"source", "add", "demo", url, "--interval=1s", "--submodules", "--replace"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("--submodules: false -> true"));
-  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("/repo (+submodules)"));
+  TurnOnForDemo(url, "submodules");
   ExpectSynced("prod-eu", "web", first);
   EXPECT_THAT(Files("prod-eu"),
               ::testing::IsSupersetOf({"shop/ConfigMap/shared.yaml", "shop/ConfigMap/a.yaml"}));

@@ -148,6 +148,17 @@ class Fleet : public ::testing::Test {
     return code == 0 ? url : "";
   }
 
+  // Source demo at `url` (a --url flag) replaced with the boolean `flag` on ("lfs"): the
+  // answer names the change, and `source list` shows "(+flag)" after the URL.
+  void TurnOnForDemo(const std::string& url, const std::string& flag) {
+    int code;
+    std::string out =
+        Ctl({"source", "add", "demo", url, "--interval=1s", "--" + flag, "--replace"}, &code);
+    ASSERT_EQ(code, 0) << out;
+    EXPECT_THAT(out, ::testing::HasSubstr(absl::StrCat("--", flag, ": false -> true")));
+    EXPECT_THAT(Ctl({"source", "list"}), ::testing::HasSubstr(absl::StrCat("/repo (+", flag, ")")));
+  }
+
   std::string Ctl(const std::vector<std::string>& args, int* code = nullptr) {
     std::vector<std::string> all = ctl_flags_;
     all.insert(all.end(), args.begin(), args.end());
