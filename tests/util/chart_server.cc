@@ -103,20 +103,10 @@ server.serve_forever()
 }  // namespace
 
 absl::Status ChartRepositoryServer::Start() {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    return absl::UnavailableError("python3 is not installed");
-  }
   port_ = FreePort();
-  std::ofstream(root_ + "/charts.py") << kChartRepositoryScript;
-  server_ =
-      std::make_unique<Process>("/usr/bin/python3",
-                                std::vector<std::string>{"-u", root_ + "/charts.py", root_ + "/www",
-                                                         std::to_string(port_), login_},
-                                root_ + "/server.log");
-  if (server_->WaitForLog("Serving HTTP").empty()) {
-    return absl::UnavailableError("the chart server did not start: " + server_->Log());
-  }
-  return absl::OkStatus();
+  return StartPythonServer("the chart server", kChartRepositoryScript, root_ + "/charts.py",
+                           {root_ + "/www", std::to_string(port_), login_}, root_ + "/server.log",
+                           "Serving HTTP", &server_);
 }
 
 std::string ChartRepositoryServer::url() const {
@@ -230,23 +220,14 @@ absl::Status OciRegistryServer::AddChart(const std::string& repository, const st
 }
 
 absl::Status OciRegistryServer::Start() {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    return absl::UnavailableError("python3 is not installed");
-  }
   port_ = FreePort();
-  std::ofstream(root_ + "/registry.py") << kRegistryScript;
-  server_ = std::make_unique<Process>(
-      "/usr/bin/python3",
-      std::vector<std::string>{"-u", root_ + "/registry.py", root_, std::to_string(port_),
-                               open_    ? "open"
-                               : basic_ ? "basic"
-                                        : "token",
-                               login_},
-      root_ + "/server.log");
-  if (server_->WaitForLog("Serving registry").empty()) {
-    return absl::UnavailableError("the registry did not start: " + server_->Log());
-  }
-  return absl::OkStatus();
+  return StartPythonServer("the registry", kRegistryScript, root_ + "/registry.py",
+                           {root_, std::to_string(port_),
+                            open_    ? "open"
+                            : basic_ ? "basic"
+                                     : "token",
+                            login_},
+                           root_ + "/server.log", "Serving registry", &server_);
 }
 
 std::string OciRegistryServer::url() const { return absl::StrCat("oci://127.0.0.1:", port_, "/"); }

@@ -198,4 +198,20 @@ std::string SshGitServer::Serve(const std::string& repo_dir, const std::string& 
 
 std::string SshGitServer::Log() const { return ReadAll(root_ + "/sshd.log"); }
 
+absl::Status StartPythonServer(const std::string& what, const std::string& script,
+                               const std::string& path, std::vector<std::string> args,
+                               const std::string& log, const std::string& ready,
+                               std::unique_ptr<Process>* server) {
+  if (access("/usr/bin/python3", X_OK) != 0) {
+    return absl::UnavailableError("python3 is not installed");
+  }
+  std::ofstream(path) << script;
+  args.insert(args.begin(), {"-u", path});
+  *server = std::make_unique<Process>("/usr/bin/python3", std::move(args), log);
+  if ((*server)->WaitForLog(ready).empty()) {
+    return absl::UnavailableError(absl::StrCat(what, " did not start: ", (*server)->Log()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace gitfleet::testing

@@ -16,6 +16,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "tests/util/process.h"
@@ -67,6 +68,14 @@ class SshGitServer {
 
 // A TCP port on 127.0.0.1 nothing listens on right now.
 int FreePort();
+
+// A test server written in Python: `script` saved at `path` and run as `python3 -u path
+// args...`, logging to `log`; started once its log shows `ready`. Unavailable naming `what`
+// (with its log) when it does not start, or when python3 is not installed.
+absl::Status StartPythonServer(const std::string& what, const std::string& script,
+                               const std::string& path, std::vector<std::string> args,
+                               const std::string& log, const std::string& ready,
+                               std::unique_ptr<Process>* server);
 
 }  // namespace gitfleet::testing
 

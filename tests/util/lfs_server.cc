@@ -97,20 +97,10 @@ void LfsServer::Corrupt(const std::string& content, const std::string& served) {
 }
 
 absl::Status LfsServer::Start() {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    return absl::UnavailableError("python3 is not installed");
-  }
   port_ = FreePort();
-  std::ofstream(root_ + "/lfs.py") << kLfsScript;
-  server_ = std::make_unique<Process>(
-      "/usr/bin/python3",
-      std::vector<std::string>{"-u", root_ + "/lfs.py", root_, std::to_string(port_), login_,
-                               same_host_ ? "same" : "other"},
-      root_ + "/server.log");
-  if (server_->WaitForLog("Serving LFS").empty()) {
-    return absl::UnavailableError("the LFS server did not start: " + server_->Log());
-  }
-  return absl::OkStatus();
+  return StartPythonServer("the LFS server", kLfsScript, root_ + "/lfs.py",
+                           {root_, std::to_string(port_), login_, same_host_ ? "same" : "other"},
+                           root_ + "/server.log", "Serving LFS", &server_);
 }
 
 std::string LfsServer::url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
