@@ -32,6 +32,16 @@ using ::gitfleet::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// Each object's key and its data's `field`, in key order: "/ConfigMap//shop 1.0.0".
+std::vector<std::string> KeysWithData(const ObjectSet& set, const char* field) {
+  std::vector<std::string> out;
+  for (const auto& [key, object] : set.objects()) {
+    out.push_back(
+        absl::StrCat(key, " ", YAML::Load(object->yaml())["data"][field].as<std::string>()));
+  }
+  return out;
+}
+
 // The same repository as files (for the renderer) and on disk (for the real tool).
 struct Repo {
   std::string dir = TempDir("engines");
@@ -595,11 +605,7 @@ TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
   input.notes = &notes;
   absl::StatusOr<ObjectSet> set = renderer.Render(input);
   ASSERT_TRUE(set.ok()) << set.status();
-  std::vector<std::string> out;
-  for (const auto& [key, object] : set->objects()) {
-    out.push_back(
-        absl::StrCat(key, " ", YAML::Load(object->yaml())["data"]["chart"].as<std::string>()));
-  }
+  const std::vector<std::string> out = KeysWithData(*set, "chart");
   EXPECT_THAT(out, ::testing::ElementsAre("/ConfigMap//shop-committed local",
                                           "/ConfigMap//shop-front web"));
   EXPECT_THAT(notes, ::testing::Contains(absl::StrCat(
@@ -1251,11 +1257,7 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
   input.notes = &notes;
   absl::StatusOr<ObjectSet> set = renderer.Render(input);
   ASSERT_TRUE(set.ok()) << set.status();
-  std::vector<std::string> out;
-  for (const auto& [key, object] : set->objects()) {
-    out.push_back(
-        absl::StrCat(key, " ", YAML::Load(object->yaml())["data"]["version"].as<std::string>()));
-  }
+  const std::vector<std::string> out = KeysWithData(*set, "version");
   EXPECT_THAT(out, ::testing::ElementsAre("/ConfigMap//shop 1.0.0", "/ConfigMap//shop-cache 2.0.0",
                                           "/ConfigMap//shop-common 0.1.0",
                                           "/ConfigMap//shop-postgresql 12.1.0",
