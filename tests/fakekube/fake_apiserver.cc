@@ -71,23 +71,207 @@ json FieldsV1(const json& value) {
   return out;
 }
 
-// Removes from `live` the leaves `old_applied` set that `new_applied` no longer sets.
-void RemoveDropped(json& live, const json& old_applied, const json& new_applied) {
-  if (!old_applied.is_object() || !live.is_object()) return;
-  for (auto it = old_applied.begin(); it != old_applied.end(); ++it) {
-    bool kept = new_applied.is_object() && new_applied.contains(it.key());
-    if (!kept && it.value().is_object() && live.contains(it.key()) && live[it.key()].is_object()) {
-      // A map is not owned as a whole: only the fields the manager applied in it go, and
-      // the map with them only when nothing else is left in it (fields other managers or
-      // the object's creator set stay).
-      RemoveDropped(live[it.key()], it.value(), json::object());
-      if (live[it.key()].empty()) live.erase(it.key());
-    } else if (!kept) {
-      live.erase(it.key());
-    } else if (it.value().is_object()) {
-      RemoveDropped(live[it.key()], it.value(), new_applied[it.key()]);
+// Field ownership, as `metadata.managedFields` records it: each entry's `fieldsV1` is a
+// tree of "f:<key>" nodes whose empty nodes are the fields it owns (a list is one field).
+using FieldPath = std::vector<std::string>;
+
+std::string PathText(const FieldPath& path) { return "." + absl::StrJoin(path, "."); }
+
+// The paths of the leaves of `value`: values that are not maps, and empty maps.
+void LeavesOf(const json& value, FieldPath* at, std::vector<FieldPath>* out) {
+  if (!value.is_object() || value.empty()) {
+    if (!at->empty()) out->push_back(*at);
+    return;
+  }
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    at->push_back(it.key());
+    LeavesOf(it.value(), at, out);
+    at->pop_back();
+  }
+}
+
+std::vector<FieldPath> LeavesOf(const json& value) {
+  std::vector<FieldPath> out;
+  FieldPath at;
+  LeavesOf(value, &at, &out);
+  return out;
+}
+
+// The fields a FieldsV1 set owns (its "." entries, which own a map itself, aside).
+void OwnedFields(const json& set, FieldPath* at, std::vector<FieldPath>* out) {
+  if (!set.is_object() || set.empty()) {
+    if (!at->empty()) out->push_back(*at);
+    return;
+  }
+  for (auto it = set.begin(); it != set.end(); ++it) {
+    if (it.key() == ".") continue;
+    at->push_back(absl::StartsWith(it.key(), "f:") ? it.key().substr(2) : it.key());
+    OwnedFields(it.value(), at, out);
+    at->pop_back();
+  }
+}
+
+std::vector<FieldPath> OwnedFields(const json& set) {
+  std::vector<FieldPath> out;
+  FieldPath at;
+  OwnedFields(set, &at, &out);
+  return out;
+}
+
+// Whether `set` owns the field at `path`, or a value that holds it.
+bool Owns(const json& set, const FieldPath& path) {
+  const json* node = &set;
+  for (const std::string& key : path) {
+    if (!node->is_object()) return false;
+    if (node != &set && node->empty()) return true;
+    auto it = node->find("f:" + key);
+    if (it == node->end()) return false;
+    node = &*it;
+  }
+  return true;
+}
+
+// Takes `path`, and what is below it, out of `set`, with the nodes it leaves empty.
+void Disown(json* set, const FieldPath& path, size_t i = 0) {
+  if (!set->is_object() || i >= path.size()) return;
+  auto it = set->find("f:" + path[i]);
+  if (it == set->end()) return;
+  if (i + 1 == path.size()) {
+    set->erase(it);
+    return;
+  }
+  if (it->empty()) return;  // owns the whole value: not taken apart
+  Disown(&*it, path, i + 1);
+  if (it->empty()) set->erase(it);
+}
+
+void Own(json* set, const FieldPath& path) {
+  json* node = set;
+  for (const std::string& key : path) {
+    if (!node->is_object()) *node = json::object();
+    node = &(*node)["f:" + key];
+  }
+  if (!node->is_object()) *node = json::object();
+}
+
+const json* ValueAt(const json& value, const FieldPath& path) {
+  const json* node = &value;
+  for (const std::string& key : path) {
+    if (!node->is_object()) return nullptr;
+    auto it = node->find(key);
+    if (it == node->end()) return nullptr;
+    node = &*it;
+  }
+  return node;
+}
+
+// Removes the field at `path` from `object`, and the maps it leaves empty on the way.
+void EraseAt(json* object, const FieldPath& path, size_t i = 0) {
+  if (!object->is_object() || i >= path.size()) return;
+  auto it = object->find(path[i]);
+  if (it == object->end()) return;
+  if (i + 1 == path.size()) {
+    object->erase(it);
+    return;
+  }
+  EraseAt(&*it, path, i + 1);
+  if (it->is_object() && it->empty()) object->erase(it);
+}
+
+bool IsEntry(const json& entry, const std::string& manager, const char* operation) {
+  return entry.is_object() && entry.value("manager", "") == manager &&
+         entry.value("operation", "") == operation && !entry.contains("subresource");
+}
+
+// Entries that own nothing are dropped, as the API drops them.
+void DropEmptyEntries(json* managed) {
+  json kept = json::array();
+  for (json& entry : *managed) {
+    if (entry.contains("fieldsV1") && entry["fieldsV1"].is_object() && !entry["fieldsV1"].empty()) {
+      kept.push_back(std::move(entry));
     }
   }
+  *managed = std::move(kept);
+}
+
+// Who owns what, without the times: whether an apply changed it.
+json Ownership(const json& managed) {
+  json out = json::array();
+  if (!managed.is_array()) return out;
+  for (const json& entry : managed) {
+    json copy = entry;
+    if (copy.is_object()) copy.erase("time");
+    out.push_back(std::move(copy));
+  }
+  return out;
+}
+
+json ManagedFieldsOf(const json& object) {
+  if (object.contains("metadata") && object["metadata"].is_object() &&
+      object["metadata"].contains("managedFields") &&
+      object["metadata"]["managedFields"].is_array()) {
+    return object["metadata"]["managedFields"];
+  }
+  return json::array();
+}
+
+// The fields that differ between `before` and `after`: set or changed in `changed`, gone
+// in `removed`.
+void Differences(const json& before, const json& after, FieldPath* at,
+                 std::vector<FieldPath>* changed, std::vector<FieldPath>* removed) {
+  if (before.is_object() && after.is_object() && !before.empty() && !after.empty()) {
+    for (auto it = after.begin(); it != after.end(); ++it) {
+      at->push_back(it.key());
+      if (before.contains(it.key())) {
+        Differences(before[it.key()], it.value(), at, changed, removed);
+      } else {
+        LeavesOf(it.value(), at, changed);
+      }
+      at->pop_back();
+    }
+    for (auto it = before.begin(); it != before.end(); ++it) {
+      if (after.contains(it.key())) continue;
+      at->push_back(it.key());
+      removed->push_back(*at);
+      at->pop_back();
+    }
+    return;
+  }
+  if (before != after) LeavesOf(after, at, changed);
+}
+
+// What an update (not an apply) by `manager` does to ownership: the fields it changed
+// become its own and nobody else's; fields it removed are nobody's.
+void RecordUpdate(const json& before, const json& after, const std::string& manager,
+                  const std::string& api_version, const std::string& now, json* managed) {
+  std::vector<FieldPath> changed, removed;
+  FieldPath at;
+  Differences(before, after, &at, &changed, &removed);
+  if (changed.empty() && removed.empty()) return;
+  for (json& entry : *managed) {
+    if (!entry.is_object() || !entry.contains("fieldsV1")) continue;
+    for (const FieldPath& path : removed) Disown(&entry["fieldsV1"], path);
+    if (IsEntry(entry, manager, "Update")) continue;
+    for (const FieldPath& path : changed) Disown(&entry["fieldsV1"], path);
+  }
+  json* mine = nullptr;
+  for (json& entry : *managed) {
+    if (IsEntry(entry, manager, "Update")) mine = &entry;
+  }
+  if (mine == nullptr && !changed.empty()) {
+    managed->push_back({{"manager", manager},
+                        {"operation", "Update"},
+                        {"apiVersion", api_version},
+                        {"time", now},
+                        {"fieldsType", "FieldsV1"},
+                        {"fieldsV1", json::object()}});
+    mine = &managed->back();
+  }
+  if (mine != nullptr) {
+    for (const FieldPath& path : changed) Own(&(*mine)["fieldsV1"], path);
+    (*mine)["time"] = now;
+  }
+  DropEmptyEntries(managed);
 }
 
 void MergeInto(json& live, const json& applied) {
@@ -104,17 +288,6 @@ void MergeInto(json& live, const json& applied) {
       live[it.key()] = it.value();
     }
   }
-}
-
-// The first leaf both set to different values, or "".
-std::string Conflict(const json& mine, const json& theirs, const std::string& path) {
-  if (!mine.is_object() || !theirs.is_object()) return mine == theirs ? "" : path;
-  for (auto it = mine.begin(); it != mine.end(); ++it) {
-    if (!theirs.contains(it.key())) continue;
-    std::string c = Conflict(it.value(), theirs[it.key()], path + "." + it.key());
-    if (!c.empty()) return c;
-  }
-  return "";
 }
 
 json WithoutVolatile(json object) {
@@ -480,13 +653,11 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     }
     json gone = it->second;
     objects_.erase(it);
-    applied_.erase(key);
     if (group.empty() && plural == "namespaces") {
       // The namespace controller removes everything inside; here it happens at once.
       for (auto o = objects_.begin(); o != objects_.end();) {
         std::vector<std::string> k = absl::StrSplit(o->first, '/');
         if (k.size() >= 4 && k[k.size() - 2] == name) {
-          applied_.erase(o->first);
           o = objects_.erase(o);
         } else {
           ++o;
@@ -506,11 +677,20 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     it->second["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
     return finish({200, it->second});
   }
+  if (method == "PATCH" && subresource.empty() &&
+      (absl::StartsWith(content_type, "application/json-patch+json") ||
+       absl::StartsWith(content_type, "application/merge-patch+json") ||
+       absl::StartsWith(content_type, "application/strategic-merge-patch+json"))) {
+    if (it == objects_.end()) return finish(not_found());
+    return finish(PatchLocked(*resource, version, key, query, content_type, body));
+  }
   if (method == "PATCH" && subresource.empty()) {
     if (!absl::StartsWith(content_type, "application/apply-patch+yaml")) {
       return finish({415, StatusBody(415, "UnsupportedMediaType",
                                      absl::StrCat("the body of the request was in an unknown "
                                                   "format - accepted media types include: "
+                                                  "application/json-patch+json, "
+                                                  "application/merge-patch+json, "
                                                   "application/apply-patch+yaml; got ",
                                                   content_type))});
     }
@@ -596,23 +776,64 @@ FakeApiServer::Response FakeApiServer::ApplyLocked(const Resource& resource,
   json applied = body;
   applied.erase("status");
   bool force = q("force") == "true";
-  if (!force) {
-    for (const auto& [other, fields] : applied_[key]) {
-      if (other == manager) continue;
-      std::string path = Conflict(applied, fields, "");
-      if (!path.empty()) {
-        return {409, StatusBody(409, "Conflict",
-                                absl::StrCat("Apply failed with 1 conflict: conflict with \"",
-                                             other, "\": ", path))};
-      }
-    }
-  }
   auto it = objects_.find(key);
   bool create = it == objects_.end();
   json object = create ? json::object() : it->second;
   const json before = object;
-  json old_applied = applied_[key].count(manager) ? applied_[key][manager] : json::object();
-  RemoveDropped(object, old_applied, applied);
+  // Ownership, as managedFields records it. A field another manager owns with another
+  // value is a conflict; with force it changes hands. The same value is owned by both.
+  json managed = ManagedFieldsOf(before);
+  if (!create && managed.empty()) {
+    // An object from before managedFields (or stripped of them): its fields are owned by
+    // "before-first-apply", as the API assigns them at the first apply.
+    json content = WithoutVolatile(before);
+    content["metadata"].erase("uid");
+    content["metadata"].erase("creationTimestamp");
+    managed.push_back({{"manager", "before-first-apply"},
+                       {"operation", "Update"},
+                       {"apiVersion", ApiVersion(resource.group, version)},
+                       {"time", Now()},
+                       {"fieldsType", "FieldsV1"},
+                       {"fieldsV1", FieldsV1(content)}});
+  }
+  json canonical = applied;
+  CanonicalQuantities(canonical);
+  const std::vector<FieldPath> leaves = LeavesOf(applied);
+  for (json& entry : managed) {
+    if (!entry.is_object() || !entry.contains("fieldsV1") || IsEntry(entry, manager, "Apply") ||
+        entry.contains("subresource")) {
+      continue;
+    }
+    for (const FieldPath& path : leaves) {
+      if (!Owns(entry["fieldsV1"], path)) continue;
+      const json* live = ValueAt(before, path);
+      const json* mine = ValueAt(canonical, path);
+      if (live != nullptr && mine != nullptr && *live == *mine) continue;
+      if (!force) {
+        return {409, StatusBody(409, "Conflict",
+                                absl::StrCat("Apply failed with 1 conflict: conflict with \"",
+                                             entry.value("manager", ""), "\": ", PathText(path)))};
+      }
+      Disown(&entry["fieldsV1"], path);
+    }
+  }
+  const json owned = FieldsV1(applied);
+  json previous = json::object();
+  for (const json& entry : managed) {
+    if (IsEntry(entry, manager, "Apply")) previous = entry.value("fieldsV1", json::object());
+  }
+  // Fields the manager stops applying go, unless another manager owns them too.
+  for (const FieldPath& path : OwnedFields(previous)) {
+    if (Owns(owned, path)) continue;
+    bool kept = false;
+    for (const json& entry : managed) {
+      if (!IsEntry(entry, manager, "Apply") && entry.contains("fieldsV1") &&
+          Owns(entry["fieldsV1"], path)) {
+        kept = true;
+      }
+    }
+    if (!kept) EraseAt(&object, path);
+  }
   MergeInto(object, applied);
   CanonicalQuantities(object);
   // Fields the real API refuses to change once the object exists, as it words it.
@@ -653,31 +874,112 @@ FakeApiServer::Response FakeApiServer::ApplyLocked(const Resource& resource,
     if (before.contains("status")) object["status"] = before["status"];
     if (Spec(object) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
   }
-  bool changed = create || WithoutVolatile(object) != WithoutVolatile(before);
+  json entries = json::array();
+  entries.push_back({{"manager", manager},
+                     {"operation", "Apply"},
+                     {"apiVersion", ApiVersion(resource.group, version)},
+                     {"time", Now()},
+                     {"fieldsType", "FieldsV1"},
+                     {"fieldsV1", owned}});
+  for (json& entry : managed) {
+    if (!IsEntry(entry, manager, "Apply")) entries.push_back(std::move(entry));
+  }
+  DropEmptyEntries(&entries);
+  bool changed = create || WithoutVolatile(object) != WithoutVolatile(before) ||
+                 Ownership(entries) != Ownership(ManagedFieldsOf(before));
   if (changed) {
     meta["resourceVersion"] = std::to_string(resource_version_ + 1);
-    json managed = json::array();
-    managed.push_back({{"manager", manager},
-                       {"operation", "Apply"},
-                       {"apiVersion", ApiVersion(resource.group, version)},
-                       {"time", Now()},
-                       {"fieldsType", "FieldsV1"},
-                       {"fieldsV1", FieldsV1(applied)}});
-    if (before.contains("metadata") && before["metadata"].contains("managedFields")) {
-      for (const json& entry : before["metadata"]["managedFields"]) {
-        if (entry.value("manager", "") != manager) managed.push_back(entry);
-      }
-    }
-    meta["managedFields"] = managed;
+    meta["managedFields"] = entries;
   }
   if (q("dryRun") == "All") return {create ? 201 : 200, object};
   if (changed) {
     ++resource_version_;
-    applied_[key][manager] = applied;
     AfterWriteLocked(resource, object);
     objects_[key] = object;
   }
   return {create ? 201 : 200, object};
+}
+
+FakeApiServer::Response FakeApiServer::PatchLocked(const Resource& resource,
+                                                   const std::string& version,
+                                                   const std::string& key,
+                                                   const std::map<std::string, std::string>& query,
+                                                   const std::string& content_type,
+                                                   const std::string& body) {
+  auto q = [&](const char* k) {
+    auto it = query.find(k);
+    return it == query.end() ? std::string() : it->second;
+  };
+  const json before = objects_[key];
+  json patch = json::parse(body, nullptr, false);
+  if (patch.is_discarded()) return {400, StatusBody(400, "BadRequest", "the patch is not JSON")};
+  json after = before;
+  try {
+    if (absl::StartsWith(content_type, "application/json-patch+json")) {
+      if (!patch.is_array()) {
+        return {400, StatusBody(400, "BadRequest", "a JSON patch must be a list of operations")};
+      }
+      after = before.patch(patch);
+    } else {
+      // A strategic merge patch is taken as a JSON merge patch: lists are replaced whole.
+      after.merge_patch(patch);
+    }
+  } catch (const json::exception& e) {
+    return {422,
+            StatusBody(422, "Invalid", absl::StrCat("the patch cannot be applied: ", e.what()))};
+  }
+  if (!after.is_object() || !after.contains("metadata") || !after["metadata"].is_object()) {
+    return {422, StatusBody(422, "Invalid", "the patch removes the object's metadata")};
+  }
+  json& meta = after["metadata"];
+  for (const char* field : {"name", "namespace", "uid", "creationTimestamp"}) {
+    if (meta.value(field, json()) != before["metadata"].value(field, json())) {
+      return {422, StatusBody(422, "Invalid",
+                              absl::StrCat("metadata.", field, ": the patch may not change it"))};
+    }
+  }
+  for (const char* field : {"resourceVersion", "generation"}) {
+    if (before["metadata"].contains(field)) meta[field] = before["metadata"][field];
+  }
+  if (before.contains("status")) {
+    after["status"] = before["status"];
+  } else {
+    after.erase("status");
+  }
+  CanonicalQuantities(after);
+  const json sent = ManagedFieldsOf(after);
+  json managed = ManagedFieldsOf(before);
+  if (!sent.empty() && Ownership(sent) != Ownership(managed)) {
+    // managedFields written by the request are taken as they are; [{}] strips them (an
+    // empty list, or none, leaves them as they were).
+    managed = sent;
+    DropEmptyEntries(&managed);
+  } else {
+    json content_before = WithoutVolatile(before), content_after = WithoutVolatile(after);
+    for (json* content : {&content_before, &content_after}) {
+      (*content)["metadata"].erase("uid");
+      (*content)["metadata"].erase("creationTimestamp");
+    }
+    const std::string manager = q("fieldManager").empty() ? "unknown" : q("fieldManager");
+    RecordUpdate(content_before, content_after, manager, ApiVersion(resource.group, version), Now(),
+                 &managed);
+  }
+  if (managed.empty()) {
+    meta.erase("managedFields");
+  } else {
+    meta["managedFields"] = managed;
+  }
+  const bool changed = WithoutVolatile(after) != WithoutVolatile(before) ||
+                       Ownership(managed) != Ownership(ManagedFieldsOf(before));
+  if (changed) {
+    meta["resourceVersion"] = std::to_string(resource_version_ + 1);
+    if (Spec(after) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
+  }
+  if (q("dryRun") == "All" || !changed) return {200, changed ? after : before};
+  ++resource_version_;
+  AfterWriteLocked(resource, after);
+  objects_[key] = after;
+  return {200, after};
 }
 
 FakeApiServer::Response FakeApiServer::CreateLocked(const Resource& resource,
@@ -733,6 +1035,7 @@ FakeApiServer::Response FakeApiServer::CreateLocked(const Resource& resource,
   }
   object.erase("status");
   CanonicalQuantities(object);
+  const json owned = FieldsV1(object);
   object["apiVersion"] = ApiVersion(resource.group, version);
   if (!ns.empty()) meta["namespace"] = ns;
   meta["uid"] = absl::StrCat("uid-", ++uid_);
@@ -746,7 +1049,7 @@ FakeApiServer::Response FakeApiServer::CreateLocked(const Resource& resource,
                     {"apiVersion", ApiVersion(resource.group, version)},
                     {"time", Now()},
                     {"fieldsType", "FieldsV1"},
-                    {"fieldsV1", FieldsV1(object)}}});
+                    {"fieldsV1", owned}}});
   if (resource.group.empty() && resource.kind == "Namespace") {
     object["status"] = {{"phase", "Active"}};
   }

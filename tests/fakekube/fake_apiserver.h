@@ -120,6 +120,13 @@ class FakeApiServer {
   Response ApplyLocked(const Resource& resource, const std::string& version, const std::string& ns,
                        const std::string& name, const std::map<std::string, std::string>& query,
                        const nlohmann::json& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PATCH with a JSON patch or a merge patch (a strategic merge patch is taken as one): an
+  // update by `fieldManager`, which owns what it changed; managedFields the patch writes are
+  // taken as written.
+  Response PatchLocked(const Resource& resource, const std::string& version, const std::string& key,
+                       const std::map<std::string, std::string>& query,
+                       const std::string& content_type, const std::string& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // POST to a collection: creates, naming the object from metadata.generateName when it
   // has no name.
   Response CreateLocked(const Resource& resource, const std::string& version, const std::string& ns,
@@ -151,8 +158,6 @@ class FakeApiServer {
   std::vector<Resource> resources_ ABSL_GUARDED_BY(mu_);
   // "group/plural/ns/name" -> object
   std::map<std::string, nlohmann::json> objects_ ABSL_GUARDED_BY(mu_);
-  // "key" -> manager -> the fields it last applied
-  std::map<std::string, std::map<std::string, nlohmann::json>> applied_ ABSL_GUARDED_BY(mu_);
   // CRD name -> when it becomes Established
   std::map<std::string, absl::Time> pending_crds_ ABSL_GUARDED_BY(mu_);
   int64_t resource_version_ ABSL_GUARDED_BY(mu_) = 1000;
