@@ -11,8 +11,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -72,6 +75,10 @@ ABSL_FLAG(bool, grpc_bdp_probe, false,
           "Probe the link's bandwidth-delay product to widen gRPC's flow-control window: "
           "for a first sync of many megabytes over a long-latency link. Costs a ping per "
           "update.");
+ABSL_FLAG(std::string, take_fields_from, absl::StrJoin(gitfleet::DefaultSharedFieldManagers(), ","),
+          "Field managers (a trailing * matches a prefix) that tools used before gitfleet write "
+          "as: fields gitfleet applies with the value they set become gitfleet's alone, so that "
+          "dropping one from Git removes it. Empty: none.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace gitfleet {
@@ -201,6 +208,18 @@ int Main(ShutdownSignals& signals) {
     KubernetesApplier::Options applier_options;
     applier_options.default_namespace = config->default_namespace;
     applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
+    applier_options.shared_field_managers.clear();
+    for (absl::string_view name :
+         absl::StrSplit(absl::GetFlag(FLAGS_take_fields_from), ',', absl::SkipWhitespace())) {
+      name = absl::StripAsciiWhitespace(name);
+      if (name.size() > 128 || name == "*") {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--take-fields-from: \"", name,
+            "\" is not a field manager's name (at most 128 characters; \"*\" alone would take "
+            "every other controller's fields)")));
+      }
+      applier_options.shared_field_managers.emplace_back(name);
+    }
     applier = std::make_unique<KubernetesApplier>(kube.get(), mapper.get(), applier_options);
     target = absl::StrCat("kubernetes at ", config->server, " from ", config->origin);
   } else {

@@ -1,8 +1,10 @@
 #include "agent/kube/applier.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "agent/kube/convert.h"
 #include "agent/kube/health.h"
@@ -289,7 +291,109 @@ bool HasIgnored(const v1::ObjectKey& key, const std::string& ns, const ApplyCont
          !IgnoredPointers(context.ignore_differences, key, ns).empty();
 }
 
+const json& ManagedFields(const json& object) {
+  static const json* const kNone = new json(json::array());
+  if (!object.is_object()) return *kNone;
+  auto metadata = object.find("metadata");
+  if (metadata == object.end() || !metadata->is_object()) return *kNone;
+  auto managed = metadata->find("managedFields");
+  return managed != metadata->end() && managed->is_array() ? *managed : *kNone;
+}
+
+// Whether managedFields entry `entry` is `manager`'s on the object itself (not a
+// subresource such as status or scale).
+bool OnObjectBy(const json& entry, const std::string& manager) {
+  return entry.is_object() && entry.value("manager", "") == manager &&
+         !entry.contains("subresource");
+}
+
 }  // namespace
+
+std::vector<std::string> DefaultSharedFieldManagers() {
+  return {"kubectl*",          "before-first-apply",   "helm",
+          "argocd-controller", "kustomize-controller", "helm-controller"};
+}
+
+json FieldsNotIn(const json& theirs, const json& mine) {
+  if (!theirs.is_object()) return theirs;
+  json out = json::object();
+  for (auto it = theirs.begin(); it != theirs.end(); ++it) {
+    auto match = mine.is_object() ? mine.find(it.key()) : mine.end();
+    if (!mine.is_object() || match == mine.end()) {
+      out[it.key()] = it.value();
+    } else if (!it.value().is_object() || it.value().empty()) {
+      // They own this field (or this map or list item itself, "."): so does `mine` when it
+      // owns it whole or owns the node itself; not when it owns only fields below it.
+      if (!match->is_object() || (!match->empty() && !match->contains("."))) {
+        out[it.key()] = it.value();
+      }
+    } else if (match->is_object() && match->empty()) {
+      // `mine` owns the whole value: what they own in it is shared.
+    } else if (json rest = FieldsNotIn(it.value(), *match); !rest.empty()) {
+      out[it.key()] = std::move(rest);
+    }
+  }
+  return out;
+}
+
+bool KubernetesApplier::Shared(const std::string& manager) const {
+  for (const std::string& name : options_.shared_field_managers) {
+    if (absl::EndsWith(name, "*") ? absl::StartsWith(manager, name.substr(0, name.size() - 1))
+                                  : manager == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::Status KubernetesApplier::TakeSharedFields(const std::string& path, const json& applied) {
+  if (options_.shared_field_managers.empty()) return absl::OkStatus();
+  const json& managed = ManagedFields(applied);
+  const json* mine = nullptr;
+  for (const json& entry : managed) {
+    if (OnObjectBy(entry, options_.field_manager) && entry.value("operation", "") == "Apply") {
+      mine = &entry;
+    }
+  }
+  if (mine == nullptr || !mine->contains("fieldsV1")) return absl::OkStatus();
+  json entries = json::array();
+  std::set<std::string> from;
+  for (const json& entry : managed) {
+    const std::string manager = entry.is_object() ? entry.value("manager", "") : "";
+    if (&entry == mine || !OnObjectBy(entry, manager) || manager == options_.field_manager ||
+        !Shared(manager) || !entry.contains("fieldsV1")) {
+      entries.push_back(entry);
+      continue;
+    }
+    json rest = FieldsNotIn(entry["fieldsV1"], (*mine)["fieldsV1"]);
+    if (rest == entry["fieldsV1"]) {
+      entries.push_back(entry);
+      continue;
+    }
+    from.insert(manager);
+    if (rest.empty()) continue;  // an entry that owns nothing is dropped
+    json kept = entry;
+    kept["fieldsV1"] = std::move(rest);
+    entries.push_back(std::move(kept));
+  }
+  if (from.empty()) return absl::OkStatus();
+  const std::string version = applied["metadata"].value("resourceVersion", "");
+  const json patch =
+      json::array({{{"op", "test"}, {"path", "/metadata/resourceVersion"}, {"value", version}},
+                   {{"op", "replace"}, {"path", "/metadata/managedFields"}, {"value", entries}}});
+  absl::StatusOr<KubeResponse> response =
+      client_->Do("PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager),
+                  patch.dump(), "application/json-patch+json");
+  if (!response.ok()) return response.status();
+  // Changed meanwhile (the test failed) or gone: the next apply looks again.
+  if (response->code == 409 || response->code == 422 || response->code == 404) {
+    return absl::OkStatus();
+  }
+  if (response->code != 200) return response->ToStatus();
+  GF_LOG(INFO) << path << ": the fields applied from Git are no longer also owned by "
+               << absl::StrJoin(from, ", ") << " (dropping one from Git now removes it)";
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
                                                      const ApplyContext& context, bool first) {
@@ -382,6 +486,12 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   json applied = json::parse(response->body, nullptr, false);
   Remember(context.bundle, object.key(),
            HealthOf(object.key(), applied.is_discarded() ? json::object() : applied));
+  if (absl::Status taken = TakeSharedFields(object_path, applied); !taken.ok()) {
+    GF_LOG(WARNING) << KeyDisplay(object.key())
+                    << ": cannot take the fields it shares with an earlier tool (tried again at "
+                       "the next apply): "
+                    << taken;
+  }
   if (object.key().group() == "apiextensions.k8s.io" &&
       object.key().kind() == "CustomResourceDefinition") {
     try {
@@ -636,25 +746,37 @@ absl::Status KubernetesApplier::Release(const v1::ObjectKey& key, const ApplyCon
   if (MetadataField(live->object, "annotations", kPruneAnnotation) == "true") {
     return Delete(key, context);  // the object asks for it
   }
-  // An apply of nothing but the identity: the server drops every field only gitfleet's
-  // field manager applied, the bundle label included. The object stays.
-  json empty = {{"apiVersion", live->object.value("apiVersion", std::string())},
-                {"kind", live->object.value("kind", std::string())},
-                {"metadata", {{"name", key.name()}}}};
-  if (live->resource.namespaced) empty["metadata"]["namespace"] = live->ns;
-  absl::StatusOr<KubeResponse> response = client_->Do(
-      "PATCH", absl::StrCat(live->path, "?fieldManager=", options_.field_manager, "&force=true"),
-      empty.dump(), "application/apply-patch+yaml");
+  // Given back as it is: gitfleet's field manager lets go of every field and the bundle
+  // label goes; every other field stays (what Git set included: removing a bundle is not
+  // removing its fields), owned by whoever else owns it. On the same object only.
+  json entries = json::array();
+  for (const json& entry : ManagedFields(live->object)) {
+    if (!entry.is_object() || entry.value("manager", "") != options_.field_manager) {
+      entries.push_back(entry);
+    }
+  }
+  if (entries.empty()) entries.push_back(json::object());  // [{}]: no managedFields left
+  json patch = json::array();
+  const std::string uid = UidOf(live->object);
+  if (!uid.empty()) patch.push_back({{"op", "test"}, {"path", "/metadata/uid"}, {"value", uid}});
+  patch.push_back(
+      {{"op", "remove"},
+       {"path", absl::StrCat("/metadata/labels/",
+                             absl::StrReplaceAll(kBundleLabel, {{"~", "~0"}, {"/", "~1"}}))}});
+  patch.push_back({{"op", "add"}, {"path", "/metadata/managedFields"}, {"value", entries}});
+  absl::StatusOr<KubeResponse> response =
+      client_->Do("PATCH", absl::StrCat(live->path, "?fieldManager=", options_.field_manager),
+                  patch.dump(), "application/json-patch+json");
   if (!response.ok()) return response.status();
   if (response->code == 404) return absl::OkStatus();
-  if (response->code == 201) {
-    GF_LOG(WARNING) << "release: " << KeyDisplay(key)
-                    << " was deleted while being released; the release re-created it empty";
+  if (response->code == 422 && !uid.empty()) {
+    GF_LOG(INFO) << "release: " << KeyDisplay(key)
+                 << " was replaced by another object meanwhile; it is not this bundle's";
     return absl::OkStatus();
   }
   if (response->code != 200) return response->ToStatus();
   GF_LOG(INFO) << "release: " << KeyDisplay(key) << " existed before bundle " << context.bundle
-               << " applied it; gave up its fields and kept it";
+               << " applied it; let go of it, as it is";
   return absl::OkStatus();
 }
 

@@ -15,9 +15,15 @@
 // The first apply of an object by a bundle reads it first: an existing object labelled
 // for another bundle is a conflict (FailedPrecondition), never taken over; any other
 // existing object was found, not created (ApplyResult::created is false). Release gives a
-// found object back: an empty server-side apply with gitfleet's field manager drops the
-// fields (and the bundle label) gitfleet applied; it is deleted only when annotated
+// found object back as it is: gitfleet's field manager lets go of every field and the
+// bundle label goes, nothing else changes; it is deleted only when annotated
 // `gitfleet.io/prune: "true"`.
+//
+// Fields gitfleet applies that an earlier tool also owns with the same value
+// (`shared_field_managers`: kubectl's client-side apply, Helm, Argo CD, Flux, fields from
+// before managedFields) become gitfleet's alone after the apply, so that a field dropped
+// from Git later is removed rather than kept for the earlier tool. Fields gitfleet does
+// not apply stay theirs.
 //
 // Delete removes only what gitfleet owns: the live object must carry the bundle's label,
 // and an object annotated `gitfleet.io/prune: "false"` is kept. Deletion is Background
@@ -39,6 +45,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "agent/apply/applier.h"
@@ -56,10 +63,21 @@ inline constexpr char kHookLabel[] = "gitfleet.io/hook";
 // (SyncOptions.create_namespace): the bundle it was created for.
 inline constexpr char kCreatedForBundleAnnotation[] = "gitfleet.io/created-for-bundle";
 
+// kubectl (client-side and server-side apply, edit, patch...), fields of objects from
+// before managedFields, Helm, Argo CD, Flux.
+std::vector<std::string> DefaultSharedFieldManagers();
+
+// What of the FieldsV1 set `theirs` is not in `mine`: the fields another manager keeps
+// once `mine`'s are taken from it.
+nlohmann::json FieldsNotIn(const nlohmann::json& theirs, const nlohmann::json& mine);
+
 class KubernetesApplier : public Applier {
  public:
   struct Options {
     std::string field_manager = "gitfleet";
+    // Field managers (a trailing `*` matches a prefix) whose fields gitfleet takes where it
+    // applies the same value; empty: none.
+    std::vector<std::string> shared_field_managers = DefaultSharedFieldManagers();
     std::string default_namespace = "default";
     // How long a custom resource waits for a CRD applied just before it.
     absl::Duration crd_wait = absl::Seconds(60);
@@ -168,6 +186,12 @@ class KubernetesApplier : public Applier {
   absl::Status DeleteToRecreate(const v1::ObjectKey& key, const Target& target,
                                 const std::string& path, const ApplyContext& context);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);
+  // After an apply whose response is `applied`: the fields gitfleet applied that a
+  // manager in `shared_field_managers` owns too become gitfleet's alone (a JSON patch of
+  // managedFields, on the resourceVersion the response holds). A failure changes nothing
+  // and is tried again at the next apply.
+  absl::Status TakeSharedFields(const std::string& path, const nlohmann::json& applied);
+  bool Shared(const std::string& manager) const;
 
   KubeClient* const client_;
   RestMapper* const mapper_;

@@ -776,7 +776,99 @@ TEST_F(KubernetesApplierTest, PruneDeletesWhatGitfleetCreatedAndReleasesWhatItFo
                found["metadata"]["labels"].contains(kBundleLabel))
       << found.dump();
   EXPECT_EQ(found["data"]["owner"], "someone");
+  EXPECT_EQ(found["data"]["v"], "2") << "given back as it is: what Git set stays too";
+  for (const json& entry : found["metadata"]["managedFields"]) {
+    EXPECT_NE(entry["manager"], "gitfleet") << "gitfleet owns nothing of it now";
+  }
   EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null()) << "found namespace: kept";
+}
+
+// Teams come to gitfleet from `kubectl apply`, Helm or another GitOps tool: the fields those
+// set are owned by their field manager too, and the API keeps a field another manager owns
+// when gitfleet stops applying it, so a setting dropped from Git would stay for good.
+TEST_F(KubernetesApplierTest, AFieldDroppedFromGitGoesThoughAnEarlierToolSetItToo) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop")})).ack.ok());
+  auto config = [](const std::string& name, const json& data) {
+    return json{{"apiVersion", "v1"},
+                {"kind", "ConfigMap"},
+                {"metadata", {{"name", name}, {"namespace", "shop"}}},
+                {"data", data}};
+  };
+  // As `kubectl apply` (client-side) made it, with a setting Git never had.
+  const json made = config("settings", {{"mode", "fast"}, {"debug", "true"}, {"local", "x"}});
+  absl::StatusOr<KubeResponse> created = client_->Do(
+      "POST", "/api/v1/namespaces/shop/configmaps?fieldManager=kubectl-client-side-apply",
+      made.dump());
+  ASSERT_TRUE(created.ok() && created->code == 201) << created->body;
+  // And one an operator keeps applying, server-side, with a manager of its own.
+  const json theirs = config("settings", {{"owner", "team-a"}, {"debug", "true"}});
+  absl::StatusOr<KubeResponse> applied =
+      client_->Do("PATCH", "/api/v1/namespaces/shop/configmaps/settings?fieldManager=operator",
+                  theirs.dump(), "application/apply-patch+yaml");
+  ASSERT_TRUE(applied.ok() && applied->code == 200) << applied->body;
+  auto git = [](const std::string& data) {
+    return Obj(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\n"
+        "data: {" +
+        data + "}\n");
+  };
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), git("mode: fast, debug: \"true\", owner: team-a")}))
+          .ack.ok());
+  const json live = fake_->Get("", "configmaps", "shop", "settings");
+  for (const json& entry : live["metadata"]["managedFields"]) {
+    if (entry["manager"] != "kubectl-client-side-apply") continue;
+    EXPECT_FALSE(entry["fieldsV1"]["f:data"].contains("f:mode")) << live.dump();
+    EXPECT_TRUE(entry["fieldsV1"]["f:data"].contains("f:local")) << "not Git's: still kubectl's";
+  }
+  // Dropped from Git: gone, though kubectl set it first. What the operator still applies
+  // stays, and so does what Git never set.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), git("owner: team-a")})).ack.ok());
+  const json data = fake_->Get("", "configmaps", "shop", "settings")["data"];
+  EXPECT_EQ(data, json({{"owner", "team-a"}, {"debug", "true"}, {"local", "x"}})) << data.dump();
+
+  // With no manager named (--take-fields-from=), a field kubectl set first stays.
+  KubernetesApplier::Options options;
+  options.shared_field_managers.clear();
+  applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(), options);
+  Restart();
+  ASSERT_TRUE(client_
+                  ->Do("POST",
+                       "/api/v1/namespaces/shop/configmaps?fieldManager=kubectl-client-side-apply",
+                       config("kept", {{"debug", "true"}}).dump())
+                  .ok());
+  auto kept = [](const std::string& data) {
+    return Obj(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: shop}\n"
+        "data: {" +
+        data + "}\n");
+  };
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), kept("debug: \"true\"")})).ack.ok());
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), kept("mode: slow")})).ack.ok());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "kept")["data"],
+            json({{"debug", "true"}, {"mode", "slow"}}));
+}
+
+TEST(FieldsNotInTest, LeavesWhatTheOtherManagerAloneOwns) {
+  const json kubectl = json::parse(R"({"f:metadata": {"f:annotations": {".": {},
+      "f:kubectl.kubernetes.io/last-applied-configuration": {}}, "f:labels": {".": {}, "f:app": {}}},
+      "f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {},
+      "f:image": {}, "f:name": {}, "f:env": {}}}}}, "f:replicas": {}}})");
+  const json gitfleet = json::parse(R"({"f:metadata": {"f:labels": {".": {}, "f:app": {},
+      "f:gitfleet.io/bundle": {}}}, "f:spec": {"f:template": {"f:spec": {"f:containers":
+      {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})");
+  EXPECT_EQ(FieldsNotIn(kubectl, gitfleet), json::parse(R"({"f:metadata": {"f:annotations":
+      {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}}}, "f:spec":
+      {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:env": {}}}}},
+      "f:replicas": {}}})"));
+  // A field owned whole by one and in parts by the other stays with the first.
+  EXPECT_EQ(
+      FieldsNotIn(json::parse(R"({"f:data": {}})"), json::parse(R"({"f:data": {"f:a": {}}})")),
+      json::parse(R"({"f:data": {}})"));
+  EXPECT_EQ(
+      FieldsNotIn(json::parse(R"({"f:data": {"f:a": {}}})"), json::parse(R"({"f:data": {}})")),
+      json::object());
+  EXPECT_EQ(FieldsNotIn(json::object(), gitfleet), json::object());
 }
 
 TEST_F(KubernetesApplierTest, PruneOffLeavesObjectsAndListsThemWhileTheyAreTheBundles) {
