@@ -395,6 +395,103 @@ absl::Status KubernetesApplier::TakeSharedFields(const std::string& path, const 
   return absl::OkStatus();
 }
 
+namespace {
+
+// An apiVersion's group ("" for the core group).
+std::string GroupOf(const std::string& api_version) {
+  const size_t slash = api_version.find('/');
+  return slash == std::string::npos ? "" : api_version.substr(0, slash);
+}
+
+constexpr size_t kMaxAutoscalerNamespaces = 4096;
+constexpr int kAutoscalerPages = 10;
+
+}  // namespace
+
+std::string KubernetesApplier::AutoscaledBy(const v1::ObjectKey& key, const std::string& ns,
+                                            const json& body) {
+  if (ns.empty() || !body.is_object() || !body.contains("spec") || !body["spec"].is_object() ||
+      !body["spec"].contains("replicas")) {
+    return "";
+  }
+  const std::string target = absl::StrCat(key.group(), "/", key.kind(), "/", key.name());
+  const absl::Time now = absl::Now();
+  {
+    MutexLock lock(&mu_);
+    auto it = autoscalers_.find(ns);
+    if (it != autoscalers_.end() && now - it->second.read < options_.autoscaler_cache) {
+      auto found = it->second.targets.find(target);
+      return found == it->second.targets.end() ? "" : found->second;
+    }
+  }
+  // Read without the lock: at worst two applies read the same namespace at once.
+  Autoscalers read{now, {}};
+  for (const char* version : {"v2", "v1"}) {
+    const std::string path = absl::StrCat("/apis/autoscaling/", version, "/namespaces/", ns,
+                                          "/horizontalpodautoscalers");
+    std::string next;
+    bool served = true;
+    for (int page = 0; page < kAutoscalerPages; ++page) {
+      absl::StatusOr<KubeResponse> response = client_->Do(
+          "GET",
+          absl::StrCat(path, "?limit=500", next.empty() ? "" : "&continue=", UrlEncode(next)));
+      if (!response.ok() || (response->code != 200 && response->code != 404)) {
+        // Unreadable (RBAC, the server): nothing is left to an autoscaler this time.
+        GF_LOG(DEBUG) << "cannot list HorizontalPodAutoscalers in " << ns << ": "
+                      << (response.ok() ? response->ToStatus() : response.status());
+        served = true;
+        break;
+      }
+      if (response->code == 404) {
+        served = false;
+        break;
+      }
+      const json list = json::parse(response->body, nullptr, false);
+      if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) break;
+      for (const json& item : list["items"]) {
+        if (!item.is_object() || !item.contains("spec") || !item["spec"].is_object()) continue;
+        const json& ref = item["spec"].value("scaleTargetRef", json::object());
+        if (!ref.is_object()) continue;
+        const std::string scaled = absl::StrCat(GroupOf(ref.value("apiVersion", "")), "/",
+                                                ref.value("kind", ""), "/", ref.value("name", ""));
+        const json& metadata = item.value("metadata", json::object());
+        read.targets.emplace(scaled, absl::StrCat(ns, "/",
+                                                  metadata.is_object() ? metadata.value("name", "")
+                                                                       : std::string()));
+      }
+      next = list.value("metadata", json::object()).value("continue", "");
+      if (next.empty()) break;
+    }
+    if (served) break;  // autoscaling/v1 only where v2 is not served
+  }
+  MutexLock lock(&mu_);
+  if (autoscalers_.size() >= kMaxAutoscalerNamespaces) autoscalers_.clear();
+  auto found = read.targets.find(target);
+  std::string scaler = found == read.targets.end() ? "" : found->second;
+  autoscalers_[ns] = std::move(read);
+  return scaler;
+}
+
+void KubernetesApplier::LeaveToOthers(const v1::ObjectKey& key, const std::string& ns,
+                                      const ApplyContext& context, const std::string& scaler,
+                                      const json& live, json* body) {
+  RespectIgnored(key, ns, context, live, body);
+  if (scaler.empty() || !live.is_object()) return;
+  static const json::json_pointer kReplicas("/spec/replicas");
+  // A new object gets the manifest's count; then the autoscaler's stands.
+  if (!live.contains(kReplicas)) return;
+  if ((*body)[kReplicas] != live.at(kReplicas)) {
+    MutexLock lock(&mu_);
+    const std::string said = absl::StrCat(context.bundle, "/", KeyDisplay(key), "/", scaler);
+    if (autoscaled_said_.size() < 10000 && autoscaled_said_.insert(said).second) {
+      GF_LOG(INFO) << KeyDisplay(key) << ": replicas left to HorizontalPodAutoscaler " << scaler
+                   << " (" << live.at(kReplicas).dump() << ", the manifest says "
+                   << (*body)[kReplicas].dump() << ")";
+    }
+  }
+  (*body)[kReplicas] = live.at(kReplicas);
+}
+
 absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& object,
                                                      const ApplyContext& context, bool first) {
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/true);
@@ -407,12 +504,13 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
     Remember(context.bundle, object.key(), NotApplied(object.key(), kFluxSsaAnnotation));
     return ApplyResult();
   }
+  const std::string scaler = AutoscaledBy(object.key(), target->ns, target->body);
   absl::StatusOr<json> live = json(nullptr);
-  if (first || ignores || policy == ApplyPolicy::kIfNotPresent) {
+  if (first || ignores || !scaler.empty() || policy == ApplyPolicy::kIfNotPresent) {
     live = Get(object_path);
     if (!live.ok()) return live.status();
     // Fields left to others are applied with their live values: never set back.
-    RespectIgnored(object.key(), target->ns, context, *live, &target->body);
+    LeaveToOthers(object.key(), target->ns, context, scaler, *live, &target->body);
   }
   if (policy == ApplyPolicy::kIfNotPresent && !live->is_null()) {
     // Created once, then left to whoever fills it in, as its manifest asks.
@@ -933,7 +1031,9 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
   if (policy == ApplyPolicy::kIfNotPresent) return true;  // there: whatever it holds
-  RespectIgnored(object.key(), target->ns, context, *live, &target->body);  // no drift there
+  // No drift in what others own.
+  LeaveToOthers(object.key(), target->ns, context,
+                AutoscaledBy(object.key(), target->ns, target->body), *live, &target->body);
   std::string diff = FirstDifference(target->body, *live);
   if (diff.empty()) return true;
   // The server may store a field in another form than it was written ("0.5" CPU as
@@ -1024,7 +1124,8 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
   if (!live.ok()) return WithKey(object.key(), live.status());
   if (live->is_null()) return std::string("create");
   if (policy == ApplyPolicy::kIfNotPresent) return std::string();
-  RespectIgnored(object.key(), target->ns, context, *live, &target->body);
+  LeaveToOthers(object.key(), target->ns, context,
+                AutoscaledBy(object.key(), target->ns, target->body), *live, &target->body);
   absl::StatusOr<std::string> diff = DryRunDifference(*target, object_path, *live);
   if (!diff.ok()) return WithKey(object.key(), diff.status());
   return diff;

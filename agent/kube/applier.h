@@ -82,6 +82,8 @@ class KubernetesApplier : public Applier {
     // How long a custom resource waits for a CRD applied just before it.
     absl::Duration crd_wait = absl::Seconds(60);
     absl::Duration poll_interval = absl::Milliseconds(200);
+    // How long the HorizontalPodAutoscalers of a namespace are remembered between reads.
+    absl::Duration autoscaler_cache = absl::Seconds(10);
   };
 
   KubernetesApplier(KubeClient* client, RestMapper* mapper, Options options)
@@ -186,6 +188,15 @@ class KubernetesApplier : public Applier {
   absl::Status DeleteToRecreate(const v1::ObjectKey& key, const Target& target,
                                 const std::string& path, const ApplyContext& context);
   void Remember(const std::string& bundle, const v1::ObjectKey& key, v1::ResourceHealth health);
+  // The HorizontalPodAutoscaler ("namespace/name") that scales the object `key` in `ns`
+  // when `body` sets its replicas; "" when none does or they cannot be read. The
+  // namespace's autoscalers are read at most once per `autoscaler_cache`.
+  std::string AutoscaledBy(const v1::ObjectKey& key, const std::string& ns,
+                           const nlohmann::json& body);
+  // What others own in `body` takes `live`'s values: the fields `context` ignores, and the
+  // replicas of a workload an autoscaler scales (`scaler`, from AutoscaledBy).
+  void LeaveToOthers(const v1::ObjectKey& key, const std::string& ns, const ApplyContext& context,
+                     const std::string& scaler, const nlohmann::json& live, nlohmann::json* body);
   // After an apply whose response is `applied`: the fields gitfleet applied that a
   // manager in `shared_field_managers` owns too become gitfleet's alone (a JSON patch of
   // managedFields, on the resourceVersion the response holds). A failure changes nothing
@@ -202,6 +213,15 @@ class KubernetesApplier : public Applier {
   std::map<std::string, v1::ResourceHealth> health_ ABSL_GUARDED_BY(mu_);
   // During a drift check: the bundle's live objects as listed, by object path.
   std::map<std::string, nlohmann::json> prefetched_ ABSL_GUARDED_BY(mu_);
+  // namespace -> when its autoscalers were read, and what they scale: "group/Kind/name" ->
+  // "namespace/name" of the autoscaler.
+  struct Autoscalers {
+    absl::Time read;
+    std::map<std::string, std::string> targets;
+  };
+  std::map<std::string, Autoscalers> autoscalers_ ABSL_GUARDED_BY(mu_);
+  // Objects whose replicas were said to be left to an autoscaler (logged once each).
+  std::set<std::string> autoscaled_said_ ABSL_GUARDED_BY(mu_);
   // "group/kind" -> the name of a CRD this applier applied for it.
   std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);
 };

@@ -849,6 +849,46 @@ TEST_F(KubernetesApplierTest, AFieldDroppedFromGitGoesThoughAnEarlierToolSetItTo
             json({{"debug", "true"}, {"mode", "slow"}}));
 }
 
+// An autoscaler a bundle does not ship (another team's, KEDA's, one made by hand) scales a
+// workload the bundle applies: its count stands through drift checks and new revisions, as
+// one in the bundle does; a new object, or one no autoscaler scales, gets the manifest's.
+TEST_F(KubernetesApplierTest, AnAutoscalerOutsideTheBundleKeepsTheReplicasItScales) {
+  KubernetesApplier::Options options;
+  options.autoscaler_cache = absl::ZeroDuration();
+  applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(), options);
+  Restart();
+  auto hpa = [](const std::string& name, const std::string& kind, const std::string& target) {
+    return json{{"apiVersion", "autoscaling/v2"},
+                {"kind", "HorizontalPodAutoscaler"},
+                {"metadata", {{"name", name}, {"namespace", "shop"}}},
+                {"spec",
+                 {{"scaleTargetRef", {{"apiVersion", "apps/v1"}, {"kind", kind}, {"name", target}}},
+                  {"minReplicas", 1},
+                  {"maxReplicas", 10}}}};
+  };
+  fake_->Put("autoscaling", "horizontalpodautoscalers", hpa("web", "Deployment", "web"));
+  fake_->Put("autoscaling", "horizontalpodautoscalers", hpa("other", "StatefulSet", "db"));
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web", 3), Deploy("db", 2)})).ack.ok());
+  auto replicas = [&](const std::string& name) {
+    return fake_->Get("apps", "deployments", "shop", name)["spec"]["replicas"];
+  };
+  EXPECT_EQ(replicas("web"), 3) << "a new object gets the manifest's count";
+  for (const auto& [name, count] : {std::pair<const char*, int>{"web", 7}, {"db", 5}}) {
+    fake_->Mutate("apps", "deployments", "shop", name,
+                  [count = count](json& o) { o["spec"]["replicas"] = count; });
+  }
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(replicas("web"), 7) << "the autoscaler's count is no drift";
+  EXPECT_EQ(replicas("db"), 2) << "an autoscaler of a StatefulSet db does not scale Deployment db";
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web", 4), Deploy("db", 2)})).ack.ok());
+  EXPECT_EQ(replicas("web"), 7) << "nor does a new revision set it back";
+  ASSERT_TRUE(fake_->Delete("autoscaling", "horizontalpodautoscalers", "shop", "web"));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(replicas("web"), 4) << "without an autoscaler, the manifest's count again";
+}
+
 TEST(FieldsNotInTest, LeavesWhatTheOtherManagerAloneOwns) {
   const json kubectl = json::parse(R"({"f:metadata": {"f:annotations": {".": {},
       "f:kubectl.kubernetes.io/last-applied-configuration": {}}, "f:labels": {".": {}, "f:app": {}}},
