@@ -114,9 +114,22 @@ absl::Status WriteCached(const LfsOptions& options, const LfsPointer& pointer,
 }
 
 std::string Who(const LfsLogin* login) {
+  if (login != nullptr && !login->headers.empty()) {
+    return absl::StrCat("with what git-lfs-authenticate gave over SSH for credential ",
+                        login->name);
+  }
   return login == nullptr || login->username.empty()
              ? "without a credential"
              : absl::StrCat("with credential ", login->name);
+}
+
+// A header a request may carry as given: a token name and a value on one line.
+bool CarriableHeader(absl::string_view name, absl::string_view value) {
+  if (name.empty() || name.size() > 256 || value.size() > 8192) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return value.find_first_of("\r\n") == absl::string_view::npos;
 }
 
 // One object's download, as the batch answer names it.
@@ -151,6 +164,9 @@ absl::StatusOr<std::string> Download(const std::string& endpoint, const LfsLogin
   if (login != nullptr && !authorized && UrlAuthority(href) == UrlAuthority(endpoint)) {
     request.username = login->username;
     request.password = login->password;
+    for (const std::string& header : login->headers) {
+      if (request.headers.size() < kMaxHeaders) request.headers.push_back(header);
+    }
   }
   if (login != nullptr) request.ca_pem = login->ca_pem;
   absl::StatusOr<HttpAnswer> answer = HttpFetch(href, request);
@@ -274,6 +290,65 @@ absl::StatusOr<std::string> LfsEndpoint(const std::string& url, const std::strin
   return endpoint;
 }
 
+absl::StatusOr<std::string> LfsAuthenticateCommand(const std::string& url) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "ssh://")) {
+    return absl::InvalidArgumentError(absl::StrCat(Shown(url), " is not an ssh:// URL"));
+  }
+  const size_t slash = rest.find('/');
+  absl::string_view path = slash == absl::string_view::npos ? "" : rest.substr(slash + 1);
+  if (path.empty() || path.size() > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(Shown(url), " names no repository path"));
+  }
+  for (char c : path) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        absl::string_view("/._-~+@").find(c) == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the path of ", Shown(url), " holds ", Shown(std::string(1, c)),
+                       ", which a remote shell would read: name the LFS server in the repository's "
+                       ".lfsconfig (lfs.url)"));
+    }
+  }
+  return absl::StrCat("git-lfs-authenticate ", path, " download");
+}
+
+absl::StatusOr<LfsSshAccess> ParseLfsAuthenticate(absl::string_view answer) {
+  const json parsed = json::parse(answer, nullptr, false);
+  if (!parsed.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("git-lfs-authenticate answered no JSON object: ",
+                                                   Shown(std::string(answer.substr(0, 80)))));
+  }
+  LfsSshAccess access;
+  if (parsed.contains("href")) {
+    if (!parsed["href"].is_string()) {
+      return absl::InvalidArgumentError("git-lfs-authenticate's href is not a string");
+    }
+    access.href = parsed["href"].get<std::string>();
+    while (absl::EndsWith(access.href, "/")) access.href.pop_back();
+    if (!access.href.empty() && !SafeScheme(access.href)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("git-lfs-authenticate names the LFS server ", Shown(access.href),
+                       ", which is not https (plain http only on this machine)"));
+    }
+  }
+  const json headers = parsed.value("header", json::object());
+  if (!headers.is_object()) {
+    return absl::InvalidArgumentError("git-lfs-authenticate's header is not an object");
+  }
+  for (const auto& [name, value] : headers.items()) {
+    if (!value.is_string() || !CarriableHeader(name, value.get<std::string>())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "git-lfs-authenticate gives header ", Shown(name), ", which a request cannot carry"));
+    }
+    if (access.headers.size() == kMaxHeaders) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("git-lfs-authenticate gives more than ", kMaxHeaders, " headers"));
+    }
+    access.headers.push_back(absl::StrCat(name, ": ", value.get<std::string>()));
+  }
+  return access;
+}
+
 absl::StatusOr<std::vector<std::string>> FetchLfsObjects(const std::string& endpoint,
                                                          const LfsLogin* login,
                                                          const std::vector<LfsPointer>& pointers,
@@ -319,6 +394,7 @@ absl::StatusOr<std::vector<std::string>> FetchLfsObjects(const std::string& endp
       post.username = login->username;
       post.password = login->password;
       post.ca_pem = login->ca_pem;
+      for (const std::string& header : login->headers) post.headers.push_back(header);
     }
     const std::string batch_url = endpoint + "/objects/batch";
     absl::StatusOr<HttpAnswer> answer = HttpFetch(batch_url, post);

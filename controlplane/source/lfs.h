@@ -51,7 +51,27 @@ struct LfsLogin {
   std::string username;
   std::string password;
   std::string ca_pem;
+  // "Name: value" headers sent instead of a username and password: what
+  // git-lfs-authenticate gave over SSH (a token for the batch API).
+  std::vector<std::string> headers;
 };
+
+// An SSH source's LFS access, as git-lfs gets it: `ssh [user@]host git-lfs-authenticate
+// PATH download` answers the LFS server (`href`, optional) and the headers to send it.
+struct LfsSshAccess {
+  std::string href;  // "" when the answer names none: the endpoint the URL implies
+  std::vector<std::string> headers;
+};
+
+// The command for the repository at ssh:// URL `url` (its path without the leading "/",
+// as git-lfs sends it). InvalidArgument for another URL, or a path with characters a
+// remote shell would read (spaces, quotes, `$`...): name the server in lfs.url then.
+absl::StatusOr<std::string> LfsAuthenticateCommand(const std::string& url);
+
+// git-lfs-authenticate's answer: a JSON object with `header` (names and values, at most
+// 16) and `href`. InvalidArgument for anything else, an href that is not https (http only
+// on loopback), or a header a request could not carry.
+absl::StatusOr<LfsSshAccess> ParseLfsAuthenticate(absl::string_view answer);
 
 struct LfsOptions {
   std::string cache_dir;                       // objects, by id; created when missing

@@ -85,6 +85,37 @@ TEST(LfsTest, TheServerIsFoundAsGitLfsFindsIt) {
   EXPECT_EQ(LfsConfigUrl("[lfs]\nfetchexclude = *\n"), "");
 }
 
+// An SSH source's LFS access comes from git-lfs-authenticate on its Git host, as git-lfs
+// asks for it: the command names the path as git-lfs sends it, the answer is checked.
+TEST(LfsTest, SshAuthenticationIsAskedAndReadAsGitLfsDoes) {
+  EXPECT_EQ(*LfsAuthenticateCommand("ssh://git@github.com/org/app.git"),
+            "git-lfs-authenticate org/app.git download");
+  EXPECT_EQ(*LfsAuthenticateCommand("ssh://git@[::1]:2222/srv/git/app.git"),
+            "git-lfs-authenticate srv/git/app.git download");
+  EXPECT_FALSE(LfsAuthenticateCommand("https://github.com/org/app.git").ok());
+  EXPECT_FALSE(LfsAuthenticateCommand("ssh://git@github.com").ok());
+  absl::StatusOr<std::string> quoted = LfsAuthenticateCommand("ssh://git@host/org/a;rm -rf.git");
+  EXPECT_THAT(std::string(quoted.status().message()), HasSubstr("which a remote shell would read"));
+
+  absl::StatusOr<LfsSshAccess> access = ParseLfsAuthenticate(
+      R"({"href": "https://lfs.example.com/org/app.git/info/lfs/", "expires_in": 3600,
+          "header": {"Authorization": "RemoteAuth abc", "X-Extra": "1"}})");
+  ASSERT_TRUE(access.ok()) << access.status();
+  EXPECT_EQ(access->href, "https://lfs.example.com/org/app.git/info/lfs");
+  EXPECT_EQ(access->headers,
+            std::vector<std::string>({"Authorization: RemoteAuth abc", "X-Extra: 1"}));
+  access = ParseLfsAuthenticate(R"({"header": {"Authorization": "RemoteAuth abc"}})");
+  ASSERT_TRUE(access.ok());
+  EXPECT_EQ(access->href, "") << "none named: the endpoint the URL implies";
+  EXPECT_TRUE(ParseLfsAuthenticate(R"({"href": "http://127.0.0.1:8080/lfs"})").ok());
+  for (const char* bad :
+       {"not json", "[]", R"({"href": "http://lfs.example.com/lfs"})", R"({"href": 3})",
+        R"({"header": {"Authorization": "a\r\nX-Injected: 1"}})",
+        R"({"header": {"Bad Name": "x"}})", R"({"header": {"A": 1}})", R"({"header": []})"}) {
+    EXPECT_FALSE(ParseLfsAuthenticate(bad).ok()) << bad;
+  }
+}
+
 class LfsFetchTest : public ::testing::Test {
  protected:
   LfsOptions Options(const std::string& name) {

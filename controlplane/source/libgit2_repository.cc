@@ -30,6 +30,7 @@
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/lfs.h"
+#include "controlplane/source/ssh_command.h"
 #include "controlplane/source/submodules.h"
 #include "controlplane/source/timed_stream.h"
 
@@ -917,6 +918,53 @@ class Libgit2Repository : public GitRepository {
   // lock: the LFS server may take its time, and reads of other commits need not wait). A
   // file past the limits fails the read (kRefuse), or stays a pointer (kLeaveOut: the whole
   // repository, where an LFS video in a docs folder must not break every render).
+  // What git-lfs-authenticate, run over SSH with the source's key, gives for the LFS
+  // server: `endpoint` becomes the server it names (when it names one), and the login
+  // carries the headers it gave. nullopt when the source has no SSH key; an error when the
+  // host cannot be asked or refuses.
+  absl::StatusOr<std::optional<LfsLogin>> LfsLoginOverSsh(std::string* endpoint) const {
+    absl::StatusOr<std::optional<GitCredential>> credential = LoadCredential();
+    if (!credential.ok()) return credential.status();
+    if (!credential->has_value() || !(*credential)->has_ssh_key()) {
+      return std::optional<LfsLogin>();
+    }
+    absl::StatusOr<std::string> command = LfsAuthenticateCommand(url_);
+    if (!command.ok()) return command.status();
+    SshCommandTarget target;
+    absl::string_view rest = url_;
+    absl::ConsumePrefix(&rest, "ssh://");
+    rest = rest.substr(0, rest.find('/'));
+    if (const size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+      target.user = std::string(rest.substr(0, at));
+      rest.remove_prefix(at + 1);
+    }
+    if (target.user.empty()) {
+      target.user = (*credential)->username.empty() ? "git" : (*credential)->username;
+    }
+    const size_t close = rest.rfind(']');
+    const size_t colon = rest.rfind(':');
+    target.host = std::string(colon == absl::string_view::npos ||
+                                      (close != absl::string_view::npos && colon < close)
+                                  ? rest
+                                  : rest.substr(0, colon));
+    target.port = SshPort(url_);
+    target.key_path = (*credential)->ssh_key_path;
+    target.known_hosts = (*credential)->known_hosts;
+    target.credential = (*credential)->name;
+    SshCommandOptions options;
+    options.timeout = limits_.fetch_timeout;
+    absl::StatusOr<std::string> answer = RunSshCommand(target, *command, options);
+    if (!answer.ok()) return answer.status();
+    absl::StatusOr<LfsSshAccess> access = ParseLfsAuthenticate(*answer);
+    if (!access.ok()) return access.status();
+    if (!access->href.empty()) *endpoint = access->href;
+    LfsLogin login;
+    login.name = (*credential)->name;
+    login.ca_pem = (*credential)->ca_pem;
+    login.headers = std::move(access->headers);
+    return std::optional<LfsLogin>(std::move(login));
+  }
+
   absl::Status ResolveLfs(const std::string& commit, Unreadable unreadable,
                           std::vector<RepoFile>* files) {
     int64_t total = 0;
@@ -956,16 +1004,31 @@ class Libgit2Repository : public GitRepository {
                           absl::StrCat((*files)[where[0]].path, " is kept in Git LFS, and ",
                                        endpoint.status().message()));
     }
-    // As a submodule's: the one --git-credentials gives the server's URL, else on the
-    // source's own host the source's, else none. A commit's .lfsconfig may name any server;
-    // it never gets a credential the operator did not give its URL.
-    absl::StatusOr<std::optional<GitCredential>> credential =
-        LoadNamed(SubmoduleCredential(*endpoint));
-    if (!credential.ok()) return credential.status();
     std::optional<LfsLogin> login;
-    if (credential->has_value() && (*credential)->has_password()) {
-      login = LfsLogin{(*credential)->name, (*credential)->username, (*credential)->password,
-                       (*credential)->ca_pem};
+    // An SSH source with its key, and no lfs.url: as git-lfs, ask the Git host over SSH
+    // (git-lfs-authenticate) where its LFS server is and what to send it.
+    std::string ssh_refused;
+    if (lfs_url.empty() && absl::StartsWith(url_, "ssh://")) {
+      absl::StatusOr<std::optional<LfsLogin>> over_ssh = LfsLoginOverSsh(&*endpoint);
+      if (!over_ssh.ok()) {
+        ssh_refused = std::string(over_ssh.status().message());
+        GF_LOG(INFO) << "git-lfs-authenticate over SSH failed (trying " << *endpoint
+                     << " as it is): " << ssh_refused;
+      } else {
+        login = *std::move(over_ssh);
+      }
+    }
+    if (!login.has_value()) {
+      // As a submodule's: the one --git-credentials gives the server's URL, else on the
+      // source's own host the source's, else none. A commit's .lfsconfig may name any
+      // server; it never gets a credential the operator did not give its URL.
+      absl::StatusOr<std::optional<GitCredential>> credential =
+          LoadNamed(SubmoduleCredential(*endpoint));
+      if (!credential.ok()) return credential.status();
+      if (credential->has_value() && (*credential)->has_password()) {
+        login = LfsLogin{(*credential)->name, (*credential)->username, (*credential)->password,
+                         (*credential)->ca_pem};
+      }
     }
     LfsOptions options;
     options.cache_dir = lfs_dir_;
@@ -990,10 +1053,10 @@ class Libgit2Repository : public GitRepository {
                                                           " more files kept in Git LFS)")
                                            : " (kept in Git LFS)",
                        ": ", contents.status().message(),
-                       ssh && absl::IsPermissionDenied(contents.status())
-                           ? " (an SSH source's LFS server is asked over https, with the "
-                             "source's username and password if it has them: gitfleet does not "
-                             "run git-lfs-authenticate)"
+                       ssh && !ssh_refused.empty()
+                           ? absl::StrCat(" (asked over https, as git-lfs-authenticate over SSH "
+                                          "failed: ",
+                                          ssh_refused, ")")
                            : ""));
     }
     for (size_t i = 0; i < where.size(); ++i) (*files)[where[i]].content = (*contents)[i];

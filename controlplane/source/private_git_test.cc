@@ -311,6 +311,50 @@ TEST_F(PrivateGitTest, SubmodulesOverSshUseTheSourcesKey) {
   EXPECT_EQ((*files)[0].path, "vendor/lib/apps/web/a.yaml");
 }
 
+// A private repository over SSH whose files are in Git LFS: as git-lfs, the control plane
+// runs git-lfs-authenticate on the Git host with the source's key, and fetches from the
+// server it names with the headers it gives. A host without the command is named.
+TEST_F(PrivateGitTest, AnSshSourcesLfsServerIsOpenedWithGitLfsAuthenticate) {
+  SshGitServer server(TempDir("ssh-lfs"));
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  ::gitfleet::testing::LfsServer lfs(TempDir("lfs"));
+  const std::string pointer = lfs.AddObject("kept: in-lfs\n");
+  const std::string other = lfs.AddObject("kept: other\n");
+  lfs.RequireAuthorization("RemoteAuth token-over-ssh");
+  ASSERT_TRUE(lfs.Start().ok());
+  server.AnswerLfsAuthenticate(absl::StrCat(
+      R"({"href": ")", lfs.url(),
+      R"(org/app.git/info/lfs", "header": {"Authorization": "RemoteAuth token-over-ssh"},
+          "expires_in": 3600})"));
+  git_.Write("apps/web/big.yaml", pointer);
+  const std::string first = git_.Commit("in LFS");
+  git_.Write("apps/web/big.yaml", other);
+  const std::string second = git_.Commit("another object");
+  const std::string url = server.Serve(git_.dir(), "app");
+  Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
+                         {"known_hosts", server.known_hosts_line() + "\n"}});
+  auto repos = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo =
+      repos->ForUrl(url, "git-ssh", false, /*lfs=*/true);
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  ASSERT_TRUE((*repo)->Fetch().ok()) << server.Log();
+  absl::StatusOr<std::vector<RepoFile>> files =
+      (*repo)->ReadTree(first, "apps/web", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log() << server.Log();
+  EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+  EXPECT_THAT(lfs.Log(), HasSubstr("POST /org/app.git/info/lfs/objects/batch auth=RemoteAuth"));
+  // The path as git-lfs sends it: the URL's, without its leading "/".
+  EXPECT_THAT(server.LfsAuthenticateLog(), HasSubstr("/repos/app.git download"));
+  EXPECT_NE(server.LfsAuthenticateLog().substr(0, 1), "/");
+
+  // A host that does not run it: the https server the URL implies is tried, and the error
+  // says what SSH answered.
+  server.AnswerLfsAuthenticate("");
+  files = (*repo)->ReadTree(second, "apps/web", GitRepository::Unreadable::kRefuse);
+  EXPECT_THAT(files.status(), FailsWith("git-lfs-authenticate over SSH failed"));
+  EXPECT_THAT(files.status(), FailsWith("exited with status 127"));
+}
+
 TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;

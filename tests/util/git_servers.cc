@@ -179,7 +179,10 @@ absl::Status SshGitServer::Start() {
       << "AuthorizedKeysFile " << root_ << "/authorized_keys\n"
       << "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
       << "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-      << "PubkeyAuthentication yes\nLogLevel VERBOSE\n";
+      << "PubkeyAuthentication yes\nLogLevel VERBOSE\n"
+      // Commands are looked for in bin/ first (git-lfs-authenticate), then as usual.
+      << "SetEnv PATH=" << root_ << "/bin:/usr/local/bin:/usr/bin:/bin\n";
+  mkdir((root_ + "/bin").c_str(), 0755);
   server_ = std::make_unique<Process>(
       kSshd, std::vector<std::string>{"-D", "-e", "-f", root_ + "/sshd_config"},
       root_ + "/sshd.log");
@@ -197,6 +200,24 @@ std::string SshGitServer::Serve(const std::string& repo_dir, const std::string& 
 }
 
 std::string SshGitServer::Log() const { return ReadAll(root_ + "/sshd.log"); }
+
+void SshGitServer::AnswerLfsAuthenticate(const std::string& answer) {
+  const std::string command = root_ + "/bin/git-lfs-authenticate";
+  if (answer.empty()) {
+    unlink(command.c_str());
+    return;
+  }
+  std::ofstream(answer_path()) << answer;
+  std::ofstream(command) << "#!/bin/sh\necho \"$*\" >> '" << root_
+                         << "/lfs-authenticate.log'\ncat '" << answer_path() << "'\n";
+  chmod(command.c_str(), 0755);
+}
+
+std::string SshGitServer::answer_path() const { return root_ + "/lfs-authenticate.json"; }
+
+std::string SshGitServer::LfsAuthenticateLog() const {
+  return ReadAll(root_ + "/lfs-authenticate.log");
+}
 
 absl::Status StartPythonServer(const std::string& what, const std::string& script,
                                const std::string& path, std::vector<std::string> args,

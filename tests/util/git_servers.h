@@ -55,9 +55,15 @@ class SshGitServer {
   // "[127.0.0.1]:PORT <type> <key>": the line a known_hosts file needs.
   const std::string& known_hosts_line() const { return known_hosts_; }
   int port() const { return port_; }
+  // The host's git-lfs-authenticate prints `answer` (git-lfs's SSH authentication); ""
+  // removes the command, as on a host without LFS. Its arguments are logged.
+  void AnswerLfsAuthenticate(const std::string& answer);
+  // The arguments git-lfs-authenticate was run with, a line each.
+  std::string LfsAuthenticateLog() const;
   std::string Log() const;
 
  private:
+  std::string answer_path() const;
   std::string root_;
   std::string client_key_;
   std::string other_key_;

@@ -31,6 +31,8 @@ class Lfs(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
     def basic_ok(self):
+        if login.startswith("header:"):
+            return self.headers.get("Authorization") == login[len("header:"):]
         return not login or self.headers.get("Authorization") == \
             "Basic " + base64.b64encode(login.encode()).decode()
     def do_POST(self):

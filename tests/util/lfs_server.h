@@ -31,6 +31,8 @@ class LfsServer {
   void RequireLogin(const std::string& user, const std::string& password) {
     login_ = user + ":" + password;
   }
+  // The batch API needs `Authorization: <value>` (what git-lfs-authenticate gave).
+  void RequireAuthorization(const std::string& value) { login_ = "header:" + value; }
   // Downloads on the batch API's own host (127.0.0.1), with no header of their own: a
   // client then authenticates them as it does the batch request (before Start).
   void StorageOnSameHost() { same_host_ = true; }
