@@ -1,7 +1,7 @@
 // A commit's .gitmodules (any repository's content) and the submodule URLs it names,
 // resolved against the source's URL, and the --git-credentials prefix each would get; and
 // the other repository files the Git layer reads for itself: .lfsconfig (the LFS server it
-// names) and Git LFS pointers.
+// names) and Git LFS pointers; and what an SSH Git host answers git-lfs-authenticate.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -35,5 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)gitfleet::LfsEndpoint("https://git.example.com/org/app", lfs_url);
   (void)gitfleet::LfsEndpoint(text, "");
   (void)gitfleet::ParseLfsPointer(text);
+  (void)gitfleet::ParseLfsAuthenticate(text);
+  (void)gitfleet::LfsAuthenticateCommand(text);
+  (void)gitfleet::LfsAuthenticateCommand("ssh://git@host/" + text);
   return 0;
 }
