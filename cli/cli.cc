@@ -33,6 +33,7 @@
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/remote_bases.h"
 #include "controlplane/render/renderer.h"
 #include "controlplane/render/sops.h"
@@ -206,7 +207,15 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   for (const std::string& file : SplitList(args.Take("values-file"))) {
     bundle->add_helm_values_files(file);
   }
-  return absl::OkStatus();
+  if (std::optional<std::string> version = args.Take("kube-version")) {
+    bundle->set_helm_kube_version(*version);
+  }
+  for (const std::string& api_version : SplitList(args.Take("api-versions"))) {
+    bundle->add_helm_api_versions(api_version);
+  }
+  return CheckHelmCapabilities(bundle->helm_kube_version(),
+                               std::vector<std::string>(bundle->helm_api_versions().begin(),
+                                                        bundle->helm_api_versions().end()));
 }
 
 // The flags of `bundle add` that `bundle set` changes one at a time, each with the part of
@@ -262,6 +271,9 @@ constexpr BundleFlag kBundleFlags[] = {
     {"include", [](const B& f, B* t) { *t->mutable_include() = f.include(); }},
     {"exclude", [](const B& f, B* t) { *t->mutable_exclude() = f.exclude(); }},
     {"decrypt", [](const B& f, B* t) { t->set_decrypt(f.decrypt()); }},
+    {"kube-version", [](const B& f, B* t) { t->set_helm_kube_version(f.helm_kube_version()); }},
+    {"api-versions",
+     [](const B& f, B* t) { *t->mutable_helm_api_versions() = f.helm_api_versions(); }},
 };
 
 class Cli {
@@ -1550,6 +1562,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
        "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
        "           [--values-file=FILE,...]           helm values files in the chart\n"
+       "           [--kube-version=1.30]              what charts see of the clusters\n"
+       "           [--api-versions=GROUP/VERSION[/KIND],...]  (.Capabilities), as Argo CD's\n"
        "           [--partition=SELECTOR]...          roll out partition by partition\n"
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
        "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
@@ -1687,7 +1701,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--include=GLOB,...] [--exclude=GLOB,...] [--submodules] [--lfs]\n"
+       "[--values-file=...] [--kube-version=V] [--api-versions=...] [--include=GLOB,...] "
+       "[--exclude=GLOB,...] [--submodules] [--lfs]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
        " [--chart-repositories=URL_PREFIX,...]\n"
        "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]"
@@ -1818,6 +1833,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   const bool per_target = RendersPerFleetTarget(chosen, path, *files);
   params.cluster_context = per_target;
   const bool substitute = per_target && params.substitute;
+  const HelmCapabilities capabilities{bundle.helm_kube_version(),
+                                      std::vector<std::string>(bundle.helm_api_versions().begin(),
+                                                               bundle.helm_api_versions().end())};
   if (factory->takes_values() || per_target) {
     std::vector<std::string> tlas(bundle.jsonnet_tlas().begin(), bundle.jsonnet_tlas().end());
     std::vector<std::string> values_files(bundle.helm_values_files().begin(),
@@ -1828,6 +1846,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           RenderInput input{bundle.name(), path, *files, nullptr,
                             &values,       read, tlas,   values_files};
           input.notes = notes;
+          input.helm_capabilities = capabilities;
           input.target_namespace = bundle.target_namespace();
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
@@ -1842,6 +1861,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   } else {
     RenderInput input{bundle.name(), path, *files};
     input.notes = notes;
+    input.helm_capabilities = capabilities;
     input.target_namespace = bundle.target_namespace();
     input.include.assign(bundle.include().begin(), bundle.include().end());
     input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());

@@ -51,6 +51,36 @@ TEST(TableTest, ALongCellDoesNotWidenItsColumnForEveryRow) {
                 "base   partition 1/2   x\n");
 }
 
+// Every part of a definition a flag sets is named when it changes: a field left out here
+// would make `bundle set` answer "unchanged" and send nothing.
+TEST(ChangesTest, EveryFieldOfADefinitionIsCompared) {
+  const google::protobuf::Descriptor* descriptor = v1::Bundle::descriptor();
+  const google::protobuf::Reflection* reflection = v1::Bundle::GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->name() == "name" || field->name() == "generation") continue;
+    v1::Bundle after;
+    if (field->is_map()) {
+      google::protobuf::Message* entry = reflection->AddMessage(&after, field);
+      entry->GetReflection()->SetString(entry, entry->GetDescriptor()->FindFieldByName("key"), "k");
+      entry->GetReflection()->SetString(entry, entry->GetDescriptor()->FindFieldByName("value"),
+                                        "v");
+    } else if (field->is_repeated() &&
+               field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      reflection->AddString(&after, field, "x");
+    } else if (field->is_repeated()) {
+      reflection->AddMessage(&after, field);
+    } else if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      reflection->SetString(&after, field, "x");
+    } else if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
+      reflection->SetBool(&after, field, true);
+    } else {
+      continue;  // sync and rollout: compared field by field above
+    }
+    EXPECT_FALSE(BundleChanges(v1::Bundle(), after).empty()) << field->name();
+  }
+}
+
 // A replacement says what it changed, flag by flag: a flag left out is a flag dropped.
 TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
   v1::Bundle before;

@@ -137,6 +137,11 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);
   Compare("--include", list(before.include()), list(after.include()), &out);
   Compare("--exclude", list(before.exclude()), list(after.exclude()), &out);
+  Compare("--decrypt", Or(before.decrypt()), Or(after.decrypt()), &out);
+  Compare("--kube-version", Or(before.helm_kube_version(), "(helm's)"),
+          Or(after.helm_kube_version(), "(helm's)"), &out);
+  Compare("--api-versions", list(before.helm_api_versions()), list(after.helm_api_versions()),
+          &out);
   return out;
 }
 

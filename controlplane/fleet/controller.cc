@@ -137,6 +137,14 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
     return absl::InvalidArgumentError(
         absl::StrCat("helm values files given to a ", engine, " bundle"));
   }
+  GF_RETURN_IF_ERROR(
+      CheckHelmCapabilities(bundle.helm_kube_version(), Strings(bundle.helm_api_versions())));
+  if ((engine == "jsonnet" || engine == "kustomize") &&
+      (!bundle.helm_kube_version().empty() || bundle.helm_api_versions_size() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kube-version and --api-versions are what helm template renders charts for; a ", engine,
+        " bundle renders none"));
+  }
   if (!bundle.decrypt().empty() && bundle.decrypt() != "sops") {
     return absl::InvalidArgumentError(absl::StrCat("--decrypt=", bundle.decrypt().substr(0, 64),
                                                    ": gitfleet decrypts \"sops\" files only"));
@@ -2689,36 +2697,41 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                   definition.jsonnet_tlas().end());
     std::vector<std::string> values_files(definition.helm_values_files().begin(),
                                           definition.helm_values_files().end());
-    BundleVariants::RenderFn render = [renderer, inputs, name, path = definition.path(), tlas,
-                                       values_files, ns = definition.target_namespace(), reads,
-                                       include = Strings(definition.include()),
-                                       exclude = Strings(definition.exclude()),
-                                       substitute = per_target && WantsSubstitution(definition),
-                                       variant_paths](const Values& values, ReadValues* read) {
-      std::vector<std::string> paths;
-      std::vector<std::string> said;
-      RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
-      input.target_namespace = ns;
-      UseReads(reads, &input);
-      input.include = include;
-      input.exclude = exclude;
-      input.notes = &said;
-      absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
-      // Plain and kustomize output is a template: substituted here, per cluster.
-      if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
-      MutexLock lock(&variant_paths->mu);
-      variant_paths->paths.insert(paths.begin(), paths.end());
-      for (std::string& note : said) {
-        if (variant_paths->notes.size() >= kMaxVariantNotes) break;
-        variant_paths->notes.insert(std::move(note));
-      }
-      return objects;
-    };
+    HelmCapabilities capabilities{definition.helm_kube_version(),
+                                  Strings(definition.helm_api_versions())};
+    BundleVariants::RenderFn render =
+        [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
+         ns = definition.target_namespace(), reads, include = Strings(definition.include()),
+         exclude = Strings(definition.exclude()),
+         substitute = per_target && WantsSubstitution(definition),
+         variant_paths](const Values& values, ReadValues* read) {
+          std::vector<std::string> paths;
+          std::vector<std::string> said;
+          RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+          input.helm_capabilities = capabilities;
+          input.target_namespace = ns;
+          UseReads(reads, &input);
+          input.include = include;
+          input.exclude = exclude;
+          input.notes = &said;
+          absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
+          // Plain and kustomize output is a template: substituted here, per cluster.
+          if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
+          MutexLock lock(&variant_paths->mu);
+          variant_paths->paths.insert(paths.begin(), paths.end());
+          for (std::string& note : said) {
+            if (variant_paths->notes.size() >= kMaxVariantNotes) break;
+            variant_paths->notes.insert(std::move(note));
+          }
+          return objects;
+        };
     content = BundleVariants::FromRenderer(std::move(params), std::move(render),
                                            FindRendererFactory(engine)->explicit_values_only());
   } else if (status.ok()) {
     RenderInput input{name, definition.path(), *inputs, &read_paths};
     input.notes = &notes;
+    input.helm_capabilities = {definition.helm_kube_version(),
+                               Strings(definition.helm_api_versions())};
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.include = Strings(definition.include());

@@ -2250,6 +2250,29 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"../x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"/etc/x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {{"a=b", "c"}}).ok());
+  // What the chart sees of the cluster.
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {},
+                                {"v1.30.2", {"monitoring.coreos.com/v1", "v1/Service"}}),
+              ::testing::ElementsAre(
+                  "helm", "template", "web", "/c", "--include-crds", "--kube-version=v1.30.2",
+                  "--api-versions=monitoring.coreos.com/v1", "--api-versions=v1/Service"));
+  for (const char* version : {"1.29", "v1.30.2", "1.28.3-gke.100", "1.27.1+k3s1"}) {
+    EXPECT_TRUE(CheckHelmCapabilities(version, {}).ok()) << version;
+  }
+  for (const char* version : {"latest", "1", "v1.x", "1.29 --set a=b", "--kube-version=1"}) {
+    EXPECT_FALSE(CheckHelmCapabilities(version, {}).ok()) << version;
+  }
+  for (const char* api : {"v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor",
+                          "autoscaling/v2beta2", "policy/v1beta1/PodDisruptionBudget"}) {
+    EXPECT_TRUE(CheckHelmCapabilities("", {api}).ok()) << api;
+  }
+  for (const char* api : {"", "apps", "Apps/v1", "apps/v1/", "a b/v1", "apps/v1/Kind/x", "--set=x",
+                          "monitoring.coreos.com/1"}) {
+    absl::Status s = CheckHelmCapabilities("", {api});
+    EXPECT_FALSE(s.ok()) << api;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("--api-versions")) << api;
+  }
+  EXPECT_FALSE(CheckHelmCapabilities("", std::vector<std::string>(501, "v1")).ok());
 }
 
 TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <map>
+#include <regex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,11 +33,19 @@ constexpr char kFetchedChartFolder[] = ".gitfleet-fetched-chart";
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,
-    const std::vector<std::string>& values_files, const Values& values) {
+    const std::vector<std::string>& values_files, const Values& values,
+    const HelmCapabilities& capabilities) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
+  GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions));
+  if (!capabilities.kube_version.empty()) {
+    args.push_back("--kube-version=" + capabilities.kube_version);
+  }
+  for (const std::string& api_version : capabilities.api_versions) {
+    args.push_back("--api-versions=" + api_version);
+  }
   for (const std::string& file : values_files) {
     if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
     args.push_back("--values=" + values_dir + "/" + file);
@@ -52,6 +61,34 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
                                 absl::StrReplaceAll(value, {{"\\", "\\\\"}, {",", "\\,"}})));
   }
   return args;
+}
+
+absl::Status CheckHelmCapabilities(const std::string& kube_version,
+                                   const std::vector<std::string>& api_versions) {
+  if (!kube_version.empty()) {
+    static const std::regex kVersion(
+        R"(v?[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,6})?([-+][0-9A-Za-z.+-]{1,64})?)");
+    if (kube_version.size() > 80 || !std::regex_match(kube_version, kVersion)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--kube-version=", kube_version.substr(0, 80),
+          ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100)"));
+    }
+  }
+  if (api_versions.size() > kMaxHelmApiVersions) {
+    return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
+                                                   " given; at most ", kMaxHelmApiVersions));
+  }
+  static const std::regex kApiVersion(
+      R"(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+[a-z0-9]*(/[A-Za-z][A-Za-z0-9]*)?)");
+  for (const std::string& api_version : api_versions) {
+    if (api_version.size() > 317 || !std::regex_match(api_version, kApiVersion)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--api-versions: \"", api_version.substr(0, 80),
+          "\" is not an API version (v1, apps/v1, monitoring.coreos.com/v1, or with a kind: "
+          "monitoring.coreos.com/v1/ServiceMonitor)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize,
@@ -266,7 +303,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                       input.helm_values_files.end());
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
-      input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues);
+      input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues,
+      input.helm_capabilities);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

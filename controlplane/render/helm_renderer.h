@@ -54,7 +54,18 @@ absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,
-    const std::vector<std::string>& values_files, const Values& values);
+    const std::vector<std::string>& values_files, const Values& values,
+    const HelmCapabilities& capabilities = {});
+
+// At most this many API versions.
+inline constexpr size_t kMaxHelmApiVersions = 500;
+
+// OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
+// for helm's own) and each of `api_versions` names an API group version, optionally with a
+// kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor"). InvalidArgument naming
+// the flag and the value otherwise, and past kMaxHelmApiVersions.
+absl::Status CheckHelmCapabilities(const std::string& kube_version,
+                                   const std::vector<std::string>& api_versions);
 
 }  // namespace gitfleet
 

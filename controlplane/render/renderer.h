@@ -46,6 +46,13 @@ struct RemoteChart {
   std::string Describe() const;
 };
 
+// What a chart sees of the cluster (.Capabilities) when `helm template` renders it: empty
+// means helm's defaults.
+struct HelmCapabilities {
+  std::string kube_version;
+  std::vector<std::string> api_versions;
+};
+
 struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository
@@ -148,6 +155,9 @@ struct RenderInput {
   // URL) for the helm engine: the chart to fetch and render (since reads_fleet_charts). The
   // bundle's own values files are then relative to `path`.
   RemoteChart remote_chart;
+  // What `helm template` takes the cluster to be (Bundle.helm_kube_version and
+  // helm_api_versions).
+  HelmCapabilities helm_capabilities;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its

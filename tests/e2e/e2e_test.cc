@@ -478,6 +478,21 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   ExpectSynced("prod-eu", "api", second);
   EXPECT_THAT(Read("prod-eu", "_cluster/ConfigMap/api.yaml"),
               HasSubstr(".gitfleet-fleet-yaml-values.yaml=replicas: 3 |"));
+
+  // What the chart sees of the clusters, as Argo CD's helm.kubeVersion and apiVersions:
+  // rendered again for the same commit.
+  out = Ctl({"bundle", "set", "api", "--kube-version=1.29",
+             "--api-versions=monitoring.coreos.com/v1,monitoring.coreos.com/v1/ServiceMonitor"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Read("prod-eu", "_cluster/ConfigMap/api.yaml"),
+                             "capabilities: \"kube=1.29 api=monitoring.coreos.com/v1 "
+                             "api=monitoring.coreos.com/v1/ServiceMonitor");
+  })) << Read("prod-eu", "_cluster/ConfigMap/api.yaml");
+  out = Ctl({"bundle", "set", "api", "--api-versions=monitoring coreos"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("is not an API version")) << out;
 }
 
 // Fleet's helm-kustomize layout, moved as it is: a chart beside the overlays its fleet.yaml

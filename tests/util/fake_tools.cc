@@ -38,10 +38,14 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
                    "exit 1; }\n"
                    "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"
                    "vals=''\n"
+                   "caps=''\n"
                    "for a in \"$@\"; do case \"$a\" in --values=*) f=\"${a#--values=}\"; "
-                   "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";; esac; done\n"
+                   "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
+                   "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
+                   "  --api-versions=*) caps=\"${caps}api=${a#--api-versions=} \";; esac; done\n"
                    "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
-                   "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n");
+                   "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
+                   "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {
