@@ -22,13 +22,9 @@ std::string KeptByAnnotation(const std::function<std::string(const char* name)>&
   if (absl::StripAsciiWhitespace(annotation(kHelmResourcePolicyAnnotation)) == "keep") {
     return absl::StrCat(kHelmResourcePolicyAnnotation, "=keep");
   }
-  // An object its manifest says never to apply was never gitfleet's to delete.
-  for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(annotation(name)), "Ignore")) {
-      return absl::StrCat(name, "=Ignore");
-    }
-  }
-  return "";
+  // An object its manifest says never to apply was never gitfleet's to delete, and one whose
+  // reconciling an operator turned off is left as it is.
+  return IgnoredBy(annotation);
 }
 
 std::string RecreateAskedBy(const std::function<std::string(const char* name)>& annotation) {
@@ -53,7 +49,27 @@ void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
                                         sync.namespace_annotations().end());
 }
 
+std::string ReconcileDisabledBy(const std::function<std::string(const char* name)>& annotation) {
+  for (const char* name : {kReconcileAnnotation, kFluxReconcileAnnotation}) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(annotation(name)), "disabled")) {
+      return absl::StrCat(name, "=disabled");
+    }
+  }
+  return "";
+}
+
+std::string IgnoredBy(const std::function<std::string(const char* name)>& annotation) {
+  if (std::string disabled = ReconcileDisabledBy(annotation); !disabled.empty()) return disabled;
+  for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(annotation(name)), "Ignore")) {
+      return absl::StrCat(name, "=Ignore");
+    }
+  }
+  return "";
+}
+
 ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation) {
+  if (!ReconcileDisabledBy(annotation).empty()) return ApplyPolicy::kIgnore;
   for (const char* name : {kSsaAnnotation, kFluxSsaAnnotation}) {
     const absl::string_view value = absl::StripAsciiWhitespace(annotation(name));
     if (absl::EqualsIgnoreCase(value, "IfNotPresent")) return ApplyPolicy::kIfNotPresent;

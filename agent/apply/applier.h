@@ -32,17 +32,29 @@ inline constexpr char kHelmResourcePolicyAnnotation[] = "helm.sh/resource-policy
 // "false"; Argo CD's sync options Prune=false or Delete=false (either way its author wants
 // it kept, so both hold on a prune and on a bundle's removal); Flux's prune "disabled";
 // Helm's resource-policy "keep" (charts put it on CRDs, volumes and secrets that must
-// outlive the release).
+// outlive the release); reconciling disabled (ReconcileDisabledBy) or an Ignore apply policy.
 std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation);
 
 // How a manifest asks to be applied: Flux's kustomize.toolkit.fluxcd.io/ssa, or gitfleet.io/ssa
 // with the same values. Override (the default): applied, drift healed. IfNotPresent: created
 // when missing, then left as it is (a Secret or webhook configuration another controller
 // fills in after; pruned as others are). Ignore: never applied, nor deleted.
+// Flux's kustomize.toolkit.fluxcd.io/reconcile "disabled" (or gitfleet.io/reconcile) is
+// Ignore too.
 inline constexpr char kFluxSsaAnnotation[] = "kustomize.toolkit.fluxcd.io/ssa";
 inline constexpr char kSsaAnnotation[] = "gitfleet.io/ssa";
 enum class ApplyPolicy { kOverride, kIfNotPresent, kIgnore };
 ApplyPolicy ApplyPolicyOf(const std::function<std::string(const char* name)>& annotation);
+// The annotation that makes ApplyPolicyOf Ignore, as "name=value"; "" when none does.
+std::string IgnoredBy(const std::function<std::string(const char* name)>& annotation);
+
+// Reconciling turned off for one object, as Flux's kustomize.toolkit.fluxcd.io/reconcile
+// "disabled" (or gitfleet.io/reconcile) does: in a manifest, the object is never applied
+// nor deleted; on the live object (an operator's `kubectl annotate` during an incident), it
+// is left as it is: no drift heal, no apply, no prune. "name=disabled", or "".
+inline constexpr char kFluxReconcileAnnotation[] = "kustomize.toolkit.fluxcd.io/reconcile";
+inline constexpr char kReconcileAnnotation[] = "gitfleet.io/reconcile";
+std::string ReconcileDisabledBy(const std::function<std::string(const char* name)>& annotation);
 
 // Whether a manifest asks to be deleted and created again when the server refuses an apply
 // for a field that cannot change (a Deployment's selector, a Job's template): Flux's

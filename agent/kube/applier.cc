@@ -241,11 +241,28 @@ ApplyPolicy PolicyOf(const nlohmann::json& body) {
 }
 
 // The health of an object its manifest says never to apply: not gitfleet's to judge.
-v1::ResourceHealth NotApplied(const v1::ObjectKey& key, const char* annotation) {
+v1::ResourceHealth NotApplied(const v1::ObjectKey& key, const json& body) {
   v1::ResourceHealth health;
   *health.mutable_key() = key;
   health.set_health(v1::HEALTH_STATE_HEALTHY);
-  health.set_message(absl::StrCat("not applied: its manifest says ", annotation, ": Ignore"));
+  health.set_message(absl::StrCat(
+      "not applied: its manifest says ",
+      IgnoredBy([&](const char* name) { return MetadataField(body, "annotations", name); })));
+  return health;
+}
+
+// Reconciling the live object is turned off (ReconcileDisabledBy): "name=disabled", or "".
+std::string LiveReconcileDisabled(const json& live) {
+  return ReconcileDisabledBy(
+      [&](const char* name) { return MetadataField(live, "annotations", name); });
+}
+
+// The health of a live object whose reconciling an operator turned off: its own, said so.
+v1::ResourceHealth NotReconciled(const v1::ObjectKey& key, const json& live,
+                                 const std::string& disabled) {
+  v1::ResourceHealth health = HealthOf(key, live);
+  health.set_message(absl::StrCat("not reconciled: the live object is annotated ", disabled,
+                                  health.message().empty() ? "" : "; ", health.message()));
   return health;
 }
 
@@ -472,6 +489,20 @@ std::string KubernetesApplier::AutoscaledBy(const v1::ObjectKey& key, const std:
   return scaler;
 }
 
+std::string KubernetesApplier::NoteLiveReconcile(const std::string& path, const json& live) {
+  std::string disabled = LiveReconcileDisabled(live);
+  MutexLock lock(&mu_);
+  if (disabled.empty()) {
+    live_disabled_.erase(path);
+  } else if (live_disabled_.size() < kMaxLiveDisabled || live_disabled_.count(path) > 0) {
+    if (live_disabled_.insert(path).second) {
+      GF_LOG(INFO) << path << ": reconciling is turned off on the live object (" << disabled
+                   << "): left as it is until the annotation goes";
+    }
+  }
+  return disabled;
+}
+
 void KubernetesApplier::LeaveToOthers(const v1::ObjectKey& key, const std::string& ns,
                                       const ApplyContext& context, const std::string& scaler,
                                       const json& live, json* body) {
@@ -501,14 +532,25 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   const bool ignores = HasIgnored(object.key(), target->ns, context);
   const ApplyPolicy policy = PolicyOf(target->body);
   if (policy == ApplyPolicy::kIgnore) {
-    Remember(context.bundle, object.key(), NotApplied(object.key(), kFluxSsaAnnotation));
+    Remember(context.bundle, object.key(), NotApplied(object.key(), target->body));
     return ApplyResult();
   }
   const std::string scaler = AutoscaledBy(object.key(), target->ns, target->body);
+  bool seen_disabled;
+  {
+    MutexLock lock(&mu_);
+    seen_disabled = live_disabled_.count(object_path) > 0;
+  }
   absl::StatusOr<json> live = json(nullptr);
-  if (first || ignores || !scaler.empty() || policy == ApplyPolicy::kIfNotPresent) {
+  if (first || ignores || !scaler.empty() || seen_disabled ||
+      policy == ApplyPolicy::kIfNotPresent) {
     live = Get(object_path);
     if (!live.ok()) return live.status();
+    // Reconciling turned off on the live object: left as it is, until the annotation goes.
+    if (std::string disabled = NoteLiveReconcile(object_path, *live); !disabled.empty()) {
+      Remember(context.bundle, object.key(), NotReconciled(object.key(), *live, disabled));
+      return ApplyResult();
+    }
     // Fields left to others are applied with their live values: never set back.
     LeaveToOthers(object.key(), target->ns, context, scaler, *live, &target->body);
   }
@@ -981,7 +1023,15 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
       item["apiVersion"] = resource.ApiVersion();
       item["kind"] = resource.kind;
       std::string name = item["metadata"]["name"].get<std::string>();
-      prefetched_[absl::StrCat(path, "/", name)] = std::move(item);
+      const std::string object_path = absl::StrCat(path, "/", name);
+      // Reconciling turned off on a live object is seen here at each drift pass; the
+      // next apply of it reads it first (NoteLiveReconcile).
+      if (std::string disabled = LiveReconcileDisabled(item); !disabled.empty()) {
+        if (live_disabled_.size() < kMaxLiveDisabled) live_disabled_.insert(object_path);
+      } else {
+        live_disabled_.erase(object_path);
+      }
+      prefetched_[object_path] = std::move(item);
     }
   }
 }
@@ -1000,7 +1050,7 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
   }
   const ApplyPolicy policy = PolicyOf(target->body);
   if (policy == ApplyPolicy::kIgnore) {
-    Remember(context.bundle, object.key(), NotApplied(object.key(), kFluxSsaAnnotation));
+    Remember(context.bundle, object.key(), NotApplied(object.key(), target->body));
     return true;
   }
   const std::string path = target->resource.Path(target->ns, object.key().name());
@@ -1027,6 +1077,10 @@ absl::StatusOr<bool> KubernetesApplier::InSync(const v1::ManifestObject& object,
           absl::StrCat("bundle ", owner, " applies this object too (label ", kBundleLabel, "=",
                        owner, "); remove it from one of them"));
     }
+  }
+  if (std::string disabled = NoteLiveReconcile(path, *live); !disabled.empty()) {
+    Remember(context.bundle, object.key(), NotReconciled(object.key(), *live, disabled));
+    return true;  // an operator holds it as it is: no drift to heal
   }
   Remember(context.bundle, object.key(), HealthOf(object.key(), *live));
   if (live->is_null()) return false;
@@ -1124,6 +1178,7 @@ absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject&
   if (!live.ok()) return WithKey(object.key(), live.status());
   if (live->is_null()) return std::string("create");
   if (policy == ApplyPolicy::kIfNotPresent) return std::string();
+  if (!LiveReconcileDisabled(*live).empty()) return std::string();  // left as it is
   LeaveToOthers(object.key(), target->ns, context,
                 AutoscaledBy(object.key(), target->ns, target->body), *live, &target->body);
   absl::StatusOr<std::string> diff = DryRunDifference(*target, object_path, *live);

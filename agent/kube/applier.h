@@ -193,6 +193,9 @@ class KubernetesApplier : public Applier {
   // namespace's autoscalers are read at most once per `autoscaler_cache`.
   std::string AutoscaledBy(const v1::ObjectKey& key, const std::string& ns,
                            const nlohmann::json& body);
+  // Records whether the live object at `path` turned reconciling off; the annotation that
+  // did ("name=disabled"), or "".
+  std::string NoteLiveReconcile(const std::string& path, const nlohmann::json& live);
   // What others own in `body` takes `live`'s values: the fields `context` ignores, and the
   // replicas of a workload an autoscaler scales (`scaler`, from AutoscaledBy).
   void LeaveToOthers(const v1::ObjectKey& key, const std::string& ns, const ApplyContext& context,
@@ -220,6 +223,10 @@ class KubernetesApplier : public Applier {
     std::map<std::string, std::string> targets;
   };
   std::map<std::string, Autoscalers> autoscalers_ ABSL_GUARDED_BY(mu_);
+  // Object paths whose live object turned reconciling off (LiveReconcileDisabled), as the
+  // last drift check or read saw them: their next apply reads them first.
+  static constexpr size_t kMaxLiveDisabled = 10000;
+  std::set<std::string> live_disabled_ ABSL_GUARDED_BY(mu_);
   // Objects whose replicas were said to be left to an autoscaler (logged once each).
   std::set<std::string> autoscaled_said_ ABSL_GUARDED_BY(mu_);
   // "group/kind" -> the name of a CRD this applier applied for it.

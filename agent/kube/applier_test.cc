@@ -889,6 +889,41 @@ TEST_F(KubernetesApplierTest, AnAutoscalerOutsideTheBundleKeepsTheReplicasItScal
   EXPECT_EQ(replicas("web"), 4) << "without an autoscaler, the manifest's count again";
 }
 
+// Flux's kustomize.toolkit.fluxcd.io/reconcile: disabled. In Git: never applied. On the
+// live object (an operator during an incident): left as it is by drift checks, by new
+// revisions that change it (once a drift check has seen it) and by prunes, until the
+// annotation goes.
+TEST_F(KubernetesApplierTest, ReconcilingTurnedOffIsLeftAlone) {
+  const std::string off = "  annotations: {kustomize.toolkit.fluxcd.io/reconcile: disabled}\n";
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("never", "shop", "1", off), Cm("b")})).ack.ok());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "never").is_null()) << "off in Git";
+  auto value = [&] { return fake_->Get("", "configmaps", "shop", "b")["data"]["v"]; };
+  fake_->Mutate("", "configmaps", "shop", "b", [](json& o) {
+    o["metadata"]["annotations"]["gitfleet.io/reconcile"] = "disabled";
+    o["data"]["v"] = "by hand";
+  });
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(value(), "by hand") << "no drift heal";
+  ASSERT_TRUE(
+      reconciler_
+          ->OnUpdate(Update({Ns("shop"), Cm("never", "shop", "1", off), Cm("b", "shop", "2")}))
+          .ack.ok());
+  EXPECT_EQ(value(), "by hand") << "nor a new revision";
+  // The annotation removed: the next drift check brings it back to Git.
+  fake_->Mutate("", "configmaps", "shop", "b",
+                [](json& o) { o["metadata"]["annotations"].erase("gitfleet.io/reconcile"); });
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(value(), "2");
+  // Turned off again, it leaves the bundle: kept, not pruned.
+  fake_->Mutate("", "configmaps", "shop", "b", [](json& o) {
+    o["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"] = "disabled";
+  });
+  reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("c")})).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+}
+
 TEST(FieldsNotInTest, LeavesWhatTheOtherManagerAloneOwns) {
   const json kubectl = json::parse(R"({"f:metadata": {"f:annotations": {".": {},
       "f:kubectl.kubernetes.io/last-applied-configuration": {}}, "f:labels": {".": {}, "f:app": {}}},
