@@ -38,6 +38,8 @@ class Agent {
     // Called about once a second; what it returns is sent when it changes and after
     // each connect. Empty for targets with nothing to say about the whole cluster.
     std::function<std::vector<v1::ClusterCondition>()> conditions;
+    // The cluster's Kubernetes version for each hello ("v1.30.2"); unset or "" for none.
+    std::function<std::string()> kubernetes_version;
     // The fleet id of the control plane the agent trusts ("" before the first), and where
     // a new one is recorded (on the first welcome, and on an adoption).
     std::string fleet_id;

@@ -281,8 +281,36 @@ int Main(ShutdownSignals& signals) {
   options.fleet_id = *fleet_id;
   options.heartbeat = &heartbeat;
   options.save_fleet_id = [&state](const std::string& id) { return state.SaveFleetId(id); };
+  // The cluster's Kubernetes version for each hello: read now, and again every 10 minutes
+  // by the conditions check (an upgrade shows at the next connect).
+  struct KubeVersion {
+    Mutex mu;
+    std::string version ABSL_GUARDED_BY(mu);
+    absl::Time read ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  };
+  auto kube_version = std::make_shared<KubeVersion>();
+  auto read_version = [client = kube.get(), kube_version] {
+    {
+      MutexLock lock(&kube_version->mu);
+      if (absl::Now() - kube_version->read < absl::Minutes(10)) return;
+      kube_version->read = absl::Now();
+    }
+    absl::StatusOr<std::string> version = ReadKubernetesVersion(*client);
+    if (!version.ok()) {
+      GF_LOG(WARNING) << "cannot read the cluster's Kubernetes version: " << version.status();
+      return;
+    }
+    MutexLock lock(&kube_version->mu);
+    kube_version->version = *version;
+  };
   if (kube != nullptr) {
-    options.conditions = [client = kube.get()] {
+    read_version();
+    options.kubernetes_version = [kube_version] {
+      MutexLock lock(&kube_version->mu);
+      return kube_version->version;
+    };
+    options.conditions = [client = kube.get(), read_version] {
+      read_version();
       KubeClient::Access access = client->CheckAccess(absl::Seconds(30));
       v1::ClusterCondition condition;
       condition.set_type("ApiAccess");

@@ -800,7 +800,7 @@ class Cli {
     }
     if (format_ != "table") return Print(response);
     Table table({"NAME", "REGISTERED", "CONNECTED", "LABELS", "REPORTED LABELS", "BUNDLES",
-                 "ORPHANS", "LAST SEEN", "VERSION", "PROBLEMS", "NOTES"});
+                 "ORPHANS", "LAST SEEN", "KUBERNETES", "VERSION", "PROBLEMS", "NOTES"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
       std::map<std::string, std::string> reported(c.reported_labels().begin(),
@@ -847,7 +847,8 @@ class Cli {
                                       : absl::StrJoin(reported, ",", absl::PairFormatter("=")),
                  absl::StrCat(c.bundles()),
                  c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
-                 FormatTime(c.last_seen()), c.agent_version(),
+                 FormatTime(c.last_seen()),
+                 c.kubernetes_version().empty() ? "-" : c.kubernetes_version(), c.agent_version(),
                  problems.empty() ? "-" : absl::StrJoin(problems, "; "),
                  notes.empty() ? "-" : absl::StrJoin(notes, "; ")});
     }

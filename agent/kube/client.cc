@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <mutex>
@@ -358,6 +359,22 @@ absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view 
   response.code = static_cast<int>(code);
   response.body = std::move(exchange.body);
   return response;
+}
+
+absl::StatusOr<std::string> ReadKubernetesVersion(KubeClient& client) {
+  absl::StatusOr<KubeResponse> response = client.Do("GET", "/version");
+  if (!response.ok()) return response.status();
+  if (response->code != 200) return response->ToStatus();
+  const nlohmann::json version = nlohmann::json::parse(response->body, nullptr, false);
+  const std::string text =
+      version.is_object() && version.contains("gitVersion") && version["gitVersion"].is_string()
+          ? version["gitVersion"].get<std::string>()
+          : std::string();
+  if (text.empty() || text.size() > 64 ||
+      std::any_of(text.begin(), text.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+    return absl::InvalidArgumentError("/version holds no gitVersion of at most 64 characters");
+  }
+  return text;
 }
 
 }  // namespace gitfleet

@@ -113,6 +113,10 @@ class KubeClient {
 // Percent-encodes a query value (label selectors).
 std::string UrlEncode(absl::string_view text);
 
+// The API server's version (GET /version, its gitVersion: "v1.30.2"), at most 64 printable
+// characters. An error when it cannot be read or holds none.
+absl::StatusOr<std::string> ReadKubernetesVersion(KubeClient& client);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_AGENT_KUBE_CLIENT_H_

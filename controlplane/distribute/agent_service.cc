@@ -1,5 +1,6 @@
 #include "controlplane/distribute/agent_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -73,6 +74,12 @@ absl::Status ValidateHello(const v1::Hello& hello) {
   }
   if (hello.fleet_id().size() > 128 || hello.agent_version().size() > 256) {
     return absl::InvalidArgumentError("hello: fleet id or agent version too long");
+  }
+  if (hello.kubernetes_version().size() > 64 ||
+      std::any_of(hello.kubernetes_version().begin(), hello.kubernetes_version().end(),
+                  [](char c) { return c <= ' ' || c > '~'; })) {
+    return absl::InvalidArgumentError(
+        "hello: kubernetes version is longer than 64 characters or not printable");
   }
   return absl::OkStatus();
 }

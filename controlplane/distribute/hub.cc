@@ -165,6 +165,7 @@ absl::Status Hub::Load() {
     agent.reported = LabelMap(record.labels().begin(), record.labels().end());
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(record.agent_version());
+    agent.info.set_kubernetes_version(record.kubernetes_version());
     *agent.info.mutable_last_seen() = record.last_seen();
     agent.adopt_pending = record.adopt_pending();
     agent.info.set_adopt_pending(record.adopt_pending());
@@ -625,6 +626,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     agent.reported = LabelMap(hello.labels().begin(), hello.labels().end());
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(hello.agent_version());
+    agent.info.set_kubernetes_version(hello.kubernetes_version());
     agent.fleet_id = hello.fleet_id();
     agent.info.set_foreign_fleet_id(
         hello.fleet_id().empty() || hello.fleet_id() == fleet_id_ ? "" : hello.fleet_id());
@@ -1735,6 +1737,7 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   record.set_name(agent.info.name());
   record.mutable_labels()->insert(agent.reported.begin(), agent.reported.end());
   record.set_agent_version(agent.info.agent_version());
+  record.set_kubernetes_version(agent.info.kubernetes_version());
   *record.mutable_last_seen() = agent.info.last_seen();
   record.set_adopt_pending(agent.adopt_pending);
   record.set_suspended(agent.suspended);

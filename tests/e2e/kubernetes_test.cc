@@ -332,6 +332,10 @@ class KubernetesFleet : public ::testing::Test {
 TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   StartFakeCluster(/*simulate_controllers=*/false);
   SyncHealDriftPrune("shop", /*fake=*/true);
+  // The cluster's Kubernetes version, as its agent read it from /version.
+  EXPECT_THAT(Ctl({"cluster", "list"}), HasSubstr("v1.30.2"));  // the fake's kFakeKubernetesVersion
+  EXPECT_THAT(Ctl({"cluster", "list", "-o", "json"}),
+              HasSubstr("\"kubernetes_version\": \"v1.30.2\""));
 }
 
 // An autoscaler owns a Deployment's replicas: with `--ignore-difference`, a scale is neither

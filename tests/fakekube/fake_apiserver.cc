@@ -530,6 +530,14 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     group = parts[1];
     version = parts[2];
     rest = 3;
+  } else if (parts.size() == 1 && parts[0] == "version") {
+    if (method != "GET")
+      return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
+    return finish({200,
+                   {{"major", "1"},
+                    {"minor", "30"},
+                    {"gitVersion", kFakeKubernetesVersion},
+                    {"platform", "linux/amd64"}}});
   } else {
     if (method != "GET")
       return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});

@@ -30,6 +30,9 @@ struct mg_connection;
 
 namespace gitfleet {
 
+// What GET /version answers as gitVersion.
+inline constexpr char kFakeKubernetesVersion[] = "v1.30.2";
+
 class FakeApiServer {
  public:
   struct Options {
