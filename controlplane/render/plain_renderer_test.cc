@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -265,6 +266,21 @@ targetCustomizations:
   EXPECT_FALSE(set->keep_on_removal());
   // A target that only sets a diff is no other render of the folder.
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
+
+  // A target's own keepResources keeps its clusters' objects in Fleet: read for every
+  // cluster of the bundle (keeping more is never a loss).
+  const std::string before_target = files[1].content;
+  files[1].content = absl::StrReplaceAll(
+      files[1].content, {{"- name: prod\n", "- name: prod\n  keepResources: true\n"}});
+  ASSERT_NE(files[1].content, before_target);
+  notes.clear();
+  auto target_keeps = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(target_keeps.ok()) << target_keeps.status();
+  EXPECT_TRUE(target_keeps->keep_on_removal());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "keepResources asks for target prod (gitfleet keeps them on every "
+                         "cluster of the bundle")));
+  files[1].content = before_target;
 
   // keepResources: the objects stay when the bundle leaves a cluster, whatever the bundle's
   // age (keeping more is never a loss).

@@ -651,6 +651,12 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
             out.folder_target_names.push_back(read.name);
           }
         }
+        // A target's own keepResources (Fleet ORs it with the folder's for its clusters):
+        // read for the whole bundle, the side that never deletes what Fleet would keep.
+        if (target.IsMap() && target["keepResources"] && target["keepResources"].IsScalar() &&
+            target["keepResources"].Scalar() == "true" && out.keep_resources_target.empty()) {
+          out.keep_resources_target = TargetName(target, index);
+        }
         if (target.IsMap() && target["diff"] && out.target_diffs.size() < kMaxTargetsDescribed) {
           absl::StatusOr<FleetComparePatches> diff = ReadFleetComparePatches(target["diff"]);
           if (!diff.ok()) {
@@ -722,6 +728,11 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       out.keep_resources = keep.Scalar() == "true";
       out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "keepResources"),
                        out.unread.end());
+    }
+    if (out.keep_resources) {
+      out.keep_resources_target.clear();  // the folder's own asks for every cluster
+    } else if (!out.keep_resources_target.empty()) {
+      out.keep_resources = true;
     }
     if (absl::StatusOr<FleetComparePatches> diff = ReadFleetComparePatches(fields["diff"]);
         diff.ok()) {
@@ -976,7 +987,13 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
     if (notes != nullptr) {
       notes->push_back(absl::StrCat(
           "its objects stay on a cluster the bundle leaves (released, not deleted), as ",
-          fleet_yaml, "'s keepResources asks; `cluster forget --prune` still prunes"));
+          fleet_yaml, "'s keepResources asks",
+          fleet.keep_resources_target.empty()
+              ? ""
+              : absl::StrCat(" for target ", fleet.keep_resources_target,
+                             " (gitfleet keeps them on every cluster of the bundle: keeping more "
+                             "is never a loss)"),
+          "; `cluster forget --prune` still prunes"));
     }
   }
   const FleetComparePatches& diff = fleet.compare_patches;

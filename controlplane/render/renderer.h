@@ -425,6 +425,9 @@ struct FleetYamlNamespace {
   std::vector<std::string> target_diffs;
   // keepResources: true: its objects stay when the bundle leaves a cluster.
   bool keep_resources = false;
+  // The first target whose own keepResources set keep_resources ("" when the folder's did,
+  // or none): its clusters' objects would be kept by Fleet, so every cluster's are.
+  std::string keep_resources_target;
   // namespaceLabels and namespaceAnnotations, "KEY=VALUE" sorted by key, or why they cannot
   // be read: what a namespace created for the bundle gets.
   std::vector<std::string> namespace_labels;
