@@ -363,18 +363,17 @@ bool KubernetesApplier::Shared(const std::string& manager) const {
   return false;
 }
 
-absl::Status KubernetesApplier::TakeSharedFields(const std::string& path, const json& applied) {
-  if (options_.shared_field_managers.empty()) return absl::OkStatus();
-  const json& managed = ManagedFields(applied);
+std::optional<json> KubernetesApplier::SharedFieldsPatch(const json& object,
+                                                         std::set<std::string>* from) const {
+  const json& managed = ManagedFields(object);
   const json* mine = nullptr;
   for (const json& entry : managed) {
     if (OnObjectBy(entry, options_.field_manager) && entry.value("operation", "") == "Apply") {
       mine = &entry;
     }
   }
-  if (mine == nullptr || !mine->contains("fieldsV1")) return absl::OkStatus();
+  if (mine == nullptr || !mine->contains("fieldsV1")) return std::nullopt;
   json entries = json::array();
-  std::set<std::string> from;
   for (const json& entry : managed) {
     const std::string manager = entry.is_object() ? entry.value("manager", "") : "";
     if (&entry == mine || !OnObjectBy(entry, manager) || manager == options_.field_manager ||
@@ -387,29 +386,48 @@ absl::Status KubernetesApplier::TakeSharedFields(const std::string& path, const 
       entries.push_back(entry);
       continue;
     }
-    from.insert(manager);
+    from->insert(manager);
     if (rest.empty()) continue;  // an entry that owns nothing is dropped
     json kept = entry;
     kept["fieldsV1"] = std::move(rest);
     entries.push_back(std::move(kept));
   }
-  if (from.empty()) return absl::OkStatus();
-  const std::string version = applied["metadata"].value("resourceVersion", "");
-  const json patch =
-      json::array({{{"op", "test"}, {"path", "/metadata/resourceVersion"}, {"value", version}},
-                   {{"op", "replace"}, {"path", "/metadata/managedFields"}, {"value", entries}}});
-  absl::StatusOr<KubeResponse> response =
-      client_->Do("PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager),
-                  patch.dump(), "application/json-patch+json");
-  if (!response.ok()) return response.status();
-  // Changed meanwhile (the test failed) or gone: the next apply looks again.
-  if (response->code == 409 || response->code == 422 || response->code == 404) {
-    return absl::OkStatus();
+  if (from->empty()) return std::nullopt;
+  // On the object as read: managedFields another writer changed meanwhile are not undone.
+  const std::string version = object["metadata"].value("resourceVersion", "");
+  return json::array(
+      {{{"op", "test"}, {"path", "/metadata/resourceVersion"}, {"value", version}},
+       {{"op", "replace"}, {"path", "/metadata/managedFields"}, {"value", entries}}});
+}
+
+absl::Status KubernetesApplier::TakeSharedFields(const std::string& path, const json& applied) {
+  if (options_.shared_field_managers.empty()) return absl::OkStatus();
+  json object = applied;
+  // A controller often writes the object (its status) just after an apply: read it again
+  // and retry, a few times.
+  constexpr int kAttempts = 3;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::set<std::string> from;
+    const std::optional<json> patch = SharedFieldsPatch(object, &from);
+    if (!patch.has_value()) return absl::OkStatus();
+    absl::StatusOr<KubeResponse> response =
+        client_->Do("PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager),
+                    patch->dump(), "application/json-patch+json");
+    if (!response.ok()) return response.status();
+    if (response->code == 404) return absl::OkStatus();  // gone
+    if (response->code == 200) {
+      GF_LOG(INFO) << path << ": the fields applied from Git are no longer also owned by "
+                   << absl::StrJoin(from, ", ") << " (dropping one from Git now removes it)";
+      return absl::OkStatus();
+    }
+    if (response->code != 409 && response->code != 422) return response->ToStatus();
+    absl::StatusOr<json> live = Get(path);  // changed meanwhile: the test failed
+    if (!live.ok()) return live.status();
+    if (live->is_null()) return absl::OkStatus();
+    object = *std::move(live);
   }
-  if (response->code != 200) return response->ToStatus();
-  GF_LOG(INFO) << path << ": the fields applied from Git are no longer also owned by "
-               << absl::StrJoin(from, ", ") << " (dropping one from Git now removes it)";
-  return absl::OkStatus();
+  return absl::AbortedError(
+      absl::StrCat("the object changed under each of ", kAttempts, " attempts"));
 }
 
 namespace {

@@ -43,6 +43,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -205,6 +206,10 @@ class KubernetesApplier : public Applier {
   // managedFields, on the resourceVersion the response holds). A failure changes nothing
   // and is tried again at the next apply.
   absl::Status TakeSharedFields(const std::string& path, const nlohmann::json& applied);
+  // The JSON patch of `object`'s managedFields that takes the fields gitfleet's apply owns
+  // from the managers in `shared_field_managers` (named in `from`); nullopt: none to take.
+  std::optional<nlohmann::json> SharedFieldsPatch(const nlohmann::json& object,
+                                                  std::set<std::string>* from) const;
   bool Shared(const std::string& manager) const;
 
   KubeClient* const client_;

@@ -812,6 +812,8 @@ TEST_F(KubernetesApplierTest, AFieldDroppedFromGitGoesThoughAnEarlierToolSetItTo
         "data: {" +
         data + "}\n");
   };
+  // The object changes just after the apply (a controller writing it): read again, retried.
+  fake_->FailNextOfType("application/json-patch+json", 1, 422);
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), git("mode: fast, debug: \"true\", owner: team-a")}))
           .ack.ok());

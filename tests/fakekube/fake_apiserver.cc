@@ -498,10 +498,12 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
   if (!token_.empty() && authorization != "Bearer " + token_) {
     return finish({401, StatusBody(401, "Unauthorized", "Unauthorized")});
   }
-  if (fail_count_ > 0) {
+  if (fail_count_ > 0 &&
+      (fail_content_type_.empty() || absl::StartsWith(content_type, fail_content_type_))) {
     --fail_count_;
     std::string reason = fail_code_ == 429   ? "TooManyRequests"
                          : fail_code_ == 409 ? "Conflict"
+                         : fail_code_ == 422 ? "Invalid"
                          : fail_code_ >= 500 ? "InternalError"
                                              : "BadRequest";
     return finish({fail_code_,
@@ -1217,6 +1219,15 @@ void FakeApiServer::FailNext(int count, int code, int retry_after_seconds) {
   fail_count_ = count;
   fail_code_ = code;
   fail_retry_after_ = retry_after_seconds;
+  fail_content_type_.clear();
+}
+
+void FakeApiServer::FailNextOfType(const std::string& content_type, int count, int code) {
+  MutexLock lock(&mu_);
+  fail_count_ = count;
+  fail_code_ = code;
+  fail_retry_after_ = -1;
+  fail_content_type_ = content_type;
 }
 
 void FakeApiServer::Forbid(const std::string& verb, const std::string& group,

@@ -70,6 +70,9 @@ class FakeApiServer {
   // The next `count` requests get `code` (e.g. 429 or 503) with a Status body and, when
   // `retry_after_seconds` >= 0, a Retry-After header.
   void FailNext(int count, int code, int retry_after_seconds = -1);
+  // The next `count` requests whose Content-Type starts with `content_type` get `code` (a
+  // 422 to a JSON patch: its test failed, as when the object changed meanwhile).
+  void FailNextOfType(const std::string& content_type, int count, int code);
   // Requests with this verb ("patch", "delete", "get", "list") on the resource get 403.
   void Forbid(const std::string& verb, const std::string& group, const std::string& resource);
   // Undoes a Forbid.
@@ -157,6 +160,7 @@ class FakeApiServer {
   int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_code_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_retry_after_ ABSL_GUARDED_BY(mu_) = -1;
+  std::string fail_content_type_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> forbidden_ ABSL_GUARDED_BY(mu_);  // "verb group/resource"
   std::vector<Resource> resources_ ABSL_GUARDED_BY(mu_);
   // "group/plural/ns/name" -> object
