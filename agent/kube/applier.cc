@@ -121,26 +121,84 @@ absl::StatusOr<ApiResource> KubernetesApplier::WaitForCrd(const std::string& gro
                    " for CustomResourceDefinition ", crd, ": ", last.message()));
 }
 
+namespace {
+
+std::string MetadataField(const nlohmann::json& live, const char* map, const char* key);
+
+// The labels and annotations a bundle asks its created namespace to carry (istio-injection,
+// Pod Security levels), as metadata: {"labels": {...}, "annotations": {...}}.
+json AskedNamespaceMetadata(const ApplyContext& context) {
+  json metadata = json::object();
+  for (const auto& [field, entries] : {std::pair<const char*, const std::vector<std::string>*>{
+                                           "labels", &context.namespace_labels},
+                                       {"annotations", &context.namespace_annotations}}) {
+    for (const std::string& entry : *entries) {
+      const size_t equals = entry.find('=');
+      if (equals == std::string::npos || entry.substr(0, equals) == kCreatedForBundleAnnotation) {
+        continue;
+      }
+      metadata[field][entry.substr(0, equals)] = entry.substr(equals + 1);
+    }
+  }
+  return metadata;
+}
+
+}  // namespace
+
+absl::Status KubernetesApplier::UpdateCreatedNamespace(const std::string& ns,
+                                                       const ApplyContext& context) {
+  const json asked = AskedNamespaceMetadata(context);
+  const std::string wanted = absl::StrCat(context.bundle, "\n", asked.dump());
+  {
+    MutexLock lock(&mu_);
+    auto it = namespace_metadata_.find(ns);
+    if (it != namespace_metadata_.end() && it->second == wanted) return absl::OkStatus();
+  }
+  const std::string path = absl::StrCat("/api/v1/namespaces/", ns);
+  absl::StatusOr<json> live = Get(path);
+  if (!live.ok()) return live.status();
+  if (live->is_null()) return absl::OkStatus();  // created when an apply finds it missing
+  // Only a namespace created for this bundle: one someone else made is theirs.
+  json patch = json::object();
+  if (MetadataField(*live, "annotations", kCreatedForBundleAnnotation) == context.bundle) {
+    for (const char* field : {"labels", "annotations"}) {
+      if (!asked.contains(field)) continue;
+      for (const auto& [key, value] : asked[field].items()) {
+        if (MetadataField(*live, field, key.c_str()) != value.get<std::string>()) {
+          patch["metadata"][field][key] = value;
+        }
+      }
+    }
+  }
+  if (!patch.empty()) {
+    // Added or changed, never removed: a label dropped from the repository stays until an
+    // operator removes it (a Pod Security level, an injection switch).
+    absl::StatusOr<KubeResponse> response =
+        client_->Do("PATCH", absl::StrCat(path, "?fieldManager=", options_.field_manager),
+                    patch.dump(), "application/merge-patch+json");
+    if (!response.ok()) return response.status();
+    if (response->code != 200 && response->code != 404) {
+      const absl::Status refused = response->ToStatus();
+      return absl::Status(refused.code(),
+                          absl::StrCat("cannot label namespace ", ns, " for bundle ",
+                                       context.bundle, ": ", refused.message()));
+    }
+    GF_LOG(INFO) << "namespace " << ns << " (created for bundle " << context.bundle
+                 << ") now carries " << patch["metadata"].dump();
+  }
+  MutexLock lock(&mu_);
+  if (namespace_metadata_.size() >= 4096) namespace_metadata_.clear();
+  namespace_metadata_[ns] = wanted;
+  return absl::OkStatus();
+}
+
 absl::Status KubernetesApplier::CreateNamespace(const std::string& ns,
                                                 const ApplyContext& context) {
   const std::string& bundle = context.bundle;
   json body = {
-      {"apiVersion", "v1"},
-      {"kind", "Namespace"},
-      {"metadata", {{"name", ns}, {"annotations", {{kCreatedForBundleAnnotation, bundle}}}}}};
-  // The labels and annotations the bundle asks for (istio-injection, Pod Security levels).
-  for (const std::string& entry : context.namespace_labels) {
-    const size_t equals = entry.find('=');
-    if (equals != std::string::npos) {
-      body["metadata"]["labels"][entry.substr(0, equals)] = entry.substr(equals + 1);
-    }
-  }
-  for (const std::string& entry : context.namespace_annotations) {
-    const size_t equals = entry.find('=');
-    if (equals != std::string::npos && entry.substr(0, equals) != kCreatedForBundleAnnotation) {
-      body["metadata"]["annotations"][entry.substr(0, equals)] = entry.substr(equals + 1);
-    }
-  }
+      {"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", AskedNamespaceMetadata(context)}};
+  body["metadata"]["name"] = ns;
+  body["metadata"]["annotations"][kCreatedForBundleAnnotation] = bundle;
   absl::StatusOr<KubeResponse> response =
       client_->Do("POST", absl::StrCat("/api/v1/namespaces?fieldManager=", options_.field_manager),
                   body.dump(), "application/json");
@@ -592,6 +650,14 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
       taken_from = owner;
     }
   }
+  if (context.create_namespace && target->resource.namespaced &&
+      target->ns == context.target_namespace &&
+      (!context.namespace_labels.empty() || !context.namespace_annotations.empty())) {
+    // What fleet.yaml asks of the namespace created for the bundle, when it changed.
+    if (absl::Status updated = UpdateCreatedNamespace(target->ns, context); !updated.ok()) {
+      return updated;
+    }
+  }
   const std::string path =
       absl::StrCat(object_path, "?fieldManager=", options_.field_manager, "&force=true");
   const std::string body = target->body.dump();
@@ -1009,6 +1075,15 @@ absl::Status KubernetesApplier::DeleteHook(const v1::ObjectKey& live, const Appl
 
 void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
                                         const ApplyContext& context) {
+  // What the bundle asks of the namespace created for it: a revision that changes only
+  // that applies no object, so each drift pass looks (once per change: remembered).
+  if (context.create_namespace && !context.target_namespace.empty() &&
+      (!context.namespace_labels.empty() || !context.namespace_annotations.empty())) {
+    if (absl::Status updated = UpdateCreatedNamespace(context.target_namespace, context);
+        !updated.ok()) {
+      GF_LOG(WARNING) << "bundle " << context.bundle << ": " << updated;
+    }
+  }
   std::map<std::string, ApiResource> collections;  // path -> resource
   for (const v1::ManifestObject* object : objects) {
     auto [group, version] = SplitApiVersion(object->api_version());

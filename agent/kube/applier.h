@@ -181,6 +181,10 @@ class KubernetesApplier : public Applier {
   // Creates namespace `ns` for `bundle` (annotated gitfleet.io/created-for-bundle, without
   // the bundle's label: no bundle manages or prunes it). One that exists already is fine.
   absl::Status CreateNamespace(const std::string& ns, const ApplyContext& context);
+  // Adds to namespace `ns`, when it was created for `context`'s bundle, the labels and
+  // annotations the bundle asks for that it lacks or holds with another value (a merge
+  // patch; nothing is removed). Read once per namespace and asked metadata, then remembered.
+  absl::Status UpdateCreatedNamespace(const std::string& ns, const ApplyContext& context);
   // Deletes the live object at `path` (this bundle's, annotated to be recreated, see
   // kForceAnnotation) so that an apply the server refused for a field that cannot change
   // creates it again; waits, bounded, until it is gone. FailedPrecondition saying why not:
@@ -232,6 +236,8 @@ class KubernetesApplier : public Applier {
   // last drift check or read saw them: their next apply reads them first.
   static constexpr size_t kMaxLiveDisabled = 10000;
   std::set<std::string> live_disabled_ ABSL_GUARDED_BY(mu_);
+  // namespace -> "bundle\nmetadata" UpdateCreatedNamespace last made sure of.
+  std::map<std::string, std::string> namespace_metadata_ ABSL_GUARDED_BY(mu_);
   // Objects whose replicas were said to be left to an autoscaler (logged once each).
   std::set<std::string> autoscaled_said_ ABSL_GUARDED_BY(mu_);
   // "group/kind" -> the name of a CRD this applier applied for it.

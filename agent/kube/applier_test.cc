@@ -310,6 +310,39 @@ TEST_F(KubernetesApplierTest, AMissingTargetNamespaceIsCreatedOnlyWhenAskedFor) 
   EXPECT_FALSE(fake_->Get("", "configmaps", "team", "a").is_null());
   EXPECT_TRUE(fake_->Get("", "namespaces", "", "elsewhere").is_null());
 
+  // Asked later for another value and another label: the namespace created for the bundle
+  // gets them; a label no longer asked for stays (an operator removes it).
+  v1::BundleUpdate relabel = Update({Cm("a", "")}, true, true, "team");
+  ObjectSet just_a;
+  just_a.Put(Cm("a", ""));
+  *relabel.mutable_sync() = update.sync();
+  relabel.mutable_sync()->clear_namespace_labels();
+  relabel.mutable_sync()->add_namespace_labels("istio-injection=disabled");
+  relabel.mutable_sync()->add_namespace_labels("team=web");
+  relabel.set_revision(ComputeRevision(just_a, relabel.sync(), "team"));
+  ASSERT_TRUE(reconciler_->OnUpdate(relabel).ack.ok());
+  reconciler_->Resync(/*check_drift=*/true);  // no object changed: the drift pass looks
+  const nlohmann::json relabelled = fake_->Get("", "namespaces", "", "team");
+  EXPECT_EQ(relabelled["metadata"]["labels"].value("istio-injection", ""), "disabled");
+  EXPECT_EQ(relabelled["metadata"]["labels"].value("team", ""), "web");
+  EXPECT_EQ(relabelled["metadata"]["labels"].value("pod-security.kubernetes.io/enforce", ""),
+            "restricted");
+  // A namespace someone else made is theirs: not labelled.
+  fake_->Put("", "namespaces",
+             {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "theirs"}}}});
+  v1::BundleUpdate theirs = relabel;
+  theirs.set_bundle("other");
+  theirs.set_target_namespace("theirs");
+  ObjectSet only;
+  only.Put(Cm("c", ""));
+  theirs.clear_upserts();
+  *theirs.add_upserts() = Cm("c", "");
+  theirs.set_object_count(1);
+  theirs.set_revision(ComputeRevision(only, theirs.sync(), "theirs"));
+  ASSERT_TRUE(reconciler_->OnUpdate(theirs).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "theirs", "c").is_null());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "theirs")["metadata"].contains("labels"));
+
   RemoveBundle("web");
   EXPECT_TRUE(fake_->Get("", "configmaps", "team", "a").is_null()) << "pruned";
   EXPECT_FALSE(fake_->Get("", "namespaces", "", "team").is_null()) << "never the bundle's";
