@@ -1834,6 +1834,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   const bool per_target = RendersPerFleetTarget(chosen, path, *files);
   params.cluster_context = per_target;
   const bool substitute = per_target && params.substitute;
+  auto read_folder = [repo, id = commit.id](const std::string& folder) {
+    return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
+  };
   const HelmCapabilities capabilities{bundle.helm_kube_version(),
                                       std::vector<std::string>(bundle.helm_api_versions().begin(),
                                                                bundle.helm_api_versions().end())};
@@ -1848,6 +1851,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                             &values,       read, tlas,   values_files};
           input.notes = notes;
           input.helm_capabilities = capabilities;
+          input.read_folder = read_folder;
           input.target_namespace = bundle.target_namespace();
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
@@ -1863,6 +1867,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     RenderInput input{bundle.name(), path, *files};
     input.notes = notes;
     input.helm_capabilities = capabilities;
+    input.read_folder = read_folder;
     input.target_namespace = bundle.target_namespace();
     input.include.assign(bundle.include().begin(), bundle.include().end());
     input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());

@@ -2699,16 +2699,22 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                           definition.helm_values_files().end());
     HelmCapabilities capabilities{definition.helm_kube_version(),
                                   Strings(definition.helm_api_versions())};
+    // What a render takes from elsewhere in the repository (a chart's file:// dependency),
+    // read at the same commit, bounded as every read.
+    auto read_folder = [repo = snapshot.repo, id = commit.id](const std::string& folder) {
+      return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
+    };
     BundleVariants::RenderFn render =
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
-         ns = definition.target_namespace(), reads, include = Strings(definition.include()),
-         exclude = Strings(definition.exclude()),
+         read_folder, ns = definition.target_namespace(), reads,
+         include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          substitute = per_target && WantsSubstitution(definition),
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
           std::vector<std::string> said;
           RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
           input.helm_capabilities = capabilities;
+          input.read_folder = read_folder;
           input.target_namespace = ns;
           UseReads(reads, &input);
           input.include = include;
@@ -2732,6 +2738,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.notes = &notes;
     input.helm_capabilities = {definition.helm_kube_version(),
                                Strings(definition.helm_api_versions())};
+    input.read_folder = [repo = snapshot.repo, id = commit.id](const std::string& folder) {
+      return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
+    };
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.include = Strings(definition.include());

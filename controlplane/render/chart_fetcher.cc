@@ -1135,7 +1135,8 @@ bool HasSubchart(const std::string& chart, const std::string& name,
 // `by_path`), under CHART/charts/NAME/.
 absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
                                   std::vector<RepoFile>* files, int* fetched,
-                                  std::vector<std::string>* notes) {
+                                  std::vector<std::string>* notes, const ReadFolder& read_folder,
+                                  std::vector<std::string>* read_paths) {
   std::map<std::string, const RepoFile*> by_path;
   for (const RepoFile& file : *files) by_path[file.path] = &file;
   GF_ASSIGN_OR_RETURN(std::vector<ChartDependency> dependencies, ChartDependencies(chart, by_path));
@@ -1175,17 +1176,50 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
       }
       resolved = absl::StrJoin(parts, "/");
       const std::string from = resolved + "/";
-      bool any = inside && by_path.count(from + "Chart.yaml");
-      if (!any) {
+      if (!inside || resolved.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, " is at ", d.repository.substr(0, 256), ", which is outside the repository"));
+      }
+      if (by_path.count(from + "Chart.yaml") > 0) {
+        for (auto it = by_path.lower_bound(from);
+             it != by_path.end() && absl::StartsWith(it->first, from); ++it) {
+          added.push_back(
+              {absl::StrCat(target, "/", it->first.substr(from.size())), it->second->content});
+        }
+        subcharts.push_back(target);
+        continue;
+      }
+      // A chart elsewhere in the repository (a monorepo's library chart beside the bundle's
+      // folder), as helm reads it from a checkout: read at the same commit.
+      if (read_folder == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(
             where, " is at ", d.repository.substr(0, 256),
             ", which is not a chart in the bundle's folder (a render reads only that folder): "
             "vendor it into charts/, or move it into the chart's folder"));
       }
-      for (auto it = by_path.lower_bound(from);
-           it != by_path.end() && absl::StartsWith(it->first, from); ++it) {
+      absl::StatusOr<std::vector<RepoFile>> folder = read_folder(resolved);
+      if (!folder.ok()) {
+        return absl::Status(folder.status().code(),
+                            absl::StrCat(where, " at ", d.repository.substr(0, 256), ": ",
+                                         folder.status().message()));
+      }
+      bool chart_file = false;
+      for (RepoFile& file : *folder) {
+        if (!absl::StartsWith(file.path, from)) continue;
+        chart_file |= file.path == from + "Chart.yaml";
         added.push_back(
-            {absl::StrCat(target, "/", it->first.substr(from.size())), it->second->content});
+            {absl::StrCat(target, "/", file.path.substr(from.size())), std::move(file.content)});
+      }
+      if (!chart_file) {
+        return absl::InvalidArgumentError(absl::StrCat(where, " is at ",
+                                                       d.repository.substr(0, 256), " (", resolved,
+                                                       "), which holds no Chart.yaml"));
+      }
+      if (read_paths != nullptr) read_paths->push_back(resolved);
+      if (notes != nullptr) {
+        notes->push_back(absl::StrCat("took the chart ", resolved, " for ", where,
+                                      ", as helm dependency build does (",
+                                      d.repository.substr(0, 256), ")"));
       }
       subcharts.push_back(target);
       continue;
@@ -1224,7 +1258,8 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
   for (RepoFile& file : added) files->push_back(std::move(file));
   if (depth < 3) {
     for (const std::string& subchart : subcharts) {
-      GF_RETURN_IF_ERROR(AddChartDependencies(subchart, charts, depth + 1, files, fetched, notes));
+      GF_RETURN_IF_ERROR(AddChartDependencies(subchart, charts, depth + 1, files, fetched, notes,
+                                              read_folder, read_paths));
     }
   }
   return absl::OkStatus();

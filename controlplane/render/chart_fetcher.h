@@ -16,6 +16,7 @@
 // against the index's digest, is kept (up to `max_cached_charts`); one at a URL, without a
 // digest, is read again after `index_ttl`.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -228,12 +229,17 @@ bool HasSubchart(const std::string& chart, const std::string& name,
 // at `chart`, and of the charts it adds (to `depth` 3; call with 0): each dependency the
 // folder lacks, fetched by `charts` from a chart repository or OCI registry (the version the
 // lock pins, else the newest the constraint allows), or copied from a file:// folder among
-// `files`. *fetched counts the charts fetched, at most 32. Errors name the chart and the
-// dependency: a file:// folder outside `files`, a repository named by helm's own list
-// ("@name"), none given for one not vendored; `charts` null: none may be fetched.
+// `files`, else read with `read_folder` (the repository at the render's commit; its folder
+// then goes into *read_paths). *fetched counts the charts fetched, at most 32. Errors name
+// the chart and the dependency: a file:// folder outside the repository, or outside `files`
+// without `read_folder`, a repository named by helm's own list ("@name"), none given for
+// one not vendored; `charts` null: none may be fetched.
+using ReadFolder = std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string& folder)>;
 absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
                                   std::vector<RepoFile>* files, int* fetched,
-                                  std::vector<std::string>* notes);
+                                  std::vector<std::string>* notes,
+                                  const ReadFolder& read_folder = nullptr,
+                                  std::vector<std::string>* read_paths = nullptr);
 
 }  // namespace gitfleet
 

@@ -1298,6 +1298,46 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
     absl::StatusOr<ObjectSet> refused = renderer.Render({"shop", "apps/shop", bad});
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << dependency;
   }
+  // A monorepo's library chart beside the bundle's folder: read from the repository at the
+  // render's commit when the render can (the control plane's can), and its folder counts
+  // among what the render read.
+  const std::vector<RepoFile> repository = {
+      {"lib/Chart.yaml", "apiVersion: v2\nname: lib\nversion: 3.0.0\n"},
+      {"lib/templates/x.yaml", "kind: ConfigMap\n"},
+      {"empty/values.yaml", "{}\n"}};
+  auto read_folder = [&](const std::string& folder) -> absl::StatusOr<std::vector<RepoFile>> {
+    std::vector<RepoFile> out;
+    for (const RepoFile& file : repository) {
+      if (absl::StartsWith(file.path, folder + "/")) out.push_back(file);
+    }
+    return out;
+  };
+  for (const auto& [dependency, error] : std::vector<std::pair<std::string, std::string>>{
+           {"- name: lib\n  repository: file://../../lib\n", ""},
+           {"- name: lib\n  repository: file://../../empty\n",
+            "(empty), which holds no Chart.yaml"},
+           {"- name: lib\n  repository: file://../../../x\n", "which is outside the repository"}}) {
+    std::vector<RepoFile> beside = {
+        {"apps/shop/Chart.yaml",
+         "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n" + dependency}};
+    std::vector<std::string> read;
+    notes.clear();
+    RenderInput with_repository{"shop", "apps/shop", beside, &read};
+    with_repository.read_folder = read_folder;
+    with_repository.notes = &notes;
+    absl::StatusOr<ObjectSet> took = renderer.Render(with_repository);
+    if (!error.empty()) {
+      EXPECT_THAT(took.status().message(), HasSubstr(error)) << dependency;
+      continue;
+    }
+    ASSERT_TRUE(took.ok()) << took.status();
+    EXPECT_THAT(KeysWithData(*took, "version"),
+                ::testing::ElementsAre("/ConfigMap//shop 1.0.0", "/ConfigMap//shop-lib 3.0.0"));
+    EXPECT_THAT(read, ::testing::ElementsAre("apps/shop", "lib"));
+    EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                           "took the chart lib for apps/shop's dependency lib, as helm dependency "
+                           "build does (file://../../lib)")));
+  }
   // kustomize's helmCharts: a chart published without its dependencies gets them too.
   if (!FindKustomize().empty()) {
     ASSERT_TRUE(server

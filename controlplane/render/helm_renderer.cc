@@ -253,8 +253,13 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     std::vector<RepoFile> with_dependencies = with_chart.empty() ? input.files : with_chart;
     const size_t before = with_dependencies.size();
     int fetched = 0;
-    absl::Status added =
-        AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched, input.notes);
+    std::vector<std::string> read_outside;
+    absl::Status added = AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched,
+                                              input.notes, input.read_folder, &read_outside);
+    if (input.read_paths != nullptr) {
+      // A chart elsewhere in the repository: a change there renders the bundle again.
+      input.read_paths->insert(input.read_paths->end(), read_outside.begin(), read_outside.end());
+    }
     if (!added.ok()) {
       return absl::Status(added.code(), absl::StrCat("helm ", input.path, ": ", added.message()));
     }

@@ -15,6 +15,7 @@
 //
 // Implementations are thread-safe; registration happens before main.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -158,6 +159,10 @@ struct RenderInput {
   // What `helm template` takes the cluster to be (Bundle.helm_kube_version and
   // helm_api_versions).
   HelmCapabilities helm_capabilities;
+  // Reads a folder of the repository at the render's commit (its files, by repository
+  // path), for what an engine may take from outside `files`: a chart's file:// dependency
+  // elsewhere in the repository. Unset: nothing outside `files` is read.
+  std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string& folder)> read_folder;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
