@@ -529,9 +529,19 @@ std::string KubernetesApplier::AutoscaledBy(const v1::ObjectKey& key, const std:
           "GET",
           absl::StrCat(path, "?limit=500", next.empty() ? "" : "&continue=", UrlEncode(next)));
       if (!response.ok() || (response->code != 200 && response->code != 404)) {
-        // Unreadable (RBAC, the server): nothing is left to an autoscaler this time.
-        GF_LOG(DEBUG) << "cannot list HorizontalPodAutoscalers in " << ns << ": "
-                      << (response.ok() ? response->ToStatus() : response.status());
+        // Unreadable (RBAC, the server): nothing is left to an autoscaler this time. Said
+        // once per namespace: the agent's role should let it list them.
+        bool first_time;
+        {
+          MutexLock lock(&mu_);
+          first_time = autoscalers_unread_.size() < 1000 && autoscalers_unread_.insert(ns).second;
+        }
+        if (first_time) {
+          GF_LOG(WARNING) << "cannot list HorizontalPodAutoscalers in " << ns
+                          << " (the replicas of workloads they scale are applied as the "
+                             "manifest says): "
+                          << (response.ok() ? response->ToStatus() : response.status());
+        }
         served = true;
         break;
       }

@@ -232,6 +232,8 @@ class KubernetesApplier : public Applier {
     std::map<std::string, std::string> targets;
   };
   std::map<std::string, Autoscalers> autoscalers_ ABSL_GUARDED_BY(mu_);
+  // Namespaces whose autoscalers could not be listed (said once each).
+  std::set<std::string> autoscalers_unread_ ABSL_GUARDED_BY(mu_);
   // Object paths whose live object turned reconciling off (LiveReconcileDisabled), as the
   // last drift check or read saw them: their next apply reads them first.
   static constexpr size_t kMaxLiveDisabled = 10000;

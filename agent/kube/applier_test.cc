@@ -922,6 +922,12 @@ TEST_F(KubernetesApplierTest, AnAutoscalerOutsideTheBundleKeepsTheReplicasItScal
   ASSERT_TRUE(fake_->Delete("autoscaling", "horizontalpodautoscalers", "shop", "web"));
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(replicas("web"), 4) << "without an autoscaler, the manifest's count again";
+  // An agent that may not list them applies as the manifest says (and says so, once).
+  fake_->Put("autoscaling", "horizontalpodautoscalers", hpa("web", "Deployment", "web"));
+  fake_->Forbid("list", "autoscaling", "horizontalpodautoscalers");
+  fake_->Mutate("apps", "deployments", "shop", "web", [](json& o) { o["spec"]["replicas"] = 9; });
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(replicas("web"), 4);
 }
 
 // Flux's kustomize.toolkit.fluxcd.io/reconcile: disabled. In Git: never applied. On the
