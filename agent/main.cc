@@ -208,6 +208,9 @@ int Main(ShutdownSignals& signals) {
     KubernetesApplier::Options applier_options;
     applier_options.default_namespace = config->default_namespace;
     applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
+    applier_options.on_not_reconciled = [&metrics](size_t count) {
+      metrics.objects_not_reconciled.Set(static_cast<double>(count));
+    };
     applier_options.shared_field_managers.clear();
     for (absl::string_view name :
          absl::StrSplit(absl::GetFlag(FLAGS_take_fields_from), ',', absl::SkipWhitespace())) {

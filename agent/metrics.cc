@@ -90,6 +90,14 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                     "applied here yet (the leaving bundle's status names it).")
               .Register(r)
               .Add({})),
+      objects_not_reconciled(
+          BuildGauge()
+              .Name("gitfleet_agent_objects_not_reconciled")
+              .Help("Objects whose live object turns reconciling off (annotated "
+                    "gitfleet.io/reconcile or kustomize.toolkit.fluxcd.io/reconcile: "
+                    "disabled), left as they are: no drift heal, no apply, no prune.")
+              .Register(r)
+              .Add({})),
       kube_requests(BuildCounter()
                         .Name("gitfleet_agent_kube_requests_total")
                         .Help("Kubernetes API requests, by method and HTTP code (0: none).")

@@ -31,6 +31,9 @@ struct AgentMetrics {
   // Objects that left a bundle and stay in place for another bundle that holds them now,
   // whose revision has not arrived yet (handovers).
   metrics::Gauge& objects_handed_over;
+  // Objects whose live object turns reconciling off (kustomize.toolkit.fluxcd.io/reconcile
+  // or gitfleet.io/reconcile: disabled), left as they are.
+  metrics::Gauge& objects_not_reconciled;
   // Kubernetes API requests, by method and HTTP code ("0": no response).
   metrics::Family<metrics::Counter>& kube_requests;
 };

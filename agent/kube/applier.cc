@@ -577,15 +577,20 @@ std::string KubernetesApplier::AutoscaledBy(const v1::ObjectKey& key, const std:
 
 std::string KubernetesApplier::NoteLiveReconcile(const std::string& path, const json& live) {
   std::string disabled = LiveReconcileDisabled(live);
-  MutexLock lock(&mu_);
-  if (disabled.empty()) {
-    live_disabled_.erase(path);
-  } else if (live_disabled_.size() < kMaxLiveDisabled || live_disabled_.count(path) > 0) {
-    if (live_disabled_.insert(path).second) {
+  size_t count;
+  bool changed = false;
+  {
+    MutexLock lock(&mu_);
+    if (disabled.empty()) {
+      changed = live_disabled_.erase(path) > 0;
+    } else if (live_disabled_.size() < kMaxLiveDisabled && live_disabled_.insert(path).second) {
+      changed = true;
       GF_LOG(INFO) << path << ": reconciling is turned off on the live object (" << disabled
                    << "): left as it is until the annotation goes";
     }
+    count = live_disabled_.size();
   }
+  if (changed && options_.on_not_reconciled) options_.on_not_reconciled(count);
   return disabled;
 }
 
@@ -1108,6 +1113,8 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
     collections.emplace(resource->Path(ns, ""), *resource);
   }
   const std::string selector = UrlEncode(absl::StrCat(kBundleLabel, "=", context.bundle));
+  bool not_reconciled_changed = false;
+  size_t not_reconciled = 0;
   for (const auto& [path, resource] : collections) {
     absl::StatusOr<KubeResponse> response =
         client_->Do("GET", absl::StrCat(path, "?labelSelector=", selector));
@@ -1130,12 +1137,18 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
       // Reconciling turned off on a live object is seen here at each drift pass; the
       // next apply of it reads it first (NoteLiveReconcile).
       if (std::string disabled = LiveReconcileDisabled(item); !disabled.empty()) {
-        if (live_disabled_.size() < kMaxLiveDisabled) live_disabled_.insert(object_path);
+        if (live_disabled_.size() < kMaxLiveDisabled) {
+          not_reconciled_changed |= live_disabled_.insert(object_path).second;
+        }
       } else {
-        live_disabled_.erase(object_path);
+        not_reconciled_changed |= live_disabled_.erase(object_path) > 0;
       }
+      not_reconciled = live_disabled_.size();
       prefetched_[object_path] = std::move(item);
     }
+  }
+  if (not_reconciled_changed && options_.on_not_reconciled) {
+    options_.on_not_reconciled(not_reconciled);
   }
 }
 

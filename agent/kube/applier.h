@@ -83,6 +83,8 @@ class KubernetesApplier : public Applier {
     // How long a custom resource waits for a CRD applied just before it.
     absl::Duration crd_wait = absl::Seconds(60);
     absl::Duration poll_interval = absl::Milliseconds(200);
+    // Told how many objects turn reconciling off on their live object, when it changes.
+    std::function<void(size_t)> on_not_reconciled;
     // How long the HorizontalPodAutoscalers of a namespace are remembered between reads.
     absl::Duration autoscaler_cache = absl::Seconds(10);
   };

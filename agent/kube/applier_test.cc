@@ -3,6 +3,8 @@
 
 #include "agent/kube/applier.h"
 
+#include <atomic>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -935,6 +937,11 @@ TEST_F(KubernetesApplierTest, AnAutoscalerOutsideTheBundleKeepsTheReplicasItScal
 // revisions that change it (once a drift check has seen it) and by prunes, until the
 // annotation goes.
 TEST_F(KubernetesApplierTest, ReconcilingTurnedOffIsLeftAlone) {
+  std::atomic<int> not_reconciled{-1};  // what the agent's gauge would show
+  KubernetesApplier::Options options;
+  options.on_not_reconciled = [&](size_t count) { not_reconciled = static_cast<int>(count); };
+  applier_ = std::make_unique<KubernetesApplier>(client_.get(), mapper_.get(), options);
+  Restart();
   const std::string off = "  annotations: {kustomize.toolkit.fluxcd.io/reconcile: disabled}\n";
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("never", "shop", "1", off), Cm("b")})).ack.ok());
@@ -946,6 +953,7 @@ TEST_F(KubernetesApplierTest, ReconcilingTurnedOffIsLeftAlone) {
   });
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(value(), "by hand") << "no drift heal";
+  EXPECT_EQ(not_reconciled, 1);
   ASSERT_TRUE(
       reconciler_
           ->OnUpdate(Update({Ns("shop"), Cm("never", "shop", "1", off), Cm("b", "shop", "2")}))
@@ -956,6 +964,7 @@ TEST_F(KubernetesApplierTest, ReconcilingTurnedOffIsLeftAlone) {
                 [](json& o) { o["metadata"]["annotations"].erase("gitfleet.io/reconcile"); });
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_EQ(value(), "2");
+  EXPECT_EQ(not_reconciled, 0);
   // Turned off again, it leaves the bundle: kept, not pruned.
   fake_->Mutate("", "configmaps", "shop", "b", [](json& o) {
     o["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"] = "disabled";
