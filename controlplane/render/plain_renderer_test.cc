@@ -267,31 +267,26 @@ targetCustomizations:
   // A target that only sets a diff is no other render of the folder.
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("sets targetCustomizations"))));
 
-  // A target's own keepResources keeps its clusters' objects in Fleet: read for every
-  // cluster of the bundle (keeping more is never a loss).
-  const std::string before_target = files[1].content;
-  files[1].content = absl::StrReplaceAll(
-      files[1].content, {{"- name: prod\n", "- name: prod\n  keepResources: true\n"}});
-  ASSERT_NE(files[1].content, before_target);
-  notes.clear();
-  auto target_keeps = RenderBundlePath(renderer, input);
-  ASSERT_TRUE(target_keeps.ok()) << target_keeps.status();
-  EXPECT_TRUE(target_keeps->keep_on_removal());
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "keepResources asks for target prod (gitfleet keeps them on every "
-                         "cluster of the bundle")));
-  files[1].content = before_target;
-
   // keepResources: the objects stay when the bundle leaves a cluster, whatever the bundle's
-  // age (keeping more is never a loss).
-  files[1].content = "keepResources: true\n" + files[1].content;
-  notes.clear();
-  auto keeping = RenderBundlePath(renderer, input);
-  ASSERT_TRUE(keeping.ok()) << keeping.status();
-  EXPECT_TRUE(keeping->keep_on_removal());
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "its objects stay on a cluster the bundle leaves (released, not deleted), "
-                         "as apps/web/fleet.yaml's keepResources asks")));
+  // age (keeping more is never a loss); a target's own keeps its clusters' objects in Fleet,
+  // so it is read for every cluster of the bundle.
+  const std::string before_keep = files[1].content;
+  const std::pair<std::string, std::string> kKeeps[] = {
+      {absl::StrReplaceAll(before_keep,
+                           {{"- name: prod\n", "- name: prod\n  keepResources: true\n"}}),
+       "keepResources asks for target prod (gitfleet keeps them on every cluster of the bundle"},
+      {"keepResources: true\n" + before_keep,
+       "its objects stay on a cluster the bundle leaves (released, not deleted), as "
+       "apps/web/fleet.yaml's keepResources asks;"},
+  };
+  for (const auto& [content, note] : kKeeps) {
+    files[1].content = content;
+    notes.clear();
+    auto keeping = RenderBundlePath(renderer, input);
+    ASSERT_TRUE(keeping.ok()) << keeping.status();
+    EXPECT_TRUE(keeping->keep_on_removal()) << content;
+    EXPECT_THAT(notes, ::testing::Contains(HasSubstr(note)));
+  }
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("keepResources, which"))));
 
   // namespaceLabels and namespaceAnnotations: what a namespace created for the bundle gets.

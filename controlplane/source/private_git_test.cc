@@ -54,6 +54,20 @@ class PrivateGitTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
 
+  // A repository reading Git LFS files at `url` with `credential`, fetched, in a fresh cache.
+  std::shared_ptr<GitRepository> FetchedWithLfs(const std::string& url,
+                                                const std::string& credential,
+                                                const std::string& server_log) {
+    repos_ = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
+    absl::StatusOr<std::shared_ptr<GitRepository>> repo =
+        repos_->ForUrl(url, credential, false, /*lfs=*/true);
+    EXPECT_TRUE(repo.ok()) << repo.status();
+    if (!repo.ok()) return nullptr;
+    absl::Status fetched = (*repo)->Fetch();
+    EXPECT_TRUE(fetched.ok()) << fetched << server_log;
+    return fetched.ok() ? *repo : nullptr;
+  }
+
   // Fetches `url` with `credential` in a fresh cache; the commit main is at, or the error.
   absl::StatusOr<std::string> FetchMain(const std::string& url, const std::string& credential) {
     auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
@@ -66,6 +80,7 @@ class PrivateGitTest : public ::testing::Test {
   }
 
   GitFixture git_;
+  std::unique_ptr<GitRepositories> repos_;
   std::string credentials_;
   std::string commit_;
 };
@@ -94,18 +109,15 @@ TEST_F(PrivateGitTest, AnLfsServerGetsTheSourcesCredentialOnlyOnItsHost) {
   Credential("git-https", {{"username", "alice\n"},
                            {"password", "correct horse\n"},
                            {"ca.crt", Read(server.ca_pem_path())}});
-  auto repos = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo =
-      repos->ForUrl(url, "git-https", false, /*lfs=*/true);
-  ASSERT_TRUE(repo.ok()) << repo.status();
-  ASSERT_TRUE((*repo)->Fetch().ok()) << server.Log();
+  std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "git-https", server.Log());
+  ASSERT_NE(repo, nullptr);
   absl::StatusOr<std::vector<RepoFile>> files =
-      (*repo)->ReadTree(on_host, "apps/web", GitRepository::Unreadable::kRefuse);
+      repo->ReadTree(on_host, "apps/web", GitRepository::Unreadable::kRefuse);
   ASSERT_TRUE(files.ok()) << files.status() << lfs.Log();
   EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
   EXPECT_THAT(lfs.Log(), HasSubstr("POST /app.git/info/lfs/objects/batch auth=Basic"));
 
-  files = (*repo)->ReadTree(elsewhere, "apps/web", GitRepository::Unreadable::kRefuse);
+  files = repo->ReadTree(elsewhere, "apps/web", GitRepository::Unreadable::kRefuse);
   EXPECT_THAT(files.status(), FailsWith("refuses the control plane (HTTP 401, without a "
                                         "credential)"));
 }
@@ -333,13 +345,10 @@ TEST_F(PrivateGitTest, AnSshSourcesLfsServerIsOpenedWithGitLfsAuthenticate) {
   const std::string url = server.Serve(git_.dir(), "app");
   Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
                          {"known_hosts", server.known_hosts_line() + "\n"}});
-  auto repos = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
-  absl::StatusOr<std::shared_ptr<GitRepository>> repo =
-      repos->ForUrl(url, "git-ssh", false, /*lfs=*/true);
-  ASSERT_TRUE(repo.ok()) << repo.status();
-  ASSERT_TRUE((*repo)->Fetch().ok()) << server.Log();
+  std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "git-ssh", server.Log());
+  ASSERT_NE(repo, nullptr);
   absl::StatusOr<std::vector<RepoFile>> files =
-      (*repo)->ReadTree(first, "apps/web", GitRepository::Unreadable::kRefuse);
+      repo->ReadTree(first, "apps/web", GitRepository::Unreadable::kRefuse);
   ASSERT_TRUE(files.ok()) << files.status() << lfs.Log() << server.Log();
   EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
   EXPECT_THAT(lfs.Log(), HasSubstr("POST /org/app.git/info/lfs/objects/batch auth=RemoteAuth"));
@@ -350,7 +359,7 @@ TEST_F(PrivateGitTest, AnSshSourcesLfsServerIsOpenedWithGitLfsAuthenticate) {
   // A host that does not run it: the https server the URL implies is tried, and the error
   // says what SSH answered.
   server.AnswerLfsAuthenticate("");
-  files = (*repo)->ReadTree(second, "apps/web", GitRepository::Unreadable::kRefuse);
+  files = repo->ReadTree(second, "apps/web", GitRepository::Unreadable::kRefuse);
   EXPECT_THAT(files.status(), FailsWith("git-lfs-authenticate over SSH failed"));
   EXPECT_THAT(files.status(), FailsWith("exited with status 127"));
 }

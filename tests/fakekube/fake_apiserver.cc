@@ -77,44 +77,37 @@ using FieldPath = std::vector<std::string>;
 
 std::string PathText(const FieldPath& path) { return "." + absl::StrJoin(path, "."); }
 
-// The paths of the leaves of `value`: values that are not maps, and empty maps.
-void LeavesOf(const json& value, FieldPath* at, std::vector<FieldPath>* out) {
-  if (!value.is_object() || value.empty()) {
+// The paths of the leaves of `node`: values that are not maps, and empty maps. Of a
+// FieldsV1 set (`fields_v1`), the fields it owns: keys without their "f:", and its "."
+// entries (which own a map itself) aside.
+void Leaves(const json& node, bool fields_v1, FieldPath* at, std::vector<FieldPath>* out) {
+  if (!node.is_object() || node.empty()) {
     if (!at->empty()) out->push_back(*at);
     return;
   }
-  for (auto it = value.begin(); it != value.end(); ++it) {
-    at->push_back(it.key());
-    LeavesOf(it.value(), at, out);
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (fields_v1 && it.key() == ".") continue;
+    at->push_back(fields_v1 && absl::StartsWith(it.key(), "f:") ? it.key().substr(2) : it.key());
+    Leaves(it.value(), fields_v1, at, out);
     at->pop_back();
   }
+}
+
+void LeavesOf(const json& value, FieldPath* at, std::vector<FieldPath>* out) {
+  Leaves(value, /*fields_v1=*/false, at, out);
 }
 
 std::vector<FieldPath> LeavesOf(const json& value) {
   std::vector<FieldPath> out;
   FieldPath at;
-  LeavesOf(value, &at, &out);
+  Leaves(value, /*fields_v1=*/false, &at, &out);
   return out;
-}
-
-// The fields a FieldsV1 set owns (its "." entries, which own a map itself, aside).
-void OwnedFields(const json& set, FieldPath* at, std::vector<FieldPath>* out) {
-  if (!set.is_object() || set.empty()) {
-    if (!at->empty()) out->push_back(*at);
-    return;
-  }
-  for (auto it = set.begin(); it != set.end(); ++it) {
-    if (it.key() == ".") continue;
-    at->push_back(absl::StartsWith(it.key(), "f:") ? it.key().substr(2) : it.key());
-    OwnedFields(it.value(), at, out);
-    at->pop_back();
-  }
 }
 
 std::vector<FieldPath> OwnedFields(const json& set) {
   std::vector<FieldPath> out;
   FieldPath at;
-  OwnedFields(set, &at, &out);
+  Leaves(set, /*fields_v1=*/true, &at, &out);
   return out;
 }
 
