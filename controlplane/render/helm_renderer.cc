@@ -4,10 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
-#include <regex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -63,25 +64,78 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   return args;
 }
 
+namespace {
+
+bool AllDigits(absl::string_view text, size_t most) {
+  return !text.empty() && text.size() <= most &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "1.29", "v1.30.2", "1.28.3-gke.100", "1.27.1+k3s1": as helm's semver reads a version.
+bool KubeVersionText(absl::string_view text) {
+  absl::ConsumePrefix(&text, "v");
+  const size_t suffix = text.find_first_of("-+");
+  if (suffix != absl::string_view::npos) {
+    const absl::string_view rest = text.substr(suffix + 1);
+    if (rest.empty() || rest.size() > 64 || !std::all_of(rest.begin(), rest.end(), [](char c) {
+          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                 c == '+';
+        })) {
+      return false;
+    }
+    text = text.substr(0, suffix);
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  return AllDigits(parts[0], 4) && AllDigits(parts[1], 4) &&
+         (parts.size() == 2 || AllDigits(parts[2], 6));
+}
+
+// "v1", "apps/v1", "monitoring.coreos.com/v1", optionally with "/Kind".
+bool ApiVersionText(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '/');
+  if (parts.empty() || parts.size() > 3) return false;
+  size_t version = 0;
+  if (parts.size() >= 2 && !(parts[0].size() >= 2 && parts[0][0] == 'v' &&
+                             absl::ascii_isdigit(static_cast<unsigned char>(parts[0][1])))) {
+    // A group: a DNS subdomain.
+    for (absl::string_view label : absl::StrSplit(parts[0], '.')) {
+      if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+      for (char c : label) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+      }
+    }
+    version = 1;
+  }
+  const absl::string_view v = parts[version];
+  if (v.size() < 2 || v[0] != 'v' || !absl::ascii_isdigit(static_cast<unsigned char>(v[1])) ||
+      !std::all_of(v.begin() + 1, v.end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); })) {
+    return false;
+  }
+  if (parts.size() == version + 1) return true;
+  if (parts.size() != version + 2) return false;
+  const absl::string_view kind = parts[version + 1];
+  return !kind.empty() && absl::ascii_isalpha(static_cast<unsigned char>(kind[0])) &&
+         std::all_of(kind.begin(), kind.end(),
+                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
 absl::Status CheckHelmCapabilities(const std::string& kube_version,
                                    const std::vector<std::string>& api_versions) {
-  if (!kube_version.empty()) {
-    static const std::regex kVersion(
-        R"(v?[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,6})?([-+][0-9A-Za-z.+-]{1,64})?)");
-    if (kube_version.size() > 80 || !std::regex_match(kube_version, kVersion)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--kube-version=", kube_version.substr(0, 80),
-          ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100)"));
-    }
+  if (!kube_version.empty() && (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kube-version=", kube_version.substr(0, 80),
+        ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100)"));
   }
   if (api_versions.size() > kMaxHelmApiVersions) {
     return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
                                                    " given; at most ", kMaxHelmApiVersions));
   }
-  static const std::regex kApiVersion(
-      R"(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+[a-z0-9]*(/[A-Za-z][A-Za-z0-9]*)?)");
   for (const std::string& api_version : api_versions) {
-    if (api_version.size() > 317 || !std::regex_match(api_version, kApiVersion)) {
+    if (api_version.size() > 317 || !ApiVersionText(api_version)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--api-versions: \"", api_version.substr(0, 80),
           "\" is not an API version (v1, apps/v1, monitoring.coreos.com/v1, or with a kind: "
