@@ -1834,9 +1834,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
   const bool per_target = RendersPerFleetTarget(chosen, path, *files);
   params.cluster_context = per_target;
   const bool substitute = per_target && params.substitute;
-  auto read_folder = [repo, id = commit.id](const std::string& folder) {
-    return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
-  };
+  auto read_folder = FolderReader(repo, commit.id);
   const HelmCapabilities capabilities{bundle.helm_kube_version(),
                                       std::vector<std::string>(bundle.helm_api_versions().begin(),
                                                                bundle.helm_api_versions().end())};

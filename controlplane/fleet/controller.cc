@@ -2701,9 +2701,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                   Strings(definition.helm_api_versions())};
     // What a render takes from elsewhere in the repository (a chart's file:// dependency),
     // read at the same commit, bounded as every read.
-    auto read_folder = [repo = snapshot.repo, id = commit.id](const std::string& folder) {
-      return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
-    };
+    auto read_folder = FolderReader(snapshot.repo, commit.id);
     BundleVariants::RenderFn render =
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
          read_folder, ns = definition.target_namespace(), reads,
@@ -2738,9 +2736,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.notes = &notes;
     input.helm_capabilities = {definition.helm_kube_version(),
                                Strings(definition.helm_api_versions())};
-    input.read_folder = [repo = snapshot.repo, id = commit.id](const std::string& folder) {
-      return repo->ReadTree(id, folder, GitRepository::Unreadable::kRefuse);
-    };
+    input.read_folder = FolderReader(snapshot.repo, commit.id);
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.include = Strings(definition.include());

@@ -12,6 +12,7 @@
 // Implementations are thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -90,6 +91,16 @@ class GitRepository {
   virtual absl::StatusOr<std::vector<RepoFile>> ReadFiles(
       const std::string& commit, const std::vector<std::string>& paths) = 0;
 };
+
+// Reads a folder of `repo` at `commit` (its files, by repository path; files past the
+// limits fail the read): what a render takes from elsewhere in the repository
+// (RenderInput::read_folder). Holds `repo`.
+inline std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string&)> FolderReader(
+    std::shared_ptr<GitRepository> repo, std::string commit) {
+  return [repo = std::move(repo), commit = std::move(commit)](const std::string& folder) {
+    return repo->ReadTree(commit, folder, GitRepository::Unreadable::kRefuse);
+  };
+}
 
 // Which clone: a repository read with one credential, with or without its submodules.
 struct RepoRef {
