@@ -12,7 +12,6 @@
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
@@ -62,10 +61,13 @@ TEST(ChangesTest, EveryFieldOfADefinitionIsCompared) {
     if (field->name() == "name" || field->name() == "generation") continue;
     v1::Bundle after;
     if (field->is_map()) {
-      // Through the text format: a map's entries are not for reflection to add.
-      ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
-          absl::StrCat(field->name(), " { key: \"k\" value: \"v\" }"), &after))
-          << field->name();
+      // By name: reflection into a map crashes the TSAN build (Debian's libprotobuf is not
+      // built for it). A new map field needs its line here.
+      if (field->name() != "values") {
+        ADD_FAILURE() << "map field " << field->name() << " is not set by this test";
+        continue;
+      }
+      (*after.mutable_values())["k"] = "v";
     } else if (field->is_repeated() &&
                field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
       reflection->AddString(&after, field, "x");
