@@ -156,6 +156,11 @@ class Applier {
   virtual void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
                                const ApplyContext& context) {}
   virtual void EndDriftCheck() {}
+  // Called before a new revision of the bundle is applied, with the objects it changes of
+  // those applied before, in apply order: a chance to read what the live objects ask
+  // (reconciling turned off since the last drift check) before any of them is changed.
+  virtual void BeginApply(const std::vector<const v1::ManifestObject*>& objects,
+                          const ApplyContext& context) {}
   // Reads the live object again so Health reflects it (used while health is unsettled).
   virtual void Refresh(const v1::ManifestObject& object, const ApplyContext& context) {}
   // What applying `object` would change, without changing anything: "" for nothing,

@@ -500,16 +500,28 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   std::set<std::string> desired_keys;
   const std::vector<OrderedObject> order =
       ApplyOrder(objects, [this](const v1::ManifestObject& o) { return applier_->Namespaced(o); });
+  // Sync waves gate while the revision is being applied (a drift correction of an applied
+  // revision goes straight through). `waiting` is set when a wave holds the rest back.
+  const bool gate_waves = record.applied_revision() != desired.revision();
   if (check_drift) {
     std::vector<const v1::ManifestObject*> in_order;
     in_order.reserve(order.size());
     for (const OrderedObject& o : order) in_order.push_back(o.object);
     applier_->BeginDriftCheck(in_order, context);
+  } else if (gate_waves) {
+    // What the new revision changes of what the bundle applied before (what it applies
+    // first is read anyway): the live objects may have turned reconciling off since.
+    std::vector<const v1::ManifestObject*> changing;
+    for (const OrderedObject& o : order) {
+      auto previous = record.applied_hashes().find(placed[o.object]);
+      if (previous != record.applied_hashes().end() &&
+          previous->second != o.object->content_hash()) {
+        changing.push_back(o.object);
+      }
+    }
+    if (!changing.empty()) applier_->BeginApply(changing, context);
   }
   absl::Status target_down;
-  // Sync waves gate while the revision is being applied (a drift correction of an applied
-  // revision goes straight through). `waiting` is set when a wave holds the rest back.
-  const bool gate_waves = record.applied_revision() != desired.revision();
   std::string waiting;        // what the sync still waits for
   std::string hook_failure;   // a Sync hook failed at a wave's gate
   bool stopped = false;       // the pass stopped at a wave's gate

@@ -630,7 +630,8 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   bool seen_disabled;
   {
     MutexLock lock(&mu_);
-    seen_disabled = live_disabled_.count(object_path) > 0;
+    // Read first when it turned reconciling off, or may have since the last look.
+    seen_disabled = live_disabled_.count(object_path) > 0 || read_first_.erase(object_path) > 0;
   }
   absl::StatusOr<json> live = json(nullptr);
   if (first || ignores || !scaler.empty() || seen_disabled ||
@@ -1101,17 +1102,56 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
   }
   std::map<std::string, ApiResource> collections;  // path -> resource
   for (const v1::ManifestObject* object : objects) {
-    auto [group, version] = SplitApiVersion(object->api_version());
-    absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object->key().kind());
-    if (!resource.ok()) continue;  // InSync reports it
-    std::string ns;
-    if (resource->namespaced) {
-      ns = object->key().namespace_();
-      if (ns.empty()) ns = context.target_namespace;
-      if (ns.empty()) ns = options_.default_namespace;
-    }
-    collections.emplace(resource->Path(ns, ""), *resource);
+    std::optional<std::pair<ApiResource, std::string>> place = PlaceOf(*object, context);
+    if (place) collections.emplace(place->first.Path(place->second, ""), place->first);
   }
+  ListBundle(collections, context, /*keep=*/true);
+}
+
+std::optional<std::pair<ApiResource, std::string>> KubernetesApplier::PlaceOf(
+    const v1::ManifestObject& object, const ApplyContext& context) {
+  auto [group, version] = SplitApiVersion(object.api_version());
+  absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object.key().kind());
+  if (!resource.ok()) return std::nullopt;  // the apply or InSync reports it
+  std::string ns;
+  if (resource->namespaced) {
+    ns = object.key().namespace_();
+    if (ns.empty()) ns = context.target_namespace;
+    if (ns.empty()) ns = options_.default_namespace;
+  }
+  return std::make_pair(*std::move(resource), std::move(ns));
+}
+
+void KubernetesApplier::BeginApply(const std::vector<const v1::ManifestObject*>& objects,
+                                   const ApplyContext& context) {
+  // A few objects of a kind and namespace are read one by one as they are applied (a GET
+  // each, no larger than the object); more are listed at once.
+  constexpr size_t kReadEachUpTo = 3;
+  std::map<std::string, std::pair<ApiResource, std::vector<std::string>>> changed;
+  for (const v1::ManifestObject* object : objects) {
+    std::optional<std::pair<ApiResource, std::string>> place = PlaceOf(*object, context);
+    if (!place) continue;
+    auto& entry = changed[place->first.Path(place->second, "")];
+    entry.first = place->first;
+    entry.second.push_back(place->first.Path(place->second, object->key().name()));
+  }
+  std::map<std::string, ApiResource> listed;
+  {
+    MutexLock lock(&mu_);
+    for (auto& [path, entry] : changed) {
+      if (entry.second.size() > kReadEachUpTo ||
+          read_first_.size() + entry.second.size() > kMaxLiveDisabled) {
+        listed.emplace(path, entry.first);
+        continue;
+      }
+      read_first_.insert(entry.second.begin(), entry.second.end());
+    }
+  }
+  ListBundle(listed, context, /*keep=*/false);
+}
+
+void KubernetesApplier::ListBundle(const std::map<std::string, ApiResource>& collections,
+                                   const ApplyContext& context, bool keep) {
   const std::string selector = UrlEncode(absl::StrCat(kBundleLabel, "=", context.bundle));
   bool not_reconciled_changed = false;
   size_t not_reconciled = 0;
@@ -1134,8 +1174,8 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
       item["kind"] = resource.kind;
       std::string name = item["metadata"]["name"].get<std::string>();
       const std::string object_path = absl::StrCat(path, "/", name);
-      // Reconciling turned off on a live object is seen here at each drift pass; the
-      // next apply of it reads it first (NoteLiveReconcile).
+      // Reconciling turned off on a live object is seen here at each drift pass and before
+      // each new revision; the next apply of it reads it first (NoteLiveReconcile).
       if (std::string disabled = LiveReconcileDisabled(item); !disabled.empty()) {
         if (live_disabled_.size() < kMaxLiveDisabled) {
           not_reconciled_changed |= live_disabled_.insert(object_path).second;
@@ -1144,7 +1184,7 @@ void KubernetesApplier::BeginDriftCheck(const std::vector<const v1::ManifestObje
         not_reconciled_changed |= live_disabled_.erase(object_path) > 0;
       }
       not_reconciled = live_disabled_.size();
-      prefetched_[object_path] = std::move(item);
+      if (keep) prefetched_[object_path] = std::move(item);
     }
   }
   if (not_reconciled_changed && options_.on_not_reconciled) {

@@ -121,6 +121,11 @@ class KubernetesApplier : public Applier {
   void BeginDriftCheck(const std::vector<const v1::ManifestObject*>& objects,
                        const ApplyContext& context) override;
   void EndDriftCheck() override;
+  // Reads the changed objects (listed by kind and namespace, or each read just before its
+  // apply when a kind and namespace has few) for what they ask of gitfleet: reconciling
+  // turned off since the last drift check.
+  void BeginApply(const std::vector<const v1::ManifestObject*>& objects,
+                  const ApplyContext& context) override;
 
   // What a server-side apply would change, from a dry run (dryRun=All): "" when the
   // live object would stay as it is, "create" when it does not exist, else the first
@@ -203,6 +208,14 @@ class KubernetesApplier : public Applier {
   // Records whether the live object at `path` turned reconciling off; the annotation that
   // did ("name=disabled"), or "".
   std::string NoteLiveReconcile(const std::string& path, const nlohmann::json& live);
+  // Lists the bundle's objects in `collections` (path -> resource), noting which turn
+  // reconciling off; `keep`: kept for InSync (a drift check).
+  void ListBundle(const std::map<std::string, ApiResource>& collections,
+                  const ApplyContext& context, bool keep);
+  // Where `object` lives: its resource and namespace ("" for cluster-scoped); nullopt
+  // when its kind is not served.
+  std::optional<std::pair<ApiResource, std::string>> PlaceOf(const v1::ManifestObject& object,
+                                                             const ApplyContext& context);
   // What others own in `body` takes `live`'s values: the fields `context` ignores, and the
   // replicas of a workload an autoscaler scales (`scaler`, from AutoscaledBy).
   void LeaveToOthers(const v1::ObjectKey& key, const std::string& ns, const ApplyContext& context,
@@ -240,6 +253,9 @@ class KubernetesApplier : public Applier {
   // last drift check or read saw them: their next apply reads them first.
   static constexpr size_t kMaxLiveDisabled = 10000;
   std::set<std::string> live_disabled_ ABSL_GUARDED_BY(mu_);
+  // Object paths a new revision changes, read just before their apply (BeginApply); at
+  // most kMaxLiveDisabled, beyond which their kinds are listed.
+  std::set<std::string> read_first_ ABSL_GUARDED_BY(mu_);
   // namespace -> "bundle\nmetadata" UpdateCreatedNamespace last made sure of.
   std::map<std::string, std::string> namespace_metadata_ ABSL_GUARDED_BY(mu_);
   // Objects whose replicas were said to be left to an autoscaler (logged once each).

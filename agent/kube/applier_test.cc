@@ -380,7 +380,10 @@ TEST_F(KubernetesApplierTest, ACustomResourcePlacedBeforeItsCrdWasServedIsNeverP
   EXPECT_TRUE(reconciler_->Diff(diff).changes().empty()) << reconciler_->Diff(diff).DebugString();
 }
 
-TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
+// A changed object is read, then applied: the read sees what the live object asks (its
+// reconciling turned off since the last drift check). Many changes of one kind and
+// namespace are one LIST.
+TEST_F(KubernetesApplierTest, ReadAndApplyPerChangedObjectAndNoneForUnchanged) {
   std::vector<v1::ManifestObject> objects = {Ns("shop")};
   for (int i = 0; i < 20; ++i) objects.push_back(Cm(absl::StrCat("cm", i)));
   ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
@@ -401,9 +404,16 @@ TEST_F(KubernetesApplierTest, OneRequestPerChangedObjectAndNoneForUnchanged) {
   fake_->ClearRequests();
   objects[3] = Cm("cm2", "shop", "changed");
   ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
-  EXPECT_EQ(fake_->Requests().size(), 1u);
+  EXPECT_EQ(fake_->Requests().size(), 2u);
+  EXPECT_EQ(ConfigMapReads(), 1);
   EXPECT_THAT(Writes(), ElementsAre("PATCH configmaps/cm2"));
   EXPECT_EQ(fake_->Get("", "configmaps", "shop", "cm2")["data"]["v"], "changed");
+  fake_->ClearRequests();
+  for (int i = 5; i < 15; ++i) objects[i] = Cm(absl::StrCat("cm", i - 1), "shop", "changed");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  EXPECT_EQ(fake_->Requests().size(), 11u);
+  EXPECT_EQ(fake_->CountRequests("GET"), 1) << "one LIST";
+  EXPECT_EQ(Writes().size(), 10u);
 }
 
 TEST_F(KubernetesApplierTest, PrunesOnlyWhatItOwns) {
@@ -972,6 +982,19 @@ TEST_F(KubernetesApplierTest, ReconcilingTurnedOffIsLeftAlone) {
   reconciler_->Resync(/*check_drift=*/true);
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("c")})).ack.ok());
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  // Turned off after the last drift check (an incident's `kubectl annotate` a minute before
+  // a commit lands): the new revision reads it before it applies anything.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("c"), Cm("d")})).ack.ok());
+  fake_->Mutate("", "configmaps", "shop", "d", [](json& o) {
+    o["metadata"]["annotations"]["gitfleet.io/reconcile"] = "disabled";
+    o["data"]["v"] = "incident";
+  });
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("c"), Cm("d", "shop", "3")})).ack.ok());
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "d")["data"]["v"], "incident")
+      << "a new revision applied over an object whose reconciling was turned off";
+  EXPECT_EQ(not_reconciled, 2);
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("c")})).ack.ok());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "d").is_null()) << "nor pruned";
 }
 
 TEST(FieldsNotInTest, LeavesWhatTheOtherManagerAloneOwns) {
