@@ -149,8 +149,14 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
   for (const auto& [name, bundle] : bundles_) {
     // What waits for another bundle to take it over is not left to prune.
     const int left = bundle.record.inventory_size() - bundle.handing_over;
-    if (!bundle.record.removing() || left <= 0) continue;
-    if (removing++ == 0) {
+    if (!bundle.record.removing() || (left <= 0 && !bundle.removal_hooks)) continue;
+    if (removing++ == 0 && bundle.removal_hooks) {
+      removals.set_ok(false);
+      removals.set_reason("DeleteHooks");
+      removals.set_message(absl::StrCat("bundle ", name, " was removed; ", left,
+                                        left == 1 ? " object waits" : " objects wait",
+                                        " for its delete hooks: ", bundle.removal_error));
+    } else if (removing == 1) {
       removals.set_ok(false);
       removals.set_reason("PruneIncomplete");
       removals.set_message(
@@ -280,6 +286,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   // pruned) unless the new revision holds it again.
   bundle.record.set_released(false);
   bundle.removal_error.clear();
+  bundle.removal_hooks = false;
   bundle.record.set_fleet_id(serving_fleet_);
   if (update.generation() > 0) bundle.record.set_generation(update.generation());
   v1::RevisionRecord& record = *bundle.record.mutable_desired();
@@ -968,7 +975,15 @@ std::string Reconciler::WaveNotHealthy(const std::vector<const OrderedObject*>& 
       not_healthy.size() > 1 ? absl::StrCat(" (", not_healthy.size() - 1, " more)") : "");
 }
 
-Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired) const {
+namespace {
+
+bool DeletePhase(HookPhase phase) {
+  return phase == HookPhase::kPreDelete || phase == HookPhase::kPostDelete;
+}
+
+}  // namespace
+
+Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired, bool removal) const {
   HookPlan plan;
   for (const v1::ManifestObject& object : desired.objects()) {
     absl::StatusOr<std::optional<Hook>> hook = HookOf(object);
@@ -981,7 +996,9 @@ Reconciler::HookPlan Reconciler::PlanHooks(const v1::RevisionRecord& desired) co
       plan.invalid.push_back(std::move(error));
       continue;
     }
-    for (HookPhase phase : (*hook)->phases) plan.phases[phase].push_back({&object, **hook});
+    for (HookPhase phase : (*hook)->phases) {
+      if (DeletePhase(phase) == removal) plan.phases[phase].push_back({&object, **hook});
+    }
   }
   for (auto& [phase, hooks] : plan.phases) {
     // Objects arrive in key order: a stable sort keeps it within a wave.
@@ -1523,16 +1540,40 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
     return;
   }
   // From here on the bundle is being removed: no revision, no status; only what is left
-  // to prune. A crash or a failure never forgets that.
-  const std::string target_namespace = record.desired().target_namespace();
+  // to prune, and the revision's PreDelete and PostDelete hooks to run around the prune.
+  // A crash or a failure never forgets that. An operator who forgets the bundle runs none
+  // (as `helm uninstall --no-hooks`): the way out of a delete hook that keeps failing.
+  v1::RevisionRecord kept;
+  kept.set_bundle(removal.bundle());
+  kept.set_target_namespace(record.desired().target_namespace());
+  v1::HookProgress hooks;
+  if (record.removing() && !removal.forget()) {
+    kept = record.desired();  // its delete hooks, as they got
+    hooks = record.hooks();
+  } else if (!record.removing() && !removal.forget()) {
+    const HookPlan plan = PlanHooks(record.desired(), /*removal=*/true);
+    std::set<const v1::ManifestObject*> deleting;
+    for (const auto& [phase, planned] : plan.phases) {
+      for (const PlannedHook& hook : planned) deleting.insert(hook.object);
+    }
+    for (const v1::ManifestObject& object : record.desired().objects()) {
+      if (deleting.count(&object) > 0) *kept.add_objects() = object;
+    }
+    if (!deleting.empty()) {
+      // Not the revision's own hook progress: a revision that comes back runs its sync's.
+      hooks.set_revision(absl::StrCat("removal of ", record.desired().revision()));
+      *hooks.mutable_previous() = record.hooks().previous();  // BeforeHookCreation
+      GF_LOG(INFO) << "bundle " << removal.bundle() << ": " << deleting.size()
+                   << " delete hooks run around the prune";
+    }
+  }
   record.clear_desired();
-  record.mutable_desired()->set_bundle(removal.bundle());
-  record.mutable_desired()->set_target_namespace(target_namespace);
+  *record.mutable_desired() = std::move(kept);
   record.clear_applied_revision();
   record.clear_applied_commit();
   record.clear_applied_time();
   record.clear_applied_hashes();
-  record.clear_hooks();
+  *record.mutable_hooks() = std::move(hooks);
   record.clear_left_unmanaged();
   record.clear_last_status();
   record.set_removing(true);
@@ -1545,7 +1586,9 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   const bool done = PruneForRemoval(bundle, &pruned);
   GF_LOG(INFO) << "bundle " << removal.bundle() << " removed (" << why << "); pruned " << pruned
                << " objects"
-               << (done || bundle.removal_error.empty()
+               << (bundle.removal_hooks ? absl::StrCat("; delete hooks: ", bundle.removal_error)
+                                        : "")
+               << (done || bundle.removal_error.empty() || bundle.removal_hooks
                        ? ""
                        : absl::StrCat("; ", record.inventory_size() - bundle.handing_over,
                                       " could not be, and are tried again: ", bundle.removal_error))
@@ -1654,11 +1697,61 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   ApplyContext context{record.bundle(), record.desired().target_namespace(),
                        record.desired().sync().create_namespace()};
   UseSyncOptions(record.desired().sync(), &context);
+  // The revision's delete hooks: PreDelete before anything is pruned, PostDelete once the
+  // rest is gone, in Namespaces kept for them until they finish.
+  const HookPlan plan = PlanHooks(record.desired(), /*removal=*/true);
+  v1::HookProgress& progress = *record.mutable_hooks();
+  const bool post_delete = plan.phases.count(HookPhase::kPostDelete) > 0 && !progress.done();
+  bundle.removal_hooks = false;
+  auto hooks_hold = [&](HookStep step, const std::string& detail) {
+    bundle.handing_over = 0;
+    bundle.removal_error = detail;
+    bundle.removal_hooks = true;
+    if (step == HookStep::kFailed) {
+      // Tried again after the backoff, from the hooks that failed.
+      auto* runs = progress.mutable_runs();
+      runs->erase(
+          std::remove_if(runs->begin(), runs->end(),
+                         [](const v1::HookRun& run) { return run.state() == v1::HookRun::FAILED; }),
+          runs->end());
+    }
+    if (absl::Status saved = state_->Save(record); !saved.ok()) {
+      GF_LOG(ERROR) << "cannot record bundle " << record.bundle() << "'s delete hooks: " << saved;
+    }
+    bundle.unsaved = false;
+    bundle.next_retry =
+        clock_->Now() + (step == HookStep::kWaiting ? health_interval_ : bundle.backoff->Next());
+    return false;
+  };
+  if (plan.phases.count(HookPhase::kPreDelete) > 0 && !progress.done()) {
+    std::string detail;
+    const HookStep step = RunHookPhase(bundle, plan, HookPhase::kPreDelete, context, &detail);
+    if (step == HookStep::kFailed) {
+      GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): " << detail
+                      << "; nothing is pruned, and it is tried again";
+      return hooks_hold(step, absl::StrCat(detail, "; nothing is pruned until it succeeds"));
+    }
+    if (step == HookStep::kWaiting) return hooks_hold(step, detail);
+  }
+  std::set<std::string> hook_namespaces;  // kept until the PostDelete hooks are through
+  if (post_delete) {
+    for (const PlannedHook& hook : plan.phases.at(HookPhase::kPostDelete)) {
+      absl::StatusOr<v1::ObjectKey> placed = applier_->PlacedKey(*hook.object, context);
+      if (placed.ok() && !placed->namespace_().empty()) {
+        hook_namespaces.insert(placed->namespace_());
+      }
+    }
+  }
   std::vector<v1::ObjectKey> left;
+  std::vector<v1::ObjectKey> held;  // Namespaces the PostDelete hooks run in
   std::string first_error;
   int handing_over = 0;
   for (const v1::ObjectKey& key :
        PruneOrder({record.inventory().begin(), record.inventory().end()})) {
+    if (IsNamespace(key) && hook_namespaces.count(key.name()) > 0) {
+      held.push_back(key);
+      continue;
+    }
     std::string error;
     const Removal removal = Remove(key, context, record, &error);
     if (removal == Removal::kDone) {
@@ -1675,6 +1768,37 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
     if (first_error.empty()) first_error = absl::StrCat(KeyDisplay(key), ": ", error);
   }
   bundle.handing_over = handing_over;
+  if (left.empty() && post_delete) {
+    std::string detail;
+    const HookStep step = RunHookPhase(bundle, plan, HookPhase::kPostDelete, context, &detail);
+    if (step != HookStep::kDone) {
+      if (step == HookStep::kFailed) {
+        GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): " << detail
+                        << "; tried again";
+      }
+      record.clear_inventory();
+      for (v1::ObjectKey& key : held) *record.add_inventory() = std::move(key);
+      return hooks_hold(step, detail);
+    }
+    progress.set_done(true);
+    // The Namespaces they ran in go now.
+    for (const v1::ObjectKey& key : held) {
+      std::string error;
+      const Removal removal = Remove(key, context, record, &error);
+      if (removal == Removal::kDone) {
+        ++*pruned;
+        continue;
+      }
+      left.push_back(key);
+      if (removal == Removal::kHandingOver) {
+        ++bundle.handing_over;
+      } else if (first_error.empty()) {
+        first_error = absl::StrCat(KeyDisplay(key), ": ", error);
+      }
+    }
+    held.clear();
+  }
+  for (v1::ObjectKey& key : held) left.push_back(std::move(key));  // PostDelete hooks wait
   if (left.empty()) {
     absl::Status deleted = state_->Delete(record.bundle());
     if (!deleted.ok()) GF_LOG(ERROR) << "cannot forget bundle state: " << deleted;

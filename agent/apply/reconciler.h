@@ -121,6 +121,8 @@ class Reconciler {
     bool hooks_pending = false;
     // While record.removing: why the last try left objects in place.
     std::string removal_error;
+    // ... and it was the revision's delete hooks (waiting or failed; removal_error says).
+    bool removal_hooks = false;
     // Of the inventory, objects left in place for another bundle (record.handing_over), as
     // the last prune counted them.
     int handing_over = 0;
@@ -149,7 +151,9 @@ class Reconciler {
   // Applies one object placed at `key`; records its hash, and whether gitfleet created it.
   absl::Status ApplyObject(const v1::ManifestObject& object, const std::string& key,
                            v1::AgentBundleRecord& record, const ApplyContext& context);
-  HookPlan PlanHooks(const v1::RevisionRecord& desired) const;
+  // The hooks of `desired`'s sync phases, or with `removal` of its PreDelete and
+  // PostDelete phases (run when the bundle is removed with its objects).
+  HookPlan PlanHooks(const v1::RevisionRecord& desired, bool removal = false) const;
   // What keeps the objects of `passed` up to `wave` from being Healthy (reading again
   // those that are not), "" when nothing does.
   std::string WaveNotHealthy(const std::vector<const OrderedObject*>& passed, int wave,

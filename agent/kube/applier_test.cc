@@ -1911,6 +1911,98 @@ TEST_F(KubernetesHooksTest, HooksRunAroundTheApplyAndFollowTheirDeletePolicies) 
       << "migrate's HookSucceeded and smoke's BeforeHookCreation; nothing pruned";
 }
 
+// PreDelete and PostDelete hooks (Argo CD's; Helm's pre-delete and post-delete) run only
+// when the bundle leaves the cluster with its objects: PreDelete before anything is
+// pruned, PostDelete once the rest is gone, in a Namespace kept for it until it finishes.
+TEST_F(KubernetesHooksTest, DeleteHooksRunAroundTheRemovalsPrune) {
+  auto removal_condition = [&]() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "Removal") return c.ok() ? std::string("ok") : c.message();
+    }
+    return std::string("none");
+  };
+  v1::ManifestObject farewell = HookJob("farewell-", "PostDelete", "HookSucceeded");
+  const std::vector<v1::ManifestObject> objects = {
+      Ns("shop"), Cm("a"), HookJob("cleanup-", "PreDelete", "HookSucceeded"), farewell};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update(objects));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  EXPECT_EQ(Current().sync_state(), v1::SYNC_STATE_SYNCED) << Current().message();
+  EXPECT_TRUE(Jobs("cleanup-").empty()) << "a sync never runs delete hooks";
+  EXPECT_TRUE(Jobs("farewell-").empty());
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_TRUE(Jobs("cleanup-").empty());
+
+  RemoveBundle("web");
+  std::vector<std::string> cleanup = Jobs("cleanup-");
+  ASSERT_EQ(cleanup.size(), 1u) << "PreDelete runs first";
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "nothing pruned yet";
+  EXPECT_THAT(removal_condition(), HasSubstr("waiting for PreDelete hook Job shop/cleanup-"));
+  // A restarted agent waits for the same run.
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(Jobs("cleanup-"), cleanup);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+
+  Finish(cleanup[0], true);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "pruned after PreDelete";
+  EXPECT_TRUE(Jobs("cleanup-").empty()) << "HookSucceeded";
+  std::vector<std::string> bye = Jobs("farewell-");
+  ASSERT_EQ(bye.size(), 1u) << "PostDelete once the objects are gone";
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null())
+      << "the Namespace it runs in is kept for it";
+  EXPECT_THAT(removal_condition(), HasSubstr("waiting for PostDelete hook Job shop/farewell-"));
+
+  Finish(bye[0], true);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null()) << "then the Namespace goes";
+  EXPECT_EQ(removal_condition(), "ok");
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(Jobs("farewell-").empty() && Jobs("cleanup-").empty()) << "forgotten: no rerun";
+}
+
+// A PreDelete hook that fails keeps everything in place and is tried again; an operator
+// who forgets the bundle with --prune runs no hooks (the way out, as --no-hooks).
+TEST_F(KubernetesHooksTest, AFailedPreDeleteHookPrunesNothing) {
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Ns("shop"), Cm("a"), HookJob("cleanup-", "PreDelete"),
+                                     HookJob("farewell-", "PostDelete")}))
+                  .ack.ok());
+  RemoveBundle("web");
+  std::vector<std::string> cleanup = Jobs("cleanup-");
+  ASSERT_EQ(cleanup.size(), 1u);
+  Finish(cleanup[0], false, "BackoffLimitExceeded");
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "nothing pruned";
+  EXPECT_TRUE(Jobs("farewell-").empty());
+  bool said = false;
+  for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+    if (c.type() != "Removal") continue;
+    said = true;
+    EXPECT_FALSE(c.ok());
+    EXPECT_EQ(c.reason(), "DeleteHooks");
+    EXPECT_THAT(c.message(), HasSubstr("PreDelete hook Job shop/" + cleanup[0] +
+                                       " failed: failed: BackoffLimitExceeded; nothing is pruned"));
+  }
+  EXPECT_TRUE(said);
+  // Tried again (after its backoff; a restart starts it over): a new run replaces it.
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  std::vector<std::string> again = Jobs("cleanup-");
+  ASSERT_EQ(again.size(), 1u) << "BeforeHookCreation";
+  EXPECT_NE(again[0], cleanup[0]);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null());
+
+  v1::BundleRemoval forget;
+  forget.set_bundle("web");
+  forget.set_forget(true);
+  forget.set_prune(true);
+  reconciler_->OnRemoval(forget);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "pruned, no hooks";
+  EXPECT_TRUE(Jobs("farewell-").empty());
+}
+
 TEST_F(KubernetesHooksTest, AFailedPreSyncHookStopsTheRevisionAndPrunesNothing) {
   const std::vector<v1::ManifestObject> first = {Ns("shop"), Cm("a"), Cm("b")};
   ASSERT_TRUE(reconciler_->OnUpdate(Update(first)).ack.ok());

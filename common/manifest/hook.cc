@@ -68,10 +68,15 @@ absl::Status ArgoPhases(absl::string_view value, Hook& hook) {
       AddPhase(hook, HookPhase::kPostSync);
     } else if (item == "SyncFail") {
       AddPhase(hook, HookPhase::kSyncFail);
-    } else if (item == "Skip" || item == "PostDelete") {
+    } else if (item == "PreDelete") {
+      AddPhase(hook, HookPhase::kPreDelete);
+    } else if (item == "PostDelete") {
+      AddPhase(hook, HookPhase::kPostDelete);
+    } else if (item == "Skip") {
       hook.never_runs = absl::StrCat(kArgoHookAnnotation, ": ", item);
     } else {
-      return Unknown(kArgoHookAnnotation, item, "PreSync, Sync, PostSync, SyncFail, Skip");
+      return Unknown(kArgoHookAnnotation, item,
+                     "PreSync, Sync, PostSync, SyncFail, PreDelete, PostDelete, Skip");
     }
   }
   return absl::OkStatus();
@@ -83,9 +88,12 @@ absl::Status HelmPhases(absl::string_view value, Hook& hook) {
       AddPhase(hook, HookPhase::kPreSync);
     } else if (item == "post-install" || item == "post-upgrade") {
       AddPhase(hook, HookPhase::kPostSync);
-    } else if (item == "pre-delete" || item == "post-delete" || item == "pre-rollback" ||
-               item == "post-rollback" || item == "test" || item == "test-success" ||
-               item == "test-failure" || item == "crd-install") {
+    } else if (item == "pre-delete") {
+      AddPhase(hook, HookPhase::kPreDelete);
+    } else if (item == "post-delete") {
+      AddPhase(hook, HookPhase::kPostDelete);
+    } else if (item == "pre-rollback" || item == "post-rollback" || item == "test" ||
+               item == "test-success" || item == "test-failure" || item == "crd-install") {
       hook.never_runs = absl::StrCat(kHelmHookAnnotation, ": ", item);
     } else {
       return Unknown(kHelmHookAnnotation, item,
@@ -126,6 +134,10 @@ const char* HookPhaseName(HookPhase phase) {
       return "PostSync";
     case HookPhase::kSyncFail:
       return "SyncFail";
+    case HookPhase::kPreDelete:
+      return "PreDelete";
+    case HookPhase::kPostDelete:
+      return "PostDelete";
   }
   return "?";
 }

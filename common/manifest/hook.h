@@ -7,13 +7,17 @@
 // An object is a hook when it carries Argo CD's or Helm's hook annotation, as real
 // repositories write them:
 //
-//   argocd.argoproj.io/hook: PreSync | Sync | PostSync | SyncFail | Skip  (comma-separated)
+//   argocd.argoproj.io/hook: PreSync | Sync | PostSync | SyncFail | PreDelete | PostDelete |
+//                            Skip  (comma-separated)
 //   argocd.argoproj.io/hook-delete-policy: HookSucceeded, HookFailed, BeforeHookCreation
-//   helm.sh/hook: pre-install, pre-upgrade (PreSync), post-install, post-upgrade (PostSync)
+//   helm.sh/hook: pre-install, pre-upgrade (PreSync), post-install, post-upgrade (PostSync),
+//                 pre-delete (PreDelete), post-delete (PostDelete)
 //   helm.sh/hook-delete-policy: hook-succeeded, hook-failed, before-hook-creation
 //
-// Argo CD's annotation wins over Helm's. Helm's delete, rollback and test hooks, Argo
-// CD's Skip and PostDelete name no phase of a gitfleet sync: such an object is a hook that
+// PreDelete and PostDelete run only when the bundle is removed from a cluster with its
+// objects (before the prune, and after it), as `helm uninstall` and Argo CD's deletion of
+// an Application run them; never in a sync. Argo CD's annotation wins over Helm's. Helm's
+// rollback and test hooks and Argo CD's Skip name no phase: such an object is a hook that
 // never runs. Without a delete policy a hook's previous run is deleted before the next is
 // created (BeforeHookCreation), as in both tools. A hook's wave (its order within the
 // phase) is gitfleet.io/sync-wave, else argocd.argoproj.io/sync-wave, else
@@ -39,12 +43,12 @@ class Node;
 
 namespace gitfleet {
 
-enum class HookPhase { kPreSync, kSync, kPostSync, kSyncFail };
-// "PreSync", "Sync", "PostSync", "SyncFail".
+enum class HookPhase { kPreSync, kSync, kPostSync, kSyncFail, kPreDelete, kPostDelete };
+// "PreSync", "Sync", "PostSync", "SyncFail", "PreDelete", "PostDelete".
 const char* HookPhaseName(HookPhase phase);
 
 struct Hook {
-  std::vector<HookPhase> phases;  // in sync order; empty for a hook that never runs
+  std::vector<HookPhase> phases;  // as annotated; empty for a hook that never runs
   std::string never_runs;         // why, when `phases` is empty ("helm.sh/hook: test")
   bool delete_before_creation = false;
   bool delete_on_success = false;

@@ -74,10 +74,23 @@ TEST(HookTest, HelmHooksMapToPhasesAndWeights) {
   EXPECT_THAT((*hook)->phases, ElementsAre(HookPhase::kSyncFail));
 }
 
+TEST(HookTest, DeleteHooksRunOnRemoval) {
+  auto hook = Parse("    helm.sh/hook: pre-delete,post-delete\n");
+  ASSERT_TRUE(hook.ok() && hook->has_value()) << hook.status();
+  EXPECT_THAT((*hook)->phases, ElementsAre(HookPhase::kPreDelete, HookPhase::kPostDelete));
+  EXPECT_TRUE((*hook)->never_runs.empty());
+  hook = Parse("    argocd.argoproj.io/hook: PreDelete\n");
+  ASSERT_TRUE(hook.ok() && hook->has_value());
+  EXPECT_THAT((*hook)->phases, ElementsAre(HookPhase::kPreDelete));
+  hook = Parse("    argocd.argoproj.io/hook: PostDelete\n");
+  ASSERT_TRUE(hook.ok() && hook->has_value());
+  EXPECT_THAT((*hook)->phases, ElementsAre(HookPhase::kPostDelete));
+  EXPECT_STREQ(HookPhaseName(HookPhase::kPostDelete), "PostDelete");
+}
+
 TEST(HookTest, HooksOfOtherOperationsNeverRun) {
-  for (const char* annotations :
-       {"    helm.sh/hook: test\n", "    helm.sh/hook: pre-delete\n",
-        "    argocd.argoproj.io/hook: Skip\n", "    argocd.argoproj.io/hook: PostDelete\n"}) {
+  for (const char* annotations : {"    helm.sh/hook: test\n", "    helm.sh/hook: pre-rollback\n",
+                                  "    argocd.argoproj.io/hook: Skip\n"}) {
     auto hook = Parse(annotations);
     ASSERT_TRUE(hook.ok() && hook->has_value()) << annotations;
     EXPECT_TRUE((*hook)->phases.empty()) << annotations;
