@@ -1563,7 +1563,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
        "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
        "           [--values-file=FILE,...]           helm values files in the chart\n"
-       "           [--kube-version=1.30]              what charts see of the clusters\n"
+       "           [--kube-version=1.30|cluster]      what charts see of the clusters\n"
        "           [--api-versions=GROUP/VERSION[/KIND],...]  (.Capabilities), as Argo CD's\n"
        "           [--partition=SELECTOR]...          roll out partition by partition\n"
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"

@@ -2710,8 +2710,11 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
           std::vector<std::string> said;
+          absl::StatusOr<HelmCapabilities> capabilities_here =
+              HelmCapabilitiesFor(capabilities, values, read);
+          if (!capabilities_here.ok()) return absl::StatusOr<ObjectSet>(capabilities_here.status());
           RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
-          input.helm_capabilities = capabilities;
+          input.helm_capabilities = *std::move(capabilities_here);
           input.read_folder = read_folder;
           input.target_namespace = ns;
           UseReads(reads, &input);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/file_system.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
@@ -1590,6 +1591,69 @@ TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem
   EXPECT_THAT(bare_status[0].message(), HasSubstr("with the values of cluster bare"));
   EXPECT_THAT(bare_status[0].message(),
               HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no label env"));
+}
+
+// --kube-version=cluster renders a chart for each cluster's own Kubernetes version (as
+// Argo CD gives charts the destination's): clusters on one version share a render; one that
+// never reported its version gets nothing and says why; an upgrade renders again.
+TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto connect = [&](const std::string& name, const std::string& version) {
+    v1::Hello hello;
+    hello.set_cluster(name);
+    hello.set_kubernetes_version(version);
+    return hub_->Connect(hello, "peer", std::make_shared<FakeConnection>());
+  };
+  uint64_t a1 = connect("a1", "v1.29.4-eks-036c24b");
+  uint64_t a2 = connect("a2", "v1.29.4-eks-036c24b");
+  uint64_t b = connect("b", "v1.31.0+k3s1");
+  uint64_t bare = connect("bare", "");
+  v1::Bundle bundle = Bundle("web", "charts/web");
+  bundle.set_helm_kube_version("cluster");
+  auto info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto capabilities = [&](uint64_t agent) -> std::pair<std::string, std::string> {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+    return {std::string(absl::StripAsciiWhitespace(cm["data"]["capabilities"].as<std::string>(""))),
+            message->message.update().revision()};
+  };
+  auto [a1_caps, a1_revision] = capabilities(a1);
+  auto [a2_caps, a2_revision] = capabilities(a2);
+  auto [b_caps, b_revision] = capabilities(b);
+  EXPECT_EQ(a1_caps, "kube=v1.29.4-eks-036c24b");
+  EXPECT_EQ(b_caps, "kube=v1.31.0+k3s1");
+  EXPECT_EQ(a2_revision, a1_revision) << "one version, one render";
+  EXPECT_NE(b_revision, a1_revision);
+  EXPECT_EQ(hub_->NextMessage(bare, "web"), nullptr);
+  std::vector<v1::BundleStatus> bare_status = controller_->GetStatus("bare", "web");
+  ASSERT_EQ(bare_status.size(), 1u);
+  EXPECT_EQ(bare_status[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(bare_status[0].message(),
+              HasSubstr("this cluster has not reported its Kubernetes version"));
+
+  // a2 upgraded: its next connection renders for its new version.
+  hub_->Disconnect(a2);
+  a2 = connect("a2", "v1.30.1-eks-1");
+  std::string upgraded;
+  for (int i = 0; i < 500 && upgraded.empty(); ++i) {  // rendered by the controller's worker
+    upgraded = capabilities(a2).first;
+    if (upgraded.empty()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(upgraded, "kube=v1.30.1-eks-1");
+
+  // Rendered here, without a cluster, it asks for a version.
+  EXPECT_THAT(HelmTemplateArgs("helm", "web", "/c", "", "", {}, {}, {"cluster", {}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--kube-version=1.30")));
+  bundle.set_helm_kube_version("clusters");
+  EXPECT_THAT(controller_->AddBundle(bundle, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("or \"cluster\"")));
 }
 
 // A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering

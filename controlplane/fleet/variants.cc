@@ -131,17 +131,27 @@ Values ValuesSpec::ExplicitFor(const v1::ClusterInfo& cluster) const {
   return out;
 }
 
+namespace {
+
+void AddClusterContext(const v1::ClusterInfo& cluster, Values* out) {
+  out->emplace(ClusterNameKey(), cluster.name());
+  for (const auto& [key, value] : cluster.labels()) out->emplace(ClusterLabelKey(key), value);
+  if (!cluster.kubernetes_version().empty()) {
+    out->emplace(ClusterKubernetesVersionKey(), cluster.kubernetes_version());
+  }
+}
+
+}  // namespace
+
 Values ValuesSpec::ExplicitAndClusterFor(const v1::ClusterInfo& cluster) const {
   Values out = ExplicitFor(cluster);
-  out.emplace(ClusterNameKey(), cluster.name());
-  for (const auto& [key, value] : cluster.labels()) out.emplace(ClusterLabelKey(key), value);
+  AddClusterContext(cluster, &out);
   return out;
 }
 
 Values ValuesSpec::AllAndClusterFor(const v1::ClusterInfo& cluster) const {
   Values out = ForCluster(cluster);
-  out.emplace(ClusterNameKey(), cluster.name());
-  for (const auto& [key, value] : cluster.labels()) out.emplace(ClusterLabelKey(key), value);
+  AddClusterContext(cluster, &out);
   return out;
 }
 

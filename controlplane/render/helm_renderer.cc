@@ -41,6 +41,11 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions));
+  if (capabilities.kube_version == kClusterKubeVersion) {
+    return absl::InvalidArgumentError(
+        "--kube-version=cluster is each cluster's own version, known only where a bundle "
+        "renders for a cluster (to render here, give one: --kube-version=1.30)");
+  }
   if (!capabilities.kube_version.empty()) {
     args.push_back("--kube-version=" + capabilities.kube_version);
   }
@@ -125,10 +130,12 @@ bool ApiVersionText(absl::string_view text) {
 
 absl::Status CheckHelmCapabilities(const std::string& kube_version,
                                    const std::vector<std::string>& api_versions) {
-  if (!kube_version.empty() && (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
+  if (!kube_version.empty() && kube_version != kClusterKubeVersion &&
+      (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--kube-version=", kube_version.substr(0, 80),
-        ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100)"));
+        ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100), or "
+        "\"cluster\" for each cluster's own"));
   }
   if (api_versions.size() > kMaxHelmApiVersions) {
     return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
@@ -143,6 +150,30 @@ absl::Status CheckHelmCapabilities(const std::string& kube_version,
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
+                                                     const Values& values, ReadValues* read) {
+  if (capabilities.kube_version != kClusterKubeVersion) return capabilities;
+  const std::string key = ClusterKubernetesVersionKey();
+  auto found = values.find(key);
+  const bool known = found != values.end() && !found->second.empty();
+  if (read != nullptr) {
+    (*read)[key] = known ? std::optional<std::string>(found->second) : std::nullopt;
+  }
+  if (!known) {
+    return absl::FailedPreconditionError(
+        "--kube-version=cluster: this cluster has not reported its Kubernetes version (its "
+        "agent has not connected since it was added, applies to a directory, or is older "
+        "than the report); nothing is rendered for it, and it keeps what it has");
+  }
+  if (!KubeVersionText(found->second)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--kube-version=cluster: this cluster reports Kubernetes version \"",
+                     found->second.substr(0, 64), "\", which helm cannot read as a version"));
+  }
+  capabilities.kube_version = found->second;
+  return capabilities;
 }
 
 HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kustomize,

@@ -60,8 +60,19 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
 // At most this many API versions.
 inline constexpr size_t kMaxHelmApiVersions = 500;
 
+// --kube-version=cluster: each cluster's own Kubernetes version, as its agent reads it from
+// the API server (as Argo CD gives charts the destination cluster's version). Resolved per
+// cluster (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses it unresolved.
+inline constexpr char kClusterKubeVersion[] = "cluster";
+
+// `capabilities` for the cluster whose values are `values`: with kClusterKubeVersion, its
+// version (ClusterKubernetesVersionKey, recorded in `read` so clusters on one version share
+// a render); FailedPrecondition when the cluster has not reported one.
+absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
+                                                     const Values& values, ReadValues* read);
+
 // OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
-// for helm's own) and each of `api_versions` names an API group version, optionally with a
+// for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group version, optionally with a
 // kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor"). InvalidArgument naming
 // the flag and the value otherwise, and past kMaxHelmApiVersions.
 absl::Status CheckHelmCapabilities(const std::string& kube_version,

@@ -43,6 +43,9 @@ inline std::string ClusterNameKey() { return "cluster:name"; }
 inline std::string ClusterLabelKey(absl::string_view label) {
   return absl::StrCat("cluster:label:", label);
 }
+// The cluster's Kubernetes version as its agent reported it (ClusterInfo.kubernetes_version),
+// where it has one: what --kube-version=cluster renders a chart for.
+inline std::string ClusterKubernetesVersionKey() { return "cluster:kubernetes-version"; }
 inline bool IsClusterContextKey(absl::string_view name) {
   return absl::StartsWith(name, "cluster:");
 }
