@@ -72,9 +72,9 @@ absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabiliti
                                                      const Values& values, ReadValues* read);
 
 // OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
-// for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group version, optionally with a
-// kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor"). InvalidArgument naming
-// the flag and the value otherwise, and past kMaxHelmApiVersions.
+// for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group
+// version, optionally with a kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor").
+// InvalidArgument naming the flag and the value otherwise, and past kMaxHelmApiVersions.
 absl::Status CheckHelmCapabilities(const std::string& kube_version,
                                    const std::vector<std::string>& api_versions);
 
