@@ -33,6 +33,9 @@ v1::Hello Agent::BuildHello() {
   hello.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello.set_agent_version(options_.version);
   if (options_.kubernetes_version) hello.set_kubernetes_version(options_.kubernetes_version());
+  if (options_.api_versions) {
+    for (std::string& api : options_.api_versions()) hello.add_api_versions(std::move(api));
+  }
   MutexLock lock(&mu_);
   hello.set_fleet_id(fleet_id_);
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;

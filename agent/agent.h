@@ -40,6 +40,8 @@ class Agent {
     std::function<std::vector<v1::ClusterCondition>()> conditions;
     // The cluster's Kubernetes version for each hello ("v1.30.2"); unset or "" for none.
     std::function<std::string()> kubernetes_version;
+    // What its API server serves, for each hello (Hello.api_versions); unset for none.
+    std::function<std::vector<std::string>()> api_versions;
     // The fleet id of the control plane the agent trusts ("" before the first), and where
     // a new one is recorded (on the first welcome, and on an adoption).
     std::string fleet_id;

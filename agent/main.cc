@@ -284,11 +284,12 @@ int Main(ShutdownSignals& signals) {
   options.fleet_id = *fleet_id;
   options.heartbeat = &heartbeat;
   options.save_fleet_id = [&state](const std::string& id) { return state.SaveFleetId(id); };
-  // The cluster's Kubernetes version for each hello: read now, and again every 10 minutes
-  // by the conditions check (an upgrade shows at the next connect).
+  // The cluster's Kubernetes version and the APIs it serves, for each hello: read now, and
+  // again every 10 minutes by the conditions check (an upgrade shows at the next connect).
   struct KubeVersion {
     Mutex mu;
     std::string version ABSL_GUARDED_BY(mu);
+    std::vector<std::string> api_versions ABSL_GUARDED_BY(mu);
     absl::Time read ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   };
   auto kube_version = std::make_shared<KubeVersion>();
@@ -297,6 +298,13 @@ int Main(ShutdownSignals& signals) {
       MutexLock lock(&kube_version->mu);
       if (absl::Now() - kube_version->read < absl::Minutes(10)) return;
       kube_version->read = absl::Now();
+    }
+    absl::StatusOr<std::vector<std::string>> apis = ReadServedApiVersions(*client);
+    if (!apis.ok()) {
+      GF_LOG(WARNING) << "cannot read the APIs the cluster serves: " << apis.status();
+    } else {
+      MutexLock lock(&kube_version->mu);
+      kube_version->api_versions = *std::move(apis);
     }
     absl::StatusOr<std::string> version = ReadKubernetesVersion(*client);
     if (!version.ok()) {
@@ -311,6 +319,10 @@ int Main(ShutdownSignals& signals) {
     options.kubernetes_version = [kube_version] {
       MutexLock lock(&kube_version->mu);
       return kube_version->version;
+    };
+    options.api_versions = [kube_version] {
+      MutexLock lock(&kube_version->mu);
+      return kube_version->api_versions;
     };
     options.conditions = [client = kube.get(), read_version] {
       read_version();

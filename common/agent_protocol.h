@@ -19,6 +19,11 @@ inline constexpr int kMaxUnhealthyResources = 20;
 inline constexpr int kMaxLeftUnmanaged = 20;
 inline constexpr int kMaxLeftUnmanagedKept = 1000;
 
+// API versions a hello names (Hello.api_versions), each at most kMaxApiVersionBytes: a
+// cluster with every common operator's CRDs serves a few hundred group versions and kinds.
+inline constexpr int kMaxClusterApiVersions = 5000;
+inline constexpr int kMaxApiVersionBytes = 317;  // a group (253), a version, a kind
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_COMMON_AGENT_PROTOCOL_H_

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "agent/kube/discovery.h"
 #include "gmock/gmock.h"
@@ -39,6 +41,41 @@ std::unique_ptr<KubeClient> Client(const std::string& server, KubeClient::Option
   absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(config, options);
   EXPECT_TRUE(client.ok()) << client.status();
   return *std::move(client);
+}
+
+// What the API server serves, as helm's .Capabilities.APIVersions holds it against a
+// cluster: group versions, and each kind in one; a CRD's once the server serves it.
+TEST(KubeClientTest, ReadsTheApiVersionsTheServerServes) {
+  auto fake = StartFake();
+  auto client = Client(fake->url());
+  absl::StatusOr<std::vector<std::string>> apis = ReadServedApiVersions(*client);
+  ASSERT_TRUE(apis.ok()) << apis.status();
+  EXPECT_THAT(*apis, ::testing::IsSupersetOf({"v1", "v1/ConfigMap", "v1/Namespace", "apps/v1",
+                                              "apps/v1/Deployment", "batch/v1/Job"}));
+  EXPECT_TRUE(std::is_sorted(apis->begin(), apis->end()));
+  for (const std::string& api : *apis) {
+    EXPECT_FALSE(absl::StrContains(api, "/Scale")) << "no subresource's kind: " << api;
+    EXPECT_FALSE(absl::StrContains(api, "example.com")) << api;
+  }
+  const std::string crd = R"({"apiVersion": "apiextensions.k8s.io/v1",
+      "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+      "spec": {"group": "example.com", "scope": "Namespaced",
+               "names": {"kind": "Widget", "plural": "widgets"},
+               "versions": [{"name": "v1", "served": true, "storage": true}]}})";
+  absl::StatusOr<KubeResponse> created = client->Do(
+      "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd, "application/json");
+  ASSERT_TRUE(created.ok() && created->code == 201) << (created.ok() ? created->body : "");
+  absl::StatusOr<std::vector<std::string>> again;
+  for (int i = 0; i < 100; ++i) {  // established by the fake's controller
+    again = ReadServedApiVersions(*client);
+    ASSERT_TRUE(again.ok()) << again.status();
+    if (std::count(again->begin(), again->end(), "example.com/v1/Widget") > 0) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_THAT(*again, ::testing::IsSupersetOf({"example.com/v1", "example.com/v1/Widget"}));
+  // The server down: an error, nothing half read.
+  fake->FailNext(1000, 503);
+  EXPECT_FALSE(ReadServedApiVersions(*client).ok());
 }
 
 TEST(KubeClientTest, GetsAndReportsApiErrors) {

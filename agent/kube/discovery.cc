@@ -1,6 +1,10 @@
 #include "agent/kube/discovery.h"
 
+#include <algorithm>
+#include <set>
+
 #include "absl/strings/str_cat.h"
+#include "common/agent_protocol.h"
 #include "common/clock.h"
 #include "nlohmann/json.hpp"
 
@@ -130,6 +134,83 @@ absl::StatusOr<ApiResource> RestMapper::FindPreferred(const std::string& group,
 void RestMapper::Invalidate(const std::string& group, const std::string& version) {
   MutexLock lock(&mu_);
   versions_.erase(Display(group, version));
+}
+
+namespace {
+
+// A JSON document the server answered 200 with; an error naming `path` otherwise.
+absl::StatusOr<nlohmann::json> ReadDocument(KubeClient& client, const std::string& path) {
+  absl::StatusOr<KubeResponse> response = client.Do("GET", path);
+  if (!response.ok()) return response.status();
+  if (response->code != 200) return response->ToStatus();
+  nlohmann::json document = nlohmann::json::parse(response->body, nullptr, false);
+  if (!document.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a discovery document"));
+  }
+  return document;
+}
+
+bool Printable(const std::string& text) {
+  return !text.empty() && text.size() <= static_cast<size_t>(kMaxApiVersionBytes) &&
+         std::all_of(text.begin(), text.end(),
+                     [](char c) { return c > ' ' && c <= '~' && c != ','; });
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& client) {
+  constexpr size_t kMaxGroupVersions = 500;
+  std::vector<std::string> group_versions;
+  absl::StatusOr<nlohmann::json> core = ReadDocument(client, "/api");
+  if (!core.ok()) return core.status();
+  if (core->contains("versions") && (*core)["versions"].is_array()) {
+    for (const nlohmann::json& version : (*core)["versions"]) {
+      if (version.is_string()) group_versions.push_back(version.get<std::string>());
+    }
+  }
+  absl::StatusOr<nlohmann::json> groups = ReadDocument(client, "/apis");
+  if (!groups.ok()) return groups.status();
+  if (groups->contains("groups") && (*groups)["groups"].is_array()) {
+    for (const nlohmann::json& group : (*groups)["groups"]) {
+      if (!group.is_object() || !group.contains("versions") || !group["versions"].is_array()) {
+        continue;
+      }
+      for (const nlohmann::json& version : group["versions"]) {
+        if (version.is_object() && version.contains("groupVersion") &&
+            version["groupVersion"].is_string()) {
+          group_versions.push_back(version["groupVersion"].get<std::string>());
+        }
+      }
+    }
+  }
+  std::set<std::string> out;
+  size_t read = 0;
+  for (const std::string& group_version : group_versions) {
+    if (!Printable(group_version) || out.size() >= static_cast<size_t>(kMaxClusterApiVersions)) {
+      continue;
+    }
+    out.insert(group_version);
+    if (read++ >= kMaxGroupVersions) continue;
+    const bool core_group = group_version.find('/') == std::string::npos;
+    absl::StatusOr<nlohmann::json> resources =
+        ReadDocument(client, absl::StrCat(core_group ? "/api/" : "/apis/", group_version));
+    if (!resources.ok() || !resources->contains("resources") ||
+        !(*resources)["resources"].is_array()) {
+      continue;  // an aggregated API that is down: its group version still counts
+    }
+    for (const nlohmann::json& resource : (*resources)["resources"]) {
+      if (!resource.is_object() || !resource.contains("kind") || !resource["kind"].is_string() ||
+          !resource.contains("name") || !resource["name"].is_string() ||
+          resource["name"].get<std::string>().find('/') != std::string::npos) {
+        continue;  // a subresource (deployments/scale) names its parent's kind or another
+      }
+      std::string entry = absl::StrCat(group_version, "/", resource["kind"].get<std::string>());
+      if (Printable(entry) && out.size() < static_cast<size_t>(kMaxClusterApiVersions)) {
+        out.insert(std::move(entry));
+      }
+    }
+  }
+  return std::vector<std::string>(out.begin(), out.end());
 }
 
 }  // namespace gitfleet

@@ -18,6 +18,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -69,6 +70,14 @@ class RestMapper {
   std::map<std::string, GroupVersion> versions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> preferred_ ABSL_GUARDED_BY(mu_);
 };
+
+// What the API server serves, from its discovery documents (/api, /apis, then each group
+// version's): every group version ("v1", "apps/v1") and every kind in one
+// ("apps/v1/Deployment"), sorted, as helm's .Capabilities.APIVersions holds them against a
+// cluster. At most kMaxClusterApiVersions entries and 500 group versions read; a group
+// version whose document cannot be read counts without its kinds. An error when /api or
+// /apis cannot be read.
+absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& client);
 
 }  // namespace gitfleet
 

@@ -81,6 +81,18 @@ absl::Status ValidateHello(const v1::Hello& hello) {
     return absl::InvalidArgumentError(
         "hello: kubernetes version is longer than 64 characters or not printable");
   }
+  if (hello.api_versions_size() > kMaxClusterApiVersions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello: ", hello.api_versions_size(), " API versions; at most ", kMaxClusterApiVersions));
+  }
+  for (const std::string& api : hello.api_versions()) {
+    if (api.empty() || api.size() > static_cast<size_t>(kMaxApiVersionBytes) ||
+        std::any_of(api.begin(), api.end(),
+                    [](char c) { return c <= ' ' || c > '~' || c == ','; })) {
+      return absl::InvalidArgumentError(absl::StrCat("hello: API version \"", api.substr(0, 64),
+                                                     "\" is empty, too long or not printable"));
+    }
+  }
   return absl::OkStatus();
 }
 

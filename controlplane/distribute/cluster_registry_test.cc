@@ -7,11 +7,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/agent_protocol.h"
 #include "common/clock.h"
 #include "common/manifest/hash.h"
 #include "common/proto_time.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
+#include "controlplane/distribute/agent_service.h"
 #include "controlplane/distribute/hub.h"
 #include "controlplane/metrics.h"
 #include "gmock/gmock.h"
@@ -37,6 +39,34 @@ class ClusterRegistryTest : public ::testing::Test {
   }
   MemoryStore store_;
 };
+
+// What a hello says of its cluster is bounded before the hub keeps it.
+TEST(ValidateHelloTest, BoundsTheClustersVersionAndApis) {
+  v1::Hello hello;
+  hello.set_cluster("c1");
+  hello.set_kubernetes_version("v1.30.2+k3s1");
+  hello.add_api_versions("v1");
+  hello.add_api_versions("monitoring.coreos.com/v1/ServiceMonitor");
+  EXPECT_TRUE(ValidateHello(hello).ok());
+  v1::Hello spaced = hello;
+  spaced.add_api_versions("apps/v1 --set x=y");
+  EXPECT_THAT(ValidateHello(spaced), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("API version \"apps/v1 --set x=y\"")));
+  v1::Hello listed = hello;
+  listed.add_api_versions("a,b");
+  EXPECT_FALSE(ValidateHello(listed).ok());
+  v1::Hello long_one = hello;
+  long_one.add_api_versions(std::string(kMaxApiVersionBytes + 1, 'a'));
+  EXPECT_FALSE(ValidateHello(long_one).ok());
+  v1::Hello many = hello;
+  for (int i = 0; i < kMaxClusterApiVersions; ++i)
+    many.add_api_versions(absl::StrCat("g", i, "/v1"));
+  EXPECT_THAT(ValidateHello(many), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("API versions; at most 5000")));
+  v1::Hello version = hello;
+  version.set_kubernetes_version("v1.30 2");
+  EXPECT_FALSE(ValidateHello(version).ok());
+}
 
 TEST_F(ClusterRegistryTest, FileTokensAuthenticateTheirClusterOnly) {
   auto registry = Make("# comment\n\neu-1 s3cret\nus-1   other env=prod,region=us\n");

@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <iterator>
+#include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
+#include "common/crypto.h"
 #include "common/logging.h"
 #include "common/manifest/object.h"
 #include "common/names.h"
@@ -24,6 +28,8 @@ constexpr char kReports[] = "reports";
 // cluster/bundle -> the revision the cluster regressed on (see Hub::Regressions), so a
 // restart does not let a rollout past a break it had already seen.
 constexpr char kRegressions[] = "regressions";
+// digest -> ApiVersionList: what clusters serve (Hello.api_versions), once per distinct list.
+constexpr char kApiVersions[] = "api-versions";
 // Revisions loaded from the store and kept; cleared when full.
 constexpr size_t kMaxStoredRevisions = 64;
 
@@ -154,7 +160,27 @@ absl::Status Hub::Load() {
   if (!reports.ok()) return reports.status();
   absl::StatusOr<std::vector<Store::Entry>> regressions = store_->List(kRegressions);
   if (!regressions.ok()) return regressions.status();
+  absl::StatusOr<std::vector<Store::Entry>> apis = store_->List(kApiVersions);
+  if (!apis.ok()) return apis.status();
   MutexLock lock(&mu_);
+  std::set<std::string> named;  // digests cluster records name
+  for (const Store::Entry& entry : *clusters) {
+    v1::ClusterRecord record;
+    if (record.ParseFromString(entry.value)) named.insert(record.api_versions_digest());
+  }
+  {
+    MutexLock apis_lock(&apis_mu_);
+    for (const Store::Entry& entry : *apis) {
+      v1::ApiVersionList list;
+      if (named.count(entry.key) == 0 || !list.ParseFromString(entry.value) ||
+          api_versions_.size() >= kMaxApiVersionLists) {
+        writes_.Delete(kApiVersions, entry.key);  // no cluster serves it any more
+        continue;
+      }
+      api_versions_[entry.key] = std::make_shared<const std::vector<std::string>>(
+          list.api_versions().begin(), list.api_versions().end());
+    }
+  }
   for (const Store::Entry& entry : *clusters) {
     v1::ClusterRecord record;
     if (!record.ParseFromString(entry.value)) {
@@ -166,6 +192,11 @@ absl::Status Hub::Load() {
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(record.agent_version());
     agent.info.set_kubernetes_version(record.kubernetes_version());
+    if (std::shared_ptr<const std::vector<std::string>> listed =
+            ApiVersions(record.api_versions_digest())) {
+      agent.info.set_api_versions_digest(record.api_versions_digest());
+      agent.info.set_api_versions_count(static_cast<int32_t>(listed->size()));
+    }
     *agent.info.mutable_last_seen() = record.last_seen();
     agent.adopt_pending = record.adopt_pending();
     agent.info.set_adopt_pending(record.adopt_pending());
@@ -627,6 +658,9 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(hello.agent_version());
     agent.info.set_kubernetes_version(hello.kubernetes_version());
+    agent.info.set_api_versions_digest(InternApiVersionsLocked(hello.api_versions()));
+    agent.info.set_api_versions_count(
+        agent.info.api_versions_digest().empty() ? 0 : hello.api_versions_size());
     agent.fleet_id = hello.fleet_id();
     agent.info.set_foreign_fleet_id(
         hello.fleet_id().empty() || hello.fleet_id() == fleet_id_ ? "" : hello.fleet_id());
@@ -1738,10 +1772,53 @@ void Hub::PersistClusterLocked(const Agent& agent) {
   record.mutable_labels()->insert(agent.reported.begin(), agent.reported.end());
   record.set_agent_version(agent.info.agent_version());
   record.set_kubernetes_version(agent.info.kubernetes_version());
+  record.set_api_versions_digest(agent.info.api_versions_digest());
   *record.mutable_last_seen() = agent.info.last_seen();
   record.set_adopt_pending(agent.adopt_pending);
   record.set_suspended(agent.suspended);
   writes_.Put(kClusters, agent.info.name(), record.SerializeAsString());
+}
+
+std::shared_ptr<const std::vector<std::string>> Hub::ApiVersions(const std::string& digest) const {
+  if (digest.empty()) return nullptr;
+  MutexLock lock(&apis_mu_);
+  auto found = api_versions_.find(digest);
+  return found == api_versions_.end() ? nullptr : found->second;
+}
+
+std::string Hub::InternApiVersionsLocked(
+    const google::protobuf::RepeatedPtrField<std::string>& apis) {
+  if (apis.empty()) return "";
+  std::vector<std::string> sorted(apis.begin(), apis.end());
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  const std::string digest =
+      absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+  MutexLock lock(&apis_mu_);
+  if (api_versions_.count(digest) > 0) return digest;
+  if (api_versions_.size() >= kMaxApiVersionLists) {
+    // Full: the lists no cluster names any more go (an upgrade moves clusters on).
+    std::set<std::string> named;
+    for (const auto& [name, agent] : agents_) named.insert(agent.info.api_versions_digest());
+    for (auto it = api_versions_.begin(); it != api_versions_.end();) {
+      if (named.count(it->first) > 0) {
+        ++it;
+        continue;
+      }
+      writes_.Delete(kApiVersions, it->first);
+      it = api_versions_.erase(it);
+    }
+    if (api_versions_.size() >= kMaxApiVersionLists) {
+      GF_LOG(WARNING) << "clusters serve more than " << kMaxApiVersionLists
+                      << " distinct lists of APIs; a new one is not kept";
+      return "";
+    }
+  }
+  v1::ApiVersionList list;
+  for (const std::string& api : sorted) list.add_api_versions(api);
+  writes_.Put(kApiVersions, digest, list.SerializeAsString());
+  api_versions_[digest] = std::make_shared<const std::vector<std::string>>(std::move(sorted));
+  return digest;
 }
 
 bool Hub::AdmitsCluster(const std::string& cluster, size_t most) const {

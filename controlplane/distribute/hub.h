@@ -275,6 +275,12 @@ class Hub {
   // Of those clusters, the ones that hold no revision of `bundle`, in name order.
   std::vector<v1::ClusterInfo> MatchingClustersHoldingNothing(const std::string& bundle,
                                                               const LabelSelector& selector) const;
+  // The API versions clusters' agents reported (Hello.api_versions), by the digest their
+  // ClusterInfo.api_versions_digest names; null when none is kept under it. Each distinct
+  // list is kept once (at most kMaxApiVersionLists), stored with the clusters. Never
+  // takes the hub's main lock: renders call it.
+  std::shared_ptr<const std::vector<std::string>> ApiVersions(const std::string& digest) const;
+  static constexpr size_t kMaxApiVersionLists = 1024;
   // For tests and metrics: how many distinct update messages were built (and serialized).
   size_t messages_built() const;
   // Liveness: the flush loop (which takes the hub's lock) comes round every flush interval.
@@ -472,7 +478,16 @@ class Hub {
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
+  // Keeps `apis` (a hello's) once; its digest, or "" when none are given or the catalog
+  // is full of lists clusters still name.
+  std::string InternApiVersionsLocked(const google::protobuf::RepeatedPtrField<std::string>& apis)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable Mutex mu_;
+  // Lock order: mu_, then apis_mu_.
+  mutable Mutex apis_mu_;
+  std::map<std::string, std::shared_ptr<const std::vector<std::string>>> api_versions_
+      ABSL_GUARDED_BY(apis_mu_);
   WriteBehind writes_;  // cluster records and reports
   std::map<std::string, BundleTarget> bundles_ ABSL_GUARDED_BY(mu_);
   struct Newest {

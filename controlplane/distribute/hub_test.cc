@@ -488,6 +488,54 @@ TEST_F(HubTest, WhatMovesInFromABundleTheAgentHasNotUpdatedYetIsNamed) {
   EXPECT_THAT(Takeovers(*to_b_db), ::testing::UnorderedElementsAre("c<-cache", "x<-web"));
 }
 
+// The APIs an agent reports are kept once per distinct list, named by a digest in its
+// ClusterInfo, and stored with the clusters: a restarted control plane has them, and drops
+// the lists no cluster serves any more.
+TEST_F(HubTest, ReportedApiVersionsAreKeptOncePerListAndStored) {
+  auto hello = [](const std::string& name, const std::vector<std::string>& apis) {
+    v1::Hello h = MakeHello(name, "prod");
+    for (const std::string& api : apis) h.add_api_versions(api);
+    return h;
+  };
+  auto conn = [] { return std::make_shared<FakeConnection>(); };
+  hub_.Connect(hello("a", {"v1", "apps/v1", "apps/v1/Deployment"}), "p", conn());
+  hub_.Connect(hello("b", {"apps/v1/Deployment", "v1", "apps/v1", "v1"}), "p", conn());
+  hub_.Connect(hello("c", {"v1"}), "p", conn());
+  hub_.Connect(hello("d", {}), "p", conn());
+  auto infos = [](const Hub& hub) {
+    std::map<std::string, v1::ClusterInfo> out;
+    for (v1::ClusterInfo& info : hub.MatchingClusters(Selector(""))) out[info.name()] = info;
+    return out;
+  };
+  std::map<std::string, v1::ClusterInfo> before = infos(hub_);
+  const std::string served = before["a"].api_versions_digest();
+  ASSERT_FALSE(served.empty());
+  EXPECT_EQ(before["b"].api_versions_digest(), served) << "one list, in any order";
+  EXPECT_EQ(before["a"].api_versions_count(), 3);
+  const std::string core_only = before["c"].api_versions_digest();
+  EXPECT_NE(core_only, served);
+  EXPECT_EQ(before["d"].api_versions_digest(), "");
+  ASSERT_NE(hub_.ApiVersions(served), nullptr);
+  EXPECT_THAT(*hub_.ApiVersions(served), ElementsAre("apps/v1", "apps/v1/Deployment", "v1"));
+  EXPECT_EQ(hub_.ApiVersions(""), nullptr);
+  EXPECT_EQ(hub_.ApiVersions("nothing"), nullptr);
+
+  // c upgraded: a new list; the old one no cluster names goes at the next start.
+  hub_.Connect(hello("c", {"v1", "batch/v1"}), "p", conn());
+  const std::string upgraded = infos(hub_)["c"].api_versions_digest();
+  EXPECT_NE(upgraded, core_only);
+  hub_.Flush();
+  Hub again(&store_, metrics_);
+  again.SetTrustAgentLabels(true);
+  ASSERT_TRUE(again.Load().ok());
+  std::map<std::string, v1::ClusterInfo> after = infos(again);
+  EXPECT_EQ(after["a"].api_versions_digest(), served) << "before its agent reconnects";
+  EXPECT_EQ(after["a"].api_versions_count(), 3);
+  ASSERT_NE(again.ApiVersions(served), nullptr);
+  EXPECT_THAT(*again.ApiVersions(upgraded), ElementsAre("batch/v1", "v1"));
+  EXPECT_EQ(again.ApiVersions(core_only), nullptr);
+}
+
 TEST_F(HubTest, WhatMovesInIsNamedAfterARestartToo) {
   // Before the restart: web held "moved" and "x"; the commit moved "moved" to api, and
   // the agents had not got web's new revision yet (web suspended, or behind its gate).

@@ -2704,6 +2704,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     auto read_folder = FolderReader(snapshot.repo, commit.id);
     BundleVariants::RenderFn render =
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
+         api_versions_of = ApiVersionsOf(
+             [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          substitute = per_target && WantsSubstitution(definition),
@@ -2711,7 +2713,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           std::vector<std::string> paths;
           std::vector<std::string> said;
           absl::StatusOr<HelmCapabilities> capabilities_here =
-              HelmCapabilitiesFor(capabilities, values, read);
+              HelmCapabilitiesFor(capabilities, values, read, api_versions_of);
           if (!capabilities_here.ok()) return absl::StatusOr<ObjectSet>(capabilities_here.status());
           RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
           input.helm_capabilities = *std::move(capabilities_here);

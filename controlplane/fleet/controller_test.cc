@@ -1656,6 +1656,56 @@ TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("or \"cluster\"")));
 }
 
+// --api-versions=cluster renders a chart for the APIs each cluster serves (as Argo CD does):
+// a chart that renders a ServiceMonitor only where the CRD is served renders it there.
+TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
+  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto connect = [&](const std::string& name, const std::vector<std::string>& apis) {
+    v1::Hello hello;
+    hello.set_cluster(name);
+    for (const std::string& api : apis) hello.add_api_versions(api);
+    return hub_->Connect(hello, "peer", std::make_shared<FakeConnection>());
+  };
+  const std::vector<std::string> monitored = {"v1", "monitoring.coreos.com/v1",
+                                              "monitoring.coreos.com/v1/ServiceMonitor"};
+  uint64_t m1 = connect("m1", monitored);
+  uint64_t m2 = connect("m2", {monitored.rbegin(), monitored.rend()});
+  uint64_t plain = connect("plain", {"v1"});
+  uint64_t bare = connect("bare", {});
+  v1::Bundle bundle = Bundle("web", "charts/web");
+  bundle.add_helm_api_versions("cluster");
+  bundle.add_helm_api_versions("extra.io/v1");
+  auto info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto capabilities = [&](uint64_t agent) -> std::pair<std::string, std::string> {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+    return {std::string(absl::StripAsciiWhitespace(cm["data"]["capabilities"].as<std::string>(""))),
+            message->message.update().revision()};
+  };
+  auto [m1_caps, m1_revision] = capabilities(m1);
+  auto [m2_caps, m2_revision] = capabilities(m2);
+  auto [plain_caps, plain_revision] = capabilities(plain);
+  EXPECT_EQ(m1_caps,
+            "api=extra.io/v1 api=monitoring.coreos.com/v1 "
+            "api=monitoring.coreos.com/v1/ServiceMonitor api=v1");
+  EXPECT_EQ(plain_caps, "api=extra.io/v1 api=v1");
+  EXPECT_EQ(m2_revision, m1_revision) << "the same APIs, one render";
+  EXPECT_NE(plain_revision, m1_revision);
+  EXPECT_EQ(hub_->NextMessage(bare, "web"), nullptr);
+  std::vector<v1::BundleStatus> bare_status = controller_->GetStatus("bare", "web");
+  ASSERT_EQ(bare_status.size(), 1u);
+  EXPECT_THAT(bare_status[0].message(), HasSubstr("has not reported the APIs it serves"));
+  EXPECT_THAT(HelmTemplateArgs("helm", "web", "/c", "", "", {}, {}, {"", {"cluster"}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--api-versions=monitoring")));
+}
+
 // A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering
 // what it did for every cluster; one added since gives each cluster its target's values.
 TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRenderedSince) {

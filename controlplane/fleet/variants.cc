@@ -139,6 +139,9 @@ void AddClusterContext(const v1::ClusterInfo& cluster, Values* out) {
   if (!cluster.kubernetes_version().empty()) {
     out->emplace(ClusterKubernetesVersionKey(), cluster.kubernetes_version());
   }
+  if (!cluster.api_versions_digest().empty()) {
+    out->emplace(ClusterApiVersionsKey(), cluster.api_versions_digest());
+  }
 }
 
 }  // namespace

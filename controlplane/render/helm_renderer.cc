@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/agent_protocol.h"
 #include "common/manifest/yaml.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
@@ -40,11 +42,19 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
-  GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions));
+  GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions,
+                                           kMaxHelmApiVersions + kMaxClusterApiVersions));
   if (capabilities.kube_version == kClusterKubeVersion) {
     return absl::InvalidArgumentError(
         "--kube-version=cluster is each cluster's own version, known only where a bundle "
         "renders for a cluster (to render here, give one: --kube-version=1.30)");
+  }
+  if (std::find(capabilities.api_versions.begin(), capabilities.api_versions.end(),
+                kClusterApiVersions) != capabilities.api_versions.end()) {
+    return absl::InvalidArgumentError(
+        "--api-versions=cluster is the APIs each cluster serves, known only where a bundle "
+        "renders for a cluster (to render here, name them: "
+        "--api-versions=monitoring.coreos.com/v1)");
   }
   if (!capabilities.kube_version.empty()) {
     args.push_back("--kube-version=" + capabilities.kube_version);
@@ -129,7 +139,8 @@ bool ApiVersionText(absl::string_view text) {
 }  // namespace
 
 absl::Status CheckHelmCapabilities(const std::string& kube_version,
-                                   const std::vector<std::string>& api_versions) {
+                                   const std::vector<std::string>& api_versions,
+                                   size_t most_api_versions) {
   if (!kube_version.empty() && kube_version != kClusterKubeVersion &&
       (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -137,11 +148,12 @@ absl::Status CheckHelmCapabilities(const std::string& kube_version,
         ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100), or "
         "\"cluster\" for each cluster's own"));
   }
-  if (api_versions.size() > kMaxHelmApiVersions) {
+  if (api_versions.size() > most_api_versions) {
     return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
-                                                   " given; at most ", kMaxHelmApiVersions));
+                                                   " given; at most ", most_api_versions));
   }
   for (const std::string& api_version : api_versions) {
+    if (api_version == kClusterApiVersions) continue;
     if (api_version.size() > 317 || !ApiVersionText(api_version)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--api-versions: \"", api_version.substr(0, 80),
@@ -153,26 +165,51 @@ absl::Status CheckHelmCapabilities(const std::string& kube_version,
 }
 
 absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
-                                                     const Values& values, ReadValues* read) {
-  if (capabilities.kube_version != kClusterKubeVersion) return capabilities;
-  const std::string key = ClusterKubernetesVersionKey();
-  auto found = values.find(key);
-  const bool known = found != values.end() && !found->second.empty();
-  if (read != nullptr) {
-    (*read)[key] = known ? std::optional<std::string>(found->second) : std::nullopt;
+                                                     const Values& values, ReadValues* read,
+                                                     const ApiVersionsOf& api_versions_of) {
+  // The cluster value `key`, recorded as read; "" when the cluster has none.
+  auto look_up = [&](const std::string& key) {
+    auto found = values.find(key);
+    const bool known = found != values.end() && !found->second.empty();
+    if (read != nullptr) {
+      (*read)[key] = known ? std::optional<std::string>(found->second) : std::nullopt;
+    }
+    return known ? found->second : std::string();
+  };
+  if (capabilities.kube_version == kClusterKubeVersion) {
+    const std::string version = look_up(ClusterKubernetesVersionKey());
+    if (version.empty()) {
+      return absl::FailedPreconditionError(
+          "--kube-version=cluster: this cluster has not reported its Kubernetes version (its "
+          "agent has not connected since it was added, applies to a directory, or is older "
+          "than the report); nothing is rendered for it, and it keeps what it has");
+    }
+    if (!KubeVersionText(version)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--kube-version=cluster: this cluster reports Kubernetes version \"",
+                       version.substr(0, 64), "\", which helm cannot read as a version"));
+    }
+    capabilities.kube_version = version;
   }
-  if (!known) {
-    return absl::FailedPreconditionError(
-        "--kube-version=cluster: this cluster has not reported its Kubernetes version (its "
-        "agent has not connected since it was added, applies to a directory, or is older "
-        "than the report); nothing is rendered for it, and it keeps what it has");
+  auto cluster = std::find(capabilities.api_versions.begin(), capabilities.api_versions.end(),
+                           kClusterApiVersions);
+  if (cluster != capabilities.api_versions.end()) {
+    capabilities.api_versions.erase(cluster);
+    const std::string digest = look_up(ClusterApiVersionsKey());
+    std::shared_ptr<const std::vector<std::string>> served =
+        digest.empty() || !api_versions_of ? nullptr : api_versions_of(digest);
+    if (served == nullptr) {
+      return absl::FailedPreconditionError(
+          "--api-versions=cluster: this cluster has not reported the APIs it serves (its "
+          "agent has not connected since it was added or since the control plane started, "
+          "applies to a directory, or is older than the report); nothing is rendered for it, "
+          "and it keeps what it has");
+    }
+    std::set<std::string> named(capabilities.api_versions.begin(), capabilities.api_versions.end());
+    for (const std::string& api : *served) {
+      if (named.count(api) == 0) capabilities.api_versions.push_back(api);
+    }
   }
-  if (!KubeVersionText(found->second)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--kube-version=cluster: this cluster reports Kubernetes version \"",
-                     found->second.substr(0, 64), "\", which helm cannot read as a version"));
-  }
-  capabilities.kube_version = found->second;
   return capabilities;
 }
 

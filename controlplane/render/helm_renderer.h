@@ -2,6 +2,7 @@
 #define GITFLEET_CONTROLPLANE_RENDER_HELM_RENDERER_H_
 
 // The helm engine ("helm").
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,22 +62,32 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
 inline constexpr size_t kMaxHelmApiVersions = 500;
 
 // --kube-version=cluster: each cluster's own Kubernetes version, as its agent reads it from
-// the API server (as Argo CD gives charts the destination cluster's version). Resolved per
-// cluster (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses it unresolved.
+// the API server; --api-versions=cluster (with others or alone): the APIs it serves, from
+// its discovery documents. As Argo CD gives charts the destination cluster's. Resolved per
+// cluster (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses them unresolved.
 inline constexpr char kClusterKubeVersion[] = "cluster";
+inline constexpr char kClusterApiVersions[] = "cluster";
+
+// The API versions clusters reported, by digest (Hub::ApiVersions); null for none.
+using ApiVersionsOf =
+    std::function<std::shared_ptr<const std::vector<std::string>>(const std::string& digest)>;
 
 // `capabilities` for the cluster whose values are `values`: with kClusterKubeVersion, its
-// version (ClusterKubernetesVersionKey, recorded in `read` so clusters on one version share
-// a render); FailedPrecondition when the cluster has not reported one.
+// version (ClusterKubernetesVersionKey); with kClusterApiVersions among the API versions,
+// the list `api_versions_of` gives for its digest (ClusterApiVersionsKey) in its place.
+// What it looks up is recorded in `read`, so clusters that agree share a render.
+// FailedPrecondition when the cluster has not reported what is asked.
 absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
-                                                     const Values& values, ReadValues* read);
+                                                     const Values& values, ReadValues* read,
+                                                     const ApiVersionsOf& api_versions_of = {});
 
 // OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
 // for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group
 // version, optionally with a kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor").
 // InvalidArgument naming the flag and the value otherwise, and past kMaxHelmApiVersions.
 absl::Status CheckHelmCapabilities(const std::string& kube_version,
-                                   const std::vector<std::string>& api_versions);
+                                   const std::vector<std::string>& api_versions,
+                                   size_t most_api_versions = kMaxHelmApiVersions);
 
 }  // namespace gitfleet
 

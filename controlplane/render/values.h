@@ -46,6 +46,9 @@ inline std::string ClusterLabelKey(absl::string_view label) {
 // The cluster's Kubernetes version as its agent reported it (ClusterInfo.kubernetes_version),
 // where it has one: what --kube-version=cluster renders a chart for.
 inline std::string ClusterKubernetesVersionKey() { return "cluster:kubernetes-version"; }
+// The digest naming the APIs the cluster serves (ClusterInfo.api_versions_digest), where
+// its agent reported them: what --api-versions=cluster renders a chart for.
+inline std::string ClusterApiVersionsKey() { return "cluster:api-versions"; }
 inline bool IsClusterContextKey(absl::string_view name) {
   return absl::StartsWith(name, "cluster:");
 }

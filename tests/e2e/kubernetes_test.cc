@@ -334,8 +334,12 @@ TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   SyncHealDriftPrune("shop", /*fake=*/true);
   // The cluster's Kubernetes version, as its agent read it from /version.
   EXPECT_THAT(Ctl({"cluster", "list"}), HasSubstr("v1.30.2"));  // the fake's kFakeKubernetesVersion
-  EXPECT_THAT(Ctl({"cluster", "list", "-o", "json"}),
-              HasSubstr("\"kubernetes_version\": \"v1.30.2\""));
+  const std::string listed = Ctl({"cluster", "list", "-o", "json"});
+  EXPECT_THAT(listed, HasSubstr("\"kubernetes_version\": \"v1.30.2\""));
+  // And the APIs it serves, kept once per distinct list (what --api-versions=cluster gives
+  // charts).
+  EXPECT_THAT(listed, HasSubstr("\"api_versions_digest\": \""));
+  EXPECT_THAT(listed, ::testing::ContainsRegex("\"api_versions_count\": [1-9][0-9]"));
 }
 
 // An autoscaler owns a Deployment's replicas: with `--ignore-difference`, a scale is neither
