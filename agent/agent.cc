@@ -39,7 +39,34 @@ v1::Hello Agent::BuildHello() {
   MutexLock lock(&mu_);
   hello.set_fleet_id(fleet_id_);
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
+  hello_facts_ = FactsOf(hello).SerializeAsString();
   return hello;
+}
+
+v1::ClusterFacts Agent::FactsOf(const v1::Hello& hello) {
+  v1::ClusterFacts facts;
+  facts.set_kubernetes_version(hello.kubernetes_version());
+  *facts.mutable_api_versions() = hello.api_versions();
+  return facts;
+}
+
+void Agent::SendFacts() {
+  if (!told_facts_.has_value()) return;  // not connected yet
+  v1::Hello now;
+  if (options_.kubernetes_version) now.set_kubernetes_version(options_.kubernetes_version());
+  if (options_.api_versions) {
+    for (std::string& api : options_.api_versions()) now.add_api_versions(std::move(api));
+  }
+  v1::ClusterFacts facts = FactsOf(now);
+  std::string serialized = facts.SerializeAsString();
+  if (serialized == *told_facts_) return;
+  GF_LOG(INFO) << "the cluster changed since the control plane was told (Kubernetes "
+               << facts.kubernetes_version() << ", " << facts.api_versions_size()
+               << " API versions); telling it";
+  v1::AgentMessage message;
+  *message.mutable_facts() = std::move(facts);
+  client_->Send(message);
+  told_facts_ = std::move(serialized);
 }
 
 void Agent::RefreshHeld() {
@@ -134,6 +161,10 @@ void Agent::Handle(const Event& event) {
   if (const auto* connected = std::get_if<Connected>(&event)) {
     // Events are handled in order, so every update of this stream comes after its welcome.
     ack_carries_status_ = connected->welcome.ack_carries_status();
+    {
+      MutexLock lock(&mu_);
+      told_facts_ = hello_facts_;  // what this stream's hello said
+    }
     TakeWelcome(connected->welcome);
     // The control plane may have missed changes while we were apart.
     for (const v1::StatusUpdate& status : reconciler_->AllStatuses()) SendStatus(status);
@@ -185,6 +216,7 @@ void Agent::Run(Notification* stop) {
     if (check_drift) next_drift_check = RealClock().Now() + options_.resync_interval;
     for (const v1::StatusUpdate& status : reconciler_->Resync(check_drift)) SendStatus(status);
     SendConditions(/*all=*/false);
+    SendFacts();
     if (options_.heartbeat != nullptr) options_.heartbeat->Beat();
   }
   client_->Stop();

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -70,6 +71,9 @@ class Agent {
   // Sends conditions that changed (all of them with `all`).
   void SendConditions(bool all);
   v1::Hello BuildHello();
+  // Sends what the hello said of the cluster again when it changed since (ClusterFacts).
+  void SendFacts();
+  static v1::ClusterFacts FactsOf(const v1::Hello& hello);
   void RefreshHeld();
   // Decides whether the welcoming control plane is trusted (see Reconciler).
   void TakeWelcome(const v1::Welcome& welcome);
@@ -87,6 +91,10 @@ class Agent {
   bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);  // the trusted fleet, for the hello
+  // What the last hello said of the cluster; what the control plane was last told of it
+  // (Run's thread only; cleared until a connect).
+  std::string hello_facts_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> told_facts_;
 };
 
 }  // namespace gitfleet

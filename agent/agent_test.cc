@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "agent/apply/applier.h"
@@ -37,6 +39,10 @@ class FakeControlPlane final : public v1::AgentService::Service {
     if (!stream->Read(&message) || !message.has_hello()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a hello");
     }
+    {
+      MutexLock lock(&mu_);
+      received_.push_back(message);
+    }
     v1::ControlMessage welcome;
     welcome.mutable_welcome()->set_controlplane_version("fake");
     if (ack_carries_status_) welcome.mutable_welcome()->set_ack_carries_status(true);
@@ -73,6 +79,16 @@ class FakeControlPlane final : public v1::AgentService::Service {
         },
         absl::Seconds(30));
     return received_;
+  }
+
+  // Whether the agent sent a message `matches` accepts within 30 s.
+  bool WaitFor(const std::function<bool(const v1::AgentMessage&)>& matches) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return std::any_of(received_.begin(), received_.end(), matches);
+        },
+        absl::Seconds(30));
   }
 
  private:
@@ -144,6 +160,53 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
     }
   }
   return said;
+}
+
+// What the hello said of the cluster is sent again when it changes while connected (a CRD
+// of a new group installed, an upgrade), once.
+TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
+  MemoryFileSystem fs;
+  DirectoryApplier applier("/out", &fs);
+  BundleStateStore state("/state", &fs);
+  metrics::Registry registry;
+  AgentMetrics metrics(registry);
+  Reconciler reconciler(&applier, &state, metrics);
+  ASSERT_TRUE(reconciler.Load().ok());
+  ControlPlaneClient::Options client;
+  client.target = control_plane.target();
+  client.credentials = grpc::InsecureChannelCredentials();
+  Mutex mu;
+  std::vector<std::string> apis = {"v1", "apps/v1"};
+  Agent::Options options;
+  options.cluster = "east";
+  options.kubernetes_version = [] { return std::string("v1.30.2"); };
+  options.api_versions = [&] {
+    MutexLock lock(&mu);
+    return apis;
+  };
+  Agent agent(&reconciler, client, options, metrics);
+  Notification stop;
+  std::thread run([&] { agent.Run(&stop); });
+  EXPECT_TRUE(control_plane.WaitFor([](const v1::AgentMessage& m) {
+    return m.has_hello() && m.hello().api_versions_size() == 2 &&
+           m.hello().kubernetes_version() == "v1.30.2";
+  }));
+  {
+    MutexLock lock(&mu);
+    apis.push_back("monitoring.coreos.com/v1");
+  }
+  EXPECT_TRUE(control_plane.WaitFor([](const v1::AgentMessage& m) {
+    return m.has_facts() && m.facts().api_versions_size() == 3 &&
+           m.facts().api_versions(2) == "monitoring.coreos.com/v1" &&
+           m.facts().kubernetes_version() == "v1.30.2";
+  }));
+  absl::SleepFor(absl::Milliseconds(2500));  // two more passes of the agent's loop
+  stop.Notify();
+  run.join();
+  int facts = 0;
+  for (const v1::AgentMessage& m : control_plane.Received(0, 0)) facts += m.has_facts();
+  EXPECT_EQ(facts, 1) << "told once";
 }
 
 TEST(AgentTest, AckCarriesTheAppliedStatusWhenTheControlPlaneOffersIt) {

@@ -284,20 +284,35 @@ int Main(ShutdownSignals& signals) {
   options.fleet_id = *fleet_id;
   options.heartbeat = &heartbeat;
   options.save_fleet_id = [&state](const std::string& id) { return state.SaveFleetId(id); };
-  // The cluster's Kubernetes version and the APIs it serves, for each hello: read now, and
-  // again every 10 minutes by the conditions check (an upgrade shows at the next connect).
+  // The cluster's Kubernetes version and the APIs it serves, for each hello and sent again
+  // when they change (Agent::SendFacts): read now, and again every 10 minutes by the
+  // conditions check, or at once when a look each minute at the group versions finds one
+  // new or gone (a CRD bundle installed).
   struct KubeVersion {
     Mutex mu;
     std::string version ABSL_GUARDED_BY(mu);
     std::vector<std::string> api_versions ABSL_GUARDED_BY(mu);
+    std::vector<std::string> group_versions ABSL_GUARDED_BY(mu);
     absl::Time read ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    absl::Time looked ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   };
   auto kube_version = std::make_shared<KubeVersion>();
   auto read_version = [client = kube.get(), kube_version] {
+    bool look = false;
     {
       MutexLock lock(&kube_version->mu);
-      if (absl::Now() - kube_version->read < absl::Minutes(10)) return;
+      if (absl::Now() - kube_version->read < absl::Minutes(10)) {
+        if (absl::Now() - kube_version->looked < absl::Minutes(1)) return;
+        look = true;
+      }
+      kube_version->looked = absl::Now();
+    }
+    absl::StatusOr<std::vector<std::string>> groups = ReadServedGroupVersions(*client);
+    {
+      MutexLock lock(&kube_version->mu);
+      if (look && (!groups.ok() || *groups == kube_version->group_versions)) return;
       kube_version->read = absl::Now();
+      if (groups.ok()) kube_version->group_versions = *std::move(groups);
     }
     absl::StatusOr<std::vector<std::string>> apis = ReadServedApiVersions(*client);
     if (!apis.ok()) {

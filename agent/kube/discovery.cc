@@ -158,8 +158,7 @@ bool Printable(const std::string& text) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& client) {
-  constexpr size_t kMaxGroupVersions = 500;
+absl::StatusOr<std::vector<std::string>> ReadServedGroupVersions(KubeClient& client) {
   std::vector<std::string> group_versions;
   absl::StatusOr<nlohmann::json> core = ReadDocument(client, "/api");
   if (!core.ok()) return core.status();
@@ -183,9 +182,16 @@ absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& clien
       }
     }
   }
+  return group_versions;
+}
+
+absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& client) {
+  constexpr size_t kMaxGroupVersions = 500;
+  absl::StatusOr<std::vector<std::string>> group_versions = ReadServedGroupVersions(client);
+  if (!group_versions.ok()) return group_versions.status();
   std::set<std::string> out;
   size_t read = 0;
-  for (const std::string& group_version : group_versions) {
+  for (const std::string& group_version : *group_versions) {
     if (!Printable(group_version) || out.size() >= static_cast<size_t>(kMaxClusterApiVersions)) {
       continue;
     }

@@ -78,6 +78,9 @@ class RestMapper {
 // version whose document cannot be read counts without its kinds. An error when /api or
 // /apis cannot be read.
 absl::StatusOr<std::vector<std::string>> ReadServedApiVersions(KubeClient& client);
+// Only the group versions, as /api and /apis list them (two requests): a cheap look at
+// whether what the server serves changed (a CRD of a new group installed).
+absl::StatusOr<std::vector<std::string>> ReadServedGroupVersions(KubeClient& client);
 
 }  // namespace gitfleet
 

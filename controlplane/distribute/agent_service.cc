@@ -44,6 +44,29 @@ grpc::ByteBuffer Share(std::shared_ptr<const EncodedMessage> message) {
 }  // namespace
 
 // What a hello may carry: everything in it is kept per cluster, so all of it is bounded.
+absl::Status ValidateClusterFacts(const std::string& kubernetes_version,
+                                  const google::protobuf::RepeatedPtrField<std::string>& apis) {
+  if (kubernetes_version.size() > 64 ||
+      std::any_of(kubernetes_version.begin(), kubernetes_version.end(),
+                  [](char c) { return c <= ' ' || c > '~'; })) {
+    return absl::InvalidArgumentError(
+        "kubernetes version is longer than 64 characters or not printable");
+  }
+  if (apis.size() > kMaxClusterApiVersions) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(apis.size(), " API versions; at most ", kMaxClusterApiVersions));
+  }
+  for (const std::string& api : apis) {
+    if (api.empty() || api.size() > static_cast<size_t>(kMaxApiVersionBytes) ||
+        std::any_of(api.begin(), api.end(),
+                    [](char c) { return c <= ' ' || c > '~' || c == ','; })) {
+      return absl::InvalidArgumentError(absl::StrCat("API version \"", api.substr(0, 64),
+                                                     "\" is empty, too long or not printable"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateHello(const v1::Hello& hello) {
   if (absl::Status s = ValidateClusterName(hello.cluster()); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("hello: ", s.message()));
@@ -75,23 +98,9 @@ absl::Status ValidateHello(const v1::Hello& hello) {
   if (hello.fleet_id().size() > 128 || hello.agent_version().size() > 256) {
     return absl::InvalidArgumentError("hello: fleet id or agent version too long");
   }
-  if (hello.kubernetes_version().size() > 64 ||
-      std::any_of(hello.kubernetes_version().begin(), hello.kubernetes_version().end(),
-                  [](char c) { return c <= ' ' || c > '~'; })) {
-    return absl::InvalidArgumentError(
-        "hello: kubernetes version is longer than 64 characters or not printable");
-  }
-  if (hello.api_versions_size() > kMaxClusterApiVersions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hello: ", hello.api_versions_size(), " API versions; at most ", kMaxClusterApiVersions));
-  }
-  for (const std::string& api : hello.api_versions()) {
-    if (api.empty() || api.size() > static_cast<size_t>(kMaxApiVersionBytes) ||
-        std::any_of(api.begin(), api.end(),
-                    [](char c) { return c <= ' ' || c > '~' || c == ','; })) {
-      return absl::InvalidArgumentError(absl::StrCat("hello: API version \"", api.substr(0, 64),
-                                                     "\" is empty, too long or not printable"));
-    }
+  if (absl::Status facts = ValidateClusterFacts(hello.kubernetes_version(), hello.api_versions());
+      !facts.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("hello: ", facts.message()));
   }
   return absl::OkStatus();
 }
@@ -119,6 +128,13 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& message) {
       return check("status", message.status().bundle(), message.status().revision());
     case v1::AgentMessage::kDiff:
       return check("diff", message.diff().bundle(), message.diff().revision());
+    case v1::AgentMessage::kFacts:
+      if (absl::Status facts = ValidateClusterFacts(message.facts().kubernetes_version(),
+                                                    message.facts().api_versions());
+          !facts.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("facts: ", facts.message()));
+      }
+      return absl::OkStatus();
     case v1::AgentMessage::kCondition:
       if (message.condition().type().empty() || message.condition().type().size() > 63 ||
           message.condition().reason().size() > 128) {
@@ -258,6 +274,8 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       hub_->OnStatus(session_, message_.status());
     } else if (message_.has_condition()) {
       hub_->OnCondition(session_, message_.condition());
+    } else if (message_.has_facts()) {
+      hub_->OnFacts(session_, message_.facts());
     } else if (message_.has_diff()) {
       hub_->OnDiff(session_, message_.diff());
     } else if (message_.has_hello()) {

@@ -60,6 +60,10 @@ class AgentStream;
 // the hello (cluster name, labels, held bundles, all bounded), and every later message
 // (bundle names are names, revisions bounded).
 absl::Status ValidateHello(const v1::Hello& hello);
+// What a hello or a ClusterFacts message says of the cluster: its version and served APIs,
+// bounded (kMaxClusterApiVersions, kMaxApiVersionBytes) and printable.
+absl::Status ValidateClusterFacts(const std::string& kubernetes_version,
+                                  const google::protobuf::RepeatedPtrField<std::string>& apis);
 absl::Status ValidateAgentMessage(const v1::AgentMessage& message);
 
 // Connect is served raw (grpc::ByteBuffer) so that updates go out as the hub's

@@ -1325,6 +1325,33 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
   if (observer != nullptr) (*observer)(ack.bundle(), rollout);
 }
 
+void Hub::OnFacts(uint64_t session, const v1::ClusterFacts& facts) {
+  std::vector<Notification> notify;
+  {
+    MutexLock lock(&mu_);
+    Agent* agent = AgentForSessionLocked(session);
+    if (agent == nullptr) return;
+    const std::string digest = InternApiVersionsLocked(facts.api_versions());
+    if (agent->info.kubernetes_version() == facts.kubernetes_version() &&
+        agent->info.api_versions_digest() == digest) {
+      return;
+    }
+    GF_LOG(INFO) << "cluster " << agent->info.name() << " now runs Kubernetes "
+                 << facts.kubernetes_version() << " serving " << facts.api_versions_size()
+                 << " API versions";
+    agent->info.set_kubernetes_version(facts.kubernetes_version());
+    agent->info.set_api_versions_digest(digest);
+    agent->info.set_api_versions_count(digest.empty() ? 0 : facts.api_versions_size());
+    PersistClusterLocked(*agent);
+    if (agent->connection != nullptr) {
+      for (const auto& [name, target] : bundles_) {
+        if (Targets(target, *agent)) notify.emplace_back(agent->connection, name);
+      }
+    }
+  }
+  Deliver(notify);
+}
+
 void Hub::OnCondition(uint64_t session, const v1::ClusterCondition& condition) {
   MutexLock lock(&mu_);
   Agent* agent = AgentForSessionLocked(session);

@@ -218,6 +218,10 @@ class Hub {
   void OnDiff(uint64_t session, const v1::DiffResult& result);
   // Replaces the cluster's condition of the same type.
   void OnCondition(uint64_t session, const v1::ClusterCondition& condition);
+  // The agent's cluster changed since its hello (its Kubernetes version, the APIs it
+  // serves): kept as a hello's are, and its bundles looked at again (a chart rendered for
+  // them renders anew).
+  void OnFacts(uint64_t session, const v1::ClusterFacts& facts);
 
   // Whether an agent of `cluster` may connect as far as the count of clusters goes: the hub
   // knows it already, or knows fewer than `most` (under --allow-any-agent anyone may

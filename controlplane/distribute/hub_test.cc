@@ -520,6 +520,26 @@ TEST_F(HubTest, ReportedApiVersionsAreKeptOncePerListAndStored) {
   EXPECT_EQ(hub_.ApiVersions(""), nullptr);
   EXPECT_EQ(hub_.ApiVersions("nothing"), nullptr);
 
+  // Told while connected (a CRD installed, an upgrade): kept, and its bundles looked at again.
+  auto e_conn = conn();
+  uint64_t e = hub_.Connect(hello("e", {"v1"}), "p", e_conn);
+  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
+  e_conn->notified.clear();
+  v1::ClusterFacts facts;
+  facts.set_kubernetes_version("v1.31.0");
+  facts.add_api_versions("v1");
+  facts.add_api_versions("monitoring.coreos.com/v1");
+  hub_.OnFacts(e, facts);
+  EXPECT_THAT(e_conn->notified, ::testing::Contains("web"));
+  v1::ClusterInfo told = infos(hub_)["e"];
+  EXPECT_EQ(told.kubernetes_version(), "v1.31.0");
+  EXPECT_EQ(told.api_versions_count(), 2);
+  EXPECT_THAT(*hub_.ApiVersions(told.api_versions_digest()),
+              ElementsAre("monitoring.coreos.com/v1", "v1"));
+  e_conn->notified.clear();
+  hub_.OnFacts(e, facts);
+  EXPECT_TRUE(e_conn->notified.empty()) << "nothing changed";
+
   // c upgraded: a new list; the old one no cluster names goes at the next start.
   hub_.Connect(hello("c", {"v1", "batch/v1"}), "p", conn());
   const std::string upgraded = infos(hub_)["c"].api_versions_digest();
