@@ -1,5 +1,5 @@
 // The control plane's handling of what agents send: a hello, then acks, statuses,
-// conditions and diff results, each checked as the agent service does and handed to the
+// conditions, diff results and cluster facts, each checked as the agent service does and handed to the
 // hub. The first byte picks an unauthenticated peer (only the hello is looked at) or an
 // authenticated one (the whole conversation).
 #include <cstdint>
@@ -54,11 +54,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       hub.OnCondition(session, message.condition());
     } else if (message.has_diff()) {
       hub.OnDiff(session, message.diff());
+    } else if (message.has_facts()) {
+      hub.OnFacts(session, message.facts());
     } else {
       break;
     }
   }
   for (const std::string& bundle : connection->notified) (void)hub.NextMessage(session, bundle);
+  for (const v1::ClusterInfo& info : hub.MatchingClusters(LabelSelector())) {
+    (void)hub.ApiVersions(info.api_versions_digest());
+  }
   for (int i = 0; i < connection->control; ++i) (void)hub.NextControlMessage(session);
   (void)hub.Clusters("");
   hub.Disconnect(session);
