@@ -1447,6 +1447,12 @@ class Cli {
     if (absl::Status valid = CheckChartPrefixes(charts.allowed); !valid.ok()) {
       return Usage(absl::StrCat("--chart-repositories: ", valid.message()));
     }
+    absl::StatusOr<std::map<std::string, std::string>> repository_names = ParseChartRepositoryNames(
+        absl::StrSplit(args_.TakeOr("chart-repository-names", ""), ',', absl::SkipEmpty()));
+    if (!repository_names.ok()) {
+      return Usage(absl::StrCat("--chart-repository-names: ", repository_names.status().message()));
+    }
+    charts.repository_names = *std::move(repository_names);
     // Where kustomize's remote bases may come from, as its --kustomize-remote-bases.
     std::vector<std::string> remote_bases =
         absl::StrSplit(args_.TakeOr("kustomize-remote-bases", ""), ',', absl::SkipEmpty());
@@ -1706,7 +1712,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "[--values-file=...] [--kube-version=V] [--api-versions=...] [--include=GLOB,...] "
        "[--exclude=GLOB,...] [--submodules] [--lfs]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
-       " [--chart-repositories=URL_PREFIX,...]\n"
+       " [--chart-repositories=URL_PREFIX,...] [--chart-repository-names=NAME=URL,...]\n"
        "       [--chart-credentials=URL_PREFIX=NAME,... --credentials-dir=DIR]"
        " [--kustomize-remote-bases=URL_PREFIX,...]\n"
        "       [--git-credentials=URL_PREFIX=NAME,...]",

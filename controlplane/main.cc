@@ -112,6 +112,11 @@ ABSL_FLAG(std::vector<std::string>, chart_repositories, {},
           "https://charts.example.com/, oci://ghcr.io/org/ for an OCI registry, or * for any "
           "http(s) or oci:// URL. Default: none (such a chart fails its render, naming this flag). "
           "Renders themselves have no network; this is the control plane's own.");
+ABSL_FLAG(std::vector<std::string>, chart_repository_names, {},
+          "Names charts' dependencies give repositories (repository: \"@stable\" or "
+          "\"alias:stable\" in Chart.yaml, which helm resolves from its own repository list): "
+          "NAME=URL pairs (comma-separated), e.g. stable=https://charts.example.com/stable. "
+          "The URL must still be under --chart-repositories.");
 ABSL_FLAG(std::vector<std::string>, kustomize_remote_bases, {},
           "URL prefixes (comma-separated) of Git repositories the control plane fetches "
           "kustomize's remote bases from (a resources entry such as "
@@ -469,6 +474,13 @@ int Main(ShutdownSignals& signals) {
           absl::StrCat("--chart-credentials: ", credentials.status().message())));
     }
     charts.credentials = *std::move(credentials);
+    absl::StatusOr<std::map<std::string, std::string>> names =
+        ParseChartRepositoryNames(absl::GetFlag(FLAGS_chart_repository_names));
+    if (!names.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--chart-repository-names: ", names.status().message())));
+    }
+    charts.repository_names = *std::move(names);
     charts.credentials_dir = git_access.credentials_dir;
     // Named credentials exist and can be read at start (and are read again at every fetch).
     for (const auto& [prefix, name] : charts.credentials) {

@@ -620,6 +620,45 @@ absl::Status CheckChartPrefixes(const std::vector<std::string>& prefixes) {
 ChartFetcher::ChartFetcher(ChartFetchOptions options)
     : options_(WithWholeHosts(std::move(options))) {}
 
+std::optional<std::string> ChartFetcher::RepositoryNamed(const std::string& name) const {
+  auto found = options_.repository_names.find(name);
+  if (found == options_.repository_names.end()) return std::nullopt;
+  return found->second;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseChartRepositoryNames(
+    const std::vector<std::string>& entries) {
+  if (entries.size() > 100) {
+    return absl::InvalidArgumentError(absl::StrCat(entries.size(), " names; at most 100"));
+  }
+  std::map<std::string, std::string> out;
+  for (const std::string& entry : entries) {
+    const size_t eq = entry.find('=');
+    const std::string name = entry.substr(0, eq);
+    const std::string url = eq == std::string::npos ? "" : entry.substr(eq + 1);
+    const bool good_name =
+        !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                 c == '-';
+        });
+    const bool good_url = url.size() <= 2048 &&
+                          (absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://") ||
+                           absl::StartsWith(url, "oci://")) &&
+                          url.find_first_of(" \t\n\r") == std::string::npos &&
+                          url.find("://") + 3 < url.size();
+    if (eq == std::string::npos || !good_name || !good_url) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", entry.substr(0, 128),
+          "\": want NAME=URL (a name of letters, digits, '.', '_' and '-'; an https://, http:// "
+          "or oci:// URL)"));
+    }
+    if (!out.emplace(name, url).second) {
+      return absl::InvalidArgumentError(absl::StrCat("the name ", name, " is given twice"));
+    }
+  }
+  return out;
+}
+
 bool ChartFetcher::Allowed(const std::string& url) const {
   return UnderPrefixes(url, options_.allowed);
 }
@@ -1143,7 +1182,7 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
   std::vector<RepoFile> added;
   std::vector<std::string> subcharts;
   const std::string shown = chart.empty() ? "the chart" : chart;
-  for (const ChartDependency& d : dependencies) {
+  for (ChartDependency d : dependencies) {  // a copy: a named repository becomes its URL
     if (HasSubchart(chart, d.name, by_path)) continue;  // vendored, as helm takes it
     const std::string where = absl::StrCat(shown, "'s dependency ", d.name);
     if (d.name.empty() || d.name.find_first_of("/\\") != std::string::npos || d.name == "." ||
@@ -1225,9 +1264,23 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
       continue;
     }
     if (absl::StartsWith(d.repository, "@") || absl::StartsWith(d.repository, "alias:")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, " names the repository ", d.repository.substr(0, 128),
-                       " by a name helm's own repository list gives it; write its URL instead"));
+      // A name helm's own repository list gives: the control plane's names it too.
+      absl::string_view name = d.repository;
+      if (!absl::ConsumePrefix(&name, "@")) absl::ConsumePrefix(&name, "alias:");
+      std::optional<std::string> url =
+          charts == nullptr ? std::nullopt : charts->RepositoryNamed(std::string(name));
+      if (!url.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, " names the repository ", d.repository.substr(0, 128),
+            " by a name helm's own repository list gives it; give the control plane that name "
+            "(--chart-repository-names=",
+            name.substr(0, 64), "=URL), or write its URL instead"));
+      }
+      if (notes != nullptr) {
+        notes->push_back(absl::StrCat("took the repository ", d.repository.substr(0, 128), " for ",
+                                      where, " to be ", *url, " (--chart-repository-names)"));
+      }
+      d.repository = *url;
     }
     if (charts == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -53,7 +53,17 @@ struct ChartFetchOptions {
   // again at every fetch, so a rotated Secret needs no restart.
   std::string credentials_dir;
   std::vector<std::pair<std::string, std::string>> credentials;  // prefix, credential name
+  // Names charts' dependencies give repositories (`repository: "@stable"` or
+  // "alias:stable" in Chart.yaml, which helm resolves from its own repository list, and
+  // Argo CD from its repositories' names): name -> URL (--chart-repository-names).
+  std::map<std::string, std::string> repository_names;
 };
+
+// Parses --chart-repository-names entries ("NAME=URL": a name of letters, digits, '.', '_'
+// and '-', an https://, http:// or oci:// URL); at most 100, each name once. InvalidArgument
+// naming the first bad entry.
+absl::StatusOr<std::map<std::string, std::string>> ParseChartRepositoryNames(
+    const std::vector<std::string>& entries);
 
 // What a chart credential holds: a username and password (a token as the password), sent
 // as HTTP basic auth or to a registry's token service, and/or the CAs (ca.crt) trusted for
@@ -143,6 +153,9 @@ class ChartFetcher {
   absl::StatusOr<std::shared_ptr<const FetchedChart>> Fetch(const ChartRef& ref);
   // Whether `url` may be fetched.
   bool Allowed(const std::string& url) const;
+  // The URL of the repository a chart's dependency names `name` (ChartFetchOptions::
+  // repository_names); nullopt when no name is given it.
+  std::optional<std::string> RepositoryNamed(const std::string& name) const;
 
  private:
   struct Index {

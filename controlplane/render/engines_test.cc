@@ -1285,7 +1285,8 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
        "apps/shop's dependency lib is at file://../../lib, which is not a chart in the bundle's "
        "folder"},
       {"- name: lib\n  repository: '@bitnami'\n",
-       "names the repository @bitnami by a name helm's own repository list gives it"},
+       "names the repository @bitnami by a name helm's own repository list gives it; give the "
+       "control plane that name (--chart-repository-names=bitnami=URL)"},
       {"- name: lib\n", "names no repository and is not in its charts/ folder"},
       {"- name: lib\n  repository: https://elsewhere.example.com\n",
        "which the control plane does not fetch charts from"},
@@ -1298,6 +1299,37 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
     absl::StatusOr<ObjectSet> refused = renderer.Render({"shop", "apps/shop", bad});
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << dependency;
   }
+
+  // A repository named as helm's own list names it (`@stable`, `alias:stable`; Argo CD
+  // resolves its repositories' names): the control plane's --chart-repository-names.
+  ChartFetchOptions named;
+  named.allowed = {server.url()};
+  absl::StatusOr<std::map<std::string, std::string>> names =
+      ParseChartRepositoryNames({"stable=" + repo, "cache.v2=https://charts.example.com/"});
+  ASSERT_TRUE(names.ok()) << names.status();
+  named.repository_names = *std::move(names);
+  HelmRenderer naming(options, std::nullopt, std::make_shared<ChartFetcher>(std::move(named)));
+  for (const char* written : {"'@stable'", "alias:stable"}) {
+    std::vector<RepoFile> aliased = {
+        {"apps/shop/Chart.yaml",
+         absl::StrCat("apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n"
+                      "- name: redis\n  version: ~17.0\n  repository: ",
+                      written, "\n")}};
+    notes.clear();
+    RenderInput named_input{"shop", "apps/shop", aliased};
+    named_input.notes = &notes;
+    set = naming.Render(named_input);
+    ASSERT_TRUE(set.ok()) << written << ": " << set.status();
+    EXPECT_THAT(KeysWithData(*set, "version"),
+                ::testing::Contains("/ConfigMap//shop-redis 17.0.0"));
+    EXPECT_THAT(notes, ::testing::Contains(HasSubstr("to be " + repo)));
+  }
+  for (const char* entry :
+       {"stable", "=https://x/", "a b=https://x/", "s=ftp://x/", "s=https://"}) {
+    EXPECT_FALSE(ParseChartRepositoryNames({entry}).ok()) << entry;
+  }
+  EXPECT_THAT(ParseChartRepositoryNames({"s=https://a/", "s=https://b/"}).status().message(),
+              HasSubstr("the name s is given twice"));
   // A monorepo's library chart beside the bundle's folder: read from the repository at the
   // render's commit when the render can (the control plane's can), and its folder counts
   // among what the render read.
