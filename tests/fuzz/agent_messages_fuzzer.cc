@@ -1,6 +1,6 @@
 // The control plane's handling of what agents send: a hello, then acks, statuses,
-// conditions, diff results and cluster facts, each checked as the agent service does and handed to the
-// hub. The first byte picks an unauthenticated peer (only the hello is looked at) or an
+// conditions, diff results and cluster facts, each checked as the agent service does and handed to
+// the hub. The first byte picks an unauthenticated peer (only the hello is looked at) or an
 // authenticated one (the whole conversation).
 #include <cstdint>
 #include <memory>
