@@ -30,6 +30,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
+#include "controlplane/fleet/rollout.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
@@ -268,6 +269,7 @@ constexpr BundleFlag kBundleFlags[] = {
        t->mutable_rollout()->set_progress_deadline_seconds(f.rollout().progress_deadline_seconds());
      }},
     {"depends-on", [](const B& f, B* t) { *t->mutable_depends_on() = f.depends_on(); }},
+    {"max-prune", [](const B& f, B* t) { t->set_max_prune(f.max_prune()); }},
     {"include", [](const B& f, B* t) { *t->mutable_include() = f.include(); }},
     {"exclude", [](const B& f, B* t) { *t->mutable_exclude() = f.exclude(); }},
     {"decrypt", [](const B& f, B* t) { t->set_decrypt(f.decrypt()); }},
@@ -622,6 +624,10 @@ class Cli {
       rollout->set_progress_deadline_seconds(absl::ToInt64Seconds(d));
     }
     if (rollout->ByteSizeLong() == 0) bundle->clear_rollout();
+    bundle->set_max_prune(args_.TakeOr("max-prune", ""));
+    if (absl::Status valid = ValidateMaxPrune(bundle->max_prune()); !valid.ok()) {
+      return Usage(std::string(valid.message()));
+    }
     if (std::optional<std::string> deps = args_.Take("depends-on")) {
       // "--depends-on=" says "none"; an empty name inside a list is a slip (a name lost
       // in an edit), not something to guess around.
@@ -1576,6 +1582,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
        "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
        "           [--progress-deadline=10m]          a partition not Healthy by then pauses\n"
+       "           [--max-prune=N|P%|all]             a render deleting more of what the\n"
+       "                                              fleet runs is held (default: over half,\n"
+       "                                              10 at least); rollout promote lets it\n"
        "           [--depends-on=BUNDLE,...]          applied and Healthy on a cluster first\n"
        "           [--allow-removal]                  let --replace's new selector remove it\n"
        "                                              from clusters it no longer matches",

@@ -135,6 +135,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--progress-deadline", Seconds(before.rollout().progress_deadline_seconds(), "10m"),
           Seconds(after.rollout().progress_deadline_seconds(), "10m"), &out);
   Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);
+  Compare("--max-prune", Or(before.max_prune(), "(over half)"),
+          Or(after.max_prune(), "(over half)"), &out);
   Compare("--include", list(before.include()), list(after.include()), &out);
   Compare("--exclude", list(before.exclude()), list(after.exclude()), &out);
   Compare("--decrypt", Or(before.decrypt()), Or(after.decrypt()), &out);

@@ -128,6 +128,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                          .Help("1 while a bundle's rollout is paused (by its gate or an operator).")
                          .LabelNames({"bundle"})
                          .Register(r)),
+      prune_held(BuildGauge()
+                     .Name("gitfleet_bundle_prune_held")
+                     .Help("1 while the prune guard holds a bundle's render: it would delete "
+                           "more of what the fleet runs than --max-prune allows.")
+                     .LabelNames({"bundle"})
+                     .Register(r)),
       rollout_partitions_passed(BuildCounter()
                                     .Name("gitfleet_rollout_partitions_passed_total")
                                     .Help("Rollout partitions passed, by bundle.")

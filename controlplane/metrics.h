@@ -49,6 +49,7 @@ struct ControlPlaneMetrics {
   // none), 1 while paused, partitions passed.
   metrics::Family<metrics::Gauge>& rollout_partition;
   metrics::Family<metrics::Gauge>& rollout_paused;
+  metrics::Family<metrics::Gauge>& prune_held;
   metrics::Family<metrics::Counter>& rollout_partitions_passed;
   // POST /hooks/git, by provider and result.
   metrics::Family<metrics::Counter>& webhooks;

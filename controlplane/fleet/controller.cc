@@ -814,6 +814,10 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
     return absl::InvalidArgumentError(
         absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
   }
+  if (absl::Status s = ValidateMaxPrune(bundle.max_prune()); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle \"", bundle.name(), "\": ", s.message()));
+  }
   // Said when the bundle is defined rather than at each render: decryption needs keys.
   if (bundle.decrypt() == "sops" && !HasSopsKeys()) {
     return absl::FailedPreconditionError(
@@ -1533,6 +1537,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
     metrics_.rollout_partition.Remove({{"bundle", name}});
     metrics_.rollout_paused.Remove({{"bundle", name}});
     metrics_.rollout_partitions_passed.Remove({{"bundle", name}});
+    metrics_.prune_held.Remove({{"bundle", name}});
     return absl::OkStatus();
   }
   absl::Status status;
@@ -2109,6 +2114,64 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
   return ClusterSetGate::Of(absl::flat_hash_set<std::string>(allowed.begin(), allowed.end()));
 }
 
+namespace {
+
+// The object keys `content` gives clusters: its one revision, its template, or the
+// revisions built from it so far (at most 64 of them).
+std::set<std::string> ObjectKeysOf(const BundleContent& content) {
+  std::set<std::string> keys;
+  auto add = [&keys](const Revision& revision) {
+    for (const auto& [key, object] : revision.objects.objects()) keys.insert(key);
+  };
+  if (std::shared_ptr<const Revision> uniform = content.Uniform()) {
+    add(*uniform);
+    return keys;
+  }
+  const auto* variants = dynamic_cast<const BundleVariants*>(&content);
+  if (variants == nullptr) return keys;
+  if (variants->template_revision() != nullptr) {
+    add(*variants->template_revision());
+    return keys;
+  }
+  int seen = 0;
+  for (const std::string& id : variants->RevisionIds()) {
+    if (seen++ >= 64) break;
+    if (std::shared_ptr<const Revision> revision = variants->Find(id)) add(*revision);
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::string Controller::PruneHold(const std::string& name, const BundleContent& before,
+                                  const BundleContent& after, const std::string& max_prune) {
+  const std::set<std::string> had = ObjectKeysOf(before);
+  const std::set<std::string> has = ObjectKeysOf(after);
+  size_t dropped = 0;
+  for (const std::string& key : had) dropped += has.count(key) == 0;
+  return NotePruneHold(name, after.commit(), PruneHeld(max_prune, dropped, had.size()));
+}
+
+std::string Controller::NotePruneHold(const std::string& name, const std::string& commit,
+                                      std::string why) {
+  bool news = false;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return why;
+    std::string& held = it->second.prune_held_commit;
+    const std::string now = why.empty() ? "" : commit;
+    news = held != now && !now.empty();
+    held = now;
+  }
+  metrics_.prune_held.Add({{"bundle", name}}).Set(why.empty() ? 0 : 1);
+  if (news) {
+    GF_LOG(WARNING) << "bundle " << name << " at " << commit.substr(0, 12) << ": " << why;
+    Publish(MakeEvent("bundle.prune_held", name, "", why, commit));
+  }
+  return why;
+}
+
 Hub::Gate Controller::RolloutGate(const std::string& name) {
   // Asked on every report a gated bundle gets (at most every kRolloutEvaluationInterval):
   // copies only what it needs, and adjusts the partitions only when the fleet changed.
@@ -2126,6 +2189,10 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   int64_t cut_generation = -1;
   std::string cut_commit;
   const uint64_t membership = hub_->MembershipVersion();
+  // The prune guard: what the fleet runs (the stable content) against the render.
+  std::shared_ptr<const BundleContent> guarded_from;
+  std::string max_prune;
+  bool approved = false;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -2134,6 +2201,15 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     strategy = state.definition.rollout();
     definition_generation = state.definition.generation();
     suspended = state.record.suspended();
+    // A rollback is the operator's own act; a changed definition is judged as a commit is
+    // (a mistyped --path deletes as much as a folder moved).
+    if (state.definition.sync().prune() && state.record.pinned_commit().empty() &&
+        state.stable != nullptr && state.content != nullptr && state.stable != state.content) {
+      guarded_from = state.stable;
+      max_prune = state.definition.max_prune();
+      approved = state.record.prune_approved_commit() == state.content->commit() &&
+                 state.record.prune_approved_generation() == state.definition.generation();
+    }
     before = state.record.rollout();
     selector = state.selector;
     content = state.content;
@@ -2191,6 +2267,14 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     publish(cut_for(before.commit()), cut_membership, before.commit(),
             "suspended (gitfleetctl bundle resume)", before);
     return ClusterSetGate::Of({});  // nobody gets anything new
+  }
+  const std::string held = guarded_from != nullptr && !approved
+                               ? PruneHold(name, *guarded_from, *content, max_prune)
+                               : NotePruneHold(name, "", "");
+  if (!held.empty()) {
+    hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
+    publish(cut_for(before.commit()), cut_membership, before.commit(), held, before);
+    return ClusterSetGate::Of({});  // the fleet keeps what it runs
   }
   if (!Progressive(strategy) || content == nullptr) {
     hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
@@ -2406,6 +2490,34 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
   if (action != "pause" && action != "resume" && action != "promote") {
     return absl::InvalidArgumentError(
         absl::StrCat("rollout action \"", action, "\": want pause, resume or promote"));
+  }
+  std::string held_commit;  // a render the prune guard holds, which promote lets through
+  int64_t held_generation = 0;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    const BundleState& held = it->second;
+    if (action == "promote" && held.content != nullptr &&
+        held.prune_held_commit == held.content->commit()) {
+      held_commit = held.content->commit();
+      held_generation = held.definition.generation();
+    }
+  }
+  if (!held_commit.empty()) {
+    // This render only: a later one that deletes as much is held again.
+    GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
+      record.set_prune_approved_commit(held_commit);
+      record.set_prune_approved_generation(held_generation);
+      return absl::OkStatus();
+    }));
+    GF_LOG(INFO) << "bundle " << name << ": the prune of " << held_commit.substr(0, 12)
+                 << " let through by an operator";
+    Publish(MakeEvent("rollout.promoted", name, "", "the prune guard's hold lifted by an operator",
+                      held_commit));
+    ReconcileAndWait(name, wait_until);
+    return GetRollout(name);
   }
   {
     MutexLock lock(&mu_);

@@ -283,6 +283,8 @@ class Controller {
     int64_t partitions_generation = -1;
     std::string partitions_commit;
     std::string rollout_message;
+    // The render the prune guard holds (its commit), "" when none.
+    std::string prune_held_commit;
     // Clusters its dependencies hold back, and why (as of the last evaluation).
     std::map<std::string, std::string> dependency_waits;
     Hub::Gate gate;
@@ -297,6 +299,15 @@ class Controller {
   void OnSourceError(const std::string& source, const std::string& error);
   // The bundles that read `source`, in name order (shared while they stay the same).
   EventBus::Audience AudienceOfLocked(const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The prune guard (Bundle.max_prune): why `after` is held against `before`, the fleet's,
+  // or "". Noted (NotePruneHold).
+  std::string PruneHold(const std::string& name, const BundleContent& before,
+                        const BundleContent& after, const std::string& max_prune)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Records whether `name`'s render at `commit` is held (`why`, or "" for not): the
+  // gauge, and a log line and event when a hold begins. Returns `why`.
+  std::string NotePruneHold(const std::string& name, const std::string& commit, std::string why)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // One pass of the work queue for `name`: reads the current state and acts.
   absl::Status Reconcile(const std::string& name);
   // Gives the hub the bundle's selector, content and gate if they changed since it last did.

@@ -941,6 +941,85 @@ TEST_F(ControllerTest, ARollbackWithPruneFalseKeepsWhatItsRevisionLacks) {
   EXPECT_TRUE(update.sync().prune());
 }
 
+// The prune guard: a commit that would delete most of what the fleet runs (a folder moved,
+// a path mistyped in a kustomization) is held for an operator, and the fleet keeps what it
+// runs; one that deletes a few goes on. `rollout promote` lets a held one through (that
+// render only), and --max-prune=all turns the guard off.
+TEST_F(ControllerTest, ARenderThatWouldDeleteMostOfWhatTheFleetRunsIsHeld) {
+  auto write = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      git_.Write(absl::StrCat("apps/web/cm", i, ".yaml"), Cm(absl::StrCat("cm", i)));
+    }
+  };
+  auto remove = [&](int from, int to) {
+    for (int i = from; i < to; ++i) git_.Remove(absl::StrCat("apps/web/cm", i, ".yaml"));
+  };
+  write(0, 15);
+  git_.Commit("fifteen ConfigMaps");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_sync()->set_prune(true);
+  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  uint64_t c1 = ConnectAgent(hub_.get(), "c1", {});
+  auto next = [&]() -> v1::BundleUpdate {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(c1, "web");
+    return message == nullptr ? v1::BundleUpdate() : message->message.update();
+  };
+  ASSERT_EQ(next().object_count(), 15);
+  auto rollout_message = [&] {
+    absl::StatusOr<v1::RolloutStatus> status = controller_->GetRollout("web");
+    return status.ok() ? status->message() : status.status().ToString();
+  };
+  auto sync = [&](const std::string& message) {
+    std::string commit = git_.Commit(message);
+    EXPECT_TRUE(controller_->SyncSource("app").ok());
+    return commit;
+  };
+
+  // Three go: a few.
+  remove(0, 3);
+  sync("three fewer");
+  EXPECT_EQ(next().object_count(), 12) << rollout_message();
+
+  // Eleven of the twelve go: held, and the cluster keeps what it runs.
+  remove(3, 14);
+  const std::string mistake = sync("a folder moved by mistake");
+  EXPECT_EQ(next().object_count(), 0) << "nothing sent";
+  EXPECT_THAT(rollout_message(),
+              HasSubstr("held by the prune guard: this render would delete 11 of the 12 objects"));
+  EXPECT_THAT(registry_.Serialize(), HasSubstr("gitfleet_bundle_prune_held{bundle=\"web\"} 1"));
+  // A cluster that holds nothing of it gets what the fleet runs.
+  uint64_t joiner = ConnectAgent(hub_.get(), "joiner", {});
+  std::shared_ptr<const EncodedMessage> joined = hub_->NextMessage(joiner, "web");
+  ASSERT_NE(joined, nullptr);
+  EXPECT_EQ(joined->message.update().object_count(), 12);
+
+  absl::StatusOr<v1::RolloutStatus> promoted = controller_->ControlRollout("web", "promote");
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  v1::BundleUpdate update = next();
+  EXPECT_EQ(update.object_count(), 1) << "let through";
+  EXPECT_EQ(update.commit(), mistake);
+  EXPECT_THAT(registry_.Serialize(), HasSubstr("gitfleet_bundle_prune_held{bundle=\"web\"} 0"));
+
+  // Back to twelve; a bundle that allows 5 holds six going, and with the guard off they go.
+  write(3, 14);
+  sync("twelve again");
+  EXPECT_EQ(next().object_count(), 12);
+  bundle.set_max_prune("5");
+  ASSERT_TRUE(controller_->AddBundle(bundle, /*replace=*/true).ok());
+  remove(3, 9);
+  sync("six fewer");
+  EXPECT_EQ(next().object_count(), 0);
+  EXPECT_THAT(rollout_message(), HasSubstr("would delete 6 of the 12 objects"));
+  EXPECT_THAT(rollout_message(), HasSubstr("(more than 5)"));
+  bundle.set_max_prune("all");
+  ASSERT_TRUE(controller_->AddBundle(bundle, /*replace=*/true).ok());
+  EXPECT_EQ(next().object_count(), 6);
+  bundle.set_max_prune("50 percent");
+  EXPECT_THAT(controller_->AddBundle(bundle, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max-prune=50 percent")));
+}
+
 TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessage) {
   git_.Write("web/deploy.yaml",
              "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${env}\nspec:\n"

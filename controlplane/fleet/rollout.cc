@@ -35,6 +35,37 @@ absl::StatusOr<int> Count(const std::string& flag, const std::string& text, int 
 
 }  // namespace
 
+absl::Status ValidateMaxPrune(const std::string& max_prune) {
+  if (max_prune.empty() || max_prune == "all") return absl::OkStatus();
+  absl::string_view number = max_prune;
+  const bool percent = absl::ConsumeSuffix(&number, "%");
+  int value = 0;
+  if (number.empty() || number.size() > 9 ||
+      !std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      !absl::SimpleAtoi(number, &value) || (percent && value > 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-prune=", max_prune.substr(0, 64),
+                     ": want a count (20), a percentage of the bundle's objects (25%), or all"));
+  }
+  return absl::OkStatus();
+}
+
+std::string PruneHeld(const std::string& max_prune, size_t dropped, size_t before) {
+  if (dropped == 0 || max_prune == "all" || !ValidateMaxPrune(max_prune).ok()) return "";
+  absl::string_view number = max_prune;
+  const bool percent = max_prune.empty() || absl::ConsumeSuffix(&number, "%");
+  int value = 50;
+  if (!max_prune.empty()) (void)absl::SimpleAtoi(number, &value);
+  const bool over = percent ? dropped * 100 > static_cast<size_t>(value) * before
+                            : dropped > static_cast<size_t>(value);
+  if (!over || (max_prune.empty() && dropped < kDefaultPruneFloor)) return "";
+  return absl::StrCat("held by the prune guard: this render would delete ", dropped, " of the ",
+                      before, " objects the fleet runs (more than ",
+                      max_prune.empty() ? "half, the default" : max_prune,
+                      "); gitfleetctl rollout promote lets it through, or fix the commit "
+                      "(--max-prune=all turns the guard off)");
+}
+
 bool Progressive(const v1::RolloutStrategy& strategy) {
   return !strategy.partitions().empty() || !strategy.partition_size().empty();
 }

@@ -39,6 +39,15 @@ bool Progressive(const v1::RolloutStrategy& strategy);
 // InvalidArgument naming the flag (--partition, --partition-size, --max-unavailable,
 // --progress-deadline) and what is wrong with it.
 absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy);
+
+// The prune guard (Bundle.max_prune). InvalidArgument naming the flag for a value that is
+// none of "", "all", a count or a percentage.
+absl::Status ValidateMaxPrune(const std::string& max_prune);
+// Why a render that deletes `dropped` of the `before` objects the fleet runs is held for
+// an operator under `max_prune`, or "" when it is not. The default ("") holds more than
+// half of them when that is at least kDefaultPruneFloor.
+inline constexpr size_t kDefaultPruneFloor = 10;
+std::string PruneHeld(const std::string& max_prune, size_t dropped, size_t before);
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
 
 struct Partition {

@@ -82,6 +82,31 @@ TEST(RolloutTest, AFleetChangeMovesNoClusterToAnEarlierPartition) {
   EXPECT_THAT(adjusted[0].clusters, ElementsAre("a", "b"));
 }
 
+TEST(PruneGuardTest, HoldsWhatDeletesMoreThanAllowed) {
+  // The default: more than half, and at least 10.
+  EXPECT_EQ(PruneHeld("", 9, 10), "") << "under the floor";
+  EXPECT_THAT(PruneHeld("", 11, 12), HasSubstr("would delete 11 of the 12 objects"));
+  EXPECT_EQ(PruneHeld("", 10, 20), "") << "half is not more than half";
+  EXPECT_THAT(PruneHeld("", 11, 20), HasSubstr("more than half, the default"));
+  EXPECT_EQ(PruneHeld("", 0, 0), "");
+  // A count, a percentage, or never.
+  EXPECT_EQ(PruneHeld("5", 5, 100), "");
+  EXPECT_THAT(PruneHeld("5", 6, 100), HasSubstr("(more than 5)"));
+  EXPECT_EQ(PruneHeld("0", 0, 3), "");
+  EXPECT_THAT(PruneHeld("0", 1, 3), HasSubstr("would delete 1 of the 3"));
+  EXPECT_EQ(PruneHeld("25%", 1, 4), "");
+  EXPECT_THAT(PruneHeld("25%", 2, 4), HasSubstr("(more than 25%)"));
+  EXPECT_EQ(PruneHeld("all", 1000, 1000), "");
+  for (const char* bad : {"-1", "101%", "half", "5 %", "1e3", "9999999999"}) {
+    EXPECT_THAT(ValidateMaxPrune(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max-prune=")))
+        << bad;
+  }
+  for (const char* good : {"", "all", "0", "20", "0%", "100%"}) {
+    EXPECT_TRUE(ValidateMaxPrune(good).ok()) << good;
+  }
+}
+
 TEST(RolloutTest, BadStrategiesNameTheFlag) {
   v1::RolloutStrategy strategy;
   strategy.add_partitions("env in prod");
