@@ -2143,13 +2143,38 @@ std::set<std::string> ObjectKeysOf(const BundleContent& content) {
 
 }  // namespace
 
-std::string Controller::PruneHold(const std::string& name, const BundleContent& before,
-                                  const BundleContent& after, const std::string& max_prune) {
-  const std::set<std::string> had = ObjectKeysOf(before);
-  const std::set<std::string> has = ObjectKeysOf(after);
-  size_t dropped = 0;
-  for (const std::string& key : had) dropped += has.count(key) == 0;
-  return NotePruneHold(name, after.commit(), PruneHeld(max_prune, dropped, had.size()));
+std::string Controller::PruneHold(const std::string& name,
+                                  const std::shared_ptr<const BundleContent>& before,
+                                  const std::shared_ptr<const BundleContent>& after,
+                                  const std::string& max_prune) {
+  auto builds = [](const BundleContent& content) {
+    const auto* variants = dynamic_cast<const BundleVariants*>(&content);
+    return variants != nullptr ? variants->builds() : 0;
+  };
+  // Counted once per pair of contents (and variants built): a rollout asks on every report.
+  PruneCount count{before, after, builds(*before), builds(*after)};
+  bool counted = false;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return "";
+    const PruneCount& last = it->second.prune_count;
+    if (last.before == count.before && last.after == count.after &&
+        last.before_builds == count.before_builds && last.after_builds == count.after_builds) {
+      count = last;
+      counted = true;
+    }
+  }
+  if (!counted) {
+    const std::set<std::string> had = ObjectKeysOf(*before);
+    const std::set<std::string> has = ObjectKeysOf(*after);
+    for (const std::string& key : had) count.dropped += has.count(key) == 0;
+    count.had = had.size();
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it != bundles_.end()) it->second.prune_count = count;
+  }
+  return NotePruneHold(name, after->commit(), PruneHeld(max_prune, count.dropped, count.had));
 }
 
 std::string Controller::NotePruneHold(const std::string& name, const std::string& commit,
@@ -2160,6 +2185,8 @@ std::string Controller::NotePruneHold(const std::string& name, const std::string
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return why;
     std::string& held = it->second.prune_held_commit;
+    // Not asked (the fleet runs the render): the contents counted last are let go.
+    if (commit.empty()) it->second.prune_count = PruneCount();
     const std::string now = why.empty() ? "" : commit;
     news = held != now && !now.empty();
     held = now;
@@ -2269,7 +2296,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     return ClusterSetGate::Of({});  // nobody gets anything new
   }
   const std::string held = guarded_from != nullptr && !approved
-                               ? PruneHold(name, *guarded_from, *content, max_prune)
+                               ? PruneHold(name, guarded_from, content, max_prune)
                                : NotePruneHold(name, "", "");
   if (!held.empty()) {
     hub_->ExpectReports(name, 1, kRolloutRefreshInterval);

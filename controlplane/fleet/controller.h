@@ -226,6 +226,16 @@ class Controller {
     // kMaxVariantNotes: variants of one commit say the same things.
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
   };
+  // What the prune guard counted for a pair of contents: of `before`'s objects (`had`),
+  // how many `after` drops.
+  struct PruneCount {
+    std::shared_ptr<const BundleContent> before;
+    std::shared_ptr<const BundleContent> after;
+    uint64_t before_builds = 0;
+    uint64_t after_builds = 0;
+    size_t dropped = 0;
+    size_t had = 0;
+  };
   struct BundleState {
     v1::Bundle definition;
     LabelSelector selector;
@@ -285,6 +295,7 @@ class Controller {
     std::string rollout_message;
     // The render the prune guard holds (its commit), "" when none.
     std::string prune_held_commit;
+    PruneCount prune_count;  // as PruneHold last counted
     // Clusters its dependencies hold back, and why (as of the last evaluation).
     std::map<std::string, std::string> dependency_waits;
     Hub::Gate gate;
@@ -301,9 +312,9 @@ class Controller {
   EventBus::Audience AudienceOfLocked(const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The prune guard (Bundle.max_prune): why `after` is held against `before`, the fleet's,
   // or "". Noted (NotePruneHold).
-  std::string PruneHold(const std::string& name, const BundleContent& before,
-                        const BundleContent& after, const std::string& max_prune)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  std::string PruneHold(const std::string& name, const std::shared_ptr<const BundleContent>& before,
+                        const std::shared_ptr<const BundleContent>& after,
+                        const std::string& max_prune) ABSL_LOCKS_EXCLUDED(mu_);
   // Records whether `name`'s render at `commit` is held (`why`, or "" for not): the
   // gauge, and a log line and event when a hold begins. Returns `why`.
   std::string NotePruneHold(const std::string& name, const std::string& commit, std::string why)
