@@ -1067,6 +1067,8 @@ class Cli {
          << (status.pinned_commit().empty() ? "" : " (pinned)") << ": ";
     if (status.suspended()) {
       out_ << "suspended\n";
+    } else if (status.prune_held()) {
+      out_ << "HELD by the prune guard (rollout promote lets it through)\n";
     } else if (!status.progressive()) {
       out_ << "no partitions (everywhere at once)\n";
     } else if (status.done()) {

@@ -2478,6 +2478,8 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     status.set_suspended(state.record.suspended());
     status.set_message(state.rollout_message);
     status.set_pinned_commit(state.record.pinned_commit());
+    status.set_prune_held(state.content != nullptr &&
+                          state.prune_held_commit == state.content->commit());
     if (state.partitions != nullptr) partitions = *state.partitions;
     rollout = state.record.rollout();
     content = state.content;

@@ -988,6 +988,7 @@ TEST_F(ControllerTest, ARenderThatWouldDeleteMostOfWhatTheFleetRunsIsHeld) {
   EXPECT_THAT(rollout_message(),
               HasSubstr("held by the prune guard: this render would delete 11 of the 12 objects"));
   EXPECT_THAT(registry_.Serialize(), HasSubstr("gitfleet_bundle_prune_held{bundle=\"web\"} 1"));
+  EXPECT_TRUE(controller_->GetRollout("web")->prune_held());
   // A cluster that holds nothing of it gets what the fleet runs.
   uint64_t joiner = ConnectAgent(hub_.get(), "joiner", {});
   std::shared_ptr<const EncodedMessage> joined = hub_->NextMessage(joiner, "web");
@@ -1000,6 +1001,7 @@ TEST_F(ControllerTest, ARenderThatWouldDeleteMostOfWhatTheFleetRunsIsHeld) {
   EXPECT_EQ(update.object_count(), 1) << "let through";
   EXPECT_EQ(update.commit(), mistake);
   EXPECT_THAT(registry_.Serialize(), HasSubstr("gitfleet_bundle_prune_held{bundle=\"web\"} 0"));
+  EXPECT_FALSE(promoted->prune_held());
 
   // Back to twelve; a bundle that allows 5 holds six going, and with the guard off they go.
   write(3, 14);

@@ -583,6 +583,46 @@ TEST_F(FleetOps, SuspendedBundlesAndClustersReceiveNothingNew) {
       << events;
 }
 
+// The prune guard, end to end: a commit that would delete most of what the cluster runs
+// is held (the cluster keeps it all, and rollout status says so) until rollout promote.
+TEST_F(FleetOps, ACommitThatWouldDeleteMostOfWhatTheClusterRunsWaitsForPromote) {
+  auto configmaps = [&](int count) {
+    std::string yaml;
+    for (int i = 0; i < count; ++i) {
+      absl::StrAppend(&yaml, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm", i,
+                      ", namespace: shop}\ndata: {v: \"1\"}\n");
+    }
+    git_.Write("apps/web/configmaps.yaml", yaml);
+  };
+  WriteApp("web:1");
+  configmaps(12);
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1");
+  AddApp({"web", "--source=app", "--path=apps/web"});
+  auto present = [&](int i) {
+    return !Live("c1", absl::StrCat("/api/v1/namespaces/shop/configmaps/cm", i)).is_null();
+  };
+  ASSERT_TRUE(Eventually([&] { return present(11); }, absl::Seconds(30))) << Logs();
+
+  configmaps(1);
+  const std::string v2 = git_.Commit("the ConfigMaps moved elsewhere by mistake");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"rollout", "status", "web"}), "HELD by the prune guard");
+  })) << Ctl({"rollout", "status", "web"})
+      << Logs();
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}),
+              HasSubstr("would delete 11 of the 14 objects the fleet runs"));
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_TRUE(present(11)) << "held: the cluster keeps what it runs";
+
+  int code;
+  std::string out = Ctl({"rollout", "promote", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] { return !present(11) && present(0); }, absl::Seconds(30))) << Logs();
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), Not(HasSubstr("HELD")));
+}
+
 TEST_F(FleetOps, RollbackPinsARevisionUntilUnpinned) {
   WriteApp("web:1");
   const std::string v1 = git_.Commit("v1");
