@@ -114,12 +114,21 @@ std::optional<std::string> MacBytesOfScalar(const YAML::Node& node) {
   return s;
 }
 
-struct Metadata {
-  std::string last_modified;
-  std::string mac;
+// The keys one key group's share of the data key (or the data key itself, with one group)
+// is encrypted for.
+struct KeyGroup {
   std::vector<std::pair<std::string, std::string>> age;  // recipient, armored data key
   std::vector<std::pair<std::string, std::string>> pgp;  // fingerprint, armored data key
   std::vector<std::string> other_keys;                   // kms, ... that are set
+};
+
+struct Metadata {
+  std::string last_modified;
+  std::string mac;
+  // The top-level lists as one group, or the key_groups the data key is split across
+  // (Shamir's secret sharing), any shamir_threshold of which give it back.
+  std::vector<KeyGroup> groups;
+  size_t shamir_threshold = 0;
   std::string unencrypted_suffix;
   std::string encrypted_suffix;
   std::unique_ptr<RE2> unencrypted_regex;
@@ -143,29 +152,52 @@ absl::StatusOr<Metadata> ReadMetadata(const YAML::Node& sops) {
                        "), which gitfleet does not read: use encrypted_regex or a suffix instead"));
     }
   }
+  // One group's keys, from the top level or an entry of key_groups.
+  auto read_group = [](const YAML::Node& node) -> absl::StatusOr<KeyGroup> {
+    KeyGroup group;
+    if (const YAML::Node age = node["age"]; age && age.IsSequence()) {
+      if (age.size() > 64) return absl::InvalidArgumentError("it has more than 64 age recipients");
+      for (const auto& entry : age) {
+        if (!entry.IsMap()) return absl::InvalidArgumentError("an age entry is not a mapping");
+        group.age.emplace_back(ScalarOr(entry["recipient"], "(no recipient)"),
+                               ScalarOr(entry["enc"]));
+      }
+    }
+    if (const YAML::Node pgp = node["pgp"]; pgp && pgp.IsSequence()) {
+      if (pgp.size() > 64) return absl::InvalidArgumentError("it has more than 64 PGP keys");
+      for (const auto& entry : pgp) {
+        if (!entry.IsMap()) return absl::InvalidArgumentError("a pgp entry is not a mapping");
+        group.pgp.emplace_back(ScalarOr(entry["fp"], "(no fingerprint)"), ScalarOr(entry["enc"]));
+      }
+    }
+    for (const char* kind : {"kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}) {
+      const YAML::Node keys = node[kind];
+      if (keys && keys.IsSequence() && keys.size() > 0) group.other_keys.push_back(kind);
+    }
+    return group;
+  };
   if (const YAML::Node groups = sops["key_groups"];
       groups && groups.IsSequence() && groups.size() > 0) {
-    return absl::InvalidArgumentError(
-        "its data key is split across key groups (Shamir's secret sharing), which gitfleet does "
-        "not read: encrypt it for age or PGP keys without key groups");
-  }
-  if (const YAML::Node age = sops["age"]; age && age.IsSequence()) {
-    if (age.size() > 64) return absl::InvalidArgumentError("it has more than 64 age recipients");
-    for (const auto& entry : age) {
-      if (!entry.IsMap()) return absl::InvalidArgumentError("an age entry is not a mapping");
-      out.age.emplace_back(ScalarOr(entry["recipient"], "(no recipient)"), ScalarOr(entry["enc"]));
+    if (groups.size() > 32) return absl::InvalidArgumentError("it has more than 32 key groups");
+    for (const auto& entry : groups) {
+      if (!entry.IsMap()) return absl::InvalidArgumentError("a key group is not a mapping");
+      absl::StatusOr<KeyGroup> group = read_group(entry);
+      if (!group.ok()) return group.status();
+      out.groups.push_back(*std::move(group));
     }
-  }
-  if (const YAML::Node pgp = sops["pgp"]; pgp && pgp.IsSequence()) {
-    if (pgp.size() > 64) return absl::InvalidArgumentError("it has more than 64 PGP keys");
-    for (const auto& entry : pgp) {
-      if (!entry.IsMap()) return absl::InvalidArgumentError("a pgp entry is not a mapping");
-      out.pgp.emplace_back(ScalarOr(entry["fp"], "(no fingerprint)"), ScalarOr(entry["enc"]));
+    // SOPS writes the threshold it split with; none means every group (its default).
+    const std::string threshold = ScalarOr(sops["shamir_threshold"], "0");
+    int value = 0;
+    if (!absl::SimpleAtoi(threshold, &value) || value < 0 ||
+        value > static_cast<int>(out.groups.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "its shamir_threshold (", threshold.substr(0, 16), ") is not a count of its key groups"));
     }
-  }
-  for (const char* kind : {"kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}) {
-    const YAML::Node keys = sops[kind];
-    if (keys && keys.IsSequence() && keys.size() > 0) out.other_keys.push_back(kind);
+    out.shamir_threshold = value == 0 ? out.groups.size() : static_cast<size_t>(value);
+  } else {
+    absl::StatusOr<KeyGroup> group = read_group(sops);
+    if (!group.ok()) return group.status();
+    out.groups.push_back(*std::move(group));
   }
   out.unencrypted_suffix = ScalarOr(sops["unencrypted_suffix"]);
   out.encrypted_suffix = ScalarOr(sops["encrypted_suffix"]);
@@ -376,22 +408,76 @@ class Walker {
   std::string hashed_;
 };
 
-// The data key, from the first age entry, then PGP entry, one of `keys` opens (SOPS's own
-// order).
-absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) {
-  if (meta.age.empty() && meta.pgp.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "its data key is encrypted for ",
-        meta.other_keys.empty() ? "no key" : absl::StrJoin(meta.other_keys, ", "),
-        " only; gitfleet decrypts with age identities and PGP keys: add a recipient of the "
-        "control plane's (sops updatekeys)"));
+// GF(2^8) multiplication modulo x^8 + x^4 + x^3 + x + 1, the field of the Shamir's secret
+// sharing SOPS splits data keys with (HashiCorp Vault's).
+uint8_t GfMultiply(uint8_t a, uint8_t b) {
+  uint8_t out = 0;
+  for (int i = 0; i < 8; ++i) {
+    if (b & 1) out ^= a;
+    const bool carry = a & 0x80;
+    a = static_cast<uint8_t>(a << 1);
+    if (carry) a ^= 0x1b;
+    b >>= 1;
   }
-  std::vector<std::string> theirs;
+  return out;
+}
+
+uint8_t GfInverse(uint8_t a) {  // a^254; a is never 0 here
+  uint8_t out = 1;
+  for (int i = 0; i < 254; ++i) out = GfMultiply(out, a);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CombineShamirShares(const std::vector<std::string>& shares) {
+  if (shares.size() < 2 || shares.size() > 255) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shares.size(), " shares; between 2 and 255 combine"));
+  }
+  const size_t size = shares[0].size();
+  if (size < 2) return absl::InvalidArgumentError("a share is shorter than 2 bytes");
+  std::vector<uint8_t> xs;
+  for (const std::string& share : shares) {
+    if (share.size() != size) return absl::InvalidArgumentError("the shares differ in length");
+    const uint8_t x = static_cast<uint8_t>(share.back());  // its point, after the values
+    if (x == 0 || std::find(xs.begin(), xs.end(), x) != xs.end()) {
+      return absl::InvalidArgumentError("two shares are for the same point, or one for none");
+    }
+    xs.push_back(x);
+  }
+  // Lagrange interpolation at 0, byte by byte: in this field, subtraction is xor.
+  std::vector<uint8_t> basis(xs.size(), 1);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    for (size_t j = 0; j < xs.size(); ++j) {
+      if (i != j) basis[i] = GfMultiply(basis[i], GfMultiply(xs[j], GfInverse(xs[i] ^ xs[j])));
+    }
+  }
+  std::string secret(size - 1, '\0');
+  for (size_t byte = 0; byte + 1 < size; ++byte) {
+    uint8_t value = 0;
+    for (size_t i = 0; i < shares.size(); ++i) {
+      value ^= GfMultiply(static_cast<uint8_t>(shares[i][byte]), basis[i]);
+    }
+    secret[byte] = static_cast<char>(value);
+  }
+  return secret;
+}
+
+namespace {
+
+// What one group's keys give (the data key, or the group's share of it: `size` bytes), from
+// the first age entry, then PGP entry, one of `keys` opens (SOPS's own order). NotFound when
+// none of `keys` is the group's; `theirs` gets the group's keys.
+absl::StatusOr<std::string> GroupKey(const KeyGroup& group, const SopsKeys& keys, size_t size,
+                                     std::vector<std::string>* theirs) {
   absl::Status broken;  // the first entry a key was for but could not open
   auto attempt = [&](const std::string& who,
                      absl::StatusOr<std::string> key) -> std::optional<std::string> {
     if (absl::IsNotFound(key.status())) return std::nullopt;
-    if (key.ok() && key->size() != 32) key = absl::InvalidArgumentError("it is not 32 bytes");
+    if (key.ok() && key->size() != size) {
+      key = absl::InvalidArgumentError(absl::StrCat("it is not ", size, " bytes"));
+    }
     if (!key.ok()) {
       // Another entry may still open: a file is for several keys.
       if (broken.ok()) {
@@ -402,20 +488,65 @@ absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) 
     }
     return *std::move(key);
   };
-  for (const auto& [recipient, enc] : meta.age) {
-    theirs.push_back(recipient);
+  for (const auto& [recipient, enc] : group.age) {
+    theirs->push_back(recipient);
     if (keys.age == nullptr) continue;
     if (std::optional<std::string> key = attempt(recipient, keys.age->Decrypt(enc, 1024))) {
       return *std::move(key);
     }
   }
-  for (const auto& [fingerprint, enc] : meta.pgp) {
-    theirs.push_back(absl::StrCat("PGP ", fingerprint));
+  for (const auto& [fingerprint, enc] : group.pgp) {
+    theirs->push_back(absl::StrCat("PGP ", fingerprint));
     if (keys.pgp == nullptr) continue;
     if (std::optional<std::string> key =
             attempt(absl::StrCat("PGP ", fingerprint), keys.pgp->Decrypt(enc, 1024))) {
       return *std::move(key);
     }
+  }
+  if (!broken.ok()) return broken;
+  return absl::NotFoundError("none of the control plane's keys");
+}
+
+// The data key: from the one group, or combined from the shares of shamir_threshold groups
+// (as SOPS does: each group's share from the first of its keys that opens).
+absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) {
+  std::vector<std::string> others;
+  bool readable = false;
+  for (const KeyGroup& group : meta.groups) {
+    readable |= !group.age.empty() || !group.pgp.empty();
+    others.insert(others.end(), group.other_keys.begin(), group.other_keys.end());
+  }
+  std::sort(others.begin(), others.end());
+  others.erase(std::unique(others.begin(), others.end()), others.end());
+  if (!readable) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "its data key is encrypted for ", others.empty() ? "no key" : absl::StrJoin(others, ", "),
+        " only; gitfleet decrypts with age identities and PGP keys: add a recipient of the "
+        "control plane's (sops updatekeys)"));
+  }
+  const bool split = meta.groups.size() > 1;
+  std::vector<std::string> theirs;
+  std::vector<std::string> shares;
+  absl::Status broken;
+  for (const KeyGroup& group : meta.groups) {
+    absl::StatusOr<std::string> key = GroupKey(group, keys, split ? 33 : 32, &theirs);
+    if (key.ok() && !split) return key;
+    if (key.ok()) {
+      shares.push_back(*std::move(key));
+      if (shares.size() == meta.shamir_threshold) break;
+    } else if (!absl::IsNotFound(key.status()) && broken.ok()) {
+      broken = key.status();
+    }
+  }
+  if (split && shares.size() >= meta.shamir_threshold) {
+    absl::StatusOr<std::string> key = CombineShamirShares(shares);
+    if (key.ok() && key->size() != 32) key = absl::InvalidArgumentError("it is not 32 bytes");
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("its data key, combined from the shares of ",
+                                                     shares.size(),
+                                                     " key groups: ", key.status().message()));
+    }
+    return key;
   }
   if (!broken.ok()) return broken;
   std::vector<std::string> ours;
@@ -425,9 +556,15 @@ absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) 
       ours.push_back(absl::StrCat("PGP ", fingerprint));
     }
   }
+  const std::string said =
+      split ? absl::StrCat("its data key is split across ", meta.groups.size(), " key groups, any ",
+                           meta.shamir_threshold,
+                           " of which open it (Shamir's secret sharing), and the control "
+                           "plane's keys open ",
+                           shares.size(), "; the groups are for ", ListNames(theirs, 5))
+            : absl::StrCat("it is encrypted for ", ListNames(theirs, 5));
   return absl::NotFoundError(absl::StrCat(
-      "it is encrypted for ", ListNames(theirs, 5), ", and the control plane's keys are ",
-      ours.empty() ? "none" : ListNames(ours, 5),
+      said, ", and the control plane's keys are ", ours.empty() ? "none" : ListNames(ours, 5),
       ": add one of them (sops updatekeys), or the file's key to --sops-age-key-file or "
       "--sops-pgp-key-file"));
 }

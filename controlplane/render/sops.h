@@ -63,6 +63,11 @@ absl::Status DecryptSopsFiles(const std::string& path, const SopsKeys& keys,
 absl::Status DecryptSopsFiles(const std::string& path, const AgeIdentities& identities,
                               std::vector<RepoFile>* files, std::vector<std::string>* notes);
 
+// The secret `shares` (at least 2, all of one length) of Shamir's secret sharing give back,
+// as SOPS splits a data key across key groups (HashiCorp Vault's scheme: GF(2^8), each share
+// its values followed by its point). InvalidArgument for shares that cannot be combined.
+absl::StatusOr<std::string> CombineShamirShares(const std::vector<std::string>& shares);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_RENDER_SOPS_H_

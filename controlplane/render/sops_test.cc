@@ -356,6 +356,64 @@ TEST(SopsTest, DecryptsEveryShapeSopsWrites) {
 // A file's other formats, as Flux decrypts what a kustomization's secretGenerator reads:
 // dotenv, JSON (its key order kept) and binary, each written back as `sops --decrypt`
 // writes it; INI is refused by name.
+// A data key split across key groups (Shamir's secret sharing, `shamir_threshold` of them
+// needed, as SOPS writes a file under a `key_groups` creation rule) opens with keys of
+// enough groups, and says how many it has when there are too few.
+TEST(SopsTest, DecryptsADataKeySplitAcrossKeyGroups) {
+  if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
+  const TestKey a = NewKey("sops-a"), b = NewKey("sops-b"), c = NewKey("sops-c");
+  const std::string source =
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+      "stringData: {password: hunter2}\n";
+  auto keys = [](std::vector<const TestKey*> held) {
+    std::string text;
+    for (const TestKey* key : held) absl::StrAppend(&text, key->key_file, "\n");
+    return Identities(text);
+  };
+  const std::string two_of_three = SopsEncrypt(
+      a, source, "split.yaml",
+      {absl::StrCat("--key-groups=", b.recipient, ",", c.recipient), "--shamir-threshold=2"});
+  ASSERT_TRUE(absl::StrContains(two_of_three, "shamir_threshold: 2")) << two_of_three;
+  for (const auto& held :
+       std::vector<std::vector<const TestKey*>>{{&a, &b}, {&b, &c}, {&a, &c}, {&a, &b, &c}}) {
+    absl::StatusOr<std::string> plain = DecryptSopsFile("split.yaml", two_of_three, keys(held));
+    ASSERT_TRUE(plain.ok()) << held.size() << ": " << plain.status();
+    EXPECT_EQ(YAML::Load(*plain)["stringData"]["password"].as<std::string>(), "hunter2");
+  }
+  absl::StatusOr<std::string> one = DecryptSopsFile("split.yaml", two_of_three, keys({&c}));
+  EXPECT_EQ(one.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(one.status().message()),
+              HasSubstr("its data key is split across 3 key groups, any 2 of which open it "
+                        "(Shamir's secret sharing), and the control plane's keys open 1"));
+  // Without a threshold written, every group is needed (SOPS's default).
+  const std::string all_three = SopsEncrypt(
+      a, source, "all.yaml", {absl::StrCat("--key-groups=", b.recipient, ",", c.recipient)});
+  EXPECT_EQ(DecryptSopsFile("all.yaml", all_three, keys({&a, &b})).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(DecryptSopsFile("all.yaml", all_three, keys({&a, &b, &c})).ok());
+  // A threshold the groups cannot meet is the file's fault, named.
+  EXPECT_THAT(DecryptSopsFile("split.yaml",
+                              absl::StrReplaceAll(two_of_three,
+                                                  {{"shamir_threshold: 2", "shamir_threshold: 4"}}),
+                              keys({&a, &b, &c}))
+                  .status()
+                  .message(),
+              HasSubstr("shamir_threshold (4) is not a count of its key groups"));
+}
+
+TEST(SopsTest, ShamirSharesCombineAsVaultSplitsThem) {
+  // f(x) = 0x2a + 0x07 x over GF(2^8): shares at x = 1 and 2 give back 0x2a.
+  const std::string one = {static_cast<char>(0x2a ^ 0x07), 1};
+  const std::string two = {static_cast<char>(0x2a ^ 0x0e), 2};
+  absl::StatusOr<std::string> secret = CombineShamirShares({one, two});
+  ASSERT_TRUE(secret.ok()) << secret.status();
+  EXPECT_EQ(*secret, std::string(1, 0x2a));
+  EXPECT_FALSE(CombineShamirShares({one}).ok()) << "one share is not enough";
+  EXPECT_FALSE(CombineShamirShares({one, one}).ok()) << "two shares for one point";
+  EXPECT_FALSE(CombineShamirShares({one, std::string("ab\x03")}).ok()) << "lengths differ";
+  EXPECT_FALSE(CombineShamirShares({std::string(1, 0x01), std::string(1, 0x02)}).ok());
+}
+
 TEST(SopsTest, DecryptsDotenvJsonAndBinaryFilesInTheirOwnFormat) {
   if (!HaveAge()) GTEST_SKIP() << "the age package is not installed (tools/setup installs it)";
   const TestKey key = NewKey("sops-formats");

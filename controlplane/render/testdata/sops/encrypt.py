@@ -3,6 +3,12 @@
 
 usage: encrypt.py RECIPIENT IN OUT [--encrypted-regex=R] [--unencrypted-suffix=S]
                   [--mac-only-encrypted] [--json | --dotenv | --binary]
+                  [--key-groups=RECIPIENT,... [--shamir-threshold=N]]
+
+With --key-groups the data key is split across key groups, one for RECIPIENT and one for
+each recipient listed, with Shamir's secret sharing as SOPS splits it (HashiCorp Vault's
+scheme: GF(2^8) modulo x^8+x^4+x^3+x+1, random distinct points 1-255, each share its values
+followed by its point), any N of which (default: all) give it back (YAML only).
 
 IN is YAML, or with --dotenv KEY=VALUE lines, or with --binary any bytes (kept as the one
 value "data", as SOPS keeps a binary file).
@@ -44,6 +50,39 @@ def type_of(value):
     if isinstance(value, float):
         return "float"
     return "str"
+
+
+def gf_multiply(a, b):
+    out = 0
+    for _ in range(8):
+        if b & 1:
+            out ^= a
+        carry = a & 0x80
+        a = (a << 1) & 0xFF
+        if carry:
+            a ^= 0x1B
+        b >>= 1
+    return out
+
+
+def shamir_split(secret, parts, threshold):
+    """Vault's shamir.Split: a random polynomial of degree threshold-1 per byte."""
+    xs = list(range(1, 256))
+    for i in range(len(xs) - 1, 0, -1):  # Fisher-Yates, from os.urandom
+        j = int.from_bytes(os.urandom(2), "big") % (i + 1)
+        xs[i], xs[j] = xs[j], xs[i]
+    xs = xs[:parts]
+    shares = [bytearray() for _ in range(parts)]
+    for byte in secret:
+        coefficients = [byte] + list(os.urandom(threshold - 1))
+        for share, x in zip(shares, xs):
+            value = 0
+            for c in reversed(coefficients):  # Horner
+                value = gf_multiply(value, x) ^ c
+            share.append(value)
+    for share, x in zip(shares, xs):
+        share.append(x)
+    return [bytes(s) for s in shares]
 
 
 def main():
@@ -108,6 +147,17 @@ def main():
         base64.b64encode(sealed[-16:]).decode())
     meta = {"age": [{"recipient": recipient, "enc": armored}], "lastmodified": lastmodified,
             "mac": mac}
+    if "--key-groups" in options:
+        recipients = [recipient] + options["--key-groups"].split(",")
+        threshold = int(options.get("--shamir-threshold", len(recipients)))
+        shares = shamir_split(key, len(recipients), threshold)
+        groups = []
+        for r, share in zip(recipients, shares):
+            enc = subprocess.run(["age", "-r", r, "-a"], input=share, capture_output=True,
+                                 check=True).stdout.decode()
+            groups.append({"age": [{"recipient": r, "enc": enc}]})
+        meta = {"key_groups": groups, "shamir_threshold": threshold,
+                "lastmodified": lastmodified, "mac": mac}
     if regex is not None:
         meta["encrypted_regex"] = regex
     elif suffix:
