@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "agent/apply/applier.h"
@@ -118,28 +119,45 @@ v1::BundleUpdate WebUpdate(const std::string& value) {
   return update;
 }
 
-// One agent applying to a directory in memory, talking to `control_plane` until the
-// control plane has `acks` ACKs and `statuses` status messages; returns what it sent.
+// One agent (cluster "east", with `options`' extras) applying to a directory in memory and
+// talking to `control_plane` from Start until its destruction.
+class RunningAgent {
+ public:
+  RunningAgent(FakeControlPlane& control_plane, Agent::Options options = {})
+      : applier_("/out", &fs_),
+        state_("/state", &fs_),
+        metrics_(registry_),
+        reconciler_(&applier_, &state_, metrics_) {
+    EXPECT_TRUE(reconciler_.Load().ok());
+    ControlPlaneClient::Options client;
+    client.target = control_plane.target();
+    client.credentials = grpc::InsecureChannelCredentials();
+    options.cluster = "east";
+    agent_ = std::make_unique<Agent>(&reconciler_, client, options, metrics_);
+    run_ = std::thread([this] { agent_->Run(&stop_); });
+  }
+  ~RunningAgent() {
+    stop_.Notify();
+    run_.join();
+  }
+
+ private:
+  MemoryFileSystem fs_;
+  DirectoryApplier applier_;
+  BundleStateStore state_;
+  metrics::Registry registry_;
+  AgentMetrics metrics_;
+  Reconciler reconciler_;
+  std::unique_ptr<Agent> agent_;
+  Notification stop_;
+  std::thread run_;
+};
+
+// What an agent sent `control_plane` once it has `acks` ACKs and `statuses` status
+// messages.
 std::vector<v1::AgentMessage> RunAgent(FakeControlPlane& control_plane, int acks, int statuses) {
-  MemoryFileSystem fs;
-  DirectoryApplier applier("/out", &fs);
-  BundleStateStore state("/state", &fs);
-  metrics::Registry registry;
-  AgentMetrics metrics(registry);
-  Reconciler reconciler(&applier, &state, metrics);
-  EXPECT_TRUE(reconciler.Load().ok());
-  ControlPlaneClient::Options client;
-  client.target = control_plane.target();
-  client.credentials = grpc::InsecureChannelCredentials();
-  Agent::Options options;
-  options.cluster = "east";
-  Agent agent(&reconciler, client, options, metrics);
-  Notification stop;
-  std::thread run([&] { agent.Run(&stop); });
-  std::vector<v1::AgentMessage> received = control_plane.Received(acks, statuses);
-  stop.Notify();
-  run.join();
-  return received;
+  RunningAgent agent(control_plane);
+  return control_plane.Received(acks, statuses);
 }
 
 // What the agent said, in order: each ACK (with the status it carries, if any) and each
@@ -166,28 +184,15 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
 // of a new group installed, an upgrade), once.
 TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
   FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
-  MemoryFileSystem fs;
-  DirectoryApplier applier("/out", &fs);
-  BundleStateStore state("/state", &fs);
-  metrics::Registry registry;
-  AgentMetrics metrics(registry);
-  Reconciler reconciler(&applier, &state, metrics);
-  ASSERT_TRUE(reconciler.Load().ok());
-  ControlPlaneClient::Options client;
-  client.target = control_plane.target();
-  client.credentials = grpc::InsecureChannelCredentials();
   Mutex mu;
   std::vector<std::string> apis = {"v1", "apps/v1"};
   Agent::Options options;
-  options.cluster = "east";
   options.kubernetes_version = [] { return std::string("v1.30.2"); };
   options.api_versions = [&] {
     MutexLock lock(&mu);
     return apis;
   };
-  Agent agent(&reconciler, client, options, metrics);
-  Notification stop;
-  std::thread run([&] { agent.Run(&stop); });
+  auto agent = std::make_unique<RunningAgent>(control_plane, options);
   EXPECT_TRUE(control_plane.WaitFor([](const v1::AgentMessage& m) {
     return m.has_hello() && m.hello().api_versions_size() == 2 &&
            m.hello().kubernetes_version() == "v1.30.2";
@@ -202,8 +207,7 @@ TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
            m.facts().kubernetes_version() == "v1.30.2";
   }));
   absl::SleepFor(absl::Milliseconds(2500));  // two more passes of the agent's loop
-  stop.Notify();
-  run.join();
+  agent.reset();
   int facts = 0;
   for (const v1::AgentMessage& m : control_plane.Received(0, 0)) facts += m.has_facts();
   EXPECT_EQ(facts, 1) << "told once";

@@ -1745,29 +1745,33 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   std::vector<v1::ObjectKey> left;
   std::vector<v1::ObjectKey> held;  // Namespaces the PostDelete hooks run in
   std::string first_error;
-  int handing_over = 0;
+  bundle.handing_over = 0;
+  // Prunes `key`, or keeps it in `left` (waiting for the bundle that holds it now, or
+  // failed: the first failure is what the Removal condition says).
+  auto prune = [&](const v1::ObjectKey& key) {
+    std::string error;
+    const Removal removal = Remove(key, context, record, &error);
+    if (removal == Removal::kDone) {
+      ++*pruned;
+      return;
+    }
+    left.push_back(key);
+    if (removal == Removal::kHandingOver) {
+      ++bundle.handing_over;
+      return;
+    }
+    GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): cannot prune "
+                    << KeyDisplay(key) << ": " << error;
+    if (first_error.empty()) first_error = absl::StrCat(KeyDisplay(key), ": ", error);
+  };
   for (const v1::ObjectKey& key :
        PruneOrder({record.inventory().begin(), record.inventory().end()})) {
     if (IsNamespace(key) && hook_namespaces.count(key.name()) > 0) {
       held.push_back(key);
       continue;
     }
-    std::string error;
-    const Removal removal = Remove(key, context, record, &error);
-    if (removal == Removal::kDone) {
-      ++*pruned;
-      continue;
-    }
-    left.push_back(key);
-    if (removal == Removal::kHandingOver) {
-      ++handing_over;
-      continue;
-    }
-    GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): cannot prune "
-                    << KeyDisplay(key) << ": " << error;
-    if (first_error.empty()) first_error = absl::StrCat(KeyDisplay(key), ": ", error);
+    prune(key);
   }
-  bundle.handing_over = handing_over;
   if (left.empty() && post_delete) {
     std::string detail;
     const HookStep step = RunHookPhase(bundle, plan, HookPhase::kPostDelete, context, &detail);
@@ -1781,21 +1785,7 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
       return hooks_hold(step, detail);
     }
     progress.set_done(true);
-    // The Namespaces they ran in go now.
-    for (const v1::ObjectKey& key : held) {
-      std::string error;
-      const Removal removal = Remove(key, context, record, &error);
-      if (removal == Removal::kDone) {
-        ++*pruned;
-        continue;
-      }
-      left.push_back(key);
-      if (removal == Removal::kHandingOver) {
-        ++bundle.handing_over;
-      } else if (first_error.empty()) {
-        first_error = absl::StrCat(KeyDisplay(key), ": ", error);
-      }
-    }
+    for (const v1::ObjectKey& key : held) prune(key);  // the Namespaces they ran in go now
     held.clear();
   }
   for (v1::ObjectKey& key : held) left.push_back(std::move(key));  // PostDelete hooks wait

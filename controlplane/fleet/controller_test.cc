@@ -1674,6 +1674,27 @@ TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem
               HasSubstr("env: ${ .ClusterLabels.env }: the cluster has no label env"));
 }
 
+// An agent whose hello reports its cluster's Kubernetes version and served APIs.
+uint64_t ConnectReporting(Hub* hub, const std::string& name, const std::string& version,
+                          const std::vector<std::string>& apis = {}) {
+  v1::Hello hello;
+  hello.set_cluster(name);
+  hello.set_kubernetes_version(version);
+  for (const std::string& api : apis) hello.add_api_versions(api);
+  return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
+}
+
+// What the echo helm says `bundle`'s next message to `agent` renders for (its
+// `capabilities`, "" for helm's own), and the revision; empty when nothing is sent.
+std::pair<std::string, std::string> EchoedCapabilities(Hub* hub, uint64_t agent,
+                                                       const std::string& bundle) {
+  std::shared_ptr<const EncodedMessage> message = hub->NextMessage(agent, bundle);
+  if (message == nullptr || message->message.update().upserts_size() != 1) return {};
+  YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
+  return {std::string(absl::StripAsciiWhitespace(cm["data"]["capabilities"].as<std::string>(""))),
+          message->message.update().revision()};
+}
+
 // --kube-version=cluster renders a chart for each cluster's own Kubernetes version (as
 // Argo CD gives charts the destination's): clusters on one version share a render; one that
 // never reported its version gets nothing and says why; an upgrade renders again.
@@ -1685,10 +1706,7 @@ TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
   git_.Commit("a chart");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   auto connect = [&](const std::string& name, const std::string& version) {
-    v1::Hello hello;
-    hello.set_cluster(name);
-    hello.set_kubernetes_version(version);
-    return hub_->Connect(hello, "peer", std::make_shared<FakeConnection>());
+    return ConnectReporting(hub_.get(), name, version);
   };
   uint64_t a1 = connect("a1", "v1.29.4-eks-036c24b");
   uint64_t a2 = connect("a2", "v1.29.4-eks-036c24b");
@@ -1698,13 +1716,7 @@ TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
   bundle.set_helm_kube_version("cluster");
   auto info = controller_->AddBundle(bundle, false);
   ASSERT_TRUE(info.ok()) << info.status();
-  auto capabilities = [&](uint64_t agent) -> std::pair<std::string, std::string> {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
-    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
-    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
-    return {std::string(absl::StripAsciiWhitespace(cm["data"]["capabilities"].as<std::string>(""))),
-            message->message.update().revision()};
-  };
+  auto capabilities = [&](uint64_t agent) { return EchoedCapabilities(hub_.get(), agent, "web"); };
   auto [a1_caps, a1_revision] = capabilities(a1);
   auto [a2_caps, a2_revision] = capabilities(a2);
   auto [b_caps, b_revision] = capabilities(b);
@@ -1747,10 +1759,7 @@ TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
   git_.Commit("a chart");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   auto connect = [&](const std::string& name, const std::vector<std::string>& apis) {
-    v1::Hello hello;
-    hello.set_cluster(name);
-    for (const std::string& api : apis) hello.add_api_versions(api);
-    return hub_->Connect(hello, "peer", std::make_shared<FakeConnection>());
+    return ConnectReporting(hub_.get(), name, "", apis);
   };
   const std::vector<std::string> monitored = {"v1", "monitoring.coreos.com/v1",
                                               "monitoring.coreos.com/v1/ServiceMonitor"};
@@ -1763,13 +1772,7 @@ TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
   bundle.add_helm_api_versions("extra.io/v1");
   auto info = controller_->AddBundle(bundle, false);
   ASSERT_TRUE(info.ok()) << info.status();
-  auto capabilities = [&](uint64_t agent) -> std::pair<std::string, std::string> {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
-    if (message == nullptr || message->message.update().upserts_size() != 1) return {};
-    YAML::Node cm = YAML::Load(message->message.update().upserts(0).yaml());
-    return {std::string(absl::StripAsciiWhitespace(cm["data"]["capabilities"].as<std::string>(""))),
-            message->message.update().revision()};
-  };
+  auto capabilities = [&](uint64_t agent) { return EchoedCapabilities(hub_.get(), agent, "web"); };
   auto [m1_caps, m1_revision] = capabilities(m1);
   auto [m2_caps, m2_revision] = capabilities(m2);
   auto [plain_caps, plain_revision] = capabilities(plain);
