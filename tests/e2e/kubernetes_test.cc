@@ -419,6 +419,46 @@ TEST_F(KubernetesFleet, TheReplicasOfAWorkloadItsAutoscalerScalesAreLeftToIt) {
   EXPECT_EQ(Live(deploy)["spec"]["replicas"], 4) << agent_->Log();
 }
 
+// A chart's delete hooks, written as Helm writes them, run when the bundle is removed, with
+// the real agent against the fake API server (whose Job controller completes Jobs): the
+// pre-delete Job before the prune, the post-delete Job after it.
+TEST_F(KubernetesFleet, DeleteHooksRunWhenTheBundleIsRemoved) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  Manifests("shop", "1", false);
+  auto job = [](const std::string& name, const std::string& hook) {
+    return absl::StrCat("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: ", name,
+                        "\n  namespace: default\n  annotations:\n    helm.sh/hook: ", hook,
+                        "\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n"
+                        "      containers:\n      - name: run\n        image: busybox:1.36\n");
+  };
+  git_.Write("apps/web/hooks.yaml",
+             job("uninstall", "pre-delete") + job("farewell", "post-delete"));
+  const std::string first = git_.Commit("a chart's delete hooks");
+  StartFleetWithBundle("web", "shop");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  const std::string uninstall = "/apis/batch/v1/namespaces/default/jobs/uninstall";
+  const std::string farewell = "/apis/batch/v1/namespaces/default/jobs/farewell";
+  EXPECT_TRUE(Live(uninstall).is_null()) << "a sync runs no delete hook";
+  EXPECT_TRUE(Live(farewell).is_null());
+
+  int code;
+  std::string out = Ctl({"bundle", "remove", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
+  EXPECT_TRUE(Eventually([&] { return Live(cm).is_null() && !Live(farewell).is_null(); },
+                         absl::Seconds(60)))
+      << agent_->Log();
+  const json before = Live(uninstall);
+  const json after = Live(farewell);
+  ASSERT_FALSE(before.is_null()) << "the pre-delete Job ran (and stays: no delete policy)";
+  EXPECT_EQ(before["metadata"]["labels"]["gitfleet.io/hook"], "true");
+  EXPECT_LE(before["metadata"]["creationTimestamp"].get<std::string>(),
+            after["metadata"]["creationTimestamp"].get<std::string>());
+  EXPECT_THAT(agent_->Log(), HasSubstr("started PreDelete hook Job default/uninstall"));
+  EXPECT_THAT(agent_->Log(), HasSubstr("started PostDelete hook Job default/farewell"));
+}
+
 // A webhook configuration whose chart leaves its caBundle empty for a controller to fill in
 // (istiod, Kyverno): the injected CA stays, across drift checks and new commits; an apply of
 // the empty value would fail every request the webhook admits until it was injected again.
