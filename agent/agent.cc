@@ -27,46 +27,45 @@ Agent::Agent(Reconciler* reconciler, ControlPlaneClient::Options client_options,
                                                  metrics);
 }
 
+Agent::Facts Agent::CurrentFacts() const {
+  Facts facts;
+  if (options_.kubernetes_version) facts.kubernetes_version = options_.kubernetes_version();
+  if (options_.api_versions) facts.api_versions = options_.api_versions();
+  return facts;
+}
+
 v1::Hello Agent::BuildHello() {
   v1::Hello hello;
   hello.set_cluster(options_.cluster);
   hello.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello.set_agent_version(options_.version);
-  if (options_.kubernetes_version) hello.set_kubernetes_version(options_.kubernetes_version());
-  if (options_.api_versions) {
-    for (std::string& api : options_.api_versions()) hello.add_api_versions(std::move(api));
+  Facts facts = CurrentFacts();
+  hello.set_kubernetes_version(facts.kubernetes_version);
+  if (facts.api_versions != nullptr) {
+    hello.mutable_api_versions()->Assign(facts.api_versions->begin(), facts.api_versions->end());
   }
   MutexLock lock(&mu_);
   hello.set_fleet_id(fleet_id_);
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
-  hello_facts_ = FactsOf(hello).SerializeAsString();
+  hello_facts_ = std::move(facts);
   return hello;
-}
-
-v1::ClusterFacts Agent::FactsOf(const v1::Hello& hello) {
-  v1::ClusterFacts facts;
-  facts.set_kubernetes_version(hello.kubernetes_version());
-  *facts.mutable_api_versions() = hello.api_versions();
-  return facts;
 }
 
 void Agent::SendFacts() {
   if (!told_facts_.has_value()) return;  // not connected yet
-  v1::Hello now;
-  if (options_.kubernetes_version) now.set_kubernetes_version(options_.kubernetes_version());
-  if (options_.api_versions) {
-    for (std::string& api : options_.api_versions()) now.add_api_versions(std::move(api));
-  }
-  v1::ClusterFacts facts = FactsOf(now);
-  std::string serialized = facts.SerializeAsString();
-  if (serialized == *told_facts_) return;
-  GF_LOG(INFO) << "the cluster changed since the control plane was told (Kubernetes "
-               << facts.kubernetes_version() << ", " << facts.api_versions_size()
-               << " API versions); telling it";
+  Facts now = CurrentFacts();
+  if (now == *told_facts_) return;  // a string compare and a pointer compare, each second
   v1::AgentMessage message;
-  *message.mutable_facts() = std::move(facts);
+  v1::ClusterFacts* facts = message.mutable_facts();
+  facts->set_kubernetes_version(now.kubernetes_version);
+  if (now.api_versions != nullptr) {
+    facts->mutable_api_versions()->Assign(now.api_versions->begin(), now.api_versions->end());
+  }
+  GF_LOG(INFO) << "the cluster changed since the control plane was told (Kubernetes "
+               << facts->kubernetes_version() << ", " << facts->api_versions_size()
+               << " API versions); telling it";
   client_->Send(message);
-  told_facts_ = std::move(serialized);
+  told_facts_ = std::move(now);
 }
 
 void Agent::RefreshHeld() {

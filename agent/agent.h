@@ -41,8 +41,9 @@ class Agent {
     std::function<std::vector<v1::ClusterCondition>()> conditions;
     // The cluster's Kubernetes version for each hello ("v1.30.2"); unset or "" for none.
     std::function<std::string()> kubernetes_version;
-    // What its API server serves, for each hello (Hello.api_versions); unset for none.
-    std::function<std::vector<std::string>()> api_versions;
+    // What its API server serves, for each hello (Hello.api_versions); unset or null for
+    // none. A new list only when what it serves changed: the agent compares pointers.
+    std::function<std::shared_ptr<const std::vector<std::string>>()> api_versions;
     // The fleet id of the control plane the agent trusts ("" before the first), and where
     // a new one is recorded (on the first welcome, and on an adoption).
     std::string fleet_id;
@@ -71,9 +72,17 @@ class Agent {
   // Sends conditions that changed (all of them with `all`).
   void SendConditions(bool all);
   v1::Hello BuildHello();
+  // What a hello says of the cluster (ClusterFacts), as Options gives it.
+  struct Facts {
+    std::string kubernetes_version;
+    std::shared_ptr<const std::vector<std::string>> api_versions;
+    bool operator==(const Facts& other) const {
+      return kubernetes_version == other.kubernetes_version && api_versions == other.api_versions;
+    }
+  };
+  Facts CurrentFacts() const;
   // Sends what the hello said of the cluster again when it changed since (ClusterFacts).
   void SendFacts();
-  static v1::ClusterFacts FactsOf(const v1::Hello& hello);
   void RefreshHeld();
   // Decides whether the welcoming control plane is trusted (see Reconciler).
   void TakeWelcome(const v1::Welcome& welcome);
@@ -93,8 +102,8 @@ class Agent {
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);  // the trusted fleet, for the hello
   // What the last hello said of the cluster; what the control plane was last told of it
   // (Run's thread only; cleared until a connect).
-  std::string hello_facts_ ABSL_GUARDED_BY(mu_);
-  std::optional<std::string> told_facts_;
+  Facts hello_facts_ ABSL_GUARDED_BY(mu_);
+  std::optional<Facts> told_facts_;
 };
 
 }  // namespace gitfleet

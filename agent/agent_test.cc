@@ -185,7 +185,8 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
 TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
   FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
   Mutex mu;
-  std::vector<std::string> apis = {"v1", "apps/v1"};
+  auto apis =
+      std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"v1", "apps/v1"});
   Agent::Options options;
   options.kubernetes_version = [] { return std::string("v1.30.2"); };
   options.api_versions = [&] {
@@ -199,7 +200,8 @@ TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
   }));
   {
     MutexLock lock(&mu);
-    apis.push_back("monitoring.coreos.com/v1");
+    apis = std::make_shared<const std::vector<std::string>>(
+        std::vector<std::string>{"v1", "apps/v1", "monitoring.coreos.com/v1"});
   }
   EXPECT_TRUE(control_plane.WaitFor([](const v1::AgentMessage& m) {
     return m.has_facts() && m.facts().api_versions_size() == 3 &&

@@ -291,7 +291,9 @@ int Main(ShutdownSignals& signals) {
   struct KubeVersion {
     Mutex mu;
     std::string version ABSL_GUARDED_BY(mu);
-    std::vector<std::string> api_versions ABSL_GUARDED_BY(mu);
+    // Replaced (never changed) when what the server serves changes: the agent compares
+    // pointers each second.
+    std::shared_ptr<const std::vector<std::string>> api_versions ABSL_GUARDED_BY(mu);
     std::vector<std::string> group_versions ABSL_GUARDED_BY(mu);
     absl::Time read ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     absl::Time looked ABSL_GUARDED_BY(mu) = absl::InfinitePast();
@@ -319,7 +321,10 @@ int Main(ShutdownSignals& signals) {
       GF_LOG(WARNING) << "cannot read the APIs the cluster serves: " << apis.status();
     } else {
       MutexLock lock(&kube_version->mu);
-      kube_version->api_versions = *std::move(apis);
+      if (kube_version->api_versions == nullptr || *kube_version->api_versions != *apis) {
+        kube_version->api_versions =
+            std::make_shared<const std::vector<std::string>>(*std::move(apis));
+      }
     }
     absl::StatusOr<std::string> version = ReadKubernetesVersion(*client);
     if (!version.ok()) {

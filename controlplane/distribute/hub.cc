@@ -1817,7 +1817,8 @@ std::string Hub::InternApiVersionsLocked(
     const google::protobuf::RepeatedPtrField<std::string>& apis) {
   if (apis.empty()) return "";
   std::vector<std::string> sorted(apis.begin(), apis.end());
-  std::sort(sorted.begin(), sorted.end());
+  // Agents send them sorted: checked in one pass, sorted only when not.
+  if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
   const std::string digest =
       absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
