@@ -641,6 +641,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     }
   }
   for (const std::string& key : loads) LoadStoredRevision(key);
+  const PreparedApis apis = PrepareApiVersions(hello.api_versions());  // not under the lock
   {
     MutexLock lock(&mu_);
     Agent& agent = agents_[hello.cluster()];
@@ -658,7 +659,7 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(hello.agent_version());
     agent.info.set_kubernetes_version(hello.kubernetes_version());
-    agent.info.set_api_versions_digest(InternApiVersionsLocked(hello.api_versions()));
+    agent.info.set_api_versions_digest(InternApiVersionsLocked(apis));
     agent.info.set_api_versions_count(
         agent.info.api_versions_digest().empty() ? 0 : hello.api_versions_size());
     agent.fleet_id = hello.fleet_id();
@@ -1327,11 +1328,12 @@ void Hub::OnAck(uint64_t session, const v1::Ack& ack) {
 
 void Hub::OnFacts(uint64_t session, const v1::ClusterFacts& facts) {
   std::vector<Notification> notify;
+  const PreparedApis apis = PrepareApiVersions(facts.api_versions());  // not under the lock
   {
     MutexLock lock(&mu_);
     Agent* agent = AgentForSessionLocked(session);
     if (agent == nullptr) return;
-    const std::string digest = InternApiVersionsLocked(facts.api_versions());
+    const std::string digest = InternApiVersionsLocked(apis);
     if (agent->info.kubernetes_version() == facts.kubernetes_version() &&
         agent->info.api_versions_digest() == digest) {
       return;
@@ -1813,15 +1815,22 @@ std::shared_ptr<const std::vector<std::string>> Hub::ApiVersions(const std::stri
   return found == api_versions_.end() ? nullptr : found->second;
 }
 
-std::string Hub::InternApiVersionsLocked(
+Hub::PreparedApis Hub::PrepareApiVersions(
     const google::protobuf::RepeatedPtrField<std::string>& apis) {
-  if (apis.empty()) return "";
+  PreparedApis out;
+  if (apis.empty()) return out;
   std::vector<std::string> sorted(apis.begin(), apis.end());
   // Agents send them sorted: checked in one pass, sorted only when not.
   if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  const std::string digest =
-      absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+  out.digest = absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+  out.apis = std::make_shared<const std::vector<std::string>>(std::move(sorted));
+  return out;
+}
+
+std::string Hub::InternApiVersionsLocked(const PreparedApis& prepared) {
+  if (prepared.apis == nullptr) return "";
+  const std::string& digest = prepared.digest;
   MutexLock lock(&apis_mu_);
   if (api_versions_.count(digest) > 0) return digest;
   if (api_versions_.size() >= kMaxApiVersionLists) {
@@ -1843,9 +1852,9 @@ std::string Hub::InternApiVersionsLocked(
     }
   }
   v1::ApiVersionList list;
-  for (const std::string& api : sorted) list.add_api_versions(api);
+  list.mutable_api_versions()->Assign(prepared.apis->begin(), prepared.apis->end());
   writes_.Put(kApiVersions, digest, list.SerializeAsString());
-  api_versions_[digest] = std::make_shared<const std::vector<std::string>>(std::move(sorted));
+  api_versions_[digest] = prepared.apis;
   return digest;
 }
 

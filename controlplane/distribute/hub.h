@@ -482,9 +482,17 @@ class Hub {
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   Heartbeat flusher_heartbeat_{"the hub's flush loop"};
   std::thread flusher_;
-  // Keeps `apis` (a hello's) once; its digest, or "" when none are given or the catalog
-  // is full of lists clusters still name.
-  std::string InternApiVersionsLocked(const google::protobuf::RepeatedPtrField<std::string>& apis)
+  // A hello's API versions, sorted and without repeats, and their digest; made before the
+  // hub's lock is taken (a copy, a sort when needed, a hash).
+  struct PreparedApis {
+    std::string digest;
+    std::shared_ptr<const std::vector<std::string>> apis;  // null for none
+  };
+  static PreparedApis PrepareApiVersions(
+      const google::protobuf::RepeatedPtrField<std::string>& apis);
+  // Keeps `prepared` once; its digest, or "" when it holds none or the catalog is full of
+  // lists clusters still name.
+  std::string InternApiVersionsLocked(const PreparedApis& prepared)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable Mutex mu_;

@@ -118,6 +118,14 @@ class ControllerTest : public ::testing::Test {
     return source;
   }
 
+  // Restarts the controller with a stand-in helm that renders a ConfigMap echoing the
+  // values and capabilities it was given (testing::WriteValuesEchoHelm).
+  void UseEchoHelm() {
+    helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+    ASSERT_FALSE(helm_.empty());
+    Restart();
+  }
+
   v1::Bundle Bundle(const std::string& name, const std::string& path,
                     const std::string& selector = "") {
     v1::Bundle bundle;
@@ -1641,9 +1649,7 @@ std::pair<std::string, std::string> EchoedValues(Hub* hub, uint64_t agent,
 // Fleet fills in a chart's values per cluster from its labels: clusters that agree on the
 // labels the values read share one render, and one that lacks a label fails alone.
 TEST_F(ControllerTest, FleetYamlsHelmValuesAreFilledInPerClusterAsFleetFillsThem) {
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Write("charts/web/fleet.yaml",
              "helm:\n  values:\n    env: ${ .ClusterLabels.env }\n"
@@ -1699,9 +1705,7 @@ std::pair<std::string, std::string> EchoedCapabilities(Hub* hub, uint64_t agent,
 // Argo CD gives charts the destination's): clusters on one version share a render; one that
 // never reported its version gets nothing and says why; an upgrade renders again.
 TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Commit("a chart");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -1752,9 +1756,7 @@ TEST_F(ControllerTest, AChartRendersForEachClustersOwnKubernetesVersion) {
 // --api-versions=cluster renders a chart for the APIs each cluster serves (as Argo CD does):
 // a chart that renders a ServiceMonitor only where the CRD is served renders it there.
 TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Commit("a chart");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -1793,9 +1795,7 @@ TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
 // A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering
 // what it did for every cluster; one added since gives each cluster its target's values.
 TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRenderedSince) {
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Write("charts/web/fleet.yaml",
              "targetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
@@ -1833,9 +1833,7 @@ TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRende
 // A chart in a folder fleet.yaml's helm.chart names renders as Fleet renders it, for a
 // bundle added since gitfleet read it; one rendered before keeps its engine and output.
 TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSince) {
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("apps/shop/fleet.yaml", "helm:\n  chart: ./chart\n  values: {replicas: 2}\n");
   git_.Write("apps/shop/chart/Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
   git_.Write("apps/shop/extra.yaml", Cm("extra", "1"));
@@ -1868,9 +1866,7 @@ TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSinc
 // output (there: the folder's kustomization, without the chart).
 TEST_F(ControllerTest, AChartGoesThroughItsFleetKustomizationForBundlesRenderedSince) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  helm_ = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
   git_.Write("mc/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Write("mc/web/fleet.yaml",
              "helm: {releaseName: web}\n"
