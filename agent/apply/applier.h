@@ -143,6 +143,13 @@ class Applier {
   virtual absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) {
     return true;
   }
+  // Whether an object whose deletion was accepted is still there finishing it (its
+  // finalizers): false once it is gone, or when what is there now is not being deleted (the
+  // delete was declined, or the object was made again). An error when the target cannot
+  // say now. By default: false (deletion is done when accepted).
+  virtual absl::StatusOr<bool> Terminating(const v1::ObjectKey& key, const ApplyContext& context) {
+    return false;
+  }
   // Whether the live object still matches `object` as applied (false when missing).
   // FailedPrecondition when someone else now owns it (it is reported, not re-applied).
   virtual absl::StatusOr<bool> InSync(const v1::ManifestObject& object,

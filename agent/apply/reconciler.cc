@@ -153,9 +153,12 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
     if (removing++ == 0 && bundle.removal_hooks) {
       removals.set_ok(false);
       removals.set_reason("DeleteHooks");
-      removals.set_message(absl::StrCat("bundle ", name, " was removed; ", left,
-                                        left == 1 ? " object waits" : " objects wait",
-                                        " for its delete hooks: ", bundle.removal_error));
+      removals.set_message(absl::StrCat(
+          "bundle ", name, " was removed; ",
+          left > 0 ? absl::StrCat(left, left == 1 ? " object waits" : " objects wait",
+                                  " for its delete hooks: ")
+                   : "its delete hooks: ",
+          bundle.removal_error));
     } else if (removing == 1) {
       removals.set_ok(false);
       removals.set_reason("PruneIncomplete");
@@ -282,6 +285,7 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   // Back while its removal was still pruning: what is left is in the inventory, so the
   // new revision prunes it unless it holds it again.
   bundle.record.set_removing(false);
+  bundle.record.clear_terminating();
   // Back after a removal with prune off: what that left stays unmanaged (listed, never
   // pruned) unless the new revision holds it again.
   bundle.record.set_released(false);
@@ -1576,6 +1580,7 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   *record.mutable_hooks() = std::move(hooks);
   record.clear_left_unmanaged();
   record.clear_last_status();
+  if (!record.removing() || removal.forget()) record.clear_terminating();
   record.set_removing(true);
   bundle.status.Clear();
   bundle.unsettled.clear();
@@ -1692,6 +1697,28 @@ bool Reconciler::CheckReleased(Bundle& bundle, bool check_drift) {
   return false;
 }
 
+std::string Reconciler::StillDeleting(v1::AgentBundleRecord& record, const ApplyContext& context) {
+  // In the order pruned, dropping those that are gone; the first still there stops the
+  // look (one read each for what went since, one for what holds it up).
+  auto* terminating = record.mutable_terminating();
+  int gone = 0;
+  std::string detail;
+  for (; gone < terminating->size(); ++gone) {
+    const v1::ObjectKey& key = terminating->Get(gone);
+    absl::StatusOr<bool> there = applier_->Terminating(key, context);
+    if (there.ok() && !*there) continue;
+    const int after = terminating->size() - gone - 1;
+    detail = absl::StrCat(
+        "the PostDelete hooks wait for what was pruned to finish deleting (finalizers): ",
+        KeyDisplay(key),
+        there.ok() ? " still is" : absl::StrCat(" cannot be read: ", there.status().message()),
+        after > 0 ? absl::StrCat(" (", after, " pruned after it looked at next)") : "");
+    break;
+  }
+  terminating->DeleteSubrange(0, gone);
+  return detail;
+}
+
 bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   v1::AgentBundleRecord& record = bundle.record;
   ApplyContext context{record.bundle(), record.desired().target_namespace(),
@@ -1753,6 +1780,7 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
     const Removal removal = Remove(key, context, record, &error);
     if (removal == Removal::kDone) {
       ++*pruned;
+      if (post_delete) *record.add_terminating() = key;  // the hooks wait until it is gone
       return;
     }
     left.push_back(key);
@@ -1773,8 +1801,10 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
     prune(key);
   }
   if (left.empty() && post_delete) {
-    std::string detail;
-    const HookStep step = RunHookPhase(bundle, plan, HookPhase::kPostDelete, context, &detail);
+    std::string detail = StillDeleting(record, context);
+    const HookStep step = !detail.empty() ? HookStep::kWaiting
+                                          : RunHookPhase(bundle, plan, HookPhase::kPostDelete,
+                                                         context, &detail);
     if (step != HookStep::kDone) {
       if (step == HookStep::kFailed) {
         GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): " << detail
@@ -1785,6 +1815,7 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
       return hooks_hold(step, detail);
     }
     progress.set_done(true);
+    record.clear_terminating();
     for (const v1::ObjectKey& key : held) prune(key);  // the Namespaces they ran in go now
     held.clear();
   }

@@ -193,6 +193,9 @@ class Reconciler {
   // stays in the inventory, the record is kept (removing) and retried at next_retry;
   // returns true when nothing is left, and the record is deleted.
   bool PruneForRemoval(Bundle& bundle, int* pruned);
+  // What holds up a removal's PostDelete hooks: the first of record.terminating still
+  // finishing its deletion (those gone before it are dropped), or "" when none is.
+  std::string StillDeleting(v1::AgentBundleRecord& record, const ApplyContext& context);
   // Whether `bundle`'s revision holds an object placed at `key` (true when unsure).
   bool Desires(const Bundle& bundle, const v1::ObjectKey& key) const;
   // Another held bundle whose revision holds an object placed at `key`; "" for none.

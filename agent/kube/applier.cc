@@ -823,6 +823,18 @@ absl::StatusOr<bool> KubernetesApplier::LeftBehind(const v1::ObjectKey& key,
          MetadataField(live->object, "labels", kBundleLabel) == context.bundle;
 }
 
+absl::StatusOr<bool> KubernetesApplier::Terminating(const v1::ObjectKey& key,
+                                                    const ApplyContext& context) {
+  absl::StatusOr<Live> live = ReadForRemoval(key, context);
+  if (!live.ok()) return live.status();
+  // Gone; or there without a deletionTimestamp: the delete was declined or the object was
+  // made again, and nothing will end by waiting.
+  return !live->object.is_null() && live->object.contains("metadata") &&
+         live->object["metadata"].is_object() &&
+         live->object["metadata"].contains("deletionTimestamp") &&
+         !live->object["metadata"]["deletionTimestamp"].is_null();
+}
+
 absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::ObjectKey& key,
                                                                 const Live& live,
                                                                 const std::string& bundle) {

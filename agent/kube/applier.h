@@ -98,6 +98,7 @@ class KubernetesApplier : public Applier {
   absl::Status Delete(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::Status Release(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<bool> LeftBehind(const v1::ObjectKey& key, const ApplyContext& context) override;
+  absl::StatusOr<bool> Terminating(const v1::ObjectKey& key, const ApplyContext& context) override;
   absl::StatusOr<RemovalPreview> PreviewRemoval(const v1::ObjectKey& key,
                                                 const ApplyContext& context, bool created) override;
   absl::StatusOr<bool> InSync(const v1::ManifestObject& object,

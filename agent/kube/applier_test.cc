@@ -1962,6 +1962,68 @@ TEST_F(KubernetesHooksTest, DeleteHooksRunAroundTheRemovalsPrune) {
   EXPECT_TRUE(Jobs("farewell-").empty() && Jobs("cleanup-").empty()) << "forgotten: no rerun";
 }
 
+// PostDelete hooks run once the pruned objects are gone, not when their deletion is
+// accepted: an object a finalizer holds (an operator's cleanup) holds the hooks up, so a
+// hook that removes the operator or its CRD does not pull it from under that finalizer.
+TEST_F(KubernetesHooksTest, PostDeleteHooksWaitForFinalizersToFinish) {
+  auto removal_condition = [&]() {
+    for (const v1::ClusterCondition& c : reconciler_->Conditions()) {
+      if (c.type() == "Removal") return c.ok() ? std::string("ok") : c.message();
+    }
+    return std::string("none");
+  };
+  const std::vector<v1::ManifestObject> objects = {
+      Ns("shop"), Cm("a"), Cm("b", "shop", "1", "  finalizers: [example.com/cleanup]\n"),
+      Cm("c"), HookJob("farewell-", "PostDelete", "HookSucceeded")};
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  RemoveBundle("web");
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "c").is_null());
+  const json b = fake_->Get("", "configmaps", "shop", "b");
+  ASSERT_FALSE(b.is_null()) << "its finalizer holds it";
+  EXPECT_TRUE(b["metadata"].contains("deletionTimestamp")) << "its deletion was accepted";
+  EXPECT_TRUE(Jobs("farewell-").empty()) << "PostDelete waits for it";
+  EXPECT_THAT(removal_condition(),
+              HasSubstr("the PostDelete hooks wait for what was pruned to finish deleting "
+                        "(finalizers): ConfigMap shop/b still is (1 pruned after it looked at "
+                        "next)"));
+  // A restarted agent remembers what it waits for.
+  Restart();
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(Jobs("farewell-").empty());
+  EXPECT_FALSE(fake_->Get("", "namespaces", "", "shop").is_null());
+
+  // The finalizer's controller finishes: the object goes, and the hook runs.
+  ASSERT_TRUE(fake_->Mutate("", "configmaps", "shop", "b",
+                            [](json& o) { o["metadata"].erase("finalizers"); }));
+  ASSERT_TRUE(fake_->Get("", "configmaps", "shop", "b").is_null());
+  reconciler_->Resync(/*check_drift=*/false);
+  std::vector<std::string> bye = Jobs("farewell-");
+  ASSERT_EQ(bye.size(), 1u) << removal_condition();
+  EXPECT_THAT(removal_condition(), HasSubstr("waiting for PostDelete hook Job shop/farewell-"));
+  Finish(bye[0], true);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "namespaces", "", "shop").is_null());
+  EXPECT_EQ(removal_condition(), "ok");
+}
+
+// An object made again under the same name after its delete (no deletionTimestamp) is not
+// waited for: nothing would end the wait.
+TEST_F(KubernetesHooksTest, PostDeleteHooksDoNotWaitForAnObjectMadeAgain) {
+  const std::vector<v1::ManifestObject> objects = {
+      Ns("shop"), Cm("b", "shop", "1", "  finalizers: [example.com/cleanup]\n"),
+      HookJob("farewell-", "PostDelete")};
+  ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
+  RemoveBundle("web");
+  EXPECT_TRUE(Jobs("farewell-").empty());
+  fake_->Put("", "configmaps",
+             {{"apiVersion", "v1"},
+              {"kind", "ConfigMap"},
+              {"metadata", {{"name", "b"}, {"namespace", "shop"}}}});
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(Jobs("farewell-").size(), 1u);
+}
+
 // A PreDelete hook that fails keeps everything in place and is tried again; an operator
 // who forgets the bundle with --prune runs no hooks (the way out, as --no-hooks).
 TEST_F(KubernetesHooksTest, AFailedPreDeleteHookPrunesNothing) {

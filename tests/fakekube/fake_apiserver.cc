@@ -660,6 +660,19 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                              details)});
       }
     }
+    json& meta = it->second["metadata"];
+    if (meta.contains("finalizers") && meta["finalizers"].is_array() &&
+        !meta["finalizers"].empty()) {
+      // As the API does: the object stays, marked, until its finalizers are removed.
+      if (!meta.contains("deletionTimestamp")) {
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+        meta["deletionGracePeriodSeconds"] = 0;
+        meta["resourceVersion"] = std::to_string(++resource_version_);
+      }
+      json object = it->second;
+      object["apiVersion"] = ApiVersion(group, version);
+      return finish({200, object});
+    }
     json gone = it->second;
     objects_.erase(it);
     if (group.empty() && plural == "namespaces") {
@@ -691,7 +704,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
        absl::StartsWith(content_type, "application/merge-patch+json") ||
        absl::StartsWith(content_type, "application/strategic-merge-patch+json"))) {
     if (it == objects_.end()) return finish(not_found());
-    return finish(PatchLocked(*resource, version, key, query, content_type, body));
+    Response patched = PatchLocked(*resource, version, key, query, content_type, body);
+    ReapLocked(key);
+    return finish(std::move(patched));
   }
   if (method == "PATCH" && subresource.empty()) {
     if (!absl::StartsWith(content_type, "application/apply-patch+yaml")) {
@@ -714,7 +729,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
           {404, StatusBody(404, "NotFound", absl::StrCat("namespaces \"", ns, "\" not found"),
                            {{"name", ns}, {"kind", "namespaces"}})});
     }
-    return finish(ApplyLocked(*resource, version, ns, name, query, *parsed));
+    Response applied = ApplyLocked(*resource, version, ns, name, query, *parsed);
+    ReapLocked(key);
+    return finish(std::move(applied));
   }
   return finish({405, StatusBody(405, "MethodNotAllowed", "method not allowed")});
 }
@@ -1262,7 +1279,21 @@ bool FakeApiServer::Mutate(const std::string& group, const std::string& resource
   json& meta = it->second["metadata"];
   meta["resourceVersion"] = std::to_string(++resource_version_);
   if (Spec(it->second) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
+  ReapLocked(it->first);
   return true;
+}
+
+void FakeApiServer::ReapLocked(const std::string& key) {
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return;
+  const json& meta = it->second["metadata"];
+  if (!meta.is_object() || !meta.contains("deletionTimestamp")) return;
+  if (meta.contains("finalizers") && meta["finalizers"].is_array() &&
+      !meta["finalizers"].empty()) {
+    return;
+  }
+  objects_.erase(it);  // its last finalizer removed: the deletion it waited for ends
+  ++resource_version_;
 }
 
 bool FakeApiServer::Delete(const std::string& group, const std::string& resource,

@@ -129,6 +129,8 @@ class FakeApiServer {
   // PATCH with a JSON patch or a merge patch (a strategic merge patch is taken as one): an
   // update by `fieldManager`, which owns what it changed; managedFields the patch writes are
   // taken as written.
+  // Removes the object at `key` when it is marked for deletion and has no finalizer left.
+  void ReapLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Response PatchLocked(const Resource& resource, const std::string& version, const std::string& key,
                        const std::map<std::string, std::string>& query,
                        const std::string& content_type, const std::string& body)
