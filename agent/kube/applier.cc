@@ -835,14 +835,53 @@ absl::StatusOr<bool> KubernetesApplier::Terminating(const v1::ObjectKey& key,
          !live->object["metadata"]["deletionTimestamp"].is_null();
 }
 
+absl::StatusOr<std::string> KubernetesApplier::ClaimDestroys(const json& claim) {
+  const json spec = claim.value("spec", json::object());
+  const std::string volume =
+      spec.is_object() && spec.contains("volumeName") && spec["volumeName"].is_string()
+          ? spec["volumeName"].get<std::string>()
+          : std::string();
+  if (volume.empty()) return std::string();  // never bound: no data of its own
+  const std::string how = absl::StrCat("; it is pruned at once when it is annotated ",
+                                       kPruneAnnotation,
+                                       "=true, or once the volume's reclaim policy is Retain");
+  absl::StatusOr<KubeResponse> response =
+      client_->Do("GET", absl::StrCat("/api/v1/persistentvolumes/", UrlEncode(volume)));
+  if (!response.ok()) return response.status();
+  if (response->code == 404) return std::string();  // its volume is gone already
+  if (response->code != 200) {
+    // Unknown is not empty: a claim whose volume cannot be read stays (the agent's role
+    // needs `get` on persistentvolumes, as deploy/kubernetes/agent.yaml grants).
+    return absl::StrCat("it is bound to PersistentVolume ", volume,
+                        ", which cannot be read to tell whether deleting the claim deletes its "
+                        "data (",
+                        response->ToStatus().message(), ")", how);
+  }
+  const json pv = json::parse(response->body, nullptr, false);
+  const json pv_spec = pv.is_object() ? pv.value("spec", json::object()) : json::object();
+  std::string policy = pv_spec.is_object() && pv_spec.contains("persistentVolumeReclaimPolicy") &&
+                               pv_spec["persistentVolumeReclaimPolicy"].is_string()
+                           ? pv_spec["persistentVolumeReclaimPolicy"].get<std::string>()
+                           : std::string();
+  // Retain keeps the volume and its data when the claim goes; Delete (a provisioner's
+  // default) deletes them, and Recycle scrubs them.
+  if (policy == "Retain") return std::string();
+  if (policy.empty()) policy = "unknown";
+  return absl::StrCat("it is bound to PersistentVolume ", volume, ", whose reclaim policy is ",
+                      policy, ": deleting the claim would delete the volume's data, and nothing "
+                      "in Git could bring it back", how);
+}
+
 absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::ObjectKey& key,
                                                                 const Live& live,
                                                                 const std::string& bundle) {
   const bool ns = live.resource.group.empty() && live.resource.kind == "Namespace";
   const bool crd = live.resource.group == "apiextensions.k8s.io" &&
                    live.resource.kind == "CustomResourceDefinition";
-  if (!ns && !crd) return std::string();
+  const bool claim = live.resource.group.empty() && live.resource.kind == "PersistentVolumeClaim";
+  if (!ns && !crd && !claim) return std::string();
   if (MetadataField(live.object, "annotations", kPruneAnnotation) == "true") return std::string();
+  if (claim) return ClaimDestroys(live.object);
   std::string what;  // the objects that would go with it, one of them
   std::string path;
   if (ns) {

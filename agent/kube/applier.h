@@ -164,11 +164,15 @@ class KubernetesApplier : public Applier {
     nlohmann::json object;
   };
   absl::StatusOr<Live> ReadLive(const v1::ObjectKey& key, const ApplyContext& context);
+  // Why deleting `claim` (a PersistentVolumeClaim) would destroy data: it is bound to a
+  // volume whose reclaim policy is not Retain, or that cannot be read; "" when not.
+  absl::StatusOr<std::string> ClaimDestroys(const nlohmann::json& claim);
   // Why deleting `live` would delete objects nobody asked to delete: a Namespace's
   // PersistentVolumeClaims, or Secrets that Git cannot bring back (made by hand or by
   // another tool, or kept by an annotation of `bundle`'s; not a service account's token,
   // nor one another object owns or another bundle applies); a CustomResourceDefinition's
-  // custom resources. "" when it would not, or it is annotated to be deleted all the same.
+  // custom resources; a bound claim's volume data (ClaimDestroys). "" when it would not,
+  // or it is annotated to be deleted all the same.
   absl::StatusOr<std::string> DeletionDestroys(const v1::ObjectKey& key, const Live& live,
                                                const std::string& bundle);
   // What a list of `what` at `path` holds that counts (`holds`): names (namespace/name when

@@ -1634,6 +1634,69 @@ TEST_F(KubernetesApplierTest, ANamespaceThatHoldsVolumeClaimsIsNotPruned) {
   EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "cache").is_null());
 }
 
+// A claim the bundle applied is deleted when it leaves the bundle only if its data would
+// outlive it: never bound, or bound to a volume whose reclaim policy is Retain. One bound
+// to a volume a deletion would take with it stays, saying why, until the operator says so
+// on the live object.
+TEST_F(KubernetesApplierTest, AClaimWhoseVolumeWouldGoWithItIsNotPruned) {
+  auto claim = [](const std::string& name) {
+    return Obj(absl::StrCat("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: ",
+                            name,
+                            "\n  namespace: shop\nspec:\n  accessModes: [ReadWriteOnce]\n"
+                            "  resources: {requests: {storage: 1Gi}}\n"));
+  };
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Ns("shop"), Cm("x"), claim("data"), claim("archive"),
+                                     claim("scratch")}))
+                  .ack.ok());
+  auto bind = [&](const std::string& name, const std::string& volume, const std::string& policy) {
+    fake_->Put("", "persistentvolumes",
+               {{"apiVersion", "v1"},
+                {"kind", "PersistentVolume"},
+                {"metadata", {{"name", volume}}},
+                {"spec", {{"persistentVolumeReclaimPolicy", policy}}}});
+    ASSERT_TRUE(fake_->Mutate("", "persistentvolumeclaims", "shop", name, [&](json& o) {
+      o["spec"]["volumeName"] = volume;
+      o["status"]["phase"] = "Bound";
+    }));
+  };
+  bind("data", "pvc-1234", "Delete");
+  bind("archive", "pvc-5678", "Retain");
+  const v1::BundleUpdate dropped = Update({Ns("shop"), Cm("x")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_FALSE(outcome.ack.ok());
+  ASSERT_EQ(outcome.ack.errors_size(), 1) << outcome.ack.DebugString();
+  EXPECT_EQ(outcome.ack.errors(0).key().name(), "data");
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("it is bound to PersistentVolume pvc-1234, whose reclaim policy is "
+                        "Delete: deleting the claim would delete the volume's data"));
+  EXPECT_FALSE(fake_->Get("", "persistentvolumeclaims", "shop", "data").is_null());
+  EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "archive").is_null())
+      << "Retain: its data stays with the volume";
+  EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "scratch").is_null())
+      << "never bound";
+  EXPECT_THAT(DiffByName("web"),
+              ElementsAre(::testing::Pair(
+                  "data", ::testing::AllOf(::testing::StartsWith("keep: "),
+                                           HasSubstr("whose reclaim policy is Delete")))));
+
+  // A volume the agent may not read is not taken as one that keeps its data.
+  fake_->Forbid("get", "", "persistentvolumes");
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.errors(0).message(),
+              HasSubstr("bound to PersistentVolume pvc-1234, which cannot be read"));
+  EXPECT_FALSE(fake_->Get("", "persistentvolumeclaims", "shop", "data").is_null());
+  fake_->Allow("get", "", "persistentvolumes");
+
+  // The operator says so on the claim: it goes.
+  fake_->Mutate("", "persistentvolumeclaims", "shop", "data",
+                [](json& o) { o["metadata"]["annotations"]["gitfleet.io/prune"] = "true"; });
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "data").is_null());
+}
+
 // Secrets Git cannot bring back hold a Namespace as claims do: one made by hand, and the
 // bundle's own kept by an annotation. A service account's token, a Secret another object
 // owns and another bundle's do not.

@@ -363,6 +363,7 @@ FakeApiServer::FakeApiServer(Options options) : options_(std::move(options)) {
   add("", {"v1"}, "ServiceAccount", "serviceaccounts", true);
   add("", {"v1"}, "Pod", "pods", true);
   add("", {"v1"}, "PersistentVolumeClaim", "persistentvolumeclaims", true);
+  add("", {"v1"}, "PersistentVolume", "persistentvolumes", false);
   add("apps", {"v1"}, "Deployment", "deployments", true);
   add("apps", {"v1"}, "StatefulSet", "statefulsets", true);
   add("apps", {"v1"}, "DaemonSet", "daemonsets", true);
