@@ -1,5 +1,8 @@
 #include "agent/agent.h"
 
+#include <algorithm>
+
+#include "common/agent_protocol.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
@@ -41,27 +44,55 @@ v1::Hello Agent::BuildHello() {
   hello.set_agent_version(options_.version);
   Facts facts = CurrentFacts();
   hello.set_kubernetes_version(facts.kubernetes_version);
-  if (facts.api_versions != nullptr) {
-    hello.mutable_api_versions()->Assign(facts.api_versions->begin(), facts.api_versions->end());
-  }
   MutexLock lock(&mu_);
   hello.set_fleet_id(fleet_id_);
+  hello_digest_.clear();
+  if (facts.api_versions != nullptr && !facts.api_versions->empty()) {
+    if (digested_ != facts.api_versions) {  // a new list: hashed once
+      digest_ = DigestOf(*facts.api_versions);
+      digested_ = facts.api_versions;
+    }
+    hello_digest_ = digest_;
+    hello.set_api_versions_digest(hello_digest_);
+    // A control plane of this fleet said it holds this list: the digest says it.
+    const bool alone = !fleet_id_.empty() && held_apis_.first == fleet_id_ &&
+                       held_apis_.second == hello_digest_;
+    if (!alone) {
+      hello.mutable_api_versions()->Assign(facts.api_versions->begin(),
+                                           facts.api_versions->end());
+    }
+  }
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
   hello_facts_ = std::move(facts);
   return hello;
 }
 
+std::string Agent::DigestOf(const std::vector<std::string>& list) {
+  if (std::is_sorted(list.begin(), list.end()) &&
+      std::adjacent_find(list.begin(), list.end()) == list.end()) {
+    return ApiVersionsDigest(list);
+  }
+  std::vector<std::string> sorted = list;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  return ApiVersionsDigest(sorted);
+}
+
 void Agent::SendFacts() {
   if (!told_facts_.has_value()) return;  // not connected yet
   Facts now = CurrentFacts();
-  if (now == *told_facts_) return;  // a string compare and a pointer compare, each second
+  // A string compare and a pointer compare, each second.
+  if (now == *told_facts_ && !facts_wanted_) return;
+  const bool asked = facts_wanted_;
+  facts_wanted_ = false;
   v1::AgentMessage message;
   v1::ClusterFacts* facts = message.mutable_facts();
   facts->set_kubernetes_version(now.kubernetes_version);
   if (now.api_versions != nullptr) {
     facts->mutable_api_versions()->Assign(now.api_versions->begin(), now.api_versions->end());
   }
-  GF_LOG(INFO) << "the cluster changed since the control plane was told (Kubernetes "
+  GF_LOG(INFO) << (asked ? "the control plane asked what the cluster serves (Kubernetes "
+                          : "the cluster changed since the control plane was told (Kubernetes ")
                << facts->kubernetes_version() << ", " << facts->api_versions_size()
                << " API versions); telling it";
   client_->Send(message);
@@ -163,6 +194,13 @@ void Agent::Handle(const Event& event) {
     {
       MutexLock lock(&mu_);
       told_facts_ = hello_facts_;  // what this stream's hello said
+      const v1::Welcome& welcome = connected->welcome;
+      held_apis_ = {};
+      if (welcome.api_versions_held() && !welcome.fleet_id().empty() && !hello_digest_.empty()) {
+        held_apis_ = {welcome.fleet_id(), hello_digest_};
+      }
+      // It holds no list by that digest (a restored store): it gets the whole list.
+      facts_wanted_ = welcome.send_facts();
     }
     TakeWelcome(connected->welcome);
     // The control plane may have missed changes while we were apart.

@@ -72,6 +72,8 @@ class Agent {
   // Sends conditions that changed (all of them with `all`).
   void SendConditions(bool all);
   v1::Hello BuildHello();
+  // ApiVersionsDigest of `list` (sorted and without repeats first, if it is not).
+  static std::string DigestOf(const std::vector<std::string>& list);
   // What a hello says of the cluster (ClusterFacts), as Options gives it.
   struct Facts {
     std::string kubernetes_version;
@@ -104,6 +106,15 @@ class Agent {
   // (Run's thread only; cleared until a connect).
   Facts hello_facts_ ABSL_GUARDED_BY(mu_);
   std::optional<Facts> told_facts_;
+  // The digest of the last hello's API list ("" for none), worked out once per list.
+  std::string hello_digest_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::vector<std::string>> digested_ ABSL_GUARDED_BY(mu_);
+  std::string digest_ ABSL_GUARDED_BY(mu_);
+  // The fleet whose control plane said it holds the list of that digest (its hellos send
+  // the digest alone), and the digest; empty when none did.
+  std::pair<std::string, std::string> held_apis_ ABSL_GUARDED_BY(mu_);
+  // The control plane asked for the list (Welcome.send_facts): sent at the next look.
+  bool facts_wanted_ = false;  // Run's thread only
 };
 
 }  // namespace gitfleet

@@ -7,6 +7,7 @@
 
 #include "agent/apply/applier.h"
 #include "agent/state/state_store.h"
+#include "common/agent_protocol.h"
 #include "common/file_system.h"
 #include "common/manifest/object.h"
 #include "gmock/gmock.h"
@@ -33,6 +34,11 @@ class FakeControlPlane final : public v1::AgentService::Service {
 
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
 
+  // Set before an agent connects: fills in each stream's welcome (streams counted from 0),
+  // and ends the first streams right after their welcome.
+  std::function<void(const v1::Hello&, int, v1::Welcome*)> welcome_with;
+  int close_first_streams = 0;
+
   grpc::Status Connect(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::ControlMessage, v1::AgentMessage>* stream) override {
@@ -40,14 +46,18 @@ class FakeControlPlane final : public v1::AgentService::Service {
     if (!stream->Read(&message) || !message.has_hello()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a hello");
     }
+    int stream_number;
     {
       MutexLock lock(&mu_);
       received_.push_back(message);
+      stream_number = streams_++;
     }
     v1::ControlMessage welcome;
     welcome.mutable_welcome()->set_controlplane_version("fake");
     if (ack_carries_status_) welcome.mutable_welcome()->set_ack_carries_status(true);
+    if (welcome_with) welcome_with(message.hello(), stream_number, welcome.mutable_welcome());
     stream->Write(welcome);
+    if (stream_number < close_first_streams) return grpc::Status::OK;  // the agent dials again
     size_t next = 0;
     bool waiting_for_ack = false;
     while (true) {
@@ -99,6 +109,7 @@ class FakeControlPlane final : public v1::AgentService::Service {
   std::unique_ptr<grpc::Server> server_;
   Mutex mu_;
   std::vector<v1::AgentMessage> received_ ABSL_GUARDED_BY(mu_);
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A full update of bundle "web" holding one ConfigMap with `value`.
@@ -213,6 +224,40 @@ TEST(AgentTest, TellsTheControlPlaneWhenTheClusterChanges) {
   int facts = 0;
   for (const v1::AgentMessage& m : control_plane.Received(0, 0)) facts += m.has_facts();
   EXPECT_EQ(facts, 1) << "told once";
+}
+
+// A control plane that said it holds the hello's API list gets its digest alone on the
+// next hello; one that then says it does not (a restored store) gets the whole list.
+TEST(AgentTest, SendsTheApiListsDigestAloneToAControlPlaneThatHoldsIt) {
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
+  control_plane.close_first_streams = 1;
+  control_plane.welcome_with = [](const v1::Hello& hello, int stream, v1::Welcome* welcome) {
+    welcome->set_fleet_id("fleet-1");
+    if (stream == 0) welcome->set_api_versions_held(hello.api_versions_size() > 0);
+    if (stream == 1) welcome->set_send_facts(hello.api_versions().empty());
+  };
+  Agent::Options options;
+  options.api_versions = [] {
+    static const auto* apis = new std::shared_ptr<const std::vector<std::string>>(
+        std::make_shared<const std::vector<std::string>>(
+            std::vector<std::string>{"v1", "apps/v1/Deployment", "apps/v1"}));
+    return *apis;
+  };
+  RunningAgent agent(control_plane, options);
+  const std::string digest = ApiVersionsDigest({"apps/v1", "apps/v1/Deployment", "v1"});
+  EXPECT_TRUE(control_plane.WaitFor([](const v1::AgentMessage& m) {
+    return m.has_facts() && m.facts().api_versions_size() == 3;
+  })) << "the list, asked for";
+  std::vector<v1::Hello> hellos;
+  for (const v1::AgentMessage& m : control_plane.Received(0, 0)) {
+    if (m.has_hello()) hellos.push_back(m.hello());
+  }
+  ASSERT_EQ(hellos.size(), 2u);
+  EXPECT_EQ(hellos[0].api_versions_size(), 3) << "the first hello names every API";
+  EXPECT_EQ(hellos[0].api_versions_digest(), digest) << "sorted, as the control plane hashes";
+  EXPECT_EQ(hellos[1].fleet_id(), "fleet-1");
+  EXPECT_EQ(hellos[1].api_versions_size(), 0) << "held by that fleet's control plane";
+  EXPECT_EQ(hellos[1].api_versions_digest(), digest);
 }
 
 TEST(AgentTest, AckCarriesTheAppliedStatusWhenTheControlPlaneOffersIt) {

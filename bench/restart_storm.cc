@@ -29,6 +29,10 @@
 ABSL_FLAG(int, agents, 1000, "Simulated agents.");
 ABSL_FLAG(int, objects, 100, "ConfigMaps in the bundle.");
 ABSL_FLAG(int, restarts, 3, "Restarts measured.");
+ABSL_FLAG(int, api_versions, 0, "Served APIs each agent's hello names (0: none).");
+ABSL_FLAG(bool, api_digest, true,
+          "Agents name a list the control plane holds by digest alone (false: in full, as "
+          "agents before the digest did).");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
 
 namespace gitfleet {
@@ -67,6 +71,8 @@ int Main() {
   bench::SwarmOptions options;
   options.target = target;
   options.agents = agents;
+  options.api_versions = absl::GetFlag(FLAGS_api_versions);
+  options.api_digest = absl::GetFlag(FLAGS_api_digest);
   bench::Swarm swarm(options);
   swarm.Start();
   if (!swarm.WaitUntil([&] { return swarm.Holding("bench", bundle->revision()) == agents; },
@@ -78,12 +84,13 @@ int Main() {
   printf("%d agents hold bundle bench (%d objects)\n", agents, absl::GetFlag(FLAGS_objects));
   absl::SleepFor(absl::Seconds(2));
 
-  std::vector<double> back, attempts, cpu, rss, down;
+  std::vector<double> back, attempts, cpu, rss, down, hello_mb;
   int64_t resent_messages = 0, resent_bytes = 0;
   for (int r = 0; r < absl::GetFlag(FLAGS_restarts); ++r) {
     const int64_t reconnects_before = swarm.reconnects();
     const int64_t updates_before = swarm.updates_received();
     const int64_t bytes_before = swarm.bytes_received();
+    const int64_t hello_bytes_before = swarm.hello_bytes();
     absl::Time stop = absl::Now();
     cp->process->Kill(SIGTERM);
     absl::StatusOr<bench::ControlPlane> again =
@@ -107,12 +114,14 @@ int Main() {
     absl::SleepFor(absl::Seconds(1));
     resent_messages += swarm.updates_received() - updates_before;
     resent_bytes += swarm.bytes_received() - bytes_before;
+    hello_mb.push_back(static_cast<double>(swarm.hello_bytes() - hello_bytes_before) / 1e6);
     cpu.push_back(bench::CpuSeconds(cp->process->pid()) - cpu_start);
     rss.push_back(static_cast<double>(bench::ProcStatusBytes(cp->process->pid(), "VmHWM")));
     printf(
         "restart %d: serving again %.2fs after SIGTERM; every agent back %.2fs after serving; "
-        "%.2f attempts per agent; cp cpu %.2fs, peak rss %.0f MiB\n",
-        r, down.back(), back.back(), attempts.back(), cpu.back(), rss.back() / (1 << 20));
+        "%.2f attempts per agent; hellos %.1f MB; cp cpu %.2fs, peak rss %.0f MiB\n",
+        r, down.back(), back.back(), attempts.back(), hello_mb.back(), cpu.back(),
+        rss.back() / (1 << 20));
     fflush(stdout);
     absl::SleepFor(absl::Seconds(2));
   }
@@ -121,11 +130,12 @@ int Main() {
       "\"back_seconds_median\": %.2f, "
       "\"back_seconds_max\": %.2f, \"attempts_per_agent_median\": %.2f, "
       "\"resent_update_messages\": %lld, \"welcome_and_resent_bytes\": %lld, "
+      "\"hello_mb_median\": %.1f, "
       "\"cp_cpu_seconds_median\": %.2f, \"cp_peak_rss_mib_max\": %.0f}\n",
       agents, absl::GetFlag(FLAGS_objects), back.size(), bench::Median(down), bench::Median(back),
       *std::max_element(back.begin(), back.end()), bench::Median(attempts),
       static_cast<long long>(resent_messages), static_cast<long long>(resent_bytes),
-      bench::Median(cpu), *std::max_element(rss.begin(), rss.end()) / (1 << 20));
+      bench::Median(hello_mb), bench::Median(cpu), *std::max_element(rss.begin(), rss.end()) / (1 << 20));
   return 0;
 }
 

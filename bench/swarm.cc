@@ -1,5 +1,6 @@
 #include "bench/swarm.h"
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <deque>
@@ -79,6 +80,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   Redial redial_ ABSL_GUARDED_BY(mu_){absl::Milliseconds(250), absl::Seconds(30)};  // as the agent
   bool ack_carries_status_ ABSL_GUARDED_BY(mu_) = false;  // from the current welcome
+  bool apis_held_ ABSL_GUARDED_BY(mu_) = false;            // from the last welcome
 };
 
 // One Connect call. Deletes itself when the call is done.
@@ -187,6 +189,12 @@ void Swarm::Agent::Connect() {
   auto* stream = new Stream(shared_from_this());
   {
     MutexLock lock(&mu_);
+    if (!swarm_->apis_.empty()) {
+      hello.set_api_versions_digest(swarm_->apis_digest_);
+      if (!apis_held_ || !swarm_->options_.api_digest) {
+        hello.mutable_api_versions()->Assign(swarm_->apis_.begin(), swarm_->apis_.end());
+      }
+    }
     for (const auto& [bundle, revision] : held_) {
       v1::HeldRevision* held = hello.add_held();
       held->set_bundle(bundle);
@@ -194,6 +202,7 @@ void Swarm::Agent::Connect() {
     }
     stream_ = stream;
   }
+  swarm_->counters_.hello_bytes += static_cast<int64_t>(hello.ByteSizeLong());
   stream->Begin(hello);
 }
 
@@ -226,6 +235,13 @@ void Swarm::Agent::OnMessage(const v1::ControlMessage& message) {
     MutexLock lock(&mu_);
     ack_carries_status_ =
         message.welcome().ack_carries_status() && swarm_->options_.ack_carries_status;
+    apis_held_ = message.welcome().api_versions_held();
+    if (message.welcome().send_facts() && stream_ != nullptr) {
+      v1::AgentMessage facts;
+      facts.mutable_facts()->mutable_api_versions()->Assign(swarm_->apis_.begin(),
+                                                            swarm_->apis_.end());
+      stream_->Send(std::move(facts));
+    }
   } else if (message.has_update()) {
     const v1::BundleUpdate& update = message.update();
     v1::AgentMessage ack;
@@ -334,6 +350,13 @@ void Swarm::Agent::Cancel() {
 
 Swarm::Swarm(SwarmOptions options)
     : options_(std::move(options)), apply_time_us_(absl::ToInt64Microseconds(options_.apply_time)) {
+  // A cluster with a few operators: group versions and their kinds, sorted.
+  for (int i = 0; i < options_.api_versions; ++i) {
+    apis_.push_back(absl::StrCat("g", 1000 + i / 4, ".operators.example.com/v1",
+                                 i % 4 == 0 ? "" : absl::StrCat("/Kind", i % 4)));
+  }
+  std::sort(apis_.begin(), apis_.end());
+  if (!apis_.empty()) apis_digest_ = ApiVersionsDigest(apis_);
   scheduler_ = std::thread([this] { RunScheduler(); });
 }
 

@@ -52,6 +52,11 @@ struct SwarmOptions {
   int connect_batch = 500;
   // Keep when each agent acknowledged each revision (AckTimes).
   bool record_ack_times = false;
+  // Each hello names this many served APIs (the same list for every agent), as the real
+  // agent does; with `api_digest`, by digest alone once the control plane said it holds
+  // the list (Welcome.api_versions_held), as the real agent does, else always in full.
+  int api_versions = 0;
+  bool api_digest = true;
 };
 
 class Swarm {
@@ -74,6 +79,8 @@ class Swarm {
                                              const std::string& revision) const;
   // Update bytes received by all agents so far (serialized size of each message).
   int64_t bytes_received() const;
+  // Bytes of the hellos the agents sent.
+  int64_t hello_bytes() const { return counters_.hello_bytes.load(); }
   int64_t messages_received() const;
   // Bundle updates (not welcomes, removals or diff requests) received so far.
   int64_t updates_received() const;
@@ -93,6 +100,7 @@ class Swarm {
   // Kept per swarm (a process may run several, as tests do), by the streams.
   struct Counters {
     std::atomic<int64_t> bytes{0};
+    std::atomic<int64_t> hello_bytes{0};
     std::atomic<int64_t> messages{0};
     std::atomic<int64_t> updates{0};
     std::atomic<int64_t> reconnects{0};
@@ -108,6 +116,8 @@ class Swarm {
 
   const SwarmOptions options_;
   std::atomic<int64_t> apply_time_us_;
+  std::vector<std::string> apis_;  // the served APIs every hello names, sorted
+  std::string apis_digest_;
   std::vector<std::shared_ptr<Agent>> agents_;
   mutable Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -3,6 +3,9 @@
 
 // What the agent protocol carries outside its messages (proto/gitfleet/v1/agent.proto).
 
+#include <string>
+#include <vector>
+
 namespace gitfleet {
 
 // Trailing metadata of a stream the control plane closes because it is stopping: the
@@ -23,6 +26,12 @@ inline constexpr int kMaxLeftUnmanagedKept = 1000;
 // cluster with every common operator's CRDs serves a few hundred group versions and kinds.
 inline constexpr int kMaxClusterApiVersions = 5000;
 inline constexpr int kMaxApiVersionBytes = 317;  // a group (253), a version, a kind
+
+// The digest that names a list of API versions (Hello.api_versions_digest), sorted and
+// without repeats: 24 hex digits of its SHA-256. Agent and control plane compute it alike.
+std::string ApiVersionsDigest(const std::vector<std::string>& sorted);
+// Whether `digest` has ApiVersionsDigest's form.
+bool IsApiVersionsDigest(const std::string& digest);
 
 }  // namespace gitfleet
 

@@ -102,6 +102,10 @@ absl::Status ValidateHello(const v1::Hello& hello) {
       !facts.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("hello: ", facts.message()));
   }
+  if (!hello.api_versions_digest().empty() && !IsApiVersionsDigest(hello.api_versions_digest())) {
+    return absl::InvalidArgumentError(
+        "hello: api_versions_digest is not an API list's digest (24 lowercase hex digits)");
+  }
   return absl::OkStatus();
 }
 

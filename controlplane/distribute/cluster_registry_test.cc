@@ -66,6 +66,14 @@ TEST(ValidateHelloTest, BoundsTheClustersVersionAndApis) {
   v1::Hello version = hello;
   version.set_kubernetes_version("v1.30 2");
   EXPECT_FALSE(ValidateHello(version).ok());
+  v1::Hello digest = hello;
+  digest.set_api_versions_digest("0123456789abcdef01234567");
+  EXPECT_TRUE(ValidateHello(digest).ok());
+  digest.set_api_versions_digest("../../etc/passwd");
+  EXPECT_THAT(ValidateHello(digest), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("api_versions_digest")));
+  digest.set_api_versions_digest("0123456789ABCDEF01234567");
+  EXPECT_FALSE(ValidateHello(digest).ok());
 }
 
 TEST_F(ClusterRegistryTest, FileTokensAuthenticateTheirClusterOnly) {

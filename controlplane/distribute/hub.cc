@@ -642,6 +642,11 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
   }
   for (const std::string& key : loads) LoadStoredRevision(key);
   const PreparedApis apis = PrepareApiVersions(hello.api_versions());  // not under the lock
+  // A digest alone names a list this hub said it holds (Welcome.api_versions_held); one it
+  // does not hold (a restored store) keeps what the hub knew until the agent sends it.
+  const bool digest_alone = hello.api_versions().empty() && !hello.api_versions_digest().empty();
+  std::shared_ptr<const std::vector<std::string>> named =
+      digest_alone ? HeldApiVersions(hello.api_versions_digest()) : nullptr;
   {
     MutexLock lock(&mu_);
     Agent& agent = agents_[hello.cluster()];
@@ -659,9 +664,22 @@ uint64_t Hub::Connect(const v1::Hello& hello, const std::string& peer,
     UpdateLabelsLocked(&agent);
     agent.info.set_agent_version(hello.agent_version());
     agent.info.set_kubernetes_version(hello.kubernetes_version());
-    agent.info.set_api_versions_digest(InternApiVersionsLocked(apis));
-    agent.info.set_api_versions_count(
-        agent.info.api_versions_digest().empty() ? 0 : hello.api_versions_size());
+    agent.apis_held = false;
+    agent.facts_wanted = false;
+    if (named != nullptr) {
+      agent.info.set_api_versions_digest(hello.api_versions_digest());
+      agent.info.set_api_versions_count(static_cast<int32_t>(named->size()));
+      agent.apis_held = true;
+    } else if (digest_alone) {
+      agent.facts_wanted = true;
+    } else {
+      agent.info.set_api_versions_digest(InternApiVersionsLocked(apis));
+      agent.info.set_api_versions_count(
+          agent.info.api_versions_digest().empty() ? 0 : static_cast<int32_t>(apis.apis->size()));
+      // Held, and the agent computes digests as this hub does: it may send the digest alone.
+      agent.apis_held = !agent.info.api_versions_digest().empty() &&
+                        hello.api_versions_digest() == agent.info.api_versions_digest();
+    }
     agent.fleet_id = hello.fleet_id();
     agent.info.set_foreign_fleet_id(
         hello.fleet_id().empty() || hello.fleet_id() == fleet_id_ ? "" : hello.fleet_id());
@@ -719,6 +737,10 @@ v1::Welcome Hub::WelcomeFor(uint64_t session) {
   v1::Welcome welcome;
   welcome.set_fleet_id(fleet_id_);
   Agent* agent = AgentForSessionLocked(session);
+  if (agent != nullptr) {
+    welcome.set_api_versions_held(agent->apis_held);
+    welcome.set_send_facts(agent->facts_wanted);
+  }
   if (agent != nullptr && agent->adopt_pending) {
     GF_LOG(INFO) << "cluster " << agent->info.name() << " adopted"
                  << (agent->fleet_id.empty() || agent->fleet_id == fleet_id_
@@ -1823,9 +1845,15 @@ Hub::PreparedApis Hub::PrepareApiVersions(
   // Agents send them sorted: checked in one pass, sorted only when not.
   if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  out.digest = absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+  out.digest = ApiVersionsDigest(sorted);
   out.apis = std::make_shared<const std::vector<std::string>>(std::move(sorted));
   return out;
+}
+
+std::shared_ptr<const std::vector<std::string>> Hub::HeldApiVersions(const std::string& digest) {
+  MutexLock lock(&apis_mu_);
+  auto it = api_versions_.find(digest);
+  return it == api_versions_.end() ? nullptr : it->second;
 }
 
 std::string Hub::InternApiVersionsLocked(const PreparedApis& prepared) {

@@ -336,6 +336,10 @@ class Hub {
     std::string fleet_id;  // from the hello
     bool adopt_pending = false;
     bool suspended = false;  // see SuspendCluster
+    // What this session's welcome says of the hello's API list (Welcome.api_versions_held,
+    // Welcome.send_facts).
+    bool apis_held = false;
+    bool facts_wanted = false;
   };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
@@ -490,6 +494,8 @@ class Hub {
   };
   static PreparedApis PrepareApiVersions(
       const google::protobuf::RepeatedPtrField<std::string>& apis);
+  // The list named `digest`, or null when the catalog does not hold it.
+  std::shared_ptr<const std::vector<std::string>> HeldApiVersions(const std::string& digest);
   // Keeps `prepared` once; its digest, or "" when it holds none or the catalog is full of
   // lists clusters still name.
   std::string InternApiVersionsLocked(const PreparedApis& prepared)

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/agent_protocol.h"
 #include "common/status_matchers.h"
 #include "controlplane/store/revisions.h"
 #include "gmock/gmock.h"
@@ -554,6 +555,59 @@ TEST_F(HubTest, ReportedApiVersionsAreKeptOncePerListAndStored) {
   ASSERT_NE(again.ApiVersions(served), nullptr);
   EXPECT_THAT(*again.ApiVersions(upgraded), ElementsAre("batch/v1", "v1"));
   EXPECT_EQ(again.ApiVersions(core_only), nullptr);
+}
+
+// A hello may name its API list by digest alone once the hub said it holds that list: a
+// reconnect storm then costs a look-up per agent. A digest the hub does not hold keeps
+// what it knew and asks for the list; a digest computed otherwise is never confirmed.
+TEST_F(HubTest, AHelloMayNameAHeldApiListByDigestAlone) {
+  const std::vector<std::string> apis = {"apps/v1", "apps/v1/Deployment", "v1"};
+  const std::string digest = ApiVersionsDigest(apis);
+  auto hello = [&](const std::string& name, bool list, const std::string& named) {
+    v1::Hello h = MakeHello(name, "prod");
+    if (list) {
+      for (const std::string& api : apis) h.add_api_versions(api);
+    }
+    h.set_api_versions_digest(named);
+    return h;
+  };
+  auto info = [&](const std::string& name) {
+    for (v1::ClusterInfo& i : hub_.MatchingClusters(Selector(""))) {
+      if (i.name() == name) return i;
+    }
+    return v1::ClusterInfo();
+  };
+  auto conn = [] { return std::make_shared<FakeConnection>(); };
+
+  v1::Welcome welcome = hub_.WelcomeFor(hub_.Connect(hello("a", true, digest), "p", conn()));
+  EXPECT_TRUE(welcome.api_versions_held());
+  EXPECT_FALSE(welcome.send_facts());
+  welcome = hub_.WelcomeFor(hub_.Connect(hello("b", true, ""), "p", conn()));
+  EXPECT_FALSE(welcome.api_versions_held()) << "an older agent names no digest";
+  welcome = hub_.WelcomeFor(hub_.Connect(hello("c", true, std::string(24, '0')), "p", conn()));
+  EXPECT_FALSE(welcome.api_versions_held()) << "a digest computed otherwise";
+  EXPECT_EQ(info("c").api_versions_digest(), digest);
+
+  // b names it alone: the list it stands for, counted.
+  welcome = hub_.WelcomeFor(hub_.Connect(hello("b", false, digest), "p", conn()));
+  EXPECT_TRUE(welcome.api_versions_held());
+  EXPECT_FALSE(welcome.send_facts());
+  EXPECT_EQ(info("b").api_versions_digest(), digest);
+  EXPECT_EQ(info("b").api_versions_count(), 3);
+
+  // A digest the hub does not hold: what it knew stays, and the agent is asked.
+  const std::string unknown = ApiVersionsDigest({"batch/v1", "v1"});
+  uint64_t session = hub_.Connect(hello("a", false, unknown), "p", conn());
+  welcome = hub_.WelcomeFor(session);
+  EXPECT_FALSE(welcome.api_versions_held());
+  EXPECT_TRUE(welcome.send_facts());
+  EXPECT_EQ(info("a").api_versions_digest(), digest);
+  v1::ClusterFacts facts;
+  facts.add_api_versions("batch/v1");
+  facts.add_api_versions("v1");
+  hub_.OnFacts(session, facts);
+  EXPECT_EQ(info("a").api_versions_digest(), unknown);
+  EXPECT_EQ(info("a").api_versions_count(), 2);
 }
 
 TEST_F(HubTest, WhatMovesInIsNamedAfterARestartToo) {

@@ -1,0 +1,22 @@
+#include "common/agent_protocol.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_join.h"
+#include "common/crypto.h"
+
+namespace gitfleet {
+
+std::string ApiVersionsDigest(const std::vector<std::string>& sorted) {
+  return absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+}
+
+bool IsApiVersionsDigest(const std::string& digest) {
+  if (digest.size() != 24) return false;
+  for (char c : digest) {
+    if (!absl::ascii_isdigit(c) && (c < 'a' || c > 'f')) return false;
+  }
+  return true;
+}
+
+}  // namespace gitfleet
