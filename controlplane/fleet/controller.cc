@@ -139,11 +139,12 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
   }
   GF_RETURN_IF_ERROR(
       CheckHelmCapabilities(bundle.helm_kube_version(), Strings(bundle.helm_api_versions())));
-  if ((engine == "jsonnet" || engine == "kustomize") &&
+  if (engine == "jsonnet" &&
       (!bundle.helm_kube_version().empty() || bundle.helm_api_versions_size() > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--kube-version and --api-versions are what helm template renders charts for; a ", engine,
-        " bundle renders none"));
+        "--kube-version and --api-versions are what helm template renders charts for (helm's, "
+        "or kustomize's helmCharts); a ",
+        engine, " bundle renders none"));
   }
   if (!bundle.decrypt().empty() && bundle.decrypt() != "sops") {
     return absl::InvalidArgumentError(absl::StrCat("--decrypt=", bundle.decrypt().substr(0, 64),
@@ -2831,8 +2832,15 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   const bool per_target = out->per_target =
       status.ok() && reads.fleet_target_folders &&
       RendersPerFleetTarget(engine, definition.path(), *inputs, reads.fleet_bundle_layout);
-  if (status.ok() && (TakesValues(engine) || per_target)) {
-    params.cluster_context = per_target;
+  // Charts rendered for each cluster's version or APIs (--kube-version=cluster): a
+  // kustomize bundle's helmCharts too, so its renders are per cluster as helm's are.
+  const bool cluster_capabilities =
+      definition.helm_kube_version() == kClusterKubeVersion ||
+      std::find(definition.helm_api_versions().begin(), definition.helm_api_versions().end(),
+                kClusterApiVersions) != definition.helm_api_versions().end();
+  if (status.ok() && (TakesValues(engine) || per_target || cluster_capabilities)) {
+    // A fleet.yaml target, or a cluster's version and APIs, is chosen from its context.
+    params.cluster_context = per_target || cluster_capabilities;
     variant_paths = std::make_shared<ReadPathSet>();
     std::vector<std::string> tlas(definition.jsonnet_tlas().begin(),
                                   definition.jsonnet_tlas().end());
@@ -2849,7 +2857,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
-         substitute = per_target && WantsSubstitution(definition),
+         substitute = !TakesValues(engine) && WantsSubstitution(definition),
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
           std::vector<std::string> said;

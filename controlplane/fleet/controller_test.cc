@@ -1792,6 +1792,49 @@ TEST_F(ControllerTest, AChartRendersForTheApisEachClusterServes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--api-versions=monitoring")));
 }
 
+// A kustomize bundle's helmCharts get each cluster's version and APIs too (Argo CD passes
+// them to kustomize): its renders are per cluster, shared by clusters that agree.
+TEST_F(ControllerTest, KustomizeHelmChartsRenderForEachClusterToo) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("apps/kz/kustomization.yaml", "helmCharts:\n- {name: web, releaseName: web}\n");
+  git_.Write("apps/kz/charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("apps/kz/charts/web/values.yaml", "{}\n");
+  git_.Write("apps/plainkz/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("apps/plainkz/cm.yaml", Cm("x"));
+  git_.Commit("a kustomization with a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t a1 = ConnectReporting(hub_.get(), "a1", "v1.29.4", {"v1", "monitoring.coreos.com/v1"});
+  uint64_t a2 = ConnectReporting(hub_.get(), "a2", "v1.29.4", {"monitoring.coreos.com/v1", "v1"});
+  uint64_t b = ConnectReporting(hub_.get(), "b", "v1.31.0", {"v1"});
+  v1::Bundle bundle = Bundle("web", "apps/kz");
+  bundle.set_engine("kustomize");
+  bundle.set_helm_kube_version("cluster");
+  bundle.add_helm_api_versions("cluster");
+  auto info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto [a1_caps, a1_revision] = EchoedCapabilities(hub_.get(), a1, "web");
+  auto [a2_caps, a2_revision] = EchoedCapabilities(hub_.get(), a2, "web");
+  auto [b_caps, b_revision] = EchoedCapabilities(hub_.get(), b, "web");
+  EXPECT_EQ(a1_caps, "api=monitoring.coreos.com/v1 api=v1 kube=v1.29.4");
+  EXPECT_EQ(b_caps, "api=v1 kube=v1.31.0");
+  EXPECT_EQ(a2_revision, a1_revision) << "one version and one list, one render";
+  EXPECT_NE(b_revision, a1_revision);
+
+  // A kustomize bundle with no charts takes the flags, and its notes say they reach none.
+  v1::Bundle plain = Bundle("plainkz", "apps/plainkz");
+  plain.set_engine("kustomize");
+  plain.set_helm_kube_version("1.30");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(plain, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(added->notes(), ::testing::Contains(HasSubstr("reach kustomize's helmCharts")));
+  // jsonnet renders no chart at all.
+  v1::Bundle jsonnet = Bundle("js", "apps/kz");
+  jsonnet.set_engine("jsonnet");
+  jsonnet.set_helm_kube_version("1.30");
+  EXPECT_THAT(controller_->AddBundle(jsonnet, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a jsonnet bundle renders none")));
+}
+
 // A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering
 // what it did for every cluster; one added since gives each cluster its target's values.
 TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRenderedSince) {

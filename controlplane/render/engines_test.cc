@@ -634,6 +634,33 @@ TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
     absl::StatusOr<ObjectSet> refused = renderer.Render({"web", "apps/web", bad});
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << kustomization;
   }
+  // The bundle's --kube-version and --api-versions reach the charts by kustomize's own
+  // flags; a chart's own kubeVersion wins, as in kustomize.
+  RenderInput capable = input;
+  capable.helm_capabilities = {"1.30.2", {"monitoring.coreos.com/v1"}};
+  files[1].content =
+      "helmCharts:\n- {name: local, releaseName: committed, kubeVersion: '1.25'}\n"
+      "helmGlobals: {chartHome: vendored}\n";
+  set = renderer.Render(capable);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "capabilities"),
+              ::testing::ElementsAre(
+                  "/ConfigMap//shop-committed api=monitoring.coreos.com/v1 kube=1.25 ",
+                  "/ConfigMap//shop-front api=monitoring.coreos.com/v1 kube=1.30.2 "));
+  // kustomize 5.5 gives a chart without apiVersions of its own another chart's list when
+  // one sets its own: refused, saying what to do.
+  files[1].content =
+      "helmCharts:\n- {name: local, releaseName: committed, apiVersions: [own.io/v1]}\n"
+      "helmGlobals: {chartHome: vendored}\n";
+  EXPECT_THAT(renderer.Render(capable).status().message(),
+              HasSubstr("set apiVersions on every helmCharts entry the build reads, or on none"));
+  capable.helm_capabilities.api_versions.clear();
+  EXPECT_TRUE(renderer.Render(capable).ok()) << "a version alone is never mixed up";
+  // Unresolved, it asks for a cluster.
+  capable.helm_capabilities = {"cluster", {}};
+  EXPECT_THAT(renderer.Render(capable).status().message(),
+              HasSubstr("known only where a bundle renders for a cluster"));
+
   // Without helm on the control plane, a build with helmCharts fails saying so.
   KustomizeOptions no_helm = options;
   no_helm.helm_binary.clear();

@@ -44,24 +44,10 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions,
                                            kMaxHelmApiVersions + kMaxClusterApiVersions));
-  if (capabilities.kube_version == kClusterKubeVersion) {
-    return absl::InvalidArgumentError(
-        "--kube-version=cluster is each cluster's own version, known only where a bundle "
-        "renders for a cluster (to render here, give one: --kube-version=1.30)");
-  }
-  if (std::find(capabilities.api_versions.begin(), capabilities.api_versions.end(),
-                kClusterApiVersions) != capabilities.api_versions.end()) {
-    return absl::InvalidArgumentError(
-        "--api-versions=cluster is the APIs each cluster serves, known only where a bundle "
-        "renders for a cluster (to render here, name them: "
-        "--api-versions=monitoring.coreos.com/v1)");
-  }
-  if (!capabilities.kube_version.empty()) {
-    args.push_back("--kube-version=" + capabilities.kube_version);
-  }
-  for (const std::string& api_version : capabilities.api_versions) {
-    args.push_back("--api-versions=" + api_version);
-  }
+  absl::StatusOr<std::vector<std::string>> flags =
+      HelmCapabilityFlags(capabilities, "--kube-version=", "--api-versions=");
+  if (!flags.ok()) return flags.status();
+  args.insert(args.end(), flags->begin(), flags->end());
   for (const std::string& file : values_files) {
     if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
     args.push_back("--values=" + values_dir + "/" + file);

@@ -61,12 +61,8 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
 // At most this many API versions.
 inline constexpr size_t kMaxHelmApiVersions = 500;
 
-// --kube-version=cluster: each cluster's own Kubernetes version, as its agent reads it from
-// the API server; --api-versions=cluster (with others or alone): the APIs it serves, from
-// its discovery documents. As Argo CD gives charts the destination cluster's. Resolved per
-// cluster (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses them unresolved.
-inline constexpr char kClusterKubeVersion[] = "cluster";
-inline constexpr char kClusterApiVersions[] = "cluster";
+// kClusterKubeVersion and kClusterApiVersions (renderer.h) are resolved per cluster
+// (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses them unresolved.
 
 // The API versions clusters reported, by digest (Hub::ApiVersions); null for none.
 using ApiVersionsOf =

@@ -265,11 +265,17 @@ constexpr int kMaxKustomizeCharts = 32;
 // a chart repository is fetched and written where kustomize looks before it pulls one
 // (CHART_HOME/NAME-VERSION/NAME, or CHART_HOME/NAME without a version; CHART_HOME is
 // helmGlobals.chartHome, else "charts", in the kustomization's folder), unless the repository
-// holds it there. Adds those files to `fetched`; *any says whether a kustomization has
-// helmCharts at all.
+// holds it there. Adds those files to `fetched`; `seen` says what the helmCharts are.
+struct HelmChartsSeen {
+  bool any = false;  // a kustomization the build reads has helmCharts
+  // "PATH's helmCharts NAME", for the charts that set their own apiVersions and those
+  // that do not.
+  std::vector<std::string> own_api_versions;
+  std::vector<std::string> without_api_versions;
+};
 absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& files,
                                   const std::set<std::string>& dirs, ChartFetcher* fetcher,
-                                  std::vector<RepoFile>* fetched, bool* any,
+                                  std::vector<RepoFile>* fetched, HelmChartsSeen* seen,
                                   std::vector<std::string>* notes) {
   int charts = 0;
   for (const std::string& dir : dirs) {
@@ -285,7 +291,7 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
     if (!doc.IsMap()) continue;
     const YAML::Node list = doc["helmCharts"];
     if (!list || !list.IsSequence() || list.size() == 0) continue;
-    *any = true;
+    seen->any = true;
     auto refuse = [&](const std::string& why) {
       return absl::InvalidArgumentError(absl::StrCat(kustomization->path, ": ", why));
     };
@@ -310,6 +316,13 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
       const std::string name = field("name");
       const std::string repo = field("repo");
       const std::string version = field("version");
+      const std::string named = absl::StrCat(kustomization->path, "'s helmCharts ",
+                                             name.substr(0, 64), " (", field("releaseName"), ")");
+      if (const YAML::Node own = chart["apiVersions"]; own && own.IsSequence() && own.size() > 0) {
+        seen->own_api_versions.push_back(named);
+      } else {
+        seen->without_api_versions.push_back(named);
+      }
       if (repo.empty()) continue;  // a chart in the chart home, as kustomize finds it
       if (name.empty() || name.size() > 253 || absl::StrContains(name, "/") || name == "." ||
           name == "..") {
@@ -678,9 +691,38 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   }
   // kustomize's helmCharts: their charts fetched by the control plane, rendered by helm.
   std::vector<RepoFile> charts;
-  bool helm_charts = false;
+  HelmChartsSeen seen;
   GF_RETURN_IF_ERROR(FetchKustomizeCharts(by_path, visited, options_.chart_fetcher.get(), &charts,
-                                          &helm_charts, input.notes));
+                                          &seen, input.notes));
+  const bool helm_charts = seen.any;
+  // The bundle's --kube-version and --api-versions reach its charts as Argo CD passes
+  // them, by kustomize's --helm-kube-version and --helm-api-versions: a chart's own
+  // kubeVersion or apiVersions win.
+  std::vector<std::string> capability_flags;
+  if (helm_charts) {
+    absl::StatusOr<std::vector<std::string>> flags = HelmCapabilityFlags(
+        input.helm_capabilities, "--helm-kube-version=", "--helm-api-versions=");
+    if (!flags.ok()) {
+      return absl::Status(flags.status().code(),
+                          absl::StrCat("kustomize ", input.path, ": ", flags.status().message()));
+    }
+    capability_flags = *std::move(flags);
+    if (!input.helm_capabilities.api_versions.empty() && !seen.own_api_versions.empty() &&
+        !seen.without_api_versions.empty()) {
+      // kustomize 5.5 shares one list between its charts: a chart without apiVersions of
+      // its own gets another chart's list instead of the flags'.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize ", input.path, ": the bundle's --api-versions cannot reach ",
+          seen.without_api_versions.front(), " while ", seen.own_api_versions.front(),
+          " sets apiVersions of its own (kustomize would give it that chart's list instead); "
+          "set apiVersions on every helmCharts entry the build reads, or on none"));
+    }
+  } else if (input.notes != nullptr && (!input.helm_capabilities.kube_version.empty() ||
+                                        !input.helm_capabilities.api_versions.empty())) {
+    input.notes->push_back(absl::StrCat(
+        "--kube-version and --api-versions reach kustomize's helmCharts; the kustomizations ",
+        input.path, " builds have none"));
+  }
   if (helm_charts &&
       (options_.helm_binary.empty() || access(options_.helm_binary.c_str(), X_OK) != 0)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -721,6 +763,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (helm_charts) {
     argv.push_back("--enable-helm");
     argv.push_back("--helm-command=" + options_.helm_binary);
+    argv.insert(argv.end(), capability_flags.begin(), capability_flags.end());
   }
   argv.push_back(dir);
   SubprocessOptions run;

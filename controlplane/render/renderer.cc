@@ -496,6 +496,29 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> HelmCapabilityFlags(const HelmCapabilities& capabilities,
+                                                             const std::string& kube_flag,
+                                                             const std::string& api_flag) {
+  if (capabilities.kube_version == kClusterKubeVersion) {
+    return absl::InvalidArgumentError(
+        "--kube-version=cluster is each cluster's own version, known only where a bundle "
+        "renders for a cluster (to render here, give one: --kube-version=1.30)");
+  }
+  if (std::find(capabilities.api_versions.begin(), capabilities.api_versions.end(),
+                kClusterApiVersions) != capabilities.api_versions.end()) {
+    return absl::InvalidArgumentError(
+        "--api-versions=cluster is the APIs each cluster serves, known only where a bundle "
+        "renders for a cluster (to render here, name them: "
+        "--api-versions=monitoring.coreos.com/v1)");
+  }
+  std::vector<std::string> flags;
+  if (!capabilities.kube_version.empty()) flags.push_back(kube_flag + capabilities.kube_version);
+  for (const std::string& api_version : capabilities.api_versions) {
+    flags.push_back(api_flag + api_version);
+  }
+  return flags;
+}
+
 const std::string& NetworkSandbox() {
   static const std::string* sandbox = new std::string(ProbeUnshare());
   return *sandbox;

@@ -54,6 +54,19 @@ struct HelmCapabilities {
   std::vector<std::string> api_versions;
 };
 
+// --kube-version=cluster: each cluster's own Kubernetes version, as its agent reads it from
+// the API server; --api-versions=cluster (with others or alone): the APIs it serves, from
+// its discovery documents. As Argo CD gives charts the destination cluster's.
+inline constexpr char kClusterKubeVersion[] = "cluster";
+inline constexpr char kClusterApiVersions[] = "cluster";
+
+// `capabilities` as flags: `kube_flag` + the version, `api_flag` + each API version
+// ("--kube-version=" and "--api-versions=" for helm template). InvalidArgument when one is
+// still kClusterKubeVersion or kClusterApiVersions (only a render for a cluster knows it).
+absl::StatusOr<std::vector<std::string>> HelmCapabilityFlags(const HelmCapabilities& capabilities,
+                                                             const std::string& kube_flag,
+                                                             const std::string& api_flag);
+
 struct RenderInput {
   std::string bundle;
   std::string path;  // bundle path in the repository

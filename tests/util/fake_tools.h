@@ -20,7 +20,8 @@ std::string WriteFakeHelm(const std::string& dir);
 // data.values is each --values file, in order, as "NAME=CONTENT|" (the file's base name,
 // its lines joined by spaces, double quotes dropped), and its data.chart the name in the
 // chart's Chart.yaml; without one it fails as helm does. With --kube-version or
-// --api-versions, data.capabilities lists them ("kube=1.29 api=apps/v1 ").
+// --api-versions (`--kube-version=V` as gitfleet passes it, or `--kube-version V` as
+// kustomize does), data.capabilities lists them ("kube=1.29 api=apps/v1 ").
 std::string WriteValuesEchoHelm(const std::string& dir);
 
 // A helm that checks a chart's dependencies as helm does: each its Chart.yaml lists must be
