@@ -879,9 +879,40 @@ absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::Object
   const bool crd = live.resource.group == "apiextensions.k8s.io" &&
                    live.resource.kind == "CustomResourceDefinition";
   const bool claim = live.resource.group.empty() && live.resource.kind == "PersistentVolumeClaim";
-  if (!ns && !crd && !claim) return std::string();
+  const bool volume = live.resource.group.empty() && live.resource.kind == "PersistentVolume";
+  const bool stateful = live.resource.group == "apps" && live.resource.kind == "StatefulSet";
+  if (!ns && !crd && !claim && !volume && !stateful) return std::string();
   if (MetadataField(live.object, "annotations", kPruneAnnotation) == "true") return std::string();
   if (claim) return ClaimDestroys(live.object);
+  const json spec = live.object.value("spec", json::object());
+  if ((volume || stateful) && !spec.is_object()) return std::string();
+  const std::string how = absl::StrCat("; it is pruned at once when it is annotated ",
+                                       kPruneAnnotation, "=true");
+  if (volume) {
+    // The API makes a volume written without a policy Retain; a provisioner's are Delete,
+    // and deleting the volume itself then deletes the storage behind it (CSI's
+    // HonorPVReclaimPolicy, on by default since Kubernetes 1.31).
+    const std::string policy = spec.value("persistentVolumeReclaimPolicy", "");
+    if (policy.empty() || policy == "Retain") return std::string();
+    return absl::StrCat("its reclaim policy is ", policy.substr(0, 32),
+                        ": deleting it may delete the storage behind it, and nothing in Git "
+                        "could bring the data back",
+                        how, ", or once the policy is Retain");
+  }
+  if (stateful) {
+    // Its claims go with it when it asks so (persistentVolumeClaimRetentionPolicy); by
+    // default they stay.
+    const json policy = spec.value("persistentVolumeClaimRetentionPolicy", json::object());
+    const json templates = spec.value("volumeClaimTemplates", json::array());
+    if (!policy.is_object() || policy.value("whenDeleted", "") != "Delete" ||
+        !templates.is_array() || templates.empty()) {
+      return std::string();
+    }
+    return absl::StrCat(
+        "its persistentVolumeClaimRetentionPolicy.whenDeleted is Delete: deleting it deletes "
+        "its PersistentVolumeClaims, and with a Delete reclaim policy their volumes' data",
+        how, ", or once whenDeleted is Retain");
+  }
   std::string what;  // the objects that would go with it, one of them
   std::string path;
   if (ns) {
@@ -889,7 +920,6 @@ absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::Object
     path = absl::StrCat("/api/v1/namespaces/", key.name(), "/persistentvolumeclaims");
   } else {
     // Its custom resources, in every namespace, read at a version the API serves.
-    const json spec = live.object.value("spec", json::object());
     if (!spec.is_object()) return std::string();
     std::string version;
     const json versions = spec.value("versions", json::array());

@@ -1697,6 +1697,69 @@ TEST_F(KubernetesApplierTest, AClaimWhoseVolumeWouldGoWithItIsNotPruned) {
   EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "data").is_null());
 }
 
+// A StatefulSet that deletes its claims with it (persistentVolumeClaimRetentionPolicy
+// whenDeleted: Delete), and a PersistentVolume whose deletion deletes its storage, are
+// not pruned without the operator's say-so; by default (Retain) they are.
+TEST_F(KubernetesApplierTest, WhatWouldTakeVolumesWithItIsNotPruned) {
+  auto stateful = [](const std::string& name, const std::string& when_deleted) {
+    return Obj(absl::StrCat(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: ", name,
+        "\n  namespace: shop\nspec:\n  serviceName: ", name,
+        "\n  selector: {matchLabels: {app: db}}\n",
+        when_deleted.empty()
+            ? ""
+            : "  persistentVolumeClaimRetentionPolicy: {whenDeleted: " + when_deleted + "}\n",
+        "  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers:\n"
+        "      - {name: db, image: postgres:16}\n"
+        "  volumeClaimTemplates:\n  - metadata: {name: data}\n"
+        "    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"));
+  };
+  auto volume = [](const std::string& name, const std::string& policy) {
+    return Obj(absl::StrCat(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: ", name,
+        "\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n",
+        policy.empty() ? "" : "  persistentVolumeReclaimPolicy: " + policy + "\n",
+        "  hostPath: {path: /data/", name, "}\n"));
+  };
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Ns("shop"), Cm("x"), stateful("db", "Delete"),
+                                     stateful("cache", "Retain"), stateful("queue", ""),
+                                     volume("pv-delete", "Delete"), volume("pv-retain", "Retain"),
+                                     volume("pv-default", "")}))
+                  .ack.ok());
+  const v1::BundleUpdate dropped = Update({Ns("shop"), Cm("x")});
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_FALSE(outcome.ack.ok());
+  std::map<std::string, std::string> errors;
+  for (const v1::ObjectError& e : outcome.ack.errors()) errors[e.key().name()] = e.message();
+  EXPECT_THAT(errors, ::testing::ElementsAre(
+                          ::testing::Pair("db", HasSubstr("whenDeleted is Delete: deleting it "
+                                                          "deletes its PersistentVolumeClaims")),
+                          ::testing::Pair("pv-delete", HasSubstr("its reclaim policy is Delete: "
+                                                                 "deleting it may delete the "
+                                                                 "storage behind it"))));
+  EXPECT_FALSE(fake_->Get("apps", "statefulsets", "shop", "db").is_null());
+  EXPECT_FALSE(fake_->Get("", "persistentvolumes", "", "pv-delete").is_null());
+  for (const char* gone : {"cache", "queue"}) {
+    EXPECT_TRUE(fake_->Get("apps", "statefulsets", "shop", gone).is_null()) << gone;
+  }
+  for (const char* gone : {"pv-retain", "pv-default"}) {
+    EXPECT_TRUE(fake_->Get("", "persistentvolumes", "", gone).is_null()) << gone;
+  }
+  // The operator says so on each: they go.
+  for (const auto& [group, resource, ns, name] :
+       std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
+           {"apps", "statefulsets", "shop", "db"}, {"", "persistentvolumes", "", "pv-delete"}}) {
+    fake_->Mutate(group, resource, ns, name, [](json& o) {
+      o["metadata"]["annotations"]["gitfleet.io/prune"] = "true";
+    });
+  }
+  outcome = reconciler_->OnUpdate(dropped);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  EXPECT_TRUE(fake_->Get("apps", "statefulsets", "shop", "db").is_null());
+  EXPECT_TRUE(fake_->Get("", "persistentvolumes", "", "pv-delete").is_null());
+}
+
 // Secrets Git cannot bring back hold a Namespace as claims do: one made by hand, and the
 // bundle's own kept by an annotation. A service account's token, a Secret another object
 // owns and another bundle's do not.
