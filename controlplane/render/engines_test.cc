@@ -201,6 +201,10 @@ targetCustomizations:
 - name: legacy
   clusterSelector: {matchLabels: {env: legacy}}
   yaml: {overlays: [legacy]}
+- name: both
+  clusterSelector: {matchLabels: {env: both}}
+  kustomize: {dir: overlays/dev}
+  yaml: {overlays: [legacy]}
 - name: gone
   clusterSelector: {matchLabels: {env: gone}}
   kustomize: {dir: overlays/gone}
@@ -241,7 +245,7 @@ targetCustomizations:
               ::testing::IsSupersetOf({"mc/kustomize/overlays/dev", "mc/kustomize/fleet.yaml"}));
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "each cluster renders what mc/kustomize/fleet.yaml's targetCustomizations "
-                         "dev, prod, legacy, gone, up, badns give it")))
+                         "dev, prod, legacy, both, gone, up, badns give it")))
       << ::testing::PrintToString(notes);
   EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("a bundle per target"))));
 
@@ -250,6 +254,18 @@ targetCustomizations:
   ASSERT_TRUE(prod_set.ok()) << prod_set.status();
   EXPECT_THAT(tier(prod_set), HasSubstr("tier: prod"));
   EXPECT_EQ(prod_set->default_namespace(), "shop-prod") << "the target's namespace wins";
+
+  // Yaml overlays where the cluster builds a kustomization: Fleet builds it and leaves
+  // them unread, and so does gitfleet, saying so.
+  std::vector<std::string> both_notes;
+  auto both_set = render({{ClusterNameKey(), "b2"}, {ClusterLabelKey("env"), "both"}}, nullptr,
+                         &both_notes, nullptr);
+  ASSERT_TRUE(both_set.ok()) << both_set.status();
+  EXPECT_THAT(tier(both_set), HasSubstr("tier: dev"));
+  EXPECT_THAT(both_notes,
+              ::testing::Contains(HasSubstr(
+                  "targetCustomizations both's yaml overlays (legacy) are not applied: its "
+                  "clusters build mc/kustomize/overlays/dev/kustomization.yaml")));
 
   const std::pair<Values, const char*> kFailing[] = {
       {{{ClusterNameKey(), "lab-1"}, {ClusterLabelKey("env"), "lab"}},

@@ -1541,7 +1541,25 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": targetCustomizations ",
                                                        target.name, ": ", target.folder_error));
       }
-      if (target.overlays && engine != "plain") {
+      // Fleet applies yaml overlays to a raw YAML bundle only: where the folder it builds
+      // (the target's kustomize.dir, fleet.yaml's, or the bundle's own) has a
+      // kustomization.yaml, it builds that and leaves the overlays unread.
+      const std::string built = target.kustomize_dir.empty() ? dir : target.kustomize_dir;
+      const std::string kustomization =
+          absl::StrCat(input.path.empty() ? "" : input.path + "/",
+                       built.empty() ? "" : built + "/", "kustomization.yaml");
+      const bool builds = std::any_of(input.files.begin(), input.files.end(),
+                                      [&](const RepoFile& file) { return file.path == kustomization; });
+      if (target.overlays && builds) {
+        if (input.notes != nullptr) {
+          input.notes->push_back(absl::StrCat(
+              fleet_yaml, ": targetCustomizations ", target.name, "'s yaml overlays (",
+              absl::StrJoin(target.overlay_names, ", "), ") are not applied: its clusters build ",
+              kustomization,
+              ", and Fleet applies yaml overlays to raw YAML folders only (make them kustomize "
+              "patches to change what those clusters get)"));
+        }
+      } else if (target.overlays && engine != "plain") {
         return absl::InvalidArgumentError(absl::StrCat(
             fleet_yaml, ": targetCustomizations ", target.name,
             " gives this cluster yaml overlays, which Fleet applies to plain YAML folders, and "
@@ -1549,8 +1567,9 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
             engine,
             ": make the overlay a kustomize overlay and name its folder in the target's "
             "kustomize.dir"));
+      } else {
+        placed.fleet_overlays = target.overlay_names;
       }
-      placed.fleet_overlays = target.overlay_names;
       if (!target.kustomize_dir.empty()) {
         dir = target.kustomize_dir;
         dir_from = absl::StrCat("targetCustomizations ", target.name, "'s kustomize.dir");
