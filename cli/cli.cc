@@ -234,6 +234,8 @@ constexpr BundleFlag kBundleFlags[] = {
     {"engine", [](const B& f, B* t) { t->set_engine(f.engine()); }},
     {"prune", [](const B& f, B* t) { t->mutable_sync()->set_prune(f.sync().prune()); }},
     {"self-heal", [](const B& f, B* t) { t->mutable_sync()->set_self_heal(f.sync().self_heal()); }},
+    {"prune-last",
+     [](const B& f, B* t) { t->mutable_sync()->set_prune_last(f.sync().prune_last()); }},
     {"create-namespace",
      [](const B& f, B* t) {
        t->mutable_sync()->set_create_namespace(f.sync().create_namespace());
@@ -591,9 +593,12 @@ class Cli {
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
     absl::StatusOr<bool> allow_removal = args_.TakeBool("allow-removal", false);
     absl::StatusOr<bool> create_namespace = args_.TakeBool("create-namespace", false);
-    for (const auto* b : {&prune, &self_heal, &replace, &allow_removal, &create_namespace}) {
+    absl::StatusOr<bool> prune_last = args_.TakeBool("prune-last", false);
+    for (const auto* b :
+         {&prune, &self_heal, &replace, &allow_removal, &create_namespace, &prune_last}) {
       if (!b->ok()) return Usage(std::string(b->status().message()));
     }
+    bundle->mutable_sync()->set_prune_last(*prune_last);
     bundle->mutable_sync()->set_prune(*prune);
     bundle->mutable_sync()->set_self_heal(*self_heal);
     bundle->mutable_sync()->set_create_namespace(*create_namespace);
@@ -1569,6 +1574,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "                                              fields left to others (an HPA's replicas):\n"
        "                                              not drift, applied with their live values\n"
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
+       "           [--prune-last]                     prune once every object is Healthy\n"
+       "                                              (Argo CD's PruneLast=true)\n"
        "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
        "           [--decrypt=sops]  decrypt SOPS files with the control plane's keys\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
@@ -1592,13 +1599,14 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "                                              from clusters it no longer matches",
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal",
-        "create-namespace"},
+        "create-namespace", "prune-last"},
        &Cli::BundleAdd},
       {{"bundle", "set"},
        "NAME [any of bundle add's flags] [--allow-removal]",
        "change only the flags given (--values= or --partition= clears one); the rest of\n"
        "its definition stays. Refused if it changed since it was read",
-       {"prune", "self-heal", "allow-empty", "substitute", "allow-removal", "create-namespace"},
+       {"prune", "self-heal", "allow-empty", "substitute", "allow-removal", "create-namespace",
+        "prune-last"},
        &Cli::BundleSet},
       {{"bundle", "history"},
        "NAME [--limit=10]",

@@ -707,7 +707,27 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   const bool sync_waiting = !waiting.empty();
   // Prune only once every object of the revision is applied: a replacement that failed (or
   // a later wave not yet reached) keeps what it replaces running.
-  const bool hold_prune = !errors->empty() || sync_waiting || stopped;
+  bool hold_prune = !errors->empty() || sync_waiting || stopped;
+  bundle.prune_waits = false;
+  // With prune-last, only once every object is Healthy too (Argo CD's PruneLast): the old
+  // Deployment of a renamed one serves until the new one is ready. Applied all the same.
+  if (!hold_prune && desired.sync().prune() && desired.sync().prune_last() && target_down.ok() &&
+      placed_all &&
+      std::any_of(inventory.begin(), inventory.end(),
+                  [&](const auto& entry) { return desired_keys.count(entry.first) == 0; })) {
+    for (int i : bundle.unsettled) {
+      if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
+    }
+    const v1::HealthState now = SummarizeHealth(bundle, target_down).overall();
+    if (now != v1::HEALTH_STATE_HEALTHY) {
+      hold_prune = true;
+      bundle.prune_waits = true;
+      waiting = absl::StrCat(
+          "prune waits for every object to be Healthy (prune-last; now ",
+          absl::AsciiStrToLower(v1::HealthState_Name(now).substr(sizeof("HEALTH_STATE_") - 1)),
+          ")");
+    }
+  }
 
   // Prune what left the bundle. Without prune, gitfleet just stops managing it.
   int pruned = 0;
@@ -1865,7 +1885,7 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     }
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
-                  bundle.unsaved || bundle.hooks_pending;
+                  bundle.unsaved || bundle.hooks_pending || bundle.prune_waits;
     if (!failed && !check_drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
       // Health is still moving (a rollout, a load balancer): look again.
       if (RecheckHealth(bundle)) changed.push_back(bundle.status);

@@ -119,6 +119,9 @@ class Reconciler {
     absl::Duration health_delay;  // doubles while rechecks change nothing
     // The desired revision's hooks have not all run: passes go on at next_retry.
     bool hooks_pending = false;
+    // What left the revision waits for it to be Healthy (prune-last): passes go on at
+    // next_retry.
+    bool prune_waits = false;
     // While record.removing: why the last try left objects in place.
     std::string removal_error;
     // ... and it was the revision's delete hooks (waiting or failed; removal_error says).

@@ -1697,6 +1697,50 @@ TEST_F(KubernetesApplierTest, AClaimWhoseVolumeWouldGoWithItIsNotPruned) {
   EXPECT_TRUE(fake_->Get("", "persistentvolumeclaims", "shop", "data").is_null());
 }
 
+// With prune-last (Argo CD's PruneLast=true), what left the bundle is pruned only once
+// every object of the revision is Healthy: a renamed Deployment's old one keeps serving
+// until the new one is ready.
+TEST_F(KubernetesApplierTest, PruneLastWaitsForTheRevisionToBeHealthy) {
+  auto with_prune_last = [&](const std::vector<v1::ManifestObject>& objects) {
+    v1::BundleUpdate update = Update(objects);
+    v1::SyncOptions sync = update.sync();
+    sync.set_prune_last(true);
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    update.set_revision(ComputeRevision(set, sync, ""));
+    *update.mutable_sync() = sync;
+    return update;
+  };
+  const v1::BundleUpdate first = with_prune_last({Ns("shop"), Deploy("web", 2), Cm("old")});
+  ASSERT_TRUE(reconciler_->OnUpdate(first).ack.ok());
+  SetDeploymentStatus("web", 2, 2);
+  const v1::BundleUpdate second = with_prune_last({Ns("shop"), Deploy("web-v2", 2)});
+  EXPECT_NE(second.revision(), Update({Ns("shop"), Deploy("web-v2", 2)}).revision())
+      << "the revision id covers it: an agent that does not know it refuses it";
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(second);
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("prune waits for every object to be Healthy (prune-last; now"));
+  EXPECT_EQ(outcome.status->applied_revision(), second.revision()) << "applied all the same";
+  EXPECT_FALSE(fake_->Get("apps", "deployments", "shop", "web").is_null()) << "still serving";
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "old").is_null());
+
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_FALSE(fake_->Get("apps", "deployments", "shop", "web").is_null());
+  SetDeploymentStatus("web-v2", 2, 2);
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("apps", "deployments", "shop", "web").is_null()) << "pruned once ready";
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "old").is_null());
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
+
+  // Without it, the old one goes as soon as the new one is applied.
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web-v3", 2)})).ack.ok());
+  EXPECT_TRUE(fake_->Get("apps", "deployments", "shop", "web-v2").is_null());
+}
+
 // A StatefulSet that deletes its claims with it (persistentVolumeClaimRetentionPolicy
 // whenDeleted: Delete), and a PersistentVolume whose deletion deletes its storage, are
 // not pruned without the operator's say-so; by default (Retain) they are.

@@ -244,6 +244,7 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   // Only when set, so revisions made before the option existed keep their ids.
   if (sync.create_namespace()) h.UpdateField("create-namespace");
   if (sync.keep_on_removal()) h.UpdateField("keep-on-removal");
+  if (sync.prune_last()) h.UpdateField("prune-last");
   for (const std::string& label : sync.namespace_labels()) {
     h.UpdateField("namespace-label");
     h.UpdateField(label);
