@@ -55,11 +55,10 @@ v1::Hello Agent::BuildHello() {
     hello_digest_ = digest_;
     hello.set_api_versions_digest(hello_digest_);
     // A control plane of this fleet said it holds this list: the digest says it.
-    const bool alone = !fleet_id_.empty() && held_apis_.first == fleet_id_ &&
-                       held_apis_.second == hello_digest_;
+    const bool alone =
+        !fleet_id_.empty() && held_apis_.first == fleet_id_ && held_apis_.second == hello_digest_;
     if (!alone) {
-      hello.mutable_api_versions()->Assign(facts.api_versions->begin(),
-                                           facts.api_versions->end());
+      hello.mutable_api_versions()->Assign(facts.api_versions->begin(), facts.api_versions->end());
     }
   }
   for (const v1::HeldRevision& held : held_) *hello.add_held() = held;
@@ -92,7 +91,7 @@ void Agent::SendFacts() {
     facts->mutable_api_versions()->Assign(now.api_versions->begin(), now.api_versions->end());
   }
   GF_LOG(INFO) << (asked ? "the control plane asked what the cluster serves (Kubernetes "
-                          : "the cluster changed since the control plane was told (Kubernetes ")
+                         : "the cluster changed since the control plane was told (Kubernetes ")
                << facts->kubernetes_version() << ", " << facts->api_versions_size()
                << " API versions); telling it";
   client_->Send(message);

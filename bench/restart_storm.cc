@@ -135,7 +135,8 @@ int Main() {
       agents, absl::GetFlag(FLAGS_objects), back.size(), bench::Median(down), bench::Median(back),
       *std::max_element(back.begin(), back.end()), bench::Median(attempts),
       static_cast<long long>(resent_messages), static_cast<long long>(resent_bytes),
-      bench::Median(hello_mb), bench::Median(cpu), *std::max_element(rss.begin(), rss.end()) / (1 << 20));
+      bench::Median(hello_mb), bench::Median(cpu),
+      *std::max_element(rss.begin(), rss.end()) / (1 << 20));
   return 0;
 }
 

@@ -80,7 +80,7 @@ class Swarm::Agent : public std::enable_shared_from_this<Swarm::Agent> {
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   Redial redial_ ABSL_GUARDED_BY(mu_){absl::Milliseconds(250), absl::Seconds(30)};  // as the agent
   bool ack_carries_status_ ABSL_GUARDED_BY(mu_) = false;  // from the current welcome
-  bool apis_held_ ABSL_GUARDED_BY(mu_) = false;            // from the last welcome
+  bool apis_held_ ABSL_GUARDED_BY(mu_) = false;           // from the last welcome
 };
 
 // One Connect call. Deletes itself when the call is done.

@@ -153,12 +153,12 @@ std::vector<v1::ClusterCondition> Reconciler::Conditions() const {
     if (removing++ == 0 && bundle.removal_hooks) {
       removals.set_ok(false);
       removals.set_reason("DeleteHooks");
-      removals.set_message(absl::StrCat(
-          "bundle ", name, " was removed; ",
-          left > 0 ? absl::StrCat(left, left == 1 ? " object waits" : " objects wait",
-                                  " for its delete hooks: ")
-                   : "its delete hooks: ",
-          bundle.removal_error));
+      removals.set_message(
+          absl::StrCat("bundle ", name, " was removed; ",
+                       left > 0 ? absl::StrCat(left, left == 1 ? " object waits" : " objects wait",
+                                               " for its delete hooks: ")
+                                : "its delete hooks: ",
+                       bundle.removal_error));
     } else if (removing == 1) {
       removals.set_ok(false);
       removals.set_reason("PruneIncomplete");
@@ -712,9 +712,9 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   // With prune-last, only once every object is Healthy too (Argo CD's PruneLast): the old
   // Deployment of a renamed one serves until the new one is ready. Applied all the same.
   if (!hold_prune && desired.sync().prune() && desired.sync().prune_last() && target_down.ok() &&
-      placed_all &&
-      std::any_of(inventory.begin(), inventory.end(),
-                  [&](const auto& entry) { return desired_keys.count(entry.first) == 0; })) {
+      placed_all && std::any_of(inventory.begin(), inventory.end(), [&](const auto& entry) {
+        return desired_keys.count(entry.first) == 0;
+      })) {
     for (int i : bundle.unsettled) {
       if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
     }
@@ -1822,9 +1822,9 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   }
   if (left.empty() && post_delete) {
     std::string detail = StillDeleting(record, context);
-    const HookStep step = !detail.empty() ? HookStep::kWaiting
-                                          : RunHookPhase(bundle, plan, HookPhase::kPostDelete,
-                                                         context, &detail);
+    const HookStep step =
+        !detail.empty() ? HookStep::kWaiting
+                        : RunHookPhase(bundle, plan, HookPhase::kPostDelete, context, &detail);
     if (step != HookStep::kDone) {
       if (step == HookStep::kFailed) {
         GF_LOG(WARNING) << "bundle " << record.bundle() << " (removed): " << detail

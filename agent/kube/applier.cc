@@ -842,9 +842,9 @@ absl::StatusOr<std::string> KubernetesApplier::ClaimDestroys(const json& claim) 
           ? spec["volumeName"].get<std::string>()
           : std::string();
   if (volume.empty()) return std::string();  // never bound: no data of its own
-  const std::string how = absl::StrCat("; it is pruned at once when it is annotated ",
-                                       kPruneAnnotation,
-                                       "=true, or once the volume's reclaim policy is Retain");
+  const std::string how =
+      absl::StrCat("; it is pruned at once when it is annotated ", kPruneAnnotation,
+                   "=true, or once the volume's reclaim policy is Retain");
   absl::StatusOr<KubeResponse> response =
       client_->Do("GET", absl::StrCat("/api/v1/persistentvolumes/", UrlEncode(volume)));
   if (!response.ok()) return response.status();
@@ -868,8 +868,10 @@ absl::StatusOr<std::string> KubernetesApplier::ClaimDestroys(const json& claim) 
   if (policy == "Retain") return std::string();
   if (policy.empty()) policy = "unknown";
   return absl::StrCat("it is bound to PersistentVolume ", volume, ", whose reclaim policy is ",
-                      policy, ": deleting the claim would delete the volume's data, and nothing "
-                      "in Git could bring it back", how);
+                      policy,
+                      ": deleting the claim would delete the volume's data, and nothing "
+                      "in Git could bring it back",
+                      how);
 }
 
 absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::ObjectKey& key,
@@ -886,8 +888,8 @@ absl::StatusOr<std::string> KubernetesApplier::DeletionDestroys(const v1::Object
   if (claim) return ClaimDestroys(live.object);
   const json spec = live.object.value("spec", json::object());
   if ((volume || stateful) && !spec.is_object()) return std::string();
-  const std::string how = absl::StrCat("; it is pruned at once when it is annotated ",
-                                       kPruneAnnotation, "=true");
+  const std::string how =
+      absl::StrCat("; it is pruned at once when it is annotated ", kPruneAnnotation, "=true");
   if (volume) {
     // The API makes a volume written without a policy Retain; a provisioner's are Delete,
     // and deleting the volume itself then deletes the storage behind it (CSI's

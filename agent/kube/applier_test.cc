@@ -1640,14 +1640,14 @@ TEST_F(KubernetesApplierTest, ANamespaceThatHoldsVolumeClaimsIsNotPruned) {
 // on the live object.
 TEST_F(KubernetesApplierTest, AClaimWhoseVolumeWouldGoWithItIsNotPruned) {
   auto claim = [](const std::string& name) {
-    return Obj(absl::StrCat("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: ",
-                            name,
-                            "\n  namespace: shop\nspec:\n  accessModes: [ReadWriteOnce]\n"
-                            "  resources: {requests: {storage: 1Gi}}\n"));
+    return Obj(
+        absl::StrCat("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: ", name,
+                     "\n  namespace: shop\nspec:\n  accessModes: [ReadWriteOnce]\n"
+                     "  resources: {requests: {storage: 1Gi}}\n"));
   };
   ASSERT_TRUE(reconciler_
-                  ->OnUpdate(Update({Ns("shop"), Cm("x"), claim("data"), claim("archive"),
-                                     claim("scratch")}))
+                  ->OnUpdate(Update(
+                      {Ns("shop"), Cm("x"), claim("data"), claim("archive"), claim("scratch")}))
                   .ack.ok());
   auto bind = [&](const std::string& name, const std::string& volume, const std::string& policy) {
     fake_->Put("", "persistentvolumes",
@@ -1759,11 +1759,11 @@ TEST_F(KubernetesApplierTest, WhatWouldTakeVolumesWithItIsNotPruned) {
         "    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"));
   };
   auto volume = [](const std::string& name, const std::string& policy) {
-    return Obj(absl::StrCat(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: ", name,
-        "\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n",
-        policy.empty() ? "" : "  persistentVolumeReclaimPolicy: " + policy + "\n",
-        "  hostPath: {path: /data/", name, "}\n"));
+    return Obj(
+        absl::StrCat("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: ", name,
+                     "\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n",
+                     policy.empty() ? "" : "  persistentVolumeReclaimPolicy: " + policy + "\n",
+                     "  hostPath: {path: /data/", name, "}\n"));
   };
   ASSERT_TRUE(reconciler_
                   ->OnUpdate(Update({Ns("shop"), Cm("x"), stateful("db", "Delete"),
@@ -1794,9 +1794,8 @@ TEST_F(KubernetesApplierTest, WhatWouldTakeVolumesWithItIsNotPruned) {
   for (const auto& [group, resource, ns, name] :
        std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
            {"apps", "statefulsets", "shop", "db"}, {"", "persistentvolumes", "", "pv-delete"}}) {
-    fake_->Mutate(group, resource, ns, name, [](json& o) {
-      o["metadata"]["annotations"]["gitfleet.io/prune"] = "true";
-    });
+    fake_->Mutate(group, resource, ns, name,
+                  [](json& o) { o["metadata"]["annotations"]["gitfleet.io/prune"] = "true"; });
   }
   outcome = reconciler_->OnUpdate(dropped);
   ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
@@ -2143,8 +2142,8 @@ TEST_F(KubernetesHooksTest, PostDeleteHooksWaitForFinalizersToFinish) {
     return std::string("none");
   };
   const std::vector<v1::ManifestObject> objects = {
-      Ns("shop"), Cm("a"), Cm("b", "shop", "1", "  finalizers: [example.com/cleanup]\n"),
-      Cm("c"), HookJob("farewell-", "PostDelete", "HookSucceeded")};
+      Ns("shop"), Cm("a"), Cm("b", "shop", "1", "  finalizers: [example.com/cleanup]\n"), Cm("c"),
+      HookJob("farewell-", "PostDelete", "HookSucceeded")};
   ASSERT_TRUE(reconciler_->OnUpdate(Update(objects)).ack.ok());
   RemoveBundle("web");
   EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());

@@ -70,8 +70,8 @@ TEST(ValidateHelloTest, BoundsTheClustersVersionAndApis) {
   digest.set_api_versions_digest("0123456789abcdef01234567");
   EXPECT_TRUE(ValidateHello(digest).ok());
   digest.set_api_versions_digest("../../etc/passwd");
-  EXPECT_THAT(ValidateHello(digest), StatusIs(absl::StatusCode::kInvalidArgument,
-                                              HasSubstr("api_versions_digest")));
+  EXPECT_THAT(ValidateHello(digest),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("api_versions_digest")));
   digest.set_api_versions_digest("0123456789ABCDEF01234567");
   EXPECT_FALSE(ValidateHello(digest).ok());
 }

@@ -1831,8 +1831,9 @@ TEST_F(ControllerTest, KustomizeHelmChartsRenderForEachClusterToo) {
   v1::Bundle jsonnet = Bundle("js", "apps/kz");
   jsonnet.set_engine("jsonnet");
   jsonnet.set_helm_kube_version("1.30");
-  EXPECT_THAT(controller_->AddBundle(jsonnet, false).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a jsonnet bundle renders none")));
+  EXPECT_THAT(
+      controller_->AddBundle(jsonnet, false).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a jsonnet bundle renders none")));
 }
 
 // A bundle rendered before gitfleet read targetCustomizations' helm values keeps rendering

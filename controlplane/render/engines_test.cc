@@ -659,10 +659,10 @@ TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
       "helmGlobals: {chartHome: vendored}\n";
   set = renderer.Render(capable);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_THAT(KeysWithData(*set, "capabilities"),
-              ::testing::ElementsAre(
-                  "/ConfigMap//shop-committed api=monitoring.coreos.com/v1 kube=1.25 ",
-                  "/ConfigMap//shop-front api=monitoring.coreos.com/v1 kube=1.30.2 "));
+  EXPECT_THAT(
+      KeysWithData(*set, "capabilities"),
+      ::testing::ElementsAre("/ConfigMap//shop-committed api=monitoring.coreos.com/v1 kube=1.25 ",
+                             "/ConfigMap//shop-front api=monitoring.coreos.com/v1 kube=1.30.2 "));
   // kustomize 5.5 gives a chart without apiVersions of its own another chart's list when
   // one sets its own: refused, saying what to do.
   files[1].content =

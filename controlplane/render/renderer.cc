@@ -1546,10 +1546,11 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       // kustomization.yaml, it builds that and leaves the overlays unread.
       const std::string built = target.kustomize_dir.empty() ? dir : target.kustomize_dir;
       const std::string kustomization =
-          absl::StrCat(input.path.empty() ? "" : input.path + "/",
-                       built.empty() ? "" : built + "/", "kustomization.yaml");
-      const bool builds = std::any_of(input.files.begin(), input.files.end(),
-                                      [&](const RepoFile& file) { return file.path == kustomization; });
+          absl::StrCat(input.path.empty() ? "" : input.path + "/", built.empty() ? "" : built + "/",
+                       "kustomization.yaml");
+      const bool builds =
+          std::any_of(input.files.begin(), input.files.end(),
+                      [&](const RepoFile& file) { return file.path == kustomization; });
       if (target.overlays && builds) {
         if (input.notes != nullptr) {
           input.notes->push_back(absl::StrCat(

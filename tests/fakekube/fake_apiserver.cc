@@ -1289,8 +1289,7 @@ void FakeApiServer::ReapLocked(const std::string& key) {
   if (it == objects_.end()) return;
   const json& meta = it->second["metadata"];
   if (!meta.is_object() || !meta.contains("deletionTimestamp")) return;
-  if (meta.contains("finalizers") && meta["finalizers"].is_array() &&
-      !meta["finalizers"].empty()) {
+  if (meta.contains("finalizers") && meta["finalizers"].is_array() && !meta["finalizers"].empty()) {
     return;
   }
   objects_.erase(it);  // its last finalizer removed: the deletion it waited for ends

@@ -31,24 +31,25 @@ std::string WriteFakeHelm(const std::string& dir) {
 }
 
 std::string WriteValuesEchoHelm(const std::string& dir) {
-  return WriteHelm(dir,
-                   "#!/bin/sh\n"
-                   "[ \"$1\" = version ] && { echo v3.14.0+gfake; exit 0; }\n"
-                   "[ -f \"$3/Chart.yaml\" ] || { echo \"Error: Chart.yaml file is missing\" >&2; "
-                   "exit 1; }\n"
-                   "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"
-                   "vals=''\n"
-                   "caps=''\n"
-                   "prev=''\n"
-                   "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
-                   "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
-                   "  case \"$a\" in --values=*) f=\"${a#--values=}\"; "
-                   "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
-                   "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
-                   "  --api-versions=*) caps=\"${caps}api=${a#--api-versions=} \";; esac; done\n"
-                   "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
-                   "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
-                   "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n");
+  return WriteHelm(
+      dir,
+      "#!/bin/sh\n"
+      "[ \"$1\" = version ] && { echo v3.14.0+gfake; exit 0; }\n"
+      "[ -f \"$3/Chart.yaml\" ] || { echo \"Error: Chart.yaml file is missing\" >&2; "
+      "exit 1; }\n"
+      "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"
+      "vals=''\n"
+      "caps=''\n"
+      "prev=''\n"
+      "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
+      "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
+      "  case \"$a\" in --values=*) f=\"${a#--values=}\"; "
+      "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
+      "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
+      "  --api-versions=*) caps=\"${caps}api=${a#--api-versions=} \";; esac; done\n"
+      "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
+      "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
+      "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {
