@@ -4,6 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 
@@ -40,6 +41,25 @@ std::string RecreateAskedBy(const std::function<std::string(const char* name)>& 
     }
   }
   return "";
+}
+
+bool AsksPruneLast(const v1::ManifestObject& object) {
+  // Most manifests do not say it: skip the parse.
+  if (object.yaml().find("PruneLast") == std::string::npos) return false;
+  std::string options;
+  try {
+    const YAML::Node annotations = YAML::Load(object.yaml())["metadata"]["annotations"];
+    if (!annotations || !annotations.IsMap()) return false;
+    const YAML::Node value = annotations[kArgoSyncOptionsAnnotation];
+    if (!value || !value.IsScalar()) return false;
+    options = value.Scalar();
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+  for (absl::string_view option : absl::StrSplit(options, ',', absl::SkipWhitespace())) {
+    if (absl::StripAsciiWhitespace(option) == "PruneLast=true") return true;
+  }
+  return false;
 }
 
 void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {

@@ -64,6 +64,11 @@ inline constexpr char kForceAnnotation[] = "gitfleet.io/force";
 inline constexpr char kFluxForceAnnotation[] = "kustomize.toolkit.fluxcd.io/force";
 std::string RecreateAskedBy(const std::function<std::string(const char* name)>& annotation);
 
+// Whether the manifest asks Argo CD's sync option PruneLast=true
+// (argocd.argoproj.io/sync-options): once it leaves the bundle, it is pruned only after
+// every object of the revision is Healthy.
+bool AsksPruneLast(const v1::ManifestObject& object);
+
 struct ApplyContext {
   std::string bundle;
   std::string target_namespace;

@@ -406,6 +406,16 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     placed[object] = KeyString(k);
     inventory[KeyString(k)] = k;
   }
+  // The objects whose manifests ask Argo CD's PruneLast=true: remembered while they are in
+  // the inventory, since one that leaves the bundle is no longer in the revision to ask.
+  std::set<std::string> last_keys(record.prune_last().begin(), record.prune_last().end());
+  for (const v1::ManifestObject* object : objects) {
+    if (AsksPruneLast(*object)) {
+      last_keys.insert(placed[object]);
+    } else {
+      last_keys.erase(placed[object]);
+    }
+  }
   absl::Status saved;
   if (inventory.size() != known) {
     record.clear_inventory();
@@ -707,23 +717,33 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
   const bool sync_waiting = !waiting.empty();
   // Prune only once every object of the revision is applied: a replacement that failed (or
   // a later wave not yet reached) keeps what it replaces running.
-  bool hold_prune = !errors->empty() || sync_waiting || stopped;
+  const bool hold_prune = !errors->empty() || sync_waiting || stopped;
+  // With prune-last (the bundle's, or Argo CD's PruneLast=true on the object as it was
+  // applied), only once every object is Healthy too: the old Deployment of a renamed one
+  // serves until the new one is ready. The revision counts as applied all the same.
   bundle.prune_waits = false;
-  // With prune-last, only once every object is Healthy too (Argo CD's PruneLast): the old
-  // Deployment of a renamed one serves until the new one is ready. Applied all the same.
-  if (!hold_prune && desired.sync().prune() && desired.sync().prune_last() && target_down.ok() &&
-      placed_all && std::any_of(inventory.begin(), inventory.end(), [&](const auto& entry) {
-        return desired_keys.count(entry.first) == 0;
-      })) {
+  auto last = [&](const std::string& k) {
+    return desired.sync().prune_last() || last_keys.count(k) > 0;
+  };
+  int last_waiting = 0;
+  if (!hold_prune && desired.sync().prune() && target_down.ok() && placed_all) {
+    for (const auto& [k, key] : inventory) last_waiting += desired_keys.count(k) == 0 && last(k);
+  }
+  if (last_waiting > 0) {
     for (int i : bundle.unsettled) {
       if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
     }
     const v1::HealthState now = SummarizeHealth(bundle, target_down).overall();
-    if (now != v1::HEALTH_STATE_HEALTHY) {
-      hold_prune = true;
+    if (now == v1::HEALTH_STATE_HEALTHY) {
+      last_waiting = 0;
+    } else {
       bundle.prune_waits = true;
       waiting = absl::StrCat(
-          "prune waits for every object to be Healthy (prune-last; now ",
+          last_waiting,
+          last_waiting == 1 ? " object that left the bundle waits"
+                            : " objects that left the bundle wait",
+          " for every object to be Healthy before it is pruned (",
+          desired.sync().prune_last() ? "prune-last" : "PruneLast=true", "; now ",
           absl::AsciiStrToLower(v1::HealthState_Name(now).substr(sizeof("HEALTH_STATE_") - 1)),
           ")");
     }
@@ -748,6 +768,10 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     if (!target_down.ok() || !placed_all || hold_prune) {
       kept_inventory.push_back(key);  // decided on a later pass
       if (hold_prune && desired.sync().prune()) ++prune_held;
+      continue;
+    }
+    if (last_waiting > 0 && last(k)) {
+      kept_inventory.push_back(key);  // once the revision is Healthy
       continue;
     }
     if (desired.sync().prune()) {
@@ -785,7 +809,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                  << (released > static_cast<int>(released_names.size()) ? ", ..." : "");
   }
   record.clear_inventory();
-  for (v1::ObjectKey& key : kept_inventory) *record.add_inventory() = std::move(key);
+  record.clear_prune_last();
+  for (v1::ObjectKey& key : kept_inventory) {
+    if (last_keys.count(KeyString(key)) > 0) record.add_prune_last(KeyString(key));
+    *record.add_inventory() = std::move(key);
+  }
   if (!record.handing_over().empty()) RecordHandovers(bundle, {});  // what is over goes
   if (handing_over != bundle.handing_over && handing_over > 0) {
     GF_LOG(INFO) << "bundle " << desired.bundle() << ": " << handing_over

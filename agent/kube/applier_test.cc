@@ -1722,7 +1722,8 @@ TEST_F(KubernetesApplierTest, PruneLastWaitsForTheRevisionToBeHealthy) {
   ASSERT_TRUE(outcome.status.has_value());
   EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_APPLYING);
   EXPECT_THAT(outcome.status->message(),
-              HasSubstr("prune waits for every object to be Healthy (prune-last; now"));
+              HasSubstr("2 objects that left the bundle wait for every object to be Healthy "
+                        "before it is pruned (prune-last; now"));
   EXPECT_EQ(outcome.status->applied_revision(), second.revision()) << "applied all the same";
   EXPECT_FALSE(fake_->Get("apps", "deployments", "shop", "web").is_null()) << "still serving";
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "old").is_null());
@@ -1736,9 +1737,27 @@ TEST_F(KubernetesApplierTest, PruneLastWaitsForTheRevisionToBeHealthy) {
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_SYNCED) << changed[0].message();
 
-  // Without it, the old one goes as soon as the new one is applied.
-  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web-v3", 2)})).ack.ok());
+  // Without it, the old one goes as soon as the new one is applied, unless its manifest
+  // asked Argo CD's PruneLast=true when it was applied: then it alone waits.
+  v1::ManifestObject last = Cm("last", "shop", "1",
+                               "  annotations:\n    argocd.argoproj.io/sync-options: "
+                               "\"Prune=true, PruneLast=true\"\n");
+  ASSERT_TRUE(
+      reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web-v2", 2), last, Cm("plain")})).ack.ok());
+  outcome = reconciler_->OnUpdate(Update({Ns("shop"), Deploy("web-v3", 2)}));
+  ASSERT_TRUE(outcome.ack.ok()) << outcome.ack.DebugString();
   EXPECT_TRUE(fake_->Get("apps", "deployments", "shop", "web-v2").is_null());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "plain").is_null());
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "last").is_null()) << "web-v3 is not ready";
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("1 object that left the bundle waits for every object to be Healthy "
+                        "before it is pruned (PruneLast=true"));
+  Restart();  // remembered in the agent's state; its first pass looks at everything
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "last").is_null());
+  SetDeploymentStatus("web-v3", 2, 2);
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "last").is_null());
 }
 
 // A StatefulSet that deletes its claims with it (persistentVolumeClaimRetentionPolicy
