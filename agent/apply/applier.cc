@@ -7,15 +7,25 @@
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
+namespace {
+
+// Whether Argo CD's sync-options annotation value `options` ("Prune=false,Replace=true")
+// holds `option`.
+bool HasArgoSyncOption(absl::string_view options, absl::string_view option) {
+  for (absl::string_view listed : absl::StrSplit(options, ',', absl::SkipWhitespace())) {
+    if (absl::StripAsciiWhitespace(listed) == option) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 std::string KeptByAnnotation(const std::function<std::string(const char* name)>& annotation) {
   if (annotation(kPruneAnnotation) == "false") return absl::StrCat(kPruneAnnotation, "=false");
   const std::string argo = annotation(kArgoSyncOptionsAnnotation);
-  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
-    option = absl::StripAsciiWhitespace(option);
-    if (option == "Prune=false" || option == "Delete=false") {
+  for (const char* option : {"Prune=false", "Delete=false"}) {
+    if (HasArgoSyncOption(argo, option))
       return absl::StrCat(kArgoSyncOptionsAnnotation, "=", option);
-    }
   }
   if (annotation(kFluxPruneAnnotation) == "disabled") {
     return absl::StrCat(kFluxPruneAnnotation, "=disabled");
@@ -34,11 +44,8 @@ std::string RecreateAskedBy(const std::function<std::string(const char* name)>& 
       return absl::StrCat(name, "=", annotation(name));
     }
   }
-  const std::string argo = annotation(kArgoSyncOptionsAnnotation);
-  for (absl::string_view option : absl::StrSplit(argo, ',', absl::SkipWhitespace())) {
-    if (absl::StripAsciiWhitespace(option) == "Force=true") {
-      return absl::StrCat(kArgoSyncOptionsAnnotation, "=Force=true");
-    }
+  if (HasArgoSyncOption(annotation(kArgoSyncOptionsAnnotation), "Force=true")) {
+    return absl::StrCat(kArgoSyncOptionsAnnotation, "=Force=true");
   }
   return "";
 }
@@ -56,10 +63,7 @@ bool AsksPruneLast(const v1::ManifestObject& object) {
   } catch (const YAML::Exception&) {
     return false;
   }
-  for (absl::string_view option : absl::StrSplit(options, ',', absl::SkipWhitespace())) {
-    if (absl::StripAsciiWhitespace(option) == "PruneLast=true") return true;
-  }
-  return false;
+  return HasArgoSyncOption(options, "PruneLast=true");
 }
 
 void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {

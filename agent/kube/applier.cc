@@ -845,20 +845,17 @@ absl::StatusOr<std::string> KubernetesApplier::ClaimDestroys(const json& claim) 
   const std::string how =
       absl::StrCat("; it is pruned at once when it is annotated ", kPruneAnnotation,
                    "=true, or once the volume's reclaim policy is Retain");
-  absl::StatusOr<KubeResponse> response =
-      client_->Do("GET", absl::StrCat("/api/v1/persistentvolumes/", UrlEncode(volume)));
-  if (!response.ok()) return response.status();
-  if (response->code == 404) return std::string();  // its volume is gone already
-  if (response->code != 200) {
+  absl::StatusOr<json> pv = Get(absl::StrCat("/api/v1/persistentvolumes/", UrlEncode(volume)));
+  if (!pv.ok()) {
     // Unknown is not empty: a claim whose volume cannot be read stays (the agent's role
     // needs `get` on persistentvolumes, as deploy/kubernetes/agent.yaml grants).
     return absl::StrCat("it is bound to PersistentVolume ", volume,
                         ", which cannot be read to tell whether deleting the claim deletes its "
                         "data (",
-                        response->ToStatus().message(), ")", how);
+                        pv.status().message(), ")", how);
   }
-  const json pv = json::parse(response->body, nullptr, false);
-  const json pv_spec = pv.is_object() ? pv.value("spec", json::object()) : json::object();
+  if (pv->is_null()) return std::string();  // its volume is gone already
+  const json pv_spec = pv->is_object() ? pv->value("spec", json::object()) : json::object();
   std::string policy = pv_spec.is_object() && pv_spec.contains("persistentVolumeReclaimPolicy") &&
                                pv_spec["persistentVolumeReclaimPolicy"].is_string()
                            ? pv_spec["persistentVolumeReclaimPolicy"].get<std::string>()
