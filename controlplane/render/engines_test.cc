@@ -2414,3 +2414,24 @@ TEST(JsonnetRendererTest, ObjectOfObjectsAndErrors) {
 
 }  // namespace
 }  // namespace gitfleet
+
+namespace gitfleet {
+namespace {
+
+// Fleet's post-render adds the chart's output to the kustomization once, first; what it
+// writes back reads as a kustomization again, or the rewrite fails saying so (a fuzzer
+// found bytes yaml-cpp reads but writes back in a form it cannot read).
+TEST(WithChartOutputResourceTest, WritesWhatReadsBackOrSaysSo) {
+  absl::StatusOr<std::string> with =
+      WithChartOutputResource("k.yaml", "namePrefix: shop-\nresources: [a.yaml]\n");
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_THAT(*with, HasSubstr("- fleet-manifests.yaml\n  - a.yaml"));
+  EXPECT_EQ(*WithChartOutputResource("k.yaml", *with), *with) << "once";
+  const std::string odd("resources:\n- c\n...\0 \xff\xff\xff\xff\xff\xff", 26);
+  EXPECT_THAT(WithChartOutputResource("k.yaml", odd).status().message(),
+              HasSubstr("k.yaml: cannot be written back with the chart's output: it holds "
+                        "characters YAML cannot write"));
+}
+
+}  // namespace
+}  // namespace gitfleet

@@ -243,7 +243,27 @@ absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": cannot be written back with the chart's output: ", out.GetLastError()));
     }
-    return std::string(out.c_str()) + "\n";
+    std::string written = std::string(out.c_str()) + "\n";
+    // yaml-cpp reads some bytes (a NUL, bytes that are not UTF-8) into scalars that it
+    // writes back as YAML it cannot read: what kustomize gets must read as what was meant.
+    std::string unreadable;
+    if (absl::Status bounds = CheckYamlBounds(written, path); !bounds.ok()) {
+      unreadable = std::string(bounds.message());
+    } else {
+      try {
+        (void)YAML::Load(written);
+      } catch (const YAML::Exception& e) {
+        unreadable = e.msg;
+      }
+    }
+    if (!unreadable.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path,
+                       ": cannot be written back with the chart's output: it holds characters YAML "
+                       "cannot write (",
+                       unreadable, ")"));
+    }
+    return written;
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, " cannot be read: ", e.what()));
   }
