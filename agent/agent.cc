@@ -69,11 +69,10 @@ v1::Hello Agent::BuildHello() {
 std::string Agent::DigestOf(const std::vector<std::string>& list) {
   if (std::is_sorted(list.begin(), list.end()) &&
       std::adjacent_find(list.begin(), list.end()) == list.end()) {
-    return ApiVersionsDigest(list);
+    return ApiVersionsDigest(list);  // as discovery reads it: no copy
   }
   std::vector<std::string> sorted = list;
-  std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  SortApiVersions(&sorted);
   return ApiVersionsDigest(sorted);
 }
 

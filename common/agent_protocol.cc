@@ -1,5 +1,7 @@
 #include "common/agent_protocol.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
@@ -9,6 +11,11 @@ namespace gitfleet {
 
 std::string ApiVersionsDigest(const std::vector<std::string>& sorted) {
   return absl::BytesToHexString(crypto::Sha256(absl::StrJoin(sorted, "\n"))).substr(0, 24);
+}
+
+void SortApiVersions(std::vector<std::string>* list) {
+  if (!std::is_sorted(list->begin(), list->end())) std::sort(list->begin(), list->end());
+  list->erase(std::unique(list->begin(), list->end()), list->end());
 }
 
 bool IsApiVersionsDigest(const std::string& digest) {

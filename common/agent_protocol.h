@@ -30,6 +30,9 @@ inline constexpr int kMaxApiVersionBytes = 317;  // a group (253), a version, a 
 // The digest that names a list of API versions (Hello.api_versions_digest), sorted and
 // without repeats: 24 hex digits of its SHA-256. Agent and control plane compute it alike.
 std::string ApiVersionsDigest(const std::vector<std::string>& sorted);
+// Sorts `list` and drops repeats, as ApiVersionsDigest wants it (agents send it sorted:
+// checked in one pass, sorted only when not).
+void SortApiVersions(std::vector<std::string>* list);
 // Whether `digest` has ApiVersionsDigest's form.
 bool IsApiVersionsDigest(const std::string& digest);
 

@@ -1842,9 +1842,7 @@ Hub::PreparedApis Hub::PrepareApiVersions(
   PreparedApis out;
   if (apis.empty()) return out;
   std::vector<std::string> sorted(apis.begin(), apis.end());
-  // Agents send them sorted: checked in one pass, sorted only when not.
-  if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  SortApiVersions(&sorted);
   out.digest = ApiVersionsDigest(sorted);
   out.apis = std::make_shared<const std::vector<std::string>>(std::move(sorted));
   return out;
