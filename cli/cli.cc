@@ -394,6 +394,28 @@ class Cli {
     if (absl::Status s = ValidateName("caller", w[2]); !s.ok()) {
       return Usage(std::string(s.message()));
     }
+    // A team's share of the fleet: the SCOPE fields of the line, checked as the control
+    // plane will read them.
+    std::vector<std::string> scope_fields;
+    for (const char* key : {"bundles", "sources", "repos", "credentials", "clusters"}) {
+      if (std::optional<std::string> value = args_.Take(key)) {
+        const bool spaced = absl::StrContains(*value, ' ') || absl::StrContains(*value, '\t');
+        if (absl::StrContains(*value, '"')) {
+          return Usage(absl::StrCat("--", key, " holds a double quote"));
+        }
+        scope_fields.push_back(spaced ? absl::StrCat(key, "=\"", *value, "\"")
+                                      : absl::StrCat(key, "=", *value));
+      }
+    }
+    if (!scope_fields.empty()) {
+      std::vector<std::string> unquoted;
+      for (const std::string& field : scope_fields) {
+        unquoted.push_back(absl::StrReplaceAll(field, {{"\"", ""}}));
+      }
+      if (absl::StatusOr<Scope> scope = Scope::Parse(unquoted); !scope.ok()) {
+        return Usage(absl::StrCat("token ", w[1], ": ", scope.status().message()));
+      }
+    }
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     std::string token;
     if (generate) {
@@ -415,7 +437,7 @@ class Cli {
         return Usage("token hash: no token in --token-file, $GITFLEET_TOKEN or standard input");
     }
     if (generate) out_ << token << "\n";
-    out_ << TokenLine(w[2], *role, token) << "\n";
+    out_ << TokenLine(w[2], *role, token, absl::StrJoin(scope_fields, " ")) << "\n";
     if (generate) {
       err_ << "gitfleetctl: the first line is the token (shown once: give it to the caller); "
               "the second goes into the control plane's --api-tokens file\n";
@@ -767,8 +789,13 @@ class Cli {
     Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CURRENT", "OBJECTS", "COMMIT",
                  "REVISION", "ROLLOUT", "ERROR"});
     for (const v1::BundleInfo& b : response.bundles()) {
+      // A team's bundle: the clusters its scope covers as well.
+      const v1::BundleScope& scope = b.bundle().scope();
       table.Add({b.bundle().name(), b.bundle().source(), b.bundle().path(), b.engine(),
-                 b.bundle().selector(),
+                 scope.clusters().empty()
+                     ? b.bundle().selector()
+                     : absl::StrCat(b.bundle().selector(), b.bundle().selector().empty() ? "" : " ",
+                                    "[scope of ", scope.caller(), ": ", scope.clusters(), "]"),
                  absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
                  absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
                  absl::StrCat(b.pinned_commit().empty()
@@ -1696,14 +1723,16 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {},
        &Cli::Backup},
       {{"token", "new"},
-       "NAME ROLE",
+       "NAME ROLE [SCOPE]",
        "a new random API token, and its line for --api-tokens",
        {},
        &Cli::TokenNew},
       {{"token", "hash"},
-       "NAME ROLE",
+       "NAME ROLE [SCOPE]",
        "the --api-tokens line for the token in --token-file, $GITFLEET_TOKEN\n"
-       "or standard input (roles: viewer, operator, admin)",
+       "or standard input (roles: viewer, operator, admin). SCOPE gives a\n"
+       "team part of the fleet: --bundles=GLOB,.. --sources=GLOB,..\n"
+       "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR",
        {},
        &Cli::TokenHash},
       {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},

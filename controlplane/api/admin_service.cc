@@ -314,6 +314,66 @@ class FailedWriter : public WriteReactor<W> {
   const grpc::Status status_;
 };
 
+// Those of `entries` that `keep`, at most `max` of them (0: all).
+template <typename Entry, typename Keep>
+std::vector<Entry> InScope(std::vector<Entry> entries, size_t max, const Keep& keep) {
+  std::vector<Entry> out;
+  for (Entry& entry : entries) {
+    if (max > 0 && out.size() >= max) break;
+    if (keep(entry)) out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+// What a scoped caller may define as a source: a name its scope covers, reading a
+// repository under its repos= and naming only credentials its credentials= covers (a
+// credential found by URL prefix is the repository's own). Submodules are refused: they
+// may name repositories outside the scope, which the control plane's credentials reach.
+absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
+  if (!caller.scoped()) return absl::OkStatus();
+  const Scope& scope = *caller.scope;
+  auto refuse = [&caller, &scope](const std::string& what) {
+    return absl::PermissionDeniedError(absl::StrCat("caller ", caller.name, "'s scope (",
+                                                    scope.Describe(), ") does not cover ", what));
+  };
+  if (absl::Status s = caller.MayReachSource(source.name()); !s.ok()) return s;
+  if (!scope.CoversRepo(source.url())) {
+    return refuse(absl::StrCat("repository ", RedactUrl(source.url().substr(0, 512)),
+                               " (a scope's sources read repositories under its repos=, "
+                               "written plainly)"));
+  }
+  if (!source.credentials_ref().empty() && !scope.CoversCredential(source.credentials_ref())) {
+    return refuse(absl::StrCat("credential ", source.credentials_ref().substr(0, 128)));
+  }
+  if (source.submodules()) {
+    return refuse(
+        "submodules (they may name repositories outside its repos=, fetched with the control "
+        "plane's credentials): a fleet-wide admin defines such a source");
+  }
+  return absl::OkStatus();
+}
+
+// The labels the hub knows `cluster` by; none for a cluster it does not know.
+LabelMap ClusterLabels(Controller* controller, const std::string& cluster) {
+  std::vector<v1::ClusterInfo> found = controller->ListClusters(cluster, 1);
+  if (found.empty() || found[0].name() != cluster) return {};
+  return LabelMap(found[0].labels().begin(), found[0].labels().end());
+}
+
+// Whether a scoped watcher may see `event`: one about a bundle when its scope covers the
+// bundle (and the cluster, if any), one about a source alone when it covers the source,
+// one about a cluster alone when it covers the cluster. Called under the bus's lock, as
+// EventBus::Filter::concerns is.
+bool EventInScope(const Scope& scope, Controller* controller, const v1::Event& event) {
+  auto covers_cluster = [&] {
+    return event.cluster().empty() ||
+           scope.CoversCluster(ClusterLabels(controller, event.cluster()));
+  };
+  if (!event.bundle().empty()) return scope.CoversBundle(event.bundle()) && covers_cluster();
+  if (!event.source().empty()) return scope.CoversSource(event.source());
+  return covers_cluster();
+}
+
 }  // namespace
 
 // One admin call: who makes it, whether they may, and its accounting when it ends (the
@@ -338,6 +398,28 @@ class AdminCall {
 
   bool allowed() const { return allowed_.ok(); }
   const absl::Status& refusal() const { return allowed_; }
+  const Caller& caller() const { return caller_; }
+
+  // OK when the caller's scope (if any) covers each of them; PERMISSION_DENIED naming the
+  // first it does not. Empty names (an optional filter left out) pass.
+  absl::Status MayReach(std::initializer_list<Named> names) const {
+    if (!caller_.scoped()) return absl::OkStatus();
+    for (const Named& named : names) {
+      if (named.name.empty()) continue;
+      absl::Status reach = named.kind == Named::kBundle ? caller_.MayReachBundle(named.name)
+                           : named.kind == Named::kSource
+                               ? caller_.MayReachSource(named.name)
+                               : caller_.MayReachCluster(
+                                     named.name, ClusterLabels(service_->controller_, named.name));
+      if (!reach.ok()) return reach;
+    }
+    return absl::OkStatus();
+  }
+  // CheckNames, then MayReach.
+  absl::Status Check(std::initializer_list<Named> names) const {
+    if (absl::Status s = CheckNames(names); !s.ok()) return s;
+    return MayReach(names);
+  }
 
   // Counts and audits the call's outcome; returns it as a grpc::Status.
   grpc::Status Record(const absl::Status& status) {
@@ -431,7 +513,7 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
     return new FailedWriter<v1::Event>(
         call.Record(absl::UnavailableError("this control plane publishes no events")));
   }
-  if (absl::Status s = CheckNames(
+  if (absl::Status s = call.Check(
           {{Named::kBundle, request->bundle(), true}, {Named::kCluster, request->cluster(), true}});
       !s.ok()) {
     return new FailedWriter<v1::Event>(call.Record(s));
@@ -464,6 +546,11 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
       return controller->BundleConcernsCluster(bundle, cluster);
     };
   }
+  if (call.caller().scoped()) {
+    filter.allows = [controller = controller_, scope = call.caller().scope](const v1::Event& e) {
+      return EventInScope(*scope, controller, e);
+    };
+  }
   auto subscribed = EventWriter::Subscribe(events_, std::move(filter), kMaxWatchers, resume);
   if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
@@ -486,7 +573,7 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
                                           v1::RolloutStatus* response) {
   AdminCall call(this, context, "GetRollout", request->bundle());
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->bundle()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->bundle()}}); !s.ok())
     return call.Done(s);
   return call.Reply(TrimRollout(controller_->GetRollout(request->bundle()),
                                 request->clusters_per_partition(), max_response_bytes_),
@@ -499,7 +586,7 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   AdminCall call(this, context, "ControlRollout",
                  absl::StrCat(request->action(), " ", request->bundle()));
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->bundle()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->bundle()}}); !s.ok())
     return call.Done(s);
   if (request->clusters_per_partition() < 0) {
     return call.Done(absl::InvalidArgumentError("clusters_per_partition must not be negative"));
@@ -517,7 +604,7 @@ grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,
   AdminCall call(this, context, "SuspendBundle",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Reply(
       controller_->SuspendBundle(request->name(), request->suspend(), CallDeadline(context)),
@@ -530,7 +617,7 @@ grpc::Status AdminServiceImpl::SuspendCluster(grpc::ServerContext* context,
   AdminCall call(this, context, "SuspendCluster",
                  absl::StrCat(request->suspend() ? "suspend " : "resume ", request->name()));
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kCluster, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kCluster, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Done(controller_->SuspendCluster(request->name(), request->suspend()));
 }
@@ -540,7 +627,7 @@ grpc::Status AdminServiceImpl::BundleHistory(grpc::ServerContext* context,
                                              v1::BundleHistoryResponse* response) {
   AdminCall call(this, context, "BundleHistory", request->name());
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Reply(controller_->BundleHistory(request->name(), request->limit()), response);
 }
@@ -552,7 +639,7 @@ grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
       this, context, "PinBundle",
       absl::StrCat(request->name(), request->to().empty() ? " unpin" : " to=", request->to()));
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
   if (request->to().size() > kMaxRefBytes) {
     return call.Done(absl::InvalidArgumentError(
@@ -572,7 +659,7 @@ grpc::Status AdminServiceImpl::ForgetBundle(grpc::ServerContext* context,
                               request->prune() ? " --prune" : ""));
   if (!call.allowed()) return call.Refused();
   if (absl::Status s =
-          CheckNames({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
+          call.Check({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
       !s.ok())
     return call.Done(s);
   return call.Done(
@@ -586,6 +673,9 @@ grpc::Status AdminServiceImpl::AddSource(grpc::ServerContext* context,
       this, context, "AddSource",
       absl::StrCat(request->source().name(), " url=", RedactUrl(request->source().url())));
   if (!call.allowed()) return call.Refused();
+  if (absl::Status s = SourceInScope(call.caller(), request->source()); !s.ok()) {
+    return call.Done(s);
+  }
   return call.Reply(
       controller_->AddSource(request->source(), request->replace(), CallDeadline(context)),
       response);
@@ -597,6 +687,7 @@ grpc::Status AdminServiceImpl::ListSources(grpc::ServerContext* context,
   AdminCall call(this, context, "ListSources");
   if (!call.allowed()) return call.Refused();
   for (v1::SourceInfo& info : controller_->ListSources()) {
+    if (!call.caller().MayReachSource(info.source().name()).ok()) continue;
     *response->add_sources() = std::move(info);
   }
   return call.Done(absl::OkStatus());
@@ -607,7 +698,7 @@ grpc::Status AdminServiceImpl::RemoveSource(grpc::ServerContext* context,
                                             v1::RemoveSourceResponse*) {
   AdminCall call(this, context, "RemoveSource", request->name());
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kSource, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kSource, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Done(controller_->RemoveSource(request->name()));
 }
@@ -617,7 +708,7 @@ grpc::Status AdminServiceImpl::SyncSource(grpc::ServerContext* context,
                                           v1::SourceInfo* response) {
   AdminCall call(this, context, "SyncSource", request->name());
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kSource, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kSource, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Reply(controller_->SyncSource(request->name(), CallDeadline(context)), response);
 }
@@ -630,10 +721,26 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
                               " selector=", request->bundle().selector(),
                               request->allow_removal() ? " allow_removal" : ""));
   if (!call.allowed()) return call.Refused();
-  return call.Reply(
-      controller_->AddBundle(request->bundle(), request->replace(), CallDeadline(context),
-                             request->allow_removal(), request->if_generation()),
-      response);
+  v1::Bundle bundle = request->bundle();
+  bundle.clear_scope();  // the control plane's to set
+  if (call.caller().scoped()) {
+    const Caller& caller = call.caller();
+    if (absl::Status s =
+            call.Check({{Named::kBundle, bundle.name()}, {Named::kSource, bundle.source()}});
+        !s.ok()) {
+      return call.Done(s);
+    }
+    if (!caller.scope->clusters.has_value()) {
+      return call.Done(absl::PermissionDeniedError(
+          absl::StrCat("caller ", caller.name, "'s scope names no clusters (clusters=), so a ",
+                       "bundle it defines could reach none")));
+    }
+    bundle.mutable_scope()->set_caller(caller.name);
+    bundle.mutable_scope()->set_clusters(caller.scope->clusters->text());
+  }
+  return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
+                                           request->allow_removal(), request->if_generation()),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
@@ -646,7 +753,12 @@ grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
       "bundles",
       "gitfleetctl bundle list",
       [](const std::string& name) { return ValidateName("bundle", name); },
-      [this](const std::string& from, size_t max) { return controller_->ListBundles(from, max); },
+      [this, &call](const std::string& from, size_t max) {
+        if (!call.caller().scoped()) return controller_->ListBundles(from, max);
+        return InScope(controller_->ListBundles(from, 0), max, [&call](const v1::BundleInfo& b) {
+          return call.caller().scope->CoversBundle(b.bundle().name());
+        });
+      },
       [](const v1::BundleInfo& info) -> const std::string& { return info.bundle().name(); }};
   return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,
                                 response->mutable_bundles(), response));
@@ -657,7 +769,7 @@ grpc::Status AdminServiceImpl::RemoveBundle(grpc::ServerContext* context,
                                             v1::RemoveBundleResponse*) {
   AdminCall call(this, context, "RemoveBundle", request->name());
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames({{Named::kBundle, request->name()}}); !s.ok())
+  if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
   return call.Done(controller_->RemoveBundle(request->name(), CallDeadline(context)));
 }
@@ -672,7 +784,12 @@ grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
       "clusters",
       "gitfleetctl cluster list",
       ValidateClusterName,
-      [this](const std::string& from, size_t max) { return controller_->ListClusters(from, max); },
+      [this, &call](const std::string& from, size_t max) {
+        if (!call.caller().scoped()) return controller_->ListClusters(from, max);
+        return InScope(controller_->ListClusters(from, 0), max, [&call](const v1::ClusterInfo& c) {
+          return call.caller().scope->CoversCluster(LabelMap(c.labels().begin(), c.labels().end()));
+        });
+      },
       [](const v1::ClusterInfo& info) -> const std::string& { return info.name(); }};
   return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,
                                 response->mutable_clusters(), response));
@@ -683,17 +800,36 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
                                          v1::GetStatusResponse* response) {
   AdminCall call(this, context, "GetStatus");
   if (!call.allowed()) return call.Refused();
-  if (absl::Status s = CheckNames(
+  if (absl::Status s = call.Check(
           {{Named::kCluster, request->cluster(), true}, {Named::kBundle, request->bundle(), true}});
       !s.ok())
     return call.Done(s);
   if (absl::Status s = CheckPageSize(request->page_size()); !s.ok()) return call.Done(s);
+  // A scoped caller's statuses: of the bundles and clusters its scope covers (a page may
+  // hold fewer than asked for; its token goes on from where the page was cut).
+  std::function<bool(const v1::BundleStatus&)> visible;
+  if (call.caller().scoped()) {
+    std::shared_ptr<const Scope> scope = call.caller().scope;
+    auto covered = std::make_shared<std::map<std::string, bool>>();
+    visible = [this, scope, covered](const v1::BundleStatus& status) {
+      if (!scope->CoversBundle(status.bundle())) return false;
+      auto it = covered->find(status.cluster());
+      if (it == covered->end()) {
+        it = covered
+                 ->emplace(status.cluster(),
+                           scope->CoversCluster(ClusterLabels(controller_, status.cluster())))
+                 .first;
+      }
+      return it->second;
+    };
+  }
   if (absl::Status s = controller_->CheckStatusFilter(request->cluster(), request->bundle());
       !s.ok()) {
     return call.Done(s);
   }
   if (request->page_size() == 0 && request->page_token().empty()) {
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
+      if (visible != nullptr && !visible(status)) continue;
       *response->add_statuses() = std::move(status);
     }
     const int count = response->statuses_size();
@@ -705,6 +841,13 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
       request->cluster(), request->bundle(), request->page_token(),
       request->page_size() == 0 ? kDefaultPageSize : std::min(request->page_size(), kMaxPageSize));
   if (!page.ok()) return call.Done(page.status());
+  if (visible != nullptr) {
+    // The next page starts after the last status read, whether it was seen or not.
+    page->statuses.erase(
+        std::remove_if(page->statuses.begin(), page->statuses.end(),
+                       [&visible](const v1::BundleStatus& s) { return !visible(s); }),
+        page->statuses.end());
+  }
   // A page also ends before it outgrows one message; the next one starts there.
   const size_t taken = FillPage(page->statuses, page->statuses.size(), max_response_bytes_,
                                 response->mutable_statuses());
@@ -725,7 +868,7 @@ void AdminServiceImpl::DiffBundle(grpc::ServerContext* context,
     return;
   }
   if (absl::Status s =
-          CheckNames({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
+          call->Check({{Named::kCluster, request->cluster()}, {Named::kBundle, request->bundle()}});
       !s.ok()) {
     done(call->Done(s));
     return;

@@ -1,8 +1,10 @@
 #include "controlplane/api/auth.h"
 
 #include <arpa/inet.h>
+#include <fnmatch.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -10,10 +12,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/hash.h"
+#include "controlplane/source/git_credentials.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/server_context.h"
 
@@ -24,23 +28,64 @@ constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 constexpr size_t kMaxFileBytes = 1 << 20;
 constexpr size_t kMaxTokenBytes = 4096;
 
-// The non-comment lines of a config file, split on whitespace, with their line numbers.
-std::vector<std::pair<int, std::vector<std::string>>> Lines(const std::string& text) {
+// A config line's fields, split on whitespace; a double-quoted stretch is one field
+// (without its quotes), for a label selector such as clusters="env in (dev,qa)".
+absl::StatusOr<std::vector<std::string>> Fields(absl::string_view line) {
+  std::vector<std::string> fields;
+  std::string field;
+  bool in_field = false;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') {
+      quoted = !quoted;
+      in_field = true;
+    } else if (!quoted && (c == ' ' || c == '\t')) {
+      if (in_field) fields.push_back(std::move(field));
+      field.clear();
+      in_field = false;
+    } else {
+      field.push_back(c);
+      in_field = true;
+    }
+  }
+  if (quoted) return absl::InvalidArgumentError("a double quote is not closed");
+  if (in_field) fields.push_back(std::move(field));
+  return fields;
+}
+
+// The non-comment lines of a config file, split into fields, with their line numbers.
+absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> Lines(
+    const std::string& text, absl::string_view flag) {
   std::vector<std::pair<int, std::vector<std::string>>> lines;
   int number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
-    lines.emplace_back(number, absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty()));
+    absl::StatusOr<std::vector<std::string>> fields = Fields(line);
+    if (!fields.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " line ", number, ": ", fields.status().message()));
+    }
+    lines.emplace_back(number, *std::move(fields));
   }
   return lines;
+}
+
+constexpr size_t kMaxScopeEntries = 100;
+constexpr size_t kMaxScopeEntryBytes = 512;
+
+bool MatchesAnyGlob(const std::vector<std::string>& globs, const std::string& name) {
+  return std::any_of(globs.begin(), globs.end(), [&name](const std::string& glob) {
+    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
+  });
 }
 
 struct MethodRule {
   const char* method;
   Role role;
   bool mutating;
+  bool fleet_wide = false;  // never for a scoped caller
 };
 
 // Every admin method. A method missing here needs admin (admin_service_test checks that
@@ -56,13 +101,13 @@ constexpr MethodRule kMethods[] = {
     {"RemoveSource", Role::kAdmin, true},
     {"AddBundle", Role::kAdmin, true},
     {"RemoveBundle", Role::kAdmin, true},
-    {"AdoptCluster", Role::kAdmin, true},
+    {"AdoptCluster", Role::kAdmin, true, true},
     {"ForgetBundle", Role::kAdmin, true},
-    {"Backup", Role::kAdmin, false},
-    {"RegisterCluster", Role::kAdmin, true},
-    {"LabelCluster", Role::kAdmin, true},
-    {"RotateClusterToken", Role::kAdmin, true},
-    {"RemoveCluster", Role::kAdmin, true},
+    {"Backup", Role::kAdmin, false, true},
+    {"RegisterCluster", Role::kAdmin, true, true},
+    {"LabelCluster", Role::kAdmin, true, true},
+    {"RotateClusterToken", Role::kAdmin, true, true},
+    {"RemoveCluster", Role::kAdmin, true, true},
     {"GetRollout", Role::kViewer, false},
     {"ControlRollout", Role::kOperator, true},
     {"SuspendBundle", Role::kOperator, true},
@@ -110,6 +155,11 @@ Role RequiredRole(const std::string& method) {
 
 bool IsKnownMethod(const std::string& method) { return FindMethod(method) != nullptr; }
 
+bool IsFleetWide(const std::string& method) {
+  const MethodRule* rule = FindMethod(method);
+  return rule == nullptr || rule->fleet_wide;
+}
+
 bool IsMutating(const std::string& method) {
   const MethodRule* rule = FindMethod(method);
   return rule == nullptr || rule->mutating;
@@ -136,15 +186,154 @@ CallerFacts CallerFacts::Of(const grpc::ServerContextBase& context) {
   return facts;
 }
 
+bool Scope::CoversBundle(const std::string& name) const { return MatchesAnyGlob(bundles, name); }
+
+bool Scope::CoversSource(const std::string& name) const { return MatchesAnyGlob(sources, name); }
+
+bool Scope::CoversCredential(const std::string& name) const {
+  return MatchesAnyGlob(credentials, name);
+}
+
+bool Scope::CoversCluster(const LabelMap& labels) const {
+  return clusters.has_value() && clusters->Matches(labels);
+}
+
+bool Scope::CoversRepo(const std::string& url) const {
+  // Written plainly, or not at all: a server may resolve these to a path outside a prefix.
+  const std::string lower = absl::AsciiStrToLower(url);
+  for (absl::string_view bad : {"%", "\\", "?", "#"}) {
+    if (absl::StrContains(url, bad)) return false;
+  }
+  for (absl::string_view segment : absl::StrSplit(lower, '/')) {
+    if (segment == "." || segment == "..") return false;
+  }
+  return std::any_of(repos.begin(), repos.end(),
+                     [&url](const std::string& prefix) { return UrlUnderPrefix(url, prefix); });
+}
+
+std::string Scope::Describe() const {
+  std::vector<std::string> parts;
+  auto add = [&parts](const char* key, const std::vector<std::string>& values) {
+    if (!values.empty()) parts.push_back(absl::StrCat(key, "=", absl::StrJoin(values, ",")));
+  };
+  add("bundles", bundles);
+  add("sources", sources);
+  add("repos", repos);
+  add("credentials", credentials);
+  if (clusters.has_value()) parts.push_back(absl::StrCat("clusters=", clusters->text()));
+  return parts.empty() ? "nothing" : absl::StrJoin(parts, " ");
+}
+
+absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
+  Scope scope;
+  std::set<std::string> seen;
+  for (const std::string& field : fields) {
+    const size_t equals = field.find('=');
+    const std::string key = field.substr(0, equals);
+    if (equals == std::string::npos || equals + 1 == field.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
+          "credentials= or clusters=)"));
+    }
+    if (!seen.insert(key).second) {
+      return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));
+    }
+    const std::string value = field.substr(equals + 1);
+    if (key == "clusters") {
+      if (value.size() > 4096) {
+        return absl::InvalidArgumentError("clusters=: the selector is over 4096 bytes");
+      }
+      absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(value);
+      if (!selector.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("clusters=: ", selector.status().message()));
+      }
+      if (selector->text().empty()) {
+        return absl::InvalidArgumentError(
+            "clusters=: an empty selector would be every cluster; a scope names its clusters "
+            "(leave the scope out for the whole fleet)");
+      }
+      scope.clusters = *std::move(selector);
+      continue;
+    }
+    std::vector<std::string>* list = key == "bundles"       ? &scope.bundles
+                                     : key == "sources"     ? &scope.sources
+                                     : key == "repos"       ? &scope.repos
+                                     : key == "credentials" ? &scope.credentials
+                                                            : nullptr;
+    if (list == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown scope key \"", key.substr(0, 32),
+                       "\" (bundles=, sources=, repos=, credentials= or clusters=)"));
+    }
+    for (absl::string_view entry : absl::StrSplit(value, ',')) {
+      if (entry.empty() || entry.size() > kMaxScopeEntryBytes || list->size() >= kMaxScopeEntries) {
+        return absl::InvalidArgumentError(absl::StrCat(key, "=: at most ", kMaxScopeEntries,
+                                                       " entries, each 1 to ", kMaxScopeEntryBytes,
+                                                       " bytes"));
+      }
+      if (key == "repos") {
+        if (absl::Status s = CheckSourceUrl(std::string(entry), /*allow_local=*/true); !s.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat("repos=: ", s.message()));
+        }
+        if (!Scope{{}, {}, {std::string(entry)}, {}, {}}.CoversRepo(std::string(entry))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("repos=: \"", entry,
+                           "\" is not a plain URL prefix (no dot segments, percent "
+                           "escapes, backslashes, queries or fragments)"));
+        }
+      }
+      list->emplace_back(entry);
+    }
+  }
+  return scope;
+}
+
+namespace {
+
+absl::Status OutOfScope(const Caller& caller, absl::string_view what) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "caller ", caller.name, "'s scope (", caller.scope->Describe(), ") does not cover ", what));
+}
+
+// The scope of a line's fields from `first` on; null when there are none.
+absl::StatusOr<std::shared_ptr<const Scope>> LineScope(const std::vector<std::string>& fields,
+                                                       size_t first) {
+  if (fields.size() <= first) return nullptr;
+  absl::StatusOr<Scope> scope =
+      Scope::Parse(std::vector<std::string>(fields.begin() + first, fields.end()));
+  if (!scope.ok()) return scope.status();
+  return std::make_shared<const Scope>(*std::move(scope));
+}
+
+}  // namespace
+
+absl::Status Caller::MayReachBundle(const std::string& name) const {
+  if (scope == nullptr || scope->CoversBundle(name)) return absl::OkStatus();
+  return OutOfScope(*this, absl::StrCat("bundle ", name));
+}
+
+absl::Status Caller::MayReachSource(const std::string& name) const {
+  if (scope == nullptr || scope->CoversSource(name)) return absl::OkStatus();
+  return OutOfScope(*this, absl::StrCat("source ", name));
+}
+
+absl::Status Caller::MayReachCluster(const std::string& name, const LabelMap& labels) const {
+  if (scope == nullptr || scope->CoversCluster(labels)) return absl::OkStatus();
+  return OutOfScope(*this, absl::StrCat("cluster ", name));
+}
+
 absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& tokens_text,
                                                         const std::string& client_roles_text) {
   auto auth = std::unique_ptr<ApiAuth>(new ApiAuth());
   std::set<std::string> names;
-  for (const auto& [number, fields] : Lines(tokens_text)) {
+  absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> token_lines =
+      Lines(tokens_text, "--api-tokens");
+  if (!token_lines.ok()) return token_lines.status();
+  for (const auto& [number, fields] : *token_lines) {
     auto where = [number = number](absl::string_view what) {
       return absl::InvalidArgumentError(absl::StrCat("--api-tokens line ", number, ": ", what));
     };
-    if (fields.size() != 3) return where("want NAME ROLE TOKEN_SHA256");
+    if (fields.size() < 3) return where("want NAME ROLE TOKEN_SHA256 [SCOPE]");
     absl::StatusOr<Role> role = ParseRole(fields[1]);
     if (!role.ok()) return where(role.status().message());
     std::optional<std::string> hash = Sha256FromHex(fields[2]);
@@ -156,14 +345,19 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
     if (!names.insert(fields[0]).second) {
       return where(absl::StrCat("caller \"", fields[0], "\" is listed twice"));
     }
-    auth->tokens_.push_back({fields[0], *role, *std::move(hash)});
+    absl::StatusOr<std::shared_ptr<const Scope>> scope = LineScope(fields, 3);
+    if (!scope.ok()) return where(scope.status().message());
+    auth->tokens_.push_back({fields[0], *role, *std::move(hash), *std::move(scope)});
   }
-  for (const auto& [number, fields] : Lines(client_roles_text)) {
+  absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> role_lines =
+      Lines(client_roles_text, "--api-client-roles");
+  if (!role_lines.ok()) return role_lines.status();
+  for (const auto& [number, fields] : *role_lines) {
     auto where = [number = number](absl::string_view what) {
       return absl::InvalidArgumentError(
           absl::StrCat("--api-client-roles line ", number, ": ", what));
     };
-    if (fields.size() != 2) return where("want CN_OR_SAN ROLE");
+    if (fields.size() < 2) return where("want CN_OR_SAN ROLE [SCOPE]");
     absl::StatusOr<Role> role = ParseRole(fields[1]);
     if (!role.ok()) return where(role.status().message());
     if (absl::StartsWith(fields[0], kAgentUriPrefix)) {
@@ -171,7 +365,9 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
                                 " names an agent; an agent's certificate is never an "
                                 "API credential"));
     }
-    if (!auth->client_roles_.emplace(fields[0], *role).second) {
+    absl::StatusOr<std::shared_ptr<const Scope>> scope = LineScope(fields, 2);
+    if (!scope.ok()) return where(scope.status().message());
+    if (!auth->client_roles_.emplace(fields[0], ClientRole{*role, *std::move(scope)}).second) {
       return where(absl::StrCat("\"", fields[0], "\" is listed twice"));
     }
   }
@@ -213,7 +409,7 @@ absl::StatusOr<Caller> ApiAuth::Identify(const CallerFacts& facts) const {
       for (const Token& token : tokens_) {  // compare with every entry: constant time
         if (CRYPTO_memcmp(token.sha256.data(), digest.data(), digest.size()) == 0) found = &token;
       }
-      if (found != nullptr) return Caller{found->name, found->role, "token"};
+      if (found != nullptr) return Caller{found->name, found->role, "token", found->scope};
     }
     return absl::UnauthenticatedError(
         "the admin API does not know this token (give the caller a line in --api-tokens; "
@@ -228,7 +424,9 @@ absl::StatusOr<Caller> ApiAuth::Identify(const CallerFacts& facts) const {
   }
   for (const std::string& name : facts.certificate) {
     auto it = client_roles_.find(name);
-    if (it != client_roles_.end()) return Caller{name, it->second, "certificate"};
+    if (it != client_roles_.end()) {
+      return Caller{name, it->second.role, "certificate", it->second.scope};
+    }
   }
   if (local_only() && IsLocalPeer(facts.peer)) return Caller{"local", Role::kAdmin, "local"};
   if (local_only()) {
@@ -243,6 +441,11 @@ absl::StatusOr<Caller> ApiAuth::Identify(const CallerFacts& facts) const {
 
 absl::Status Authorize(const Caller& caller, const std::string& method) {
   Role needed = RequiredRole(method);
+  if (caller.scoped() && IsFleetWide(method)) {
+    return absl::PermissionDeniedError(absl::StrCat(method, " is the whole fleet's; caller ",
+                                                    caller.name, " is scoped to part of it (",
+                                                    caller.scope->Describe(), ")"));
+  }
   if (static_cast<int>(caller.role) >= static_cast<int>(needed)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(method, " needs role ", RoleName(needed),
                                                   "; caller ", caller.name, " has role ",
@@ -277,8 +480,10 @@ bool IsLocalPeer(const std::string& encoded_peer) {
   return false;
 }
 
-std::string TokenLine(const std::string& name, Role role, const std::string& token) {
-  return absl::StrCat(name, " ", RoleName(role), " ", absl::BytesToHexString(Sha256Bytes(token)));
+std::string TokenLine(const std::string& name, Role role, const std::string& token,
+                      const std::string& scope) {
+  return absl::StrCat(name, " ", RoleName(role), " ", absl::BytesToHexString(Sha256Bytes(token)),
+                      scope.empty() ? "" : " ", scope);
 }
 
 }  // namespace gitfleet

@@ -8,21 +8,28 @@
 //   absl::Status allowed = Authorize(*caller, "AddSource");
 //
 // Credentials, in the order they are tried:
-// - a bearer token whose SHA-256 is in --api-tokens (`NAME ROLE TOKEN_SHA256` lines);
+// - a bearer token whose SHA-256 is in --api-tokens (`NAME ROLE TOKEN_SHA256 [SCOPE]` lines);
 // - with mTLS, a client certificate whose CN or a SAN is in --api-client-roles
-//   (`CN_OR_SAN ROLE` lines). A certificate naming a cluster (SAN URI
+//   (`CN_OR_SAN ROLE [SCOPE]` lines). A certificate naming a cluster (SAN URI
 //   gitfleet://cluster/NAME) is an agent's and never an API credential;
 // - with neither file given, any caller on loopback or a Unix socket, as "local" admin.
 // Anyone else gets UNAUTHENTICATED; a caller without the role a method needs gets
 // PERMISSION_DENIED naming the role. An ApiAuth is immutable; ApiAuthFiles reads the files
 // again when they change, so a token is revoked or a caller added without a restart.
+//
+// A SCOPE gives a caller a team's share of the fleet rather than all of it (as Argo CD's
+// projects and Fleet's workspaces do): `bundles=GLOB,...`, `sources=GLOB,...`,
+// `repos=URL_PREFIX,...`, `credentials=GLOB,...` and `clusters=SELECTOR` (quoted when it
+// holds spaces: clusters="env in (dev,qa)"). What a scope does not name is out of it.
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/model/label_selector.h"
 #include "common/watched_files.h"
 
 namespace grpc {
@@ -36,10 +43,44 @@ enum class Role { kViewer = 1, kOperator = 2, kAdmin = 3 };
 const char* RoleName(Role role);
 absl::StatusOr<Role> ParseRole(const std::string& name);
 
+// What a scoped caller may reach. Its role says what it may do there.
+struct Scope {
+  std::vector<std::string> bundles;       // name globs ("team-a-*")
+  std::vector<std::string> sources;       // name globs
+  std::vector<std::string> repos;         // URL prefixes its sources may read
+  std::vector<std::string> credentials;   // globs of the credentials its sources may name
+  std::optional<LabelSelector> clusters;  // none: no cluster
+
+  bool CoversBundle(const std::string& name) const;
+  bool CoversSource(const std::string& name) const;
+  bool CoversCredential(const std::string& name) const;
+  bool CoversCluster(const LabelMap& labels) const;
+  // Whether a source may read `url`: under one of `repos` at a path boundary
+  // ("https://git.example.com/team-a" covers ".../team-a/app.git", not ".../team-ab"),
+  // and written plainly: dot segments, percent escapes, backslashes, queries and
+  // fragments are refused, since a server may read them as a path outside the prefix.
+  bool CoversRepo(const std::string& url) const;
+  // "bundles=team-a-* clusters=team=a", for messages.
+  std::string Describe() const;
+
+  // The SCOPE fields of a line (`key=value`, a value in double quotes when it holds
+  // spaces). InvalidArgument naming what is wrong.
+  static absl::StatusOr<Scope> Parse(const std::vector<std::string>& fields);
+};
+
 struct Caller {
   std::string name;
   Role role = Role::kViewer;
   std::string via;  // "token", "certificate" or "local"
+  // What the caller may reach; null: the whole fleet.
+  std::shared_ptr<const Scope> scope;
+
+  bool scoped() const { return scope != nullptr; }
+  // PERMISSION_DENIED naming the caller's scope unless it covers the bundle, the source,
+  // the cluster (by its labels); OK for an unscoped caller.
+  absl::Status MayReachBundle(const std::string& name) const;
+  absl::Status MayReachSource(const std::string& name) const;
+  absl::Status MayReachCluster(const std::string& name, const LabelMap& labels) const;
 };
 
 // What a call presents, taken from its context.
@@ -55,6 +96,9 @@ struct CallerFacts {
 Role RequiredRole(const std::string& method);
 // Whether a method changes anything (its calls are audited).
 bool IsMutating(const std::string& method);
+// Whether the method is the whole fleet's (clusters' registration and labels, backups):
+// a scoped caller never calls it, whatever its role.
+bool IsFleetWide(const std::string& method);
 // Whether the method has a rule of its own (auth_test checks every admin method does).
 bool IsKnownMethod(const std::string& method);
 
@@ -73,9 +117,14 @@ class ApiAuth {
     std::string name;
     Role role;
     std::string sha256;  // 32 raw bytes
+    std::shared_ptr<const Scope> scope;
+  };
+  struct ClientRole {
+    Role role;
+    std::shared_ptr<const Scope> scope;
   };
   std::vector<Token> tokens_;
-  std::map<std::string, Role> client_roles_;
+  std::map<std::string, ClientRole> client_roles_;
 };
 
 // --api-tokens and --api-client-roles (either path may be empty), read again within a second
@@ -94,14 +143,17 @@ class ApiAuthFiles {
   const std::unique_ptr<WatchedFiles<ApiAuth>> files_;
 };
 
-// OK when `caller` may call `method`; PERMISSION_DENIED naming the role needed otherwise.
+// OK when `caller` may call `method`; PERMISSION_DENIED naming the role needed, or the
+// scope a fleet-wide method does not take, otherwise.
 absl::Status Authorize(const Caller& caller, const std::string& method);
 
 // Whether grpc's peer string is loopback (127.0.0.0/8, ::1) or a Unix socket.
 bool IsLocalPeer(const std::string& peer);
 
 // "NAME ROLE HEX" for a token: the line --api-tokens wants.
-std::string TokenLine(const std::string& name, Role role, const std::string& token);
+// `scope` (the SCOPE fields, already checked) is appended as given.
+std::string TokenLine(const std::string& name, Role role, const std::string& token,
+                      const std::string& scope = "");
 
 }  // namespace gitfleet
 

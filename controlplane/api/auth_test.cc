@@ -198,10 +198,137 @@ TEST(ApiAuthTest, TheTokenFileIsReadAgainWhenItChanges) {
   EXPECT_TRUE(identify(Token("new-token")).ok()) << "a missing file changes nothing";
 }
 
+// A team's token: its share of the fleet, and nothing fleet-wide whatever its role.
+TEST(ApiAuthTest, AScopedCallerReachesWhatItsScopeNamesAndNoFleetWideMethod) {
+  const std::string tokens =
+      TokenLine("team-a", Role::kAdmin, "team-a-secret",
+                "bundles=team-a-*,shared-web sources=team-a-* "
+                "repos=https://git.example.com/team-a,ssh://git.example.com/infra/team-a.git "
+                "credentials=team-a-* clusters=\"team=a, env in (dev,qa)\"") +
+      "\n" + TokenLine("ci", Role::kAdmin, "ci-secret") + "\n";
+  absl::StatusOr<std::unique_ptr<ApiAuth>> auth =
+      ApiAuth::Parse(tokens, "team-b.example.com operator bundles=team-b-* clusters=team=b\n");
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  absl::StatusOr<Caller> a = (*auth)->Identify(Token("team-a-secret"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(a->scoped());
+  const Scope& scope = *a->scope;
+  EXPECT_TRUE(scope.CoversBundle("team-a-web"));
+  EXPECT_TRUE(scope.CoversBundle("shared-web"));
+  EXPECT_FALSE(scope.CoversBundle("team-b-web"));
+  EXPECT_FALSE(scope.CoversBundle("shared-web2"));
+  EXPECT_TRUE(scope.CoversSource("team-a-repo"));
+  EXPECT_FALSE(scope.CoversSource("demo"));
+  EXPECT_TRUE(scope.CoversCredential("team-a-deploy-key"));
+  EXPECT_FALSE(scope.CoversCredential("fleet-admin"));
+  EXPECT_TRUE(scope.CoversCluster({{"team", "a"}, {"env", "dev"}}));
+  EXPECT_FALSE(scope.CoversCluster({{"team", "a"}, {"env", "prod"}}));
+  EXPECT_FALSE(scope.CoversCluster({{"team", "b"}, {"env", "dev"}}));
+  EXPECT_FALSE(scope.CoversCluster({}));
+  // Repositories: under a prefix at a path boundary, written plainly.
+  for (const char* url :
+       {"https://git.example.com/team-a", "https://git.example.com/team-a.git",
+        "https://git.example.com/team-a/app.git", "https://git.example.com/team-a/x/y",
+        "ssh://git.example.com/infra/team-a.git", "ssh://git@git.example.com/infra/team-a.git"}) {
+    EXPECT_TRUE(scope.CoversRepo(url)) << url;
+  }
+  for (const char* url :
+       {"https://git.example.com/team-ab/app.git", "https://git.example.com/team-b/app.git",
+        "https://git.example.com/team-a/../team-b/app.git",
+        "https://git.example.com/team-a/%2e%2e/team-b/app", "https://git.example.com/team-a/..",
+        "https://git.example.com/team-a/./../team-b", "https://git.example.com/team-a\\..\\b",
+        "https://git.example.com/team-a/app?x=/team-b", "https://git.example.com.evil/team-a",
+        "https://evil.example.com/team-a/app.git", "ssh://git.example.com/infra/team-a.git.b",
+        "http://git.example.com/team-a/app.git", "file:///srv/team-a"}) {
+    EXPECT_FALSE(scope.CoversRepo(url)) << url;
+  }
+  // Its role holds within the scope; a fleet-wide method is refused whatever the role.
+  EXPECT_TRUE(Authorize(*a, "AddBundle").ok());
+  EXPECT_TRUE(Authorize(*a, "AddSource").ok());
+  for (const char* method : {"RegisterCluster", "LabelCluster", "RotateClusterToken",
+                             "RemoveCluster", "AdoptCluster", "Backup", "SomethingNew"}) {
+    EXPECT_THAT(Authorize(*a, method),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         HasSubstr(absl::StrCat(method,
+                                                " is the whole fleet's; caller team-a is "
+                                                "scoped to part of it (bundles="))))
+        << method;
+  }
+  EXPECT_TRUE(a->MayReachBundle("team-a-web").ok());
+  EXPECT_THAT(a->MayReachBundle("payments"),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("caller team-a's scope (bundles=team-a-*,shared-web "
+                                 "sources=team-a-* repos=")));
+  EXPECT_THAT(a->MayReachCluster("prod-eu", {{"team", "b"}}),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("does not cover cluster "
+                                                                      "prod-eu")));
+  // The fleet's own admin is unscoped.
+  absl::StatusOr<Caller> ci = (*auth)->Identify(Token("ci-secret"));
+  ASSERT_TRUE(ci.ok());
+  EXPECT_FALSE(ci->scoped());
+  EXPECT_TRUE(ci->MayReachBundle("payments").ok());
+  EXPECT_TRUE(Authorize(*ci, "RegisterCluster").ok());
+  // A certificate's line takes a scope too; what it does not name is out of it.
+  CallerFacts b = Peer("ipv4:10.0.0.8:1");
+  b.certificate = {"team-b.example.com"};
+  absl::StatusOr<Caller> team_b = (*auth)->Identify(b);
+  ASSERT_TRUE(team_b.ok()) << team_b.status();
+  EXPECT_EQ(team_b->role, Role::kOperator);
+  ASSERT_TRUE(team_b->scoped());
+  EXPECT_TRUE(team_b->scope->CoversBundle("team-b-api"));
+  EXPECT_FALSE(team_b->scope->CoversSource("team-b-repo")) << "no sources= names no source";
+  EXPECT_FALSE(team_b->scope->CoversRepo("https://git.example.com/team-b"));
+}
+
+TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
+  const std::string hash = std::string(64, 'c');
+  auto parse = [&](const std::string& scope) {
+    return ApiAuth::Parse("team " + std::string("admin ") + hash + " " + scope + "\n", "").status();
+  };
+  EXPECT_TRUE(parse("bundles=a-*").ok());
+  EXPECT_THAT(parse("bundle=a-*"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("--api-tokens line 1: unknown scope key "
+                                                      "\"bundle\"")));
+  EXPECT_THAT(parse("bundles"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("\"bundles\" is not KEY=VALUE")));
+  EXPECT_THAT(parse("bundles="),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not KEY=VALUE")));
+  EXPECT_THAT(parse("bundles=a bundles=b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bundles= is given twice")));
+  EXPECT_THAT(parse("bundles=a,,b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bundles=: at most 100")));
+  EXPECT_THAT(parse("clusters=\"env in (dev\""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clusters=: ")));
+  EXPECT_THAT(parse("clusters=\"env=dev"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--api-tokens line 1: a double quote is not closed")));
+  EXPECT_THAT(parse("clusters=\"\""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not KEY=VALUE")));
+  EXPECT_THAT(parse("clusters=\" \""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("an empty selector would be every cluster")));
+  EXPECT_THAT(parse("repos=git.example.com/team-a"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("repos=: source URL")));
+  EXPECT_THAT(parse("repos=https://git.example.com/team-a/../"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a plain URL prefix")));
+  EXPECT_THAT(parse("repos=https://user:pw@git.example.com/"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("carries credentials")));
+  std::string many = "bundles=";
+  for (int i = 0; i < 101; ++i) absl::StrAppend(&many, i == 0 ? "" : ",", "b", i);
+  EXPECT_THAT(parse(many),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 100 entries")));
+  EXPECT_THAT(ApiAuth::Parse("", "ops operator sources=x repos=\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--api-client-roles line 1: \"repos=\" is not KEY=VALUE")));
+}
+
 TEST(ApiAuthTest, TokenLineIsTheSha256) {
   // printf abc | sha256sum
   EXPECT_EQ(TokenLine("x", Role::kViewer, "abc"),
             "x viewer ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(TokenLine("x", Role::kViewer, "abc", "bundles=a-*"),
+            "x viewer ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad "
+            "bundles=a-*");
 }
 
 }  // namespace

@@ -30,6 +30,8 @@ bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience)
     return false;
   }
   if (!bundle.empty() && !event.bundle().empty() && event.bundle() != bundle) return false;
+  if (!cluster.empty() && !event.cluster().empty() && event.cluster() != cluster) return false;
+  if (allows != nullptr && !allows(event)) return false;
   if (!bundle.empty() && event.bundle().empty()) {
     // About a source: it concerns the bundles that read it. Otherwise (a cluster's
     // connection) it is about no bundle.

@@ -69,6 +69,9 @@ class EventBus {
     // every such event does. Called under the bus's lock: it must not publish, nor take a
     // lock that is held while publishing.
     std::function<bool(const std::string& bundle)> concerns;
+    // Whether the watcher may see the event at all (a scoped caller's share of the
+    // fleet); unset: every event. Called under the bus's lock, as `concerns` is.
+    std::function<bool(const v1::Event& event)> allows;
     // An event about a source (a bundle filter and no bundle of its own) matches when its
     // audience has the bundle.
     bool Matches(const v1::Event& event, const Audience& audience) const;

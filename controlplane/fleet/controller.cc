@@ -64,6 +64,20 @@ constexpr size_t kMaxSelectorBytes = 4096;
 constexpr size_t kMaxBundleBytes = 1 << 20;
 constexpr int kMaxEngineArguments = 100;  // jsonnet arguments, helm values files
 
+// The clusters a definition targets: those its selector matches, and its scope's too
+// (a team's bundle reaches the team's clusters alone).
+absl::StatusOr<LabelSelector> TargetSelector(const v1::Bundle& bundle) {
+  const std::string& scope = bundle.scope().clusters();
+  if (scope.empty()) return LabelSelector::Parse(bundle.selector());
+  if (scope.size() > kMaxSelectorBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("bundle \"", bundle.name(),
+                                                   "\": its scope's cluster selector is over ",
+                                                   kMaxSelectorBytes, " bytes"));
+  }
+  return LabelSelector::Parse(
+      bundle.selector().empty() ? scope : absl::StrCat(bundle.selector(), ",", scope));
+}
+
 // A bundle record as stored: without its render cache, which has a row of its own
 // (RenderCache), so that a rollout step does not rewrite every path the render read.
 std::string StoredRecord(v1::BundleRecord& record) {
@@ -382,7 +396,7 @@ absl::Status Controller::Load() {
       }
       // Definitions stored before generations existed start at 1.
       if (state.definition.generation() <= 0) state.definition.set_generation(1);
-      absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(state.definition.selector());
+      absl::StatusOr<LabelSelector> selector = TargetSelector(state.definition);
       if (!selector.ok()) {
         skip("bundle", entry.key, selector.status().message());
         continue;
@@ -791,9 +805,20 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   absl::StatusOr<std::string> path = CleanPath(bundle.path());
   if (!path.ok()) return path.status();
   bundle.set_path(*path);
-  absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(bundle.selector());
+  absl::StatusOr<LabelSelector> own_selector = LabelSelector::Parse(bundle.selector());
+  if (!own_selector.ok()) return own_selector.status();
+  bundle.set_selector(own_selector->text());
+  if (!bundle.has_scope()) {
+    // A scope stays with the bundle until a scoped caller's definition brings its own: a
+    // team's bundle replaced by a fleet admin still reaches the team's clusters alone.
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(bundle.name());
+    if (it != bundles_.end() && it->second.definition.has_scope()) {
+      *bundle.mutable_scope() = it->second.definition.scope();
+    }
+  }
+  absl::StatusOr<LabelSelector> selector = TargetSelector(bundle);
   if (!selector.ok()) return selector.status();
-  bundle.set_selector(selector->text());
   if (!bundle.engine().empty()) {
     if (absl::Status s = CheckEngineName(bundle.engine()); !s.ok()) return s;
   }
@@ -1800,12 +1825,12 @@ void Controller::GiveNewestToHub(const std::string& name) {
     // A definition replaced with the same render may target other clusters.
     if (it == bundles_.end() || it->second.content == nullptr ||
         (it->second.newest_given == it->second.content &&
-         it->second.newest_selector == it->second.definition.selector())) {
+         it->second.newest_selector == it->second.selector.text())) {
       return;
     }
     content = it->second.content;
     selector = it->second.selector;
-    selector_text = it->second.definition.selector();
+    selector_text = it->second.selector.text();
   }
   hub_->SetNewestContent(name, selector, content);
   MutexLock lock(&mu_);
@@ -3115,7 +3140,7 @@ absl::Status Controller::Probe(const v1::Bundle& definition, const BundleVariant
   // Build the revisions of the clusters it targets now, so errors show at once. A failure
   // that depends on no value fails every cluster alike: the bundle keeps its last good
   // content. One that depends on values fails only the clusters with those values.
-  absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(definition.selector());
+  absl::StatusOr<LabelSelector> selector = TargetSelector(definition);
   std::vector<v1::ClusterInfo> targets;
   if (selector.ok()) targets = hub_->MatchingClusters(*selector);
   // With no cluster yet, an engine that takes values still renders once (with the

@@ -887,6 +887,62 @@ TEST_F(ControllerTest, AClustersWatcherSeesTheBundlesThatReachIt) {
   EXPECT_FALSE(controller_->BundleConcernsCluster("gone", "eu")) << "neither defined nor held";
 }
 
+// A team's bundle (defined by a scoped caller) reaches the clusters both its selector and
+// its scope match; a replacement that brings no scope keeps it, one that brings another
+// takes it, and a restart keeps it.
+TEST_F(ControllerTest, ATeamsBundleReachesTheClustersItsScopeCoversAlone) {
+  ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "prod"}});
+  ConnectAgent(hub_.get(), "b1", {{"team", "b"}, {"env", "prod"}});
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team in (a)");
+  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  auto reaches = [this](const std::string& cluster) {
+    return controller_->BundleConcernsCluster("team-a-app", cluster);
+  };
+  auto info = [this] { return controller_->ListBundles("team-a-app", 1).at(0); };
+  EXPECT_TRUE(reaches("a1"));
+  EXPECT_FALSE(reaches("b1"));
+  EXPECT_EQ(info().target_clusters(), 1);
+  EXPECT_EQ(info().bundle().selector(), "") << "the bundle's own selector is kept apart";
+
+  // The fleet's admin replaces it (no scope of its own): the scope stays.
+  v1::Bundle replacement = Bundle("team-a-app", "app", "env=prod");
+  ASSERT_TRUE(controller_->AddBundle(replacement, true).ok());
+  EXPECT_EQ(info().bundle().scope().caller(), "team-a");
+  EXPECT_EQ(info().bundle().selector(), "env=prod");
+  EXPECT_TRUE(reaches("a1"));
+  EXPECT_FALSE(reaches("b1"));
+  EXPECT_EQ(info().target_clusters(), 1);
+  // The same definition again is no change.
+  const int64_t generation = info().bundle().generation();
+  ASSERT_TRUE(controller_->AddBundle(replacement, true).ok());
+  EXPECT_EQ(info().bundle().generation(), generation);
+
+  Restart();
+  EXPECT_EQ(info().bundle().scope().clusters(), "team in (a)");
+  ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "prod"}});
+  ConnectAgent(hub_.get(), "b1", {{"team", "b"}, {"env", "prod"}});
+  EXPECT_TRUE(reaches("a1"));
+  EXPECT_FALSE(reaches("b1"));
+
+  // Another scope's definition takes the bundle to its clusters (leaving a1: an explicit
+  // act, as any selector change that leaves a cluster holding it).
+  v1::Bundle moved = Bundle("team-a-app", "app");
+  moved.mutable_scope()->set_caller("team-b");
+  moved.mutable_scope()->set_clusters("team=b");
+  ASSERT_TRUE(controller_->AddBundle(moved, true, absl::InfiniteFuture(), true).ok());
+  EXPECT_FALSE(reaches("a1"));
+  EXPECT_TRUE(reaches("b1"));
+  // A scope's selector is checked as any selector is.
+  moved.mutable_scope()->set_clusters("team in b");
+  EXPECT_THAT(controller_->AddBundle(moved, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of
 // its own, the same objects), across a restart; the bundle's own --prune comes back with a
 // rollback that prunes, even at the same commit, and with unpin.

@@ -370,4 +370,12 @@ std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::stri
   return best == nullptr ? "" : best->second;
 }
 
+bool UrlUnderPrefix(const std::string& url, const std::string& prefix) {
+  const std::string form = PrefixForm(url);
+  const std::string under = PrefixForm(prefix);
+  if (under.empty() || !absl::StartsWith(form, under)) return false;
+  absl::string_view rest = absl::string_view(form).substr(under.size());
+  return under.back() == '/' || rest.empty() || rest[0] == '/' || rest == ".git";
+}
+
 }  // namespace gitfleet

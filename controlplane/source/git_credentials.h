@@ -80,6 +80,11 @@ absl::StatusOr<CredentialPrefixes> ParseCredentialPrefixes(const std::vector<std
 // An ssh:// URL's account (ssh://git@host) does not count: ssh://host/org/ covers it too.
 std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::string& url);
 
+// Whether `url` is under `prefix` at a path boundary: "https://host/team-a" covers
+// "https://host/team-a", ".../team-a.git" and ".../team-a/app", not ".../team-ab"; a host
+// alone covers that host. An ssh:// URL's account does not count, as in CredentialForUrl.
+bool UrlUnderPrefix(const std::string& url, const std::string& prefix);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_CONTROLPLANE_SOURCE_GIT_CREDENTIALS_H_

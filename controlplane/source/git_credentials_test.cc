@@ -172,5 +172,28 @@ TEST(CheckSourceUrlTest, NoSecretsInUrlsAndLocalOnlyWhenAllowed) {
   EXPECT_EQ(RedactUrl("https://h/p@q"), "https://h/p@q");
 }
 
+TEST(UrlUnderPrefixTest, AtAPathBoundaryAndAHostAloneIsThatHost) {
+  EXPECT_TRUE(UrlUnderPrefix("https://git.example.com/team-a", "https://git.example.com/team-a"));
+  EXPECT_TRUE(
+      UrlUnderPrefix("https://git.example.com/team-a.git", "https://git.example.com/team-a"));
+  EXPECT_TRUE(
+      UrlUnderPrefix("https://git.example.com/team-a/app", "https://git.example.com/team-a"));
+  EXPECT_TRUE(
+      UrlUnderPrefix("https://git.example.com/team-a/app", "https://git.example.com/team-a/"));
+  EXPECT_FALSE(
+      UrlUnderPrefix("https://git.example.com/team-ab/app", "https://git.example.com/team-a"));
+  EXPECT_FALSE(
+      UrlUnderPrefix("https://git.example.com/team-a.gitx", "https://git.example.com/team-a"));
+  EXPECT_TRUE(UrlUnderPrefix("https://git.example.com/x/y", "https://git.example.com"));
+  EXPECT_FALSE(UrlUnderPrefix("https://git.example.com.evil/x", "https://git.example.com"));
+  EXPECT_FALSE(UrlUnderPrefix("http://git.example.com/x", "https://git.example.com"));
+  // An ssh:// account is not part of what the prefix names, either way.
+  EXPECT_TRUE(UrlUnderPrefix("ssh://git@git.example.com/a/b.git", "ssh://git.example.com/a"));
+  EXPECT_TRUE(UrlUnderPrefix("ssh://git.example.com/a/b.git", "ssh://git@git.example.com/a/"));
+  EXPECT_TRUE(UrlUnderPrefix("file:///srv/git/team-a/app", "file:///srv/git/team-a"));
+  EXPECT_FALSE(UrlUnderPrefix("file:///srv/git/team-ab", "file:///srv/git/team-a"));
+  EXPECT_FALSE(UrlUnderPrefix("https://git.example.com/x", ""));
+}
+
 }  // namespace
 }  // namespace gitfleet

@@ -187,6 +187,144 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   EXPECT_THAT(As(op, {"source", "list"}, &code), HasSubstr("demo"));
 }
 
+// A team's token (Argo CD's projects, Fleet's workspaces): its own sources, from its own
+// repositories, its own bundles, which reach its own clusters alone; it reads its share and
+// nothing else, and nothing fleet-wide is its to do. Each refusal leaves everything as it was.
+TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+  git_.Write("teams/a/app.yaml", Cm("team-a-app"));
+  std::string first = git_.Commit("first");
+  std::string admin = TokenFile("ci", "admin", "admin-secret-1");
+  const std::string team = root_ + "/token-team-a";
+  std::ofstream(team) << "team-a-secret\n";
+  int code = 0;
+  std::string line =
+      Ctl({"token", "hash", "team-a", "admin", "--token-file=" + team, "--bundles=team-a-*",
+           "--sources=team-a-*", "--repos=" + git_.url(), "--clusters=team in (a)"},
+          &code);
+  ASSERT_EQ(code, 0) << line;
+  EXPECT_THAT(line, HasSubstr(" clusters=\"team in (a)\""));
+  absl::StrAppend(&api_tokens_, line);
+  EXPECT_THAT(Ctl({"token", "hash", "x", "admin", "--token-file=" + team, "--bundle=a"}, &code),
+              HasSubstr("bundle"));
+  EXPECT_EQ(code, 2) << "a mistyped scope key is refused, not ignored";
+  EXPECT_THAT(
+      Ctl({"token", "hash", "x", "admin", "--token-file=" + team, "--clusters=team in"}, &code),
+      HasSubstr("token hash: clusters=: "));
+  EXPECT_EQ(code, 2);
+  StartWithTokens();
+  admin_token_ = "admin-secret-1";
+  ctl_flags_ = {"--token-file=" + admin};
+  StartAgent("a-dev", "team=a,env=prod");
+  StartAgent("b-dev", "team=b,env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("a-dev", "web", first);
+  ExpectSynced("b-dev", "web", first);
+  ctl_flags_.clear();
+
+  // Its source: its name, its repository.
+  std::string out =
+      As(team, {"source", "add", "team-a-src", "--url=" + git_.url(), "--interval=1s"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  out = As(team, {"source", "add", "team-a-other", "--url=" + git_.url() + "-other"}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(out, HasSubstr("caller team-a's scope (bundles=team-a-* sources=team-a-* repos="));
+  EXPECT_THAT(out, HasSubstr("does not cover repository " + git_.url() + "-other"));
+  EXPECT_THAT(As(team, {"source", "add", "payments", "--url=" + git_.url()}, &code),
+              HasSubstr("does not cover source payments"));
+  EXPECT_THAT(
+      As(team, {"source", "add", "team-a-x", "--url=" + git_.url(), "--credentials=fleet-key"},
+         &code),
+      HasSubstr("does not cover credential fleet-key"));
+  EXPECT_THAT(As(team, {"source", "add", "team-a-y", "--url=" + git_.url(), "--submodules"}, &code),
+              HasSubstr("does not cover submodules"));
+
+  // Its bundle, asked for every cluster, reaches its clusters alone.
+  out = As(team, {"bundle", "add", "team-a-app", "--source=team-a-src", "--path=teams/a"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  ExpectSynced("a-dev", "team-a-app", first);
+  std::vector<v1::BundleStatus> statuses = Status("", "team-a-app");
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0].cluster(), "a-dev");
+  EXPECT_THAT(Files("b-dev"), Not(::testing::Contains(HasSubstr("team-a-app"))));
+  EXPECT_THAT(
+      As(team, {"bundle", "add", "payments", "--source=team-a-src", "--path=teams/a"}, &code),
+      HasSubstr("does not cover bundle payments"));
+  EXPECT_THAT(As(team, {"bundle", "add", "team-a-web", "--source=demo", "--path=apps/web"}, &code),
+              HasSubstr("does not cover source demo"));
+
+  // It reads its share, and nothing else.
+  out = As(team, {"bundle", "list"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("team-a-app"));
+  EXPECT_THAT(out, HasSubstr("[scope of team-a: team in (a)]"));
+  EXPECT_THAT(out, Not(HasSubstr("web")));
+  EXPECT_THAT(out, Not(HasSubstr("base")));
+  out = As(team, {"source", "list"}, &code);
+  EXPECT_THAT(out, HasSubstr("team-a-src"));
+  EXPECT_THAT(out, Not(HasSubstr("demo")));
+  out = As(team, {"cluster", "list"}, &code);
+  EXPECT_THAT(out, HasSubstr("a-dev"));
+  EXPECT_THAT(out, Not(HasSubstr("b-dev")));
+  out = As(team, {"status"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("team-a-app"));
+  EXPECT_THAT(out, Not(HasSubstr("b-dev")));
+  EXPECT_THAT(out, Not(HasSubstr("web")));
+  EXPECT_THAT(As(team, {"status", "--bundle=web"}, &code), HasSubstr("does not cover bundle web"));
+  EXPECT_THAT(As(team, {"status", "--cluster=b-dev"}, &code),
+              HasSubstr("does not cover cluster b-dev"));
+  out = As(team, {"events", "-o", "json"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("team-a-app"));
+  EXPECT_THAT(out, HasSubstr("\"a-dev\""));
+  EXPECT_THAT(out, Not(HasSubstr("\"web\"")));
+  EXPECT_THAT(out, Not(HasSubstr("\"demo\"")));
+  EXPECT_THAT(out, Not(HasSubstr("b-dev")));
+  EXPECT_THAT(As(team, {"events", "--bundle=base"}, &code), HasSubstr("does not cover bundle"));
+
+  // Nothing fleet-wide, and nothing of another's.
+  EXPECT_THAT(As(team, {"cluster", "label", "b-dev", "team=a"}, &code),
+              HasSubstr("LabelCluster is the whole fleet's; caller team-a is scoped"));
+  EXPECT_THAT(As(team, {"backup", "--out=" + root_ + "/b.db"}, &code),
+              HasSubstr("Backup is the whole fleet's"));
+  EXPECT_THAT(As(team, {"cluster", "suspend", "b-dev"}, &code),
+              HasSubstr("does not cover cluster b-dev"));
+  EXPECT_THAT(As(team, {"bundle", "suspend", "web"}, &code),
+              HasSubstr("does not cover bundle web"));
+  EXPECT_THAT(As(team, {"bundle", "remove", "web"}, &code), HasSubstr("does not cover bundle web"));
+  EXPECT_THAT(As(team, {"source", "remove", "demo"}, &code), HasSubstr("does not cover source"));
+  EXPECT_THAT(As(team, {"sync", "demo"}, &code), HasSubstr("does not cover source demo"));
+  EXPECT_THAT(As(team, {"rollout", "pause", "web"}, &code), HasSubstr("does not cover bundle web"));
+  As(team, {"cluster", "suspend", "a-dev"}, &code);
+  EXPECT_EQ(code, 0);
+  As(team, {"cluster", "resume", "a-dev"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_FALSE(
+      cp_->WaitForLog("audit: team-a \\(admin by token\\) AddBundle payments .*does not cover "
+                      "bundle payments")
+          .empty());
+
+  // The fleet's admin replacing the team's bundle keeps it to the team's clusters.
+  ctl_flags_ = {"--token-file=" + admin};
+  out = Ctl({"bundle", "set", "team-a-app", "--selector=team"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "list"}, &code);
+  EXPECT_THAT(out, HasSubstr("team [scope of team-a: team in (a)]")) << out;
+  absl::SleepFor(absl::Seconds(1));
+  statuses = Status("", "team-a-app");
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0].cluster(), "a-dev");
+  // Everything the refused calls named is as it was.
+  EXPECT_THAT(Ctl({"source", "list"}), Not(HasSubstr("team-a-other")));
+  EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("payments")));
+  ExpectSynced("b-dev", "web", first);
+  ExpectSynced("b-dev", "base", first);
+  EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("b-dev .*team=b"));
+}
+
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
   int code = 0;
   std::string out = Ctl({"token", "new", "robot", "operator"}, &code);
