@@ -397,7 +397,8 @@ class Cli {
     // A team's share of the fleet: the SCOPE fields of the line, checked as the control
     // plane will read them.
     std::vector<std::string> scope_fields;
-    for (const char* key : {"bundles", "sources", "repos", "credentials", "clusters"}) {
+    for (const char* key :
+         {"bundles", "sources", "repos", "credentials", "clusters", "namespaces"}) {
       if (std::optional<std::string> value = args_.Take(key)) {
         const bool spaced = absl::StrContains(*value, ' ') || absl::StrContains(*value, '\t');
         if (absl::StrContains(*value, '"')) {
@@ -1732,7 +1733,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "the --api-tokens line for the token in --token-file, $GITFLEET_TOKEN\n"
        "or standard input (roles: viewer, operator, admin). SCOPE gives a\n"
        "team part of the fleet: --bundles=GLOB,.. --sources=GLOB,..\n"
-       "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR",
+       "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR\n"
+       "--namespaces=GLOB,..",
        {},
        &Cli::TokenHash},
       {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},

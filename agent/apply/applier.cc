@@ -1,8 +1,13 @@
 #include "agent/apply/applier.h"
 
+#include <fnmatch.h>
+
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "yaml-cpp/yaml.h"
 
@@ -71,6 +76,45 @@ void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
   context->namespace_labels.assign(sync.namespace_labels().begin(), sync.namespace_labels().end());
   context->namespace_annotations.assign(sync.namespace_annotations().begin(),
                                         sync.namespace_annotations().end());
+  context->allowed_namespaces.assign(sync.allowed_namespaces().begin(),
+                                     sync.allowed_namespaces().end());
+}
+
+bool InAllowedNamespaces(const ApplyContext& context, const std::string& ns) {
+  return context.allowed_namespaces.empty() ||
+         std::any_of(
+             context.allowed_namespaces.begin(), context.allowed_namespaces.end(),
+             [&ns](const std::string& glob) { return fnmatch(glob.c_str(), ns.c_str(), 0) == 0; });
+}
+
+absl::Status CheckAllowedNamespace(Applier& applier, const v1::ManifestObject& object,
+                                   const ApplyContext& context) {
+  if (context.allowed_namespaces.empty()) return absl::OkStatus();
+  const std::string allowed = absl::StrJoin(context.allowed_namespaces, ",");
+  const v1::ObjectKey& key = object.key();
+  const std::string what = absl::StrCat(
+      key.kind(), " ", key.namespace_().empty() ? "" : key.namespace_() + "/", key.name());
+  absl::StatusOr<bool> namespaced = applier.ServedNamespaced(object);
+  if (!namespaced.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the cluster does not serve kind ", key.kind(), " (", object.api_version(),
+        ") yet, so whether it stays within the bundle's namespaces (", allowed,
+        ") cannot be told"));
+  }
+  if (!*namespaced) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(what, " is cluster-scoped; the bundle's scope allows objects in namespaces ",
+                     allowed, " alone"));
+  }
+  absl::StatusOr<v1::ObjectKey> placed = applier.PlacedKey(object, context);
+  if (!placed.ok()) return placed.status();
+  const std::string& ns = placed->namespace_();
+  if (ns.empty() || !InAllowedNamespaces(context, ns)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(what, " is placed in namespace ", ns.empty() ? "(none)" : ns,
+                     ", outside the bundle's scope (namespaces ", allowed, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::string ReconcileDisabledBy(const std::function<std::string(const char* name)>& annotation) {

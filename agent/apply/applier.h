@@ -89,10 +89,24 @@ struct ApplyContext {
   // namespace_annotations, "KEY=VALUE").
   std::vector<std::string> namespace_labels;
   std::vector<std::string> namespace_annotations;
+  // A team's bundle: the namespace globs its objects must live in
+  // (SyncOptions.allowed_namespaces); empty: any.
+  std::vector<std::string> allowed_namespaces;
 };
 
 // Sets `context`'s fields that come from the bundle's sync options beyond the first three.
 void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context);
+
+// Whether namespace `ns` is one of `context.allowed_namespaces` (any, when there are none).
+bool InAllowedNamespaces(const ApplyContext& context, const std::string& ns);
+
+class Applier;
+// OK when `object` stays within `context.allowed_namespaces` (always, when there are
+// none): a kind the cluster serves as namespaced, placed in a namespace a glob matches.
+// PermissionDenied for a cluster-scoped object or one placed elsewhere; FailedPrecondition
+// for a kind the cluster does not serve yet (whether it is namespaced cannot be told).
+absl::Status CheckAllowedNamespace(Applier& applier, const v1::ManifestObject& object,
+                                   const ApplyContext& context);
 
 struct ApplyResult {
   // The object did not exist before this apply: gitfleet created it, so pruning it later
@@ -218,6 +232,11 @@ class Applier {
   // its key names a namespace.
   virtual bool Namespaced(const v1::ManifestObject& object) {
     return !object.key().namespace_().empty();
+  }
+  // Whether the cluster serves the object's kind as namespaced now; NotFound for a kind it
+  // does not serve (yet), where Namespaced guesses. By default: Namespaced.
+  virtual absl::StatusOr<bool> ServedNamespaced(const v1::ManifestObject& object) {
+    return Namespaced(object);
   }
 };
 

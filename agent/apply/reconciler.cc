@@ -362,6 +362,42 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     return std::string();
   };
 
+  // A team's bundle stays within its namespaces: a revision with one object outside them
+  // fails whole, before anything of it is applied or pruned (and is tried again: a kind
+  // not served yet may be served later).
+  if (!context.allowed_namespaces.empty()) {
+    std::vector<std::string> outside;
+    int count = 0;
+    if (context.create_namespace && !desired.target_namespace().empty() &&
+        !InAllowedNamespaces(context, desired.target_namespace())) {
+      outside.push_back(absl::StrCat("its target namespace ", desired.target_namespace(),
+                                     " (created for it) is not one of them"));
+      ++count;
+    }
+    for (const v1::ManifestObject& object : desired.objects()) {
+      absl::Status s = CheckAllowedNamespace(*applier_, object, context);
+      if (s.ok()) continue;
+      if (++count <= 3) outside.push_back(std::string(s.message()));
+    }
+    if (count > 0) {
+      const std::string message =
+          absl::StrCat(count, count == 1 ? " object is" : " objects are",
+                       " outside the bundle's namespaces, so nothing of this revision is applied: ",
+                       absl::StrJoin(outside, "; "), count > 3 ? "; ..." : "");
+      v1::ObjectError error;
+      error.set_message(message);
+      errors->push_back(error);
+      v1::StatusUpdate status = bundle.status;
+      status.set_bundle(desired.bundle());
+      status.set_revision(desired.revision());
+      status.set_commit(desired.commit());
+      status.set_sync_state(v1::SYNC_STATE_FAILED);
+      status.set_message(message);
+      bundle.next_retry = clock_->Now() + bundle.backoff->Next();
+      return SetStatus(bundle, status);
+    }
+  }
+
   // Record the intent first when the inventory grows: a crash from here on leaves every
   // key we may create in the inventory, so it is pruned later if it leaves the bundle.
   // (A crash before the final save is otherwise harmless: the old record makes the
@@ -984,6 +1020,7 @@ absl::Status Reconciler::ApplyObject(const v1::ManifestObject& object, const std
       std::find(record.created().begin(), record.created().end(), key) != record.created().end();
   const bool first = record.applied_hashes().count(key) == 0 && !created_before;
   absl::Status status = SyncWave(object).status();
+  if (status.ok()) status = CheckAllowedNamespace(*applier_, object, context);
   if (status.ok()) {
     absl::StatusOr<ApplyResult> result = applier_->Apply(object, context, first);
     status = result.status();
@@ -1099,6 +1136,7 @@ absl::StatusOr<v1::HookRun> Reconciler::StartHook(Bundle& bundle, const PlannedH
       if (placed.ok()) GF_RETURN_IF_ERROR(applier_->DeleteHook(*placed, context));
     }
   }
+  GF_RETURN_IF_ERROR(CheckAllowedNamespace(*applier_, *planned.object, context));
   absl::StatusOr<v1::ObjectKey> live = applier_->CreateHook(*planned.object, context);
   if (!live.ok()) return live.status();
   v1::HookRun run;

@@ -534,6 +534,70 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
   EXPECT_TRUE(fs_.ReadFile("/out/lab/ConfigMap/d.yaml").ok());
 }
 
+// A team's bundle (SyncOptions.allowed_namespaces) places objects in its namespaces alone:
+// a revision with one cluster-scoped object, or one elsewhere (a hook too), fails whole
+// before anything of it is applied; the revision id covers the namespaces.
+TEST_F(ReconcilerTest, ATeamsBundleStaysWithinItsNamespaces) {
+  auto object = [](const std::string& yaml) { return *MakeObject(yaml, "test"); };
+  auto cm = [&](const std::string& ns, const std::string& name) {
+    return object("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name +
+                  ", namespace: " + ns + "}\n");
+  };
+  auto team_update = [](const std::vector<v1::ManifestObject>& objects,
+                        bool id_covers_namespaces = true) {
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    v1::SyncOptions sync;
+    sync.set_prune(true);
+    v1::BundleUpdate update;
+    update.set_bundle("team-a-app");
+    update.set_revision(ComputeRevision(set, sync, ""));
+    sync.add_allowed_namespaces("team-a-*");
+    sync.add_allowed_namespaces("shared");
+    if (id_covers_namespaces) update.set_revision(ComputeRevision(set, sync, ""));
+    update.set_commit("c" + update.revision().substr(0, 8));
+    *update.mutable_sync() = sync;
+    update.set_object_count(static_cast<int>(set.size()));
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+    return update;
+  };
+  const v1::ManifestObject role = object(
+      "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: "
+      "god}\nrules: []\n");
+  const v1::ManifestObject hook = object(
+      "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  namespace: kube-system\n"
+      "  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {}\n");
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(
+      team_update({cm("team-a-web", "a"), role, cm("kube-system", "b"), hook}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("3 objects are outside the bundle's namespaces, so nothing of this "
+                        "revision is applied"));
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("ClusterRole god is cluster-scoped; the bundle's scope allows objects in "
+                        "namespaces team-a-*,shared alone"));
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("ConfigMap kube-system/b is placed in namespace kube-system, outside the "
+                        "bundle's scope (namespaces team-a-*,shared)"));
+  EXPECT_THAT(outcome.status->message(), HasSubstr("Job kube-system/migrate"));
+  EXPECT_THAT(*fs_.ListFiles("/out"), ::testing::IsEmpty()) << "not even the one inside";
+
+  // Within them, it applies; a retry after a backoff finds the same.
+  outcome = reconciler_->OnUpdate(team_update({cm("team-a-web", "a"), cm("shared", "c")}));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED) << outcome.status->message();
+  EXPECT_THAT(*fs_.ListFiles("/out"),
+              ElementsAre("shared/ConfigMap/c.yaml", "team-a-web/ConfigMap/a.yaml"));
+
+  // A revision whose id leaves the namespaces out is not the revision it claims to be.
+  outcome = reconciler_->OnUpdate(team_update({cm("team-a-web", "a")}, false));
+  EXPECT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.message(), HasSubstr("does not match its revision"));
+  EXPECT_TRUE(fs_.ReadFile("/out/shared/ConfigMap/c.yaml").ok()) << "nothing pruned";
+}
+
 // A file says nothing of who wrote it, so the directory applier asks the agent's
 // inventories: as on Kubernetes, one bundle's object is not taken over by another (the
 // two would overwrite each other for ever), unless the first let go of it.

@@ -1403,6 +1403,13 @@ bool KubernetesApplier::Namespaced(const v1::ManifestObject& object) {
   return resource.ok() ? resource->namespaced : true;
 }
 
+absl::StatusOr<bool> KubernetesApplier::ServedNamespaced(const v1::ManifestObject& object) {
+  auto [group, version] = SplitApiVersion(object.api_version());
+  absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, object.key().kind());
+  if (!resource.ok()) return resource.status();
+  return resource->namespaced;
+}
+
 absl::StatusOr<std::string> KubernetesApplier::Preview(const v1::ManifestObject& object,
                                                        const ApplyContext& context) {
   absl::StatusOr<Target> target = Prepare(object, context, /*wait_for_crd=*/false);

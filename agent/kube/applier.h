@@ -106,6 +106,7 @@ class KubernetesApplier : public Applier {
   v1::ResourceHealth Health(const v1::ManifestObject& object, const ApplyContext& context) override;
   void Refresh(const v1::ManifestObject& object, const ApplyContext& context) override;
   bool Namespaced(const v1::ManifestObject& object) override;
+  absl::StatusOr<bool> ServedNamespaced(const v1::ManifestObject& object) override;
   absl::StatusOr<v1::ObjectKey> PlacedKey(const v1::ManifestObject& object,
                                           const ApplyContext& context) override;
   absl::StatusOr<v1::ObjectKey> ResolveKey(const v1::ObjectKey& key,

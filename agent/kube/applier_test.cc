@@ -15,6 +15,7 @@
 #include "agent/state/state_store.h"
 #include "common/file_system.h"
 #include "common/manifest/object.h"
+#include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakekube/fake_apiserver.h"
@@ -259,6 +260,34 @@ TEST_F(KubernetesApplierTest, UnknownKindFailsAtOnceNamingIt) {
   EXPECT_EQ(outcome.ack.errors(0).message(),
             "the server does not serve apiVersion example.com/v1 (is its CRD installed?)");
   EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "the others are applied";
+}
+
+// A team's namespaces are judged by what the cluster serves: a ClusterRole that writes a
+// namespace is cluster-scoped all the same, an object without one is placed in the target
+// namespace first, and a kind not served cannot be told.
+TEST_F(KubernetesApplierTest, ATeamsNamespacesAreJudgedByWhatTheClusterServes) {
+  ApplyContext context{"team-a-app", "team-a-web", false};
+  context.allowed_namespaces = {"team-a-*"};
+  EXPECT_TRUE(CheckAllowedNamespace(*applier_, Cm("a", ""), context).ok());
+  EXPECT_TRUE(CheckAllowedNamespace(*applier_, Cm("a", "team-a-db"), context).ok());
+  EXPECT_THAT(CheckAllowedNamespace(*applier_, Cm("a", "shop"), context),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("ConfigMap shop/a is placed in namespace shop, outside")));
+  const v1::ManifestObject role =
+      Obj("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: god\n"
+          "  namespace: team-a-web\nrules: []\n");
+  EXPECT_THAT(CheckAllowedNamespace(*applier_, role, context),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is cluster-scoped")));
+  EXPECT_THAT(CheckAllowedNamespace(*applier_, Ns("team-a-web"), context),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is cluster-scoped")));
+  EXPECT_THAT(CheckAllowedNamespace(*applier_, Widget("w1"), context),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("the cluster does not serve kind Widget (example.com/v1) yet")));
+  // Without a target namespace, the client's default namespace is where it would go.
+  ApplyContext no_target{"team-a-app", "", false};
+  no_target.allowed_namespaces = {"team-a-*"};
+  EXPECT_THAT(CheckAllowedNamespace(*applier_, Cm("a", ""), no_target),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("namespace default")));
 }
 
 TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {

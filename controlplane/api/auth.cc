@@ -221,6 +221,7 @@ std::string Scope::Describe() const {
   add("repos", repos);
   add("credentials", credentials);
   if (clusters.has_value()) parts.push_back(absl::StrCat("clusters=", clusters->text()));
+  add("namespaces", namespaces);
   return parts.empty() ? "nothing" : absl::StrJoin(parts, " ");
 }
 
@@ -233,7 +234,7 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
     if (equals == std::string::npos || equals + 1 == field.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
-          "credentials= or clusters=)"));
+          "credentials=, clusters= or namespaces=)"));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));
@@ -259,11 +260,12 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
                                      : key == "sources"     ? &scope.sources
                                      : key == "repos"       ? &scope.repos
                                      : key == "credentials" ? &scope.credentials
+                                     : key == "namespaces"  ? &scope.namespaces
                                                             : nullptr;
     if (list == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown scope key \"", key.substr(0, 32),
-                       "\" (bundles=, sources=, repos=, credentials= or clusters=)"));
+                       "\" (bundles=, sources=, repos=, credentials=, clusters= or namespaces=)"));
     }
     for (absl::string_view entry : absl::StrSplit(value, ',')) {
       if (entry.empty() || entry.size() > kMaxScopeEntryBytes || list->size() >= kMaxScopeEntries) {
@@ -281,6 +283,13 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
                            "\" is not a plain URL prefix (no dot segments, percent "
                            "escapes, backslashes, queries or fragments)"));
         }
+      }
+      if (key == "namespaces" &&
+          (entry.size() > 63 ||
+           entry.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-*?") != entry.npos)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "namespaces=: \"", entry.substr(0, 64),
+            "\" is not a namespace or a glob of them (a-z, 0-9, '-', '*', '?'; at most 63)"));
       }
       list->emplace_back(entry);
     }

@@ -19,8 +19,10 @@
 //
 // A SCOPE gives a caller a team's share of the fleet rather than all of it (as Argo CD's
 // projects and Fleet's workspaces do): `bundles=GLOB,...`, `sources=GLOB,...`,
-// `repos=URL_PREFIX,...`, `credentials=GLOB,...` and `clusters=SELECTOR` (quoted when it
-// holds spaces: clusters="env in (dev,qa)"). What a scope does not name is out of it.
+// `repos=URL_PREFIX,...`, `credentials=GLOB,...`, `clusters=SELECTOR` (quoted when it
+// holds spaces: clusters="env in (dev,qa)") and `namespaces=GLOB,...`. What a scope does
+// not name is out of it; without namespaces= its bundles place objects anywhere on its
+// clusters.
 
 #include <map>
 #include <memory>
@@ -50,6 +52,9 @@ struct Scope {
   std::vector<std::string> repos;         // URL prefixes its sources may read
   std::vector<std::string> credentials;   // globs of the credentials its sources may name
   std::optional<LabelSelector> clusters;  // none: no cluster
+  // Namespace globs its bundles' objects must live in (no cluster-scoped object); empty:
+  // any namespace and kind on its clusters.
+  std::vector<std::string> namespaces;
 
   bool CoversBundle(const std::string& name) const;
   bool CoversSource(const std::string& name) const;

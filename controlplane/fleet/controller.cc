@@ -1,5 +1,7 @@
 #include "controlplane/fleet/controller.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <iterator>
 #include <limits>
@@ -63,6 +65,14 @@ constexpr size_t kMaxSelectorBytes = 4096;
 // by `bundle list`.
 constexpr size_t kMaxBundleBytes = 1 << 20;
 constexpr int kMaxEngineArguments = 100;  // jsonnet arguments, helm values files
+
+// Whether `name` matches one of `globs` (fnmatch's, as a scope's namespaces= are).
+bool MatchesAnyGlob(const google::protobuf::RepeatedPtrField<std::string>& globs,
+                    const std::string& name) {
+  return std::any_of(globs.begin(), globs.end(), [&name](const std::string& glob) {
+    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
+  });
+}
 
 // The clusters a definition targets: those its selector matches, and its scope's too
 // (a team's bundle reaches the team's clusters alone).
@@ -819,6 +829,16 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   }
   absl::StatusOr<LabelSelector> selector = TargetSelector(bundle);
   if (!selector.ok()) return selector.status();
+  // What the agents hold the bundle's objects to: the scope's namespaces alone.
+  *bundle.mutable_sync()->mutable_allowed_namespaces() = bundle.scope().namespaces();
+  if (!bundle.target_namespace().empty() && !bundle.scope().namespaces().empty() &&
+      !MatchesAnyGlob(bundle.scope().namespaces(), bundle.target_namespace())) {
+    return absl::PermissionDeniedError(absl::StrCat("bundle \"", bundle.name(), "\": --namespace ",
+                                                    bundle.target_namespace(),
+                                                    " is outside the namespaces of its scope (",
+                                                    absl::StrJoin(bundle.scope().namespaces(), ","),
+                                                    ", of caller ", bundle.scope().caller(), ")"));
+  }
   if (!bundle.engine().empty()) {
     if (absl::Status s = CheckEngineName(bundle.engine()); !s.ok()) return s;
   }

@@ -193,16 +193,22 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
 TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   git_.Write("apps/base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
-  git_.Write("teams/a/app.yaml", Cm("team-a-app"));
+  git_.Write("teams/a/app.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: team-a-app\n  namespace: "
+             "team-a-web\ndata: {v: \"1\"}\n");
+  git_.Write("teams/a-admin/role.yaml",
+             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n"
+             "  name: team-a-is-root\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: "
+             "ClusterRole, name: cluster-admin}\nsubjects: []\n");
   std::string first = git_.Commit("first");
   std::string admin = TokenFile("ci", "admin", "admin-secret-1");
   const std::string team = root_ + "/token-team-a";
   std::ofstream(team) << "team-a-secret\n";
   int code = 0;
-  std::string line =
-      Ctl({"token", "hash", "team-a", "admin", "--token-file=" + team, "--bundles=team-a-*",
-           "--sources=team-a-*", "--repos=" + git_.url(), "--clusters=team in (a)"},
-          &code);
+  std::string line = Ctl({"token", "hash", "team-a", "admin", "--token-file=" + team,
+                          "--bundles=team-a-*", "--sources=team-a-*", "--repos=" + git_.url(),
+                          "--clusters=team in (a)", "--namespaces=team-a-*"},
+                         &code);
   ASSERT_EQ(code, 0) << line;
   EXPECT_THAT(line, HasSubstr(" clusters=\"team in (a)\""));
   absl::StrAppend(&api_tokens_, line);
@@ -249,6 +255,24 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   ASSERT_EQ(statuses.size(), 1u);
   EXPECT_EQ(statuses[0].cluster(), "a-dev");
   EXPECT_THAT(Files("b-dev"), Not(::testing::Contains(HasSubstr("team-a-app"))));
+  // Within its clusters, its objects stay in its namespaces: a cluster-wide binding fails
+  // on the cluster, naming why, and is not applied.
+  out = As(team, {"bundle", "add", "team-a-admin", "--source=team-a-src", "--path=teams/a-admin"},
+           &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    std::vector<v1::BundleStatus> s = Status("a-dev", "team-a-admin");
+    return s.size() == 1 && s[0].sync_state() == v1::SYNC_STATE_FAILED;
+  }));
+  EXPECT_THAT(As(team, {"status", "--bundle=team-a-admin"}, &code),
+              HasSubstr("ClusterRoleBinding team-a-is-root is cluster-scoped; the bundle's scope "
+                        "allows objects in namespaces team-a-* alone"));
+  EXPECT_THAT(Files("a-dev"), Not(::testing::Contains(HasSubstr("team-a-is-root"))));
+  EXPECT_THAT(As(team,
+                 {"bundle", "add", "team-a-sys", "--source=team-a-src", "--path=teams/a",
+                  "--namespace=kube-system"},
+                 &code),
+              HasSubstr("--namespace kube-system is outside the namespaces of its scope"));
   EXPECT_THAT(
       As(team, {"bundle", "add", "payments", "--source=team-a-src", "--path=teams/a"}, &code),
       HasSubstr("does not cover bundle payments"));
