@@ -739,6 +739,7 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
     bundle.mutable_scope()->set_clusters(caller.scope->clusters->text());
     for (const std::string& ns : caller.scope->namespaces)
       bundle.mutable_scope()->add_namespaces(ns);
+    for (const std::string& repo : caller.scope->repos) bundle.mutable_scope()->add_repos(repo);
   }
   return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
                                            request->allow_removal(), request->if_generation()),

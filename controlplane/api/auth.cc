@@ -198,18 +198,7 @@ bool Scope::CoversCluster(const LabelMap& labels) const {
   return clusters.has_value() && clusters->Matches(labels);
 }
 
-bool Scope::CoversRepo(const std::string& url) const {
-  // Written plainly, or not at all: a server may resolve these to a path outside a prefix.
-  const std::string lower = absl::AsciiStrToLower(url);
-  for (absl::string_view bad : {"%", "\\", "?", "#"}) {
-    if (absl::StrContains(url, bad)) return false;
-  }
-  for (absl::string_view segment : absl::StrSplit(lower, '/')) {
-    if (segment == "." || segment == "..") return false;
-  }
-  return std::any_of(repos.begin(), repos.end(),
-                     [&url](const std::string& prefix) { return UrlUnderPrefix(url, prefix); });
-}
+bool Scope::CoversRepo(const std::string& url) const { return UrlPlainlyUnder(url, repos); }
 
 std::string Scope::Describe() const {
   std::vector<std::string> parts;

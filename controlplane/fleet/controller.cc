@@ -2902,6 +2902,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
+         scope_repos = Strings(definition.scope().repos()),
          substitute = !TakesValues(engine) && WantsSubstitution(definition),
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
@@ -2916,6 +2917,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           UseReads(reads, &input);
           input.include = include;
           input.exclude = exclude;
+          input.fetch_scope.repos = scope_repos;
           input.notes = &said;
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
           // Plain and kustomize output is a template: substituted here, per cluster.
@@ -2940,6 +2942,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     UseReads(reads, &input);
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
+    input.fetch_scope.repos = Strings(definition.scope().repos());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)

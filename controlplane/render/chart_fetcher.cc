@@ -718,8 +718,10 @@ absl::StatusOr<std::string> ChartFetcher::Get(const std::string& url, size_t max
   return std::move(answer.body);
 }
 
-absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref) {
+absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const ChartRef& ref,
+                                                                        const FetchScope& scope) {
   const std::string& where = ref.url.empty() ? ref.repo : ref.url;
+  GF_RETURN_IF_ERROR(scope.Check(where, ref.url.empty() ? "the chart repository" : "the chart"));
   if (HasUserInfo(where)) {
     // Never sent, nor shown: a password in a repository's file is a leak already.
     return absl::InvalidArgumentError(absl::StrCat(
@@ -759,6 +761,8 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
       indexes_[ref.repo] = {now, charts};
     }
     GF_ASSIGN_OR_RETURN(chosen, ChooseChartVersion(*charts, ref.repo, ref.name, ref.version));
+    GF_RETURN_IF_ERROR(scope.Check(chosen.url, absl::StrCat("the archive the index lists for ",
+                                                            ref.name, " ", chosen.version, ",")));
     if (HasUserInfo(chosen.url)) {
       return absl::InvalidArgumentError(
           absl::StrCat("the chart repository ", ref.repo, " lists ",
@@ -1175,7 +1179,7 @@ bool HasSubchart(const std::string& chart, const std::string& name,
 absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
                                   std::vector<RepoFile>* files, int* fetched,
                                   std::vector<std::string>* notes, const ReadFolder& read_folder,
-                                  std::vector<std::string>* read_paths) {
+                                  std::vector<std::string>* read_paths, const FetchScope& scope) {
   std::map<std::string, const RepoFile*> by_path;
   for (const RepoFile& file : *files) by_path[file.path] = &file;
   GF_ASSIGN_OR_RETURN(std::vector<ChartDependency> dependencies, ChartDependencies(chart, by_path));
@@ -1294,7 +1298,7 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
     const bool oci = absl::StartsWith(d.repository, "oci://");
     ChartRef ref{oci ? "" : d.repository, oci ? "" : d.name, d.version,
                  oci ? absl::StrCat(absl::StripSuffix(d.repository, "/"), "/", d.name) : ""};
-    absl::StatusOr<std::shared_ptr<const FetchedChart>> got = charts->Fetch(ref);
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> got = charts->Fetch(ref, scope);
     if (!got.ok()) {
       return absl::Status(got.status().code(), absl::StrCat(where, ": ", got.status().message()));
     }
@@ -1312,7 +1316,7 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
   if (depth < 3) {
     for (const std::string& subchart : subcharts) {
       GF_RETURN_IF_ERROR(AddChartDependencies(subchart, charts, depth + 1, files, fetched, notes,
-                                              read_folder, read_paths));
+                                              read_folder, read_paths, scope));
     }
   }
   return absl::OkStatus();

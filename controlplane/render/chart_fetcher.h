@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "common/http.h"
 #include "common/sync.h"
+#include "controlplane/render/fetch_scope.h"
 #include "controlplane/source/git_repository.h"
 
 namespace gitfleet {
@@ -150,7 +151,8 @@ class ChartFetcher {
   // (naming the newest versions it has); Unavailable when a server cannot be reached or
   // answers an error; InvalidArgument for an index or archive that cannot be read;
   // ResourceExhausted past a bound.
-  absl::StatusOr<std::shared_ptr<const FetchedChart>> Fetch(const ChartRef& ref);
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> Fetch(const ChartRef& ref,
+                                                            const FetchScope& scope = {});
   // Whether `url` may be fetched.
   bool Allowed(const std::string& url) const;
   // The URL of the repository a chart's dependency names `name` (ChartFetchOptions::
@@ -252,7 +254,8 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
                                   std::vector<RepoFile>* files, int* fetched,
                                   std::vector<std::string>* notes,
                                   const ReadFolder& read_folder = nullptr,
-                                  std::vector<std::string>* read_paths = nullptr);
+                                  std::vector<std::string>* read_paths = nullptr,
+                                  const FetchScope& scope = {});
 
 }  // namespace gitfleet
 

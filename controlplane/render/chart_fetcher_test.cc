@@ -20,6 +20,7 @@ namespace gitfleet {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Helm's constraints (Masterminds semver), as charts' users write them.
 TEST(SemverSatisfiesTest, ReadsConstraintsAsHelmDoes) {
@@ -231,6 +232,44 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
 // A chart in an OCI registry, pulled as helm pulls it: the tag list for a constraint, the
 // manifest, the chart's layer by digest, each behind the anonymous token the registry asks
 // for (as ghcr.io and Docker Hub do for public charts).
+// A team's bundle fetches from its own repositories alone: the chart repository, the
+// archive its index lists, each under the scope, whatever the control plane trusts.
+TEST(ChartFetcherTest, ATeamsScopeHoldsTheRepositoryAndTheArchiveItsIndexLists) {
+  testing::ChartRepositoryServer server(testing::TempDir("charts"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  // team-a's folder holds an index whose archive is the repository's root one: outside.
+  server.Write("team-a/index.yaml",
+               absl::StrCat("apiVersion: v1\nentries:\n  web:\n  - name: web\n    version: 1.0.0\n"
+                            "    urls: [",
+                            server.url(), "web-1.0.0.tgz]\n"));
+  ChartFetchOptions options;
+  options.allowed = {"*"};
+  ChartFetcher fetcher(options);
+  const FetchScope team{{server.url() + "team-a"}};
+  absl::Status refused = fetcher.Fetch({server.url(), "web", ""}, team).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("the chart repository ", server.url(),
+                                     " is outside the repositories of the bundle's scope (",
+                                     server.url(), "team-a)")));
+  EXPECT_THAT(server.Log(), Not(HasSubstr("GET /index.yaml"))) << "nothing is asked of it";
+  refused = fetcher.Fetch({server.url() + "team-a/", "web", ""}, team).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("the archive the index lists for web 1.0.0, " +
+                                           server.url() + "web-1.0.0.tgz is outside"));
+  EXPECT_THAT(server.Log(), Not(HasSubstr("GET /web-1.0.0.tgz")));
+  // The same, for a caller without a scope, and a URL that escapes it by its path.
+  EXPECT_TRUE(fetcher.Fetch({server.url() + "team-a/", "web", ""}).ok());
+  EXPECT_EQ(
+      fetcher.Fetch({"", "", "", server.url() + "team-a/../web-1.0.0.tgz"}, team).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  // Cached for the one, still refused for the other.
+  EXPECT_EQ(fetcher.Fetch({server.url() + "team-a/", "web", ""}, team).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 TEST(ChartFetcherTest, FetchesChartsFromOciRegistriesAsHelmPullsThem) {
   testing::OciRegistryServer registry(testing::TempDir("registry"));
   for (const char* version : {"1.0.0", "1.2.0", "1.3.0+build.7", "2.0.0-rc.1"}) {

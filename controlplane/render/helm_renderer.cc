@@ -339,7 +339,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   if (!input.remote_chart.empty()) {
     ChartRef ref{input.remote_chart.repo, input.remote_chart.name, input.remote_chart.version,
                  input.remote_chart.url};
-    absl::StatusOr<std::shared_ptr<const FetchedChart>> fetched = charts_->Fetch(ref);
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> fetched =
+        charts_->Fetch(ref, input.fetch_scope);
     if (!fetched.ok()) {
       return absl::Status(fetched.status().code(), absl::StrCat("helm ", input.path, ": the chart ",
                                                                 input.remote_chart.Describe(), ": ",
@@ -382,8 +383,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     const size_t before = with_dependencies.size();
     int fetched = 0;
     std::vector<std::string> read_outside;
-    absl::Status added = AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched,
-                                              input.notes, input.read_folder, &read_outside);
+    absl::Status added =
+        AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched, input.notes,
+                             input.read_folder, &read_outside, input.fetch_scope);
     if (input.read_paths != nullptr) {
       // A chart elsewhere in the repository: a change there renders the bundle again.
       input.read_paths->insert(input.read_paths->end(), read_outside.begin(), read_outside.end());

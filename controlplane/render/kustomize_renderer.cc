@@ -276,7 +276,7 @@ struct HelmChartsSeen {
 absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& files,
                                   const std::set<std::string>& dirs, ChartFetcher* fetcher,
                                   std::vector<RepoFile>* fetched, HelmChartsSeen* seen,
-                                  std::vector<std::string>* notes) {
+                                  std::vector<std::string>* notes, const FetchScope& scope) {
   int charts = 0;
   for (const std::string& dir : dirs) {
     const RepoFile* kustomization = KustomizationIn(files, dir);
@@ -353,8 +353,9 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
       absl::StatusOr<std::shared_ptr<const FetchedChart>> got =
           absl::StartsWith(repo, "oci://")
               ? fetcher->Fetch(ChartRef{"", "", version,
-                                        absl::StrCat(absl::StripSuffix(repo, "/"), "/", name)})
-              : fetcher->Fetch(ChartRef{repo, name, version, ""});
+                                        absl::StrCat(absl::StripSuffix(repo, "/"), "/", name)},
+                               scope)
+              : fetcher->Fetch(ChartRef{repo, name, version, ""}, scope);
       if (!got.ok()) {
         return absl::Status(got.status().code(), absl::StrCat(kustomization->path, ": helmCharts ",
                                                               name, ": ", got.status().message()));
@@ -374,8 +375,8 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
         for (const RepoFile& file : (*got)->files) chart_files.push_back(file);
         const size_t before = chart_files.size();
         int dependencies = 0;
-        absl::Status added =
-            AddChartDependencies("", fetcher, 0, &chart_files, &dependencies, notes);
+        absl::Status added = AddChartDependencies("", fetcher, 0, &chart_files, &dependencies,
+                                                  notes, nullptr, nullptr, scope);
         if (!added.ok()) {
           return absl::Status(added.code(), absl::StrCat(kustomization->path, ": helmCharts ", name,
                                                          ": ", added.message()));
@@ -414,7 +415,7 @@ bool IsRemoteCopy(absl::string_view path) {
 // plain file over http(s), which kustomize would download.
 absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::string>& more_dirs,
                                RemoteBaseFetcher* fetcher, std::vector<RepoFile>* files,
-                               std::vector<std::string>* notes) {
+                               std::vector<std::string>* notes, const FetchScope& scope) {
   std::map<std::string, std::string> copies;  // repo + "\n" + ref -> ID
   std::set<std::string> expanded;             // kustomization paths done
   for (int round = 0; round <= kMaxRemoteBases; ++round) {
@@ -485,7 +486,7 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
                     absl::StrCat(where, ": the build reads more than ", kMaxRemoteBases,
                                  " remote bases and files, theirs included"));
               }
-              absl::StatusOr<std::string> content = fetcher->FetchFile(reference);
+              absl::StatusOr<std::string> content = fetcher->FetchFile(reference, 16 << 20, scope);
               if (!content.ok()) {
                 return absl::Status(content.status().code(),
                                     absl::StrCat(where, ": ", content.status().message()));
@@ -532,7 +533,7 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
                   absl::StrCat(where, ": the build reads more than ", kMaxRemoteBases,
                                " remote bases (repositories at a ref), theirs included"));
             }
-            absl::StatusOr<RemoteTree> tree = fetcher->Fetch((**base).repo, (**base).ref);
+            absl::StatusOr<RemoteTree> tree = fetcher->Fetch((**base).repo, (**base).ref, scope);
             if (!tree.ok()) {
               return absl::Status(tree.status().code(),
                                   absl::StrCat(where, ": ", tree.status().message()));
@@ -677,7 +678,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (remote) {
     with_remote = input.files;
     GF_RETURN_IF_ERROR(ExpandRemoteBases(input.path, generated_dirs, options_.remote_bases.get(),
-                                         &with_remote, input.notes));
+                                         &with_remote, input.notes, input.fetch_scope));
     by_path.clear();
     for (const RepoFile& file : with_remote) by_path[file.path] = &file;
     visited.clear();
@@ -693,7 +694,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   std::vector<RepoFile> charts;
   HelmChartsSeen seen;
   GF_RETURN_IF_ERROR(FetchKustomizeCharts(by_path, visited, options_.chart_fetcher.get(), &charts,
-                                          &seen, input.notes));
+                                          &seen, input.notes, input.fetch_scope));
   const bool helm_charts = seen.any;
   // The bundle's --kube-version and --api-versions reach its charts as Argo CD passes
   // them, by kustomize's --helm-kube-version and --helm-api-versions: a chart's own

@@ -192,8 +192,10 @@ bool IsRemoteFile(absl::string_view reference) {
          absl::EndsWith(path, ".json");
 }
 
-absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url, size_t max_bytes) {
+absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url, size_t max_bytes,
+                                                         const FetchScope& scope) {
   if (!IsRemoteFile(url) || !Allowed(url)) return Refused(url, "remote file");
+  GF_RETURN_IF_ERROR(scope.Check(url, "the remote file"));
   const absl::Time now = RealClock().Now();
   {
     MutexLock lock(&mu_);
@@ -218,10 +220,11 @@ absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url,
   return body;
 }
 
-absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo,
-                                                    const std::string& ref) {
+absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo, const std::string& ref,
+                                                    const FetchScope& scope) {
   const std::string at = ref.empty() ? "its default branch" : ref;
   if (!Allowed(repo)) return Refused(repo, "remote base");
+  GF_RETURN_IF_ERROR(scope.Check(repo, "the remote base"));
   // Not held between renders: a clone no source uses is the source poller's to delete.
   GF_ASSIGN_OR_RETURN(std::shared_ptr<GitRepository> git, repos_->ForUrl(repo, "", false));
   const absl::Time now = RealClock().Now();

@@ -29,6 +29,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/sync.h"
+#include "controlplane/render/fetch_scope.h"
 #include "controlplane/source/git_repository.h"
 
 namespace gitfleet {
@@ -62,11 +63,14 @@ class RemoteBaseFetcher {
                     absl::Duration refetch_after = absl::Minutes(5));
   // FailedPrecondition naming --kustomize-remote-bases when `repo` is not allowed; the
   // fetch's or read's error otherwise (naming the repository and ref).
-  absl::StatusOr<RemoteTree> Fetch(const std::string& repo, const std::string& ref);
+  // With a `scope` (a team's bundle), the repository must be under it too.
+  absl::StatusOr<RemoteTree> Fetch(const std::string& repo, const std::string& ref,
+                                   const FetchScope& scope = {});
   // A plain file over http(s) (a resources entry such as a release's install.yaml), from
   // the same trusted prefixes: at most `max_bytes`, redirects only to http(s), read again
   // after refetch_after. Unavailable naming the URL when it cannot be read.
-  absl::StatusOr<std::string> FetchFile(const std::string& url, size_t max_bytes = 16 << 20);
+  absl::StatusOr<std::string> FetchFile(const std::string& url, size_t max_bytes = 16 << 20,
+                                        const FetchScope& scope = {});
   bool Allowed(const std::string& repo) const;
 
  private:

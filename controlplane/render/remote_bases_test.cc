@@ -124,6 +124,13 @@ TEST(RemoteBaseFetcherTest, FetchesTheRepositoryAtTheRefOnlyFromTrustedPrefixes)
                    .Allowed("https://github.com.evil.example/org/repo"))
       << "a host is a whole host";
   EXPECT_TRUE(closed.Allowed("https://github.com/org/repo"));
+  // A team's bundle: its scope's repositories too, whatever the control plane trusts.
+  const FetchScope other_team{{remote.url() + "-team-b"}};
+  refused = fetcher.Fetch(remote.url(), "v1", other_team).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("the remote base " + remote.url() +
+                                           " is outside the repositories of the bundle's scope"));
+  EXPECT_TRUE(fetcher.Fetch(remote.url(), "v1", FetchScope{{remote.url()}}).ok());
 }
 
 // A plain file over http (a release's install.yaml): from trusted prefixes, bounded, kept a
@@ -150,6 +157,9 @@ TEST(RemoteBaseFetcherTest, FetchesAFileOverHttpFromTrustedPrefixes) {
       RemoteBaseFetcher(repos.get(), {"https://github.com/"}).FetchFile(url).status();
   EXPECT_EQ(untrusted.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(untrusted.message(), HasSubstr("--kustomize-remote-bases=" + url));
+  EXPECT_EQ(eager.FetchFile(url, 1 << 20, FetchScope{{server.url() + "team-a/"}}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(eager.FetchFile(url, 1 << 20, FetchScope{{server.url()}}).ok());
   EXPECT_TRUE(IsRemoteFile("https://github.com/org/op/releases/download/v1/install.yaml"));
   EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy?ref=v1"));
   EXPECT_FALSE(IsRemoteFile("https://example.com/x.yaml?ref=v1"));

@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
+#include "controlplane/render/fetch_scope.h"
 #include "controlplane/render/fleet_diff.h"
 #include "controlplane/render/values.h"
 #include "controlplane/source/git_repository.h"
@@ -176,6 +177,9 @@ struct RenderInput {
   // path), for what an engine may take from outside `files`: a chart's file:// dependency
   // elsewhere in the repository. Unset: nothing outside `files` is read.
   std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string& folder)> read_folder;
+  // A team's bundle: where what the render fetches from outside the repository may come
+  // from (Bundle.scope.repos; chart_fetcher.h). Empty: what the control plane trusts.
+  FetchScope fetch_scope;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its

@@ -370,6 +370,17 @@ std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::stri
   return best == nullptr ? "" : best->second;
 }
 
+bool UrlPlainlyUnder(const std::string& url, const std::vector<std::string>& prefixes) {
+  for (absl::string_view bad : {"%", "\\", "?", "#"}) {
+    if (absl::StrContains(url, bad)) return false;
+  }
+  for (absl::string_view segment : absl::StrSplit(url, '/')) {
+    if (segment == "." || segment == "..") return false;
+  }
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&url](const std::string& prefix) { return UrlUnderPrefix(url, prefix); });
+}
+
 bool UrlUnderPrefix(const std::string& url, const std::string& prefix) {
   const std::string form = PrefixForm(url);
   const std::string under = PrefixForm(prefix);

@@ -84,6 +84,10 @@ std::string CredentialForUrl(const CredentialPrefixes& prefixes, const std::stri
 // "https://host/team-a", ".../team-a.git" and ".../team-a/app", not ".../team-ab"; a host
 // alone covers that host. An ssh:// URL's account does not count, as in CredentialForUrl.
 bool UrlUnderPrefix(const std::string& url, const std::string& prefix);
+// Whether `url` is under one of `prefixes` (UrlUnderPrefix) and written plainly: dot
+// segments, percent escapes, backslashes, queries and fragments are refused, since a
+// server may read them as a path outside the prefix. What a team's scope (repos=) admits.
+bool UrlPlainlyUnder(const std::string& url, const std::vector<std::string>& prefixes);
 
 }  // namespace gitfleet
 

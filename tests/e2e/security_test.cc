@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "controlplane/render/kustomize_renderer.h"
 #include "grpcpp/create_channel.h"
 #include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
@@ -200,6 +201,16 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
              "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n"
              "  name: team-a-is-root\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: "
              "ClusterRole, name: cluster-admin}\nsubjects: []\n");
+  // The platform team's repository, whose base the control plane trusts for everyone.
+  testing::GitFixture platform(root_ + "/platform");
+  platform.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  platform.Write("base/cm.yaml", Cm("platform-secret-config"));
+  platform.Commit("platform");
+  std::unique_ptr<testing::Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  git_.Write("teams/a-remote/kustomization.yaml",
+             absl::StrCat("resources:\n- git://127.0.0.1:", port, "/platform//base\n"));
   std::string first = git_.Commit("first");
   std::string admin = TokenFile("ci", "admin", "admin-secret-1");
   const std::string team = root_ + "/token-team-a";
@@ -219,7 +230,7 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
       Ctl({"token", "hash", "x", "admin", "--token-file=" + team, "--clusters=team in"}, &code),
       HasSubstr("token hash: clusters=: "));
   EXPECT_EQ(code, 2);
-  StartWithTokens();
+  StartWithTokens({absl::StrCat("--kustomize-remote-bases=git://127.0.0.1:", port, "/")});
   admin_token_ = "admin-secret-1";
   ctl_flags_ = {"--token-file=" + admin};
   StartAgent("a-dev", "team=a,env=prod");
@@ -268,6 +279,18 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
               HasSubstr("ClusterRoleBinding team-a-is-root is cluster-scoped; the bundle's scope "
                         "allows objects in namespaces team-a-* alone"));
   EXPECT_THAT(Files("a-dev"), Not(::testing::Contains(HasSubstr("team-a-is-root"))));
+  // What its renders fetch comes from its repositories too: the platform's base, which
+  // the control plane trusts, is not its to read.
+  if (!FindKustomize().empty()) {
+    out =
+        As(team, {"bundle", "add", "team-a-remote", "--source=team-a-src", "--path=teams/a-remote"},
+           &code);
+    EXPECT_THAT(out, HasSubstr(absl::StrCat("the remote base git://127.0.0.1:", port,
+                                            "/platform is outside the repositories of the "
+                                            "bundle's scope (" +
+                                                git_.url() + ")")));
+    EXPECT_THAT(Files("a-dev"), Not(::testing::Contains(HasSubstr("platform-secret-config"))));
+  }
   EXPECT_THAT(As(team,
                  {"bundle", "add", "team-a-sys", "--source=team-a-src", "--path=teams/a",
                   "--namespace=kube-system"},
@@ -285,7 +308,7 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   EXPECT_THAT(out, HasSubstr("team-a-app"));
   EXPECT_THAT(out, HasSubstr("[scope of team-a: team in (a)]"));
   EXPECT_THAT(out, Not(HasSubstr("web")));
-  EXPECT_THAT(out, Not(HasSubstr("base")));
+  EXPECT_THAT(out, Not(::testing::ContainsRegex("\nbase ")));
   out = As(team, {"source", "list"}, &code);
   EXPECT_THAT(out, HasSubstr("team-a-src"));
   EXPECT_THAT(out, Not(HasSubstr("demo")));

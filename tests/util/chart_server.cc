@@ -19,7 +19,9 @@ ChartRepositoryServer::ChartRepositoryServer(std::string root) : root_(std::move
 }
 
 void ChartRepositoryServer::Write(const std::string& path, const std::string& content) {
-  std::ofstream(root_ + "/www/" + path, std::ios::binary) << content;
+  const std::filesystem::path file = std::filesystem::path(root_ + "/www/" + path);
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream(file, std::ios::binary) << content;
 }
 
 namespace {

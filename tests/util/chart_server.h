@@ -27,7 +27,8 @@ class ChartRepositoryServer {
   // lists it in index.yaml (rewritten; served at once when started).
   absl::Status AddChart(const std::string& name, const std::string& version,
                         const std::map<std::string, std::string>& files);
-  // Writes a file of the repository as it is (to break things on purpose).
+  // Writes a file of the repository as it is, folders made as needed (to break things on
+  // purpose, or serve a second repository in a folder).
   void Write(const std::string& path, const std::string& content);
   // Every request needs HTTP basic auth with `user`:`password` (before Start).
   void RequireLogin(const std::string& user, const std::string& password) {

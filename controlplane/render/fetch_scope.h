@@ -1,0 +1,25 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_FETCH_SCOPE_H_
+#define GITFLEET_CONTROLPLANE_RENDER_FETCH_SCOPE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace gitfleet {
+
+// A team's bundle (Bundle.scope.repos): what its render fetches from outside its repository
+// (a chart, the archive a chart repository's index lists for it, its dependencies,
+// kustomize's remote bases and files) must be under one of `repos` as well as trusted by
+// the control plane: another team's private repository is not the control plane's to read
+// for it. Empty: what the control plane trusts.
+struct FetchScope {
+  std::vector<std::string> repos;
+  // PermissionDenied naming `what`, the URL and the scope when the URL is outside it.
+  absl::Status Check(const std::string& url, absl::string_view what) const;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_FETCH_SCOPE_H_
