@@ -6,7 +6,10 @@
 #include <atomic>
 #include <deque>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -96,9 +99,9 @@ struct NamedListing {
 // it wants the clusters it waits for. A status that would not fit in one message is
 // refused, or (`acted`: the call changed the rollout, which must not read as failed) listed
 // with its counts alone.
-absl::StatusOr<v1::RolloutStatus> TrimRollout(absl::StatusOr<v1::RolloutStatus> status,
-                                              int32_t per_partition, size_t max_bytes,
-                                              bool acted = false) {
+absl::StatusOr<v1::RolloutStatus> TrimRollout(
+    absl::StatusOr<v1::RolloutStatus> status, int32_t per_partition, size_t max_bytes,
+    bool acted = false, const std::function<bool(const std::string&)>& visible = nullptr) {
   if (per_partition < 0) {
     return absl::InvalidArgumentError("clusters_per_partition must not be negative");
   }
@@ -106,6 +109,13 @@ absl::StatusOr<v1::RolloutStatus> TrimRollout(absl::StatusOr<v1::RolloutStatus> 
   int clusters = 0;
   for (v1::RolloutPartition& partition : *status->mutable_partitions()) {
     auto* listed = partition.mutable_clusters();
+    if (visible != nullptr) {
+      // A scoped caller's: the clusters its scope covers, counted as if alone.
+      listed->erase(
+          std::remove_if(listed->begin(), listed->end(),
+                         [&visible](const v1::RolloutCluster& c) { return !visible(c.name()); }),
+          listed->end());
+    }
     partition.set_cluster_count(listed->size());
     partition.set_ready_count(static_cast<int>(std::count_if(
         listed->begin(), listed->end(), [](const v1::RolloutCluster& c) { return c.ready(); })));
@@ -353,6 +363,20 @@ absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
   return absl::OkStatus();
 }
 
+// For a scoped caller, whether it may see a cluster (by the labels the hub knows it by,
+// read once); null for an unscoped one.
+std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
+                                                        Controller* controller) {
+  if (!caller.scoped()) return nullptr;
+  auto covered = std::make_shared<std::set<std::string>>();
+  for (const v1::ClusterInfo& c : controller->ListClusters()) {
+    if (caller.scope->CoversCluster(LabelMap(c.labels().begin(), c.labels().end()))) {
+      covered->insert(c.name());
+    }
+  }
+  return [covered](const std::string& name) { return covered->count(name) > 0; };
+}
+
 // The labels the hub knows `cluster` by; none for a cluster it does not know.
 LabelMap ClusterLabels(Controller* controller, const std::string& cluster) {
   std::vector<v1::ClusterInfo> found = controller->ListClusters(cluster, 1);
@@ -576,7 +600,8 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
   if (absl::Status s = call.Check({{Named::kBundle, request->bundle()}}); !s.ok())
     return call.Done(s);
   return call.Reply(TrimRollout(controller_->GetRollout(request->bundle()),
-                                request->clusters_per_partition(), max_response_bytes_),
+                                request->clusters_per_partition(), max_response_bytes_,
+                                /*acted=*/false, VisibleClusters(call.caller(), controller_)),
                     response);
 }
 
@@ -591,11 +616,11 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   if (request->clusters_per_partition() < 0) {
     return call.Done(absl::InvalidArgumentError("clusters_per_partition must not be negative"));
   }
-  return call.Reply(
-      TrimRollout(
-          controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context)),
-          request->clusters_per_partition(), max_response_bytes_, /*acted=*/true),
-      response);
+  return call.Reply(TrimRollout(controller_->ControlRollout(request->bundle(), request->action(),
+                                                            CallDeadline(context)),
+                                request->clusters_per_partition(), max_response_bytes_,
+                                /*acted=*/true, VisibleClusters(call.caller(), controller_)),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,

@@ -209,6 +209,7 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   std::unique_ptr<testing::Process> daemon;
   const int port = StartGitDaemon(&daemon);
   ASSERT_GT(port, 0) << "git daemon did not start";
+  git_.Write("shared/cm.yaml", Cm("shared-by-all"));
   git_.Write("teams/a-remote/kustomization.yaml",
              absl::StrCat("resources:\n- git://127.0.0.1:", port, "/platform//base\n"));
   std::string first = git_.Commit("first");
@@ -364,6 +365,19 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   statuses = Status("", "team-a-app");
   ASSERT_EQ(statuses.size(), 1u);
   EXPECT_EQ(statuses[0].cluster(), "a-dev");
+  // A bundle named for the team but defined by the fleet's admin for every cluster: the
+  // team's view of its rollout holds the team's clusters alone.
+  out = Ctl(
+      {"bundle", "add", "team-a-shared", "--source=demo", "--path=shared", "--partition-size=1"},
+      &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("b-dev", "team-a-shared", first);
+  ExpectSynced("a-dev", "team-a-shared", first);
+  out = As(team, {"rollout", "status", "team-a-shared"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("a-dev"));
+  EXPECT_THAT(out, Not(HasSubstr("b-dev")));
+  EXPECT_THAT(Ctl({"rollout", "status", "team-a-shared"}), HasSubstr("b-dev"));
   // Everything the refused calls named is as it was.
   EXPECT_THAT(Ctl({"source", "list"}), Not(HasSubstr("team-a-other")));
   EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("payments")));
