@@ -1205,6 +1205,32 @@ class Cli {
     return 0;
   }
 
+  int WhoAmI() {
+    if (args_.words().size() > 1) return Usage("whoami takes no arguments");
+    v1::WhoAmIResponse response;
+    if (int rc = Call(&v1::AdminService::Stub::WhoAmI, v1::WhoAmIRequest(), &response); rc != 0) {
+      return rc;
+    }
+    if (format_ != "table") return Print(response);
+    out_ << response.name() << " (" << response.role() << " by " << response.via() << ")\n";
+    if (!response.has_scope()) {
+      out_ << "scope: the whole fleet\n";
+      return 0;
+    }
+    const v1::CallerScope& scope = response.scope();
+    auto line = [&](const char* what, const auto& values, const char* none) {
+      out_ << "  " << what << ": " << (values.empty() ? none : absl::StrJoin(values, ", ")) << "\n";
+    };
+    out_ << "scope (what this caller reaches):\n";
+    line("bundles", scope.bundles(), "none");
+    line("sources", scope.sources(), "none");
+    line("repositories", scope.repos(), "none");
+    line("credentials", scope.credentials(), "none");
+    out_ << "  clusters: " << (scope.clusters().empty() ? "none" : scope.clusters()) << "\n";
+    line("namespaces", scope.namespaces(), "any, on its clusters");
+    return 0;
+  }
+
   int ClusterForget() {
     absl::StatusOr<std::string> name = Name(2, "cluster name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
@@ -1723,6 +1749,11 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "a crash-consistent copy of the control plane's store",
        {},
        &Cli::Backup},
+      {{"whoami"},
+       "",
+       "who the control plane takes this caller to be: name, role, scope",
+       {},
+       &Cli::WhoAmI},
       {{"token", "new"},
        "NAME ROLE [SCOPE]",
        "a new random API token, and its line for --api-tokens",

@@ -582,6 +582,27 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
                          request->follow());
 }
 
+grpc::Status AdminServiceImpl::WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest*,
+                                      v1::WhoAmIResponse* response) {
+  AdminCall call(this, context, "WhoAmI");
+  if (!call.allowed()) return call.Refused();
+  const Caller& caller = call.caller();
+  response->set_name(caller.name);
+  response->set_role(RoleName(caller.role));
+  response->set_via(caller.via);
+  if (caller.scoped()) {
+    const Scope& scope = *caller.scope;
+    v1::CallerScope* out = response->mutable_scope();
+    out->mutable_bundles()->Add(scope.bundles.begin(), scope.bundles.end());
+    out->mutable_sources()->Add(scope.sources.begin(), scope.sources.end());
+    out->mutable_repos()->Add(scope.repos.begin(), scope.repos.end());
+    out->mutable_credentials()->Add(scope.credentials.begin(), scope.credentials.end());
+    if (scope.clusters.has_value()) out->set_clusters(scope.clusters->text());
+    out->mutable_namespaces()->Add(scope.namespaces.begin(), scope.namespaces.end());
+  }
+  return call.Done(absl::OkStatus());
+}
+
 grpc::Status AdminServiceImpl::AdoptCluster(grpc::ServerContext* context,
                                             const v1::AdoptClusterRequest* request,
                                             v1::AdoptClusterResponse*) {
@@ -1000,6 +1021,7 @@ void AdminServiceImpl::Serve(ServerLoop* loop) {
   ServeUnary(loop, &async_, &Async::RequestBundleHistory, this, &AdminServiceImpl::BundleHistory);
   ServeUnary(loop, &async_, &Async::RequestPinBundle, this, &AdminServiceImpl::PinBundle);
   ServeUnary(loop, &async_, &Async::RequestAdoptCluster, this, &AdminServiceImpl::AdoptCluster);
+  ServeUnary(loop, &async_, &Async::RequestWhoAmI, this, &AdminServiceImpl::WhoAmI);
   ServeUnary(loop, &async_, &Async::RequestForgetBundle, this, &AdminServiceImpl::ForgetBundle);
   ServeUnary(loop, &async_, &Async::RequestRegisterCluster, this,
              &AdminServiceImpl::RegisterCluster);

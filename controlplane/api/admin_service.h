@@ -63,6 +63,8 @@ class AdminServiceImpl final {
   // Concurrent WatchEvents streams allowed; more are RESOURCE_EXHAUSTED.
   static constexpr size_t kMaxWatchers = 100;
 
+  grpc::Status WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest* request,
+                      v1::WhoAmIResponse* response);
   WriteReactor<v1::Event>* WatchEvents(grpc::ServerContext* context,
                                        const v1::WatchEventsRequest* request);
   grpc::Status AddSource(grpc::ServerContext* context, const v1::AddSourceRequest* request,

@@ -115,6 +115,7 @@ constexpr MethodRule kMethods[] = {
     {"BundleHistory", Role::kViewer, false},
     {"PinBundle", Role::kOperator, true},
     {"WatchEvents", Role::kViewer, false},
+    {"WhoAmI", Role::kViewer, false},
     // Server reflection (grpcurl's schema): any role.
     {"ServerReflectionInfo", Role::kViewer, false},
 };

@@ -241,9 +241,18 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   ExpectSynced("b-dev", "web", first);
   ctl_flags_.clear();
 
+  // It can ask who it is taken to be.
+  std::string out = As(team, {"whoami"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("team-a (admin by token)"));
+  EXPECT_THAT(out, HasSubstr("  bundles: team-a-*\n"));
+  EXPECT_THAT(out, HasSubstr("  clusters: team in (a)\n"));
+  EXPECT_THAT(out, HasSubstr("  namespaces: team-a-*\n"));
+  EXPECT_THAT(As(admin, {"whoami"}, &code),
+              HasSubstr("ci (admin by token)\nscope: the whole fleet"));
+
   // Its source: its name, its repository.
-  std::string out =
-      As(team, {"source", "add", "team-a-src", "--url=" + git_.url(), "--interval=1s"}, &code);
+  out = As(team, {"source", "add", "team-a-src", "--url=" + git_.url(), "--interval=1s"}, &code);
   EXPECT_EQ(code, 0) << out;
   out = As(team, {"source", "add", "team-a-other", "--url=" + git_.url() + "-other"}, &code);
   EXPECT_EQ(code, 1);
