@@ -722,9 +722,13 @@ grpc::Status AdminServiceImpl::AddSource(grpc::ServerContext* context,
   if (absl::Status s = SourceInScope(call.caller(), request->source()); !s.ok()) {
     return call.Done(s);
   }
-  return call.Reply(
-      controller_->AddSource(request->source(), request->replace(), CallDeadline(context)),
-      response);
+  v1::Source source = request->source();
+  source.clear_scope_repos();  // the control plane's to set
+  if (call.caller().scoped()) {
+    for (const std::string& repo : call.caller().scope->repos) source.add_scope_repos(repo);
+  }
+  return call.Reply(controller_->AddSource(source, request->replace(), CallDeadline(context)),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::ListSources(grpc::ServerContext* context,

@@ -577,6 +577,12 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                                                      absl::Time wait_until) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
+  if (source.scope_repos_size() == 0) {
+    // A team's source stays held to its repositories when a fleet admin replaces it.
+    MutexLock lock(&mu_);
+    auto it = sources_.find(source.name());
+    if (it != sources_.end()) *source.mutable_scope_repos() = it->second.scope_repos();
+  }
   if (source.url().size() > kMaxUrlBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "source URL is ", source.url().size(), " bytes; at most ", kMaxUrlBytes, " are allowed"));

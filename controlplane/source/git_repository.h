@@ -108,9 +108,10 @@ struct RepoRef {
   std::string credential;
   bool submodules = false;
   bool lfs = false;
+  std::vector<std::string> lfs_scope;  // see GitRepositories::ForUrl
   bool operator<(const RepoRef& o) const {
-    return std::tie(url, credential, submodules, lfs) <
-           std::tie(o.url, o.credential, o.submodules, o.lfs);
+    return std::tie(url, credential, submodules, lfs, lfs_scope) <
+           std::tie(o.url, o.credential, o.submodules, o.lfs, o.lfs_scope);
   }
 };
 
@@ -126,10 +127,11 @@ class GitRepositories {
   // kept in Git LFS in place of its pointer: fetched from the repository's LFS server
   // (lfs.h: its .lfsconfig's lfs.url, else found from the URL) with the same credential,
   // checked, and kept under the cache by id (a clone of its own too).
-  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
-                                                                const std::string& credential = "",
-                                                                bool submodules = false,
-                                                                bool lfs = false) = 0;
+  // With `lfs_scope` (a team's source: Source.scope_repos), an LFS server the commit's
+  // .lfsconfig names must be under one of those prefixes (a clone of its own too).
+  virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url, const std::string& credential = "", bool submodules = false,
+      bool lfs = false, const std::vector<std::string>& lfs_scope = {}) = 0;
   // Keeps the caches of `in_use` (as ForUrl takes them) and
   // deletes every other clone on disk: a repository object no one holds any more at once,
   // one still held (a fetch under way) on a later call, once no one does. Asked for again

@@ -542,13 +542,14 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
 class Libgit2Repository : public GitRepository {
  public:
   Libgit2Repository(std::string url, std::string credential, bool submodules, bool lfs,
-                    std::string dir, std::string lfs_dir, const GitLimits& limits,
-                    const GitAccess& access)
+                    std::vector<std::string> lfs_scope, std::string dir, std::string lfs_dir,
+                    const GitLimits& limits, const GitAccess& access)
       : url_(std::move(url)),
         credential_(credential.empty() ? CredentialForUrl(access.credential_prefixes, url_)
                                        : std::move(credential)),
         submodules_(submodules),
         lfs_(lfs),
+        lfs_scope_(std::move(lfs_scope)),
         dir_(std::move(dir)),
         lfs_dir_(std::move(lfs_dir)),
         limits_(limits),
@@ -1004,6 +1005,14 @@ class Libgit2Repository : public GitRepository {
                           absl::StrCat((*files)[where[0]].path, " is kept in Git LFS, and ",
                                        endpoint.status().message()));
     }
+    // A team's source reads its LFS content from its own repositories: an .lfsconfig that
+    // points elsewhere would have the control plane fetch there with its credentials.
+    if (!lfs_scope_.empty() && !lfs_url.empty() && !UrlPlainlyUnder(*endpoint, lfs_scope_)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          (*files)[where[0]].path, " is kept in Git LFS, and the repository's .lfsconfig names ",
+          RedactUrl(*endpoint).substr(0, 256), ", outside the repositories of its source's scope (",
+          absl::StrJoin(lfs_scope_, ","), ")"));
+    }
     std::optional<LfsLogin> login;
     // An SSH source with its key, and no lfs.url: as git-lfs, ask the Git host over SSH
     // (git-lfs-authenticate) where its LFS server is and what to send it.
@@ -1184,6 +1193,7 @@ class Libgit2Repository : public GitRepository {
   const std::string credential_;
   const bool submodules_;
   const bool lfs_;
+  const std::vector<std::string> lfs_scope_;  // a team's source: its repos=
   const std::string dir_;
   const std::string lfs_dir_;  // LFS objects, by id, shared by every clone (lfs.h)
   const GitLimits limits_;
@@ -1232,14 +1242,15 @@ class Libgit2Repositories : public GitRepositories {
     git_libgit2_shutdown();
   }
 
-  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
-                                                        const std::string& credential,
-                                                        bool submodules, bool lfs) override {
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url, const std::string& credential, bool submodules, bool lfs,
+      const std::vector<std::string>& lfs_scope) override {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) return s;
     if (!credential.empty()) {
       if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
     }
-    const std::string key = Key({url, credential, submodules, lfs});
+    const std::vector<std::string> scope = lfs ? lfs_scope : std::vector<std::string>();
+    const std::string key = Key({url, credential, submodules, lfs, scope});
     MutexLock lock(&mu_);
     auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
@@ -1259,8 +1270,8 @@ class Libgit2Repositories : public GitRepositories {
         mkdir(cache_dir_.substr(0, i).c_str(), 0700);
       }
     }
-    auto repo = std::make_shared<Libgit2Repository>(url, credential, submodules, lfs, DirOf(key),
-                                                    cache_dir_ + "/lfs", limits_, access_);
+    auto repo = std::make_shared<Libgit2Repository>(
+        url, credential, submodules, lfs, scope, DirOf(key), cache_dir_ + "/lfs", limits_, access_);
     repos_[key] = repo;
     return repo;
   }
@@ -1339,6 +1350,10 @@ class Libgit2Repositories : public GitRepositories {
         ref.credential.empty() ? ref.url : absl::StrCat(ref.credential, "\n", ref.url);
     if (ref.submodules) key += "\n+submodules";
     if (ref.lfs) key += "\n+lfs";
+    // Held to a team's repositories: its own clone, so no read is shared unchecked.
+    if (ref.lfs && !ref.lfs_scope.empty()) {
+      key += absl::StrCat("\n+lfs-scope:", absl::StrJoin(ref.lfs_scope, ","));
+    }
     return key;
   }
   std::string DirOf(const std::string& key) const {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 
@@ -52,6 +53,9 @@ std::string RepoKey(const v1::Source& source) {
                         : absl::StrCat(source.credentials_ref(), "\n", source.url());
   if (source.submodules()) key += "\n+submodules";
   if (source.lfs()) key += "\n+lfs";
+  if (source.lfs() && source.scope_repos_size() > 0) {
+    key += absl::StrCat("\n+lfs-scope:", absl::StrJoin(source.scope_repos(), ","));
+  }
   return key;
 }
 
@@ -97,8 +101,11 @@ void SourcePoller::ReleaseUnused() {
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
-      in_use.insert(
-          {t.source.url(), t.source.credentials_ref(), t.source.submodules(), t.source.lfs()});
+      in_use.insert({t.source.url(), t.source.credentials_ref(), t.source.submodules(),
+                     t.source.lfs(),
+                     t.source.lfs() ? std::vector<std::string>(t.source.scope_repos().begin(),
+                                                               t.source.scope_repos().end())
+                                    : std::vector<std::string>()});
     }
   }
   repos_->Retain(in_use);
@@ -172,6 +179,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   std::string url, credential;
   bool submodules = false;
   bool lfs = false;
+  std::vector<std::string> lfs_scope;
   std::set<std::string> refs;  // of the sources that read it
   {
     MutexLock lock(&mu_);
@@ -181,6 +189,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       credential = t.source.credentials_ref();
       submodules = t.source.submodules();
       lfs = t.source.lfs();
+      lfs_scope.assign(t.source.scope_repos().begin(), t.source.scope_repos().end());
       refs.insert(t.source.ref());
     }
   }
@@ -189,7 +198,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     return absl::OkStatus();
   }
   absl::StatusOr<std::shared_ptr<GitRepository>> repo =
-      repos_->ForUrl(url, credential, submodules, lfs);
+      repos_->ForUrl(url, credential, submodules, lfs, lfs_scope);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   // Resolved outside the lock: with submodules, a resolve fetches those its commit lacks.
   std::map<std::string, absl::StatusOr<CommitInfo>> resolved;

@@ -140,6 +140,26 @@ TEST(Libgit2RepositoryTest, FilesKeptInGitLfsAreReadWithLfs) {
   }
   EXPECT_EQ(limited->ReadFiles(commit, {"charts/web-1.0.0.tgz"}).status().code(),
             absl::StatusCode::kResourceExhausted);
+
+  // A team's source (held to its repositories): the LFS server its .lfsconfig names must be
+  // among them; nothing is asked of one that is not.
+  const std::vector<std::string> team = {git.url()};
+  auto scoped = *repos->ForUrl(git.url(), "", false, true, team);
+  EXPECT_NE(scoped, with) << "a clone of its own";
+  ASSERT_TRUE(scoped->Fetch().ok());
+  const std::string log_before = lfs.Log();
+  files = scoped->ReadTree(commit, "apps/web", kRefuse);
+  EXPECT_EQ(files.status().code(), absl::StatusCode::kPermissionDenied) << files.status();
+  EXPECT_THAT(std::string(files.status().message()),
+              HasSubstr("the repository's .lfsconfig names " + lfs.url() +
+                        "org/app.git/info/lfs, outside the repositories of its source's scope (" +
+                        git.url() + ")"));
+  EXPECT_EQ(lfs.Log(), log_before);
+  auto trusted = *repos->ForUrl(git.url(), "", false, true, {git.url(), lfs.url() + "org/"});
+  ASSERT_TRUE(trusted->Fetch().ok());
+  files = trusted->ReadTree(commit, "apps/web", kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ((*files)[0].content, manifest);
 }
 
 TEST(Libgit2RepositoryTest, AnAbbreviatedIdOfTwoCommitsIsRefusedAsAmbiguous) {
@@ -886,11 +906,11 @@ class StuckRepositories : public GitRepositories {
   };
 
   explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
-  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(const std::string& url,
-                                                        const std::string& credential,
-                                                        bool submodules, bool lfs) override {
+  absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
+      const std::string& url, const std::string& credential, bool submodules, bool lfs,
+      const std::vector<std::string>& lfs_scope) override {
     if (url == kStuckUrl) return std::make_shared<Stuck>(this);
-    return real_->ForUrl(url, credential, submodules, lfs);
+    return real_->ForUrl(url, credential, submodules, lfs, lfs_scope);
   }
   bool fetching() {
     MutexLock lock(&mu_);
