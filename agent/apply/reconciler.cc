@@ -324,6 +324,22 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   return outcome;
 }
 
+bool Reconciler::FailWhole(Bundle& bundle, const std::string& message,
+                           std::vector<v1::ObjectError>* errors) {
+  const v1::RevisionRecord& desired = bundle.record.desired();
+  v1::ObjectError error;
+  error.set_message(message);
+  errors->push_back(std::move(error));
+  v1::StatusUpdate status = bundle.status;
+  status.set_bundle(desired.bundle());
+  status.set_revision(desired.revision());
+  status.set_commit(desired.commit());
+  status.set_sync_state(v1::SYNC_STATE_FAILED);
+  status.set_message(message);
+  bundle.next_retry = clock_->Now() + bundle.backoff->Next();
+  return SetStatus(bundle, std::move(status));
+}
+
 bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                               std::vector<v1::ObjectError>* errors) {
   absl::Time start = clock_->Now();
@@ -380,21 +396,12 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       if (++count <= 3) outside.push_back(std::string(s.message()));
     }
     if (count > 0) {
-      const std::string message =
+      return FailWhole(
+          bundle,
           absl::StrCat(count, count == 1 ? " object is" : " objects are",
                        " outside the bundle's namespaces, so nothing of this revision is applied: ",
-                       absl::StrJoin(outside, "; "), count > 3 ? "; ..." : "");
-      v1::ObjectError error;
-      error.set_message(message);
-      errors->push_back(error);
-      v1::StatusUpdate status = bundle.status;
-      status.set_bundle(desired.bundle());
-      status.set_revision(desired.revision());
-      status.set_commit(desired.commit());
-      status.set_sync_state(v1::SYNC_STATE_FAILED);
-      status.set_message(message);
-      bundle.next_retry = clock_->Now() + bundle.backoff->Next();
-      return SetStatus(bundle, status);
+                       absl::StrJoin(outside, "; "), count > 3 ? "; ..." : ""),
+          errors);
     }
   }
 
@@ -459,17 +466,7 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     saved = state_->Save(record);
   }
   if (!saved.ok()) {
-    v1::ObjectError error;
-    error.set_message(absl::StrCat("cannot record state: ", saved.message()));
-    errors->push_back(error);
-    v1::StatusUpdate status = bundle.status;
-    status.set_bundle(desired.bundle());
-    status.set_revision(desired.revision());
-    status.set_commit(desired.commit());
-    status.set_sync_state(v1::SYNC_STATE_FAILED);
-    status.set_message(error.message());
-    bundle.next_retry = clock_->Now() + bundle.backoff->Next();
-    return SetStatus(bundle, status);
+    return FailWhole(bundle, absl::StrCat("cannot record state: ", saved.message()), errors);
   }
 
   // The hooks of a revision not yet through all its phases.

@@ -151,6 +151,9 @@ class Reconciler {
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  // The desired revision failed as a whole before anything of it was applied: `message`
+  // is its one error and its status, tried again after the bundle's backoff.
+  bool FailWhole(Bundle& bundle, const std::string& message, std::vector<v1::ObjectError>* errors);
   // Applies one object placed at `key`; records its hash, and whether gitfleet created it.
   absl::Status ApplyObject(const v1::ManifestObject& object, const std::string& key,
                            v1::AgentBundleRecord& record, const ApplyContext& context);
