@@ -337,8 +337,8 @@ std::vector<Entry> InScope(std::vector<Entry> entries, size_t max, const Keep& k
 
 // What a scoped caller may define as a source: a name its scope covers, reading a
 // repository under its repos= and naming only credentials its credentials= covers (a
-// credential found by URL prefix is the repository's own). Submodules are refused: they
-// may name repositories outside the scope, which the control plane's credentials reach.
+// credential found by URL prefix is the repository's own). Its submodules and LFS servers
+// are held to repos= where they are fetched (Source.scope_repos).
 absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
   if (!caller.scoped()) return absl::OkStatus();
   const Scope& scope = *caller.scope;
@@ -354,11 +354,6 @@ absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
   }
   if (!source.credentials_ref().empty() && !scope.CoversCredential(source.credentials_ref())) {
     return refuse(absl::StrCat("credential ", source.credentials_ref().substr(0, 128)));
-  }
-  if (source.submodules()) {
-    return refuse(
-        "submodules (they may name repositories outside its repos=, fetched with the control "
-        "plane's credentials): a fleet-wide admin defines such a source");
   }
   return absl::OkStatus();
 }

@@ -108,10 +108,10 @@ struct RepoRef {
   std::string credential;
   bool submodules = false;
   bool lfs = false;
-  std::vector<std::string> lfs_scope;  // see GitRepositories::ForUrl
+  std::vector<std::string> scope;  // see GitRepositories::ForUrl
   bool operator<(const RepoRef& o) const {
-    return std::tie(url, credential, submodules, lfs, lfs_scope) <
-           std::tie(o.url, o.credential, o.submodules, o.lfs, o.lfs_scope);
+    return std::tie(url, credential, submodules, lfs, scope) <
+           std::tie(o.url, o.credential, o.submodules, o.lfs, o.scope);
   }
 };
 
@@ -127,11 +127,12 @@ class GitRepositories {
   // kept in Git LFS in place of its pointer: fetched from the repository's LFS server
   // (lfs.h: its .lfsconfig's lfs.url, else found from the URL) with the same credential,
   // checked, and kept under the cache by id (a clone of its own too).
-  // With `lfs_scope` (a team's source: Source.scope_repos), an LFS server the commit's
-  // .lfsconfig names must be under one of those prefixes (a clone of its own too).
+  // With `scope` (a team's source: Source.scope_repos), what the repository sends a read
+  // elsewhere for (an LFS server its .lfsconfig names, a submodule) must be under one of
+  // those prefixes (a clone of its own too).
   virtual absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
       const std::string& url, const std::string& credential = "", bool submodules = false,
-      bool lfs = false, const std::vector<std::string>& lfs_scope = {}) = 0;
+      bool lfs = false, const std::vector<std::string>& scope = {}) = 0;
   // Keeps the caches of `in_use` (as ForUrl takes them) and
   // deletes every other clone on disk: a repository object no one holds any more at once,
   // one still held (a fetch under way) on a later call, once no one does. Asked for again

@@ -542,14 +542,14 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
 class Libgit2Repository : public GitRepository {
  public:
   Libgit2Repository(std::string url, std::string credential, bool submodules, bool lfs,
-                    std::vector<std::string> lfs_scope, std::string dir, std::string lfs_dir,
+                    std::vector<std::string> scope, std::string dir, std::string lfs_dir,
                     const GitLimits& limits, const GitAccess& access)
       : url_(std::move(url)),
         credential_(credential.empty() ? CredentialForUrl(access.credential_prefixes, url_)
                                        : std::move(credential)),
         submodules_(submodules),
         lfs_(lfs),
-        lfs_scope_(std::move(lfs_scope)),
+        scope_(std::move(scope)),
         dir_(std::move(dir)),
         lfs_dir_(std::move(lfs_dir)),
         limits_(limits),
@@ -762,6 +762,13 @@ class Libgit2Repository : public GitRepository {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("submodule ", shown, ": ",
                                                  absl::StripPrefix(s.message(), "source ")));
+    }
+    // A team's source: its submodules come from its repositories too, whether or not
+    // their commits are here already.
+    if (!scope_.empty() && !UrlPlainlyUnder(url, scope_)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "submodule ", shown, " is at ", RedactUrl(url).substr(0, 256),
+          ", outside the repositories of its source's scope (", absl::StrJoin(scope_, ","), ")"));
     }
     return absl::OkStatus();
   }
@@ -1007,11 +1014,11 @@ class Libgit2Repository : public GitRepository {
     }
     // A team's source reads its LFS content from its own repositories: an .lfsconfig that
     // points elsewhere would have the control plane fetch there with its credentials.
-    if (!lfs_scope_.empty() && !lfs_url.empty() && !UrlPlainlyUnder(*endpoint, lfs_scope_)) {
+    if (!scope_.empty() && !lfs_url.empty() && !UrlPlainlyUnder(*endpoint, scope_)) {
       return absl::PermissionDeniedError(absl::StrCat(
           (*files)[where[0]].path, " is kept in Git LFS, and the repository's .lfsconfig names ",
           RedactUrl(*endpoint).substr(0, 256), ", outside the repositories of its source's scope (",
-          absl::StrJoin(lfs_scope_, ","), ")"));
+          absl::StrJoin(scope_, ","), ")"));
     }
     std::optional<LfsLogin> login;
     // An SSH source with its key, and no lfs.url: as git-lfs, ask the Git host over SSH
@@ -1193,7 +1200,7 @@ class Libgit2Repository : public GitRepository {
   const std::string credential_;
   const bool submodules_;
   const bool lfs_;
-  const std::vector<std::string> lfs_scope_;  // a team's source: its repos=
+  const std::vector<std::string> scope_;  // a team's source: its repos=
   const std::string dir_;
   const std::string lfs_dir_;  // LFS objects, by id, shared by every clone (lfs.h)
   const GitLimits limits_;
@@ -1244,13 +1251,14 @@ class Libgit2Repositories : public GitRepositories {
 
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
       const std::string& url, const std::string& credential, bool submodules, bool lfs,
-      const std::vector<std::string>& lfs_scope) override {
+      const std::vector<std::string>& scope) override {
     if (absl::Status s = CheckSourceUrl(url, access_.allow_local); !s.ok()) return s;
     if (!credential.empty()) {
       if (absl::Status s = ValidateName("credential", credential); !s.ok()) return s;
     }
-    const std::vector<std::string> scope = lfs ? lfs_scope : std::vector<std::string>();
-    const std::string key = Key({url, credential, submodules, lfs, scope});
+    // Only what reads elsewhere is held to it.
+    const std::vector<std::string> held = lfs || submodules ? scope : std::vector<std::string>();
+    const std::string key = Key({url, credential, submodules, lfs, held});
     MutexLock lock(&mu_);
     auto it = repos_.find(key);
     if (it != repos_.end()) return it->second;
@@ -1271,7 +1279,7 @@ class Libgit2Repositories : public GitRepositories {
       }
     }
     auto repo = std::make_shared<Libgit2Repository>(
-        url, credential, submodules, lfs, scope, DirOf(key), cache_dir_ + "/lfs", limits_, access_);
+        url, credential, submodules, lfs, held, DirOf(key), cache_dir_ + "/lfs", limits_, access_);
     repos_[key] = repo;
     return repo;
   }
@@ -1351,8 +1359,8 @@ class Libgit2Repositories : public GitRepositories {
     if (ref.submodules) key += "\n+submodules";
     if (ref.lfs) key += "\n+lfs";
     // Held to a team's repositories: its own clone, so no read is shared unchecked.
-    if (ref.lfs && !ref.lfs_scope.empty()) {
-      key += absl::StrCat("\n+lfs-scope:", absl::StrJoin(ref.lfs_scope, ","));
+    if ((ref.lfs || ref.submodules) && !ref.scope.empty()) {
+      key += absl::StrCat("\n+scope:", absl::StrJoin(ref.scope, ","));
     }
     return key;
   }

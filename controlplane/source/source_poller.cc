@@ -53,8 +53,8 @@ std::string RepoKey(const v1::Source& source) {
                         : absl::StrCat(source.credentials_ref(), "\n", source.url());
   if (source.submodules()) key += "\n+submodules";
   if (source.lfs()) key += "\n+lfs";
-  if (source.lfs() && source.scope_repos_size() > 0) {
-    key += absl::StrCat("\n+lfs-scope:", absl::StrJoin(source.scope_repos(), ","));
+  if ((source.lfs() || source.submodules()) && source.scope_repos_size() > 0) {
+    key += absl::StrCat("\n+scope:", absl::StrJoin(source.scope_repos(), ","));
   }
   return key;
 }
@@ -103,9 +103,10 @@ void SourcePoller::ReleaseUnused() {
     for (const auto& [name, t] : sources_) {
       in_use.insert({t.source.url(), t.source.credentials_ref(), t.source.submodules(),
                      t.source.lfs(),
-                     t.source.lfs() ? std::vector<std::string>(t.source.scope_repos().begin(),
-                                                               t.source.scope_repos().end())
-                                    : std::vector<std::string>()});
+                     t.source.lfs() || t.source.submodules()
+                         ? std::vector<std::string>(t.source.scope_repos().begin(),
+                                                    t.source.scope_repos().end())
+                         : std::vector<std::string>()});
     }
   }
   repos_->Retain(in_use);
@@ -179,7 +180,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   std::string url, credential;
   bool submodules = false;
   bool lfs = false;
-  std::vector<std::string> lfs_scope;
+  std::vector<std::string> scope;
   std::set<std::string> refs;  // of the sources that read it
   {
     MutexLock lock(&mu_);
@@ -189,7 +190,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       credential = t.source.credentials_ref();
       submodules = t.source.submodules();
       lfs = t.source.lfs();
-      lfs_scope.assign(t.source.scope_repos().begin(), t.source.scope_repos().end());
+      scope.assign(t.source.scope_repos().begin(), t.source.scope_repos().end());
       refs.insert(t.source.ref());
     }
   }
@@ -198,7 +199,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     return absl::OkStatus();
   }
   absl::StatusOr<std::shared_ptr<GitRepository>> repo =
-      repos_->ForUrl(url, credential, submodules, lfs, lfs_scope);
+      repos_->ForUrl(url, credential, submodules, lfs, scope);
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   // Resolved outside the lock: with submodules, a resolve fetches those its commit lacks.
   std::map<std::string, absl::StatusOr<CommitInfo>> resolved;

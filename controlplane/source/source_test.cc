@@ -469,6 +469,23 @@ TEST(Libgit2RepositoryTest, SubmodulesAreReadWhereACheckoutShowsThem) {
   inside = repo->ReadTree(commit, "vendor/lib/vendor/deep", kRefuse);
   ASSERT_TRUE(inside.ok()) << inside.status();
   EXPECT_EQ((*inside)[0].content, "d: 1\n");
+
+  // A team's source (held to its repositories): lib is under them, deep is not, and is
+  // not fetched; with deep's too, all three read.
+  auto team = *repos->ForUrl(app.url(), "", true, false, {app.url(), "file://" + forge + "/lib"});
+  EXPECT_NE(team.get(), repo.get()) << "a clone of its own";
+  ASSERT_TRUE(team->Fetch().ok());
+  absl::StatusOr<CommitInfo> held = team->Resolve("");
+  EXPECT_EQ(held.status().code(), absl::StatusCode::kPermissionDenied) << held.status();
+  EXPECT_THAT(std::string(held.status().message()),
+              HasSubstr("submodule vendor/lib/vendor/deep is at file://" + forge +
+                        "/deep, outside the repositories of its source's scope"));
+  auto whole = *repos->ForUrl(app.url(), "", true, false, {"file://" + forge});
+  ASSERT_TRUE(whole->Fetch().ok());
+  held = whole->Resolve("");
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(Paths(whole->ReadTree(held->id, "vendor/lib/vendor/deep", kRefuse)),
+            (std::vector<std::string>{"vendor/lib/vendor/deep/d.yaml"}));
 }
 
 // What a submodule may not make the control plane do, and how each is said.
@@ -908,9 +925,9 @@ class StuckRepositories : public GitRepositories {
   explicit StuckRepositories(std::unique_ptr<GitRepositories> real) : real_(std::move(real)) {}
   absl::StatusOr<std::shared_ptr<GitRepository>> ForUrl(
       const std::string& url, const std::string& credential, bool submodules, bool lfs,
-      const std::vector<std::string>& lfs_scope) override {
+      const std::vector<std::string>& scope) override {
     if (url == kStuckUrl) return std::make_shared<Stuck>(this);
-    return real_->ForUrl(url, credential, submodules, lfs, lfs_scope);
+    return real_->ForUrl(url, credential, submodules, lfs, scope);
   }
   bool fetching() {
     MutexLock lock(&mu_);

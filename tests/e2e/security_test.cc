@@ -265,8 +265,13 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
       As(team, {"source", "add", "team-a-x", "--url=" + git_.url(), "--credentials=fleet-key"},
          &code),
       HasSubstr("does not cover credential fleet-key"));
-  EXPECT_THAT(As(team, {"source", "add", "team-a-y", "--url=" + git_.url(), "--submodules"}, &code),
-              HasSubstr("does not cover submodules"));
+  // With submodules or LFS, the source is held to its repositories where it fetches.
+  out = As(team, {"source", "add", "team-a-y", "--url=" + git_.url(), "--submodules"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(As(team, {"source", "list", "-o", "json"}, &code),
+              HasSubstr("\"submodules\": true,\n    \"scope_repos\": [\n     \"" + git_.url()));
+  As(team, {"source", "remove", "team-a-y"}, &code);
+  EXPECT_EQ(code, 0);
 
   // Its bundle, asked for every cluster, reaches its clusters alone.
   out = As(team, {"bundle", "add", "team-a-app", "--source=team-a-src", "--path=teams/a"}, &code);
