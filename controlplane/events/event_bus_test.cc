@@ -117,6 +117,30 @@ TEST(EventBusTest, ABundlesWatcherSeesCommitsOfTheSourcesItReadsOnly) {
 // A watcher of one cluster sees what happens to the bundles that reach it (renders,
 // rollouts, the commits they read), not every bundle of the fleet's; events about other
 // clusters never.
+// A team's watcher (the admin API's scope): what `allows` lets through, after the other
+// filters, the recent events included.
+TEST(EventBusTest, AScopedWatcherSeesWhatItsScopeAllows) {
+  EventBus bus;
+  bus.Publish(MakeEvent("render.done", "team-a-web", "", "1"));
+  bus.Publish(MakeEvent("render.done", "payments", "", "2"));
+  int asked = 0;
+  EventBus::Filter filter{"", "", {"render.", "cluster."}};
+  filter.allows = [&asked](const v1::Event& e) {
+    ++asked;
+    return absl::StartsWith(e.bundle(), "team-a-") || (e.bundle().empty() && e.cluster() == "a1");
+  };
+  auto team = *bus.Subscribe(filter, nullptr);
+  bus.Publish(MakeEvent("cluster.applied", "team-a-web", "a1", "3"));
+  bus.Publish(MakeEvent("cluster.applied", "payments", "b1", "4"));
+  bus.Publish(MakeEvent("cluster.connected", "", "a1", "5"));
+  bus.Publish(MakeEvent("cluster.connected", "", "b1", "6"));
+  bus.Publish(MakeEvent("source.commit", "", "", "7", "a1", "", "app"));  // not its type
+  std::vector<std::string> seen;
+  for (const v1::Event& e : team->Take()) seen.push_back(e.message());
+  EXPECT_THAT(seen, ElementsAre("1", "3", "5"));
+  EXPECT_EQ(asked, 6) << "the source's commit is filtered out by its type first";
+}
+
 TEST(EventBusTest, AClustersWatcherSeesOnlyTheBundlesThatConcernIt) {
   EventBus bus;
   auto reading = [](std::vector<std::string> bundles) {
