@@ -342,20 +342,20 @@ std::vector<Entry> InScope(std::vector<Entry> entries, size_t max, const Keep& k
 absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
   if (!caller.scoped()) return absl::OkStatus();
   const Scope& scope = *caller.scope;
-  auto refuse = [&caller, &scope](const std::string& what) {
-    return absl::PermissionDeniedError(absl::StrCat("caller ", caller.name, "'s scope (",
-                                                    scope.Describe(), ") does not cover ", what));
-  };
   if (absl::Status s = caller.MayReachSource(source.name()); !s.ok()) return s;
   if (!scope.CoversRepo(source.url())) {
-    return refuse(absl::StrCat("repository ", RedactUrl(source.url().substr(0, 512)),
-                               " (a scope's sources read repositories under its repos=, "
-                               "written plainly)"));
+    return OutOfScope(caller, absl::StrCat("repository ", RedactUrl(source.url().substr(0, 512)),
+                                           " (a scope's sources read repositories under its "
+                                           "repos=, written plainly)"));
   }
   if (!source.credentials_ref().empty() && !scope.CoversCredential(source.credentials_ref())) {
-    return refuse(absl::StrCat("credential ", source.credentials_ref().substr(0, 128)));
+    return OutOfScope(caller, absl::StrCat("credential ", source.credentials_ref().substr(0, 128)));
   }
   return absl::OkStatus();
+}
+
+bool CoversClusterInfo(const Scope& scope, const v1::ClusterInfo& cluster) {
+  return scope.CoversCluster(LabelMap(cluster.labels().begin(), cluster.labels().end()));
 }
 
 // For a scoped caller, whether it may see a cluster (by the labels the hub knows it by,
@@ -365,9 +365,7 @@ std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
   if (!caller.scoped()) return nullptr;
   auto covered = std::make_shared<std::set<std::string>>();
   for (const v1::ClusterInfo& c : controller->ListClusters()) {
-    if (caller.scope->CoversCluster(LabelMap(c.labels().begin(), c.labels().end()))) {
-      covered->insert(c.name());
-    }
+    if (CoversClusterInfo(*caller.scope, c)) covered->insert(c.name());
   }
   return [covered](const std::string& name) { return covered->count(name) > 0; };
 }
@@ -835,7 +833,7 @@ grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
       [this, &call](const std::string& from, size_t max) {
         if (!call.caller().scoped()) return controller_->ListClusters(from, max);
         return InScope(controller_->ListClusters(from, 0), max, [&call](const v1::ClusterInfo& c) {
-          return call.caller().scope->CoversCluster(LabelMap(c.labels().begin(), c.labels().end()));
+          return CoversClusterInfo(*call.caller().scope, c);
         });
       },
       [](const v1::ClusterInfo& info) -> const std::string& { return info.name(); }};
@@ -857,18 +855,10 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
   // hold fewer than asked for; its token goes on from where the page was cut).
   std::function<bool(const v1::BundleStatus&)> visible;
   if (call.caller().scoped()) {
-    std::shared_ptr<const Scope> scope = call.caller().scope;
-    auto covered = std::make_shared<std::map<std::string, bool>>();
-    visible = [this, scope, covered](const v1::BundleStatus& status) {
-      if (!scope->CoversBundle(status.bundle())) return false;
-      auto it = covered->find(status.cluster());
-      if (it == covered->end()) {
-        it = covered
-                 ->emplace(status.cluster(),
-                           scope->CoversCluster(ClusterLabels(controller_, status.cluster())))
-                 .first;
-      }
-      return it->second;
+    visible = [scope = call.caller().scope,
+               cluster_visible =
+                   VisibleClusters(call.caller(), controller_)](const v1::BundleStatus& status) {
+      return scope->CoversBundle(status.bundle()) && cluster_visible(status.cluster());
     };
   }
   if (absl::Status s = controller_->CheckStatusFilter(request->cluster(), request->bundle());

@@ -289,11 +289,6 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
 
 namespace {
 
-absl::Status OutOfScope(const Caller& caller, absl::string_view what) {
-  return absl::PermissionDeniedError(absl::StrCat(
-      "caller ", caller.name, "'s scope (", caller.scope->Describe(), ") does not cover ", what));
-}
-
 // The scope of a line's fields from `first` on; null when there are none.
 absl::StatusOr<std::shared_ptr<const Scope>> LineScope(const std::vector<std::string>& fields,
                                                        size_t first) {
@@ -305,6 +300,11 @@ absl::StatusOr<std::shared_ptr<const Scope>> LineScope(const std::vector<std::st
 }
 
 }  // namespace
+
+absl::Status OutOfScope(const Caller& caller, absl::string_view what) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "caller ", caller.name, "'s scope (", caller.scope->Describe(), ") does not cover ", what));
+}
 
 absl::Status Caller::MayReachBundle(const std::string& name) const {
   if (scope == nullptr || scope->CoversBundle(name)) return absl::OkStatus();

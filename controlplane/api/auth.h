@@ -148,6 +148,9 @@ class ApiAuthFiles {
   const std::unique_ptr<WatchedFiles<ApiAuth>> files_;
 };
 
+// PERMISSION_DENIED naming the scoped `caller`'s scope and `what` it does not cover.
+absl::Status OutOfScope(const Caller& caller, absl::string_view what);
+
 // OK when `caller` may call `method`; PERMISSION_DENIED naming the role needed, or the
 // scope a fleet-wide method does not take, otherwise.
 absl::Status Authorize(const Caller& caller, const std::string& method);
