@@ -7,7 +7,6 @@
 #include <deque>
 #include <fstream>
 #include <functional>
-#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
