@@ -12,6 +12,9 @@
 //   GF_RETURN_IF_ERROR(ValidateName("bundle", name));
 //   GF_RETURN_IF_ERROR(ValidateClusterName(hello.cluster()));
 
+#include <fnmatch.h>
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -26,6 +29,15 @@ absl::Status ValidateName(const std::string& what, const std::string& name);
 
 // InvalidArgument naming the rule when `name` is not 1-63 of [A-Za-z0-9._-].
 absl::Status ValidateClusterName(const std::string& name);
+
+// Whether `name` matches one of `globs`, shell globs as a team's scope writes them
+// ("team-a-*": '*', '?' and '[...]', fnmatch's without flags).
+template <typename Globs>
+bool MatchesAnyGlob(const Globs& globs, const std::string& name) {
+  return std::any_of(globs.begin(), globs.end(), [&name](const std::string& glob) {
+    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
+  });
+}
 
 // `names` for a message, in the order given: "a, b, c", or past `most` the first `most`
 // and "and N more" ("a, b and 3 more"). "none" when empty.

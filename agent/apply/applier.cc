@@ -1,14 +1,11 @@
 #include "agent/apply/applier.h"
 
-#include <fnmatch.h>
-
-#include <algorithm>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/names.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -81,10 +78,7 @@ void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
 }
 
 bool InAllowedNamespaces(const ApplyContext& context, const std::string& ns) {
-  return context.allowed_namespaces.empty() ||
-         std::any_of(
-             context.allowed_namespaces.begin(), context.allowed_namespaces.end(),
-             [&ns](const std::string& glob) { return fnmatch(glob.c_str(), ns.c_str(), 0) == 0; });
+  return context.allowed_namespaces.empty() || MatchesAnyGlob(context.allowed_namespaces, ns);
 }
 
 absl::Status CheckAllowedNamespace(Applier& applier, const v1::ManifestObject& object,

@@ -1,7 +1,6 @@
 #include "controlplane/api/auth.h"
 
 #include <arpa/inet.h>
-#include <fnmatch.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/hash.h"
+#include "common/names.h"
 #include "controlplane/source/git_credentials.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/server_context.h"
@@ -74,12 +74,6 @@ absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> Lines(
 
 constexpr size_t kMaxScopeEntries = 100;
 constexpr size_t kMaxScopeEntryBytes = 512;
-
-bool MatchesAnyGlob(const std::vector<std::string>& globs, const std::string& name) {
-  return std::any_of(globs.begin(), globs.end(), [&name](const std::string& glob) {
-    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
-  });
-}
 
 struct MethodRule {
   const char* method;

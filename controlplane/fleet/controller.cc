@@ -1,7 +1,5 @@
 #include "controlplane/fleet/controller.h"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 #include <iterator>
 #include <limits>
@@ -65,14 +63,6 @@ constexpr size_t kMaxSelectorBytes = 4096;
 // by `bundle list`.
 constexpr size_t kMaxBundleBytes = 1 << 20;
 constexpr int kMaxEngineArguments = 100;  // jsonnet arguments, helm values files
-
-// Whether `name` matches one of `globs` (fnmatch's, as a scope's namespaces= are).
-bool MatchesAnyGlob(const google::protobuf::RepeatedPtrField<std::string>& globs,
-                    const std::string& name) {
-  return std::any_of(globs.begin(), globs.end(), [&name](const std::string& glob) {
-    return fnmatch(glob.c_str(), name.c_str(), 0) == 0;
-  });
-}
 
 // The clusters a definition targets: those its selector matches, and its scope's too
 // (a team's bundle reaches the team's clusters alone).
