@@ -261,7 +261,7 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
         if (absl::Status s = CheckSourceUrl(std::string(entry), /*allow_local=*/true); !s.ok()) {
           return absl::InvalidArgumentError(absl::StrCat("repos=: ", s.message()));
         }
-        if (!Scope{{}, {}, {std::string(entry)}, {}, {}}.CoversRepo(std::string(entry))) {
+        if (!UrlPlainlyUnder(std::string(entry), {std::string(entry)})) {
           return absl::InvalidArgumentError(
               absl::StrCat("repos=: \"", entry,
                            "\" is not a plain URL prefix (no dot segments, percent "
