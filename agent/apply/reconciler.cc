@@ -324,18 +324,24 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   return outcome;
 }
 
-bool Reconciler::FailWhole(Bundle& bundle, const std::string& message,
-                           std::vector<v1::ObjectError>* errors) {
+v1::StatusUpdate Reconciler::DesiredStatus(const Bundle& bundle, v1::SyncState state,
+                                           const std::string& message) const {
   const v1::RevisionRecord& desired = bundle.record.desired();
-  v1::ObjectError error;
-  error.set_message(message);
-  errors->push_back(std::move(error));
   v1::StatusUpdate status = bundle.status;
   status.set_bundle(desired.bundle());
   status.set_revision(desired.revision());
   status.set_commit(desired.commit());
-  status.set_sync_state(v1::SYNC_STATE_FAILED);
+  status.set_sync_state(state);
   status.set_message(message);
+  return status;
+}
+
+bool Reconciler::FailWhole(Bundle& bundle, const std::string& message,
+                           std::vector<v1::ObjectError>* errors) {
+  v1::ObjectError error;
+  error.set_message(message);
+  errors->push_back(std::move(error));
+  v1::StatusUpdate status = DesiredStatus(bundle, v1::SYNC_STATE_FAILED, message);
   bundle.next_retry = clock_->Now() + bundle.backoff->Next();
   return SetStatus(bundle, std::move(status));
 }
@@ -538,14 +544,8 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
       return finish(FailAttempt(bundle, plan, context, detail));
     }
     if (step == HookStep::kWaiting) {
-      v1::StatusUpdate status = bundle.status;
-      status.set_bundle(desired.bundle());
-      status.set_revision(desired.revision());
-      status.set_commit(desired.commit());
-      status.set_sync_state(v1::SYNC_STATE_APPLYING);
-      status.set_message(detail);
       bundle.next_retry = clock_->Now() + health_interval_;
-      return finish(std::move(status));
+      return finish(DesiredStatus(bundle, v1::SYNC_STATE_APPLYING, detail));
     }
   }
   for (const v1::ObjectError& e : plan.invalid) errors->push_back(e);
@@ -1252,17 +1252,11 @@ v1::StatusUpdate Reconciler::FailAttempt(Bundle& bundle, const HookPlan& plan,
   }
   progress.set_attempt_over(step != HookStep::kWaiting);
   bundle.hooks_pending = true;
-  const v1::RevisionRecord& desired = bundle.record.desired();
-  v1::StatusUpdate status = bundle.status;
-  status.set_bundle(desired.bundle());
-  status.set_revision(desired.revision());
-  status.set_commit(desired.commit());
-  status.set_sync_state(v1::SYNC_STATE_FAILED);
-  status.set_message(step == HookStep::kWaiting ? absl::StrCat(failure, "; SyncFail hooks running")
-                                                : failure);
   bundle.next_retry =
       clock_->Now() + (step == HookStep::kWaiting ? health_interval_ : bundle.backoff->Next());
-  return status;
+  return DesiredStatus(
+      bundle, v1::SYNC_STATE_FAILED,
+      step == HookStep::kWaiting ? absl::StrCat(failure, "; SyncFail hooks running") : failure);
 }
 
 HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& target_down) {

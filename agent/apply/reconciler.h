@@ -151,6 +151,10 @@ class Reconciler {
   // Applies record.desired; fills `errors`; returns whether the status changed.
   bool ApplyDesired(Bundle& bundle, bool check_drift, std::vector<v1::ObjectError>* errors);
   bool SetStatus(Bundle& bundle, v1::StatusUpdate status);
+  // The bundle's status for its desired revision, in `state` with `message` (the rest as
+  // it was: health, counts).
+  v1::StatusUpdate DesiredStatus(const Bundle& bundle, v1::SyncState state,
+                                 const std::string& message) const;
   // The desired revision failed as a whole before anything of it was applied: `message`
   // is its one error and its status, tried again after the bundle's backoff.
   bool FailWhole(Bundle& bundle, const std::string& message, std::vector<v1::ObjectError>* errors);
