@@ -447,6 +447,11 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     if (key.ok()) inventory.erase(KeyString(*key));
   }
   const size_t known = inventory.size();
+  std::set<std::string> held_before;
+  for (const auto& [k, key] : inventory) held_before.insert(k);
+  // Keys new to the inventory whose apply the target refused (403: nothing was written):
+  // they leave it again, so a later revision without them has nothing to prune.
+  std::set<std::string> refused_new;
   std::map<const v1::ManifestObject*, std::string> placed;  // object -> its key string
   for (const v1::ManifestObject* object : objects) {
     absl::StatusOr<v1::ObjectKey> key = applier_->PlacedKey(*object, context);
@@ -689,11 +694,26 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                                      " to let go of it (it moves to this bundle)");
       }
     } else {
+      if (status.code() == absl::StatusCode::kPermissionDenied && held_before.count(key) == 0 &&
+          record.applied_hashes().count(key) == 0 &&
+          std::find(record.created().begin(), record.created().end(), key) ==
+              record.created().end()) {
+        refused_new.insert(key);
+      }
       v1::ObjectError error;
       *error.mutable_key() = object.key();
       error.set_message(std::string(status.message()));
       errors->push_back(std::move(error));
     }
+  }
+  if (!refused_new.empty()) {
+    for (const std::string& key : refused_new) inventory.erase(key);
+    auto* held = record.mutable_inventory();
+    held->erase(std::remove_if(held->begin(), held->end(),
+                               [&refused_new](const v1::ObjectKey& k) {
+                                 return refused_new.count(KeyString(k)) > 0;
+                               }),
+                held->end());
   }
   // Sync hooks above the objects' waves wait for them too.
   if (gate_waves && !stopped && target_down.ok() && with_hooks &&

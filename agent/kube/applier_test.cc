@@ -541,6 +541,28 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
             "api");
 }
 
+// An object the API refused to write (403) was never the bundle's: when it leaves the
+// bundle there is nothing to prune, and nothing to fail on. One the bundle applied before
+// and that the agent may no longer read stays listed as not pruned.
+TEST_F(KubernetesApplierTest, WhatTheApiRefusedToWriteLeavesNothingToPrune) {
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
+  fake_->Forbid("patch", "apps", "deployments");
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)}));
+  EXPECT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.message(), HasSubstr("forbidden"));
+  outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+
+  fake_->Allow("patch", "apps", "deployments");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)})).ack.ok());
+  fake_->Forbid("get", "apps", "deployments");
+  outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}));
+  EXPECT_FALSE(outcome.ack.ok()) << "applied before: it may still be there";
+  EXPECT_THAT(outcome.ack.message(), HasSubstr("could not be pruned"));
+  EXPECT_FALSE(fake_->Get("apps", "deployments", "shop", "d").is_null());
+}
+
 // "DELETE configmaps/NAME" requests, in order.
 std::vector<std::string> Deletes(const std::vector<std::string>& writes) {
   std::vector<std::string> out;
