@@ -115,6 +115,13 @@ absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Create(KubeConfig config
     return absl::InvalidArgumentError("kubernetes client: qps must be > 0 and burst >= 1");
   }
   if (config.server.empty()) return absl::InvalidArgumentError("kubernetes client: no server");
+  if (options.impersonate_user.size() > 253 + 32 ||
+      std::any_of(options.impersonate_user.begin(), options.impersonate_user.end(),
+                  [](char c) { return c < 0x21 || c > 0x7e; })) {
+    return absl::InvalidArgumentError(
+        "kubernetes client: the user to impersonate must be at most 285 printable characters "
+        "without spaces");
+  }
   if (config.insecure_skip_tls_verify) {
     GF_LOG(WARNING) << "kubernetes: " << config.origin
                     << " skips TLS verification (insecure-skip-tls-verify): anyone on the path "
@@ -334,6 +341,11 @@ absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view 
   if (!token.empty()) {
     auth = absl::StrCat("Authorization: Bearer ", token);
     headers = curl_slist_append(headers, auth.c_str());
+  }
+  std::string impersonate;
+  if (!options_.impersonate_user.empty()) {
+    impersonate = absl::StrCat("Impersonate-User: ", options_.impersonate_user);
+    headers = curl_slist_append(headers, impersonate.c_str());
   }
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   if (!config_.ca_pem.empty()) SetBlob(curl, CURLOPT_CAINFO_BLOB, config_.ca_pem);

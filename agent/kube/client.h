@@ -53,6 +53,10 @@ class KubeClient {
     absl::Duration max_retry_after = absl::Seconds(30);
     // Called for every attempt: method and HTTP code, 0 when no response came.
     std::function<void(absl::string_view method, int code)> on_response;
+    // Every request is made as this user (Impersonate-User), e.g.
+    // "system:serviceaccount:team-a:deployer": the API server checks that the client may
+    // impersonate it, then authorizes the request as that user alone. Empty: as itself.
+    std::string impersonate_user;
   };
 
   static absl::StatusOr<std::unique_ptr<KubeClient>> Create(KubeConfig config, Options options);

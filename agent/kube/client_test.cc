@@ -97,6 +97,80 @@ TEST(KubeClientTest, GetsAndReportsApiErrors) {
   EXPECT_EQ(codes, (std::vector<int>{200, 404}));
 }
 
+// A client that impersonates sends Impersonate-User with every request; the API server
+// (here the fake's RBAC, judged as the API's authorizer does) authorizes each as that user.
+TEST(KubeClientTest, ImpersonatesAUserAndIsAuthorizedAsIt) {
+  KubeConfig config;
+  config.server = "https://127.0.0.1:1";
+  KubeClient::Options injected;
+  injected.impersonate_user = "system:serviceaccount:a:b\r\nX-Evil: 1";
+  EXPECT_FALSE(KubeClient::Create(config, injected).ok()) << "a header's line break is refused";
+  auto fake = StartFake();
+  KubeClient::Options options = Fast();
+  options.max_retries = 0;
+  options.impersonate_user = "system:serviceaccount:team-a:deployer";
+  auto client = Client(fake->url(), options);
+  auto code = [&](const std::string& path) {
+    absl::StatusOr<KubeResponse> r = client->Do("GET", path);
+    return r.ok() ? r->code : -1;
+  };
+  EXPECT_EQ(code("/api"), 200) << "discovery is open to every user";
+  absl::StatusOr<KubeResponse> denied = client->Do("GET", "/api/v1/namespaces/default");
+  ASSERT_TRUE(denied.ok());
+  EXPECT_EQ(denied->ToStatus().message(),
+            "403 Forbidden: namespaces \"default\" is forbidden: User "
+            "\"system:serviceaccount:team-a:deployer\" cannot get resource \"namespaces\" in API "
+            "group \"\" in the namespace \"default\"");
+  for (const FakeApiServer::Request& r : fake->Requests()) {
+    EXPECT_EQ(r.user, "system:serviceaccount:team-a:deployer") << r.path;
+  }
+
+  const std::string rbac = "rbac.authorization.k8s.io";
+  // Every service account may list ConfigMaps anywhere (a Group subject, cluster-wide)...
+  fake->Put(
+      rbac, "clusterroles",
+      {{"metadata", {{"name", "list-cm"}}},
+       {"rules", {{{"apiGroups", {""}}, {"resources", {"configmaps"}}, {"verbs", {"list"}}}}}});
+  fake->Put(rbac, "clusterrolebindings",
+            {{"metadata", {{"name", "list-cm"}}},
+             {"roleRef", {{"apiGroup", rbac}, {"kind", "ClusterRole"}, {"name", "list-cm"}}},
+             {"subjects", {{{"kind", "Group"}, {"name", "system:serviceaccounts"}}}}});
+  // ... and this one may read one of them, in its namespace alone.
+  fake->Put(rbac, "roles",
+            {{"metadata", {{"name", "read-a"}, {"namespace", "team-a"}}},
+             {"rules",
+              {{{"apiGroups", {""}},
+                {"resources", {"configmaps"}},
+                {"resourceNames", {"a"}},
+                {"verbs", {"get"}}}}}});
+  fake->Put(rbac, "rolebindings",
+            {{"metadata", {{"name", "read-a"}, {"namespace", "team-a"}}},
+             {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "read-a"}}},
+             {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
+  EXPECT_EQ(code("/api/v1/namespaces/kube-system/configmaps"), 200);
+  EXPECT_EQ(code("/api/v1/configmaps"), 200);
+  EXPECT_EQ(code("/api/v1/namespaces/team-a/configmaps/a"), 404) << "allowed; not there";
+  EXPECT_EQ(code("/api/v1/namespaces/team-a/configmaps/b"), 403);
+  EXPECT_EQ(code("/api/v1/namespaces/team-b/configmaps/a"), 403);
+  EXPECT_EQ(code("/api/v1/namespaces/team-a/secrets"), 403);
+  absl::StatusOr<KubeResponse> create =
+      client->Do("POST", "/api/v1/namespaces/team-a/configmaps",
+                 R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}})");
+  ASSERT_TRUE(create.ok());
+  EXPECT_THAT(std::string(create->ToStatus().message()),
+              HasSubstr("cannot create resource \"configmaps\""))
+      << "a rule with resourceNames never allows a create";
+
+  // The client itself may impersonate unless its own RBAC says no.
+  fake->Forbid("impersonate", "", "serviceaccounts");
+  absl::StatusOr<KubeResponse> refused =
+      client->Do("GET", "/api/v1/namespaces/kube-system/configmaps");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, 403);
+  EXPECT_THAT(std::string(refused->ToStatus().message()),
+              HasSubstr("cannot impersonate resource \"serviceaccounts\""));
+}
+
 TEST(KubeClientTest, RetriesTooManyRequestsHonouringRetryAfter) {
   auto fake = StartFake();
   auto client = Client(fake->url());

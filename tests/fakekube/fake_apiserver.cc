@@ -446,6 +446,80 @@ std::string FakeApiServer::url() const {
   return absl::StrCat(options_.tls_cert_and_key.empty() ? "http" : "https", "://127.0.0.1:", port_);
 }
 
+bool FakeApiServer::AuthorizedLocked(const std::string& user, const std::string& verb,
+                                     const std::string& group, const std::string& resource,
+                                     const std::string& ns, const std::string& name) const {
+  constexpr char kRbac[] = "rbac.authorization.k8s.io";
+  constexpr absl::string_view kServiceAccount = "system:serviceaccount:";
+  std::vector<std::string> groups = {"system:authenticated"};
+  std::vector<std::string> account;
+  if (absl::StartsWith(user, kServiceAccount)) {
+    account = absl::StrSplit(user.substr(kServiceAccount.size()), ':');
+    if (account.size() == 2) {
+      groups.push_back("system:serviceaccounts");
+      groups.push_back("system:serviceaccounts:" + account[0]);
+    }
+  }
+  auto contains = [](const json& list, const std::string& value) {
+    if (!list.is_array()) return false;
+    for (const json& item : list) {
+      if (item.is_string() && (item == value || item == "*")) return true;
+    }
+    return false;
+  };
+  auto binds = [&](const json& binding, const std::string& binding_ns) {
+    for (const json& subject : binding.value("subjects", json::array())) {
+      const std::string kind = subject.value("kind", "");
+      const std::string subject_name = subject.value("name", "");
+      if (kind == "User" && subject_name == user) return true;
+      if (kind == "Group" && std::find(groups.begin(), groups.end(), subject_name) != groups.end())
+        return true;
+      if (kind == "ServiceAccount" && account.size() == 2 && subject_name == account[1] &&
+          subject.value("namespace", binding_ns) == account[0]) {
+        return true;
+      }
+    }
+    return false;
+  };
+  auto grants = [&](const json& role) {
+    for (const json& rule : role.value("rules", json::array())) {
+      if (!contains(rule.value("verbs", json::array()), verb) ||
+          !contains(rule.value("apiGroups", json::array()), group) ||
+          !contains(rule.value("resources", json::array()), resource)) {
+        continue;
+      }
+      const json names = rule.value("resourceNames", json::array());
+      if (names.empty() || (!name.empty() && contains(names, name))) return true;
+    }
+    return false;
+  };
+  auto role = [&](const json& binding, const std::string& binding_ns) -> const json* {
+    const json ref = binding.value("roleRef", json::object());
+    const std::string kind = ref.value("kind", "");
+    const std::string key =
+        kind == "ClusterRole" ? ObjectKeyFor(kRbac, "clusterroles", "", ref.value("name", ""))
+        : kind == "Role"      ? ObjectKeyFor(kRbac, "roles", binding_ns, ref.value("name", ""))
+                              : "";
+    auto it = objects_.find(key);
+    return it == objects_.end() ? nullptr : &it->second;
+  };
+  const std::string cluster_bindings = ObjectKeyFor(kRbac, "clusterrolebindings", "", "");
+  for (auto it = objects_.lower_bound(cluster_bindings);
+       it != objects_.end() && absl::StartsWith(it->first, cluster_bindings); ++it) {
+    if (it->second.value("roleRef", json::object()).value("kind", "") != "ClusterRole") continue;
+    const json* granted = role(it->second, "");
+    if (binds(it->second, "") && granted != nullptr && grants(*granted)) return true;
+  }
+  if (ns.empty()) return false;
+  const std::string bindings = ObjectKeyFor(kRbac, "rolebindings", ns, "");
+  for (auto it = objects_.lower_bound(bindings);
+       it != objects_.end() && absl::StartsWith(it->first, bindings); ++it) {
+    const json* granted = role(it->second, ns);
+    if (binds(it->second, ns) && granted != nullptr && grants(*granted)) return true;
+  }
+  return false;
+}
+
 std::string FakeApiServer::ObjectKeyFor(const std::string& group, const std::string& plural,
                                         const std::string& ns, const std::string& name) {
   return absl::StrCat(group, "/", plural, "/", ns, "/", name);
@@ -460,11 +534,12 @@ int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
   while ((n = mg_read(conn, buffer, sizeof(buffer))) > 0) body.append(buffer, n);
   const char* auth = mg_get_header(conn, "Authorization");
   const char* type = mg_get_header(conn, "Content-Type");
+  const char* impersonate = mg_get_header(conn, "Impersonate-User");
   Response response;
   try {
     response = server->Handle(info->request_method, info->local_uri ? info->local_uri : "",
                               info->query_string ? info->query_string : "", auth ? auth : "",
-                              type ? type : "", body);
+                              type ? type : "", body, impersonate ? impersonate : "");
   } catch (const nlohmann::json::exception& e) {
     // A body of the wrong shape: the API answers 400, it does not fall over.
     response = {400, StatusBody(400, "BadRequest", std::string("malformed request: ") + e.what())};
@@ -487,9 +562,10 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                                               const std::string& query_string,
                                               const std::string& authorization,
                                               const std::string& content_type,
-                                              const std::string& body) {
+                                              const std::string& body,
+                                              const std::string& impersonate_user) {
   MutexLock lock(&mu_);
-  requests_.push_back({method, path, query_string, 0});
+  requests_.push_back({method, path, query_string, 0, impersonate_user});
   auto finish = [&](Response r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     requests_.back().code = r.code;
     return r;
@@ -582,6 +658,52 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                           "\" is forbidden: User \"system:serviceaccount:gitfleet:agent\" cannot ",
                           verb, " resource \"", plural, "\" in API group \"", group, "\"",
                           ns.empty() ? "" : " in the namespace \"" + ns + "\""))});
+  }
+  if (!impersonate_user.empty()) {
+    // The client (the agent) may impersonate unless forbidden to; the request is then
+    // authorized as the impersonated user alone. A namespace's own object counts as in it.
+    constexpr absl::string_view kServiceAccount = "system:serviceaccount:";
+    std::vector<std::string> account;
+    if (absl::StartsWith(impersonate_user, kServiceAccount)) {
+      account = absl::StrSplit(impersonate_user.substr(kServiceAccount.size()), ':');
+    }
+    const bool is_account = account.size() == 2;
+    const std::string what = is_account ? "serviceaccounts" : "users";
+    if (forbidden_.count(absl::StrCat("impersonate /", what)) > 0) {
+      return finish(
+          {403, StatusBody(403, "Forbidden",
+                           absl::StrCat(what, " \"", is_account ? account[1] : impersonate_user,
+                                        "\" is forbidden: User "
+                                        "\"system:serviceaccount:gitfleet:agent\" cannot "
+                                        "impersonate resource \"",
+                                        what, "\" in API group \"\"",
+                                        is_account ? " in the namespace \"" + account[0] + "\""
+                                                   : " at the cluster scope"))});
+    }
+    std::string rbac_verb =
+        method == "GET"
+            ? (name.empty()
+                   ? (query.count("watch") > 0 && query["watch"] == "true" ? "watch" : "list")
+                   : "get")
+        : method == "POST"   ? "create"
+        : method == "PUT"    ? "update"
+        : method == "PATCH"  ? "patch"
+        : method == "DELETE" ? (name.empty() ? "deletecollection" : "delete")
+                             : absl::AsciiStrToLower(method);
+    const std::string resource_path = subresource.empty() ? plural : plural + "/" + subresource;
+    const std::string rbac_ns = (group.empty() && plural == "namespaces") ? name : ns;
+    if (!AuthorizedLocked(impersonate_user, rbac_verb, group, resource_path, rbac_ns, name)) {
+      return finish(
+          {403, StatusBody(
+                    403, "Forbidden",
+                    absl::StrCat(plural, group.empty() ? "" : "." + group,
+                                 name.empty() ? "" : " \"" + name + "\"", " is forbidden: User \"",
+                                 impersonate_user, "\" cannot ", rbac_verb, " resource \"",
+                                 resource_path, "\" in API group \"", group, "\"",
+                                 rbac_ns.empty() ? std::string(" at the cluster scope")
+                                                 : " in the namespace \"" + rbac_ns + "\""),
+                    {{"name", name}, {"group", group}, {"kind", plural}})});
+    }
   }
   const std::string key = ObjectKeyFor(group, plural, ns, name);
   json details = {{"name", name}, {"group", group}, {"kind", plural}};

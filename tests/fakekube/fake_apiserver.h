@@ -57,6 +57,7 @@ class FakeApiServer {
     std::string path;  // without the query
     std::string query;
     int code = 0;
+    std::string user;  // Impersonate-User; "" when the client asked as itself
   };
 
   static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start(Options options);
@@ -120,7 +121,14 @@ class FakeApiServer {
   static int Dispatch(mg_connection* conn, void* self);
   Response Handle(const std::string& method, const std::string& path, const std::string& query,
                   const std::string& authorization, const std::string& content_type,
-                  const std::string& body);
+                  const std::string& body, const std::string& impersonate_user = "");
+  // RBAC, for a request made as `user` (Impersonate-User): whether the Roles,
+  // ClusterRoles and their bindings stored here grant `verb` on `resource` ("pods",
+  // "deployments/status") of `group` named `name` in namespace `ns` ("" for the cluster
+  // scope), as the API server's RBAC authorizer decides.
+  bool AuthorizedLocked(const std::string& user, const std::string& verb, const std::string& group,
+                        const std::string& resource, const std::string& ns,
+                        const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Response DiscoveryLocked(const std::vector<std::string>& parts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Response ApplyLocked(const Resource& resource, const std::string& version, const std::string& ns,
