@@ -236,6 +236,8 @@ constexpr BundleFlag kBundleFlags[] = {
     {"self-heal", [](const B& f, B* t) { t->mutable_sync()->set_self_heal(f.sync().self_heal()); }},
     {"prune-last",
      [](const B& f, B* t) { t->mutable_sync()->set_prune_last(f.sync().prune_last()); }},
+    {"service-account",
+     [](const B& f, B* t) { t->mutable_sync()->set_service_account(f.sync().service_account()); }},
     {"create-namespace",
      [](const B& f, B* t) {
        t->mutable_sync()->set_create_namespace(f.sync().create_namespace());
@@ -397,8 +399,8 @@ class Cli {
     // A team's share of the fleet: the SCOPE fields of the line, checked as the control
     // plane will read them.
     std::vector<std::string> scope_fields;
-    for (const char* key :
-         {"bundles", "sources", "repos", "credentials", "clusters", "namespaces"}) {
+    for (const char* key : {"bundles", "sources", "repos", "credentials", "clusters", "namespaces",
+                            "service-account"}) {
       if (std::optional<std::string> value = args_.Take(key)) {
         const bool spaced = absl::StrContains(*value, ' ') || absl::StrContains(*value, '\t');
         if (absl::StrContains(*value, '"')) {
@@ -608,6 +610,12 @@ class Cli {
     bundle->set_selector(args_.TakeOr("selector", ""));
     bundle->set_target_namespace(args_.TakeOr("namespace", ""));
     bundle->set_engine(args_.TakeOr("engine", ""));
+    bundle->mutable_sync()->set_service_account(args_.TakeOr("service-account", ""));
+    if (!bundle->sync().service_account().empty()) {
+      if (absl::Status s = ValidateServiceAccount(bundle->sync().service_account()); !s.ok()) {
+        return Usage(absl::StrCat("--service-account: ", s.message()));
+      }
+    }
     if (absl::Status s = TakeValueFlags(args_, bundle); !s.ok()) {
       return Usage(std::string(s.message()));
     }
@@ -1228,6 +1236,11 @@ class Cli {
     line("credentials", scope.credentials(), "none");
     out_ << "  clusters: " << (scope.clusters().empty() ? "none" : scope.clusters()) << "\n";
     line("namespaces", scope.namespaces(), "any, on its clusters");
+    out_ << "  applies as: "
+         << (scope.service_account().empty()
+                 ? std::string("the agent on each cluster")
+                 : absl::StrCat("service account ", scope.service_account()))
+         << "\n";
     return 0;
   }
 
@@ -1630,6 +1643,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--engine=plain] [--prune=true] [--self-heal=true] [--allow-empty] [--replace]\n"
        "           [--prune-last]                     prune once every object is Healthy\n"
        "                                              (Argo CD's PruneLast=true)\n"
+       "           [--service-account=[NS/]NAME]      apply as this service account (in NS,\n"
+       "                                              else the bundle's --namespace): its\n"
+       "                                              RBAC on each cluster bounds the bundle\n"
        "           [--include=GLOB,...] [--exclude=GLOB,...]  the files a plain bundle reads\n"
        "           [--decrypt=sops]  decrypt SOPS files with the control plane's keys\n"
        "           [--substitute]                     ${var} in plain/kustomize output (on\n"
@@ -1765,7 +1781,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "or standard input (roles: viewer, operator, admin). SCOPE gives a\n"
        "team part of the fleet: --bundles=GLOB,.. --sources=GLOB,..\n"
        "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR\n"
-       "--namespaces=GLOB,..",
+       "--namespaces=GLOB,.. --service-account=[NS/]NAME",
        {},
        &Cli::TokenHash},
       {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},

@@ -103,11 +103,13 @@ TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
   after.mutable_rollout()->add_partitions("env=staging");
   after.mutable_rollout()->set_progress_deadline_seconds(60);
   after.set_path("");
-  EXPECT_THAT(BundleChanges(before, after),
-              ::testing::ElementsAre(
-                  "--path: apps/web -> (root)", "--values: a=1,replicas=2 -> (none)",
-                  "--cluster-values: 'env=prod;replicas=3' -> (none)",
-                  "--partition: (none) -> env=staging", "--progress-deadline: 10m -> 1m"));
+  after.mutable_sync()->set_service_account("team-a/deployer");
+  EXPECT_THAT(
+      BundleChanges(before, after),
+      ::testing::ElementsAre(
+          "--path: apps/web -> (root)", "--service-account: (the agent) -> team-a/deployer",
+          "--values: a=1,replicas=2 -> (none)", "--cluster-values: 'env=prod;replicas=3' -> (none)",
+          "--partition: (none) -> env=staging", "--progress-deadline: 10m -> 1m"));
   v1::Source old_source;
   old_source.set_url("https://git.example.com/a.git");
   v1::Source new_source = old_source;
@@ -143,6 +145,10 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"bundle", "set", "b", "--bogus=1"}, "unknown flag --bogus"},
       {{"bundle", "set", "b", "--replace", "--path=x"}, "bundle set always replaces"},
       {{"bundle", "set", "b", "--progress-deadline=soon"}, "--progress-deadline=soon"},
+      {{"bundle", "add", "b", "--source=s", "--service-account=Team/deployer"},
+       "--service-account: service account's namespace name \"Team\""},
+      {{"token", "new", "t", "admin", "--bundles=t-*", "--service-account=a:b"},
+       "token new: service-account=: service account \"a:b\" must be NAME or NAMESPACE/NAME"},
   };
   for (const Case& c : cases) {
     Result r = RunCtl(c.args);

@@ -113,6 +113,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
   Compare("--create-namespace", flag(before.sync().create_namespace()),
           flag(after.sync().create_namespace()), &out);
   Compare("--prune-last", flag(before.sync().prune_last()), flag(after.sync().prune_last()), &out);
+  Compare("--service-account", Or(before.sync().service_account(), "(the agent)"),
+          Or(after.sync().service_account(), "(the agent)"), &out);
   auto ignored = [](const v1::Bundle& b) {
     std::vector<std::string> rules;
     for (const v1::IgnoreDifference& rule : b.sync().ignore_differences()) {

@@ -26,6 +26,38 @@ absl::Status ValidateName(const std::string& what, const std::string& name) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateServiceAccount(const std::string& account) {
+  const size_t slash = account.find('/');
+  const std::string name = slash == std::string::npos ? account : account.substr(slash + 1);
+  if (slash != std::string::npos) {
+    if (absl::Status s = ValidateName("service account's namespace", account.substr(0, slash));
+        !s.ok()) {
+      return s;
+    }
+  }
+  bool ok = !name.empty() && name.size() <= 253;
+  for (char c : name) {
+    ok &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  }
+  ok &= !name.empty() && std::isalnum(static_cast<unsigned char>(name.front())) &&
+        std::isalnum(static_cast<unsigned char>(name.back()));
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "service account \"", account.substr(0, 64),
+        "\" must be NAME or NAMESPACE/NAME, NAME 1-253 lower-case letters, digits, '-' or '.', "
+        "starting and ending with a letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ServiceAccountUser(const std::string& account, const std::string& default_namespace) {
+  const size_t slash = account.find('/');
+  const std::string ns = slash == std::string::npos ? default_namespace : account.substr(0, slash);
+  if (ns.empty() || account.empty()) return "";
+  return absl::StrCat("system:serviceaccount:", ns, ":",
+                      slash == std::string::npos ? account : account.substr(slash + 1));
+}
+
 absl::Status ValidateClusterName(const std::string& name) {
   if (name.empty() || name.size() > 63) {
     return absl::InvalidArgumentError("cluster name must be 1 to 63 characters");

@@ -30,6 +30,17 @@ absl::Status ValidateName(const std::string& what, const std::string& name);
 // InvalidArgument naming the rule when `name` is not 1-63 of [A-Za-z0-9._-].
 absl::Status ValidateClusterName(const std::string& name);
 
+// A Kubernetes service account a bundle is applied as: "NAME", in the bundle's target
+// namespace, or "NAMESPACE/NAME". InvalidArgument naming the rule when the namespace is not
+// a DNS label (ValidateName) or the name not a DNS subdomain (1-253 lower-case letters,
+// digits, '-' or '.', starting and ending with a letter or digit).
+absl::Status ValidateServiceAccount(const std::string& account);
+
+// The user the API server knows service account `account` (valid, as above) as:
+// "system:serviceaccount:NAMESPACE:NAME", its namespace `default_namespace` when it names
+// none. "" when it names none and `default_namespace` is empty.
+std::string ServiceAccountUser(const std::string& account, const std::string& default_namespace);
+
 // Whether `name` matches one of `globs`, shell globs as a team's scope writes them
 // ("team-a-*": '*', '?' and '[...]', fnmatch's without flags).
 template <typename Globs>

@@ -27,6 +27,30 @@ TEST(ValidateNameTest, RefusesEverythingElseNamingWhat) {
   }
 }
 
+TEST(ServiceAccountTest, AcceptsNamesAndNamespacedNames) {
+  for (const std::string& account :
+       {std::string("deployer"), std::string("team-a/deployer"), std::string("ci.bot-1"),
+        std::string("a/") + std::string(253, 'x')}) {
+    EXPECT_TRUE(ValidateServiceAccount(account).ok()) << account;
+  }
+  EXPECT_EQ(ServiceAccountUser("deployer", "team-a"), "system:serviceaccount:team-a:deployer");
+  EXPECT_EQ(ServiceAccountUser("ops/deployer", "team-a"), "system:serviceaccount:ops:deployer");
+  EXPECT_EQ(ServiceAccountUser("deployer", ""), "");
+  EXPECT_EQ(ServiceAccountUser("", "team-a"), "");
+}
+
+TEST(ServiceAccountTest, RefusesWhatTheApiWouldNotKnowOrAHeaderCouldCarry) {
+  for (const std::string& account :
+       {std::string(), std::string("Deployer"), std::string("a/b/c"), std::string("/deployer"),
+        std::string("team_a/deployer"), std::string("deployer-"), std::string(".deployer"),
+        std::string(254, 'x'), std::string("a:b"), std::string("a\r\nX-Evil: 1"),
+        std::string("a b")}) {
+    EXPECT_THAT(ValidateServiceAccount(account),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("service account")))
+        << account;
+  }
+}
+
 TEST(ListNamesTest, NamesUpToTheMostAndCountsTheRest) {
   EXPECT_EQ(ListNames({}), "none");
   EXPECT_EQ(ListNames({"a"}), "a");

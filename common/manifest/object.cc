@@ -245,6 +245,10 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
   if (sync.create_namespace()) h.UpdateField("create-namespace");
   if (sync.keep_on_removal()) h.UpdateField("keep-on-removal");
   if (sync.prune_last()) h.UpdateField("prune-last");
+  if (!sync.service_account().empty()) {
+    h.UpdateField("service-account");
+    h.UpdateField(sync.service_account());
+  }
   for (const std::string& allowed : sync.allowed_namespaces()) {
     h.UpdateField("allowed-namespace");
     h.UpdateField(allowed);

@@ -591,6 +591,7 @@ grpc::Status AdminServiceImpl::WhoAmI(grpc::ServerContext* context, const v1::Wh
     out->mutable_credentials()->Add(scope.credentials.begin(), scope.credentials.end());
     if (scope.clusters.has_value()) out->set_clusters(scope.clusters->text());
     out->mutable_namespaces()->Add(scope.namespaces.begin(), scope.namespaces.end());
+    out->set_service_account(scope.service_account);
   }
   return call.Done(absl::OkStatus());
 }
@@ -782,6 +783,7 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
     for (const std::string& ns : caller.scope->namespaces)
       bundle.mutable_scope()->add_namespaces(ns);
     for (const std::string& repo : caller.scope->repos) bundle.mutable_scope()->add_repos(repo);
+    bundle.mutable_scope()->set_service_account(caller.scope->service_account);
   }
   return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
                                            request->allow_removal(), request->if_generation()),

@@ -206,6 +206,7 @@ std::string Scope::Describe() const {
   add("credentials", credentials);
   if (clusters.has_value()) parts.push_back(absl::StrCat("clusters=", clusters->text()));
   add("namespaces", namespaces);
+  if (!service_account.empty()) parts.push_back("service-account=" + service_account);
   return parts.empty() ? "nothing" : absl::StrJoin(parts, " ");
 }
 
@@ -218,7 +219,7 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
     if (equals == std::string::npos || equals + 1 == field.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
-          "credentials=, clusters= or namespaces=)"));
+          "credentials=, clusters=, namespaces= or service-account=)"));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));
@@ -240,6 +241,13 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
       scope.clusters = *std::move(selector);
       continue;
     }
+    if (key == "service-account") {
+      if (absl::Status s = ValidateServiceAccount(value); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("service-account=: ", s.message()));
+      }
+      scope.service_account = value;
+      continue;
+    }
     std::vector<std::string>* list = key == "bundles"       ? &scope.bundles
                                      : key == "sources"     ? &scope.sources
                                      : key == "repos"       ? &scope.repos
@@ -249,7 +257,8 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
     if (list == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown scope key \"", key.substr(0, 32),
-                       "\" (bundles=, sources=, repos=, credentials=, clusters= or namespaces=)"));
+                       "\" (bundles=, sources=, repos=, credentials=, clusters=, namespaces= or "
+                       "service-account=)"));
     }
     for (absl::string_view entry : absl::StrSplit(value, ',')) {
       if (entry.empty() || entry.size() > kMaxScopeEntryBytes || list->size() >= kMaxScopeEntries) {

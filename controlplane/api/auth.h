@@ -55,6 +55,10 @@ struct Scope {
   // Namespace globs its bundles' objects must live in (no cluster-scoped object); empty:
   // any namespace and kind on its clusters.
   std::vector<std::string> namespaces;
+  // The service account its bundles are applied as ("NAME" in each bundle's target
+  // namespace, or "NAMESPACE/NAME"): the clusters' RBAC for it bounds them. Empty: as the
+  // agent.
+  std::string service_account;
 
   bool CoversBundle(const std::string& name) const;
   bool CoversSource(const std::string& name) const;

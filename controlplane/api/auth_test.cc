@@ -278,6 +278,14 @@ TEST(ApiAuthTest, AScopedCallerReachesWhatItsScopeNamesAndNoFleetWideMethod) {
   EXPECT_TRUE(team_b->scope->CoversBundle("team-b-api"));
   EXPECT_FALSE(team_b->scope->CoversSource("team-b-repo")) << "no sources= names no source";
   EXPECT_FALSE(team_b->scope->CoversRepo("https://git.example.com/team-b"));
+  EXPECT_EQ(team_b->scope->service_account, "");
+  absl::StatusOr<std::unique_ptr<ApiAuth>> with_account = ApiAuth::Parse(
+      TokenLine("team-c", Role::kAdmin, "c", "bundles=c-* service-account=deployer") + "\n", "");
+  ASSERT_TRUE(with_account.ok()) << with_account.status();
+  absl::StatusOr<Caller> c = (*with_account)->Identify(Token("c"));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->scope->service_account, "deployer");
+  EXPECT_EQ(c->scope->Describe(), "bundles=c-* service-account=deployer");
 }
 
 TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
@@ -286,6 +294,15 @@ TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
     return ApiAuth::Parse("team " + std::string("admin ") + hash + " " + scope + "\n", "").status();
   };
   EXPECT_TRUE(parse("bundles=a-*").ok());
+  EXPECT_TRUE(parse("bundles=a-* service-account=team-a/deployer").ok());
+  EXPECT_THAT(parse("service-account=Team-A/deployer"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--api-tokens line 1: service-account=: service account's "
+                                 "namespace name \"Team-A\"")));
+  EXPECT_THAT(parse("service-account=a:b"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("service-account=: service account \"a:b\" must be NAME or "
+                                 "NAMESPACE/NAME")));
   EXPECT_THAT(parse("bundle=a-*"), StatusIs(absl::StatusCode::kInvalidArgument,
                                             HasSubstr("--api-tokens line 1: unknown scope key "
                                                       "\"bundle\"")));

@@ -827,6 +827,23 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   if (!selector.ok()) return selector.status();
   // What the agents hold the bundle's objects to: the scope's namespaces alone.
   *bundle.mutable_sync()->mutable_allowed_namespaces() = bundle.scope().namespaces();
+  // And the account they apply them as: the scope's, whatever the definition asks.
+  if (!bundle.scope().service_account().empty()) {
+    if (!bundle.sync().service_account().empty() &&
+        bundle.sync().service_account() != bundle.scope().service_account()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "bundle \"", bundle.name(), "\": --service-account ", bundle.sync().service_account(),
+          " is not the service account of its scope (", bundle.scope().service_account(),
+          ", of caller ", bundle.scope().caller(), ")"));
+    }
+    bundle.mutable_sync()->set_service_account(bundle.scope().service_account());
+  }
+  if (!bundle.sync().service_account().empty()) {
+    if (absl::Status s = ValidateServiceAccount(bundle.sync().service_account()); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bundle \"", bundle.name(), "\": --service-account: ", s.message()));
+    }
+  }
   if (!bundle.target_namespace().empty() && !bundle.scope().namespaces().empty() &&
       !MatchesAnyGlob(bundle.scope().namespaces(), bundle.target_namespace())) {
     return absl::PermissionDeniedError(absl::StrCat("bundle \"", bundle.name(), "\": --namespace ",

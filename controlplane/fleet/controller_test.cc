@@ -943,6 +943,56 @@ TEST_F(ControllerTest, ATeamsBundleReachesTheClustersItsScopeCoversAlone) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// A team's scope names the service account its bundles apply as: the agents get it whatever
+// the definition asks (a fleet admin's replacement included), another one is refused, and
+// it is part of the revision (an agent that cannot impersonate refuses it). A bundle
+// outside a scope may name any valid account.
+TEST_F(ControllerTest, ATeamsBundleAppliesAsItsScopesServiceAccount) {
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.set_target_namespace("team-a");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  bundle.mutable_scope()->set_service_account("deployer");
+  bundle.mutable_sync()->set_service_account("team-a/admin");
+  EXPECT_THAT(controller_->AddBundle(bundle, false).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("--service-account team-a/admin is not the service account of "
+                                 "its scope (deployer, of caller team-a)")));
+  bundle.mutable_sync()->clear_service_account();
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->bundle().sync().service_account(), "deployer");
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(a1, "team-a-app");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().sync().service_account(), "deployer");
+
+  // A fleet admin's replacement brings no scope and no account: the scope's stays.
+  v1::Bundle replacement = Bundle("team-a-app", "app");
+  replacement.set_target_namespace("team-a");
+  absl::StatusOr<v1::BundleInfo> replaced = controller_->AddBundle(replacement, true);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(replaced->bundle().sync().service_account(), "deployer");
+  EXPECT_EQ(replaced->revision(), added->revision());
+
+  // Outside a scope: any account the API could know, none other.
+  v1::Bundle own = Bundle("ops", "app");
+  own.mutable_sync()->set_service_account("kube-system/Deployer");
+  EXPECT_THAT(controller_->AddBundle(own, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("bundle \"ops\": --service-account: service account")));
+  own.mutable_sync()->set_service_account("ops/deployer");
+  absl::StatusOr<v1::BundleInfo> as_account = controller_->AddBundle(own, false);
+  ASSERT_TRUE(as_account.ok()) << as_account.status();
+  own.mutable_sync()->clear_service_account();
+  absl::StatusOr<v1::BundleInfo> as_agent = controller_->AddBundle(own, true);
+  ASSERT_TRUE(as_agent.ok()) << as_agent.status();
+  EXPECT_NE(as_agent->revision(), as_account->revision()) << "the account is in the revision";
+}
+
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of
 // its own, the same objects), across a restart; the bundle's own --prune comes back with a
 // rollback that prunes, even at the same commit, and with unpin.
