@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -21,6 +23,7 @@
 #include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/apply/applier.h"
+#include "agent/apply/impersonating_applier.h"
 #include "agent/apply/reconciler.h"
 #include "agent/kube/applier.h"
 #include "agent/kube/client.h"
@@ -183,6 +186,9 @@ int Main(ShutdownSignals& signals) {
   metrics::Registry registry;
   AgentMetrics metrics(registry);
   FileSystem& fs = PosixFileSystem();
+  // Clients acting as the service accounts bundles name, before the appliers using them.
+  std::vector<std::unique_ptr<KubeClient>> account_clients;
+  std::unique_ptr<Applier> own_applier;
   std::unique_ptr<Applier> applier;
   std::unique_ptr<KubeClient> kube;
   std::unique_ptr<RestMapper> mapper;
@@ -208,9 +214,22 @@ int Main(ShutdownSignals& signals) {
     KubernetesApplier::Options applier_options;
     applier_options.default_namespace = config->default_namespace;
     applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
-    applier_options.on_not_reconciled = [&metrics](size_t count) {
-      metrics.objects_not_reconciled.Set(static_cast<double>(count));
+    // The gauge is the sum over the agent's own applier and those acting as accounts.
+    struct NotReconciled {
+      Mutex mu;
+      std::map<int, size_t> by_applier ABSL_GUARDED_BY(mu);
     };
+    auto not_reconciled = std::make_shared<NotReconciled>();
+    auto report_not_reconciled = [not_reconciled, &metrics](int applier) {
+      return [not_reconciled, &metrics, applier](size_t count) {
+        MutexLock lock(&not_reconciled->mu);
+        not_reconciled->by_applier[applier] = count;
+        size_t total = 0;
+        for (const auto& [id, n] : not_reconciled->by_applier) total += n;
+        metrics.objects_not_reconciled.Set(static_cast<double>(total));
+      };
+    };
+    applier_options.on_not_reconciled = report_not_reconciled(0);
     applier_options.shared_field_managers.clear();
     for (absl::string_view name :
          absl::StrSplit(absl::GetFlag(FLAGS_take_fields_from), ',', absl::SkipWhitespace())) {
@@ -223,7 +242,25 @@ int Main(ShutdownSignals& signals) {
       }
       applier_options.shared_field_managers.emplace_back(name);
     }
-    applier = std::make_unique<KubernetesApplier>(kube.get(), mapper.get(), applier_options);
+    own_applier = std::make_unique<KubernetesApplier>(kube.get(), mapper.get(), applier_options);
+    // A bundle that names a service account is applied by an applier of its own, whose
+    // client impersonates the account (made under the ImpersonatingApplier's lock).
+    applier = std::make_unique<ImpersonatingApplier>(
+        own_applier.get(),
+        [config = *config, kube_options, applier_options, &account_clients, report_not_reconciled,
+         mapper =
+             mapper.get()](const std::string& user) -> absl::StatusOr<std::unique_ptr<Applier>> {
+          KubeClient::Options options = kube_options;
+          options.impersonate_user = user;
+          absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(config, options);
+          if (!client.ok()) return client.status();
+          account_clients.push_back(*std::move(client));
+          KubernetesApplier::Options acting = applier_options;
+          acting.on_not_reconciled =
+              report_not_reconciled(static_cast<int>(account_clients.size()));
+          return std::unique_ptr<Applier>(
+              new KubernetesApplier(account_clients.back().get(), mapper, acting));
+        });
     target = absl::StrCat("kubernetes at ", config->server, " from ", config->origin);
   } else {
     applier = std::make_unique<DirectoryApplier>(std::string(apply), &fs);

@@ -75,6 +75,7 @@ void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
                                         sync.namespace_annotations().end());
   context->allowed_namespaces.assign(sync.allowed_namespaces().begin(),
                                      sync.allowed_namespaces().end());
+  context->service_account = sync.service_account();
 }
 
 bool InAllowedNamespaces(const ApplyContext& context, const std::string& ns) {

@@ -92,6 +92,10 @@ struct ApplyContext {
   // A team's bundle: the namespace globs its objects must live in
   // (SyncOptions.allowed_namespaces); empty: any.
   std::vector<std::string> allowed_namespaces;
+  // The service account every request about the bundle's objects is made as
+  // (SyncOptions.service_account: "NAME" in `target_namespace`, or "NAMESPACE/NAME");
+  // empty: as the agent itself. See Applier::CanApplyAs.
+  std::string service_account;
 };
 
 // Sets `context`'s fields that come from the bundle's sync options beyond the first three.
@@ -237,6 +241,16 @@ class Applier {
   // does not serve (yet), where Namespaced guesses. By default: Namespaced.
   virtual absl::StatusOr<bool> ServedNamespaced(const v1::ManifestObject& object) {
     return Namespaced(object);
+  }
+  // OK when this applier makes every request about `context`'s objects as
+  // context.service_account (always, when it names none). An applier that cannot is never
+  // asked to apply such a bundle as itself: the revision fails whole. By default: it
+  // cannot.
+  virtual absl::Status CanApplyAs(const ApplyContext& context) {
+    if (context.service_account.empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "bundle ", context.bundle, " is to be applied as service account ", context.service_account,
+        ", and the ", name(), " applier cannot act as another user"));
   }
 };
 

@@ -384,6 +384,13 @@ bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
     return std::string();
   };
 
+  // A bundle applied as a service account is applied as it or not at all: never as the
+  // agent itself, whose rights are wider.
+  if (absl::Status s = applier_->CanApplyAs(context); !s.ok()) {
+    return FailWhole(bundle, absl::StrCat("nothing of this revision is applied: ", s.message()),
+                     errors);
+  }
+
   // A team's bundle stays within its namespaces: a revision with one object outside them
   // fails whole, before anything of it is applied or pruned (and is tried again: a kind
   // not served yet may be served later).
@@ -1647,6 +1654,8 @@ void Reconciler::OnRemoval(const v1::BundleRemoval& removal) {
   v1::RevisionRecord kept;
   kept.set_bundle(removal.bundle());
   kept.set_target_namespace(record.desired().target_namespace());
+  // Pruned as the account it was applied as: never with the agent's own wider rights.
+  kept.mutable_sync()->set_service_account(record.desired().sync().service_account());
   v1::HookProgress hooks;
   if (record.removing() && !removal.forget()) {
     kept = record.desired();  // its delete hooks, as they got

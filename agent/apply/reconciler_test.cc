@@ -537,6 +537,33 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
 // A team's bundle (SyncOptions.allowed_namespaces) places objects in its namespaces alone:
 // a revision with one cluster-scoped object, or one elsewhere (a hook too), fails whole
 // before anything of it is applied; the revision id covers the namespaces.
+// A bundle to be applied as a service account is not applied by an applier that cannot act
+// as one (the directory applier, here): as the agent, it would have more rights than asked.
+TEST_F(ReconcilerTest, ABundleForAServiceAccountIsNeverAppliedAsTheAgent) {
+  ObjectSet set;
+  set.Put(*MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: team-a}\n",
+                      "test"));
+  v1::SyncOptions sync;
+  sync.set_service_account("deployer");
+  v1::BundleUpdate update;
+  update.set_bundle("team-a-app");
+  update.set_revision(ComputeRevision(set, sync, "team-a"));
+  update.set_commit("c1");
+  update.set_target_namespace("team-a");
+  *update.mutable_sync() = sync;
+  update.set_object_count(1);
+  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(update);
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("nothing of this revision is applied: bundle team-a-app is to be applied "
+                        "as service account deployer, and the directory applier cannot act as "
+                        "another user"));
+  EXPECT_THAT(*fs_.ListFiles("/out"), ::testing::IsEmpty());
+}
+
 TEST_F(ReconcilerTest, ATeamsBundleStaysWithinItsNamespaces) {
   auto object = [](const std::string& yaml) { return *MakeObject(yaml, "test"); };
   auto cm = [&](const std::string& ns, const std::string& name) {

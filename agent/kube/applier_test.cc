@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/apply/impersonating_applier.h"
 #include "agent/apply/reconciler.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
@@ -288,6 +289,118 @@ TEST_F(KubernetesApplierTest, ATeamsNamespacesAreJudgedByWhatTheClusterServes) {
   no_target.allowed_namespaces = {"team-a-*"};
   EXPECT_THAT(CheckAllowedNamespace(*applier_, Cm("a", ""), no_target),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("namespace default")));
+}
+
+// A bundle that names a service account is applied as it: every request about its objects
+// impersonates the account, so the cluster's RBAC for it, not the agent's own rights,
+// decides what the bundle may do; a cluster that will not let the agent impersonate it
+// applies nothing of it.
+TEST_F(KubernetesApplierTest, ABundleIsAppliedAsItsServiceAccountAndHeldToItsRbac) {
+  const std::string user = "system:serviceaccount:shop:deployer";
+  std::vector<std::unique_ptr<KubeClient>> clients;
+  ImpersonatingApplier applier(
+      applier_.get(), [&](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
+        KubeClient::Options options;
+        options.qps = 1000;
+        options.burst = 1000;
+        options.max_retries = 0;
+        options.impersonate_user = as;
+        absl::StatusOr<std::unique_ptr<KubeClient>> client =
+            KubeClient::Create(client_->config(), options);
+        if (!client.ok()) return client.status();
+        clients.push_back(*std::move(client));
+        return std::unique_ptr<Applier>(
+            new KubernetesApplier(clients.back().get(), mapper_.get(), {}));
+      });
+  Reconciler reconciler(&applier, &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler.Load().ok());
+  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+  const std::string rbac = "rbac.authorization.k8s.io";
+  fake_->Put(rbac, "roles",
+             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+              {"rules",
+               {{{"apiGroups", {""}},
+                 {"resources", {"configmaps"}},
+                 {"verbs", {"get", "list", "create", "patch", "delete"}}}}}});
+  fake_->Put(rbac, "rolebindings",
+             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+              {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "deploy"}}},
+              {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
+  auto update = [](const std::vector<v1::ManifestObject>& objects) {
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    v1::SyncOptions sync;
+    sync.set_prune(true);
+    sync.set_service_account("deployer");
+    v1::BundleUpdate update;
+    update.set_bundle("web");
+    update.set_target_namespace("shop");
+    update.set_revision(ComputeRevision(set, sync, "shop"));
+    *update.mutable_sync() = sync;
+    update.set_object_count(static_cast<int>(set.size()));
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+    return update;
+  };
+  const v1::ManifestObject secret =
+      Obj("apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: shop}\n"
+          "stringData: {k: v}\n");
+  const v1::ManifestObject elsewhere = Cm("b", "kube-system");
+  fake_->Put("", "namespaces", {{"metadata", {{"name", "kube-system"}}}});
+  fake_->ClearRequests();
+  Reconciler::Outcome outcome = reconciler.OnUpdate(update({Cm("a", ""), secret, elsewhere}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(outcome.status->message(),
+              AllOf(HasSubstr("2 of 3 objects failed"),
+                    HasSubstr("configmaps \"b\" is forbidden: User "
+                              "\"system:serviceaccount:shop:deployer\" cannot get resource "
+                              "\"configmaps\" in API group \"\" in the namespace "
+                              "\"kube-system\"")));
+  std::vector<std::string> errors;
+  for (const v1::ObjectError& e : outcome.ack.errors()) errors.push_back(e.message());
+  EXPECT_THAT(errors,
+              ::testing::Contains(HasSubstr(
+                  "secrets \"s\" is forbidden: User \"system:serviceaccount:shop:deployer\" "
+                  "cannot get resource \"secrets\" in API group \"\" in the namespace "
+                  "\"shop\"")));
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "what it may, it applies";
+  EXPECT_TRUE(fake_->Get("", "secrets", "shop", "s").is_null());
+  EXPECT_TRUE(fake_->Get("", "configmaps", "kube-system", "b").is_null());
+  int made = 0;
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (absl::StrContains(r.path, "/namespaces/")) {
+      EXPECT_EQ(r.user, user) << r.method << " " << r.path << " was made as the agent";
+      ++made;
+    }
+  }
+  EXPECT_GE(made, 3);
+
+  // Within its rights, it applies, with nothing to prune of what it was refused (never
+  // written); and its removal prunes as the account.
+  outcome = reconciler.OnUpdate(update({Cm("a", "", "2")}));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "a")["data"]["v"], "2");
+
+  // A cluster whose RBAC does not let the agent impersonate the account: nothing applies.
+  fake_->Forbid("impersonate", "", "serviceaccounts");
+  outcome = reconciler.OnUpdate(update({Cm("a", "", "3")}));
+  EXPECT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("serviceaccounts \"deployer\" is forbidden: User "
+                        "\"system:serviceaccount:gitfleet:agent\" cannot impersonate resource "
+                        "\"serviceaccounts\" in API group \"\" in the namespace \"shop\""));
+  EXPECT_EQ(fake_->Get("", "configmaps", "shop", "a")["data"]["v"], "2");
+  fake_->Allow("impersonate", "", "serviceaccounts");
+
+  fake_->ClearRequests();
+  v1::BundleRemoval removal;
+  removal.set_bundle("web");
+  reconciler.OnRemoval(removal);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null());
+  for (const FakeApiServer::Request& r : fake_->Requests()) {
+    if (r.method == "DELETE") EXPECT_EQ(r.user, user) << r.path;
+  }
+  EXPECT_EQ(fake_->CountRequests("DELETE"), 1);
 }
 
 TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {
