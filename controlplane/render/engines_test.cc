@@ -989,15 +989,20 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
   }
   // Other engines do not take helm options: named, never failing them.
   PlainRenderer plain;
-  std::vector<RepoFile> folder = {{"apps/web/cm.yaml",
-                                   "apiVersion: v1\nkind: ConfigMap\n"
-                                   "metadata: {name: a}\n"},
-                                  {"apps/web/fleet.yaml", "helm: {releaseName: Shop_Web}\n"}};
+  std::vector<RepoFile> folder = {
+      {"apps/web/cm.yaml",
+       "apiVersion: v1\nkind: ConfigMap\n"
+       "metadata: {name: a}\n"},
+      {"apps/web/fleet.yaml", "helm: {releaseName: Shop_Web}\nserviceAccount: deployer\n"}};
   notes.clear();
   RenderInput plain_input{"web", "apps/web", folder};
   plain_input.notes = &notes;
   ASSERT_TRUE(RenderBundlePath(plain, plain_input).ok());
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets helm, which gitfleet does not read")));
+  // Nor is the account Fleet's agent would deploy as: said, so nobody takes the bundle to be
+  // applied with less than the agent's rights (--service-account does that).
+  EXPECT_THAT(notes, ::testing::Contains(::testing::AllOf(
+                         HasSubstr("sets helm, serviceAccount, which gitfleet does not read"),
+                         HasSubstr("--service-account"))));
 }
 
 // Fleet's helm layout with the chart in a folder of its own: fleet.yaml (or fleet.yml)

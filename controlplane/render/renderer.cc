@@ -645,7 +645,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     for (const char* field :
          {"helm", "kustomize", "yaml", "targetCustomizations", "overrideTargets", "dependsOn",
           "rolloutStrategy", "paused", "keepResources", "correctDrift", "namespaceLabels",
-          "namespaceAnnotations"}) {
+          "namespaceAnnotations", "serviceAccount"}) {
       if (fields[field]) out.unread.push_back(field);
     }
     std::string folder_namespace = ScalarOf(fields["namespace"]);
@@ -1630,8 +1630,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     input.notes->push_back(
         absl::StrCat(fleet_yaml, " sets ", absl::StrJoin(fleet->unread, ", "),
                      ", which gitfleet does not read: the bundle's own flags do that work (--path, "
-                     "--values, --cluster-values, --depends-on, --partition, --prune, --self-heal; "
-                     "bundle suspend)"));
+                     "--values, --cluster-values, --depends-on, --partition, --prune, --self-heal, "
+                     "--service-account; bundle suspend)"));
   }
   // One bundle renders one thing for every cluster it targets; Fleet's targets render
   // something else for some of them.
