@@ -342,6 +342,80 @@ TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   EXPECT_THAT(listed, ::testing::ContainsRegex("\"api_versions_count\": [1-9][0-9]"));
 }
 
+// A bundle applied as a service account (`--service-account`, as Flux's serviceAccountName):
+// the agent impersonates it, so the cluster's RBAC for the account decides what the bundle
+// may do. What it may, applies; a Secret the account may not write fails, named with the
+// API's words, and nothing of it is written; dropped from Git, nothing is left to prune.
+TEST_F(KubernetesFleet, ABundleIsAppliedAsItsServiceAccount) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  const std::string rbac = "/apis/rbac.authorization.k8s.io/v1";
+  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+           {"/api/v1/namespaces",
+            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}}},
+           {rbac + "/namespaces/shop/roles",
+            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+             {"kind", "Role"},
+             {"metadata", {{"name", "deploy"}}},
+             {"rules",
+              {{{"apiGroups", {"", "apps"}},
+                {"resources", {"configmaps", "deployments"}},
+                {"verbs", {"get", "list", "create", "patch", "delete"}}}}}}},
+           {rbac + "/namespaces/shop/rolebindings",
+            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+             {"kind", "RoleBinding"},
+             {"metadata", {{"name", "deploy"}}},
+             {"roleRef",
+              {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", "deploy"}}},
+             {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}}}}) {
+    absl::StatusOr<KubeResponse> r = api_->Do("POST", path, body.dump());
+    ASSERT_TRUE(r.ok() && r->code == 201)
+        << path << ": " << (r.ok() ? r->body : r.status().ToString());
+  }
+  const std::string app =
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n"
+      "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+      "spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n"
+      "    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n"
+      "      - name: pause\n        image: registry.k8s.io/pause:3.9\n";
+  git_.Write("apps/web/all.yaml",
+             app +
+                 "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n"
+                 "stringData: {k: v}\n");
+  git_.Commit("an app and a secret");
+  StartFleet();
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop",
+             "--service-account=deployer"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string forbidden =
+      "secrets \"token\" is forbidden: User \"system:serviceaccount:shop:deployer\" cannot get "
+      "resource \"secrets\" in API group \"\" in the namespace \"shop\"";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::optional<v1::BundleStatus> s = Status("web");
+        return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
+               absl::StrContains(s->DebugString(), "system:serviceaccount:shop:deployer");
+      },
+      absl::Seconds(60)))
+      << Describe("web");
+  std::optional<v1::BundleStatus> failed = Status("web");
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_THAT(failed->message(), HasSubstr(forbidden));
+  EXPECT_FALSE(Live("/api/v1/namespaces/shop/configmaps/settings").is_null());
+  EXPECT_FALSE(Live("/apis/apps/v1/namespaces/shop/deployments/web").is_null());
+  EXPECT_TRUE(Live("/api/v1/namespaces/shop/secrets/token").is_null());
+
+  git_.Write("apps/web/all.yaml", app);
+  const std::string second = git_.Commit("the secret goes to the platform team");
+  EXPECT_TRUE(Eventually([&] { return SyncedAt("web", second); }, absl::Seconds(60)))
+      << Describe("web");
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}),
+              HasSubstr("\"service_account\": \"deployer\""));
+}
+
 // An autoscaler owns a Deployment's replicas: with `--ignore-difference`, a scale is neither
 // drift nor set back by the next revision (as Argo CD's ignoreDifferences with
 // RespectIgnoreDifferences); without it, self-heal takes it back.
