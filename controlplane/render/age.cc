@@ -263,6 +263,18 @@ std::vector<std::string> AgeIdentities::Recipients() const {
   return out;
 }
 
+AgeIdentities AgeIdentities::Only(const std::vector<std::string>& recipients) const {
+  AgeIdentities out;
+  for (const Identity& identity : identities_) {
+    const std::string recipient = Bech32Encode(
+        "age", std::vector<uint8_t>(identity.public_key.begin(), identity.public_key.end()));
+    if (std::find(recipients.begin(), recipients.end(), recipient) != recipients.end()) {
+      out.identities_.push_back(identity);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> AgeIdentities::Decrypt(absl::string_view file,
                                                    size_t max_plaintext) const {
   if (file.size() > kMaxFileBytes) {

@@ -31,6 +31,9 @@ class AgeIdentities {
   size_t size() const { return identities_.size(); }
   // Their public keys as age writes them ("age1..."), in file order.
   std::vector<std::string> Recipients() const;
+  // The identities whose public keys are among `recipients` ("age1..."), in file order: a
+  // team's share of the control plane's keys. Possibly none.
+  AgeIdentities Only(const std::vector<std::string>& recipients) const;
 
   // The plaintext of an age file, armored ("-----BEGIN AGE ENCRYPTED FILE-----") or not,
   // that one of these identities is a recipient of. NotFound when none is;

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -120,13 +123,14 @@ PgpKeys::~PgpKeys() {
   if (!link_dir_.empty()) (void)RemoveRecursively(link_dir_);
 }
 
-absl::StatusOr<std::string> PgpKeys::Decrypt(absl::string_view message,
-                                             size_t max_plaintext) const {
+absl::StatusOr<std::string> PgpKeys::Decrypt(absl::string_view message, size_t max_plaintext,
+                                             const std::vector<std::string>* only) const {
   if (message.size() > kMaxMessageBytes || !absl::StrContains(message, "BEGIN PGP MESSAGE")) {
     return absl::InvalidArgumentError("the PGP entry is not an armored PGP message");
   }
   MutexLock lock(&mu_);
   const std::string file = absl::StrCat(home_, "/message-", ++messages_, ".asc");
+  const std::string status_file = file + ".status";
   GF_RETURN_IF_ERROR(PosixFileSystem().WriteFileAtomically(file, std::string(message)));
   SubprocessOptions run;
   run.env = Env();
@@ -135,9 +139,11 @@ absl::StatusOr<std::string> PgpKeys::Decrypt(absl::string_view message,
   // A key with a passphrase fails here rather than wait for a pinentry nobody answers.
   absl::StatusOr<SubprocessResult> result =
       RunSubprocess({options_.gpg, "--batch", "--quiet", "--no-tty", "--pinentry-mode", "error",
-                     "--decrypt", file},
+                     "--status-file", status_file, "--decrypt", file},
                     run);
   (void)unlink(file.c_str());
+  absl::StatusOr<std::string> status_text = PosixFileSystem().ReadFile(status_file);
+  (void)unlink(status_file.c_str());
   if (!result.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpg could not decrypt the PGP entry: ", result.status().message()));
@@ -148,6 +154,27 @@ absl::StatusOr<std::string> PgpKeys::Decrypt(absl::string_view message,
       return absl::NotFoundError("none of the PGP keys is a recipient");
     }
     return absl::InvalidArgumentError(absl::StrCat("gpg could not decrypt the PGP entry: ", said));
+  }
+  if (only != nullptr) {
+    // "[GNUPG:] DECRYPTION_KEY <fingerprint of the key used> <its primary's> <trust>"
+    std::vector<std::string> used;
+    for (absl::string_view line : absl::StrSplit(status_text.ok() ? *status_text : "", '\n')) {
+      if (!absl::ConsumePrefix(&line, "[GNUPG:] DECRYPTION_KEY ")) continue;
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      for (size_t i = 0; i < fields.size() && i < 2; ++i) {
+        used.push_back(absl::AsciiStrToUpper(fields[i]));
+      }
+    }
+    if (used.empty()) {
+      return absl::InvalidArgumentError(
+          "gpg did not say which key opened the PGP entry, so whether it may cannot be told");
+    }
+    if (std::none_of(used.begin(), used.end(), [only](const std::string& fingerprint) {
+          return std::find(only->begin(), only->end(), fingerprint) != only->end();
+        })) {
+      return absl::NotFoundError(absl::StrCat("the PGP key that opens it (", used[0],
+                                              ") is not one of those allowed here"));
+    }
   }
   return result->stdout_text;
 }

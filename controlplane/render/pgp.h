@@ -46,9 +46,12 @@ class PgpKeys {
   const std::vector<std::string>& fingerprints() const { return fingerprints_; }
 
   // The plaintext of an OpenPGP message (armored) one of the keys opens. NotFound when
-  // none is a recipient; InvalidArgument when it cannot be decrypted or its plaintext is
-  // longer than `max_plaintext`.
-  absl::StatusOr<std::string> Decrypt(absl::string_view message, size_t max_plaintext) const;
+  // none is a recipient, or (with `only`, upper-case fingerprints) when the key that opens
+  // it, and its primary key, are not among `only`: a team's share of the keys (gpg says
+  // which key it used; the plaintext is then dropped). InvalidArgument when it cannot be
+  // decrypted or its plaintext is longer than `max_plaintext`.
+  absl::StatusOr<std::string> Decrypt(absl::string_view message, size_t max_plaintext,
+                                      const std::vector<std::string>* only = nullptr) const;
 
  private:
   PgpKeys(Options options, std::string home, std::string link_dir)

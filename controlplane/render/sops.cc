@@ -498,8 +498,8 @@ absl::StatusOr<std::string> GroupKey(const KeyGroup& group, const SopsKeys& keys
   for (const auto& [fingerprint, enc] : group.pgp) {
     theirs->push_back(absl::StrCat("PGP ", fingerprint));
     if (keys.pgp == nullptr) continue;
-    if (std::optional<std::string> key =
-            attempt(absl::StrCat("PGP ", fingerprint), keys.pgp->Decrypt(enc, 1024))) {
+    if (std::optional<std::string> key = attempt(absl::StrCat("PGP ", fingerprint),
+                                                 keys.pgp->Decrypt(enc, 1024, keys.pgp_only))) {
       return *std::move(key);
     }
   }
@@ -553,6 +553,10 @@ absl::StatusOr<std::string> DataKey(const Metadata& meta, const SopsKeys& keys) 
   if (keys.age != nullptr) ours = keys.age->Recipients();
   if (keys.pgp != nullptr) {
     for (const std::string& fingerprint : keys.pgp->fingerprints()) {
+      if (keys.pgp_only != nullptr && std::find(keys.pgp_only->begin(), keys.pgp_only->end(),
+                                                fingerprint) == keys.pgp_only->end()) {
+        continue;
+      }
       ours.push_back(absl::StrCat("PGP ", fingerprint));
     }
   }

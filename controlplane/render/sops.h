@@ -31,6 +31,10 @@ namespace gitfleet {
 struct SopsKeys {
   const AgeIdentities* age = nullptr;
   const PgpKeys* pgp = nullptr;
+  // A team's share of `pgp`: only these fingerprints (upper-case; a key's or its primary's)
+  // may open a file. Null: any of them. (A team's age identities are a subset already:
+  // AgeIdentities::Only.)
+  const std::vector<std::string>* pgp_only = nullptr;
 };
 
 // Whether `content` is a SOPS-encrypted YAML or JSON document: its first document has a

@@ -212,6 +212,44 @@ TEST(SopsTest, TamperingAndWrongKeysFailNamingTheFile) {
   EXPECT_FALSE(IsSopsFile("sops: mac\n"));
 }
 
+// A team's share of the control plane's keys opens the files encrypted for it, and no
+// other: another team's Secret copied into its repository stays sealed.
+TEST(SopsTest, ATeamsShareOfTheKeysOpensItsFilesAlone) {
+  const std::string global = "age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph";
+  const AgeIdentities both =
+      Identities(Testdata("flux_global.age.txt") + "\n" + Testdata("flux_algorithms.age.txt"));
+  ASSERT_EQ(both.size(), 2u);
+  const AgeIdentities mine = both.Only({global});
+  EXPECT_THAT(mine.Recipients(), ::testing::ElementsAre(global));
+  EXPECT_EQ(both.Only({}).size(), 0u);
+  const std::string encrypted = Testdata("flux_global.yaml");
+  EXPECT_TRUE(DecryptSopsFile("s.yaml", encrypted, mine).ok());
+  const AgeIdentities theirs =
+      both.Only({Identities(Testdata("flux_algorithms.age.txt")).Recipients()[0]});
+  ASSERT_EQ(theirs.size(), 1u);
+  absl::StatusOr<std::string> sealed = DecryptSopsFile("s.yaml", encrypted, theirs);
+  EXPECT_EQ(sealed.status().code(), absl::StatusCode::kNotFound);
+
+  if (access("/usr/bin/gpg", X_OK) != 0) GTEST_SKIP() << "gpg (Debian's gnupg) is not installed";
+  absl::StatusOr<std::shared_ptr<PgpKeys>> pgp =
+      PgpKeys::Import(Testdata("flux_pgp.asc"), {}, "keys.asc");
+  ASSERT_TRUE(pgp.ok()) << pgp.status();
+  const std::string pgp_file = Testdata("flux_pgp.yaml");
+  const std::vector<std::string> allowed = {"35C1A64CD7FC0AB6EB66756B2445463C3234ECE1"};
+  SopsKeys team{nullptr, pgp->get(), &allowed};
+  absl::StatusOr<std::string> plain = DecryptSopsFile("pgp.yaml", pgp_file, team);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(YAML::Load(*plain)["stringData"]["key"].as<std::string>(), "value");
+  // The control plane holds the key, the team's share does not: gpg opens it, and the
+  // plaintext is dropped.
+  const std::vector<std::string> other = {std::string(40, 'A')};
+  team.pgp_only = &other;
+  absl::StatusOr<std::string> refused = DecryptSopsFile("pgp.yaml", pgp_file, team);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("and the control plane's keys are none"));
+}
+
 TEST(AgeTest, KeyFilesAreReadAsAgeKeygenWritesThem) {
   const std::string good = Testdata("flux_global.age.txt");
   EXPECT_EQ(Identities(good + "\n" + Testdata("flux_algorithms.age.txt")).size(), 2u);
