@@ -400,7 +400,7 @@ class Cli {
     // plane will read them.
     std::vector<std::string> scope_fields;
     for (const char* key : {"bundles", "sources", "repos", "credentials", "clusters", "namespaces",
-                            "service-account"}) {
+                            "service-account", "sops-keys"}) {
       if (std::optional<std::string> value = args_.Take(key)) {
         const bool spaced = absl::StrContains(*value, ' ') || absl::StrContains(*value, '\t');
         if (absl::StrContains(*value, '"')) {
@@ -1241,6 +1241,7 @@ class Cli {
                  ? std::string("the agent on each cluster")
                  : absl::StrCat("service account ", scope.service_account()))
          << "\n";
+    line("SOPS keys", scope.sops_keys(), "none (--decrypt=sops is refused)");
     return 0;
   }
 
@@ -1781,7 +1782,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "or standard input (roles: viewer, operator, admin). SCOPE gives a\n"
        "team part of the fleet: --bundles=GLOB,.. --sources=GLOB,..\n"
        "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR\n"
-       "--namespaces=GLOB,.. --service-account=[NS/]NAME",
+       "--namespaces=GLOB,.. --service-account=[NS/]NAME\n"
+       "--sops-keys=AGE_RECIPIENT|PGP_FINGERPRINT,..",
        {},
        &Cli::TokenHash},
       {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},

@@ -592,6 +592,7 @@ grpc::Status AdminServiceImpl::WhoAmI(grpc::ServerContext* context, const v1::Wh
     if (scope.clusters.has_value()) out->set_clusters(scope.clusters->text());
     out->mutable_namespaces()->Add(scope.namespaces.begin(), scope.namespaces.end());
     out->set_service_account(scope.service_account);
+    out->mutable_sops_keys()->Add(scope.sops_keys.begin(), scope.sops_keys.end());
   }
   return call.Done(absl::OkStatus());
 }
@@ -784,6 +785,8 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
       bundle.mutable_scope()->add_namespaces(ns);
     for (const std::string& repo : caller.scope->repos) bundle.mutable_scope()->add_repos(repo);
     bundle.mutable_scope()->set_service_account(caller.scope->service_account);
+    for (const std::string& key : caller.scope->sops_keys)
+      bundle.mutable_scope()->add_sops_keys(key);
   }
   return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
                                            request->allow_removal(), request->if_generation()),

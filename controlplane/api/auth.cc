@@ -207,6 +207,7 @@ std::string Scope::Describe() const {
   if (clusters.has_value()) parts.push_back(absl::StrCat("clusters=", clusters->text()));
   add("namespaces", namespaces);
   if (!service_account.empty()) parts.push_back("service-account=" + service_account);
+  add("sops-keys", sops_keys);
   return parts.empty() ? "nothing" : absl::StrJoin(parts, " ");
 }
 
@@ -219,7 +220,7 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
     if (equals == std::string::npos || equals + 1 == field.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
-          "credentials=, clusters=, namespaces= or service-account=)"));
+          "credentials=, clusters=, namespaces=, service-account= or sops-keys=)"));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));
@@ -253,12 +254,13 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
                                      : key == "repos"       ? &scope.repos
                                      : key == "credentials" ? &scope.credentials
                                      : key == "namespaces"  ? &scope.namespaces
+                                     : key == "sops-keys"   ? &scope.sops_keys
                                                             : nullptr;
     if (list == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown scope key \"", key.substr(0, 32),
-                       "\" (bundles=, sources=, repos=, credentials=, clusters=, namespaces= or "
-                       "service-account=)"));
+                       "\" (bundles=, sources=, repos=, credentials=, clusters=, namespaces=, "
+                       "service-account= or sops-keys=)"));
     }
     for (absl::string_view entry : absl::StrSplit(value, ',')) {
       if (entry.empty() || entry.size() > kMaxScopeEntryBytes || list->size() >= kMaxScopeEntries) {
@@ -283,6 +285,23 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
         return absl::InvalidArgumentError(absl::StrCat(
             "namespaces=: \"", entry.substr(0, 64),
             "\" is not a namespace or a glob of them (a-z, 0-9, '-', '*', '?'; at most 63)"));
+      }
+      if (key == "sops-keys") {
+        // An age recipient as age-keygen prints it, or a PGP fingerprint (40 hex digits, as
+        // SOPS names it; either case).
+        const bool age = absl::StartsWith(entry, "age1") && entry.size() <= 100 &&
+                         entry.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") ==
+                             absl::string_view::npos;
+        const bool pgp = entry.size() == 40 && std::all_of(entry.begin(), entry.end(), [](char c) {
+                           return absl::ascii_isxdigit(static_cast<unsigned char>(c));
+                         });
+        if (!age && !pgp) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sops-keys=: \"", entry.substr(0, 64),
+              "\" is neither an age recipient (age1...) nor a PGP fingerprint (40 hex digits)"));
+        }
+        list->push_back(pgp ? absl::AsciiStrToUpper(entry) : std::string(entry));
+        continue;
       }
       list->emplace_back(entry);
     }

@@ -59,6 +59,9 @@ struct Scope {
   // namespace, or "NAMESPACE/NAME"): the clusters' RBAC for it bounds them. Empty: as the
   // agent.
   std::string service_account;
+  // The control plane's SOPS keys its bundles may decrypt with: age recipients ("age1...")
+  // and PGP fingerprints (upper-case hex). Empty: none (--decrypt=sops is refused).
+  std::vector<std::string> sops_keys;
 
   bool CoversBundle(const std::string& name) const;
   bool CoversSource(const std::string& name) const;

@@ -286,6 +286,17 @@ TEST(ApiAuthTest, AScopedCallerReachesWhatItsScopeNamesAndNoFleetWideMethod) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->scope->service_account, "deployer");
   EXPECT_EQ(c->scope->Describe(), "bundles=c-* service-account=deployer");
+  absl::StatusOr<std::unique_ptr<ApiAuth>> with_keys =
+      ApiAuth::Parse(TokenLine("team-d", Role::kAdmin, "d",
+                               "bundles=d-* sops-keys=35c1a64cd7fc0ab6eb66756b2445463c3234ece1") +
+                         "\n",
+                     "");
+  ASSERT_TRUE(with_keys.ok()) << with_keys.status();
+  absl::StatusOr<Caller> d = (*with_keys)->Identify(Token("d"));
+  ASSERT_TRUE(d.ok());
+  EXPECT_THAT(d->scope->sops_keys,
+              ::testing::ElementsAre("35C1A64CD7FC0AB6EB66756B2445463C3234ECE1"))
+      << "a fingerprint as SOPS and gpg write it";
 }
 
 TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
@@ -295,6 +306,13 @@ TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
   };
   EXPECT_TRUE(parse("bundles=a-*").ok());
   EXPECT_TRUE(parse("bundles=a-* service-account=team-a/deployer").ok());
+  EXPECT_TRUE(parse("sops-keys=age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph,"
+                    "35c1a64cd7fc0ab6eb66756b2445463c3234ece1")
+                  .ok());
+  EXPECT_THAT(parse("sops-keys=AGE-SECRET-KEY-1QQQ"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sops-keys=: \"AGE-SECRET-KEY-1QQQ\" is neither an age "
+                                 "recipient (age1...) nor a PGP fingerprint (40 hex digits)")));
   EXPECT_THAT(parse("service-account=Team-A/deployer"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("--api-tokens line 1: service-account=: service account's "

@@ -884,6 +884,13 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
                      "\": --decrypt=sops needs the control plane's SOPS keys: start it with "
                      "--sops-age-key-file or --sops-pgp-key-file"));
   }
+  // A team's bundle decrypts with the keys its scope names alone: another team's secrets,
+  // copied into its repository, stay sealed.
+  if (bundle.decrypt() == "sops" && bundle.has_scope() && bundle.scope().sops_keys().empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "bundle \"", bundle.name(), "\": --decrypt=sops, and the scope of caller ",
+        bundle.scope().caller(), " names none of the control plane's SOPS keys (sops-keys=)"));
+  }
   if (bundle.depends_on_size() > 32) {
     return absl::InvalidArgumentError("--depends-on: at most 32 bundles");
   }
@@ -2876,8 +2883,23 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                  return IsSopsFile(file.path, file.content);
                })) {
       auto decrypted = std::make_shared<std::vector<RepoFile>>(*inputs);
-      status = DecryptSopsFiles(definition.path(), SopsKeys{identities.get(), pgp.get()},
-                                decrypted.get(), &notes);
+      SopsKeys keys{identities.get(), pgp.get()};
+      // A team's bundle: its scope's keys alone (none: nothing opens).
+      std::optional<AgeIdentities> team_identities;
+      std::vector<std::string> team_pgp;
+      if (definition.has_scope()) {
+        const std::vector<std::string> allowed(definition.scope().sops_keys().begin(),
+                                               definition.scope().sops_keys().end());
+        if (identities != nullptr) team_identities = identities->Only(allowed);
+        keys.age = team_identities.has_value() && team_identities->size() > 0 ? &*team_identities
+                                                                              : nullptr;
+        for (const std::string& key : allowed) {
+          if (!absl::StartsWith(key, "age1")) team_pgp.push_back(key);
+        }
+        if (team_pgp.empty()) keys.pgp = nullptr;
+        keys.pgp_only = &team_pgp;
+      }
+      status = DecryptSopsFiles(definition.path(), keys, decrypted.get(), &notes);
       inputs = std::move(decrypted);
     }
   }

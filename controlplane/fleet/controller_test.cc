@@ -1588,6 +1588,45 @@ TEST_F(ControllerTest, SopsEncryptedSecretsAreDecryptedForBundlesThatAskWithTheC
   EXPECT_EQ(listed()["db"].revision(), revision);
 }
 
+// A team's bundle decrypts with the keys its scope names alone: with none it may not ask
+// to decrypt, and a Secret encrypted for a key of the control plane's that is not the
+// team's (another team's, copied into its repository) fails the render, sealed.
+TEST_F(ControllerTest, ATeamsBundleDecryptsWithItsScopesSopsKeysAlone) {
+  absl::StatusOr<AgeIdentities> keys = AgeIdentities::Parse(
+      SopsTestdata("flux_global.age.txt") + "\n" + SopsTestdata("flux_algorithms.age.txt"), "keys");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  sops_identities_ = std::make_shared<const AgeIdentities>(*keys);
+  Restart();
+  git_.Write("apps/db/secret.yaml", SopsTestdata("flux_global.yaml"));
+  git_.Commit("team a's Secret");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  const std::string team_a = "age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph";
+  const std::string team_b = keys->Recipients()[1];
+  v1::Bundle db = Bundle("db", "apps/db");
+  db.set_decrypt("sops");
+  db.mutable_scope()->set_caller("team-b");
+  db.mutable_scope()->set_clusters("team=b");
+  EXPECT_THAT(controller_->AddBundle(db, false).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("bundle \"db\": --decrypt=sops, and the scope of caller team-b "
+                                 "names none of the control plane's SOPS keys (sops-keys=)")));
+  db.mutable_scope()->add_sops_keys(team_b);
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(db, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_THAT(added->error(), HasSubstr("apps/db/secret.yaml"));
+  EXPECT_THAT(added->error(), HasSubstr("encrypted for " + team_a));
+  EXPECT_THAT(added->error(), HasSubstr("the control plane's keys are " + team_b));
+  EXPECT_TRUE(added->revision().empty()) << "nothing rendered";
+  // Team a's own scope opens it.
+  db.mutable_scope()->set_caller("team-a");
+  db.mutable_scope()->clear_sops_keys();
+  db.mutable_scope()->add_sops_keys(team_a);
+  absl::StatusOr<v1::BundleInfo> opened = controller_->AddBundle(db, true);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_TRUE(opened->error().empty()) << opened->error();
+  EXPECT_FALSE(opened->revision().empty());
+}
+
 // A Flux repository whose root .sourceignore leaves out a bundle folder's fixtures: a
 // commit that changes only that file (nothing under the folder) renders the bundle again,
 // not from its cache, and a bundle rendered before gitfleet read .sourceignore keeps the
