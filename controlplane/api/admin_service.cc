@@ -744,7 +744,14 @@ grpc::Status AdminServiceImpl::RemoveSource(grpc::ServerContext* context,
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = call.Check({{Named::kSource, request->name()}}); !s.ok())
     return call.Done(s);
-  return call.Done(controller_->RemoveSource(request->name()));
+  // A team learns of the bundles it may see alone; the others are counted.
+  const Caller& caller = call.caller();
+  return call.Done(controller_->RemoveSource(
+      request->name(),
+      caller.scoped() ? std::function<bool(const std::string&)>([&caller](const std::string& b) {
+        return caller.scope->CoversBundle(b);
+      })
+                      : std::function<bool(const std::string&)>()));
 }
 
 grpc::Status AdminServiceImpl::SyncSource(grpc::ServerContext* context,

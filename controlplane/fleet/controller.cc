@@ -662,7 +662,8 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
   return info;
 }
 
-absl::Status Controller::RemoveSource(const std::string& name) {
+absl::Status Controller::RemoveSource(
+    const std::string& name, const std::function<bool(const std::string& bundle)>& visible) {
   {
     MutexLock writer(&writer_mu_);
     {
@@ -671,12 +672,24 @@ absl::Status Controller::RemoveSource(const std::string& name) {
         return absl::NotFoundError(absl::StrCat("source \"", name, "\" not found"));
       }
       std::vector<std::string> users;
+      int hidden = 0;
       for (const auto& [bundle, state] : bundles_) {
-        if (state.definition.source() == name) users.push_back(bundle);
+        if (state.definition.source() != name) continue;
+        if (!visible || visible(bundle)) {
+          users.push_back(bundle);
+        } else {
+          ++hidden;
+        }
       }
-      if (!users.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "source \"", name, "\" is used by bundles ", ListNames(users), "; remove them first"));
+      if (!users.empty() || hidden > 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("source \"", name, "\" is used by ",
+                         users.empty() ? "" : absl::StrCat("bundles ", ListNames(users)),
+                         users.empty() || hidden == 0 ? "" : " and ",
+                         hidden == 0 ? ""
+                                     : absl::StrCat(hidden, hidden == 1 ? " bundle" : " bundles",
+                                                    " outside the caller's scope"),
+                         "; remove them first"));
       }
     }
     // Bundles are added under writer_mu_ too, so none can start using it meanwhile.

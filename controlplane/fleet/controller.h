@@ -142,7 +142,10 @@ class Controller {
   // is known; the work goes on.
   absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace,
                                            absl::Time wait_until = absl::InfiniteFuture());
-  absl::Status RemoveSource(const std::string& name);
+  // Refused while bundles use the source, naming those `visible` says the caller may see
+  // (all when unset) and counting the others.
+  absl::Status RemoveSource(const std::string& name,
+                            const std::function<bool(const std::string& bundle)>& visible = {});
   absl::StatusOr<v1::SourceInfo> SyncSource(const std::string& name,
                                             absl::Time wait_until = absl::InfiniteFuture());
   std::vector<v1::SourceInfo> ListSources();

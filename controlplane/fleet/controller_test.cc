@@ -478,6 +478,17 @@ TEST_F(ControllerTest, RejectsBadDefinitionsClearly) {
   absl::Status in_use = controller_->RemoveSource("app");
   EXPECT_EQ(in_use.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(in_use.message()), HasSubstr("used by bundles b"));
+  // A team's caller is told of the bundles it may see alone; the others are counted.
+  ASSERT_TRUE(controller_->AddBundle(Bundle("team-a-web", "a"), false).ok());
+  auto team_a = [](const std::string& bundle) { return bundle.rfind("team-a-", 0) == 0; };
+  EXPECT_THAT(std::string(controller_->RemoveSource("app", team_a).message()),
+              HasSubstr("source \"app\" is used by bundles team-a-web and 1 bundle outside the "
+                        "caller's scope; remove them first"));
+  EXPECT_THAT(
+      std::string(
+          controller_->RemoveSource("app", [](const std::string&) { return false; }).message()),
+      HasSubstr("is used by 2 bundles outside the caller's scope"));
+  ASSERT_TRUE(controller_->RemoveBundle("team-a-web").ok());
   ASSERT_TRUE(controller_->RemoveBundle("b").ok());
   EXPECT_TRUE(controller_->RemoveSource("app").ok());
   EXPECT_EQ(controller_->RemoveBundle("b").code(), absl::StatusCode::kNotFound);
