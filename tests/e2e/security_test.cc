@@ -224,6 +224,16 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   ASSERT_EQ(code, 0) << line;
   EXPECT_THAT(line, HasSubstr(" clusters=\"team in (a)\""));
   absl::StrAppend(&api_tokens_, line);
+  // Team c applies as a service account of its own, and decrypts with one key.
+  const std::string team_c = root_ + "/token-team-c";
+  std::ofstream(team_c) << "team-c-secret\n";
+  const std::string age_key = "age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph";
+  line = Ctl({"token", "hash", "team-c", "admin", "--token-file=" + team_c, "--bundles=team-c-*",
+              "--sources=demo", "--clusters=team=a", "--service-account=team-c/deployer",
+              "--sops-keys=" + age_key},
+             &code);
+  ASSERT_EQ(code, 0) << line;
+  absl::StrAppend(&api_tokens_, line);
   EXPECT_THAT(Ctl({"token", "hash", "x", "admin", "--token-file=" + team, "--bundle=a"}, &code),
               HasSubstr("bundle"));
   EXPECT_EQ(code, 2) << "a mistyped scope key is refused, not ignored";
@@ -398,6 +408,31 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   ExpectSynced("b-dev", "web", first);
   ExpectSynced("b-dev", "base", first);
   EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("b-dev .*team=b"));
+
+  // Team c's bundles apply as its service account, whatever they ask; a directory agent,
+  // which cannot act as another user, applies nothing of them rather than apply as itself.
+  out = As(team_c, {"whoami"}, &code);
+  EXPECT_THAT(out, HasSubstr("  applies as: service account team-c/deployer\n"));
+  EXPECT_THAT(out, HasSubstr("  SOPS keys: " + age_key + "\n"));
+  out = As(team_c,
+           {"bundle", "add", "team-c-app", "--source=demo", "--path=shared",
+            "--service-account=kube-system/admin"},
+           &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(out, HasSubstr("--service-account kube-system/admin is not the service account of "
+                             "its scope (team-c/deployer, of caller team-c)"));
+  out = As(team_c, {"bundle", "add", "team-c-app", "--source=demo", "--path=shared"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}),
+              HasSubstr("\"service_account\": \"team-c/deployer\""));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        std::vector<v1::BundleStatus> c = Status("a-dev", "team-c-app");
+        return c.size() == 1 && c[0].sync_state() == v1::SYNC_STATE_FAILED &&
+               absl::StrContains(c[0].message(), "cannot act as another user");
+      },
+      absl::Seconds(30)))
+      << As(team_c, {"status"}, &code);
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
