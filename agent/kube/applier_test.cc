@@ -659,7 +659,10 @@ TEST_F(KubernetesApplierTest, ARemovedBundleLeavesWhatAnotherBundleNowApplies) {
 // and that the agent may no longer read stays listed as not pruned.
 TEST_F(KubernetesApplierTest, WhatTheApiRefusedToWriteLeavesNothingToPrune) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")})).ack.ok());
-  fake_->Forbid("patch", "apps", "deployments");
+  // A kind the agent's role leaves out altogether (agent.yaml's CRDs, RBAC kinds).
+  for (const char* verb : {"get", "list", "patch", "delete"}) {
+    fake_->Forbid(verb, "apps", "deployments");
+  }
   Reconciler::Outcome outcome =
       reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)}));
   EXPECT_FALSE(outcome.ack.ok());
@@ -667,7 +670,9 @@ TEST_F(KubernetesApplierTest, WhatTheApiRefusedToWriteLeavesNothingToPrune) {
   outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}));
   EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
 
-  fake_->Allow("patch", "apps", "deployments");
+  for (const char* verb : {"get", "list", "patch", "delete"}) {
+    fake_->Allow(verb, "apps", "deployments");
+  }
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), Deploy("d", 1)})).ack.ok());
   fake_->Forbid("get", "apps", "deployments");
   outcome = reconciler_->OnUpdate(Update({Ns("shop"), Cm("a")}));
