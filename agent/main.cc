@@ -82,6 +82,10 @@ ABSL_FLAG(std::string, take_fields_from, absl::StrJoin(gitfleet::DefaultSharedFi
           "Field managers (a trailing * matches a prefix) that tools used before gitfleet write "
           "as: fields gitfleet applies with the value they set become gitfleet's alone, so that "
           "dropping one from Git removes it. Empty: none.");
+ABSL_FLAG(std::string, default_service_account, "",
+          "With --apply=kubernetes: bundles that name no service account are applied as this "
+          "one ([NAMESPACE/]NAME; NAME alone in each bundle's target namespace), never with the "
+          "agent's own rights, as Flux's --default-service-account locks a cluster down.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace gitfleet {
@@ -145,6 +149,17 @@ int Main(ShutdownSignals& signals) {
   const std::string apply_flag = absl::GetFlag(FLAGS_apply);
   absl::string_view apply = apply_flag;
   const bool kubernetes = apply == "kubernetes";
+  if (const std::string account = absl::GetFlag(FLAGS_default_service_account); !account.empty()) {
+    if (!kubernetes) {
+      return Fail(absl::InvalidArgumentError(
+          "--default-service-account needs --apply=kubernetes: only the Kubernetes applier "
+          "can act as a service account"));
+    }
+    if (absl::Status s = ValidateServiceAccount(account); !s.ok()) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--default-service-account: ", s.message())));
+    }
+  }
   if (!kubernetes && (!absl::ConsumePrefix(&apply, "directory:") || apply.empty())) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("--apply=\"", absl::GetFlag(FLAGS_apply),
                                                         "\": want kubernetes or directory:DIR")));
@@ -260,7 +275,13 @@ int Main(ShutdownSignals& signals) {
               report_not_reconciled(static_cast<int>(account_clients.size()));
           return std::unique_ptr<Applier>(
               new KubernetesApplier(account_clients.back().get(), mapper, acting));
-        });
+        },
+        /*max_accounts=*/256, absl::GetFlag(FLAGS_default_service_account));
+    if (const std::string account = absl::GetFlag(FLAGS_default_service_account);
+        !account.empty()) {
+      GF_LOG(INFO) << "bundles that name no service account are applied as " << account
+                   << " (--default-service-account), never as the agent itself";
+    }
     target = absl::StrCat("kubernetes at ", config->server, " from ", config->origin);
   } else {
     applier = std::make_unique<DirectoryApplier>(std::string(apply), &fs);

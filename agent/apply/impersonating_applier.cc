@@ -5,15 +5,18 @@
 
 namespace gitfleet {
 
-absl::StatusOr<std::string> ImpersonatingApplier::UserOf(const ApplyContext& context) {
-  if (context.service_account.empty()) return std::string();
-  if (absl::Status s = ValidateServiceAccount(context.service_account); !s.ok()) {
+absl::StatusOr<std::string> ImpersonatingApplier::UserOf(const ApplyContext& context) const {
+  const bool own = !context.service_account.empty();
+  const std::string& account = own ? context.service_account : default_account_;
+  if (account.empty()) return std::string();
+  if (absl::Status s = ValidateServiceAccount(account); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("bundle ", context.bundle, ": ", s.message()));
   }
-  std::string user = ServiceAccountUser(context.service_account, context.target_namespace);
+  std::string user = ServiceAccountUser(account, context.target_namespace);
   if (user.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "bundle ", context.bundle, " is to be applied as service account ", context.service_account,
+        "bundle ", context.bundle, " is to be applied as service account ", account,
+        own ? "" : " (this agent's --default-service-account)",
         ", which names no namespace, and the bundle has no target namespace to find it in "
         "(give NAMESPACE/NAME, or the bundle a --namespace)"));
   }

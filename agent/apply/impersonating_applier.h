@@ -11,6 +11,10 @@
 //     return MakeApplierActingAs(user);  // a KubernetesApplier on an impersonating client
 //   });
 //
+// With a `default_account` (the agent's --default-service-account, as Flux's
+// --default-service-account locks a cluster down), a bundle that names none is applied as
+// it, and nothing as the agent itself.
+//
 // Fails closed: a bundle whose account cannot be resolved (a NAME without a target
 // namespace), or for which no applier can be made, gets an error from every call (and
 // Unknown health), never the agent's own rights. At most `max_accounts` accounts are held
@@ -33,13 +37,18 @@ class ImpersonatingApplier : public Applier {
  public:
   using Factory = std::function<absl::StatusOr<std::unique_ptr<Applier>>(const std::string& user)>;
 
-  ImpersonatingApplier(Applier* own, Factory factory, size_t max_accounts = 256)
-      : own_(own), factory_(std::move(factory)), max_accounts_(max_accounts) {}
+  ImpersonatingApplier(Applier* own, Factory factory, size_t max_accounts = 256,
+                       std::string default_account = "")
+      : own_(own),
+        factory_(std::move(factory)),
+        max_accounts_(max_accounts),
+        default_account_(std::move(default_account)) {}
 
-  // The user `context`'s service account is known as to the API server
-  // ("system:serviceaccount:NAMESPACE:NAME"); "" for none. FailedPrecondition when it
-  // names no namespace and the bundle has no target namespace.
-  static absl::StatusOr<std::string> UserOf(const ApplyContext& context);
+  // The user the account `context` is applied as is known as to the API server
+  // ("system:serviceaccount:NAMESPACE:NAME": its own, else the default); "" for the agent
+  // itself. FailedPrecondition when the account names no namespace and the bundle has no
+  // target namespace.
+  absl::StatusOr<std::string> UserOf(const ApplyContext& context) const;
 
   const char* name() const override { return own_->name(); }
   absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
@@ -86,6 +95,7 @@ class ImpersonatingApplier : public Applier {
   Applier* const own_;
   const Factory factory_;
   const size_t max_accounts_;
+  const std::string default_account_;
   Mutex mu_;
   std::map<std::string, std::unique_ptr<Applier>> by_user_ ABSL_GUARDED_BY(mu_);
 };

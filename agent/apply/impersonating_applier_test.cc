@@ -9,8 +9,10 @@
 namespace gitfleet {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Records what it was asked, under its name.
 class RecordingApplier : public Applier {
@@ -126,6 +128,31 @@ TEST_F(ImpersonatingApplierTest, AnAccountItCannotActAsFailsClosed) {
   fail_ = false;
   EXPECT_TRUE(applier_.Apply(object_, Context("team-a", "deployer"), true).ok())
       << "made once it can be";
+}
+
+// An agent locked down with --default-service-account applies a bundle that names no
+// account as the default one, in the bundle's namespace; a bundle's own account still wins;
+// nothing is applied as the agent itself.
+TEST_F(ImpersonatingApplierTest, ADefaultAccountStandsInForTheAgentsOwnRights) {
+  std::vector<std::string> log;
+  std::vector<std::string> made;
+  RecordingApplier own("agent", &log);
+  ImpersonatingApplier applier(
+      &own,
+      [&](const std::string& user) -> absl::StatusOr<std::unique_ptr<Applier>> {
+        made.push_back(user);
+        return std::unique_ptr<Applier>(new RecordingApplier(user, &log));
+      },
+      /*max_accounts=*/8, "gitfleet-default");
+  ASSERT_TRUE(applier.Apply(object_, Context("team-a", ""), true).ok());
+  ASSERT_TRUE(applier.Apply(object_, Context("team-a", "ops/deployer"), true).ok());
+  EXPECT_THAT(made, ElementsAre("system:serviceaccount:team-a:gitfleet-default",
+                                "system:serviceaccount:ops:deployer"));
+  EXPECT_THAT(log, Not(Contains(HasSubstr("agent apply"))));
+  EXPECT_THAT(applier.CanApplyAs(Context("", "")),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("service account gitfleet-default (this agent's "
+                                 "--default-service-account), which names no namespace")));
 }
 
 TEST_F(ImpersonatingApplierTest, HoldsAtMostItsAccounts) {

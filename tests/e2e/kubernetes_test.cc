@@ -106,15 +106,18 @@ class KubernetesFleet : public ::testing::Test {
   }
 
   // Against the control plane started last, with the state dir of the last agent.
-  void StartAgent(const std::string& log) {
-    agent_ = std::make_unique<Process>(
-        kAgent,
-        std::vector<std::string>{absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
-                                 "--cluster=kube", "--labels=env=test", "--apply=kubernetes",
-                                 "--kubeconfig=" + kubeconfig_, "--state-dir=" + root_ + "/state",
-                                 "--http=127.0.0.1:0", "--resync-interval-seconds=1",
-                                 "--health-interval-seconds=1"},
-        root_ + "/" + log);
+  void StartAgent(const std::string& log, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {absl::StrCat("--controlplane=127.0.0.1:", grpc_port_),
+                                     "--cluster=kube",
+                                     "--labels=env=test",
+                                     "--apply=kubernetes",
+                                     "--kubeconfig=" + kubeconfig_,
+                                     "--state-dir=" + root_ + "/state",
+                                     "--http=127.0.0.1:0",
+                                     "--resync-interval-seconds=1",
+                                     "--health-interval-seconds=1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    agent_ = std::make_unique<Process>(kAgent, args, root_ + "/" + log);
     agent_http_ = Port(agent_->WaitForLog(R"(HTTP on port (\d+))"));
     ASSERT_GT(agent_http_, 0) << agent_->Log();
   }
@@ -414,6 +417,29 @@ TEST_F(KubernetesFleet, ABundleIsAppliedAsItsServiceAccount) {
       << Describe("web");
   EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}),
               HasSubstr("\"service_account\": \"deployer\""));
+
+  // A cluster locked down by its agent (--default-service-account): a bundle that names no
+  // account is applied as the default one, never with the agent's own rights.
+  agent_.reset();
+  StartAgent("agent-locked.log", {"--default-service-account=shop/deployer"});
+  git_.Write("apps/plain/secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: plain\n  namespace: shop\n"
+             "stringData: {k: v}\n");
+  git_.Commit("a bundle that names no account");
+  out = Ctl({"bundle", "add", "plain", "--source=demo", "--path=apps/plain"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        std::optional<v1::BundleStatus> s = Status("plain");
+        return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
+               absl::StrContains(s->message(),
+                                 "secrets \"plain\" is forbidden: User "
+                                 "\"system:serviceaccount:shop:deployer\"");
+      },
+      absl::Seconds(60)))
+      << Describe("plain");
+  EXPECT_TRUE(Live("/api/v1/namespaces/shop/secrets/plain").is_null());
+  EXPECT_THAT(agent_->Log(), HasSubstr("applied as shop/deployer (--default-service-account)"));
 }
 
 // An autoscaler owns a Deployment's replicas: with `--ignore-difference`, a scale is neither
