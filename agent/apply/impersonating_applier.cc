@@ -1,5 +1,7 @@
 #include "agent/apply/impersonating_applier.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 
@@ -47,56 +49,51 @@ absl::StatusOr<Applier*> ImpersonatingApplier::For(const ApplyContext& context) 
   return applier;
 }
 
+template <typename Call>
+auto ImpersonatingApplier::Forward(const ApplyContext& context, Call call)
+    -> decltype(call(std::declval<Applier&>())) {
+  absl::StatusOr<Applier*> applier = For(context);
+  if (!applier.ok()) return applier.status();
+  return call(**applier);
+}
+
 absl::Status ImpersonatingApplier::CanApplyAs(const ApplyContext& context) {
   return For(context).status();
 }
 
 absl::StatusOr<ApplyResult> ImpersonatingApplier::Apply(const v1::ManifestObject& object,
                                                         const ApplyContext& context, bool first) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->Apply(object, context, first);
+  return Forward(context, [&](Applier& applier) { return applier.Apply(object, context, first); });
 }
 
 absl::Status ImpersonatingApplier::Delete(const v1::ObjectKey& key, const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->Delete(key, context);
+  return Forward(context, [&](Applier& applier) { return applier.Delete(key, context); });
 }
 
 absl::Status ImpersonatingApplier::Release(const v1::ObjectKey& key, const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->Release(key, context);
+  return Forward(context, [&](Applier& applier) { return applier.Release(key, context); });
 }
 
 absl::StatusOr<RemovalPreview> ImpersonatingApplier::PreviewRemoval(const v1::ObjectKey& key,
                                                                     const ApplyContext& context,
                                                                     bool created) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->PreviewRemoval(key, context, created);
+  return Forward(context,
+                 [&](Applier& applier) { return applier.PreviewRemoval(key, context, created); });
 }
 
 absl::StatusOr<bool> ImpersonatingApplier::LeftBehind(const v1::ObjectKey& key,
                                                       const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->LeftBehind(key, context);
+  return Forward(context, [&](Applier& applier) { return applier.LeftBehind(key, context); });
 }
 
 absl::StatusOr<bool> ImpersonatingApplier::Terminating(const v1::ObjectKey& key,
                                                        const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->Terminating(key, context);
+  return Forward(context, [&](Applier& applier) { return applier.Terminating(key, context); });
 }
 
 absl::StatusOr<bool> ImpersonatingApplier::InSync(const v1::ManifestObject& object,
                                                   const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->InSync(object, context);
+  return Forward(context, [&](Applier& applier) { return applier.InSync(object, context); });
 }
 
 v1::ResourceHealth ImpersonatingApplier::Health(const v1::ManifestObject& object,
@@ -135,44 +132,32 @@ void ImpersonatingApplier::Refresh(const v1::ManifestObject& object, const Apply
 
 absl::StatusOr<std::string> ImpersonatingApplier::Preview(const v1::ManifestObject& object,
                                                           const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->Preview(object, context);
+  return Forward(context, [&](Applier& applier) { return applier.Preview(object, context); });
 }
 
 absl::StatusOr<v1::ObjectKey> ImpersonatingApplier::PlacedKey(const v1::ManifestObject& object,
                                                               const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->PlacedKey(object, context);
+  return Forward(context, [&](Applier& applier) { return applier.PlacedKey(object, context); });
 }
 
 absl::StatusOr<v1::ObjectKey> ImpersonatingApplier::ResolveKey(const v1::ObjectKey& key,
                                                                const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->ResolveKey(key, context);
+  return Forward(context, [&](Applier& applier) { return applier.ResolveKey(key, context); });
 }
 
 absl::StatusOr<v1::ObjectKey> ImpersonatingApplier::CreateHook(const v1::ManifestObject& hook,
                                                                const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->CreateHook(hook, context);
+  return Forward(context, [&](Applier& applier) { return applier.CreateHook(hook, context); });
 }
 
 absl::StatusOr<HookStatus> ImpersonatingApplier::CheckHook(const v1::ObjectKey& live,
                                                            const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->CheckHook(live, context);
+  return Forward(context, [&](Applier& applier) { return applier.CheckHook(live, context); });
 }
 
 absl::Status ImpersonatingApplier::DeleteHook(const v1::ObjectKey& live,
                                               const ApplyContext& context) {
-  absl::StatusOr<Applier*> applier = For(context);
-  if (!applier.ok()) return applier.status();
-  return (*applier)->DeleteHook(live, context);
+  return Forward(context, [&](Applier& applier) { return applier.DeleteHook(live, context); });
 }
 
 }  // namespace gitfleet

@@ -91,6 +91,9 @@ class ImpersonatingApplier : public Applier {
  private:
   // The applier for `context`: the agent's own when it names no account.
   absl::StatusOr<Applier*> For(const ApplyContext& context);
+  // `call` on the applier for `context`, or why there is none.
+  template <typename Call>
+  auto Forward(const ApplyContext& context, Call call) -> decltype(call(std::declval<Applier&>()));
 
   Applier* const own_;
   const Factory factory_;
