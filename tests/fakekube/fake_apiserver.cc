@@ -493,7 +493,8 @@ bool FakeApiServer::AuthorizedLocked(const std::string& user, const std::string&
     }
     return false;
   };
-  auto role = [&](const json& binding, const std::string& binding_ns) -> const json* {
+  auto role = [&](const json& binding, const std::string& binding_ns)
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> const json* {
     const json ref = binding.value("roleRef", json::object());
     const std::string kind = ref.value("kind", "");
     const std::string key =
