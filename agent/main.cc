@@ -262,12 +262,9 @@ int Main(ShutdownSignals& signals) {
     // client impersonates the account (made under the ImpersonatingApplier's lock).
     applier = std::make_unique<ImpersonatingApplier>(
         own_applier.get(),
-        [config = *config, kube_options, applier_options, &account_clients, report_not_reconciled,
-         mapper =
-             mapper.get()](const std::string& user) -> absl::StatusOr<std::unique_ptr<Applier>> {
-          KubeClient::Options options = kube_options;
-          options.impersonate_user = user;
-          absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(config, options);
+        [&kube, applier_options, &account_clients, report_not_reconciled, mapper = mapper.get()](
+            const std::string& user) -> absl::StatusOr<std::unique_ptr<Applier>> {
+          absl::StatusOr<std::unique_ptr<KubeClient>> client = kube->Impersonating(user);
           if (!client.ok()) return client.status();
           account_clients.push_back(*std::move(client));
           KubernetesApplier::Options acting = applier_options;

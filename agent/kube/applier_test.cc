@@ -300,13 +300,7 @@ TEST_F(KubernetesApplierTest, ABundleIsAppliedAsItsServiceAccountAndHeldToItsRba
   std::vector<std::unique_ptr<KubeClient>> clients;
   ImpersonatingApplier applier(
       applier_.get(), [&](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
-        KubeClient::Options options;
-        options.qps = 1000;
-        options.burst = 1000;
-        options.max_retries = 0;
-        options.impersonate_user = as;
-        absl::StatusOr<std::unique_ptr<KubeClient>> client =
-            KubeClient::Create(client_->config(), options);
+        absl::StatusOr<std::unique_ptr<KubeClient>> client = client_->Impersonating(as);
         if (!client.ok()) return client.status();
         clients.push_back(*std::move(client));
         return std::unique_ptr<Applier>(

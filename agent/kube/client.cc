@@ -108,6 +108,22 @@ std::string UrlEncode(absl::string_view text) {
   return out;
 }
 
+namespace {
+
+// The user to impersonate goes into a header: printable, no spaces, bounded (a service
+// account's, "system:serviceaccount:" with a namespace and a name, is at most 339).
+absl::Status CheckImpersonateUser(const std::string& user) {
+  if (user.size() > 512 ||
+      std::any_of(user.begin(), user.end(), [](char c) { return c < 0x21 || c > 0x7e; })) {
+    return absl::InvalidArgumentError(
+        "kubernetes client: the user to impersonate must be at most 512 printable characters "
+        "without spaces");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Create(KubeConfig config, Options options) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -115,28 +131,32 @@ absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Create(KubeConfig config
     return absl::InvalidArgumentError("kubernetes client: qps must be > 0 and burst >= 1");
   }
   if (config.server.empty()) return absl::InvalidArgumentError("kubernetes client: no server");
-  if (options.impersonate_user.size() > 253 + 32 ||
-      std::any_of(options.impersonate_user.begin(), options.impersonate_user.end(),
-                  [](char c) { return c < 0x21 || c > 0x7e; })) {
-    return absl::InvalidArgumentError(
-        "kubernetes client: the user to impersonate must be at most 285 printable characters "
-        "without spaces");
-  }
+  if (absl::Status s = CheckImpersonateUser(options.impersonate_user); !s.ok()) return s;
   if (config.insecure_skip_tls_verify) {
     GF_LOG(WARNING) << "kubernetes: " << config.origin
                     << " skips TLS verification (insecure-skip-tls-verify): anyone on the path "
                        "to "
                     << config.server << " can read and change what the agent applies";
   }
-  std::unique_ptr<KubeClient> client(new KubeClient(std::move(config), std::move(options)));
+  auto rate_limit = std::make_shared<RateLimit>(options.qps, options.burst);
+  std::unique_ptr<KubeClient> client(
+      new KubeClient(std::move(config), std::move(options), std::move(rate_limit)));
   client->Token(/*force=*/false);
   return client;
 }
 
-KubeClient::KubeClient(KubeConfig config, Options options)
-    : config_(std::move(config)),
-      options_(std::move(options)),
-      bucket_(options_.qps, options_.burst) {
+absl::StatusOr<std::unique_ptr<KubeClient>> KubeClient::Impersonating(
+    const std::string& user) const {
+  Options options = options_;
+  options.impersonate_user = user;
+  if (absl::Status s = CheckImpersonateUser(options.impersonate_user); !s.ok()) return s;
+  std::unique_ptr<KubeClient> client(new KubeClient(config_, std::move(options), rate_limit_));
+  client->Token(/*force=*/false);
+  return client;
+}
+
+KubeClient::KubeClient(KubeConfig config, Options options, std::shared_ptr<RateLimit> rate_limit)
+    : config_(std::move(config)), options_(std::move(options)), rate_limit_(std::move(rate_limit)) {
   MutexLock lock(&token_mu_);
   token_ = config_.token;
 }
@@ -168,8 +188,8 @@ void KubeClient::WaitForRateLimit() {
   // Bounded: at worst one token's refill time per loop, and tokens always refill.
   for (;;) {
     {
-      MutexLock lock(&rate_mu_);
-      if (bucket_.Take(RealClock().Now())) return;
+      MutexLock lock(&rate_limit_->mu);
+      if (rate_limit_->bucket.Take(RealClock().Now())) return;
     }
     absl::SleepFor(absl::Seconds(1.0 / options_.qps));
   }

@@ -62,6 +62,11 @@ class KubeClient {
   static absl::StatusOr<std::unique_ptr<KubeClient>> Create(KubeConfig config, Options options);
   ~KubeClient();
 
+  // A client of the same server and options that makes every request as `user`
+  // (Options.impersonate_user), sharing this client's rate limit: however many users the
+  // agent acts as, --kube-qps bounds them all together.
+  absl::StatusOr<std::unique_ptr<KubeClient>> Impersonating(const std::string& user) const;
+
   // Sends one request (retrying as above). Any HTTP response is returned, whatever its
   // code; an error means no usable response: connection, TLS or timeout, after retries.
   absl::StatusOr<KubeResponse> Do(absl::string_view method, absl::string_view path,
@@ -84,7 +89,14 @@ class KubeClient {
   Access CheckAccess(absl::Duration idle);
 
  private:
-  KubeClient(KubeConfig config, Options options);
+  // The requests' rate limit, shared by the clients Impersonating makes.
+  struct RateLimit {
+    RateLimit(double qps, int burst) : bucket(qps, burst) {}
+    Mutex mu;
+    TokenBucket bucket ABSL_GUARDED_BY(mu);
+  };
+
+  KubeClient(KubeConfig config, Options options, std::shared_ptr<RateLimit> rate_limit);
   absl::StatusOr<KubeResponse> DoOnce(void* curl, absl::string_view method, const std::string& url,
                                       absl::string_view body, absl::string_view content_type,
                                       const std::string& token, absl::Duration* retry_after);
@@ -97,8 +109,7 @@ class KubeClient {
   const KubeConfig config_;
   const Options options_;
 
-  Mutex rate_mu_;
-  TokenBucket bucket_ ABSL_GUARDED_BY(rate_mu_);
+  const std::shared_ptr<RateLimit> rate_limit_;
 
   Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);

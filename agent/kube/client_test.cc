@@ -309,6 +309,36 @@ TEST(KubeClientTest, RateLimitSpacesRequests) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(450));
 }
 
+// The clients an agent makes to act as service accounts share its rate limit: --kube-qps
+// bounds them all together, however many accounts it acts as.
+TEST(KubeClientTest, ImpersonatingClientsShareTheRateLimit) {
+  auto fake = StartFake();
+  KubeClient::Options options = Fast();
+  options.qps = 20;
+  options.burst = 1;
+  auto client = Client(fake->url(), options);
+  const std::string longest = "system:serviceaccount:" + std::string(63, 'n') + ":" +
+                              std::string(253, 'a');  // a valid account's, at its longest
+  absl::StatusOr<std::unique_ptr<KubeClient>> as_a = client->Impersonating(longest);
+  ASSERT_TRUE(as_a.ok()) << as_a.status();
+  absl::StatusOr<std::unique_ptr<KubeClient>> as_b =
+      client->Impersonating("system:serviceaccount:b:deployer");
+  ASSERT_TRUE(as_b.ok()) << as_b.status();
+  EXPECT_FALSE(client->Impersonating("a\nb").ok());
+  absl::Time start = absl::Now();
+  for (int i = 0; i < 11; ++i) {
+    KubeClient& next = i % 3 == 0 ? *client : i % 3 == 1 ? **as_a : **as_b;
+    ASSERT_EQ(next.Do("GET", "/api")->code, 200);
+  }
+  // 10 requests past the one burst token at 20/s, whichever client: at least 0.5 s.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(450));
+  std::vector<std::string> users;
+  for (const FakeApiServer::Request& r : fake->Requests()) users.push_back(r.user);
+  EXPECT_EQ(users[0], "");
+  EXPECT_EQ(users[1], longest);
+  EXPECT_EQ(users[2], "system:serviceaccount:b:deployer");
+}
+
 // Makes a self-signed certificate for 127.0.0.1 with openssl; returns the CA (the
 // certificate) and writes cert+key to `pem`.
 std::string MakeCertificate(const std::string& pem) {
