@@ -399,8 +399,9 @@ class Cli {
     // A team's share of the fleet: the SCOPE fields of the line, checked as the control
     // plane will read them.
     std::vector<std::string> scope_fields;
-    for (const char* key : {"bundles", "sources", "repos", "credentials", "clusters", "namespaces",
-                            "service-account", "sops-keys"}) {
+    for (const char* key :
+         {"bundles", "sources", "repos", "credentials", "clusters", "namespaces", "service-account",
+          "sops-keys", "kinds", "deny-kinds", "cluster-kinds"}) {
       if (std::optional<std::string> value = args_.Take(key)) {
         const bool spaced = absl::StrContains(*value, ' ') || absl::StrContains(*value, '\t');
         if (absl::StrContains(*value, '"')) {
@@ -1242,6 +1243,10 @@ class Cli {
                  : absl::StrCat("service account ", scope.service_account()))
          << "\n";
     line("SOPS keys", scope.sops_keys(), "none (--decrypt=sops is refused)");
+    line("kinds", scope.kinds(), "any");
+    if (!scope.deny_kinds().empty()) line("never kinds", scope.deny_kinds(), "");
+    line("cluster-scoped kinds", scope.cluster_kinds(),
+         scope.namespaces().empty() ? "any" : "none");
     return 0;
   }
 
@@ -1783,7 +1788,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "team part of the fleet: --bundles=GLOB,.. --sources=GLOB,..\n"
        "--repos=URL_PREFIX,.. --credentials=GLOB,.. --clusters=SELECTOR\n"
        "--namespaces=GLOB,.. --service-account=[NS/]NAME\n"
-       "--sops-keys=AGE_RECIPIENT|PGP_FINGERPRINT,..",
+       "--sops-keys=AGE_RECIPIENT|PGP_FINGERPRINT,..\n"
+       "--kinds=[GROUP/]KIND,.. --deny-kinds=[GROUP/]KIND,..\n"
+       "--cluster-kinds=[GROUP/]KIND,.. (with --namespaces)",
        {},
        &Cli::TokenHash},
       {{"status"}, "[--cluster=NAME] [--bundle=NAME]", "", {}, &Cli::Status},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,100 @@ std::string ServiceAccountUser(const std::string& account, const std::string& de
   if (ns.empty() || account.empty()) return "";
   return absl::StrCat("system:serviceaccount:", ns, ":",
                       slash == std::string::npos ? account : account.substr(slash + 1));
+}
+
+namespace {
+
+// Built-in kinds of API groups other than the core one, by kind: a pattern that names one
+// without its group would match nothing.
+constexpr std::pair<const char*, const char*> kBuiltInKinds[] = {
+    {"APIService", "apiregistration.k8s.io"},
+    {"CertificateSigningRequest", "certificates.k8s.io"},
+    {"ClusterRole", "rbac.authorization.k8s.io"},
+    {"ClusterRoleBinding", "rbac.authorization.k8s.io"},
+    {"ControllerRevision", "apps"},
+    {"CronJob", "batch"},
+    {"CSIDriver", "storage.k8s.io"},
+    {"CSINode", "storage.k8s.io"},
+    {"CustomResourceDefinition", "apiextensions.k8s.io"},
+    {"DaemonSet", "apps"},
+    {"Deployment", "apps"},
+    {"EndpointSlice", "discovery.k8s.io"},
+    {"FlowSchema", "flowcontrol.apiserver.k8s.io"},
+    {"HorizontalPodAutoscaler", "autoscaling"},
+    {"Ingress", "networking.k8s.io"},
+    {"IngressClass", "networking.k8s.io"},
+    {"Job", "batch"},
+    {"Lease", "coordination.k8s.io"},
+    {"MutatingWebhookConfiguration", "admissionregistration.k8s.io"},
+    {"NetworkPolicy", "networking.k8s.io"},
+    {"PodDisruptionBudget", "policy"},
+    {"PriorityClass", "scheduling.k8s.io"},
+    {"PriorityLevelConfiguration", "flowcontrol.apiserver.k8s.io"},
+    {"ReplicaSet", "apps"},
+    {"Role", "rbac.authorization.k8s.io"},
+    {"RoleBinding", "rbac.authorization.k8s.io"},
+    {"RuntimeClass", "node.k8s.io"},
+    {"StatefulSet", "apps"},
+    {"StorageClass", "storage.k8s.io"},
+    {"ValidatingAdmissionPolicy", "admissionregistration.k8s.io"},
+    {"ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io"},
+    {"ValidatingWebhookConfiguration", "admissionregistration.k8s.io"},
+    {"VolumeAttachment", "storage.k8s.io"},
+};
+
+}  // namespace
+
+absl::Status ValidateKindPattern(const std::string& pattern) {
+  const size_t slash = pattern.rfind('/');
+  const std::string group = slash == std::string::npos ? "" : pattern.substr(0, slash);
+  const std::string kind = slash == std::string::npos ? pattern : pattern.substr(slash + 1);
+  auto only = [](const std::string& part, const char* allowed) {
+    return part.find_first_not_of(allowed) == std::string::npos;
+  };
+  constexpr char kGlob[] = "*?[]!";
+  const bool group_ok =
+      group.size() <= 253 &&
+      only(group, absl::StrCat("abcdefghijklmnopqrstuvwxyz0123456789-.", kGlob).c_str()) &&
+      (slash == std::string::npos || !group.empty());
+  const bool kind_ok =
+      !kind.empty() && kind.size() <= 63 &&
+      only(kind,
+           absl::StrCat("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", kGlob)
+               .c_str());
+  if (!group_ok || !kind_ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", pattern.substr(0, 64),
+        "\" is not [GROUP/]KIND (\"ConfigMap\" of the core group, \"apps/Deployment\", "
+        "\"rbac.authorization.k8s.io/*\", \"*/*\"; globs allowed)"));
+  }
+  if (slash == std::string::npos) {
+    for (const auto& [builtin, builtin_group] : kBuiltInKinds) {
+      if (kind == builtin) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("\"", kind, "\" names the core group, which has no kind ", kind,
+                         "; did you mean ", builtin_group, "/", kind, "?"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool MatchesAnyKind(const std::vector<std::string>& patterns, const std::string& group,
+                    const std::string& kind) {
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& pattern) {
+    const size_t slash = pattern.rfind('/');
+    if (slash == std::string::npos) {
+      return group.empty() && fnmatch(pattern.c_str(), kind.c_str(), 0) == 0;
+    }
+    return fnmatch(pattern.substr(0, slash).c_str(), group.c_str(), 0) == 0 &&
+           fnmatch(pattern.substr(slash + 1).c_str(), kind.c_str(), 0) == 0;
+  });
+}
+
+std::string ApiGroupOf(absl::string_view api_version) {
+  const size_t slash = api_version.rfind('/');
+  return slash == absl::string_view::npos ? "" : std::string(api_version.substr(0, slash));
 }
 
 absl::Status ValidateClusterName(const std::string& name) {

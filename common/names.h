@@ -50,6 +50,22 @@ bool MatchesAnyGlob(const Globs& globs, const std::string& name) {
   });
 }
 
+// A kind pattern of a team's scope (kinds=, deny-kinds=, cluster-kinds=): "[GROUP/]KIND",
+// each part a glob as MatchesAnyGlob reads it; no group is the core group ("ConfigMap",
+// "apps/Deployment", "rbac.authorization.k8s.io/*", "*/*"), as Argo CD's project resource
+// lists name a group and a kind. InvalidArgument naming the rule when it is not one, and
+// for a built-in kind of another group written without it ("Deployment": did you mean
+// apps/Deployment?), which would match nothing.
+absl::Status ValidateKindPattern(const std::string& pattern);
+
+// Whether an object of API group `group` ("" for the core group) and kind `kind` matches
+// one of `patterns` (valid, as above).
+bool MatchesAnyKind(const std::vector<std::string>& patterns, const std::string& group,
+                    const std::string& kind);
+
+// The API group of an apiVersion: "apps" of "apps/v1", "" of "v1".
+std::string ApiGroupOf(absl::string_view api_version);
+
 // `names` for a message, in the order given: "a, b, c", or past `most` the first `most`
 // and "and N more" ("a, b and 3 more"). "none" when empty.
 std::string ListNames(const std::vector<std::string>& names, size_t most = 10);

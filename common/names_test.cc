@@ -51,6 +51,45 @@ TEST(ServiceAccountTest, RefusesWhatTheApiWouldNotKnowOrAHeaderCouldCarry) {
   }
 }
 
+TEST(KindPatternTest, NamesAGroupAndAKindEachAGlob) {
+  for (const std::string& pattern :
+       {"ConfigMap", "Secret", "*", "apps/Deployment", "rbac.authorization.k8s.io/*", "*/*",
+        "*.example.com/Widget", "batch/?ob", "monitoring.coreos.com/ServiceMonitor"}) {
+    EXPECT_TRUE(ValidateKindPattern(pattern).ok()) << pattern;
+  }
+  const std::vector<std::string> patterns = {"ConfigMap", "apps/*", "*.example.com/Widget"};
+  EXPECT_TRUE(MatchesAnyKind(patterns, "", "ConfigMap"));
+  EXPECT_FALSE(MatchesAnyKind(patterns, "", "Secret"));
+  // No group is the core group alone: a custom kind named like a core one is not it.
+  EXPECT_FALSE(MatchesAnyKind(patterns, "evil.io", "ConfigMap"));
+  EXPECT_TRUE(MatchesAnyKind(patterns, "apps", "Deployment"));
+  EXPECT_FALSE(MatchesAnyKind(patterns, "apps.evil.io", "Deployment"));
+  EXPECT_TRUE(MatchesAnyKind(patterns, "team.example.com", "Widget"));
+  EXPECT_FALSE(MatchesAnyKind(patterns, "example.com", "Widget"));
+  EXPECT_TRUE(MatchesAnyKind({"*/*"}, "", "Secret"));  // every group, the core one too
+  EXPECT_FALSE(MatchesAnyKind({}, "", "Secret"));
+  EXPECT_EQ(ApiGroupOf("apps/v1"), "apps");
+  EXPECT_EQ(ApiGroupOf("v1"), "");
+  EXPECT_EQ(ApiGroupOf("rbac.authorization.k8s.io/v1"), "rbac.authorization.k8s.io");
+}
+
+TEST(KindPatternTest, RefusesWhatNamesNoKindAndABuiltInKindWithoutItsGroup) {
+  for (const std::string& pattern :
+       {std::string(), std::string("/ConfigMap"), std::string("apps/"),
+        std::string("Apps/Deployment"), std::string("apps/Deploy-ment"), std::string("a b"),
+        std::string("apps/Deployment\n"), std::string(64, 'K')}) {
+    EXPECT_THAT(ValidateKindPattern(pattern),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not [GROUP/]KIND")))
+        << pattern;
+  }
+  EXPECT_THAT(
+      ValidateKindPattern("Deployment"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("did you mean apps/Deployment?")));
+  EXPECT_THAT(ValidateKindPattern("ClusterRole"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("did you mean rbac.authorization.k8s.io/ClusterRole?")));
+}
+
 TEST(ListNamesTest, NamesUpToTheMostAndCountsTheRest) {
   EXPECT_EQ(ListNames({}), "none");
   EXPECT_EQ(ListNames({"a"}), "a");

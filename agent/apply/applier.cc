@@ -75,6 +75,8 @@ void UseSyncOptions(const v1::SyncOptions& sync, ApplyContext* context) {
                                         sync.namespace_annotations().end());
   context->allowed_namespaces.assign(sync.allowed_namespaces().begin(),
                                      sync.allowed_namespaces().end());
+  context->allowed_cluster_kinds.assign(sync.allowed_cluster_kinds().begin(),
+                                        sync.allowed_cluster_kinds().end());
   context->service_account = sync.service_account();
 }
 
@@ -97,9 +99,21 @@ absl::Status CheckAllowedNamespace(Applier& applier, const v1::ManifestObject& o
         ") cannot be told"));
   }
   if (!*namespaced) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(what, " is cluster-scoped; the bundle's scope allows objects in namespaces ",
-                     allowed, " alone"));
+    const std::string group = ApiGroupOf(object.api_version());
+    if (!MatchesAnyKind(context.allowed_cluster_kinds, group, key.kind())) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          what, " is cluster-scoped; the bundle's scope allows objects in namespaces ", allowed,
+          context.allowed_cluster_kinds.empty()
+              ? std::string(" alone")
+              : absl::StrCat(" and cluster-scoped kinds ",
+                             absl::StrJoin(context.allowed_cluster_kinds, ","), " alone")));
+    }
+    // A team may have its own namespaces as objects, never another's.
+    if (group.empty() && key.kind() == "Namespace" && !InAllowedNamespaces(context, key.name())) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          what, " is a namespace outside the bundle's scope (namespaces ", allowed, ")"));
+    }
+    return absl::OkStatus();
   }
   absl::StatusOr<v1::ObjectKey> placed = applier.PlacedKey(object, context);
   if (!placed.ok()) return placed.status();

@@ -92,6 +92,9 @@ struct ApplyContext {
   // A team's bundle: the namespace globs its objects must live in
   // (SyncOptions.allowed_namespaces); empty: any.
   std::vector<std::string> allowed_namespaces;
+  // The cluster-scoped kinds ("[GROUP/]KIND" globs) allowed past `allowed_namespaces`
+  // (SyncOptions.allowed_cluster_kinds); a Namespace's name must be one of them too.
+  std::vector<std::string> allowed_cluster_kinds;
   // The service account every request about the bundle's objects is made as
   // (SyncOptions.service_account: "NAME" in `target_namespace`, or "NAMESPACE/NAME");
   // empty: as the agent itself. See Applier::CanApplyAs.
@@ -106,8 +109,10 @@ bool InAllowedNamespaces(const ApplyContext& context, const std::string& ns);
 
 class Applier;
 // OK when `object` stays within `context.allowed_namespaces` (always, when there are
-// none): a kind the cluster serves as namespaced, placed in a namespace a glob matches.
-// PermissionDenied for a cluster-scoped object or one placed elsewhere; FailedPrecondition
+// none): a kind the cluster serves as namespaced, placed in a namespace a glob matches, or
+// a cluster-scoped kind of `context.allowed_cluster_kinds` (a Namespace named as one of
+// them). PermissionDenied for another cluster-scoped object or one placed elsewhere;
+// FailedPrecondition
 // for a kind the cluster does not serve yet (whether it is namespaced cannot be told).
 absl::Status CheckAllowedNamespace(Applier& applier, const v1::ManifestObject& object,
                                    const ApplyContext& context);

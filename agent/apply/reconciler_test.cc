@@ -534,9 +534,6 @@ TEST_F(ReconcilerTest, ANamespaceAnotherBundleStillUsesIsNotPruned) {
   EXPECT_TRUE(fs_.ReadFile("/out/lab/ConfigMap/d.yaml").ok());
 }
 
-// A team's bundle (SyncOptions.allowed_namespaces) places objects in its namespaces alone:
-// a revision with one cluster-scoped object, or one elsewhere (a hook too), fails whole
-// before anything of it is applied; the revision id covers the namespaces.
 // A bundle to be applied as a service account is not applied by an applier that cannot act
 // as one (the directory applier, here): as the agent, it would have more rights than asked.
 TEST_F(ReconcilerTest, ABundleForAServiceAccountIsNeverAppliedAsTheAgent) {
@@ -564,6 +561,9 @@ TEST_F(ReconcilerTest, ABundleForAServiceAccountIsNeverAppliedAsTheAgent) {
   EXPECT_THAT(*fs_.ListFiles("/out"), ::testing::IsEmpty());
 }
 
+// A team's bundle (SyncOptions.allowed_namespaces) places objects in its namespaces alone:
+// a revision with one cluster-scoped object, or one elsewhere (a hook too), fails whole
+// before anything of it is applied; the revision id covers the namespaces.
 TEST_F(ReconcilerTest, ATeamsBundleStaysWithinItsNamespaces) {
   auto object = [](const std::string& yaml) { return *MakeObject(yaml, "test"); };
   auto cm = [&](const std::string& ns, const std::string& name) {
@@ -623,6 +623,67 @@ TEST_F(ReconcilerTest, ATeamsBundleStaysWithinItsNamespaces) {
   EXPECT_FALSE(outcome.ack.ok());
   EXPECT_THAT(outcome.ack.message(), HasSubstr("does not match its revision"));
   EXPECT_TRUE(fs_.ReadFile("/out/shared/ConfigMap/c.yaml").ok()) << "nothing pruned";
+}
+
+// A scope's cluster-kinds= (SyncOptions.allowed_cluster_kinds) lets those cluster-scoped
+// kinds past the namespace fence, a Namespace only when it is one of the team's own; the
+// revision id covers them.
+TEST_F(ReconcilerTest, ATeamsClusterKindsGoPastItsNamespacesAndItsOwnNamespacesAlone) {
+  auto object = [](const std::string& yaml) { return *MakeObject(yaml, "test"); };
+  auto ns = [&](const std::string& name) {
+    return object("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n");
+  };
+  const v1::ManifestObject role = object(
+      "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: "
+      "team-a-view}\nrules: []\n");
+  const v1::ManifestObject binding = object(
+      "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: "
+      "team-a-god}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "
+      "cluster-admin}\nsubjects: []\n");
+  auto team_update = [](const std::vector<v1::ManifestObject>& objects,
+                        bool id_covers_kinds = true) {
+    ObjectSet set;
+    for (const auto& o : objects) set.Put(o);
+    v1::SyncOptions sync;
+    sync.add_allowed_namespaces("team-a-*");
+    v1::BundleUpdate update;
+    update.set_bundle("team-a-base");
+    update.set_revision(ComputeRevision(set, sync, ""));
+    sync.add_allowed_cluster_kinds("rbac.authorization.k8s.io/ClusterRole");
+    sync.add_allowed_cluster_kinds("Namespace");
+    if (id_covers_kinds) update.set_revision(ComputeRevision(set, sync, ""));
+    update.set_commit("c" + update.revision().substr(0, 8));
+    *update.mutable_sync() = sync;
+    update.set_object_count(static_cast<int>(set.size()));
+    for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+    return update;
+  };
+  Reconciler::Outcome outcome =
+      reconciler_->OnUpdate(team_update({ns("team-a-web"), role, ns("kube-system"), binding}));
+  EXPECT_FALSE(outcome.ack.ok());
+  ASSERT_TRUE(outcome.status.has_value());
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("2 objects are outside the bundle's namespaces, so nothing of this "
+                        "revision is applied"));
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("Namespace kube-system is a namespace outside the bundle's scope "
+                        "(namespaces team-a-*)"));
+  EXPECT_THAT(outcome.status->message(),
+              HasSubstr("ClusterRoleBinding team-a-god is cluster-scoped; the bundle's scope "
+                        "allows objects in namespaces team-a-* and cluster-scoped kinds "
+                        "rbac.authorization.k8s.io/ClusterRole,Namespace alone"));
+  EXPECT_THAT(*fs_.ListFiles("/out"), ::testing::IsEmpty());
+
+  outcome = reconciler_->OnUpdate(team_update({ns("team-a-web"), role}));
+  EXPECT_TRUE(outcome.ack.ok()) << outcome.ack.message();
+  EXPECT_EQ(outcome.status->sync_state(), v1::SYNC_STATE_SYNCED) << outcome.status->message();
+  EXPECT_THAT(*fs_.ListFiles("/out"), ElementsAre("_cluster/ClusterRole/team-a-view.yaml",
+                                                  "_cluster/Namespace/team-a-web.yaml"));
+
+  // A revision whose id leaves the kinds out is not the revision it claims to be.
+  outcome = reconciler_->OnUpdate(team_update({role}, false));
+  EXPECT_FALSE(outcome.ack.ok());
+  EXPECT_THAT(outcome.ack.message(), HasSubstr("does not match its revision"));
 }
 
 // A file says nothing of who wrote it, so the directory applier asks the agent's

@@ -253,6 +253,10 @@ std::string ComputeRevision(const ObjectSet& set, const v1::SyncOptions& sync,
     h.UpdateField("allowed-namespace");
     h.UpdateField(allowed);
   }
+  for (const std::string& kind : sync.allowed_cluster_kinds()) {
+    h.UpdateField("allowed-cluster-kind");
+    h.UpdateField(kind);
+  }
   for (const std::string& label : sync.namespace_labels()) {
     h.UpdateField("namespace-label");
     h.UpdateField(label);

@@ -593,6 +593,9 @@ grpc::Status AdminServiceImpl::WhoAmI(grpc::ServerContext* context, const v1::Wh
     out->mutable_namespaces()->Add(scope.namespaces.begin(), scope.namespaces.end());
     out->set_service_account(scope.service_account);
     out->mutable_sops_keys()->Add(scope.sops_keys.begin(), scope.sops_keys.end());
+    out->mutable_kinds()->Add(scope.kinds.begin(), scope.kinds.end());
+    out->mutable_deny_kinds()->Add(scope.deny_kinds.begin(), scope.deny_kinds.end());
+    out->mutable_cluster_kinds()->Add(scope.cluster_kinds.begin(), scope.cluster_kinds.end());
   }
   return call.Done(absl::OkStatus());
 }
@@ -794,6 +797,12 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
     bundle.mutable_scope()->set_service_account(caller.scope->service_account);
     for (const std::string& key : caller.scope->sops_keys)
       bundle.mutable_scope()->add_sops_keys(key);
+    v1::BundleScope& scope = *bundle.mutable_scope();
+    scope.mutable_kinds()->Add(caller.scope->kinds.begin(), caller.scope->kinds.end());
+    scope.mutable_deny_kinds()->Add(caller.scope->deny_kinds.begin(),
+                                    caller.scope->deny_kinds.end());
+    scope.mutable_cluster_kinds()->Add(caller.scope->cluster_kinds.begin(),
+                                       caller.scope->cluster_kinds.end());
   }
   return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
                                            request->allow_removal(), request->if_generation()),

@@ -208,6 +208,9 @@ std::string Scope::Describe() const {
   add("namespaces", namespaces);
   if (!service_account.empty()) parts.push_back("service-account=" + service_account);
   add("sops-keys", sops_keys);
+  add("kinds", kinds);
+  add("deny-kinds", deny_kinds);
+  add("cluster-kinds", cluster_kinds);
   return parts.empty() ? "nothing" : absl::StrJoin(parts, " ");
 }
 
@@ -220,7 +223,9 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
     if (equals == std::string::npos || equals + 1 == field.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
-          "credentials=, clusters=, namespaces=, service-account= or sops-keys=)"));
+          "credentials=, clusters=, namespaces=, service-account=, sops-keys=, kinds=, "
+          "deny-kinds= ",
+          "or cluster-kinds=)"));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));
@@ -249,18 +254,21 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
       scope.service_account = value;
       continue;
     }
-    std::vector<std::string>* list = key == "bundles"       ? &scope.bundles
-                                     : key == "sources"     ? &scope.sources
-                                     : key == "repos"       ? &scope.repos
-                                     : key == "credentials" ? &scope.credentials
-                                     : key == "namespaces"  ? &scope.namespaces
-                                     : key == "sops-keys"   ? &scope.sops_keys
-                                                            : nullptr;
+    std::vector<std::string>* list = key == "bundles"         ? &scope.bundles
+                                     : key == "sources"       ? &scope.sources
+                                     : key == "repos"         ? &scope.repos
+                                     : key == "credentials"   ? &scope.credentials
+                                     : key == "namespaces"    ? &scope.namespaces
+                                     : key == "sops-keys"     ? &scope.sops_keys
+                                     : key == "kinds"         ? &scope.kinds
+                                     : key == "deny-kinds"    ? &scope.deny_kinds
+                                     : key == "cluster-kinds" ? &scope.cluster_kinds
+                                                              : nullptr;
     if (list == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown scope key \"", key.substr(0, 32),
                        "\" (bundles=, sources=, repos=, credentials=, clusters=, namespaces=, "
-                       "service-account= or sops-keys=)"));
+                       "service-account=, sops-keys=, kinds=, deny-kinds= or cluster-kinds=)"));
     }
     for (absl::string_view entry : absl::StrSplit(value, ',')) {
       if (entry.empty() || entry.size() > kMaxScopeEntryBytes || list->size() >= kMaxScopeEntries) {
@@ -286,6 +294,11 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
             "namespaces=: \"", entry.substr(0, 64),
             "\" is not a namespace or a glob of them (a-z, 0-9, '-', '*', '?'; at most 63)"));
       }
+      if (key == "kinds" || key == "deny-kinds" || key == "cluster-kinds") {
+        if (absl::Status s = ValidateKindPattern(std::string(entry)); !s.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(key, "=: ", s.message()));
+        }
+      }
       if (key == "sops-keys") {
         // An age recipient as age-keygen prints it, or a PGP fingerprint (40 hex digits, as
         // SOPS names it; either case).
@@ -305,6 +318,13 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
       }
       list->emplace_back(entry);
     }
+  }
+  // Without a namespace fence every kind is allowed anyway: a list that loosens it would
+  // read as a fence of its own.
+  if (!scope.cluster_kinds.empty() && scope.namespaces.empty()) {
+    return absl::InvalidArgumentError(
+        "cluster-kinds= lets cluster-scoped kinds past namespaces=, which is not given (without "
+        "it every kind is allowed; to allow some kinds alone, use kinds=)");
   }
   return scope;
 }

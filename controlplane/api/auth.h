@@ -62,6 +62,14 @@ struct Scope {
   // The control plane's SOPS keys its bundles may decrypt with: age recipients ("age1...")
   // and PGP fingerprints (upper-case hex). Empty: none (--decrypt=sops is refused).
   std::vector<std::string> sops_keys;
+  // Kind patterns ("[GROUP/]KIND", ValidateKindPattern), as Argo CD's project resource
+  // lists: when `kinds` is set its bundles' objects (hooks too) are of these kinds alone;
+  // never of `deny_kinds`; and a cluster-scoped object, which `namespaces` otherwise
+  // refuses, may be of `cluster_kinds` (a Namespace only if its name is one of
+  // `namespaces`). `cluster_kinds` needs `namespaces`.
+  std::vector<std::string> kinds;
+  std::vector<std::string> deny_kinds;
+  std::vector<std::string> cluster_kinds;
 
   bool CoversBundle(const std::string& name) const;
   bool CoversSource(const std::string& name) const;

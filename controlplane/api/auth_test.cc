@@ -309,6 +309,27 @@ TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
   EXPECT_TRUE(parse("sops-keys=age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph,"
                     "35c1a64cd7fc0ab6eb66756b2445463c3234ece1")
                   .ok());
+  absl::StatusOr<Scope> kinds =
+      Scope::Parse({"namespaces=team-a-*", "kinds=ConfigMap,apps/*",
+                    "deny-kinds=rbac.authorization.k8s.io/ClusterRoleBinding",
+                    "cluster-kinds=rbac.authorization.k8s.io/ClusterRole,Namespace"});
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(kinds->kinds, ::testing::ElementsAre("ConfigMap", "apps/*"));
+  EXPECT_EQ(kinds->Describe(),
+            "namespaces=team-a-* kinds=ConfigMap,apps/* "
+            "deny-kinds=rbac.authorization.k8s.io/ClusterRoleBinding "
+            "cluster-kinds=rbac.authorization.k8s.io/ClusterRole,Namespace");
+  EXPECT_THAT(parse("kinds=Deployment"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("kinds=: \"Deployment\" names the core group, which has no kind "
+                                 "Deployment; did you mean apps/Deployment?")));
+  EXPECT_THAT(parse("deny-kinds=apps/"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("deny-kinds=: \"apps/\" is not [GROUP/]KIND")));
+  EXPECT_THAT(parse("cluster-kinds=rbac.authorization.k8s.io/ClusterRole"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cluster-kinds= lets cluster-scoped kinds past namespaces=, "
+                                 "which is not given")));
   EXPECT_THAT(parse("sops-keys=AGE-SECRET-KEY-1QQQ"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("sops-keys=: \"AGE-SECRET-KEY-1QQQ\" is neither an age "

@@ -840,6 +840,7 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   if (!selector.ok()) return selector.status();
   // What the agents hold the bundle's objects to: the scope's namespaces alone.
   *bundle.mutable_sync()->mutable_allowed_namespaces() = bundle.scope().namespaces();
+  *bundle.mutable_sync()->mutable_allowed_cluster_kinds() = bundle.scope().cluster_kinds();
   // And the account they apply them as: the scope's, whatever the definition asks.
   if (!bundle.scope().service_account().empty()) {
     if (!bundle.sync().service_account().empty() &&
@@ -1456,6 +1457,10 @@ BundleVariants::Params Controller::ContentParams(const std::string& name,
         mailbox->NewRevision(name, generation, revision);
       }};
   params.allow_empty = definition.allow_empty();
+  params.kinds.assign(definition.scope().kinds().begin(), definition.scope().kinds().end());
+  params.deny_kinds.assign(definition.scope().deny_kinds().begin(),
+                           definition.scope().deny_kinds().end());
+  params.caller = definition.scope().caller();
   params.substitute = WantsSubstitution(definition);
   params.path = definition.path();
   params.engine = definition.engine();

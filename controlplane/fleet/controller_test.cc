@@ -1004,6 +1004,71 @@ TEST_F(ControllerTest, ATeamsBundleAppliesAsItsScopesServiceAccount) {
   EXPECT_NE(as_agent->revision(), as_account->revision()) << "the account is in the revision";
 }
 
+// A team's scope names the kinds its bundles may hold (kinds=, deny-kinds=): a render with
+// another fails whole, naming each object and the scope, and the last good revision stays;
+// its cluster-kinds= go to the agents, which judge what is cluster-scoped, in the revision.
+TEST_F(ControllerTest, ATeamsBundleHoldsTheKindsItsScopeAllowsAlone) {
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  v1::BundleScope& scope = *bundle.mutable_scope();
+  scope.set_caller("team-a");
+  scope.set_clusters("team=a");
+  scope.add_namespaces("team-a-*");
+  scope.add_kinds("ConfigMap");
+  scope.add_kinds("apps/*");
+  scope.add_kinds("rbac.authorization.k8s.io/*");
+  scope.add_deny_kinds("rbac.authorization.k8s.io/ClusterRoleBinding");
+  scope.add_cluster_kinds("rbac.authorization.k8s.io/ClusterRole");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_TRUE(added->error().empty()) << added->error();
+  const std::string good = added->revision();
+  ASSERT_FALSE(good.empty());
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(a1, "team-a-app");
+  ASSERT_NE(message, nullptr);
+  EXPECT_THAT(message->message.update().sync().allowed_cluster_kinds(),
+              ElementsAre("rbac.authorization.k8s.io/ClusterRole"));
+  EXPECT_THAT(message->message.update().sync().allowed_namespaces(), ElementsAre("team-a-*"));
+
+  // A Secret (not among kinds=) and a ClusterRoleBinding (deny-kinds=, though kinds= has
+  // its group): nothing of the commit is rendered for anyone.
+  git_.Write("app/secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: team-a-web}\n");
+  git_.Write("app/binding.yaml",
+             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: "
+             "{name: team-a-god}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: "
+             "ClusterRole, name: cluster-admin}\n");
+  git_.Write("app/deployment.yaml",
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: "
+             "team-a-web}\n");
+  git_.Commit("a Secret and a binding");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  v1::BundleInfo info = controller_->ListBundles("team-a-app", 1).at(0);
+  EXPECT_EQ(info.revision(), good) << "the last good revision stays";
+  EXPECT_THAT(info.error(), HasSubstr("bundle team-a-app: 2 objects are of a kind the scope of "
+                                      "caller team-a does not allow, so nothing of this render "
+                                      "is applied"));
+  EXPECT_THAT(info.error(), HasSubstr("Secret team-a-web/s (Secret: not in kinds=ConfigMap,apps/"
+                                      "*,rbac.authorization.k8s.io/*)"));
+  EXPECT_THAT(info.error(), HasSubstr("ClusterRoleBinding team-a-god (rbac.authorization.k8s.io/"
+                                      "ClusterRoleBinding: deny-kinds=rbac.authorization.k8s.io/"
+                                      "ClusterRoleBinding)"));
+  EXPECT_THAT(info.error(), Not(HasSubstr("Deployment")));
+
+  // Taken out, the commit renders.
+  git_.Remove("app/secret.yaml");
+  git_.Remove("app/binding.yaml");
+  git_.Commit("within the scope");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  info = controller_->ListBundles("team-a-app", 1).at(0);
+  EXPECT_TRUE(info.error().empty()) << info.error();
+  EXPECT_NE(info.revision(), good);
+  EXPECT_EQ(info.object_count(), 2);
+}
+
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of
 // its own, the same objects), across a restart; the bundle's own --prune comes back with a
 // rollback that prunes, even at the same commit, and with unpin.

@@ -2,7 +2,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/names.h"
 
 namespace gitfleet {
 namespace {
@@ -170,7 +172,32 @@ bool WantsSubstitution(const v1::Bundle& bundle) {
          bundle.helm_values_files_size() > 0;
 }
 
-static absl::Status CheckNotEmpty(const BundleVariants::Params& params, const ObjectSet& objects) {
+// What a render must hold: some object (unless it may be empty), and, for a team's bundle,
+// objects of the kinds its scope allows alone.
+static absl::Status CheckObjects(const BundleVariants::Params& params, const ObjectSet& objects) {
+  if (!params.kinds.empty() || !params.deny_kinds.empty()) {
+    std::vector<std::string> refused;
+    size_t count = 0;
+    for (const auto& [key, object] : objects.objects()) {
+      const v1::ObjectKey& k = object->key();
+      const bool denied = MatchesAnyKind(params.deny_kinds, k.group(), k.kind());
+      if (!denied && (params.kinds.empty() || MatchesAnyKind(params.kinds, k.group(), k.kind()))) {
+        continue;
+      }
+      if (++count > 3) continue;
+      refused.push_back(absl::StrCat(KeyDisplay(k), " (", k.group().empty() ? "" : k.group() + "/",
+                                     k.kind(), denied ? ": deny-kinds=" : ": not in kinds=",
+                                     absl::StrJoin(denied ? params.deny_kinds : params.kinds, ","),
+                                     ")"));
+    }
+    if (count > 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "bundle ", params.bundle, ": ", count, count == 1 ? " object is" : " objects are",
+          " of a kind the scope of caller ", params.caller,
+          " does not allow, so nothing of this render is applied: ", absl::StrJoin(refused, "; "),
+          count > 3 ? "; ..." : ""));
+    }
+  }
   if (params.allow_empty || objects.size() > 0) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "bundle ", params.bundle, " renders no objects from ",
@@ -183,7 +210,7 @@ static absl::Status CheckNotEmpty(const BundleVariants::Params& params, const Ob
 
 absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Params params,
                                                                              ObjectSet objects) {
-  if (absl::Status s = CheckNotEmpty(params, objects); !s.ok()) return s;
+  if (absl::Status s = CheckObjects(params, objects); !s.ok()) return s;
   bool references = false;
   std::vector<std::string> notes;
   for (const auto& [key, object] : objects.objects()) {
@@ -281,7 +308,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> BundleVariants::Build(
                                           : render_(values, &read);
   absl::StatusOr<std::shared_ptr<const Revision>> result = absl::UnknownError("not built");
   if (objects.ok()) {
-    if (absl::Status s = CheckNotEmpty(params_, *objects); !s.ok()) objects = s;
+    if (absl::Status s = CheckObjects(params_, *objects); !s.ok()) objects = s;
   }
   std::shared_ptr<const Revision> reference;  // renderer mode: the first variant, if any
   if (objects.ok() && template_ == nullptr) {

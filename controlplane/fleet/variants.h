@@ -72,6 +72,11 @@ class BundleVariants : public BundleContent {
     std::function<void(const std::shared_ptr<const Revision>&)> on_new_revision;
     // Unless set, a render of no objects is an error naming `path` and `engine`.
     bool allow_empty = false;
+    // A team's bundle (Bundle.scope): a render holding an object whose kind `kinds` (when
+    // set) does not match, or `deny_kinds` matches, is an error naming it and `caller`.
+    std::vector<std::string> kinds;
+    std::vector<std::string> deny_kinds;
+    std::string caller;
     // FromTemplate substitutes ${var} references only when set (WantsSubstitution).
     bool substitute = true;
     std::string path;

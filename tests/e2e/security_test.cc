@@ -230,7 +230,7 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   const std::string age_key = "age1henwn645drkd3fa34t27t2w2x0nsgw3w4h62gmg5x5xflyjpy38s5cncph";
   line = Ctl({"token", "hash", "team-c", "admin", "--token-file=" + team_c, "--bundles=team-c-*",
               "--sources=demo", "--clusters=team=a", "--service-account=team-c/deployer",
-              "--sops-keys=" + age_key},
+              "--sops-keys=" + age_key, "--kinds=ConfigMap,apps/*"},
              &code);
   ASSERT_EQ(code, 0) << line;
   absl::StrAppend(&api_tokens_, line);
@@ -414,6 +414,15 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   out = As(team_c, {"whoami"}, &code);
   EXPECT_THAT(out, HasSubstr("  applies as: service account team-c/deployer\n"));
   EXPECT_THAT(out, HasSubstr("  SOPS keys: " + age_key + "\n"));
+  EXPECT_THAT(out, HasSubstr("  kinds: ConfigMap, apps/*\n"));
+  // Its bundles hold those kinds alone: a render with another is applied nowhere.
+  out =
+      As(team_c, {"bundle", "add", "team-c-admin", "--source=demo", "--path=teams/a-admin"}, &code);
+  EXPECT_THAT(out, HasSubstr("ClusterRoleBinding team-a-is-root (rbac.authorization.k8s.io/"
+                             "ClusterRoleBinding: not in kinds=ConfigMap,apps/*)"))
+      << code;
+  As(team_c, {"bundle", "remove", "team-c-admin"}, &code);
+  EXPECT_EQ(code, 0);
   out = As(team_c,
            {"bundle", "add", "team-c-app", "--source=demo", "--path=shared",
             "--service-account=kube-system/admin"},
