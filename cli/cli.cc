@@ -778,6 +778,7 @@ class Cli {
       errors.push_back(absl::StrCat("source ", b.bundle().source(), ": ", b.source_error(),
                                     " (stays at its last revision)"));
     }
+    if (!b.scope_held().empty()) errors.push_back(absl::StrCat("scope: ", b.scope_held()));
     return absl::StrJoin(errors, "; ");
   }
 

@@ -421,6 +421,8 @@ int Main(ShutdownSignals& signals) {
       return *file->Current();
     };
   }
+  // A team's bundles follow its scope in --api-tokens and --api-client-roles as it changes.
+  options.caller_scopes = [auth = api_auth->get()] { return auth->Current()->bundle_scopes(); };
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;

@@ -789,20 +789,7 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
           absl::StrCat("caller ", caller.name, "'s scope names no clusters (clusters=), so a ",
                        "bundle it defines could reach none")));
     }
-    bundle.mutable_scope()->set_caller(caller.name);
-    bundle.mutable_scope()->set_clusters(caller.scope->clusters->text());
-    for (const std::string& ns : caller.scope->namespaces)
-      bundle.mutable_scope()->add_namespaces(ns);
-    for (const std::string& repo : caller.scope->repos) bundle.mutable_scope()->add_repos(repo);
-    bundle.mutable_scope()->set_service_account(caller.scope->service_account);
-    for (const std::string& key : caller.scope->sops_keys)
-      bundle.mutable_scope()->add_sops_keys(key);
-    v1::BundleScope& scope = *bundle.mutable_scope();
-    scope.mutable_kinds()->Add(caller.scope->kinds.begin(), caller.scope->kinds.end());
-    scope.mutable_deny_kinds()->Add(caller.scope->deny_kinds.begin(),
-                                    caller.scope->deny_kinds.end());
-    scope.mutable_cluster_kinds()->Add(caller.scope->cluster_kinds.begin(),
-                                       caller.scope->cluster_kinds.end());
+    *bundle.mutable_scope() = ToBundleScope(caller.name, *caller.scope);
   }
   return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
                                            request->allow_removal(), request->if_generation()),

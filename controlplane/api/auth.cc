@@ -412,7 +412,39 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
       return where(absl::StrCat("\"", fields[0], "\" is listed twice"));
     }
   }
+  // Each name's scope, when every line of that name agrees on one that names clusters.
+  auto scopes = std::make_shared<BundleScopes>();
+  std::set<std::string> unfollowed;
+  auto follow = [&](const std::string& name, const std::shared_ptr<const Scope>& scope) {
+    if (scope == nullptr || !scope->clusters.has_value()) {
+      unfollowed.insert(name);
+      return;
+    }
+    v1::BundleScope recorded = ToBundleScope(name, *scope);
+    auto [it, added] = scopes->emplace(name, recorded);
+    if (!added && it->second.SerializeAsString() != recorded.SerializeAsString()) {
+      unfollowed.insert(name);
+    }
+  };
+  for (const Token& token : auth->tokens_) follow(token.name, token.scope);
+  for (const auto& [name, role] : auth->client_roles_) follow(name, role.scope);
+  for (const std::string& name : unfollowed) scopes->erase(name);
+  auth->bundle_scopes_ = std::move(scopes);
   return auth;
+}
+
+v1::BundleScope ToBundleScope(const std::string& caller, const Scope& scope) {
+  v1::BundleScope out;
+  out.set_caller(caller);
+  if (scope.clusters.has_value()) out.set_clusters(scope.clusters->text());
+  out.mutable_namespaces()->Add(scope.namespaces.begin(), scope.namespaces.end());
+  out.mutable_repos()->Add(scope.repos.begin(), scope.repos.end());
+  out.set_service_account(scope.service_account);
+  out.mutable_sops_keys()->Add(scope.sops_keys.begin(), scope.sops_keys.end());
+  out.mutable_kinds()->Add(scope.kinds.begin(), scope.kinds.end());
+  out.mutable_deny_kinds()->Add(scope.deny_kinds.begin(), scope.deny_kinds.end());
+  out.mutable_cluster_kinds()->Add(scope.cluster_kinds.begin(), scope.cluster_kinds.end());
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<ApiAuthFiles>> ApiAuthFiles::Open(

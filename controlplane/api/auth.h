@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "common/model/label_selector.h"
 #include "common/watched_files.h"
+#include "proto/gitfleet/v1/types.pb.h"
 
 namespace grpc {
 class ServerContextBase;
@@ -122,6 +123,12 @@ bool IsFleetWide(const std::string& method);
 // Whether the method has a rule of its own (auth_test checks every admin method does).
 bool IsKnownMethod(const std::string& method);
 
+// What a bundle `caller` defines records of its `scope` (Bundle.scope).
+v1::BundleScope ToBundleScope(const std::string& caller, const Scope& scope);
+
+// Scoped callers by name, as their bundles record them (Controller's CallerScopes).
+using BundleScopes = std::map<std::string, v1::BundleScope>;
+
 class ApiAuth {
  public:
   // With both texts empty only local callers are served.
@@ -131,6 +138,11 @@ class ApiAuth {
   absl::StatusOr<Caller> Identify(const CallerFacts& facts) const;
   // Only local callers are served (no tokens and no certificate roles configured).
   bool local_only() const { return tokens_.empty() && client_roles_.empty(); }
+  // Every scoped caller's scope as its bundles record it, by name: what a team's bundles
+  // follow as the files change. A name left out is not one to follow: its line is gone,
+  // it is unscoped on some line, its lines disagree (a token's and a certificate's), or
+  // its scope names no clusters (its bundles could reach none).
+  const std::shared_ptr<const BundleScopes>& bundle_scopes() const { return bundle_scopes_; }
 
  private:
   struct Token {
@@ -145,6 +157,7 @@ class ApiAuth {
   };
   std::vector<Token> tokens_;
   std::map<std::string, ClientRole> client_roles_;
+  std::shared_ptr<const BundleScopes> bundle_scopes_ = std::make_shared<const BundleScopes>();
 };
 
 // --api-tokens and --api-client-roles (either path may be empty), read again within a second

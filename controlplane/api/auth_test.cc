@@ -299,6 +299,35 @@ TEST(ApiAuthTest, AScopedCallerReachesWhatItsScopeNamesAndNoFleetWideMethod) {
       << "a fingerprint as SOPS and gpg write it";
 }
 
+// What a team's bundles follow: each scoped caller's scope as they record it, unless the
+// name is unscoped somewhere, its lines disagree, or it names no clusters.
+TEST(ApiAuthTest, BundleScopesAreTheScopedCallersWhoseLinesAgree) {
+  const std::string tokens = TokenLine("team-a", Role::kAdmin, "a",
+                                       "bundles=a-* clusters=team=a namespaces=a-* kinds=ConfigMap "
+                                       "service-account=a/deployer") +
+                             "\n" + TokenLine("ci", Role::kAdmin, "ci") + "\n" +
+                             TokenLine("team-b", Role::kAdmin, "b", "bundles=b-* clusters=team=b") +
+                             "\n" + TokenLine("team-c", Role::kAdmin, "c", "bundles=c-*") + "\n" +
+                             TokenLine("team-d", Role::kAdmin, "d", "bundles=d-* clusters=team=d") +
+                             "\n";
+  const std::string roles =
+      "team-b operator bundles=b-* clusters=team=b\n"  // agrees with its token's
+      "team-d operator bundles=d-* clusters=team=x\n"  // does not
+      "ci operator bundles=ci-* clusters=team=ci\n";   // unscoped on its token line
+  absl::StatusOr<std::unique_ptr<ApiAuth>> auth = ApiAuth::Parse(tokens, roles);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  const BundleScopes& scopes = *(*auth)->bundle_scopes();
+  std::vector<std::string> names;
+  for (const auto& [name, scope] : scopes) names.push_back(name);
+  EXPECT_THAT(names, ::testing::ElementsAre("team-a", "team-b"));
+  const v1::BundleScope& a = scopes.at("team-a");
+  EXPECT_EQ(a.caller(), "team-a");
+  EXPECT_EQ(a.clusters(), "team=a");
+  EXPECT_THAT(a.namespaces(), ::testing::ElementsAre("a-*"));
+  EXPECT_THAT(a.kinds(), ::testing::ElementsAre("ConfigMap"));
+  EXPECT_EQ(a.service_account(), "a/deployer");
+}
+
 TEST(ApiAuthTest, ABadScopeNamesTheLineAndWhatIsWrong) {
   const std::string hash = std::string(64, 'c');
   auto parse = [&](const std::string& scope) {

@@ -545,6 +545,8 @@ absl::Status Controller::Load() {
 }
 
 Controller::~Controller() {
+  stop_scopes_.Notify();
+  if (scopes_thread_.joinable()) scopes_thread_.join();
   mailbox_->Close();
   hub_->SetRenderRequester(nullptr);
   hub_->SetStatusObserver(nullptr);
@@ -561,6 +563,107 @@ void Controller::Start() {
   }
   for (const std::string& name : names) queue_.Add(name);
   poller_.Start();
+  if (options_.caller_scopes) scopes_thread_ = std::thread([this] { FollowScopesLoop(); });
+}
+
+void Controller::FollowScopesLoop() {
+  NameThisThread("gf-scopes");
+  std::shared_ptr<const CallerScopes> followed;
+  absl::Time swept = absl::InfinitePast();
+  do {
+    std::shared_ptr<const CallerScopes> now = options_.caller_scopes();
+    const absl::Time time = options_.clock->Now();
+    if (now != nullptr && (now != followed || time - swept >= options_.scope_sweep)) {
+      for (const std::string& line : FollowCallerScopes(*now)) GF_LOG(INFO) << line;
+      followed = std::move(now);
+      swept = time;
+    }
+  } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
+}
+
+std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scopes,
+                                                        absl::Time wait_until) {
+  // The team bundles whose recorded scope is not their caller's now.
+  std::vector<v1::Bundle> stale;
+  {
+    MutexLock lock(&mu_);
+    for (auto& [name, state] : bundles_) {
+      const v1::Bundle& definition = state.definition;
+      if (!definition.has_scope()) continue;
+      auto now = scopes.find(definition.scope().caller());
+      if (now == scopes.end() || SameMessage(definition.scope(), now->second)) {
+        state.scope_held.clear();
+        continue;
+      }
+      stale.push_back(definition);
+    }
+  }
+  std::vector<std::string> out;
+  for (const v1::Bundle& before : stale) {
+    const v1::BundleScope& scope = scopes.at(before.scope().caller());
+    v1::Bundle next = before;
+    *next.mutable_scope() = scope;
+    // The account the old scope forced gives way to the new scope's (DefineBundle forces
+    // it, as for any definition).
+    if (before.sync().service_account() == before.scope().service_account()) {
+      next.mutable_sync()->clear_service_account();
+    }
+    if (!scope.service_account().empty()) {
+      next.mutable_sync()->set_service_account(scope.service_account());
+    }
+    // Clusters the new clusters= leaves that hold the bundle keep it: a removal is an
+    // explicit act, a fleet admin's.
+    std::string held;
+    if (scope.clusters() != before.scope().clusters()) {
+      absl::StatusOr<LabelSelector> was = TargetSelector(before);
+      absl::StatusOr<LabelSelector> now = TargetSelector(next);
+      std::vector<std::string> leaving;
+      if (was.ok() && now.ok()) leaving = hub_->HoldersLeaving(before.name(), *was, *now);
+      if (!leaving.empty() || !now.ok()) {
+        held = absl::StrCat(
+            "the scope of caller ", scope.caller(), " now has clusters=", scope.clusters(),
+            !now.ok()
+                ? absl::StrCat(", which it cannot use (", now.status().message(), ")")
+                : absl::StrCat(", which no longer matches ", leaving.size(),
+                               leaving.size() == 1 ? " cluster that holds" : " clusters that hold",
+                               " it (", ListNames(leaving), ")"),
+            "; it stays on them with clusters=", before.scope().clusters(),
+            " until a fleet admin replaces it with --allow-removal (gitfleetctl bundle set ",
+            before.name(), " --allow-removal), which removes it from them");
+        next.mutable_scope()->set_clusters(before.scope().clusters());
+      }
+    }
+    bool told = false;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(before.name());
+      if (it == bundles_.end() || it->second.definition.generation() != before.generation()) {
+        continue;  // changed meanwhile: the next sweep sees it
+      }
+      told = it->second.scope_held == held;
+      it->second.scope_held = held;
+    }
+    if (!held.empty() && !told) {
+      GF_LOG(WARNING) << "bundle " << before.name() << ": " << held;
+      Publish(MakeEvent("bundle.scope_held", before.name(), "", held, ""));
+      out.push_back(absl::StrCat("bundle ", before.name(), ": ", held));
+    }
+    if (SameMessage(next, before)) continue;  // the held clusters were all that changed
+    absl::StatusOr<v1::BundleInfo> followed = DefineBundle(
+        next, /*replace=*/true, wait_until, /*allow_removal=*/false, before.generation(),
+        absl::StrCat("caller ", scope.caller(), "'s scope changed"));
+    if (!followed.ok()) {
+      if (followed.status().code() == absl::StatusCode::kAborted) continue;  // changed meanwhile
+      GF_LOG(WARNING) << "bundle " << before.name()
+                      << " keeps the scope it had: " << followed.status().message();
+      out.push_back(absl::StrCat("bundle ", before.name(),
+                                 " keeps the scope it had: ", followed.status().message()));
+      continue;
+    }
+    out.push_back(absl::StrCat("bundle ", before.name(), " follows caller ", scope.caller(),
+                               "'s scope: ", ChangedFields(before.scope(), next.scope())));
+  }
+  return out;
 }
 
 absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace,
@@ -795,6 +898,13 @@ bool Controller::HasSopsKeys() const {
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
                                                      absl::Time wait_until, bool allow_removal,
                                                      int64_t if_generation) {
+  return DefineBundle(input, replace, wait_until, allow_removal, if_generation, "");
+}
+
+absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input, bool replace,
+                                                        absl::Time wait_until, bool allow_removal,
+                                                        int64_t if_generation,
+                                                        const std::string& scope_change) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   auto too_long = [&](absl::string_view what, size_t size, size_t most) {
@@ -829,11 +939,19 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   bundle.set_selector(own_selector->text());
   if (!bundle.has_scope()) {
     // A scope stays with the bundle until a scoped caller's definition brings its own: a
-    // team's bundle replaced by a fleet admin still reaches the team's clusters alone.
+    // team's bundle replaced by a fleet admin still reaches the team's clusters alone, as
+    // its caller's scope says now when that is known (a narrowed clusters= is then
+    // refused as any removal is, unless allow_removal).
+    std::shared_ptr<const CallerScopes> scopes =
+        options_.caller_scopes ? options_.caller_scopes() : nullptr;
     MutexLock lock(&mu_);
     auto it = bundles_.find(bundle.name());
     if (it != bundles_.end() && it->second.definition.has_scope()) {
       *bundle.mutable_scope() = it->second.definition.scope();
+      if (scopes != nullptr) {
+        auto now = scopes->find(bundle.scope().caller());
+        if (now != scopes->end()) *bundle.mutable_scope() = now->second;
+      }
     }
   }
   absl::StatusOr<LabelSelector> selector = TargetSelector(bundle);
@@ -858,7 +976,10 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
           absl::StrCat("bundle \"", bundle.name(), "\": --service-account: ", s.message()));
     }
   }
-  if (!bundle.target_namespace().empty() && !bundle.scope().namespaces().empty() &&
+  // (A scope that changed under a bundle is not refused here: its agents refuse objects
+  // outside the namespaces, and its render opens nothing without keys.)
+  if (scope_change.empty() && !bundle.target_namespace().empty() &&
+      !bundle.scope().namespaces().empty() &&
       !MatchesAnyGlob(bundle.scope().namespaces(), bundle.target_namespace())) {
     return absl::PermissionDeniedError(absl::StrCat("bundle \"", bundle.name(), "\": --namespace ",
                                                     bundle.target_namespace(),
@@ -900,7 +1021,8 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   }
   // A team's bundle decrypts with the keys its scope names alone: another team's secrets,
   // copied into its repository, stay sealed.
-  if (bundle.decrypt() == "sops" && bundle.has_scope() && bundle.scope().sops_keys().empty()) {
+  if (scope_change.empty() && bundle.decrypt() == "sops" && bundle.has_scope() &&
+      bundle.scope().sops_keys().empty()) {
     return absl::PermissionDeniedError(absl::StrCat(
         "bundle \"", bundle.name(), "\": --decrypt=sops, and the scope of caller ",
         bundle.scope().caller(), " names none of the control plane's SOPS keys (sops-keys=)"));
@@ -926,19 +1048,26 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
   if (replace && !allow_removal) {
     std::optional<LabelSelector> before;
     bool prunes = false;
+    bool own_selector_changed = true;
     {
       MutexLock lock(&mu_);
       auto it = bundles_.find(bundle.name());
       if (it != bundles_.end() && it->second.selector.text() != selector->text()) {
         before = it->second.selector;
         prunes = it->second.definition.sync().prune();
+        own_selector_changed = it->second.definition.selector() != bundle.selector();
       }
     }
     if (before.has_value()) {
       std::vector<std::string> leaving = hub_->HoldersLeaving(bundle.name(), *before, *selector);
       if (!leaving.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "bundle \"", bundle.name(), "\": the new --selector no longer matches ", leaving.size(),
+            "bundle \"", bundle.name(), "\": ",
+            own_selector_changed
+                ? std::string("the new --selector")
+                : absl::StrCat("the clusters= of caller ", bundle.scope().caller(),
+                               "'s scope as it is now (", bundle.scope().clusters(), ")"),
+            " no longer matches ", leaving.size(),
             leaving.size() == 1 ? " cluster that holds" : " clusters that hold", " it (",
             ListNames(leaving), "); replacing it would remove it from them",
             prunes ? ", pruning its objects there"
@@ -1029,7 +1158,9 @@ absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bo
       Publish(
           replaced.has_value()
               ? MakeEvent("bundle.replaced", bundle.name(), "",
-                          absl::StrCat("replaced by an operator (generation ", bundle.generation(),
+                          absl::StrCat(scope_change.empty() ? std::string("replaced by an operator")
+                                                            : scope_change,
+                                       " (generation ", bundle.generation(),
                                        "); changed: ", ChangedFields(*replaced, bundle)))
               : MakeEvent("bundle.added", bundle.name(), "",
                           absl::StrCat("added by an operator: source ", bundle.source(), ", path ",
@@ -1415,6 +1546,7 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   *info.mutable_notes() = state.record.notes();
   info.set_rollout(state.rollout_message);
   info.set_waiting(state.siblings.note());
+  info.set_scope_held(state.scope_held);
   if (info.waiting().empty()) {
     // A dependency may be defined after its dependent (Flux's dependsOn waits the same
     // way); until it is, nothing new reaches the dependent's clusters.

@@ -28,10 +28,12 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/model/label_selector.h"
 #include "common/names.h"
@@ -85,6 +87,11 @@ class SiblingWait {
   uint64_t renders_ = 0;
 };
 
+// The scopes in force by caller name (BundleScope.caller set): what each team's line in
+// --api-tokens and --api-client-roles says now. A caller missing is unknown (its line
+// gone, or lines of one name that disagree): its bundles keep the scope they have.
+using CallerScopes = std::map<std::string, v1::BundleScope>;
+
 struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
   // Every render engine's options (limits, timeout, scratch directory, tools).
@@ -119,6 +126,11 @@ struct ControllerOptions {
   // one stored before renders failing, saying so.
   std::function<std::shared_ptr<const AgeIdentities>()> sops_identities;
   std::function<std::shared_ptr<const PgpKeys>()> sops_pgp_keys;
+  // The scopes in force (read again within a second of a change); when set, a team's
+  // bundles follow their caller's scope as it changes (FollowCallerScopes), checked at
+  // least every `scope_sweep`, and at once when the returned pointer changes.
+  std::function<std::shared_ptr<const CallerScopes>()> caller_scopes;
+  absl::Duration scope_sweep = absl::Seconds(10);
 };
 
 class Controller {
@@ -162,6 +174,17 @@ class Controller {
                                            bool allow_removal = false, int64_t if_generation = 0);
   absl::Status RemoveBundle(const std::string& name,
                             absl::Time wait_until = absl::InfiniteFuture());
+  // A team's bundle records its caller's scope when it is defined; this brings every
+  // such bundle to the scope its caller has now, as a redefinition does (an event,
+  // a new generation, a render), so a scope narrowed in --api-tokens binds the bundles
+  // already defined: fewer namespaces, kinds or keys, another account. Clusters that
+  // hold a bundle and that its new clusters= leaves are not left: that is a removal, an
+  // explicit act, so the bundle keeps its clusters= and says so (BundleInfo.scope_held)
+  // until a fleet admin replaces it with --allow-removal. Returns a line per bundle
+  // changed or held.
+  // It waits for each bundle's reconcile until `wait_until`.
+  std::vector<std::string> FollowCallerScopes(const CallerScopes& scopes,
+                                              absl::Time wait_until = absl::InfinitePast());
   // A dry-run diff of `bundle` from `cluster`'s agent (see Hub::RequestDiff).
   void DiffBundle(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
                   Hub::DiffCallback done);
@@ -246,6 +269,8 @@ class Controller {
     // The last good render: what every targeted cluster runs (null before the first).
     std::shared_ptr<const BundleVariants> content;
     int64_t content_generation = 0;  // of the definition it was rendered for
+    // BundleInfo.scope_held: why its caller's narrowed clusters= is not in force yet.
+    std::string scope_held;
     // Engines that take values (jsonnet, helm) render per variant; their reads collect
     // here and are the render cache for the next commit.
     std::shared_ptr<ReadPathSet> variant_paths;
@@ -426,6 +451,15 @@ class Controller {
   // Renders the bundle at the snapshot; the error is the render's or the store's.
   absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AddBundle's work; `scope_change`, when set, says the bundle's caller's scope changed
+  // (FollowCallerScopes): the event says so, and what the agents and the render judge
+  // anyway (namespaces, SOPS keys) is not refused here.
+  absl::StatusOr<v1::BundleInfo> DefineBundle(const v1::Bundle& bundle, bool replace,
+                                              absl::Time wait_until, bool allow_removal,
+                                              int64_t if_generation,
+                                              const std::string& scope_change);
+  // Runs FollowCallerScopes when the scopes in force change, and every scope_sweep.
+  void FollowScopesLoop();
   void PruneRevisions(const std::string& bundle);
 
   Store* const store_;
@@ -450,6 +484,9 @@ class Controller {
 
   Renderers renderers_;
   SourcePoller poller_;
+  // FollowScopesLoop, when options_.caller_scopes is set.
+  absl::Notification stop_scopes_;
+  std::thread scopes_thread_;
 
   RecentRepositoryFiles repository_files_;  // by url@commit
 

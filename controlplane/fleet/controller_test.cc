@@ -33,6 +33,7 @@ using ::gitfleet::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 
 std::string Cm(const std::string& name, const std::string& value = "1") {
@@ -70,6 +71,12 @@ class ControllerTest : public ::testing::Test {
     Restart();
   }
 
+  // What the controller's caller_scopes gives (its thread follows them).
+  void SetCallerScopes(std::shared_ptr<const CallerScopes> scopes) {
+    MutexLock lock(&scopes_mu_);
+    caller_scopes_ = std::move(scopes);
+  }
+
   void Restart() {
     controller_.reset();
     hub_ = std::make_unique<Hub>(&store_, metrics_, absl::Milliseconds(250), 128 << 20, hub_clock_);
@@ -83,6 +90,10 @@ class ControllerTest : public ::testing::Test {
       options.engines.allow_network = true;  // a stand-in, not a chart's hooks
     }
     options.sops_identities = [identities = sops_identities_] { return identities; };
+    options.caller_scopes = [this] {
+      MutexLock lock(&scopes_mu_);
+      return caller_scopes_;
+    };
 #ifdef __SANITIZE_ADDRESS__
     // One render worker: GCC 12's ASAN allocator is not fork-safe, and a jsonnet child
     // forked while the other worker allocates can hang (common/subprocess.h, RunInChild).
@@ -163,6 +174,8 @@ class ControllerTest : public ::testing::Test {
   std::string kustomize_;  // the kustomize binary, when not the one found
   std::string helm_;       // the helm binary, when not the one found
   std::shared_ptr<const AgeIdentities> sops_identities_;  // --sops-age-key-file's
+  Mutex scopes_mu_;
+  std::shared_ptr<const CallerScopes> caller_scopes_ ABSL_GUARDED_BY(scopes_mu_);
   GitFixture git_;
   std::unique_ptr<GitRepositories> repos_;
   metrics::Registry registry_;
@@ -1067,6 +1080,98 @@ TEST_F(ControllerTest, ATeamsBundleHoldsTheKindsItsScopeAllowsAlone) {
   EXPECT_TRUE(info.error().empty()) << info.error();
   EXPECT_NE(info.revision(), good);
   EXPECT_EQ(info.object_count(), 2);
+}
+
+// A team's bundles follow its scope as its line changes (FollowCallerScopes): narrower
+// kinds fail the next render, another account reaches the agents, and a clusters= that
+// leaves a cluster holding the bundle is held, said, until a fleet admin's replacement
+// with --allow-removal. A caller not in the scopes (its line gone) keeps what it had.
+TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAnAdmin) {
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}});
+  ConnectAgent(hub_.get(), "a2", {{"team", "a"}, {"env", "prod"}});
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Write("app/secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: team-a}\n");
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.set_target_namespace("team-a");
+  v1::BundleScope scope;
+  scope.set_caller("team-a");
+  scope.set_clusters("team=a");
+  scope.set_service_account("team-a/deployer");
+  *bundle.mutable_scope() = scope;
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const std::string good = added->revision();
+  // a1 comes back saying it holds that revision.
+  a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}}, {{"team-a-app", good}});
+  auto info = [this] { return controller_->ListBundles("team-a-app", 1).at(0); };
+
+  // Unchanged, or a caller the files no longer name: nothing happens.
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", scope}}), IsEmpty());
+  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
+  EXPECT_EQ(info().bundle().generation(), added->bundle().generation());
+
+  // Another account: the agents get it.
+  v1::BundleScope moved = scope;
+  moved.set_service_account("team-a/limited");
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", moved}}, absl::InfiniteFuture()),
+              ElementsAre(HasSubstr("bundle team-a-app follows caller team-a's scope: "
+                                    "service_account")));
+  EXPECT_EQ(info().bundle().sync().service_account(), "team-a/limited");
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(a1, "team-a-app");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().sync().service_account(), "team-a/limited");
+  const std::string limited = info().revision();
+  EXPECT_NE(limited, good);
+
+  // Kinds narrowed: the bundle's Secret fails its render; the last good revision stays.
+  v1::BundleScope narrowed = moved;
+  narrowed.add_kinds("ConfigMap");
+  controller_->FollowCallerScopes({{"team-a", narrowed}}, absl::InfiniteFuture());
+  EXPECT_THAT(info().bundle().scope().kinds(), ElementsAre("ConfigMap"));
+  EXPECT_THAT(info().error(), HasSubstr("Secret team-a/s (Secret: not in kinds=ConfigMap)"));
+  EXPECT_EQ(info().revision(), limited);
+
+  // Clusters narrowed to prod: a1 holds it, so the old clusters= stays, and says why.
+  v1::BundleScope prod = narrowed;
+  prod.set_clusters("team=a,env=prod");
+  prod.clear_kinds();
+  std::vector<std::string> lines =
+      controller_->FollowCallerScopes({{"team-a", prod}}, absl::InfiniteFuture());
+  ASSERT_EQ(lines.size(), 2u) << absl::StrJoin(lines, "\n");
+  EXPECT_THAT(lines[0], HasSubstr("now has clusters=team=a,env=prod, which no longer matches 1 "
+                                  "cluster that holds it (a1); it stays on them with "
+                                  "clusters=team=a until a fleet admin replaces it with "
+                                  "--allow-removal"));
+  EXPECT_THAT(lines[1], HasSubstr("follows caller team-a's scope: kinds"));
+  EXPECT_EQ(info().bundle().scope().clusters(), "team=a");
+  EXPECT_TRUE(info().bundle().scope().kinds().empty()) << "the rest of the scope is followed";
+  EXPECT_TRUE(info().error().empty()) << info().error();
+  EXPECT_THAT(info().scope_held(), HasSubstr("(a1)"));
+  EXPECT_TRUE(controller_->BundleConcernsCluster("team-a-app", "a1"));
+  // Said once, not at every sweep.
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", prod}}), IsEmpty());
+
+  // A fleet admin's replacement takes the scope as it is now: refused as a removal, then
+  // done with --allow-removal.
+  v1::Bundle admin = Bundle("team-a-app", "app");
+  admin.set_target_namespace("team-a");
+  auto scopes = std::make_shared<const CallerScopes>(CallerScopes{{"team-a", prod}});
+  SetCallerScopes(scopes);
+  EXPECT_THAT(controller_->AddBundle(admin, true).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("the clusters= of caller team-a's scope as it is now "
+                                 "(team=a,env=prod) no longer matches 1 cluster that holds it "
+                                 "(a1)")));
+  absl::StatusOr<v1::BundleInfo> removed =
+      controller_->AddBundle(admin, true, absl::InfiniteFuture(), /*allow_removal=*/true);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->bundle().scope().clusters(), "team=a,env=prod");
+  EXPECT_EQ(info().target_clusters(), 1) << "a2 alone; a1 is sent the removal";
+  EXPECT_THAT(controller_->FollowCallerScopes(*scopes), IsEmpty());
+  EXPECT_TRUE(info().scope_held().empty());
 }
 
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of

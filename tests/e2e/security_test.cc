@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "grpcpp/create_channel.h"
 #include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -442,6 +443,36 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
       },
       absl::Seconds(30)))
       << As(team_c, {"status"}, &code);
+
+  // Team a's line is narrowed to Secrets while the control plane runs: its bundles already
+  // defined follow (a ConfigMap is no longer its to apply), and its clusters keep what they
+  // have.
+  line = Ctl({"token", "hash", "team-a", "admin", "--token-file=" + team, "--bundles=team-a-*",
+              "--sources=team-a-*", "--repos=" + git_.url(), "--clusters=team in (a)",
+              "--namespaces=team-a-*", "--kinds=Secret"},
+             &code);
+  ASSERT_EQ(code, 0) << line;
+  std::vector<std::string> lines = absl::StrSplit(api_tokens_, '\n', absl::SkipEmpty());
+  for (std::string& each : lines) {
+    if (absl::StartsWith(each, "team-a "))
+      each = std::string(absl::StripTrailingAsciiWhitespace(line));
+  }
+  std::ofstream(root_ + "/api-tokens.new") << absl::StrJoin(lines, "\n") << "\n";
+  ASSERT_EQ(std::rename((root_ + "/api-tokens.new").c_str(), (root_ + "/api-tokens").c_str()), 0);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return absl::StrContains(
+            Ctl({"bundle", "list"}),
+            "ConfigMap team-a-web/team-a-app (ConfigMap: not in kinds=Secret)");
+      },
+      absl::Seconds(30)))
+      << Ctl({"bundle", "list"});
+  EXPECT_THAT(Ctl({"events", "--bundle=team-a-app"}), HasSubstr("caller team-a's scope changed"));
+  // The cluster keeps what it runs; its status says why nothing newer comes.
+  EXPECT_THAT(Files("a-dev"), ::testing::Contains(HasSubstr("team-a-app")));
+  std::vector<v1::BundleStatus> held = Status("a-dev", "team-a-app");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_THAT(held[0].message(), HasSubstr("not in kinds=Secret"));
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
