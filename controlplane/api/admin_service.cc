@@ -721,8 +721,10 @@ grpc::Status AdminServiceImpl::AddSource(grpc::ServerContext* context,
   }
   v1::Source source = request->source();
   source.clear_scope_repos();  // the control plane's to set
+  source.clear_scope_caller();
   if (call.caller().scoped()) {
     for (const std::string& repo : call.caller().scope->repos) source.add_scope_repos(repo);
+    source.set_scope_caller(call.caller().name);
   }
   return call.Reply(controller_->AddSource(source, request->replace(), CallDeadline(context)),
                     response);

@@ -599,6 +599,32 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
     }
   }
   std::vector<std::string> out;
+  // A team's sources: their repos= as their caller's scope has it now (a URL no longer
+  // under them is then not fetched: SourcePoller).
+  std::vector<v1::Source> stale_sources;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, source] : sources_) {
+      if (source.scope_caller().empty()) continue;
+      auto now = scopes.find(source.scope_caller());
+      if (now == scopes.end()) continue;
+      if (std::equal(source.scope_repos().begin(), source.scope_repos().end(),
+                     now->second.repos().begin(), now->second.repos().end())) {
+        continue;
+      }
+      stale_sources.push_back(source);
+    }
+  }
+  for (v1::Source& source : stale_sources) {
+    *source.mutable_scope_repos() = scopes.at(source.scope_caller()).repos();
+    absl::StatusOr<v1::SourceInfo> followed = AddSource(source, /*replace=*/true, wait_until);
+    out.push_back(
+        followed.ok()
+            ? absl::StrCat("source ", source.name(), " follows caller ", source.scope_caller(),
+                           "'s scope: repos=", absl::StrJoin(source.scope_repos(), ","))
+            : absl::StrCat("source ", source.name(),
+                           " keeps the repositories it had: ", followed.status().message()));
+  }
   for (const v1::Bundle& before : stale) {
     const v1::BundleScope& scope = scopes.at(before.scope().caller());
     v1::Bundle next = before;
@@ -670,11 +696,14 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                                                      absl::Time wait_until) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
-  if (source.scope_repos_size() == 0) {
+  if (source.scope_repos_size() == 0 && source.scope_caller().empty()) {
     // A team's source stays held to its repositories when a fleet admin replaces it.
     MutexLock lock(&mu_);
     auto it = sources_.find(source.name());
-    if (it != sources_.end()) *source.mutable_scope_repos() = it->second.scope_repos();
+    if (it != sources_.end()) {
+      *source.mutable_scope_repos() = it->second.scope_repos();
+      source.set_scope_caller(it->second.scope_caller());
+    }
   }
   if (source.url().size() > kMaxUrlBytes) {
     return absl::InvalidArgumentError(absl::StrCat(

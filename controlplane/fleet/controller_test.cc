@@ -31,6 +31,7 @@ namespace {
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
 using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -1172,6 +1173,50 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
   EXPECT_EQ(info().target_clusters(), 1) << "a2 alone; a1 is sent the removal";
   EXPECT_THAT(controller_->FollowCallerScopes(*scopes), IsEmpty());
   EXPECT_TRUE(info().scope_held().empty());
+}
+
+// A team's source follows its caller's repos= too: narrowed away from its URL, it is not
+// fetched (the bundles reading it keep their revision, the source's error says why);
+// widened again, it is.
+TEST_F(ControllerTest, ATeamsSourceOutsideItsNarrowedReposIsNotFetched) {
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  v1::Source source = Source();
+  source.set_scope_caller("team-a");
+  source.add_scope_repos(git_.url());
+  ASSERT_TRUE(controller_->AddSource(source, false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  bundle.mutable_scope()->add_repos(git_.url());
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const std::string first = added->commit();
+
+  v1::BundleScope elsewhere = bundle.scope();
+  elsewhere.set_repos(0, "https://git.example.com/team-a");
+  std::vector<std::string> lines =
+      controller_->FollowCallerScopes({{"team-a", elsewhere}}, absl::InfiniteFuture());
+  EXPECT_THAT(lines, Contains(HasSubstr("source app follows caller team-a's scope: "
+                                        "repos=https://git.example.com/team-a")));
+  git_.Write("app/cm.yaml", Cm("x", "2"));
+  git_.Commit("two");
+  absl::StatusOr<v1::SourceInfo> synced = controller_->SyncSource("app");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_THAT(synced->error(), HasSubstr("its URL is outside the repositories of caller "
+                                         "team-a's scope (https://git.example.com/team-a), so "
+                                         "it is not fetched"));
+  EXPECT_EQ(controller_->ListBundles("team-a-app", 1).at(0).commit(), first);
+
+  // A fleet admin's replacement keeps it the team's.
+  ASSERT_TRUE(controller_->AddSource(Source(), true).ok());
+  EXPECT_EQ(controller_->ListSources().at(0).source().scope_caller(), "team-a");
+
+  controller_->FollowCallerScopes({{"team-a", bundle.scope()}}, absl::InfiniteFuture());
+  synced = controller_->SyncSource("app");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_TRUE(synced->error().empty()) << synced->error();
+  EXPECT_NE(synced->commit(), first);
 }
 
 // `bundle rollback --prune=false`: the pinned render prunes nothing it lacks (a revision of

@@ -9,8 +9,22 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
+
+// PermissionDenied when a team's source (Source.scope_caller) names a URL its scope's
+// repos= no longer covers (narrowed since it was defined): it is not fetched.
+static absl::Status OutsideItsScope(const v1::Source& source) {
+  if (source.scope_caller().empty() ||
+      UrlPlainlyUnder(source.url(), {source.scope_repos().begin(), source.scope_repos().end()})) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "its URL is outside the repositories of caller ", source.scope_caller(), "'s scope (",
+      source.scope_repos().empty() ? std::string("none") : absl::StrJoin(source.scope_repos(), ","),
+      "), so it is not fetched; the bundles that read it stay at their last revision"));
+}
 namespace {
 
 WorkQueueOptions QueueOptions(int fetch_threads, Clock* clock) {
@@ -182,10 +196,12 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   bool lfs = false;
   std::vector<std::string> scope;
   std::set<std::string> refs;  // of the sources that read it
+  bool wanted = false;         // by a source its scope lets read it
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
       if (RepoKey(t.source) != key) continue;
+      wanted |= OutsideItsScope(t.source).ok();
       url = t.source.url();
       credential = t.source.credentials_ref();
       submodules = t.source.submodules();
@@ -199,7 +215,9 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     return absl::OkStatus();
   }
   absl::StatusOr<std::shared_ptr<GitRepository>> repo =
-      repos_->ForUrl(url, credential, submodules, lfs, scope);
+      wanted ? repos_->ForUrl(url, credential, submodules, lfs, scope)
+             : absl::StatusOr<std::shared_ptr<GitRepository>>(
+                   absl::PermissionDeniedError("no source may read it"));
   absl::Status fetched = repo.ok() ? (*repo)->Fetch() : repo.status();
   // Resolved outside the lock: with submodules, a resolve fetches those its commit lacks.
   std::map<std::string, absl::StatusOr<CommitInfo>> resolved;
@@ -228,6 +246,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       if (fetched.ok() && found == resolved.end()) continue;
       users.push_back(&t);
       absl::Status status = fetched;
+      if (absl::Status held = OutsideItsScope(t.source); !held.ok()) status = held;
       absl::StatusOr<CommitInfo> commit;
       if (status.ok()) {
         commit = found->second;
