@@ -224,8 +224,7 @@ absl::StatusOr<Scope> Scope::Parse(const std::vector<std::string>& fields) {
       return absl::InvalidArgumentError(absl::StrCat(
           "\"", field.substr(0, 64), "\" is not KEY=VALUE (bundles=, sources=, repos=, ",
           "credentials=, clusters=, namespaces=, service-account=, sops-keys=, kinds=, "
-          "deny-kinds= ",
-          "or cluster-kinds=)"));
+          "deny-kinds= or cluster-kinds=)"));
     }
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat(key.substr(0, 32), "= is given twice"));

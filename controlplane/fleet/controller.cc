@@ -583,8 +583,9 @@ void Controller::FollowScopesLoop() {
 
 std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scopes,
                                                         absl::Time wait_until) {
-  // The team bundles whose recorded scope is not their caller's now.
+  // The team bundles and sources whose recorded scope is not their caller's now.
   std::vector<v1::Bundle> stale;
+  std::vector<v1::Source> stale_sources;
   {
     MutexLock lock(&mu_);
     for (auto& [name, state] : bundles_) {
@@ -597,13 +598,8 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
       }
       stale.push_back(definition);
     }
-  }
-  std::vector<std::string> out;
-  // A team's sources: their repos= as their caller's scope has it now (a URL no longer
-  // under them is then not fetched: SourcePoller).
-  std::vector<v1::Source> stale_sources;
-  {
-    MutexLock lock(&mu_);
+    // A team's sources: their repos= as their caller's scope has it now (a URL no longer
+    // under them is then not fetched: SourcePoller).
     for (const auto& [name, source] : sources_) {
       if (source.scope_caller().empty()) continue;
       auto now = scopes.find(source.scope_caller());
@@ -615,6 +611,7 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
       stale_sources.push_back(source);
     }
   }
+  std::vector<std::string> out;
   for (v1::Source& source : stale_sources) {
     *source.mutable_scope_repos() = scopes.at(source.scope_caller()).repos();
     absl::StatusOr<v1::SourceInfo> followed = AddSource(source, /*replace=*/true, wait_until);
