@@ -968,16 +968,19 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
     // team's bundle replaced by a fleet admin still reaches the team's clusters alone, as
     // its caller's scope says now when that is known (a narrowed clusters= is then
     // refused as any removal is, unless allow_removal).
-    std::shared_ptr<const CallerScopes> scopes =
-        options_.caller_scopes ? options_.caller_scopes() : nullptr;
-    MutexLock lock(&mu_);
-    auto it = bundles_.find(bundle.name());
-    if (it != bundles_.end() && it->second.definition.has_scope()) {
-      *bundle.mutable_scope() = it->second.definition.scope();
-      if (scopes != nullptr) {
-        auto now = scopes->find(bundle.scope().caller());
-        if (now != scopes->end()) *bundle.mutable_scope() = now->second;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(bundle.name());
+      if (it != bundles_.end() && it->second.definition.has_scope()) {
+        *bundle.mutable_scope() = it->second.definition.scope();
       }
+    }
+    // The token files are read for a team's bundle alone, and outside the lock.
+    std::shared_ptr<const CallerScopes> scopes =
+        bundle.has_scope() && options_.caller_scopes ? options_.caller_scopes() : nullptr;
+    if (scopes != nullptr) {
+      auto now = scopes->find(bundle.scope().caller());
+      if (now != scopes->end()) *bundle.mutable_scope() = now->second;
     }
   }
   absl::StatusOr<LabelSelector> selector = TargetSelector(bundle);
