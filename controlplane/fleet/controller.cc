@@ -536,6 +536,17 @@ absl::Status Controller::Load() {
                  << " bundles";
     for (const auto& [name, state] : bundles_) names.push_back(name);
   }
+  // A team bundle whose caller's clusters= narrowed gives the clusters it left nothing new
+  // from the first push on (FollowCallerScopes says why once it runs).
+  if (options_.caller_scopes) {
+    std::shared_ptr<const CallerScopes> scopes = options_.caller_scopes();
+    MutexLock lock(&mu_);
+    for (auto& [name, state] : bundles_) {
+      if (scopes == nullptr || !state.definition.has_scope()) continue;
+      auto now = scopes->find(state.definition.scope().caller());
+      NoteScopeClusters(state, now == scopes->end() ? nullptr : &now->second);
+    }
+  }
   // The hub and the poller are told outside the controller's locks (they may call back).
   for (const v1::Source& source : loaded_sources) poller_.Upsert(source);
   for (const auto& [bundle, generation] : loaded_tombstones) hub_->SetTombstone(bundle, generation);
@@ -581,17 +592,42 @@ void Controller::FollowScopesLoop() {
   } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
 }
 
+bool Controller::NoteScopeClusters(BundleState& state, const v1::BundleScope* now) {
+  const bool gated_before = state.ScopeGated();
+  const std::optional<std::string> before = state.scope_clusters_now;
+  if (now == nullptr || !state.definition.has_scope()) {
+    state.scope_clusters_now.reset();
+    state.scope_selector_now.reset();
+  } else if (state.scope_clusters_now != now->clusters()) {
+    state.scope_clusters_now = now->clusters();
+    absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(now->clusters());
+    state.scope_selector_now.reset();
+    if (parsed.ok() && now->clusters().size() <= kMaxSelectorBytes) {
+      state.scope_selector_now = *std::move(parsed);
+    }
+  }
+  const bool changed = state.ScopeGated() != gated_before ||
+                       (state.ScopeGated() && state.scope_clusters_now != before);
+  // A rollout under way drops (or takes back) the clusters at its next evaluation.
+  if (changed) state.partitions_membership = std::numeric_limits<uint64_t>::max();
+  return changed;
+}
+
 std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scopes,
                                                         absl::Time wait_until) {
   // The team bundles and sources whose recorded scope is not their caller's now.
   std::vector<v1::Bundle> stale;
   std::vector<v1::Source> stale_sources;
+  std::vector<std::string> regated;  // whose clusters that may get new revisions changed
   {
     MutexLock lock(&mu_);
     for (auto& [name, state] : bundles_) {
       const v1::Bundle& definition = state.definition;
       if (!definition.has_scope()) continue;
       auto now = scopes.find(definition.scope().caller());
+      if (NoteScopeClusters(state, now == scopes.end() ? nullptr : &now->second)) {
+        regated.push_back(name);
+      }
       if (now == scopes.end() || SameMessage(definition.scope(), now->second)) {
         state.scope_held.clear();
         continue;
@@ -611,6 +647,8 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
       stale_sources.push_back(source);
     }
   }
+  // Their gate first: a commit rendered meanwhile must not reach the clusters left.
+  for (const std::string& name : regated) queue_.Add(name);
   std::vector<std::string> out;
   for (v1::Source& source : stale_sources) {
     *source.mutable_scope_repos() = scopes.at(source.scope_caller()).repos();
@@ -650,8 +688,10 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
                 : absl::StrCat(", which no longer matches ", leaving.size(),
                                leaving.size() == 1 ? " cluster that holds" : " clusters that hold",
                                " it (", ListNames(leaving), ")"),
-            "; it stays on them with clusters=", before.scope().clusters(),
-            " until a fleet admin replaces it with --allow-removal (gitfleetctl bundle set ",
+            "; they keep what they run of it and get no new revision of it (its clusters= "
+            "stays ",
+            before.scope().clusters(),
+            ") until a fleet admin replaces it with --allow-removal (gitfleetctl bundle set ",
             before.name(), " --allow-removal), which removes it from them");
         next.mutable_scope()->set_clusters(before.scope().clusters());
       }
@@ -1337,6 +1377,14 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
         "cluster suspended for maintenance: it gets no new revisions until "
         "gitfleetctl cluster resume ",
         cluster.name());
+  }
+  if (state.ScopeGated() &&
+      !state.InScopeNow(LabelMap(cluster.labels().begin(), cluster.labels().end()))) {
+    return absl::StrCat("the scope of caller ", state.definition.scope().caller(),
+                        " now has clusters=", *state.scope_clusters_now,
+                        ", which does not cover this cluster: it keeps what it runs of the "
+                        "bundle and gets no new revision of it until a fleet admin replaces "
+                        "the bundle with --allow-removal (which removes it here)");
   }
   if (state.pushed_gate == nullptr || state.pushed_gate->Allows(cluster.name())) return "";
   const v1::RolloutRecord& rollout = state.record.rollout();
@@ -2173,6 +2221,7 @@ void Controller::PushToHub(const std::string& name) {
   }
   Hub::Gate stable_gate;
   Hub::Gate gate = DependencyGate(name, rollout_gate, has_stable, &stable_gate);
+  ScopeGate(name, &gate, &stable_gate);
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
   std::shared_ptr<const BundleContent> stable;
@@ -2217,6 +2266,31 @@ void Controller::PushToHub(const std::string& name) {
   it->second.pushed_stable = std::move(stable);
   it->second.pushed_stable_builds = stable_builds;
   it->second.pushed_stable_gate = std::move(stable_gate);
+}
+
+void Controller::ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* stable_gate) {
+  LabelSelector selector;
+  std::optional<LabelSelector> scope;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end() || !it->second.ScopeGated()) return;
+    selector = it->second.selector;
+    scope = it->second.scope_selector_now;
+  }
+  absl::flat_hash_set<std::string> allowed;
+  absl::flat_hash_set<std::string> stable_allowed;
+  if (scope.has_value()) {
+    for (const auto& [cluster, labels] : hub_->MatchingClusterLabels(selector)) {
+      if (!scope->Matches(labels)) continue;
+      if (*gate == nullptr || (*gate)->Allows(cluster)) allowed.insert(cluster);
+      if (*stable_gate == nullptr || (*stable_gate)->Allows(cluster)) {
+        stable_allowed.insert(cluster);
+      }
+    }
+  }
+  *gate = ClusterSetGate::Of(std::move(allowed));
+  *stable_gate = ClusterSetGate::Of(std::move(stable_allowed));
 }
 
 std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
@@ -2461,6 +2535,9 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   int64_t cut_generation = -1;
   std::string cut_commit;
   const uint64_t membership = hub_->MembershipVersion();
+  // While a team's narrowed clusters= is held, only the clusters it covers take part.
+  bool scope_gated = false;
+  std::optional<LabelSelector> scope_now;
   // The prune guard: what the fleet runs (the stable content) against the render.
   std::shared_ptr<const BundleContent> guarded_from;
   std::string max_prune;
@@ -2484,6 +2561,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     }
     before = state.record.rollout();
     selector = state.selector;
+    scope_gated = state.ScopeGated();
+    scope_now = state.scope_selector_now;
     content = state.content;
     if (state.stable != nullptr && state.stable != state.content) {
       auto variants = std::dynamic_pointer_cast<const BundleVariants>(state.stable);
@@ -2574,13 +2653,25 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   // Cut when the rollout begins. Since then the fleet may have changed (a cluster joined,
   // or its labels changed): the cut is adjusted so that no cluster's turn comes sooner.
+  auto targeted = [&] {
+    std::vector<std::pair<std::string, LabelMap>> clusters = hub_->MatchingClusterLabels(selector);
+    if (scope_gated) {
+      clusters.erase(std::remove_if(clusters.begin(), clusters.end(),
+                                    [&](const std::pair<std::string, LabelMap>& cluster) {
+                                      return !scope_now.has_value() ||
+                                             !scope_now->Matches(cluster.second);
+                                    }),
+                     clusters.end());
+    }
+    return clusters;
+  };
   std::shared_ptr<const std::vector<Partition>> partitions = cut_for(rollout.commit());
   if (partitions == nullptr) {
-    partitions = std::make_shared<const std::vector<Partition>>(
-        CutPartitions(strategy, hub_->MatchingClusterLabels(selector)));
+    partitions =
+        std::make_shared<const std::vector<Partition>>(CutPartitions(strategy, targeted()));
   } else if (cut_membership != membership) {
     std::vector<Partition> adjusted =
-        AdjustPartitions(*partitions, rollout.partition(), hub_->MatchingClusterLabels(selector));
+        AdjustPartitions(*partitions, rollout.partition(), targeted());
     // Agents reconnecting move the membership version too: the same partitions keep the
     // same gate, and the hub is told nothing new.
     if (adjusted != *partitions) {

@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -271,6 +272,21 @@ class Controller {
     int64_t content_generation = 0;  // of the definition it was rendered for
     // BundleInfo.scope_held: why its caller's narrowed clusters= is not in force yet.
     std::string scope_held;
+    // The caller's clusters= as its scope has it now, and parsed (nullopt when it cannot
+    // be: it covers no cluster). While that is not the definition's (held for an admin,
+    // or about to be followed), only targeted clusters it covers get new revisions, and
+    // the rollout cuts its partitions from them; the others keep what they hold: a team's
+    // commits no longer reach clusters its scope left (ScopeGate).
+    std::optional<std::string> scope_clusters_now;
+    std::optional<LabelSelector> scope_selector_now;
+    bool ScopeGated() const {
+      return scope_clusters_now.has_value() && *scope_clusters_now != definition.scope().clusters();
+    }
+    // Whether `labels` (matched by `selector`) are covered by the caller's clusters= now.
+    bool InScopeNow(const LabelMap& labels) const {
+      return !ScopeGated() ||
+             (scope_selector_now.has_value() && scope_selector_now->Matches(labels));
+    }
     // Engines that take values (jsonnet, helm) render per variant; their reads collect
     // here and are the render cache for the next commit.
     std::shared_ptr<ReadPathSet> variant_paths;
@@ -379,6 +395,13 @@ class Controller {
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the
   // clusters' reports allow and stores where it stands.
   Hub::Gate RolloutGate(const std::string& name);
+  // Narrows `gate` and `stable_gate` (null: any) to the clusters the bundle's caller's
+  // scope covers now, while its definition still has a wider clusters= (see
+  // BundleState.scope_gated); unchanged otherwise.
+  void ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* stable_gate);
+  // Notes the caller's scope `now` (null: not followed) in a team bundle's `state`
+  // (BundleState.scope_clusters_now). Returns whether its gate changed.
+  static bool NoteScopeClusters(BundleState& state, const v1::BundleScope* now);
   // Narrows `gate` to the clusters where every bundle `name` depends on is applied and
   // Healthy (or does not go); says which clusters wait in the bundle's rollout message.
   // *stable_gate: of the clusters `gate` holds back that hold nothing of the bundle, those

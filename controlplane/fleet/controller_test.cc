@@ -1143,8 +1143,9 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
       controller_->FollowCallerScopes({{"team-a", prod}}, absl::InfiniteFuture());
   ASSERT_EQ(lines.size(), 2u) << absl::StrJoin(lines, "\n");
   EXPECT_THAT(lines[0], HasSubstr("now has clusters=team=a,env=prod, which no longer matches 1 "
-                                  "cluster that holds it (a1); it stays on them with "
-                                  "clusters=team=a until a fleet admin replaces it with "
+                                  "cluster that holds it (a1); they keep what they run of "
+                                  "it and get no new revision of it (its clusters= stays "
+                                  "team=a) until a fleet admin replaces it with "
                                   "--allow-removal"));
   EXPECT_THAT(lines[1], HasSubstr("follows caller team-a's scope: kinds"));
   EXPECT_EQ(info().bundle().scope().clusters(), "team=a");
@@ -1155,12 +1156,46 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
   // Said once, not at every sweep.
   EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", prod}}), IsEmpty());
 
+  // Meanwhile a1 keeps what it runs and gets none of the team's new commits; a2 does, and
+  // a dev cluster that joins gets nothing.
+  const std::string held_revision = info().revision();
+  a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}},
+                    {{"team-a-app", held_revision}});
+  uint64_t a2 = ConnectAgent(hub_.get(), "a2", {{"team", "a"}, {"env", "prod"}},
+                             {{"team-a-app", held_revision}});
+  uint64_t a3 = ConnectAgent(hub_.get(), "a3", {{"team", "a"}, {"env", "dev"}});
+  git_.Write("app/cm.yaml", Cm("x", "2"));
+  git_.Commit("two");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string newer = info().revision();
+  ASSERT_NE(newer, held_revision);
+  message = hub_->NextMessage(a2, "team-a-app");
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().revision(), newer);
+  EXPECT_EQ(hub_->NextMessage(a1, "team-a-app"), nullptr) << "the scope left it";
+  EXPECT_EQ(hub_->NextMessage(a3, "team-a-app"), nullptr) << "the scope never covered it";
+  EXPECT_THAT(controller_->GetStatus("a1", "team-a-app").at(0).held_back(),
+              HasSubstr("the scope of caller team-a now has clusters=team=a,env=prod, which "
+                        "does not cover this cluster: it keeps what it runs of the bundle and "
+                        "gets no new revision of it until a fleet admin replaces the bundle "
+                        "with --allow-removal"));
+  EXPECT_EQ(controller_->GetStatus("a2", "team-a-app").at(0).held_back(), "");
+  // So from the first push after a restart, before the scopes are followed again.
+  auto scopes = std::make_shared<const CallerScopes>(CallerScopes{{"team-a", prod}});
+  SetCallerScopes(scopes);
+  Restart();
+  a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}},
+                    {{"team-a-app", held_revision}});
+  a3 = ConnectAgent(hub_.get(), "a3", {{"team", "a"}, {"env", "dev"}});
+  EXPECT_EQ(hub_->NextMessage(a1, "team-a-app"), nullptr) << "after a restart";
+  EXPECT_EQ(hub_->NextMessage(a3, "team-a-app"), nullptr) << "after a restart";
+  EXPECT_THAT(controller_->GetStatus("a1", "team-a-app").at(0).held_back(),
+              HasSubstr("does not cover this cluster"));
+
   // A fleet admin's replacement takes the scope as it is now: refused as a removal, then
   // done with --allow-removal.
   v1::Bundle admin = Bundle("team-a-app", "app");
   admin.set_target_namespace("team-a");
-  auto scopes = std::make_shared<const CallerScopes>(CallerScopes{{"team-a", prod}});
-  SetCallerScopes(scopes);
   EXPECT_THAT(controller_->AddBundle(admin, true).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("the clusters= of caller team-a's scope as it is now "
@@ -3194,6 +3229,42 @@ TEST_F(RolloutTest, ANewSelectorThatLeavesClustersHoldingTheBundleNeedsAllowRemo
   ASSERT_NE(removal, nullptr);
   EXPECT_TRUE(removal->message.has_removal());
   EXPECT_EQ(removal->message.removal().reason(), "not targeted");
+}
+
+// A team's narrowed clusters= held for an admin: its rollouts pass over the clusters the
+// scope left (they get nothing new, and a rollout does not wait for them).
+TEST_F(RolloutTest, ATeamsRolloutPassesOverTheClustersItsNarrowedScopeLeft) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  Connect("c2", "", "dev");
+  Connect("c3");
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_partition_size("1");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("env in (prod,dev)");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const std::string r1 = added->revision();
+  for (const char* name : {"c1", "c2", "c3"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  ASSERT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+
+  v1::BundleScope prod = bundle.scope();
+  prod.set_clusters("env=prod");
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", prod}}, absl::InfiniteFuture()),
+              Contains(HasSubstr("no longer matches 1 cluster that holds it (c2)")));
+  std::string r2;
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
+  ASSERT_EQ(Eventually("c1"), r2);
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r2) << "c2's partition is passed at once";
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+  EXPECT_EQ(Take("c2"), "") << "c2 keeps r1";
 }
 
 TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
