@@ -422,7 +422,13 @@ int Main(ShutdownSignals& signals) {
     };
   }
   // A team's bundles follow its scope in --api-tokens and --api-client-roles as it changes.
-  options.caller_scopes = [auth = api_auth->get()] { return auth->Current()->bundle_scopes(); };
+  // (None when only local callers are served: no line names anyone, and nobody's bundles
+  // are stopped for that.)
+  options.caller_scopes = [auth = api_auth->get()]() -> std::shared_ptr<const CallerScopes> {
+    std::shared_ptr<const ApiAuth> current = auth->Current();
+    if (current->local_only()) return nullptr;
+    return current->bundle_scopes();
+  };
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;

@@ -427,7 +427,8 @@ absl::StatusOr<std::unique_ptr<ApiAuth>> ApiAuth::Parse(const std::string& token
   };
   for (const Token& token : auth->tokens_) follow(token.name, token.scope);
   for (const auto& [name, role] : auth->client_roles_) follow(name, role.scope);
-  for (const std::string& name : unfollowed) scopes->erase(name);
+  // Named, but not to follow: an entry with no caller (see bundle_scopes).
+  for (const std::string& name : unfollowed) (*scopes)[name] = v1::BundleScope();
   auth->bundle_scopes_ = std::move(scopes);
   return auth;
 }

@@ -138,10 +138,11 @@ class ApiAuth {
   absl::StatusOr<Caller> Identify(const CallerFacts& facts) const;
   // Only local callers are served (no tokens and no certificate roles configured).
   bool local_only() const { return tokens_.empty() && client_roles_.empty(); }
-  // Every scoped caller's scope as its bundles record it, by name: what a team's bundles
-  // follow as the files change. A name left out is not one to follow: its line is gone,
-  // it is unscoped on some line, its lines disagree (a token's and a certificate's), or
-  // its scope names no clusters (its bundles could reach none).
+  // Every caller named on some line, by name, with its scope as its bundles record it:
+  // what a team's bundles follow as the files change. A name whose entry has no caller
+  // is not one to follow: it is unscoped on some line, its lines disagree (a token's and
+  // a certificate's), or its scope names no clusters (its bundles could reach none). A
+  // name missing is on no line at all.
   const std::shared_ptr<const BundleScopes>& bundle_scopes() const { return bundle_scopes_; }
 
  private:

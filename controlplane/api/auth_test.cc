@@ -300,7 +300,8 @@ TEST(ApiAuthTest, AScopedCallerReachesWhatItsScopeNamesAndNoFleetWideMethod) {
 }
 
 // What a team's bundles follow: each scoped caller's scope as they record it, unless the
-// name is unscoped somewhere, its lines disagree, or it names no clusters.
+// name is unscoped somewhere, its lines disagree, or it names no clusters (then it is
+// named, with no scope to follow).
 TEST(ApiAuthTest, BundleScopesAreTheScopedCallersWhoseLinesAgree) {
   const std::string tokens = TokenLine("team-a", Role::kAdmin, "a",
                                        "bundles=a-* clusters=team=a namespaces=a-* kinds=ConfigMap "
@@ -317,9 +318,14 @@ TEST(ApiAuthTest, BundleScopesAreTheScopedCallersWhoseLinesAgree) {
   absl::StatusOr<std::unique_ptr<ApiAuth>> auth = ApiAuth::Parse(tokens, roles);
   ASSERT_TRUE(auth.ok()) << auth.status();
   const BundleScopes& scopes = *(*auth)->bundle_scopes();
-  std::vector<std::string> names;
-  for (const auto& [name, scope] : scopes) names.push_back(name);
-  EXPECT_THAT(names, ::testing::ElementsAre("team-a", "team-b"));
+  std::vector<std::string> followed;
+  std::vector<std::string> named;
+  for (const auto& [name, scope] : scopes) {
+    named.push_back(name);
+    if (!scope.caller().empty()) followed.push_back(name);
+  }
+  EXPECT_THAT(followed, ::testing::ElementsAre("team-a", "team-b"));
+  EXPECT_THAT(named, ::testing::ElementsAre("ci", "team-a", "team-b", "team-c", "team-d"));
   const v1::BundleScope& a = scopes.at("team-a");
   EXPECT_EQ(a.caller(), "team-a");
   EXPECT_EQ(a.clusters(), "team=a");

@@ -542,9 +542,11 @@ absl::Status Controller::Load() {
     std::shared_ptr<const CallerScopes> scopes = options_.caller_scopes();
     MutexLock lock(&mu_);
     for (auto& [name, state] : bundles_) {
-      if (scopes == nullptr || !state.definition.has_scope()) continue;
-      auto now = scopes->find(state.definition.scope().caller());
-      NoteScopeClusters(state, now == scopes->end() ? nullptr : &now->second);
+      if (!state.definition.has_scope()) continue;
+      NoteScopeClusters(state, scopes.get());
+      if (state.caller_gone) {
+        state.scope_held = CallerGoneMessage(name, state.definition.scope().caller());
+      }
     }
   }
   // The hub and the poller are told outside the controller's locks (they may call back).
@@ -592,10 +594,30 @@ void Controller::FollowScopesLoop() {
   } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
 }
 
-bool Controller::NoteScopeClusters(BundleState& state, const v1::BundleScope* now) {
+std::string Controller::CallerGoneMessage(const std::string& bundle, const std::string& caller) {
+  return absl::StrCat(
+      "its caller ", caller,
+      " is named on no line of --api-tokens or --api-client-roles any more, so no cluster "
+      "gets a new revision of it (each keeps what it runs) until the caller has a line again "
+      "or a fleet admin removes the bundle (gitfleetctl bundle remove ",
+      bundle, ")");
+}
+
+bool Controller::NoteScopeClusters(BundleState& state, const CallerScopes* scopes) {
   const bool gated_before = state.ScopeGated();
+  const bool gone_before = state.caller_gone;
   const std::optional<std::string> before = state.scope_clusters_now;
-  if (now == nullptr || !state.definition.has_scope()) {
+  const v1::BundleScope* now = nullptr;
+  state.caller_gone = false;
+  if (scopes != nullptr && state.definition.has_scope()) {
+    auto it = scopes->find(state.definition.scope().caller());
+    if (it == scopes->end()) {
+      state.caller_gone = true;
+    } else if (!it->second.caller().empty()) {
+      now = &it->second;
+    }
+  }
+  if (now == nullptr) {
     state.scope_clusters_now.reset();
     state.scope_selector_now.reset();
   } else if (state.scope_clusters_now != now->clusters()) {
@@ -606,7 +628,7 @@ bool Controller::NoteScopeClusters(BundleState& state, const v1::BundleScope* no
       state.scope_selector_now = *std::move(parsed);
     }
   }
-  const bool changed = state.ScopeGated() != gated_before ||
+  const bool changed = state.ScopeGated() != gated_before || state.caller_gone != gone_before ||
                        (state.ScopeGated() && state.scope_clusters_now != before);
   // A rollout under way drops (or takes back) the clusters at its next evaluation.
   if (changed) state.partitions_membership = std::numeric_limits<uint64_t>::max();
@@ -619,16 +641,23 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
   std::vector<v1::Bundle> stale;
   std::vector<v1::Source> stale_sources;
   std::vector<std::string> regated;  // whose clusters that may get new revisions changed
+  std::vector<std::pair<std::string, std::string>> gone;  // bundle, why: told once
   {
     MutexLock lock(&mu_);
     for (auto& [name, state] : bundles_) {
       const v1::Bundle& definition = state.definition;
       if (!definition.has_scope()) continue;
       auto now = scopes.find(definition.scope().caller());
-      if (NoteScopeClusters(state, now == scopes.end() ? nullptr : &now->second)) {
-        regated.push_back(name);
+      if (NoteScopeClusters(state, &scopes)) regated.push_back(name);
+      if (state.caller_gone) {
+        std::string why = CallerGoneMessage(name, definition.scope().caller());
+        if (state.scope_held != why) {
+          state.scope_held = why;
+          gone.emplace_back(name, std::move(why));
+        }
+        continue;
       }
-      if (now == scopes.end() || SameMessage(definition.scope(), now->second)) {
+      if (now->second.caller().empty() || SameMessage(definition.scope(), now->second)) {
         state.scope_held.clear();
         continue;
       }
@@ -639,7 +668,7 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
     for (const auto& [name, source] : sources_) {
       if (source.scope_caller().empty()) continue;
       auto now = scopes.find(source.scope_caller());
-      if (now == scopes.end()) continue;
+      if (now == scopes.end() || now->second.caller().empty()) continue;
       if (std::equal(source.scope_repos().begin(), source.scope_repos().end(),
                      now->second.repos().begin(), now->second.repos().end())) {
         continue;
@@ -650,6 +679,11 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
   // Their gate first: a commit rendered meanwhile must not reach the clusters left.
   for (const std::string& name : regated) queue_.Add(name);
   std::vector<std::string> out;
+  for (const auto& [name, why] : gone) {
+    GF_LOG(WARNING) << "bundle " << name << ": " << why;
+    Publish(MakeEvent("bundle.scope_held", name, "", why, ""));
+    out.push_back(absl::StrCat("bundle ", name, ": ", why));
+  }
   for (v1::Source& source : stale_sources) {
     *source.mutable_scope_repos() = scopes.at(source.scope_caller()).repos();
     absl::StatusOr<v1::SourceInfo> followed = AddSource(source, /*replace=*/true, wait_until);
@@ -1020,7 +1054,9 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         bundle.has_scope() && options_.caller_scopes ? options_.caller_scopes() : nullptr;
     if (scopes != nullptr) {
       auto now = scopes->find(bundle.scope().caller());
-      if (now != scopes->end()) *bundle.mutable_scope() = now->second;
+      if (now != scopes->end() && !now->second.caller().empty()) {
+        *bundle.mutable_scope() = now->second;
+      }
     }
   }
   absl::StatusOr<LabelSelector> selector = TargetSelector(bundle);
@@ -1378,6 +1414,7 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
         "gitfleetctl cluster resume ",
         cluster.name());
   }
+  if (state.caller_gone) return CallerGoneMessage(name, state.definition.scope().caller());
   if (state.ScopeGated() &&
       !state.InScopeNow(LabelMap(cluster.labels().begin(), cluster.labels().end()))) {
     return absl::StrCat("the scope of caller ", state.definition.scope().caller(),
@@ -2276,7 +2313,7 @@ void Controller::ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* 
     auto it = bundles_.find(name);
     if (it == bundles_.end() || !it->second.ScopeGated()) return;
     selector = it->second.selector;
-    scope = it->second.scope_selector_now;
+    if (!it->second.caller_gone) scope = it->second.scope_selector_now;
   }
   absl::flat_hash_set<std::string> allowed;
   absl::flat_hash_set<std::string> stable_allowed;
@@ -2562,7 +2599,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     before = state.record.rollout();
     selector = state.selector;
     scope_gated = state.ScopeGated();
-    scope_now = state.scope_selector_now;
+    if (!state.caller_gone) scope_now = state.scope_selector_now;
     content = state.content;
     if (state.stable != nullptr && state.stable != state.content) {
       auto variants = std::dynamic_pointer_cast<const BundleVariants>(state.stable);

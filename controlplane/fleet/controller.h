@@ -88,9 +88,11 @@ class SiblingWait {
   uint64_t renders_ = 0;
 };
 
-// The scopes in force by caller name (BundleScope.caller set): what each team's line in
-// --api-tokens and --api-client-roles says now. A caller missing is unknown (its line
-// gone, or lines of one name that disagree): its bundles keep the scope they have.
+// The scopes in force by caller name: what each team's line in --api-tokens and
+// --api-client-roles says now. An entry with no BundleScope.caller is a name with no scope
+// to follow (lines of one name that disagree, or unscoped on one): its bundles keep the
+// scope they have. A caller missing is named on no line any more: its bundles get no new
+// revisions (a team taken off the files no longer deploys from its repositories).
 using CallerScopes = std::map<std::string, v1::BundleScope>;
 
 struct ControllerOptions {
@@ -279,13 +281,16 @@ class Controller {
     // commits no longer reach clusters its scope left (ScopeGate).
     std::optional<std::string> scope_clusters_now;
     std::optional<LabelSelector> scope_selector_now;
+    // Its caller is named on no line any more: no cluster gets a new revision.
+    bool caller_gone = false;
     bool ScopeGated() const {
-      return scope_clusters_now.has_value() && *scope_clusters_now != definition.scope().clusters();
+      return caller_gone || (scope_clusters_now.has_value() &&
+                             *scope_clusters_now != definition.scope().clusters());
     }
     // Whether `labels` (matched by `selector`) are covered by the caller's clusters= now.
     bool InScopeNow(const LabelMap& labels) const {
-      return !ScopeGated() ||
-             (scope_selector_now.has_value() && scope_selector_now->Matches(labels));
+      return !ScopeGated() || (!caller_gone && scope_selector_now.has_value() &&
+                               scope_selector_now->Matches(labels));
     }
     // Engines that take values (jsonnet, helm) render per variant; their reads collect
     // here and are the render cache for the next commit.
@@ -399,9 +404,11 @@ class Controller {
   // scope covers now, while its definition still has a wider clusters= (see
   // BundleState.scope_gated); unchanged otherwise.
   void ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* stable_gate);
-  // Notes the caller's scope `now` (null: not followed) in a team bundle's `state`
-  // (BundleState.scope_clusters_now). Returns whether its gate changed.
-  static bool NoteScopeClusters(BundleState& state, const v1::BundleScope* now);
+  // Notes its caller's scope in `scopes` (null: none in force) in a team bundle's `state`
+  // (BundleState.scope_clusters_now, caller_gone). Returns whether its gate changed.
+  static bool NoteScopeClusters(BundleState& state, const CallerScopes* scopes);
+  // Why a team bundle whose caller is named on no line gets no new revisions.
+  static std::string CallerGoneMessage(const std::string& bundle, const std::string& caller);
   // Narrows `gate` to the clusters where every bundle `name` depends on is applied and
   // Healthy (or does not go); says which clusters wait in the bundle's rollout message.
   // *stable_gate: of the clusters `gate` holds back that hold nothing of the bundle, those

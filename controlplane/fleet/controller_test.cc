@@ -1109,9 +1109,9 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
   a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}}, {{"team-a-app", good}});
   auto info = [this] { return controller_->ListBundles("team-a-app", 1).at(0); };
 
-  // Unchanged, or a caller the files no longer name: nothing happens.
+  // Unchanged, or a caller the files name with no scope to follow: nothing happens.
   EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", scope}}), IsEmpty());
-  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", v1::BundleScope()}}), IsEmpty());
   EXPECT_EQ(info().bundle().generation(), added->bundle().generation());
 
   // Another account: the agents get it.
@@ -1208,6 +1208,53 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
   EXPECT_EQ(info().target_clusters(), 1) << "a2 alone; a1 is sent the removal";
   EXPECT_THAT(controller_->FollowCallerScopes(*scopes), IsEmpty());
   EXPECT_TRUE(info().scope_held().empty());
+}
+
+// A team taken off the files no longer deploys from its repositories: its bundles get no
+// new revision anywhere (each cluster keeps what it runs), said once, until its line is
+// back.
+TEST_F(ControllerTest, ABundleOfACallerTakenOffTheFilesGetsNoNewRevisions) {
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const std::string first = added->revision();
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}}, {{"team-a-app", first}});
+  auto info = [this] { return controller_->ListBundles("team-a-app", 1).at(0); };
+
+  EXPECT_THAT(controller_->FollowCallerScopes({{"ci", v1::BundleScope()}}),
+              ElementsAre(HasSubstr("bundle team-a-app: its caller team-a is named on no line "
+                                    "of --api-tokens or --api-client-roles any more, so no "
+                                    "cluster gets a new revision of it (each keeps what it "
+                                    "runs) until the caller has a line again or a fleet admin "
+                                    "removes the bundle")));
+  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty()) << "said once";
+  EXPECT_THAT(info().scope_held(), HasSubstr("named on no line"));
+  git_.Write("app/cm.yaml", Cm("x", "2"));
+  git_.Commit("two");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string second = info().revision();
+  ASSERT_NE(second, first);
+  EXPECT_EQ(hub_->NextMessage(a1, "team-a-app"), nullptr);
+  uint64_t a2 = ConnectAgent(hub_.get(), "a2", {{"team", "a"}});
+  EXPECT_EQ(hub_->NextMessage(a2, "team-a-app"), nullptr);
+  EXPECT_THAT(controller_->GetStatus("a1", "team-a-app").at(0).held_back(),
+              HasSubstr("named on no line"));
+
+  // Its line back: the commit goes out.
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", bundle.scope()}}), IsEmpty());
+  EXPECT_TRUE(info().scope_held().empty());
+  std::shared_ptr<const EncodedMessage> message;
+  for (int i = 0; i < 2000 && message == nullptr; ++i) {
+    message = hub_->NextMessage(a1, "team-a-app");
+    if (message == nullptr) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->message.update().revision(), second);
 }
 
 // A team's source follows its caller's repos= too: narrowed away from its URL, it is not

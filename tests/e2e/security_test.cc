@@ -473,6 +473,23 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   std::vector<v1::BundleStatus> held = Status("a-dev", "team-a-app");
   ASSERT_EQ(held.size(), 1u);
   EXPECT_THAT(held[0].message(), HasSubstr("not in kinds=Secret"));
+
+  // Team a taken off the files: its bundles get no new revision anywhere, and say why.
+  lines.erase(
+      std::remove_if(lines.begin(), lines.end(),
+                     [](const std::string& each) { return absl::StartsWith(each, "team-a "); }),
+      lines.end());
+  std::ofstream(root_ + "/api-tokens.new") << absl::StrJoin(lines, "\n") << "\n";
+  ASSERT_EQ(std::rename((root_ + "/api-tokens.new").c_str(), (root_ + "/api-tokens").c_str()), 0);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return absl::StrContains(Ctl({"bundle", "list", "-o", "json"}),
+                                 "its caller team-a is named on no line of --api-tokens or "
+                                 "--api-client-roles any more");
+      },
+      absl::Seconds(30)))
+      << Ctl({"bundle", "list", "-o", "json"});
+  EXPECT_THAT(Files("a-dev"), ::testing::Contains(HasSubstr("team-a-app")));
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
