@@ -141,6 +141,11 @@ ABSL_FLAG(int, render_workers, 2,
 ABSL_FLAG(std::string, render_network, "deny",
           "deny: kustomize and helm renders run in a network namespace of their own, and fail "
           "where the machine cannot make one; allow: run them with the host's network there.");
+ABSL_FLAG(std::string, fleet_service_account_namespace, "gitfleet-system",
+          "Where the service account a Rancher Fleet repository's fleet.yaml names "
+          "(serviceAccount) is: the namespace the agents run in, as Fleet looks it up in its "
+          "agent's. A bundle defined since applies as NAMESPACE/NAME when it names no account "
+          "of its own. Empty: fleet.yaml's serviceAccount is not used (noted).");
 ABSL_FLAG(std::string, kustomize_load_restrictor, "LoadRestrictionsRootOnly",
           "LoadRestrictionsRootOnly: a kustomization reads only files in or below its folder "
           "(kustomize's default); LoadRestrictionsNone: anywhere, as Flux builds. References "
@@ -447,6 +452,14 @@ int Main(ShutdownSignals& signals) {
         absl::StrCat("--render-network=", render_network, ": want deny or allow")));
   }
   options.engines.allow_network = render_network == "allow";
+  options.fleet_service_account_namespace = absl::GetFlag(FLAGS_fleet_service_account_namespace);
+  if (!options.fleet_service_account_namespace.empty()) {
+    if (absl::Status s = ValidateName("--fleet-service-account-namespace",
+                                      options.fleet_service_account_namespace);
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
   const std::string load_restrictor = absl::GetFlag(FLAGS_kustomize_load_restrictor);
   if (load_restrictor != "LoadRestrictionsRootOnly" && load_restrictor != "LoadRestrictionsNone") {
     return Fail(absl::InvalidArgumentError(

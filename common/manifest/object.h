@@ -86,9 +86,17 @@ class ObjectSet {
     namespace_labels_ = std::move(labels);
     namespace_annotations_ = std::move(annotations);
   }
+  // The service account ("NAMESPACE/NAME") the source asks the bundle to be applied as
+  // (Fleet's serviceAccount): SyncOptions.service_account when the bundle names none
+  // (Revision::Build).
+  const std::string& declared_service_account() const { return declared_service_account_; }
+  void set_declared_service_account(std::string account) {
+    declared_service_account_ = std::move(account);
+  }
   // What a set made from this one keeps of it besides the objects: the default namespace,
-  // the fields left to others, keep_on_removal.
+  // the fields left to others, keep_on_removal, the namespace metadata and the account.
   void CopyDeclarationsFrom(const ObjectSet& other) {
+    declared_service_account_ = other.declared_service_account_;
     default_namespace_ = other.default_namespace_;
     ignore_differences_ = other.ignore_differences_;
     keep_on_removal_ = other.keep_on_removal_;
@@ -103,6 +111,7 @@ class ObjectSet {
   bool keep_on_removal_ = false;
   std::vector<std::string> namespace_labels_;
   std::vector<std::string> namespace_annotations_;
+  std::string declared_service_account_;
   // Where each object added with an origin came from (for the duplicate error).
   std::map<std::string, std::string> origins_;
 };

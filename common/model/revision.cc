@@ -24,6 +24,8 @@ std::shared_ptr<const Revision> Revision::Build(std::string bundle, std::string 
     }
   }
   if (objects.keep_on_removal()) sync.set_keep_on_removal(true);
+  // The account the source asks for, when the bundle names none (its own, or its scope's).
+  if (sync.service_account().empty()) sync.set_service_account(objects.declared_service_account());
   // The namespace metadata the source declares, under the bundle's own: a key once, sorted.
   auto merge = [](const std::vector<std::string>& declared,
                   google::protobuf::RepeatedPtrField<std::string>* own) {
@@ -58,6 +60,7 @@ v1::RevisionRecord Revision::ToRecord() const {
   record.set_target_namespace(target_namespace);
   *record.mutable_declared_ignore_differences() = objects.ignore_differences();
   record.set_declared_keep_on_removal(objects.keep_on_removal());
+  record.set_declared_service_account(objects.declared_service_account());
   for (const std::string& label : objects.namespace_labels()) {
     record.add_declared_namespace_labels(label);
   }
@@ -73,6 +76,7 @@ absl::StatusOr<std::shared_ptr<const Revision>> Revision::FromRecord(
   for (const v1::ManifestObject& object : record.objects()) objects.Put(object);
   *objects.mutable_ignore_differences() = record.declared_ignore_differences();
   objects.set_keep_on_removal(record.declared_keep_on_removal());
+  objects.set_declared_service_account(record.declared_service_account());
   objects.set_namespace_metadata(
       {record.declared_namespace_labels().begin(), record.declared_namespace_labels().end()},
       {record.declared_namespace_annotations().begin(),

@@ -293,6 +293,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_charts = record.reads_fleet_charts();
   reads.fleet_diff = record.reads_fleet_diff();
   reads.controller_fields = record.reads_controller_fields();
+  reads.fleet_service_account = record.reads_fleet_service_account();
   return reads;
 }
 
@@ -424,6 +425,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_charts(true);
         state.record.set_reads_fleet_diff(true);
         state.record.set_reads_controller_fields(true);
+        state.record.set_reads_fleet_service_account(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1249,6 +1251,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_charts(true);
         state.record.set_reads_fleet_diff(true);
         state.record.set_reads_controller_fields(true);
+        state.record.set_reads_fleet_service_account(true);
       }
       state.definition = bundle;
       state.selector = *selector;
@@ -3243,6 +3246,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads,
+         accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
          substitute = !TakesValues(engine) && WantsSubstitution(definition),
@@ -3257,6 +3261,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.read_folder = read_folder;
           input.target_namespace = ns;
           UseReads(reads, &input);
+          input.fleet_service_account_namespace = accounts_namespace;
           input.include = include;
           input.exclude = exclude;
           input.fetch_scope.repos = scope_repos;
@@ -3282,6 +3287,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.read_folder = FolderReader(snapshot.repo, commit.id);
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
+    input.fleet_service_account_namespace = options_.fleet_service_account_namespace;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     input.fetch_scope.repos = Strings(definition.scope().repos());

@@ -97,6 +97,9 @@ using CallerScopes = std::map<std::string, v1::BundleScope>;
 
 struct ControllerOptions {
   absl::Duration default_poll_interval = absl::Seconds(30);
+  // Where fleet.yaml's serviceAccount is looked up (the agents' namespace, as Fleet looks
+  // it up in its agent's); empty: not used (RenderInput::fleet_service_account_namespace).
+  std::string fleet_service_account_namespace = "gitfleet-system";
   // Every render engine's options (limits, timeout, scratch directory, tools).
   EngineOptions engines;
   // Revisions kept in the store per bundle, so agents that were away get deltas and

@@ -998,11 +998,9 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
   RenderInput plain_input{"web", "apps/web", folder};
   plain_input.notes = &notes;
   ASSERT_TRUE(RenderBundlePath(plain, plain_input).ok());
-  // Nor is the account Fleet's agent would deploy as: said, so nobody takes the bundle to be
-  // applied with less than the agent's rights (--service-account does that).
-  EXPECT_THAT(notes, ::testing::Contains(::testing::AllOf(
-                         HasSubstr("sets helm, serviceAccount, which gitfleet does not read"),
-                         HasSubstr("--service-account"))));
+  EXPECT_THAT(notes, ::testing::Contains(
+                         ::testing::AllOf(HasSubstr("sets helm, which gitfleet does not read"),
+                                          HasSubstr("--service-account"))));
 }
 
 // Fleet's helm layout with the chart in a folder of its own: fleet.yaml (or fleet.yml)

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/model/revision.h"
 #include "controlplane/render/renderer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -332,6 +333,86 @@ targetCustomizations:
               HasSubstr("apps/web/fleet.yaml: diff.comparePatches[0] (X): \"replicas\" is not a "
                         "JSON pointer"));
   EXPECT_TRUE(RenderBundlePath(renderer, before).ok());
+}
+
+// fleet.yaml's serviceAccount: the account the bundle is applied as when it names none, in
+// the agents' namespace as Fleet looks it up; noted, not used, for a bundle rendered
+// before gitfleet read it or with no namespace to look it up in; a name that is none fails
+// the render, naming it, only when it is read.
+TEST(RenderBundlePathTest, FleetYamlsServiceAccountIsTheAccountItIsAppliedAs) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"},
+      {"apps/web/fleet.yaml", "serviceAccount: deployer\n"}};
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  input.fleet_service_account_namespace = "gitfleet-system";
+  absl::StatusOr<ObjectSet> objects = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  EXPECT_EQ(objects->declared_service_account(), "gitfleet-system/deployer");
+  EXPECT_THAT(notes,
+              ::testing::Contains(HasSubstr(
+                  "applied as service account gitfleet-system/deployer, the serviceAccount "
+                  "apps/web/fleet.yaml names (in the agents' namespace, where Fleet looks it "
+                  "up), unless the bundle's own --service-account or its scope's names "
+                  "another")));
+  EXPECT_THAT(notes, ::testing::Not(::testing::Contains(HasSubstr("does not read"))));
+
+  // The revision carries it, unless the bundle names an account of its own.
+  std::shared_ptr<const Revision> revision =
+      Revision::Build("web", "c", absl::UnixEpoch(), *objects, v1::SyncOptions(), "");
+  EXPECT_EQ(revision->sync.service_account(), "gitfleet-system/deployer");
+  v1::SyncOptions own;
+  own.set_service_account("shop/deployer");
+  EXPECT_EQ(
+      Revision::Build("web", "c", absl::UnixEpoch(), *objects, own, "")->sync.service_account(),
+      "shop/deployer");
+  absl::StatusOr<std::shared_ptr<const Revision>> stored =
+      Revision::FromRecord(revision->ToRecord());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ((*stored)->objects.declared_service_account(), "gitfleet-system/deployer");
+
+  for (const auto& [without, note] : std::vector<std::pair<RenderInput, std::string>>{
+           {[&] {
+              RenderInput before = input;
+              before.reads_fleet_service_account = false;
+              return before;
+            }(),
+            "apps/web/fleet.yaml names serviceAccount deployer; this bundle was rendered before "
+            "gitfleet read it, and is applied as it was: give it "
+            "--service-account=NAMESPACE/deployer"},
+           {[&] {
+              RenderInput nowhere = input;
+              nowhere.fleet_service_account_namespace.clear();
+              return nowhere;
+            }(),
+            "apps/web/fleet.yaml names serviceAccount deployer, which is not used: the control "
+            "plane's --fleet-service-account-namespace is empty"}}) {
+    notes.clear();
+    absl::StatusOr<ObjectSet> unused = RenderBundlePath(renderer, without);
+    ASSERT_TRUE(unused.ok()) << unused.status();
+    EXPECT_EQ(unused->declared_service_account(), "");
+    EXPECT_THAT(notes, ::testing::Contains(HasSubstr(note)));
+  }
+
+  for (const auto& [content, error] : std::vector<std::pair<std::string, std::string>>{
+           {"serviceAccount: kube-system/admin\n", "it names a namespace"},
+           {"serviceAccount: Deployer\n", "serviceAccount cannot be used: "},
+           {"serviceAccount: [a]\n", "serviceAccount cannot be used: it is not a name"}}) {
+    std::vector<RepoFile> bad = files;
+    bad[1].content = content;
+    RenderInput read{"web", "apps/web", bad};
+    read.fleet_service_account_namespace = "gitfleet-system";
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(renderer, read);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << content;
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("apps/web/fleet.yaml: serviceAccount cannot be used: "))
+        << content;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr(error)) << content;
+    read.reads_fleet_service_account = false;
+    EXPECT_TRUE(RenderBundlePath(renderer, read).ok()) << content;
+  }
 }
 
 // The replicas of a workload an autoscaler in the render scales are left to it.

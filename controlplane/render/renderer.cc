@@ -608,6 +608,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_charts = reads.fleet_charts;
   input->reads_fleet_diff = reads.fleet_diff;
   input->reads_controller_fields = reads.controller_fields;
+  input->reads_fleet_service_account = reads.fleet_service_account;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -645,8 +646,23 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     for (const char* field :
          {"helm", "kustomize", "yaml", "targetCustomizations", "overrideTargets", "dependsOn",
           "rolloutStrategy", "paused", "keepResources", "correctDrift", "namespaceLabels",
-          "namespaceAnnotations", "serviceAccount"}) {
+          "namespaceAnnotations"}) {
       if (fields[field]) out.unread.push_back(field);
+    }
+    if (const YAML::Node account = fields["serviceAccount"]; account && !account.IsNull()) {
+      const std::string name = account.IsScalar() ? account.Scalar() : "";
+      absl::Status valid = name.find('/') != std::string::npos
+                               ? absl::InvalidArgumentError(
+                                     "it names a namespace, which Fleet's "
+                                     "serviceAccount does not")
+                               : ValidateServiceAccount(name);
+      if (!account.IsScalar()) valid = absl::InvalidArgumentError("it is not a name");
+      if (valid.ok()) {
+        out.service_account = name;
+      } else if (!name.empty() || !account.IsScalar()) {
+        out.service_account_error =
+            absl::StrCat("serviceAccount cannot be used: ", valid.message());
+      }
     }
     std::string folder_namespace = ScalarOf(fields["namespace"]);
     if (folder_namespace.empty()) folder_namespace = ScalarOf(fields["defaultNamespace"]);
@@ -1003,6 +1019,35 @@ absl::Status UseFleetDiff(const RenderInput& input, const FleetYamlNamespace& fl
                                     "'s namespaceLabels and namespaceAnnotations give it, as "
                                     "Fleet gives them"));
     }
+  }
+  // The account it is applied as, when the bundle names none (since
+  // reads_fleet_service_account; noted before).
+  if (!fleet.service_account_error.empty() && input.reads_fleet_service_account) {
+    return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet.service_account_error));
+  }
+  if (!fleet.service_account.empty() && notes != nullptr) {
+    if (!input.reads_fleet_service_account) {
+      notes->push_back(absl::StrCat(
+          fleet_yaml, " names serviceAccount ", fleet.service_account,
+          "; this bundle was rendered before gitfleet read it, and is applied as it was: give "
+          "it --service-account=NAMESPACE/",
+          fleet.service_account, " to apply it as that account"));
+    } else if (input.fleet_service_account_namespace.empty()) {
+      notes->push_back(absl::StrCat(fleet_yaml, " names serviceAccount ", fleet.service_account,
+                                    ", which is not used: the control plane's "
+                                    "--fleet-service-account-namespace is empty"));
+    } else {
+      notes->push_back(absl::StrCat(
+          "applied as service account ", input.fleet_service_account_namespace, "/",
+          fleet.service_account, ", the serviceAccount ", fleet_yaml,
+          " names (in the agents' namespace, where Fleet looks it up), unless the bundle's own "
+          "--service-account or its scope's names another"));
+    }
+  }
+  if (!fleet.service_account.empty() && input.reads_fleet_service_account &&
+      !input.fleet_service_account_namespace.empty()) {
+    objects->set_declared_service_account(
+        absl::StrCat(input.fleet_service_account_namespace, "/", fleet.service_account));
   }
   // Read whatever the bundle's age: keeping more than before is never a loss.
   if (fleet.keep_resources) {

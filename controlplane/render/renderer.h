@@ -146,6 +146,12 @@ struct RenderInput {
   // cert-manager's cainjector is asked to). An apply would otherwise set them back to the
   // manifest's. False for a bundle rendered before gitfleet did: noted, not used.
   bool reads_controller_fields = true;
+  // Whether fleet.yaml's serviceAccount is the account the bundle is applied as when it
+  // names none (ObjectSet::declared_service_account), looked up in
+  // `fleet_service_account_namespace` (the agents' namespace, where Fleet looks it up;
+  // empty: not used, noted). False for a bundle rendered before gitfleet read it: noted.
+  bool reads_fleet_service_account = true;
+  std::string fleet_service_account_namespace;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -196,6 +202,7 @@ struct RepositoryReads {
   bool fleet_charts = true;
   bool fleet_diff = true;
   bool controller_fields = true;
+  bool fleet_service_account = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
@@ -399,6 +406,9 @@ struct FleetYamlNamespace {
   // Options it sets that change what Fleet renders or how it rolls out, which gitfleet
   // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
   std::vector<std::string> unread;
+  // Its serviceAccount (a name), and why it cannot be used when it is no name.
+  std::string service_account;
+  std::string service_account_error;
   // "kustomize.dir overlays/prod" or "helm.chart ./chart" when it sets them: Fleet then
   // renders another folder or chart than the bundle's path.
   std::string renders_elsewhere;

@@ -418,6 +418,26 @@ TEST_F(KubernetesFleet, ABundleIsAppliedAsItsServiceAccount) {
   EXPECT_THAT(Ctl({"bundle", "list", "-o", "json"}),
               HasSubstr("\"service_account\": \"deployer\""));
 
+  // A Rancher Fleet repository's fleet.yaml names the account: looked up in the agents'
+  // namespace, as Fleet looks it up in its agent's.
+  git_.Write("apps/fleet/fleet.yaml", "serviceAccount: deployer\n");
+  git_.Write("apps/fleet/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fleet-cm\n  namespace: shop\n");
+  git_.Commit("a Fleet bundle that names its account");
+  out = Ctl({"bundle", "add", "fleetapp", "--source=demo", "--path=apps/fleet"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("applied as service account gitfleet-system/deployer"));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        std::optional<v1::BundleStatus> s = Status("fleetapp");
+        return s && s->sync_state() == v1::SYNC_STATE_FAILED &&
+               absl::StrContains(s->message(),
+                                 "User \"system:serviceaccount:gitfleet-system:deployer\"");
+      },
+      absl::Seconds(60)))
+      << Describe("fleetapp");
+  EXPECT_TRUE(Live("/api/v1/namespaces/shop/configmaps/fleet-cm").is_null());
+
   // A cluster locked down by its agent (--default-service-account): a bundle that names no
   // account is applied as the default one, never with the agent's own rights.
   agent_.reset();
