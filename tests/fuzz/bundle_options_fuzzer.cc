@@ -39,6 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> notes;
   gitfleet::RenderInput input{"web", "apps/web", files};
   input.notes = &notes;
+  input.fleet_service_account_namespace = "gitfleet-system";
   (void)gitfleet::RenderBundlePath(renderer, input);
   // The same folder as a chart's, for a cluster with a name and labels.
   ChartStandIn chart;
