@@ -1,10 +1,13 @@
 // gitfleet-controlplane: tracks Git sources, renders bundles and streams them to agents.
 // Wiring only: every component lives in its own package.
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -24,6 +27,7 @@
 #include "common/names.h"
 #include "common/server_loop.h"
 #include "common/shutdown.h"
+#include "common/status_macros.h"
 #include "common/sync.h"
 #include "common/tls.h"
 #include "common/watched_files.h"
@@ -41,12 +45,32 @@
 #include "controlplane/render/remote_bases.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
+#include "controlplane/store/etcd_store.h"
 #include "controlplane/store/store.h"
 #include "grpcpp/server_builder.h"
 
 ABSL_FLAG(std::string, grpc, "127.0.0.1:7070", "Address for the agent and admin gRPC APIs.");
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "Address for /metrics, /healthz and /readyz.");
 ABSL_FLAG(std::string, data_dir, "", "Directory for the store and Git caches (required).");
+ABSL_FLAG(std::string, store, "sqlite",
+          "sqlite: definitions and state in --data-dir/gitfleet.db; etcd: in the etcd cluster "
+          "--etcd-endpoints names (replicated to its quorum: the state outlives this machine).");
+ABSL_FLAG(std::string, etcd_endpoints, "",
+          "With --store=etcd: the members' client URLs, http://HOST:PORT or https://HOST:PORT, "
+          "comma-separated; one that does not answer gives way to the next.");
+ABSL_FLAG(std::string, etcd_prefix, "/gitfleet/",
+          "With --store=etcd: the key prefix this fleet's state lives under (one fleet each).");
+ABSL_FLAG(std::string, etcd_ca, "",
+          "With https:// endpoints: the CA that signs etcd's certificates.");
+ABSL_FLAG(std::string, etcd_cert, "", "With https:// endpoints: a client certificate (PEM).");
+ABSL_FLAG(std::string, etcd_key, "", "With https:// endpoints: the client certificate's key.");
+ABSL_FLAG(int, etcd_max_txn_ops, 128,
+          "etcd's --max-txn-ops: a larger batch is written as several transactions.");
+ABSL_FLAG(int, etcd_lock_ttl_seconds, 15,
+          "With --store=etcd: the lease of the lock that keeps one control plane writing; a "
+          "crashed one's lapses after this long (the next waits for it).");
+ABSL_FLAG(int64_t, etcd_max_request_bytes, 1536 * 1024,
+          "etcd's --max-request-bytes: larger values are kept in chunks.");
 ABSL_FLAG(std::string, agent_tokens, "",
           "File of 'cluster token [k=v,...]' lines: clusters known besides those registered "
           "with 'gitfleetctl cluster add'. Read again within seconds of a change: a removed "
@@ -203,6 +227,52 @@ int Fail(const absl::Status& status) {
   return 2;
 }
 
+// Set when the etcd store's lock was lost: the control plane stops (another may hold the
+// store now), and exits non-zero so that its supervisor starts it again.
+std::atomic<bool> store_lock_lost{false};
+
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir) {
+  const std::string kind = absl::GetFlag(FLAGS_store);
+  if (kind == "sqlite") {
+    absl::StatusOr<std::unique_ptr<SqliteStore>> sqlite =
+        SqliteStore::Open(absl::StrCat(data_dir, "/gitfleet.db"));
+    if (!sqlite.ok()) return sqlite.status();
+    return std::unique_ptr<Store>(*std::move(sqlite));
+  }
+  if (kind != "etcd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store=", kind, ": want sqlite (the default) or etcd"));
+  }
+  EtcdOptions options;
+  GF_ASSIGN_OR_RETURN(options.endpoints, ParseEtcdEndpoints(absl::GetFlag(FLAGS_etcd_endpoints)));
+  options.prefix = absl::GetFlag(FLAGS_etcd_prefix);
+  options.ca_file = absl::GetFlag(FLAGS_etcd_ca);
+  options.cert_file = absl::GetFlag(FLAGS_etcd_cert);
+  options.key_file = absl::GetFlag(FLAGS_etcd_key);
+  options.max_txn_ops = absl::GetFlag(FLAGS_etcd_max_txn_ops);
+  if (absl::GetFlag(FLAGS_etcd_lock_ttl_seconds) < 2 ||
+      absl::GetFlag(FLAGS_etcd_lock_ttl_seconds) > 3600) {
+    return absl::InvalidArgumentError("--etcd-lock-ttl-seconds must be 2-3600");
+  }
+  options.lock_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lock_ttl_seconds));
+  if (absl::GetFlag(FLAGS_etcd_max_request_bytes) < 0) {
+    return absl::InvalidArgumentError("--etcd-max-request-bytes must not be negative");
+  }
+  options.max_request_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_etcd_max_request_bytes));
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  options.holder = absl::StrCat(host, " pid ", getpid());
+  options.on_lock_lost = [](const absl::Status& why) {
+    GF_LOG(ERROR) << "stopping: the etcd store is no longer this control plane's (" << why << ")";
+    store_lock_lost = true;
+    kill(getpid(), SIGTERM);  // the usual shutdown, then a non-zero exit
+  };
+  GF_ASSIGN_OR_RETURN(std::unique_ptr<EtcdStore> etcd, EtcdStore::Open(std::move(options)));
+  GF_LOG(INFO) << "store: etcd at " << absl::GetFlag(FLAGS_etcd_endpoints) << " under "
+               << absl::GetFlag(FLAGS_etcd_prefix);
+  return std::unique_ptr<Store>(std::move(etcd));
+}
+
 int Main(ShutdownSignals& signals) {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -255,8 +325,7 @@ int Main(ShutdownSignals& signals) {
     credentials = reloading_tls->credentials();
   }
 
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::Open(absl::StrCat(data_dir, "/gitfleet.db"));
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(data_dir);
   if (!store.ok()) return Fail(store.status());
 
   absl::StatusOr<std::string> fleet_id = LoadOrCreateFleetId(store->get());
@@ -626,7 +695,7 @@ int Main(ShutdownSignals& signals) {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = nullptr;
   }
-  return 0;
+  return store_lock_lost ? 1 : 0;
 }
 
 }  // namespace

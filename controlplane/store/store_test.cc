@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "controlplane/store/store_conformance.h"
 #include "gtest/gtest.h"
 
 namespace gitfleet {
@@ -12,24 +13,6 @@ std::string TempPath() {
   std::string tmpl =
       std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/storeXXXXXX";
   return std::string(mkdtemp(tmpl.data())) + "/sub/gitfleet.db";
-}
-
-void ExerciseStore(Store& store) {
-  ASSERT_TRUE(store
-                  .Apply({Store::Put("sources", "b", "2"), Store::Put("sources", "a", "1"),
-                          Store::Put("bundles", "a", "x")})
-                  .ok());
-  auto sources = store.List("sources");
-  ASSERT_TRUE(sources.ok());
-  ASSERT_EQ(sources->size(), 2u);
-  EXPECT_EQ((*sources)[0].key, "a");
-  EXPECT_EQ((*sources)[1].value, "2");
-  ASSERT_TRUE(store.Apply({Store::Delete("sources", "a")}).ok());
-  EXPECT_EQ(store.Get("sources", "a").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(*store.Get("bundles", "a"), "x");
-  std::string binary("\0\1\2", 3);
-  ASSERT_TRUE(store.Apply({Store::Put("bin", "k", binary)}).ok());
-  EXPECT_EQ(*store.Get("bin", "k"), binary);
 }
 
 TEST(MemoryStoreTest, PutsListsAndDeletes) {

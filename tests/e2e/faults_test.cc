@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet_fixture.h"
+#include "tests/util/git_servers.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
@@ -363,6 +364,76 @@ TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
 
   agents_["prod-eu"].process->Kill(SIGTERM);
   cp_->Kill(SIGTERM);
+}
+
+// With --store=etcd the fleet's state outlives the control plane's machine: one started on
+// an empty --data-dir against the same etcd serves the same fleet, its agents keeping what
+// they run, and goes on delivering; a second one is refused while the first holds the
+// store; a backup is the SQLite file any store's is.
+TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
+  ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0)
+      << "etcd is not installed: tools/setup installs Debian's etcd-server";
+  const int client = testing::FreePort();
+  const int peer = testing::FreePort();
+  const std::string client_url = absl::StrCat("http://127.0.0.1:", client);
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
+  testing::Process etcd(
+      "/usr/bin/etcd",
+      {"--name=e2e", "--data-dir=" + root_ + "/etcd", "--listen-client-urls=" + client_url,
+       "--advertise-client-urls=" + client_url, "--listen-peer-urls=" + peer_url,
+       "--initial-advertise-peer-urls=" + peer_url, "--initial-cluster=e2e=" + peer_url,
+       "--logger=zap"},
+      root_ + "/etcd.log");
+  ASSERT_FALSE(etcd.WaitForLog("serving client traffic", absl::Seconds(30)).empty()) << etcd.Log();
+  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + client_url,
+                                            "--etcd-lock-ttl-seconds=3"};
+  git_.Write("apps/web/web.yaml", Cm("web"));
+  git_.Write("apps/base/ns.yaml", kNamespace);
+  const std::string first = git_.Commit("first");
+  StartControlPlane(on_etcd);
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("prod-eu", "base", first);
+  EXPECT_NE(access((data_dir_ + "/gitfleet.db").c_str(), F_OK), 0)
+      << "none of the fleet's state is on this disk";
+
+  std::vector<std::string> args = {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0",
+                                   "--http=127.0.0.1:0"};
+  args.insert(args.end(), on_etcd.begin(), on_etcd.end());
+  testing::Process second(testing::kControlPlane, args, root_ + "/cp2.log");
+  EXPECT_TRUE(Eventually([&] { return !second.running(); }, absl::Seconds(30))) << second.Log();
+  EXPECT_THAT(second.Log(), HasSubstr("is held by another control plane"));
+
+  // Its machine is lost (a crash: the lock's lease lapses on its own).
+  cp_->Kill(SIGKILL);
+  data_dir_ = root_ + "/cp-on-another-machine";
+  StartControlPlane(on_etcd);
+  ASSERT_TRUE(Eventually([&] { return ConnectedClusters() == 1; }, absl::Seconds(30)))
+      << cp_->Log();
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_EQ(Files("prod-eu"), kAllFiles);
+  EXPECT_EQ(CpMetric("gitfleet_orphaned_bundles"), 0);
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("web"));
+  git_.Write("apps/web/web.yaml", Cm("web", "2"));
+  const std::string second_commit = git_.Commit("second");
+  ExpectSynced("prod-eu", "web", second_commit);
+
+  int code = 0;
+  std::string out = Ctl({"backup", "--out=" + root_ + "/etcd-backup.db"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(
+      sqlite3_open_v2((root_ + "/etcd-backup.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+      SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM kv WHERE CAST(bucket AS TEXT) = 'bundles'",
+                               -1, &count, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 2) << "web and base; " << out;
+  sqlite3_finalize(count);
+  sqlite3_close(db);
 }
 
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {

@@ -1,0 +1,292 @@
+#include "controlplane/store/etcd_store.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/store/store_conformance.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/etcd/rpc.grpc.pb.h"
+#include "tests/util/git_servers.h"
+#include "tests/util/process.h"
+
+namespace gitfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string TempDir() {
+  std::string tmpl =
+      std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/etcdXXXXXX";
+  return std::string(mkdtemp(tmpl.data()));
+}
+
+std::string Bytes(size_t size, uint32_t seed) {
+  std::mt19937 bits(seed);
+  std::string out(size, '\0');
+  for (char& c : out) c = static_cast<char>(bits());
+  return out;
+}
+
+// One etcd for the suite, on loopback ports of its own.
+class EtcdStoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (access("/usr/bin/etcd", X_OK) != 0) return;  // each test fails saying so
+    dir_ = new std::string(TempDir());
+    client_port_ = testing::FreePort();
+    const int peer_port = testing::FreePort();
+    const std::string client = absl::StrCat("http://127.0.0.1:", client_port_);
+    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port);
+    etcd_ = new testing::Process(
+        "/usr/bin/etcd",
+        {"--name=test", "--data-dir=" + *dir_ + "/data", "--listen-client-urls=" + client,
+         "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer,
+         "--initial-advertise-peer-urls=" + peer, "--initial-cluster=test=" + peer, "--logger=zap"},
+        *dir_ + "/etcd.log");
+    started_ = !etcd_->WaitForLog("serving client traffic", absl::Seconds(30)).empty();
+  }
+  static void TearDownTestSuite() {
+    delete etcd_;
+    etcd_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0)
+        << "etcd is not installed: tools/setup installs Debian's etcd-server";
+    ASSERT_TRUE(started_) << etcd_->Log();
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", client_port_),
+                                       grpc::InsecureChannelCredentials());
+    raw_ = etcdserverpb::KV::NewStub(channel);
+  }
+  // A prefix no other test uses.
+  std::string Prefix() {
+    return absl::StrCat("/", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/",
+                        ++prefixes_, "/");
+  }
+  EtcdOptions Options(const std::string& prefix) {
+    EtcdOptions options;
+    options.endpoints = {absl::StrCat("http://127.0.0.1:", client_port_)};
+    options.prefix = prefix;
+    options.holder = "test";
+    options.lock_ttl = absl::Seconds(2);
+    return options;
+  }
+  // How many keys etcd holds under `prefix`, read past the store.
+  int64_t KeysUnder(const std::string& prefix) {
+    etcdserverpb::RangeRequest request;
+    request.set_key(prefix);
+    std::string end = prefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    request.set_range_end(end);
+    request.set_count_only(true);
+    etcdserverpb::RangeResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(raw_->Range(&context, request, &response).ok());
+    return response.count();
+  }
+  void RawPut(const std::string& key, const std::string& value) {
+    etcdserverpb::PutRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    etcdserverpb::PutResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(raw_->Put(&context, request, &response).ok());
+  }
+
+  static std::string* dir_;
+  static int client_port_;
+  static testing::Process* etcd_;
+  static bool started_;
+  int prefixes_ = 0;
+  std::unique_ptr<etcdserverpb::KV::Stub> raw_;
+};
+
+std::string* EtcdStoreTest::dir_ = nullptr;
+int EtcdStoreTest::client_port_ = 0;
+testing::Process* EtcdStoreTest::etcd_ = nullptr;
+bool EtcdStoreTest::started_ = false;
+
+TEST_F(EtcdStoreTest, DoesWhatEveryStoreDoesAndKeepsItAcrossOpens) {
+  const std::string prefix = Prefix();
+  {
+    absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(Options(prefix));
+    ASSERT_TRUE(store.ok()) << store.status();
+    ExerciseStore(**store);
+  }
+  absl::StatusOr<std::unique_ptr<EtcdStore>> again = EtcdStore::Open(Options(prefix));
+  ASSERT_TRUE(again.ok()) << again.status() << ": the lock is given up on close";
+  EXPECT_EQ(*(*again)->Get("sources", "b"), "2");
+  // Another prefix is another store.
+  absl::StatusOr<std::unique_ptr<EtcdStore>> other = EtcdStore::Open(Options(Prefix()));
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ((*other)->Get("sources", "b").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A value over etcd's request size is kept in chunks, read back whole, listed, backed up;
+// replaced or deleted, its chunks go.
+TEST_F(EtcdStoreTest, ABigValueIsChunkedAndItsChunksGoWithIt) {
+  const std::string prefix = Prefix();
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(Options(prefix));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string big = Bytes(5 * (*store)->chunk_bytes() + 17, 1);
+  const std::string bigger = Bytes(3 * (2 << 20), 2);  // 6 MiB: four times etcd's request
+  ASSERT_TRUE(
+      (*store)
+          ->Apply({Store::Put("revisions", "web/1", big), Store::Put("revisions", "web/2", bigger),
+                   Store::Put("revisions", "web/3", "small")})
+          .ok());
+  EXPECT_EQ(*(*store)->Get("revisions", "web/1"), big);
+  absl::StatusOr<std::vector<Store::Entry>> listed = (*store)->List("revisions");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[1].value, bigger);
+  EXPECT_EQ(KeysUnder(prefix + "o/"), 2);
+
+  const std::string backup = TempDir() + "/backup.db";
+  ASSERT_TRUE((*store)->Backup(backup).ok());
+  absl::StatusOr<std::unique_ptr<SqliteStore>> copy = SqliteStore::Open(backup);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(*(*copy)->Get("revisions", "web/2"), bigger);
+  EXPECT_EQ(*(*copy)->Get("revisions", "web/3"), "small");
+
+  ASSERT_TRUE((*store)
+                  ->Apply({Store::Put("revisions", "web/1", "now small"),
+                           Store::Delete("revisions", "web/2")})
+                  .ok());
+  EXPECT_EQ(*(*store)->Get("revisions", "web/1"), "now small");
+  EXPECT_EQ(KeysUnder(prefix + "c/"), 0) << "the replaced values' chunks are deleted";
+  EXPECT_EQ(KeysUnder(prefix + "o/"), 0);
+}
+
+// A batch past etcd's --max-txn-ops lands as several transactions, in order.
+TEST_F(EtcdStoreTest, ABatchPastEtcdsLimitsLandsWhole) {
+  EtcdOptions options = Options(Prefix());
+  options.max_txn_ops = 8;
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<Store::Write> writes;
+  for (int i = 0; i < 50; ++i) {
+    writes.push_back(
+        Store::Put("reports", absl::StrCat("c", absl::Dec(i, absl::kZeroPad2)), absl::StrCat(i)));
+  }
+  ASSERT_TRUE((*store)->Apply(writes).ok());
+  absl::StatusOr<std::vector<Store::Entry>> listed = (*store)->List("reports");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 50u) << "listed in pages";
+  EXPECT_EQ(listed->back().key, "c49");
+  EXPECT_EQ(listed->back().value, "49");
+}
+
+// One control plane writes a store: another is refused, naming the holder, until the first
+// gives it up; one whose lock was taken writes nothing more, and is told.
+TEST_F(EtcdStoreTest, OneControlPlaneHoldsAStoreAndOneThatLostItWritesNothing) {
+  const std::string prefix = Prefix();
+  EtcdOptions first = Options(prefix);
+  first.holder = "cp-1 pid 10";
+  absl::Status lost;
+  int told = 0;
+  first.on_lock_lost = [&](const absl::Status& why) {
+    lost = why;
+    ++told;
+  };
+  absl::StatusOr<std::unique_ptr<EtcdStore>> holder = EtcdStore::Open(first);
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE((*holder)->Apply({Store::Put("bundles", "web", "1")}).ok());
+
+  EtcdOptions second = Options(prefix);
+  second.holder = "cp-2 pid 20";
+  const absl::Time began = absl::Now();
+  absl::StatusOr<std::unique_ptr<EtcdStore>> refused = EtcdStore::Open(second);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("is held by another control plane (cp-1 pid 10)"));
+  EXPECT_GE(absl::Now() - began, absl::Seconds(2)) << "it waited for the lease to lapse";
+
+  // The lock taken behind its back (as by another after a partition): fenced.
+  RawPut(prefix + "lock", "someone else");
+  absl::Status write = (*holder)->Apply({Store::Put("bundles", "web", "2")});
+  EXPECT_EQ(write.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(write.message()), HasSubstr("no longer holds the store"));
+  EXPECT_EQ(told, 1);
+  EXPECT_EQ(*(*holder)->Get("bundles", "web"), "1") << "nothing was written";
+  EXPECT_EQ((*holder)->Apply({Store::Put("bundles", "web", "3")}).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(told, 1) << "told once";
+}
+
+// A crash between a big value's chunks and its entry leaves chunks nobody names: the
+// next Open deletes them, and only them.
+TEST_F(EtcdStoreTest, ChunksACrashLeftAreDeletedAtTheNextOpen) {
+  const std::string prefix = Prefix();
+  {
+    absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(Options(prefix));
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(
+        (*store)
+            ->Apply({Store::Put("revisions", "kept", Bytes(3 * (*store)->chunk_bytes(), 3)),
+                     Store::Put("revisions", "lost", Bytes(2 * (*store)->chunk_bytes(), 4))})
+            .ok());
+  }
+  // As if the entry never landed: it holds a small value, its chunks stay behind.
+  RawPut(prefix + "d/revisions/lost", "vsmall");
+  const int64_t before = KeysUnder(prefix + "c/");
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(Options(prefix));
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(KeysUnder(prefix + "o/"), 1);
+  EXPECT_EQ(KeysUnder(prefix + "c/"), before - 2);
+  EXPECT_EQ((*store)->Get("revisions", "kept")->size(), 3 * (*store)->chunk_bytes());
+  EXPECT_EQ(*(*store)->Get("revisions", "lost"), "small");
+}
+
+// A member that does not answer gives way to the next.
+TEST_F(EtcdStoreTest, AMemberThatDoesNotAnswerGivesWayToTheNext) {
+  EtcdOptions options = Options(Prefix());
+  options.timeout = absl::Seconds(2);
+  options.endpoints.insert(options.endpoints.begin(),
+                           absl::StrCat("http://127.0.0.1:", testing::FreePort()));
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Apply({Store::Put("bundles", "web", "1")}).ok());
+  EXPECT_EQ(*(*store)->Get("bundles", "web"), "1");
+
+  EtcdOptions nobody = Options(Prefix());
+  nobody.timeout = absl::Seconds(1);
+  nobody.endpoints = {absl::StrCat("http://127.0.0.1:", testing::FreePort())};
+  absl::StatusOr<std::unique_ptr<EtcdStore>> none = EtcdStore::Open(nobody);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("etcd http://127.0.0.1:"));
+}
+
+TEST(EtcdEndpointsTest, AreClientUrlsOfOneScheme) {
+  absl::StatusOr<std::vector<std::string>> parsed =
+      ParseEtcdEndpoints("http://10.0.0.5:2379, http://etcd-1.example.com:2379/");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(*parsed,
+              ::testing::ElementsAre("http://10.0.0.5:2379", "http://etcd-1.example.com:2379"));
+  for (const auto& [text, error] : std::vector<std::pair<std::string, std::string>>{
+           {"", "names no member"},
+           {"10.0.0.5:2379", "is not an etcd client URL"},
+           {"http://10.0.0.5", "is not an etcd client URL"},
+           {"http://user:pw@10.0.0.5:2379", "is not an etcd client URL"},
+           {"http://10.0.0.5:2379/v3", "is not an etcd client URL"},
+           {"http://a:1,https://b:2", "one scheme"}}) {
+    absl::StatusOr<std::vector<std::string>> bad = ParseEtcdEndpoints(text);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(error)) << text;
+  }
+  EtcdOptions options;
+  options.endpoints = {"http://127.0.0.1:1"};
+  options.prefix = "gitfleet";
+  EXPECT_THAT(std::string(EtcdStore::Open(options).status().message()),
+              HasSubstr("must start and end with '/'"));
+}
+
+}  // namespace
+}  // namespace gitfleet
