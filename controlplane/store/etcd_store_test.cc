@@ -264,6 +264,61 @@ TEST_F(EtcdStoreTest, AMemberThatDoesNotAnswerGivesWayToTheNext) {
   EXPECT_THAT(std::string(none.status().message()), HasSubstr("etcd http://127.0.0.1:"));
 }
 
+// https:// members: etcd's certificate checked against --etcd-ca, and the client's own
+// certificate where etcd asks for one.
+TEST_F(EtcdStoreTest, SpeaksTlsWithAClientCertificate) {
+  const std::string certs = TempDir();
+  const std::string script = absl::StrCat(
+      "set -e; cd '", certs, "';",
+      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1 "
+      "2>/dev/null; };",
+      "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=test-ca;",
+      "printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext;",
+      "key server.key; openssl req -new -key server.key -out server.csr -subj /CN=etcd;",
+      "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile server.ext -out server.crt 2>/dev/null;",
+      "key client.key; openssl req -new -key client.key -out client.csr -subj /CN=gitfleet;",
+      "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+      "-out client.crt 2>/dev/null");
+  ASSERT_EQ(system(script.c_str()), 0);
+  const int client_port = testing::FreePort();
+  const int peer_port = testing::FreePort();
+  const std::string client = absl::StrCat("https://127.0.0.1:", client_port);
+  const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port);
+  testing::Process secure(
+      "/usr/bin/etcd",
+      {"--name=tls", "--data-dir=" + certs + "/data", "--listen-client-urls=" + client,
+       "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer,
+       "--initial-advertise-peer-urls=" + peer, "--initial-cluster=tls=" + peer,
+       "--cert-file=" + certs + "/server.crt", "--key-file=" + certs + "/server.key",
+       "--client-cert-auth", "--trusted-ca-file=" + certs + "/ca.crt", "--logger=zap"},
+      certs + "/etcd.log");
+  ASSERT_FALSE(secure.WaitForLog("serving client traffic", absl::Seconds(30)).empty())
+      << secure.Log();
+  EtcdOptions options = Options("/tls/");
+  options.endpoints = {client};
+  options.ca_file = certs + "/ca.crt";
+  options.cert_file = certs + "/client.crt";
+  options.key_file = certs + "/client.key";
+  absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Apply({Store::Put("bundles", "web", "1")}).ok());
+  EXPECT_EQ(*(*store)->Get("bundles", "web"), "1");
+  store->reset();
+
+  // Without its certificate, etcd does not let it in.
+  EtcdOptions anonymous = options;
+  anonymous.cert_file.clear();
+  anonymous.key_file.clear();
+  anonymous.timeout = absl::Seconds(2);
+  EXPECT_FALSE(EtcdStore::Open(anonymous).ok());
+  // A CA for plain http:// members is a mistake, said.
+  EtcdOptions plain = Options("/tls/");
+  plain.ca_file = certs + "/ca.crt";
+  EXPECT_THAT(std::string(EtcdStore::Open(plain).status().message()),
+              HasSubstr("are for https:// endpoints"));
+}
+
 TEST(EtcdEndpointsTest, AreClientUrlsOfOneScheme) {
   absl::StatusOr<std::vector<std::string>> parsed =
       ParseEtcdEndpoints("http://10.0.0.5:2379, http://etcd-1.example.com:2379/");
