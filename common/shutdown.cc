@@ -21,6 +21,13 @@ ShutdownSignals::ShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+int ShutdownSignals::Poll() {
+  sigset_t set = ShutdownSet();
+  struct timespec now = {0, 0};
+  const int sig = sigtimedwait(&set, nullptr, &now);
+  return sig > 0 ? sig : 0;
+}
+
 int ShutdownSignals::Wait() {
   sigset_t set = ShutdownSet();
   int sig = 0;

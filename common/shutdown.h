@@ -23,6 +23,9 @@ class ShutdownSignals {
 
   // Blocks until SIGTERM or SIGINT arrives; returns which.
   int Wait();
+  // Takes SIGTERM or SIGINT if one has arrived, without waiting: which, or 0. For a wait
+  // of its own that must end on shutdown (a standby waiting for its store).
+  int Poll();
 };
 
 }  // namespace gitfleet

@@ -66,6 +66,9 @@ ABSL_FLAG(std::string, etcd_cert, "", "With https:// endpoints: a client certifi
 ABSL_FLAG(std::string, etcd_key, "", "With https:// endpoints: the client certificate's key.");
 ABSL_FLAG(int, etcd_max_txn_ops, 128,
           "etcd's --max-txn-ops: a larger batch is written as several transactions.");
+ABSL_FLAG(bool, etcd_standby, false,
+          "With --store=etcd: when another control plane holds the store, wait (without "
+          "serving) until it stops or its lease lapses, then take over, instead of exiting.");
 ABSL_FLAG(int, etcd_lock_ttl_seconds, 15,
           "With --store=etcd: the lease of the lock that keeps one control plane writing; a "
           "crashed one's lapses after this long (the next waits for it).");
@@ -231,7 +234,8 @@ int Fail(const absl::Status& status) {
 // store now), and exits non-zero so that its supervisor starts it again.
 std::atomic<bool> store_lock_lost{false};
 
-absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir) {
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir,
+                                                 ShutdownSignals& signals) {
   const std::string kind = absl::GetFlag(FLAGS_store);
   if (kind == "sqlite") {
     absl::StatusOr<std::unique_ptr<SqliteStore>> sqlite =
@@ -255,6 +259,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir) {
     return absl::InvalidArgumentError("--etcd-lock-ttl-seconds must be 2-3600");
   }
   options.lock_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lock_ttl_seconds));
+  options.standby = absl::GetFlag(FLAGS_etcd_standby);
+  options.stop_waiting = [&signals] { return signals.Poll() != 0; };
   if (absl::GetFlag(FLAGS_etcd_max_request_bytes) < 0) {
     return absl::InvalidArgumentError("--etcd-max-request-bytes must not be negative");
   }
@@ -325,7 +331,11 @@ int Main(ShutdownSignals& signals) {
     credentials = reloading_tls->credentials();
   }
 
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(data_dir);
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(data_dir, signals);
+  if (store.status().code() == absl::StatusCode::kCancelled) {
+    GF_LOG(INFO) << "shutting down: " << store.status().message();
+    return 0;
+  }
   if (!store.ok()) return Fail(store.status());
 
   absl::StatusOr<std::string> fleet_id = LoadOrCreateFleetId(store->get());

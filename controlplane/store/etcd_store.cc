@@ -265,8 +265,10 @@ absl::Status EtcdStore::TakeLock() {
     });
   };
   // Another holder's lease lapses within its TTL when it is gone (a crash): wait that long.
-  const absl::Time give_up = absl::Now() + options_.lock_ttl + absl::Seconds(2);
+  const absl::Time give_up = options_.standby ? absl::InfiniteFuture()
+                                              : absl::Now() + options_.lock_ttl + absl::Seconds(2);
   std::string holder;
+  bool told = false;
   while (true) {
     // A lease of its own for each try: one granted before a wait would lapse in it.
     etcdserverpb::LeaseGrantRequest grant;
@@ -307,8 +309,18 @@ absl::Status EtcdStore::TakeLock() {
     if (response.responses_size() > 0 && response.responses(0).response_range().kvs_size() > 0) {
       holder = response.responses(0).response_range().kvs(0).value();
     }
+    if (options_.standby && !told) {
+      GF_LOG(INFO) << "standing by: the store at " << options_.prefix
+                   << " in etcd is held by another control plane ("
+                   << (holder.empty() ? "unnamed" : holder.substr(0, 256))
+                   << "); this one takes it over when that one stops";
+      told = true;
+    }
     if (absl::Now() >= give_up) break;
     if (stop_.WaitForNotificationWithTimeout(absl::Seconds(1))) break;
+    if (options_.stop_waiting && options_.stop_waiting()) {
+      return absl::CancelledError("stopped while standing by for the store's lock");
+    }
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "the store at ", options_.prefix, " in etcd is held by another control plane (",

@@ -65,6 +65,11 @@ struct EtcdOptions {
   std::string holder;
   // Called once, from the lease's thread, when the lock is lost: writes fail from then on.
   std::function<void(const absl::Status&)> on_lock_lost;
+  // A standby: Open waits for the lock as long as another holds it (and takes over when
+  // that one stops or its lease lapses), until `stop_waiting` (asked each second) says to
+  // stop, which it answers with Cancelled.
+  bool standby = false;
+  std::function<bool()> stop_waiting;
 };
 
 // The `--etcd-endpoints` list (comma-separated) as EtcdOptions::endpoints: each an http:// or
@@ -74,9 +79,10 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(const std::string& t
 
 class EtcdStore : public Store {
  public:
-  // Connects, takes the lock (waiting up to lock_ttl for another holder's lease to lapse)
-  // and deletes chunks a crash left unnamed. FailedPrecondition naming the holder when
-  // another control plane keeps the lock; Unavailable when no member answers.
+  // Connects, takes the lock (waiting up to lock_ttl for another holder's lease to lapse,
+  // or, a standby, as long as another holds it) and deletes chunks a crash left unnamed.
+  // FailedPrecondition naming the holder when another control plane keeps the lock; Unavailable
+  // when no member answers.
   static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(EtcdOptions options);
   // Gives the lock up (revokes its lease), so that a restart need not wait for it.
   ~EtcdStore() override;

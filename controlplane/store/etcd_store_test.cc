@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -219,6 +221,37 @@ TEST_F(EtcdStoreTest, OneControlPlaneHoldsAStoreAndOneThatLostItWritesNothing) {
   EXPECT_EQ((*holder)->Apply({Store::Put("bundles", "web", "3")}).code(),
             absl::StatusCode::kAborted);
   EXPECT_EQ(told, 1) << "told once";
+}
+
+// A standby waits for the store as long as another holds it, and takes over when that one
+// stops; told to stop meanwhile, it gives up.
+TEST_F(EtcdStoreTest, AStandbyTakesOverWhenTheHolderStops) {
+  const std::string prefix = Prefix();
+  absl::StatusOr<std::unique_ptr<EtcdStore>> holder = EtcdStore::Open(Options(prefix));
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE((*holder)->Apply({Store::Put("bundles", "web", "1")}).ok());
+  EtcdOptions waiting = Options(prefix);
+  waiting.standby = true;
+  std::atomic<bool> done{false};
+  absl::StatusOr<std::unique_ptr<EtcdStore>> standby;
+  std::thread opener([&] {
+    standby = EtcdStore::Open(waiting);
+    done = true;
+  });
+  absl::SleepFor(absl::Seconds(5));  // past the lease and the wait of a control plane
+  EXPECT_FALSE(done) << "it stands by while the holder holds the store";
+  holder->reset();
+  EXPECT_TRUE(testing::Eventually([&] { return done.load(); }, absl::Seconds(10)));
+  opener.join();
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  EXPECT_EQ(*(*standby)->Get("bundles", "web"), "1");
+  ASSERT_TRUE((*standby)->Apply({Store::Put("bundles", "web", "2")}).ok());
+
+  EtcdOptions stopped = Options(prefix);
+  stopped.standby = true;
+  std::atomic<int> asked{0};
+  stopped.stop_waiting = [&] { return ++asked >= 2; };
+  EXPECT_EQ(EtcdStore::Open(stopped).status().code(), absl::StatusCode::kCancelled);
 }
 
 // A crash between a big value's chunks and its entry leaves chunks nobody names: the

@@ -366,10 +366,10 @@ TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
   cp_->Kill(SIGTERM);
 }
 
-// With --store=etcd the fleet's state outlives the control plane's machine: one started on
-// an empty --data-dir against the same etcd serves the same fleet, its agents keeping what
-// they run, and goes on delivering; a second one is refused while the first holds the
-// store; a backup is the SQLite file any store's is.
+// With --store=etcd the fleet's state outlives the control plane's machine: a second one
+// is refused while the first holds the store, a standby on an empty --data-dir waits, and
+// takes over when the first's machine is lost, serving the same fleet (its agents keeping
+// what they run) and delivering on; a backup is the SQLite file any store's is.
 TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0)
       << "etcd is not installed: tools/setup installs Debian's etcd-server";
@@ -405,10 +405,28 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   EXPECT_TRUE(Eventually([&] { return !second.running(); }, absl::Seconds(30))) << second.Log();
   EXPECT_THAT(second.Log(), HasSubstr("is held by another control plane"));
 
-  // Its machine is lost (a crash: the lock's lease lapses on its own).
+  // A standby on another machine (an empty --data-dir) waits without serving, on the same
+  // address; the first's machine is lost (a crash: the lock's lease lapses on its own), and
+  // the standby takes over.
+  args = {"--data-dir=" + root_ + "/cp-standby",
+          absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
+          "--http=127.0.0.1:0",
+          "--poll-interval-seconds=1",
+          "--allow-any-agent",
+          "--trust-agent-labels",
+          "--allow-local-sources",
+          "--etcd-standby"};
+  args.insert(args.end(), on_etcd.begin(), on_etcd.end());
+  auto standby =
+      std::make_unique<testing::Process>(testing::kControlPlane, args, root_ + "/cp-standby.log");
+  EXPECT_FALSE(
+      standby->WaitForLog("standing by: the store at /gitfleet/ in etcd is held by").empty())
+      << standby->Log();
+  EXPECT_TRUE(standby->running());
   cp_->Kill(SIGKILL);
-  data_dir_ = root_ + "/cp-on-another-machine";
-  StartControlPlane(on_etcd);
+  cp_ = std::move(standby);
+  cp_http_ = testing::Port(cp_->WaitForLog(R"(HTTP on port (\d+))", absl::Seconds(30)));
+  ASSERT_GT(cp_http_, 0) << cp_->Log();
   ASSERT_TRUE(Eventually([&] { return ConnectedClusters() == 1; }, absl::Seconds(30)))
       << cp_->Log();
   ExpectSynced("prod-eu", "web", first);
