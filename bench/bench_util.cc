@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
+#include "tests/util/git_servers.h"
 
 namespace gitfleet::bench {
 
@@ -34,16 +35,19 @@ std::string Binary(const std::string& bin_dir, const std::string& path) {
 }
 
 absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const std::string& root,
-                                               int poll_interval_seconds, const std::string& grpc) {
+                                               int poll_interval_seconds, const std::string& grpc,
+                                               const std::vector<std::string>& extra) {
   static int starts = 0;
   ControlPlane cp;
+  // Simulated agents join by name and are targeted by the labels they report.
+  std::vector<std::string> args = {
+      "--data-dir=" + root + "/cp", "--grpc=" + grpc,
+      "--http=127.0.0.1:0",         absl::StrCat("--poll-interval-seconds=", poll_interval_seconds),
+      "--allow-any-agent",          "--trust-agent-labels",
+      "--allow-local-sources"};
+  args.insert(args.end(), extra.begin(), extra.end());
   cp.process = std::make_unique<testing::Process>(
-      Binary(bin_dir, "controlplane/gitfleet-controlplane"),
-      // Simulated agents join by name and are targeted by the labels they report.
-      std::vector<std::string>{"--data-dir=" + root + "/cp", "--grpc=" + grpc, "--http=127.0.0.1:0",
-                               absl::StrCat("--poll-interval-seconds=", poll_interval_seconds),
-                               "--allow-any-agent", "--trust-agent-labels",
-                               "--allow-local-sources"},
+      Binary(bin_dir, "controlplane/gitfleet-controlplane"), args,
       // Each start its own log: they are appended to, and a restart must not find the last
       // start's "serving" line.
       absl::StrCat(root, "/cp.log", starts == 0 ? "" : absl::StrCat(".", starts)));
@@ -55,6 +59,26 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
   }
   cp.target = "127.0.0.1:" + port;
   return cp;
+}
+
+absl::StatusOr<std::unique_ptr<testing::Process>> StartEtcd(const std::string& root,
+                                                            std::string* endpoint) {
+  const int client = testing::FreePort();
+  const int peer = testing::FreePort();
+  *endpoint = absl::StrCat("http://127.0.0.1:", client);
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
+  auto etcd = std::make_unique<testing::Process>(
+      "/usr/bin/etcd",
+      std::vector<std::string>{
+          "--name=bench", "--data-dir=" + root + "/etcd", "--listen-client-urls=" + *endpoint,
+          "--advertise-client-urls=" + *endpoint, "--listen-peer-urls=" + peer_url,
+          "--initial-advertise-peer-urls=" + peer_url, "--initial-cluster=bench=" + peer_url,
+          "--logger=zap"},
+      root + "/etcd.log");
+  if (etcd->WaitForLog("serving client traffic", absl::Seconds(30)).empty()) {
+    return absl::UnavailableError(absl::StrCat("etcd did not start:\n", etcd->Log()));
+  }
+  return etcd;
 }
 
 int64_t ProcStatusBytes(pid_t pid, const std::string& field) {

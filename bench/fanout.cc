@@ -65,6 +65,9 @@ ABSL_FLAG(int, idle_seconds, 30,
           "After the commits, how long to measure the control plane's CPU with every agent "
           "connected and nothing changing (keepalive pings come every 30 s); 0 skips it.");
 ABSL_FLAG(std::string, bin_dir, "", "Where the binaries are (default: runfiles).");
+ABSL_FLAG(bool, etcd, false,
+          "The control plane's store in an etcd this bench starts (--store=etcd), whose CPU "
+          "is reported too.");
 ABSL_FLAG(bool, removals, false,
           "Each commit removes one object (and puts back the one the commit before removed), "
           "rather than changing one: the hub looks for handovers to other bundles.");
@@ -306,8 +309,21 @@ int Main() {
     return per_cluster ? swarm.HoldingCommit("bench", commit) : swarm.Holding("bench", revision);
   };
 
-  absl::StatusOr<bench::ControlPlane> started =
-      bench::StartControlPlane(absl::GetFlag(FLAGS_bin_dir), root, 3600);
+  std::unique_ptr<testing::Process> etcd;
+  std::vector<std::string> store_flags;
+  if (absl::GetFlag(FLAGS_etcd)) {
+    std::string endpoint;
+    absl::StatusOr<std::unique_ptr<testing::Process>> started_etcd =
+        bench::StartEtcd(root, &endpoint);
+    if (!started_etcd.ok()) {
+      fprintf(stderr, "%s\n", std::string(started_etcd.status().message()).c_str());
+      return 1;
+    }
+    etcd = *std::move(started_etcd);
+    store_flags = {"--store=etcd", "--etcd-endpoints=" + endpoint};
+  }
+  absl::StatusOr<bench::ControlPlane> started = bench::StartControlPlane(
+      absl::GetFlag(FLAGS_bin_dir), root, 3600, "127.0.0.1:0", store_flags);
   if (!started.ok()) {
     fprintf(stderr, "%s\n", std::string(started.status().message()).c_str());
     return 1;
@@ -380,6 +396,7 @@ int Main() {
   absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_settle_seconds)));  // let status writes settle
   const int64_t rss_connected = bench::ProcStatusBytes(cp.pid(), "VmRSS");
   const double cpu_before = bench::CpuSeconds(cp.pid());
+  const double etcd_cpu_before = etcd != nullptr ? bench::CpuSeconds(etcd->pid()) : 0;
   const double swarm_cpu_before = bench::CpuSeconds(getpid());
 
   std::vector<double> fanout, swarm_fanout, sync_to_ack, bytes_per_agent, limits, ratios;
@@ -477,6 +494,10 @@ int Main() {
         bench::CpuSeconds(getpid()) - swarm_cpu_before - limit_cpu);
   }
   const double cpu_seconds = bench::CpuSeconds(cp.pid()) - cpu_before;
+  if (etcd != nullptr) {
+    printf("etcd: %.2f CPU seconds for %d commits\n",
+           bench::CpuSeconds(etcd->pid()) - etcd_cpu_before, commits);
+  }
   // What holding the fleet costs while nothing changes: keepalives, timers, housekeeping.
   const int idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
   double idle_cpu_fraction = 0;
