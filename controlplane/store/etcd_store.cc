@@ -68,22 +68,19 @@ std::optional<Manifest> ParseManifest(absl::string_view stored) {
   return m;
 }
 
-etcdserverpb::RequestOp PutOp(std::string key, std::string value, bool prev_kv = false) {
+etcdserverpb::RequestOp PutOp(std::string key, std::string value) {
   etcdserverpb::RequestOp op;
   etcdserverpb::PutRequest* put = op.mutable_request_put();
   put->set_key(std::move(key));
   put->set_value(std::move(value));
-  put->set_prev_kv(prev_kv);
   return op;
 }
 
-etcdserverpb::RequestOp DeleteOp(std::string key, std::string range_end = "",
-                                 bool prev_kv = false) {
+etcdserverpb::RequestOp DeleteOp(std::string key, std::string range_end = "") {
   etcdserverpb::RequestOp op;
   etcdserverpb::DeleteRangeRequest* del = op.mutable_request_delete_range();
   del->set_key(std::move(key));
   del->set_range_end(std::move(range_end));
-  del->set_prev_kv(prev_kv);
   return op;
 }
 
@@ -506,28 +503,39 @@ absl::Status EtcdStore::Apply(const std::vector<Write>& writes) {
     keys.push_back(absl::StrCat(options_.prefix, "d/", w.bucket, "/", w.key));
     last[keys.back()] = i;
   }
+  // One batch at a time: which entries name chunks (chunked_) follows the store's order.
+  MutexLock apply(&apply_mu_);
   std::vector<etcdserverpb::RequestOp> ops;
+  std::vector<std::pair<std::string, std::string>> now_chunked;  // key, nonce
+  std::vector<std::string> written;
   for (size_t i = 0; i < writes.size(); ++i) {
     if (last[keys[i]] != i) continue;
+    written.push_back(keys[i]);
     if (!writes[i].value.has_value()) {
-      ops.push_back(DeleteOp(keys[i], "", /*prev_kv=*/true));
+      ops.push_back(DeleteOp(keys[i]));
       continue;
     }
     // A big value's chunks land first, unnamed until its entry does (a crash leaves them
     // for the next Open's sweep).
     GF_ASSIGN_OR_RETURN(std::string stored, Encode(keys[i], *writes[i].value));
-    ops.push_back(PutOp(keys[i], std::move(stored), /*prev_kv=*/true));
+    if (std::optional<Manifest> m = ParseManifest(stored)) {
+      now_chunked.emplace_back(keys[i], m->nonce);
+    }
+    ops.push_back(PutOp(keys[i], std::move(stored)));
   }
-  GF_ASSIGN_OR_RETURN(std::vector<etcdserverpb::ResponseOp> responses, RunOps(std::move(ops)));
-  // The chunks of what was replaced or deleted are no longer named.
+  absl::Status landed = RunOps(std::move(ops)).status();
+  // The chunks of what was replaced or deleted are no longer named. After a failure some
+  // of the batch may have landed: its entries are forgotten here (their chunks, if any, are
+  // left to the next start's sweep rather than deleted while something may name them).
   std::vector<std::string> replaced;
-  auto note = [&](const mvccpb::KeyValue& kv) {
-    if (std::optional<Manifest> m = ParseManifest(kv.value())) replaced.push_back(m->nonce);
-  };
-  for (const etcdserverpb::ResponseOp& r : responses) {
-    if (r.has_response_put() && r.response_put().has_prev_kv()) note(r.response_put().prev_kv());
-    for (const mvccpb::KeyValue& kv : r.response_delete_range().prev_kvs()) note(kv);
+  for (const std::string& key : written) {
+    auto it = chunked_.find(key);
+    if (it == chunked_.end()) continue;
+    if (landed.ok()) replaced.push_back(it->second);
+    chunked_.erase(it);
   }
+  if (!landed.ok()) return landed;
+  for (auto& [key, nonce] : now_chunked) chunked_[key] = std::move(nonce);
   if (absl::Status deleted = DeleteChunks(replaced); !deleted.ok()) {
     GF_LOG(WARNING) << "etcd store: chunks of replaced values stay until the next start: "
                     << deleted;
@@ -565,7 +573,12 @@ absl::Status EtcdStore::SweepChunks() {
       GF_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse named, Range(std::move(entry)));
       std::optional<Manifest> m;
       if (named.kvs_size() > 0) m = ParseManifest(named.kvs(0).value());
-      if (!m.has_value() || m->nonce != nonce) orphans.push_back(nonce);
+      if (!m.has_value() || m->nonce != nonce) {
+        orphans.push_back(nonce);
+      } else {
+        MutexLock apply(&apply_mu_);
+        chunked_[owner.value()] = nonce;
+      }
     }
     if (!response.more() || response.kvs().empty()) break;
     from = response.kvs().rbegin()->key() + std::string(1, '\0');

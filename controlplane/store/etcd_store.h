@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -141,6 +142,10 @@ class EtcdStore : public Store {
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lock_revision_ ABSL_GUARDED_BY(mu_) = 0;  // the lock key's create revision
   bool lock_lost_ ABSL_GUARDED_BY(mu_) = false;
+  // Which entries name chunks now (data key -> nonce), known since Open's sweep: this
+  // store is the one writer, so a write that replaces one knows what to delete.
+  Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::map<std::string, std::string> chunked_ ABSL_GUARDED_BY(apply_mu_);
   absl::Notification stop_;
   std::thread keepalive_;
 };

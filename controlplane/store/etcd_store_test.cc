@@ -276,6 +276,10 @@ TEST_F(EtcdStoreTest, ChunksACrashLeftAreDeletedAtTheNextOpen) {
   EXPECT_EQ(KeysUnder(prefix + "c/"), before - 2);
   EXPECT_EQ((*store)->Get("revisions", "kept")->size(), 3 * (*store)->chunk_bytes());
   EXPECT_EQ(*(*store)->Get("revisions", "lost"), "small");
+  // What the sweep found named is known: replaced after the restart, its chunks go too.
+  ASSERT_TRUE((*store)->Apply({Store::Put("revisions", "kept", "small too")}).ok());
+  EXPECT_EQ(KeysUnder(prefix + "c/"), 0);
+  EXPECT_EQ(KeysUnder(prefix + "o/"), 0);
 }
 
 // A member that does not answer gives way to the next.
