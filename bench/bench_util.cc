@@ -19,7 +19,6 @@
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
-#include "tests/util/git_servers.h"
 
 namespace gitfleet::bench {
 
@@ -59,26 +58,6 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
   }
   cp.target = "127.0.0.1:" + port;
   return cp;
-}
-
-absl::StatusOr<std::unique_ptr<testing::Process>> StartEtcd(const std::string& root,
-                                                            std::string* endpoint) {
-  const int client = testing::FreePort();
-  const int peer = testing::FreePort();
-  *endpoint = absl::StrCat("http://127.0.0.1:", client);
-  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
-  auto etcd = std::make_unique<testing::Process>(
-      "/usr/bin/etcd",
-      std::vector<std::string>{
-          "--name=bench", "--data-dir=" + root + "/etcd", "--listen-client-urls=" + *endpoint,
-          "--advertise-client-urls=" + *endpoint, "--listen-peer-urls=" + peer_url,
-          "--initial-advertise-peer-urls=" + peer_url, "--initial-cluster=bench=" + peer_url,
-          "--logger=zap"},
-      root + "/etcd.log");
-  if (etcd->WaitForLog("serving client traffic", absl::Seconds(30)).empty()) {
-    return absl::UnavailableError(absl::StrCat("etcd did not start:\n", etcd->Log()));
-  }
-  return etcd;
 }
 
 int64_t ProcStatusBytes(pid_t pid, const std::string& field) {

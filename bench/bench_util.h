@@ -35,10 +35,6 @@ absl::StatusOr<ControlPlane> StartControlPlane(const std::string& bin_dir, const
                                                int poll_interval_seconds,
                                                const std::string& grpc = "127.0.0.1:0",
                                                const std::vector<std::string>& extra = {});
-// An etcd (Debian's etcd-server) under ROOT/etcd on loopback ports; `*endpoint` is its
-// client URL.
-absl::StatusOr<std::unique_ptr<testing::Process>> StartEtcd(const std::string& root,
-                                                            std::string* endpoint);
 
 // A field of /proc/PID/status (VmRSS, VmHWM), in bytes; 0 when unknown.
 int64_t ProcStatusBytes(pid_t pid, const std::string& field);

@@ -49,6 +49,7 @@
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
+#include "tests/util/etcd_server.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/process.h"
 
@@ -312,15 +313,12 @@ int Main() {
   std::unique_ptr<testing::Process> etcd;
   std::vector<std::string> store_flags;
   if (absl::GetFlag(FLAGS_etcd)) {
-    std::string endpoint;
-    absl::StatusOr<std::unique_ptr<testing::Process>> started_etcd =
-        bench::StartEtcd(root, &endpoint);
-    if (!started_etcd.ok()) {
-      fprintf(stderr, "%s\n", std::string(started_etcd.status().message()).c_str());
+    absl::StatusOr<std::string> endpoint = testing::StartEtcd(root + "/etcd", &etcd);
+    if (!endpoint.ok()) {
+      fprintf(stderr, "%s\n", std::string(endpoint.status().message()).c_str());
       return 1;
     }
-    etcd = *std::move(started_etcd);
-    store_flags = {"--store=etcd", "--etcd-endpoints=" + endpoint};
+    store_flags = {"--store=etcd", "--etcd-endpoints=" + *endpoint};
   }
   absl::StatusOr<bench::ControlPlane> started = bench::StartControlPlane(
       absl::GetFlag(FLAGS_bin_dir), root, 3600, "127.0.0.1:0", store_flags);

@@ -1,6 +1,7 @@
 #include "controlplane/store/etcd_store.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/etcd/rpc.grpc.pb.h"
+#include "tests/util/etcd_server.h"
 #include "tests/util/git_servers.h"
 #include "tests/util/process.h"
 
@@ -41,29 +43,16 @@ std::string Bytes(size_t size, uint32_t seed) {
 class EtcdStoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (access("/usr/bin/etcd", X_OK) != 0) return;  // each test fails saying so
-    dir_ = new std::string(TempDir());
-    client_port_ = testing::FreePort();
-    const int peer_port = testing::FreePort();
-    const std::string client = absl::StrCat("http://127.0.0.1:", client_port_);
-    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port);
-    etcd_ = new testing::Process(
-        "/usr/bin/etcd",
-        {"--name=test", "--data-dir=" + *dir_ + "/data", "--listen-client-urls=" + client,
-         "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer,
-         "--initial-advertise-peer-urls=" + peer, "--initial-cluster=test=" + peer, "--logger=zap"},
-        *dir_ + "/etcd.log");
-    started_ = !etcd_->WaitForLog("serving client traffic", absl::Seconds(30)).empty();
+    etcd_ = new std::unique_ptr<testing::Process>();
+    started_ = new absl::StatusOr<std::string>(testing::StartEtcd(TempDir(), etcd_));
   }
   static void TearDownTestSuite() {
     delete etcd_;
     etcd_ = nullptr;
   }
   void SetUp() override {
-    ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0)
-        << "etcd is not installed: tools/setup installs Debian's etcd-server";
-    ASSERT_TRUE(started_) << etcd_->Log();
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", client_port_),
+    ASSERT_TRUE(started_->ok()) << started_->status();
+    auto channel = grpc::CreateChannel(started_->value().substr(strlen("http://")),
                                        grpc::InsecureChannelCredentials());
     raw_ = etcdserverpb::KV::NewStub(channel);
   }
@@ -74,7 +63,7 @@ class EtcdStoreTest : public ::testing::Test {
   }
   EtcdOptions Options(const std::string& prefix) {
     EtcdOptions options;
-    options.endpoints = {absl::StrCat("http://127.0.0.1:", client_port_)};
+    options.endpoints = {started_->value()};
     options.prefix = prefix;
     options.holder = "test";
     options.lock_ttl = absl::Seconds(2);
@@ -102,18 +91,14 @@ class EtcdStoreTest : public ::testing::Test {
     ASSERT_TRUE(raw_->Put(&context, request, &response).ok());
   }
 
-  static std::string* dir_;
-  static int client_port_;
-  static testing::Process* etcd_;
-  static bool started_;
+  static std::unique_ptr<testing::Process>* etcd_;
+  static absl::StatusOr<std::string>* started_;
   int prefixes_ = 0;
   std::unique_ptr<etcdserverpb::KV::Stub> raw_;
 };
 
-std::string* EtcdStoreTest::dir_ = nullptr;
-int EtcdStoreTest::client_port_ = 0;
-testing::Process* EtcdStoreTest::etcd_ = nullptr;
-bool EtcdStoreTest::started_ = false;
+std::unique_ptr<testing::Process>* EtcdStoreTest::etcd_ = nullptr;
+absl::StatusOr<std::string>* EtcdStoreTest::started_ = nullptr;
 
 TEST_F(EtcdStoreTest, DoesWhatEveryStoreDoesAndKeepsItAcrossOpens) {
   const std::string prefix = Prefix();
@@ -318,22 +303,14 @@ TEST_F(EtcdStoreTest, SpeaksTlsWithAClientCertificate) {
       "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
       "-out client.crt 2>/dev/null");
   ASSERT_EQ(system(script.c_str()), 0);
-  const int client_port = testing::FreePort();
-  const int peer_port = testing::FreePort();
-  const std::string client = absl::StrCat("https://127.0.0.1:", client_port);
-  const std::string peer = absl::StrCat("http://127.0.0.1:", peer_port);
-  testing::Process secure(
-      "/usr/bin/etcd",
-      {"--name=tls", "--data-dir=" + certs + "/data", "--listen-client-urls=" + client,
-       "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer,
-       "--initial-advertise-peer-urls=" + peer, "--initial-cluster=tls=" + peer,
-       "--cert-file=" + certs + "/server.crt", "--key-file=" + certs + "/server.key",
-       "--client-cert-auth", "--trusted-ca-file=" + certs + "/ca.crt", "--logger=zap"},
-      certs + "/etcd.log");
-  ASSERT_FALSE(secure.WaitForLog("serving client traffic", absl::Seconds(30)).empty())
-      << secure.Log();
+  std::unique_ptr<testing::Process> secure;
+  absl::StatusOr<std::string> client = testing::StartEtcd(
+      certs + "/etcd", &secure, /*tls=*/true,
+      {"--cert-file=" + certs + "/server.crt", "--key-file=" + certs + "/server.key",
+       "--client-cert-auth", "--trusted-ca-file=" + certs + "/ca.crt"});
+  ASSERT_TRUE(client.ok()) << client.status();
   EtcdOptions options = Options("/tls/");
-  options.endpoints = {client};
+  options.endpoints = {*client};
   options.ca_file = certs + "/ca.crt";
   options.cert_file = certs + "/client.crt";
   options.key_file = certs + "/client.key";

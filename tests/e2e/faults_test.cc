@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet_fixture.h"
-#include "tests/util/git_servers.h"
+#include "tests/util/etcd_server.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
@@ -371,21 +371,10 @@ TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
 // takes over when the first's machine is lost, serving the same fleet (its agents keeping
 // what they run) and delivering on; a backup is the SQLite file any store's is.
 TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
-  ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0)
-      << "etcd is not installed: tools/setup installs Debian's etcd-server";
-  const int client = testing::FreePort();
-  const int peer = testing::FreePort();
-  const std::string client_url = absl::StrCat("http://127.0.0.1:", client);
-  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
-  testing::Process etcd(
-      "/usr/bin/etcd",
-      {"--name=e2e", "--data-dir=" + root_ + "/etcd", "--listen-client-urls=" + client_url,
-       "--advertise-client-urls=" + client_url, "--listen-peer-urls=" + peer_url,
-       "--initial-advertise-peer-urls=" + peer_url, "--initial-cluster=e2e=" + peer_url,
-       "--logger=zap"},
-      root_ + "/etcd.log");
-  ASSERT_FALSE(etcd.WaitForLog("serving client traffic", absl::Seconds(30)).empty()) << etcd.Log();
-  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + client_url,
+  std::unique_ptr<testing::Process> etcd;
+  absl::StatusOr<std::string> client_url = testing::StartEtcd(root_ + "/etcd", &etcd);
+  ASSERT_TRUE(client_url.ok()) << client_url.status();
+  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + *client_url,
                                             "--etcd-lock-ttl-seconds=3"};
   git_.Write("apps/web/web.yaml", Cm("web"));
   git_.Write("apps/base/ns.yaml", kNamespace);
