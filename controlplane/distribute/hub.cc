@@ -242,6 +242,11 @@ bool Hub::HoldsAny(const Agent& agent, const std::string& bundle) {
   return agent.held.count(bundle) > 0 || agent.whole.count(bundle) > 0;
 }
 
+bool Hub::MayHold(const Agent& agent, const std::string& bundle) {
+  return HoldsAny(agent, bundle) ||
+         (agent.connection == nullptr && agent.reports.count(bundle) > 0);
+}
+
 bool Hub::GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent) {
   return target.stable != nullptr && !HoldsAny(agent, bundle) &&
          (target.stable_gate == nullptr || target.stable_gate->Allows(agent.info.name()));
@@ -2017,7 +2022,7 @@ std::vector<std::string> Hub::HoldersLeaving(const std::string& bundle, const La
   MutexLock lock(&mu_);
   std::vector<std::string> out;
   for (const auto& [name, agent] : agents_) {
-    if (agent.labels_known && HoldsAny(agent, bundle) && before.Matches(agent.labels) &&
+    if (agent.labels_known && MayHold(agent, bundle) && before.Matches(agent.labels) &&
         !after.Matches(agent.labels)) {
       out.push_back(name);
     }
@@ -2032,7 +2037,7 @@ std::vector<std::string> Hub::BundlesLeaving(const std::string& cluster,
   auto it = agents_.find(cluster);
   if (it == agents_.end() || trust_agent_labels_) return out;
   for (const auto& [name, target] : bundles_) {
-    if (HoldsAny(it->second, name) && Targets(target, it->second) &&
+    if (MayHold(it->second, name) && Targets(target, it->second) &&
         !target.selector.Matches(labels)) {
       out.push_back(name);
     }

@@ -347,6 +347,10 @@ class Hub {
   bool Targets(const BundleTarget& target, const Agent& agent) const;
   // Whether `agent` holds some revision of `bundle`, known to the hub or not.
   static bool HoldsAny(const Agent& agent, const std::string& bundle);
+  // HoldsAny, or, for a cluster not connected (after a restart its hello has not told what
+  // it holds), a report of `bundle` stored from it: what a change that would take the
+  // bundle off it must take for held, lest its reconnect bring a removal nobody asked for.
+  static bool MayHold(const Agent& agent, const std::string& bundle);
   // Whether `agent`, held back by the gate of `bundle` (`target`), gets its stable content.
   static bool GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent);
   // Works out agent.labels from what it reports and what the control plane owns.

@@ -312,6 +312,34 @@ TEST_F(HubLabelsTest, NamesTheClustersANewSelectorLeavesAndTheBundlesNewLabelsLe
   EXPECT_THAT(hub_.BundlesLeaving("a", LabelMap{{"env", "dev"}}), IsEmpty());
 }
 
+// After a restart a cluster that has not reconnected yet has told nothing of what it holds:
+// one whose report of a bundle is stored may hold it, and a change that would take the
+// bundle off it counts it (its reconnect would otherwise bring a removal nobody asked for).
+TEST_F(HubTest, AClusterNotBackSinceARestartHoldsWhatItReported) {
+  auto rev = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  hub_.Connect(MakeHello("b", "prod"), "p", std::make_shared<FakeConnection>());  // holds none
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  v1::StatusUpdate status;
+  status.set_bundle("web");
+  status.set_revision(rev->id);
+  status.set_applied_revision(rev->id);
+  status.set_sync_state(v1::SYNC_STATE_SYNCED);
+  hub_.OnStatus(a, status);
+  hub_.Flush();
+
+  Hub restarted(&store_, metrics_);
+  restarted.SetTrustAgentLabels(true);
+  ASSERT_TRUE(restarted.Load().ok());
+  EXPECT_THAT(restarted.HoldersLeaving("web", Selector("env=prod"), Selector("env=dev")),
+              ElementsAre("a"));
+  // Back, it says what it holds: nothing of web any more.
+  restarted.Connect(MakeHello("a", "prod"), "p", std::make_shared<FakeConnection>());
+  EXPECT_THAT(restarted.HoldersLeaving("web", Selector("env=prod"), Selector("env=dev")),
+              IsEmpty());
+}
+
 TEST_F(HubTest, RemovalWhenSelectorStopsMatchingOrBundleIsRemoved) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector("env=prod"), SingleRevision(rev));

@@ -1180,10 +1180,20 @@ TEST_F(ControllerTest, ATeamsBundlesFollowItsScopeAndANarrowedClustersWaitsForAn
                         "gets no new revision of it until a fleet admin replaces the bundle "
                         "with --allow-removal"));
   EXPECT_EQ(controller_->GetStatus("a2", "team-a-app").at(0).held_back(), "");
-  // So from the first push after a restart, before the scopes are followed again.
+  // So from the first push after a restart, before the scopes are followed again (and a1,
+  // not back yet, holds what it last reported: the scope's clusters= stays held).
+  v1::StatusUpdate report;
+  report.set_bundle("team-a-app");
+  report.set_revision(held_revision);
+  report.set_applied_revision(held_revision);
+  report.set_sync_state(v1::SYNC_STATE_SYNCED);
+  hub_->OnStatus(a1, report);
   auto scopes = std::make_shared<const CallerScopes>(CallerScopes{{"team-a", prod}});
   SetCallerScopes(scopes);
   Restart();
+  controller_->FollowCallerScopes(*scopes);  // as the scopes thread does at the start
+  EXPECT_THAT(info().scope_held(), HasSubstr("(a1)")) << "held, as before the restart";
+  EXPECT_EQ(info().bundle().scope().clusters(), "team=a");
   a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}, {"env", "dev"}},
                     {{"team-a-app", held_revision}});
   a3 = ConnectAgent(hub_.get(), "a3", {{"team", "a"}, {"env", "dev"}});
