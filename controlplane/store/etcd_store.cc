@@ -338,6 +338,7 @@ void EtcdStore::KeepLockAlive() {
       lease = lease_;
     }
     int64_t ttl = -1;
+    bool answered = false;
     absl::Status renewal =
         Call("renew the lock's lease", [&](Member& m, grpc::ClientContext* context) {
           std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
@@ -346,10 +347,13 @@ void EtcdStore::KeepLockAlive() {
           etcdserverpb::LeaseKeepAliveRequest request;
           request.set_id(lease);
           etcdserverpb::LeaseKeepAliveResponse response;
-          if (stream->Write(request) && stream->Read(&response)) ttl = response.ttl();
+          answered = stream->Write(request) && stream->Read(&response);
+          if (answered) ttl = response.ttl();
           stream->WritesDone();
           return stream->Finish();
         });
+    // A stream closed without an answer is a renewal that did not happen, not a lapse.
+    if (renewal.ok() && !answered) renewal = absl::UnavailableError("no answer to the renewal");
     if (renewal.ok() && ttl > 0) {
       renewed = absl::Now();
       continue;
