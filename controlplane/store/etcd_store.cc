@@ -611,9 +611,9 @@ absl::StatusOr<std::string> EtcdStore::Get(const std::string& bucket, const std:
   }
 }
 
-absl::StatusOr<std::vector<EtcdStore::Read>> EtcdStore::ReadAll(const std::string& from_prefix) {
+absl::StatusOr<std::vector<Store::Entry>> EtcdStore::ReadAll(const std::string& from_prefix) {
   for (int attempt = 0;; ++attempt) {
-    std::vector<Read> out;
+    std::vector<Entry> out;
     int64_t revision = 0;  // every page at the first one's revision: one consistent view
     std::string from = from_prefix;
     absl::Status failed;
@@ -647,16 +647,16 @@ absl::StatusOr<std::vector<EtcdStore::Read>> EtcdStore::ReadAll(const std::strin
 
 absl::StatusOr<std::vector<Store::Entry>> EtcdStore::List(const std::string& bucket) {
   const std::string prefix = absl::StrCat(options_.prefix, "d/", bucket, "/");
-  GF_ASSIGN_OR_RETURN(std::vector<Read> all, ReadAll(prefix));
+  GF_ASSIGN_OR_RETURN(std::vector<Entry> all, ReadAll(prefix));
   std::vector<Entry> out;
   out.reserve(all.size());
-  for (Read& read : all) out.push_back({read.key.substr(prefix.size()), std::move(read.value)});
+  for (Entry& read : all) out.push_back({read.key.substr(prefix.size()), std::move(read.value)});
   return out;
 }
 
 absl::Status EtcdStore::Backup(const std::string& path) {
   const std::string data = options_.prefix + "d/";
-  GF_ASSIGN_OR_RETURN(std::vector<Read> all, ReadAll(data));
+  GF_ASSIGN_OR_RETURN(std::vector<Entry> all, ReadAll(data));
   // Written to a SQLite store of its own, whose backup is then the file a SQLite store's
   // backup is (one file, no write-ahead log beside it).
   const std::string partial = path + ".partial";
@@ -667,7 +667,7 @@ absl::Status EtcdStore::Backup(const std::string& path) {
   absl::Status made = [&]() -> absl::Status {
     GF_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> copy, SqliteStore::Open(partial));
     std::vector<Write> batch;
-    for (Read& read : all) {
+    for (Entry& read : all) {
       absl::string_view rest = absl::string_view(read.key).substr(data.size());
       const size_t slash = rest.find('/');
       if (slash == absl::string_view::npos) continue;

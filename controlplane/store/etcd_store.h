@@ -104,12 +104,6 @@ class EtcdStore : public Store {
     std::unique_ptr<etcdserverpb::KV::Stub> kv;
     std::unique_ptr<etcdserverpb::Lease::Stub> lease;
   };
-  // A decoded entry: its value, read whole (chunks included) at `revision`.
-  struct Read {
-    std::string key;
-    std::string value;
-  };
-
   explicit EtcdStore(EtcdOptions options);
   absl::Status Connect();
   absl::Status TakeLock();
@@ -131,8 +125,9 @@ class EtcdStore : public Store {
   // Deletes the chunks (and owner) of each nonce.
   absl::Status DeleteChunks(const std::vector<std::string>& nonces);
   absl::Status SweepChunks();
-  // Every entry under `from` (a data key prefix), read at one revision.
-  absl::StatusOr<std::vector<Read>> ReadAll(const std::string& from);
+  // Every entry under `from` (a data key prefix), read at one revision, chunks and all; each
+  // Entry's key is the whole etcd key.
+  absl::StatusOr<std::vector<Entry>> ReadAll(const std::string& from);
 
   const EtcdOptions options_;
   const size_t chunk_bytes_;
