@@ -398,10 +398,12 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options opti
   // With TLS, civetweb serves plain HTTP on a private port behind a TLS frontend.
   const bool tls = !options.tls_cert_and_key.empty();
   std::string listen = tls ? "127.0.0.1:0" : options.listen;
+  // Each open watch holds a thread: room for them all, and for requests besides.
+  const std::string threads = std::to_string(std::max(options.max_watches, 0) + 16);
   const char* args[] = {"listening_ports",
                         listen.c_str(),
                         "num_threads",
-                        "16",
+                        threads.c_str(),
                         "enable_keep_alive",
                         "yes",
                         "keep_alive_timeout_ms",
@@ -438,6 +440,10 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Options opti
 }
 
 FakeApiServer::~FakeApiServer() {
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;  // open watches end
+  }
   tls_.reset();
   if (ctx_ != nullptr) StopCivetweb(ctx_, internal_host_, internal_port_);
 }
@@ -537,6 +543,7 @@ int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
   const char* type = mg_get_header(conn, "Content-Type");
   const char* impersonate = mg_get_header(conn, "Impersonate-User");
   Response response;
+  // The stream ends as the server stops: its handlers must return for civetweb to stop.
   try {
     response = server->Handle(info->request_method, info->local_uri ? info->local_uri : "",
                               info->query_string ? info->query_string : "", auth ? auth : "",
@@ -544,6 +551,12 @@ int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
   } catch (const nlohmann::json::exception& e) {
     // A body of the wrong shape: the API answers 400, it does not fall over.
     response = {400, StatusBody(400, "BadRequest", std::string("malformed request: ") + e.what())};
+  }
+  if (response.watch.has_value()) {
+    server->ServeWatch(conn, *response.watch);
+    MutexLock lock(&server->mu_);
+    --server->open_watches_;
+    return 200;
   }
   std::string text = response.body.dump();
   std::string extra;
@@ -646,7 +659,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     return finish(
         {404, StatusBody(404, "NotFound", "the server could not find the requested resource")});
   }
-  std::string verb = method == "GET"      ? (name.empty() ? "list" : "get")
+  const bool watch = method == "GET" && name.empty() && query.count("watch") > 0 &&
+                     (query["watch"] == "true" || query["watch"] == "1");
+  std::string verb = method == "GET"      ? (name.empty() ? (watch ? "watch" : "list") : "get")
                      : method == "PATCH"  ? "patch"
                      : method == "DELETE" ? "delete"
                                           : absl::AsciiStrToLower(method);
@@ -715,6 +730,37 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                                     details)};
   };
 
+  if (watch) {
+    // A watch: served as a stream by Dispatch, outside the lock.
+    WatchRequest request;
+    request.group = group;
+    request.version = version;
+    request.prefix =
+        ns.empty() ? absl::StrCat(group, "/", plural, "/") : ObjectKeyFor(group, plural, ns, "");
+    request.selector = query.count("labelSelector") > 0 ? query["labelSelector"] : "";
+    const std::string from = query.count("resourceVersion") > 0 ? query["resourceVersion"] : "";
+    if (!from.empty() && from != "0") {
+      request.from_now = false;
+      if (!absl::SimpleAtoi(from, &request.from)) {
+        return finish({400, StatusBody(400, "BadRequest", "resourceVersion is not a number")});
+      }
+    }
+    request.bookmarks =
+        query.count("allowWatchBookmarks") > 0 && query["allowWatchBookmarks"] == "true";
+    int timeout_seconds = 1800;
+    if (query.count("timeoutSeconds") > 0 &&
+        (!absl::SimpleAtoi(query["timeoutSeconds"], &timeout_seconds) || timeout_seconds < 0)) {
+      return finish({400, StatusBody(400, "BadRequest", "timeoutSeconds is not a number")});
+    }
+    request.timeout = absl::Seconds(std::min(timeout_seconds, 1800));
+    if (open_watches_ >= options_.max_watches) {
+      return finish({429, StatusBody(429, "TooManyRequests", "too many watches open"), 1});
+    }
+    ++open_watches_;
+    Response response{200, json()};
+    response.watch = std::move(request);
+    return finish(std::move(response));
+  }
   if (method == "GET" && name.empty()) {
     json items = json::array();
     std::string prefix = ObjectKeyFor(group, plural, ns, "");
@@ -789,9 +835,11 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
         !meta["finalizers"].empty()) {
       // As the API does: the object stays, marked, until its finalizers are removed.
       if (!meta.contains("deletionTimestamp")) {
+        json before = it->second;
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z";
         meta["deletionGracePeriodSeconds"] = 0;
         meta["resourceVersion"] = std::to_string(++resource_version_);
+        ChangedLocked(key, std::move(before), it->second);
       }
       json object = it->second;
       object["apiVersion"] = ApiVersion(group, version);
@@ -799,18 +847,20 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     }
     json gone = it->second;
     objects_.erase(it);
+    ++resource_version_;
+    ChangedLocked(key, std::move(gone), nullptr);
     if (group.empty() && plural == "namespaces") {
       // The namespace controller removes everything inside; here it happens at once.
       for (auto o = objects_.begin(); o != objects_.end();) {
         std::vector<std::string> k = absl::StrSplit(o->first, '/');
         if (k.size() >= 4 && k[k.size() - 2] == name) {
+          ChangedLocked(o->first, o->second, nullptr);
           o = objects_.erase(o);
         } else {
           ++o;
         }
       }
     }
-    ++resource_version_;
     return finish(
         {200,
          {{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Success"}, {"details", details}}});
@@ -819,8 +869,10 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     if (it == objects_.end()) return finish(not_found());
     json patch = json::parse(body, nullptr, false);
     if (!patch.is_object()) return finish({400, StatusBody(400, "BadRequest", "body is not JSON")});
+    json before = it->second;
     if (patch.contains("status")) MergeInto(it->second["status"], patch["status"]);
     it->second["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+    ChangedLocked(key, std::move(before), it->second);
     return finish({200, it->second});
   }
   if (method == "PATCH" && subresource.empty() &&
@@ -1045,6 +1097,7 @@ FakeApiServer::Response FakeApiServer::ApplyLocked(const Resource& resource,
   if (changed) {
     ++resource_version_;
     AfterWriteLocked(resource, object);
+    ChangedLocked(key, objects_.count(key) > 0 ? objects_[key] : json(), object);
     objects_[key] = object;
   }
   return {create ? 201 : 200, object};
@@ -1128,6 +1181,7 @@ FakeApiServer::Response FakeApiServer::PatchLocked(const Resource& resource,
   if (q("dryRun") == "All" || !changed) return {200, changed ? after : before};
   ++resource_version_;
   AfterWriteLocked(resource, after);
+  ChangedLocked(key, objects_[key], after);
   objects_[key] = after;
   return {200, after};
 }
@@ -1207,6 +1261,7 @@ FakeApiServer::Response FakeApiServer::CreateLocked(const Resource& resource,
   if (dry_run != query.end() && dry_run->second == "All") return {201, object};
   ++resource_version_;
   AfterWriteLocked(resource, object);
+  ChangedLocked(key, nullptr, object);
   objects_[key] = object;
   return {201, object};
 }
@@ -1387,8 +1442,10 @@ bool FakeApiServer::SetStatus(const std::string& group, const std::string& resou
   MutexLock lock(&mu_);
   auto it = objects_.find(ObjectKeyFor(group, resource, ns, name));
   if (it == objects_.end()) return false;
+  json before = it->second;
   it->second["status"] = std::move(status);
   it->second["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+  ChangedLocked(it->first, std::move(before), it->second);
   return true;
 }
 
@@ -1403,8 +1460,119 @@ bool FakeApiServer::Mutate(const std::string& group, const std::string& resource
   json& meta = it->second["metadata"];
   meta["resourceVersion"] = std::to_string(++resource_version_);
   if (Spec(it->second) != Spec(before)) meta["generation"] = meta.value("generation", 1) + 1;
+  ChangedLocked(it->first, std::move(before), it->second);
   ReapLocked(it->first);
   return true;
+}
+
+void FakeApiServer::ChangedLocked(const std::string& key, json before, json after) {
+  changes_.push_back({resource_version_, key, std::move(before), std::move(after)});
+  while (changes_.size() > options_.watch_history) {
+    forgotten_through_ = changes_.front().version;
+    changes_.pop_front();
+  }
+}
+
+void FakeApiServer::CompactWatchHistory() {
+  MutexLock lock(&mu_);
+  forgotten_through_ = resource_version_;
+  changes_.clear();
+}
+
+int FakeApiServer::OpenWatches() const {
+  MutexLock lock(&mu_);
+  return open_watches_;
+}
+
+void FakeApiServer::ServeWatch(mg_connection* conn, const WatchRequest& watch) {
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+      "Cache-Control: no-cache, private\r\n\r\n";
+  if (mg_write(conn, head.data(), head.size()) <= 0) return;
+  auto send = [conn](const std::string& lines) {
+    if (lines.empty()) return true;
+    std::string chunk = absl::StrCat(absl::Hex(lines.size()), "\r\n", lines, "\r\n");
+    return mg_write(conn, chunk.data(), chunk.size()) > 0;
+  };
+  auto event = [&watch](const char* type, json object) {
+    if (object.is_object()) object["apiVersion"] = ApiVersion(watch.group, watch.version);
+    return json{{"type", type}, {"object", std::move(object)}}.dump() + "\n";
+  };
+  const absl::Time end = absl::Now() + watch.timeout;
+  int64_t cursor = watch.from;
+  std::string out;
+  {
+    MutexLock lock(&mu_);
+    if (watch.from_now) {
+      // The state now, as ADDED events, then what changes after it.
+      for (auto it = objects_.lower_bound(watch.prefix);
+           it != objects_.end() && absl::StartsWith(it->first, watch.prefix); ++it) {
+        if (Matches(it->second, watch.selector)) out += event("ADDED", it->second);
+      }
+      cursor = resource_version_;
+    }
+  }
+  if (!send(out)) return;
+  absl::Time last_sent = absl::Now();
+  while (true) {
+    out.clear();
+    bool expired = false;
+    {
+      MutexLock lock(&mu_);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || cursor < forgotten_through_ ||
+               (!changes_.empty() && changes_.back().version > cursor);
+      };
+      mu_.AwaitWithTimeout(ready, std::min(end - absl::Now(), absl::Seconds(1)));
+      if (stopping_) break;
+      if (cursor < forgotten_through_) {
+        // What it follows from is gone: 410 Expired, as an ERROR event, and the end.
+        expired = true;
+        out = json{{"type", "ERROR"},
+                   {"object", StatusBody(410, "Expired",
+                                         absl::StrCat("too old resource version: ", cursor, " (",
+                                                      forgotten_through_ + 1, ")"))}}
+                  .dump() +
+              "\n";
+      } else {
+        auto first = std::upper_bound(
+            changes_.begin(), changes_.end(), cursor,
+            [](int64_t version, const Change& change) { return version < change.version; });
+        for (auto it = first; it != changes_.end(); ++it) {
+          cursor = it->version;
+          if (!absl::StartsWith(it->key, watch.prefix)) continue;
+          // An object entering or leaving the selection is ADDED or DELETED, as the API
+          // sends them to a watch with a label selector.
+          const bool was = it->before.is_object() && Matches(it->before, watch.selector);
+          const bool is = it->after.is_object() && Matches(it->after, watch.selector);
+          if (!was && is) {
+            out += event("ADDED", it->after);
+          } else if (was && is) {
+            out += event("MODIFIED", it->after);
+          } else if (was) {
+            json gone = it->before;
+            gone["metadata"]["resourceVersion"] = std::to_string(it->version);
+            out += event("DELETED", std::move(gone));
+          }
+        }
+        if (out.empty() && watch.bookmarks && absl::Now() - last_sent >= absl::Seconds(1)) {
+          out = json{{"type", "BOOKMARK"},
+                     {"object",
+                      {{"apiVersion", ApiVersion(watch.group, watch.version)},
+                       {"metadata", {{"resourceVersion", std::to_string(resource_version_)}}}}}}
+                    .dump() +
+                "\n";
+          cursor = std::max(cursor, resource_version_);
+        }
+      }
+    }
+    if (!out.empty()) {
+      if (!send(out)) return;
+      last_sent = absl::Now();
+    }
+    if (expired || absl::Now() >= end) break;
+  }
+  mg_write(conn, "0\r\n\r\n", 5);
 }
 
 void FakeApiServer::ReapLocked(const std::string& key) {
@@ -1415,15 +1583,21 @@ void FakeApiServer::ReapLocked(const std::string& key) {
   if (meta.contains("finalizers") && meta["finalizers"].is_array() && !meta["finalizers"].empty()) {
     return;
   }
+  json gone = std::move(it->second);
   objects_.erase(it);  // its last finalizer removed: the deletion it waited for ends
   ++resource_version_;
+  ChangedLocked(key, std::move(gone), nullptr);
 }
 
 bool FakeApiServer::Delete(const std::string& group, const std::string& resource,
                            const std::string& ns, const std::string& name) {
   MutexLock lock(&mu_);
   ++resource_version_;
-  return objects_.erase(ObjectKeyFor(group, resource, ns, name)) > 0;
+  auto it = objects_.find(ObjectKeyFor(group, resource, ns, name));
+  if (it == objects_.end()) return false;
+  ChangedLocked(it->first, std::move(it->second), nullptr);
+  objects_.erase(it);
+  return true;
 }
 
 void FakeApiServer::Put(const std::string& group, const std::string& resource, json object) {
@@ -1432,7 +1606,9 @@ void FakeApiServer::Put(const std::string& group, const std::string& resource, j
   std::string name = object["metadata"].value("name", "");
   object["metadata"]["uid"] = absl::StrCat("uid-", ++uid_);
   object["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
-  objects_[ObjectKeyFor(group, resource, ns, name)] = std::move(object);
+  const std::string key = ObjectKeyFor(group, resource, ns, name);
+  ChangedLocked(key, objects_.count(key) > 0 ? objects_[key] : json(), object);
+  objects_[key] = std::move(object);
 }
 
 json FakeApiServer::Get(const std::string& group, const std::string& resource,

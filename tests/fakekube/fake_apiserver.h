@@ -13,9 +13,11 @@
 //
 // Thread-safe: requests are served on civetweb's threads; test hooks may run at any time.
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,11 @@ class FakeApiServer {
     // Act as the workload controllers would: Deployments, StatefulSets, DaemonSets,
     // ReplicaSets and Jobs report a finished rollout as soon as they are written.
     bool simulate_controllers = false;
+    // How many changes watches may start from (resourceVersion): a watch from before the
+    // oldest kept gets the API's 410 Expired, as after etcd's compaction.
+    size_t watch_history = 10000;
+    // Watches open at once; more get 429 (each holds one of the server's threads).
+    int max_watches = 200;
   };
 
   struct Request {
@@ -94,6 +101,11 @@ class FakeApiServer {
   nlohmann::json Get(const std::string& group, const std::string& resource, const std::string& ns,
                      const std::string& name) const;
   size_t ObjectCount() const;
+  // Forgets the changes kept for watches: a watch from any resourceVersion before now gets
+  // 410 Expired, and open ones end with it, as after an etcd compaction.
+  void CompactWatchHistory();
+  // Watches open now.
+  int OpenWatches() const;
 
   // With TLS: connections accepted so far (clients that reuse connections make few).
   int TlsConnections() const { return tls_ == nullptr ? 0 : tls_->connections(); }
@@ -111,10 +123,29 @@ class FakeApiServer {
     bool namespaced = true;
     bool served = true;
   };
+  // A watch the request asked for (GET of a collection with watch=true), served as a stream.
+  struct WatchRequest {
+    std::string group;
+    std::string version;
+    std::string prefix;  // of the keys of objects_ it covers
+    std::string selector;
+    bool from_now = true;  // no resourceVersion (or "0"): the objects now, then changes
+    int64_t from = 0;      // else: changes after this resourceVersion
+    bool bookmarks = false;
+    absl::Duration timeout;
+  };
   struct Response {
     int code = 200;
     nlohmann::json body;
     int retry_after = -1;
+    std::optional<WatchRequest> watch;
+  };
+  // One change, kept for watches: the object before and after (null when absent).
+  struct Change {
+    int64_t version;
+    std::string key;
+    nlohmann::json before;
+    nlohmann::json after;
   };
 
   explicit FakeApiServer(Options options);
@@ -150,6 +181,12 @@ class FakeApiServer {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AfterWriteLocked(const Resource& resource, nlohmann::json& object)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps the change of `key` for watches, at the current resource_version_.
+  void ChangedLocked(const std::string& key, nlohmann::json before, nlohmann::json after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Streams the events of `watch` to `conn` until it times out, the client goes, the
+  // history it follows is compacted or the server stops.
+  void ServeWatch(mg_connection* conn, const WatchRequest& watch);
   void EstablishCrdsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const Resource* FindResourceLocked(const std::string& group, const std::string& version,
                                      const std::string& plural) const
@@ -180,6 +217,11 @@ class FakeApiServer {
   int64_t resource_version_ ABSL_GUARDED_BY(mu_) = 1000;
   int64_t uid_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
+  std::deque<Change> changes_ ABSL_GUARDED_BY(mu_);
+  // Changes up to this resourceVersion are forgotten: a watch from before it is expired.
+  int64_t forgotten_through_ ABSL_GUARDED_BY(mu_) = 0;
+  int open_watches_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace gitfleet
