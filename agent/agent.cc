@@ -239,11 +239,12 @@ void Agent::Run(Notification* stop) {
     {
       MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !events_.empty() || interrupted_;
+        return !events_.empty() || interrupted_ || woken_;
       };
       // Wake at least every second: failed bundles retry on their own backoff.
       mu_.AwaitWithTimeout(ready, absl::Seconds(1));
       events.swap(events_);
+      woken_ = false;
     }
     if (stop->HasBeenNotified()) break;
     for (const Event& event : events) Handle(event);
@@ -260,6 +261,11 @@ void Agent::Run(Notification* stop) {
 void Agent::Interrupt() {
   MutexLock lock(&mu_);
   interrupted_ = true;
+}
+
+void Agent::Wake() {
+  MutexLock lock(&mu_);
+  woken_ = true;
 }
 
 }  // namespace gitfleet

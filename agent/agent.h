@@ -59,6 +59,8 @@ class Agent {
   // waiting for work sees it at once (it looks at least once a second anyway).
   void Run(Notification* stop);
   void Interrupt();
+  // Brings the loop's next pass forward (a change watch named a bundle). Any thread.
+  void Wake();
 
  private:
   struct Connected {
@@ -100,6 +102,7 @@ class Agent {
   Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
   bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::HeldRevision> held_ ABSL_GUARDED_BY(mu_);
   std::string fleet_id_ ABSL_GUARDED_BY(mu_);  // the trusted fleet, for the hello
   // What the last hello said of the cluster; what the control plane was last told of it

@@ -29,6 +29,7 @@
 #include "agent/kube/client.h"
 #include "agent/kube/config.h"
 #include "agent/kube/discovery.h"
+#include "agent/kube/drift_watch.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
 #include "common/file_system.h"
@@ -73,6 +74,14 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mTLS.");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs the control plane's certificate: enables TLS.");
 ABSL_FLAG(int, resync_interval_seconds, 30, "How often to check live objects for drift.");
+ABSL_FLAG(bool, watch_drift, true,
+          "Watch the kinds the bundles hold (objects labelled gitfleet.io/bundle, across "
+          "namespaces), so an object someone changes or deletes is checked within about a "
+          "second rather than at the next --resync-interval-seconds check. Needs list and "
+          "watch on those kinds across the cluster; a kind it may not watch is left to the "
+          "periodic checks.");
+ABSL_FLAG(int, max_drift_watches, 64,
+          "Kinds watched at once (--watch-drift); the rest are left to the periodic checks.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
 ABSL_FLAG(bool, grpc_bdp_probe, false,
           "Probe the link's bandwidth-delay product to widen gRPC's flow-control window: "
@@ -172,6 +181,9 @@ int Main(ShutdownSignals& signals) {
   }
   if (absl::GetFlag(FLAGS_hook_timeout) < absl::Seconds(1)) {
     return Fail(absl::InvalidArgumentError("--hook-timeout must be at least 1s"));
+  }
+  if (absl::GetFlag(FLAGS_max_drift_watches) < 0 || absl::GetFlag(FLAGS_max_drift_watches) > 1000) {
+    return Fail(absl::InvalidArgumentError("--max-drift-watches must be between 0 and 1000"));
   }
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
@@ -284,6 +296,18 @@ int Main(ShutdownSignals& signals) {
     applier = std::make_unique<DirectoryApplier>(std::string(apply), &fs);
     target = absl::StrCat("directory ", apply);
   }
+  // Wakes the agent's loop when a watch names a bundle (set once the agent exists).
+  std::atomic<Agent*> wake{nullptr};
+  std::unique_ptr<DriftWatcher> drift_watcher;
+  if (kube != nullptr && absl::GetFlag(FLAGS_watch_drift) &&
+      absl::GetFlag(FLAGS_max_drift_watches) > 0) {
+    DriftWatcher::Options watch_options;
+    watch_options.max_watches = absl::GetFlag(FLAGS_max_drift_watches);
+    watch_options.on_change = [&wake] {
+      if (Agent* agent = wake.load(); agent != nullptr) agent->Wake();
+    };
+    drift_watcher = std::make_unique<DriftWatcher>(kube.get(), mapper.get(), watch_options);
+  }
   BundleStateStore state(state_dir, &fs);
   Reconciler reconciler(applier.get(), &state, metrics,
                         absl::Seconds(absl::GetFlag(FLAGS_health_interval_seconds)), &RealClock(),
@@ -314,6 +338,7 @@ int Main(ShutdownSignals& signals) {
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
   if (!http.ok()) return Fail(http.status());
 
+  if (drift_watcher != nullptr) reconciler.SetChangeWatch(drift_watcher.get());
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::string> fleet_id = state.LoadFleetId();
   if (!fleet_id.ok()) return Fail(fleet_id.status());
@@ -399,8 +424,16 @@ int Main(ShutdownSignals& signals) {
       MutexLock lock(&kube_version->mu);
       return kube_version->api_versions;
     };
-    options.conditions = [client = kube.get(), read_version] {
+    options.conditions = [client = kube.get(), read_version, watcher = drift_watcher.get(),
+                          &metrics] {
       read_version();
+      if (watcher != nullptr) {
+        DriftWatcher::Counts counts = watcher->counts();
+        metrics.drift_watches.Add({{"state", "watching"}}).Set(counts.watching);
+        metrics.drift_watches.Add({{"state", "starting"}}).Set(counts.starting);
+        metrics.drift_watches.Add({{"state", "forbidden"}}).Set(counts.forbidden);
+        metrics.drift_watches.Add({{"state", "unwatched"}}).Set(counts.unwatched);
+      }
       KubeClient::Access access = client->CheckAccess(absl::Seconds(30));
       v1::ClusterCondition condition;
       condition.set_type("ApiAccess");
@@ -411,6 +444,7 @@ int Main(ShutdownSignals& signals) {
     };
   }
   Agent agent(&reconciler, client_options, options, metrics);
+  wake = &agent;
 
   Notification stop;
   std::thread waiter([&] {
@@ -423,6 +457,9 @@ int Main(ShutdownSignals& signals) {
                << ", HTTP on port " << (*http)->port();
   agent.Run(&stop);
   waiter.join();
+  // The watches stop before the agent they wake goes.
+  reconciler.SetChangeWatch(nullptr);
+  drift_watcher.reset();
   return 0;
 }
 

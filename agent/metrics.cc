@@ -102,6 +102,14 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                         .Name("gitfleet_agent_kube_requests_total")
                         .Help("Kubernetes API requests, by method and HTTP code (0: none).")
                         .LabelNames({"method", "code"})
+                        .Register(r)),
+      drift_watches(BuildGauge()
+                        .Name("gitfleet_agent_drift_watches")
+                        .Help("Kinds the bundles hold, by the state of their change watch: "
+                              "watching, starting (listing, or waiting after a failure), "
+                              "forbidden (403: checked on the periodic checks alone), "
+                              "unwatched (past --max-drift-watches, or not served).")
+                        .LabelNames({"state"})
                         .Register(r)) {}
 
 }  // namespace gitfleet

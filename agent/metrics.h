@@ -36,6 +36,9 @@ struct AgentMetrics {
   metrics::Gauge& objects_not_reconciled;
   // Kubernetes API requests, by method and HTTP code ("0": no response).
   metrics::Family<metrics::Counter>& kube_requests;
+  // Kinds the bundles hold, by the state of their change watch (state=watching|starting|
+  // forbidden|unwatched).
+  metrics::Family<metrics::Gauge>& drift_watches;
 };
 
 }  // namespace gitfleet

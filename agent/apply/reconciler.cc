@@ -1947,9 +1947,40 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   return false;
 }
 
+void Reconciler::SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval) {
+  change_watch_ = watch;
+  watch_check_interval_ = watch_check_interval;
+  watched_.clear();
+}
+
+void Reconciler::TellChangeWatch() {
+  if (change_watch_ == nullptr) return;
+  std::string watched;
+  for (const auto& [name, bundle] : bundles_) {
+    absl::StrAppend(&watched, name, "=", bundle.record.desired().revision(),
+                    bundle.record.removing() ? "-" : "", "\n");
+  }
+  if (watched == watched_) return;
+  watched_ = std::move(watched);
+  std::set<ChangeWatch::Kind> kinds;
+  for (const auto& [name, bundle] : bundles_) {
+    if (bundle.record.removing() || bundle.record.released()) continue;
+    for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
+      kinds.emplace(object.api_version(), object.key().kind());
+    }
+  }
+  change_watch_->Watch(kinds);
+}
+
 std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
   absl::Time now = clock_->Now();
+  if (change_watch_ != nullptr) {
+    for (const std::string& name : change_watch_->TakeChanged()) {
+      auto it = bundles_.find(name);
+      if (it != bundles_.end()) it->second.watch_changed = true;
+    }
+  }
   std::vector<std::string> removed;
   bool recount = false;  // the gauges may have moved (removals, releases)
   for (auto& [name, bundle] : bundles_) {
@@ -1972,15 +2003,22 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
                   bundle.unsaved || bundle.hooks_pending || bundle.prune_waits;
-    if (!failed && !check_drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
+    // Someone changed one of its live objects: look now rather than at the next check.
+    const bool watched = bundle.watch_changed && now >= bundle.next_watch_check;
+    const bool drift = check_drift || watched;
+    if (!failed && !drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
       // Health is still moving (a rollout, a load balancer): look again.
       if (RecheckHealth(bundle)) changed.push_back(bundle.status);
       continue;
     }
     if (failed && now < bundle.next_retry) continue;
-    if (!failed && !check_drift) continue;
+    if (!failed && !drift) continue;
+    if (drift) {
+      bundle.watch_changed = false;
+      bundle.next_watch_check = now + watch_check_interval_;
+    }
     std::vector<v1::ObjectError> errors;
-    if (ApplyDesired(bundle, /*check_drift=*/!failed || check_drift, &errors)) {
+    if (ApplyDesired(bundle, /*check_drift=*/!failed || drift, &errors)) {
       changed.push_back(bundle.status);
     }
   }
@@ -1990,6 +2028,7 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     for (auto& [name, bundle] : bundles_) bundle.next_retry = absl::InfinitePast();
   }
   if (recount || !removed.empty()) UpdateBundleGauges();
+  TellChangeWatch();
   return changed;
 }
 

@@ -51,6 +51,7 @@
 
 #include "absl/time/time.h"
 #include "agent/apply/applier.h"
+#include "agent/apply/change_watch.h"
 #include "agent/apply/order.h"
 #include "agent/health/health.h"
 #include "agent/metrics.h"
@@ -96,8 +97,12 @@ class Reconciler {
   // not to be trusted (see above): then it keeps the bundle and says why.
   void OnRemoval(const v1::BundleRemoval& removal);
   // Retries failed bundles whose backoff elapsed and, with `check_drift`, re-checks live
-  // objects. Returns the statuses that changed.
+  // objects; without it, re-checks those of the bundles the change watch names (at most
+  // once per `watch_check_interval` each). Returns the statuses that changed.
   std::vector<v1::StatusUpdate> Resync(bool check_drift);
+  // What names the bundles whose live objects someone changed (null: none; not owned). It
+  // is told the kinds the bundles hold as that changes.
+  void SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval = absl::Seconds(2));
   // What applying the bundle's desired revision would change now, by the applier's dry
   // run. Changes nothing.
   v1::DiffResult Diff(const v1::DiffRequest& request);
@@ -131,6 +136,9 @@ class Reconciler {
     int handing_over = 0;
     // Where in record.left_unmanaged the next drift pass starts reading (a few a pass).
     int left_checked_from = 0;
+    // The change watch named it: its live objects are checked at next_watch_check.
+    bool watch_changed = false;
+    absl::Time next_watch_check = absl::InfinitePast();
   };
   enum class Removal { kDone, kHandingOver, kFailed };
 
@@ -255,6 +263,12 @@ class Reconciler {
   BundleStateStore* const state_;
   AgentMetrics& metrics_;
   std::map<std::string, Bundle> bundles_;
+  ChangeWatch* change_watch_ = nullptr;
+  absl::Duration watch_check_interval_;
+  // What the change watch was last told: the bundles and revisions it was worked out from.
+  std::string watched_;
+  // Tells the change watch the kinds the bundles hold, when their revisions changed.
+  void TellChangeWatch();
 };
 
 }  // namespace gitfleet

@@ -758,6 +758,64 @@ TEST_F(ReconcilerTest, SelfHealsDriftAndReportsItWhenOff) {
   EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/x.yaml"), "tampered");
 }
 
+// A change watch that says what it is told to say.
+class FakeChangeWatch : public ChangeWatch {
+ public:
+  void Watch(const std::set<Kind>& kinds) override {
+    kinds_ = kinds;
+    ++told_;
+  }
+  std::set<std::string> TakeChanged() override {
+    std::set<std::string> out;
+    out.swap(changed_);
+    return out;
+  }
+  std::set<Kind> kinds_;
+  int told_ = 0;
+  std::set<std::string> changed_;
+};
+
+// Between periodic checks, a bundle the change watch names is checked at once (at most once
+// per interval); the watch is told the kinds the bundles hold as that changes.
+TEST_F(ReconcilerTest, ABundleTheChangeWatchNamesIsCheckedBeforeTheNextPeriodicCheck) {
+  FakeChangeWatch watch;
+  reconciler_->SetChangeWatch(&watch, absl::Seconds(2));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a")})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(watch.kinds_, ElementsAre(ChangeWatch::Kind{"v1", "ConfigMap"}));
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(watch.told_, 1) << "told again only when what the bundles hold changes";
+
+  // Not named: a pass without the periodic check leaves the tampering alone.
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), "tampered");
+
+  watch.changed_ = {"web", "gone"};  // a bundle it does not hold is ignored
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
+  EXPECT_EQ(metrics_.drift_corrections.Value(), 1);
+  ASSERT_EQ(changed.size(), 1u);
+
+  // Named again within the interval: checked once it has passed, not before.
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  watch.changed_ = {"web"};
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), "tampered");
+  clock_.Advance(absl::Seconds(2));
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
+  EXPECT_EQ(metrics_.drift_corrections.Value(), 2);
+
+  // What the bundles hold changes: the watch is told.
+  v1::ManifestObject deployment = *MakeObject(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\n", "test");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), deployment})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_THAT(watch.kinds_, ElementsAre(ChangeWatch::Kind{"apps/v1", "Deployment"},
+                                        ChangeWatch::Kind{"v1", "ConfigMap"}));
+}
+
 TEST_F(ReconcilerTest, DriftCheckThatFindsNothingWritesNoState) {
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), Cm("b")})).ack.ok());
   // Any state write would now fail and turn the bundle Failed.

@@ -53,11 +53,38 @@ bool Retryable(int code) {
 struct Exchange {
   std::string body;
   absl::Duration retry_after = absl::ZeroDuration();
+  // A stream's: where a 200's body goes, and what ends it early.
+  CURL* curl = nullptr;
+  const std::function<bool(absl::string_view)>* on_data = nullptr;
+  const std::function<bool()>* stop = nullptr;
+  bool ended = false;  // by on_data or stop
 };
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<Exchange*>(user)->body.append(data, size * n);
+  auto* exchange = static_cast<Exchange*>(user);
+  if (exchange->on_data != nullptr) {
+    long code = 0;
+    curl_easy_getinfo(exchange->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code == 200) {
+      if (!(*exchange->on_data)(absl::string_view(data, size * n))) {
+        exchange->ended = true;
+        return 0;  // aborts the transfer
+      }
+      return size * n;
+    }
+    if (exchange->body.size() > (1 << 20)) return 0;  // an error's Status is small
+  }
+  exchange->body.append(data, size * n);
   return size * n;
+}
+
+int StreamProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* exchange = static_cast<Exchange*>(user);
+  if (exchange->stop != nullptr && (*exchange->stop)()) {
+    exchange->ended = true;
+    return 1;  // aborts the transfer
+  }
+  return 0;
 }
 
 size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
@@ -324,11 +351,31 @@ absl::StatusOr<KubeResponse> KubeClient::Do(absl::string_view method, absl::stri
   return failed;
 }
 
+absl::StatusOr<KubeResponse> KubeClient::Stream(
+    absl::string_view path, const std::function<bool(absl::string_view)>& on_data,
+    const std::function<bool()>& stop, absl::Duration timeout) {
+  WaitForRateLimit();
+  const std::string url = absl::StrCat(config_.server, path);
+  std::string token = Token(/*force=*/false);
+  // A handle of its own: a stream holds its connection for as long as it lasts.
+  CURL* curl = curl_easy_init();
+  absl::Duration retry_after = absl::ZeroDuration();
+  const Sink sink{&on_data, &stop, timeout};
+  absl::StatusOr<KubeResponse> response =
+      DoOnce(curl, "GET", url, "", "", token, &retry_after, &sink);
+  if (curl != nullptr) curl_easy_cleanup(curl);
+  if (options_.on_response) options_.on_response("WATCH", response.ok() ? response->code : 0);
+  if (response.ok() && response->code == 401 && !config_.token_file.empty()) {
+    Token(/*force=*/true);  // the next request uses a rotated token, if there is one
+  }
+  return response;
+}
+
 absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view method,
                                                 const std::string& url, absl::string_view body,
                                                 absl::string_view content_type,
                                                 const std::string& token,
-                                                absl::Duration* retry_after) {
+                                                absl::Duration* retry_after, const Sink* sink) {
   CURL* curl = static_cast<CURL*>(handle);
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   curl_easy_reset(curl);  // keeps the connection cache
@@ -338,7 +385,16 @@ absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view 
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method_string.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+                   static_cast<long>(absl::ToInt64Milliseconds(
+                       sink != nullptr ? sink->timeout : options_.timeout)));
+  if (sink != nullptr) {
+    exchange.curl = curl;
+    exchange.on_data = sink->on_data;
+    exchange.stop = sink->stop;
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &StreamProgress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &exchange);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  }
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
@@ -381,7 +437,12 @@ absl::StatusOr<KubeResponse> KubeClient::DoOnce(void* handle, absl::string_view 
   }
   CURLcode result = curl_easy_perform(curl);
   curl_slist_free_all(headers);
-  if (result != CURLE_OK) {
+  long streamed = 0;
+  if (sink != nullptr) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &streamed);
+  // A stream that lasted until its timeout ended as asked.
+  const bool timed_out_stream =
+      sink != nullptr && result == CURLE_OPERATION_TIMEDOUT && streamed == 200;
+  if (result != CURLE_OK && !exchange.ended && !timed_out_stream) {
     return absl::UnavailableError(absl::StrCat(method, " ", url, ": ", curl_easy_strerror(result)));
   }
   long code = 0;

@@ -73,6 +73,15 @@ class KubeClient {
                                   absl::string_view body = "",
                                   absl::string_view content_type = "application/json");
 
+  // Streams a GET (a watch): each piece of a 200 response's body goes to `on_data` as it
+  // arrives, until the server ends it, `on_data` returns false, `stop` returns true
+  // (asked about once a second), or `timeout` passes. Waits for the rate limit once and
+  // never retries. Returns the code, with the body when it is not 200 (a Status); an error
+  // for no response. Ending it with `on_data` or `stop` is no error.
+  absl::StatusOr<KubeResponse> Stream(absl::string_view path,
+                                      const std::function<bool(absl::string_view)>& on_data,
+                                      const std::function<bool()>& stop, absl::Duration timeout);
+
   const KubeConfig& config() const { return config_; }
 
   // Whether the API accepts this client, from the latest answers: a 401 anywhere is
@@ -97,9 +106,16 @@ class KubeClient {
   };
 
   KubeClient(KubeConfig config, Options options, std::shared_ptr<RateLimit> rate_limit);
+  // A stream's receiver (Stream), for DoOnce.
+  struct Sink {
+    const std::function<bool(absl::string_view)>* on_data;
+    const std::function<bool()>* stop;
+    absl::Duration timeout;
+  };
   absl::StatusOr<KubeResponse> DoOnce(void* curl, absl::string_view method, const std::string& url,
                                       absl::string_view body, absl::string_view content_type,
-                                      const std::string& token, absl::Duration* retry_after);
+                                      const std::string& token, absl::Duration* retry_after,
+                                      const Sink* sink = nullptr);
   void WaitForRateLimit();
   // The bearer token to send; re-reads the token file when it changed (or `force`).
   std::string Token(bool force);

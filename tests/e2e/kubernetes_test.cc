@@ -345,6 +345,55 @@ TEST_F(KubernetesFleet, SyncsHealsDriftAndPrunesOnTheFakeApiServer) {
   EXPECT_THAT(listed, ::testing::ContainsRegex("\"api_versions_count\": [1-9][0-9]"));
 }
 
+// With the periodic drift check an hour away, an edit or a delete is healed as it happens:
+// the agent watches the kinds its bundles hold (--watch-drift, on by default), as Argo CD's
+// cluster cache does.
+TEST_F(KubernetesFleet, AnEditOrADeleteIsHealedAsItHappensNotAtTheNextCheck) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  Manifests("shop", "1", /*with_service=*/false);
+  const std::string first = git_.Commit("first");
+  StartControlPlane("cp.log");
+  StartAgent("agent.log", {"--resync-interval-seconds=3600"});
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out =
+      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web");
+  // Namespace, ConfigMap and Deployment: a watch each.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return MetricValue(HttpGet(agent_http_, "/metrics"),
+                           "gitfleet_agent_drift_watches{state=\"watching\"}") == 3;
+      },
+      absl::Seconds(30)))
+      << HttpGet(agent_http_, "/metrics") << agent_->Log();
+
+  const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
+  json edit = {{"apiVersion", "v1"},
+               {"kind", "ConfigMap"},
+               {"metadata", {{"name", "settings"}, {"namespace", "shop"}}},
+               {"data", {{"v", "edited"}}}};
+  absl::StatusOr<KubeResponse> edited =
+      api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
+               "application/apply-patch+yaml");
+  ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
+  EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "1"; }, absl::Seconds(10)))
+      << Live(cm).dump() << agent_->Log();
+
+  absl::StatusOr<KubeResponse> deleted =
+      api_->Do("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web");
+  ASSERT_TRUE(deleted.ok() && deleted->code == 200) << (deleted.ok() ? deleted->body : "");
+  EXPECT_TRUE(
+      Eventually([&] { return !Live("/apis/apps/v1/namespaces/shop/deployments/web").is_null(); },
+                 absl::Seconds(10)))
+      << agent_->Log();
+  EXPECT_GE(MetricValue(HttpGet(agent_http_, "/metrics"), "gitfleet_agent_drift_corrections_total"),
+            2);
+}
+
 // A bundle applied as a service account (`--service-account`, as Flux's serviceAccountName):
 // the agent impersonates it, so the cluster's RBAC for the account decides what the bundle
 // may do. What it may, applies; a Secret the account may not write fails, named with the

@@ -1,0 +1,369 @@
+#include "agent/kube/drift_watch.h"
+
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/kube/applier.h"
+#include "common/backoff.h"
+#include "common/logging.h"
+#include "nlohmann/json.hpp"
+
+namespace gitfleet {
+namespace {
+
+using json = nlohmann::json;
+
+// The objects a bundle applies, without its hooks' runs (created and deleted on purpose).
+std::string Selector() { return absl::StrCat(kBundleLabel, ",!", kHookLabel); }
+
+std::string Label(const json& object) {
+  const json* labels = nullptr;
+  if (object.contains("metadata") && object["metadata"].is_object() &&
+      object["metadata"].contains("labels") && object["metadata"]["labels"].is_object()) {
+    labels = &object["metadata"]["labels"];
+  }
+  if (labels == nullptr || !labels->contains(kBundleLabel)) return "";
+  const json& value = (*labels)[kBundleLabel];
+  return value.is_string() ? value.get<std::string>() : "";
+}
+
+std::string NameOf(const json& object) {
+  if (!object.contains("metadata") || !object["metadata"].is_object()) return "";
+  const json& meta = object["metadata"];
+  return absl::StrCat(meta.value("namespace", ""), "/", meta.value("name", ""));
+}
+
+std::string VersionOf(const json& object) {
+  if (!object.is_object() || !object.contains("metadata") || !object["metadata"].is_object()) {
+    return "";
+  }
+  const json& version = object["metadata"].value("resourceVersion", json());
+  return version.is_string() ? version.get<std::string>() : "";
+}
+
+}  // namespace
+
+uint64_t ObjectDigest(json object) {
+  if (!object.is_object()) return 0;
+  object.erase("status");
+  object.erase("apiVersion");
+  object.erase("kind");
+  if (object.contains("metadata") && object["metadata"].is_object()) {
+    json& meta = object["metadata"];
+    meta.erase("resourceVersion");
+    meta.erase("managedFields");
+    meta.erase("generation");
+  }
+  return std::hash<std::string>{}(object.dump());
+}
+
+DriftWatcher::DriftWatcher(KubeClient* client, RestMapper* mapper, Options options)
+    : client_(client), mapper_(mapper), options_(std::move(options)) {}
+
+DriftWatcher::~DriftWatcher() {
+  std::map<std::string, std::unique_ptr<Worker>> workers;
+  {
+    MutexLock lock(&mu_);
+    workers.swap(workers_);
+  }
+  for (auto& [path, worker] : workers) worker->stop = true;
+  for (auto& [path, worker] : workers) worker->thread.join();
+}
+
+void DriftWatcher::Watch(const std::set<Kind>& kinds) {
+  std::vector<std::unique_ptr<Worker>> stopped;
+  {
+    MutexLock lock(&mu_);
+    if (kinds == kinds_) return;
+    kinds_ = kinds;
+    next_lookup_ = absl::InfinitePast();
+  }
+  // Kinds are looked up outside the lock: discovery may ask the API server.
+  std::set<std::string> paths;
+  int unserved = 0;
+  std::set<Kind> wanted;
+  {
+    MutexLock lock(&mu_);
+    wanted = kinds_;
+  }
+  for (const auto& [api_version, kind] : wanted) {
+    std::string group, version = api_version;
+    if (size_t slash = api_version.find('/'); slash != std::string::npos) {
+      group = api_version.substr(0, slash);
+      version = api_version.substr(slash + 1);
+    }
+    absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
+    if (!resource.ok()) {
+      ++unserved;
+      continue;
+    }
+    resource->namespaced = false;  // across every namespace
+    paths.insert(resource->Path("", ""));
+  }
+  {
+    MutexLock lock(&mu_);
+    unserved_ = unserved;
+    next_lookup_ = unserved > 0 ? absl::Now() + options_.lookup_retry : absl::InfiniteFuture();
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (paths.count(it->first) == 0) {
+        it->second->stop = true;
+        stopped.push_back(std::move(it->second));
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    over_limit_ = 0;
+    for (const std::string& path : paths) {
+      if (workers_.count(path) > 0) continue;
+      if (workers_.size() >= options_.max_watches) {
+        ++over_limit_;
+        continue;
+      }
+      auto worker = std::make_unique<Worker>();
+      worker->path = path;
+      Worker* raw = worker.get();
+      workers_[path] = std::move(worker);
+      raw->thread = std::thread([this, raw] { Run(raw); });
+    }
+    if (over_limit_ > 0) {
+      GF_LOG(WARNING) << "drift watch: " << over_limit_ << " kinds past the "
+                      << options_.max_watches
+                      << " watched at once are checked for drift on the periodic checks alone";
+    }
+  }
+  for (auto& worker : stopped) worker->thread.join();
+}
+
+std::set<std::string> DriftWatcher::TakeChanged() {
+  std::set<Kind> retry;
+  {
+    MutexLock lock(&mu_);
+    if (absl::Now() >= next_lookup_) {
+      retry = kinds_;
+      kinds_.clear();  // Watch looks them all up again
+    }
+  }
+  if (!retry.empty()) Watch(retry);
+  MutexLock lock(&mu_);
+  std::set<std::string> changed;
+  changed.swap(changed_);
+  return changed;
+}
+
+DriftWatcher::Counts DriftWatcher::counts() const {
+  MutexLock lock(&mu_);
+  Counts counts;
+  for (const auto& [path, worker] : workers_) {
+    switch (worker->state.load()) {
+      case State::kWatching:
+        ++counts.watching;
+        break;
+      case State::kStarting:
+        ++counts.starting;
+        break;
+      case State::kForbidden:
+        ++counts.forbidden;
+        break;
+    }
+  }
+  counts.unwatched = over_limit_ + unserved_;
+  return counts;
+}
+
+void DriftWatcher::Note(const std::string& bundle) {
+  if (bundle.empty()) return;
+  bool added;
+  {
+    MutexLock lock(&mu_);
+    added = changed_.insert(bundle).second;
+  }
+  if (added && options_.on_change) options_.on_change();
+}
+
+bool DriftWatcher::Sleep(Worker* worker, absl::Duration duration) {
+  const absl::Time end = absl::Now() + duration;
+  while (!worker->stop) {
+    absl::Duration left = end - absl::Now();
+    if (left <= absl::ZeroDuration()) return true;
+    absl::SleepFor(std::min(left, absl::Milliseconds(100)));
+  }
+  return false;
+}
+
+absl::Status DriftWatcher::List(Worker* worker, std::map<std::string, Seen>* seen,
+                                std::string* version) {
+  seen->clear();
+  std::string next;
+  constexpr int kMaxPages = 1000;  // 500,000 objects of one kind
+  for (int page = 0; page < kMaxPages && !worker->stop; ++page) {
+    std::string path = absl::StrCat(worker->path, "?labelSelector=", Selector(), "&limit=500");
+    if (!next.empty()) absl::StrAppend(&path, "&continue=", next);
+    absl::StatusOr<KubeResponse> response = client_->Do("GET", path);
+    if (!response.ok()) return response.status();
+    if (response->code != 200) return response->ToStatus();
+    json list = json::parse(response->body, nullptr, false);
+    if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+      return absl::InternalError(absl::StrCat("GET ", worker->path, ": no list in the answer"));
+    }
+    for (const json& item : list["items"]) {
+      (*seen)[NameOf(item)] = Seen{Label(item), ObjectDigest(item)};
+    }
+    *version = VersionOf(list);
+    next = list["metadata"].is_object() ? list["metadata"].value("continue", "") : "";
+    if (next.empty()) return absl::OkStatus();
+  }
+  return worker->stop ? absl::CancelledError("stopped")
+                      : absl::ResourceExhaustedError(absl::StrCat(
+                            "GET ", worker->path, ": more than ", kMaxPages, " pages"));
+}
+
+bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std::string* version,
+                          absl::Status* error) {
+  const int64_t timeout_seconds = absl::ToInt64Seconds(options_.watch_timeout);
+  const std::string path =
+      absl::StrCat(worker->path, "?watch=true&allowWatchBookmarks=true&labelSelector=", Selector(),
+                   "&resourceVersion=", *version, "&timeoutSeconds=", timeout_seconds);
+  std::string pending;
+  bool relist = false;
+  auto on_line = [&](absl::string_view line) {
+    json event = json::parse(line, nullptr, false);
+    if (!event.is_object() || !event.contains("type") || !event["type"].is_string()) {
+      *error = absl::InternalError(absl::StrCat("watch of ", worker->path, ": an event not read"));
+      relist = true;
+      return false;
+    }
+    const std::string type = event["type"];
+    const json& object = event.value("object", json());
+    if (type == "ERROR") {
+      const int code = object.is_object() ? object.value("code", 0) : 0;
+      if (code != 410) {
+        *error = absl::UnavailableError(
+            absl::StrCat("watch of ", worker->path, ": ",
+                         object.is_object() ? object.value("message", "an error") : "an error"));
+      }
+      relist = true;  // 410 Expired: what it followed from is compacted away
+      return false;
+    }
+    if (const std::string at = VersionOf(object); !at.empty()) *version = at;
+    if (type == "BOOKMARK") return true;
+    const std::string name = NameOf(object);
+    auto it = seen->find(name);
+    if (type == "DELETED") {
+      Note(Label(object));
+      if (it != seen->end()) {
+        Note(it->second.bundle);
+        seen->erase(it);
+      }
+      return true;
+    }
+    Seen now{Label(object), ObjectDigest(object)};
+    if (it == seen->end()) {
+      // New to the watch: gitfleet created it (or someone labelled it); nothing drifted.
+      if (type != "ADDED") Note(now.bundle);
+      (*seen)[name] = std::move(now);
+      return true;
+    }
+    if (it->second.digest != now.digest) {
+      Note(now.bundle);
+      if (it->second.bundle != now.bundle) Note(it->second.bundle);
+    }
+    it->second = std::move(now);
+    return true;
+  };
+  auto on_data = [&](absl::string_view data) {
+    pending.append(data.data(), data.size());
+    size_t start = 0;
+    for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1) {
+      if (end > start && !on_line(absl::string_view(pending).substr(start, end - start))) {
+        return false;
+      }
+    }
+    pending.erase(0, start);
+    if (pending.size() > options_.max_event_bytes) {
+      *error = absl::ResourceExhaustedError(absl::StrCat(
+          "watch of ", worker->path, ": an event over ", options_.max_event_bytes, " bytes"));
+      relist = true;
+      return false;
+    }
+    return true;
+  };
+  worker->state = State::kWatching;
+  absl::StatusOr<KubeResponse> response = client_->Stream(
+      path, on_data, [worker] { return worker->stop.load(); },
+      options_.watch_timeout + absl::Seconds(30));
+  if (!response.ok()) {
+    *error = response.status();
+    return true;  // the watch is made again from where it was
+  }
+  if (response->code != 200) {
+    *error = response->ToStatus();
+    return response->code != 410;
+  }
+  return !relist;
+}
+
+void DriftWatcher::Run(Worker* worker) {
+  std::map<std::string, Seen> seen;
+  std::string version;
+  bool listed = false;
+  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  while (!worker->stop) {
+    if (version.empty()) {
+      worker->state = State::kStarting;
+      std::map<std::string, Seen> fresh;
+      absl::Status status = List(worker, &fresh, &version);
+      if (worker->stop) return;
+      if (!status.ok()) {
+        version.clear();
+        if (status.code() == absl::StatusCode::kPermissionDenied) {
+          worker->state = State::kForbidden;
+          GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << status.message()
+                          << "; its objects are checked on the periodic checks alone";
+          if (!Sleep(worker, options_.forbidden_retry)) return;
+        } else {
+          GF_LOG(DEBUG) << "drift watch: " << worker->path << ": " << status.message();
+          if (!Sleep(worker, backoff.Next())) return;
+        }
+        continue;
+      }
+      if (listed) {
+        // Changes the watch may have missed: what differs from what it saw.
+        for (const auto& [name, before] : seen) {
+          auto now = fresh.find(name);
+          if (now == fresh.end() || now->second.digest != before.digest) Note(before.bundle);
+          if (now != fresh.end() && now->second.bundle != before.bundle) Note(now->second.bundle);
+        }
+      }
+      seen = std::move(fresh);
+      listed = true;
+      if (version.empty()) {  // a server that gives no resourceVersion cannot be watched
+        if (!Sleep(worker, options_.max_backoff)) return;
+        continue;
+      }
+    }
+    absl::Status error;
+    const bool keep = Follow(worker, &seen, &version, &error);
+    if (worker->stop) return;
+    if (!keep) version.clear();
+    if (error.ok()) {
+      backoff.Reset();
+      continue;
+    }
+    if (error.code() == absl::StatusCode::kPermissionDenied) {
+      worker->state = State::kForbidden;
+      GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << error.message()
+                      << "; its objects are checked on the periodic checks alone";
+      version.clear();
+      if (!Sleep(worker, options_.forbidden_retry)) return;
+      continue;
+    }
+    GF_LOG(DEBUG) << "drift watch: " << worker->path << ": " << error.message();
+    worker->state = State::kStarting;
+    if (!Sleep(worker, backoff.Next())) return;
+  }
+}
+
+}  // namespace gitfleet

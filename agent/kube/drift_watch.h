@@ -1,0 +1,119 @@
+#ifndef GITFLEET_AGENT_KUBE_DRIFT_WATCH_H_
+#define GITFLEET_AGENT_KUBE_DRIFT_WATCH_H_
+
+// The Kubernetes change watch: one watch per kind the bundles hold, across all namespaces,
+// of the objects labelled gitfleet.io/bundle (hook runs left out), as Argo CD's cluster
+// cache and every controller's informers watch.
+//
+//   DriftWatcher watcher(kube.get(), mapper.get(), {});
+//   watcher.Watch({{"apps/v1", "Deployment"}});
+//   ... watcher.TakeChanged() names the bundles whose objects someone edited ...
+//
+// Each kind's watch lists its objects first (the resourceVersion to watch from, and what
+// each object looked like), then follows the watch, and lists again after a 410 Expired or
+// a failure (bookmarks keep its resourceVersion fresh). A change counts when the object
+// outside its status and bookkeeping (resourceVersion, managedFields, generation) differs
+// from what was seen, or the object went: a controller updating a status changes nothing.
+// A kind the agent may not watch (403) or that fails is left to the periodic checks, said
+// in counts() and the log, and tried again later.
+//
+// Thread-safe. One thread per watched kind, at most Options.max_watches.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "agent/apply/change_watch.h"
+#include "agent/kube/client.h"
+#include "agent/kube/discovery.h"
+#include "common/sync.h"
+#include "nlohmann/json.hpp"
+
+namespace gitfleet {
+
+class DriftWatcher : public ChangeWatch {
+ public:
+  struct Options {
+    // Kinds watched at once; the rest are checked on the periodic drift checks alone.
+    size_t max_watches = 64;
+    // How long one watch request lasts before it is made again from where it was.
+    absl::Duration watch_timeout = absl::Minutes(5);
+    absl::Duration min_backoff = absl::Seconds(1);
+    absl::Duration max_backoff = absl::Minutes(1);
+    // How long a kind the agent may not list or watch waits before it is tried again.
+    absl::Duration forbidden_retry = absl::Minutes(5);
+    // A kind not served yet (its CRD just applied) is looked up again after this.
+    absl::Duration lookup_retry = absl::Seconds(10);
+    // A watch event longer than this ends the watch (it is listed again instead).
+    size_t max_event_bytes = 16 << 20;
+    // Called (from a watch's thread) when a bundle is added to the changed set.
+    std::function<void()> on_change;
+  };
+
+  DriftWatcher(KubeClient* client, RestMapper* mapper, Options options);
+  ~DriftWatcher() override;  // stops every watch (within about a second)
+
+  void Watch(const std::set<Kind>& kinds) override;
+  std::set<std::string> TakeChanged() override;
+
+  struct Counts {
+    int watching = 0;   // listed and following a watch
+    int starting = 0;   // listing, or waiting to list again after a failure
+    int forbidden = 0;  // 403 on its list or watch
+    int unwatched = 0;  // past max_watches, or a kind the server does not serve
+  };
+  Counts counts() const;
+
+ private:
+  enum class State { kStarting, kWatching, kForbidden };
+  struct Worker {
+    std::string path;  // the kind's collection across namespaces
+    std::atomic<bool> stop{false};
+    std::atomic<State> state{State::kStarting};
+    std::thread thread;
+  };
+  // What one object looked like (by "namespace/name").
+  struct Seen {
+    std::string bundle;
+    uint64_t digest = 0;
+  };
+
+  void Run(Worker* worker);
+  // Lists the kind into `seen` and `version`; the response's code when it is not 200.
+  absl::Status List(Worker* worker, std::map<std::string, Seen>* seen, std::string* version);
+  // One watch from `version` (updated as events come); false when it must list again.
+  bool Follow(Worker* worker, std::map<std::string, Seen>* seen, std::string* version,
+              absl::Status* error);
+  void Note(const std::string& bundle);
+  // Waits `duration`, or less when the worker is stopped; false when stopped.
+  static bool Sleep(Worker* worker, absl::Duration duration);
+
+  KubeClient* const client_;
+  RestMapper* const mapper_;
+  const Options options_;
+
+  mutable Mutex mu_;
+  std::set<Kind> kinds_ ABSL_GUARDED_BY(mu_);
+  // Kinds the server did not serve at the last look, and when to look again.
+  int unserved_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_lookup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);  // by path
+  int over_limit_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::string> changed_ ABSL_GUARDED_BY(mu_);
+};
+
+// What a change is judged on: the object without status, resourceVersion, managedFields,
+// generation, apiVersion and kind (a list's items may lack the last two).
+uint64_t ObjectDigest(nlohmann::json object);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_AGENT_KUBE_DRIFT_WATCH_H_

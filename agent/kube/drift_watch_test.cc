@@ -1,0 +1,161 @@
+#include "agent/kube/drift_watch.h"
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "agent/kube/applier.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakekube/fake_apiserver.h"
+
+namespace gitfleet {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class DriftWatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<FakeApiServer>> server = FakeApiServer::Start({});
+    ASSERT_TRUE(server.ok()) << server.status();
+    fake_ = *std::move(server);
+    KubeConfig config;
+    config.server = fake_->url();
+    KubeClient::Options options;
+    options.qps = 1000;
+    options.burst = 1000;
+    absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(config, options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+    mapper_ = std::make_unique<RestMapper>(client_.get());
+  }
+
+  std::unique_ptr<DriftWatcher> Watcher(DriftWatcher::Options options = {}) {
+    options.min_backoff = absl::Milliseconds(50);
+    options.max_backoff = absl::Milliseconds(200);
+    options.forbidden_retry = absl::Milliseconds(300);
+    return std::make_unique<DriftWatcher>(client_.get(), mapper_.get(), options);
+  }
+
+  void PutConfigMap(const std::string& name, const std::string& bundle, bool hook = false) {
+    json labels = json::object();
+    if (!bundle.empty()) labels[kBundleLabel] = bundle;
+    if (hook) labels[kHookLabel] = "true";
+    fake_->Put("", "configmaps",
+               {{"apiVersion", "v1"},
+                {"kind", "ConfigMap"},
+                {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", labels}}},
+                {"data", {{"k", "v"}}}});
+  }
+
+  // Waits (at most 10 s) until `done` holds.
+  static bool Eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 200; ++i) {
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return done();
+  }
+
+  // The bundles named within `wait`, gathered over several looks.
+  static std::set<std::string> ChangedWithin(DriftWatcher& watcher, absl::Duration wait) {
+    std::set<std::string> all;
+    const absl::Time end = absl::Now() + wait;
+    while (absl::Now() < end) {
+      for (const std::string& bundle : watcher.TakeChanged()) all.insert(bundle);
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return all;
+  }
+
+  std::unique_ptr<FakeApiServer> fake_;
+  std::unique_ptr<KubeClient> client_;
+  std::unique_ptr<RestMapper> mapper_;
+};
+
+// Someone's edit or delete names the bundle; a controller's status update, gitfleet's own
+// creation, an object of no bundle and a hook's run do not.
+TEST_F(DriftWatchTest, AnEditOrADeleteNamesItsBundleAndAStatusDoesNot) {
+  PutConfigMap("settings", "web");
+  PutConfigMap("loose", "");
+  PutConfigMap("migrate-run", "web", /*hook=*/true);
+  fake_->Put("apps", "deployments",
+             {{"apiVersion", "apps/v1"},
+              {"kind", "Deployment"},
+              {"metadata",
+               {{"name", "api"}, {"namespace", "default"}, {"labels", {{kBundleLabel, "api"}}}}},
+              {"spec", {{"replicas", 2}}}});
+  auto watcher = Watcher();
+  watcher->Watch({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}});
+  ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 2; }));
+
+  fake_->SetStatus("apps", "deployments", "default", "api", {{"readyReplicas", 2}});
+  fake_->Mutate("", "configmaps", "default", "loose", [](json& o) { o["data"]["k"] = "x"; });
+  fake_->Mutate("", "configmaps", "default", "migrate-run", [](json& o) { o["data"]["k"] = "x"; });
+  PutConfigMap("created", "web");  // as gitfleet creates one
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500)), IsEmpty());
+
+  fake_->Mutate("", "configmaps", "default", "settings",
+                [](json& o) { o["data"]["k"] = "edited"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("web"));
+
+  fake_->Delete("apps", "deployments", "default", "api");
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("api"));
+
+  // Relabelled to another bundle: both are looked at.
+  fake_->Mutate("", "configmaps", "default", "settings",
+                [](json& o) { o["metadata"]["labels"][kBundleLabel] = "other"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("other", "web"));
+
+  // Its label removed: it left the bundle's watch (DELETED to a watch with a selector).
+  fake_->Mutate("", "configmaps", "default", "created",
+                [](json& o) { o["metadata"]["labels"].erase(kBundleLabel); });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("web"));
+}
+
+// A change made while the watch could not follow (forbidden, then its history compacted)
+// is found by the list made before watching again.
+TEST_F(DriftWatchTest, AChangeMissedWhileNotWatchingIsFoundByTheNextList) {
+  PutConfigMap("settings", "web");
+  fake_->Forbid("watch", "", "configmaps");
+  auto watcher = Watcher();
+  watcher->Watch({{"v1", "ConfigMap"}});
+  ASSERT_TRUE(Eventually([&] { return watcher->counts().forbidden == 1; }));
+  fake_->Mutate("", "configmaps", "default", "settings",
+                [](json& o) { o["data"]["k"] = "edited"; });
+  fake_->CompactWatchHistory();
+  fake_->Allow("watch", "", "configmaps");
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(3)), ElementsAre("web"));
+  ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
+
+  // A watch whose history goes (410 Expired) lists again and goes on watching.
+  fake_->CompactWatchHistory();
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(1)), IsEmpty());
+  fake_->Mutate("", "configmaps", "default", "settings", [](json& o) { o["data"]["k"] = "again"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(3)), ElementsAre("web"));
+}
+
+// Watches are bounded: past max_watches, and for kinds the server does not serve, the
+// periodic checks alone look; kinds no bundle holds any more stop being watched.
+TEST_F(DriftWatchTest, WatchesAreBoundedAndFollowTheKindsHeld) {
+  DriftWatcher::Options options;
+  options.max_watches = 1;
+  auto watcher = Watcher(options);
+  watcher->Watch({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}, {"example.com/v1", "Widget"}});
+  ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
+  EXPECT_EQ(watcher->counts().unwatched, 2);
+  ASSERT_TRUE(Eventually([&] { return fake_->OpenWatches() == 1; }));
+
+  watcher->Watch({});
+  EXPECT_EQ(watcher->counts().watching, 0);
+  EXPECT_EQ(watcher->counts().unwatched, 0);
+  EXPECT_TRUE(Eventually([&] { return fake_->OpenWatches() == 0; }));
+}
+
+}  // namespace
+}  // namespace gitfleet
