@@ -1083,6 +1083,25 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
           absl::StrCat("bundle \"", bundle.name(), "\": --service-account: ", s.message()));
     }
   }
+  // A team names an account in its own namespaces: one elsewhere (kube-system's, another
+  // team's) would give its bundle that account's rights. Its scope's own account is the
+  // fleet admin's choice. A bare NAME is in the bundle's namespace.
+  if (scope_change.empty() && bundle.scope().service_account().empty() &&
+      !bundle.sync().service_account().empty() && !bundle.scope().namespaces().empty()) {
+    const std::string& account = bundle.sync().service_account();
+    const size_t slash = account.find('/');
+    const std::string ns =
+        slash == std::string::npos ? bundle.target_namespace() : account.substr(0, slash);
+    if (ns.empty() || !MatchesAnyGlob(bundle.scope().namespaces(), ns)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "bundle \"", bundle.name(), "\": --service-account ", account,
+          ns.empty() ? " names no namespace and the bundle has no --namespace"
+                     : absl::StrCat(" is in namespace ", ns),
+          ", outside the namespaces of its scope (",
+          absl::StrJoin(bundle.scope().namespaces(), ","), ", of caller ", bundle.scope().caller(),
+          "): a team's bundle is applied as an account in its own namespaces"));
+    }
+  }
   // (A scope that changed under a bundle is not refused here: its agents refuse objects
   // outside the namespaces, and its render opens nothing without keys.)
   if (scope_change.empty() && !bundle.target_namespace().empty() &&

@@ -1018,6 +1018,60 @@ TEST_F(ControllerTest, ATeamsBundleAppliesAsItsScopesServiceAccount) {
   EXPECT_NE(as_agent->revision(), as_account->revision()) << "the account is in the revision";
 }
 
+// A team without a scope account names one in its own namespaces: not kube-system's or
+// another team's (that account's rights would be the team's), whether with --service-account
+// or through its repository's fleet.yaml (looked up in the agents' namespace, as Fleet does).
+TEST_F(ControllerTest, ATeamsBundleIsAppliedAsAnAccountInItsOwnNamespacesAlone) {
+  ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  bundle.mutable_scope()->add_namespaces("team-a-*");
+  bundle.mutable_sync()->set_service_account("kube-system/admin");
+  EXPECT_THAT(controller_->AddBundle(bundle, false).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("--service-account kube-system/admin is in namespace "
+                                 "kube-system, outside the namespaces of its scope (team-a-*, "
+                                 "of caller team-a)")));
+  bundle.mutable_sync()->set_service_account("deployer");  // bare, and no --namespace
+  EXPECT_THAT(controller_->AddBundle(bundle, false).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("names no namespace and the bundle has no --namespace")));
+  bundle.set_target_namespace("team-a-web");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_TRUE(added->error().empty()) << added->error();
+  const std::string good = added->revision();
+  bundle.mutable_sync()->set_service_account("team-a-jobs/deployer");
+  added = controller_->AddBundle(bundle, true);
+  ASSERT_TRUE(added.ok()) << added.status();
+
+  // fleet.yaml's account is in gitfleet-system, not the team's: the render fails whole.
+  bundle.mutable_sync()->clear_service_account();
+  added = controller_->AddBundle(bundle, true);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const std::string unnamed = added->revision();
+  git_.Write("app/fleet.yaml", "serviceAccount: fleet-admin\n");
+  git_.Commit("fleet.yaml names an account");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  v1::BundleInfo info = controller_->ListBundles("team-a-app", 1).at(0);
+  EXPECT_EQ(info.revision(), unnamed) << "the last good revision stays";
+  EXPECT_THAT(info.error(),
+              HasSubstr("bundle team-a-app: fleet.yaml's serviceAccount is "
+                        "gitfleet-system/fleet-admin, outside the namespaces of the scope of "
+                        "caller team-a (team-a-*), so nothing of this render is applied"));
+
+  // A fleet admin's own bundle may name any account.
+  v1::Bundle own = Bundle("ops", "app");
+  own.mutable_sync()->set_service_account("kube-system/admin");
+  absl::StatusOr<v1::BundleInfo> ops = controller_->AddBundle(own, false);
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  EXPECT_TRUE(ops->error().empty()) << ops->error();
+}
+
 // A team's scope names the kinds its bundles may hold (kinds=, deny-kinds=): a render with
 // another fails whole, naming each object and the scope, and the last good revision stays;
 // its cluster-kinds= go to the agents, which judge what is cluster-scoped, in the revision.

@@ -198,6 +198,20 @@ static absl::Status CheckObjects(const BundleVariants::Params& params, const Obj
           count > 3 ? "; ..." : ""));
     }
   }
+  // A team's bundle is applied as an account in its own namespaces (or its scope's): the
+  // one its repository's fleet.yaml names, in the agents' namespace as Fleet looks it up,
+  // must be one of them, or the team would act with whatever rights that account has.
+  const std::string& declared = objects.declared_service_account();
+  if (params.sync.service_account().empty() && !declared.empty() &&
+      !params.sync.allowed_namespaces().empty() &&
+      !MatchesAnyGlob(params.sync.allowed_namespaces(), declared.substr(0, declared.find('/')))) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "bundle ", params.bundle, ": fleet.yaml's serviceAccount is ", declared,
+        ", outside the namespaces of the scope of caller ", params.caller, " (",
+        absl::StrJoin(params.sync.allowed_namespaces(), ","),
+        "), so nothing of this render is applied; give the bundle --service-account in one of "
+        "them, or ask a fleet admin for the scope's service-account="));
+  }
   if (params.allow_empty || objects.size() > 0) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "bundle ", params.bundle, " renders no objects from ",
