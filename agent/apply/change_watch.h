@@ -3,10 +3,13 @@
 
 // What tells the reconciler, between its periodic drift checks, which bundles have a live
 // object someone else changed or deleted, so a `kubectl edit` is healed in about a second
-// rather than at the next check. The checks stay: a change watch only brings one forward.
+// rather than at the next check, and which have an object whose status moved, so its
+// health is read again at once rather than at the next health poll. The checks and polls
+// stay: a change watch only brings one forward.
 //
 //   watch->Watch({{"apps/v1", "Deployment"}, {"v1", "ConfigMap"}});
-//   for (const std::string& bundle : watch->TakeChanged()) ... check it for drift ...
+//   ChangeWatch::Changed changed = watch->TakeChanged();
+//   ... check changed.content for drift, read the health of changed.status ...
 
 #include <set>
 #include <string>
@@ -19,12 +22,19 @@ class ChangeWatch {
   // (apiVersion, kind)
   using Kind = std::pair<std::string, std::string>;
 
+  struct Changed {
+    // Bundles with a live object that changed outside its status, or went (gitfleet's own
+    // writes included: a check then finds nothing to do).
+    std::set<std::string> content;
+    // Bundles with a live object whose status changed (a controller's progress).
+    std::set<std::string> status;
+  };
+
   virtual ~ChangeWatch() = default;
   // The kinds of the objects the bundles hold now; called again whenever that changes.
   virtual void Watch(const std::set<Kind>& kinds) = 0;
-  // The bundles with a live object that changed or went since the last call (gitfleet's own
-  // writes included: a check then finds nothing to do).
-  virtual std::set<std::string> TakeChanged() = 0;
+  // What changed since the last call.
+  virtual Changed TakeChanged() = 0;
 };
 
 }  // namespace gitfleet

@@ -1976,9 +1976,14 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
   std::vector<v1::StatusUpdate> changed;
   absl::Time now = clock_->Now();
   if (change_watch_ != nullptr) {
-    for (const std::string& name : change_watch_->TakeChanged()) {
+    ChangeWatch::Changed changes = change_watch_->TakeChanged();
+    for (const std::string& name : changes.content) {
       auto it = bundles_.find(name);
       if (it != bundles_.end()) it->second.watch_changed = true;
+    }
+    for (const std::string& name : changes.status) {
+      auto it = bundles_.find(name);
+      if (it != bundles_.end()) it->second.status_changed = true;
     }
   }
   std::vector<std::string> removed;
@@ -2003,6 +2008,17 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     if (bundle.record.desired().revision().empty()) continue;
     bool failed = bundle.record.applied_revision() != bundle.record.desired().revision() ||
                   bundle.unsaved || bundle.hooks_pending || bundle.prune_waits;
+    if (bundle.status_changed) {
+      bundle.status_changed = false;
+      if (!bundle.unsettled.empty()) {
+        // A controller moved: read the health now, and keep reading it at the pace of
+        // something that moves.
+        bundle.next_health_check = now;
+        bundle.health_delay = health_interval_;
+      } else if (!failed) {
+        bundle.watch_changed = true;  // settled health that moved: a check reads it all
+      }
+    }
     // Someone changed one of its live objects: look now rather than at the next check.
     const bool watched = bundle.watch_changed && now >= bundle.next_watch_check;
     const bool drift = check_drift || watched;

@@ -138,6 +138,9 @@ class Reconciler {
     int left_checked_from = 0;
     // The change watch named it: its live objects are checked at next_watch_check.
     bool watch_changed = false;
+    // ... for a status that moved: health still changing is read at once, settled health
+    // by a check (as a changed object).
+    bool status_changed = false;
     absl::Time next_watch_check = absl::InfinitePast();
   };
   enum class Removal { kDone, kHandingOver, kFailed };

@@ -47,6 +47,25 @@ v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects,
   return update;
 }
 
+// A change watch that says what it is told to say.
+class FakeChangeWatch : public ChangeWatch {
+ public:
+  void Watch(const std::set<Kind>& kinds) override {
+    kinds_ = kinds;
+    ++told_;
+  }
+  Changed TakeChanged() override {
+    Changed out;
+    out.content.swap(changed_);
+    out.status.swap(status_);
+    return out;
+  }
+  std::set<Kind> kinds_;
+  int told_ = 0;
+  std::set<std::string> changed_;
+  std::set<std::string> status_;
+};
+
 class ReconcilerTest : public ::testing::Test {
  protected:
   ReconcilerTest()
@@ -352,6 +371,31 @@ class SyncWaveTest : public ::testing::Test {
   AgentMetrics metrics_;
   std::unique_ptr<Reconciler> reconciler_;
 };
+
+// A status the change watch saw move is read at once: a rollout's end is reported when it
+// happens, not at the next health poll (which backs off while nothing moves).
+TEST_F(SyncWaveTest, AStatusTheChangeWatchSawMoveIsReadAtOnce) {
+  FakeChangeWatch watch;
+  reconciler_->SetChangeWatch(&watch);
+  applier_.progressing = {"web"};
+  Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Cm("web")}));
+  ASSERT_TRUE(outcome.ack.ok());
+  ASSERT_EQ(outcome.status->health(), v1::HEALTH_STATE_PROGRESSING);
+  // Polls that find nothing new come less and less often: 2 s, then 4, then 8...
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(absl::Seconds(2 << i));
+    reconciler_->Resync(/*check_drift=*/false);
+  }
+  applier_.progressing.clear();  // the rollout ends
+  clock_.Advance(absl::Seconds(1));
+  reconciler_->Resync(/*check_drift=*/false);
+  EXPECT_EQ(reconciler_->AllStatuses().at(0).health(), v1::HEALTH_STATE_PROGRESSING)
+      << "the next poll is not due";
+  watch.status_ = {"web"};
+  std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_HEALTHY);
+}
 
 TEST_F(SyncWaveTest, AWaveGoesOnlyOnceTheLowerWavesAreHealthy) {
   v1::BundleUpdate first = Update({Cm("legacy")});
@@ -757,23 +801,6 @@ TEST_F(ReconcilerTest, SelfHealsDriftAndReportsItWhenOff) {
   EXPECT_EQ(changed[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
   EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/x.yaml"), "tampered");
 }
-
-// A change watch that says what it is told to say.
-class FakeChangeWatch : public ChangeWatch {
- public:
-  void Watch(const std::set<Kind>& kinds) override {
-    kinds_ = kinds;
-    ++told_;
-  }
-  std::set<std::string> TakeChanged() override {
-    std::set<std::string> out;
-    out.swap(changed_);
-    return out;
-  }
-  std::set<Kind> kinds_;
-  int told_ = 0;
-  std::set<std::string> changed_;
-};
 
 // Between periodic checks, a bundle the change watch names is checked at once (at most once
 // per interval); the watch is told the kinds the bundles hold as that changes.

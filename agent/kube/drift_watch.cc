@@ -59,6 +59,11 @@ uint64_t ObjectDigest(json object) {
   return std::hash<std::string>{}(object.dump());
 }
 
+uint64_t StatusDigest(const json& object) {
+  if (!object.is_object() || !object.contains("status")) return 0;
+  return std::hash<std::string>{}(object["status"].dump());
+}
+
 DriftWatcher::DriftWatcher(KubeClient* client, RestMapper* mapper, Options options)
     : client_(client), mapper_(mapper), options_(std::move(options)) {}
 
@@ -137,7 +142,7 @@ void DriftWatcher::Watch(const std::set<Kind>& kinds) {
   for (auto& worker : stopped) worker->thread.join();
 }
 
-std::set<std::string> DriftWatcher::TakeChanged() {
+ChangeWatch::Changed DriftWatcher::TakeChanged() {
   std::set<Kind> retry;
   {
     MutexLock lock(&mu_);
@@ -148,8 +153,8 @@ std::set<std::string> DriftWatcher::TakeChanged() {
   }
   if (!retry.empty()) Watch(retry);
   MutexLock lock(&mu_);
-  std::set<std::string> changed;
-  changed.swap(changed_);
+  Changed changed;
+  std::swap(changed, changed_);
   return changed;
 }
 
@@ -178,7 +183,17 @@ void DriftWatcher::Note(const std::string& bundle) {
   bool added;
   {
     MutexLock lock(&mu_);
-    added = changed_.insert(bundle).second;
+    added = changed_.content.insert(bundle).second;
+  }
+  if (added && options_.on_change) options_.on_change();
+}
+
+void DriftWatcher::NoteStatus(const std::string& bundle) {
+  if (bundle.empty()) return;
+  bool added;
+  {
+    MutexLock lock(&mu_);
+    added = changed_.status.insert(bundle).second;
   }
   if (added && options_.on_change) options_.on_change();
 }
@@ -209,7 +224,7 @@ absl::Status DriftWatcher::List(Worker* worker, std::map<std::string, Seen>* see
       return absl::InternalError(absl::StrCat("GET ", worker->path, ": no list in the answer"));
     }
     for (const json& item : list["items"]) {
-      (*seen)[NameOf(item)] = Seen{Label(item), ObjectDigest(item)};
+      (*seen)[NameOf(item)] = Seen{Label(item), ObjectDigest(item), StatusDigest(item)};
     }
     *version = VersionOf(list);
     next = list["metadata"].is_object() ? list["metadata"].value("continue", "") : "";
@@ -259,7 +274,7 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
       }
       return true;
     }
-    Seen now{Label(object), ObjectDigest(object)};
+    Seen now{Label(object), ObjectDigest(object), StatusDigest(object)};
     if (it == seen->end()) {
       // New to the watch: gitfleet created it (or someone labelled it); nothing drifted.
       if (type != "ADDED") Note(now.bundle);
@@ -269,6 +284,8 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
     if (it->second.digest != now.digest) {
       Note(now.bundle);
       if (it->second.bundle != now.bundle) Note(it->second.bundle);
+    } else if (it->second.status != now.status) {
+      NoteStatus(now.bundle);
     }
     it->second = std::move(now);
     return true;
@@ -333,7 +350,11 @@ void DriftWatcher::Run(Worker* worker) {
         // Changes the watch may have missed: what differs from what it saw.
         for (const auto& [name, before] : seen) {
           auto now = fresh.find(name);
-          if (now == fresh.end() || now->second.digest != before.digest) Note(before.bundle);
+          if (now == fresh.end() || now->second.digest != before.digest) {
+            Note(before.bundle);
+          } else if (now->second.status != before.status) {
+            NoteStatus(before.bundle);
+          }
           if (now != fresh.end() && now->second.bundle != before.bundle) Note(now->second.bundle);
         }
       }

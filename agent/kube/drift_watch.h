@@ -13,7 +13,8 @@
 // each object looked like), then follows the watch, and lists again after a 410 Expired or
 // a failure (bookmarks keep its resourceVersion fresh). A change counts when the object
 // outside its status and bookkeeping (resourceVersion, managedFields, generation) differs
-// from what was seen, or the object went: a controller updating a status changes nothing.
+// from what was seen, or the object went; a status that differs counts apart (Changed.status),
+// for the health to be read again.
 // A kind the agent may not watch (403) or that fails is left to the periodic checks, said
 // in counts() and the log, and tried again later.
 //
@@ -62,7 +63,7 @@ class DriftWatcher : public ChangeWatch {
   ~DriftWatcher() override;  // stops every watch (within about a second)
 
   void Watch(const std::set<Kind>& kinds) override;
-  std::set<std::string> TakeChanged() override;
+  Changed TakeChanged() override;
 
   struct Counts {
     int watching = 0;   // listed and following a watch
@@ -84,6 +85,7 @@ class DriftWatcher : public ChangeWatch {
   struct Seen {
     std::string bundle;
     uint64_t digest = 0;
+    uint64_t status = 0;  // of its status alone
   };
 
   void Run(Worker* worker);
@@ -93,6 +95,7 @@ class DriftWatcher : public ChangeWatch {
   bool Follow(Worker* worker, std::map<std::string, Seen>* seen, std::string* version,
               absl::Status* error);
   void Note(const std::string& bundle);
+  void NoteStatus(const std::string& bundle);
   // Waits `duration`, or less when the worker is stopped; false when stopped.
   static bool Sleep(Worker* worker, absl::Duration duration);
 
@@ -107,12 +110,14 @@ class DriftWatcher : public ChangeWatch {
   absl::Time next_lookup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);  // by path
   int over_limit_ ABSL_GUARDED_BY(mu_) = 0;
-  std::set<std::string> changed_ ABSL_GUARDED_BY(mu_);
+  Changed changed_ ABSL_GUARDED_BY(mu_);
 };
 
 // What a change is judged on: the object without status, resourceVersion, managedFields,
 // generation, apiVersion and kind (a list's items may lack the last two).
 uint64_t ObjectDigest(nlohmann::json object);
+// Of the object's status alone (0 for none).
+uint64_t StatusDigest(const nlohmann::json& object);
 
 }  // namespace gitfleet
 

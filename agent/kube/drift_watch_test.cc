@@ -62,12 +62,16 @@ class DriftWatchTest : public ::testing::Test {
     return done();
   }
 
-  // The bundles named within `wait`, gathered over several looks.
-  static std::set<std::string> ChangedWithin(DriftWatcher& watcher, absl::Duration wait) {
+  // The bundles named within `wait`, gathered over several looks: with a changed object,
+  // or (`status`) with a changed status.
+  static std::set<std::string> ChangedWithin(DriftWatcher& watcher, absl::Duration wait,
+                                             std::set<std::string>* status = nullptr) {
     std::set<std::string> all;
     const absl::Time end = absl::Now() + wait;
     while (absl::Now() < end) {
-      for (const std::string& bundle : watcher.TakeChanged()) all.insert(bundle);
+      ChangeWatch::Changed changed = watcher.TakeChanged();
+      all.insert(changed.content.begin(), changed.content.end());
+      if (status != nullptr) status->insert(changed.status.begin(), changed.status.end());
       absl::SleepFor(absl::Milliseconds(50));
     }
     return all;
@@ -78,8 +82,8 @@ class DriftWatchTest : public ::testing::Test {
   std::unique_ptr<RestMapper> mapper_;
 };
 
-// Someone's edit or delete names the bundle; a controller's status update, gitfleet's own
-// creation, an object of no bundle and a hook's run do not.
+// Someone's edit or delete names the bundle; gitfleet's own creation, an object of no
+// bundle and a hook's run do not, and a controller's status update names it for its health.
 TEST_F(DriftWatchTest, AnEditOrADeleteNamesItsBundleAndAStatusDoesNot) {
   PutConfigMap("settings", "web");
   PutConfigMap("loose", "");
@@ -98,7 +102,9 @@ TEST_F(DriftWatchTest, AnEditOrADeleteNamesItsBundleAndAStatusDoesNot) {
   fake_->Mutate("", "configmaps", "default", "loose", [](json& o) { o["data"]["k"] = "x"; });
   fake_->Mutate("", "configmaps", "default", "migrate-run", [](json& o) { o["data"]["k"] = "x"; });
   PutConfigMap("created", "web");  // as gitfleet creates one
-  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500)), IsEmpty());
+  std::set<std::string> status;
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500), &status), IsEmpty());
+  EXPECT_THAT(status, ElementsAre("api"));
 
   fake_->Mutate("", "configmaps", "default", "settings",
                 [](json& o) { o["data"]["k"] = "edited"; });
