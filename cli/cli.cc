@@ -1082,6 +1082,45 @@ class Cli {
   }
   int BundleUnpin() { return PinTo(""); }
 
+  // A team's bundle taken as the fleet's own: its definition as it is, adopted.
+  int BundleAdopt() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
+    v1::ListBundlesRequest one;
+    one.set_page_size(1);
+    one.set_page_token(*name);
+    v1::ListBundlesResponse page;
+    if (int rc = Call(&v1::AdminService::Stub::ListBundles, one, &page); rc != 0) return rc;
+    if (page.bundles_size() == 0 || page.bundles(0).bundle().name() != *name) {
+      err_ << "gitfleetctl: NOT_FOUND: bundle " << *name << " not found\n";
+      return 1;
+    }
+    const v1::Bundle& current = page.bundles(0).bundle();
+    if (current.scope().adopted()) {
+      if (format_ == "table") out_ << "bundle " << *name << " is the fleet's already\n";
+      return 0;
+    }
+    v1::AddBundleRequest request;
+    *request.mutable_bundle() = current;
+    request.set_replace(true);
+    request.set_adopt(true);
+    request.set_if_generation(current.generation());
+    v1::BundleInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    const v1::BundleScope& scope = info.bundle().scope();
+    out_ << "bundle " << *name << " adopted from caller " << scope.caller()
+         << ": it keeps its limits (clusters="
+         << (scope.clusters().empty() ? "-" : scope.clusters())
+         << (scope.namespaces_size() > 0
+                 ? absl::StrCat(" namespaces=", absl::StrJoin(scope.namespaces(), ","))
+                 : std::string())
+         << ") and no longer follows that caller's line\n";
+    if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+    return 0;
+  }
+
   int BundleSuspend() { return SetBundleSuspended(true); }
   int BundleResume() { return SetBundleSuspended(false); }
 
@@ -1697,6 +1736,13 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {"prune"},
        &Cli::BundleRollback},
       {{"bundle", "unpin"}, "NAME", "follow the source again", {}, &Cli::BundleUnpin},
+      {{"bundle", "adopt"},
+       "NAME",
+       "take a team's bundle as the fleet's own (a fleet admin): it keeps its scope's\n"
+       "limits and no longer follows its caller's line, so it goes on getting new\n"
+       "revisions when that line is gone",
+       {},
+       &Cli::BundleAdopt},
       {{"bundle", "suspend"},
        "NAME",
        "no cluster gets a new revision; agents keep enforcing what they hold",

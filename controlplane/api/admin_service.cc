@@ -775,10 +775,17 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
   AdminCall call(this, context, "AddBundle",
                  absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
                               " selector=", request->bundle().selector(),
-                              request->allow_removal() ? " allow_removal" : ""));
+                              request->allow_removal() ? " allow_removal" : "",
+                              request->adopt() ? " adopt" : ""));
   if (!call.allowed()) return call.Refused();
   v1::Bundle bundle = request->bundle();
   bundle.clear_scope();  // the control plane's to set
+  if (request->adopt() && call.caller().scoped()) {
+    return call.Done(absl::PermissionDeniedError(
+        absl::StrCat("caller ", call.caller().name,
+                     " is a team's: adopting a team's bundle as the fleet's own is for a fleet "
+                     "admin (a line with no scope)")));
+  }
   if (call.caller().scoped()) {
     const Caller& caller = call.caller();
     if (absl::Status s =
@@ -793,9 +800,10 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
     }
     *bundle.mutable_scope() = ToBundleScope(caller.name, *caller.scope);
   }
-  return call.Reply(controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
-                                           request->allow_removal(), request->if_generation()),
-                    response);
+  return call.Reply(
+      controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
+                             request->allow_removal(), request->if_generation(), request->adopt()),
+      response);
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,

@@ -602,6 +602,7 @@ std::string Controller::CallerGoneMessage(const std::string& bundle, const std::
       " is named on no line of --api-tokens or --api-client-roles any more, so no cluster "
       "gets a new revision of it (each keeps what it runs) until the caller has a line again "
       "or a fleet admin removes the bundle (gitfleetctl bundle remove ",
+      bundle, ") or adopts it as the fleet's own, keeping its limits (gitfleetctl bundle adopt ",
       bundle, ")");
 }
 
@@ -611,7 +612,7 @@ bool Controller::NoteScopeClusters(BundleState& state, const CallerScopes* scope
   const std::optional<std::string> before = state.scope_clusters_now;
   const v1::BundleScope* now = nullptr;
   state.caller_gone = false;
-  if (scopes != nullptr && state.definition.has_scope()) {
+  if (scopes != nullptr && state.definition.has_scope() && !state.definition.scope().adopted()) {
     auto it = scopes->find(state.definition.scope().caller());
     if (it == scopes->end()) {
       state.caller_gone = true;
@@ -649,6 +650,10 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
     for (auto& [name, state] : bundles_) {
       const v1::Bundle& definition = state.definition;
       if (!definition.has_scope()) continue;
+      if (definition.scope().adopted()) {
+        if (NoteScopeClusters(state, nullptr)) regated.push_back(name);
+        continue;
+      }
       auto now = scopes.find(definition.scope().caller());
       if (NoteScopeClusters(state, &scopes)) regated.push_back(name);
       if (state.caller_gone) {
@@ -999,14 +1004,15 @@ bool Controller::HasSopsKeys() const {
 
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
                                                      absl::Time wait_until, bool allow_removal,
-                                                     int64_t if_generation) {
-  return DefineBundle(input, replace, wait_until, allow_removal, if_generation, "");
+                                                     int64_t if_generation, bool adopt) {
+  return DefineBundle(input, replace, wait_until, allow_removal, if_generation, "", adopt);
 }
 
 absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input, bool replace,
                                                         absl::Time wait_until, bool allow_removal,
                                                         int64_t if_generation,
-                                                        const std::string& scope_change) {
+                                                        const std::string& scope_change,
+                                                        bool adopt) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   auto too_long = [&](absl::string_view what, size_t size, size_t most) {
@@ -1051,9 +1057,23 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         *bundle.mutable_scope() = it->second.definition.scope();
       }
     }
-    // The token files are read for a team's bundle alone, and outside the lock.
+    if (adopt) {
+      // The fleet's own from now on: the limits it has stay, the caller is not followed.
+      if (!replace || !bundle.has_scope()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("bundle \"", bundle.name(), "\" ",
+                         bundle.has_scope()
+                             ? "is adopted by a replacement: give --replace"
+                             : "is no team's bundle (it has no caller's scope): nothing to adopt"));
+      }
+      bundle.mutable_scope()->set_adopted(true);
+    }
+    // The token files are read for a team's bundle alone, and outside the lock; an adopted
+    // one follows no line.
     std::shared_ptr<const CallerScopes> scopes =
-        bundle.has_scope() && options_.caller_scopes ? options_.caller_scopes() : nullptr;
+        bundle.has_scope() && !bundle.scope().adopted() && options_.caller_scopes
+            ? options_.caller_scopes()
+            : nullptr;
     if (scopes != nullptr) {
       auto now = scopes->find(bundle.scope().caller());
       if (now != scopes->end() && !now->second.caller().empty()) {
@@ -1273,6 +1293,11 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_service_account(true);
       }
       state.definition = bundle;
+      if (bundle.scope().adopted()) {
+        // Neither held for its caller's absence nor gated by the caller's line now.
+        NoteScopeClusters(state, nullptr);
+        state.scope_held.clear();
+      }
       state.selector = *selector;
       state.values = *values;
       state.generation = next_generation_++;

@@ -174,10 +174,13 @@ class Controller {
   // it from them (pruning its objects when it prunes): that is an explicit act, so it is
   // refused (FailedPrecondition, naming them) unless `allow_removal`. With `if_generation`
   // > 0, only a replacement of the definition of that generation happens (Aborted
-  // otherwise).
+  // otherwise). With `adopt`, a replacement of a team's bundle takes it as the fleet's own
+  // (BundleScope.adopted): its scope's limits stay, its caller's line is no longer followed
+  // (FailedPrecondition when it has no team's scope).
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
                                            absl::Time wait_until = absl::InfiniteFuture(),
-                                           bool allow_removal = false, int64_t if_generation = 0);
+                                           bool allow_removal = false, int64_t if_generation = 0,
+                                           bool adopt = false);
   absl::Status RemoveBundle(const std::string& name,
                             absl::Time wait_until = absl::InfiniteFuture());
   // A team's bundle records its caller's scope when it is defined; this brings every
@@ -486,11 +489,11 @@ class Controller {
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AddBundle's work; `scope_change`, when set, says the bundle's caller's scope changed
   // (FollowCallerScopes): the event says so, and what the agents and the render judge
-  // anyway (namespaces, SOPS keys) is not refused here.
+  // anyway (namespaces, SOPS keys) is not refused here. `adopt`: AddBundle's.
   absl::StatusOr<v1::BundleInfo> DefineBundle(const v1::Bundle& bundle, bool replace,
                                               absl::Time wait_until, bool allow_removal,
                                               int64_t if_generation,
-                                              const std::string& scope_change);
+                                              const std::string& scope_change, bool adopt = false);
   // Runs FollowCallerScopes when the scopes in force change, and every scope_sweep.
   void FollowScopesLoop();
   void PruneRevisions(const std::string& bundle);

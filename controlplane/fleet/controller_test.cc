@@ -1321,6 +1321,71 @@ TEST_F(ControllerTest, ABundleOfACallerTakenOffTheFilesGetsNoNewRevisions) {
   EXPECT_EQ(message->message.update().revision(), second);
 }
 
+// A fleet admin adopts a gone team's bundle: it gets new revisions again, on the team's
+// clusters alone and within its namespaces as before, and no line is followed any more; a
+// bundle with no team's scope has nothing to adopt.
+TEST_F(ControllerTest, AnAdoptedBundleKeepsItsLimitsAndFollowsNoLine) {
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  bundle.mutable_scope()->add_namespaces("team-a-*");
+  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  uint64_t b1 = ConnectAgent(hub_.get(), "b1", {{"team", "b"}});
+  ASSERT_NE(hub_->NextMessage(a1, "team-a-app"), nullptr);
+  EXPECT_THAT(controller_->FollowCallerScopes({}), ElementsAre(HasSubstr("named on no line")));
+  git_.Write("app/cm.yaml", Cm("x", "2"));
+  git_.Commit("two");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(hub_->NextMessage(a1, "team-a-app"), nullptr) << "held while the caller is gone";
+
+  // Not a replacement, or no team's bundle: refused.
+  v1::Bundle own = Bundle("ops", "app");
+  ASSERT_TRUE(controller_->AddBundle(own, false).ok());
+  EXPECT_THAT(
+      controller_->AddBundle(own, true, absl::InfiniteFuture(), false, 0, /*adopt=*/true).status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing to adopt")));
+  v1::Bundle admins = Bundle("team-a-app", "app");  // a fleet admin's: no scope of its own
+  EXPECT_THAT(
+      controller_->AddBundle(admins, false, absl::InfiniteFuture(), false, 0, /*adopt=*/true)
+          .status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("give --replace")));
+
+  absl::StatusOr<v1::BundleInfo> adopted =
+      controller_->AddBundle(admins, true, absl::InfiniteFuture(), false, 0, /*adopt=*/true);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_TRUE(adopted->bundle().scope().adopted());
+  EXPECT_EQ(adopted->bundle().scope().caller(), "team-a");
+  EXPECT_TRUE(adopted->scope_held().empty()) << adopted->scope_held();
+  std::shared_ptr<const EncodedMessage> message;
+  for (int i = 0; i < 2000 && message == nullptr; ++i) {
+    message = hub_->NextMessage(a1, "team-a-app");
+    if (message == nullptr) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_NE(message, nullptr);
+  EXPECT_THAT(message->message.update().sync().allowed_namespaces(), ElementsAre("team-a-*"));
+  EXPECT_EQ(hub_->NextMessage(b1, "team-a-app"), nullptr) << "still the team's clusters alone";
+
+  // No line is followed: neither its absence nor a line of that name changes it.
+  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
+  v1::BundleScope wider = bundle.scope();
+  wider.set_clusters("team in (a,b)");
+  EXPECT_THAT(controller_->FollowCallerScopes({{"team-a", wider}}), IsEmpty());
+  EXPECT_EQ(controller_->ListBundles("team-a-app", 1).at(0).bundle().scope().clusters(), "team=a");
+  // An admin's later change keeps it adopted.
+  admins.set_selector("team=a");
+  absl::StatusOr<v1::BundleInfo> changed = controller_->AddBundle(admins, true);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(changed->bundle().scope().adopted());
+  // After a restart too.
+  Restart();
+  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
+  EXPECT_TRUE(controller_->ListBundles("team-a-app", 1).at(0).scope_held().empty());
+}
+
 // A team's source follows its caller's repos= too: narrowed away from its URL, it is not
 // fetched (the bundles reading it keep their revision, the source's error says why);
 // widened again, it is.

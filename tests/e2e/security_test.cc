@@ -490,6 +490,24 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
       absl::Seconds(30)))
       << Ctl({"bundle", "list", "-o", "json"});
   EXPECT_THAT(Files("a-dev"), ::testing::Contains(HasSubstr("team-a-app")));
+
+  // A fleet admin adopts it as the fleet's own: no longer held for the gone caller, its
+  // limits kept (kinds=Secret still refuses the ConfigMap). A team may not adopt.
+  As(team_c, {"bundle", "adopt", "team-a-app"}, &code);
+  EXPECT_NE(code, 0);
+  std::string adopted = Ctl({"bundle", "adopt", "team-a-app"}, &code);
+  ASSERT_EQ(code, 0) << adopted;
+  EXPECT_THAT(adopted, HasSubstr("bundle team-a-app adopted from caller team-a: it keeps its "
+                                 "limits (clusters=team in (a) namespaces=team-a-*)"));
+  // (Team a's other bundles stay held.)
+  const std::string listed = Ctl({"bundle", "list", "-o", "yaml"});
+  const size_t at = listed.find("name: team-a-app");
+  ASSERT_NE(at, std::string::npos) << listed;
+  const std::string entry = listed.substr(at, listed.find("\n  - ", at) - at);
+  EXPECT_THAT(entry, Not(HasSubstr("named on no line"))) << entry;
+  EXPECT_THAT(entry, HasSubstr("adopted: true"));
+  EXPECT_THAT(entry, HasSubstr("not in kinds=Secret"));
+  EXPECT_THAT(Ctl({"bundle", "adopt", "team-a-app"}), HasSubstr("is the fleet's already"));
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
