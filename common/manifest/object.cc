@@ -163,17 +163,25 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view
   }
   std::vector<v1::ManifestObject> objects;
   try {
-    for (const YAML::Node& doc : docs) {
-      if (!doc || doc.IsNull()) continue;
-      std::string where = Where(file, doc.Mark().line);
+    for (const YAML::Node& raw : docs) {
+      if (!raw || raw.IsNull()) continue;
+      const int line = raw.Mark().line;
+      std::string where = Where(file, line);
+      // `<<: *defaults` stands for the keys it merges, as kubectl reads it.
+      absl::StatusOr<YAML::Node> merged = ResolveMergeKeys(raw);
+      if (!merged.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(file, ": ", merged.status().message()));
+      }
+      const YAML::Node doc = *std::move(merged);
       if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() && doc["kind"].Scalar() == "List" &&
           doc["items"]) {
         if (!doc["items"].IsSequence()) {
           return absl::InvalidArgumentError(absl::StrCat(where, ": List items must be a sequence"));
         }
         for (const YAML::Node& item : doc["items"]) {
+          // (A merged document's items have no marks of their own: its line, then.)
           absl::StatusOr<v1::ManifestObject> object =
-              ObjectFromNode(item, Where(file, item.Mark().line));
+              ObjectFromNode(item, Where(file, item.Mark().is_null() ? line : item.Mark().line));
           if (!object.ok()) return object.status();
           objects.push_back(*std::move(object));
         }

@@ -65,6 +65,57 @@ TEST(ParseManifestsTest, ReadsFilesAsOtherEditorsWriteThem) {
   EXPECT_EQ(json->size(), 1u);
 }
 
+// YAML's merge key, as kubectl reads it: `<<: *defaults` (or a list of them) stands for
+// the keys the mapping does not set itself, the earlier mapping first; a quoted "<<" is a
+// key like any other, and a merge of a scalar is refused, naming the file and line.
+TEST(ParseManifestsTest, MergeKeysStandForTheKeysTheyMerge) {
+  auto objects = ParseManifests(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      containers:
+      - name: web
+        resources: &defaults
+          limits: {cpu: "1"}
+          requests: {cpu: 100m}
+      - name: sidecar
+        resources:
+          <<: *defaults
+          requests: {cpu: 10m}
+      - name: other
+        <<: [{image: a, name: ignored}, {image: b, tty: true}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: quoted}
+data:
+  "<<": kept
+)",
+                                "merge.yaml");
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  ASSERT_EQ(objects->size(), 2u);
+  const std::string& web = (*objects)[0].yaml();
+  EXPECT_THAT(web, ::testing::Not(::testing::HasSubstr("<<"))) << web;
+  YAML::Node parsed = YAML::Load(web);
+  YAML::Node containers = parsed["spec"]["template"]["spec"]["containers"];
+  EXPECT_EQ(containers[1]["resources"]["limits"]["cpu"].as<std::string>(), "1");
+  EXPECT_EQ(containers[1]["resources"]["requests"]["cpu"].as<std::string>(), "10m");
+  EXPECT_EQ(containers[2]["name"].as<std::string>(), "other");
+  EXPECT_EQ(containers[2]["image"].as<std::string>(), "a");
+  EXPECT_TRUE(containers[2]["tty"].as<bool>());
+  EXPECT_EQ(containers[0]["resources"]["requests"]["cpu"].as<std::string>(), "100m");
+  EXPECT_THAT((*objects)[1].yaml(), ::testing::HasSubstr("kept"));
+  EXPECT_THAT((*objects)[1].yaml(), ::testing::HasSubstr("<<"));
+
+  auto scalar = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  <<: text\n", "bad.yaml");
+  EXPECT_THAT(scalar.status().message(),
+              ::testing::HasSubstr("bad.yaml: line 5: the value of the merge key << is neither a "
+                                   "mapping nor a list of mappings"));
+}
+
 TEST(ParseManifestsTest, MalformedYamlNamesFileAndLine) {
   auto objects = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n", "apps/bad.yaml");
   EXPECT_THAT(objects.status(),

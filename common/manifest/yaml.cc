@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -200,6 +202,97 @@ absl::StatusOr<std::string> EmitBlockYaml(const YAML::Node& node) {
     return absl::InvalidArgumentError(absl::StrCat("cannot serialize YAML: ", out.GetLastError()));
   }
   return std::string(out.c_str(), out.size()) + "\n";
+}
+
+namespace {
+
+bool IsMergeKey(const YAML::Node& key) {
+  return key.IsScalar() && key.Scalar() == "<<" &&
+         (key.Tag() == "?" || key.Tag() == "tag:yaml.org,2002:merge");
+}
+
+absl::Status Resolve(const YAML::Node& node, YAML::Node* out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence: {
+      YAML::Node sequence(YAML::NodeType::Sequence);
+      sequence.SetTag(node.Tag());
+      sequence.SetStyle(node.Style());
+      for (const YAML::Node& item : node) {
+        YAML::Node resolved;
+        if (absl::Status s = Resolve(item, &resolved); !s.ok()) return s;
+        sequence.push_back(resolved);
+      }
+      *out = sequence;
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Map: {
+      YAML::Node map(YAML::NodeType::Map);
+      map.SetTag(node.Tag());
+      map.SetStyle(node.Style());
+      std::vector<YAML::Node> merges;
+      std::set<std::string> keys;  // scalar keys present
+      for (const auto& entry : node) {
+        if (IsMergeKey(entry.first)) {
+          merges.push_back(entry.second);
+          continue;
+        }
+        YAML::Node value;
+        if (absl::Status s = Resolve(entry.second, &value); !s.ok()) return s;
+        if (entry.first.IsScalar()) keys.insert(entry.first.Scalar());
+        map.force_insert(entry.first, value);
+      }
+      // Keys the mapping sets itself win; among merged mappings, the earlier one.
+      auto take = [&map, &keys](const YAML::Node& from) {
+        for (const auto& entry : from) {
+          if (entry.first.IsScalar() && !keys.insert(entry.first.Scalar()).second) continue;
+          map.force_insert(entry.first, entry.second);
+        }
+      };
+      for (const YAML::Node& merge : merges) {
+        YAML::Node resolved;
+        if (absl::Status s = Resolve(merge, &resolved); !s.ok()) return s;
+        if (resolved.IsMap()) {
+          take(resolved);
+        } else if (resolved.IsSequence() &&
+                   std::all_of(resolved.begin(), resolved.end(),
+                               [](const YAML::Node& item) { return item.IsMap(); })) {
+          for (const YAML::Node& item : resolved) take(item);
+        } else {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "line ", merge.Mark().line + 1,
+              ": the value of the merge key << is neither a mapping nor a list of mappings"));
+        }
+      }
+      *out = map;
+      return absl::OkStatus();
+    }
+    default:
+      *out = node;  // scalars and nulls are not changed: shared
+      return absl::OkStatus();
+  }
+}
+
+bool ContainsMergeKey(const YAML::Node& node) {
+  if (node.IsSequence()) {
+    for (const YAML::Node& item : node) {
+      if (ContainsMergeKey(item)) return true;
+    }
+  } else if (node.IsMap()) {
+    for (const auto& entry : node) {
+      if (IsMergeKey(entry.first) || ContainsMergeKey(entry.second)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<YAML::Node> ResolveMergeKeys(const YAML::Node& node) {
+  // Without a merge the node itself, with the lines its marks give errors.
+  if (!ContainsMergeKey(node)) return node;
+  YAML::Node out;
+  if (absl::Status s = Resolve(node, &out); !s.ok()) return s;
+  return out;
 }
 
 }  // namespace gitfleet

@@ -19,6 +19,15 @@ namespace gitfleet {
 
 absl::StatusOr<std::string> EmitBlockYaml(const YAML::Node& node);
 
+// YAML 1.1's merge key, as kubectl reads manifests (go-yaml): in a mapping, a plain `<<`
+// whose value is a mapping (`<<: *defaults`) or a list of them (`<<: [*a, *b]`) stands for
+// the keys of those mappings that the mapping does not set itself, earlier ones first. A
+// new tree with every merge done (the input is left as it is; returned as it is when it
+// holds no merge, its marks kept for errors' lines); InvalidArgument for a `<<`
+// whose value is neither. The caller bounds the text first (CheckYamlBounds): the tree is
+// no larger than its expansion.
+absl::StatusOr<YAML::Node> ResolveMergeKeys(const YAML::Node& node);
+
 // Bounds on one YAML text, checked while parsing, before any node is built or emitted:
 // an alias bomb ("billion laughs") is refused, never expanded.
 struct YamlLimits {
