@@ -670,6 +670,12 @@ absl::StatusOr<std::string> FleetHelmValues::For(const Values& values, ReadValue
                        " is not a mapping of values (Fleet merges each values file into "
                        "helm.values)"));
     }
+    // `<<: *defaults` merged before the files are: as helm's Go YAML reads each file.
+    absl::StatusOr<YAML::Node> resolved = ResolveMergeKeys(node);
+    if (!resolved.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", resolved.status().message()));
+    }
+    node = *std::move(resolved);
     return node;
   };
   if (!this->values.empty()) {

@@ -221,6 +221,21 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
 // (base and overlays side by side) says so in its failure.
 // fleet.yaml's diff.comparePatches leave fields to others in what the bundle renders (with
 // the forced namespace too), and a change to fleet.yaml is a change to the render.
+// fleet.yaml read as Fleet's Go YAML reads it: a merge key stands for the keys it merges.
+TEST(RenderBundlePathTest, FleetYamlsMergeKeysAreRead) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {
+      {"apps/web/a.yaml", Cm("a")},
+      {"apps/web/fleet.yaml", "x-defaults: &defaults\n  namespace: shop\n<<: *defaults\n"}};
+  RenderInput input{"web", "apps/web", files};
+  auto set = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->default_namespace(), "shop");
+  files[1].content = "<<: shop\n";
+  EXPECT_THAT(RenderBundlePath(renderer, RenderInput{"web", "apps/web", files}).status().message(),
+              HasSubstr("apps/web/fleet.yaml: line 1: the value of the merge key << is neither"));
+}
+
 TEST(RenderBundlePathTest, FleetComparePatchesLeaveFieldsToOthers) {
   PlainRenderer renderer;
   std::vector<RepoFile> files = {

@@ -635,6 +635,14 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
                      e.mark.line + 1, ": invalid YAML: ", e.msg));
   }
   if (!options || options.IsNull()) return out;
+  // A target's `<<: *defaults` reads as Fleet's Go YAML reads it: the keys merged.
+  absl::StatusOr<YAML::Node> merged = ResolveMergeKeys(options);
+  if (!merged.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Rancher Fleet's bundle options, read for their namespace: ", name, ": ",
+                     merged.status().message()));
+  }
+  options = *std::move(merged);
   // yaml-cpp throws on a look-up in a node of the wrong kind: a repository's file must
   // never take the control plane down.
   try {
