@@ -30,6 +30,34 @@ TEST(ConvertTest, ScalarsFollowKubernetesYaml) {
   EXPECT_EQ((*j)["q"], "1.2.3");
 }
 
+// Integers as kubectl's YAML reader (go-yaml, Go's ParseInt with base 0) reads them: a
+// leading 0 is octal, so a volume's `defaultMode: 0644` is 420 (rw-r--r--), never 644;
+// 0o, 0b and 0x prefixes, signs and underscores; "08" is no octal (a float, 8); the YAML
+// 1.1 words only in go-yaml's three spellings.
+TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
+  absl::StatusOr<json> j = YamlToJson(
+      "mode: 0644\nzero: 0\nzeros: 00\no: 0o17\nb: 0b101\nneg: -0x10\nplus: +12\n"
+      "big: 1_000_000\neight: 08\nbadunder: 1__0\nhuge: 99999999999999999999\n"
+      "Yes: Yes\nodd: yEs\nnul: Null\nnull2: nULL\nq: \"0644\"\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ((*j)["mode"], 420);
+  EXPECT_EQ((*j)["zero"], 0);
+  EXPECT_EQ((*j)["zeros"], 0);
+  EXPECT_EQ((*j)["o"], 15);
+  EXPECT_EQ((*j)["b"], 5);
+  EXPECT_EQ((*j)["neg"], -16);
+  EXPECT_EQ((*j)["plus"], 12);
+  EXPECT_EQ((*j)["big"], 1000000);
+  EXPECT_EQ((*j)["eight"], 8.0);
+  EXPECT_EQ((*j)["badunder"], "1__0");
+  EXPECT_TRUE((*j)["huge"].is_number_float()) << (*j)["huge"];
+  EXPECT_EQ((*j)["Yes"], true);
+  EXPECT_EQ((*j)["odd"], "yEs");
+  EXPECT_TRUE((*j)["nul"].is_null());
+  EXPECT_EQ((*j)["null2"], "nULL");
+  EXPECT_EQ((*j)["q"], "0644");
+}
+
 TEST(ConvertTest, BadYamlIsAnError) { EXPECT_FALSE(YamlToJson("a: [1, 2").ok()); }
 
 TEST(ConvertTest, FirstDifferenceIgnoresServerFields) {

@@ -1,9 +1,11 @@
 #ifndef GITFLEET_COMMON_MANIFEST_YAML_JSON_H_
 #define GITFLEET_COMMON_MANIFEST_YAML_JSON_H_
 
-// YAML to JSON as Kubernetes reads it (sigs.k8s.io/yaml, YAML 1.1 scalars): plain
-// true/false/yes/no/on/off are booleans, plain numbers are numbers, plain null/~ and empty
-// values are null, and quoted scalars are always strings.
+// YAML to JSON as Kubernetes reads it (sigs.k8s.io/yaml over go-yaml, YAML 1.1 scalars):
+// plain true/false/yes/no/on/off/y/n (each as go-yaml spells it: lower, Title or UPPER
+// case) are booleans, plain integers read as Go reads them (a leading 0 is octal:
+// `defaultMode: 0644` is 420; 0x, 0o, 0b, underscores), other plain numbers are floats,
+// plain null/~ and empty values are null, and quoted scalars are always strings.
 //
 //   GF_ASSIGN_OR_RETURN(nlohmann::json object, YamlToJson(manifest.yaml()));
 
