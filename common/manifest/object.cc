@@ -173,8 +173,10 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view
         return absl::InvalidArgumentError(absl::StrCat(file, ": ", merged.status().message()));
       }
       const YAML::Node doc = *std::move(merged);
-      if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() && doc["kind"].Scalar() == "List" &&
-          doc["items"]) {
+      // A List, or any kind's list (`kubectl get deployments -o yaml` writes a
+      // DeploymentList): its items are the objects, as kubectl apply takes them.
+      if (doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() &&
+          absl::EndsWith(doc["kind"].Scalar(), "List") && doc["items"]) {
         if (!doc["items"].IsSequence()) {
           return absl::InvalidArgumentError(absl::StrCat(where, ": List items must be a sequence"));
         }

@@ -42,6 +42,16 @@ TEST(ParseManifestsTest, ExpandsLists) {
                                 "list.json");
   ASSERT_TRUE(objects.ok()) << objects.status();
   EXPECT_EQ(objects->size(), 2u);
+  auto typed = ParseManifests(R"(apiVersion: apps/v1
+kind: DeploymentList
+metadata: {resourceVersion: "1"}
+items:
+- {apiVersion: apps/v1, kind: Deployment, metadata: {name: web}}
+)",
+                              "deployments.yaml");
+  ASSERT_TRUE(typed.ok()) << typed.status();
+  ASSERT_EQ(typed->size(), 1u);
+  EXPECT_EQ(KeyString((*typed)[0].key()), "apps/Deployment//web");
 }
 
 // What editors on other systems write: a byte-order mark, CRLF line ends, a document end
