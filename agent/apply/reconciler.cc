@@ -17,6 +17,9 @@
 namespace gitfleet {
 namespace {
 
+// A status the change watch saw move has the bundle's health read at most this often.
+constexpr absl::Duration kStatusReadGap = absl::Seconds(1);
+
 // How many of the objects prune-off left behind (a bundle's, or a removed bundle's) a
 // drift pass reads.
 constexpr int kLeftChecksPerPass = 50;
@@ -1309,6 +1312,7 @@ HealthSummary Reconciler::SummarizeHealth(Bundle& bundle, const absl::Status& ta
     health.Add(h);
   }
   bundle.health_delay = health_interval_;
+  bundle.health_read = clock_->Now();
   bundle.next_health_check = clock_->Now() + health_interval_;
   return health;
 }
@@ -1322,6 +1326,7 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
   const absl::Duration delay = bundle.health_delay;
+  bundle.health_read = clock_->Now();
   HealthSummary health = SummarizeHealth(bundle, absl::OkStatus());
   v1::StatusUpdate status = bundle.status;
   status.set_health(health.overall());
@@ -2011,9 +2016,11 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     if (bundle.status_changed) {
       bundle.status_changed = false;
       if (!bundle.unsettled.empty()) {
-        // A controller moved: read the health now, and keep reading it at the pace of
+        // A controller moved: read the health now (at most once a second: a rollout of
+        // many workloads moves many times a second), and keep reading it at the pace of
         // something that moves.
-        bundle.next_health_check = now;
+        bundle.next_health_check =
+            std::min(bundle.next_health_check, std::max(now, bundle.health_read + kStatusReadGap));
         bundle.health_delay = health_interval_;
       } else if (!failed) {
         bundle.watch_changed = true;  // settled health that moved: a check reads it all

@@ -121,7 +121,8 @@ class Reconciler {
     // Objects of record.desired whose health has not settled, and when to look again.
     std::vector<int> unsettled;  // indexes into record.desired().objects()
     absl::Time next_health_check = absl::InfiniteFuture();
-    absl::Duration health_delay;  // doubles while rechecks change nothing
+    absl::Time health_read = absl::InfinitePast();  // when health was last read
+    absl::Duration health_delay;                    // doubles while rechecks change nothing
     // The desired revision's hooks have not all run: passes go on at next_retry.
     bool hooks_pending = false;
     // What left the revision waits for it to be Healthy (prune-last): passes go on at

@@ -395,6 +395,18 @@ TEST_F(SyncWaveTest, AStatusTheChangeWatchSawMoveIsReadAtOnce) {
   std::vector<v1::StatusUpdate> changed = reconciler_->Resync(/*check_drift=*/false);
   ASSERT_EQ(changed.size(), 1u);
   EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_HEALTHY);
+
+  // Statuses that move many times a second are read at most once a second.
+  v1::BundleUpdate second = Update({Cm("web", "2")});
+  applier_.progressing = {"web"};
+  ASSERT_EQ(reconciler_->OnUpdate(second).status->health(), v1::HEALTH_STATE_PROGRESSING);
+  applier_.progressing.clear();
+  watch.status_ = {"web"};
+  EXPECT_THAT(reconciler_->Resync(/*check_drift=*/false), IsEmpty()) << "read a moment ago";
+  clock_.Advance(absl::Seconds(1));
+  changed = reconciler_->Resync(/*check_drift=*/false);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].health(), v1::HEALTH_STATE_HEALTHY);
 }
 
 TEST_F(SyncWaveTest, AWaveGoesOnlyOnceTheLowerWavesAreHealthy) {
