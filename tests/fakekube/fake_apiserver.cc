@@ -1584,9 +1584,10 @@ void FakeApiServer::ReapLocked(const std::string& key) {
     return;
   }
   json gone = std::move(it->second);
-  objects_.erase(it);  // its last finalizer removed: the deletion it waited for ends
+  const std::string name = key;  // `key` may be the entry's own, erased next
+  objects_.erase(it);            // its last finalizer removed: the deletion it waited for ends
   ++resource_version_;
-  ChangedLocked(key, std::move(gone), nullptr);
+  ChangedLocked(name, std::move(gone), nullptr);
 }
 
 bool FakeApiServer::Delete(const std::string& group, const std::string& resource,
