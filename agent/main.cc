@@ -219,6 +219,8 @@ int Main(ShutdownSignals& signals) {
   std::unique_ptr<Applier> applier;
   std::unique_ptr<KubeClient> kube;
   std::unique_ptr<RestMapper> mapper;
+  // The change watch, once made (below), for the appliers to tell what they wrote.
+  auto written_to = std::make_shared<std::atomic<DriftWatcher*>>(nullptr);
   std::string target;
   if (kubernetes) {
     const std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
@@ -257,6 +259,14 @@ int Main(ShutdownSignals& signals) {
       };
     };
     applier_options.on_not_reconciled = report_not_reconciled(0);
+    // Every applier (its own, and those acting as accounts) tells the change watch what it
+    // wrote, so its own writes cost no drift check.
+    applier_options.on_written = [written_to](const std::string& collection,
+                                              const std::string& name, const std::string& version) {
+      if (DriftWatcher* watcher = written_to->load(); watcher != nullptr) {
+        watcher->Written(collection, name, version);
+      }
+    };
     applier_options.shared_field_managers.clear();
     for (absl::string_view name :
          absl::StrSplit(absl::GetFlag(FLAGS_take_fields_from), ',', absl::SkipWhitespace())) {
@@ -307,6 +317,7 @@ int Main(ShutdownSignals& signals) {
       if (Agent* agent = wake.load(); agent != nullptr) agent->Wake();
     };
     drift_watcher = std::make_unique<DriftWatcher>(kube.get(), mapper.get(), watch_options);
+    written_to->store(drift_watcher.get());
   }
   BundleStateStore state(state_dir, &fs);
   Reconciler reconciler(applier.get(), &state, metrics,
@@ -459,6 +470,7 @@ int Main(ShutdownSignals& signals) {
   waiter.join();
   // The watches stop before the agent they wake goes.
   reconciler.SetChangeWatch(nullptr);
+  written_to->store(nullptr);
   drift_watcher.reset();
   return 0;
 }

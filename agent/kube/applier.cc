@@ -726,6 +726,13 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
   json applied = json::parse(response->body, nullptr, false);
   Remember(context.bundle, object.key(),
            HealthOf(object.key(), applied.is_discarded() ? json::object() : applied));
+  if (options_.on_written && applied.is_object() && applied.contains("metadata") &&
+      applied["metadata"].is_object()) {
+    ApiResource across = target->resource;
+    across.namespaced = false;
+    options_.on_written(across.Path("", ""), absl::StrCat(target->ns, "/", object.key().name()),
+                        applied["metadata"].value("resourceVersion", ""));
+  }
   if (absl::Status taken = TakeSharedFields(object_path, applied); !taken.ok()) {
     GF_LOG(WARNING) << KeyDisplay(object.key())
                     << ": cannot take the fields it shares with an earlier tool (tried again at "

@@ -87,6 +87,10 @@ class KubernetesApplier : public Applier {
     std::function<void(size_t)> on_not_reconciled;
     // How long the HorizontalPodAutoscalers of a namespace are remembered between reads.
     absl::Duration autoscaler_cache = absl::Seconds(10);
+    // Told of each object an apply wrote: its kind's collection across namespaces
+    // ("/apis/apps/v1/deployments"), "namespace/name" and the resourceVersion written, so a
+    // change watch knows its own writes (DriftWatcher::Written). Unset: none is told.
+    std::function<void(const std::string&, const std::string&, const std::string&)> on_written;
   };
 
   KubernetesApplier(KubeClient* client, RestMapper* mapper, Options options)

@@ -178,6 +178,25 @@ DriftWatcher::Counts DriftWatcher::counts() const {
   return counts;
 }
 
+void DriftWatcher::Written(const std::string& collection, const std::string& name,
+                           const std::string& version) {
+  if (version.empty()) return;
+  MutexLock lock(&mu_);
+  if (workers_.count(collection) == 0) return;           // not watched: nothing to tell apart
+  if (written_.size() >= kMaxWritten) written_.clear();  // bounded; forgetting costs a check
+  written_[absl::StrCat(collection, "\n", name)] = version;
+}
+
+bool DriftWatcher::OwnWrite(const std::string& collection, const std::string& name,
+                            const std::string& version) {
+  MutexLock lock(&mu_);
+  auto it = written_.find(absl::StrCat(collection, "\n", name));
+  if (it == written_.end()) return false;
+  const bool own = it->second == version;
+  if (own) written_.erase(it);
+  return own;
+}
+
 void DriftWatcher::Note(const std::string& bundle) {
   if (bundle.empty()) return;
   bool added;
@@ -281,7 +300,9 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
       (*seen)[name] = std::move(now);
       return true;
     }
-    if (it->second.digest != now.digest) {
+    if (it->second.digest != now.digest && OwnWrite(worker->path, name, VersionOf(object))) {
+      // gitfleet's own apply: nothing drifted.
+    } else if (it->second.digest != now.digest) {
       Note(now.bundle);
       if (it->second.bundle != now.bundle) Note(it->second.bundle);
     } else if (it->second.status != now.status) {

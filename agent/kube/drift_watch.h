@@ -64,6 +64,11 @@ class DriftWatcher : public ChangeWatch {
 
   void Watch(const std::set<Kind>& kinds) override;
   Changed TakeChanged() override;
+  // gitfleet itself wrote the object at `name` ("namespace/name") of the collection
+  // `collection` (a kind across namespaces), leaving it at `version`: the watch's event for
+  // that version is no change to look at (KubernetesApplier::Options::on_written). The
+  // event may come first; then it counts, as any change does.
+  void Written(const std::string& collection, const std::string& name, const std::string& version);
 
   struct Counts {
     int watching = 0;   // listed and following a watch
@@ -111,6 +116,11 @@ class DriftWatcher : public ChangeWatch {
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);  // by path
   int over_limit_ ABSL_GUARDED_BY(mu_) = 0;
   Changed changed_ ABSL_GUARDED_BY(mu_);
+  // gitfleet's own writes not seen yet: "collection\nnamespace/name" -> resourceVersion.
+  std::map<std::string, std::string> written_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kMaxWritten = 100000;
+  // Whether the event at `version` of `name` is gitfleet's own write (forgotten once seen).
+  bool OwnWrite(const std::string& collection, const std::string& name, const std::string& version);
 };
 
 // What a change is judged on: the object without status, resourceVersion, managedFields,

@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "agent/kube/applier.h"
 #include "gmock/gmock.h"
@@ -144,6 +145,28 @@ TEST_F(DriftWatchTest, AChangeMissedWhileNotWatchingIsFoundByTheNextList) {
   EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(1)), IsEmpty());
   fake_->Mutate("", "configmaps", "default", "settings", [](json& o) { o["data"]["k"] = "again"; });
   EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(3)), ElementsAre("web"));
+}
+
+// gitfleet's own write, told before its event comes, is no change to look at; the next
+// one, by someone else, is.
+TEST_F(DriftWatchTest, ItsOwnWritesAreNoChange) {
+  PutConfigMap("settings", "web");
+  auto watcher = Watcher();
+  watcher->Watch({{"v1", "ConfigMap"}});
+  ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
+  // The fake's next write gets the resourceVersion after its list's.
+  absl::StatusOr<KubeResponse> list = client_->Do("GET", "/api/v1/configmaps");
+  ASSERT_TRUE(list.ok() && list->code == 200);
+  int64_t now = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      json::parse(list->body)["metadata"]["resourceVersion"].get<std::string>(), &now));
+  watcher->Written("/api/v1/configmaps", "default/settings", std::to_string(now + 1));
+  watcher->Written("/apis/apps/v1/deployments", "default/x", "1");  // not watched: ignored
+  fake_->Mutate("", "configmaps", "default", "settings", [](json& o) { o["data"]["k"] = "mine"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500)), IsEmpty());
+  fake_->Mutate("", "configmaps", "default", "settings",
+                [](json& o) { o["data"]["k"] = "theirs"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("web"));
 }
 
 // Watches are bounded: past max_watches, and for kinds the server does not serve, the
