@@ -153,7 +153,8 @@ ChangeWatch::Changed DriftWatcher::TakeChanged() {
   }
   if (!retry.empty()) Watch(retry);
   MutexLock lock(&mu_);
-  Changed changed;
+  ReleaseHeldLocked();
+  ChangeWatch::Changed changed;
   std::swap(changed, changed_);
   return changed;
 }
@@ -181,20 +182,49 @@ DriftWatcher::Counts DriftWatcher::counts() const {
 void DriftWatcher::Written(const std::string& collection, const std::string& name,
                            const std::string& version) {
   if (version.empty()) return;
+  const std::string key = absl::StrCat(collection, "\n", name);
   MutexLock lock(&mu_);
-  if (workers_.count(collection) == 0) return;           // not watched: nothing to tell apart
+  if (workers_.count(collection) == 0) return;  // not watched: nothing to tell apart
+  // Its event came first and waits: it was this write.
+  if (auto held = held_.find(key); held != held_.end() && held->second.version == version) {
+    held_.erase(held);
+    return;
+  }
   if (written_.size() >= kMaxWritten) written_.clear();  // bounded; forgetting costs a check
-  written_[absl::StrCat(collection, "\n", name)] = version;
+  written_[key] = version;
 }
 
-bool DriftWatcher::OwnWrite(const std::string& collection, const std::string& name,
-                            const std::string& version) {
-  MutexLock lock(&mu_);
-  auto it = written_.find(absl::StrCat(collection, "\n", name));
-  if (it == written_.end()) return false;
-  const bool own = it->second == version;
-  if (own) written_.erase(it);
-  return own;
+void DriftWatcher::ContentChanged(const std::string& collection, const std::string& name,
+                                  const std::string& version, std::vector<std::string> bundles) {
+  const std::string key = absl::StrCat(collection, "\n", name);
+  {
+    MutexLock lock(&mu_);
+    if (auto it = written_.find(key); it != written_.end() && it->second == version) {
+      written_.erase(it);  // gitfleet's own apply: nothing drifted
+      return;
+    }
+    // Perhaps an apply whose answer is still on its way (a watch's event often comes
+    // first): it waits that long before it counts.
+    Held& held = held_[key];
+    held.version = version;
+    held.bundles.insert(held.bundles.end(), bundles.begin(), bundles.end());
+    held.due = absl::Now() + options_.own_write_grace;
+  }
+  if (options_.on_change) options_.on_change();
+}
+
+void DriftWatcher::ReleaseHeldLocked() {
+  const absl::Time now = absl::Now();
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->second.due > now) {
+      ++it;
+      continue;
+    }
+    for (const std::string& bundle : it->second.bundles) {
+      if (!bundle.empty()) changed_.content.insert(bundle);
+    }
+    it = held_.erase(it);
+  }
 }
 
 void DriftWatcher::Note(const std::string& bundle) {
@@ -300,11 +330,8 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
       (*seen)[name] = std::move(now);
       return true;
     }
-    if (it->second.digest != now.digest && OwnWrite(worker->path, name, VersionOf(object))) {
-      // gitfleet's own apply: nothing drifted.
-    } else if (it->second.digest != now.digest) {
-      Note(now.bundle);
-      if (it->second.bundle != now.bundle) Note(it->second.bundle);
+    if (it->second.digest != now.digest) {
+      ContentChanged(worker->path, name, VersionOf(object), {now.bundle, it->second.bundle});
     } else if (it->second.status != now.status) {
       NoteStatus(now.bundle);
     }

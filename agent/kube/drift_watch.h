@@ -28,6 +28,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -55,8 +56,12 @@ class DriftWatcher : public ChangeWatch {
     absl::Duration lookup_retry = absl::Seconds(10);
     // A watch event longer than this ends the watch (it is listed again instead).
     size_t max_event_bytes = 16 << 20;
-    // Called (from a watch's thread) when a bundle is added to the changed set.
+    // Called (from a watch's thread) when a bundle is added to the changed set, or a change
+    // starts waiting to be told apart from gitfleet's own write.
     std::function<void()> on_change;
+    // How long a changed object waits for gitfleet to say it wrote that version (Written)
+    // before it counts: its own apply's event often comes before the apply's answer.
+    absl::Duration own_write_grace = absl::Milliseconds(250);
   };
 
   DriftWatcher(KubeClient* client, RestMapper* mapper, Options options);
@@ -119,8 +124,19 @@ class DriftWatcher : public ChangeWatch {
   // gitfleet's own writes not seen yet: "collection\nnamespace/name" -> resourceVersion.
   std::map<std::string, std::string> written_ ABSL_GUARDED_BY(mu_);
   static constexpr size_t kMaxWritten = 100000;
-  // Whether the event at `version` of `name` is gitfleet's own write (forgotten once seen).
-  bool OwnWrite(const std::string& collection, const std::string& name, const std::string& version);
+  // Changes waiting (own_write_grace) to be told apart from gitfleet's own writes.
+  struct Held {
+    std::string version;
+    std::vector<std::string> bundles;
+    absl::Time due;
+  };
+  std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
+  // An object changed outside its status at `version`: its bundles are named, unless it
+  // was gitfleet's own write (told already, or within own_write_grace).
+  void ContentChanged(const std::string& collection, const std::string& name,
+                      const std::string& version, std::vector<std::string> bundles);
+  // Names the bundles of the held changes that are due.
+  void ReleaseHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 // What a change is judged on: the object without status, resourceVersion, managedFields,
