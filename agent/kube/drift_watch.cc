@@ -227,22 +227,12 @@ void DriftWatcher::ReleaseHeldLocked() {
   }
 }
 
-void DriftWatcher::Note(const std::string& bundle) {
+void DriftWatcher::Note(const std::string& bundle, bool status) {
   if (bundle.empty()) return;
   bool added;
   {
     MutexLock lock(&mu_);
-    added = changed_.content.insert(bundle).second;
-  }
-  if (added && options_.on_change) options_.on_change();
-}
-
-void DriftWatcher::NoteStatus(const std::string& bundle) {
-  if (bundle.empty()) return;
-  bool added;
-  {
-    MutexLock lock(&mu_);
-    added = changed_.status.insert(bundle).second;
+    added = (status ? changed_.status : changed_.content).insert(bundle).second;
   }
   if (added && options_.on_change) options_.on_change();
 }
@@ -333,7 +323,7 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
     if (it->second.digest != now.digest) {
       ContentChanged(worker->path, name, VersionOf(object), {now.bundle, it->second.bundle});
     } else if (it->second.status != now.status) {
-      NoteStatus(now.bundle);
+      Note(now.bundle, /*status=*/true);
     }
     it->second = std::move(now);
     return true;
@@ -401,7 +391,7 @@ void DriftWatcher::Run(Worker* worker) {
           if (now == fresh.end() || now->second.digest != before.digest) {
             Note(before.bundle);
           } else if (now->second.status != before.status) {
-            NoteStatus(before.bundle);
+            Note(before.bundle, /*status=*/true);
           }
           if (now != fresh.end() && now->second.bundle != before.bundle) Note(now->second.bundle);
         }

@@ -104,8 +104,8 @@ class DriftWatcher : public ChangeWatch {
   // One watch from `version` (updated as events come); false when it must list again.
   bool Follow(Worker* worker, std::map<std::string, Seen>* seen, std::string* version,
               absl::Status* error);
-  void Note(const std::string& bundle);
-  void NoteStatus(const std::string& bundle);
+  // Names `bundle` as changed (its status alone, with `status`).
+  void Note(const std::string& bundle, bool status = false);
   // Waits `duration`, or less when the worker is stopped; false when stopped.
   static bool Sleep(Worker* worker, absl::Duration duration);
 
