@@ -552,7 +552,7 @@ int FakeApiServer::Dispatch(mg_connection* conn, void* self) {
     // A body of the wrong shape: the API answers 400, it does not fall over.
     response = {400, StatusBody(400, "BadRequest", std::string("malformed request: ") + e.what())};
   }
-  if (response.watch.has_value()) {
+  if (response.watch != nullptr) {
     server->ServeWatch(conn, *response.watch);
     MutexLock lock(&server->mu_);
     --server->open_watches_;
@@ -732,34 +732,10 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
 
   if (watch) {
     // A watch: served as a stream by Dispatch, outside the lock.
-    WatchRequest request;
-    request.group = group;
-    request.version = version;
-    request.prefix =
-        ns.empty() ? absl::StrCat(group, "/", plural, "/") : ObjectKeyFor(group, plural, ns, "");
-    request.selector = query.count("labelSelector") > 0 ? query["labelSelector"] : "";
-    const std::string from = query.count("resourceVersion") > 0 ? query["resourceVersion"] : "";
-    if (!from.empty() && from != "0") {
-      request.from_now = false;
-      if (!absl::SimpleAtoi(from, &request.from)) {
-        return finish({400, StatusBody(400, "BadRequest", "resourceVersion is not a number")});
-      }
-    }
-    request.bookmarks =
-        query.count("allowWatchBookmarks") > 0 && query["allowWatchBookmarks"] == "true";
-    int timeout_seconds = 1800;
-    if (query.count("timeoutSeconds") > 0 &&
-        (!absl::SimpleAtoi(query["timeoutSeconds"], &timeout_seconds) || timeout_seconds < 0)) {
-      return finish({400, StatusBody(400, "BadRequest", "timeoutSeconds is not a number")});
-    }
-    request.timeout = absl::Seconds(std::min(timeout_seconds, 1800));
-    if (open_watches_ >= options_.max_watches) {
-      return finish({429, StatusBody(429, "TooManyRequests", "too many watches open"), 1});
-    }
-    ++open_watches_;
-    Response response{200, json()};
-    response.watch = std::move(request);
-    return finish(std::move(response));
+    return finish(WatchLocked(
+        group, version,
+        ns.empty() ? absl::StrCat(group, "/", plural, "/") : ObjectKeyFor(group, plural, ns, ""),
+        query));
   }
   if (method == "GET" && name.empty()) {
     json items = json::array();
@@ -1463,6 +1439,39 @@ bool FakeApiServer::Mutate(const std::string& group, const std::string& resource
   ChangedLocked(it->first, std::move(before), it->second);
   ReapLocked(it->first);
   return true;
+}
+
+FakeApiServer::Response FakeApiServer::WatchLocked(const std::string& group,
+                                                   const std::string& version,
+                                                   const std::string& prefix,
+                                                   std::map<std::string, std::string>& query) {
+  WatchRequest request;
+  request.group = group;
+  request.version = version;
+  request.prefix = prefix;
+  request.selector = query.count("labelSelector") > 0 ? query["labelSelector"] : "";
+  const std::string from = query.count("resourceVersion") > 0 ? query["resourceVersion"] : "";
+  if (!from.empty() && from != "0") {
+    request.from_now = false;
+    if (!absl::SimpleAtoi(from, &request.from)) {
+      return {400, StatusBody(400, "BadRequest", "resourceVersion is not a number")};
+    }
+  }
+  request.bookmarks =
+      query.count("allowWatchBookmarks") > 0 && query["allowWatchBookmarks"] == "true";
+  int timeout_seconds = 1800;
+  if (query.count("timeoutSeconds") > 0 &&
+      (!absl::SimpleAtoi(query["timeoutSeconds"], &timeout_seconds) || timeout_seconds < 0)) {
+    return {400, StatusBody(400, "BadRequest", "timeoutSeconds is not a number")};
+  }
+  request.timeout = absl::Seconds(std::min(timeout_seconds, 1800));
+  if (open_watches_ >= options_.max_watches) {
+    return {429, StatusBody(429, "TooManyRequests", "too many watches open"), 1};
+  }
+  ++open_watches_;
+  Response response{200, json()};
+  response.watch = std::make_shared<const WatchRequest>(std::move(request));
+  return response;
 }
 
 void FakeApiServer::ChangedLocked(const std::string& key, json before, json after) {

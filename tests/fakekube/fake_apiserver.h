@@ -138,7 +138,8 @@ class FakeApiServer {
     int code = 200;
     nlohmann::json body;
     int retry_after = -1;
-    std::optional<WatchRequest> watch;
+    // A pointer: Handle's frame holds many Responses, and civetweb's threads small stacks.
+    std::shared_ptr<const WatchRequest> watch;
   };
   // One change, kept for watches: the object before and after (null when absent).
   struct Change {
@@ -161,6 +162,10 @@ class FakeApiServer {
                         const std::string& resource, const std::string& ns,
                         const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Response DiscoveryLocked(const std::vector<std::string>& parts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The watch `query` asks for of the collection at `prefix`, or the error to answer.
+  Response WatchLocked(const std::string& group, const std::string& version,
+                       const std::string& prefix, std::map<std::string, std::string>& query)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Response ApplyLocked(const Resource& resource, const std::string& version, const std::string& ns,
                        const std::string& name, const std::map<std::string, std::string>& query,
