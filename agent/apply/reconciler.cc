@@ -1326,7 +1326,6 @@ bool Reconciler::RecheckHealth(Bundle& bundle) {
     if (i < desired.objects_size()) applier_->Refresh(desired.objects(i), context);
   }
   const absl::Duration delay = bundle.health_delay;
-  bundle.health_read = clock_->Now();
   HealthSummary health = SummarizeHealth(bundle, absl::OkStatus());
   v1::StatusUpdate status = bundle.status;
   status.set_health(health.overall());

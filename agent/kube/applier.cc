@@ -13,15 +13,16 @@
 #include "common/manifest/object.h"
 
 namespace gitfleet {
-namespace {
-
-using nlohmann::json;
 
 std::pair<std::string, std::string> SplitApiVersion(const std::string& api_version) {
   size_t slash = api_version.find('/');
   if (slash == std::string::npos) return {"", api_version};
   return {api_version.substr(0, slash), api_version.substr(slash + 1)};
 }
+
+namespace {
+
+using nlohmann::json;
 
 std::string CacheKey(const std::string& bundle, const v1::ObjectKey& key) {
   return absl::StrCat(bundle, std::string(1, '\0'), KeyString(key));

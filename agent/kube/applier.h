@@ -46,6 +46,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -58,6 +59,8 @@
 namespace gitfleet {
 
 inline constexpr char kBundleLabel[] = "gitfleet.io/bundle";
+// "apps/v1" -> {"apps", "v1"}; "v1" -> {"", "v1"}.
+std::pair<std::string, std::string> SplitApiVersion(const std::string& api_version);
 // On every run of a hook, beside the bundle label: `kubectl get jobs -l gitfleet.io/hook`.
 inline constexpr char kHookLabel[] = "gitfleet.io/hook";
 // On a namespace created because a bundle's target namespace was missing

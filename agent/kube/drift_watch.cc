@@ -83,22 +83,12 @@ void DriftWatcher::Watch(const std::set<Kind>& kinds) {
     MutexLock lock(&mu_);
     if (kinds == kinds_) return;
     kinds_ = kinds;
-    next_lookup_ = absl::InfinitePast();
   }
   // Kinds are looked up outside the lock: discovery may ask the API server.
   std::set<std::string> paths;
   int unserved = 0;
-  std::set<Kind> wanted;
-  {
-    MutexLock lock(&mu_);
-    wanted = kinds_;
-  }
-  for (const auto& [api_version, kind] : wanted) {
-    std::string group, version = api_version;
-    if (size_t slash = api_version.find('/'); slash != std::string::npos) {
-      group = api_version.substr(0, slash);
-      version = api_version.substr(slash + 1);
-    }
+  for (const auto& [api_version, kind] : kinds) {
+    auto [group, version] = SplitApiVersion(api_version);
     absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
     if (!resource.ok()) {
       ++unserved;
