@@ -38,6 +38,8 @@ class FakeControlPlane final : public v1::AgentService::Service {
   // and ends the first streams right after their welcome.
   std::function<void(const v1::Hello&, int, v1::Welcome*)> welcome_with;
   int close_first_streams = 0;
+  // The first streams get no welcome: they are read until the agent gives them up.
+  int silent_first_streams = 0;
 
   grpc::Status Connect(
       grpc::ServerContext* context,
@@ -51,6 +53,11 @@ class FakeControlPlane final : public v1::AgentService::Service {
       MutexLock lock(&mu_);
       received_.push_back(message);
       stream_number = streams_++;
+    }
+    if (stream_number < silent_first_streams) {
+      while (stream->Read(&message)) {
+      }
+      return grpc::Status::OK;
     }
     v1::ControlMessage welcome;
     welcome.mutable_welcome()->set_controlplane_version("fake");
@@ -134,7 +141,8 @@ v1::BundleUpdate WebUpdate(const std::string& value) {
 // talking to `control_plane` from Start until its destruction.
 class RunningAgent {
  public:
-  RunningAgent(FakeControlPlane& control_plane, Agent::Options options = {})
+  RunningAgent(FakeControlPlane& control_plane, Agent::Options options = {},
+               absl::Duration welcome_timeout = absl::Seconds(60))
       : applier_("/out", &fs_),
         state_("/state", &fs_),
         metrics_(registry_),
@@ -143,6 +151,7 @@ class RunningAgent {
     ControlPlaneClient::Options client;
     client.target = control_plane.target();
     client.credentials = grpc::InsecureChannelCredentials();
+    client.welcome_timeout = welcome_timeout;
     options.cluster = "east";
     agent_ = std::make_unique<Agent>(&reconciler_, client, options, metrics_);
     run_ = std::thread([this] { agent_->Run(&stop_); });
@@ -189,6 +198,22 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
     }
   }
   return said;
+}
+
+// A control plane that takes the stream but never welcomes it does not hold the agent: it
+// gives the stream up and dials again, and the next stream is welcomed and served.
+TEST(AgentTest, AStreamWithoutAWelcomeIsGivenUpAndDialledAgain) {
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {WebUpdate("1")});
+  control_plane.silent_first_streams = 1;
+  RunningAgent agent(control_plane, {}, /*welcome_timeout=*/absl::Seconds(1));
+  std::vector<v1::AgentMessage> received = control_plane.Received(1, 0);
+  int hellos = 0, acks = 0;
+  for (const v1::AgentMessage& message : received) {
+    hellos += message.has_hello();
+    acks += message.has_ack();
+  }
+  EXPECT_GE(hellos, 2);
+  EXPECT_EQ(acks, 1) << "the second stream is served";
 }
 
 // What the hello said of the cluster is sent again when it changes while connected (a CRD

@@ -37,6 +37,14 @@ class ControlPlaneClient::Stream
 
   void Cancel() { context_.TryCancel(); }
 
+  // Blocks until the control plane welcomed the stream or it is over, at most `timeout`;
+  // returns whether either happened.
+  bool AwaitWelcome(absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return welcomed_ || done_; }, timeout);
+  }
+
   // Blocks until the stream is over; returns why.
   absl::Status Await() {
     MutexLock lock(&mu_);
@@ -177,8 +185,16 @@ void ControlPlaneClient::DialLoop() {
     absl::Time started = RealClock().Now();
     stream->Start(stub_.get(), options_.token ? options_.token() : std::string(),
                   callbacks_.hello());
-    // Wait for the welcome or the end, to count the attempt.
+    // Wait for the welcome or the end, to count the attempt; a welcome that does not come
+    // gives the stream up.
+    const bool answered = stream->AwaitWelcome(options_.welcome_timeout);
+    if (!answered) stream->Cancel();
     absl::Status status = stream->Await();
+    if (!answered) {
+      status = absl::DeadlineExceededError(
+          absl::StrCat("the control plane took the stream but sent no welcome within ",
+                       absl::FormatDuration(options_.welcome_timeout)));
+    }
     bool welcomed = stream->welcomed();
     {
       MutexLock lock(&mu_);

@@ -48,6 +48,9 @@ class ControlPlaneClient {
     bool bdp_probe = false;
     absl::Duration min_backoff = absl::Milliseconds(250);
     absl::Duration max_backoff = absl::Seconds(30);
+    // A stream the control plane took but did not welcome within this is given up and
+    // dialled again (a control plane stalled on this agent's hello must not hold it for ever).
+    absl::Duration welcome_timeout = absl::Seconds(60);
   };
   struct Callbacks {
     std::function<v1::Hello()> hello;
