@@ -23,13 +23,16 @@ class ControlPlaneClient::Stream
     v1::AgentMessage message;
     *message.mutable_hello() = hello;
     Enqueue(message);
+    // Writes start on other threads (Send): the hold keeps the call, and so StartWrite,
+    // valid until the stream's read side has ended and no write is in flight.
+    AddHold();
     StartRead(&in_);
     StartCall();
   }
 
   bool Enqueue(const v1::AgentMessage& message) {
     MutexLock lock(&mu_);
-    if (done_) return false;
+    if (done_ || closing_) return false;
     queue_.push_back(message);
     if (!writing_) WriteNextLocked();
     return true;
@@ -58,7 +61,19 @@ class ControlPlaneClient::Stream
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // OnDone follows with the status
+    if (!ok) {
+      // The stream is over: no write starts from now on; the hold goes once none is in
+      // flight, and OnDone follows with the status.
+      bool release;
+      {
+        MutexLock lock(&mu_);
+        closing_ = true;
+        release = !writing_ && !released_;
+        released_ = released_ || release;
+      }
+      if (release) RemoveHold();
+      return;
+    }
     if (in_.has_welcome()) {
       {
         MutexLock lock(&mu_);
@@ -72,9 +87,18 @@ class ControlPlaneClient::Stream
   }
 
   void OnWriteDone(bool ok) override {
-    MutexLock lock(&mu_);
-    writing_ = false;
-    if (ok && !queue_.empty()) WriteNextLocked();
+    bool release = false;
+    {
+      MutexLock lock(&mu_);
+      writing_ = false;
+      if (ok && !closing_ && !queue_.empty()) {
+        WriteNextLocked();
+      } else if (closing_ && !released_) {
+        released_ = true;
+        release = true;
+      }
+    }
+    if (release) RemoveHold();
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -114,6 +138,8 @@ class ControlPlaneClient::Stream
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;   // the read side ended: no more writes
+  bool released_ ABSL_GUARDED_BY(mu_) = false;  // the hold was removed
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   absl::Duration spread_ ABSL_GUARDED_BY(mu_);
