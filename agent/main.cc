@@ -78,10 +78,11 @@ ABSL_FLAG(bool, watch_drift, true,
           "Watch the kinds the bundles hold (objects labelled gitfleet.io/bundle, across "
           "namespaces), so an object someone changes or deletes is checked within about a "
           "second rather than at the next --resync-interval-seconds check. Needs list and "
-          "watch on those kinds across the cluster; a kind it may not watch is left to the "
-          "periodic checks.");
+          "watch on those kinds across the cluster (or, failing that, in the namespaces its "
+          "bundles use); a kind it may not watch is left to the periodic checks.");
 ABSL_FLAG(int, max_drift_watches, 64,
-          "Kinds watched at once (--watch-drift); the rest are left to the periodic checks.");
+          "Watches at once (--watch-drift: a kind across namespaces, or in one namespace); "
+          "the rest are left to the periodic checks.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
 ABSL_FLAG(bool, grpc_bdp_probe, false,
           "Probe the link's bandwidth-delay product to widen gRPC's flow-control window: "
@@ -222,6 +223,7 @@ int Main(ShutdownSignals& signals) {
   // The change watch, once made (below), for the appliers to tell what they wrote.
   auto written_to = std::make_shared<std::atomic<DriftWatcher*>>(nullptr);
   std::string target;
+  std::string default_namespace;  // the kubeconfig's
   if (kubernetes) {
     const std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
     absl::StatusOr<KubeConfig> config =
@@ -242,6 +244,7 @@ int Main(ShutdownSignals& signals) {
     mapper = std::make_unique<RestMapper>(kube.get());
     KubernetesApplier::Options applier_options;
     applier_options.default_namespace = config->default_namespace;
+    default_namespace = config->default_namespace;
     applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
     // The gauge is the sum over the agent's own applier and those acting as accounts.
     struct NotReconciled {
@@ -313,6 +316,7 @@ int Main(ShutdownSignals& signals) {
       absl::GetFlag(FLAGS_max_drift_watches) > 0) {
     DriftWatcher::Options watch_options;
     watch_options.max_watches = absl::GetFlag(FLAGS_max_drift_watches);
+    if (!default_namespace.empty()) watch_options.default_namespace = default_namespace;
     watch_options.on_change = [&wake] {
       if (Agent* agent = wake.load(); agent != nullptr) agent->Wake();
     };
@@ -444,6 +448,7 @@ int Main(ShutdownSignals& signals) {
         metrics.drift_watches.Add({{"state", "starting"}}).Set(counts.starting);
         metrics.drift_watches.Add({{"state", "forbidden"}}).Set(counts.forbidden);
         metrics.drift_watches.Add({{"state", "unwatched"}}).Set(counts.unwatched);
+        metrics.drift_watches.Add({{"state", "by_namespace"}}).Set(counts.by_namespace);
       }
       KubeClient::Access access = client->CheckAccess(absl::Seconds(30));
       v1::ClusterCondition condition;

@@ -105,10 +105,11 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                         .Register(r)),
       drift_watches(BuildGauge()
                         .Name("gitfleet_agent_drift_watches")
-                        .Help("Kinds the bundles hold, by the state of their change watch: "
+                        .Help("The change watches of the kinds the bundles hold, by state: "
                               "watching, starting (listing, or waiting after a failure), "
                               "forbidden (403: checked on the periodic checks alone), "
-                              "unwatched (past --max-drift-watches, or not served).")
+                              "unwatched (past --max-drift-watches, or not served); "
+                              "by_namespace: kinds watched in each of their namespaces.")
                         .LabelNames({"state"})
                         .Register(r)) {}
 

@@ -7,10 +7,11 @@
 // health is read again at once rather than at the next health poll. The checks and polls
 // stay: a change watch only brings one forward.
 //
-//   watch->Watch({{"apps/v1", "Deployment"}, {"v1", "ConfigMap"}});
+//   watch->Watch({{{"apps/v1", "Deployment"}, {"shop"}}, {{"v1", "ConfigMap"}, {"shop", "web"}}});
 //   ChangeWatch::Changed changed = watch->TakeChanged();
 //   ... check changed.content for drift, read the health of changed.status ...
 
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -21,6 +22,10 @@ class ChangeWatch {
  public:
   // (apiVersion, kind)
   using Kind = std::pair<std::string, std::string>;
+  // Each kind the bundles hold, with the namespaces their objects of it are in as written
+  // in the revision: an object's own, else its bundle's target namespace, else "" (the
+  // agent's default namespace for a namespaced kind; nothing for a cluster-scoped one).
+  using Kinds = std::map<Kind, std::set<std::string>>;
 
   struct Changed {
     // Bundles with a live object that changed outside its status, or went (gitfleet's own
@@ -32,7 +37,7 @@ class ChangeWatch {
 
   virtual ~ChangeWatch() = default;
   // The kinds of the objects the bundles hold now; called again whenever that changes.
-  virtual void Watch(const std::set<Kind>& kinds) = 0;
+  virtual void Watch(const Kinds& kinds) = 0;
   // What changed since the last call.
   virtual Changed TakeChanged() = 0;
 };

@@ -1966,11 +1966,13 @@ void Reconciler::TellChangeWatch() {
   }
   if (watched == watched_) return;
   watched_ = std::move(watched);
-  std::set<ChangeWatch::Kind> kinds;
+  ChangeWatch::Kinds kinds;
   for (const auto& [name, bundle] : bundles_) {
     if (bundle.record.removing() || bundle.record.released()) continue;
+    const std::string& target = bundle.record.desired().target_namespace();
     for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
-      kinds.emplace(object.api_version(), object.key().kind());
+      kinds[{object.api_version(), object.key().kind()}].insert(
+          object.key().namespace_().empty() ? target : object.key().namespace_());
     }
   }
   change_watch_->Watch(kinds);

@@ -50,8 +50,10 @@ v1::BundleUpdate Update(const std::vector<v1::ManifestObject>& objects,
 // A change watch that says what it is told to say.
 class FakeChangeWatch : public ChangeWatch {
  public:
-  void Watch(const std::set<Kind>& kinds) override {
-    kinds_ = kinds;
+  void Watch(const Kinds& kinds) override {
+    kinds_.clear();
+    for (const auto& [kind, namespaces] : kinds) kinds_.insert(kind);
+    namespaces_ = kinds;
     ++told_;
   }
   Changed TakeChanged() override {
@@ -61,6 +63,7 @@ class FakeChangeWatch : public ChangeWatch {
     return out;
   }
   std::set<Kind> kinds_;
+  Kinds namespaces_;
   int told_ = 0;
   std::set<std::string> changed_;
   std::set<std::string> status_;
@@ -846,13 +849,18 @@ TEST_F(ReconcilerTest, ABundleTheChangeWatchNamesIsCheckedBeforeTheNextPeriodicC
   EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
   EXPECT_EQ(metrics_.drift_corrections.Value(), 2);
 
-  // What the bundles hold changes: the watch is told.
+  // What the bundles hold changes: the watch is told, with the namespaces each kind's
+  // objects are in (one that names none is in the bundle's target namespace, or "").
   v1::ManifestObject deployment = *MakeObject(
       "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\n", "test");
-  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), deployment})).ack.ok());
+  v1::ManifestObject placed =
+      *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: placed}\n", "test");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), deployment, placed})).ack.ok());
   reconciler_->Resync(/*check_drift=*/false);
   EXPECT_THAT(watch.kinds_, ElementsAre(ChangeWatch::Kind{"apps/v1", "Deployment"},
                                         ChangeWatch::Kind{"v1", "ConfigMap"}));
+  EXPECT_THAT(watch.namespaces_[ChangeWatch::Kind("v1", "ConfigMap")], ElementsAre("", "shop"));
+  EXPECT_THAT(watch.namespaces_[ChangeWatch::Kind("apps/v1", "Deployment")], ElementsAre("shop"));
 }
 
 TEST_F(ReconcilerTest, DriftCheckThatFindsNothingWritesNoState) {

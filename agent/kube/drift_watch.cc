@@ -77,70 +77,131 @@ DriftWatcher::~DriftWatcher() {
   for (auto& [path, worker] : workers) worker->thread.join();
 }
 
-void DriftWatcher::Watch(const std::set<Kind>& kinds) {
-  std::vector<std::unique_ptr<Worker>> stopped;
+void DriftWatcher::Watch(const Kinds& kinds) {
   {
     MutexLock lock(&mu_);
     if (kinds == kinds_) return;
     kinds_ = kinds;
   }
   // Kinds are looked up outside the lock: discovery may ask the API server.
-  std::set<std::string> paths;
+  std::map<std::string, Target> targets;
   int unserved = 0;
-  for (const auto& [api_version, kind] : kinds) {
-    auto [group, version] = SplitApiVersion(api_version);
-    absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
+  for (const auto& [kind, namespaces] : kinds) {
+    auto [group, version] = SplitApiVersion(kind.first);
+    absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind.second);
     if (!resource.ok()) {
       ++unserved;
       continue;
     }
-    resource->namespaced = false;  // across every namespace
-    paths.insert(resource->Path("", ""));
+    ApiResource across = *resource;
+    across.namespaced = false;  // its collection across every namespace
+    Target& target = targets[across.Path("", "")];
+    target.resource = *resource;
+    if (!resource->namespaced) continue;
+    for (const std::string& ns : namespaces) {
+      target.namespaces.insert(ns.empty() ? options_.default_namespace : ns);
+    }
   }
+  std::vector<std::unique_ptr<Worker>> stopped;
   {
     MutexLock lock(&mu_);
     unserved_ = unserved;
     next_lookup_ = unserved > 0 ? absl::Now() + options_.lookup_retry : absl::InfiniteFuture();
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      if (paths.count(it->first) == 0) {
-        it->second->stop = true;
-        stopped.push_back(std::move(it->second));
-        it = workers_.erase(it);
-      } else {
-        ++it;
-      }
+    targets_ = std::move(targets);
+    stopped = ArrangeLocked();
+  }
+  Join(stopped);
+}
+
+std::vector<std::unique_ptr<DriftWatcher::Worker>> DriftWatcher::ArrangeLocked() {
+  arrange_ = false;
+  // What to watch: each kind across namespaces first, then the namespaces of those it may
+  // not watch so, within max_watches in all.
+  struct Want {
+    std::string collection;
+    std::string ns;
+    bool namespaced;
+  };
+  std::map<std::string, Want> want;  // by path
+  int over_limit = 0;
+  for (const auto& [collection, target] : targets_) {
+    if (want.size() >= options_.max_watches) {
+      ++over_limit;
+      continue;
     }
-    over_limit_ = 0;
-    for (const std::string& path : paths) {
-      if (workers_.count(path) > 0) continue;
-      if (workers_.size() >= options_.max_watches) {
-        ++over_limit_;
+    want[collection] = Want{collection, "", target.resource.namespaced};
+  }
+  for (const auto& [collection, target] : targets_) {
+    auto across = workers_.find(collection);
+    if (want.count(collection) == 0 || across == workers_.end() || !across->second->forbidden) {
+      continue;
+    }
+    for (const std::string& ns : target.namespaces) {
+      if (want.size() >= options_.max_watches) {
+        ++over_limit;
         continue;
       }
-      auto worker = std::make_unique<Worker>();
-      worker->path = path;
-      Worker* raw = worker.get();
-      workers_[path] = std::move(worker);
-      raw->thread = std::thread([this, raw] { Run(raw); });
-    }
-    if (over_limit_ > 0) {
-      GF_LOG(WARNING) << "drift watch: " << over_limit_ << " kinds past the "
-                      << options_.max_watches
-                      << " watched at once are checked for drift on the periodic checks alone";
+      want[target.resource.Path(ns, "")] = Want{collection, ns, true};
     }
   }
+  std::vector<std::unique_ptr<Worker>> stopped;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (want.count(it->first) == 0) {
+      it->second->stop = true;
+      stopped.push_back(std::move(it->second));
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [path, what] : want) {
+    if (workers_.count(path) > 0) continue;
+    auto worker = std::make_unique<Worker>();
+    worker->path = path;
+    worker->collection = what.collection;
+    worker->ns = what.ns;
+    worker->namespaced = what.namespaced;
+    Worker* raw = worker.get();
+    workers_[path] = std::move(worker);
+    raw->thread = std::thread([this, raw] { Run(raw); });
+  }
+  if (over_limit > 0 && over_limit != over_limit_) {
+    GF_LOG(WARNING) << "drift watch: " << over_limit << " kinds or namespaces past the "
+                    << options_.max_watches
+                    << " watches at once (--max-drift-watches) are checked for drift on the "
+                       "periodic checks alone";
+  }
+  over_limit_ = over_limit;
+  return stopped;
+}
+
+void DriftWatcher::Join(std::vector<std::unique_ptr<Worker>>& stopped) {
   for (auto& worker : stopped) worker->thread.join();
 }
 
+void DriftWatcher::Rearrange(Worker* worker) {
+  // Only a namespaced kind's watch across namespaces has namespaces to fall back to.
+  if (!worker->ns.empty() || !worker->namespaced) return;
+  {
+    MutexLock lock(&mu_);
+    arrange_ = true;
+  }
+  if (options_.on_change) options_.on_change();  // the next TakeChanged arranges
+}
+
 ChangeWatch::Changed DriftWatcher::TakeChanged() {
-  std::set<Kind> retry;
+  Kinds retry;
+  std::vector<std::unique_ptr<Worker>> stopped;
   {
     MutexLock lock(&mu_);
     if (absl::Now() >= next_lookup_) {
       retry = kinds_;
       kinds_.clear();  // Watch looks them all up again
+    } else if (arrange_) {
+      stopped = ArrangeLocked();
     }
   }
+  Join(stopped);
   if (!retry.empty()) Watch(retry);
   MutexLock lock(&mu_);
   ReleaseHeldLocked();
@@ -152,7 +213,12 @@ ChangeWatch::Changed DriftWatcher::TakeChanged() {
 DriftWatcher::Counts DriftWatcher::counts() const {
   MutexLock lock(&mu_);
   Counts counts;
+  std::set<std::string> by_namespace;  // collections with a namespace's watch
   for (const auto& [path, worker] : workers_) {
+    if (!worker->ns.empty()) by_namespace.insert(worker->collection);
+  }
+  for (const auto& [path, worker] : workers_) {
+    if (worker->ns.empty() && by_namespace.count(worker->collection) > 0) continue;
     switch (worker->state.load()) {
       case State::kWatching:
         ++counts.watching;
@@ -166,6 +232,7 @@ DriftWatcher::Counts DriftWatcher::counts() const {
     }
   }
   counts.unwatched = over_limit_ + unserved_;
+  counts.by_namespace = static_cast<int>(by_namespace.size());
   return counts;
 }
 
@@ -311,7 +378,7 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
       return true;
     }
     if (it->second.digest != now.digest) {
-      ContentChanged(worker->path, name, VersionOf(object), {now.bundle, it->second.bundle});
+      ContentChanged(worker->collection, name, VersionOf(object), {now.bundle, it->second.bundle});
     } else if (it->second.status != now.status) {
       Note(now.bundle, /*status=*/true);
     }
@@ -350,6 +417,20 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
   return !relist;
 }
 
+void DriftWatcher::Forbidden(Worker* worker, const absl::Status& status) {
+  worker->state = State::kForbidden;
+  if (worker->forbidden.exchange(true)) return;  // said already
+  if (worker->ns.empty() && worker->namespaced) {
+    GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << status.message()
+                    << "; watched in each namespace its bundles use instead (asked again every "
+                    << absl::FormatDuration(options_.forbidden_retry) << ")";
+    Rearrange(worker);
+    return;
+  }
+  GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << status.message()
+                  << "; its objects are checked on the periodic checks alone";
+}
+
 void DriftWatcher::Run(Worker* worker) {
   std::map<std::string, Seen> seen;
   std::string version;
@@ -364,9 +445,7 @@ void DriftWatcher::Run(Worker* worker) {
       if (!status.ok()) {
         version.clear();
         if (status.code() == absl::StatusCode::kPermissionDenied) {
-          worker->state = State::kForbidden;
-          GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << status.message()
-                          << "; its objects are checked on the periodic checks alone";
+          Forbidden(worker, status);
           if (!Sleep(worker, options_.forbidden_retry)) return;
         } else {
           GF_LOG(DEBUG) << "drift watch: " << worker->path << ": " << status.message();
@@ -388,6 +467,10 @@ void DriftWatcher::Run(Worker* worker) {
       }
       seen = std::move(fresh);
       listed = true;
+      if (worker->forbidden.exchange(false)) {
+        GF_LOG(INFO) << "drift watch: " << worker->path << " may be watched again";
+        Rearrange(worker);  // its namespaces' watches stop
+      }
       if (version.empty()) {  // a server that gives no resourceVersion cannot be watched
         if (!Sleep(worker, options_.max_backoff)) return;
         continue;
@@ -402,9 +485,7 @@ void DriftWatcher::Run(Worker* worker) {
       continue;
     }
     if (error.code() == absl::StatusCode::kPermissionDenied) {
-      worker->state = State::kForbidden;
-      GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << error.message()
-                      << "; its objects are checked on the periodic checks alone";
+      Forbidden(worker, error);
       version.clear();
       if (!Sleep(worker, options_.forbidden_retry)) return;
       continue;

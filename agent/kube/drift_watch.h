@@ -6,7 +6,7 @@
 // cache and every controller's informers watch.
 //
 //   DriftWatcher watcher(kube.get(), mapper.get(), {});
-//   watcher.Watch({{"apps/v1", "Deployment"}});
+//   watcher.Watch({{{"apps/v1", "Deployment"}, {"shop"}}});
 //   ... watcher.TakeChanged() names the bundles whose objects someone edited ...
 //
 // Each kind's watch lists its objects first (the resourceVersion to watch from, and what
@@ -15,10 +15,14 @@
 // outside its status and bookkeeping (resourceVersion, managedFields, generation) differs
 // from what was seen, or the object went; a status that differs counts apart (Changed.status),
 // for the health to be read again.
-// A kind the agent may not watch (403) or that fails is left to the periodic checks, said
-// in counts() and the log, and tried again later.
+// A namespaced kind the agent may not list or watch across namespaces (403: an agent bound
+// by RoleBindings in its teams' namespaces rather than a ClusterRoleBinding) is watched in
+// each namespace its bundles' objects are in instead, one watch each, until the watch
+// across namespaces is allowed again (tried every forbidden_retry). A kind it may not
+// watch at all, or one that fails, is left to the periodic checks, said in counts() and
+// the log, and tried again later.
 //
-// Thread-safe. One thread per watched kind, at most Options.max_watches.
+// Thread-safe. One thread per watch, at most Options.max_watches in all.
 
 #include <atomic>
 #include <cstdint>
@@ -44,8 +48,12 @@ namespace gitfleet {
 class DriftWatcher : public ChangeWatch {
  public:
   struct Options {
-    // Kinds watched at once; the rest are checked on the periodic drift checks alone.
+    // Watches at once (a kind across namespaces, or a kind in one namespace); the kinds and
+    // namespaces past it are checked on the periodic drift checks alone.
     size_t max_watches = 64;
+    // Where a namespaced object that names no namespace in a bundle without a target
+    // namespace lives (KubernetesApplier::Options::default_namespace).
+    std::string default_namespace = "default";
     // How long one watch request lasts before it is made again from where it was.
     absl::Duration watch_timeout = absl::Minutes(5);
     absl::Duration min_backoff = absl::Seconds(1);
@@ -67,7 +75,7 @@ class DriftWatcher : public ChangeWatch {
   DriftWatcher(KubeClient* client, RestMapper* mapper, Options options);
   ~DriftWatcher() override;  // stops every watch (within about a second)
 
-  void Watch(const std::set<Kind>& kinds) override;
+  void Watch(const Kinds& kinds) override;
   Changed TakeChanged() override;
   // gitfleet itself wrote the object at `name` ("namespace/name") of the collection
   // `collection` (a kind across namespaces), leaving it at `version`: the watch's event for
@@ -75,21 +83,34 @@ class DriftWatcher : public ChangeWatch {
   // event may come first; then it counts, as any change does.
   void Written(const std::string& collection, const std::string& name, const std::string& version);
 
+  // Watches by state. A kind watched namespace by namespace counts its namespaces' watches
+  // (and in `by_namespace`), not the one across namespaces it may not make.
   struct Counts {
-    int watching = 0;   // listed and following a watch
-    int starting = 0;   // listing, or waiting to list again after a failure
-    int forbidden = 0;  // 403 on its list or watch
-    int unwatched = 0;  // past max_watches, or a kind the server does not serve
+    int watching = 0;      // listed and following a watch
+    int starting = 0;      // listing, or waiting to list again after a failure
+    int forbidden = 0;     // 403 on its list or watch
+    int unwatched = 0;     // kinds or namespaces past max_watches, or kinds not served
+    int by_namespace = 0;  // kinds watched in each of their namespaces instead
   };
   Counts counts() const;
 
  private:
   enum class State { kStarting, kWatching, kForbidden };
   struct Worker {
-    std::string path;  // the kind's collection across namespaces
+    std::string path;         // what it lists and watches
+    std::string collection;   // the kind's collection across namespaces
+    std::string ns;           // the namespace it watches alone; "" across namespaces
+    bool namespaced = false;  // a namespaced kind: it may fall back to its namespaces
     std::atomic<bool> stop{false};
     std::atomic<State> state{State::kStarting};
+    // A 403 since its last good list (across namespaces: its namespaces are watched).
+    std::atomic<bool> forbidden{false};
     std::thread thread;
+  };
+  // A kind the bundles hold, as served.
+  struct Target {
+    ApiResource resource;
+    std::set<std::string> namespaces;  // "" resolved to the default namespace
   };
   // What one object looked like (by "namespace/name").
   struct Seen {
@@ -99,6 +120,15 @@ class DriftWatcher : public ChangeWatch {
   };
 
   void Run(Worker* worker);
+  // Starts and stops workers to match targets_ and the kinds forbidden across namespaces;
+  // returns the stopped ones, for the caller to join outside the lock.
+  std::vector<std::unique_ptr<Worker>> ArrangeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Join(std::vector<std::unique_ptr<Worker>>& stopped);
+  // A worker across namespaces got a 403 (or a good list after one): its namespaces'
+  // watches start (or stop) at the next arrangement.
+  void Rearrange(Worker* worker);
+  // A 403 on the worker's list or watch: said once, and its namespaces watched instead.
+  void Forbidden(Worker* worker, const absl::Status& status);
   // Lists the kind into `seen` and `version`; the response's code when it is not 200.
   absl::Status List(Worker* worker, std::map<std::string, Seen>* seen, std::string* version);
   // One watch from `version` (updated as events come); false when it must list again.
@@ -114,11 +144,13 @@ class DriftWatcher : public ChangeWatch {
   const Options options_;
 
   mutable Mutex mu_;
-  std::set<Kind> kinds_ ABSL_GUARDED_BY(mu_);
+  Kinds kinds_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Target> targets_ ABSL_GUARDED_BY(mu_);  // by collection
   // Kinds the server did not serve at the last look, and when to look again.
   int unserved_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_lookup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);  // by path
+  bool arrange_ ABSL_GUARDED_BY(mu_) = false;  // a worker's 403 changed what to watch
   int over_limit_ ABSL_GUARDED_BY(mu_) = 0;
   Changed changed_ ABSL_GUARDED_BY(mu_);
   // gitfleet's own writes not seen yet: "collection\nnamespace/name" -> resourceVersion.

@@ -43,15 +43,46 @@ class DriftWatchTest : public ::testing::Test {
     return std::make_unique<DriftWatcher>(client_.get(), mapper_.get(), options);
   }
 
-  void PutConfigMap(const std::string& name, const std::string& bundle, bool hook = false) {
+  void PutConfigMap(const std::string& name, const std::string& bundle, bool hook = false,
+                    const std::string& ns = "default") {
     json labels = json::object();
     if (!bundle.empty()) labels[kBundleLabel] = bundle;
     if (hook) labels[kHookLabel] = "true";
     fake_->Put("", "configmaps",
                {{"apiVersion", "v1"},
                 {"kind", "ConfigMap"},
-                {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", labels}}},
+                {"metadata", {{"name", name}, {"namespace", ns}, {"labels", labels}}},
                 {"data", {{"k", "v"}}}});
+  }
+
+  // The kinds, each in the default namespace alone.
+  static ChangeWatch::Kinds Kinds(std::initializer_list<ChangeWatch::Kind> kinds) {
+    ChangeWatch::Kinds out;
+    for (const ChangeWatch::Kind& kind : kinds) out[kind] = {""};
+    return out;
+  }
+
+  // Lets the agent's own identity list and watch ConfigMaps: in `ns`, or across namespaces.
+  void GrantConfigMaps(const std::string& ns) {
+    const std::string rbac = "rbac.authorization.k8s.io";
+    const std::string name = "watch-configmaps";
+    json meta = {{"name", name}};
+    if (!ns.empty()) meta["namespace"] = ns;
+    fake_->Put(
+        rbac, ns.empty() ? "clusterroles" : "roles",
+        {{"apiVersion", rbac + "/v1"},
+         {"kind", ns.empty() ? "ClusterRole" : "Role"},
+         {"metadata", meta},
+         {"rules",
+          {{{"apiGroups", {""}}, {"resources", {"configmaps"}}, {"verbs", {"list", "watch"}}}}}});
+    fake_->Put(
+        rbac, ns.empty() ? "clusterrolebindings" : "rolebindings",
+        {{"apiVersion", rbac + "/v1"},
+         {"kind", ns.empty() ? "ClusterRoleBinding" : "RoleBinding"},
+         {"metadata", meta},
+         {"subjects", {{{"kind", "ServiceAccount"}, {"name", "agent"}, {"namespace", "gitfleet"}}}},
+         {"roleRef",
+          {{"apiGroup", rbac}, {"kind", ns.empty() ? "ClusterRole" : "Role"}, {"name", name}}}});
   }
 
   // Waits (at most 10 s) until `done` holds.
@@ -96,7 +127,7 @@ TEST_F(DriftWatchTest, AnEditOrADeleteNamesItsBundleAndAStatusDoesNot) {
                {{"name", "api"}, {"namespace", "default"}, {"labels", {{kBundleLabel, "api"}}}}},
               {"spec", {{"replicas", 2}}}});
   auto watcher = Watcher();
-  watcher->Watch({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}});
+  watcher->Watch(Kinds({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}}));
   ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 2; }));
 
   fake_->SetStatus("apps", "deployments", "default", "api", {{"readyReplicas", 2}});
@@ -131,7 +162,7 @@ TEST_F(DriftWatchTest, AChangeMissedWhileNotWatchingIsFoundByTheNextList) {
   PutConfigMap("settings", "web");
   fake_->Forbid("watch", "", "configmaps");
   auto watcher = Watcher();
-  watcher->Watch({{"v1", "ConfigMap"}});
+  watcher->Watch(Kinds({{"v1", "ConfigMap"}}));
   ASSERT_TRUE(Eventually([&] { return watcher->counts().forbidden == 1; }));
   fake_->Mutate("", "configmaps", "default", "settings",
                 [](json& o) { o["data"]["k"] = "edited"; });
@@ -152,7 +183,7 @@ TEST_F(DriftWatchTest, AChangeMissedWhileNotWatchingIsFoundByTheNextList) {
 TEST_F(DriftWatchTest, ItsOwnWritesAreNoChange) {
   PutConfigMap("settings", "web");
   auto watcher = Watcher();
-  watcher->Watch({{"v1", "ConfigMap"}});
+  watcher->Watch(Kinds({{"v1", "ConfigMap"}}));
   ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
   // The fake's next write gets the resourceVersion after its list's.
   absl::StatusOr<KubeResponse> list = client_->Do("GET", "/api/v1/configmaps");
@@ -182,7 +213,8 @@ TEST_F(DriftWatchTest, WatchesAreBoundedAndFollowTheKindsHeld) {
   DriftWatcher::Options options;
   options.max_watches = 1;
   auto watcher = Watcher(options);
-  watcher->Watch({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}, {"example.com/v1", "Widget"}});
+  watcher->Watch(
+      Kinds({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}, {"example.com/v1", "Widget"}}));
   ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
   EXPECT_EQ(watcher->counts().unwatched, 2);
   ASSERT_TRUE(Eventually([&] { return fake_->OpenWatches() == 1; }));
@@ -191,6 +223,71 @@ TEST_F(DriftWatchTest, WatchesAreBoundedAndFollowTheKindsHeld) {
   EXPECT_EQ(watcher->counts().watching, 0);
   EXPECT_EQ(watcher->counts().unwatched, 0);
   EXPECT_TRUE(Eventually([&] { return fake_->OpenWatches() == 0; }));
+}
+
+// An agent bound to its teams' namespaces alone (RoleBindings, no ClusterRoleBinding) may
+// not watch a kind across namespaces: it watches it in each namespace its bundles use, a
+// namespace it may not watch in either is left to the periodic checks, and once it may
+// watch across namespaces again, one watch does.
+TEST_F(DriftWatchTest, AKindForbiddenAcrossNamespacesIsWatchedInEachNamespace) {
+  fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
+  GrantConfigMaps("shop");
+  GrantConfigMaps("web");
+  PutConfigMap("settings", "shop", false, "shop");
+  PutConfigMap("settings", "web", false, "web");
+  PutConfigMap("settings", "other", false, "other");
+  auto watcher = Watcher();
+  watcher->Watch({{{"v1", "ConfigMap"}, {"shop", "web", "other"}}});
+  auto counts_are = [&](int watching, int forbidden, int by_namespace) {
+    return Eventually([&] {
+      watcher->TakeChanged();  // the reconciler's pass: it rearranges the watches
+      DriftWatcher::Counts counts = watcher->counts();
+      return counts.watching == watching && counts.forbidden == forbidden &&
+             counts.by_namespace == by_namespace && counts.starting == 0;
+    });
+  };
+  ASSERT_TRUE(counts_are(2, 1, 1));
+  EXPECT_EQ(fake_->OpenWatches(), 2);
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(500)), IsEmpty());
+
+  fake_->Mutate("", "configmaps", "shop", "settings", [](json& o) { o["data"]["k"] = "edited"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("shop"));
+  fake_->Delete("", "configmaps", "web", "settings");
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("web"));
+  // Written as the agent writes, its own change is none, as across namespaces.
+  absl::StatusOr<KubeResponse> list = client_->Do("GET", "/api/v1/namespaces/shop/configmaps");
+  ASSERT_TRUE(list.ok() && list->code == 200);
+  int64_t now = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      json::parse(list->body)["metadata"]["resourceVersion"].get<std::string>(), &now));
+  watcher->Written("/api/v1/configmaps", "shop/settings", std::to_string(now + 1));
+  fake_->Mutate("", "configmaps", "shop", "settings", [](json& o) { o["data"]["k"] = "mine"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500)), IsEmpty());
+
+  // Allowed across namespaces: one watch again, which sees every namespace.
+  GrantConfigMaps("");
+  ASSERT_TRUE(counts_are(1, 0, 0));
+  ASSERT_TRUE(Eventually([&] { return fake_->OpenWatches() == 1; }));
+  fake_->Mutate("", "configmaps", "other", "settings", [](json& o) { o["data"]["k"] = "x"; });
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("other"));
+}
+
+// A namespace's watches count within max_watches.
+TEST_F(DriftWatchTest, NamespacesWatchedInsteadCountWithinTheBound) {
+  fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
+  GrantConfigMaps("a");
+  GrantConfigMaps("b");
+  GrantConfigMaps("c");
+  DriftWatcher::Options options;
+  options.max_watches = 3;
+  auto watcher = Watcher(options);
+  watcher->Watch({{{"v1", "ConfigMap"}, {"a", "b", "c"}}});
+  ASSERT_TRUE(Eventually([&] {
+    watcher->TakeChanged();
+    DriftWatcher::Counts counts = watcher->counts();
+    return counts.watching == 2 && counts.by_namespace == 1 && counts.unwatched == 1;
+  }));
+  EXPECT_TRUE(Eventually([&] { return fake_->OpenWatches() == 2; }));
 }
 
 }  // namespace

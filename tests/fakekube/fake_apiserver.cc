@@ -675,6 +675,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                           verb, " resource \"", plural, "\" in API group \"", group, "\"",
                           ns.empty() ? "" : " in the namespace \"" + ns + "\""))});
   }
+  // Who the request is judged as: the impersonated user, or the client itself when
+  // AuthorizeAs named it (as the API server judges every client by RBAC).
+  const std::string judged = impersonate_user.empty() ? authorize_as_ : impersonate_user;
   if (!impersonate_user.empty()) {
     // The client (the agent) may impersonate unless forbidden to; the request is then
     // authorized as the impersonated user alone. A namespace's own object counts as in it.
@@ -696,6 +699,8 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                                         is_account ? " in the namespace \"" + account[0] + "\""
                                                    : " at the cluster scope"))});
     }
+  }
+  if (!judged.empty()) {
     std::string rbac_verb =
         method == "GET"
             ? (name.empty()
@@ -708,17 +713,17 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
                              : absl::AsciiStrToLower(method);
     const std::string resource_path = subresource.empty() ? plural : plural + "/" + subresource;
     const std::string rbac_ns = (group.empty() && plural == "namespaces") ? name : ns;
-    if (!AuthorizedLocked(impersonate_user, rbac_verb, group, resource_path, rbac_ns, name)) {
+    if (!AuthorizedLocked(judged, rbac_verb, group, resource_path, rbac_ns, name)) {
       return finish(
-          {403, StatusBody(
-                    403, "Forbidden",
-                    absl::StrCat(plural, group.empty() ? "" : "." + group,
-                                 name.empty() ? "" : " \"" + name + "\"", " is forbidden: User \"",
-                                 impersonate_user, "\" cannot ", rbac_verb, " resource \"",
-                                 resource_path, "\" in API group \"", group, "\"",
-                                 rbac_ns.empty() ? std::string(" at the cluster scope")
-                                                 : " in the namespace \"" + rbac_ns + "\""),
-                    {{"name", name}, {"group", group}, {"kind", plural}})});
+          {403,
+           StatusBody(403, "Forbidden",
+                      absl::StrCat(plural, group.empty() ? "" : "." + group,
+                                   name.empty() ? "" : " \"" + name + "\"",
+                                   " is forbidden: User \"", judged, "\" cannot ", rbac_verb,
+                                   " resource \"", resource_path, "\" in API group \"", group, "\"",
+                                   rbac_ns.empty() ? std::string(" at the cluster scope")
+                                                   : " in the namespace \"" + rbac_ns + "\""),
+                      {{"name", name}, {"group", group}, {"kind", plural}})});
     }
   }
   const std::string key = ObjectKeyFor(group, plural, ns, name);
@@ -1405,6 +1410,11 @@ void FakeApiServer::Forbid(const std::string& verb, const std::string& group,
                            const std::string& resource) {
   MutexLock lock(&mu_);
   forbidden_[absl::StrCat(verb, " ", group, "/", resource)] = true;
+}
+
+void FakeApiServer::AuthorizeAs(std::string user) {
+  MutexLock lock(&mu_);
+  authorize_as_ = std::move(user);
 }
 
 void FakeApiServer::Allow(const std::string& verb, const std::string& group,

@@ -85,6 +85,11 @@ class FakeApiServer {
   void Forbid(const std::string& verb, const std::string& group, const std::string& resource);
   // Undoes a Forbid.
   void Allow(const std::string& verb, const std::string& group, const std::string& resource);
+  // Requests made without Impersonate-User are judged by RBAC as `user` (the client's own
+  // identity, "system:serviceaccount:gitfleet:agent"), against the Roles, ClusterRoles and
+  // bindings stored here, as the API server judges every client. Empty (the default)
+  // admits the client to everything.
+  void AuthorizeAs(std::string user);
   // Replaces the object's status, as its controller would.
   bool SetStatus(const std::string& group, const std::string& resource, const std::string& ns,
                  const std::string& name, nlohmann::json status);
@@ -209,6 +214,7 @@ class FakeApiServer {
 
   mutable Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
+  std::string authorize_as_ ABSL_GUARDED_BY(mu_);
   int fail_count_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_code_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_retry_after_ ABSL_GUARDED_BY(mu_) = -1;
