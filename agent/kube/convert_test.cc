@@ -1,11 +1,14 @@
 #include "agent/kube/convert.h"
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace gitfleet {
 namespace {
 
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 TEST(ConvertTest, ScalarsFollowKubernetesYaml) {
   absl::StatusOr<json> j = YamlToJson(
@@ -32,13 +35,17 @@ TEST(ConvertTest, ScalarsFollowKubernetesYaml) {
 
 // Integers as kubectl's YAML reader (go-yaml, Go's ParseInt with base 0) reads them: a
 // leading 0 is octal, so a volume's `defaultMode: 0644` is 420 (rw-r--r--), never 644;
-// 0o, 0b and 0x prefixes, signs and underscores; "08" is no octal (a float, 8); the YAML
-// 1.1 words only in go-yaml's three spellings.
+// 0o, 0b and 0x prefixes, signs and underscores (all dropped first); "08" is no octal (a
+// float, 8); past int64 a uint64, past that a float; floats in go-yaml's syntax alone, and
+// one past a double stays text; the YAML 1.1 words only in go-yaml's three spellings.
 TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
   absl::StatusOr<json> j = YamlToJson(
       "mode: 0644\nzero: 0\nzeros: 00\no: 0o17\nb: 0b101\nneg: -0x10\nplus: +12\n"
       "big: 1_000_000\neight: 08\nbadunder: 1__0\nhuge: 99999999999999999999\n"
-      "Yes: Yes\nodd: yEs\nnul: Null\nnull2: nULL\nq: \"0644\"\n");
+      "Yes: Yes\nodd: yEs\nnul: Null\nnull2: nULL\nq: \"0644\"\n"
+      "u64: 18446744073709551615\nplusu64: +18446744073709551615\nmin: -9223372036854775808\n"
+      "dot: .5\ntrail: 5.\nexp: 1e3\nunderf: 1_000.5\nover: 1e400\nword: 1.2.3\n"
+      "under: _1\nhexu: 0x_1F\nsign: -x\n");
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ((*j)["mode"], 420);
   EXPECT_EQ((*j)["zero"], 0);
@@ -49,8 +56,21 @@ TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
   EXPECT_EQ((*j)["plus"], 12);
   EXPECT_EQ((*j)["big"], 1000000);
   EXPECT_EQ((*j)["eight"], 8.0);
-  EXPECT_EQ((*j)["badunder"], "1__0");
+  EXPECT_EQ((*j)["badunder"], 10) << "go-yaml drops every underscore first";
   EXPECT_TRUE((*j)["huge"].is_number_float()) << (*j)["huge"];
+  EXPECT_TRUE((*j)["u64"].is_number_unsigned()) << (*j)["u64"];
+  EXPECT_EQ((*j)["u64"].dump(), "18446744073709551615");
+  EXPECT_TRUE((*j)["plusu64"].is_number_float()) << "ParseUint takes no sign";
+  EXPECT_EQ((*j)["min"].dump(), "-9223372036854775808");
+  EXPECT_EQ((*j)["dot"], 0.5);
+  EXPECT_EQ((*j)["trail"], 5.0);
+  EXPECT_EQ((*j)["exp"], 1000.0);
+  EXPECT_EQ((*j)["underf"], 1000.5);
+  EXPECT_EQ((*j)["over"], "1e400") << "past a double, go-yaml keeps the text";
+  EXPECT_EQ((*j)["word"], "1.2.3");
+  EXPECT_EQ((*j)["under"], "_1");
+  EXPECT_EQ((*j)["hexu"], 31);
+  EXPECT_EQ((*j)["sign"], "-x");
   EXPECT_EQ((*j)["Yes"], true);
   EXPECT_EQ((*j)["odd"], "yEs");
   EXPECT_TRUE((*j)["nul"].is_null());
@@ -59,6 +79,23 @@ TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
 }
 
 TEST(ConvertTest, BadYamlIsAnError) { EXPECT_FALSE(YamlToJson("a: [1, 2").ok()); }
+
+// JSON has no infinities or NaN: kubectl fails on them, and so does the agent, saying where.
+// Quoted, they are strings.
+TEST(ConvertTest, InfinitiesAndNaNAreRefusedSayingWhere) {
+  for (const char* word : {".inf", "-.Inf", "+.INF", ".nan", ".NaN"}) {
+    absl::StatusOr<json> j =
+        YamlToJson(absl::StrCat("spec:\n  ports:\n  - 1\n  - weight: ", word, "\n"));
+    ASSERT_FALSE(j.ok()) << word;
+    EXPECT_THAT(j.status().message(), HasSubstr("at .spec.ports[1].weight: "));
+    EXPECT_THAT(j.status().message(), HasSubstr("JSON cannot carry"));
+  }
+  absl::StatusOr<json> quoted = YamlToJson("a: \".inf\"\nb: inf\nc: .infinity\n");
+  ASSERT_TRUE(quoted.ok()) << quoted.status();
+  EXPECT_EQ((*quoted)["a"], ".inf");
+  EXPECT_EQ((*quoted)["b"], "inf");
+  EXPECT_EQ((*quoted)["c"], ".infinity");
+}
 
 TEST(ConvertTest, FirstDifferenceIgnoresServerFields) {
   json want = json::parse(R"({"metadata":{"name":"a","labels":{"x":"1"}},"spec":{"replicas":2,

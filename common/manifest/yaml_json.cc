@@ -1,5 +1,6 @@
 #include "common/manifest/yaml_json.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -10,80 +11,133 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace gitfleet {
 namespace {
 
-// An integer as Go's strconv.ParseInt(text, 0, 64) reads it, which is how go-yaml (under
-// sigs.k8s.io/yaml, kubectl's reader) resolves a plain scalar: a sign, then 0x hex, 0o or a
-// leading 0 octal (`defaultMode: 0644` is 420), 0b binary, or decimal; underscores between
-// digits. nullopt for anything else, or past 64 bits.
-std::optional<int64_t> GoInteger(absl::string_view text) {
+// An integer as go-yaml v2 reads one (the goyaml.v2 under sigs.k8s.io/yaml, kubectl's
+// reader): Go's strconv.ParseInt(text, 0, 64) of the text without its underscores, else
+// ParseUint(text, 0, 64). A sign, then 0x hex, 0o or a leading 0 octal (`defaultMode:
+// 0644` is 420), 0b binary, or decimal. nullopt for anything else, or past 64 bits.
+std::optional<nlohmann::json> GoInteger(absl::string_view text) {
   bool negative = false;
+  bool signed_ = false;
   if (!text.empty() && (text[0] == '+' || text[0] == '-')) {
     negative = text[0] == '-';
+    signed_ = true;
     text.remove_prefix(1);
   }
   if (text.empty()) return std::nullopt;
   int base = 10;
-  bool prefixed = false;  // an underscore may follow a base prefix
   if (text.size() >= 2 && text[0] == '0') {
     const char b = absl::ascii_tolower(text[1]);
     if (b == 'x' || b == 'o' || b == 'b') {
       base = b == 'x' ? 16 : b == 'o' ? 8 : 2;
       text.remove_prefix(2);
-      prefixed = true;
     } else {
       base = 8;
       text.remove_prefix(1);
-      prefixed = true;
     }
   }
+  if (text.empty()) return std::nullopt;
   uint64_t value = 0;
-  bool digits = false;
-  char previous = prefixed ? '0' : '\0';  // what an underscore must follow
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '_') {
-      if (previous == '_' || previous == '\0' || i + 1 == text.size()) return std::nullopt;
-      previous = c;
-      continue;
-    }
+  for (char c : text) {
     int d = absl::ascii_isdigit(c)                             ? c - '0'
             : (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ? absl::ascii_tolower(c) - 'a' + 10
                                                                : 99;
     if (d >= base) return std::nullopt;
     if (value > (std::numeric_limits<uint64_t>::max() - d) / base) return std::nullopt;
     value = value * base + d;
-    digits = true;
-    previous = c;
   }
-  if (!digits) return std::nullopt;
-  const uint64_t limit = negative ? uint64_t{1} << 63 : (uint64_t{1} << 63) - 1;
-  if (value > limit) return std::nullopt;
-  return negative ? static_cast<int64_t>(0 - value) : static_cast<int64_t>(value);
+  constexpr uint64_t kMaxInt = (uint64_t{1} << 63) - 1;
+  if (negative) {
+    if (value > kMaxInt + 1) return std::nullopt;
+    return nlohmann::json(static_cast<int64_t>(0 - value));
+  }
+  if (value <= kMaxInt) return nlohmann::json(static_cast<int64_t>(value));
+  if (signed_) return std::nullopt;  // ParseUint takes no sign
+  return nlohmann::json(value);      // a uint64, as go-yaml gives it
 }
 
-nlohmann::json PlainScalar(const std::string& text) {
-  // go-yaml's YAML 1.1 words, in the three spellings it knows each in.
+// go-yaml v2's float syntax, ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$.
+bool GoYamlFloat(absl::string_view text) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < text.size() && absl::ascii_isdigit(text[i])) ++i;
+    return i > start;
+  };
+  if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  } else {
+    if (!digits()) return false;
+    if (i < text.size() && text[i] == '.') {
+      ++i;
+      digits();
+    }
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == text.size();
+}
+
+// A finite double (Go's ParseFloat fails past the largest; go-yaml keeps the text then).
+std::optional<double> GoFloat(absl::string_view text) {
+  double d;
+  if (!absl::SimpleAtod(text, &d) || !std::isfinite(d)) return std::nullopt;
+  return d;
+}
+
+// A plain (unquoted, untagged) scalar as go-yaml v2 resolves it: its first character
+// says what it may be; YAML 1.1's words in go-yaml's three spellings each; infinities and
+// NaN are refused, since JSON cannot carry them (kubectl fails on them too).
+absl::StatusOr<nlohmann::json> PlainScalar(const std::string& text) {
   static const auto* const kNulls = new std::set<std::string>{"~", "null", "Null", "NULL"};
   static const auto* const kTrue = new std::set<std::string>{
       "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"};
   static const auto* const kFalse = new std::set<std::string>{
       "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"};
+  static const auto* const kNotNumbers =
+      new std::set<std::string>{".inf",  ".Inf",  ".INF",  "+.inf", "+.Inf", "+.INF",
+                                "-.inf", "-.Inf", "-.INF", ".nan",  ".NaN",  ".NAN"};
   if (text.empty() || kNulls->count(text) > 0) return nullptr;
   if (kTrue->count(text) > 0) return true;
   if (kFalse->count(text) > 0) return false;
-  if (std::optional<int64_t> i = GoInteger(text); i.has_value()) return *i;
-  bool numeric = !text.empty();
-  for (char c : text) {
-    if (!absl::ascii_isdigit(c) && c != '.' && c != 'e' && c != 'E' && c != '-' && c != '+') {
-      numeric = false;
-    }
+  if (kNotNumbers->count(text) > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(text,
+                     " is an infinite or NaN number, which JSON cannot carry (kubectl refuses it "
+                     "too); quote it if the text is meant"));
   }
-  double d;
-  if (numeric && absl::SimpleAtod(text, &d)) return d;
+  const char first = text[0];
+  if (first == '.') {
+    if (!GoYamlFloat(text)) return text;
+    std::optional<double> d = GoFloat(text);
+    if (d.has_value()) return *d;
+    return text;
+  }
+  if (!absl::ascii_isdigit(first) && first != '+' && first != '-') return text;
+  const std::string plain = absl::StrReplaceAll(text, {{"_", ""}});
+  if (std::optional<nlohmann::json> i = GoInteger(plain); i.has_value()) return *i;
+  if (GoYamlFloat(plain)) {
+    if (std::optional<double> d = GoFloat(plain); d.has_value()) return *d;
+  }
   return text;
+}
+
+// Where in the document a conversion failed, outermost first: "at .spec.ports[0]: ...".
+absl::Status Under(const absl::Status& status, const std::string& step) {
+  absl::string_view message = status.message();
+  if (absl::StartsWith(message, "at ")) {
+    return absl::Status(status.code(), absl::StrCat("at ", step, message.substr(3)));
+  }
+  return absl::Status(status.code(), absl::StrCat("at ", step, ": ", message));
 }
 
 absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node) {
@@ -100,7 +154,7 @@ absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node) {
       nlohmann::json out = nlohmann::json::array();
       for (const YAML::Node& item : node) {
         absl::StatusOr<nlohmann::json> value = Convert(item);
-        if (!value.ok()) return value;
+        if (!value.ok()) return Under(value.status(), absl::StrCat("[", out.size(), "]"));
         out.push_back(*std::move(value));
       }
       return out;
@@ -112,7 +166,7 @@ absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node) {
           return absl::InvalidArgumentError("a mapping key is not a scalar");
         }
         absl::StatusOr<nlohmann::json> value = Convert(entry.second);
-        if (!value.ok()) return value;
+        if (!value.ok()) return Under(value.status(), absl::StrCat(".", entry.first.Scalar()));
         out[entry.first.Scalar()] = *std::move(value);
       }
       return out;

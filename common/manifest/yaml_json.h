@@ -4,8 +4,10 @@
 // YAML to JSON as Kubernetes reads it (sigs.k8s.io/yaml over go-yaml, YAML 1.1 scalars):
 // plain true/false/yes/no/on/off/y/n (each as go-yaml spells it: lower, Title or UPPER
 // case) are booleans, plain integers read as Go reads them (a leading 0 is octal:
-// `defaultMode: 0644` is 420; 0x, 0o, 0b, underscores), other plain numbers are floats,
-// plain null/~ and empty values are null, and quoted scalars are always strings.
+// `defaultMode: 0644` is 420; 0x, 0o, 0b; underscores dropped; past int64 a uint64), other
+// plain numbers in go-yaml's float syntax are floats, plain null/~ and empty values are
+// null, and quoted scalars are always strings. `.inf` and `.nan` are refused, as kubectl
+// refuses them (JSON has no such numbers); errors say where ("at .spec.x: ...").
 //
 //   GF_ASSIGN_OR_RETURN(nlohmann::json object, YamlToJson(manifest.yaml()));
 
@@ -16,7 +18,8 @@
 
 namespace gitfleet {
 
-// One document's text; InvalidArgument when it is not YAML or a key is not a scalar.
+// One document's text; InvalidArgument when it is not YAML, a key is not a scalar or a
+// number is infinite or NaN.
 absl::StatusOr<nlohmann::json> YamlToJson(absl::string_view yaml);
 // A node already parsed (the caller bounds its text: CheckYamlBounds).
 absl::StatusOr<nlohmann::json> YamlNodeToJson(const YAML::Node& node);
