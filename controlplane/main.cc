@@ -261,19 +261,57 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir,
   options.lock_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lock_ttl_seconds));
   options.standby = absl::GetFlag(FLAGS_etcd_standby);
   options.stop_waiting = [&signals] { return signals.Poll() != 0; };
-  if (absl::GetFlag(FLAGS_etcd_max_request_bytes) < 0) {
-    return absl::InvalidArgumentError("--etcd-max-request-bytes must not be negative");
-  }
-  options.max_request_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_etcd_max_request_bytes));
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  options.holder = absl::StrCat(host, " pid ", getpid());
-  options.on_lock_lost = [](const absl::Status& why) {
-    GF_LOG(ERROR) << "stopping: the etcd store is no longer this control plane's (" << why << ")";
-    store_lock_lost = true;
-    kill(getpid(), SIGTERM);  // the usual shutdown, then a non-zero exit
+  // A standby answers on --http while it waits: alive (a liveness probe leaves it be), not
+  // ready (no traffic comes its way), and gitfleet_controlplane_standby 1 for Prometheus.
+  // The serving endpoint takes the address over once the store is this one's.
+  struct Standby {
+    Mutex mu;
+    std::string holder ABSL_GUARDED_BY(mu);
+    metrics::Registry registry;
+    std::unique_ptr<HttpServer> http ABSL_GUARDED_BY(mu);
   };
-  GF_ASSIGN_OR_RETURN(std::unique_ptr<EtcdStore> etcd, EtcdStore::Open(std::move(options)));
+  auto standby = std::make_shared<Standby>();
+  if (options.standby) {
+    metrics::BuildGauge()
+        .Name("gitfleet_controlplane_standby")
+        .Help("1 while this control plane stands by for the etcd store another one holds.")
+        .Register(standby->registry)
+        .Add({})
+        .Set(1);
+    options.on_standing_by = [standby](const std::string& holder) {
+      MutexLock lock(&standby->mu);
+      standby->holder = holder;
+      if (standby->http != nullptr) return;
+      HttpServer::Probes probes;
+      std::weak_ptr<Standby> weak = standby;
+      probes.ready = [weak] {
+        std::shared_ptr<Standby> self = weak.lock();
+        if (self == nullptr) return Probe{false, "taking the store over"};
+        MutexLock lock(&self->mu);
+        return Probe{false, absl::StrCat("standing by: the store is held by another control "
+                                         "plane (",
+                                         self->holder.empty() ? "unnamed" : self->holder,
+                                         "); this one takes it over when that one stops")};
+      };
+      absl::StatusOr<std::unique_ptr<HttpServer>> http =
+          HttpServer::Start(absl::GetFlag(FLAGS_http), &standby->registry, probes);
+      if (!http.ok()) {
+        GF_LOG(WARNING) << "standing by without an HTTP endpoint: " << http.status().message();
+        return;
+      }
+      standby->http = *std::move(http);
+      GF_LOG(INFO) << "standing by: /healthz, /readyz (not ready) and /metrics on port "
+                   << standby->http->port();
+    };
+  }
+  absl::StatusOr<std::unique_ptr<EtcdStore>> opened = EtcdStore::Open(std::move(options));
+  std::unique_ptr<HttpServer> stopped;
+  {
+    MutexLock lock(&standby->mu);
+    stopped = std::move(standby->http);
+  }
+  stopped.reset();  // the address is the serving endpoint's now (not under the lock a probe takes)
+  GF_ASSIGN_OR_RETURN(std::unique_ptr<EtcdStore> etcd, std::move(opened));
   GF_LOG(INFO) << "store: etcd at " << absl::GetFlag(FLAGS_etcd_endpoints) << " under "
                << absl::GetFlag(FLAGS_etcd_prefix);
   return std::unique_ptr<Store>(std::move(etcd));

@@ -266,6 +266,7 @@ absl::Status EtcdStore::TakeLock() {
                                               : absl::Now() + options_.lock_ttl + absl::Seconds(2);
   std::string holder;
   bool told = false;
+  std::optional<std::string> holder_told;  // to on_standing_by
   while (true) {
     // A lease of its own for each try: one granted before a wait would lapse in it.
     etcdserverpb::LeaseGrantRequest grant;
@@ -305,6 +306,10 @@ absl::Status EtcdStore::TakeLock() {
     if (!taken.ok()) return taken;
     if (response.responses_size() > 0 && response.responses(0).response_range().kvs_size() > 0) {
       holder = response.responses(0).response_range().kvs(0).value();
+    }
+    if (options_.standby && options_.on_standing_by && holder_told != holder) {
+      options_.on_standing_by(holder.substr(0, 256));
+      holder_told = holder;
     }
     if (options_.standby && !told) {
       GF_LOG(INFO) << "standing by: the store at " << options_.prefix

@@ -71,6 +71,9 @@ struct EtcdOptions {
   // stop, which it answers with Cancelled.
   bool standby = false;
   std::function<bool()> stop_waiting;
+  // A standby: called (from Open) when it starts waiting, and whenever the holder it waits
+  // for changes, with that holder ("HOST pid PID", or "" when it is unnamed).
+  std::function<void(const std::string& holder)> on_standing_by;
 };
 
 // The `--etcd-endpoints` list (comma-separated) as EtcdOptions::endpoints: each an http:// or

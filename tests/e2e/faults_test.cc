@@ -412,6 +412,20 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
       standby->WaitForLog("standing by: the store at /gitfleet/ in etcd is held by").empty())
       << standby->Log();
   EXPECT_TRUE(standby->running());
+  // While it waits it answers on --http: alive (a liveness probe leaves it be), not ready
+  // (no traffic comes its way), and says so to Prometheus.
+  const int standby_http =
+      testing::Port(standby->WaitForLog(R"(\(not ready\) and /metrics on port (\d+))"));
+  ASSERT_GT(standby_http, 0) << standby->Log();
+  int status = 0;
+  EXPECT_EQ(testing::HttpGet(standby_http, "/healthz", &status), "ok\n");
+  EXPECT_EQ(status, 200);
+  EXPECT_THAT(testing::HttpGet(standby_http, "/readyz", &status),
+              HasSubstr("standing by: the store is held by another control plane ("));
+  EXPECT_EQ(status, 503);
+  EXPECT_EQ(testing::MetricValue(testing::HttpGet(standby_http, "/metrics"),
+                                 "gitfleet_controlplane_standby"),
+            1);
   cp_->Kill(SIGKILL);
   cp_ = std::move(standby);
   cp_http_ = testing::Port(cp_->WaitForLog(R"(HTTP on port (\d+))", absl::Seconds(30)));
