@@ -74,6 +74,11 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mTLS.");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs the control plane's certificate: enables TLS.");
 ABSL_FLAG(int, resync_interval_seconds, 30, "How often to check live objects for drift.");
+ABSL_FLAG(int, watched_resync_interval_seconds, 300,
+          "How often to check a bundle's live objects for drift when --watch-drift hears "
+          "every one of them (a change brings a check forward within about a second): the "
+          "floor for anything a watch could miss. At most --resync-interval-seconds has no "
+          "effect.");
 ABSL_FLAG(bool, watch_drift, true,
           "Watch the kinds the bundles hold (objects labelled gitfleet.io/bundle, across "
           "namespaces), so an object someone changes or deletes is checked within about a "
@@ -185,6 +190,11 @@ int Main(ShutdownSignals& signals) {
   }
   if (absl::GetFlag(FLAGS_max_drift_watches) < 0 || absl::GetFlag(FLAGS_max_drift_watches) > 1000) {
     return Fail(absl::InvalidArgumentError("--max-drift-watches must be between 0 and 1000"));
+  }
+  if (absl::GetFlag(FLAGS_watched_resync_interval_seconds) < 1 ||
+      absl::GetFlag(FLAGS_watched_resync_interval_seconds) > 86400) {
+    return Fail(absl::InvalidArgumentError(
+        "--watched-resync-interval-seconds must be between 1 and 86400"));
   }
   if (absl::GetFlag(FLAGS_resync_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--resync-interval-seconds must be at least 1"));
@@ -353,7 +363,10 @@ int Main(ShutdownSignals& signals) {
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
   if (!http.ok()) return Fail(http.status());
 
-  if (drift_watcher != nullptr) reconciler.SetChangeWatch(drift_watcher.get());
+  if (drift_watcher != nullptr) {
+    reconciler.SetChangeWatch(drift_watcher.get(), absl::Seconds(2),
+                              absl::Seconds(absl::GetFlag(FLAGS_watched_resync_interval_seconds)));
+  }
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::string> fleet_id = state.LoadFleetId();
   if (!fleet_id.ok()) return Fail(fleet_id.status());

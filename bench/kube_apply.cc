@@ -15,6 +15,9 @@
 //            change watch (--watch-drift) bringing the drift check forward
 //   watched  --changed objects change again while the watch runs, then 3 s of passes: the
 //            requests (the applies alone, when its own writes cost no drift check)
+//   idle     ten periodic drift checks (five minutes' worth at 30 s) while the watch hears
+//            every object: one looks, the rest wait for the watched interval
+//   idle-every  the same ten with no longer interval (before it, or a bundle not heard whole)
 // Prints one line per run and the medians, then a JSON line.
 
 #include <atomic>
@@ -187,6 +190,17 @@ std::map<std::string, Phase> RunOnce(int n, int changed) {
       absl::SleepFor(absl::Milliseconds(5));
     }
   });
+  // Ten periodic checks (five minutes at --resync-interval-seconds=30) of a bundle the watch
+  // hears whole: the first looks, the rest wait for --watched-resync-interval-seconds.
+  reconciler.SetChangeWatch(&watcher, absl::Seconds(2), absl::Minutes(5));
+  measure("idle", [&] {
+    for (int tick = 0; tick < 10; ++tick) reconciler.Resync(/*check_drift=*/true);
+  });
+  // The same ten as before the longer interval (or for a bundle the watch does not hear).
+  reconciler.SetChangeWatch(&watcher, absl::Seconds(2), absl::ZeroDuration());
+  measure("idle-every", [&] {
+    for (int tick = 0; tick < 10; ++tick) reconciler.Resync(/*check_drift=*/true);
+  });
   reconciler.SetChangeWatch(nullptr);
   watching = nullptr;
   return phases;
@@ -200,8 +214,8 @@ int main(int argc, char** argv) {
   gitfleet::SetLogLevelByName("warning").IgnoreError();
   const int n = absl::GetFlag(FLAGS_objects);
   const int changed = absl::GetFlag(FLAGS_changed);
-  const std::vector<std::string> names = {"cold",  "noop", "change", "drift",
-                                          "prune", "heal", "watched"};
+  const std::vector<std::string> names = {"cold", "noop",    "change", "drift",     "prune",
+                                          "heal", "watched", "idle",   "idle-every"};
   std::map<std::string, std::vector<double>> seconds;
   std::map<std::string, std::vector<double>> requests, writes;
   for (int run = 0; run < absl::GetFlag(FLAGS_runs); ++run) {

@@ -40,6 +40,10 @@ class ChangeWatch {
   virtual void Watch(const Kinds& kinds) = 0;
   // What changed since the last call.
   virtual Changed TakeChanged() = 0;
+  // Whether a change to an object of `kind` in namespace `ns` (as Kinds names it) is heard
+  // now: a watch follows it. The reconciler's periodic checks of a bundle whose objects are
+  // all heard so come at a longer interval (the watch brings one forward on a change).
+  virtual bool Watching(const Kind& kind, const std::string& ns) const { return false; }
 };
 
 }  // namespace gitfleet

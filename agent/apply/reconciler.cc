@@ -1951,10 +1951,28 @@ bool Reconciler::PruneForRemoval(Bundle& bundle, int* pruned) {
   return false;
 }
 
-void Reconciler::SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval) {
+void Reconciler::SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval,
+                                absl::Duration watched_check_interval) {
   change_watch_ = watch;
   watch_check_interval_ = watch_check_interval;
+  watched_check_interval_ = watched_check_interval;
   watched_.clear();
+  // What a watch heard before is no reason to wait: the next periodic check looks.
+  for (auto& [name, bundle] : bundles_) bundle.next_watched_check = absl::InfinitePast();
+}
+
+bool Reconciler::WatchedWhole(const Bundle& bundle) const {
+  if (change_watch_ == nullptr) return false;
+  const std::string& target = bundle.record.desired().target_namespace();
+  ChangeWatch::Kind kind;
+  std::string ns;
+  for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
+    kind.first = object.api_version();
+    kind.second = object.key().kind();
+    ns = object.key().namespace_().empty() ? target : object.key().namespace_();
+    if (!change_watch_->Watching(kind, ns)) return false;
+  }
+  return true;
 }
 
 void Reconciler::TellChangeWatch() {
@@ -2029,7 +2047,11 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     }
     // Someone changed one of its live objects: look now rather than at the next check.
     const bool watched = bundle.watch_changed && now >= bundle.next_watch_check;
-    const bool drift = check_drift || watched;
+    // A bundle the watch hears whole has its periodic checks further apart: a change
+    // brings one forward, and these are the floor for what a watch could miss.
+    const bool periodic =
+        check_drift && (now >= bundle.next_watched_check || failed || !WatchedWhole(bundle));
+    const bool drift = periodic || watched;
     if (!failed && !drift && !bundle.unsettled.empty() && now >= bundle.next_health_check) {
       // Health is still moving (a rollout, a load balancer): look again.
       if (RecheckHealth(bundle)) changed.push_back(bundle.status);
@@ -2040,6 +2062,7 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
     if (drift) {
       bundle.watch_changed = false;
       bundle.next_watch_check = now + watch_check_interval_;
+      bundle.next_watched_check = now + watched_check_interval_;
     }
     std::vector<v1::ObjectError> errors;
     if (ApplyDesired(bundle, /*check_drift=*/!failed || drift, &errors)) {

@@ -97,12 +97,14 @@ class Reconciler {
   // not to be trusted (see above): then it keeps the bundle and says why.
   void OnRemoval(const v1::BundleRemoval& removal);
   // Retries failed bundles whose backoff elapsed and, with `check_drift`, re-checks live
-  // objects; without it, re-checks those of the bundles the change watch names (at most
-  // once per `watch_check_interval` each). Returns the statuses that changed.
+  // objects (those of a bundle the change watch hears whole, at most once per
+  // `watched_check_interval`); without it, re-checks those of the bundles the change watch
+  // names (at most once per `watch_check_interval` each). Returns the statuses that changed.
   std::vector<v1::StatusUpdate> Resync(bool check_drift);
   // What names the bundles whose live objects someone changed (null: none; not owned). It
   // is told the kinds the bundles hold as that changes.
-  void SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval = absl::Seconds(2));
+  void SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_interval = absl::Seconds(2),
+                      absl::Duration watched_check_interval = absl::ZeroDuration());
   // What applying the bundle's desired revision would change now, by the applier's dry
   // run. Changes nothing.
   v1::DiffResult Diff(const v1::DiffRequest& request);
@@ -143,6 +145,9 @@ class Reconciler {
     // by a check (as a changed object).
     bool status_changed = false;
     absl::Time next_watch_check = absl::InfinitePast();
+    // When a periodic check may next pass over it while the change watch hears all of its
+    // objects (watched_check_interval_ after its last check).
+    absl::Time next_watched_check = absl::InfinitePast();
   };
   enum class Removal { kDone, kHandingOver, kFailed };
 
@@ -269,6 +274,9 @@ class Reconciler {
   std::map<std::string, Bundle> bundles_;
   ChangeWatch* change_watch_ = nullptr;
   absl::Duration watch_check_interval_;
+  absl::Duration watched_check_interval_;
+  // Whether the change watch hears every object the bundle's drift check looks at.
+  bool WatchedWhole(const Bundle& bundle) const;
   // What the change watch was last told: the bundles and revisions it was worked out from.
   std::string watched_;
   // Tells the change watch the kinds the bundles hold, when their revisions changed.

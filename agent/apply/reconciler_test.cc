@@ -62,6 +62,10 @@ class FakeChangeWatch : public ChangeWatch {
     out.status.swap(status_);
     return out;
   }
+  bool Watching(const Kind& kind, const std::string& ns) const override {
+    return heard_.count(kind.second + "/" + ns) > 0;
+  }
+  std::set<std::string> heard_;  // "Kind/namespace" a watch follows
   std::set<Kind> kinds_;
   Kinds namespaces_;
   int told_ = 0;
@@ -861,6 +865,36 @@ TEST_F(ReconcilerTest, ABundleTheChangeWatchNamesIsCheckedBeforeTheNextPeriodicC
                                         ChangeWatch::Kind{"v1", "ConfigMap"}));
   EXPECT_THAT(watch.namespaces_[ChangeWatch::Kind("v1", "ConfigMap")], ElementsAre("", "shop"));
   EXPECT_THAT(watch.namespaces_[ChangeWatch::Kind("apps/v1", "Deployment")], ElementsAre("shop"));
+}
+
+// A bundle whose objects the change watch all hears is checked periodically at the longer
+// interval (a change brings a check forward); one with an object no watch follows is
+// checked at every periodic check, as without a watch.
+TEST_F(ReconcilerTest, ABundleTheWatchHearsWholeIsCheckedAtTheLongerInterval) {
+  FakeChangeWatch watch;
+  watch.heard_ = {"ConfigMap/shop"};
+  reconciler_->SetChangeWatch(&watch, absl::Seconds(2), absl::Minutes(5));
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a")})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/true);  // its first periodic check
+
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  clock_.Advance(absl::Seconds(30));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), "tampered")
+      << "heard whole: the periodic check waits for the longer interval";
+  clock_.Advance(absl::Minutes(5));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
+
+  // An object in a namespace no watch follows: every periodic check looks.
+  v1::ManifestObject elsewhere =
+      *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: web}\n", "test");
+  ASSERT_TRUE(reconciler_->OnUpdate(Update({Cm("a"), elsewhere})).ack.ok());
+  reconciler_->Resync(/*check_drift=*/true);
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  clock_.Advance(absl::Seconds(30));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
 }
 
 TEST_F(ReconcilerTest, DriftCheckThatFindsNothingWritesNoState) {

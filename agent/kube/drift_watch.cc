@@ -85,6 +85,7 @@ void DriftWatcher::Watch(const Kinds& kinds) {
   }
   // Kinds are looked up outside the lock: discovery may ask the API server.
   std::map<std::string, Target> targets;
+  std::map<Kind, std::string> collections;
   int unserved = 0;
   for (const auto& [kind, namespaces] : kinds) {
     auto [group, version] = SplitApiVersion(kind.first);
@@ -95,7 +96,9 @@ void DriftWatcher::Watch(const Kinds& kinds) {
     }
     ApiResource across = *resource;
     across.namespaced = false;  // its collection across every namespace
-    Target& target = targets[across.Path("", "")];
+    const std::string collection = across.Path("", "");
+    collections[kind] = collection;
+    Target& target = targets[collection];
     target.resource = *resource;
     if (!resource->namespaced) continue;
     for (const std::string& ns : namespaces) {
@@ -108,6 +111,7 @@ void DriftWatcher::Watch(const Kinds& kinds) {
     unserved_ = unserved;
     next_lookup_ = unserved > 0 ? absl::Now() + options_.lookup_retry : absl::InfiniteFuture();
     targets_ = std::move(targets);
+    collections_ = std::move(collections);
     stopped = ArrangeLocked();
   }
   Join(stopped);
@@ -208,6 +212,23 @@ ChangeWatch::Changed DriftWatcher::TakeChanged() {
   ChangeWatch::Changed changed;
   std::swap(changed, changed_);
   return changed;
+}
+
+bool DriftWatcher::Watching(const Kind& kind, const std::string& ns) const {
+  MutexLock lock(&mu_);
+  auto collection = collections_.find(kind);
+  if (collection == collections_.end()) return false;
+  auto across = workers_.find(collection->second);
+  if (across == workers_.end()) return false;
+  if (across->second->state == State::kWatching) return true;
+  auto target = targets_.find(collection->second);
+  if (!across->second->forbidden || target == targets_.end() ||
+      !target->second.resource.namespaced) {
+    return false;
+  }
+  auto one =
+      workers_.find(target->second.resource.Path(ns.empty() ? options_.default_namespace : ns, ""));
+  return one != workers_.end() && one->second->state == State::kWatching;
 }
 
 DriftWatcher::Counts DriftWatcher::counts() const {

@@ -77,6 +77,8 @@ class DriftWatcher : public ChangeWatch {
 
   void Watch(const Kinds& kinds) override;
   Changed TakeChanged() override;
+  // A watch of the kind across namespaces, or of that namespace, is following it now.
+  bool Watching(const Kind& kind, const std::string& ns) const override;
   // gitfleet itself wrote the object at `name` ("namespace/name") of the collection
   // `collection` (a kind across namespaces), leaving it at `version`: the watch's event for
   // that version is no change to look at (KubernetesApplier::Options::on_written). The
@@ -145,7 +147,8 @@ class DriftWatcher : public ChangeWatch {
 
   mutable Mutex mu_;
   Kinds kinds_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Target> targets_ ABSL_GUARDED_BY(mu_);  // by collection
+  std::map<std::string, Target> targets_ ABSL_GUARDED_BY(mu_);    // by collection
+  std::map<Kind, std::string> collections_ ABSL_GUARDED_BY(mu_);  // of targets_
   // Kinds the server did not serve at the last look, and when to look again.
   int unserved_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_lookup_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();

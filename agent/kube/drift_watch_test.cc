@@ -217,6 +217,10 @@ TEST_F(DriftWatchTest, WatchesAreBoundedAndFollowTheKindsHeld) {
       Kinds({{"v1", "ConfigMap"}, {"apps/v1", "Deployment"}, {"example.com/v1", "Widget"}}));
   ASSERT_TRUE(Eventually([&] { return watcher->counts().watching == 1; }));
   EXPECT_EQ(watcher->counts().unwatched, 2);
+  EXPECT_NE(watcher->Watching({"v1", "ConfigMap"}, ""),
+            watcher->Watching({"apps/v1", "Deployment"}, ""))
+      << "one of the two is watched, the other past the bound";
+  EXPECT_FALSE(watcher->Watching({"example.com/v1", "Widget"}, "")) << "not served";
   ASSERT_TRUE(Eventually([&] { return fake_->OpenWatches() == 1; }));
 
   watcher->Watch({});
@@ -248,6 +252,9 @@ TEST_F(DriftWatchTest, AKindForbiddenAcrossNamespacesIsWatchedInEachNamespace) {
   };
   ASSERT_TRUE(counts_are(2, 1, 1));
   EXPECT_EQ(fake_->OpenWatches(), 2);
+  EXPECT_TRUE(watcher->Watching({"v1", "ConfigMap"}, "shop"));
+  EXPECT_FALSE(watcher->Watching({"v1", "ConfigMap"}, "other")) << "forbidden there too";
+  EXPECT_FALSE(watcher->Watching({"apps/v1", "Deployment"}, "shop")) << "not asked for";
   EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(500)), IsEmpty());
 
   fake_->Mutate("", "configmaps", "shop", "settings", [](json& o) { o["data"]["k"] = "edited"; });
@@ -268,6 +275,7 @@ TEST_F(DriftWatchTest, AKindForbiddenAcrossNamespacesIsWatchedInEachNamespace) {
   GrantConfigMaps("");
   ASSERT_TRUE(counts_are(1, 0, 0));
   ASSERT_TRUE(Eventually([&] { return fake_->OpenWatches() == 1; }));
+  EXPECT_TRUE(watcher->Watching({"v1", "ConfigMap"}, "other"));
   fake_->Mutate("", "configmaps", "other", "settings", [](json& o) { o["data"]["k"] = "x"; });
   EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("other"));
 }
