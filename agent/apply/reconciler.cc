@@ -315,6 +315,9 @@ Reconciler::Outcome Reconciler::OnUpdate(const v1::BundleUpdate& update) {
   if (!update.interim()) EndHandoversTo(update.bundle(), /*gone=*/false);
   bundle.backoff->Reset();
   bundle.next_retry = absl::InfinitePast();
+  // What the change watch heard was judged by the revision before (its ignore rules, say):
+  // the next periodic check looks at the new one whole.
+  bundle.next_watched_check = absl::InfinitePast();
   bundle.unsettled.clear();
   bundle.unsaved = true;  // the new desired set is not on disk yet
 

@@ -886,6 +886,21 @@ TEST_F(ReconcilerTest, ABundleTheWatchHearsWholeIsCheckedAtTheLongerInterval) {
   reconciler_->Resync(/*check_drift=*/true);
   EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
 
+  // A new revision (other rules, the same objects) is checked whole at the next periodic
+  // check: what the watch heard was judged by the one before.
+  ASSERT_TRUE(reconciler_
+                  ->OnUpdate(Update({Cm("a")}, nullptr, /*self_heal=*/true,
+                                    /*prune=*/false))
+                  .ack.ok());
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  clock_.Advance(absl::Seconds(30));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_THAT(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), HasSubstr("name: a"));
+  ASSERT_TRUE(fs_.WriteFileAtomically("/out/shop/ConfigMap/a.yaml", "tampered").ok());
+  clock_.Advance(absl::Seconds(30));
+  reconciler_->Resync(/*check_drift=*/true);
+  EXPECT_EQ(*fs_.ReadFile("/out/shop/ConfigMap/a.yaml"), "tampered") << "then the longer wait";
+
   // An object in a namespace no watch follows: every periodic check looks.
   v1::ManifestObject elsewhere =
       *MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: web}\n", "test");
