@@ -1082,10 +1082,13 @@ class Cli {
   }
   int BundleUnpin() { return PinTo(""); }
 
-  // A team's bundle taken as the fleet's own: its definition as it is, adopted.
+  // A team's bundle taken as the fleet's own: its definition as it is, adopted (with
+  // --drop-limits, its scope dropped whole).
   int BundleAdopt() {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
+    absl::StatusOr<bool> drop = args_.TakeBool("drop-limits", false);
+    if (!drop.ok()) return Usage(std::string(drop.status().message()));
     if (absl::Status s = args_.CheckAllUsed(); !s.ok()) return Usage(std::string(s.message()));
     v1::ListBundlesRequest one;
     one.set_page_size(1);
@@ -1097,7 +1100,7 @@ class Cli {
       return 1;
     }
     const v1::Bundle& current = page.bundles(0).bundle();
-    if (current.scope().adopted()) {
+    if (current.scope().adopted() && !*drop) {
       if (format_ == "table") out_ << "bundle " << *name << " is the fleet's already\n";
       return 0;
     }
@@ -1105,10 +1108,18 @@ class Cli {
     *request.mutable_bundle() = current;
     request.set_replace(true);
     request.set_adopt(true);
+    request.set_drop_limits(*drop);
     request.set_if_generation(current.generation());
     v1::BundleInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddBundle, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
+    if (*drop) {
+      out_ << "bundle " << *name << " adopted from caller " << current.scope().caller()
+           << " without its limits: it is fenced by its own definition alone (selector "
+           << (current.selector().empty() ? "-" : current.selector()) << ")\n";
+      if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
+      return 0;
+    }
     const v1::BundleScope& scope = info.bundle().scope();
     out_ << "bundle " << *name << " adopted from caller " << scope.caller()
          << ": it keeps its limits (clusters="
@@ -1740,8 +1751,10 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "NAME",
        "take a team's bundle as the fleet's own (a fleet admin): it keeps its scope's\n"
        "limits and no longer follows its caller's line, so it goes on getting new\n"
-       "revisions when that line is gone",
-       {},
+       "revisions when that line is gone; --drop-limits drops the scope whole (its\n"
+       "clusters, namespaces, kinds and account limits): the bundle is then fenced by its\n"
+       "own definition alone, and may reach what the team's could not",
+       {"drop-limits"},
        &Cli::BundleAdopt},
       {{"bundle", "suspend"},
        "NAME",

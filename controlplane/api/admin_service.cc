@@ -772,14 +772,18 @@ grpc::Status AdminServiceImpl::SyncSource(grpc::ServerContext* context,
 grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
                                          const v1::AddBundleRequest* request,
                                          v1::BundleInfo* response) {
-  AdminCall call(this, context, "AddBundle",
-                 absl::StrCat(request->bundle().name(), " source=", request->bundle().source(),
-                              " selector=", request->bundle().selector(),
-                              request->allow_removal() ? " allow_removal" : "",
-                              request->adopt() ? " adopt" : ""));
+  AdminCall call(
+      this, context, "AddBundle",
+      absl::StrCat(request->bundle().name(), " source=", request->bundle().source(), " selector=",
+                   request->bundle().selector(), request->allow_removal() ? " allow_removal" : "",
+                   request->adopt() ? " adopt" : "", request->drop_limits() ? " drop_limits" : ""));
   if (!call.allowed()) return call.Refused();
   v1::Bundle bundle = request->bundle();
   bundle.clear_scope();  // the control plane's to set
+  if (request->drop_limits() && !request->adopt()) {
+    return call.Done(absl::InvalidArgumentError(
+        "drop_limits is for an adoption (adopt): a team's bundle whose scope goes whole"));
+  }
   if (request->adopt() && call.caller().scoped()) {
     return call.Done(absl::PermissionDeniedError(
         absl::StrCat("caller ", call.caller().name,
@@ -802,7 +806,10 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
   }
   return call.Reply(
       controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
-                             request->allow_removal(), request->if_generation(), request->adopt()),
+                             request->allow_removal(), request->if_generation(),
+                             !request->adopt()        ? Controller::Adopt::kNo
+                             : request->drop_limits() ? Controller::Adopt::kDropLimits
+                                                      : Controller::Adopt::kKeepLimits),
       response);
 }
 

@@ -1004,7 +1004,7 @@ bool Controller::HasSopsKeys() const {
 
 absl::StatusOr<v1::BundleInfo> Controller::AddBundle(const v1::Bundle& input, bool replace,
                                                      absl::Time wait_until, bool allow_removal,
-                                                     int64_t if_generation, bool adopt) {
+                                                     int64_t if_generation, Adopt adopt) {
   return DefineBundle(input, replace, wait_until, allow_removal, if_generation, "", adopt);
 }
 
@@ -1012,7 +1012,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
                                                         absl::Time wait_until, bool allow_removal,
                                                         int64_t if_generation,
                                                         const std::string& scope_change,
-                                                        bool adopt) {
+                                                        Adopt adopt) {
   v1::Bundle bundle = input;
   if (absl::Status s = ValidateName("bundle", bundle.name()); !s.ok()) return s;
   auto too_long = [&](absl::string_view what, size_t size, size_t most) {
@@ -1057,8 +1057,9 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         *bundle.mutable_scope() = it->second.definition.scope();
       }
     }
-    if (adopt) {
-      // The fleet's own from now on: the limits it has stay, the caller is not followed.
+    if (adopt != Adopt::kNo) {
+      // The fleet's own from now on: the limits it has stay (or, asked, go), the caller is
+      // not followed.
       if (!replace || !bundle.has_scope()) {
         return absl::FailedPreconditionError(
             absl::StrCat("bundle \"", bundle.name(), "\" ",
@@ -1066,7 +1067,13 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
                              ? "is adopted by a replacement: give --replace"
                              : "is no team's bundle (it has no caller's scope): nothing to adopt"));
       }
-      bundle.mutable_scope()->set_adopted(true);
+      if (adopt == Adopt::kDropLimits) {
+        GF_LOG(INFO) << "bundle " << bundle.name() << ": adopted from caller "
+                     << bundle.scope().caller() << " without its scope's limits";
+        bundle.clear_scope();
+      } else {
+        bundle.mutable_scope()->set_adopted(true);
+      }
     }
     // The token files are read for a team's bundle alone, and outside the lock; an adopted
     // one follows no line.
@@ -1293,7 +1300,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_service_account(true);
       }
       state.definition = bundle;
-      if (bundle.scope().adopted()) {
+      if (bundle.scope().adopted() || !bundle.has_scope()) {
         // Neither held for its caller's absence nor gated by the caller's line now.
         NoteScopeClusters(state, nullptr);
         state.scope_held.clear();

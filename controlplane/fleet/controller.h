@@ -176,11 +176,12 @@ class Controller {
   // > 0, only a replacement of the definition of that generation happens (Aborted
   // otherwise). With `adopt`, a replacement of a team's bundle takes it as the fleet's own
   // (BundleScope.adopted): its scope's limits stay, its caller's line is no longer followed
-  // (FailedPrecondition when it has no team's scope).
+  // (FailedPrecondition when it has no team's scope); kDropLimits drops the scope whole.
+  enum class Adopt { kNo, kKeepLimits, kDropLimits };
   absl::StatusOr<v1::BundleInfo> AddBundle(const v1::Bundle& bundle, bool replace,
                                            absl::Time wait_until = absl::InfiniteFuture(),
                                            bool allow_removal = false, int64_t if_generation = 0,
-                                           bool adopt = false);
+                                           Adopt adopt = Adopt::kNo);
   absl::Status RemoveBundle(const std::string& name,
                             absl::Time wait_until = absl::InfiniteFuture());
   // A team's bundle records its caller's scope when it is defined; this brings every
@@ -493,7 +494,8 @@ class Controller {
   absl::StatusOr<v1::BundleInfo> DefineBundle(const v1::Bundle& bundle, bool replace,
                                               absl::Time wait_until, bool allow_removal,
                                               int64_t if_generation,
-                                              const std::string& scope_change, bool adopt = false);
+                                              const std::string& scope_change,
+                                              Adopt adopt = Adopt::kNo);
   // Runs FollowCallerScopes when the scopes in force change, and every scope_sweep.
   void FollowScopesLoop();
   void PruneRevisions(const std::string& bundle);

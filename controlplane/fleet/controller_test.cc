@@ -1346,16 +1346,19 @@ TEST_F(ControllerTest, AnAdoptedBundleKeepsItsLimitsAndFollowsNoLine) {
   v1::Bundle own = Bundle("ops", "app");
   ASSERT_TRUE(controller_->AddBundle(own, false).ok());
   EXPECT_THAT(
-      controller_->AddBundle(own, true, absl::InfiniteFuture(), false, 0, /*adopt=*/true).status(),
+      controller_
+          ->AddBundle(own, true, absl::InfiniteFuture(), false, 0, Controller::Adopt::kKeepLimits)
+          .status(),
       StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing to adopt")));
   v1::Bundle admins = Bundle("team-a-app", "app");  // a fleet admin's: no scope of its own
-  EXPECT_THAT(
-      controller_->AddBundle(admins, false, absl::InfiniteFuture(), false, 0, /*adopt=*/true)
-          .status(),
-      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("give --replace")));
+  EXPECT_THAT(controller_
+                  ->AddBundle(admins, false, absl::InfiniteFuture(), false, 0,
+                              Controller::Adopt::kKeepLimits)
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("give --replace")));
 
-  absl::StatusOr<v1::BundleInfo> adopted =
-      controller_->AddBundle(admins, true, absl::InfiniteFuture(), false, 0, /*adopt=*/true);
+  absl::StatusOr<v1::BundleInfo> adopted = controller_->AddBundle(
+      admins, true, absl::InfiniteFuture(), false, 0, Controller::Adopt::kKeepLimits);
   ASSERT_TRUE(adopted.ok()) << adopted.status();
   EXPECT_TRUE(adopted->bundle().scope().adopted());
   EXPECT_EQ(adopted->bundle().scope().caller(), "team-a");
@@ -1384,6 +1387,50 @@ TEST_F(ControllerTest, AnAdoptedBundleKeepsItsLimitsAndFollowsNoLine) {
   Restart();
   EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
   EXPECT_TRUE(controller_->ListBundles("team-a-app", 1).at(0).scope_held().empty());
+}
+
+// An adoption that drops the team's limits (an admin's explicit widening) leaves the bundle
+// the fleet's own as any admin's: its own selector says where it goes, no namespaces fence.
+TEST_F(ControllerTest, AnAdoptionThatDropsTheLimitsLeavesTheBundleFencedByItsOwnDefinition) {
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("team-a-app", "app");
+  bundle.mutable_scope()->set_caller("team-a");
+  bundle.mutable_scope()->set_clusters("team=a");
+  bundle.mutable_scope()->add_namespaces("team-a-*");
+  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  uint64_t b1 = ConnectAgent(hub_.get(), "b1", {{"team", "b"}});
+  ASSERT_NE(hub_->NextMessage(a1, "team-a-app"), nullptr);
+  EXPECT_EQ(hub_->NextMessage(b1, "team-a-app"), nullptr);
+  EXPECT_THAT(controller_->FollowCallerScopes({}), ElementsAre(HasSubstr("named on no line")));
+
+  v1::Bundle admins = Bundle("team-a-app", "app");
+  EXPECT_THAT(controller_
+                  ->AddBundle(admins, false, absl::InfiniteFuture(), false, 0,
+                              Controller::Adopt::kDropLimits)
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("give --replace")));
+  absl::StatusOr<v1::BundleInfo> dropped = controller_->AddBundle(
+      admins, true, absl::InfiniteFuture(), false, 0, Controller::Adopt::kDropLimits);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_FALSE(dropped->bundle().has_scope());
+  EXPECT_TRUE(dropped->scope_held().empty()) << dropped->scope_held();
+  std::shared_ptr<const EncodedMessage> message;
+  for (int i = 0; i < 2000 && message == nullptr; ++i) {
+    message = hub_->NextMessage(b1, "team-a-app");
+    if (message == nullptr) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_NE(message, nullptr) << "its own selector (every cluster) says where it goes";
+  EXPECT_THAT(message->message.update().sync().allowed_namespaces(), IsEmpty());
+  EXPECT_THAT(controller_->FollowCallerScopes({}), IsEmpty());
+  // Nothing left to adopt: no team's scope.
+  EXPECT_THAT(controller_
+                  ->AddBundle(admins, true, absl::InfiniteFuture(), false, 0,
+                              Controller::Adopt::kKeepLimits)
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing to adopt")));
 }
 
 // A team's source follows its caller's repos= too: narrowed away from its URL, it is not

@@ -508,6 +508,26 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   EXPECT_THAT(entry, HasSubstr("adopted: true"));
   EXPECT_THAT(entry, HasSubstr("not in kinds=Secret"));
   EXPECT_THAT(Ctl({"bundle", "adopt", "team-a-app"}), HasSubstr("is the fleet's already"));
+
+  // Its limits dropped too, an admin's explicit widening: fenced by its own definition
+  // alone, the ConfigMap kinds=Secret refused is applied. A team may not.
+  As(team_c, {"bundle", "adopt", "team-a-app", "--drop-limits"}, &code);
+  EXPECT_NE(code, 0);
+  std::string dropped = Ctl({"bundle", "adopt", "team-a-app", "--drop-limits"}, &code);
+  ASSERT_EQ(code, 0) << dropped;
+  EXPECT_THAT(dropped, HasSubstr("bundle team-a-app adopted from caller team-a without its "
+                                 "limits: it is fenced by its own definition alone"));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        std::vector<v1::BundleStatus> now = Status("a-dev", "team-a-app");
+        if (now.size() != 1 || now[0].sync_state() != v1::SYNC_STATE_SYNCED) return false;
+        for (absl::string_view row : absl::StrSplit(Ctl({"bundle", "list"}), '\n')) {
+          if (absl::StartsWith(row, "team-a-app ")) return !absl::StrContains(row, "kinds=");
+        }
+        return false;
+      },
+      absl::Seconds(30)))
+      << Ctl({"bundle", "list"});
 }
 
 TEST_F(Security, TokenNewPrintsATokenAndTheLineThatAdmitsIt) {
