@@ -254,6 +254,8 @@ int Main(ShutdownSignals& signals) {
     mapper = std::make_unique<RestMapper>(kube.get());
     KubernetesApplier::Options applier_options;
     applier_options.default_namespace = config->default_namespace;
+    // A CR applied as one account waits for a CRD applied as another (or as the agent).
+    applier_options.crds = std::make_shared<AppliedCrds>();
     default_namespace = config->default_namespace;
     applier_options.crd_wait = absl::Seconds(absl::GetFlag(FLAGS_crd_wait_seconds));
     // The gauge is the sum over the agent's own applier and those acting as accounts.

@@ -217,18 +217,25 @@ absl::Status KubernetesApplier::CreateNamespace(const std::string& ns,
                                    " (--create-namespace): ", refused.message()));
 }
 
+void AppliedCrds::Put(const std::string& group_kind, const std::string& crd) {
+  MutexLock lock(&mu_);
+  if (crds_.size() >= kMaxCrds && crds_.count(group_kind) == 0) crds_.clear();  // bounded
+  crds_[group_kind] = crd;
+}
+
+std::string AppliedCrds::Find(const std::string& group_kind) const {
+  MutexLock lock(&mu_);
+  auto it = crds_.find(group_kind);
+  return it == crds_.end() ? std::string() : it->second;
+}
+
 absl::StatusOr<KubernetesApplier::Target> KubernetesApplier::Prepare(
     const v1::ManifestObject& object, const ApplyContext& context, bool wait_for_crd) {
   auto [group, version] = SplitApiVersion(object.api_version());
   const std::string& kind = object.key().kind();
   absl::StatusOr<ApiResource> resource = mapper_->Find(group, version, kind);
   if (!resource.ok() && resource.status().code() == absl::StatusCode::kNotFound && wait_for_crd) {
-    std::string crd;
-    {
-      MutexLock lock(&mu_);
-      auto it = crds_.find(absl::StrCat(group, "/", kind));
-      if (it != crds_.end()) crd = it->second;
-    }
+    const std::string crd = crds_->Find(absl::StrCat(group, "/", kind));
     if (!crd.empty()) resource = WaitForCrd(group, version, kind, crd);
   }
   if (!resource.ok()) return resource.status();
@@ -746,8 +753,7 @@ absl::StatusOr<ApplyResult> KubernetesApplier::Apply(const v1::ManifestObject& o
       const json& spec = target->body.at("spec");
       std::string group = spec.value("group", "");
       std::string kind = spec.at("names").value("kind", "");
-      MutexLock lock(&mu_);
-      crds_[absl::StrCat(group, "/", kind)] = object.key().name();
+      crds_->Put(absl::StrCat(group, "/", kind), object.key().name());
     } catch (const json::exception&) {
       // The server accepted it, so this cannot be; without it a CR just does not wait.
     }

@@ -43,6 +43,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -75,6 +76,21 @@ std::vector<std::string> DefaultSharedFieldManagers();
 // once `mine`'s are taken from it.
 nlohmann::json FieldsNotIn(const nlohmann::json& theirs, const nlohmann::json& mine);
 
+// The CRDs an agent's appliers applied, by "group/Kind": shared by its own applier and
+// those acting as service accounts, so a custom resource waits for its CRD whichever of
+// them applied it (another bundle's, applied as another account). Thread-safe.
+class AppliedCrds {
+ public:
+  void Put(const std::string& group_kind, const std::string& crd);
+  // The CRD's name, or "" when none was applied for that kind.
+  std::string Find(const std::string& group_kind) const;
+
+ private:
+  static constexpr size_t kMaxCrds = 10000;
+  mutable Mutex mu_;
+  std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);
+};
+
 class KubernetesApplier : public Applier {
  public:
   struct Options {
@@ -94,10 +110,15 @@ class KubernetesApplier : public Applier {
     // ("/apis/apps/v1/deployments"), "namespace/name" and the resourceVersion written, so a
     // change watch knows its own writes (DriftWatcher::Written). Unset: none is told.
     std::function<void(const std::string&, const std::string&, const std::string&)> on_written;
+    // Shared with the agent's other appliers; null: one of its own.
+    std::shared_ptr<AppliedCrds> crds;
   };
 
   KubernetesApplier(KubeClient* client, RestMapper* mapper, Options options)
-      : client_(client), mapper_(mapper), options_(std::move(options)) {}
+      : client_(client),
+        mapper_(mapper),
+        options_(std::move(options)),
+        crds_(options_.crds != nullptr ? options_.crds : std::make_shared<AppliedCrds>()) {}
 
   const char* name() const override { return "kubernetes"; }
   absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,
@@ -273,8 +294,7 @@ class KubernetesApplier : public Applier {
   std::map<std::string, std::string> namespace_metadata_ ABSL_GUARDED_BY(mu_);
   // Objects whose replicas were said to be left to an autoscaler (logged once each).
   std::set<std::string> autoscaled_said_ ABSL_GUARDED_BY(mu_);
-  // "group/kind" -> the name of a CRD this applier applied for it.
-  std::map<std::string, std::string> crds_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<AppliedCrds> crds_;
 };
 
 }  // namespace gitfleet

@@ -253,6 +253,36 @@ TEST_F(KubernetesApplierTest, AppliesInDependencyOrderWithWaves) {
   }
 }
 
+// A custom resource applied as one service account waits for the CRD another bundle applied
+// just before as another (or as the agent): the agent's appliers share what CRDs they
+// applied. One applier of its own, sharing nothing, does not know to wait.
+TEST_F(KubernetesApplierTest, ACustomResourceWaitsForACrdAnotherApplierApplied) {
+  FakeApiServer::Options slow_crds;
+  slow_crds.crd_establish_delay = absl::Milliseconds(300);
+  Start(slow_crds);
+  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+  KubernetesApplier::Options options;
+  options.crd_wait = absl::Seconds(10);
+  options.poll_interval = absl::Milliseconds(20);
+  options.crds = std::make_shared<AppliedCrds>();
+  KubernetesApplier platform(client_.get(), mapper_.get(), options);
+  KubernetesApplier team(client_.get(), mapper_.get(), options);
+  ASSERT_TRUE(platform.Apply(Crd(), ApplyContext{"crds", "", false}, true).ok());
+  absl::StatusOr<ApplyResult> widget =
+      team.Apply(Widget("w1"), ApplyContext{"web", "shop", false}, true);
+  ASSERT_TRUE(widget.ok()) << widget.status();
+  EXPECT_FALSE(fake_->Get("example.com", "widgets", "shop", "w1").is_null());
+
+  Start(slow_crds);  // a fresh cluster, appliers that share nothing
+  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+  options.crds = nullptr;
+  KubernetesApplier alone_platform(client_.get(), mapper_.get(), options);
+  KubernetesApplier alone_team(client_.get(), mapper_.get(), options);
+  ASSERT_TRUE(alone_platform.Apply(Crd(), ApplyContext{"crds", "", false}, true).ok());
+  EXPECT_THAT(alone_team.Apply(Widget("w1"), ApplyContext{"web", "shop", false}, true).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(KubernetesApplierTest, UnknownKindFailsAtOnceNamingIt) {
   Reconciler::Outcome outcome = reconciler_->OnUpdate(Update({Ns("shop"), Widget("w1"), Cm("a")}));
   EXPECT_FALSE(outcome.ack.ok());
