@@ -633,8 +633,20 @@ int Main(ShutdownSignals& signals) {
           absl::InvalidArgumentError(absl::StrCat("--kustomize-remote-bases: ", valid.message())));
     }
     if (!absl::GetFlag(FLAGS_kustomize_remote_bases).empty()) {
-      options.engines.remote_bases = std::make_shared<RemoteBaseFetcher>(
+      auto remote_bases = std::make_shared<RemoteBaseFetcher>(
           repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases));
+      // A remote file under a --git-credentials prefix gets its credential, as a repository
+      // there does (read at each fetch, so a rotated password is used at once).
+      remote_bases->SetLogins(
+          [access =
+               git_access](const std::string& url) -> absl::StatusOr<std::optional<ChartLogin>> {
+            const std::string name = CredentialForUrl(access.credential_prefixes, url);
+            if (name.empty()) return std::nullopt;
+            absl::StatusOr<ChartLogin> login = LoadChartLogin(access.credentials_dir, name);
+            if (!login.ok()) return login.status();
+            return std::optional<ChartLogin>(*std::move(login));
+          });
+      options.engines.remote_bases = std::move(remote_bases);
     }
     options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
   }

@@ -204,14 +204,33 @@ absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url,
   }
   HttpOptions options;
   options.max_bytes = max_bytes;
+  std::optional<ChartLogin> login;
+  if (login_for_) {
+    absl::StatusOr<std::optional<ChartLogin>> found = login_for_(url);
+    if (!found.ok()) {
+      return absl::Status(found.status().code(), absl::StrCat("remote file ", url.substr(0, 256),
+                                                              ": ", found.status().message()));
+    }
+    login = *std::move(found);
+  }
+  if (login.has_value()) {
+    options.login = &*login;
+    options.basic = true;  // to the URL's host alone, never on a redirect elsewhere
+  }
   absl::StatusOr<HttpAnswer> answer = HttpGet(url, options);  // release downloads redirect
   if (!answer.ok()) {
     return absl::Status(answer.status().code(),
                         absl::StrCat("remote file: ", answer.status().message()));
   }
   if (answer->status != 200) {
-    return absl::UnavailableError(absl::StrCat("cannot fetch remote file ", url.substr(0, 256),
-                                               ": the server answered HTTP ", answer->status));
+    const bool refused = answer->status == 401 || answer->status == 403;
+    return absl::UnavailableError(absl::StrCat(
+        "cannot fetch remote file ", url.substr(0, 256), ": the server answered HTTP ",
+        answer->status,
+        !refused            ? ""
+        : login.has_value() ? absl::StrCat(" to credential ", login->name)
+                            : " (a private file: give its URL prefix a credential with "
+                              "--git-credentials=PREFIX=NAME)"));
   }
   std::string body = std::move(answer->body);
   MutexLock lock(&mu_);

@@ -19,6 +19,7 @@
 // Thread-safe. A repository is fetched again at most once per `refetch_after` (a ref's
 // commit can move; a full commit id present is never fetched again).
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/sync.h"
+#include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/fetch_scope.h"
 #include "controlplane/source/git_repository.h"
 
@@ -72,12 +74,18 @@ class RemoteBaseFetcher {
   absl::StatusOr<std::string> FetchFile(const std::string& url, size_t max_bytes = 16 << 20,
                                         const FetchScope& scope = {});
   bool Allowed(const std::string& repo) const;
+  // The login a remote file's URL gets (basic auth, to that host only, and its CAs), as
+  // --git-credentials gives a repository under a prefix its credential; nullopt: none, an
+  // error: the credential cannot be read. Unset: every file is fetched without one.
+  using LoginFor = std::function<absl::StatusOr<std::optional<ChartLogin>>(const std::string& url)>;
+  void SetLogins(LoginFor login_for) { login_for_ = std::move(login_for); }
 
  private:
   absl::Status Refused(const std::string& url, const char* what) const;
 
   GitRepositories* const repos_;
   const std::vector<std::string> allowed_;
+  LoginFor login_for_;  // set before use
   const absl::Duration refetch_after_;
   mutable Mutex mu_;
   std::map<std::string, absl::Time> fetched_ ABSL_GUARDED_BY(mu_);  // by URL

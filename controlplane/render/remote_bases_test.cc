@@ -16,6 +16,7 @@ namespace {
 
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::TempDir;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // The forms kustomize's documentation and real repositories write.
@@ -164,6 +165,45 @@ TEST(RemoteBaseFetcherTest, FetchesAFileOverHttpFromTrustedPrefixes) {
   EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy?ref=v1"));
   EXPECT_FALSE(IsRemoteFile("https://example.com/x.yaml?ref=v1"));
   EXPECT_FALSE(IsRemoteFile("ftp://example.com/x.yaml"));
+}
+
+// A private remote file gets the login its URL's credential gives (basic auth, to its host);
+// without one the refusal says how to give one.
+TEST(RemoteBaseFetcherTest, APrivateFileIsFetchedWithTheCredentialItsUrlGets) {
+  testing::ChartRepositoryServer server(TempDir("private-files"));
+  server.Write("install.yaml", "kind: ConfigMap\n");
+  server.RequireLogin("bot", "s3cret");
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(TempDir("cache"));
+  const std::string url = server.url() + "install.yaml";
+  RemoteBaseFetcher anonymous(repos.get(), {server.url()}, absl::ZeroDuration());
+  absl::Status refused = anonymous.FetchFile(url).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.message(), HasSubstr("answered HTTP 401 (a private file: give its URL "
+                                           "prefix a credential with --git-credentials"));
+
+  RemoteBaseFetcher fetcher(repos.get(), {server.url()}, absl::ZeroDuration());
+  std::vector<std::string> asked;
+  fetcher.SetLogins([&](const std::string& for_url) -> absl::StatusOr<std::optional<ChartLogin>> {
+    asked.push_back(for_url);
+    return std::optional<ChartLogin>(ChartLogin{"files", "bot", "s3cret", ""});
+  });
+  absl::StatusOr<std::string> file = fetcher.FetchFile(url);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(*file, "kind: ConfigMap\n");
+  EXPECT_THAT(asked, ElementsAre(url));
+
+  fetcher.SetLogins([](const std::string&) -> absl::StatusOr<std::optional<ChartLogin>> {
+    return std::optional<ChartLogin>(ChartLogin{"stale", "bot", "wrong", ""});
+  });
+  refused = fetcher.FetchFile(url).status();
+  EXPECT_THAT(refused.message(), HasSubstr("answered HTTP 401 to credential stale"));
+  fetcher.SetLogins([](const std::string&) -> absl::StatusOr<std::optional<ChartLogin>> {
+    return absl::InvalidArgumentError("credential files holds an SSH key");
+  });
+  refused = fetcher.FetchFile(url).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("credential files holds an SSH key"));
 }
 
 // A private remote base gets the credential --git-credentials gives its URL, as a source
