@@ -355,6 +355,7 @@ bool Reconciler::FailWhole(Bundle& bundle, const std::string& message,
 bool Reconciler::ApplyDesired(Bundle& bundle, bool check_drift,
                               std::vector<v1::ObjectError>* errors) {
   absl::Time start = clock_->Now();
+  bundle.last_pass = start;
   v1::AgentBundleRecord& record = bundle.record;
   const v1::RevisionRecord& desired = record.desired();
   ApplyContext context{desired.bundle(), desired.target_namespace(),
@@ -2037,7 +2038,12 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
                   bundle.unsaved || bundle.hooks_pending || bundle.prune_waits;
     if (bundle.status_changed) {
       bundle.status_changed = false;
-      if (!bundle.unsettled.empty()) {
+      if (bundle.hooks_pending || bundle.prune_waits) {
+        // A hook's run (a Job finishing) or what a prune waits on moved: look now rather
+        // than at the next poll, at most once a second.
+        bundle.next_retry =
+            std::min(bundle.next_retry, std::max(now, bundle.last_pass + kStatusReadGap));
+      } else if (!bundle.unsettled.empty()) {
         // A controller moved: read the health now (at most once a second: a rollout of
         // many workloads moves many times a second), and keep reading it at the pace of
         // something that moves.

@@ -148,6 +148,8 @@ class Reconciler {
     // When a periodic check may next pass over it while the change watch hears all of its
     // objects (watched_check_interval_ after its last check).
     absl::Time next_watched_check = absl::InfinitePast();
+    // When ApplyDesired last ran for it (a pass over its hooks, its waits).
+    absl::Time last_pass = absl::InfinitePast();
   };
   enum class Removal { kDone, kHandingOver, kFailed };
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/apply/impersonating_applier.h"
 #include "agent/apply/reconciler.h"
+#include "agent/kube/drift_watch.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
 #include "common/file_system.h"
@@ -2290,6 +2291,37 @@ TEST_F(KubernetesHooksTest, HooksRunAroundTheApplyAndFollowTheirDeletePolicies) 
   EXPECT_EQ(Jobs("smoke-"), smoke2);
   EXPECT_EQ(fake_->CountRequests("DELETE"), 2)
       << "migrate's HookSucceeded and smoke's BeforeHookCreation; nothing pruned";
+}
+
+// With the change watch, a hook's run finishing is heard as it happens: the revision goes on
+// within a second or so, not at the next poll of its hooks (an hour here).
+TEST_F(KubernetesHooksTest, AHooksRunFinishingIsHeardAsItHappens) {
+  Reconciler reconciler(applier_.get(), &state_, metrics_, /*health_interval=*/absl::Hours(1));
+  ASSERT_TRUE(reconciler.Load().ok());
+  DriftWatcher::Options watch_options;
+  watch_options.min_backoff = absl::Milliseconds(50);
+  DriftWatcher watcher(client_.get(), mapper_.get(), watch_options);
+  reconciler.SetChangeWatch(&watcher);
+  ASSERT_TRUE(reconciler.OnUpdate(Update({Ns("shop")})).ack.ok());
+  reconciler.OnUpdate(Update({Ns("shop"), Cm("a"), HookJob("migrate-", "PreSync")}));
+  reconciler.Resync(false);  // tells the watch the kinds held
+  for (int i = 0; i < 200 && !watcher.Watching({"batch/v1", "Job"}, "shop"); ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(watcher.Watching({"batch/v1", "Job"}, "shop"));
+  absl::SleepFor(absl::Milliseconds(200));  // its list is done
+  std::vector<std::string> migrate = Jobs("migrate-");
+  ASSERT_EQ(migrate.size(), 1u);
+  reconciler.Resync(false);
+  EXPECT_TRUE(fake_->Get("", "configmaps", "shop", "a").is_null()) << "PreSync still runs";
+  Finish(migrate[0], true);
+  for (int i = 0; i < 100 && fake_->Get("", "configmaps", "shop", "a").is_null(); ++i) {
+    reconciler.Resync(false);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_FALSE(fake_->Get("", "configmaps", "shop", "a").is_null())
+      << "the PreSync hook's end was heard, long before the hour's poll";
+  reconciler.SetChangeWatch(nullptr);
 }
 
 // PreDelete and PostDelete hooks (Argo CD's; Helm's pre-delete and post-delete) run only

@@ -15,18 +15,26 @@ namespace {
 
 using json = nlohmann::json;
 
-// The objects a bundle applies, without its hooks' runs (created and deleted on purpose).
-std::string Selector() { return absl::StrCat(kBundleLabel, ",!", kHookLabel); }
+// The objects a bundle applies, and its hooks' runs (whose status alone counts: they are
+// created and deleted on purpose).
+std::string Selector() { return kBundleLabel; }
 
-std::string Label(const json& object) {
+std::string LabelValue(const json& object, const char* label) {
   const json* labels = nullptr;
   if (object.contains("metadata") && object["metadata"].is_object() &&
       object["metadata"].contains("labels") && object["metadata"]["labels"].is_object()) {
     labels = &object["metadata"]["labels"];
   }
-  if (labels == nullptr || !labels->contains(kBundleLabel)) return "";
-  const json& value = (*labels)[kBundleLabel];
+  if (labels == nullptr || !labels->contains(label)) return "";
+  const json& value = (*labels)[label];
   return value.is_string() ? value.get<std::string>() : "";
+}
+
+std::string Label(const json& object) { return LabelValue(object, kBundleLabel); }
+bool IsHookRun(const json& object) {
+  return object.is_object() && object.contains("metadata") && object["metadata"].is_object() &&
+         object["metadata"].contains("labels") && object["metadata"]["labels"].is_object() &&
+         object["metadata"]["labels"].contains(kHookLabel);
 }
 
 std::string NameOf(const json& object) {
@@ -341,7 +349,8 @@ absl::Status DriftWatcher::List(Worker* worker, std::map<std::string, Seen>* see
       return absl::InternalError(absl::StrCat("GET ", worker->path, ": no list in the answer"));
     }
     for (const json& item : list["items"]) {
-      (*seen)[NameOf(item)] = Seen{Label(item), ObjectDigest(item), StatusDigest(item)};
+      (*seen)[NameOf(item)] =
+          Seen{Label(item), ObjectDigest(item), StatusDigest(item), IsHookRun(item)};
     }
     *version = VersionOf(list);
     next = list["metadata"].is_object() ? list["metadata"].value("continue", "") : "";
@@ -384,14 +393,21 @@ bool DriftWatcher::Follow(Worker* worker, std::map<std::string, Seen>* seen, std
     const std::string name = NameOf(object);
     auto it = seen->find(name);
     if (type == "DELETED") {
-      Note(Label(object));
+      const bool hook = IsHookRun(object) || (it != seen->end() && it->second.hook);
+      if (!hook) Note(Label(object));  // a hook's run goes on purpose
       if (it != seen->end()) {
-        Note(it->second.bundle);
+        if (!hook) Note(it->second.bundle);
         seen->erase(it);
       }
       return true;
     }
-    Seen now{Label(object), ObjectDigest(object), StatusDigest(object)};
+    Seen now{Label(object), ObjectDigest(object), StatusDigest(object), IsHookRun(object)};
+    if (now.hook || (it != seen->end() && it->second.hook)) {
+      // A hook's run: its progress (a Job finishing) is all there is to hear of it.
+      if (it != seen->end() && it->second.status != now.status) Note(now.bundle, /*status=*/true);
+      (*seen)[name] = std::move(now);
+      return true;
+    }
     if (it == seen->end()) {
       // New to the watch: gitfleet created it (or someone labelled it); nothing drifted.
       if (type != "ADDED") Note(now.bundle);
@@ -478,6 +494,12 @@ void DriftWatcher::Run(Worker* worker) {
         // Changes the watch may have missed: what differs from what it saw.
         for (const auto& [name, before] : seen) {
           auto now = fresh.find(name);
+          if (before.hook) {  // a hook's run: its status alone
+            if (now != fresh.end() && now->second.status != before.status) {
+              Note(before.bundle, /*status=*/true);
+            }
+            continue;
+          }
           if (now == fresh.end() || now->second.digest != before.digest) {
             Note(before.bundle);
           } else if (now->second.status != before.status) {

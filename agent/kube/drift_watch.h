@@ -2,8 +2,9 @@
 #define GITFLEET_AGENT_KUBE_DRIFT_WATCH_H_
 
 // The Kubernetes change watch: one watch per kind the bundles hold, across all namespaces,
-// of the objects labelled gitfleet.io/bundle (hook runs left out), as Argo CD's cluster
-// cache and every controller's informers watch.
+// of the objects labelled gitfleet.io/bundle, as Argo CD's cluster cache and every
+// controller's informers watch. A hook's run (labelled gitfleet.io/hook too) counts by its
+// status alone: its progress brings the bundle's next look at its hooks forward.
 //
 //   DriftWatcher watcher(kube.get(), mapper.get(), {});
 //   watcher.Watch({{{"apps/v1", "Deployment"}, {"shop"}}});
@@ -119,6 +120,7 @@ class DriftWatcher : public ChangeWatch {
     std::string bundle;
     uint64_t digest = 0;
     uint64_t status = 0;  // of its status alone
+    bool hook = false;    // a hook's run: only its status counts (its progress)
   };
 
   void Run(Worker* worker);

@@ -154,6 +154,17 @@ TEST_F(DriftWatchTest, AnEditOrADeleteNamesItsBundleAndAStatusDoesNot) {
   fake_->Mutate("", "configmaps", "default", "created",
                 [](json& o) { o["metadata"]["labels"].erase(kBundleLabel); });
   EXPECT_THAT(ChangedWithin(*watcher, absl::Seconds(2)), ElementsAre("web"));
+
+  // A hook's run counts by its progress alone: its status moving names its bundle for a
+  // look at its hooks; its going (a delete policy) is no change.
+  status.clear();
+  fake_->SetStatus("", "configmaps", "default", "migrate-run", {{"succeeded", 1}});
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500), &status), IsEmpty());
+  EXPECT_THAT(status, ElementsAre("web"));
+  fake_->Delete("", "configmaps", "default", "migrate-run");
+  status.clear();
+  EXPECT_THAT(ChangedWithin(*watcher, absl::Milliseconds(1500), &status), IsEmpty());
+  EXPECT_THAT(status, IsEmpty());
 }
 
 // A change made while the watch could not follow (forbidden, then its history compacted)
