@@ -24,6 +24,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                  "find (gitfleetctl source list says why).")
                            .Register(r)
                            .Add({})),
+      standby(BuildGauge()
+                  .Name("gitfleet_controlplane_standby")
+                  .Help("1 while this control plane stands by for the etcd store another one "
+                        "holds (served by the standby's own endpoint); 0 once it serves.")
+                  .Register(r)
+                  .Add({})),
       source_commits(BuildCounter()
                          .Name("gitfleet_source_commits_total")
                          .Help("New commits seen on tracked refs.")

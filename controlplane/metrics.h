@@ -19,6 +19,8 @@ struct ControlPlaneMetrics {
   // Sources whose last fetch, or the resolution of their ref after it, failed (a fetch of
   // a branch since deleted succeeds; only the ref is missing).
   metrics::Gauge& sources_in_error;
+  // 0: this control plane serves (a standby's own endpoint says 1 while it waits).
+  metrics::Gauge& standby;
   metrics::Family<metrics::Counter>& source_commits;
   // render/
   metrics::Family<metrics::Counter>& renders;  // engine, result=ok|error
