@@ -78,6 +78,10 @@ class ControllerTest : public ::testing::Test {
     caller_scopes_ = std::move(scopes);
   }
 
+  // Team a's bundle of app/ (clusters team=a, namespaces team-a-*) that a1 (team=a) got
+  // and b1 (team=b) did not, its caller then taken off every line.
+  void GoneTeamsBundle(v1::Bundle* bundle, uint64_t* a1, uint64_t* b1);
+
   void Restart() {
     controller_.reset();
     hub_ = std::make_unique<Hub>(&store_, metrics_, absl::Milliseconds(250), 128 << 20, hub_clock_);
@@ -1321,22 +1325,29 @@ TEST_F(ControllerTest, ABundleOfACallerTakenOffTheFilesGetsNoNewRevisions) {
   EXPECT_EQ(message->message.update().revision(), second);
 }
 
+void ControllerTest::GoneTeamsBundle(v1::Bundle* bundle, uint64_t* a1, uint64_t* b1) {
+  git_.Write("app/cm.yaml", Cm("x"));
+  git_.Commit("one");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  *bundle = Bundle("team-a-app", "app");
+  bundle->mutable_scope()->set_caller("team-a");
+  bundle->mutable_scope()->set_clusters("team=a");
+  bundle->mutable_scope()->add_namespaces("team-a-*");
+  ASSERT_TRUE(controller_->AddBundle(*bundle, false).ok());
+  *a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
+  *b1 = ConnectAgent(hub_.get(), "b1", {{"team", "b"}});
+  ASSERT_NE(hub_->NextMessage(*a1, "team-a-app"), nullptr);
+  ASSERT_EQ(hub_->NextMessage(*b1, "team-a-app"), nullptr);
+  ASSERT_THAT(controller_->FollowCallerScopes({}), ElementsAre(HasSubstr("named on no line")));
+}
+
 // A fleet admin adopts a gone team's bundle: it gets new revisions again, on the team's
 // clusters alone and within its namespaces as before, and no line is followed any more; a
 // bundle with no team's scope has nothing to adopt.
 TEST_F(ControllerTest, AnAdoptedBundleKeepsItsLimitsAndFollowsNoLine) {
-  git_.Write("app/cm.yaml", Cm("x"));
-  git_.Commit("one");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  v1::Bundle bundle = Bundle("team-a-app", "app");
-  bundle.mutable_scope()->set_caller("team-a");
-  bundle.mutable_scope()->set_clusters("team=a");
-  bundle.mutable_scope()->add_namespaces("team-a-*");
-  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
-  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
-  uint64_t b1 = ConnectAgent(hub_.get(), "b1", {{"team", "b"}});
-  ASSERT_NE(hub_->NextMessage(a1, "team-a-app"), nullptr);
-  EXPECT_THAT(controller_->FollowCallerScopes({}), ElementsAre(HasSubstr("named on no line")));
+  uint64_t a1 = 0, b1 = 0;
+  v1::Bundle bundle;
+  ASSERT_NO_FATAL_FAILURE(GoneTeamsBundle(&bundle, &a1, &b1));
   git_.Write("app/cm.yaml", Cm("x", "2"));
   git_.Commit("two");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
@@ -1392,19 +1403,9 @@ TEST_F(ControllerTest, AnAdoptedBundleKeepsItsLimitsAndFollowsNoLine) {
 // An adoption that drops the team's limits (an admin's explicit widening) leaves the bundle
 // the fleet's own as any admin's: its own selector says where it goes, no namespaces fence.
 TEST_F(ControllerTest, AnAdoptionThatDropsTheLimitsLeavesTheBundleFencedByItsOwnDefinition) {
-  git_.Write("app/cm.yaml", Cm("x"));
-  git_.Commit("one");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  v1::Bundle bundle = Bundle("team-a-app", "app");
-  bundle.mutable_scope()->set_caller("team-a");
-  bundle.mutable_scope()->set_clusters("team=a");
-  bundle.mutable_scope()->add_namespaces("team-a-*");
-  ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
-  uint64_t a1 = ConnectAgent(hub_.get(), "a1", {{"team", "a"}});
-  uint64_t b1 = ConnectAgent(hub_.get(), "b1", {{"team", "b"}});
-  ASSERT_NE(hub_->NextMessage(a1, "team-a-app"), nullptr);
-  EXPECT_EQ(hub_->NextMessage(b1, "team-a-app"), nullptr);
-  EXPECT_THAT(controller_->FollowCallerScopes({}), ElementsAre(HasSubstr("named on no line")));
+  uint64_t a1 = 0, b1 = 0;
+  v1::Bundle bundle;
+  ASSERT_NO_FATAL_FAILURE(GoneTeamsBundle(&bundle, &a1, &b1));
 
   v1::Bundle admins = Bundle("team-a-app", "app");
   EXPECT_THAT(controller_
