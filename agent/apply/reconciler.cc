@@ -2038,9 +2038,10 @@ std::vector<v1::StatusUpdate> Reconciler::Resync(bool check_drift) {
                   bundle.unsaved || bundle.hooks_pending || bundle.prune_waits;
     if (bundle.status_changed) {
       bundle.status_changed = false;
-      if (bundle.hooks_pending || bundle.prune_waits) {
+      if ((bundle.hooks_pending || bundle.prune_waits) &&
+          bundle.status.sync_state() != v1::SYNC_STATE_FAILED) {
         // A hook's run (a Job finishing) or what a prune waits on moved: look now rather
-        // than at the next poll, at most once a second.
+        // than at the next poll, at most once a second (a failure keeps its backoff).
         bundle.next_retry =
             std::min(bundle.next_retry, std::max(now, bundle.last_pass + kStatusReadGap));
       } else if (!bundle.unsettled.empty()) {
