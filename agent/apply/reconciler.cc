@@ -1965,16 +1965,21 @@ void Reconciler::SetChangeWatch(ChangeWatch* watch, absl::Duration watch_check_i
   for (auto& [name, bundle] : bundles_) bundle.next_watched_check = absl::InfinitePast();
 }
 
+// Where the change watch is told an object of a revision with `target` lives: its own
+// namespace, else the target ("" when neither: the agent's default, or cluster-scoped).
+static const std::string& WatchedNamespace(const v1::ManifestObject& object,
+                                           const std::string& target) {
+  return object.key().namespace_().empty() ? target : object.key().namespace_();
+}
+
 bool Reconciler::WatchedWhole(const Bundle& bundle) const {
   if (change_watch_ == nullptr) return false;
   const std::string& target = bundle.record.desired().target_namespace();
   ChangeWatch::Kind kind;
-  std::string ns;
   for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
     kind.first = object.api_version();
     kind.second = object.key().kind();
-    ns = object.key().namespace_().empty() ? target : object.key().namespace_();
-    if (!change_watch_->Watching(kind, ns)) return false;
+    if (!change_watch_->Watching(kind, WatchedNamespace(object, target))) return false;
   }
   return true;
 }
@@ -1993,8 +1998,7 @@ void Reconciler::TellChangeWatch() {
     if (bundle.record.removing() || bundle.record.released()) continue;
     const std::string& target = bundle.record.desired().target_namespace();
     for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
-      kinds[{object.api_version(), object.key().kind()}].insert(
-          object.key().namespace_().empty() ? target : object.key().namespace_());
+      kinds[{object.api_version(), object.key().kind()}].insert(WatchedNamespace(object, target));
     }
   }
   change_watch_->Watch(kinds);

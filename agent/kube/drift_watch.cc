@@ -19,22 +19,25 @@ using json = nlohmann::json;
 // created and deleted on purpose).
 std::string Selector() { return kBundleLabel; }
 
-std::string LabelValue(const json& object, const char* label) {
-  const json* labels = nullptr;
-  if (object.contains("metadata") && object["metadata"].is_object() &&
-      object["metadata"].contains("labels") && object["metadata"]["labels"].is_object()) {
-    labels = &object["metadata"]["labels"];
+// The object's labels, or null.
+const json* Labels(const json& object) {
+  if (!object.is_object() || !object.contains("metadata") || !object["metadata"].is_object()) {
+    return nullptr;
   }
-  if (labels == nullptr || !labels->contains(label)) return "";
-  const json& value = (*labels)[label];
+  const json& meta = object["metadata"];
+  return meta.contains("labels") && meta["labels"].is_object() ? &meta["labels"] : nullptr;
+}
+
+std::string Label(const json& object) {
+  const json* labels = Labels(object);
+  if (labels == nullptr || !labels->contains(kBundleLabel)) return "";
+  const json& value = (*labels)[kBundleLabel];
   return value.is_string() ? value.get<std::string>() : "";
 }
 
-std::string Label(const json& object) { return LabelValue(object, kBundleLabel); }
 bool IsHookRun(const json& object) {
-  return object.is_object() && object.contains("metadata") && object["metadata"].is_object() &&
-         object["metadata"].contains("labels") && object["metadata"]["labels"].is_object() &&
-         object["metadata"]["labels"].contains(kHookLabel);
+  const json* labels = Labels(object);
+  return labels != nullptr && labels->contains(kHookLabel);
 }
 
 std::string NameOf(const json& object) {
