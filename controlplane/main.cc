@@ -261,6 +261,18 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& data_dir,
   options.lock_ttl = absl::Seconds(absl::GetFlag(FLAGS_etcd_lock_ttl_seconds));
   options.standby = absl::GetFlag(FLAGS_etcd_standby);
   options.stop_waiting = [&signals] { return signals.Poll() != 0; };
+  if (absl::GetFlag(FLAGS_etcd_max_request_bytes) < 0) {
+    return absl::InvalidArgumentError("--etcd-max-request-bytes must not be negative");
+  }
+  options.max_request_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_etcd_max_request_bytes));
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  options.holder = absl::StrCat(host, " pid ", getpid());
+  options.on_lock_lost = [](const absl::Status& why) {
+    GF_LOG(ERROR) << "stopping: the etcd store is no longer this control plane's (" << why << ")";
+    store_lock_lost = true;
+    kill(getpid(), SIGTERM);  // the usual shutdown, then a non-zero exit
+  };
   // A standby answers on --http while it waits: alive (a liveness probe leaves it be), not
   // ready (no traffic comes its way), and gitfleet_controlplane_standby 1 for Prometheus.
   // The serving endpoint takes the address over once the store is this one's.

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -25,6 +26,7 @@ namespace {
 using ::gitfleet::testing::Cm;
 using ::gitfleet::testing::Eventually;
 using ::gitfleet::testing::Fleet;
+using ::testing::ContainsRegex;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -392,7 +394,8 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   args.insert(args.end(), on_etcd.begin(), on_etcd.end());
   testing::Process second(testing::kControlPlane, args, root_ + "/cp2.log");
   EXPECT_TRUE(Eventually([&] { return !second.running(); }, absl::Seconds(30))) << second.Log();
-  EXPECT_THAT(second.Log(), HasSubstr("is held by another control plane"));
+  EXPECT_THAT(second.Log(), ContainsRegex("is held by another control plane \\(.+ pid [0-9]+\\)"))
+      << "it names the holder's host and pid";
 
   // A standby on another machine (an empty --data-dir) waits without serving, on the same
   // address; the first's machine is lost (a crash: the lock's lease lapses on its own), and
@@ -421,7 +424,8 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   EXPECT_EQ(testing::HttpGet(standby_http, "/healthz", &status), "ok\n");
   EXPECT_EQ(status, 200);
   EXPECT_THAT(testing::HttpGet(standby_http, "/readyz", &status),
-              HasSubstr("standing by: the store is held by another control plane ("));
+              ContainsRegex("standing by: the store is held by another control plane \\(.+ pid "
+                            "[0-9]+\\)"));
   EXPECT_EQ(status, 503);
   EXPECT_EQ(testing::MetricValue(testing::HttpGet(standby_http, "/metrics"),
                                  "gitfleet_controlplane_standby"),
@@ -455,6 +459,32 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   EXPECT_EQ(sqlite3_column_int(count, 0), 2) << "web and base; " << out;
   sqlite3_finalize(count);
   sqlite3_close(db);
+}
+
+// A control plane that loses the etcd store's lock (paused past its lease, as a long GC pause
+// or a partition would leave it, while another took the store) stops, saying why, with a
+// non-zero exit for its supervisor: it never writes over the one that holds the store now.
+TEST_F(Faults, AControlPlaneThatLostTheEtcdLockStops) {
+  std::unique_ptr<testing::Process> etcd;
+  absl::StatusOr<std::string> client_url = testing::StartEtcd(root_ + "/etcd", &etcd);
+  ASSERT_TRUE(client_url.ok()) << client_url.status();
+  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + *client_url,
+                                            "--etcd-lock-ttl-seconds=2"};
+  StartControlPlane(on_etcd);
+  ASSERT_EQ(kill(cp_->pid(), SIGSTOP), 0);
+  std::vector<std::string> args = {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0",
+                                   "--http=127.0.0.1:0"};
+  args.insert(args.end(), on_etcd.begin(), on_etcd.end());
+  testing::Process second(testing::kControlPlane, args, root_ + "/cp2.log");
+  const bool took = !second.WaitForLog(R"(serving gRPC on port (\d+))", absl::Seconds(30)).empty();
+  ASSERT_EQ(kill(cp_->pid(), SIGCONT), 0);
+  ASSERT_TRUE(took) << second.Log();
+  std::optional<int> status = cp_->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << cp_->Log();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << *status;
+  EXPECT_THAT(cp_->Log(), HasSubstr("stopping: the etcd store is no longer this control plane's"));
+  EXPECT_TRUE(second.running()) << second.Log();
+  second.Kill(SIGTERM);
 }
 
 TEST_F(Faults, KillNineOfTheControlPlaneLosesNothingApplied) {

@@ -50,6 +50,20 @@ int Process::Kill(int signal) {
   return status;
 }
 
+std::optional<int> Process::WaitForExit(absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (pid_ > 0) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    if (absl::Now() >= end) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return std::nullopt;
+}
+
 bool Process::running() {
   if (pid_ <= 0) return false;
   int status;

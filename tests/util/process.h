@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ class Process {
   // Sends `signal` and waits for the exit; returns the raw wait status.
   int Kill(int signal);
   bool running();
+  // Waits (at most `timeout`) for the process to exit on its own; its raw wait status, or
+  // nullopt when it is still running.
+  std::optional<int> WaitForExit(absl::Duration timeout);
   // Waits until the log matches `pattern` (ECMAScript regex) and returns the first
   // capture group (or the whole match). Empty on timeout or exit.
   std::string WaitForLog(const std::string& pattern, absl::Duration timeout = absl::Seconds(20));
