@@ -46,6 +46,25 @@ class Faults : public Fleet {
 
   std::string ClusterList() { return Ctl({"cluster", "list"}); }
 
+  // Starts an etcd for the test (etcd_) and sets on_etcd_ to the control plane's flags for
+  // it, with a store lock lease of `ttl_seconds`.
+  void StartEtcd(int ttl_seconds) {
+    absl::StatusOr<std::string> client_url = testing::StartEtcd(root_ + "/etcd", &etcd_);
+    ASSERT_TRUE(client_url.ok()) << client_url.status();
+    on_etcd_ = {"--store=etcd", "--etcd-endpoints=" + *client_url,
+                absl::StrCat("--etcd-lock-ttl-seconds=", ttl_seconds)};
+  }
+  // The flags of another control plane on the same etcd, with its own data dir and ports.
+  std::vector<std::string> SecondOnEtcd(const std::string& data_dir) const {
+    std::vector<std::string> args = {"--data-dir=" + data_dir, "--grpc=127.0.0.1:0",
+                                     "--http=127.0.0.1:0"};
+    args.insert(args.end(), on_etcd_.begin(), on_etcd_.end());
+    return args;
+  }
+
+  std::unique_ptr<testing::Process> etcd_;
+  std::vector<std::string> on_etcd_;
+
   std::vector<std::string> Orphans() {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -373,11 +392,8 @@ TEST_F(Faults, AFullDiskOnEitherSideLosesNothingAndRecovers) {
 // takes over when the first's machine is lost, serving the same fleet (its agents keeping
 // what they run) and delivering on; a backup is the SQLite file any store's is.
 TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
-  std::unique_ptr<testing::Process> etcd;
-  absl::StatusOr<std::string> client_url = testing::StartEtcd(root_ + "/etcd", &etcd);
-  ASSERT_TRUE(client_url.ok()) << client_url.status();
-  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + *client_url,
-                                            "--etcd-lock-ttl-seconds=3"};
+  ASSERT_NO_FATAL_FAILURE(StartEtcd(/*ttl_seconds=*/3));
+  const std::vector<std::string>& on_etcd = on_etcd_;
   git_.Write("apps/web/web.yaml", Cm("web"));
   git_.Write("apps/base/ns.yaml", kNamespace);
   const std::string first = git_.Commit("first");
@@ -389,10 +405,7 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   EXPECT_NE(access((data_dir_ + "/gitfleet.db").c_str(), F_OK), 0)
       << "none of the fleet's state is on this disk";
 
-  std::vector<std::string> args = {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0",
-                                   "--http=127.0.0.1:0"};
-  args.insert(args.end(), on_etcd.begin(), on_etcd.end());
-  testing::Process second(testing::kControlPlane, args, root_ + "/cp2.log");
+  testing::Process second(testing::kControlPlane, SecondOnEtcd(root_ + "/cp2"), root_ + "/cp2.log");
   EXPECT_TRUE(Eventually([&] { return !second.running(); }, absl::Seconds(30))) << second.Log();
   EXPECT_THAT(second.Log(), ContainsRegex("is held by another control plane \\(.+ pid [0-9]+\\)"))
       << "it names the holder's host and pid";
@@ -400,14 +413,14 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   // A standby on another machine (an empty --data-dir) waits without serving, on the same
   // address; the first's machine is lost (a crash: the lock's lease lapses on its own), and
   // the standby takes over.
-  args = {"--data-dir=" + root_ + "/cp-standby",
-          absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
-          "--http=127.0.0.1:0",
-          "--poll-interval-seconds=1",
-          "--allow-any-agent",
-          "--trust-agent-labels",
-          "--allow-local-sources",
-          "--etcd-standby"};
+  std::vector<std::string> args = {"--data-dir=" + root_ + "/cp-standby",
+                                   absl::StrCat("--grpc=127.0.0.1:", grpc_port_),
+                                   "--http=127.0.0.1:0",
+                                   "--poll-interval-seconds=1",
+                                   "--allow-any-agent",
+                                   "--trust-agent-labels",
+                                   "--allow-local-sources",
+                                   "--etcd-standby"};
   args.insert(args.end(), on_etcd.begin(), on_etcd.end());
   auto standby =
       std::make_unique<testing::Process>(testing::kControlPlane, args, root_ + "/cp-standby.log");
@@ -465,17 +478,10 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
 // or a partition would leave it, while another took the store) stops, saying why, with a
 // non-zero exit for its supervisor: it never writes over the one that holds the store now.
 TEST_F(Faults, AControlPlaneThatLostTheEtcdLockStops) {
-  std::unique_ptr<testing::Process> etcd;
-  absl::StatusOr<std::string> client_url = testing::StartEtcd(root_ + "/etcd", &etcd);
-  ASSERT_TRUE(client_url.ok()) << client_url.status();
-  const std::vector<std::string> on_etcd = {"--store=etcd", "--etcd-endpoints=" + *client_url,
-                                            "--etcd-lock-ttl-seconds=2"};
-  StartControlPlane(on_etcd);
+  ASSERT_NO_FATAL_FAILURE(StartEtcd(/*ttl_seconds=*/2));
+  StartControlPlane(on_etcd_);
   ASSERT_EQ(kill(cp_->pid(), SIGSTOP), 0);
-  std::vector<std::string> args = {"--data-dir=" + root_ + "/cp2", "--grpc=127.0.0.1:0",
-                                   "--http=127.0.0.1:0"};
-  args.insert(args.end(), on_etcd.begin(), on_etcd.end());
-  testing::Process second(testing::kControlPlane, args, root_ + "/cp2.log");
+  testing::Process second(testing::kControlPlane, SecondOnEtcd(root_ + "/cp2"), root_ + "/cp2.log");
   const bool took = !second.WaitForLog(R"(serving gRPC on port (\d+))", absl::Seconds(30)).empty();
   ASSERT_EQ(kill(cp_->pid(), SIGCONT), 0);
   ASSERT_TRUE(took) << second.Log();
