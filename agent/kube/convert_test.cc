@@ -1,5 +1,10 @@
 #include "agent/kube/convert.h"
 
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -13,7 +18,7 @@ using ::testing::HasSubstr;
 TEST(ConvertTest, ScalarsFollowKubernetesYaml) {
   absl::StatusOr<json> j = YamlToJson(
       "a: 1\nb: \"1\"\nc: true\nd: 'on'\ne: on\nf: 1.5\ng: null\nh: ~\ni:\nj: text\n"
-      "k: [1, \"2\", x]\nl: {m: no}\nn: 0x1F\no: 1e3\np: \"\"\nq: 1.2.3\n");
+      "k: [1, \"2\", x]\nl: {m: no}\nhex: 0x1F\no: 1e3\np: \"\"\nq: 1.2.3\n");
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ((*j)["a"], 1);
   EXPECT_EQ((*j)["b"], "1");
@@ -27,7 +32,7 @@ TEST(ConvertTest, ScalarsFollowKubernetesYaml) {
   EXPECT_EQ((*j)["j"], "text");
   EXPECT_EQ((*j)["k"], json::parse(R"([1, "2", "x"])"));
   EXPECT_EQ((*j)["l"]["m"], false);
-  EXPECT_EQ((*j)["n"], 31);
+  EXPECT_EQ((*j)["hex"], 31);
   EXPECT_EQ((*j)["o"], 1000.0);
   EXPECT_EQ((*j)["p"], "");
   EXPECT_EQ((*j)["q"], "1.2.3");
@@ -42,7 +47,7 @@ TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
   absl::StatusOr<json> j = YamlToJson(
       "mode: 0644\nzero: 0\nzeros: 00\no: 0o17\nb: 0b101\nneg: -0x10\nplus: +12\n"
       "big: 1_000_000\neight: 08\nbadunder: 1__0\nhuge: 99999999999999999999\n"
-      "Yes: Yes\nodd: yEs\nnul: Null\nnull2: nULL\nq: \"0644\"\n"
+      "yesv: Yes\nodd: yEs\nnul: Null\nnull2: nULL\nq: \"0644\"\n"
       "u64: 18446744073709551615\nplusu64: +18446744073709551615\nmin: -9223372036854775808\n"
       "dot: .5\ntrail: 5.\nexp: 1e3\nunderf: 1_000.5\nover: 1e400\nword: 1.2.3\n"
       "under: _1\nhexu: 0x_1F\nsign: -x\n");
@@ -71,11 +76,88 @@ TEST(ConvertTest, IntegersAndWordsReadAsKubectlReadsThem) {
   EXPECT_EQ((*j)["under"], "_1");
   EXPECT_EQ((*j)["hexu"], 31);
   EXPECT_EQ((*j)["sign"], "-x");
-  EXPECT_EQ((*j)["Yes"], true);
+  EXPECT_EQ((*j)["yesv"], true);
   EXPECT_EQ((*j)["odd"], "yEs");
   EXPECT_TRUE((*j)["nul"].is_null());
   EXPECT_EQ((*j)["null2"], "nULL");
   EXPECT_EQ((*j)["q"], "0644");
+}
+
+// Explicit tags as go-yaml v2 decodes them for kubectl: `!!str` and `!` are text, the
+// resolvable ones must resolve to what they name (`!!float` takes an integer), `!!binary`
+// is decoded, and a tag go-yaml does not resolve leaves the text.
+TEST(ConvertTest, TagsReadAsKubectlReadsThem) {
+  absl::StatusOr<json> j = YamlToJson(
+      "a: !!int \"1\"\nb: !!float 1\nc: !!float \"1.5\"\nd: !!str 1\ne: !!bool \"yes\"\n"
+      "f: !!null \"\"\ng: !foo 1\nh: !!binary aGVsbG8=\ni: !<tag:yaml.org,2002:int> '0x10'\n"
+      "j: !!timestamp 2001-12-14\nk: ! 1\nl: !!timestamp 2001-12-14T21:59:43.10-05:00\n"
+      "m: 2001-12-14\nset: !!set 1\no: !!str\np: !!binary |\n  aGVs\n  bG8=\nq: !!str ~\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ((*j)["a"], 1);
+  EXPECT_TRUE((*j)["b"].is_number_float()) << (*j)["b"];
+  EXPECT_EQ((*j)["b"], 1.0);
+  EXPECT_EQ((*j)["c"], 1.5);
+  EXPECT_EQ((*j)["d"], "1");
+  EXPECT_EQ((*j)["e"], true);
+  EXPECT_TRUE((*j)["f"].is_null());
+  EXPECT_EQ((*j)["g"], "1") << "a tag go-yaml does not resolve leaves the text";
+  EXPECT_EQ((*j)["h"], "hello");
+  EXPECT_EQ((*j)["i"], 16);
+  EXPECT_EQ((*j)["j"], "2001-12-14");
+  EXPECT_EQ((*j)["k"], "1");
+  EXPECT_EQ((*j)["l"], "2001-12-14T21:59:43.10-05:00");
+  EXPECT_EQ((*j)["m"], "2001-12-14");
+  EXPECT_EQ((*j)["set"], "1");
+  EXPECT_EQ((*j)["o"], "");
+  EXPECT_EQ((*j)["p"], "hello") << "base64 over lines";
+  EXPECT_EQ((*j)["q"], "~");
+
+  for (const auto& [value, says] : std::vector<std::pair<std::string, std::string>>{
+           {"!!int abc", "`abc` tagged !!int reads as !!str"},
+           {"!!int 1.5", "`1.5` tagged !!int reads as !!float"},
+           {"!!bool 1", "`1` tagged !!bool reads as !!int"},
+           {"!!null x", "`x` tagged !!null reads as !!str"},
+           {"!!float 18446744073709551615", "tagged !!float reads as !!int"},
+           {"!!timestamp 12", "`12` tagged !!timestamp reads as !!int"},
+           {"!!timestamp 2001-13-01", "tagged !!timestamp reads as !!str"},
+           {"!!float .inf", "JSON cannot carry"},
+           {"!!binary \"%%%\"", "not base64"},
+           {"!!binary /w==", "not UTF-8"}}) {
+    absl::StatusOr<json> bad = YamlToJson(absl::StrCat("spec:\n  x: ", value, "\n"));
+    ASSERT_FALSE(bad.ok()) << value << " read as " << *bad;
+    EXPECT_THAT(bad.status().message(), HasSubstr("at .spec.x: ")) << value;
+    EXPECT_THAT(bad.status().message(), HasSubstr(says)) << value;
+  }
+}
+
+// Mapping keys as sigs.k8s.io/yaml makes them JSON keys: resolved as values are, then
+// written as Go writes them (a ConfigMap's `on:` key is "true" under kubectl, Argo CD and
+// Flux alike); a null key or one past int64 is refused.
+TEST(ConvertTest, KeysReadAsKubectlReadsThem) {
+  absl::StatusOr<json> j = YamlToJson(
+      "on: a\nOff: b\n0x10: c\n0644: d\n1_000: e\n1.0: f\n1.5: g\n'on': h\n!!str yes: i\n"
+      "1e6: j\n0.1: k\n.inf: l\n2001-12-14: m\n+5: nv\n3.14159265358979: o\n100000: p\n"
+      "1234567.0: q\n123456.0: r\n0.00001: s\n0.0001: t\n-2.5: u\nplain: v\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  const std::map<std::string, std::string> want = {
+      {"true", "a"},         {"false", "b"},  {"16", "c"},        {"420", "d"},
+      {"1000", "e"},         {"1", "f"},      {"1.5", "g"},       {"on", "h"},
+      {"yes", "i"},          {"1e+06", "j"},  {"0.1", "k"},       {".inf", "l"},
+      {"2001-12-14", "m"},   {"5", "nv"},     {"3.1415927", "o"}, {"100000", "p"},
+      {"1.234567e+06", "q"}, {"123456", "r"}, {"1e-05", "s"},     {"0.0001", "t"},
+      {"-2.5", "u"},         {"plain", "v"}};
+  EXPECT_EQ(*j, json(want));
+
+  for (const auto& [key, says] :
+       std::vector<std::pair<std::string, std::string>>{{"~", "null"},
+                                                        {"null", "null"},
+                                                        {"18446744073709551615", "past int64"},
+                                                        {"!!int abc", "tagged !!int"}}) {
+    absl::StatusOr<json> bad = YamlToJson(absl::StrCat("data:\n  ", key, ": x\n"));
+    ASSERT_FALSE(bad.ok()) << key << " read as " << *bad;
+    EXPECT_THAT(bad.status().message(), HasSubstr(says)) << key;
+    EXPECT_THAT(bad.status().message(), HasSubstr("at .data")) << key;
+  }
 }
 
 TEST(ConvertTest, BadYamlIsAnError) { EXPECT_FALSE(YamlToJson("a: [1, 2").ok()); }

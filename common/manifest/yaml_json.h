@@ -7,7 +7,11 @@
 // `defaultMode: 0644` is 420; 0x, 0o, 0b; underscores dropped; past int64 a uint64), other
 // plain numbers in go-yaml's float syntax are floats, plain null/~ and empty values are
 // null, and quoted scalars are always strings. `.inf` and `.nan` are refused, as kubectl
-// refuses them (JSON has no such numbers); errors say where ("at .spec.x: ...").
+// refuses them (JSON has no such numbers); errors say where ("at .spec.x: ..."). Explicit
+// tags as go-yaml decodes them (`!!str` text, `!!int "1"` 1, `!!float 1` 1.0, `!!binary`
+// decoded, an unresolvable tag leaves the text, a mismatch is an error); mapping keys are
+// resolved as values and written as sigs.k8s.io/yaml writes them (`on:` is "true",
+// `0x10:` "16", `1.0:` "1"; a null key or one past int64 is refused).
 //
 //   GF_ASSIGN_OR_RETURN(nlohmann::json object, YamlToJson(manifest.yaml()));
 
@@ -18,8 +22,8 @@
 
 namespace gitfleet {
 
-// One document's text; InvalidArgument when it is not YAML, a key is not a scalar or a
-// number is infinite or NaN.
+// One document's text; InvalidArgument when it is not YAML, a key is not a scalar or is
+// null, a number is infinite or NaN, or a tag does not fit its value.
 absl::StatusOr<nlohmann::json> YamlToJson(absl::string_view yaml);
 // A node already parsed (the caller bounds its text: CheckYamlBounds).
 absl::StatusOr<nlohmann::json> YamlNodeToJson(const YAML::Node& node);
