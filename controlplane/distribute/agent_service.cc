@@ -20,6 +20,9 @@ namespace {
 
 constexpr char kVersion[] = "gitfleet-controlplane/0.1";
 constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
+// A handshake wait or welcome write longer than this is logged: agents give a stream up
+// after their welcome timeout (60 s), and this says where the time went.
+constexpr absl::Duration kSlowHandshake = absl::Seconds(5);
 
 std::string BearerToken(const grpc::ServerContext* context) {
   const auto& metadata = context->client_metadata();
@@ -173,6 +176,7 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
   void Begin(std::shared_ptr<AgentStream> self) {
     MutexLock lock(&mu_);
     self_ = std::move(self);
+    opened_ = absl::Now();
   }
 
   void OnStart() override {
@@ -191,7 +195,19 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       MutexLock lock(&mu_);
       in_handshake_ = true;
       ended = done_ || finished_;
-      if (!ended) StartHelloReadLocked();
+      if (!ended) {
+        // A stream that waited long for its slot is the first sign of agents left
+        // unwelcomed (an agent gives a stream up after its welcome timeout, 60 s).
+        int64_t skipped = 0;
+        if (const absl::Duration waited = absl::Now() - opened_;
+            waited > kSlowHandshake && service_->MayLogSlowHandshake(&skipped)) {
+          GF_LOG(WARNING) << "a stream from " << peer_ << " waited " << FormatSeconds(waited)
+                          << " for a handshake slot ("
+                          << service_->limits().max_concurrent_handshakes << " at once)"
+                          << Skipped(skipped);
+        }
+        StartHelloReadLocked();
+      }
     }
     if (ended) ReleaseHandshake();
   }
@@ -297,6 +313,7 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       MutexLock lock(&mu_);
       writing_ = false;
       out_.Clear();
+      if (welcome_pending_) WelcomeWrittenLocked(ok);
       if (!ok) {
         closing_ = true;
         return;  // the stream is broken; OnReadDone(false) finishes it
@@ -470,9 +487,40 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       welcome.mutable_welcome()->set_controlplane_version(kVersion);
       welcome.mutable_welcome()->set_ack_carries_status(true);
       out_ = Share(EncodedMessage::Encode(std::move(welcome)));
+      welcome_pending_ = true;
+      welcome_started_ = absl::Now();
+      welcome_cluster_ = hello.cluster();
       StartWrite(&out_);
     }
     return true;
+  }
+
+  // The welcome's write ended: a failure or a slow one is said (each would leave the agent
+  // waiting for it; a broken stream ends, a slow one holds the agent that long).
+  void WelcomeWrittenLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    welcome_pending_ = false;
+    const absl::Duration took = absl::Now() - welcome_started_;
+    int64_t skipped = 0;
+    if ((!ok || took > kSlowHandshake) && !service_->MayLogSlowHandshake(&skipped)) return;
+    if (!ok) {
+      GF_LOG(WARNING) << "the welcome to cluster " << welcome_cluster_
+                      << " could not be written (the stream broke after " << FormatSeconds(took)
+                      << ")" << Skipped(skipped);
+    } else if (took > kSlowHandshake) {
+      GF_LOG(WARNING) << "the welcome to cluster " << welcome_cluster_ << " took "
+                      << FormatSeconds(took) << " to write" << Skipped(skipped);
+    } else {
+      GF_LOG(DEBUG) << "welcomed cluster " << welcome_cluster_ << " in "
+                    << FormatSeconds(absl::Now() - opened_) << " from the stream's start";
+    }
+  }
+
+  static std::string Skipped(int64_t skipped) {
+    return skipped > 0 ? absl::StrCat(" (", skipped, " more not logged since the last line)") : "";
+  }
+
+  static std::string FormatSeconds(absl::Duration d) {
+    return absl::StrCat(absl::Trunc(d, absl::Milliseconds(1)) / absl::Seconds(1), " s");
   }
 
   // With mTLS, the agent's certificate must name the cluster it speaks for: its CN, or a
@@ -573,6 +621,12 @@ class AgentStream : public StreamReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
   Mutex mu_;
   bool in_handshake_ ABSL_GUARDED_BY(mu_) = false;  // holds a handshake slot
   bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time opened_ ABSL_GUARDED_BY(mu_);  // when the stream began
+  // The welcome's write, from its start to its end (said when slow or broken; gRPC ends
+  // every write before OnDone).
+  bool welcome_pending_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time welcome_started_ ABSL_GUARDED_BY(mu_);
+  std::string welcome_cluster_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LoopAlarm> hello_alarm_ ABSL_GUARDED_BY(mu_);  // while the hello is awaited
 
   std::shared_ptr<AgentStream> self_ ABSL_GUARDED_BY(mu_);
@@ -638,6 +692,17 @@ void AgentServiceImpl::HandshakeDone() {
     metrics_.handshakes.Add({{"state", "waiting"}}).Set(static_cast<double>(waiting_.size()));
   }
   if (next != nullptr) next->StartHandshake();
+}
+
+bool AgentServiceImpl::MayLogSlowHandshake(int64_t* skipped) {
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  int64_t next = next_slow_log_ms_.load();
+  if (now < next || !next_slow_log_ms_.compare_exchange_strong(next, now + 10000)) {
+    slow_not_logged_.fetch_add(1);
+    return false;
+  }
+  *skipped = slow_not_logged_.exchange(0);
+  return true;
 }
 
 bool AgentServiceImpl::AllowConnect(const std::string& cluster) {

@@ -95,6 +95,11 @@ class AgentServiceImpl final
   void Admit(std::shared_ptr<AgentStream> stream);
   void HandshakeDone();
 
+  // Whether a slow handshake may be logged now: at most one line every 10 s, so a
+  // starved control plane does not log each of 10,000 agents. `*skipped` is how many
+  // were not logged since the last line.
+  bool MayLogSlowHandshake(int64_t* skipped);
+
  private:
   Hub* const hub_;
   ClusterRegistry* const tokens_;
@@ -102,6 +107,8 @@ class AgentServiceImpl final
   const AgentLimits limits_;
   ServerLoop* loop_ = nullptr;  // set by Serve, before any stream
   std::atomic<int64_t> reconnect_spread_ms_{0};
+  std::atomic<int64_t> next_slow_log_ms_{0};
+  std::atomic<int64_t> slow_not_logged_{0};
   Mutex mu_;
   // Bounded: cleared when it holds more than kMaxTrackedClusters entries.
   std::map<std::string, TokenBucket> connects_ ABSL_GUARDED_BY(mu_);
