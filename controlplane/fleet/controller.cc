@@ -2584,7 +2584,97 @@ std::string Controller::PruneHold(const std::string& name,
     auto it = bundles_.find(name);
     if (it != bundles_.end()) it->second.prune_count = count;
   }
-  return NotePruneHold(name, after->commit(), PruneHeld(max_prune, count.dropped, count.had));
+  std::string why = PruneHeld(max_prune, count.dropped, count.had);
+  if (why.empty() && max_prune.empty() && count.dropped > 0) why = StreamPruneHold(name);
+  return NotePruneHold(name, after->commit(), std::move(why));
+}
+
+std::string Controller::StreamPruneHold(const std::string& name) {
+  constexpr size_t kMaxStreamPruneCounts = 1024;
+  auto builds = [](const BundleContent& content) -> uint64_t {
+    const auto* variants = dynamic_cast<const BundleVariants*>(&content);
+    return variants != nullptr ? variants->builds() : 0;
+  };
+  StreamPruneCount count;
+  std::vector<std::shared_ptr<const BundleContent>> contents;  // as count.contents
+  std::vector<std::string> names;  // of each bundle, for the pairs of `contents`
+  std::string stream;
+  std::string own_source;
+  std::set<std::string> other_sources;  // of guarded bundles that changed
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return "";
+    own_source = it->second.definition.source();
+    stream = CommitStreamLocked(own_source);
+    if (stream.empty()) stream = absl::StrCat("source ", own_source);
+    std::map<std::string, bool> same;  // other source -> whether it reads `stream`
+    for (const auto& [other, state] : bundles_) {
+      const std::string& source = state.definition.source();
+      if (source != own_source) {
+        auto [known, added] = same.emplace(source, false);
+        if (added) known->second = CommitStreamLocked(source) == stream;
+        if (!known->second) continue;
+      }
+      if (state.content == nullptr) continue;
+      const bool promoted =
+          state.record.prune_approved_commit() == state.content->commit() &&
+          state.record.prune_approved_generation() == state.definition.generation();
+      std::shared_ptr<const BundleContent> guarded;
+      if (state.definition.sync().prune() && state.definition.max_prune().empty() &&
+          state.record.pinned_commit().empty() && !promoted && state.stable != nullptr) {
+        guarded = state.stable;
+        if (source != own_source && state.stable != state.content) other_sources.insert(source);
+      }
+      count.builds.push_back(guarded != nullptr ? builds(*guarded) : 0);
+      count.builds.push_back(builds(*state.content));
+      contents.push_back(std::move(guarded));
+      contents.push_back(state.content);
+      names.push_back(other);
+    }
+    for (const std::shared_ptr<const BundleContent>& content : contents) {
+      count.contents.push_back(content);
+      count.present.push_back(content != nullptr);
+    }
+    auto cached = stream_prune_counts_.find(stream);
+    bool unchanged = cached != stream_prune_counts_.end() &&
+                     cached->second.present == count.present &&
+                     cached->second.builds == count.builds;
+    for (size_t i = 0; unchanged && i < contents.size(); ++i) {
+      unchanged = cached->second.contents[i].lock() == contents[i];
+    }
+    if (unchanged) {
+      count = cached->second;
+      names.clear();
+    }
+  }
+  if (!names.empty()) {
+    // Every object some bundle's newest render holds: one moved between them is handed
+    // over, never deleted.
+    std::set<std::string> has;
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::set<std::string> keys = ObjectKeysOf(*contents[2 * i + 1]);
+      has.insert(keys.begin(), keys.end());
+    }
+    std::set<std::string> had;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (contents[2 * i] == nullptr) continue;
+      size_t own = 0;
+      for (const std::string& key : ObjectKeysOf(*contents[2 * i])) {
+        const bool gone = has.count(key) == 0;
+        own += gone;
+        if (had.insert(key).second) count.dropped += gone;
+      }
+      if (own > 0) count.own[names[i]] = own;
+    }
+    count.had = had.size();
+    MutexLock lock(&mu_);
+    if (stream_prune_counts_.size() >= kMaxStreamPruneCounts) stream_prune_counts_.clear();
+    stream_prune_counts_[stream] = count;
+  }
+  auto own = count.own.find(name);
+  return StreamPruneHeld(count.dropped, count.had, own != count.own.end() ? own->second : 0,
+                         count.own.size(), SourcesNamed(own_source, other_sources));
 }
 
 std::string Controller::NotePruneHold(const std::string& name, const std::string& commit,
@@ -2973,6 +3063,20 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
     Publish(MakeEvent("rollout.promoted", name, "", "the prune guard's hold lifted by an operator",
                       held_commit));
     ReconcileAndWait(name, wait_until);
+    // Those held with it across its repository (StreamPruneHold) are judged again: what is
+    // left of the commit's deletions may be under the guard's limit now.
+    std::vector<std::string> held_too;
+    {
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(name);
+      for (const auto& [other, state] : bundles_) {
+        if (it != bundles_.end() && other != name && !state.prune_held_commit.empty() &&
+            SameCommitsLocked(state.definition.source(), it->second.definition.source())) {
+          held_too.push_back(other);
+        }
+      }
+    }
+    for (const std::string& other : held_too) ReconcileAndWait(other, wait_until);
     return GetRollout(name);
   }
   {

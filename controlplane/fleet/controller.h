@@ -272,6 +272,19 @@ class Controller {
     size_t dropped = 0;
     size_t had = 0;
   };
+  // What the prune guard counted across the bundles of one repository at one ref
+  // (StreamPruneHold), for the contents they had then.
+  struct StreamPruneCount {
+    // Each bundle's guarded stable content (none when not guarded) and newest content, with
+    // how many variants each had built, in name order; weak, so that a count kept for a
+    // stream holds no content in memory.
+    std::vector<std::weak_ptr<const BundleContent>> contents;
+    std::vector<bool> present;
+    std::vector<uint64_t> builds;
+    size_t had = 0;                     // objects the guarded bundles run
+    size_t dropped = 0;                 // of those, in no bundle's newest content
+    std::map<std::string, size_t> own;  // per guarded bundle that drops some, its share
+  };
   struct BundleState {
     v1::Bundle definition;
     LabelSelector selector;
@@ -371,6 +384,11 @@ class Controller {
   std::string PruneHold(const std::string& name, const std::shared_ptr<const BundleContent>& before,
                         const std::shared_ptr<const BundleContent>& after,
                         const std::string& max_prune) ABSL_LOCKS_EXCLUDED(mu_);
+  // The default guard's second look (StreamPruneHeld): what the newest renders of every
+  // bundle of `name`'s repository at its ref would delete of what the guarded ones (prune
+  // on, the default --max-prune, not pinned, not promoted) run, an object moved to another
+  // of them counting as kept. Counted once per set of contents.
+  std::string StreamPruneHold(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // Records whether `name`'s render at `commit` is held (`why`, or "" for not): the
   // gauge, and a log line and event when a hold begins. Returns `why`.
   std::string NotePruneHold(const std::string& name, const std::string& commit, std::string why)
@@ -534,6 +552,8 @@ class Controller {
   uint64_t renders_done_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, v1::Source> sources_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BundleState> bundles_ ABSL_GUARDED_BY(mu_);
+  // By commit stream (CommitStreamLocked); at most kMaxStreamPruneCounts, then cleared.
+  std::map<std::string, StreamPruneCount> stream_prune_counts_ ABSL_GUARDED_BY(mu_);
   // Per source, the bundles that read it as its last commit event named them: the next
   // commit's event shares the list while they stay the same, so the bus's recent events
   // hold one copy, not one per commit of a monorepo source that feeds thousands.

@@ -1621,6 +1621,94 @@ TEST_F(ControllerTest, ARenderThatWouldDeleteMostOfWhatTheFleetRunsIsHeld) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max-prune=50 percent")));
 }
 
+// The default guard also looks across the bundles of one repository at one ref: a commit
+// that empties many small bundles (each under the guard's floor of 10 alone) is held as one
+// that empties a big one. An object moved to another bundle counts as kept; a bundle with
+// its own --max-prune is judged alone; `rollout promote` lets one bundle's part through,
+// and what is left is judged again.
+TEST_F(ControllerTest, ACommitThatEmptiesManySmallBundlesIsHeldAcrossThem) {
+  const std::vector<std::string> small = {"a", "b", "c", "d"};
+  for (const std::string& app : small) {
+    for (int i = 0; i < 5; ++i) {
+      git_.Write(absl::StrCat("apps/", app, "/cm", i, ".yaml"), Cm(absl::StrCat(app, "-cm", i)));
+    }
+  }
+  for (int i = 0; i < 5; ++i) {
+    git_.Write(absl::StrCat("apps/own/cm", i, ".yaml"), Cm(absl::StrCat("own-cm", i)));
+  }
+  git_.Commit("four small bundles and one with its own limit");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const std::string& app : small) {
+    v1::Bundle bundle = Bundle(app, "apps/" + app);
+    bundle.mutable_sync()->set_prune(true);
+    ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  }
+  v1::Bundle own = Bundle("own", "apps/own");
+  own.mutable_sync()->set_prune(true);
+  own.set_max_prune("all");
+  ASSERT_TRUE(controller_->AddBundle(own, false).ok());
+  uint64_t c1 = ConnectAgent(hub_.get(), "c1", {});
+  auto next = [&](const std::string& bundle) -> int {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(c1, bundle);
+    return message == nullptr ? -1 : message->message.update().object_count();
+  };
+  for (const std::string& app : small) ASSERT_EQ(next(app), 5) << app;
+  ASSERT_EQ(next("own"), 5);
+  auto rollout_message = [&](const std::string& bundle) {
+    absl::StatusOr<v1::RolloutStatus> status = controller_->GetRollout(bundle);
+    return status.ok() ? status->message() : status.status().ToString();
+  };
+
+  // One ConfigMap moves from a to b: kept, so nothing is held.
+  git_.Remove("apps/a/cm4.yaml");
+  git_.Write("apps/b/moved.yaml", Cm("a-cm4"));
+  git_.Commit("a ConfigMap moves");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(next("a"), 4) << rollout_message("a");
+  EXPECT_EQ(next("b"), 6) << rollout_message("b");
+
+  // Four of each small bundle's five go (15 of the 20 they run; 4 of own's, which allows
+  // any): each small one alone is under the floor, together they are held.
+  for (const std::string& app : small) {
+    for (int i = 1; i < 4; ++i) git_.Remove(absl::StrCat("apps/", app, "/cm", i, ".yaml"));
+  }
+  git_.Remove("apps/b/moved.yaml");
+  git_.Remove("apps/b/cm4.yaml");
+  git_.Remove("apps/c/cm4.yaml");
+  git_.Remove("apps/d/cm4.yaml");
+  for (int i = 1; i < 5; ++i) git_.Remove(absl::StrCat("apps/own/cm", i, ".yaml"));
+  const std::string mistake = git_.Commit("most of the apps deleted by mistake");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  for (const std::string& app : small) {
+    EXPECT_EQ(next(app), -1) << app << " is held: " << rollout_message(app);
+    EXPECT_THAT(rollout_message(app),
+                HasSubstr("this commit would delete 16 of the 20 objects the bundles of source "
+                          "app run (more than half, the default), across 4 bundles"))
+        << app;
+    EXPECT_TRUE(controller_->GetRollout(app)->prune_held()) << app;
+  }
+  EXPECT_THAT(rollout_message("a"), HasSubstr("3 of them this bundle's"));
+  EXPECT_THAT(rollout_message("b"), HasSubstr("5 of them this bundle's"));
+  EXPECT_EQ(next("own"), 1) << "its own limit allows it: " << rollout_message("own");
+
+  // Promoted, a goes; the other three still delete 13 of 16.
+  ASSERT_TRUE(controller_->ControlRollout("a", "promote").ok());
+  EXPECT_EQ(next("a"), 1);
+  EXPECT_EQ(next("b"), -1);
+  EXPECT_THAT(rollout_message("b"), HasSubstr("would delete 13 of the 16 objects"));
+  // And b: c and d delete 8 of 10, under the floor, so they go by themselves.
+  ASSERT_TRUE(controller_->ControlRollout("b", "promote").ok());
+  EXPECT_EQ(next("b"), 1);
+  EXPECT_EQ(next("c"), 1) << rollout_message("c");
+  EXPECT_EQ(next("d"), 1) << rollout_message("d");
+  for (const std::string& app : small) {
+    EXPECT_FALSE(controller_->GetRollout(app)->prune_held()) << app;
+    EXPECT_EQ(controller_->GetRollout(app)->message(), "") << app;
+  }
+  EXPECT_THAT(registry_.Serialize(), HasSubstr("gitfleet_bundle_prune_held{bundle=\"c\"} 0"));
+  (void)mistake;
+}
+
 TEST_F(ControllerTest, PerClusterValuesAreSubstitutedAndEqualValuesShareOneMessage) {
   git_.Write("web/deploy.yaml",
              "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${env}\nspec:\n"

@@ -48,6 +48,13 @@ absl::Status ValidateMaxPrune(const std::string& max_prune);
 // half of them when that is at least kDefaultPruneFloor.
 inline constexpr size_t kDefaultPruneFloor = 10;
 std::string PruneHeld(const std::string& max_prune, size_t dropped, size_t before);
+// The default guard's look across the bundles of one repository at one ref (`sources`,
+// "source app"): why a bundle that would delete `own` objects is held when that commit
+// would delete `dropped` of the `before` objects those bundles run, more than half and at
+// least kDefaultPruneFloor (a commit that empties many small bundles is held as one that
+// empties a big one), or "" when it is not.
+std::string StreamPruneHeld(size_t dropped, size_t before, size_t own, size_t bundles,
+                            const std::string& sources);
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
 
 struct Partition {
