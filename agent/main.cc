@@ -25,6 +25,7 @@
 #include "agent/apply/applier.h"
 #include "agent/apply/impersonating_applier.h"
 #include "agent/apply/reconciler.h"
+#include "agent/kube/account_watch.h"
 #include "agent/kube/applier.h"
 #include "agent/kube/client.h"
 #include "agent/kube/config.h"
@@ -231,7 +232,7 @@ int Main(ShutdownSignals& signals) {
   std::unique_ptr<KubeClient> kube;
   std::unique_ptr<RestMapper> mapper;
   // The change watch, once made (below), for the appliers to tell what they wrote.
-  auto written_to = std::make_shared<std::atomic<DriftWatcher*>>(nullptr);
+  auto written_to = std::make_shared<std::atomic<AccountWatches*>>(nullptr);
   std::string target;
   std::string default_namespace;  // the kubeconfig's
   if (kubernetes) {
@@ -278,7 +279,7 @@ int Main(ShutdownSignals& signals) {
     // wrote, so its own writes cost no drift check.
     applier_options.on_written = [written_to](const std::string& collection,
                                               const std::string& name, const std::string& version) {
-      if (DriftWatcher* watcher = written_to->load(); watcher != nullptr) {
+      if (AccountWatches* watcher = written_to->load(); watcher != nullptr) {
         watcher->Written(collection, name, version);
       }
     };
@@ -324,6 +325,7 @@ int Main(ShutdownSignals& signals) {
   // Wakes the agent's loop when a watch names a bundle (set once the agent exists).
   std::atomic<Agent*> wake{nullptr};
   std::unique_ptr<DriftWatcher> drift_watcher;
+  std::unique_ptr<AccountWatches> change_watch;  // drift_watcher's, and as accounts
   if (kube != nullptr && absl::GetFlag(FLAGS_watch_drift) &&
       absl::GetFlag(FLAGS_max_drift_watches) > 0) {
     DriftWatcher::Options watch_options;
@@ -333,7 +335,22 @@ int Main(ShutdownSignals& signals) {
       if (Agent* agent = wake.load(); agent != nullptr) agent->Wake();
     };
     drift_watcher = std::make_unique<DriftWatcher>(kube.get(), mapper.get(), watch_options);
-    written_to->store(drift_watcher.get());
+    // Where the agent may not watch a kind itself, the accounts its bundles are applied as
+    // watch it (an agent locked down to impersonation has no list or watch of its own).
+    change_watch = std::make_unique<AccountWatches>(
+        drift_watcher.get(),
+        [kube = kube.get(), mapper = mapper.get(),
+         watch_options](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
+          absl::StatusOr<std::unique_ptr<KubeClient>> made = kube->Impersonating(user);
+          if (!made.ok()) return made.status();
+          std::shared_ptr<KubeClient> client = *std::move(made);
+          // The watcher goes first, then its client.
+          return std::shared_ptr<DriftWatcher>(
+              new DriftWatcher(client.get(), mapper, watch_options),
+              [client](DriftWatcher* watcher) { delete watcher; });
+        },
+        watch_options.max_watches);
+    written_to->store(change_watch.get());
   }
   BundleStateStore state(state_dir, &fs);
   Reconciler reconciler(applier.get(), &state, metrics,
@@ -366,7 +383,7 @@ int Main(ShutdownSignals& signals) {
   if (!http.ok()) return Fail(http.status());
 
   if (drift_watcher != nullptr) {
-    reconciler.SetChangeWatch(drift_watcher.get(), absl::Seconds(2),
+    reconciler.SetChangeWatch(change_watch.get(), absl::Seconds(2),
                               absl::Seconds(absl::GetFlag(FLAGS_watched_resync_interval_seconds)));
   }
   if (absl::Status s = reconciler.Load(); !s.ok()) return Fail(s);
@@ -454,11 +471,13 @@ int Main(ShutdownSignals& signals) {
       MutexLock lock(&kube_version->mu);
       return kube_version->api_versions;
     };
-    options.conditions = [client = kube.get(), read_version, watcher = drift_watcher.get(),
+    options.conditions = [client = kube.get(), read_version, watcher = change_watch.get(),
                           &metrics] {
       read_version();
       if (watcher != nullptr) {
-        DriftWatcher::Counts counts = watcher->counts();
+        AccountWatches::Counts all = watcher->counts();
+        const DriftWatcher::Counts& counts = all.all;
+        metrics.drift_watches.Add({{"state", "as_account"}}).Set(all.as_account);
         metrics.drift_watches.Add({{"state", "watching"}}).Set(counts.watching);
         metrics.drift_watches.Add({{"state", "starting"}}).Set(counts.starting);
         metrics.drift_watches.Add({{"state", "forbidden"}}).Set(counts.forbidden);
@@ -491,6 +510,7 @@ int Main(ShutdownSignals& signals) {
   // The watches stop before the agent they wake goes.
   reconciler.SetChangeWatch(nullptr);
   written_to->store(nullptr);
+  change_watch.reset();
   drift_watcher.reset();
   return 0;
 }

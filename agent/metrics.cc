@@ -109,7 +109,9 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
                               "watching, starting (listing, or waiting after a failure), "
                               "forbidden (403: checked on the periodic checks alone), "
                               "unwatched (past --max-drift-watches, or not served); "
-                              "by_namespace: kinds watched in each of their namespaces.")
+                              "by_namespace: kinds watched in each of their namespaces; "
+                              "as_account: watches made as a bundle's service account, where "
+                              "the agent may not watch itself.")
                         .LabelNames({"state"})
                         .Register(r)) {}
 

@@ -257,6 +257,11 @@ class Applier {
         "bundle ", context.bundle, " is to be applied as service account ", context.service_account,
         ", and the ", name(), " applier cannot act as another user"));
   }
+  // The user `context`'s requests are made as ("system:serviceaccount:NAMESPACE:NAME"),
+  // or "" for the applier's own identity. By default: its own.
+  virtual absl::StatusOr<std::string> UserOf(const ApplyContext& context) const {
+    return std::string();
+  }
 };
 
 // One file per object at DIR/<namespace or _cluster>/<kind>/<name>.yaml, written

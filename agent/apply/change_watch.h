@@ -38,6 +38,10 @@ class ChangeWatch {
   virtual ~ChangeWatch() = default;
   // The kinds of the objects the bundles hold now; called again whenever that changes.
   virtual void Watch(const Kinds& kinds) = 0;
+  // Of those, the kinds of the bundles applied as each service account (by the user its
+  // requests impersonate), told just before each Watch: where the agent may not watch a
+  // kind itself, it may watch as an account that applies it. By default: not used.
+  virtual void WatchAs(const std::map<std::string, Kinds>& by_user) {}
   // What changed since the last call.
   virtual Changed TakeChanged() = 0;
   // Whether a change to an object of `kind` in namespace `ns` (as Kinds names it) is heard

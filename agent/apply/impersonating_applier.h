@@ -48,7 +48,7 @@ class ImpersonatingApplier : public Applier {
   // ("system:serviceaccount:NAMESPACE:NAME": its own, else the default); "" for the agent
   // itself. FailedPrecondition when the account names no namespace and the bundle has no
   // target namespace.
-  absl::StatusOr<std::string> UserOf(const ApplyContext& context) const;
+  absl::StatusOr<std::string> UserOf(const ApplyContext& context) const override;
 
   const char* name() const override { return own_->name(); }
   absl::StatusOr<ApplyResult> Apply(const v1::ManifestObject& object, const ApplyContext& context,

@@ -1994,13 +1994,23 @@ void Reconciler::TellChangeWatch() {
   if (watched == watched_) return;
   watched_ = std::move(watched);
   ChangeWatch::Kinds kinds;
+  std::map<std::string, ChangeWatch::Kinds> by_user;  // bundles applied as an account
   for (const auto& [name, bundle] : bundles_) {
     if (bundle.record.removing() || bundle.record.released()) continue;
-    const std::string& target = bundle.record.desired().target_namespace();
-    for (const v1::ManifestObject& object : bundle.record.desired().objects()) {
-      kinds[{object.api_version(), object.key().kind()}].insert(WatchedNamespace(object, target));
+    const v1::RevisionRecord& desired = bundle.record.desired();
+    const std::string& target = desired.target_namespace();
+    ApplyContext context{desired.bundle(), target, desired.sync().create_namespace()};
+    UseSyncOptions(desired.sync(), &context);
+    absl::StatusOr<std::string> user = applier_->UserOf(context);
+    ChangeWatch::Kinds* as_user = user.ok() && !user->empty() ? &by_user[*user] : nullptr;
+    for (const v1::ManifestObject& object : desired.objects()) {
+      const ChangeWatch::Kind kind{object.api_version(), object.key().kind()};
+      const std::string& ns = WatchedNamespace(object, target);
+      kinds[kind].insert(ns);
+      if (as_user != nullptr) (*as_user)[kind].insert(ns);
     }
   }
+  change_watch_->WatchAs(by_user);
   change_watch_->Watch(kinds);
 }
 

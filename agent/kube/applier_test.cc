@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/apply/impersonating_applier.h"
 #include "agent/apply/reconciler.h"
+#include "agent/kube/account_watch.h"
 #include "agent/kube/drift_watch.h"
 #include "agent/metrics.h"
 #include "agent/state/state_store.h"
@@ -426,6 +427,107 @@ TEST_F(KubernetesApplierTest, ABundleIsAppliedAsItsServiceAccountAndHeldToItsRba
     if (r.method == "DELETE") EXPECT_EQ(r.user, user) << r.path;
   }
   EXPECT_EQ(fake_->CountRequests("DELETE"), 1);
+}
+
+// An agent locked down to impersonation (no list or watch of its own) cannot watch for
+// drift itself: the account its bundle is applied as watches in its stead, so an edit is
+// healed within seconds rather than at the next periodic check, and once the agent may
+// watch itself, the account's watch goes.
+TEST_F(KubernetesApplierTest, WhatTheAgentMayNotWatchItselfIsWatchedAsTheBundlesAccount) {
+  fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
+  std::vector<std::unique_ptr<KubeClient>> clients;
+  ImpersonatingApplier applier(
+      applier_.get(), [&](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
+        absl::StatusOr<std::unique_ptr<KubeClient>> client = client_->Impersonating(as);
+        if (!client.ok()) return client.status();
+        clients.push_back(*std::move(client));
+        return std::unique_ptr<Applier>(
+            new KubernetesApplier(clients.back().get(), mapper_.get(), {}));
+      });
+  Reconciler reconciler(&applier, &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler.Load().ok());
+  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+  const std::string rbac = "rbac.authorization.k8s.io";
+  fake_->Put(rbac, "roles",
+             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+              {"rules",
+               {{{"apiGroups", {""}},
+                 {"resources", {"configmaps"}},
+                 {"verbs", {"get", "list", "watch", "create", "patch", "delete"}}}}}});
+  fake_->Put(rbac, "rolebindings",
+             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+              {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "deploy"}}},
+              {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
+  DriftWatcher::Options watch_options;
+  watch_options.min_backoff = absl::Milliseconds(50);
+  watch_options.max_backoff = absl::Milliseconds(200);
+  watch_options.forbidden_retry = absl::Milliseconds(300);
+  DriftWatcher own(client_.get(), mapper_.get(), watch_options);
+  std::vector<std::string> made_as;
+  AccountWatches watches(
+      &own,
+      [&](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
+        absl::StatusOr<std::unique_ptr<KubeClient>> made = client_->Impersonating(user);
+        if (!made.ok()) return made.status();
+        made_as.push_back(user);
+        std::shared_ptr<KubeClient> client = *std::move(made);
+        return std::shared_ptr<DriftWatcher>(
+            new DriftWatcher(client.get(), mapper_.get(), watch_options),
+            [client](DriftWatcher* watcher) { delete watcher; });
+      },
+      /*max_watches=*/8);
+  reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
+  v1::SyncOptions sync;
+  sync.set_prune(true);
+  sync.set_self_heal(true);
+  sync.set_service_account("deployer");
+  ObjectSet set;
+  set.Put(Cm("a", ""));
+  v1::BundleUpdate update;
+  update.set_bundle("web");
+  update.set_target_namespace("shop");
+  update.set_revision(ComputeRevision(set, sync, "shop"));
+  *update.mutable_sync() = sync;
+  update.set_object_count(1);
+  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+  ASSERT_TRUE(reconciler.OnUpdate(update).ack.ok());
+  const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
+  auto eventually = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 200 && !done(); ++i) {
+      reconciler.Resync(/*check_drift=*/false);  // the agent's passes between checks
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return done();
+  };
+  ASSERT_TRUE(eventually([&] { return watches.Watching(configmaps, "shop"); }));
+  EXPECT_FALSE(own.Watching(configmaps, "shop")) << "the agent itself may not";
+  EXPECT_TRUE(own.Forbidden(configmaps, "shop"));
+  EXPECT_THAT(made_as, ElementsAre("system:serviceaccount:shop:deployer"));
+  EXPECT_EQ(watches.counts().as_account, 1);
+  EXPECT_EQ(watches.counts().accounts, 1);
+  absl::SleepFor(absl::Milliseconds(300));  // past its list and the own-write grace
+
+  // Someone edits it: heard as the account, healed with no periodic check.
+  fake_->Mutate("", "configmaps", "shop", "a", [](json& o) { o["data"]["v"] = "edited"; });
+  EXPECT_TRUE(eventually([&] {
+    return fake_->Get("", "configmaps", "shop", "a")["data"]["v"] == "1";
+  })) << fake_->Get("", "configmaps", "shop", "a").dump();
+
+  // The agent may watch ConfigMaps itself now: the account's watch goes.
+  fake_->Put(
+      rbac, "clusterroles",
+      {{"metadata", {{"name", "watch"}}},
+       {"rules",
+        {{{"apiGroups", {""}}, {"resources", {"configmaps"}}, {"verbs", {"list", "watch"}}}}}});
+  fake_->Put(
+      rbac, "clusterrolebindings",
+      {{"metadata", {{"name", "watch"}}},
+       {"roleRef", {{"apiGroup", rbac}, {"kind", "ClusterRole"}, {"name", "watch"}}},
+       {"subjects", {{{"kind", "ServiceAccount"}, {"name", "agent"}, {"namespace", "gitfleet"}}}}});
+  EXPECT_TRUE(eventually([&] { return watches.counts().accounts == 0; }));
+  EXPECT_TRUE(own.Watching(configmaps, "shop"));
+  EXPECT_TRUE(watches.Watching(configmaps, "shop"));
+  reconciler.SetChangeWatch(nullptr);
 }
 
 TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {

@@ -242,6 +242,21 @@ bool DriftWatcher::Watching(const Kind& kind, const std::string& ns) const {
   return one != workers_.end() && one->second->state == State::kWatching;
 }
 
+bool DriftWatcher::Forbidden(const Kind& kind, const std::string& ns) const {
+  MutexLock lock(&mu_);
+  auto collection = collections_.find(kind);
+  if (collection == collections_.end()) return false;
+  auto across = workers_.find(collection->second);
+  auto target = targets_.find(collection->second);
+  if (across == workers_.end() || target == targets_.end()) return false;
+  // `forbidden` holds from a 403 to the next good list, through each retry's list.
+  if (!across->second->forbidden) return false;
+  if (!target->second.resource.namespaced) return true;
+  auto one =
+      workers_.find(target->second.resource.Path(ns.empty() ? options_.default_namespace : ns, ""));
+  return one != workers_.end() && one->second->forbidden;
+}
+
 DriftWatcher::Counts DriftWatcher::counts() const {
   MutexLock lock(&mu_);
   Counts counts;
@@ -468,7 +483,8 @@ void DriftWatcher::Forbidden(Worker* worker, const absl::Status& status) {
     return;
   }
   GF_LOG(WARNING) << "drift watch: " << worker->path << ": " << status.message()
-                  << "; its objects are checked on the periodic checks alone";
+                  << "; its objects are left to the periodic checks (or to a watch as the "
+                     "service account a bundle holding them is applied as)";
 }
 
 void DriftWatcher::Run(Worker* worker) {

@@ -21,7 +21,8 @@
 // each namespace its bundles' objects are in instead, one watch each, until the watch
 // across namespaces is allowed again (tried every forbidden_retry). A kind it may not
 // watch at all, or one that fails, is left to the periodic checks, said in counts() and
-// the log, and tried again later.
+// the log, and tried again later (or watched as a bundle's service account: AccountWatches,
+// account_watch.h).
 //
 // Thread-safe. One thread per watch, at most Options.max_watches in all.
 
@@ -80,6 +81,10 @@ class DriftWatcher : public ChangeWatch {
   Changed TakeChanged() override;
   // A watch of the kind across namespaces, or of that namespace, is following it now.
   bool Watching(const Kind& kind, const std::string& ns) const override;
+  // The agent may not watch the kind in namespace `ns` (as Kinds names it): 403 across
+  // namespaces, and for a namespaced kind in that namespace too. False while it is still
+  // finding out, and for a kind past the bound or not served.
+  bool Forbidden(const Kind& kind, const std::string& ns) const;
   // gitfleet itself wrote the object at `name` ("namespace/name") of the collection
   // `collection` (a kind across namespaces), leaving it at `version`: the watch's event for
   // that version is no change to look at (KubernetesApplier::Options::on_written). The
