@@ -153,7 +153,10 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view
                                                                absl::string_view file) {
   // Bounded first: an alias bomb or a pathological nesting is refused before any node is
   // built, and long before one is emitted.
-  if (absl::Status bounded = CheckYamlBounds(text, file); !bounded.ok()) return bounded;
+  // A key set twice is refused too, as kubectl's strict validation refuses it.
+  YamlLimits limits;
+  limits.refuse_duplicate_keys = true;
+  if (absl::Status bounded = CheckYamlBounds(text, file, limits); !bounded.ok()) return bounded;
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));

@@ -189,6 +189,46 @@ TEST(ParseManifestsTest, DeepNestingAndTooManyDocumentsAreRefused) {
   EXPECT_TRUE(CheckYamlBounds(many, "many.yaml", limits).ok());
 }
 
+// A key set twice in one mapping is refused, naming both lines: the later value would
+// silently replace the earlier one (kubernetes#99286: a Deployment's first `envFrom`
+// lost), and kubectl's strict validation refuses it. The same key in other mappings, or
+// YAML's merge key, is no duplicate; files that are not manifests (values) may repeat.
+TEST(ParseManifestsTest, AKeySetTwiceInOneMappingIsRefusedNamingBothLines) {
+  const std::string twice =
+      "apiVersion: apps/v1\n"                  // 1
+      "kind: Deployment\n"                     // 2
+      "metadata: {name: api}\n"                // 3
+      "spec:\n"                                // 4
+      "  template:\n"                          // 5
+      "    spec:\n"                            // 6
+      "      containers:\n"                    // 7
+      "      - name: api\n"                    // 8
+      "        envFrom:\n"                     // 9
+      "        - configMapRef: {name: api}\n"  // 10
+      "        envFrom:\n"                     // 11
+      "        - secretRef: {name: api}\n";    // 12
+  absl::StatusOr<std::vector<v1::ManifestObject>> parsed = ParseManifests(twice, "api.yaml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(parsed.status().message(),
+              HasSubstr("api.yaml:11: the mapping key \"envFrom\" is set twice in one mapping "
+                        "(first at line 9)"));
+  // Quoted or not, it is one key.
+  EXPECT_FALSE(ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+                              "data: {k: x, \"k\": y}\n",
+                              "q.yaml")
+                   .ok());
+  // The same key in sibling mappings and list items, and merge keys, are fine.
+  absl::StatusOr<std::vector<v1::ManifestObject>> fine = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {name: a}}\n"
+      "data: {name: a}\nx: [{k: 1}, {k: 2}]\ny: &d {k: 1}\nz: {<<: *d, j: 2}\n"
+      "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+      "fine.yaml");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->size(), 2u);
+  EXPECT_TRUE(CheckYamlBounds("a: 1\na: 2\n", "values.yaml").ok()) << "not a manifest";
+}
+
 TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
   auto objects = ParseManifests(
       "apiVersion: v1\nkind: A\nmetadata: {name: x}\n---\napiVersion: v1\n"

@@ -97,9 +97,13 @@ class BoundsCounter : public YAML::EventHandler {
     document_nodes_ = 0;
   }
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { Leaf(mark, anchor); }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Child(mark, nullptr);
+    Leaf(mark, anchor);
+  }
   void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                const std::string&) override {
+                const std::string& value) override {
+    Child(mark, &value);
     Leaf(mark, anchor);
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
@@ -111,17 +115,20 @@ class BoundsCounter : public YAML::EventHandler {
         throw Exceeded{mark.line, "an alias refers to a node that contains it (a cycle); refused"};
       }
     }
+    Child(mark, nullptr);
     auto it = anchors_.find(anchor);
     Add(mark, it == anchors_.end() ? 1 : it->second);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    Open(mark, anchor);
+    Child(mark, nullptr);
+    Open(mark, anchor, /*map=*/false);
   }
   void OnSequenceEnd() override { Close(); }
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    Open(mark, anchor);
+    Child(mark, nullptr);
+    Open(mark, anchor, /*map=*/true);
   }
   void OnMapEnd() override { Close(); }
 
@@ -130,17 +137,38 @@ class BoundsCounter : public YAML::EventHandler {
     YAML::anchor_t anchor;
     uint64_t nodes;  // expanded, itself included
     YAML::Mark mark;
+    bool map = false;
+    bool key_next = true;             // a map's next child is a key
+    std::map<std::string, int> keys;  // a map's scalar keys, with their lines
   };
+
+  // A node begins inside the innermost container: in a map, keys and values alternate; a
+  // scalar key (`text`) set twice is refused when asked.
+  void Child(const YAML::Mark& mark, const std::string* text) {
+    if (open_.empty() || !open_.back().map) return;
+    Container& map = open_.back();
+    const bool key = map.key_next;
+    map.key_next = !map.key_next;
+    if (!key || text == nullptr || !limits_.refuse_duplicate_keys || *text == "<<") return;
+    auto [it, added] = map.keys.emplace(*text, mark.line);
+    if (!added) {
+      throw Exceeded{mark.line,
+                     absl::StrCat("the mapping key \"", text->substr(0, 128),
+                                  "\" is set twice in one mapping (first at line ", it->second + 1,
+                                  "): the later value would silently replace the earlier one, "
+                                  "and kubectl refuses it too; remove one")};
+    }
+  }
 
   void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
     if (anchor != YAML::NullAnchor) anchors_[anchor] = 1;
     Add(mark, 1);
   }
-  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor, bool map) {
     if (static_cast<int>(open_.size()) >= limits_.max_depth) {
       throw Exceeded{mark.line, absl::StrCat("nested more than ", limits_.max_depth, " deep")};
     }
-    open_.push_back({anchor, 1, mark});
+    open_.push_back({anchor, 1, mark, map});
     Count(mark, 1);
   }
   void Close() {

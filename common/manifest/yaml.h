@@ -36,6 +36,10 @@ struct YamlLimits {
   // Maps and sequences inside each other.
   int max_depth = 256;
   int max_documents = 10000;
+  // A mapping that sets one key twice (by its text, as go-yaml v3 and kubectl's strict
+  // validation judge it; YAML's merge key `<<` aside) is refused: the later value would
+  // silently replace the earlier one (an `env:` given twice loses the first).
+  bool refuse_duplicate_keys = false;
 };
 
 // InvalidArgument naming `file`, the line and the bound that `text` goes past (or its
