@@ -229,6 +229,35 @@ TEST(ParseManifestsTest, AKeySetTwiceInOneMappingIsRefusedNamingBothLines) {
   EXPECT_TRUE(CheckYamlBounds("a: 1\na: 2\n", "values.yaml").ok()) << "not a manifest";
 }
 
+// A file saved with a byte-order mark, or as UTF-16 (PowerShell's `>` writes UTF-16LE),
+// reads as kubectl's go-yaml reads it.
+TEST(ParseManifestsTest, AByteOrderMarkOrUtf16ReadsAsKubectlReadsIt) {
+  const std::string text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: é}\n";
+  absl::StatusOr<std::vector<v1::ManifestObject>> bom =
+      ParseManifests("\xEF\xBB\xBF" + text, "bom.yaml");
+  ASSERT_TRUE(bom.ok()) << bom.status();
+  ASSERT_EQ(bom->size(), 1u);
+  EXPECT_EQ((*bom)[0].key().name(), "a");
+  std::string utf16 = "\xFF\xFE";
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == 0xC3) {  // é, U+00E9
+      utf16 += "\xE9";
+      utf16.push_back('\0');
+      ++i;
+      continue;
+    }
+    utf16.push_back(static_cast<char>(c));
+    utf16.push_back('\0');
+  }
+  absl::StatusOr<std::vector<v1::ManifestObject>> wide = ParseManifests(utf16, "wide.yaml");
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  ASSERT_EQ(wide->size(), 1u);
+  EXPECT_EQ((*wide)[0].key().name(), "a");
+  EXPECT_THAT((*wide)[0].yaml(), HasSubstr("k: é"));
+  EXPECT_EQ((*wide)[0].yaml(), (*bom)[0].yaml());
+}
+
 TEST(ParseManifestsTest, MissingNameNamesFileLineAndField) {
   auto objects = ParseManifests(
       "apiVersion: v1\nkind: A\nmetadata: {name: x}\n---\napiVersion: v1\n"
