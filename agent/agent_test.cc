@@ -17,6 +17,7 @@ namespace gitfleet {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 // A control plane on loopback, current or from before ACKs carried statuses: welcomes
 // the agent, offering `ack_carries_status` or not, sends each update in turn once the
@@ -205,8 +206,15 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
 TEST(AgentTest, AStreamWithoutAWelcomeIsGivenUpAndDialledAgain) {
   FakeControlPlane control_plane(/*ack_carries_status=*/true, {WebUpdate("1")});
   control_plane.silent_first_streams = 1;
-  RunningAgent agent(control_plane, {}, /*welcome_timeout=*/absl::Seconds(1));
-  std::vector<v1::AgentMessage> received = control_plane.Received(1, 0);
+  ::testing::internal::CaptureStderr();
+  std::vector<v1::AgentMessage> received;
+  {
+    RunningAgent agent(control_plane, {}, /*welcome_timeout=*/absl::Seconds(1));
+    received = control_plane.Received(1, 0);
+  }
+  // The log says how far the stream got: the hello went out, nothing came back.
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(),
+              HasSubstr("sent no welcome within 1s (the hello was written "));
   int hellos = 0, acks = 0;
   for (const v1::AgentMessage& message : received) {
     hellos += message.has_hello();

@@ -60,6 +60,18 @@ class ControlPlaneClient::Stream
     return welcomed_;
   }
 
+  // How far the stream got, for an error that says where a welcome went missing.
+  std::string Progress(absl::Time started) {
+    MutexLock lock(&mu_);
+    if (hello_written_ == absl::InfinitePast()) {
+      return "the hello was never written (the connection did not carry it)";
+    }
+    return absl::StrCat(
+        "the hello was written ",
+        absl::FormatDuration(absl::Trunc(hello_written_ - started, absl::Milliseconds(1))),
+        " after the stream began, and no message came back");
+  }
+
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The stream is over: no write starts from now on; the hold goes once none is in
@@ -91,6 +103,7 @@ class ControlPlaneClient::Stream
     {
       MutexLock lock(&mu_);
       writing_ = false;
+      if (ok && hello_written_ == absl::InfinitePast()) hello_written_ = absl::Now();
       if (ok && !closing_ && !queue_.empty()) {
         WriteNextLocked();
       } else if (closing_ && !released_) {
@@ -138,6 +151,7 @@ class ControlPlaneClient::Stream
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time hello_written_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // its first write
   bool closing_ ABSL_GUARDED_BY(mu_) = false;   // the read side ended: no more writes
   bool released_ ABSL_GUARDED_BY(mu_) = false;  // the hold was removed
   bool done_ ABSL_GUARDED_BY(mu_) = false;
@@ -217,9 +231,9 @@ void ControlPlaneClient::DialLoop() {
     if (!answered) stream->Cancel();
     absl::Status status = stream->Await();
     if (!answered) {
-      status = absl::DeadlineExceededError(
-          absl::StrCat("the control plane took the stream but sent no welcome within ",
-                       absl::FormatDuration(options_.welcome_timeout)));
+      status = absl::DeadlineExceededError(absl::StrCat(
+          "the control plane took the stream but sent no welcome within ",
+          absl::FormatDuration(options_.welcome_timeout), " (", stream->Progress(started), ")"));
     }
     bool welcomed = stream->welcomed();
     {
