@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -344,7 +345,7 @@ std::string GoFloat32String(double value) {
 // A mapping key as sigs.k8s.io/yaml makes it a JSON key: resolved as a value is, then
 // written as text (`on:` is "true", `0x10:` is "16", `1.0:` is "1"); a null key, or an
 // integer past int64, is refused, as kubectl refuses them.
-absl::StatusOr<std::string> KeyText(const YAML::Node& key) {
+ABSL_ATTRIBUTE_NOINLINE absl::StatusOr<std::string> KeyText(const YAML::Node& key) {
   if (key.IsNull()) {
     return absl::InvalidArgumentError(
         "a mapping key is null (empty, `~` or `null`), which JSON cannot carry (kubectl refuses "
@@ -383,21 +384,39 @@ absl::Status Under(const absl::Status& status, const std::string& step) {
   return absl::Status(status.code(), absl::StrCat("at ", step, ": ", message));
 }
 
+// The parts of Convert that are not on its recursion's way, kept out of its frame: the
+// agent reads documents nested hundreds deep, and the fake API server's civetweb workers
+// have small stacks (more so under ASAN, whose frames keep every local apart).
+ABSL_ATTRIBUTE_NOINLINE absl::StatusOr<nlohmann::json> ScalarJson(const YAML::Node& node) {
+  // yaml-cpp tags quoted scalars "!" and plain ones "?".
+  GF_ASSIGN_OR_RETURN(Resolved resolved, ResolveTagged(node.Tag(), node.Scalar()));
+  return ValueJson(resolved, node.Scalar());
+}
+
+ABSL_ATTRIBUTE_NOINLINE absl::Status UnderIndex(const absl::Status& status, size_t index) {
+  return Under(status, absl::StrCat("[", index, "]"));
+}
+
+ABSL_ATTRIBUTE_NOINLINE absl::Status UnderKey(const absl::Status& status, const std::string& key) {
+  return Under(status, absl::StrCat(".", key));
+}
+
+ABSL_ATTRIBUTE_NOINLINE absl::Status KeyError(const YAML::Node& key, const absl::Status& status) {
+  return key.IsScalar() ? UnderKey(status, key.Scalar()) : status;
+}
+
 absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
       return nlohmann::json(nullptr);
-    case YAML::NodeType::Scalar: {
-      // yaml-cpp tags quoted scalars "!" and plain ones "?".
-      GF_ASSIGN_OR_RETURN(Resolved resolved, ResolveTagged(node.Tag(), node.Scalar()));
-      return ValueJson(resolved, node.Scalar());
-    }
+    case YAML::NodeType::Scalar:
+      return ScalarJson(node);
     case YAML::NodeType::Sequence: {
       nlohmann::json out = nlohmann::json::array();
       for (const YAML::Node& item : node) {
         absl::StatusOr<nlohmann::json> value = Convert(item);
-        if (!value.ok()) return Under(value.status(), absl::StrCat("[", out.size(), "]"));
+        if (!value.ok()) return UnderIndex(value.status(), out.size());
         out.push_back(*std::move(value));
       }
       return out;
@@ -406,13 +425,9 @@ absl::StatusOr<nlohmann::json> Convert(const YAML::Node& node) {
       nlohmann::json out = nlohmann::json::object();
       for (const auto& entry : node) {
         absl::StatusOr<std::string> key = KeyText(entry.first);
-        if (!key.ok()) {
-          return entry.first.IsScalar()
-                     ? Under(key.status(), absl::StrCat(".", entry.first.Scalar()))
-                     : key.status();
-        }
+        if (!key.ok()) return KeyError(entry.first, key.status());
         absl::StatusOr<nlohmann::json> value = Convert(entry.second);
-        if (!value.ok()) return Under(value.status(), absl::StrCat(".", *key));
+        if (!value.ok()) return UnderKey(value.status(), *key);
         out[*key] = *std::move(value);
       }
       return out;

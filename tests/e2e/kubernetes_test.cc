@@ -51,7 +51,10 @@ class KubernetesFleet : public ::testing::Test {
   KubernetesFleet() : root_(TempDir("kube")), git_(root_ + "/repo") {}
 
   // Starts the fake API server (HTTPS, token) and writes a kubeconfig for it.
-  void StartFakeCluster(bool simulate_controllers) {
+  // `restricted_agent`: the agent's token is judged by RBAC as
+  // system:serviceaccount:gitfleet:agent (which nothing grants anything), the tests' own
+  // stays an administrator's.
+  void StartFakeCluster(bool simulate_controllers, bool restricted_agent = false) {
     std::string command = absl::StrCat(
         "cd ", root_,
         " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
@@ -62,23 +65,31 @@ class KubernetesFleet : public ::testing::Test {
         kFakeApiServer,
         std::vector<std::string>{
             "--tls-cert-and-key=" + root_ + "/server.pem", "--token=e2e-token",
+            "--restricted-token=agent-token",
             absl::StrCat("--simulate-controllers=", simulate_controllers ? "true" : "false")},
         root_ + "/fake.log");
     std::string url = fake_->WaitForLog(R"(listening on (https://\S+))");
     ASSERT_FALSE(url.empty()) << fake_->Log();
-    std::ofstream(root_ + "/token") << "e2e-token\n";
+    auto write = [&](const std::string& path, const std::string& token_file,
+                     const std::string& token) {
+      std::ofstream(root_ + "/" + token_file) << token << "\n";
+      std::ofstream(path) << "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+                          << "clusters:\n- name: fake\n  cluster:\n    server: " << url
+                          << "\n    certificate-authority: ca.pem\n"
+                          << "users:\n- name: agent\n  user:\n    tokenFile: " << token_file
+                          << "\ncontexts:\n- name: fake\n  context: {cluster: fake, user: "
+                             "agent}\n";
+    };
     kubeconfig_ = root_ + "/kubeconfig";
-    std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-                               << "clusters:\n- name: fake\n  cluster:\n    server: " << url
-                               << "\n    certificate-authority: ca.pem\n"
-                               << "users:\n- name: agent\n  user:\n    tokenFile: token\n"
-                               << "contexts:\n- name: fake\n  context: {cluster: fake, user: "
-                                  "agent}\n";
+    admin_kubeconfig_ = root_ + "/admin-kubeconfig";
+    write(kubeconfig_, "token", restricted_agent ? "agent-token" : "e2e-token");
+    write(admin_kubeconfig_, "admin-token", "e2e-token");
     ConnectApi();
   }
 
   void ConnectApi() {
-    absl::StatusOr<KubeConfig> config = LoadKubeconfig(kubeconfig_, "");
+    absl::StatusOr<KubeConfig> config =
+        LoadKubeconfig(admin_kubeconfig_.empty() ? kubeconfig_ : admin_kubeconfig_, "");
     ASSERT_TRUE(config.ok()) << config.status();
     absl::StatusOr<std::unique_ptr<KubeClient>> client = KubeClient::Create(*config, {});
     ASSERT_TRUE(client.ok()) << client.status();
@@ -322,7 +333,8 @@ class KubernetesFleet : public ::testing::Test {
 
   std::string root_;
   GitFixture git_;
-  std::string kubeconfig_;
+  std::string kubeconfig_;        // the agent's
+  std::string admin_kubeconfig_;  // the tests' own, when apart from the agent's
   std::unique_ptr<Process> fake_;
   std::unique_ptr<Process> cp_;
   std::unique_ptr<Process> agent_;
@@ -392,6 +404,71 @@ TEST_F(KubernetesFleet, AnEditOrADeleteIsHealedAsItHappensNotAtTheNextCheck) {
       << agent_->Log();
   EXPECT_GE(MetricValue(HttpGet(agent_http_, "/metrics"), "gitfleet_agent_drift_corrections_total"),
             2);
+}
+
+// An agent locked down to impersonation (`--default-service-account`, its own identity
+// granted nothing, as Flux's lockdown would have it) still heals an edit as it happens:
+// where it may not watch, the account its bundles are applied as watches for it.
+TEST_F(KubernetesFleet, ALockedDownAgentWatchesAsTheAccountItAppliesAs) {
+  StartFakeCluster(/*simulate_controllers=*/true, /*restricted_agent=*/true);
+  const std::string rbac = "/apis/rbac.authorization.k8s.io/v1";
+  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+           {"/api/v1/namespaces",
+            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}}},
+           {rbac + "/namespaces/shop/roles",
+            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+             {"kind", "Role"},
+             {"metadata", {{"name", "deploy"}}},
+             {"rules",
+              {{{"apiGroups", {""}},
+                {"resources", {"configmaps"}},
+                {"verbs", {"get", "list", "watch", "create", "patch", "delete"}}}}}}},
+           {rbac + "/namespaces/shop/rolebindings",
+            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+             {"kind", "RoleBinding"},
+             {"metadata", {{"name", "deploy"}}},
+             {"roleRef",
+              {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", "deploy"}}},
+             {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}}}}) {
+    absl::StatusOr<KubeResponse> r = api_->Do("POST", path, body.dump());
+    ASSERT_TRUE(r.ok() && r->code == 201)
+        << path << ": " << (r.ok() ? r->body : r.status().ToString());
+  }
+  git_.Write("apps/web/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n");
+  const std::string first = git_.Commit("one ConfigMap");
+  StartControlPlane("cp.log");
+  StartAgent("agent.log",
+             {"--resync-interval-seconds=3600", "--default-service-account=shop/deployer"});
+  int code;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out =
+      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
+      << Describe("web") << agent_->Log();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return MetricValue(HttpGet(agent_http_, "/metrics"),
+                           "gitfleet_agent_drift_watches{state=\"as_account\"}") == 1;
+      },
+      absl::Seconds(30)))
+      << HttpGet(agent_http_, "/metrics") << agent_->Log();
+  EXPECT_THAT(agent_->Log(), HasSubstr("as system:serviceaccount:shop:deployer, where the agent "
+                                       "may not watch itself"));
+
+  const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
+  json edit = {{"apiVersion", "v1"},
+               {"kind", "ConfigMap"},
+               {"metadata", {{"name", "settings"}, {"namespace", "shop"}}},
+               {"data", {{"v", "edited"}}}};
+  absl::StatusOr<KubeResponse> edited =
+      api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
+               "application/apply-patch+yaml");
+  ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
+  EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "1"; }, absl::Seconds(10)))
+      << Live(cm).dump() << agent_->Log();
 }
 
 // A bundle applied as a service account (`--service-account`, as Flux's serviceAccountName):

@@ -585,7 +585,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
     return r;
   };
   EstablishCrdsLocked();
-  if (!token_.empty() && authorization != "Bearer " + token_) {
+  const bool restricted =
+      !options_.restricted_token.empty() && authorization == "Bearer " + options_.restricted_token;
+  if (!token_.empty() && authorization != "Bearer " + token_ && !restricted) {
     return finish({401, StatusBody(401, "Unauthorized", "Unauthorized")});
   }
   if (fail_count_ > 0 &&
@@ -677,7 +679,9 @@ FakeApiServer::Response FakeApiServer::Handle(const std::string& method, const s
   }
   // Who the request is judged as: the impersonated user, or the client itself when
   // AuthorizeAs named it (as the API server judges every client by RBAC).
-  const std::string judged = impersonate_user.empty() ? authorize_as_ : impersonate_user;
+  const std::string judged = !impersonate_user.empty() ? impersonate_user
+                             : restricted              ? options_.restricted_user
+                                                       : authorize_as_;
   if (!impersonate_user.empty()) {
     // The client (the agent) may impersonate unless forbidden to; the request is then
     // authorized as the impersonated user alone. A namespace's own object counts as in it.

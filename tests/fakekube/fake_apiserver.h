@@ -47,6 +47,11 @@ class FakeApiServer {
     std::string client_ca;
     // Required bearer token; empty accepts any request.
     std::string token;
+    // A second bearer token, whose requests (made without Impersonate-User) are judged by
+    // RBAC as `restricted_user`, as the API server judges an agent's own service account,
+    // while `token` stays an administrator's (the tests' own setup).
+    std::string restricted_token;
+    std::string restricted_user;
     // How long a new CRD takes to become Established and served.
     absl::Duration crd_establish_delay = absl::ZeroDuration();
     // Act as the workload controllers would: Deployments, StatefulSets, DaemonSets,

@@ -14,6 +14,10 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "host:port (port 0 picks one).");
 ABSL_FLAG(std::string, tls_cert_and_key, "", "PEM with certificate and key: serve HTTPS.");
 ABSL_FLAG(std::string, token, "", "Bearer token every request must carry.");
+ABSL_FLAG(std::string, restricted_token, "",
+          "A second bearer token, whose requests are judged by RBAC as --restricted-user.");
+ABSL_FLAG(std::string, restricted_user, "system:serviceaccount:gitfleet:agent",
+          "Who --restricted-token's requests are judged as.");
 ABSL_FLAG(std::string, client_ca, "", "With TLS: require client certificates this CA signed.");
 ABSL_FLAG(bool, simulate_controllers, true, "Report finished rollouts for workloads.");
 ABSL_FLAG(std::string, port_file, "", "Write the port here once listening.");
@@ -30,6 +34,8 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.tls_cert_and_key = absl::GetFlag(FLAGS_tls_cert_and_key);
   options.token = absl::GetFlag(FLAGS_token);
+  options.restricted_token = absl::GetFlag(FLAGS_restricted_token);
+  options.restricted_user = absl::GetFlag(FLAGS_restricted_user);
   options.client_ca = absl::GetFlag(FLAGS_client_ca);
   options.simulate_controllers = absl::GetFlag(FLAGS_simulate_controllers);
   auto server = gitfleet::FakeApiServer::Start(options);
