@@ -115,6 +115,34 @@ class KubernetesApplierTest : public ::testing::Test {
     ASSERT_TRUE(reconciler_->Load().ok());
   }
 
+  // Applies a bundle that names a service account as that account (its client
+  // impersonates it), the others as the agent (applier_).
+  std::unique_ptr<ImpersonatingApplier> ActingAsAccounts() {
+    return std::make_unique<ImpersonatingApplier>(
+        applier_.get(), [this](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
+          absl::StatusOr<std::unique_ptr<KubeClient>> client = client_->Impersonating(as);
+          if (!client.ok()) return client.status();
+          account_clients_.push_back(*std::move(client));
+          return std::unique_ptr<Applier>(
+              new KubernetesApplier(account_clients_.back().get(), mapper_.get(), {}));
+        });
+  }
+
+  // Namespace shop, and a Role there granting `verbs` on ConfigMaps to shop's service
+  // account deployer.
+  void GrantDeployerConfigMaps(const std::vector<std::string>& verbs) {
+    fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+    const std::string rbac = "rbac.authorization.k8s.io";
+    fake_->Put(
+        rbac, "roles",
+        {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+         {"rules", {{{"apiGroups", {""}}, {"resources", {"configmaps"}}, {"verbs", verbs}}}}});
+    fake_->Put(rbac, "rolebindings",
+               {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
+                {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "deploy"}}},
+                {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
+  }
+
   // Update() for `bundle`.
   v1::BundleUpdate UpdateOf(const std::string& bundle,
                             const std::vector<v1::ManifestObject>& objects) {
@@ -210,6 +238,7 @@ class KubernetesApplierTest : public ::testing::Test {
   std::unique_ptr<FakeApiServer> fake_;
   std::unique_ptr<KubeClient> client_;
   std::unique_ptr<RestMapper> mapper_;
+  std::vector<std::unique_ptr<KubeClient>> account_clients_;  // ActingAsAccounts' clients
   std::unique_ptr<KubernetesApplier> applier_;
   std::unique_ptr<Reconciler> reconciler_;
 };
@@ -329,29 +358,11 @@ TEST_F(KubernetesApplierTest, ATeamsNamespacesAreJudgedByWhatTheClusterServes) {
 // applies nothing of it.
 TEST_F(KubernetesApplierTest, ABundleIsAppliedAsItsServiceAccountAndHeldToItsRbac) {
   const std::string user = "system:serviceaccount:shop:deployer";
-  std::vector<std::unique_ptr<KubeClient>> clients;
-  ImpersonatingApplier applier(
-      applier_.get(), [&](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
-        absl::StatusOr<std::unique_ptr<KubeClient>> client = client_->Impersonating(as);
-        if (!client.ok()) return client.status();
-        clients.push_back(*std::move(client));
-        return std::unique_ptr<Applier>(
-            new KubernetesApplier(clients.back().get(), mapper_.get(), {}));
-      });
+  std::unique_ptr<ImpersonatingApplier> acting = ActingAsAccounts();
+  ImpersonatingApplier& applier = *acting;
   Reconciler reconciler(&applier, &state_, metrics_, absl::ZeroDuration());
   ASSERT_TRUE(reconciler.Load().ok());
-  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
-  const std::string rbac = "rbac.authorization.k8s.io";
-  fake_->Put(rbac, "roles",
-             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
-              {"rules",
-               {{{"apiGroups", {""}},
-                 {"resources", {"configmaps"}},
-                 {"verbs", {"get", "list", "create", "patch", "delete"}}}}}});
-  fake_->Put(rbac, "rolebindings",
-             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
-              {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "deploy"}}},
-              {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
+  GrantDeployerConfigMaps({"get", "list", "create", "patch", "delete"});
   auto update = [](const std::vector<v1::ManifestObject>& objects) {
     ObjectSet set;
     for (const auto& o : objects) set.Put(o);
@@ -435,29 +446,12 @@ TEST_F(KubernetesApplierTest, ABundleIsAppliedAsItsServiceAccountAndHeldToItsRba
 // watch itself, the account's watch goes.
 TEST_F(KubernetesApplierTest, WhatTheAgentMayNotWatchItselfIsWatchedAsTheBundlesAccount) {
   fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
-  std::vector<std::unique_ptr<KubeClient>> clients;
-  ImpersonatingApplier applier(
-      applier_.get(), [&](const std::string& as) -> absl::StatusOr<std::unique_ptr<Applier>> {
-        absl::StatusOr<std::unique_ptr<KubeClient>> client = client_->Impersonating(as);
-        if (!client.ok()) return client.status();
-        clients.push_back(*std::move(client));
-        return std::unique_ptr<Applier>(
-            new KubernetesApplier(clients.back().get(), mapper_.get(), {}));
-      });
+  std::unique_ptr<ImpersonatingApplier> acting = ActingAsAccounts();
+  ImpersonatingApplier& applier = *acting;
   Reconciler reconciler(&applier, &state_, metrics_, absl::ZeroDuration());
   ASSERT_TRUE(reconciler.Load().ok());
-  fake_->Put("", "namespaces", {{"metadata", {{"name", "shop"}}}});
+  GrantDeployerConfigMaps({"get", "list", "watch", "create", "patch", "delete"});
   const std::string rbac = "rbac.authorization.k8s.io";
-  fake_->Put(rbac, "roles",
-             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
-              {"rules",
-               {{{"apiGroups", {""}},
-                 {"resources", {"configmaps"}},
-                 {"verbs", {"get", "list", "watch", "create", "patch", "delete"}}}}}});
-  fake_->Put(rbac, "rolebindings",
-             {{"metadata", {{"name", "deploy"}, {"namespace", "shop"}}},
-              {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "deploy"}}},
-              {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
   DriftWatcher::Options watch_options;
   watch_options.min_backoff = absl::Milliseconds(50);
   watch_options.max_backoff = absl::Milliseconds(200);

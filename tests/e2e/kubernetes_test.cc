@@ -331,6 +331,49 @@ class KubernetesFleet : public ::testing::Test {
         absl::Seconds(60)));
   }
 
+  // Namespace shop, and in it a Role granting `verbs` on `resources` of API `groups`, bound
+  // to shop's service account deployer.
+  void GrantDeployer(const std::vector<std::string>& groups,
+                     const std::vector<std::string>& resources,
+                     const std::vector<std::string>& verbs) {
+    const std::string rbac = "/apis/rbac.authorization.k8s.io/v1";
+    for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+             {"/api/v1/namespaces",
+              {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}}},
+             {rbac + "/namespaces/shop/roles",
+              {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+               {"kind", "Role"},
+               {"metadata", {{"name", "deploy"}}},
+               {"rules", {{{"apiGroups", groups}, {"resources", resources}, {"verbs", verbs}}}}}},
+             {rbac + "/namespaces/shop/rolebindings",
+              {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+               {"kind", "RoleBinding"},
+               {"metadata", {{"name", "deploy"}}},
+               {"roleRef",
+                {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", "deploy"}}},
+               {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}}}}) {
+      absl::StatusOr<KubeResponse> r = api_->Do("POST", path, body.dump());
+      ASSERT_TRUE(r.ok() && r->code == 201)
+          << path << ": " << (r.ok() ? r->body : r.status().ToString());
+    }
+  }
+
+  // Edits shop's ConfigMap settings as `kubectl edit` does; the agent puts its v back to
+  // "1" within 10 s.
+  void ExpectAnEditOfSettingsHealed() {
+    const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
+    json edit = {{"apiVersion", "v1"},
+                 {"kind", "ConfigMap"},
+                 {"metadata", {{"name", "settings"}, {"namespace", "shop"}}},
+                 {"data", {{"v", "edited"}}}};
+    absl::StatusOr<KubeResponse> edited =
+        api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
+                 "application/apply-patch+yaml");
+    ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
+    EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "1"; }, absl::Seconds(10)))
+        << Live(cm).dump() << agent_->Log();
+  }
+
   std::string root_;
   GitFixture git_;
   std::string kubeconfig_;        // the agent's
@@ -383,17 +426,7 @@ TEST_F(KubernetesFleet, AnEditOrADeleteIsHealedAsItHappensNotAtTheNextCheck) {
       absl::Seconds(30)))
       << HttpGet(agent_http_, "/metrics") << agent_->Log();
 
-  const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
-  json edit = {{"apiVersion", "v1"},
-               {"kind", "ConfigMap"},
-               {"metadata", {{"name", "settings"}, {"namespace", "shop"}}},
-               {"data", {{"v", "edited"}}}};
-  absl::StatusOr<KubeResponse> edited =
-      api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
-               "application/apply-patch+yaml");
-  ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
-  EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "1"; }, absl::Seconds(10)))
-      << Live(cm).dump() << agent_->Log();
+  ExpectAnEditOfSettingsHealed();
 
   absl::StatusOr<KubeResponse> deleted =
       api_->Do("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web");
@@ -411,29 +444,7 @@ TEST_F(KubernetesFleet, AnEditOrADeleteIsHealedAsItHappensNotAtTheNextCheck) {
 // where it may not watch, the account its bundles are applied as watches for it.
 TEST_F(KubernetesFleet, ALockedDownAgentWatchesAsTheAccountItAppliesAs) {
   StartFakeCluster(/*simulate_controllers=*/true, /*restricted_agent=*/true);
-  const std::string rbac = "/apis/rbac.authorization.k8s.io/v1";
-  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
-           {"/api/v1/namespaces",
-            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}}},
-           {rbac + "/namespaces/shop/roles",
-            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-             {"kind", "Role"},
-             {"metadata", {{"name", "deploy"}}},
-             {"rules",
-              {{{"apiGroups", {""}},
-                {"resources", {"configmaps"}},
-                {"verbs", {"get", "list", "watch", "create", "patch", "delete"}}}}}}},
-           {rbac + "/namespaces/shop/rolebindings",
-            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-             {"kind", "RoleBinding"},
-             {"metadata", {{"name", "deploy"}}},
-             {"roleRef",
-              {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", "deploy"}}},
-             {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}}}}) {
-    absl::StatusOr<KubeResponse> r = api_->Do("POST", path, body.dump());
-    ASSERT_TRUE(r.ok() && r->code == 201)
-        << path << ": " << (r.ok() ? r->body : r.status().ToString());
-  }
+  GrantDeployer({""}, {"configmaps"}, {"get", "list", "watch", "create", "patch", "delete"});
   git_.Write("apps/web/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n");
   const std::string first = git_.Commit("one ConfigMap");
@@ -458,17 +469,7 @@ TEST_F(KubernetesFleet, ALockedDownAgentWatchesAsTheAccountItAppliesAs) {
   EXPECT_THAT(agent_->Log(), HasSubstr("as system:serviceaccount:shop:deployer, where the agent "
                                        "may not watch itself"));
 
-  const std::string cm = "/api/v1/namespaces/shop/configmaps/settings";
-  json edit = {{"apiVersion", "v1"},
-               {"kind", "ConfigMap"},
-               {"metadata", {{"name", "settings"}, {"namespace", "shop"}}},
-               {"data", {{"v", "edited"}}}};
-  absl::StatusOr<KubeResponse> edited =
-      api_->Do("PATCH", cm + "?fieldManager=kubectl-edit&force=true", edit.dump(),
-               "application/apply-patch+yaml");
-  ASSERT_TRUE(edited.ok() && edited->code == 200) << (edited.ok() ? edited->body : "");
-  EXPECT_TRUE(Eventually([&] { return Live(cm)["data"]["v"] == "1"; }, absl::Seconds(10)))
-      << Live(cm).dump() << agent_->Log();
+  ExpectAnEditOfSettingsHealed();
 }
 
 // A bundle applied as a service account (`--service-account`, as Flux's serviceAccountName):
@@ -477,29 +478,8 @@ TEST_F(KubernetesFleet, ALockedDownAgentWatchesAsTheAccountItAppliesAs) {
 // API's words, and nothing of it is written; dropped from Git, nothing is left to prune.
 TEST_F(KubernetesFleet, ABundleIsAppliedAsItsServiceAccount) {
   StartFakeCluster(/*simulate_controllers=*/true);
-  const std::string rbac = "/apis/rbac.authorization.k8s.io/v1";
-  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
-           {"/api/v1/namespaces",
-            {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "shop"}}}}},
-           {rbac + "/namespaces/shop/roles",
-            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-             {"kind", "Role"},
-             {"metadata", {{"name", "deploy"}}},
-             {"rules",
-              {{{"apiGroups", {"", "apps"}},
-                {"resources", {"configmaps", "deployments"}},
-                {"verbs", {"get", "list", "create", "patch", "delete"}}}}}}},
-           {rbac + "/namespaces/shop/rolebindings",
-            {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-             {"kind", "RoleBinding"},
-             {"metadata", {{"name", "deploy"}}},
-             {"roleRef",
-              {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "Role"}, {"name", "deploy"}}},
-             {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}}}}) {
-    absl::StatusOr<KubeResponse> r = api_->Do("POST", path, body.dump());
-    ASSERT_TRUE(r.ok() && r->code == 201)
-        << path << ": " << (r.ok() ? r->body : r.status().ToString());
-  }
+  GrantDeployer({"", "apps"}, {"configmaps", "deployments"},
+                {"get", "list", "create", "patch", "delete"});
   const std::string app =
       "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n"
       "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
