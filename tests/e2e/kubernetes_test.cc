@@ -159,8 +159,11 @@ class KubernetesFleet : public ::testing::Test {
   // web, without pausing its rollout; once web resumes, api takes over the claim `before`.
   void ExpectApiWaitsThenTakesOver(const json& before, const std::string& moved);
 
-  void StartFleetWithBundle(const std::string& bundle, const std::string& ns) {
-    StartFleet();
+  // `agent_flags` go to the agent.
+  void StartFleetWithBundle(const std::string& bundle, const std::string& ns,
+                            const std::vector<std::string>& agent_flags = {}) {
+    StartControlPlane("cp.log");
+    StartAgent("agent.log", agent_flags);
     int code;
     std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
     ASSERT_EQ(code, 0) << out;
@@ -407,14 +410,7 @@ TEST_F(KubernetesFleet, AnEditOrADeleteIsHealedAsItHappensNotAtTheNextCheck) {
   StartFakeCluster(/*simulate_controllers=*/true);
   Manifests("shop", "1", /*with_service=*/false);
   const std::string first = git_.Commit("first");
-  StartControlPlane("cp.log");
-  StartAgent("agent.log", {"--resync-interval-seconds=3600"});
-  int code;
-  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out =
-      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
-  ASSERT_EQ(code, 0) << out;
+  StartFleetWithBundle("web", "shop", {"--resync-interval-seconds=3600"});
   ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
       << Describe("web");
   // Namespace, ConfigMap and Deployment: a watch each.
@@ -448,15 +444,8 @@ TEST_F(KubernetesFleet, ALockedDownAgentWatchesAsTheAccountItAppliesAs) {
   git_.Write("apps/web/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"1\"\n");
   const std::string first = git_.Commit("one ConfigMap");
-  StartControlPlane("cp.log");
-  StartAgent("agent.log",
-             {"--resync-interval-seconds=3600", "--default-service-account=shop/deployer"});
-  int code;
-  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
-  ASSERT_EQ(code, 0) << out;
-  out =
-      Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web", "--namespace=shop"}, &code);
-  ASSERT_EQ(code, 0) << out;
+  StartFleetWithBundle(
+      "web", "shop", {"--resync-interval-seconds=3600", "--default-service-account=shop/deployer"});
   ASSERT_TRUE(Eventually([&] { return SyncedAt("web", first); }, absl::Seconds(60)))
       << Describe("web") << agent_->Log();
   ASSERT_TRUE(Eventually(
