@@ -2690,6 +2690,8 @@ std::string Controller::NotePruneHold(const std::string& name, const std::string
     const std::string now = why.empty() ? "" : commit;
     news = held != now && !now.empty();
     held = now;
+    // Said with the hold, not a moment after it (the rollout's publish sets it again).
+    if (!why.empty()) it->second.rollout_message = why;
   }
   metrics_.prune_held.Add({{"bundle", name}}).Set(why.empty() ? 0 : 1);
   if (news) {
