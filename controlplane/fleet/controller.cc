@@ -2632,16 +2632,13 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       contents.push_back(state.content);
       names.push_back(other);
     }
-    for (const std::shared_ptr<const BundleContent>& content : contents) {
-      count.contents.push_back(content);
-      count.present.push_back(content != nullptr);
-    }
     auto cached = stream_prune_counts_.find(stream);
     bool unchanged = cached != stream_prune_counts_.end() &&
-                     cached->second.present == count.present &&
-                     cached->second.builds == count.builds;
+                     cached->second.builds == count.builds &&
+                     cached->second.contents.size() == contents.size();
     for (size_t i = 0; unchanged && i < contents.size(); ++i) {
-      unchanged = cached->second.contents[i].lock() == contents[i];
+      unchanged = cached->second.present[i] == (contents[i] != nullptr) &&
+                  cached->second.contents[i].lock() == contents[i];
     }
     if (unchanged) {
       count = cached->second;
@@ -2668,6 +2665,10 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       if (own > 0) count.own[names[i]] = own;
     }
     count.had = had.size();
+    for (const std::shared_ptr<const BundleContent>& content : contents) {
+      count.contents.push_back(content);
+      count.present.push_back(content != nullptr);
+    }
     MutexLock lock(&mu_);
     if (stream_prune_counts_.size() >= kMaxStreamPruneCounts) stream_prune_counts_.clear();
     stream_prune_counts_[stream] = count;
@@ -3071,10 +3072,11 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
     {
       MutexLock lock(&mu_);
       auto it = bundles_.find(name);
-      for (const auto& [other, state] : bundles_) {
-        if (it != bundles_.end() && other != name && !state.prune_held_commit.empty() &&
-            SameCommitsLocked(state.definition.source(), it->second.definition.source())) {
-          held_too.push_back(other);
+      for (auto other = bundles_.begin(); it != bundles_.end() && other != bundles_.end();
+           ++other) {
+        if (other != it && !other->second.prune_held_commit.empty() &&
+            SameCommitsLocked(other->second.definition.source(), it->second.definition.source())) {
+          held_too.push_back(other->first);
         }
       }
     }
