@@ -87,8 +87,9 @@ ABSL_FLAG(bool, watch_drift, true,
           "watch on those kinds across the cluster (or, failing that, in the namespaces its "
           "bundles use); a kind it may not watch is left to the periodic checks.");
 ABSL_FLAG(int, max_drift_watches, 64,
-          "Watches at once (--watch-drift: a kind across namespaces, or in one namespace); "
-          "the rest are left to the periodic checks.");
+          "Watches at once, one thread each (--watch-drift: a kind across namespaces, or in "
+          "one namespace), the agent's own and those made as its bundles' service accounts "
+          "together; the rest are left to the periodic checks.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message sent or received.");
 ABSL_FLAG(bool, grpc_bdp_probe, false,
           "Probe the link's bandwidth-delay product to widen gRPC's flow-control window: "
@@ -349,7 +350,7 @@ int Main(ShutdownSignals& signals) {
               new DriftWatcher(client.get(), mapper, watch_options),
               [client](DriftWatcher* watcher) { delete watcher; });
         },
-        watch_options.max_watches);
+        watch_options.max_watches, watch_options.forbidden_retry);
     written_to->store(change_watch.get());
   }
   BundleStateStore state(state_dir, &fs);

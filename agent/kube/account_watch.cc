@@ -1,14 +1,21 @@
 #include "agent/kube/account_watch.h"
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
 namespace gitfleet {
 
-AccountWatches::AccountWatches(DriftWatcher* own, Factory factory, size_t max_watches)
-    : own_(own), factory_(std::move(factory)), max_watches_(max_watches) {}
+AccountWatches::AccountWatches(DriftWatcher* own, Factory factory, size_t max_watches,
+                               absl::Duration refused_retry)
+    : own_(own),
+      factory_(std::move(factory)),
+      max_watches_(max_watches),
+      refused_retry_(refused_retry) {}
 
 AccountWatches::~AccountWatches() {
   std::map<std::string, std::shared_ptr<DriftWatcher>> watchers;
@@ -71,6 +78,12 @@ AccountWatches::Counts AccountWatches::counts() const {
   return counts;
 }
 
+size_t AccountWatches::threads() const {
+  size_t threads = own_->threads();
+  for (const auto& [user, watcher] : Watchers()) threads += watcher->threads();
+  return threads;
+}
+
 std::map<std::string, std::shared_ptr<DriftWatcher>> AccountWatches::Watchers() const {
   MutexLock lock(&mu_);
   return watchers_;
@@ -83,42 +96,82 @@ void AccountWatches::Arrange() {
     MutexLock lock(&mu_);
     by_user = by_user_;
   }
-  // What each account is to watch: the kinds and namespaces its bundles hold there that
-  // the agent may not watch itself and no account before it watches, within the bound.
+  std::map<std::string, std::shared_ptr<DriftWatcher>> current = Watchers();
+  const absl::Time now = absl::Now();
+  // An account refused what it was given is passed over there for a while (its watch of
+  // it stops below, and with it the 403 that said so).
+  for (auto it = refusals_.begin(); it != refusals_.end();) {
+    it = it->second <= now ? refusals_.erase(it) : std::next(it);
+  }
+  for (const auto& [place, user] : assigned_) {
+    auto watcher = current.find(user);
+    if (watcher == current.end() || !watcher->second->Forbidden(place.first, place.second)) {
+      continue;
+    }
+    if (refusals_.size() >= kMaxRefusals) break;
+    if (refusals_.emplace(std::make_pair(user, place), now + refused_retry_).second) {
+      GF_LOG(WARNING) << "drift watch: " << user << " may not watch " << place.first.first << " "
+                      << place.first.second
+                      << (place.second.empty() ? "" : absl::StrCat(" in ", place.second))
+                      << " either; another account holding it there is tried, else it is "
+                         "checked on the periodic checks alone (asked again in "
+                      << absl::FormatDuration(refused_retry_) << ")";
+    }
+  }
+  // Who is to watch each kind and namespace the agent may not watch itself: the account
+  // watching it already, while its bundles hold it there and it was not refused; else the
+  // first account (by user name) whose bundles hold it there and that was not refused.
   std::map<std::string, Kinds> want;
+  std::map<Place, std::string> assigned;
   if (by_user != nullptr) {
-    std::set<std::pair<Kind, std::string>> taken;
-    size_t budget = max_watches_;
-    size_t over = 0;
+    std::map<Place, std::vector<std::string>> candidates;
     for (const auto& [user, kinds] : *by_user) {
-      Kinds mine;
       for (const auto& [kind, namespaces] : kinds) {
-        std::set<std::string> forbidden;
         for (const std::string& ns : namespaces) {
-          if (taken.count({kind, ns}) == 0 && own_->Forbidden(kind, ns)) forbidden.insert(ns);
+          Place place{kind, ns};
+          if (refusals_.count({user, place}) > 0 || !own_->Forbidden(kind, ns)) continue;
+          candidates[std::move(place)].push_back(user);
         }
-        if (forbidden.empty()) continue;
-        // Across namespaces first, then each namespace where that is refused too.
-        const size_t cost = 1 + forbidden.size();
+      }
+    }
+    std::map<std::string, Kinds> chosen;
+    for (const auto& [place, users] : candidates) {
+      std::string user = users.front();
+      if (auto was = assigned_.find(place);
+          was != assigned_.end() &&
+          std::find(users.begin(), users.end(), was->second) != users.end()) {
+        user = was->second;
+      }
+      chosen[user][place.first].insert(place.second);
+    }
+    // Within the bound the agent's own watches leave: each kind an account watches costs
+    // a watch across namespaces, then one per namespace where that is refused too.
+    const size_t own = own_->threads();
+    size_t budget = max_watches_ > own ? max_watches_ - own : 0;
+    size_t over = 0;
+    for (auto& [user, kinds] : chosen) {
+      Kinds mine;
+      for (auto& [kind, namespaces] : kinds) {
+        const size_t cost = 1 + namespaces.size();
         if (cost > budget) {
           ++over;
           continue;
         }
         budget -= cost;
-        for (const std::string& ns : forbidden) taken.insert({kind, ns});
-        mine[kind] = std::move(forbidden);
+        for (const std::string& ns : namespaces) assigned[{kind, ns}] = user;
+        mine[kind] = std::move(namespaces);
       }
       if (!mine.empty()) want[user] = std::move(mine);
     }
     if (over > 0 && over != over_) {
       GF_LOG(WARNING) << "drift watch: " << over << " kinds the agent may not watch itself are "
                       << "past the " << max_watches_
-                      << " watches made as service accounts (--max-drift-watches); they are "
-                         "checked on the periodic checks alone";
+                      << " watches at once (--max-drift-watches, the agent's own first); they "
+                         "are checked on the periodic checks alone";
     }
     over_ = over;
   }
-  std::map<std::string, std::shared_ptr<DriftWatcher>> current = Watchers();
+  assigned_ = std::move(assigned);
   std::map<std::string, std::shared_ptr<DriftWatcher>> next;
   for (const auto& [user, kinds] : want) {
     std::shared_ptr<DriftWatcher> watcher;

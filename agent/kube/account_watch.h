@@ -14,10 +14,13 @@
 //   ... watches.TakeChanged() ...
 //
 // A kind and namespace goes to the first account (by user name) whose bundles hold it
-// there; an account that may not watch it either leaves it to the periodic checks. The
-// accounts' watches share `max_watches` (a kind across namespaces and each namespace's
-// count one each), on top of the agent's own. What each account watches is arranged again
-// at each TakeChanged, as the agent's own watches find out what they may not do.
+// there, and stays with it while its bundles hold it there and it may watch it. An account
+// that may not watch it either (403) is not given it again for `refused_retry`: the next
+// account holding it there is tried; with none left it is left to the periodic checks.
+// The agent's own watches and the accounts' share `max_watches` (a kind across namespaces
+// and each namespace's count one each; the agent's own come first), so the threads stay
+// within it. What each account watches is arranged again at each TakeChanged, as the
+// watches find out what they may not do.
 //
 // Thread-safe.
 
@@ -26,8 +29,10 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/apply/change_watch.h"
 #include "agent/kube/drift_watch.h"
 #include "common/sync.h"
@@ -40,7 +45,8 @@ class AccountWatches : public ChangeWatch {
   using Factory =
       std::function<absl::StatusOr<std::shared_ptr<DriftWatcher>>(const std::string& user)>;
 
-  AccountWatches(DriftWatcher* own, Factory factory, size_t max_watches);
+  AccountWatches(DriftWatcher* own, Factory factory, size_t max_watches,
+                 absl::Duration refused_retry = absl::Minutes(5));
   ~AccountWatches() override;
 
   void Watch(const Kinds& kinds) override;
@@ -56,15 +62,22 @@ class AccountWatches : public ChangeWatch {
     int accounts = 0;          // accounts watching something
   };
   Counts counts() const;
+  // The watches' threads, the agent's own and the accounts' (at most max_watches, but for
+  // a moment after the agent's own grow).
+  size_t threads() const;
 
  private:
   // Gives each account the kinds and namespaces the agent may not watch itself.
   void Arrange();
   std::map<std::string, std::shared_ptr<DriftWatcher>> Watchers() const;
 
+  // A kind in a namespace (as Kinds names it).
+  using Place = std::pair<Kind, std::string>;
+
   DriftWatcher* const own_;
   const Factory factory_;
   const size_t max_watches_;
+  const absl::Duration refused_retry_;
 
   Mutex arrange_mu_;  // one arrangement at a time (held across the factory's calls)
   mutable Mutex mu_;
@@ -73,6 +86,12 @@ class AccountWatches : public ChangeWatch {
   // Accounts no watcher could be made for (said once each; bounded).
   std::set<std::string> refused_ ABSL_GUARDED_BY(arrange_mu_);
   size_t over_ ABSL_GUARDED_BY(arrange_mu_) = 0;  // kinds left out at the last arrangement
+  // Who watches each place the agent may not, as last arranged.
+  std::map<Place, std::string> assigned_ ABSL_GUARDED_BY(arrange_mu_);
+  // Accounts refused a place they were given (403), and until when they are passed over
+  // there (bounded: kMaxRefusals).
+  std::map<std::pair<std::string, Place>, absl::Time> refusals_ ABSL_GUARDED_BY(arrange_mu_);
+  static constexpr size_t kMaxRefusals = 4096;
 };
 
 }  // namespace gitfleet

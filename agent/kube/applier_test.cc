@@ -524,6 +524,150 @@ TEST_F(KubernetesApplierTest, WhatTheAgentMayNotWatchItselfIsWatchedAsTheBundles
   reconciler.SetChangeWatch(nullptr);
 }
 
+// Two bundles in shop applied as two accounts; the first by name (auditor) may list
+// ConfigMaps there but not watch them: its watch is refused, and the next account holding
+// them there (deployer) watches them instead, for both bundles. The agent's own watches and
+// the accounts' stay within one max_watches.
+TEST_F(KubernetesApplierTest, AWatchAnAccountIsRefusedGoesToTheNextAccountHoldingIt) {
+  fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
+  std::unique_ptr<ImpersonatingApplier> acting = ActingAsAccounts();
+  Reconciler reconciler(acting.get(), &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler.Load().ok());
+  GrantDeployerConfigMaps({"get", "list", "watch", "create", "patch", "delete"});
+  const std::string rbac = "rbac.authorization.k8s.io";
+  fake_->Put(rbac, "roles",
+             {{"metadata", {{"name", "audit"}, {"namespace", "shop"}}},
+              {"rules",
+               {{{"apiGroups", {""}},
+                 {"resources", {"configmaps"}},
+                 {"verbs", {"get", "list", "create", "patch", "delete"}}}}}});
+  fake_->Put(rbac, "rolebindings",
+             {{"metadata", {{"name", "audit"}, {"namespace", "shop"}}},
+              {"roleRef", {{"apiGroup", rbac}, {"kind", "Role"}, {"name", "audit"}}},
+              {"subjects", {{{"kind", "ServiceAccount"}, {"name", "auditor"}}}}});
+  DriftWatcher::Options watch_options;
+  watch_options.min_backoff = absl::Milliseconds(50);
+  watch_options.max_backoff = absl::Milliseconds(200);
+  watch_options.forbidden_retry = absl::Milliseconds(300);
+  DriftWatcher own(client_.get(), mapper_.get(), watch_options);
+  std::vector<std::string> made_as;
+  // The agent's own: ConfigMaps across namespaces and in shop, both refused (2); an
+  // account's: the same two.
+  const size_t max_watches = 4;
+  AccountWatches watches(
+      &own,
+      [&](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
+        absl::StatusOr<std::unique_ptr<KubeClient>> made = client_->Impersonating(user);
+        if (!made.ok()) return made.status();
+        made_as.push_back(user);
+        std::shared_ptr<KubeClient> client = *std::move(made);
+        return std::shared_ptr<DriftWatcher>(
+            new DriftWatcher(client.get(), mapper_.get(), watch_options),
+            [client](DriftWatcher* watcher) { delete watcher; });
+      },
+      max_watches, /*refused_retry=*/absl::Milliseconds(300));
+  reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
+  auto update = [](const std::string& bundle, const std::string& account,
+                   const v1::ManifestObject& object) {
+    v1::SyncOptions sync;
+    sync.set_prune(true);
+    sync.set_self_heal(true);
+    sync.set_service_account(account);
+    ObjectSet set;
+    set.Put(object);
+    v1::BundleUpdate update;
+    update.set_bundle(bundle);
+    update.set_target_namespace("shop");
+    update.set_revision(ComputeRevision(set, sync, "shop"));
+    *update.mutable_sync() = sync;
+    update.set_object_count(1);
+    *update.add_upserts() = object;
+    return update;
+  };
+  ASSERT_TRUE(reconciler.OnUpdate(update("audit", "auditor", Cm("b", ""))).ack.ok());
+  ASSERT_TRUE(reconciler.OnUpdate(update("web", "deployer", Cm("a", ""))).ack.ok());
+  const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
+  size_t most_threads = 0;
+  auto eventually = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 200 && !done(); ++i) {
+      reconciler.Resync(/*check_drift=*/false);
+      most_threads = std::max(most_threads, watches.threads());
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return done();
+  };
+  ASSERT_TRUE(eventually([&] {
+    return watches.Watching(configmaps, "shop") && watches.counts().as_account == 1;
+  })) << absl::StrJoin(made_as, ",");
+  EXPECT_THAT(made_as, ElementsAre("system:serviceaccount:shop:auditor",
+                                   "system:serviceaccount:shop:deployer"));
+  absl::SleepFor(absl::Milliseconds(300));  // past its list and the own-write grace
+
+  // Each bundle's object edited: heard as deployer, healed with no periodic check, and the
+  // refused account not asked again while the one that may watches.
+  for (const char* name : {"b", "a"}) {
+    fake_->Mutate("", "configmaps", "shop", name, [](json& o) { o["data"]["v"] = "edited"; });
+    EXPECT_TRUE(eventually([&] {
+      return fake_->Get("", "configmaps", "shop", name)["data"]["v"] == "1";
+    })) << name
+        << ": " << fake_->Get("", "configmaps", "shop", name).dump();
+  }
+  EXPECT_EQ(made_as.size(), 2u) << absl::StrJoin(made_as, ",");
+  EXPECT_EQ(watches.counts().accounts, 1);
+  EXPECT_LE(most_threads, max_watches);
+  reconciler.SetChangeWatch(nullptr);
+}
+
+// The agent's own watches come first within max_watches: an account is given what is left.
+TEST_F(KubernetesApplierTest, TheAccountsWatchesShareTheAgentsBound) {
+  fake_->AuthorizeAs("system:serviceaccount:gitfleet:agent");
+  std::unique_ptr<ImpersonatingApplier> acting = ActingAsAccounts();
+  Reconciler reconciler(acting.get(), &state_, metrics_, absl::ZeroDuration());
+  ASSERT_TRUE(reconciler.Load().ok());
+  GrantDeployerConfigMaps({"get", "list", "watch", "create", "patch", "delete"});
+  DriftWatcher::Options watch_options;
+  watch_options.forbidden_retry = absl::Milliseconds(300);
+  DriftWatcher own(client_.get(), mapper_.get(), watch_options);
+  int made = 0;
+  AccountWatches watches(
+      &own,
+      [&](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
+        ++made;
+        return std::make_shared<DriftWatcher>(client_.get(), mapper_.get(), watch_options);
+      },
+      /*max_watches=*/3);
+  reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
+  v1::SyncOptions sync;
+  sync.set_prune(true);
+  sync.set_service_account("deployer");
+  ObjectSet set;
+  set.Put(Cm("a", ""));
+  v1::BundleUpdate update;
+  update.set_bundle("web");
+  update.set_target_namespace("shop");
+  update.set_revision(ComputeRevision(set, sync, "shop"));
+  *update.mutable_sync() = sync;
+  update.set_object_count(1);
+  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
+  ASSERT_TRUE(reconciler.OnUpdate(update).ack.ok());
+  const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
+  for (int i = 0; i < 100 && !own.Forbidden(configmaps, "shop"); ++i) {
+    reconciler.Resync(/*check_drift=*/false);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(own.Forbidden(configmaps, "shop"));
+  for (int i = 0; i < 10; ++i) {
+    reconciler.Resync(/*check_drift=*/false);
+    EXPECT_LE(watches.threads(), 3u);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // Two of the agent's own, and the account's two would be four.
+  EXPECT_EQ(own.threads(), 2u);
+  EXPECT_EQ(made, 0);
+  EXPECT_FALSE(watches.Watching(configmaps, "shop"));
+  reconciler.SetChangeWatch(nullptr);
+}
+
 TEST_F(KubernetesApplierTest, ObjectsWithoutNamespaceGoToTheTargetNamespace) {
   ASSERT_TRUE(
       reconciler_->OnUpdate(Update({Ns("team"), Cm("a", "")}, true, true, "team")).ack.ok());

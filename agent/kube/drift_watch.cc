@@ -283,6 +283,11 @@ DriftWatcher::Counts DriftWatcher::counts() const {
   return counts;
 }
 
+size_t DriftWatcher::threads() const {
+  MutexLock lock(&mu_);
+  return workers_.size();
+}
+
 void DriftWatcher::Written(const std::string& collection, const std::string& name,
                            const std::string& version) {
   if (version.empty()) return;

@@ -101,6 +101,9 @@ class DriftWatcher : public ChangeWatch {
     int by_namespace = 0;  // kinds watched in each of their namespaces instead
   };
   Counts counts() const;
+  // Its watches' threads, whatever their state (a kind across namespaces that is refused
+  // keeps one, asking again every forbidden_retry).
+  size_t threads() const;
 
  private:
   enum class State { kStarting, kWatching, kForbidden };
