@@ -2265,7 +2265,7 @@ TEST_F(KubernetesApplierTest, ANamespaceThatHoldsSecretsGitCannotBringBackIsNotP
           "  annotations:\n    gitfleet.io/prune: \"false\"\nstringData: {password: x}\n");
   const v1::ManifestObject pruned =
       Obj("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pruned\n  namespace: shop\n"
-          "stringData: {password: y}\n");
+          "stringData: {password: \"y\"}\n");
   ASSERT_TRUE(reconciler_->OnUpdate(Update({Ns("shop"), Cm("a"), kept, pruned, Cm("x", "default")}))
                   .ack.ok());
   auto secret = [&](const std::string& name, json extra) {

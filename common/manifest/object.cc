@@ -9,7 +9,9 @@
 #include "absl/strings/str_split.h"
 #include "common/manifest/hash.h"
 #include "common/manifest/hook.h"
+#include "common/manifest/string_fields.h"
 #include "common/manifest/yaml.h"
+#include "common/manifest/yaml_json.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -120,6 +122,18 @@ absl::StatusOr<v1::ManifestObject> ObjectFromNode(const YAML::Node& doc, absl::s
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", yaml.status().message()));
   }
   object.set_yaml(*std::move(yaml));
+  // As every agent will read it (the node, not the text emitted from it: the same object,
+  // as yaml_fuzzer checks, at a seventh of the cost of parsing it again): what kubectl
+  // would refuse (a tag that does not fit, a number where Kubernetes takes a string) fails
+  // the render once, naming the field, instead of each cluster's apply.
+  absl::StatusOr<nlohmann::json> as_kubectl_reads_it = YamlNodeToJson(doc);
+  absl::Status typed = as_kubectl_reads_it.ok()
+                           ? CheckStringFields(key->group(), *kind, *as_kubectl_reads_it)
+                           : as_kubectl_reads_it.status();
+  if (!typed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", KeyDisplay(*key), ": ", typed.message()));
+  }
   object.set_content_hash(Sha256Hex(object.yaml()));
   return object;
 }

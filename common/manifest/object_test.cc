@@ -155,7 +155,7 @@ TEST(ParseManifestsTest, AnAliasBombIsRefusedNotExpanded) {
   // Ordinary anchors and aliases, as real manifests use them, still work.
   absl::StatusOr<std::vector<v1::ManifestObject>> fine = ParseManifests(
       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: &l {app: web}}\n"
-      "data: {x: *l}\n",
+      "other: {x: *l}\n",
       "fine.yaml");
   ASSERT_TRUE(fine.ok()) << fine.status();
   EXPECT_THAT((*fine)[0].yaml(), HasSubstr("app: web"));
@@ -193,6 +193,72 @@ TEST(ParseManifestsTest, DeepNestingAndTooManyDocumentsAreRefused) {
 // silently replace the earlier one (kubernetes#99286: a Deployment's first `envFrom`
 // lost), and kubectl's strict validation refuses it. The same key in other mappings, or
 // YAML's merge key, is no duplicate; files that are not manifests (values) may repeat.
+// Left unquoted, these are a boolean or a number as kubectl reads YAML, and the API server
+// refuses the object: the render says so once, naming the field.
+TEST(ParseManifestsTest, AnUnquotedValueWhereKubernetesTakesAStringIsRefusedNamingTheField) {
+  struct Case {
+    std::string yaml;
+    std::string error;
+  };
+  const std::string deployment =
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\n"
+      "spec:\n  selector: {matchLabels: {app: api}}\n  template:\n"
+      "    metadata: {labels: {app: api}}\n    spec:\n      containers:\n      - name: api\n";
+  const std::vector<Case> cases = {
+      {"apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  annotations:\n"
+       "    prometheus.io/scrape: true\n",
+       "m.yaml:1: Service api: .metadata.annotations[\"prometheus.io/scrape\"] is the boolean "
+       "true (plain true/false, yes/no, on/off and y/n are booleans in YAML as kubectl reads "
+       "it), where Kubernetes takes a string: quote it"},
+      {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {version: 1.0}}\n",
+       "m.yaml:1: ConfigMap a: .metadata.labels.version is the number 1.0, where Kubernetes "
+       "takes a string: quote it"},
+      {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {port: 8080}\n",
+       "ConfigMap a: .data.port is the number 8080"},
+      {"apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringData: {debug: no}\n",
+       "Secret a: .stringData.debug is the boolean false"},
+      {deployment + "        args: [--port, 8080]\n",
+       "Deployment api: .spec.template.spec.containers[0].args[1] is the number 8080"},
+      {deployment + "        env: [{name: DEBUG, value: yes}]\n",
+       "Deployment api: .spec.template.spec.containers[0].env[0].value is the boolean true"},
+      {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\n"
+       "spec: {selector: {matchLabels: {tier: 1}}}\n",
+       ".spec.selector.matchLabels.tier is the number 1"},
+      {"apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec:\n"
+       "  jobTemplate:\n    spec:\n      template:\n        spec:\n"
+       "          initContainers: [{name: wait, command: [sleep, 30]}]\n",
+       "CronJob nightly: .spec.jobTemplate.spec.template.spec.initContainers[0].command[1] is "
+       "the number 30"},
+      {"apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {selector: {app: [api]}}\n",
+       ".spec.selector.app is a sequence, where Kubernetes takes a string"},
+      {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, annotations: [x]}\n",
+       ".metadata.annotations is a sequence, where Kubernetes takes a mapping of strings"},
+      // A custom resource's metadata is ObjectMeta too.
+      {"apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, labels: {on: on}}\n",
+       "Widget w: .metadata.labels.true is the boolean true"},
+      // What kubectl refuses while converting: a tag that does not fit its value.
+      {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nx: !!int ten\n",
+       "m.yaml:1: ConfigMap a: "},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<std::vector<v1::ManifestObject>> parsed = ParseManifests(c.yaml, "m.yaml");
+    ASSERT_FALSE(parsed.ok()) << c.yaml;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(parsed.status().message(), HasSubstr(c.error)) << c.yaml;
+  }
+  // Quoted, null, and the same fields of other groups' kinds (their schemas judge them).
+  absl::StatusOr<std::vector<v1::ManifestObject>> fine = ParseManifests(
+      deployment + "        args: [--port, \"8080\"]\n        env: [{name: A, value: }]\n" +
+          "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n"
+          "    prometheus.io/scrape: \"true\"\n    b: ~\n  labels: {version: '1.0'}\n"
+          "data: {port: \"8080\", on: \"yes\"}\n"
+          "---\napiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: w}\n"
+          "spec: {template: {spec: {containers: [{name: a, args: [1]}]}}}\n",
+      "fine.yaml");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->size(), 3u);
+}
+
 TEST(ParseManifestsTest, AKeySetTwiceInOneMappingIsRefusedNamingBothLines) {
   const std::string twice =
       "apiVersion: apps/v1\n"                  // 1
@@ -385,8 +451,9 @@ TEST(ParseManifestsTest, MissingKindAndApiVersion) {
 
 TEST(ParseManifestsTest, CanonicalYamlKeepsStringsStringsAndIsBlockStyle) {
   auto objects = ParseManifests(
-      "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"x\"},"
-      " \"data\": {\"port\": \"8080\", \"flag\": \"true\", \"count\": 3, \"e\": null}}",
+      "{\"apiVersion\": \"example.com/v1\", \"kind\": \"Widget\", \"metadata\": "
+      "{\"name\": \"x\"}, \"spec\": {\"port\": \"8080\", \"flag\": \"true\", \"count\": 3, "
+      "\"e\": null}}",
       "cm.json");
   ASSERT_TRUE(objects.ok()) << objects.status();
   const std::string& yaml = (*objects)[0].yaml();
@@ -394,10 +461,10 @@ TEST(ParseManifestsTest, CanonicalYamlKeepsStringsStringsAndIsBlockStyle) {
   EXPECT_THAT(yaml, HasSubstr("flag: \"true\""));
   EXPECT_THAT(yaml, HasSubstr("count: 3\n"));
   EXPECT_THAT(yaml, HasSubstr("metadata:\n  name: x\n"));
-  EXPECT_THAT(yaml, HasSubstr("apiVersion: v1\n"));
+  EXPECT_THAT(yaml, HasSubstr("apiVersion: example.com/v1\n"));
   auto quoted = ParseManifests(
-      "apiVersion: 'v1'\nkind: \"ConfigMap\"\nmetadata: {name: x}\n"
-      "data: {port: '8080', flag: 'true', count: 3, e: null}\n",
+      "apiVersion: 'example.com/v1'\nkind: \"Widget\"\nmetadata: {name: x}\n"
+      "spec: {port: '8080', flag: 'true', count: 3, e: null}\n",
       "q.yaml");
   ASSERT_TRUE(quoted.ok());
   EXPECT_EQ((*quoted)[0].content_hash(), (*objects)[0].content_hash())
@@ -455,8 +522,8 @@ ObjectSet MakeSet(const std::vector<std::string>& docs) {
 
 TEST(RevisionTest, SameContentSameRevisionAndOptionsMatter) {
   ObjectSet a = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: x}\n",
-                         "apiVersion: v1\nkind: B\nmetadata: {name: y}\n"});
-  ObjectSet b = MakeSet({"apiVersion: v1\nkind: B\nmetadata: {name: y}\n",
+                         "apiVersion: v1\nkind: B\nmetadata: {name: why}\n"});
+  ObjectSet b = MakeSet({"apiVersion: v1\nkind: B\nmetadata: {name: why}\n",
                          "apiVersion: v1\nkind: A\nmetadata: {name: x}\n"});
   v1::SyncOptions sync;
   EXPECT_EQ(ComputeRevision(a, sync, ""), ComputeRevision(b, sync, ""));
@@ -465,7 +532,7 @@ TEST(RevisionTest, SameContentSameRevisionAndOptionsMatter) {
   prune.set_prune(true);
   EXPECT_NE(ComputeRevision(a, sync, ""), ComputeRevision(a, prune, ""));
   ObjectSet c = MakeSet({"apiVersion: v1\nkind: A\nmetadata: {name: x}\ndata: 1\n",
-                         "apiVersion: v1\nkind: B\nmetadata: {name: y}\n"});
+                         "apiVersion: v1\nkind: B\nmetadata: {name: why}\n"});
   EXPECT_NE(ComputeRevision(a, sync, ""), ComputeRevision(c, sync, ""));
 }
 

@@ -35,8 +35,8 @@ std::shared_ptr<const Revision> MakeRevision(const std::string& bundle,
                                              const std::string& data = "1") {
   ObjectSet set;
   for (const std::string& name : names) {
-    set.Put(*MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name +
-                            "}\ndata: {v: \"" + data + "\"}\n",
+    set.Put(*MakeObject("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"" + name +
+                            "\"}\ndata: {v: \"" + data + "\"}\n",
                         "test"));
   }
   return Revision::Build(bundle, "c0ffee", absl::Now(), std::move(set), {}, "");

@@ -26,7 +26,7 @@ std::vector<std::string> IgnoreRules(const ObjectSet& set) {
 }
 
 std::string Cm(const std::string& name) {
-  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n";
+  return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"" + name + "\"}\n";
 }
 
 TEST(PlainRendererTest, RendersYamlAndJsonRecursivelyAndSkipsOtherFiles) {
