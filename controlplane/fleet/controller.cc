@@ -596,6 +596,14 @@ void Controller::FollowScopesLoop() {
   } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
 }
 
+std::string Controller::PausedBySource(const v1::BundleRecord& record) {
+  if (record.paused_by().empty() || !record.pinned_commit().empty()) return "";
+  return absl::StrCat("paused: ", record.paused_by(), " says paused: true at ",
+                      record.commit().substr(0, 12),
+                      " (Fleet's paused): no cluster gets this commit, nor a later one that says "
+                      "so, until a commit sets it false");
+}
+
 std::string Controller::CallerGoneMessage(const std::string& bundle, const std::string& caller) {
   return absl::StrCat(
       "its caller ", caller,
@@ -1462,6 +1470,7 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
         "bundle resume ",
         name);
   }
+  if (std::string paused = PausedBySource(state.record); !paused.empty()) return paused;
   if (cluster.suspended()) {
     return absl::StrCat(
         "cluster suspended for maintenance: it gets no new revisions until "
@@ -2447,8 +2456,9 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
       it->second.dependency_waits.clear();
       return gate;
     }
-    *stable_gate = ClusterSetGate::Of({});           // until the dependencies are known ready
-    if (it->second.record.suspended()) return gate;  // nobody gets anything anyway
+    *stable_gate = ClusterSetGate::Of({});  // until the dependencies are known ready
+    // Nobody gets anything anyway.
+    if (it->second.record.suspended() || !PausedBySource(it->second.record).empty()) return gate;
     selector = it->second.selector;
     for (const std::string& dependency : it->second.definition.depends_on()) {
       Dependency d{dependency};
@@ -2708,6 +2718,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   v1::RolloutStrategy strategy;
   int64_t definition_generation = 0;
   bool suspended = false;
+  std::string paused;  // by the folder's fleet.yaml
   v1::RolloutRecord before;
   LabelSelector selector;
   std::shared_ptr<const BundleVariants> content;
@@ -2734,6 +2745,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     strategy = state.definition.rollout();
     definition_generation = state.definition.generation();
     suspended = state.record.suspended();
+    paused = PausedBySource(state.record);
     // A rollback is the operator's own act; a changed definition is judged as a commit is
     // (a mistyped --path deletes as much as a folder moved).
     if (state.definition.sync().prune() && state.record.pinned_commit().empty() &&
@@ -2802,6 +2814,11 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     publish(cut_for(before.commit()), cut_membership, before.commit(),
             "suspended (gitfleetctl bundle resume)", before);
     return ClusterSetGate::Of({});  // nobody gets anything new
+  }
+  if (!paused.empty()) {
+    hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
+    publish(cut_for(before.commit()), cut_membership, before.commit(), paused, before);
+    return ClusterSetGate::Of({});  // the fleet keeps what it runs
   }
   const std::string held = guarded_from != nullptr && !approved
                                ? PruneHold(name, guarded_from, content, max_prune)
@@ -3464,6 +3481,18 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       notes.insert(notes.end(), content->notes().begin(), content->notes().end());
     }
   }
+  // Fleet's `paused`, read from the folder whatever the engine (a chart's variants render
+  // later): the render is held from every cluster while it says true.
+  if (status.ok() && inputs != nullptr) {
+    absl::StatusOr<FleetYamlNamespace> fleet =
+        ReadFleetYamlNamespace(definition.path(), *inputs, reads.fleet_bundle_layout);
+    if (fleet.ok() && !fleet->paused_error.empty()) {
+      status = absl::InvalidArgumentError(fleet->paused_error);
+      content.reset();
+    } else if (fleet.ok() && fleet->paused) {
+      out->paused_by = fleet->file;
+    }
+  }
   // A tool that read the repository found no files where a submodule is: say why.
   if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
       !absl::StrContains(status.message(), "--submodules")) {
@@ -3595,6 +3624,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   if (content != nullptr) {
     record.set_engine(engine);
     record.set_renders_per_target(built.per_target);
+    record.set_paused_by(built.paused_by);
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
@@ -3641,26 +3671,37 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     GF_LOG(ERROR) << "bundle " << name << ": cannot store render: " << stored;
     return absl::Status(stored.code(), absl::StrCat("cannot store render: ", stored.message()));
   }
-  MutexLock lock(&mu_);
-  auto it = bundles_.find(name);
-  if (it == bundles_.end()) return absl::OkStatus();
-  BundleState& state = it->second;
-  state.record = record;
-  state.render_reused = cache_hit && status.ok();
-  if (content != nullptr) {
-    // A new render with the same single revision changes nothing for agents.
-    std::shared_ptr<const Revision> before =
-        state.content != nullptr ? state.content->Uniform() : nullptr;
-    std::shared_ptr<const Revision> after = content->Uniform();
-    if (before == nullptr || after == nullptr || before->id != after->id) {
-      state.content = content;
-      state.content_generation = definition.generation();
-      state.variant_paths = variant_paths;
+  std::string paused;  // told once the lock is let go (Publish)
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return absl::OkStatus();
+    BundleState& state = it->second;
+    paused = PausedBySource(record);
+    if (!PausedBySource(state.record).empty() && state.record.commit() == record.commit()) {
+      paused.clear();  // said already
+    }
+    state.record = record;
+    state.render_reused = cache_hit && status.ok();
+    if (content != nullptr) {
+      // A new render with the same single revision changes nothing for agents.
+      std::shared_ptr<const Revision> before =
+          state.content != nullptr ? state.content->Uniform() : nullptr;
+      std::shared_ptr<const Revision> after = content->Uniform();
+      if (before == nullptr || after == nullptr || before->id != after->id) {
+        state.content = content;
+        state.content_generation = definition.generation();
+        state.variant_paths = variant_paths;
+      }
+    }
+    if (status.ok()) {
+      state.reconciled_generation = generation;
+      state.reconciled_commit = commit.id;
     }
   }
-  if (status.ok()) {
-    state.reconciled_generation = generation;
-    state.reconciled_commit = commit.id;
+  if (!paused.empty()) {
+    GF_LOG(INFO) << "bundle " << name << ": " << paused;
+    Publish(MakeEvent("bundle.paused_by_source", name, "", paused, record.commit()));
   }
   return status;
 }

@@ -374,6 +374,10 @@ class Controller {
   class Mailbox;
 
   void OnSourceCommit(const std::string& source, const SourceSnapshot& snapshot);
+  // Why the newest render goes to no cluster because its folder's fleet.yaml says
+  // `paused: true` (BundleRecord.paused_by), or "" (also for a pinned bundle: a rollback is
+  // the operator's own act).
+  static std::string PausedBySource(const v1::BundleRecord& record);
   // The source's fetch (or ref) failed with `error`, or recovered (""): kept for the
   // bundles that read it, and told as an event.
   void OnSourceError(const std::string& source, const std::string& error);
@@ -492,6 +496,8 @@ class Controller {
     // A plain or kustomize bundle rendered per cluster for fleet.yaml's targets
     // (BundleRecord.renders_per_target).
     bool per_target = false;
+    // The fleet.yaml that says `paused: true` (BundleRecord.paused_by), or "".
+    std::string paused_by;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

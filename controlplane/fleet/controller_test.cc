@@ -3806,6 +3806,58 @@ TEST_F(RolloutTest, SuspendedBundlesAndClustersGetNothingNew) {
   EXPECT_THAT(controller_->SuspendCluster("nowhere", true), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// A folder whose fleet.yaml says `paused: true` (Fleet's paused): its commits reach no
+// cluster, a restart included, and a cluster that joins gets what the fleet ran, until a
+// commit sets it false. A value Fleet would refuse fails the render.
+TEST_F(RolloutTest, FleetYamlsPausedHoldsItsCommitsFromEveryCluster) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Take("c1"), r1);
+
+  git_.Write("apps/web/fleet.yaml", "paused: true\n");
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("second, paused");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r2, r1);
+  EXPECT_EQ(Take("c1"), "") << "the folder says paused";
+  const std::string paused = "paused: apps/web/fleet.yaml says paused: true at ";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr(paused));
+  EXPECT_THAT(controller_->ListBundles()[0].notes(), Not(Contains(HasSubstr("paused"))));
+  Connect("c2");
+  EXPECT_EQ(Take("c2"), r1) << "a cluster that joins gets what the fleet runs";
+
+  Restart();
+  for (const char* name : {"c1", "c2"}) Connect(name, r1);
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c1"), "") << "a restart let a paused commit through";
+  EXPECT_THAT(controller_->GetStatus("c2", "web")[0].held_back(), HasSubstr(paused));
+
+  // Unpaused: the same objects, now for everyone.
+  git_.Write("apps/web/fleet.yaml", "paused: false\n");
+  git_.Commit("unpause");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(Eventually("c1"), r2);
+  EXPECT_EQ(Eventually("c2"), r2);
+  EXPECT_EQ(controller_->GetStatus("c1", "web")[0].held_back(), "");
+
+  // Quoted, it is a string Fleet's reader refuses: the render fails, nothing is lost.
+  git_.Write("apps/web/fleet.yaml", "paused: \"true\"\n");
+  git_.Write("apps/web/cm.yaml", Cm("web", "3"));
+  git_.Commit("quoted");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
+  EXPECT_THAT(bundles[0].error(),
+              HasSubstr("apps/web/fleet.yaml: paused is \"true\", not true or false (unquoted)"));
+  EXPECT_EQ(bundles[0].revision(), r2);
+  EXPECT_EQ(Take("c1"), "");
+}
+
 // The partitions are cut when a render's rollout starts. A cluster that stops matching the
 // bundle later leaves its partition and moves nobody else, and one that starts matching
 // joins the last partition that has not started: a change in the fleet never brings a

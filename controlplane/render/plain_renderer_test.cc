@@ -190,8 +190,8 @@ TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
   auto noted = RenderBundlePath(renderer, before);
   ASSERT_TRUE(noted.ok()) << noted.status();
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "apps/web/fleet.yaml sets helm, kustomize, paused, which gitfleet does "
-                         "not read: the bundle's own flags do that work")));
+                         "apps/web/fleet.yaml sets helm, kustomize, which gitfleet does not read: "
+                         "the bundle's own flags do that work")));
   files.push_back({"apps/web/settings.yaml", "replicas: 3\n"});
   before.notes = nullptr;
   auto elsewhere = RenderBundlePath(renderer, before);

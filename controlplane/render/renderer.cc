@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -770,6 +771,25 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         if (sorted.size() > 64) break;  // CheckNamespaceMetadata names the bound
       }
       for (const auto& [key, value] : sorted) list->push_back(absl::StrCat(key, "=", value));
+    }
+    if (const YAML::Node paused = fields["paused"]; paused && !paused.IsNull()) {
+      // As Fleet's Go reader takes a boolean: YAML 1.1's words, unquoted.
+      static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES",
+                                                  "on",   "On",   "ON",   "y",   "Y"};
+      static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO",
+                                                   "off",   "Off",   "OFF",   "n",  "N"};
+      const bool plain = paused.IsScalar() && paused.Tag() != "!";
+      if (plain && kTrue.count(paused.Scalar()) > 0) {
+        out.paused = true;
+      } else if (!plain || kFalse.count(paused.Scalar()) == 0) {
+        out.paused_error =
+            absl::StrCat(name, ": paused is ",
+                         paused.IsScalar() ? absl::StrCat("\"", paused.Scalar().substr(0, 64), "\"")
+                                           : std::string("not a scalar"),
+                         ", not true or false (unquoted), which Fleet would refuse");
+      }
+      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "paused"),
+                       out.unread.end());
     }
     if (const YAML::Node keep = fields["keepResources"]; keep && keep.IsScalar()) {
       out.keep_resources = keep.Scalar() == "true";

@@ -406,6 +406,10 @@ struct FleetYamlNamespace {
   // Options it sets that change what Fleet renders or how it rolls out, which gitfleet
   // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
   std::vector<std::string> unread;
+  // Its `paused` (Fleet: the folder's changes are not deployed while true), and why it
+  // cannot be read when it is not a boolean (Fleet's reader would refuse it).
+  bool paused = false;
+  std::string paused_error;
   // Its serviceAccount (a name), and why it cannot be used when it is no name.
   std::string service_account;
   std::string service_account_error;
