@@ -9,10 +9,12 @@
 #include <tuple>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
@@ -294,6 +296,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_diff = record.reads_fleet_diff();
   reads.controller_fields = record.reads_controller_fields();
   reads.fleet_service_account = record.reads_fleet_service_account();
+  reads.fleet_depends_on = record.reads_fleet_depends_on();
   return reads;
 }
 
@@ -426,6 +429,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_diff(true);
         state.record.set_reads_controller_fields(true);
         state.record.set_reads_fleet_service_account(true);
+        state.record.set_reads_fleet_depends_on(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1306,6 +1310,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_diff(true);
         state.record.set_reads_controller_fields(true);
         state.record.set_reads_fleet_service_account(true);
+        state.record.set_reads_fleet_depends_on(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {
@@ -2393,18 +2398,84 @@ void Controller::ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* 
   *stable_gate = ClusterSetGate::Of(std::move(stable_allowed));
 }
 
-std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
-  // Depth-first from the new definition over everyone's depends_on; bounded by the
-  // number of bundles (each is entered once).
-  std::map<std::string, std::vector<std::string>> edges;
-  for (const auto& [name, state] : bundles_) {
-    edges[name].assign(state.definition.depends_on().begin(), state.definition.depends_on().end());
+namespace {
+
+// A folder's path as Fleet names its bundle after it: lower case, each character outside
+// [a-z0-9] a dash ("apps/web_ui" is "apps-web-ui").
+std::string FleetFolderName(const std::string& path) {
+  std::string out = absl::AsciiStrToLower(path);
+  for (char& c : out) {
+    if (!absl::ascii_isalnum(c)) c = '-';
   }
-  edges[bundle.name()].assign(bundle.depends_on().begin(), bundle.depends_on().end());
+  return std::string(absl::StripSuffix(absl::StripPrefix(out, "-"), "-"));
+}
+
+}  // namespace
+
+std::vector<std::string> Controller::DependenciesLocked(const std::string& name,
+                                                        const BundleState& state) const {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& dependency) {
+    if (dependency != name && std::find(out.begin(), out.end(), dependency) == out.end()) {
+      out.push_back(dependency);
+    }
+  };
+  for (const std::string& dependency : state.definition.depends_on()) add(dependency);
+  for (const std::string& declared : state.record.declared_depends_on()) {
+    add(ResolveFleetDependencyLocked(name, state.definition.source(), declared));
+  }
+  return out;
+}
+
+std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
+                                                     const std::string& source,
+                                                     const std::string& declared) const {
+  if (bundles_.count(declared) > 0) return declared;
+  std::string found;
+  size_t longest = 0;
+  bool tie = false;
+  for (const auto& [other, other_state] : bundles_) {
+    if (other == name || other_state.definition.source() != source) continue;
+    const std::string folder = FleetFolderName(other_state.definition.path());
+    if (folder.empty() ||
+        (declared != folder && !absl::EndsWith(declared, absl::StrCat("-", folder)))) {
+      continue;
+    }
+    if (folder.size() > longest) {
+      found = other;
+      longest = folder.size();
+      tie = false;
+    } else if (folder.size() == longest) {
+      tie = true;
+    }
+  }
+  return found.empty() || tie ? declared : found;
+}
+
+std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
+  // Depth-first from the definition over everyone's dependencies (theirs worked out as
+  // they are reached); bounded by the number of bundles (each is entered once).
+  std::map<std::string, std::vector<std::string>> edges;
+  std::vector<std::string>& own = edges[bundle.name()];
+  own.assign(bundle.depends_on().begin(), bundle.depends_on().end());
+  if (auto it = bundles_.find(bundle.name()); it != bundles_.end()) {
+    for (const std::string& declared : it->second.record.declared_depends_on()) {
+      own.push_back(ResolveFleetDependencyLocked(bundle.name(), bundle.source(), declared));
+    }
+  }
+  auto edges_of = [&](const std::string& node) -> const std::vector<std::string>& {
+    auto known = edges.find(node);
+    if (known != edges.end()) return known->second;
+    auto it = bundles_.find(node);
+    std::vector<std::string>& out = edges[node];
+    if (it != bundles_.end()) out = DependenciesLocked(node, it->second);
+    return out;
+  };
   std::vector<std::string> path = {bundle.name()};
   std::set<std::string> done;
   std::function<bool(const std::string&)> visit = [&](const std::string& node) {
-    for (const std::string& next : edges[node]) {
+    const std::vector<std::string> next_nodes = edges_of(node);
+    for (const std::string& next : next_nodes) {
       if (next == bundle.name()) {
         path.push_back(next);
         return true;
@@ -2423,17 +2494,28 @@ std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
 void Controller::RefreshDependencies() {
   std::map<std::string, std::vector<std::string>> dependents;
   std::set<std::string> watched;
+  std::vector<std::string> changed;  // bundles whose dependencies are others now
   {
     MutexLock lock(&mu_);
+    std::map<std::string, std::vector<std::string>> now;
     for (const auto& [name, state] : bundles_) {
-      for (const std::string& dependency : state.definition.depends_on()) {
+      std::vector<std::string> dependencies = DependenciesLocked(name, state);
+      for (const std::string& dependency : dependencies) {
         dependents[dependency].push_back(name);
         watched.insert(dependency);
       }
+      auto before = dependencies_.find(name);
+      if (before == dependencies_.end() ? !dependencies.empty() : before->second != dependencies) {
+        changed.push_back(name);
+      }
+      if (!dependencies.empty()) now[name] = std::move(dependencies);
     }
+    dependencies_ = std::move(now);
   }
   mailbox_->SetDependents(std::move(dependents));
   hub_->SetWatchedBundles(std::move(watched));
+  // Its gate judged again at once: a dependency defined since, or renamed away.
+  for (const std::string& name : changed) queue_.Add(name);
 }
 
 Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bool has_stable,
@@ -2448,11 +2530,13 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     std::shared_ptr<const BundleVariants> content;
   };
   std::vector<Dependency> dependencies;
+  std::string cycle;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return gate;
-    if (it->second.definition.depends_on().empty()) {
+    if (it->second.definition.depends_on().empty() &&
+        it->second.record.declared_depends_on().empty()) {
       it->second.dependency_waits.clear();
       return gate;
     }
@@ -2460,7 +2544,12 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     // Nobody gets anything anyway.
     if (it->second.record.suspended() || !PausedBySource(it->second.record).empty()) return gate;
     selector = it->second.selector;
-    for (const std::string& dependency : it->second.definition.depends_on()) {
+    // A cycle through what a fleet.yaml names (one of flags alone is refused when defined):
+    // nobody gets anything new until it is broken.
+    if (!it->second.record.declared_depends_on().empty()) {
+      cycle = FindCycleLocked(it->second.definition);
+    }
+    for (const std::string& dependency : DependenciesLocked(name, it->second)) {
       Dependency d{dependency};
       auto dep = bundles_.find(dependency);
       if (dep != bundles_.end()) {
@@ -2485,6 +2574,15 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
   }
   std::set<std::string> joiners_allowed(joiners.begin(), joiners.end());
   std::map<std::string, std::string> waits;  // cluster -> why
+  if (!cycle.empty()) {
+    for (const std::string& cluster : candidates) {
+      waits[cluster] = absl::StrCat("the dependencies go round in a cycle, ", cycle,
+                                    " (fleet.yaml's dependsOn counts): break it");
+    }
+    allowed.clear();
+    joiners_allowed.clear();
+    dependencies.clear();
+  }
   for (const Dependency& d : dependencies) {
     if (!d.defined || d.content == nullptr) {
       for (const std::string& cluster : candidates) {
@@ -3492,6 +3590,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     } else if (fleet.ok() && fleet->paused) {
       out->paused_by = fleet->file;
     }
+    if (fleet.ok() && reads.fleet_depends_on) out->declared_depends_on = fleet->depends_on;
   }
   // A tool that read the repository found no files where a submodule is: say why.
   if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
@@ -3625,6 +3724,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record.set_engine(engine);
     record.set_renders_per_target(built.per_target);
     record.set_paused_by(built.paused_by);
+    record.mutable_declared_depends_on()->Assign(built.declared_depends_on.begin(),
+                                                 built.declared_depends_on.end());
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
@@ -3672,6 +3773,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     return absl::Status(stored.code(), absl::StrCat("cannot store render: ", stored.message()));
   }
   std::string paused;  // told once the lock is let go (Publish)
+  bool dependencies_changed = false;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -3681,6 +3783,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (!PausedBySource(state.record).empty() && state.record.commit() == record.commit()) {
       paused.clear();  // said already
     }
+    dependencies_changed = !std::equal(
+        state.record.declared_depends_on().begin(), state.record.declared_depends_on().end(),
+        record.declared_depends_on().begin(), record.declared_depends_on().end());
     state.record = record;
     state.render_reused = cache_hit && status.ok();
     if (content != nullptr) {
@@ -3703,6 +3808,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     GF_LOG(INFO) << "bundle " << name << ": " << paused;
     Publish(MakeEvent("bundle.paused_by_source", name, "", paused, record.commit()));
   }
+  if (dependencies_changed) RefreshDependencies();
   return status;
 }
 

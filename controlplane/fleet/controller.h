@@ -450,10 +450,26 @@ class Controller {
   std::string HeldBackLocked(const std::string& name, const BundleState& state,
                              const v1::ClusterInfo& cluster, PartitionIndex& partition_of) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Tells the hub and the mailbox which bundles others depend on (after a change).
-  void RefreshDependencies();
+  // Tells the hub and the mailbox which bundles others depend on (after a change), and
+  // queues the bundles whose dependencies resolve to others than before.
+  void RefreshDependencies() ABSL_LOCKS_EXCLUDED(mu_);
+  // Each bundle's dependencies as RefreshDependencies last worked them out.
+  std::map<std::string, std::vector<std::string>> dependencies_ ABSL_GUARDED_BY(mu_);
   // The dependency cycle `bundle` would close ("a -> b -> a"), or "".
   std::string FindCycleLocked(const v1::Bundle& bundle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bundles `name`'s clusters wait for: its --depends-on, then what its fleet.yaml's
+  // dependsOn names (BundleRecord.declared_depends_on), each resolved to a bundle here: the
+  // one of that name, else the one of the same source whose folder Fleet names so (the
+  // GitRepo's name, a dash, the folder's path with dashes: the longest such path; a tie
+  // resolves to none). One that resolves to none is kept as written (waited for as an
+  // undefined bundle is). Never `name` itself; each once.
+  std::vector<std::string> DependenciesLocked(const std::string& name,
+                                              const BundleState& state) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What `declared` (a name in the fleet.yaml of `name`, of `source`) resolves to.
+  std::string ResolveFleetDependencyLocked(const std::string& name, const std::string& source,
+                                           const std::string& declared) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Changes the stored rollout record under the writer lock; queues a reconcile.
   absl::Status ChangeRollout(const std::string& name,
                              const std::function<absl::Status(v1::BundleRecord&)>& change);
@@ -498,6 +514,8 @@ class Controller {
     bool per_target = false;
     // The fleet.yaml that says `paused: true` (BundleRecord.paused_by), or "".
     std::string paused_by;
+    // What its fleet.yaml's dependsOn names (BundleRecord.declared_depends_on).
+    std::vector<std::string> declared_depends_on;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

@@ -4062,6 +4062,65 @@ TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady)
   EXPECT_EQ(Eventually("c3"), r1) << "base is ready on c3: web's stable revision goes there";
 }
 
+// A Fleet folder's dependsOn, by Fleet's name for the folder it waits for (the GitRepo's
+// name, a dash, the folder's path with dashes): waited for on each cluster as --depends-on
+// is, once a bundle of the same source renders that folder; a cycle through it holds both.
+TEST_F(RolloutTest, FleetYamlsDependsOnIsWaitedForAsDependsOnIs) {
+  git_.Write("apps/base/cm.yaml", Cm("base"));
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("apps/web/fleet.yaml", "dependsOn:\n- name: fleet-examples-apps-base\n");
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_THAT(controller_->ListBundles()[0].notes(),
+              Contains(HasSubstr("on each cluster, waits for bundle fleet-examples-apps-base to "
+                                 "be applied and Healthy there, as apps/web/fleet.yaml's "
+                                 "dependsOn asks")));
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c1"), "") << "its dependency is not even defined";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+              HasSubstr("bundle fleet-examples-apps-base is not defined"));
+
+  ASSERT_TRUE(controller_->AddBundle(Bundle("base", "apps/base"), false).ok());
+  std::shared_ptr<const EncodedMessage> base = hub_->NextMessage(agents_["c1"].session, "base");
+  for (int i = 0; i < 200 && base == nullptr; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    base = hub_->NextMessage(agents_["c1"].session, "base");
+  }
+  ASSERT_NE(base, nullptr);
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before base was Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle base"));
+  v1::StatusUpdate status;
+  status.set_bundle("base");
+  status.set_revision(base->message.update().revision());
+  status.set_applied_revision(status.revision());
+  status.set_sync_state(v1::SYNC_STATE_SYNCED);
+  status.set_health(v1::HEALTH_STATE_HEALTHY);
+  hub_->OnStatus(agents_["c1"].session, status);
+  EXPECT_EQ(Eventually("c1"), r1);
+
+  // base's folder now waits for web: a cycle, and neither's next commit goes anywhere.
+  git_.Write("apps/base/fleet.yaml", "dependsOn:\n- name: web\n");
+  git_.Commit("a cycle");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("web 2");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "a cycle let web through";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+              HasSubstr("the dependencies go round in a cycle, web -> base -> web"));
+  // And a flag that would close one is refused when it is given.
+  v1::Bundle base_again = Bundle("base", "apps/base");
+  base_again.add_depends_on("web");
+  EXPECT_THAT(controller_->AddBundle(base_again, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cycle")));
+}
+
 // Adds bundle "web" of a ConfigMap whose value names each cluster ("prod-c1-1"), rolled
 // out one cluster per partition, and rolls it out to c1-c3; `commit` commits version N of
 // it. A template substituted per cluster, or with jsonnet_ a jsonnet render per cluster.

@@ -610,6 +610,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_diff = reads.fleet_diff;
   input->reads_controller_fields = reads.controller_fields;
   input->reads_fleet_service_account = reads.fleet_service_account;
+  input->reads_fleet_depends_on = reads.fleet_depends_on;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -771,6 +772,22 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         if (sorted.size() > 64) break;  // CheckNamespaceMetadata names the bound
       }
       for (const auto& [key, value] : sorted) list->push_back(absl::StrCat(key, "=", value));
+    }
+    if (const YAML::Node depends = fields["dependsOn"]; depends && depends.IsSequence()) {
+      for (const YAML::Node& entry : depends) {
+        const YAML::Node dependency = entry.IsMap() ? entry["name"] : YAML::Node();
+        if (!dependency || !dependency.IsScalar() || dependency.Scalar().empty() ||
+            entry.size() != 1 || out.depends_on.size() >= 32) {
+          out.depends_on_unread = true;
+          continue;
+        }
+        if (std::find(out.depends_on.begin(), out.depends_on.end(), dependency.Scalar()) ==
+            out.depends_on.end()) {
+          out.depends_on.push_back(dependency.Scalar().substr(0, 253));
+        }
+      }
+    } else if (depends && !depends.IsNull()) {
+      out.depends_on_unread = true;
     }
     if (const YAML::Node paused = fields["paused"]; paused && !paused.IsNull()) {
       // As Fleet's Go reader takes a boolean: YAML 1.1's words, unquoted.
@@ -1698,6 +1715,17 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       input.notes->push_back(absl::StrCat("renders ", placed.path, ", the folder ", fleet_yaml,
                                           "'s kustomize.dir names, as Fleet renders it"));
     }
+  }
+  if (input.reads_fleet_depends_on && !fleet->depends_on_unread) {
+    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "dependsOn"),
+                        fleet->unread.end());
+  }
+  if (input.reads_fleet_depends_on && !fleet->depends_on.empty() && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        "on each cluster, waits for bundle", fleet->depends_on.size() == 1 ? " " : "s ",
+        absl::StrJoin(fleet->depends_on, ", "), " to be applied and Healthy there, as ", fleet_yaml,
+        "'s dependsOn asks (a name is a bundle's, or Fleet's name for a folder of the same "
+        "source: the GitRepo's name, a dash, the folder's path with dashes)"));
   }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(

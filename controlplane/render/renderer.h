@@ -152,6 +152,10 @@ struct RenderInput {
   // empty: not used, noted). False for a bundle rendered before gitfleet read it: noted.
   bool reads_fleet_service_account = true;
   std::string fleet_service_account_namespace;
+  // Whether fleet.yaml's dependsOn names bundles the bundle waits for on each cluster, as
+  // its --depends-on does (the controller reads them: FleetYamlNamespace::depends_on). False
+  // for a bundle rendered before gitfleet read them: noted.
+  bool reads_fleet_depends_on = true;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -203,6 +207,7 @@ struct RepositoryReads {
   bool fleet_diff = true;
   bool controller_fields = true;
   bool fleet_service_account = true;
+  bool fleet_depends_on = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
@@ -406,6 +411,11 @@ struct FleetYamlNamespace {
   // Options it sets that change what Fleet renders or how it rolls out, which gitfleet
   // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
   std::vector<std::string> unread;
+  // Its dependsOn entries that name a bundle (`- name: NAME`), at most 32, and whether
+  // some select bundles by their labels instead (`- selector:`, not read: gitfleet's
+  // bundles carry no labels), or are neither.
+  std::vector<std::string> depends_on;
+  bool depends_on_unread = false;
   // Its `paused` (Fleet: the folder's changes are not deployed while true), and why it
   // cannot be read when it is not a boolean (Fleet's reader would refuse it).
   bool paused = false;
