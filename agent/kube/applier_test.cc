@@ -143,6 +143,40 @@ class KubernetesApplierTest : public ::testing::Test {
                 {"subjects", {{{"kind", "ServiceAccount"}, {"name", "deployer"}}}}});
   }
 
+  // Makes drift watchers whose requests impersonate the user asked for, noting each.
+  AccountWatches::Factory WatchersAs(const DriftWatcher::Options& options,
+                                     std::vector<std::string>* made_as) {
+    return [this, options,
+            made_as](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
+      absl::StatusOr<std::unique_ptr<KubeClient>> made = client_->Impersonating(user);
+      if (!made.ok()) return made.status();
+      made_as->push_back(user);
+      std::shared_ptr<KubeClient> client = *std::move(made);
+      return std::shared_ptr<DriftWatcher>(new DriftWatcher(client.get(), mapper_.get(), options),
+                                           [client](DriftWatcher* watcher) { delete watcher; });
+    };
+  }
+
+  // `bundle` of `object` in namespace shop, pruned and healed, applied as shop's service
+  // account `account`.
+  v1::BundleUpdate ShopUpdateAs(const std::string& bundle, const std::string& account,
+                                const v1::ManifestObject& object) {
+    v1::SyncOptions sync;
+    sync.set_prune(true);
+    sync.set_self_heal(true);
+    sync.set_service_account(account);
+    ObjectSet set;
+    set.Put(object);
+    v1::BundleUpdate update;
+    update.set_bundle(bundle);
+    update.set_target_namespace("shop");
+    update.set_revision(ComputeRevision(set, sync, "shop"));
+    *update.mutable_sync() = sync;
+    update.set_object_count(1);
+    *update.add_upserts() = object;
+    return update;
+  }
+
   // Update() for `bundle`.
   v1::BundleUpdate UpdateOf(const std::string& bundle,
                             const std::vector<v1::ManifestObject>& objects) {
@@ -458,33 +492,10 @@ TEST_F(KubernetesApplierTest, WhatTheAgentMayNotWatchItselfIsWatchedAsTheBundles
   watch_options.forbidden_retry = absl::Milliseconds(300);
   DriftWatcher own(client_.get(), mapper_.get(), watch_options);
   std::vector<std::string> made_as;
-  AccountWatches watches(
-      &own,
-      [&](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
-        absl::StatusOr<std::unique_ptr<KubeClient>> made = client_->Impersonating(user);
-        if (!made.ok()) return made.status();
-        made_as.push_back(user);
-        std::shared_ptr<KubeClient> client = *std::move(made);
-        return std::shared_ptr<DriftWatcher>(
-            new DriftWatcher(client.get(), mapper_.get(), watch_options),
-            [client](DriftWatcher* watcher) { delete watcher; });
-      },
-      /*max_watches=*/8);
+  AccountWatches watches(&own, WatchersAs(watch_options, &made_as),
+                         /*max_watches=*/8);
   reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
-  v1::SyncOptions sync;
-  sync.set_prune(true);
-  sync.set_self_heal(true);
-  sync.set_service_account("deployer");
-  ObjectSet set;
-  set.Put(Cm("a", ""));
-  v1::BundleUpdate update;
-  update.set_bundle("web");
-  update.set_target_namespace("shop");
-  update.set_revision(ComputeRevision(set, sync, "shop"));
-  *update.mutable_sync() = sync;
-  update.set_object_count(1);
-  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
-  ASSERT_TRUE(reconciler.OnUpdate(update).ack.ok());
+  ASSERT_TRUE(reconciler.OnUpdate(ShopUpdateAs("web", "deployer", Cm("a", ""))).ack.ok());
   const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
   auto eventually = [&](const std::function<bool()>& done) {
     for (int i = 0; i < 200 && !done(); ++i) {
@@ -554,38 +565,11 @@ TEST_F(KubernetesApplierTest, AWatchAnAccountIsRefusedGoesToTheNextAccountHoldin
   // The agent's own: ConfigMaps across namespaces and in shop, both refused (2); an
   // account's: the same two.
   const size_t max_watches = 4;
-  AccountWatches watches(
-      &own,
-      [&](const std::string& user) -> absl::StatusOr<std::shared_ptr<DriftWatcher>> {
-        absl::StatusOr<std::unique_ptr<KubeClient>> made = client_->Impersonating(user);
-        if (!made.ok()) return made.status();
-        made_as.push_back(user);
-        std::shared_ptr<KubeClient> client = *std::move(made);
-        return std::shared_ptr<DriftWatcher>(
-            new DriftWatcher(client.get(), mapper_.get(), watch_options),
-            [client](DriftWatcher* watcher) { delete watcher; });
-      },
-      max_watches, /*refused_retry=*/absl::Milliseconds(300));
+  AccountWatches watches(&own, WatchersAs(watch_options, &made_as), max_watches,
+                         /*refused_retry=*/absl::Milliseconds(300));
   reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
-  auto update = [](const std::string& bundle, const std::string& account,
-                   const v1::ManifestObject& object) {
-    v1::SyncOptions sync;
-    sync.set_prune(true);
-    sync.set_self_heal(true);
-    sync.set_service_account(account);
-    ObjectSet set;
-    set.Put(object);
-    v1::BundleUpdate update;
-    update.set_bundle(bundle);
-    update.set_target_namespace("shop");
-    update.set_revision(ComputeRevision(set, sync, "shop"));
-    *update.mutable_sync() = sync;
-    update.set_object_count(1);
-    *update.add_upserts() = object;
-    return update;
-  };
-  ASSERT_TRUE(reconciler.OnUpdate(update("audit", "auditor", Cm("b", ""))).ack.ok());
-  ASSERT_TRUE(reconciler.OnUpdate(update("web", "deployer", Cm("a", ""))).ack.ok());
+  ASSERT_TRUE(reconciler.OnUpdate(ShopUpdateAs("audit", "auditor", Cm("b", ""))).ack.ok());
+  ASSERT_TRUE(reconciler.OnUpdate(ShopUpdateAs("web", "deployer", Cm("a", ""))).ack.ok());
   const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
   size_t most_threads = 0;
   auto eventually = [&](const std::function<bool()>& done) {
@@ -637,19 +621,7 @@ TEST_F(KubernetesApplierTest, TheAccountsWatchesShareTheAgentsBound) {
       },
       /*max_watches=*/3);
   reconciler.SetChangeWatch(&watches, absl::ZeroDuration());
-  v1::SyncOptions sync;
-  sync.set_prune(true);
-  sync.set_service_account("deployer");
-  ObjectSet set;
-  set.Put(Cm("a", ""));
-  v1::BundleUpdate update;
-  update.set_bundle("web");
-  update.set_target_namespace("shop");
-  update.set_revision(ComputeRevision(set, sync, "shop"));
-  *update.mutable_sync() = sync;
-  update.set_object_count(1);
-  for (const auto& [k, o] : set.objects()) *update.add_upserts() = *o;
-  ASSERT_TRUE(reconciler.OnUpdate(update).ack.ok());
+  ASSERT_TRUE(reconciler.OnUpdate(ShopUpdateAs("web", "deployer", Cm("a", ""))).ack.ok());
   const ChangeWatch::Kind configmaps{"v1", "ConfigMap"};
   for (int i = 0; i < 100 && !own.Forbidden(configmaps, "shop"); ++i) {
     reconciler.Resync(/*check_drift=*/false);

@@ -3450,9 +3450,9 @@ class RolloutTest : public ControllerTest {
     return false;
   }
   void Report(const std::string& name, const std::string& revision, v1::HealthState health,
-              v1::SyncState sync = v1::SYNC_STATE_SYNCED) {
+              v1::SyncState sync = v1::SYNC_STATE_SYNCED, const std::string& bundle = "web") {
     v1::StatusUpdate status;
-    status.set_bundle("web");
+    status.set_bundle(bundle);
     status.set_revision(revision);
     status.set_applied_revision(sync == v1::SYNC_STATE_SYNCED ? revision : "");
     status.set_sync_state(sync);
@@ -4030,13 +4030,8 @@ TEST_F(RolloutTest, AJoinerGetsTheStableRevisionOnlyOnceItsDependenciesAreReady)
     std::shared_ptr<const EncodedMessage> message =
         hub_->NextMessage(agents_[cluster].session, "base");
     ASSERT_NE(message, nullptr) << cluster;
-    v1::StatusUpdate status;
-    status.set_bundle("base");
-    status.set_revision(message->message.update().revision());
-    status.set_applied_revision(status.revision());
-    status.set_sync_state(v1::SYNC_STATE_SYNCED);
-    status.set_health(v1::HEALTH_STATE_HEALTHY);
-    hub_->OnStatus(agents_[cluster].session, status);
+    Report(cluster, message->message.update().revision(), v1::HEALTH_STATE_HEALTHY,
+           v1::SYNC_STATE_SYNCED, "base");
   };
   for (const char* name : {"c1", "c2"}) ASSERT_NO_FATAL_FAILURE(report_base(name));
   v1::Bundle web = Bundle("web", "apps/web");
@@ -4094,13 +4089,8 @@ TEST_F(RolloutTest, FleetYamlsDependsOnIsWaitedForAsDependsOnIs) {
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Take("c1"), "") << "web went before base was Healthy";
   EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle base"));
-  v1::StatusUpdate status;
-  status.set_bundle("base");
-  status.set_revision(base->message.update().revision());
-  status.set_applied_revision(status.revision());
-  status.set_sync_state(v1::SYNC_STATE_SYNCED);
-  status.set_health(v1::HEALTH_STATE_HEALTHY);
-  hub_->OnStatus(agents_["c1"].session, status);
+  Report("c1", base->message.update().revision(), v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED,
+         "base");
   EXPECT_EQ(Eventually("c1"), r1);
 
   // base's folder now waits for web: a cycle, and neither's next commit goes anywhere.
