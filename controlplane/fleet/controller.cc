@@ -2460,35 +2460,41 @@ std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
   own.assign(bundle.depends_on().begin(), bundle.depends_on().end());
   if (auto it = bundles_.find(bundle.name()); it != bundles_.end()) {
     for (const std::string& declared : it->second.record.declared_depends_on()) {
-      own.push_back(ResolveFleetDependencyLocked(bundle.name(), bundle.source(), declared));
+      std::string dependency =
+          ResolveFleetDependencyLocked(bundle.name(), bundle.source(), declared);
+      if (dependency != bundle.name()) own.push_back(std::move(dependency));
     }
   }
-  auto edges_of = [&](const std::string& node) -> const std::vector<std::string>& {
-    auto known = edges.find(node);
-    if (known != edges.end()) return known->second;
-    auto it = bundles_.find(node);
-    std::vector<std::string>& out = edges[node];
-    if (it != bundles_.end()) out = DependenciesLocked(node, it->second);
-    return out;
-  };
+  // Iterative, so the analysis sees the lock held for every look (a lambda is not
+  // analysed as holding it): `path` the bundles entered, `next` each one's next edge.
   std::vector<std::string> path = {bundle.name()};
+  std::vector<size_t> next = {0};
   std::set<std::string> done;
-  std::function<bool(const std::string&)> visit = [&](const std::string& node) {
-    const std::vector<std::string> next_nodes = edges_of(node);
-    for (const std::string& next : next_nodes) {
-      if (next == bundle.name()) {
-        path.push_back(next);
-        return true;
-      }
-      if (done.count(next) > 0) continue;
-      done.insert(next);
-      path.push_back(next);
-      if (visit(next)) return true;
-      path.pop_back();
+  while (!path.empty()) {
+    auto edges_of = edges.find(path.back());
+    if (edges_of == edges.end()) {
+      auto it = bundles_.find(path.back());
+      edges_of = edges
+                     .emplace(path.back(), it != bundles_.end()
+                                               ? DependenciesLocked(path.back(), it->second)
+                                               : std::vector<std::string>())
+                     .first;
     }
-    return false;
-  };
-  return visit(bundle.name()) ? absl::StrJoin(path, " -> ") : "";
+    if (next.back() >= edges_of->second.size()) {
+      path.pop_back();
+      next.pop_back();
+      continue;
+    }
+    const std::string dependency = edges_of->second[next.back()++];
+    if (dependency == bundle.name()) {
+      path.push_back(dependency);
+      return absl::StrJoin(path, " -> ");
+    }
+    if (!done.insert(dependency).second) continue;
+    path.push_back(dependency);
+    next.push_back(0);
+  }
+  return "";
 }
 
 void Controller::RefreshDependencies() {
