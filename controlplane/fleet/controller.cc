@@ -19,6 +19,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/thread_name.h"
+#include "controlplane/fleet/fleet_names.h"
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/helm_renderer.h"
@@ -2398,20 +2399,6 @@ void Controller::ScopeGate(const std::string& name, Hub::Gate* gate, Hub::Gate* 
   *stable_gate = ClusterSetGate::Of(std::move(stable_allowed));
 }
 
-namespace {
-
-// A folder's path as Fleet names its bundle after it: lower case, each character outside
-// [a-z0-9] a dash ("apps/web_ui" is "apps-web-ui").
-std::string FleetFolderName(const std::string& path) {
-  std::string out = absl::AsciiStrToLower(path);
-  for (char& c : out) {
-    if (!absl::ascii_isalnum(c)) c = '-';
-  }
-  return std::string(absl::StripSuffix(absl::StripPrefix(out, "-"), "-"));
-}
-
-}  // namespace
-
 std::vector<std::string> Controller::DependenciesLocked(const std::string& name,
                                                         const BundleState& state) const {
   std::vector<std::string> out;
@@ -2431,21 +2418,38 @@ std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
                                                      const std::string& source,
                                                      const std::string& declared) const {
   if (bundles_.count(declared) > 0) return declared;
+  // A folder whose fleet.yaml names its bundle: Fleet calls it that alone. Of the same
+  // source first; two of one name are no match (which one would be a guess).
+  std::string named[2];  // [0] of the same source, [1] of any
+  int count[2] = {0, 0};
+  for (const auto& [other, other_state] : bundles_) {
+    if (other == name || other_state.record.fleet_name() != declared) continue;
+    const bool same = other_state.definition.source() == source;
+    for (int i = same ? 0 : 1; i < 2; ++i) {
+      named[i] = other;
+      ++count[i];
+    }
+  }
+  if (count[0] == 1) return named[0];
+  if (count[0] == 0 && count[1] == 1) return named[1];
+  if (count[0] + count[1] > 0) return declared;
+  // Else Fleet's name for a folder of the same source: the longest path that fits (a
+  // GitRepo "a-b" with "c" and "a" with "b/c" make the same name), a tie none.
   std::string found;
   size_t longest = 0;
   bool tie = false;
   for (const auto& [other, other_state] : bundles_) {
-    if (other == name || other_state.definition.source() != source) continue;
-    const std::string folder = FleetFolderName(other_state.definition.path());
-    if (folder.empty() ||
-        (declared != folder && !absl::EndsWith(declared, absl::StrCat("-", folder)))) {
+    if (other == name || other_state.definition.source() != source ||
+        !other_state.record.fleet_name().empty()) {
       continue;
     }
-    if (folder.size() > longest) {
+    const std::string& path = other_state.definition.path();
+    if (path.size() < longest || !IsFleetNameOfFolder(declared, path)) continue;
+    if (path.size() > longest) {
       found = other;
-      longest = folder.size();
+      longest = path.size();
       tie = false;
-    } else if (folder.size() == longest) {
+    } else {
       tie = true;
     }
   }
@@ -3597,6 +3601,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       out->paused_by = fleet->file;
     }
     if (fleet.ok() && reads.fleet_depends_on) out->declared_depends_on = fleet->depends_on;
+    if (fleet.ok()) out->fleet_name = fleet->bundle_name;
   }
   // A tool that read the repository found no files where a submodule is: say why.
   if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
@@ -3732,6 +3737,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record.set_paused_by(built.paused_by);
     record.mutable_declared_depends_on()->Assign(built.declared_depends_on.begin(),
                                                  built.declared_depends_on.end());
+    record.set_fleet_name(built.fleet_name);
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
@@ -3789,9 +3795,12 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (!PausedBySource(state.record).empty() && state.record.commit() == record.commit()) {
       paused.clear();  // said already
     }
-    dependencies_changed = !std::equal(
-        state.record.declared_depends_on().begin(), state.record.declared_depends_on().end(),
-        record.declared_depends_on().begin(), record.declared_depends_on().end());
+    // Its own dependencies, or those others' fleet.yaml resolve by its name.
+    dependencies_changed =
+        !std::equal(state.record.declared_depends_on().begin(),
+                    state.record.declared_depends_on().end(), record.declared_depends_on().begin(),
+                    record.declared_depends_on().end()) ||
+        state.record.fleet_name() != record.fleet_name();
     state.record = record;
     state.render_reused = cache_hit && status.ok();
     if (content != nullptr) {

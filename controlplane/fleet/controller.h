@@ -459,10 +459,11 @@ class Controller {
   std::string FindCycleLocked(const v1::Bundle& bundle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The bundles `name`'s clusters wait for: its --depends-on, then what its fleet.yaml's
   // dependsOn names (BundleRecord.declared_depends_on), each resolved to a bundle here: the
-  // one of that name, else the one of the same source whose folder Fleet names so (the
-  // GitRepo's name, a dash, the folder's path with dashes: the longest such path; a tie
-  // resolves to none). One that resolves to none is kept as written (waited for as an
-  // undefined bundle is). Never `name` itself; each once.
+  // one of that name, else the one whose fleet.yaml gives it that `name` (of the same
+  // source first), else one of the same source whose folder Fleet names so (FleetBundleName
+  // for some GitRepo name: the longest such path; a tie resolves to none). One that
+  // resolves to none is kept as written (waited for as an undefined bundle is). Never
+  // `name` itself; each once.
   std::vector<std::string> DependenciesLocked(const std::string& name,
                                               const BundleState& state) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -516,6 +517,8 @@ class Controller {
     std::string paused_by;
     // What its fleet.yaml's dependsOn names (BundleRecord.declared_depends_on).
     std::vector<std::string> declared_depends_on;
+    // Its fleet.yaml's name (BundleRecord.fleet_name).
+    std::string fleet_name;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

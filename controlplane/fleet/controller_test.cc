@@ -4111,6 +4111,48 @@ TEST_F(RolloutTest, FleetYamlsDependsOnIsWaitedForAsDependsOnIs) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cycle")));
 }
 
+// Fleet names a folder's bundle by its fleet.yaml's `name`, or makes a Helm release name
+// of the GitRepo's and the folder's: a checksum where characters were changed, and cut to
+// 53 characters. Each is found as Fleet finds it.
+TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
+  const std::string operator_path = "clusters/production/monitoring/Prometheus_Operator";
+  git_.Write(operator_path + "/cm.yaml", Cm("operator"));
+  git_.Write("infra/crds/cm.yaml", Cm("crds"));
+  git_.Write("infra/crds/fleet.yaml", "name: platform-crds\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("apps/web/fleet.yaml",
+             "dependsOn:\n"
+             "- name: fleet-examples-clusters-production-monitoring-p-5a3cf\n"
+             "- name: platform-crds\n");
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_TRUE(controller_->AddBundle(Bundle("operator", operator_path), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("crds", "infra/crds"), false).ok());
+  std::map<std::string, std::string> revisions;
+  for (int i = 0; i < 300 && revisions.size() < 2; ++i) {
+    for (const char* bundle : {"operator", "crds"}) {
+      if (std::shared_ptr<const EncodedMessage> update =
+              hub_->NextMessage(agents_["c1"].session, bundle)) {
+        revisions[bundle] = update->message.update().revision();
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(revisions.size(), 2u);
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c1"), "") << "web went before its dependencies were Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle operator"));
+  Report("c1", revisions["operator"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "operator");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before crds was Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle crds"));
+  Report("c1", revisions["crds"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "crds");
+  EXPECT_EQ(Eventually("c1"), info->revision());
+}
+
 // Adds bundle "web" of a ConfigMap whose value names each cluster ("prod-c1-1"), rolled
 // out one cluster per partition, and rolls it out to c1-c3; `commit` commits version N of
 // it. A template substituted per cluster, or with jsonnet_ a jsonnet render per cluster.

@@ -773,6 +773,10 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       }
       for (const auto& [key, value] : sorted) list->push_back(absl::StrCat(key, "=", value));
     }
+    if (const YAML::Node bundle_name = fields["name"];
+        bundle_name && bundle_name.IsScalar() && bundle_name.Scalar().size() <= 253) {
+      out.bundle_name = bundle_name.Scalar();
+    }
     if (const YAML::Node depends = fields["dependsOn"]; depends && depends.IsSequence()) {
       for (const YAML::Node& entry : depends) {
         const YAML::Node dependency = entry.IsMap() ? entry["name"] : YAML::Node();
@@ -1724,8 +1728,9 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     input.notes->push_back(absl::StrCat(
         "on each cluster, waits for bundle", fleet->depends_on.size() == 1 ? " " : "s ",
         absl::StrJoin(fleet->depends_on, ", "), " to be applied and Healthy there, as ", fleet_yaml,
-        "'s dependsOn asks (a name is a bundle's, or Fleet's name for a folder of the same "
-        "source: the GitRepo's name, a dash, the folder's path with dashes)"));
+        "'s dependsOn asks (a name is a bundle's, the name a folder's fleet.yaml gives it, or "
+        "Fleet's name for a folder of the same source: the GitRepo's name, a dash, the "
+        "folder's path with dashes)"));
   }
   if (!fleet->unread.empty() && input.notes != nullptr) {
     input.notes->push_back(

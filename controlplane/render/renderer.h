@@ -416,6 +416,9 @@ struct FleetYamlNamespace {
   // bundles carry no labels), or are neither.
   std::vector<std::string> depends_on;
   bool depends_on_unread = false;
+  // Its `name` (Fleet names the bundle so instead of after the GitRepo and folder), which
+  // other folders' dependsOn may name; "" when unset or no name.
+  std::string bundle_name;
   // Its `paused` (Fleet: the folder's changes are not deployed while true), and why it
   // cannot be read when it is not a boolean (Fleet's reader would refuse it).
   bool paused = false;
