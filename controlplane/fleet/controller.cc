@@ -2408,10 +2408,39 @@ std::vector<std::string> Controller::DependenciesLocked(const std::string& name,
     }
   };
   for (const std::string& dependency : state.definition.depends_on()) add(dependency);
-  for (const std::string& declared : state.record.declared_depends_on()) {
-    add(ResolveFleetDependencyLocked(name, state.definition.source(), declared));
+  std::vector<std::string> declared;
+  for (const std::string& entry : state.record.declared_depends_on()) {
+    ResolveDeclaredLocked(name, state.definition, entry, &declared);
   }
+  for (const std::string& dependency : declared) add(dependency);
   return out;
+}
+
+void Controller::ResolveDeclaredLocked(const std::string& name, const v1::Bundle& definition,
+                                       const std::string& declared,
+                                       std::vector<std::string>* out) const {
+  absl::string_view text = declared;
+  if (!absl::ConsumePrefix(&text, kFleetSelectorPrefix)) {
+    out->push_back(ResolveFleetDependencyLocked(name, definition.source(), declared));
+    return;
+  }
+  // The bundles whose fleet.yaml labels it matches, as Fleet lists them, of the same team
+  // (Fleet's: of the same workspace): a team is not told of others' bundles.
+  absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(text);
+  const std::string team = definition.has_scope() ? definition.scope().caller() : "";
+  const size_t before = out->size();
+  for (const auto& [other, other_state] : bundles_) {
+    const v1::Bundle& theirs = other_state.definition;
+    if (!selector.ok() || other == name ||
+        (theirs.has_scope() ? theirs.scope().caller() : "") != team) {
+      continue;
+    }
+    LabelMap labels(other_state.record.fleet_labels().begin(),
+                    other_state.record.fleet_labels().end());
+    labels.emplace("fleet.cattle.io/repo-name", theirs.source());  // the source stands for it
+    if (selector->Matches(labels)) out->push_back(other);
+  }
+  if (out->size() == before) out->push_back(declared);  // none: waited for, as undefined
 }
 
 std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
@@ -2463,9 +2492,11 @@ std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
   std::vector<std::string>& own = edges[bundle.name()];
   own.assign(bundle.depends_on().begin(), bundle.depends_on().end());
   if (auto it = bundles_.find(bundle.name()); it != bundles_.end()) {
-    for (const std::string& declared : it->second.record.declared_depends_on()) {
-      std::string dependency =
-          ResolveFleetDependencyLocked(bundle.name(), bundle.source(), declared);
+    std::vector<std::string> declared;
+    for (const std::string& entry : it->second.record.declared_depends_on()) {
+      ResolveDeclaredLocked(bundle.name(), bundle, entry, &declared);
+    }
+    for (std::string& dependency : declared) {
       if (dependency != bundle.name()) own.push_back(std::move(dependency));
     }
   }
@@ -2597,8 +2628,12 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     if (!d.defined || d.content == nullptr) {
       for (const std::string& cluster : candidates) {
         if (allowed.erase(cluster) > 0) {
-          waits[cluster] =
-              absl::StrCat("bundle ", d.name, d.defined ? " has no render yet" : " is not defined");
+          absl::string_view selector = d.name;
+          waits[cluster] = absl::ConsumePrefix(&selector, kFleetSelectorPrefix)
+                               ? absl::StrCat("no bundle's fleet.yaml labels match \"", selector,
+                                              "\", which its dependsOn selects")
+                               : absl::StrCat("bundle ", d.name,
+                                              d.defined ? " has no render yet" : " is not defined");
         }
       }
       joiners_allowed.clear();
@@ -3600,8 +3635,19 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     } else if (fleet.ok() && fleet->paused) {
       out->paused_by = fleet->file;
     }
-    if (fleet.ok() && reads.fleet_depends_on) out->declared_depends_on = fleet->depends_on;
-    if (fleet.ok()) out->fleet_name = fleet->bundle_name;
+    if (fleet.ok() && reads.fleet_depends_on) {
+      out->declared_depends_on = fleet->depends_on;
+      if (!fleet->depends_on_error.empty() && status.ok()) {
+        // Fleet would not deploy it either: nothing waits for what it cannot tell.
+        status =
+            absl::InvalidArgumentError(absl::StrCat(fleet->file, ": ", fleet->depends_on_error));
+        content.reset();
+      }
+    }
+    if (fleet.ok()) {
+      out->fleet_name = fleet->bundle_name;
+      out->fleet_labels = fleet->labels;
+    }
   }
   // A tool that read the repository found no files where a submodule is: say why.
   if (!status.ok() && inputs != nullptr && !snapshot.repo->reads_submodules() &&
@@ -3738,6 +3784,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record.mutable_declared_depends_on()->Assign(built.declared_depends_on.begin(),
                                                  built.declared_depends_on.end());
     record.set_fleet_name(built.fleet_name);
+    record.mutable_fleet_labels()->clear();
+    record.mutable_fleet_labels()->insert(built.fleet_labels.begin(), built.fleet_labels.end());
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
@@ -3800,7 +3848,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
         !std::equal(state.record.declared_depends_on().begin(),
                     state.record.declared_depends_on().end(), record.declared_depends_on().begin(),
                     record.declared_depends_on().end()) ||
-        state.record.fleet_name() != record.fleet_name();
+        state.record.fleet_name() != record.fleet_name() ||
+        LabelMap(state.record.fleet_labels().begin(), state.record.fleet_labels().end()) !=
+            LabelMap(record.fleet_labels().begin(), record.fleet_labels().end());
     state.record = record;
     state.render_reused = cache_hit && status.ok();
     if (content != nullptr) {

@@ -467,6 +467,13 @@ class Controller {
   std::vector<std::string> DependenciesLocked(const std::string& name,
                                               const BundleState& state) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends what `declared` (one of the dependsOn entries of the fleet.yaml of `name`,
+  // defined as `definition`) resolves to: a name's bundle, or each bundle of the same team
+  // whose fleet.yaml labels a selector matches (with fleet.cattle.io/repo-name its
+  // source's name); `declared` itself when none.
+  void ResolveDeclaredLocked(const std::string& name, const v1::Bundle& definition,
+                             const std::string& declared, std::vector<std::string>* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What `declared` (a name in the fleet.yaml of `name`, of `source`) resolves to.
   std::string ResolveFleetDependencyLocked(const std::string& name, const std::string& source,
                                            const std::string& declared) const
@@ -517,8 +524,9 @@ class Controller {
     std::string paused_by;
     // What its fleet.yaml's dependsOn names (BundleRecord.declared_depends_on).
     std::vector<std::string> declared_depends_on;
-    // Its fleet.yaml's name (BundleRecord.fleet_name).
+    // Its fleet.yaml's name and labels (BundleRecord.fleet_name, fleet_labels).
     std::string fleet_name;
+    std::map<std::string, std::string> fleet_labels;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

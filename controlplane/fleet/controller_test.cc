@@ -4153,6 +4153,75 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   EXPECT_EQ(Eventually("c1"), info->revision());
 }
 
+// dependsOn's selector waits for every bundle whose fleet.yaml labels it matches, as
+// Fleet lists a cluster's bundles by their labels; none matching waits too.
+TEST_F(RolloutTest, FleetYamlsDependsOnSelectorWaitsForEveryBundleItMatches) {
+  for (const char* folder : {"crds", "operator"}) {
+    git_.Write(absl::StrCat("infra/", folder, "/cm.yaml"), Cm(folder));
+    git_.Write(absl::StrCat("infra/", folder, "/fleet.yaml"), "labels:\n  tier: infra\n");
+  }
+  git_.Write("apps/other/cm.yaml", Cm("other"));
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("apps/web/fleet.yaml",
+             "dependsOn:\n"
+             "- selector:\n"
+             "    matchLabels:\n"
+             "      tier: infra\n"
+             "    matchExpressions:\n"
+             "    - {key: fleet.cattle.io/repo-name, operator: In, values: [app]}\n");
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_THAT(controller_->ListBundles()[0].notes(),
+              Contains(HasSubstr("waits for the bundles whose fleet.yaml labels match "
+                                 "\"tier=infra,fleet.cattle.io/repo-name in (app)\"")));
+  ASSERT_TRUE(controller_->AddBundle(Bundle("other", "apps/other"), false).ok());
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c1"), "") << "no bundle is labelled so yet";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+              HasSubstr("no bundle's fleet.yaml labels match \"tier=infra,"));
+
+  ASSERT_TRUE(controller_->AddBundle(Bundle("crds", "infra/crds"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("operator", "infra/operator"), false).ok());
+  std::map<std::string, std::string> revisions;
+  for (int i = 0; i < 300 && revisions.size() < 2; ++i) {
+    for (const char* bundle : {"operator", "crds"}) {
+      if (std::shared_ptr<const EncodedMessage> update =
+              hub_->NextMessage(agents_["c1"].session, bundle)) {
+        revisions[bundle] = update->message.update().revision();
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(revisions.size(), 2u);
+  Report("c1", revisions["crds"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "crds");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before operator was Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle operator"));
+  Report("c1", revisions["operator"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "operator");
+  EXPECT_EQ(Eventually("c1"), info->revision());
+
+  // A selector gitfleet cannot read fails the render, as Fleet would not deploy it.
+  git_.Write("apps/web/fleet.yaml",
+             "dependsOn:\n"
+             "- selector:\n"
+             "    matchExpressions:\n"
+             "    - {key: tier, operator: Gt, values: ['1']}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("unreadable");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  std::vector<v1::BundleInfo> bundles = controller_->ListBundles();
+  auto web = std::find_if(bundles.begin(), bundles.end(),
+                          [](const v1::BundleInfo& b) { return b.bundle().name() == "web"; });
+  ASSERT_NE(web, bundles.end());
+  EXPECT_THAT(web->error(), HasSubstr("apps/web/fleet.yaml: dependsOn[0].selector is not one "
+                                      "gitfleet reads"));
+  EXPECT_EQ(web->revision(), info->revision());
+  EXPECT_EQ(Take("c1"), "");
+}
+
 // Adds bundle "web" of a ConfigMap whose value names each cluster ("prod-c1-1"), rolled
 // out one cluster per partition, and rolls it out to c1-c3; `commit` commits version N of
 // it. A template substituted per cluster, or with jsonnet_ a jsonnet render per cluster.

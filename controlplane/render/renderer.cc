@@ -777,17 +777,46 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         bundle_name && bundle_name.IsScalar() && bundle_name.Scalar().size() <= 253) {
       out.bundle_name = bundle_name.Scalar();
     }
+    if (const YAML::Node labels = fields["labels"]; labels && labels.IsMap()) {
+      for (const auto& label : labels) {
+        if (!label.first.IsScalar() || !label.second.IsScalar() || out.labels.size() >= 64 ||
+            !ValidateLabels({{label.first.Scalar(), label.second.Scalar()}}).ok()) {
+          continue;  // Fleet's bundle would be refused by Kubernetes: no label to select
+        }
+        out.labels[label.first.Scalar()] = label.second.Scalar();
+      }
+    }
     if (const YAML::Node depends = fields["dependsOn"]; depends && depends.IsSequence()) {
+      int index = 0;
       for (const YAML::Node& entry : depends) {
+        const int at = index++;
         const YAML::Node dependency = entry.IsMap() ? entry["name"] : YAML::Node();
-        if (!dependency || !dependency.IsScalar() || dependency.Scalar().empty() ||
-            entry.size() != 1 || out.depends_on.size() >= 32) {
+        const YAML::Node selector = entry.IsMap() ? entry["selector"] : YAML::Node();
+        std::string declared;
+        if (selector && entry.size() == 1) {
+          // The bundles whose labels it matches, as Fleet lists them.
+          declared = SelectorText(selector);
+          absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(declared);
+          if ((declared.empty() && !SelectsEverything(selector)) || !parsed.ok()) {
+            out.depends_on_error = absl::StrCat(
+                "dependsOn[", at, "].selector is not one gitfleet reads",
+                parsed.ok() ? " (matchLabels, and matchExpressions with In, NotIn, Exists or "
+                              "DoesNotExist)"
+                            : absl::StrCat(": ", parsed.status().message()));
+            continue;
+          }
+          declared = absl::StrCat(kFleetSelectorPrefix, declared);
+        } else if (dependency && dependency.IsScalar() && !dependency.Scalar().empty() &&
+                   entry.size() == 1) {
+          declared = dependency.Scalar().substr(0, 253);
+        }
+        if (declared.empty() || out.depends_on.size() >= 32) {
           out.depends_on_unread = true;
           continue;
         }
-        if (std::find(out.depends_on.begin(), out.depends_on.end(), dependency.Scalar()) ==
+        if (std::find(out.depends_on.begin(), out.depends_on.end(), declared) ==
             out.depends_on.end()) {
-          out.depends_on.push_back(dependency.Scalar().substr(0, 253));
+          out.depends_on.push_back(std::move(declared));
         }
       }
     } else if (depends && !depends.IsNull()) {
@@ -1725,9 +1754,17 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                         fleet->unread.end());
   }
   if (input.reads_fleet_depends_on && !fleet->depends_on.empty() && input.notes != nullptr) {
+    std::vector<std::string> waited;
+    for (const std::string& declared : fleet->depends_on) {
+      absl::string_view selector = declared;
+      waited.push_back(absl::ConsumePrefix(&selector, kFleetSelectorPrefix)
+                           ? absl::StrCat("the bundles whose fleet.yaml labels match \"", selector,
+                                          "\" (the team's own)")
+                           : absl::StrCat("bundle ", declared));
+    }
     input.notes->push_back(absl::StrCat(
-        "on each cluster, waits for bundle", fleet->depends_on.size() == 1 ? " " : "s ",
-        absl::StrJoin(fleet->depends_on, ", "), " to be applied and Healthy there, as ", fleet_yaml,
+        "on each cluster, waits for ", absl::StrJoin(waited, ", "),
+        " to be applied and Healthy there, as ", fleet_yaml,
         "'s dependsOn asks (a name is a bundle's, the name a folder's fleet.yaml gives it, or "
         "Fleet's name for a folder of the same source: the GitRepo's name, a dash, the "
         "folder's path with dashes)"));

@@ -400,6 +400,10 @@ class Renderers {
   std::map<std::string, std::unique_ptr<Renderer>> renderers_;
 };
 
+// How FleetYamlNamespace::depends_on writes a selector entry ("selector:app=db"); no
+// bundle's name holds a colon.
+inline constexpr char kFleetSelectorPrefix[] = "selector:";
+
 // Where Rancher Fleet's fleet.yaml in a bundle's folder puts the bundle's objects:
 // `defaultNamespace` for namespaced objects that name none, or `namespace`, which Fleet
 // forces on every object. Empty `ns` when there is no fleet.yaml or it sets neither.
@@ -411,11 +415,16 @@ struct FleetYamlNamespace {
   // Options it sets that change what Fleet renders or how it rolls out, which gitfleet
   // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
   std::vector<std::string> unread;
-  // Its dependsOn entries that name a bundle (`- name: NAME`), at most 32, and whether
-  // some select bundles by their labels instead (`- selector:`, not read: gitfleet's
-  // bundles carry no labels), or are neither.
+  // Its dependsOn entries, at most 32: a bundle's name (`- name: NAME`), or the bundles
+  // whose labels a selector matches (`- selector:`), kFleetSelectorPrefix and its text;
+  // whether some are neither or both (not read), and why a selector cannot be read (Fleet
+  // would not deploy the folder either).
   std::vector<std::string> depends_on;
   bool depends_on_unread = false;
+  std::string depends_on_error;
+  // Its `labels` (the bundle's, which other folders' dependsOn selectors match): at most
+  // 64, those Kubernetes would take.
+  std::map<std::string, std::string> labels;
   // Its `name` (Fleet names the bundle so instead of after the GitRepo and folder), which
   // other folders' dependsOn may name; "" when unset or no name.
   std::string bundle_name;
