@@ -4123,7 +4123,8 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   git_.Write("apps/web/fleet.yaml",
              "dependsOn:\n"
              "- name: fleet-examples-clusters-production-monitoring-p-5a3cf\n"
-             "- name: platform-crds\n");
+             "- name: platform-crds\n"
+             "  selector: {matchLabels: {tier: infra}}\n");
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   Connect("c1");

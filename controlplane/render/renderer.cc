@@ -807,7 +807,9 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
           }
           declared = absl::StrCat(kFleetSelectorPrefix, declared);
         } else if (dependency && dependency.IsScalar() && !dependency.Scalar().empty() &&
-                   entry.size() == 1) {
+                   entry.size() == (selector ? 2 : 1)) {
+          // With a selector too, Fleet wants the named bundle to match it as well: the
+          // named one is waited for.
           declared = dependency.Scalar().substr(0, 253);
         }
         if (declared.empty() || out.depends_on.size() >= 32) {

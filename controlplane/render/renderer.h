@@ -416,9 +416,9 @@ struct FleetYamlNamespace {
   // does not read ("helm", "targetCustomizations", ...); a bundle's flags do their work.
   std::vector<std::string> unread;
   // Its dependsOn entries, at most 32: a bundle's name (`- name: NAME`), or the bundles
-  // whose labels a selector matches (`- selector:`), kFleetSelectorPrefix and its text;
-  // whether some are neither or both (not read), and why a selector cannot be read (Fleet
-  // would not deploy the folder either).
+  // whose labels a selector matches (`- selector:`), kFleetSelectorPrefix and its text
+  // (with a name too, the name); whether some are neither (not read), and why a selector
+  // cannot be read (Fleet would not deploy the folder either).
   std::vector<std::string> depends_on;
   bool depends_on_unread = false;
   std::string depends_on_error;
