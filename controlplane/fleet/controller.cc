@@ -2007,6 +2007,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
       ++renders_done_;
     }
     WakeSiblingWaiters(name);
+    WakeDependents(name);
   }
   std::string began;  // the wait's note, when this pass began it
   std::vector<std::string> fetch;
@@ -2227,6 +2228,19 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
     }
   }
   for (const std::string& other : waiting) queue_.Add(other);
+}
+
+void Controller::WakeDependents(const std::string& name) {
+  std::vector<std::string> waiting;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [dependent, dependencies] : dependencies_) {
+      if (std::find(dependencies.begin(), dependencies.end(), name) != dependencies.end()) {
+        waiting.push_back(dependent);
+      }
+    }
+  }
+  for (const std::string& dependent : waiting) queue_.Add(dependent);
 }
 
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
@@ -2569,9 +2583,13 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     bool defined = false;
     LabelSelector selector;
     std::shared_ptr<const BundleVariants> content;
+    // Why every cluster waits for it whatever its clusters report: of the same source, it
+    // has not rendered the commit this revision comes from.
+    std::string behind;
   };
   std::vector<Dependency> dependencies;
   std::string cycle;
+  std::string source;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -2581,6 +2599,16 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
       it->second.dependency_waits.clear();
       return gate;
     }
+    source = it->second.definition.source();
+  }
+  // The source's newest commit (read without the lock: the poller calls back under its own).
+  std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+  const std::string head = snapshot.has_value() ? snapshot->commit.id : "";
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return gate;
+    const std::string commit = it->second.content != nullptr ? it->second.content->commit() : "";
     *stable_gate = ClusterSetGate::Of({});  // until the dependencies are known ready
     // Nobody gets anything anyway.
     if (it->second.record.suspended() || !PausedBySource(it->second.record).empty()) return gate;
@@ -2597,6 +2625,23 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
         d.defined = true;
         d.selector = dep->second.selector;
         d.content = dep->second.content;
+        // One commit may change both (a CRD and what uses it): of the same source, the
+        // dependency's render of that commit (or of a newer, the head) comes first, as
+        // Flux waits for a dependency's revision of the same source.
+        const BundleState& theirs = dep->second;
+        if (!commit.empty() && theirs.definition.source() == source &&
+            theirs.record.pinned_commit().empty() && theirs.reconciled_commit != commit &&
+            (head.empty() || theirs.reconciled_commit != head)) {
+          const bool failed = theirs.record.error_commit() == commit ||
+                              (!head.empty() && theirs.record.error_commit() == head);
+          d.behind =
+              failed
+                  ? absl::StrCat("bundle ", dependency, " failed to render ",
+                                 theirs.record.error_commit().substr(0, 12),
+                                 ", the commit this revision comes from: ", theirs.record.error())
+                  : absl::StrCat("bundle ", dependency, " has not rendered ", commit.substr(0, 12),
+                                 ", the commit this revision comes from, yet");
+        }
       }
       dependencies.push_back(std::move(d));
     }
@@ -2625,6 +2670,13 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     dependencies.clear();
   }
   for (const Dependency& d : dependencies) {
+    if (!d.behind.empty()) {
+      for (const std::string& cluster : candidates) {
+        if (allowed.erase(cluster) > 0) waits[cluster] = d.behind;
+      }
+      joiners_allowed.clear();
+      continue;
+    }
     if (!d.defined || d.content == nullptr) {
       for (const std::string& cluster : candidates) {
         if (allowed.erase(cluster) > 0) {

@@ -425,6 +425,8 @@ class Controller {
   void GiveNewestToHub(const std::string& name);
   // Queues the bundles that wait for `name`'s render (WaitsForSiblings).
   void WakeSiblingWaiters(const std::string& name);
+  // Queues the bundles that depend on `name`, whose gates its render may open.
+  void WakeDependents(const std::string& name);
   // Which clusters may have the bundle's current content: none while it is suspended, the
   // partitions its rollout reached, else all (null). Moves the rollout on as far as the
   // clusters' reports allow and stores where it stands.

@@ -4223,6 +4223,61 @@ TEST_F(RolloutTest, FleetYamlsDependsOnSelectorWaitsForEveryBundleItMatches) {
   EXPECT_EQ(Take("c1"), "");
 }
 
+// One commit may change a dependency and its dependent (a CRD and what uses it): of the
+// same source, the dependency's render of that commit comes first, so a dependency that
+// was Healthy at the commit before does not let the dependent's new revision through.
+TEST_F(RolloutTest, ADependencyOfTheSameSourceRendersTheCommitBeforeItsDependentGoes) {
+  git_.Write("apps/base/cm.yaml", Cm("base"));
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("c1");
+  auto next_base = [&] {
+    for (int i = 0; i < 2000; ++i) {
+      if (std::shared_ptr<const EncodedMessage> update =
+              hub_->NextMessage(agents_["c1"].session, "base")) {
+        return update->message.update().revision();
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(controller_->AddBundle(Bundle("base", "apps/base"), false).ok());
+  const std::string base1 = next_base();
+  ASSERT_FALSE(base1.empty());
+  Report("c1", base1, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "base");
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.add_depends_on("base");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(web, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(Eventually("c1"), info->revision());
+  Report("c1", info->revision(), v1::HEALTH_STATE_HEALTHY);
+
+  // base's render of the next commit fails: web's change of that commit waits.
+  git_.Write("apps/base/cm.yaml", "kind: [\n");
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("base broken");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+  EXPECT_EQ(Take("c1"), "") << "web went though base did not render its commit";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+              HasSubstr("bundle base failed to render"));
+
+  // Mended: base's new revision goes, and web's once that one is Healthy.
+  git_.Write("apps/base/cm.yaml", Cm("base", "3"));
+  git_.Commit("base mended");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string base3 = next_base();
+  ASSERT_FALSE(base3.empty());
+  EXPECT_NE(base3, base1);
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before base's new revision was Healthy";
+  Report("c1", base3, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "base");
+  const std::string web3 = Eventually("c1");
+  EXPECT_FALSE(web3.empty());
+  EXPECT_NE(web3, info->revision());
+}
+
 // Adds bundle "web" of a ConfigMap whose value names each cluster ("prod-c1-1"), rolled
 // out one cluster per partition, and rolls it out to c1-c3; `commit` commits version N of
 // it. A template substituted per cluster, or with jsonnet_ a jsonnet render per cluster.
