@@ -19,9 +19,9 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/thread_name.h"
-#include "controlplane/fleet/fleet_names.h"
 #include "controlplane/fleet/status.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/sops.h"
 #include "controlplane/source/git_credentials.h"
@@ -298,6 +298,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.controller_fields = record.reads_controller_fields();
   reads.fleet_service_account = record.reads_fleet_service_account();
   reads.fleet_depends_on = record.reads_fleet_depends_on();
+  reads.fleet_release_name = record.reads_fleet_release_name();
   return reads;
 }
 
@@ -431,6 +432,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_controller_fields(true);
         state.record.set_reads_fleet_service_account(true);
         state.record.set_reads_fleet_depends_on(true);
+        state.record.set_reads_fleet_release_name(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1312,6 +1314,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_controller_fields(true);
         state.record.set_reads_fleet_service_account(true);
         state.record.set_reads_fleet_depends_on(true);
+        state.record.set_reads_fleet_release_name(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {
@@ -2487,8 +2490,12 @@ std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
       continue;
     }
     const std::string& path = other_state.definition.path();
-    if (path.size() < longest || !IsFleetNameOfFolder(declared, path)) continue;
-    if (path.size() > longest) {
+    if ((!found.empty() && path.size() < longest) ||
+        // Its exact name when the GitRepo was named as the source (the root folder's too).
+        (FleetBundleName(source, path) != declared && !IsFleetNameOfFolder(declared, path))) {
+      continue;
+    }
+    if (found.empty() || path.size() > longest) {
       found = other;
       longest = path.size();
       tie = false;
@@ -3616,7 +3623,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
-         read_folder, ns = definition.target_namespace(), reads,
+         read_folder, ns = definition.target_namespace(), reads, gitrepo = definition.source(),
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
@@ -3632,6 +3639,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.read_folder = read_folder;
           input.target_namespace = ns;
           UseReads(reads, &input);
+          input.fleet_gitrepo = gitrepo;
           input.fleet_service_account_namespace = accounts_namespace;
           input.include = include;
           input.exclude = exclude;
@@ -3658,6 +3666,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.read_folder = FolderReader(snapshot.repo, commit.id);
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
+    input.fleet_gitrepo = definition.source();
     input.fleet_service_account_namespace = options_.fleet_service_account_namespace;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());

@@ -17,6 +17,7 @@
 #include "common/file_system.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
+#include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "gmock/gmock.h"
@@ -2344,6 +2345,7 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
   ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
     EXPECT_TRUE(record.reads_fleet_helm()) << "a new bundle reads them";
     record.clear_reads_fleet_helm();
+    record.clear_reads_fleet_release_name();  // read later still
     record.set_revision("rendered-before");
   }));
   git_.Write("charts/web/values.yaml", "replicas: 1\n");
@@ -2367,6 +2369,54 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
   EXPECT_THAT(listed["new"].notes(),
               ::testing::Contains(HasSubstr("the chart takes helm.releaseName shop-web from "
                                             "charts/web/fleet.yaml")));
+}
+
+// A chart of a Fleet folder is released under the name Fleet gives it (its bundle's), so
+// one Fleet installed keeps its objects' names when gitfleet takes it over; a chart with no
+// fleet.yaml, or a bundle rendered before gitfleet did this, keeps the bundle's name.
+TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
+  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  for (const char* chart : {"charts/web", "charts/Named_Web", "charts/plain"}) {
+    git_.Write(absl::StrCat(chart, "/Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  }
+  git_.Write("charts/web/fleet.yaml", "defaultNamespace: shop\n");
+  git_.Write("charts/Named_Web/fleet.yaml", "name: Platform.Web\n");
+  git_.Commit("charts Fleet deployed");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "charts/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_release_name()) << "a new bundle reads it";
+    record.clear_reads_fleet_release_name();
+    record.set_revision("rendered-before");
+  }));
+  git_.Write("charts/web/values.yaml", "replicas: 1\n");
+  git_.Commit("values");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "charts/web"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("named", "charts/Named_Web"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("plain", "charts/plain"), false).ok());
+
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  // Fleet's names: source "app" standing for the GitRepo, and HelmReleaseName of the
+  // fleet.yaml's name (cleaned, with a checksum of what cleaning changed).
+  for (const auto& [bundle, release] : std::vector<std::pair<std::string, std::string>>{
+           {"old", "old"},
+           {"web", "app-charts-web"},
+           {"named", FleetBundleName("Platform.Web", "")},
+           {"plain", "plain"}}) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    ASSERT_NE(message, nullptr) << bundle;
+    ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
+    EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;
+  }
+  EXPECT_THAT(FleetBundleName("Platform.Web", ""), ::testing::StartsWith("platform-web-"));
+  std::map<std::string, v1::BundleInfo> listed;
+  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("the chart is released as app-charts-web, as Fleet "
+                                            "releases it")));
 }
 
 // The values files the values-echo helm (tests/util/fake_tools.h) was given, from the

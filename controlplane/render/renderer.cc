@@ -19,6 +19,7 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
+#include "controlplane/render/fleet_names.h"
 #include "controlplane/render/fleet_overlays.h"
 #include "controlplane/render/fleet_values.h"
 #include "yaml-cpp/yaml.h"
@@ -611,6 +612,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_controller_fields = reads.controller_fields;
   input->reads_fleet_service_account = reads.fleet_service_account;
   input->reads_fleet_depends_on = reads.fleet_depends_on;
+  input->reads_fleet_release_name = reads.fleet_release_name;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1621,6 +1623,25 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   if (chart_here && chart_folders &&
       FindFleetYaml(input.path, input.files, input.reads_fleet_bundle_layout) != nullptr) {
     GF_RETURN_IF_ERROR(PlaceFleetChart(input, fleet_yaml, &*fleet, &placed));
+  }
+  // Released as Fleet releases it (under its bundle's name), so that a chart Fleet
+  // installed keeps its objects' names (`{{ .Release.Name }}-data`, a StatefulSet's claims)
+  // when gitfleet takes it over, instead of new objects beside them.
+  if (std::string(renderer.engine()) == "helm" && placed.helm_release.empty() &&
+      input.reads_fleet_release_name && !input.fleet_gitrepo.empty() &&
+      FindFleetYaml(input.path, input.files, input.reads_fleet_bundle_layout) != nullptr) {
+    placed.helm_release = fleet->bundle_name.empty()
+                              ? FleetBundleName(input.fleet_gitrepo, input.path)
+                              : FleetBundleName(fleet->bundle_name, "");
+    if (input.notes != nullptr) {
+      input.notes->push_back(
+          absl::StrCat("the chart is released as ", placed.helm_release, ", as Fleet releases it (",
+                       fleet->bundle_name.empty()
+                           ? absl::StrCat("its bundle's name for a GitRepo named as the source, ",
+                                          input.fleet_gitrepo)
+                           : absl::StrCat(fleet_yaml, "'s name"),
+                       "); helm.releaseName in ", fleet_yaml, " names another"));
+    }
   }
   // A plain or kustomize bundle whose fleet.yaml gives clusters another folder or namespace
   // renders per cluster (the controller's renderer mode: `values` are the cluster's), each

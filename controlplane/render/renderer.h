@@ -156,6 +156,13 @@ struct RenderInput {
   // its --depends-on does (the controller reads them: FleetYamlNamespace::depends_on). False
   // for a bundle rendered before gitfleet read them: noted.
   bool reads_fleet_depends_on = true;
+  // A chart of a folder with a fleet.yaml that names no helm.releaseName is released under
+  // the name Fleet gives it (its bundle's: fleet.yaml's `name`, or FleetBundleName of
+  // `fleet_gitrepo` and the path), so that a chart Fleet installed keeps its objects'
+  // names. False for a bundle rendered before gitfleet did: it keeps the bundle's name.
+  bool reads_fleet_release_name = true;
+  // The GitRepo Fleet would have read the repository as: the source's name.
+  std::string fleet_gitrepo;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -208,6 +215,7 @@ struct RepositoryReads {
   bool controller_fields = true;
   bool fleet_service_account = true;
   bool fleet_depends_on = true;
+  bool fleet_release_name = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet

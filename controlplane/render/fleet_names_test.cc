@@ -1,4 +1,4 @@
-#include "controlplane/fleet/fleet_names.h"
+#include "controlplane/render/fleet_names.h"
 
 #include <string>
 

@@ -1,5 +1,5 @@
-#ifndef GITFLEET_CONTROLPLANE_FLEET_FLEET_NAMES_H_
-#define GITFLEET_CONTROLPLANE_FLEET_FLEET_NAMES_H_
+#ifndef GITFLEET_CONTROLPLANE_RENDER_FLEET_NAMES_H_
+#define GITFLEET_CONTROLPLANE_RENDER_FLEET_NAMES_H_
 
 // Rancher Fleet's names for the bundles it makes of a GitRepo's folders, which a
 // fleet.yaml's dependsOn names: the GitRepo's name and the folder's path joined, slashes
@@ -32,4 +32,4 @@ bool IsFleetNameOfFolder(absl::string_view declared, absl::string_view path);
 
 }  // namespace gitfleet
 
-#endif  // GITFLEET_CONTROLPLANE_FLEET_FLEET_NAMES_H_
+#endif  // GITFLEET_CONTROLPLANE_RENDER_FLEET_NAMES_H_
