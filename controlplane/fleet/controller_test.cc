@@ -3520,6 +3520,18 @@ class RolloutTest : public ControllerTest {
     }
     return "";
   }
+  // The revision of the next update of `bundle` (not web) for `name`'s agent, waited for
+  // as Eventually waits; "" when none comes.
+  std::string NextUpdateOf(const std::string& name, const std::string& bundle) {
+    for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
+      if (std::shared_ptr<const EncodedMessage> update =
+              hub_->NextMessage(agents_[name].session, bundle)) {
+        return update->message.update().revision();
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return "";
+  }
   // Connects c1-c3 and adds bundle "web" (for `selector`) rolled out one cluster per
   // partition; *r1 is its first revision.
   void AddWeb(std::string* r1, const std::string& selector = "") {
@@ -4130,17 +4142,12 @@ TEST_F(RolloutTest, FleetYamlsDependsOnIsWaitedForAsDependsOnIs) {
               HasSubstr("bundle fleet-examples-apps-base is not defined"));
 
   ASSERT_TRUE(controller_->AddBundle(Bundle("base", "apps/base"), false).ok());
-  std::shared_ptr<const EncodedMessage> base = hub_->NextMessage(agents_["c1"].session, "base");
-  for (int i = 0; i < 200 && base == nullptr; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    base = hub_->NextMessage(agents_["c1"].session, "base");
-  }
-  ASSERT_NE(base, nullptr);
+  const std::string base = NextUpdateOf("c1", "base");
+  ASSERT_FALSE(base.empty());
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Take("c1"), "") << "web went before base was Healthy";
   EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle base"));
-  Report("c1", base->message.update().revision(), v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED,
-         "base");
+  Report("c1", base, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "base");
   EXPECT_EQ(Eventually("c1"), r1);
 
   // base's folder now waits for web: a cycle, and neither's next commit goes anywhere.
@@ -4183,16 +4190,10 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   ASSERT_TRUE(controller_->AddBundle(Bundle("operator", operator_path), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("crds", "infra/crds"), false).ok());
   std::map<std::string, std::string> revisions;
-  for (int i = 0; i < 300 && revisions.size() < 2; ++i) {
-    for (const char* bundle : {"operator", "crds"}) {
-      if (std::shared_ptr<const EncodedMessage> update =
-              hub_->NextMessage(agents_["c1"].session, bundle)) {
-        revisions[bundle] = update->message.update().revision();
-      }
-    }
-    absl::SleepFor(absl::Milliseconds(10));
+  for (const char* bundle : {"operator", "crds"}) {
+    revisions[bundle] = NextUpdateOf("c1", bundle);
+    ASSERT_FALSE(revisions[bundle].empty()) << bundle;
   }
-  ASSERT_EQ(revisions.size(), 2u);
   absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
   EXPECT_EQ(Take("c1"), "") << "web went before its dependencies were Healthy";
   EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle operator"));
@@ -4237,16 +4238,10 @@ TEST_F(RolloutTest, FleetYamlsDependsOnSelectorWaitsForEveryBundleItMatches) {
   ASSERT_TRUE(controller_->AddBundle(Bundle("crds", "infra/crds"), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("operator", "infra/operator"), false).ok());
   std::map<std::string, std::string> revisions;
-  for (int i = 0; i < 300 && revisions.size() < 2; ++i) {
-    for (const char* bundle : {"operator", "crds"}) {
-      if (std::shared_ptr<const EncodedMessage> update =
-              hub_->NextMessage(agents_["c1"].session, bundle)) {
-        revisions[bundle] = update->message.update().revision();
-      }
-    }
-    absl::SleepFor(absl::Milliseconds(10));
+  for (const char* bundle : {"operator", "crds"}) {
+    revisions[bundle] = NextUpdateOf("c1", bundle);
+    ASSERT_FALSE(revisions[bundle].empty()) << bundle;
   }
-  ASSERT_EQ(revisions.size(), 2u);
   Report("c1", revisions["crds"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "crds");
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Take("c1"), "") << "web went before operator was Healthy";
@@ -4282,18 +4277,8 @@ TEST_F(RolloutTest, ADependencyOfTheSameSourceRendersTheCommitBeforeItsDependent
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   Connect("c1");
-  auto next_base = [&] {
-    for (int i = 0; i < 2000; ++i) {
-      if (std::shared_ptr<const EncodedMessage> update =
-              hub_->NextMessage(agents_["c1"].session, "base")) {
-        return update->message.update().revision();
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return std::string();
-  };
   ASSERT_TRUE(controller_->AddBundle(Bundle("base", "apps/base"), false).ok());
-  const std::string base1 = next_base();
+  const std::string base1 = NextUpdateOf("c1", "base");
   ASSERT_FALSE(base1.empty());
   Report("c1", base1, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "base");
   v1::Bundle web = Bundle("web", "apps/web");
@@ -4317,7 +4302,7 @@ TEST_F(RolloutTest, ADependencyOfTheSameSourceRendersTheCommitBeforeItsDependent
   git_.Write("apps/base/cm.yaml", Cm("base", "3"));
   git_.Commit("base mended");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
-  const std::string base3 = next_base();
+  const std::string base3 = NextUpdateOf("c1", "base");
   ASSERT_FALSE(base3.empty());
   EXPECT_NE(base3, base1);
   absl::SleepFor(absl::Milliseconds(300));
