@@ -211,6 +211,9 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   if (std::optional<std::string> version = args.Take("kube-version")) {
     bundle->set_helm_kube_version(*version);
   }
+  if (std::optional<std::string> release = args.Take("release")) {
+    bundle->set_helm_release(*release);
+  }
   for (const std::string& api_version : SplitList(args.Take("api-versions"))) {
     bundle->add_helm_api_versions(api_version);
   }
@@ -278,6 +281,7 @@ constexpr BundleFlag kBundleFlags[] = {
     {"exclude", [](const B& f, B* t) { *t->mutable_exclude() = f.exclude(); }},
     {"decrypt", [](const B& f, B* t) { t->set_decrypt(f.decrypt()); }},
     {"kube-version", [](const B& f, B* t) { t->set_helm_kube_version(f.helm_kube_version()); }},
+    {"release", [](const B& f, B* t) { t->set_helm_release(f.helm_release()); }},
     {"api-versions",
      [](const B& f, B* t) { *t->mutable_helm_api_versions() = f.helm_api_versions(); }},
 };
@@ -1711,6 +1715,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
        "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
        "           [--values-file=FILE,...]           helm values files in the chart\n"
+       "           [--release=NAME]                   the chart's release (default: fleet.yaml's,\n"
+       "                                              else the bundle's name)\n"
        "           [--kube-version=1.30|cluster]      what charts see of the clusters\n"
        "           [--api-versions=GROUP/VERSION[/KIND],...]  (.Capabilities), as Argo CD's;\n"
        "                                              cluster: each cluster's own\n"
@@ -1875,7 +1881,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--kube-version=V] [--api-versions=...] [--include=GLOB,...] "
+       "[--values-file=...] [--release=NAME] [--kube-version=V] [--api-versions=...] "
+       "[--include=GLOB,...] "
        "[--exclude=GLOB,...] [--submodules] [--lfs]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
        " [--chart-repositories=URL_PREFIX,...] [--chart-repository-names=NAME=URL,...]\n"
@@ -2024,6 +2031,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           input.helm_capabilities = capabilities;
           input.read_folder = read_folder;
           input.target_namespace = bundle.target_namespace();
+          input.bundle_helm_release = bundle.helm_release();
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -2040,6 +2048,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     input.helm_capabilities = capabilities;
     input.read_folder = read_folder;
     input.target_namespace = bundle.target_namespace();
+    input.bundle_helm_release = bundle.helm_release();
     input.include.assign(bundle.include().begin(), bundle.include().end());
     input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);

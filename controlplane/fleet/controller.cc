@@ -154,6 +154,18 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
     return absl::InvalidArgumentError(
         absl::StrCat("helm values files given to a ", engine, " bundle"));
   }
+  if (!bundle.helm_release().empty()) {
+    if (!ValidReleaseName(bundle.helm_release())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--release=", bundle.helm_release().substr(0, 64),
+          ": not a release name helm takes (a DNS name of at most 53 lower-case letters, digits, "
+          "'-' and '.')"));
+    }
+    if (!engine.empty() && engine != "helm") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--release names a chart's release; a ", engine, " bundle renders none"));
+    }
+  }
   GF_RETURN_IF_ERROR(
       CheckHelmCapabilities(bundle.helm_kube_version(), Strings(bundle.helm_api_versions())));
   if (engine == "jsonnet" &&
@@ -3624,6 +3636,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads, gitrepo = definition.source(),
+         release = definition.helm_release(),
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
@@ -3640,6 +3653,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.target_namespace = ns;
           UseReads(reads, &input);
           input.fleet_gitrepo = gitrepo;
+          input.bundle_helm_release = release;
           input.fleet_service_account_namespace = accounts_namespace;
           input.include = include;
           input.exclude = exclude;
@@ -3667,6 +3681,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.fleet_gitrepo = definition.source();
+    input.bundle_helm_release = definition.helm_release();
     input.fleet_service_account_namespace = options_.fleet_service_account_namespace;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());

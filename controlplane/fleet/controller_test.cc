@@ -2419,6 +2419,40 @@ TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
                                             "releases it")));
 }
 
+// A bundle's --release names its chart's release over every other name (fleet.yaml's
+// releaseName, Fleet's, the bundle's), so a chart Argo CD or Flux installed under another
+// name keeps its objects; a name helm would refuse, or one for a bundle of no chart, is
+// refused when given.
+TEST_F(ControllerTest, ABundlesReleaseNamesItsChartsRelease) {
+  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
+  ASSERT_FALSE(helm_.empty());
+  Restart();
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml", "helm:\n  releaseName: shop-web\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle bundle = Bundle("web", "charts/web");
+  bundle.set_helm_release("guestbook");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
+  ASSERT_NE(message, nullptr);
+  ASSERT_EQ(message->message.update().upserts_size(), 1);
+  EXPECT_EQ(message->message.update().upserts(0).key().name(), "guestbook");
+
+  bundle.set_helm_release("Guest_Book");
+  EXPECT_THAT(controller_->AddBundle(bundle, true).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--release=Guest_Book: not a release name helm takes")));
+  v1::Bundle plain = Bundle("plain", "charts/web");
+  plain.set_engine("plain");
+  plain.set_helm_release("guestbook");
+  EXPECT_THAT(controller_->AddBundle(plain, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--release names a chart's release; a plain bundle")));
+}
+
 // The values files the values-echo helm (tests/util/fake_tools.h) was given, from the
 // ConfigMap of `bundle`'s next message to `agent`, and that message's revision; empty
 // when there is no such message.

@@ -239,18 +239,6 @@ std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
   return dir;
 }
 
-// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
-bool ValidReleaseName(absl::string_view name) {
-  if (name.empty() || name.size() > 53) return false;
-  for (absl::string_view label : absl::StrSplit(name, '.')) {
-    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label) {
-      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
-    }
-  }
-  return true;
-}
-
 // The chart fetched for helm.repo, helm.chart and helm.version (as written, "" when unset):
 // one in a chart repository, one in an OCI registry (oci:// in helm.repo with the chart's
 // name, or in helm.chart), or an archive's URL in helm.chart; `out` is left empty for a
@@ -497,6 +485,18 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
 }
 
 }  // namespace
+
+// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
+bool ValidReleaseName(absl::string_view name) {
+  if (name.empty() || name.size() > 53) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
+    }
+  }
+  return true;
+}
 
 absl::StatusOr<std::vector<std::string>> HelmCapabilityFlags(const HelmCapabilities& capabilities,
                                                              const std::string& kube_flag,
@@ -1642,6 +1642,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                            : absl::StrCat(fleet_yaml, "'s name"),
                        "); helm.releaseName in ", fleet_yaml, " names another"));
     }
+  }
+  // The operator's word wins (the bundle's --release).
+  if (std::string(renderer.engine()) == "helm" && !input.bundle_helm_release.empty()) {
+    placed.helm_release = input.bundle_helm_release;
   }
   // A plain or kustomize bundle whose fleet.yaml gives clusters another folder or namespace
   // renders per cluster (the controller's renderer mode: `values` are the cluster's), each

@@ -163,6 +163,8 @@ struct RenderInput {
   bool reads_fleet_release_name = true;
   // The GitRepo Fleet would have read the repository as: the source's name.
   std::string fleet_gitrepo;
+  // The bundle's --release for the helm engine: wins over every other release name.
+  std::string bundle_helm_release;
   // Set by RenderBundlePath for the helm engine, from the above: the folder (relative to
   // `path`, "" for it) whose kustomization.yaml the chart's output goes through, as its
   // first resource, fleet-manifests.yaml (kFleetManifestsFile), as Fleet post-renders it.
@@ -411,6 +413,9 @@ class Renderers {
 // How FleetYamlNamespace::depends_on writes a selector entry ("selector:app=db"); no
 // bundle's name holds a colon.
 inline constexpr char kFleetSelectorPrefix[] = "selector:";
+
+// Helm's rule for a release name: a DNS subdomain of at most 53 characters.
+bool ValidReleaseName(absl::string_view name);
 
 // Where Rancher Fleet's fleet.yaml in a bundle's folder puts the bundle's objects:
 // `defaultNamespace` for namespaced objects that name none, or `namespace`, which Fleet

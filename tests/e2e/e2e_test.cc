@@ -493,6 +493,17 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   out = Ctl({"bundle", "set", "api", "--api-versions=monitoring coreos"}, &code);
   EXPECT_NE(code, 0);
   EXPECT_THAT(out, HasSubstr("is not an API version")) << out;
+
+  // The release the chart was installed as elsewhere (an Argo CD Application's name): the
+  // operator's word over fleet.yaml's releaseName.
+  out = Ctl({"bundle", "set", "api", "--release=legacy-api"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Read("prod-eu", "_cluster/ConfigMap/legacy-api.yaml"), "replicas: 3");
+  })) << Read("prod-eu", "_cluster/ConfigMap/legacy-api.yaml");
+  out = Ctl({"bundle", "set", "api", "--release=Legacy_API"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("not a release name helm takes")) << out;
 }
 
 // Fleet's helm-kustomize layout, moved as it is: a chart beside the overlays its fleet.yaml
