@@ -147,6 +147,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
           Or(after.helm_kube_version(), "(helm's)"), &out);
   Compare("--api-versions", list(before.helm_api_versions()), list(after.helm_api_versions()),
           &out);
+  Compare("--release", Or(before.helm_release(), "(the default)"),
+          Or(after.helm_release(), "(the default)"), &out);
   return out;
 }
 
