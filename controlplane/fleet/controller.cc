@@ -2515,7 +2515,20 @@ std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
       tie = true;
     }
   }
-  return found.empty() || tie ? declared : found;
+  if (!found.empty()) return tie ? declared : found;
+  // Else a folder of another source (Fleet's dependsOn reaches the workspace's other
+  // GitRepos) by its exact name, that source named as its GitRepo; two alike match none.
+  for (const auto& [other, other_state] : bundles_) {
+    if (other == name || other_state.definition.source() == source ||
+        !other_state.record.fleet_name().empty() ||
+        FleetBundleName(other_state.definition.source(), other_state.definition.path()) !=
+            declared) {
+      continue;
+    }
+    if (!found.empty()) return declared;
+    found = other;
+  }
+  return found.empty() ? declared : found;
 }
 
 std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {

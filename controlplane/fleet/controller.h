@@ -463,7 +463,8 @@ class Controller {
   // dependsOn names (BundleRecord.declared_depends_on), each resolved to a bundle here: the
   // one of that name, else the one whose fleet.yaml gives it that `name` (of the same
   // source first), else one of the same source whose folder Fleet names so (FleetBundleName
-  // for some GitRepo name: the longest such path; a tie resolves to none). One that
+  // for some GitRepo name: the longest such path; a tie resolves to none), else one of
+  // another source whose folder it names exactly, that source named as the GitRepo. One that
   // resolves to none is kept as written (waited for as an undefined bundle is). Never
   // `name` itself; each once.
   std::vector<std::string> DependenciesLocked(const std::string& name,

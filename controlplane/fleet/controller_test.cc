@@ -4211,20 +4211,28 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   git_.Write("infra/crds/cm.yaml", Cm("crds"));
   git_.Write("infra/crds/fleet.yaml", "name: platform-crds\n");
   git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write("infra/issuer/cm.yaml", Cm("issuer"));
   git_.Write("apps/web/fleet.yaml",
              "dependsOn:\n"
              "- name: fleet-examples-clusters-production-monitoring-p-5a3cf\n"
              "- name: platform-crds\n"
-             "  selector: {matchLabels: {tier: infra}}\n");
+             "  selector: {matchLabels: {tier: infra}}\n"
+             "- name: infra-infra-issuer\n");  // of GitRepo "infra": another source
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Source infra = Source();
+  infra.set_name("infra");
+  ASSERT_TRUE(controller_->AddSource(infra, false).ok());
   Connect("c1");
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
   ASSERT_TRUE(controller_->AddBundle(Bundle("operator", operator_path), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("crds", "infra/crds"), false).ok());
+  v1::Bundle issuer = Bundle("issuer", "infra/issuer");
+  issuer.set_source("infra");
+  ASSERT_TRUE(controller_->AddBundle(issuer, false).ok());
   std::map<std::string, std::string> revisions;
-  for (const char* bundle : {"operator", "crds"}) {
+  for (const char* bundle : {"operator", "crds", "issuer"}) {
     revisions[bundle] = NextUpdateOf("c1", bundle);
     ASSERT_FALSE(revisions[bundle].empty()) << bundle;
   }
@@ -4236,6 +4244,10 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   EXPECT_EQ(Take("c1"), "") << "web went before crds was Healthy";
   EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle crds"));
   Report("c1", revisions["crds"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "crds");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before issuer was Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle issuer"));
+  Report("c1", revisions["issuer"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "issuer");
   EXPECT_EQ(Eventually("c1"), info->revision());
 }
 
