@@ -128,6 +128,25 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   }
 
+  // Every bundle's listing, by name.
+  std::map<std::string, v1::BundleInfo> ListedByName() {
+    std::map<std::string, v1::BundleInfo> listed;
+    for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+    return listed;
+  }
+
+  // That `agent`'s next update of each bundle holds one object, named after its chart's
+  // release (the stand-in helm's ConfigMap).
+  void ExpectReleases(uint64_t agent,
+                      const std::vector<std::pair<std::string, std::string>>& releases) {
+    for (const auto& [bundle, release] : releases) {
+      std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+      ASSERT_NE(message, nullptr) << bundle;
+      ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
+      EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;
+    }
+  }
+
   v1::Source Source() {
     v1::Source source;
     source.set_name("app");
@@ -2034,8 +2053,7 @@ TEST_F(ControllerTest, ExcludeAndFleetIgnoreChooseAPlainBundlesFiles) {
   git_.Commit("a .fleetignore");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("new", "apps/web"), false).ok());
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_EQ(listed["new"].error(), "");
   EXPECT_EQ(listed["new"].object_count(), 1) << "a new bundle leaves out what it names";
   EXPECT_EQ(listed["old"].error(), "");
@@ -2080,8 +2098,7 @@ TEST_F(ControllerTest, FleetsNestedBundlesAndFleetYmlAreReadForBundlesRenderedSi
   EXPECT_EQ(placed("new"), "shop: web");
   EXPECT_EQ(placed("db"), "data: db");
   EXPECT_EQ(placed("old"), ": db,web") << "the upgrade neither moves nor prunes";
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_THAT(listed["new"].notes(),
               ::testing::Contains(HasSubstr("left out fleet/apps/db/, 2 files")));
   EXPECT_THAT(listed["old"].notes(),
@@ -2354,15 +2371,8 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
   ASSERT_TRUE(controller_->AddBundle(Bundle("new", "charts/web"), false).ok());
 
   uint64_t agent = ConnectAgent(hub_.get(), "a", {});
-  for (const auto& [bundle, release] :
-       {std::pair<std::string, std::string>{"old", "old"}, {"new", "shop-web"}}) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
-    ASSERT_NE(message, nullptr) << bundle;
-    ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
-    EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;
-  }
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"old", "old"}, {"new", "shop-web"}}));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("sets helm.releaseName shop-web; this bundle was "
                                             "rendered before gitfleet read them")));
@@ -2401,19 +2411,12 @@ TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
   uint64_t agent = ConnectAgent(hub_.get(), "a", {});
   // Fleet's names: source "app" standing for the GitRepo, and HelmReleaseName of the
   // fleet.yaml's name (cleaned, with a checksum of what cleaning changed).
-  for (const auto& [bundle, release] : std::vector<std::pair<std::string, std::string>>{
-           {"old", "old"},
-           {"web", "app-charts-web"},
-           {"named", FleetBundleName("Platform.Web", "")},
-           {"plain", "plain"}}) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
-    ASSERT_NE(message, nullptr) << bundle;
-    ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
-    EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"old", "old"},
+                                                 {"web", "app-charts-web"},
+                                                 {"named", FleetBundleName("Platform.Web", "")},
+                                                 {"plain", "plain"}}));
   EXPECT_THAT(FleetBundleName("Platform.Web", ""), ::testing::StartsWith("platform-web-"));
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_THAT(listed["web"].notes(),
               ::testing::Contains(HasSubstr("the chart is released as app-charts-web, as Fleet "
                                             "releases it")));
@@ -2436,10 +2439,7 @@ TEST_F(ControllerTest, ABundlesReleaseNamesItsChartsRelease) {
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
   ASSERT_TRUE(info.ok()) << info.status();
   uint64_t agent = ConnectAgent(hub_.get(), "a", {});
-  std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "web");
-  ASSERT_NE(message, nullptr);
-  ASSERT_EQ(message->message.update().upserts_size(), 1);
-  EXPECT_EQ(message->message.update().upserts(0).key().name(), "guestbook");
+  ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"web", "guestbook"}}));
 
   bundle.set_helm_release("Guest_Book");
   EXPECT_THAT(controller_->AddBundle(bundle, true).status(),
@@ -2682,8 +2682,7 @@ TEST_F(ControllerTest, FleetTargetCustomizationsHelmValuesAreReadForBundlesRende
   EXPECT_EQ(values_of(prod, "old"), "");
   EXPECT_EQ(values_of(prod, "new"), ".gitfleet-fleet-yaml-values.yaml=replicas: 3 |");
   EXPECT_EQ(values_of(dev, "new"), "");
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("targetCustomizations prod give some clusters other "
                                             "helm values; this bundle was rendered before")));
@@ -2716,8 +2715,7 @@ TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSinc
   ASSERT_EQ(old->message.update().upserts_size(), 1);
   EXPECT_THAT(old->message.update().upserts(0).yaml(), HasSubstr("name: extra"))
       << "still the plain folder it was";
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_EQ(listed["new"].engine(), "helm");
   EXPECT_EQ(listed["old"].engine(), "plain");
 }
@@ -2764,8 +2762,7 @@ TEST_F(ControllerTest, AChartGoesThroughItsFleetKustomizationForBundlesRenderedS
   };
   EXPECT_EQ(names(dev, "new"), "shop-dev: dev-web");
   EXPECT_EQ(names(prod, "new"), ": extra, web") << "the folder's own, with the chart";
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_EQ(listed["new"].engine(), "helm");
   EXPECT_EQ(listed["old"].engine(), "kustomize") << "still the kustomize folder it was";
   EXPECT_EQ(listed["old"].object_count(), 1) << "extra, without the chart";
@@ -2832,8 +2829,7 @@ TEST_F(ControllerTest, FleetTargetCustomizationsGiveAPlainBundlesClustersTheirFo
   EXPECT_EQ(qa_status[0].sync_state(), v1::SYNC_STATE_FAILED);
   EXPECT_THAT(qa_status[0].message(),
               HasSubstr("no targetCustomizations of mc/web/fleet.yaml selects this cluster"));
-  std::map<std::string, v1::BundleInfo> listed;
-  for (v1::BundleInfo& b : controller_->ListBundles()) listed[b.bundle().name()] = b;
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
   EXPECT_THAT(listed["web"].notes(),
               ::testing::Contains(HasSubstr("each cluster renders what mc/web/fleet.yaml's "
                                             "targetCustomizations dev, prod give it")));
