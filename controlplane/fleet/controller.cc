@@ -2448,6 +2448,15 @@ std::vector<std::string> Controller::DependenciesLocked(const std::string& name,
 void Controller::ResolveDeclaredLocked(const std::string& name, const v1::Bundle& definition,
                                        const std::string& declared,
                                        std::vector<std::string>* out) const {
+  auto [cached, added] = declared_cache_.try_emplace({name, declared});
+  if (added) ResolveDeclaredUncachedLocked(name, definition, declared, &cached->second);
+  out->insert(out->end(), cached->second.begin(), cached->second.end());
+}
+
+void Controller::ResolveDeclaredUncachedLocked(const std::string& name,
+                                               const v1::Bundle& definition,
+                                               const std::string& declared,
+                                               std::vector<std::string>* out) const {
   absl::string_view text = declared;
   if (!absl::ConsumePrefix(&text, kFleetSelectorPrefix)) {
     out->push_back(ResolveFleetDependencyLocked(name, definition.source(), declared));
@@ -2540,7 +2549,8 @@ std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
   if (auto it = bundles_.find(bundle.name()); it != bundles_.end()) {
     std::vector<std::string> declared;
     for (const std::string& entry : it->second.record.declared_depends_on()) {
-      ResolveDeclaredLocked(bundle.name(), bundle, entry, &declared);
+      // Not cached: `bundle` may be a definition proposed, not the one stored.
+      ResolveDeclaredUncachedLocked(bundle.name(), bundle, entry, &declared);
     }
     for (std::string& dependency : declared) {
       if (dependency != bundle.name()) own.push_back(std::move(dependency));
@@ -2584,6 +2594,7 @@ void Controller::RefreshDependencies() {
   std::vector<std::string> changed;  // bundles whose dependencies are others now
   {
     MutexLock lock(&mu_);
+    declared_cache_.clear();  // whatever changed, names resolve afresh
     std::map<std::string, std::vector<std::string>> now;
     for (const auto& [name, state] : bundles_) {
       std::vector<std::string> dependencies = DependenciesLocked(name, state);

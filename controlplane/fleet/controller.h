@@ -30,6 +30,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -457,6 +458,12 @@ class Controller {
   void RefreshDependencies() ABSL_LOCKS_EXCLUDED(mu_);
   // Each bundle's dependencies as RefreshDependencies last worked them out.
   std::map<std::string, std::vector<std::string>> dependencies_ ABSL_GUARDED_BY(mu_);
+  // What each bundle's fleet.yaml dependsOn entries resolve to (ResolveDeclaredLocked), by
+  // bundle and entry: a walk of every bundle with checksums, asked at each gate
+  // evaluation. Cleared by RefreshDependencies, which every change that may resolve them
+  // otherwise (a bundle defined, replaced or removed; a render's name or labels) calls.
+  mutable std::map<std::pair<std::string, std::string>, std::vector<std::string>> declared_cache_
+      ABSL_GUARDED_BY(mu_);
   // The dependency cycle `bundle` would close ("a -> b -> a"), or "".
   std::string FindCycleLocked(const v1::Bundle& bundle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The bundles `name`'s clusters wait for: its --depends-on, then what its fleet.yaml's
@@ -476,6 +483,11 @@ class Controller {
   // source's name); `declared` itself when none.
   void ResolveDeclaredLocked(const std::string& name, const v1::Bundle& definition,
                              const std::string& declared, std::vector<std::string>* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same, without declared_cache_.
+  void ResolveDeclaredUncachedLocked(const std::string& name, const v1::Bundle& definition,
+                                     const std::string& declared,
+                                     std::vector<std::string>* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What `declared` (a name in the fleet.yaml of `name`, of `source`) resolves to.
   std::string ResolveFleetDependencyLocked(const std::string& name, const std::string& source,
