@@ -154,6 +154,13 @@ class ControllerTest : public ::testing::Test {
     return source;
   }
 
+  // Restarts the controller with a stand-in helm that prints what helm prints for a chart
+  // of one ConfigMap named after the release (testing::WriteFakeHelm).
+  void UseFakeHelm() {
+    helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
+    ASSERT_FALSE(helm_.empty());
+    Restart();
+  }
   // Restarts the controller with a stand-in helm that renders a ConfigMap echoing the
   // values and capabilities it was given (testing::WriteValuesEchoHelm).
   void UseEchoHelm() {
@@ -2329,9 +2336,7 @@ TEST_F(ControllerTest, ABundlePlacedBeforeTheUpgradeKeepsItsObjectsWhereTheyAre)
 // A chart that writes `namespace: {{ .Release.Namespace }}` renders in the bundle's
 // namespace. Helm is not packaged here: a stand-in prints what helm prints for it.
 TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {
-  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseFakeHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Commit("a chart");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -2351,9 +2356,7 @@ TEST_F(ControllerTest, AHelmReleaseIsRenderedInTheBundlesNamespace) {
 // fleet.yaml's helm.releaseName names the release of a bundle made after gitfleet read it;
 // one rendered before keeps its release (another name would rename, so prune, its objects).
 TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
-  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseFakeHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Write("charts/web/fleet.yaml", "helm:\n  releaseName: shop-web\n");
   git_.Commit("a chart Fleet deployed");
@@ -2385,9 +2388,7 @@ TEST_F(ControllerTest, FleetYamlsHelmOptionsAreReadForBundlesRenderedSince) {
 // one Fleet installed keeps its objects' names when gitfleet takes it over; a chart with no
 // fleet.yaml, or a bundle rendered before gitfleet did this, keeps the bundle's name.
 TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
-  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseFakeHelm());
   for (const char* chart : {"charts/web", "charts/Named_Web", "charts/plain"}) {
     git_.Write(absl::StrCat(chart, "/Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   }
@@ -2427,9 +2428,7 @@ TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
 // name keeps its objects; a name helm would refuse, or one for a bundle of no chart, is
 // refused when given.
 TEST_F(ControllerTest, ABundlesReleaseNamesItsChartsRelease) {
-  helm_ = testing::WriteFakeHelm(TempDir("fake-helm"));
-  ASSERT_FALSE(helm_.empty());
-  Restart();
+  ASSERT_NO_FATAL_FAILURE(UseFakeHelm());
   git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
   git_.Write("charts/web/fleet.yaml", "helm:\n  releaseName: shop-web\n");
   git_.Commit("a chart");
