@@ -541,6 +541,13 @@ class Cli {
     absl::StatusOr<bool> lfs = args_.TakeBool("lfs", false);
     if (!lfs.ok()) return Usage(std::string(lfs.status().message()));
     source->set_lfs(*lfs);
+    source->set_fleet_gitrepo(args_.TakeOr("fleet-gitrepo", ""));
+    if (!source->fleet_gitrepo().empty()) {
+      if (absl::Status s = ValidateGitRepoName("--fleet-gitrepo", source->fleet_gitrepo());
+          !s.ok()) {
+        return Usage(std::string(s.message()));
+      }
+    }
     if (std::optional<std::string> interval = args_.Take("interval")) {
       absl::Duration d;
       if (!absl::ParseDuration(*interval, &d) || d < absl::Seconds(1)) {
@@ -551,6 +558,9 @@ class Cli {
     absl::StatusOr<bool> replace = args_.TakeBool("replace", false);
     if (!replace.ok()) return Usage(std::string(replace.status().message()));
     request.set_replace(*replace);
+    absl::StatusOr<bool> rename = args_.TakeBool("rename-releases", false);
+    if (!rename.ok()) return Usage(std::string(rename.status().message()));
+    request.set_rename_releases(*rename);
     v1::SourceInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddSource, request, &info); rc != 0) return rc;
     if (format_ != "table") return Print(info);
@@ -1561,6 +1571,12 @@ class Cli {
     if (!lfs.ok()) return Usage(std::string(lfs.status().message()));
     std::string path = args_.TakeOr("path", "");
     while (!path.empty() && path.back() == '/') path.pop_back();
+    const std::string fleet_gitrepo = args_.TakeOr("fleet-gitrepo", "");
+    if (!fleet_gitrepo.empty()) {
+      if (absl::Status s = ValidateGitRepoName("--fleet-gitrepo", fleet_gitrepo); !s.ok()) {
+        return Usage(std::string(s.message()));
+      }
+    }
     v1::Bundle bundle;
     bundle.set_name("render");
     bundle.set_path(path);
@@ -1658,7 +1674,7 @@ class Cli {
     absl::StatusOr<std::string> rendered = RenderLocally(
         repo, ref, bundle, cluster, cache, &notes, *submodules,
         SopsKeys{identities.has_value() ? &*identities : nullptr, pgp.get()}, std::move(charts),
-        std::move(remote_bases), *std::move(git_credentials), *lfs);
+        std::move(remote_bases), *std::move(git_credentials), *lfs, fleet_gitrepo);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
     if (!rendered.ok()) {
@@ -1689,9 +1705,13 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--submodules]                     fetch and read the submodules a commit "
        "names\n"
        "           [--lfs]                            read files kept in Git LFS, fetched from its "
-       "LFS server",
+       "LFS server\n"
+       "           [--fleet-gitrepo=NAME]             the Fleet GitRepo it takes over, when not "
+       "named NAME\n"
+       "           [--rename-releases]                with --replace: let a new --fleet-gitrepo "
+       "rename charts' releases",
        "",
-       {"replace", "submodules", "lfs"},
+       {"replace", "submodules", "lfs", "rename-releases"},
        &Cli::SourceAdd},
       {{"source", "list"}, "", "", {}, &Cli::SourceList},
       {{"source", "remove"}, "NAME", "", {}, &Cli::SourceRemove},
@@ -1881,7 +1901,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--release=NAME] [--kube-version=V] [--api-versions=...] "
+       "[--values-file=...] [--release=NAME] [--fleet-gitrepo=NAME] [--kube-version=V] "
+       "[--api-versions=...] "
        "[--include=GLOB,...] "
        "[--exclude=GLOB,...] [--submodules] [--lfs]\n"
        "       [--decrypt=sops --sops-age-key-file=FILE --sops-pgp-key-file=FILE]"
@@ -1958,7 +1979,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           std::vector<std::string>* notes, bool submodules,
                                           const SopsKeys& sops_keys, ChartFetchOptions charts,
                                           std::vector<std::string> remote_bases,
-                                          CredentialPrefixes git_credentials, bool lfs) {
+                                          CredentialPrefixes git_credentials, bool lfs,
+                                          const std::string& fleet_gitrepo) {
   GF_ASSIGN_OR_RETURN(ValuesSpec values, ValuesSpec::Parse(bundle));
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(cache_dir + "/git", {},
@@ -2032,6 +2054,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           input.read_folder = read_folder;
           input.target_namespace = bundle.target_namespace();
           input.bundle_helm_release = bundle.helm_release();
+          input.fleet_gitrepo = fleet_gitrepo;
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -2049,6 +2072,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     input.read_folder = read_folder;
     input.target_namespace = bundle.target_namespace();
     input.bundle_helm_release = bundle.helm_release();
+    input.fleet_gitrepo = fleet_gitrepo;
     input.include.assign(bundle.include().begin(), bundle.include().end());
     input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);

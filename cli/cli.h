@@ -35,7 +35,9 @@ std::vector<std::string> CommandNames();
 // and --chart-credentials; kustomize's remote bases from the prefixes `remote_bases` trusts,
 // as its --kustomize-remote-bases, with the credentials (in charts.credentials_dir)
 // `git_credentials` gives their URLs, as its --git-credentials. With `lfs`, files kept in
-// Git LFS are read as a source with --lfs reads them.
+// Git LFS are read as a source with --lfs reads them. A Fleet folder's chart is released
+// under Fleet's name for it in the GitRepo `fleet_gitrepo` (as a source's fleet_gitrepo),
+// none given: under the bundle's name.
 absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::string& ref,
                                           const v1::Bundle& bundle, const v1::ClusterInfo& cluster,
                                           const std::string& cache_dir,
@@ -43,8 +45,8 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
                                           bool submodules = false, const SopsKeys& sops_keys = {},
                                           ChartFetchOptions charts = {},
                                           std::vector<std::string> remote_bases = {},
-                                          CredentialPrefixes git_credentials = {},
-                                          bool lfs = false);
+                                          CredentialPrefixes git_credentials = {}, bool lfs = false,
+                                          const std::string& fleet_gitrepo = "");
 
 }  // namespace gitfleet::cli
 

@@ -114,8 +114,10 @@ TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
   old_source.set_url("https://git.example.com/a.git");
   v1::Source new_source = old_source;
   new_source.set_ref("release");
+  new_source.set_fleet_gitrepo("fleet.apps");
   EXPECT_THAT(SourceChanges(old_source, new_source),
-              ::testing::ElementsAre("--ref: (default branch) -> release"));
+              ::testing::ElementsAre("--ref: (default branch) -> release",
+                                     "--fleet-gitrepo: (the source's name) -> fleet.apps"));
 }
 
 TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
@@ -127,6 +129,11 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"source", "add", "x"}, "source add needs --url"},
       {{"source", "add"}, "missing source name"},
       {{"source", "add", "x", "--url=file:///r", "--interval=soon"}, "--interval=soon"},
+      {{"source", "add", "x", "--url=file:///r", "--fleet-gitrepo=Fleet.Apps"},
+       "--fleet-gitrepo \"Fleet.Apps\" must be a GitRepo's name"},
+      {{"source", "add", "x", "--url=file:///r", "--rename-releases=maybe"},
+       "--rename-releases=maybe: want true or false"},
+      {{"render", "--repo=/r", "--fleet-gitrepo=a_b"}, "--fleet-gitrepo \"a_b\" must be"},
       {{"bundle", "add", "b"}, "bundle add needs --source"},
       {{"bundle", "add", "b", "--source=s", "--prune=maybe"}, "--prune=maybe: want true or false"},
       {{"status", "-o", "xml"}, "output format \"xml\""},

@@ -162,6 +162,8 @@ std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Sourc
   Compare("--submodules", before.submodules() ? "true" : "false",
           after.submodules() ? "true" : "false", &out);
   Compare("--lfs", before.lfs() ? "true" : "false", after.lfs() ? "true" : "false", &out);
+  Compare("--fleet-gitrepo", Or(before.fleet_gitrepo(), "(the source's name)"),
+          Or(after.fleet_gitrepo(), "(the source's name)"), &out);
   return out;
 }
 

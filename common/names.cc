@@ -166,6 +166,22 @@ absl::Status ValidateClusterName(const std::string& name) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateGitRepoName(const std::string& what, const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 &&
+            std::isalnum(static_cast<unsigned char>(name.front())) &&
+            std::isalnum(static_cast<unsigned char>(name.back()));
+  for (char c : name) {
+    ok &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " \"", name.substr(0, 64),
+        "\" must be a GitRepo's name: 1-63 lower-case letters, digits, '-' or '.', starting "
+        "and ending with a letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
 std::string ListNames(const std::vector<std::string>& names, size_t most) {
   if (names.empty()) return "none";
   if (names.size() <= most) return absl::StrJoin(names, ", ");

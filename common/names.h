@@ -30,6 +30,11 @@ absl::Status ValidateName(const std::string& what, const std::string& name);
 // InvalidArgument naming the rule when `name` is not 1-63 of [A-Za-z0-9._-].
 absl::Status ValidateClusterName(const std::string& name);
 
+// A Rancher Fleet GitRepo's name (Source.fleet_gitrepo): a Kubernetes name Fleet also
+// writes as a label value, so 1-63 lower-case letters, digits, '-' or '.', starting and
+// ending with a letter or digit. InvalidArgument naming `what` and the rule otherwise.
+absl::Status ValidateGitRepoName(const std::string& what, const std::string& name);
+
 // A Kubernetes service account a bundle is applied as: "NAME", in the bundle's target
 // namespace, or "NAMESPACE/NAME". InvalidArgument naming the rule when the namespace is not
 // a DNS label (ValidateName) or the name not a DNS subdomain (1-253 lower-case letters,

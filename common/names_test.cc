@@ -27,6 +27,21 @@ TEST(ValidateNameTest, RefusesEverythingElseNamingWhat) {
   }
 }
 
+TEST(GitRepoNameTest, TakesWhatFleetNamesAGitRepoAndNothingElse) {
+  for (const std::string& name : {std::string("a"), std::string("my.repo"),
+                                  std::string("fleet-infra-2"), std::string(63, 'x')}) {
+    EXPECT_TRUE(ValidateGitRepoName("--fleet-gitrepo", name).ok()) << name;
+  }
+  for (const std::string& name :
+       {std::string(), std::string(64, 'x'), std::string("My-Repo"), std::string(".repo"),
+        std::string("repo-"), std::string("a_b"), std::string("a/b"), std::string("a b")}) {
+    EXPECT_THAT(ValidateGitRepoName("--fleet-gitrepo", name),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("--fleet-gitrepo \"" + name.substr(0, 64) + "\" must be")))
+        << name;
+  }
+}
+
 TEST(ServiceAccountTest, AcceptsNamesAndNamespacedNames) {
   for (const std::string& account :
        {std::string("deployer"), std::string("team-a/deployer"), std::string("ci.bot-1"),

@@ -726,7 +726,8 @@ grpc::Status AdminServiceImpl::AddSource(grpc::ServerContext* context,
     for (const std::string& repo : call.caller().scope->repos) source.add_scope_repos(repo);
     source.set_scope_caller(call.caller().name);
   }
-  return call.Reply(controller_->AddSource(source, request->replace(), CallDeadline(context)),
+  return call.Reply(controller_->AddSource(source, request->replace(), CallDeadline(context),
+                                           request->rename_releases()),
                     response);
 }
 

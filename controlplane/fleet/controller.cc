@@ -798,9 +798,14 @@ std::vector<std::string> Controller::FollowCallerScopes(const CallerScopes& scop
 }
 
 absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bool replace,
-                                                     absl::Time wait_until) {
+                                                     absl::Time wait_until, bool rename_releases) {
   v1::Source source = input;
   if (absl::Status s = ValidateName("source", source.name()); !s.ok()) return s;
+  if (!source.fleet_gitrepo().empty()) {
+    if (absl::Status s = ValidateGitRepoName("fleet_gitrepo", source.fleet_gitrepo()); !s.ok()) {
+      return s;
+    }
+  }
   if (source.scope_repos_size() == 0 && source.scope_caller().empty()) {
     // A team's source stays held to its repositories when a fleet admin replaces it.
     MutexLock lock(&mu_);
@@ -857,6 +862,30 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
       }
       changed = it == sources_.end() || !SameMessage(it->second, source);
       if (changed && it != sources_.end()) replaced = it->second;
+      const std::string gitrepo =
+          source.fleet_gitrepo().empty() ? source.name() : source.fleet_gitrepo();
+      if (replaced.has_value() && FleetGitRepoLocked(source.name()) != gitrepo &&
+          !rename_releases) {
+        // A chart released under Fleet's name for its folder (no fleet.yaml `name`, no
+        // --release) would be released under another: new objects, the old ones pruned.
+        std::vector<std::string> renamed;
+        for (const auto& [bundle, state] : bundles_) {
+          if (state.definition.source() == source.name() &&
+              state.record.reads_fleet_release_name() && state.record.engine() == "helm" &&
+              state.record.fleet_name().empty() && state.definition.helm_release().empty()) {
+            renamed.push_back(bundle);
+          }
+        }
+        if (!renamed.empty()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "source \"", source.name(), "\": its GitRepo name ",
+              FleetGitRepoLocked(source.name()), " -> ", gitrepo,
+              " would rename the chart releases of bundles ", ListNames(renamed),
+              " (released under Fleet's names for their folders: their objects would be made "
+              "anew under new names and the old ones pruned); give each --release=NAME to keep "
+              "one, or say --rename-releases"));
+        }
+      }
       if (it == sources_.end() && sources_.size() >= options_.max_sources) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "source \"", source.name(), "\": this control plane already has ", sources_.size(),
@@ -871,6 +900,12 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
       v1::Source& kept = sources_[source.name()];
       if (kept.url() != source.url() || kept.ref() != source.ref()) {
         default_branches_.erase(source.name());  // until its next fetch tells again
+      }
+      if (kept.fleet_gitrepo() != source.fleet_gitrepo()) {
+        // Fleet's names in its renders are others: each renders again, commit or not.
+        for (auto& [bundle, state] : bundles_) {
+          if (state.definition.source() == source.name()) state.reconciled_commit.clear();
+        }
       }
       kept = source;
     }
@@ -892,6 +927,10 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
                             "", "", source.name()),
             names);
     poller_.Upsert(source);
+    // Fleet's names of its folders may be others (fleet_gitrepo): dependsOn resolves again.
+    if (replaced.has_value() && replaced->fleet_gitrepo() != source.fleet_gitrepo()) {
+      RefreshDependencies();
+    }
   }
   absl::StatusOr<v1::SourceInfo> info = poller_.SyncNow(source.name(), WaitLeft(wait_until));
   if (info.ok()) ReconcileBundlesOf(source.name(), wait_until);
@@ -2261,6 +2300,7 @@ void Controller::WakeDependents(const std::string& name) {
 void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot) {
   std::string commit_id;
   RepositoryReads reads;
+  std::string gitrepo;
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation = 0;
@@ -2274,6 +2314,9 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
+    // The name the fleet's revision was made with, unless the record is from before.
+    gitrepo = it->second.record.fleet_gitrepo().empty() ? FleetGitRepoLocked(definition.source())
+                                                        : it->second.record.fleet_gitrepo();
   }
   absl::StatusOr<CommitInfo> commit = snapshot.repo->Resolve(commit_id);
   Built built;
@@ -2283,8 +2326,8 @@ void Controller::RenderStableAgain(const std::string& name, const SourceSnapshot
     SourceSnapshot at = snapshot;
     at.commit = *commit;
     // Not a new commit seen: no fan-out time is measured from it.
-    status =
-        BuildContent(name, definition, values, generation, at, absl::InfinitePast(), reads, &built);
+    status = BuildContent(name, definition, values, generation, at, absl::InfinitePast(), reads,
+                          gitrepo, &built);
   }
   if (status.ok() && (built.content == nullptr || built.content->template_revision() != nullptr)) {
     status = absl::FailedPreconditionError(
@@ -2459,7 +2502,7 @@ void Controller::ResolveDeclaredUncachedLocked(const std::string& name,
                                                std::vector<std::string>* out) const {
   absl::string_view text = declared;
   if (!absl::ConsumePrefix(&text, kFleetSelectorPrefix)) {
-    out->push_back(ResolveFleetDependencyLocked(name, definition.source(), declared));
+    out->push_back(ResolveFleetDependencyLocked(name, definition, declared));
     return;
   }
   // The bundles whose fleet.yaml labels it matches, as Fleet lists them, of the same team
@@ -2475,22 +2518,39 @@ void Controller::ResolveDeclaredUncachedLocked(const std::string& name,
     }
     LabelMap labels(other_state.record.fleet_labels().begin(),
                     other_state.record.fleet_labels().end());
-    labels.emplace("fleet.cattle.io/repo-name", theirs.source());  // the source stands for it
+    labels.emplace("fleet.cattle.io/repo-name", FleetGitRepoLocked(theirs.source()));
     if (selector->Matches(labels)) out->push_back(other);
   }
   if (out->size() == before) out->push_back(declared);  // none: waited for, as undefined
 }
 
+std::string Controller::FleetGitRepoLocked(const std::string& source) const {
+  auto it = sources_.find(source);
+  return it == sources_.end() || it->second.fleet_gitrepo().empty() ? source
+                                                                    : it->second.fleet_gitrepo();
+}
+
 std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
-                                                     const std::string& source,
+                                                     const v1::Bundle& definition,
                                                      const std::string& declared) const {
   if (bundles_.count(declared) > 0) return declared;
+  const std::string& source = definition.source();
+  const std::string team = definition.has_scope() ? definition.scope().caller() : "";
+  // Fleet's names match bundles of the same team only (a source may be shared by teams):
+  // another team's names are not this one's to wait for, nor to make ambiguous. (A
+  // bundle's own name is matched whoever's, as --depends-on's are.)
+  auto other_team = [&team](const v1::Bundle& theirs) {
+    return (theirs.has_scope() ? theirs.scope().caller() : "") != team;
+  };
   // A folder whose fleet.yaml names its bundle: Fleet calls it that alone. Of the same
   // source first; two of one name are no match (which one would be a guess).
   std::string named[2];  // [0] of the same source, [1] of any
   int count[2] = {0, 0};
   for (const auto& [other, other_state] : bundles_) {
-    if (other == name || other_state.record.fleet_name() != declared) continue;
+    if (other == name || other_state.record.fleet_name() != declared ||
+        other_team(other_state.definition)) {
+      continue;
+    }
     const bool same = other_state.definition.source() == source;
     for (int i = same ? 0 : 1; i < 2; ++i) {
       named[i] = other;
@@ -2500,20 +2560,24 @@ std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
   if (count[0] == 1) return named[0];
   if (count[0] == 0 && count[1] == 1) return named[1];
   if (count[0] + count[1] > 0) return declared;
-  // Else Fleet's name for a folder of the same source: the longest path that fits (a
+  // Else Fleet's name for a folder of the same source: its exact name for the GitRepo the
+  // source stands for, or (the source named as its GitRepo, which may not be Fleet's
+  // name for it) a name of some GitRepo and the folder; the longest path that fits (a
   // GitRepo "a-b" with "c" and "a" with "b/c" make the same name), a tie none.
+  const std::string gitrepo = FleetGitRepoLocked(source);
+  const bool guess = gitrepo == source;
   std::string found;
   size_t longest = 0;
   bool tie = false;
   for (const auto& [other, other_state] : bundles_) {
     if (other == name || other_state.definition.source() != source ||
-        !other_state.record.fleet_name().empty()) {
+        !other_state.record.fleet_name().empty() || other_team(other_state.definition)) {
       continue;
     }
     const std::string& path = other_state.definition.path();
     if ((!found.empty() && path.size() < longest) ||
-        // Its exact name when the GitRepo was named as the source (the root folder's too).
-        (FleetBundleName(source, path) != declared && !IsFleetNameOfFolder(declared, path))) {
+        (FleetBundleName(gitrepo, path) != declared &&
+         (!guess || !IsFleetNameOfFolder(declared, path)))) {
       continue;
     }
     if (found.empty() || path.size() > longest) {
@@ -2526,12 +2590,13 @@ std::string Controller::ResolveFleetDependencyLocked(const std::string& name,
   }
   if (!found.empty()) return tie ? declared : found;
   // Else a folder of another source (Fleet's dependsOn reaches the workspace's other
-  // GitRepos) by its exact name, that source named as its GitRepo; two alike match none.
+  // GitRepos) by its exact name for the GitRepo that source stands for; two alike match
+  // none.
   for (const auto& [other, other_state] : bundles_) {
     if (other == name || other_state.definition.source() == source ||
-        !other_state.record.fleet_name().empty() ||
-        FleetBundleName(other_state.definition.source(), other_state.definition.path()) !=
-            declared) {
+        !other_state.record.fleet_name().empty() || other_team(other_state.definition) ||
+        FleetBundleName(FleetGitRepoLocked(other_state.definition.source()),
+                        other_state.definition.path()) != declared) {
       continue;
     }
     if (!found.empty()) return declared;
@@ -3560,7 +3625,8 @@ absl::StatusOr<std::shared_ptr<const std::vector<RepoFile>>> Controller::Reposit
 absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle& definition,
                                       const ValuesSpec& values, uint64_t generation,
                                       const SourceSnapshot& snapshot, absl::Time seen_time,
-                                      const RepositoryReads& reads, Built* out) {
+                                      const RepositoryReads& reads,
+                                      const std::string& fleet_gitrepo, Built* out) {
   const CommitInfo& commit = snapshot.commit;
   std::string& engine = out->engine;
   std::shared_ptr<BundleVariants>& content = out->content;
@@ -3659,7 +3725,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
-         read_folder, ns = definition.target_namespace(), reads, gitrepo = definition.source(),
+         read_folder, ns = definition.target_namespace(), reads, gitrepo = fleet_gitrepo,
          release = definition.helm_release(),
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
@@ -3704,7 +3770,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.read_folder = FolderReader(snapshot.repo, commit.id);
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
-    input.fleet_gitrepo = definition.source();
+    input.fleet_gitrepo = fleet_gitrepo;
     input.bundle_helm_release = definition.helm_release();
     input.fleet_service_account_namespace = options_.fleet_service_account_namespace;
     input.include = Strings(definition.include());
@@ -3769,6 +3835,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   v1::BundleRecord last;
   std::shared_ptr<const BundleVariants> last_content;
   std::shared_ptr<ReadPathSet> last_paths;
+  std::string fleet_gitrepo;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -3779,6 +3846,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     last = it->second.record;
     last_content = it->second.content;
     last_paths = it->second.variant_paths;
+    fleet_gitrepo = FleetGitRepoLocked(definition.source());
   }
   const CommitInfo& commit = snapshot.commit;
   definition = RenderedDefinition(std::move(definition), last, commit.id);
@@ -3809,12 +3877,15 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   // The same objects, but not the same options (a rollback's prune, an unpin): built anew.
   cache_hit = cache_hit &&
               last_content->sync().SerializeAsString() == definition.sync().SerializeAsString();
+  // Nor the same names (the source's --fleet-gitrepo changed since).
+  cache_hit = cache_hit && (last.fleet_gitrepo().empty() ? definition.source()
+                                                         : last.fleet_gitrepo()) == fleet_gitrepo;
   Built built;
   built.engine = cache_hit ? last.engine() : definition.engine();
   absl::Status status;
   if (!cache_hit) {
-    status =
-        BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last), &built);
+    status = BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last),
+                          fleet_gitrepo, &built);
   }
   std::string& engine = built.engine;
   std::shared_ptr<BundleVariants>& content = built.content;
@@ -3884,6 +3955,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record.mutable_declared_depends_on()->Assign(built.declared_depends_on.begin(),
                                                  built.declared_depends_on.end());
     record.set_fleet_name(built.fleet_name);
+    record.set_fleet_gitrepo(fleet_gitrepo);
     record.mutable_fleet_labels()->clear();
     record.mutable_fleet_labels()->insert(built.fleet_labels.begin(), built.fleet_labels.end());
     record.set_uniform(content->Uniform() != nullptr);

@@ -159,8 +159,12 @@ class Controller {
   // The calls that change something wait for the reconciles (or fetch) they cause, up to
   // api_wait and never past `wait_until` (the caller's deadline), then answer with what
   // is known; the work goes on.
+  // A replacement that changes the source's fleet_gitrepo, and so the release of a chart
+  // some bundle of it releases under Fleet's name, is refused naming them unless
+  // `rename_releases`.
   absl::StatusOr<v1::SourceInfo> AddSource(const v1::Source& source, bool replace,
-                                           absl::Time wait_until = absl::InfiniteFuture());
+                                           absl::Time wait_until = absl::InfiniteFuture(),
+                                           bool rename_releases = false);
   // Refused while bundles use the source, naming those `visible` says the caller may see
   // (all when unset) and counting the others.
   absl::Status RemoveSource(const std::string& name,
@@ -479,8 +483,8 @@ class Controller {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends what `declared` (one of the dependsOn entries of the fleet.yaml of `name`,
   // defined as `definition`) resolves to: a name's bundle, or each bundle of the same team
-  // whose fleet.yaml labels a selector matches (with fleet.cattle.io/repo-name its
-  // source's name); `declared` itself when none.
+  // whose fleet.yaml labels a selector matches (with fleet.cattle.io/repo-name the GitRepo
+  // its source stands for); `declared` itself when none.
   void ResolveDeclaredLocked(const std::string& name, const v1::Bundle& definition,
                              const std::string& declared, std::vector<std::string>* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -489,8 +493,12 @@ class Controller {
                                      const std::string& declared,
                                      std::vector<std::string>* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What `declared` (a name in the fleet.yaml of `name`, of `source`) resolves to.
-  std::string ResolveFleetDependencyLocked(const std::string& name, const std::string& source,
+  // The name of the Fleet GitRepo `source` stands for: its fleet_gitrepo, else its name.
+  std::string FleetGitRepoLocked(const std::string& source) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What `declared` (a name in the fleet.yaml of `name`, defined as `definition`) resolves
+  // to: a bundle of the same team (Fleet's dependsOn reaches its workspace's only).
+  std::string ResolveFleetDependencyLocked(const std::string& name, const v1::Bundle& definition,
                                            const std::string& declared) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Changes the stored rollout record under the writer lock; queues a reconcile.
@@ -546,10 +554,12 @@ class Controller {
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.
   // `reads`: the BundleRecord's reads_* fields (ReadsOf).
+  // `fleet_gitrepo`: the GitRepo name Fleet's names are made from (FleetGitRepoLocked).
   absl::Status BuildContent(const std::string& name, const v1::Bundle& definition,
                             const ValuesSpec& values, uint64_t generation,
                             const SourceSnapshot& snapshot, absl::Time seen_time,
-                            const RepositoryReads& reads, Built* out);
+                            const RepositoryReads& reads, const std::string& fleet_gitrepo,
+                            Built* out);
   // After a restart, renders the stable content of a jsonnet or helm bundle's rollout under
   // way again (BundleState.stable_to_render) from the snapshot's repository.
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);

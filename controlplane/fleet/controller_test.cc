@@ -2423,6 +2423,51 @@ TEST_F(ControllerTest, AFleetFoldersChartIsReleasedUnderFleetsNameForIt) {
                                             "releases it")));
 }
 
+// A source's fleet_gitrepo names the GitRepo it takes over (one whose name the source
+// cannot take: with a dot here), and a Fleet folder's chart is released under Fleet's name
+// in that GitRepo. Another name would rename the release (new objects, the old pruned):
+// refused, naming the bundle and keeping the source as it was, unless said explicitly;
+// then the chart is rendered again under the new name, not taken from the render cache.
+TEST_F(ControllerTest, ASourcesFleetGitRepoNamesItsChartsReleasesAndARenameIsExplicit) {
+  ASSERT_NO_FATAL_FAILURE(UseFakeHelm());
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/fleet.yaml", "defaultNamespace: shop\n");
+  git_.Commit("a chart Fleet deployed from GitRepo fleet.apps");
+  v1::Source source = Source();
+  source.set_fleet_gitrepo("Fleet.Apps");
+  EXPECT_THAT(controller_->AddSource(source, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("fleet_gitrepo \"Fleet.Apps\" must be a GitRepo's name")));
+  source.set_fleet_gitrepo("fleet.apps");
+  ASSERT_TRUE(controller_->AddSource(source, false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "charts/web"), false).ok());
+  v1::Bundle kept = Bundle("kept", "charts/web");
+  kept.set_helm_release("kept");  // its own release whatever the GitRepo
+  ASSERT_TRUE(controller_->AddBundle(kept, false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  const std::string fleets = FleetBundleName("fleet.apps", "charts/web");
+  EXPECT_THAT(fleets, ::testing::StartsWith("fleet-apps-charts-web-"));  // '.' cleaned
+  ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"web", fleets}, {"kept", "kept"}}));
+  EXPECT_THAT(ListedByName()["web"].notes(),
+              ::testing::Contains(HasSubstr(absl::StrCat(
+                  "the chart is released as ", fleets,
+                  ", as Fleet releases it (its bundle's name in the GitRepo fleet.apps"))));
+
+  source.set_fleet_gitrepo("fleet-apps");
+  EXPECT_THAT(controller_->AddSource(source, true).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("its GitRepo name fleet.apps -> fleet-apps would rename the chart "
+                                 "releases of bundles web (released under")));
+  std::vector<v1::SourceInfo> sources = controller_->ListSources();
+  ASSERT_EQ(sources.size(), 1u);
+  EXPECT_EQ(sources[0].source().fleet_gitrepo(), "fleet.apps");
+  ASSERT_TRUE(controller_
+                  ->AddSource(source, true, absl::InfiniteFuture(),
+                              /*rename_releases=*/true)
+                  .ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"web", "fleet-apps-charts-web"}}));
+}
+
 // A bundle's --release names its chart's release over every other name (fleet.yaml's
 // releaseName, Fleet's, the bundle's), so a chart Argo CD or Flux installed under another
 // name keeps its objects; a name helm would refuse, or one for a bundle of no chart, is
@@ -4243,6 +4288,65 @@ TEST_F(RolloutTest, FleetYamlsDependsOnFindsFleetsNamesAsFleetMakesThem) {
   EXPECT_EQ(Take("c1"), "") << "web went before issuer was Healthy";
   EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle issuer"));
   Report("c1", revisions["issuer"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "issuer");
+  EXPECT_EQ(Eventually("c1"), info->revision());
+}
+
+// A source's fleet_gitrepo is the GitRepo Fleet's names are made of: a dependsOn naming a
+// folder of it by Fleet's name (checksummed for the dot) and a selector on its
+// fleet.cattle.io/repo-name are waited for. A fleet.yaml `name` another team's bundle
+// gives as well is not this team's to match: the bundle of its own team is waited for.
+TEST_F(RolloutTest, ASourcesFleetGitRepoAndItsTeamAreWhatFleetsNamesResolveIn) {
+  git_.Write("infra/crds/cm.yaml", Cm("crds"));
+  git_.Write("infra/issuer/cm.yaml", Cm("issuer"));
+  git_.Write("infra/issuer/fleet.yaml", "labels:\n  tier: issuer\n");
+  git_.Write("infra/platform/cm.yaml", Cm("platform"));
+  git_.Write("infra/platform/fleet.yaml", "name: platform\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Write(
+      "apps/web/fleet.yaml",
+      absl::StrCat("dependsOn:\n"
+                   "- name: ",
+                   FleetBundleName("fleet.infra", "infra/crds"),
+                   "\n"
+                   "- selector:\n"
+                   "    matchLabels: {fleet.cattle.io/repo-name: fleet.infra, tier: issuer}\n"
+                   "- name: platform\n"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Source infra = Source();
+  infra.set_name("infra");
+  infra.set_fleet_gitrepo("fleet.infra");
+  ASSERT_TRUE(controller_->AddSource(infra, false).ok());
+  Connect("c1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  for (const char* folder : {"crds", "issuer", "platform"}) {
+    // Not named as the fleet.yaml names it: that name is Fleet's alone.
+    v1::Bundle bundle = Bundle(folder == std::string("platform") ? "shared" : folder,
+                               absl::StrCat("infra/", folder));
+    bundle.set_source("infra");
+    ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  }
+  v1::Bundle theirs = Bundle("team-b-platform", "infra/platform");
+  theirs.set_source("infra");
+  theirs.mutable_scope()->set_caller("team-b");
+  ASSERT_TRUE(controller_->AddBundle(theirs, false).ok());
+  std::map<std::string, std::string> revisions;
+  for (const char* bundle : {"crds", "issuer", "shared"}) {
+    revisions[bundle] = NextUpdateOf("c1", bundle);
+    ASSERT_FALSE(revisions[bundle].empty()) << bundle;
+  }
+  for (const char* bundle : {"crds", "issuer"}) {
+    absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
+    EXPECT_EQ(Take("c1"), "") << "web went before " << bundle << " was Healthy";
+    EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
+                HasSubstr(absl::StrCat("bundle ", bundle)));
+    Report("c1", revisions[bundle], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, bundle);
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c1"), "") << "web went before shared was Healthy";
+  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(), HasSubstr("bundle shared"));
+  Report("c1", revisions["shared"], v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "shared");
   EXPECT_EQ(Eventually("c1"), info->revision());
 }
 

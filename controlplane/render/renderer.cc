@@ -1637,8 +1637,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       input.notes->push_back(
           absl::StrCat("the chart is released as ", placed.helm_release, ", as Fleet releases it (",
                        fleet->bundle_name.empty()
-                           ? absl::StrCat("its bundle's name for a GitRepo named as the source, ",
-                                          input.fleet_gitrepo)
+                           ? absl::StrCat("its bundle's name in the GitRepo ", input.fleet_gitrepo,
+                                          ", the source's --fleet-gitrepo or else its name")
                            : absl::StrCat(fleet_yaml, "'s name"),
                        "); helm.releaseName in ", fleet_yaml, " names another"));
     }

@@ -161,7 +161,8 @@ struct RenderInput {
   // `fleet_gitrepo` and the path), so that a chart Fleet installed keeps its objects'
   // names. False for a bundle rendered before gitfleet did: it keeps the bundle's name.
   bool reads_fleet_release_name = true;
-  // The GitRepo Fleet would have read the repository as: the source's name.
+  // The GitRepo Fleet would have read the repository as: the source's fleet_gitrepo, else
+  // its name. Empty (a local render given none): the chart keeps the bundle's name.
   std::string fleet_gitrepo;
   // The bundle's --release for the helm engine: wins over every other release name.
   std::string bundle_helm_release;

@@ -504,6 +504,42 @@ TEST_F(Fleet, AChartsFleetYamlValuesAreFilledInForEachCluster) {
   out = Ctl({"bundle", "set", "api", "--release=Legacy_API"}, &code);
   EXPECT_NE(code, 0);
   EXPECT_THAT(out, HasSubstr("not a release name helm takes")) << out;
+
+  // A chart Fleet released from GitRepo "fleet.apps", a name no source takes: the source
+  // names it, and the release is Fleet's. Another GitRepo name would rename the release:
+  // refused until said.
+  git_.Write("charts/db/Chart.yaml", "apiVersion: v2\nname: db\nversion: 0.1.0\n");
+  git_.Write("charts/db/fleet.yaml", "helm:\n  values:\n    replicas: 2\n");
+  std::string third = git_.Commit("a chart Fleet released under its own name");
+  const std::string url = "--url=" + git_.url();
+  out = Ctl({"source", "add", "fleet-apps", url, "--interval=1s", "--fleet-gitrepo=fleet.apps"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "db", "--source=fleet-apps", "--path=charts/db"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "db", third);
+  auto release_of_db = [&] {
+    for (const std::string& file : Files("prod-eu")) {
+      if (absl::StartsWith(file, "_cluster/ConfigMap/fleet-apps-charts-db")) return file;
+    }
+    return std::string();
+  };
+  EXPECT_THAT(release_of_db(),
+              ::testing::MatchesRegex("_cluster/ConfigMap/fleet-apps-charts-db-[0-9a-f]{8}\\.yaml"))
+      << absl::StrJoin(Files("prod-eu"), ", ");
+  out = Ctl({"source", "add", "fleet-apps", url, "--interval=1s", "--fleet-gitrepo=fleet-apps",
+             "--replace"},
+            &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("would rename the chart releases of bundles db")) << out;
+  out = Ctl({"source", "add", "fleet-apps", url, "--interval=1s", "--fleet-gitrepo=fleet-apps",
+             "--replace", "--rename-releases"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--fleet-gitrepo: fleet.apps -> fleet-apps")) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return release_of_db() == "_cluster/ConfigMap/fleet-apps-charts-db.yaml";
+  })) << absl::StrJoin(Files("prod-eu"), ", ");
 }
 
 // Fleet's helm-kustomize layout, moved as it is: a chart beside the overlays its fleet.yaml
