@@ -2644,6 +2644,20 @@ std::string Controller::FindCycleLocked(const v1::Bundle& bundle) const {
     const std::string dependency = edges_of->second[next.back()++];
     if (dependency == bundle.name()) {
       path.push_back(dependency);
+      // Said to the bundle's team: another team's bundles go unnamed, but for those its
+      // own --depends-on names (the caller knows those names).
+      const std::string team = bundle.has_scope() ? bundle.scope().caller() : "";
+      for (std::string& step : path) {
+        auto it = bundles_.find(step);
+        const bool theirs =
+            it != bundles_.end() && !team.empty() &&
+            (it->second.definition.has_scope() ? it->second.definition.scope().caller() : "") !=
+                team;
+        if (theirs && std::find(bundle.depends_on().begin(), bundle.depends_on().end(), step) ==
+                          bundle.depends_on().end()) {
+          step = "(a bundle of another team)";
+        }
+      }
       return absl::StrJoin(path, " -> ");
     }
     if (!done.insert(dependency).second) continue;
@@ -2742,13 +2756,20 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
             (head.empty() || theirs.reconciled_commit != head)) {
           const bool failed = theirs.record.error_commit() == commit ||
                               (!head.empty() && theirs.record.error_commit() == head);
-          d.behind =
-              failed
-                  ? absl::StrCat("bundle ", dependency, " failed to render ",
-                                 theirs.record.error_commit().substr(0, 12),
-                                 ", the commit this revision comes from: ", theirs.record.error())
-                  : absl::StrCat("bundle ", dependency, " has not rendered ", commit.substr(0, 12),
-                                 ", the commit this revision comes from, yet");
+          // Another team's render error is its own to read (a source may be shared).
+          const auto team_of = [](const v1::Bundle& b) {
+            return b.has_scope() ? b.scope().caller() : "";
+          };
+          const bool same_team = team_of(it->second.definition).empty() ||
+                                 team_of(it->second.definition) == team_of(theirs.definition);
+          d.behind = failed ? absl::StrCat("bundle ", dependency, " failed to render ",
+                                           theirs.record.error_commit().substr(0, 12),
+                                           ", the commit this revision comes from",
+                                           same_team ? absl::StrCat(": ", theirs.record.error())
+                                                     : std::string(" (its team's to read)"))
+                            : absl::StrCat("bundle ", dependency, " has not rendered ",
+                                           commit.substr(0, 12),
+                                           ", the commit this revision comes from, yet");
         }
       }
       dependencies.push_back(std::move(d));

@@ -4242,6 +4242,41 @@ TEST_F(RolloutTest, FleetYamlsDependsOnIsWaitedForAsDependsOnIs) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cycle")));
 }
 
+// A cycle refused is named to the team defining the bundle: the bundles it names itself,
+// and its own, but not the names of another team's bundles the cycle goes through.
+TEST_F(RolloutTest, ACycleThroughAnotherTeamsBundlesDoesNotNameThem) {
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto of_team = [this](const std::string& name, const std::string& team,
+                        const std::string& dependency) {
+    v1::Bundle bundle = Bundle(name, "apps/web");
+    bundle.mutable_scope()->set_caller(team);
+    bundle.add_depends_on(dependency);
+    return controller_->AddBundle(bundle, false).status();
+  };
+  ASSERT_TRUE(of_team("b-db", "team-b", "a-web").ok());
+  ASSERT_TRUE(of_team("b-infra", "team-b", "b-db").ok());
+  ASSERT_TRUE(of_team("a-api", "team-a", "b-infra").ok());
+  absl::Status refused = of_team("a-web", "team-a", "a-api");
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("--depends-on makes a cycle: a-web -> a-api -> (a bundle "
+                                          "of another team) -> (a bundle of another team) -> "
+                                          "a-web")));
+  EXPECT_THAT(refused.message(), Not(HasSubstr("b-db")));
+  // Another team's bundle the definition names itself is named: the caller gave it.
+  refused = of_team("a-web", "team-a", "b-infra");
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("a-web -> b-infra -> (a bundle of another team) -> "
+                                          "a-web")));
+  // A fleet admin is told every name.
+  v1::Bundle admins = Bundle("a-web", "apps/web");
+  admins.add_depends_on("a-api");
+  EXPECT_THAT(controller_->AddBundle(admins, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("a-web -> a-api -> b-infra -> b-db -> a-web")));
+}
+
 // Fleet names a folder's bundle by its fleet.yaml's `name`, or makes a Helm release name
 // of the GitRepo's and the folder's: a checksum where characters were changed, and cut to
 // 53 characters. Each is found as Fleet finds it.
@@ -4428,20 +4463,28 @@ TEST_F(RolloutTest, ADependencyOfTheSameSourceRendersTheCommitBeforeItsDependent
   Report("c1", base1, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "base");
   v1::Bundle web = Bundle("web", "apps/web");
   web.add_depends_on("base");
+  web.mutable_scope()->set_caller("team-a");  // base is a fleet admin's
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(web, false);
   ASSERT_TRUE(info.ok()) << info.status();
   ASSERT_EQ(Eventually("c1"), info->revision());
   Report("c1", info->revision(), v1::HEALTH_STATE_HEALTHY);
+  v1::Bundle ops = Bundle("ops", "apps/web");  // a fleet admin's too
+  ops.add_depends_on("base");
+  ASSERT_TRUE(controller_->AddBundle(ops, false).ok());
 
-  // base's render of the next commit fails: web's change of that commit waits.
+  // base's render of the next commit fails: web's change of that commit waits. Why base
+  // failed is said to its own team only.
   git_.Write("apps/base/cm.yaml", "kind: [\n");
   git_.Write("apps/web/cm.yaml", Cm("web", "2"));
   git_.Commit("base broken");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   absl::SleepFor(absl::Milliseconds(300));  // time for anything wrongly given to show
   EXPECT_EQ(Take("c1"), "") << "web went though base did not render its commit";
-  EXPECT_THAT(controller_->GetStatus("c1", "web")[0].held_back(),
-              HasSubstr("bundle base failed to render"));
+  const std::string web_waits = controller_->GetStatus("c1", "web")[0].held_back();
+  EXPECT_THAT(web_waits, HasSubstr("bundle base failed to render"));
+  EXPECT_THAT(web_waits, HasSubstr("the commit this revision comes from (its team's to read)"));
+  EXPECT_THAT(controller_->GetStatus("c1", "ops")[0].held_back(),
+              HasSubstr("the commit this revision comes from: apps/base/cm.yaml"));
 
   // Mended: base's new revision goes, and web's once that one is Healthy.
   git_.Write("apps/base/cm.yaml", Cm("base", "3"));
