@@ -311,6 +311,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_service_account = record.reads_fleet_service_account();
   reads.fleet_depends_on = record.reads_fleet_depends_on();
   reads.fleet_release_name = record.reads_fleet_release_name();
+  reads.argocd_source = record.reads_argocd_source();
   return reads;
 }
 
@@ -445,6 +446,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_service_account(true);
         state.record.set_reads_fleet_depends_on(true);
         state.record.set_reads_fleet_release_name(true);
+        state.record.set_reads_argocd_source(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1366,6 +1368,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_service_account(true);
         state.record.set_reads_fleet_depends_on(true);
         state.record.set_reads_fleet_release_name(true);
+        state.record.set_reads_argocd_source(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {

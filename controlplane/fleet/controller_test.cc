@@ -2468,6 +2468,82 @@ TEST_F(ControllerTest, ASourcesFleetGitRepoNamesItsChartsReleasesAndARenameIsExp
   ASSERT_NO_FATAL_FAILURE(ExpectReleases(agent, {{"web", "fleet-apps-charts-web"}}));
 }
 
+// A repository moved from Argo CD keeps Argo CD's parameter overrides in its folders, where
+// Argo CD Image Updater writes new image tags: a kustomization's images are set as
+// `kustomize edit set image` sets them, a chart's parameters passed after the bundle's
+// values, the shared file first and the bundle's own (named as the Application) over it.
+// One an engine cannot take fails the render naming the file; a bundle rendered before
+// gitfleet read them renders as it did, saying so.
+TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
+  git_.Write("apps/web/deploy.yaml",
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+             "  selector: {matchLabels: {app: web}}\n  template:\n"
+             "    metadata: {labels: {app: web}}\n"
+             "    spec: {containers: [{name: web, image: \"nginx:1.24\"}]}\n");
+  git_.Write("charts/api/Chart.yaml", "apiVersion: v2\nname: api\nversion: 0.1.0\n");
+  git_.Commit("an Argo CD repository");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_argocd_source()) << "a new bundle reads them";
+    record.clear_reads_argocd_source();
+  }));
+
+  // What the write-back leaves, and a parameter file where no chart renders.
+  git_.Write("apps/web/.argocd-source.yaml",
+             "kustomize:\n  images:\n  - nginx:1.25.3\n  - busybox=registry.example.com/bb:1\n");
+  git_.Write("charts/api/.argocd-source.yaml",
+             "helm:\n  parameters: [{name: replicas, value: '1'}]\n");
+  git_.Write("charts/api/.argocd-source-api.yaml",
+             "helm:\n"
+             "  parameters:\n"
+             "  - {name: image.tag, value: '2.0', forcestring: true}\n"
+             "  - {name: replicas, value: '3'}\n"
+             "  valueFiles: [prod.yaml]\n");
+  git_.Write("plain/cm.yaml", Cm("plain"));
+  git_.Write("plain/.argocd-source.yaml", "kustomize: {images: ['nginx:1.25.3']}\n");
+  git_.Commit("image updater: nginx 1.25.3, api 2.0");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  v1::Bundle api = Bundle("api", "charts/api");
+  (*api.mutable_values())["replicas"] = "2";  // the operator's value, which the file's wins over
+  ASSERT_TRUE(controller_->AddBundle(api, false).ok());
+  absl::StatusOr<v1::BundleInfo> plain = controller_->AddBundle(Bundle("plain", "plain"), false);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_THAT(plain->error(),
+              HasSubstr("plain/.argocd-source.yaml sets kustomize.images (nginx:1.25.3), which "
+                        "Argo CD applies to a kustomize build (kustomize edit set image), and "
+                        "plain renders with plain"));
+
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  auto object_of = [&](const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
+    return message->message.update().upserts(0).yaml();
+  };
+  EXPECT_THAT(object_of("web"), HasSubstr("image: nginx:1.25.3"));
+  EXPECT_THAT(object_of("old"), HasSubstr("image: nginx:1.24"));
+  EXPECT_THAT(object_of("api"),
+              HasSubstr("sets: \"--set-string=replicas=2 --set-string=image.tag=2.0 "
+                        "--set=replicas=3 \""));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("sets the images nginx:1.25.3, "
+                                            "busybox=registry.example.com/bb:1 as "
+                                            "apps/web/.argocd-source.yaml asks")));
+  EXPECT_THAT(listed["api"].notes(),
+              ::testing::Contains(HasSubstr(
+                  "charts/api/.argocd-source.yaml and charts/api/.argocd-source-api.yaml set "
+                  "helm.valueFiles, which gitfleet does not read")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("apps/web/.argocd-source.yaml sets kustomize.images "
+                                            "(Argo CD's parameter overrides); this bundle was "
+                                            "rendered before gitfleet read them")));
+}
+
 // A bundle's --release names its chart's release over every other name (fleet.yaml's
 // releaseName, Fleet's, the bundle's), so a chart Argo CD or Flux installed under another
 // name keeps its objects; a name helm would refuse, or one for a bundle of no chart, is

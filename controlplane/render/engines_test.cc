@@ -2368,6 +2368,15 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"../x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {"/etc/x.yaml"}, {}).ok());
   EXPECT_FALSE(HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {{"a=b", "c"}}).ok());
+  // Argo CD's helm.parameters after the values, typed unless forceString, as Argo CD
+  // escapes them (a `{a,b}` list kept).
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {{"image.tag", "1"}}, {},
+                                {{"image.tag", "2.0", true},
+                                 {"hosts", "{a,b}", false},
+                                 {"ingress.hosts[0].host", "a,b", false}}),
+              ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds",
+                                     "--set-string=image.tag=1", "--set-string=image.tag=2.0",
+                                     "--set=hosts={a,b}", "--set=ingress.hosts[0].host=a\\,b"));
   // What the chart sees of the cluster.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {},
                                 {"v1.30.2", {"monitoring.coreos.com/v1", "v1/Service"}}),

@@ -37,7 +37,8 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,
     const std::vector<std::string>& values_files, const Values& values,
-    const HelmCapabilities& capabilities) {
+    const HelmCapabilities& capabilities,
+    const std::vector<ArgoCdSource::HelmParameter>& parameters) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
@@ -61,6 +62,12 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     // helm splits values on unescaped commas.
     args.push_back(absl::StrCat("--set-string=", name, "=",
                                 absl::StrReplaceAll(value, {{"\\", "\\\\"}, {",", "\\,"}})));
+  }
+  // Argo CD's helm.parameters, after the values (the later --set wins), as Argo CD passes
+  // them.
+  for (const ArgoCdSource::HelmParameter& parameter : parameters) {
+    args.push_back(absl::StrCat(parameter.force_string ? "--set-string=" : "--set=", parameter.name,
+                                "=", ArgoCdHelmSetValue(parameter.value)));
   }
   return args;
 }
@@ -439,7 +446,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
       input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues,
-      input.helm_capabilities);
+      input.helm_capabilities, input.helm_parameters);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

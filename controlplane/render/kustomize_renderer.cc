@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -21,6 +22,7 @@
 #include "common/manifest/yaml.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "controlplane/render/argocd_source.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/file_patterns.h"
@@ -630,6 +632,37 @@ KustomizeRenderer::KustomizeRenderer(KustomizeOptions options) : options_(std::m
   }
 }
 
+namespace {
+
+// Rewrites the kustomization in `dir` (the folder `path` of a scratch checkout) with
+// `images` set (SetKustomizeImages).
+absl::Status SetImagesIn(const std::string& dir, const std::string& path,
+                         const std::vector<std::string>& images) {
+  for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
+    const std::string file = absl::StrCat(dir, "/", name);
+    std::ifstream in(file);
+    if (!in) continue;
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::string> edited = SetKustomizeImages(text.str(), images);
+    if (!edited.ok()) {
+      return absl::Status(edited.status().code(),
+                          absl::StrCat("kustomize ", path, ": ", edited.status().message()));
+    }
+    std::ofstream out(file, std::ios::trunc);
+    out << *edited;
+    out.close();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("kustomize ", path, ": cannot write ", name));
+    }
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("kustomize ", path, ": no kustomization to set images in"));
+}
+
+}  // namespace
+
 absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   if (options_.binary.empty()) {
     return absl::FailedPreconditionError(
@@ -751,6 +784,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
       return absl::InternalError(
           absl::StrCat("kustomize ", input.path, ": cannot write the generated kustomization"));
     }
+  }
+  if (!input.kustomize_images.empty()) {
+    // As Argo CD runs `kustomize edit set image` before the build: in the kustomization
+    // built, whichever of kustomize's names it has.
+    GF_RETURN_IF_ERROR(SetImagesIn(dir, input.path, input.kustomize_images));
   }
   std::vector<std::string> argv;
   if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};

@@ -613,6 +613,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_service_account = reads.fleet_service_account;
   input->reads_fleet_depends_on = reads.fleet_depends_on;
   input->reads_fleet_release_name = reads.fleet_release_name;
+  input->reads_argocd_source = reads.argocd_source;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1402,6 +1403,76 @@ void LeaveFieldsToControllers(const RenderInput& input, ObjectSet* objects) {
 }
 }  // namespace
 
+namespace {
+
+// Argo CD's parameter overrides in the bundle's folder (ReadArgoCdSource), for `placed`:
+// its kustomization's images and its chart's parameters, as Argo CD applies them. One set
+// for an engine that cannot take it fails the render: Argo CD would not render the folder
+// so either, and leaving it out would deploy the images the write-back replaced.
+absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine,
+                             RenderInput* placed) {
+  GF_ASSIGN_OR_RETURN(ArgoCdSource source, ReadArgoCdSource(input.path, input.bundle, input.files));
+  if (source.files.empty()) return absl::OkStatus();
+  const std::string files = absl::StrJoin(source.files, " and ");
+  const char* sets = source.files.size() == 1 ? " sets " : " set ";
+  const bool images = source.has_kustomize_images && !source.kustomize_images.empty();
+  const bool parameters = source.has_helm_parameters && !source.helm_parameters.empty();
+  if (!input.reads_argocd_source) {
+    if (input.notes != nullptr && (images || parameters)) {
+      input.notes->push_back(absl::StrCat(
+          files, sets, images ? "kustomize.images" : "helm.parameters",
+          " (Argo CD's parameter overrides); this bundle was rendered before gitfleet read "
+          "them, and renders as it did: add the bundle again to have them applied"));
+    }
+    return absl::OkStatus();
+  }
+  if (input.read_paths != nullptr) {
+    input.read_paths->insert(input.read_paths->end(), source.files.begin(), source.files.end());
+  }
+  auto elsewhere = [&](const char* field, const std::string& first, const char* how) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(files, sets, field, " (", first, "), which Argo CD applies ", how, ", and ",
+                     input.path.empty() ? "the repository root" : input.path, " renders with ",
+                     engine, ": render it as Argo CD did, or take the field out"));
+  };
+  if (images) {
+    if (engine != "kustomize") {
+      return elsewhere("kustomize.images", source.kustomize_images.front(),
+                       "to a kustomize build (kustomize edit set image)");
+    }
+    placed->kustomize_images = source.kustomize_images;
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("sets the images ", ListNames(source.kustomize_images, 5),
+                                          " as ", files,
+                                          " asks (kustomize edit set image), as Argo CD does"));
+    }
+  }
+  if (parameters) {
+    if (engine != "helm") {
+      return elsewhere("helm.parameters", source.helm_parameters.front().name,
+                       "to a chart (helm template --set)");
+    }
+    placed->helm_parameters = source.helm_parameters;
+    if (input.notes != nullptr) {
+      std::vector<std::string> names;
+      for (const auto& parameter : source.helm_parameters) names.push_back(parameter.name);
+      input.notes->push_back(absl::StrCat("sets the chart's ", ListNames(names, 5), " as ", files,
+                                          " asks (helm.parameters, over the bundle's values), "
+                                          "as Argo CD does"));
+    }
+  }
+  if (!source.unread.empty() && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        files, sets, ListNames(source.unread, 10),
+        ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
+        "kustomize.images and helm.parameters): the bundle's own flags do that work (--values, "
+        "--values-file, --release, --include, --exclude)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput& input) {
   if ((!input.include.empty() || !input.exclude.empty()) &&
       std::string(renderer.engine()) != "plain") {
@@ -1843,6 +1914,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
       engine == "plain" && input.reads_fleet_target_folders &&
       std::any_of(input.files.begin(), input.files.end(),
                   [&](const RepoFile& file) { return file.path == fleet_yaml; });
+  GF_RETURN_IF_ERROR(UseArgoCdSource(input, engine, &placed));
   absl::StatusOr<ObjectSet> objects = renderer.Render(placed);
   if (objects.ok()) GF_RETURN_IF_ERROR(UseFleetDiff(input, *fleet, &*objects));
   // The target chosen, or the folder rendered, depends on fleet.yaml too.

@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
+#include "controlplane/render/argocd_source.h"
 #include "controlplane/render/fetch_scope.h"
 #include "controlplane/render/fleet_diff.h"
 #include "controlplane/render/values.h"
@@ -161,6 +162,16 @@ struct RenderInput {
   // `fleet_gitrepo` and the path), so that a chart Fleet installed keeps its objects'
   // names. False for a bundle rendered before gitfleet did: it keeps the bundle's name.
   bool reads_fleet_release_name = true;
+  // Argo CD's parameter overrides in the folder (.argocd-source.yaml, and
+  // .argocd-source-<bundle>.yaml: ReadArgoCdSource) set a kustomization's images and a
+  // chart's parameters, as Argo CD applies them. False for a bundle rendered before
+  // gitfleet read them: noted, not applied (they would change its objects).
+  bool reads_argocd_source = true;
+  // Set by RenderBundlePath from those: images set in the kustomization built, as
+  // `kustomize edit set image` sets them, and helm parameters (--set, --set-string) after
+  // the bundle's values.
+  std::vector<std::string> kustomize_images;
+  std::vector<ArgoCdSource::HelmParameter> helm_parameters;
   // The GitRepo Fleet would have read the repository as: the source's fleet_gitrepo, else
   // its name. Empty (a local render given none): the chart keeps the bundle's name.
   std::string fleet_gitrepo;
@@ -219,6 +230,7 @@ struct RepositoryReads {
   bool fleet_service_account = true;
   bool fleet_depends_on = true;
   bool fleet_release_name = true;
+  bool argocd_source = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet

@@ -2,7 +2,9 @@
 // engine) and a Tanka environment's spec.json (read by the jsonnet engine). Both come from
 // the repository, so any text must give an answer, never a throw or a crash. Rendered as
 // plain files for every cluster alike, for one cluster (fleet.yaml's targets choose its
-// folder, or the yaml overlays patching its files), and as a chart's.
+// folder, or the yaml overlays patching its files), and as a chart's. The second chunk is
+// also Argo CD's parameter overrides beside them, whose images are set in the last chunk
+// read as a kustomization.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,6 +35,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<gitfleet::RepoFile> files = {{"apps/web/fleet.yaml", chunks[0]}};
   for (size_t i = 1; i < chunks.size(); ++i) {
     files.push_back({"apps/web/m" + std::to_string(i) + ".yaml", chunks[i]});
+  }
+  if (chunks.size() > 1) {
+    files.push_back({"apps/web/.argocd-source-web.yaml", chunks[1]});
+    absl::StatusOr<gitfleet::ArgoCdSource> argo =
+        gitfleet::ReadArgoCdSource("apps/web", "web", files);
+    if (argo.ok()) (void)gitfleet::SetKustomizeImages(chunks.back(), argo->kustomize_images);
+    for (const auto& parameter :
+         argo.ok() ? argo->helm_parameters : std::vector<gitfleet::ArgoCdSource::HelmParameter>()) {
+      (void)gitfleet::ArgoCdHelmSetValue(parameter.value);
+    }
   }
   (void)gitfleet::ReadFleetYamlNamespace("apps/web", files);
   gitfleet::PlainRenderer renderer;

@@ -40,16 +40,19 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "chart=$(sed -n 's/^name: *//p' \"$3/Chart.yaml\")\n"
       "vals=''\n"
       "caps=''\n"
+      "sets=''\n"
       "prev=''\n"
       "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
       "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
       "  case \"$a\" in --values=*) f=\"${a#--values=}\"; "
       "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
       "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
+      "  --set=*|--set-string=*) sets=\"$sets$a \";;\n"
       "  --api-versions=*) caps=\"${caps}api=${a#--api-versions=} \";; esac; done\n"
       "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
       "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
-      "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n");
+      "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n"
+      "[ -z \"$sets\" ] || printf '  sets: \"%s\"\\n' \"$sets\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {

@@ -21,7 +21,8 @@ std::string WriteFakeHelm(const std::string& dir);
 // its lines joined by spaces, double quotes dropped), and its data.chart the name in the
 // chart's Chart.yaml; without one it fails as helm does. With --kube-version or
 // --api-versions (`--kube-version=V` as gitfleet passes it, or `--kube-version V` as
-// kustomize does), data.capabilities lists them ("kube=1.29 api=apps/v1 ").
+// kustomize does), data.capabilities lists them ("kube=1.29 api=apps/v1 "); with --set or
+// --set-string, data.sets lists those arguments as given, each followed by a space.
 std::string WriteValuesEchoHelm(const std::string& dir);
 
 // A helm that checks a chart's dependencies as helm does: each its Chart.yaml lists must be

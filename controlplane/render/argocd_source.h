@@ -1,0 +1,68 @@
+#ifndef GITFLEET_CONTROLPLANE_RENDER_ARGOCD_SOURCE_H_
+#define GITFLEET_CONTROLPLANE_RENDER_ARGOCD_SOURCE_H_
+
+// Argo CD's parameter overrides kept in a repository: `.argocd-source.yaml`, then
+// `.argocd-source-<app>.yaml`, in an Application's path, each merged over the one before
+// (a JSON merge patch: a list given replaces the list). Argo CD Image Updater's git
+// write-back leaves new image tags there, so a repository moved from Argo CD that gitfleet
+// rendered without them would deploy the images it was moved away from.
+//
+//   absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("apps/web", "web", files);
+//   // source->kustomize_images: {"nginx:1.25.3"}, as `kustomize edit set image` takes them
+//   absl::StatusOr<std::string> edited = SetKustomizeImages(text, source->kustomize_images);
+//
+// What gitfleet reads: kustomize.images and helm.parameters (what the write-back writes).
+// Every other field is named in `unread`.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "controlplane/source/git_repository.h"
+
+namespace gitfleet {
+
+inline constexpr char kArgoCdSourceFile[] = ".argocd-source.yaml";
+// At most this many images or parameters are read from the files.
+inline constexpr size_t kMaxArgoCdOverrides = 256;
+
+struct ArgoCdSource {
+  // The files read, in the order merged ("apps/web/.argocd-source-web.yaml").
+  std::vector<std::string> files;
+  // kustomize.images: arguments of `kustomize edit set image` ("nginx:1.25",
+  // "nginx=registry.example.com/nginx@sha256:...").
+  std::vector<std::string> kustomize_images;
+  bool has_kustomize_images = false;
+  struct HelmParameter {
+    std::string name;
+    std::string value;
+    bool force_string = false;  // --set-string rather than --set
+  };
+  // helm.parameters, as Argo CD passes them to helm template.
+  std::vector<HelmParameter> helm_parameters;
+  bool has_helm_parameters = false;
+  // The fields gitfleet does not read ("helm.valueFiles", "directory"), each once.
+  std::vector<std::string> unread;
+};
+
+// Reads the overrides for the Application `app` (gitfleet's bundle name) in `path` ("" for
+// the repository root) among `files`. Neither file: an empty ArgoCdSource. InvalidArgument
+// naming the file and field for YAML Argo CD would refuse (a list where a mapping goes, a
+// parameter without a name, forceString that is no boolean) or past kMaxArgoCdOverrides.
+absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std::string& app,
+                                              const std::vector<RepoFile>& files);
+
+// The kustomization `text` with `images` set as `kustomize edit set image` sets each (an
+// entry for the image's name updated: a new name, a tag that drops the digest or a digest
+// that drops the tag, "*" keeping what was there; else a new entry; sorted by name, as
+// kustomize writes them). InvalidArgument naming the argument kustomize would refuse.
+absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
+                                               const std::vector<std::string>& images);
+
+// A helm parameter's value as Argo CD passes it to --set: commas not already escaped are
+// escaped, except in a list written `{a,b}`.
+std::string ArgoCdHelmSetValue(const std::string& value);
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_RENDER_ARGOCD_SOURCE_H_
