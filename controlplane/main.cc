@@ -99,6 +99,9 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "Server private key (PEM).");
 ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires mTLS.");
 ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
+ABSL_FLAG(int, resync_interval_seconds, 600,
+          "Reconcile every bundle again this often (within 10% either way) whatever "
+          "happened; 0: only events reconcile.");
 ABSL_FLAG(std::string, credentials_dir, "",
           "Folder of Git credentials, one folder each (NAME/username + NAME/password, or "
           "NAME/ssh-privatekey + NAME/known_hosts; optional NAME/ca.crt), laid out like a "
@@ -352,6 +355,12 @@ int Main(ShutdownSignals& signals) {
   if (absl::GetFlag(FLAGS_poll_interval_seconds) < 1) {
     return Fail(absl::InvalidArgumentError("--poll-interval-seconds must be at least 1"));
   }
+  if (absl::GetFlag(FLAGS_resync_interval_seconds) < 0 ||
+      (absl::GetFlag(FLAGS_resync_interval_seconds) > 0 &&
+       absl::GetFlag(FLAGS_resync_interval_seconds) < 10)) {
+    return Fail(
+        absl::InvalidArgumentError("--resync-interval-seconds must be 0 (off) or at least 10"));
+  }
 
   absl::StatusOr<std::unique_ptr<ApiAuthFiles>> api_auth =
       ApiAuthFiles::Open(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
@@ -564,6 +573,7 @@ int Main(ShutdownSignals& signals) {
     return current->bundle_scopes();
   };
   options.default_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_poll_interval_seconds));
+  options.resync_interval = absl::Seconds(absl::GetFlag(FLAGS_resync_interval_seconds));
   options.allow_local_sources = git_access.allow_local;
   options.credentials_dir = git_access.credentials_dir;
   options.credential_prefixes = git_access.credential_prefixes;

@@ -2078,6 +2078,12 @@ absl::Status Controller::Reconcile(const std::string& name) {
     return status;
   }
   PushToHub(name);
+  if (options_.resync_interval > absl::ZeroDuration()) {
+    // Level-triggered to the end: again later even if no event comes (one sooner wins).
+    const double spread =
+        0.9 + 0.2 * static_cast<double>(std::hash<std::string>()(name) % 1000) / 1000.0;
+    queue_.AddAfter(name, options_.resync_interval * spread);
+  }
   return status;
 }
 

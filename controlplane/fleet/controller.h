@@ -123,6 +123,12 @@ struct ControllerOptions {
   int workers = 2;
   absl::Duration retry_base = absl::Seconds(1);
   absl::Duration retry_max = absl::Minutes(5);
+  // Every bundle is reconciled again this long after its last reconcile (within 10% either
+  // way, by name, so they do not all come at once), whatever happened meanwhile: its
+  // source's commit read afresh, its gates judged again, what its clusters lack built,
+  // as controller-runtime's SyncPeriod does. An event lost on the way costs at most this.
+  // Zero: only events reconcile.
+  absl::Duration resync_interval = absl::Minutes(10);
   // How long an API call that changed a bundle waits for its reconcile before answering
   // with what is known (the reconcile goes on).
   absl::Duration api_wait = absl::Minutes(2);

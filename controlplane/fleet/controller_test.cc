@@ -3463,6 +3463,51 @@ TEST_F(ControllerTest, AFailedReconcileIsRetriedWithBackoffWithoutANewCommit) {
   EXPECT_EQ(retries(), 1) << "and no more";
 }
 
+// Without any event, every bundle is reconciled again after the resync interval (a
+// reconcile that finds nothing new renders nothing), and again after the next; with the
+// interval 0, only events reconcile.
+TEST_F(ControllerTest, EveryBundleIsReconciledAgainAfterTheResyncIntervalWithoutAnEvent) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Commit("a");
+  for (const absl::Duration interval : {absl::Minutes(10), absl::ZeroDuration()}) {
+    SCOPED_TRACE(absl::FormatDuration(interval));
+    MemoryStore store;
+    FakeClock clock;
+    Hub hub(&store, metrics_);
+    ControllerOptions options = OnFakeClock(&clock);
+    options.resync_interval = interval;
+    options.default_poll_interval = absl::Hours(10);  // no fetch brings a reconcile
+    Controller controller(&store, repos_.get(), &hub, metrics_, options);
+    ASSERT_TRUE(controller.Load().ok());
+    controller.Start();
+    ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+    ASSERT_TRUE(controller.AddBundle(Bundle("b", "a"), false).ok());
+    auto reconciles = [&] {
+      // The queue's own series (the boundaries are used only where it is new).
+      return metrics_.workqueue.work
+          .Add({{"name", "bundles"}}, metrics::Histogram::BucketBoundaries{1})
+          .Count();
+    };
+    auto renders = [&] {
+      return metrics_.renders.Add({{"engine", "plain"}, {"result", "ok"}}).Value();
+    };
+    absl::SleepFor(absl::Milliseconds(100));  // the add's reconciles end
+    const uint64_t before = reconciles();
+    const double rendered = renders();
+    for (int round = 1; round <= 2; ++round) {
+      clock.Advance(absl::Minutes(11));  // past the interval and its 10%
+      uint64_t now = reconciles();
+      for (int i = 0; i < 500 && now < before + round; ++i) {
+        absl::SleepFor(absl::Milliseconds(2));
+        now = reconciles();
+      }
+      EXPECT_EQ(now, interval > absl::ZeroDuration() ? before + round : before)
+          << "round " << round;
+    }
+    EXPECT_EQ(renders(), rendered) << "a reconcile that finds nothing new renders nothing";
+  }
+}
+
 // A render that fails is retried at the backoff's pace; subscribers hear of the failure
 // once per commit and error, not at every retry.
 TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
