@@ -215,29 +215,44 @@ std::optional<LfsPointer> ParseLfsPointer(absl::string_view content) {
 }
 
 std::string LfsConfigUrl(absl::string_view lfsconfig) {
-  bool in_lfs = false;
+  // As git-lfs finds the endpoint in it: lfs.url, else remote.origin.lfsurl (the source
+  // is the remote, named origin as a clone names it); as in Git's config, a key given
+  // again replaces the value before.
+  enum class Section { kOther, kLfs, kOrigin } section = Section::kOther;
+  std::string lfs_url, origin_url;
   for (absl::string_view line : absl::StrSplit(lfsconfig, '\n')) {
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     if (line[0] == '[') {
-      const absl::string_view section =
+      const absl::string_view header =
           absl::StripAsciiWhitespace(line.substr(1, line.find(']') - 1));
-      in_lfs = absl::EqualsIgnoreCase(section, "lfs");
+      section = Section::kOther;
+      if (absl::EqualsIgnoreCase(header, "lfs")) {
+        section = Section::kLfs;
+      } else if (const size_t space = header.find_first_of(" \t");
+                 space != absl::string_view::npos &&
+                 absl::EqualsIgnoreCase(header.substr(0, space), "remote")) {
+        // [remote "origin"]: the subsection is case-sensitive, as in Git.
+        section = absl::StripAsciiWhitespace(header.substr(space)) == "\"origin\""
+                      ? Section::kOrigin
+                      : Section::kOther;
+      } else if (absl::EqualsIgnoreCase(header, "remote.origin")) {  // Git's older form
+        section = Section::kOrigin;
+      }
       continue;
     }
-    if (!in_lfs) continue;
+    if (section == Section::kOther) continue;
     const size_t equals = line.find('=');
     if (equals == absl::string_view::npos) continue;
-    if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(line.substr(0, equals)), "url")) {
-      continue;
-    }
+    const absl::string_view key = absl::StripAsciiWhitespace(line.substr(0, equals));
+    if (!absl::EqualsIgnoreCase(key, section == Section::kLfs ? "url" : "lfsurl")) continue;
     absl::string_view value = absl::StripAsciiWhitespace(line.substr(equals + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
       value = value.substr(1, value.size() - 2);
     }
-    return std::string(value);
+    (section == Section::kLfs ? lfs_url : origin_url) = std::string(value);
   }
-  return "";
+  return lfs_url.empty() ? origin_url : lfs_url;
 }
 
 absl::StatusOr<std::string> LfsEndpoint(const std::string& url, const std::string& lfs_url) {

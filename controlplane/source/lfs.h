@@ -35,7 +35,9 @@ struct LfsPointer {
 // nullopt when it is no LFS pointer.
 std::optional<LfsPointer> ParseLfsPointer(absl::string_view content);
 
-// lfs.url in a repository's .lfsconfig (Git's config syntax), or "" when it sets none.
+// lfs.url in a repository's .lfsconfig (Git's config syntax), else its
+// remote.origin.lfsurl (as git-lfs reads them for a clone's remote), or "" when it sets
+// neither; a key given twice, the last.
 std::string LfsConfigUrl(absl::string_view lfsconfig);
 
 // The LFS server of the repository at `url`, as git-lfs finds it: `lfs_url` (.lfsconfig's)

@@ -83,6 +83,17 @@ TEST(LfsTest, TheServerIsFoundAsGitLfsFindsIt) {
   EXPECT_EQ(LfsConfigUrl("# comment\n[core]\nurl = no\n[LFS]\n  URL = \"https://x/\"\n"),
             "https://x/");
   EXPECT_EQ(LfsConfigUrl("[lfs]\nfetchexclude = *\n"), "");
+  // As git-lfs: the remote's lfsurl when lfs.url is not set, lfs.url over it, the last of
+  // a key given twice; another remote's is not the source's.
+  EXPECT_EQ(LfsConfigUrl("[remote \"origin\"]\n\tlfsurl = https://lfs.example.com/o\n"),
+            "https://lfs.example.com/o");
+  EXPECT_EQ(LfsConfigUrl("[remote.origin]\nlfsurl = https://lfs.example.com/old-form\n"),
+            "https://lfs.example.com/old-form");
+  EXPECT_EQ(LfsConfigUrl("[lfs]\nurl = https://a/\n[remote \"origin\"]\nlfsurl = https://o/\n"),
+            "https://a/");
+  EXPECT_EQ(LfsConfigUrl("[lfs]\nurl = https://a/\nurl = https://b/\n"), "https://b/");
+  EXPECT_EQ(LfsConfigUrl("[remote \"upstream\"]\nlfsurl = https://u/\n"), "");
+  EXPECT_EQ(LfsConfigUrl("[remote \"Origin\"]\nlfsurl = https://u/\n"), "");
 }
 
 // An SSH source's LFS access comes from git-lfs-authenticate on its Git host, as git-lfs
