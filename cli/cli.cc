@@ -1578,7 +1578,12 @@ class Cli {
       }
     }
     v1::Bundle bundle;
-    bundle.set_name("render");
+    // The bundle's name counts in a render: a chart's release by default, and Argo CD's
+    // overrides for the Application of that name (.argocd-source-NAME.yaml).
+    bundle.set_name(args_.TakeOr("name", "render"));
+    if (absl::Status s = ValidateName("--name: bundle", bundle.name()); !s.ok()) {
+      return Usage(std::string(s.message()));
+    }
     bundle.set_path(path);
     bundle.set_engine(args_.TakeOr("engine", ""));
     bundle.set_target_namespace(args_.TakeOr("namespace", ""));
@@ -1899,7 +1904,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {"watch"},
        &Cli::Events},
       {{"render"},
-       "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--engine=E] [--namespace=NS]\n"
+       "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--name=BUNDLE] [--engine=E] "
+       "[--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
        "[--values-file=...] [--release=NAME] [--fleet-gitrepo=NAME] [--kube-version=V] "
        "[--api-versions=...] "

@@ -134,6 +134,7 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"source", "add", "x", "--url=file:///r", "--rename-releases=maybe"},
        "--rename-releases=maybe: want true or false"},
       {{"render", "--repo=/r", "--fleet-gitrepo=a_b"}, "--fleet-gitrepo \"a_b\" must be"},
+      {{"render", "--repo=/r", "--name=Web"}, "--name: bundle name \"Web\""},
       {{"bundle", "add", "b"}, "bundle add needs --source"},
       {{"bundle", "add", "b", "--source=s", "--prune=maybe"}, "--prune=maybe: want true or false"},
       {{"status", "-o", "xml"}, "output format \"xml\""},
@@ -249,6 +250,20 @@ TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {
   r = RunCtl({"render", "--repo=" + app.dir(), "--path=apps/web", "--submodules"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("name: based"));
+}
+
+// --name renders as the bundle of that name would: Argo CD's overrides for the Application
+// of that name are read (here refused, since a plain folder cannot take kustomize images).
+TEST(RenderCommandTest, ANameReadsArgoCdsOverridesForTheApplicationOfThatName) {
+  GitFixture repo(TempDir("render") + "/repo");
+  repo.Write("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  repo.Write("app/.argocd-source-web.yaml", "kustomize: {images: ['nginx:1.25']}\n");
+  repo.Commit("an app Image Updater writes back to");
+  Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--name=web"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("app/.argocd-source-web.yaml sets kustomize.images (nginx:1.25)"));
 }
 
 // A folder that keeps other JSON or YAML beside its manifests: the failure names the
