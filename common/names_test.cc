@@ -67,7 +67,7 @@ TEST(ServiceAccountTest, RefusesWhatTheApiWouldNotKnowOrAHeaderCouldCarry) {
 }
 
 TEST(KindPatternTest, NamesAGroupAndAKindEachAGlob) {
-  for (const std::string& pattern :
+  for (const char* pattern :
        {"ConfigMap", "Secret", "*", "apps/Deployment", "rbac.authorization.k8s.io/*", "*/*",
         "*.example.com/Widget", "batch/?ob", "monitoring.coreos.com/ServiceMonitor"}) {
     EXPECT_TRUE(ValidateKindPattern(pattern).ok()) << pattern;
