@@ -67,6 +67,26 @@ std::optional<bool> BoolOf(const YAML::Node& node) {
   return std::nullopt;
 }
 
+// A list field, merged as a JSON merge patch merges it: given, it replaces the one before
+// (`*has` says whether one is left: null removes it), its entries in `*list`.
+absl::Status TakeList(const YAML::Node& node, const std::string& field, const std::string& file,
+                      bool* has, YAML::Node* list) {
+  *has = !node.IsNull();
+  *list = YAML::Node(YAML::NodeType::Sequence);
+  if (node.IsNull()) return absl::OkStatus();
+  if (!node.IsSequence()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": ", field, " is not a list, which Argo CD would refuse"));
+  }
+  if (node.size() > kMaxArgoCdOverrides) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", field, " has ", node.size(),
+                                                   " entries; at most ", kMaxArgoCdOverrides,
+                                                   " are read"));
+  }
+  *list = node;
+  return absl::OkStatus();
+}
+
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
@@ -93,19 +113,12 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   if (const YAML::Node kustomize = Field(root, "kustomize"); kustomize && !kustomize.IsNull()) {
     if (!kustomize.IsMap()) return refuse("kustomize", "is not a mapping");
     AddUnread(kustomize, "kustomize", {"images"}, &out->unread);
-    if (const YAML::Node images = Field(kustomize, "images"); images) {
-      // A list given replaces the one before (a merge patch); null removes it.
+    if (const YAML::Node given = Field(kustomize, "images"); given) {
       out->kustomize_images.clear();
-      out->has_kustomize_images = !images.IsNull();
-      if (!images.IsNull() && !images.IsSequence()) {
-        return refuse("kustomize.images", "is not a list");
-      }
-      if (images.IsSequence() && images.size() > kMaxArgoCdOverrides) {
-        return absl::InvalidArgumentError(absl::StrCat(file.path, ": kustomize.images has ",
-                                                       images.size(), " entries; at most ",
-                                                       kMaxArgoCdOverrides, " are read"));
-      }
-      for (size_t i = 0; images.IsSequence() && i < images.size(); ++i) {
+      YAML::Node images;
+      GF_RETURN_IF_ERROR(
+          TakeList(given, "kustomize.images", file.path, &out->has_kustomize_images, &images));
+      for (size_t i = 0; i < images.size(); ++i) {
         std::optional<std::string> image = StringOf(images[i]);
         if (!image.has_value() || image->empty()) {
           return refuse(absl::StrCat("kustomize.images[", i, "]"), "is not an image");
@@ -117,18 +130,12 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   if (const YAML::Node helm = Field(root, "helm"); helm && !helm.IsNull()) {
     if (!helm.IsMap()) return refuse("helm", "is not a mapping");
     AddUnread(helm, "helm", {"parameters"}, &out->unread);
-    if (const YAML::Node parameters = Field(helm, "parameters"); parameters) {
+    if (const YAML::Node given = Field(helm, "parameters"); given) {
       out->helm_parameters.clear();
-      out->has_helm_parameters = !parameters.IsNull();
-      if (!parameters.IsNull() && !parameters.IsSequence()) {
-        return refuse("helm.parameters", "is not a list");
-      }
-      if (parameters.IsSequence() && parameters.size() > kMaxArgoCdOverrides) {
-        return absl::InvalidArgumentError(absl::StrCat(file.path, ": helm.parameters has ",
-                                                       parameters.size(), " entries; at most ",
-                                                       kMaxArgoCdOverrides, " are read"));
-      }
-      for (size_t i = 0; parameters.IsSequence() && i < parameters.size(); ++i) {
+      YAML::Node parameters;
+      GF_RETURN_IF_ERROR(
+          TakeList(given, "helm.parameters", file.path, &out->has_helm_parameters, &parameters));
+      for (size_t i = 0; i < parameters.size(); ++i) {
         const std::string where = absl::StrCat("helm.parameters[", i, "]");
         const YAML::Node entry = parameters[i];
         if (!entry.IsMap()) return refuse(where, "is not a mapping");
