@@ -1411,7 +1411,11 @@ namespace {
 // so either, and leaving it out would deploy the images the write-back replaced.
 absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine,
                              RenderInput* placed) {
-  GF_ASSIGN_OR_RETURN(ArgoCdSource source, ReadArgoCdSource(input.path, input.bundle, input.files));
+  absl::StatusOr<ArgoCdSource> read = ReadArgoCdSource(input.path, input.bundle, input.files);
+  // A bundle from before renders as it did, whatever the files hold.
+  if (!read.ok() && !input.reads_argocd_source) return absl::OkStatus();
+  GF_RETURN_IF_ERROR(read.status());
+  const ArgoCdSource& source = *read;
   if (source.files.empty()) return absl::OkStatus();
   const std::string files = absl::StrJoin(source.files, " and ");
   const char* sets = source.files.size() == 1 ? " sets " : " set ";
