@@ -560,6 +560,7 @@ class Cli {
     request.set_replace(*replace);
     absl::StatusOr<bool> rename = args_.TakeBool("rename-releases", false);
     if (!rename.ok()) return Usage(std::string(rename.status().message()));
+    if (*rename && !*replace) return Usage("--rename-releases goes with --replace");
     request.set_rename_releases(*rename);
     v1::SourceInfo info;
     if (int rc = Call(&v1::AdminService::Stub::AddSource, request, &info); rc != 0) return rc;

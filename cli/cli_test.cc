@@ -133,6 +133,8 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
        "--fleet-gitrepo \"Fleet.Apps\" must be a GitRepo's name"},
       {{"source", "add", "x", "--url=file:///r", "--rename-releases=maybe"},
        "--rename-releases=maybe: want true or false"},
+      {{"source", "add", "x", "--url=file:///r", "--rename-releases"},
+       "--rename-releases goes with --replace"},
       {{"render", "--repo=/r", "--fleet-gitrepo=a_b"}, "--fleet-gitrepo \"a_b\" must be"},
       {{"render", "--repo=/r", "--name=Web"}, "--name: bundle name \"Web\""},
       {{"bundle", "add", "b"}, "bundle add needs --source"},
