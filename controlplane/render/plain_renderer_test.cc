@@ -94,6 +94,21 @@ TEST(RenderBundlePathTest, IncludeAndExcludeAreForPlainBundlesOnly) {
   EXPECT_TRUE(RenderBundlePath(other, input).ok());
 }
 
+// Argo CD's overrides that do not parse fail the render of a bundle that reads them, naming
+// the file; a bundle rendered before gitfleet read them renders as it did.
+TEST(RenderBundlePathTest, ArgoCdOverridesThatDoNotParseFailOnlyBundlesThatReadThem) {
+  PlainRenderer renderer;
+  std::vector<RepoFile> files = {{"apps/web/a.yaml", Cm("a")},
+                                 {"apps/web/.argocd-source.yaml", "helm: [\n"}};
+  RenderInput input{"web", "apps/web", files};
+  EXPECT_THAT(std::string(RenderBundlePath(renderer, input).status().message()),
+              HasSubstr("apps/web/.argocd-source.yaml"));
+  input.reads_argocd_source = false;
+  absl::StatusOr<ObjectSet> objects = RenderBundlePath(renderer, input);
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  EXPECT_EQ(objects->size(), 1u);
+}
+
 TEST(RenderBundlePathTest, FleetYamlSaysWhereTheObjectsGo) {
   PlainRenderer renderer;
   std::vector<RepoFile> files = {
