@@ -221,6 +221,17 @@ absl::Status CheckYamlBounds(absl::string_view text, absl::string_view file,
   return absl::OkStatus();
 }
 
+absl::StatusOr<YAML::Node> LoadBoundedYaml(absl::string_view text, absl::string_view file,
+                                           const YamlLimits& limits) {
+  if (absl::Status bounded = CheckYamlBounds(text, file, limits); !bounded.ok()) return bounded;
+  try {
+    return YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+}
+
 absl::StatusOr<std::string> EmitBlockYaml(const YAML::Node& node) {
   YAML::Emitter out;
   out.SetMapFormat(YAML::Block);

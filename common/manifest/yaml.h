@@ -49,6 +49,13 @@ struct YamlLimits {
 absl::Status CheckYamlBounds(absl::string_view text, absl::string_view file,
                              const YamlLimits& limits = {});
 
+// One YAML document of `text`, its bounds checked first (CheckYamlBounds); InvalidArgument
+// naming `file` and the line otherwise. yaml-cpp's exceptions stay inside.
+//
+//   GF_ASSIGN_OR_RETURN(YAML::Node doc, LoadBoundedYaml(file.content, file.path));
+absl::StatusOr<YAML::Node> LoadBoundedYaml(absl::string_view text, absl::string_view file,
+                                           const YamlLimits& limits = {});
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_COMMON_MANIFEST_YAML_H_

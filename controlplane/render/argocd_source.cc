@@ -90,14 +90,7 @@ absl::Status TakeList(const YAML::Node& node, const std::string& field, const st
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
-  GF_RETURN_IF_ERROR(CheckYamlBounds(file.content, file.path, limits));
-  YAML::Node root;
-  try {
-    root = YAML::Load(file.content);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file.path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
-  }
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(file.content, file.path, limits));
   if (!root || root.IsNull()) return absl::OkStatus();
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -237,13 +230,7 @@ absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std
 
 absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
                                                const std::vector<std::string>& images) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the kustomization:", e.mark.line + 1, ": invalid YAML: ", e.msg));
-  }
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(text, "the kustomization"));
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) return absl::InvalidArgumentError("the kustomization is not a mapping");
   std::map<std::string, Image> by_name;

@@ -575,17 +575,8 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
 absl::Status CheckKustomizeReferences(const std::vector<RepoFile>& files) {
   for (const RepoFile& file : files) {
     if (!IsKustomizationFile(file.path)) continue;
-    // Walking a node graph visits an alias once per reference: bound it first.
-    if (absl::Status bounded = CheckYamlBounds(file.content, file.path); !bounded.ok()) {
-      return bounded;
-    }
-    YAML::Node doc;
-    try {
-      doc = YAML::Load(file.content);
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.path, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
-    }
+    // Walking a node graph visits an alias once per reference: bounded first.
+    GF_ASSIGN_OR_RETURN(YAML::Node doc, LoadBoundedYaml(file.content, file.path));
     if (!doc.IsMap()) continue;
     std::string dir =
         file.path.find('/') == std::string::npos ? "" : file.path.substr(0, file.path.rfind('/'));
