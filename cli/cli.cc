@@ -1191,12 +1191,17 @@ class Cli {
     if (!status.message().empty() && status.message() != "done") {
       out_ << "  " << status.message() << "\n";
     }
+    if (status.progressive() && !status.declared_in().empty()) {
+      out_ << "  partitions from " << status.declared_in() << "'s rolloutStrategy\n";
+    }
     if (status.partitions_size() == 0) return 0;
     Table table(
         {"PARTITION", "STATE", "CLUSTER", "CONNECTED", "APPLIED", "HEALTH", "READY", "DETAIL"});
     for (const v1::RolloutPartition& p : status.partitions()) {
       const std::string partition =
-          absl::StrCat(p.index() + 1, p.selector().empty() ? "" : " " + p.selector());
+          absl::StrCat(p.index() + 1, !p.name().empty()       ? " " + p.name()
+                                      : !p.selector().empty() ? " " + p.selector()
+                                                              : "");
       if (p.clusters_size() == 0 && p.cluster_count() == 0) {
         table.Add({partition, p.state(), "-", "-", "-", "-", "-",
                    "no clusters: they left the bundle since the rollout began"});

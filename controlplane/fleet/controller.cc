@@ -546,7 +546,8 @@ absl::Status Controller::Load() {
           partitions.push_back(
               {std::move(*p.mutable_selector()),
                std::vector<std::string>(std::make_move_iterator(p.mutable_clusters()->begin()),
-                                        std::make_move_iterator(p.mutable_clusters()->end()))});
+                                        std::make_move_iterator(p.mutable_clusters()->end())),
+               std::move(*p.mutable_name()), std::move(*p.mutable_max_unavailable())});
         }
         state.partitions = std::make_shared<const std::vector<Partition>>(std::move(partitions));
         state.partitions_membership = std::numeric_limits<uint64_t>::max();  // adjust first
@@ -615,6 +616,19 @@ void Controller::FollowScopesLoop() {
       swept = time;
     }
   } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
+}
+
+std::string Controller::HeldBySource(const v1::BundleRecord& record, const v1::Bundle& definition) {
+  if (std::string paused = PausedBySource(record); !paused.empty()) return paused;
+  if (record.fleet_rollout_error().empty() || Progressive(definition.rollout()) ||
+      !record.pinned_commit().empty()) {
+    return "";
+  }
+  return absl::StrCat("held: ", record.fleet_rollout_error(), ", so the order it asks for at ",
+                      record.commit().substr(0, 12),
+                      " is unknown: no cluster gets this commit until a commit mends it, or the "
+                      "bundle is given partitions of its own (bundle set --partition, "
+                      "--partition-size)");
 }
 
 std::string Controller::PausedBySource(const v1::BundleRecord& record) {
@@ -1533,7 +1547,9 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
         "bundle resume ",
         name);
   }
-  if (std::string paused = PausedBySource(state.record); !paused.empty()) return paused;
+  if (std::string paused = HeldBySource(state.record, state.definition); !paused.empty()) {
+    return paused;
+  }
   if (cluster.suspended()) {
     return absl::StrCat(
         "cluster suspended for maintenance: it gets no new revisions until "
@@ -1551,7 +1567,7 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
   }
   if (state.pushed_gate == nullptr || state.pushed_gate->Allows(cluster.name())) return "";
   const v1::RolloutRecord& rollout = state.record.rollout();
-  const bool rolling = Progressive(state.definition.rollout()) && state.partitions != nullptr &&
+  const bool rolling = Progressive(state.Rollout()) && state.partitions != nullptr &&
                        rollout.partition() < static_cast<int>(state.partitions->size());
   if (rolling && (state.gate == nullptr || !state.gate->Allows(cluster.name()))) {
     if (partition_of.empty()) partition_of = IndexPartitions(*state.partitions);
@@ -2742,7 +2758,10 @@ Hub::Gate Controller::DependencyGate(const std::string& name, Hub::Gate gate, bo
     const std::string commit = it->second.content != nullptr ? it->second.content->commit() : "";
     *stable_gate = ClusterSetGate::Of({});  // until the dependencies are known ready
     // Nobody gets anything anyway.
-    if (it->second.record.suspended() || !PausedBySource(it->second.record).empty()) return gate;
+    if (it->second.record.suspended() ||
+        !HeldBySource(it->second.record, it->second.definition).empty()) {
+      return gate;
+    }
     selector = it->second.selector;
     // A cycle through what a fleet.yaml names (one of flags alone is refused when defined):
     // nobody gets anything new until it is broken.
@@ -3075,10 +3094,10 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return nullptr;
     const BundleState& state = it->second;
-    strategy = state.definition.rollout();
+    strategy = state.Rollout();
     definition_generation = state.definition.generation();
     suspended = state.record.suspended();
-    paused = PausedBySource(state.record);
+    paused = HeldBySource(state.record, state.definition);
     // A rollback is the operator's own act; a changed definition is judged as a commit is
     // (a mistyped --path deletes as much as a folder moved).
     if (state.definition.sync().prune() && state.record.pinned_commit().empty() &&
@@ -3222,6 +3241,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       v1::RolloutCut::Partition* p = stored.add_partitions();
       p->set_selector(partition.selector);
       p->mutable_clusters()->Add(partition.clusters.begin(), partition.clusters.end());
+      p->set_name(partition.name);
+      p->set_max_unavailable(partition.max_unavailable);
     }
     if (absl::Status written =
             store_->Apply({Store::Put(kRolloutCuts, name, stored.SerializeAsString())});
@@ -3344,7 +3365,8 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     const BundleState& state = it->second;
     status.set_bundle(name);
     status.set_commit(state.content != nullptr ? state.content->commit() : "");
-    status.set_progressive(Progressive(state.definition.rollout()));
+    status.set_progressive(Progressive(state.Rollout()));
+    status.set_declared_in(state.Rollout().declared_in());
     status.set_suspended(state.record.suspended());
     status.set_message(state.rollout_message);
     status.set_pinned_commit(state.record.pinned_commit());
@@ -3369,6 +3391,8 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     v1::RolloutPartition* p = status.add_partitions();
     p->set_index(static_cast<int32_t>(i));
     p->set_selector(partitions[i].selector);
+    p->set_name(partitions[i].name);
+    p->set_max_unavailable(partitions[i].max_unavailable);
     const int index = static_cast<int>(i);
     p->set_state(index < rollout.partition()   ? "done"
                  : index > rollout.partition() ? "waiting"
@@ -3438,11 +3462,11 @@ absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& 
     auto it = bundles_.find(name);
     if (it == bundles_.end())
       return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
-    if (!Progressive(it->second.definition.rollout())) {
+    if (!Progressive(it->second.Rollout())) {
       return absl::FailedPreconditionError(
           absl::StrCat("bundle ", name,
                        " has no partitions: it rolls out everywhere at once (see bundle add "
-                       "--partition, --partition-size)"));
+                       "--partition, --partition-size, or a fleet.yaml's rolloutStrategy)"));
     }
     const BundleState& state = it->second;
     const v1::RolloutRecord& rollout = state.record.rollout();
@@ -3843,6 +3867,19 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     if (fleet.ok()) {
       out->fleet_name = fleet->bundle_name;
       out->fleet_labels = fleet->labels;
+      // Its rolloutStrategy orders the rollout of a bundle with no partitions of its own.
+      out->fleet_rollout = FleetRolloutStrategy(fleet->rollout, fleet->file);
+      out->fleet_rollout_error = fleet->rollout_error;
+      if (Progressive(definition.rollout()) &&
+          (fleet->rollout.declared || !fleet->rollout_error.empty())) {
+        out->notes.push_back(absl::StrCat(fleet->file,
+                                          ": rolloutStrategy is not followed: the bundle's "
+                                          "own partitions (--partition, --partition-size) are"));
+      } else {
+        for (const std::string& note : fleet->rollout.notes) {
+          out->notes.push_back(absl::StrCat(fleet->file, ": ", note));
+        }
+      }
     }
   }
   // A tool that read the repository found no files where a submodule is: say why.
@@ -3988,6 +4025,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record.set_fleet_gitrepo(fleet_gitrepo);
     record.mutable_fleet_labels()->clear();
     record.mutable_fleet_labels()->insert(built.fleet_labels.begin(), built.fleet_labels.end());
+    *record.mutable_fleet_rollout() = built.fleet_rollout;
+    record.set_fleet_rollout_error(built.fleet_rollout_error);
     record.set_uniform(content->Uniform() != nullptr);
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
@@ -4041,8 +4080,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return absl::OkStatus();
     BundleState& state = it->second;
-    paused = PausedBySource(record);
-    if (!PausedBySource(state.record).empty() && state.record.commit() == record.commit()) {
+    paused = HeldBySource(record, state.definition);
+    if (HeldBySource(state.record, state.definition) == paused &&
+        state.record.commit() == record.commit()) {
       paused.clear();  // said already
     }
     // Its own dependencies, or those others' fleet.yaml resolve by its name.

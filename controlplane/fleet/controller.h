@@ -314,6 +314,11 @@ class Controller {
     std::optional<LabelSelector> scope_selector_now;
     // Its caller is named on no line any more: no cluster gets a new revision.
     bool caller_gone = false;
+    // The strategy its rollout follows: its own partitions, else its fleet.yaml's
+    // rolloutStrategy at the render's commit (not Progressive when neither cuts).
+    const v1::RolloutStrategy& Rollout() const {
+      return Progressive(definition.rollout()) ? definition.rollout() : record.fleet_rollout();
+    }
     bool ScopeGated() const {
       return caller_gone || (scope_clusters_now.has_value() &&
                              *scope_clusters_now != definition.scope().clusters());
@@ -389,6 +394,9 @@ class Controller {
   // `paused: true` (BundleRecord.paused_by), or "" (also for a pinned bundle: a rollback is
   // the operator's own act).
   static std::string PausedBySource(const v1::BundleRecord& record);
+  // That, or why it goes to no cluster because its fleet.yaml's rolloutStrategy cannot be
+  // read while the bundle has no partitions of its own (BundleRecord.fleet_rollout_error).
+  static std::string HeldBySource(const v1::BundleRecord& record, const v1::Bundle& definition);
   // The source's fetch (or ref) failed with `error`, or recovered (""): kept for the
   // bundles that read it, and told as an event.
   void OnSourceError(const std::string& source, const std::string& error);
@@ -556,6 +564,10 @@ class Controller {
     // Its fleet.yaml's name and labels (BundleRecord.fleet_name, fleet_labels).
     std::string fleet_name;
     std::map<std::string, std::string> fleet_labels;
+    // Its fleet.yaml's rolloutStrategy, and why it cannot be read
+    // (BundleRecord.fleet_rollout, fleet_rollout_error).
+    v1::RolloutStrategy fleet_rollout;
+    std::string fleet_rollout_error;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.

@@ -4115,6 +4115,73 @@ TEST_F(RolloutTest, FleetYamlsPausedHoldsItsCommitsFromEveryCluster) {
   EXPECT_EQ(Take("c1"), "");
 }
 
+// A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:
+// staging, then production, each partition waiting for the one before to be Healthy. One
+// it cannot follow holds the commit from every cluster, and a bundle's own partitions win.
+TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
+  const std::string strategy =
+      "rolloutStrategy:\n"
+      "  partitions:\n"
+      "  - name: staging\n"
+      "    clusterSelector: {matchLabels: {env: staging}}\n"
+      "  - name: production\n"
+      "    clusterSelector: {matchLabels: {env: prod}}\n";
+  git_.Write("apps/web/fleet.yaml", strategy);
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("p2");
+  Connect("s1", "", "staging");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_THAT(info->notes(), Contains(HasSubstr("apps/web/fleet.yaml: rolloutStrategy."
+                                                "maxUnavailable is unset: gitfleet waits")));
+  EXPECT_EQ(Eventually("s1"), r1);
+  EXPECT_EQ(Take("p1"), "") << "production goes after staging";
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 2; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_TRUE(rollout->progressive());
+  EXPECT_EQ(rollout->declared_in(), "apps/web/fleet.yaml");
+  EXPECT_EQ(rollout->partitions(0).name(), "staging");
+  EXPECT_EQ(rollout->partitions(1).name(), "production");
+  EXPECT_THAT(rollout->message(), HasSubstr("partition 1/2 (staging): 0 of 1 clusters ready"));
+  Report("s1", r1, v1::HEALTH_STATE_PROGRESSING);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("p1"), "") << "staging is not Healthy yet";
+  Report("s1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("p1"), r1);
+  EXPECT_EQ(Eventually("p2"), r1);
+  for (const char* name : {"p1", "p2"}) Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+
+  // A strategy gitfleet cannot follow (Fleet's cluster groups): nobody gets the commit.
+  git_.Write("apps/web/fleet.yaml",
+             "rolloutStrategy:\n  partitions:\n  - name: eu\n    clusterGroup: europe\n");
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  git_.Commit("cluster groups");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string r2 = controller_->ListBundles()[0].revision();
+  ASSERT_NE(r2, r1);
+  absl::SleepFor(absl::Milliseconds(200));
+  for (const char* name : {"s1", "p1", "p2"}) EXPECT_EQ(Take(name), "") << name;
+  EXPECT_THAT(controller_->GetStatus("p1", "web")[0].held_back(),
+              HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu) selects "
+                        "by Fleet's clusterGroup"));
+
+  // The bundle's own partitions win over its fleet.yaml's: r2 goes out by them.
+  v1::Bundle own = controller_->ListBundles()[0].bundle();
+  own.mutable_rollout()->add_partitions("env=prod");
+  absl::StatusOr<v1::BundleInfo> replaced = controller_->AddBundle(own, /*replace=*/true);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(Eventually("p1"), r2) << "prod first, by the bundle's own --partition";
+  EXPECT_EQ(Take("s1"), "");
+  rollout = controller_->GetRollout("web");
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->declared_in(), "");
+}
+
 // The partitions are cut when a render's rollout starts. A cluster that stops matching the
 // bundle later leaves its partition and moves nobody else, and one that starts matching
 // joins the last partition that has not started: a change in the fleet never brings a

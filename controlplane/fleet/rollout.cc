@@ -124,6 +124,25 @@ absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
   return absl::OkStatus();
 }
 
+v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::string& file) {
+  v1::RolloutStrategy out;
+  if (!read.declared) return out;
+  out.set_declared_in(file);
+  out.set_max_unavailable(read.max_unavailable);
+  for (const FleetRollout::Partition& partition : read.partitions) {
+    out.add_partitions(partition.selector);
+    v1::PartitionOptions* options = out.add_partition_options();
+    options->set_name(partition.name);
+    options->set_cluster_name(partition.cluster_name);
+    options->set_max_unavailable(partition.max_unavailable);
+  }
+  if (read.partitions.empty() && !read.auto_partition_size.empty()) {
+    out.set_partition_size(read.auto_partition_size);
+    out.set_partition_size_from(kFleetAutoPartitionFrom);
+  }
+  return out;
+}
+
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy) {
   return strategy.progress_deadline_seconds() > 0
              ? absl::Seconds(strategy.progress_deadline_seconds())
@@ -136,12 +155,24 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
             [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<Partition> out;
   std::vector<bool> taken(clusters.size(), false);
-  for (const std::string& text : strategy.partitions()) {
+  for (int p = 0; p < strategy.partitions_size(); ++p) {
+    const std::string& text = strategy.partitions(p);
     absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(text);
     if (!selector.ok()) continue;  // validated when the bundle was added
     Partition partition{text, {}};
+    const v1::PartitionOptions* options =
+        p < strategy.partition_options_size() ? &strategy.partition_options(p) : nullptr;
+    if (options != nullptr) {
+      partition.name = options->name();
+      partition.max_unavailable = options->max_unavailable();
+    }
+    // Only a fleet.yaml's partition may have no selector (ReadFleetRollout); one from a
+    // flag is never empty (ValidateRolloutStrategy).
+    if (text.empty() && options == nullptr) continue;
+    const std::string only = options != nullptr ? options->cluster_name() : "";
     for (size_t i = 0; i < clusters.size(); ++i) {
       if (taken[i] || !selector->Matches(clusters[i].second)) continue;
+      if (!only.empty() && clusters[i].first != only) continue;
       taken[i] = true;
       partition.clusters.push_back(clusters[i].first);
     }
@@ -153,7 +184,8 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
   }
   if (rest.empty()) return out;
   size_t size = rest.size();
-  if (!strategy.partition_size().empty()) {
+  if (!strategy.partition_size().empty() &&
+      rest.size() >= static_cast<size_t>(std::max(0, strategy.partition_size_from()))) {
     absl::StatusOr<int> count = Count("--partition-size", strategy.partition_size(),
                                       static_cast<int>(rest.size()), /*round_up=*/true);
     if (count.ok() && *count >= 1) size = static_cast<size_t>(*count);
@@ -175,7 +207,7 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int c
   absl::flat_hash_set<std::string> placed;
   placed.reserve(clusters.size());
   for (const Partition& partition : cut) {
-    Partition kept{partition.selector, {}};
+    Partition kept{partition.selector, {}, partition.name, partition.max_unavailable};
     for (const std::string& name : partition.clusters) {
       if (targeted.contains(name) && placed.insert(name).second) kept.clusters.push_back(name);
     }
@@ -195,10 +227,11 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int c
   return out;
 }
 
-int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size) {
-  if (strategy.max_unavailable().empty()) return 0;
-  absl::StatusOr<int> allowed =
-      Count("--max-unavailable", strategy.max_unavailable(), size, /*round_up=*/false);
+int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size) {
+  const std::string& text =
+      partition.max_unavailable.empty() ? strategy.max_unavailable() : partition.max_unavailable;
+  if (text.empty()) return 0;
+  absl::StatusOr<int> allowed = Count("--max-unavailable", text, size, /*round_up=*/false);
   return allowed.ok() ? *allowed : 0;
 }
 
@@ -211,7 +244,9 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
   while (record.partition() < static_cast<int>(partitions.size())) {
     const int index = record.partition();
     const Partition& partition = partitions[index];
-    const std::string where = absl::StrCat("partition ", index + 1, "/", partitions.size());
+    const std::string where =
+        absl::StrCat("partition ", index + 1, "/", partitions.size(),
+                     partition.name.empty() ? "" : absl::StrCat(" (", partition.name, ")"));
     // Paused, no report moves it: only an operator or a new render does.
     if (record.paused_by_operator()) {
       step.message = absl::StrCat(where, ": paused by an operator (gitfleetctl rollout resume)");
@@ -229,7 +264,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
         counted.first_failed.has_value() ? &*counted.first_failed : nullptr;
     const v1::RolloutCluster* first_waiting =
         counted.first_waiting.has_value() ? &*counted.first_waiting : nullptr;
-    const int allowed = AllowedUnavailable(strategy, counted.total);
+    const int allowed = AllowedUnavailable(strategy, partition, counted.total);
     if (record.promoted() || not_ready <= allowed) {
       record.set_partition(index + 1);
       *record.mutable_partition_started() = ToProtoTime(now);
@@ -289,7 +324,8 @@ bool HaltOnRegressions(v1::RolloutRecord& record, const std::vector<Partition>& 
       if (broken.count(cluster) == 0) continue;
       if (count++ == 0) first = &cluster;
     }
-    const int allowed = AllowedUnavailable(strategy, static_cast<int>(partition.clusters.size()));
+    const int allowed =
+        AllowedUnavailable(strategy, partition, static_cast<int>(partition.clusters.size()));
     if (count <= allowed) continue;
     record.set_halted(true);
     record.set_reason(absl::StrCat(

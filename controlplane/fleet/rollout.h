@@ -26,6 +26,7 @@
 #include "common/model/cluster_gate.h"
 #include "common/model/label_selector.h"
 #include "common/model/rollout_progress.h"
+#include "controlplane/render/fleet_rollout.h"
 #include "proto/gitfleet/v1/admin.pb.h"
 #include "proto/gitfleet/v1/state.pb.h"
 #include "proto/gitfleet/v1/types.pb.h"
@@ -60,15 +61,21 @@ absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
 struct Partition {
   std::string selector;  // "" for a cut by size or the clusters left over
   std::vector<std::string> clusters;
+  // A fleet.yaml's partition's name, and its own max_unavailable ("" for the strategy's):
+  // v1::PartitionOptions.
+  std::string name;
+  std::string max_unavailable;
 
   bool operator==(const Partition& other) const {
-    return selector == other.selector && clusters == other.clusters;
+    return selector == other.selector && clusters == other.clusters && name == other.name &&
+           max_unavailable == other.max_unavailable;
   }
 };
 // The partitions of `clusters` (name and labels, any order): selectors first, in order,
-// each taking what it matches of the clusters left; the rest cut by partition_size in name
-// order, or as one last partition. Empty partitions are dropped. The strategy must be
-// valid.
+// each taking what it matches of the clusters left (and, with partition_options, only the
+// cluster it names, if it names one); the rest cut by partition_size in name order (when
+// at least partition_size_from are left), or as one last partition. Empty partitions are
+// dropped. The strategy must be valid.
 std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
                                      std::vector<std::pair<std::string, LabelMap>> clusters);
 
@@ -84,8 +91,13 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
 std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int current,
                                         std::vector<std::pair<std::string, LabelMap>> clusters);
 
-// How many clusters of a partition of `size` may be not ready when the next starts.
-int AllowedUnavailable(const v1::RolloutStrategy& strategy, int size);
+// How many clusters of `partition` (of `size`) may be not ready when the next starts: its
+// own max_unavailable, else the strategy's.
+int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size);
+
+// A fleet.yaml's rolloutStrategy (read from `file`) as gitfleet's, for
+// BundleRecord.fleet_rollout: not Progressive when it declares none, or none that cuts.
+v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::string& file);
 
 struct RolloutStep {
   // Why it waits or why it is paused; "" once done.

@@ -3,6 +3,7 @@
 #include <limits>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -43,6 +44,60 @@ TEST(RolloutTest, SelectorsThenTheRestBySize) {
   partitions = CutPartitions(strategy, Fleet());
   ASSERT_EQ(partitions.size(), 3u);
   EXPECT_THAT(partitions[2].clusters, ElementsAre("p1", "p2", "p3", "x1"));
+}
+
+// A fleet.yaml's partitions: a name shown, a cluster named rather than selected, a
+// selector that takes every cluster left, and a limit of their own; Fleet's cut by size
+// only from 200 clusters on.
+TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
+  FleetRollout read;
+  read.declared = true;
+  read.max_unavailable = "1";
+  read.partitions = {{"canary", "", "p2", "0"},
+                     {"dev", "env=dev", "", ""},
+                     {"rest-of-prod", "env=prod", "", "50%"},
+                     {"everything", "", "", ""}};
+  const v1::RolloutStrategy strategy = FleetRolloutStrategy(read, "apps/web/fleet.yaml");
+  EXPECT_TRUE(Progressive(strategy));
+  EXPECT_EQ(strategy.declared_in(), "apps/web/fleet.yaml");
+  std::vector<Partition> partitions = CutPartitions(strategy, Fleet());
+  ASSERT_EQ(partitions.size(), 4u);
+  EXPECT_EQ(partitions[0].name, "canary");
+  EXPECT_THAT(partitions[0].clusters, ElementsAre("p2")) << "by name alone";
+  EXPECT_THAT(partitions[1].clusters, ElementsAre("d1"));
+  EXPECT_THAT(partitions[2].clusters, ElementsAre("p1", "p3"));
+  EXPECT_THAT(partitions[3].clusters, ElementsAre("s1", "x1"));
+  EXPECT_EQ(AllowedUnavailable(strategy, partitions[0], 1), 0) << "its own 0";
+  EXPECT_EQ(AllowedUnavailable(strategy, partitions[1], 1), 1) << "the strategy's";
+  EXPECT_EQ(AllowedUnavailable(strategy, partitions[2], 2), 1) << "its own 50%";
+  // Kept as they are when the fleet changes.
+  std::vector<Partition> adjusted = AdjustPartitions(partitions, 0, Fleet());
+  EXPECT_EQ(adjusted, partitions);
+  EXPECT_EQ(adjusted[2].max_unavailable, "50%");
+
+  // A name and a selector must both hold.
+  read.partitions = {{"only-if-prod", "env=prod", "d1", ""}};
+  partitions = CutPartitions(FleetRolloutStrategy(read, "fleet.yaml"), Fleet());
+  ASSERT_EQ(partitions.size(), 1u) << "d1 is no prod cluster: all are left over";
+  EXPECT_EQ(partitions[0].name, "");
+
+  // No partitions: one until 200 clusters, then autoPartitionSize's.
+  read.partitions.clear();
+  read.auto_partition_size = "25%";
+  const v1::RolloutStrategy automatic = FleetRolloutStrategy(read, "fleet.yaml");
+  EXPECT_EQ(CutPartitions(automatic, Fleet()).size(), 1u);
+  std::vector<std::pair<std::string, LabelMap>> many;
+  for (int i = 0; i < 200; ++i) many.push_back(Cluster(absl::StrCat("c", 1000 + i), "prod"));
+  partitions = CutPartitions(automatic, many);
+  ASSERT_EQ(partitions.size(), 4u);
+  EXPECT_EQ(partitions[0].clusters.size(), 50u);
+  many.pop_back();
+  EXPECT_EQ(CutPartitions(automatic, many).size(), 1u);
+
+  // None declared, or one that turns the cut off: everything at once.
+  EXPECT_FALSE(Progressive(FleetRolloutStrategy(FleetRollout{}, "fleet.yaml")));
+  read.auto_partition_size.clear();
+  EXPECT_FALSE(Progressive(FleetRolloutStrategy(read, "fleet.yaml")));
 }
 
 TEST(RolloutTest, AFleetChangeMovesNoClusterToAnEarlierPartition) {
@@ -206,6 +261,17 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(record_.partition(), 1);
   EXPECT_EQ(FromProtoTime(record_.partition_started()), now_);
   EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
+
+  // A partition's own limit goes before the strategy's.
+  partitions_[1].max_unavailable = "2";
+  partitions_[1].name = "canary";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 2) << "both of its two may be unavailable";
+  record_.set_partition(1);
+  partitions_[1].max_unavailable = "";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_THAT(step.message, HasSubstr("partition 2/3 (canary): 0 of 2 clusters ready"));
 
   // With 50% allowed unavailable, partition 2 passes on one ready cluster of two; the
   // last partition, of one, then needs its cluster (50% of 1 rounds down to none).

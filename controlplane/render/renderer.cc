@@ -21,6 +21,7 @@
 #include "common/sync.h"
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/fleet_overlays.h"
+#include "controlplane/render/fleet_selector.h"
 #include "controlplane/render/fleet_values.h"
 #include "yaml-cpp/yaml.h"
 
@@ -56,73 +57,22 @@ Registry& TheRegistry() {
 constexpr size_t kMaxTargetsDescribed = 10;
 // fleet.yaml's targetCustomizations a chart's values are chosen among.
 constexpr size_t kMaxHelmTargets = 256;
-constexpr size_t kMaxTargetText = 256;
-
-// A scalar of the repository's, for a note: bounded, and no control character reaches a
-// terminal.
-std::string ScalarOf(const YAML::Node& node) {
-  if (!node || !node.IsScalar()) return "";
-  std::string text = node.Scalar().substr(0, kMaxTargetText);
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return text;
-}
-
-// A Fleet clusterSelector (a Kubernetes LabelSelector) as gitfleet's selector text, or ""
-// when it has none or one gitfleet cannot write.
-std::string SelectorText(const YAML::Node& selector) {
-  if (!selector || !selector.IsMap()) return "";
-  std::vector<std::string> terms;
-  const YAML::Node labels = selector["matchLabels"];
-  if (labels && labels.IsMap()) {
-    for (const auto& label : labels) {
-      if (!label.first.IsScalar() || !label.second.IsScalar()) return "";
-      terms.push_back(absl::StrCat(ScalarOf(label.first), "=", ScalarOf(label.second)));
-    }
-  }
-  const YAML::Node expressions = selector["matchExpressions"];
-  if (expressions && expressions.IsSequence()) {
-    for (const auto& expression : expressions) {
-      if (!expression.IsMap()) return "";
-      const std::string key = ScalarOf(expression["key"]);
-      const std::string op = ScalarOf(expression["operator"]);
-      std::vector<std::string> values;
-      const YAML::Node listed = expression["values"];
-      if (listed && listed.IsSequence()) {
-        for (const auto& value : listed) values.push_back(ScalarOf(value));
-      }
-      if (key.empty()) return "";
-      if (op == "In" || op == "NotIn") {
-        terms.push_back(
-            absl::StrCat(key, op == "In" ? " in (" : " notin (", absl::StrJoin(values, ","), ")"));
-      } else if (op == "Exists") {
-        terms.push_back(key);
-      } else if (op == "DoesNotExist") {
-        terms.push_back("!" + key);
-      } else {
-        return "";
-      }
-    }
-  }
-  return absl::StrJoin(terms, ",");
-}
 
 // A target's name, else "target N" (1-based).
 std::string TargetName(const YAML::Node& target, int index) {
-  std::string name = ScalarOf(target["name"]);
+  std::string name = FleetScalar(target["name"]);
   return name.empty() ? absl::StrCat("target ", index + 1) : name;
 }
 
 // The clusters a target is for, as a bundle per target would select them.
 std::string TargetWhere(const YAML::Node& target) {
-  if (std::string selector = SelectorText(target["clusterSelector"]); !selector.empty()) {
+  if (std::string selector = FleetSelectorText(target["clusterSelector"]); !selector.empty()) {
     return absl::StrCat("--selector=", ShellWord(selector));
   }
-  if (std::string cluster = ScalarOf(target["clusterName"]); !cluster.empty()) {
+  if (std::string cluster = FleetScalar(target["clusterName"]); !cluster.empty()) {
     return absl::StrCat("a selector of a label only cluster ", cluster, " has");
   }
-  if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
+  if (std::string group = FleetScalar(target["clusterGroup"]); !group.empty()) {
     return absl::StrCat("a selector of the clusters of Fleet's cluster group ", group);
   }
   return "a selector of the clusters it is for";
@@ -141,7 +91,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   std::vector<std::string> work;
   const YAML::Node kustomize = target["kustomize"];
   if (kustomize && kustomize.IsMap() && native != TargetNative::kChart) {
-    std::string dir = ScalarOf(kustomize["dir"]);
+    std::string dir = FleetScalar(kustomize["dir"]);
     while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (!dir.empty() && dir != ".") {
@@ -153,7 +103,7 @@ std::string DescribeFleetTarget(const YAML::Node& target, int index, const std::
   std::string ns;
   for (const char* field : {"namespace", "defaultNamespace"}) {
     if (native == TargetNative::kChart) break;
-    if (ns = ScalarOf(target[field]); !ns.empty()) break;
+    if (ns = FleetScalar(target[field]); !ns.empty()) break;
   }
   // Another folder does not read this folder's fleet.yaml: its namespace goes along.
   if (ns.empty() && !folder->empty()) ns = folder_namespace;
@@ -212,21 +162,11 @@ absl::Status ReadHelmValues(const YAML::Node& helm, std::string* values,
   return absl::OkStatus();
 }
 
-// Whether a clusterSelector selects every cluster: no matchLabels, no matchExpressions.
-bool SelectsEverything(const YAML::Node& selector) {
-  if (!selector.IsMap()) return false;
-  for (const char* field : {"matchLabels", "matchExpressions"}) {
-    const YAML::Node part = selector[field];
-    if (part && !part.IsNull() && part.size() > 0) return false;
-  }
-  return true;
-}
-
 // A kustomize section's `dir` as a folder inside the bundle's ("" for the folder itself);
 // `error` says why it is not one.
 std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
   if (!kustomize || !kustomize.IsMap()) return "";
-  std::string dir = ScalarOf(kustomize["dir"]);
+  std::string dir = FleetScalar(kustomize["dir"]);
   while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
   while (absl::EndsWith(dir, "/")) dir.pop_back();
   if (dir == ".") dir.clear();
@@ -315,7 +255,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
 FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) {
   FleetYamlNamespace::Target out;
-  out.name = target.IsMap() ? ScalarOf(target["name"]) : "";
+  out.name = target.IsMap() ? FleetScalar(target["name"]) : "";
   if (out.name.empty()) out.name = absl::StrCat("targetCustomizations[", index, "]");
   if (!target.IsMap()) {
     out.error = "is not a mapping";
@@ -323,8 +263,8 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   }
   if (const YAML::Node selector = target["clusterSelector"]; selector && !selector.IsNull()) {
     out.has_selector = true;
-    out.selector = SelectorText(selector);
-    if (out.selector.empty() && !SelectsEverything(selector)) {
+    out.selector = FleetSelectorText(selector);
+    if (out.selector.empty() && !FleetSelectsEverything(selector)) {
       out.error =
           "its clusterSelector is not one gitfleet reads (matchLabels, and matchExpressions "
           "with In, NotIn, Exists or DoesNotExist)";
@@ -336,7 +276,7 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   if (const YAML::Node name = target["clusterName"]; name && name.IsScalar()) {
     out.cluster_name = name.Scalar();
   }
-  if (std::string group = ScalarOf(target["clusterGroup"]); !group.empty()) {
+  if (std::string group = FleetScalar(target["clusterGroup"]); !group.empty()) {
     out.group = absl::StrCat("clusterGroup ", group);
   } else if (const YAML::Node selector = target["clusterGroupSelector"];
              selector && !selector.IsNull()) {
@@ -395,7 +335,7 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
     if (!ValidReleaseName(name)) {
       if (out.chart_error.empty()) {
         out.chart_error =
-            absl::StrCat("its helm.releaseName \"", ScalarOf(release).substr(0, 256),
+            absl::StrCat("its helm.releaseName \"", FleetScalar(release).substr(0, 256),
                          "\" is not a release name helm takes (a DNS name of at most 53 "
                          "lower-case letters, digits, '-' and '.')");
       }
@@ -427,9 +367,9 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   std::vector<std::string> described;
   // A chart from a chart repository (helm.repo, with the chart's name and version), or an
   // archive's URL in helm.chart: fetched by the control plane.
-  out->helm_repo_field = ScalarOf(helm["repo"]);
-  out->helm_chart_field = ScalarOf(helm["chart"]);
-  out->helm_version_field = ScalarOf(helm["version"]);
+  out->helm_repo_field = FleetScalar(helm["repo"]);
+  out->helm_chart_field = FleetScalar(helm["chart"]);
+  out->helm_version_field = FleetScalar(helm["version"]);
   out->remote_chart_error = RemoteChartOf(out->helm_repo_field, out->helm_chart_field,
                                           out->helm_version_field, &out->remote_chart);
   // A chart in a folder inside the bundle's (Fleet's `chart: ./chart`); one from a helm
@@ -473,7 +413,7 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   if (const YAML::Node release = helm["releaseName"]; release && !release.IsNull()) {
     const std::string name = release.IsScalar() ? release.Scalar() : "";
     if (!ValidReleaseName(name)) {
-      refuse(absl::StrCat("helm.releaseName \"", ScalarOf(release),
+      refuse(absl::StrCat("helm.releaseName \"", FleetScalar(release),
                           "\" is not a release name helm takes (a DNS name of at most 53 "
                           "lower-case letters, digits, '-' and '.')"));
     } else {
@@ -658,8 +598,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     }
     for (const char* field :
          {"helm", "kustomize", "yaml", "targetCustomizations", "overrideTargets", "dependsOn",
-          "rolloutStrategy", "paused", "keepResources", "correctDrift", "namespaceLabels",
-          "namespaceAnnotations"}) {
+          "paused", "keepResources", "correctDrift", "namespaceLabels", "namespaceAnnotations"}) {
       if (fields[field]) out.unread.push_back(field);
     }
     if (const YAML::Node account = fields["serviceAccount"]; account && !account.IsNull()) {
@@ -677,8 +616,8 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
             absl::StrCat("serviceAccount cannot be used: ", valid.message());
       }
     }
-    std::string folder_namespace = ScalarOf(fields["namespace"]);
-    if (folder_namespace.empty()) folder_namespace = ScalarOf(fields["defaultNamespace"]);
+    std::string folder_namespace = FleetScalar(fields["namespace"]);
+    if (folder_namespace.empty()) folder_namespace = FleetScalar(fields["defaultNamespace"]);
     const YAML::Node targets = fields["targetCustomizations"];
     if (targets && targets.IsSequence()) {
       if (targets.size() > kMaxHelmTargets) {
@@ -798,9 +737,9 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         std::string declared;
         if (selector && entry.size() == 1) {
           // The bundles whose labels it matches, as Fleet lists them.
-          declared = SelectorText(selector);
+          declared = FleetSelectorText(selector);
           absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(declared);
-          if ((declared.empty() && !SelectsEverything(selector)) || !parsed.ok()) {
+          if ((declared.empty() && !FleetSelectsEverything(selector)) || !parsed.ok()) {
             out.depends_on_error = absl::StrCat(
                 "dependsOn[", at, "].selector is not one gitfleet reads",
                 parsed.ok() ? " (matchLabels, and matchExpressions with In, NotIn, Exists or "
@@ -826,6 +765,12 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       }
     } else if (depends && !depends.IsNull()) {
       out.depends_on_unread = true;
+    }
+    if (absl::StatusOr<FleetRollout> rollout = ReadFleetRollout(fields["rolloutStrategy"]);
+        rollout.ok()) {
+      out.rollout = *std::move(rollout);
+    } else {
+      out.rollout_error = absl::StrCat(name, ": ", rollout.status().message());
     }
     if (const YAML::Node paused = fields["paused"]; paused && !paused.IsNull()) {
       // As Fleet's Go reader takes a boolean: YAML 1.1's words, unquoted.
@@ -1221,9 +1166,9 @@ std::vector<ControllerField> AutoscaledReplicas(const ObjectSet& objects, int* u
       const YAML::Node spec = node["spec"];
       const YAML::Node ref = spec && spec.IsMap() ? spec["scaleTargetRef"] : YAML::Node();
       if (!ref || !ref.IsMap()) continue;
-      api_version = ScalarOf(ref["apiVersion"]);
-      kind = ScalarOf(ref["kind"]);
-      name = ScalarOf(ref["name"]);
+      api_version = FleetScalar(ref["apiVersion"]);
+      kind = FleetScalar(ref["kind"]);
+      name = FleetScalar(ref["name"]);
     } catch (const YAML::Exception&) {
       continue;  // the apply names what is wrong with it
     }

@@ -29,6 +29,7 @@
 #include "controlplane/render/argocd_source.h"
 #include "controlplane/render/fetch_scope.h"
 #include "controlplane/render/fleet_diff.h"
+#include "controlplane/render/fleet_rollout.h"
 #include "controlplane/render/values.h"
 #include "controlplane/source/git_repository.h"
 
@@ -458,6 +459,9 @@ struct FleetYamlNamespace {
   // cannot be read when it is not a boolean (Fleet's reader would refuse it).
   bool paused = false;
   std::string paused_error;
+  // Its rolloutStrategy (rollout.declared when it has one), and why it cannot be read.
+  FleetRollout rollout;
+  std::string rollout_error;
   // Its serviceAccount (a name), and why it cannot be used when it is no name.
   std::string service_account;
   std::string service_account_error;

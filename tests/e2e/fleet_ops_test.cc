@@ -419,6 +419,41 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
   EXPECT_THAT(out, HasSubstr("paused by an operator: the next render goes to partition 1 only"));
 }
 
+// A repository moved from Fleet: its fleet.yaml's rolloutStrategy orders the rollout of a
+// bundle that has no partitions of its own, canary first, then the rest of production.
+TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
+  WriteApp("web:1");
+  git_.Write("apps/web/fleet.yaml",
+             "defaultNamespace: shop\n"
+             "rolloutStrategy:\n"
+             "  maxUnavailable: 0\n"
+             "  partitions:\n"
+             "  - name: canary\n"
+             "    clusterName: c2\n"
+             "  - name: production\n"
+             "    clusterSelector:\n"
+             "      matchExpressions: [{key: env, operator: In, values: [prod]}]\n");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  for (const char* later : {"c1", "c3"}) EXPECT_EQ(Image(later), "") << later;
+  std::string out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("at partition 1/2"));
+  EXPECT_THAT(out, HasSubstr("partition 1/2 (canary): 0 of 1 clusters ready"));
+  EXPECT_THAT(out, HasSubstr("partitions from apps/web/fleet.yaml's rolloutStrategy"));
+  EXPECT_THAT(out, HasSubstr("2 production"));
+
+  Ready("c2");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1" && Image("c3") == "web:1"; }))
+      << Logs();
+  Ready("c1");
+  Ready("c3");
+  ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
+}
+
 // A bundle whose objects name each cluster: a cluster that joins while a rollout waits
 // gets its own render of what the fleet ran, not the revision being judged, and not
 // nothing until its turn.
