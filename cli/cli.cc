@@ -2101,6 +2101,25 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     revision = (*content)->For(cluster);
   }
   if (!revision.ok()) return revision.status();
+  // As the control plane would roll it out: by the folder's fleet.yaml's rolloutStrategy
+  // when the bundle has no partitions of its own.
+  absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, *files);
+  if (notes != nullptr && fleet.ok() && !Progressive(bundle.rollout())) {
+    if (!fleet->rollout_error.empty()) {
+      notes->push_back(absl::StrCat(
+          fleet->rollout_error,
+          ": the control plane holds such a commit from every cluster (give the bundle "
+          "partitions of its own, or mend the file)"));
+    } else if (const v1::RolloutStrategy strategy =
+                   FleetRolloutStrategy(fleet->rollout, fleet->file);
+               Progressive(strategy)) {
+      notes->push_back(absl::StrCat("rolled out partition by partition, by ", fleet->file,
+                                    "'s rolloutStrategy: ", DescribeRolloutStrategy(strategy)));
+      for (const std::string& note : fleet->rollout.notes) {
+        notes->push_back(absl::StrCat(fleet->file, ": ", note));
+      }
+    }
+  }
   std::string out;
   for (const auto& [key, object] : (*revision)->objects.objects()) {
     absl::StrAppend(&out, out.empty() ? "" : "---\n", object->yaml());

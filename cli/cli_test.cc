@@ -219,6 +219,33 @@ TEST(RenderCommandTest, PrintsPlainObjectsInKeyOrder) {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n");
 }
 
+// A render says how the control plane would roll it out when its fleet.yaml declares a
+// rolloutStrategy, and what of it would hold the commit.
+TEST(RenderCommandTest, SaysHowAFleetYamlsRolloutStrategyRollsItOut) {
+  GitFixture git(TempDir("render"));
+  git.Write("apps/web/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  git.Write("apps/web/fleet.yaml",
+            "rolloutStrategy:\n"
+            "  partitions:\n"
+            "  - {name: canary, clusterName: c2, maxUnavailable: 0}\n"
+            "  - {name: prod, clusterSelector: {matchLabels: {env: prod}}}\n");
+  git.Commit("ordered");
+  Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("note: rolled out partition by partition, by apps/web/fleet.yaml's "
+                               "rolloutStrategy: 1 canary (cluster c2, none may be not ready), 2 "
+                               "prod (env=prod, none may be not ready), then the clusters left"));
+  EXPECT_THAT(r.err, HasSubstr("note: apps/web/fleet.yaml: rolloutStrategy.maxUnavailable is "
+                               "unset"));
+  git.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  partitions:\n  - clusterGroup: eu\n");
+  git.Commit("groups");
+  r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("note: apps/web/fleet.yaml: rolloutStrategy.partitions[0] selects "
+                               "by Fleet's clusterGroup"));
+  EXPECT_THAT(r.err, HasSubstr("the control plane holds such a commit from every cluster"));
+}
+
 // A repository that vendors its manifests as a submodule renders them with --submodules,
 // as a source with --submodules does, and says how without it.
 TEST(RenderCommandTest, RendersASubmodulesFilesWhenAsked) {

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/model/label_selector.h"
 #include "common/proto_time.h"
@@ -141,6 +142,42 @@ v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::st
     out.set_partition_size_from(kFleetAutoPartitionFrom);
   }
   return out;
+}
+
+std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy) {
+  auto limit = [&](const std::string& own) {
+    const std::string& text = own.empty() ? strategy.max_unavailable() : own;
+    return text.empty() || text == "0" || text == "0%" ? std::string("none may be not ready")
+                                                       : absl::StrCat(text, " may be not ready");
+  };
+  std::vector<std::string> parts;
+  for (int i = 0; i < strategy.partitions_size(); ++i) {
+    const v1::PartitionOptions* options =
+        i < strategy.partition_options_size() ? &strategy.partition_options(i) : nullptr;
+    std::vector<std::string> what;
+    if (options != nullptr && !options->cluster_name().empty()) {
+      what.push_back(absl::StrCat("cluster ", options->cluster_name()));
+    }
+    if (!strategy.partitions(i).empty()) what.push_back(strategy.partitions(i));
+    if (what.empty()) what.push_back("every cluster left");
+    what.push_back(limit(options != nullptr ? options->max_unavailable() : ""));
+    parts.push_back(absl::StrCat(
+        i + 1,
+        options != nullptr && !options->name().empty() ? absl::StrCat(" ", options->name()) : "",
+        " (", absl::StrJoin(what, ", "), ")"));
+  }
+  if (!strategy.partition_size().empty()) {
+    parts.push_back(absl::StrCat(
+        parts.empty() ? "the clusters" : "then the clusters left", " in partitions of ",
+        strategy.partition_size(),
+        strategy.partition_size_from() > 0
+            ? absl::StrCat(" from ", strategy.partition_size_from(), " clusters on (fewer: one)")
+            : "",
+        ", ", limit("")));
+  } else if (!parts.empty()) {
+    parts.push_back(absl::StrCat("then the clusters left (", limit(""), ")"));
+  }
+  return absl::StrJoin(parts, ", ");
 }
 
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy) {

@@ -57,6 +57,9 @@ std::string PruneHeld(const std::string& max_prune, size_t dropped, size_t befor
 std::string StreamPruneHeld(size_t dropped, size_t before, size_t own, size_t bundles,
                             const std::string& sources);
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
+// The partitions `strategy` cuts, in words: "1 canary (cluster c2, none may be not ready),
+// 2 production (env in (prod)), then the clusters left".
+std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy);
 
 struct Partition {
   std::string selector;  // "" for a cut by size or the clusters left over

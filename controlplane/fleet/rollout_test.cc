@@ -70,6 +70,10 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   EXPECT_EQ(AllowedUnavailable(strategy, partitions[0], 1), 0) << "its own 0";
   EXPECT_EQ(AllowedUnavailable(strategy, partitions[1], 1), 1) << "the strategy's";
   EXPECT_EQ(AllowedUnavailable(strategy, partitions[2], 2), 1) << "its own 50%";
+  EXPECT_EQ(DescribeRolloutStrategy(strategy),
+            "1 canary (cluster p2, none may be not ready), 2 dev (env=dev, 1 may be not "
+            "ready), 3 rest-of-prod (env=prod, 50% may be not ready), 4 everything (every "
+            "cluster left, 1 may be not ready), then the clusters left (1 may be not ready)");
   // Kept as they are when the fleet changes.
   std::vector<Partition> adjusted = AdjustPartitions(partitions, 0, Fleet());
   EXPECT_EQ(adjusted, partitions);
@@ -85,6 +89,9 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   read.partitions.clear();
   read.auto_partition_size = "25%";
   const v1::RolloutStrategy automatic = FleetRolloutStrategy(read, "fleet.yaml");
+  EXPECT_EQ(DescribeRolloutStrategy(automatic),
+            "the clusters in partitions of 25% from 200 clusters on (fewer: one), 1 may be not "
+            "ready");
   EXPECT_EQ(CutPartitions(automatic, Fleet()).size(), 1u);
   std::vector<std::pair<std::string, LabelMap>> many;
   for (int i = 0; i < 200; ++i) many.push_back(Cluster(absl::StrCat("c", 1000 + i), "prod"));
