@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -135,8 +136,25 @@ std::vector<std::string> UnsubstitutedForms(absl::string_view text) {
 }
 
 bool SubstitutionDisabled(const v1::ManifestObject& object) {
-  // Objects are canonical YAML: the annotation is one line of this form when present.
-  return object.yaml().find("gitfleet.io/substitute: disabled") != std::string::npos;
+  // Most objects say nothing of it: no parse for them.
+  if (object.yaml().find("/substitute") == std::string::npos) return false;
+  try {
+    const YAML::Node metadata = YAML::Load(object.yaml())["metadata"];
+    if (!metadata || !metadata.IsMap()) return false;
+    // gitfleet's, or Flux's (kustomize-controller skips an object labelled or annotated
+    // so), so that a repository moved from Flux keeps its scripts' ${...} as written.
+    for (const char* field : {"annotations", "labels"}) {
+      const YAML::Node entries = metadata[field];
+      if (!entries || !entries.IsMap()) continue;
+      for (const char* key : {"gitfleet.io/substitute", "kustomize.toolkit.fluxcd.io/substitute"}) {
+        const YAML::Node value = entries[key];
+        if (value && value.IsScalar() && value.Scalar() == "disabled") return true;
+      }
+    }
+  } catch (const YAML::Exception&) {
+    // Rendered objects parse; one that does not is left to substitution's own errors.
+  }
+  return false;
 }
 
 absl::StatusOr<ObjectSet> SubstituteObjects(const ObjectSet& objects, const Values& values,

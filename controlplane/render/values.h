@@ -13,8 +13,9 @@
 // letters, digits and "._-/" (label keys such as topology.kubernetes.io/zone work). Any
 // other ${...} form (${#a[@]}, ${x%%y}, an unclosed ${) is left as written.
 //
-// Substitution is opt-in per bundle (WantsSubstitution), and an object annotated
-// gitfleet.io/substitute: disabled is never substituted.
+// Substitution is opt-in per bundle (WantsSubstitution), and an object annotated (or
+// labelled) gitfleet.io/substitute: disabled, or Flux's kustomize.toolkit.fluxcd.io/
+// substitute: disabled, is never substituted.
 
 #include <map>
 #include <optional>
@@ -72,7 +73,8 @@ inline bool HasVariables(absl::string_view text) {
 // an author may have meant a variable.
 std::vector<std::string> UnsubstitutedForms(absl::string_view text);
 
-// Whether `object` opted out with the annotation gitfleet.io/substitute: disabled.
+// Whether `object` opted out: labelled or annotated gitfleet.io/substitute: disabled, or
+// Flux's kustomize.toolkit.fluxcd.io/substitute: disabled.
 bool SubstitutionDisabled(const v1::ManifestObject& object);
 
 // Substitutes into every object that has variables, re-parsing it; errors name the

@@ -1,5 +1,6 @@
 #include "controlplane/render/values.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -101,6 +102,34 @@ TEST(SubstituteObjectsTest, ErrorsNameTheObject) {
   out = SubstituteObjects(set, {{"region", "a: b: c"}}, nullptr);
   ASSERT_FALSE(out.ok());
   EXPECT_THAT(out.status().message(), HasSubstr("after substituting values"));
+}
+
+// An object opts out by gitfleet's annotation or Flux's (labelled or annotated), as
+// kustomize-controller reads it; text that merely mentions one opts nothing out.
+TEST(SubstituteObjectsTest, ObjectsThatOptOutAreLeftAsWritten) {
+  ObjectSet set = Template(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flux\n  annotations:\n"
+      "    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata:\n  run: echo ${HOME}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: labelled\n  labels:\n"
+      "    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata:\n  run: echo ${HOME}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own\n  annotations:\n"
+      "    gitfleet.io/substitute: disabled\ndata:\n  run: echo ${HOME}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: enabled\n  annotations:\n"
+      "    kustomize.toolkit.fluxcd.io/substitute: enabled\ndata:\n  env: ${env}\n---\n"
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: docs\ndata:\n"
+      "  howto: 'annotate it gitfleet.io/substitute: disabled'\n  env: ${env}\n");
+  absl::StatusOr<ObjectSet> out = SubstituteObjects(set, {{"env", "prod"}}, nullptr);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (const char* name : {"flux", "labelled", "own"}) {
+    EXPECT_THAT(out->objects().at(absl::StrCat("/ConfigMap//", name))->yaml(),
+                HasSubstr("echo ${HOME}"))
+        << name;
+  }
+  for (const char* name : {"enabled", "docs"}) {
+    EXPECT_THAT(out->objects().at(absl::StrCat("/ConfigMap//", name))->yaml(),
+                HasSubstr("env: prod"))
+        << name;
+  }
 }
 
 TEST(ValuesTest, FormsLeftAsWrittenAreListedOnce) {
