@@ -101,7 +101,8 @@ ABSL_FLAG(std::string, tls_ca, "", "CA that signs agent certificates: requires m
 ABSL_FLAG(int, poll_interval_seconds, 30, "Default source poll interval.");
 ABSL_FLAG(int, resync_interval_seconds, 600,
           "Reconcile every bundle again this often (within 10% either way) whatever "
-          "happened; 0: only events reconcile.");
+          "happened, rendering again those that read kustomize remote bases or files; 0: "
+          "only events reconcile.");
 ABSL_FLAG(std::string, credentials_dir, "",
           "Folder of Git credentials, one folder each (NAME/username + NAME/password, or "
           "NAME/ssh-privatekey + NAME/known_hosts; optional NAME/ca.crt), laid out like a "
@@ -655,8 +656,14 @@ int Main(ShutdownSignals& signals) {
           absl::InvalidArgumentError(absl::StrCat("--kustomize-remote-bases: ", valid.message())));
     }
     if (!absl::GetFlag(FLAGS_kustomize_remote_bases).empty()) {
+      // A remote base at a branch is read again when its bundles render again at each
+      // resync (BundleRecord.reads_remote): kept no longer than half of that.
+      absl::Duration refetch_after = absl::Minutes(5);
+      if (options.resync_interval > absl::ZeroDuration()) {
+        refetch_after = std::min(refetch_after, options.resync_interval / 2);
+      }
       auto remote_bases = std::make_shared<RemoteBaseFetcher>(
-          repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases));
+          repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases), refetch_after);
       // A remote file under a --git-credentials prefix gets its credential, as a repository
       // there does (read at each fetch, so a rotated password is used at once).
       remote_bases->SetLogins(

@@ -1986,6 +1986,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
   v1::Bundle definition;
   std::shared_ptr<const BundleVariants> content;
   std::string pinned;
+  bool remote_due = false;
+  std::string revision_before;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -2000,6 +2002,12 @@ absl::Status Controller::Reconcile(const std::string& name) {
       reconciled_generation = it->second.reconciled_generation;
       content = it->second.content;
       pinned = it->second.record.pinned_commit();
+      // Read from outside the repository: rendered again each resync interval (the
+      // resync's own spread is at least 90% of it).
+      remote_due = it->second.record.reads_remote() &&
+                   options_.resync_interval > absl::ZeroDuration() &&
+                   options_.clock->Now() - it->second.rendered_at >= options_.resync_interval * 0.9;
+      revision_before = it->second.record.revision();
     }
   }
   if (source.empty()) {
@@ -2027,9 +2035,10 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   // Before anything is pushed: a rollout this pass starts records the same stable content.
   if (snapshot.has_value()) RenderStableAgain(name, *snapshot);
-  if (snapshot.has_value() &&
-      (reconciled_generation != generation || reconciled_commit != snapshot->commit.id)) {
-    status = RenderBundle(name, *snapshot);
+  const bool moved = snapshot.has_value() && (reconciled_generation != generation ||
+                                              reconciled_commit != snapshot->commit.id);
+  if (snapshot.has_value() && (moved || remote_due)) {
+    status = RenderBundle(name, *snapshot, /*fresh=*/remote_due);
     rendered = true;
     if (events_ != nullptr) {
       v1::Event event;
@@ -2058,6 +2067,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
                                  ? absl::StrCat(snapshot->commit.id, "\n", record.error())
                                  : "";
           if (!told.empty() && told == it->second.failure_told) event.Clear();
+          // Rendered again for its remote bases alone, to the same revision: nothing new.
+          if (!moved && told.empty() && record.revision() == revision_before) event.Clear();
           if (status.ok() || !told.empty()) it->second.failure_told = std::move(told);
         }
       }
@@ -3788,10 +3799,12 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
           std::vector<std::string> said;
+          bool remote = false;
           absl::StatusOr<HelmCapabilities> capabilities_here =
               HelmCapabilitiesFor(capabilities, values, read, api_versions_of);
           if (!capabilities_here.ok()) return absl::StatusOr<ObjectSet>(capabilities_here.status());
           RenderInput input{name, path, *inputs, &paths, &values, read, tlas, values_files};
+          input.read_remote = &remote;
           input.helm_capabilities = *std::move(capabilities_here);
           input.read_folder = read_folder;
           input.target_namespace = ns;
@@ -3808,6 +3821,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
           MutexLock lock(&variant_paths->mu);
           variant_paths->paths.insert(paths.begin(), paths.end());
+          variant_paths->read_remote |= remote;
           for (std::string& note : said) {
             if (variant_paths->notes.size() >= kMaxVariantNotes) break;
             variant_paths->notes.insert(std::move(note));
@@ -3818,6 +3832,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                            FindRendererFactory(engine)->explicit_values_only());
   } else if (status.ok()) {
     RenderInput input{name, definition.path(), *inputs, &read_paths};
+    input.read_remote = &out->read_remote;
     input.notes = &notes;
     input.helm_capabilities = {definition.helm_kube_version(),
                                Strings(definition.helm_api_versions())};
@@ -3895,7 +3910,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   return status;
 }
 
-absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot) {
+absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot,
+                                      bool fresh) {
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation;
@@ -3941,6 +3957,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     cache_hit = now.ok() && std::equal(now->begin(), now->end(), last.read_ids().begin(),
                                        last.read_ids().end());
   }
+  // What it read from outside the repository may have changed without a commit.
+  cache_hit = cache_hit && !fresh;
   // The same objects, but not the same options (a rollback's prune, an unpin): built anew.
   cache_hit = cache_hit &&
               last_content->sync().SerializeAsString() == definition.sync().SerializeAsString();
@@ -3968,6 +3986,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       MutexLock paths_lock(&variant_paths->mu);
       read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
       notes.insert(notes.end(), variant_paths->notes.begin(), variant_paths->notes.end());
+      built.read_remote = built.read_remote || variant_paths->read_remote;
     }
     absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
     if (ids.ok()) {
@@ -4031,6 +4050,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (!cache_hit) {  // a cache hit renders nothing and keeps what the render said
       record.clear_notes();
       for (const std::string& note : notes) record.add_notes(note);
+      record.set_reads_remote(built.read_remote);
     }
     record.clear_read_paths();
     record.clear_read_ids();
@@ -4095,6 +4115,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
             LabelMap(record.fleet_labels().begin(), record.fleet_labels().end());
     state.record = record;
     state.render_reused = cache_hit && status.ok();
+    if (!cache_hit) state.rendered_at = options_.clock->Now();
     if (content != nullptr) {
       // A new render with the same single revision changes nothing for agents.
       std::shared_ptr<const Revision> before =

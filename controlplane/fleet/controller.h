@@ -272,6 +272,8 @@ class Controller {
     // What the renders said without failing (RenderInput::notes), each once, at most
     // kMaxVariantNotes: variants of one commit say the same things.
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
+    // Some render read from outside the repository (RenderInput::read_remote).
+    bool read_remote ABSL_GUARDED_BY(mu) = false;
   };
   // What the prune guard counted for a pair of contents: of `before`'s objects (`had`),
   // how many `after` drops.
@@ -344,6 +346,10 @@ class Controller {
     std::string reconciled_commit;
     // The last render was the render cache's: nothing it read changed (see RenderBundle).
     bool render_reused = false;
+    // When it was last rendered, not from the cache (InfinitePast since a start): one
+    // that reads remote bases (BundleRecord.reads_remote) renders again a resync
+    // interval later, whatever its commit.
+    absl::Time rendered_at = absl::InfinitePast();
     // The commit and error of the last render.failed event: a retry that fails the same
     // way is not told again (subscribers would hear it at the backoff's pace). Cleared
     // by a good render.
@@ -568,6 +574,8 @@ class Controller {
     // (BundleRecord.fleet_rollout, fleet_rollout_error).
     v1::RolloutStrategy fleet_rollout;
     std::string fleet_rollout_error;
+    // The render read from outside the repository (BundleRecord.reads_remote).
+    bool read_remote = false;
   };
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.
@@ -582,7 +590,9 @@ class Controller {
   // way again (BundleState.stable_to_render) from the snapshot's repository.
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);
   // Renders the bundle at the snapshot; the error is the render's or the store's.
-  absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot);
+  // `fresh`: not from the render cache (a render that read remote bases, again).
+  absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot,
+                            bool fresh = false);
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AddBundle's work; `scope_change`, when set, says the bundle's caller's scope changed
   // (FollowCallerScopes): the event says so, and what the agents and the render judge

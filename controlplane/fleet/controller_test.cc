@@ -20,8 +20,10 @@
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
+#include "controlplane/render/remote_bases.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/chart_server.h"
 #include "tests/util/fake_tools.h"
 #include "tests/util/git_fixture.h"
 #include "yaml-cpp/yaml.h"
@@ -3506,6 +3508,69 @@ TEST_F(ControllerTest, EveryBundleIsReconciledAgainAfterTheResyncIntervalWithout
     }
     EXPECT_EQ(renders(), rendered) << "a reconcile that finds nothing new renders nothing";
   }
+}
+
+// A kustomization that reads a remote file (or base at a branch) can change without a
+// commit: such a bundle renders again at each resync, and its clusters get what the
+// remote now says. One that reads only the repository is not rendered again.
+TEST_F(ControllerTest, ABundleReadingRemoteBasesRendersAgainAtEachResync) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::ChartRepositoryServer files(TempDir("files"));
+  files.Write("install.yaml", Cm("operator", "1"));
+  if (absl::Status started = files.Start(); !started.ok()) GTEST_SKIP() << started;
+  git_.Write("remote/kustomization.yaml",
+             absl::StrCat("resources:\n- ", files.url(), "install.yaml\n"));
+  git_.Write("local/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("local/cm.yaml", Cm("local"));
+  git_.Commit("two kustomizations");
+  MemoryStore store;
+  FakeClock clock;
+  Hub hub(&store, metrics_);
+  ControllerOptions options = OnFakeClock(&clock);
+  options.resync_interval = absl::Minutes(10);
+  options.default_poll_interval = absl::Hours(10);  // no fetch brings a reconcile
+  if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
+  options.engines.remote_bases = std::make_shared<RemoteBaseFetcher>(
+      repos_.get(), std::vector<std::string>{files.url()}, absl::ZeroDuration());
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> remote = controller.AddBundle(Bundle("remote", "remote"), false);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  absl::StatusOr<v1::BundleInfo> local = controller.AddBundle(Bundle("local", "local"), false);
+  ASSERT_TRUE(local.ok()) << local.status();
+  auto revision = [&](const std::string& name) {
+    for (const v1::BundleInfo& b : controller.ListBundles()) {
+      if (b.bundle().name() == name) return b.revision();
+    }
+    return std::string();
+  };
+  auto renders = [&] {
+    return metrics_.renders.Add({{"engine", "kustomize"}, {"result", "ok"}}).Value();
+  };
+  absl::SleepFor(absl::Milliseconds(100));  // the adds' reconciles end
+  const double before = renders();
+
+  // Nothing changed: rendered again (the remote one only), the same revision.
+  clock.Advance(absl::Minutes(11));
+  for (int i = 0; i < 1000 && renders() < before + 1; ++i) absl::SleepFor(absl::Milliseconds(2));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(renders(), before + 1) << "the local one renders nothing";
+  EXPECT_EQ(revision("remote"), remote->revision());
+
+  // The remote file changes with no commit: the next resync brings it.
+  files.Write("install.yaml", Cm("operator", "2"));
+  clock.Advance(absl::Minutes(11));
+  std::string now;
+  for (int i = 0; i < 1000; ++i) {
+    now = revision("remote");
+    if (now != remote->revision()) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_NE(now, remote->revision()) << "the remote file's change never came";
+  EXPECT_EQ(revision("local"), local->revision());
+  EXPECT_EQ(renders(), before + 2);
 }
 
 // A render that fails is retried at the backoff's pace; subscribers hear of the failure

@@ -699,6 +699,7 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   // Remote bases the build reads: fetched by the control plane and copied in (the
   // repository's files copied only then), and the build's closure read again.
   std::vector<RepoFile> with_remote;
+  if (remote && input.read_remote != nullptr) *input.read_remote = true;
   if (remote) {
     with_remote = input.files;
     GF_RETURN_IF_ERROR(ExpandRemoteBases(input.path, generated_dirs, options_.remote_bases.get(),

@@ -212,6 +212,10 @@ struct RenderInput {
   // A team's bundle: where what the render fetches from outside the repository may come
   // from (Bundle.scope.repos; chart_fetcher.h). Empty: what the control plane trusts.
   FetchScope fetch_scope;
+  // When set, made true if the render read something from outside the repository that
+  // can change without a commit (kustomize's remote bases and files): the same paths then
+  // do not mean the same render.
+  bool* read_remote = nullptr;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
