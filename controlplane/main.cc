@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -650,6 +651,11 @@ int Main(ShutdownSignals& signals) {
       }
     }
     charts.timeout = options.engines.timeout;
+    // A chart at a range is looked up again when its bundles render again at each resync
+    // (BundleRecord.reads_remote): an index kept no longer than half of that.
+    if (options.resync_interval > absl::ZeroDuration()) {
+      charts.index_ttl = std::min(charts.index_ttl, options.resync_interval / 2);
+    }
     if (absl::Status valid = CheckRemoteBasePrefixes(absl::GetFlag(FLAGS_kustomize_remote_bases));
         !valid.ok()) {
       return Fail(

@@ -232,6 +232,11 @@ absl::StatusOr<std::string> Gunzip(const std::string& compressed, size_t max_byt
 
 }  // namespace
 
+bool ChartRefMoves(const ChartRef& ref) {
+  const bool archive = !ref.url.empty() && !absl::StartsWith(ref.url, "oci://");
+  return !archive && !ExactVersion(ref.version);
+}
+
 std::string ChartRef::Describe() const {
   if (!url.empty()) return version.empty() ? url : absl::StrCat(url, " ", version);
   return absl::StrCat(repo, " ", name, version.empty() ? "" : " ", version);

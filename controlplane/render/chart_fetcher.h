@@ -99,6 +99,11 @@ struct ChartRef {
   std::string Describe() const;
 };
 
+// Whether the chart `ref` names can change while `ref` stays the same: the newest version
+// (no version), or a range ("^1.2", "1.x") in a chart repository or OCI registry. An exact
+// version, or an archive's URL, names one chart.
+bool ChartRefMoves(const ChartRef& ref);
+
 struct FetchedChart {
   std::string name;             // from its Chart.yaml
   std::string version;          // the version chosen (from the index), or the archive's

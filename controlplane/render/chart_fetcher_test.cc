@@ -70,6 +70,21 @@ TEST(SemverSatisfiesTest, ReadsConstraintsAsHelmDoes) {
               HasSubstr("version constraint \"soon\""));
 }
 
+// What a new release in the repository changes: the newest, or a range; never an exact
+// version or an archive's URL.
+TEST(ChartRefMovesTest, RangesAndTheNewestMoveExactVersionsDoNot) {
+  const std::string repo = "https://charts.example.com/";
+  for (const char* moving : {"", "^1.2", "~1.2.0", ">=1 <2", "1.x", "1.2", "*", "1.2.*"}) {
+    EXPECT_TRUE(ChartRefMoves(ChartRef{repo, "web", moving, ""})) << moving;
+  }
+  for (const char* exact : {"1.2.3", "v1.2.3", "1.2.3-rc.1"}) {
+    EXPECT_FALSE(ChartRefMoves(ChartRef{repo, "web", exact, ""})) << exact;
+  }
+  EXPECT_FALSE(ChartRefMoves(ChartRef{"", "", "", "https://example.com/web-1.2.3.tgz"}));
+  EXPECT_TRUE(ChartRefMoves(ChartRef{"", "", "^1", "oci://ghcr.io/org/charts/web"}));
+  EXPECT_FALSE(ChartRefMoves(ChartRef{"", "", "1.0.0", "oci://ghcr.io/org/charts/web"}));
+}
+
 TEST(ChooseChartVersionTest, ChoosesTheNewestTheConstraintAllows) {
   absl::StatusOr<ChartIndex> index = ReadChartIndex(
       R"(apiVersion: v1

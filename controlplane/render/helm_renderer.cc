@@ -353,6 +353,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                                                                 input.remote_chart.Describe(), ": ",
                                                                 fetched.status().message()));
     }
+    // A range, or the newest: a release in the repository changes what this render gives.
+    if (input.read_remote != nullptr && ChartRefMoves(ref)) *input.read_remote = true;
     with_chart = input.files;
     for (const RepoFile& file : (*fetched)->files) {
       with_chart.push_back(

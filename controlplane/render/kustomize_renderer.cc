@@ -278,7 +278,8 @@ struct HelmChartsSeen {
 absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& files,
                                   const std::set<std::string>& dirs, ChartFetcher* fetcher,
                                   std::vector<RepoFile>* fetched, HelmChartsSeen* seen,
-                                  std::vector<std::string>* notes, const FetchScope& scope) {
+                                  std::vector<std::string>* notes, const FetchScope& scope,
+                                  bool* read_remote) {
   int charts = 0;
   for (const std::string& dir : dirs) {
     const RepoFile* kustomization = KustomizationIn(files, dir);
@@ -352,12 +353,12 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
                                    ": the control plane fetches no charts (start it with "
                                    "--chart-repositories)"));
       }
-      absl::StatusOr<std::shared_ptr<const FetchedChart>> got =
+      const ChartRef ref =
           absl::StartsWith(repo, "oci://")
-              ? fetcher->Fetch(ChartRef{"", "", version,
-                                        absl::StrCat(absl::StripSuffix(repo, "/"), "/", name)},
-                               scope)
-              : fetcher->Fetch(ChartRef{repo, name, version, ""}, scope);
+              ? ChartRef{"", "", version, absl::StrCat(absl::StripSuffix(repo, "/"), "/", name)}
+              : ChartRef{repo, name, version, ""};
+      absl::StatusOr<std::shared_ptr<const FetchedChart>> got = fetcher->Fetch(ref, scope);
+      if (got.ok() && read_remote != nullptr && ChartRefMoves(ref)) *read_remote = true;
       if (!got.ok()) {
         return absl::Status(got.status().code(), absl::StrCat(kustomization->path, ": helmCharts ",
                                                               name, ": ", got.status().message()));
@@ -719,7 +720,8 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   std::vector<RepoFile> charts;
   HelmChartsSeen seen;
   GF_RETURN_IF_ERROR(FetchKustomizeCharts(by_path, visited, options_.chart_fetcher.get(), &charts,
-                                          &seen, input.notes, input.fetch_scope));
+                                          &seen, input.notes, input.fetch_scope,
+                                          input.read_remote));
   const bool helm_charts = seen.any;
   // The bundle's --kube-version and --api-versions reach its charts as Argo CD passes
   // them, by kustomize's --helm-kube-version and --helm-api-versions: a chart's own
