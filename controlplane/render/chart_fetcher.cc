@@ -1184,7 +1184,8 @@ bool HasSubchart(const std::string& chart, const std::string& name,
 absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
                                   std::vector<RepoFile>* files, int* fetched,
                                   std::vector<std::string>* notes, const ReadFolder& read_folder,
-                                  std::vector<std::string>* read_paths, const FetchScope& scope) {
+                                  std::vector<std::string>* read_paths, const FetchScope& scope,
+                                  bool* read_remote) {
   std::map<std::string, const RepoFile*> by_path;
   for (const RepoFile& file : *files) by_path[file.path] = &file;
   GF_ASSIGN_OR_RETURN(std::vector<ChartDependency> dependencies, ChartDependencies(chart, by_path));
@@ -1307,6 +1308,7 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
     if (!got.ok()) {
       return absl::Status(got.status().code(), absl::StrCat(where, ": ", got.status().message()));
     }
+    if (read_remote != nullptr && ChartRefMoves(ref)) *read_remote = true;
     for (const RepoFile& file : (*got)->files) {
       added.push_back({absl::StrCat(target, "/", file.path), file.content});
     }
@@ -1321,7 +1323,7 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
   if (depth < 3) {
     for (const std::string& subchart : subcharts) {
       GF_RETURN_IF_ERROR(AddChartDependencies(subchart, charts, depth + 1, files, fetched, notes,
-                                              read_folder, read_paths, scope));
+                                              read_folder, read_paths, scope, read_remote));
     }
   }
   return absl::OkStatus();

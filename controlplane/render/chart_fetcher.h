@@ -253,14 +253,15 @@ bool HasSubchart(const std::string& chart, const std::string& name,
 // then goes into *read_paths). *fetched counts the charts fetched, at most 32. Errors name
 // the chart and the dependency: a file:// folder outside the repository, or outside `files`
 // without `read_folder`, a repository named by helm's own list ("@name"), none given for
-// one not vendored; `charts` null: none may be fetched.
+// one not vendored; `charts` null: none may be fetched. *read_remote (when set) is made
+// true when one is fetched at a range no lock pins (ChartRefMoves).
 using ReadFolder = std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string& folder)>;
 absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts, int depth,
                                   std::vector<RepoFile>* files, int* fetched,
                                   std::vector<std::string>* notes,
                                   const ReadFolder& read_folder = nullptr,
                                   std::vector<std::string>* read_paths = nullptr,
-                                  const FetchScope& scope = {});
+                                  const FetchScope& scope = {}, bool* read_remote = nullptr);
 
 }  // namespace gitfleet
 

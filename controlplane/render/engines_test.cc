@@ -1312,6 +1312,22 @@ TEST(HelmRendererTest, AnUmbrellaChartsDependenciesAreFetchedAsHelmDependencyBui
                          "fetched the chart postgresql 12.1.0 from ", repo,
                          "postgresql-12.1.0.tgz (sha256 checked) for apps/shop's dependency "
                          "postgresql")));
+  // redis's ~17.0 is pinned by no lock: a release in its repository changes the render, so
+  // the render says it read from outside the repository; exact versions say nothing.
+  bool remote = false;
+  input.read_remote = &remote;
+  ASSERT_TRUE(renderer.Render(input).ok());
+  EXPECT_TRUE(remote);
+  std::vector<RepoFile> exact = {
+      {"apps/shop/Chart.yaml",
+       absl::StrCat("apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n"
+                    "- name: redis\n  version: 17.1.0\n  repository: ",
+                    repo, "\n")}};
+  remote = false;
+  RenderInput pinned{"shop", "apps/shop", exact};
+  pinned.read_remote = &remote;
+  ASSERT_TRUE(renderer.Render(pinned).ok());
+  EXPECT_FALSE(remote);
   // Without Chart.lock: the newest the constraint allows.
   std::vector<RepoFile> unlocked = files;
   unlocked.erase(unlocked.begin() + 1);

@@ -392,9 +392,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     const size_t before = with_dependencies.size();
     int fetched = 0;
     std::vector<std::string> read_outside;
-    absl::Status added =
-        AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched, input.notes,
-                             input.read_folder, &read_outside, input.fetch_scope);
+    absl::Status added = AddChartDependencies(chart, charts_.get(), 0, &with_dependencies, &fetched,
+                                              input.notes, input.read_folder, &read_outside,
+                                              input.fetch_scope, input.read_remote);
     if (input.read_paths != nullptr) {
       // A chart elsewhere in the repository: a change there renders the bundle again.
       input.read_paths->insert(input.read_paths->end(), read_outside.begin(), read_outside.end());

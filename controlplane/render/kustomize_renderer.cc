@@ -379,7 +379,7 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
         const size_t before = chart_files.size();
         int dependencies = 0;
         absl::Status added = AddChartDependencies("", fetcher, 0, &chart_files, &dependencies,
-                                                  notes, nullptr, nullptr, scope);
+                                                  notes, nullptr, nullptr, scope, read_remote);
         if (!added.ok()) {
           return absl::Status(added.code(), absl::StrCat(kustomization->path, ": helmCharts ", name,
                                                          ": ", added.message()));
