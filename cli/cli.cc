@@ -772,6 +772,12 @@ class Cli {
     }
     if (!info.error().empty()) out_ << "warning: " << info.error() << "\n";
     if (!info.waiting().empty()) out_ << "waiting: " << info.waiting() << "\n";
+    // Held by its folder (Fleet's paused, a rolloutStrategy that cannot be followed): no
+    // cluster gets it, which the one adding it must hear now.
+    if (absl::StartsWith(info.rollout(), "paused: ") ||
+        absl::StartsWith(info.rollout(), "held: ")) {
+      out_ << "warning: " << info.rollout() << "\n";
+    }
     // What the render said without failing (what the repository asks that this bundle does
     // not do, files left out) is told when the bundle is added, not only in its list.
     constexpr int kNotesShown = 3;

@@ -1800,7 +1800,10 @@ v1::BundleInfo Controller::InfoLocked(const BundleState& state) const {
   info.set_error_commit(state.record.error_commit());
   info.set_engine(state.record.engine());
   *info.mutable_notes() = state.record.notes();
-  info.set_rollout(state.rollout_message);
+  // What the folder holds is known from the record at once (the rollout's own message
+  // follows its next evaluation).
+  const std::string held = HeldBySource(state.record, state.definition);
+  info.set_rollout(held.empty() ? state.rollout_message : held);
   info.set_waiting(state.siblings.note());
   info.set_scope_held(state.scope_held);
   if (info.waiting().empty()) {

@@ -4234,6 +4234,9 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   EXPECT_THAT(controller_->GetStatus("p1", "web")[0].held_back(),
               HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu) selects "
                         "by Fleet's clusterGroup"));
+  EXPECT_THAT(controller_->ListBundles()[0].rollout(),
+              HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu)"))
+      << "bundle list and bundle add say it at once";
 
   // The bundle's own partitions win over its fleet.yaml's: r2 goes out by them.
   v1::Bundle own = controller_->ListBundles()[0].bundle();
