@@ -214,6 +214,10 @@ absl::Status TakeValueFlags(Args& args, v1::Bundle* bundle) {
   if (std::optional<std::string> release = args.Take("release")) {
     bundle->set_helm_release(*release);
   }
+  if (std::optional<std::string> app = args.Take("argocd-app")) {
+    GF_RETURN_IF_ERROR(ValidateArgoCdAppName("--argocd-app", *app));
+    bundle->set_argocd_app(*app);
+  }
   for (const std::string& api_version : SplitList(args.Take("api-versions"))) {
     bundle->add_helm_api_versions(api_version);
   }
@@ -282,6 +286,7 @@ constexpr BundleFlag kBundleFlags[] = {
     {"decrypt", [](const B& f, B* t) { t->set_decrypt(f.decrypt()); }},
     {"kube-version", [](const B& f, B* t) { t->set_helm_kube_version(f.helm_kube_version()); }},
     {"release", [](const B& f, B* t) { t->set_helm_release(f.helm_release()); }},
+    {"argocd-app", [](const B& f, B* t) { t->set_argocd_app(f.argocd_app()); }},
     {"api-versions",
      [](const B& f, B* t) { *t->mutable_helm_api_versions() = f.helm_api_versions(); }},
 };
@@ -1754,6 +1759,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--values-file=FILE,...]           helm values files in the chart\n"
        "           [--release=NAME]                   the chart's release (default: fleet.yaml's,\n"
        "                                              else the bundle's name)\n"
+       "           [--argocd-app=NAME]                the Argo CD Application it takes over,\n"
+       "                                              whose .argocd-source-NAME.yaml applies\n"
        "           [--kube-version=1.30|cluster]      what charts see of the clusters\n"
        "           [--api-versions=GROUP/VERSION[/KIND],...]  (.Capabilities), as Argo CD's;\n"
        "                                              cluster: each cluster's own\n"
@@ -1919,7 +1926,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--name=BUNDLE] [--engine=E] "
        "[--namespace=NS]\n"
        "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
-       "[--values-file=...] [--release=NAME] [--fleet-gitrepo=NAME] [--kube-version=V] "
+       "[--values-file=...] [--release=NAME] [--argocd-app=NAME] [--fleet-gitrepo=NAME] "
+       "[--kube-version=V] "
        "[--api-versions=...] "
        "[--include=GLOB,...] "
        "[--exclude=GLOB,...] [--submodules] [--lfs]\n"
@@ -2072,6 +2080,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           input.read_folder = read_folder;
           input.target_namespace = bundle.target_namespace();
           input.bundle_helm_release = bundle.helm_release();
+          input.argocd_app = bundle.argocd_app();
           input.fleet_gitrepo = fleet_gitrepo;
           input.include.assign(bundle.include().begin(), bundle.include().end());
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
@@ -2090,6 +2099,7 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
     input.read_folder = read_folder;
     input.target_namespace = bundle.target_namespace();
     input.bundle_helm_release = bundle.helm_release();
+    input.argocd_app = bundle.argocd_app();
     input.fleet_gitrepo = fleet_gitrepo;
     input.include.assign(bundle.include().begin(), bundle.include().end());
     input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());

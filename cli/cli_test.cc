@@ -288,11 +288,22 @@ TEST(RenderCommandTest, ANameReadsArgoCdsOverridesForTheApplicationOfThatName) {
   repo.Write("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
   repo.Write("app/.argocd-source-web.yaml", "kustomize: {images: ['nginx:1.25']}\n");
   repo.Commit("an app Image Updater writes back to");
+  // Another Application's write-back, none of its own: which one is for the operator to say.
   Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--name=web"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_THAT(r.err, HasSubstr("app/.argocd-source-web.yaml sets kustomize.images (nginx:1.25)"));
+  EXPECT_THAT(r.err, HasSubstr("app/.argocd-source-web.yaml holds Argo CD's parameter overrides "
+                               "(the image tags its write-back set, say) for the Application web"));
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--argocd-app=render"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* which : {"--name=web", "--argocd-app=web"}) {
+    r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", which});
+    EXPECT_EQ(r.code, 1) << which;
+    EXPECT_THAT(r.err, HasSubstr("app/.argocd-source-web.yaml sets kustomize.images (nginx:1.25)"))
+        << which;
+  }
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=app", "--argocd-app=Web"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--argocd-app \"Web\" must be an Argo CD Application's name"));
 }
 
 // A folder that keeps other JSON or YAML beside its manifests: the failure names the

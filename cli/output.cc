@@ -149,6 +149,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
           &out);
   Compare("--release", Or(before.helm_release(), "(the default)"),
           Or(after.helm_release(), "(the default)"), &out);
+  Compare("--argocd-app", Or(before.argocd_app(), "(the bundle's name)"),
+          Or(after.argocd_app(), "(the bundle's name)"), &out);
   return out;
 }
 

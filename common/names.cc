@@ -182,6 +182,23 @@ absl::Status ValidateGitRepoName(const std::string& what, const std::string& nam
   return absl::OkStatus();
 }
 
+absl::Status ValidateArgoCdAppName(const std::string& what, const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 253 + 1 + 63 &&
+            std::isalnum(static_cast<unsigned char>(name.front())) &&
+            std::isalnum(static_cast<unsigned char>(name.back())) &&
+            std::count(name.begin(), name.end(), '_') <= 1;
+  for (char c : name) {
+    ok &= (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " \"", name.substr(0, 64),
+        "\" must be an Argo CD Application's name: lower-case letters, digits, '-' or '.' "
+        "(NAMESPACE_NAME for one outside Argo CD's namespace)"));
+  }
+  return absl::OkStatus();
+}
+
 std::string ListNames(const std::vector<std::string>& names, size_t most) {
   if (names.empty()) return "none";
   if (names.size() <= most) return absl::StrJoin(names, ", ");

@@ -34,6 +34,11 @@ absl::Status ValidateClusterName(const std::string& name);
 // writes as a label value, so 1-63 lower-case letters, digits, '-' or '.', starting and
 // ending with a letter or digit. InvalidArgument naming `what` and the rule otherwise.
 absl::Status ValidateGitRepoName(const std::string& what, const std::string& name);
+// An Argo CD Application's name, as its parameter overrides' file names it
+// (.argocd-source-NAME.yaml): 1-253 lower-case letters, digits, '-' or '.' (a Kubernetes
+// object's name), or Argo CD's NAMESPACE_NAME for an Application outside its namespace.
+// InvalidArgument naming `what` otherwise.
+absl::Status ValidateArgoCdAppName(const std::string& what, const std::string& name);
 
 // A Kubernetes service account a bundle is applied as: "NAME", in the bundle's target
 // namespace, or "NAMESPACE/NAME". InvalidArgument naming the rule when the namespace is not

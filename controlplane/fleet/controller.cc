@@ -166,6 +166,9 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
           absl::StrCat("--release names a chart's release; a ", engine, " bundle renders none"));
     }
   }
+  if (!bundle.argocd_app().empty()) {
+    GF_RETURN_IF_ERROR(ValidateArgoCdAppName("--argocd-app", bundle.argocd_app()));
+  }
   GF_RETURN_IF_ERROR(
       CheckHelmCapabilities(bundle.helm_kube_version(), Strings(bundle.helm_api_versions())));
   if (engine == "jsonnet" &&
@@ -3794,7 +3797,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
          read_folder, ns = definition.target_namespace(), reads, gitrepo = fleet_gitrepo,
-         release = definition.helm_release(),
+         release = definition.helm_release(), argocd_app = definition.argocd_app(),
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
@@ -3814,6 +3817,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           UseReads(reads, &input);
           input.fleet_gitrepo = gitrepo;
           input.bundle_helm_release = release;
+          input.argocd_app = argocd_app;
           input.fleet_service_account_namespace = accounts_namespace;
           input.include = include;
           input.exclude = exclude;
@@ -3844,6 +3848,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     UseReads(reads, &input);
     input.fleet_gitrepo = fleet_gitrepo;
     input.bundle_helm_release = definition.helm_release();
+    input.argocd_app = definition.argocd_app();
     input.fleet_service_account_namespace = options_.fleet_service_account_namespace;
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());

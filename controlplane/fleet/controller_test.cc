@@ -2546,6 +2546,55 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
                                             "rendered before gitfleet read them")));
 }
 
+// Argo CD Image Updater names its write-back file after the Application, which a bundle
+// taking it over may be named otherwise: rendered without it, the bundle would deploy the
+// images the write-back replaced. The bundle says which Application it takes over.
+TEST_F(ControllerTest, AnotherApplicationsOverridesNeedTheBundleToSayWhichItTakesOver) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
+  git_.Write("apps/web/deploy.yaml",
+             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+             "  selector: {matchLabels: {app: web}}\n  template:\n"
+             "    metadata: {labels: {app: web}}\n"
+             "    spec: {containers: [{name: web, image: \"nginx:1.24\"}]}\n");
+  git_.Write("apps/web/.argocd-source-guestbook-prod.yaml",
+             "kustomize:\n  images: [nginx:1.25.3]\n");
+  git_.Commit("image updater: nginx 1.25.3 for guestbook-prod");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> web = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_THAT(web->error(),
+              HasSubstr("apps/web/.argocd-source-guestbook-prod.yaml holds Argo CD's parameter "
+                        "overrides (the image tags its write-back set, say) for the Application "
+                        "guestbook-prod, and this bundle, web, has no such file of its own: give "
+                        "it --argocd-app=guestbook-prod"));
+  EXPECT_EQ(web->revision(), "") << "nothing rendered without them";
+
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  auto object_of = [&](const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
+    return message->message.update().upserts(0).yaml();
+  };
+  v1::Bundle takes_over = Bundle("web", "apps/web");
+  takes_over.set_argocd_app("guestbook-prod");
+  web = controller_->AddBundle(takes_over, /*replace=*/true);
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->error(), "");
+  EXPECT_THAT(object_of("web"), HasSubstr("image: nginx:1.25.3"));
+  // Its own name, said: the other Application's file is not its.
+  v1::Bundle dev = Bundle("web-dev", "apps/web");
+  dev.set_argocd_app("web-dev");
+  ASSERT_TRUE(controller_->AddBundle(dev, false).ok());
+  EXPECT_THAT(object_of("web-dev"), HasSubstr("image: nginx:1.24"));
+  v1::Bundle bad = Bundle("web-x", "apps/web");
+  bad.set_argocd_app("Guestbook");
+  EXPECT_THAT(controller_->AddBundle(bad, false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--argocd-app \"Guestbook\" must be an Argo CD Application's "
+                                 "name")));
+}
+
 // A bundle's --release names its chart's release over every other name (fleet.yaml's
 // releaseName, Fleet's, the bundle's), so a chart Argo CD or Flux installed under another
 // name keeps its objects; a name helm would refuse, or one for a bundle of no chart, is

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
 #include "common/status_macros.h"
 #include "yaml-cpp/yaml.h"
@@ -224,6 +225,17 @@ absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std
     if (file == files.end()) continue;
     out.files.push_back(wanted);
     GF_RETURN_IF_ERROR(ReadOne(*file, &out));
+  }
+  // Other Applications' files beside them: the write-back of an app named otherwise.
+  const std::string own = absl::StrCat(".argocd-source-", app, ".yaml");
+  for (const RepoFile& file : files) {
+    absl::string_view name = file.path;
+    if (!absl::ConsumePrefix(&name, folder) || name.find('/') != absl::string_view::npos ||
+        name == own || !absl::ConsumePrefix(&name, ".argocd-source-") ||
+        !absl::ConsumeSuffix(&name, ".yaml") || name.empty()) {
+      continue;
+    }
+    if (out.other_apps.size() < kMaxArgoCdOtherApps) out.other_apps.emplace_back(name);
   }
   return out;
 }

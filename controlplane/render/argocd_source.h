@@ -25,6 +25,8 @@ namespace gitfleet {
 inline constexpr char kArgoCdSourceFile[] = ".argocd-source.yaml";
 // At most this many images or parameters are read from the files.
 inline constexpr size_t kMaxArgoCdOverrides = 256;
+// At most this many other Applications' files are named.
+inline constexpr size_t kMaxArgoCdOtherApps = 8;
 
 struct ArgoCdSource {
   // The files read, in the order merged ("apps/web/.argocd-source-web.yaml").
@@ -43,6 +45,9 @@ struct ArgoCdSource {
   bool has_helm_parameters = false;
   // The fields gitfleet does not read ("helm.valueFiles", "directory"), each once.
   std::vector<std::string> unread;
+  // The Applications whose own files (.argocd-source-NAME.yaml) are in the folder beside
+  // `app`'s, not read: at most kMaxArgoCdOtherApps, in path order.
+  std::vector<std::string> other_apps;
 };
 
 // Reads the overrides for the Application `app` (gitfleet's bundle name) in `path` ("" for

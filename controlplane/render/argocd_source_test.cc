@@ -34,6 +34,7 @@ TEST(ArgoCdSourceTest, TheAppsFileIsMergedOverTheSharedOne) {
   EXPECT_THAT(source->files,
               ElementsAre("apps/web/.argocd-source.yaml", "apps/web/.argocd-source-web.yaml"));
   EXPECT_THAT(source->kustomize_images, ElementsAre("nginx:1.24"));
+  EXPECT_THAT(source->other_apps, ElementsAre("api")) << "another app's file, not read";
   ASSERT_EQ(source->helm_parameters.size(), 2u);
   EXPECT_EQ(source->helm_parameters[0].name, "image.tag");
   EXPECT_EQ(source->helm_parameters[0].value, "1.25.3");

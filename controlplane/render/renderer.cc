@@ -1356,11 +1356,35 @@ namespace {
 // so either, and leaving it out would deploy the images the write-back replaced.
 absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine,
                              RenderInput* placed) {
-  absl::StatusOr<ArgoCdSource> read = ReadArgoCdSource(input.path, input.bundle, input.files);
+  const std::string app = input.argocd_app.empty() ? input.bundle : input.argocd_app;
+  absl::StatusOr<ArgoCdSource> read = ReadArgoCdSource(input.path, app, input.files);
   // A bundle from before renders as it did, whatever the files hold.
   if (!read.ok() && !input.reads_argocd_source) return absl::OkStatus();
   GF_RETURN_IF_ERROR(read.status());
   const ArgoCdSource& source = *read;
+  // Another Application's write-back, and none for this bundle: rendered without it, the
+  // bundle would deploy the images that write-back replaced. Which one it takes over is the
+  // operator's to say.
+  const std::string own =
+      absl::StrCat(input.path.empty() ? "" : input.path + "/", ".argocd-source-", app, ".yaml");
+  if (input.reads_argocd_source && input.argocd_app.empty() && !source.other_apps.empty() &&
+      std::find(source.files.begin(), source.files.end(), own) == source.files.end()) {
+    std::vector<std::string> others;
+    for (const std::string& other : source.other_apps) {
+      others.push_back(absl::StrCat(input.path.empty() ? "" : input.path + "/", ".argocd-source-",
+                                    other, ".yaml"));
+    }
+    const bool one = source.other_apps.size() == 1;
+    return absl::FailedPreconditionError(absl::StrCat(
+        absl::StrJoin(others, " and "), one ? " holds" : " hold",
+        " Argo CD's parameter overrides (the image tags its write-back set, say) for the "
+        "Application",
+        one ? " " : "s ", absl::StrJoin(source.other_apps, ", "), ", and this bundle, ",
+        input.bundle, ", has no such file of its own: give it --argocd-app=",
+        one ? source.other_apps.front() : "NAME",
+        " to apply the overrides of the Application it takes over, or --argocd-app=", input.bundle,
+        " to apply only ", kArgoCdSourceFile, "'s"));
+  }
   if (source.files.empty()) return absl::OkStatus();
   const std::string files = absl::StrJoin(source.files, " and ");
   const char* sets = source.files.size() == 1 ? " sets " : " set ";

@@ -212,6 +212,10 @@ struct RenderInput {
   // A team's bundle: where what the render fetches from outside the repository may come
   // from (Bundle.scope.repos; chart_fetcher.h). Empty: what the control plane trusts.
   FetchScope fetch_scope;
+  // The Argo CD Application whose parameter overrides (.argocd-source-NAME.yaml) the
+  // bundle takes (Bundle.argocd_app); "": the bundle's name, and another Application's
+  // file beside them, with none of the bundle's own, fails the render.
+  std::string argocd_app;
   // When set, made true if the render read something from outside the repository that
   // can change without a commit (kustomize's remote bases and files): the same paths then
   // do not mean the same render.
