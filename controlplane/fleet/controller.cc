@@ -3219,7 +3219,12 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     *rollout.mutable_partition_started() = ToProtoTime(now);
     GF_LOG(INFO) << "bundle " << name << ": rolling out " << content->commit().substr(0, 12)
                  << " partition by partition";
-    Publish(MakeEvent("rollout.started", name, "", "partition 1 first", content->commit()));
+    Publish(MakeEvent(
+        "rollout.started", name, "",
+        strategy.declared_in().empty()
+            ? std::string("partition 1 first")
+            : absl::StrCat("partition 1 first, by ", strategy.declared_in(), "'s rolloutStrategy"),
+        content->commit()));
   }
   // Cut when the rollout begins. Since then the fleet may have changed (a cluster joined,
   // or its labels changed): the cut is adjusted so that no cluster's turn comes sooner.

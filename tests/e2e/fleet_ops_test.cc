@@ -445,6 +445,8 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   EXPECT_THAT(out, HasSubstr("partition 1/2 (canary): 0 of 1 clusters ready"));
   EXPECT_THAT(out, HasSubstr("partitions from apps/web/fleet.yaml's rolloutStrategy"));
   EXPECT_THAT(out, HasSubstr("2 production"));
+  EXPECT_THAT(Ctl({"events", "--bundle=web", "--type=rollout."}),
+              HasSubstr("partition 1 first, by apps/web/fleet.yaml's rolloutStrategy"));
 
   Ready("c2");
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1" && Image("c3") == "web:1"; }))
