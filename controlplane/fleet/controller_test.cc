@@ -4265,6 +4265,19 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   Report("s1", r1, v1::HEALTH_STATE_PROGRESSING);
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_EQ(Take("p1"), "") << "staging is not Healthy yet";
+
+  // A restart goes on with the same partitions, names and all, from the stored render.
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("p2");
+  Connect("s1", r1, "staging");
+  rollout = RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 2; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->declared_in(), "apps/web/fleet.yaml");
+  EXPECT_EQ(rollout->partitions(0).name(), "staging");
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("p1"), "") << "a restart let production go before staging";
   Report("s1", r1, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("p1"), r1);
   EXPECT_EQ(Eventually("p2"), r1);
