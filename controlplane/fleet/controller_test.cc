@@ -130,6 +130,23 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   }
 
+  // apps/web: a kustomization of one Deployment running nginx:1.24 (for Argo CD's image
+  // overrides to set).
+  void WriteWebKustomization() {
+    git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
+    git_.Write("apps/web/deploy.yaml",
+               "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+               "  selector: {matchLabels: {app: web}}\n  template:\n"
+               "    metadata: {labels: {app: web}}\n"
+               "    spec: {containers: [{name: web, image: \"nginx:1.24\"}]}\n");
+  }
+  // The object `bundle`'s next update to `agent` upserts, when it upserts exactly one.
+  std::string OnlyObjectOf(uint64_t agent, const std::string& bundle) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
+    return message->message.update().upserts(0).yaml();
+  }
+
   // Every bundle's listing, by name.
   std::map<std::string, v1::BundleInfo> ListedByName() {
     std::map<std::string, v1::BundleInfo> listed;
@@ -2479,12 +2496,7 @@ TEST_F(ControllerTest, ASourcesFleetGitRepoNamesItsChartsReleasesAndARenameIsExp
 TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
-  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
-  git_.Write("apps/web/deploy.yaml",
-             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
-             "  selector: {matchLabels: {app: web}}\n  template:\n"
-             "    metadata: {labels: {app: web}}\n"
-             "    spec: {containers: [{name: web, image: \"nginx:1.24\"}]}\n");
+  WriteWebKustomization();
   git_.Write("charts/api/Chart.yaml", "apiVersion: v2\nname: api\nversion: 0.1.0\n");
   git_.Commit("an Argo CD repository");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -2521,11 +2533,7 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
                         "plain renders with plain"));
 
   uint64_t agent = ConnectAgent(hub_.get(), "a", {});
-  auto object_of = [&](const std::string& bundle) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
-    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
-    return message->message.update().upserts(0).yaml();
-  };
+  auto object_of = [&](const std::string& bundle) { return OnlyObjectOf(agent, bundle); };
   EXPECT_THAT(object_of("web"), HasSubstr("image: nginx:1.25.3"));
   EXPECT_THAT(object_of("old"), HasSubstr("image: nginx:1.24"));
   EXPECT_THAT(object_of("api"),
@@ -2551,12 +2559,7 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
 // images the write-back replaced. The bundle says which Application it takes over.
 TEST_F(ControllerTest, AnotherApplicationsOverridesNeedTheBundleToSayWhichItTakesOver) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
-  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
-  git_.Write("apps/web/deploy.yaml",
-             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
-             "  selector: {matchLabels: {app: web}}\n  template:\n"
-             "    metadata: {labels: {app: web}}\n"
-             "    spec: {containers: [{name: web, image: \"nginx:1.24\"}]}\n");
+  WriteWebKustomization();
   git_.Write("apps/web/.argocd-source-guestbook-prod.yaml",
              "kustomize:\n  images: [nginx:1.25.3]\n");
   git_.Commit("image updater: nginx 1.25.3 for guestbook-prod");
@@ -2571,11 +2574,7 @@ TEST_F(ControllerTest, AnotherApplicationsOverridesNeedTheBundleToSayWhichItTake
   EXPECT_EQ(web->revision(), "") << "nothing rendered without them";
 
   uint64_t agent = ConnectAgent(hub_.get(), "a", {});
-  auto object_of = [&](const std::string& bundle) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
-    if (message == nullptr || message->message.update().upserts_size() != 1) return std::string();
-    return message->message.update().upserts(0).yaml();
-  };
+  auto object_of = [&](const std::string& bundle) { return OnlyObjectOf(agent, bundle); };
   v1::Bundle takes_over = Bundle("web", "apps/web");
   takes_over.set_argocd_app("guestbook-prod");
   web = controller_->AddBundle(takes_over, /*replace=*/true);
