@@ -3151,9 +3151,11 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   // Records `partitions`, cut for `cut_for` (the rollout's commit) and adjusted to the
   // fleet as of `cut_at` (a membership version), and what the rollout waits for.
+  // `stopped`: held until an operator acts although no partition is paused (a fleet.yaml
+  // rolloutStrategy that cannot be followed), which gitfleet_rollout_paused says too.
   auto publish = [&](const std::shared_ptr<const std::vector<Partition>>& partitions,
                      uint64_t cut_at, const std::string& cut_for, const std::string& message,
-                     const v1::RolloutRecord& rollout) {
+                     const v1::RolloutRecord& rollout, bool stopped = false) {
     const size_t count = partitions != nullptr ? partitions->size() : 0;
     const bool progressive = Progressive(strategy) && count > 0;
     const bool done = rollout.partition() >= static_cast<int>(count);
@@ -3164,7 +3166,9 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     metrics_.rollout_partition.Add({{"bundle", name}})
         .Set(progressive && !done ? rollout.partition() + 1 : 0);
     metrics_.rollout_paused.Add({{"bundle", name}})
-        .Set(progressive && !done && (rollout.halted() || rollout.paused_by_operator()) ? 1 : 0);
+        .Set(stopped || (progressive && !done && (rollout.halted() || rollout.paused_by_operator()))
+                 ? 1
+                 : 0);
     it->second.partitions = partitions;
     it->second.partitions_membership = cut_at;
     it->second.partitions_generation = definition_generation;
@@ -3186,7 +3190,9 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   if (!paused.empty()) {
     hub_->ExpectReports(name, 1, kRolloutRefreshInterval);
-    publish(cut_for(before.commit()), cut_membership, before.commit(), paused, before);
+    // Fleet's paused is the repository's wish; a strategy it cannot follow needs someone.
+    publish(cut_for(before.commit()), cut_membership, before.commit(), paused, before,
+            /*stopped=*/absl::StartsWith(paused, "held: "));
     return ClusterSetGate::Of({});  // the fleet keeps what it runs
   }
   const std::string held = guarded_from != nullptr && !approved

@@ -4298,6 +4298,9 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   EXPECT_THAT(controller_->ListBundles()[0].rollout(),
               HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu)"))
       << "bundle list and bundle add say it at once";
+  auto paused_gauge = [&] { return metrics_.rollout_paused.Add({{"bundle", "web"}}).Value(); };
+  for (int i = 0; i < 200 && paused_gauge() != 1; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(paused_gauge(), 1) << "held until someone acts: GitfleetRolloutPaused fires";
 
   // The bundle's own partitions win over its fleet.yaml's: r2 goes out by them.
   v1::Bundle own = controller_->ListBundles()[0].bundle();
@@ -4305,6 +4308,7 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   absl::StatusOr<v1::BundleInfo> replaced = controller_->AddBundle(own, /*replace=*/true);
   ASSERT_TRUE(replaced.ok()) << replaced.status();
   EXPECT_EQ(Eventually("p1"), r2) << "prod first, by the bundle's own --partition";
+  EXPECT_EQ(paused_gauge(), 0);
   EXPECT_EQ(Take("s1"), "");
   rollout = controller_->GetRollout("web");
   ASSERT_TRUE(rollout.ok()) << rollout.status();
