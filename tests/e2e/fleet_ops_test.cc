@@ -454,6 +454,22 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   Ready("c1");
   Ready("c3");
   ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
+
+  // A strategy gitfleet cannot follow: the commit is held, and bundle add says so at once.
+  git_.Write("apps/web/fleet.yaml",
+             "defaultNamespace: shop\nrolloutStrategy:\n  partitions:\n  - clusterGroup: eu\n");
+  WriteApp("web:2");
+  git_.Commit("v2, by cluster groups");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list"}), "held: apps/web/fleet.yaml");
+  })) << Ctl({"bundle", "list"});
+  int code;
+  std::string added = Ctl({"bundle", "add", "web2", "--source=app", "--path=apps/web"}, &code);
+  EXPECT_EQ(code, 0) << added;
+  EXPECT_THAT(added, HasSubstr("warning: held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] "
+                               "selects by Fleet's clusterGroup"));
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c2"), "web:1") << "held from every cluster";
 }
 
 // A bundle whose objects name each cluster: a cluster that joins while a rollout waits
