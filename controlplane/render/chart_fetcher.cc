@@ -292,8 +292,14 @@ absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::stri
 absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
                                           const std::string& url) {
   ChartIndex index;
+  // A served index is bounded as any YAML is, before a node is built: an alias bomb from a
+  // broken or hostile server is refused, never walked. Big public indexes write millions of
+  // nodes plainly, so the bound grows with the text (a node takes at least two bytes
+  // written out): only aliases can go past it.
+  YamlLimits limits;
+  limits.max_expanded_nodes = std::max<uint64_t>(limits.max_expanded_nodes, text.size());
+  GF_ASSIGN_OR_RETURN(const YAML::Node doc, LoadBoundedYaml(text, url, limits));
   try {
-    const YAML::Node doc = YAML::Load(text);
     const YAML::Node entries = doc.IsMap() ? doc["entries"] : YAML::Node();
     if (!entries.IsDefined() || !entries.IsMap()) {
       return absl::InvalidArgumentError(
@@ -493,8 +499,10 @@ absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(const std::string
   chart->version = version;
   for (const RepoFile& file : *files) {
     if (file.path != "Chart.yaml") continue;
+    absl::StatusOr<YAML::Node> loaded = LoadBoundedYaml(file.content, url + ": Chart.yaml");
+    if (!loaded.ok()) return loaded.status();
     try {
-      YAML::Node meta = YAML::Load(file.content);
+      const YAML::Node& meta = *loaded;
       if (meta.IsMap() && meta["name"].IsDefined() && meta["name"].IsScalar()) {
         chart->name = meta["name"].Scalar();
       }

@@ -122,6 +122,38 @@ entries:
               HasSubstr("r/index.yaml:2: invalid YAML"));
 }
 
+// The classic "billion laughs": nine aliases per level, nine levels (`*l9` is 9^9 nodes).
+std::string AliasBomb() {
+  std::string text = "l0: &l0 [lol]\n";
+  for (int level = 1; level <= 9; ++level) {
+    absl::StrAppend(&text, "l", level, ": &l", level, " [");
+    for (int i = 0; i < 9; ++i) absl::StrAppend(&text, i == 0 ? "" : ",", "*l", level - 1);
+    absl::StrAppend(&text, "]\n");
+  }
+  return text;
+}
+
+// A served index is bounded before it is walked: aliases that would expand past what the
+// text could write plainly are refused (a hostile or broken server), while a big public
+// index with more nodes than a repository's file may hold reads whole.
+TEST(ReadChartIndexTest, RefusesAnAliasBombAndReadsABigPlainIndex) {
+  absl::Status refused =
+      ReadChartIndex(AliasBomb() + "entries:\n  web: *l9\n", "r", "https://r.example/index.yaml")
+          .status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("https://r.example/index.yaml:"));
+  EXPECT_THAT(refused.message(), HasSubstr("alias bomb"));
+  // 1.2 million nodes, written out: past the bound on a repository's file, not on an index.
+  std::string big =
+      "apiVersion: v1\nentries:\n  web:\n  - {version: 1.0.0, urls: [web.tgz]}\n"
+      "padding: [";
+  for (int i = 0; i < 1200000; ++i) big += i ? ",x" : "x";
+  big += "]\n";
+  absl::StatusOr<ChartIndex> index = ReadChartIndex(big, "r", "https://r.example/index.yaml");
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ((*index)["web"].size(), 1u);
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream out;
@@ -234,6 +266,14 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
   absl::Status refused = closed.Fetch({server.url(), "web", ""}).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("--chart-repositories=" + server.url()));
+  // A served chart's Chart.yaml is bounded too.
+  ASSERT_TRUE(
+      server.AddChart("bomb", "1.0.0", {{"Chart.yaml", "name: bomb\n" + AliasBomb()}}).ok());
+  absl::Status bombed =
+      ChartFetcher(options({server.url()})).Fetch({server.url(), "bomb", ""}).status();
+  EXPECT_EQ(bombed.code(), absl::StatusCode::kInvalidArgument) << bombed;
+  EXPECT_THAT(bombed.message(), HasSubstr("bomb-1.0.0.tgz: Chart.yaml:"));
+  EXPECT_THAT(bombed.message(), HasSubstr("alias bomb"));
   ChartFetcher small(options({"*"}, 10));
   EXPECT_EQ(small.Fetch({server.url(), "web", ""}).status().code(),
             absl::StatusCode::kResourceExhausted);
