@@ -103,6 +103,13 @@ absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOpti
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR,
                      absl::StartsWith(url, "https://") ? "https" : "http,https");
   }
+  for (const std::string& header : options.headers) {
+    // curl keeps a custom Authorization header from any other host, port or scheme a
+    // redirect leads to; from https, a redirect stays https besides.
+    if (absl::StartsWithIgnoreCase(header, "authorization:") && absl::StartsWith(url, "https://")) {
+      curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    }
+  }
   const CURLcode code = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
   curl_easy_cleanup(curl);

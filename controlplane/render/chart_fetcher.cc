@@ -542,7 +542,9 @@ std::string RefusedBy(const std::optional<ChartLogin>& login, absl::string_view 
                       absl::string_view url) {
   if (login.has_value()) {
     return absl::StrCat(where, " refused credential ", login->name,
-                        login->username.empty() ? " (it holds no username and password)" : "");
+                        !login->username.empty()       ? ""
+                        : !login->bearer_token.empty() ? "'s bearerToken"
+                                                       : " (it holds no username and password)");
   }
   const size_t scheme = url.find("://");
   const absl::string_view host =
@@ -582,7 +584,8 @@ absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::str
                      "'s username holds a colon or a line break, or its password a line "
                      "break: HTTP basic auth cannot carry it"));
   }
-  return ChartLogin{credential.name, credential.username, credential.password, credential.ca_pem};
+  return ChartLogin{credential.name, credential.username, credential.password, credential.ca_pem,
+                    credential.bearer_token};
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCredentials(
@@ -701,7 +704,10 @@ absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& op
   request.ca_file = options.ca_file;
   if (const ChartLogin* login = options.login; login != nullptr) {
     request.ca_pem = login->ca_pem;
-    if (options.basic) {
+    if (options.basic && !login->bearer_token.empty()) {
+      // curl keeps an Authorization header from any other host a redirect leads to.
+      request.headers.push_back("Authorization: Bearer " + login->bearer_token);
+    } else if (options.basic) {
       request.username = login->username;
       request.password = login->password;
     }

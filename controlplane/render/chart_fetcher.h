@@ -74,6 +74,7 @@ struct ChartLogin {
   std::string username;
   std::string password;
   std::string ca_pem;
+  std::string bearer_token;  // sent as `Authorization: Bearer` instead (not to registries)
 };
 // InvalidArgument naming the credential and what is wrong: no folder, an SSH key (charts
 // are fetched over HTTPS), a username without a password or the reverse.
@@ -127,7 +128,8 @@ absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::st
 // One bounded HTTP GET: at most `max_bytes` of body, `timeout`, redirects (at most 5) to
 // http(s) only; `headers` are never sent on to another host. With `login`, its CAs are
 // trusted on top of the system's (and `ca_file`'s), and with `basic` its username and
-// password sent, to that host only (never on a redirect elsewhere, nor from https to http).
+// password sent, or its bearer token, to that host only (never on a redirect elsewhere, nor
+// from https to http).
 // An error status is an answer, not an error; ResourceExhausted past `max_bytes`,
 // Unavailable when the server cannot be reached.
 struct HttpOptions {

@@ -451,6 +451,46 @@ int Count(const std::string& text, const std::string& what) {
 
 // A private chart repository: its credential is sent to URLs under its prefix, and only
 // there; a refusal names the flag or the credential.
+// A credential holding a bearerToken (as Flux's and Argo CD's Secrets write it) sends it as
+// `Authorization: Bearer`, to the repository's own host and port alone: a redirect
+// elsewhere gets nothing.
+TEST(ChartFetcherTest, SendsABearerTokenToTheRepositoryAlone) {
+  testing::ChartRepositoryServer server(testing::TempDir("bearer-charts"));
+  testing::ChartRepositoryServer mirror(testing::TempDir("bearer-mirror"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  ASSERT_TRUE(
+      mirror.AddChart("web", "2.0.0", {{"Chart.yaml", "name: web\nversion: 2.0.0\n"}}).ok());
+  if (absl::Status started = mirror.Start(); !started.ok()) GTEST_SKIP() << started;
+  server.RequireBearer("s3cret-token");
+  server.RedirectMoved(mirror.url());
+  ASSERT_TRUE(server.Start().ok());
+  const std::string dir = testing::TempDir("bearer-credentials");
+  WriteCredential(dir, "token", {{"bearerToken", "s3cret-token\n"}});
+  WriteCredential(dir, "wrong", {{"bearerToken", "guess"}});
+  auto fetcher = [&](const std::string& credential) {
+    ChartFetchOptions o;
+    o.allowed = {"*"};
+    o.credentials_dir = dir;
+    o.credentials = {{server.url(), credential}};
+    return ChartFetcher(o);
+  };
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher("token").Fetch({server.url(), "web", ""});
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log();
+  EXPECT_EQ(Count(server.Log(), "auth=Bearer"), 2) << "the index and the archive";
+  absl::Status refused = fetcher("wrong").Fetch({server.url(), "web", ""}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("refused credential wrong's bearerToken"));
+  EXPECT_THAT(refused.message(), Not(HasSubstr("guess")));
+  // Sent on to the mirror (another port): followed, the token left behind.
+  chart = fetcher("token").Fetch({"", "", "", server.url() + "moved/web-2.0.0.tgz"});
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log() << mirror.Log();
+  EXPECT_EQ((*chart)->version, "2.0.0");
+  EXPECT_THAT(server.Log(), HasSubstr("GET /moved/web-2.0.0.tgz auth=Bearer"));
+  EXPECT_THAT(mirror.Log(), HasSubstr("GET /web-2.0.0.tgz auth=none"));
+}
+
 TEST(ChartFetcherTest, SendsAPrivateRepositorysCredentialToItAlone) {
   testing::ChartRepositoryServer server(testing::TempDir("private-charts"));
   testing::ChartRepositoryServer mirror(testing::TempDir("mirror-charts"));

@@ -133,6 +133,9 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
   if (!known_hosts.ok()) return known_hosts.status();
   absl::StatusOr<std::string> ca = ReadPart(name, folder, "ca.crt", &has_ca);
   if (!ca.ok()) return ca.status();
+  bool has_bearer;
+  absl::StatusOr<std::string> bearer = ReadPart(name, folder, "bearerToken", &has_bearer);
+  if (!bearer.ok()) return bearer.status();
   credential.username = Chomp(*username);
   credential.password = Chomp(*password);
   credential.known_hosts = *known_hosts;
@@ -153,10 +156,30 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
   if (has_password && credential.password.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("credential ", name, ": password is empty"));
   }
-  if (!has_key && !has_password && !has_known_hosts && !has_ca) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("credential ", name,
-                     " holds none of username/password, ssh-privatekey/known_hosts or ca.crt"));
+  if (has_bearer) {
+    credential.bearer_token = Chomp(*bearer);
+    if (credential.bearer_token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("credential ", name, ": bearerToken is empty"));
+    }
+    // A header's value: a line break would end it and start another header.
+    if (credential.bearer_token.find_first_of("\r\n") != std::string::npos ||
+        absl::StripAsciiWhitespace(credential.bearer_token) != credential.bearer_token) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          ": bearerToken holds a line break or spaces at an end; it is one header's value"));
+    }
+    if (has_password) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          " holds both a password and a bearerToken: a server gets one of them; remove the "
+          "other"));
+    }
+  }
+  if (!has_key && !has_password && !has_bearer && !has_known_hosts && !has_ca) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "credential ", name,
+        " holds none of username/password, bearerToken, ssh-privatekey/known_hosts or ca.crt"));
   }
   return credential;
 }

@@ -5,6 +5,9 @@
 // mounted Kubernetes Secret (--credentials-dir=DIR):
 //
 //   DIR/NAME/username, DIR/NAME/password     HTTPS basic auth (a token as the password)
+//   DIR/NAME/bearerToken                     or HTTPS `Authorization: Bearer` (the key
+//                                            Flux's and Argo CD's Secrets use), to the
+//                                            URL's own host only
 //   DIR/NAME/ssh-privatekey, DIR/NAME/known_hosts   SSH (host keys are always verified)
 //   DIR/NAME/ca.crt                          optional: CAs trusted for that server, on top
 //                                            of the system's
@@ -31,13 +34,15 @@ struct GitCredential {
   std::string ssh_key_path;  // the ssh-privatekey file, handed to libssh2 by path
   std::string known_hosts;   // contents
   std::string ca_pem;        // contents of ca.crt, or empty
+  std::string bearer_token;  // contents of bearerToken, or empty (never with a password)
   bool has_password() const { return !password.empty(); }
+  bool has_bearer_token() const { return !bearer_token.empty(); }
   bool has_ssh_key() const { return !ssh_key_path.empty(); }
 };
 
 // InvalidArgument naming the credential and the file when the folder is missing, holds
-// neither a username/password pair nor an SSH key with known_hosts, or a file is empty or
-// over 64 KiB.
+// none of a username/password pair, a bearerToken or an SSH key with known_hosts, holds
+// both a password and a bearerToken, or a file is empty or over 64 KiB.
 absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const std::string& name);
 
 // "SHA256:…" (unpadded base64), as ssh-keygen -l prints a key's fingerprint.

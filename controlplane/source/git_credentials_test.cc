@@ -43,6 +43,30 @@ TEST(LoadGitCredentialTest, ReadsAFolderLikeAMountedSecret) {
   EXPECT_EQ(ssh->ssh_key_path, dir + "/ssh/ssh-privatekey");
 }
 
+// Flux's and Argo CD's Secrets name a bearer token `bearerToken`.
+TEST(LoadGitCredentialTest, ReadsABearerTokenAndRefusesOneThatCannotBeAHeader) {
+  std::string dir = TempDir("credentials");
+  Write(dir + "/token/bearerToken", "glpat-abc\n");
+  absl::StatusOr<GitCredential> token = LoadGitCredential(dir, "token");
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(token->bearer_token, "glpat-abc");
+  EXPECT_TRUE(token->has_bearer_token());
+  EXPECT_FALSE(token->has_password());
+  Write(dir + "/both/username", "alice");
+  Write(dir + "/both/password", "s3cret");
+  Write(dir + "/both/bearerToken", "glpat-abc");
+  EXPECT_THAT(LoadGitCredential(dir, "both").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("holds both a password and a bearerToken")));
+  Write(dir + "/split/bearerToken", "abc\nX-Injected: 1");
+  absl::Status split = LoadGitCredential(dir, "split").status();
+  EXPECT_THAT(split, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line break")));
+  EXPECT_THAT(std::string(split.message()), Not(HasSubstr("abc"))) << "no secret in the error";
+  Write(dir + "/blank/bearerToken", "\n");
+  EXPECT_THAT(LoadGitCredential(dir, "blank").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bearerToken is empty")));
+}
+
 TEST(LoadGitCredentialTest, RefusesWhatCannotWorkByName) {
   std::string dir = TempDir("credentials");
   Write(dir + "/nohosts/ssh-privatekey", "KEY");

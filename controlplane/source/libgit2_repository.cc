@@ -30,6 +30,7 @@
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/lfs.h"
+#include "controlplane/source/repo_url.h"
 #include "controlplane/source/ssh_command.h"
 #include "controlplane/source/submodules.h"
 #include "controlplane/source/timed_stream.h"
@@ -482,6 +483,13 @@ int AcquireCredential(git_credential** out, const char* /*url*/, const char* use
       !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
     return git_credential_username_new(out, user.c_str());
   }
+  if (credential->has_bearer_token() && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
+    // The token went with the first request; being asked means it was refused.
+    return CallbackError(absl::StrCat(
+        "the server refused credential ", credential->name,
+        "'s bearerToken (a token without access, or a server that takes a username and the "
+        "token as the password: then write it as username and password)"));
+  }
   // libgit2 asks again after each refusal: the second time means the server said no.
   if (++context->secret_attempts > 1) {
     return CallbackError(absl::StrCat(
@@ -523,6 +531,14 @@ int CheckServerCertificate(git_cert* cert, int valid, const char* host, void* pa
     return known.ok() ? 0 : CallbackError(std::string(known.message()));
   }
   if (cert->cert_type == GIT_CERT_X509) {
+    // A bearer token rides on every request as a header, and libgit2 follows a redirect of
+    // the first one anywhere: a server on another host is refused before anything is sent.
+    if (credential != nullptr && credential->has_bearer_token() &&
+        absl::AsciiStrToLower(host) != UrlHost(context->url)) {
+      return CallbackError(absl::StrCat("the server sends the fetch on to ", host, "; credential ",
+                                        credential->name, "'s bearerToken goes to ",
+                                        UrlHost(context->url), " alone, so it is not followed"));
+    }
     if (valid) return 0;
     if (credential == nullptr || credential->ca_pem.empty()) {
       return CallbackError(absl::StrCat(
@@ -639,6 +655,21 @@ class Libgit2Repository : public GitRepository {
     };
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    std::string authorization;
+    char* header = nullptr;
+    if (credential != nullptr && credential->has_bearer_token()) {
+      // Over TLS, where the certificate check keeps it on the URL's host; plain http only on
+      // this machine (a test's server).
+      if (!absl::StartsWith(url, "https://") &&
+          !(absl::StartsWith(url, "http://") && IsLoopbackHost(UrlAuthority(url)))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot fetch ", RedactUrl(url), ": credential ", credential->name,
+                         " holds a bearerToken, which is sent over https only"));
+      }
+      authorization = "Authorization: Bearer " + credential->bearer_token;
+      header = authorization.data();
+      options.custom_headers = {&header, 1};
+    }
     std::vector<char*> pointers;
     for (const std::string& spec : specs) pointers.push_back(const_cast<char*>(spec.c_str()));
     git_strarray refspecs = {pointers.data(), pointers.size()};
@@ -1044,6 +1075,13 @@ class Libgit2Repository : public GitRepository {
       if (credential->has_value() && (*credential)->has_password()) {
         login = LfsLogin{(*credential)->name, (*credential)->username, (*credential)->password,
                          (*credential)->ca_pem};
+      } else if (credential->has_value() && (*credential)->has_bearer_token()) {
+        // A header curl keeps from any other host a redirect leads to.
+        login = LfsLogin{(*credential)->name,
+                         "",
+                         "",
+                         (*credential)->ca_pem,
+                         {"Authorization: Bearer " + (*credential)->bearer_token}};
       }
     }
     LfsOptions options;

@@ -159,6 +159,51 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
 }
 
+// A bearer token (Flux's and Argo CD's `bearerToken`) goes with every request to the
+// source's own host over https, and never to another host a redirect leads to.
+TEST_F(PrivateGitTest, HttpsWithABearerTokenOnItsOwnHostOnly) {
+  HttpsGitServer server(TempDir("https-bearer"));
+  server.RequireBearer("glpat-s3cret");
+  server.RedirectMoved("https://localhost:{port}/git/");
+  if (absl::Status s = server.Start("", ""); !s.ok()) GTEST_SKIP() << s;
+  std::string url = server.Serve(git_.dir(), "app");
+  const std::string ca = Read(server.ca_pem_path());
+
+  Credential("token", {{"bearerToken", "glpat-s3cret\n"}, {"ca.crt", ca}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "token");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+  // The same server behind another name is another host: a redirect there is not followed.
+  std::string moved = url;
+  moved.replace(moved.find("/git/"), 5, "/moved/");
+  absl::Status redirected = FetchMain(moved, "token").status();
+  EXPECT_THAT(redirected, FailsWith("sends the fetch on to localhost"));
+  EXPECT_THAT(std::string(redirected.message()), Not(HasSubstr("s3cret")));
+  // A wrong token is refused by the server; the error keeps it out.
+  Credential("wrong", {{"bearerToken", "glpat-wrong"}, {"ca.crt", ca}});
+  absl::Status wrong = FetchMain(url, "wrong").status();
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_THAT(std::string(wrong.message()), Not(HasSubstr("glpat")));
+  // Over plain http to another machine it is never sent.
+  EXPECT_THAT(FetchMain("http://git.example.com/app.git", "token").status(),
+              FailsWith("holds a bearerToken, which is sent over https only"));
+  // The source's LFS server on its host gets it too, as git-lfs sends it.
+  ::gitfleet::testing::LfsServer lfs(TempDir("lfs-bearer"));
+  const std::string pointer = lfs.AddObject("kept: in-lfs\n");
+  lfs.RequireAuthorization("Bearer glpat-s3cret");
+  ASSERT_TRUE(lfs.Start().ok());
+  git_.Write(".lfsconfig", absl::StrCat("[lfs]\n  url = ", lfs.url(), "app.git/info/lfs\n"));
+  git_.Write("apps/web/big.yaml", pointer);
+  const std::string in_lfs = git_.Commit("in LFS");
+  server.Serve(git_.dir(), "app");
+  std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "token", server.Log());
+  ASSERT_NE(repo, nullptr);
+  absl::StatusOr<std::vector<RepoFile>> files =
+      repo->ReadTree(in_lfs, "apps/web", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log();
+  EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+}
+
 // A private repository's submodules are fetched with its credential on its own host, and
 // elsewhere with the credential --git-credentials gives their URL, if any: the source's
 // never goes to another host.

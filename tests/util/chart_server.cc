@@ -81,14 +81,21 @@ namespace {
 // ("auth=Basic …" or "auth=none"), behind basic auth when given a login.
 constexpr char kChartRepositoryScript[] = R"py(
 import base64, http.server, sys
-root, port, login = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+root, port, login, moved = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+expected = login if login.startswith("Bearer ") else "Basic " + base64.b64encode(login.encode()).decode()
 class Charts(http.server.SimpleHTTPRequestHandler):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=root, **kwargs)
     def do_GET(self):
         given = self.headers.get("Authorization")
         sys.stderr.write("GET %s auth=%s\n" % (self.path, given.split(" ")[0] if given else "none"))
-        if login and given != "Basic " + base64.b64encode(login.encode()).decode():
+        if moved and self.path.startswith("/moved/"):
+            self.send_response(302)
+            self.send_header("Location", moved + self.path[len("/moved/"):])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if login and given != expected:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="charts"')
             self.send_header("Content-Length", "0")
@@ -107,8 +114,8 @@ server.serve_forever()
 absl::Status ChartRepositoryServer::Start() {
   port_ = FreePort();
   return StartPythonServer("the chart server", kChartRepositoryScript, root_ + "/charts.py",
-                           {root_ + "/www", std::to_string(port_), login_}, root_ + "/server.log",
-                           "Serving HTTP", &server_);
+                           {root_ + "/www", std::to_string(port_), login_, moved_},
+                           root_ + "/server.log", "Serving HTTP", &server_);
 }
 
 std::string ChartRepositoryServer::url() const {

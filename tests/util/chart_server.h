@@ -34,6 +34,11 @@ class ChartRepositoryServer {
   void RequireLogin(const std::string& user, const std::string& password) {
     login_ = user + ":" + password;
   }
+  // Every request needs `Authorization: Bearer TOKEN` instead (before Start).
+  void RequireBearer(const std::string& token) { login_ = "Bearer " + token; }
+  // Requests under /moved/ are redirected (302) to `target` + the rest, before any login is
+  // asked for (before Start).
+  void RedirectMoved(const std::string& target) { moved_ = target; }
   absl::Status Start();
   std::string url() const;
   const std::string& root() const { return root_; }
@@ -45,6 +50,7 @@ class ChartRepositoryServer {
   std::string root_;
   int port_ = 0;
   std::string login_;
+  std::string moved_;
   std::map<std::string, std::map<std::string, std::string>> digests_;  // name → version → sha
   std::unique_ptr<Process> server_;
 };

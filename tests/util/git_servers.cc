@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "tests/util/git_fixture.h"
 
@@ -98,22 +99,33 @@ absl::Status HttpsGitServer::Start(const std::string& user, const std::string& p
   if (rc != 0) return absl::InternalError(absl::StrCat("cannot make certificates: ", out));
   std::ofstream(root_ + "/users") << user << ":" << password << "\n";
   port_ = FreePort();
+  // Everything behind basic auth, or a bearer token: Git under /git, static files
+  // (ServeFiles) elsewhere.
+  const std::string auth =
+      bearer_.empty()
+          ? absl::StrCat("auth.backend = \"plain\"\n", "auth.backend.plain.userfile = \"", root_,
+                         "/users\"\n",
+                         "auth.require = (\"\" => (\"method\" => \"basic\", \"realm\" => \"git\", "
+                         "\"require\" => \"valid-user\"))\n")
+          : absl::StrCat("$REQUEST_HEADER[\"Authorization\"] != \"Bearer ", bearer_,
+                         "\" {\n  url.access-deny = (\"\")\n}\n");
   std::ofstream(root_ + "/lighttpd.conf")
-      << "server.modules = (\"mod_auth\", \"mod_authn_file\", \"mod_alias\", \"mod_setenv\", "
-         "\"mod_cgi\", \"mod_openssl\")\n"
+      << "server.modules = (\"mod_access\", \"mod_redirect\", \"mod_auth\", \"mod_authn_file\", "
+         "\"mod_alias\", "
+         "\"mod_setenv\", \"mod_cgi\", \"mod_openssl\")\n"
       << "server.document-root = \"" << root_ << "/www\"\n"
       << "server.bind = \"127.0.0.1\"\n"
       << "server.port = " << port_ << "\n"
       << "server.errorlog = \"" << root_ << "/error.log\"\n"
       << "ssl.engine = \"enable\"\n"
       << "ssl.pemfile = \"" << root_ << "/server.pem\"\n"
-      << "alias.url = (\"/git\" => \"" << kHttpBackend
-      << "\")\n"
-      // Everything behind basic auth: Git under /git, static files (ServeFiles) elsewhere.
-      << "auth.backend = \"plain\"\n"
-      << "auth.backend.plain.userfile = \"" << root_ << "/users\"\n"
-      << "auth.require = (\"\" => (\"method\" => \"basic\", \"realm\" => \"git\", "
-         "\"require\" => \"valid-user\"))\n"
+      << "alias.url = (\"/git\" => \"" << kHttpBackend << "\")\n"
+      << auth
+      << (moved_.empty()
+              ? ""
+              : absl::StrCat("url.redirect = (\"^/moved/(.*)$\" => \"",
+                             absl::StrReplaceAll(moved_, {{"{port}", std::to_string(port_)}}),
+                             "$1\")\nurl.redirect-code = 302\n"))
       << "$HTTP[\"url\"] =~ \"^/git\" {\n"
       << "  cgi.assign = (\"\" => \"\")\n"
       << "  setenv.add-environment = (\"GIT_PROJECT_ROOT\" => \"" << root_

@@ -27,6 +27,12 @@ class HttpsGitServer {
  public:
   explicit HttpsGitServer(std::string root);
   absl::Status Start(const std::string& user, const std::string& password);
+  // Instead of basic auth, every request needs `Authorization: Bearer TOKEN` (403 without
+  // it, as lighttpd denies). Before Start.
+  void RequireBearer(const std::string& token) { bearer_ = token; }
+  // Requests under /moved/ are redirected (302) to `target` + the rest, "{port}" in it the
+  // server's own port. Before Start.
+  void RedirectMoved(const std::string& target) { moved_ = target; }
   // Publishes a bare clone of the repository at `repo_dir` as NAME.git; returns its URL.
   // Call again after new commits to publish them.
   std::string Serve(const std::string& repo_dir, const std::string& name);
@@ -40,6 +46,8 @@ class HttpsGitServer {
  private:
   std::string root_;
   std::string ca_;
+  std::string bearer_;
+  std::string moved_;
   int port_ = 0;
   std::unique_ptr<Process> server_;
 };
