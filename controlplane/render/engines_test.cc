@@ -486,6 +486,9 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
   releases.Write("install.yaml",
                  "apiVersion: v1\nkind: Namespace\nmetadata: {name: operator}\n---\n"
                  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: operator}\n");
+  // A file of a private project, through GitLab's raw-file API (the ref in the query).
+  releases.Write("api/v4/projects/7/repository/files/deploy/cm.yaml/raw",
+                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gitlab}\n");
   if (absl::Status started = releases.Start(); !started.ok()) GTEST_SKIP() << started;
 
   std::unique_ptr<GitRepositories> repos =
@@ -498,7 +501,8 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
   std::vector<RepoFile> files = {
       {"apps/web/kustomization.yaml",
        absl::StrCat("namePrefix: shop-\nresources:\n- ", remote.url(), "//deploy/base?ref=v1.0.0\n",
-                    "- local.yaml\n- ", releases.url(), "install.yaml\n")},
+                    "- local.yaml\n- ", releases.url(), "install.yaml\n- ", releases.url(),
+                    "api/v4/projects/7/repository/files/deploy%2Fcm.yaml/raw?ref=main\n")},
       {"apps/web/local.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: local}\n"},
       // Another bundle's kustomization with a base from nowhere trusted: not this build's.
       {"apps/other/kustomization.yaml", "resources: [https://github.com/elsewhere/x//y]\n"},
@@ -510,9 +514,10 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
   ASSERT_TRUE(set.ok()) << set.status();
   std::vector<std::string> keys;
   for (const auto& [key, object] : set->objects()) keys.push_back(key);
-  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//shop-local", "/ConfigMap//shop-operator",
-                                           "/ConfigMap//shop-web", "/Namespace//operator",
-                                           "/Service//shop-web", "/ServiceAccount//shop-app"));
+  EXPECT_THAT(keys, ::testing::ElementsAre("/ConfigMap//shop-gitlab", "/ConfigMap//shop-local",
+                                           "/ConfigMap//shop-operator", "/ConfigMap//shop-web",
+                                           "/Namespace//operator", "/Service//shop-web",
+                                           "/ServiceAccount//shop-app"));
   for (const auto& [key, object] : set->objects()) {
     if (key == "/ConfigMap//shop-web") {
       EXPECT_THAT(object->yaml(), HasSubstr("v: \"1\"")) << "the tag's, not main's";

@@ -495,7 +495,7 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
                                     absl::StrCat(where, ": ", content.status().message()));
               }
               copy = copies.emplace(key, absl::StrCat(copies.size() + 1)).first;
-              const std::string name = reference.substr(reference.rfind('/') + 1);
+              const std::string name = RemoteFileName(reference);
               added.push_back({absl::StrCat(dir.empty() ? "" : dir + "/", kRemoteDir, "/",
                                             copy->second, "/", name),
                                *std::move(content)});
@@ -504,8 +504,7 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
                     absl::StrCat("fetched the remote file ", reference, " for ", file->path));
               }
             }
-            list[i] = absl::StrCat(kRemoteDir, "/", copy->second, "/",
-                                   reference.substr(reference.rfind('/') + 1));
+            list[i] = absl::StrCat(kRemoteDir, "/", copy->second, "/", RemoteFileName(reference));
             changed = true;
             continue;
           }

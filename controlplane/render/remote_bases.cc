@@ -187,9 +187,29 @@ bool IsRemoteFile(absl::string_view reference) {
     return false;
   }
   absl::string_view path = reference.substr(reference.find("://") + 3);
-  if (path.find('?') != absl::string_view::npos || absl::StrContains(path, "//")) return false;
-  return absl::EndsWith(path, ".yaml") || absl::EndsWith(path, ".yml") ||
-         absl::EndsWith(path, ".json");
+  // A query is the file server's own (GitLab's, Gitea's and Bitbucket's raw-file APIs take
+  // ?ref= or ?at=): kustomize downloads any http(s) URL as a file first, and a folder (a
+  // remote base) is never named like a YAML file.
+  path = path.substr(0, path.find('?'));
+  if (absl::StrContains(path, "//")) return false;
+  if (absl::EndsWith(path, ".yaml") || absl::EndsWith(path, ".yml") ||
+      absl::EndsWith(path, ".json")) {
+    return true;
+  }
+  // GitLab's API: /api/v4/projects/ID/repository/files/PATH/raw?ref=BRANCH.
+  return absl::StrContains(path, "/repository/files/") && absl::EndsWith(path, "/raw");
+}
+
+std::string RemoteFileName(absl::string_view url) {
+  absl::string_view path = url.substr(0, url.find('?'));
+  absl::string_view name = path.substr(path.rfind('/') + 1);
+  const bool plain = !name.empty() && name.size() <= 128 && name[0] != '.' &&
+                     name.find_first_not_of(
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                         "0123456789._-") == absl::string_view::npos;
+  const bool yaml = absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
+                    absl::EndsWith(name, ".json");
+  return plain && yaml ? std::string(name) : "resource.yaml";
 }
 
 absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url, size_t max_bytes,

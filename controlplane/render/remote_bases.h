@@ -96,9 +96,14 @@ class RemoteBaseFetcher {
   std::map<std::string, File> files_ ABSL_GUARDED_BY(mu_);  // by URL, at most 64
 };
 
-// Whether `reference` is a plain file over http(s) that kustomize would download (a URL whose
-// last part ends .yaml, .yml or .json, with no "//" folder or ?ref=).
+// Whether `reference` is a plain file over http(s) that kustomize would download: a URL
+// with no "//" folder whose path ends .yaml, .yml or .json, or is GitLab's raw-file API
+// (.../repository/files/PATH/raw); a query is the server's (?ref= of a raw-file API).
 bool IsRemoteFile(absl::string_view reference);
+
+// The name a remote file's copy takes in the kustomization's folder: the URL's last part
+// when it is a plain YAML or JSON file name, else "resource.yaml" (an API's ".../raw").
+std::string RemoteFileName(absl::string_view url);
 
 // InvalidArgument naming the first of `prefixes` (--kustomize-remote-bases) that is neither
 // "*" nor an https://, ssh://, git:// or http:// URL prefix.

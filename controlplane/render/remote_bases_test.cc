@@ -163,7 +163,24 @@ TEST(RemoteBaseFetcherTest, FetchesAFileOverHttpFromTrustedPrefixes) {
   EXPECT_TRUE(eager.FetchFile(url, 1 << 20, FetchScope{{server.url()}}).ok());
   EXPECT_TRUE(IsRemoteFile("https://github.com/org/op/releases/download/v1/install.yaml"));
   EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy?ref=v1"));
-  EXPECT_FALSE(IsRemoteFile("https://example.com/x.yaml?ref=v1"));
+  // Raw-file APIs take the ref in a query: GitLab's, Gitea's, Bitbucket Server's.
+  for (const char* api :
+       {"https://gitlab.example.com/api/v4/projects/42/repository/files/deploy%2Fcm.yaml/"
+        "raw?ref=main",
+        "https://gitea.example.com/api/v1/repos/org/app/raw/deploy/cm.yaml?ref=main",
+        "https://bitbucket.example.com/rest/api/1.0/projects/P/repos/app/raw/cm.yaml?at=main"}) {
+    EXPECT_TRUE(IsRemoteFile(api)) << api;
+    absl::StatusOr<std::optional<RemoteBase>> base = ParseRemoteBase(api);
+    ASSERT_TRUE(base.ok()) << api;
+    EXPECT_FALSE(base->has_value()) << api;
+  }
+  EXPECT_FALSE(IsRemoteFile("https://gitlab.example.com/org/app/raw?ref=main"))
+      << "a repository's folder named raw";
+  EXPECT_FALSE(IsRemoteFile("https://github.com/org/repo//deploy.yaml?ref=v1"));
+  EXPECT_EQ(RemoteFileName("https://example.com/a/install.yaml?ref=v1"), "install.yaml");
+  EXPECT_EQ(RemoteFileName("https://example.com/files/deploy%2Fcm.yaml/raw?ref=main"),
+            "resource.yaml");
+  EXPECT_EQ(RemoteFileName("https://example.com/a/.hidden.yaml"), "resource.yaml");
   EXPECT_FALSE(IsRemoteFile("ftp://example.com/x.yaml"));
 }
 
