@@ -315,6 +315,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_depends_on = record.reads_fleet_depends_on();
   reads.fleet_release_name = record.reads_fleet_release_name();
   reads.argocd_source = record.reads_argocd_source();
+  reads.argocd_kustomize = record.reads_argocd_kustomize();
   return reads;
 }
 
@@ -450,6 +451,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_depends_on(true);
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
+        state.record.set_reads_argocd_kustomize(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1386,6 +1388,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_depends_on(true);
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
+        state.record.set_reads_argocd_kustomize(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {

@@ -2554,6 +2554,57 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
                                             "rendered before gitfleet read them")));
 }
 
+// Argo CD's other kustomize overrides (namePrefix, commonLabels, ...) are set as Argo CD's
+// `kustomize edit` sets them before its build; a bundle rendered before gitfleet read them
+// keeps its objects' names and labels, saying what it leaves.
+TEST_F(ControllerTest, ArgoCdsKustomizeOverridesAreSetAsArgoCdSetsThem) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  WriteWebKustomization();
+  git_.Commit("an Argo CD repository");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_argocd_kustomize()) << "a new bundle reads them";
+    record.clear_reads_argocd_kustomize();
+  }));
+  git_.Write("apps/web/.argocd-source.yaml",
+             "kustomize:\n  images: [nginx:1.25.3]\n  namePrefix: prod-\n"
+             "  commonLabels: {env: prod}\n");
+  git_.Commit("overrides");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  const std::string web = OnlyObjectOf(agent, "web");
+  EXPECT_THAT(web, HasSubstr("name: prod-web"));
+  EXPECT_THAT(web, HasSubstr("env: prod"));
+  EXPECT_THAT(web, HasSubstr("image: nginx:1.25.3"));
+  const std::string old = OnlyObjectOf(agent, "old");
+  EXPECT_THAT(old, HasSubstr("name: web\n"));
+  EXPECT_THAT(old, Not(HasSubstr("env: prod")));
+  EXPECT_THAT(old, HasSubstr("image: nginx:1.25.3")) << "images it read before";
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("sets the kustomization's namePrefix, commonLabels "
+                                            "as apps/web/.argocd-source.yaml asks")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("apps/web/.argocd-source.yaml sets "
+                                            "kustomize.namePrefix, kustomize.commonLabels, which "
+                                            "gitfleet does not read")));
+  // A label the kustomization sets already fails the render, as kustomize edit add label
+  // fails Argo CD's build, unless forced; the cluster keeps what it runs.
+  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\ncommonLabels: {env: dev}\n");
+  git_.Commit("a label of its own");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(ListedByName()["web"].error(),
+              HasSubstr("label env is already in the kustomization's commonLabels"));
+  git_.Write("apps/web/.argocd-source-web.yaml",
+             "kustomize: {forceCommonLabels: true, commonLabels: {env: staging}}\n");
+  git_.Commit("forced");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(ListedByName()["web"].error(), "");
+  EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("env: staging"));
+}
+
 // Argo CD Image Updater names its write-back file after the Application, which a bundle
 // taking it over may be named otherwise: rendered without it, the bundle would deploy the
 // images the write-back replaced. The bundle says which Application it takes over.

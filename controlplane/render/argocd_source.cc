@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -22,7 +23,8 @@ namespace {
 // A field as Go's encoding/json finds it (Argo CD reads the file as JSON): the key of that
 // exact name, else one equal to it but for case ("forcestring" for forceString).
 YAML::Node Field(const YAML::Node& map, const std::string& name) {
-  YAML::Node found;
+  // Not there: undefined, which a null value (a JSON merge patch's removal) is not.
+  YAML::Node found(YAML::NodeType::Undefined);
   for (const auto& entry : map) {
     if (!entry.first.IsScalar()) continue;
     const std::string& key = entry.first.Scalar();
@@ -88,6 +90,114 @@ absl::Status TakeList(const YAML::Node& node, const std::string& field, const st
   return absl::OkStatus();
 }
 
+// A string field, merged as a JSON merge patch merges it: given, it replaces the one
+// before; null removes it.
+absl::Status TakeString(const YAML::Node& node, const std::string& field, const std::string& file,
+                        std::optional<std::string>* out) {
+  if (!node) return absl::OkStatus();
+  if (node.IsNull()) {
+    out->reset();
+    return absl::OkStatus();
+  }
+  std::optional<std::string> text = StringOf(node);
+  if (!text.has_value() || text->find_first_of("\r\n") != std::string::npos || text->size() > 253) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": kustomize.", field, " is not a string of one line (at most 253 characters)"));
+  }
+  *out = *text;
+  return absl::OkStatus();
+}
+
+// A map of strings, merged key by key (a null value removes its key; null, the map).
+absl::Status TakeStringMap(const YAML::Node& node, const std::string& field,
+                           const std::string& file, std::map<std::string, std::string>* out) {
+  if (!node) return absl::OkStatus();
+  if (node.IsNull()) {
+    out->clear();
+    return absl::OkStatus();
+  }
+  if (!node.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": kustomize.", field, " is not a mapping, which Argo CD would refuse"));
+  }
+  for (const auto& entry : node) {
+    std::optional<std::string> key = StringOf(entry.first);
+    if (!key.has_value() || key->empty() || key->size() > 317 ||
+        key->find_first_of(" \t\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": kustomize.", field, " has a key that is no label or annotation key"));
+    }
+    if (entry.second.IsNull()) {
+      out->erase(*key);
+      continue;
+    }
+    std::optional<std::string> value = StringOf(entry.second);
+    if (!value.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": kustomize.", field, ".", *key,
+                                                     " is not a string, which Argo CD would "
+                                                     "refuse"));
+    }
+    (*out)[*key] = *value;
+    if (out->size() > kMaxArgoCdOverrides) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": kustomize.", field, " has more than ",
+                                                     kMaxArgoCdOverrides, " entries"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string& file,
+                                 ArgoCdKustomize* out) {
+  GF_RETURN_IF_ERROR(
+      TakeString(Field(kustomize, "namePrefix"), "namePrefix", file, &out->name_prefix));
+  GF_RETURN_IF_ERROR(
+      TakeString(Field(kustomize, "nameSuffix"), "nameSuffix", file, &out->name_suffix));
+  GF_RETURN_IF_ERROR(
+      TakeString(Field(kustomize, "namespace"), "namespace", file, &out->namespace_));
+  GF_RETURN_IF_ERROR(
+      TakeStringMap(Field(kustomize, "commonLabels"), "commonLabels", file, &out->common_labels));
+  GF_RETURN_IF_ERROR(TakeStringMap(Field(kustomize, "commonAnnotations"), "commonAnnotations", file,
+                                   &out->common_annotations));
+  for (const auto& [field, flag] :
+       {std::pair<const char*, bool*>{"forceCommonLabels", &out->force_common_labels},
+        {"forceCommonAnnotations", &out->force_common_annotations}}) {
+    const YAML::Node given = Field(kustomize, field);
+    if (!given) continue;
+    if (given.IsNull()) {
+      *flag = false;
+      continue;
+    }
+    std::optional<bool> value = BoolOf(given);
+    if (!value.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": kustomize.", field, " is not true or false, which Argo CD would refuse"));
+    }
+    *flag = *value;
+  }
+  if (const YAML::Node given = Field(kustomize, "replicas"); given) {
+    bool has = false;
+    YAML::Node list;
+    GF_RETURN_IF_ERROR(TakeList(given, "kustomize.replicas", file, &has, &list));
+    out->replicas.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = absl::StrCat(file, ": kustomize.replicas[", i, "]");
+      const YAML::Node entry = list[i];
+      std::optional<std::string> name =
+          entry.IsMap() ? StringOf(Field(entry, "name")) : std::nullopt;
+      std::optional<std::string> count =
+          entry.IsMap() ? StringOf(Field(entry, "count")) : std::nullopt;
+      int64_t replicas = -1;
+      if (!name.has_value() || name->empty() || !count.has_value() ||
+          !absl::SimpleAtoi(*count, &replicas) || replicas < 0 || replicas > 1000000000) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, " is not a name and a count of replicas, which Argo CD would refuse"));
+      }
+      out->replicas.emplace_back(*name, replicas);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
@@ -106,7 +216,11 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
             &out->unread);
   if (const YAML::Node kustomize = Field(root, "kustomize"); kustomize && !kustomize.IsNull()) {
     if (!kustomize.IsMap()) return refuse("kustomize", "is not a mapping");
-    AddUnread(kustomize, "kustomize", {"images"}, &out->unread);
+    AddUnread(kustomize, "kustomize",
+              {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels",
+               "commonAnnotations", "forceCommonLabels", "forceCommonAnnotations", "replicas"},
+              &out->unread);
+    GF_RETURN_IF_ERROR(ReadKustomizeFields(kustomize, file.path, &out->kustomize));
     if (const YAML::Node given = Field(kustomize, "images"); given) {
       out->kustomize_images.clear();
       YAML::Node images;
@@ -296,6 +410,84 @@ absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
     list.push_back(entry);
   }
   root["images"] = list;
+  return EmitBlockYaml(root);
+}
+
+std::vector<std::string> ArgoCdKustomize::Fields() const {
+  std::vector<std::string> out;
+  if (name_prefix) out.push_back("namePrefix");
+  if (name_suffix) out.push_back("nameSuffix");
+  if (namespace_) out.push_back("namespace");
+  if (!common_labels.empty()) out.push_back("commonLabels");
+  if (!common_annotations.empty()) out.push_back("commonAnnotations");
+  if (!replicas.empty()) out.push_back("replicas");
+  return out;
+}
+
+absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
+                                                     const ArgoCdKustomize& fields) {
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(text, "the kustomization"));
+  if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) return absl::InvalidArgumentError("the kustomization is not a mapping");
+  // Strings whatever they look like, as kustomize writes them.
+  auto string = [](const std::string& value) {
+    YAML::Node node(value);
+    node.SetTag("!");
+    return node;
+  };
+  if (fields.name_prefix) root["namePrefix"] = string(*fields.name_prefix);
+  if (fields.name_suffix) root["nameSuffix"] = string(*fields.name_suffix);
+  if (fields.namespace_) root["namespace"] = string(*fields.namespace_);
+  // kustomize edit add label|annotation: a key already there is an error unless --force.
+  auto add = [&](const char* field, const char* what, const std::map<std::string, std::string>& add,
+                 bool force) -> absl::Status {
+    if (add.empty()) return absl::OkStatus();
+    YAML::Node map = root[field];
+    if (!map || map.IsNull()) map = YAML::Node(YAML::NodeType::Map);
+    if (!map.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the kustomization's ", field, " is not a mapping"));
+    }
+    for (const auto& [key, value] : add) {
+      if (!force && map[key]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, " ", key.substr(0, 128), " is already in the kustomization's ", field,
+            " (kustomize edit add ", what, " refuses it, so Argo CD's build fails; set force",
+            absl::AsciiStrToUpper(std::string(1, field[0])), field + 1, ": true to replace it)"));
+      }
+      map[key] = string(value);
+    }
+    root[field] = map;
+    return absl::OkStatus();
+  };
+  GF_RETURN_IF_ERROR(
+      add("commonLabels", "label", fields.common_labels, fields.force_common_labels));
+  GF_RETURN_IF_ERROR(add("commonAnnotations", "annotation", fields.common_annotations,
+                         fields.force_common_annotations));
+  if (!fields.replicas.empty()) {
+    // kustomize edit set replicas: an entry of that name updated, else one added.
+    YAML::Node list = root["replicas"];
+    if (!list || list.IsNull()) list = YAML::Node(YAML::NodeType::Sequence);
+    if (!list.IsSequence()) {
+      return absl::InvalidArgumentError("the kustomization's replicas is not a list");
+    }
+    for (const auto& [name, count] : fields.replicas) {
+      bool found = false;
+      for (YAML::Node entry : list) {
+        if (entry.IsMap() && Scalar(entry["name"]) == name) {
+          entry["count"] = count;
+          found = true;
+        }
+      }
+      if (!found) {
+        YAML::Node entry(YAML::NodeType::Map);
+        entry["name"] = string(name);
+        entry["count"] = count;
+        list.push_back(entry);
+      }
+    }
+    root["replicas"] = list;
+  }
   return EmitBlockYaml(root);
 }
 

@@ -11,10 +11,16 @@
 //   // source->kustomize_images: {"nginx:1.25.3"}, as `kustomize edit set image` takes them
 //   absl::StatusOr<std::string> edited = SetKustomizeImages(text, source->kustomize_images);
 //
-// What gitfleet reads: kustomize.images and helm.parameters (what the write-back writes).
+// What gitfleet reads: kustomize.images and helm.parameters (what the write-back writes),
+// and the kustomize fields Argo CD sets with `kustomize edit` before a build (namePrefix,
+// nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas).
 // Every other field is named in `unread`.
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +33,28 @@ inline constexpr char kArgoCdSourceFile[] = ".argocd-source.yaml";
 inline constexpr size_t kMaxArgoCdOverrides = 256;
 // At most this many other Applications' files are named.
 inline constexpr size_t kMaxArgoCdOtherApps = 8;
+
+// The kustomize fields Argo CD sets in an Application's kustomization with `kustomize edit`
+// before it builds (besides images): each unset when not given.
+struct ArgoCdKustomize {
+  std::optional<std::string> name_prefix;  // edit set nameprefix
+  std::optional<std::string> name_suffix;  // edit set namesuffix
+  std::optional<std::string> namespace_;   // edit set namespace
+  // edit add label / annotation: a key the kustomization already sets is refused, as
+  // kustomize refuses it, unless forced (forceCommonLabels, forceCommonAnnotations).
+  std::map<std::string, std::string> common_labels;
+  std::map<std::string, std::string> common_annotations;
+  bool force_common_labels = false;
+  bool force_common_annotations = false;
+  // edit set replicas NAME=COUNT, in order.
+  std::vector<std::pair<std::string, int64_t>> replicas;
+  bool empty() const {
+    return !name_prefix && !name_suffix && !namespace_ && common_labels.empty() &&
+           common_annotations.empty() && replicas.empty();
+  }
+  // The fields set, by Argo CD's names ("namePrefix", "commonLabels").
+  std::vector<std::string> Fields() const;
+};
 
 struct ArgoCdSource {
   // The files read, in the order merged ("apps/web/.argocd-source-web.yaml").
@@ -43,6 +71,7 @@ struct ArgoCdSource {
   // helm.parameters, as Argo CD passes them to helm template.
   std::vector<HelmParameter> helm_parameters;
   bool has_helm_parameters = false;
+  ArgoCdKustomize kustomize;
   // The fields gitfleet does not read ("helm.valueFiles", "directory"), each once.
   std::vector<std::string> unread;
   // The Applications whose own files (.argocd-source-NAME.yaml) are in the folder beside
@@ -63,6 +92,12 @@ absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std
 // kustomize writes them). InvalidArgument naming the argument kustomize would refuse.
 absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
                                                const std::vector<std::string>& images);
+
+// The kustomization `text` with `fields` set as Argo CD's `kustomize edit` commands set them
+// (ArgoCdKustomize). InvalidArgument naming a label or annotation the kustomization already
+// sets when not forced (kustomize refuses to add it, so Argo CD's build fails).
+absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
+                                                     const ArgoCdKustomize& fields);
 
 // A helm parameter's value as Argo CD passes it to --set: commas not already escaped are
 // escaped, except in a list written `{a,b}`.

@@ -78,6 +78,82 @@ TEST(ArgoCdSourceTest, WhatArgoCdWouldRefuseIsRefusedNamingTheFileAndField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 256 are read")));
 }
 
+// Argo CD's kustomize fields, merged as a JSON merge patch merges them: the app's file over
+// the shared one, a map key by key (null removes a key), a list whole.
+TEST(ArgoCdSourceTest, KustomizeFieldsAreMergedAsArgoCdMergesThem) {
+  std::vector<RepoFile> files = {
+      {"apps/web/.argocd-source.yaml",
+       "kustomize:\n  images: [nginx:1.25]\n  namePrefix: prod-\n  namespace: shop\n"
+       "  commonLabels: {team: shop, tier: web}\n  replicas: [{name: web, count: 2}]\n"},
+      {"apps/web/.argocd-source-web.yaml",
+       "kustomize:\n  nameSuffix: -v2\n  namespace: null\n"
+       "  commonLabels: {tier: null, env: prod}\n  forceCommonLabels: true\n"
+       "  commonAnnotations: {owner: team-shop}\n"
+       "  replicas: [{name: api, count: '3'}]\n  components: [../c]\n"},
+  };
+  absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("apps/web", "web", files);
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_THAT(source->kustomize_images, ElementsAre("nginx:1.25"))
+      << "kept: the app's file sets other kustomize fields, not images";
+  const ArgoCdKustomize& k = source->kustomize;
+  EXPECT_EQ(k.name_prefix, "prod-");
+  EXPECT_EQ(k.name_suffix, "-v2");
+  EXPECT_FALSE(k.namespace_.has_value()) << "null removes it";
+  EXPECT_THAT(k.common_labels, ::testing::UnorderedElementsAre(::testing::Pair("team", "shop"),
+                                                               ::testing::Pair("env", "prod")));
+  EXPECT_TRUE(k.force_common_labels);
+  EXPECT_FALSE(k.force_common_annotations);
+  EXPECT_THAT(k.common_annotations, ::testing::ElementsAre(::testing::Pair("owner", "team-shop")));
+  EXPECT_THAT(k.replicas, ElementsAre(std::make_pair(std::string("api"), int64_t{3})))
+      << "a list replaces the one before";
+  EXPECT_THAT(k.Fields(), ElementsAre("namePrefix", "nameSuffix", "commonLabels",
+                                      "commonAnnotations", "replicas"));
+  EXPECT_THAT(source->unread, ElementsAre("kustomize.components"));
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"kustomize: {commonLabels: [a]}\n", "kustomize.commonLabels is not a mapping"},
+           {"kustomize: {commonLabels: {a: [1]}}\n", "kustomize.commonLabels.a is not a string"},
+           {"kustomize: {replicas: [{name: web}]}\n", "kustomize.replicas[0] is not a name and"},
+           {"kustomize: {replicas: [{name: web, count: -1}]}\n", "is not a name and a count"},
+           {"kustomize: {forceCommonLabels: maybe}\n", "forceCommonLabels is not true or false"},
+           {"kustomize: {namePrefix: [a]}\n", "kustomize.namePrefix is not a string"},
+       }) {
+    EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+}
+
+// As Argo CD's `kustomize edit` commands: set nameprefix, namesuffix and namespace; add
+// label and annotation, refusing a key already there unless forced; set replicas, updating
+// an entry of that name.
+TEST(ArgoCdSourceTest, KustomizeFieldsAreSetAsKustomizeEditSetsThem) {
+  const std::string kustomization =
+      "resources: [deploy.yaml]\ncommonLabels: {team: web}\n"
+      "replicas:\n- {name: web, count: 1}\n";
+  ArgoCdKustomize fields;
+  fields.name_prefix = "prod-";
+  fields.namespace_ = "001";
+  fields.common_labels = {{"env", "prod"}};
+  fields.common_annotations = {{"owner", "true"}};
+  fields.replicas = {{"web", 3}, {"api", 2}};
+  absl::StatusOr<std::string> edited = SetArgoCdKustomizeFields(kustomization, fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_EQ(*edited,
+            "resources:\n  - deploy.yaml\ncommonLabels:\n  team: web\n  env: prod\n"
+            "replicas:\n  - name: web\n    count: 3\n  - name: api\n    count: 2\n"
+            "namePrefix: prod-\nnamespace: \"001\"\ncommonAnnotations:\n  owner: \"true\"\n");
+  fields.common_labels = {{"team", "shop"}};
+  EXPECT_THAT(SetArgoCdKustomizeFields(kustomization, fields).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("label team is already in the kustomization's commonLabels "
+                                 "(kustomize edit add label refuses it, so Argo CD's build "
+                                 "fails; set forceCommonLabels: true to replace it)")));
+  fields.force_common_labels = true;
+  edited = SetArgoCdKustomizeFields(kustomization, fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_THAT(*edited, HasSubstr("commonLabels:\n  team: shop\n"));
+}
+
 // As `kustomize edit set image`: an entry of the same name is updated (a tag drops the
 // digest and the other way round, "*" keeps what was there), others are added, and the
 // list is written sorted by name.

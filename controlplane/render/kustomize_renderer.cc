@@ -626,16 +626,20 @@ KustomizeRenderer::KustomizeRenderer(KustomizeOptions options) : options_(std::m
 namespace {
 
 // Rewrites the kustomization in `dir` (the folder `path` of a scratch checkout) with
-// `images` set (SetKustomizeImages).
-absl::Status SetImagesIn(const std::string& dir, const std::string& path,
-                         const std::vector<std::string>& images) {
+// `images` set (SetKustomizeImages) and Argo CD's other kustomize fields
+// (SetArgoCdKustomizeFields).
+absl::Status EditKustomizationIn(const std::string& dir, const std::string& path,
+                                 const std::vector<std::string>& images,
+                                 const ArgoCdKustomize& fields) {
   for (const char* name : {"kustomization.yaml", "kustomization.yml", "Kustomization"}) {
     const std::string file = absl::StrCat(dir, "/", name);
     std::ifstream in(file);
     if (!in) continue;
     std::stringstream text;
     text << in.rdbuf();
-    absl::StatusOr<std::string> edited = SetKustomizeImages(text.str(), images);
+    absl::StatusOr<std::string> edited = text.str();
+    if (!images.empty()) edited = SetKustomizeImages(*edited, images);
+    if (edited.ok() && !fields.empty()) edited = SetArgoCdKustomizeFields(*edited, fields);
     if (!edited.ok()) {
       return absl::Status(edited.status().code(),
                           absl::StrCat("kustomize ", path, ": ", edited.status().message()));
@@ -649,7 +653,7 @@ absl::Status SetImagesIn(const std::string& dir, const std::string& path,
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(
-      absl::StrCat("kustomize ", path, ": no kustomization to set images in"));
+      absl::StrCat("kustomize ", path, ": no kustomization to edit as Argo CD does"));
 }
 
 }  // namespace
@@ -778,10 +782,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
           absl::StrCat("kustomize ", input.path, ": cannot write the generated kustomization"));
     }
   }
-  if (!input.kustomize_images.empty()) {
-    // As Argo CD runs `kustomize edit set image` before the build: in the kustomization
-    // built, whichever of kustomize's names it has.
-    GF_RETURN_IF_ERROR(SetImagesIn(dir, input.path, input.kustomize_images));
+  if (!input.kustomize_images.empty() || !input.argocd_kustomize.empty()) {
+    // As Argo CD runs `kustomize edit set image` (and set nameprefix, add label, ...)
+    // before the build: in the kustomization built, whichever of kustomize's names it has.
+    GF_RETURN_IF_ERROR(
+        EditKustomizationIn(dir, input.path, input.kustomize_images, input.argocd_kustomize));
   }
   std::vector<std::string> argv;
   if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};

@@ -554,6 +554,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_depends_on = reads.fleet_depends_on;
   input->reads_fleet_release_name = reads.fleet_release_name;
   input->reads_argocd_source = reads.argocd_source;
+  input->reads_argocd_kustomize = reads.argocd_kustomize;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1390,6 +1391,12 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
   const char* sets = source.files.size() == 1 ? " sets " : " set ";
   const bool images = source.has_kustomize_images && !source.kustomize_images.empty();
   const bool parameters = source.has_helm_parameters && !source.helm_parameters.empty();
+  const std::vector<std::string> kustomize_fields = source.kustomize.Fields();
+  std::vector<std::string> unread = source.unread;
+  if (!input.reads_argocd_kustomize) {
+    // A bundle from before: its objects are not renamed or relabelled by an upgrade.
+    for (const std::string& field : kustomize_fields) unread.push_back("kustomize." + field);
+  }
   if (!input.reads_argocd_source) {
     if (input.notes != nullptr && (images || parameters)) {
       input.notes->push_back(absl::StrCat(
@@ -1434,12 +1441,30 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
                                           "as Argo CD does"));
     }
   }
-  if (!source.unread.empty() && input.notes != nullptr) {
+  if (input.reads_argocd_kustomize && !kustomize_fields.empty()) {
+    if (engine != "kustomize") {
+      return elsewhere("kustomize fields", absl::StrJoin(kustomize_fields, ", "),
+                       "to a kustomize build (kustomize edit)");
+    }
+    placed->argocd_kustomize = source.kustomize;
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("sets the kustomization's ",
+                                          absl::StrJoin(kustomize_fields, ", "), " as ", files,
+                                          " asks (kustomize edit), as Argo CD does"));
+    }
+  }
+  if (!unread.empty() && input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
-        files, sets, ListNames(source.unread, 10),
+        files, sets, ListNames(unread, 10),
         ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
-        "kustomize.images and helm.parameters): the bundle's own flags do that work (--values, "
-        "--values-file, --release, --include, --exclude)"));
+        "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations "
+        "and replicas, and helm.parameters",
+        input.reads_argocd_kustomize
+            ? ""
+            : "; the kustomize fields but images only for bundles added since gitfleet read "
+              "them: add the bundle again to have them applied",
+        "): the bundle's own flags do that work (--values, --values-file, --release, "
+        "--include, --exclude)"));
   }
   return absl::OkStatus();
 }

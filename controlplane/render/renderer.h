@@ -220,6 +220,13 @@ struct RenderInput {
   // can change without a commit (kustomize's remote bases and files): the same paths then
   // do not mean the same render.
   bool* read_remote = nullptr;
+  // Argo CD's kustomize fields in the parameter overrides (namePrefix, commonLabels, ...:
+  // ArgoCdKustomize) are set in the kustomization built, as Argo CD's `kustomize edit` sets
+  // them. False for a bundle rendered before gitfleet read them: noted, not applied (they
+  // would rename or relabel its objects).
+  bool reads_argocd_kustomize = true;
+  // Set by RenderBundlePath from those.
+  ArgoCdKustomize argocd_kustomize;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
@@ -240,6 +247,7 @@ struct RepositoryReads {
   bool fleet_depends_on = true;
   bool fleet_release_name = true;
   bool argocd_source = true;
+  bool argocd_kustomize = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
