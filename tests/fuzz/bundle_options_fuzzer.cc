@@ -3,8 +3,8 @@
 // the repository, so any text must give an answer, never a throw or a crash. Rendered as
 // plain files for every cluster alike, for one cluster (fleet.yaml's targets choose its
 // folder, or the yaml overlays patching its files), and as a chart's. The second chunk is
-// also Argo CD's parameter overrides beside them, whose images are set in the last chunk
-// read as a kustomization.
+// also Argo CD's parameter overrides beside them, whose images and other kustomize fields
+// are set in the last chunk read as a kustomization.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,7 +40,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     files.push_back({"apps/web/.argocd-source-web.yaml", chunks[1]});
     absl::StatusOr<gitfleet::ArgoCdSource> argo =
         gitfleet::ReadArgoCdSource("apps/web", "web", files);
-    if (argo.ok()) (void)gitfleet::SetKustomizeImages(chunks.back(), argo->kustomize_images);
+    if (argo.ok()) {
+      (void)gitfleet::SetKustomizeImages(chunks.back(), argo->kustomize_images);
+      (void)gitfleet::SetArgoCdKustomizeFields(chunks.back(), argo->kustomize);
+    }
     for (const auto& parameter :
          argo.ok() ? argo->helm_parameters : std::vector<gitfleet::ArgoCdSource::HelmParameter>()) {
       (void)gitfleet::ArgoCdHelmSetValue(parameter.value);
