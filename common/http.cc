@@ -64,7 +64,7 @@ absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOpti
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "gitfleet");
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // never sent on to another host
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);  // Authorization: never to another host
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, KeepHeaders);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &answer);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBounded);

@@ -10,8 +10,9 @@
 //                                                      options));
 //
 // At most `max_bytes` of body, `timeout` from connect to last byte, redirects (at most 5)
-// to http(s) only, unless `follow_redirects` is off; `headers` are never sent on to another
-// host. With a username, basic auth goes to the URL's host only: never on a redirect
+// to http(s) only, unless `follow_redirects` is off; an `Authorization` header is never sent
+// on to another host, port or scheme (curl drops it), nor from https to http (other headers
+// are sent on). With a username, basic auth goes to the URL's host only: never on a redirect
 // elsewhere, nor from https to http. An error status is an answer, not an error;
 // ResourceExhausted past `max_bytes`, Unavailable when the server cannot be reached.
 
@@ -37,7 +38,7 @@ struct HttpFetchOptions {
   size_t max_bytes = 16 << 20;
   absl::Duration timeout = absl::Seconds(60);
   bool follow_redirects = true;
-  std::vector<std::string> headers;  // "Name: value"
+  std::vector<std::string> headers;  // "Name: value" (see above for redirects)
   std::string ca_file;               // trusted instead of the system's CAs
   std::string ca_pem;                // trusted on top of the system's (and ca_file's)
   std::string username;              // basic auth, to the URL's host only

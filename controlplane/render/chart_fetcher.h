@@ -126,8 +126,8 @@ absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::st
 
 // An OCI registry's answer to a request: its status, body and WWW-Authenticate header.
 // One bounded HTTP GET: at most `max_bytes` of body, `timeout`, redirects (at most 5) to
-// http(s) only; `headers` are never sent on to another host. With `login`, its CAs are
-// trusted on top of the system's (and `ca_file`'s), and with `basic` its username and
+// http(s) only; an Authorization header is never sent on to another host (HttpFetch). With `login`,
+// its CAs are trusted on top of the system's (and `ca_file`'s), and with `basic` its username and
 // password sent, or its bearer token, to that host only (never on a redirect elsewhere, nor
 // from https to http).
 // An error status is an answer, not an error; ResourceExhausted past `max_bytes`,
