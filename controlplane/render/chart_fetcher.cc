@@ -543,6 +543,7 @@ std::string RefusedBy(const std::optional<ChartLogin>& login, absl::string_view 
   if (login.has_value()) {
     return absl::StrCat(where, " refused credential ", login->name,
                         !login->username.empty()       ? ""
+                        : login->github_app            ? "'s GitHub App token"
                         : !login->bearer_token.empty() ? "'s bearerToken"
                                                        : " (it holds no username and password)");
   }
@@ -571,7 +572,8 @@ absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::str
                      " holds an SSH key: chart repositories and registries are spoken to over "
                      "HTTPS, with a username and password (a token as the password)"));
   }
-  if (credential.username.empty() != credential.password.empty()) {
+  if (!credential.github_app.has_value() &&
+      credential.username.empty() != credential.password.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "credential ", name, " holds a ", credential.username.empty() ? "password" : "username",
         " without a ", credential.username.empty() ? "username" : "password",
@@ -584,8 +586,8 @@ absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::str
                      "'s username holds a colon or a line break, or its password a line "
                      "break: HTTP basic auth cannot carry it"));
   }
-  return ChartLogin{credential.name, credential.username, credential.password, credential.ca_pem,
-                    credential.bearer_token};
+  return ChartLogin{credential.name,   credential.username,     credential.password,
+                    credential.ca_pem, credential.bearer_token, credential.github_app};
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCredentials(
@@ -704,7 +706,17 @@ absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& op
   request.ca_file = options.ca_file;
   if (const ChartLogin* login = options.login; login != nullptr) {
     request.ca_pem = login->ca_pem;
-    if (options.basic && !login->bearer_token.empty()) {
+    if (options.basic && login->github_app.has_value()) {
+      // The App's installation token (kept while it lasts), as GitHub takes it.
+      absl::StatusOr<GitHubAppToken> token =
+          FetchGitHubAppToken(*login->github_app, options.timeout);
+      if (!token.ok()) {
+        return absl::Status(token.status().code(), absl::StrCat("credential ", login->name, ": ",
+                                                                token.status().message()));
+      }
+      request.username = "x-access-token";
+      request.password = token->token;
+    } else if (options.basic && !login->bearer_token.empty()) {
       // curl keeps an Authorization header from any other host a redirect leads to.
       request.headers.push_back("Authorization: Bearer " + login->bearer_token);
     } else if (options.basic) {

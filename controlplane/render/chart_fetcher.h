@@ -30,6 +30,7 @@
 #include "common/sync.h"
 #include "controlplane/render/fetch_scope.h"
 #include "controlplane/source/git_repository.h"
+#include "controlplane/source/github_app.h"
 
 namespace gitfleet {
 
@@ -75,6 +76,8 @@ struct ChartLogin {
   std::string password;
   std::string ca_pem;
   std::string bearer_token;  // sent as `Authorization: Bearer` instead (not to registries)
+  // A GitHub App: its installation token is the password of x-access-token, fetched at use.
+  std::optional<GitHubApp> github_app;
 };
 // InvalidArgument naming the credential and what is wrong: no folder, an SSH key (charts
 // are fetched over HTTPS), a username without a password or the reverse.

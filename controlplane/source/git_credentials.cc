@@ -176,12 +176,68 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
           "other"));
     }
   }
-  if (!has_key && !has_password && !has_bearer && !has_known_hosts && !has_ca) {
+  // A GitHub App, as Argo CD's and Flux's Secrets carry it.
+  bool has_app_id, has_installation, has_app_key, has_enterprise, has_base;
+  absl::StatusOr<std::string> app_id = ReadPart(name, folder, "githubAppID", &has_app_id);
+  if (!app_id.ok()) return app_id.status();
+  absl::StatusOr<std::string> installation =
+      ReadPart(name, folder, "githubAppInstallationID", &has_installation);
+  if (!installation.ok()) return installation.status();
+  absl::StatusOr<std::string> app_key = ReadPart(name, folder, "githubAppPrivateKey", &has_app_key);
+  if (!app_key.ok()) return app_key.status();
+  absl::StatusOr<std::string> enterprise =
+      ReadPart(name, folder, "githubAppEnterpriseBaseUrl", &has_enterprise);
+  if (!enterprise.ok()) return enterprise.status();
+  absl::StatusOr<std::string> base = ReadPart(name, folder, "githubAppBaseURL", &has_base);
+  if (!base.ok()) return base.status();
+  const bool has_app = has_app_id || has_installation || has_app_key;
+  if (has_app) {
+    if (!has_app_id || !has_installation || !has_app_key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("credential ", name, " is a GitHub App's but lacks ",
+                       !has_app_id         ? "githubAppID"
+                       : !has_installation ? "githubAppInstallationID"
+                                           : "githubAppPrivateKey",
+                       ": it takes githubAppID, githubAppInstallationID and githubAppPrivateKey"));
+    }
+    if (has_password || has_bearer || has_key) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          " holds a GitHub App and also a password, bearerToken or ssh-privatekey: the App's "
+          "token is the password; remove the other"));
+    }
+    GitHubApp app;
+    app.app_id = std::string(absl::StripAsciiWhitespace(*app_id));
+    app.installation_id = std::string(absl::StripAsciiWhitespace(*installation));
+    app.private_key_pem = *app_key;
+    const std::string given =
+        std::string(absl::StripAsciiWhitespace(has_enterprise ? *enterprise : *base));
+    if (!given.empty()) app.base_url = given;
+    app.ca_pem = *ca;
+    if (absl::Status valid = CheckGitHubApp(app); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("credential ", name, ": ", valid.message()));
+    }
+    credential.github_app = std::move(app);
+  }
+  if (!has_key && !has_password && !has_bearer && !has_app && !has_known_hosts && !has_ca) {
     return absl::InvalidArgumentError(absl::StrCat(
         "credential ", name,
-        " holds none of username/password, bearerToken, ssh-privatekey/known_hosts or ca.crt"));
+        " holds none of username/password, bearerToken, a GitHub App (githubAppID, "
+        "githubAppInstallationID, githubAppPrivateKey), ssh-privatekey/known_hosts or ca.crt"));
   }
   return credential;
+}
+
+absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout) {
+  if (!credential->github_app.has_value()) return absl::OkStatus();
+  absl::StatusOr<GitHubAppToken> token = FetchGitHubAppToken(*credential->github_app, timeout);
+  if (!token.ok()) {
+    return absl::Status(token.status().code(), absl::StrCat("credential ", credential->name, ": ",
+                                                            token.status().message()));
+  }
+  credential->username = "x-access-token";
+  credential->password = token->token;
+  return absl::OkStatus();
 }
 
 std::string SshFingerprint(absl::string_view key_blob) {

@@ -8,6 +8,11 @@
 //   DIR/NAME/bearerToken                     or HTTPS `Authorization: Bearer` (the key
 //                                            Flux's and Argo CD's Secrets use), to the
 //                                            URL's own host only
+//   DIR/NAME/githubAppID, githubAppInstallationID, githubAppPrivateKey
+//                                            or a GitHub App (github_app.h), whose
+//                                            installation token is the password;
+//                                            githubAppEnterpriseBaseUrl (or Flux's
+//                                            githubAppBaseURL) for GitHub Enterprise
 //   DIR/NAME/ssh-privatekey, DIR/NAME/known_hosts   SSH (host keys are always verified)
 //   DIR/NAME/ca.crt                          optional: CAs trusted for that server, on top
 //                                            of the system's
@@ -18,12 +23,15 @@
 //   GF_ASSIGN_OR_RETURN(GitCredential c, LoadGitCredential(dir, "github"));
 //   GF_RETURN_IF_ERROR(CheckHostKey(c.known_hosts, "git.example.com", 22, blob));
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "controlplane/source/github_app.h"
 
 namespace gitfleet {
 
@@ -35,6 +43,8 @@ struct GitCredential {
   std::string known_hosts;   // contents
   std::string ca_pem;        // contents of ca.crt, or empty
   std::string bearer_token;  // contents of bearerToken, or empty (never with a password)
+  // A GitHub App's: its token becomes the password (UseGitHubAppToken).
+  std::optional<GitHubApp> github_app;
   bool has_password() const { return !password.empty(); }
   bool has_bearer_token() const { return !bearer_token.empty(); }
   bool has_ssh_key() const { return !ssh_key_path.empty(); }
@@ -44,6 +54,11 @@ struct GitCredential {
 // none of a username/password pair, a bearerToken or an SSH key with known_hosts, holds
 // both a password and a bearerToken, or a file is empty or over 64 KiB.
 absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const std::string& name);
+
+// For a GitHub App's credential: its installation token fetched (or the one kept) and set
+// as the password of "x-access-token", as GitHub takes it over HTTPS. Anything else: as it
+// is. The error names the credential and what the API said.
+absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout);
 
 // "SHA256:…" (unpadded base64), as ssh-keygen -l prints a key's fingerprint.
 std::string SshFingerprint(absl::string_view key_blob);

@@ -67,6 +67,42 @@ TEST(LoadGitCredentialTest, ReadsABearerTokenAndRefusesOneThatCannotBeAHeader) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bearerToken is empty")));
 }
 
+TEST(LoadGitCredentialTest, ReadsAGitHubAppAsArgoCdAndFluxWriteIt) {
+  std::string dir = TempDir("credentials");
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("mkdir -p '", dir, "/app' && openssl genpkey -algorithm RSA -out '",
+                             dir, "/app/githubAppPrivateKey' 2>/dev/null"),
+                &out),
+            0)
+      << out;
+  Write(dir + "/app/githubAppID", "1234\n");
+  Write(dir + "/app/githubAppInstallationID", "42\n");
+  absl::StatusOr<GitCredential> app = LoadGitCredential(dir, "app");
+  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_TRUE(app->github_app.has_value());
+  EXPECT_EQ(app->github_app->app_id, "1234");
+  EXPECT_EQ(app->github_app->installation_id, "42");
+  EXPECT_EQ(app->github_app->base_url, "https://api.github.com");
+  EXPECT_FALSE(app->has_password()) << "the token comes at a fetch";
+  Write(dir + "/app/githubAppEnterpriseBaseUrl", "https://ghe.example.com/api/v3\n");
+  EXPECT_EQ(LoadGitCredential(dir, "app")->github_app->base_url, "https://ghe.example.com/api/v3");
+  Write(dir + "/app/password", "s3cret");
+  EXPECT_THAT(LoadGitCredential(dir, "app").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("holds a GitHub App and also a password")));
+  Write(dir + "/half/githubAppID", "1234");
+  EXPECT_THAT(
+      LoadGitCredential(dir, "half").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lacks githubAppInstallationID")));
+  Write(dir + "/bad/githubAppID", "my-app");
+  Write(dir + "/bad/githubAppInstallationID", "42");
+  Write(dir + "/bad/githubAppPrivateKey", "KEY");
+  EXPECT_THAT(LoadGitCredential(dir, "bad").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("credential bad: githubAppID is not a number")));
+}
+
 TEST(LoadGitCredentialTest, RefusesWhatCannotWorkByName) {
   std::string dir = TempDir("credentials");
   Write(dir + "/nohosts/ssh-privatekey", "KEY");

@@ -619,6 +619,7 @@ class Libgit2Repository : public GitRepository {
     if (name.empty()) return std::optional<GitCredential>();
     absl::StatusOr<GitCredential> loaded = LoadGitCredential(access_.credentials_dir, name);
     if (!loaded.ok()) return loaded.status();
+    GF_RETURN_IF_ERROR(UseGitHubAppToken(&*loaded, limits_.fetch_timeout));
     return std::optional<GitCredential>(*std::move(loaded));
   }
 

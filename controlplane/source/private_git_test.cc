@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/git_servers.h"
+#include "tests/util/github_api.h"
 #include "tests/util/lfs_server.h"
 
 namespace gitfleet {
@@ -202,6 +203,36 @@ TEST_F(PrivateGitTest, HttpsWithABearerTokenOnItsOwnHostOnly) {
       repo->ReadTree(in_lfs, "apps/web", GitRepository::Unreadable::kRefuse);
   ASSERT_TRUE(files.ok()) << files.status() << lfs.Log();
   EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+}
+
+// A GitHub App as the credential (Argo CD's and Flux's githubApp* keys): its installation
+// token, fetched from the API with the App's JWT, is the password of x-access-token.
+TEST_F(PrivateGitTest, HttpsWithAGitHubAppsInstallationToken) {
+  ::gitfleet::testing::FakeGitHubApi api(TempDir("github-api"));
+  if (absl::Status s = api.Start("1234", "42", "ghs_installation"); !s.ok()) GTEST_SKIP() << s;
+  HttpsGitServer server(TempDir("https-app"));
+  if (absl::Status s = server.Start("x-access-token", "ghs_installation"); !s.ok()) {
+    GTEST_SKIP() << s;
+  }
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string ca = Read(server.ca_pem_path());
+  Credential("app", {{"githubAppID", "1234\n"},
+                     {"githubAppInstallationID", "42\n"},
+                     {"githubAppPrivateKey", api.private_key_pem()},
+                     {"githubAppEnterpriseBaseUrl", api.url() + "\n"},
+                     {"ca.crt", ca}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "app");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log() << api.Log();
+  EXPECT_EQ(*fetched, commit_);
+  // The App's key is not the one GitHub has: the fetch fails naming the App, not the key.
+  Credential("other", {{"githubAppID", "1234"},
+                       {"githubAppInstallationID", "42"},
+                       {"githubAppPrivateKey", api.other_key_pem()},
+                       {"githubAppBaseURL", api.url()},
+                       {"ca.crt", ca}});
+  absl::Status refused = FetchMain(url, "other").status();
+  EXPECT_THAT(refused, FailsWith("credential other: GitHub App 1234 (installation 42)"));
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr("PRIVATE KEY")));
 }
 
 // A private repository's submodules are fetched with its credential on its own host, and
