@@ -240,6 +240,75 @@ absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout
   return absl::OkStatus();
 }
 
+namespace {
+
+// One SSH wire-format string (a 4-byte big-endian length, then the bytes) off the front of
+// `data`; false when it runs past the end.
+bool TakeSshString(absl::string_view* data, absl::string_view* out) {
+  if (data->size() < 4) return false;
+  const uint32_t length = (static_cast<uint32_t>(static_cast<uint8_t>((*data)[0])) << 24) |
+                          (static_cast<uint32_t>(static_cast<uint8_t>((*data)[1])) << 16) |
+                          (static_cast<uint32_t>(static_cast<uint8_t>((*data)[2])) << 8) |
+                          static_cast<uint32_t>(static_cast<uint8_t>((*data)[3]));
+  data->remove_prefix(4);
+  if (length > data->size()) return false;
+  *out = data->substr(0, length);
+  data->remove_prefix(length);
+  return true;
+}
+
+}  // namespace
+
+std::string ReadSshKeyType(const std::string& path) {
+  absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(path);
+  if (!text.ok() || text->size() > kMaxCredentialFileBytes) return "";
+  if (absl::StrContains(*text, "-----BEGIN RSA PRIVATE KEY-----")) return "ssh-rsa";
+  if (absl::StrContains(*text, "-----BEGIN EC PRIVATE KEY-----")) return "ecdsa";
+  if (absl::StrContains(*text, "-----BEGIN PRIVATE KEY-----")) {
+    std::unique_ptr<BIO, BioDeleter> bio(
+        BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+    const int id = key == nullptr ? 0 : EVP_PKEY_base_id(key);
+    EVP_PKEY_free(key);
+    return id == EVP_PKEY_RSA       ? "ssh-rsa"
+           : id == EVP_PKEY_ED25519 ? "ssh-ed25519"
+           : id == EVP_PKEY_EC      ? "ecdsa"
+                                    : "";
+  }
+  // OpenSSH's own format: "openssh-key-v1\0", the cipher, the KDF and its options, the
+  // number of keys, then the first public key in the clear, its type first.
+  constexpr absl::string_view kBegin = "-----BEGIN OPENSSH PRIVATE KEY-----";
+  const size_t begin = text->find(std::string(kBegin));
+  const size_t end = text->find("-----END OPENSSH PRIVATE KEY-----");
+  if (begin == std::string::npos || end == std::string::npos || end < begin) return "";
+  std::string body = text->substr(begin + kBegin.size(), end - begin - kBegin.size());
+  body.erase(
+      std::remove_if(body.begin(), body.end(),
+                     [](char c) { return absl::ascii_isspace(static_cast<unsigned char>(c)); }),
+      body.end());
+  std::string bytes;
+  if (!absl::Base64Unescape(body, &bytes)) return "";
+  absl::string_view rest = bytes;
+  constexpr absl::string_view kMagic("openssh-key-v1\0", 15);
+  if (!absl::ConsumePrefix(&rest, kMagic)) return "";
+  absl::string_view cipher, kdf, kdf_options, public_key, type;
+  if (!TakeSshString(&rest, &cipher) || !TakeSshString(&rest, &kdf) ||
+      !TakeSshString(&rest, &kdf_options) || rest.size() < 4) {
+    return "";
+  }
+  rest.remove_prefix(4);  // the number of keys
+  if (!TakeSshString(&rest, &public_key) || !TakeSshString(&public_key, &type)) return "";
+  if (type.size() > 64) return "";
+  return std::string(type);
+}
+
+std::string SshKeyHint(const std::string& type) {
+  if (type != "ssh-rsa") return "";
+  return "; it is an RSA key, which this control plane's libssh2 (1.10, Debian 12's) signs with "
+         "SHA-1 (ssh-rsa), as OpenSSH 8.8 and later and GitHub refuse: give it an ed25519 or "
+         "ECDSA key (ssh-keygen -t ed25519)";
+}
+
 std::string SshFingerprint(absl::string_view key_blob) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(key_blob.data()), key_blob.size(), digest);

@@ -60,6 +60,14 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
 // is. The error names the credential and what the API said.
 absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout);
 
+// The SSH key type of the private key file at `path` ("ssh-rsa", "ssh-ed25519",
+// "ecdsa-sha2-nistp256", ...), read from its PEM or OpenSSH header; "" when it cannot tell.
+std::string ReadSshKeyType(const std::string& path);
+
+// What to add to a refusal of an SSH key of `type`: for an RSA key, that libssh2 1.10
+// (Debian 12's) signs with SHA-1, which OpenSSH 8.8+ and GitHub refuse; else "".
+std::string SshKeyHint(const std::string& type);
+
 // "SHA256:…" (unpadded base64), as ssh-keygen -l prints a key's fingerprint.
 std::string SshFingerprint(absl::string_view key_blob);
 

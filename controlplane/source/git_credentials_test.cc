@@ -103,6 +103,37 @@ TEST(LoadGitCredentialTest, ReadsAGitHubAppAsArgoCdAndFluxWriteIt) {
                        HasSubstr("credential bad: githubAppID is not a number")));
 }
 
+// The type of a key as ssh-keygen writes it, from its header: what an SSH refusal's hint
+// is chosen by (an RSA key is signed with SHA-1 here).
+TEST(ReadSshKeyTypeTest, ReadsPemAndOpenSshKeys) {
+  const std::string dir = TempDir("keys");
+  const std::pair<const char*, const char*> kKeys[] = {
+      {"-t ed25519", "ssh-ed25519"},           {"-t ecdsa", "ecdsa-sha2-nistp256"},
+      {"-t rsa -b 1024", "ssh-rsa"},           {"-t rsa -b 1024 -m PEM", "ssh-rsa"},
+      {"-t rsa -b 1024 -m PKCS8", "ssh-rsa"},  {"-t ecdsa -m PEM", "ecdsa"},
+      {"-t ed25519 -N secret", "ssh-ed25519"},  // the public half is in the clear
+  };
+  int i = 0;
+  for (const auto& [args, type] : kKeys) {
+    const std::string path = absl::StrCat(dir, "/k", i++);
+    std::string out;
+    ASSERT_EQ(::gitfleet::testing::Run(
+                  absl::StrCat("ssh-keygen -q ", args,
+                               std::string(args).find("-N") == std::string::npos ? " -N ''" : "",
+                               " -f ", path),
+                  &out),
+              0)
+        << out;
+    EXPECT_EQ(ReadSshKeyType(path), type) << args;
+  }
+  Write(dir + "/junk",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
+  EXPECT_EQ(ReadSshKeyType(dir + "/junk"), "");
+  EXPECT_EQ(ReadSshKeyType(dir + "/none"), "");
+  EXPECT_THAT(SshKeyHint("ssh-rsa"), HasSubstr("ed25519"));
+  EXPECT_EQ(SshKeyHint("ssh-ed25519"), "");
+}
+
 TEST(LoadGitCredentialTest, RefusesWhatCannotWorkByName) {
   std::string dir = TempDir("credentials");
   Write(dir + "/nohosts/ssh-privatekey", "KEY");

@@ -492,14 +492,19 @@ int AcquireCredential(git_credential** out, const char* /*url*/, const char* use
   }
   // libgit2 asks again after each refusal: the second time means the server said no.
   if (++context->secret_attempts > 1) {
-    return CallbackError(absl::StrCat(
-        "the server refused credential ", credential->name,
-        credential->has_ssh_key() ? " (its SSH key is not authorized for this repository)"
-                                  : " (wrong username or password, or a token without access)"));
+    return CallbackError(
+        absl::StrCat("the server refused credential ", credential->name,
+                     credential->has_ssh_key()
+                         ? absl::StrCat(" (its SSH key is not authorized for this repository)",
+                                        SshKeyHint(ReadSshKeyType(credential->ssh_key_path)))
+                         : " (wrong username or password, or a token without access)"));
   }
   if ((allowed & GIT_CREDENTIAL_SSH_KEY) && credential->has_ssh_key()) {
-    return git_credential_ssh_key_new(out, user.c_str(), nullptr, credential->ssh_key_path.c_str(),
-                                      nullptr);
+    // A password beside the key is its passphrase, as in Flux's Secrets (libssh2 reads an
+    // unencrypted key without it).
+    return git_credential_ssh_key_new(
+        out, user.c_str(), nullptr, credential->ssh_key_path.c_str(),
+        credential->password.empty() ? nullptr : credential->password.c_str());
   }
   if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && credential->has_password()) {
     return git_credential_userpass_plaintext_new(
@@ -675,7 +680,22 @@ class Libgit2Repository : public GitRepository {
     for (const std::string& spec : specs) pointers.push_back(const_cast<char*>(spec.c_str()));
     git_strarray refspecs = {pointers.data(), pointers.size()};
     int rc = git_remote_fetch(remote, &refspecs, &options, "gitfleet fetch");
-    if (rc != 0) return GitError(rc, absl::StrCat("cannot fetch ", RedactUrl(url)));
+    if (rc != 0) {
+      absl::Status error = GitError(rc, absl::StrCat("cannot fetch ", RedactUrl(url)));
+      if (credential != nullptr && credential->has_ssh_key() &&
+          absl::StrContains(error.message(), "Unable to extract public key from private key")) {
+        // libssh2's words for an encrypted key without its passphrase, or a wrong one.
+        return absl::Status(
+            error.code(),
+            absl::StrCat(error.message(), " (credential ", credential->name, "'s ssh-privatekey",
+                         credential->password.empty()
+                             ? ": an encrypted key needs its passphrase in the credential's "
+                               "password file"
+                             : ": is the password file its passphrase?",
+                         ")"));
+      }
+      return error;
+    }
     return absl::OkStatus();
   }
 
@@ -989,6 +1009,7 @@ class Libgit2Repository : public GitRepository {
                                   : rest.substr(0, colon));
     target.port = SshPort(url_);
     target.key_path = (*credential)->ssh_key_path;
+    target.passphrase = (*credential)->password;
     target.known_hosts = (*credential)->known_hosts;
     target.credential = (*credential)->name;
     SshCommandOptions options;

@@ -440,6 +440,47 @@ TEST_F(PrivateGitTest, AnSshSourcesLfsServerIsOpenedWithGitLfsAuthenticate) {
   EXPECT_THAT(files.status(), FailsWith("exited with status 127"));
 }
 
+// The keys ssh-keygen makes today: OpenSSH's own format (ed25519, ECDSA) and PEM, and
+// encrypted ones, whose passphrase is the credential's password (as in Flux's Secrets). An
+// RSA key fails saying why: Debian 12's libssh2 signs with SHA-1, which OpenSSH refuses.
+TEST_F(PrivateGitTest, SshKeysAsSshKeygenWritesThemPassphrasesIncluded) {
+  const std::string root = TempDir("ssh-keys");
+  SshGitServer server(root);
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string known_hosts = server.known_hosts_line() + "\n";
+  // A key made with `args`, authorized, as credential NAME with `password` (if any).
+  auto key = [&](const std::string& name, const std::string& args, const std::string& password) {
+    std::string out;
+    EXPECT_EQ(
+        ::gitfleet::testing::Run(absl::StrCat("cd '", root, "' && ssh-keygen -q ", args, " -f ",
+                                              name, " && cat ", name, ".pub >> authorized_keys"),
+                                 &out),
+        0)
+        << out;
+    std::map<std::string, std::string> files = {{"ssh-privatekey", Read(root + "/" + name)},
+                                                {"known_hosts", known_hosts}};
+    if (!password.empty()) files["password"] = password;
+    Credential(name, files);
+  };
+  key("ed25519", "-t ed25519 -N ''", "");
+  key("sealed", "-t ed25519 -N 'pass phrase'", "pass phrase\n");
+  key("sealed-pem", "-t ecdsa -m PEM -N 'pass phrase'", "pass phrase");
+  for (const char* name : {"ed25519", "sealed", "sealed-pem"}) {
+    absl::StatusOr<std::string> fetched = FetchMain(url, name);
+    ASSERT_TRUE(fetched.ok()) << name << ": " << fetched.status() << "\n" << server.Log();
+    EXPECT_EQ(*fetched, commit_);
+  }
+  key("unopened", "-t ed25519 -N 'pass phrase'", "");
+  absl::Status unopened = FetchMain(url, "unopened").status();
+  EXPECT_THAT(unopened, FailsWith("an encrypted key needs its passphrase in the credential's "
+                                  "password file"));
+  key("rsa", "-t rsa -b 2048 -N ''", "");
+  EXPECT_THAT(FetchMain(url, "rsa").status(),
+              FailsWith("it is an RSA key, which this control plane's libssh2 (1.10, Debian 12's) "
+                        "signs with SHA-1"));
+}
+
 TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;

@@ -123,12 +123,13 @@ absl::StatusOr<std::string> RunSshCommand(const SshCommandTarget& target,
       !known.ok()) {
     return known;
   }
-  if (libssh2_userauth_publickey_fromfile_ex(session, target.user.data(),
-                                             static_cast<unsigned int>(target.user.size()), nullptr,
-                                             target.key_path.c_str(), nullptr) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(Where(target), " refused the SSH key of credential ", target.credential,
-                     " for user ", target.user, ": ", SessionError(session)));
+  if (libssh2_userauth_publickey_fromfile_ex(
+          session, target.user.data(), static_cast<unsigned int>(target.user.size()), nullptr,
+          target.key_path.c_str(),
+          target.passphrase.empty() ? nullptr : target.passphrase.c_str()) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        Where(target), " refused the SSH key of credential ", target.credential, " for user ",
+        target.user, ": ", SessionError(session), SshKeyHint(ReadSshKeyType(target.key_path))));
   }
   LIBSSH2_CHANNEL* channel = libssh2_channel_open_session(session);
   if (channel == nullptr) {

@@ -23,6 +23,7 @@ struct SshCommandTarget {
   int port = 22;
   std::string user;
   std::string key_path;     // the private key file
+  std::string passphrase;   // the key's, when it is encrypted (else empty)
   std::string known_hosts;  // contents (OpenSSH format)
   std::string credential;   // its name, for messages
 };
