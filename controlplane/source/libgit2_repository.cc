@@ -661,6 +661,9 @@ class Libgit2Repository : public GitRepository {
     };
     options.prune = GIT_FETCH_PRUNE;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    // A proxy as Git and curl find one (http.proxy, HTTPS_PROXY and HTTP_PROXY, NO_PROXY),
+    // as the control plane's other fetches (charts, remote files, LFS) take it through curl.
+    options.proxy_opts.type = GIT_PROXY_AUTO;
     std::string authorization;
     char* header = nullptr;
     if (credential != nullptr && credential->has_bearer_token()) {

@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -158,6 +160,87 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   absl::Status in_url = FetchMain(with_secret, "").status();
   EXPECT_THAT(in_url, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--credentials")));
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
+}
+
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// An HTTP CONNECT proxy on loopback, each tunnel logged as "CONNECT host:port".
+constexpr char kConnectProxyScript[] = R"py(
+import select, socket, socketserver, sys
+class Tunnel(socketserver.StreamRequestHandler):
+    def handle(self):
+        line = self.rfile.readline().decode()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        method, target = line.split()[:2]
+        sys.stderr.write("%s %s\n" % (method, target))
+        if method != "CONNECT":
+            self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            return
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.wfile.flush()
+        sockets = [self.connection, upstream]
+        while True:
+            readable, _, _ = select.select(sockets, [], [], 30)
+            if not readable:
+                return
+            for s in readable:
+                try:
+                    data = s.recv(65536)
+                    if data:
+                        (upstream if s is self.connection else self.connection).sendall(data)
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+server = Server(("127.0.0.1", int(sys.argv[1])), Tunnel)
+print("Proxying", flush=True)
+server.serve_forever()
+)py";
+
+// Git goes through the proxy HTTPS_PROXY names, as curl's fetches do, unless NO_PROXY
+// names the host.
+TEST_F(PrivateGitTest, HttpsThroughTheProxyTheEnvironmentNames) {
+  HttpsGitServer server(TempDir("https-proxied"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string proxy_dir = TempDir("proxy");
+  const int port = ::gitfleet::testing::FreePort();
+  std::unique_ptr<::gitfleet::testing::Process> proxy;
+  if (absl::Status s = ::gitfleet::testing::StartPythonServer(
+          "the proxy", kConnectProxyScript, proxy_dir + "/proxy.py", {std::to_string(port)},
+          proxy_dir + "/proxy.log", "Proxying", &proxy);
+      !s.ok()) {
+    GTEST_SKIP() << s;
+  }
+  Credential("git-https", {{"username", "alice"},
+                           {"password", "correct horse"},
+                           {"ca.crt", Read(server.ca_pem_path())}});
+  setenv("HTTPS_PROXY", absl::StrCat("http://127.0.0.1:", port).c_str(), 1);
+  unsetenv("NO_PROXY");
+  unsetenv("no_proxy");
+  absl::StatusOr<std::string> fetched = FetchMain(url, "git-https");
+  const std::string through = proxy->Log();
+  setenv("NO_PROXY", "127.0.0.1", 1);
+  absl::StatusOr<std::string> direct = FetchMain(url, "git-https");
+  unsetenv("HTTPS_PROXY");
+  unsetenv("NO_PROXY");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << through;
+  EXPECT_EQ(*fetched, commit_);
+  EXPECT_THAT(through, HasSubstr(absl::StrCat("CONNECT 127.0.0.1:", server.port())));
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(Count(proxy->Log(), "CONNECT"), Count(through, "CONNECT"))
+      << "NO_PROXY: not through the proxy\n"
+      << proxy->Log();
 }
 
 // A bearer token (Flux's and Argo CD's `bearerToken`) goes with every request to the
