@@ -316,6 +316,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_release_name = record.reads_fleet_release_name();
   reads.argocd_source = record.reads_argocd_source();
   reads.argocd_kustomize = record.reads_argocd_kustomize();
+  reads.argocd_helm = record.reads_argocd_helm();
   return reads;
 }
 
@@ -452,6 +453,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
         state.record.set_reads_argocd_kustomize(true);
+        state.record.set_reads_argocd_helm(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1389,6 +1391,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
         state.record.set_reads_argocd_kustomize(true);
+        state.record.set_reads_argocd_helm(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {

@@ -2517,6 +2517,7 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
              "  - {name: image.tag, value: '2.0', forcestring: true}\n"
              "  - {name: replicas, value: '3'}\n"
              "  valueFiles: [prod.yaml]\n");
+  git_.Write("charts/api/prod.yaml", "tier: prod\n");
   git_.Write("plain/cm.yaml", Cm("plain"));
   git_.Write("plain/.argocd-source.yaml", "kustomize: {images: ['nginx:1.25.3']}\n");
   git_.Commit("image updater: nginx 1.25.3, api 2.0");
@@ -2545,13 +2546,65 @@ TEST_F(ControllerTest, ArgoCdsParameterOverridesAreAppliedAsArgoCdAppliesThem) {
                                             "busybox=registry.example.com/bb:1 as "
                                             "apps/web/.argocd-source.yaml asks")));
   EXPECT_THAT(listed["api"].notes(),
-              ::testing::Contains(HasSubstr(
-                  "charts/api/.argocd-source.yaml and charts/api/.argocd-source-api.yaml set "
-                  "helm.valueFiles, which gitfleet does not read")));
+              ::testing::Contains(
+                  HasSubstr("gives the chart valueFiles as charts/api/.argocd-source.yaml and "
+                            "charts/api/.argocd-source-api.yaml asks")));
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("apps/web/.argocd-source.yaml sets kustomize.images "
                                             "(Argo CD's parameter overrides); this bundle was "
                                             "rendered before gitfleet read them")));
+}
+
+// Argo CD's chart overrides: value files from the chart's folder after the bundle's own, the
+// inline values (valuesObject over values) after them, the release name unless --release
+// names one; a bundle rendered before gitfleet read them renders as it did, saying so.
+TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/values-prod.yaml", "replicas: 3\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "charts/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_argocd_helm()) << "a new bundle reads them";
+    record.clear_reads_argocd_helm();
+  }));
+  git_.Write("charts/web/.argocd-source.yaml",
+             "helm:\n  valueFiles: [values-prod.yaml, missing.yaml]\n"
+             "  ignoreMissingValueFiles: true\n  values: 'ignored: true'\n"
+             "  valuesObject: {image: {tag: '2.0'}}\n  releaseName: web-prod\n");
+  git_.Commit("overrides");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "charts/web"), false).ok());
+  v1::Bundle named = Bundle("named", "charts/web");
+  named.set_helm_release("mine");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(named, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  const std::string web = OnlyObjectOf(agent, "web");
+  EXPECT_THAT(web, HasSubstr("name: web-prod"));
+  EXPECT_THAT(web, HasSubstr("values-prod.yaml=replicas: 3 |.gitfleet-argocd-values.yaml=image:"));
+  EXPECT_THAT(web, HasSubstr("tag: 2.0"));
+  EXPECT_THAT(web, Not(HasSubstr("ignored"))) << "valuesObject wins over values";
+  EXPECT_THAT(OnlyObjectOf(agent, "named"), HasSubstr("name: mine"));
+  const std::string old = OnlyObjectOf(agent, "old");
+  EXPECT_THAT(old, HasSubstr("name: old"));
+  EXPECT_THAT(old, Not(HasSubstr("values-prod")));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("gives the chart valueFiles, values, releaseName as "
+                                            "charts/web/.argocd-source.yaml asks")));
+  EXPECT_THAT(listed["named"].notes(),
+              ::testing::Contains(HasSubstr("(its releaseName aside: --release names one)")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("helm.valueFiles, helm.values, helm.releaseName, "
+                                            "which gitfleet does not read")));
+  // A value file that is not there fails the render, as Argo CD's does, unless ignored.
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {valueFiles: [missing.yaml]}\n");
+  git_.Commit("a missing file");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(ListedByName()["web"].error(),
+              HasSubstr("helm.valueFiles missing.yaml, which is not in charts/web/"));
 }
 
 // Argo CD's other kustomize overrides (namePrefix, commonLabels, ...) are set as Argo CD's

@@ -93,7 +93,7 @@ absl::Status TakeList(const YAML::Node& node, const std::string& field, const st
 // A string field, merged as a JSON merge patch merges it: given, it replaces the one
 // before; null removes it.
 absl::Status TakeString(const YAML::Node& node, const std::string& field, const std::string& file,
-                        std::optional<std::string>* out) {
+                        std::optional<std::string>* out, const char* section = "kustomize") {
   if (!node) return absl::OkStatus();
   if (node.IsNull()) {
     out->reset();
@@ -102,7 +102,7 @@ absl::Status TakeString(const YAML::Node& node, const std::string& field, const 
   std::optional<std::string> text = StringOf(node);
   if (!text.has_value() || text->find_first_of("\r\n") != std::string::npos || text->size() > 253) {
     return absl::InvalidArgumentError(absl::StrCat(
-        file, ": kustomize.", field, " is not a string of one line (at most 253 characters)"));
+        file, ": ", section, ".", field, " is not a string of one line (at most 253 characters)"));
   }
   *out = *text;
   return absl::OkStatus();
@@ -198,6 +198,72 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
   return absl::OkStatus();
 }
 
+// A JSON merge patch of `patch` over `target`: mappings merged key by key (null removes a
+// key), anything else replacing what was there.
+YAML::Node MergePatch(const YAML::Node& target, const YAML::Node& patch) {
+  if (!patch.IsMap()) return YAML::Clone(patch);
+  YAML::Node out = target && target.IsMap() ? YAML::Clone(target) : YAML::Node(YAML::NodeType::Map);
+  for (const auto& entry : patch) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    if (entry.second.IsNull()) {
+      out.remove(key);
+    } else {
+      out[key] = MergePatch(out[key], entry.second);
+    }
+  }
+  return out;
+}
+
+absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, ArgoCdHelm* out,
+                            YAML::Node* values_object) {
+  if (const YAML::Node given = Field(helm, "valueFiles"); given) {
+    bool has = false;
+    YAML::Node list;
+    GF_RETURN_IF_ERROR(TakeList(given, "helm.valueFiles", file, &has, &list));
+    out->value_files.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::optional<std::string> path = StringOf(list[i]);
+      if (!path.has_value() || path->empty() || path->size() > 1024) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            file, ": helm.valueFiles[", i, "] is not a path, which Argo CD would refuse"));
+      }
+      out->value_files.push_back(*path);
+    }
+  }
+  if (const YAML::Node given = Field(helm, "ignoreMissingValueFiles"); given) {
+    std::optional<bool> flag = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
+    if (!flag.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": helm.ignoreMissingValueFiles is not true or false, which Argo CD would refuse"));
+    }
+    out->ignore_missing_value_files = *flag;
+  }
+  std::optional<std::string> release = out->release_name;
+  GF_RETURN_IF_ERROR(TakeString(Field(helm, "releaseName"), "releaseName", file, &release, "helm"));
+  out->release_name = release;
+  if (const YAML::Node given = Field(helm, "values"); given) {
+    if (given.IsNull()) {
+      out->values.reset();
+    } else if (!given.IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file,
+          ": helm.values is not a string of YAML (valuesObject takes a mapping), which "
+          "Argo CD would refuse"));
+    } else {
+      out->values = given.Scalar();
+    }
+  }
+  if (const YAML::Node given = Field(helm, "valuesObject"); given) {
+    if (!given.IsNull() && !given.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": helm.valuesObject is not a mapping, which Argo CD would refuse"));
+    }
+    *values_object = given.IsNull() ? YAML::Node() : MergePatch(*values_object, given);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
@@ -237,7 +303,11 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   }
   if (const YAML::Node helm = Field(root, "helm"); helm && !helm.IsNull()) {
     if (!helm.IsMap()) return refuse("helm", "is not a mapping");
-    AddUnread(helm, "helm", {"parameters"}, &out->unread);
+    AddUnread(helm, "helm",
+              {"parameters", "valueFiles", "values", "valuesObject", "releaseName",
+               "ignoreMissingValueFiles"},
+              &out->unread);
+    GF_RETURN_IF_ERROR(ReadHelmFields(helm, file.path, &out->helm, &out->helm_values_object));
     if (const YAML::Node given = Field(helm, "parameters"); given) {
       out->helm_parameters.clear();
       YAML::Node parameters;
@@ -340,6 +410,11 @@ absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std
     out.files.push_back(wanted);
     GF_RETURN_IF_ERROR(ReadOne(*file, &out));
   }
+  // valuesObject wins over values (Argo CD's rule), written out as YAML.
+  if (out.helm_values_object && out.helm_values_object.IsMap()) {
+    GF_ASSIGN_OR_RETURN(std::string text, EmitBlockYaml(out.helm_values_object));
+    out.helm.values = std::move(text);
+  }
   // Other Applications' files beside them: the write-back of an app named otherwise.
   const std::string own = absl::StrCat(".argocd-source-", app, ".yaml");
   for (const RepoFile& file : files) {
@@ -411,6 +486,14 @@ absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
   }
   root["images"] = list;
   return EmitBlockYaml(root);
+}
+
+std::vector<std::string> ArgoCdHelm::Fields() const {
+  std::vector<std::string> out;
+  if (!value_files.empty()) out.push_back("valueFiles");
+  if (values) out.push_back("values");
+  if (release_name) out.push_back("releaseName");
+  return out;
 }
 
 std::vector<std::string> ArgoCdKustomize::Fields() const {

@@ -13,8 +13,9 @@
 //
 // What gitfleet reads: kustomize.images and helm.parameters (what the write-back writes),
 // and the kustomize fields Argo CD sets with `kustomize edit` before a build (namePrefix,
-// nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas).
-// Every other field is named in `unread`.
+// nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas),
+// and a chart's valueFiles, values or valuesObject and releaseName. Every other field is
+// named in `unread`.
 
 #include <cstdint>
 #include <map>
@@ -25,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "controlplane/source/git_repository.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 
@@ -56,6 +58,20 @@ struct ArgoCdKustomize {
   std::vector<std::string> Fields() const;
 };
 
+// The chart fields of Argo CD's overrides (besides parameters), as it passes them to helm
+// template: value files first, then the inline values, then the parameters.
+struct ArgoCdHelm {
+  // valueFiles, relative to the Application's path (the chart's folder).
+  std::vector<std::string> value_files;
+  bool ignore_missing_value_files = false;
+  // values (a YAML text) or valuesObject (written out as YAML; it wins over values).
+  std::optional<std::string> values;
+  std::optional<std::string> release_name;  // releaseName
+  bool empty() const { return value_files.empty() && !values && !release_name; }
+  // The fields set, by Argo CD's names ("valueFiles", "values", "releaseName").
+  std::vector<std::string> Fields() const;
+};
+
 struct ArgoCdSource {
   // The files read, in the order merged ("apps/web/.argocd-source-web.yaml").
   std::vector<std::string> files;
@@ -72,6 +88,9 @@ struct ArgoCdSource {
   std::vector<HelmParameter> helm_parameters;
   bool has_helm_parameters = false;
   ArgoCdKustomize kustomize;
+  ArgoCdHelm helm;
+  // valuesObject as merged so far (ReadArgoCdSource writes it into helm.values).
+  YAML::Node helm_values_object;
   // The fields gitfleet does not read ("helm.valueFiles", "directory"), each once.
   std::vector<std::string> unread;
   // The Applications whose own files (.argocd-source-NAME.yaml) are in the folder beside

@@ -41,7 +41,8 @@ TEST(ArgoCdSourceTest, TheAppsFileIsMergedOverTheSharedOne) {
   EXPECT_TRUE(source->helm_parameters[0].force_string);
   EXPECT_EQ(source->helm_parameters[1].value, "3");
   EXPECT_FALSE(source->helm_parameters[1].force_string);
-  EXPECT_THAT(source->unread, ElementsAre("directory", "helm.valueFiles"));
+  EXPECT_THAT(source->unread, ElementsAre("directory"));
+  EXPECT_THAT(source->helm.value_files, ElementsAre("prod.yaml"));
 
   absl::StatusOr<ArgoCdSource> none = ReadArgoCdSource("apps/api", "api", files);
   ASSERT_TRUE(none.ok());
@@ -116,6 +117,38 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreMergedAsArgoCdMergesThem) {
            {"kustomize: {replicas: [{name: web, count: -1}]}\n", "is not a name and a count"},
            {"kustomize: {forceCommonLabels: maybe}\n", "forceCommonLabels is not true or false"},
            {"kustomize: {namePrefix: [a]}\n", "kustomize.namePrefix is not a string"},
+       }) {
+    EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+}
+
+// Argo CD's chart fields: valueFiles replaced whole, valuesObject merged key by key and
+// winning over values, releaseName.
+TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
+  std::vector<RepoFile> files = {
+      {".argocd-source.yaml",
+       "helm:\n  valueFiles: [a.yaml, b.yaml]\n  values: 'x: 1'\n"
+       "  valuesObject: {image: {tag: '1.0', pull: Always}, replicas: 2}\n"},
+      {".argocd-source-web.yaml",
+       "helm:\n  valueFiles: [prod.yaml]\n  ignoreMissingValueFiles: yes\n"
+       "  valuesObject: {image: {pull: null, tag: '2.0'}}\n  releaseName: web-prod\n"},
+  };
+  absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("", "web", files);
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_THAT(source->helm.value_files, ElementsAre("prod.yaml"));
+  EXPECT_TRUE(source->helm.ignore_missing_value_files);
+  EXPECT_EQ(source->helm.values, "image:\n  tag: \"2.0\"\nreplicas: 2\n");
+  EXPECT_EQ(source->helm.release_name, "web-prod");
+  EXPECT_THAT(source->helm.Fields(), ElementsAre("valueFiles", "values", "releaseName"));
+  EXPECT_TRUE(source->unread.empty());
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"helm: {valueFiles: [{a: 1}]}\n", "helm.valueFiles[0] is not a path"},
+           {"helm: {values: {a: 1}}\n", "helm.values is not a string of YAML"},
+           {"helm: {valuesObject: [1]}\n", "helm.valuesObject is not a mapping"},
+           {"helm: {releaseName: [x]}\n", "helm.releaseName is not a string"},
+           {"helm: {ignoreMissingValueFiles: maybe}\n", "is not true or false"},
        }) {
     EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))

@@ -29,6 +29,8 @@ namespace gitfleet {
 namespace {
 // Where fleet.yaml's helm.values are written in the scratch copy of the chart.
 constexpr char kFleetValuesFile[] = ".gitfleet-fleet-yaml-values.yaml";
+// Where Argo CD's helm.values are written in the scratch copy of the chart.
+constexpr char kArgoCdValuesFile[] = ".gitfleet-argocd-values.yaml";
 // Where a fetched chart is written, in the scratch copy of the bundle's folder.
 constexpr char kFetchedChartFolder[] = ".gitfleet-fetched-chart";
 }  // namespace
@@ -445,6 +447,22 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   }
   values_files.insert(values_files.end(), input.helm_values_files.begin(),
                       input.helm_values_files.end());
+  // Argo CD's inline values (its overrides' values or valuesObject), after its files.
+  if (!input.argocd_helm_values.empty()) {
+    const std::string written = values_dir + "/" + kArgoCdValuesFile;
+    if (access(written.c_str(), F_OK) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm ", chart, ": the chart holds a file named ", kArgoCdValuesFile,
+                       ", where gitfleet puts Argo CD's helm.values"));
+    }
+    std::ofstream out(written);
+    out << input.argocd_helm_values;
+    out.close();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("helm ", input.path, ": cannot write ", written));
+    }
+    values_files.push_back(kArgoCdValuesFile);
+  }
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
       input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues,

@@ -555,6 +555,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_release_name = reads.fleet_release_name;
   input->reads_argocd_source = reads.argocd_source;
   input->reads_argocd_kustomize = reads.argocd_kustomize;
+  input->reads_argocd_helm = reads.argocd_helm;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1397,6 +1398,10 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     // A bundle from before: its objects are not renamed or relabelled by an upgrade.
     for (const std::string& field : kustomize_fields) unread.push_back("kustomize." + field);
   }
+  const std::vector<std::string> helm_fields = source.helm.Fields();
+  if (!input.reads_argocd_helm) {
+    for (const std::string& field : helm_fields) unread.push_back("helm." + field);
+  }
   if (!input.reads_argocd_source) {
     if (input.notes != nullptr && (images || parameters)) {
       input.notes->push_back(absl::StrCat(
@@ -1453,15 +1458,65 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
                                           " asks (kustomize edit), as Argo CD does"));
     }
   }
+  if (input.reads_argocd_helm && !helm_fields.empty()) {
+    if (engine != "helm") {
+      return elsewhere("chart fields", absl::StrJoin(helm_fields, ", "),
+                       "to a chart (helm template)");
+    }
+    // Value files are the chart's folder's, as Argo CD reads them from the Application's
+    // path: one outside it, or at a URL, is not read here.
+    const std::string chart_folder =
+        absl::StrCat(input.path.empty() ? "" : input.path + "/",
+                     placed->helm_chart.empty() ? "" : placed->helm_chart + "/");
+    for (const std::string& file : source.helm.value_files) {
+      if (absl::StrContains(file, "://") || absl::StartsWith(file, "$")) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            files, sets, "helm.valueFiles ", file.substr(0, 256),
+            ", which is not a file in the chart's folder (a URL, or another source's "
+            "$ref): put the values in the repository, or in the bundle's --values-file"));
+      }
+      std::string relative = file;
+      while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
+      GF_RETURN_IF_ERROR(CheckHelmValuesFile(relative));
+      const bool found =
+          std::any_of(input.files.begin(), input.files.end(),
+                      [&](const RepoFile& f) { return f.path == chart_folder + relative; });
+      if (!found && source.helm.ignore_missing_value_files) continue;
+      if (!found) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            files, sets, "helm.valueFiles ", relative, ", which is not in ",
+            chart_folder.empty() ? "the repository root" : chart_folder,
+            ": Argo CD's build fails so too (ignoreMissingValueFiles: true passes over it)"));
+      }
+      placed->helm_values_files.push_back(relative);
+    }
+    if (source.helm.values) {
+      // Read as YAML first: helm would fail on it, naming a temporary file.
+      GF_RETURN_IF_ERROR(
+          LoadBoundedYaml(*source.helm.values, absl::StrCat(files, ": helm.values")).status());
+      placed->argocd_helm_values = *source.helm.values;
+    }
+    if (source.helm.release_name && input.bundle_helm_release.empty()) {
+      placed->helm_release = *source.helm.release_name;
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(
+          absl::StrCat("gives the chart ", absl::StrJoin(helm_fields, ", "), " as ", files,
+                       " asks, as Argo CD does",
+                       source.helm.release_name && !input.bundle_helm_release.empty()
+                           ? " (its releaseName aside: --release names one)"
+                           : ""));
+    }
+  }
   if (!unread.empty() && input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
         files, sets, ListNames(unread, 10),
         ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
         "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations "
-        "and replicas, and helm.parameters",
-        input.reads_argocd_kustomize
+        "and replicas, and helm.parameters, valueFiles, values, valuesObject and releaseName",
+        input.reads_argocd_kustomize && input.reads_argocd_helm
             ? ""
-            : "; the kustomize fields but images only for bundles added since gitfleet read "
+            : "; all but images and parameters only for bundles added since gitfleet read "
               "them: add the bundle again to have them applied",
         "): the bundle's own flags do that work (--values, --values-file, --release, "
         "--include, --exclude)"));

@@ -227,6 +227,14 @@ struct RenderInput {
   bool reads_argocd_kustomize = true;
   // Set by RenderBundlePath from those.
   ArgoCdKustomize argocd_kustomize;
+  // Argo CD's chart fields in the parameter overrides (valueFiles, values or valuesObject,
+  // releaseName: ArgoCdHelm) are passed to helm as Argo CD passes them: the value files
+  // after the bundle's own, the values after those (before --values and parameters), the
+  // release name unless --release names one. False for a bundle rendered before gitfleet
+  // read them: noted, not applied.
+  bool reads_argocd_helm = true;
+  // Set by RenderBundlePath from those: the values text, written beside the chart.
+  std::string argocd_helm_values;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
@@ -248,6 +256,7 @@ struct RepositoryReads {
   bool fleet_release_name = true;
   bool argocd_source = true;
   bool argocd_kustomize = true;
+  bool argocd_helm = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet
