@@ -428,40 +428,36 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   // Values files are the chart's own, or (a fetched chart) the bundle's folder's.
   const std::string values_dir =
       input.remote_chart.empty() ? chart_dir : absl::StrCat(scratch.root(), "/", input.path);
-  // fleet.yaml's values (merged and filled in), then the bundle's own files.
+  // fleet.yaml's values (merged and filled in), then the bundle's own files, then Argo CD's
+  // inline values (its overrides' values or valuesObject).
   std::vector<std::string> values_files;
-  if (!input.fleet_helm_values.empty()) {
-    std::string written = values_dir + "/" + kFleetValuesFile;
+  // `text` written as `name` beside the chart's values, for helm to read; `whose` names it.
+  auto write_values = [&](const char* name, const std::string& text,
+                          const char* whose) -> absl::Status {
+    const std::string written = values_dir + "/" + name;
     if (access(written.c_str(), F_OK) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("helm ", chart, ": the chart holds a file named ", kFleetValuesFile,
-                       ", where gitfleet puts fleet.yaml's helm.values"));
+      return absl::InvalidArgumentError(absl::StrCat("helm ", chart,
+                                                     ": the chart holds a file named ", name,
+                                                     ", where gitfleet puts ", whose));
     }
     std::ofstream out(written);
-    out << input.fleet_helm_values;
+    out << text;
     out.close();
     if (!out) {
       return absl::InternalError(absl::StrCat("helm ", input.path, ": cannot write ", written));
     }
-    values_files.push_back(kFleetValuesFile);
+    values_files.push_back(name);
+    return absl::OkStatus();
+  };
+  if (!input.fleet_helm_values.empty()) {
+    GF_RETURN_IF_ERROR(
+        write_values(kFleetValuesFile, input.fleet_helm_values, "fleet.yaml's helm.values"));
   }
   values_files.insert(values_files.end(), input.helm_values_files.begin(),
                       input.helm_values_files.end());
-  // Argo CD's inline values (its overrides' values or valuesObject), after its files.
   if (!input.argocd_helm_values.empty()) {
-    const std::string written = values_dir + "/" + kArgoCdValuesFile;
-    if (access(written.c_str(), F_OK) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("helm ", chart, ": the chart holds a file named ", kArgoCdValuesFile,
-                       ", where gitfleet puts Argo CD's helm.values"));
-    }
-    std::ofstream out(written);
-    out << input.argocd_helm_values;
-    out.close();
-    if (!out) {
-      return absl::InternalError(absl::StrCat("helm ", input.path, ": cannot write ", written));
-    }
-    values_files.push_back(kArgoCdValuesFile);
+    GF_RETURN_IF_ERROR(
+        write_values(kArgoCdValuesFile, input.argocd_helm_values, "Argo CD's helm.values"));
   }
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
