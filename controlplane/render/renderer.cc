@@ -1352,6 +1352,50 @@ void LeaveFieldsToControllers(const RenderInput& input, ObjectSet* objects) {
 
 namespace {
 
+// Argo CD's chart fields (ArgoCdHelm) for `placed`: the value files of the chart's folder,
+// checked there, the inline values, read as YAML first, and the release name unless the
+// bundle's --release names one. `files` are the overrides' files, which `sets` them.
+absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
+                             const std::string& files, const char* sets, RenderInput* placed) {
+  // Value files are the chart's folder's, as Argo CD reads them from the Application's
+  // path: one outside it, or at a URL, is not read here.
+  const std::string chart_folder =
+      absl::StrCat(input.path.empty() ? "" : input.path + "/",
+                   placed->helm_chart.empty() ? "" : placed->helm_chart + "/");
+  for (const std::string& file : helm.value_files) {
+    if (absl::StrContains(file, "://") || absl::StartsWith(file, "$")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          files, sets, "helm.valueFiles ", file.substr(0, 256),
+          ", which is not a file in the chart's folder (a URL, or another source's "
+          "$ref): put the values in the repository, or in the bundle's --values-file"));
+    }
+    std::string relative = file;
+    while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
+    GF_RETURN_IF_ERROR(CheckHelmValuesFile(relative));
+    const bool found = std::any_of(input.files.begin(), input.files.end(), [&](const RepoFile& f) {
+      return f.path == chart_folder + relative;
+    });
+    if (!found && helm.ignore_missing_value_files) continue;
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          files, sets, "helm.valueFiles ", relative, ", which is not in ",
+          chart_folder.empty() ? "the repository root" : chart_folder,
+          ": Argo CD's build fails so too (ignoreMissingValueFiles: true passes over it)"));
+    }
+    placed->helm_values_files.push_back(relative);
+  }
+  if (helm.values) {
+    // Read as YAML first: helm would fail on it, naming a temporary file.
+    GF_RETURN_IF_ERROR(
+        LoadBoundedYaml(*helm.values, absl::StrCat(files, ": helm.values")).status());
+    placed->argocd_helm_values = *helm.values;
+  }
+  if (helm.release_name && input.bundle_helm_release.empty()) {
+    placed->helm_release = *helm.release_name;
+  }
+  return absl::OkStatus();
+}
+
 // Argo CD's parameter overrides in the bundle's folder (ReadArgoCdSource), for `placed`:
 // its kustomization's images and its chart's parameters, as Argo CD applies them. One set
 // for an engine that cannot take it fails the render: Argo CD would not render the folder
@@ -1463,42 +1507,7 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
       return elsewhere("chart fields", absl::StrJoin(helm_fields, ", "),
                        "to a chart (helm template)");
     }
-    // Value files are the chart's folder's, as Argo CD reads them from the Application's
-    // path: one outside it, or at a URL, is not read here.
-    const std::string chart_folder =
-        absl::StrCat(input.path.empty() ? "" : input.path + "/",
-                     placed->helm_chart.empty() ? "" : placed->helm_chart + "/");
-    for (const std::string& file : source.helm.value_files) {
-      if (absl::StrContains(file, "://") || absl::StartsWith(file, "$")) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            files, sets, "helm.valueFiles ", file.substr(0, 256),
-            ", which is not a file in the chart's folder (a URL, or another source's "
-            "$ref): put the values in the repository, or in the bundle's --values-file"));
-      }
-      std::string relative = file;
-      while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
-      GF_RETURN_IF_ERROR(CheckHelmValuesFile(relative));
-      const bool found =
-          std::any_of(input.files.begin(), input.files.end(),
-                      [&](const RepoFile& f) { return f.path == chart_folder + relative; });
-      if (!found && source.helm.ignore_missing_value_files) continue;
-      if (!found) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            files, sets, "helm.valueFiles ", relative, ", which is not in ",
-            chart_folder.empty() ? "the repository root" : chart_folder,
-            ": Argo CD's build fails so too (ignoreMissingValueFiles: true passes over it)"));
-      }
-      placed->helm_values_files.push_back(relative);
-    }
-    if (source.helm.values) {
-      // Read as YAML first: helm would fail on it, naming a temporary file.
-      GF_RETURN_IF_ERROR(
-          LoadBoundedYaml(*source.helm.values, absl::StrCat(files, ": helm.values")).status());
-      placed->argocd_helm_values = *source.helm.values;
-    }
-    if (source.helm.release_name && input.bundle_helm_release.empty()) {
-      placed->helm_release = *source.helm.release_name;
-    }
+    GF_RETURN_IF_ERROR(PlaceArgoCdHelm(input, source.helm, files, sets, placed));
     if (input.notes != nullptr) {
       input.notes->push_back(
           absl::StrCat("gives the chart ", absl::StrJoin(helm_fields, ", "), " as ", files,
