@@ -8,8 +8,12 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -152,6 +156,153 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   result.exit_code =
       WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
   return result;
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::vector<std::string>& argv, const SubprocessOptions& options) {
+  if (argv.empty()) return absl::InvalidArgumentError("no program to run");
+  if (access(argv[0].c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("cannot execute ", argv[0], ": ", strerror(errno)));
+  }
+  int in[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
+    return absl::InternalError(absl::StrCat("socketpair: ", strerror(errno)));
+  }
+  Pipe input{in[0], in[1]};  // closed on every early return below
+  Pipe out, err;
+  if (absl::Status s = MakePipe(&out); !s.ok()) return s;
+  if (absl::Status s = MakePipe(&err); !s.ok()) return s;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, input.read, STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out.write, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err.write, STDERR_FILENO);
+  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> env;
+  for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
+  std::unique_ptr<ChildProcess> child(new ChildProcess());
+  child->pid_ = pid;
+  child->max_stderr_bytes_ = options.max_stderr_bytes;
+  child->in_ = std::exchange(input.write, -1);
+  child->out_ = std::exchange(out.read, -1);
+  child->err_ = std::exchange(err.read, -1);
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  if (!reaped_ && pid_ > 0) {
+    kill(-pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  for (int fd : {in_, out_, err_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+void ChildProcess::DrainStderr() {
+  char buffer[4096];
+  const ssize_t n = read(err_, buffer, sizeof(buffer));
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {
+    close(err_);
+    err_ = -1;
+    return;
+  }
+  if (stderr_text_.size() < max_stderr_bytes_) {
+    stderr_text_.append(
+        buffer, std::min<size_t>(static_cast<size_t>(n), max_stderr_bytes_ - stderr_text_.size()));
+  }
+}
+
+int ChildProcess::WaitFor(int fd, short events, absl::Time deadline) {
+  while (true) {
+    const absl::Duration left = deadline - RealClock().Now();
+    if (left <= absl::ZeroDuration()) return 0;
+    pollfd fds[2] = {{fd, events, 0}, {err_, POLLIN, 0}};
+    const int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return -1;
+    if (fds[1].revents != 0) DrainStderr();
+    if (fd < 0 && err_ < 0) return 1;
+    if (fd >= 0 && fds[0].revents != 0) return 1;
+  }
+}
+
+absl::Status ChildProcess::Write(absl::string_view data, absl::Time deadline) {
+  while (!data.empty()) {
+    if (in_ < 0) return absl::UnavailableError("its input is closed");
+    const int ready = WaitFor(in_, POLLOUT, deadline);
+    if (ready == 0) return absl::DeadlineExceededError("it took no more input in time");
+    if (ready < 0) return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+    const ssize_t n = send(in_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0)
+      return absl::UnavailableError(absl::StrCat("it took no more input: ", strerror(errno)));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ChildProcess::Read(char* buffer, size_t size, absl::Time deadline) {
+  if (out_ < 0) return 0;
+  while (true) {
+    const int ready = WaitFor(out_, POLLIN, deadline);
+    if (ready == 0) return absl::DeadlineExceededError("it wrote nothing in time");
+    if (ready < 0) return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+    const ssize_t n = read(out_, buffer, size);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return absl::InternalError(absl::StrCat("read: ", strerror(errno)));
+    return static_cast<size_t>(n);
+  }
+}
+
+void ChildProcess::CloseInput() {
+  if (in_ >= 0) close(in_);
+  in_ = -1;
+}
+
+absl::StatusOr<int> ChildProcess::Wait(absl::Time deadline) {
+  CloseInput();
+  // Its error output ends when it exits (or hands it on): read it to the end first.
+  while (err_ >= 0) {
+    if (WaitFor(-1, 0, deadline) == 0) break;
+  }
+  while (true) {
+    int status = 0;
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      reaped_ = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (done < 0 && errno != EINTR)
+      return absl::InternalError(absl::StrCat("waitpid: ", strerror(errno)));
+    if (RealClock().Now() >= deadline) {
+      kill(-pid_, SIGKILL);
+      return absl::DeadlineExceededError("it did not exit in time; killed");
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
 }
 
 // A forked child of a sanitizer build keeps the sanitizer's runtime, which maps its

@@ -11,11 +11,15 @@
 // The child gets its own process group; on timeout or too much output the whole group is
 // killed (SIGKILL) and reaped, so nothing it started is left behind. Thread-safe.
 
+#include <sys/types.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace gitfleet {
@@ -43,6 +47,55 @@ struct SubprocessResult {
 // ResourceExhausted when stdout passes its limit. A non-zero exit is not an error here.
 absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
                                                const SubprocessOptions& options);
+
+// A program run beside the caller, spoken to through its standard input and output while
+// it runs (as git speaks to `ssh`): every wait bounded by a deadline the caller gives, its
+// error output kept (the first max_stderr_bytes). The child gets its own process group;
+// the destructor kills the group (SIGKILL) and reaps it, unless Wait saw it exit.
+// One thread at a time.
+//
+//   GF_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> ssh, ChildProcess::Start(argv, options));
+//   GF_RETURN_IF_ERROR(ssh->Write(request, deadline));
+//   GF_ASSIGN_OR_RETURN(size_t n, ssh->Read(buffer, sizeof(buffer), deadline));  // 0: its end
+class ChildProcess {
+ public:
+  // Uses options' cwd, env and max_stderr_bytes (its timeout and limits are the caller's
+  // deadlines here). NotFound when the program cannot be executed.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
+                                                             const SubprocessOptions& options);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // All of `data` to its standard input. DeadlineExceeded past `deadline`; Unavailable
+  // when it has closed its input (exited).
+  absl::Status Write(absl::string_view data, absl::Time deadline);
+  // Up to `size` bytes of its standard output as soon as some come; 0 at its end.
+  // DeadlineExceeded past `deadline`.
+  absl::StatusOr<size_t> Read(char* buffer, size_t size, absl::Time deadline);
+  // Ends its standard input (it sees end of file).
+  void CloseInput();
+  // Its exit code once it exits (128 + signal when killed by one); DeadlineExceeded (and
+  // the group killed) when it has not by `deadline`.
+  absl::StatusOr<int> Wait(absl::Time deadline);
+  // What it wrote to its error output so far (bounded).
+  const std::string& stderr_text() const { return stderr_text_; }
+
+ private:
+  ChildProcess() = default;
+  // Polls `fd` for `events` (and keeps draining its error output) until ready, its error
+  // output ends with `fd` < 0, or `deadline`. 1 ready, 0 deadline, -1 poll failed.
+  int WaitFor(int fd, short events, absl::Time deadline);
+  void DrainStderr();
+
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int in_ = -1;  // a socket: a write to a closed end fails instead of raising SIGPIPE
+  int out_ = -1;
+  int err_ = -1;
+  size_t max_stderr_bytes_ = 0;
+  std::string stderr_text_;
+};
 
 // Runs `work` in a forked child, which sees this process's memory as it was at the fork
 // (copy-on-write, nothing serialized), and returns the bytes it produced. For in-process
