@@ -135,6 +135,11 @@ ABSL_FLAG(int64_t, max_bundle_bytes, gitfleet::kDefaultMaxBundleBytes,
           "Most YAML bytes one bundle may render.");
 ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
+ABSL_FLAG(std::string, ssh_client, "auto",
+          "SSH client for ssh:// sources: auto (OpenSSH's ssh for RSA keys, which Debian 12's "
+          "libssh2 signs with SHA-1 only; libssh2 for the rest), openssh (every key) or "
+          "libssh2.");
+ABSL_FLAG(std::string, ssh, "", "OpenSSH's ssh binary (default: found on the system).");
 ABSL_FLAG(std::string, helm, "",
           "helm binary for helm bundles and kustomize's helmCharts (default: found on the "
           "system).");
@@ -423,6 +428,17 @@ int Main(ShutdownSignals& signals) {
   setenv("HOME", absl::StrCat(data_dir, "/git/home").c_str(), 1);
   GitAccess git_access{absl::GetFlag(FLAGS_credentials_dir),
                        absl::GetFlag(FLAGS_allow_local_sources)};
+  {
+    absl::StatusOr<SshClient> ssh_client = ParseSshClient(absl::GetFlag(FLAGS_ssh_client));
+    if (!ssh_client.ok()) return Fail(ssh_client.status());
+    git_access.ssh.client = *ssh_client;
+    git_access.ssh.program = absl::GetFlag(FLAGS_ssh);
+    if (*ssh_client == SshClient::kOpenSsh || !git_access.ssh.program.empty()) {
+      if (absl::StatusOr<std::string> found = FindSshProgram(git_access.ssh); !found.ok()) {
+        return Fail(absl::InvalidArgumentError(found.status().message()));
+      }
+    }
+  }
   {
     absl::StatusOr<CredentialPrefixes> prefixes =
         ParseCredentialPrefixes(absl::GetFlag(FLAGS_git_credentials));

@@ -304,9 +304,10 @@ std::string ReadSshKeyType(const std::string& path) {
 
 std::string SshKeyHint(const std::string& type) {
   if (type != "ssh-rsa") return "";
-  return "; it is an RSA key, which this control plane's libssh2 (1.10, Debian 12's) signs with "
-         "SHA-1 (ssh-rsa), as OpenSSH 8.8 and later and GitHub refuse: give it an ed25519 or "
-         "ECDSA key (ssh-keygen -t ed25519)";
+  return "; it is an RSA key, which libssh2 (1.10, Debian 12's) signs with SHA-1 (ssh-rsa), as "
+         "OpenSSH 8.8 and later and GitHub refuse: run the control plane with --ssh-client=auto "
+         "(the default: OpenSSH's client for RSA keys) or openssh, or give it an ed25519 key "
+         "(ssh-keygen -t ed25519)";
 }
 
 std::string SshFingerprint(absl::string_view key_blob) {

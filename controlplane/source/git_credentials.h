@@ -64,8 +64,9 @@ absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout
 // "ecdsa-sha2-nistp256", ...), read from its PEM or OpenSSH header; "" when it cannot tell.
 std::string ReadSshKeyType(const std::string& path);
 
-// What to add to a refusal of an SSH key of `type`: for an RSA key, that libssh2 1.10
-// (Debian 12's) signs with SHA-1, which OpenSSH 8.8+ and GitHub refuse; else "".
+// What to add to libssh2's refusal of an SSH key of `type`: for an RSA key, that libssh2
+// 1.10 (Debian 12's) signs with SHA-1, which OpenSSH 8.8+ and GitHub refuse, and that
+// OpenSSH's client (openssh.h) signs with SHA-2; else "".
 std::string SshKeyHint(const std::string& type);
 
 // "SHA256:…" (unpadded base64), as ssh-keygen -l prints a key's fingerprint.

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "controlplane/source/openssh.h"
 
 namespace gitfleet {
 
@@ -166,6 +167,9 @@ struct GitAccess {
   // --git-credentials: the credential a source naming none, or a submodule, gets by the
   // longest URL prefix it is under (git_credentials.h: ParseCredentialPrefixes).
   std::vector<std::pair<std::string, std::string>> credential_prefixes;
+  // Which SSH client fetches over ssh:// (--ssh-client, --ssh; openssh.h). Its scratch
+  // folder defaults to one in the cache's.
+  OpenSshSettings ssh;
 };
 
 std::unique_ptr<GitRepositories> NewLibgit2Repositories(std::string cache_dir,

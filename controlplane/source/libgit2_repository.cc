@@ -30,6 +30,7 @@
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/lfs.h"
+#include "controlplane/source/openssh_transport.h"
 #include "controlplane/source/repo_url.h"
 #include "controlplane/source/ssh_command.h"
 #include "controlplane/source/submodules.h"
@@ -435,6 +436,13 @@ bool IsAbbreviatedCommitId(const std::string& ref) {
   return ref.size() >= 7 && ref.size() < 40 && IsHex(ref);
 }
 
+// Whether `url` is fetched over SSH: ssh://, or scp-like "user@host:path".
+bool IsSshUrl(const std::string& url) {
+  if (absl::StartsWith(url, "ssh://")) return true;
+  return !absl::StrContains(url, "://") && !absl::StartsWith(url, "/") &&
+         url.find(':') != std::string::npos;
+}
+
 // The port of an ssh:// URL (22 when none is given).
 int SshPort(const std::string& url) {
   absl::string_view rest(url);
@@ -459,6 +467,7 @@ struct FetchContext {
   int ssh_port = 22;
   const GitCredential* credential = nullptr;  // null: the source names none
   int secret_attempts = 0;
+  OpenSshFetch openssh;  // when OpenSSH's client carries the fetch
 };
 
 int CallbackError(const std::string& message) {
@@ -648,6 +657,15 @@ class Libgit2Repository : public GitRepository {
     options.callbacks.payload = &progress;
     options.callbacks.credentials = AcquireCredential;
     options.callbacks.certificate_check = CheckServerCertificate;
+    if (credential != nullptr && credential->has_ssh_key() && IsSshUrl(url) &&
+        UsesOpenSsh(access_.ssh, credential->ssh_key_path)) {
+      // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh: as git, through
+      // OpenSSH's client, which checks the host key against the credential's known_hosts.
+      progress.openssh = {access_.ssh, credential};
+      options.callbacks.transport = [](git_transport** out, git_remote* owner, void* payload) {
+        return OpenSshGitTransport(out, owner, &static_cast<FetchContext*>(payload)->openssh);
+      };
+    }
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
       auto* p = static_cast<FetchContext*>(payload);
       if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
@@ -1017,7 +1035,10 @@ class Libgit2Repository : public GitRepository {
     target.credential = (*credential)->name;
     SshCommandOptions options;
     options.timeout = limits_.fetch_timeout;
-    absl::StatusOr<std::string> answer = RunSshCommand(target, *command, options);
+    absl::StatusOr<std::string> answer =
+        UsesOpenSsh(access_.ssh, target.key_path)
+            ? RunOpenSshCommand(access_.ssh, target, *command, options)
+            : RunSshCommand(target, *command, options);
     if (!answer.ok()) return answer.status();
     absl::StatusOr<LfsSshAccess> access = ParseLfsAuthenticate(*answer);
     if (!access.ok()) return access.status();
@@ -1292,6 +1313,13 @@ class Libgit2Repositories : public GitRepositories {
       }
     }
     if (FILE* f = fopen((home + "/.ssh/known_hosts").c_str(), "a")) fclose(f);
+    // OpenSSH's connections each make a private folder here (a copy of the key, the
+    // credential's known_hosts), removed as they end; what is here now a crash left.
+    if (access_.ssh.scratch_dir.empty()) {
+      access_.ssh.scratch_dir = home + "/ssh";
+      RemoveRecursively(access_.ssh.scratch_dir).IgnoreError();
+      mkdir(access_.ssh.scratch_dir.c_str(), 0700);
+    }
     git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, GIT_CONFIG_LEVEL_GLOBAL, home.c_str());
     git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, GIT_CONFIG_LEVEL_XDG, home.c_str());
     // libgit2 1.5's SSH transport reads $HOME/.ssh/known_hosts before our check, and fails
@@ -1449,7 +1477,7 @@ class Libgit2Repositories : public GitRepositories {
 
   const std::string cache_dir_;
   const GitLimits limits_;
-  const GitAccess access_;
+  GitAccess access_;  // its SSH scratch folder filled in by the constructor
   Mutex mu_;
   std::map<std::string, std::shared_ptr<GitRepository>> repos_ ABSL_GUARDED_BY(mu_);
   // Repositories no source uses, whose clones go once no one holds them (Retain).

@@ -61,7 +61,7 @@ class PrivateGitTest : public ::testing::Test {
   std::shared_ptr<GitRepository> FetchedWithLfs(const std::string& url,
                                                 const std::string& credential,
                                                 const std::string& server_log) {
-    repos_ = NewLibgit2Repositories(TempDir("lfs-cache"), {}, {credentials_, false});
+    repos_ = NewLibgit2Repositories(TempDir("lfs-cache"), {}, Access());
     absl::StatusOr<std::shared_ptr<GitRepository>> repo =
         repos_->ForUrl(url, credential, false, /*lfs=*/true);
     EXPECT_TRUE(repo.ok()) << repo.status();
@@ -73,7 +73,7 @@ class PrivateGitTest : public ::testing::Test {
 
   // Fetches `url` with `credential` in a fresh cache; the commit main is at, or the error.
   absl::StatusOr<std::string> FetchMain(const std::string& url, const std::string& credential) {
-    auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
+    auto repos = NewLibgit2Repositories(TempDir("cache"), {}, Access());
     absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url, credential);
     if (!repo.ok()) return repo.status();
     if (absl::Status s = (*repo)->Fetch(); !s.ok()) return s;
@@ -82,7 +82,15 @@ class PrivateGitTest : public ::testing::Test {
     return main->id;
   }
 
+  // The credentials, and the SSH client ssh_client_ names.
+  GitAccess Access() const {
+    GitAccess access{credentials_, false};
+    access.ssh.client = ssh_client_;
+    return access;
+  }
+
   GitFixture git_;
+  SshClient ssh_client_ = SshClient::kAuto;
   std::unique_ptr<GitRepositories> repos_;
   std::string credentials_;
   std::string commit_;
@@ -459,6 +467,7 @@ TEST(CredentialPrefixesTest, ReadsTheFlagAndMatchesTheLongestPrefix) {
 // Over SSH too: a relative submodule is fetched with the source's key, its host key
 // checked against the credential's known_hosts at its own port.
 TEST_F(PrivateGitTest, SubmodulesOverSshUseTheSourcesKey) {
+  ssh_client_ = SshClient::kOpenSsh;  // libssh2's path: every other SSH test
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
   GitFixture app(TempDir("app"));
@@ -470,7 +479,7 @@ TEST_F(PrivateGitTest, SubmodulesOverSshUseTheSourcesKey) {
   const std::string url = server.Serve(app.dir(), "app");
   Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
                          {"known_hosts", server.known_hosts_line() + "\n"}});
-  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, {credentials_, false});
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, Access());
   std::shared_ptr<GitRepository> repo = *repos->ForUrl(url, "git-ssh", /*submodules=*/true);
   ASSERT_TRUE(repo->Fetch().ok()) << server.Log();
   absl::StatusOr<CommitInfo> main = repo->Resolve("main");
@@ -504,28 +513,38 @@ TEST_F(PrivateGitTest, AnSshSourcesLfsServerIsOpenedWithGitLfsAuthenticate) {
   const std::string url = server.Serve(git_.dir(), "app");
   Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
                          {"known_hosts", server.known_hosts_line() + "\n"}});
-  std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "git-ssh", server.Log());
-  ASSERT_NE(repo, nullptr);
-  absl::StatusOr<std::vector<RepoFile>> files =
-      repo->ReadTree(first, "apps/web", GitRepository::Unreadable::kRefuse);
-  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log() << server.Log();
-  EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
-  EXPECT_THAT(lfs.Log(), HasSubstr("POST /org/app.git/info/lfs/objects/batch auth=RemoteAuth"));
-  // The path as git-lfs sends it: the URL's, without its leading "/".
-  EXPECT_THAT(server.LfsAuthenticateLog(), HasSubstr("/repos/app.git download"));
-  EXPECT_NE(server.LfsAuthenticateLog().substr(0, 1), "/");
+  const std::string answer = absl::StrCat(
+      R"({"href": ")", lfs.url(),
+      R"(org/app.git/info/lfs", "header": {"Authorization": "RemoteAuth token-over-ssh"},
+          "expires_in": 3600})");
+  for (SshClient client : {SshClient::kLibssh2, SshClient::kOpenSsh}) {
+    SCOPED_TRACE(client == SshClient::kOpenSsh ? "OpenSSH's client" : "libssh2");
+    ssh_client_ = client;
+    server.AnswerLfsAuthenticate(answer);
+    std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "git-ssh", server.Log());
+    ASSERT_NE(repo, nullptr);
+    absl::StatusOr<std::vector<RepoFile>> files =
+        repo->ReadTree(first, "apps/web", GitRepository::Unreadable::kRefuse);
+    ASSERT_TRUE(files.ok()) << files.status() << lfs.Log() << server.Log();
+    EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+    EXPECT_THAT(lfs.Log(), HasSubstr("POST /org/app.git/info/lfs/objects/batch auth=RemoteAuth"));
+    // The path as git-lfs sends it: the URL's, without its leading "/".
+    EXPECT_THAT(server.LfsAuthenticateLog(), HasSubstr("/repos/app.git download"));
+    EXPECT_NE(server.LfsAuthenticateLog().substr(0, 1), "/");
 
-  // A host that does not run it: the https server the URL implies is tried, and the error
-  // says what SSH answered.
-  server.AnswerLfsAuthenticate("");
-  files = repo->ReadTree(second, "apps/web", GitRepository::Unreadable::kRefuse);
-  EXPECT_THAT(files.status(), FailsWith("git-lfs-authenticate over SSH failed"));
-  EXPECT_THAT(files.status(), FailsWith("exited with status 127"));
+    // A host that does not run it: the https server the URL implies is tried, and the
+    // error says what SSH answered.
+    server.AnswerLfsAuthenticate("");
+    files = repo->ReadTree(second, "apps/web", GitRepository::Unreadable::kRefuse);
+    EXPECT_THAT(files.status(), FailsWith("git-lfs-authenticate over SSH failed"));
+    EXPECT_THAT(files.status(), FailsWith("exited with status 127"));
+  }
 }
 
-// The keys ssh-keygen makes today: OpenSSH's own format (ed25519, ECDSA) and PEM, and
+// The keys ssh-keygen makes today: OpenSSH's own format (ed25519, ECDSA, RSA) and PEM, and
 // encrypted ones, whose passphrase is the credential's password (as in Flux's Secrets). An
-// RSA key fails saying why: Debian 12's libssh2 signs with SHA-1, which OpenSSH refuses.
+// RSA key goes through OpenSSH's client: Debian 12's libssh2 signs with SHA-1, which
+// OpenSSH 8.8+ (this sshd) and GitHub refuse; forced onto libssh2, it fails saying so.
 TEST_F(PrivateGitTest, SshKeysAsSshKeygenWritesThemPassphrasesIncluded) {
   const std::string root = TempDir("ssh-keys");
   SshGitServer server(root);
@@ -559,46 +578,69 @@ TEST_F(PrivateGitTest, SshKeysAsSshKeygenWritesThemPassphrasesIncluded) {
   EXPECT_THAT(unopened, FailsWith("an encrypted key needs its passphrase in the credential's "
                                   "password file"));
   key("rsa", "-t rsa -b 2048 -N ''", "");
+  key("sealed-rsa", "-t rsa -b 2048 -N 'pass phrase'", "pass phrase\n");
+  key("rsa-pem", "-t rsa -b 2048 -m PEM -N ''", "");
+  for (const char* name : {"rsa", "sealed-rsa", "rsa-pem"}) {
+    absl::StatusOr<std::string> fetched = FetchMain(url, name);
+    ASSERT_TRUE(fetched.ok()) << name << ": " << fetched.status() << "\n" << server.Log();
+    EXPECT_EQ(*fetched, commit_);
+  }
+  // The key is handed to ssh as a private copy: a credential file others may read (as a
+  // mounted Secret often is), which OpenSSH would refuse, works all the same.
+  ::gitfleet::testing::Run(absl::StrCat("chmod 0644 '", credentials_, "/rsa/ssh-privatekey'"));
+  EXPECT_TRUE(FetchMain(url, "rsa").ok());
+  key("rsa-wrong-passphrase", "-t rsa -b 2048 -N 'pass phrase'", "other phrase");
+  EXPECT_THAT(FetchMain(url, "rsa-wrong-passphrase").status(),
+              FailsWith("or the password file is not its passphrase"));
+  ssh_client_ = SshClient::kLibssh2;
   EXPECT_THAT(FetchMain(url, "rsa").status(),
-              FailsWith("it is an RSA key, which this control plane's libssh2 (1.10, Debian 12's) "
-                        "signs with SHA-1"));
+              FailsWith("it is an RSA key, which libssh2 (1.10, Debian 12's) signs with SHA-1"));
 }
 
+// Both SSH clients hold to the same rules: the credential's key, the host keys its
+// known_hosts lists and no others, nothing fetched without them.
 TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   SshGitServer server(TempDir("ssh"));
   if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
   std::string url = server.Serve(git_.dir(), "app");
   std::string key = Read(server.client_key_path());
   std::string known_hosts = server.known_hosts_line() + "\n";
-
-  Credential("git-ssh", {{"ssh-privatekey", key}, {"known_hosts", known_hosts}});
-  absl::StatusOr<std::string> fetched = FetchMain(url, "git-ssh");
-  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
-  EXPECT_EQ(*fetched, commit_);
-
-  // A key the server does not authorize.
-  Credential("wrong-key",
-             {{"ssh-privatekey", Read(server.other_key_path())}, {"known_hosts", known_hosts}});
-  EXPECT_THAT(FetchMain(url, "wrong-key").status(), FailsWith(("refused credential wrong-key")));
-
-  // A changed host key: named with both fingerprints.
   std::string other_pub = Read(server.other_key_path() + ".pub");
   std::string changed = absl::StrCat("[127.0.0.1]:", server.port(), " ",
                                      other_pub.substr(0, other_pub.rfind(' ')), "\n");
+  Credential("git-ssh", {{"ssh-privatekey", key}, {"known_hosts", known_hosts}});
+  Credential("wrong-key",
+             {{"ssh-privatekey", Read(server.other_key_path())}, {"known_hosts", known_hosts}});
   Credential("changed", {{"ssh-privatekey", key}, {"known_hosts", changed}});
-  EXPECT_THAT(FetchMain(url, "changed").status(), FailsWith(("the SSH host key of [127.0.0.1]:")));
-  EXPECT_THAT(FetchMain(url, "changed").status(),
-              FailsWith(("changed: the server offers SHA256:")));
-
-  // An unknown host.
   Credential("unknown",
              {{"ssh-privatekey", key},
               {"known_hosts", "git.example.com " + other_pub.substr(0, other_pub.rfind(' '))}});
-  EXPECT_THAT(FetchMain(url, "unknown").status(), FailsWith(("unknown SSH host [127.0.0.1]:")));
+  for (SshClient client : {SshClient::kLibssh2, SshClient::kOpenSsh}) {
+    const bool openssh = client == SshClient::kOpenSsh;
+    SCOPED_TRACE(openssh ? "OpenSSH's client" : "libssh2");
+    ssh_client_ = client;
+    absl::StatusOr<std::string> fetched = FetchMain(url, "git-ssh");
+    ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+    EXPECT_EQ(*fetched, commit_);
 
-  // No credential: the host key cannot be checked, so nothing is fetched.
-  EXPECT_THAT(FetchMain(url, "").status(),
-              FailsWith(("ssh:// sources need a credential with known_hosts")));
+    // A key the server does not authorize.
+    EXPECT_THAT(FetchMain(url, "wrong-key").status(), FailsWith("refused credential wrong-key"));
+
+    // A changed host key: named with the offered key's fingerprint.
+    absl::Status refused = FetchMain(url, "changed").status();
+    EXPECT_THAT(refused, FailsWith("the SSH host key of "));
+    EXPECT_THAT(refused, FailsWith("the server offers SHA256:"));
+    EXPECT_THAT(refused, FailsWith(openssh ? "credential changed's known_hosts" : "[127.0.0.1]:"));
+
+    // An unknown host.
+    EXPECT_THAT(FetchMain(url, "unknown").status(),
+                FailsWith(openssh ? "is not one credential unknown's known_hosts lists"
+                                  : "unknown SSH host [127.0.0.1]:"));
+
+    // No credential: the host key cannot be checked, so nothing is fetched.
+    EXPECT_THAT(FetchMain(url, "").status(),
+                FailsWith("ssh:// sources need a credential with known_hosts"));
+  }
 }
 
 TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
@@ -618,14 +660,20 @@ TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
               {"known_hosts", absl::StrCat("[127.0.0.1]:", port, " ssh-ed25519 AAAA\n")}});
   GitLimits limits;
   limits.fetch_timeout = absl::Seconds(2);
-  auto repos = NewLibgit2Repositories(TempDir("cache"), limits, {credentials_, false});
-  auto repo = *repos->ForUrl(absl::StrCat("ssh://git@127.0.0.1:", port, "/app.git"), "silent");
-  absl::Time start = absl::Now();
-  absl::Status fetched = repo->Fetch();
-  absl::Duration took = absl::Now() - start;
-  EXPECT_FALSE(fetched.ok());
-  EXPECT_LT(took, absl::Seconds(15)) << fetched;
-  EXPECT_GE(took, absl::Seconds(1)) << fetched;
+  // OpenSSH's client waits for the server's banner on its own; the fetch's deadline ends it.
+  for (SshClient client : {SshClient::kLibssh2, SshClient::kOpenSsh}) {
+    SCOPED_TRACE(client == SshClient::kOpenSsh ? "OpenSSH's client" : "libssh2");
+    ssh_client_ = client;
+    auto repos = NewLibgit2Repositories(TempDir("cache"), limits, Access());
+    auto repo = *repos->ForUrl(absl::StrCat("ssh://git@127.0.0.1:", port, "/app.git"), "silent");
+    absl::Time start = absl::Now();
+    absl::Status fetched = repo->Fetch();
+    absl::Duration took = absl::Now() - start;
+    EXPECT_FALSE(fetched.ok());
+    EXPECT_LT(took, absl::Seconds(15)) << fetched;
+    EXPECT_GE(took, absl::Seconds(1)) << fetched;
+    if (client == SshClient::kOpenSsh) EXPECT_THAT(fetched, FailsWith("timed out"));
+  }
   close(listener);
 }
 

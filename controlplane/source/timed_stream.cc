@@ -251,6 +251,10 @@ FetchDeadline::FetchDeadline(absl::Time deadline) : previous_(fetch_deadline) {
 
 FetchDeadline::~FetchDeadline() { fetch_deadline = previous_; }
 
+absl::Time CurrentFetchDeadline() { return fetch_deadline; }
+
+bool FetchesCancelled() { return cancelled.load(); }
+
 void CancelAllFetches() { cancelled = true; }
 
 }  // namespace gitfleet

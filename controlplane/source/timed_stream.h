@@ -36,6 +36,11 @@ class FetchDeadline {
   absl::Time previous_;
 };
 
+// The calling thread's deadline (InfiniteFuture outside a FetchDeadline), and whether
+// fetches are cancelled: for transports that do their own waiting (openssh_transport.h).
+absl::Time CurrentFetchDeadline();
+bool FetchesCancelled();
+
 // Ends every fetch in progress, and every later one, with an error: for shutdown.
 void CancelAllFetches();
 
