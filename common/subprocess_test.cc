@@ -119,5 +119,52 @@ TEST(RunInChildTest, BoundsOutputAndReportsCrashes) {
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("signal 9"));
 }
 
+TEST(ChildProcessTest, IsSpokenToWhileItRunsAndTellsHowItEnded) {
+  auto cat = ChildProcess::Start({"/bin/sh", "-c", "echo starting >&2; cat; exit 3"}, Options());
+  ASSERT_TRUE(cat.ok()) << cat.status();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  ASSERT_TRUE((*cat)->Write("one request\n", deadline).ok());
+  std::string heard;
+  char buffer[64];
+  while (heard.size() < 12) {
+    absl::StatusOr<size_t> n = (*cat)->Read(buffer, sizeof(buffer), deadline);
+    ASSERT_TRUE(n.ok()) << n.status();
+    ASSERT_GT(*n, 0u);
+    heard.append(buffer, *n);
+  }
+  EXPECT_EQ(heard, "one request\n");
+  (*cat)->CloseInput();
+  absl::StatusOr<size_t> end = (*cat)->Read(buffer, sizeof(buffer), deadline);
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(*end, 0u);
+  EXPECT_EQ(*(*cat)->Wait(deadline), 3);
+  EXPECT_EQ((*cat)->stderr_text(), "starting\n");
+}
+
+TEST(ChildProcessTest, EveryWaitEndsAtItsDeadlineAndAGoneChildIsAnError) {
+  auto silent = ChildProcess::Start({"/bin/sh", "-c", "sleep 30 & sleep 30"}, Options());
+  ASSERT_TRUE(silent.ok()) << silent.status();
+  char buffer[16];
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(
+      (*silent)->Read(buffer, sizeof(buffer), start + absl::Milliseconds(200)).status().code(),
+      absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ((*silent)->Wait(absl::Now() + absl::Milliseconds(200)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  silent->reset();  // kills the group and reaps it
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  // A child that has exited: writing to it fails (no SIGPIPE), reading ends.
+  auto gone = ChildProcess::Start({"/bin/true"}, Options());
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_EQ(*(*gone)->Read(buffer, sizeof(buffer), absl::Now() + absl::Seconds(10)), 0u);
+  absl::SleepFor(absl::Milliseconds(100));
+  std::string big(1 << 20, 'x');
+  EXPECT_FALSE((*gone)->Write(big, absl::Now() + absl::Seconds(10)).ok());
+
+  EXPECT_EQ(ChildProcess::Start({"/nonexistent/ssh"}, Options()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace gitfleet
