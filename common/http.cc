@@ -94,6 +94,19 @@ absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOpti
     ca.flags = CURL_BLOB_NOCOPY;
     curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
   }
+  curl_blob client_cert{}, client_key{};
+  if (!options.client_cert_pem.empty()) {
+    client_cert.data = const_cast<char*>(options.client_cert_pem.data());
+    client_cert.len = options.client_cert_pem.size();
+    client_cert.flags = CURL_BLOB_NOCOPY;
+    client_key.data = const_cast<char*>(options.client_key_pem.data());
+    client_key.len = options.client_key_pem.size();
+    client_key.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &client_cert);
+    curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &client_key);
+  }
   if (!options.username.empty()) {
     // curl sends these to this host only (CURLOPT_UNRESTRICTED_AUTH stays off), and a
     // redirect keeps the scheme: a password never goes from https to http.

@@ -43,6 +43,10 @@ struct HttpFetchOptions {
   std::string ca_pem;                // trusted on top of the system's (and ca_file's)
   std::string username;              // basic auth, to the URL's host only
   std::string password;
+  // A client certificate (PEM, leaf first) and its unencrypted key, for servers that ask
+  // for one (mutual TLS).
+  std::string client_cert_pem;
+  std::string client_key_pem;
 };
 
 absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOptions& options);

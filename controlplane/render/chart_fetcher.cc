@@ -586,8 +586,9 @@ absl::StatusOr<ChartLogin> LoadChartLogin(const std::string& dir, const std::str
                      "'s username holds a colon or a line break, or its password a line "
                      "break: HTTP basic auth cannot carry it"));
   }
-  return ChartLogin{credential.name,   credential.username,     credential.password,
-                    credential.ca_pem, credential.bearer_token, credential.github_app};
+  return ChartLogin{credential.name,         credential.username,     credential.password,
+                    credential.ca_pem,       credential.bearer_token, credential.github_app,
+                    credential.tls_cert_pem, credential.tls_key_pem};
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseChartCredentials(
@@ -706,6 +707,8 @@ absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& op
   request.ca_file = options.ca_file;
   if (const ChartLogin* login = options.login; login != nullptr) {
     request.ca_pem = login->ca_pem;
+    request.client_cert_pem = login->client_cert_pem;
+    request.client_key_pem = login->client_key_pem;
     if (options.basic && login->github_app.has_value()) {
       // The App's installation token (kept while it lasts), as GitHub takes it.
       absl::StatusOr<GitHubAppToken> token =

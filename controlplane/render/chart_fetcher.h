@@ -78,6 +78,9 @@ struct ChartLogin {
   std::string bearer_token;  // sent as `Authorization: Bearer` instead (not to registries)
   // A GitHub App: its installation token is the password of x-access-token, fetched at use.
   std::optional<GitHubApp> github_app;
+  // A client certificate and its key (tls.crt, tls.key), for servers that ask for one.
+  std::string client_cert_pem;
+  std::string client_key_pem;
 };
 // InvalidArgument naming the credential and what is wrong: no folder, an SSH key (charts
 // are fetched over HTTPS), a username without a password or the reverse.

@@ -595,6 +595,37 @@ TEST(ChartFetcherTest, TrustsACredentialsCaForItsServers) {
   EXPECT_THAT(untrusted.message(), HasSubstr("certificate"));
 }
 
+// A chart repository behind mutual TLS: the credential's client certificate (tls.crt and
+// tls.key, as Flux's Secrets carry it) goes with every request; without it, nothing.
+TEST(ChartFetcherTest, PresentsACredentialsClientCertificate) {
+  testing::ChartRepositoryServer charts(testing::TempDir("mtls-charts"));
+  ASSERT_TRUE(
+      charts.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  testing::HttpsGitServer https(testing::TempDir("mtls-server"));
+  https.RequireClientCertificate();
+  if (absl::Status started = https.Start("alice", "s3cret"); !started.ok()) GTEST_SKIP() << started;
+  const std::string repo = https.ServeFiles(charts.root() + "/www", "charts");
+  const std::string dir = testing::TempDir("mtls-credentials");
+  const std::map<std::string, std::string> login = {
+      {"username", "alice"}, {"password", "s3cret"}, {"ca.crt", ReadAll(https.ca_pem_path())}};
+  std::map<std::string, std::string> with_cert = login;
+  with_cert["tls.crt"] = ReadAll(https.client_cert_path());
+  with_cert["tls.key"] = ReadAll(https.client_key_path());
+  WriteCredential(dir, "mtls", with_cert);
+  WriteCredential(dir, "no-cert", login);
+  auto fetch = [&](const std::string& credential) {
+    ChartFetchOptions o;
+    o.allowed = {repo};
+    o.credentials_dir = dir;
+    o.credentials = {{repo, credential}};
+    return ChartFetcher(o).Fetch({repo, "web", ""});
+  };
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart = fetch("mtls");
+  ASSERT_TRUE(chart.ok()) << chart.status() << https.Log();
+  EXPECT_EQ((*chart)->version, "1.0.0");
+  EXPECT_FALSE(fetch("no-cert").ok());
+}
+
 // A private OCI registry: the credential buys a token from the registry's token service
 // (ghcr.io's and Docker Hub's way), or is sent as basic auth when the registry asks for
 // that (Amazon ECR's way).

@@ -1,6 +1,7 @@
 #include "controlplane/source/git_credentials.h"
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -176,6 +177,44 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
           "other"));
     }
   }
+  // A client certificate for servers that ask for one (mutual TLS), as Flux's Secrets carry
+  // it (tls.crt, tls.key) or Argo CD's (tlsClientCertData, tlsClientCertKey).
+  bool has_tls_cert, has_tls_key, has_argo_cert, has_argo_key;
+  absl::StatusOr<std::string> tls_cert = ReadPart(name, folder, "tls.crt", &has_tls_cert);
+  if (!tls_cert.ok()) return tls_cert.status();
+  absl::StatusOr<std::string> tls_key = ReadPart(name, folder, "tls.key", &has_tls_key);
+  if (!tls_key.ok()) return tls_key.status();
+  absl::StatusOr<std::string> argo_cert =
+      ReadPart(name, folder, "tlsClientCertData", &has_argo_cert);
+  if (!argo_cert.ok()) return argo_cert.status();
+  absl::StatusOr<std::string> argo_key = ReadPart(name, folder, "tlsClientCertKey", &has_argo_key);
+  if (!argo_key.ok()) return argo_key.status();
+  const bool has_tls = has_tls_cert || has_tls_key || has_argo_cert || has_argo_key;
+  if (has_tls) {
+    if ((has_tls_cert || has_tls_key) && (has_argo_cert || has_argo_key)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          " holds both tls.crt/tls.key and tlsClientCertData/tlsClientCertKey: keep one pair"));
+    }
+    const bool flux = has_tls_cert || has_tls_key;
+    const char* cert_file = flux ? "tls.crt" : "tlsClientCertData";
+    const char* key_file = flux ? "tls.key" : "tlsClientCertKey";
+    if (flux ? !(has_tls_cert && has_tls_key) : !(has_argo_cert && has_argo_key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("credential ", name, " has ",
+                       (flux ? has_tls_cert : has_argo_cert) ? cert_file : key_file, " but not ",
+                       (flux ? has_tls_cert : has_argo_cert) ? key_file : cert_file,
+                       ": a client certificate needs both"));
+    }
+    credential.tls_cert_pem = flux ? *tls_cert : *argo_cert;
+    credential.tls_key_pem = flux ? *tls_key : *argo_key;
+    if (absl::Status valid =
+            CheckClientCertificate(credential.tls_cert_pem, credential.tls_key_pem);
+        !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("credential ", name, "'s ", cert_file, " and ",
+                                                     key_file, ": ", valid.message()));
+    }
+  }
   // A GitHub App, as Argo CD's and Flux's Secrets carry it.
   bool has_app_id, has_installation, has_app_key, has_enterprise, has_base;
   absl::StatusOr<std::string> app_id = ReadPart(name, folder, "githubAppID", &has_app_id);
@@ -219,13 +258,42 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
     }
     credential.github_app = std::move(app);
   }
-  if (!has_key && !has_password && !has_bearer && !has_app && !has_known_hosts && !has_ca) {
+  if (!has_key && !has_password && !has_bearer && !has_app && !has_known_hosts && !has_ca &&
+      !has_tls) {
     return absl::InvalidArgumentError(absl::StrCat(
         "credential ", name,
         " holds none of username/password, bearerToken, a GitHub App (githubAppID, "
-        "githubAppInstallationID, githubAppPrivateKey), ssh-privatekey/known_hosts or ca.crt"));
+        "githubAppInstallationID, githubAppPrivateKey), ssh-privatekey/known_hosts, a client "
+        "certificate (tls.crt/tls.key) or ca.crt"));
   }
   return credential;
+}
+
+absl::Status CheckClientCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  std::unique_ptr<BIO, BioDeleter> certs(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+  std::unique_ptr<X509, X509Deleter> leaf(
+      PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr));
+  if (leaf == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("the certificate is not a PEM certificate");
+  }
+  std::unique_ptr<BIO, BioDeleter> key_bio(
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
+  if (key == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "the key is not an unencrypted PEM private key (openssl pkey -in KEY -out tls.key)");
+  }
+  const bool matches = X509_check_private_key(leaf.get(), key) == 1;
+  EVP_PKEY_free(key);
+  ERR_clear_error();
+  if (!matches) return absl::InvalidArgumentError("the key is not the certificate's");
+  if (X509_cmp_current_time(X509_get0_notAfter(leaf.get())) < 0) {
+    return absl::InvalidArgumentError("the certificate has expired");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status UseGitHubAppToken(GitCredential* credential, absl::Duration timeout) {

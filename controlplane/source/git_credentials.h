@@ -16,6 +16,9 @@
 //   DIR/NAME/ssh-privatekey, DIR/NAME/known_hosts   SSH (host keys are always verified)
 //   DIR/NAME/ca.crt                          optional: CAs trusted for that server, on top
 //                                            of the system's
+//   DIR/NAME/tls.crt, DIR/NAME/tls.key       optional: a client certificate for HTTPS
+//                                            servers that ask for one (mutual TLS); Argo
+//                                            CD's tlsClientCertData, tlsClientCertKey too
 //
 // Read again at every fetch, so rotating the Secret needs no restart. Nothing here is
 // logged, stored or returned: sources name a credential, never hold one.
@@ -43,6 +46,9 @@ struct GitCredential {
   std::string known_hosts;   // contents
   std::string ca_pem;        // contents of ca.crt, or empty
   std::string bearer_token;  // contents of bearerToken, or empty (never with a password)
+  // A client certificate (PEM, leaf first) and its key, for servers that ask for one.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   // A GitHub App's: its token becomes the password (UseGitHubAppToken).
   std::optional<GitHubApp> github_app;
   bool has_password() const { return !password.empty(); }
@@ -54,6 +60,11 @@ struct GitCredential {
 // none of a username/password pair, a bearerToken or an SSH key with known_hosts, holds
 // both a password and a bearerToken, or a file is empty or over 64 KiB.
 absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const std::string& name);
+
+// OK when `cert_pem` starts with a certificate, `key_pem` is an unencrypted private key
+// that is the certificate's, and the certificate has not expired; InvalidArgument saying
+// which is not.
+absl::Status CheckClientCertificate(const std::string& cert_pem, const std::string& key_pem);
 
 // For a GitHub App's credential: its installation token fetched (or the one kept) and set
 // as the password of "x-access-token", as GitHub takes it over HTTPS. Anything else: as it

@@ -1,6 +1,7 @@
 #include "controlplane/source/git_credentials.h"
 
 #include <fstream>
+#include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -238,6 +239,72 @@ TEST(CheckCertificateTest, ChainsToTheCaAndNamesTheHost) {
   EXPECT_THAT(CheckCertificate("not pem", der, "git.example.com"),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("no PEM certificate")));
   EXPECT_FALSE(CheckCertificate(ca, "garbage", "git.example.com").ok());
+}
+
+// A client certificate as Flux's Secrets (tls.crt, tls.key) and Argo CD's
+// (tlsClientCertData, tlsClientCertKey) carry it, and what cannot work refused by name.
+TEST(LoadGitCredentialTest, ReadsAClientCertificateAndRefusesOneThatCannotWork) {
+  const std::string dir = TempDir("client-certs");
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("set -e; cd '", dir, "';",
+                             "key() { openssl genpkey -algorithm EC -pkeyopt "
+                             "ec_paramgen_curve:prime256v1 -out $1 2>/dev/null; };",
+                             "key a.key; openssl req -x509 -new -key a.key -out a.crt -days 2 "
+                             "-subj /CN=a;",
+                             "key b.key; openssl req -x509 -new -key b.key -out b.crt -days 2 "
+                             "-subj /CN=b;",
+                             // Expired in 2020 (OpenSSL 3.0's req cannot back-date).
+                             "openssl req -new -key a.key -out old.csr -subj /CN=old;",
+                             "printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=index\\n"
+                             "new_certs_dir=.\\nserial=serial\\ndefault_md=sha256\\npolicy=p"
+                             "\\n[p]\\ncommonName=supplied\\n' > ca.cnf; touch index; "
+                             "echo 01 > serial;",
+                             "openssl ca -batch -config ca.cnf -selfsign -keyfile a.key -in "
+                             "old.csr -startdate 20200101000000Z -enddate 20200102000000Z -out "
+                             "old.crt 2>/dev/null"),
+                &out),
+            0)
+      << out;
+  const std::string cert = ReadFile(dir + "/a.crt"), key = ReadFile(dir + "/a.key");
+  Write(dir + "/creds/flux/tls.crt", cert);
+  Write(dir + "/creds/flux/tls.key", key);
+  absl::StatusOr<GitCredential> flux = LoadGitCredential(dir + "/creds", "flux");
+  ASSERT_TRUE(flux.ok()) << flux.status();
+  EXPECT_EQ(flux->tls_cert_pem, cert);
+  EXPECT_EQ(flux->tls_key_pem, key);
+  Write(dir + "/creds/argocd/tlsClientCertData", cert);
+  Write(dir + "/creds/argocd/tlsClientCertKey", key);
+  Write(dir + "/creds/argocd/username", "alice");
+  Write(dir + "/creds/argocd/password", "s3cret");
+  absl::StatusOr<GitCredential> argocd = LoadGitCredential(dir + "/creds", "argocd");
+  ASSERT_TRUE(argocd.ok()) << argocd.status();
+  EXPECT_EQ(argocd->tls_cert_pem, cert);
+  EXPECT_EQ(argocd->username, "alice");
+
+  auto refused = [&](const std::string& name, const std::map<std::string, std::string>& files) {
+    for (const auto& [file, contents] : files) Write(dir + "/creds/" + name + "/" + file, contents);
+    absl::Status status = LoadGitCredential(dir + "/creds", name).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << name;
+    return std::string(status.message());
+  };
+  EXPECT_THAT(refused("no-key", {{"tls.crt", cert}}), HasSubstr("has tls.crt but not tls.key"));
+  EXPECT_THAT(refused("no-cert", {{"tlsClientCertKey", key}}),
+              HasSubstr("has tlsClientCertKey but not tlsClientCertData"));
+  EXPECT_THAT(refused("both", {{"tls.crt", cert},
+                               {"tls.key", key},
+                               {"tlsClientCertData", cert},
+                               {"tlsClientCertKey", key}}),
+              HasSubstr("keep one pair"));
+  EXPECT_THAT(refused("mismatch", {{"tls.crt", cert}, {"tls.key", ReadFile(dir + "/b.key")}}),
+              HasSubstr("the key is not the certificate's"));
+  EXPECT_THAT(refused("garbage", {{"tls.crt", "not a certificate"}, {"tls.key", key}}),
+              HasSubstr("not a PEM certificate"));
+  EXPECT_THAT(refused("expired", {{"tls.crt", ReadFile(dir + "/old.crt")}, {"tls.key", key}}),
+              HasSubstr("has expired"));
+  // Nothing secret in the messages.
+  EXPECT_THAT(refused("mismatch2", {{"tls.crt", cert}, {"tls.key", ReadFile(dir + "/b.key")}}),
+              Not(HasSubstr("PRIVATE")));
 }
 
 TEST(CheckSourceUrlTest, NoSecretsInUrlsAndLocalOnlyWhenAllowed) {

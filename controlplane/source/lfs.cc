@@ -168,7 +168,11 @@ absl::StatusOr<std::string> Download(const std::string& endpoint, const LfsLogin
       if (request.headers.size() < kMaxHeaders) request.headers.push_back(header);
     }
   }
-  if (login != nullptr) request.ca_pem = login->ca_pem;
+  if (login != nullptr) {
+    request.ca_pem = login->ca_pem;
+    request.client_cert_pem = login->client_cert_pem;
+    request.client_key_pem = login->client_key_pem;
+  }
   absl::StatusOr<HttpAnswer> answer = HttpFetch(href, request);
   if (absl::IsResourceExhausted(answer.status())) {
     return absl::ResourceExhaustedError(absl::StrCat("LFS object ", pointer.oid.substr(0, 12),
@@ -409,6 +413,8 @@ absl::StatusOr<std::vector<std::string>> FetchLfsObjects(const std::string& endp
       post.username = login->username;
       post.password = login->password;
       post.ca_pem = login->ca_pem;
+      post.client_cert_pem = login->client_cert_pem;
+      post.client_key_pem = login->client_key_pem;
       for (const std::string& header : login->headers) post.headers.push_back(header);
     }
     const std::string batch_url = endpoint + "/objects/batch";

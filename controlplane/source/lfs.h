@@ -56,6 +56,9 @@ struct LfsLogin {
   // "Name: value" headers sent instead of a username and password: what
   // git-lfs-authenticate gave over SSH (a token for the batch API).
   std::vector<std::string> headers;
+  // A client certificate and its key, for a server that asks for one (mutual TLS).
+  std::string client_cert_pem;
+  std::string client_key_pem;
 };
 
 // An SSH source's LFS access, as git-lfs gets it: `ssh [user@]host git-lfs-authenticate

@@ -35,6 +35,7 @@
 #include "controlplane/source/ssh_command.h"
 #include "controlplane/source/submodules.h"
 #include "controlplane/source/timed_stream.h"
+#include "controlplane/source/tls_stream.h"
 
 namespace gitfleet {
 namespace {
@@ -652,6 +653,10 @@ class Libgit2Repository : public GitRepository {
                               const std::vector<std::string>& specs,
                               const GitCredential* credential) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FetchDeadline deadline(RealClock().Now() + limits_.fetch_timeout);
+    // The credential's client certificate, for an https server that asks for one.
+    TlsClientIdentity identity;
+    if (credential != nullptr) identity = {credential->tls_cert_pem, credential->tls_key_pem};
+    FetchTlsIdentity presenting(&identity);
     FetchContext progress{&limits_, url, SshPort(url), credential};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.callbacks.payload = &progress;
@@ -1128,6 +1133,13 @@ class Libgit2Repository : public GitRepository {
                          "",
                          (*credential)->ca_pem,
                          {"Authorization: Bearer " + (*credential)->bearer_token}};
+      } else if (credential->has_value() && !(*credential)->tls_cert_pem.empty()) {
+        login = LfsLogin{(*credential)->name, "", "", (*credential)->ca_pem};
+      }
+      if (login.has_value()) {
+        // The credential's client certificate, for a server that asks for one.
+        login->client_cert_pem = (*credential)->tls_cert_pem;
+        login->client_key_pem = (*credential)->tls_key_pem;
       }
     }
     LfsOptions options;
@@ -1331,6 +1343,10 @@ class Libgit2Repositories : public GitRepositories {
     static const bool registered = RegisterTimedSocketStream();
     if (!registered)
       GF_LOG(ERROR) << "libgit2 refused the timed socket stream: fetches have no deadline";
+    static const bool tls_registered = registered && RegisterTlsStream();
+    if (registered && !tls_registered) {
+      GF_LOG(ERROR) << "libgit2 refused gitfleet's TLS stream: no client certificates for Git";
+    }
   }
   ~Libgit2Repositories() override {
     {

@@ -170,6 +170,40 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
 }
 
+// A server that asks for a client certificate (mutual TLS) gets the credential's, as
+// Flux's Secrets (tls.crt, tls.key) and Argo CD's (tlsClientCertData, tlsClientCertKey)
+// give it; without one, or with one its CA did not sign, the handshake fails saying so.
+TEST_F(PrivateGitTest, HttpsWithAClientCertificate) {
+  HttpsGitServer server(TempDir("mtls"));
+  server.RequireClientCertificate();
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string ca = Read(server.ca_pem_path());
+  const std::map<std::string, std::string> login = {
+      {"username", "alice"}, {"password", "correct horse"}, {"ca.crt", ca}};
+  auto with = [&](std::map<std::string, std::string> files) {
+    files.insert(login.begin(), login.end());
+    return files;
+  };
+  Credential("flux", with({{"tls.crt", Read(server.client_cert_path())},
+                           {"tls.key", Read(server.client_key_path())}}));
+  Credential("argocd", with({{"tlsClientCertData", Read(server.client_cert_path())},
+                             {"tlsClientCertKey", Read(server.client_key_path())}}));
+  for (const char* name : {"flux", "argocd"}) {
+    absl::StatusOr<std::string> fetched = FetchMain(url, name);
+    ASSERT_TRUE(fetched.ok()) << name << ": " << fetched.status() << "\n" << server.Log();
+    EXPECT_EQ(*fetched, commit_);
+  }
+  Credential("none", login);
+  absl::Status refused = FetchMain(url, "none").status();
+  EXPECT_THAT(refused, FailsWith("TLS read from 127.0.0.1 failed"));
+  EXPECT_THAT(refused, FailsWith("put one in the credential's tls.crt and tls.key"));
+  Credential("stranger", with({{"tls.crt", Read(server.other_client_cert_path())},
+                               {"tls.key", Read(server.other_client_key_path())}}));
+  EXPECT_THAT(FetchMain(url, "stranger").status(),
+              FailsWith("the server refused the credential's client certificate"));
+}
+
 int Count(const std::string& text, const std::string& what) {
   int n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;

@@ -251,6 +251,10 @@ FetchDeadline::FetchDeadline(absl::Time deadline) : previous_(fetch_deadline) {
 
 FetchDeadline::~FetchDeadline() { fetch_deadline = previous_; }
 
+int NewTimedSocketStream(git_stream** out, const char* host, const char* port) {
+  return Init(out, host, port);
+}
+
 absl::Time CurrentFetchDeadline() { return fetch_deadline; }
 
 bool FetchesCancelled() { return cancelled.load(); }

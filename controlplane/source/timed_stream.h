@@ -16,6 +16,9 @@
 //
 // Thread-safe.
 
+#include <git2.h>
+#include <git2/sys/stream.h>
+
 #include "absl/time/time.h"
 
 namespace gitfleet {
@@ -35,6 +38,10 @@ class FetchDeadline {
  private:
   absl::Time previous_;
 };
+
+// A new, unconnected timed socket stream to host:port (libgit2's git_stream), for streams
+// that wrap one (tls_stream.h). 0, or -1 with libgit2's error set.
+int NewTimedSocketStream(git_stream** out, const char* host, const char* port);
 
 // The calling thread's deadline (InfiniteFuture outside a FetchDeadline), and whether
 // fetches are cancelled: for transports that do their own waiting (openssh_transport.h).

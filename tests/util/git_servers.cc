@@ -94,7 +94,17 @@ absl::Status HttpsGitServer::Start(const std::string& user, const std::string& p
                    "cat server.crt server.key > server.pem;",
                    // A second CA that signed nothing here, for tests of the wrong one.
                    "key other.key; openssl req -x509 -new -key other.key -out ca.crt.other "
-                   "-days 2 -subj /CN=someone-else"),
+                   "-days 2 -subj /CN=someone-else;",
+                   // Client certificates: one the test CA signed, one the other CA did.
+                   "printf 'extendedKeyUsage=clientAuth\n' > client.ext;",
+                   "key client.key; openssl req -new -key client.key -out client.csr -subj "
+                   "/CN=gitfleet-control-plane;",
+                   "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                   "-days 2 -extfile client.ext -out client.crt 2>/dev/null;",
+                   "key stranger.key; openssl req -new -key stranger.key -out stranger.csr "
+                   "-subj /CN=stranger;",
+                   "openssl x509 -req -in stranger.csr -CA ca.crt.other -CAkey other.key "
+                   "-CAcreateserial -days 2 -extfile client.ext -out stranger.crt 2>/dev/null"),
       &out);
   if (rc != 0) return absl::InternalError(absl::StrCat("cannot make certificates: ", out));
   std::ofstream(root_ + "/users") << user << ":" << password << "\n";
@@ -119,6 +129,10 @@ absl::Status HttpsGitServer::Start(const std::string& user, const std::string& p
       << "server.errorlog = \"" << root_ << "/error.log\"\n"
       << "ssl.engine = \"enable\"\n"
       << "ssl.pemfile = \"" << root_ << "/server.pem\"\n"
+      << (client_certificates_ ? absl::StrCat("ssl.ca-file = \"", root_,
+                                              "/ca.crt\"\nssl.verifyclient.activate = \"enable\"\n"
+                                              "ssl.verifyclient.enforce = \"enable\"\n")
+                               : "")
       << "alias.url = (\"/git\" => \"" << kHttpBackend << "\")\n"
       << auth
       << (moved_.empty()

@@ -33,6 +33,14 @@ class HttpsGitServer {
   // Requests under /moved/ are redirected (302) to `target` + the rest, "{port}" in it the
   // server's own port. Before Start.
   void RedirectMoved(const std::string& target) { moved_ = target; }
+  // The TLS handshake needs a client certificate the test CA signed (mutual TLS), on top
+  // of the rest. Before Start; client_cert_path() and client_key_path() then hold one, and
+  // other_client_*_path() one signed by a CA the server does not trust.
+  void RequireClientCertificate() { client_certificates_ = true; }
+  std::string client_cert_path() const { return root_ + "/client.crt"; }
+  std::string client_key_path() const { return root_ + "/client.key"; }
+  std::string other_client_cert_path() const { return root_ + "/stranger.crt"; }
+  std::string other_client_key_path() const { return root_ + "/stranger.key"; }
   // Publishes a bare clone of the repository at `repo_dir` as NAME.git; returns its URL.
   // Call again after new commits to publish them.
   std::string Serve(const std::string& repo_dir, const std::string& name);
@@ -48,6 +56,7 @@ class HttpsGitServer {
   std::string ca_;
   std::string bearer_;
   std::string moved_;
+  bool client_certificates_ = false;
   int port_ = 0;
   std::unique_ptr<Process> server_;
 };
