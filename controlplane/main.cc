@@ -137,8 +137,8 @@ ABSL_FLAG(std::string, kustomize, "",
           "kustomize or kubectl binary for kustomize bundles (default: found on the system).");
 ABSL_FLAG(std::string, ssh_client, "auto",
           "SSH client for ssh:// sources: auto (OpenSSH's ssh for RSA keys, which Debian 12's "
-          "libssh2 signs with SHA-1 only; libssh2 for the rest), openssh (every key) or "
-          "libssh2.");
+          "libssh2 signs with SHA-1 only, and for servers libssh2 shares no algorithm with; "
+          "libssh2 for the rest), openssh (every key) or libssh2.");
 ABSL_FLAG(std::string, ssh, "", "OpenSSH's ssh binary (default: found on the system).");
 ABSL_FLAG(std::string, helm, "",
           "helm binary for helm bundles and kustomize's helmCharts (default: found on the "

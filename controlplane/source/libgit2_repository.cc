@@ -444,6 +444,12 @@ bool IsSshUrl(const std::string& url) {
          url.find(':') != std::string::npos;
 }
 
+// Whether libgit2's error is libssh2 failing its key exchange: no algorithm in common.
+bool LibSsh2CannotAgree(const git_error* error) {
+  return error != nullptr && error->message != nullptr &&
+         absl::StrContains(error->message, "Unable to exchange encryption keys");
+}
+
 // The port of an ssh:// URL (22 when none is given).
 int SshPort(const std::string& url) {
   absl::string_view rest(url);
@@ -662,15 +668,17 @@ class Libgit2Repository : public GitRepository {
     options.callbacks.payload = &progress;
     options.callbacks.credentials = AcquireCredential;
     options.callbacks.certificate_check = CheckServerCertificate;
-    if (credential != nullptr && credential->has_ssh_key() && IsSshUrl(url) &&
-        UsesOpenSsh(access_.ssh, credential->ssh_key_path)) {
-      // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh: as git, through
-      // OpenSSH's client, which checks the host key against the credential's known_hosts.
+    const bool ssh = credential != nullptr && credential->has_ssh_key() && IsSshUrl(url);
+    auto use_openssh = [&] {
+      // As git, through OpenSSH's client, which checks the host key against the
+      // credential's known_hosts.
       progress.openssh = {access_.ssh, credential};
       options.callbacks.transport = [](git_transport** out, git_remote* owner, void* payload) {
         return OpenSshGitTransport(out, owner, &static_cast<FetchContext*>(payload)->openssh);
       };
-    }
+    };
+    // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh.
+    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path)) use_openssh();
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
       auto* p = static_cast<FetchContext*>(payload);
       if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
@@ -706,6 +714,17 @@ class Libgit2Repository : public GitRepository {
     for (const std::string& spec : specs) pointers.push_back(const_cast<char*>(spec.c_str()));
     git_strarray refspecs = {pointers.data(), pointers.size()};
     int rc = git_remote_fetch(remote, &refspecs, &options, "gitfleet fetch");
+    if (rc != 0 && ssh && progress.openssh.credential == nullptr &&
+        access_.ssh.client == SshClient::kAuto && LibSsh2CannotAgree(git_error_last()) &&
+        FindSshProgram(access_.ssh).ok()) {
+      // A server libssh2 1.10 shares no algorithm with (an OpenSSH 8.8+ server whose only
+      // host key is RSA signs with SHA-2 alone): OpenSSH's client can.
+      GF_LOG(INFO) << "libssh2 shares no key exchange or host key algorithm with " << RedactUrl(url)
+                   << "; fetching with OpenSSH's client";
+      progress.secret_attempts = 0;
+      use_openssh();
+      rc = git_remote_fetch(remote, &refspecs, &options, "gitfleet fetch");
+    }
     if (rc != 0) {
       absl::Status error = GitError(rc, absl::StrCat("cannot fetch ", RedactUrl(url)));
       if (credential != nullptr && credential->has_ssh_key() &&
@@ -1040,10 +1059,15 @@ class Libgit2Repository : public GitRepository {
     target.credential = (*credential)->name;
     SshCommandOptions options;
     options.timeout = limits_.fetch_timeout;
+    const bool openssh = UsesOpenSsh(access_.ssh, target.key_path);
     absl::StatusOr<std::string> answer =
-        UsesOpenSsh(access_.ssh, target.key_path)
-            ? RunOpenSshCommand(access_.ssh, target, *command, options)
-            : RunSshCommand(target, *command, options);
+        openssh ? RunOpenSshCommand(access_.ssh, target, *command, options)
+                : RunSshCommand(target, *command, options);
+    if (!answer.ok() && !openssh && access_.ssh.client == SshClient::kAuto &&
+        absl::StrContains(answer.status().message(), "Unable to exchange encryption keys") &&
+        FindSshProgram(access_.ssh).ok()) {
+      answer = RunOpenSshCommand(access_.ssh, target, *command, options);  // as for Git
+    }
     if (!answer.ok()) return answer.status();
     absl::StatusOr<LfsSshAccess> access = ParseLfsAuthenticate(*answer);
     if (!access.ok()) return access.status();

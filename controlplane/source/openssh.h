@@ -29,7 +29,8 @@
 namespace gitfleet {
 
 // Which SSH client fetches over ssh:// (--ssh-client): kAuto uses OpenSSH's for RSA keys
-// and libssh2 for the rest; kOpenSsh OpenSSH's for every key; kLibssh2 never OpenSSH's.
+// and libssh2 for the rest (going on with OpenSSH's when libssh2 shares no key exchange or
+// host key algorithm with the server); kOpenSsh OpenSSH's for every key; kLibssh2 never.
 enum class SshClient { kAuto, kLibssh2, kOpenSsh };
 
 // "auto", "libssh2" or "openssh"; InvalidArgument naming the value otherwise.

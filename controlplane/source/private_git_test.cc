@@ -677,6 +677,46 @@ TEST_F(PrivateGitTest, SshWithAKeyAndVerifiedHostKeys) {
   }
 }
 
+// An OpenSSH 8.8+ server whose only host key is RSA offers rsa-sha2-256/512 host key
+// signatures alone, which Debian 12's libssh2 cannot check: by default the fetch goes on
+// with OpenSSH's client (the host key still the credential's known_hosts'), and so does
+// git-lfs-authenticate.
+TEST_F(PrivateGitTest, AServerWithAnRsaHostKeyOnly) {
+  SshGitServer server(TempDir("ssh-rsa-host"));
+  server.UseHostKey("-t rsa -b 2048");
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  ::gitfleet::testing::LfsServer lfs(TempDir("lfs"));
+  const std::string pointer = lfs.AddObject("kept: in-lfs\n");
+  ASSERT_TRUE(lfs.Start().ok());
+  server.AnswerLfsAuthenticate(
+      absl::StrCat(R"({"href": ")", lfs.url(), R"(org/app.git/info/lfs"})"));
+  git_.Write("apps/web/big.yaml", pointer);
+  const std::string commit = git_.Commit("in LFS");
+  const std::string url = server.Serve(git_.dir(), "app");
+  Credential("git-ssh", {{"ssh-privatekey", Read(server.client_key_path())},
+                         {"known_hosts", server.known_hosts_line() + "\n"}});
+  ssh_client_ = SshClient::kLibssh2;
+  EXPECT_THAT(FetchMain(url, "git-ssh").status(), FailsWith("Unable to exchange encryption keys"));
+  ssh_client_ = SshClient::kAuto;
+  absl::StatusOr<std::string> fetched = FetchMain(url, "git-ssh");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit);
+  std::shared_ptr<GitRepository> repo = FetchedWithLfs(url, "git-ssh", server.Log());
+  ASSERT_NE(repo, nullptr);
+  absl::StatusOr<std::vector<RepoFile>> files =
+      repo->ReadTree(commit, "apps/web", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status() << lfs.Log() << server.Log();
+  EXPECT_EQ(files->at(1).content, "kept: in-lfs\n");
+  EXPECT_THAT(server.LfsAuthenticateLog(), HasSubstr("app.git download"));
+  // Still only the credential's known_hosts.
+  Credential("changed",
+             {{"ssh-privatekey", Read(server.client_key_path())},
+              {"known_hosts", absl::StrCat("[127.0.0.1]:", server.port(),
+                                           " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO"
+                                           "l7F9I2oUq7Xq7u2ntwGCOd7YbGKTx4xP6dRvjIKYw3\n")}});
+  EXPECT_THAT(FetchMain(url, "changed").status(), FailsWith("the SSH host key of"));
+}
+
 TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
   // The kernel accepts the connection into the backlog; nothing ever speaks. libssh2 does
   // its own socket I/O, so only the watchdog of timed_stream.cc can end its wait.

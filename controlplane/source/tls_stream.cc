@@ -194,7 +194,7 @@ int Connect(git_stream* stream) {
     return SslFailure(st, rc, "handshake with");
   }
   st->connected = true;
-  X509* peer = SSL_get_peer_certificate(st->ssl);
+  X509* peer = SSL_get1_peer_certificate(st->ssl);
   if (peer == nullptr) return Fail(GIT_ERROR_SSL, "the server did not provide a certificate");
   X509_free(peer);
   if (const long verified = SSL_get_verify_result(st->ssl); verified != X509_V_OK) {
@@ -209,7 +209,7 @@ int Connect(git_stream* stream) {
 
 int Certificate(git_cert** out, git_stream* stream) {
   auto* st = reinterpret_cast<TlsStream*>(stream);
-  X509* peer = SSL_get_peer_certificate(st->ssl);
+  X509* peer = SSL_get1_peer_certificate(st->ssl);
   if (peer == nullptr) return Fail(GIT_ERROR_NET, "the server did not provide a certificate");
   const int length = i2d_X509(peer, nullptr);
   if (length <= 0) {

@@ -183,8 +183,8 @@ absl::Status SshGitServer::Start() {
   mkdir("/run/sshd", 0755);  // its privilege separation directory
   std::string out;
   // ECDSA keys in PEM: what Debian 12's libssh2 reads.
-  int rc = Run(absl::StrCat("set -e; cd '", root_, "'; mkdir -p repos;",
-                            "ssh-keygen -q -t ecdsa -b 256 -N '' -f host_key;",
+  int rc = Run(absl::StrCat("set -e; cd '", root_, "'; mkdir -p repos;", "ssh-keygen -q ",
+                            host_key_args_, " -N '' -f host_key;",
                             "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f client_key;",
                             "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f other_key;",
                             "cp client_key.pub authorized_keys; chmod 600 authorized_keys"),

@@ -64,6 +64,9 @@ class HttpsGitServer {
 class SshGitServer {
  public:
   explicit SshGitServer(std::string root);
+  // The host key ssh-keygen makes with `args` ("-t rsa -b 3072") instead of ECDSA. Before
+  // Start.
+  void UseHostKey(const std::string& args) { host_key_args_ = args; }
   absl::Status Start();
   // Publishes a bare clone as NAME.git; returns ssh://USER@127.0.0.1:PORT/…/NAME.git.
   std::string Serve(const std::string& repo_dir, const std::string& name);
@@ -82,6 +85,7 @@ class SshGitServer {
  private:
   std::string answer_path() const;
   std::string root_;
+  std::string host_key_args_ = "-t ecdsa -b 256";
   std::string client_key_;
   std::string other_key_;
   std::string known_hosts_;
