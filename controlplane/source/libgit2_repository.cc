@@ -678,7 +678,7 @@ class Libgit2Repository : public GitRepository {
       };
     };
     // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh.
-    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path)) use_openssh();
+    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path, credential->known_hosts)) use_openssh();
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
       auto* p = static_cast<FetchContext*>(payload);
       if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
@@ -1059,7 +1059,7 @@ class Libgit2Repository : public GitRepository {
     target.credential = (*credential)->name;
     SshCommandOptions options;
     options.timeout = limits_.fetch_timeout;
-    const bool openssh = UsesOpenSsh(access_.ssh, target.key_path);
+    const bool openssh = UsesOpenSsh(access_.ssh, target.key_path, target.known_hosts);
     absl::StatusOr<std::string> answer =
         openssh ? RunOpenSshCommand(access_.ssh, target, *command, options)
                 : RunSshCommand(target, *command, options);

@@ -91,13 +91,19 @@ absl::StatusOr<SshClient> ParseSshClient(absl::string_view value) {
       absl::StrCat("--ssh-client=", value, ": want auto, libssh2 or openssh"));
 }
 
-bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path) {
+bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path,
+                 const std::string& known_hosts) {
   switch (settings.client) {
     case SshClient::kLibssh2:
       return false;
     case SshClient::kOpenSsh:
       return true;
     case SshClient::kAuto:
+      for (absl::string_view line : absl::StrSplit(known_hosts, '\n')) {
+        if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(line), "@cert-authority")) {
+          return true;
+        }
+      }
       return ReadSshKeyType(key_path) == "ssh-rsa";
   }
   return false;

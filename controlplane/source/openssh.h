@@ -42,8 +42,12 @@ struct OpenSshSettings {
   std::string scratch_dir;  // where each connection's private folder goes (0700)
 };
 
-// Whether a connection with the key at `key_path` goes through OpenSSH's client.
-bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path);
+// Whether a connection with the key at `key_path`, checking host keys against
+// `known_hosts`, goes through OpenSSH's client: under kAuto for an RSA key, and for
+// known_hosts that trusts a certificate authority (`@cert-authority`: host certificates,
+// which libssh2 does not read).
+bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path,
+                 const std::string& known_hosts);
 
 // The ssh binary settings name, or the one on PATH; NotFound saying what to install.
 absl::StatusOr<std::string> FindSshProgram(const OpenSshSettings& settings);

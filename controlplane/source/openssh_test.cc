@@ -178,12 +178,15 @@ TEST(OpenSshTest, ChoosesTheClientByTheFlagAndTheKey) {
       0)
       << out;
   OpenSshSettings settings;
-  EXPECT_TRUE(UsesOpenSsh(settings, dir + "/rsa"));
-  EXPECT_FALSE(UsesOpenSsh(settings, dir + "/ed25519"));
+  EXPECT_TRUE(UsesOpenSsh(settings, dir + "/rsa", ""));
+  EXPECT_FALSE(UsesOpenSsh(settings, dir + "/ed25519", ""));
+  EXPECT_TRUE(UsesOpenSsh(settings, dir + "/ed25519",
+                          "git.example.com ssh-ed25519 AAAA\n@cert-authority *.example.com "
+                          "ssh-ed25519 AAAA\n"));
   settings.client = SshClient::kOpenSsh;
-  EXPECT_TRUE(UsesOpenSsh(settings, dir + "/ed25519"));
+  EXPECT_TRUE(UsesOpenSsh(settings, dir + "/ed25519", ""));
   settings.client = SshClient::kLibssh2;
-  EXPECT_FALSE(UsesOpenSsh(settings, dir + "/rsa"));
+  EXPECT_FALSE(UsesOpenSsh(settings, dir + "/rsa", ""));
 }
 
 TEST(OpenSshTest, QuotesAndUrlsAsGitWritesThem) {

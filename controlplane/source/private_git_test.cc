@@ -717,6 +717,30 @@ TEST_F(PrivateGitTest, AServerWithAnRsaHostKeyOnly) {
   EXPECT_THAT(FetchMain(url, "changed").status(), FailsWith("the SSH host key of"));
 }
 
+// known_hosts that trusts a certificate authority for the host (`@cert-authority`, host
+// certificates, as larger fleets of Git servers use): OpenSSH's client reads it, libssh2
+// does not, so by default such a credential goes through OpenSSH's.
+TEST_F(PrivateGitTest, HostCertificatesThroughTheirCertificateAuthority) {
+  SshGitServer server(TempDir("ssh-host-ca"));
+  server.UseHostCertificate();
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string key = Read(server.client_key_path());
+  Credential("ca", {{"ssh-privatekey", key}, {"known_hosts", server.cert_authority_line() + "\n"}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "ca");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+  // Another authority is not trusted.
+  std::string other_pub = Read(server.other_key_path() + ".pub");
+  Credential("other-ca",
+             {{"ssh-privatekey", key},
+              {"known_hosts", absl::StrCat("@cert-authority [127.0.0.1]:", server.port(), " ",
+                                           other_pub.substr(0, other_pub.rfind(' ')), "\n")}});
+  EXPECT_THAT(FetchMain(url, "other-ca").status(), FailsWith("the SSH host key of"));
+  ssh_client_ = SshClient::kLibssh2;
+  EXPECT_THAT(FetchMain(url, "ca").status(), FailsWith("unknown SSH host"));
+}
+
 TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
   // The kernel accepts the connection into the backlog; nothing ever speaks. libssh2 does
   // its own socket I/O, so only the watchdog of timed_stream.cc can end its wait.

@@ -183,12 +183,16 @@ absl::Status SshGitServer::Start() {
   mkdir("/run/sshd", 0755);  // its privilege separation directory
   std::string out;
   // ECDSA keys in PEM: what Debian 12's libssh2 reads.
-  int rc = Run(absl::StrCat("set -e; cd '", root_, "'; mkdir -p repos;", "ssh-keygen -q ",
-                            host_key_args_, " -N '' -f host_key;",
-                            "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f client_key;",
-                            "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f other_key;",
-                            "cp client_key.pub authorized_keys; chmod 600 authorized_keys"),
-               &out);
+  int rc =
+      Run(absl::StrCat(
+              "set -e; cd '", root_, "'; mkdir -p repos;", "ssh-keygen -q ", host_key_args_,
+              " -N '' -f host_key;", "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f client_key;",
+              "ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f other_key;",
+              "cp client_key.pub authorized_keys; chmod 600 authorized_keys;",
+              host_certificate_ ? "ssh-keygen -q -t ed25519 -N '' -f host_ca; ssh-keygen -q -s "
+                                  "host_ca -I test-host -h -n 127.0.0.1 -V -1d:+2d host_key.pub"
+                                : "true"),
+          &out);
   if (rc != 0) return absl::InternalError(absl::StrCat("cannot make SSH keys: ", out));
   client_key_ = root_ + "/client_key";
   other_key_ = root_ + "/other_key";
@@ -197,10 +201,16 @@ absl::Status SshGitServer::Start() {
   // "<type> <key> <comment>" -> "[127.0.0.1]:PORT <type> <key>"
   size_t second_space = host_pub.find(' ', host_pub.find(' ') + 1);
   known_hosts_ = absl::StrCat("[127.0.0.1]:", port_, " ", host_pub.substr(0, second_space));
+  if (host_certificate_) {
+    std::string ca_pub(absl::StripAsciiWhitespace(ReadAll(root_ + "/host_ca.pub")));
+    ca_pub = ca_pub.substr(0, ca_pub.find(' ', ca_pub.find(' ') + 1));
+    cert_authority_ = absl::StrCat("@cert-authority [127.0.0.1]:", port_, " ", ca_pub);
+  }
   std::ofstream(root_ + "/sshd_config")
       << "Port " << port_ << "\n"
       << "ListenAddress 127.0.0.1\n"
       << "HostKey " << root_ << "/host_key\n"
+      << (host_certificate_ ? absl::StrCat("HostCertificate ", root_, "/host_key-cert.pub\n") : "")
       << "PidFile " << root_ << "/sshd.pid\n"
       << "AuthorizedKeysFile " << root_ << "/authorized_keys\n"
       << "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"

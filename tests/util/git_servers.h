@@ -67,6 +67,10 @@ class SshGitServer {
   // The host key ssh-keygen makes with `args` ("-t rsa -b 3072") instead of ECDSA. Before
   // Start.
   void UseHostKey(const std::string& args) { host_key_args_ = args; }
+  // The host key also comes with a certificate a test CA signed for 127.0.0.1. Before
+  // Start; cert_authority_line() is then the known_hosts line that trusts that CA.
+  void UseHostCertificate() { host_certificate_ = true; }
+  const std::string& cert_authority_line() const { return cert_authority_; }
   absl::Status Start();
   // Publishes a bare clone as NAME.git; returns ssh://USER@127.0.0.1:PORT/…/NAME.git.
   std::string Serve(const std::string& repo_dir, const std::string& name);
@@ -86,6 +90,8 @@ class SshGitServer {
   std::string answer_path() const;
   std::string root_;
   std::string host_key_args_ = "-t ecdsa -b 256";
+  bool host_certificate_ = false;
+  std::string cert_authority_;
   std::string client_key_;
   std::string other_key_;
   std::string known_hosts_;
