@@ -546,6 +546,7 @@ class Cli {
     absl::StatusOr<bool> lfs = args_.TakeBool("lfs", false);
     if (!lfs.ok()) return Usage(std::string(lfs.status().message()));
     source->set_lfs(*lfs);
+    source->set_verify_commits(args_.TakeOr("verify-commits", ""));
     source->set_fleet_gitrepo(args_.TakeOr("fleet-gitrepo", ""));
     if (!source->fleet_gitrepo().empty()) {
       if (absl::Status s = ValidateGitRepoName("--fleet-gitrepo", source->fleet_gitrepo());
@@ -596,7 +597,10 @@ class Cli {
     for (const v1::SourceInfo& s : response.sources()) {
       table.Add({s.source().name(),
                  absl::StrCat(s.source().url(), s.source().submodules() ? " (+submodules)" : "",
-                              s.source().lfs() ? " (+lfs)" : ""),
+                              s.source().lfs() ? " (+lfs)" : "",
+                              s.source().verify_commits().empty()
+                                  ? ""
+                                  : absl::StrCat(" (signed: ", s.source().verify_commits(), ")")),
                  !s.source().ref().empty() ? s.source().ref()
                  : s.branch().empty()      ? "(default)"
                                            : absl::StrCat("(default: ", s.branch(), ")"),
@@ -1728,6 +1732,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "names\n"
        "           [--lfs]                            read files kept in Git LFS, fetched from its "
        "LFS server\n"
+       "           [--verify-commits=KEYS]            take only commits signed by a key of the "
+       "control plane's credential folder KEYS\n"
        "           [--fleet-gitrepo=NAME]             the Fleet GitRepo it takes over, when not "
        "named NAME\n"
        "           [--rename-releases]                with --replace: let a new --fleet-gitrepo "

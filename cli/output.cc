@@ -164,6 +164,7 @@ std::vector<std::string> SourceChanges(const v1::Source& before, const v1::Sourc
   Compare("--submodules", before.submodules() ? "true" : "false",
           after.submodules() ? "true" : "false", &out);
   Compare("--lfs", before.lfs() ? "true" : "false", after.lfs() ? "true" : "false", &out);
+  Compare("--verify-commits", before.verify_commits(), after.verify_commits(), &out);
   Compare("--fleet-gitrepo", Or(before.fleet_gitrepo(), "(the source's name)"),
           Or(after.fleet_gitrepo(), "(the source's name)"), &out);
   return out;

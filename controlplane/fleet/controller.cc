@@ -24,6 +24,7 @@
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/sops.h"
+#include "controlplane/source/commit_signature.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/repo_url.h"
 #include "controlplane/store/revisions.h"
@@ -360,6 +361,7 @@ Controller::Controller(Store* store, GitRepositories* repos, Hub* hub, ControlPl
           [this](const std::string& source, const std::string& error) {
             OnSourceError(source, error);
           }) {
+  poller_.SetSigningKeysDir(options.credentials_dir);
   // Each engine's renders are series from the start, at 0, so GitfleetRenderFailing's
   // increase() sees the first failure after a start (see ControlPlaneMetrics). "unknown":
   // a render that failed before its engine was known (the checkout, say).
@@ -864,6 +866,16 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
       return absl::Status(
           credential.status().code(),
           absl::StrCat("source \"", source.name(), "\": ", credential.status().message()));
+    }
+  }
+  if (!source.verify_commits().empty()) {
+    // The keys read now for a clear answer; each new commit is checked against them then.
+    absl::StatusOr<SigningKeys> keys =
+        LoadSigningKeys(options_.credentials_dir, source.verify_commits());
+    if (!keys.ok()) {
+      return absl::Status(keys.status().code(),
+                          absl::StrCat("source \"", source.name(),
+                                       "\": --verify-commits: ", keys.status().message()));
     }
   }
   if (source.poll_interval_seconds() < 0) {

@@ -55,6 +55,15 @@ class GitRepository {
   // (and theirs) that the cache lacks are fetched first, so that every read of the commit
   // finds them; a submodule that cannot be fetched fails the resolve, naming it.
   virtual absl::StatusOr<CommitInfo> Resolve(const std::string& ref) = 0;
+  // A commit's signature (its gpgsig header) and the content it signs: the commit as Git
+  // stores it without that header. NotFound when the commit is not signed.
+  struct Signed {
+    std::string signature;
+    std::string data;
+  };
+  virtual absl::StatusOr<Signed> CommitSignature(const std::string& commit) {
+    return absl::UnimplementedError("this repository cannot read commit signatures");
+  }
   // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
                                              const std::string& path) = 0;

@@ -900,6 +900,30 @@ class Libgit2Repository : public GitRepository {
         RedactUrl(url), by_id.ok() ? "" : " and the server did not give it by its id"));
   }
 
+  absl::StatusOr<Signed> CommitSignature(const std::string& commit) override {
+    git_oid oid;
+    if (!IsCommitId(commit) || git_oid_fromstr(&oid, commit.c_str()) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("not a commit id: ", commit.substr(0, 64)));
+    }
+    MutexLock lock(&mu_);
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    git_buf signature = {nullptr, 0, 0};
+    git_buf data = {nullptr, 0, 0};
+    const int rc = git_commit_extract_signature(&signature, &data, repo_.get(), &oid, nullptr);
+    Signed out;
+    if (rc == 0) {
+      out.signature.assign(signature.ptr, signature.size);
+      out.data.assign(data.ptr, data.size);
+    }
+    git_buf_dispose(&signature);
+    git_buf_dispose(&data);
+    if (rc == GIT_ENOTFOUND) {
+      return absl::NotFoundError(absl::StrCat("commit ", commit.substr(0, 12), " is not signed"));
+    }
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read commit ", commit.substr(0, 12)));
+    return out;
+  }
+
   absl::StatusOr<CommitInfo> Resolve(const std::string& ref) override {
     MutexLock lock(&mu_);
     if (absl::Status s = OpenLocked(); !s.ok()) return s;

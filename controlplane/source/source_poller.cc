@@ -7,8 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crypto.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "controlplane/source/commit_signature.h"
 #include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
@@ -189,14 +191,51 @@ absl::Status SourcePoller::FetchSoon(const std::string& name) {
   return absl::OkStatus();
 }
 
+absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const std::string& commit,
+                                        const std::string& keys_name) {
+  const std::string wanted =
+      absl::StrCat(" (this source takes only commits signed by a key in ", keys_name, ")");
+  absl::StatusOr<SigningKeys> keys = LoadSigningKeys(signing_keys_dir_, keys_name);
+  if (!keys.ok()) return keys.status();
+  const std::string cache_key =
+      absl::StrCat(commit, "/", keys_name, "/", crypto::Sha256(keys->pgp_keyring),
+                   crypto::Sha256(keys->allowed_signers));
+  {
+    MutexLock lock(&verified_mu_);
+    if (verified_.count(cache_key) > 0) return absl::OkStatus();
+  }
+  absl::StatusOr<GitRepository::Signed> signed_commit = repo.CommitSignature(commit);
+  if (!signed_commit.ok()) {
+    if (absl::IsNotFound(signed_commit.status())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("commit ", commit.substr(0, 12), " is not signed", wanted));
+    }
+    return signed_commit.status();
+  }
+  absl::StatusOr<std::string> signer =
+      VerifyCommitSignature(*keys, signed_commit->signature, signed_commit->data);
+  if (!signer.ok()) {
+    return absl::Status(signer.status().code(),
+                        absl::StrCat("commit ", commit.substr(0, 12),
+                                     " is not taken: ", signer.status().message(), wanted));
+  }
+  GF_LOG(INFO) << "commit " << commit.substr(0, 12) << " is signed by " << *signer << " ("
+               << keys_name << ")";
+  MutexLock lock(&verified_mu_);
+  if (verified_.size() >= 4096) verified_.clear();
+  verified_[cache_key] = *signer;
+  return absl::OkStatus();
+}
+
 absl::Status SourcePoller::FetchUrl(const std::string& key) {
   absl::Time start = clock_->Now();
   std::string url, credential;
   bool submodules = false;
   bool lfs = false;
   std::vector<std::string> scope;
-  std::set<std::string> refs;  // of the sources that read it
-  bool wanted = false;         // by a source its scope lets read it
+  std::set<std::string> refs;                              // of the sources that read it
+  std::set<std::pair<std::string, std::string>> verified;  // (ref, signing keys) asked for
+  bool wanted = false;                                     // by a source its scope lets read it
   {
     MutexLock lock(&mu_);
     for (const auto& [name, t] : sources_) {
@@ -208,6 +247,9 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       lfs = t.source.lfs();
       scope.assign(t.source.scope_repos().begin(), t.source.scope_repos().end());
       refs.insert(t.source.ref());
+      if (!t.source.verify_commits().empty()) {
+        verified.emplace(t.source.ref(), t.source.verify_commits());
+      }
     }
   }
   if (url.empty()) {  // removed meanwhile: not queued again
@@ -223,6 +265,13 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   std::map<std::string, absl::StatusOr<CommitInfo>> resolved;
   if (fetched.ok()) {
     for (const std::string& ref : refs) resolved.emplace(ref, (*repo)->Resolve(ref));
+  }
+  // Signatures checked outside the lock too (gpgv, ssh-keygen): per ref and key folder.
+  std::map<std::pair<std::string, std::string>, absl::Status> signatures;
+  for (const auto& [ref, keys] : verified) {
+    auto found = resolved.find(ref);
+    if (found == resolved.end() || !found->second.ok()) continue;
+    signatures.emplace(std::make_pair(ref, keys), VerifyCommit(**repo, found->second->id, keys));
   }
   absl::Duration took = clock_->Now() - start;
   metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();
@@ -251,6 +300,14 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
       if (status.ok()) {
         commit = found->second;
         status = commit.status();
+      }
+      if (status.ok() && !t.source.verify_commits().empty()) {
+        // A commit no trusted key signed is not delivered: bundles keep what they run.
+        auto checked = signatures.find({t.source.ref(), t.source.verify_commits()});
+        status =
+            checked != signatures.end()
+                ? checked->second
+                : absl::UnavailableError("its commit's signature is checked at the next fetch");
       }
       *t.info.mutable_fetched_time() = ToProtoTime(now);
       if (!status.ok()) {

@@ -58,6 +58,9 @@ class SourcePoller {
                Clock* clock = &RealClock(), ErrorCallback on_error = nullptr);
   ~SourcePoller();  // Stop()
 
+  // Where the key folders sources name to verify commits (Source.verify_commits) are: the
+  // control plane's --credentials-dir. Before Start.
+  void SetSigningKeysDir(std::string dir) { signing_keys_dir_ = std::move(dir); }
   // Starts the fetch workers. Sources upserted before are fetched at once.
   void Start();
   // Stops the workers, waiting for fetches (and their callbacks) in progress. Idempotent;
@@ -93,6 +96,11 @@ class SourcePoller {
   absl::Status FetchUrl(const std::string& key);
   // Deletes the clones of repositories no tracked source uses (GitRepositories::Retain).
   void ReleaseUnused();
+  // OK when `commit` carries a signature a key of folder `keys` made (commit_signature.h);
+  // PermissionDenied naming the commit and why not. A commit checked against the same keys
+  // is not checked again.
+  absl::Status VerifyCommit(GitRepository& repo, const std::string& commit,
+                            const std::string& keys);
   absl::Duration IntervalLocked(const Tracked& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sets the sources_in_error gauge from what sources_ says now.
   void CountErrorsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -103,6 +111,11 @@ class SourcePoller {
   const ErrorCallback on_error_;
   const absl::Duration default_interval_;
   Clock* const clock_;
+
+  std::string signing_keys_dir_;
+  Mutex verified_mu_;
+  // (commit, key folder, a digest of its keys) -> who signed; at most 4,096.
+  std::map<std::string, std::string> verified_ ABSL_GUARDED_BY(verified_mu_);
 
   Mutex mu_;
   std::map<std::string, Tracked> sources_ ABSL_GUARDED_BY(mu_);

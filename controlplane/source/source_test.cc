@@ -976,5 +976,80 @@ TEST(SourcePollerTest, AHangingServerDelaysOnlyItsOwnSources) {
   EXPECT_THAT(poller.Get("stuck")->error(), HasSubstr("stuck server gave up"));
 }
 
+// A source that names signing keys takes only commits one of them signed: an unsigned
+// commit, or one signed by another key, is not delivered (the last good one stays), and
+// the source's error says why; the next signed commit is taken again.
+TEST(SourcePollerTest, TakesOnlyCommitsSignedByTheSourcesKeys) {
+  PollerSetup setup;
+  GitFixture& git = setup.git;
+  const std::string keys = TempDir("signing");
+  std::string out;
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(
+          absl::StrCat("set -e; cd '", keys, "';", "ssh-keygen -q -t ed25519 -N '' -f release;",
+                       "ssh-keygen -q -t ed25519 -N '' -f stranger;", "mkdir signers;",
+                       "printf 'release@example.com %s\\n' \"$(cut -d' ' -f1,2 "
+                       "release.pub)\" > signers/allowed_signers"),
+          &out),
+      0)
+      << out;
+  auto commit = [&](const std::string& key, const std::string& message) {
+    git.Write("a.yaml", absl::StrCat("a: ", message, "\n"));
+    std::string id;
+    EXPECT_EQ(::gitfleet::testing::Run(
+                  absl::StrCat("cd '", git.dir(), "' && git ",
+                               key.empty() ? ""
+                                           : absl::StrCat("-c gpg.format=ssh -c user.signingkey='",
+                                                          keys, "/", key, "' "),
+                               "commit -q ", key.empty() ? "" : "-S ", "-am '", message,
+                               "' && git rev-parse HEAD"),
+                  &id),
+              0)
+        << id;
+    return std::string(absl::StripAsciiWhitespace(id));
+  };
+  const std::string signed_first = commit("release", "signed");
+  std::vector<std::string> delivered;
+  Mutex mu;
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  SourcePoller poller(repos.get(), setup.metrics,
+                      [&](const std::string&, const SourceSnapshot& snapshot) {
+                        MutexLock lock(&mu);
+                        delivered.push_back(snapshot.commit.id);
+                      });
+  poller.SetSigningKeysDir(keys);
+  poller.Start();
+  v1::Source source;
+  source.set_name("apps");
+  source.set_url(git.url());
+  source.set_verify_commits("signers");
+  poller.Upsert(source);
+  absl::StatusOr<v1::SourceInfo> info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->commit(), signed_first);
+  EXPECT_EQ(info->error(), "");
+
+  const std::string unsigned_commit = commit("", "unsigned");
+  info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->commit(), signed_first) << "the last signed commit stays";
+  EXPECT_THAT(info->error(), HasSubstr(absl::StrCat("commit ", unsigned_commit.substr(0, 12),
+                                                    " is not signed (this source takes only "
+                                                    "commits signed by a key in signers)")));
+  commit("stranger", "by a stranger");
+  info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->commit(), signed_first);
+  EXPECT_THAT(info->error(), HasSubstr("allowed_signers does not list"));
+
+  const std::string signed_again = commit("release", "signed again");
+  info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->commit(), signed_again);
+  EXPECT_EQ(info->error(), "");
+  MutexLock lock(&mu);
+  EXPECT_EQ(delivered, (std::vector<std::string>{signed_first, signed_again}));
+}
+
 }  // namespace
 }  // namespace gitfleet

@@ -860,6 +860,61 @@ TEST_F(Security, PrivateGitCredentialsAreNeverLoggedStoredOrReturned) {
   EXPECT_EQ(db, "0\n") << "the password is in the store";
 }
 
+// A source that names signing keys deploys only commits one of them signed: an unsigned
+// commit pushed to the branch reaches no cluster (each keeps what it runs) and the source
+// says why; the next signed commit deploys as usual.
+TEST_F(Security, OnlySignedCommitsAreDeployed) {
+  const std::string credentials = root_ + "/credentials";
+  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat(
+                "set -e; mkdir -p '", credentials, "/signers'; cd '", root_,
+                "'; ssh-keygen -q -t ed25519 -N '' -f release; printf 'release@example.com %s\\n' "
+                "\"$(cut -d' ' -f1,2 release.pub)\" > '",
+                credentials, "/signers/allowed_signers'")),
+            0);
+  auto commit = [&](bool sign, const std::string& message) {
+    git_.Write("apps/web/a.yaml", Cm("a", "v" + message));
+    std::string id;
+    EXPECT_EQ(
+        ::gitfleet::testing::Run(
+            absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
+                         root_, "/release' commit -q ", sign ? "-S " : "", "-am '", message,
+                         "' && git rev-parse HEAD"),
+            &id),
+        0)
+        << id;
+    return std::string(absl::StripAsciiWhitespace(id));
+  };
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Commit("unsigned start");
+  const std::string first = commit(true, "1");
+  StartControlPlane({"--credentials-dir=" + credentials});
+  StartAgent("prod-eu", "env=prod");
+  int code = 0;
+  std::string out = Ctl(
+      {"source", "add", "demo", "--url=" + git_.url(), "--interval=1s", "--verify-commits=nobody"},
+      &code);
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("signing keys nobody not found"));
+  out = Ctl(
+      {"source", "add", "demo", "--url=" + git_.url(), "--interval=1s", "--verify-commits=signers"},
+      &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+
+  const std::string unsigned_commit = commit(false, "2");
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"source", "list"}),
+                             absl::StrCat(unsigned_commit.substr(0, 12), " is not signed"));
+  })) << Ctl({"source", "list"});
+  EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("(signed: signers)"));
+  ExpectSynced("prod-eu", "web", first);
+
+  const std::string signed_again = commit(true, "3");
+  ExpectSynced("prod-eu", "web", signed_again);
+}
+
 // A credential by URL prefix (--git-credentials, as Argo CD's credential templates): every
 // source under it that names none is fetched with it, and `source list` says so.
 TEST_F(Security, AGitCredentialByUrlPrefixServesEverySourceUnderIt) {
