@@ -350,6 +350,11 @@ absl::Status SourceInScope(const Caller& caller, const v1::Source& source) {
   if (!source.credentials_ref().empty() && !scope.CoversCredential(source.credentials_ref())) {
     return OutOfScope(caller, absl::StrCat("credential ", source.credentials_ref().substr(0, 128)));
   }
+  // A key folder is a folder of --credentials-dir too: a team names its own.
+  if (!source.verify_commits().empty() && !scope.CoversCredential(source.verify_commits())) {
+    return OutOfScope(caller,
+                      absl::StrCat("signing keys ", source.verify_commits().substr(0, 128)));
+  }
   return absl::OkStatus();
 }
 

@@ -27,6 +27,7 @@ namespace {
 
 constexpr size_t kMaxKeyFileBytes = 1 << 20;
 constexpr int kMaxKeyFiles = 256;
+constexpr size_t kMaxKeyBytes = 4 << 20;  // all of a folder's files together
 constexpr absl::Duration kToolTimeout = absl::Seconds(30);
 
 constexpr absl::string_view kPgpBegin = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
@@ -220,6 +221,7 @@ absl::StatusOr<SigningKeys> LoadSigningKeys(const std::string& dir, const std::s
   std::sort(files.begin(), files.end());
   SigningKeys keys;
   keys.name = name;
+  size_t total = 0;
   for (const std::string& file : files) {
     const std::string path = absl::StrCat(folder, "/", file);
     struct stat st;
@@ -227,6 +229,11 @@ absl::StatusOr<SigningKeys> LoadSigningKeys(const std::string& dir, const std::s
     if (static_cast<size_t>(st.st_size) > kMaxKeyFileBytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("signing keys ", name, ": ", file, " is over 1 MiB"));
+    }
+    total += static_cast<size_t>(st.st_size);
+    if (total > kMaxKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("signing keys ", name, ": its key files are over 4 MiB together"));
     }
     GF_ASSIGN_OR_RETURN(std::string text, PosixFileSystem().ReadFile(path));
     if (file == "allowed_signers") {

@@ -31,8 +31,8 @@ struct SigningKeys {
 };
 
 // The keys of folder `name` in `dir`. InvalidArgument naming the folder and the file when
-// the folder is missing, holds no key, a *.asc file is not an armored public key, or a
-// file is over 1 MiB.
+// the folder is missing, holds no key, a *.asc file is not an armored public key (or is a
+// private one), a file is over 1 MiB, or they are over 4 MiB (or 256 files) together.
 absl::StatusOr<SigningKeys> LoadSigningKeys(const std::string& dir, const std::string& name);
 
 // Whether `signature` (a commit's gpgsig header) over `signed_data` (the commit without

@@ -276,6 +276,10 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
       As(team, {"source", "add", "team-a-x", "--url=" + git_.url(), "--credentials=fleet-key"},
          &code),
       HasSubstr("does not cover credential fleet-key"));
+  EXPECT_THAT(
+      As(team, {"source", "add", "team-a-x", "--url=" + git_.url(), "--verify-commits=fleet-keys"},
+         &code),
+      HasSubstr("does not cover signing keys fleet-keys"));
   // With submodules or LFS, the source is held to its repositories where it fetches.
   out = As(team, {"source", "add", "team-a-y", "--url=" + git_.url(), "--submodules"}, &code);
   EXPECT_EQ(code, 0) << out;
