@@ -144,6 +144,32 @@ TEST_F(CommitSignatureTest, TakesCommitsSignedByTheFoldersKeysAlone) {
       HasSubstr("X.509"));
 }
 
+// An annotated tag's signature (git tag -s) is read from the tag object, for the commit
+// it names alone; a lightweight tag has none.
+TEST_F(CommitSignatureTest, ReadsASignedTagsSignature) {
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("cd '", git_.dir(), "' && GNUPGHOME='", gnupg_,
+                             "' git tag -s -u release@example.com -m 'release 1' v1 ", unsigned_,
+                             " && git tag light ", unsigned_),
+                &out),
+            0)
+      << out;
+  ASSERT_TRUE(repo_->Fetch().ok());
+  const std::string dir = TempDir("credentials");
+  Write(dir + "/signers/release.asc", Read(keys_ + "/release.asc"));
+  absl::StatusOr<SigningKeys> keys = LoadSigningKeys(dir, "signers");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  absl::StatusOr<GitRepository::Signed> tag = repo_->TagSignature("v1", unsigned_);
+  ASSERT_TRUE(tag.ok()) << tag.status();
+  EXPECT_THAT(tag->data, HasSubstr("release 1"));
+  EXPECT_TRUE(VerifyCommitSignature(*keys, tag->signature, tag->data).ok());
+  EXPECT_TRUE(repo_->TagSignature("refs/tags/v1", unsigned_).ok());
+  EXPECT_EQ(repo_->TagSignature("v1", pgp_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo_->TagSignature("light", unsigned_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo_->TagSignature("none", unsigned_).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(CommitSignatureTest, RefusesFoldersThatCannotWorkByName) {
   const std::string dir = TempDir("credentials");
   EXPECT_THAT(LoadSigningKeys(dir, "missing").status().message(), HasSubstr("not found"));

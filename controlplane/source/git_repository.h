@@ -64,6 +64,12 @@ class GitRepository {
   virtual absl::StatusOr<Signed> CommitSignature(const std::string& commit) {
     return absl::UnimplementedError("this repository cannot read commit signatures");
   }
+  // The signature of annotated tag `tag` ("v1" or "refs/tags/v1"), when it points at
+  // `commit`, and the tag's content it signs. NotFound when there is no such tag, it is a
+  // lightweight one, it points elsewhere, or it is not signed.
+  virtual absl::StatusOr<Signed> TagSignature(const std::string& tag, const std::string& commit) {
+    return absl::UnimplementedError("this repository cannot read tag signatures");
+  }
   // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
                                              const std::string& path) = 0;

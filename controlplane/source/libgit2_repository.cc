@@ -678,7 +678,8 @@ class Libgit2Repository : public GitRepository {
       };
     };
     // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh.
-    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path, credential->known_hosts)) use_openssh();
+    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path, credential->known_hosts))
+      use_openssh();
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
       auto* p = static_cast<FetchContext*>(payload);
       if (static_cast<int64_t>(stats->received_bytes) > p->limits->max_fetch_bytes) {
@@ -922,6 +923,40 @@ class Libgit2Repository : public GitRepository {
     }
     if (rc != 0) return GitError(rc, absl::StrCat("cannot read commit ", commit.substr(0, 12)));
     return out;
+  }
+
+  absl::StatusOr<Signed> TagSignature(const std::string& tag, const std::string& commit) override {
+    const std::string name = absl::StartsWith(tag, "refs/tags/") ? tag : "refs/tags/" + tag;
+    MutexLock lock(&mu_);
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    Reference reference;
+    if (git_reference_lookup(reference.out(), repo_.get(), name.c_str()) != 0 ||
+        git_reference_target(reference.get()) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no tag ", tag.substr(0, 128)));
+    }
+    git_odb* odb = nullptr;
+    if (git_repository_odb(&odb, repo_.get()) != 0) {
+      return absl::InternalError("cannot open the object database");
+    }
+    git_odb_object* object = nullptr;
+    const int rc = git_odb_read(&object, odb, git_reference_target(reference.get()));
+    git_odb_free(odb);
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot read tag ", tag.substr(0, 128)));
+    const bool annotated = git_odb_object_type(object) == GIT_OBJECT_TAG;
+    const std::string raw(static_cast<const char*>(git_odb_object_data(object)),
+                          git_odb_object_size(object));
+    git_odb_object_free(object);
+    // A tag names its target first ("object ID"); a signature is appended to its message.
+    if (!annotated || !absl::StartsWith(raw, absl::StrCat("object ", commit, "\n"))) {
+      return absl::NotFoundError(absl::StrCat(
+          "tag ", tag.substr(0, 128), " is not an annotated tag of commit ", commit.substr(0, 12)));
+    }
+    for (const char* begin : {"-----BEGIN PGP SIGNATURE-----", "-----BEGIN SSH SIGNATURE-----",
+                              "-----BEGIN SIGNED MESSAGE-----"}) {
+      const size_t at = raw.find(absl::StrCat("\n", begin));
+      if (at != std::string::npos) return Signed{raw.substr(at + 1), raw.substr(0, at + 1)};
+    }
+    return absl::NotFoundError(absl::StrCat("tag ", tag.substr(0, 128), " is not signed"));
   }
 
   absl::StatusOr<CommitInfo> Resolve(const std::string& ref) override {

@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto.h"
@@ -191,8 +192,12 @@ absl::Status SourcePoller::FetchSoon(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const std::string& commit,
-                                        const std::string& keys_name) {
+absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const CommitInfo& resolved,
+                                        const std::string& ref, const std::string& keys_name) {
+  const std::string& commit = resolved.id;
+  // A tag, when the ref resolved to no branch and is not a commit id itself.
+  const bool tag =
+      resolved.branch.empty() && !ref.empty() && ref != "HEAD" && !absl::StartsWith(commit, ref);
   const std::string wanted =
       absl::StrCat(" (this source takes only commits signed by a key in ", keys_name, ")");
   absl::StatusOr<SigningKeys> keys = LoadSigningKeys(signing_keys_dir_, keys_name);
@@ -200,31 +205,59 @@ absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const std::string& 
   const std::string cache_key =
       absl::StrCat(commit, "/", keys_name, "/", crypto::Sha256(keys->pgp_keyring),
                    crypto::Sha256(keys->allowed_signers));
+  const std::string tag_cache_key = absl::StrCat(cache_key, "/tag ", ref);
   {
     MutexLock lock(&verified_mu_);
-    if (verified_.count(cache_key) > 0) return absl::OkStatus();
-  }
-  absl::StatusOr<GitRepository::Signed> signed_commit = repo.CommitSignature(commit);
-  if (!signed_commit.ok()) {
-    if (absl::IsNotFound(signed_commit.status())) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("commit ", commit.substr(0, 12), " is not signed", wanted));
+    if (verified_.count(cache_key) > 0 || (tag && verified_.count(tag_cache_key) > 0)) {
+      return absl::OkStatus();
     }
+  }
+  auto remember = [&](const std::string& key, const std::string& signer) {
+    MutexLock lock(&verified_mu_);
+    if (verified_.size() >= 4096) verified_.clear();
+    verified_[key] = signer;
+  };
+  absl::Status refused;
+  absl::StatusOr<GitRepository::Signed> signed_commit = repo.CommitSignature(commit);
+  if (signed_commit.ok()) {
+    absl::StatusOr<std::string> signer =
+        VerifyCommitSignature(*keys, signed_commit->signature, signed_commit->data);
+    if (signer.ok()) {
+      GF_LOG(INFO) << "commit " << commit.substr(0, 12) << " is signed by " << *signer << " ("
+                   << keys_name << ")";
+      remember(cache_key, *signer);
+      return absl::OkStatus();
+    }
+    refused = absl::Status(signer.status().code(),
+                           absl::StrCat("commit ", commit.substr(0, 12),
+                                        " is not taken: ", signer.status().message()));
+  } else if (absl::IsNotFound(signed_commit.status())) {
+    refused = absl::PermissionDeniedError(
+        absl::StrCat("commit ", commit.substr(0, 12), " is not signed"));
+  } else {
     return signed_commit.status();
   }
-  absl::StatusOr<std::string> signer =
-      VerifyCommitSignature(*keys, signed_commit->signature, signed_commit->data);
-  if (!signer.ok()) {
-    return absl::Status(signer.status().code(),
-                        absl::StrCat("commit ", commit.substr(0, 12),
-                                     " is not taken: ", signer.status().message(), wanted));
+  if (tag) {
+    // A release manager's signed tag vouches for the commit it names.
+    absl::StatusOr<GitRepository::Signed> signed_tag = repo.TagSignature(ref, commit);
+    if (signed_tag.ok()) {
+      absl::StatusOr<std::string> signer =
+          VerifyCommitSignature(*keys, signed_tag->signature, signed_tag->data);
+      if (signer.ok()) {
+        GF_LOG(INFO) << "tag " << ref << " of commit " << commit.substr(0, 12) << " is signed by "
+                     << *signer << " (" << keys_name << ")";
+        remember(tag_cache_key, *signer);
+        return absl::OkStatus();
+      }
+      return absl::Status(refused.code(),
+                          absl::StrCat(refused.message(), ", and tag ", ref,
+                                       " is not taken: ", signer.status().message(), wanted));
+    }
+    if (!absl::IsNotFound(signed_tag.status())) return signed_tag.status();
+    return absl::Status(refused.code(),
+                        absl::StrCat(refused.message(), ", nor is tag ", ref, " signed", wanted));
   }
-  GF_LOG(INFO) << "commit " << commit.substr(0, 12) << " is signed by " << *signer << " ("
-               << keys_name << ")";
-  MutexLock lock(&verified_mu_);
-  if (verified_.size() >= 4096) verified_.clear();
-  verified_[cache_key] = *signer;
-  return absl::OkStatus();
+  return absl::Status(refused.code(), absl::StrCat(refused.message(), wanted));
 }
 
 absl::Status SourcePoller::FetchUrl(const std::string& key) {
@@ -271,7 +304,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
   for (const auto& [ref, keys] : verified) {
     auto found = resolved.find(ref);
     if (found == resolved.end() || !found->second.ok()) continue;
-    signatures.emplace(std::make_pair(ref, keys), VerifyCommit(**repo, found->second->id, keys));
+    signatures.emplace(std::make_pair(ref, keys), VerifyCommit(**repo, *found->second, ref, keys));
   }
   absl::Duration took = clock_->Now() - start;
   metrics_.source_fetches.Add({{"result", fetched.ok() ? "ok" : "error"}}).Increment();

@@ -1047,8 +1047,46 @@ TEST(SourcePollerTest, TakesOnlyCommitsSignedByTheSourcesKeys) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->commit(), signed_again);
   EXPECT_EQ(info->error(), "");
-  MutexLock lock(&mu);
-  EXPECT_EQ(delivered, (std::vector<std::string>{signed_first, signed_again}));
+  {
+    MutexLock lock(&mu);
+    EXPECT_EQ(delivered, (std::vector<std::string>{signed_first, signed_again}));
+  }
+
+  // A source at a tag: a release manager's signed annotated tag vouches for an unsigned
+  // commit; an unsigned tag, or one a stranger signed, does not.
+  auto tag = [&](const std::string& name, const std::string& key) {
+    std::string out;
+    EXPECT_EQ(::gitfleet::testing::Run(
+                  absl::StrCat("cd '", git.dir(), "' && git ",
+                               key.empty() ? "tag -a "
+                                           : absl::StrCat("-c gpg.format=ssh -c user.signingkey='",
+                                                          keys, "/", key, "' tag -s "),
+                               name, " -m 'release ", name, "'"),
+                  &out),
+              0)
+        << out;
+  };
+  const std::string released = commit("", "released");
+  tag("v1", "release");
+  tag("v2", "");
+  tag("v3", "stranger");
+  for (const char* name : {"v1", "v2", "v3"}) {
+    v1::Source at_tag = source;
+    at_tag.set_name(absl::StrCat("release-", name));
+    at_tag.set_ref(name);
+    poller.Upsert(at_tag);
+    info = poller.SyncNow(at_tag.name(), absl::Seconds(30));
+    ASSERT_TRUE(info.ok()) << info.status();
+    if (std::string(name) == "v1") {
+      EXPECT_EQ(info->commit(), released);
+      EXPECT_EQ(info->error(), "");
+    } else {
+      EXPECT_EQ(info->commit(), "") << "nothing delivered";
+      EXPECT_THAT(info->error(),
+                  HasSubstr(std::string(name) == "v2" ? "is not signed, nor is tag v2 signed"
+                                                      : "and tag v3 is not taken"));
+    }
+  }
 }
 
 }  // namespace
