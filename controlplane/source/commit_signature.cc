@@ -129,6 +129,20 @@ absl::StatusOr<std::string> VerifyPgp(const SigningKeys& keys, const std::string
                                      "--status-fd", "1", sig, signed_data},
                                     ToolOptions(scratch)));
   const std::string valid = LineAfter(r.stdout_text, "[GNUPG:] VALIDSIG ");
+  // gpgv calls a signature good whatever became of its key since: not here.
+  if (std::string who = LineAfter(r.stdout_text, "[GNUPG:] REVKEYSIG "); !who.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("it is signed by OpenPGP key ", who.substr(0, who.find(' ')),
+                     ", which has been revoked"));
+  }
+  if (std::string who = LineAfter(r.stdout_text, "[GNUPG:] EXPKEYSIG "); !who.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("it is signed by OpenPGP key ", who.substr(0, who.find(' ')),
+                     ", which has expired (give ", keys.name, " its renewed key)"));
+  }
+  if (!LineAfter(r.stdout_text, "[GNUPG:] EXPSIG ").empty()) {
+    return absl::PermissionDeniedError("its OpenPGP signature has expired");
+  }
   if (r.exit_code == 0 && !valid.empty()) {
     return valid.substr(0, valid.find(' '));  // the signing key's fingerprint
   }

@@ -170,6 +170,45 @@ TEST_F(CommitSignatureTest, ReadsASignedTagsSignature) {
   EXPECT_EQ(repo_->TagSignature("none", unsigned_).status().code(), absl::StatusCode::kNotFound);
 }
 
+// gpgv calls a signature by a key that has since expired, or been revoked, good; such a
+// key no longer vouches for anything here.
+TEST_F(CommitSignatureTest, AnExpiredOrRevokedKeySignsNothing) {
+  const std::string dir = TempDir("credentials");
+  std::string out;
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(
+          absl::StrCat(
+              "set -e; export GNUPGHOME='", gnupg_, "'; cd '", keys_, "';",
+              "gpg --batch --passphrase '' --faked-system-time 20200101T000000 --quick-gen-key "
+              "'Old <old@example.com>' ed25519 sign 2020-01-02 2>/dev/null;",
+              "echo data > data; gpg --batch --faked-system-time 20200101T120000 --local-user "
+              "old@example.com --detach-sign --armor -o data.asc data 2>/dev/null;",
+              "mkdir -p '", dir, "/old'; gpg --export --armor old@example.com > '", dir,
+              "/old/old.asc';",
+              "gpg --batch --local-user release@example.com --detach-sign --armor -o release.sig "
+              "data 2>/dev/null;",
+              // gpg wrote a revocation certificate at the key's making; import it.
+              "sed 's/^:-----/-----/' \"$GNUPGHOME/openpgp-revocs.d/$(cat release.fpr).rev\" "
+              "| gpg --batch --import 2>/dev/null;",
+              "mkdir -p '", dir, "/revoked'; gpg --export --armor release@example.com > '", dir,
+              "/revoked/release.asc'"),
+          &out),
+      0)
+      << out;
+  absl::StatusOr<SigningKeys> old = LoadSigningKeys(dir, "old");
+  ASSERT_TRUE(old.ok()) << old.status();
+  absl::Status expired =
+      VerifyCommitSignature(*old, Read(keys_ + "/data.asc"), Read(keys_ + "/data")).status();
+  EXPECT_EQ(expired.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(expired.message(), HasSubstr("which has expired"));
+  absl::StatusOr<SigningKeys> revoked = LoadSigningKeys(dir, "revoked");
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  absl::Status refused =
+      VerifyCommitSignature(*revoked, Read(keys_ + "/release.sig"), Read(keys_ + "/data")).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("which has been revoked"));
+}
+
 TEST_F(CommitSignatureTest, RefusesFoldersThatCannotWorkByName) {
   const std::string dir = TempDir("credentials");
   EXPECT_THAT(LoadSigningKeys(dir, "missing").status().message(), HasSubstr("not found"));
