@@ -217,7 +217,10 @@ absl::StatusOr<SigningKeys> LoadSigningKeys(const std::string& dir, const std::s
                      " are named, but the control plane has no --credentials-dir to find them in"));
   }
   const std::string folder = absl::StrCat(dir, "/", name);
-  std::unique_ptr<DIR, decltype(&closedir)> listing(opendir(folder.c_str()), &closedir);
+  struct Closer {
+    void operator()(DIR* d) const { closedir(d); }
+  };
+  std::unique_ptr<DIR, Closer> listing(opendir(folder.c_str()));
   if (listing == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("signing keys ", name, " not found: no folder ",
                                                    name, " in --credentials-dir"));
