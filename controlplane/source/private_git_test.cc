@@ -741,7 +741,7 @@ TEST_F(PrivateGitTest, HostCertificatesThroughTheirCertificateAuthority) {
   EXPECT_THAT(FetchMain(url, "ca").status(), FailsWith("unknown SSH host"));
 }
 
-TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
+TEST_F(PrivateGitTest, AServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
   // The kernel accepts the connection into the backlog; nothing ever speaks. libssh2 does
   // its own socket I/O, so only the watchdog of timed_stream.cc can end its wait.
   int listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -772,6 +772,14 @@ TEST_F(PrivateGitTest, AnSshServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
     EXPECT_GE(took, absl::Seconds(1)) << fetched;
     if (client == SshClient::kOpenSsh) EXPECT_THAT(fetched, FailsWith("timed out"));
   }
+  // An https server that never finishes the TLS handshake: gitfleet's TLS stream waits on
+  // the same timed socket.
+  auto repos = NewLibgit2Repositories(TempDir("cache"), limits, Access());
+  auto repo = *repos->ForUrl(absl::StrCat("https://127.0.0.1:", port, "/app.git"), "");
+  const absl::Time start = absl::Now();
+  absl::Status fetched = repo->Fetch();
+  EXPECT_THAT(fetched, FailsWith("timed out"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15)) << fetched;
   close(listener);
 }
 
