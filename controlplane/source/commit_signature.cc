@@ -131,9 +131,8 @@ absl::StatusOr<std::string> VerifyPgp(const SigningKeys& keys, const std::string
   const std::string valid = LineAfter(r.stdout_text, "[GNUPG:] VALIDSIG ");
   // gpgv calls a signature good whatever became of its key since: not here.
   if (std::string who = LineAfter(r.stdout_text, "[GNUPG:] REVKEYSIG "); !who.empty()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("it is signed by OpenPGP key ", who.substr(0, who.find(' ')),
-                     ", which has been revoked"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "it is signed by OpenPGP key ", who.substr(0, who.find(' ')), ", which has been revoked"));
   }
   if (std::string who = LineAfter(r.stdout_text, "[GNUPG:] EXPKEYSIG "); !who.empty()) {
     return absl::PermissionDeniedError(

@@ -154,6 +154,24 @@ absl::StatusOr<GitCredential> LoadGitCredential(const std::string& dir, const st
     }
     credential.ssh_key_path = absl::StrCat(folder, "/ssh-privatekey");
   }
+  bool has_certificate;
+  absl::StatusOr<std::string> certificate =
+      ReadPart(name, folder, "ssh-privatekey-cert.pub", &has_certificate);
+  if (!certificate.ok()) return certificate.status();
+  if (has_certificate) {
+    if (!has_key) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name, " has ssh-privatekey-cert.pub but no ssh-privatekey it certifies"));
+    }
+    if (!absl::StrContains(certificate->substr(0, certificate->find(' ')),
+                           "-cert-v01@openssh.com")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "credential ", name,
+          "'s ssh-privatekey-cert.pub is not an OpenSSH certificate (ssh-keygen -s CA -I ID -n "
+          "PRINCIPAL KEY.pub writes one)"));
+    }
+    credential.ssh_certificate_path = absl::StrCat(folder, "/ssh-privatekey-cert.pub");
+  }
   if (has_password && credential.password.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("credential ", name, ": password is empty"));
   }

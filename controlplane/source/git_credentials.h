@@ -14,6 +14,8 @@
 //                                            githubAppEnterpriseBaseUrl (or Flux's
 //                                            githubAppBaseURL) for GitHub Enterprise
 //   DIR/NAME/ssh-privatekey, DIR/NAME/known_hosts   SSH (host keys are always verified)
+//   DIR/NAME/ssh-privatekey-cert.pub         optional: the key's certificate, for servers
+//                                            that trust an SSH CA for users
 //   DIR/NAME/ca.crt                          optional: CAs trusted for that server, on top
 //                                            of the system's
 //   DIR/NAME/tls.crt, DIR/NAME/tls.key       optional: a client certificate for HTTPS
@@ -43,6 +45,9 @@ struct GitCredential {
   std::string username;
   std::string password;
   std::string ssh_key_path;  // the ssh-privatekey file, handed to libssh2 by path
+  // The ssh-privatekey-cert.pub file (an SSH certificate an SSH CA signed for the key), or
+  // empty; used through OpenSSH's client (openssh.h).
+  std::string ssh_certificate_path;
   std::string known_hosts;   // contents
   std::string ca_pem;        // contents of ca.crt, or empty
   std::string bearer_token;  // contents of bearerToken, or empty (never with a password)

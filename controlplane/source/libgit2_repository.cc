@@ -678,7 +678,8 @@ class Libgit2Repository : public GitRepository {
       };
     };
     // A key libssh2 cannot sign with (RSA), or --ssh-client=openssh.
-    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path, credential->known_hosts))
+    if (ssh && UsesOpenSsh(access_.ssh, credential->ssh_key_path, credential->known_hosts,
+                           credential->ssh_certificate_path))
       use_openssh();
     options.callbacks.transfer_progress = [](const git_indexer_progress* stats, void* payload) {
       auto* p = static_cast<FetchContext*>(payload);
@@ -1113,12 +1114,14 @@ class Libgit2Repository : public GitRepository {
                                   : rest.substr(0, colon));
     target.port = SshPort(url_);
     target.key_path = (*credential)->ssh_key_path;
+    target.certificate_path = (*credential)->ssh_certificate_path;
     target.passphrase = (*credential)->password;
     target.known_hosts = (*credential)->known_hosts;
     target.credential = (*credential)->name;
     SshCommandOptions options;
     options.timeout = limits_.fetch_timeout;
-    const bool openssh = UsesOpenSsh(access_.ssh, target.key_path, target.known_hosts);
+    const bool openssh =
+        UsesOpenSsh(access_.ssh, target.key_path, target.known_hosts, target.certificate_path);
     absl::StatusOr<std::string> answer =
         openssh ? RunOpenSshCommand(access_.ssh, target, *command, options)
                 : RunSshCommand(target, *command, options);

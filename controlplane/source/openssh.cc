@@ -92,13 +92,14 @@ absl::StatusOr<SshClient> ParseSshClient(absl::string_view value) {
 }
 
 bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path,
-                 const std::string& known_hosts) {
+                 const std::string& known_hosts, const std::string& certificate_path) {
   switch (settings.client) {
     case SshClient::kLibssh2:
       return false;
     case SshClient::kOpenSsh:
       return true;
     case SshClient::kAuto:
+      if (!certificate_path.empty()) return true;
       for (absl::string_view line : absl::StrSplit(known_hosts, '\n')) {
         if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(line), "@cert-authority")) {
           return true;
@@ -175,6 +176,14 @@ absl::StatusOr<std::unique_ptr<OpenSshConnection>> OpenSshConnection::Start(
   connection->scratch_ = scratch;  // removed by the destructor from here on
   GF_RETURN_IF_ERROR(WriteNew(scratch + "/key", *key, 0600));
   GF_RETURN_IF_ERROR(WriteNew(scratch + "/known_hosts", target.known_hosts, 0600));
+  if (!target.certificate_path.empty()) {
+    absl::StatusOr<std::string> certificate = PosixFileSystem().ReadFile(target.certificate_path);
+    if (!certificate.ok() || certificate->size() > kMaxKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read the SSH certificate of credential ", target.credential));
+    }
+    GF_RETURN_IF_ERROR(WriteNew(scratch + "/key-cert.pub", *certificate, 0600));
+  }
   const bool passphrase = !target.passphrase.empty();
   if (passphrase) {
     GF_RETURN_IF_ERROR(WriteNew(scratch + "/askpass",
@@ -213,6 +222,10 @@ absl::StatusOr<std::unique_ptr<OpenSshConnection>> OpenSshConnection::Start(
       "LogLevel=ERROR",
   };
   std::vector<std::string> argv = {*program, "-F", "/dev/null"};
+  if (!target.certificate_path.empty()) {
+    argv.push_back("-o");
+    argv.push_back(absl::StrCat("CertificateFile=", ConfigPath(scratch + "/key-cert.pub")));
+  }
   for (const std::string& option : settings_given) {
     argv.push_back("-o");
     argv.push_back(option);

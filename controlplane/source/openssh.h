@@ -42,12 +42,13 @@ struct OpenSshSettings {
   std::string scratch_dir;  // where each connection's private folder goes (0700)
 };
 
-// Whether a connection with the key at `key_path`, checking host keys against
-// `known_hosts`, goes through OpenSSH's client: under kAuto for an RSA key, and for
+// Whether a connection with the key at `key_path` (and its certificate, if any), checking
+// host keys against `known_hosts`, goes through OpenSSH's client: under kAuto for an RSA
+// key, a key with a certificate (user certificates, which libssh2 does not send), and for
 // known_hosts that trusts a certificate authority (`@cert-authority`: host certificates,
 // which libssh2 does not read).
 bool UsesOpenSsh(const OpenSshSettings& settings, const std::string& key_path,
-                 const std::string& known_hosts);
+                 const std::string& known_hosts, const std::string& certificate_path = "");
 
 // The ssh binary settings name, or the one on PATH; NotFound saying what to install.
 absl::StatusOr<std::string> FindSshProgram(const OpenSshSettings& settings);

@@ -107,6 +107,7 @@ int Action(git_smart_subtransport_stream** out, git_smart_subtransport* base, co
                 : !credential.username.empty() ? credential.username
                                                : "git";
   target.key_path = credential.ssh_key_path;
+  target.certificate_path = credential.ssh_certificate_path;
   target.passphrase = credential.password;
   target.known_hosts = credential.known_hosts;
   target.credential = credential.name;

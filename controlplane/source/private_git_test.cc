@@ -741,6 +741,36 @@ TEST_F(PrivateGitTest, HostCertificatesThroughTheirCertificateAuthority) {
   EXPECT_THAT(FetchMain(url, "ca").status(), FailsWith("unknown SSH host"));
 }
 
+// A key an SSH CA certified (ssh-privatekey-cert.pub beside it), for servers that trust a
+// CA for users rather than list each key: sent through OpenSSH's client (libssh2 sends no
+// certificates).
+TEST_F(PrivateGitTest, UserCertificatesFromAnSshCa) {
+  SshGitServer server(TempDir("ssh-user-ca"));
+  server.UseUserCertificates();
+  if (absl::Status s = server.Start(); !s.ok()) GTEST_SKIP() << s;
+  const std::string url = server.Serve(git_.dir(), "app");
+  const std::string key = Read(server.certified_key_path());
+  const std::string known_hosts = server.known_hosts_line() + "\n";
+  Credential("certified",
+             {{"ssh-privatekey", key},
+              {"ssh-privatekey-cert.pub", Read(server.certified_key_path() + "-cert.pub")},
+              {"known_hosts", known_hosts}});
+  absl::StatusOr<std::string> fetched = FetchMain(url, "certified");
+  ASSERT_TRUE(fetched.ok()) << fetched.status() << "\n" << server.Log();
+  EXPECT_EQ(*fetched, commit_);
+  // The key alone is not listed anywhere.
+  Credential("uncertified", {{"ssh-privatekey", key}, {"known_hosts", known_hosts}});
+  EXPECT_THAT(FetchMain(url, "uncertified").status(), FailsWith("refused credential uncertified"));
+  // A certificate without its key, or one that is not a certificate, is refused by name.
+  Credential("no-key", {{"ssh-privatekey-cert.pub", "ssh-ed25519-cert-v01@openssh.com AAAA"},
+                        {"known_hosts", known_hosts}});
+  EXPECT_THAT(FetchMain(url, "no-key").status(), FailsWith("no ssh-privatekey it certifies"));
+  Credential("not-a-cert", {{"ssh-privatekey", key},
+                            {"ssh-privatekey-cert.pub", Read(server.certified_key_path() + ".pub")},
+                            {"known_hosts", known_hosts}});
+  EXPECT_THAT(FetchMain(url, "not-a-cert").status(), FailsWith("is not an OpenSSH certificate"));
+}
+
 TEST_F(PrivateGitTest, AServerThatNeverAnswersIsCutOffAtTheFetchTimeout) {
   // The kernel accepts the connection into the backlog; nothing ever speaks. libssh2 does
   // its own socket I/O, so only the watchdog of timed_stream.cc can end its wait.

@@ -22,10 +22,11 @@ struct SshCommandTarget {
   std::string host;
   int port = 22;
   std::string user;
-  std::string key_path;     // the private key file
-  std::string passphrase;   // the key's, when it is encrypted (else empty)
-  std::string known_hosts;  // contents (OpenSSH format)
-  std::string credential;   // its name, for messages
+  std::string key_path;          // the private key file
+  std::string passphrase;        // the key's, when it is encrypted (else empty)
+  std::string known_hosts;       // contents (OpenSSH format)
+  std::string credential;        // its name, for messages
+  std::string certificate_path;  // the key's OpenSSH certificate, or empty (OpenSSH's only)
 };
 
 struct SshCommandOptions {

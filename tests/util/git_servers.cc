@@ -171,6 +171,14 @@ std::string HttpsGitServer::Log() const {
   return ReadAll(root_ + "/lighttpd.log") + ReadAll(root_ + "/error.log");
 }
 
+namespace {
+// Who logs in over SSH here: the user the tests run as.
+std::string LoginUser() {
+  passwd* user = getpwuid(geteuid());
+  return user != nullptr ? user->pw_name : "root";
+}
+}  // namespace
+
 SshGitServer::SshGitServer(std::string root) : root_(std::move(root)) {}
 
 absl::Status SshGitServer::Start() {
@@ -191,7 +199,13 @@ absl::Status SshGitServer::Start() {
               "cp client_key.pub authorized_keys; chmod 600 authorized_keys;",
               host_certificate_ ? "ssh-keygen -q -t ed25519 -N '' -f host_ca; ssh-keygen -q -s "
                                   "host_ca -I test-host -h -n 127.0.0.1 -V -1d:+2d host_key.pub"
-                                : "true"),
+                                : "true",
+              ";",
+              user_certificates_ ? absl::StrCat("ssh-keygen -q -t ed25519 -N '' -f user_ca; "
+                                                "ssh-keygen -q -t ed25519 -N '' -f certified_key; "
+                                                "ssh-keygen -q -s user_ca -I gitfleet -n ",
+                                                LoginUser(), " -V -1d:+2d certified_key.pub")
+                                 : "true"),
           &out);
   if (rc != 0) return absl::InternalError(absl::StrCat("cannot make SSH keys: ", out));
   client_key_ = root_ + "/client_key";
@@ -211,6 +225,7 @@ absl::Status SshGitServer::Start() {
       << "ListenAddress 127.0.0.1\n"
       << "HostKey " << root_ << "/host_key\n"
       << (host_certificate_ ? absl::StrCat("HostCertificate ", root_, "/host_key-cert.pub\n") : "")
+      << (user_certificates_ ? absl::StrCat("TrustedUserCAKeys ", root_, "/user_ca.pub\n") : "")
       << "PidFile " << root_ << "/sshd.pid\n"
       << "AuthorizedKeysFile " << root_ << "/authorized_keys\n"
       << "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
@@ -230,9 +245,7 @@ absl::Status SshGitServer::Start() {
 
 std::string SshGitServer::Serve(const std::string& repo_dir, const std::string& name) {
   PublishBare(repo_dir, root_ + "/repos", name);
-  passwd* user = getpwuid(geteuid());
-  return absl::StrCat("ssh://", user != nullptr ? user->pw_name : "root", "@127.0.0.1:", port_,
-                      root_, "/repos/", name, ".git");
+  return absl::StrCat("ssh://", LoginUser(), "@127.0.0.1:", port_, root_, "/repos/", name, ".git");
 }
 
 std::string SshGitServer::Log() const { return ReadAll(root_ + "/sshd.log"); }

@@ -70,6 +70,11 @@ class SshGitServer {
   // The host key also comes with a certificate a test CA signed for 127.0.0.1. Before
   // Start; cert_authority_line() is then the known_hosts line that trusts that CA.
   void UseHostCertificate() { host_certificate_ = true; }
+  // The server also trusts a test SSH CA for users: certified_key_path() is a key no
+  // authorized_keys lists, and certified_key_path() + "-cert.pub" its certificate for the
+  // login user. Before Start.
+  void UseUserCertificates() { user_certificates_ = true; }
+  std::string certified_key_path() const { return root_ + "/certified_key"; }
   const std::string& cert_authority_line() const { return cert_authority_; }
   absl::Status Start();
   // Publishes a bare clone as NAME.git; returns ssh://USER@127.0.0.1:PORT/…/NAME.git.
@@ -91,6 +96,7 @@ class SshGitServer {
   std::string root_;
   std::string host_key_args_ = "-t ecdsa -b 256";
   bool host_certificate_ = false;
+  bool user_certificates_ = false;
   std::string cert_authority_;
   std::string client_key_;
   std::string other_key_;
