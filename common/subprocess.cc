@@ -43,6 +43,47 @@ absl::Status MakePipe(Pipe* p) {
 
 constexpr char kPrlimit[] = "/usr/bin/prlimit";
 
+// Starts `command` in a process group of its own, its signals as a fresh process has them
+// (the daemons block SIGTERM; the child must not), reading standard input from `in` (or
+// /dev/null when -1) and writing to `out` and `err`, in `cwd` (unless empty), with `env`
+// alone. Its pid, or NotFound naming `what` when it cannot be started.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& command,
+                            const std::vector<std::string>& env, const std::string& cwd, int in,
+                            int out, int err, const std::string& what) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (in >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  }
+  posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err, STDERR_FILENO);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  std::vector<char*> args;
+  for (const std::string& a : command) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, command[0].c_str(), &actions, &attr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", what, ": ", strerror(rc)));
+  return pid;
+}
+
 }  // namespace
 
 absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,
@@ -54,23 +95,6 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   Pipe out, err;
   if (absl::Status s = MakePipe(&out); !s.ok()) return s;
   if (absl::Status s = MakePipe(&err); !s.ok()) return s;
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out.write, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err.write, STDERR_FILENO);
-  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);  // the daemons block SIGTERM; the child must not
-  posix_spawnattr_setsigdefault(&attr, &all);
 
   // The limits must hold from the child's first instruction. Set with prlimit(2) on the
   // spawned pid, they raced a fast child (dd had allocated 256 MiB before its 64 MiB
@@ -91,18 +115,10 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
     command.push_back("--");
   }
   command.insert(command.end(), argv.begin(), argv.end());
-  std::vector<char*> args;
-  for (const std::string& a : command) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<char*> env;
-  for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
-  env.push_back(nullptr);
-
-  pid_t pid;
-  int rc = posix_spawn(&pid, command[0].c_str(), &actions, &attr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
+  absl::StatusOr<pid_t> spawned =
+      Spawn(command, options.env, options.cwd, -1, out.write, err.write, argv[0]);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
   close(out.write);
   out.write = -1;
   close(err.write);
@@ -172,35 +188,11 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   Pipe out, err;
   if (absl::Status s = MakePipe(&out); !s.ok()) return s;
   if (absl::Status s = MakePipe(&err); !s.ok()) return s;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, input.read, STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out.write, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err.write, STDERR_FILENO);
-  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<char*> env;
-  for (const std::string& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
-  env.push_back(nullptr);
-  pid_t pid;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", strerror(rc)));
+  absl::StatusOr<pid_t> pid =
+      Spawn(argv, options.env, options.cwd, input.read, out.write, err.write, argv[0]);
+  if (!pid.ok()) return pid.status();
   std::unique_ptr<ChildProcess> child(new ChildProcess());
-  child->pid_ = pid;
+  child->pid_ = *pid;
   child->max_stderr_bytes_ = options.max_stderr_bytes;
   child->in_ = std::exchange(input.write, -1);
   child->out_ = std::exchange(out.read, -1);
