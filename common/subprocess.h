@@ -43,6 +43,10 @@ struct SubprocessResult {
   std::string stderr_text;
 };
 
+// The executable `name` in a folder of the PATH environment variable (/usr/bin:/bin when it
+// is unset), as a shell finds it; "" when none holds one.
+std::string FindOnPath(const std::string& name);
+
 // NotFound when the program cannot be executed; DeadlineExceeded on timeout;
 // ResourceExhausted when stdout passes its limit. A non-zero exit is not an error here.
 absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& argv,

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -164,6 +165,11 @@ TEST(ChildProcessTest, EveryWaitEndsAtItsDeadlineAndAGoneChildIsAnError) {
 
   EXPECT_EQ(ChildProcess::Start({"/nonexistent/ssh"}, Options()).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(FindOnPathTest, FindsWhatAShellWouldRun) {
+  EXPECT_TRUE(absl::EndsWith(FindOnPath("sh"), "/sh")) << FindOnPath("sh");
+  EXPECT_EQ(FindOnPath("no-such-program-for-gitfleet"), "");
 }
 
 }  // namespace

@@ -62,13 +62,7 @@ bool Dearmor(absl::string_view text, std::string* out, int* blocks) {
 }
 
 absl::StatusOr<std::string> FindProgram(const char* name, const char* package) {
-  const char* path = getenv("PATH");
-  for (absl::string_view dir :
-       absl::StrSplit(path != nullptr && *path != '\0' ? path : "/usr/bin:/bin", ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = absl::StrCat(dir, "/", name);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
+  if (std::string found = FindOnPath(name); !found.empty()) return found;
   return absl::UnavailableError(absl::StrCat("cannot check commit signatures: ", name,
                                              " is not installed (Debian's ", package, ")"));
 }

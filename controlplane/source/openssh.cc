@@ -118,13 +118,7 @@ absl::StatusOr<std::string> FindSshProgram(const OpenSshSettings& settings) {
     }
     return settings.program;
   }
-  const char* path = getenv("PATH");
-  for (absl::string_view dir :
-       absl::StrSplit(path != nullptr && *path != '\0' ? path : "/usr/bin:/bin", ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = absl::StrCat(dir, "/ssh");
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
+  if (std::string found = FindOnPath("ssh"); !found.empty()) return found;
   return absl::NotFoundError(
       "OpenSSH's ssh client is not installed (Debian's openssh-client), or give its path "
       "with --ssh");
