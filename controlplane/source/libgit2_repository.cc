@@ -939,10 +939,25 @@ class Libgit2Repository : public GitRepository {
     if (git_repository_odb(&odb, repo_.get()) != 0) {
       return absl::InternalError("cannot open the object database");
     }
+    // Its size and type first: a tag is a few lines and a signature, and one pushed with
+    // a huge message is not read whole for each verification.
+    size_t size = 0;
+    git_object_t type = GIT_OBJECT_INVALID;
+    int rc = git_odb_read_header(&size, &type, odb, git_reference_target(reference.get()));
+    if (rc == 0 && type == GIT_OBJECT_TAG && size > (1 << 20)) {
+      git_odb_free(odb);
+      return absl::InvalidArgumentError(absl::StrCat("tag ", tag.substr(0, 128), " is over 1 MiB"));
+    }
     git_odb_object* object = nullptr;
-    const int rc = git_odb_read(&object, odb, git_reference_target(reference.get()));
+    if (rc == 0 && type == GIT_OBJECT_TAG) {
+      rc = git_odb_read(&object, odb, git_reference_target(reference.get()));
+    }
     git_odb_free(odb);
     if (rc != 0) return GitError(rc, absl::StrCat("cannot read tag ", tag.substr(0, 128)));
+    if (object == nullptr) {  // a lightweight tag: the reference names the commit itself
+      return absl::NotFoundError(absl::StrCat(
+          "tag ", tag.substr(0, 128), " is not an annotated tag of commit ", commit.substr(0, 12)));
+    }
     const bool annotated = git_odb_object_type(object) == GIT_OBJECT_TAG;
     const std::string raw(static_cast<const char*>(git_odb_object_data(object)),
                           git_odb_object_size(object));
