@@ -121,6 +121,8 @@ absl::StatusOr<std::string> AeadOpen(Aead aead, absl::string_view key, absl::str
   return out;
 }
 
+int NoPemPassphrase(char*, int, int, void*) { return 0; }
+
 bool SecureEquals(absl::string_view a, absl::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

@@ -38,6 +38,10 @@ absl::StatusOr<std::string> AeadOpen(Aead aead, absl::string_view key, absl::str
 // in length).
 bool SecureEquals(absl::string_view a, absl::string_view b);
 
+// A pem_password_cb for PEM_read_bio_PrivateKey that gives no passphrase: an encrypted key
+// then fails to read, where OpenSSL's default would ask for one on the terminal.
+int NoPemPassphrase(char* buffer, int size, int rwflag, void* userdata);
+
 }  // namespace gitfleet::crypto
 
 #endif  // GITFLEET_COMMON_CRYPTO_H_

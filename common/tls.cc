@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
 #include "common/file_system.h"
 #include "common/logging.h"
 #include "common/thread_name.h"
@@ -134,10 +135,9 @@ absl::Status CheckTlsPem(const std::string& cert, const std::string& key, const 
       PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), &X509_free);
   if (x509 == nullptr) return absl::InvalidArgumentError("--tls-cert: no PEM certificate in it");
   auto key_bio = bio(key);
-  // No passphrase: without this callback OpenSSL would ask for one on the terminal.
-  pem_password_cb* no_passphrase = [](char*, int, int, void*) { return 0; };
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr), &EVP_PKEY_free);
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, crypto::NoPemPassphrase, nullptr),
+      &EVP_PKEY_free);
   if (pkey == nullptr) {
     return absl::InvalidArgumentError(
         "--tls-key: no PEM private key in it (or it has a passphrase)");

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/crypto.h"
 #include "common/file_system.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -298,7 +299,7 @@ absl::Status CheckClientCertificate(const std::string& cert_pem, const std::stri
   }
   std::unique_ptr<BIO, BioDeleter> key_bio(
       BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, crypto::NoPemPassphrase, nullptr);
   if (key == nullptr) {
     ERR_clear_error();
     return absl::InvalidArgumentError(
@@ -353,7 +354,7 @@ std::string ReadSshKeyType(const std::string& path) {
   if (absl::StrContains(*text, "-----BEGIN PRIVATE KEY-----")) {
     std::unique_ptr<BIO, BioDeleter> bio(
         BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, crypto::NoPemPassphrase, nullptr);
     const int id = key == nullptr ? 0 : EVP_PKEY_base_id(key);
     EVP_PKEY_free(key);
     return id == EVP_PKEY_RSA       ? "ssh-rsa"

@@ -302,6 +302,15 @@ TEST(LoadGitCredentialTest, ReadsAClientCertificateAndRefusesOneThatCannotWork) 
               HasSubstr("not a PEM certificate"));
   EXPECT_THAT(refused("expired", {{"tls.crt", ReadFile(dir + "/old.crt")}, {"tls.key", key}}),
               HasSubstr("has expired"));
+  // A key with a passphrase: refused, never asked for on a terminal.
+  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat("cd '", dir,
+                                                  "' && openssl pkey -in a.key -aes256 -passout "
+                                                  "pass:secret -out sealed.key"),
+                                     &out),
+            0)
+      << out;
+  EXPECT_THAT(refused("sealed", {{"tls.crt", cert}, {"tls.key", ReadFile(dir + "/sealed.key")}}),
+              HasSubstr("is not an unencrypted PEM private key"));
   // Nothing secret in the messages.
   EXPECT_THAT(refused("mismatch2", {{"tls.crt", cert}, {"tls.key", ReadFile(dir + "/b.key")}}),
               Not(HasSubstr("PRIVATE")));

@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<EVP_PKEY, KeyDeleter>> ReadKey(const std::string&
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return absl::InternalError("BIO_new_mem_buf failed");
   std::unique_ptr<EVP_PKEY, KeyDeleter> key(
-      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, crypto::NoPemPassphrase, nullptr));
   if (key == nullptr || EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA) {
     return absl::InvalidArgumentError(
         "githubAppPrivateKey is not an RSA private key in PEM (the .pem GitHub gives an App)");

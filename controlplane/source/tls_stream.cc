@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
 #include "controlplane/source/timed_stream.h"
 
 namespace gitfleet {
@@ -131,7 +132,7 @@ int UseIdentity(SSL* ssl, const TlsClientIdentity& identity) {
   std::unique_ptr<BIO, decltype(&BIO_free)> key(
       BIO_new_mem_buf(identity.key_pem.data(), static_cast<int>(identity.key_pem.size())),
       &BIO_free);
-  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(key.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(key.get(), nullptr, crypto::NoPemPassphrase, nullptr);
   const bool used =
       pkey != nullptr && SSL_use_PrivateKey(ssl, pkey) == 1 && SSL_check_private_key(ssl) == 1;
   EVP_PKEY_free(pkey);
