@@ -608,7 +608,10 @@ class Cli {
                  : !s.credentials_from_prefix().empty()
                      ? absl::StrCat(s.credentials_from_prefix(), " (--git-credentials)")
                      : "-",
-                 Short(s.commit()), FormatTime(s.fetched_time()), s.error()});
+                 absl::StrCat(
+                     Short(s.commit()),
+                     s.signed_by().empty() ? "" : absl::StrCat(" (signed by ", s.signed_by(), ")")),
+                 FormatTime(s.fetched_time()), s.error()});
     }
     table.Print(out_);
     return 0;

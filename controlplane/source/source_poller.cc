@@ -98,6 +98,7 @@ void SourcePoller::Upsert(const v1::Source& source) {
       t.snapshot.reset();
       t.info.clear_commit();
       t.info.clear_branch();
+      t.info.clear_signed_by();
     }
   }
   queue_.Add(RepoKey(source));
@@ -192,8 +193,10 @@ absl::Status SourcePoller::FetchSoon(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const CommitInfo& resolved,
-                                        const std::string& ref, const std::string& keys_name) {
+absl::StatusOr<std::string> SourcePoller::VerifyCommit(GitRepository& repo,
+                                                       const CommitInfo& resolved,
+                                                       const std::string& ref,
+                                                       const std::string& keys_name) {
   const std::string& commit = resolved.id;
   // A tag, when the ref resolved to no branch and is not a commit id itself.
   const bool tag =
@@ -208,9 +211,8 @@ absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const CommitInfo& r
   const std::string tag_cache_key = absl::StrCat(cache_key, "/tag ", ref);
   {
     MutexLock lock(&verified_mu_);
-    if (verified_.count(cache_key) > 0 || (tag && verified_.count(tag_cache_key) > 0)) {
-      return absl::OkStatus();
-    }
+    if (auto it = verified_.find(cache_key); it != verified_.end()) return it->second;
+    if (auto it = verified_.find(tag_cache_key); tag && it != verified_.end()) return it->second;
   }
   auto remember = [&](const std::string& key, const std::string& signer) {
     MutexLock lock(&verified_mu_);
@@ -226,7 +228,7 @@ absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const CommitInfo& r
       GF_LOG(INFO) << "commit " << commit.substr(0, 12) << " is signed by " << *signer << " ("
                    << keys_name << ")";
       remember(cache_key, *signer);
-      return absl::OkStatus();
+      return *signer;
     }
     refused = absl::Status(signer.status().code(),
                            absl::StrCat("commit ", commit.substr(0, 12),
@@ -246,8 +248,9 @@ absl::Status SourcePoller::VerifyCommit(GitRepository& repo, const CommitInfo& r
       if (signer.ok()) {
         GF_LOG(INFO) << "tag " << ref << " of commit " << commit.substr(0, 12) << " is signed by "
                      << *signer << " (" << keys_name << ")";
-        remember(tag_cache_key, *signer);
-        return absl::OkStatus();
+        const std::string vouched = absl::StrCat("tag ", ref, " by ", *signer);
+        remember(tag_cache_key, vouched);
+        return vouched;
       }
       return absl::Status(refused.code(),
                           absl::StrCat(refused.message(), ", and tag ", ref,
@@ -300,7 +303,7 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
     for (const std::string& ref : refs) resolved.emplace(ref, (*repo)->Resolve(ref));
   }
   // Signatures checked outside the lock too (gpgv, ssh-keygen): per ref and key folder.
-  std::map<std::pair<std::string, std::string>, absl::Status> signatures;
+  std::map<std::pair<std::string, std::string>, absl::StatusOr<std::string>> signatures;
   for (const auto& [ref, keys] : verified) {
     auto found = resolved.find(ref);
     if (found == resolved.end() || !found->second.ok()) continue;
@@ -339,8 +342,11 @@ absl::Status SourcePoller::FetchUrl(const std::string& key) {
         auto checked = signatures.find({t.source.ref(), t.source.verify_commits()});
         status =
             checked != signatures.end()
-                ? checked->second
+                ? checked->second.status()
                 : absl::UnavailableError("its commit's signature is checked at the next fetch");
+        if (status.ok()) t.info.set_signed_by(*checked->second);
+      } else {
+        t.info.clear_signed_by();
       }
       *t.info.mutable_fetched_time() = ToProtoTime(now);
       if (!status.ok()) {

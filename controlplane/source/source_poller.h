@@ -96,11 +96,12 @@ class SourcePoller {
   absl::Status FetchUrl(const std::string& key);
   // Deletes the clones of repositories no tracked source uses (GitRepositories::Retain).
   void ReleaseUnused();
-  // OK when `commit` carries a signature a key of folder `keys` made (commit_signature.h),
-  // or, when `ref` named a tag, that annotated tag does; PermissionDenied naming the commit
-  // and why not. What was checked against the same keys is not checked again.
-  absl::Status VerifyCommit(GitRepository& repo, const CommitInfo& commit, const std::string& ref,
-                            const std::string& keys);
+  // Who signed `commit` with a key of folder `keys` (commit_signature.h), or, when `ref`
+  // named a tag, "tag REF by WHO" when that annotated tag is so signed; PermissionDenied
+  // naming the commit and why not. What was checked against the same keys is not checked
+  // again.
+  absl::StatusOr<std::string> VerifyCommit(GitRepository& repo, const CommitInfo& commit,
+                                           const std::string& ref, const std::string& keys);
   absl::Duration IntervalLocked(const Tracked& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sets the sources_in_error gauge from what sources_ says now.
   void CountErrorsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

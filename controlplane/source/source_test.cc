@@ -1028,6 +1028,7 @@ TEST(SourcePollerTest, TakesOnlyCommitsSignedByTheSourcesKeys) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->commit(), signed_first);
   EXPECT_EQ(info->error(), "");
+  EXPECT_EQ(info->signed_by(), "release@example.com");
 
   const std::string unsigned_commit = commit("", "unsigned");
   info = poller.SyncNow("apps", absl::Seconds(30));
@@ -1080,6 +1081,7 @@ TEST(SourcePollerTest, TakesOnlyCommitsSignedByTheSourcesKeys) {
     if (std::string(name) == "v1") {
       EXPECT_EQ(info->commit(), released);
       EXPECT_EQ(info->error(), "");
+      EXPECT_EQ(info->signed_by(), "tag v1 by release@example.com");
     } else {
       EXPECT_EQ(info->commit(), "") << "nothing delivered";
       EXPECT_THAT(info->error(),

@@ -913,6 +913,8 @@ TEST_F(Security, OnlySignedCommitsAreDeployed) {
                              absl::StrCat(unsigned_commit.substr(0, 12), " is not signed"));
   })) << Ctl({"source", "list"});
   EXPECT_THAT(Ctl({"source", "list"}), HasSubstr("(signed: signers)"));
+  EXPECT_THAT(Ctl({"source", "list"}),
+              HasSubstr(absl::StrCat(first.substr(0, 12), " (signed by release@example.com)")));
   ExpectSynced("prod-eu", "web", first);
 
   const std::string signed_again = commit(true, "3");
