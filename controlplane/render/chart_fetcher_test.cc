@@ -568,6 +568,18 @@ TEST(ChartFetcherTest, SendsAPrivateRepositorysCredentialToItAlone) {
               HasSubstr("credential charts holds a password without a username"));
 }
 
+// Chart "web" from the trusted repository `repo`, fetched with credential `credential` of
+// the folder `dir`.
+absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchWebWith(const std::string& repo,
+                                                                 const std::string& dir,
+                                                                 const std::string& credential) {
+  ChartFetchOptions o;
+  o.allowed = {repo};
+  o.credentials_dir = dir;
+  o.credentials = {{repo, credential}};
+  return ChartFetcher(o).Fetch({repo, "web", ""});
+}
+
 // Over HTTPS, a credential's ca.crt is trusted for its servers (on top of the system's).
 TEST(ChartFetcherTest, TrustsACredentialsCaForItsServers) {
   testing::ChartRepositoryServer charts(testing::TempDir("tls-charts"));
@@ -580,13 +592,7 @@ TEST(ChartFetcherTest, TrustsACredentialsCaForItsServers) {
   const std::string ca = ReadAll(https.ca_pem_path());
   WriteCredential(dir, "tls", {{"username", "alice"}, {"password", "s3cret"}, {"ca.crt", ca}});
   WriteCredential(dir, "no-ca", {{"username", "alice"}, {"password", "s3cret"}});
-  auto fetch = [&](const std::string& credential) {
-    ChartFetchOptions o;
-    o.allowed = {repo};
-    o.credentials_dir = dir;
-    o.credentials = {{repo, credential}};
-    return ChartFetcher(o).Fetch({repo, "web", ""});
-  };
+  auto fetch = [&](const std::string& credential) { return FetchWebWith(repo, dir, credential); };
   absl::StatusOr<std::shared_ptr<const FetchedChart>> chart = fetch("tls");
   ASSERT_TRUE(chart.ok()) << chart.status() << https.Log();
   EXPECT_EQ((*chart)->version, "1.0.0");
@@ -613,13 +619,7 @@ TEST(ChartFetcherTest, PresentsACredentialsClientCertificate) {
   with_cert["tls.key"] = ReadAll(https.client_key_path());
   WriteCredential(dir, "mtls", with_cert);
   WriteCredential(dir, "no-cert", login);
-  auto fetch = [&](const std::string& credential) {
-    ChartFetchOptions o;
-    o.allowed = {repo};
-    o.credentials_dir = dir;
-    o.credentials = {{repo, credential}};
-    return ChartFetcher(o).Fetch({repo, "web", ""});
-  };
+  auto fetch = [&](const std::string& credential) { return FetchWebWith(repo, dir, credential); };
   absl::StatusOr<std::shared_ptr<const FetchedChart>> chart = fetch("mtls");
   ASSERT_TRUE(chart.ok()) << chart.status() << https.Log();
   EXPECT_EQ((*chart)->version, "1.0.0");
