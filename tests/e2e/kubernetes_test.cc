@@ -1095,7 +1095,7 @@ json KubernetesFleet::SyncClaimHeldBy(const std::string& giver, const std::strin
   }
   if (!Eventually([&] { return SyncedAt(giver, first) && SyncedAt(taker, first); },
                   absl::Seconds(60))) {
-    ADD_FAILURE() << Describe(giver) << Describe(taker);
+    ADD_FAILURE() << Describe(giver) << Describe(taker) << cp_->Log() << agent_->Log();
     return nullptr;
   }
   json claim = Live(kClaimPath);
@@ -1167,7 +1167,7 @@ void KubernetesFleet::ExpectApiWaitsThenTakesOver(const json& before, const std:
         return s && absl::StrContains(s->message(), "waits for bundle web to let go of it");
       },
       absl::Seconds(60)))
-      << Describe("api") << Ctl({"rollout", "status", "api"}) << cp_->Log();
+      << Describe("api") << Ctl({"rollout", "status", "api"}) << cp_->Log() << agent_->Log();
   absl::SleepFor(absl::Seconds(1));
   EXPECT_THAT(Ctl({"rollout", "status", "api"}), Not(HasSubstr("paused")));
   EXPECT_EQ(Live(kClaimPath)["metadata"]["labels"]["gitfleet.io/bundle"], "web");
@@ -1177,7 +1177,8 @@ void KubernetesFleet::ExpectApiWaitsThenTakesOver(const json& before, const std:
   ASSERT_EQ(code, 0) << out;
   ASSERT_TRUE(Eventually([&] { return SyncedAt("api", moved) && SyncedAt("web", moved); },
                          absl::Seconds(60)))
-      << Describe("api") << Describe("web") << Ctl({"rollout", "status", "api"});
+      << Describe("api") << Describe("web") << Ctl({"rollout", "status", "api"}) << cp_->Log()
+      << agent_->Log();
   const json after = Live(kClaimPath);
   ASSERT_FALSE(after.is_null()) << agent_->Log();
   EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << agent_->Log();
