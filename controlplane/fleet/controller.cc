@@ -936,8 +936,10 @@ absl::StatusOr<v1::SourceInfo> Controller::AddSource(const v1::Source& input, bo
       if (kept.url() != source.url() || kept.ref() != source.ref()) {
         default_branches_.erase(source.name());  // until its next fetch tells again
       }
-      if (kept.fleet_gitrepo() != source.fleet_gitrepo()) {
-        // Fleet's names in its renders are others: each renders again, commit or not.
+      if (kept.fleet_gitrepo() != source.fleet_gitrepo() ||
+          (!source.verify_commits().empty() && kept.verify_commits() != source.verify_commits())) {
+        // Fleet's names in its renders are others, or a pinned commit is judged by keys it
+        // was not judged by (Reconcile): each renders again, commit or not.
         for (auto& [bundle, state] : bundles_) {
           if (state.definition.source() == source.name()) state.reconciled_commit.clear();
         }
@@ -2010,6 +2012,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
   v1::Bundle definition;
   std::shared_ptr<const BundleVariants> content;
   std::string pinned;
+  std::string pinned_ref;
   bool remote_due = false;
   std::string revision_before;
   {
@@ -2026,6 +2029,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
       reconciled_generation = it->second.reconciled_generation;
       content = it->second.content;
       pinned = it->second.record.pinned_commit();
+      pinned_ref = it->second.record.pinned_ref();
       // Read from outside the repository: rendered again each resync interval (the
       // resync's own spread is at least 90% of it).
       remote_due = it->second.record.reads_remote() &&
@@ -2048,12 +2052,23 @@ absl::Status Controller::Reconcile(const std::string& name) {
   std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
   const std::string head = snapshot.has_value() ? snapshot->commit.id : "";
   bool rendered = false;
+  absl::Status refused;  // the pinned commit's signature
   if (snapshot.has_value() && !pinned.empty() && snapshot->commit.id != pinned) {
     // Rolled back: the pinned commit, whatever the source's branch says.
     absl::StatusOr<CommitInfo> commit = snapshot->repo->Resolve(pinned);
     if (!commit.ok()) {
       return absl::Status(commit.status().code(),
                           absl::StrCat("pinned commit ", pinned, ": ", commit.status().message()));
+    }
+    // Its source takes only signed commits: checked at each render (cached per commit and
+    // keys), so a pin from before the source verified, or a key since taken out, renders
+    // nothing; the clusters keep what they run.
+    absl::StatusOr<std::string> signer = poller_.VerifyForSource(
+        source, *snapshot->repo, *commit, pinned_ref.empty() ? pinned : pinned_ref);
+    if (!signer.ok()) {
+      refused = absl::Status(
+          signer.status().code(),
+          absl::StrCat("pinned commit ", pinned.substr(0, 12), ": ", signer.status().message()));
     }
     snapshot->commit = *commit;
   }
@@ -2062,7 +2077,7 @@ absl::Status Controller::Reconcile(const std::string& name) {
   const bool moved = snapshot.has_value() && (reconciled_generation != generation ||
                                               reconciled_commit != snapshot->commit.id);
   if (snapshot.has_value() && (moved || remote_due)) {
-    status = RenderBundle(name, *snapshot, /*fresh=*/remote_due);
+    status = RenderBundle(name, *snapshot, /*fresh=*/remote_due, refused);
     rendered = true;
     if (events_ != nullptr) {
       v1::Event event;
@@ -3626,6 +3641,7 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
 absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, const std::string& to,
                                                      bool no_prune, absl::Time wait_until) {
   std::string commit;
+  std::string pinned_ref;  // the signed tag that vouches for it
   if (!to.empty()) {
     // A revision or commit of the bundle's history, by at least 7 characters of its id.
     GF_ASSIGN_OR_RETURN(v1::BundleHistoryResponse history, BundleHistory(name, 1000));
@@ -3653,8 +3669,28 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
     if (snapshot.has_value()) {
       // Not in the history: a tag, a branch (the commit it names now) or a commit id of the
       // source's repository.
-      absl::StatusOr<CommitInfo> resolved = snapshot->repo->Resolve(commit.empty() ? to : commit);
-      if (resolved.ok()) commit = resolved->id;
+      const std::string asked = commit.empty() ? to : commit;
+      absl::StatusOr<CommitInfo> resolved = snapshot->repo->Resolve(asked);
+      if (absl::IsNotFound(resolved.status()) && commit.empty()) {
+        // Pushed since the last fetch (a release tag made for the rollback, say): the
+        // source is fetched now, once, and asked again.
+        absl::StatusOr<v1::SourceInfo> synced = poller_.SyncNow(source, WaitLeft(wait_until));
+        if (synced.ok()) resolved = snapshot->repo->Resolve(asked);
+      }
+      if (resolved.ok()) {
+        commit = resolved->id;
+        // A source that takes only signed commits takes no other by a rollback either: any
+        // commit of its repository (another branch's, say) could be named here. Checked
+        // again at each render of it (a key taken out of the folder since counts).
+        absl::StatusOr<std::string> signer =
+            poller_.VerifyForSource(source, *snapshot->repo, *resolved, asked);
+        if (!signer.ok()) {
+          return absl::Status(signer.status().code(),
+                              absl::StrCat("--to=", to, ": ", signer.status().message(),
+                                           "; bundle ", name, " keeps what it runs"));
+        }
+        if (absl::StartsWith(*signer, "tag ")) pinned_ref = asked;
+      }
       if (absl::IsInvalidArgument(resolved.status()) && commit.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat("--to=", to, ": ", resolved.status().message()));
@@ -3675,6 +3711,7 @@ absl::StatusOr<v1::BundleInfo> Controller::PinBundle(const std::string& name, co
   GF_RETURN_IF_ERROR(ChangeRollout(name, [&](v1::BundleRecord& record) {
     record.set_pinned_commit(commit);
     record.set_pinned_no_prune(!commit.empty() && no_prune);
+    record.set_pinned_ref(pinned_ref);
     return absl::OkStatus();
   }));
   {
@@ -3948,7 +3985,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
 }
 
 absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot,
-                                      bool fresh) {
+                                      bool fresh, const absl::Status& refused) {
   v1::Bundle definition;
   ValuesSpec values;
   uint64_t generation;
@@ -4002,10 +4039,13 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   // Nor the same names (the source's --fleet-gitrepo changed since).
   cache_hit = cache_hit && (last.fleet_gitrepo().empty() ? definition.source()
                                                          : last.fleet_gitrepo()) == fleet_gitrepo;
+  // Refused before any render (a pinned commit its source's keys did not sign): recorded
+  // as a render of it that failed, so the bundle says why and keeps what it runs.
+  cache_hit = cache_hit && refused.ok();
   Built built;
   built.engine = cache_hit ? last.engine() : definition.engine();
-  absl::Status status;
-  if (!cache_hit) {
+  absl::Status status = refused;
+  if (!cache_hit && refused.ok()) {
     status = BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last),
                           fleet_gitrepo, &built);
   }

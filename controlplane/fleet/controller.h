@@ -591,8 +591,10 @@ class Controller {
   void RenderStableAgain(const std::string& name, const SourceSnapshot& snapshot);
   // Renders the bundle at the snapshot; the error is the render's or the store's.
   // `fresh`: not from the render cache (a render that read remote bases, again).
+  // `refused`: the snapshot's commit may not deploy (a pinned commit its source's keys did
+  // not sign): nothing is rendered, and that is recorded as the render's error.
   absl::Status RenderBundle(const std::string& bundle, const SourceSnapshot& snapshot,
-                            bool fresh = false);
+                            bool fresh = false, const absl::Status& refused = absl::OkStatus());
   v1::BundleInfo InfoLocked(const BundleState& state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AddBundle's work; `scope_change`, when set, says the bundle's caller's scope changed
   // (FollowCallerScopes): the event says so, and what the agents and the render judge

@@ -88,9 +88,14 @@ void SourcePoller::Upsert(const v1::Source& source) {
   {
     MutexLock lock(&mu_);
     Tracked& t = sources_[source.name()];
-    bool changed = t.source.url() != source.url() || t.source.ref() != source.ref() ||
-                   t.source.credentials_ref() != source.credentials_ref() ||
-                   t.source.submodules() != source.submodules() || t.source.lfs() != source.lfs();
+    // A source that starts to take only signed commits (or trusts other keys) delivers
+    // nothing until its commit is checked against them: what it delivered before was not,
+    // and a bundle added or rendered again meanwhile would render it.
+    bool changed =
+        t.source.url() != source.url() || t.source.ref() != source.ref() ||
+        t.source.credentials_ref() != source.credentials_ref() ||
+        t.source.submodules() != source.submodules() || t.source.lfs() != source.lfs() ||
+        (!source.verify_commits().empty() && t.source.verify_commits() != source.verify_commits());
     other_repository = !t.source.url().empty() && RepoKey(t.source) != RepoKey(source);
     t.source = source;
     *t.info.mutable_source() = source;
@@ -191,6 +196,22 @@ absl::Status SourcePoller::FetchSoon(const std::string& name) {
   if (!key.ok()) return key.status();
   queue_.Add(*key);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SourcePoller::VerifyForSource(const std::string& name,
+                                                          GitRepository& repo,
+                                                          const CommitInfo& commit,
+                                                          const std::string& ref) {
+  std::string keys;
+  {
+    MutexLock lock(&mu_);
+    auto it = sources_.find(name);
+    if (it == sources_.end())
+      return absl::NotFoundError(absl::StrCat("source ", name, " not found"));
+    keys = it->second.source.verify_commits();
+  }
+  if (keys.empty()) return std::string();
+  return VerifyCommit(repo, commit, ref, keys);
 }
 
 absl::StatusOr<std::string> SourcePoller::VerifyCommit(GitRepository& repo,

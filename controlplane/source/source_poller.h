@@ -80,6 +80,13 @@ class SourcePoller {
   std::vector<v1::SourceInfo> List();
   // The last snapshot delivered for `name`, if any.
   std::optional<SourceSnapshot> Snapshot(const std::string& name);
+  // Whether `commit` of source `name`'s repository (`repo`, its snapshot's) may deploy for
+  // it, for a commit other than the one the source delivers (an operator's `bundle rollback
+  // --to`): "" when the source takes any commit, else who signed it or, when `ref` names a
+  // tag of it, "tag REF by WHO" (as for the source's own commits); PermissionDenied naming
+  // the commit and why not; NotFound when the source is not tracked.
+  absl::StatusOr<std::string> VerifyForSource(const std::string& name, GitRepository& repo,
+                                              const CommitInfo& commit, const std::string& ref);
 
  private:
   // The queue key (RepoKey) of source `name`; NotFound when it is not tracked.

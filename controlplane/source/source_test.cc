@@ -1091,5 +1091,82 @@ TEST(SourcePollerTest, TakesOnlyCommitsSignedByTheSourcesKeys) {
   }
 }
 
+// A commit other than the one a source delivers (a rollback's) is judged by the source's
+// keys too; a source that starts to verify forgets the commit it took unchecked until its
+// next fetch checks it.
+TEST(SourcePollerTest, JudgesOtherCommitsByTheSourcesKeysAndForgetsUncheckedOnes) {
+  PollerSetup setup;
+  GitFixture& git = setup.git;
+  const std::string keys = TempDir("signing");
+  std::string out;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("set -e; cd '", keys, "'; ssh-keygen -q -t ed25519 -N '' -f release;",
+                             "mkdir signers; printf 'release@example.com %s\\n' \"$(cut -d' ' "
+                             "-f1,2 release.pub)\" > signers/allowed_signers"),
+                &out),
+            0)
+      << out;
+  const std::string sign =
+      absl::StrCat("-c gpg.format=ssh -c user.signingkey='", keys, "/release' ");
+  std::string signed_commit;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("cd '", git.dir(), "' && printf 'a: 2\\n' > a.yaml && git ", sign,
+                             "commit -q -S -am signed && git ", sign, "tag -s v1 -m v1 ",
+                             setup.first, " && git rev-parse HEAD"),
+                &signed_commit),
+            0)
+      << signed_commit;
+  signed_commit = std::string(absl::StripAsciiWhitespace(signed_commit));
+  git.Write("a.yaml", "a: 3\n");
+  const std::string unsigned_head = git.Commit("unsigned");
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  SourcePoller poller(repos.get(), setup.metrics, [](const std::string&, const SourceSnapshot&) {});
+  poller.SetSigningKeysDir(keys);
+  poller.Start();
+  v1::Source source;
+  source.set_name("apps");
+  source.set_url(git.url());
+  poller.Upsert(source);
+  absl::StatusOr<v1::SourceInfo> info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->commit(), unsigned_head) << "a source that verifies nothing takes it";
+  std::optional<SourceSnapshot> snapshot = poller.Snapshot("apps");
+  ASSERT_TRUE(snapshot.has_value());
+  GitRepository& repo = *snapshot->repo;
+  auto judge = [&](const std::string& ref) {
+    absl::StatusOr<CommitInfo> commit = repo.Resolve(ref);
+    EXPECT_TRUE(commit.ok()) << commit.status();
+    return commit.ok() ? poller.VerifyForSource("apps", repo, *commit, ref) : commit.status();
+  };
+  absl::StatusOr<std::string> signer = judge(setup.first);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  EXPECT_EQ(*signer, "") << "no keys: any commit";
+  EXPECT_TRUE(absl::IsNotFound(
+      poller.VerifyForSource("other", repo, *repo.Resolve(setup.first), setup.first).status()));
+
+  source.set_verify_commits("signers");
+  poller.Upsert(source);
+  EXPECT_FALSE(poller.Snapshot("apps").has_value()) << "the unchecked commit is forgotten";
+  EXPECT_EQ(poller.Get("apps")->commit(), "");
+  signer = judge(signed_commit);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  EXPECT_EQ(*signer, "release@example.com");
+  signer = judge(unsigned_head);
+  EXPECT_TRUE(absl::IsPermissionDenied(signer.status())) << signer.status();
+  EXPECT_THAT(signer.status().message(),
+              HasSubstr(absl::StrCat("commit ", unsigned_head.substr(0, 12), " is not signed")));
+  // The first commit is unsigned, but a signed tag names it.
+  signer = judge("v1");
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  EXPECT_EQ(*signer, "tag v1 by release@example.com");
+  EXPECT_FALSE(judge(setup.first).ok()) << "by its id, no tag vouches for it";
+
+  info = poller.SyncNow("apps", absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->commit(), "") << "its unsigned head is not taken";
+  EXPECT_THAT(info->error(), HasSubstr("is not signed"));
+  EXPECT_FALSE(poller.Snapshot("apps").has_value());
+}
+
 }  // namespace
 }  // namespace gitfleet

@@ -889,7 +889,7 @@ TEST_F(Security, OnlySignedCommitsAreDeployed) {
     return std::string(absl::StripAsciiWhitespace(id));
   };
   git_.Write("apps/web/a.yaml", Cm("a"));
-  git_.Commit("unsigned start");
+  const std::string start = git_.Commit("unsigned start");
   const std::string first = commit(true, "1");
   StartControlPlane({"--credentials-dir=" + credentials});
   StartAgent("prod-eu", "env=prod");
@@ -919,6 +919,83 @@ TEST_F(Security, OnlySignedCommitsAreDeployed) {
 
   const std::string signed_again = commit(true, "3");
   ExpectSynced("prod-eu", "web", signed_again);
+
+  // A rollback goes only to what the keys vouch for: a commit they signed, or one a tag
+  // they signed names; any other commit of the repository is refused and nothing changes.
+  for (const std::string& to : {unsigned_commit, start.substr(0, 10)}) {
+    out = Ctl({"bundle", "rollback", "web", "--to=" + to}, &code);
+    EXPECT_NE(code, 0) << to;
+    EXPECT_THAT(out, HasSubstr(" is not signed (this source takes only commits signed by a key "
+                               "in signers); bundle web keeps what it runs"));
+  }
+  EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("pinned")));
+  out = Ctl({"bundle", "rollback", "web", "--to=" + first}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
+                             root_, "/release' tag -s v0 -m 'the start, vouched for' ", start)),
+            0);
+  out = Ctl({"bundle", "rollback", "web", "--to=v0"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", start);
+  out = Ctl({"bundle", "unpin", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", signed_again);
+}
+
+// A rollback made before its source verified commits is judged by the keys once it does:
+// the pinned commit, unsigned, renders nothing more (the bundle says why; the cluster keeps
+// what it runs), and the unpinned bundle takes the signed head.
+TEST_F(Security, APinFromBeforeItsSourceVerifiedIsJudgedByTheKeys) {
+  const std::string credentials = root_ + "/credentials";
+  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat(
+                "set -e; mkdir -p '", credentials, "/signers'; cd '", root_,
+                "'; ssh-keygen -q -t ed25519 -N '' -f release; printf 'release@example.com %s\\n' "
+                "\"$(cut -d' ' -f1,2 release.pub)\" > '",
+                credentials, "/signers/allowed_signers'")),
+            0);
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  const std::string start = git_.Commit("unsigned start");
+  git_.Write("apps/web/a.yaml", Cm("a", "v1"));
+  std::string head;
+  ASSERT_EQ(::gitfleet::testing::Run(
+                absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
+                             root_, "/release' commit -q -S -am signed && git rev-parse HEAD"),
+                &head),
+            0)
+      << head;
+  head = std::string(absl::StripAsciiWhitespace(head));
+  StartControlPlane({"--credentials-dir=" + credentials});
+  StartAgent("prod-eu", "env=prod");
+  int code = 0;
+  std::string out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", head);
+  out = Ctl({"bundle", "rollback", "web", "--to=" + start}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", start);
+
+  out = Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s",
+             "--verify-commits=signers", "--replace"},
+            &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"bundle", "list", "-o", "json"}),
+                             absl::StrCat("pinned commit ", start.substr(0, 12), ": commit ",
+                                          start.substr(0, 12), " is not signed"));
+  })) << Ctl({"bundle", "list", "-o", "json"});
+  // The cluster keeps it, and is told why nothing newer comes.
+  std::vector<v1::BundleStatus> status = Status("prod-eu", "web");
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0].applied_commit(), start);
+  EXPECT_THAT(status[0].message(), HasSubstr("is not signed (this source takes only commits "
+                                             "signed by a key in signers)"));
+  out = Ctl({"bundle", "unpin", "web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", head);
 }
 
 // A credential by URL prefix (--git-credentials, as Argo CD's credential templates): every
