@@ -1765,7 +1765,7 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--values=K=V,...]                 defaults for every cluster\n"
        "           [--cluster-values='SELECTOR;K=V,...']...  first matching rule wins\n"
        "           [--tla=PARAM[=VALUE],...]          jsonnet top-level arguments\n"
-       "           [--values-file=FILE,...]           helm values files in the chart\n"
+       "           [--values-file=FILE,...]           helm values files, from the chart's folder\n"
        "           [--release=NAME]                   the chart's release (default: fleet.yaml's,\n"
        "                                              else the bundle's name)\n"
        "           [--argocd-app=NAME]                the Argo CD Application it takes over,\n"

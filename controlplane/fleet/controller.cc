@@ -144,7 +144,9 @@ absl::Status ValidateEngineOptions(const v1::Bundle& bundle) {
     }
   }
   for (const std::string& file : bundle.helm_values_files()) {
-    if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
+    // Relative to the chart's folder, the bundle's or one inside it (checked again at each
+    // render): anywhere in the repository, never outside it.
+    if (absl::Status s = HelmValuesPath(bundle.path(), file).status(); !s.ok()) return s;
   }
   const std::string& engine = bundle.engine();
   if (!engine.empty() && engine != "jsonnet" && bundle.jsonnet_tlas_size() > 0) {
@@ -3858,12 +3860,14 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     // What a render takes from elsewhere in the repository (a chart's file:// dependency),
     // read at the same commit, bounded as every read.
     auto read_folder = FolderReader(snapshot.repo, commit.id);
+    auto read_files = FilesReader(snapshot.repo, commit.id);
     BundleVariants::RenderFn render =
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
          api_versions_of = ApiVersionsOf(
              [hub = hub_](const std::string& digest) { return hub->ApiVersions(digest); }),
-         read_folder, ns = definition.target_namespace(), reads, gitrepo = fleet_gitrepo,
-         release = definition.helm_release(), argocd_app = definition.argocd_app(),
+         read_folder, read_files, ns = definition.target_namespace(), reads,
+         gitrepo = fleet_gitrepo, release = definition.helm_release(),
+         argocd_app = definition.argocd_app(),
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
@@ -3879,6 +3883,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.read_remote = &remote;
           input.helm_capabilities = *std::move(capabilities_here);
           input.read_folder = read_folder;
+          input.read_files = read_files;
           input.target_namespace = ns;
           UseReads(reads, &input);
           input.fleet_gitrepo = gitrepo;
@@ -3910,6 +3915,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.helm_capabilities = {definition.helm_kube_version(),
                                Strings(definition.helm_api_versions())};
     input.read_folder = FolderReader(snapshot.repo, commit.id);
+    input.read_files = FilesReader(snapshot.repo, commit.id);
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.fleet_gitrepo = fleet_gitrepo;

@@ -2604,7 +2604,60 @@ TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
   git_.Commit("a missing file");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   EXPECT_THAT(ListedByName()["web"].error(),
-              HasSubstr("helm.valueFiles missing.yaml, which is not in charts/web/"));
+              HasSubstr("helm.valueFiles missing.yaml, which is not in the repository "
+                        "(charts/web/missing.yaml, from the chart's folder)"));
+}
+
+// A chart's values files may be anywhere in the repository, as Argo CD allows (a monorepo's
+// envs/prod beside charts/web): the bundle's --values-file and Argo CD's valueFiles alike,
+// read at the render's commit, a change to them rendering again. One that climbs out of the
+// repository, or is not there, is refused by name.
+TEST_F(ControllerTest, AChartsValuesFilesMayBeAnywhereInTheRepository) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {valueFiles: [../../envs/prod/argo.yaml]}\n");
+  git_.Write("envs/prod/values.yaml", "replicas: 5\n");
+  git_.Write("envs/prod/argo.yaml", "tier: prod\n");
+  git_.Commit("a monorepo");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Bundle web = Bundle("web", "charts/web");
+  web.add_helm_values_files("../../envs/prod/values.yaml");
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(web, false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  EXPECT_THAT(OnlyObjectOf(agent, "web"),
+              HasSubstr("values.yaml=replicas: 5 |argo.yaml=tier: prod |"));
+
+  git_.Write("envs/prod/values.yaml", "replicas: 7\n");
+  git_.Commit("more replicas");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("values.yaml=replicas: 7 |"))
+      << "a change outside the chart renders it again";
+
+  v1::Bundle out = Bundle("out", "charts/web");
+  out.add_helm_values_files("../../../secrets.yaml");
+  absl::StatusOr<v1::BundleInfo> refused = controller_->AddBundle(out, false);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("helm values file \"../../../secrets.yaml\" is outside the repository"));
+
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {valueFiles: [../../envs/dev/argo.yaml]}\n");
+  git_.Commit("a file not there");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(ListedByName()["web"].error(),
+              HasSubstr("helm.valueFiles ../../envs/dev/argo.yaml, which is not in the repository "
+                        "(envs/dev/argo.yaml, from the chart's folder)"));
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {valueFiles: [../../../argo.yaml]}\n");
+  git_.Commit("a file outside");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(ListedByName()["web"].error(),
+              HasSubstr("helm values file \"../../../argo.yaml\" is outside the repository"));
+  git_.Remove("charts/web/.argocd-source.yaml");
+  git_.Remove("envs/prod/values.yaml");
+  git_.Commit("the bundle's own file gone");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(ListedByName()["web"].error(),
+              HasSubstr("values file envs/prod/values.yaml is not in the repository"));
 }
 
 // Argo CD's other kustomize overrides (namePrefix, commonLabels, ...) are set as Argo CD's
@@ -3144,9 +3197,13 @@ TEST_F(ControllerTest, RejectsBadValuesClearly) {
   EXPECT_THAT(std::string(controller_->AddBundle(depends_twice, false).status().message()),
               HasSubstr("--depends-on names crds twice"));
   v1::Bundle bad_file = Bundle("b", "a");
-  bad_file.add_helm_values_files("../secrets.yaml");
+  bad_file.add_helm_values_files("../../secrets.yaml");
   EXPECT_THAT(std::string(controller_->AddBundle(bad_file, false).status().message()),
-              HasSubstr("must be a relative path inside the chart"));
+              HasSubstr("helm values file \"../../secrets.yaml\" is outside the repository"));
+  v1::Bundle absolute_file = Bundle("b", "a");
+  absolute_file.add_helm_values_files("/etc/passwd");
+  EXPECT_THAT(std::string(controller_->AddBundle(absolute_file, false).status().message()),
+              HasSubstr("must be a path relative to the chart's folder"));
   // A shell script in a ConfigMap, in a bundle that asked for no substitution, renders as
   // written.
   v1::Bundle script = Bundle("b", "a");

@@ -2373,6 +2373,22 @@ TEST(JsonnetRendererTest, AProgramThatRunsTooLongIsStoppedAtTheTimeout) {
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
+TEST(HelmValuesPathTest, AnywhereInTheRepositoryNeverOutside) {
+  EXPECT_EQ(*HelmValuesPath("charts/web", "values.yaml"), "charts/web/values.yaml");
+  EXPECT_EQ(*HelmValuesPath("charts/web/", "./prod/../prod/v.yaml"), "charts/web/prod/v.yaml");
+  EXPECT_EQ(*HelmValuesPath("charts/web", "../../envs/prod.yaml"), "envs/prod.yaml");
+  EXPECT_EQ(*HelmValuesPath("", "envs//prod.yaml"), "envs/prod.yaml");
+  for (const auto& [folder, file] :
+       std::vector<std::pair<std::string, std::string>>{{"charts/web", "../../../x.yaml"},
+                                                        {"", "../x.yaml"},
+                                                        {"charts/web", "/etc/passwd"},
+                                                        {"charts/web", ""},
+                                                        {"charts/web", "../.."},
+                                                        {"charts/web", std::string(1025, 'a')}}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(HelmValuesPath(folder, file).status())) << file;
+  }
+}
+
 TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   auto args = HelmTemplateArgs("/usr/local/bin/helm", "web", "/tmp/c/charts/web", "shop",
                                "/tmp/c/charts/web", {"values-prod.yaml"},

@@ -406,6 +406,49 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     }
     if (with_dependencies.size() != before) with_chart = std::move(with_dependencies);
   }
+  // Values files are the chart's folder's (a fetched chart's: the bundle's folder's), by
+  // repository path: one elsewhere in the repository is read at the same commit and
+  // written where it is in the repository, as a checkout has it.
+  const std::string values_folder = input.remote_chart.empty() ? chart : input.path;
+  std::vector<std::string> values_paths;
+  {
+    std::vector<std::string> outside;
+    for (const std::string& file : input.helm_values_files) {
+      absl::StatusOr<std::string> at = HelmValuesPath(values_folder, file);
+      if (!at.ok()) return at.status();
+      values_paths.push_back(*at);
+      if (!absl::StartsWith(*at, folder_prefix) &&
+          std::find(outside.begin(), outside.end(), *at) == outside.end()) {
+        outside.push_back(*at);
+      }
+    }
+    if (!outside.empty()) {
+      if (input.read_files == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "helm ", input.path, ": values file ", outside.front(),
+            " is outside the bundle's folder, and this render reads only that folder"));
+      }
+      absl::StatusOr<std::vector<RepoFile>> read = input.read_files(outside);
+      if (!read.ok()) {
+        return absl::Status(
+            read.status().code(),
+            absl::StrCat("helm ", input.path, ": values file ", read.status().message()));
+      }
+      for (const std::string& path : outside) {
+        if (std::none_of(read->begin(), read->end(),
+                         [&](const RepoFile& file) { return file.path == path; })) {
+          return absl::InvalidArgumentError(absl::StrCat("helm ", input.path, ": values file ",
+                                                         path, " is not in the repository"));
+        }
+      }
+      // A change there renders the bundle again.
+      if (input.read_paths != nullptr) {
+        input.read_paths->insert(input.read_paths->end(), outside.begin(), outside.end());
+      }
+      if (with_chart.empty()) with_chart = input.files;
+      for (RepoFile& file : *read) with_chart.push_back(std::move(file));
+    }
+  }
   absl::StatusOr<std::unique_ptr<Checkout>> checkout =
       Checkout::Write(options_.scratch_dir, with_chart.empty() ? input.files : with_chart);
   if (!checkout.ok()) return checkout.status();
@@ -425,9 +468,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   run.max_stderr_bytes = 4096;
   static const Values kNoValues;
   const std::string chart_dir = scratch.root() + "/" + chart;
-  // Values files are the chart's own, or (a fetched chart) the bundle's folder's.
-  const std::string values_dir =
-      input.remote_chart.empty() ? chart_dir : absl::StrCat(scratch.root(), "/", input.path);
+  // Where gitfleet writes the values it is given as text: the values files' folder.
+  const std::string values_dir = absl::StrCat(scratch.root(), "/", values_folder);
   // fleet.yaml's values (merged and filled in), then the bundle's own files, then Argo CD's
   // inline values (its overrides' values or valuesObject).
   std::vector<std::string> values_files;
@@ -446,23 +488,22 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     if (!out) {
       return absl::InternalError(absl::StrCat("helm ", input.path, ": cannot write ", written));
     }
-    values_files.push_back(name);
+    values_files.push_back(values_folder.empty() ? name : absl::StrCat(values_folder, "/", name));
     return absl::OkStatus();
   };
   if (!input.fleet_helm_values.empty()) {
     GF_RETURN_IF_ERROR(
         write_values(kFleetValuesFile, input.fleet_helm_values, "fleet.yaml's helm.values"));
   }
-  values_files.insert(values_files.end(), input.helm_values_files.begin(),
-                      input.helm_values_files.end());
+  values_files.insert(values_files.end(), values_paths.begin(), values_paths.end());
   if (!input.argocd_helm_values.empty()) {
     GF_RETURN_IF_ERROR(
         write_values(kArgoCdValuesFile, input.argocd_helm_values, "Argo CD's helm.values"));
   }
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
-      input.target_namespace, values_dir, values_files, input.values ? *input.values : kNoValues,
-      input.helm_capabilities, input.helm_parameters);
+      input.target_namespace, scratch.root(), values_files,
+      input.values ? *input.values : kNoValues, input.helm_capabilities, input.helm_parameters);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

@@ -518,6 +518,30 @@ absl::Status CheckHelmValuesFile(const std::string& file) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> HelmValuesPath(const std::string& folder, const std::string& file) {
+  auto refused = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("helm values file \"", file.substr(0, 256), "\" ", why));
+  };
+  if (file.empty() || file.size() > 1024) return refused("is not a path");
+  if (file[0] == '/') return refused("must be a path relative to the chart's folder");
+  std::vector<std::string> parts;
+  for (absl::string_view part : absl::StrSplit(folder, '/', absl::SkipEmpty())) {
+    parts.emplace_back(part);
+  }
+  for (absl::string_view part : absl::StrSplit(file, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (parts.empty()) return refused("is outside the repository");
+      parts.pop_back();
+      continue;
+    }
+    parts.emplace_back(part);
+  }
+  if (parts.empty()) return refused("is not a file");
+  return absl::StrJoin(parts, "/");
+}
+
 bool IsFleetYamlName(absl::string_view name) { return name == "fleet.yaml" || name == "fleet.yml"; }
 
 const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFile>& files,
@@ -1357,8 +1381,9 @@ namespace {
 // bundle's --release names one. `files` are the overrides' files, which `sets` them.
 absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
                              const std::string& files, const char* sets, RenderInput* placed) {
-  // Value files are the chart's folder's, as Argo CD reads them from the Application's
-  // path: one outside it, or at a URL, is not read here.
+  // Value files are relative to the chart's folder, as Argo CD reads them from the
+  // Application's path, and may be anywhere in the repository; one at a URL, or another
+  // source's ($ref), is not read here.
   const std::string chart_folder =
       absl::StrCat(input.path.empty() ? "" : input.path + "/",
                    placed->helm_chart.empty() ? "" : placed->helm_chart + "/");
@@ -1371,16 +1396,30 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
     }
     std::string relative = file;
     while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
-    GF_RETURN_IF_ERROR(CheckHelmValuesFile(relative));
-    const bool found = std::any_of(input.files.begin(), input.files.end(), [&](const RepoFile& f) {
-      return f.path == chart_folder + relative;
-    });
+    absl::StatusOr<std::string> at = HelmValuesPath(chart_folder, relative);
+    if (!at.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, "helm.valueFiles: ", at.status().message()));
+    }
+    bool found = std::any_of(input.files.begin(), input.files.end(),
+                             [&](const RepoFile& f) { return f.path == *at; });
+    // The bundle's folder is read whole; elsewhere in the repository, asked for.
+    const std::string folder = input.path.empty() ? "" : input.path + "/";
+    if (!found && !absl::StartsWith(*at, folder) && input.read_files != nullptr) {
+      absl::StatusOr<std::vector<RepoFile>> read = input.read_files({*at});
+      if (!read.ok()) {
+        return absl::Status(read.status().code(),
+                            absl::StrCat(files, sets, "helm.valueFiles ", relative, " (", *at,
+                                         "): ", read.status().message()));
+      }
+      found = !read->empty();
+    }
     if (!found && helm.ignore_missing_value_files) continue;
     if (!found) {
       return absl::InvalidArgumentError(absl::StrCat(
-          files, sets, "helm.valueFiles ", relative, ", which is not in ",
-          chart_folder.empty() ? "the repository root" : chart_folder,
-          ": Argo CD's build fails so too (ignoreMissingValueFiles: true passes over it)"));
+          files, sets, "helm.valueFiles ", relative, ", which is not in the repository (", *at,
+          ", from the chart's folder): Argo CD's build fails so too (ignoreMissingValueFiles: "
+          "true passes over it)"));
     }
     placed->helm_values_files.push_back(relative);
   }

@@ -235,6 +235,11 @@ struct RenderInput {
   bool reads_argocd_helm = true;
   // Set by RenderBundlePath from those: the values text, written beside the chart.
   std::string argocd_helm_values;
+  // Reads files of the repository at the render's commit (those there, by repository
+  // path; GitRepository::ReadFiles), for the few an engine takes from outside `files`:
+  // helm values files elsewhere in the repository (HelmValuesPath). Unset: none is read.
+  std::function<absl::StatusOr<std::vector<RepoFile>>(const std::vector<std::string>& paths)>
+      read_files;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
@@ -615,6 +620,12 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
 
 // A helm values file must name a file inside the chart: relative, without "..".
 absl::Status CheckHelmValuesFile(const std::string& file);
+// A helm values file a bundle (--values-file) or Argo CD (helm.valueFiles) names, relative
+// to repository folder `folder` (the chart's), as the repository path it reads: "." and
+// ".." worked out, so it may be anywhere in the repository, as Argo CD allows (a monorepo's
+// envs/prod/values.yaml beside charts/web). InvalidArgument naming it when it is empty,
+// absolute, over 1,024 characters, or climbs out of the repository.
+absl::StatusOr<std::string> HelmValuesPath(const std::string& folder, const std::string& file);
 // InvalidArgument naming the file when it is not YAML, not a mapping, or names a
 // namespace Kubernetes refuses: passing over it would put the objects elsewhere.
 // `fleet_yml`: fleet.yml is read when there is no fleet.yaml (FindFleetYaml).

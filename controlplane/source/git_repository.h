@@ -118,6 +118,14 @@ inline std::function<absl::StatusOr<std::vector<RepoFile>>(const std::string&)> 
   };
 }
 
+// Reads files of `repo` at `commit` (those there, by repository path; files past the limits
+// fail the read): RenderInput::read_files. Holds `repo`.
+inline std::function<absl::StatusOr<std::vector<RepoFile>>(const std::vector<std::string>&)>
+FilesReader(std::shared_ptr<GitRepository> repo, std::string commit) {
+  return [repo = std::move(repo), commit = std::move(commit)](
+             const std::vector<std::string>& paths) { return repo->ReadFiles(commit, paths); };
+}
+
 // Which clone: a repository read with one credential, with or without its submodules.
 struct RepoRef {
   std::string url;
