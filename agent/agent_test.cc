@@ -203,6 +203,50 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
 
 // A control plane that takes the stream but never welcomes it does not hold the agent: it
 // gives the stream up and dials again, and the next stream is welcomed and served.
+// A message sent while the client is still building its hello (a restarted agent reports
+// what it holds at once) finds no stream: refused (the hello carries what the control
+// plane needs), never written on a call not bound yet, which crashed the agent, nor sent
+// before the hello. Once welcomed, messages go out after it.
+TEST(ControlPlaneClientTest, NothingIsSentBeforeTheHello) {
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
+  metrics::Registry registry;
+  AgentMetrics metrics(registry);
+  Notification building, release, connected;
+  ControlPlaneClient::Callbacks callbacks;
+  callbacks.hello = [&] {
+    building.Notify();
+    release.WaitForNotification();
+    v1::Hello hello;
+    hello.set_cluster("east");
+    return hello;
+  };
+  callbacks.on_message = [](const v1::ControlMessage&) {};
+  callbacks.on_connected = [&](const v1::Welcome&) {
+    if (!connected.HasBeenNotified()) connected.Notify();
+  };
+  callbacks.on_disconnected = [](const absl::Status&) {};
+  ControlPlaneClient::Options options;
+  options.target = control_plane.target();
+  options.credentials = grpc::InsecureChannelCredentials();
+  ControlPlaneClient client(options, callbacks, metrics);
+  client.Start();
+  ASSERT_TRUE(building.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  v1::AgentMessage status;
+  status.mutable_status()->set_bundle("web");
+  for (int i = 0; i < 100; ++i) {  // over 100 ms of the hello's making
+    EXPECT_FALSE(client.Send(status)) << "taken before the hello";
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  release.Notify();
+  ASSERT_TRUE(connected.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_TRUE(client.Send(status));
+  std::vector<v1::AgentMessage> received = control_plane.Received(/*acks=*/0, /*statuses=*/1);
+  ASSERT_EQ(received.size(), 2u);
+  EXPECT_TRUE(received[0].has_hello());
+  EXPECT_TRUE(received[1].has_status());
+  client.Stop();
+}
+
 TEST(AgentTest, AStreamWithoutAWelcomeIsGivenUpAndDialledAgain) {
   FakeControlPlane control_plane(/*ack_carries_status=*/true, {WebUpdate("1")});
   control_plane.silent_first_streams = 1;

@@ -217,18 +217,26 @@ void ControlPlaneClient::DialLoop() {
       }
     }
     auto stream = std::make_shared<Stream>(callbacks_);
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) return;
-      current_ = stream;
-    }
     absl::Time started = RealClock().Now();
     stream->Start(stub_.get(), options_.token ? options_.token() : std::string(),
                   callbacks_.hello());
+    // Others may send on it only now: the call is bound and the hello is first in line.
+    // (Published before, a status sent while the hello was being built wrote on a call
+    // not bound yet, which crashed the agent, and would have gone before the hello.)
+    bool stopping;
+    {
+      MutexLock lock(&mu_);
+      stopping = stopping_;
+      if (!stopping) current_ = stream;
+    }
     // Wait for the welcome or the end, to count the attempt; a welcome that does not come
     // gives the stream up.
-    const bool answered = stream->AwaitWelcome(options_.welcome_timeout);
-    if (!answered) stream->Cancel();
+    const bool answered = !stopping && stream->AwaitWelcome(options_.welcome_timeout);
+    if (stopping || !answered) stream->Cancel();
+    if (stopping) {
+      stream->Await();
+      return;
+    }
     absl::Status status = stream->Await();
     if (!answered) {
       status = absl::DeadlineExceededError(absl::StrCat(
