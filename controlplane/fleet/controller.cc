@@ -2062,22 +2062,24 @@ absl::Status Controller::Reconcile(const std::string& name) {
       return absl::Status(commit.status().code(),
                           absl::StrCat("pinned commit ", pinned, ": ", commit.status().message()));
     }
-    // Its source takes only signed commits: checked at each render (cached per commit and
-    // keys), so a pin from before the source verified, or a key since taken out, renders
-    // nothing; the clusters keep what they run.
-    absl::StatusOr<std::string> signer = poller_.VerifyForSource(
-        source, *snapshot->repo, *commit, pinned_ref.empty() ? pinned : pinned_ref);
-    if (!signer.ok()) {
-      refused = absl::Status(
-          signer.status().code(),
-          absl::StrCat("pinned commit ", pinned.substr(0, 12), ": ", signer.status().message()));
-    }
     snapshot->commit = *commit;
   }
   // Before anything is pushed: a rollout this pass starts records the same stable content.
   if (snapshot.has_value()) RenderStableAgain(name, *snapshot);
   const bool moved = snapshot.has_value() && (reconciled_generation != generation ||
                                               reconciled_commit != snapshot->commit.id);
+  if (snapshot.has_value() && (moved || remote_due) && !pinned.empty() && head != pinned) {
+    // Its source takes only signed commits: checked at each render of the pinned commit
+    // (cached per commit and keys), so a pin from before the source verified, or a key
+    // since taken out, renders nothing; the clusters keep what they run.
+    absl::StatusOr<std::string> signer = poller_.VerifyForSource(
+        source, *snapshot->repo, snapshot->commit, pinned_ref.empty() ? pinned : pinned_ref);
+    if (!signer.ok()) {
+      refused = absl::Status(
+          signer.status().code(),
+          absl::StrCat("pinned commit ", pinned.substr(0, 12), ": ", signer.status().message()));
+    }
+  }
   if (snapshot.has_value() && (moved || remote_due)) {
     status = RenderBundle(name, *snapshot, /*fresh=*/remote_due, refused);
     rendered = true;

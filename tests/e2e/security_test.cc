@@ -30,6 +30,32 @@ using ::testing::Not;
 
 class Security : public Fleet {
  protected:
+  // An SSH key `release` under root_ and a key folder `signers` trusting it (git's
+  // allowed_signers) in the returned credentials dir.
+  std::string WriteSigners() {
+    const std::string credentials = root_ + "/credentials";
+    EXPECT_EQ(::gitfleet::testing::Run(absl::StrCat(
+                  "set -e; mkdir -p '", credentials, "/signers'; cd '", root_,
+                  "'; ssh-keygen -q -t ed25519 -N '' -f release; printf 'release@example.com "
+                  "%s\\n' \"$(cut -d' ' -f1,2 release.pub)\" > '",
+                  credentials, "/signers/allowed_signers'")),
+              0);
+    return credentials;
+  }
+  // Commits what is staged and changed (signed with `release` when `sign`); its id.
+  std::string CommitAll(bool sign, const std::string& message) {
+    std::string id;
+    EXPECT_EQ(
+        ::gitfleet::testing::Run(
+            absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
+                         root_, "/release' commit -q ", sign ? "-S " : "", "-am '", message,
+                         "' && git rev-parse HEAD"),
+            &id),
+        0)
+        << id;
+    return std::string(absl::StripAsciiWhitespace(id));
+  }
+
   // A token file for `token`, and its line for --api-tokens.
   std::string TokenFile(const std::string& name, const std::string& role,
                         const std::string& token) {
@@ -868,25 +894,10 @@ TEST_F(Security, PrivateGitCredentialsAreNeverLoggedStoredOrReturned) {
 // commit pushed to the branch reaches no cluster (each keeps what it runs) and the source
 // says why; the next signed commit deploys as usual.
 TEST_F(Security, OnlySignedCommitsAreDeployed) {
-  const std::string credentials = root_ + "/credentials";
-  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat(
-                "set -e; mkdir -p '", credentials, "/signers'; cd '", root_,
-                "'; ssh-keygen -q -t ed25519 -N '' -f release; printf 'release@example.com %s\\n' "
-                "\"$(cut -d' ' -f1,2 release.pub)\" > '",
-                credentials, "/signers/allowed_signers'")),
-            0);
+  const std::string credentials = WriteSigners();
   auto commit = [&](bool sign, const std::string& message) {
     git_.Write("apps/web/a.yaml", Cm("a", "v" + message));
-    std::string id;
-    EXPECT_EQ(
-        ::gitfleet::testing::Run(
-            absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
-                         root_, "/release' commit -q ", sign ? "-S " : "", "-am '", message,
-                         "' && git rev-parse HEAD"),
-            &id),
-        0)
-        << id;
-    return std::string(absl::StripAsciiWhitespace(id));
+    return CommitAll(sign, message);
   };
   git_.Write("apps/web/a.yaml", Cm("a"));
   const std::string start = git_.Commit("unsigned start");
@@ -948,24 +959,11 @@ TEST_F(Security, OnlySignedCommitsAreDeployed) {
 // the pinned commit, unsigned, renders nothing more (the bundle says why; the cluster keeps
 // what it runs), and the unpinned bundle takes the signed head.
 TEST_F(Security, APinFromBeforeItsSourceVerifiedIsJudgedByTheKeys) {
-  const std::string credentials = root_ + "/credentials";
-  ASSERT_EQ(::gitfleet::testing::Run(absl::StrCat(
-                "set -e; mkdir -p '", credentials, "/signers'; cd '", root_,
-                "'; ssh-keygen -q -t ed25519 -N '' -f release; printf 'release@example.com %s\\n' "
-                "\"$(cut -d' ' -f1,2 release.pub)\" > '",
-                credentials, "/signers/allowed_signers'")),
-            0);
+  const std::string credentials = WriteSigners();
   git_.Write("apps/web/a.yaml", Cm("a"));
   const std::string start = git_.Commit("unsigned start");
   git_.Write("apps/web/a.yaml", Cm("a", "v1"));
-  std::string head;
-  ASSERT_EQ(::gitfleet::testing::Run(
-                absl::StrCat("cd '", git_.dir(), "' && git -c gpg.format=ssh -c user.signingkey='",
-                             root_, "/release' commit -q -S -am signed && git rev-parse HEAD"),
-                &head),
-            0)
-      << head;
-  head = std::string(absl::StripAsciiWhitespace(head));
+  const std::string head = CommitAll(/*sign=*/true, "signed");
   StartControlPlane({"--credentials-dir=" + credentials});
   StartAgent("prod-eu", "env=prod");
   int code = 0;
