@@ -155,11 +155,17 @@ class ControllerTest : public ::testing::Test {
   }
 
   // That `agent`'s next update of each bundle holds one object, named after its chart's
-  // release (the stand-in helm's ConfigMap).
+  // release (the stand-in helm's ConfigMap). Waited for (up to 30 s): a render that drops
+  // objects goes out once its source's other bundles rendered the commit too, after the
+  // call that caused it returned.
   void ExpectReleases(uint64_t agent,
                       const std::vector<std::pair<std::string, std::string>>& releases) {
     for (const auto& [bundle, release] : releases) {
       std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+      for (int i = 0; message == nullptr && i < 3000; ++i) {
+        absl::SleepFor(absl::Milliseconds(10));
+        message = hub_->NextMessage(agent, bundle);
+      }
       ASSERT_NE(message, nullptr) << bundle;
       ASSERT_EQ(message->message.update().upserts_size(), 1) << bundle;
       EXPECT_EQ(message->message.update().upserts(0).key().name(), release) << bundle;

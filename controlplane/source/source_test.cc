@@ -135,8 +135,12 @@ TEST(Libgit2RepositoryTest, FilesKeptInGitLfsAreReadWithLfs) {
   files = limited->ReadTree(commit, "", kLeaveOut);
   ASSERT_TRUE(files.ok()) << files.status();
   for (const RepoFile& file : *files) {
-    if (file.path == "charts/web-1.0.0.tgz") EXPECT_EQ(file.content, chart_pointer);
-    if (file.path == "apps/web/big.yaml") EXPECT_EQ(file.content, manifest);
+    if (file.path == "charts/web-1.0.0.tgz") {
+      EXPECT_EQ(file.content, chart_pointer);
+    }
+    if (file.path == "apps/web/big.yaml") {
+      EXPECT_EQ(file.content, manifest);
+    }
   }
   EXPECT_EQ(limited->ReadFiles(commit, {"charts/web-1.0.0.tgz"}).status().code(),
             absl::StatusCode::kResourceExhausted);
