@@ -17,7 +17,10 @@ class ControlPlaneClient::Stream
  public:
   explicit Stream(const Callbacks& callbacks) : callbacks_(callbacks) {}
 
-  void Start(v1::AgentService::Stub* stub, const std::string& token, const v1::Hello& hello) {
+  // Binds the call and queues the hello, its first message: from then on others may
+  // Enqueue (their writes wait for the call to start, and go after the hello). Nothing is
+  // sent or read before StartCall.
+  void Bind(v1::AgentService::Stub* stub, const std::string& token, const v1::Hello& hello) {
     if (!token.empty()) context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
     stub->async()->Connect(&context_, this);
     v1::AgentMessage message;
@@ -27,8 +30,8 @@ class ControlPlaneClient::Stream
     // valid until the stream's read side has ended and no write is in flight.
     AddHold();
     StartRead(&in_);
-    StartCall();
   }
+  void Go() { StartCall(); }
 
   bool Enqueue(const v1::AgentMessage& message) {
     MutexLock lock(&mu_);
@@ -218,17 +221,19 @@ void ControlPlaneClient::DialLoop() {
     }
     auto stream = std::make_shared<Stream>(callbacks_);
     absl::Time started = RealClock().Now();
-    stream->Start(stub_.get(), options_.token ? options_.token() : std::string(),
-                  callbacks_.hello());
-    // Others may send on it only now: the call is bound and the hello is first in line.
-    // (Published before, a status sent while the hello was being built wrote on a call
-    // not bound yet, which crashed the agent, and would have gone before the hello.)
+    stream->Bind(stub_.get(), options_.token ? options_.token() : std::string(),
+                 callbacks_.hello());
+    // Others may send on it once the call is bound and the hello first in line (published
+    // before, a status sent while the hello was being built wrote on a call not bound yet,
+    // which crashed the agent, and would have gone before the hello), and before the call
+    // starts: what the welcome's handler sends (every status again) must find it.
     bool stopping;
     {
       MutexLock lock(&mu_);
       stopping = stopping_;
       if (!stopping) current_ = stream;
     }
+    stream->Go();
     // Wait for the welcome or the end, to count the attempt; a welcome that does not come
     // gives the stream up.
     const bool answered = !stopping && stream->AwaitWelcome(options_.welcome_timeout);
