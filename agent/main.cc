@@ -381,7 +381,10 @@ int Main(ShutdownSignals& signals) {
   };
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes);
-  if (!http.ok()) return Fail(http.status());
+  if (!http.ok()) {
+    return Fail(
+        absl::Status(http.status().code(), absl::StrCat("--http: ", http.status().message())));
+  }
 
   if (drift_watcher != nullptr) {
     reconciler.SetChangeWatch(change_watch.get(), absl::Seconds(2),

@@ -209,11 +209,17 @@ ABSL_FLAG(int, hello_timeout_seconds, 10,
           "Time an agent has to send its hello once its handshake starts.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(std::string, webhook_secret_file, "",
-          "File of the shared secrets of Git push webhooks (POST /hooks/git on --http), one "
+          "File of the shared secrets of Git push webhooks (POST /hooks/git on --http, or on "
+          "--webhook-http when set), one "
           "per line, at least 16 characters each, at most 8: a push verified by any is "
           "accepted, so a secret is rotated by adding the new line, updating the senders, then "
           "removing the old one. Read again within a second of a change (no restart); a change "
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
+ABSL_FLAG(std::string, webhook_http, "",
+          "Address (host:port) that serves POST /hooks/git alone, apart from --http: Git "
+          "servers on the internet then reach the webhooks and nothing else, and no client of "
+          "that port can hold the workers that answer the kubelet's probes and Prometheus. "
+          "Default: none (webhooks on --http).");
 ABSL_FLAG(std::string, sops_age_key_file, "",
           "age identities (age-keygen's AGE-SECRET-KEY-1... lines) that bundles with "
           "--decrypt=sops decrypt their repository's SOPS-encrypted files with. Read "
@@ -234,6 +240,10 @@ ABSL_FLAG(int, shutdown_delay_seconds, 0,
 
 namespace gitfleet {
 namespace {
+
+absl::Status Prefixed(absl::string_view flag, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(flag, ": ", status.message()));
+}
 
 int Fail(const absl::Status& status) {
   GF_LOG(ERROR) << status.message();
@@ -522,9 +532,23 @@ int Main(ShutdownSignals& signals) {
                                        "without --webhook-secret-file\n"};
                                  }};
   }
+  std::unique_ptr<HttpServer> webhook_http;
+  if (!absl::GetFlag(FLAGS_webhook_http).empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> started =
+        HttpServer::StartPostOnly(absl::GetFlag(FLAGS_webhook_http), std::move(post_routes));
+    if (!started.ok()) return Fail(Prefixed("--webhook-http", started.status()));
+    webhook_http = *std::move(started);
+    post_routes.clear();
+    post_routes[kWebhookPath] = {0, [](const HttpRequest&) {
+                                   return HttpResponse{
+                                       404, "text/plain; charset=utf-8",
+                                       "webhooks are served on this control plane's "
+                                       "--webhook-http address, not on --http\n"};
+                                 }};
+  }
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
-  if (!http.ok()) return Fail(http.status());
+  if (!http.ok()) return Fail(Prefixed("--http", http.status()));
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
       store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));
@@ -782,7 +806,11 @@ int Main(ShutdownSignals& signals) {
   readiness.SetPhase(Readiness::Phase::kServing);
   health.SetServing(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
-               << (*http)->port() << ", data in " << data_dir;
+               << (*http)->port()
+               << (webhook_http != nullptr
+                       ? absl::StrCat(", webhooks on port ", webhook_http->port())
+                       : std::string())
+               << ", data in " << data_dir;
 
   int sig = signals.Wait();
   GF_LOG(INFO) << "shutting down on " << strsignal(sig);

@@ -5,11 +5,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "common/metrics/heartbeat.h"
 #include "common/metrics/http_server.h"
+#include "common/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/process.h"
@@ -17,6 +21,8 @@
 namespace gitfleet::metrics {
 namespace {
 
+using ::gitfleet::testing::ClosedByPeer;
+using ::gitfleet::testing::ConnectLoopback;
 using ::gitfleet::testing::HttpGet;
 using ::testing::HasSubstr;
 
@@ -100,12 +106,8 @@ TEST(HttpServerTest, IdleConnectionsDoNotHoldTheProbesAndAStopIsPrompt) {
   std::vector<int> idle;
   auto open_idle = [&](int n) {
     for (int i = 0; i < n; ++i) {
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(port);
-      inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-      ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+      int fd = ConnectLoopback(port);
+      ASSERT_GE(fd, 0);
       idle.push_back(fd);
     }
     absl::SleepFor(absl::Milliseconds(200));  // each taken by a worker
@@ -130,6 +132,116 @@ TEST(HttpServerTest, IdleConnectionsDoNotHoldTheProbesAndAStopIsPrompt) {
     stopping->reset();
     EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "stop " << i;
   }
+}
+
+// Clients that send a request head and then trickle its body, a byte every 100 ms (each
+// read of civetweb's is then answered well within its timeout), more of them than there
+// are workers: a route reads at most max_in_flight bodies at once, each cut at its deadline;
+// the others are answered busy and cut within a moment; /healthz answers all along, and
+// each connection is closed. Before, each held a worker for good and /healthz never
+// answered.
+TEST(HttpServerTest, TricklingBodiesAreCutAndTheProbesStayUp) {
+  Registry registry;
+  Mutex mu;
+  std::map<std::string, int> seen;
+  HttpServer::PostRoute route;
+  route.max_in_flight = 2;
+  route.deadline = absl::Seconds(2);
+  route.handler = [&](const HttpRequest& request) {
+    MutexLock lock(&mu);
+    ++seen[request.busy ? "busy" : request.too_slow ? "too_slow" : "read"];
+    return HttpResponse{request.busy ? 503 : 200, "text/plain", "answered\n"};
+  };
+  auto server = HttpServer::Start("127.0.0.1:0", &registry, {}, {}, {{"/hook", route}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const int clients = HttpServer::kWorkerThreads + 4;
+  std::vector<int> fds;
+  for (int i = 0; i < clients; ++i) {
+    int fd = ConnectLoopback(port);
+    ASSERT_GE(fd, 0);
+    const std::string head = "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\na";
+    ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), head.size());
+    fds.push_back(fd);
+  }
+  const absl::Time start = absl::Now();
+  std::vector<absl::Duration> closed_after(clients, absl::InfiniteDuration());
+  std::vector<std::string> received(clients);
+  for (int step = 0; step < 100; ++step) {  // 10 s at most
+    bool open = false;
+    for (int i = 0; i < clients; ++i) {
+      if (closed_after[i] != absl::InfiniteDuration()) continue;
+      if (ClosedByPeer(fds[i], &received[i]) ||
+          send(fds[i], "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        closed_after[i] = absl::Now() - start;
+      } else {
+        open = true;
+      }
+    }
+    if (!open) break;
+    if (step % 5 == 0) {
+      const absl::Time asked = absl::Now();
+      EXPECT_EQ(HttpGet(port, "/healthz"), "ok\n") << "at step " << step;
+      EXPECT_LT(absl::Now() - asked, absl::Milliseconds(HttpServer::kRequestTimeoutMs))
+          << "/healthz waited for a worker at step " << step;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  int busy_answers = 0;
+  for (int i = 0; i < clients; ++i) {
+    EXPECT_LT(closed_after[i], absl::Seconds(8)) << "client " << i << " was never cut";
+    if (absl::StrContains(received[i], "503")) ++busy_answers;
+    close(fds[i]);
+  }
+  MutexLock lock(&mu);
+  EXPECT_GE(seen["too_slow"], route.max_in_flight);
+  EXPECT_GE(seen["busy"], HttpServer::kWorkerThreads - route.max_in_flight);
+  EXPECT_EQ(seen["busy"] + seen["too_slow"], clients);
+  EXPECT_EQ(seen["read"], 0);
+  EXPECT_GT(busy_answers, 0) << "a busy client is answered before it is cut";
+}
+
+// A body no one reads (a GET's, here) is read for a moment, then cut: civetweb would read
+// it after the answer with no bound but its per-read timeout.
+TEST(HttpServerTest, ABodyNoOneReadsIsCut) {
+  Registry registry;
+  auto server = HttpServer::Start("127.0.0.1:0", &registry, {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  int fd = ConnectLoopback((*server)->port());
+  ASSERT_GE(fd, 0);
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), head.size());
+  const absl::Time start = absl::Now();
+  std::string received;
+  bool closed = false;
+  for (int step = 0; step < 100 && !closed; ++step) {  // 10 s at most
+    closed = ClosedByPeer(fd, &received) || send(fd, "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(absl::Now() - start, HttpServer::kLeftBodyTime + absl::Seconds(4));
+  EXPECT_THAT(received, HasSubstr("ok\n"));
+  close(fd);
+}
+
+// A server of POST routes alone: no metrics and no probes there.
+TEST(HttpServerTest, PostOnlyServesItsRoutesAlone) {
+  HttpServer::PostRoute route;
+  route.handler = [](const HttpRequest& request) {
+    return HttpResponse{200, "text/plain", "got " + request.body};
+  };
+  auto server = HttpServer::StartPostOnly("127.0.0.1:0", {{"/hook", route}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  int status;
+  EXPECT_EQ(testing::HttpRequest(port, "POST", "/hook", {}, "push", &status), "got push");
+  EXPECT_EQ(status, 200);
+  for (const char* path : {"/metrics", "/healthz", "/readyz"}) {
+    HttpGet(port, path, &status);
+    EXPECT_EQ(status, 404) << path;
+  }
+  EXPECT_EQ(HttpServer::StartPostOnly("7072", {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(HeartbeatTest, AStalledLoopFailsTheProbe) {

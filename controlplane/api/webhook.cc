@@ -152,7 +152,8 @@ WebhookReceiver::Secrets WebhookReceiver::FixedSecrets(std::vector<std::string> 
 HttpResponse WebhookReceiver::Answer(const std::string& provider, const std::string& result,
                                      int code, std::string body) {
   outcomes_.Add({{"provider", provider}, {"result", result}}).Increment();
-  if (code >= 400 && code != 413 && code != 429) {
+  // Not the refusals a flood brings (counted, and the HTTP endpoint logs its cuts).
+  if (code >= 400 && code != 408 && code != 413 && code != 429 && code != 503) {
     GF_LOG(WARNING) << "webhook from " << provider << " refused (" << code << "): " << body;
   }
   return HttpResponse{code, "text/plain; charset=utf-8", body + "\n"};
@@ -186,6 +187,14 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
                   absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
+  }
+  if (request.busy) {
+    return Answer(provider, "busy", 503,
+                  "as many webhook requests as are read at once are being read; deliver "
+                  "it again");
+  }
+  if (request.too_slow) {
+    return Answer(provider, "too_slow", 408, "the payload did not arrive in time");
   }
   // Without secrets nothing verifies.
   std::shared_ptr<const std::vector<std::string>> secrets =

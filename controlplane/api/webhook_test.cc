@@ -379,6 +379,16 @@ TEST_F(WebhookTest, OversizedFloodsAndOtherEventsAreAnsweredWithoutFetching) {
   big.body.clear();
   EXPECT_EQ(receiver_->Handle(big).code, 413);
   EXPECT_EQ(Count("github", "too_large"), 1);
+  HttpRequest busy = Push("gitlab", "s3cret");  // the endpoint was reading enough at once
+  busy.busy = true;
+  busy.body.clear();
+  EXPECT_EQ(receiver_->Handle(busy).code, 503);
+  EXPECT_EQ(Count("gitlab", "busy"), 1);
+  HttpRequest slow = Push("github", "s3cret");  // cut at its deadline
+  slow.too_slow = true;
+  slow.body.clear();
+  EXPECT_EQ(receiver_->Handle(slow).code, 408);
+  EXPECT_EQ(Count("github", "too_slow"), 1);
 
   HttpRequest issue = Push("github", "s3cret");
   issue.headers["x-github-event"] = "issues";

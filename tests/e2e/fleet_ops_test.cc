@@ -5,6 +5,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -34,6 +36,7 @@ namespace {
 using ::gitfleet::testing::Eventually;
 using ::gitfleet::testing::GitFixture;
 using ::gitfleet::testing::HttpGet;
+using ::gitfleet::testing::MetricValue;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using nlohmann::json;
@@ -935,6 +938,94 @@ TEST_F(FleetOps, ASignedPushFetchesAtOnceAndAWronglySignedOneNothing) {
   EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="1"} 5)"));
   EXPECT_THAT(metrics, HasSubstr(R"(gitfleet_webhook_secrets_used_total{secret="2"} 1)"));
   (void)first;
+}
+
+// With --webhook-http the webhooks have an address of their own, which is all the outside
+// world needs to reach: clients there that trickle their requests (heads and bodies) hold
+// none of the workers of --http, whose probes answer all along, and they are cut; a signed
+// push then fetches as before.
+TEST_F(FleetOps, WebhooksApartKeepSlowClientsFromTheProbes) {
+  const std::string secret = "a-webhook-secret-of-some-length";
+  std::ofstream(root_ + "/webhook-secret") << secret << "\n";
+  git_.Write("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  git_.Commit("first");
+  StartControlPlane(
+      {"--webhook-secret-file=" + root_ + "/webhook-secret", "--webhook-http=127.0.0.1:0"});
+  const int hooks_port = Port(cp_->WaitForLog(R"(webhooks on port (\d+))"));
+  ASSERT_GT(hooks_port, 0) << cp_->Log();
+  int code;
+  std::string out = Ctl({"source", "add", "app", "--url=" + git_.url(), "--interval=1h"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  const std::string second = git_.Commit("second");
+  const std::string body = absl::StrCat(R"({"ref":"refs/heads/main","after":")", second,
+                                        R"(","repository":{"clone_url":")", git_.url(), R"("}})");
+  const std::map<std::string, std::string> signed_push = {
+      {"X-GitHub-Event", "push"},
+      {"X-Hub-Signature-256", "sha256=" + Sign(secret, body)},
+      {"Content-Type", "application/json"}};
+  int status = 0;
+  EXPECT_THAT(::gitfleet::testing::HttpRequest(http_port_, "POST", "/hooks/git", signed_push, body,
+                                               &status),
+              HasSubstr("--webhook-http"));
+  EXPECT_EQ(status, 404);
+  HttpGet(hooks_port, "/metrics", &status);
+  EXPECT_EQ(status, 404) << "the webhooks' address serves nothing else";
+
+  // 40 clients: half send a head a byte at a time, half a whole head and then a body a
+  // byte at a time; each every 100 ms.
+  std::vector<int> fds;
+  std::vector<std::string> pending;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = ::gitfleet::testing::ConnectLoopback(hooks_port);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    pending.push_back(
+        i % 2 == 0 ? "POST /hooks/git HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(1000, 'a') : "");
+    if (i % 2 == 1) {
+      const std::string head =
+          "POST /hooks/git HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+          "Content-Length: 100000\r\n\r\n";
+      ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), head.size());
+    }
+  }
+  std::vector<bool> cut(fds.size(), false);
+  std::vector<std::string> received(fds.size());
+  size_t cuts = 0;
+  for (int step = 0; step < 250 && cuts < fds.size(); ++step) {  // 25 s at most
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (cut[i]) continue;
+      const std::string next = pending[i].empty() ? "a" : pending[i].substr(0, 1);
+      if (!pending[i].empty()) pending[i].erase(0, 1);
+      if (::gitfleet::testing::ClosedByPeer(fds[i], &received[i]) ||
+          send(fds[i], next.data(), 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        cut[i] = true;
+        ++cuts;
+      }
+    }
+    if (step % 10 == 0) {
+      const absl::Time asked = absl::Now();
+      EXPECT_EQ(HttpGet(http_port_, "/healthz"), "ok\n") << "at step " << step;
+      EXPECT_LT(absl::Now() - asked, absl::Seconds(2)) << "/healthz waited at step " << step;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(cuts, fds.size()) << "slow clients still held the webhooks' workers";
+  for (int fd : fds) close(fd);
+
+  EXPECT_EQ(::gitfleet::testing::HttpRequest(hooks_port, "POST", "/hooks/git", signed_push, body,
+                                             &status),
+            absl::StrCat("fetching app\n"))
+      << status;
+  EXPECT_EQ(status, 202);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return Ctl({"source", "list", "-o", "json"}).find(second) != std::string::npos;
+      },
+      absl::Seconds(5)));
+  const std::string metrics = HttpGet(http_port_, "/metrics");
+  EXPECT_GT(MetricValue(metrics, R"(gitfleet_webhooks_total{provider="github",result="busy"})"), 0);
+  EXPECT_GT(MetricValue(metrics, R"(gitfleet_webhooks_total{provider="github",result="too_slow"})"),
+            0);
 }
 
 TEST_F(FleetOps, ASubscriberSeesACommitsWholeStoryInOrder) {

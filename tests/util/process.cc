@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -120,10 +121,7 @@ std::string HttpGet(int port, const std::string& path, int* status) {
   return HttpRequest(port, "GET", path, {}, "", status);
 }
 
-std::string HttpRequest(int port, const std::string& method, const std::string& path,
-                        const std::map<std::string, std::string>& headers, const std::string& body,
-                        int* status) {
-  if (status != nullptr) *status = 0;
+int ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -131,8 +129,30 @@ std::string HttpRequest(int port, const std::string& method, const std::string& 
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+bool ClosedByPeer(int fd, std::string* received) {
+  char buffer[4096];
+  while (true) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0) {
+      received->append(buffer, n);
+      continue;
+    }
+    if (n == 0) return true;
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  }
+}
+
+std::string HttpRequest(int port, const std::string& method, const std::string& path,
+                        const std::map<std::string, std::string>& headers, const std::string& body,
+                        int* status) {
+  if (status != nullptr) *status = 0;
+  int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
   std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
   if (!body.empty() || method == "POST") {

@@ -56,6 +56,12 @@ std::string HttpRequest(int port, const std::string& method, const std::string& 
                         const std::map<std::string, std::string>& headers, const std::string& body,
                         int* status = nullptr);
 
+// A TCP connection to 127.0.0.1:port (a descriptor the caller closes); -1 on error.
+int ConnectLoopback(int port);
+// Reads what the peer sent on `fd` into `received`, without waiting; true once the peer
+// has closed (or reset) the connection.
+bool ClosedByPeer(int fd, std::string* received);
+
 // The value of a metric line such as `name{labels} value` in Prometheus text; -1 when
 // absent.
 double MetricValue(const std::string& text, const std::string& series);
