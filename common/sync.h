@@ -46,6 +46,7 @@ class ABSL_LOCKABLE Mutex {
   // Waits, with the lock held on entry and on return, until `condition` holds.
   void Await(const std::function<bool()>& condition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    WakeReady();
     Waiter self(this, &condition);
     changed_.wait(lock, condition);
     lock.release();
@@ -54,6 +55,7 @@ class ABSL_LOCKABLE Mutex {
   bool AwaitWithDeadline(const std::function<bool()>& condition, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    WakeReady();
     Waiter self(this, &condition);
     bool result = changed_.wait_until(lock, absl::ToChronoTime(deadline), condition);
     lock.release();
@@ -68,6 +70,7 @@ class ABSL_LOCKABLE Mutex {
       return true;
     }
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    WakeReady();
     Waiter self(this, &condition);
     bool result = changed_.wait_for(
         lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())), condition);
@@ -96,6 +99,12 @@ class ABSL_LOCKABLE Mutex {
     Waiter* prev = nullptr;
     Waiter* next;
   };
+
+  // Waiting lets the lock go as Unlock does, so it wakes those whose conditions what this
+  // thread did under the lock made true (else they would sleep until this one is done).
+  void WakeReady() {
+    if (AnyWaiterReady()) changed_.notify_all();
+  }
 
   bool AnyWaiterReady() {
     for (Waiter* w = waiters_; w != nullptr; w = w->next) {

@@ -46,6 +46,45 @@ TEST(MutexTest, AwaitWakesWhenAnotherThreadChangesTheCondition) {
 // The thread that unlocks looks at the waiters' conditions: a waiter wakes when its own
 // condition holds, not at every unlock of a busy mutex (each wake would be a context
 // switch; a work queue's idle workers were woken by every report in a rollout).
+// A thread that changes a condition under the lock and then waits itself, without an
+// Unlock between, wakes the thread the change was for: a request and its answer. Before,
+// the waiter slept until the other's wait ran out.
+TEST(MutexTest, AThreadThatWaitsWakesThoseItsChangesAreFor) {
+  Mutex mu;
+  bool asked = false;
+  bool answered = false;
+  std::thread answerer([&] {
+    MutexLock lock(&mu);
+    mu.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return asked; });
+    answered = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));  // the answerer waits by now, most likely
+  const absl::Time start = absl::Now();
+  {
+    MutexLock lock(&mu);
+    asked = true;
+    EXPECT_TRUE(mu.AwaitWithTimeout([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return answered; },
+                                    absl::Seconds(20)));
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  answerer.join();
+  // The same for the other two ways to wait.
+  asked = answered = false;
+  std::thread again([&] {
+    MutexLock lock(&mu);
+    mu.Await([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return asked; });
+    answered = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  {
+    MutexLock lock(&mu);
+    asked = true;
+    EXPECT_TRUE(mu.AwaitWithDeadline([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return answered; },
+                                     absl::Now() + absl::Seconds(20)));
+  }
+  again.join();
+}
+
 TEST(MutexTest, UnlocksThatChangeNothingDoNotWakeAWaiter) {
   Mutex mu;
   bool ready = false;
