@@ -172,6 +172,11 @@ class HttpServer::Cutter {
         if (it == watched_.end()) continue;  // answered meanwhile; its socket may be closed
         it->second.done = true;
         if (one.fd < 0) continue;  // gone by itself, or not found
+        // Reset when closed, not left half-open: a client blocked sending into a window
+        // that will not open again learns at once, not at the kernel's orphan timeout
+        // (some 2 minutes).
+        const linger reset = {1, 0};
+        setsockopt(one.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
         shutdown(one.fd, SHUT_RDWR);
         it->second.cut = true;
         // Once a minute at most: a flood of slow clients does not flood the log.
