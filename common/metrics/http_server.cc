@@ -253,10 +253,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     std::map<std::string, Handler> extra_handlers, std::map<std::string, PostRoute> post_routes) {
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->handlers_ = std::move(extra_handlers);
-  for (auto& [path, route] : post_routes) {
-    server->post_routes_[path] = std::make_unique<Route>();
-    server->post_routes_[path]->route = std::move(route);
-  }
+  server->AddPostRoutes(std::move(post_routes));
   server->handlers_["/metrics"] = [registry] {
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry->Serialize()};
   };
@@ -276,13 +273,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   return Launch(listen, std::move(server));
 }
 
+void HttpServer::AddPostRoutes(std::map<std::string, PostRoute> post_routes) {
+  for (auto& [path, route] : post_routes) {
+    auto& added = post_routes_[path] = std::make_unique<Route>();
+    added->route = std::move(route);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::StartPostOnly(
     const std::string& listen, std::map<std::string, PostRoute> post_routes) {
   std::unique_ptr<HttpServer> server(new HttpServer());
-  for (auto& [path, route] : post_routes) {
-    server->post_routes_[path] = std::make_unique<Route>();
-    server->post_routes_[path]->route = std::move(route);
-  }
+  server->AddPostRoutes(std::move(post_routes));
   return Launch(listen, std::move(server));
 }
 

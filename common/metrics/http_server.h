@@ -110,6 +110,7 @@ class HttpServer {
   };
 
   HttpServer();
+  void AddPostRoutes(std::map<std::string, PostRoute> post_routes);
   static absl::StatusOr<std::unique_ptr<HttpServer>> Launch(const std::string& listen,
                                                             std::unique_ptr<HttpServer> server);
   static int Dispatch(::mg_connection* conn, void* self);
