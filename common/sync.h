@@ -45,6 +45,7 @@ class ABSL_LOCKABLE Mutex {
 
   // Waits, with the lock held on entry and on return, until `condition` holds.
   void Await(const std::function<bool()>& condition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
+    if (condition()) return;  // the lock is kept: nothing to wake anyone for
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
     WakeReady();
     Waiter self(this, &condition);
@@ -54,6 +55,7 @@ class ABSL_LOCKABLE Mutex {
   // As Await, giving up at `deadline` of the wall clock. Returns whether `condition` holds.
   bool AwaitWithDeadline(const std::function<bool()>& condition, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
+    if (condition()) return true;
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
     WakeReady();
     Waiter self(this, &condition);
@@ -69,6 +71,7 @@ class ABSL_LOCKABLE Mutex {
       Await(condition);
       return true;
     }
+    if (condition()) return true;
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
     WakeReady();
     Waiter self(this, &condition);
@@ -102,6 +105,8 @@ class ABSL_LOCKABLE Mutex {
 
   // Waiting lets the lock go as Unlock does, so it wakes those whose conditions what this
   // thread did under the lock made true (else they would sleep until this one is done).
+  // Only a thread that is about to wait calls it: one whose condition holds keeps the
+  // lock, and waking the others then would only make them contend for it.
   void WakeReady() {
     if (AnyWaiterReady()) changed_.notify_all();
   }
