@@ -41,6 +41,8 @@ class FakeControlPlane final : public v1::AgentService::Service {
   int close_first_streams = 0;
   // The first streams get no welcome: they are read until the agent gives them up.
   int silent_first_streams = 0;
+  // A stream that carries this token is refused, as a retired token is.
+  std::string refused_token;
 
   grpc::Status Connect(
       grpc::ServerContext* context,
@@ -54,6 +56,12 @@ class FakeControlPlane final : public v1::AgentService::Service {
       MutexLock lock(&mu_);
       received_.push_back(message);
       stream_number = streams_++;
+    }
+    auto authorization = context->client_metadata().find("authorization");
+    if (!refused_token.empty() && authorization != context->client_metadata().end() &&
+        authorization->second == "Bearer " + refused_token) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "this cluster's token changed; reconnect with the new one");
     }
     if (stream_number < silent_first_streams) {
       while (stream->Read(&message)) {
@@ -245,6 +253,55 @@ TEST(ControlPlaneClientTest, NothingIsSentBeforeTheHello) {
   EXPECT_TRUE(received[0].has_hello());
   EXPECT_TRUE(received[1].has_status());
   client.Stop();
+}
+
+// A token refused while the agent's token file already holds another (the control plane
+// retired the old line after the file got the new token) is replaced at once, not after
+// the backoff a retry of the same token waits (here at least 20 s).
+TEST(ControlPlaneClientTest, ARefusedTokenThatTheFileNoLongerHoldsIsReplacedAtOnce) {
+  FakeControlPlane control_plane(/*ack_carries_status=*/true, {});
+  control_plane.refused_token = "old-token";
+  metrics::Registry registry;
+  AgentMetrics metrics(registry);
+  Mutex mu;
+  std::string token = "old-token";
+  Notification connected;
+  ControlPlaneClient::Callbacks callbacks;
+  callbacks.hello = [] {
+    v1::Hello hello;
+    hello.set_cluster("east");
+    return hello;
+  };
+  callbacks.on_message = [](const v1::ControlMessage&) {};
+  callbacks.on_connected = [&](const v1::Welcome&) {
+    if (!connected.HasBeenNotified()) connected.Notify();
+  };
+  callbacks.on_disconnected = [&](const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kUnauthenticated) return;
+    MutexLock lock(&mu);
+    token = "new-token";  // the mounted Secret was updated before the old line went
+  };
+  ControlPlaneClient::Options options;
+  options.target = control_plane.target();
+  options.credentials = grpc::InsecureChannelCredentials();
+  options.token = [&] {
+    MutexLock lock(&mu);
+    return token;
+  };
+  options.token_origin = "--token-file=T";
+  options.min_backoff = absl::Seconds(20);
+  options.max_backoff = absl::Seconds(30);
+  ::testing::internal::CaptureStderr();
+  ControlPlaneClient client(options, callbacks, metrics);
+  const absl::Time start = absl::Now();
+  client.Start();
+  const bool in = connected.WaitForNotificationWithTimeout(absl::Seconds(60));
+  const absl::Duration took = absl::Now() - start;
+  client.Stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(in) << log;
+  EXPECT_THAT(log, HasSubstr("--token-file=T holds a new token: dialling again at once"));
+  EXPECT_LT(took, absl::Seconds(15)) << log;
 }
 
 TEST(AgentTest, AStreamWithoutAWelcomeIsGivenUpAndDialledAgain) {

@@ -80,6 +80,8 @@ class Redial {
     if (spread > absl::ZeroDuration()) backoff_.Spread(spread);
     return backoff_.Next();
   }
+  // Starts over: the next attempt is not a retry of the last (a new token, say).
+  void Reset() { backoff_.Reset(); }
 
  private:
   Backoff backoff_;

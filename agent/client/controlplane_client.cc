@@ -221,8 +221,8 @@ void ControlPlaneClient::DialLoop() {
     }
     auto stream = std::make_shared<Stream>(callbacks_);
     absl::Time started = RealClock().Now();
-    stream->Bind(stub_.get(), options_.token ? options_.token() : std::string(),
-                 callbacks_.hello());
+    const std::string token = options_.token ? options_.token() : std::string();
+    stream->Bind(stub_.get(), token, callbacks_.hello());
     // Others may send on it once the call is bound and the hello first in line (published
     // before, a status sent while the hello was being built wrote on a call not bound yet,
     // which crashed the agent, and would have gone before the hello), and before the call
@@ -261,7 +261,17 @@ void ControlPlaneClient::DialLoop() {
     absl::Duration delay = redial.After(welcomed, RealClock().Now() - started, stream->spread());
     std::string error =
         status.ok() ? "stream closed by the control plane" : std::string(status.message());
-    if (status.code() == absl::StatusCode::kUnauthenticated) {
+    if (status.code() == absl::StatusCode::kUnauthenticated && options_.token &&
+        options_.token() != token) {
+      // The token was refused, and its file holds another by now (a rotation: the file
+      // got the new token, then the control plane retired the old): the next dial is a
+      // new attempt, not a retry of the refused one, so it goes at once.
+      redial.Reset();
+      delay = absl::ZeroDuration();
+      GF_LOG(WARNING) << "control plane " << options_.target << " refused this agent: " << error
+                      << "; " << options_.token_origin
+                      << " holds a new token: dialling again at once";
+    } else if (status.code() == absl::StatusCode::kUnauthenticated) {
       GF_LOG(ERROR) << "control plane " << options_.target << " refused this agent: " << error
                     << " (check " << options_.token_origin << "); retrying in " << delay;
     } else if (error != last_error || welcomed) {
