@@ -209,6 +209,25 @@ std::vector<std::string> Said(const std::vector<v1::AgentMessage>& received) {
   return said;
 }
 
+v1::Hello EastHello() {
+  v1::Hello hello;
+  hello.set_cluster("east");
+  return hello;
+}
+
+// A client's callbacks that say hello as cluster "east", ignore messages and
+// disconnections, and notify `connected` at the first welcome.
+ControlPlaneClient::Callbacks ClientCallbacks(Notification* connected) {
+  ControlPlaneClient::Callbacks callbacks;
+  callbacks.hello = [] { return EastHello(); };
+  callbacks.on_message = [](const v1::ControlMessage&) {};
+  callbacks.on_connected = [connected](const v1::Welcome&) {
+    if (!connected->HasBeenNotified()) connected->Notify();
+  };
+  callbacks.on_disconnected = [](const absl::Status&) {};
+  return callbacks;
+}
+
 // A control plane that takes the stream but never welcomes it does not hold the agent: it
 // gives the stream up and dials again, and the next stream is welcomed and served.
 // A message sent while the client is still building its hello (a restarted agent reports
@@ -220,19 +239,12 @@ TEST(ControlPlaneClientTest, NothingIsSentBeforeTheHello) {
   metrics::Registry registry;
   AgentMetrics metrics(registry);
   Notification building, release, connected;
-  ControlPlaneClient::Callbacks callbacks;
+  ControlPlaneClient::Callbacks callbacks = ClientCallbacks(&connected);
   callbacks.hello = [&] {
     building.Notify();
     release.WaitForNotification();
-    v1::Hello hello;
-    hello.set_cluster("east");
-    return hello;
+    return EastHello();
   };
-  callbacks.on_message = [](const v1::ControlMessage&) {};
-  callbacks.on_connected = [&](const v1::Welcome&) {
-    if (!connected.HasBeenNotified()) connected.Notify();
-  };
-  callbacks.on_disconnected = [](const absl::Status&) {};
   ControlPlaneClient::Options options;
   options.target = control_plane.target();
   options.credentials = grpc::InsecureChannelCredentials();
@@ -266,16 +278,7 @@ TEST(ControlPlaneClientTest, ARefusedTokenThatTheFileNoLongerHoldsIsReplacedAtOn
   Mutex mu;
   std::string token = "old-token";
   Notification connected;
-  ControlPlaneClient::Callbacks callbacks;
-  callbacks.hello = [] {
-    v1::Hello hello;
-    hello.set_cluster("east");
-    return hello;
-  };
-  callbacks.on_message = [](const v1::ControlMessage&) {};
-  callbacks.on_connected = [&](const v1::Welcome&) {
-    if (!connected.HasBeenNotified()) connected.Notify();
-  };
+  ControlPlaneClient::Callbacks callbacks = ClientCallbacks(&connected);
   callbacks.on_disconnected = [&](const absl::Status& status) {
     if (status.code() != absl::StatusCode::kUnauthenticated) return;
     MutexLock lock(&mu);
