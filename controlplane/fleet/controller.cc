@@ -2138,13 +2138,14 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   std::string began;  // the wait's note, when this pass began it
   std::vector<std::string> fetch;
-  if (WaitsForSiblings(name, head, &began, &fetch)) {
+  bool fetching = false;  // waits for another repository's fetch, which tells no one
+  if (WaitsForSiblings(name, head, &began, &fetch, &fetching)) {
     if (!began.empty()) Publish(MakeEvent("render.waiting", name, "", began, head));
     for (const std::string& other : fetch) {
       absl::Status queued = poller_.FetchSoon(other);
       if (!queued.ok()) GF_LOG(WARNING) << "source " << other << ": " << queued;
     }
-    queue_.AddAfter(name, SiblingStall());  // in case they never do
+    queue_.AddAfter(name, fetching ? absl::Milliseconds(200) : SiblingStall());
     return status;
   }
   PushToHub(name);
@@ -2218,17 +2219,56 @@ std::string SourcesNamed(const std::string& own, const std::set<std::string>& ot
 }  // namespace
 
 bool Controller::WaitsForSiblings(const std::string& name, const std::string& head,
-                                  std::string* began, std::vector<std::string>* fetch) {
+                                  std::string* began, std::vector<std::string>* fetch,
+                                  bool* fetching) {
+  // Only a new render of the source's head, not pinned, that drops objects: those may
+  // have moved to another bundle of the source in the same commit.
+  auto drops = [&](const BundleState& state) {
+    return !head.empty() && state.content != nullptr && state.pushed_content != nullptr &&
+           state.content != state.pushed_content && state.content->commit() == head &&
+           state.record.pinned_commit().empty() &&
+           DropsObjects(*state.pushed_content, *state.content);
+  };
+  // Other repositories whose bundles share a cluster with it: found once per wait, and
+  // with their fetches, read outside the lock (the hub's clusters, the poller's sources).
+  std::optional<std::set<std::string>> neighbors;
+  std::shared_ptr<const BundleVariants> content, pushed;
+  LabelSelector selector;
+  std::vector<std::pair<std::string, LabelSelector>> candidates;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return false;
+    BundleState& state = it->second;
+    if (!drops(state)) {
+      state.siblings.Clear();
+      return false;
+    }
+    content = state.content;
+    pushed = state.pushed_content;
+    if (state.siblings.commit() == head) neighbors = state.siblings.neighbors();
+    if (!neighbors.has_value()) {
+      selector = state.selector;
+      const std::string& own = state.definition.source();
+      for (const auto& [other, bundle] : bundles_) {
+        if (other == name || !bundle.record.pinned_commit().empty() ||
+            SameCommitsLocked(bundle.definition.source(), own)) {
+          continue;
+        }
+        candidates.emplace_back(bundle.definition.source(), bundle.selector);
+      }
+    }
+  }
+  if (!neighbors.has_value()) neighbors = NeighborSources(selector, candidates);
+  std::map<std::string, v1::SourceInfo> fetched;  // a neighbor's last fetch
+  for (const std::string& source : *neighbors) {
+    if (std::optional<v1::SourceInfo> info = poller_.Get(source)) fetched[source] = *info;
+  }
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
   if (it == bundles_.end()) return false;
   BundleState& state = it->second;
-  // Only a new render of the source's head, not pinned, that drops objects: those may
-  // have moved to another bundle of the source in the same commit.
-  if (head.empty() || state.content == nullptr || state.pushed_content == nullptr ||
-      state.content == state.pushed_content || state.content->commit() != head ||
-      !state.record.pinned_commit().empty() ||
-      !DropsObjects(*state.pushed_content, *state.content)) {
+  if ((state.content != content || state.pushed_content != pushed) && !drops(state)) {
     state.siblings.Clear();
     return false;
   }
@@ -2256,7 +2296,30 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     behind.push_back(other);
     if (sibling.definition.source() != own) other_sources.insert(sibling.definition.source());
   }
-  if (behind.empty()) {
+  // Other repositories on its clusters: an object may have been added to one of their
+  // bundles before this commit dropped it, and their polls may come later. Each is fetched
+  // once the wait began, and its bundles render what that fetch found (a failed fetch, or
+  // render, counts as done), so what moved is handed over there too.
+  const absl::Time now = options_.clock->Now();
+  const absl::Time since = state.siblings.commit() == head ? state.siblings.started() : now;
+  std::vector<std::string> unfetched;  // sources
+  std::vector<std::string> elsewhere;  // their bundles that have not rendered what they found
+  for (const auto& [source, info] : fetched) {
+    if (FromProtoTime(info.fetched_time()) < since || !info.has_fetched_time()) {
+      unfetched.push_back(source);
+      continue;
+    }
+    for (const auto& [other, bundle] : bundles_) {
+      if (bundle.definition.source() != source || info.commit().empty() ||
+          !bundle.record.pinned_commit().empty() || bundle.record.error_commit() == info.commit() ||
+          (bundle.reconciled_commit == info.commit() && bundle.newest_given == bundle.content)) {
+        continue;
+      }
+      elsewhere.push_back(other);
+    }
+  }
+  *fetching = !unfetched.empty();
+  if (behind.empty() && unfetched.empty() && elsewhere.empty()) {
     if (state.siblings.commit() == head) {
       metrics_.sibling_waits.Add({{"result", "done"}}).Increment();
     }
@@ -2264,14 +2327,36 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     return false;
   }
   bool started = false;
-  const bool waits =
-      state.siblings.GoesOn(head, renders_done_, options_.clock->Now(), SiblingStall(), &started);
+  const bool waits = state.siblings.GoesOn(head, renders_done_, now, SiblingStall(), &started);
   const std::string sources = SourcesNamed(own, other_sources);
+  const std::string others = unfetched.empty() ? std::string()
+                             : unfetched.size() == 1
+                                 ? absl::StrCat("source ", unfetched.front())
+                                 : absl::StrCat("sources ", absl::StrJoin(unfetched, ", "));
+  std::vector<std::string> waited;  // what it waits for, as its note says
+  if (!behind.empty()) {
+    waited.push_back(absl::StrCat(behind.size(),
+                                  behind.size() == 1 ? " other bundle" : " other bundles", " of ",
+                                  sources, " to render it too (first ", behind.front(), ")"));
+  }
+  if (!unfetched.empty()) {
+    waited.push_back(absl::StrCat(others, " (another repository on its clusters) to fetch"));
+  }
+  if (!elsewhere.empty()) {
+    waited.push_back(absl::StrCat(elsewhere.size(), elsewhere.size() == 1 ? " bundle" : " bundles",
+                                  " of another repository on its clusters to render what it "
+                                  "fetched (first ",
+                                  elsewhere.front(), ")"));
+  }
+  const std::string first = !behind.empty()      ? behind.front()
+                            : !elsewhere.empty() ? elsewhere.front()
+                                                 : std::string();
   if (started) {
+    state.siblings.set_neighbors(*neighbors);
     GF_LOG(INFO) << "bundle " << name << ": its render of " << head.substr(0, 12)
-                 << " drops objects; it goes to the clusters once the other bundles of " << sources
-                 << " rendered it too (" << behind.size() << " to go, first " << behind.front()
-                 << "), so what moved to one of them is handed over, never deleted";
+                 << " drops objects; it goes to the clusters once "
+                 << absl::StrJoin(waited, ", and ")
+                 << ", so what moved to one of them is handed over, never deleted";
     // A source of the repository fetched apart (its URL written another way, or another
     // credential) may not have seen the commit yet, or may have seen a newer one than
     // this source has: both fetch now, not a poll interval later.
@@ -2284,26 +2369,48 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
         fetch->push_back(source);
       }
     }
+    fetch->insert(fetch->end(), unfetched.begin(), unfetched.end());
   }
   if (!waits) {
-    GF_LOG(WARNING) << "bundle " << name << ": bundle " << behind.front() << " of source "
-                    << bundles_.at(behind.front()).definition.source() << " has not rendered "
-                    << head.substr(0, 12) << " (no render finished for "
-                    << absl::FormatDuration(SiblingStall()) << ", or the wait reached "
-                    << absl::FormatDuration(SiblingWait::kMaxWait)
+    GF_LOG(WARNING) << "bundle " << name << ": "
+                    << (first.empty() ? absl::StrCat(others, " has not fetched")
+                                      : absl::StrCat("bundle ", first, " of source ",
+                                                     bundles_.at(first).definition.source(),
+                                                     " has not rendered ", head.substr(0, 12)))
+                    << " (no render finished for " << absl::FormatDuration(SiblingStall())
+                    << ", or the wait reached " << absl::FormatDuration(SiblingWait::kMaxWait)
                     << "); the clusters get this bundle's render without waiting longer (an "
                        "object moved to that bundle is deleted, then created again)";
     metrics_.sibling_waits.Add({{"result", "abandoned"}}).Increment();
     state.siblings.Clear();
     return false;
   }
-  state.siblings.set_note(
-      absl::StrCat("its render of ", head.substr(0, 12), " drops objects and waits for ",
-                   behind.size(), behind.size() == 1 ? " other bundle" : " other bundles", " of ",
-                   sources, " to render it too (first ", behind.front(),
-                   "), so that what moved to one of them is handed over, not deleted"));
+  state.siblings.set_note(absl::StrCat("its render of ", head.substr(0, 12),
+                                       " drops objects and waits for ",
+                                       absl::StrJoin(waited, ", and for "),
+                                       ", so that what moved to one of them is handed over, "
+                                       "not deleted"));
   if (started) *began = state.siblings.note();
   return true;
+}
+
+std::set<std::string> Controller::NeighborSources(
+    const LabelSelector& selector,
+    const std::vector<std::pair<std::string, LabelSelector>>& candidates) {
+  std::set<std::string> sources;
+  if (candidates.empty()) return sources;
+  const std::vector<std::pair<std::string, LabelMap>> clusters =
+      hub_->MatchingClusterLabels(selector);
+  for (const auto& [source, other] : candidates) {
+    if (sources.count(source) > 0) continue;
+    for (const auto& [cluster, labels] : clusters) {
+      if (other.Matches(labels)) {
+        sources.insert(source);
+        break;
+      }
+    }
+  }
+  return sources;
 }
 
 absl::Duration Controller::SiblingStall() const {
@@ -2353,9 +2460,12 @@ void Controller::WakeSiblingWaiters(const std::string& name) {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return;
+    const std::string& source = it->second.definition.source();
     for (const auto& [other, sibling] : bundles_) {
       if (other != name && !sibling.siblings.commit().empty() &&
-          SameCommitsLocked(sibling.definition.source(), it->second.definition.source())) {
+          (SameCommitsLocked(sibling.definition.source(), source) ||
+           (sibling.siblings.neighbors().has_value() &&
+            sibling.siblings.neighbors()->count(source) > 0))) {
         waiting.push_back(other);
       }
     }

@@ -74,9 +74,16 @@ class SiblingWait {
   void Clear() {
     commit_.clear();
     note_.clear();
+    neighbors_.reset();
   }
   // The commit waited for; empty when none is.
   const std::string& commit() const { return commit_; }
+  // When the wait for commit() began.
+  absl::Time started() const { return started_; }
+  // The sources of other repositories (or refs) whose bundles share a cluster with this
+  // one, found when the wait began; nullopt before.
+  const std::optional<std::set<std::string>>& neighbors() const { return neighbors_; }
+  void set_neighbors(std::set<std::string> sources) { neighbors_ = std::move(sources); }
   // What BundleInfo.waiting says of the wait.
   const std::string& note() const { return note_; }
   void set_note(std::string note) { note_ = std::move(note); }
@@ -84,6 +91,7 @@ class SiblingWait {
  private:
   std::string commit_;
   std::string note_;
+  std::optional<std::set<std::string>> neighbors_;
   absl::Time started_;
   absl::Time progress_;  // when the wait began, or a render last finished
   uint64_t renders_ = 0;
@@ -434,8 +442,13 @@ class Controller {
   // fails counts as done. Sets *began to the wait's note when this call began it.
   // "Its source" includes every source that reads the same repository at the same ref
   // (SameCommitsLocked); *fetch gets those fetched apart, to fetch now, when the wait begins.
+  // It waits for other repositories too, those whose bundles share a cluster with it
+  // (NeighborSources): each is fetched (*fetch) once the wait began, and its bundles render
+  // what that fetch found. An object added to a bundle of another repository, then removed
+  // from this one, is so handed over whichever repository is polled first.
+  // *fetching when it waits for such a fetch (which wakes no one: look again soon).
   bool WaitsForSiblings(const std::string& name, const std::string& head, std::string* began,
-                        std::vector<std::string>* fetch);
+                        std::vector<std::string>* fetch, bool* fetching);
   // The repository (NormalizeRepoUrl) and ref `source` reads, or "" when it is unknown.
   std::string CommitStreamLocked(const std::string& source) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -443,6 +456,11 @@ class Controller {
   // URL written in any form) at one ref.
   bool SameCommitsLocked(const std::string& a, const std::string& b) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sources of `candidates` (a bundle's source and selector, for bundles of other
+  // repositories or refs) whose selectors match a cluster `selector` matches now.
+  std::set<std::string> NeighborSources(
+      const LabelSelector& selector,
+      const std::vector<std::pair<std::string, LabelSelector>>& candidates);
   // How long no render may finish before a wait for siblings is given up (SiblingWait).
   absl::Duration SiblingStall() const;
   // Gives the hub the bundle's newest render, if it did not have it (see

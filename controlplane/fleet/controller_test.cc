@@ -3522,6 +3522,73 @@ TEST_F(ControllerTest, AnObjectMovedBetweenSourcesOfOneRepositoryIsHandedOverToo
                          "so that what moved to one of them is handed over, not deleted"));
 }
 
+// The documented way to move an object between repositories: add it to the new one's
+// bundle, then drop it from the old one's. The new repository is polled hourly, so the
+// control plane has not seen it add the object when the old one's commit arrives: the old
+// bundle's render fetches the repositories of the bundles on its clusters first, and the
+// object is handed over rather than deleted and created again an hour later.
+TEST_F(ControllerTest, AnObjectAddedInAnotherRepositoryThenDroppedHereIsHandedOver) {
+  git_.Write("apps/api/a.yaml", Cm("a"));
+  git_.Write("apps/api/moved.yaml", Cm("moved"));
+  git_.Commit("api");
+  GitFixture other(TempDir("other-repo"));
+  other.Write("apps/web/b.yaml", Cm("b"));
+  other.Commit("web");
+  GitFixture far(TempDir("far-repo"));
+  far.Write("apps/far/f.yaml", Cm("f"));
+  far.Commit("far");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const auto& [name, url] :
+       {std::pair<std::string, std::string>("other", other.url()), {"far", far.url()}}) {
+    v1::Source source = Source();
+    source.set_name(name);
+    source.set_url(url);
+    source.set_poll_interval_seconds(3600);
+    ASSERT_TRUE(controller_->AddSource(source, false).ok());
+  }
+  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.set_source("other");
+  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  // On no cluster api is on: not waited for.
+  v1::Bundle elsewhere = Bundle("far", "apps/far", "env=none");
+  elsewhere.set_source("far");
+  ASSERT_TRUE(controller_->AddBundle(elsewhere, false).ok());
+  std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
+  ASSERT_EQ(agent->messages().size(), 2u);
+
+  other.Write("apps/web/moved.yaml", Cm("moved"));
+  other.Commit("web takes moved");  // seen at the next poll, an hour away
+  git_.Remove("apps/api/moved.yaml");
+  const std::string dropped = git_.Commit("api lets moved go");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20)));
+  EXPECT_THAT(UpdateLines(*agent),
+              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
+  std::vector<v1::Event> waits =
+      (*events_.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].message(),
+            absl::StrCat("its render of ", dropped.substr(0, 12),
+                         " drops objects and waits for source other (another repository on its "
+                         "clusters) to fetch, so that what moved to one of them is handed over, "
+                         "not deleted"));
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 1);
+
+  // A drop that moves nothing waits for that fetch alone, then goes.
+  const size_t sent = agent->messages().size();
+  git_.Remove("apps/api/a.yaml");
+  git_.Write("apps/api/c.yaml", Cm("c"));
+  git_.Commit("a goes");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(SentWithin(*agent, sent + 1, absl::Seconds(20)));
+  const v1::BundleUpdate& update = agent->messages().back()->message.update();
+  EXPECT_EQ(update.bundle(), "api");
+  ASSERT_EQ(update.removed_size(), 1);
+  EXPECT_EQ(update.handovers_size(), 0);
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 2);
+}
+
 // While a render that drops objects waits for the other bundles of its source, the bundle
 // says so (bundle list), and stops saying it once its render has gone to the clusters.
 TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {

@@ -1156,6 +1156,52 @@ TEST_F(KubernetesFleet, AVolumeClaimMovedBetweenBundlesInOneCommitIsNeverDeleted
   })) << Describe("api");
 }
 
+// A claim moved between repositories, the documented way: the team adds it to web's
+// repository (polled hourly), then removes it from api's. api's render fetches web's
+// repository before it goes, so the claim is handed over, never deleted, though the
+// control plane had not seen web's commit when api's arrived.
+TEST_F(KubernetesFleet, AVolumeClaimMovedToAnotherRepositoryIsNeverDeleted) {
+  StartFakeCluster(/*simulate_controllers=*/true);
+  git_.Write("apps/api/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\ndata: {v: '1'}\n");
+  git_.Write("apps/api/claim.yaml", kClaimYaml);
+  const std::string first = git_.Commit("api holds the claim");
+  GitFixture web_repo(root_ + "/web-repo");
+  web_repo.Write("web/web.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n");
+  const std::string web_first = web_repo.Commit("web");
+  StartFleetWithBundle("api", "shop");
+  int code;
+  std::string out =
+      Ctl({"source", "add", "web-repo", "--url=" + web_repo.url(), "--interval=1h"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = Ctl({"bundle", "add", "web", "--source=web-repo", "--path=web", "--namespace=shop"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", first) && SyncedAt("web", web_first); },
+                         absl::Seconds(60)))
+      << Describe("api") << Describe("web");
+  const json before = Live(kClaimPath);
+  ASSERT_EQ(before["metadata"]["labels"]["gitfleet.io/bundle"], "api");
+
+  web_repo.Write("web/claim.yaml", kClaimYaml);
+  const std::string taken = web_repo.Commit("web takes the claim");
+  git_.Remove("apps/api/claim.yaml");
+  const std::string dropped = git_.Commit("api lets the claim go");
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("api", dropped); }, absl::Seconds(60)))
+      << Describe("api") << cp_->Log();
+  EXPECT_EQ(Live(kClaimPath)["metadata"]["uid"], before["metadata"]["uid"]) << "deleted\n"
+                                                                            << agent_->Log();
+  ASSERT_TRUE(Eventually([&] { return SyncedAt("web", taken); }, absl::Seconds(60)))
+      << Describe("web") << cp_->Log();
+  const json after = Live(kClaimPath);
+  ASSERT_FALSE(after.is_null()) << agent_->Log();
+  EXPECT_EQ(after["metadata"]["uid"], before["metadata"]["uid"]) << "deleted and created again\n"
+                                                                 << agent_->Log();
+  EXPECT_EQ(after["metadata"]["labels"]["gitfleet.io/bundle"], "web");
+  EXPECT_THAT(Ctl({"events", "--bundle=api", "--type=render.waiting"}),
+              HasSubstr("waits for source web-repo (another repository on its clusters) to fetch"));
+}
+
 // The other way round: the bundle the claim moves to is rolled out in partitions and its
 // revision comes first (the giver is suspended here; a giver behind its own rollout's
 // gate is the same). The claim it cannot take yet is waited for, not failed on, so the
