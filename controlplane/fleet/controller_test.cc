@@ -3447,6 +3447,24 @@ std::vector<std::string> UpdateLines(SynchronousConnection& agent) {
   return updates;
 }
 
+// After a commit that moved ConfigMap moved from api to web (source app): the agent
+// hears of both once app is synced, api's update handing the object over, and api's render
+// waited once, for what `waited_for` says.
+void ExpectMovedHandedOver(Controller& controller, EventBus& events, SynchronousConnection& agent,
+                           const std::string& commit, const std::string& waited_for) {
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  ASSERT_TRUE(SentWithin(agent, 4, absl::Seconds(20)));
+  EXPECT_THAT(UpdateLines(agent),
+              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
+  std::vector<v1::Event> waits =
+      (*events.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(
+      waits[0].message(),
+      absl::StrCat("its render of ", commit.substr(0, 12), " drops objects and waits for ",
+                   waited_for, ", so that what moved to one of them is handed over, not deleted"));
+}
+
 TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDeleted) {
   if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
   AddApiAndWeb();
@@ -3507,19 +3525,10 @@ TEST_F(ControllerTest, AnObjectMovedBetweenSourcesOfOneRepositoryIsHandedOverToo
   std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
   ASSERT_EQ(agent->messages().size(), 2u);
 
-  const std::string moved = MoveMovedToWeb();
-  ASSERT_TRUE(controller_->SyncSource("app").ok());  // app2 is not asked to
-  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20)));
-  EXPECT_THAT(UpdateLines(*agent),
-              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
-  std::vector<v1::Event> waits =
-      (*events_.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
-  ASSERT_EQ(waits.size(), 1u);
-  EXPECT_EQ(waits[0].message(),
-            absl::StrCat("its render of ", moved.substr(0, 12),
-                         " drops objects and waits for 1 other bundle of sources app and app2 "
-                         "(one repository at one ref) to render it too (first web), "
-                         "so that what moved to one of them is handed over, not deleted"));
+  // Only app is synced; app2 is not asked to.
+  ExpectMovedHandedOver(*controller_, events_, *agent, MoveMovedToWeb(),
+                        "1 other bundle of sources app and app2 (one repository at one ref) to "
+                        "render it too (first web)");
 }
 
 // The documented way to move an object between repositories: add it to the new one's
@@ -3560,19 +3569,8 @@ TEST_F(ControllerTest, AnObjectAddedInAnotherRepositoryThenDroppedHereIsHandedOv
   other.Write("apps/web/moved.yaml", Cm("moved"));
   other.Commit("web takes moved");  // seen at the next poll, an hour away
   git_.Remove("apps/api/moved.yaml");
-  const std::string dropped = git_.Commit("api lets moved go");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20)));
-  EXPECT_THAT(UpdateLines(*agent),
-              ::testing::UnorderedElementsAre("api: -moved moved->web", "web: +moved"));
-  std::vector<v1::Event> waits =
-      (*events_.Subscribe({"api", "", {"render.waiting"}}, nullptr))->Take();
-  ASSERT_EQ(waits.size(), 1u);
-  EXPECT_EQ(waits[0].message(),
-            absl::StrCat("its render of ", dropped.substr(0, 12),
-                         " drops objects and waits for source other (another repository on its "
-                         "clusters) to fetch, so that what moved to one of them is handed over, "
-                         "not deleted"));
+  ExpectMovedHandedOver(*controller_, events_, *agent, git_.Commit("api lets moved go"),
+                        "source other (another repository on its clusters) to fetch");
   EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 1);
 
   // A drop that moves nothing waits for that fetch alone, then goes.
