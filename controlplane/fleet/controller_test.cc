@@ -3587,6 +3587,38 @@ TEST_F(ControllerTest, AnObjectAddedInAnotherRepositoryThenDroppedHereIsHandedOv
   EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 2);
 }
 
+// A repository on the same clusters that cannot be fetched holds a drop up for one failed
+// fetch, not for the minute a stalled wait would take.
+TEST_F(ControllerTest, ADropWaitsForAnUnreachableRepositoryOnlyAsLongAsItsFetch) {
+  git_.Write("apps/api/a.yaml", Cm("a"));
+  git_.Write("apps/api/b.yaml", Cm("b"));
+  git_.Commit("api");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  v1::Source broken = Source();
+  broken.set_name("broken");
+  broken.set_url("file://" + TempDir("no-repo") + "/missing");
+  broken.set_poll_interval_seconds(3600);
+  ASSERT_TRUE(controller_->AddSource(broken, false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
+  v1::Bundle web = Bundle("web", "apps/web");
+  web.set_source("broken");
+  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
+  const size_t sent = agent->messages().size();
+  ASSERT_GE(sent, 1u);
+
+  git_.Remove("apps/api/b.yaml");
+  git_.Commit("b goes");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  // Within half the stall's minute.
+  ASSERT_TRUE(SentWithin(*agent, sent + 1, absl::Seconds(30)));
+  const v1::BundleUpdate& update = agent->messages().back()->message.update();
+  EXPECT_EQ(update.bundle(), "api");
+  EXPECT_EQ(update.removed_size(), 1);
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 1);
+  EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "abandoned"}}).Value(), 0);
+}
+
 // While a render that drops objects waits for the other bundles of its source, the bundle
 // says so (bundle list), and stops saying it once its render has gone to the clusters.
 TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
