@@ -3111,8 +3111,60 @@ std::string Controller::PruneHold(const std::string& name,
     if (it != bundles_.end()) it->second.prune_count = count;
   }
   std::string why = PruneHeld(max_prune, count.dropped, count.had);
+  if (!why.empty()) {
+    // Not deleted: what is handed over to another bundle (a bundle split in two).
+    const size_t moved = HandedOver(name, *before, *after);
+    if (moved > 0) why = PruneHeld(max_prune, count.dropped - moved, count.had);
+  }
   if (why.empty() && max_prune.empty() && count.dropped > 0) why = StreamPruneHold(name);
   return NotePruneHold(name, after->commit(), std::move(why));
+}
+
+size_t Controller::HandedOver(const std::string& name, const BundleContent& before,
+                              const BundleContent& after) {
+  std::set<std::string> dropped;
+  {
+    const std::set<std::string> has = ObjectKeysOf(after);
+    for (const std::string& key : ObjectKeysOf(before)) {
+      if (has.count(key) == 0) dropped.insert(key);
+    }
+  }
+  if (dropped.empty()) return 0;
+  LabelSelector selector;
+  std::vector<std::pair<LabelSelector, std::shared_ptr<const BundleContent>>> others;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) return 0;
+    selector = it->second.selector;
+    for (const auto& [other, state] : bundles_) {
+      if (other != name && state.content != nullptr) {
+        others.emplace_back(state.selector, state.content);
+      }
+    }
+  }
+  std::optional<std::vector<std::pair<std::string, LabelMap>>> clusters;  // when first needed
+  std::set<std::string> kept;
+  for (const auto& [other_selector, content] : others) {
+    std::vector<std::string> held;
+    for (const std::string& key : ObjectKeysOf(*content)) {
+      if (dropped.count(key) > 0 && kept.count(key) == 0) held.push_back(key);
+    }
+    if (held.empty()) continue;
+    if (!clusters.has_value()) clusters = hub_->MatchingClusterLabels(selector);
+    if (clusters->empty()) return 0;
+    // On every cluster this bundle runs on: an object another bundle holds only elsewhere
+    // (staging's copy of what prod drops) is deleted where this one runs.
+    bool everywhere = true;
+    for (const auto& [cluster, labels] : *clusters) {
+      if (!other_selector.Matches(labels)) {
+        everywhere = false;
+        break;
+      }
+    }
+    if (everywhere) kept.insert(held.begin(), held.end());
+  }
+  return kept.size();
 }
 
 std::string Controller::StreamPruneHold(const std::string& name) {

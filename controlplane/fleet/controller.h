@@ -416,6 +416,12 @@ class Controller {
   void OnSourceError(const std::string& source, const std::string& error);
   // The bundles that read `source`, in name order (shared while they stay the same).
   EventBus::Audience AudienceOfLocked(const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How many of the objects `before` holds and `after` does not are handed over rather
+  // than deleted: another bundle's newest render holds them, and that bundle targets every
+  // cluster bundle `name` targets now. Only when the prune guard would hold (it lists the
+  // clusters).
+  size_t HandedOver(const std::string& name, const BundleContent& before,
+                    const BundleContent& after);
   // The prune guard (Bundle.max_prune): why `after` is held against `before`, the fleet's,
   // or "". Noted (NotePruneHold).
   std::string PruneHold(const std::string& name, const std::shared_ptr<const BundleContent>& before,

@@ -3619,6 +3619,67 @@ TEST_F(ControllerTest, ADropWaitsForAnUnreachableRepositoryOnlyAsLongAsItsFetch)
   EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "abandoned"}}).Value(), 0);
 }
 
+// The prune guard counts what a render hands over to another bundle as kept: a bundle split
+// in two is not held. An object another bundle holds only on other clusters (staging's copy
+// of what prod drops) is still counted as deleted.
+TEST_F(ControllerTest, ThePruneGuardLetsABundleSplitInTwoGoButNotAMistakeStagingHides) {
+  for (int i = 0; i < 12; ++i) {
+    git_.Write(absl::StrCat("apps/api/c", i, ".yaml"), Cm(absl::StrCat("c", i)));
+    git_.Write(absl::StrCat("apps/prod/p", i, ".yaml"), Cm(absl::StrCat("p", i)));
+    git_.Write(absl::StrCat("apps/staging/p", i, ".yaml"), Cm(absl::StrCat("p", i)));
+  }
+  git_.Write("apps/web/w.yaml", Cm("w"));
+  git_.Commit("api, web, and prod with its staging copy");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const auto& [name, selector] : {std::pair<std::string, std::string>("api", ""),
+                                       {"web", ""},
+                                       {"prod", "env=prod"},
+                                       {"staging", "env=staging"}}) {
+    v1::Bundle bundle = Bundle(name, "apps/" + name, selector);
+    bundle.mutable_sync()->set_prune(true);
+    ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+  }
+  std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
+  ASSERT_EQ(agent->messages().size(), 2u);
+  auto rollout = [&](const std::string& bundle) {
+    absl::StatusOr<v1::RolloutStatus> status = controller_->GetRollout(bundle);
+    EXPECT_TRUE(status.ok()) << status.status();
+    return status.ok() ? *status : v1::RolloutStatus();
+  };
+
+  // Eleven of api's twelve move to web: handed over, not deleted, so not held.
+  std::vector<std::string> moved;
+  for (int i = 1; i < 12; ++i) {
+    git_.Remove(absl::StrCat("apps/api/c", i, ".yaml"));
+    git_.Write(absl::StrCat("apps/web/c", i, ".yaml"), Cm(absl::StrCat("c", i)));
+    moved.push_back(absl::StrCat("c", i));
+  }
+  std::sort(moved.begin(), moved.end());  // as the keys sort
+  git_.Commit("web takes eleven of api's");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(SentWithin(*agent, 4, absl::Seconds(20))) << rollout("api").message();
+  std::string api = "api:", web = "web:";
+  for (const std::string& name : moved) absl::StrAppend(&api, " -", name);
+  for (const std::string& name : moved) absl::StrAppend(&api, " ", name, "->web");
+  for (const std::string& name : moved) absl::StrAppend(&web, " +", name);
+  EXPECT_THAT(UpdateLines(*agent), ::testing::UnorderedElementsAre(api, web));
+  EXPECT_FALSE(rollout("api").prune_held()) << rollout("api").message();
+
+  // Eleven of prod's twelve deleted by mistake: staging holds the same objects, but on no
+  // cluster prod runs on, so they count as deleted.
+  for (int i = 1; i < 12; ++i) git_.Remove(absl::StrCat("apps/prod/p", i, ".yaml"));
+  git_.Commit("prod emptied by mistake");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  bool held = false;
+  for (int i = 0; i < 1000 && !held; ++i) {
+    held = rollout("prod").prune_held();
+    if (!held) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(held) << rollout("prod").message();
+  EXPECT_THAT(rollout("prod").message(),
+              HasSubstr("held by the prune guard: this render would delete 11 of the 12 objects"));
+}
+
 // While a render that drops objects waits for the other bundles of its source, the bundle
 // says so (bundle list), and stops saying it once its render has gone to the clusters.
 TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
