@@ -3175,8 +3175,11 @@ std::string Controller::StreamPruneHold(const std::string& name) {
   };
   StreamPruneCount count;
   std::vector<std::shared_ptr<const BundleContent>> contents;  // as count.contents
-  std::vector<std::string> names;  // of each bundle, for the pairs of `contents`
+  std::vector<std::string> names;        // of each bundle, for the pairs of `contents`
+  std::vector<LabelSelector> selectors;  // of each bundle
   std::string stream;
+  // Who targets which cluster counts too: a copy on other clusters is not kept.
+  count.membership = hub_->MembershipVersion();
   std::string own_source;
   std::set<std::string> other_sources;  // of guarded bundles that changed
   {
@@ -3209,10 +3212,14 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       contents.push_back(std::move(guarded));
       contents.push_back(state.content);
       names.push_back(other);
+      selectors.push_back(state.selector);
+      count.selectors.push_back(state.selector.text());
     }
     auto cached = stream_prune_counts_.find(stream);
     bool unchanged = cached != stream_prune_counts_.end() &&
                      cached->second.builds == count.builds &&
+                     cached->second.selectors == count.selectors &&
+                     cached->second.membership == count.membership &&
                      cached->second.contents.size() == contents.size();
     for (size_t i = 0; unchanged && i < contents.size(); ++i) {
       unchanged = cached->second.present[i] == (contents[i] != nullptr) &&
@@ -3224,25 +3231,45 @@ std::string Controller::StreamPruneHold(const std::string& name) {
     }
   }
   if (!names.empty()) {
-    // Every object some bundle's newest render holds: one moved between them is handed
-    // over, never deleted.
-    std::set<std::string> has;
+    // Which bundles' newest renders hold each object: one moved between them is handed
+    // over, never deleted, where the bundle that takes it targets every cluster of the one
+    // that lets go. A copy on other clusters only (staging's, of what prod drops) is not.
+    std::map<std::string, std::vector<size_t>> holders;
     for (size_t i = 0; i < names.size(); ++i) {
-      std::set<std::string> keys = ObjectKeysOf(*contents[2 * i + 1]);
-      has.insert(keys.begin(), keys.end());
+      for (const std::string& key : ObjectKeysOf(*contents[2 * i + 1])) holders[key].push_back(i);
     }
-    std::set<std::string> had;
+    std::map<size_t, std::vector<std::pair<std::string, LabelMap>>> clusters;  // when needed
+    std::map<std::pair<size_t, size_t>, bool> covered;
+    auto covers = [&](size_t taker, size_t giver) {
+      auto [known, added] = covered.emplace(std::make_pair(taker, giver), true);
+      if (!added) return known->second;
+      auto listed = clusters.find(giver);
+      if (listed == clusters.end()) {
+        listed = clusters.emplace(giver, hub_->MatchingClusterLabels(selectors[giver])).first;
+      }
+      for (const auto& [cluster, labels] : listed->second) {
+        if (!selectors[taker].Matches(labels)) {
+          known->second = false;
+          break;
+        }
+      }
+      return known->second;
+    };
     for (size_t i = 0; i < names.size(); ++i) {
       if (contents[2 * i] == nullptr) continue;
       size_t own = 0;
       for (const std::string& key : ObjectKeysOf(*contents[2 * i])) {
-        const bool gone = has.count(key) == 0;
-        own += gone;
-        if (had.insert(key).second) count.dropped += gone;
+        ++count.had;
+        auto held = holders.find(key);
+        bool kept = false;
+        for (size_t j = 0; held != holders.end() && j < held->second.size() && !kept; ++j) {
+          kept = held->second[j] == i || covers(held->second[j], i);
+        }
+        own += !kept;
       }
+      count.dropped += own;
       if (own > 0) count.own[names[i]] = own;
     }
-    count.had = had.size();
     for (const std::shared_ptr<const BundleContent>& content : contents) {
       count.contents.push_back(content);
       count.present.push_back(content != nullptr);

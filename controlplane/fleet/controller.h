@@ -302,8 +302,12 @@ class Controller {
     std::vector<std::weak_ptr<const BundleContent>> contents;
     std::vector<bool> present;
     std::vector<uint64_t> builds;
-    size_t had = 0;                     // objects the guarded bundles run
-    size_t dropped = 0;                 // of those, in no bundle's newest content
+    std::vector<std::string> selectors;  // each bundle's, as written
+    uint64_t membership = 0;             // the hub's MembershipVersion when counted
+    size_t had = 0;                      // objects the guarded bundles run, per bundle
+    // Of those, in no newest content on every cluster their bundle targets (its own, or
+    // another bundle's that targets each of those clusters).
+    size_t dropped = 0;
     std::map<std::string, size_t> own;  // per guarded bundle that drops some, its share
   };
   struct BundleState {

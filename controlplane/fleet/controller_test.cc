@@ -3680,6 +3680,53 @@ TEST_F(ControllerTest, ThePruneGuardLetsABundleSplitInTwoGoButNotAMistakeStaging
               HasSubstr("held by the prune guard: this render would delete 11 of the 12 objects"));
 }
 
+// The count across a repository's bundles, with prod's and staging's overlays side by side:
+// staging's copies (their own limit, as a staging bundle often has) hold the same objects
+// on other clusters, so prod's emptied bundles are held all the same.
+TEST_F(ControllerTest, ACommitThatEmptiesProdIsHeldThoughStagingHoldsTheSameObjects) {
+  const std::vector<std::string> small = {"a", "b", "c", "d"};
+  for (const std::string& app : small) {
+    for (int i = 0; i < 5; ++i) {
+      for (const char* env : {"prod", "staging"}) {
+        git_.Write(absl::StrCat("apps/", app, "/", env, "/cm", i, ".yaml"),
+                   Cm(absl::StrCat(app, "-cm", i)));
+      }
+    }
+  }
+  git_.Commit("four small apps, each for prod and staging");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const std::string& app : small) {
+    for (const std::string env : {"prod", "staging"}) {
+      v1::Bundle bundle =
+          Bundle(app + "-" + env, absl::StrCat("apps/", app, "/", env), "env=" + env);
+      bundle.mutable_sync()->set_prune(true);
+      if (env == "staging") bundle.set_max_prune("all");
+      ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+    }
+  }
+  ConnectAgent(hub_.get(), "c1", {{"env", "prod"}});
+  ConnectAgent(hub_.get(), "c2", {{"env", "staging"}});
+
+  for (const std::string& app : small) {
+    for (int i = 1; i < 5; ++i) git_.Remove(absl::StrCat("apps/", app, "/prod/cm", i, ".yaml"));
+  }
+  git_.Commit("prod's apps emptied by mistake");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  for (const std::string& app : small) {
+    const std::string bundle = app + "-prod";
+    bool held = false;
+    for (int i = 0; i < 1000 && !held; ++i) {
+      held = controller_->GetRollout(bundle)->prune_held();
+      if (!held) absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_TRUE(held) << bundle << ": " << controller_->GetRollout(bundle)->message();
+    EXPECT_THAT(controller_->GetRollout(bundle)->message(),
+                HasSubstr("this commit would delete 16 of the 20 objects the bundles of source "
+                          "app run (more than half, the default), across 4 bundles"))
+        << bundle;
+  }
+}
+
 // While a render that drops objects waits for the other bundles of its source, the bundle
 // says so (bundle list), and stops saying it once its render has gone to the clusters.
 TEST_F(ControllerTest, ARenderWaitingForTheRestOfItsSourceSaysSo) {
