@@ -178,6 +178,19 @@ class ControllerTest : public ::testing::Test {
     source.set_url(git_.url());
     return source;
   }
+  // Adds source `source` of `url`, polled hourly, and its bundle `bundle` of `path`.
+  void AddHourlySourceAndBundle(const std::string& source, const std::string& url,
+                                const std::string& bundle, const std::string& path,
+                                const std::string& selector = "") {
+    v1::Source hourly = Source();
+    hourly.set_name(source);
+    hourly.set_url(url);
+    hourly.set_poll_interval_seconds(3600);
+    ASSERT_TRUE(controller_->AddSource(hourly, false).ok());
+    v1::Bundle added = Bundle(bundle, path, selector);
+    added.set_source(source);
+    ASSERT_TRUE(controller_->AddBundle(added, false).ok());
+  }
 
   // Restarts the controller with a stand-in helm that prints what helm prints for a chart
   // of one ConfigMap named after the release (testing::WriteFakeHelm).
@@ -3547,22 +3560,10 @@ TEST_F(ControllerTest, AnObjectAddedInAnotherRepositoryThenDroppedHereIsHandedOv
   far.Write("apps/far/f.yaml", Cm("f"));
   far.Commit("far");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const auto& [name, url] :
-       {std::pair<std::string, std::string>("other", other.url()), {"far", far.url()}}) {
-    v1::Source source = Source();
-    source.set_name(name);
-    source.set_url(url);
-    source.set_poll_interval_seconds(3600);
-    ASSERT_TRUE(controller_->AddSource(source, false).ok());
-  }
   ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
-  v1::Bundle web = Bundle("web", "apps/web");
-  web.set_source("other");
-  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  AddHourlySourceAndBundle("other", other.url(), "web", "apps/web");
   // On no cluster api is on: not waited for.
-  v1::Bundle elsewhere = Bundle("far", "apps/far", "env=none");
-  elsewhere.set_source("far");
-  ASSERT_TRUE(controller_->AddBundle(elsewhere, false).ok());
+  AddHourlySourceAndBundle("far", far.url(), "far", "apps/far", "env=none");
   std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
   ASSERT_EQ(agent->messages().size(), 2u);
 
@@ -3594,15 +3595,9 @@ TEST_F(ControllerTest, ADropWaitsForAnUnreachableRepositoryOnlyAsLongAsItsFetch)
   git_.Write("apps/api/b.yaml", Cm("b"));
   git_.Commit("api");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  v1::Source broken = Source();
-  broken.set_name("broken");
-  broken.set_url("file://" + TempDir("no-repo") + "/missing");
-  broken.set_poll_interval_seconds(3600);
-  ASSERT_TRUE(controller_->AddSource(broken, false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("api", "apps/api"), false).ok());
-  v1::Bundle web = Bundle("web", "apps/web");
-  web.set_source("broken");
-  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  AddHourlySourceAndBundle("broken", "file://" + TempDir("no-repo") + "/missing", "web",
+                           "apps/web");
   std::shared_ptr<SynchronousConnection> agent = ConnectAgentOfApiAndWeb(hub_.get());
   const size_t sent = agent->messages().size();
   ASSERT_GE(sent, 1u);
