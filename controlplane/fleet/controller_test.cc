@@ -3460,6 +3460,23 @@ std::vector<std::string> UpdateLines(SynchronousConnection& agent) {
   return updates;
 }
 
+// A commit that replaces api's a.yaml by c.yaml reaches `agent` once source app is synced
+// (within 20 s): one update of api, one object removed and none handed over.
+void ExpectADropThatMovesNothingGoes(GitFixture& git, Controller& controller,
+                                     SynchronousConnection& agent) {
+  const size_t sent = agent.messages().size();
+  git.Remove("apps/api/a.yaml");
+  git.Write("apps/api/c.yaml", Cm("c"));
+  git.Commit("a goes");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  ASSERT_TRUE(SentWithin(agent, sent + 1, absl::Seconds(20)));
+  ASSERT_EQ(agent.messages().size(), sent + 1);
+  const v1::BundleUpdate& update = agent.messages().back()->message.update();
+  EXPECT_EQ(update.bundle(), "api");
+  ASSERT_EQ(update.removed_size(), 1);
+  EXPECT_EQ(update.handovers_size(), 0);
+}
+
 // After a commit that moved ConfigMap moved from api to web (source app): the agent
 // hears of both once app is synced, api's update handing the object over, and api's render
 // waited once, for what `waited_for` says.
@@ -3494,17 +3511,7 @@ TEST_F(ControllerTest, AnObjectMovedBetweenBundlesInOneCommitIsHandedOverNotDele
 
   // A commit that only drops an object waits no longer than web's render, the same as
   // before (not the minute a render that never comes would take).
-  const size_t sent = agent->messages().size();
-  git_.Remove("apps/api/a.yaml");
-  git_.Write("apps/api/c.yaml", Cm("c"));
-  git_.Commit("a goes");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_TRUE(SentWithin(*agent, sent + 1, absl::Seconds(20)));
-  ASSERT_EQ(agent->messages().size(), sent + 1);
-  const v1::BundleUpdate& update = agent->messages().back()->message.update();
-  EXPECT_EQ(update.bundle(), "api");
-  ASSERT_EQ(update.removed_size(), 1);
-  EXPECT_EQ(update.handovers_size(), 0);
+  ExpectADropThatMovesNothingGoes(git_, *controller_, *agent);
 }
 
 // Two sources may read one repository at one ref (a team's own source on a monorepo, its
@@ -3575,16 +3582,7 @@ TEST_F(ControllerTest, AnObjectAddedInAnotherRepositoryThenDroppedHereIsHandedOv
   EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 1);
 
   // A drop that moves nothing waits for that fetch alone, then goes.
-  const size_t sent = agent->messages().size();
-  git_.Remove("apps/api/a.yaml");
-  git_.Write("apps/api/c.yaml", Cm("c"));
-  git_.Commit("a goes");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  ASSERT_TRUE(SentWithin(*agent, sent + 1, absl::Seconds(20)));
-  const v1::BundleUpdate& update = agent->messages().back()->message.update();
-  EXPECT_EQ(update.bundle(), "api");
-  ASSERT_EQ(update.removed_size(), 1);
-  EXPECT_EQ(update.handovers_size(), 0);
+  ExpectADropThatMovesNothingGoes(git_, *controller_, *agent);
   EXPECT_EQ(metrics_.sibling_waits.Add({{"result", "done"}}).Value(), 2);
 }
 
