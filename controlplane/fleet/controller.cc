@@ -3120,6 +3120,19 @@ std::string Controller::PruneHold(const std::string& name,
   return NotePruneHold(name, after->commit(), std::move(why));
 }
 
+namespace {
+
+// Whether `selector` matches each of `clusters` (true when there are none).
+bool TargetsEach(const LabelSelector& selector,
+                 const std::vector<std::pair<std::string, LabelMap>>& clusters) {
+  for (const auto& [cluster, labels] : clusters) {
+    if (!selector.Matches(labels)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 size_t Controller::HandedOver(const std::string& name, const BundleContent& before,
                               const BundleContent& after) {
   std::set<std::string> dropped;
@@ -3155,14 +3168,7 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
     if (clusters->empty()) return 0;
     // On every cluster this bundle runs on: an object another bundle holds only elsewhere
     // (staging's copy of what prod drops) is deleted where this one runs.
-    bool everywhere = true;
-    for (const auto& [cluster, labels] : *clusters) {
-      if (!other_selector.Matches(labels)) {
-        everywhere = false;
-        break;
-      }
-    }
-    if (everywhere) kept.insert(held.begin(), held.end());
+    if (TargetsEach(other_selector, *clusters)) kept.insert(held.begin(), held.end());
   }
   return kept.size();
 }
@@ -3247,12 +3253,7 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       if (listed == clusters.end()) {
         listed = clusters.emplace(giver, hub_->MatchingClusterLabels(selectors[giver])).first;
       }
-      for (const auto& [cluster, labels] : listed->second) {
-        if (!selectors[taker].Matches(labels)) {
-          known->second = false;
-          break;
-        }
-      }
+      known->second = TargetsEach(selectors[taker], listed->second);
       return known->second;
     };
     for (size_t i = 0; i < names.size(); ++i) {
