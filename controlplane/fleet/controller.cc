@@ -2286,13 +2286,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
       if (added) known->second = !stream.empty() && CommitStreamLocked(source) == stream;
       if (!known->second) continue;
     }
-    if (other == name || !sibling.record.pinned_commit().empty() ||
-        sibling.record.error_commit() == head ||
-        // Rendered, and the hub has what it rendered (a render that changed nothing keeps
-        // the content of an earlier commit).
-        (sibling.reconciled_commit == head && sibling.newest_given == sibling.content)) {
-      continue;
-    }
+    if (other == name || sibling.DoneWith(head)) continue;
     behind.push_back(other);
     if (sibling.definition.source() != own) other_sources.insert(sibling.definition.source());
   }
@@ -2311,8 +2305,7 @@ bool Controller::WaitsForSiblings(const std::string& name, const std::string& he
     }
     for (const auto& [other, bundle] : bundles_) {
       if (bundle.definition.source() != source || info.commit().empty() ||
-          !bundle.record.pinned_commit().empty() || bundle.record.error_commit() == info.commit() ||
-          (bundle.reconciled_commit == info.commit() && bundle.newest_given == bundle.content)) {
+          bundle.DoneWith(info.commit())) {
         continue;
       }
       elsewhere.push_back(other);

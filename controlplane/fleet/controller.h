@@ -372,6 +372,13 @@ class Controller {
     // which selector.
     std::shared_ptr<const BundleVariants> newest_given;
     std::string newest_selector;
+    // Whether another bundle's drop may stop waiting for this one at `commit`: pinned (it
+    // renders no new commit), its render of `commit` failed, or it rendered `commit` and the
+    // hub has that render (one that changed nothing keeps the content of an earlier commit).
+    bool DoneWith(const std::string& commit) const {
+      return !record.pinned_commit().empty() || record.error_commit() == commit ||
+             (reconciled_commit == commit && newest_given == content);
+    }
     // What the hub was last given (a reconcile gives it again only what changed).
     uint64_t pushed_generation = 0;
     std::shared_ptr<const BundleVariants> pushed_content;
