@@ -3249,20 +3249,61 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       known->second = TargetsEach(selectors[taker], listed->second);
       return known->second;
     };
+    std::vector<size_t> had(names.size(), 0);
+    std::vector<size_t> dropped(names.size(), 0);
     for (size_t i = 0; i < names.size(); ++i) {
       if (contents[2 * i] == nullptr) continue;
-      size_t own = 0;
       for (const std::string& key : ObjectKeysOf(*contents[2 * i])) {
-        ++count.had;
+        ++had[i];
         auto held = holders.find(key);
         bool kept = false;
         for (size_t j = 0; held != holders.end() && j < held->second.size() && !kept; ++j) {
           kept = held->second[j] == i || covers(held->second[j], i);
         }
-        own += !kept;
+        dropped[i] += !kept;
       }
-      count.dropped += own;
-      if (own > 0) count.own[names[i]] = own;
+      count.had += had[i];
+      count.dropped += dropped[i];
+      if (dropped[i] > 0) count.own[names[i]] = dropped[i];
+    }
+    if (count.dropped >= kDefaultPruneFloor && count.dropped * 2 <= count.had) {
+      // Not more than half across the fleet, but perhaps where it lands: the guarded
+      // bundles on each cluster, and what they drop there. Clusters run by the same
+      // bundles are counted once.
+      std::map<std::string, std::vector<size_t>> on;  // cluster -> guarded bundles on it
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (contents[2 * i] == nullptr || had[i] == 0) continue;
+        auto listed = clusters.find(i);
+        if (listed == clusters.end()) {
+          listed = clusters.emplace(i, hub_->MatchingClusterLabels(selectors[i])).first;
+        }
+        for (const auto& [cluster, labels] : listed->second) on[cluster].push_back(i);
+      }
+      std::map<std::vector<size_t>, StreamPruneCount::OnCluster> groups;
+      for (const auto& [cluster, bundles] : on) {
+        auto [group, added] = groups.emplace(bundles, StreamPruneCount::OnCluster());
+        if (!added) {
+          ++group->second.alike;
+          continue;
+        }
+        group->second.cluster = cluster;
+        for (size_t i : bundles) {
+          group->second.had += had[i];
+          group->second.dropped += dropped[i];
+          group->second.bundles += dropped[i] > 0;
+        }
+      }
+      for (const auto& [bundles, group] : groups) {
+        if (group.dropped < kDefaultPruneFloor || group.dropped * 2 <= group.had) continue;
+        for (size_t i : bundles) {
+          if (dropped[i] == 0) continue;
+          auto [worst, added] = count.worst.emplace(names[i], group);
+          // The cluster that loses the largest share (as a fraction: a * d' > a' * d).
+          if (!added && group.dropped * worst->second.had > worst->second.dropped * group.had) {
+            worst->second = group;
+          }
+        }
+      }
     }
     for (const std::shared_ptr<const BundleContent>& content : contents) {
       count.contents.push_back(content);
@@ -3273,8 +3314,16 @@ std::string Controller::StreamPruneHold(const std::string& name) {
     stream_prune_counts_[stream] = count;
   }
   auto own = count.own.find(name);
-  return StreamPruneHeld(count.dropped, count.had, own != count.own.end() ? own->second : 0,
-                         count.own.size(), SourcesNamed(own_source, other_sources));
+  const size_t share = own != count.own.end() ? own->second : 0;
+  std::string why = StreamPruneHeld(count.dropped, count.had, share, count.own.size(),
+                                    SourcesNamed(own_source, other_sources));
+  auto worst = count.worst.find(name);
+  if (why.empty() && worst != count.worst.end()) {
+    const StreamPruneCount::OnCluster& on = worst->second;
+    why = ClusterPruneHeld(on.cluster, on.alike, on.dropped, on.had, share, on.bundles,
+                           SourcesNamed(own_source, other_sources));
+  }
+  return why;
 }
 
 std::string Controller::NotePruneHold(const std::string& name, const std::string& commit,

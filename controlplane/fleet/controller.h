@@ -309,6 +309,17 @@ class Controller {
     // another bundle's that targets each of those clusters).
     size_t dropped = 0;
     std::map<std::string, size_t> own;  // per guarded bundle that drops some, its share
+    // When the whole count would not hold: per guarded bundle that drops some, the cluster
+    // of its own where the guarded bundles on it drop the most of what they run there, when
+    // that would hold (prod emptied while staging, elsewhere, runs as much).
+    struct OnCluster {
+      std::string cluster;  // the first in name order of those alike
+      size_t alike = 0;     // other clusters run by the same bundles
+      size_t dropped = 0;
+      size_t had = 0;
+      size_t bundles = 0;  // of those on it, how many drop some
+    };
+    std::map<std::string, OnCluster> worst;
   };
   struct BundleState {
     v1::Bundle definition;

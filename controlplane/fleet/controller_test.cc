@@ -66,6 +66,21 @@ class FakeConnection : public AgentConnection {
   std::map<std::string, int> notices_ ABSL_GUARDED_BY(mu_);
 };
 
+// Connects an agent of cluster `name` with `labels`, holding `held` (bundle -> revision).
+uint64_t ConnectAgent(Hub* hub, const std::string& name,
+                      const std::map<std::string, std::string>& labels,
+                      const std::map<std::string, std::string>& held = {}) {
+  v1::Hello hello;
+  hello.set_cluster(name);
+  hello.mutable_labels()->insert(labels.begin(), labels.end());
+  for (const auto& [bundle, revision] : held) {
+    v1::HeldRevision* h = hello.add_held();
+    h->set_bundle(bundle);
+    h->set_revision(revision);
+  }
+  return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
+}
+
 class ControllerTest : public ::testing::Test {
  protected:
   ControllerTest()
@@ -190,6 +205,56 @@ class ControllerTest : public ::testing::Test {
     v1::Bundle added = Bundle(bundle, path, selector);
     added.set_source(source);
     ASSERT_TRUE(controller_->AddBundle(added, false).ok());
+  }
+
+  // Four small apps, each with a prod and a staging bundle of the same 5 ConfigMaps, on
+  // cluster c1 (env=prod) and `more_prod_clusters` more like it, and c2 (env=staging);
+  // staging's bundles have --max-prune=`staging_max_prune`. Then one commit empties
+  // prod's but for one ConfigMap each.
+  void EmptyProdOfFourSmallApps(const std::string& staging_max_prune, int more_prod_clusters = 0) {
+    for (const std::string app : {"a", "b", "c", "d"}) {
+      for (int i = 0; i < 5; ++i) {
+        for (const char* env : {"prod", "staging"}) {
+          git_.Write(absl::StrCat("apps/", app, "/", env, "/cm", i, ".yaml"),
+                     Cm(absl::StrCat(app, "-cm", i)));
+        }
+      }
+    }
+    git_.Commit("four small apps, each for prod and staging");
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+    for (const std::string app : {"a", "b", "c", "d"}) {
+      for (const std::string env : {"prod", "staging"}) {
+        v1::Bundle bundle =
+            Bundle(app + "-" + env, absl::StrCat("apps/", app, "/", env), "env=" + env);
+        bundle.mutable_sync()->set_prune(true);
+        if (env == "staging") bundle.set_max_prune(staging_max_prune);
+        ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
+      }
+    }
+    ConnectAgent(hub_.get(), "c1", {{"env", "prod"}});
+    for (int i = 0; i < more_prod_clusters; ++i) {
+      ConnectAgent(hub_.get(), absl::StrCat("c1-", i), {{"env", "prod"}});
+    }
+    ConnectAgent(hub_.get(), "c2", {{"env", "staging"}});
+
+    for (const std::string app : {"a", "b", "c", "d"}) {
+      for (int i = 1; i < 5; ++i) git_.Remove(absl::StrCat("apps/", app, "/prod/cm", i, ".yaml"));
+    }
+    git_.Commit("prod's apps emptied by mistake");
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+  }
+  // Expects each of EmptyProdOfFourSmallApps' prod bundles held, saying `why`.
+  void ExpectEachProdBundleHeld(const std::string& why) {
+    for (const std::string app : {"a", "b", "c", "d"}) {
+      const std::string bundle = app + "-prod";
+      bool held = false;
+      for (int i = 0; i < 1000 && !held; ++i) {
+        held = controller_->GetRollout(bundle)->prune_held();
+        if (!held) absl::SleepFor(absl::Milliseconds(10));
+      }
+      EXPECT_TRUE(held) << bundle << ": " << controller_->GetRollout(bundle)->message();
+      EXPECT_THAT(controller_->GetRollout(bundle)->message(), HasSubstr(why)) << bundle;
+    }
   }
 
   // Restarts the controller with a stand-in helm that prints what helm prints for a chart
@@ -918,20 +983,6 @@ TEST_F(ControllerTest, StatusFollowsAgentReports) {
   absl::Status no_bundle = controller_->CheckStatusFilter("", "c");
   EXPECT_TRUE(absl::IsNotFound(no_bundle));
   EXPECT_THAT(std::string(no_bundle.message()), HasSubstr("bundle c not found"));
-}
-
-uint64_t ConnectAgent(Hub* hub, const std::string& name,
-                      const std::map<std::string, std::string>& labels,
-                      const std::map<std::string, std::string>& held = {}) {
-  v1::Hello hello;
-  hello.set_cluster(name);
-  hello.mutable_labels()->insert(labels.begin(), labels.end());
-  for (const auto& [bundle, revision] : held) {
-    v1::HeldRevision* h = hello.add_held();
-    h->set_bundle(bundle);
-    h->set_revision(revision);
-  }
-  return hub->Connect(hello, "peer", std::make_shared<FakeConnection>());
 }
 
 // A watcher of one cluster (events --cluster) gets what happens to the bundles that reach
@@ -3677,46 +3728,22 @@ TEST_F(ControllerTest, ThePruneGuardLetsABundleSplitInTwoGoButNotAMistakeStaging
 // staging's copies (their own limit, as a staging bundle often has) hold the same objects
 // on other clusters, so prod's emptied bundles are held all the same.
 TEST_F(ControllerTest, ACommitThatEmptiesProdIsHeldThoughStagingHoldsTheSameObjects) {
-  const std::vector<std::string> small = {"a", "b", "c", "d"};
-  for (const std::string& app : small) {
-    for (int i = 0; i < 5; ++i) {
-      for (const char* env : {"prod", "staging"}) {
-        git_.Write(absl::StrCat("apps/", app, "/", env, "/cm", i, ".yaml"),
-                   Cm(absl::StrCat(app, "-cm", i)));
-      }
-    }
-  }
-  git_.Commit("four small apps, each for prod and staging");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const std::string& app : small) {
-    for (const std::string env : {"prod", "staging"}) {
-      v1::Bundle bundle =
-          Bundle(app + "-" + env, absl::StrCat("apps/", app, "/", env), "env=" + env);
-      bundle.mutable_sync()->set_prune(true);
-      if (env == "staging") bundle.set_max_prune("all");
-      ASSERT_TRUE(controller_->AddBundle(bundle, false).ok());
-    }
-  }
-  ConnectAgent(hub_.get(), "c1", {{"env", "prod"}});
-  ConnectAgent(hub_.get(), "c2", {{"env", "staging"}});
+  EmptyProdOfFourSmallApps(/*staging_max_prune=*/"all");
+  ExpectEachProdBundleHeld(
+      "this commit would delete 16 of the 20 objects the bundles of source app run (more than "
+      "half, the default), across 4 bundles");
+}
 
-  for (const std::string& app : small) {
-    for (int i = 1; i < 5; ++i) git_.Remove(absl::StrCat("apps/", app, "/prod/cm", i, ".yaml"));
-  }
-  git_.Commit("prod's apps emptied by mistake");
-  ASSERT_TRUE(controller_->SyncSource("app").ok());
-  for (const std::string& app : small) {
-    const std::string bundle = app + "-prod";
-    bool held = false;
-    for (int i = 0; i < 1000 && !held; ++i) {
-      held = controller_->GetRollout(bundle)->prune_held();
-      if (!held) absl::SleepFor(absl::Milliseconds(10));
-    }
-    EXPECT_TRUE(held) << bundle << ": " << controller_->GetRollout(bundle)->message();
-    EXPECT_THAT(controller_->GetRollout(bundle)->message(),
-                HasSubstr("this commit would delete 16 of the 20 objects the bundles of source "
-                          "app run (more than half, the default), across 4 bundles"))
-        << bundle;
+// With staging's bundles guarded too, prod's loss is 16 of the 40 objects the repository's
+// bundles run: under half across the fleet, but all but 4 of what prod's clusters run.
+TEST_F(ControllerTest, ACommitThatEmptiesProdIsHeldWhereItLandsThoughNotAcrossTheFleet) {
+  EmptyProdOfFourSmallApps(/*staging_max_prune=*/"", /*more_prod_clusters=*/2);
+  ExpectEachProdBundleHeld(
+      "this commit would delete 16 of the 20 objects the bundles of source app run on cluster "
+      "c1 (and 2 more alike) (more than half, the default), across 4 bundles, 4 of them this "
+      "bundle's");
+  for (const std::string app : {"a", "b", "c", "d"}) {
+    EXPECT_FALSE(controller_->GetRollout(app + "-staging")->prune_held()) << app;
   }
 }
 

@@ -78,6 +78,20 @@ std::string StreamPruneHeld(size_t dropped, size_t before, size_t own, size_t bu
                       "with its own --max-prune is judged alone; all turns its guard off)");
 }
 
+std::string ClusterPruneHeld(const std::string& cluster, size_t alike, size_t dropped,
+                             size_t before, size_t own, size_t bundles,
+                             const std::string& sources) {
+  if (own == 0 || dropped < kDefaultPruneFloor || dropped * 2 <= before) return "";
+  return absl::StrCat(
+      "held by the prune guard: this commit would delete ", dropped, " of the ", before,
+      " objects the bundles of ", sources, " run on cluster ", cluster,
+      alike > 0 ? absl::StrCat(" (and ", alike, " more alike)") : "",
+      " (more than half, the default), across ", bundles, " bundles, ", own,
+      " of them this bundle's; gitfleetctl rollout promote lets this bundle's part through, "
+      "or fix the commit (a bundle with its own --max-prune is judged alone; all turns its "
+      "guard off)");
+}
+
 bool Progressive(const v1::RolloutStrategy& strategy) {
   return !strategy.partitions().empty() || !strategy.partition_size().empty();
 }

@@ -56,6 +56,12 @@ std::string PruneHeld(const std::string& max_prune, size_t dropped, size_t befor
 // empties a big one), or "" when it is not.
 std::string StreamPruneHeld(size_t dropped, size_t before, size_t own, size_t bundles,
                             const std::string& sources);
+// The same look, cluster by cluster: why a bundle is held when on `cluster` (and `alike`
+// other clusters that run the same bundles) the commit would delete `dropped` of the
+// `before` objects those bundles run there (more than half and at least
+// kDefaultPruneFloor), though across the fleet it would not.
+std::string ClusterPruneHeld(const std::string& cluster, size_t alike, size_t dropped,
+                             size_t before, size_t own, size_t bundles, const std::string& sources);
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
 // The partitions `strategy` cuts, in words: "1 canary (cluster c2, none may be not ready),
 // 2 production (env in (prod)), then the clusters left".

@@ -169,6 +169,25 @@ TEST(PruneGuardTest, HoldsWhatDeletesMoreThanAllowed) {
   }
 }
 
+// Across one repository's bundles, and cluster by cluster: more than half, at least the
+// floor, and only for a bundle that drops some.
+TEST(PruneGuardTest, TheRepositorysCountsHoldMoreThanHalfAndAtLeastTheFloor) {
+  EXPECT_EQ(StreamPruneHeld(10, 20, 3, 4, "source app"), "") << "half is not more than half";
+  EXPECT_EQ(StreamPruneHeld(9, 9, 3, 4, "source app"), "") << "under the floor";
+  EXPECT_EQ(StreamPruneHeld(11, 20, 0, 4, "source app"), "") << "drops none itself";
+  EXPECT_THAT(StreamPruneHeld(11, 20, 3, 4, "source app"),
+              HasSubstr("would delete 11 of the 20 objects the bundles of source app run (more "
+                        "than half, the default), across 4 bundles, 3 of them this bundle's"));
+  EXPECT_EQ(ClusterPruneHeld("c1", 0, 10, 20, 3, 4, "source app"), "");
+  EXPECT_EQ(ClusterPruneHeld("c1", 0, 9, 9, 3, 4, "source app"), "");
+  EXPECT_EQ(ClusterPruneHeld("c1", 0, 11, 20, 0, 4, "source app"), "");
+  EXPECT_THAT(ClusterPruneHeld("c1", 0, 11, 20, 3, 4, "source app"),
+              HasSubstr("would delete 11 of the 20 objects the bundles of source app run on "
+                        "cluster c1 (more than half"));
+  EXPECT_THAT(ClusterPruneHeld("c1", 5, 11, 20, 3, 4, "source app"),
+              HasSubstr("run on cluster c1 (and 5 more alike) (more than half"));
+}
+
 TEST(RolloutTest, BadStrategiesNameTheFlag) {
   v1::RolloutStrategy strategy;
   strategy.add_partitions("env in prod");
