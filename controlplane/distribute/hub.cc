@@ -2017,6 +2017,23 @@ std::vector<std::pair<std::string, LabelMap>> Hub::MatchingClusterLabels(
   return out;
 }
 
+std::map<LabelMap, Hub::LabelsShared> Hub::ClustersByLabels(
+    const std::set<std::string>& keys) const {
+  MutexLock lock(&mu_);
+  std::map<LabelMap, LabelsShared> out;
+  for (const auto& [name, agent] : agents_) {
+    if (!agent.labels_known) continue;
+    LabelMap shown;
+    for (const std::string& key : keys) {
+      auto it = agent.labels.find(key);
+      if (it != agent.labels.end()) shown.emplace(key, it->second);
+    }
+    LabelsShared& shared = out[std::move(shown)];
+    if (shared.clusters++ == 0) shared.first = name;  // agents_ is in name order
+  }
+  return out;
+}
+
 std::vector<std::string> Hub::HoldersLeaving(const std::string& bundle, const LabelSelector& before,
                                              const LabelSelector& after) const {
   MutexLock lock(&mu_);

@@ -268,6 +268,14 @@ class Hub {
   // of thousands each time a rollout's partitions are cut.
   std::vector<std::pair<std::string, LabelMap>> MatchingClusterLabels(
       const LabelSelector& selector) const;
+  // The clusters whose labels are known, told apart only by their labels of `keys`: for
+  // each set of those, the first cluster in name order that has it and how many do. What
+  // selectors that read only `keys` make of a fleet of thousands, with a few such sets.
+  struct LabelsShared {
+    std::string first;
+    size_t clusters = 0;
+  };
+  std::map<LabelMap, LabelsShared> ClustersByLabels(const std::set<std::string>& keys) const;
   // The clusters that hold `bundle` and that `before` matches but `after` does not, in
   // name order: a new selector would remove the bundle from them.
   std::vector<std::string> HoldersLeaving(const std::string& bundle, const LabelSelector& before,

@@ -191,6 +191,35 @@ TEST_F(HubTest, HelloWithCurrentRevisionGetsNothingAndSelectorIsHonoured) {
   EXPECT_EQ(hub_.NextMessage(dev, "web"), nullptr);
 }
 
+LabelMap Labels(const std::string& key, const std::string& value) {
+  LabelMap labels;
+  labels[key] = value;
+  return labels;
+}
+
+// A fleet told apart by some label keys only: one entry per set of those labels, with the
+// first cluster in name order and how many share it.
+TEST_F(HubTest, ClustersByLabelsCountsThoseThatLookAlike) {
+  for (const auto& [cluster, env, region] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"p2", "prod", "eu"}, {"p1", "prod", "us"}, {"p3", "prod", "eu"}, {"s1", "dev", ""}}) {
+    v1::Hello hello = MakeHello(cluster, env);
+    if (!region.empty()) (*hello.mutable_labels())["region"] = region;
+    hub_.Connect(hello, "p", std::make_shared<FakeConnection>());
+  }
+  std::map<LabelMap, Hub::LabelsShared> by_env = hub_.ClustersByLabels({"env"});
+  ASSERT_EQ(by_env.size(), 2u);
+  EXPECT_EQ(by_env[Labels("env", "prod")].first, "p1");
+  EXPECT_EQ(by_env[Labels("env", "prod")].clusters, 3u);
+  EXPECT_EQ(by_env[Labels("env", "dev")].first, "s1");
+  std::map<LabelMap, Hub::LabelsShared> by_region = hub_.ClustersByLabels({"region", "tier"});
+  ASSERT_EQ(by_region.size(), 3u);
+  EXPECT_EQ(by_region[Labels("region", "eu")].first, "p2");
+  EXPECT_EQ(by_region[Labels("region", "eu")].clusters, 2u);
+  EXPECT_EQ(by_region[LabelMap()].first, "s1") << "no label of those keys";
+  EXPECT_EQ(hub_.ClustersByLabels({}).begin()->second.clusters, 4u);
+}
+
 // The count of clusters a hub knows is bounded: a new one past it is not admitted, a
 // known one always is.
 TEST_F(HubTest, AdmitsNewClustersOnlyBelowTheBound) {

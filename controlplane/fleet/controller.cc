@@ -3237,16 +3237,31 @@ std::string Controller::StreamPruneHold(const std::string& name) {
     for (size_t i = 0; i < names.size(); ++i) {
       for (const std::string& key : ObjectKeysOf(*contents[2 * i + 1])) holders[key].push_back(i);
     }
-    std::map<size_t, std::vector<std::pair<std::string, LabelMap>>> clusters;  // when needed
+    // The fleet's clusters as these bundles' selectors tell them apart (when first needed):
+    // a few sets of labels, however many clusters share each.
+    std::optional<std::map<LabelMap, Hub::LabelsShared>> fleet;
+    auto clusters = [&]() -> const std::map<LabelMap, Hub::LabelsShared>& {
+      if (!fleet.has_value()) {
+        std::set<std::string> keys;
+        for (const LabelSelector& selector : selectors) {
+          for (const std::string& key : selector.Keys()) keys.insert(key);
+        }
+        fleet = hub_->ClustersByLabels(keys);
+      }
+      return *fleet;
+    };
     std::map<std::pair<size_t, size_t>, bool> covered;
     auto covers = [&](size_t taker, size_t giver) {
       auto [known, added] = covered.emplace(std::make_pair(taker, giver), true);
       if (!added) return known->second;
-      auto listed = clusters.find(giver);
-      if (listed == clusters.end()) {
-        listed = clusters.emplace(giver, hub_->MatchingClusterLabels(selectors[giver])).first;
+      bool any = false;
+      for (const auto& [labels, shared] : clusters()) {
+        if (!selectors[giver].Matches(labels)) continue;
+        any = true;
+        if (!selectors[taker].Matches(labels)) known->second = false;
       }
-      known->second = TargetsEach(selectors[taker], listed->second);
+      // A bundle on no cluster has no copy anywhere to keep (as TargetsEach says).
+      if (!any) known->second = true;
       return known->second;
     };
     std::vector<size_t> had(names.size(), 0);
@@ -3270,27 +3285,28 @@ std::string Controller::StreamPruneHold(const std::string& name) {
       // Not more than half across the fleet, but perhaps where it lands: the guarded
       // bundles on each cluster, and what they drop there. Clusters run by the same
       // bundles are counted once.
-      std::map<std::string, std::vector<size_t>> on;  // cluster -> guarded bundles on it
-      for (size_t i = 0; i < names.size(); ++i) {
-        if (contents[2 * i] == nullptr || had[i] == 0) continue;
-        auto listed = clusters.find(i);
-        if (listed == clusters.end()) {
-          listed = clusters.emplace(i, hub_->MatchingClusterLabels(selectors[i])).first;
-        }
-        for (const auto& [cluster, labels] : listed->second) on[cluster].push_back(i);
-      }
       std::map<std::vector<size_t>, StreamPruneCount::OnCluster> groups;
-      for (const auto& [cluster, bundles] : on) {
-        auto [group, added] = groups.emplace(bundles, StreamPruneCount::OnCluster());
+      for (const auto& [labels, shared] : clusters()) {
+        std::vector<size_t> bundles;  // the guarded bundles on these clusters
+        for (size_t i = 0; i < names.size(); ++i) {
+          if (contents[2 * i] != nullptr && had[i] > 0 && selectors[i].Matches(labels)) {
+            bundles.push_back(i);
+          }
+        }
+        if (bundles.empty()) continue;
+        auto [group, added] = groups.emplace(std::move(bundles), StreamPruneCount::OnCluster());
+        StreamPruneCount::OnCluster& on = group->second;
         if (!added) {
-          ++group->second.alike;
+          on.alike += shared.clusters;
+          on.cluster = std::min(on.cluster, shared.first);
           continue;
         }
-        group->second.cluster = cluster;
-        for (size_t i : bundles) {
-          group->second.had += had[i];
-          group->second.dropped += dropped[i];
-          group->second.bundles += dropped[i] > 0;
+        on.cluster = shared.first;
+        on.alike = shared.clusters - 1;
+        for (size_t i : group->first) {
+          on.had += had[i];
+          on.dropped += dropped[i];
+          on.bundles += dropped[i] > 0;
         }
       }
       for (const auto& [bundles, group] : groups) {
