@@ -3113,19 +3113,6 @@ std::string Controller::PruneHold(const std::string& name,
   return NotePruneHold(name, after->commit(), std::move(why));
 }
 
-namespace {
-
-// Whether `selector` matches each of `clusters` (true when there are none).
-bool TargetsEach(const LabelSelector& selector,
-                 const std::vector<std::pair<std::string, LabelMap>>& clusters) {
-  for (const auto& [cluster, labels] : clusters) {
-    if (!selector.Matches(labels)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 size_t Controller::HandedOver(const std::string& name, const BundleContent& before,
                               const BundleContent& after) {
   std::set<std::string> dropped;
@@ -3136,20 +3123,59 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
     }
   }
   if (dropped.empty()) return 0;
+  auto builds = [](const BundleContent& content) -> uint64_t {
+    const auto* variants = dynamic_cast<const BundleVariants*>(&content);
+    return variants != nullptr ? variants->builds() : 0;
+  };
   LabelSelector selector;
   std::vector<std::pair<LabelSelector, std::shared_ptr<const BundleContent>>> others;
+  // What the answer depends on, to give the last one again while none of it changed.
+  const uint64_t membership = hub_->MembershipVersion();
+  std::vector<std::string> selectors;
+  std::vector<uint64_t> built;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return 0;
     selector = it->second.selector;
+    selectors.push_back(selector.text());
     for (const auto& [other, state] : bundles_) {
       if (other != name && state.content != nullptr) {
         others.emplace_back(state.selector, state.content);
+        selectors.push_back(state.selector.text());
+        built.push_back(builds(*state.content));
       }
     }
+    const PruneCount& last = it->second.prune_count;
+    bool same = last.moved.has_value() && last.moved_membership == membership &&
+                last.moved_selectors == selectors && last.moved_builds == built &&
+                last.moved_contents.size() == others.size();
+    for (size_t i = 0; same && i < others.size(); ++i) {
+      same = last.moved_contents[i].lock() == others[i].second;
+    }
+    if (same) return *last.moved;
   }
-  std::optional<std::vector<std::pair<std::string, LabelMap>>> clusters;  // when first needed
+  const size_t moved = HandedOverTo(selector, dropped, others);
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it != bundles_.end()) {
+    PruneCount& last = it->second.prune_count;
+    last.moved = moved;
+    last.moved_membership = membership;
+    last.moved_selectors = std::move(selectors);
+    last.moved_builds = std::move(built);
+    last.moved_contents.clear();
+    for (const auto& [other_selector, content] : others) last.moved_contents.push_back(content);
+  }
+  return moved;
+}
+
+size_t Controller::HandedOverTo(
+    const LabelSelector& selector, const std::set<std::string>& dropped,
+    const std::vector<std::pair<LabelSelector, std::shared_ptr<const BundleContent>>>& others) {
+  // The clusters this bundle runs on, as the labels the selectors read tell them apart
+  // (when first needed).
+  std::optional<std::vector<LabelMap>> clusters;
   std::set<std::string> kept;
   for (const auto& [other_selector, content] : others) {
     std::vector<std::string> held;
@@ -3157,11 +3183,24 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
       if (dropped.count(key) > 0 && kept.count(key) == 0) held.push_back(key);
     }
     if (held.empty()) continue;
-    if (!clusters.has_value()) clusters = hub_->MatchingClusterLabels(selector);
+    if (!clusters.has_value()) {
+      std::set<std::string> keys = selector.Keys();
+      for (const auto& [any_selector, any_content] : others) {
+        for (const std::string& key : any_selector.Keys()) keys.insert(key);
+      }
+      clusters.emplace();
+      for (const auto& [labels, shared] : hub_->ClustersByLabels(keys)) {
+        if (selector.Matches(labels)) clusters->push_back(labels);
+      }
+    }
     if (clusters->empty()) return 0;
     // On every cluster this bundle runs on: an object another bundle holds only elsewhere
     // (staging's copy of what prod drops) is deleted where this one runs.
-    if (TargetsEach(other_selector, *clusters)) kept.insert(held.begin(), held.end());
+    bool each = true;
+    for (size_t i = 0; each && i < clusters->size(); ++i) {
+      each = other_selector.Matches((*clusters)[i]);
+    }
+    if (each) kept.insert(held.begin(), held.end());
   }
   return kept.size();
 }
@@ -3260,7 +3299,7 @@ std::string Controller::StreamPruneHold(const std::string& name) {
         any = true;
         if (!selectors[taker].Matches(labels)) known->second = false;
       }
-      // A bundle on no cluster has no copy anywhere to keep (as TargetsEach says).
+      // A bundle on no cluster drops nothing anywhere: whatever it held counts as kept.
       if (!any) known->second = true;
       return known->second;
     };

@@ -292,6 +292,14 @@ class Controller {
     uint64_t after_builds = 0;
     size_t dropped = 0;
     size_t had = 0;
+    // HandedOver's answer for these contents (none yet), and what it read: the hub's
+    // membership version, this bundle's selector then every other bundle's, and their
+    // contents (weak) and variants built, in name order. A held render is asked on reports.
+    std::optional<size_t> moved;
+    uint64_t moved_membership = 0;
+    std::vector<std::string> moved_selectors;
+    std::vector<std::weak_ptr<const BundleContent>> moved_contents;
+    std::vector<uint64_t> moved_builds;
   };
   // What the prune guard counted across the bundles of one repository at one ref
   // (StreamPruneHold), for the contents they had then.
@@ -441,9 +449,15 @@ class Controller {
   // How many of the objects `before` holds and `after` does not are handed over rather
   // than deleted: another bundle's newest render holds them, and that bundle targets every
   // cluster bundle `name` targets now. Only when the prune guard would hold (it lists the
-  // clusters).
+  // clusters). Kept with the bundle's PruneCount until what it read changes.
   size_t HandedOver(const std::string& name, const BundleContent& before,
-                    const BundleContent& after);
+                    const BundleContent& after) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for a bundle of `selector` whose render drops `dropped`, against the newest
+  // contents of the other bundles and their selectors.
+  size_t HandedOverTo(
+      const LabelSelector& selector, const std::set<std::string>& dropped,
+      const std::vector<std::pair<LabelSelector, std::shared_ptr<const BundleContent>>>& others)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The prune guard (Bundle.max_prune): why `after` is held against `before`, the fleet's,
   // or "". Noted (NotePruneHold).
   std::string PruneHold(const std::string& name, const std::shared_ptr<const BundleContent>& before,
