@@ -2781,6 +2781,87 @@ TEST_F(ControllerTest, ArgoCdsKustomizeOverridesAreSetAsArgoCdSetsThem) {
   EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("env: staging"));
 }
 
+// Argo CD's kustomize.components and kustomize.patches are added to the kustomization as
+// Argo CD adds them (a missing component left out only with ignoreMissingComponents); one
+// that leaves the repository, or is remote, is refused; a bundle rendered before gitfleet
+// read them renders as it did, saying so.
+TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  WriteWebKustomization();
+  git_.Write("components/monitoring/kustomization.yaml",
+             "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+             "resources: [cm.yaml]\n");
+  git_.Write("components/monitoring/cm.yaml", Cm("monitoring"));
+  git_.Commit("an Argo CD repository with a component");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_argocd_kustomize_additions()) << "a new bundle reads them";
+    record.clear_reads_argocd_kustomize_additions();
+  }));
+  git_.Write("apps/web/.argocd-source.yaml",
+             "kustomize:\n"
+             "  components: [../../components/monitoring, ../../components/gone]\n"
+             "  ignoreMissingComponents: true\n"
+             "  patches:\n"
+             "  - target: {kind: Deployment, name: web}\n"
+             "    patch: |\n"
+             "      - {op: add, path: /spec/replicas, value: 4}\n");
+  git_.Commit("overrides");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  auto objects_of = [&](const std::string& bundle) {
+    std::string out;
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, bundle);
+    for (int i = 0; message != nullptr && i < message->message.update().upserts_size(); ++i) {
+      out += message->message.update().upserts(i).yaml() + "---\n";
+    }
+    return out;
+  };
+  const std::string web = objects_of("web");
+  EXPECT_THAT(web, HasSubstr("name: monitoring"));
+  EXPECT_THAT(web, HasSubstr("replicas: 4"));
+  const std::string old = objects_of("old");
+  EXPECT_THAT(old, Not(HasSubstr("name: monitoring")));
+  EXPECT_THAT(old, Not(HasSubstr("replicas: 4")));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("sets the kustomization's components, patches as "
+                                            "apps/web/.argocd-source.yaml asks")));
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(HasSubstr("leaves out the component ../../components/gone, "
+                                            "not in the repository (ignoreMissingComponents)")));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("apps/web/.argocd-source.yaml sets "
+                                            "kustomize.components, kustomize.patches, which "
+                                            "gitfleet does not read")));
+
+  // A change to the component renders again: what it reads is the render's.
+  git_.Write("components/monitoring/cm.yaml", Cm("monitoring", "2"));
+  git_.Commit("the component changes");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(objects_of("web"), HasSubstr("v: \"2\""));
+
+  // What Argo CD's build would fail on fails the render; the cluster keeps what it runs.
+  for (const auto& [overrides, error] : std::vector<std::pair<std::string, std::string>>{
+           {"kustomize: {components: [../../components/gone], ignoreMissingComponents: false}\n",
+            "kustomize.components names ../../components/gone (components/gone), which is not "
+            "a folder of the repository, so Argo CD's build fails"},
+           {"kustomize: {components: [../../../elsewhere]}\n",
+            "kustomize.components names ../../../elsewhere, outside the repository"},
+           {"kustomize: {components: ['https://github.com/example/c//monitoring?ref=v1']}\n",
+            "a remote component; gitfleet builds Argo CD's components from the repository only"},
+           {"kustomize: {patches: [{path: /etc/passwd}]}\n",
+            "kustomize.patches names the file /etc/passwd, outside the repository"},
+       }) {
+    git_.Write("apps/web/.argocd-source-web.yaml", overrides);
+    git_.Commit("a bad override");
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+    EXPECT_THAT(ListedByName()["web"].error(), HasSubstr(error)) << overrides;
+  }
+}
+
 // Argo CD Image Updater names its write-back file after the Application, which a bundle
 // taking it over may be named otherwise: rendered without it, the bundle would deploy the
 // images the write-back replaced. The bundle says which Application it takes over.

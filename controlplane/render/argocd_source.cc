@@ -174,6 +174,89 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
     }
     *flag = *value;
   }
+  if (const YAML::Node given = Field(kustomize, "components"); given) {
+    bool has = false;
+    YAML::Node list;
+    GF_RETURN_IF_ERROR(TakeList(given, "kustomize.components", file, &has, &list));
+    out->components.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::optional<std::string> component = StringOf(list[i]);
+      if (!component.has_value() || component->empty() || component->size() > 4096) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            file, ": kustomize.components[", i, "] is not a path, which Argo CD would refuse"));
+      }
+      out->components.push_back(*component);
+    }
+    if (out->components.size() > kMaxArgoCdKustomizeAdditions) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": kustomize.components has ",
+                                                     out->components.size(), " entries; at most ",
+                                                     kMaxArgoCdKustomizeAdditions, " are read"));
+    }
+  }
+  if (const YAML::Node given = Field(kustomize, "ignoreMissingComponents"); given) {
+    std::optional<bool> value = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
+    if (!value.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file,
+          ": kustomize.ignoreMissingComponents is not true or false, which Argo CD would "
+          "refuse"));
+    }
+    out->ignore_missing_components = *value;
+  }
+  if (const YAML::Node given = Field(kustomize, "patches"); given) {
+    bool has = false;
+    YAML::Node list;
+    GF_RETURN_IF_ERROR(TakeList(given, "kustomize.patches", file, &has, &list));
+    out->patches.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = absl::StrCat(file, ": kustomize.patches[", i, "]");
+      const YAML::Node entry = list[i];
+      if (!entry.IsMap()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " is not a mapping, which Argo CD would refuse"));
+      }
+      // Argo CD's KustomizePatch: what else an entry says never reaches kustomize.
+      YAML::Node patch(YAML::NodeType::Map);
+      for (const char* field : {"path", "patch"}) {
+        const YAML::Node value = Field(entry, field);
+        if (!value || value.IsNull()) continue;
+        std::optional<std::string> text = StringOf(value);
+        if (!text.has_value()) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ".", field,
+                                                         " is not a string, which Argo CD would "
+                                                         "refuse"));
+        }
+        if (text->empty()) continue;
+        YAML::Node string(*text);
+        string.SetTag("!");
+        patch[field] = string;
+      }
+      if (!patch["path"] && !patch["patch"]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " has neither a patch nor a path, which kustomize refuses"));
+      }
+      for (const char* field : {"target", "options"}) {
+        const YAML::Node value = Field(entry, field);
+        if (!value || value.IsNull()) continue;
+        if (!value.IsMap()) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ".", field,
+                                                         " is not a mapping, which Argo CD "
+                                                         "would refuse"));
+        }
+        patch[field] = value;
+      }
+      absl::StatusOr<std::string> text = EmitBlockYaml(patch);
+      if (!text.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": ", text.status().message()));
+      }
+      out->patches.push_back(*std::move(text));
+    }
+    if (out->patches.size() > kMaxArgoCdKustomizeAdditions) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": kustomize.patches has ",
+                                                     out->patches.size(), " entries; at most ",
+                                                     kMaxArgoCdKustomizeAdditions, " are read"));
+    }
+  }
   if (const YAML::Node given = Field(kustomize, "replicas"); given) {
     bool has = false;
     YAML::Node list;
@@ -284,7 +367,8 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
     if (!kustomize.IsMap()) return refuse("kustomize", "is not a mapping");
     AddUnread(kustomize, "kustomize",
               {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels",
-               "commonAnnotations", "forceCommonLabels", "forceCommonAnnotations", "replicas"},
+               "commonAnnotations", "forceCommonLabels", "forceCommonAnnotations", "replicas",
+               "components", "ignoreMissingComponents", "patches"},
               &out->unread);
     GF_RETURN_IF_ERROR(ReadKustomizeFields(kustomize, file.path, &out->kustomize));
     if (const YAML::Node given = Field(kustomize, "images"); given) {
@@ -504,6 +588,8 @@ std::vector<std::string> ArgoCdKustomize::Fields() const {
   if (!common_labels.empty()) out.push_back("commonLabels");
   if (!common_annotations.empty()) out.push_back("commonAnnotations");
   if (!replicas.empty()) out.push_back("replicas");
+  if (!components.empty()) out.push_back("components");
+  if (!patches.empty()) out.push_back("patches");
   return out;
 }
 
@@ -571,6 +657,35 @@ absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
     }
     root["replicas"] = list;
   }
+  // kustomize edit add component: one already listed is not added again.
+  auto append = [&](const char* field, const std::vector<YAML::Node>& entries,
+                    bool unique) -> absl::Status {
+    if (entries.empty()) return absl::OkStatus();
+    YAML::Node list = root[field];
+    if (!list || list.IsNull()) list = YAML::Node(YAML::NodeType::Sequence);
+    if (!list.IsSequence()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the kustomization's ", field, " is not a list"));
+    }
+    for (const YAML::Node& entry : entries) {
+      bool there = false;
+      for (size_t i = 0; unique && i < list.size() && !there; ++i) {
+        there = list[i].IsScalar() && list[i].Scalar() == entry.Scalar();
+      }
+      if (!there) list.push_back(entry);
+    }
+    root[field] = list;
+    return absl::OkStatus();
+  };
+  std::vector<YAML::Node> components;
+  for (const std::string& component : fields.components) components.push_back(string(component));
+  GF_RETURN_IF_ERROR(append("components", components, /*unique=*/true));
+  std::vector<YAML::Node> patches;
+  for (const std::string& patch : fields.patches) {
+    GF_ASSIGN_OR_RETURN(YAML::Node parsed, LoadBoundedYaml(patch, "a patch"));
+    patches.push_back(parsed);
+  }
+  GF_RETURN_IF_ERROR(append("patches", patches, /*unique=*/false));
   return EmitBlockYaml(root);
 }
 

@@ -13,7 +13,8 @@
 //
 // What gitfleet reads: kustomize.images and helm.parameters (what the write-back writes),
 // and the kustomize fields Argo CD sets with `kustomize edit` before a build (namePrefix,
-// nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas),
+// nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas,
+// components and ignoreMissingComponents) or writes into the kustomization (patches),
 // and a chart's valueFiles, values or valuesObject and releaseName. Every other field is
 // named in `unread`.
 
@@ -50,13 +51,23 @@ struct ArgoCdKustomize {
   bool force_common_annotations = false;
   // edit set replicas NAME=COUNT, in order.
   std::vector<std::pair<std::string, int64_t>> replicas;
+  // edit add component: folders relative to the kustomization's, each added to its
+  // components unless there already. One that is not in the repository fails the build
+  // (kustomize finds no such folder) unless ignore_missing_components, which leaves it out.
+  std::vector<std::string> components;
+  bool ignore_missing_components = false;
+  // patches, appended to the kustomization's: each a mapping of Argo CD's KustomizePatch
+  // fields (patch or path, target, options), written as YAML.
+  std::vector<std::string> patches;
   bool empty() const {
     return !name_prefix && !name_suffix && !namespace_ && common_labels.empty() &&
-           common_annotations.empty() && replicas.empty();
+           common_annotations.empty() && replicas.empty() && components.empty() && patches.empty();
   }
-  // The fields set, by Argo CD's names ("namePrefix", "commonLabels").
+  // The fields set, by Argo CD's names ("namePrefix", "commonLabels", "components").
   std::vector<std::string> Fields() const;
 };
+// How many components and patches a repository's overrides may add.
+inline constexpr size_t kMaxArgoCdKustomizeAdditions = 64;
 
 // The chart fields of Argo CD's overrides (besides parameters), as it passes them to helm
 // template: value files first, then the inline values, then the parameters.
@@ -115,6 +126,8 @@ absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
 // The kustomization `text` with `fields` set as Argo CD's `kustomize edit` commands set them
 // (ArgoCdKustomize). InvalidArgument naming a label or annotation the kustomization already
 // sets when not forced (kustomize refuses to add it, so Argo CD's build fails).
+// Components are added as given (the kustomize engine leaves out, or refuses, those not in
+// the repository), patches appended after the kustomization's own.
 absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
                                                      const ArgoCdKustomize& fields);
 

@@ -90,7 +90,9 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreMergedAsArgoCdMergesThem) {
        "kustomize:\n  nameSuffix: -v2\n  namespace: null\n"
        "  commonLabels: {tier: null, env: prod}\n  forceCommonLabels: true\n"
        "  commonAnnotations: {owner: team-shop}\n"
-       "  replicas: [{name: api, count: '3'}]\n  components: [../c]\n"},
+       "  replicas: [{name: api, count: '3'}]\n  components: [../c]\n"
+       "  patches:\n  - {target: {kind: Deployment}, patch: '[{op: add}]', extra: 1}\n"
+       "  - path: p.yaml\n  ignoreMissingComponents: true\n  nameReference: x\n"},
   };
   absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("apps/web", "web", files);
   ASSERT_TRUE(source.ok()) << source.status();
@@ -107,9 +109,14 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreMergedAsArgoCdMergesThem) {
   EXPECT_THAT(k.common_annotations, ::testing::ElementsAre(::testing::Pair("owner", "team-shop")));
   EXPECT_THAT(k.replicas, ElementsAre(std::make_pair(std::string("api"), int64_t{3})))
       << "a list replaces the one before";
+  EXPECT_THAT(k.components, ElementsAre("../c"));
+  EXPECT_TRUE(k.ignore_missing_components);
+  EXPECT_THAT(k.patches, ElementsAre("patch: \"[{op: add}]\"\ntarget:\n  kind: Deployment\n",
+                                     "path: p.yaml\n"))
+      << "what Argo CD's KustomizePatch does not have never reaches kustomize";
   EXPECT_THAT(k.Fields(), ElementsAre("namePrefix", "nameSuffix", "commonLabels",
-                                      "commonAnnotations", "replicas"));
-  EXPECT_THAT(source->unread, ElementsAre("kustomize.components"));
+                                      "commonAnnotations", "replicas", "components", "patches"));
+  EXPECT_THAT(source->unread, ElementsAre("kustomize.nameReference"));
   for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
            {"kustomize: {commonLabels: [a]}\n", "kustomize.commonLabels is not a mapping"},
            {"kustomize: {commonLabels: {a: [1]}}\n", "kustomize.commonLabels.a is not a string"},
@@ -117,6 +124,16 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreMergedAsArgoCdMergesThem) {
            {"kustomize: {replicas: [{name: web, count: -1}]}\n", "is not a name and a count"},
            {"kustomize: {forceCommonLabels: maybe}\n", "forceCommonLabels is not true or false"},
            {"kustomize: {namePrefix: [a]}\n", "kustomize.namePrefix is not a string"},
+           {"kustomize: {components: ../c}\n", "kustomize.components is not a list"},
+           {"kustomize: {components: [{a: 1}]}\n", "kustomize.components[0] is not a path"},
+           {"kustomize: {components: ['']}\n", "kustomize.components[0] is not a path"},
+           {"kustomize: {ignoreMissingComponents: maybe}\n", "is not true or false"},
+           {"kustomize: {patches: [x]}\n", "kustomize.patches[0] is not a mapping"},
+           {"kustomize: {patches: [{target: {kind: A}}]}\n",
+            "kustomize.patches[0] has neither a patch nor a path"},
+           {"kustomize: {patches: [{patch: [1]}]}\n", "kustomize.patches[0].patch is not a string"},
+           {"kustomize: {patches: [{path: p, target: [1]}]}\n",
+            "kustomize.patches[0].target is not a mapping"},
        }) {
     EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
@@ -185,6 +202,25 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreSetAsKustomizeEditSetsThem) {
   edited = SetArgoCdKustomizeFields(kustomization, fields);
   ASSERT_TRUE(edited.ok()) << edited.status();
   EXPECT_THAT(*edited, HasSubstr("commonLabels:\n  team: shop\n"));
+}
+
+// Components as `kustomize edit add component` adds them (once), patches after the
+// kustomization's own, as Argo CD writes them.
+TEST(ArgoCdSourceTest, ComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
+  ArgoCdKustomize fields;
+  fields.components = {"../components/a", "../components/b"};
+  fields.patches = {"path: p.yaml\n", "patch: |\n  - op: add\ntarget:\n  kind: Deployment\n"};
+  absl::StatusOr<std::string> edited = SetArgoCdKustomizeFields(
+      "resources: [deploy.yaml]\ncomponents: [../components/a]\npatches:\n- path: own.yaml\n",
+      fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_EQ(*edited,
+            "resources:\n  - deploy.yaml\ncomponents:\n  - ../components/a\n"
+            "  - ../components/b\npatches:\n  - path: own.yaml\n  - path: p.yaml\n"
+            "  - patch: \"- op: add\\n\"\n    target:\n      kind: Deployment\n");
+  EXPECT_THAT(SetArgoCdKustomizeFields("components: {a: 1}\n", fields).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the kustomization's components is not a list")));
 }
 
 // As `kustomize edit set image`: an entry of the same name is updated (a tag drops the

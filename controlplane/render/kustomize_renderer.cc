@@ -656,6 +656,69 @@ absl::Status EditKustomizationIn(const std::string& dir, const std::string& path
       absl::StrCat("kustomize ", path, ": no kustomization to edit as Argo CD does"));
 }
 
+// Argo CD's components and patches for the kustomization in `path`, as `fields` gives them
+// and the repository (`by_path`) holds them: components that are not there left out when
+// ignore_missing_components (noted), else refused; a component or patch file that leaves
+// the repository, or a remote component, refused. Adds the folders and files they read to
+// `visited` and `read` (a change to one renders again).
+absl::StatusOr<ArgoCdKustomize> PlaceArgoCdAdditions(
+    const std::string& path, const ArgoCdKustomize& fields,
+    const std::map<std::string, const RepoFile*>& by_path, std::set<std::string>* visited,
+    std::set<std::string>* read, std::vector<std::string>* notes) {
+  ArgoCdKustomize placed = fields;
+  placed.components.clear();
+  const std::string where = path.empty() ? "the repository root" : path;
+  for (const std::string& component : fields.components) {
+    if (LooksRemote(component)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize.components names ", component.substr(0, 256),
+          ", a remote component; gitfleet builds Argo CD's components from the repository "
+          "only: copy it into the repository and name its folder"));
+    }
+    std::string resolved;
+    if (absl::StartsWith(component, "/") || !ResolveInRepository(path, component, &resolved)) {
+      return absl::InvalidArgumentError(absl::StrCat("kustomize.components names ",
+                                                     component.substr(0, 256),
+                                                     ", outside the "
+                                                     "repository (relative to ",
+                                                     where, ")"));
+    }
+    auto it = by_path.lower_bound(resolved.empty() ? "" : resolved + "/");
+    const bool there =
+        it != by_path.end() && (resolved.empty() || absl::StartsWith(it->first, resolved + "/"));
+    if (!there) {
+      if (fields.ignore_missing_components) {
+        if (notes != nullptr) {
+          notes->push_back(absl::StrCat("leaves out the component ", component.substr(0, 256),
+                                        ", not in the repository (ignoreMissingComponents), "
+                                        "as Argo CD does"));
+        }
+        continue;
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize.components names ", component.substr(0, 256), " (", resolved,
+          "), which is not a folder of the repository, so Argo CD's build fails (kustomize "
+          "edit add component finds nothing): add it, or set ignoreMissingComponents: true"));
+    }
+    KustomizeClosure(by_path, resolved, visited, read);
+    placed.components.push_back(component);
+  }
+  for (const std::string& text : fields.patches) {
+    const YAML::Node patch = YAML::Load(text);  // written by ReadArgoCdSource
+    const YAML::Node file = patch["path"];
+    if (!file || !file.IsScalar()) continue;
+    std::string resolved;
+    if (absl::StartsWith(file.Scalar(), "/") ||
+        !ResolveInRepository(path, file.Scalar(), &resolved)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kustomize.patches names the file ", file.Scalar().substr(0, 256),
+                       ", outside the repository (relative to ", where, ")"));
+    }
+    read->insert(resolved);
+  }
+  return placed;
+}
+
 }  // namespace
 
 absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
@@ -716,6 +779,16 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     for (const std::string& dir : generated_dirs) KustomizeClosure(by_path, dir, &visited, &read);
   }
   const std::vector<RepoFile>& files = remote ? with_remote : input.files;
+  ArgoCdKustomize argocd_kustomize = input.argocd_kustomize;
+  if (!argocd_kustomize.components.empty() || !argocd_kustomize.patches.empty()) {
+    absl::StatusOr<ArgoCdKustomize> placed = PlaceArgoCdAdditions(
+        input.path, input.argocd_kustomize, by_path, &visited, &read, input.notes);
+    if (!placed.ok()) {
+      return absl::Status(placed.status().code(),
+                          absl::StrCat("kustomize ", input.path, ": ", placed.status().message()));
+    }
+    argocd_kustomize = *std::move(placed);
+  }
   if (absl::Status references = CheckKustomizeReferences(files); !references.ok()) {
     return references;
   }
@@ -782,11 +855,11 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
           absl::StrCat("kustomize ", input.path, ": cannot write the generated kustomization"));
     }
   }
-  if (!input.kustomize_images.empty() || !input.argocd_kustomize.empty()) {
+  if (!input.kustomize_images.empty() || !argocd_kustomize.empty()) {
     // As Argo CD runs `kustomize edit set image` (and set nameprefix, add label, ...)
     // before the build: in the kustomization built, whichever of kustomize's names it has.
     GF_RETURN_IF_ERROR(
-        EditKustomizationIn(dir, input.path, input.kustomize_images, input.argocd_kustomize));
+        EditKustomizationIn(dir, input.path, input.kustomize_images, argocd_kustomize));
   }
   std::vector<std::string> argv;
   if (!unshare_.empty()) argv = {unshare_, "--net", "--map-root-user"};

@@ -579,6 +579,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_release_name = reads.fleet_release_name;
   input->reads_argocd_source = reads.argocd_source;
   input->reads_argocd_kustomize = reads.argocd_kustomize;
+  input->reads_argocd_kustomize_additions = reads.argocd_kustomize_additions;
   input->reads_argocd_helm = reads.argocd_helm;
 }
 
@@ -1475,8 +1476,16 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
   const char* sets = source.files.size() == 1 ? " sets " : " set ";
   const bool images = source.has_kustomize_images && !source.kustomize_images.empty();
   const bool parameters = source.has_helm_parameters && !source.helm_parameters.empty();
-  const std::vector<std::string> kustomize_fields = source.kustomize.Fields();
+  ArgoCdKustomize kustomize = source.kustomize;
   std::vector<std::string> unread = source.unread;
+  if (input.reads_argocd_kustomize && !input.reads_argocd_kustomize_additions) {
+    // Read since: a bundle from before gets no components or patches by an upgrade.
+    if (!kustomize.components.empty()) unread.push_back("kustomize.components");
+    if (!kustomize.patches.empty()) unread.push_back("kustomize.patches");
+    kustomize.components.clear();
+    kustomize.patches.clear();
+  }
+  const std::vector<std::string> kustomize_fields = kustomize.Fields();
   if (!input.reads_argocd_kustomize) {
     // A bundle from before: its objects are not renamed or relabelled by an upgrade.
     for (const std::string& field : kustomize_fields) unread.push_back("kustomize." + field);
@@ -1534,7 +1543,7 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
       return elsewhere("kustomize fields", absl::StrJoin(kustomize_fields, ", "),
                        "to a kustomize build (kustomize edit)");
     }
-    placed->argocd_kustomize = source.kustomize;
+    placed->argocd_kustomize = kustomize;
     if (input.notes != nullptr) {
       input.notes->push_back(absl::StrCat("sets the kustomization's ",
                                           absl::StrJoin(kustomize_fields, ", "), " as ", files,
@@ -1560,9 +1569,11 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     input.notes->push_back(absl::StrCat(
         files, sets, ListNames(unread, 10),
         ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
-        "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations "
-        "and replicas, and helm.parameters, valueFiles, values, valuesObject and releaseName",
-        input.reads_argocd_kustomize && input.reads_argocd_helm
+        "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations, "
+        "replicas, components and patches, and helm.parameters, valueFiles, values, "
+        "valuesObject and releaseName",
+        input.reads_argocd_kustomize && input.reads_argocd_kustomize_additions &&
+                input.reads_argocd_helm
             ? ""
             : "; all but images and parameters only for bundles added since gitfleet read "
               "them: add the bundle again to have them applied",

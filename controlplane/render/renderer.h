@@ -225,6 +225,10 @@ struct RenderInput {
   // them. False for a bundle rendered before gitfleet read them: noted, not applied (they
   // would rename or relabel its objects).
   bool reads_argocd_kustomize = true;
+  // And its components and patches (ArgoCdKustomize::components, patches) are added to the
+  // kustomization, as Argo CD adds them. False for a bundle rendered before gitfleet read
+  // them: noted, not applied.
+  bool reads_argocd_kustomize_additions = true;
   // Set by RenderBundlePath from those.
   ArgoCdKustomize argocd_kustomize;
   // Argo CD's chart fields in the parameter overrides (valueFiles, values or valuesObject,
@@ -261,6 +265,7 @@ struct RepositoryReads {
   bool fleet_release_name = true;
   bool argocd_source = true;
   bool argocd_kustomize = true;
+  bool argocd_kustomize_additions = true;
   bool argocd_helm = true;
 };
 
