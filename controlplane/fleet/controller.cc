@@ -319,7 +319,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_release_name = record.reads_fleet_release_name();
   reads.argocd_source = record.reads_argocd_source();
   reads.argocd_kustomize = record.reads_argocd_kustomize();
-  reads.argocd_kustomize_additions = record.reads_argocd_kustomize_additions();
+  reads.argocd_additions = record.reads_argocd_additions();
   reads.argocd_helm = record.reads_argocd_helm();
   return reads;
 }
@@ -458,7 +458,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
         state.record.set_reads_argocd_kustomize(true);
-        state.record.set_reads_argocd_kustomize_additions(true);
+        state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
@@ -1409,7 +1409,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_release_name(true);
         state.record.set_reads_argocd_source(true);
         state.record.set_reads_argocd_kustomize(true);
-        state.record.set_reads_argocd_kustomize_additions(true);
+        state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
       }
       state.definition = bundle;

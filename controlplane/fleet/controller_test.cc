@@ -2638,6 +2638,7 @@ TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
   ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
     EXPECT_TRUE(record.reads_argocd_helm()) << "a new bundle reads them";
     record.clear_reads_argocd_helm();
+    record.clear_reads_argocd_additions();
   }));
   git_.Write("charts/web/.argocd-source.yaml",
              "helm:\n  valueFiles: [values-prod.yaml, missing.yaml]\n"
@@ -2669,13 +2670,46 @@ TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
   EXPECT_THAT(listed["old"].notes(),
               ::testing::Contains(HasSubstr("helm.valueFiles, helm.values, helm.releaseName, "
                                             "which gitfleet does not read")));
-  // A value file that is not there fails the render, as Argo CD's does, unless ignored.
-  git_.Write("charts/web/.argocd-source.yaml", "helm: {valueFiles: [missing.yaml]}\n");
-  git_.Commit("a missing file");
+  // fileParameters: a file's content as a value (helm --set-file), from the chart's folder
+  // or anywhere in the repository; a bundle from before gets none, saying so.
+  git_.Write("charts/web/.argocd-source.yaml",
+             "helm: {fileParameters: [{name: config, path: files/app.conf}, "
+             "{name: shared, path: ../../envs/prod/shared.conf}]}\n");
+  git_.Write("charts/web/files/app.conf", "level=debug\n");
+  git_.Write("envs/prod/shared.conf", "region=eu\n");
+  git_.Commit("file parameters");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
-  EXPECT_THAT(ListedByName()["web"].error(),
-              HasSubstr("helm.valueFiles missing.yaml, which is not in the repository "
-                        "(charts/web/missing.yaml, from the chart's folder)"));
+  EXPECT_EQ(ListedByName()["web"].error(), "");
+  EXPECT_THAT(OnlyObjectOf(agent, "web"),
+              HasSubstr("files: config<-level=debug |shared<-region=eu |\n"));
+  EXPECT_THAT(ListedByName()["web"].notes(),
+              ::testing::Contains(HasSubstr("gives the chart fileParameters as")));
+  // A change to one renders again.
+  git_.Write("envs/prod/shared.conf", "region=us\n");
+  git_.Commit("another region");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("shared<-region=us |"));
+  EXPECT_THAT(ListedByName()["old"].notes(),
+              ::testing::Contains(HasSubstr("helm.fileParameters, which gitfleet does not read")));
+  // A value file, or a file parameter's file, that is not there fails the render, as Argo
+  // CD's does (a value file unless ignored); one outside the repository is refused.
+  for (const auto& [overrides, error] : std::vector<std::pair<std::string, std::string>>{
+           {"helm: {valueFiles: [missing.yaml]}\n",
+            "helm.valueFiles missing.yaml, which is not in the repository "
+            "(charts/web/missing.yaml, from the chart's folder)"},
+           {"helm: {fileParameters: [{name: config, path: gone.conf}]}\n",
+            "helm.fileParameters config from gone.conf, which is not in the repository "
+            "(charts/web/gone.conf, from the chart's folder)"},
+           {"helm: {fileParameters: [{name: config, path: ../../../etc/passwd}]}\n",
+            "helm.fileParameters config: "},
+           {"helm: {fileParameters: [{name: config, path: 'https://example.com/c'}]}\n",
+            "which is not a file of the repository"},
+       }) {
+    git_.Write("charts/web/.argocd-source.yaml", overrides);
+    git_.Commit("a bad override");
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+    EXPECT_THAT(ListedByName()["web"].error(), HasSubstr(error)) << overrides;
+  }
 }
 
 // A chart's values files may be anywhere in the repository, as Argo CD allows (a monorepo's
@@ -2796,8 +2830,8 @@ TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
   ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
-    EXPECT_TRUE(record.reads_argocd_kustomize_additions()) << "a new bundle reads them";
-    record.clear_reads_argocd_kustomize_additions();
+    EXPECT_TRUE(record.reads_argocd_additions()) << "a new bundle reads them";
+    record.clear_reads_argocd_additions();
   }));
   git_.Write("apps/web/.argocd-source.yaml",
              "kustomize:\n"

@@ -322,6 +322,31 @@ absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, Arg
     }
     out->ignore_missing_value_files = *flag;
   }
+  if (const YAML::Node given = Field(helm, "fileParameters"); given) {
+    bool has = false;
+    YAML::Node list;
+    GF_RETURN_IF_ERROR(TakeList(given, "helm.fileParameters", file, &has, &list));
+    out->file_parameters.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = absl::StrCat(file, ": helm.fileParameters[", i, "]");
+      const YAML::Node entry = list[i];
+      std::optional<std::string> name =
+          entry.IsMap() ? StringOf(Field(entry, "name")) : std::nullopt;
+      std::optional<std::string> path =
+          entry.IsMap() ? StringOf(Field(entry, "path")) : std::nullopt;
+      if (!name.has_value() || name->empty() || !path.has_value() || path->empty() ||
+          path->size() > 1024) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " is not a name and a path, which Argo CD would refuse"));
+      }
+      if (name->find_first_of("=,") != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".name \"", name->substr(0, 64),
+                         "\" holds '=' or ',', which helm's --set-file cannot take in a name"));
+      }
+      out->file_parameters.emplace_back(*name, *path);
+    }
+  }
   std::optional<std::string> release = out->release_name;
   GF_RETURN_IF_ERROR(TakeString(Field(helm, "releaseName"), "releaseName", file, &release, "helm"));
   out->release_name = release;
@@ -389,7 +414,7 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
     if (!helm.IsMap()) return refuse("helm", "is not a mapping");
     AddUnread(helm, "helm",
               {"parameters", "valueFiles", "values", "valuesObject", "releaseName",
-               "ignoreMissingValueFiles"},
+               "ignoreMissingValueFiles", "fileParameters"},
               &out->unread);
     GF_RETURN_IF_ERROR(ReadHelmFields(helm, file.path, &out->helm, &out->helm_values_object));
     if (const YAML::Node given = Field(helm, "parameters"); given) {
@@ -577,6 +602,7 @@ std::vector<std::string> ArgoCdHelm::Fields() const {
   if (!value_files.empty()) out.push_back("valueFiles");
   if (values) out.push_back("values");
   if (release_name) out.push_back("releaseName");
+  if (!file_parameters.empty()) out.push_back("fileParameters");
   return out;
 }
 

@@ -78,8 +78,14 @@ struct ArgoCdHelm {
   // values (a YAML text) or valuesObject (written out as YAML; it wins over values).
   std::optional<std::string> values;
   std::optional<std::string> release_name;  // releaseName
-  bool empty() const { return value_files.empty() && !values && !release_name; }
-  // The fields set, by Argo CD's names ("valueFiles", "values", "releaseName").
+  // fileParameters: a value's name and the file, relative to the chart's folder, whose
+  // content it takes (helm template --set-file), after the parameters.
+  std::vector<std::pair<std::string, std::string>> file_parameters;
+  bool empty() const {
+    return value_files.empty() && !values && !release_name && file_parameters.empty();
+  }
+  // The fields set, by Argo CD's names ("valueFiles", "values", "releaseName",
+  // "fileParameters").
   std::vector<std::string> Fields() const;
 };
 

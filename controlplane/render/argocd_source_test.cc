@@ -150,7 +150,8 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
        "  valuesObject: {image: {tag: '1.0', pull: Always}, replicas: 2}\n"},
       {".argocd-source-web.yaml",
        "helm:\n  valueFiles: [prod.yaml]\n  ignoreMissingValueFiles: yes\n"
-       "  valuesObject: {image: {pull: null, tag: '2.0'}}\n  releaseName: web-prod\n"},
+       "  valuesObject: {image: {pull: null, tag: '2.0'}}\n  releaseName: web-prod\n"
+       "  fileParameters: [{name: config, path: files/app.conf}]\n"},
   };
   absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("", "web", files);
   ASSERT_TRUE(source.ok()) << source.status();
@@ -158,7 +159,10 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
   EXPECT_TRUE(source->helm.ignore_missing_value_files);
   EXPECT_EQ(source->helm.values, "image:\n  tag: \"2.0\"\nreplicas: 2\n");
   EXPECT_EQ(source->helm.release_name, "web-prod");
-  EXPECT_THAT(source->helm.Fields(), ElementsAre("valueFiles", "values", "releaseName"));
+  EXPECT_THAT(source->helm.file_parameters,
+              ElementsAre(std::make_pair(std::string("config"), std::string("files/app.conf"))));
+  EXPECT_THAT(source->helm.Fields(),
+              ElementsAre("valueFiles", "values", "releaseName", "fileParameters"));
   EXPECT_TRUE(source->unread.empty());
   for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
            {"helm: {valueFiles: [{a: 1}]}\n", "helm.valueFiles[0] is not a path"},
@@ -166,6 +170,10 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
            {"helm: {valuesObject: [1]}\n", "helm.valuesObject is not a mapping"},
            {"helm: {releaseName: [x]}\n", "helm.releaseName is not a string"},
            {"helm: {ignoreMissingValueFiles: maybe}\n", "is not true or false"},
+           {"helm: {fileParameters: [{name: a}]}\n",
+            "helm.fileParameters[0] is not a name and a path"},
+           {"helm: {fileParameters: [x]}\n", "helm.fileParameters[0] is not a name and a path"},
+           {"helm: {fileParameters: [{name: 'a=b', path: f}]}\n", "holds '=' or ','"},
        }) {
     EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))

@@ -2414,6 +2414,16 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
               ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds",
                                      "--set-string=image.tag=1", "--set-string=image.tag=2.0",
                                      "--set=hosts={a,b}", "--set=ingress.hosts[0].host=a\\,b"));
+  // Argo CD's fileParameters last, each file in the values folder, never outside it.
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {},
+                                {{"config", "charts/web/files/a,b.conf"}}),
+              ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds",
+                                     "--set-file=config=/s/charts/web/files/a\\,b.conf"));
+  EXPECT_FALSE(
+      HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {{"config", "../x.conf"}})
+          .ok());
+  EXPECT_FALSE(
+      HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {{"a=b", "x.conf"}}).ok());
   // What the chart sees of the cluster.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {},
                                 {"v1.30.2", {"monitoring.coreos.com/v1", "v1/Service"}}),

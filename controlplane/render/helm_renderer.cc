@@ -40,7 +40,8 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& release_namespace, const std::string& values_dir,
     const std::vector<std::string>& values_files, const Values& values,
     const HelmCapabilities& capabilities,
-    const std::vector<ArgoCdSource::HelmParameter>& parameters) {
+    const std::vector<ArgoCdSource::HelmParameter>& parameters,
+    const std::vector<std::pair<std::string, std::string>>& file_parameters) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
@@ -70,6 +71,15 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   for (const ArgoCdSource::HelmParameter& parameter : parameters) {
     args.push_back(absl::StrCat(parameter.force_string ? "--set-string=" : "--set=", parameter.name,
                                 "=", ArgoCdHelmSetValue(parameter.value)));
+  }
+  for (const auto& [name, file] : file_parameters) {
+    if (absl::Status s = CheckHelmValuesFile(file); !s.ok()) return s;
+    if (name.empty() || name.find_first_of("=,") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "helm file parameter \"", name, "\": names may not be empty or contain '=' or ','"));
+    }
+    args.push_back(absl::StrCat("--set-file=", name, "=",
+                                absl::StrReplaceAll(values_dir + "/" + file, {{",", "\\,"}})));
   }
   return args;
 }
@@ -411,16 +421,28 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   // written where it is in the repository, as a checkout has it.
   const std::string values_folder = input.remote_chart.empty() ? chart : input.path;
   std::vector<std::string> values_paths;
+  // Argo CD's fileParameters' files, found as values files are: (name, repository path).
+  std::vector<std::pair<std::string, std::string>> file_parameters;
   {
     std::vector<std::string> outside;
-    for (const std::string& file : input.helm_values_files) {
+    auto place = [&](const std::string& file) -> absl::StatusOr<std::string> {
       absl::StatusOr<std::string> at = HelmValuesPath(values_folder, file);
       if (!at.ok()) return at.status();
-      values_paths.push_back(*at);
       if (!absl::StartsWith(*at, folder_prefix) &&
           std::find(outside.begin(), outside.end(), *at) == outside.end()) {
         outside.push_back(*at);
       }
+      return at;
+    };
+    for (const std::string& file : input.helm_values_files) {
+      absl::StatusOr<std::string> at = place(file);
+      if (!at.ok()) return at.status();
+      values_paths.push_back(*at);
+    }
+    for (const auto& [name, file] : input.helm_file_parameters) {
+      absl::StatusOr<std::string> at = place(file);
+      if (!at.ok()) return at.status();
+      file_parameters.emplace_back(name, *at);
     }
     if (!outside.empty()) {
       if (input.read_files == nullptr) {
@@ -503,7 +525,8 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
       input.target_namespace, scratch.root(), values_files,
-      input.values ? *input.values : kNoValues, input.helm_capabilities, input.helm_parameters);
+      input.values ? *input.values : kNoValues, input.helm_capabilities, input.helm_parameters,
+      file_parameters);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

@@ -579,7 +579,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_release_name = reads.fleet_release_name;
   input->reads_argocd_source = reads.argocd_source;
   input->reads_argocd_kustomize = reads.argocd_kustomize;
-  input->reads_argocd_kustomize_additions = reads.argocd_kustomize_additions;
+  input->reads_argocd_additions = reads.argocd_additions;
   input->reads_argocd_helm = reads.argocd_helm;
 }
 
@@ -1424,6 +1424,40 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
     }
     placed->helm_values_files.push_back(relative);
   }
+  // fileParameters: as value files are found (Argo CD resolves them so), never missing.
+  for (const auto& [name, file] : helm.file_parameters) {
+    if (absl::StrContains(file, "://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", file.substr(0, 256),
+                       ", which is not a file of the repository: put the file in it"));
+    }
+    std::string relative = file;
+    while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
+    absl::StatusOr<std::string> at = HelmValuesPath(chart_folder, relative);
+    if (!at.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, "helm.fileParameters ", name, ": ", at.status().message()));
+    }
+    bool found = std::any_of(input.files.begin(), input.files.end(),
+                             [&](const RepoFile& f) { return f.path == *at; });
+    const std::string folder = input.path.empty() ? "" : input.path + "/";
+    if (!found && !absl::StartsWith(*at, folder) && input.read_files != nullptr) {
+      absl::StatusOr<std::vector<RepoFile>> read = input.read_files({*at});
+      if (!read.ok()) {
+        return absl::Status(read.status().code(),
+                            absl::StrCat(files, sets, "helm.fileParameters ", name, " (", *at,
+                                         "): ", read.status().message()));
+      }
+      found = !read->empty();
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", relative,
+                       ", which is not in the repository (", *at,
+                       ", from the chart's folder): Argo CD's build fails so too"));
+    }
+    placed->helm_file_parameters.emplace_back(name, relative);
+  }
   if (helm.values) {
     // Read as YAML first: helm would fail on it, naming a temporary file.
     GF_RETURN_IF_ERROR(
@@ -1478,7 +1512,7 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
   const bool parameters = source.has_helm_parameters && !source.helm_parameters.empty();
   ArgoCdKustomize kustomize = source.kustomize;
   std::vector<std::string> unread = source.unread;
-  if (input.reads_argocd_kustomize && !input.reads_argocd_kustomize_additions) {
+  if (input.reads_argocd_kustomize && !input.reads_argocd_additions) {
     // Read since: a bundle from before gets no components or patches by an upgrade.
     if (!kustomize.components.empty()) unread.push_back("kustomize.components");
     if (!kustomize.patches.empty()) unread.push_back("kustomize.patches");
@@ -1490,7 +1524,13 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     // A bundle from before: its objects are not renamed or relabelled by an upgrade.
     for (const std::string& field : kustomize_fields) unread.push_back("kustomize." + field);
   }
-  const std::vector<std::string> helm_fields = source.helm.Fields();
+  ArgoCdHelm helm = source.helm;
+  if (input.reads_argocd_helm && !input.reads_argocd_additions) {
+    // Read since, with kustomize's components and patches.
+    if (!helm.file_parameters.empty()) unread.push_back("helm.fileParameters");
+    helm.file_parameters.clear();
+  }
+  const std::vector<std::string> helm_fields = helm.Fields();
   if (!input.reads_argocd_helm) {
     for (const std::string& field : helm_fields) unread.push_back("helm." + field);
   }
@@ -1555,14 +1595,13 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
       return elsewhere("chart fields", absl::StrJoin(helm_fields, ", "),
                        "to a chart (helm template)");
     }
-    GF_RETURN_IF_ERROR(PlaceArgoCdHelm(input, source.helm, files, sets, placed));
+    GF_RETURN_IF_ERROR(PlaceArgoCdHelm(input, helm, files, sets, placed));
     if (input.notes != nullptr) {
-      input.notes->push_back(
-          absl::StrCat("gives the chart ", absl::StrJoin(helm_fields, ", "), " as ", files,
-                       " asks, as Argo CD does",
-                       source.helm.release_name && !input.bundle_helm_release.empty()
-                           ? " (its releaseName aside: --release names one)"
-                           : ""));
+      input.notes->push_back(absl::StrCat("gives the chart ", absl::StrJoin(helm_fields, ", "),
+                                          " as ", files, " asks, as Argo CD does",
+                                          helm.release_name && !input.bundle_helm_release.empty()
+                                              ? " (its releaseName aside: --release names one)"
+                                              : ""));
     }
   }
   if (!unread.empty() && input.notes != nullptr) {
@@ -1571,9 +1610,8 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
         ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
         "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations, "
         "replicas, components and patches, and helm.parameters, valueFiles, values, "
-        "valuesObject and releaseName",
-        input.reads_argocd_kustomize && input.reads_argocd_kustomize_additions &&
-                input.reads_argocd_helm
+        "valuesObject, releaseName and fileParameters",
+        input.reads_argocd_kustomize && input.reads_argocd_additions && input.reads_argocd_helm
             ? ""
             : "; all but images and parameters only for bundles added since gitfleet read "
               "them: add the bundle again to have them applied",

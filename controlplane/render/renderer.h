@@ -226,9 +226,9 @@ struct RenderInput {
   // would rename or relabel its objects).
   bool reads_argocd_kustomize = true;
   // And its components and patches (ArgoCdKustomize::components, patches) are added to the
-  // kustomization, as Argo CD adds them. False for a bundle rendered before gitfleet read
-  // them: noted, not applied.
-  bool reads_argocd_kustomize_additions = true;
+  // kustomization, and its chart's fileParameters given (ArgoCdHelm::file_parameters), as
+  // Argo CD does. False for a bundle rendered before gitfleet read them: noted, not applied.
+  bool reads_argocd_additions = true;
   // Set by RenderBundlePath from those.
   ArgoCdKustomize argocd_kustomize;
   // Argo CD's chart fields in the parameter overrides (valueFiles, values or valuesObject,
@@ -239,6 +239,9 @@ struct RenderInput {
   bool reads_argocd_helm = true;
   // Set by RenderBundlePath from those: the values text, written beside the chart.
   std::string argocd_helm_values;
+  // Argo CD's helm.fileParameters (ArgoCdHelm::file_parameters): a value's name and a file
+  // relative to the chart directory, given with --set-file after everything else.
+  std::vector<std::pair<std::string, std::string>> helm_file_parameters;
   // Reads files of the repository at the render's commit (those there, by repository
   // path; GitRepository::ReadFiles), for the few an engine takes from outside `files`:
   // helm values files elsewhere in the repository (HelmValuesPath). Unset: none is read.
@@ -265,7 +268,7 @@ struct RepositoryReads {
   bool fleet_release_name = true;
   bool argocd_source = true;
   bool argocd_kustomize = true;
-  bool argocd_kustomize_additions = true;
+  bool argocd_additions = true;
   bool argocd_helm = true;
 };
 

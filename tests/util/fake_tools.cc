@@ -41,6 +41,7 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "vals=''\n"
       "caps=''\n"
       "sets=''\n"
+      "files=''\n"
       "prev=''\n"
       "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
       "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
@@ -48,11 +49,15 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
       "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
       "  --set=*|--set-string=*) sets=\"$sets$a \";;\n"
+      "  --set-file=*) n=\"${a#--set-file=}\"; f=\"${n#*=}\"; [ -f \"$f\" ] || { echo "
+      "\"Error: failed parsing --set-file data: open $f: no such file or directory\" >&2; "
+      "exit 1; }; files=\"$files${n%%=*}<-$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
       "  --api-versions=*) caps=\"${caps}api=${a#--api-versions=} \";; esac; done\n"
       "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\ndata:\\n  "
       "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
       "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n"
-      "[ -z \"$sets\" ] || printf '  sets: \"%s\"\\n' \"$sets\"\n");
+      "[ -z \"$sets\" ] || printf '  sets: \"%s\"\\n' \"$sets\"\n"
+      "[ -z \"$files\" ] || printf '  files: \"%s\"\\n' \"$files\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {

@@ -22,7 +22,9 @@ std::string WriteFakeHelm(const std::string& dir);
 // chart's Chart.yaml; without one it fails as helm does. With --kube-version or
 // --api-versions (`--kube-version=V` as gitfleet passes it, or `--kube-version V` as
 // kustomize does), data.capabilities lists them ("kube=1.29 api=apps/v1 "); with --set or
-// --set-string, data.sets lists those arguments as given, each followed by a space.
+// --set-string, data.sets lists those arguments as given, each followed by a space; with
+// --set-file=NAME=FILE, data.files lists "NAME<-CONTENT|" for each (a missing file fails
+// as helm fails).
 std::string WriteValuesEchoHelm(const std::string& dir);
 
 // A helm that checks a chart's dependencies as helm does: each its Chart.yaml lists must be
