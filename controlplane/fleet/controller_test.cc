@@ -2826,6 +2826,9 @@ TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
              "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
              "resources: [cm.yaml]\n");
   git_.Write("components/monitoring/cm.yaml", Cm("monitoring"));
+  git_.Write("components/remote/kustomization.yaml",
+             "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+             "resources: ['https://github.com/example/c//base?ref=v1']\n");
   git_.Commit("an Argo CD repository with a component");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
@@ -2888,6 +2891,9 @@ TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
             "a remote component; gitfleet builds Argo CD's components from the repository only"},
            {"kustomize: {patches: [{path: /etc/passwd}]}\n",
             "kustomize.patches names the file /etc/passwd, outside the repository"},
+           {"kustomize: {components: [../../components/remote]}\n",
+            "kustomize.components names ../../components/remote (components/remote), which "
+            "reaches a remote base or file"},
        }) {
     git_.Write("apps/web/.argocd-source-web.yaml", overrides);
     git_.Commit("a bad override");

@@ -700,7 +700,16 @@ absl::StatusOr<ArgoCdKustomize> PlaceArgoCdAdditions(
           "), which is not a folder of the repository, so Argo CD's build fails (kustomize "
           "edit add component finds nothing): add it, or set ignoreMissingComponents: true"));
     }
-    KustomizeClosure(by_path, resolved, visited, read);
+    bool remote = false;
+    KustomizeClosure(by_path, resolved, visited, read, &remote);
+    if (remote) {
+      // Remote bases are fetched for the bundle's own kustomizations before the build;
+      // one only a component reaches would be fetched by kustomize, which has no network.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize.components names ", component.substr(0, 256), " (", resolved,
+          "), which reaches a remote base or file; gitfleet builds Argo CD's components from "
+          "the repository only: copy what it reaches into the repository"));
+    }
     placed.components.push_back(component);
   }
   for (const std::string& text : fields.patches) {
