@@ -3149,8 +3149,10 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
         built.push_back(builds(*state.content));
       }
     }
+    // Kept with the count of these contents only (another pair may have replaced it).
     const PruneCount& last = it->second.prune_count;
-    bool same = last.moved.has_value() && last.moved_membership == membership &&
+    bool same = last.moved.has_value() && last.before.get() == &before &&
+                last.after.get() == &after && last.moved_membership == membership &&
                 last.moved_selectors == selectors && last.moved_builds == built &&
                 last.moved_contents.size() == others.size();
     for (size_t i = 0; same && i < others.size(); ++i) {
@@ -3161,7 +3163,8 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
   const size_t moved = HandedOverTo(selector, dropped, others);
   MutexLock lock(&mu_);
   auto it = bundles_.find(name);
-  if (it != bundles_.end()) {
+  if (it != bundles_.end() && it->second.prune_count.before.get() == &before &&
+      it->second.prune_count.after.get() == &after) {
     PruneCount& last = it->second.prune_count;
     last.moved = moved;
     last.moved_membership = membership;
