@@ -90,6 +90,28 @@ absl::Status TakeList(const YAML::Node& node, const std::string& field, const st
   return absl::OkStatus();
 }
 
+// A list of paths (`field`, "helm.valueFiles"), given: it replaces `out`; null empties it.
+absl::Status TakePaths(const YAML::Node& node, const std::string& field, const std::string& file,
+                       std::vector<std::string>* out, size_t most = kMaxArgoCdOverrides) {
+  bool has = false;
+  YAML::Node list;
+  GF_RETURN_IF_ERROR(TakeList(node, field, file, &has, &list));
+  if (list.size() > most) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", field, " has ", list.size(),
+                                                   " entries; at most ", most, " are read"));
+  }
+  out->clear();
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::optional<std::string> path = StringOf(list[i]);
+    if (!path.has_value() || path->empty() || path->size() > 1024) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": ", field, "[", i, "] is not a path, which Argo CD would refuse"));
+    }
+    out->push_back(*path);
+  }
+  return absl::OkStatus();
+}
+
 // A string field, merged as a JSON merge patch merges it: given, it replaces the one
 // before; null removes it.
 absl::Status TakeString(const YAML::Node& node, const std::string& field, const std::string& file,
@@ -175,23 +197,8 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
     *flag = *value;
   }
   if (const YAML::Node given = Field(kustomize, "components"); given) {
-    bool has = false;
-    YAML::Node list;
-    GF_RETURN_IF_ERROR(TakeList(given, "kustomize.components", file, &has, &list));
-    out->components.clear();
-    for (size_t i = 0; i < list.size(); ++i) {
-      std::optional<std::string> component = StringOf(list[i]);
-      if (!component.has_value() || component->empty() || component->size() > 4096) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file, ": kustomize.components[", i, "] is not a path, which Argo CD would refuse"));
-      }
-      out->components.push_back(*component);
-    }
-    if (out->components.size() > kMaxArgoCdKustomizeAdditions) {
-      return absl::InvalidArgumentError(absl::StrCat(file, ": kustomize.components has ",
-                                                     out->components.size(), " entries; at most ",
-                                                     kMaxArgoCdKustomizeAdditions, " are read"));
-    }
+    GF_RETURN_IF_ERROR(TakePaths(given, "kustomize.components", file, &out->components,
+                                 kMaxArgoCdKustomizeAdditions));
   }
   if (const YAML::Node given = Field(kustomize, "ignoreMissingComponents"); given) {
     std::optional<bool> value = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
@@ -301,18 +308,7 @@ YAML::Node MergePatch(const YAML::Node& target, const YAML::Node& patch) {
 absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, ArgoCdHelm* out,
                             YAML::Node* values_object) {
   if (const YAML::Node given = Field(helm, "valueFiles"); given) {
-    bool has = false;
-    YAML::Node list;
-    GF_RETURN_IF_ERROR(TakeList(given, "helm.valueFiles", file, &has, &list));
-    out->value_files.clear();
-    for (size_t i = 0; i < list.size(); ++i) {
-      std::optional<std::string> path = StringOf(list[i]);
-      if (!path.has_value() || path->empty() || path->size() > 1024) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file, ": helm.valueFiles[", i, "] is not a path, which Argo CD would refuse"));
-      }
-      out->value_files.push_back(*path);
-    }
+    GF_RETURN_IF_ERROR(TakePaths(given, "helm.valueFiles", file, &out->value_files));
   }
   if (const YAML::Node given = Field(helm, "ignoreMissingValueFiles"); given) {
     std::optional<bool> flag = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);

@@ -1388,6 +1388,38 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
   const std::string chart_folder =
       absl::StrCat(input.path.empty() ? "" : input.path + "/",
                    placed->helm_chart.empty() ? "" : placed->helm_chart + "/");
+  // Where `file` (of `field`, "helm.valueFiles config" naming a file parameter) is, from the
+  // chart's folder, its path as given (without "./"), and whether the repository holds it.
+  struct Found {
+    std::string at;
+    std::string relative;
+    bool found = false;
+  };
+  auto find = [&](const std::string& field, const std::string& file) -> absl::StatusOr<Found> {
+    Found out;
+    out.relative = file;
+    while (absl::StartsWith(out.relative, "./")) out.relative = out.relative.substr(2);
+    absl::StatusOr<std::string> at = HelmValuesPath(chart_folder, out.relative);
+    if (!at.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, field, ": ", at.status().message()));
+    }
+    out.at = *at;
+    out.found = std::any_of(input.files.begin(), input.files.end(),
+                            [&](const RepoFile& f) { return f.path == *at; });
+    // The bundle's folder is read whole; elsewhere in the repository, asked for.
+    const std::string folder = input.path.empty() ? "" : input.path + "/";
+    if (!out.found && !absl::StartsWith(*at, folder) && input.read_files != nullptr) {
+      absl::StatusOr<std::vector<RepoFile>> read = input.read_files({*at});
+      if (!read.ok()) {
+        return absl::Status(read.status().code(),
+                            absl::StrCat(files, sets, field, " ", out.relative, " (", *at,
+                                         "): ", read.status().message()));
+      }
+      out.found = !read->empty();
+    }
+    return out;
+  };
   for (const std::string& file : helm.value_files) {
     if (absl::StrContains(file, "://") || absl::StartsWith(file, "$")) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -1395,34 +1427,16 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
           ", which is not a file in the chart's folder (a URL, or another source's "
           "$ref): put the values in the repository, or in the bundle's --values-file"));
     }
-    std::string relative = file;
-    while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
-    absl::StatusOr<std::string> at = HelmValuesPath(chart_folder, relative);
-    if (!at.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(files, sets, "helm.valueFiles: ", at.status().message()));
-    }
-    bool found = std::any_of(input.files.begin(), input.files.end(),
-                             [&](const RepoFile& f) { return f.path == *at; });
-    // The bundle's folder is read whole; elsewhere in the repository, asked for.
-    const std::string folder = input.path.empty() ? "" : input.path + "/";
-    if (!found && !absl::StartsWith(*at, folder) && input.read_files != nullptr) {
-      absl::StatusOr<std::vector<RepoFile>> read = input.read_files({*at});
-      if (!read.ok()) {
-        return absl::Status(read.status().code(),
-                            absl::StrCat(files, sets, "helm.valueFiles ", relative, " (", *at,
-                                         "): ", read.status().message()));
-      }
-      found = !read->empty();
-    }
-    if (!found && helm.ignore_missing_value_files) continue;
-    if (!found) {
+    GF_ASSIGN_OR_RETURN(Found found, find("helm.valueFiles", file));
+    if (!found.found && helm.ignore_missing_value_files) continue;
+    if (!found.found) {
       return absl::InvalidArgumentError(absl::StrCat(
-          files, sets, "helm.valueFiles ", relative, ", which is not in the repository (", *at,
+          files, sets, "helm.valueFiles ", found.relative, ", which is not in the repository (",
+          found.at,
           ", from the chart's folder): Argo CD's build fails so too (ignoreMissingValueFiles: "
           "true passes over it)"));
     }
-    placed->helm_values_files.push_back(relative);
+    placed->helm_values_files.push_back(found.relative);
   }
   // fileParameters: as value files are found (Argo CD resolves them so), never missing.
   for (const auto& [name, file] : helm.file_parameters) {
@@ -1431,32 +1445,14 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
           absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", file.substr(0, 256),
                        ", which is not a file of the repository: put the file in it"));
     }
-    std::string relative = file;
-    while (absl::StartsWith(relative, "./")) relative = relative.substr(2);
-    absl::StatusOr<std::string> at = HelmValuesPath(chart_folder, relative);
-    if (!at.ok()) {
+    GF_ASSIGN_OR_RETURN(Found found, find(absl::StrCat("helm.fileParameters ", name), file));
+    if (!found.found) {
       return absl::InvalidArgumentError(
-          absl::StrCat(files, sets, "helm.fileParameters ", name, ": ", at.status().message()));
-    }
-    bool found = std::any_of(input.files.begin(), input.files.end(),
-                             [&](const RepoFile& f) { return f.path == *at; });
-    const std::string folder = input.path.empty() ? "" : input.path + "/";
-    if (!found && !absl::StartsWith(*at, folder) && input.read_files != nullptr) {
-      absl::StatusOr<std::vector<RepoFile>> read = input.read_files({*at});
-      if (!read.ok()) {
-        return absl::Status(read.status().code(),
-                            absl::StrCat(files, sets, "helm.fileParameters ", name, " (", *at,
-                                         "): ", read.status().message()));
-      }
-      found = !read->empty();
-    }
-    if (!found) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", relative,
-                       ", which is not in the repository (", *at,
+          absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", found.relative,
+                       ", which is not in the repository (", found.at,
                        ", from the chart's folder): Argo CD's build fails so too"));
     }
-    placed->helm_file_parameters.emplace_back(name, relative);
+    placed->helm_file_parameters.emplace_back(name, found.relative);
   }
   if (helm.values) {
     // Read as YAML first: helm would fail on it, naming a temporary file.
