@@ -2813,6 +2813,26 @@ TEST_F(ControllerTest, ArgoCdsKustomizeOverridesAreSetAsArgoCdSetsThem) {
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   EXPECT_EQ(ListedByName()["web"].error(), "");
   EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("env: staging"));
+  // labelWithoutSelector: the object's labels, never its selector (which a Deployment may
+  // not change) nor, without labelIncludeTemplates, its pods'.
+  git_.Write("apps/web/kustomization.yaml", "resources: [deploy.yaml]\n");
+  git_.Write("apps/web/.argocd-source-web.yaml",
+             "kustomize: {labelWithoutSelector: true, commonLabels: {team: shop}}\n");
+  git_.Commit("labels without selector");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(ListedByName()["web"].error(), "");
+  const std::string labelled = OnlyObjectOf(agent, "web");
+  auto times = [&](const std::string& text) {
+    int n = 0;
+    for (size_t at = labelled.find(text); at != std::string::npos;
+         at = labelled.find(text, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(times("team: shop"), 1) << "the object's own labels only: " << labelled;
+  EXPECT_EQ(times("env: prod"), 1) << labelled;
+  EXPECT_EQ(times("app: web"), 2) << "its selector and pods as they were: " << labelled;
 }
 
 // Argo CD's kustomize.components and kustomize.patches are added to the kustomization as

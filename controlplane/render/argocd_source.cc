@@ -182,7 +182,9 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
                                    &out->common_annotations));
   for (const auto& [field, flag] :
        {std::pair<const char*, bool*>{"forceCommonLabels", &out->force_common_labels},
-        {"forceCommonAnnotations", &out->force_common_annotations}}) {
+        {"forceCommonAnnotations", &out->force_common_annotations},
+        {"labelWithoutSelector", &out->label_without_selector},
+        {"labelIncludeTemplates", &out->label_include_templates}}) {
     const YAML::Node given = Field(kustomize, field);
     if (!given) continue;
     if (given.IsNull()) {
@@ -386,11 +388,12 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
             &out->unread);
   if (const YAML::Node kustomize = Field(root, "kustomize"); kustomize && !kustomize.IsNull()) {
     if (!kustomize.IsMap()) return refuse("kustomize", "is not a mapping");
-    AddUnread(kustomize, "kustomize",
-              {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels",
-               "commonAnnotations", "forceCommonLabels", "forceCommonAnnotations", "replicas",
-               "components", "ignoreMissingComponents", "patches"},
-              &out->unread);
+    AddUnread(
+        kustomize, "kustomize",
+        {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels", "commonAnnotations",
+         "forceCommonLabels", "forceCommonAnnotations", "replicas", "labelWithoutSelector",
+         "labelIncludeTemplates", "components", "ignoreMissingComponents", "patches"},
+        &out->unread);
     GF_RETURN_IF_ERROR(ReadKustomizeFields(kustomize, file.path, &out->kustomize));
     if (const YAML::Node given = Field(kustomize, "images"); given) {
       out->kustomize_images.clear();
@@ -630,6 +633,20 @@ absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
   if (fields.name_suffix) root["nameSuffix"] = string(*fields.name_suffix);
   if (fields.namespace_) root["namespace"] = string(*fields.namespace_);
   // kustomize edit add label|annotation: a key already there is an error unless --force.
+  // `map` is the kustomization's `field` (`in` says where, "labels[0].pairs" say).
+  auto add_to = [&](YAML::Node map, const std::string& in, const char* field, const char* what,
+                    const std::map<std::string, std::string>& add, bool force) -> absl::Status {
+    for (const auto& [key, value] : add) {
+      if (!force && map[key]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, " ", key.substr(0, 128), " is already in the kustomization's ", in,
+            " (kustomize edit add ", what, " refuses it, so Argo CD's build fails; set force",
+            absl::AsciiStrToUpper(std::string(1, field[0])), field + 1, ": true to replace it)"));
+      }
+      map[key] = string(value);
+    }
+    return absl::OkStatus();
+  };
   auto add = [&](const char* field, const char* what, const std::map<std::string, std::string>& add,
                  bool force) -> absl::Status {
     if (add.empty()) return absl::OkStatus();
@@ -639,20 +656,51 @@ absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
       return absl::InvalidArgumentError(
           absl::StrCat("the kustomization's ", field, " is not a mapping"));
     }
-    for (const auto& [key, value] : add) {
-      if (!force && map[key]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, " ", key.substr(0, 128), " is already in the kustomization's ", field,
-            " (kustomize edit add ", what, " refuses it, so Argo CD's build fails; set force",
-            absl::AsciiStrToUpper(std::string(1, field[0])), field + 1, ": true to replace it)"));
-      }
-      map[key] = string(value);
-    }
+    GF_RETURN_IF_ERROR(add_to(map, field, field, what, add, force));
     root[field] = map;
     return absl::OkStatus();
   };
-  GF_RETURN_IF_ERROR(
-      add("commonLabels", "label", fields.common_labels, fields.force_common_labels));
+  if (fields.label_without_selector && !fields.common_labels.empty()) {
+    // kustomize edit add label --without-selector [--include-templates]: into the first
+    // entry of `labels` that leaves selectors alone and includes templates alike.
+    YAML::Node labels = root["labels"];
+    if (!labels || labels.IsNull()) labels = YAML::Node(YAML::NodeType::Sequence);
+    if (!labels.IsSequence()) {
+      return absl::InvalidArgumentError("the kustomization's labels is not a list");
+    }
+    auto flag = [](const YAML::Node& entry, const char* name) {
+      const YAML::Node value = entry[name];
+      return value && value.IsScalar() && value.Scalar() == "true";
+    };
+    size_t index = labels.size();
+    for (size_t i = 0; i < labels.size() && index == labels.size(); ++i) {
+      if (labels[i].IsMap() && !flag(labels[i], "includeSelectors") &&
+          flag(labels[i], "includeTemplates") == fields.label_include_templates &&
+          !labels[i]["fields"]) {
+        index = i;
+      }
+    }
+    if (index == labels.size()) {
+      YAML::Node entry(YAML::NodeType::Map);
+      entry["pairs"] = YAML::Node(YAML::NodeType::Map);
+      entry["includeSelectors"] = false;
+      if (fields.label_include_templates) entry["includeTemplates"] = true;
+      labels.push_back(entry);
+    }
+    YAML::Node pairs = labels[index]["pairs"];
+    if (!pairs || pairs.IsNull()) pairs = YAML::Node(YAML::NodeType::Map);
+    if (!pairs.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the kustomization's labels[", index, "].pairs is not a mapping"));
+    }
+    GF_RETURN_IF_ERROR(add_to(pairs, absl::StrCat("labels[", index, "].pairs"), "commonLabels",
+                              "label", fields.common_labels, fields.force_common_labels));
+    labels[index]["pairs"] = pairs;
+    root["labels"] = labels;
+  } else {
+    GF_RETURN_IF_ERROR(
+        add("commonLabels", "label", fields.common_labels, fields.force_common_labels));
+  }
   GF_RETURN_IF_ERROR(add("commonAnnotations", "annotation", fields.common_annotations,
                          fields.force_common_annotations));
   if (!fields.replicas.empty()) {

@@ -49,6 +49,11 @@ struct ArgoCdKustomize {
   std::map<std::string, std::string> common_annotations;
   bool force_common_labels = false;
   bool force_common_annotations = false;
+  // edit add label --without-selector (labelWithoutSelector): the labels go to an entry of
+  // the kustomization's `labels` that leaves selectors alone (one whose includeTemplates is
+  // label_include_templates, else a new one), not to commonLabels.
+  bool label_without_selector = false;
+  bool label_include_templates = false;  // --include-templates (labelIncludeTemplates)
   // edit set replicas NAME=COUNT, in order.
   std::vector<std::pair<std::string, int64_t>> replicas;
   // edit add component: folders relative to the kustomization's, each added to its

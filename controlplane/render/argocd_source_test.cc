@@ -212,6 +212,45 @@ TEST(ArgoCdSourceTest, KustomizeFieldsAreSetAsKustomizeEditSetsThem) {
   EXPECT_THAT(*edited, HasSubstr("commonLabels:\n  team: shop\n"));
 }
 
+// labelWithoutSelector, as `kustomize edit add label --without-selector` adds them: into
+// the first `labels` entry that leaves selectors alone and includes templates alike, else a
+// new one; a key there already refused unless forced.
+TEST(ArgoCdSourceTest, LabelsWithoutSelectorGoWhereKustomizeEditPutsThem) {
+  ArgoCdKustomize fields;
+  fields.common_labels = {{"team", "shop"}};
+  fields.label_without_selector = true;
+  absl::StatusOr<std::string> edited =
+      SetArgoCdKustomizeFields("commonLabels: {app: web}\n", fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_EQ(*edited,
+            "commonLabels:\n  app: web\nlabels:\n  - pairs:\n      team: shop\n"
+            "    includeSelectors: false\n");
+  const std::string kustomization =
+      "labels:\n- pairs: {tier: web}\n  includeSelectors: true\n"
+      "- pairs: {owner: a}\n  includeTemplates: true\n- pairs: {env: dev}\n";
+  edited = SetArgoCdKustomizeFields(kustomization, fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_THAT(*edited, HasSubstr("  - pairs:\n      env: dev\n      team: shop\n"));
+  fields.label_include_templates = true;
+  edited = SetArgoCdKustomizeFields(kustomization, fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_THAT(
+      *edited,
+      HasSubstr("  - pairs:\n      owner: a\n      team: shop\n    includeTemplates: true\n"));
+  fields.common_labels = {{"env", "prod"}};
+  fields.label_include_templates = false;
+  EXPECT_THAT(SetArgoCdKustomizeFields(kustomization, fields).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("label env is already in the kustomization's labels[2].pairs")));
+  fields.force_common_labels = true;
+  edited = SetArgoCdKustomizeFields(kustomization, fields);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_THAT(*edited, HasSubstr("  - pairs:\n      env: prod\n"));
+  EXPECT_THAT(SetArgoCdKustomizeFields("labels: {a: b}\n", fields).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the kustomization's labels is not a list")));
+}
+
 // Components as `kustomize edit add component` adds them (once), patches after the
 // kustomization's own, as Argo CD writes them.
 TEST(ArgoCdSourceTest, ComponentsAndPatchesAreAddedAsArgoCdAddsThem) {

@@ -1512,8 +1512,11 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     // Read since: a bundle from before gets no components or patches by an upgrade.
     if (!kustomize.components.empty()) unread.push_back("kustomize.components");
     if (!kustomize.patches.empty()) unread.push_back("kustomize.patches");
+    if (kustomize.label_without_selector) unread.push_back("kustomize.labelWithoutSelector");
     kustomize.components.clear();
     kustomize.patches.clear();
+    kustomize.label_without_selector = false;
+    kustomize.label_include_templates = false;
   }
   const std::vector<std::string> kustomize_fields = kustomize.Fields();
   if (!input.reads_argocd_kustomize) {
