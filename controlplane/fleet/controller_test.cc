@@ -2691,6 +2691,11 @@ TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
   EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("shared<-region=us |"));
   EXPECT_THAT(ListedByName()["old"].notes(),
               ::testing::Contains(HasSubstr("helm.fileParameters, which gitfleet does not read")));
+  // skipCrds: the chart's CRDs are someone else's (helm template without --include-crds).
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {skipCrds: true}\n");
+  git_.Commit("CRDs installed elsewhere");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(OnlyObjectOf(agent, "web"), HasSubstr("crds: skipped"));
   // A value file, or a file parameter's file, that is not there fails the render, as Argo
   // CD's does (a value file unless ignored); one outside the repository is refused.
   for (const auto& [overrides, error] : std::vector<std::pair<std::string, std::string>>{

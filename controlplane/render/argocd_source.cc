@@ -320,6 +320,14 @@ absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, Arg
     }
     out->ignore_missing_value_files = *flag;
   }
+  if (const YAML::Node given = Field(helm, "skipCrds"); given) {
+    std::optional<bool> flag = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
+    if (!flag.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": helm.skipCrds is not true or false, which Argo CD would refuse"));
+    }
+    out->skip_crds = *flag;
+  }
   if (const YAML::Node given = Field(helm, "fileParameters"); given) {
     bool has = false;
     YAML::Node list;
@@ -413,7 +421,7 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
     if (!helm.IsMap()) return refuse("helm", "is not a mapping");
     AddUnread(helm, "helm",
               {"parameters", "valueFiles", "values", "valuesObject", "releaseName",
-               "ignoreMissingValueFiles", "fileParameters"},
+               "ignoreMissingValueFiles", "fileParameters", "skipCrds"},
               &out->unread);
     GF_RETURN_IF_ERROR(ReadHelmFields(helm, file.path, &out->helm, &out->helm_values_object));
     if (const YAML::Node given = Field(helm, "parameters"); given) {
@@ -602,6 +610,7 @@ std::vector<std::string> ArgoCdHelm::Fields() const {
   if (values) out.push_back("values");
   if (release_name) out.push_back("releaseName");
   if (!file_parameters.empty()) out.push_back("fileParameters");
+  if (skip_crds) out.push_back("skipCrds");
   return out;
 }
 

@@ -86,11 +86,14 @@ struct ArgoCdHelm {
   // fileParameters: a value's name and the file, relative to the chart's folder, whose
   // content it takes (helm template --set-file), after the parameters.
   std::vector<std::pair<std::string, std::string>> file_parameters;
+  // skipCrds: the chart's crds/ folder is left out (helm template without --include-crds),
+  // as when its CRDs are installed by something else.
+  bool skip_crds = false;
   bool empty() const {
-    return value_files.empty() && !values && !release_name && file_parameters.empty();
+    return value_files.empty() && !values && !release_name && file_parameters.empty() && !skip_crds;
   }
   // The fields set, by Argo CD's names ("valueFiles", "values", "releaseName",
-  // "fileParameters").
+  // "fileParameters", "skipCrds").
   std::vector<std::string> Fields() const;
 };
 

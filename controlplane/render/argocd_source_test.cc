@@ -151,7 +151,7 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
       {".argocd-source-web.yaml",
        "helm:\n  valueFiles: [prod.yaml]\n  ignoreMissingValueFiles: yes\n"
        "  valuesObject: {image: {pull: null, tag: '2.0'}}\n  releaseName: web-prod\n"
-       "  fileParameters: [{name: config, path: files/app.conf}]\n"},
+       "  fileParameters: [{name: config, path: files/app.conf}]\n  skipCrds: true\n"},
   };
   absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("", "web", files);
   ASSERT_TRUE(source.ok()) << source.status();
@@ -161,8 +161,9 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
   EXPECT_EQ(source->helm.release_name, "web-prod");
   EXPECT_THAT(source->helm.file_parameters,
               ElementsAre(std::make_pair(std::string("config"), std::string("files/app.conf"))));
+  EXPECT_TRUE(source->helm.skip_crds);
   EXPECT_THAT(source->helm.Fields(),
-              ElementsAre("valueFiles", "values", "releaseName", "fileParameters"));
+              ElementsAre("valueFiles", "values", "releaseName", "fileParameters", "skipCrds"));
   EXPECT_TRUE(source->unread.empty());
   for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
            {"helm: {valueFiles: [{a: 1}]}\n", "helm.valueFiles[0] is not a path"},
@@ -173,6 +174,7 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
            {"helm: {fileParameters: [{name: a}]}\n",
             "helm.fileParameters[0] is not a name and a path"},
            {"helm: {fileParameters: [x]}\n", "helm.fileParameters[0] is not a name and a path"},
+           {"helm: {skipCrds: maybe}\n", "helm.skipCrds is not true or false"},
            {"helm: {fileParameters: [{name: 'a=b', path: f}]}\n", "holds '=' or ','"},
        }) {
     EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),

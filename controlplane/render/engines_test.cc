@@ -2424,6 +2424,9 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
           .ok());
   EXPECT_FALSE(
       HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {{"a=b", "x.conf"}}).ok());
+  // Argo CD's skipCrds: the chart's crds/ folder left out.
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {}, true),
+              ::testing::ElementsAre("helm", "template", "web", "/c"));
   // What the chart sees of the cluster.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {},
                                 {"v1.30.2", {"monitoring.coreos.com/v1", "v1/Service"}}),

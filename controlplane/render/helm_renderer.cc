@@ -41,10 +41,11 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::vector<std::string>& values_files, const Values& values,
     const HelmCapabilities& capabilities,
     const std::vector<ArgoCdSource::HelmParameter>& parameters,
-    const std::vector<std::pair<std::string, std::string>>& file_parameters) {
+    const std::vector<std::pair<std::string, std::string>>& file_parameters, bool skip_crds) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
-  std::vector<std::string> args = {binary, "template", release, chart_dir, "--include-crds"};
+  std::vector<std::string> args = {binary, "template", release, chart_dir};
+  if (!skip_crds) args.push_back("--include-crds");
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions,
                                            kMaxHelmApiVersions + kMaxClusterApiVersions));
@@ -526,7 +527,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
       input.target_namespace, scratch.root(), values_files,
       input.values ? *input.values : kNoValues, input.helm_capabilities, input.helm_parameters,
-      file_parameters);
+      file_parameters, input.helm_skip_crds);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

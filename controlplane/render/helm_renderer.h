@@ -53,14 +53,16 @@ absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
 // `values_dir`, the chart's or the bundle's folder, never escaping it) in order, then each
 // value as --set-string (dots in names nest, as helm does), then Argo CD's `parameters`
 // (--set, or --set-string where forceString), then its `file_parameters` (--set-file, each
-// a value's name and a file relative to `values_dir`, never escaping it).
+// a value's name and a file relative to `values_dir`, never escaping it). `skip_crds`
+// (Argo CD's skipCrds) leaves the crds/ folder out.
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,
     const std::vector<std::string>& values_files, const Values& values,
     const HelmCapabilities& capabilities = {},
     const std::vector<ArgoCdSource::HelmParameter>& parameters = {},
-    const std::vector<std::pair<std::string, std::string>>& file_parameters = {});
+    const std::vector<std::pair<std::string, std::string>>& file_parameters = {},
+    bool skip_crds = false);
 
 // At most this many API versions.
 inline constexpr size_t kMaxHelmApiVersions = 500;

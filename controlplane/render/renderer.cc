@@ -1463,6 +1463,7 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
   if (helm.release_name && input.bundle_helm_release.empty()) {
     placed->helm_release = *helm.release_name;
   }
+  placed->helm_skip_crds = helm.skip_crds;
   return absl::OkStatus();
 }
 
@@ -1527,7 +1528,9 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
   if (input.reads_argocd_helm && !input.reads_argocd_additions) {
     // Read since, with kustomize's components and patches.
     if (!helm.file_parameters.empty()) unread.push_back("helm.fileParameters");
+    if (helm.skip_crds) unread.push_back("helm.skipCrds");
     helm.file_parameters.clear();
+    helm.skip_crds = false;
   }
   const std::vector<std::string> helm_fields = helm.Fields();
   if (!input.reads_argocd_helm) {

@@ -242,6 +242,8 @@ struct RenderInput {
   // Argo CD's helm.fileParameters (ArgoCdHelm::file_parameters): a value's name and a file
   // relative to the chart directory, given with --set-file after everything else.
   std::vector<std::pair<std::string, std::string>> helm_file_parameters;
+  // Argo CD's helm.skipCrds: helm template without --include-crds.
+  bool helm_skip_crds = false;
   // Reads files of the repository at the render's commit (those there, by repository
   // path; GitRepository::ReadFiles), for the few an engine takes from outside `files`:
   // helm values files elsewhere in the repository (HelmValuesPath). Unset: none is read.

@@ -42,6 +42,7 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "caps=''\n"
       "sets=''\n"
       "files=''\n"
+      "crds=skipped\n"
       "prev=''\n"
       "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
       "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
@@ -49,6 +50,7 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "vals=\"$vals${f##*/}=$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
       "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
       "  --set=*|--set-string=*) sets=\"$sets$a \";;\n"
+      "  --include-crds) crds='';;\n"
       "  --set-file=*) n=\"${a#--set-file=}\"; f=\"${n#*=}\"; [ -f \"$f\" ] || { echo "
       "\"Error: failed parsing --set-file data: open $f: no such file or directory\" >&2; "
       "exit 1; }; files=\"$files${n%%=*}<-$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
@@ -57,7 +59,8 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "chart: \"%s\"\\n  values: \"%s\"\\n' \"$2\" \"$chart\" \"$vals\"\n"
       "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n"
       "[ -z \"$sets\" ] || printf '  sets: \"%s\"\\n' \"$sets\"\n"
-      "[ -z \"$files\" ] || printf '  files: \"%s\"\\n' \"$files\"\n");
+      "[ -z \"$files\" ] || printf '  files: \"%s\"\\n' \"$files\"\n"
+      "[ -z \"$crds\" ] || printf '  crds: \"%s\"\\n' \"$crds\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {
