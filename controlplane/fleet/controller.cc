@@ -3116,6 +3116,29 @@ std::string Controller::PruneHold(const std::string& name,
   return NotePruneHold(name, after->commit(), std::move(why));
 }
 
+namespace {
+
+// The label keys any of `selectors` reads: what tells clusters apart for them.
+std::set<std::string> KeysRead(const std::vector<const LabelSelector*>& selectors) {
+  std::set<std::string> keys;
+  for (const LabelSelector* selector : selectors) {
+    for (const std::string& key : selector->Keys()) keys.insert(key);
+  }
+  return keys;
+}
+
+// Whether `taker` targets every cluster `giver` targets (true when `giver` targets none),
+// the fleet given as the label sets that tell its clusters apart (Hub::ClustersByLabels).
+bool TargetsEachOf(const LabelSelector& taker, const LabelSelector& giver,
+                   const std::map<LabelMap, Hub::LabelsShared>& fleet) {
+  for (const auto& [labels, shared] : fleet) {
+    if (giver.Matches(labels) && !taker.Matches(labels)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 size_t Controller::HandedOver(const std::string& name, const BundleContent& before,
                               const BundleContent& after) {
   std::set<std::string> dropped;
@@ -3179,9 +3202,8 @@ size_t Controller::HandedOver(const std::string& name, const BundleContent& befo
 size_t Controller::HandedOverTo(
     const LabelSelector& selector, const std::set<std::string>& dropped,
     const std::vector<std::pair<LabelSelector, std::shared_ptr<const BundleContent>>>& others) {
-  // The clusters this bundle runs on, as the labels the selectors read tell them apart
-  // (when first needed).
-  std::optional<std::vector<LabelMap>> clusters;
+  // The fleet as the labels the selectors read tell its clusters apart (when first needed).
+  std::optional<std::map<LabelMap, Hub::LabelsShared>> fleet;
   std::set<std::string> kept;
   for (const auto& [other_selector, content] : others) {
     std::vector<std::string> held;
@@ -3189,24 +3211,19 @@ size_t Controller::HandedOverTo(
       if (dropped.count(key) > 0 && kept.count(key) == 0) held.push_back(key);
     }
     if (held.empty()) continue;
-    if (!clusters.has_value()) {
-      std::set<std::string> keys = selector.Keys();
-      for (const auto& [any_selector, any_content] : others) {
-        for (const std::string& key : any_selector.Keys()) keys.insert(key);
-      }
-      clusters.emplace();
-      for (const auto& [labels, shared] : hub_->ClustersByLabels(keys)) {
-        if (selector.Matches(labels)) clusters->push_back(labels);
+    if (!fleet.has_value()) {
+      std::vector<const LabelSelector*> selectors = {&selector};
+      for (const auto& [any_selector, any_content] : others) selectors.push_back(&any_selector);
+      fleet = hub_->ClustersByLabels(KeysRead(selectors));
+      // On no cluster, nothing is handed over: the drop is judged as it is.
+      if (std::none_of(fleet->begin(), fleet->end(),
+                       [&](const auto& set) { return selector.Matches(set.first); })) {
+        return 0;
       }
     }
-    if (clusters->empty()) return 0;
     // On every cluster this bundle runs on: an object another bundle holds only elsewhere
     // (staging's copy of what prod drops) is deleted where this one runs.
-    bool each = true;
-    for (size_t i = 0; each && i < clusters->size(); ++i) {
-      each = other_selector.Matches((*clusters)[i]);
-    }
-    if (each) kept.insert(held.begin(), held.end());
+    if (TargetsEachOf(other_selector, selector, *fleet)) kept.insert(held.begin(), held.end());
   }
   return kept.size();
 }
@@ -3287,26 +3304,17 @@ std::string Controller::StreamPruneHold(const std::string& name) {
     std::optional<std::map<LabelMap, Hub::LabelsShared>> fleet;
     auto clusters = [&]() -> const std::map<LabelMap, Hub::LabelsShared>& {
       if (!fleet.has_value()) {
-        std::set<std::string> keys;
-        for (const LabelSelector& selector : selectors) {
-          for (const std::string& key : selector.Keys()) keys.insert(key);
-        }
-        fleet = hub_->ClustersByLabels(keys);
+        std::vector<const LabelSelector*> all;
+        for (const LabelSelector& selector : selectors) all.push_back(&selector);
+        fleet = hub_->ClustersByLabels(KeysRead(all));
       }
       return *fleet;
     };
     std::map<std::pair<size_t, size_t>, bool> covered;
     auto covers = [&](size_t taker, size_t giver) {
       auto [known, added] = covered.emplace(std::make_pair(taker, giver), true);
-      if (!added) return known->second;
-      bool any = false;
-      for (const auto& [labels, shared] : clusters()) {
-        if (!selectors[giver].Matches(labels)) continue;
-        any = true;
-        if (!selectors[taker].Matches(labels)) known->second = false;
-      }
       // A bundle on no cluster drops nothing anywhere: whatever it held counts as kept.
-      if (!any) known->second = true;
+      if (added) known->second = TargetsEachOf(selectors[taker], selectors[giver], clusters());
       return known->second;
     };
     std::vector<size_t> had(names.size(), 0);
