@@ -18,9 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "controlplane/distribute/hub.h"
-#include "controlplane/fleet/controller.h"
-#include "controlplane/store/store.h"
+#include "bench/in_process.h"
 #include "tests/util/git_fixture.h"
 
 ABSL_FLAG(int, clusters, 10000, "Clusters connected, half prod and half staging.");
@@ -81,17 +79,11 @@ int Main() {
   }
   git.Commit("apps");
 
-  metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
-  MemoryStore store;
-  std::unique_ptr<GitRepositories> repos =
-      NewLibgit2Repositories(tmp.path() + "/cache", {}, {"", /*allow_local=*/true});
-  Hub hub(&store, metrics);
-  hub.SetTrustAgentLabels(true);  // the bench's clusters are targeted by the labels they say
-  ControllerOptions options;
-  options.allow_local_sources = true;
-  Controller controller(&store, repos.get(), &hub, metrics, options);
-  controller.Start();
+  // The bench's clusters are targeted by the labels they say.
+  InProcessControlPlane plane(tmp.path() + "/cache", ControllerOptions(),
+                              /*trust_agent_labels=*/true);
+  Hub& hub = plane.hub;
+  Controller& controller = plane.controller;
   v1::Source source;
   source.set_name("app");
   source.set_url(git.url());

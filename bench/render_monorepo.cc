@@ -17,9 +17,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "controlplane/distribute/hub.h"
-#include "controlplane/fleet/controller.h"
-#include "controlplane/store/store.h"
+#include "bench/in_process.h"
 #include "tests/util/git_fixture.h"
 
 ABSL_FLAG(int, bundles, 1000, "Bundles in the monorepo.");
@@ -61,17 +59,11 @@ int Main() {
   }
   git.Commit("monorepo");
 
-  metrics::Registry registry;
-  ControlPlaneMetrics metrics(registry);
-  MemoryStore store;
-  std::unique_ptr<GitRepositories> repos =
-      NewLibgit2Repositories(tmp.path() + "/cache", {}, {"", /*allow_local=*/true});
-  Hub hub(&store, metrics);
   ControllerOptions options;
   options.engines.isolate_jsonnet = !absl::GetFlag(FLAGS_jsonnet_in_process);
-  options.allow_local_sources = true;  // the monorepo is a local repository
-  Controller controller(&store, repos.get(), &hub, metrics, options);
-  controller.Start();
+  InProcessControlPlane plane(tmp.path() + "/cache", options);
+  ControlPlaneMetrics& metrics = plane.metrics;
+  Controller& controller = plane.controller;
   auto renders = [&] {
     return metrics.renders.Add({{"engine", "jsonnet"}, {"result", "ok"}}).Value();
   };
