@@ -90,6 +90,21 @@ absl::Status TakeList(const YAML::Node& node, const std::string& field, const st
   return absl::OkStatus();
 }
 
+// A true-or-false field of `section` ("kustomize", "helm"), merged as a JSON merge patch
+// merges it: given, it replaces the one before; null makes it false.
+absl::Status TakeBool(const YAML::Node& section, const char* field, const std::string& where,
+                      const std::string& file, bool* out) {
+  const YAML::Node given = Field(section, field);
+  if (!given) return absl::OkStatus();
+  std::optional<bool> value = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
+  if (!value.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": ", where, ".", field, " is not true or false, which Argo CD would refuse"));
+  }
+  *out = *value;
+  return absl::OkStatus();
+}
+
 // A list of paths (`field`, "helm.valueFiles"), given: it replaces `out`; null empties it.
 absl::Status TakePaths(const YAML::Node& node, const std::string& field, const std::string& file,
                        std::vector<std::string>* out, size_t most = kMaxArgoCdOverrides) {
@@ -184,33 +199,13 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
        {std::pair<const char*, bool*>{"forceCommonLabels", &out->force_common_labels},
         {"forceCommonAnnotations", &out->force_common_annotations},
         {"labelWithoutSelector", &out->label_without_selector},
-        {"labelIncludeTemplates", &out->label_include_templates}}) {
-    const YAML::Node given = Field(kustomize, field);
-    if (!given) continue;
-    if (given.IsNull()) {
-      *flag = false;
-      continue;
-    }
-    std::optional<bool> value = BoolOf(given);
-    if (!value.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file, ": kustomize.", field, " is not true or false, which Argo CD would refuse"));
-    }
-    *flag = *value;
+        {"labelIncludeTemplates", &out->label_include_templates},
+        {"ignoreMissingComponents", &out->ignore_missing_components}}) {
+    GF_RETURN_IF_ERROR(TakeBool(kustomize, field, "kustomize", file, flag));
   }
   if (const YAML::Node given = Field(kustomize, "components"); given) {
     GF_RETURN_IF_ERROR(TakePaths(given, "kustomize.components", file, &out->components,
                                  kMaxArgoCdKustomizeAdditions));
-  }
-  if (const YAML::Node given = Field(kustomize, "ignoreMissingComponents"); given) {
-    std::optional<bool> value = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
-    if (!value.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file,
-          ": kustomize.ignoreMissingComponents is not true or false, which Argo CD would "
-          "refuse"));
-    }
-    out->ignore_missing_components = *value;
   }
   if (const YAML::Node given = Field(kustomize, "patches"); given) {
     bool has = false;
@@ -312,22 +307,9 @@ absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, Arg
   if (const YAML::Node given = Field(helm, "valueFiles"); given) {
     GF_RETURN_IF_ERROR(TakePaths(given, "helm.valueFiles", file, &out->value_files));
   }
-  if (const YAML::Node given = Field(helm, "ignoreMissingValueFiles"); given) {
-    std::optional<bool> flag = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
-    if (!flag.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file, ": helm.ignoreMissingValueFiles is not true or false, which Argo CD would refuse"));
-    }
-    out->ignore_missing_value_files = *flag;
-  }
-  if (const YAML::Node given = Field(helm, "skipCrds"); given) {
-    std::optional<bool> flag = given.IsNull() ? std::optional<bool>(false) : BoolOf(given);
-    if (!flag.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file, ": helm.skipCrds is not true or false, which Argo CD would refuse"));
-    }
-    out->skip_crds = *flag;
-  }
+  GF_RETURN_IF_ERROR(
+      TakeBool(helm, "ignoreMissingValueFiles", "helm", file, &out->ignore_missing_value_files));
+  GF_RETURN_IF_ERROR(TakeBool(helm, "skipCrds", "helm", file, &out->skip_crds));
   if (const YAML::Node given = Field(helm, "fileParameters"); given) {
     bool has = false;
     YAML::Node list;
