@@ -321,6 +321,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.argocd_kustomize = record.reads_argocd_kustomize();
   reads.argocd_additions = record.reads_argocd_additions();
   reads.argocd_helm = record.reads_argocd_helm();
+  reads.argocd_template_options = record.reads_argocd_template_options();
   return reads;
 }
 
@@ -460,6 +461,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_argocd_kustomize(true);
         state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
+        state.record.set_reads_argocd_template_options(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1411,6 +1413,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_argocd_kustomize(true);
         state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
+        state.record.set_reads_argocd_template_options(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {

@@ -2717,6 +2717,85 @@ TEST_F(ControllerTest, ArgoCdsChartOverridesAreGivenAsArgoCdGivesThem) {
   }
 }
 
+// What Argo CD renders a chart for: helm.namespace (the release's, .Release.Namespace, in
+// place of the bundle's --namespace), kubeVersion and apiVersions (in place of the
+// bundle's --kube-version and --api-versions, as Argo CD's replace the destination
+// cluster's), skipTests and skipSchemaValidation. A bundle from before renders as it did,
+// saying what it leaves; what helm could not take is refused naming the file and field.
+TEST_F(ControllerTest, ArgoCdsTemplateOptionsAreGivenAsArgoCdGivesThem) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Commit("a chart");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  auto bundle = [&](const std::string& name) {
+    v1::Bundle b = Bundle(name, "charts/web");
+    b.set_target_namespace("shop");
+    b.set_helm_kube_version("1.27");
+    b.add_helm_api_versions("apps/v1");
+    return b;
+  };
+  ASSERT_TRUE(controller_->AddBundle(bundle("old"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_argocd_template_options()) << "a new bundle reads them";
+    record.clear_reads_argocd_template_options();
+  }));
+  git_.Write("charts/web/.argocd-source.yaml",
+             "helm:\n  namespace: monitoring\n  kubeVersion: 1.30.2\n"
+             "  apiVersions: [monitoring.coreos.com/v1/ServiceMonitor]\n"
+             "  skipTests: true\n  skipSchemaValidation: true\n  version: v3\n");
+  git_.Commit("overrides");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(bundle("web"), false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  const std::string web = OnlyObjectOf(agent, "web");
+  EXPECT_THAT(web, HasSubstr("releaseNamespace: monitoring"));
+  EXPECT_THAT(web, HasSubstr("capabilities: \"kube=1.30.2 "
+                             "api=monitoring.coreos.com/v1/ServiceMonitor \""));
+  EXPECT_THAT(web, HasSubstr("skips: \"--skip-tests --skip-schema-validation \""));
+  const std::string old = OnlyObjectOf(agent, "old");
+  EXPECT_THAT(old, HasSubstr("releaseNamespace: shop"));
+  EXPECT_THAT(old, HasSubstr("capabilities: \"kube=1.27 api=apps/v1 \""));
+  EXPECT_THAT(old, Not(HasSubstr("skips:")));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_EQ(listed["web"].error(), "");
+  EXPECT_THAT(listed["web"].notes(),
+              ::testing::Contains(
+                  HasSubstr("gives the chart namespace, kubeVersion, apiVersions, skipTests, "
+                            "skipSchemaValidation as charts/web/.argocd-source.yaml asks")));
+  EXPECT_THAT(listed["web"].notes(), Not(::testing::Contains(HasSubstr("does not read"))))
+      << "version v3 is read";
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(
+                  HasSubstr("helm.namespace, helm.kubeVersion, helm.apiVersions, helm.skipTests, "
+                            "helm.skipSchemaValidation, which gitfleet does not read")));
+  // Without them the bundle's own hold again.
+  git_.Write("charts/web/.argocd-source.yaml", "helm: {skipTests: false}\n");
+  git_.Commit("no overrides");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  const std::string back = OnlyObjectOf(agent, "web");
+  EXPECT_THAT(back, HasSubstr("capabilities: \"kube=1.27 api=apps/v1 \""));
+  EXPECT_THAT(back, HasSubstr("releaseNamespace: shop"));
+  EXPECT_THAT(back, Not(HasSubstr("skips:")));
+  // What helm could not take fails the render, naming the file and field (the objects
+  // already there stay, as for any render that fails).
+  for (const auto& [overrides, error] : std::vector<std::pair<std::string, std::string>>{
+           {"helm: {kubeVersion: latest}\n",
+            "charts/web/.argocd-source.yaml sets helm.kubeVersion \"latest\", which is not a "
+            "Kubernetes version helm reads"},
+           {"helm: {kubeVersion: cluster}\n", "helm.kubeVersion \"cluster\", which is not"},
+           {"helm: {apiVersions: ['v1 --set a=b']}\n",
+            "helm.apiVersions \"v1 --set a=b\", which is not an API version"},
+           {"helm: {namespace: Not_A_Namespace}\n", "helm.namespace: "},
+           {"kustomize: {kubeVersion: '1.29'}\n", "kustomize fields (kubeVersion)"},
+       }) {
+    git_.Write("charts/web/.argocd-source.yaml", overrides);
+    git_.Commit("a bad override");
+    ASSERT_TRUE(controller_->SyncSource("app").ok());
+    EXPECT_THAT(ListedByName()["web"].error(), HasSubstr(error)) << overrides;
+  }
+}
+
 // A chart's values files may be anywhere in the repository, as Argo CD allows (a monorepo's
 // envs/prod beside charts/web): the bundle's --values-file and Argo CD's valueFiles alike,
 // read at the render's commit, a change to them rendering again. One that climbs out of the

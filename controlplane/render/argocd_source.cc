@@ -105,9 +105,11 @@ absl::Status TakeBool(const YAML::Node& section, const char* field, const std::s
   return absl::OkStatus();
 }
 
-// A list of paths (`field`, "helm.valueFiles"), given: it replaces `out`; null empties it.
-absl::Status TakePaths(const YAML::Node& node, const std::string& field, const std::string& file,
-                       std::vector<std::string>* out, size_t most = kMaxArgoCdOverrides) {
+// A list of strings (`field`, "helm.valueFiles", each `what`, "a path"), given: it replaces
+// `out`; null empties it.
+absl::Status TakeStrings(const YAML::Node& node, const std::string& field, const std::string& file,
+                         std::vector<std::string>* out, size_t most = kMaxArgoCdOverrides,
+                         const char* what = "a path") {
   bool has = false;
   YAML::Node list;
   GF_RETURN_IF_ERROR(TakeList(node, field, file, &has, &list));
@@ -119,8 +121,8 @@ absl::Status TakePaths(const YAML::Node& node, const std::string& field, const s
   for (size_t i = 0; i < list.size(); ++i) {
     std::optional<std::string> path = StringOf(list[i]);
     if (!path.has_value() || path->empty() || path->size() > 1024) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file, ": ", field, "[", i, "] is not a path, which Argo CD would refuse"));
+      return absl::InvalidArgumentError(absl::StrCat(file, ": ", field, "[", i, "] is not ", what,
+                                                     ", which Argo CD would refuse"));
     }
     out->push_back(*path);
   }
@@ -183,8 +185,25 @@ absl::Status TakeStringMap(const YAML::Node& node, const std::string& field,
   return absl::OkStatus();
 }
 
+// kubeVersion and apiVersions of `section` ("helm", "kustomize"), merged as the other
+// fields: a version given replaces the one before, a list given the list before. Their
+// form is checked where they are used (the helm renderer's).
+absl::Status TakeCapabilities(const YAML::Node& node, const char* section, const std::string& file,
+                              std::optional<std::string>* kube_version,
+                              std::vector<std::string>* api_versions) {
+  GF_RETURN_IF_ERROR(
+      TakeString(Field(node, "kubeVersion"), "kubeVersion", file, kube_version, section));
+  if (const YAML::Node given = Field(node, "apiVersions"); given) {
+    GF_RETURN_IF_ERROR(TakeStrings(given, absl::StrCat(section, ".apiVersions"), file, api_versions,
+                                   kMaxArgoCdOverrides, "an API version"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string& file,
                                  ArgoCdKustomize* out) {
+  GF_RETURN_IF_ERROR(
+      TakeCapabilities(kustomize, "kustomize", file, &out->kube_version, &out->api_versions));
   GF_RETURN_IF_ERROR(
       TakeString(Field(kustomize, "namePrefix"), "namePrefix", file, &out->name_prefix));
   GF_RETURN_IF_ERROR(
@@ -204,8 +223,8 @@ absl::Status ReadKustomizeFields(const YAML::Node& kustomize, const std::string&
     GF_RETURN_IF_ERROR(TakeBool(kustomize, field, "kustomize", file, flag));
   }
   if (const YAML::Node given = Field(kustomize, "components"); given) {
-    GF_RETURN_IF_ERROR(TakePaths(given, "kustomize.components", file, &out->components,
-                                 kMaxArgoCdKustomizeAdditions));
+    GF_RETURN_IF_ERROR(TakeStrings(given, "kustomize.components", file, &out->components,
+                                   kMaxArgoCdKustomizeAdditions));
   }
   if (const YAML::Node given = Field(kustomize, "patches"); given) {
     bool has = false;
@@ -305,11 +324,18 @@ YAML::Node MergePatch(const YAML::Node& target, const YAML::Node& patch) {
 absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, ArgoCdHelm* out,
                             YAML::Node* values_object) {
   if (const YAML::Node given = Field(helm, "valueFiles"); given) {
-    GF_RETURN_IF_ERROR(TakePaths(given, "helm.valueFiles", file, &out->value_files));
+    GF_RETURN_IF_ERROR(TakeStrings(given, "helm.valueFiles", file, &out->value_files));
   }
   GF_RETURN_IF_ERROR(
       TakeBool(helm, "ignoreMissingValueFiles", "helm", file, &out->ignore_missing_value_files));
-  GF_RETURN_IF_ERROR(TakeBool(helm, "skipCrds", "helm", file, &out->skip_crds));
+  for (const auto& [field, flag] : {std::pair<const char*, bool*>{"skipCrds", &out->skip_crds},
+                                    {"skipTests", &out->skip_tests},
+                                    {"skipSchemaValidation", &out->skip_schema_validation}}) {
+    GF_RETURN_IF_ERROR(TakeBool(helm, field, "helm", file, flag));
+  }
+  GF_RETURN_IF_ERROR(
+      TakeString(Field(helm, "namespace"), "namespace", file, &out->namespace_, "helm"));
+  GF_RETURN_IF_ERROR(TakeCapabilities(helm, "helm", file, &out->kube_version, &out->api_versions));
   if (const YAML::Node given = Field(helm, "fileParameters"); given) {
     bool has = false;
     YAML::Node list;
@@ -378,12 +404,12 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
             &out->unread);
   if (const YAML::Node kustomize = Field(root, "kustomize"); kustomize && !kustomize.IsNull()) {
     if (!kustomize.IsMap()) return refuse("kustomize", "is not a mapping");
-    AddUnread(
-        kustomize, "kustomize",
-        {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels", "commonAnnotations",
-         "forceCommonLabels", "forceCommonAnnotations", "replicas", "labelWithoutSelector",
-         "labelIncludeTemplates", "components", "ignoreMissingComponents", "patches"},
-        &out->unread);
+    AddUnread(kustomize, "kustomize",
+              {"images", "namePrefix", "nameSuffix", "namespace", "commonLabels",
+               "commonAnnotations", "forceCommonLabels", "forceCommonAnnotations", "replicas",
+               "labelWithoutSelector", "labelIncludeTemplates", "components",
+               "ignoreMissingComponents", "patches", "kubeVersion", "apiVersions"},
+              &out->unread);
     GF_RETURN_IF_ERROR(ReadKustomizeFields(kustomize, file.path, &out->kustomize));
     if (const YAML::Node given = Field(kustomize, "images"); given) {
       out->kustomize_images.clear();
@@ -401,10 +427,19 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   }
   if (const YAML::Node helm = Field(root, "helm"); helm && !helm.IsNull()) {
     if (!helm.IsMap()) return refuse("helm", "is not a mapping");
-    AddUnread(helm, "helm",
-              {"parameters", "valueFiles", "values", "valuesObject", "releaseName",
-               "ignoreMissingValueFiles", "fileParameters", "skipCrds"},
-              &out->unread);
+    std::vector<std::string> known = {
+        "parameters",          "valueFiles",  "values",
+        "valuesObject",        "releaseName", "ignoreMissingValueFiles",
+        "fileParameters",      "skipCrds",    "namespace",
+        "kubeVersion",         "apiVersions", "skipTests",
+        "skipSchemaValidation"};
+    // The helm gitfleet renders with is helm 3, which Argo CD's "v3" names; another is
+    // left unread.
+    if (std::optional<std::string> version = StringOf(Field(helm, "version"));
+        version.has_value() && (*version == "v3" || *version == "3")) {
+      known.push_back("version");
+    }
+    AddUnread(helm, "helm", known, &out->unread);
     GF_RETURN_IF_ERROR(ReadHelmFields(helm, file.path, &out->helm, &out->helm_values_object));
     if (const YAML::Node given = Field(helm, "parameters"); given) {
       out->helm_parameters.clear();
@@ -593,6 +628,11 @@ std::vector<std::string> ArgoCdHelm::Fields() const {
   if (release_name) out.push_back("releaseName");
   if (!file_parameters.empty()) out.push_back("fileParameters");
   if (skip_crds) out.push_back("skipCrds");
+  if (namespace_) out.push_back("namespace");
+  if (kube_version) out.push_back("kubeVersion");
+  if (!api_versions.empty()) out.push_back("apiVersions");
+  if (skip_tests) out.push_back("skipTests");
+  if (skip_schema_validation) out.push_back("skipSchemaValidation");
   return out;
 }
 
@@ -606,6 +646,8 @@ std::vector<std::string> ArgoCdKustomize::Fields() const {
   if (!replicas.empty()) out.push_back("replicas");
   if (!components.empty()) out.push_back("components");
   if (!patches.empty()) out.push_back("patches");
+  if (kube_version) out.push_back("kubeVersion");
+  if (!api_versions.empty()) out.push_back("apiVersions");
   return out;
 }
 

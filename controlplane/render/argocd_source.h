@@ -15,8 +15,10 @@
 // and the kustomize fields Argo CD sets with `kustomize edit` before a build (namePrefix,
 // nameSuffix, namespace, commonLabels, commonAnnotations and their force flags, replicas,
 // components and ignoreMissingComponents) or writes into the kustomization (patches),
-// and a chart's valueFiles, values or valuesObject and releaseName. Every other field is
-// named in `unread`.
+// and a chart's valueFiles, values or valuesObject, releaseName, fileParameters, skipCrds,
+// namespace, kubeVersion, apiVersions, skipTests and skipSchemaValidation (and kustomize's
+// kubeVersion and apiVersions, for its helmCharts); helm.version only as "v3". Every other
+// field is named in `unread`.
 
 #include <cstdint>
 #include <map>
@@ -64,6 +66,12 @@ struct ArgoCdKustomize {
   // patches, appended to the kustomization's: each a mapping of Argo CD's KustomizePatch
   // fields (patch or path, target, options), written as YAML.
   std::vector<std::string> patches;
+  // kubeVersion and apiVersions: what the charts the build inflates (helmCharts) see of the
+  // cluster, in place of the bundle's --kube-version and --api-versions (as ArgoCdHelm's).
+  // They change no kustomization.
+  std::optional<std::string> kube_version;
+  std::vector<std::string> api_versions;
+  // Whether the kustomization is edited (kubeVersion and apiVersions aside).
   bool empty() const {
     return !name_prefix && !name_suffix && !namespace_ && common_labels.empty() &&
            common_annotations.empty() && replicas.empty() && components.empty() && patches.empty();
@@ -89,11 +97,23 @@ struct ArgoCdHelm {
   // skipCrds: the chart's crds/ folder is left out (helm template without --include-crds),
   // as when its CRDs are installed by something else.
   bool skip_crds = false;
-  bool empty() const {
-    return value_files.empty() && !values && !release_name && file_parameters.empty() && !skip_crds;
-  }
+  // namespace: the namespace the chart is rendered for (helm template --namespace, what
+  // `{{ .Release.Namespace }}` says) in place of the bundle's --namespace. Objects that name
+  // no namespace still go to the bundle's, as Argo CD's go to the destination's.
+  std::optional<std::string> namespace_;
+  // kubeVersion and apiVersions: what the chart sees of the cluster (.Capabilities) in
+  // place of the bundle's --kube-version and --api-versions, as Argo CD's replace the
+  // destination cluster's. An empty list is none given.
+  std::optional<std::string> kube_version;
+  std::vector<std::string> api_versions;
+  // skipTests and skipSchemaValidation: helm template --skip-tests (the chart's test hooks
+  // left out) and --skip-schema-validation (values not checked against values.schema.json).
+  bool skip_tests = false;
+  bool skip_schema_validation = false;
+  bool empty() const { return Fields().empty(); }
   // The fields set, by Argo CD's names ("valueFiles", "values", "releaseName",
-  // "fileParameters", "skipCrds").
+  // "fileParameters", "skipCrds", "namespace", "kubeVersion", "apiVersions", "skipTests",
+  // "skipSchemaValidation").
   std::vector<std::string> Fields() const;
 };
 

@@ -183,6 +183,57 @@ TEST(ArgoCdSourceTest, ChartFieldsAreMergedAsArgoCdMergesThem) {
   }
 }
 
+// What a chart is rendered for: helm.namespace, kubeVersion and apiVersions (a list
+// replacing the one before), skipTests and skipSchemaValidation; kustomize's kubeVersion
+// and apiVersions for its helmCharts. helm.version is read only as helm 3.
+TEST(ArgoCdSourceTest, TemplateOptionsAreMergedAsArgoCdMergesThem) {
+  std::vector<RepoFile> files = {
+      {".argocd-source.yaml",
+       "helm:\n  namespace: monitoring\n  kubeVersion: '1.29'\n"
+       "  apiVersions: [v1, monitoring.coreos.com/v1]\n  skipTests: true\n  version: v3\n"
+       "kustomize: {kubeVersion: 1.28.3-gke.100, apiVersions: [apps/v1]}\n"},
+      {".argocd-source-web.yaml",
+       "helm:\n  kubeVersion: v1.30.2\n  apiVersions: [monitoring.coreos.com/v1/ServiceMonitor]\n"
+       "  skipSchemaValidation: on\n"
+       "kustomize: {apiVersions: null}\n"},
+  };
+  absl::StatusOr<ArgoCdSource> source = ReadArgoCdSource("", "web", files);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const ArgoCdHelm& helm = source->helm;
+  EXPECT_EQ(helm.namespace_, "monitoring");
+  EXPECT_EQ(helm.kube_version, "v1.30.2");
+  EXPECT_THAT(helm.api_versions, ElementsAre("monitoring.coreos.com/v1/ServiceMonitor"))
+      << "a list replaces the one before";
+  EXPECT_TRUE(helm.skip_tests);
+  EXPECT_TRUE(helm.skip_schema_validation);
+  EXPECT_THAT(helm.Fields(), ElementsAre("namespace", "kubeVersion", "apiVersions", "skipTests",
+                                         "skipSchemaValidation"));
+  EXPECT_EQ(source->kustomize.kube_version, "1.28.3-gke.100");
+  EXPECT_TRUE(source->kustomize.api_versions.empty()) << "null removes the list";
+  EXPECT_THAT(source->kustomize.Fields(), ElementsAre("kubeVersion"));
+  EXPECT_TRUE(source->kustomize.empty()) << "they change no kustomization";
+  EXPECT_TRUE(source->unread.empty()) << "version v3 is the helm gitfleet renders with";
+
+  absl::StatusOr<ArgoCdSource> two =
+      ReadArgoCdSource("", "web", {{".argocd-source.yaml", "helm: {version: v2}\n"}});
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_THAT(two->unread, ElementsAre("helm.version"));
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"helm: {namespace: [a]}\n", "helm.namespace is not a string"},
+           {"helm: {kubeVersion: {a: 1}}\n", "helm.kubeVersion is not a string"},
+           {"helm: {apiVersions: v1}\n", "helm.apiVersions is not a list"},
+           {"helm: {apiVersions: [[v1]]}\n", "helm.apiVersions[0] is not an API version"},
+           {"kustomize: {apiVersions: [{a: 1}]}\n",
+            "kustomize.apiVersions[0] is not an API version"},
+           {"helm: {skipTests: maybe}\n", "helm.skipTests is not true or false"},
+           {"helm: {skipSchemaValidation: 2}\n", "helm.skipSchemaValidation is not true or false"},
+       }) {
+    EXPECT_THAT(ReadArgoCdSource("", "web", {{".argocd-source.yaml", text}}).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+}
+
 // As Argo CD's `kustomize edit` commands: set nameprefix, namesuffix and namespace; add
 // label and annotation, refusing a key already there unless forced; set replicas, updating
 // an entry of that name.

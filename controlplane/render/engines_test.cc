@@ -681,6 +681,29 @@ TEST(KustomizeRendererTest, HelmChartsAreFetchedAndRenderedByHelm) {
   capable.helm_capabilities = {"cluster", {}};
   EXPECT_THAT(renderer.Render(capable).status().message(),
               HasSubstr("known only where a bundle renders for a cluster"));
+  // Argo CD's kustomize.kubeVersion and apiVersions in its overrides replace the bundle's
+  // for the charts, as Argo CD's replace the destination cluster's.
+  files[1].content =
+      "helmCharts:\n- {name: local, releaseName: committed}\nhelmGlobals: {chartHome: vendored}\n";
+  files.push_back({"apps/web/.argocd-source.yaml",
+                   "kustomize: {kubeVersion: '1.31', apiVersions: [argoproj.io/v1alpha1]}\n"});
+  capable.helm_capabilities = {"1.30.2", {"monitoring.coreos.com/v1"}};
+  notes.clear();
+  set = RenderBundlePath(renderer, capable);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(
+      KeysWithData(*set, "capabilities"),
+      ::testing::ElementsAre("/ConfigMap//shop-committed api=argoproj.io/v1alpha1 kube=1.31 ",
+                             "/ConfigMap//shop-front api=argoproj.io/v1alpha1 kube=1.31 "));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "sets the kustomization's kubeVersion, apiVersions as "
+                         "apps/web/.argocd-source.yaml asks (what its helmCharts see of the "
+                         "cluster), as Argo CD does")));
+  files.back().content = "kustomize: {kubeVersion: 'v1.x'}\n";
+  EXPECT_THAT(RenderBundlePath(renderer, capable).status().message(),
+              HasSubstr("apps/web/.argocd-source.yaml sets kustomize.kubeVersion \"v1.x\", which "
+                        "is not a Kubernetes version helm reads"));
+  files.pop_back();
 
   // Without helm on the control plane, a build with helmCharts fails saying so.
   KustomizeOptions no_helm = options;
@@ -2425,8 +2448,13 @@ TEST(HelmTemplateArgsTest, ValuesFilesThenEscapedValues) {
   EXPECT_FALSE(
       HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {{"a=b", "x.conf"}}).ok());
   // Argo CD's skipCrds: the chart's crds/ folder left out.
-  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {}, true),
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {}, HelmSkips{true}),
               ::testing::ElementsAre("helm", "template", "web", "/c"));
+  // skipTests and skipSchemaValidation: helm's own flags for them.
+  EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/s", {}, {}, {}, {}, {},
+                                HelmSkips{false, true, true}),
+              ::testing::ElementsAre("helm", "template", "web", "/c", "--include-crds",
+                                     "--skip-tests", "--skip-schema-validation"));
   // What the chart sees of the cluster.
   EXPECT_THAT(*HelmTemplateArgs("helm", "web", "/c", "", "/c", {}, {},
                                 {"v1.30.2", {"monitoring.coreos.com/v1", "v1/Service"}}),

@@ -41,11 +41,15 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::vector<std::string>& values_files, const Values& values,
     const HelmCapabilities& capabilities,
     const std::vector<ArgoCdSource::HelmParameter>& parameters,
-    const std::vector<std::pair<std::string, std::string>>& file_parameters, bool skip_crds) {
+    const std::vector<std::pair<std::string, std::string>>& file_parameters,
+    const HelmSkips& skips) {
   // A chart's crds/ folder too, as Argo CD renders it: without them its custom resources
   // have no kind to be.
   std::vector<std::string> args = {binary, "template", release, chart_dir};
-  if (!skip_crds) args.push_back("--include-crds");
+  if (!skips.crds) args.push_back("--include-crds");
+  if (skips.tests) args.push_back("--skip-tests");
+  // helm 3.16 and later; an older one fails the render, saying it has no such flag.
+  if (skips.schema_validation) args.push_back("--skip-schema-validation");
   if (!release_namespace.empty()) args.push_back("--namespace=" + release_namespace);
   GF_RETURN_IF_ERROR(CheckHelmCapabilities(capabilities.kube_version, capabilities.api_versions,
                                            kMaxHelmApiVersions + kMaxClusterApiVersions));
@@ -85,91 +89,6 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
   return args;
 }
 
-namespace {
-
-bool AllDigits(absl::string_view text, size_t most) {
-  return !text.empty() && text.size() <= most &&
-         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// "1.29", "v1.30.2", "1.28.3-gke.100", "1.27.1+k3s1": as helm's semver reads a version.
-bool KubeVersionText(absl::string_view text) {
-  absl::ConsumePrefix(&text, "v");
-  const size_t suffix = text.find_first_of("-+");
-  if (suffix != absl::string_view::npos) {
-    const absl::string_view rest = text.substr(suffix + 1);
-    if (rest.empty() || rest.size() > 64 || !std::all_of(rest.begin(), rest.end(), [](char c) {
-          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
-                 c == '+';
-        })) {
-      return false;
-    }
-    text = text.substr(0, suffix);
-  }
-  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
-  if (parts.size() < 2 || parts.size() > 3) return false;
-  return AllDigits(parts[0], 4) && AllDigits(parts[1], 4) &&
-         (parts.size() == 2 || AllDigits(parts[2], 6));
-}
-
-// "v1", "apps/v1", "monitoring.coreos.com/v1", optionally with "/Kind".
-bool ApiVersionText(absl::string_view text) {
-  std::vector<absl::string_view> parts = absl::StrSplit(text, '/');
-  if (parts.empty() || parts.size() > 3) return false;
-  size_t version = 0;
-  if (parts.size() >= 2 && !(parts[0].size() >= 2 && parts[0][0] == 'v' &&
-                             absl::ascii_isdigit(static_cast<unsigned char>(parts[0][1])))) {
-    // A group: a DNS subdomain.
-    for (absl::string_view label : absl::StrSplit(parts[0], '.')) {
-      if (label.empty() || label.front() == '-' || label.back() == '-') return false;
-      for (char c : label) {
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-      }
-    }
-    version = 1;
-  }
-  const absl::string_view v = parts[version];
-  if (v.size() < 2 || v[0] != 'v' || !absl::ascii_isdigit(static_cast<unsigned char>(v[1])) ||
-      !std::all_of(v.begin() + 1, v.end(),
-                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); })) {
-    return false;
-  }
-  if (parts.size() == version + 1) return true;
-  if (parts.size() != version + 2) return false;
-  const absl::string_view kind = parts[version + 1];
-  return !kind.empty() && absl::ascii_isalpha(static_cast<unsigned char>(kind[0])) &&
-         std::all_of(kind.begin(), kind.end(),
-                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); });
-}
-
-}  // namespace
-
-absl::Status CheckHelmCapabilities(const std::string& kube_version,
-                                   const std::vector<std::string>& api_versions,
-                                   size_t most_api_versions) {
-  if (!kube_version.empty() && kube_version != kClusterKubeVersion &&
-      (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--kube-version=", kube_version.substr(0, 80),
-        ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100), or "
-        "\"cluster\" for each cluster's own"));
-  }
-  if (api_versions.size() > most_api_versions) {
-    return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
-                                                   " given; at most ", most_api_versions));
-  }
-  for (const std::string& api_version : api_versions) {
-    if (api_version == kClusterApiVersions) continue;
-    if (api_version.size() > 317 || !ApiVersionText(api_version)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--api-versions: \"", api_version.substr(0, 80),
-          "\" is not an API version (v1, apps/v1, monitoring.coreos.com/v1, or with a kind: "
-          "monitoring.coreos.com/v1/ServiceMonitor)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
                                                      const Values& values, ReadValues* read,
                                                      const ApiVersionsOf& api_versions_of) {
@@ -190,7 +109,7 @@ absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabiliti
           "agent has not connected since it was added, applies to a directory, or is older "
           "than the report); nothing is rendered for it, and it keeps what it has");
     }
-    if (!KubeVersionText(version)) {
+    if (version == kClusterKubeVersion || !CheckHelmCapabilities(version, {}).ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("--kube-version=cluster: this cluster reports Kubernetes version \"",
                        version.substr(0, 64), "\", which helm cannot read as a version"));
@@ -525,9 +444,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   }
   absl::StatusOr<std::vector<std::string>> args = HelmTemplateArgs(
       options_.binary, input.helm_release.empty() ? input.bundle : input.helm_release, chart_dir,
-      input.target_namespace, scratch.root(), values_files,
-      input.values ? *input.values : kNoValues, input.helm_capabilities, input.helm_parameters,
-      file_parameters, input.helm_skip_crds);
+      input.helm_release_namespace.empty() ? input.target_namespace : input.helm_release_namespace,
+      scratch.root(), values_files, input.values ? *input.values : kNoValues,
+      input.helm_capabilities, input.helm_parameters, file_parameters, input.helm_skips);
   if (!args.ok()) return args.status();
   if (input.read_values != nullptr) {
     // helm sees every value, so every value counts (a cluster's name and labels only

@@ -53,8 +53,9 @@ absl::StatusOr<std::string> WithChartOutputResource(const std::string& path,
 // `values_dir`, the chart's or the bundle's folder, never escaping it) in order, then each
 // value as --set-string (dots in names nest, as helm does), then Argo CD's `parameters`
 // (--set, or --set-string where forceString), then its `file_parameters` (--set-file, each
-// a value's name and a file relative to `values_dir`, never escaping it). `skip_crds`
-// (Argo CD's skipCrds) leaves the crds/ folder out.
+// a value's name and a file relative to `values_dir`, never escaping it). `skips` (Argo
+// CD's skipCrds, skipTests, skipSchemaValidation) leave the crds/ folder, the test hooks or
+// the values' schema check out.
 absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const std::string& binary, const std::string& release, const std::string& chart_dir,
     const std::string& release_namespace, const std::string& values_dir,
@@ -62,10 +63,7 @@ absl::StatusOr<std::vector<std::string>> HelmTemplateArgs(
     const HelmCapabilities& capabilities = {},
     const std::vector<ArgoCdSource::HelmParameter>& parameters = {},
     const std::vector<std::pair<std::string, std::string>>& file_parameters = {},
-    bool skip_crds = false);
-
-// At most this many API versions.
-inline constexpr size_t kMaxHelmApiVersions = 500;
+    const HelmSkips& skips = {});
 
 // kClusterKubeVersion and kClusterApiVersions (renderer.h) are resolved per cluster
 // (HelmCapabilitiesFor) before a render; HelmTemplateArgs refuses them unresolved.
@@ -82,14 +80,6 @@ using ApiVersionsOf =
 absl::StatusOr<HelmCapabilities> HelmCapabilitiesFor(HelmCapabilities capabilities,
                                                      const Values& values, ReadValues* read,
                                                      const ApiVersionsOf& api_versions_of = {});
-
-// OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
-// for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group
-// version, optionally with a kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor").
-// InvalidArgument naming the flag and the value otherwise, and past kMaxHelmApiVersions.
-absl::Status CheckHelmCapabilities(const std::string& kube_version,
-                                   const std::vector<std::string>& api_versions,
-                                   size_t most_api_versions = kMaxHelmApiVersions);
 
 }  // namespace gitfleet
 

@@ -461,6 +461,91 @@ absl::StatusOr<std::vector<std::string>> HelmCapabilityFlags(const HelmCapabilit
   return flags;
 }
 
+namespace {
+
+bool AllDigits(absl::string_view text, size_t most) {
+  return !text.empty() && text.size() <= most &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "1.29", "v1.30.2", "1.28.3-gke.100", "1.27.1+k3s1": as helm's semver reads a version.
+bool KubeVersionText(absl::string_view text) {
+  absl::ConsumePrefix(&text, "v");
+  const size_t suffix = text.find_first_of("-+");
+  if (suffix != absl::string_view::npos) {
+    const absl::string_view rest = text.substr(suffix + 1);
+    if (rest.empty() || rest.size() > 64 || !std::all_of(rest.begin(), rest.end(), [](char c) {
+          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                 c == '+';
+        })) {
+      return false;
+    }
+    text = text.substr(0, suffix);
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  return AllDigits(parts[0], 4) && AllDigits(parts[1], 4) &&
+         (parts.size() == 2 || AllDigits(parts[2], 6));
+}
+
+// "v1", "apps/v1", "monitoring.coreos.com/v1", optionally with "/Kind".
+bool ApiVersionText(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '/');
+  if (parts.empty() || parts.size() > 3) return false;
+  size_t version = 0;
+  if (parts.size() >= 2 && !(parts[0].size() >= 2 && parts[0][0] == 'v' &&
+                             absl::ascii_isdigit(static_cast<unsigned char>(parts[0][1])))) {
+    // A group: a DNS subdomain.
+    for (absl::string_view label : absl::StrSplit(parts[0], '.')) {
+      if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+      for (char c : label) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+      }
+    }
+    version = 1;
+  }
+  const absl::string_view v = parts[version];
+  if (v.size() < 2 || v[0] != 'v' || !absl::ascii_isdigit(static_cast<unsigned char>(v[1])) ||
+      !std::all_of(v.begin() + 1, v.end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); })) {
+    return false;
+  }
+  if (parts.size() == version + 1) return true;
+  if (parts.size() != version + 2) return false;
+  const absl::string_view kind = parts[version + 1];
+  return !kind.empty() && absl::ascii_isalpha(static_cast<unsigned char>(kind[0])) &&
+         std::all_of(kind.begin(), kind.end(),
+                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+absl::Status CheckHelmCapabilities(const std::string& kube_version,
+                                   const std::vector<std::string>& api_versions,
+                                   size_t most_api_versions) {
+  if (!kube_version.empty() && kube_version != kClusterKubeVersion &&
+      (kube_version.size() > 80 || !KubeVersionText(kube_version))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kube-version=", kube_version.substr(0, 80),
+        ": want a Kubernetes version as helm reads it (1.29, v1.30.2, 1.28.3-gke.100), or "
+        "\"cluster\" for each cluster's own"));
+  }
+  if (api_versions.size() > most_api_versions) {
+    return absl::InvalidArgumentError(absl::StrCat("--api-versions: ", api_versions.size(),
+                                                   " given; at most ", most_api_versions));
+  }
+  for (const std::string& api_version : api_versions) {
+    if (api_version == kClusterApiVersions) continue;
+    if (api_version.size() > 317 || !ApiVersionText(api_version)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--api-versions: \"", api_version.substr(0, 80),
+          "\" is not an API version (v1, apps/v1, monitoring.coreos.com/v1, or with a kind: "
+          "monitoring.coreos.com/v1/ServiceMonitor)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 const std::string& NetworkSandbox() {
   static const std::string* sandbox = new std::string(ProbeUnshare());
   return *sandbox;
@@ -581,6 +666,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_argocd_kustomize = reads.argocd_kustomize;
   input->reads_argocd_additions = reads.argocd_additions;
   input->reads_argocd_helm = reads.argocd_helm;
+  input->reads_argocd_template_options = reads.argocd_template_options;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1377,6 +1463,36 @@ void LeaveFieldsToControllers(const RenderInput& input, ObjectSet* objects) {
 
 namespace {
 
+// Argo CD's kubeVersion and apiVersions (of `section`, "helm" or "kustomize") for `placed`,
+// in place of the bundle's --kube-version and --api-versions, as Argo CD's replace the
+// destination cluster's. `files` are the overrides' files, which `sets` them.
+absl::Status PlaceArgoCdCapabilities(const std::optional<std::string>& kube_version,
+                                     const std::vector<std::string>& api_versions,
+                                     const std::string& files, const char* sets,
+                                     const char* section, RenderInput* placed) {
+  if (kube_version) {
+    if (*kube_version == kClusterKubeVersion || !CheckHelmCapabilities(*kube_version, {}).ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, section, ".kubeVersion \"", kube_version->substr(0, 80),
+                       "\", which is not a Kubernetes version helm reads (1.29, v1.30.2, "
+                       "1.28.3-gke.100)"));
+    }
+    placed->helm_capabilities.kube_version = *kube_version;
+  }
+  if (!api_versions.empty()) {
+    for (const std::string& api : api_versions) {
+      if (api == kClusterApiVersions || !CheckHelmCapabilities("", {api}).ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(files, sets, section, ".apiVersions \"", api.substr(0, 80),
+                         "\", which is not an API version ([group/]version[/kind]: v1, apps/v1, "
+                         "monitoring.coreos.com/v1/ServiceMonitor)"));
+      }
+    }
+    placed->helm_capabilities.api_versions = api_versions;
+  }
+  return absl::OkStatus();
+}
+
 // Argo CD's chart fields (ArgoCdHelm) for `placed`: the value files of the chart's folder,
 // checked there, the inline values, read as YAML first, and the release name unless the
 // bundle's --release names one. `files` are the overrides' files, which `sets` them.
@@ -1463,8 +1579,15 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
   if (helm.release_name && input.bundle_helm_release.empty()) {
     placed->helm_release = *helm.release_name;
   }
-  placed->helm_skip_crds = helm.skip_crds;
-  return absl::OkStatus();
+  placed->helm_skips = {helm.skip_crds, helm.skip_tests, helm.skip_schema_validation};
+  if (helm.namespace_) {
+    if (absl::Status valid = ValidateName("namespace", *helm.namespace_); !valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(files, sets, "helm.namespace: ", valid.message()));
+    }
+    placed->helm_release_namespace = *helm.namespace_;
+  }
+  return PlaceArgoCdCapabilities(helm.kube_version, helm.api_versions, files, sets, "helm", placed);
 }
 
 // Argo CD's parameter overrides in the bundle's folder (ReadArgoCdSource), for `placed`:
@@ -1519,6 +1642,13 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     kustomize.label_without_selector = false;
     kustomize.label_include_templates = false;
   }
+  if (input.reads_argocd_kustomize && !input.reads_argocd_template_options) {
+    // Read since: a bundle from before does not see other capabilities by an upgrade.
+    if (kustomize.kube_version) unread.push_back("kustomize.kubeVersion");
+    if (!kustomize.api_versions.empty()) unread.push_back("kustomize.apiVersions");
+    kustomize.kube_version.reset();
+    kustomize.api_versions.clear();
+  }
   const std::vector<std::string> kustomize_fields = kustomize.Fields();
   if (!input.reads_argocd_kustomize) {
     // A bundle from before: its objects are not renamed or relabelled by an upgrade.
@@ -1531,6 +1661,21 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
     if (helm.skip_crds) unread.push_back("helm.skipCrds");
     helm.file_parameters.clear();
     helm.skip_crds = false;
+  }
+  if (input.reads_argocd_helm && !input.reads_argocd_template_options) {
+    // Read since: a bundle from before keeps its namespace and what its chart sees.
+    ArgoCdHelm later;
+    later.namespace_ = helm.namespace_;
+    later.kube_version = helm.kube_version;
+    later.api_versions = helm.api_versions;
+    later.skip_tests = helm.skip_tests;
+    later.skip_schema_validation = helm.skip_schema_validation;
+    for (const std::string& field : later.Fields()) unread.push_back("helm." + field);
+    helm.namespace_.reset();
+    helm.kube_version.reset();
+    helm.api_versions.clear();
+    helm.skip_tests = false;
+    helm.skip_schema_validation = false;
   }
   const std::vector<std::string> helm_fields = helm.Fields();
   if (!input.reads_argocd_helm) {
@@ -1586,10 +1731,17 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
                        "to a kustomize build (kustomize edit)");
     }
     placed->argocd_kustomize = kustomize;
+    GF_RETURN_IF_ERROR(PlaceArgoCdCapabilities(kustomize.kube_version, kustomize.api_versions,
+                                               files, sets, "kustomize", placed));
     if (input.notes != nullptr) {
-      input.notes->push_back(absl::StrCat("sets the kustomization's ",
-                                          absl::StrJoin(kustomize_fields, ", "), " as ", files,
-                                          " asks (kustomize edit), as Argo CD does"));
+      std::vector<std::string> how;
+      if (!kustomize.empty()) how.push_back("kustomize edit");
+      if (kustomize.kube_version || !kustomize.api_versions.empty()) {
+        how.push_back("what its helmCharts see of the cluster");
+      }
+      input.notes->push_back(
+          absl::StrCat("sets the kustomization's ", absl::StrJoin(kustomize_fields, ", "), " as ",
+                       files, " asks (", absl::StrJoin(how, "; "), "), as Argo CD does"));
     }
   }
   if (input.reads_argocd_helm && !helm_fields.empty()) {
@@ -1611,9 +1763,11 @@ absl::Status UseArgoCdSource(const RenderInput& input, const std::string& engine
         files, sets, ListNames(unread, 10),
         ", which gitfleet does not read (of Argo CD's parameter overrides it applies "
         "kustomize.images, namePrefix, nameSuffix, namespace, commonLabels, commonAnnotations, "
-        "replicas, components and patches, and helm.parameters, valueFiles, values, "
-        "valuesObject, releaseName and fileParameters",
-        input.reads_argocd_kustomize && input.reads_argocd_additions && input.reads_argocd_helm
+        "replicas, components, patches, kubeVersion and apiVersions, and helm.parameters, "
+        "valueFiles, values, valuesObject, releaseName, fileParameters, skipCrds, namespace, "
+        "kubeVersion, apiVersions, skipTests and skipSchemaValidation",
+        input.reads_argocd_kustomize && input.reads_argocd_additions && input.reads_argocd_helm &&
+                input.reads_argocd_template_options
             ? ""
             : "; all but images and parameters only for bundles added since gitfleet read "
               "them: add the bundle again to have them applied",

@@ -57,6 +57,15 @@ struct HelmCapabilities {
   std::vector<std::string> api_versions;
 };
 
+// What `helm template` leaves out: the chart's crds/ folder (without --include-crds), its
+// test hooks (--skip-tests), the check of its values against values.schema.json
+// (--skip-schema-validation). Argo CD's skipCrds, skipTests and skipSchemaValidation.
+struct HelmSkips {
+  bool crds = false;
+  bool tests = false;
+  bool schema_validation = false;
+};
+
 // --kube-version=cluster: each cluster's own Kubernetes version, as its agent reads it from
 // the API server; --api-versions=cluster (with others or alone): the APIs it serves, from
 // its discovery documents. As Argo CD gives charts the destination cluster's.
@@ -69,6 +78,17 @@ inline constexpr char kClusterApiVersions[] = "cluster";
 absl::StatusOr<std::vector<std::string>> HelmCapabilityFlags(const HelmCapabilities& capabilities,
                                                              const std::string& kube_flag,
                                                              const std::string& api_flag);
+
+// At most this many API versions.
+inline constexpr size_t kMaxHelmApiVersions = 500;
+
+// OK when `kube_version` is a version helm reads ("1.29", "v1.30.2", "1.28.3-gke.100"; empty
+// for helm's own; kClusterKubeVersion) and each of `api_versions` names an API group
+// version, optionally with a kind ("v1", "apps/v1", "monitoring.coreos.com/v1/ServiceMonitor").
+// InvalidArgument naming the flag and the value otherwise, and past kMaxHelmApiVersions.
+absl::Status CheckHelmCapabilities(const std::string& kube_version,
+                                   const std::vector<std::string>& api_versions,
+                                   size_t most_api_versions = kMaxHelmApiVersions);
 
 struct RenderInput {
   std::string bundle;
@@ -229,6 +249,10 @@ struct RenderInput {
   // kustomization, and its chart's fileParameters given (ArgoCdHelm::file_parameters), as
   // Argo CD does. False for a bundle rendered before gitfleet read them: noted, not applied.
   bool reads_argocd_additions = true;
+  // And a chart's namespace, kubeVersion, apiVersions, skipTests and skipSchemaValidation
+  // (ArgoCdHelm), and kustomize's kubeVersion and apiVersions, are given to helm as Argo CD
+  // gives them. False for a bundle rendered before gitfleet read them: noted, not applied.
+  bool reads_argocd_template_options = true;
   // Set by RenderBundlePath from those.
   ArgoCdKustomize argocd_kustomize;
   // Argo CD's chart fields in the parameter overrides (valueFiles, values or valuesObject,
@@ -242,8 +266,11 @@ struct RenderInput {
   // Argo CD's helm.fileParameters (ArgoCdHelm::file_parameters): a value's name and a file
   // relative to the chart directory, given with --set-file after everything else.
   std::vector<std::pair<std::string, std::string>> helm_file_parameters;
-  // Argo CD's helm.skipCrds: helm template without --include-crds.
-  bool helm_skip_crds = false;
+  // Argo CD's helm.skipCrds, skipTests and skipSchemaValidation.
+  HelmSkips helm_skips;
+  // Argo CD's helm.namespace: the namespace helm renders the release for, in place of
+  // target_namespace (where objects that name none still go). Empty: target_namespace.
+  std::string helm_release_namespace;
   // Reads files of the repository at the render's commit (those there, by repository
   // path; GitRepository::ReadFiles), for the few an engine takes from outside `files`:
   // helm values files elsewhere in the repository (HelmValuesPath). Unset: none is read.
@@ -272,6 +299,7 @@ struct RepositoryReads {
   bool argocd_kustomize = true;
   bool argocd_additions = true;
   bool argocd_helm = true;
+  bool argocd_template_options = true;
 };
 
 // The file a chart's output is written to, beside the kustomization it goes through, as Fleet

@@ -43,6 +43,8 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "sets=''\n"
       "files=''\n"
       "crds=skipped\n"
+      "skips=''\n"
+      "rns=''\n"
       "prev=''\n"
       "for a in \"$@\"; do case \"$prev\" in --kube-version) caps=\"${caps}kube=$a \";;\n"
       "  --api-versions) caps=\"${caps}api=$a \";; esac; prev=\"$a\"\n"
@@ -51,6 +53,8 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "  --kube-version=*) caps=\"${caps}kube=${a#--kube-version=} \";;\n"
       "  --set=*|--set-string=*) sets=\"$sets$a \";;\n"
       "  --include-crds) crds='';;\n"
+      "  --skip-tests|--skip-schema-validation) skips=\"$skips$a \";;\n"
+      "  --namespace=*) rns=\"${a#--namespace=}\";;\n"
       "  --set-file=*) n=\"${a#--set-file=}\"; f=\"${n#*=}\"; [ -f \"$f\" ] || { echo "
       "\"Error: failed parsing --set-file data: open $f: no such file or directory\" >&2; "
       "exit 1; }; files=\"$files${n%%=*}<-$(tr -d '\"' < \"$f\" | tr '\\n' ' ')|\";;\n"
@@ -60,7 +64,9 @@ std::string WriteValuesEchoHelm(const std::string& dir) {
       "[ -z \"$caps\" ] || printf '  capabilities: \"%s\"\\n' \"$caps\"\n"
       "[ -z \"$sets\" ] || printf '  sets: \"%s\"\\n' \"$sets\"\n"
       "[ -z \"$files\" ] || printf '  files: \"%s\"\\n' \"$files\"\n"
-      "[ -z \"$crds\" ] || printf '  crds: \"%s\"\\n' \"$crds\"\n");
+      "[ -z \"$crds\" ] || printf '  crds: \"%s\"\\n' \"$crds\"\n"
+      "[ -z \"$skips\" ] || printf '  skips: \"%s\"\\n' \"$skips\"\n"
+      "[ -z \"$rns\" ] || printf '  releaseNamespace: \"%s\"\\n' \"$rns\"\n");
 }
 
 std::string WriteDependencyCheckingHelm(const std::string& dir) {

@@ -24,7 +24,9 @@ std::string WriteFakeHelm(const std::string& dir);
 // kustomize does), data.capabilities lists them ("kube=1.29 api=apps/v1 "); with --set or
 // --set-string, data.sets lists those arguments as given, each followed by a space; with
 // --set-file=NAME=FILE, data.files lists "NAME<-CONTENT|" for each (a missing file fails
-// as helm fails); without --include-crds, data.crds is "skipped".
+// as helm fails); without --include-crds, data.crds is "skipped"; with --skip-tests or
+// --skip-schema-validation, data.skips lists them, each followed by a space; with
+// --namespace=NS, data.releaseNamespace is NS.
 std::string WriteValuesEchoHelm(const std::string& dir);
 
 // A helm that checks a chart's dependencies as helm does: each its Chart.yaml lists must be
