@@ -2984,6 +2984,31 @@ TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
   ASSERT_TRUE(controller_->SyncSource("app").ok());
   EXPECT_THAT(objects_of("web"), HasSubstr("v: \"2\""));
 
+  // A pattern stands for the folders it matches, as `kustomize edit add component` expands
+  // it; a folder added later is taken at its commit. With ignoreMissingComponents Argo CD
+  // looks the pattern up as a path and leaves it out.
+  git_.Write("apps/web/.argocd-source.yaml", "kustomize: {components: ['../../components/m*']}\n");
+  git_.Commit("a pattern");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_EQ(ListedByName()["web"].error(), "");
+  EXPECT_THAT(objects_of("web"), Not(HasSubstr("replicas: 4"))) << "the patch is gone";
+  git_.Write("components/metrics/kustomization.yaml",
+             "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+             "resources: [cm.yaml]\n");
+  git_.Write("components/metrics/cm.yaml", Cm("metrics"));
+  git_.Commit("another component the pattern matches");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(objects_of("web"), HasSubstr("name: metrics"));
+  git_.Write("apps/web/.argocd-source.yaml",
+             "kustomize: {components: ['../../components/m*'], ignoreMissingComponents: true}\n");
+  git_.Commit("a pattern, missing ones ignored");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(objects_of("web"), Not(HasSubstr("name: metrics")));
+  EXPECT_THAT(ListedByName()["web"].notes(),
+              ::testing::Contains(HasSubstr("leaves out the component ../../components/m*: with "
+                                            "ignoreMissingComponents Argo CD looks a pattern up")));
+  git_.Write("apps/web/.argocd-source.yaml", "kustomize: {components: ['../../components/m*']}\n");
+
   // What Argo CD's build would fail on fails the render; the cluster keeps what it runs.
   for (const auto& [overrides, error] : std::vector<std::pair<std::string, std::string>>{
            {"kustomize: {components: [../../components/gone], ignoreMissingComponents: false}\n",
@@ -2996,6 +3021,16 @@ TEST_F(ControllerTest, ArgoCdsComponentsAndPatchesAreAddedAsArgoCdAddsThem) {
            {"kustomize: {patches: [{path: /etc/passwd}]}\n",
             "kustomize.patches names the file /etc/passwd, outside the repository"},
            {"kustomize: {components: [../../components/remote]}\n",
+            "kustomize.components names ../../components/remote (components/remote), which "
+            "reaches a remote base or file"},
+           {"kustomize: {components: ['../../components/x*']}\n",
+            "kustomize.components names ../../components/x*, which matches nothing in the "
+            "repository"},
+           {"kustomize: {components: ['../../../e*']}\n",
+            "kustomize.components names ../../../e*, outside the repository"},
+           {"kustomize: {components: ['../../components/*/..']}\n",
+            "a pattern that climbs (..) after a wildcard"},
+           {"kustomize: {components: ['../../components/r*']}\n",
             "kustomize.components names ../../components/remote (components/remote), which "
             "reaches a remote base or file"},
        }) {

@@ -1,10 +1,12 @@
 #include "controlplane/render/kustomize_renderer.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -661,6 +663,94 @@ absl::Status EditKustomizationIn(const std::string& dir, const std::string& path
 // ignore_missing_components (noted), else refused; a component or patch file that leaves
 // the repository, or a remote component, refused. Adds the folders and files they read to
 // `visited` and `read` (a change to one renders again).
+bool IsGlob(absl::string_view text) { return text.find_first_of("*?[") != absl::string_view::npos; }
+
+// Argo CD's components as `kustomize edit add component` takes them: a pattern with `*`,
+// `?` or `[...]` (Go's filepath.Glob, relative to the kustomization's folder `path`) is
+// the files and folders of the repository it matches, in Glob's order, each written as the
+// pattern was; a plain path is itself. A pattern that matches nothing fails the build, as
+// kustomize fails ("has no match"); with ignoreMissingComponents, Argo CD looks it up as a
+// path, finds none and leaves it out (noted). The folder a pattern lists is read.
+absl::StatusOr<std::vector<std::string>> ExpandArgoCdComponents(
+    const std::string& path, const ArgoCdKustomize& fields,
+    const std::map<std::string, const RepoFile*>& by_path, std::set<std::string>* read,
+    std::vector<std::string>* notes) {
+  std::vector<std::string> out;
+  for (const std::string& component : fields.components) {
+    if (!IsGlob(component) || LooksRemote(component)) {
+      out.push_back(component);
+      continue;
+    }
+    const std::string shown = component.substr(0, 256);
+    if (fields.ignore_missing_components) {
+      if (notes != nullptr) {
+        notes->push_back(absl::StrCat("leaves out the component ", shown,
+                                      ": with ignoreMissingComponents Argo CD looks a pattern up "
+                                      "as a path, finds none, and leaves it out"));
+      }
+      continue;
+    }
+    std::vector<std::string> written = absl::StrSplit(component, '/', absl::SkipEmpty());
+    size_t first = 0;
+    while (first < written.size() && !IsGlob(written[first])) ++first;
+    std::vector<std::string> tail;
+    for (size_t i = first; i < written.size(); ++i) {
+      if (written[i] == "..") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("kustomize.components names ", shown,
+                         ", a pattern that climbs (..) after a wildcard, which gitfleet does "
+                         "not expand: name the folders"));
+      }
+      if (written[i] != ".") tail.push_back(written[i]);
+    }
+    const std::string prefix =
+        absl::StrJoin(written.begin(), written.begin() + static_cast<ptrdiff_t>(first), "/");
+    std::string resolved;
+    if (absl::StartsWith(component, "/") || !ResolveInRepository(path, prefix, &resolved)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize.components names ", shown, ", outside the repository (relative to ",
+          path.empty() ? "the repository root" : path, ")"));
+    }
+    const std::vector<std::string> base =
+        resolved.empty() ? std::vector<std::string>()
+                         : std::vector<std::string>(absl::StrSplit(resolved, '/'));
+    read->insert(resolved);
+    // Glob's order: each folder's names sorted, level by level.
+    std::set<std::vector<std::string>> matches;
+    for (const auto& [file, unused] : by_path) {
+      std::vector<std::string> parts = absl::StrSplit(file, '/');
+      if (parts.size() < base.size() + tail.size() ||
+          !std::equal(base.begin(), base.end(), parts.begin())) {
+        continue;
+      }
+      bool match = true;
+      for (size_t i = 0; match && i < tail.size(); ++i) {
+        match = fnmatch(tail[i].c_str(), parts[base.size() + i].c_str(), 0) == 0;
+      }
+      if (!match) continue;
+      parts.erase(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(base.size()));
+      parts.resize(tail.size());
+      matches.insert(std::move(parts));
+      if (matches.size() > kMaxArgoCdKustomizeAdditions) break;
+    }
+    if (matches.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kustomize.components names ", shown,
+          ", which matches nothing in the repository, so Argo CD's build fails (kustomize edit "
+          "add component: has no match)"));
+    }
+    for (const std::vector<std::string>& match : matches) {
+      out.push_back(absl::StrCat(prefix, prefix.empty() ? "" : "/", absl::StrJoin(match, "/")));
+    }
+    if (out.size() > kMaxArgoCdKustomizeAdditions) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kustomize.components names ", shown, ", which matches more than ",
+                       kMaxArgoCdKustomizeAdditions, " components with the others"));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<ArgoCdKustomize> PlaceArgoCdAdditions(
     const std::string& path, const ArgoCdKustomize& fields,
     const std::map<std::string, const RepoFile*>& by_path, std::set<std::string>* visited,
@@ -668,7 +758,9 @@ absl::StatusOr<ArgoCdKustomize> PlaceArgoCdAdditions(
   ArgoCdKustomize placed = fields;
   placed.components.clear();
   const std::string where = path.empty() ? "the repository root" : path;
-  for (const std::string& component : fields.components) {
+  GF_ASSIGN_OR_RETURN(std::vector<std::string> components,
+                      ExpandArgoCdComponents(path, fields, by_path, read, notes));
+  for (const std::string& component : components) {
     if (LooksRemote(component)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "kustomize.components names ", component.substr(0, 256),
