@@ -47,6 +47,10 @@ double PeakRssMiB() {
 int Main() {
   const int bundles = absl::GetFlag(FLAGS_bundles);
   const int bases = absl::GetFlag(FLAGS_bases);
+  if (bundles < 1 || bases < 1) {
+    fprintf(stderr, "--bundles and --bases must be at least 1\n");
+    return 2;
+  }
   testing::ScopedTempDir tmp("bench-monorepo");
   testing::GitFixture git(tmp.path() + "/repo");
   for (int b = 0; b < bases; ++b)
@@ -91,7 +95,10 @@ int Main() {
   double cold = absl::ToDoubleSeconds(absl::Now() - start);
   double cold_renders = renders();
 
-  git.Write("lib/base-3.libsonnet", Base(3, "2"));
+  // A base and a bundle that exist whatever --bases and --bundles say.
+  const int touched_base = 3 % bases;
+  const int touched_bundle = 7 % bundles;
+  git.Write(absl::StrCat("lib/base-", touched_base, ".libsonnet"), Base(touched_base, "2"));
   git.Commit("touch one base");
   double before = renders();
   start = absl::Now();
@@ -99,8 +106,9 @@ int Main() {
   double base_commit = absl::ToDoubleSeconds(absl::Now() - start);
   double base_renders = renders() - before;
 
-  git.Write("apps/app-7/main.jsonnet",
-            "local base = import '../../lib/base-7.libsonnet';\n[base.cm('renamed')]\n");
+  git.Write(absl::StrCat("apps/app-", touched_bundle, "/main.jsonnet"),
+            absl::StrCat("local base = import '../../lib/base-", touched_bundle % bases,
+                         ".libsonnet';\n[base.cm('renamed')]\n"));
   git.Commit("touch one bundle");
   before = renders();
   start = absl::Now();
