@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -848,6 +850,39 @@ TEST(HelmRendererTest, RendersTheReleaseInTheBundlesNamespace) {
   auto unplaced = renderer.Render({"web", "charts/web", chart});
   ASSERT_TRUE(unplaced.ok()) << unplaced.status();
   EXPECT_EQ(unplaced->objects().count("/ConfigMap/default/web"), 1u) << "helm's own default";
+  // Argo CD's helm.namespace renders the release there instead; objects that name no
+  // namespace still go to the bundle's (placed after the render).
+  input.helm_release_namespace = "monitoring";
+  auto argo = renderer.Render(input);
+  ASSERT_TRUE(argo.ok()) << argo.status();
+  EXPECT_EQ(argo->objects().count("/ConfigMap/monitoring/web"), 1u);
+}
+
+// A helm older than 3.16 has no --skip-schema-validation: the render fails with helm's
+// words and what to do.
+TEST(HelmRendererTest, SkipSchemaValidationOnAnOlderHelmSaysWhatItNeeds) {
+  const std::string dir = TempDir("old-helm");
+  const std::string helm = dir + "/helm";
+  {
+    std::ofstream out(helm);
+    out << "#!/bin/sh\n[ \"$1\" = version ] && { echo v3.14.0; exit 0; }\n"
+           "for a in \"$@\"; do [ \"$a\" = --skip-schema-validation ] && "
+           "{ echo 'Error: unknown flag: --skip-schema-validation' >&2; exit 1; }; done\n"
+           "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: web\\n'\n";
+  }
+  ASSERT_EQ(chmod(helm.c_str(), 0755), 0);
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;
+  HelmRenderer renderer(options);
+  const std::vector<RepoFile> chart = {
+      {"charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"}};
+  RenderInput input{"web", "charts/web", chart};
+  ASSERT_TRUE(renderer.Render(input).ok());
+  input.helm_skips.schema_validation = true;
+  EXPECT_THAT(renderer.Render(input).status().message(),
+              HasSubstr("unknown flag: --skip-schema-validation (Argo CD's "
+                        "helm.skipSchemaValidation needs helm 3.16 or later on the control "
+                        "plane)"));
 }
 
 // A fresh age identity (age-keygen), and SOPS files encrypted for it by

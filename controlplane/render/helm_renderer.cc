@@ -466,8 +466,12 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   }
   if (result->exit_code != 0) {
     std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
+    const bool old_helm = absl::StrContains(message, "unknown flag: --skip-schema-validation");
     return absl::InvalidArgumentError(absl::StrCat(
         "helm template ", chart, " failed: ", absl::StripTrailingAsciiWhitespace(message),
+        old_helm ? " (Argo CD's helm.skipSchemaValidation needs helm 3.16 or later on the "
+                   "control plane)"
+                 : "",
         LfsPointerHint(input.files, input.path)));
   }
   absl::StatusOr<ObjectSet> objects =
