@@ -3377,6 +3377,47 @@ TEST_F(ControllerTest, FleetYamlsHelmChartFolderIsRenderedForBundlesRenderedSinc
   EXPECT_EQ(listed["old"].engine(), "plain");
 }
 
+// A target may name another chart folder inside the bundle's (Fleet's `helm.chart` in a
+// targetCustomization): its clusters get that chart, the others the folder's, and a change
+// to it renders again for them.
+TEST_F(ControllerTest, AFleetTargetsChartFolderIsItsClustersChart) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("apps/shop/fleet.yaml",
+             "helm: {chart: ./chart}\n"
+             "targetCustomizations:\n"
+             "- name: edge\n  clusterSelector: {matchLabels: {env: edge}}\n"
+             "  helm: {chart: ./edge-chart}\n");
+  git_.Write("apps/shop/chart/Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
+  git_.Write("apps/shop/edge-chart/Chart.yaml",
+             "apiVersion: v2\nname: shop-edge\nversion: 0.1.0\n");
+  git_.Commit("a chart for the edge clusters");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> added = controller_->AddBundle(Bundle("shop", "apps/shop"), false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  uint64_t prod = ConnectAgent(hub_.get(), "c1", {{"env", "prod"}});
+  uint64_t edge = ConnectAgent(hub_.get(), "c2", {{"env", "edge"}});
+  // A cluster's own revision is built after it joins: waited for (up to 30 s).
+  auto next = [&](uint64_t agent) {
+    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agent, "shop");
+    for (int i = 0; message == nullptr && i < 3000; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+      message = hub_->NextMessage(agent, "shop");
+    }
+    return message == nullptr || message->message.update().upserts_size() != 1
+               ? std::string()
+               : message->message.update().upserts(0).yaml();
+  };
+  EXPECT_THAT(next(prod), HasSubstr("chart: shop\n"));
+  EXPECT_THAT(next(edge), HasSubstr("chart: shop-edge\n"));
+  EXPECT_EQ(ListedByName()["shop"].error(), "");
+  git_.Write("apps/shop/edge-chart/Chart.yaml",
+             "apiVersion: v2\nname: shop-edge-2\nversion: 0.2.0\n");
+  git_.Commit("the edge chart changes");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_THAT(next(edge), HasSubstr("chart: shop-edge-2\n"));
+  EXPECT_EQ(hub_->NextMessage(prod, "shop"), nullptr) << "the other clusters' chart is as it was";
+}
+
 // A chart beside a kustomization renders as Fleet renders it, for a bundle added since
 // gitfleet did: through the kustomization its cluster's target's kustomize.dir names, else
 // the folder's own, in the target's namespace. One rendered before keeps its engine and

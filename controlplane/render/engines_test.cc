@@ -1699,9 +1699,11 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
     EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb guestbook")
         << "other clusters render: " << helm;
   }
-  // The folder's own chart: a target's release name; its chart from a chart repository, or
-  // the folder's chart by name; another folder is refused by name.
+  // The folder's own chart: a target's release name; its chart from a chart repository, the
+  // folder's chart by name, or another chart folder inside the bundle's, as Fleet renders
+  // it for that target's clusters; one without a Chart.yaml, or outside, is refused by name.
   files = {{"mc/gb/Chart.yaml", "apiVersion: v2\nname: local\nversion: 0.1.0\n"},
+           {"mc/gb/edge/Chart.yaml", "apiVersion: v2\nname: edge-chart\nversion: 0.1.0\n"},
            {"mc/gb/fleet.yaml",
             absl::StrCat("helm: {releaseName: gb}\n"
                          "targetCustomizations:\n"
@@ -1711,21 +1713,30 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
                          "  helm: {repo: '",
                          server.url(),
                          "', chart: guestbook-next}\n"
+                         "- name: edge\n  clusterSelector: {matchLabels: {ring: edge}}\n"
+                         "  helm: {chart: ./edge/}\n"
                          "- name: bad\n  clusterSelector: {matchLabels: {ring: bad}}\n"
-                         "  helm: {chart: ./elsewhere}\n")}};
+                         "  helm: {chart: ./elsewhere}\n"
+                         "- name: out\n  clusterSelector: {matchLabels: {ring: out}}\n"
+                         "  helm: {chart: ../other}\n")}};
   EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb local");
   EXPECT_EQ(rendered("canary", true, nullptr), "/ConfigMap//gb-canary local");
   EXPECT_EQ(rendered("next", true, nullptr), "/ConfigMap//gb guestbook-next");
+  EXPECT_EQ(rendered("edge", true, nullptr), "/ConfigMap//gb edge-chart");
   EXPECT_THAT(rendered("bad", true, nullptr),
               HasSubstr("mc/gb/fleet.yaml: targetCustomizations bad: its helm.chart names the "
-                        "chart folder ./elsewhere, another than the folder's; gitfleet renders one "
-                        "chart folder for a bundle"));
+                        "chart folder ./elsewhere, which holds no Chart.yaml "
+                        "(mc/gb/elsewhere/Chart.yaml)"));
+  EXPECT_THAT(rendered("out", true, nullptr),
+              HasSubstr("targetCustomizations out: its helm.chart names the chart folder "
+                        "../other, outside the bundle's folder"));
   // A bundle rendered before gitfleet read them renders the folder's chart everywhere, and
   // says so.
   notes.clear();
   EXPECT_EQ(rendered("canary", false, &notes), "/ConfigMap//gb local");
   EXPECT_EQ(rendered("next", false, nullptr), "/ConfigMap//gb local");
   EXPECT_EQ(rendered("bad", false, nullptr), "/ConfigMap//gb local");
+  EXPECT_EQ(rendered("edge", false, nullptr), "/ConfigMap//gb local");
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
                          "give some clusters another release name, chart or chart version; this "
                          "bundle was rendered before gitfleet read them")));

@@ -215,8 +215,10 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
 }
 
 // A target's helm.releaseName, repo, chart and version, merged over the folder's as Fleet
-// merges them, into the render (`placed`): a chart from a chart repository or a URL, or the
-// folder's own chart. A chart in another folder is refused.
+// merges them, into the render (`placed`): a chart from a chart repository or a URL, the
+// folder's own chart, or a chart in a folder inside the bundle's (`chart: ./prod-chart`),
+// as Fleet renders it for that target's clusters. A chart folder outside the bundle's, or
+// one without a Chart.yaml, is refused by name.
 absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYamlNamespace& fleet,
                                    const FleetYamlNamespace::Target& target, RenderInput* placed) {
   auto refuse = [&](const std::string& why) {
@@ -243,13 +245,28 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     return dir == "." ? std::string() : dir;
   };
-  if (clean(chart) != clean(fleet.helm_chart_field) || !fleet.remote_chart.empty()) {
-    return refuse(absl::StrCat(
-        "its helm.chart names the chart folder ", chart.empty() ? "." : chart.substr(0, 256),
-        ", another than the folder's; gitfleet renders one chart folder for a bundle: make "
-        "the clusters it selects a bundle of their own"));
+  const std::string dir = clean(chart);
+  if (dir == clean(fleet.helm_chart_field) && fleet.remote_chart.empty()) {
+    return absl::OkStatus();  // the folder's chart, whose version is its own
   }
-  return absl::OkStatus();  // the folder's chart, whose version is its own
+  const std::string shown = chart.empty() ? "." : chart.substr(0, 256);
+  if (absl::StartsWith(dir, "/") || dir.size() > 1024 ||
+      absl::StrContains(absl::StrCat("/", dir, "/"), "/../")) {
+    return refuse(absl::StrCat("its helm.chart names the chart folder ", shown,
+                               ", outside the bundle's folder (Fleet's bundle holds only the "
+                               "folder's files): move the chart into it"));
+  }
+  const std::string folder = placed->path.empty() ? "" : placed->path + "/";
+  const std::string chart_yaml = absl::StrCat(folder, dir.empty() ? "" : dir + "/", "Chart.yaml");
+  if (std::none_of(placed->files.begin(), placed->files.end(),
+                   [&](const RepoFile& file) { return file.path == chart_yaml; })) {
+    return refuse(absl::StrCat("its helm.chart names the chart folder ", shown,
+                               ", which holds no Chart.yaml (", chart_yaml, ")"));
+  }
+  // Another chart in the bundle's folder, for the clusters this target selects.
+  placed->remote_chart = RemoteChart();
+  placed->helm_chart = dir;
+  return absl::OkStatus();
 }
 
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
