@@ -717,7 +717,11 @@ absl::StatusOr<std::vector<std::string>> ExpandArgoCdComponents(
     read->insert(resolved);
     // Glob's order: each folder's names sorted, level by level.
     std::set<std::vector<std::string>> matches;
-    for (const auto& [file, unused] : by_path) {
+    // Only the files under the pattern's folder (the map is in path order).
+    const std::string under = resolved.empty() ? "" : resolved + "/";
+    for (auto it = by_path.lower_bound(under);
+         it != by_path.end() && absl::StartsWith(it->first, under); ++it) {
+      const std::string& file = it->first;
       std::vector<std::string> parts = absl::StrSplit(file, '/');
       if (parts.size() < base.size() + tail.size() ||
           !std::equal(base.begin(), base.end(), parts.begin())) {
