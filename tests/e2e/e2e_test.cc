@@ -147,7 +147,9 @@ TEST_F(Fleet, MalformedCommitKeepsLastGoodStateAndReportsFileAndLine) {
   EXPECT_THAT(Read("prod-eu", "shop/ConfigMap/web.yaml"), HasSubstr("value: \"1\""))
       << "the last good revision stays applied";
   EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("broken.yaml:1"));
-  EXPECT_EQ(CpMetric("gitfleet_renders_total{engine=\"plain\",result=\"error\"}"), 1);
+  // A failed reconcile is retried with backoff (1 s, 2 s, ...): a slow run (ASAN) counts
+  // the same commit's failure more than once.
+  EXPECT_GE(CpMetric("gitfleet_renders_total{engine=\"plain\",result=\"error\"}"), 1);
 
   git_.Remove("apps/web/broken.yaml");
   std::string fixed = git_.Commit("fix");
