@@ -100,44 +100,6 @@ std::optional<double> GoFloat(absl::string_view text) {
   return d;
 }
 
-// Whether `data` is well-formed UTF-8 (no overlongs, surrogates or code points past
-// U+10FFFF).
-bool IsUtf8(absl::string_view data) {
-  size_t i = 0;
-  while (i < data.size()) {
-    const unsigned char c = static_cast<unsigned char>(data[i]);
-    size_t length;
-    uint32_t code;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      length = 2;
-      code = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      length = 3;
-      code = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      length = 4;
-      code = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + length > data.size()) return false;
-    for (size_t k = 1; k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(data[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += length;
-  }
-  return true;
-}
-
 // What go-yaml v2's resolver makes of a scalar's text.
 struct Resolved {
   enum Kind { kNull, kBool, kInt, kFloat, kStr, kTimestamp };
@@ -446,6 +408,59 @@ absl::StatusOr<nlohmann::json> YamlToJson(absl::string_view yaml) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("not YAML: ", e.what()));
   }
+}
+
+bool IsUtf8(absl::string_view data) {
+  size_t i = 0;
+  while (i < data.size()) {
+    const unsigned char c = static_cast<unsigned char>(data[i]);
+    size_t length;
+    uint32_t code;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      length = 2;
+      code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3;
+      code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > data.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(data[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+absl::Status CheckGoYamlCharacters(absl::string_view text) {
+  if (!IsUtf8(text)) return absl::InvalidArgumentError("it is not UTF-8 text");
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const unsigned char next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    // C0 controls but tab, line feed and carriage return; DEL; C1 controls but NEL (U+0085).
+    const bool control = (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F ||
+                         (c == 0xC2 && next >= 0x80 && next <= 0x9F && next != 0x85);
+    if (control) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("byte ", i, " is a control character (0x",
+                       absl::Hex(c == 0xC2 ? next : c, absl::kZeroPad2), ")"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gitfleet

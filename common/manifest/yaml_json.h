@@ -15,6 +15,7 @@
 //
 //   GF_ASSIGN_OR_RETURN(nlohmann::json object, YamlToJson(manifest.yaml()));
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
@@ -27,6 +28,16 @@ namespace gitfleet {
 absl::StatusOr<nlohmann::json> YamlToJson(absl::string_view yaml);
 // A node already parsed (the caller bounds its text: CheckYamlBounds).
 absl::StatusOr<nlohmann::json> YamlNodeToJson(const YAML::Node& node);
+
+// Whether `data` is well-formed UTF-8 (no overlongs, surrogates or code points past
+// U+10FFFF).
+bool IsUtf8(absl::string_view data);
+
+// OK when `text` holds only what go-yaml reads at all: UTF-8 without control characters
+// (tab, line feed, carriage return and NEL aside). InvalidArgument saying which byte
+// otherwise. yaml-cpp reads such bytes into scalars it then writes back as YAML that
+// neither it nor go-yaml reads.
+absl::Status CheckGoYamlCharacters(absl::string_view text);
 
 }  // namespace gitfleet
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
+#include "common/manifest/yaml_json.h"
 #include "common/status_macros.h"
 #include "yaml-cpp/yaml.h"
 
@@ -387,6 +388,12 @@ absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, Arg
 }
 
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
+  // What go-yaml would not read (Argo CD refuses the file) could be read here into an
+  // image or label that no kustomization written with it reads back.
+  if (absl::Status text = CheckGoYamlCharacters(file.content); !text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file.path, ": ", text.message(), ", which Argo CD's YAML reader refuses"));
+  }
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
   GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(file.content, file.path, limits));
@@ -562,11 +569,26 @@ absl::StatusOr<ArgoCdSource> ReadArgoCdSource(const std::string& path, const std
   return out;
 }
 
-absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
-                                               const std::vector<std::string>& images) {
+namespace {
+
+// The kustomization `text` as a mapping (empty: an empty one). What go-yaml does not read
+// at all is refused: kustomize would not read it, nor what is written back from it.
+absl::StatusOr<YAML::Node> LoadKustomization(const std::string& text) {
+  if (absl::Status bytes = CheckGoYamlCharacters(text); !bytes.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("the kustomization: ", bytes.message(),
+                                                   ", which kustomize's YAML reader refuses"));
+  }
   GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(text, "the kustomization"));
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) return absl::InvalidArgumentError("the kustomization is not a mapping");
+  return root;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SetKustomizeImages(const std::string& text,
+                                               const std::vector<std::string>& images) {
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadKustomization(text));
   std::map<std::string, Image> by_name;
   if (const YAML::Node existing = root["images"]; existing && existing.IsSequence()) {
     for (const YAML::Node& entry : existing) {
@@ -653,9 +675,7 @@ std::vector<std::string> ArgoCdKustomize::Fields() const {
 
 absl::StatusOr<std::string> SetArgoCdKustomizeFields(const std::string& text,
                                                      const ArgoCdKustomize& fields) {
-  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(text, "the kustomization"));
-  if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-  if (!root.IsMap()) return absl::InvalidArgumentError("the kustomization is not a mapping");
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadKustomization(text));
   // Strings whatever they look like, as kustomize writes them.
   auto string = [](const std::string& value) {
     YAML::Node node(value);

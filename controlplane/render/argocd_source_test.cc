@@ -234,6 +234,43 @@ TEST(ArgoCdSourceTest, TemplateOptionsAreMergedAsArgoCdMergesThem) {
   }
 }
 
+// What go-yaml does not read at all (Argo CD refuses the file) is refused naming the file
+// and byte: yaml-cpp would read it into an image no kustomization written with it reads
+// back (found by argocd_source_fuzzer).
+TEST(ArgoCdSourceTest, BytesGoYamlDoesNotReadAreRefused) {
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {std::string("kustomize: {images: ['r\0d@sha256:0123']}\n", 39),
+            "byte 23 is a control "
+            "character (0x00)"},
+           {"kustomize: {images: ['r\x93"
+            "d:1']}\n",
+            "it is not UTF-8 text"},
+           {"helm: {releaseName: \"a\x7f\"}\n", "byte 22 is a control character (0x7f)"},
+           {"helm: {releaseName: \"a\xc2\x80\"}\n", "byte 22 is a control character (0x80)"},
+       }) {
+    EXPECT_THAT(
+        ReadArgoCdSource("apps/web", "web", {{"apps/web/.argocd-source.yaml", text}}).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("apps/web/.argocd-source.yaml: " + message)))
+        << text;
+  }
+  // Tabs, CRLF line ends, NEL and any other text are read.
+  absl::StatusOr<ArgoCdSource> read = ReadArgoCdSource(
+      "", "web",
+      {{".argocd-source.yaml",
+        "helm:\r\n  parameters:\r\n  - {name: greeting,\tvalue: \"caf\xc3\xa9 \xc2\x85\"}\r\n"}});
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->helm_parameters.size(), 1u);
+  EXPECT_EQ(read->helm_parameters[0].value, "caf\xc3\xa9 \xc2\x85");
+  // Nor is a kustomization that kustomize would not read edited.
+  EXPECT_THAT(SetKustomizeImages("resources: [a\x01]\n", {"nginx:1"}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the kustomization: byte 13 is a control character (0x01)")));
+  EXPECT_THAT(
+      SetArgoCdKustomizeFields("resources: [a\x01]\n", ArgoCdKustomize{}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the kustomization: byte 13")));
+}
+
 // As Argo CD's `kustomize edit` commands: set nameprefix, namesuffix and namespace; add
 // label and annotation, refusing a key already there unless forced; set replicas, updating
 // an entry of that name.
