@@ -658,11 +658,7 @@ absl::Status EditKustomizationIn(const std::string& dir, const std::string& path
       absl::StrCat("kustomize ", path, ": no kustomization to edit as Argo CD does"));
 }
 
-// Argo CD's components and patches for the kustomization in `path`, as `fields` gives them
-// and the repository (`by_path`) holds them: components that are not there left out when
-// ignore_missing_components (noted), else refused; a component or patch file that leaves
-// the repository, or a remote component, refused. Adds the folders and files they read to
-// `visited` and `read` (a change to one renders again).
+// Whether a path has a glob pattern in it, as Go's filepath.Match reads one.
 bool IsGlob(absl::string_view text) { return text.find_first_of("*?[") != absl::string_view::npos; }
 
 // Argo CD's components as `kustomize edit add component` takes them: a pattern with `*`,
@@ -755,6 +751,11 @@ absl::StatusOr<std::vector<std::string>> ExpandArgoCdComponents(
   return out;
 }
 
+// Argo CD's components and patches for the kustomization in `path`, as `fields` gives them
+// and the repository (`by_path`) holds them: components (patterns expanded) that are not there left
+// out when ignore_missing_components (noted), else refused; a component or patch file that leaves
+// the repository, or a remote component, refused. Adds the folders and files they read to
+// `visited` and `read` (a change to one renders again).
 absl::StatusOr<ArgoCdKustomize> PlaceArgoCdAdditions(
     const std::string& path, const ArgoCdKustomize& fields,
     const std::map<std::string, const RepoFile*>& by_path, std::set<std::string>* visited,
