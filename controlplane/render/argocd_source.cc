@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/manifest/yaml.h"
 #include "common/manifest/yaml_json.h"
@@ -387,6 +388,12 @@ absl::Status ReadHelmFields(const YAML::Node& helm, const std::string& file, Arg
   return absl::OkStatus();
 }
 
+// `text` with each line break a line feed, as YAML reads a carriage return with or without
+// one after it (yaml-cpp reads a lone carriage return otherwise than go-yaml does).
+std::string WithLineFeeds(absl::string_view text) {
+  return absl::StrReplaceAll(absl::StrReplaceAll(text, {{"\r\n", "\n"}}), {{"\r", "\n"}});
+}
+
 absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   // What go-yaml would not read (Argo CD refuses the file) could be read here into an
   // image or label that no kustomization written with it reads back.
@@ -396,7 +403,8 @@ absl::Status ReadOne(const RepoFile& file, ArgoCdSource* out) {
   }
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;  // which of two would Argo CD's reader keep?
-  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(file.content, file.path, limits));
+  GF_ASSIGN_OR_RETURN(YAML::Node root,
+                      LoadBoundedYaml(WithLineFeeds(file.content), file.path, limits));
   if (!root || root.IsNull()) return absl::OkStatus();
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -493,6 +501,9 @@ struct Image {
 // As `kustomize edit set image` parses its argument: "[NAME=]NEW[:TAG|@DIGEST]", where
 // without "=" the name is the image's own and a tag or digest is needed.
 std::optional<Image> ParseSetImage(const std::string& arg) {
+  // No image reference holds white space or a line break (nor would one read back from
+  // the kustomization as written: YAML folds a line break in a scalar).
+  if (arg.find_first_of(" \t\r\n\f\v") != std::string::npos) return std::nullopt;
   Image image;
   std::string rest = arg;
   const size_t equals = arg.find('=');
@@ -578,7 +589,7 @@ absl::StatusOr<YAML::Node> LoadKustomization(const std::string& text) {
     return absl::InvalidArgumentError(absl::StrCat("the kustomization: ", bytes.message(),
                                                    ", which kustomize's YAML reader refuses"));
   }
-  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(text, "the kustomization"));
+  GF_ASSIGN_OR_RETURN(YAML::Node root, LoadBoundedYaml(WithLineFeeds(text), "the kustomization"));
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) return absl::InvalidArgumentError("the kustomization is not a mapping");
   return root;

@@ -262,6 +262,18 @@ TEST(ArgoCdSourceTest, BytesGoYamlDoesNotReadAreRefused) {
   ASSERT_TRUE(read.ok()) << read.status();
   ASSERT_EQ(read->helm_parameters.size(), 1u);
   EXPECT_EQ(read->helm_parameters[0].value, "caf\xc3\xa9 \xc2\x85");
+  // A lone carriage return is a line break, as YAML reads it (found by the fuzzer: yaml-cpp
+  // read it otherwise, and the kustomization written did not read back as written).
+  absl::StatusOr<ArgoCdSource> mac = ReadArgoCdSource(
+      "", "web", {{".argocd-source.yaml", "kustomize:\r  images: [nginx:2]\r  namePrefix: a-\r"}});
+  ASSERT_TRUE(mac.ok()) << mac.status();
+  EXPECT_THAT(mac->kustomize_images, ElementsAre("nginx:2"));
+  EXPECT_EQ(mac->kustomize.name_prefix, "a-");
+  absl::StatusOr<std::string> edited = SetKustomizeImages(
+      "resources: [a.yaml]\rimages:\r- name: nginx\r  newTag: '1'\r", {"nginx:2"});
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_THAT(*edited, HasSubstr("newTag: \"2\""));
+  EXPECT_THAT(*edited, HasSubstr("resources:\n  - a.yaml"));
   // Nor is a kustomization that kustomize would not read edited.
   EXPECT_THAT(SetKustomizeImages("resources: [a\x01]\n", {"nginx:1"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -392,7 +404,10 @@ TEST(ArgoCdSourceTest, ImagesAreSetAsKustomizeEditSetImageSetsThem) {
             "    newTag: \"1.25.3\"\n"
             "  - name: redis\n"
             "    newTag: \"7\"\n");
-  for (const char* bad : {"nginx", "localhost:5000/nginx", "=x:1", "a=b=c"}) {
+  // White space or a line break is in no image (found by argocd_source_fuzzer: "ngin\r:*"
+  // was written into a kustomization that read back otherwise).
+  for (const char* bad :
+       {"nginx", "localhost:5000/nginx", "=x:1", "a=b=c", "ngin\r:*", "nginx: 1", "a=b\n:1"}) {
     EXPECT_THAT(SetKustomizeImages(kustomization, {bad}).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          HasSubstr("is not one kustomize edit set image takes")))
