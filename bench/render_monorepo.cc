@@ -4,7 +4,8 @@
 //   bazel run -c opt //bench:render_monorepo -- --bundles=1000 --bases=20
 //
 // Measures the cold render of every bundle, then a commit touching one shared base (only
-// its importers should render again), then a commit touching one bundle. Prints peak RSS
+// its importers should render again), then a commit touching one bundle, then a commit
+// breaking one shared base (what its importers' failures cost afterwards). Prints peak RSS
 // and one JSON line.
 
 #include <sys/resource.h>
@@ -24,6 +25,9 @@ ABSL_FLAG(int, bundles, 1000, "Bundles in the monorepo.");
 ABSL_FLAG(int, bases, 20, "Shared bases they import.");
 ABSL_FLAG(bool, jsonnet_in_process, false,
           "Evaluate jsonnet in-process instead of in a child killed at the timeout.");
+ABSL_FLAG(int, broken_seconds, 20,
+          "After a commit breaks one shared base, how long to count what its importers' "
+          "failures cost.");
 ABSL_FLAG(std::string, jsonnet_cli, "/usr/bin/jsonnet",
           "After the cold render, run this jsonnet CLI once per bundle on the same files, for a "
           "side-by-side cost per evaluation (empty: skip).");
@@ -36,6 +40,18 @@ std::string Base(int b, const std::string& value) {
       "{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name, "
       "namespace: 'apps' }, data: { base: '",
       b, "', value: '", value, "' } } }\n");
+}
+
+// CPU time of this process and of the children it waited for (isolated jsonnet runs).
+double CpuSeconds() {
+  double total = 0;
+  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage usage;
+    getrusage(who, &usage);
+    total += usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+             (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
+  return total;
 }
 
 double PeakRssMiB() {
@@ -116,6 +132,26 @@ int Main() {
   double one_file = absl::ToDoubleSeconds(absl::Now() - start);
   double one_renders = renders() - before;
 
+  // One shared base broken: its importers fail on their own content. What the control
+  // plane spends on them in the next --broken_seconds, with nothing else happening (a render
+  // that fails the same way each time is not worth a retry).
+  const int broken_base = 5 % bases;
+  int importers = 0;
+  for (int i = 0; i < bundles; ++i) importers += i % bases == broken_base ? 1 : 0;
+  auto failed = [&] {
+    return metrics.renders.Add({{"engine", "jsonnet"}, {"result", "error"}}).Value();
+  };
+  git.Write(absl::StrCat("lib/base-", broken_base, ".libsonnet"),
+            "{ cm(name):: error 'broken' }\n");
+  git.Commit("break one base");
+  if (!controller.SyncSource("mono").ok()) return 1;
+  const double failed_at_commit = failed();
+  const double cpu_before = CpuSeconds();
+  const int broken_seconds = absl::GetFlag(FLAGS_broken_seconds);
+  absl::SleepFor(absl::Seconds(broken_seconds));
+  const double broken_renders = failed() - failed_at_commit;
+  const double broken_cpu = CpuSeconds() - cpu_before;
+
   // The same files through one jsonnet CLI process each: what a tool that shells out to
   // jsonnet per bundle pays.
   double cli_seconds = -1;
@@ -142,13 +178,20 @@ int Main() {
   }
   printf("one shared base changed: %.3fs, %.0f renders\n", base_commit, base_renders);
   printf("one bundle changed: %.3fs, %.0f renders\n", one_file, one_renders);
+  printf(
+      "one shared base broken (%d importers fail): in the next %ds, %.0f renders again, "
+      "%.2f CPU s\n",
+      importers, broken_seconds, broken_renders, broken_cpu);
   printf("peak RSS: %.1f MiB\n", PeakRssMiB());
   printf(
       "{\"bench\": \"render_monorepo\", \"bundles\": %d, \"bases\": %d, \"cold_seconds\": %.2f, "
       "\"base_commit_seconds\": %.3f, \"base_commit_renders\": %.0f, "
       "\"one_file_commit_seconds\": %.3f, \"one_file_commit_renders\": %.0f, "
+      "\"broken_importers\": %d, \"broken_seconds\": %d, \"broken_renders_again\": %.0f, "
+      "\"broken_cpu_seconds\": %.2f, "
       "\"peak_rss_mib\": %.1f, \"jsonnet_in_process\": %s, \"jsonnet_cli_seconds\": %.2f}\n",
-      bundles, bases, cold, base_commit, base_renders, one_file, one_renders, PeakRssMiB(),
+      bundles, bases, cold, base_commit, base_renders, one_file, one_renders, importers,
+      broken_seconds, broken_renders, broken_cpu, PeakRssMiB(),
       absl::GetFlag(FLAGS_jsonnet_in_process) ? "true" : "false", cli_seconds);
   return 0;
 }

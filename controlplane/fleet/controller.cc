@@ -1064,6 +1064,7 @@ void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_u
       }
     }
   }
+  AskedToReconcile(names);  // a render that failed is tried again now
   absl::Time deadline = options_.clock->Now() + WaitLeft(wait_until);
   // A render that drops objects waits for the others' (WaitsForSiblings), then goes in a
   // pass of its own: the second round waits for those.
@@ -1088,7 +1089,16 @@ void Controller::ReconcileBundlesOf(const std::string& source, absl::Time wait_u
 }
 
 void Controller::ReconcileAndWait(const std::string& name, absl::Time wait_until) {
+  AskedToReconcile({name});
   queue_.WaitFor(name, queue_.Add(name), WaitLeft(wait_until));
+}
+
+void Controller::AskedToReconcile(const std::vector<std::string>& names) {
+  MutexLock lock(&mu_);
+  for (const std::string& name : names) {
+    auto it = bundles_.find(name);
+    if (it != bundles_.end()) ++it->second.asks;
+  }
 }
 
 std::vector<v1::SourceInfo> Controller::ListSources() {
@@ -2023,6 +2033,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
   std::string pinned_ref;
   bool remote_due = false;
   std::string revision_before;
+  BundleState::SettledFailure settled;
+  uint64_t asks = 0;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -2044,6 +2056,8 @@ absl::Status Controller::Reconcile(const std::string& name) {
                    options_.resync_interval > absl::ZeroDuration() &&
                    options_.clock->Now() - it->second.rendered_at >= options_.resync_interval * 0.9;
       revision_before = it->second.record.revision();
+      settled = it->second.settled;
+      asks = it->second.asks;
     }
   }
   if (source.empty()) {
@@ -2072,8 +2086,15 @@ absl::Status Controller::Reconcile(const std::string& name) {
   }
   // Before anything is pushed: a rollout this pass starts records the same stable content.
   if (snapshot.has_value()) RenderStableAgain(name, *snapshot);
-  const bool moved = snapshot.has_value() && (reconciled_generation != generation ||
-                                              reconciled_commit != snapshot->commit.id);
+  bool moved = snapshot.has_value() &&
+               (reconciled_generation != generation || reconciled_commit != snapshot->commit.id);
+  if (moved && !remote_due && settled.commit == snapshot->commit.id &&
+      settled.generation == generation && settled.asks == asks &&
+      options_.clock->Now() < settled.until) {
+    // It failed at this commit on its own content: rendering it again fails the same
+    // way (see BundleState::settled). The clusters keep what they run.
+    moved = false;
+  }
   if (snapshot.has_value() && (moved || remote_due) && !pinned.empty() && head != pinned) {
     // Its source takes only signed commits: checked at each render of the pinned commit
     // (cached per commit and keys), so a pin from before the source verified, or a key
@@ -2089,6 +2110,16 @@ absl::Status Controller::Reconcile(const std::string& name) {
   if (snapshot.has_value() && (moved || remote_due)) {
     status = RenderBundle(name, *snapshot, /*fresh=*/remote_due, refused);
     rendered = true;
+    if (!status.ok()) {
+      // Failed on its own content: the bundle says so, and the resync tries again (not
+      // the queue's backoff, which would render it for nothing).
+      MutexLock lock(&mu_);
+      auto it = bundles_.find(name);
+      if (it != bundles_.end() && it->second.settled.commit == snapshot->commit.id &&
+          it->second.settled.generation == generation) {
+        status = absl::OkStatus();
+      }
+    }
     if (events_ != nullptr) {
       v1::Event event;
       {
@@ -4305,6 +4336,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   std::shared_ptr<const BundleVariants> last_content;
   std::shared_ptr<ReadPathSet> last_paths;
   std::string fleet_gitrepo;
+  uint64_t asks;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -4312,6 +4344,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     definition = it->second.definition;
     values = it->second.values;
     generation = it->second.generation;
+    asks = it->second.asks;
     last = it->second.record;
     last_content = it->second.content;
     last_paths = it->second.variant_paths;
@@ -4385,6 +4418,17 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     }
   }
 
+  // Whether it would fail the same way at the next try: the engine refused what the
+  // commit holds, and nothing it read comes from outside the repository (a chart range,
+  // a remote base, a key file, a scope: those change without a commit and fail otherwise).
+  bool settles = !status.ok() && status.code() == absl::StatusCode::kInvalidArgument &&
+                 refused.ok() && !built.read_remote &&
+                 options_.resync_interval > absl::ZeroDuration();
+  if (settles && variant_paths != nullptr) {
+    MutexLock paths_lock(&variant_paths->mu);
+    settles = !variant_paths->read_remote;
+  }
+
   const std::string engine_label = engine.empty() ? "unknown" : engine;
   metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
       .Observe(absl::ToDoubleSeconds(options_.clock->Now() - start));
@@ -4413,7 +4457,10 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.set_error_commit(commit.id);
       if (state.record.error() != record.error()) {
         GF_LOG(WARNING) << "bundle " << name << " failed to render at " << commit.id.substr(0, 12)
-                        << ": " << status.message();
+                        << ": " << status.message()
+                        << (settles ? " (the content's own error: not rendered again at this "
+                                      "commit before the resync, unless a sync asks)"
+                                    : "");
       }
       content.reset();
     } else {
@@ -4503,6 +4550,11 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
         LabelMap(state.record.fleet_labels().begin(), state.record.fleet_labels().end()) !=
             LabelMap(record.fleet_labels().begin(), record.fleet_labels().end());
     state.record = record;
+    state.settled = {};
+    if (settles) {
+      state.settled = {commit.id, generation, asks,
+                       options_.clock->Now() + options_.resync_interval * 0.9};
+    }
     state.render_reused = cache_hit && status.ok();
     if (!cache_hit) state.rendered_at = options_.clock->Now();
     if (content != nullptr) {

@@ -11,7 +11,9 @@
 // yet, a `sync`) only queues the bundle's name in a keyed work queue; a fixed number of
 // workers reconcile each name against the current state, never two at once for one name,
 // and a name whose reconcile fails (a render that timed out, a store write that failed)
-// is queued again with exponential backoff, with no new commit needed.
+// is queued again with exponential backoff, with no new commit needed. A render that
+// fails on the commit's own content fails the same way at each try: it waits for the
+// resync or an operator's call instead (BundleState::settled).
 //
 //   Controller controller(&store, repos.get(), &hub, metrics, options);
 //   absl::Status loaded = controller.Load();
@@ -385,6 +387,22 @@ class Controller {
     // way is not told again (subscribers would hear it at the backoff's pace). Cleared
     // by a good render.
     std::string failure_told;
+    // A render that failed on what the commit and the definition hold alone (the engine
+    // refused the content: InvalidArgument, with nothing read from outside the repository)
+    // fails the same way however often it runs. Until `until` (the resync) it is not
+    // rendered again at that commit and generation unless an operator's call asks
+    // (`asks` moved: a sync, a `bundle add|set`, a rollout or pin command). Events that
+    // merely queue the bundle (a retry, a cluster joining, a dependency's report) reuse
+    // the failure: 1,000 bundles broken by one shared base render once each, not at the
+    // backoff's pace. Cleared by any other outcome.
+    struct SettledFailure {
+      std::string commit;
+      uint64_t generation = 0;
+      uint64_t asks = 0;
+      absl::Time until = absl::InfinitePast();
+    };
+    SettledFailure settled;
+    uint64_t asks = 0;  // operators' calls that reconciled it (see `settled`)
     // While its new render waits for the other bundles of its source (WaitsForSiblings).
     SiblingWait siblings;
     // The render last given to the hub as the newest (Hub::SetNewestContent), and for
@@ -595,6 +613,9 @@ class Controller {
   // Queues `name` and waits (up to api_wait and `wait_until`) for a reconcile that saw
   // the change.
   void ReconcileAndWait(const std::string& name, absl::Time wait_until);
+  // An operator's call reconciles `names`: a failure they settled is rendered again
+  // (BundleState::settled).
+  void AskedToReconcile(const std::vector<std::string>& names) ABSL_LOCKS_EXCLUDED(mu_);
   // How long an API call may still wait.
   absl::Duration WaitLeft(absl::Time wait_until) const;
   // Builds the revisions of the clusters the bundle targets; a failure that depends on

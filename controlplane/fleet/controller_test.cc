@@ -4314,8 +4314,8 @@ TEST_F(ControllerTest, ABundleReadingRemoteBasesRendersAgainAtEachResync) {
   EXPECT_EQ(renders(), before + 2);
 }
 
-// A render that fails is retried at the backoff's pace; subscribers hear of the failure
-// once per commit and error, not at every retry.
+// A render that fails is tried again (at the resync, for a failure of its own content);
+// subscribers hear of the failure once per commit and error, not at every try.
 TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
@@ -4369,6 +4369,74 @@ TEST_F(ControllerTest, ARenderFailingTheSameWayIsToldOnce) {
   EXPECT_THAT(told(), ElementsAre(HasSubstr("render.done"), "render.failed " + bad.substr(0, 7),
                                   "render.done " + fixed.substr(0, 7),
                                   "render.failed " + again.substr(0, 7)));
+}
+
+// A render that fails on the commit's own content (the engine refuses it, and it read
+// nothing from outside the repository) fails the same way however often it runs: it is not
+// rendered again at that commit by the queue's backoff, nor by events that queue it, until
+// the resync or an operator's call. A failure something else can end (a team's scope,
+// which changes without a commit) keeps its backoff.
+TEST_F(ControllerTest, ARenderFailingOnItsOwnContentWaitsForTheResyncOrAnOperator) {
+  git_.Write("a/cm.yaml", Cm("a"));
+  git_.Write("t/main.jsonnet",
+             "[{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 't', namespace: 'x'}}]\n");
+  git_.Commit("a");
+  FakeClock clock;
+  ControllerOptions options = OnFakeClock(&clock);
+  options.resync_interval = absl::Minutes(10);
+  options.default_poll_interval = absl::Hours(10);  // no fetch brings a reconcile
+  options.api_wait = absl::Seconds(30);
+  MemoryStore store;
+  Hub hub(&store, metrics_);
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller.AddBundle(Bundle("b", "a"), false).ok());
+  // Its scope allows no ConfigMap: PermissionDenied, until the scope changes.
+  v1::Bundle team = Bundle("team", "t");
+  team.mutable_scope()->set_caller("team-a");
+  team.mutable_scope()->add_kinds("apps/*");
+  absl::StatusOr<v1::BundleInfo> refused = controller.AddBundle(team, false);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  ASSERT_THAT(refused->error(), HasSubstr("scope of caller team-a"));
+  auto failed = [&](const char* engine) {
+    return metrics_.renders.Add({{"engine", engine}, {"result", "error"}}).Value();
+  };
+  git_.Write("a/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string broken = git_.Commit("break it");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  const double content = failed("plain"), scope = failed("jsonnet");
+  ASSERT_GE(content, 1);
+  EXPECT_EQ(controller.ListBundles("b", 1).at(0).error_commit(), broken);
+
+  // Eight minutes of backoff (1 s, 2 s, ... 4 min): the scope's failure is tried again,
+  // the content's is not.
+  for (int step = 0; step < 48; ++step) {
+    clock.Advance(absl::Seconds(10));
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  for (int i = 0; i < 1000 && failed("jsonnet") < scope + 3; ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_GE(failed("jsonnet"), scope + 3) << "the scope's failure keeps its backoff";
+  EXPECT_EQ(failed("plain"), content) << "rendered again for nothing";
+  EXPECT_EQ(controller.ListBundles("b", 1).at(0).error_commit(), broken) << "and still told";
+
+  // The resync tries it again, once.
+  clock.Advance(absl::Minutes(3));
+  for (int i = 0; i < 1000 && failed("plain") == content; ++i)
+    absl::SleepFor(absl::Milliseconds(2));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(failed("plain"), content + 1);
+  // An operator's sync at the same commit tries it again at once.
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  EXPECT_EQ(failed("plain"), content + 2);
+  // And a fix renders at once, whatever was settled.
+  git_.Write("a/cm.yaml", Cm("a", "2"));
+  git_.Commit("fix it");
+  ASSERT_TRUE(controller.SyncSource("app").ok());
+  EXPECT_EQ(controller.ListBundles("b", 1).at(0).error(), "");
 }
 
 // `sync` renders a commit it fetched once, not once for the commit and again for the
