@@ -881,12 +881,14 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    Table table({"NAME", "REGISTERED", "CONNECTED", "LABELS", "REPORTED LABELS", "BUNDLES",
-                 "ORPHANS", "LAST SEEN", "KUBERNETES", "VERSION", "PROBLEMS", "NOTES"});
+    Table table({"NAME", "REGISTERED", "CONNECTED", "LABELS", "REPORTED LABELS", "GROUPS",
+                 "BUNDLES", "ORPHANS", "LAST SEEN", "KUBERNETES", "VERSION", "PROBLEMS", "NOTES"});
     for (const v1::ClusterInfo& c : response.clusters()) {
       std::map<std::string, std::string> labels(c.labels().begin(), c.labels().end());
       std::map<std::string, std::string> reported(c.reported_labels().begin(),
                                                   c.reported_labels().end());
+      std::vector<std::string> groups;  // --cluster-groups: those whose selector matches
+      for (const v1::ClusterGroupMembership& group : c.groups()) groups.push_back(group.name());
       std::vector<std::string> problems;
       if (c.adopt_pending()) {
         problems.push_back("adoption pending: takes effect when the agent reconnects");
@@ -927,7 +929,7 @@ class Cli {
                  reported.empty()     ? "-"
                  : reported == labels ? "same"
                                       : absl::StrJoin(reported, ",", absl::PairFormatter("=")),
-                 absl::StrCat(c.bundles()),
+                 c.groups().empty() ? "-" : absl::StrJoin(groups, ","), absl::StrCat(c.bundles()),
                  c.orphaned_bundles().empty() ? "-" : absl::StrJoin(c.orphaned_bundles(), ","),
                  FormatTime(c.last_seen()),
                  c.kubernetes_version().empty() ? "-" : c.kubernetes_version(), c.agent_version(),

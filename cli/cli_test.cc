@@ -241,8 +241,16 @@ TEST(RenderCommandTest, SaysHowAFleetYamlsRolloutStrategyRollsItOut) {
   git.Commit("groups");
   r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("note: apps/web/fleet.yaml: rolloutStrategy.partitions[0] selects "
-                               "by Fleet's clusterGroup"));
+  EXPECT_THAT(r.err, HasSubstr("by apps/web/fleet.yaml's rolloutStrategy: 1 (cluster group eu, "
+                               "none may be not ready), then the clusters left"));
+  git.Write("apps/web/fleet.yaml",
+            "rolloutStrategy:\n  partitions:\n  - clusterSelector: {matchExpressions: [{key: a, "
+            "operator: Gt, values: ['1']}]}\n");
+  git.Commit("a selector gitfleet cannot write");
+  r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("note: apps/web/fleet.yaml: rolloutStrategy.partitions[0]: its "
+                               "clusterSelector is not one gitfleet reads"));
   EXPECT_THAT(r.err, HasSubstr("the control plane holds such a commit from every cluster"));
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,6 +31,7 @@
 #include "common/shutdown.h"
 #include "common/status_macros.h"
 #include "common/sync.h"
+#include "common/thread_name.h"
 #include "common/tls.h"
 #include "common/watched_files.h"
 #include "controlplane/api/admin_service.h"
@@ -42,6 +44,7 @@
 #include "controlplane/readiness.h"
 #include "controlplane/render/age.h"
 #include "controlplane/render/chart_fetcher.h"
+#include "controlplane/render/fleet_cluster_groups.h"
 #include "controlplane/render/pgp.h"
 #include "controlplane/render/remote_bases.h"
 #include "controlplane/source/git_credentials.h"
@@ -79,6 +82,11 @@ ABSL_FLAG(std::string, agent_tokens, "",
           "File of 'cluster token [k=v,...]' lines: clusters known besides those registered "
           "with 'gitfleetctl cluster add'. Read again within seconds of a change: a removed "
           "line retires its cluster, a changed token stops the old one.");
+ABSL_FLAG(std::string, cluster_groups, "",
+          "File of Rancher Fleet ClusterGroup manifests (what 'kubectl get clustergroups -A -o "
+          "yaml' prints): the groups a fleet.yaml's clusterGroup and clusterGroupSelector "
+          "select clusters by, each holding the clusters its spec.selector matches. Read again "
+          "within seconds of a change; a change that cannot be read keeps what is in force.");
 ABSL_FLAG(bool, allow_any_agent, false,
           "UNSAFE: accept agents of clusters nobody registered, without a token (demos and "
           "tests only). Registered clusters still need their token.");
@@ -549,6 +557,42 @@ int Main(ShutdownSignals& signals) {
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
   if (!http.ok()) return Fail(Prefixed("--http", http.status()));
+  // Fleet's cluster groups: given to the hub before it loads the clusters, and again as
+  // the file changes (each cluster's groups follow; its bundles render again for them).
+  struct GroupsWatch {
+    absl::Notification stop;
+    std::thread thread;
+    ~GroupsWatch() {
+      stop.Notify();
+      if (thread.joinable()) thread.join();
+    }
+  } groups_watch;
+  if (const std::string path = absl::GetFlag(FLAGS_cluster_groups); !path.empty()) {
+    using Groups = std::vector<ClusterGroup>;
+    absl::StatusOr<std::unique_ptr<WatchedFiles<Groups>>> opened = WatchedFiles<Groups>::Open(
+        {{"--cluster-groups", path}},
+        [](const std::vector<std::string>& contents) {
+          return ParseFleetClusterGroups(contents[0], "--cluster-groups");
+        },
+        {});
+    if (!opened.ok()) return Fail(opened.status());
+    std::shared_ptr<WatchedFiles<Groups>> file = *std::move(opened);
+    std::shared_ptr<const Groups> groups = file->Current();
+    std::vector<std::string> names;
+    for (const ClusterGroup& group : *groups) names.push_back(group.name);
+    GF_LOG(INFO) << "--cluster-groups: " << groups->size() << " cluster groups ("
+                 << ListNames(names, 5) << ")";
+    hub.SetClusterGroups(groups);
+    groups_watch.thread = std::thread([file, groups, &hub, &stop = groups_watch.stop]() mutable {
+      NameThisThread("gf-groups");
+      while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+        std::shared_ptr<const Groups> now = file->Current();
+        if (now == groups) continue;
+        groups = now;
+        hub.SetClusterGroups(groups);
+      }
+    });
+  }
   if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
       store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));

@@ -23,6 +23,15 @@
 namespace gitfleet {
 namespace {
 
+// A cluster's groups as one text, to tell whether they changed.
+std::string GroupsText(const v1::ClusterInfo& info) {
+  std::vector<ClusterGroupMembership> groups;
+  for (const v1::ClusterGroupMembership& group : info.groups()) {
+    groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
+  }
+  return EncodeGroupMemberships(groups);
+}
+
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
 // cluster/bundle -> the revision the cluster regressed on (see Hub::Regressions), so a
@@ -268,6 +277,34 @@ void Hub::UpdateLabelsLocked(Agent* agent) {
   agent->info.mutable_labels()->insert(agent->labels.begin(), agent->labels.end());
   agent->info.clear_reported_labels();
   agent->info.mutable_reported_labels()->insert(agent->reported.begin(), agent->reported.end());
+  agent->info.clear_groups();
+  if (groups_ != nullptr && agent->labels_known) {
+    for (ClusterGroupMembership& group : GroupsMatching(*groups_, agent->labels)) {
+      v1::ClusterGroupMembership& out = *agent->info.add_groups();
+      out.set_name(std::move(group.name));
+      out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
+    }
+  }
+}
+
+void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> groups) {
+  std::vector<Notification> notify;
+  {
+    MutexLock lock(&mu_);
+    groups_ = std::move(groups);
+    for (auto& [name, agent] : agents_) {
+      const std::string before = GroupsText(agent.info);
+      UpdateLabelsLocked(&agent);
+      if (agent.connection == nullptr || before == GroupsText(agent.info)) continue;
+      // As for a change of its labels: what its bundles render for it may change.
+      std::set<std::string> bundles;
+      for (const auto& [bundle, target] : bundles_) bundles.insert(bundle);
+      for (const auto& [bundle, revision] : agent.held) bundles.insert(bundle);
+      bundles.insert(agent.whole.begin(), agent.whole.end());
+      for (const std::string& bundle : bundles) notify.emplace_back(agent.connection, bundle);
+    }
+  }
+  Deliver(notify);
 }
 
 void Hub::SetTrustAgentLabels(bool trust) {

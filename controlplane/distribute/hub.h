@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/metrics/heartbeat.h"
 #include "common/model/cluster_gate.h"
+#include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
 #include "common/model/revision.h"
 #include "common/model/rollout_progress.h"
@@ -100,6 +101,11 @@ class Hub {
   // (nullopt: none). A connected agent is re-evaluated at once.
   void SetClusterIdentity(const std::string& cluster, bool registered,
                           std::optional<LabelMap> labels);
+  // The cluster groups (--cluster-groups), in name order: each cluster's are those whose
+  // selector matches its labels (ClusterInfo.groups), what a fleet.yaml's clusterGroup and
+  // clusterGroupSelector select it by. A connected agent whose groups change is
+  // re-evaluated at once, as for a change of its labels.
+  void SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> groups);
   // Closes `cluster`'s stream, if it has one (its token changed, or it was removed).
   void CloseCluster(const std::string& cluster, const absl::Status& status);
 
@@ -361,7 +367,8 @@ class Hub {
   static bool MayHold(const Agent& agent, const std::string& bundle);
   // Whether `agent`, held back by the gate of `bundle` (`target`), gets its stable content.
   static bool GetsStable(const std::string& bundle, const BundleTarget& target, const Agent& agent);
-  // Works out agent.labels from what it reports and what the control plane owns.
+  // Works out agent.labels from what it reports and what the control plane owns, and its
+  // groups from those.
   void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A revision of `bundle` by id, from its contents or those read from the store. Null
   // when unknown; then, if `load` is given and the store was not asked yet, *load is the
@@ -589,6 +596,7 @@ class Hub {
   };
   std::map<std::string, ReportStates> report_states_ ABSL_GUARDED_BY(mu_);
   bool trust_agent_labels_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const std::vector<ClusterGroup>> groups_ ABSL_GUARDED_BY(mu_);
   // Removed bundles -> (generation, sequence); the sequence orders them for the bound.
   std::map<std::string, std::pair<int64_t, uint64_t>> tombstones_ ABSL_GUARDED_BY(mu_);
   uint64_t tombstone_sequence_ ABSL_GUARDED_BY(mu_) = 0;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/model/cluster_group.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/thread_name.h"
@@ -3606,8 +3607,28 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   }
   // Cut when the rollout begins. Since then the fleet may have changed (a cluster joined,
   // or its labels changed): the cut is adjusted so that no cluster's turn comes sooner.
+  // A fleet.yaml's partitions by cluster group need each cluster's groups: carried beside
+  // its labels (AddGroupEntries), where no selector looks.
+  const bool by_group =
+      std::any_of(strategy.partition_options().begin(), strategy.partition_options().end(),
+                  [](const v1::PartitionOptions& options) {
+                    return !options.cluster_group().empty() || options.cluster_group_selector_set();
+                  });
   auto targeted = [&] {
-    std::vector<std::pair<std::string, LabelMap>> clusters = hub_->MatchingClusterLabels(selector);
+    std::vector<std::pair<std::string, LabelMap>> clusters;
+    if (by_group) {
+      for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(selector)) {
+        LabelMap labels(cluster.labels().begin(), cluster.labels().end());
+        std::vector<ClusterGroupMembership> groups;
+        for (const v1::ClusterGroupMembership& group : cluster.groups()) {
+          groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
+        }
+        AddGroupEntries(groups, &labels);
+        clusters.emplace_back(cluster.name(), std::move(labels));
+      }
+    } else {
+      clusters = hub_->MatchingClusterLabels(selector);
+    }
     if (scope_gated) {
       clusters.erase(std::remove_if(clusters.begin(), clusters.end(),
                                     [&](const std::pair<std::string, LabelMap>& cluster) {

@@ -17,6 +17,7 @@
 #include "common/file_system.h"
 #include "common/status_matchers.h"
 #include "common/sync.h"
+#include "controlplane/render/fleet_cluster_groups.h"
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
@@ -3545,6 +3546,70 @@ TEST_F(ControllerTest, FleetTargetCustomizationsGiveAPlainBundlesClustersTheirFo
   EXPECT_EQ(TierOf(hub_.get(), prod2, "web").first, "shop/prod-s");
 }
 
+// Fleet's cluster groups (--cluster-groups): a target's clusterGroup holds the clusters of
+// that group, its clusterGroupSelector those of the groups whose labels it matches, as in
+// Fleet. A change of the groups moves the clusters it moves to their new target.
+TEST_F(ControllerTest, FleetClusterGroupsChooseTheTargetsOfTheirClusters) {
+  git_.Write("mc/web/fleet.yaml",
+             "targetCustomizations:\n"
+             "- name: edge\n  clusterGroup: edge\n  kustomize: {dir: edge}\n"
+             "- name: critical\n  clusterGroupSelector: {matchLabels: {tier: critical}}\n"
+             "  kustomize: {dir: critical}\n  defaultNamespace: shop\n"
+             "- name: rest\n  clusterSelector: {}\n  kustomize: {dir: rest}\n");
+  for (const char* dir : {"edge", "critical", "rest"}) {
+    git_.Write(absl::StrCat("mc/web/", dir, "/cm.yaml"),
+               absl::StrCat("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"
+                            "data:\n  tier: ",
+                            dir, "\n"));
+  }
+  git_.Commit("a folder per group");
+  auto groups = [](const std::string& prod_tier) {
+    absl::StatusOr<std::vector<ClusterGroup>> read = ParseFleetClusterGroups(
+        absl::StrCat("apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+                     "metadata: {name: edge}\nspec: {selector: {matchLabels: {site: edge}}}\n"
+                     "---\napiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+                     "metadata: {name: prod, labels: {tier: ",
+                     prod_tier, "}}\nspec: {selector: {matchLabels: {env: prod}}}\n"),
+        "groups.yaml");
+    EXPECT_TRUE(read.ok()) << read.status();
+    return std::make_shared<const std::vector<ClusterGroup>>(
+        read.value_or(std::vector<ClusterGroup>{}));
+  };
+  hub_->SetClusterGroups(groups("critical"));
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t edge = ConnectAgent(hub_.get(), "edge-1", {{"site", "edge"}, {"env", "prod"}});
+  uint64_t prod = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
+  uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  auto info = controller_->AddBundle(Bundle("web", "mc/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  // Variants for clusters arrive as they are built: wait for each.
+  auto tier = [&](uint64_t agent) {
+    for (int i = 0; i < 1000; ++i) {
+      std::string got = TierOf(hub_.get(), agent, "web").first;
+      if (!got.empty()) return got;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return std::string("(none)");
+  };
+  EXPECT_EQ(tier(edge), "/edge") << "in both groups: the first target that holds it";
+  EXPECT_EQ(tier(prod), "shop/critical") << "its group's labels match clusterGroupSelector";
+  EXPECT_EQ(tier(dev), "/rest") << "in no group";
+  std::vector<v1::ClusterInfo> clusters = hub_->MatchingClusters(*LabelSelector::Parse(""));
+  for (const v1::ClusterInfo& cluster : clusters) {
+    if (cluster.name() != "edge-1") continue;
+    ASSERT_EQ(cluster.groups_size(), 2);
+    EXPECT_EQ(cluster.groups(0).name(), "edge");
+    EXPECT_EQ(cluster.groups(1).name(), "prod");
+  }
+
+  // The prod group's labels change: its clusters leave the critical target; the edge
+  // cluster keeps what it has.
+  hub_->SetClusterGroups(groups("standard"));
+  EXPECT_EQ(tier(prod), "/rest");
+  EXPECT_EQ(TierOf(hub_.get(), edge, "web").first, "") << "nothing new for the edge cluster";
+  EXPECT_EQ(TierOf(hub_.get(), dev, "web").first, "");
+}
+
 TEST_F(ControllerTest, RejectsBadValuesClearly) {
   git_.Write("a/cm.yaml", Cm("a"));
   git_.Commit("a");
@@ -4989,6 +5054,55 @@ TEST_F(RolloutTest, FleetYamlsPausedHoldsItsCommitsFromEveryCluster) {
   EXPECT_EQ(Take("c1"), "");
 }
 
+// A fleet.yaml's partitions by cluster group (--cluster-groups): the canary group's
+// clusters first, then those of the groups whose labels the next partition selects.
+TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
+  absl::StatusOr<std::vector<ClusterGroup>> groups = ParseFleetClusterGroups(
+      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+      "metadata: {name: canary}\nspec: {selector: {matchLabels: {env: staging}}}\n---\n"
+      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+      "metadata: {name: prod, labels: {wave: two}}\n"
+      "spec: {selector: {matchLabels: {env: prod}}}\n",
+      "groups.yaml");
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  hub_->SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(*groups));
+  git_.Write("apps/web/fleet.yaml",
+             "rolloutStrategy:\n"
+             "  partitions:\n"
+             "  - name: canary\n"
+             "    clusterGroup: canary\n"
+             "  - name: second\n"
+             "    clusterGroupSelector: {matchLabels: {wave: two}}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("s1", "", "staging");
+  Connect("d1", "", "dev");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Eventually("s1"), r1);
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->partitions(0).name(), "canary");
+  ASSERT_EQ(rollout->partitions(0).clusters_size(), 1);
+  EXPECT_EQ(rollout->partitions(0).clusters(0).name(), "s1");
+  EXPECT_EQ(rollout->partitions(1).name(), "second");
+  ASSERT_EQ(rollout->partitions(1).clusters_size(), 1);
+  EXPECT_EQ(rollout->partitions(1).clusters(0).name(), "p1");
+  ASSERT_EQ(rollout->partitions(2).clusters_size(), 1);
+  EXPECT_EQ(rollout->partitions(2).clusters(0).name(), "d1") << "in no group: last";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("p1"), "") << "the canary group goes first";
+  Report("s1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("p1"), r1);
+  EXPECT_EQ(Take("d1"), "");
+  Report("p1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("d1"), r1);
+}
+
 // A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:
 // staging, then production, each partition waiting for the one before to be Healthy. One
 // it cannot follow holds the commit from every cluster, and a bundle's own partitions win.
@@ -5043,9 +5157,10 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   EXPECT_EQ(Eventually("p2"), r1);
   for (const char* name : {"p1", "p2"}) Report(name, r1, v1::HEALTH_STATE_HEALTHY);
 
-  // A strategy gitfleet cannot follow (Fleet's cluster groups): nobody gets the commit.
+  // A strategy gitfleet cannot follow (a selector it cannot write): nobody gets the commit.
   git_.Write("apps/web/fleet.yaml",
-             "rolloutStrategy:\n  partitions:\n  - name: eu\n    clusterGroup: europe\n");
+             "rolloutStrategy:\n  partitions:\n  - name: eu\n    clusterSelector:\n"
+             "      matchExpressions: [{key: a, operator: Gt, values: ['1']}]\n");
   git_.Write("apps/web/cm.yaml", Cm("web", "2"));
   git_.Commit("cluster groups");
   ASSERT_TRUE(controller_->SyncSource("app").ok());
@@ -5054,8 +5169,8 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   absl::SleepFor(absl::Milliseconds(200));
   for (const char* name : {"s1", "p1", "p2"}) EXPECT_EQ(Take(name), "") << name;
   EXPECT_THAT(controller_->GetStatus("p1", "web")[0].held_back(),
-              HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu) selects "
-                        "by Fleet's clusterGroup"));
+              HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu): its "
+                        "clusterSelector is not one gitfleet reads"));
   EXPECT_THAT(controller_->ListBundles()[0].rollout(),
               HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (eu)"))
       << "bundle list and bundle add say it at once";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
 #include "common/proto_time.h"
 
@@ -150,6 +152,9 @@ v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::st
     options->set_name(partition.name);
     options->set_cluster_name(partition.cluster_name);
     options->set_max_unavailable(partition.max_unavailable);
+    options->set_cluster_group(partition.group);
+    options->set_cluster_group_selector(partition.group_selector);
+    options->set_cluster_group_selector_set(partition.has_group_selector);
   }
   if (read.partitions.empty() && !read.auto_partition_size.empty()) {
     out.set_partition_size(read.auto_partition_size);
@@ -173,6 +178,14 @@ std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy) {
       what.push_back(absl::StrCat("cluster ", options->cluster_name()));
     }
     if (!strategy.partitions(i).empty()) what.push_back(strategy.partitions(i));
+    if (options != nullptr && !options->cluster_group().empty()) {
+      what.push_back(absl::StrCat("cluster group ", options->cluster_group()));
+    }
+    if (options != nullptr && options->cluster_group_selector_set()) {
+      what.push_back(options->cluster_group_selector().empty()
+                         ? std::string("any cluster group")
+                         : absl::StrCat("cluster groups ", options->cluster_group_selector()));
+    }
     if (what.empty()) what.push_back("every cluster left");
     what.push_back(limit(options != nullptr ? options->max_unavailable() : ""));
     parts.push_back(absl::StrCat(
@@ -221,9 +234,30 @@ std::vector<Partition> CutPartitions(const v1::RolloutStrategy& strategy,
     // flag is never empty (ValidateRolloutStrategy).
     if (text.empty() && options == nullptr) continue;
     const std::string only = options != nullptr ? options->cluster_name() : "";
+    const bool by_group = options != nullptr && (!options->cluster_group().empty() ||
+                                                 options->cluster_group_selector_set());
+    std::optional<LabelSelector> group_selector;
+    if (by_group && options->cluster_group_selector_set()) {
+      absl::StatusOr<LabelSelector> parsed =
+          LabelSelector::Parse(options->cluster_group_selector());
+      if (!parsed.ok()) continue;  // validated when read (ReadFleetRollout)
+      group_selector = *std::move(parsed);
+    }
+    // As Fleet matches a partition once per group of the cluster: one of its groups
+    // (carried beside its labels: AddGroupEntries) must be both named and matched.
+    auto in_group = [&](const LabelMap& labels) {
+      for (const ClusterGroupMembership& group : GroupEntries(labels)) {
+        if ((options->cluster_group().empty() || group.name == options->cluster_group()) &&
+            (!group_selector.has_value() || group_selector->Matches(group.labels))) {
+          return true;
+        }
+      }
+      return false;
+    };
     for (size_t i = 0; i < clusters.size(); ++i) {
       if (taken[i] || !selector->Matches(clusters[i].second)) continue;
       if (!only.empty() && clusters[i].first != only) continue;
+      if (by_group && !in_group(clusters[i].second)) continue;
       taken[i] = true;
       partition.clusters.push_back(clusters[i].first);
     }

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/cluster_group.h"
 #include "common/proto_time.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -105,6 +106,52 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   EXPECT_FALSE(Progressive(FleetRolloutStrategy(FleetRollout{}, "fleet.yaml")));
   read.auto_partition_size.clear();
   EXPECT_FALSE(Progressive(FleetRolloutStrategy(read, "fleet.yaml")));
+}
+
+// Fleet's partitions by cluster group: a cluster's groups (carried beside its labels, as
+// the controller hands them over) decide; one of its groups must be both the one named and
+// one the group selector matches.
+TEST(RolloutTest, AFleetYamlsPartitionsByClusterGroupTakeTheGroupsClusters) {
+  const ClusterGroupMembership canary{"canary", {{"stage", "first"}}};
+  const ClusterGroupMembership eu{"eu", {{"region", "eu"}}};
+  std::vector<std::pair<std::string, LabelMap>> fleet = Fleet();
+  for (auto& [name, labels] : fleet) {
+    if (name == "s1" || name == "d1") AddGroupEntries({canary}, &labels);
+    if (name == "p1" || name == "p3") AddGroupEntries({eu}, &labels);
+    if (name == "d1") AddGroupEntries({eu}, &labels);
+  }
+  FleetRollout read;
+  read.declared = true;
+  FleetRollout::Partition first{"first", "", "", ""};
+  first.has_group_selector = true;
+  first.group_selector = "stage=first";
+  FleetRollout::Partition europe{"europe", "env=prod", "", ""};
+  europe.group = "eu";
+  FleetRollout::Partition both{"eu-and-first", "", "", ""};
+  both.group = "eu";
+  both.has_group_selector = true;
+  both.group_selector = "stage=first";
+  read.partitions = {first, europe};
+  const v1::RolloutStrategy strategy = FleetRolloutStrategy(read, "fleet.yaml");
+  std::vector<Partition> partitions = CutPartitions(strategy, fleet);
+  ASSERT_EQ(partitions.size(), 3u);
+  EXPECT_THAT(partitions[0].clusters, ElementsAre("d1", "s1"));
+  EXPECT_THAT(partitions[1].clusters, ElementsAre("p1", "p3")) << "eu and env=prod";
+  EXPECT_THAT(partitions[2].clusters, ElementsAre("p2", "x1"));
+  EXPECT_EQ(DescribeRolloutStrategy(strategy),
+            "1 first (cluster groups stage=first, none may be not ready), 2 europe (env=prod, "
+            "cluster group eu, none may be not ready), then the clusters left (none may be not "
+            "ready)");
+  // d1 is in eu and in canary (stage=first), but no one group is both.
+  read.partitions = {both};
+  partitions = CutPartitions(FleetRolloutStrategy(read, "fleet.yaml"), fleet);
+  ASSERT_EQ(partitions.size(), 1u);
+  EXPECT_EQ(partitions[0].name, "") << "no cluster is in such a group: all are left over";
+  // Without groups (no --cluster-groups), nobody is in one.
+  read.partitions = {europe};
+  partitions = CutPartitions(FleetRolloutStrategy(read, "fleet.yaml"), Fleet());
+  ASSERT_EQ(partitions.size(), 1u);
+  EXPECT_EQ(partitions[0].name, "");
 }
 
 TEST(RolloutTest, AFleetChangeMovesNoClusterToAnEarlierPartition) {

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/model/cluster_group.h"
 #include "common/names.h"
 
 namespace gitfleet {
@@ -143,6 +144,13 @@ void AddClusterContext(const v1::ClusterInfo& cluster, Values* out) {
   }
   if (!cluster.api_versions_digest().empty()) {
     out->emplace(ClusterApiVersionsKey(), cluster.api_versions_digest());
+  }
+  if (!cluster.groups().empty()) {
+    std::vector<ClusterGroupMembership> groups;
+    for (const v1::ClusterGroupMembership& group : cluster.groups()) {
+      groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
+    }
+    out->emplace(ClusterGroupsKey(), EncodeGroupMemberships(groups));
   }
 }
 

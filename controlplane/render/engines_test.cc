@@ -1881,10 +1881,16 @@ TEST(HelmRendererTest, FleetTargetCustomizationsGiveAChartTheirValuesPerCluster)
   EXPECT_EQ(read, (ReadValues{{ClusterNameKey(), "prod-1"},
                               {ClusterLabelKey("env"), "prod"},
                               {ClusterLabelKey("zone"), "b"}}));
-  // A cluster no target selects before a cluster group's: gitfleet cannot tell.
-  EXPECT_THAT(render(cluster("lab", {{"env", "lab"}}), nullptr),
-              HasSubstr("targetCustomizations edge selects by Fleet's clusterGroup edge-sites, "
-                        "which gitfleet clusters do not have"));
+  // A cluster group's (--cluster-groups): the cluster's groups are one value, read as such.
+  read.clear();
+  Values lab = cluster("lab", {{"env", "lab"}});
+  EXPECT_EQ(render(lab, &read), ".gitfleet-fleet-yaml-values.yaml=replicas: 1 tier: base |")
+      << "in no group: no target";
+  EXPECT_EQ(read[ClusterGroupsKey()], std::nullopt);
+  lab[ClusterGroupsKey()] = "edge-sites\tregion=eu\n";
+  read.clear();
+  EXPECT_EQ(render(lab, &read), ".gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: base |");
+  EXPECT_EQ(read[ClusterGroupsKey()], "edge-sites\tregion=eu\n");
   EXPECT_THAT(render(cluster("old-1", {{"env", "old"}}), nullptr),
               HasSubstr("targetCustomizations retired says doNotDeploy for this cluster; "
                         "gitfleet does not leave a cluster out"));

@@ -85,15 +85,30 @@ absl::StatusOr<FleetRollout> ReadFleetRollout(const YAML::Node& strategy) {
       if (!entry.IsMap()) return absl::InvalidArgumentError(field + " is not a mapping");
       partition.name = FleetScalar(entry["name"]).substr(0, kMaxPartitionName);
       if (!partition.name.empty()) absl::StrAppend(&field, " (", partition.name, ")");
-      if (Set(entry["clusterGroup"]) || Set(entry["clusterGroupSelector"])) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, " selects by Fleet's ",
-                         Set(entry["clusterGroup"]) ? "clusterGroup" : "clusterGroupSelector",
-                         ", which gitfleet's clusters do not have: select its clusters with "
-                         "clusterSelector or clusterName, or give the bundle partitions of its own "
-                         "(--partition)"));
-      }
       bool criteria = false;
+      if (const YAML::Node group = entry["clusterGroup"]; Set(group)) {
+        if (!group.IsScalar() || group.Scalar().empty() || group.Scalar().size() > 253) {
+          return absl::InvalidArgumentError(field + ": its clusterGroup is not a group's name");
+        }
+        criteria = true;
+        partition.group = group.Scalar();
+      }
+      if (const YAML::Node selector = entry["clusterGroupSelector"]; Set(selector)) {
+        criteria = true;
+        partition.has_group_selector = true;
+        partition.group_selector = FleetSelectorText(selector);
+        if (partition.group_selector.empty() && !FleetSelectsEverything(selector)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(field,
+                           ": its clusterGroupSelector is not one gitfleet reads (matchLabels, "
+                           "and matchExpressions with In, NotIn, Exists or DoesNotExist)"));
+        }
+        if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(partition.group_selector);
+            !parsed.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(field, ": its clusterGroupSelector: ", parsed.status().message()));
+        }
+      }
       if (const YAML::Node selector = entry["clusterSelector"]; Set(selector)) {
         criteria = true;
         partition.selector = FleetSelectorText(selector);
@@ -123,10 +138,10 @@ absl::StatusOr<FleetRollout> ReadFleetRollout(const YAML::Node& strategy) {
       }
       if (!criteria) {
         // Fleet's matcher holds no cluster for a partition that sets nothing to match.
-        out.notes.push_back(
-            absl::StrCat(field,
-                         " sets no clusterSelector or clusterName, so it holds no cluster (as in "
-                         "Fleet)"));
+        out.notes.push_back(absl::StrCat(field,
+                                         " sets no clusterSelector, clusterName, clusterGroup or "
+                                         "clusterGroupSelector, so it holds no cluster (as in "
+                                         "Fleet)"));
         continue;
       }
       out.partitions.push_back(std::move(partition));

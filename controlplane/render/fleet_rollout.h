@@ -41,6 +41,11 @@ struct FleetRollout {
     std::string selector;
     std::string cluster_name;
     std::string max_unavailable;  // "N" or "P%"; "" for the strategy's
+    // Its clusterGroup ("" for any) and clusterGroupSelector (gitfleet's selector text,
+    // when has_group_selector): a cluster must also be in such a group (--cluster-groups).
+    std::string group;
+    bool has_group_selector = false;
+    std::string group_selector;
   };
   std::vector<Partition> partitions;
   std::string max_unavailable;  // "N" or "P%"; "" unset (gitfleet's default: 0)
@@ -55,10 +60,9 @@ struct FleetRollout {
 // Reads `strategy` (the value of fleet.yaml's rolloutStrategy; a missing or null node
 // declares nothing). InvalidArgument naming the field ("rolloutStrategy.partitions[1]
 // (canary): ...") for what Fleet would refuse (a maxUnavailable that is neither a count nor
-// a percentage, a selector that is not one) and for what gitfleet cannot follow (Fleet's
-// cluster groups, which gitfleet's clusters do not have; a selector gitfleet cannot
-// write; more than kMaxFleetPartitions partitions): deploying such a folder everywhere at
-// once would ignore the order its repository asks for.
+// a percentage, a selector that is not one) and for what gitfleet cannot follow (a
+// selector gitfleet cannot write; more than kMaxFleetPartitions partitions): deploying
+// such a folder everywhere at once would ignore the order its repository asks for.
 absl::StatusOr<FleetRollout> ReadFleetRollout(const YAML::Node& strategy);
 
 }  // namespace gitfleet

@@ -99,6 +99,31 @@ TEST(FleetRolloutTest, WithoutPartitionsTheClustersAreCutBySize) {
 }
 
 // What Fleet would refuse, and what gitfleet cannot follow, fail naming the field.
+// Partitions by Fleet's cluster groups (--cluster-groups): a group's name, a selector of
+// groups by their labels, or both, beside the clusters' own criteria.
+TEST(FleetRolloutTest, PartitionsByClusterGroupAreRead) {
+  absl::StatusOr<FleetRollout> read = Read(
+      "rolloutStrategy:\n"
+      "  partitions:\n"
+      "  - name: canary\n"
+      "    clusterGroup: canary\n"
+      "  - name: eu-prod\n"
+      "    clusterSelector: {matchLabels: {env: prod}}\n"
+      "    clusterGroupSelector: {matchLabels: {region: eu}}\n"
+      "  - name: any-group\n"
+      "    clusterGroupSelector: {}\n");
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->partitions.size(), 3u);
+  EXPECT_EQ(read->partitions[0].group, "canary");
+  EXPECT_FALSE(read->partitions[0].has_group_selector);
+  EXPECT_EQ(read->partitions[1].selector, "env=prod");
+  EXPECT_TRUE(read->partitions[1].has_group_selector);
+  EXPECT_EQ(read->partitions[1].group_selector, "region=eu");
+  EXPECT_TRUE(read->partitions[2].has_group_selector);
+  EXPECT_EQ(read->partitions[2].group_selector, "") << "every group";
+  EXPECT_THAT(read->notes, ::testing::Not(::testing::Contains(HasSubstr("holds no cluster"))));
+}
+
 TEST(FleetRolloutTest, WhatCannotBeFollowedIsRefusedNamingTheField) {
   struct Case {
     const char* yaml;
@@ -114,11 +139,11 @@ TEST(FleetRolloutTest, WhatCannotBeFollowedIsRefusedNamingTheField) {
       {"rolloutStrategy: {autoPartitionSize: x}\n", "rolloutStrategy.autoPartitionSize is"},
       {"rolloutStrategy: {partitions: {a: 1}}\n", "rolloutStrategy.partitions is not a list"},
       {"rolloutStrategy: {partitions: [x]}\n", "rolloutStrategy.partitions[0] is not a mapping"},
-      {"rolloutStrategy:\n  partitions:\n  - name: eu\n    clusterGroup: europe\n",
-       "rolloutStrategy.partitions[0] (eu) selects by Fleet's clusterGroup, which gitfleet's "
-       "clusters do not have"},
-      {"rolloutStrategy:\n  partitions:\n  - clusterGroupSelector: {matchLabels: {a: b}}\n",
-       "clusterGroupSelector"},
+      {"rolloutStrategy:\n  partitions:\n  - name: eu\n    clusterGroup: [europe]\n",
+       "rolloutStrategy.partitions[0] (eu): its clusterGroup is not a group's name"},
+      {"rolloutStrategy:\n  partitions:\n  - clusterGroupSelector:\n      matchExpressions:\n"
+       "      - {key: a, operator: Gt, values: ['1']}\n",
+       "partitions[0]: its clusterGroupSelector is not one gitfleet reads"},
       {"rolloutStrategy:\n  partitions:\n  - clusterSelector:\n      matchExpressions:\n"
        "      - {key: a, operator: Gt, values: ['1']}\n",
        "its clusterSelector is not one gitfleet reads"},

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/manifest/yaml.h"
+#include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -293,11 +294,24 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
   if (const YAML::Node name = target["clusterName"]; name && name.IsScalar()) {
     out.cluster_name = name.Scalar();
   }
-  if (std::string group = FleetScalar(target["clusterGroup"]); !group.empty()) {
-    out.group = absl::StrCat("clusterGroup ", group);
-  } else if (const YAML::Node selector = target["clusterGroupSelector"];
-             selector && !selector.IsNull()) {
-    out.group = "clusterGroupSelector";
+  if (const YAML::Node group = target["clusterGroup"]; group && !group.IsNull()) {
+    if (!group.IsScalar() || group.Scalar().empty()) {
+      out.error = "its clusterGroup is not a group's name";
+    } else {
+      out.group = FleetScalar(group);
+    }
+  }
+  if (const YAML::Node selector = target["clusterGroupSelector"]; selector && !selector.IsNull()) {
+    out.has_group_selector = true;
+    out.group_selector = FleetSelectorText(selector);
+    if (out.group_selector.empty() && !FleetSelectsEverything(selector)) {
+      out.error =
+          "its clusterGroupSelector is not one gitfleet reads (matchLabels, and "
+          "matchExpressions with In, NotIn, Exists or DoesNotExist)";
+    } else if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(out.group_selector);
+               !parsed.ok()) {
+      out.error = absl::StrCat("its clusterGroupSelector: ", parsed.status().message());
+    }
   }
   const YAML::Node skip = target["doNotDeploy"];
   out.do_not_deploy = skip && skip.IsScalar() && skip.Scalar() == "true";
@@ -1003,11 +1017,21 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
       }
       holds = selector->Matches(labels);
     }
-    if (holds && !target.group.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "targetCustomizations ", target.name, " selects by Fleet's ", target.group,
-          ", which gitfleet clusters do not have, so whether it is this cluster's target is "
-          "unknown: select its clusters with clusterSelector or clusterName"));
+    if (holds && (!target.group.empty() || target.has_group_selector)) {
+      // The cluster's groups (--cluster-groups), each with its labels.
+      criteria = true;
+      std::optional<std::string> text = lookup(ClusterGroupsKey());
+      absl::StatusOr<std::vector<ClusterGroupMembership>> groups =
+          DecodeGroupMemberships(text.value_or(""));
+      if (!groups.ok()) return groups.status();
+      absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(target.group_selector);
+      if (!selector.ok()) return selector.status();
+      // As Fleet matches a target once per group of the cluster: one group must be both
+      // the one named and one the selector matches.
+      holds = std::any_of(groups->begin(), groups->end(), [&](const ClusterGroupMembership& g) {
+        return (target.group.empty() || g.name == target.group) &&
+               (!target.has_group_selector || selector->Matches(g.labels));
+      });
     }
     if (criteria && holds) return &target;
   }

@@ -601,8 +601,12 @@ struct FleetYamlNamespace {
     bool has_selector = false;
     std::string selector;      // its clusterSelector as a selector ("" matches every cluster)
     std::string cluster_name;  // its clusterName
-    std::string group;         // its clusterGroup or clusterGroupSelector, as written
-    std::string error;         // why it cannot be read
+    std::string group;         // its clusterGroup: the cluster must be in that group
+    // Its clusterGroupSelector (gitfleet's selector text): the cluster must be in a group
+    // whose labels it matches.
+    bool has_group_selector = false;
+    std::string group_selector;
+    std::string error;  // why it cannot be read
     bool do_not_deploy = false;
     std::string helm_values;  // YAML
     std::vector<std::string> helm_values_files;

@@ -44,6 +44,10 @@ inline std::string ClusterNameKey() { return "cluster:name"; }
 inline std::string ClusterLabelKey(absl::string_view label) {
   return absl::StrCat("cluster:label:", label);
 }
+// The cluster groups the cluster is in, with their labels (ClusterInfo.groups), as
+// EncodeGroupMemberships (common/model/cluster_group.h) writes them: what a fleet.yaml's
+// clusterGroup and clusterGroupSelector choose its target by. Absent when it is in none.
+inline std::string ClusterGroupsKey() { return "cluster:groups"; }
 // The cluster's Kubernetes version as its agent reported it (ClusterInfo.kubernetes_version),
 // where it has one: what --kube-version=cluster renders a chart for.
 inline std::string ClusterKubernetesVersionKey() { return "cluster:kubernetes-version"; }

@@ -439,8 +439,22 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
              "    clusterSelector:\n"
              "      matchExpressions: [{key: env, operator: In, values: [prod]}]\n");
   git_.Commit("v1");
-  StartControlPlane();
-  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  // Fleet's cluster groups, as kubectl prints them: eu holds the clusters in region eu.
+  const std::string groups = root_ + "/groups.yaml";
+  auto write_groups = [&](const std::string& region) {
+    std::ofstream(groups + ".new") << "apiVersion: v1\nkind: List\nitems:\n"
+                                      "- apiVersion: fleet.cattle.io/v1alpha1\n"
+                                      "  kind: ClusterGroup\n"
+                                      "  metadata: {name: eu, namespace: fleet-default}\n"
+                                      "  spec: {selector: {matchLabels: {region: "
+                                   << region << "}}}\n";
+    ASSERT_EQ(rename((groups + ".new").c_str(), groups.c_str()), 0);
+  };
+  ASSERT_NO_FATAL_FAILURE(write_groups("eu"));
+  StartControlPlane({"--cluster-groups=" + groups});
+  StartCluster("c1");
+  StartCluster("c2");
+  StartCluster("c3", "env=prod,region=eu");
   ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web"}));
   ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; }, absl::Seconds(30))) << Logs();
   absl::SleepFor(absl::Seconds(2));
@@ -460,21 +474,43 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   Ready("c3");
   ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
 
-  // A strategy gitfleet cannot follow: the commit is held, and bundle add says so at once.
+  // By cluster group: eu's cluster first, then the others.
   git_.Write("apps/web/fleet.yaml",
-             "defaultNamespace: shop\nrolloutStrategy:\n  partitions:\n  - clusterGroup: eu\n");
+             "defaultNamespace: shop\nrolloutStrategy:\n  partitions:\n"
+             "  - name: europe\n    clusterGroup: eu\n");
   WriteApp("web:2");
   git_.Commit("v2, by cluster groups");
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  for (const char* later : {"c1", "c2"}) EXPECT_EQ(Image(later), "web:1") << later;
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("partition 1/2 (europe)"));
+  EXPECT_THAT(Ctl({"cluster", "list"}), ContainsRegex("c3 +[a-z]+ +yes +env=prod,region=eu +"
+                                                      "[^ ]+ +eu "));
+  Ready("c3");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2" && Image("c2") == "web:2"; }))
+      << Logs();
+  // The groups file changes: c3 leaves eu, as `cluster list` shows within seconds.
+  ASSERT_NO_FATAL_FAILURE(write_groups("us"));
+  ASSERT_TRUE(Eventually([&] {
+    return !absl::StrContains(Ctl({"cluster", "list", "-o", "json"}), "\"groups\"");
+  })) << Ctl({"cluster", "list", "-o", "json"});
+
+  // A strategy gitfleet cannot follow: the commit is held, and bundle add says so at once.
+  git_.Write("apps/web/fleet.yaml",
+             "defaultNamespace: shop\nrolloutStrategy:\n  partitions:\n  - clusterSelector:\n"
+             "      matchExpressions: [{key: a, operator: Gt, values: ['1']}]\n");
+  WriteApp("web:3");
+  git_.Commit("v3, by a selector gitfleet cannot write");
   ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(Ctl({"bundle", "list"}), "held: apps/web/fleet.yaml");
   })) << Ctl({"bundle", "list"});
   int code;
   std::string added = Ctl({"bundle", "add", "web2", "--source=app", "--path=apps/web"}, &code);
   EXPECT_EQ(code, 0) << added;
-  EXPECT_THAT(added, HasSubstr("warning: held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] "
-                               "selects by Fleet's clusterGroup"));
+  EXPECT_THAT(added, HasSubstr("warning: held: apps/web/fleet.yaml: rolloutStrategy.partitions[0]: "
+                               "its clusterSelector is not one gitfleet reads"));
   absl::SleepFor(absl::Seconds(2));
-  EXPECT_EQ(Image("c2"), "web:1") << "held from every cluster";
+  EXPECT_EQ(Image("c2"), "web:2") << "held from every cluster";
 }
 
 // A bundle whose objects name each cluster: a cluster that joins while a rollout waits
