@@ -23,15 +23,6 @@
 namespace gitfleet {
 namespace {
 
-// A cluster's groups as one text, to tell whether they changed.
-std::string GroupsText(const v1::ClusterInfo& info) {
-  std::vector<ClusterGroupMembership> groups;
-  for (const v1::ClusterGroupMembership& group : info.groups()) {
-    groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
-  }
-  return EncodeGroupMemberships(groups);
-}
-
 constexpr char kClusters[] = "clusters";
 constexpr char kReports[] = "reports";
 // cluster/bundle -> the revision the cluster regressed on (see Hub::Regressions), so a
@@ -277,25 +268,64 @@ void Hub::UpdateLabelsLocked(Agent* agent) {
   agent->info.mutable_labels()->insert(agent->labels.begin(), agent->labels.end());
   agent->info.clear_reported_labels();
   agent->info.mutable_reported_labels()->insert(agent->reported.begin(), agent->reported.end());
+  std::vector<ClusterGroupMembership> groups;
+  if (groups_ != nullptr && agent->labels_known) groups = GroupsMatching(*groups_, agent->labels);
+  SetGroupsLocked(agent, groups, EncodeGroupMemberships(groups));
+}
+
+bool Hub::SetGroupsLocked(Agent* agent, const std::vector<ClusterGroupMembership>& groups,
+                          const std::string& text) {
+  if (agent->groups_text == text) return false;
+  agent->groups_text = text;
   agent->info.clear_groups();
-  if (groups_ != nullptr && agent->labels_known) {
-    for (ClusterGroupMembership& group : GroupsMatching(*groups_, agent->labels)) {
-      v1::ClusterGroupMembership& out = *agent->info.add_groups();
-      out.set_name(std::move(group.name));
-      out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
-    }
+  for (const ClusterGroupMembership& group : groups) {
+    v1::ClusterGroupMembership& out = *agent->info.add_groups();
+    out.set_name(group.name);
+    out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
   }
+  return true;
 }
 
 void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> groups) {
+  // Only the label keys the groups' selectors read decide a cluster's groups: clusters that
+  // agree on those (a few dozen sets in a fleet of thousands) are matched once.
+  std::set<std::string> keys;
+  if (groups != nullptr) {
+    for (const ClusterGroup& group : *groups) {
+      if (!group.selector.has_value()) continue;
+      std::set<std::string> read = group.selector->Keys();
+      keys.insert(read.begin(), read.end());
+    }
+  }
+  struct Found {
+    std::vector<ClusterGroupMembership> groups;
+    std::string text;
+  };
+  std::map<LabelMap, Found> by_keys;
   std::vector<Notification> notify;
   {
     MutexLock lock(&mu_);
     groups_ = std::move(groups);
+    bool changed = false;
     for (auto& [name, agent] : agents_) {
-      const std::string before = GroupsText(agent.info);
-      UpdateLabelsLocked(&agent);
-      if (agent.connection == nullptr || before == GroupsText(agent.info)) continue;
+      LabelMap read;  // its labels of `keys`
+      if (agent.labels_known) {
+        for (const std::string& key : keys) {
+          auto it = agent.labels.find(key);
+          if (it != agent.labels.end()) read.insert(*it);
+        }
+      }
+      auto found = by_keys.find(read);
+      if (found == by_keys.end()) {
+        Found now;
+        if (groups_ != nullptr) now.groups = GroupsMatching(*groups_, read);
+        now.text = EncodeGroupMemberships(now.groups);
+        found = by_keys.emplace(std::move(read), std::move(now)).first;
+      }
+      const Found& in = agent.labels_known ? found->second : Found{};
+      if (!SetGroupsLocked(&agent, in.groups, in.text)) continue;
+      changed = true;
+      if (agent.connection == nullptr) continue;
       // As for a change of its labels: what its bundles render for it may change.
       std::set<std::string> bundles;
       for (const auto& [bundle, target] : bundles_) bundles.insert(bundle);
@@ -303,6 +333,8 @@ void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> grou
       bundles.insert(agent.whole.begin(), agent.whole.end());
       for (const std::string& bundle : bundles) notify.emplace_back(agent.connection, bundle);
     }
+    // What a rollout's cut by cluster group holds may have changed.
+    if (changed) ++membership_version_;
   }
   Deliver(notify);
 }

@@ -354,6 +354,8 @@ class Hub {
     // Welcome.send_facts).
     bool apis_held = false;
     bool facts_wanted = false;
+    // Its cluster groups (info.groups) as EncodeGroupMemberships writes them.
+    std::string groups_text;
   };
   using Notification = std::pair<std::shared_ptr<AgentConnection>, std::string>;
 
@@ -370,6 +372,9 @@ class Hub {
   // Works out agent.labels from what it reports and what the control plane owns, and its
   // groups from those.
   void UpdateLabelsLocked(Agent* agent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets agent's groups to `groups`, written as `text`; whether they changed.
+  bool SetGroupsLocked(Agent* agent, const std::vector<ClusterGroupMembership>& groups,
+                       const std::string& text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A revision of `bundle` by id, from its contents or those read from the store. Null
   // when unknown; then, if `load` is given and the store was not asked yet, *load is the
   // key to read (LoadStoredRevision, without the lock) before asking again.
