@@ -610,6 +610,7 @@ int Main(ShutdownSignals& signals) {
                        "agents claim";
   }
   ControllerOptions options;
+  options.cluster_groups = !absl::GetFlag(FLAGS_cluster_groups).empty();
   if (const std::string key_file = absl::GetFlag(FLAGS_sops_age_key_file); !key_file.empty()) {
     WatchedFilesOptions watched;
     watched.max_bytes = 64 << 10;

@@ -275,8 +275,10 @@ void Hub::UpdateLabelsLocked(Agent* agent) {
 
 bool Hub::SetGroupsLocked(Agent* agent, const std::vector<ClusterGroupMembership>& groups,
                           const std::string& text) {
-  if (agent->groups_text == text) return false;
+  const bool defined = groups_ != nullptr;
+  if (agent->groups_text == text && agent->info.groups_defined() == defined) return false;
   agent->groups_text = text;
+  agent->info.set_groups_defined(defined);
   agent->info.clear_groups();
   for (const ClusterGroupMembership& group : groups) {
     v1::ClusterGroupMembership& out = *agent->info.add_groups();

@@ -634,13 +634,27 @@ void Controller::FollowScopesLoop() {
   } while (!stop_scopes_.WaitForNotificationWithTimeout(absl::Seconds(1)));
 }
 
-std::string Controller::HeldBySource(const v1::BundleRecord& record, const v1::Bundle& definition) {
+std::string Controller::HeldBySource(const v1::BundleRecord& record,
+                                     const v1::Bundle& definition) const {
   if (std::string paused = PausedBySource(record); !paused.empty()) return paused;
-  if (record.fleet_rollout_error().empty() || Progressive(definition.rollout()) ||
-      !record.pinned_commit().empty()) {
-    return "";
+  if (Progressive(definition.rollout()) || !record.pinned_commit().empty()) return "";
+  std::string error = record.fleet_rollout_error();
+  const v1::RolloutStrategy& fleet = record.fleet_rollout();
+  for (int i = 0; error.empty() && !options_.cluster_groups && i < fleet.partition_options_size();
+       ++i) {
+    const v1::PartitionOptions& options = fleet.partition_options(i);
+    if (options.cluster_group().empty() && !options.cluster_group_selector_set()) continue;
+    error = absl::StrCat(
+        fleet.declared_in(), ": rolloutStrategy.partitions[", i, "]",
+        options.name().empty() ? "" : absl::StrCat(" (", options.name(), ")"),
+        " selects by Fleet's ",
+        options.cluster_group().empty() ? std::string("clusterGroupSelector")
+                                        : absl::StrCat("clusterGroup ", options.cluster_group()),
+        ", and the control plane reads no cluster groups (give it Fleet's ClusterGroups: "
+        "--cluster-groups)");
   }
-  return absl::StrCat("held: ", record.fleet_rollout_error(), ", so the order it asks for at ",
+  if (error.empty()) return "";
+  return absl::StrCat("held: ", error, ", so the order it asks for at ",
                       record.commit().substr(0, 12),
                       " is unknown: no cluster gets this commit until a commit mends it, or the "
                       "bundle is given partitions of its own (bundle set --partition, "

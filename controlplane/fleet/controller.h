@@ -118,6 +118,9 @@ struct ControllerOptions {
   int revisions_kept = 10;
   // Sources may be file:// URLs and paths on the control plane's disk.
   bool allow_local_sources = false;
+  // The control plane reads cluster groups (--cluster-groups). Without, a fleet.yaml's
+  // rolloutStrategy partitions by cluster group hold the commit (their order is unknown).
+  bool cluster_groups = false;
   // The most sources and bundles defined at once: each source is polled, each bundle
   // rendered and tracked per cluster. Adding one more is refused (ResourceExhausted); what
   // the store holds beyond them (a lowered bound) is still loaded.
@@ -458,7 +461,7 @@ class Controller {
   static std::string PausedBySource(const v1::BundleRecord& record);
   // That, or why it goes to no cluster because its fleet.yaml's rolloutStrategy cannot be
   // read while the bundle has no partitions of its own (BundleRecord.fleet_rollout_error).
-  static std::string HeldBySource(const v1::BundleRecord& record, const v1::Bundle& definition);
+  std::string HeldBySource(const v1::BundleRecord& record, const v1::Bundle& definition) const;
   // The source's fetch (or ref) failed with `error`, or recovered (""): kept for the
   // bundles that read it, and told as an event.
   void OnSourceError(const std::string& source, const std::string& error);

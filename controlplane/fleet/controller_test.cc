@@ -105,9 +105,11 @@ class ControllerTest : public ::testing::Test {
     controller_.reset();
     hub_ = std::make_unique<Hub>(&store_, metrics_, absl::Milliseconds(250), 128 << 20, hub_clock_);
     hub_->SetTrustAgentLabels(true);  // agents here are targeted by the labels they report
+    if (cluster_groups_) hub_->SetClusterGroups(groups_);  // as main does, before Load
     ASSERT_TRUE(hub_->Load().ok());
     ControllerOptions options;
     options.allow_local_sources = true;  // the test repositories are local
+    options.cluster_groups = cluster_groups_;
     if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
     if (!helm_.empty()) {
       options.engines.binaries["helm"] = helm_;
@@ -323,6 +325,9 @@ class ControllerTest : public ::testing::Test {
   FakeClock hub_fake_clock_;
   Clock* hub_clock_ = &RealClock();
   std::unique_ptr<Hub> hub_;
+  // ControllerOptions.cluster_groups, and the hub's groups, at the next Restart.
+  bool cluster_groups_ = false;
+  std::shared_ptr<const std::vector<ClusterGroup>> groups_;
   std::unique_ptr<Controller> controller_;
 };
 
@@ -3575,13 +3580,22 @@ TEST_F(ControllerTest, FleetClusterGroupsChooseTheTargetsOfTheirClusters) {
     return std::make_shared<const std::vector<ClusterGroup>>(
         read.value_or(std::vector<ClusterGroup>{}));
   };
-  hub_->SetClusterGroups(groups("critical"));
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   uint64_t edge = ConnectAgent(hub_.get(), "edge-1", {{"site", "edge"}, {"env", "prod"}});
   uint64_t prod = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
   uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
   auto info = controller_->AddBundle(Bundle("web", "mc/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
+  // Without groups read (no --cluster-groups), where a group's target would decide is
+  // unknown: those clusters fail rather than get another target's render.
+  std::vector<v1::BundleStatus> unknown = controller_->GetStatus("dev-1", "web");
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_EQ(unknown[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(unknown[0].message(),
+              HasSubstr("targetCustomizations edge selects by Fleet's clusterGroup edge, and the "
+                        "control plane reads no cluster groups"));
+  EXPECT_EQ(TierOf(hub_.get(), dev, "web").first, "");
+  hub_->SetClusterGroups(groups("critical"));
   // Variants for clusters arrive as they are built: wait for each.
   auto tier = [&](uint64_t agent) {
     for (int i = 0; i < 1000; ++i) {
@@ -4614,8 +4628,9 @@ class RolloutTest : public ControllerTest {
     agents_[name].session = hub_->Connect(hello, "peer", agents_[name].connection);
   }
   // Takes the update waiting for `name`, if any: the revision it now holds ("" for none).
-  std::string Take(const std::string& name) {
-    std::shared_ptr<const EncodedMessage> message = hub_->NextMessage(agents_[name].session, "web");
+  std::string Take(const std::string& name, const std::string& bundle = "web") {
+    std::shared_ptr<const EncodedMessage> message =
+        hub_->NextMessage(agents_[name].session, bundle);
     if (message == nullptr || !message->message.has_update()) return "";
     agents_[name].held = message->message.update().revision();
     agents_[name].yaml.clear();
@@ -4646,9 +4661,9 @@ class RolloutTest : public ControllerTest {
   // Waits for the controller to hand `name` an update (the reconcile a report queued).
   // Generous: under ASAN a jsonnet render, a child forked from a process the suite has
   // grown, takes seconds. Only a revision that never comes costs the wait.
-  std::string Eventually(const std::string& name) {
+  std::string Eventually(const std::string& name, const std::string& bundle = "web") {
     for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
-      std::string revision = Take(name);
+      std::string revision = Take(name, bundle);
       if (!revision.empty()) return revision;
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -4708,10 +4723,11 @@ class RolloutTest : public ControllerTest {
   }
   // web's rollout once `until` holds of it (or after 2 s, as it then is).
   absl::StatusOr<v1::RolloutStatus> RolloutOnce(
-      const std::function<bool(const v1::RolloutStatus&)>& until) {
+      const std::function<bool(const v1::RolloutStatus&)>& until,
+      const std::string& bundle = "web") {
     absl::StatusOr<v1::RolloutStatus> rollout;
     for (int i = 0; i < 200; ++i) {
-      rollout = controller_->GetRollout("web");
+      rollout = controller_->GetRollout(bundle);
       if (rollout.ok() && until(*rollout)) break;
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -5055,17 +5071,9 @@ TEST_F(RolloutTest, FleetYamlsPausedHoldsItsCommitsFromEveryCluster) {
 }
 
 // A fleet.yaml's partitions by cluster group (--cluster-groups): the canary group's
-// clusters first, then those of the groups whose labels the next partition selects.
+// clusters first, then those of the groups whose labels the next partition selects. A
+// control plane that reads no groups cannot tell that order: it holds the commit.
 TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
-  absl::StatusOr<std::vector<ClusterGroup>> groups = ParseFleetClusterGroups(
-      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
-      "metadata: {name: canary}\nspec: {selector: {matchLabels: {env: staging}}}\n---\n"
-      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
-      "metadata: {name: prod, labels: {wave: two}}\n"
-      "spec: {selector: {matchLabels: {env: prod}}}\n",
-      "groups.yaml");
-  ASSERT_TRUE(groups.ok()) << groups.status();
-  hub_->SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(*groups));
   git_.Write("apps/web/fleet.yaml",
              "rolloutStrategy:\n"
              "  partitions:\n"
@@ -5077,14 +5085,37 @@ TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   Connect("p1");
-  Connect("s1", "", "staging");
-  Connect("d1", "", "dev");
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_THAT(info->rollout(),
+              HasSubstr("held: apps/web/fleet.yaml: rolloutStrategy.partitions[0] (canary) "
+                        "selects by Fleet's clusterGroup canary, and the control plane reads no "
+                        "cluster groups"));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("p1"), "");
+  ASSERT_TRUE(controller_->RemoveBundle("web", absl::Now() + absl::Seconds(10)).ok());
+
+  absl::StatusOr<std::vector<ClusterGroup>> groups = ParseFleetClusterGroups(
+      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+      "metadata: {name: canary}\nspec: {selector: {matchLabels: {env: staging}}}\n---\n"
+      "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+      "metadata: {name: prod, labels: {wave: two}}\n"
+      "spec: {selector: {matchLabels: {env: prod}}}\n",
+      "groups.yaml");
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  cluster_groups_ = true;
+  groups_ = std::make_shared<const std::vector<ClusterGroup>>(*groups);
+  Restart();
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("s1", "", "staging");
+  Connect("d1", "", "dev");
+  info = controller_->AddBundle(Bundle("web2", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
   const std::string r1 = info->revision();
-  EXPECT_EQ(Eventually("s1"), r1);
+  EXPECT_EQ(Eventually("s1", "web2"), r1);
   absl::StatusOr<v1::RolloutStatus> rollout =
-      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; });
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 3; }, "web2");
   ASSERT_TRUE(rollout.ok()) << rollout.status();
   EXPECT_EQ(rollout->partitions(0).name(), "canary");
   ASSERT_EQ(rollout->partitions(0).clusters_size(), 1);
@@ -5095,12 +5126,12 @@ TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
   ASSERT_EQ(rollout->partitions(2).clusters_size(), 1);
   EXPECT_EQ(rollout->partitions(2).clusters(0).name(), "d1") << "in no group: last";
   absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_EQ(Take("p1"), "") << "the canary group goes first";
-  Report("s1", r1, v1::HEALTH_STATE_HEALTHY);
-  EXPECT_EQ(Eventually("p1"), r1);
-  EXPECT_EQ(Take("d1"), "");
-  Report("p1", r1, v1::HEALTH_STATE_HEALTHY);
-  EXPECT_EQ(Eventually("d1"), r1);
+  EXPECT_EQ(Take("p1", "web2"), "") << "the canary group goes first";
+  Report("s1", r1, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "web2");
+  EXPECT_EQ(Eventually("p1", "web2"), r1);
+  EXPECT_EQ(Take("d1", "web2"), "");
+  Report("p1", r1, v1::HEALTH_STATE_HEALTHY, v1::SYNC_STATE_SYNCED, "web2");
+  EXPECT_EQ(Eventually("d1", "web2"), r1);
 }
 
 // A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:

@@ -1882,11 +1882,17 @@ TEST(HelmRendererTest, FleetTargetCustomizationsGiveAChartTheirValuesPerCluster)
                               {ClusterLabelKey("env"), "prod"},
                               {ClusterLabelKey("zone"), "b"}}));
   // A cluster group's (--cluster-groups): the cluster's groups are one value, read as such.
-  read.clear();
+  // Without it (the control plane reads no groups), whether the target is the cluster's is
+  // unknown: a guess would deploy another target's values.
   Values lab = cluster("lab", {{"env", "lab"}});
+  EXPECT_THAT(render(lab, nullptr),
+              HasSubstr("targetCustomizations edge selects by Fleet's clusterGroup edge-sites, "
+                        "and the control plane reads no cluster groups"));
+  read.clear();
+  lab[ClusterGroupsKey()] = "";
   EXPECT_EQ(render(lab, &read), ".gitfleet-fleet-yaml-values.yaml=replicas: 1 tier: base |")
       << "in no group: no target";
-  EXPECT_EQ(read[ClusterGroupsKey()], std::nullopt);
+  EXPECT_EQ(read[ClusterGroupsKey()], "");
   lab[ClusterGroupsKey()] = "edge-sites\tregion=eu\n";
   read.clear();
   EXPECT_EQ(render(lab, &read), ".gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: base |");

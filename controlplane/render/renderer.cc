@@ -1021,8 +1021,18 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
       // The cluster's groups (--cluster-groups), each with its labels.
       criteria = true;
       std::optional<std::string> text = lookup(ClusterGroupsKey());
-      absl::StatusOr<std::vector<ClusterGroupMembership>> groups =
-          DecodeGroupMemberships(text.value_or(""));
+      if (!text.has_value()) {
+        // Deploying another target's render to the clusters the repository meant for a
+        // group would be a guess.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "targetCustomizations ", target.name, " selects by Fleet's ",
+            target.group.empty() ? std::string("clusterGroupSelector")
+                                 : absl::StrCat("clusterGroup ", target.group),
+            ", and the control plane reads no cluster groups, so whether it is this cluster's "
+            "target is unknown: give the control plane Fleet's ClusterGroups "
+            "(--cluster-groups), or select its clusters with clusterSelector or clusterName"));
+      }
+      absl::StatusOr<std::vector<ClusterGroupMembership>> groups = DecodeGroupMemberships(*text);
       if (!groups.ok()) return groups.status();
       absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(target.group_selector);
       if (!selector.ok()) return selector.status();

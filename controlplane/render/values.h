@@ -46,7 +46,9 @@ inline std::string ClusterLabelKey(absl::string_view label) {
 }
 // The cluster groups the cluster is in, with their labels (ClusterInfo.groups), as
 // EncodeGroupMemberships (common/model/cluster_group.h) writes them: what a fleet.yaml's
-// clusterGroup and clusterGroupSelector choose its target by. Absent when it is in none.
+// clusterGroup and clusterGroupSelector choose its target by ("" when it is in none).
+// Absent when the control plane reads no cluster groups: then whether it is in one is
+// unknown.
 inline std::string ClusterGroupsKey() { return "cluster:groups"; }
 // The cluster's Kubernetes version as its agent reported it (ClusterInfo.kubernetes_version),
 // where it has one: what --kube-version=cluster renders a chart for.
