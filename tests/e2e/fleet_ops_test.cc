@@ -489,6 +489,14 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   Ready("c3");
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2" && Image("c2") == "web:2"; }))
       << Logs();
+  // An edit that does not parse keeps what is in force, and says so.
+  {
+    std::ofstream(groups + ".new") << "kind: List\nitems: {broken: [\n";
+    ASSERT_EQ(rename((groups + ".new").c_str(), groups.c_str()), 0);
+  }
+  ASSERT_FALSE(cp_->WaitForLog("--cluster-groups.*what was read before stays in force").empty())
+      << cp_->Log();
+  EXPECT_THAT(Ctl({"cluster", "list", "-o", "json"}), HasSubstr("\"groups\""));
   // The groups file changes: c3 leaves eu, as `cluster list` shows within seconds.
   ASSERT_NO_FATAL_FAILURE(write_groups("us"));
   ASSERT_TRUE(Eventually([&] {
@@ -511,6 +519,23 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
                                "its clusterSelector is not one gitfleet reads"));
   absl::SleepFor(absl::Seconds(2));
   EXPECT_EQ(Image("c2"), "web:2") << "held from every cluster";
+}
+
+// A --cluster-groups file that cannot be read stops the start, naming what is wrong: a
+// control plane that went on without the groups would hold, or fail, what selects by them.
+TEST_F(FleetOps, AClusterGroupsFileThatCannotBeReadStopsTheStart) {
+  const std::string groups = root_ + "/groups.yaml";
+  std::ofstream(groups) << "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+                           "metadata: {name: Prod}\n";
+  Process cp(kControlPlane,
+             {"--data-dir=" + root_ + "/cp", "--grpc=127.0.0.1:0", "--http=127.0.0.1:0",
+              "--cluster-groups=" + groups},
+             root_ + "/cp-groups.log");
+  std::optional<int> status = cp.WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << cp.Log();
+  EXPECT_NE(*status, 0);
+  EXPECT_THAT(cp.Log(), HasSubstr("--cluster-groups: document 1: metadata.name \"Prod\" is not a "
+                                  "Kubernetes name"));
 }
 
 // A bundle whose objects name each cluster: a cluster that joins while a rollout waits
