@@ -130,7 +130,16 @@ absl::StatusOr<std::vector<ClusterGroup>> ParseFleetClusterGroups(absl::string_v
   }
   std::vector<ClusterGroup> out;
   out.reserve(groups.size());
-  for (auto& [name, group] : groups) out.push_back(std::move(group));
+  std::vector<ClusterGroupMembership> all;  // what a cluster in every group carries
+  for (auto& [name, group] : groups) {
+    all.push_back({group.name, group.labels});
+    out.push_back(std::move(group));
+  }
+  if (const size_t bytes = EncodeGroupMemberships(all).size(); bytes > kMaxClusterGroupBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": the cluster groups' names and labels come to ", bytes,
+        " bytes, which a cluster in every group would carry; at most ", kMaxClusterGroupBytes));
+  }
   return out;
 }
 

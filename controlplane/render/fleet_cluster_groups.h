@@ -25,10 +25,14 @@
 namespace gitfleet {
 
 inline constexpr size_t kMaxClusterGroups = 1000;
+// The groups' names and labels, as a cluster in every group carries them (one line each,
+// EncodeGroupMemberships), come to at most this many bytes.
+inline constexpr size_t kMaxClusterGroupBytes = 64 << 10;
 
 // The groups, in name order. InvalidArgument naming `file`, the document and the field
 // for a document of another kind, a name that is not a Kubernetes name or is given twice,
-// labels or a selector that are not Kubernetes', and past kMaxClusterGroups groups.
+// labels or a selector that are not Kubernetes', and past kMaxClusterGroups groups or
+// kMaxClusterGroupBytes.
 absl::StatusOr<std::vector<ClusterGroup>> ParseFleetClusterGroups(absl::string_view text,
                                                                   const std::string& file);
 

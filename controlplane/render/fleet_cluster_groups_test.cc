@@ -89,6 +89,14 @@ TEST(FleetClusterGroupsTest, WhatIsNotAGroupIsRefusedByName) {
   }
   EXPECT_THAT(ParseFleetClusterGroups(many, "groups.yaml").status().message(),
               HasSubstr("more than 1000 cluster groups"));
+  // 100 groups of 60 labels each, 20-byte values: what every cluster in all of them carries.
+  std::string heavy;
+  for (int g = 0; g < 100; ++g) {
+    absl::StrAppend(&heavy, "---\n", head, "metadata:\n  name: g", g, "\n  labels:\n");
+    for (int l = 0; l < 60; ++l) absl::StrAppend(&heavy, "    label-", l, ": value-of-twenty-b\n");
+  }
+  EXPECT_THAT(ParseFleetClusterGroups(heavy, "groups.yaml").status().message(),
+              HasSubstr("the cluster groups' names and labels come to"));
 }
 
 }  // namespace
