@@ -64,17 +64,9 @@ absl::StatusOr<ClusterGroup> ReadGroup(const YAML::Node& doc, const std::string&
   const YAML::Node selector = spec && spec.IsMap() ? spec["selector"] : YAML::Node();
   if (selector && !selector.IsNull()) {
     if (!selector.IsMap()) return bad(named + ": spec.selector is not a mapping");
-    const std::string text = FleetSelectorText(selector);
-    if (text.empty() && !FleetSelectsEverything(selector)) {
-      return bad(named +
-                 ": spec.selector is not one gitfleet reads (matchLabels, and matchExpressions "
-                 "with In, NotIn, Exists or DoesNotExist)");
-    }
-    absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(text);
-    if (!parsed.ok()) {
-      return bad(absl::StrCat(named, ": spec.selector: ", parsed.status().message()));
-    }
-    group.selector = *std::move(parsed);
+    absl::StatusOr<std::string> text = ReadFleetSelector(selector, "spec.selector");
+    if (!text.ok()) return bad(absl::StrCat(named, ": ", text.status().message()));
+    group.selector = *LabelSelector::Parse(*text);  // ReadFleetSelector parsed it
   }
   return group;
 }

@@ -93,35 +93,19 @@ absl::StatusOr<FleetRollout> ReadFleetRollout(const YAML::Node& strategy) {
         criteria = true;
         partition.group = group.Scalar();
       }
-      if (const YAML::Node selector = entry["clusterGroupSelector"]; Set(selector)) {
+      for (const char* name : {"clusterGroupSelector", "clusterSelector"}) {
+        const YAML::Node selector = entry[name];
+        if (!Set(selector)) continue;
+        absl::StatusOr<std::string> text = ReadFleetSelector(selector, absl::StrCat("its ", name));
+        if (!text.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ": ", text.status().message()));
+        }
         criteria = true;
-        partition.has_group_selector = true;
-        partition.group_selector = FleetSelectorText(selector);
-        if (partition.group_selector.empty() && !FleetSelectsEverything(selector)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field,
-                           ": its clusterGroupSelector is not one gitfleet reads (matchLabels, "
-                           "and matchExpressions with In, NotIn, Exists or DoesNotExist)"));
-        }
-        if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(partition.group_selector);
-            !parsed.ok()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field, ": its clusterGroupSelector: ", parsed.status().message()));
-        }
-      }
-      if (const YAML::Node selector = entry["clusterSelector"]; Set(selector)) {
-        criteria = true;
-        partition.selector = FleetSelectorText(selector);
-        if (partition.selector.empty() && !FleetSelectsEverything(selector)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field,
-                           ": its clusterSelector is not one gitfleet reads (matchLabels, and "
-                           "matchExpressions with In, NotIn, Exists or DoesNotExist)"));
-        }
-        if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(partition.selector);
-            !parsed.ok()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field, ": its clusterSelector: ", parsed.status().message()));
+        if (std::string(name) == "clusterSelector") {
+          partition.selector = *std::move(text);
+        } else {
+          partition.has_group_selector = true;
+          partition.group_selector = *std::move(text);
         }
       }
       if (const YAML::Node name = entry["clusterName"]; Set(name)) {

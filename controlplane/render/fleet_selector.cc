@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/model/label_selector.h"
 
 namespace gitfleet {
 
@@ -60,6 +61,21 @@ bool FleetSelectsEverything(const YAML::Node& selector) {
     if (part && !part.IsNull() && part.size() > 0) return false;
   }
   return true;
+}
+
+absl::StatusOr<std::string> ReadFleetSelector(const YAML::Node& selector,
+                                              const std::string& field) {
+  std::string text = FleetSelectorText(selector);
+  if (text.empty() && !FleetSelectsEverything(selector)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     " is not one gitfleet reads (matchLabels, and matchExpressions with In, "
+                     "NotIn, Exists or DoesNotExist)"));
+  }
+  if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(text); !parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", parsed.status().message()));
+  }
+  return text;
 }
 
 }  // namespace gitfleet

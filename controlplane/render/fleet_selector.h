@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -26,6 +27,12 @@ std::string FleetSelectorText(const YAML::Node& selector);
 
 // Whether a clusterSelector selects every cluster: no matchLabels, no matchExpressions.
 bool FleetSelectsEverything(const YAML::Node& selector);
+
+// A Kubernetes LabelSelector of a fleet.yaml or a ClusterGroup (a clusterSelector, a
+// clusterGroupSelector, a spec.selector) as gitfleet's selector text ("" selects
+// everything), or InvalidArgument "FIELD is not one gitfleet reads (matchLabels, and
+// matchExpressions with In, ...)" or "FIELD: " and why the selector is none.
+absl::StatusOr<std::string> ReadFleetSelector(const YAML::Node& selector, const std::string& field);
 
 }  // namespace gitfleet
 

@@ -279,18 +279,19 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
     out.error = "is not a mapping";
     return out;
   }
-  if (const YAML::Node selector = target["clusterSelector"]; selector && !selector.IsNull()) {
-    out.has_selector = true;
-    out.selector = FleetSelectorText(selector);
-    if (out.selector.empty() && !FleetSelectsEverything(selector)) {
-      out.error =
-          "its clusterSelector is not one gitfleet reads (matchLabels, and matchExpressions "
-          "with In, NotIn, Exists or DoesNotExist)";
-    } else if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(out.selector);
-               !parsed.ok()) {
-      out.error = absl::StrCat("its clusterSelector: ", parsed.status().message());
+  // Its clusterSelector, else its clusterGroupSelector, as gitfleet's selector text.
+  auto selector_of = [&](const char* name, bool* has, std::string* text) {
+    const YAML::Node selector = target[name];
+    if (!selector || selector.IsNull()) return;
+    *has = true;
+    absl::StatusOr<std::string> read = ReadFleetSelector(selector, absl::StrCat("its ", name));
+    if (read.ok()) {
+      *text = *std::move(read);
+    } else {
+      out.error = std::string(read.status().message());
     }
-  }
+  };
+  selector_of("clusterSelector", &out.has_selector, &out.selector);
   if (const YAML::Node name = target["clusterName"]; name && name.IsScalar()) {
     out.cluster_name = name.Scalar();
   }
@@ -301,18 +302,7 @@ FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) 
       out.group = FleetScalar(group);
     }
   }
-  if (const YAML::Node selector = target["clusterGroupSelector"]; selector && !selector.IsNull()) {
-    out.has_group_selector = true;
-    out.group_selector = FleetSelectorText(selector);
-    if (out.group_selector.empty() && !FleetSelectsEverything(selector)) {
-      out.error =
-          "its clusterGroupSelector is not one gitfleet reads (matchLabels, and "
-          "matchExpressions with In, NotIn, Exists or DoesNotExist)";
-    } else if (absl::StatusOr<LabelSelector> parsed = LabelSelector::Parse(out.group_selector);
-               !parsed.ok()) {
-      out.error = absl::StrCat("its clusterGroupSelector: ", parsed.status().message());
-    }
-  }
+  selector_of("clusterGroupSelector", &out.has_group_selector, &out.group_selector);
   const YAML::Node skip = target["doNotDeploy"];
   out.do_not_deploy = skip && skip.IsScalar() && skip.Scalar() == "true";
   out.kustomize_dir = KustomizeDirOf(target["kustomize"], &out.folder_error);
