@@ -171,6 +171,15 @@ absl::StatusOr<std::vector<v1::ManifestObject>> ParseManifests(absl::string_view
   YamlLimits limits;
   limits.refuse_duplicate_keys = true;
   if (absl::Status bounded = CheckYamlBounds(text, file, limits); !bounded.ok()) return bounded;
+  // What kubectl's reader refuses (bytes that are not UTF-8, control characters) yaml-cpp
+  // reads into values no API server takes. A UTF-16 or UTF-32 file (its byte order mark)
+  // is YAML to both.
+  const bool wide = absl::StartsWith(text, "\xFF\xFE") || absl::StartsWith(text, "\xFE\xFF") ||
+                    absl::StartsWith(text, absl::string_view("\0\0\xFE\xFF", 4));
+  if (absl::Status characters = CheckGoYamlCharacters(text); !wide && !characters.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": ", characters.message(), " (kubectl refuses such a file too: write it as UTF-8)"));
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));

@@ -75,6 +75,31 @@ TEST(ParseManifestsTest, ReadsFilesAsOtherEditorsWriteThem) {
   EXPECT_EQ(json->size(), 1u);
 }
 
+// What kubectl's reader refuses is refused, naming the file: bytes that are not UTF-8 (a
+// file saved as Latin-1) and control characters (a NUL pasted into a value). A UTF-16
+// file, which both read, is read.
+TEST(ParseManifestsTest, BytesKubectlDoesNotReadAreRefused) {
+  const std::string head = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: \"";
+  for (const std::string& bad : {std::string("caf\xE9"), std::string("a\0b", 3),
+                                 std::string("bell\x07"), std::string("c1\xC2\x9B")}) {
+    absl::StatusOr<std::vector<v1::ManifestObject>> objects =
+        ParseManifests(head + bad + "\"}\n", "apps/cm.yaml");
+    EXPECT_FALSE(objects.ok()) << bad;
+    EXPECT_THAT(objects.status().message(), ::testing::HasSubstr("apps/cm.yaml: "));
+    EXPECT_THAT(objects.status().message(), ::testing::HasSubstr("kubectl refuses such a file"));
+  }
+  EXPECT_TRUE(ParseManifests(head + "tab\there, caf\xC3\xA9, NEL\xC2\x85\"}\n", "ok.yaml").ok());
+  std::string utf16 = "\xFF\xFE";
+  for (char c : std::string("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: w}\n")) {
+    utf16 += c;
+    utf16 += '\0';
+  }
+  absl::StatusOr<std::vector<v1::ManifestObject>> wide = ParseManifests(utf16, "ps.yaml");
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  ASSERT_EQ(wide->size(), 1u);
+  EXPECT_EQ(KeyString((*wide)[0].key()), "/ConfigMap//w");
+}
+
 // YAML's merge key, as kubectl reads it: `<<: *defaults` (or a list of them) stands for
 // the keys the mapping does not set itself, the earlier mapping first; a quoted "<<" is a
 // key like any other, and a merge of a scalar is refused, naming the file and line.
