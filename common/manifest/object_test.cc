@@ -6,6 +6,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
 namespace {
@@ -98,6 +99,16 @@ TEST(ParseManifestsTest, BytesKubectlDoesNotReadAreRefused) {
   ASSERT_TRUE(wide.ok()) << wide.status();
   ASSERT_EQ(wide->size(), 1u);
   EXPECT_EQ(KeyString((*wide)[0].key()), "/ConfigMap//w");
+  // A value holding control characters that an engine made (jsonnet's "\u0007") is written
+  // escaped, and read back as it was.
+  YAML::Node made = YAML::Load("{apiVersion: v1, kind: ConfigMap, metadata: {name: e}}");
+  made["data"]["k"] = std::string("bell\x07 nul\0 end", 14);
+  absl::StatusOr<std::string> emitted = EmitBlockYaml(made);
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  absl::StatusOr<std::vector<v1::ManifestObject>> escaped = ParseManifests(*emitted, "made");
+  ASSERT_TRUE(escaped.ok()) << escaped.status() << "\n" << *emitted;
+  EXPECT_EQ(YAML::Load((*escaped)[0].yaml())["data"]["k"].as<std::string>(),
+            std::string("bell\x07 nul\0 end", 14));
 }
 
 // YAML's merge key, as kubectl reads it: `<<: *defaults` (or a list of them) stands for
