@@ -324,7 +324,8 @@ void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> grou
         now.text = EncodeGroupMemberships(now.groups);
         found = by_keys.emplace(std::move(read), std::move(now)).first;
       }
-      const Found& in = agent.labels_known ? found->second : Found{};
+      static const Found kNone;  // a cluster whose labels are not known is in no group
+      const Found& in = agent.labels_known ? found->second : kNone;
       if (!SetGroupsLocked(&agent, in.groups, in.text)) continue;
       changed = true;
       if (agent.connection == nullptr) continue;
