@@ -36,14 +36,14 @@ absl::StatusOr<ClusterGroup> ReadGroup(const YAML::Node& doc, const std::string&
                             ", not a Fleet ClusterGroup (apiVersion fleet.cattle.io/v1alpha1, "
                             "kind ClusterGroup)"));
   }
+  // A const node's [] throws on a scalar or a list: each is looked into only as a mapping.
   const YAML::Node metadata = doc["metadata"];
+  if (!metadata || !metadata.IsMap()) return bad("its metadata is not a mapping");
   ClusterGroup group;
-  if (metadata && metadata.IsMap() && metadata["name"] && metadata["name"].IsScalar()) {
-    group.name = metadata["name"].Scalar();
-  }
+  const YAML::Node name = metadata["name"];
+  if (name && name.IsScalar()) group.name = name.Scalar();
   if (!IsObjectName(group.name)) {
-    return bad(absl::StrCat("metadata.name \"",
-                            FleetScalar(metadata ? metadata["name"] : YAML::Node()),
+    return bad(absl::StrCat("metadata.name \"", FleetScalar(name),
                             "\" is not a Kubernetes name (1-253 lower-case letters, digits, "
                             "'-' or '.')"));
   }
@@ -61,6 +61,7 @@ absl::StatusOr<ClusterGroup> ReadGroup(const YAML::Node& doc, const std::string&
     }
   }
   const YAML::Node spec = doc["spec"];
+  if (spec && !spec.IsNull() && !spec.IsMap()) return bad(named + ": spec is not a mapping");
   const YAML::Node selector = spec && spec.IsMap() ? spec["selector"] : YAML::Node();
   if (selector && !selector.IsNull()) {
     if (!selector.IsMap()) return bad(named + ": spec.selector is not a mapping");
@@ -102,23 +103,28 @@ absl::StatusOr<std::vector<ClusterGroup>> ParseFleetClusterGroups(absl::string_v
     groups.emplace(std::move(name), *std::move(group));
     return absl::OkStatus();
   };
-  for (const YAML::Node& doc : documents) {
-    const std::string where = absl::StrCat(file, ": document ", ++index);
-    if (!doc || doc.IsNull()) continue;
-    if (doc.IsMap() && FleetScalar(doc["kind"]) == "List") {
-      const YAML::Node items = doc["items"];
-      if (items && !items.IsNull() && !items.IsSequence()) {
-        return absl::InvalidArgumentError(where + ": the List's items is not a list");
-      }
-      int item = 0;
-      for (const YAML::Node& entry : items) {
-        if (absl::Status added = add(entry, absl::StrCat(where, ", item ", ++item)); !added.ok()) {
-          return added;
+  try {
+    for (const YAML::Node& doc : documents) {
+      const std::string where = absl::StrCat(file, ": document ", ++index);
+      if (!doc || doc.IsNull()) continue;
+      if (doc.IsMap() && FleetScalar(doc["kind"]) == "List") {
+        const YAML::Node items = doc["items"];
+        if (items && !items.IsNull() && !items.IsSequence()) {
+          return absl::InvalidArgumentError(where + ": the List's items is not a list");
         }
+        int item = 0;
+        for (const YAML::Node& entry : items) {
+          if (absl::Status added = add(entry, absl::StrCat(where, ", item ", ++item));
+              !added.ok()) {
+            return added;
+          }
+        }
+        continue;
       }
-      continue;
+      if (absl::Status added = add(doc, where); !added.ok()) return added;
     }
-    if (absl::Status added = add(doc, where); !added.ok()) return added;
+  } catch (const YAML::Exception& e) {  // never expected: the reads above check each node
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", e.msg));
   }
   std::vector<ClusterGroup> out;
   out.reserve(groups.size());

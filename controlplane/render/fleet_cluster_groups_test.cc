@@ -75,6 +75,11 @@ TEST(FleetClusterGroupsTest, WhatIsNotAGroupIsRefusedByName) {
       {head + "metadata: {name: a}\nspec: {selector: [x]}\n", "spec.selector is not a mapping"},
       {"kind: List\nitems: {a: b}\n", "the List's items is not a list"},
       {"kind: List\nitems:\n- kind: Cluster\n", "document 1, item 1: is a Cluster"},
+      // Found by cluster_groups_fuzzer: a scalar where a mapping goes threw out of yaml-cpp.
+      {head + "metadata: ab\n", "document 1: its metadata is not a mapping"},
+      {head + "metadata: [a]\n", "its metadata is not a mapping"},
+      {head + "metadata: {name: a, labels: [x]}\n", "metadata.labels is not a mapping"},
+      {head + "metadata: {name: a}\nspec: x\n", "ClusterGroup a: spec is not a mapping"},
       {"a: [\n", "groups.yaml:"},
   };
   for (const Case& c : cases) {
