@@ -55,6 +55,9 @@ metadata: {name: empty}
   EXPECT_FALSE(prod.selector->Matches({{"env", "prod"}, {"region", "ap"}}));
   EXPECT_FALSE(prod.selector->Matches({{"env", "dev"}, {"region", "eu"}}));
   EXPECT_TRUE(ParseFleetClusterGroups("", "groups.yaml")->empty());
+  EXPECT_TRUE(ParseFleetClusterGroups("apiVersion: v1\nkind: List\n", "groups.yaml")->empty())
+      << "kubectl's list when there are none";
+  EXPECT_TRUE(ParseFleetClusterGroups("kind: List\nitems: []\n", "groups.yaml")->empty());
 }
 
 TEST(FleetClusterGroupsTest, WhatIsNotAGroupIsRefusedByName) {
