@@ -308,6 +308,15 @@ void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> grou
   {
     MutexLock lock(&mu_);
     groups_ = std::move(groups);
+    // Groups choose no cluster's bundles (selectors read labels), only what bundles whose
+    // revisions differ per cluster render for it: those are asked again.
+    std::vector<std::string> per_cluster;
+    auto varies = [](const std::shared_ptr<const BundleContent>& content) {
+      return content != nullptr && content->Uniform() == nullptr;
+    };
+    for (const auto& [bundle, target] : bundles_) {
+      if (varies(target.content) || varies(target.stable)) per_cluster.push_back(bundle);
+    }
     bool changed = false;
     for (auto& [name, agent] : agents_) {
       LabelMap read;  // its labels of `keys`
@@ -329,12 +338,7 @@ void Hub::SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> grou
       if (!SetGroupsLocked(&agent, in.groups, in.text)) continue;
       changed = true;
       if (agent.connection == nullptr) continue;
-      // As for a change of its labels: what its bundles render for it may change.
-      std::set<std::string> bundles;
-      for (const auto& [bundle, target] : bundles_) bundles.insert(bundle);
-      for (const auto& [bundle, revision] : agent.held) bundles.insert(bundle);
-      bundles.insert(agent.whole.begin(), agent.whole.end());
-      for (const std::string& bundle : bundles) notify.emplace_back(agent.connection, bundle);
+      for (const std::string& bundle : per_cluster) notify.emplace_back(agent.connection, bundle);
     }
     // What a rollout's cut by cluster group holds may have changed.
     if (changed) ++membership_version_;

@@ -103,8 +103,8 @@ class Hub {
                           std::optional<LabelMap> labels);
   // The cluster groups (--cluster-groups), in name order: each cluster's are those whose
   // selector matches its labels (ClusterInfo.groups), what a fleet.yaml's clusterGroup and
-  // clusterGroupSelector select it by. A connected agent whose groups change is
-  // re-evaluated at once, as for a change of its labels.
+  // clusterGroupSelector select it by. A connected agent whose groups change is told of
+  // the bundles whose revisions differ per cluster (what it gets from them may change).
   void SetClusterGroups(std::shared_ptr<const std::vector<ClusterGroup>> groups);
   // Closes `cluster`'s stream, if it has one (its token changed, or it was removed).
   void CloseCluster(const std::string& cluster, const absl::Status& status);

@@ -267,63 +267,6 @@ TEST_F(HubLabelsTest, TargetsByOwnedLabelsAndAgentsCannotClaimOthers) {
   EXPECT_EQ(hub_.Clusters("a")[0].info.conditions_size(), 0);
 }
 
-// Fleet's cluster groups: each cluster's are those whose selector matches the labels
-// bundles target it by (the owned ones here: an agent's claim puts it in no group). A
-// change of the groups re-evaluates a connected cluster whose groups it changes, and no
-// other; a change of its labels moves it between groups.
-TEST_F(HubLabelsTest, AClustersGroupsFollowTheGroupsAndItsLabels) {
-  auto group = [](const std::string& name, const std::string& selector, const LabelMap& labels) {
-    return ClusterGroup{name, labels, *LabelSelector::Parse(selector)};
-  };
-  auto groups_of = [&](const std::string& cluster) {
-    std::vector<std::string> out;
-    const std::vector<ClusterView> views = hub_.Clusters(cluster);
-    for (const v1::ClusterGroupMembership& g : views.at(0).info.groups()) {
-      out.push_back(absl::StrCat(g.name(), g.labels().empty() ? "" : ":labelled"));
-    }
-    return out;
-  };
-  hub_.SetBundle("web", Selector(""), SingleRevision(MakeRevision("web", {"x"})));
-  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}, {"region", "eu"}});
-  hub_.SetClusterIdentity("b", true, LabelMap{{"env", "dev"}});
-  auto a_conn = std::make_shared<FakeConnection>();
-  auto b_conn = std::make_shared<FakeConnection>();
-  hub_.Connect(MakeHello("a", "prod"), "p", a_conn);
-  hub_.Connect(MakeHello("b", "prod"), "p", b_conn);  // claims prod: not its labels
-  const uint64_t version = hub_.MembershipVersion();
-  a_conn->notified.clear();
-  b_conn->notified.clear();
-  hub_.SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(std::vector<ClusterGroup>{
-      group("eu", "region=eu", {}), group("prod", "env=prod", {{"tier", "1"}}),
-      ClusterGroup{"none", {}, std::nullopt}}));
-  EXPECT_THAT(groups_of("a"), ElementsAre("eu", "prod:labelled"));
-  EXPECT_THAT(groups_of("b"), IsEmpty());
-  EXPECT_THAT(a_conn->notified, ElementsAre("web")) << "its renders may change";
-  EXPECT_THAT(b_conn->notified, ElementsAre("web"))
-      << "in no group, now known: a render waiting to know renders";
-  EXPECT_TRUE(hub_.Clusters("b")[0].info.groups_defined());
-  EXPECT_GT(hub_.MembershipVersion(), version) << "cuts by group are worked out again";
-
-  // The same groups again: nobody is told anything.
-  a_conn->notified.clear();
-  b_conn->notified.clear();
-  const uint64_t same = hub_.MembershipVersion();
-  hub_.SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(std::vector<ClusterGroup>{
-      group("eu", "region=eu", {}), group("prod", "env=prod", {{"tier", "1"}}),
-      ClusterGroup{"none", {}, std::nullopt}}));
-  EXPECT_THAT(a_conn->notified, IsEmpty());
-  EXPECT_THAT(b_conn->notified, IsEmpty());
-  EXPECT_EQ(hub_.MembershipVersion(), same);
-
-  // b's labels change: it joins prod.
-  hub_.SetClusterIdentity("b", true, LabelMap{{"env", "prod"}});
-  EXPECT_THAT(groups_of("b"), ElementsAre("prod:labelled"));
-  // The groups go: so do the clusters' memberships.
-  hub_.SetClusterGroups(nullptr);
-  EXPECT_THAT(groups_of("a"), IsEmpty());
-  EXPECT_THAT(groups_of("b"), IsEmpty());
-}
-
 TEST_F(HubLabelsTest, AClusterWithoutAssignedLabelsKeepsWhatItHoldsAndGetsNothingNew) {
   auto rev = MakeRevision("web", {"x"});
   hub_.SetBundle("web", Selector(""), SingleRevision(rev));
@@ -1841,6 +1784,66 @@ TEST_F(HubTest, AStableRevisionNotBuiltIsAskedForAndTheAgentToldOnceItIs) {
   message = hub_.NextMessage(joiner, "web");
   ASSERT_NE(message, nullptr);
   EXPECT_EQ(message->message.update().upserts(0).key().name(), "cm-joiner");
+}
+
+// Fleet's cluster groups: each cluster's are those whose selector matches the labels
+// bundles target it by (the owned ones here: an agent's claim puts it in no group). A
+// change of the groups asks again what a connected cluster whose groups it changes gets
+// from bundles rendered per cluster, and nothing else; a change of its labels moves it
+// between groups.
+TEST_F(HubLabelsTest, AClustersGroupsFollowTheGroupsAndItsLabels) {
+  auto group = [](const std::string& name, const std::string& selector, const LabelMap& labels) {
+    return ClusterGroup{name, labels, *LabelSelector::Parse(selector)};
+  };
+  auto groups_of = [&](const std::string& cluster) {
+    std::vector<std::string> out;
+    const std::vector<ClusterView> views = hub_.Clusters(cluster);
+    for (const v1::ClusterGroupMembership& g : views.at(0).info.groups()) {
+      out.push_back(absl::StrCat(g.name(), g.labels().empty() ? "" : ":labelled"));
+    }
+    return out;
+  };
+  // A bundle rendered per cluster is asked again; one with one revision for all is not.
+  hub_.SetBundle("web", Selector(""), std::make_shared<LazyContent>());
+  hub_.SetBundle("all", Selector(""), SingleRevision(MakeRevision("all", {"x"})));
+  hub_.SetClusterIdentity("a", true, LabelMap{{"env", "prod"}, {"region", "eu"}});
+  hub_.SetClusterIdentity("b", true, LabelMap{{"env", "dev"}});
+  auto a_conn = std::make_shared<FakeConnection>();
+  auto b_conn = std::make_shared<FakeConnection>();
+  hub_.Connect(MakeHello("a", "prod"), "p", a_conn);
+  hub_.Connect(MakeHello("b", "prod"), "p", b_conn);  // claims prod: not its labels
+  const uint64_t version = hub_.MembershipVersion();
+  a_conn->notified.clear();
+  b_conn->notified.clear();
+  hub_.SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(std::vector<ClusterGroup>{
+      group("eu", "region=eu", {}), group("prod", "env=prod", {{"tier", "1"}}),
+      ClusterGroup{"none", {}, std::nullopt}}));
+  EXPECT_THAT(groups_of("a"), ElementsAre("eu", "prod:labelled"));
+  EXPECT_THAT(groups_of("b"), IsEmpty());
+  EXPECT_THAT(a_conn->notified, ElementsAre("web")) << "its renders may change";
+  EXPECT_THAT(b_conn->notified, ElementsAre("web"))
+      << "in no group, now known: a render waiting to know renders";
+  EXPECT_TRUE(hub_.Clusters("b")[0].info.groups_defined());
+  EXPECT_GT(hub_.MembershipVersion(), version) << "cuts by group are worked out again";
+
+  // The same groups again: nobody is told anything.
+  a_conn->notified.clear();
+  b_conn->notified.clear();
+  const uint64_t same = hub_.MembershipVersion();
+  hub_.SetClusterGroups(std::make_shared<const std::vector<ClusterGroup>>(std::vector<ClusterGroup>{
+      group("eu", "region=eu", {}), group("prod", "env=prod", {{"tier", "1"}}),
+      ClusterGroup{"none", {}, std::nullopt}}));
+  EXPECT_THAT(a_conn->notified, IsEmpty());
+  EXPECT_THAT(b_conn->notified, IsEmpty());
+  EXPECT_EQ(hub_.MembershipVersion(), same);
+
+  // b's labels change: it joins prod.
+  hub_.SetClusterIdentity("b", true, LabelMap{{"env", "prod"}});
+  EXPECT_THAT(groups_of("b"), ElementsAre("prod:labelled"));
+  // The groups go: so do the clusters' memberships.
+  hub_.SetClusterGroups(nullptr);
+  EXPECT_THAT(groups_of("a"), IsEmpty());
+  EXPECT_THAT(groups_of("b"), IsEmpty());
 }
 
 }  // namespace
