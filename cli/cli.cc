@@ -24,6 +24,7 @@
 #include "common/manifest/hash.h"
 #include "common/manifest/object.h"
 #include "common/manifest/yaml.h"
+#include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
 #include "common/names.h"
 #include "common/proto_time.h"
@@ -34,6 +35,7 @@
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
+#include "controlplane/render/fleet_cluster_groups.h"
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/remote_bases.h"
 #include "controlplane/render/renderer.h"
@@ -1628,6 +1630,22 @@ class Cli {
       if (!parsed.ok()) return Usage(absl::StrCat("--labels: ", parsed.status().message()));
       cluster.mutable_labels()->insert(parsed->begin(), parsed->end());
     }
+    // Fleet's cluster groups, as the control plane's --cluster-groups: the cluster is in
+    // those whose selector its labels match. Without, whether it is in one is unknown.
+    if (std::optional<std::string> groups_file = args_.Take("cluster-groups")) {
+      absl::StatusOr<std::string> text = ReadFileAtMost(*groups_file, 1 << 20);
+      if (!text.ok()) return Usage(absl::StrCat("--cluster-groups: ", text.status().message()));
+      absl::StatusOr<std::vector<ClusterGroup>> groups =
+          ParseFleetClusterGroups(*text, "--cluster-groups");
+      if (!groups.ok()) return Usage(std::string(groups.status().message()));
+      cluster.set_groups_defined(true);
+      for (const ClusterGroupMembership& group :
+           GroupsMatching(*groups, LabelMap(cluster.labels().begin(), cluster.labels().end()))) {
+        v1::ClusterGroupMembership& out = *cluster.add_groups();
+        out.set_name(group.name);
+        out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
+      }
+    }
     // Where charts fleet.yaml names outside the repository may come from, as the control
     // plane's --chart-repositories.
     ChartFetchOptions charts;
@@ -1936,7 +1954,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
       {{"render"},
        "--repo=DIR_OR_URL [--ref=BRANCH] [--path=DIR] [--name=BUNDLE] [--engine=E] "
        "[--namespace=NS]\n"
-       "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--tla=...] "
+       "       [--values=K=V,...] [--labels=K=V,...] [--cluster=NAME] [--cluster-groups=FILE] "
+       "[--tla=...] "
        "[--values-file=...] [--release=NAME] [--argocd-app=NAME] [--fleet-gitrepo=NAME] "
        "[--kube-version=V] "
        "[--api-versions=...] "

@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -369,6 +370,34 @@ TEST(RenderCommandTest, RendersTheFolderFleetYamlsTargetGivesTheCluster) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("name: base")) << "no target: the folder as it is";
   EXPECT_THAT(r.out, HasSubstr("name: prod"));
+}
+
+// The same by Fleet's cluster groups: --cluster-groups gives the cluster the groups its
+// labels put it in, as the control plane's flag does; without it, whether the target is
+// the cluster's is unknown, and the render fails saying so rather than guess.
+TEST(RenderCommandTest, RendersWhatAClusterGroupsTargetGivesTheCluster) {
+  const std::string dir = TempDir("render");
+  GitFixture repo(dir + "/repo");
+  repo.Write("mc/fleet.yaml",
+             "targetCustomizations:\n- name: eu\n  clusterGroup: eu\n  kustomize: {dir: eu}\n");
+  repo.Write("mc/eu/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: eu}\n");
+  repo.Commit("a group's folder");
+  std::ofstream(dir + "/groups.yaml")
+      << "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+         "metadata: {name: eu}\n"
+         "spec: {selector: {matchLabels: {region: eu}}}\n";
+  Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=region=eu",
+                     "--cluster-groups=" + dir + "/groups.yaml"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: eu\n");
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=region=eu"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("the control plane reads no cluster groups"));
+  std::ofstream(dir + "/bad.yaml") << "kind: ConfigMap\n";
+  r = RunCtl(
+      {"render", "--repo=" + repo.dir(), "--path=mc", "--cluster-groups=" + dir + "/bad.yaml"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("--cluster-groups: document 1: is a ConfigMap"));
 }
 
 // That `rendered` holds the objects `kustomize` builds (itself, with the network this
