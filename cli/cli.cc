@@ -1639,12 +1639,8 @@ class Cli {
           ParseFleetClusterGroups(*text, "--cluster-groups");
       if (!groups.ok()) return Usage(std::string(groups.status().message()));
       cluster.set_groups_defined(true);
-      for (const ClusterGroupMembership& group :
-           GroupsMatching(*groups, LabelMap(cluster.labels().begin(), cluster.labels().end()))) {
-        v1::ClusterGroupMembership& out = *cluster.add_groups();
-        out.set_name(group.name);
-        out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
-      }
+      SetGroups(GroupsMatching(*groups, LabelMap(cluster.labels().begin(), cluster.labels().end())),
+                &cluster);
     }
     // Where charts fleet.yaml names outside the repository may come from, as the control
     // plane's --chart-repositories.

@@ -7,6 +7,23 @@
 
 namespace gitfleet {
 
+std::vector<ClusterGroupMembership> GroupsOf(const v1::ClusterInfo& cluster) {
+  std::vector<ClusterGroupMembership> out;
+  for (const v1::ClusterGroupMembership& group : cluster.groups()) {
+    out.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
+  }
+  return out;
+}
+
+void SetGroups(const std::vector<ClusterGroupMembership>& groups, v1::ClusterInfo* cluster) {
+  cluster->clear_groups();
+  for (const ClusterGroupMembership& group : groups) {
+    v1::ClusterGroupMembership& out = *cluster->add_groups();
+    out.set_name(group.name);
+    out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
+  }
+}
+
 std::vector<ClusterGroupMembership> GroupsMatching(const std::vector<ClusterGroup>& groups,
                                                    const LabelMap& labels) {
   std::vector<ClusterGroupMembership> out;

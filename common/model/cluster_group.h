@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/model/label_selector.h"
+#include "proto/gitfleet/v1/admin.pb.h"
 
 namespace gitfleet {
 
@@ -36,6 +37,10 @@ struct ClusterGroupMembership {
     return name == other.name && labels == other.labels;
   }
 };
+
+// A cluster's groups as its record carries them (v1::ClusterInfo.groups), and back.
+std::vector<ClusterGroupMembership> GroupsOf(const v1::ClusterInfo& cluster);
+void SetGroups(const std::vector<ClusterGroupMembership>& groups, v1::ClusterInfo* cluster);
 
 // The groups of `groups` whose selector matches `labels`, in `groups`' order.
 std::vector<ClusterGroupMembership> GroupsMatching(const std::vector<ClusterGroup>& groups,

@@ -279,12 +279,7 @@ bool Hub::SetGroupsLocked(Agent* agent, const std::vector<ClusterGroupMembership
   if (agent->groups_text == text && agent->info.groups_defined() == defined) return false;
   agent->groups_text = text;
   agent->info.set_groups_defined(defined);
-  agent->info.clear_groups();
-  for (const ClusterGroupMembership& group : groups) {
-    v1::ClusterGroupMembership& out = *agent->info.add_groups();
-    out.set_name(group.name);
-    out.mutable_labels()->insert(group.labels.begin(), group.labels.end());
-  }
+  SetGroups(groups, &agent->info);
   return true;
 }
 

@@ -3633,11 +3633,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     if (by_group) {
       for (const v1::ClusterInfo& cluster : hub_->MatchingClusters(selector)) {
         LabelMap labels(cluster.labels().begin(), cluster.labels().end());
-        std::vector<ClusterGroupMembership> groups;
-        for (const v1::ClusterGroupMembership& group : cluster.groups()) {
-          groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
-        }
-        AddGroupEntries(groups, &labels);
+        AddGroupEntries(GroupsOf(cluster), &labels);
         clusters.emplace_back(cluster.name(), std::move(labels));
       }
     } else {

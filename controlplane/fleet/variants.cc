@@ -146,11 +146,7 @@ void AddClusterContext(const v1::ClusterInfo& cluster, Values* out) {
     out->emplace(ClusterApiVersionsKey(), cluster.api_versions_digest());
   }
   if (cluster.groups_defined()) {  // "" when it is in none
-    std::vector<ClusterGroupMembership> groups;
-    for (const v1::ClusterGroupMembership& group : cluster.groups()) {
-      groups.push_back({group.name(), LabelMap(group.labels().begin(), group.labels().end())});
-    }
-    out->emplace(ClusterGroupsKey(), EncodeGroupMemberships(groups));
+    out->emplace(ClusterGroupsKey(), EncodeGroupMemberships(GroupsOf(cluster)));
   }
 }
 
