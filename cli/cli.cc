@@ -26,6 +26,7 @@
 #include "common/manifest/yaml.h"
 #include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
+#include "common/model/revision.h"
 #include "common/names.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
@@ -831,7 +832,8 @@ class Cli {
       return rc;
     }
     if (format_ != "table") return Print(response);
-    // CURRENT: targeted clusters that acknowledged the current render, of all targeted.
+    // CURRENT: targeted clusters that acknowledged the current render, of all targeted
+    // (and those the bundle's files leave out, which get nothing).
     Table table({"NAME", "SOURCE", "PATH", "ENGINE", "SELECTOR", "CURRENT", "OBJECTS", "COMMIT",
                  "REVISION", "ROLLOUT", "ERROR"});
     for (const v1::BundleInfo& b : response.bundles()) {
@@ -842,7 +844,10 @@ class Cli {
                      ? b.bundle().selector()
                      : absl::StrCat(b.bundle().selector(), b.bundle().selector().empty() ? "" : " ",
                                     "[scope of ", scope.caller(), ": ", scope.clusters(), "]"),
-                 absl::StrCat(b.current_clusters(), "/", b.target_clusters()),
+                 absl::StrCat(b.current_clusters(), "/", b.target_clusters(),
+                              b.not_deployed_clusters() > 0
+                                  ? absl::StrCat(" (", b.not_deployed_clusters(), " left out)")
+                                  : ""),
                  absl::StrCat(b.object_count()), Short(b.commit()), Short(b.revision()),
                  absl::StrCat(b.pinned_commit().empty()
                                   ? ""
@@ -1722,6 +1727,12 @@ class Cli {
         std::move(remote_bases), *std::move(git_credentials), *lfs, fleet_gitrepo);
     for (const std::string& note : notes) err_ << "gitfleetctl: note: " << note << "\n";
     if (!RemoveRecursively(cache).ok()) err_ << "gitfleetctl: could not remove " << cache << "\n";
+    if (IsNotDeployed(rendered.status())) {
+      // What the control plane does: nothing of the bundle goes to that cluster.
+      err_ << "gitfleetctl: note: " << rendered.status().message()
+           << ": nothing of the bundle is deployed on this cluster\n";
+      return 0;
+    }
     if (!rendered.ok()) {
       err_ << "gitfleetctl: " << rendered.status().message() << "\n";
       return 1;
@@ -2112,7 +2123,9 @@ absl::StatusOr<std::string> RenderLocally(const std::string& url, const std::str
           input.exclude.assign(bundle.exclude().begin(), bundle.exclude().end());
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
           if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
-          if (objects.ok() || submodule_hint.empty()) return objects;
+          if (objects.ok() || submodule_hint.empty() || IsNotDeployed(objects.status())) {
+            return objects;
+          }
           return absl::StatusOr<ObjectSet>(absl::Status(
               objects.status().code(), absl::StrCat(objects.status().message(), submodule_hint)));
         },

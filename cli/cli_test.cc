@@ -372,6 +372,25 @@ TEST(RenderCommandTest, RendersTheFolderFleetYamlsTargetGivesTheCluster) {
   EXPECT_THAT(r.out, HasSubstr("name: prod"));
 }
 
+// A cluster fleet.yaml's doNotDeploy leaves out gets nothing, as on the control plane: the
+// render prints nothing and says why, and is no failure.
+TEST(RenderCommandTest, ALeftOutClusterRendersNothingAndSaysWhy) {
+  GitFixture repo(TempDir("render") + "/repo");
+  repo.Write("mc/fleet.yaml",
+             "targetCustomizations:\n- name: lab\n  clusterSelector: {matchLabels: {env: lab}}\n"
+             "  doNotDeploy: true\n");
+  repo.Write("mc/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n");
+  repo.Commit("not for the lab");
+  Result r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=env=lab"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("mc/fleet.yaml: targetCustomizations lab says doNotDeploy for "
+                               "this cluster: nothing of the bundle is deployed on this cluster"));
+  r = RunCtl({"render", "--repo=" + repo.dir(), "--path=mc", "--labels=env=prod"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("name: web"));
+}
+
 // The same by Fleet's cluster groups: --cluster-groups gives the cluster the groups its
 // labels put it in, as the control plane's flag does; without it, whether the target is
 // the cluster's is unknown, and the render fails saying so rather than guess.

@@ -65,6 +65,7 @@ StatusRow ToRow(const v1::BundleStatus& s) {
   row.set_left_unmanaged_count(s.left_unmanaged_count());
   for (const v1::ObjectKey& key : s.left_unmanaged()) row.add_left_unmanaged(KeyDisplay(key));
   if (s.orphaned()) row.set_sync_state("Orphaned");
+  if (s.not_deployed()) row.set_sync_state("NotDeployed");
   return row;
 }
 

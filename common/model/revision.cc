@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 
@@ -112,6 +113,21 @@ class SingleRevisionContent : public BundleContent {
 };
 
 }  // namespace
+
+namespace {
+// The payload that marks a cluster left out (its value is never read).
+constexpr absl::string_view kNotDeployedPayload = "type.gitfleet.dev/not-deployed";
+}  // namespace
+
+absl::Status NotDeployedHere(absl::string_view why) {
+  absl::Status status = absl::InvalidArgumentError(why);
+  status.SetPayload(kNotDeployedPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsNotDeployed(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kNotDeployedPayload).has_value();
+}
 
 std::shared_ptr<const BundleContent> SingleRevision(std::shared_ptr<const Revision> revision) {
   if (revision == nullptr) return nullptr;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest/object.h"
 #include "proto/gitfleet/v1/admin.pb.h"
@@ -61,7 +62,18 @@ class BundleContent {
       const v1::ClusterInfo& cluster) const = 0;
   // A revision of this content already built, by id; null when there is none.
   virtual std::shared_ptr<const Revision> Find(const std::string& id) const = 0;
+  // Whether some cluster's outcome built so far is NotDeployedHere (below): only then do
+  // counts of the clusters it targets look at each cluster's outcome.
+  virtual bool LeavesSomeOut() const { return false; }
 };
+
+// What a render answers for a cluster the bundle's own files leave out (Fleet's
+// `doNotDeploy`): no error of the render's, and no revision. The cluster gets nothing of
+// the bundle and keeps whatever of it it holds (a repository never takes a bundle off a
+// cluster: removal is an operator's act). Built() gives it as the cluster's outcome;
+// IsNotDeployed tells it from a failure. `why` names the file and the rule.
+absl::Status NotDeployedHere(absl::string_view why);
+bool IsNotDeployed(const absl::Status& status);
 
 // Content whose one revision goes to every cluster.
 std::shared_ptr<const BundleContent> SingleRevision(std::shared_ptr<const Revision> revision);

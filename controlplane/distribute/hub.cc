@@ -1143,8 +1143,11 @@ std::shared_ptr<const EncodedMessage> Hub::NextMessageOnce(uint64_t session,
     }
   }
   if (!revision->ok()) {
-    GF_LOG(WARNING) << "bundle " << bundle << " for cluster " << cluster.name() << ": "
-                    << revision->status().message();
+    // Left out by the bundle's own files: it keeps what it holds (removal is explicit).
+    if (!IsNotDeployed(revision->status())) {
+      GF_LOG(WARNING) << "bundle " << bundle << " for cluster " << cluster.name() << ": "
+                      << revision->status().message();
+    }
     return nullptr;
   }
   MutexLock lock(&mu_);
@@ -1669,13 +1672,21 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
       c.set_health(s.report->health());
     }
     std::string expected;
+    std::string not_deployed;
     if (uniform != nullptr) {
       expected = uniform->id;
     } else if (content != nullptr) {
       std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built = content->Built(s.info);
       if (built.has_value() && built->ok()) expected = (**built)->id;
+      if (built.has_value() && IsNotDeployed(built->status())) {
+        not_deployed = std::string(built->status().message());
+      }
     }
-    if (expected.empty()) {
+    if (!not_deployed.empty()) {
+      // Nothing to wait for: the bundle's files leave it out (Fleet's doNotDeploy).
+      c.set_ready(true);
+      c.set_detail(absl::StrCat("not deployed here: ", not_deployed));
+    } else if (expected.empty()) {
       c.set_detail("its revision is not built yet");
     } else if (!s.report.has_value() || s.report->revision() != expected) {
       c.set_detail(s.out.connected() ? "no report for this revision yet"
@@ -2038,8 +2049,38 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::strin
 }
 
 Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector) const {
+  std::shared_ptr<const BundleContent> leaves_out;
+  std::vector<std::pair<v1::ClusterInfo, bool>> targeted;
+  Rollout rollout = CountRollout(bundle, selector, &leaves_out, &targeted);
+  // Clusters the bundle's files leave out get nothing, so are not waited for (one that
+  // runs a revision of it anyway is not counted current): looked at one by one
+  // (unlocked), only for content that leaves some out.
+  for (const auto& [cluster, current] : targeted) {
+    std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
+        leaves_out->Built(cluster);
+    if (!built.has_value() || !IsNotDeployed(built->status())) continue;
+    ++rollout.not_deployed;
+    --rollout.targets;
+    if (current) --rollout.current;
+  }
+  return rollout;
+}
+
+Hub::Rollout Hub::CountRollout(const std::string& bundle, const LabelSelector& selector,
+                               std::shared_ptr<const BundleContent>* leaves_out,
+                               std::vector<std::pair<v1::ClusterInfo, bool>>* targeted) const {
   MutexLock lock(&mu_);
   auto target = bundles_.find(bundle);
+  if (target != bundles_.end() && target->second.content != nullptr &&
+      target->second.content->LeavesSomeOut()) {
+    *leaves_out = target->second.content;
+    for (const auto& [name, agent] : agents_) {
+      if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
+      auto acked = agent.acked.find(bundle);
+      targeted->emplace_back(agent.info, acked != agent.acked.end() &&
+                                             (*leaves_out)->Find(acked->second.first) != nullptr);
+    }
+  }
   const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
   auto version = ack_versions_.find(bundle);
   const uint64_t ack_version = version != ack_versions_.end() ? version->second : 0;

@@ -261,13 +261,18 @@ class Hub {
     int current = 0;
     // When the last of the current ones did; InfinitePast when none is.
     absl::Time last_current = absl::InfinitePast();
+    // Clusters the selector matches that the bundle's own files leave out
+    // (BundleContent::LeavesSomeOut): not counted in targets.
+    int not_deployed = 0;
   };
   // Copies nothing: listings call it while every agent of a big fleet is acknowledging,
   // and take the hub's lock only to count. The count is kept, and each acknowledgement
   // brings it up to date (AckedChangedLocked); it is counted again only when the bundle's
   // content or the fleet's membership changed: a listing of hundreds of bundles, during a
-  // fan-out to thousands of clusters, counts none of them again.
-  Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const;
+  // fan-out to thousands of clusters, counts none of them again. Content that leaves some
+  // clusters out copies the clusters it targets (each is looked at unlocked).
+  Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
   // The same clusters' names and labels only, in name order: cheap enough for a fleet
@@ -587,6 +592,12 @@ class Hub {
     Rollout rollout;
   };
   mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
+  // RolloutOf's count under the lock; for content that leaves some clusters out, also that
+  // content and the clusters it targets, each with whether it is counted current.
+  Rollout CountRollout(const std::string& bundle, const LabelSelector& selector,
+                       std::shared_ptr<const BundleContent>* leaves_out,
+                       std::vector<std::pair<v1::ClusterInfo, bool>>* targeted) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Per bundle with reports: its clusters by sync state and by health (indexed by the
   // enums' numbers; [0], unspecified, is not counted), its reports, and the gauges that
   // show the counts: made once the bundle is defined here (ExportReportStatesLocked), so

@@ -323,6 +323,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.argocd_additions = record.reads_argocd_additions();
   reads.argocd_helm = record.reads_argocd_helm();
   reads.argocd_template_options = record.reads_argocd_template_options();
+  reads.fleet_do_not_deploy = record.reads_fleet_do_not_deploy();
   return reads;
 }
 
@@ -463,6 +464,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
         state.record.set_reads_argocd_template_options(true);
+        state.record.set_reads_fleet_do_not_deploy(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1439,6 +1441,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_argocd_additions(true);
         state.record.set_reads_argocd_helm(true);
         state.record.set_reads_argocd_template_options(true);
+        state.record.set_reads_fleet_do_not_deploy(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {
@@ -1581,6 +1584,7 @@ std::vector<v1::BundleInfo> Controller::ListBundles(const std::string& from, siz
     Hub::Rollout rollout = hub_->RolloutOf(out[i].bundle().name(), selectors[i]);
     out[i].set_target_clusters(rollout.targets);
     out[i].set_current_clusters(rollout.current);
+    out[i].set_not_deployed_clusters(rollout.not_deployed);
     if (rollout.targets > 0 && rollout.current == rollout.targets) {
       *out[i].mutable_rolled_out_time() = ToProtoTime(rollout.last_current);
     }
@@ -1740,6 +1744,7 @@ std::vector<v1::BundleStatus> Controller::StatusesOf(const std::vector<ClusterVi
     google::protobuf::Timestamp seen_time;
     std::string held_back;
     std::shared_ptr<const BundleContent> stable;  // what the hub gives joiners meanwhile
+    std::string not_deployed;                     // why the bundle's files leave the cluster out
   };
   std::vector<Pair> pairs;
   {
@@ -1770,6 +1775,9 @@ std::vector<v1::BundleStatus> Controller::StatusesOf(const std::vector<ClusterVi
       if (revision.ok()) {
         pair.info.set_revision((*revision)->id);
         pair.info.set_object_count(static_cast<int32_t>((*revision)->objects.size()));
+      } else if (IsNotDeployed(revision.status())) {
+        pair.info.clear_revision();
+        pair.not_deployed = std::string(revision.status().message());
       } else if (!built.has_value()) {
         pair.info.clear_revision();
       } else {
@@ -1791,7 +1799,7 @@ std::vector<v1::BundleStatus> Controller::StatusesOf(const std::vector<ClusterVi
     }
     out.push_back(ComposeStatus(pair.cluster->info, pair.info, pair.committed_time, pair.seen_time,
                                 report == pair.cluster->reports.end() ? nullptr : &report->second,
-                                pair.held_back));
+                                pair.held_back, pair.not_deployed));
   }
   // Orphans: what the agents hold and enforce without a definition here.
   for (const ClusterView& cluster : clusters) {
@@ -4208,7 +4216,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   // namespace renders per cluster, as jsonnet and helm do (RenderBundlePath chooses).
   const bool per_target = out->per_target =
       status.ok() && reads.fleet_target_folders &&
-      RendersPerFleetTarget(engine, definition.path(), *inputs, reads.fleet_bundle_layout);
+      RendersPerFleetTarget(engine, definition.path(), *inputs, reads.fleet_bundle_layout,
+                            reads.fleet_do_not_deploy);
   // Charts rendered for each cluster's version or APIs (--kube-version=cluster): a
   // kustomize bundle's helmCharts too, so its renders are per cluster as helm's are.
   const bool cluster_capabilities =
@@ -4628,7 +4637,10 @@ absl::Status Controller::Probe(const v1::Bundle& definition, const BundleVariant
       bool depends_on_values = false;
       absl::StatusOr<std::shared_ptr<const Revision>> revision =
           content.For(targets[i], &depends_on_values);
-      if (!revision.ok() && !depends_on_values) return revision.status();
+      // A cluster the bundle's files leave out is no failure, whatever it depends on.
+      if (!revision.ok() && !depends_on_values && !IsNotDeployed(revision.status())) {
+        return revision.status();
+      }
     }
     return absl::OkStatus();
   };

@@ -5143,6 +5143,74 @@ TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
   EXPECT_EQ(Eventually("d1", "web2"), r1);
 }
 
+// Fleet's doNotDeploy leaves a cluster out, as Fleet does: it is sent nothing, shows as not
+// deployed rather than failed, and its partition passes at once, so a rollout goes on to
+// the clusters after it. A cluster that already runs the bundle keeps it: a repository
+// never takes a bundle off a cluster.
+TEST_F(RolloutTest, FleetsDoNotDeployLeavesAClusterOutAndTheRolloutGoesOn) {
+  git_.Write("apps/web/fleet.yaml",
+             "targetCustomizations:\n"
+             "- name: lab\n  clusterSelector: {matchLabels: {env: lab}}\n  doNotDeploy: true\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("a-lab", "", "lab");
+  Connect("b1");
+  Connect("c1");
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_partition_size("1");  // a-lab, then b1, then c1
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->error().empty()) << info->error();
+  const std::string r1 = Eventually("b1");
+  ASSERT_FALSE(r1.empty()) << "the left-out cluster's partition passes at once";
+  EXPECT_EQ(hub_->NextMessage(agents_["a-lab"].session, "web"), nullptr) << "sent nothing";
+  absl::StatusOr<v1::RolloutStatus> rollout = RolloutOnce(
+      [](const v1::RolloutStatus& r) { return r.partitions_size() == 3 && r.partition() >= 1; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  ASSERT_EQ(rollout->partitions(0).clusters_size(), 1);
+  EXPECT_TRUE(rollout->partitions(0).clusters(0).ready());
+  EXPECT_THAT(rollout->partitions(0).clusters(0).detail(),
+              HasSubstr("not deployed here: apps/web/fleet.yaml: targetCustomizations lab says "
+                        "doNotDeploy for this cluster"));
+  std::vector<v1::BundleStatus> lab = controller_->GetStatus("a-lab", "web");
+  ASSERT_EQ(lab.size(), 1u);
+  EXPECT_TRUE(lab[0].not_deployed());
+  EXPECT_EQ(lab[0].sync_state(), v1::SYNC_STATE_SYNCED);
+  EXPECT_THAT(lab[0].message(), HasSubstr("nothing of the bundle is deployed here"));
+  Report("b1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c1"), r1);
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_TRUE(RolloutOnce([](const v1::RolloutStatus& r) { return r.done(); })->done());
+  v1::BundleInfo listed = controller_->ListBundles()[0];
+  EXPECT_EQ(listed.target_clusters(), 2);
+  EXPECT_EQ(listed.not_deployed_clusters(), 1);
+
+  // A lab cluster that already runs the bundle (its hello says so) is sent no removal,
+  // and its status says what it keeps and how to remove it.
+  Connect("d-lab", r1, "lab");
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(hub_->NextMessage(agents_["d-lab"].session, "web"), nullptr);
+  v1::StatusUpdate held;
+  held.set_bundle("web");
+  held.set_revision(r1);
+  held.set_applied_revision(r1);
+  held.set_sync_state(v1::SYNC_STATE_SYNCED);
+  held.set_health(v1::HEALTH_STATE_HEALTHY);
+  hub_->OnStatus(agents_["d-lab"].session, held);
+  std::vector<v1::BundleStatus> kept;
+  for (int i = 0; i < 1000 && (kept.empty() || !kept[0].not_deployed()); ++i) {
+    kept = controller_->GetStatus("d-lab", "web");
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(kept[0].not_deployed());
+  EXPECT_EQ(kept[0].sync_state(), v1::SYNC_STATE_OUT_OF_SYNC);
+  EXPECT_THAT(kept[0].message(),
+              HasSubstr(absl::StrCat("keeps revision ", r1.substr(0, 12), " it runs")));
+  EXPECT_EQ(controller_->ListBundles()[0].not_deployed_clusters(), 2);
+}
+
 // A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:
 // staging, then production, each partition waiting for the one before to be Healthy. One
 // it cannot follow holds the commit from every cluster, and a bundle's own partitions win.

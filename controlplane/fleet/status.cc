@@ -7,7 +7,8 @@ namespace gitfleet {
 v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleInfo& bundle,
                                const google::protobuf::Timestamp& committed_time,
                                const google::protobuf::Timestamp& seen_time,
-                               const v1::StatusUpdate* report, const std::string& held_back) {
+                               const v1::StatusUpdate* report, const std::string& held_back,
+                               const std::string& not_deployed) {
   v1::BundleStatus s;
   s.set_cluster(cluster.name());
   s.set_bundle(bundle.bundle().name());
@@ -42,6 +43,20 @@ v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleI
         bundle.revision().empty()
             ? ""
             : absl::StrCat(" (keeping revision ", bundle.revision().substr(0, 12), ")")));
+  } else if (!not_deployed.empty()) {
+    // Nothing is sent: what it holds stays, and says so (removal is an operator's act).
+    s.set_not_deployed(true);
+    const bool holds = report != nullptr && !report->applied_revision().empty();
+    s.set_sync_state(holds ? v1::SYNC_STATE_OUT_OF_SYNC : v1::SYNC_STATE_SYNCED);
+    s.set_message(
+        holds ? absl::StrCat(not_deployed,
+                             ": the cluster gets nothing new of the bundle and keeps "
+                             "revision ",
+                             report->applied_revision().substr(0, 12),
+                             " it runs (a repository never takes a bundle off a cluster); to "
+                             "remove it, take the cluster out of the bundle's --selector with "
+                             "--allow-removal")
+              : absl::StrCat(not_deployed, ": nothing of the bundle is deployed here"));
   } else if (bundle.revision().empty()) {
     s.set_sync_state(v1::SYNC_STATE_OUT_OF_SYNC);
     s.set_message("waiting for the first render");

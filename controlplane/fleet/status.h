@@ -16,10 +16,12 @@ namespace gitfleet {
 
 // `report` is null when the agent never reported on this bundle. `held_back` says why the
 // cluster is not given the bundle's revision yet (empty: nothing holds it back).
+// `not_deployed` says why the bundle's files leave the cluster out (empty: they do not).
 v1::BundleStatus ComposeStatus(const v1::ClusterInfo& cluster, const v1::BundleInfo& bundle,
                                const google::protobuf::Timestamp& committed_time,
                                const google::protobuf::Timestamp& seen_time,
-                               const v1::StatusUpdate* report, const std::string& held_back = "");
+                               const v1::StatusUpdate* report, const std::string& held_back = "",
+                               const std::string& not_deployed = "");
 
 }  // namespace gitfleet
 

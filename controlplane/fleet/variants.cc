@@ -309,6 +309,7 @@ void BundleVariants::AddLocked(Variant variant, size_t bytes) const {
   const size_t index = variants_.size();
   std::vector<std::string> names = ReadNames(variant.read);
   by_read_[names].emplace(ReadKeyOf(names, variant.read), index);
+  if (IsNotDeployed(variant.result.status())) leaves_some_out_ = true;
   if (variant.result.ok()) {
     by_id_.emplace((*variant.result)->id, index);
     if (variant.read.empty() && read_nothing_ == nullptr) read_nothing_ = *variant.result;
@@ -403,6 +404,11 @@ Values BundleVariants::ValuesFor(const v1::ClusterInfo& cluster) const {
 uint64_t BundleVariants::builds() const {
   MutexLock lock(&mu_);
   return builds_;
+}
+
+bool BundleVariants::LeavesSomeOut() const {
+  MutexLock lock(&mu_);
+  return leaves_some_out_;
 }
 
 size_t BundleVariants::variant_bytes() const {

@@ -115,6 +115,7 @@ class BundleVariants : public BundleContent {
   // The YAML bytes of the objects variants hold alone, as bounded by kMaxVariantBytes.
   size_t variant_bytes() const;
   std::shared_ptr<const Revision> Find(const std::string& id) const override;
+  bool LeavesSomeOut() const override;
 
   // The engine output before substitution (template mode only), kept in the store so a
   // restarted control plane can substitute again without rendering.
@@ -166,6 +167,9 @@ class BundleVariants : public BundleContent {
   // the reference).
   mutable size_t variant_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t builds_ ABSL_GUARDED_BY(mu_) = 0;
+  // Some variant built so far is NotDeployedHere (kept when variants are cleared: a
+  // count that looks for nothing costs only a look at each cluster).
+  mutable bool leaves_some_out_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace gitfleet

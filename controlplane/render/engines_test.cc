@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_system.h"
 #include "common/manifest/yaml.h"
+#include "common/model/revision.h"
 #include "common/subprocess.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/helm_renderer.h"
@@ -292,6 +293,8 @@ targetCustomizations:
     auto failed = render(cluster, nullptr, nullptr, nullptr);
     EXPECT_FALSE(failed.ok()) << error;
     EXPECT_THAT(std::string(failed.status().message()), HasSubstr(error));
+    // Only doNotDeploy leaves a cluster out; the rest fail it.
+    EXPECT_EQ(IsNotDeployed(failed.status()), absl::StrContains(error, "doNotDeploy")) << error;
   }
 
   // A bundle rendered before gitfleet read them renders its folder for every cluster, as it
@@ -1897,9 +1900,16 @@ TEST(HelmRendererTest, FleetTargetCustomizationsGiveAChartTheirValuesPerCluster)
   read.clear();
   EXPECT_EQ(render(lab, &read), ".gitfleet-fleet-yaml-values.yaml=replicas: 2 tier: base |");
   EXPECT_EQ(read[ClusterGroupsKey()], "edge-sites\tregion=eu\n");
-  EXPECT_THAT(render(cluster("old-1", {{"env", "old"}}), nullptr),
-              HasSubstr("targetCustomizations retired says doNotDeploy for this cluster; "
-                        "gitfleet does not leave a cluster out"));
+  {
+    // Left out, as Fleet leaves it out: no error of the render's, and nothing deployed.
+    Values old = cluster("old-1", {{"env", "old"}});
+    RenderInput input{"web", "mc/helm", chart, nullptr, &old, nullptr};
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(renderer, input);
+    EXPECT_TRUE(IsNotDeployed(set.status())) << set.status();
+    EXPECT_THAT(std::string(set.status().message()),
+                HasSubstr("mc/helm/fleet.yaml: targetCustomizations retired says doNotDeploy for "
+                          "this cluster"));
+  }
   // A bundle rendered before gitfleet read them renders as it did, and says so.
   notes.clear();
   EXPECT_EQ(render(cluster("prod-1", {{"env", "prod"}}), nullptr, &notes, false),

@@ -16,6 +16,7 @@
 #include "common/manifest/yaml.h"
 #include "common/model/cluster_group.h"
 #include "common/model/label_selector.h"
+#include "common/model/revision.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
@@ -688,6 +689,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_argocd_additions = reads.argocd_additions;
   input->reads_argocd_helm = reads.argocd_helm;
   input->reads_argocd_template_options = reads.argocd_template_options;
+  input->reads_fleet_do_not_deploy = reads.fleet_do_not_deploy;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -775,6 +777,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
               !read.folder_error.empty()) {
             out.folder_target_names.push_back(read.name);
           }
+          if (read.do_not_deploy) out.do_not_deploy_target_names.push_back(read.name);
         }
         // A target's own keepResources (Fleet ORs it with the folder's for its clusters):
         // read for the whole bundle, the side that never deletes what Fleet would keep.
@@ -1043,19 +1046,18 @@ bool RendersFleetFolders(const std::string& engine) {
 }
 
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
-                           const std::vector<RepoFile>& files, bool fleet_yml) {
+                           const std::vector<RepoFile>& files, bool fleet_yml, bool do_not_deploy) {
   if (!RendersFleetFolders(engine)) return false;
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files, fleet_yml);
-  return fleet.ok() && fleet->folder_targets();
+  return fleet.ok() && fleet->per_target(do_not_deploy);
 }
 
+// Not an error: the cluster is left out, as Fleet leaves it out (it keeps whatever of the
+// bundle it holds: a repository never takes a bundle off a cluster).
 absl::Status DoNotDeployError(const std::string& fleet_yaml,
                               const FleetYamlNamespace::Target& target) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      fleet_yaml, ": targetCustomizations ", target.name,
-      " says doNotDeploy for this cluster; gitfleet does not leave a cluster out, nor take a "
-      "bundle off it, because a repository says so: leave the cluster out of the bundle's "
-      "--selector"));
+  return NotDeployedHere(absl::StrCat(fleet_yaml, ": targetCustomizations ", target.name,
+                                      " says doNotDeploy for this cluster"));
 }
 
 // For a chart, what Fleet renders it through and where: the kustomization of the folder the
@@ -2070,8 +2072,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   // what its target gives it, as Fleet renders it.
   const std::string engine = renderer.engine();
   const bool folder_targets = RendersFleetFolders(engine) && fleet->folder_targets();
-  const bool per_cluster =
-      folder_targets && input.reads_fleet_target_folders && input.values != nullptr;
+  // Or whose targets leave some clusters out (doNotDeploy): those get nothing.
+  const bool per_cluster = RendersFleetFolders(engine) &&
+                           fleet->per_target(input.reads_fleet_do_not_deploy) &&
+                           input.reads_fleet_target_folders && input.values != nullptr;
   const FleetYamlNamespace::Target* folder_target = nullptr;
   // The folder rendered: fleet.yaml's own kustomize.dir, unless the cluster's target gives
   // another, as Fleet renders it.
@@ -2154,7 +2158,14 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     fleet->targets.clear();
     fleet->targets_not_described = 0;
     fleet->target_folders.clear();
-    if (input.notes != nullptr) {
+    if (input.notes != nullptr && !fleet->do_not_deploy_target_names.empty()) {
+      input.notes->push_back(absl::StrCat(
+          "the clusters ", fleet_yaml, "'s targetCustomizations ",
+          ListNames(fleet->do_not_deploy_target_names, 10),
+          " select (the first that selects them) get nothing of it (doNotDeploy), as in Fleet; "
+          "what they already run of it they keep"));
+    }
+    if (input.notes != nullptr && folder_targets) {
       input.notes->push_back(absl::StrCat(
           "each cluster renders what ", fleet_yaml, "'s targetCustomizations ",
           ListNames(fleet->folder_target_names, 10),

@@ -143,6 +143,10 @@ struct RenderInput {
   // then hold the cluster's name and labels under the reserved keys). False for a bundle rendered
   // before gitfleet read them: its folder as it is for every cluster, noted.
   bool reads_fleet_target_folders = true;
+  // Whether a plain or kustomize folder whose fleet.yaml's targets say doNotDeploy renders
+  // per cluster for them alone (the clusters they select get NotDeployedHere), with
+  // reads_fleet_target_folders. False for a bundle rendered before: noted.
+  bool reads_fleet_do_not_deploy = true;
   // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
   // their own in Fleet), and a helm render renders the chart fleet.yaml's helm.chart names
@@ -288,6 +292,7 @@ struct RepositoryReads {
   bool fleet_helm = true;
   bool fleet_targets = true;
   bool fleet_target_folders = true;
+  bool fleet_do_not_deploy = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
   bool fleet_diff = true;
@@ -640,6 +645,12 @@ struct FleetYamlNamespace {
   // overlays: a plain or kustomize bundle renders per cluster what its target gives it.
   std::vector<std::string> folder_target_names;
   bool folder_targets() const { return !folder_target_names.empty(); }
+  // Those that say doNotDeploy: a plain or kustomize bundle renders per cluster for them
+  // too (since RenderInput::reads_fleet_do_not_deploy), their clusters getting nothing.
+  std::vector<std::string> do_not_deploy_target_names;
+  bool per_target(bool reads_do_not_deploy) const {
+    return folder_targets() || (reads_do_not_deploy && !do_not_deploy_target_names.empty());
+  }
 };
 
 // Whether `engine` renders the folders fleet.yaml names (its kustomize.dir, its targets'
@@ -649,8 +660,11 @@ bool RendersFleetFolders(const std::string& engine);
 // (RenderBundlePath then needs the cluster's values, AllAndClusterFor): one whose folder's
 // fleet.yaml gives some clusters another folder, namespace or overlays. `files` are the
 // files the render reads.
+// With `do_not_deploy` (RenderInput::reads_fleet_do_not_deploy), also one whose targets
+// leave some clusters out.
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
-                           const std::vector<RepoFile>& files, bool fleet_yml = true);
+                           const std::vector<RepoFile>& files, bool fleet_yml = true,
+                           bool do_not_deploy = true);
 
 // The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
 // `values` (ClusterNameKey, ClusterLabelKey): the first whose criteria all hold; nullptr
