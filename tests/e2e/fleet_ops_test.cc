@@ -42,6 +42,7 @@ using ::gitfleet::testing::MetricValue;
 using ::gitfleet::testing::Process;
 using ::gitfleet::testing::TempDir;
 using nlohmann::json;
+using ::testing::AllOf;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -519,6 +520,57 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
                                "its clusterSelector is not one gitfleet reads"));
   absl::SleepFor(absl::Seconds(2));
   EXPECT_EQ(Image("c2"), "web:2") << "held from every cluster";
+}
+
+// Fleet's doNotDeploy: the clusters a target leaves out get nothing and hold up no rollout,
+// even as its first partition; and one that already runs the bundle when a commit leaves
+// it out keeps what it runs (removal is an operator's act), saying so.
+TEST_F(FleetOps, AFleetFoldersDoNotDeployLeavesClustersOut) {
+  auto fleet_yaml = [&](const std::string& left_out) {
+    git_.Write("apps/web/fleet.yaml",
+               absl::StrCat("defaultNamespace: shop\n"
+                            "targetCustomizations:\n"
+                            "- name: off\n"
+                            "  clusterSelector:\n"
+                            "    matchExpressions: [{key: env, operator: In, values: [",
+                            left_out,
+                            "]}]\n"
+                            "  doNotDeploy: true\n"
+                            "rolloutStrategy:\n"
+                            "  partitions:\n"
+                            "  - name: lab first\n"
+                            "    clusterName: lab-1\n"));
+  };
+  WriteApp("web:1");
+  fleet_yaml("lab");
+  git_.Commit("v1, not for the lab");
+  StartControlPlane();
+  StartCluster("lab-1", "env=lab");
+  StartCluster("c2", "env=staging");
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; }, absl::Seconds(30))) << Logs();
+  EXPECT_EQ(Image("lab-1"), "");
+  Ready("c2");
+  ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
+  EXPECT_EQ(Image("lab-1"), "") << "left out";
+  EXPECT_THAT(Ctl({"status", "--cluster=lab-1", "--bundle=web"}),
+              AllOf(HasSubstr("NotDeployed"),
+                    HasSubstr("apps/web/fleet.yaml: targetCustomizations off says doNotDeploy for "
+                              "this cluster: nothing of the bundle is deployed here")));
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("1/1 (1 left out)"));
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("not deployed here"));
+
+  // A commit leaves staging out too: c2 runs web:1 and keeps it, getting nothing newer.
+  WriteApp("web:2");
+  fleet_yaml("lab, staging");
+  git_.Commit("v2, not for the lab nor staging");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"status", "--cluster=c2", "--bundle=web"}), "keeps revision");
+  })) << Ctl({"status", "--cluster=c2", "--bundle=web"});
+  EXPECT_THAT(Ctl({"status", "--cluster=c2", "--bundle=web"}), HasSubstr("NotDeployed"));
+  EXPECT_EQ(Image("c2"), "web:1") << "kept: a repository never takes a bundle off a cluster";
+  EXPECT_EQ(Image("lab-1"), "");
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("0/0 (2 left out)"));
 }
 
 // A --cluster-groups file that cannot be read stops the start, naming what is wrong: a
