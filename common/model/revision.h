@@ -65,6 +65,9 @@ class BundleContent {
   // Whether some cluster's outcome built so far is NotDeployedHere (below): only then do
   // counts of the clusters it targets look at each cluster's outcome.
   virtual bool LeavesSomeOut() const { return false; }
+  // How many revisions (or outcomes) were built so far: what a count over the clusters'
+  // outcomes was made at (0 for content that builds none).
+  virtual uint64_t builds() const { return 0; }
 };
 
 // What a render answers for a cluster the bundle's own files leave out (Fleet's

@@ -674,6 +674,7 @@ void Hub::RemoveBundle(const std::string& bundle, int64_t generation) {
     newest_.erase(bundle);
     ack_versions_.erase(bundle);
     counted_.erase(bundle);
+    left_out_.erase(bundle);
     IndexNewestLocked(bundle);
     ForgetDropsLocked(bundle);
     report_counts_.erase(bundle);
@@ -2049,38 +2050,68 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::strin
 }
 
 Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector) const {
-  std::shared_ptr<const BundleContent> leaves_out;
-  std::vector<std::pair<v1::ClusterInfo, bool>> targeted;
-  Rollout rollout = CountRollout(bundle, selector, &leaves_out, &targeted);
-  // Clusters the bundle's files leave out get nothing, so are not waited for (one that
-  // runs a revision of it anyway is not counted current): looked at one by one
-  // (unlocked), only for content that leaves some out.
-  for (const auto& [cluster, current] : targeted) {
-    std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
-        leaves_out->Built(cluster);
-    if (!built.has_value() || !IsNotDeployed(built->status())) continue;
-    ++rollout.not_deployed;
-    --rollout.targets;
-    if (current) --rollout.current;
+  std::shared_ptr<const BundleContent> content;
+  uint64_t membership = 0;
+  uint64_t builds = 0;
+  std::vector<v1::ClusterInfo> targeted;
+  Rollout rollout;
+  {
+    MutexLock lock(&mu_);
+    rollout = CountRolloutLocked(bundle, selector);
+    auto target = bundles_.find(bundle);
+    if (target == bundles_.end() || target->second.content == nullptr ||
+        !target->second.content->LeavesSomeOut()) {
+      return rollout;
+    }
+    content = target->second.content;
+    membership = membership_version_;
+    builds = content->builds();
+    auto known = left_out_.find(bundle);
+    if (known != left_out_.end() && known->second.selector == selector.text() &&
+        known->second.content.lock() == content && known->second.membership_version == membership &&
+        known->second.builds == builds) {
+      SubtractLeftOutLocked(bundle, known->second.clusters, *content, &rollout);
+      return rollout;
+    }
+    for (const auto& [name, agent] : agents_) {
+      if (agent.labels_known && selector.Matches(agent.labels)) targeted.push_back(agent.info);
+    }
+  }
+  // Clusters the bundle's files leave out get nothing, so are not waited for: each
+  // cluster's outcome is looked at unlocked (it works out the cluster's values).
+  std::vector<std::string> left_out;
+  for (const v1::ClusterInfo& cluster : targeted) {
+    std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built = content->Built(cluster);
+    if (built.has_value() && IsNotDeployed(built->status())) left_out.push_back(cluster.name());
+  }
+  MutexLock lock(&mu_);
+  SubtractLeftOutLocked(bundle, left_out, *content, &rollout);
+  auto target = bundles_.find(bundle);
+  if (target != bundles_.end() && target->second.content == content &&
+      membership_version_ == membership) {
+    left_out_[bundle] = LeftOut{selector.text(), content, membership, builds, std::move(left_out)};
   }
   return rollout;
 }
 
-Hub::Rollout Hub::CountRollout(const std::string& bundle, const LabelSelector& selector,
-                               std::shared_ptr<const BundleContent>* leaves_out,
-                               std::vector<std::pair<v1::ClusterInfo, bool>>* targeted) const {
-  MutexLock lock(&mu_);
-  auto target = bundles_.find(bundle);
-  if (target != bundles_.end() && target->second.content != nullptr &&
-      target->second.content->LeavesSomeOut()) {
-    *leaves_out = target->second.content;
-    for (const auto& [name, agent] : agents_) {
-      if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
-      auto acked = agent.acked.find(bundle);
-      targeted->emplace_back(agent.info, acked != agent.acked.end() &&
-                                             (*leaves_out)->Find(acked->second.first) != nullptr);
+void Hub::SubtractLeftOutLocked(const std::string& bundle, const std::vector<std::string>& clusters,
+                                const BundleContent& content, Rollout* rollout) const {
+  for (const std::string& name : clusters) {
+    ++rollout->not_deployed;
+    --rollout->targets;
+    // One that runs a revision of it anyway (held from before) is not counted current.
+    auto agent = agents_.find(name);
+    if (agent == agents_.end()) continue;
+    auto acked = agent->second.acked.find(bundle);
+    if (acked != agent->second.acked.end() && content.Find(acked->second.first) != nullptr) {
+      --rollout->current;
     }
   }
+}
+
+Hub::Rollout Hub::CountRolloutLocked(const std::string& bundle,
+                                     const LabelSelector& selector) const {
+  auto target = bundles_.find(bundle);
   const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
   auto version = ack_versions_.find(bundle);
   const uint64_t ack_version = version != ack_versions_.end() ? version->second : 0;

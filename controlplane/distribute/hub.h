@@ -270,7 +270,8 @@ class Hub {
   // brings it up to date (AckedChangedLocked); it is counted again only when the bundle's
   // content or the fleet's membership changed: a listing of hundreds of bundles, during a
   // fan-out to thousands of clusters, counts none of them again. Content that leaves some
-  // clusters out copies the clusters it targets (each is looked at unlocked).
+  // clusters out looks at each cluster it targets (unlocked) once per change of the fleet
+  // or of what it built (left_out_).
   Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const
       ABSL_LOCKS_EXCLUDED(mu_);
   // The info (not the reports) of the clusters `selector` matches.
@@ -592,12 +593,25 @@ class Hub {
     Rollout rollout;
   };
   mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
-  // RolloutOf's count under the lock; for content that leaves some clusters out, also that
-  // content and the clusters it targets, each with whether it is counted current.
-  Rollout CountRollout(const std::string& bundle, const LabelSelector& selector,
-                       std::shared_ptr<const BundleContent>* leaves_out,
-                       std::vector<std::pair<v1::ClusterInfo, bool>>* targeted) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  Rollout CountRolloutLocked(const std::string& bundle, const LabelSelector& selector) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For content that leaves some clusters out (BundleContent::LeavesSomeOut): the clusters
+  // `selector` matches that it leaves out, by name, as last worked out (each cluster's
+  // outcome looked at unlocked). Worked out again when the content, the fleet's
+  // membership or what the content built changed.
+  struct LeftOut {
+    std::string selector;
+    std::weak_ptr<const BundleContent> content;
+    uint64_t membership_version = 0;
+    uint64_t builds = 0;
+    std::vector<std::string> clusters;
+  };
+  mutable std::map<std::string, LeftOut> left_out_ ABSL_GUARDED_BY(mu_);
+  // Takes `clusters` (left out) off `rollout`'s targets, and off its current ones those
+  // that acknowledged a revision of `content` anyway.
+  void SubtractLeftOutLocked(const std::string& bundle, const std::vector<std::string>& clusters,
+                             const BundleContent& content, Rollout* rollout) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per bundle with reports: its clusters by sync state and by health (indexed by the
   // enums' numbers; [0], unspecified, is not counted), its reports, and the gauges that
   // show the counts: made once the bundle is defined here (ExportReportStatesLocked), so

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -1598,9 +1599,25 @@ class LazyContent : public BundleContent {
   std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> Built(
       const v1::ClusterInfo& cluster) const override {
     MutexLock lock(&mu_);
+    if (left_out_.count(cluster.name()) > 0) {
+      return absl::StatusOr<std::shared_ptr<const Revision>>(NotDeployedHere("left out"));
+    }
     auto it = built_.find(cluster.name());
     if (it == built_.end()) return std::nullopt;
     return it->second;
+  }
+  bool LeavesSomeOut() const override {
+    MutexLock lock(&mu_);
+    return !left_out_.empty();
+  }
+  uint64_t builds() const override {
+    MutexLock lock(&mu_);
+    return built_.size() + left_out_.size();
+  }
+  // `cluster`'s outcome: left out (NotDeployedHere).
+  void LeaveOut(const std::string& cluster) {
+    MutexLock lock(&mu_);
+    left_out_.insert(cluster);
   }
   std::shared_ptr<const Revision> Find(const std::string& id) const override {
     MutexLock lock(&mu_);
@@ -1618,7 +1635,46 @@ class LazyContent : public BundleContent {
   const std::string commit_ = "c0ffee";
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<const Revision>> built_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> left_out_ ABSL_GUARDED_BY(mu_);
 };
+
+// Clusters a bundle's files leave out are neither targets waited for nor current, whatever
+// they hold; the count follows what the content builds and who joins, and is kept between.
+TEST_F(HubTest, ARolloutCountLeavesOutTheClustersTheContentLeavesOut) {
+  auto conn = std::make_shared<FakeConnection>();
+  auto content = std::make_shared<LazyContent>();
+  content->Build("a");
+  content->LeaveOut("b");
+  hub_.SetBundle("web", Selector(""), content);
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  hub_.Connect(MakeHello("c", "prod"), "p", conn);  // not built yet
+  Hub::Rollout rollout = hub_.RolloutOf("web", Selector(""));
+  EXPECT_EQ(rollout.targets, 2);
+  EXPECT_EQ(rollout.not_deployed, 1);
+  EXPECT_EQ(rollout.current, 0);
+  std::shared_ptr<const EncodedMessage> update = hub_.NextMessage(a, "web");
+  ASSERT_NE(update, nullptr);
+  hub_.OnAck(a, MakeAck("web", update->message.update().revision()));
+  rollout = hub_.RolloutOf("web", Selector(""));
+  EXPECT_EQ(rollout.current, 1);
+  EXPECT_EQ(rollout.not_deployed, 1) << "kept";
+  content->LeaveOut("c");  // built meanwhile: counted again
+  rollout = hub_.RolloutOf("web", Selector(""));
+  EXPECT_EQ(rollout.targets, 1);
+  EXPECT_EQ(rollout.not_deployed, 2);
+  EXPECT_EQ(rollout.current, 1);
+  // A left-out cluster that holds a revision of this content is not counted current.
+  content->LeaveOut("a");
+  rollout = hub_.RolloutOf("web", Selector(""));
+  EXPECT_EQ(rollout.targets, 0);
+  EXPECT_EQ(rollout.not_deployed, 3);
+  EXPECT_EQ(rollout.current, 0);
+  hub_.Connect(MakeHello("d", "dev"), "p", conn);  // joins: counted again, as a target
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("")).targets, 1);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).targets, 0) << "another selector";
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).not_deployed, 3);
+}
 
 // Which bundles an update's removed keys may be handed over to is looked up by key: the
 // index follows each bundle's newest content as it changes, and leaves, and bundles whose

@@ -111,7 +111,7 @@ class BundleVariants : public BundleContent {
   absl::StatusOr<std::shared_ptr<const Revision>> For(const v1::ClusterInfo& cluster,
                                                       bool* depends_on_values = nullptr) const;
   // How many variants were built so far (a reconcile that built none changes nothing).
-  uint64_t builds() const;
+  uint64_t builds() const override;
   // The YAML bytes of the objects variants hold alone, as bounded by kMaxVariantBytes.
   size_t variant_bytes() const;
   std::shared_ptr<const Revision> Find(const std::string& id) const override;
