@@ -234,8 +234,9 @@ TEST(RenderCommandTest, SaysHowAFleetYamlsRolloutStrategyRollsItOut) {
   Result r = RunCtl({"render", "--repo=" + git.dir(), "--path=apps/web"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("note: rolled out partition by partition, by apps/web/fleet.yaml's "
-                               "rolloutStrategy: 1 canary (cluster c2, none may be not ready), 2 "
-                               "prod (env=prod, none may be not ready), then the clusters left"));
+                               "rolloutStrategy: 1 canary (cluster c2, none may be not ready, "
+                               "given to 1 at a time), 2 prod (env=prod, none may be not ready), "
+                               "then the clusters left"));
   EXPECT_THAT(r.err, HasSubstr("note: apps/web/fleet.yaml: rolloutStrategy.maxUnavailable is "
                                "unset"));
   git.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  partitions:\n  - clusterGroup: eu\n");

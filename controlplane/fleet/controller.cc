@@ -1634,8 +1634,13 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
     const int count = static_cast<int>(state.partitions->size());
     auto it = partition_of.find(cluster.name());
     std::string where =
-        it == partition_of.end()
-            ? "it is in no partition yet (it joined after they were cut)"
+        it == partition_of.end() ? "it is in no partition yet (it joined after they were cut)"
+        : it->second == rollout.partition()
+            ? absl::StrCat("its partition ", it->second + 1, "/", count,
+                           " is given the revision a few clusters at a time (",
+                           state.Rollout().declared_in(),
+                           "'s maxUnavailable), the next once one given it is ready, and this "
+                           "one's turn has not come")
             : absl::StrCat("its partition ", it->second + 1, "/", count, " has not had its turn");
     std::string now =
         absl::StrCat("the rollout is at partition ", rollout.partition() + 1, "/", count);
@@ -3752,7 +3757,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     if (it != bundles_.end()) {
       last = it->second.gate;
       if (it->second.gate_partitions == partitions &&
-          it->second.gate_partition == rollout.partition()) {
+          it->second.gate_partition == rollout.partition() &&
+          it->second.gate_admitted == rollout.admitted()) {
         gate = last;
       }
     }
@@ -3765,6 +3771,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       it->second.gate = gate;
       it->second.gate_partitions = partitions;
       it->second.gate_partition = rollout.partition();
+      it->second.gate_admitted = rollout.admitted();
     }
   }
   publish(partitions, membership, rollout.commit(), step.message.empty() ? "done" : step.message,
@@ -3837,9 +3844,18 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
                  : index > rollout.partition() ? "waiting"
                  : status.paused()             ? "paused"
                                                : "rolling");
+    int place = 0;
     for (v1::RolloutCluster& c :
          hub_->RolloutProgress(name, content.get(), partitions[i].clusters)) {
       if (index > rollout.partition() && !c.ready()) c.set_detail("not reached yet");
+      // Paced: those of the partition after the ones given it so far wait their turn.
+      if (index == rollout.partition() && rollout.admitted() > 0 && place >= rollout.admitted() &&
+          !c.ready()) {
+        c.set_detail(
+            "its turn in the partition has not come (a few at a time, the next once "
+            "one given it is ready)");
+      }
+      ++place;
       *p->add_clusters() = std::move(c);
     }
   }

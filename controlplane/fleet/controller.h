@@ -451,6 +451,7 @@ class Controller {
     Hub::Gate gate;
     std::shared_ptr<const std::vector<Partition>> gate_partitions;
     int gate_partition = -1;
+    int gate_admitted = 0;  // of a paced partition (RolloutRecord.admitted)
   };
   class Mailbox;
 

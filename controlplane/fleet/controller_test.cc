@@ -5143,6 +5143,47 @@ TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
   EXPECT_EQ(Eventually("d1", "web2"), r1);
 }
 
+// Fleet's maxUnavailable paces a rollout: a fleet.yaml asking for at most one cluster not
+// ready at a time gets its clusters one by one, each once the one before is Healthy, where
+// gitfleet gave the whole partition at once.
+TEST_F(RolloutTest, AFleetYamlsMaxUnavailableGivesTheRevisionAFewClustersAtATime) {
+  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Eventually("c1"), r1);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c2"), "") << "one at a time";
+  EXPECT_EQ(Take("c3"), "");
+  absl::StatusOr<v1::RolloutStatus> rollout =
+      RolloutOnce([](const v1::RolloutStatus& r) { return r.partitions_size() == 1; });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_THAT(rollout->message(), HasSubstr("given to 1 of 3 so far, at most 1 not ready at a "
+                                            "time; waiting for c1"));
+  ASSERT_EQ(rollout->partitions(0).clusters_size(), 3);
+  EXPECT_THAT(rollout->partitions(0).clusters(2).detail(),
+              HasSubstr("its turn in the partition has not come"));
+  std::vector<v1::BundleStatus> c3 = controller_->GetStatus("c3", "web");
+  ASSERT_EQ(c3.size(), 1u);
+  EXPECT_THAT(c3[0].held_back(),
+              HasSubstr("is given the revision a few clusters at a time (apps/web/fleet.yaml's "
+                        "maxUnavailable)"));
+  Report("c1", r1, v1::HEALTH_STATE_PROGRESSING);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c2"), "") << "c1 is not ready yet";
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c2"), r1);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c3"), "");
+  // Two of three ready, one may be unavailable: the partition is through, c3 gets it.
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r1);
+}
+
 // Fleet's doNotDeploy leaves a cluster out, as Fleet does: it is sent nothing, shows as not
 // deployed rather than failed, and its partition passes at once, so a rollout goes on to
 // the clusters after it. A cluster that already runs the bundle keeps it: a repository

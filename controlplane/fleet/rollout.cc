@@ -160,14 +160,32 @@ v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::st
     out.set_partition_size(read.auto_partition_size);
     out.set_partition_size_from(kFleetAutoPartitionFrom);
   }
+  // Fleet gives a partition's clusters the revision no more at a time than its
+  // maxUnavailable (or the strategy's) lets be not ready.
+  const bool bounded =
+      (!read.max_unavailable.empty() && read.max_unavailable != "100%") ||
+      std::any_of(read.partitions.begin(), read.partitions.end(),
+                  [](const FleetRollout::Partition& p) {
+                    return !p.max_unavailable.empty() && p.max_unavailable != "100%";
+                  });
+  if (bounded) {
+    out.set_paced(true);
+    // Without partitions or autoPartitionSize (0 turns it off), one partition of every
+    // cluster, paced.
+    if (!Progressive(out)) out.set_partition_size("100%");
+  }
   return out;
 }
 
 std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy) {
   auto limit = [&](const std::string& own) {
     const std::string& text = own.empty() ? strategy.max_unavailable() : own;
-    return text.empty() || text == "0" || text == "0%" ? std::string("none may be not ready")
-                                                       : absl::StrCat(text, " may be not ready");
+    const bool none = text.empty() || text == "0" || text == "0%";
+    return absl::StrCat(
+        none ? std::string("none") : text, " may be not ready",
+        strategy.paced() && !text.empty()
+            ? absl::StrCat(", given to ", none ? std::string("1") : text, " at a time")
+            : "");
   };
   std::vector<std::string> parts;
   for (int i = 0; i < strategy.partitions_size(); ++i) {
@@ -312,6 +330,28 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int c
   return out;
 }
 
+namespace {
+// Fleet's limit: a count as it is, a percentage of `size` rounded down; at least 1 here
+// (Fleet's count of 0 would give nothing to any cluster).
+int FleetLimit(const std::string& text, int size) {
+  absl::StatusOr<int> limit = Count("maxUnavailable", text, size, /*round_up=*/false);
+  return std::max(1, limit.ok() ? *limit : 1);
+}
+}  // namespace
+
+int PaceOf(const v1::RolloutStrategy& strategy, const Partition& partition, int size) {
+  if (!strategy.paced()) return 0;
+  const std::string& text =
+      partition.max_unavailable.empty() ? strategy.max_unavailable() : partition.max_unavailable;
+  if (text.empty()) return 0;
+  return FleetLimit(text, size);
+}
+
+int FleetPaceOf(const v1::RolloutStrategy& strategy, int total) {
+  if (!strategy.paced() || strategy.max_unavailable().empty()) return 0;
+  return FleetLimit(strategy.max_unavailable(), total);
+}
+
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size) {
   const std::string& text =
       partition.max_unavailable.empty() ? strategy.max_unavailable() : partition.max_unavailable;
@@ -354,6 +394,8 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       record.set_partition(index + 1);
       *record.mutable_partition_started() = ToProtoTime(now);
       record.set_promoted(false);
+      record.set_admitted(0);
+      record.clear_admitted_time();
       step.changed = true;
       continue;
     }
@@ -370,13 +412,54 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
-    const absl::Time started = FromProtoTime(record.partition_started());
+    absl::Time started = FromProtoTime(record.partition_started());
+    // Paced, as Fleet paces: the clusters given it so far that are not ready yet hold back
+    // the next ones (and, with the strategy's bound, those of the partitions before).
+    const int size = static_cast<int>(partition.clusters.size());
+    const int pace = PaceOf(strategy, partition, size);
+    std::string given;
+    PartitionProgress head_progress;  // of the clusters given it so far
+    if (pace > 0) {
+      int admitted = std::min(record.admitted(), size);
+      Partition head = partition;
+      head.clusters.resize(admitted);
+      if (admitted > 0) head_progress = progress(head);
+      const int in_flight = head_progress.not_ready;
+      int room = pace - in_flight;
+      int total = 0;
+      for (const Partition& p : partitions) total += static_cast<int>(p.clusters.size());
+      if (const int fleet_pace = FleetPaceOf(strategy, total); fleet_pace > 0) {
+        int fleet_in_flight = in_flight;
+        for (int i = 0; i < index && fleet_in_flight < fleet_pace; ++i) {
+          fleet_in_flight += progress(partitions[i]).not_ready;
+        }
+        room = std::min(room, fleet_pace - fleet_in_flight);
+      }
+      if (room > 0 && admitted < size) {
+        admitted = std::min(size, admitted + room);
+        record.set_admitted(admitted);
+        *record.mutable_admitted_time() = ToProtoTime(now);
+        step.changed = true;
+      }
+      // The deadline counts from the last cluster given it: a paced partition takes longer.
+      if (record.has_admitted_time()) {
+        started = std::max(started, FromProtoTime(record.admitted_time()));
+      }
+      given = absl::StrCat("; given to ", admitted, " of ", size, " so far, at most ", pace,
+                           " not ready at a time");
+    }
     const v1::RolloutCluster* example = first_waiting != nullptr ? first_waiting : first_failed;
-    const std::string waiting = absl::StrCat(
-        counted.total - not_ready, " of ", counted.total, " clusters ready",
-        allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "", "; waiting for ",
-        example != nullptr ? absl::StrCat(example->name(), ": ", example->detail())
-                           : absl::StrCat(not_ready, " clusters' reports"));
+    if (head_progress.first_waiting.has_value()) {
+      example = &*head_progress.first_waiting;  // one given it, not one waiting its turn
+    } else if (head_progress.first_failed.has_value()) {
+      example = &*head_progress.first_failed;
+    }
+    const std::string waiting =
+        absl::StrCat(counted.total - not_ready, " of ", counted.total, " clusters ready",
+                     allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "", given,
+                     "; waiting for ",
+                     example != nullptr ? absl::StrCat(example->name(), ": ", example->detail())
+                                        : absl::StrCat(not_ready, " clusters' reports"));
     if (now - started >= deadline) {
       record.set_halted(true);
       record.set_reason(absl::StrCat("not ready within the progress deadline (",
@@ -388,7 +471,8 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     }
     step.message = absl::StrCat(where, ": ", waiting);
     step.recheck = started + deadline;
-    step.reports_needed = std::max(1, not_ready - allowed);
+    // Paced: any report may make room for the next cluster.
+    step.reports_needed = pace > 0 ? 1 : std::max(1, not_ready - allowed);
     return step;
   }
   return step;
@@ -435,43 +519,75 @@ PartitionIndex IndexPartitions(const std::vector<Partition>& partitions) {
 
 namespace {
 
-// Partitions 0..upto of one cut. Asking about a cluster is one hash lookup, and widening
-// by a partition costs that partition: the index is shared by every gate of the cut.
+// Partitions 0..upto of one cut, of the last the first `admitted` (all when 0). Asking
+// about a cluster is one hash lookup (two for the last partition's, when paced), and
+// widening costs what is added: the indexes are shared by every gate of the cut.
 class PartitionGate : public ClusterGate {
  public:
   using Index = PartitionIndex;
+  // Each cluster -> its place in its partition: built once per cut, when paced.
+  using Positions = absl::flat_hash_map<std::string, int>;
   PartitionGate(std::shared_ptr<const std::vector<Partition>> partitions,
-                std::shared_ptr<const Index> index, int upto)
-      : partitions_(std::move(partitions)), index_(std::move(index)), upto_(upto) {}
+                std::shared_ptr<const Index> index, std::shared_ptr<const Positions> positions,
+                int upto, int admitted)
+      : partitions_(std::move(partitions)),
+        index_(std::move(index)),
+        positions_(std::move(positions)),
+        upto_(upto),
+        admitted_(Frontier(*partitions_, upto, admitted)) {}
 
   bool Allows(const std::string& cluster) const override {
     auto it = index_->find(cluster);
-    return it != index_->end() && it->second <= upto_;
+    if (it == index_->end() || it->second > upto_) return false;
+    if (it->second < upto_ || admitted_ == Whole(upto_)) return true;
+    auto place = positions_->find(cluster);
+    return place != positions_->end() && place->second < admitted_;
   }
   bool AddedTo(const ClusterGate* previous, std::vector<std::string>* added) const override {
     auto* before = dynamic_cast<const PartitionGate*>(previous);
-    if (before == nullptr || before->index_ != index_ || before->upto_ > upto_) return false;
+    if (before == nullptr || before->index_ != index_ || before->upto_ > upto_ ||
+        (before->upto_ == upto_ && before->admitted_ > admitted_)) {
+      return false;
+    }
     added->clear();
-    for (int i = before->upto_ + 1; i <= upto_; ++i) {
+    for (int i = before->upto_; i <= upto_; ++i) {
       const std::vector<std::string>& clusters = (*partitions_)[i].clusters;
-      added->insert(added->end(), clusters.begin(), clusters.end());
+      const int from = i == before->upto_ ? before->admitted_ : 0;
+      const int to = i == upto_ ? admitted_ : static_cast<int>(clusters.size());
+      for (int j = from; j < to; ++j) added->push_back(clusters[j]);
     }
     return true;
   }
   bool SameAs(const ClusterGate& other) const override {
     auto* gate = dynamic_cast<const PartitionGate*>(&other);
-    return gate != nullptr && gate->index_ == index_ && gate->upto_ == upto_;
+    return gate != nullptr && gate->index_ == index_ && gate->upto_ == upto_ &&
+           gate->admitted_ == admitted_;
   }
   // Shared with the next gate when it covers the same cut.
   std::shared_ptr<const Index> IndexFor(
       const std::shared_ptr<const std::vector<Partition>>& partitions) const {
     return partitions == partitions_ ? index_ : nullptr;
   }
+  std::shared_ptr<const Positions> PositionsFor(
+      const std::shared_ptr<const std::vector<Partition>>& partitions) const {
+    return partitions == partitions_ ? positions_ : nullptr;
+  }
 
  private:
+  int Whole(int partition) const {
+    return static_cast<int>((*partitions_)[partition].clusters.size());
+  }
+  // How many of partition `upto`'s clusters are let through: `admitted`, or all for 0.
+  static int Frontier(const std::vector<Partition>& partitions, int upto, int admitted) {
+    const int size = static_cast<int>(partitions[upto].clusters.size());
+    return admitted <= 0 ? size : std::min(admitted, size);
+  }
+
   const std::shared_ptr<const std::vector<Partition>> partitions_;
   const std::shared_ptr<const Index> index_;
+  const std::shared_ptr<const Positions> positions_;  // null unless paced
   const int upto_;
+  const int admitted_;
 };
 
 }  // namespace
@@ -483,13 +599,26 @@ std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
     return nullptr;
   }
   std::shared_ptr<const PartitionGate::Index> index;
-  if (auto* before = dynamic_cast<const PartitionGate*>(previous))
+  std::shared_ptr<const PartitionGate::Positions> positions;
+  if (auto* before = dynamic_cast<const PartitionGate*>(previous)) {
     index = before->IndexFor(partitions);
+    positions = before->PositionsFor(partitions);
+  }
   if (index == nullptr) {
     index = std::make_shared<const PartitionIndex>(IndexPartitions(*partitions));
   }
+  if (positions == nullptr && record.admitted() > 0) {
+    PartitionGate::Positions places;
+    for (const Partition& partition : *partitions) {
+      for (size_t i = 0; i < partition.clusters.size(); ++i) {
+        places.emplace(partition.clusters[i], static_cast<int>(i));
+      }
+    }
+    positions = std::make_shared<const PartitionGate::Positions>(std::move(places));
+  }
   return std::make_shared<const PartitionGate>(std::move(partitions), std::move(index),
-                                               record.partition());
+                                               std::move(positions), record.partition(),
+                                               record.admitted());
 }
 
 }  // namespace gitfleet

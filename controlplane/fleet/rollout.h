@@ -104,6 +104,15 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int c
 // own max_unavailable, else the strategy's.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size);
 
+// A paced rollout's bound (RolloutStrategy.paced) on the clusters of `partition` (of
+// `size`) given the revision and not ready at once: its own max_unavailable, else the
+// strategy's, as Fleet reads it (a percentage rounds down; at least 1). 0 when the
+// strategy is not paced or neither is set: the whole partition at once.
+int PaceOf(const v1::RolloutStrategy& strategy, const Partition& partition, int size);
+// The same bound over every partition reached so far (of `total` clusters), from the
+// strategy's max_unavailable alone; 0 when not paced or unset.
+int FleetPaceOf(const v1::RolloutStrategy& strategy, int total);
+
 // A fleet.yaml's rolloutStrategy (read from `file`) as gitfleet's, for
 // BundleRecord.fleet_rollout: not Progressive when it declares none, or none that cuts.
 v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::string& file);
@@ -146,8 +155,9 @@ bool HaltOnRegressions(v1::RolloutRecord& record, const std::vector<Partition>& 
 using PartitionIndex = absl::flat_hash_map<std::string, int>;
 PartitionIndex IndexPartitions(const std::vector<Partition>& partitions);
 
-// The clusters that may receive the render: every partition up to the current one; null
-// (everyone) once the rollout is done. Built on `previous` (the gate the rollout had, or
+// The clusters that may receive the render: every partition before the current one, and of
+// the current one the first record.admitted() (all of it when 0); null (everyone) once the
+// rollout is done. Built on `previous` (the gate the rollout had, or
 // null) when that covers the same `partitions`: it then shares its index of clusters by
 // partition (built once per cut) and tells the hub the clusters it adds (AddedTo).
 std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,

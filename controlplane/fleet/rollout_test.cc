@@ -72,9 +72,11 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   EXPECT_EQ(AllowedUnavailable(strategy, partitions[1], 1), 1) << "the strategy's";
   EXPECT_EQ(AllowedUnavailable(strategy, partitions[2], 2), 1) << "its own 50%";
   EXPECT_EQ(DescribeRolloutStrategy(strategy),
-            "1 canary (cluster p2, none may be not ready), 2 dev (env=dev, 1 may be not "
-            "ready), 3 rest-of-prod (env=prod, 50% may be not ready), 4 everything (every "
-            "cluster left, 1 may be not ready), then the clusters left (1 may be not ready)");
+            "1 canary (cluster p2, none may be not ready, given to 1 at a time), 2 dev "
+            "(env=dev, 1 may be not ready, given to 1 at a time), 3 rest-of-prod (env=prod, "
+            "50% may be not ready, given to 50% at a time), 4 everything (every cluster left, "
+            "1 may be not ready, given to 1 at a time), then the clusters left (1 may be not "
+            "ready, given to 1 at a time)");
   // Kept as they are when the fleet changes.
   std::vector<Partition> adjusted = AdjustPartitions(partitions, 0, Fleet());
   EXPECT_EQ(adjusted, partitions);
@@ -92,7 +94,7 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   const v1::RolloutStrategy automatic = FleetRolloutStrategy(read, "fleet.yaml");
   EXPECT_EQ(DescribeRolloutStrategy(automatic),
             "the clusters in partitions of 25% from 200 clusters on (fewer: one), 1 may be not "
-            "ready");
+            "ready, given to 1 at a time");
   EXPECT_EQ(CutPartitions(automatic, Fleet()).size(), 1u);
   std::vector<std::pair<std::string, LabelMap>> many;
   for (int i = 0; i < 200; ++i) many.push_back(Cluster(absl::StrCat("c", 1000 + i), "prod"));
@@ -102,9 +104,16 @@ TEST(RolloutTest, AFleetYamlsPartitionsAreCutAsFleetDeclaresThem) {
   many.pop_back();
   EXPECT_EQ(CutPartitions(automatic, many).size(), 1u);
 
-  // None declared, or one that turns the cut off: everything at once.
+  // None declared, or one that turns the cut off and bounds nothing: everything at once.
   EXPECT_FALSE(Progressive(FleetRolloutStrategy(FleetRollout{}, "fleet.yaml")));
   read.auto_partition_size.clear();
+  const v1::RolloutStrategy one = FleetRolloutStrategy(read, "fleet.yaml");
+  EXPECT_TRUE(Progressive(one)) << "maxUnavailable 1: one partition, paced";
+  EXPECT_TRUE(one.paced());
+  EXPECT_EQ(CutPartitions(one, many).size(), 1u);
+  read.max_unavailable = "100%";
+  EXPECT_FALSE(Progressive(FleetRolloutStrategy(read, "fleet.yaml")));
+  read.max_unavailable.clear();
   EXPECT_FALSE(Progressive(FleetRolloutStrategy(read, "fleet.yaml")));
 }
 
@@ -357,6 +366,93 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(record_.partition(), 3);
   EXPECT_EQ(step.message, "");
   EXPECT_EQ(GateOf(record_, Cut()), nullptr) << "done: every cluster";
+}
+
+// Fleet's pacing: a partition's clusters are given the revision no more at a time than may
+// be not ready, in the cut's order, the next once one given it is ready; the deadline
+// counts from the last one given it; the strategy's bound holds across the partitions
+// reached so far.
+TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
+  strategy_.set_partition_size("100%");
+  strategy_.set_paced(true);
+  strategy_.set_max_unavailable("1");
+  partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                          Cluster("d", "x"), Cluster("e", "x")});
+  ASSERT_EQ(partitions_.size(), 1u);
+  std::shared_ptr<const std::vector<Partition>> cut = Cut();
+  RolloutStep step = Advance();
+  EXPECT_TRUE(step.changed);
+  EXPECT_EQ(record_.admitted(), 1);
+  EXPECT_EQ(step.reports_needed, 1) << "any report may make room";
+  EXPECT_THAT(step.message,
+              HasSubstr("0 of 5 clusters ready (1 may be unavailable); given to 1 of 5 so far, "
+                        "at most 1 not ready at a time; waiting for a"));
+  std::shared_ptr<const ClusterGate> first = GateOf(record_, cut);
+  EXPECT_THAT(Allowed(first), ElementsAre("a"));
+  step = Advance();
+  EXPECT_FALSE(step.changed) << "a is not ready yet: nobody else";
+  EXPECT_EQ(record_.admitted(), 1);
+
+  state_["a"] = "ready";
+  now_ += absl::Seconds(50);
+  Advance();
+  EXPECT_EQ(record_.admitted(), 2);
+  std::shared_ptr<const ClusterGate> second = GateOf(record_, cut, first.get());
+  EXPECT_THAT(Allowed(second), ElementsAre("a", "b"));
+  std::vector<std::string> added;
+  ASSERT_TRUE(second->AddedTo(first.get(), &added));
+  EXPECT_THAT(added, ElementsAre("b"));
+  EXPECT_FALSE(second->SameAs(*first));
+  // The deadline counts from b's turn, not from the partition's start 50 s ago.
+  now_ += absl::Seconds(30);
+  step = Advance();
+  EXPECT_FALSE(record_.halted());
+  EXPECT_EQ(step.recheck, now_ + absl::Seconds(30));
+  now_ += absl::Seconds(30);
+  Advance();
+  EXPECT_TRUE(record_.halted()) << "b not ready within the deadline of its turn";
+  EXPECT_THAT(record_.reason(), HasSubstr("waiting for b"));
+  record_.set_halted(false);
+
+  // Ready ones make room: c, then d; with 4 of 5 ready (1 may be unavailable) the
+  // partition is through, and e gets it with the rest.
+  for (const char* name : {"b", "c"}) {
+    state_[name] = "ready";
+    Advance();
+  }
+  EXPECT_EQ(record_.admitted(), 4) << "d's turn";
+  state_["d"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_EQ(record_.admitted(), 0);
+  EXPECT_EQ(GateOf(record_, cut), nullptr);
+
+  // Two partitions of 3, the first's own bound 1, the second's 2, the strategy's 2 across
+  // both: the second gets room only as much as the first's unready leave.
+  strategy_.set_partition_size("3");
+  strategy_.set_max_unavailable("2");
+  partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                          Cluster("d", "x"), Cluster("e", "x"), Cluster("f", "x")});
+  ASSERT_EQ(partitions_.size(), 2u);
+  partitions_[0].max_unavailable = "1";
+  record_.Clear();
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_.clear();
+  Advance();
+  EXPECT_EQ(record_.admitted(), 1) << "the first partition's own bound";
+  state_["a"] = "ready";
+  Advance();
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1) << "c may be unavailable: on to the next";
+  EXPECT_EQ(record_.admitted(), 1) << "c, not ready, leaves room for one of 2";
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
+  state_["c"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 2) << "c is ready: room for e";
+  std::shared_ptr<const ClusterGate> gate = GateOf(record_, Cut());
+  EXPECT_TRUE(gate->Allows("e"));
+  EXPECT_FALSE(gate->Allows("f"));
 }
 
 // A widened gate says what it adds to the one before, so the hub looks only at those.
