@@ -3669,6 +3669,20 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
   } else if (cut_membership != membership) {
     std::vector<Partition> adjusted =
         AdjustPartitions(*partitions, rollout.partition(), targeted());
+    // A paced partition counts its clusters given the render by place: those of them that
+    // left are no longer counted, so that no cluster after them moves into their places.
+    if (const int current = rollout.partition(); rollout.admitted() > 0 &&
+                                                 current < static_cast<int>(partitions->size()) &&
+                                                 current < static_cast<int>(adjusted.size())) {
+      const std::vector<std::string>& before = (*partitions)[current].clusters;
+      const absl::flat_hash_set<std::string> now(adjusted[current].clusters.begin(),
+                                                 adjusted[current].clusters.end());
+      int kept = 0;
+      const int admitted = std::min<int>(rollout.admitted(), before.size());
+      for (int i = 0; i < admitted; ++i) kept += now.count(before[i]) > 0;
+      // At least one, so that a paced partition's gate stays a paced one.
+      rollout.set_admitted(std::max(1, kept));
+    }
     // Agents reconnecting move the membership version too: the same partitions keep the
     // same gate, and the hub is told nothing new.
     if (adjusted != *partitions) {

@@ -5184,6 +5184,32 @@ TEST_F(RolloutTest, AFleetYamlsMaxUnavailableGivesTheRevisionAFewClustersAtATime
   EXPECT_EQ(Eventually("c3"), r1);
 }
 
+// A cluster given the render that leaves the paced partition (its labels no longer match)
+// frees its place without handing it to the next cluster out of turn.
+TEST_F(RolloutTest, AClusterLeavingAPacedPartitionMovesNoOtherIntoItsPlace) {
+  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  absl::StatusOr<v1::BundleInfo> info =
+      controller_->AddBundle(Bundle("web", "apps/web", "env=prod"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Eventually("c1"), r1);
+  Report("c1", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c2"), r1);
+  // c1 leaves (now env=dev; removal allowed by the operator, as the file would):
+  // c2 is still not ready, so c3 waits.
+  hub_->Disconnect(agents_["c1"].session);
+  Connect("c1", r1, "dev");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());  // a reconcile, at the least
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Take("c3"), "") << "c2 is given it and not ready: one at a time";
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r1);
+}
+
 // Fleet's doNotDeploy leaves a cluster out, as Fleet does: it is sent nothing, shows as not
 // deployed rather than failed, and its partition passes at once, so a rollout goes on to
 // the clusters after it. A cluster that already runs the bundle keeps it: a repository
