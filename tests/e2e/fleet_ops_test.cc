@@ -468,10 +468,14 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   EXPECT_THAT(Ctl({"events", "--bundle=web", "--type=rollout."}),
               HasSubstr("partition 1 first, by apps/web/fleet.yaml's rolloutStrategy"));
 
+  // Production (c1 and c3), paced by maxUnavailable 0: one cluster at a time, in name order.
   Ready("c2");
-  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1" && Image("c3") == "web:1"; }))
-      << Logs();
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; })) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Image("c3"), "") << "paced: c1 first";
+  EXPECT_THAT(Ctl({"rollout", "status", "web"}), HasSubstr("given to 1 of 2 so far"));
   Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
   Ready("c3");
   ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
 
