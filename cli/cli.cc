@@ -278,6 +278,7 @@ constexpr BundleFlag kBundleFlags[] = {
      [](const B& f, B* t) {
        t->mutable_rollout()->set_max_unavailable(f.rollout().max_unavailable());
      }},
+    {"paced", [](const B& f, B* t) { t->mutable_rollout()->set_paced(f.rollout().paced()); }},
     {"progress-deadline",
      [](const B& f, B* t) {
        t->mutable_rollout()->set_progress_deadline_seconds(f.rollout().progress_deadline_seconds());
@@ -656,8 +657,9 @@ class Cli {
     absl::StatusOr<bool> allow_removal = args_.TakeBool("allow-removal", false);
     absl::StatusOr<bool> create_namespace = args_.TakeBool("create-namespace", false);
     absl::StatusOr<bool> prune_last = args_.TakeBool("prune-last", false);
+    absl::StatusOr<bool> paced = args_.TakeBool("paced", false);
     for (const auto* b :
-         {&prune, &self_heal, &replace, &allow_removal, &create_namespace, &prune_last}) {
+         {&prune, &self_heal, &replace, &allow_removal, &create_namespace, &prune_last, &paced}) {
       if (!b->ok()) return Usage(std::string(b->status().message()));
     }
     bundle->mutable_sync()->set_prune_last(*prune_last);
@@ -680,6 +682,7 @@ class Cli {
       rollout->add_partitions(selector);
     rollout->set_partition_size(args_.TakeOr("partition-size", ""));
     rollout->set_max_unavailable(args_.TakeOr("max-unavailable", ""));
+    rollout->set_paced(*paced);
     // "--progress-deadline=" is the default (bundle set clears one with it).
     if (std::optional<std::string> deadline = args_.Take("progress-deadline");
         deadline.has_value() && !deadline->empty()) {
@@ -1803,6 +1806,9 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "           [--partition=SELECTOR]...          roll out partition by partition\n"
        "           [--partition-size=N|P%]            the rest cut into partitions of N\n"
        "           [--max-unavailable=N|P%]           per partition (default 0: all Healthy)\n"
+       "           [--paced]                          a partition's clusters get it no more at\n"
+       "                                              a time than --max-unavailable (at least\n"
+       "                                              1), the next once one is Healthy\n"
        "           [--progress-deadline=10m]          a partition not Healthy by then pauses\n"
        "           [--max-prune=N|P%|all]             a render deleting more of what the\n"
        "                                              fleet runs is held (default: over half,\n"
@@ -1812,14 +1818,14 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "                                              from clusters it no longer matches",
        "",
        {"prune", "self-heal", "allow-empty", "replace", "substitute", "allow-removal",
-        "create-namespace", "prune-last"},
+        "create-namespace", "prune-last", "paced"},
        &Cli::BundleAdd},
       {{"bundle", "set"},
        "NAME [any of bundle add's flags] [--allow-removal]",
        "change only the flags given (--values= or --partition= clears one); the rest of\n"
        "its definition stays. Refused if it changed since it was read",
        {"prune", "self-heal", "allow-empty", "substitute", "allow-removal", "create-namespace",
-        "prune-last"},
+        "prune-last", "paced"},
        &Cli::BundleSet},
       {{"bundle", "history"},
        "NAME [--limit=10]",

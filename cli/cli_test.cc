@@ -103,14 +103,16 @@ TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
   after.clear_cluster_values();
   after.mutable_rollout()->add_partitions("env=staging");
   after.mutable_rollout()->set_progress_deadline_seconds(60);
+  after.mutable_rollout()->set_paced(true);
   after.set_path("");
   after.mutable_sync()->set_service_account("team-a/deployer");
-  EXPECT_THAT(
-      BundleChanges(before, after),
-      ::testing::ElementsAre(
-          "--path: apps/web -> (root)", "--service-account: (the agent) -> team-a/deployer",
-          "--values: a=1,replicas=2 -> (none)", "--cluster-values: 'env=prod;replicas=3' -> (none)",
-          "--partition: (none) -> env=staging", "--progress-deadline: 10m -> 1m"));
+  EXPECT_THAT(BundleChanges(before, after),
+              ::testing::ElementsAre("--path: apps/web -> (root)",
+                                     "--service-account: (the agent) -> team-a/deployer",
+                                     "--values: a=1,replicas=2 -> (none)",
+                                     "--cluster-values: 'env=prod;replicas=3' -> (none)",
+                                     "--partition: (none) -> env=staging", "--paced: false -> true",
+                                     "--progress-deadline: 10m -> 1m"));
   v1::Source old_source;
   old_source.set_url("https://git.example.com/a.git");
   v1::Source new_source = old_source;

@@ -136,6 +136,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
           Or(after.rollout().partition_size()), &out);
   Compare("--max-unavailable", Or(before.rollout().max_unavailable(), "0"),
           Or(after.rollout().max_unavailable(), "0"), &out);
+  Compare("--paced", before.rollout().paced() ? "true" : "false",
+          after.rollout().paced() ? "true" : "false", &out);
   Compare("--progress-deadline", Seconds(before.rollout().progress_deadline_seconds(), "10m"),
           Seconds(after.rollout().progress_deadline_seconds(), "10m"), &out);
   Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);

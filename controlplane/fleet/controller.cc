@@ -1638,9 +1638,11 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
         : it->second == rollout.partition()
             ? absl::StrCat("its partition ", it->second + 1, "/", count,
                            " is given the revision a few clusters at a time (",
-                           state.Rollout().declared_in(),
-                           "'s maxUnavailable), the next once one given it is ready, and this "
-                           "one's turn has not come")
+                           state.Rollout().declared_in().empty()
+                               ? std::string("--paced")
+                               : absl::StrCat(state.Rollout().declared_in(), "'s maxUnavailable"),
+                           "), the next once one given it is ready, and this one's turn has not "
+                           "come")
             : absl::StrCat("its partition ", it->second + 1, "/", count, " has not had its turn");
     std::string now =
         absl::StrCat("the rollout is at partition ", rollout.partition() + 1, "/", count);

@@ -132,10 +132,10 @@ absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
       strategy.progress_deadline_seconds() > 7 * 24 * 3600) {
     return absl::InvalidArgumentError("--progress-deadline: between 1s and 168h");
   }
-  if (!Progressive(strategy) &&
-      (!strategy.max_unavailable().empty() || strategy.progress_deadline_seconds() != 0)) {
+  if (!Progressive(strategy) && (!strategy.max_unavailable().empty() ||
+                                 strategy.progress_deadline_seconds() != 0 || strategy.paced())) {
     return absl::InvalidArgumentError(
-        "--max-unavailable and --progress-deadline need partitions (--partition or "
+        "--max-unavailable, --paced and --progress-deadline need partitions (--partition or "
         "--partition-size)");
   }
   return absl::OkStatus();
@@ -183,7 +183,7 @@ std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy) {
     const bool none = text.empty() || text == "0" || text == "0%";
     return absl::StrCat(
         none ? std::string("none") : text, " may be not ready",
-        strategy.paced() && !text.empty()
+        strategy.paced() && (!text.empty() || strategy.declared_in().empty())
             ? absl::StrCat(", given to ", none ? std::string("1") : text, " at a time")
             : "");
   };
@@ -343,12 +343,15 @@ int PaceOf(const v1::RolloutStrategy& strategy, const Partition& partition, int 
   if (!strategy.paced()) return 0;
   const std::string& text =
       partition.max_unavailable.empty() ? strategy.max_unavailable() : partition.max_unavailable;
-  if (text.empty()) return 0;
+  // Unset: Fleet's 100% (no pacing); the bundle's own --paced, gitfleet's 0 (one at a time).
+  if (text.empty()) return strategy.declared_in().empty() ? 1 : 0;
   return FleetLimit(text, size);
 }
 
 int FleetPaceOf(const v1::RolloutStrategy& strategy, int total) {
-  if (!strategy.paced() || strategy.max_unavailable().empty()) return 0;
+  if (!strategy.paced() || strategy.declared_in().empty() || strategy.max_unavailable().empty()) {
+    return 0;
+  }
   return FleetLimit(strategy.max_unavailable(), total);
 }
 

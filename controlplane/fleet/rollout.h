@@ -106,11 +106,13 @@ int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& par
 
 // A paced rollout's bound (RolloutStrategy.paced) on the clusters of `partition` (of
 // `size`) given the revision and not ready at once: its own max_unavailable, else the
-// strategy's, as Fleet reads it (a percentage rounds down; at least 1). 0 when the
-// strategy is not paced or neither is set: the whole partition at once.
+// strategy's, as Fleet reads it (a percentage rounds down; at least 1); neither set, 1 for
+// a bundle's own --paced. 0 when the strategy is not paced, or for a fleet.yaml's that
+// sets neither (Fleet's 100%): the whole partition at once.
 int PaceOf(const v1::RolloutStrategy& strategy, const Partition& partition, int size);
-// The same bound over every partition reached so far (of `total` clusters), from the
-// strategy's max_unavailable alone; 0 when not paced or unset.
+// The same bound over every partition reached so far (of `total` clusters), from a
+// fleet.yaml strategy's max_unavailable alone; 0 when not paced, unset, or the bundle's
+// own (its --max-unavailable is per partition).
 int FleetPaceOf(const v1::RolloutStrategy& strategy, int total);
 
 // A fleet.yaml's rolloutStrategy (read from `file`) as gitfleet's, for

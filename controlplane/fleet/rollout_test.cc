@@ -376,6 +376,7 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   strategy_.set_partition_size("100%");
   strategy_.set_paced(true);
   strategy_.set_max_unavailable("1");
+  strategy_.set_declared_in("apps/web/fleet.yaml");  // Fleet's: the strategy's bound spans
   partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
                                           Cluster("d", "x"), Cluster("e", "x")});
   ASSERT_EQ(partitions_.size(), 1u);
@@ -453,6 +454,26 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   std::shared_ptr<const ClusterGate> gate = GateOf(record_, Cut());
   EXPECT_TRUE(gate->Allows("e"));
   EXPECT_FALSE(gate->Allows("f"));
+}
+
+// A bundle's own --paced: its --max-unavailable (0 by default: one at a time) paces each
+// partition, and bounds nothing across partitions.
+TEST_F(AdvanceTest, ABundlesOwnPacingGoesOneAtATimeByDefault) {
+  strategy_.set_paced(true);
+  EXPECT_TRUE(ValidateRolloutStrategy(strategy_).ok());
+  EXPECT_EQ(PaceOf(strategy_, partitions_[0], 2), 1);
+  EXPECT_EQ(FleetPaceOf(strategy_, 5), 0);
+  EXPECT_THAT(DescribeRolloutStrategy(strategy_),
+              HasSubstr("none may be not ready, given to 1 at a time"));
+  Advance();
+  EXPECT_EQ(record_.admitted(), 1);
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a"));
+  strategy_.set_max_unavailable("2");
+  EXPECT_EQ(PaceOf(strategy_, partitions_[0], 2), 2);
+  v1::RolloutStrategy alone;
+  alone.set_paced(true);
+  EXPECT_THAT(ValidateRolloutStrategy(alone),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--paced")));
 }
 
 // A widened gate says what it adds to the one before, so the hub looks only at those.

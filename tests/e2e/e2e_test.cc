@@ -950,15 +950,19 @@ TEST_F(Fleet, BundleSetChangesOnlyTheFlagsGiven) {
   out = Ctl({"bundle", "set", "web", "--partition=env=prod"}, &code);
   EXPECT_EQ(code, 0);
   EXPECT_EQ(out, "bundle web unchanged\n");
+  out = Ctl({"bundle", "set", "web", "--paced"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\n  --paced: false -> true\n"));
   // Partitions go, and the deadline with them (the control plane refuses one without).
   out = Ctl({"bundle", "set", "web", "--partition="}, &code);
   EXPECT_EQ(code, 1) << out;
-  EXPECT_THAT(out, HasSubstr("--progress-deadline need partitions"));
-  out =
-      Ctl({"bundle", "set", "web", "--partition=", "--progress-deadline=", "--values=a=1"}, &code);
+  EXPECT_THAT(out, HasSubstr("--paced and --progress-deadline need partitions"));
+  out = Ctl({"bundle", "set", "web", "--partition=", "--progress-deadline=", "--paced=false",
+             "--values=a=1"},
+            &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("\n  --values: (none) -> a=1\n  --partition: env=prod -> (none)\n"
-                             "  --progress-deadline: 1m -> 10m\n"));
+                             "  --paced: true -> false\n  --progress-deadline: 1m -> 10m\n"));
 
   out = Ctl({"bundle", "set", "nope", "--path=x"}, &code);
   EXPECT_EQ(code, 1);
