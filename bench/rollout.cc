@@ -61,6 +61,10 @@ ABSL_FLAG(bool, pin_cpus, false,
           "Run the control plane on CPU 0 and the bench (the simulated agents) on the others, "
           "so that they share no core's caches: one source of noise fewer "
           "(docs/BENCHMARKS.md). Needs 2 CPUs or more.");
+ABSL_FLAG(std::string, paced, "",
+          "Pace the partitioned side (--paced --max-unavailable=THIS): each partition's "
+          "clusters get the commit no more at a time than this many not ready (\"10%\", "
+          "\"50\"). Empty: each partition at once.");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
@@ -147,6 +151,11 @@ int Main() {
       request.mutable_bundle()->mutable_rollout()->set_partition_size(
           absl::StrCat(100 / partitions, "%"));
       request.mutable_bundle()->mutable_rollout()->set_progress_deadline_seconds(600);
+      if (!absl::GetFlag(FLAGS_paced).empty()) {
+        request.mutable_bundle()->mutable_rollout()->set_paced(true);
+        request.mutable_bundle()->mutable_rollout()->set_max_unavailable(
+            absl::GetFlag(FLAGS_paced));
+      }
     }
     request.set_replace(true);
     v1::BundleInfo info;
@@ -361,14 +370,14 @@ int Main() {
       1000 * bench::Median(gaps), 1000 * max_gap);
   printf(
       "{\"bench\": \"rollout\", \"agents\": %d, \"objects\": %d, \"partitions\": %d, "
-      "\"rounds\": %d, \"apply_ms\": %d, \"at_once_apply_ms\": %d, "
+      "\"paced\": \"%s\", \"rounds\": %d, \"apply_ms\": %d, \"at_once_apply_ms\": %d, "
       "\"at_once_cpu_seconds_median\": %.3f, "
       "\"round_ratio_median\": %.3f, "
       "\"partitioned_cpu_seconds_median\": %.3f, \"cpu_ratio\": %.3f, "
       "\"gate_seconds_median\": %.4f, \"gate_seconds_max\": %.4f}\n",
-      agents, objects, partitions, absl::GetFlag(FLAGS_rounds), apply_ms, at_once_apply_ms, at_once,
-      round_ratios.empty() ? 0.0 : bench::Median(round_ratios), partitioned,
-      at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
+      agents, objects, partitions, absl::GetFlag(FLAGS_paced).c_str(), absl::GetFlag(FLAGS_rounds),
+      apply_ms, at_once_apply_ms, at_once, round_ratios.empty() ? 0.0 : bench::Median(round_ratios),
+      partitioned, at_once > 0 ? partitioned / at_once : 0.0, bench::Median(gaps), max_gap);
   return 0;
 }
 
