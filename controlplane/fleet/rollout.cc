@@ -386,7 +386,29 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
-    const PartitionProgress counted = progress(partition);
+    // Paced (below): the clusters given it so far and the rest, counted apart in one pass.
+    const int size = static_cast<int>(partition.clusters.size());
+    const int pace = PaceOf(strategy, partition, size);
+    PartitionProgress head_progress;  // of the clusters given it so far (paced)
+    PartitionProgress counted;
+    if (pace > 0 && record.admitted() > 0 && record.admitted() < size) {
+      Partition part = partition;
+      part.clusters.resize(record.admitted());
+      head_progress = progress(part);
+      part.clusters.assign(partition.clusters.begin() + record.admitted(),
+                           partition.clusters.end());
+      counted = progress(part);
+      counted.total += head_progress.total;
+      counted.not_ready += head_progress.not_ready;
+      counted.failed += head_progress.failed;
+      if (head_progress.first_failed.has_value()) counted.first_failed = head_progress.first_failed;
+      if (head_progress.first_waiting.has_value()) {
+        counted.first_waiting = head_progress.first_waiting;
+      }
+    } else {
+      counted = progress(partition);
+      if (pace > 0 && record.admitted() >= size) head_progress = counted;
+    }
     const int not_ready = counted.not_ready, failed = counted.failed;
     const v1::RolloutCluster* first_failed =
         counted.first_failed.has_value() ? &*counted.first_failed : nullptr;
@@ -418,16 +440,10 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     absl::Time started = FromProtoTime(record.partition_started());
     // Paced, as Fleet paces: the clusters given it so far that are not ready yet hold back
     // the next ones (and, with the strategy's bound, those of the partitions before).
-    const int size = static_cast<int>(partition.clusters.size());
-    const int pace = PaceOf(strategy, partition, size);
     std::string given;
-    PartitionProgress head_progress;  // of the clusters given it so far
     if (pace > 0) {
       int admitted = std::min(record.admitted(), size);
-      Partition head = partition;
-      head.clusters.resize(admitted);
-      if (admitted > 0) head_progress = progress(head);
-      const int in_flight = head_progress.not_ready;
+      const int in_flight = admitted > 0 ? head_progress.not_ready : 0;
       int room = pace - in_flight;
       int total = 0;
       for (const Partition& p : partitions) total += static_cast<int>(p.clusters.size());
