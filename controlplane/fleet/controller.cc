@@ -3682,8 +3682,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       int kept = 0;
       const int admitted = std::min<int>(rollout.admitted(), before.size());
       for (int i = 0; i < admitted; ++i) kept += now.count(before[i]) > 0;
-      // At least one, so that a paced partition's gate stays a paced one.
-      rollout.set_admitted(std::max(1, kept));
+      rollout.set_admitted(kept);
     }
     // Agents reconnecting move the membership version too: the same partitions keep the
     // same gate, and the hub is told nothing new.
@@ -3780,7 +3779,9 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     }
   }
   if (gate == nullptr && rollout.partition() < static_cast<int>(partitions->size())) {
-    gate = GateOf(rollout, partitions, last.get());
+    const Partition& current = (*partitions)[rollout.partition()];
+    gate = GateOf(rollout, partitions, last.get(),
+                  PaceOf(strategy, current, static_cast<int>(current.clusters.size())) > 0);
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
     if (it != bundles_.end()) {
@@ -3818,6 +3819,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
   v1::RolloutStatus status;
   std::vector<Partition> partitions;
   v1::RolloutRecord rollout;
+  v1::RolloutStrategy strategy;
   std::shared_ptr<const BundleVariants> content;
   {
     MutexLock lock(&mu_);
@@ -3837,6 +3839,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     if (state.partitions != nullptr) partitions = *state.partitions;
     rollout = state.record.rollout();
     content = state.content;
+    strategy = state.Rollout();
   }
   const bool done = rollout.partition() >= static_cast<int>(partitions.size());
   status.set_partition(std::min<int>(rollout.partition(), partitions.size()));
@@ -3861,12 +3864,13 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
                  : status.paused()             ? "paused"
                                                : "rolling");
     int place = 0;
+    const bool paced =
+        PaceOf(strategy, partitions[i], static_cast<int>(partitions[i].clusters.size())) > 0;
     for (v1::RolloutCluster& c :
          hub_->RolloutProgress(name, content.get(), partitions[i].clusters)) {
       if (index > rollout.partition() && !c.ready()) c.set_detail("not reached yet");
       // Paced: those of the partition after the ones given it so far wait their turn.
-      if (index == rollout.partition() && rollout.admitted() > 0 && place >= rollout.admitted() &&
-          !c.ready()) {
+      if (paced && index == rollout.partition() && place >= rollout.admitted() && !c.ready()) {
         c.set_detail(
             "its turn in the partition has not come (a few at a time, the next once "
             "one given it is ready)");

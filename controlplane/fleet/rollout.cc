@@ -375,8 +375,16 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     const std::string where =
         absl::StrCat("partition ", index + 1, "/", partitions.size(),
                      partition.name.empty() ? "" : absl::StrCat(" (", partition.name, ")"));
+    const int size = static_cast<int>(partition.clusters.size());
+    const int pace = PaceOf(strategy, partition, size);
     // Paused, no report moves it: only an operator or a new render does.
     if (record.paused_by_operator()) {
+      // As an unpaced partition gets the render, a paced one's first clusters do.
+      if (pace > 0 && record.admitted() == 0 && size > 0) {
+        record.set_admitted(std::min(size, pace));
+        *record.mutable_admitted_time() = ToProtoTime(now);
+        step.changed = true;
+      }
       step.message = absl::StrCat(where, ": paused by an operator (gitfleetctl rollout resume)");
       step.reports_needed = std::numeric_limits<int>::max();
       return step;
@@ -387,8 +395,6 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       return step;
     }
     // Paced (below): the clusters given it so far and the rest, counted apart in one pass.
-    const int size = static_cast<int>(partition.clusters.size());
-    const int pace = PaceOf(strategy, partition, size);
     PartitionProgress head_progress;  // of the clusters given it so far (paced)
     PartitionProgress counted;
     if (pace > 0 && record.admitted() > 0 && record.admitted() < size) {
@@ -538,7 +544,7 @@ PartitionIndex IndexPartitions(const std::vector<Partition>& partitions) {
 
 namespace {
 
-// Partitions 0..upto of one cut, of the last the first `admitted` (all when 0). Asking
+// Partitions 0..upto of one cut, of the last the first `admitted` (all unless paced). Asking
 // about a cluster is one hash lookup (two for the last partition's, when paced), and
 // widening costs what is added: the indexes are shared by every gate of the cut.
 class PartitionGate : public ClusterGate {
@@ -553,7 +559,7 @@ class PartitionGate : public ClusterGate {
         index_(std::move(index)),
         positions_(std::move(positions)),
         upto_(upto),
-        admitted_(Frontier(*partitions_, upto, admitted)) {}
+        admitted_(Frontier(*partitions_, upto, positions_ != nullptr ? admitted : -1)) {}
 
   bool Allows(const std::string& cluster) const override {
     auto it = index_->find(cluster);
@@ -596,15 +602,16 @@ class PartitionGate : public ClusterGate {
   int Whole(int partition) const {
     return static_cast<int>((*partitions_)[partition].clusters.size());
   }
-  // How many of partition `upto`'s clusters are let through: `admitted`, or all for 0.
+  // How many of partition `upto`'s clusters are let through: `admitted` (paced), or all
+  // for -1.
   static int Frontier(const std::vector<Partition>& partitions, int upto, int admitted) {
     const int size = static_cast<int>(partitions[upto].clusters.size());
-    return admitted <= 0 ? size : std::min(admitted, size);
+    return admitted < 0 ? size : std::min(admitted, size);
   }
 
   const std::shared_ptr<const std::vector<Partition>> partitions_;
   const std::shared_ptr<const Index> index_;
-  const std::shared_ptr<const Positions> positions_;  // null unless paced
+  const std::shared_ptr<const Positions> positions_;  // null unless the last is paced
   const int upto_;
   const int admitted_;
 };
@@ -613,7 +620,7 @@ class PartitionGate : public ClusterGate {
 
 std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
                                           std::shared_ptr<const std::vector<Partition>> partitions,
-                                          const ClusterGate* previous) {
+                                          const ClusterGate* previous, bool paced) {
   if (partitions == nullptr || record.partition() >= static_cast<int>(partitions->size())) {
     return nullptr;
   }
@@ -626,7 +633,9 @@ std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
   if (index == nullptr) {
     index = std::make_shared<const PartitionIndex>(IndexPartitions(*partitions));
   }
-  if (positions == nullptr && record.admitted() > 0) {
+  if (!paced) {
+    positions = nullptr;
+  } else if (positions == nullptr) {
     PartitionGate::Positions places;
     for (const Partition& partition : *partitions) {
       for (size_t i = 0; i < partition.clusters.size(); ++i) {

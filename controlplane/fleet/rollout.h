@@ -158,13 +158,15 @@ using PartitionIndex = absl::flat_hash_map<std::string, int>;
 PartitionIndex IndexPartitions(const std::vector<Partition>& partitions);
 
 // The clusters that may receive the render: every partition before the current one, and of
-// the current one the first record.admitted() (all of it when 0); null (everyone) once the
-// rollout is done. Built on `previous` (the gate the rollout had, or
-// null) when that covers the same `partitions`: it then shares its index of clusters by
-// partition (built once per cut) and tells the hub the clusters it adds (AddedTo).
+// the current one all of it, or when `paced` (PaceOf the current partition > 0) only its
+// first record.admitted() (none for 0); null (everyone) once the rollout is done. Built on
+// `previous` (the gate the rollout had, or null) when that covers the same `partitions`: it then
+// shares its index of clusters by partition (built once per cut) and tells the hub the clusters it
+// adds (AddedTo).
 std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
                                           std::shared_ptr<const std::vector<Partition>> partitions,
-                                          const ClusterGate* previous = nullptr);
+                                          const ClusterGate* previous = nullptr,
+                                          bool paced = false);
 
 }  // namespace gitfleet
 

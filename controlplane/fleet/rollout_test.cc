@@ -388,7 +388,7 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   EXPECT_THAT(step.message,
               HasSubstr("0 of 5 clusters ready (1 may be unavailable); given to 1 of 5 so far, "
                         "at most 1 not ready at a time; waiting for a"));
-  std::shared_ptr<const ClusterGate> first = GateOf(record_, cut);
+  std::shared_ptr<const ClusterGate> first = GateOf(record_, cut, nullptr, true);
   EXPECT_THAT(Allowed(first), ElementsAre("a"));
   step = Advance();
   EXPECT_FALSE(step.changed) << "a is not ready yet: nobody else";
@@ -398,7 +398,7 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   now_ += absl::Seconds(50);
   Advance();
   EXPECT_EQ(record_.admitted(), 2);
-  std::shared_ptr<const ClusterGate> second = GateOf(record_, cut, first.get());
+  std::shared_ptr<const ClusterGate> second = GateOf(record_, cut, first.get(), true);
   EXPECT_THAT(Allowed(second), ElementsAre("a", "b"));
   std::vector<std::string> added;
   ASSERT_TRUE(second->AddedTo(first.get(), &added));
@@ -426,7 +426,7 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   Advance();
   EXPECT_EQ(record_.partition(), 1);
   EXPECT_EQ(record_.admitted(), 0);
-  EXPECT_EQ(GateOf(record_, cut), nullptr);
+  EXPECT_EQ(GateOf(record_, cut, nullptr, true), nullptr);
 
   // Two partitions of 3, the first's own bound 1, the second's 2, the strategy's 2 across
   // both: the second gets room only as much as the first's unready leave.
@@ -447,13 +447,43 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   Advance();
   EXPECT_EQ(record_.partition(), 1) << "c may be unavailable: on to the next";
   EXPECT_EQ(record_.admitted(), 1) << "c, not ready, leaves room for one of 2";
-  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
+  EXPECT_THAT(Allowed(GateOf(record_, Cut(), nullptr, true)), ElementsAre("a", "b", "c", "d"));
   state_["c"] = "ready";
   Advance();
   EXPECT_EQ(record_.admitted(), 2) << "c is ready: room for e";
-  std::shared_ptr<const ClusterGate> gate = GateOf(record_, Cut());
+  std::shared_ptr<const ClusterGate> gate = GateOf(record_, Cut(), nullptr, true);
   EXPECT_TRUE(gate->Allows("e"));
   EXPECT_FALSE(gate->Allows("f"));
+
+  // No room at all across the partitions: the next partition gets none, not all.
+  partitions_[0].max_unavailable = "2";
+  record_.Clear();
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_.clear();
+  Advance();
+  EXPECT_EQ(record_.admitted(), 2) << "a and b";
+  state_["a"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1) << "b and c may be unavailable";
+  EXPECT_EQ(record_.admitted(), 0) << "b and c fill the strategy's 2";
+  gate = GateOf(record_, Cut(), nullptr, true);
+  EXPECT_TRUE(gate->Allows("c"));
+  EXPECT_FALSE(gate->Allows("d")) << "none of the second partition";
+  EXPECT_THAT(Advance().message, HasSubstr("given to 0 of 3 so far"));
+
+  // Paused by an operator when a render comes: a paced partition's first clusters get it,
+  // as an unpaced partition would get it whole, and no more until resumed.
+  record_.Clear();
+  record_.set_paused_by_operator(true);
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_.clear();
+  RolloutStep paused = Advance();
+  EXPECT_TRUE(paused.changed);
+  EXPECT_EQ(record_.admitted(), 2);
+  state_["a"] = "ready";
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 2) << "paused";
 }
 
 // A bundle's own --paced: its --max-unavailable (0 by default: one at a time) paces each
@@ -467,7 +497,7 @@ TEST_F(AdvanceTest, ABundlesOwnPacingGoesOneAtATimeByDefault) {
               HasSubstr("none may be not ready, given to 1 at a time"));
   Advance();
   EXPECT_EQ(record_.admitted(), 1);
-  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a"));
+  EXPECT_THAT(Allowed(GateOf(record_, Cut(), nullptr, true)), ElementsAre("a"));
   strategy_.set_max_unavailable("2");
   EXPECT_EQ(PaceOf(strategy_, partitions_[0], 2), 2);
   v1::RolloutStrategy alone;
