@@ -7,6 +7,8 @@
 //   if (p.not_ready <= allowed) ...
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "proto/gitfleet/v1/admin.pb.h"
 
@@ -22,6 +24,9 @@ struct PartitionProgress {
   // come in between counting and describing).
   std::optional<v1::RolloutCluster> first_failed;
   std::optional<v1::RolloutCluster> first_waiting;
+  // Of the not ready, those connected and not suspended that report an older revision they
+  // run as not ready (v1::RolloutCluster.down_on_older), in the order asked.
+  std::vector<std::string> down;
 };
 
 }  // namespace gitfleet

@@ -1567,6 +1567,34 @@ uint64_t Hub::MembershipVersion() const {
   return membership_version_;
 }
 
+namespace {
+
+// Whether `report` says `revision` is applied, Synced and Healthy.
+bool ReadyOn(const v1::StatusUpdate& report, const std::string& revision) {
+  return report.revision() == revision && report.applied_revision() == revision &&
+         report.sync_state() == v1::SYNC_STATE_SYNCED &&
+         report.health() == v1::HEALTH_STATE_HEALTHY;
+}
+
+// Why `report`'s revision is not ready: its message while it fails or applies, else its
+// health and the first unhealthy object's message.
+std::string Trouble(const v1::StatusUpdate& report) {
+  if (report.sync_state() == v1::SYNC_STATE_FAILED) {
+    return report.message().empty() ? "failed to apply" : report.message();
+  }
+  if (report.applied_revision() != report.revision() ||
+      report.sync_state() != v1::SYNC_STATE_SYNCED) {
+    return report.message().empty() ? "applying" : report.message();
+  }
+  std::string health = absl::AsciiStrToLower(v1::HealthState_Name(report.health()));
+  return absl::StrCat(health.substr(sizeof("health_state_") - 1),
+                      report.unhealthy_resources_size() > 0
+                          ? absl::StrCat(": ", report.unhealthy_resources(0).message())
+                          : "");
+}
+
+}  // namespace
+
 PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const BundleContent* content,
                                          const std::vector<std::string>& clusters) {
   PartitionProgress summary;
@@ -1577,6 +1605,7 @@ PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const Bundle
     for (v1::RolloutCluster& c : RolloutProgress(bundle, content, clusters)) {
       if (c.ready()) continue;
       ++summary.not_ready;
+      if (c.down_on_older()) summary.down.push_back(c.name());
       if (c.failed()) {
         ++summary.failed;
         if (!summary.first_failed.has_value()) summary.first_failed = std::move(c);
@@ -1602,12 +1631,13 @@ PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const Bundle
         if (found != agent->second.reports.end()) report = &found->second;
       }
       const bool current = report != nullptr && report->revision() == uniform->id;
-      if (current && report->applied_revision() == uniform->id &&
-          report->sync_state() == v1::SYNC_STATE_SYNCED &&
-          report->health() == v1::HEALTH_STATE_HEALTHY) {
-        continue;
-      }
+      if (current && ReadyOn(*report, uniform->id)) continue;
       ++summary.not_ready;
+      if (!current && report != nullptr && !report->revision().empty() &&
+          !ReadyOn(*report, report->revision()) && agent->second.connection != nullptr &&
+          !agent->second.suspended) {
+        summary.down.push_back(name);
+      }
       if (current && report->sync_state() == v1::SYNC_STATE_FAILED) {
         ++summary.failed;
         if (first_failed.empty()) first_failed = name;
@@ -1692,18 +1722,17 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
     } else if (!s.report.has_value() || s.report->revision() != expected) {
       c.set_detail(s.out.connected() ? "no report for this revision yet"
                                      : "not connected; no report for this revision");
+      if (s.report.has_value() && !s.report->revision().empty() && s.out.connected() &&
+          !s.suspended && !ReadyOn(*s.report, s.report->revision())) {
+        c.set_down_on_older(true);
+        absl::StrAppend(c.mutable_detail(), "; not ready on the older revision it runs (",
+                        Trouble(*s.report), ")");
+      }
     } else if (s.report->sync_state() == v1::SYNC_STATE_FAILED) {
       c.set_failed(true);
       c.set_detail(s.report->message());
-    } else if (s.report->applied_revision() != expected ||
-               s.report->sync_state() != v1::SYNC_STATE_SYNCED) {
-      c.set_detail(s.report->message().empty() ? "applying" : s.report->message());
-    } else if (s.report->health() != v1::HEALTH_STATE_HEALTHY) {
-      std::string health = absl::AsciiStrToLower(v1::HealthState_Name(s.report->health()));
-      c.set_detail(absl::StrCat(health.substr(sizeof("health_state_") - 1),
-                                s.report->unhealthy_resources_size() > 0
-                                    ? absl::StrCat(": ", s.report->unhealthy_resources(0).message())
-                                    : ""));
+    } else if (!ReadyOn(*s.report, expected)) {
+      c.set_detail(Trouble(*s.report));
     } else {
       c.set_ready(true);
     }

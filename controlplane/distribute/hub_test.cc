@@ -1676,6 +1676,72 @@ TEST_F(HubTest, ARolloutCountLeavesOutTheClustersTheContentLeavesOut) {
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).not_deployed, 3);
 }
 
+// A paced partition gives a cluster down on the older revision it runs the new one out of
+// turn: the hub tells such a cluster apart from one that waits its turn healthy, one not
+// connected (it could not take it), one suspended (it takes nothing new), and one that
+// already has the new revision or none, for revisions the same everywhere or per cluster.
+TEST_F(HubTest, AClusterDownOnAnOlderRevisionIsToldApartFromOneWaitingItsTurn) {
+  auto conn = std::make_shared<FakeConnection>();
+  auto rev = MakeRevision("web", {"x"}, "2");
+  std::shared_ptr<const BundleContent> uniform = SingleRevision(rev);
+  auto per_cluster = std::make_shared<LazyContent>();
+  const std::vector<std::string> names = {"down",      "healthy", "current", "away",
+                                          "suspended", "none",    "failed"};
+  std::map<std::string, uint64_t> session;
+  for (const std::string& name : names) {
+    session[name] = hub_.Connect(MakeHello(name, "prod"), "p", conn);
+    per_cluster->Build(name);
+  }
+  auto report = [&](const std::string& name, const std::string& revision, v1::SyncState sync,
+                    v1::HealthState health) {
+    v1::StatusUpdate status;
+    status.set_bundle("web");
+    status.set_revision(revision);
+    status.set_applied_revision(sync == v1::SYNC_STATE_SYNCED ? revision : "");
+    status.set_sync_state(sync);
+    status.set_health(health);
+    status.set_message(sync == v1::SYNC_STATE_FAILED ? "webhook refused it" : "");
+    hub_.OnStatus(session[name], status);
+  };
+  for (const std::shared_ptr<const BundleContent>& content :
+       std::vector<std::shared_ptr<const BundleContent>>{uniform, per_cluster}) {
+    SCOPED_TRACE(content == uniform ? "uniform" : "per cluster");
+    hub_.SetBundle("web", Selector(""), content);
+    std::string expected_current = content == uniform ? rev->id : "";
+    if (expected_current.empty()) {
+      v1::ClusterInfo info;
+      info.set_name("current");
+      std::optional<absl::StatusOr<std::shared_ptr<const Revision>>> built =
+          per_cluster->Built(info);
+      ASSERT_TRUE(built.has_value() && built->ok());
+      expected_current = (**built)->id;
+    }
+    report("down", "old", v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED);
+    report("healthy", "old", v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_HEALTHY);
+    report("current", expected_current, v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_PROGRESSING);
+    report("away", "old", v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_DEGRADED);
+    report("suspended", "old", v1::SYNC_STATE_SYNCED, v1::HEALTH_STATE_PROGRESSING);
+    report("failed", "old", v1::SYNC_STATE_FAILED, v1::HEALTH_STATE_HEALTHY);
+    if (content == uniform) {
+      hub_.Disconnect(session["away"]);
+      ASSERT_TRUE(hub_.SuspendCluster("suspended", true).ok());
+    }
+    PartitionProgress progress = hub_.SummarizeProgress("web", content.get(), names);
+    EXPECT_EQ(progress.not_ready, 7) << "none reports this revision ready";
+    EXPECT_THAT(progress.down, ElementsAre("down", "failed"));
+    std::vector<v1::RolloutCluster> described =
+        hub_.RolloutProgress("web", content.get(), {"down", "healthy", "failed"});
+    ASSERT_EQ(described.size(), 3u);
+    EXPECT_TRUE(described[0].down_on_older());
+    EXPECT_THAT(described[0].detail(),
+                HasSubstr("no report for this revision yet; not ready on the older revision it "
+                          "runs (degraded)"));
+    EXPECT_FALSE(described[1].down_on_older());
+    EXPECT_EQ(described[1].detail(), "no report for this revision yet");
+    EXPECT_THAT(described[2].detail(), HasSubstr("(webhook refused it)"));
+  }
+}
+
 // Which bundles an update's removed keys may be handed over to is looked up by key: the
 // index follows each bundle's newest content as it changes, and leaves, and bundles whose
 // revisions differ per cluster are always asked.
