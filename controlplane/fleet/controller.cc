@@ -3684,6 +3684,16 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       for (int i = 0; i < admitted; ++i) kept += now.count(before[i]) > 0;
       rollout.set_admitted(kept);
     }
+    // Those given it out of turn that left are no longer counted either.
+    if (const int current = rollout.partition();
+        rollout.out_of_turn_size() > 0 && current < static_cast<int>(adjusted.size())) {
+      const absl::flat_hash_set<std::string> now(adjusted[current].clusters.begin(),
+                                                 adjusted[current].clusters.end());
+      auto* given = rollout.mutable_out_of_turn();
+      given->erase(std::remove_if(given->begin(), given->end(),
+                                  [&](const std::string& c) { return now.count(c) == 0; }),
+                   given->end());
+    }
     // Agents reconnecting move the membership version too: the same partitions keep the
     // same gate, and the hub is told nothing new.
     if (adjusted != *partitions) {
@@ -3773,7 +3783,8 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       last = it->second.gate;
       if (it->second.gate_partitions == partitions &&
           it->second.gate_partition == rollout.partition() &&
-          it->second.gate_admitted == rollout.admitted()) {
+          it->second.gate_admitted == rollout.admitted() &&
+          it->second.gate_out_of_turn == rollout.out_of_turn_size()) {
         gate = last;
       }
     }
@@ -3789,6 +3800,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       it->second.gate_partitions = partitions;
       it->second.gate_partition = rollout.partition();
       it->second.gate_admitted = rollout.admitted();
+      it->second.gate_out_of_turn = rollout.out_of_turn_size();
     }
   }
   publish(partitions, membership, rollout.commit(), step.message.empty() ? "done" : step.message,
@@ -3866,11 +3878,14 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     int place = 0;
     const bool paced =
         PaceOf(strategy, partitions[i], static_cast<int>(partitions[i].clusters.size())) > 0;
+    const absl::flat_hash_set<std::string> out_of_turn(rollout.out_of_turn().begin(),
+                                                       rollout.out_of_turn().end());
     for (v1::RolloutCluster& c :
          hub_->RolloutProgress(name, content.get(), partitions[i].clusters)) {
       if (index > rollout.partition() && !c.ready()) c.set_detail("not reached yet");
       // Paced: those of the partition after the ones given it so far wait their turn.
-      if (paced && index == rollout.partition() && place >= rollout.admitted() && !c.ready()) {
+      if (paced && index == rollout.partition() && place >= rollout.admitted() && !c.ready() &&
+          out_of_turn.count(c.name()) == 0) {
         c.set_detail(
             "its turn in the partition has not come (a few at a time, the next once "
             "one given it is ready)");

@@ -451,7 +451,8 @@ class Controller {
     Hub::Gate gate;
     std::shared_ptr<const std::vector<Partition>> gate_partitions;
     int gate_partition = -1;
-    int gate_admitted = 0;  // of a paced partition (RolloutRecord.admitted)
+    int gate_admitted = 0;     // of a paced partition (RolloutRecord.admitted)
+    int gate_out_of_turn = 0;  // and how many out of turn (RolloutRecord.out_of_turn)
   };
   class Mailbox;
 

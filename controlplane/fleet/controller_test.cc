@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -5182,6 +5183,49 @@ TEST_F(RolloutTest, AFleetYamlsMaxUnavailableGivesTheRevisionAFewClustersAtATime
   // Two of three ready, one may be unavailable: the partition is through, c3 gets it.
   Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("c3"), r1);
+}
+
+// As Fleet does, a cluster down on the revision it runs gets the next one at once, out of
+// turn (it may be its fix), and while it is not ready on it no other cluster is taken down
+// for its turn: one not ready at a time, counting it.
+TEST_F(RolloutTest, APacedPartitionGivesACommitFirstToAClusterDownOnTheOldOne) {
+  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  for (const char* name : {"c1", "c2", "c3"}) {
+    ASSERT_EQ(Eventually(name), r1) << name;
+    Report(name, r1, v1::HEALTH_STATE_HEALTHY);
+  }
+  Report("c3", r1, v1::HEALTH_STATE_DEGRADED);  // c3's app broke on r1
+  std::string r2;
+  ASSERT_NO_FATAL_FAILURE(CommitWeb("2", &r2));
+  EXPECT_EQ(Eventually("c3"), r2) << "out of turn";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c1"), "") << "c3 is not ready on r2 yet: nobody else";
+  absl::StatusOr<v1::RolloutStatus> rollout = RolloutOnce(
+      [](const v1::RolloutStatus& r) { return absl::StrContains(r.message(), "out of turn"); });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_THAT(rollout->message(),
+              HasSubstr("given to 1 of 3 so far (1 out of turn: not ready on the older revision "
+                        "it ran), at most 1 not ready at a time; waiting for c3"));
+  ASSERT_EQ(rollout->partitions(0).clusters_size(), 3);
+  EXPECT_THAT(rollout->partitions(0).clusters(0).detail(),
+              HasSubstr("its turn in the partition has not come"));
+  EXPECT_THAT(rollout->partitions(0).clusters(2).detail(), Not(HasSubstr("its turn")));
+  std::vector<v1::BundleStatus> c3 = controller_->GetStatus("c3", "web");
+  ASSERT_EQ(c3.size(), 1u);
+  EXPECT_EQ(c3[0].held_back(), "");
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c1"), r2) << "c3 is ready: c1's turn";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c2"), "");
+  Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c2"), r2);
 }
 
 // A cluster given the render that leaves the paced partition (its labels no longer match)

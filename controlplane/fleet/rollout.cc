@@ -394,16 +394,28 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
-    // Paced (below): the clusters given it so far and the rest, counted apart in one pass.
+    // Paced (below): the clusters given it so far (in turn or out of turn) and those
+    // waiting their turn, counted apart in one pass.
     PartitionProgress head_progress;  // of the clusters given it so far (paced)
+    PartitionProgress tail_progress;  // of those waiting their turn (paced)
     PartitionProgress counted;
-    if (pace > 0 && record.admitted() > 0 && record.admitted() < size) {
-      Partition part = partition;
-      part.clusters.resize(record.admitted());
-      head_progress = progress(part);
-      part.clusters.assign(partition.clusters.begin() + record.admitted(),
-                           partition.clusters.end());
-      counted = progress(part);
+    const int admitted_before = std::min(record.admitted(), size);
+    absl::flat_hash_set<std::string> out_of_turn;
+    if (pace > 0 && admitted_before < size) {
+      out_of_turn.insert(record.out_of_turn().begin(), record.out_of_turn().end());
+      Partition head, tail;
+      head.clusters.reserve(admitted_before + out_of_turn.size());
+      head.clusters.assign(partition.clusters.begin(),
+                           partition.clusters.begin() + admitted_before);
+      tail.clusters.reserve(size - admitted_before);
+      for (int i = admitted_before; i < size; ++i) {
+        const std::string& cluster = partition.clusters[i];
+        (out_of_turn.count(cluster) > 0 ? head : tail).clusters.push_back(cluster);
+      }
+      if (!head.clusters.empty()) head_progress = progress(head);
+      tail_progress = progress(tail);
+      counted = tail_progress;
+      counted.down.clear();
       counted.total += head_progress.total;
       counted.not_ready += head_progress.not_ready;
       counted.failed += head_progress.failed;
@@ -413,7 +425,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       }
     } else {
       counted = progress(partition);
-      if (pace > 0 && record.admitted() >= size) head_progress = counted;
+      if (pace > 0) head_progress = counted;  // all of it given
     }
     const int not_ready = counted.not_ready, failed = counted.failed;
     const v1::RolloutCluster* first_failed =
@@ -427,6 +439,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       record.set_promoted(false);
       record.set_admitted(0);
       record.clear_admitted_time();
+      record.clear_out_of_turn();
       step.changed = true;
       continue;
     }
@@ -446,10 +459,20 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     absl::Time started = FromProtoTime(record.partition_started());
     // Paced, as Fleet paces: the clusters given it so far that are not ready yet hold back
     // the next ones (and, with the strategy's bound, those of the partitions before).
-    std::string given;
+    std::string given_message;
     if (pace > 0) {
-      int admitted = std::min(record.admitted(), size);
-      const int in_flight = admitted > 0 ? head_progress.not_ready : 0;
+      int admitted = admitted_before;
+      // As Fleet does, a cluster not ready on the older revision it runs gets this one at
+      // once, out of turn: it is down anyway, and this one may be its fix. Like one given it
+      // in turn, it counts as not ready until it is ready on this one, so while it is down
+      // no other is taken down for its turn.
+      int given_now = 0;
+      for (const std::string& cluster : tail_progress.down) {
+        if (!out_of_turn.insert(cluster).second) continue;
+        record.add_out_of_turn(cluster);
+        ++given_now;
+      }
+      const int in_flight = head_progress.not_ready + given_now;
       int room = pace - in_flight;
       int total = 0;
       for (const Partition& p : partitions) total += static_cast<int>(p.clusters.size());
@@ -460,9 +483,25 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
         }
         room = std::min(room, fleet_pace - fleet_in_flight);
       }
-      if (room > 0 && admitted < size) {
-        admitted = std::min(size, admitted + room);
+      // In the cut's order, passing over those given it out of turn.
+      while (room > 0 && admitted < size) {
+        if (out_of_turn.count(partition.clusters[admitted]) == 0) --room;
+        ++admitted;
+      }
+      while (admitted < size && out_of_turn.count(partition.clusters[admitted]) > 0) ++admitted;
+      if (admitted != admitted_before) {
         record.set_admitted(admitted);
+        // Those out of turn the frontier has passed are counted by it.
+        if (record.out_of_turn_size() > 0) {
+          const absl::flat_hash_set<std::string> passed(
+              partition.clusters.begin() + admitted_before, partition.clusters.begin() + admitted);
+          auto* kept = record.mutable_out_of_turn();
+          kept->erase(std::remove_if(kept->begin(), kept->end(),
+                                     [&](const std::string& c) { return passed.count(c) > 0; }),
+                      kept->end());
+        }
+      }
+      if (admitted != admitted_before || given_now > 0) {
         *record.mutable_admitted_time() = ToProtoTime(now);
         step.changed = true;
       }
@@ -470,19 +509,32 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       if (record.has_admitted_time()) {
         started = std::max(started, FromProtoTime(record.admitted_time()));
       }
-      given = absl::StrCat("; given to ", admitted, " of ", size, " so far, at most ", pace,
-                           " not ready at a time");
+      const int given = admitted + record.out_of_turn_size();
+      given_message =
+          absl::StrCat("; given to ", given, " of ", size, " so far",
+                       record.out_of_turn_size() > 0
+                           ? absl::StrCat(" (", record.out_of_turn_size(),
+                                          " out of turn: not ready on the older revision ",
+                                          record.out_of_turn_size() == 1 ? "it" : "they", " ran)")
+                           : "",
+                       ", at most ", pace, " not ready at a time");
     }
     const v1::RolloutCluster* example = first_waiting != nullptr ? first_waiting : first_failed;
-    if (head_progress.first_waiting.has_value()) {
+    v1::RolloutCluster given_now;  // the first given it out of turn by this evaluation
+    if (!head_progress.first_waiting.has_value() && !head_progress.first_failed.has_value() &&
+        !tail_progress.down.empty() && pace > 0) {
+      given_now.set_name(tail_progress.down.front());
+      given_now.set_detail("given it out of turn: not ready on the older revision it ran");
+      example = &given_now;
+    } else if (head_progress.first_waiting.has_value()) {
       example = &*head_progress.first_waiting;  // one given it, not one waiting its turn
     } else if (head_progress.first_failed.has_value()) {
       example = &*head_progress.first_failed;
     }
     const std::string waiting =
         absl::StrCat(counted.total - not_ready, " of ", counted.total, " clusters ready",
-                     allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "", given,
-                     "; waiting for ",
+                     allowed > 0 ? absl::StrCat(" (", allowed, " may be unavailable)") : "",
+                     given_message, "; waiting for ",
                      example != nullptr ? absl::StrCat(example->name(), ": ", example->detail())
                                         : absl::StrCat(not_ready, " clusters' reports"));
     if (now - started >= deadline) {
@@ -552,21 +604,26 @@ class PartitionGate : public ClusterGate {
   using Index = PartitionIndex;
   // Each cluster -> its place in its partition: built once per cut, when paced.
   using Positions = absl::flat_hash_map<std::string, int>;
+  // Of the last partition's clusters past `admitted`, those given it out of turn
+  // (RolloutRecord.out_of_turn), when paced.
+  using OutOfTurn = absl::flat_hash_set<std::string>;
   PartitionGate(std::shared_ptr<const std::vector<Partition>> partitions,
                 std::shared_ptr<const Index> index, std::shared_ptr<const Positions> positions,
-                int upto, int admitted)
+                int upto, int admitted, OutOfTurn out_of_turn)
       : partitions_(std::move(partitions)),
         index_(std::move(index)),
         positions_(std::move(positions)),
         upto_(upto),
-        admitted_(Frontier(*partitions_, upto, positions_ != nullptr ? admitted : -1)) {}
+        admitted_(Frontier(*partitions_, upto, positions_ != nullptr ? admitted : -1)),
+        out_of_turn_(positions_ != nullptr ? std::move(out_of_turn) : OutOfTurn()) {}
 
   bool Allows(const std::string& cluster) const override {
     auto it = index_->find(cluster);
     if (it == index_->end() || it->second > upto_) return false;
     if (it->second < upto_ || admitted_ == Whole(upto_)) return true;
     auto place = positions_->find(cluster);
-    return place != positions_->end() && place->second < admitted_;
+    return (place != positions_->end() && place->second < admitted_) ||
+           (!out_of_turn_.empty() && out_of_turn_.count(cluster) > 0);
   }
   bool AddedTo(const ClusterGate* previous, std::vector<std::string>* added) const override {
     auto* before = dynamic_cast<const PartitionGate*>(previous);
@@ -574,19 +631,33 @@ class PartitionGate : public ClusterGate {
         (before->upto_ == upto_ && before->admitted_ > admitted_)) {
       return false;
     }
+    // Out of turn only grows within a partition, until the frontier passes it.
+    if (before->upto_ == upto_) {
+      for (const std::string& cluster : before->out_of_turn_) {
+        if (!Allows(cluster)) return false;
+      }
+    }
     added->clear();
     for (int i = before->upto_; i <= upto_; ++i) {
       const std::vector<std::string>& clusters = (*partitions_)[i].clusters;
       const int from = i == before->upto_ ? before->admitted_ : 0;
       const int to = i == upto_ ? admitted_ : static_cast<int>(clusters.size());
-      for (int j = from; j < to; ++j) added->push_back(clusters[j]);
+      for (int j = from; j < to; ++j) {
+        if (i == before->upto_ && before->out_of_turn_.count(clusters[j]) > 0) continue;
+        added->push_back(clusters[j]);
+      }
+    }
+    for (const std::string& cluster : out_of_turn_) {
+      auto place = positions_->find(cluster);
+      const bool in_frontier = place != positions_->end() && place->second < admitted_;
+      if (!in_frontier && before->out_of_turn_.count(cluster) == 0) added->push_back(cluster);
     }
     return true;
   }
   bool SameAs(const ClusterGate& other) const override {
     auto* gate = dynamic_cast<const PartitionGate*>(&other);
     return gate != nullptr && gate->index_ == index_ && gate->upto_ == upto_ &&
-           gate->admitted_ == admitted_;
+           gate->admitted_ == admitted_ && gate->out_of_turn_ == out_of_turn_;
   }
   // Shared with the next gate when it covers the same cut.
   std::shared_ptr<const Index> IndexFor(
@@ -614,6 +685,7 @@ class PartitionGate : public ClusterGate {
   const std::shared_ptr<const Positions> positions_;  // null unless the last is paced
   const int upto_;
   const int admitted_;
+  const OutOfTurn out_of_turn_;
 };
 
 }  // namespace
@@ -644,9 +716,10 @@ std::shared_ptr<const ClusterGate> GateOf(const v1::RolloutRecord& record,
     }
     positions = std::make_shared<const PartitionGate::Positions>(std::move(places));
   }
-  return std::make_shared<const PartitionGate>(std::move(partitions), std::move(index),
-                                               std::move(positions), record.partition(),
-                                               record.admitted());
+  return std::make_shared<const PartitionGate>(
+      std::move(partitions), std::move(index), std::move(positions), record.partition(),
+      record.admitted(),
+      PartitionGate::OutOfTurn(record.out_of_turn().begin(), record.out_of_turn().end()));
 }
 
 }  // namespace gitfleet

@@ -137,7 +137,10 @@ struct RolloutStep {
 // the clusters allow: a partition is passed once at most AllowedUnavailable of its
 // clusters are not ready (or it was promoted); it halts the rollout when more than that
 // failed, or when it is not through by the deadline. `progress` tells how one partition's
-// clusters are doing.
+// clusters are doing. A paced partition gives the render to its clusters in the cut's
+// order, no more at a time than PaceOf not ready on it, and at once to those waiting their
+// turn that `progress` says are down on an older revision (PartitionProgress.down), each
+// counted as one not ready (as Fleet does).
 RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
                            const v1::RolloutStrategy& strategy, absl::Time now,
                            const std::function<PartitionProgress(const Partition&)>& progress);
@@ -159,7 +162,8 @@ PartitionIndex IndexPartitions(const std::vector<Partition>& partitions);
 
 // The clusters that may receive the render: every partition before the current one, and of
 // the current one all of it, or when `paced` (PaceOf the current partition > 0) only its
-// first record.admitted() (none for 0); null (everyone) once the rollout is done. Built on
+// first record.admitted() (none for 0) and record.out_of_turn(); null (everyone) once the
+// rollout is done. Built on
 // `previous` (the gate the rollout had, or null) when that covers the same `partitions`: it then
 // shares its index of clusters by partition (built once per cut) and tells the hub the clusters it
 // adds (AddedTo).

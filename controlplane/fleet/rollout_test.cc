@@ -15,6 +15,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 std::pair<std::string, LabelMap> Cluster(const std::string& name, const std::string& env) {
   return {name, {{"env", env}}};
@@ -296,6 +297,8 @@ class AdvanceTest : public ::testing::Test {
         c.set_failed(state == "failed");
         c.set_detail(state.empty() ? "no report for this revision" : state);
         ++out.not_ready;
+        // Not ready on the older revision it runs.
+        if (state == "down") out.down.push_back(name);
         if (c.failed()) {
           ++out.failed;
           if (!out.first_failed) out.first_failed = c;
@@ -484,6 +487,103 @@ TEST_F(AdvanceTest, APacedPartitionGivesItToNoMoreAtATimeThanMayBeNotReady) {
   state_["b"] = "ready";
   Advance();
   EXPECT_EQ(record_.admitted(), 2) << "paused";
+}
+
+// As Fleet does, a paced partition gives a cluster down on the older revision it runs the
+// new one at once, out of turn (the new one may be its fix), and counts it as not ready
+// like one given it in turn: no other is taken down for its turn while it is. Partitions
+// not reached, a halted rollout and a paused one give nothing out of turn.
+TEST_F(AdvanceTest, APacedPartitionGivesItAtOnceToAClusterDownOnTheOlderRevision) {
+  strategy_.set_partition_size("100%");
+  strategy_.set_paced(true);
+  strategy_.set_max_unavailable("1");
+  strategy_.set_declared_in("apps/web/fleet.yaml");
+  partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                          Cluster("d", "x"), Cluster("e", "x")});
+  ASSERT_EQ(partitions_.size(), 1u);
+  std::shared_ptr<const std::vector<Partition>> cut = Cut();
+  state_["c"] = "down";
+  RolloutStep step = Advance();
+  EXPECT_TRUE(step.changed);
+  EXPECT_EQ(record_.admitted(), 0) << "c's trouble fills the one place";
+  EXPECT_THAT(record_.out_of_turn(), ElementsAre("c"));
+  EXPECT_THAT(step.message,
+              HasSubstr("given to 1 of 5 so far (1 out of turn: not ready on the older revision "
+                        "it ran), at most 1 not ready at a time; waiting for c"));
+  std::shared_ptr<const ClusterGate> first = GateOf(record_, cut, nullptr, true);
+  EXPECT_THAT(Allowed(first), ElementsAre("c"));
+
+  state_["c"] = "";  // given it, no report on it yet
+  step = Advance();
+  EXPECT_FALSE(step.changed);
+  EXPECT_THAT(record_.out_of_turn(), ElementsAre("c")) << "kept";
+  state_["c"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 1) << "a's turn";
+  std::shared_ptr<const ClusterGate> second = GateOf(record_, cut, first.get(), true);
+  EXPECT_THAT(Allowed(second), ElementsAre("a", "c"));
+  std::vector<std::string> added;
+  ASSERT_TRUE(second->AddedTo(first.get(), &added));
+  EXPECT_THAT(added, ElementsAre("a"));
+  ASSERT_FALSE(first->AddedTo(second.get(), &added)) << "narrower";
+
+  // e goes down while a is given it: e gets it too, and b waits for both.
+  state_["e"] = "down";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 1);
+  EXPECT_THAT(record_.out_of_turn(), ElementsAre("c", "e"));
+  std::shared_ptr<const ClusterGate> third = GateOf(record_, cut, second.get(), true);
+  ASSERT_TRUE(third->AddedTo(second.get(), &added));
+  EXPECT_THAT(added, ElementsAre("e"));
+  state_["e"] = "";
+  state_["a"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 1) << "e is not ready yet";
+  state_["e"] = "ready";
+  Advance();
+  // b's turn; c's place after it is passed over (it has it), counted by the frontier now.
+  EXPECT_EQ(record_.admitted(), 3);
+  EXPECT_THAT(record_.out_of_turn(), ElementsAre("e"));
+  std::shared_ptr<const ClusterGate> fourth = GateOf(record_, cut, third.get(), true);
+  EXPECT_THAT(Allowed(fourth), ElementsAre("a", "b", "c", "e"));
+  ASSERT_TRUE(fourth->AddedTo(third.get(), &added));
+  EXPECT_THAT(added, ElementsAre("b"));
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1) << "4 of 5 ready (1 may be unavailable): d with the rest";
+  EXPECT_THAT(record_.out_of_turn(), IsEmpty());
+
+  // Two partitions: a cluster down in the second waits until the second's turn.
+  strategy_.set_partition_size("3");
+  partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                          Cluster("d", "x"), Cluster("e", "x")});
+  ASSERT_EQ(partitions_.size(), 2u);
+  record_.Clear();
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_.clear();
+  state_["e"] = "down";
+  Advance();
+  EXPECT_THAT(record_.out_of_turn(), IsEmpty());
+  EXPECT_THAT(Allowed(GateOf(record_, Cut(), nullptr, true)), ElementsAre("a"));
+
+  // Halted or paused: nothing more, out of turn or not.
+  state_["c"] = "down";
+  record_.set_halted(true);
+  Advance();
+  EXPECT_THAT(record_.out_of_turn(), IsEmpty());
+  record_.set_halted(false);
+  record_.set_paused_by_operator(true);
+  Advance();
+  EXPECT_THAT(record_.out_of_turn(), IsEmpty());
+  record_.set_paused_by_operator(false);
+  Advance();
+  EXPECT_THAT(record_.out_of_turn(), ElementsAre("c"));
+  EXPECT_THAT(Allowed(GateOf(record_, Cut(), nullptr, true)), ElementsAre("a", "c"));
+  // One down next in line is simply passed by the frontier.
+  state_["b"] = "down";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 3);
+  EXPECT_THAT(record_.out_of_turn(), IsEmpty());
 }
 
 // A bundle's own --paced: its --max-unavailable (0 by default: one at a time) paces each

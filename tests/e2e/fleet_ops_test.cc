@@ -526,6 +526,52 @@ TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
   EXPECT_EQ(Image("c2"), "web:2") << "held from every cluster";
 }
 
+// Fleet's pacing gives a cluster down on the revision it runs the next commit first, out of
+// turn (it may be the fix), and takes no healthy cluster down while that one is not ready.
+TEST_F(FleetOps, APacedRolloutGivesTheFixToTheBrokenClusterFirst) {
+  WriteApp("web:1");
+  git_.Write("apps/web/fleet.yaml",
+             "defaultNamespace: shop\nrolloutStrategy:\n  maxUnavailable: 1\n");
+  git_.Commit("v1");
+  StartControlPlane();
+  for (const char* name : {"c1", "c2", "c3"}) StartCluster(name);
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; })) << Logs();
+  Ready("c2");
+  // Two of three ready, one may be unavailable: c3 gets it with the rest, and breaks.
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:1"; })) << Logs();
+  Break("c3");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"events", "--bundle=web", "--cluster=c3"}),
+                             "timed out progressing");
+  })) << Logs();
+
+  WriteApp("web:2");
+  git_.Commit("v2, the fix");
+  ASSERT_TRUE(Eventually([&] { return Image("c3") == "web:2"; }, absl::Seconds(30))) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  for (const char* healthy : {"c1", "c2"}) EXPECT_EQ(Image(healthy), "web:1") << healthy;
+  std::string out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("given to 1 of 3 so far (1 out of turn: not ready on the older "
+                             "revision it ran)"));
+  EXPECT_THAT(out, HasSubstr("its turn in the partition has not come"));
+  // The fix works: its pods come up, and the Deployment progresses again.
+  SetStatus(
+      "c3",
+      {{"readyReplicas", 1},
+       {"availableReplicas", 1},
+       {"unavailableReplicas", 0},
+       {"conditions",
+        {{{"type", "Progressing"}, {"status", "True"}, {"reason", "NewReplicaSetAvailable"}}}}});
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; })) << Logs();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(Image("c2"), "web:1") << "one at a time";
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
+}
+
 // Fleet's doNotDeploy: the clusters a target leaves out get nothing and hold up no rollout,
 // even as its first partition; and one that already runs the bundle when a commit leaves
 // it out keeps what it runs (removal is an operator's act), saying so.
