@@ -27,6 +27,9 @@ struct PartitionProgress {
   // Of the not ready, those connected and not suspended that report an older revision they
   // run as not ready (v1::RolloutCluster.down_on_older), in the order asked.
   std::vector<std::string> down;
+  // Of the not ready, those suspended for maintenance (they get nothing new), in the order
+  // asked.
+  std::vector<std::string> suspended;
 };
 
 }  // namespace gitfleet

@@ -1606,6 +1606,7 @@ PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const Bundle
       if (c.ready()) continue;
       ++summary.not_ready;
       if (c.down_on_older()) summary.down.push_back(c.name());
+      if (c.suspended()) summary.suspended.push_back(c.name());
       if (c.failed()) {
         ++summary.failed;
         if (!summary.first_failed.has_value()) summary.first_failed = std::move(c);
@@ -1638,6 +1639,7 @@ PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const Bundle
           !agent->second.suspended) {
         summary.down.push_back(name);
       }
+      if (agent != agents_.end() && agent->second.suspended) summary.suspended.push_back(name);
       if (current && report->sync_state() == v1::SYNC_STATE_FAILED) {
         ++summary.failed;
         if (first_failed.empty()) first_failed = name;
@@ -1736,6 +1738,7 @@ std::vector<v1::RolloutCluster> Hub::RolloutProgress(const std::string& bundle,
     } else {
       c.set_ready(true);
     }
+    c.set_suspended(s.suspended);
     if (!c.ready() && s.suspended) {
       // It gets nothing new, so it cannot become ready: say why rather than what is missing.
       c.set_detail(absl::StrCat("cluster suspended for maintenance (gitfleetctl cluster resume ",

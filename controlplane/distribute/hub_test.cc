@@ -1729,6 +1729,7 @@ TEST_F(HubTest, AClusterDownOnAnOlderRevisionIsToldApartFromOneWaitingItsTurn) {
     PartitionProgress progress = hub_.SummarizeProgress("web", content.get(), names);
     EXPECT_EQ(progress.not_ready, 7) << "none reports this revision ready";
     EXPECT_THAT(progress.down, ElementsAre("down", "failed"));
+    EXPECT_THAT(progress.suspended, ElementsAre("suspended"));
     std::vector<v1::RolloutCluster> described =
         hub_.RolloutProgress("web", content.get(), {"down", "healthy", "failed"});
     ASSERT_EQ(described.size(), 3u);
@@ -1739,6 +1740,11 @@ TEST_F(HubTest, AClusterDownOnAnOlderRevisionIsToldApartFromOneWaitingItsTurn) {
     EXPECT_FALSE(described[1].down_on_older());
     EXPECT_EQ(described[1].detail(), "no report for this revision yet");
     EXPECT_THAT(described[2].detail(), HasSubstr("(webhook refused it)"));
+    std::vector<v1::RolloutCluster> resting =
+        hub_.RolloutProgress("web", content.get(), {"suspended"});
+    ASSERT_EQ(resting.size(), 1u);
+    EXPECT_TRUE(resting[0].suspended());
+    EXPECT_FALSE(resting[0].down_on_older());
   }
 }
 

@@ -5228,6 +5228,29 @@ TEST_F(RolloutTest, APacedPartitionGivesACommitFirstToAClusterDownOnTheOldOne) {
   EXPECT_EQ(Eventually("c2"), r2);
 }
 
+// A cluster suspended for maintenance gets nothing new: in a paced partition its turn
+// passes to the next rather than holding the rest back until the deadline, and it gets the
+// revision once resumed.
+TEST_F(RolloutTest, APacedPartitionPassesOverASuspendedCluster) {
+  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  ASSERT_TRUE(controller_->SuspendCluster("c1", true).ok());
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Eventually("c2"), r1) << "c1's turn passes";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Take("c3"), "") << "one at a time";
+  Report("c2", r1, v1::HEALTH_STATE_HEALTHY);
+  EXPECT_EQ(Eventually("c3"), r1);
+  EXPECT_EQ(Take("c1"), "") << "suspended";
+  ASSERT_TRUE(controller_->SuspendCluster("c1", false).ok());
+  EXPECT_EQ(Eventually("c1"), r1) << "resumed";
+}
+
 // A cluster given the render that leaves the paced partition (its labels no longer match)
 // frees its place without handing it to the next cluster out of turn.
 TEST_F(RolloutTest, AClusterLeavingAPacedPartitionMovesNoOtherIntoItsPlace) {

@@ -472,7 +472,12 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
         record.add_out_of_turn(cluster);
         ++given_now;
       }
-      const int in_flight = head_progress.not_ready + given_now;
+      // A cluster suspended for maintenance gets nothing new: it neither holds a place nor
+      // waits for one (its turn passes; it gets the render once resumed).
+      const absl::flat_hash_set<std::string> suspended(tail_progress.suspended.begin(),
+                                                       tail_progress.suspended.end());
+      const int in_flight =
+          head_progress.not_ready - static_cast<int>(head_progress.suspended.size()) + given_now;
       int room = pace - in_flight;
       int total = 0;
       for (const Partition& p : partitions) total += static_cast<int>(p.clusters.size());
@@ -483,12 +488,15 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
         }
         room = std::min(room, fleet_pace - fleet_in_flight);
       }
-      // In the cut's order, passing over those given it out of turn.
+      // In the cut's order, passing over those given it out of turn and those suspended.
+      auto takes_place = [&](const std::string& cluster) {
+        return out_of_turn.count(cluster) == 0 && suspended.count(cluster) == 0;
+      };
       while (room > 0 && admitted < size) {
-        if (out_of_turn.count(partition.clusters[admitted]) == 0) --room;
+        if (takes_place(partition.clusters[admitted])) --room;
         ++admitted;
       }
-      while (admitted < size && out_of_turn.count(partition.clusters[admitted]) > 0) ++admitted;
+      while (admitted < size && !takes_place(partition.clusters[admitted])) ++admitted;
       if (admitted != admitted_before) {
         record.set_admitted(admitted);
         // Those out of turn the frontier has passed are counted by it.

@@ -297,8 +297,9 @@ class AdvanceTest : public ::testing::Test {
         c.set_failed(state == "failed");
         c.set_detail(state.empty() ? "no report for this revision" : state);
         ++out.not_ready;
-        // Not ready on the older revision it runs.
+        // Not ready on the older revision it runs; suspended for maintenance.
         if (state == "down") out.down.push_back(name);
+        if (state == "suspended") out.suspended.push_back(name);
         if (c.failed()) {
           ++out.failed;
           if (!out.first_failed) out.first_failed = c;
@@ -584,6 +585,35 @@ TEST_F(AdvanceTest, APacedPartitionGivesItAtOnceToAClusterDownOnTheOlderRevision
   Advance();
   EXPECT_EQ(record_.admitted(), 3);
   EXPECT_THAT(record_.out_of_turn(), IsEmpty());
+}
+
+// A cluster suspended for maintenance gets nothing new, so in a paced partition it holds
+// no place and its turn passes, rather than holding the rest back until the deadline; it
+// still counts as not ready for the partition's gate.
+TEST_F(AdvanceTest, APacedPartitionPassesOverASuspendedCluster) {
+  strategy_.set_partition_size("100%");
+  strategy_.set_paced(true);
+  strategy_.set_max_unavailable("1");
+  strategy_.set_declared_in("apps/web/fleet.yaml");
+  partitions_ = CutPartitions(strategy_, {Cluster("a", "x"), Cluster("b", "x"), Cluster("c", "x"),
+                                          Cluster("d", "x"), Cluster("e", "x")});
+  state_["a"] = "suspended";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 2) << "a's turn passes: b's";
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 3) << "a holds no place: c's turn";
+  state_["c"] = "ready";
+  state_["e"] = "suspended";
+  Advance();
+  EXPECT_EQ(record_.admitted(), 5) << "d's, and e's passes";
+  state_["d"] = "ready";
+  RolloutStep step = Advance();
+  EXPECT_EQ(record_.partition(), 0) << "a and e are not ready, 1 may be";
+  EXPECT_THAT(step.message, HasSubstr("3 of 5 clusters ready"));
+  state_["e"] = "ready";  // resumed, and given it
+  Advance();
+  EXPECT_EQ(record_.partition(), 1);
 }
 
 // A bundle's own --paced: its --max-unavailable (0 by default: one at a time) paces each
