@@ -1276,10 +1276,169 @@ class Cli {
     absl::StatusOr<int> clusters = ClustersPerPartition();
     if (!clusters.ok()) return Usage(std::string(clusters.status().message()));
     request.set_clusters_per_partition(*clusters);
+    absl::StatusOr<bool> watch = args_.TakeBool("watch", false);
+    if (!watch.ok()) return Usage(std::string(watch.status().message()));
+    if (*watch) return RolloutWatch(request);
+    if (args_.Has("commit") || args_.Has("watch-timeout")) {
+      return Usage("--commit and --watch-timeout go with -w (--watch)");
+    }
     v1::RolloutStatus status;
     if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) return rc;
     return PrintRollout(status);
   }
+  // Where a watched rollout stands: 0 done, 1 it cannot get there by itself, -1 not yet;
+  // `line` says why, in one line.
+  struct RolloutVerdict {
+    int code = -1;
+    std::string line;
+  };
+
+  // rollout status -w, as kubectl's rollout status: follows the bundle's render (of
+  // --commit, when given) until every partition is through and every cluster the bundle
+  // targets runs it Healthy (0), or until it cannot get there by itself (1): its render
+  // failed, it is suspended, held by the prune guard or paused, or --watch-timeout (30m,
+  // at most 24h) passed. Prints a line whenever where it stands changes, then the status.
+  int RolloutWatch(const v1::GetRolloutRequest& request) {
+    const std::string commit = args_.TakeOr("commit", "");
+    if (!commit.empty() &&
+        (commit.size() > 40 || !std::all_of(commit.begin(), commit.end(),
+                                            [](char c) { return absl::ascii_isxdigit(c); }))) {
+      return Usage(absl::StrCat("--commit=", commit.substr(0, 64),
+                                ": want a commit id, or the first digits of one"));
+    }
+    absl::Duration limit;
+    if (!absl::ParseDuration(args_.TakeOr("watch-timeout", "30m"), &limit) ||
+        limit <= absl::ZeroDuration() || limit > absl::Hours(24)) {
+      return Usage("--watch-timeout wants a duration such as 30m (at most 24h)");
+    }
+    const absl::Time end = absl::Now() + limit;
+    std::string said;
+    // Bounded by the deadline: one look a second.
+    while (true) {
+      v1::RolloutStatus status;
+      if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
+        return rc;
+      }
+      RolloutVerdict verdict;
+      if (int rc = JudgeRollout(status, commit, &verdict); rc != 0) return rc;
+      if (verdict.line != said && format_ == "table") {
+        out_ << verdict.line << "\n" << std::flush;
+        said = verdict.line;
+      }
+      if (verdict.code >= 0) {
+        if (verdict.code == 0) return PrintRollout(status);
+        if (format_ != "table") Print(status);
+        return verdict.code;
+      }
+      if (absl::Now() >= end) {
+        err_ << "gitfleetctl: rollout of bundle " << request.bundle() << " not done within "
+             << absl::FormatDuration(limit) << " (--watch-timeout): " << said << "\n";
+        return 1;
+      }
+      absl::SleepFor(std::min(absl::Seconds(1), end - absl::Now()));
+    }
+  }
+
+  int JudgeRollout(const v1::RolloutStatus& status, const std::string& commit,
+                   RolloutVerdict* verdict) {
+    const std::string& name = status.bundle();
+    v1::ListBundlesRequest one;
+    one.set_page_size(1);
+    one.set_page_token(name);
+    v1::ListBundlesResponse page;
+    if (int rc = Call(&v1::AdminService::Stub::ListBundles, one, &page); rc != 0) return rc;
+    if (page.bundles_size() == 0 || page.bundles(0).bundle().name() != name) {
+      err_ << "gitfleetctl: NOT_FOUND: bundle " << name << " not found (removed meanwhile)\n";
+      return 1;
+    }
+    const v1::BundleInfo& info = page.bundles(0);
+    const std::string at = absl::StrCat("bundle ", name, " at ", Short(status.commit()));
+    // Its newest render failed (the one asked for, with --commit).
+    if (!info.error().empty() &&
+        (commit.empty() || absl::StartsWith(info.error_commit(), commit))) {
+      *verdict = {1, absl::StrCat(at, ": the render of ", Short(info.error_commit()),
+                                  " failed (the clusters keep what they run): ", info.error())};
+      return 0;
+    }
+    if (!commit.empty() && !absl::StartsWith(status.commit(), commit)) {
+      *verdict = {
+          -1, absl::StrCat(at, ": waiting for commit ", commit,
+                           info.source_error().empty()
+                               ? std::string()
+                               : absl::StrCat(" (its source fails: ", info.source_error(), ")"))};
+      return 0;
+    }
+    if (status.suspended()) {
+      *verdict = {1, absl::StrCat(at,
+                                  ": suspended: no cluster gets its new revisions until "
+                                  "gitfleetctl bundle resume ",
+                                  name)};
+      return 0;
+    }
+    if (status.prune_held()) {
+      *verdict = {1, absl::StrCat(at, ": held by the prune guard: ", status.message())};
+      return 0;
+    }
+    if (status.progressive() && status.paused()) {
+      *verdict = {1, absl::StrCat(at, ": PAUSED: ", status.message())};
+      return 0;
+    }
+    if (!info.waiting().empty()) {
+      *verdict = {-1, absl::StrCat(at, ": waiting: ", info.waiting())};
+      return 0;
+    }
+    if (status.progressive() && !status.done()) {
+      *verdict = {-1, absl::StrCat(at, ": ", status.message())};  // "partition 2/3: ..."
+      return 0;
+    }
+    // Every partition through (or none): every cluster it targets runs it Healthy.
+    v1::GetStatusRequest request;
+    request.set_bundle(name);
+    int total = 0, ready = 0;
+    std::string first;
+    int rc = CallPages(
+        &v1::AdminService::Stub::GetStatus, request, "statuses",
+        [&](const v1::GetStatusResponse& got) {
+          for (const v1::BundleStatus& s : got.statuses()) {
+            if (s.orphaned() || s.not_deployed()) continue;
+            ++total;
+            if (!s.desired_revision().empty() && s.applied_revision() == s.desired_revision() &&
+                s.sync_state() == v1::SYNC_STATE_SYNCED && s.health() == v1::HEALTH_STATE_HEALTHY) {
+              ++ready;
+            } else if (first.empty()) {
+              first = absl::StrCat(s.cluster(), ": ", WhyNotReady(s));
+            }
+          }
+        });
+    if (rc != 0) return rc;
+    if (ready == total) {
+      *verdict = {0, absl::StrCat(at, ": rolled out, Healthy on ", total, " cluster",
+                                  total == 1 ? "" : "s")};
+    } else {
+      *verdict = {-1, absl::StrCat(at, ": ", ready, " of ", total,
+                                   " clusters run it Healthy; waiting for ", first)};
+    }
+    return 0;
+  }
+
+  static std::string WhyNotReady(const v1::BundleStatus& s) {
+    if (!s.held_back().empty()) return s.held_back();
+    if (s.desired_revision().empty()) return "its revision is not built yet";
+    if (s.applied_revision() != s.desired_revision()) {
+      return s.sync_state() == v1::SYNC_STATE_FAILED && !s.message().empty()
+                 ? absl::StrCat("failed: ", s.message())
+                 : "it does not run this revision yet";
+    }
+    std::string health = absl::AsciiStrToLower(v1::HealthState_Name(s.health()));
+    std::string why = health.substr(sizeof("health_state_") - 1);
+    if (s.unhealthy_resources_size() > 0) {
+      absl::StrAppend(&why, ": ", s.unhealthy_resources(0).message());
+    } else if (!s.message().empty()) {
+      absl::StrAppend(&why, ": ", s.message());
+    }
+    return why;
+  }
+
   int RolloutControl(const char* action) {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
@@ -1856,10 +2015,13 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::BundleSuspend},
       {{"bundle", "resume"}, "NAME", "", {}, &Cli::BundleResume},
       {{"rollout", "status"},
-       "BUNDLE [--clusters=50]",
+       "BUNDLE [--clusters=50] [-w [--commit=SHA] [--watch-timeout=30m]]",
        "partitions, their clusters (those not ready first; 0: all), revision, health, and why "
-       "it waits",
-       {},
+       "it waits;\n"
+       "-w follows it (of --commit, once the bundle renders it) until every cluster runs it\n"
+       "Healthy (exit 0), or until it cannot get there by itself: its render failed, it is\n"
+       "suspended, held or paused, or --watch-timeout passed (exit 1)",
+       {"watch"},
        &Cli::RolloutStatus},
       {{"rollout", "pause"}, "BUNDLE [--clusters=50]", "", {}, &Cli::RolloutPause},
       {{"rollout", "resume"},

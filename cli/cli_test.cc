@@ -160,6 +160,11 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"bundle", "set", "b", "--progress-deadline=soon"}, "--progress-deadline=soon"},
       {{"bundle", "add", "b", "--source=s", "--service-account=Team/deployer"},
        "--service-account: service account's namespace name \"Team\""},
+      {{"rollout", "status", "web", "-w", "--watch-timeout=25h"},
+       "--watch-timeout wants a duration such as 30m (at most 24h)"},
+      {{"rollout", "status", "web", "-w", "--commit=main"},
+       "--commit=main: want a commit id, or the first digits of one"},
+      {{"rollout", "status", "web", "--watch-timeout=1m"}, "go with -w (--watch)"},
       {{"token", "new", "t", "admin", "--bundles=t-*", "--service-account=a:b"},
        "token new: service-account=: service account \"a:b\" must be NAME or NAMESPACE/NAME"},
   };

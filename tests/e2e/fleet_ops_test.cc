@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -570,6 +571,51 @@ TEST_F(FleetOps, APacedRolloutGivesTheFixToTheBrokenClusterFirst) {
   EXPECT_EQ(Image("c2"), "web:1") << "one at a time";
   Ready("c1");
   ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:2"; })) << Logs();
+}
+
+// rollout status -w, as kubectl's: it follows a rollout until every cluster runs it Healthy
+// (exit 0), and stops with 1 where it cannot get there by itself (paused), or when a
+// --commit it waits for does not come within --watch-timeout.
+TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1");
+  StartCluster("c2");
+  ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web", "--partition-size=1"}));
+  int code = -1;
+  std::string watched;
+  std::thread watch([&] {
+    watched = Ctl({"rollout", "status", "web", "-w", "--watch-timeout=90s"}, &code);
+  });
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; })) << Logs();
+  absl::SleepFor(absl::Seconds(2));
+  Ready("c2");
+  watch.join();
+  EXPECT_EQ(code, 0) << watched;
+  EXPECT_THAT(watched, HasSubstr(": partition 2/2: 0 of 1 clusters ready"));
+  EXPECT_THAT(watched, HasSubstr(": rolled out, Healthy on 2 clusters"));
+  EXPECT_THAT(watched, HasSubstr("rolled out to all 2 partitions")) << "then the status";
+
+  // A commit it waits for that does not come: the deadline, saying what it waited for.
+  watched =
+      Ctl({"rollout", "status", "web", "-w", "--commit=0123abc", "--watch-timeout=2s"}, &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched, HasSubstr("not done within 2s (--watch-timeout): bundle web at "));
+  EXPECT_THAT(watched, HasSubstr("waiting for commit 0123abc"));
+
+  // Paused by an operator: it cannot get there by itself.
+  WriteApp("web:2");
+  const std::string v2 = git_.Commit("v2");
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:2"; }, absl::Seconds(30))) << Logs();
+  Ctl({"rollout", "pause", "web"});
+  watched = Ctl({"rollout", "status", "web", "-w", "--commit=" + v2.substr(0, 8)}, &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched, HasSubstr(": PAUSED: partition 1/2: paused by an operator"));
+  watched = Ctl({"rollout", "status", "web", "--commit=" + v2}, &code);
+  EXPECT_EQ(code, 2) << "--commit without -w: " << watched;
 }
 
 // Fleet's doNotDeploy: the clusters a target leaves out get nothing and hold up no rollout,
