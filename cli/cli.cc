@@ -354,6 +354,11 @@ class Cli {
   static constexpr int kMaxPages = 10000;
   // Clusters a rollout's status lists per partition unless --clusters says otherwise.
   static constexpr int kRolloutClusters = 50;
+  // rollout status -w reads every status of a bundle that targets at most this many
+  // clusters at each look; of a bigger one, only once each has taken the render.
+  static constexpr int kWatchStatusesFrom = 1000;
+  // ... and ends with 1 on a render failure that lasts this long.
+  static constexpr absl::Duration kWatchRenderFailure = absl::Seconds(30);
 
   int Usage(const std::string& message) {
     err_ << "gitfleetctl: " << message << " (see gitfleetctl --help)\n";
@@ -1291,6 +1296,7 @@ class Cli {
   struct RolloutVerdict {
     int code = -1;
     std::string line;
+    bool render_failed = false;  // code 1 for that reason
   };
 
   // rollout status -w, as kubectl's rollout status: follows the bundle's render (of
@@ -1313,6 +1319,8 @@ class Cli {
     }
     const absl::Time end = absl::Now() + limit;
     std::string said;
+    // A render failure that a retry may mend (a fetch's) is looked at again for a while.
+    std::optional<absl::Time> failing_since;
     // Bounded by the deadline: one look a second.
     while (true) {
       v1::RolloutStatus status;
@@ -1321,6 +1329,14 @@ class Cli {
       }
       RolloutVerdict verdict;
       if (int rc = JudgeRollout(status, commit, &verdict); rc != 0) return rc;
+      if (!verdict.render_failed) {
+        failing_since.reset();
+      } else if (!failing_since.has_value()) {
+        failing_since = absl::Now();
+        verdict.code = -1;
+      } else if (absl::Now() - *failing_since < kWatchRenderFailure) {
+        verdict.code = -1;
+      }
       if (verdict.line != said && format_ == "table") {
         out_ << verdict.line << "\n" << std::flush;
         said = verdict.line;
@@ -1356,8 +1372,10 @@ class Cli {
     // Its newest render failed (the one asked for, with --commit).
     if (!info.error().empty() &&
         (commit.empty() || absl::StartsWith(info.error_commit(), commit))) {
-      *verdict = {1, absl::StrCat(at, ": the render of ", Short(info.error_commit()),
-                                  " failed (the clusters keep what they run): ", info.error())};
+      *verdict = {1,
+                  absl::StrCat(at, ": the render of ", Short(info.error_commit()),
+                               " failed (the clusters keep what they run): ", info.error()),
+                  true};
       return 0;
     }
     if (!commit.empty() && !absl::StartsWith(status.commit(), commit)) {
@@ -1391,7 +1409,15 @@ class Cli {
       *verdict = {-1, absl::StrCat(at, ": ", status.message())};  // "partition 2/3: ..."
       return 0;
     }
-    // Every partition through (or none): every cluster it targets runs it Healthy.
+    // Every partition through (or none): every cluster it targets runs it Healthy. In a big
+    // fleet, whose statuses are pages, they are asked for only once each cluster has taken
+    // the render (counted by the control plane, kept between listings).
+    if (info.target_clusters() > kWatchStatusesFrom &&
+        info.current_clusters() < info.target_clusters()) {
+      *verdict = {-1, absl::StrCat(at, ": ", info.current_clusters(), " of ",
+                                   info.target_clusters(), " clusters have taken it")};
+      return 0;
+    }
     v1::GetStatusRequest request;
     request.set_bundle(name);
     int total = 0, ready = 0;

@@ -616,6 +616,16 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_THAT(watched, HasSubstr(": PAUSED: partition 1/2: paused by an operator"));
   watched = Ctl({"rollout", "status", "web", "--commit=" + v2}, &code);
   EXPECT_EQ(code, 2) << "--commit without -w: " << watched;
+
+  // A commit whose render fails, and still fails 30 s on: 1, saying why.
+  git_.Write("apps/web/broken.yaml", "kind: [\n");
+  const std::string v3 = git_.Commit("v3, broken");
+  const absl::Time before = absl::Now();
+  watched = Ctl({"rollout", "status", "web", "-w", "--commit=" + v3, "--watch-timeout=5m"}, &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched, HasSubstr(absl::StrCat(": the render of ", v3.substr(0, 12),
+                                              " failed (the clusters keep what they run)")));
+  EXPECT_GE(absl::Now() - before, absl::Seconds(30)) << "a failure a retry may mend waits";
 }
 
 // Fleet's doNotDeploy: the clusters a target leaves out get nothing and hold up no rollout,
