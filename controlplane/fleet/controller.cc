@@ -228,6 +228,9 @@ constexpr absl::Duration kRolloutEvaluationInterval = absl::Milliseconds(50);
 // While a partition waits for more reports than have come, how often they still
 // reconcile it: what `bundle list` and `rollout status` say about it is at most this old.
 constexpr absl::Duration kRolloutRefreshInterval = absl::Seconds(1);
+// Events naming each cluster a paced partition gives a render out of turn, per evaluation;
+// one more says how many others.
+constexpr int kOutOfTurnEvents = 20;
 
 class Controller::Mailbox {
  public:
@@ -3769,6 +3772,35 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
       GF_LOG(WARNING) << "bundle " << name << ": rollout not advanced: " << stored;
       rollout = before;
       step.reports_needed = 1;  // counted for a place it did not take: any report looks
+    }
+  }
+  if (rollout.out_of_turn_size() > 0) {
+    // Each cluster given it out of turn, once it is stored (at most kOutOfTurnEvents an
+    // evaluation).
+    const bool same_partition = rollout.commit() == before.commit() &&
+                                rollout.generation() == before.generation() &&
+                                rollout.partition() == before.partition();
+    const absl::flat_hash_set<std::string> told =
+        same_partition ? absl::flat_hash_set<std::string>(before.out_of_turn().begin(),
+                                                          before.out_of_turn().end())
+                       : absl::flat_hash_set<std::string>();
+    int published = 0, more = 0;
+    for (const std::string& cluster : rollout.out_of_turn()) {
+      if (told.count(cluster) > 0) continue;
+      if (published == kOutOfTurnEvents) {
+        ++more;
+        continue;
+      }
+      ++published;
+      Publish(MakeEvent("rollout.out_of_turn", name, cluster,
+                        "given it out of turn: not ready on the older revision it ran, so it "
+                        "may be its fix; it holds a place until it is ready",
+                        content->commit()));
+    }
+    if (more > 0) {
+      Publish(MakeEvent("rollout.out_of_turn", name, "",
+                        absl::StrCat(more, " more clusters given it out of turn"),
+                        content->commit()));
     }
   }
   hub_->ExpectReports(name, step.reports_needed, kRolloutRefreshInterval);

@@ -5220,12 +5220,20 @@ TEST_F(RolloutTest, APacedPartitionGivesACommitFirstToAClusterDownOnTheOldOne) {
   std::vector<v1::BundleStatus> c3 = controller_->GetStatus("c3", "web");
   ASSERT_EQ(c3.size(), 1u);
   EXPECT_EQ(c3[0].held_back(), "");
+  auto told = [&] {
+    return (*events_.Subscribe({"web", "", {"rollout.out_of_turn"}}, nullptr))->Take();
+  };
+  std::vector<v1::Event> events = told();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].cluster(), "c3");
+  EXPECT_THAT(events[0].message(), HasSubstr("given it out of turn: not ready on the older"));
   Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("c1"), r2) << "c3 is ready: c1's turn";
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_EQ(Take("c2"), "");
   Report("c1", r2, v1::HEALTH_STATE_HEALTHY);
   EXPECT_EQ(Eventually("c2"), r2);
+  EXPECT_EQ(told().size(), 1u) << "told once";
 }
 
 // A cluster suspended for maintenance gets nothing new: in a paced partition its turn
