@@ -1274,19 +1274,33 @@ class Cli {
   }
 
   int RolloutStatus() {
-    absl::StatusOr<std::string> name = Name(2, "bundle name");
-    if (!name.ok()) return Usage(std::string(name.status().message()));
-    v1::GetRolloutRequest request;
-    request.set_bundle(*name);
-    absl::StatusOr<int> clusters = ClustersPerPartition();
-    if (!clusters.ok()) return Usage(std::string(clusters.status().message()));
-    request.set_clusters_per_partition(*clusters);
+    std::optional<std::string> source = args_.Take("source");
     absl::StatusOr<bool> watch = args_.TakeBool("watch", false);
     if (!watch.ok()) return Usage(std::string(watch.status().message()));
-    if (*watch) return RolloutWatch(request);
+    absl::StatusOr<int> clusters = ClustersPerPartition();
+    if (!clusters.ok()) return Usage(std::string(clusters.status().message()));
+    std::optional<WatchOptions> options;
+    if (*watch) {
+      absl::StatusOr<WatchOptions> taken = TakeWatchOptions(*clusters);
+      if (!taken.ok()) return Usage(std::string(taken.status().message()));
+      options = *std::move(taken);
+    }
+    if (source.has_value()) {
+      if (!*watch) return Usage("--source goes with -w (--watch)");
+      if (args_.words().size() > 2) {
+        return Usage("rollout status -w takes a bundle name or --source, not both");
+      }
+      return RolloutWatchSource(*source, *options);
+    }
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    if (*watch) return RolloutWatch({*name}, *options);
     if (args_.Has("commit") || args_.Has("watch-timeout")) {
       return Usage("--commit and --watch-timeout go with -w (--watch)");
     }
+    v1::GetRolloutRequest request;
+    request.set_bundle(*name);
+    request.set_clusters_per_partition(*clusters);
     v1::RolloutStatus status;
     if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) return rc;
     return PrintRollout(status);
@@ -1299,56 +1313,119 @@ class Cli {
     bool render_failed = false;  // code 1 for that reason
   };
 
-  // rollout status -w, as kubectl's rollout status: follows the bundle's render (of
-  // --commit, when given) until every partition is through and every cluster the bundle
-  // targets runs it Healthy (0), or until it cannot get there by itself (1): its render
-  // failed, it is suspended, held by the prune guard or paused, or --watch-timeout (30m,
-  // at most 24h) passed. Prints a line whenever where it stands changes, then the status.
-  int RolloutWatch(const v1::GetRolloutRequest& request) {
-    const std::string commit = args_.TakeOr("commit", "");
+  // rollout status -w's flags.
+  struct WatchOptions {
+    int clusters = kRolloutClusters;  // per partition, in the status printed
+    std::string commit;               // --commit: its first digits, or "" for the newest
+    absl::Duration limit;             // --watch-timeout
+  };
+  absl::StatusOr<WatchOptions> TakeWatchOptions(int clusters) {
+    WatchOptions options;
+    options.clusters = clusters;
+    options.commit = args_.TakeOr("commit", "");
+    const std::string& commit = options.commit;
     if (!commit.empty() &&
         (commit.size() > 40 || !std::all_of(commit.begin(), commit.end(),
                                             [](char c) { return absl::ascii_isxdigit(c); }))) {
-      return Usage(absl::StrCat("--commit=", commit.substr(0, 64),
-                                ": want a commit id, or the first digits of one"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--commit=", commit.substr(0, 64), ": want a commit id, or the first digits of one"));
     }
-    absl::Duration limit;
-    if (!absl::ParseDuration(args_.TakeOr("watch-timeout", "30m"), &limit) ||
-        limit <= absl::ZeroDuration() || limit > absl::Hours(24)) {
-      return Usage("--watch-timeout wants a duration such as 30m (at most 24h)");
+    if (!absl::ParseDuration(args_.TakeOr("watch-timeout", "30m"), &options.limit) ||
+        options.limit <= absl::ZeroDuration() || options.limit > absl::Hours(24)) {
+      return absl::InvalidArgumentError(
+          "--watch-timeout wants a duration such as 30m (at most 24h)");
     }
+    return options;
+  }
+
+  // rollout status -w --source=S: every bundle of source S (as the first look finds them).
+  int RolloutWatchSource(const std::string& source, const WatchOptions& options) {
+    std::vector<std::string> names;
+    v1::ListBundlesRequest request;
+    int rc = CallPages(&v1::AdminService::Stub::ListBundles, request, "bundles",
+                       [&](const v1::ListBundlesResponse& page) {
+                         for (const v1::BundleInfo& info : page.bundles()) {
+                           if (info.bundle().source() == source) {
+                             names.push_back(info.bundle().name());
+                           }
+                         }
+                       });
+    if (rc != 0) return rc;
+    if (names.empty()) {
+      err_ << "gitfleetctl: NOT_FOUND: no bundle of source " << source << "\n";
+      return 1;
+    }
+    return RolloutWatch(names, options);
+  }
+
+  // rollout status -w, as kubectl's rollout status: follows each bundle's render (of
+  // --commit, when given) until every partition is through and every cluster the bundle
+  // targets runs it Healthy (0, once every bundle is there), or until one cannot get there
+  // by itself (1): its render failed, it is suspended, held by the prune guard or paused,
+  // or --watch-timeout (30m, at most 24h) passed. Prints a line whenever where a bundle
+  // stands changes, then the status (of each, for several).
+  int RolloutWatch(const std::vector<std::string>& names, const WatchOptions& options) {
+    const std::string& commit = options.commit;
+    const absl::Duration limit = options.limit;
     const absl::Time end = absl::Now() + limit;
-    std::string said;
-    // A render failure that a retry may mend (a fetch's) is looked at again for a while.
-    std::optional<absl::Time> failing_since;
+    struct Watched {
+      std::string said;
+      // A render failure that a retry may mend (a fetch's) is looked at again for a while.
+      std::optional<absl::Time> failing_since;
+      std::optional<v1::RolloutStatus> done;
+    };
+    std::map<std::string, Watched> watched;
+    for (const std::string& name : names) watched[name];
     // Bounded by the deadline: one look a second.
     while (true) {
-      v1::RolloutStatus status;
-      if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
-        return rc;
+      size_t done = 0;
+      for (auto& [name, w] : watched) {
+        if (w.done.has_value()) {
+          ++done;
+          continue;
+        }
+        v1::GetRolloutRequest request;
+        request.set_bundle(name);
+        request.set_clusters_per_partition(options.clusters);
+        v1::RolloutStatus status;
+        if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
+          return rc;
+        }
+        RolloutVerdict verdict;
+        if (int rc = JudgeRollout(status, commit, &verdict); rc != 0) return rc;
+        if (!verdict.render_failed) {
+          w.failing_since.reset();
+        } else if (!w.failing_since.has_value()) {
+          w.failing_since = absl::Now();
+          verdict.code = -1;
+        } else if (absl::Now() - *w.failing_since < kWatchRenderFailure) {
+          verdict.code = -1;
+        }
+        if (verdict.line != w.said && format_ == "table") {
+          out_ << verdict.line << "\n" << std::flush;
+          w.said = verdict.line;
+        }
+        if (verdict.code == 1) {
+          if (format_ != "table") Print(status);
+          return 1;
+        }
+        if (verdict.code == 0) {
+          w.done = std::move(status);
+          ++done;
+        }
       }
-      RolloutVerdict verdict;
-      if (int rc = JudgeRollout(status, commit, &verdict); rc != 0) return rc;
-      if (!verdict.render_failed) {
-        failing_since.reset();
-      } else if (!failing_since.has_value()) {
-        failing_since = absl::Now();
-        verdict.code = -1;
-      } else if (absl::Now() - *failing_since < kWatchRenderFailure) {
-        verdict.code = -1;
-      }
-      if (verdict.line != said && format_ == "table") {
-        out_ << verdict.line << "\n" << std::flush;
-        said = verdict.line;
-      }
-      if (verdict.code >= 0) {
-        if (verdict.code == 0) return PrintRollout(status);
-        if (format_ != "table") Print(status);
-        return verdict.code;
+      if (done == watched.size()) {
+        for (auto& [name, w] : watched) {
+          if (int rc = PrintRollout(*w.done); rc != 0) return rc;
+        }
+        return 0;
       }
       if (absl::Now() >= end) {
-        err_ << "gitfleetctl: rollout of bundle " << request.bundle() << " not done within "
-             << absl::FormatDuration(limit) << " (--watch-timeout): " << said << "\n";
+        for (auto& [name, w] : watched) {
+          if (w.done.has_value()) continue;
+          err_ << "gitfleetctl: rollout of bundle " << name << " not done within "
+               << absl::FormatDuration(limit) << " (--watch-timeout): " << w.said << "\n";
+        }
         return 1;
       }
       absl::SleepFor(std::min(absl::Seconds(1), end - absl::Now()));
@@ -2041,12 +2118,13 @@ const std::vector<Cli::Command>& Cli::Commands() {
        &Cli::BundleSuspend},
       {{"bundle", "resume"}, "NAME", "", {}, &Cli::BundleResume},
       {{"rollout", "status"},
-       "BUNDLE [--clusters=50] [-w [--commit=SHA] [--watch-timeout=30m]]",
+       "BUNDLE [--clusters=50] [-w [--commit=SHA] [--watch-timeout=30m]] | -w --source=S ...",
        "partitions, their clusters (those not ready first; 0: all), revision, health, and why "
        "it waits;\n"
        "-w follows it (of --commit, once the bundle renders it) until every cluster runs it\n"
        "Healthy (exit 0), or until it cannot get there by itself: its render failed, it is\n"
-       "suspended, held or paused, or --watch-timeout passed (exit 1)",
+       "suspended, held or paused, or --watch-timeout passed (exit 1); --source=S: every\n"
+       "bundle of source S, until all are there or one cannot get there",
        {"watch"},
        &Cli::RolloutStatus},
       {{"rollout", "pause"}, "BUNDLE [--clusters=50]", "", {}, &Cli::RolloutPause},

@@ -165,6 +165,9 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"rollout", "status", "web", "-w", "--commit=main"},
        "--commit=main: want a commit id, or the first digits of one"},
       {{"rollout", "status", "web", "--watch-timeout=1m"}, "go with -w (--watch)"},
+      {{"rollout", "status", "--source=app"}, "--source goes with -w (--watch)"},
+      {{"rollout", "status", "web", "-w", "--source=app"},
+       "takes a bundle name or --source, not both"},
       {{"token", "new", "t", "admin", "--bundles=t-*", "--service-account=a:b"},
        "token new: service-account=: service account \"a:b\" must be NAME or NAMESPACE/NAME"},
   };
