@@ -1445,7 +1445,10 @@ class Cli {
       return 1;
     }
     const v1::BundleInfo& info = page.bundles(0);
-    const std::string at = absl::StrCat("bundle ", name, " at ", Short(status.commit()));
+    // The newest commit the bundle was reconciled at: one that changed nothing it reads
+    // moves it on while the revision (and the rollout's commit) stays.
+    const std::string& current = info.commit();
+    const std::string at = absl::StrCat("bundle ", name, " at ", Short(current));
     // Its newest render failed (the one asked for, with --commit).
     if (!info.error().empty() &&
         (commit.empty() || absl::StartsWith(info.error_commit(), commit))) {
@@ -1455,19 +1458,25 @@ class Cli {
                   true};
       return 0;
     }
-    if (!commit.empty() && !absl::StartsWith(status.commit(), commit)) {
-      *verdict = {
-          -1, absl::StrCat(at, ": waiting for commit ", commit,
-                           info.source_error().empty()
-                               ? std::string()
-                               : absl::StrCat(" (its source fails: ", info.source_error(), ")"))};
-      return 0;
-    }
     if (status.suspended()) {
       *verdict = {1, absl::StrCat(at,
                                   ": suspended: no cluster gets its new revisions until "
                                   "gitfleetctl bundle resume ",
                                   name)};
+      return 0;
+    }
+    if (!commit.empty() && !status.pinned_commit().empty() &&
+        !absl::StartsWith(status.pinned_commit(), commit)) {
+      *verdict = {1, absl::StrCat(at, ": pinned to ", Short(status.pinned_commit()),
+                                  " (a rollback) until gitfleetctl bundle unpin ", name)};
+      return 0;
+    }
+    if (!commit.empty() && !absl::StartsWith(current, commit)) {
+      *verdict = {
+          -1, absl::StrCat(at, ": waiting for commit ", commit,
+                           info.source_error().empty()
+                               ? std::string()
+                               : absl::StrCat(" (its source fails: ", info.source_error(), ")"))};
       return 0;
     }
     if (status.prune_held()) {

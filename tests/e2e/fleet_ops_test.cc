@@ -578,15 +578,22 @@ TEST_F(FleetOps, APacedRolloutGivesTheFixToTheBrokenClusterFirst) {
 // --commit it waits for does not come within --watch-timeout.
 TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   WriteApp("web:1");
-  git_.Commit("v1");
+  git_.Write("apps/cfg/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cfg\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
+             "  namespace: cfg\ndata:\n  level: info\n");
+  const std::string v1 = git_.Commit("v1");
   StartControlPlane();
   StartCluster("c1");
   StartCluster("c2");
   ASSERT_NO_FATAL_FAILURE(AddApp({"web", "--source=app", "--path=apps/web", "--partition-size=1"}));
   int code = -1;
+  Ctl({"bundle", "add", "cfg", "--source=app", "--path=apps/cfg"}, &code);
+  ASSERT_EQ(code, 0);
   std::string watched;
+  // Every bundle of the source: web, partition by partition, and cfg.
   std::thread watch([&] {
-    watched = Ctl({"rollout", "status", "web", "-w", "--watch-timeout=90s"}, &code);
+    watched = Ctl({"rollout", "status", "-w", "--source=app", "--watch-timeout=90s"}, &code);
   });
   ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
   Ready("c1");
@@ -598,6 +605,8 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_THAT(watched, HasSubstr(": partition 2/2: 0 of 1 clusters ready"));
   EXPECT_THAT(watched, HasSubstr(": rolled out, Healthy on 2 clusters"));
   EXPECT_THAT(watched, HasSubstr("rolled out to all 2 partitions")) << "then the status";
+  EXPECT_THAT(watched, HasSubstr("bundle cfg at ")) << "both bundles";
+  EXPECT_THAT(watched, HasSubstr("no partitions (everywhere at once)"));
 
   // A commit it waits for that does not come: the deadline, saying what it waited for.
   watched =
@@ -616,6 +625,31 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_THAT(watched, HasSubstr(": PAUSED: partition 1/2: paused by an operator"));
   watched = Ctl({"rollout", "status", "web", "--commit=" + v2}, &code);
   EXPECT_EQ(code, 2) << "--commit without -w: " << watched;
+
+  // cfg's files did not change in v2: its render stands, and the watch for v2 ends at once.
+  watched =
+      Ctl({"rollout", "status", "cfg", "-w", "--commit=" + v2.substr(0, 10), "--watch-timeout=30s"},
+          &code);
+  EXPECT_EQ(code, 0) << watched;
+  EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", v2.substr(0, 12),
+                                              ": rolled out, Healthy on 2 clusters")));
+  // Pinned by a rollback, so a newer commit never comes; suspended: 1 at once, saying so.
+  Ctl({"bundle", "rollback", "cfg", "--to=" + v1}, &code);
+  ASSERT_EQ(code, 0);
+  watched =
+      Ctl({"rollout", "status", "cfg", "-w", "--commit=" + v2.substr(0, 10), "--watch-timeout=20s"},
+          &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched, HasSubstr(absl::StrCat(": pinned to ", v1.substr(0, 12),
+                                              " (a rollback) until gitfleetctl bundle unpin cfg")));
+  Ctl({"bundle", "unpin", "cfg"});
+  Ctl({"bundle", "suspend", "cfg"});
+  watched = Ctl({"rollout", "status", "cfg", "-w", "--watch-timeout=20s"}, &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched,
+              HasSubstr(": suspended: no cluster gets its new revisions until gitfleetctl bundle "
+                        "resume cfg"));
+  Ctl({"bundle", "resume", "cfg"});
 
   // A commit whose render fails, and still fails 30 s on: 1, saying why.
   git_.Write("apps/web/broken.yaml", "kind: [\n");
