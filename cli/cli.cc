@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -1322,10 +1323,11 @@ class Cli {
   absl::StatusOr<WatchOptions> TakeWatchOptions(int clusters) {
     WatchOptions options;
     options.clusters = clusters;
-    options.commit = args_.TakeOr("commit", "");
+    // Commit ids are lower-case hex: 40 digits (SHA-1), 64 in a SHA-256 repository.
+    options.commit = absl::AsciiStrToLower(args_.TakeOr("commit", ""));
     const std::string& commit = options.commit;
     if (!commit.empty() &&
-        (commit.size() > 40 || !std::all_of(commit.begin(), commit.end(),
+        (commit.size() > 64 || !std::all_of(commit.begin(), commit.end(),
                                             [](char c) { return absl::ascii_isxdigit(c); }))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--commit=", commit.substr(0, 64), ": want a commit id, or the first digits of one"));

@@ -164,6 +164,8 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
        "--watch-timeout wants a duration such as 30m (at most 24h)"},
       {{"rollout", "status", "web", "-w", "--commit=main"},
        "--commit=main: want a commit id, or the first digits of one"},
+      {{"rollout", "status", "web", "-w", "--commit=" + std::string(65, 'a')},
+       "want a commit id, or the first digits of one"},
       {{"rollout", "status", "web", "--watch-timeout=1m"}, "go with -w (--watch)"},
       {{"rollout", "status", "--source=app"}, "--source goes with -w (--watch)"},
       {{"rollout", "status", "web", "-w", "--source=app"},
