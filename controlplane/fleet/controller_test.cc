@@ -4704,6 +4704,15 @@ class RolloutTest : public ControllerTest {
     ASSERT_TRUE(info.ok()) << info.status();
     *r1 = info->revision();
   }
+  // Source "app" whose apps/web folder's fleet.yaml asks for at most one cluster not ready
+  // at a time (Fleet's maxUnavailable: a paced partition), and c1-c3 connected.
+  void PacedFleetWebSource() {
+    git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
+    git_.Write("apps/web/cm.yaml", Cm("web"));
+    git_.Commit("first");
+    ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+    for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  }
   // AddWeb, then every cluster takes *r1 and reports it Healthy.
   void AddWebEverywhere(std::string* r1, const std::string& selector = "") {
     ASSERT_NO_FATAL_FAILURE(AddWeb(r1, selector));
@@ -5148,11 +5157,7 @@ TEST_F(RolloutTest, FleetYamlsPartitionsByClusterGroupOrderTheRollout) {
 // ready at a time gets its clusters one by one, each once the one before is Healthy, where
 // gitfleet gave the whole partition at once.
 TEST_F(RolloutTest, AFleetYamlsMaxUnavailableGivesTheRevisionAFewClustersAtATime) {
-  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  ASSERT_NO_FATAL_FAILURE(PacedFleetWebSource());
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
   const std::string r1 = info->revision();
@@ -5189,11 +5194,7 @@ TEST_F(RolloutTest, AFleetYamlsMaxUnavailableGivesTheRevisionAFewClustersAtATime
 // turn (it may be its fix), and while it is not ready on it no other cluster is taken down
 // for its turn: one not ready at a time, counting it.
 TEST_F(RolloutTest, APacedPartitionGivesACommitFirstToAClusterDownOnTheOldOne) {
-  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  ASSERT_NO_FATAL_FAILURE(PacedFleetWebSource());
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
   const std::string r1 = info->revision();
@@ -5240,11 +5241,7 @@ TEST_F(RolloutTest, APacedPartitionGivesACommitFirstToAClusterDownOnTheOldOne) {
 // passes to the next rather than holding the rest back until the deadline, and it gets the
 // revision once resumed.
 TEST_F(RolloutTest, APacedPartitionPassesOverASuspendedCluster) {
-  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  ASSERT_NO_FATAL_FAILURE(PacedFleetWebSource());
   ASSERT_TRUE(controller_->SuspendCluster("c1", true).ok());
   absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
   ASSERT_TRUE(info.ok()) << info.status();
@@ -5262,11 +5259,7 @@ TEST_F(RolloutTest, APacedPartitionPassesOverASuspendedCluster) {
 // A cluster given the render that leaves the paced partition (its labels no longer match)
 // frees its place without handing it to the next cluster out of turn.
 TEST_F(RolloutTest, AClusterLeavingAPacedPartitionMovesNoOtherIntoItsPlace) {
-  git_.Write("apps/web/fleet.yaml", "rolloutStrategy:\n  maxUnavailable: 1\n");
-  git_.Write("apps/web/cm.yaml", Cm("web"));
-  git_.Commit("first");
-  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
-  for (const char* name : {"c1", "c2", "c3"}) Connect(name);
+  ASSERT_NO_FATAL_FAILURE(PacedFleetWebSource());
   absl::StatusOr<v1::BundleInfo> info =
       controller_->AddBundle(Bundle("web", "apps/web", "env=prod"), false);
   ASSERT_TRUE(info.ok()) << info.status();
