@@ -1314,6 +1314,14 @@ class Cli {
     bool render_failed = false;  // code 1 for that reason
   };
 
+  // One bundle rollout status -w follows.
+  struct Watched {
+    std::string said;
+    // A render failure that a retry may mend (a fetch's) is looked at again for a while.
+    std::optional<absl::Time> failing_since;
+    std::optional<v1::RolloutStatus> done;
+  };
+
   // rollout status -w's flags.
   struct WatchOptions {
     int clusters = kRolloutClusters;  // per partition, in the status printed
@@ -1370,16 +1378,12 @@ class Cli {
     const std::string& commit = options.commit;
     const absl::Duration limit = options.limit;
     const absl::Time end = absl::Now() + limit;
-    struct Watched {
-      std::string said;
-      // A render failure that a retry may mend (a fetch's) is looked at again for a while.
-      std::optional<absl::Time> failing_since;
-      std::optional<v1::RolloutStatus> done;
-    };
     std::map<std::string, Watched> watched;
     for (const std::string& name : names) watched[name];
     // Bounded by the deadline: one look a second.
     while (true) {
+      std::map<std::string, v1::BundleInfo> infos;
+      if (int rc = LookUpBundles(watched, &infos); rc != 0) return rc;
       size_t done = 0;
       for (auto& [name, w] : watched) {
         if (w.done.has_value()) {
@@ -1394,7 +1398,7 @@ class Cli {
           return rc;
         }
         RolloutVerdict verdict;
-        if (int rc = JudgeRollout(status, commit, &verdict); rc != 0) return rc;
+        if (int rc = JudgeRollout(status, infos, commit, &verdict); rc != 0) return rc;
         if (!verdict.render_failed) {
           w.failing_since.reset();
         } else if (!w.failing_since.has_value()) {
@@ -1434,19 +1438,40 @@ class Cli {
     }
   }
 
-  int JudgeRollout(const v1::RolloutStatus& status, const std::string& commit,
+  // The definitions and counts of the bundles `watched` (those the control plane still has): one
+  // page that starts at the name for one bundle, the whole listing for several.
+  int LookUpBundles(const std::map<std::string, Watched>& watched,
+                    std::map<std::string, v1::BundleInfo>* infos) {
+    infos->clear();
+    v1::ListBundlesRequest request;
+    if (watched.size() == 1) {
+      request.set_page_size(1);
+      request.set_page_token(watched.begin()->first);
+      v1::ListBundlesResponse page;
+      if (int rc = Call(&v1::AdminService::Stub::ListBundles, request, &page); rc != 0) return rc;
+      for (const v1::BundleInfo& info : page.bundles()) (*infos)[info.bundle().name()] = info;
+      return 0;
+    }
+    return CallPages(&v1::AdminService::Stub::ListBundles, request, "bundles",
+                     [&](const v1::ListBundlesResponse& page) {
+                       for (const v1::BundleInfo& info : page.bundles()) {
+                         if (watched.count(info.bundle().name()) > 0) {
+                           (*infos)[info.bundle().name()] = info;
+                         }
+                       }
+                     });
+  }
+
+  int JudgeRollout(const v1::RolloutStatus& status,
+                   const std::map<std::string, v1::BundleInfo>& infos, const std::string& commit,
                    RolloutVerdict* verdict) {
     const std::string& name = status.bundle();
-    v1::ListBundlesRequest one;
-    one.set_page_size(1);
-    one.set_page_token(name);
-    v1::ListBundlesResponse page;
-    if (int rc = Call(&v1::AdminService::Stub::ListBundles, one, &page); rc != 0) return rc;
-    if (page.bundles_size() == 0 || page.bundles(0).bundle().name() != name) {
+    auto found = infos.find(name);
+    if (found == infos.end()) {
       err_ << "gitfleetctl: NOT_FOUND: bundle " << name << " not found (removed meanwhile)\n";
       return 1;
     }
-    const v1::BundleInfo& info = page.bundles(0);
+    const v1::BundleInfo& info = found->second;
     // The newest commit the bundle was reconciled at: one that changed nothing it reads
     // moves it on while the revision (and the rollout's commit) stays.
     const std::string& current = info.commit();
