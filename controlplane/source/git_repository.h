@@ -70,6 +70,21 @@ class GitRepository {
   virtual absl::StatusOr<Signed> TagSignature(const std::string& tag, const std::string& commit) {
     return absl::UnimplementedError("this repository cannot read tag signatures");
   }
+  // Where commit `asked` (a full id, or its first digits: at least 4) stands against
+  // `commit` (a full id) in the cache's history: `commit` is it or descends from it, as
+  // `git merge-base --is-ancestor` says, or it descends from `commit` (a later commit the
+  // ref has not reached yet), or neither (another branch's, or one a force-push left).
+  // NotFound when the cache has no such commit (not fetched yet), InvalidArgument when the
+  // digits name several commits or are no id. A walk of the history between the two.
+  struct Ancestry {
+    std::string asked;      // its full id
+    bool reached = false;   // `commit` is `asked` or a later commit
+    bool ahead = false;     // `asked` is a later commit than `commit`
+  };
+  virtual absl::StatusOr<Ancestry> CompareCommits(const std::string& asked,
+                                                  const std::string& commit) {
+    return absl::UnimplementedError("this repository cannot compare commits");
+  }
   // Id of the tree at `path` ("" is the root) in `commit`: equal ids, equal content.
   virtual absl::StatusOr<std::string> TreeId(const std::string& commit,
                                              const std::string& path) = 0;

@@ -926,6 +926,58 @@ class Libgit2Repository : public GitRepository {
     return out;
   }
 
+  absl::StatusOr<Ancestry> CompareCommits(const std::string& asked,
+                                          const std::string& commit) override {
+    git_oid against;
+    if (!IsCommitId(commit) || git_oid_fromstr(&against, commit.c_str()) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("not a commit id: ", commit.substr(0, 64)));
+    }
+    if (asked.size() < 4 || asked.size() > 40 || !IsHex(asked)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "commit ", asked.substr(0, 64), ": want a commit id, or its first digits (at least 4)"));
+    }
+    const std::string digits = absl::AsciiStrToLower(asked);
+    git_oid prefix;
+    if (git_oid_fromstrn(&prefix, digits.data(), digits.size()) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("not a commit id: ", asked));
+    }
+    MutexLock lock(&mu_);
+    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    Commit found;
+    int rc = git_commit_lookup_prefix(found.out(), repo_.get(), &prefix, digits.size());
+    if (rc == GIT_EAMBIGUOUS) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("commit id ", digits, " is ambiguous in ", url_, ": give more of it"));
+    }
+    if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC) {
+      return absl::NotFoundError(
+          absl::StrCat("no commit ", digits, " in ", url_, " (not fetched yet?)"));
+    }
+    if (rc != 0) return GitError(rc, absl::StrCat("cannot look up commit ", digits));
+    Ancestry out;
+    const git_oid* id = git_commit_id(found.get());
+    out.asked = OidString(id);
+    if (git_oid_equal(id, &against)) {
+      out.reached = true;
+      return out;
+    }
+    rc = git_graph_descendant_of(repo_.get(), &against, id);
+    if (rc < 0) {
+      return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
+                                        commit.substr(0, 12)));
+    }
+    out.reached = rc == 1;
+    if (!out.reached) {
+      rc = git_graph_descendant_of(repo_.get(), id, &against);
+      if (rc < 0) {
+        return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
+                                          commit.substr(0, 12)));
+      }
+      out.ahead = rc == 1;
+    }
+    return out;
+  }
+
   absl::StatusOr<Signed> TagSignature(const std::string& tag, const std::string& commit) override {
     const std::string name = absl::StartsWith(tag, "refs/tags/") ? tag : "refs/tags/" + tag;
     MutexLock lock(&mu_);

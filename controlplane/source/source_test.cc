@@ -219,6 +219,8 @@ TEST(Libgit2RepositoryTest, AnAbbreviatedIdOfTwoCommitsIsRefusedAsAmbiguous) {
   EXPECT_EQ(ambiguous.status().code(), absl::StatusCode::kInvalidArgument) << ambiguous.status();
   EXPECT_THAT(std::string(ambiguous.status().message()),
               HasSubstr("commit id " + shared + " is ambiguous"));
+  EXPECT_EQ(repo->CompareCommits(shared, repo->Resolve("main")->id).status().code(),
+            absl::StatusCode::kInvalidArgument);
   // Enough digits to tell them apart resolve each.
   size_t differ = 7;
   while (ids[0][differ] == ids[1][differ]) ++differ;
@@ -282,6 +284,53 @@ TEST(Libgit2RepositoryTest, FetchesResolvesBranchesTagsCommitsAndReadsTrees) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ((*repo)->ReadTree(second, "apps/api/c.yaml", kRefuse).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Whether a commit asked for (a pipeline's, by its first digits) is in the history of the
+// commit a bundle runs: `rollout status -w --commit` ends at a later commit too.
+TEST(Libgit2RepositoryTest, ComparesACommitWithTheHistoryOfAnother) {
+  GitFixture git(TempDir("repo"));
+  git.Write("a.yaml", "a: 1\n");
+  const std::string first = git.Commit("first");
+  git.Write("a.yaml", "a: 2\n");
+  const std::string second = git.Commit("second");
+  git.Write("b.yaml", "b: 1\n");
+  const std::string third = git.Commit("third");
+  git.Git("checkout -q -b other " + first);
+  git.Write("c.yaml", "c: 1\n");
+  const std::string elsewhere = git.Commit("on another branch");
+  git.Git("checkout -q main");
+
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, kLocal);
+  auto repo = *repos->ForUrl(git.url());
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto at = [&](const std::string& asked, const std::string& commit) {
+    absl::StatusOr<GitRepository::Ancestry> got = repo->CompareCommits(asked, commit);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? std::make_tuple(got->asked, got->reached, got->ahead)
+                    : std::make_tuple(std::string(), false, false);
+  };
+  EXPECT_EQ(at(second, second), std::make_tuple(second, true, false)) << "itself";
+  EXPECT_EQ(at(second.substr(0, 7), third), std::make_tuple(second, true, false)) << "later";
+  EXPECT_EQ(at(first.substr(0, 4), third), std::make_tuple(first, true, false));
+  EXPECT_EQ(at(third, first), std::make_tuple(third, false, true)) << "not reached yet";
+  EXPECT_EQ(at(elsewhere, third), std::make_tuple(elsewhere, false, false)) << "another branch";
+  EXPECT_EQ(at(absl::AsciiStrToUpper(second.substr(0, 10)), third),
+            std::make_tuple(second, true, false))
+      << "digits as a terminal may show them";
+
+  auto missing = repo->CompareCommits("0000000", third);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("no commit 0000000 in "));
+  for (const std::string& bad : {std::string("abc"), std::string("main"), std::string(41, 'a'),
+                                 std::string("12 45")}) {
+    EXPECT_EQ(repo->CompareCommits(bad, third).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(repo->CompareCommits(first, "main").status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "compared with a full id only";
 }
 
 // Paths of `files`, in order.
