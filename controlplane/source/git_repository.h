@@ -77,9 +77,9 @@ class GitRepository {
   // NotFound when the cache has no such commit (not fetched yet), InvalidArgument when the
   // digits name several commits or are no id. A walk of the history between the two.
   struct Ancestry {
-    std::string asked;      // its full id
-    bool reached = false;   // `commit` is `asked` or a later commit
-    bool ahead = false;     // `asked` is a later commit than `commit`
+    std::string asked;     // its full id
+    bool reached = false;  // `commit` is `asked` or a later commit
+    bool ahead = false;    // `asked` is a later commit than `commit`
   };
   virtual absl::StatusOr<Ancestry> CompareCommits(const std::string& asked,
                                                   const std::string& commit) {

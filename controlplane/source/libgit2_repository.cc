@@ -964,14 +964,14 @@ class Libgit2Repository : public GitRepository {
     rc = git_graph_descendant_of(repo_.get(), &against, id);
     if (rc < 0) {
       return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
-                                        commit.substr(0, 12)));
+                                       commit.substr(0, 12)));
     }
     out.reached = rc == 1;
     if (!out.reached) {
       rc = git_graph_descendant_of(repo_.get(), id, &against);
       if (rc < 0) {
         return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
-                                          commit.substr(0, 12)));
+                                         commit.substr(0, 12)));
       }
       out.ahead = rc == 1;
     }

@@ -322,14 +322,12 @@ TEST(Libgit2RepositoryTest, ComparesACommitWithTheHistoryOfAnother) {
   auto missing = repo->CompareCommits("0000000", third);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("no commit 0000000 in "));
-  for (const std::string& bad : {std::string("abc"), std::string("main"), std::string(41, 'a'),
-                                 std::string("12 45")}) {
-    EXPECT_EQ(repo->CompareCommits(bad, third).status().code(),
-              absl::StatusCode::kInvalidArgument)
+  for (const std::string& bad :
+       {std::string("abc"), std::string("main"), std::string(41, 'a'), std::string("12 45")}) {
+    EXPECT_EQ(repo->CompareCommits(bad, third).status().code(), absl::StatusCode::kInvalidArgument)
         << bad;
   }
-  EXPECT_EQ(repo->CompareCommits(first, "main").status().code(),
-            absl::StatusCode::kInvalidArgument)
+  EXPECT_EQ(repo->CompareCommits(first, "main").status().code(), absl::StatusCode::kInvalidArgument)
       << "compared with a full id only";
 }
 
