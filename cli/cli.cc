@@ -1334,11 +1334,12 @@ class Cli {
     // Commit ids are lower-case hex: 40 digits (SHA-1), 64 in a SHA-256 repository.
     options.commit = absl::AsciiStrToLower(args_.TakeOr("commit", ""));
     const std::string& commit = options.commit;
-    if (!commit.empty() &&
-        (commit.size() > 64 || !std::all_of(commit.begin(), commit.end(),
-                                            [](char c) { return absl::ascii_isxdigit(c); }))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--commit=", commit.substr(0, 64), ": want a commit id, or the first digits of one"));
+    if (!commit.empty() && (commit.size() < 4 || commit.size() > 64 ||
+                            !std::all_of(commit.begin(), commit.end(),
+                                         [](char c) { return absl::ascii_isxdigit(c); }))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--commit=", commit.substr(0, 64),
+                       ": want a commit id, or the first digits of one (at least 4)"));
     }
     if (!absl::ParseDuration(args_.TakeOr("watch-timeout", "30m"), &options.limit) ||
         options.limit <= absl::ZeroDuration() || options.limit > absl::Hours(24)) {
@@ -1393,6 +1394,7 @@ class Cli {
         v1::GetRolloutRequest request;
         request.set_bundle(name);
         request.set_clusters_per_partition(options.clusters);
+        request.set_commit(commit);
         v1::RolloutStatus status;
         if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
           return rc;
@@ -1476,9 +1478,17 @@ class Cli {
     // moves it on while the revision (and the rollout's commit) stays.
     const std::string& current = info.commit();
     const std::string at = absl::StrCat("bundle ", name, " at ", Short(current));
-    // Its newest render failed (the one asked for, with --commit).
-    if (!info.error().empty() &&
-        (commit.empty() || absl::StartsWith(info.error_commit(), commit))) {
+    // With --commit: whether the bundle has reached it, that is been reconciled at it or at a
+    // later commit (one fetched with it, or after), as the control plane judges by the
+    // source's history; a control plane older than that judge is asked the commit's digits.
+    const v1::CommitReach& reach = status.commit_reach();
+    const bool judged = !commit.empty() && status.has_commit_reach();
+    const bool reached =
+        commit.empty() || (judged ? reach.reached() : absl::StartsWith(current, commit));
+    const bool failed_since =
+        commit.empty() || (judged ? reach.failed() : absl::StartsWith(info.error_commit(), commit));
+    // Its newest render failed (of the commit asked for, or a later one, with --commit).
+    if (!info.error().empty() && failed_since) {
       *verdict = {1,
                   absl::StrCat(at, ": the render of ", Short(info.error_commit()),
                                " failed (the clusters keep what they run): ", info.error()),
@@ -1493,17 +1503,22 @@ class Cli {
       return 0;
     }
     if (!commit.empty() && !status.pinned_commit().empty() &&
-        !absl::StartsWith(status.pinned_commit(), commit)) {
+        !(judged
+              ? reach.reached() && absl::StartsWith(reach.bundle_commit(), status.pinned_commit())
+              : absl::StartsWith(status.pinned_commit(), commit))) {
       *verdict = {1, absl::StrCat(at, ": pinned to ", Short(status.pinned_commit()),
                                   " (a rollback) until gitfleetctl bundle unpin ", name)};
       return 0;
     }
-    if (!commit.empty() && !absl::StartsWith(current, commit)) {
-      *verdict = {
-          -1, absl::StrCat(at, ": waiting for commit ", commit,
-                           info.source_error().empty()
-                               ? std::string()
-                               : absl::StrCat(" (its source fails: ", info.source_error(), ")"))};
+    if (!reached) {
+      std::string why;
+      if (!reach.note().empty()) {
+        why = absl::StrCat(": ", reach.note());
+      } else if (!info.source_error().empty()) {
+        why = absl::StrCat(" (its source fails: ", info.source_error(), ")");
+      }
+      *verdict = {-1, absl::StrCat(at, ": waiting for commit ",
+                                   reach.commit().empty() ? commit : Short(reach.commit()), why)};
       return 0;
     }
     if (status.prune_held()) {
@@ -2157,7 +2172,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "BUNDLE [--clusters=50] [-w [--commit=SHA] [--watch-timeout=30m]] | -w --source=S ...",
        "partitions, their clusters (those not ready first; 0: all), revision, health, and why "
        "it waits;\n"
-       "-w follows it (of --commit, once the bundle renders it) until every cluster runs it\n"
+       "-w follows it (once the bundle is at --commit or a later commit of its history)\n"
+       "until every cluster runs it\n"
        "Healthy (exit 0), or until it cannot get there by itself: its render failed, it is\n"
        "suspended, held or paused, or --watch-timeout passed (exit 1); --source=S: every\n"
        "bundle of source S, until all are there or one cannot get there",

@@ -166,6 +166,8 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
        "--commit=main: want a commit id, or the first digits of one"},
       {{"rollout", "status", "web", "-w", "--commit=" + std::string(65, 'a')},
        "want a commit id, or the first digits of one"},
+      {{"rollout", "status", "web", "-w", "--commit=abc"},
+       "--commit=abc: want a commit id, or the first digits of one (at least 4)"},
       {{"rollout", "status", "web", "--watch-timeout=1m"}, "go with -w (--watch)"},
       {{"rollout", "status", "--source=app"}, "--source goes with -w (--watch)"},
       {{"rollout", "status", "web", "-w", "--source=app"},

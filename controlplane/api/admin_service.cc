@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
@@ -622,10 +623,25 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = call.Check({{Named::kBundle, request->bundle()}}); !s.ok())
     return call.Done(s);
-  return call.Reply(TrimRollout(controller_->GetRollout(request->bundle()),
-                                request->clusters_per_partition(), max_response_bytes_,
-                                /*acted=*/false, VisibleClusters(call.caller(), controller_)),
-                    response);
+  const std::string& commit = request->commit();
+  if (!commit.empty() && (commit.size() < 4 || commit.size() > 64 ||
+                          !std::all_of(commit.begin(), commit.end(),
+                                       [](char c) { return absl::ascii_isxdigit(c); }))) {
+    return call.Done(absl::InvalidArgumentError(
+        absl::StrCat("commit \"", absl::CHexEscape(commit.substr(0, 64)),
+                     "\": want a commit id, or its first digits (at least 4)")));
+  }
+  absl::StatusOr<v1::RolloutStatus> status = controller_->GetRollout(request->bundle());
+  if (status.ok() && !commit.empty()) {
+    // Looked up after the status: a bundle that moved on meanwhile has reached more.
+    absl::StatusOr<v1::CommitReach> reach = controller_->ReachOf(request->bundle(), commit);
+    if (!reach.ok()) return call.Done(reach.status());
+    *status->mutable_commit_reach() = *std::move(reach);
+  }
+  return call.Reply(
+      TrimRollout(std::move(status), request->clusters_per_partition(), max_response_bytes_,
+                  /*acted=*/false, VisibleClusters(call.caller(), controller_)),
+      response);
 }
 
 grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,

@@ -3929,6 +3929,60 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
   return status;
 }
 
+absl::StatusOr<v1::CommitReach> Controller::ReachOf(const std::string& name,
+                                                    const std::string& asked) {
+  std::string source;
+  std::string current;    // the commit it was reconciled at
+  std::string failed_at;  // its newest render's, when that failed
+  std::string source_error;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end())
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    const BundleState& state = it->second;
+    source = state.definition.source();
+    current = state.record.commit();
+    if (!state.record.error().empty()) failed_at = state.record.error_commit();
+    if (auto failing = source_errors_.find(source); failing != source_errors_.end()) {
+      source_error = failing->second;
+    }
+  }
+  v1::CommitReach reach;
+  reach.set_bundle_commit(current);
+  const std::string failing = source_error.empty()
+                                  ? std::string()
+                                  : absl::StrCat(" (its source fails: ", source_error, ")");
+  std::optional<SourceSnapshot> snapshot = poller_.Snapshot(source);
+  if (!snapshot.has_value() || (current.empty() && failed_at.empty())) {
+    reach.set_note(
+        absl::StrCat("source ", source, " has not given the bundle a commit yet", failing));
+    return reach;
+  }
+  for (const std::string* commit : {&failed_at, &current}) {
+    if (commit->empty()) continue;
+    absl::StatusOr<GitRepository::Ancestry> at = snapshot->repo->CompareCommits(asked, *commit);
+    if (absl::IsNotFound(at.status())) {
+      reach.set_note(absl::StrCat("source ", source, " has not fetched it yet", failing));
+      return reach;
+    }
+    if (!at.ok()) return at.status();
+    reach.set_commit(at->asked);
+    if (commit == &failed_at) {
+      reach.set_failed(at->reached);
+      continue;
+    }
+    reach.set_reached(at->reached);
+    if (!at->reached && !at->ahead) {
+      reach.set_note(absl::StrCat(
+          "not in the history of ", current.substr(0, 12),
+          ", the commit the bundle runs: a commit of another branch counts once merged, one a "
+          "force-push dropped never comes"));
+    }
+  }
+  return reach;
+}
+
 absl::StatusOr<v1::RolloutStatus> Controller::ControlRollout(const std::string& name,
                                                              const std::string& action,
                                                              absl::Time wait_until) {

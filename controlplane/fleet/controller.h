@@ -257,6 +257,10 @@ class Controller {
 
   // Fleet operations (see admin.proto).
   absl::StatusOr<v1::RolloutStatus> GetRollout(const std::string& bundle);
+  // Whether `bundle` has reached commit `asked` (an id or its first digits): see
+  // v1::CommitReach. InvalidArgument for digits that are no id or name several commits.
+  // Walks the source's history between the two (git merge-base --is-ancestor).
+  absl::StatusOr<v1::CommitReach> ReachOf(const std::string& bundle, const std::string& asked);
   // "pause", "resume" or "promote"; waits (like AddBundle) for the reconcile it causes.
   absl::StatusOr<v1::RolloutStatus> ControlRollout(const std::string& bundle,
                                                    const std::string& action,

@@ -432,6 +432,71 @@ TEST_F(ControllerTest, RollbackTakesARevisionATagABranchOrAnyCommitOfTheSource) 
   EXPECT_EQ(controller_->ListBundles()[0].pinned_commit(), v3) << "a refused --to changes nothing";
 }
 
+// `rollout status -w --commit`: a bundle has reached a commit once reconciled at it or at a
+// later commit of its history (fetched with it or after it); not one of another branch,
+// nor one not fetched yet, each saying why; and a later render's failure is the commit's.
+TEST_F(ControllerTest, ABundleReachesACommitAtItOrAtALaterOne) {
+  git_.Write("apps/web/cm.yaml", Cm("web", "1"));
+  const std::string v1 = git_.Commit("v1");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "apps/web"), false).ok());
+  git_.Write("apps/web/cm.yaml", Cm("web", "2"));
+  const std::string v2 = git_.Commit("v2");
+  git_.Write("apps/api/cm.yaml", Cm("api"));
+  const std::string v3 = git_.Commit("v3, leaves web alone");
+  auto reach = [&](const std::string& asked) {
+    absl::StatusOr<v1::CommitReach> got = controller_->ReachOf("web", asked);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.value_or(v1::CommitReach());
+  };
+  v1::CommitReach got = reach(v2.substr(0, 8));
+  EXPECT_FALSE(got.reached());
+  EXPECT_EQ(got.commit(), "");
+  EXPECT_THAT(got.note(), HasSubstr("source app has not fetched it yet"));
+  EXPECT_EQ(got.bundle_commit(), v1);
+
+  // Fetched with a later commit: the bundle is at v3, which holds v2's change.
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  got = reach(v2.substr(0, 8));
+  EXPECT_TRUE(got.reached());
+  EXPECT_FALSE(got.failed());
+  EXPECT_EQ(got.commit(), v2);
+  EXPECT_EQ(got.bundle_commit(), v3);
+  EXPECT_EQ(got.note(), "");
+  EXPECT_TRUE(reach(v1).reached());
+  EXPECT_TRUE(reach(absl::AsciiStrToUpper(v3.substr(0, 4))).reached());
+
+  // Another branch's commit is not in its history (until merged).
+  git_.Git("checkout -q -b other " + v1);
+  git_.Write("apps/web/cm.yaml", Cm("web", "side"));
+  const std::string side = git_.Commit("on another branch");
+  git_.Git("checkout -q main");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  got = reach(side);
+  EXPECT_FALSE(got.reached());
+  EXPECT_EQ(got.commit(), side);
+  EXPECT_THAT(got.note(), HasSubstr("not in the history of " + v3.substr(0, 12) +
+                                    ", the commit the bundle runs: a commit of another branch "
+                                    "counts once merged"));
+
+  // A later commit's render fails: for v2, the bundle's newest render, past it, failed.
+  git_.Write("apps/web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string bad = git_.Commit("break web");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  got = reach(v2);
+  EXPECT_TRUE(got.reached());
+  EXPECT_TRUE(got.failed());
+  got = reach(bad);
+  EXPECT_FALSE(got.reached()) << "it runs v3 still";
+  EXPECT_TRUE(got.failed());
+  EXPECT_EQ(got.note(), "") << "not reached yet, and in its history";
+  EXPECT_FALSE(reach(side).failed());
+
+  EXPECT_EQ(controller_->ReachOf("web", "main").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(controller_->ReachOf("nope", v1).status().code(), absl::StatusCode::kNotFound);
+}
+
 // A replacement answers with the definition it replaced, so the caller sees what it
 // changed; an add, or the same definition again, with none.
 TEST_F(ControllerTest, AReplacementAnswersWithTheDefinitionItReplaced) {

@@ -613,7 +613,7 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
       Ctl({"rollout", "status", "web", "-w", "--commit=0123abc", "--watch-timeout=2s"}, &code);
   EXPECT_EQ(code, 1) << watched;
   EXPECT_THAT(watched, HasSubstr("not done within 2s (--watch-timeout): bundle web at "));
-  EXPECT_THAT(watched, HasSubstr("waiting for commit 0123abc"));
+  EXPECT_THAT(watched, HasSubstr("waiting for commit 0123abc: source app has not fetched it yet"));
 
   // Paused by an operator: it cannot get there by itself.
   WriteApp("web:2");
@@ -632,6 +632,25 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
           &code);
   EXPECT_EQ(code, 0) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", v2.substr(0, 12),
+                                              ": rolled out, Healthy on 2 clusters")));
+  // A commit fetched with a later one (a busy monorepo's): the bundle is at the later commit,
+  // which holds its change, and that ends a watch for it.
+  git_.Write("apps/cfg/all.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cfg\n---\n"
+             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
+             "  namespace: cfg\ndata:\n  level: debug\n");
+  const std::string debug = git_.Commit("cfg: debug");
+  git_.Write("README.md", "a later commit that leaves cfg alone\n");
+  const std::string later = git_.Commit("readme");
+  watched = Ctl(
+      {"rollout", "status", "cfg", "-w", "--commit=" + later.substr(0, 10), "--watch-timeout=60s"},
+      &code);
+  ASSERT_EQ(code, 0) << watched;
+  watched = Ctl(
+      {"rollout", "status", "cfg", "-w", "--commit=" + debug.substr(0, 7), "--watch-timeout=20s"},
+      &code);
+  EXPECT_EQ(code, 0) << watched;
+  EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", later.substr(0, 12),
                                               ": rolled out, Healthy on 2 clusters")));
   // Pinned by a rollback, so a newer commit never comes; suspended: 1 at once, saying so.
   Ctl({"bundle", "rollback", "cfg", "--to=" + v1}, &code);

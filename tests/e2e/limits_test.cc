@@ -573,6 +573,20 @@ TEST(Pages, StatusesAndClustersTooManyForOneMessageArePagedNotLost) {
   grpc::ClientContext negative_context;
   EXPECT_EQ(admin->GetRollout(&negative_context, rollout_request, &rollout).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+  // A commit to judge it against is hex digits, at most a SHA-256 id's 64: the error says so
+  // without echoing it all back.
+  rollout_request.set_clusters_per_partition(5);
+  for (const std::string& commit :
+       {std::string(4096, 'a'), std::string("abc"), std::string("main\n")}) {
+    rollout_request.set_commit(commit);
+    grpc::ClientContext commit_context;
+    grpc::Status refused = admin->GetRollout(&commit_context, rollout_request, &rollout);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << commit.size();
+    EXPECT_THAT(refused.error_message(),
+                HasSubstr("want a commit id, or its first digits (at least 4)"));
+    EXPECT_LT(refused.error_message().size(), 200u);
+  }
+  rollout_request.set_commit("");
   table = ::gitfleet::testing::RunCtl(std::stoi(port),
                                       {"rollout", "status", "rolled", "--clusters=3"}, &code);
   EXPECT_EQ(code, 0) << table;
