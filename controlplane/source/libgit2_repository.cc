@@ -941,10 +941,19 @@ class Libgit2Repository : public GitRepository {
     if (git_oid_fromstrn(&prefix, digits.data(), digits.size()) != 0) {
       return absl::InvalidArgumentError(absl::StrCat("not a commit id: ", asked));
     }
-    MutexLock lock(&mu_);
-    if (absl::Status s = OpenLocked(); !s.ok()) return s;
+    // A handle of its own: a fetch holds mu_ for as long as its server takes (up to the
+    // fetch timeout), and a caller asking this (an API call) must not wait for that. Objects
+    // a fetch adds meanwhile are found once written (libgit2 looks at the packs again on a
+    // miss).
+    MutexLock lock(&compare_mu_);
+    if (compare_repo_.get() == nullptr &&
+        git_repository_open_bare(compare_repo_.out(), dir_.c_str()) != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("no commit ", digits, " in ", url_, " (nothing fetched yet)"));
+    }
+    git_repository* repo = compare_repo_.get();
     Commit found;
-    int rc = git_commit_lookup_prefix(found.out(), repo_.get(), &prefix, digits.size());
+    int rc = git_commit_lookup_prefix(found.out(), repo, &prefix, digits.size());
     if (rc == GIT_EAMBIGUOUS) {
       return absl::InvalidArgumentError(
           absl::StrCat("commit id ", digits, " is ambiguous in ", url_, ": give more of it"));
@@ -961,14 +970,14 @@ class Libgit2Repository : public GitRepository {
       out.reached = true;
       return out;
     }
-    rc = git_graph_descendant_of(repo_.get(), &against, id);
+    rc = git_graph_descendant_of(repo, &against, id);
     if (rc < 0) {
       return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
                                        commit.substr(0, 12)));
     }
     out.reached = rc == 1;
     if (!out.reached) {
-      rc = git_graph_descendant_of(repo_.get(), id, &against);
+      rc = git_graph_descendant_of(repo, id, &against);
       if (rc < 0) {
         return GitError(rc, absl::StrCat("cannot compare ", out.asked.substr(0, 12), " with ",
                                          commit.substr(0, 12)));
@@ -1457,6 +1466,9 @@ class Libgit2Repository : public GitRepository {
   Mutex mu_;
   Repo repo_ ABSL_GUARDED_BY(mu_);
   Remote remote_ ABSL_GUARDED_BY(mu_);  // declared after repo_: freed first
+  // CompareCommits' own handle on the same clone, which reads objects only.
+  Mutex compare_mu_;
+  Repo compare_repo_ ABSL_GUARDED_BY(compare_mu_);
   // Commits whose submodules the clone holds (FetchSubmodulesLocked).
   std::set<std::string> complete_ ABSL_GUARDED_BY(mu_);
   // Gitlinks (commit ids) .gitmodules marks `update = none`, read as empty folders.

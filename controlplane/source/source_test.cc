@@ -1,6 +1,12 @@
+#include <netinet/in.h>
 #include <openssl/sha.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
@@ -13,7 +19,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
 #include "tests/util/lfs_server.h"
+#include "tests/util/process.h"
 
 namespace gitfleet {
 namespace {
@@ -329,6 +337,53 @@ TEST(Libgit2RepositoryTest, ComparesACommitWithTheHistoryOfAnother) {
   }
   EXPECT_EQ(repo->CompareCommits(first, "main").status().code(), absl::StatusCode::kInvalidArgument)
       << "compared with a full id only";
+}
+
+// A fetch holds its clone for as long as its server takes (up to the fetch timeout); asking
+// whether the clone's commits descend from one another (an API call for `rollout status -w
+// --commit`, whose client gives up after 30 s) does not wait for it.
+TEST(Libgit2RepositoryTest, ComparingCommitsDoesNotWaitForAHangingFetch) {
+  const std::string root = TempDir("served");
+  GitFixture git(root + "/repo");
+  git.Write("a.yaml", "a: 1\n");
+  const std::string first = git.Commit("first");
+  git.Write("a.yaml", "a: 2\n");
+  const std::string second = git.Commit("second");
+  const int port = ::gitfleet::testing::FreePort();
+  auto daemon = std::make_unique<::gitfleet::testing::Process>(
+      "/usr/bin/git",
+      std::vector<std::string>{"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
+                               absl::StrCat("--port=", port), "--base-path=" + root, root},
+      root + "/../git-daemon.log");
+  GitLimits limits;
+  limits.fetch_timeout = absl::Seconds(8);
+  auto repos = NewLibgit2Repositories(TempDir("cache"), limits, {});
+  auto repo = *repos->ForUrl(absl::StrCat("git://127.0.0.1:", port, "/repo"));
+  ASSERT_TRUE(::gitfleet::testing::Eventually([&] { return repo->Fetch().ok(); })) << daemon->Log();
+  daemon->Kill(SIGTERM);
+  // The same port now takes connections and never answers.
+  const int silent = socket(AF_INET, SOCK_STREAM, 0);
+  const int on = 1;
+  setsockopt(silent, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(silent, 8), 0);
+  std::atomic<bool> fetched{false};
+  std::thread fetch([&] {
+    EXPECT_FALSE(repo->Fetch().ok()) << "a server that never answers";
+    fetched = true;
+  });
+  absl::SleepFor(absl::Milliseconds(500));  // the fetch holds the clone, waiting
+  absl::StatusOr<GitRepository::Ancestry> at = repo->CompareCommits(first.substr(0, 7), second);
+  EXPECT_FALSE(fetched) << "answered while the fetch still waits";
+  ASSERT_TRUE(at.ok()) << at.status();
+  EXPECT_TRUE(at->reached);
+  EXPECT_EQ(at->asked, first);
+  fetch.join();
+  close(silent);
 }
 
 // Paths of `files`, in order.
