@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -634,7 +635,8 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", v2.substr(0, 12),
                                               ": rolled out, Healthy on 2 clusters")));
   // A commit fetched with a later one (a busy monorepo's): the bundle is at the later commit,
-  // which holds its change, and that ends a watch for it.
+  // which holds its change, and that ends a watch for it (its digits as a terminal may show
+  // them, upper-case).
   git_.Write("apps/cfg/all.yaml",
              "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cfg\n---\n"
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
@@ -646,9 +648,9 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
       {"rollout", "status", "cfg", "-w", "--commit=" + later.substr(0, 10), "--watch-timeout=60s"},
       &code);
   ASSERT_EQ(code, 0) << watched;
-  watched = Ctl(
-      {"rollout", "status", "cfg", "-w", "--commit=" + debug.substr(0, 7), "--watch-timeout=20s"},
-      &code);
+  watched = Ctl({"rollout", "status", "cfg", "-w",
+                 "--commit=" + absl::AsciiStrToUpper(debug.substr(0, 7)), "--watch-timeout=20s"},
+                &code);
   EXPECT_EQ(code, 0) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", later.substr(0, 12),
                                               ": rolled out, Healthy on 2 clusters")));
