@@ -1319,7 +1319,7 @@ class Cli {
     std::string said;
     // A render failure that a retry may mend (a fetch's) is looked at again for a while.
     std::optional<absl::Time> failing_since;
-    std::optional<v1::RolloutStatus> done;
+    bool done = false;  // there: rolled out and Healthy
   };
 
   // rollout status -w's flags.
@@ -1387,7 +1387,7 @@ class Cli {
       if (int rc = LookUpBundles(watched, &infos); rc != 0) return rc;
       size_t done = 0;
       for (auto& [name, w] : watched) {
-        if (w.done.has_value()) {
+        if (w.done) {
           ++done;
           continue;
         }
@@ -1395,6 +1395,9 @@ class Cli {
         request.set_bundle(name);
         request.set_clusters_per_partition(options.clusters);
         request.set_commit(commit);
+        // Its state alone, once a second; the clusters only for the status printed at the
+        // end (each listing looks at every cluster the bundle targets).
+        request.set_summary(true);
         v1::RolloutStatus status;
         if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
           return rc;
@@ -1414,23 +1417,35 @@ class Cli {
           w.said = verdict.line;
         }
         if (verdict.code == 1) {
-          if (format_ != "table") Print(status);
+          if (format_ == "table") return 1;
+          request.set_summary(false);
+          if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
+            return rc;
+          }
+          Print(status);
           return 1;
         }
         if (verdict.code == 0) {
-          w.done = std::move(status);
+          w.done = true;
           ++done;
         }
       }
       if (done == watched.size()) {
         for (auto& [name, w] : watched) {
-          if (int rc = PrintRollout(*w.done); rc != 0) return rc;
+          v1::GetRolloutRequest request;
+          request.set_bundle(name);
+          request.set_clusters_per_partition(options.clusters);
+          v1::RolloutStatus status;
+          if (int rc = Call(&v1::AdminService::Stub::GetRollout, request, &status); rc != 0) {
+            return rc;
+          }
+          if (int rc = PrintRollout(status); rc != 0) return rc;
         }
         return 0;
       }
       if (absl::Now() >= end) {
         for (auto& [name, w] : watched) {
-          if (w.done.has_value()) continue;
+          if (w.done) continue;
           err_ << "gitfleetctl: rollout of bundle " << name << " not done within "
                << absl::FormatDuration(limit) << " (--watch-timeout): " << w.said << "\n";
         }

@@ -631,12 +631,16 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
         absl::StrCat("commit \"", absl::CHexEscape(commit.substr(0, 64)),
                      "\": want a commit id, or its first digits (at least 4)")));
   }
-  absl::StatusOr<v1::RolloutStatus> status = controller_->GetRollout(request->bundle());
+  absl::StatusOr<v1::RolloutStatus> status =
+      controller_->GetRollout(request->bundle(), request->summary());
   if (status.ok() && !commit.empty()) {
     // Looked up after the status: a bundle that moved on meanwhile has reached more.
     absl::StatusOr<v1::CommitReach> reach = controller_->ReachOf(request->bundle(), commit);
     if (!reach.ok()) return call.Done(reach.status());
     *status->mutable_commit_reach() = *std::move(reach);
+  }
+  if (status.ok() && request->summary()) {
+    return call.Reply(std::move(status), response);  // no clusters to count or trim
   }
   return call.Reply(
       TrimRollout(std::move(status), request->clusters_per_partition(), max_response_bytes_,

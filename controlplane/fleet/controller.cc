@@ -3859,7 +3859,7 @@ absl::Status Controller::ChangeRollout(
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name) {
+absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name, bool summary) {
   v1::RolloutStatus status;
   std::vector<Partition> partitions;
   v1::RolloutRecord rollout;
@@ -3907,6 +3907,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
                  : index > rollout.partition() ? "waiting"
                  : status.paused()             ? "paused"
                                                : "rolling");
+    if (summary) continue;
     int place = 0;
     const bool paced =
         PaceOf(strategy, partitions[i], static_cast<int>(partitions[i].clusters.size())) > 0;

@@ -256,7 +256,8 @@ class Controller {
                                            const std::string& page_token, size_t page_size);
 
   // Fleet operations (see admin.proto).
-  absl::StatusOr<v1::RolloutStatus> GetRollout(const std::string& bundle);
+  // With `summary`, the partitions carry no clusters (v1::GetRolloutRequest.summary).
+  absl::StatusOr<v1::RolloutStatus> GetRollout(const std::string& bundle, bool summary = false);
   // Whether `bundle` has reached commit `asked` (an id or its first digits): see
   // v1::CommitReach. InvalidArgument for digits that are no id or name several commits.
   // Walks the source's history between the two (git merge-base --is-ancestor).

@@ -4929,6 +4929,17 @@ TEST_F(RolloutTest, EachPartitionWaitsForReportsOnItsRevisionNeverAnOlderOne) {
   EXPECT_EQ(rollout->partitions(1).state(), "rolling");
   EXPECT_EQ(rollout->partitions(2).state(), "waiting");
   EXPECT_EQ(rollout->partitions(2).clusters(0).applied_revision(), r1);
+  // The summary a watch asks once a second: the same state, no look at the clusters.
+  absl::StatusOr<v1::RolloutStatus> summary = controller_->GetRollout("web", /*summary=*/true);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->message(), rollout->message());
+  EXPECT_EQ(summary->partition(), 1);
+  ASSERT_EQ(summary->partitions_size(), 3);
+  EXPECT_EQ(summary->partitions(1).state(), "rolling");
+  EXPECT_EQ(summary->partitions(1).selector(), rollout->partitions(1).selector());
+  for (const v1::RolloutPartition& partition : summary->partitions()) {
+    EXPECT_EQ(partition.clusters_size(), 0);
+  }
   // Its status says what holds c3 back, not that an update is on its way.
   std::vector<v1::BundleStatus> held = controller_->GetStatus("c3", "web");
   ASSERT_EQ(held.size(), 1u);

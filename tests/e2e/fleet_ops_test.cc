@@ -624,6 +624,11 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   watched = Ctl({"rollout", "status", "web", "-w", "--commit=" + v2.substr(0, 8)}, &code);
   EXPECT_EQ(code, 1) << watched;
   EXPECT_THAT(watched, HasSubstr(": PAUSED: partition 1/2: paused by an operator"));
+  // -o json: no lines, the status with its partitions' clusters (each look asked a summary).
+  watched = Ctl({"rollout", "status", "web", "-w", "-o", "json"}, &code);
+  EXPECT_EQ(code, 1) << watched;
+  EXPECT_THAT(watched, AllOf(HasSubstr("\"paused\": true"), HasSubstr("\"name\": \"c1\""),
+                             Not(HasSubstr("PAUSED: partition"))));
   watched = Ctl({"rollout", "status", "web", "--commit=" + v2}, &code);
   EXPECT_EQ(code, 2) << "--commit without -w: " << watched;
 
