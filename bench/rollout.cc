@@ -65,6 +65,10 @@ ABSL_FLAG(std::string, paced, "",
           "Pace the partitioned side (--paced --max-unavailable=THIS): each partition's "
           "clusters get the commit no more at a time than this many not ready (\"10%\", "
           "\"50\"). Empty: each partition at once.");
+ABSL_FLAG(int, status_calls, 0,
+          "After the rounds, this many GetRollout calls of the partitioned bundle as "
+          "`rollout status` asks (50 clusters a partition), then as many summaries (what "
+          "`rollout status -w` asks once a second): the control plane's CPU per call of each.");
 ABSL_FLAG(std::string, only, "",
           "Run one side only, \"at_once\" or \"partitioned\" (to profile it alone).");
 
@@ -314,6 +318,28 @@ int Main() {
         partitioned_cpu.back(), partitioned_cpu.back() / std::max(1, status.partitions_size()),
         1000 * bench::Median(round_gaps),
         round_gaps.empty() ? 0.0 : 1000 * *std::max_element(round_gaps.begin(), round_gaps.end()));
+  }
+  if (const int calls = absl::GetFlag(FLAGS_status_calls); calls > 0) {
+    // What a watch's look costs the control plane, against the listing it asked before.
+    auto cost = [&](bool summary) -> double {
+      v1::GetRolloutRequest request;
+      request.set_bundle("bench");
+      request.set_clusters_per_partition(50);
+      request.set_summary(summary);
+      const double before = bench::CpuSeconds(cp.pid());
+      for (int i = 0; i < calls; ++i) {
+        v1::RolloutStatus status;
+        if (!call(&v1::AdminService::Stub::GetRollout, request, &status).ok()) return -1;
+      }
+      return (bench::CpuSeconds(cp.pid()) - before) / calls;
+    };
+    const double full = cost(false);
+    const double summary = cost(true);
+    if (full < 0 || summary < 0) return 1;
+    printf(
+        "GetRollout at %d clusters, control-plane CPU per call: with 50 clusters a partition "
+        "%.2f ms, summary %.3f ms\n",
+        agents, 1000 * full, 1000 * summary);
   }
   // Where the CPU went: each thread name's median per commit, busiest first.
   auto breakdown = [](const std::map<std::string, std::vector<double>>& threads) {
