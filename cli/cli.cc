@@ -1334,13 +1334,7 @@ class Cli {
     // Commit ids are lower-case hex: 40 digits (SHA-1), 64 in a SHA-256 repository.
     options.commit = absl::AsciiStrToLower(args_.TakeOr("commit", ""));
     const std::string& commit = options.commit;
-    if (!commit.empty() && (commit.size() < 4 || commit.size() > 64 ||
-                            !std::all_of(commit.begin(), commit.end(),
-                                         [](char c) { return absl::ascii_isxdigit(c); }))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--commit=", commit.substr(0, 64),
-                       ": want a commit id, or the first digits of one (at least 4)"));
-    }
+    if (!commit.empty()) GF_RETURN_IF_ERROR(ValidateCommitDigits("--commit", commit));
     if (!absl::ParseDuration(args_.TakeOr("watch-timeout", "30m"), &options.limit) ||
         options.limit <= absl::ZeroDuration() || options.limit > absl::Hours(24)) {
       return absl::InvalidArgumentError(

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -23,6 +24,17 @@ absl::Status ValidateName(const std::string& what, const std::string& name) {
         what, " name \"", name.substr(0, 64),
         "\" must be 1-63 lower-case letters, digits or '-', starting and ending with a "
         "letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCommitDigits(const std::string& what, const std::string& digits) {
+  if (digits.size() < 4 || digits.size() > 64 ||
+      !std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " \"", absl::CHexEscape(digits.substr(0, 64)),
+                     "\": want a commit id, or its first digits (at least 4)"));
   }
   return absl::OkStatus();
 }

@@ -40,6 +40,12 @@ absl::Status ValidateGitRepoName(const std::string& what, const std::string& nam
 // InvalidArgument naming `what` otherwise.
 absl::Status ValidateArgoCdAppName(const std::string& what, const std::string& name);
 
+// A commit as a person gives it (`--commit`, GetRolloutRequest.commit): its id, or its first
+// digits as `git log --oneline` shows them, 4 to 64 hexadecimal digits (a SHA-256
+// repository's ids are 64), either case. InvalidArgument naming `what` otherwise, quoting at
+// most 64 characters, escaped.
+absl::Status ValidateCommitDigits(const std::string& what, const std::string& digits);
+
 // A Kubernetes service account a bundle is applied as: "NAME", in the bundle's target
 // namespace, or "NAMESPACE/NAME". InvalidArgument naming the rule when the namespace is not
 // a DNS label (ValidateName) or the name not a DNS subdomain (1-253 lower-case letters,

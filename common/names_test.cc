@@ -27,6 +27,24 @@ TEST(ValidateNameTest, RefusesEverythingElseNamingWhat) {
   }
 }
 
+TEST(CommitDigitsTest, TakesAnIdOrItsFirstDigitsAndNothingElse) {
+  for (const std::string& digits :
+       {std::string("0123"), std::string("89abcdef"), std::string("89ABCDEF"), std::string(40, 'a'),
+        std::string(64, 'f')}) {
+    EXPECT_TRUE(ValidateCommitDigits("--commit", digits).ok()) << digits;
+  }
+  for (const std::string& digits :
+       {std::string(), std::string("abc"), std::string(65, 'a'), std::string("main"),
+        std::string("12 45"), std::string("abcd\n")}) {
+    EXPECT_THAT(ValidateCommitDigits("--commit", digits),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("want a commit id, or its first digits (at least 4)")))
+        << digits;
+  }
+  EXPECT_THAT(ValidateCommitDigits("commit", std::string(4096, 'x')).message().size(),
+              ::testing::Lt(200u));
+}
+
 TEST(GitRepoNameTest, TakesWhatFleetNamesAGitRepoAndNothingElse) {
   for (const std::string& name : {std::string("a"), std::string("my.repo"),
                                   std::string("fleet-infra-2"), std::string(63, 'x')}) {

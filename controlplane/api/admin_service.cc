@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
@@ -624,12 +623,8 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
   if (absl::Status s = call.Check({{Named::kBundle, request->bundle()}}); !s.ok())
     return call.Done(s);
   const std::string& commit = request->commit();
-  if (!commit.empty() && (commit.size() < 4 || commit.size() > 64 ||
-                          !std::all_of(commit.begin(), commit.end(),
-                                       [](char c) { return absl::ascii_isxdigit(c); }))) {
-    return call.Done(absl::InvalidArgumentError(
-        absl::StrCat("commit \"", absl::CHexEscape(commit.substr(0, 64)),
-                     "\": want a commit id, or its first digits (at least 4)")));
+  if (absl::Status s = ValidateCommitDigits("commit", commit); !commit.empty() && !s.ok()) {
+    return call.Done(s);
   }
   absl::StatusOr<v1::RolloutStatus> status =
       controller_->GetRollout(request->bundle(), request->summary());
