@@ -123,6 +123,15 @@ class FleetOps : public ::testing::Test {
                                        ::gitfleet::testing::CtlOutput::kStdoutAndStderr);
   }
 
+  // `gitfleetctl rollout status BUNDLE -w --commit=COMMIT --watch-timeout=TIMEOUT`: its
+  // lines and what it said, and its exit code in `code`.
+  std::string WatchCommit(const std::string& bundle, const std::string& commit,
+                          const std::string& timeout, int* code) {
+    return Ctl(
+        {"rollout", "status", bundle, "-w", "--commit=" + commit, "--watch-timeout=" + timeout},
+        code);
+  }
+
   json Live(const std::string& cluster, const std::string& path) {
     absl::StatusOr<KubeResponse> r = clusters_[cluster].client->Do("GET", path);
     if (!r.ok() || r->code != 200) return nullptr;
@@ -610,8 +619,7 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_THAT(watched, HasSubstr("no partitions (everywhere at once)"));
 
   // A commit it waits for that does not come: the deadline, saying what it waited for.
-  watched =
-      Ctl({"rollout", "status", "web", "-w", "--commit=0123abc", "--watch-timeout=2s"}, &code);
+  watched = WatchCommit("web", "0123abc", "2s", &code);
   EXPECT_EQ(code, 1) << watched;
   EXPECT_THAT(watched, HasSubstr("not done within 2s (--watch-timeout): bundle web at "));
   EXPECT_THAT(watched, HasSubstr("waiting for commit 0123abc: source app has not fetched it yet"));
@@ -633,9 +641,7 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   EXPECT_EQ(code, 2) << "--commit without -w: " << watched;
 
   // cfg's files did not change in v2: its render stands, and the watch for v2 ends at once.
-  watched =
-      Ctl({"rollout", "status", "cfg", "-w", "--commit=" + v2.substr(0, 10), "--watch-timeout=30s"},
-          &code);
+  watched = WatchCommit("cfg", v2.substr(0, 10), "30s", &code);
   EXPECT_EQ(code, 0) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", v2.substr(0, 12),
                                               ": rolled out, Healthy on 2 clusters")));
@@ -649,22 +655,16 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   const std::string debug = git_.Commit("cfg: debug");
   git_.Write("README.md", "a later commit that leaves cfg alone\n");
   const std::string later = git_.Commit("readme");
-  watched = Ctl(
-      {"rollout", "status", "cfg", "-w", "--commit=" + later.substr(0, 10), "--watch-timeout=60s"},
-      &code);
+  watched = WatchCommit("cfg", later.substr(0, 10), "60s", &code);
   ASSERT_EQ(code, 0) << watched;
-  watched = Ctl({"rollout", "status", "cfg", "-w",
-                 "--commit=" + absl::AsciiStrToUpper(debug.substr(0, 7)), "--watch-timeout=20s"},
-                &code);
+  watched = WatchCommit("cfg", absl::AsciiStrToUpper(debug.substr(0, 7)), "20s", &code);
   EXPECT_EQ(code, 0) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat("bundle cfg at ", later.substr(0, 12),
                                               ": rolled out, Healthy on 2 clusters")));
   // Pinned by a rollback, so a newer commit never comes; suspended: 1 at once, saying so.
   Ctl({"bundle", "rollback", "cfg", "--to=" + v1}, &code);
   ASSERT_EQ(code, 0);
-  watched =
-      Ctl({"rollout", "status", "cfg", "-w", "--commit=" + v2.substr(0, 10), "--watch-timeout=20s"},
-          &code);
+  watched = WatchCommit("cfg", v2.substr(0, 10), "20s", &code);
   EXPECT_EQ(code, 1) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat(": pinned to ", v1.substr(0, 12),
                                               " (a rollback) until gitfleetctl bundle unpin cfg")));
@@ -681,7 +681,7 @@ TEST_F(FleetOps, RolloutStatusWatchFollowsARolloutToItsEndOrItsPause) {
   git_.Write("apps/web/broken.yaml", "kind: [\n");
   const std::string v3 = git_.Commit("v3, broken");
   const absl::Time before = absl::Now();
-  watched = Ctl({"rollout", "status", "web", "-w", "--commit=" + v3, "--watch-timeout=5m"}, &code);
+  watched = WatchCommit("web", v3, "5m", &code);
   EXPECT_EQ(code, 1) << watched;
   EXPECT_THAT(watched, HasSubstr(absl::StrCat(": the render of ", v3.substr(0, 12),
                                               " failed (the clusters keep what they run)")));
