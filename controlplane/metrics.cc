@@ -44,10 +44,12 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                          .Help("Time to render one bundle.")
                          .LabelNames({"engine"})
                          .Register(r)),
-      render_cache_hits(BuildCounter()
-                            .Name("gitfleet_render_cache_hits_total")
-                            .Help("Renders skipped because nothing the bundle reads changed.")
-                            .Register(r)),
+      render_cache_hits(
+          BuildCounter()
+              .Name("gitfleet_render_cache_hits_total")
+              .Help("Renders skipped because nothing the bundle reads changed (a good render kept, "
+                    "or a failure of the content's own carried to a later commit).")
+              .Register(r)),
       sibling_waits(BuildCounter()
                         .Name("gitfleet_render_sibling_waits_total")
                         .Help("Renders that dropped objects and waited for the other bundles "

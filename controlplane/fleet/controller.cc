@@ -4284,6 +4284,24 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                       const RepositoryReads& reads,
                                       const std::string& fleet_gitrepo, Built* out) {
   const CommitInfo& commit = snapshot.commit;
+  // Readers of the repository at the commit that note each path they are asked for, found
+  // or not, in out->asked: what the render read beyond its files.
+  auto read_folder = [read = FolderReader(snapshot.repo, commit.id),
+                      asked = out->asked](const std::string& folder) {
+    {
+      MutexLock lock(&asked->mu);
+      asked->paths.insert(folder);
+    }
+    return read(folder);
+  };
+  auto read_files = [read = FilesReader(snapshot.repo, commit.id),
+                     asked = out->asked](const std::vector<std::string>& paths) {
+    {
+      MutexLock lock(&asked->mu);
+      asked->paths.insert(paths.begin(), paths.end());
+    }
+    return read(paths);
+  };
   std::string& engine = out->engine;
   std::shared_ptr<BundleVariants>& content = out->content;
   std::shared_ptr<ReadPathSet>& variant_paths = out->variant_paths;
@@ -4375,10 +4393,6 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
                                           definition.helm_values_files().end());
     HelmCapabilities capabilities{definition.helm_kube_version(),
                                   Strings(definition.helm_api_versions())};
-    // What a render takes from elsewhere in the repository (a chart's file:// dependency),
-    // read at the same commit, bounded as every read.
-    auto read_folder = FolderReader(snapshot.repo, commit.id);
-    auto read_files = FilesReader(snapshot.repo, commit.id);
     BundleVariants::RenderFn render =
         [renderer, inputs, name, path = definition.path(), tlas, values_files, capabilities,
          api_versions_of = ApiVersionsOf(
@@ -4392,6 +4406,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          substitute = !TakesValues(engine) && WantsSubstitution(definition),
          variant_paths](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
+          std::vector<std::string> failed;
           std::vector<std::string> said;
           bool remote = false;
           absl::StatusOr<HelmCapabilities> capabilities_here =
@@ -4412,12 +4427,17 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.exclude = exclude;
           input.fetch_scope.repos = scope_repos;
           input.notes = &said;
+          input.failed_reads = &failed;
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
           // Plain and kustomize output is a template: substituted here, per cluster.
           if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
           MutexLock lock(&variant_paths->mu);
           variant_paths->paths.insert(paths.begin(), paths.end());
           variant_paths->read_remote |= remote;
+          if (!objects.ok()) {
+            variant_paths->failed.insert(failed.begin(), failed.end());
+            variant_paths->failed_unknown |= failed.empty();
+          }
           for (std::string& note : said) {
             if (variant_paths->notes.size() >= kMaxVariantNotes) break;
             variant_paths->notes.insert(std::move(note));
@@ -4432,8 +4452,9 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.notes = &notes;
     input.helm_capabilities = {definition.helm_kube_version(),
                                Strings(definition.helm_api_versions())};
-    input.read_folder = FolderReader(snapshot.repo, commit.id);
-    input.read_files = FilesReader(snapshot.repo, commit.id);
+    input.read_folder = read_folder;
+    input.read_files = read_files;
+    input.failed_reads = &out->failed_reads;
     input.target_namespace = definition.target_namespace();
     UseReads(reads, &input);
     input.fleet_gitrepo = fleet_gitrepo;
@@ -4508,6 +4529,39 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   return status;
 }
 
+std::optional<std::vector<std::string>> Controller::FailedReads(const v1::Bundle& definition,
+                                                                const Built& built) {
+  const RendererFactory* factory =
+      built.engine.empty() ? nullptr : FindRendererFactory(built.engine);
+  if (factory == nullptr) return std::nullopt;
+  std::vector<std::string> paths = {definition.path()};
+  if (!factory->reads_outside_path()) {
+    // Its files are the folder's and those above it that the engine names.
+    std::vector<std::string> above = factory->FilesAbove(definition.path());
+    paths.insert(paths.end(), above.begin(), above.end());
+  } else if (built.variant_paths == nullptr) {
+    // The whole repository, of which the engine says what it read.
+    if (built.failed_reads.empty()) return std::nullopt;
+    paths.insert(paths.end(), built.failed_reads.begin(), built.failed_reads.end());
+  } else {
+    // Per variant: what those that failed read (a failure that depends on no value fails
+    // each variant alike).
+    MutexLock lock(&built.variant_paths->mu);
+    if (built.variant_paths->failed_unknown || built.variant_paths->failed.empty()) {
+      return std::nullopt;
+    }
+    paths.insert(paths.end(), built.variant_paths->failed.begin(),
+                 built.variant_paths->failed.end());
+  }
+  {
+    MutexLock lock(&built.asked->mu);
+    paths.insert(paths.end(), built.asked->paths.begin(), built.asked->paths.end());
+  }
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+  return paths;
+}
+
 absl::Status Controller::RenderBundle(const std::string& name, const SourceSnapshot& snapshot,
                                       bool fresh, const absl::Status& refused) {
   v1::Bundle definition;
@@ -4518,6 +4572,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   std::shared_ptr<ReadPathSet> last_paths;
   std::string fleet_gitrepo;
   uint64_t asks;
+  BundleState::SettledFailure settled;
   {
     MutexLock lock(&mu_);
     auto it = bundles_.find(name);
@@ -4526,6 +4581,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     values = it->second.values;
     generation = it->second.generation;
     asks = it->second.asks;
+    settled = it->second.settled;
     last = it->second.record;
     last_content = it->second.content;
     last_paths = it->second.variant_paths;
@@ -4568,10 +4624,22 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   // Refused before any render (a pinned commit its source's keys did not sign): recorded
   // as a render of it that failed, so the bundle says why and keeps what it runs.
   cache_hit = cache_hit && refused.ok();
+  // The same for a failure of its own content (BundleState::SettledFailure): a later commit
+  // that changes nothing it read or looked for fails the same way, and is not rendered.
+  bool failure_hit = false;
+  if (!cache_hit && refused.ok() && !fresh && !settled.paths.empty() &&
+      settled.commit != commit.id && settled.generation == generation && settled.asks == asks &&
+      options_.clock->Now() < settled.until && settled.fleet_gitrepo == fleet_gitrepo) {
+    absl::StatusOr<std::vector<std::string>> now =
+        snapshot.repo->EntryIds(commit.id, settled.paths);
+    failure_hit = now.ok() && *now == settled.ids;
+  }
   Built built;
-  built.engine = cache_hit ? last.engine() : definition.engine();
+  built.engine = cache_hit ? last.engine() : failure_hit ? settled.engine : definition.engine();
   absl::Status status = refused;
-  if (!cache_hit && refused.ok()) {
+  if (failure_hit) {
+    status = absl::InvalidArgumentError(settled.error);
+  } else if (!cache_hit && refused.ok()) {
     status = BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last),
                           fleet_gitrepo, &built);
   }
@@ -4609,11 +4677,17 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     MutexLock paths_lock(&variant_paths->mu);
     settles = !variant_paths->read_remote;
   }
+  // And what it read or looked for, to judge later commits by (not under a lock: the ids
+  // are a walk of the commit's trees).
+  std::optional<std::vector<std::string>> failed_paths;
+  absl::StatusOr<std::vector<std::string>> failed_ids = absl::NotFoundError("not failed");
+  if (settles && !failure_hit) failed_paths = FailedReads(definition, built);
+  if (failed_paths.has_value()) failed_ids = snapshot.repo->EntryIds(commit.id, *failed_paths);
 
   const std::string engine_label = engine.empty() ? "unknown" : engine;
   metrics_.render_seconds.Add({{"engine", engine_label}}, metrics::ExponentialBuckets(0.001, 2, 16))
       .Observe(absl::ToDoubleSeconds(options_.clock->Now() - start));
-  if (cache_hit) {
+  if (cache_hit || failure_hit) {
     metrics_.render_cache_hits.Add({}).Increment();
   } else {
     metrics_.renders.Add({{"engine", engine_label}, {"result", status.ok() ? "ok" : "error"}})
@@ -4632,6 +4706,11 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     record = state.record;
     if (record.commit() != commit.id) {
       *record.mutable_seen_time() = ToProtoTime(options_.clock->Now());
+    }
+    if (failure_hit) {
+      GF_LOG(INFO) << "bundle " << name << " not rendered at " << commit.id.substr(0, 12)
+                   << ": nothing it read changed since " << settled.rendered_commit.substr(0, 12)
+                   << ", where it failed on its own content";
     }
     if (!status.ok()) {
       record.set_error(std::string(status.message()));
@@ -4735,9 +4814,22 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (settles) {
       state.settled = {commit.id, generation, asks,
                        options_.clock->Now() + options_.resync_interval * 0.9};
+      state.settled.error = record.error();
+      state.settled.engine = engine;
+      state.settled.fleet_gitrepo = fleet_gitrepo;
+      state.settled.rendered_commit = failure_hit ? settled.rendered_commit : commit.id;
+      if (failure_hit) {
+        // The resync still renders it, however many commits it was carried to.
+        state.settled.until = settled.until;
+        state.settled.paths = std::move(settled.paths);
+        state.settled.ids = std::move(settled.ids);
+      } else if (failed_ids.ok()) {
+        state.settled.paths = std::move(*failed_paths);
+        state.settled.ids = *std::move(failed_ids);
+      }
     }
     state.render_reused = cache_hit && status.ok();
-    if (!cache_hit) state.rendered_at = options_.clock->Now();
+    if (!cache_hit && !failure_hit) state.rendered_at = options_.clock->Now();
     if (content != nullptr) {
       // A new render with the same single revision changes nothing for agents.
       std::shared_ptr<const Revision> before =

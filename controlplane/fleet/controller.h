@@ -292,6 +292,10 @@ class Controller {
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
     // Some render read from outside the repository (RenderInput::read_remote).
     bool read_remote ABSL_GUARDED_BY(mu) = false;
+    // What the renders that failed read (RenderInput::failed_reads), and whether one failed
+    // without saying (then what the failure depends on is not known).
+    std::set<std::string> failed ABSL_GUARDED_BY(mu);
+    bool failed_unknown ABSL_GUARDED_BY(mu) = false;
   };
   // What the prune guard counted for a pair of contents: of `before`'s objects (`had`),
   // how many `after` drops.
@@ -403,11 +407,22 @@ class Controller {
     // merely queue the bundle (a retry, a cluster joining, a dependency's report) reuse
     // the failure: 1,000 bundles broken by one shared base render once each, not at the
     // backoff's pace. Cleared by any other outcome.
+    // A later commit that changes nothing the failed render read or looked for (`paths`,
+    // their ids `ids` at `commit`) fails the same way too: it is not rendered either, and
+    // the failure (`error`) moves to it, until the same `until` (a monorepo's other teams'
+    // commits do not render a broken bundle once each). `paths` is empty when the engine
+    // cannot say what it read (jsonnet; an engine reading the whole repository for values).
     struct SettledFailure {
       std::string commit;
       uint64_t generation = 0;
       uint64_t asks = 0;
       absl::Time until = absl::InfinitePast();
+      std::vector<std::string> paths;
+      std::vector<std::string> ids;
+      std::string error;
+      std::string engine;
+      std::string fleet_gitrepo;
+      std::string rendered_commit;  // where it last rendered (and failed)
     };
     SettledFailure settled;
     uint64_t asks = 0;  // operators' calls that reconciled it (see `settled`)
@@ -667,7 +682,16 @@ class Controller {
     std::string fleet_rollout_error;
     // The render read from outside the repository (BundleRecord.reads_remote).
     bool read_remote = false;
+    // What it asked of the repository beyond its files (RenderInput::read_folder and
+    // read_files), every variant's: a chart's file:// dependency, a values file elsewhere.
+    std::shared_ptr<ReadPathSet> asked = std::make_shared<ReadPathSet>();
+    // RenderInput::failed_reads of its render (one render for all clusters only).
+    std::vector<std::string> failed_reads;
   };
+  // Every repository path a render that failed with `built` read or looked for, as the
+  // render cache's paths; nullopt when that is not known (BundleState::SettledFailure).
+  static std::optional<std::vector<std::string>> FailedReads(const v1::Bundle& definition,
+                                                             const Built& built);
   // Builds the content of `definition` at the snapshot's commit, any commit of its history
   // (no cache, no probe, nothing stored). out->engine may be set before a failure.
   // `reads`: the BundleRecord's reads_* fields (ReadsOf).

@@ -4593,6 +4593,128 @@ TEST_F(ControllerTest, ARenderFailingOnItsOwnContentWaitsForTheResyncOrAnOperato
   EXPECT_EQ(controller.ListBundles("b", 1).at(0).error(), "");
 }
 
+// A failure of the content's own is carried to a later commit that changes nothing the
+// failed render read or looked for: in a monorepo, other teams' commits do not render a
+// broken bundle once each (each is still told to subscribers, at its commit). A commit
+// that brings what the render looked for and did not find (a kustomize base, a chart's
+// values file elsewhere in the repository), or that changes the bundle's own folder,
+// renders it at once.
+TEST_F(ControllerTest, AFailureIsCarriedToLaterCommitsThatChangeNothingItRead) {
+  const bool kustomize = !FindKustomize().empty();
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("plain/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  git_.Write("overlays/prod/kustomization.yaml", "resources: [../../base]\n");
+  git_.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("tanka/main.jsonnet", "(import '../lib/cm.libsonnet').cm('tanka')\n");
+  git_.Write("lib/cm.libsonnet", "{ cm(name):: error 'broken' }\n");
+  git_.Write("other/cm.yaml", Cm("other"));
+  const std::string first = git_.Commit("a monorepo with broken bundles");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  std::vector<std::string> broken = {"plain", "tanka", "web"};
+  ASSERT_TRUE(controller_->AddBundle(Bundle("plain", "plain"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("tanka", "tanka"), false).ok());
+  v1::Bundle web = Bundle("web", "charts/web");
+  web.add_helm_values_files("../../envs/prod/values.yaml");
+  ASSERT_TRUE(controller_->AddBundle(web, false).ok());
+  if (kustomize) {
+    ASSERT_TRUE(controller_->AddBundle(Bundle("prod", "overlays/prod"), false).ok());
+    broken.push_back("prod");
+  }
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  for (const std::string& name : broken) {
+    EXPECT_EQ(listed[name].error_commit(), first) << name;
+    EXPECT_NE(listed[name].error(), "") << name;
+  }
+  auto renders = [&] {
+    double total = 0;
+    for (const char* engine : {"plain", "helm", "kustomize", "jsonnet"}) {
+      for (const char* result : {"ok", "error"}) {
+        total += metrics_.renders.Add({{"engine", engine}, {"result", result}}).Value();
+      }
+    }
+    return total;
+  };
+  auto rendered = [&](const std::string& name) {
+    const std::map<std::string, std::string> engines = {
+        {"plain", "plain"}, {"tanka", "jsonnet"}, {"web", "helm"}, {"prod", "kustomize"}};
+    return metrics_.renders.Add({{"engine", engines.at(name)}, {"result", "ok"}}).Value();
+  };
+  // As a push webhook asks: a fetch, not an operator's call (which renders again).
+  auto push = [&](const std::string& message) {
+    const std::string commit = git_.Commit(message);
+    EXPECT_TRUE(controller_->FetchSourceSoon("app").ok());
+    for (int i = 0; i < 3000; ++i) {
+      std::map<std::string, v1::BundleInfo> now = ListedByName();
+      if (std::all_of(broken.begin(), broken.end(), [&](const std::string& name) {
+            return now[name].error_commit() == commit || now[name].error().empty();
+          })) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return commit;
+  };
+
+  // Other teams' commits: each broken bundle fails at each, rendered never.
+  for (int i = 0; i < 3; ++i) {
+    const double before = renders();
+    git_.Write("other/cm.yaml", Cm("other", absl::StrCat(i)));
+    const std::string commit = push(absl::StrCat("another team's change ", i));
+    listed = ListedByName();
+    for (const std::string& name : broken) {
+      EXPECT_EQ(listed[name].error_commit(), commit) << name << " at change " << i;
+    }
+    EXPECT_EQ(renders(), before) << "change " << i << " rendered a broken bundle again";
+  }
+  std::vector<std::string> told;
+  for (const v1::Event& event :
+       (*events_.Subscribe({"plain", "", {"render.failed"}}, nullptr))->Take()) {
+    told.push_back(event.commit());
+  }
+  EXPECT_EQ(told.size(), 4u) << "each commit's failure is told";
+
+  // What the kustomization looked for comes: it renders; the others stay as they were.
+  if (kustomize) {
+    git_.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+    git_.Write("base/cm.yaml", Cm("base"));
+    const double before = rendered("prod");
+    const std::string commit = push("the base");
+    listed = ListedByName();
+    EXPECT_EQ(listed["prod"].error(), "");
+    EXPECT_EQ(listed["prod"].commit(), commit);
+    EXPECT_EQ(rendered("prod"), before + 1);
+    EXPECT_EQ(listed["plain"].error_commit(), commit);
+    EXPECT_EQ(listed["tanka"].error_commit(), commit);
+    EXPECT_EQ(listed["web"].error_commit(), commit);
+    broken.pop_back();
+  }
+  // The chart's values file, elsewhere in the repository.
+  git_.Write("envs/prod/values.yaml", "replicas: 5\n");
+  std::string commit = push("the chart's values");
+  listed = ListedByName();
+  EXPECT_EQ(listed["web"].error(), "");
+  EXPECT_EQ(listed["web"].commit(), commit);
+  EXPECT_EQ(listed["plain"].error_commit(), commit);
+  EXPECT_EQ(listed["tanka"].error_commit(), commit);
+  // The library the program imports.
+  git_.Write("lib/cm.libsonnet",
+             "{ cm(name):: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: name, "
+             "namespace: 'x'}} }\n");
+  const double tanka = rendered("tanka");
+  commit = push("the library fixed");
+  listed = ListedByName();
+  EXPECT_EQ(listed["tanka"].error(), "");
+  EXPECT_EQ(listed["tanka"].commit(), commit);
+  EXPECT_EQ(rendered("tanka"), tanka + 1);
+  EXPECT_EQ(listed["plain"].error_commit(), commit);
+  // A change in the bundle's own folder: rendered (and here fixed).
+  git_.Write("plain/cm.yaml", Cm("plain"));
+  commit = push("the fix");
+  listed = ListedByName();
+  EXPECT_EQ(listed["plain"].error(), "");
+  EXPECT_EQ(listed["plain"].commit(), commit);
+}
+
 // `sync` renders a commit it fetched once, not once for the commit and again for the
 // sync; at a commit already seen, it tries a failed render again, once.
 TEST_F(ControllerTest, ASyncRendersTheCommitItFetchedOnce) {

@@ -471,7 +471,16 @@ absl::StatusOr<ObjectSet> JsonnetRenderer::Render(const RenderInput& input) {
         EvaluateEntry(files, main_path, input, values, libraries.folders, spec_json->defaults, &set,
                       &bytes, &read_paths, &read_values, &inline_namespace);
     if (input.read_values != nullptr) *input.read_values = read_values;
-    if (!evaluated.ok()) return evaluated;
+    if (!evaluated.ok()) {
+      // The program's own error (InvalidArgument: a time or memory limit is another code)
+      // depends on what it read up to there.
+      if (input.failed_reads != nullptr && absl::IsInvalidArgument(evaluated)) {
+        std::sort(read_paths.begin(), read_paths.end());
+        read_paths.erase(std::unique(read_paths.begin(), read_paths.end()), read_paths.end());
+        *input.failed_reads = read_paths;
+      }
+      return evaluated;
+    }
     if (inline_namespace.empty()) continue;
     if (!ns.empty() && ns != inline_namespace) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -523,6 +532,9 @@ absl::Status JsonnetRenderer::EvaluateEntry(
   if (!evaluation.ok()) return evaluation.status();
   read_values->insert(evaluation->read_values.begin(), evaluation->read_values.end());
   if (evaluation->error) {
+    // What it imported, and looked for, up to the error: what the error depends on.
+    read_paths->insert(read_paths->end(), evaluation->read_paths.begin(),
+                       evaluation->read_paths.end());
     return absl::InvalidArgumentError(absl::StrCat(
         "jsonnet: ", absl::StripTrailingAsciiWhitespace(evaluation->text.substr(0, 4096))));
   }

@@ -991,6 +991,24 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   run.max_memory_bytes = options_.limits.max_memory_bytes;
   run.max_stdout_bytes = options_.limits.max_bytes * 2;
   run.max_stderr_bytes = kMaxErrorBytes;
+  // What the build reads: the repository paths its kustomizations name (those not there
+  // too: a base added later builds), as the build's success or failure depends on them.
+  std::vector<std::string> reads;
+  // A generated kustomization also read the .sourceignore files above the folder.
+  if (generated) {
+    for (std::string& above : IgnoreFiles::SourceIgnoresAbove(input.path)) {
+      read.insert(std::move(above));
+    }
+  }
+  for (const std::string& path : read) {
+    if (IsRemoteCopy(path)) continue;  // not the repository's: fetched again at each render
+    // A file inside a visited directory is already covered by that directory's tree id.
+    bool covered = false;
+    for (const std::string& dir : visited) {
+      covered |= path != dir && (dir.empty() || absl::StartsWith(path, dir + "/"));
+    }
+    if (!covered) reads.push_back(path);
+  }
   absl::StatusOr<SubprocessResult> result = RunSubprocess(argv, run);
   if (!result.ok()) {
     return absl::Status(result.status().code(),
@@ -1010,30 +1028,18 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
           "file's folder as a base, or move the file; Flux builds without that restriction, "
           "and the control plane does with --kustomize-load-restrictor=LoadRestrictionsNone)");
     }
+    // Killed by a signal (memory, the machine): not what it read alone.
+    if (input.failed_reads != nullptr && result->exit_code < 128) *input.failed_reads = reads;
     return absl::InvalidArgumentError(absl::StrCat(
         "kustomize build ", input.path, " failed: ", absl::StripTrailingAsciiWhitespace(message),
         LfsPointerHint(input.files, "")));
   }
-  if (input.read_paths != nullptr) {
-    // A generated kustomization also read the .sourceignore files above the folder.
-    if (generated) {
-      for (std::string& above : IgnoreFiles::SourceIgnoresAbove(input.path)) {
-        read.insert(std::move(above));
-      }
-    }
-    // A file inside a visited directory is already covered by that directory's tree id.
-    input.read_paths->clear();
-    for (const std::string& path : read) {
-      if (IsRemoteCopy(path)) continue;  // not the repository's: fetched again at each render
-      bool covered = false;
-      for (const std::string& dir : visited) {
-        covered |= path != dir && (dir.empty() || absl::StartsWith(path, dir + "/"));
-      }
-      if (!covered) input.read_paths->push_back(path);
-    }
-  }
-  return ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (kustomize output)"),
-                               result->stdout_text, options_.limits);
+  absl::StatusOr<ObjectSet> objects =
+      ObjectsFromToolOutput(input.bundle, absl::StrCat(input.path, " (kustomize output)"),
+                            result->stdout_text, options_.limits);
+  if (!objects.ok() && input.failed_reads != nullptr) *input.failed_reads = reads;
+  if (objects.ok() && input.read_paths != nullptr) *input.read_paths = std::move(reads);
+  return objects;
 }
 
 namespace {

@@ -280,6 +280,11 @@ struct RenderInput {
   // helm values files elsewhere in the repository (HelmValuesPath). Unset: none is read.
   std::function<absl::StatusOr<std::vector<RepoFile>>(const std::vector<std::string>& paths)>
       read_files;
+  // When set, an engine that reads outside `path` (RendererFactory::reads_outside_path)
+  // and knows what its failed render read fills it as read_paths would be filled, the
+  // paths it looked for and did not find included: the same ids there in a later commit
+  // mean the same failure. Left empty otherwise (the render is then tried at each commit).
+  std::vector<std::string>* failed_reads = nullptr;
 };
 
 // What of a repository's declarations about itself a bundle's render reads (its
