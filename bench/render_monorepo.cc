@@ -5,8 +5,10 @@
 //
 // Measures the cold render of every bundle, then a commit touching one shared base (only
 // its importers should render again), then a commit touching one bundle, then a commit
-// breaking one shared base (what its importers' failures cost afterwards). Prints peak RSS
-// and one JSON line.
+// breaking one shared base (what its importers' failures cost afterwards), then other
+// teams' commits while it stays broken, each touching one bundle that does not import it
+// and fetched as a push webhook fetches (what each costs). Prints peak RSS and one JSON
+// line.
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -28,6 +30,9 @@ ABSL_FLAG(bool, jsonnet_in_process, false,
 ABSL_FLAG(int, broken_seconds, 20,
           "After a commit breaks one shared base, how long to count what its importers' "
           "failures cost.");
+ABSL_FLAG(int, other_commits, 5,
+          "While the base stays broken, commits that each touch one bundle not importing it, "
+          "fetched as a push webhook asks: the renders and CPU each costs.");
 ABSL_FLAG(std::string, jsonnet_cli, "/usr/bin/jsonnet",
           "After the cold render, run this jsonnet CLI once per bundle on the same files, for a "
           "side-by-side cost per evaluation (empty: skip).");
@@ -152,6 +157,42 @@ int Main() {
   const double broken_renders = failed() - failed_at_commit;
   const double broken_cpu = CpuSeconds() - cpu_before;
 
+  // Other teams go on committing: each commit changes one bundle that does not import the
+  // broken base. A fetch (not a sync, which asks every bundle to render again), then a wait
+  // until every bundle has judged the commit.
+  const int other_commits = absl::GetFlag(FLAGS_other_commits);
+  const double other_renders_before = renders() + failed();
+  const double other_cpu_before = CpuSeconds();
+  const absl::Time other_start = absl::Now();
+  for (int c = 0; c < other_commits; ++c) {
+    int touched = -1;
+    for (int i = 0; i < bundles && touched < 0; ++i) {
+      if (i % bases != broken_base && i != touched_bundle && i >= c) touched = i;
+    }
+    if (touched < 0) break;
+    git.Write(absl::StrCat("apps/app-", touched, "/main.jsonnet"),
+              absl::StrCat("local base = import '../../lib/base-", touched % bases,
+                           ".libsonnet';\n[base.cm('app-", touched, "-", c, "')]\n"));
+    const std::string commit = git.Commit(absl::StrCat("another team's change ", c));
+    if (!controller.FetchSourceSoon("mono").ok()) return 1;
+    const absl::Time deadline = absl::Now() + absl::Minutes(5);
+    for (bool judged = false; !judged;) {
+      if (absl::Now() > deadline) {
+        fprintf(stderr, "commit %s was not judged by every bundle within 5 minutes\n",
+                commit.c_str());
+        return 1;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+      judged = true;
+      for (const v1::BundleInfo& info : controller.ListBundles()) {
+        judged = judged && (info.commit() == commit || info.error_commit() == commit);
+      }
+    }
+  }
+  const double other_seconds = absl::ToDoubleSeconds(absl::Now() - other_start);
+  const double other_renders = renders() + failed() - other_renders_before;
+  const double other_cpu = CpuSeconds() - other_cpu_before;
+
   // The same files through one jsonnet CLI process each: what a tool that shells out to
   // jsonnet per bundle pays.
   double cli_seconds = -1;
@@ -182,17 +223,24 @@ int Main() {
       "one shared base broken (%d importers fail): in the next %ds, %.0f renders again, "
       "%.2f CPU s\n",
       importers, broken_seconds, broken_renders, broken_cpu);
+  printf(
+      "while it stays broken, %d other commits: %.1f renders and %.3f CPU s each (%.2fs in "
+      "all)\n",
+      other_commits, other_renders / std::max(1, other_commits),
+      other_cpu / std::max(1, other_commits), other_seconds);
   printf("peak RSS: %.1f MiB\n", PeakRssMiB());
   printf(
       "{\"bench\": \"render_monorepo\", \"bundles\": %d, \"bases\": %d, \"cold_seconds\": %.2f, "
       "\"base_commit_seconds\": %.3f, \"base_commit_renders\": %.0f, "
       "\"one_file_commit_seconds\": %.3f, \"one_file_commit_renders\": %.0f, "
       "\"broken_importers\": %d, \"broken_seconds\": %d, \"broken_renders_again\": %.0f, "
-      "\"broken_cpu_seconds\": %.2f, "
+      "\"broken_cpu_seconds\": %.2f, \"other_commits\": %d, \"other_commit_renders\": %.1f, "
+      "\"other_commit_cpu_seconds\": %.3f, "
       "\"peak_rss_mib\": %.1f, \"jsonnet_in_process\": %s, \"jsonnet_cli_seconds\": %.2f}\n",
       bundles, bases, cold, base_commit, base_renders, one_file, one_renders, importers,
-      broken_seconds, broken_renders, broken_cpu, PeakRssMiB(),
-      absl::GetFlag(FLAGS_jsonnet_in_process) ? "true" : "false", cli_seconds);
+      broken_seconds, broken_renders, broken_cpu, other_commits,
+      other_renders / std::max(1, other_commits), other_cpu / std::max(1, other_commits),
+      PeakRssMiB(), absl::GetFlag(FLAGS_jsonnet_in_process) ? "true" : "false", cli_seconds);
   return 0;
 }
 
