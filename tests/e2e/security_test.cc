@@ -1015,7 +1015,8 @@ TEST_F(Security, AGitCredentialByUrlPrefixServesEverySourceUnderIt) {
   // A prefix in plain http elsewhere is refused at start.
   std::string out;
   EXPECT_NE(::gitfleet::testing::Run(
-                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                absl::StrCat(::gitfleet::testing::kControlPlane,
+                             " --grpc=127.0.0.1:0 --http=127.0.0.1:0 --data-dir=", root_,
                              "/refused-data --credentials-dir=", credentials,
                              " --git-credentials=http://git.example.com/=org 2>&1"),
                 &out),
@@ -1076,7 +1077,8 @@ TEST_F(Security, PrivateChartsAreFetchedWithTheirPrefixsCredentialAndNeverShown)
   // A credential for a prefix the control plane does not fetch from: it does not start.
   std::string out;
   EXPECT_NE(::gitfleet::testing::Run(
-                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                absl::StrCat(::gitfleet::testing::kControlPlane,
+                             " --grpc=127.0.0.1:0 --http=127.0.0.1:0 --data-dir=", root_,
                              "/refused-data --credentials-dir=", credentials, " ", trusted,
                              " --chart-credentials=https://charts.elsewhere.example/=charts 2>&1"),
                 &out),
@@ -1087,7 +1089,8 @@ TEST_F(Security, PrivateChartsAreFetchedWithTheirPrefixsCredentialAndNeverShown)
       << out;
   // Nor with a credential that is not there.
   EXPECT_NE(::gitfleet::testing::Run(
-                absl::StrCat(::gitfleet::testing::kControlPlane, " --data-dir=", root_,
+                absl::StrCat(::gitfleet::testing::kControlPlane,
+                             " --grpc=127.0.0.1:0 --http=127.0.0.1:0 --data-dir=", root_,
                              "/refused-data --credentials-dir=", credentials, " ", trusted,
                              " --chart-credentials=", charts.url(), "=nope 2>&1"),
                 &out),
