@@ -4403,8 +4403,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
          accounts_namespace = options_.fleet_service_account_namespace,
          include = Strings(definition.include()), exclude = Strings(definition.exclude()),
          scope_repos = Strings(definition.scope().repos()),
-         substitute = !TakesValues(engine) && WantsSubstitution(definition),
-         variant_paths](const Values& values, ReadValues* read) {
+         substitute = !TakesValues(engine) && WantsSubstitution(definition), variant_paths,
+         asked = out->asked](const Values& values, ReadValues* read) {
           std::vector<std::string> paths;
           std::vector<std::string> failed;
           std::vector<std::string> said;
@@ -4431,12 +4431,22 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
           // Plain and kustomize output is a template: substituted here, per cluster.
           if (objects.ok() && substitute) objects = SubstituteObjects(*objects, values, read);
+          // Whether the engine said what its failure read (RenderInput::failed_reads).
+          const bool failure_said = !failed.empty();
+          if (!objects.ok()) {
+            // And what it asked of the repository (a values file elsewhere, not there yet).
+            MutexLock lock(&asked->mu);
+            failed.insert(failed.end(), asked->paths.begin(), asked->paths.end());
+          }
           MutexLock lock(&variant_paths->mu);
           variant_paths->paths.insert(paths.begin(), paths.end());
           variant_paths->read_remote |= remote;
           if (!objects.ok()) {
+            // What a variant failed on is read too: a commit that changes it renders again
+            // (a target's folder whose base comes later), though the others read none of it.
+            variant_paths->paths.insert(failed.begin(), failed.end());
+            variant_paths->failed_unknown |= !failure_said;
             variant_paths->failed.insert(failed.begin(), failed.end());
-            variant_paths->failed_unknown |= failed.empty();
           }
           for (std::string& note : said) {
             if (variant_paths->notes.size() >= kMaxVariantNotes) break;

@@ -3617,6 +3617,43 @@ TEST_F(ControllerTest, FleetTargetCustomizationsGiveAPlainBundlesClustersTheirFo
   EXPECT_EQ(TierOf(hub_.get(), prod2, "web").first, "shop/prod-s");
 }
 
+// A target's folder that fails for its clusters alone (a kustomization naming a base not
+// there yet) is rendered again once a commit brings what it looked for, though nothing the
+// other targets read changed: what a failed render read counts for the render cache too.
+TEST_F(ControllerTest, ATargetsFailedFolderRendersOnceWhatItLookedForComes) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  git_.Write("mc/web/fleet.yaml",
+             "targetCustomizations:\n"
+             "- name: dev\n  clusterSelector: {matchLabels: {env: dev}}\n  kustomize: {dir: dev}\n"
+             "- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n"
+             "  kustomize: {dir: prod}\n");
+  git_.Write("mc/web/dev/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("mc/web/dev/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: dev}\n");
+  git_.Write("mc/web/prod/kustomization.yaml", "resources: [../../../shared/prod]\n");
+  git_.Commit("prod's base is not there yet");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  uint64_t dev = ConnectAgent(hub_.get(), "dev-1", {{"env", "dev"}});
+  ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
+  ASSERT_TRUE(controller_->AddBundle(Bundle("web", "mc/web"), false).ok());
+  EXPECT_EQ(TierOf(hub_.get(), dev, "web").first, "/dev");
+  std::vector<v1::BundleStatus> prod = controller_->GetStatus("prod-1", "web");
+  ASSERT_EQ(prod.size(), 1u);
+  EXPECT_EQ(prod[0].sync_state(), v1::SYNC_STATE_FAILED);
+  EXPECT_THAT(prod[0].message(), HasSubstr("shared/prod"));
+
+  git_.Write("shared/prod/kustomization.yaml", "resources: [cm.yaml]\n");
+  git_.Write("shared/prod/cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tier: prod}\n");
+  git_.Commit("prod's base");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  uint64_t prod1 = ConnectAgent(hub_.get(), "prod-1", {{"env", "prod"}});
+  EXPECT_EQ(TierOf(hub_.get(), prod1, "web").first, "/prod");
+  prod = controller_->GetStatus("prod-1", "web");
+  ASSERT_EQ(prod.size(), 1u);
+  EXPECT_NE(prod[0].sync_state(), v1::SYNC_STATE_FAILED) << prod[0].message();
+}
+
 // Fleet's cluster groups (--cluster-groups): a target's clusterGroup holds the clusters of
 // that group, its clusterGroupSelector those of the groups whose labels it matches, as in
 // Fleet. A change of the groups moves the clusters it moves to their new target.
