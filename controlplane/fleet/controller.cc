@@ -4717,10 +4717,12 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (record.commit() != commit.id) {
       *record.mutable_seen_time() = ToProtoTime(options_.clock->Now());
     }
-    if (failure_hit) {
+    if (failure_hit && settled.commit == settled.rendered_commit) {
+      // Once per failure: in a monorepo it is carried at every other team's commit.
       GF_LOG(INFO) << "bundle " << name << " not rendered at " << commit.id.substr(0, 12)
                    << ": nothing it read changed since " << settled.rendered_commit.substr(0, 12)
-                   << ", where it failed on its own content";
+                   << ", where it failed on its own content (nor at later commits that change "
+                      "none of it)";
     }
     if (!status.ok()) {
       record.set_error(std::string(status.message()));
