@@ -292,8 +292,9 @@ class Controller {
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
     // Some render read from outside the repository (RenderInput::read_remote).
     bool read_remote ABSL_GUARDED_BY(mu) = false;
-    // What the renders that failed read (RenderInput::failed_reads), and whether one failed
-    // without saying (then what the failure depends on is not known).
+    // What the renders that failed read (RenderInput::failed_reads, and what they asked of
+    // the repository; in `paths` too), and whether one failed without its engine saying
+    // (then what the failure depends on is not known).
     std::set<std::string> failed ABSL_GUARDED_BY(mu);
     bool failed_unknown ABSL_GUARDED_BY(mu) = false;
   };
@@ -410,8 +411,8 @@ class Controller {
     // A later commit that changes nothing the failed render read or looked for (`paths`,
     // their ids `ids` at `commit`) fails the same way too: it is not rendered either, and
     // the failure (`error`) moves to it, until the same `until` (a monorepo's other teams'
-    // commits do not render a broken bundle once each). `paths` is empty when the engine
-    // cannot say what it read (jsonnet; an engine reading the whole repository for values).
+    // commits do not render a broken bundle once each). `paths` is empty when that is not
+    // known (Controller::FailedReads): the next commit renders.
     struct SettledFailure {
       std::string commit;
       uint64_t generation = 0;
