@@ -4648,7 +4648,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
   built.engine = cache_hit ? last.engine() : failure_hit ? settled.engine : definition.engine();
   absl::Status status = refused;
   if (failure_hit) {
-    status = absl::InvalidArgumentError(settled.error);
+    status = absl::InvalidArgumentError(last.error());  // the settled failure's
   } else if (!cache_hit && refused.ok()) {
     status = BuildContent(name, definition, values, generation, snapshot, start, ReadsOf(last),
                           fleet_gitrepo, &built);
@@ -4826,7 +4826,6 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
     if (settles) {
       state.settled = {commit.id, generation, asks,
                        options_.clock->Now() + options_.resync_interval * 0.9};
-      state.settled.error = record.error();
       state.settled.engine = engine;
       state.settled.fleet_gitrepo = fleet_gitrepo;
       state.settled.rendered_commit = failure_hit ? settled.rendered_commit : commit.id;

@@ -410,8 +410,8 @@ class Controller {
     // backoff's pace. Cleared by any other outcome.
     // A later commit that changes nothing the failed render read or looked for (`paths`,
     // their ids `ids` at `commit`) fails the same way too: it is not rendered either, and
-    // the failure (`error`) moves to it, until the same `until` (a monorepo's other teams'
-    // commits do not render a broken bundle once each). `paths` is empty when that is not
+    // the failure (the record's error) moves to it, until the same `until` (a monorepo's other
+    // teams' commits do not render a broken bundle once each). `paths` is empty when that is not
     // known (Controller::FailedReads): the next commit renders.
     struct SettledFailure {
       std::string commit;
@@ -420,7 +420,6 @@ class Controller {
       absl::Time until = absl::InfinitePast();
       std::vector<std::string> paths;
       std::vector<std::string> ids;
-      std::string error;
       std::string engine;
       std::string fleet_gitrepo;
       std::string rendered_commit;  // where it last rendered (and failed)
