@@ -760,6 +760,37 @@ TEST(KustomizeRendererTest, FilesOutsideAKustomizationsFolderNeedLoadRestriction
   EXPECT_THAT(std::string(escape.status().message()), HasSubstr("leaves the repository"));
 }
 
+// What a kustomization's helmCharts read outside its folder (Flux builds without the load
+// restriction): a values file, additional ones and a chart home elsewhere are read paths,
+// so a commit changing them renders again.
+TEST(KustomizeRendererTest, HelmChartsFilesOutsideTheFolderAreReadPaths) {
+  std::string kustomize = FindKustomize();
+  if (kustomize.empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  KustomizeOptions options{kustomize, TempDir("scratch"), absl::Seconds(60), {}};
+  options.allow_network = NetworkSandbox().empty();
+  options.helm_binary = helm;
+  options.load_restrictions_none = true;
+  KustomizeRenderer renderer(options);
+  const std::vector<RepoFile> files = {
+      {"apps/web/kustomization.yaml",
+       "helmCharts:\n"
+       "- {name: local, releaseName: web, valuesFile: ../shared/values.yaml,\n"
+       "   additionalValuesFiles: [../shared/extra.yaml]}\n"
+       "helmGlobals: {chartHome: ../../vendor}\n"},
+      {"vendor/local/Chart.yaml", "apiVersion: v2\nname: local\nversion: 0.1.0\n"},
+      {"vendor/local/values.yaml", "{}\n"},
+      {"apps/shared/values.yaml", "replicas: 2\n"},
+      {"apps/shared/extra.yaml", "tier: web\n"},
+  };
+  std::vector<std::string> read;
+  absl::StatusOr<ObjectSet> set = renderer.Render({"web", "apps/web", files, &read});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(read, ::testing::IsSupersetOf(
+                        {"apps/shared/values.yaml", "apps/shared/extra.yaml", "vendor"}));
+}
+
 TEST(KustomizeRendererTest, RefusesReferencesOutsideTheRepository) {
   struct Case {
     std::string kustomization;

@@ -137,6 +137,34 @@ const RepoFile* KustomizationIn(const std::map<std::string, const RepoFile*>& fi
   return kustomization;
 }
 
+// The repository paths a kustomization's helmCharts name: each chart's valuesFile and
+// additionalValuesFiles, and helmGlobals.chartHome. Entries of another type name none.
+std::vector<std::string> HelmChartsFiles(const YAML::Node& doc) {
+  std::vector<std::string> out;
+  auto scalar = [](const YAML::Node& node) {
+    return node && node.IsScalar() && !node.Scalar().empty();
+  };
+  try {
+    if (const YAML::Node globals = doc["helmGlobals"]; globals && globals.IsMap()) {
+      if (scalar(globals["chartHome"])) out.push_back(globals["chartHome"].Scalar());
+    }
+    const YAML::Node charts = doc["helmCharts"];
+    if (!charts || !charts.IsSequence()) return out;
+    for (const YAML::Node& chart : charts) {
+      if (!chart.IsMap()) continue;
+      if (scalar(chart["valuesFile"])) out.push_back(chart["valuesFile"].Scalar());
+      const YAML::Node more = chart["additionalValuesFiles"];
+      if (!more || !more.IsSequence()) continue;
+      for (const YAML::Node& file : more) {
+        if (scalar(file)) out.push_back(file.Scalar());
+      }
+    }
+  } catch (const YAML::Exception&) {
+    // A node of the wrong type: kustomize reports it.
+  }
+  return out;
+}
+
 // The directories kustomize visits from `dir` (each kustomization's whole directory) and
 // the files they reference elsewhere: everything a render can depend on.
 // *remote, when given, is set when one of them names a remote base or file.
@@ -160,6 +188,14 @@ void KustomizeClosure(const std::map<std::string, const RepoFile*>& files, const
     if (it != files.end() && absl::StartsWith(it->first, prefix)) {
       KustomizeClosure(files, resolved, visited, read, remote);
     } else {
+      read->insert(resolved);
+    }
+  }
+  // What its helmCharts read: values files and the chart home, which may lie outside the
+  // folder when the build has no load restriction (FetchKustomizeCharts checks them).
+  for (const std::string& reference : HelmChartsFiles(*doc)) {
+    std::string resolved;
+    if (!LooksRemote(reference) && ResolveInRepository(dir, reference, &resolved)) {
       read->insert(resolved);
     }
   }
