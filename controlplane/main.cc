@@ -1,10 +1,12 @@
 // gitfleet-controlplane: tracks Git sources, renders bundles and streams them to agents.
 // Wiring only: every component lives in its own package.
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -361,6 +363,18 @@ int Main(ShutdownSignals& signals) {
   if (absl::Status s = SetLogLevelByName(absl::GetFlag(FLAGS_log_level)); !s.ok()) return Fail(s);
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) return Fail(absl::InvalidArgumentError("--data-dir is required"));
+  // Made first (the owner's alone, as the store it may hold): keyrings and TLS copies go
+  // there while the flags are read, before the store is opened.
+  for (size_t i = 1; i <= data_dir.size(); ++i) {
+    if (i == data_dir.size() || data_dir[i] == '/') mkdir(data_dir.substr(0, i).c_str(), 0700);
+  }
+  if (struct stat info; stat(data_dir.c_str(), &info) != 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--data-dir=", data_dir, ": cannot make it: ", strerror(errno))));
+  } else if (!S_ISDIR(info.st_mode)) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--data-dir=", data_dir, ": not a folder")));
+  }
   // Every agent holds one connection: allow as many open files as the hard limit does.
   rlimit files;
   if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
@@ -386,6 +400,10 @@ int Main(ShutdownSignals& signals) {
     return Fail(
         absl::InvalidArgumentError("--resync-interval-seconds must be 0 (off) or at least 10"));
   }
+
+  // libgit2 reads $HOME/.gitconfig and $HOME/.ssh/known_hosts; neither is the control
+  // plane's business (host keys come from source credentials). Set before any thread runs.
+  setenv("HOME", absl::StrCat(data_dir, "/git/home").c_str(), 1);
 
   absl::StatusOr<std::unique_ptr<ApiAuthFiles>> api_auth =
       ApiAuthFiles::Open(absl::GetFlag(FLAGS_api_tokens), absl::GetFlag(FLAGS_api_client_roles));
@@ -415,17 +433,9 @@ int Main(ShutdownSignals& signals) {
     credentials = reloading_tls->credentials();
   }
 
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(data_dir, signals);
-  if (store.status().code() == absl::StatusCode::kCancelled) {
-    GF_LOG(INFO) << "shutting down: " << store.status().message();
-    return 0;
-  }
-  if (!store.ok()) return Fail(store.status());
-
-  absl::StatusOr<std::string> fleet_id = LoadOrCreateFleetId(store->get());
-  if (!fleet_id.ok()) return Fail(fleet_id.status());
-  GF_LOG(INFO) << "fleet id " << *fleet_id;
-
+  // Every flag is read and checked before the store is opened and any port bound: a
+  // mistake is told at once (not as a port another process holds, nor when a standby
+  // takes the store over, hours later, when it is needed).
   metrics::Registry registry;
   ControlPlaneMetrics metrics(registry);
   if (absl::GetFlag(FLAGS_fetch_timeout_seconds) < 1) {
@@ -436,14 +446,6 @@ int Main(ShutdownSignals& signals) {
   git_limits.max_fetch_bytes = absl::GetFlag(FLAGS_max_fetch_bytes);
   git_limits.max_blob_bytes = absl::GetFlag(FLAGS_max_blob_bytes);
   git_limits.max_read_bytes = absl::GetFlag(FLAGS_max_read_bytes);
-  // Render scratch copies live only as long as one render; what is there at start is what
-  // a crash left behind.
-  if (absl::Status s = RemoveRecursively(absl::StrCat(data_dir, "/render")); !s.ok()) {
-    GF_LOG(WARNING) << "cannot clear stale render scratch copies: " << s.message();
-  }
-  // libgit2 reads $HOME/.gitconfig and $HOME/.ssh/known_hosts; neither is the control
-  // plane's business (host keys come from source credentials). Set before any thread runs.
-  setenv("HOME", absl::StrCat(data_dir, "/git/home").c_str(), 1);
   GitAccess git_access{absl::GetFlag(FLAGS_credentials_dir),
                        absl::GetFlag(FLAGS_allow_local_sources)};
   {
@@ -476,20 +478,6 @@ int Main(ShutdownSignals& signals) {
     }
     git_access.credential_prefixes = *std::move(prefixes);
   }
-  std::unique_ptr<GitRepositories> repos =
-      NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);
-  // What happens in the fleet, for WatchEvents: published by the hub and the controller.
-  EventBus events;
-  Hub hub(store->get(), metrics);
-  hub.SetEventBus(&events);
-  hub.SetFleetId(*fleet_id);
-  hub.SetTrustAgentLabels(absl::GetFlag(FLAGS_trust_agent_labels));
-  // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
-  // before the hub its probe reads goes.
-  Readiness readiness;
-  HttpServer::Probes probes;
-  probes.ready = [&readiness] { return readiness.Check(); };
-  probes.live = [&hub] { return hub.Liveness(); };
   // Push webhooks reach the controller once it exists; until then (and after it is
   // gone) they are answered 503.
   struct WebhookTarget {
@@ -540,35 +528,11 @@ int Main(ShutdownSignals& signals) {
                                        "without --webhook-secret-file\n"};
                                  }};
   }
-  std::unique_ptr<HttpServer> webhook_http;
-  if (!absl::GetFlag(FLAGS_webhook_http).empty()) {
-    absl::StatusOr<std::unique_ptr<HttpServer>> started =
-        HttpServer::StartPostOnly(absl::GetFlag(FLAGS_webhook_http), std::move(post_routes));
-    if (!started.ok()) return Fail(Prefixed("--webhook-http", started.status()));
-    webhook_http = *std::move(started);
-    post_routes.clear();
-    post_routes[kWebhookPath] = {0, [](const HttpRequest&) {
-                                   return HttpResponse{
-                                       404, "text/plain; charset=utf-8",
-                                       "webhooks are served on this control plane's "
-                                       "--webhook-http address, not on --http\n"};
-                                 }};
-  }
-  absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
-  if (!http.ok()) return Fail(Prefixed("--http", http.status()));
-  // Fleet's cluster groups: given to the hub before it loads the clusters, and again as
-  // the file changes (each cluster's groups follow; its bundles render again for them).
-  struct GroupsWatch {
-    absl::Notification stop;
-    std::thread thread;
-    ~GroupsWatch() {
-      stop.Notify();
-      if (thread.joinable()) thread.join();
-    }
-  } groups_watch;
+  // Fleet's cluster groups, read now: a bad file stops the control plane at once, not when
+  // (as a standby) it takes the store over.
+  using Groups = std::vector<ClusterGroup>;
+  std::shared_ptr<WatchedFiles<Groups>> groups_file;
   if (const std::string path = absl::GetFlag(FLAGS_cluster_groups); !path.empty()) {
-    using Groups = std::vector<ClusterGroup>;
     absl::StatusOr<std::unique_ptr<WatchedFiles<Groups>>> opened = WatchedFiles<Groups>::Open(
         {{"--cluster-groups", path}},
         [](const std::vector<std::string>& contents) {
@@ -576,38 +540,11 @@ int Main(ShutdownSignals& signals) {
         },
         {});
     if (!opened.ok()) return Fail(opened.status());
-    std::shared_ptr<WatchedFiles<Groups>> file = *std::move(opened);
-    std::shared_ptr<const Groups> groups = file->Current();
+    groups_file = *std::move(opened);
     std::vector<std::string> names;
-    for (const ClusterGroup& group : *groups) names.push_back(group.name);
-    GF_LOG(INFO) << "--cluster-groups: " << groups->size() << " cluster groups ("
+    for (const ClusterGroup& group : *groups_file->Current()) names.push_back(group.name);
+    GF_LOG(INFO) << "--cluster-groups: " << groups_file->Current()->size() << " cluster groups ("
                  << ListNames(names, 5) << ")";
-    hub.SetClusterGroups(groups);
-    groups_watch.thread = std::thread([file, groups, &hub, &stop = groups_watch.stop]() mutable {
-      NameThisThread("gf-groups");
-      while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-        std::shared_ptr<const Groups> now = file->Current();
-        if (now == groups) continue;
-        groups = now;
-        hub.SetClusterGroups(groups);
-      }
-    });
-  }
-  if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
-  absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
-      store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));
-  if (!clusters.ok()) return Fail(clusters.status());
-  (*clusters)->WatchFile();  // a line edited, added or removed is in force within seconds
-  if (absl::GetFlag(FLAGS_allow_any_agent)) {
-    GF_LOG(WARNING) << "--allow-any-agent: agents of unregistered clusters are accepted "
-                       "without a token; for demos and tests only";
-  } else if ((*clusters)->size() == 0) {
-    GF_LOG(WARNING) << "no clusters registered: agents are refused until they are (gitfleetctl "
-                       "cluster add NAME --labels=..., or --agent-tokens)";
-  }
-  if (absl::GetFlag(FLAGS_trust_agent_labels)) {
-    GF_LOG(WARNING) << "--trust-agent-labels: bundles target clusters by the labels their "
-                       "agents claim";
   }
   ControllerOptions options;
   options.cluster_groups = !absl::GetFlag(FLAGS_cluster_groups).empty();
@@ -746,35 +683,8 @@ int Main(ShutdownSignals& signals) {
       return Fail(
           absl::InvalidArgumentError(absl::StrCat("--kustomize-remote-bases: ", valid.message())));
     }
-    if (!absl::GetFlag(FLAGS_kustomize_remote_bases).empty()) {
-      // A remote base at a branch is read again when its bundles render again at each
-      // resync (BundleRecord.reads_remote): kept no longer than half of that.
-      absl::Duration refetch_after = absl::Minutes(5);
-      if (options.resync_interval > absl::ZeroDuration()) {
-        refetch_after = std::min(refetch_after, options.resync_interval / 2);
-      }
-      auto remote_bases = std::make_shared<RemoteBaseFetcher>(
-          repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases), refetch_after);
-      // A remote file under a --git-credentials prefix gets its credential, as a repository
-      // there does (read at each fetch, so a rotated password is used at once).
-      remote_bases->SetLogins(
-          [access =
-               git_access](const std::string& url) -> absl::StatusOr<std::optional<ChartLogin>> {
-            const std::string name = CredentialForUrl(access.credential_prefixes, url);
-            if (name.empty()) return std::nullopt;
-            absl::StatusOr<ChartLogin> login = LoadChartLogin(access.credentials_dir, name);
-            if (!login.ok()) return login.status();
-            return std::optional<ChartLogin>(*std::move(login));
-          });
-      options.engines.remote_bases = std::move(remote_bases);
-    }
     options.engines.chart_fetcher = std::make_shared<ChartFetcher>(std::move(charts));
   }
-  Controller controller(store->get(), repos.get(), &hub, metrics, options);
-  controller.SetEventBus(&events);
-  if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
-  readiness.SetStore(store->get());
-
   AgentLimits limits;
   limits.max_message_bytes = absl::GetFlag(FLAGS_agent_max_message_bytes);
   limits.messages_per_second = absl::GetFlag(FLAGS_agent_messages_per_second);
@@ -790,6 +700,120 @@ int Main(ShutdownSignals& signals) {
   limits.max_concurrent_handshakes = absl::GetFlag(FLAGS_max_concurrent_handshakes);
   limits.max_waiting_handshakes = absl::GetFlag(FLAGS_max_waiting_handshakes);
   limits.hello_timeout = absl::Seconds(absl::GetFlag(FLAGS_hello_timeout_seconds));
+
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(data_dir, signals);
+  if (store.status().code() == absl::StatusCode::kCancelled) {
+    GF_LOG(INFO) << "shutting down: " << store.status().message();
+    return 0;
+  }
+  if (!store.ok()) return Fail(store.status());
+
+  absl::StatusOr<std::string> fleet_id = LoadOrCreateFleetId(store->get());
+  if (!fleet_id.ok()) return Fail(fleet_id.status());
+  GF_LOG(INFO) << "fleet id " << *fleet_id;
+
+  // Render scratch copies live only as long as one render; what is there at start is what
+  // a crash left behind.
+  if (absl::Status s = RemoveRecursively(absl::StrCat(data_dir, "/render")); !s.ok()) {
+    GF_LOG(WARNING) << "cannot clear stale render scratch copies: " << s.message();
+  }
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);
+  if (!absl::GetFlag(FLAGS_kustomize_remote_bases).empty()) {
+    // A remote base at a branch is read again when its bundles render again at each
+    // resync (BundleRecord.reads_remote): kept no longer than half of that.
+    absl::Duration refetch_after = absl::Minutes(5);
+    if (options.resync_interval > absl::ZeroDuration()) {
+      refetch_after = std::min(refetch_after, options.resync_interval / 2);
+    }
+    auto remote_bases = std::make_shared<RemoteBaseFetcher>(
+        repos.get(), absl::GetFlag(FLAGS_kustomize_remote_bases), refetch_after);
+    // A remote file under a --git-credentials prefix gets its credential, as a repository
+    // there does (read at each fetch, so a rotated password is used at once).
+    remote_bases->SetLogins(
+        [access = git_access](const std::string& url) -> absl::StatusOr<std::optional<ChartLogin>> {
+          const std::string name = CredentialForUrl(access.credential_prefixes, url);
+          if (name.empty()) return std::nullopt;
+          absl::StatusOr<ChartLogin> login = LoadChartLogin(access.credentials_dir, name);
+          if (!login.ok()) return login.status();
+          return std::optional<ChartLogin>(*std::move(login));
+        });
+    options.engines.remote_bases = std::move(remote_bases);
+  }
+  // What happens in the fleet, for WatchEvents: published by the hub and the controller.
+  EventBus events;
+  Hub hub(store->get(), metrics);
+  hub.SetEventBus(&events);
+  hub.SetFleetId(*fleet_id);
+  hub.SetTrustAgentLabels(absl::GetFlag(FLAGS_trust_agent_labels));
+  // Serves /readyz ("starting") while the store loads; declared after the hub, so it stops
+  // before the hub its probe reads goes.
+  Readiness readiness;
+  HttpServer::Probes probes;
+  probes.ready = [&readiness] { return readiness.Check(); };
+  probes.live = [&hub] { return hub.Liveness(); };
+  std::unique_ptr<HttpServer> webhook_http;
+  if (!absl::GetFlag(FLAGS_webhook_http).empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> started =
+        HttpServer::StartPostOnly(absl::GetFlag(FLAGS_webhook_http), std::move(post_routes));
+    if (!started.ok()) return Fail(Prefixed("--webhook-http", started.status()));
+    webhook_http = *std::move(started);
+    post_routes.clear();
+    post_routes[kWebhookPath] = {0, [](const HttpRequest&) {
+                                   return HttpResponse{
+                                       404, "text/plain; charset=utf-8",
+                                       "webhooks are served on this control plane's "
+                                       "--webhook-http address, not on --http\n"};
+                                 }};
+  }
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
+  if (!http.ok()) return Fail(Prefixed("--http", http.status()));
+  // Fleet's cluster groups: given to the hub before it loads the clusters, and again as
+  // the file changes (each cluster's groups follow; its bundles render again for them).
+  struct GroupsWatch {
+    absl::Notification stop;
+    std::thread thread;
+    ~GroupsWatch() {
+      stop.Notify();
+      if (thread.joinable()) thread.join();
+    }
+  } groups_watch;
+  if (groups_file != nullptr) {
+    std::shared_ptr<const Groups> groups = groups_file->Current();
+    hub.SetClusterGroups(groups);
+    groups_watch.thread =
+        std::thread([file = groups_file, groups, &hub, &stop = groups_watch.stop]() mutable {
+          NameThisThread("gf-groups");
+          while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+            std::shared_ptr<const Groups> now = file->Current();
+            if (now == groups) continue;
+            groups = now;
+            hub.SetClusterGroups(groups);
+          }
+        });
+  }
+  if (absl::Status s = hub.Load(); !s.ok()) return Fail(s);
+  absl::StatusOr<std::unique_ptr<ClusterRegistry>> clusters = ClusterRegistry::Load(
+      store->get(), &hub, absl::GetFlag(FLAGS_agent_tokens), absl::GetFlag(FLAGS_allow_any_agent));
+  if (!clusters.ok()) return Fail(clusters.status());
+  (*clusters)->WatchFile();  // a line edited, added or removed is in force within seconds
+  if (absl::GetFlag(FLAGS_allow_any_agent)) {
+    GF_LOG(WARNING) << "--allow-any-agent: agents of unregistered clusters are accepted "
+                       "without a token; for demos and tests only";
+  } else if ((*clusters)->size() == 0) {
+    GF_LOG(WARNING) << "no clusters registered: agents are refused until they are (gitfleetctl "
+                       "cluster add NAME --labels=..., or --agent-tokens)";
+  }
+  if (absl::GetFlag(FLAGS_trust_agent_labels)) {
+    GF_LOG(WARNING) << "--trust-agent-labels: bundles target clusters by the labels their "
+                       "agents claim";
+  }
+  Controller controller(store->get(), repos.get(), &hub, metrics, options);
+  controller.SetEventBus(&events);
+  if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
+  readiness.SetStore(store->get());
+
   AgentServiceImpl agent_service(&hub, clusters->get(), metrics, limits);
   AdminServiceImpl admin_service(&controller, store->get(), data_dir, api_auth->get(), metrics,
                                  clusters->get());

@@ -474,6 +474,37 @@ TEST_F(Faults, TheStateInEtcdOutlivesTheControlPlanesDisk) {
   sqlite3_close(db);
 }
 
+// A standby reads and checks every flag before it waits for the store: a mistake in one stops
+// it at once, saying which, not hours later when the control plane it stands by for is lost
+// and it is the one that must serve.
+TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
+  ASSERT_NO_FATAL_FAILURE(StartEtcd(/*ttl_seconds=*/3));
+  StartControlPlane(on_etcd_);
+  ASSERT_EQ(testing::Run("printf 'not: [a list' > " + root_ + "/groups.yaml"), 0);
+  const std::vector<std::pair<std::string, std::string>> mistakes = {
+      {"--render-workers=0", "--render-workers must be between 1 and 64"},
+      {"--git-credentials=https://git.example.com/=org",
+       "it names credentials, but there is no --credentials-dir"},
+      {"--chart-credentials=https://charts.example.com/=org",
+       "--chart-credentials: https://charts.example.com/=org"},
+      {"--cluster-groups=" + root_ + "/groups.yaml", "--cluster-groups"},
+      {"--kustomize-load-restrictor=none", "want LoadRestrictionsRootOnly or LoadRestrictionsNone"},
+      {"--max-concurrent-handshakes=0", "--max-concurrent-handshakes"},
+  };
+  for (const auto& [flag, said] : mistakes) {
+    std::vector<std::string> args = SecondOnEtcd(root_ + "/cp-standby");
+    args.push_back("--etcd-standby");
+    args.push_back(flag);
+    testing::Process standby(testing::kControlPlane, args, root_ + "/cp-standby.log");
+    std::optional<int> status = standby.WaitForExit(absl::Seconds(30));
+    ASSERT_TRUE(status.has_value()) << flag << ": it stood by\n" << standby.Log();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << flag << ": " << *status;
+    EXPECT_THAT(standby.Log(), HasSubstr(said)) << flag;
+    EXPECT_THAT(standby.Log(), Not(HasSubstr("standing by"))) << flag;
+  }
+  EXPECT_TRUE(cp_->running()) << cp_->Log();
+}
+
 // A control plane that loses the etcd store's lock (paused past its lease, as a long GC pause
 // or a partition would leave it, while another took the store) stops, saying why, with a
 // non-zero exit for its supervisor: it never writes over the one that holds the store now.
