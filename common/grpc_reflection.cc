@@ -1,6 +1,7 @@
 #include "common/grpc_reflection.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
@@ -14,7 +15,16 @@ namespace protobuf = google::protobuf;
 
 namespace {
 
-constexpr char kReflectionService[] = "grpc.reflection.v1alpha.ServerReflection";
+constexpr const char* kReflectionServices[] = {"grpc.reflection.v1.ServerReflection",
+                                               "grpc.reflection.v1alpha.ServerReflection"};
+
+// v1's messages are v1alpha's under another package: the same fields, numbers and types.
+template <typename To, typename From>
+To Converted(const From& from) {
+  To to;
+  to.ParseFromString(from.SerializeAsString());
+  return to;
+}
 
 // Adds `file` and, first, every file it imports that this stream has not been sent yet.
 void AddFile(const protobuf::FileDescriptor* file, std::set<std::string>* sent,
@@ -48,8 +58,10 @@ void SendFile(const protobuf::FileDescriptor* file, const std::string& missing,
 
 ReflectionService::ReflectionService(std::vector<std::string> services, Gate gate)
     : services_(std::move(services)), gate_(std::move(gate)) {
-  if (std::find(services_.begin(), services_.end(), kReflectionService) == services_.end()) {
-    services_.push_back(kReflectionService);
+  for (const char* reflection : kReflectionServices) {
+    if (std::find(services_.begin(), services_.end(), reflection) == services_.end()) {
+      services_.push_back(reflection);
+    }
   }
 }
 
@@ -112,9 +124,9 @@ ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest
   return response;
 }
 
-// One reflection stream: reads a request, writes its answer, and again.
-class ReflectionService::Stream
-    : public StreamReactor<ServerReflectionRequest, ServerReflectionResponse> {
+// One reflection stream of either version: reads a request, writes its answer, and again.
+template <typename Request, typename Response>
+class ReflectionService::Stream : public StreamReactor<Request, Response> {
  public:
   Stream(const ReflectionService* service, grpc::Status admitted)
       : service_(service), admitted_(std::move(admitted)) {}
@@ -122,40 +134,45 @@ class ReflectionService::Stream
   // Reactions of a bidi stream all run on the loop's thread, one at a time.
   void OnStart() override {
     if (!admitted_.ok()) {
-      Finish(admitted_);
+      this->Finish(admitted_);
       return;
     }
-    StartRead(&request_);
+    this->StartRead(&request_);
   }
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status::OK);  // the client is done
+      this->Finish(grpc::Status::OK);  // the client is done
       return;
     }
     if (++requests_ > kMaxRequestsPerStream) {
-      Finish(grpc::Status(
+      this->Finish(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("more than ", kMaxRequestsPerStream, " reflection requests on one stream")));
       return;
     }
-    response_ = service_->Answer(request_, &sent_);
-    StartWrite(&response_);
+    if constexpr (std::is_same_v<Request, ServerReflectionRequest>) {
+      response_ = service_->Answer(request_, &sent_);
+    } else {
+      response_ = Converted<Response>(
+          service_->Answer(Converted<ServerReflectionRequest>(request_), &sent_));
+    }
+    this->StartWrite(&response_);
   }
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "reflection stream broken"));
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "reflection stream broken"));
       return;
     }
-    StartRead(&request_);
+    this->StartRead(&request_);
   }
-  void OnCancel() override { Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+  void OnCancel() override { this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
   void OnDone() override { delete this; }
 
  private:
   const ReflectionService* const service_;
   const grpc::Status admitted_;
-  ServerReflectionRequest request_;
-  ServerReflectionResponse response_;
+  Request request_;
+  Response response_;
   std::set<std::string> sent_;
   int requests_ = 0;
 };
@@ -172,7 +189,21 @@ void ReflectionService::Serve(ServerLoop* loop) {
           grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq,
           void* tag) { async_.RequestServerReflectionInfo(context, stream, new_call_cq, cq, tag); },
       [this](grpc::ServerContext* context) {
-        return new Stream(this, gate_ == nullptr ? grpc::Status::OK : gate_(*context));
+        return new Stream<ServerReflectionRequest, ServerReflectionResponse>(
+            this, gate_ == nullptr ? grpc::Status::OK : gate_(*context));
+      });
+  using V1Request = grpc::reflection::v1::ServerReflectionRequest;
+  using V1Response = grpc::reflection::v1::ServerReflectionResponse;
+  ServeBidi<V1Request, V1Response>(
+      loop,
+      [this](grpc::ServerContext* context,
+             grpc::ServerAsyncReaderWriter<V1Response, V1Request>* stream,
+             grpc::CompletionQueue* new_call_cq, grpc::ServerCompletionQueue* cq, void* tag) {
+        async_v1_.RequestServerReflectionInfo(context, stream, new_call_cq, cq, tag);
+      },
+      [this](grpc::ServerContext* context) {
+        return new Stream<V1Request, V1Response>(
+            this, gate_ == nullptr ? grpc::Status::OK : gate_(*context));
       });
 }
 

@@ -41,7 +41,7 @@ class Served {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(health_.service());
-    builder.RegisterService(reflection_.service());
+    reflection_.RegisterWith(&builder);
     loop_ = std::make_unique<ServerLoop>(&builder, options);
     server_ = builder.BuildAndStart();
     health_.Serve(loop_.get());
@@ -151,14 +151,15 @@ TEST(ServerLoop, StopEndsStreamsStillOpen) {
   EXPECT_FALSE(reader->Finish().ok());
 }
 
-// One reflection stream, several requests on it.
-TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
-  Served served;
+// One reflection stream, several requests on it, in the version whose stub, request and
+// response types are given.
+template <typename Reflection, typename Request, typename Response>
+void ListsServicesAndSendsTheirFiles(Served& served) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = ServerReflection::NewStub(served.channel())->ServerReflectionInfo(&context);
-  ServerReflectionRequest request;
-  ServerReflectionResponse response;
+  auto stream = Reflection::NewStub(served.channel())->ServerReflectionInfo(&context);
+  Request request;
+  Response response;
 
   request.set_list_services("");
   ASSERT_TRUE(stream->Write(request));
@@ -168,6 +169,7 @@ TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
     names.push_back(service.name());
   }
   EXPECT_EQ(names, (std::vector<std::string>{"test.Service", "grpc.health.v1.Health",
+                                             "grpc.reflection.v1.ServerReflection",
                                              "grpc.reflection.v1alpha.ServerReflection"}));
 
   request.set_file_containing_symbol("grpc.health.v1.Health.Check");
@@ -192,6 +194,17 @@ TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// Both versions of the protocol are served: newer clients (grpcurl since 1.8.8, grpcui)
+// ask v1 first, older ones (grpc_cli) v1alpha alone.
+TEST(ServerLoop, ReflectionListsServicesAndSendsTheirFiles) {
+  Served served;
+  ListsServicesAndSendsTheirFiles<ServerReflection, ServerReflectionRequest,
+                                  ServerReflectionResponse>(served);
+  ListsServicesAndSendsTheirFiles<grpc::reflection::v1::ServerReflection,
+                                  grpc::reflection::v1::ServerReflectionRequest,
+                                  grpc::reflection::v1::ServerReflectionResponse>(served);
+}
+
 // A gate refuses a stream before it answers anything, and admits whom it admits.
 TEST(ServerLoop, ReflectionAnswersOnlyWhomItsGateAdmits) {
   Served served({}, [](const grpc::ServerContext& context) {
@@ -214,7 +227,7 @@ TEST(ServerLoop, ReflectionAnswersOnlyWhomItsGateAdmits) {
     const grpc::Status status = stream->Finish();
     if (std::string(token) == "Bearer yes") {
       EXPECT_TRUE(read);
-      EXPECT_EQ(response.list_services_response().service_size(), 3);
+      EXPECT_EQ(response.list_services_response().service_size(), 4);
       EXPECT_TRUE(status.ok()) << status.error_message();
     } else {
       EXPECT_FALSE(read) << token << ": nothing is answered";

@@ -854,7 +854,7 @@ int Main(ShutdownSignals& signals) {
   builder.RegisterService(&agent_service);
   builder.RegisterService(admin_service.service());
   builder.RegisterService(health.service());
-  builder.RegisterService(reflection.service());
+  reflection.RegisterWith(&builder);
   ServerLoop loop(&builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {

@@ -1561,11 +1561,13 @@ TEST_F(Fleet, ServesGrpcHealth) {
 // list_services set (field 7, empty string), raw bytes in and out.
 class ReflectionCall : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  std::string Run(grpc::GenericStub& stub) {
+  // `version`: "v1alpha" or "v1".
+  std::string Run(grpc::GenericStub& stub, const std::string& version) {
     context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    stub.PrepareBidiStreamingCall(&context_,
-                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                                  grpc::StubOptions(), this);
+    stub.PrepareBidiStreamingCall(
+        &context_,
+        absl::StrCat("/grpc.reflection.", version, ".ServerReflection/ServerReflectionInfo"),
+        grpc::StubOptions(), this);
     grpc::Slice request(std::string("\x3a\x00", 2));
     out_ = grpc::ByteBuffer(&request, 1);
     StartWrite(&out_);
@@ -1600,12 +1602,16 @@ TEST_F(Fleet, ServerReflectionListsTheServices) {
   StartControlPlane();
   grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
                                              grpc::InsecureChannelCredentials()));
-  ReflectionCall call;
-  std::string services = call.Run(stub);
-  EXPECT_THAT(services, HasSubstr("gitfleet.v1.AgentService"));
-  EXPECT_THAT(services, HasSubstr("gitfleet.v1.AdminService"));
-  EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health"));
-  EXPECT_THAT(services, HasSubstr("grpc.reflection.v1alpha.ServerReflection"));
+  // Both versions of the protocol: newer clients ask v1 first, older ones v1alpha alone.
+  for (const char* version : {"v1alpha", "v1"}) {
+    ReflectionCall call;
+    std::string services = call.Run(stub, version);
+    EXPECT_THAT(services, HasSubstr("gitfleet.v1.AgentService")) << version;
+    EXPECT_THAT(services, HasSubstr("gitfleet.v1.AdminService")) << version;
+    EXPECT_THAT(services, HasSubstr("grpc.health.v1.Health")) << version;
+    EXPECT_THAT(services, HasSubstr("grpc.reflection.v1alpha.ServerReflection")) << version;
+    EXPECT_THAT(services, HasSubstr("grpc.reflection.v1.ServerReflection")) << version;
+  }
 
   // Every service, reflection and health included, runs on the one polling thread: gRPC's
   // callback API and synchronous server would each add pollers (common/server_loop.h).

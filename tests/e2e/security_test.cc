@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "grpcpp/create_channel.h"
+#include "proto/grpc/reflection/v1/reflection.grpc.pb.h"
 #include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
 #include "tests/util/chart_server.h"
@@ -79,20 +80,20 @@ class Security : public Fleet {
   }
 
   // The services server reflection lists for a caller with `token` (none when empty),
-  // space-separated; the status when it refuses.
-  std::string ReflectedServices(const std::string& token) {
-    using grpc::reflection::v1alpha::ServerReflection;
+  // space-separated; the status when it refuses. In the version whose stub, request and
+  // response types are given.
+  template <typename Reflection, typename Request, typename Response>
+  std::string ReflectedServicesIn(const std::string& token) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
-    auto stream =
-        ServerReflection::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
-                                                      grpc::InsecureChannelCredentials()))
-            ->ServerReflectionInfo(&context);
-    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    auto stream = Reflection::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                                          grpc::InsecureChannelCredentials()))
+                      ->ServerReflectionInfo(&context);
+    Request request;
     request.set_list_services("");
     stream->Write(request);
-    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    Response response;
     std::vector<std::string> names;
     if (stream->Read(&response)) {
       for (const auto& service : response.list_services_response().service()) {
@@ -104,6 +105,16 @@ class Security : public Fleet {
     if (!status.ok())
       return absl::StrCat("refused: ", status.error_code(), " ", status.error_message());
     return absl::StrJoin(names, " ");
+  }
+  std::string ReflectedServices(const std::string& token) {
+    namespace r = grpc::reflection::v1alpha;
+    return ReflectedServicesIn<r::ServerReflection, r::ServerReflectionRequest,
+                               r::ServerReflectionResponse>(token);
+  }
+  std::string ReflectedServicesV1(const std::string& token) {
+    namespace r = grpc::reflection::v1;
+    return ReflectedServicesIn<r::ServerReflection, r::ServerReflectionRequest,
+                               r::ServerReflectionResponse>(token);
   }
 
   void RestartControlPlaneKeepingData() {
@@ -174,11 +185,14 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   EXPECT_THAT(ReflectedServices(""), HasSubstr("refused: 16 "));  // UNAUTHENTICATED
   EXPECT_THAT(ReflectedServices("agent-secret"), HasSubstr("refused: 16 "));
   EXPECT_THAT(ReflectedServices("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
+  // v1 too, which newer clients ask first: the same gate.
+  EXPECT_THAT(ReflectedServicesV1(""), HasSubstr("refused: 16 "));
+  EXPECT_THAT(ReflectedServicesV1("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
   EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"unauthenticated\",method="
                      "\"ServerReflectionInfo\"}"),
-            2);
+            3);
   EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"ok\",method=\"ServerReflectionInfo\"}"),
-            1);
+            2);
   EXPECT_FALSE(cp_->WaitForLog("audit: refused ServerReflectionInfo .*from ipv4:127").empty())
       << "refused like any admin call";
 
