@@ -327,6 +327,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.argocd_helm = record.reads_argocd_helm();
   reads.argocd_template_options = record.reads_argocd_template_options();
   reads.fleet_do_not_deploy = record.reads_fleet_do_not_deploy();
+  reads.fleet_outside_charts = record.reads_fleet_outside_charts();
   return reads;
 }
 
@@ -468,6 +469,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_argocd_helm(true);
         state.record.set_reads_argocd_template_options(true);
         state.record.set_reads_fleet_do_not_deploy(true);
+        state.record.set_reads_fleet_outside_charts(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1445,6 +1447,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_argocd_helm(true);
         state.record.set_reads_argocd_template_options(true);
         state.record.set_reads_fleet_do_not_deploy(true);
+        state.record.set_reads_fleet_outside_charts(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {
@@ -4312,7 +4315,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   absl::StatusOr<std::vector<RepoFile>> files =
       snapshot.repo->ReadTree(commit.id, definition.path(), GitRepository::Unreadable::kRefuse);
   if (files.ok() && engine.empty()) {
-    engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout, reads.fleet_charts);
+    engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout, reads.fleet_charts,
+                          reads.fleet_outside_charts);
   }
   Renderer* renderer = renderers_.Find(engine);
   std::shared_ptr<const std::vector<RepoFile>> inputs;

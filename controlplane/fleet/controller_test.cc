@@ -3654,6 +3654,115 @@ TEST_F(ControllerTest, ATargetsFailedFolderRendersOnceWhatItLookedForComes) {
   EXPECT_NE(prod[0].sync_state(), v1::SYNC_STATE_FAILED) << prod[0].message();
 }
 
+// Fleet's layout of one chart and a folder of values per environment (each fleet.yaml's
+// `helm.chart: ../../charts/web`): each environment's bundle renders the chart with its own
+// values. The chart's folder is among what they read: another team's commit renders
+// neither, a change to the chart renders both; a broken chart fails both, is carried
+// across commits that change nothing they read, and its fix renders both at once. A bundle
+// rendered before gitfleet read it keeps its folder, saying why.
+TEST_F(ControllerTest, AChartOutsideTheFolderRendersWithEachEnvironmentsValues) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("helm/charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  git_.Write("helm/charts/web/values.yaml", "replicas: 1\n");
+  for (const char* env : {"prod", "dev"}) {
+    git_.Write(absl::StrCat("helm/values/", env, "/fleet.yaml"),
+               absl::StrCat("helm:\n  chart: ../../charts/web\n  releaseName: web-", env,
+                            "\n  values: {tier: ", env, "}\n"));
+  }
+  git_.Write("helm/values/old/fleet.yaml", "helm: {chart: ../../charts/web}\n");
+  git_.Write("helm/values/old/cm.yaml", Cm("old"));
+  git_.Commit("one chart, a folder of values per environment");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "helm/values/old"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_outside_charts()) << "a new bundle reads it";
+    record.clear_reads_fleet_outside_charts();
+    record.set_revision("rendered-before");
+  }));
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  for (const char* env : {"prod", "dev"}) {
+    ASSERT_TRUE(controller_->AddBundle(Bundle(env, absl::StrCat("helm/values/", env)), false).ok());
+  }
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  // The object `bundle`'s next update holds, waited for (the hub gets a render after its
+  // record is written).
+  auto object_of = [&](const std::string& bundle) {
+    std::string object = OnlyObjectOf(agent, bundle);
+    for (int i = 0; object.empty() && i < 3000; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+      object = OnlyObjectOf(agent, bundle);
+    }
+    return object;
+  };
+  for (const char* env : {"prod", "dev"}) {
+    const std::string object = object_of(env);
+    EXPECT_THAT(object, HasSubstr(absl::StrCat("name: web-", env))) << env;
+    EXPECT_THAT(object, HasSubstr("chart: web")) << env;
+    EXPECT_THAT(object, HasSubstr(absl::StrCat("tier: ", env))) << env;
+  }
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  EXPECT_EQ(listed["prod"].engine(), "helm");
+  EXPECT_EQ(listed["old"].engine(), "plain") << "a bundle from before keeps its engine";
+  EXPECT_THAT(object_of("old"), HasSubstr("name: old"));
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("this bundle was rendered before gitfleet read it")));
+
+  auto helm_renders = [&] {
+    return metrics_.renders.Add({{"engine", "helm"}, {"result", "ok"}}).Value() +
+           metrics_.renders.Add({{"engine", "helm"}, {"result", "error"}}).Value();
+  };
+  // As a push webhook asks: a fetch, not an operator's call (which renders again).
+  auto push = [&](const std::string& message) {
+    const std::string commit = git_.Commit(message);
+    EXPECT_TRUE(controller_->FetchSourceSoon("app").ok());
+    for (int i = 0; i < 3000; ++i) {
+      std::map<std::string, v1::BundleInfo> now = ListedByName();
+      if (std::all_of(now.begin(), now.end(), [&](const auto& entry) {
+            return entry.second.commit() == commit || entry.second.error_commit() == commit;
+          })) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return commit;
+  };
+  double before = helm_renders();
+  git_.Write("other/cm.yaml", Cm("other"));
+  push("another team's change");
+  EXPECT_EQ(helm_renders(), before) << "nothing the environments read changed";
+
+  git_.Write("helm/charts/web/Chart.yaml", "apiVersion: v2\nname: web-chart\nversion: 0.2.0\n");
+  push("the chart");
+  EXPECT_EQ(helm_renders(), before + 2);
+  for (const char* env : {"prod", "dev"}) {
+    EXPECT_THAT(object_of(env), HasSubstr("chart: web-chart")) << env;
+  }
+
+  git_.Remove("helm/charts/web/Chart.yaml");
+  std::string commit = push("the chart broken");
+  listed = ListedByName();
+  for (const char* env : {"prod", "dev"}) {
+    EXPECT_EQ(listed[env].error_commit(), commit) << env;
+    EXPECT_THAT(listed[env].error(),
+                HasSubstr("the chart folder helm/charts/web holds no Chart.yaml"))
+        << env;
+  }
+  before = helm_renders();
+  git_.Write("other/cm.yaml", Cm("other", "2"));
+  commit = push("another team's change while the chart is broken");
+  EXPECT_EQ(helm_renders(), before) << "the failure is carried: nothing it read changed";
+  EXPECT_EQ(ListedByName()["prod"].error_commit(), commit);
+
+  git_.Write("helm/charts/web/Chart.yaml", "apiVersion: v2\nname: web-fixed\nversion: 0.3.0\n");
+  commit = push("the chart fixed");
+  listed = ListedByName();
+  for (const char* env : {"prod", "dev"}) {
+    EXPECT_EQ(listed[env].error(), "") << env;
+    EXPECT_EQ(listed[env].commit(), commit) << env;
+    EXPECT_THAT(object_of(env), HasSubstr("chart: web-fixed")) << env;
+  }
+}
+
 // Fleet's cluster groups (--cluster-groups): a target's clusterGroup holds the clusters of
 // that group, its clusterGroupSelector those of the groups whose labels it matches, as in
 // Fleet. A change of the groups moves the clusters it moves to their new target.

@@ -1100,6 +1100,91 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
                                           HasSubstr("--service-account"))));
 }
 
+// Fleet's layout of one chart and a folder of values per environment: each folder's
+// fleet.yaml names the chart elsewhere in the repository (`helm.chart: ../../charts/web`,
+// rancher/fleet#270). The folder is a chart (detected so), the chart is read from the
+// repository at the render's commit and rendered with the folder's values, its folder
+// counts among what the render read, and what cannot be rendered so fails naming it. A
+// bundle rendered before gitfleet read it renders its folder as it did, saying why.
+TEST(HelmRendererTest, AChartFolderOutsideTheBundlesFleetYamlNamesIsRendered) {
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  const std::vector<RepoFile> repository = {
+      {"helm/charts/web/Chart.yaml", "apiVersion: v2\nname: web-chart\nversion: 0.10.0\n"},
+      {"helm/charts/web/values.yaml", "replicas: 1\n"},
+      {"helm/charts/web/templates/cm.yaml", "kind: ConfigMap\n"},
+      {"helm/charts/empty/README.md", "no chart here\n"},
+  };
+  std::vector<std::string> folders_read;
+  auto read_folder = [&](const std::string& folder) -> absl::StatusOr<std::vector<RepoFile>> {
+    folders_read.push_back(folder);
+    std::vector<RepoFile> out;
+    for (const RepoFile& file : repository) {
+      if (absl::StartsWith(file.path, folder + "/")) out.push_back(file);
+    }
+    return out;
+  };
+  std::vector<RepoFile> files = {
+      {"helm/values/prod/fleet.yaml",
+       "defaultNamespace: shop\nhelm:\n  chart: ../../charts/web\n  releaseName: web-prod\n"
+       "  version: 0.10.0\n  valuesFiles: [prod.yaml]\n  values: {tier: prod}\n"},
+      {"helm/values/prod/prod.yaml", "replicas: 3\n"},
+  };
+  EXPECT_EQ(DetectEngine("helm/values/prod", files), "helm");
+  EXPECT_EQ(DetectEngine("helm/values/prod", files, true, true, /*fleet_outside_charts=*/false),
+            "plain")
+      << "a bundle rendered before keeps its engine";
+  std::vector<std::string> notes;
+  std::vector<std::string> read;
+  RenderInput input{"web", "helm/values/prod", files, &read};
+  input.read_folder = read_folder;
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> rendered = RenderBundlePath(*echo, input);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_THAT(KeysWithData(*rendered, "chart"),
+              ::testing::ElementsAre("/ConfigMap//web-prod web-chart"));
+  EXPECT_THAT(KeysWithData(*rendered, "values"),
+              ::testing::ElementsAre("/ConfigMap//web-prod "
+                                     ".gitfleet-fleet-yaml-values.yaml=tier: prod replicas: 3 |"));
+  EXPECT_THAT(folders_read, ::testing::ElementsAre("helm/charts/web"));
+  EXPECT_THAT(read, ::testing::Contains("helm/charts/web"))
+      << "a change to the chart renders the bundle again";
+  EXPECT_THAT(notes, ::testing::Contains("renders the chart in helm/charts/web, which "
+                                         "helm/values/prod/fleet.yaml's helm.chart "
+                                         "(../../charts/web) names, as Fleet renders it"));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("helm.chart names"))));
+
+  // What cannot be rendered so fails naming it.
+  for (const auto& [chart, error] : std::vector<std::pair<std::string, std::string>>{
+           {"../../charts/empty", "the chart folder helm/charts/empty holds no Chart.yaml"},
+           {"../../charts/gone", "the chart folder helm/charts/gone holds no Chart.yaml"},
+           {"../../../../web", "helm.chart names ../../../../web, which is outside the repository"},
+           {"../../..", "helm.chart names ../../.., the repository's root"}}) {
+    std::vector<RepoFile> bad = files;
+    bad[0].content = absl::StrCat("helm: {chart: '", chart, "'}\n");
+    RenderInput bad_input{"web", "helm/values/prod", bad};
+    bad_input.read_folder = read_folder;
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(*echo, bad_input);
+    EXPECT_FALSE(refused.ok()) << chart;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << chart;
+  }
+  // A render that reads only its folder (none to read the repository with) says so.
+  RenderInput folder_only{"web", "helm/values/prod", files};
+  EXPECT_THAT(RenderBundlePath(*echo, folder_only).status().message(),
+              HasSubstr("is outside the bundle's folder, and this render reads only that folder"));
+
+  // A bundle rendered before gitfleet read it: its folder as it did (here, nothing), noted.
+  PlainRenderer plain;
+  RenderInput before{"web", "helm/values/prod", files};
+  before.reads_fleet_outside_charts = false;
+  before.notes = &notes;
+  notes.clear();
+  (void)RenderBundlePath(plain, before);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "names the chart ../../charts/web outside the bundle's folder in "
+                         "helm.chart; this bundle was rendered before gitfleet read it")));
+}
+
 // Fleet's helm layout with the chart in a folder of its own: fleet.yaml (or fleet.yml)
 // names it in helm.chart, with values and values files relative to fleet.yaml's folder. The
 // folder is a chart (detected so), that chart is rendered with those options, and the
@@ -1184,18 +1269,20 @@ TEST(HelmRendererTest, FleetYamlsHelmChartFolderIsTheChartRendered) {
                         "bundle was rendered before gitfleet did"));
   // A chart Fleet fetches (a helm repository, a URL) is not this one: it is fetched
   // (HelmRendererTest.AChartFromAChartRepositoryIsFetchedAndRendered), or (OCI) refused by
-  // name; for a bundle rendered before, and for a chart outside the folder, the folder is no
-  // chart, as before.
+  // name; one outside the folder is read from the repository
+  // (HelmRendererTest.AChartFolderOutsideTheBundlesFleetYamlNamesIsRendered). For a bundle
+  // rendered before gitfleet read them, the folder is no chart, as before.
   for (const char* elsewhere :
        {"helm: {chart: web, repo: 'https://charts.example.com'}\n",
         "helm: {chart: 'https://charts.example.com/web-1.0.0.tgz'}\n",
         "helm: {chart: 'oci://registry.example.com/web'}\n", "helm: {chart: ../chart}\n"}) {
     std::vector<RepoFile> other = files;
     other[0].content = elsewhere;
-    EXPECT_EQ(DetectEngine("sc/helm", other),
-              absl::StrContains(elsewhere, "../") ? "plain" : "helm")
+    EXPECT_EQ(DetectEngine("sc/helm", other), "helm") << elsewhere;
+    EXPECT_EQ(DetectEngine("sc/helm", other, true, /*fleet_charts=*/false,
+                           /*fleet_outside_charts=*/false),
+              "plain")
         << elsewhere;
-    EXPECT_EQ(DetectEngine("sc/helm", other, true, /*fleet_charts=*/false), "plain") << elsewhere;
   }
   // A bundle rendered before gitfleet read helm.chart renders as it did (here: a folder
   // that is no chart), and says what it would take.

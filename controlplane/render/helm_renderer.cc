@@ -298,10 +298,42 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                                           (*fetched)->digest.empty() ? "" : " (sha256 checked)"));
     }
   }
-  // The chart: the bundle's folder, the folder inside it fleet.yaml's helm.chart names, or
-  // the one fetched.
+  // A chart folder elsewhere in the repository that fleet.yaml's helm.chart names: read at
+  // the same commit, and written where it is in the repository, as a checkout has it.
+  if (!input.helm_chart_folder.empty()) {
+    const std::string& at = input.helm_chart_folder;
+    if (input.read_folder == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm ", input.path, ": the chart ", at,
+                       " is outside the bundle's folder, and this render reads only that folder"));
+    }
+    absl::StatusOr<std::vector<RepoFile>> read = input.read_folder(at);
+    if (!read.ok()) {
+      return absl::Status(read.status().code(), absl::StrCat("helm ", input.path, ": the chart ",
+                                                             at, ": ", read.status().message()));
+    }
+    if (with_chart.empty()) with_chart = input.files;
+    const std::string at_prefix = at + "/";
+    bool chart_yaml = false;
+    for (RepoFile& file : *read) {
+      if (!absl::StartsWith(file.path, at_prefix)) continue;
+      chart_yaml |= file.path == at_prefix + "Chart.yaml";
+      // The bundle's own files are there already (a chart beside them, named by "../").
+      if (!folder_prefix.empty() && absl::StartsWith(file.path, folder_prefix)) continue;
+      with_chart.push_back(std::move(file));
+    }
+    if (!chart_yaml) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("helm ", input.path, ": the chart folder ", at, " holds no Chart.yaml"));
+    }
+    // A change there renders the bundle again.
+    if (input.read_paths != nullptr) input.read_paths->push_back(at);
+  }
+  // The chart: the bundle's folder, the folder fleet.yaml's helm.chart names (inside it or
+  // elsewhere), or the one fetched.
   const std::string chart =
-      !input.remote_chart.empty() ? absl::StrCat(folder_prefix, kFetchedChartFolder)
+      !input.helm_chart_folder.empty() ? input.helm_chart_folder
+      : !input.remote_chart.empty()    ? absl::StrCat(folder_prefix, kFetchedChartFolder)
       : input.helm_chart.empty()
           ? input.path
           : (input.path.empty() ? input.helm_chart : input.path + "/" + input.helm_chart);
@@ -336,10 +368,12 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     }
     if (with_dependencies.size() != before) with_chart = std::move(with_dependencies);
   }
-  // Values files are the chart's folder's (a fetched chart's: the bundle's folder's), by
+  // Values files are the chart's folder's (a fetched chart's, or one elsewhere that
+  // fleet.yaml names: the bundle's folder's), by
   // repository path: one elsewhere in the repository is read at the same commit and
   // written where it is in the repository, as a checkout has it.
-  const std::string values_folder = input.remote_chart.empty() ? chart : input.path;
+  const std::string values_folder =
+      input.remote_chart.empty() && input.helm_chart_folder.empty() ? chart : input.path;
   std::vector<std::string> values_paths;
   // Argo CD's fileParameters' files, found as values files are: (name, repository path).
   std::vector<std::pair<std::string, std::string>> file_parameters;

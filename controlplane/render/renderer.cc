@@ -404,9 +404,10 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
     while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (dir == ".") dir.clear();
-    if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/") &&
-        !absl::StrContains(absl::StrCat("/", dir, "/"), "/../")) {
-      out->helm_chart = dir;
+    if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/")) {
+      // Inside the folder, or (Fleet's `chart: ../../charts/web`) outside it.
+      (absl::StrContains(absl::StrCat("/", dir, "/"), "/../") ? out->helm_chart_outside
+                                                              : out->helm_chart) = dir;
     }
   }
   for (const auto& option : helm) {
@@ -414,7 +415,9 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
     const bool remote =
         !out->remote_chart.empty() && (key == "repo" || key == "chart" || key == "version");
     if (key != "values" && key != "valuesFiles" && key != "releaseName" &&
-        key != "disablePreProcess" && !(key == "chart" && !out->helm_chart.empty()) && !remote) {
+        key != "disablePreProcess" &&
+        !(key == "chart" && (!out->helm_chart.empty() || !out->helm_chart_outside.empty())) &&
+        !remote) {
       out->helm_other_options = true;
     }
   }
@@ -690,6 +693,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_argocd_helm = reads.argocd_helm;
   input->reads_argocd_template_options = reads.argocd_template_options;
   input->reads_fleet_do_not_deploy = reads.fleet_do_not_deploy;
+  input->reads_fleet_outside_charts = reads.fleet_outside_charts;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1889,6 +1893,45 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         " in helm.chart; this bundle was rendered before gitfleet read it, and renders as it "
         "did: add the bundle again to render that chart"));
   }
+  // A chart folder elsewhere in the repository, which fleet.yaml names (Fleet's
+  // `helm.chart: ../../charts/web`: one chart, and a folder of values per environment), is
+  // the chart rendered, read at the same commit, as Fleet renders it.
+  const bool outside_chart = std::string(renderer.engine()) == "helm" &&
+                             fleet->helm_chart.empty() && fleet->remote_chart.empty() &&
+                             !fleet->helm_chart_outside.empty() && input.reads_fleet_outside_charts;
+  if (outside_chart) {
+    const std::string& named = fleet->helm_chart_outside;
+    std::vector<std::string> parts = absl::StrSplit(input.path, '/', absl::SkipEmpty());
+    for (absl::string_view part : absl::StrSplit(named, '/', absl::SkipEmpty())) {
+      if (part == ".") continue;
+      if (part != "..") {
+        parts.emplace_back(part);
+      } else if (parts.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": helm.chart names ", named,
+                                                       ", which is outside the repository"));
+      } else {
+        parts.pop_back();
+      }
+    }
+    if (parts.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(fleet_yaml, ": helm.chart names ", named,
+                       ", the repository's root: name the folder that holds the chart"));
+    }
+    placed.helm_chart_folder = absl::StrJoin(parts, "/");
+    if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("renders the chart in ", placed.helm_chart_folder,
+                                          ", which ", fleet_yaml, "'s helm.chart (", named,
+                                          ") names, as Fleet renders it"));
+    }
+  } else if (!fleet->helm_chart_outside.empty() && !input.reads_fleet_outside_charts &&
+             input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet_yaml, " names the chart ", fleet->helm_chart_outside,
+        " outside the bundle's folder in helm.chart; this bundle was rendered before gitfleet "
+        "read it, and renders its folder as it did: add the bundle again to render that chart"));
+  }
   // A chart fleet.yaml names in a chart repository, or by URL: fetched and rendered, as
   // Fleet renders it.
   const bool remote_chart = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
@@ -1911,7 +1954,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   const bool chart_folders = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
                              input.reads_fleet_helm && input.reads_fleet_targets;
   if (chart_folders && absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
-    fleet->renders_elsewhere = local_chart || remote_chart ? "" : fleet->chart_elsewhere;
+    fleet->renders_elsewhere =
+        local_chart || remote_chart || outside_chart ? "" : fleet->chart_elsewhere;
   }
   // fleet.yaml's helm options, for the chart in the bundle's folder or the one helm.chart names
   // (Fleet's other charts, from elsewhere, are named below), and those its targetCustomizations
@@ -2486,7 +2530,7 @@ std::vector<std::string> RendererNames() {
 }
 
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout, bool fleet_charts) {
+                         bool fleet_layout, bool fleet_charts, bool fleet_outside_charts) {
   if (fleet_layout && FindRendererFactory("helm") != nullptr &&
       FindFleetYaml(path, files) != nullptr) {
     // Fleet renders a folder with a Chart.yaml as that chart, and post-renders it through a
@@ -2501,6 +2545,12 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
     // So is one whose fleet.yaml names a chart in a chart repository, or by URL.
     if (fleet_charts && fleet.ok() && fleet->helm_chart.empty() &&
         (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty())) {
+      return "helm";
+    }
+    // And one whose fleet.yaml names a chart folder outside it (the chart is read, and its
+    // Chart.yaml looked for, when it renders).
+    if (fleet_outside_charts && fleet.ok() && fleet->helm_chart.empty() &&
+        fleet->remote_chart.empty() && !fleet->helm_chart_outside.empty()) {
       return "helm";
     }
     if (fleet.ok() && !fleet->helm_chart.empty()) {

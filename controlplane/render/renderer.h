@@ -147,6 +147,10 @@ struct RenderInput {
   // per cluster for them alone (the clusters they select get NotDeployedHere), with
   // reads_fleet_target_folders. False for a bundle rendered before: noted.
   bool reads_fleet_do_not_deploy = true;
+  // Whether a folder whose fleet.yaml's helm.chart names a chart folder elsewhere in the
+  // repository (`../../charts/web`) renders that chart with the helm engine, as Fleet does
+  // (helm_chart_folder). False for a bundle rendered before: its folder as it did, noted.
+  bool reads_fleet_outside_charts = true;
   // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
   // their own in Fleet), and a helm render renders the chart fleet.yaml's helm.chart names
@@ -222,6 +226,10 @@ struct RenderInput {
   // Set by RenderBundlePath from fleet.yaml's helm.chart for the helm engine: the chart's
   // folder, relative to `path` ("" for the folder itself).
   std::string helm_chart;
+  // Set by RenderBundlePath when fleet.yaml's helm.chart names a folder outside the bundle's
+  // (since reads_fleet_outside_charts): its repository path. The helm engine reads it with
+  // read_folder; the bundle's own values files are then relative to `path`.
+  std::string helm_chart_folder;
   // Set by RenderBundlePath from fleet.yaml's helm.repo, chart and version (or a chart's
   // URL) for the helm engine: the chart to fetch and render (since reads_fleet_charts). The
   // bundle's own values files are then relative to `path`.
@@ -298,6 +306,7 @@ struct RepositoryReads {
   bool fleet_targets = true;
   bool fleet_target_folders = true;
   bool fleet_do_not_deploy = true;
+  bool fleet_outside_charts = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
   bool fleet_diff = true;
@@ -485,9 +494,11 @@ std::vector<std::string> RendererNames();
 // (`helm.chart: ./chart`) is a chart, as Fleet renders it, unless `fleet_layout` is false (a
 // bundle rendered before gitfleet read it). So is a folder with a Chart.yaml and a fleet.yaml,
 // whatever kustomization is beside the chart (Fleet post-renders the chart through it), unless
-// `fleet_charts` is false.
+// `fleet_charts` is false. So is one whose fleet.yaml names a chart folder outside it
+// (`helm.chart: ../../charts/web`), unless `fleet_outside_charts` is false.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout = true, bool fleet_charts = true);
+                         bool fleet_layout = true, bool fleet_charts = true,
+                         bool fleet_outside_charts = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -574,6 +585,10 @@ struct FleetYamlNamespace {
   // Its helm.chart when that names a folder inside the bundle's (relative, cleaned): Fleet
   // renders the chart there (Chart.yaml in it), with the options above.
   std::string helm_chart;
+  // Its helm.chart when that names a folder outside the bundle's (relative, cleaned, with a
+  // "..": `../../charts/web`), which Fleet renders too. Resolved against the folder, and
+  // refused when it leaves the repository, by RenderBundlePath.
+  std::string helm_chart_outside;
   // The chart its helm.repo, chart and version name in a chart repository, or helm.chart's
   // URL; or why it cannot be fetched (an OCI registry, a scheme other than http(s)).
   RemoteChart remote_chart;
