@@ -1768,6 +1768,12 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
     RenderInput input{"web", "mc/gb", files, nullptr, &cluster, nullptr};
     input.reads_fleet_charts = reads_fleet_charts;
     input.notes = notes;
+    // The repository beyond the folder: a chart folder beside it.
+    input.read_folder = [](const std::string& folder) -> absl::StatusOr<std::vector<RepoFile>> {
+      if (folder != "mc/other") return std::vector<RepoFile>();
+      return std::vector<RepoFile>{
+          {"mc/other/Chart.yaml", "apiVersion: v2\nname: other-chart\nversion: 0.1.0\n"}};
+    };
     absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
     if (!set.ok()) return std::string(set.status().message());
     std::vector<std::string> out;
@@ -1821,8 +1827,9 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
         << "other clusters render: " << helm;
   }
   // The folder's own chart: a target's release name; its chart from a chart repository, the
-  // folder's chart by name, or another chart folder inside the bundle's, as Fleet renders
-  // it for that target's clusters; one without a Chart.yaml, or outside, is refused by name.
+  // folder's chart by name, another chart folder inside the bundle's, or one elsewhere in
+  // the repository, as Fleet renders it for that target's clusters; one without a
+  // Chart.yaml, or outside the repository, is refused by name.
   files = {{"mc/gb/Chart.yaml", "apiVersion: v2\nname: local\nversion: 0.1.0\n"},
            {"mc/gb/edge/Chart.yaml", "apiVersion: v2\nname: edge-chart\nversion: 0.1.0\n"},
            {"mc/gb/fleet.yaml",
@@ -1839,7 +1846,11 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
                          "- name: bad\n  clusterSelector: {matchLabels: {ring: bad}}\n"
                          "  helm: {chart: ./elsewhere}\n"
                          "- name: out\n  clusterSelector: {matchLabels: {ring: out}}\n"
-                         "  helm: {chart: ../other}\n")}};
+                         "  helm: {chart: ../other}\n"
+                         "- name: gone\n  clusterSelector: {matchLabels: {ring: gone}}\n"
+                         "  helm: {chart: ../gone}\n"
+                         "- name: away\n  clusterSelector: {matchLabels: {ring: away}}\n"
+                         "  helm: {chart: ../../../away}\n")}};
   EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb local");
   EXPECT_EQ(rendered("canary", true, nullptr), "/ConfigMap//gb-canary local");
   EXPECT_EQ(rendered("next", true, nullptr), "/ConfigMap//gb guestbook-next");
@@ -1848,9 +1859,28 @@ TEST(HelmRendererTest, AFleetTargetGivesItsClustersAnotherReleaseChartOrVersion)
               HasSubstr("mc/gb/fleet.yaml: targetCustomizations bad: its helm.chart names the "
                         "chart folder ./elsewhere, which holds no Chart.yaml "
                         "(mc/gb/elsewhere/Chart.yaml)"));
-  EXPECT_THAT(rendered("out", true, nullptr),
-              HasSubstr("targetCustomizations out: its helm.chart names the chart folder "
-                        "../other, outside the bundle's folder"));
+  EXPECT_EQ(rendered("out", true, nullptr), "/ConfigMap//gb other-chart");
+  EXPECT_THAT(rendered("gone", true, nullptr),
+              HasSubstr("the chart folder mc/gone holds no Chart.yaml"));
+  EXPECT_THAT(rendered("away", true, nullptr),
+              HasSubstr("mc/gb/fleet.yaml: targetCustomizations away: its helm.chart names "
+                        "../../../away, which is outside the repository"));
+  // The folder's chart elsewhere too: a target's chart from a chart repository, or the
+  // folder's own, is the one rendered for its clusters.
+  const std::vector<RepoFile> inside = files;
+  files[0] = {"mc/gb/fleet.yaml",
+              absl::StrCat("helm: {releaseName: gb, chart: ../other}\n"
+                           "targetCustomizations:\n"
+                           "- name: next\n  clusterSelector: {matchLabels: {ring: next}}\n"
+                           "  helm: {repo: '",
+                           server.url(),
+                           "', chart: guestbook-next}\n"
+                           "- name: edge\n  clusterSelector: {matchLabels: {ring: edge}}\n"
+                           "  helm: {chart: ./edge/}\n")};
+  EXPECT_EQ(rendered("prod", true, nullptr), "/ConfigMap//gb other-chart");
+  EXPECT_EQ(rendered("next", true, nullptr), "/ConfigMap//gb guestbook-next");
+  EXPECT_EQ(rendered("edge", true, nullptr), "/ConfigMap//gb edge-chart");
+  files = inside;
   // A bundle rendered before gitfleet read them renders the folder's chart everywhere, and
   // says so.
   notes.clear();

@@ -216,11 +216,36 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
   return "";
 }
 
+// The repository path of the chart folder `named` (a fleet.yaml's helm.chart with a "..")
+// names from bundle folder `path`. InvalidArgument, after `where` ("FILE: helm.chart"), when
+// it leaves the repository or is its root.
+absl::StatusOr<std::string> FleetChartFolderOutside(const std::string& path,
+                                                    const std::string& named,
+                                                    const std::string& where) {
+  std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+  for (absl::string_view part : absl::StrSplit(named, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part != "..") {
+      parts.emplace_back(part);
+    } else if (parts.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, " names ", named, ", which is outside the repository"));
+    } else {
+      parts.pop_back();
+    }
+  }
+  if (parts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, " names ", named, ", the repository's root: name the folder that holds the chart"));
+  }
+  return absl::StrJoin(parts, "/");
+}
+
 // A target's helm.releaseName, repo, chart and version, merged over the folder's as Fleet
 // merges them, into the render (`placed`): a chart from a chart repository or a URL, the
 // folder's own chart, or a chart in a folder inside the bundle's (`chart: ./prod-chart`),
-// as Fleet renders it for that target's clusters. A chart folder outside the bundle's, or
-// one without a Chart.yaml, is refused by name.
+// as Fleet renders it for that target's clusters, or (since reads_fleet_outside_charts) a
+// chart folder elsewhere in the repository. One without a Chart.yaml is refused by name.
 absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYamlNamespace& fleet,
                                    const FleetYamlNamespace::Target& target, RenderInput* placed) {
   auto refuse = [&](const std::string& why) {
@@ -240,6 +265,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   if (!remote.empty()) {
     placed->remote_chart = std::move(remote);
     placed->helm_chart.clear();
+    placed->helm_chart_folder.clear();
     return absl::OkStatus();
   }
   auto clean = [](std::string dir) {
@@ -252,6 +278,19 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
     return absl::OkStatus();  // the folder's chart, whose version is its own
   }
   const std::string shown = chart.empty() ? "." : chart.substr(0, 256);
+  // Another chart folder elsewhere in the repository (`../../charts/web-canary`).
+  if (!absl::StartsWith(dir, "/") && dir.size() <= 1024 &&
+      absl::StrContains(absl::StrCat("/", dir, "/"), "/../") &&
+      placed->reads_fleet_outside_charts) {
+    absl::StatusOr<std::string> folder = FleetChartFolderOutside(
+        placed->path, dir,
+        absl::StrCat(fleet_yaml, ": targetCustomizations ", target.name, ": its helm.chart"));
+    if (!folder.ok()) return folder.status();
+    placed->remote_chart = RemoteChart();
+    placed->helm_chart.clear();
+    placed->helm_chart_folder = *std::move(folder);
+    return absl::OkStatus();
+  }
   if (absl::StartsWith(dir, "/") || dir.size() > 1024 ||
       absl::StrContains(absl::StrCat("/", dir, "/"), "/../")) {
     return refuse(absl::StrCat("its helm.chart names the chart folder ", shown,
@@ -268,6 +307,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   // Another chart in the bundle's folder, for the clusters this target selects.
   placed->remote_chart = RemoteChart();
   placed->helm_chart = dir;
+  placed->helm_chart_folder.clear();
   return absl::OkStatus();
 }
 
@@ -1901,24 +1941,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                              !fleet->helm_chart_outside.empty() && input.reads_fleet_outside_charts;
   if (outside_chart) {
     const std::string& named = fleet->helm_chart_outside;
-    std::vector<std::string> parts = absl::StrSplit(input.path, '/', absl::SkipEmpty());
-    for (absl::string_view part : absl::StrSplit(named, '/', absl::SkipEmpty())) {
-      if (part == ".") continue;
-      if (part != "..") {
-        parts.emplace_back(part);
-      } else if (parts.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": helm.chart names ", named,
-                                                       ", which is outside the repository"));
-      } else {
-        parts.pop_back();
-      }
-    }
-    if (parts.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(fleet_yaml, ": helm.chart names ", named,
-                       ", the repository's root: name the folder that holds the chart"));
-    }
-    placed.helm_chart_folder = absl::StrJoin(parts, "/");
+    absl::StatusOr<std::string> folder =
+        FleetChartFolderOutside(input.path, named, absl::StrCat(fleet_yaml, ": helm.chart"));
+    if (!folder.ok()) return folder.status();
+    placed.helm_chart_folder = *std::move(folder);
     if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
     if (input.notes != nullptr) {
       input.notes->push_back(absl::StrCat("renders the chart in ", placed.helm_chart_folder,
