@@ -1100,6 +1100,98 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
                                           HasSubstr("--service-account"))));
 }
 
+// A chart in another Git repository, as Fleet names one (go-getter's
+// `helm.chart: git::URL//FOLDER?ref=REF`): the control plane fetches that repository at the
+// ref as it fetches kustomize's remote bases (from the prefixes --kustomize-remote-bases
+// trusts), and renders the folder with the bundle's values. A ref that moves renders again
+// at the resync; what cannot be fetched so fails naming it. A bundle rendered before keeps
+// its folder, saying why.
+TEST(HelmRendererTest, AChartInAnotherGitRepositoryIsFetchedByTheControlPlane) {
+  testing::GitFixture charts(TempDir("git-charts"));
+  charts.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: git-web\nversion: 1.0.0\n");
+  charts.Write("charts/web/values.yaml", "replicas: 1\n");
+  charts.Write("charts/none/README.md", "no chart\n");
+  const std::string tagged = charts.Commit("v1");
+  charts.Git("tag v1.0.0");
+  charts.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: git-web-next\nversion: 1.1.0\n");
+  charts.Commit("next, on main");
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  std::unique_ptr<GitRepositories> repos =
+      NewLibgit2Repositories(TempDir("cache"), {}, {"", /*allow_local=*/true});
+  auto renderer_trusting = [&](std::vector<std::string> prefixes) {
+    HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+    options.allow_network = true;  // a stand-in, not a chart's hooks
+    ToolOptions kustomize = options;
+    kustomize.binary.clear();
+    kustomize.remote_bases =
+        std::make_shared<RemoteBaseFetcher>(repos.get(), std::move(prefixes), absl::ZeroDuration());
+    return std::make_unique<HelmRenderer>(options, kustomize);
+  };
+  std::unique_ptr<HelmRenderer> renderer = renderer_trusting({charts.url()});
+  auto fleet_yaml = [&](const std::string& chart) {
+    return std::vector<RepoFile>{
+        {"apps/web/fleet.yaml", absl::StrCat("helm:\n  chart: '", chart,
+                                             "'\n  releaseName: web\n  values: {tier: prod}\n")}};
+  };
+  const std::string at_tag = absl::StrCat("git::", charts.url(), "//charts/web?ref=v1.0.0");
+  std::vector<RepoFile> files = fleet_yaml(at_tag);
+  EXPECT_EQ(DetectEngine("apps/web", files), "helm");
+  EXPECT_EQ(DetectEngine("apps/web", files, true, true, /*fleet_outside_charts=*/false), "plain")
+      << "a bundle rendered before keeps its engine";
+  std::vector<std::string> notes;
+  bool moves = false;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  input.read_remote = &moves;
+  absl::StatusOr<ObjectSet> set = RenderBundlePath(*renderer, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web git-web"));
+  EXPECT_THAT(
+      KeysWithData(*set, "values"),
+      ::testing::ElementsAre("/ConfigMap//web .gitfleet-fleet-yaml-values.yaml=tier: prod |"));
+  EXPECT_THAT(notes, ::testing::Contains(
+                         absl::StrCat("fetched the chart ", at_tag, " at ", tagged.substr(0, 12))));
+  EXPECT_TRUE(moves) << "a tag can move: the resync renders it again";
+  // On main; at a commit, which never moves.
+  set = RenderBundlePath(
+      *renderer, {"web", "apps/web",
+                  fleet_yaml(absl::StrCat("git::", charts.url(), "//charts/web?ref=main"))});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web git-web-next"));
+  moves = false;
+  RenderInput pinned{"web", "apps/web",
+                     fleet_yaml(absl::StrCat("git::", charts.url(), "//charts/web?ref=", tagged))};
+  pinned.read_remote = &moves;
+  set = RenderBundlePath(*renderer, pinned);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web git-web"));
+  EXPECT_FALSE(moves);
+
+  // What cannot be fetched so fails naming it.
+  for (const auto& [chart, error] : std::vector<std::pair<std::string, std::string>>{
+           {absl::StrCat("git::", charts.url(), "//charts/none?ref=v1.0.0"),
+            "holds no Chart.yaml at charts/none"},
+           {"git::https://github.com/elsewhere/charts//web?ref=v1", "--kustomize-remote-bases"},
+           {"s3::https://s3.amazonaws.com/bucket/web.tgz",
+            "is fetched by go-getter from where gitfleet does not fetch"}}) {
+    std::vector<RepoFile> bad = fleet_yaml(chart);
+    EXPECT_EQ(DetectEngine("apps/web", bad), "helm") << chart;
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(*renderer, {"web", "apps/web", bad});
+    EXPECT_FALSE(refused.ok()) << chart;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << chart;
+  }
+  // A bundle rendered before: its folder as it did (nothing here), noted.
+  PlainRenderer plain;
+  RenderInput before{"web", "apps/web", files};
+  before.reads_fleet_outside_charts = false;
+  before.notes = &notes;
+  notes.clear();
+  (void)RenderBundlePath(plain, before);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "this bundle was rendered before gitfleet fetched such charts")));
+}
+
 // Fleet's layout of one chart and a folder of values per environment: each folder's
 // fleet.yaml names the chart elsewhere in the repository (`helm.chart: ../../charts/web`,
 // rancher/fleet#270). The folder is a chart (detected so), the chart is read from the

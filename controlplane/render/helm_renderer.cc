@@ -23,6 +23,7 @@
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/kustomize_renderer.h"
+#include "controlplane/render/remote_bases.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -148,6 +149,7 @@ HelmRenderer::HelmRenderer(HelmOptions options, std::optional<ToolOptions> kusto
     kustomize = options_;
     kustomize->binary.clear();  // found on the system
   }
+  remote_bases_ = kustomize->remote_bases;
   post_renderer_ = std::make_unique<KustomizeRenderer>(*std::move(kustomize));
 }
 
@@ -275,7 +277,53 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   // (its values files are the folder's).
   const std::string folder_prefix = input.path.empty() ? "" : input.path + "/";
   std::vector<RepoFile> with_chart;
-  if (!input.remote_chart.empty()) {
+  if (IsGitChart(input.remote_chart)) {
+    // A chart in another Git repository (go-getter's `git::URL//FOLDER?ref=REF`, as Fleet
+    // fetches it): the control plane fetches that repository as it fetches kustomize's
+    // remote bases, and writes the folder beside the bundle's files.
+    const std::string& url = input.remote_chart.url;
+    auto said = [&](absl::string_view what) {
+      return absl::StrCat("helm ", input.path, ": the chart ", url.substr(0, 256), ": ", what);
+    };
+    absl::StatusOr<std::optional<RemoteBase>> base =
+        ParseRemoteBase(absl::string_view(url).substr(sizeof("git::") - 1));
+    if (!base.ok()) return absl::InvalidArgumentError(said(base.status().message()));
+    if (!base->has_value()) {
+      return absl::InvalidArgumentError(said("names no Git repository"));
+    }
+    // A branch or tag moves: the resync renders it again (a full commit id never moves), and
+    // a failure is not the repository's own (set before the fetch, which may fail).
+    const std::string& ref = (*base)->ref;
+    const bool pinned =
+        ref.size() == 40 && ref.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (input.read_remote != nullptr && !pinned) *input.read_remote = true;
+    if (remote_bases_ == nullptr) {
+      return absl::FailedPreconditionError(
+          said("is in another Git repository, which the control plane fetches only from the "
+               "prefixes --kustomize-remote-bases trusts (none given)"));
+    }
+    absl::StatusOr<RemoteTree> tree =
+        remote_bases_->Fetch((*base)->repo, (*base)->ref, input.fetch_scope);
+    if (!tree.ok()) return absl::Status(tree.status().code(), said(tree.status().message()));
+    const std::string from = (*base)->path.empty() ? "" : (*base)->path + "/";
+    bool chart_yaml = false;
+    with_chart = input.files;
+    for (const RepoFile& file : tree->files) {
+      if (!absl::StartsWith(file.path, from)) continue;
+      const std::string inside = file.path.substr(from.size());
+      chart_yaml |= inside == "Chart.yaml";
+      with_chart.push_back(
+          {absl::StrCat(folder_prefix, kFetchedChartFolder, "/", inside), file.content});
+    }
+    if (!chart_yaml) {
+      return absl::InvalidArgumentError(said(absl::StrCat(
+          "holds no Chart.yaml at ", (*base)->path.empty() ? "its root" : (*base)->path)));
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("fetched the chart ", url.substr(0, 256), " at ",
+                                          tree->commit.substr(0, 12)));
+    }
+  } else if (!input.remote_chart.empty()) {
     ChartRef ref{input.remote_chart.repo, input.remote_chart.name, input.remote_chart.version,
                  input.remote_chart.url};
     absl::StatusOr<std::shared_ptr<const FetchedChart>> fetched =

@@ -39,6 +39,9 @@ class HelmRenderer : public Renderer {
   HelmOptions options_;
   std::unique_ptr<Renderer> post_renderer_;
   std::shared_ptr<ChartFetcher> charts_;
+  // Where a chart in another Git repository (fleet.yaml's `chart: git::URL//FOLDER?ref=R`)
+  // is fetched from: kustomize's remote bases' trusted prefixes; null: nowhere.
+  std::shared_ptr<RemoteBaseFetcher> remote_bases_;
 };
 
 // `kustomization` (the text of the file at `path`) with kFleetManifestsFile first among its

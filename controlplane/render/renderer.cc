@@ -204,6 +204,19 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
     out->version = version;
     return "";
   }
+  // A folder of another Git repository, as go-getter names it (Fleet fetches charts so).
+  if (repo_url.empty() && absl::StartsWith(chart_name, "git::")) {
+    out->url = chart_name;
+    return "";
+  }
+  // go-getter's other sources: refused by name rather than read as a folder.
+  for (const char* getter : {"s3::", "gcs::", "hg::"}) {
+    if (repo_url.empty() && absl::StartsWith(chart_name, getter)) {
+      return absl::StrCat("helm.chart ", chart_name.substr(0, 256),
+                          " is fetched by go-getter from where gitfleet does not fetch (a chart "
+                          "repository, an OCI registry, an archive's URL or a git:: URL do)");
+    }
+  }
   if (!repo_url.empty()) {
     if (!http(repo_url)) {
       return absl::StrCat("helm.repo ", repo_url.substr(0, 256), " is not an http(s) URL");
@@ -707,6 +720,24 @@ const RepoFile* FindFleetYaml(const std::string& path, const std::vector<RepoFil
   }
   return yml;
 }
+
+bool IsGitChart(const RemoteChart& chart) {
+  return chart.repo.empty() && absl::StartsWith(chart.url, "git::");
+}
+
+namespace {
+// Whether fleet.yaml's helm.chart is a go-getter source (`git::`, `s3::`, ...): read since
+// reads_fleet_outside_charts (before, such a folder rendered as its files).
+bool GoGetterChart(const FleetYamlNamespace& fleet) {
+  if (IsGitChart(fleet.remote_chart)) return true;
+  for (const char* getter : {"s3::", "gcs::", "hg::"}) {
+    if (fleet.helm_repo_field.empty() && absl::StartsWith(fleet.helm_chart_field, getter)) {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
 
 std::string RemoteChart::Describe() const {
   if (!url.empty()) return version.empty() ? url : absl::StrCat(url, " ", version);
@@ -1962,7 +1993,14 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   // Fleet renders it.
   const bool remote_chart = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
                             fleet->helm_chart.empty() &&
-                            (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty());
+                            (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty()) &&
+                            (input.reads_fleet_outside_charts || !GoGetterChart(*fleet));
+  if (!input.reads_fleet_outside_charts && GoGetterChart(*fleet) && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet_yaml, " names the chart ", fleet->helm_chart_field.substr(0, 256),
+        " in helm.chart; this bundle was rendered before gitfleet fetched such charts, and "
+        "renders its folder as it did: add the bundle again to render that chart"));
+  }
   if (remote_chart) {
     if (!fleet->remote_chart_error.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": ", fleet->remote_chart_error));
@@ -2570,7 +2608,8 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
     absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
     // So is one whose fleet.yaml names a chart in a chart repository, or by URL.
     if (fleet_charts && fleet.ok() && fleet->helm_chart.empty() &&
-        (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty())) {
+        (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty()) &&
+        (fleet_outside_charts || !GoGetterChart(*fleet))) {
       return "helm";
     }
     // And one whose fleet.yaml names a chart folder outside it (the chart is read, and its

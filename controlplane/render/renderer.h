@@ -44,11 +44,14 @@ struct RemoteChart {
   std::string repo;
   std::string name;
   std::string version;
-  std::string url;
+  std::string url;  // an archive's, an OCI reference, or go-getter's "git::URL//FOLDER?ref=R"
   bool empty() const { return repo.empty() && url.empty(); }
   // "web ^1.2 from https://charts.example.com/", or the URL.
   std::string Describe() const;
 };
+// Whether `chart` is a folder of another Git repository (go-getter's `git::` URL), which
+// the control plane fetches as it fetches kustomize's remote bases.
+bool IsGitChart(const RemoteChart& chart);
 
 // What a chart sees of the cluster (.Capabilities) when `helm template` renders it: empty
 // means helm's defaults.
