@@ -151,8 +151,9 @@ struct RenderInput {
   // reads_fleet_target_folders. False for a bundle rendered before: noted.
   bool reads_fleet_do_not_deploy = true;
   // Whether a folder whose fleet.yaml's helm.chart names a chart folder elsewhere in the
-  // repository (`../../charts/web`) renders that chart with the helm engine, as Fleet does
-  // (helm_chart_folder). False for a bundle rendered before: its folder as it did, noted.
+  // repository (`../../charts/web`, helm_chart_folder) or in another Git repository
+  // (`git::URL//FOLDER?ref=REF`, remote_chart) renders that chart with the helm engine, as
+  // Fleet does. False for a bundle rendered before: its folder as it did, noted.
   bool reads_fleet_outside_charts = true;
   // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
