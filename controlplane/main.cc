@@ -565,28 +565,17 @@ int Main(ShutdownSignals& signals) {
     options.sops_identities = [file = std::shared_ptr<WatchedFiles<AgeIdentities>>(
                                    std::move(*identities))] { return file->Current(); };
   }
-  // PGP keyrings live in the data directory; what is there at start is a crash's.
-  const std::string gpg_dir = absl::StrCat(data_dir, "/gpg");
-  (void)RemoveRecursively(gpg_dir);
+  // PGP keys are checked now (a standby's mistake stops it at once), in a keyring of their
+  // own in /tmp that goes with the check; they are imported into the data directory's once
+  // the store is this control plane's (another may use that directory until then).
   if (const std::string key_file = absl::GetFlag(FLAGS_sops_pgp_key_file); !key_file.empty()) {
-    WatchedFilesOptions watched;
-    watched.max_bytes = 1 << 20;
-    using Keyring = std::shared_ptr<const PgpKeys>;
-    absl::StatusOr<std::unique_ptr<WatchedFiles<Keyring>>> keys = WatchedFiles<Keyring>::Open(
-        {{"--sops-pgp-key-file", key_file}},
-        [gpg_dir](const std::vector<std::string>& contents) -> absl::StatusOr<Keyring> {
-          absl::StatusOr<std::shared_ptr<PgpKeys>> imported =
-              PgpKeys::Import(contents[0], {"/usr/bin/gpg", gpg_dir}, "--sops-pgp-key-file");
-          if (!imported.ok()) return imported.status();
-          return Keyring(*std::move(imported));
-        },
-        watched);
-    if (!keys.ok()) return Fail(keys.status());
-    GF_LOG(INFO) << "SOPS: bundles with --decrypt=sops decrypt with PGP keys "
-                 << ListNames((*(*keys)->Current())->fingerprints(), 3);
-    options.sops_pgp_keys = [file = std::shared_ptr<WatchedFiles<Keyring>>(std::move(*keys))] {
-      return *file->Current();
-    };
+    absl::StatusOr<std::string> text = ReadWatchedFile("--sops-pgp-key-file", key_file, 1 << 20);
+    if (!text.ok()) return Fail(text.status());
+    if (absl::Status checked =
+            PgpKeys::Import(*text, {"/usr/bin/gpg", "/tmp"}, "--sops-pgp-key-file").status();
+        !checked.ok()) {
+      return Fail(checked);
+    }
   }
   // A team's bundles follow its scope in --api-tokens and --api-client-roles as it changes.
   // (None when only local callers are served: no line names anyone, and nobody's bundles
@@ -716,6 +705,29 @@ int Main(ShutdownSignals& signals) {
   // a crash left behind.
   if (absl::Status s = RemoveRecursively(absl::StrCat(data_dir, "/render")); !s.ok()) {
     GF_LOG(WARNING) << "cannot clear stale render scratch copies: " << s.message();
+  }
+  // PGP keyrings live in the data directory; what is there at start is a crash's.
+  const std::string gpg_dir = absl::StrCat(data_dir, "/gpg");
+  (void)RemoveRecursively(gpg_dir);
+  if (const std::string key_file = absl::GetFlag(FLAGS_sops_pgp_key_file); !key_file.empty()) {
+    WatchedFilesOptions watched;
+    watched.max_bytes = 1 << 20;
+    using Keyring = std::shared_ptr<const PgpKeys>;
+    absl::StatusOr<std::unique_ptr<WatchedFiles<Keyring>>> keys = WatchedFiles<Keyring>::Open(
+        {{"--sops-pgp-key-file", key_file}},
+        [gpg_dir](const std::vector<std::string>& contents) -> absl::StatusOr<Keyring> {
+          absl::StatusOr<std::shared_ptr<PgpKeys>> imported =
+              PgpKeys::Import(contents[0], {"/usr/bin/gpg", gpg_dir}, "--sops-pgp-key-file");
+          if (!imported.ok()) return imported.status();
+          return Keyring(*std::move(imported));
+        },
+        watched);
+    if (!keys.ok()) return Fail(keys.status());
+    GF_LOG(INFO) << "SOPS: bundles with --decrypt=sops decrypt with PGP keys "
+                 << ListNames((*(*keys)->Current())->fingerprints(), 3);
+    options.sops_pgp_keys = [file = std::shared_ptr<WatchedFiles<Keyring>>(std::move(*keys))] {
+      return *file->Current();
+    };
   }
   std::unique_ptr<GitRepositories> repos =
       NewLibgit2Repositories(absl::StrCat(data_dir, "/git"), git_limits, git_access);

@@ -481,6 +481,7 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
   ASSERT_NO_FATAL_FAILURE(StartEtcd(/*ttl_seconds=*/3));
   StartControlPlane(on_etcd_);
   ASSERT_EQ(testing::Run("printf 'not: [a list' > " + root_ + "/groups.yaml"), 0);
+  ASSERT_EQ(testing::Run("printf 'no key here' > " + root_ + "/pgp.asc"), 0);
   const std::vector<std::pair<std::string, std::string>> mistakes = {
       {"--render-workers=0", "--render-workers must be between 1 and 64"},
       {"--git-credentials=https://git.example.com/=org",
@@ -490,6 +491,8 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
       {"--cluster-groups=" + root_ + "/groups.yaml", "--cluster-groups"},
       {"--kustomize-load-restrictor=none", "want LoadRestrictionsRootOnly or LoadRestrictionsNone"},
       {"--max-concurrent-handshakes=0", "--max-concurrent-handshakes"},
+      {"--sops-pgp-key-file=" + root_ + "/pgp.asc",
+       "--sops-pgp-key-file: holds no armored PGP private key"},
   };
   for (const auto& [flag, said] : mistakes) {
     std::vector<std::string> args = SecondOnEtcd(root_ + "/cp-standby");
