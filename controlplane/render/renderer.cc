@@ -229,29 +229,40 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
   return "";
 }
 
+// `relative` joined onto repository folder `folder`, "." and ".." worked out; nullopt when
+// it climbs out of the repository ("" is the root).
+std::optional<std::string> JoinInRepository(const std::string& folder,
+                                            const std::string& relative) {
+  std::vector<std::string> parts = absl::StrSplit(folder, '/', absl::SkipEmpty());
+  for (absl::string_view part : absl::StrSplit(relative, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part != "..") {
+      parts.emplace_back(part);
+    } else if (parts.empty()) {
+      return std::nullopt;
+    } else {
+      parts.pop_back();
+    }
+  }
+  return absl::StrJoin(parts, "/");
+}
+
 // The repository path of the chart folder `named` (a fleet.yaml's helm.chart with a "..")
 // names from bundle folder `path`. InvalidArgument, after `where` ("FILE: helm.chart"), when
 // it leaves the repository or is its root.
 absl::StatusOr<std::string> FleetChartFolderOutside(const std::string& path,
                                                     const std::string& named,
                                                     const std::string& where) {
-  std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
-  for (absl::string_view part : absl::StrSplit(named, '/', absl::SkipEmpty())) {
-    if (part == ".") continue;
-    if (part != "..") {
-      parts.emplace_back(part);
-    } else if (parts.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, " names ", named, ", which is outside the repository"));
-    } else {
-      parts.pop_back();
-    }
+  std::optional<std::string> joined = JoinInRepository(path, named);
+  if (!joined.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " names ", named, ", which is outside the repository"));
   }
-  if (parts.empty()) {
+  if (joined->empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, " names ", named, ", the repository's root: name the folder that holds the chart"));
   }
-  return absl::StrJoin(parts, "/");
+  return *std::move(joined);
 }
 
 // A target's helm.releaseName, repo, chart and version, merged over the folder's as Fleet
@@ -688,21 +699,10 @@ absl::StatusOr<std::string> HelmValuesPath(const std::string& folder, const std:
   };
   if (file.empty() || file.size() > 1024) return refused("is not a path");
   if (file[0] == '/') return refused("must be a path relative to the chart's folder");
-  std::vector<std::string> parts;
-  for (absl::string_view part : absl::StrSplit(folder, '/', absl::SkipEmpty())) {
-    parts.emplace_back(part);
-  }
-  for (absl::string_view part : absl::StrSplit(file, '/', absl::SkipEmpty())) {
-    if (part == ".") continue;
-    if (part == "..") {
-      if (parts.empty()) return refused("is outside the repository");
-      parts.pop_back();
-      continue;
-    }
-    parts.emplace_back(part);
-  }
-  if (parts.empty()) return refused("is not a file");
-  return absl::StrJoin(parts, "/");
+  std::optional<std::string> joined = JoinInRepository(folder, file);
+  if (!joined.has_value()) return refused("is outside the repository");
+  if (joined->empty()) return refused("is not a file");
+  return *std::move(joined);
 }
 
 bool IsFleetYamlName(absl::string_view name) { return name == "fleet.yaml" || name == "fleet.yml"; }
