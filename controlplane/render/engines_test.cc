@@ -1100,6 +1100,19 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
                                           HasSubstr("--service-account"))));
 }
 
+// The notes of `files` at `path` rendered as a plain bundle rendered before gitfleet read
+// a chart outside the folder (a record without reads_fleet_outside_charts).
+std::vector<std::string> NotesOfABundleFromBefore(const std::string& path,
+                                                  const std::vector<RepoFile>& files) {
+  PlainRenderer plain;
+  std::vector<std::string> notes;
+  RenderInput before{"web", path, files};
+  before.reads_fleet_outside_charts = false;
+  before.notes = &notes;
+  (void)RenderBundlePath(plain, before);
+  return notes;
+}
+
 // A chart in another Git repository, as Fleet names one (go-getter's
 // `helm.chart: git::URL//FOLDER?ref=REF`): the control plane fetches that repository at the
 // ref as it fetches kustomize's remote bases (from the prefixes --kustomize-remote-bases
@@ -1182,14 +1195,9 @@ TEST(HelmRendererTest, AChartInAnotherGitRepositoryIsFetchedByTheControlPlane) {
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << chart;
   }
   // A bundle rendered before: its folder as it did (nothing here), noted.
-  PlainRenderer plain;
-  RenderInput before{"web", "apps/web", files};
-  before.reads_fleet_outside_charts = false;
-  before.notes = &notes;
-  notes.clear();
-  (void)RenderBundlePath(plain, before);
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "this bundle was rendered before gitfleet fetched such charts")));
+  EXPECT_THAT(NotesOfABundleFromBefore("apps/web", files),
+              ::testing::Contains(
+                  HasSubstr("this bundle was rendered before gitfleet fetched such charts")));
 }
 
 // Fleet's layout of one chart and a folder of values per environment: each folder's
@@ -1266,15 +1274,10 @@ TEST(HelmRendererTest, AChartFolderOutsideTheBundlesFleetYamlNamesIsRendered) {
               HasSubstr("is outside the bundle's folder, and this render reads only that folder"));
 
   // A bundle rendered before gitfleet read it: its folder as it did (here, nothing), noted.
-  PlainRenderer plain;
-  RenderInput before{"web", "helm/values/prod", files};
-  before.reads_fleet_outside_charts = false;
-  before.notes = &notes;
-  notes.clear();
-  (void)RenderBundlePath(plain, before);
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
-                         "names the chart ../../charts/web outside the bundle's folder in "
-                         "helm.chart; this bundle was rendered before gitfleet read it")));
+  EXPECT_THAT(NotesOfABundleFromBefore("helm/values/prod", files),
+              ::testing::Contains(
+                  HasSubstr("names the chart ../../charts/web outside the bundle's folder in "
+                            "helm.chart; this bundle was rendered before gitfleet read it")));
 }
 
 // Fleet's helm layout with the chart in a folder of its own: fleet.yaml (or fleet.yml)
