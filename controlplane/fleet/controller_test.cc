@@ -3763,6 +3763,45 @@ TEST_F(ControllerTest, AChartOutsideTheFolderRendersWithEachEnvironmentsValues) 
   }
 }
 
+// A chart named in one of Fleet's forms of a Git source other than `git::` (GitHub's
+// shorthand here) is read as a chart in another Git repository by a new bundle: detected as
+// a chart and fetched, so here refused by name (no prefix is trusted). A bundle rendered
+// before gitfleet read that form keeps its engine and renders its folder as it did, saying
+// why.
+TEST_F(ControllerTest, AChartInFleetsGitShorthandIsReadByNewBundlesOnly) {
+  ASSERT_NO_FATAL_FAILURE(UseEchoHelm());
+  git_.Write("apps/web/fleet.yaml", "helm: {chart: 'github.com/org/charts//web?ref=v1'}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("a chart on GitHub, in Fleet's shorthand");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_git_chart_forms()) << "a new bundle reads it";
+    record.clear_reads_fleet_git_chart_forms();
+    record.set_revision("rendered-before");
+  }));
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("new", "apps/web"), false).ok());
+  uint64_t agent = ConnectAgent(hub_.get(), "a", {});
+  std::string object = OnlyObjectOf(agent, "old");
+  for (int i = 0; object.empty() && i < 3000; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    object = OnlyObjectOf(agent, "old");
+  }
+  EXPECT_THAT(object, HasSubstr("name: web"));
+  std::map<std::string, v1::BundleInfo> listed = ListedByName();
+  for (int i = 0; listed["new"].error().empty() && i < 3000; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    listed = ListedByName();
+  }
+  EXPECT_EQ(listed["old"].engine(), "plain") << "a bundle from before keeps its engine";
+  EXPECT_THAT(listed["old"].notes(),
+              ::testing::Contains(HasSubstr("read that form of a Git source")));
+  EXPECT_THAT(listed["new"].error(), HasSubstr("helm apps/web: the chart"));
+  EXPECT_THAT(listed["new"].error(), HasSubstr("https://github.com/org/charts.git"));
+  EXPECT_THAT(listed["new"].error(), HasSubstr("--kustomize-remote-bases"));
+}
+
 // Fleet's cluster groups (--cluster-groups): a target's clusterGroup holds the clusters of
 // that group, its clusterGroupSelector those of the groups whose labels it matches, as in
 // Fleet. A change of the groups moves the clusters it moves to their new target.

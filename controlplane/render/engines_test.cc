@@ -26,6 +26,8 @@
 #include "tests/util/fake_tools.h"
 #include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
+#include "tests/util/process.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -1198,6 +1200,160 @@ TEST(HelmRendererTest, AChartInAnotherGitRepositoryIsFetchedByTheControlPlane) {
   EXPECT_THAT(NotesOfABundleFromBefore("apps/web", files),
               ::testing::Contains(
                   HasSubstr("this bundle was rendered before gitfleet fetched such charts")));
+}
+
+// Fleet's other forms of a Git source for a chart, as its bundle reader resolves them: each
+// reads as the `git::` form it stands for, which names the repository, its folder and ref
+// as kustomize's remote bases are named; a folder, an archive's URL or an OCI reference is
+// none, and a shorthand without ORG/REPO is refused by name.
+TEST(FleetGitChartSourceTest, ReadsFleetsFormsOfAGitSource) {
+  struct Case {
+    std::string chart, source, repo, path, ref;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"github.com/org/charts//web?ref=v1",
+            "git::https://github.com/org/charts.git//web?ref=v1",
+            "https://github.com/org/charts.git", "web", "v1"},
+           {"github.com/org/charts/charts/web?ref=v1",
+            "git::https://github.com/org/charts.git//charts/web?ref=v1",
+            "https://github.com/org/charts.git", "charts/web", "v1"},
+           {"github.com/org/charts.git/deploy//web",
+            "git::https://github.com/org/charts.git//deploy/web",
+            "https://github.com/org/charts.git", "deploy/web", ""},
+           {"gitlab.com/group/charts?ref=main", "git::https://gitlab.com/group/charts.git?ref=main",
+            "https://gitlab.com/group/charts.git", "", "main"},
+           {"bitbucket.org/team/charts//web", "git::https://bitbucket.org/team/charts.git//web",
+            "https://bitbucket.org/team/charts.git", "web", ""},
+           {"git@github.com:org/charts//web?ref=v1",
+            "git::ssh://git@github.com/org/charts//web?ref=v1", "ssh://git@github.com/org/charts",
+            "web", "v1"},
+           {"deploy@git.example.com:/srv/charts.git//web",
+            "git::ssh://deploy@git.example.com/srv/charts.git//web",
+            "ssh://deploy@git.example.com/srv/charts.git", "web", ""},
+           {"ssh::git@git.example.com:org/charts//web",
+            "git::ssh://git@git.example.com/org/charts//web",
+            "ssh://git@git.example.com/org/charts", "web", ""},
+           {"ssh://git@git.example.com:2222/org/charts.git//web?ref=v2",
+            "git::ssh://git@git.example.com:2222/org/charts.git//web?ref=v2",
+            "ssh://git@git.example.com:2222/org/charts.git", "web", "v2"},
+           {"git://127.0.0.1:9418/charts//web", "git::git://127.0.0.1:9418/charts//web",
+            "git://127.0.0.1:9418/charts", "web", ""},
+           {"git::https://git.example.com/org/charts//web?ref=v1",
+            "git::https://git.example.com/org/charts//web?ref=v1",
+            "https://git.example.com/org/charts", "web", "v1"},
+           {"git::deploy@git.example.com:org/charts//web",
+            "git::ssh://deploy@git.example.com/org/charts//web",
+            "ssh://deploy@git.example.com/org/charts", "web", ""},
+       }) {
+    absl::StatusOr<std::optional<std::string>> source = FleetGitChartSource(c.chart);
+    ASSERT_TRUE(source.ok()) << c.chart << ": " << source.status();
+    ASSERT_TRUE(source->has_value()) << c.chart;
+    EXPECT_EQ(**source, c.source) << c.chart;
+    absl::StatusOr<std::optional<RemoteBase>> base =
+        ParseRemoteBase(absl::string_view(**source).substr(5));
+    ASSERT_TRUE(base.ok() && base->has_value()) << c.chart << ": " << base.status();
+    EXPECT_EQ((**base).repo, c.repo) << c.chart;
+    EXPECT_EQ((**base).path, c.path) << c.chart;
+    EXPECT_EQ((**base).ref, c.ref) << c.chart;
+  }
+  for (const char* none : {"charts/web", "./chart", "../../charts/web", "web", "",
+                           "https://charts.example.com/web-1.0.0.tgz", "oci://ghcr.io/org/web",
+                           "github.com.example.org/org/charts", "team@2024", "charts/a@b:c"}) {
+    absl::StatusOr<std::optional<std::string>> source = FleetGitChartSource(none);
+    ASSERT_TRUE(source.ok()) << none << ": " << source.status();
+    EXPECT_FALSE(source->has_value()) << none << ": " << **source;
+  }
+  for (const char* bad : {"github.com/org", "github.com/org/", "gitlab.com/"}) {
+    absl::StatusOr<std::optional<std::string>> source = FleetGitChartSource(bad);
+    EXPECT_EQ(source.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(source.status().message(), HasSubstr("names no repository")) << bad;
+  }
+}
+
+// A chart fleet.yaml names in another Git repository in one of Fleet's forms other than
+// `git::` (a git:// URL here, served by git daemon; GitHub's shorthand and scp's form,
+// which reach no loopback server, are shown read as Git sources by the prefix refused) is
+// fetched and rendered as a `git::` one is, in fleet.yaml and in a target. Before, each read
+// as a folder inside the bundle's (or as nothing); a bundle rendered before still does,
+// saying why.
+TEST(HelmRendererTest, AChartInFleetsOtherFormsOfAGitSourceIsFetched) {
+  const std::string root = TempDir("served-charts");
+  testing::GitFixture charts(root + "/charts");
+  charts.Write("charts/web/Chart.yaml", "apiVersion: v2\nname: daemon-web\nversion: 1.0.0\n");
+  charts.Write("charts/canary/Chart.yaml", "apiVersion: v2\nname: daemon-canary\nversion: 1.0.0\n");
+  charts.Commit("charts");
+  charts.Git("tag v1.0.0");
+  const int port = ::gitfleet::testing::FreePort();
+  ::gitfleet::testing::Process daemon(
+      "/usr/bin/git",
+      {"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", absl::StrCat("--port=", port),
+       "--base-path=" + root, root},
+      root + "/../git-daemon.log");
+  const std::string served = absl::StrCat("git://127.0.0.1:", port, "/charts");
+  const std::string helm = testing::WriteValuesEchoHelm(TempDir("echo-helm"));
+  ASSERT_FALSE(helm.empty());
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(TempDir("cache"), {}, {});
+  HelmOptions options{helm, TempDir("scratch"), absl::Seconds(30), {}};
+  options.allow_network = true;  // a stand-in, not a chart's hooks
+  ToolOptions kustomize = options;
+  kustomize.binary.clear();
+  kustomize.remote_bases = std::make_shared<RemoteBaseFetcher>(
+      repos.get(), std::vector<std::string>{served}, absl::ZeroDuration());
+  HelmRenderer renderer(options, kustomize);
+  auto fleet_yaml = [](const std::string& chart, const std::string& targets = "") {
+    return std::vector<RepoFile>{
+        {"apps/web/fleet.yaml",
+         absl::StrCat("helm:\n  chart: '", chart, "'\n  releaseName: web\n  values: {tier: prod}\n",
+                      targets)}};
+  };
+  std::vector<RepoFile> files = fleet_yaml(absl::StrCat(served, "//charts/web?ref=v1.0.0"));
+  EXPECT_EQ(DetectEngine("apps/web", files), "helm");
+  EXPECT_EQ(DetectEngine("apps/web", files, true, true, true, /*fleet_git_chart_forms=*/false),
+            "plain")
+      << "a bundle rendered before keeps its engine";
+  absl::StatusOr<ObjectSet> set;
+  ASSERT_TRUE(::gitfleet::testing::Eventually([&] {
+    set = RenderBundlePath(renderer, {"web", "apps/web", files});
+    return set.ok();
+  })) << set.status()
+      << "\n"
+      << daemon.Log();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web daemon-web"));
+  EXPECT_THAT(
+      KeysWithData(*set, "values"),
+      ::testing::ElementsAre("/ConfigMap//web .gitfleet-fleet-yaml-values.yaml=tier: prod |"));
+  // A target naming another chart so gives its clusters that one.
+  const std::string canary = absl::StrCat(
+      "targetCustomizations:\n- name: canary\n  clusterSelector: {matchLabels: {ring: canary}}\n"
+      "  helm: {chart: '",
+      served, "//charts/canary?ref=v1.0.0'}\n");
+  const Values cluster = {{ClusterNameKey(), "c-1"}, {ClusterLabelKey("ring"), "canary"}};
+  set = RenderBundlePath(renderer, {"web", "apps/web", fleet_yaml(served + "//charts/web", canary),
+                                    nullptr, &cluster, nullptr});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web daemon-canary"));
+
+  // GitHub's shorthand and scp's form are Git sources: refused here as repositories the
+  // control plane was not told to trust, by the URL each stands for.
+  for (const auto& [chart, error] : std::vector<std::pair<std::string, std::string>>{
+           {"github.com/elsewhere/charts//web?ref=v1", "https://github.com/elsewhere/charts.git"},
+           {"git@github.com:elsewhere/charts//web", "ssh://git@github.com/elsewhere/charts"},
+           {"github.com/elsewhere", "names no repository (github.com/ORG/REPO"}}) {
+    std::vector<RepoFile> bad = fleet_yaml(chart);
+    EXPECT_EQ(DetectEngine("apps/web", bad), "helm") << chart;
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(renderer, {"web", "apps/web", bad});
+    EXPECT_FALSE(refused.ok()) << chart;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << chart;
+  }
+  // A bundle rendered before: the chart reads as it did, noted.
+  PlainRenderer plain;
+  std::vector<std::string> notes;
+  RenderInput before{"web", "apps/web", fleet_yaml("github.com/elsewhere/charts//web")};
+  before.reads_fleet_git_chart_forms = false;
+  before.notes = &notes;
+  (void)RenderBundlePath(plain, before);
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("rendered before gitfleet read that form of a Git source")));
 }
 
 // Fleet's layout of one chart and a folder of values per environment: each folder's

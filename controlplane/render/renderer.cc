@@ -185,8 +185,9 @@ std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
 // one in a chart repository, one in an OCI registry (oci:// in helm.repo with the chart's
 // name, or in helm.chart), or an archive's URL in helm.chart; `out` is left empty for a
 // chart in a folder. Returns why it cannot be fetched ("" when it can, or is a folder).
+// `git_forms`: Fleet's Git sources other than `git::` too (FleetGitChartSource).
 std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_name,
-                          const std::string& version, RemoteChart* out) {
+                          const std::string& version, RemoteChart* out, bool git_forms = false) {
   *out = RemoteChart();
   auto http = [](const std::string& url) {
     return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
@@ -205,9 +206,13 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
     return "";
   }
   // A folder of another Git repository, as go-getter names it (Fleet fetches charts so).
-  if (repo_url.empty() && absl::StartsWith(chart_name, "git::")) {
-    out->url = chart_name;
-    return "";
+  if (repo_url.empty() && (git_forms || absl::StartsWith(chart_name, "git::"))) {
+    absl::StatusOr<std::optional<std::string>> git = FleetGitChartSource(chart_name);
+    if (!git.ok()) return std::string(git.status().message());
+    if (git->has_value()) {
+      out->url = **std::move(git);
+      return "";
+    }
   }
   // go-getter's other sources: refused by name rather than read as a folder.
   for (const char* getter : {"s3::", "gcs::", "hg::"}) {
@@ -228,6 +233,68 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
   }
   return "";
 }
+
+// scp's `USER@HOST:PATH` as `ssh://USER@HOST/PATH`; anything else as it is.
+std::string ScpAsSsh(absl::string_view source) {
+  if (absl::StrContains(source, "://")) return std::string(source);
+  const size_t colon = source.find(':');
+  if (colon == absl::string_view::npos || colon + 1 == source.size()) return std::string(source);
+  const absl::string_view user_host = source.substr(0, colon);
+  const size_t at = user_host.find('@');
+  if (at == absl::string_view::npos || at == 0 || at + 1 == user_host.size() ||
+      absl::StrContains(user_host, "/")) {
+    return std::string(source);
+  }
+  return absl::StrCat("ssh://", user_host, "/", absl::StripPrefix(source.substr(colon + 1), "/"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> FleetGitChartSource(absl::string_view chart) {
+  const std::string shown(chart.substr(0, 256));
+  for (absl::string_view forced : {"git::", "ssh::"}) {
+    if (absl::StartsWith(chart, forced)) {
+      return std::optional<std::string>(
+          absl::StrCat("git::", ScpAsSsh(chart.substr(forced.size()))));
+    }
+  }
+  const std::string scheme = absl::AsciiStrToLower(chart.substr(0, 6));
+  if (scheme == "git://" || scheme == "ssh://") {
+    return std::optional<std::string>(absl::StrCat("git::", chart));
+  }
+  // GitHub's, GitLab's and Bitbucket's shorthands: HOST/ORG/REPO, and a folder after it
+  // (before or after "//"), over https.
+  for (absl::string_view host : {"github.com/", "gitlab.com/", "bitbucket.org/"}) {
+    if (!absl::StartsWith(chart, host)) continue;
+    absl::string_view rest = chart;
+    absl::string_view query;
+    if (size_t question = rest.find('?'); question != absl::string_view::npos) {
+      query = rest.substr(question);
+      rest = rest.substr(0, question);
+    }
+    absl::string_view after;
+    if (size_t split = rest.find("//"); split != absl::string_view::npos) {
+      after = rest.substr(split + 2);
+      rest = rest.substr(0, split);
+    }
+    std::vector<absl::string_view> parts = absl::StrSplit(rest, absl::MaxSplits('/', 3));
+    if (parts.size() < 3 || parts[1].empty() || parts[2].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("helm.chart ", shown, " names no repository (",
+                                                     host, "ORG/REPO, as Fleet reads it)"));
+    }
+    std::string folder = parts.size() == 4 ? std::string(parts[3]) : std::string();
+    if (!after.empty()) absl::StrAppend(&folder, folder.empty() ? "" : "/", after);
+    return std::optional<std::string>(absl::StrCat(
+        "git::https://", parts[0], "/", parts[1], "/", parts[2],
+        absl::EndsWith(parts[2], ".git") ? "" : ".git", folder.empty() ? "" : "//", folder, query));
+  }
+  if (std::string ssh = ScpAsSsh(chart); ssh != chart) {
+    return std::optional<std::string>(absl::StrCat("git::", ssh));
+  }
+  return std::optional<std::string>();
+}
+
+namespace {
 
 // `relative` joined onto repository folder `folder`, "." and ".." worked out; nullopt when
 // it climbs out of the repository ("" is the root).
@@ -283,7 +350,9 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   const std::string chart = target.helm_chart.value_or(fleet.helm_chart_field);
   const std::string version = target.helm_version.value_or(fleet.helm_version_field);
   RemoteChart remote;
-  if (std::string error = RemoteChartOf(repo, chart, version, &remote); !error.empty()) {
+  if (std::string error =
+          RemoteChartOf(repo, chart, version, &remote, placed->reads_fleet_git_chart_forms);
+      !error.empty()) {
     return refuse(absl::StrCat("its ", error));
   }
   if (!remote.empty()) {
@@ -458,13 +527,19 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   out->helm_version_field = FleetScalar(helm["version"]);
   out->remote_chart_error = RemoteChartOf(out->helm_repo_field, out->helm_chart_field,
                                           out->helm_version_field, &out->remote_chart);
+  if (out->remote_chart.empty() && out->remote_chart_error.empty()) {
+    out->git_chart_form_error =
+        RemoteChartOf(out->helm_repo_field, out->helm_chart_field, out->helm_version_field,
+                      &out->git_chart_form, /*git_forms=*/true);
+  }
   // A chart in a folder inside the bundle's (Fleet's `chart: ./chart`); one from a helm
   // repository, a URL or an OCI registry is Fleet's to fetch, and not read.
   const YAML::Node repo = helm["repo"];
   const bool from_repo = repo && repo.IsScalar() && !repo.Scalar().empty();
   if (const YAML::Node chart = helm["chart"]; chart && chart.IsScalar() && !from_repo) {
     std::string dir = chart.Scalar();
-    const bool url = absl::StrContains(dir, "://") || absl::StartsWith(dir, "oci:");
+    const bool url = absl::StrContains(dir, "://") || absl::StartsWith(dir, "oci:") ||
+                     !out->remote_chart.empty();
     while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (dir == ".") dir.clear();
@@ -476,13 +551,16 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
   }
   for (const auto& option : helm) {
     const std::string key = option.first.IsScalar() ? option.first.Scalar() : "";
-    const bool remote =
-        !out->remote_chart.empty() && (key == "repo" || key == "chart" || key == "version");
+    const bool chart_key = key == "repo" || key == "chart" || key == "version";
+    const bool remote = !out->remote_chart.empty() && chart_key;
     if (key != "values" && key != "valuesFiles" && key != "releaseName" &&
-        key != "disablePreProcess" &&
-        !(key == "chart" && (!out->helm_chart.empty() || !out->helm_chart_outside.empty())) &&
-        !remote) {
-      out->helm_other_options = true;
+        key != "disablePreProcess" && !remote) {
+      const bool folder =
+          key == "chart" && (!out->helm_chart.empty() || !out->helm_chart_outside.empty());
+      if (!folder) out->helm_other_options = true;
+      if (!folder && !(chart_key && !out->git_chart_form.empty())) {
+        out->helm_other_options_but_git_form = true;
+      }
     }
   }
   auto refuse = [&](const std::string& why) {
@@ -739,6 +817,17 @@ bool GoGetterChart(const FleetYamlNamespace& fleet) {
 }
 }  // namespace
 
+void FleetYamlNamespace::ReadGitChartForms() {
+  if (git_chart_form.empty() && git_chart_form_error.empty()) return;
+  remote_chart = std::move(git_chart_form);
+  remote_chart_error = std::move(git_chart_form_error);
+  git_chart_form = RemoteChart();
+  git_chart_form_error.clear();
+  helm_chart.clear();
+  helm_chart_outside.clear();
+  helm_other_options = helm_other_options_but_git_form;
+}
+
 std::string RemoteChart::Describe() const {
   if (!url.empty()) return version.empty() ? url : absl::StrCat(url, " ", version);
   return absl::StrCat(name, version.empty() ? "" : " ", version, " from ", repo);
@@ -765,6 +854,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_argocd_template_options = reads.argocd_template_options;
   input->reads_fleet_do_not_deploy = reads.fleet_do_not_deploy;
   input->reads_fleet_outside_charts = reads.fleet_outside_charts;
+  input->reads_fleet_git_chart_forms = reads.fleet_git_chart_forms;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -1908,6 +1998,15 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   absl::StatusOr<FleetYamlNamespace> fleet =
       ReadFleetYamlNamespace(input.path, input.files, input.reads_fleet_bundle_layout);
   if (!fleet.ok()) return fleet.status();
+  if (input.reads_fleet_git_chart_forms) {
+    fleet->ReadGitChartForms();
+  } else if (!fleet->git_chart_form.empty() && input.notes != nullptr) {
+    input.notes->push_back(absl::StrCat(
+        fleet->file, " names the chart ", fleet->helm_chart_field.substr(0, 256),
+        " in another Git repository in helm.chart; this bundle was rendered before gitfleet "
+        "read that form of a Git source, and renders as it did: add the bundle again to render "
+        "that chart"));
+  }
   if (!input.reads_fleet_bundle_layout && input.notes != nullptr) {
     if (const RepoFile* yml = FindFleetYaml(input.path, input.files);
         yml != nullptr && yml->path != fleet->file) {
@@ -2594,7 +2693,8 @@ std::vector<std::string> RendererNames() {
 }
 
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
-                         bool fleet_layout, bool fleet_charts, bool fleet_outside_charts) {
+                         bool fleet_layout, bool fleet_charts, bool fleet_outside_charts,
+                         bool fleet_git_chart_forms) {
   if (fleet_layout && FindRendererFactory("helm") != nullptr &&
       FindFleetYaml(path, files) != nullptr) {
     // Fleet renders a folder with a Chart.yaml as that chart, and post-renders it through a
@@ -2606,6 +2706,7 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
       return "helm";
     }
     absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
+    if (fleet.ok() && fleet_git_chart_forms) fleet->ReadGitChartForms();
     // So is one whose fleet.yaml names a chart in a chart repository, or by URL.
     if (fleet_charts && fleet.ok() && fleet->helm_chart.empty() &&
         (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty()) &&

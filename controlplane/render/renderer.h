@@ -52,6 +52,14 @@ struct RemoteChart {
 // Whether `chart` is a folder of another Git repository (go-getter's `git::` URL), which
 // the control plane fetches as it fetches kustomize's remote bases.
 bool IsGitChart(const RemoteChart& chart);
+// Fleet's Git sources for a chart (fleet.yaml's helm.chart without helm.repo), as Fleet's
+// bundle reader resolves them: `git::SOURCE` and `ssh::SOURCE`, a git:// or ssh:// URL,
+// `github.com/ORG/REPO[/FOLDER]` (and gitlab.com's and bitbucket.org's: over https, ".git"
+// added) and scp's `USER@HOST:PATH`; "//" splits the repository from its folder and `?ref=`
+// names a branch, tag or commit. Returns the source as `git::URL[//FOLDER][?QUERY]` (what
+// ParseRemoteBase reads), nullopt for anything else (a folder, an archive's URL), or
+// InvalidArgument when it names no repository.
+absl::StatusOr<std::optional<std::string>> FleetGitChartSource(absl::string_view chart);
 
 // What a chart sees of the cluster (.Capabilities) when `helm template` renders it: empty
 // means helm's defaults.
@@ -155,6 +163,11 @@ struct RenderInput {
   // (`git::URL//FOLDER?ref=REF`, remote_chart) renders that chart with the helm engine, as
   // Fleet does. False for a bundle rendered before: its folder as it did, noted.
   bool reads_fleet_outside_charts = true;
+  // Whether a helm.chart in Fleet's other forms of a Git source (`github.com/ORG/REPO//DIR`,
+  // `ssh::`, a git:// or ssh:// URL, `USER@HOST:PATH`: FleetGitChartSource) is fetched as a
+  // `git::` one is, in fleet.yaml and its targets. False for a bundle rendered before: such
+  // a chart reads as it did (a folder inside the bundle's, or nothing), noted.
+  bool reads_fleet_git_chart_forms = true;
   // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
   // their own in Fleet), and a helm render renders the chart fleet.yaml's helm.chart names
@@ -311,6 +324,7 @@ struct RepositoryReads {
   bool fleet_target_folders = true;
   bool fleet_do_not_deploy = true;
   bool fleet_outside_charts = true;
+  bool fleet_git_chart_forms = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
   bool fleet_diff = true;
@@ -499,10 +513,12 @@ std::vector<std::string> RendererNames();
 // bundle rendered before gitfleet read it). So is a folder with a Chart.yaml and a fleet.yaml,
 // whatever kustomization is beside the chart (Fleet post-renders the chart through it), unless
 // `fleet_charts` is false. So is one whose fleet.yaml names a chart folder outside it
-// (`helm.chart: ../../charts/web`), unless `fleet_outside_charts` is false.
+// (`helm.chart: ../../charts/web`), unless `fleet_outside_charts` is false, or a chart in
+// another Git repository in one of Fleet's forms other than `git::` (FleetGitChartSource),
+// unless `fleet_git_chart_forms` is false.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
                          bool fleet_layout = true, bool fleet_charts = true,
-                         bool fleet_outside_charts = true);
+                         bool fleet_outside_charts = true, bool fleet_git_chart_forms = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -597,6 +613,15 @@ struct FleetYamlNamespace {
   // URL; or why it cannot be fetched (an OCI registry, a scheme other than http(s)).
   RemoteChart remote_chart;
   std::string remote_chart_error;
+  // The chart helm.chart names in another Git repository in one of Fleet's forms other than
+  // `git::` (FleetGitChartSource: `github.com/ORG/REPO//DIR`, a git:// URL, ...), or why it
+  // names none: the remote chart since reads_fleet_git_chart_forms (ReadGitChartForms), a
+  // folder inside the bundle's or nothing before.
+  RemoteChart git_chart_form;
+  std::string git_chart_form_error;
+  bool helm_other_options_but_git_form = false;  // helm_other_options, the chart read
+  // Takes git_chart_form as the remote chart (helm_chart and helm_chart_outside cleared).
+  void ReadGitChartForms();
   // Its helm.repo, helm.chart and helm.version as written: a target's are merged over them.
   std::string helm_repo_field, helm_chart_field, helm_version_field;
   bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text

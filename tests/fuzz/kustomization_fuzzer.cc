@@ -1,6 +1,6 @@
 // The kustomization path checker, the rewrite that adds a chart's output to a kustomization
-// (Fleet's post-render), and the remote base reader: a repository's kustomization.yaml may
-// hold anything.
+// (Fleet's post-render), and the readers of remote bases and of Fleet's Git chart sources: a
+// repository's kustomization.yaml and fleet.yaml may hold anything.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +29,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ((**base).path == ".." || (**base).path.rfind("../", 0) == 0 ||
          (**base).path.find("/../") != std::string::npos)) {
       __builtin_trap();
+    }
+    // Fleet's forms of a Git source for a chart read as a `git::` one, whose folder never
+    // climbs out of its repository either.
+    absl::StatusOr<std::optional<std::string>> chart = gitfleet::FleetGitChartSource(chunk);
+    if (chart.ok() && chart->has_value()) {
+      if ((**chart).rfind("git::", 0) != 0) __builtin_trap();
+      base = gitfleet::ParseRemoteBase(absl::string_view(**chart).substr(5));
+      if (base.ok() && base->has_value() &&
+          ((**base).path == ".." || (**base).path.rfind("../", 0) == 0 ||
+           (**base).path.find("/../") != std::string::npos)) {
+        __builtin_trap();
+      }
     }
   }
   // What the rewrite writes is a kustomization that lists the output once, first.
