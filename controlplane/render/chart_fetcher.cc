@@ -1321,6 +1321,14 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
       }
       d.repository = *url;
     }
+    if (UrlCarriesSecret(d.repository)) {
+      // Never sent, nor shown again: in a repository's file it is a leak already.
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " is in ", RedactUrl(d.repository.substr(0, 256)),
+          ", which carries credentials in its URL, which gitfleet never sends nor shows: give "
+          "the control plane a credential for it (--chart-credentials=PREFIX=NAME), and take it "
+          "out of the repository"));
+    }
     if (charts == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
           where, " is in ", d.repository.substr(0, 256),

@@ -579,6 +579,103 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
               HasSubstr("where gitfleet puts copies of remote bases"));
 }
 
+// A token or password written into the URL of a remote base, a remote file or a chart (a
+// repository's file holds it, so it is leaked already) is never sent anywhere nor shown
+// again: the render fails naming the URL without it, before any fetch, and no note holds it,
+// even where every repository is trusted. An ssh account (`git@`) is no secret.
+TEST(KustomizeRendererTest, CredentialsWrittenIntoARemoteUrlAreNeverSentNorShown) {
+  const std::string port = absl::StrCat(::gitfleet::testing::FreePort());
+  std::unique_ptr<GitRepositories> repos = NewLibgit2Repositories(TempDir("cache"), {}, {});
+  auto trust_all = std::make_shared<RemoteBaseFetcher>(repos.get(), std::vector<std::string>{"*"},
+                                                       absl::ZeroDuration());
+  KustomizeOptions options{"", TempDir("scratch"), absl::Seconds(60), {}};
+  options.remote_bases = trust_all;
+  KustomizeRenderer kustomize(options);
+  for (const std::string& reference :
+       {absl::StrCat("https://git:s3cret@127.0.0.1:", port, "/org/repo//base?ref=v1"),
+        absl::StrCat("git::https://s3cret@127.0.0.1:", port, "/org/repo.git//base"),
+        absl::StrCat("https://deploy:s3cret@127.0.0.1:", port, "/org/repo/raw/main/install.yaml"),
+        absl::StrCat("ssh://git:s3cret@127.0.0.1:", port, "/org/repo//base")}) {
+    std::vector<std::string> notes;
+    RenderInput input{
+        "web", "apps/web", {{"apps/web/kustomization.yaml", "resources: ['" + reference + "']\n"}}};
+    input.notes = &notes;
+    absl::StatusOr<ObjectSet> refused = kustomize.Render(input);
+    ASSERT_FALSE(refused.ok()) << reference;
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("carries credentials in its URL"))
+        << reference;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("***@127.0.0.1")) << reference;
+    EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret"))) << reference;
+    EXPECT_THAT(absl::StrJoin(notes, "\n"), Not(HasSubstr("s3cret"))) << reference;
+  }
+  // kustomize's helmCharts, whether or not the control plane fetches charts.
+  const RepoFile helm_charts = {
+      "apps/web/kustomization.yaml",
+      absl::StrCat(
+          "helmCharts:\n- name: web\n  version: 1.0.0\n  repo: https://u:s3cret@127.0.0.1:", port,
+          "/charts\n")};
+  ChartFetchOptions any_chart;
+  any_chart.allowed = {"*"};
+  KustomizeOptions fetching = options;
+  fetching.chart_fetcher = std::make_shared<ChartFetcher>(any_chart);
+  for (const KustomizeOptions& with : {options, fetching}) {
+    absl::StatusOr<ObjectSet> refused =
+        KustomizeRenderer(with).Render({"web", "apps/web", {helm_charts}});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("carries credentials in its URL"));
+    EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret")));
+  }
+  // An ssh account is named, not refused (the fetch fails: nothing listens there).
+  absl::StatusOr<ObjectSet> account = kustomize.Render(
+      {"web",
+       "apps/web",
+       {{"apps/web/kustomization.yaml",
+         absl::StrCat("resources: ['ssh://git@127.0.0.1:", port, "/org/repo//base']\n")}}});
+  EXPECT_THAT(account.status().message(), Not(HasSubstr("carries credentials")));
+
+  // A chart: in another Git repository, by an archive's URL, in a chart repository.
+  HelmOptions helm_options{"/bin/true", TempDir("helm-scratch"), absl::Seconds(30), {}};
+  helm_options.allow_network = true;
+  ToolOptions remote = helm_options;
+  remote.binary.clear();
+  remote.remote_bases = trust_all;
+  ChartFetchOptions any;
+  any.allowed = {"*"};
+  HelmRenderer helm(helm_options, remote, std::make_shared<ChartFetcher>(any));
+  for (const std::string& chart :
+       {absl::StrCat("chart: 'git::https://git:s3cret@127.0.0.1:", port, "/org/charts//web'"),
+        absl::StrCat("chart: 'https://u:s3cret@127.0.0.1:", port, "/web-1.0.0.tgz'"),
+        absl::StrCat("repo: 'https://u:s3cret@127.0.0.1:", port, "/charts', chart: web")}) {
+    std::vector<std::string> notes;
+    RenderInput input{"web", "apps/web", {{"apps/web/fleet.yaml", "helm: {" + chart + "}\n"}}};
+    input.notes = &notes;
+    EXPECT_EQ(DetectEngine("apps/web", input.files), "helm") << chart;
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(helm, input);
+    ASSERT_FALSE(refused.ok()) << chart;
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("carries credentials in its URL"))
+        << chart;
+    EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret"))) << chart;
+    EXPECT_THAT(absl::StrJoin(notes, "\n"), Not(HasSubstr("s3cret"))) << chart;
+  }
+  // A chart's dependency, whether or not the control plane fetches charts.
+  HelmRenderer fetching_none(helm_options, std::nullopt, nullptr);
+  const std::vector<RepoFile> dependent = {
+      {"apps/shop/Chart.yaml",
+       absl::StrCat("apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n- name: db\n"
+                    "  version: 1.0.0\n  repository: https://u:s3cret@127.0.0.1:",
+                    port, "/charts\n")}};
+  for (HelmRenderer* renderer : {&helm, &fetching_none}) {
+    absl::StatusOr<ObjectSet> refused = renderer->Render({"shop", "apps/shop", dependent});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("carries credentials in its URL"));
+    EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret")));
+  }
+}
+
 // Adds to `server` a chart for each (name, version): a Chart.yaml and a values.yaml.
 absl::Status AddCharts(testing::ChartRepositoryServer& server,
                        const std::vector<std::pair<std::string, std::string>>& charts) {

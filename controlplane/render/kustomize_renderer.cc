@@ -29,6 +29,7 @@
 #include "controlplane/render/checkout.h"
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/remote_bases.h"
+#include "controlplane/source/git_credentials.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -386,6 +387,15 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
         return refuse(absl::StrCat("the build's kustomizations name more than ",
                                    kMaxKustomizeCharts, " charts in chart repositories"));
       }
+      if (UrlCarriesSecret(repo)) {
+        // Never sent, nor shown again: in a repository's file it is a leak already.
+        return refuse(absl::StrCat("helmCharts ", name, ": its repo ",
+                                   RedactUrl(repo.substr(0, 256)),
+                                   " carries credentials in its URL, which gitfleet never sends "
+                                   "nor shows: give the control plane a credential for it "
+                                   "(--chart-credentials=PREFIX=NAME), and take it out of the "
+                                   "repository"));
+      }
       if (fetcher == nullptr) {
         return refuse(absl::StrCat("helmCharts ", name, " from ", repo.substr(0, 256),
                                    ": the control plane fetches no charts (start it with "
@@ -504,6 +514,14 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
         for (size_t i = 0; i < list.size(); ++i) {
           if (!list[i].IsScalar() || !LooksRemote(list[i].Scalar())) continue;
           const std::string reference = list[i].Scalar();
+          if (UrlCarriesSecret(reference)) {
+            // Never sent, nor shown again: in a repository's file it is a leak already.
+            return absl::InvalidArgumentError(absl::StrCat(
+                file->path, ": ", field, " \"", RedactUrl(reference.substr(0, 256)),
+                "\" carries credentials in its URL, which gitfleet never sends nor shows: give "
+                "the control plane a credential for it (--git-credentials=PREFIX=NAME), and "
+                "take it out of the repository"));
+          }
           const std::string where =
               absl::StrCat(file->path, ": ", field, " \"", reference.substr(0, 256), "\"");
           if (IsRemoteFile(reference)) {

@@ -25,6 +25,7 @@
 #include "controlplane/render/fleet_overlays.h"
 #include "controlplane/render/fleet_selector.h"
 #include "controlplane/render/fleet_values.h"
+#include "controlplane/source/git_credentials.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gitfleet {
@@ -189,6 +190,18 @@ std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
 std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_name,
                           const std::string& version, RemoteChart* out, bool git_forms = false) {
   *out = RemoteChart();
+  // Never sent, nor shown again: in a repository's file it is a leak already.
+  for (const auto& [field, url] :
+       {std::pair<const char*, const std::string&>{"repo", repo_url},
+        std::pair<const char*, const std::string&>{"chart", chart_name}}) {
+    if (UrlCarriesSecret(url)) {
+      return absl::StrCat("helm.", field, " \"", RedactUrl(url.substr(0, 256)),
+                          "\" carries credentials in its URL, which gitfleet never sends nor "
+                          "shows: give the control plane a credential for it "
+                          "(--chart-credentials=PREFIX=NAME, or --git-credentials for a Git "
+                          "repository), and take it out of the repository");
+    }
+  }
   auto http = [](const std::string& url) {
     return absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://");
   };
@@ -808,7 +821,7 @@ namespace {
 // reads_fleet_outside_charts (before, such a folder rendered as its files).
 bool GoGetterChart(const FleetYamlNamespace& fleet) {
   if (IsGitChart(fleet.remote_chart)) return true;
-  for (const char* getter : {"s3::", "gcs::", "hg::"}) {
+  for (const char* getter : {"git::", "s3::", "gcs::", "hg::"}) {
     if (fleet.helm_repo_field.empty() && absl::StartsWith(fleet.helm_chart_field, getter)) {
       return true;
     }
@@ -1117,7 +1130,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       if (value && value.IsScalar() && !value.Scalar().empty() && value.Scalar() != "." &&
           value.Scalar() != "./") {
         std::string elsewhere =
-            absl::StrCat(section, ".", field, " ", value.Scalar().substr(0, 256));
+            absl::StrCat(section, ".", field, " ", RedactUrl(value.Scalar().substr(0, 256)));
         if (std::string(section) == "helm") out.chart_elsewhere = elsewhere;
         if (out.renders_elsewhere.empty()) out.renders_elsewhere = std::move(elsewhere);
       }
@@ -2002,7 +2015,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     fleet->ReadGitChartForms();
   } else if (!fleet->git_chart_form.empty() && input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
-        fleet->file, " names the chart ", fleet->helm_chart_field.substr(0, 256),
+        fleet->file, " names the chart ", RedactUrl(fleet->helm_chart_field.substr(0, 256)),
         " in another Git repository in helm.chart; this bundle was rendered before gitfleet "
         "read that form of a Git source, and renders as it did: add the bundle again to render "
         "that chart"));
@@ -2096,7 +2109,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                             (input.reads_fleet_outside_charts || !GoGetterChart(*fleet));
   if (!input.reads_fleet_outside_charts && GoGetterChart(*fleet) && input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
-        fleet_yaml, " names the chart ", fleet->helm_chart_field.substr(0, 256),
+        fleet_yaml, " names the chart ", RedactUrl(fleet->helm_chart_field.substr(0, 256)),
         " in helm.chart; this bundle was rendered before gitfleet fetched such charts, and "
         "renders its folder as it did: add the bundle again to render that chart"));
   }

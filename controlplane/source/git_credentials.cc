@@ -490,23 +490,11 @@ absl::Status CheckSourceUrl(const std::string& url, bool allow_local) {
         absl::StrCat("source URL \"", RedactUrl(url),
                      "\" must start with file://, git://, http://, https://, ssh:// or /"));
   }
-  size_t scheme = url.find("://");
-  if (scheme != std::string::npos) {
-    size_t host = scheme + 3;
-    size_t end = url.find_first_of("/?#", host);
-    size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
-    if (at != std::string::npos && at >= host) {
-      absl::string_view user(url.data() + host, at - host);
-      bool is_ssh = absl::StartsWith(url, "ssh://");
-      // ssh://git@host names the account, which is no secret; anything with a password,
-      // or any user in an HTTP URL (tokens go there), is one.
-      if (!is_ssh || absl::StrContains(user, ':')) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "source URL \"", RedactUrl(url),
-            "\" carries credentials; put them in a credential (--credentials-dir on the "
-            "control plane) and name it with --credentials"));
-      }
-    }
+  if (UrlCarriesSecret(url)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("source URL \"", RedactUrl(url),
+                     "\" carries credentials; put them in a credential (--credentials-dir on the "
+                     "control plane) and name it with --credentials"));
   }
   if (local && !allow_local) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -514,6 +502,21 @@ absl::Status CheckSourceUrl(const std::string& url, bool allow_local) {
         "\" is on the control plane's own disk; local sources need --allow-local-sources"));
   }
   return absl::OkStatus();
+}
+
+bool UrlCarriesSecret(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return false;
+  const size_t host = scheme + 3;
+  const size_t end = std::min(url.find_first_of("/?#", host), url.size());
+  const size_t at = url.substr(0, end).rfind('@');
+  if (at == absl::string_view::npos || at < host) return false;
+  absl::string_view named = url.substr(0, scheme);  // "ssh", "git::ssh"
+  if (size_t colon = named.rfind(':'); colon != absl::string_view::npos) {
+    named.remove_prefix(colon + 1);
+  }
+  return !absl::EqualsIgnoreCase(named, "ssh") ||
+         absl::StrContains(url.substr(host, at - host), ':');
 }
 
 std::string RedactUrl(const std::string& url) {

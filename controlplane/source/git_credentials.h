@@ -107,6 +107,11 @@ absl::Status CheckSourceUrl(const std::string& url, bool allow_local);
 // `url` as it may be shown: any user information before '@' in the authority removed.
 std::string RedactUrl(const std::string& url);
 
+// Whether `url` (`git::` or another getter's prefix before it, or none) holds a secret
+// before its host: a password, or any user of a URL other than an ssh:// one (tokens go
+// there). ssh://git@host names an account, which is no secret.
+bool UrlCarriesSecret(absl::string_view url);
+
 // Credentials by URL prefix (--git-credentials=PREFIX=NAME,..., as Argo CD's credential
 // templates): a source that names no credential, and a submodule, get the credential of
 // the longest prefix their URL is under. Each PREFIX is an https:// or ssh:// URL prefix

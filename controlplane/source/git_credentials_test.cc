@@ -337,6 +337,23 @@ TEST(CheckSourceUrlTest, NoSecretsInUrlsAndLocalOnlyWhenAllowed) {
   EXPECT_THAT(CheckSourceUrl("ftp://x", true), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(RedactUrl("https://a:b@h/p"), "https://***@h/p");
   EXPECT_EQ(RedactUrl("https://h/p@q"), "https://h/p@q");
+  EXPECT_EQ(RedactUrl("git::https://a:b@h/p//d"), "git::https://***@h/p//d");
+}
+
+// The same judgement for what a repository's files name (remote bases and files, charts),
+// whatever getter's prefix is before the URL.
+TEST(UrlCarriesSecretTest, APasswordOrAnHttpUserButNotAnSshAccount) {
+  for (const char* secret :
+       {"https://alice:s3cret@h/app", "https://ghp_TOKEN@github.com/org/app", "http://u@h/x",
+        "git::https://t@h/org/app//d", "ssh://git:s3cret@h/app", "git::SSH://git:pw@h/app",
+        "oci://u:p@registry.example.com/charts/web"}) {
+    EXPECT_TRUE(UrlCarriesSecret(secret)) << secret;
+  }
+  for (const char* none :
+       {"https://h/app", "ssh://git@h:2222/app", "git::ssh://git@h/org/app//d", "git@h:org/app",
+        "https://h/team@2024/app", "https://h/app?who=a@b", "charts/web", ""}) {
+    EXPECT_FALSE(UrlCarriesSecret(none)) << none;
+  }
 }
 
 TEST(UrlUnderPrefixTest, AtAPathBoundaryAndAHostAloneIsThatHost) {
