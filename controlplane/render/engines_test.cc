@@ -660,6 +660,21 @@ TEST(KustomizeRendererTest, CredentialsWrittenIntoARemoteUrlAreNeverSentNorShown
     EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret"))) << chart;
     EXPECT_THAT(absl::StrJoin(notes, "\n"), Not(HasSubstr("s3cret"))) << chart;
   }
+  // A values file named by its URL (Fleet reads the bundle's files only).
+  {
+    std::vector<std::string> notes;
+    RenderInput input{"web",
+                      "apps/web",
+                      {{"apps/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n"},
+                       {"apps/web/fleet.yaml",
+                        "helm: {valuesFiles: ['https://u:s3cret@127.0.0.1/values.yaml']}\n"}}};
+    input.notes = &notes;
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(helm, input);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("\"https://***@127.0.0.1/values.yaml\" must be a relative path"));
+    EXPECT_THAT(absl::StrJoin(notes, "\n"), Not(HasSubstr("s3cret")));
+  }
   // A chart's dependency, whether or not the control plane fetches charts.
   HelmRenderer fetching_none(helm_options, std::nullopt, nullptr);
   const std::vector<RepoFile> dependent = {

@@ -774,11 +774,12 @@ absl::StatusOr<ObjectSet> ObjectsFromToolOutput(const std::string& bundle,
 }
 
 absl::Status CheckHelmValuesFile(const std::string& file) {
-  bool escapes = file.empty() || file[0] == '/';
+  bool escapes = file.empty() || file[0] == '/' || absl::StrContains(file, "://");
   for (absl::string_view part : absl::StrSplit(file, '/')) escapes |= part == "..";
   if (escapes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("helm values file \"", file, "\" must be a relative path inside the chart"));
+    return absl::InvalidArgumentError(absl::StrCat("helm values file \"",
+                                                   RedactUrl(file.substr(0, 256)),
+                                                   "\" must be a relative path inside the chart"));
   }
   return absl::OkStatus();
 }
@@ -786,7 +787,7 @@ absl::Status CheckHelmValuesFile(const std::string& file) {
 absl::StatusOr<std::string> HelmValuesPath(const std::string& folder, const std::string& file) {
   auto refused = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("helm values file \"", file.substr(0, 256), "\" ", why));
+        absl::StrCat("helm values file \"", RedactUrl(file.substr(0, 256)), "\" ", why));
   };
   if (file.empty() || file.size() > 1024) return refused("is not a path");
   if (file[0] == '/') return refused("must be a path relative to the chart's folder");
@@ -1760,7 +1761,7 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
   for (const std::string& file : helm.value_files) {
     if (absl::StrContains(file, "://") || absl::StartsWith(file, "$")) {
       return absl::InvalidArgumentError(absl::StrCat(
-          files, sets, "helm.valueFiles ", file.substr(0, 256),
+          files, sets, "helm.valueFiles ", RedactUrl(file.substr(0, 256)),
           ", which is not a file in the chart's folder (a URL, or another source's "
           "$ref): put the values in the repository, or in the bundle's --values-file"));
     }
@@ -1778,9 +1779,9 @@ absl::Status PlaceArgoCdHelm(const RenderInput& input, const ArgoCdHelm& helm,
   // fileParameters: as value files are found (Argo CD resolves them so), never missing.
   for (const auto& [name, file] : helm.file_parameters) {
     if (absl::StrContains(file, "://")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(files, sets, "helm.fileParameters ", name, " from ", file.substr(0, 256),
-                       ", which is not a file of the repository: put the file in it"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          files, sets, "helm.fileParameters ", name, " from ", RedactUrl(file.substr(0, 256)),
+          ", which is not a file of the repository: put the file in it"));
     }
     GF_ASSIGN_OR_RETURN(Found found, find(absl::StrCat("helm.fileParameters ", name), file));
     if (!found.found) {
