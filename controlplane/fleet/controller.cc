@@ -329,6 +329,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.fleet_do_not_deploy = record.reads_fleet_do_not_deploy();
   reads.fleet_outside_charts = record.reads_fleet_outside_charts();
   reads.fleet_git_chart_forms = record.reads_fleet_git_chart_forms();
+  reads.fleet_override_targets = record.reads_fleet_override_targets();
   return reads;
 }
 
@@ -472,6 +473,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_fleet_do_not_deploy(true);
         state.record.set_reads_fleet_outside_charts(true);
         state.record.set_reads_fleet_git_chart_forms(true);
+        state.record.set_reads_fleet_override_targets(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
         // The render cache holds only for the definition it was rendered for: one changed
@@ -1451,6 +1453,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_fleet_do_not_deploy(true);
         state.record.set_reads_fleet_outside_charts(true);
         state.record.set_reads_fleet_git_chart_forms(true);
+        state.record.set_reads_fleet_override_targets(true);
       }
       state.definition = bundle;
       if (bundle.scope().adopted() || !bundle.has_scope()) {
@@ -4383,7 +4386,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
   const bool per_target = out->per_target =
       status.ok() && reads.fleet_target_folders &&
       RendersPerFleetTarget(engine, definition.path(), *inputs, reads.fleet_bundle_layout,
-                            reads.fleet_do_not_deploy);
+                            reads.fleet_do_not_deploy, reads.fleet_override_targets);
   // Charts rendered for each cluster's version or APIs (--kube-version=cluster): a
   // kustomize bundle's helmCharts too, so its renders are per cluster as helm's are.
   const bool cluster_capabilities =

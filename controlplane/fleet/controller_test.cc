@@ -5729,6 +5729,49 @@ TEST_F(RolloutTest, FleetsDoNotDeployLeavesAClusterOutAndTheRolloutGoesOn) {
   EXPECT_EQ(controller_->ListBundles()[0].not_deployed_clusters(), 2);
 }
 
+// Fleet's overrideTargets choose the clusters a folder goes to: a cluster of the bundle's
+// that none selects is sent nothing and shows as not deployed, never failed; one that
+// already runs the bundle keeps it. A bundle rendered before gitfleet read them goes to
+// every cluster, as it did.
+TEST_F(RolloutTest, FleetsOverrideTargetsChooseTheClustersAFolderGoesTo) {
+  git_.Write("apps/web/fleet.yaml",
+             "overrideTargets:\n- name: test\n  clusterSelector: {matchLabels: {env: test}}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("t1", "", "test");
+  Connect("p1");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->error().empty()) << info->error();
+  const std::string r1 = Eventually("t1");
+  ASSERT_FALSE(r1.empty());
+  EXPECT_EQ(hub_->NextMessage(agents_["p1"].session, "web"), nullptr) << "sent nothing";
+  std::vector<v1::BundleStatus> prod;
+  for (int i = 0; i < 1000 && (prod.empty() || !prod[0].not_deployed()); ++i) {
+    prod = controller_->GetStatus("p1", "web");
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(prod.size(), 1u);
+  EXPECT_TRUE(prod[0].not_deployed());
+  EXPECT_THAT(prod[0].message(), HasSubstr("its overrideTargets test select other clusters"));
+  v1::BundleInfo listed = controller_->ListBundles()[0];
+  EXPECT_EQ(listed.not_deployed_clusters(), 1);
+  EXPECT_THAT(listed.notes(), Contains(HasSubstr("only the clusters apps/web/fleet.yaml's "
+                                                 "overrideTargets test select get it")));
+
+  // A bundle from before: every cluster of its selector.
+  ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("web", [](v1::BundleRecord& record) {
+    EXPECT_TRUE(record.reads_fleet_override_targets()) << "a new bundle reads them";
+    record.clear_reads_fleet_override_targets();
+    record.set_revision("rendered-before");
+  }));
+  Connect("t1", r1, "test");
+  Connect("p1");
+  ASSERT_TRUE(controller_->SyncSource("app").ok());
+  EXPECT_FALSE(Eventually("p1").empty()) << "as it did before";
+}
+
 // A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:
 // staging, then production, each partition waiting for the one before to be Healthy. One
 // it cannot follow holds the commit from every cluster, and a bundle's own partitions win.

@@ -1103,6 +1103,97 @@ std::unique_ptr<HelmRenderer> ValuesEchoHelmRenderer(
   return std::make_unique<HelmRenderer>(options, std::nullopt, std::move(charts));
 }
 
+// Fleet's overrideTargets choose the clusters a folder is deployed to, in place of its
+// GitRepo's targets: among the bundle's clusters (its --selector, which a repository never
+// widens), those none selects get nothing (NotDeployedHere: they keep what they run), for
+// any engine. fleet-examples' form (`overrideTargets: true` and the list under `targets:`)
+// reads the same; what cannot be read fails by name. A bundle rendered before goes to
+// every cluster, as it did, saying why.
+TEST(FleetOverrideTargetsTest, ChooseTheClustersTheFolderIsDeployedTo) {
+  const std::string cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n";
+  const std::string listed =
+      "overrideTargets:\n- name: test\n  clusterSelector: {matchLabels: {env: test}}\n"
+      "- clusterName: edge-1\n";
+  const Values test = {{ClusterNameKey(), "t-1"}, {ClusterLabelKey("env"), "test"}};
+  const Values edge = {{ClusterNameKey(), "edge-1"}};
+  const Values prod = {{ClusterNameKey(), "p-1"}, {ClusterLabelKey("env"), "prod"}};
+  PlainRenderer plain;
+  auto render = [&](Renderer& renderer, const std::vector<RepoFile>& files, const Values& cluster,
+                    std::vector<std::string>* notes = nullptr, ReadValues* read = nullptr,
+                    bool reads = true) {
+    RenderInput input{"web", "apps/web", files, nullptr, &cluster, read};
+    input.notes = notes;
+    input.reads_fleet_override_targets = reads;
+    return RenderBundlePath(renderer, input);
+  };
+  const std::vector<RepoFile> files = {{"apps/web/fleet.yaml", listed}, {"apps/web/cm.yaml", cm}};
+  EXPECT_TRUE(RendersPerFleetTarget("plain", "apps/web", files));
+  EXPECT_FALSE(RendersPerFleetTarget("plain", "apps/web", files, true, true,
+                                     /*override_targets=*/false));
+  std::vector<std::string> notes;
+  ReadValues read;
+  absl::StatusOr<ObjectSet> set = render(plain, files, test, &notes, &read);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->size(), 1u);
+  EXPECT_EQ(read, (ReadValues{{ClusterLabelKey("env"), "test"}})) << "the first that selects it";
+  EXPECT_THAT(notes, ::testing::Contains(
+                         HasSubstr("only the clusters apps/web/fleet.yaml's overrideTargets test, "
+                                   "overrideTargets[1] select get it")));
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("sets overrideTargets"))));
+  EXPECT_TRUE(render(plain, files, edge).ok()) << "by its name";
+  absl::StatusOr<ObjectSet> left_out = render(plain, files, prod);
+  EXPECT_TRUE(IsNotDeployed(left_out.status())) << left_out.status();
+  EXPECT_THAT(std::string(left_out.status().message()),
+              HasSubstr("apps/web/fleet.yaml: its overrideTargets test, overrideTargets[1] "
+                        "select other clusters than this one"));
+
+  // A chart alike.
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  const std::vector<RepoFile> chart = {
+      {"apps/web/fleet.yaml", listed},
+      {"apps/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n"}};
+  EXPECT_TRUE(render(*echo, chart, test).ok());
+  EXPECT_TRUE(IsNotDeployed(render(*echo, chart, prod).status()));
+
+  // fleet-examples' multi-cluster/override-targets, as it is written; `false` overrides
+  // nothing.
+  const std::vector<RepoFile> example = {
+      {"apps/web/fleet.yaml",
+       "overrideTargets: true\ntargets:\n  - name: test\n    clusterSelector:\n"
+       "      matchLabels:\n        env: test\n"},
+      {"apps/web/cm.yaml", cm}};
+  EXPECT_TRUE(render(plain, example, test).ok());
+  EXPECT_TRUE(IsNotDeployed(render(plain, example, prod).status()));
+  EXPECT_TRUE(
+      render(plain, {{"apps/web/fleet.yaml", "overrideTargets: false\n"}, {"apps/web/cm.yaml", cm}},
+             prod)
+          .ok());
+
+  for (const auto& [fleet_yaml, error] : std::vector<std::pair<std::string, std::string>>{
+           {"overrideTargets: {env: test}\n", "overrideTargets is not a list of targets"},
+           {"overrideTargets: []\n", "overrideTargets lists no targets"},
+           {"overrideTargets: true\n", "overrideTargets is true, and it lists no targets"},
+           {"overrideTargets:\n- clusterSelector: {matchExpressions: [{key: env, operator: "
+            "Near}]}\n",
+            "overrideTargets overrideTargets[0]: its clusterSelector"},
+           {"overrideTargets:\n- clusterGroup: edge\n",
+            "overrideTargets overrideTargets[0] selects by Fleet's clusterGroup edge"}}) {
+    absl::StatusOr<ObjectSet> refused =
+        render(plain, {{"apps/web/fleet.yaml", fleet_yaml}, {"apps/web/cm.yaml", cm}}, test);
+    EXPECT_FALSE(refused.ok()) << fleet_yaml;
+    EXPECT_FALSE(IsNotDeployed(refused.status())) << fleet_yaml;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr(error)) << fleet_yaml;
+  }
+
+  // A bundle rendered before: every cluster, as it did.
+  notes.clear();
+  EXPECT_TRUE(render(plain, files, prod, &notes, nullptr, /*reads=*/false).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "overrideTargets choose the clusters Fleet deploys it to; this bundle "
+                         "was rendered before gitfleet read them")));
+}
+
 // Rancher Fleet gives a chart in a bundle's folder fleet.yaml's helm.values with its
 // helm.valuesFiles merged over them, under its helm.releaseName; the bundle's own values
 // files come after them. Helm is not packaged here: a stand-in shows what it would be told.

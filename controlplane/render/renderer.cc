@@ -418,10 +418,12 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
 }
 
 // One of fleet.yaml's targetCustomizations, as a chart rendered with helm takes it.
-FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index) {
+// `list` is the field it is listed in.
+FleetYamlNamespace::Target ReadFleetTarget(const YAML::Node& target, int index,
+                                           absl::string_view list = "targetCustomizations") {
   FleetYamlNamespace::Target out;
   out.name = target.IsMap() ? FleetScalar(target["name"]) : "";
-  if (out.name.empty()) out.name = absl::StrCat("targetCustomizations[", index, "]");
+  if (out.name.empty()) out.name = absl::StrCat(list, "[", index, "]");
   if (!target.IsMap()) {
     out.error = "is not a mapping";
     return out;
@@ -869,6 +871,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_fleet_do_not_deploy = reads.fleet_do_not_deploy;
   input->reads_fleet_outside_charts = reads.fleet_outside_charts;
   input->reads_fleet_git_chart_forms = reads.fleet_git_chart_forms;
+  input->reads_fleet_override_targets = reads.fleet_override_targets;
 }
 
 absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& path,
@@ -933,6 +936,41 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     }
     std::string folder_namespace = FleetScalar(fields["namespace"]);
     if (folder_namespace.empty()) folder_namespace = FleetScalar(fields["defaultNamespace"]);
+    // overrideTargets: Fleet's list, or (as fleet-examples writes it) `true` with the list
+    // under `targets:`; `false` overrides nothing.
+    // (yaml-cpp's Node assignment writes through to the document: each node is its own.)
+    if (const YAML::Node given = fields["overrideTargets"]; given && !given.IsNull()) {
+      const bool flag = given.IsScalar() && (given.Scalar() == "true" || given.Scalar() == "false");
+      const YAML::Node listed = !flag                      ? given
+                                : given.Scalar() == "true" ? fields["targets"]
+                                                           : YAML::Node();
+      if (flag && given.Scalar() == "true" && (!listed || listed.IsNull())) {
+        out.override_targets_given = true;
+        out.override_targets_error =
+            "overrideTargets is true, and it lists no targets (list them under "
+            "overrideTargets, as Fleet reads them)";
+      } else if (listed && !listed.IsNull()) {
+        out.override_targets_given = true;
+        if (!listed.IsSequence()) {
+          out.override_targets_error = "overrideTargets is not a list of targets";
+        } else if (listed.size() == 0) {
+          out.override_targets_error =
+              "overrideTargets lists no targets: no cluster would get the bundle";
+        } else if (listed.size() > kMaxHelmTargets) {
+          out.override_targets_error =
+              absl::StrCat("overrideTargets lists ", listed.size(), " targets; at most ",
+                           kMaxHelmTargets, " are read");
+        } else {
+          int index = 0;
+          for (const auto& target : listed) {
+            out.override_targets.push_back(ReadFleetTarget(target, index++, "overrideTargets"));
+            if (out.override_target_names.size() < kMaxTargetsDescribed) {
+              out.override_target_names.push_back(out.override_targets.back().name);
+            }
+          }
+        }
+      }
+    }
     const YAML::Node targets = fields["targetCustomizations"];
     if (targets && targets.IsSequence()) {
       if (targets.size() > kMaxHelmTargets) {
@@ -1157,8 +1195,8 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
 }
 
 absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
-    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values,
-    ReadValues* read) {
+    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values, ReadValues* read,
+    absl::string_view list) {
   auto lookup = [&](const std::string& key) {
     auto it = values.find(key);
     std::optional<std::string> found;
@@ -1168,8 +1206,7 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
   };
   for (const FleetYamlNamespace::Target& target : targets) {
     if (!target.error.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("targetCustomizations ", target.name, ": ", target.error));
+      return absl::InvalidArgumentError(absl::StrCat(list, " ", target.name, ": ", target.error));
     }
     // Every criterion it sets must hold; one that sets none is no cluster's (as in Fleet).
     bool criteria = false;
@@ -1197,7 +1234,7 @@ absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
         // Deploying another target's render to the clusters the repository meant for a
         // group would be a guess.
         return absl::InvalidArgumentError(absl::StrCat(
-            "targetCustomizations ", target.name, " selects by Fleet's ",
+            list, " ", target.name, " selects by Fleet's ",
             target.group.empty() ? std::string("clusterGroupSelector")
                                  : absl::StrCat("clusterGroup ", target.group),
             ", and the control plane reads no cluster groups, so whether it is this cluster's "
@@ -1225,10 +1262,11 @@ bool RendersFleetFolders(const std::string& engine) {
 }
 
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
-                           const std::vector<RepoFile>& files, bool fleet_yml, bool do_not_deploy) {
+                           const std::vector<RepoFile>& files, bool fleet_yml, bool do_not_deploy,
+                           bool override_targets) {
   if (!RendersFleetFolders(engine)) return false;
   absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files, fleet_yml);
-  return fleet.ok() && fleet->per_target(do_not_deploy);
+  return fleet.ok() && fleet->per_target(do_not_deploy, override_targets);
 }
 
 // Not an error: the cluster is left out, as Fleet leaves it out (it keeps whatever of the
@@ -2012,6 +2050,44 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   absl::StatusOr<FleetYamlNamespace> fleet =
       ReadFleetYamlNamespace(input.path, input.files, input.reads_fleet_bundle_layout);
   if (!fleet.ok()) return fleet.status();
+  // Fleet's overrideTargets: the bundle's clusters they select get it, the others nothing.
+  if (fleet->override_targets_given && input.reads_fleet_override_targets) {
+    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "overrideTargets"),
+                        fleet->unread.end());
+    if (!fleet->override_targets_error.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(fleet->file, ": ", fleet->override_targets_error));
+    }
+    if (input.values != nullptr) {
+      absl::StatusOr<const FleetYamlNamespace::Target*> chosen = ChooseFleetTarget(
+          fleet->override_targets, *input.values, input.read_values, "overrideTargets");
+      if (!chosen.ok()) {
+        return absl::Status(chosen.status().code(),
+                            absl::StrCat(fleet->file, ": ", chosen.status().message()));
+      }
+      if (*chosen == nullptr) {
+        return NotDeployedHere(absl::StrCat(fleet->file, ": its overrideTargets ",
+                                            ListNames(fleet->override_target_names, 10),
+                                            " select other clusters than this one"));
+      }
+    }
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat(
+          "only the clusters ", fleet->file, "'s overrideTargets ",
+          ListNames(fleet->override_target_names, 10),
+          " select get it, as Fleet deploys it; the bundle's other clusters get nothing of it "
+          "and keep what they run. A repository never widens a bundle: a cluster outside its "
+          "--selector gets nothing, whatever they select"));
+    }
+  } else if (fleet->override_targets_given && input.notes != nullptr) {
+    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "overrideTargets"),
+                        fleet->unread.end());
+    input.notes->push_back(absl::StrCat(
+        fleet->file,
+        "'s overrideTargets choose the clusters Fleet deploys it to; this bundle was rendered "
+        "before gitfleet read them, and goes to every cluster its --selector selects, as it "
+        "did: add the bundle again to have them read, or narrow its --selector"));
+  }
   if (input.reads_fleet_git_chart_forms) {
     fleet->ReadGitChartForms();
   } else if (!fleet->git_chart_form.empty() && input.notes != nullptr) {
@@ -2294,9 +2370,10 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   const std::string engine = renderer.engine();
   const bool folder_targets = RendersFleetFolders(engine) && fleet->folder_targets();
   // Or whose targets leave some clusters out (doNotDeploy): those get nothing.
-  const bool per_cluster = RendersFleetFolders(engine) &&
-                           fleet->per_target(input.reads_fleet_do_not_deploy) &&
-                           input.reads_fleet_target_folders && input.values != nullptr;
+  const bool per_cluster =
+      RendersFleetFolders(engine) &&
+      fleet->per_target(input.reads_fleet_do_not_deploy, input.reads_fleet_override_targets) &&
+      input.reads_fleet_target_folders && input.values != nullptr;
   const FleetYamlNamespace::Target* folder_target = nullptr;
   // The folder rendered: fleet.yaml's own kustomize.dir, unless the cluster's target gives
   // another, as Fleet renders it.

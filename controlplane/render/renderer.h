@@ -168,6 +168,10 @@ struct RenderInput {
   // `git::` one is, in fleet.yaml and its targets. False for a bundle rendered before: such
   // a chart reads as it did (a folder inside the bundle's, or nothing), noted.
   bool reads_fleet_git_chart_forms = true;
+  // Whether fleet.yaml's overrideTargets choose, among the bundle's clusters, those it is
+  // deployed to (the others get NotDeployedHere), as Fleet deploys it. False for a bundle
+  // rendered before: every cluster of its --selector, as before, noted.
+  bool reads_fleet_override_targets = true;
   // Whether fleet.yml is read when there is no fleet.yaml (Fleet's other name for it), a
   // plain render leaves out subfolders holding their own fleet.yaml or fleet.yml (bundles of
   // their own in Fleet), and a helm render renders the chart fleet.yaml's helm.chart names
@@ -325,6 +329,7 @@ struct RepositoryReads {
   bool fleet_do_not_deploy = true;
   bool fleet_outside_charts = true;
   bool fleet_git_chart_forms = true;
+  bool fleet_override_targets = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
   bool fleet_diff = true;
@@ -697,8 +702,19 @@ struct FleetYamlNamespace {
   // Those that say doNotDeploy: a plain or kustomize bundle renders per cluster for them
   // too (since RenderInput::reads_fleet_do_not_deploy), their clusters getting nothing.
   std::vector<std::string> do_not_deploy_target_names;
-  bool per_target(bool reads_do_not_deploy) const {
-    return folder_targets() || (reads_do_not_deploy && !do_not_deploy_target_names.empty());
+  // Its overrideTargets (Fleet's list of targets, or `overrideTargets: true` with the list
+  // under `targets:`, as fleet-examples writes it): in Fleet, the clusters it is deployed to
+  // instead of its GitRepo's targets. Since RenderInput::reads_fleet_override_targets, a
+  // cluster of the bundle's that none selects gets nothing of it (RenderBundlePath); a
+  // cluster outside the bundle's --selector gets nothing either way. Or why they cannot
+  // be read.
+  bool override_targets_given = false;
+  std::vector<Target> override_targets;
+  std::vector<std::string> override_target_names;
+  std::string override_targets_error;
+  bool per_target(bool reads_do_not_deploy, bool reads_override_targets = false) const {
+    return folder_targets() || (reads_do_not_deploy && !do_not_deploy_target_names.empty()) ||
+           (reads_override_targets && override_targets_given);
   }
 };
 
@@ -710,18 +726,21 @@ bool RendersFleetFolders(const std::string& engine);
 // fleet.yaml gives some clusters another folder, namespace or overlays. `files` are the
 // files the render reads.
 // With `do_not_deploy` (RenderInput::reads_fleet_do_not_deploy), also one whose targets
-// leave some clusters out.
+// leave some clusters out; with `override_targets` (reads_fleet_override_targets), one whose
+// overrideTargets choose its clusters.
 bool RendersPerFleetTarget(const std::string& engine, const std::string& path,
                            const std::vector<RepoFile>& files, bool fleet_yml = true,
-                           bool do_not_deploy = true);
+                           bool do_not_deploy = true, bool override_targets = true);
 
 // The target of `targets` (FleetYamlNamespace::helm_targets) that is the cluster's in
 // `values` (ClusterNameKey, ClusterLabelKey): the first whose criteria all hold; nullptr
 // when none does. Every name and label looked at is recorded in `read`. InvalidArgument
 // naming the target when it cannot be decided here (Fleet's cluster groups, which gitfleet
 // clusters do not have) or cannot be read.
+// `list` names the targets' field in errors.
 absl::StatusOr<const FleetYamlNamespace::Target*> ChooseFleetTarget(
-    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values, ReadValues* read);
+    const std::vector<FleetYamlNamespace::Target>& targets, const Values& values, ReadValues* read,
+    absl::string_view list = "targetCustomizations");
 
 // A helm values file must name a file inside the chart: relative, without "..".
 absl::Status CheckHelmValuesFile(const std::string& file);
