@@ -1163,7 +1163,17 @@ TEST(FleetOverrideTargetsTest, ChooseTheClustersTheFolderIsDeployedTo) {
        "overrideTargets: true\ntargets:\n  - name: test\n    clusterSelector:\n"
        "      matchLabels:\n        env: test\n"},
       {"apps/web/cm.yaml", cm}};
-  EXPECT_TRUE(render(plain, example, test).ok());
+  notes.clear();
+  EXPECT_TRUE(render(plain, example, test, &notes).ok());
+  EXPECT_THAT(notes, Not(::testing::Contains(HasSubstr("sets targets")))) << "read as the list";
+  notes.clear();
+  EXPECT_TRUE(render(plain,
+                     {{"apps/web/fleet.yaml", "targets:\n- clusterSelector: {}\n"},
+                      {"apps/web/cm.yaml", cm}},
+                     prod, &notes)
+                  .ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets targets, which gitfleet does not read")))
+      << "Fleet's fleet.yaml targets, beside targetCustomizations: named, not read";
   EXPECT_TRUE(IsNotDeployed(render(plain, example, prod).status()));
   EXPECT_TRUE(
       render(plain, {{"apps/web/fleet.yaml", "overrideTargets: false\n"}, {"apps/web/cm.yaml", cm}},

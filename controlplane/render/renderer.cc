@@ -914,9 +914,9 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       return absl::InvalidArgumentError(
           absl::StrCat(name, " (Rancher Fleet's bundle options) is not a mapping"));
     }
-    for (const char* field :
-         {"helm", "kustomize", "yaml", "targetCustomizations", "overrideTargets", "dependsOn",
-          "paused", "keepResources", "correctDrift", "namespaceLabels", "namespaceAnnotations"}) {
+    for (const char* field : {"helm", "kustomize", "yaml", "targetCustomizations",
+                              "overrideTargets", "targets", "dependsOn", "paused", "keepResources",
+                              "correctDrift", "namespaceLabels", "namespaceAnnotations"}) {
       if (fields[field]) out.unread.push_back(field);
     }
     if (const YAML::Node account = fields["serviceAccount"]; account && !account.IsNull()) {
@@ -944,6 +944,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       const YAML::Node listed = !flag                      ? given
                                 : given.Scalar() == "true" ? fields["targets"]
                                                            : YAML::Node();
+      out.override_targets_from_targets = flag && given.Scalar() == "true";
       if (flag && given.Scalar() == "true" && (!listed || listed.IsNull())) {
         out.override_targets_given = true;
         out.override_targets_error =
@@ -2052,8 +2053,11 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   if (!fleet.ok()) return fleet.status();
   // Fleet's overrideTargets: the bundle's clusters they select get it, the others nothing.
   if (fleet->override_targets_given && input.reads_fleet_override_targets) {
-    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "overrideTargets"),
-                        fleet->unread.end());
+    for (const char* read :
+         {"overrideTargets", fleet->override_targets_from_targets ? "targets" : ""}) {
+      fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), read),
+                          fleet->unread.end());
+    }
     if (!fleet->override_targets_error.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(fleet->file, ": ", fleet->override_targets_error));

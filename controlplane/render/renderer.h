@@ -709,6 +709,7 @@ struct FleetYamlNamespace {
   // cluster outside the bundle's --selector gets nothing either way. Or why they cannot
   // be read.
   bool override_targets_given = false;
+  bool override_targets_from_targets = false;  // `overrideTargets: true`: `targets:` is the list
   std::vector<Target> override_targets;
   std::vector<std::string> override_target_names;
   std::string override_targets_error;
