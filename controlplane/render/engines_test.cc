@@ -1174,6 +1174,15 @@ TEST(FleetOverrideTargetsTest, ChooseTheClustersTheFolderIsDeployedTo) {
                   .ok());
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr("sets targets, which gitfleet does not read")))
       << "Fleet's fleet.yaml targets, beside targetCustomizations: named, not read";
+  notes.clear();
+  EXPECT_TRUE(render(plain,
+                     {{"apps/web/fleet.yaml", "imageScans: []\ndefaultnamespace: shop\n"},
+                      {"apps/web/cm.yaml", cm}},
+                     prod, &notes)
+                  .ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr(
+                         "sets imageScans, defaultnamespace, which gitfleet does not read")))
+      << "what gitfleet does not know is named too";
   EXPECT_TRUE(IsNotDeployed(render(plain, example, prod).status()));
   EXPECT_TRUE(
       render(plain, {{"apps/web/fleet.yaml", "overrideTargets: false\n"}, {"apps/web/cm.yaml", cm}},

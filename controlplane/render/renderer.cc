@@ -919,6 +919,33 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
                               "correctDrift", "namespaceLabels", "namespaceAnnotations"}) {
       if (fields[field]) out.unread.push_back(field);
     }
+    // And what gitfleet does not know at all (Fleet's imageScans, ignore, a misspelt key):
+    // named too, rather than passed over without a word.
+    static const std::set<std::string, std::less<>> kKnown = {"helm",
+                                                              "kustomize",
+                                                              "yaml",
+                                                              "targetCustomizations",
+                                                              "overrideTargets",
+                                                              "targets",
+                                                              "dependsOn",
+                                                              "paused",
+                                                              "keepResources",
+                                                              "correctDrift",
+                                                              "namespaceLabels",
+                                                              "namespaceAnnotations",
+                                                              "serviceAccount",
+                                                              "namespace",
+                                                              "defaultNamespace",
+                                                              "rolloutStrategy",
+                                                              "diff",
+                                                              "labels",
+                                                              "name"};
+    int unknown = 0;
+    for (const auto& entry : options) {
+      if (!entry.first.IsScalar() || kKnown.count(entry.first.Scalar()) > 0) continue;
+      if (++unknown > 10) break;
+      out.unread.push_back(entry.first.Scalar().substr(0, 64));
+    }
     if (const YAML::Node account = fields["serviceAccount"]; account && !account.IsNull()) {
       const std::string name = account.IsScalar() ? account.Scalar() : "";
       absl::Status valid = name.find('/') != std::string::npos
