@@ -914,37 +914,38 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
       return absl::InvalidArgumentError(
           absl::StrCat(name, " (Rancher Fleet's bundle options) is not a mapping"));
     }
-    for (const char* field : {"helm", "kustomize", "yaml", "targetCustomizations",
-                              "overrideTargets", "targets", "dependsOn", "paused", "keepResources",
-                              "correctDrift", "namespaceLabels", "namespaceAnnotations"}) {
-      if (fields[field]) out.unread.push_back(field);
+    // What gitfleet does not read is named (what it reads of helm, kustomize and the rest is
+    // taken off the list as it is read), and so is what it does not know at all (Fleet's
+    // imageScans, a misspelt key: at most ten), rather than passed over without a word.
+    static constexpr absl::string_view kNamedWhenSet[] = {"helm",
+                                                          "kustomize",
+                                                          "yaml",
+                                                          "targetCustomizations",
+                                                          "overrideTargets",
+                                                          "targets",
+                                                          "dependsOn",
+                                                          "paused",
+                                                          "keepResources",
+                                                          "correctDrift",
+                                                          "namespaceLabels",
+                                                          "namespaceAnnotations"};
+    static constexpr absl::string_view kRead[] = {
+        "serviceAccount", "namespace", "defaultNamespace", "rolloutStrategy", "diff",
+        "labels",         "name"};
+    for (absl::string_view field : kNamedWhenSet) {
+      if (fields[std::string(field)]) out.unread.emplace_back(field);
     }
-    // And what gitfleet does not know at all (Fleet's imageScans, ignore, a misspelt key):
-    // named too, rather than passed over without a word.
-    static const std::set<std::string, std::less<>> kKnown = {"helm",
-                                                              "kustomize",
-                                                              "yaml",
-                                                              "targetCustomizations",
-                                                              "overrideTargets",
-                                                              "targets",
-                                                              "dependsOn",
-                                                              "paused",
-                                                              "keepResources",
-                                                              "correctDrift",
-                                                              "namespaceLabels",
-                                                              "namespaceAnnotations",
-                                                              "serviceAccount",
-                                                              "namespace",
-                                                              "defaultNamespace",
-                                                              "rolloutStrategy",
-                                                              "diff",
-                                                              "labels",
-                                                              "name"};
     int unknown = 0;
     for (const auto& entry : options) {
-      if (!entry.first.IsScalar() || kKnown.count(entry.first.Scalar()) > 0) continue;
+      if (!entry.first.IsScalar()) continue;
+      const std::string& key = entry.first.Scalar();
+      if (std::find(std::begin(kNamedWhenSet), std::end(kNamedWhenSet), key) !=
+              std::end(kNamedWhenSet) ||
+          std::find(std::begin(kRead), std::end(kRead), key) != std::end(kRead)) {
+        continue;
+      }
       if (++unknown > 10) break;
-      out.unread.push_back(entry.first.Scalar().substr(0, 64));
+      out.unread.push_back(key.substr(0, 64));
     }
     if (const YAML::Node account = fields["serviceAccount"]; account && !account.IsNull()) {
       const std::string name = account.IsScalar() ? account.Scalar() : "";
@@ -968,11 +969,11 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
     // (yaml-cpp's Node assignment writes through to the document: each node is its own.)
     if (const YAML::Node given = fields["overrideTargets"]; given && !given.IsNull()) {
       const bool flag = given.IsScalar() && (given.Scalar() == "true" || given.Scalar() == "false");
-      const YAML::Node listed = !flag                      ? given
-                                : given.Scalar() == "true" ? fields["targets"]
-                                                           : YAML::Node();
       out.override_targets_from_targets = flag && given.Scalar() == "true";
-      if (flag && given.Scalar() == "true" && (!listed || listed.IsNull())) {
+      const YAML::Node listed = !flag                               ? given
+                                : out.override_targets_from_targets ? fields["targets"]
+                                                                    : YAML::Node();
+      if (out.override_targets_from_targets && (!listed || listed.IsNull())) {
         out.override_targets_given = true;
         out.override_targets_error =
             "overrideTargets is true, and it lists no targets (list them under "
