@@ -833,6 +833,10 @@ bool GoGetterChart(const FleetYamlNamespace& fleet) {
 }
 }  // namespace
 
+void FleetYamlNamespace::MarkRead(absl::string_view field) {
+  unread.erase(std::remove(unread.begin(), unread.end(), field), unread.end());
+}
+
 void FleetYamlNamespace::ReadGitChartForms() {
   if (git_chart_form.empty() && git_chart_form_error.empty()) return;
   remote_chart = std::move(git_chart_form);
@@ -1072,8 +1076,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
         }
       }
       if (!out.targets.empty() || !out.target_diffs.empty()) {
-        out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "targetCustomizations"),
-                         out.unread.end());
+        out.MarkRead("targetCustomizations");
       }
     }
     if (const YAML::Node helm = fields["helm"]; helm && helm.IsMap()) ReadFleetHelm(helm, &out);
@@ -1082,7 +1085,7 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
                                       {"namespaceAnnotations", &out.namespace_annotations}}) {
       const YAML::Node map = fields[field];
       if (!map || map.IsNull()) continue;
-      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), field), out.unread.end());
+      out.MarkRead(field);
       if (!map.IsMap()) {
         out.namespace_metadata_error = absl::StrCat(field, " is not a mapping");
         continue;
@@ -1171,13 +1174,11 @@ absl::StatusOr<FleetYamlNamespace> ReadFleetYamlNamespace(const std::string& pat
                                            : std::string("not a scalar"),
                          ", not true or false (unquoted), which Fleet would refuse");
       }
-      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "paused"),
-                       out.unread.end());
+      out.MarkRead("paused");
     }
     if (const YAML::Node keep = fields["keepResources"]; keep && keep.IsScalar()) {
       out.keep_resources = keep.Scalar() == "true";
-      out.unread.erase(std::remove(out.unread.begin(), out.unread.end(), "keepResources"),
-                       out.unread.end());
+      out.MarkRead("keepResources");
     }
     if (out.keep_resources) {
       out.keep_resources_target.clear();  // the folder's own asks for every cluster
@@ -1359,8 +1360,7 @@ absl::Status PlaceFleetChart(const RenderInput& input, const std::string& fleet_
   fleet->targets = fleet->targets_beyond_chart;
   fleet->targets_not_described = fleet->targets_beyond_chart_not_described;
   fleet->target_folders.clear();
-  fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "kustomize"),
-                      fleet->unread.end());
+  fleet->MarkRead("kustomize");
   const std::string folder =
       input.path.empty() ? dir : (dir.empty() ? input.path : absl::StrCat(input.path, "/", dir));
   const std::string prefix = folder.empty() ? "" : folder + "/";
@@ -2081,11 +2081,8 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
   if (!fleet.ok()) return fleet.status();
   // Fleet's overrideTargets: the bundle's clusters they select get it, the others nothing.
   if (fleet->override_targets_given && input.reads_fleet_override_targets) {
-    for (const char* read :
-         {"overrideTargets", fleet->override_targets_from_targets ? "targets" : ""}) {
-      fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), read),
-                          fleet->unread.end());
-    }
+    fleet->MarkRead("overrideTargets");
+    if (fleet->override_targets_from_targets) fleet->MarkRead("targets");
     if (!fleet->override_targets_error.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(fleet->file, ": ", fleet->override_targets_error));
@@ -2112,8 +2109,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
           "--selector gets nothing, whatever they select"));
     }
   } else if (fleet->override_targets_given && input.notes != nullptr) {
-    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "overrideTargets"),
-                        fleet->unread.end());
+    fleet->MarkRead("overrideTargets");
     input.notes->push_back(absl::StrCat(
         fleet->file,
         "'s overrideTargets choose the clusters Fleet deploys it to; this bundle was rendered "
@@ -2350,8 +2346,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                                "to have them read")));
       }
       if (!fleet->helm_other_options) {
-        fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "helm"),
-                            fleet->unread.end());
+        fleet->MarkRead("helm");
       }
     }
   }
@@ -2422,8 +2417,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     if (absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
       fleet->renders_elsewhere.clear();
     }
-    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "kustomize"),
-                        fleet->unread.end());
+    fleet->MarkRead("kustomize");
   }
   if (per_cluster) {
     if (!fleet->helm_targets_error.empty()) {
@@ -2536,8 +2530,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
     }
   }
   if (input.reads_fleet_depends_on && !fleet->depends_on_unread) {
-    fleet->unread.erase(std::remove(fleet->unread.begin(), fleet->unread.end(), "dependsOn"),
-                        fleet->unread.end());
+    fleet->MarkRead("dependsOn");
   }
   if (input.reads_fleet_depends_on && !fleet->depends_on.empty() && input.notes != nullptr) {
     std::vector<std::string> waited;

@@ -627,6 +627,8 @@ struct FleetYamlNamespace {
   bool helm_other_options_but_git_form = false;  // helm_other_options, the chart read
   // Takes git_chart_form as the remote chart (helm_chart and helm_chart_outside cleared).
   void ReadGitChartForms();
+  // Takes `field` off `unread`: the render reads it.
+  void MarkRead(absl::string_view field);
   // Its helm.repo, helm.chart and helm.version as written: a target's are merged over them.
   std::string helm_repo_field, helm_chart_field, helm_version_field;
   bool helm_preprocess = true;  // false: disablePreProcess, ${ } is text
