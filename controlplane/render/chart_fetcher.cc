@@ -1322,12 +1322,9 @@ absl::Status AddChartDependencies(const std::string& chart, ChartFetcher* charts
       d.repository = *url;
     }
     if (UrlCarriesSecret(d.repository)) {
-      // Never sent, nor shown again: in a repository's file it is a leak already.
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, " is in ", RedactUrl(d.repository.substr(0, 256)),
-          ", which carries credentials in its URL, which gitfleet never sends nor shows: give "
-          "the control plane a credential for it (--chart-credentials=PREFIX=NAME), and take it "
-          "out of the repository"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": its repository ",
+                       SecretInUrlRefusal(d.repository, "--chart-credentials=PREFIX=NAME")));
     }
     if (charts == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(

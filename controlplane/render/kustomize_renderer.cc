@@ -388,13 +388,8 @@ absl::Status FetchKustomizeCharts(const std::map<std::string, const RepoFile*>& 
                                    kMaxKustomizeCharts, " charts in chart repositories"));
       }
       if (UrlCarriesSecret(repo)) {
-        // Never sent, nor shown again: in a repository's file it is a leak already.
         return refuse(absl::StrCat("helmCharts ", name, ": its repo ",
-                                   RedactUrl(repo.substr(0, 256)),
-                                   " carries credentials in its URL, which gitfleet never sends "
-                                   "nor shows: give the control plane a credential for it "
-                                   "(--chart-credentials=PREFIX=NAME), and take it out of the "
-                                   "repository"));
+                                   SecretInUrlRefusal(repo, "--chart-credentials=PREFIX=NAME")));
       }
       if (fetcher == nullptr) {
         return refuse(absl::StrCat("helmCharts ", name, " from ", repo.substr(0, 256),
@@ -515,12 +510,9 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
           if (!list[i].IsScalar() || !LooksRemote(list[i].Scalar())) continue;
           const std::string reference = list[i].Scalar();
           if (UrlCarriesSecret(reference)) {
-            // Never sent, nor shown again: in a repository's file it is a leak already.
-            return absl::InvalidArgumentError(absl::StrCat(
-                file->path, ": ", field, " \"", RedactUrl(reference.substr(0, 256)),
-                "\" carries credentials in its URL, which gitfleet never sends nor shows: give "
-                "the control plane a credential for it (--git-credentials=PREFIX=NAME), and "
-                "take it out of the repository"));
+            return absl::InvalidArgumentError(
+                absl::StrCat(file->path, ": ", field, " ",
+                             SecretInUrlRefusal(reference, "--git-credentials=PREFIX=NAME")));
           }
           const std::string where =
               absl::StrCat(file->path, ": ", field, " \"", reference.substr(0, 256), "\"");

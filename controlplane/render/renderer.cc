@@ -190,16 +190,15 @@ std::string KustomizeDirOf(const YAML::Node& kustomize, std::string* error) {
 std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_name,
                           const std::string& version, RemoteChart* out, bool git_forms = false) {
   *out = RemoteChart();
-  // Never sent, nor shown again: in a repository's file it is a leak already.
+  // Never sent, nor shown again (SecretInUrlRefusal).
   for (const auto& [field, url] :
        {std::pair<const char*, const std::string&>{"repo", repo_url},
         std::pair<const char*, const std::string&>{"chart", chart_name}}) {
     if (UrlCarriesSecret(url)) {
-      return absl::StrCat("helm.", field, " \"", RedactUrl(url.substr(0, 256)),
-                          "\" carries credentials in its URL, which gitfleet never sends nor "
-                          "shows: give the control plane a credential for it "
-                          "(--chart-credentials=PREFIX=NAME, or --git-credentials for a Git "
-                          "repository), and take it out of the repository");
+      return absl::StrCat("helm.", field, " ",
+                          SecretInUrlRefusal(url,
+                                             "--chart-credentials=PREFIX=NAME, or "
+                                             "--git-credentials for a Git repository"));
     }
   }
   auto http = [](const std::string& url) {

@@ -519,6 +519,14 @@ bool UrlCarriesSecret(absl::string_view url) {
          absl::StrContains(url.substr(host, at - host), ':');
 }
 
+std::string SecretInUrlRefusal(const std::string& url, absl::string_view flag) {
+  // Never sent, nor shown again: in a repository's file it is a leak already.
+  return absl::StrCat("\"", RedactUrl(url.substr(0, 256)),
+                      "\" carries credentials in its URL, which gitfleet never sends nor shows: "
+                      "give the control plane a credential for it (",
+                      flag, "), and take it out of the repository");
+}
+
 std::string RedactUrl(const std::string& url) {
   size_t scheme = url.find("://");
   if (scheme == std::string::npos) return url;

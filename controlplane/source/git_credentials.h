@@ -111,6 +111,10 @@ std::string RedactUrl(const std::string& url);
 // before its host: a password, or any user of a URL other than an ssh:// one (tokens go
 // there). ssh://git@host names an account, which is no secret.
 bool UrlCarriesSecret(absl::string_view url);
+// Why such a URL, which a repository's file names, is refused: "\"URL\" carries credentials
+// in its URL, ...", the URL redacted, ending with what gives the control plane a credential
+// instead (`flag`: "--git-credentials=PREFIX=NAME").
+std::string SecretInUrlRefusal(const std::string& url, absl::string_view flag);
 
 // Credentials by URL prefix (--git-credentials=PREFIX=NAME,..., as Argo CD's credential
 // templates): a source that names no credential, and a submodule, get the credential of
