@@ -328,7 +328,7 @@ RepositoryReads ReadsOf(const v1::BundleRecord& record) {
   reads.argocd_template_options = record.reads_argocd_template_options();
   reads.fleet_do_not_deploy = record.reads_fleet_do_not_deploy();
   reads.fleet_outside_charts = record.reads_fleet_outside_charts();
-  reads.fleet_git_chart_forms = record.reads_fleet_git_chart_forms();
+  reads.fleet_getter_charts = record.reads_fleet_getter_charts();
   reads.fleet_override_targets = record.reads_fleet_override_targets();
   return reads;
 }
@@ -472,7 +472,7 @@ absl::Status Controller::Load() {
         state.record.set_reads_argocd_template_options(true);
         state.record.set_reads_fleet_do_not_deploy(true);
         state.record.set_reads_fleet_outside_charts(true);
-        state.record.set_reads_fleet_git_chart_forms(true);
+        state.record.set_reads_fleet_getter_charts(true);
         state.record.set_reads_fleet_override_targets(true);
       }
       if (parsed && state.record.read_paths_size() == 0) {
@@ -1452,7 +1452,7 @@ absl::StatusOr<v1::BundleInfo> Controller::DefineBundle(const v1::Bundle& input,
         state.record.set_reads_argocd_template_options(true);
         state.record.set_reads_fleet_do_not_deploy(true);
         state.record.set_reads_fleet_outside_charts(true);
-        state.record.set_reads_fleet_git_chart_forms(true);
+        state.record.set_reads_fleet_getter_charts(true);
         state.record.set_reads_fleet_override_targets(true);
       }
       state.definition = bundle;
@@ -4322,7 +4322,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
       snapshot.repo->ReadTree(commit.id, definition.path(), GitRepository::Unreadable::kRefuse);
   if (files.ok() && engine.empty()) {
     engine = DetectEngine(definition.path(), *files, reads.fleet_bundle_layout, reads.fleet_charts,
-                          reads.fleet_outside_charts, reads.fleet_git_chart_forms);
+                          reads.fleet_outside_charts, reads.fleet_getter_charts);
   }
   Renderer* renderer = renderers_.Find(engine);
   std::shared_ptr<const std::vector<RepoFile>> inputs;

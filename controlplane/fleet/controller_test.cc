@@ -3776,8 +3776,8 @@ TEST_F(ControllerTest, AChartInFleetsGitShorthandIsReadByNewBundlesOnly) {
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
   ASSERT_TRUE(controller_->AddBundle(Bundle("old", "apps/web"), false).ok());
   ASSERT_NO_FATAL_FAILURE(AsLeftBeforeTheUpgrade("old", [](v1::BundleRecord& record) {
-    EXPECT_TRUE(record.reads_fleet_git_chart_forms()) << "a new bundle reads it";
-    record.clear_reads_fleet_git_chart_forms();
+    EXPECT_TRUE(record.reads_fleet_getter_charts()) << "a new bundle reads it";
+    record.clear_reads_fleet_getter_charts();
     record.set_revision("rendered-before");
   }));
   ASSERT_TRUE(controller_->SyncSource("app").ok());
@@ -3795,8 +3795,7 @@ TEST_F(ControllerTest, AChartInFleetsGitShorthandIsReadByNewBundlesOnly) {
     listed = ListedByName();
   }
   EXPECT_EQ(listed["old"].engine(), "plain") << "a bundle from before keeps its engine";
-  EXPECT_THAT(listed["old"].notes(),
-              ::testing::Contains(HasSubstr("read that form of a Git source")));
+  EXPECT_THAT(listed["old"].notes(), ::testing::Contains(HasSubstr("read that form of a chart")));
   EXPECT_THAT(listed["new"].error(), HasSubstr("helm apps/web: the chart"));
   EXPECT_THAT(listed["new"].error(), HasSubstr("https://github.com/org/charts.git"));
   EXPECT_THAT(listed["new"].error(), HasSubstr("--kustomize-remote-bases"));

@@ -1530,7 +1530,7 @@ TEST(HelmRendererTest, AChartInFleetsOtherFormsOfAGitSourceIsFetched) {
   };
   std::vector<RepoFile> files = fleet_yaml(absl::StrCat(served, "//charts/web?ref=v1.0.0"));
   EXPECT_EQ(DetectEngine("apps/web", files), "helm");
-  EXPECT_EQ(DetectEngine("apps/web", files, true, true, true, /*fleet_git_chart_forms=*/false),
+  EXPECT_EQ(DetectEngine("apps/web", files, true, true, true, /*fleet_getter_charts=*/false),
             "plain")
       << "a bundle rendered before keeps its engine";
   absl::StatusOr<ObjectSet> set;
@@ -1571,11 +1571,89 @@ TEST(HelmRendererTest, AChartInFleetsOtherFormsOfAGitSourceIsFetched) {
   PlainRenderer plain;
   std::vector<std::string> notes;
   RenderInput before{"web", "apps/web", fleet_yaml("github.com/elsewhere/charts//web")};
-  before.reads_fleet_git_chart_forms = false;
+  before.reads_fleet_getter_charts = false;
   before.notes = &notes;
   (void)RenderBundlePath(plain, before);
-  EXPECT_THAT(notes, ::testing::Contains(
-                         HasSubstr("rendered before gitfleet read that form of a Git source")));
+  EXPECT_THAT(notes,
+              ::testing::Contains(HasSubstr("rendered before gitfleet read that form of a chart")));
+}
+
+// A chart archive in the repository that fleet.yaml's helm.chart names (`./web-1.0.0.tgz`,
+// which go-getter unpacks for Fleet), in the bundle's folder or elsewhere in the
+// repository: unpacked and rendered with the folder's values; one elsewhere counts among
+// what the render read. What cannot be unpacked fails naming it; a bundle rendered before
+// renders as it did, saying why.
+TEST(HelmRendererTest, AChartArchiveInTheRepositoryIsUnpackedAndRendered) {
+  testing::ChartRepositoryServer packer(TempDir("packed"));
+  ASSERT_TRUE(AddCharts(packer, {{"web", "1.0.0"}}).ok());
+  ASSERT_TRUE(packer.AddChart("nochart", "1.0.0", {{"README.md", "no chart\n"}}).ok());
+  auto archive = [&](const std::string& name) {
+    std::ifstream in(packer.root() + "/www/" + name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string web = archive("web-1.0.0.tgz");
+  ASSERT_FALSE(web.empty());
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer();
+  ASSERT_NE(echo, nullptr);
+  auto fleet_yaml = [](const std::string& chart) {
+    return RepoFile{
+        "apps/web/fleet.yaml",
+        absl::StrCat("helm:\n  chart: ", chart, "\n  releaseName: web\n  values: {tier: prod}\n")};
+  };
+  const std::vector<RepoFile> files = {fleet_yaml("./web-1.0.0.tgz"),
+                                       {"apps/web/web-1.0.0.tgz", web}};
+  EXPECT_EQ(DetectEngine("apps/web", files), "helm");
+  EXPECT_EQ(DetectEngine("apps/web", files, true, true, true, /*fleet_getter_charts=*/false),
+            "plain")
+      << "a bundle rendered before keeps its engine";
+  std::vector<std::string> notes;
+  RenderInput input{"web", "apps/web", files};
+  input.notes = &notes;
+  absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web web"));
+  EXPECT_THAT(
+      KeysWithData(*set, "values"),
+      ::testing::ElementsAre("/ConfigMap//web .gitfleet-fleet-yaml-values.yaml=tier: prod |"));
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("renders the chart archive "
+                                                   "apps/web/web-1.0.0.tgz, which")));
+  // Elsewhere in the repository: read at the render's commit, and a read path.
+  std::vector<std::string> read;
+  RenderInput outside{"web", "apps/web", {fleet_yaml("../../charts/web-1.0.0.tgz")}, &read};
+  outside.read_files =
+      [&](const std::vector<std::string>& paths) -> absl::StatusOr<std::vector<RepoFile>> {
+    std::vector<RepoFile> out;
+    for (const std::string& path : paths) {
+      if (path == "charts/web-1.0.0.tgz") out.push_back({path, web});
+    }
+    return out;
+  };
+  set = RenderBundlePath(*echo, outside);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web web"));
+  EXPECT_THAT(read, ::testing::Contains("charts/web-1.0.0.tgz"));
+  // What cannot be rendered so.
+  for (const auto& [chart, content, error] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"./web-1.0.0.tgz", "not an archive", "the chart archive apps/web/web-1.0.0.tgz: "},
+           {"./nochart-1.0.0.tgz", archive("nochart-1.0.0.tgz"), "holds no Chart.yaml"},
+           {"./gone-1.0.0.tgz", "", "is not in the repository"},
+           {"../../../away.tgz", "", "which is outside the repository"}}) {
+    std::vector<RepoFile> bad = {fleet_yaml(chart)};
+    if (!content.empty()) bad.push_back({"apps/web/" + chart.substr(2), content});
+    absl::StatusOr<ObjectSet> refused = RenderBundlePath(*echo, {"web", "apps/web", bad});
+    EXPECT_FALSE(refused.ok()) << chart;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr(error)) << chart;
+  }
+  // A bundle rendered before: as it did, noted.
+  PlainRenderer plain;
+  notes.clear();
+  RenderInput before{"web", "apps/web", files};
+  before.reads_fleet_getter_charts = false;
+  before.notes = &notes;
+  (void)RenderBundlePath(plain, before);
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("an archive, in helm.chart; this bundle was "
+                                                   "rendered before gitfleet read that form")));
 }
 
 // Fleet's layout of one chart and a folder of values per environment: each folder's

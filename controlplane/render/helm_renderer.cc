@@ -346,6 +346,43 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
                                           (*fetched)->digest.empty() ? "" : " (sha256 checked)"));
     }
   }
+  // A chart archive in the repository that fleet.yaml's helm.chart names: unpacked beside
+  // the bundle's files, as a fetched chart is.
+  if (!input.helm_chart_archive.empty()) {
+    const std::string& at = input.helm_chart_archive;
+    auto said = [&](absl::string_view what) {
+      return absl::StrCat("helm ", input.path, ": the chart archive ", at, ": ", what);
+    };
+    const RepoFile* archive = nullptr;
+    for (const RepoFile& file : input.files) {
+      if (file.path == at) archive = &file;
+    }
+    std::vector<RepoFile> read;
+    if (archive == nullptr && input.read_files != nullptr) {
+      absl::StatusOr<std::vector<RepoFile>> got = input.read_files({at});
+      if (!got.ok()) return absl::Status(got.status().code(), said(got.status().message()));
+      read = *std::move(got);
+      for (const RepoFile& file : read) {
+        if (file.path == at) archive = &file;
+      }
+      // A change there renders the bundle again.
+      if (input.read_paths != nullptr) input.read_paths->push_back(at);
+    }
+    if (archive == nullptr) return absl::InvalidArgumentError(said("is not in the repository"));
+    ChartFetchOptions bounds;
+    absl::StatusOr<std::vector<RepoFile>> unpacked =
+        UnpackChartArchive(archive->content, bounds.max_chart_bytes, bounds.max_chart_files);
+    if (!unpacked.ok())
+      return absl::Status(unpacked.status().code(), said(unpacked.status().message()));
+    with_chart = input.files;
+    bool chart_yaml = false;
+    for (RepoFile& file : *unpacked) {
+      chart_yaml |= file.path == "Chart.yaml";
+      with_chart.push_back({absl::StrCat(folder_prefix, kFetchedChartFolder, "/", file.path),
+                            std::move(file.content)});
+    }
+    if (!chart_yaml) return absl::InvalidArgumentError(said("holds no Chart.yaml"));
+  }
   // A chart folder elsewhere in the repository that fleet.yaml's helm.chart names: read at
   // the same commit, and written where it is in the repository, as a checkout has it.
   if (!input.helm_chart_folder.empty()) {
@@ -379,9 +416,10 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   }
   // The chart: the bundle's folder, the folder fleet.yaml's helm.chart names (inside it or
   // elsewhere), or the one fetched.
+  const bool unpacked_here = !input.remote_chart.empty() || !input.helm_chart_archive.empty();
   const std::string chart =
       !input.helm_chart_folder.empty() ? input.helm_chart_folder
-      : !input.remote_chart.empty()    ? absl::StrCat(folder_prefix, kFetchedChartFolder)
+      : unpacked_here                  ? absl::StrCat(folder_prefix, kFetchedChartFolder)
       : input.helm_chart.empty()
           ? input.path
           : (input.path.empty() ? input.helm_chart : input.path + "/" + input.helm_chart);
@@ -421,7 +459,7 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
   // repository path: one elsewhere in the repository is read at the same commit and
   // written where it is in the repository, as a checkout has it.
   const std::string values_folder =
-      input.remote_chart.empty() && input.helm_chart_folder.empty() ? chart : input.path;
+      !unpacked_here && input.helm_chart_folder.empty() ? chart : input.path;
   std::vector<std::string> values_paths;
   // Argo CD's fileParameters' files, found as values files are: (name, repository path).
   std::vector<std::pair<std::string, std::string>> file_parameters;

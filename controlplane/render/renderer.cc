@@ -363,7 +363,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   const std::string version = target.helm_version.value_or(fleet.helm_version_field);
   RemoteChart remote;
   if (std::string error =
-          RemoteChartOf(repo, chart, version, &remote, placed->reads_fleet_git_chart_forms);
+          RemoteChartOf(repo, chart, version, &remote, placed->reads_fleet_getter_charts);
       !error.empty()) {
     return refuse(absl::StrCat("its ", error));
   }
@@ -371,6 +371,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
     placed->remote_chart = std::move(remote);
     placed->helm_chart.clear();
     placed->helm_chart_folder.clear();
+    placed->helm_chart_archive.clear();
     return absl::OkStatus();
   }
   auto clean = [](std::string dir) {
@@ -394,6 +395,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
     placed->remote_chart = RemoteChart();
     placed->helm_chart.clear();
     placed->helm_chart_folder = *std::move(folder);
+    placed->helm_chart_archive.clear();
     return absl::OkStatus();
   }
   if (absl::StartsWith(dir, "/") || dir.size() > 1024 ||
@@ -413,6 +415,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   placed->remote_chart = RemoteChart();
   placed->helm_chart = dir;
   placed->helm_chart_folder.clear();
+  placed->helm_chart_archive.clear();
   return absl::OkStatus();
 }
 
@@ -557,6 +560,10 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
     while (absl::StartsWith(dir, "./")) dir = dir.substr(2);
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (dir == ".") dir.clear();
+    if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/") &&
+        (absl::EndsWith(dir, ".tgz") || absl::EndsWith(dir, ".tar.gz"))) {
+      out->chart_archive_form = dir;
+    }
     if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/")) {
       // Inside the folder, or (Fleet's `chart: ../../charts/web`) outside it.
       (absl::StrContains(absl::StrCat("/", dir, "/"), "/../") ? out->helm_chart_outside
@@ -572,8 +579,9 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
       const bool folder =
           key == "chart" && (!out->helm_chart.empty() || !out->helm_chart_outside.empty());
       if (!folder) out->helm_other_options = true;
-      if (!folder && !(chart_key && !out->git_chart_form.empty())) {
-        out->helm_other_options_but_git_form = true;
+      if (!folder &&
+          !(chart_key && (!out->git_chart_form.empty() || !out->chart_archive_form.empty()))) {
+        out->helm_other_options_but_getter = true;
       }
     }
   }
@@ -836,7 +844,15 @@ void FleetYamlNamespace::MarkRead(absl::string_view field) {
   unread.erase(std::remove(unread.begin(), unread.end(), field), unread.end());
 }
 
-void FleetYamlNamespace::ReadGitChartForms() {
+void FleetYamlNamespace::ReadGetterCharts() {
+  if (!chart_archive_form.empty()) {
+    helm_chart_archive = std::move(chart_archive_form);
+    chart_archive_form.clear();
+    helm_chart.clear();
+    helm_chart_outside.clear();
+    helm_other_options = helm_other_options_but_getter;
+    return;
+  }
   if (git_chart_form.empty() && git_chart_form_error.empty()) return;
   remote_chart = std::move(git_chart_form);
   remote_chart_error = std::move(git_chart_form_error);
@@ -844,7 +860,7 @@ void FleetYamlNamespace::ReadGitChartForms() {
   git_chart_form_error.clear();
   helm_chart.clear();
   helm_chart_outside.clear();
-  helm_other_options = helm_other_options_but_git_form;
+  helm_other_options = helm_other_options_but_getter;
 }
 
 std::string RemoteChart::Describe() const {
@@ -873,7 +889,7 @@ void UseReads(const RepositoryReads& reads, RenderInput* input) {
   input->reads_argocd_template_options = reads.argocd_template_options;
   input->reads_fleet_do_not_deploy = reads.fleet_do_not_deploy;
   input->reads_fleet_outside_charts = reads.fleet_outside_charts;
-  input->reads_fleet_git_chart_forms = reads.fleet_git_chart_forms;
+  input->reads_fleet_getter_charts = reads.fleet_getter_charts;
   input->reads_fleet_override_targets = reads.fleet_override_targets;
 }
 
@@ -2115,14 +2131,15 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         "before gitfleet read them, and goes to every cluster its --selector selects, as it "
         "did: add the bundle again to have them read, or narrow its --selector"));
   }
-  if (input.reads_fleet_git_chart_forms) {
-    fleet->ReadGitChartForms();
-  } else if (!fleet->git_chart_form.empty() && input.notes != nullptr) {
+  if (input.reads_fleet_getter_charts) {
+    fleet->ReadGetterCharts();
+  } else if ((!fleet->git_chart_form.empty() || !fleet->chart_archive_form.empty()) &&
+             input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
         fleet->file, " names the chart ", RedactUrl(fleet->helm_chart_field.substr(0, 256)),
-        " in another Git repository in helm.chart; this bundle was rendered before gitfleet "
-        "read that form of a Git source, and renders as it did: add the bundle again to render "
-        "that chart"));
+        fleet->chart_archive_form.empty() ? " in another Git repository" : ", an archive,",
+        " in helm.chart; this bundle was rendered before gitfleet read that form of a chart, "
+        "and renders as it did: add the bundle again to render that chart"));
   }
   if (!input.reads_fleet_bundle_layout && input.notes != nullptr) {
     if (const RepoFile* yml = FindFleetYaml(input.path, input.files);
@@ -2205,6 +2222,25 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
         " outside the bundle's folder in helm.chart; this bundle was rendered before gitfleet "
         "read it, and renders its folder as it did: add the bundle again to render that chart"));
   }
+  // A chart archive in the repository (`helm.chart: ./web-1.2.0.tgz`), unpacked as go-getter
+  // unpacks it for Fleet.
+  const bool archive_chart =
+      std::string(renderer.engine()) == "helm" && !fleet->helm_chart_archive.empty();
+  if (archive_chart) {
+    const std::string& named = fleet->helm_chart_archive;
+    std::optional<std::string> at = JoinInRepository(input.path, named);
+    if (!at.has_value() || at->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(fleet_yaml, ": helm.chart names ", named,
+                                                     ", which is outside the repository"));
+    }
+    placed.helm_chart_archive = *std::move(at);
+    if (absl::StartsWith(fleet->renders_elsewhere, "helm.chart")) fleet->renders_elsewhere.clear();
+    if (input.notes != nullptr) {
+      input.notes->push_back(absl::StrCat("renders the chart archive ", placed.helm_chart_archive,
+                                          ", which ", fleet_yaml,
+                                          "'s helm.chart names, unpacked, as Fleet renders it"));
+    }
+  }
   // A chart fleet.yaml names in a chart repository, or by URL: fetched and rendered, as
   // Fleet renders it.
   const bool remote_chart = std::string(renderer.engine()) == "helm" && input.reads_fleet_charts &&
@@ -2235,7 +2271,7 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
                              input.reads_fleet_helm && input.reads_fleet_targets;
   if (chart_folders && absl::StartsWith(fleet->renders_elsewhere, "kustomize.dir")) {
     fleet->renders_elsewhere =
-        local_chart || remote_chart || outside_chart ? "" : fleet->chart_elsewhere;
+        local_chart || remote_chart || outside_chart || archive_chart ? "" : fleet->chart_elsewhere;
   }
   // fleet.yaml's helm options, for the chart in the bundle's folder or the one helm.chart names
   // (Fleet's other charts, from elsewhere, are named below), and those its targetCustomizations
@@ -2809,7 +2845,7 @@ std::vector<std::string> RendererNames() {
 
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
                          bool fleet_layout, bool fleet_charts, bool fleet_outside_charts,
-                         bool fleet_git_chart_forms) {
+                         bool fleet_getter_charts) {
   if (fleet_layout && FindRendererFactory("helm") != nullptr &&
       FindFleetYaml(path, files) != nullptr) {
     // Fleet renders a folder with a Chart.yaml as that chart, and post-renders it through a
@@ -2821,7 +2857,9 @@ std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& f
       return "helm";
     }
     absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(path, files);
-    if (fleet.ok() && fleet_git_chart_forms) fleet->ReadGitChartForms();
+    if (fleet.ok() && fleet_getter_charts) fleet->ReadGetterCharts();
+    // So is one whose fleet.yaml names a chart archive in the repository.
+    if (fleet_charts && fleet.ok() && !fleet->helm_chart_archive.empty()) return "helm";
     // So is one whose fleet.yaml names a chart in a chart repository, or by URL.
     if (fleet_charts && fleet.ok() && fleet->helm_chart.empty() &&
         (!fleet->remote_chart.empty() || !fleet->remote_chart_error.empty()) &&

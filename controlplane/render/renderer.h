@@ -163,11 +163,13 @@ struct RenderInput {
   // (`git::URL//FOLDER?ref=REF`, remote_chart) renders that chart with the helm engine, as
   // Fleet does. False for a bundle rendered before: its folder as it did, noted.
   bool reads_fleet_outside_charts = true;
-  // Whether a helm.chart in Fleet's other forms of a Git source (`github.com/ORG/REPO//DIR`,
-  // `ssh::`, a git:// or ssh:// URL, `USER@HOST:PATH`: FleetGitChartSource) is fetched as a
-  // `git::` one is, in fleet.yaml and its targets. False for a bundle rendered before: such
-  // a chart reads as it did (a folder inside the bundle's, or nothing), noted.
-  bool reads_fleet_git_chart_forms = true;
+  // Whether a helm.chart in the other forms of a chart source go-getter reads for Fleet is
+  // read so: a Git source other than `git::` (`github.com/ORG/REPO//DIR`, `ssh::`, a git://
+  // or ssh:// URL, `USER@HOST:PATH`: FleetGitChartSource), fetched as a `git::` one is, in
+  // fleet.yaml and its targets; a chart archive in the repository (`./web-1.2.0.tgz`,
+  // helm_chart_archive), unpacked. False for a bundle rendered before: such a chart reads as
+  // it did (a folder inside the bundle's, or nothing), noted.
+  bool reads_fleet_getter_charts = true;
   // Whether fleet.yaml's overrideTargets choose, among the bundle's clusters, those it is
   // deployed to (the others get NotDeployedHere), as Fleet deploys it. False for a bundle
   // rendered before: every cluster of its --selector, as before, noted.
@@ -251,6 +253,11 @@ struct RenderInput {
   // (since reads_fleet_outside_charts): its repository path. The helm engine reads it with
   // read_folder; the bundle's own values files are then relative to `path`.
   std::string helm_chart_folder;
+  // Set by RenderBundlePath when fleet.yaml's helm.chart names a chart archive in the
+  // repository (`./web-1.2.0.tgz`, as go-getter unpacks it for Fleet; since
+  // reads_fleet_getter_charts): its repository path. The helm engine unpacks it (from
+  // `files`, else with read_files); the bundle's own values files are relative to `path`.
+  std::string helm_chart_archive;
   // Set by RenderBundlePath from fleet.yaml's helm.repo, chart and version (or a chart's
   // URL) for the helm engine: the chart to fetch and render (since reads_fleet_charts). The
   // bundle's own values files are then relative to `path`.
@@ -328,7 +335,7 @@ struct RepositoryReads {
   bool fleet_target_folders = true;
   bool fleet_do_not_deploy = true;
   bool fleet_outside_charts = true;
-  bool fleet_git_chart_forms = true;
+  bool fleet_getter_charts = true;
   bool fleet_override_targets = true;
   bool fleet_bundle_layout = true;
   bool fleet_charts = true;
@@ -520,10 +527,10 @@ std::vector<std::string> RendererNames();
 // `fleet_charts` is false. So is one whose fleet.yaml names a chart folder outside it
 // (`helm.chart: ../../charts/web`), unless `fleet_outside_charts` is false, or a chart in
 // another Git repository in one of Fleet's forms other than `git::` (FleetGitChartSource),
-// unless `fleet_git_chart_forms` is false.
+// or a chart archive in the repository, unless `fleet_getter_charts` is false.
 std::string DetectEngine(const std::string& path, const std::vector<RepoFile>& files,
                          bool fleet_layout = true, bool fleet_charts = true,
-                         bool fleet_outside_charts = true, bool fleet_git_chart_forms = true);
+                         bool fleet_outside_charts = true, bool fleet_getter_charts = true);
 // InvalidArgument naming `engine` and every registered one when there is no such engine.
 absl::Status CheckEngineName(const std::string& engine);
 
@@ -620,13 +627,20 @@ struct FleetYamlNamespace {
   std::string remote_chart_error;
   // The chart helm.chart names in another Git repository in one of Fleet's forms other than
   // `git::` (FleetGitChartSource: `github.com/ORG/REPO//DIR`, a git:// URL, ...), or why it
-  // names none: the remote chart since reads_fleet_git_chart_forms (ReadGitChartForms), a
+  // names none: the remote chart since reads_fleet_getter_charts (ReadGetterCharts), a
   // folder inside the bundle's or nothing before.
   RemoteChart git_chart_form;
   std::string git_chart_form_error;
-  bool helm_other_options_but_git_form = false;  // helm_other_options, the chart read
-  // Takes git_chart_form as the remote chart (helm_chart and helm_chart_outside cleared).
-  void ReadGitChartForms();
+  // Its helm.chart when that names a chart archive (.tgz, .tar.gz) in the repository,
+  // relative to the folder as written (cleaned): go-getter unpacks it for Fleet. Since
+  // reads_fleet_getter_charts (ReadGetterCharts moves it to helm_chart_archive), a
+  // folder of that name before.
+  std::string chart_archive_form;
+  std::string helm_chart_archive;
+  bool helm_other_options_but_getter = false;  // helm_other_options, the chart read
+  // Takes git_chart_form as the remote chart, or chart_archive_form as helm_chart_archive
+  // (helm_chart and helm_chart_outside cleared).
+  void ReadGetterCharts();
   // Takes `field` off `unread`: the render reads it.
   void MarkRead(absl::string_view field);
   // Its helm.repo, helm.chart and helm.version as written: a target's are merged over them.
