@@ -1585,7 +1585,7 @@ TEST(HelmRendererTest, AChartInFleetsOtherFormsOfAGitSourceIsFetched) {
 // renders as it did, saying why.
 TEST(HelmRendererTest, AChartArchiveInTheRepositoryIsUnpackedAndRendered) {
   testing::ChartRepositoryServer packer(TempDir("packed"));
-  ASSERT_TRUE(AddCharts(packer, {{"web", "1.0.0"}}).ok());
+  ASSERT_TRUE(AddCharts(packer, {{"web", "1.0.0"}, {"next", "2.0.0"}}).ok());
   ASSERT_TRUE(packer.AddChart("nochart", "1.0.0", {{"README.md", "no chart\n"}}).ok());
   auto archive = [&](const std::string& name) {
     std::ifstream in(packer.root() + "/www/" + name, std::ios::binary);
@@ -1632,6 +1632,22 @@ TEST(HelmRendererTest, AChartArchiveInTheRepositoryIsUnpackedAndRendered) {
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web web"));
   EXPECT_THAT(read, ::testing::Contains("charts/web-1.0.0.tgz"));
+  // A target's own archive, for the clusters it selects.
+  const Values canary = {{ClusterNameKey(), "c-1"}, {ClusterLabelKey("ring"), "canary"}};
+  RenderInput targeted{
+      "web",
+      "apps/web",
+      {{"apps/web/fleet.yaml",
+        "helm: {chart: ./web-1.0.0.tgz}\ntargetCustomizations:\n- name: canary\n"
+        "  clusterSelector: {matchLabels: {ring: canary}}\n  helm: {chart: ./next-2.0.0.tgz}\n"},
+       {"apps/web/web-1.0.0.tgz", web},
+       {"apps/web/next-2.0.0.tgz", archive("next-2.0.0.tgz")}},
+      nullptr,
+      &canary,
+      nullptr};
+  set = RenderBundlePath(*echo, targeted);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//web next"));
   // What cannot be rendered so.
   for (const auto& [chart, content, error] :
        std::vector<std::tuple<std::string, std::string, std::string>>{

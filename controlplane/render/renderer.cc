@@ -384,6 +384,20 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
     return absl::OkStatus();  // the folder's chart, whose version is its own
   }
   const std::string shown = chart.empty() ? "." : chart.substr(0, 256);
+  // A chart archive in the repository (`./web-canary-1.0.0.tgz`), unpacked.
+  if (placed->reads_fleet_getter_charts && !absl::StartsWith(dir, "/") &&
+      (absl::EndsWith(dir, ".tgz") || absl::EndsWith(dir, ".tar.gz"))) {
+    std::optional<std::string> at = JoinInRepository(placed->path, dir);
+    if (!at.has_value() || at->empty()) {
+      return refuse(
+          absl::StrCat("its helm.chart names ", shown, ", which is outside the repository"));
+    }
+    placed->remote_chart = RemoteChart();
+    placed->helm_chart.clear();
+    placed->helm_chart_folder.clear();
+    placed->helm_chart_archive = *std::move(at);
+    return absl::OkStatus();
+  }
   // Another chart folder elsewhere in the repository (`../../charts/web-canary`).
   if (!absl::StartsWith(dir, "/") && dir.size() <= 1024 &&
       absl::StrContains(absl::StrCat("/", dir, "/"), "/../") &&
