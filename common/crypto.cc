@@ -83,6 +83,15 @@ std::string Sha512(absl::string_view data) {
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
+std::optional<std::string> DigestNamed(absl::string_view algorithm, absl::string_view data) {
+  const EVP_MD* md = EVP_get_digestbyname(std::string(algorithm).c_str());
+  if (md == nullptr) return std::nullopt;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr) != 1) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
 std::string Sha256(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -7,6 +7,7 @@
 // input: the input comes from repositories and from the network.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,6 +26,9 @@ bool HkdfSha256(absl::string_view ikm, absl::string_view salt, absl::string_view
 std::string HmacSha256(absl::string_view key, absl::string_view data);
 std::string Sha512(absl::string_view data);
 std::string Sha256(absl::string_view data);
+// The digest of `data` by OpenSSL's name for its algorithm ("sha256", "sha512", "sha1",
+// "md5", ...); nullopt for a name OpenSSL does not know.
+std::optional<std::string> DigestNamed(absl::string_view algorithm, absl::string_view data);
 
 enum class Aead { kChaCha20Poly1305, kAes256Gcm };
 // The plaintext of `ciphertext` authenticated by the 16-byte `tag`, or InvalidArgument

@@ -466,6 +466,63 @@ std::string NextPage(const std::string& url, const std::string& link) {
   return url.substr(0, url.find('/', scheme + 3)) + target;
 }
 
+}  // namespace
+
+absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url) {
+  UrlChecksum out{url, "", ""};
+  const size_t question = url.find('?');
+  if (question == std::string::npos) return out;
+  const std::string fragment =
+      url.find('#', question) == std::string::npos ? "" : url.substr(url.find('#', question));
+  const absl::string_view query =
+      absl::string_view(url).substr(question + 1, url.size() - question - 1 - fragment.size());
+  std::vector<std::string> kept;
+  std::string value;
+  for (absl::string_view pair : absl::StrSplit(query, '&')) {
+    if (absl::StartsWith(pair, "checksum=")) {
+      value = std::string(pair.substr(sizeof("checksum=") - 1));
+    } else if (!pair.empty()) {
+      kept.emplace_back(pair);
+    }
+  }
+  if (value.empty()) return out;
+  out.url = absl::StrCat(url.substr(0, question), kept.empty() ? "" : "?", absl::StrJoin(kept, "&"),
+                         fragment);
+  const std::string shown = value.substr(0, 160);
+  absl::StrReplaceAll({{"%3A", ":"}, {"%3a", ":"}}, &value);
+  if (absl::StartsWith(value, "file:")) {
+    return absl::InvalidArgumentError(absl::StrCat("its checksum ", shown,
+                                                   " is in a file, which gitfleet does not fetch: "
+                                                   "give the digest itself (checksum=sha256:HEX)"));
+  }
+  std::string hex = value;
+  if (const size_t colon = value.find(':'); colon != std::string::npos) {
+    out.algorithm = absl::AsciiStrToLower(value.substr(0, colon));
+    hex = value.substr(colon + 1);
+  }
+  hex = absl::AsciiStrToLower(hex);
+  const bool is_hex =
+      !hex.empty() && hex.find_first_not_of("0123456789abcdef") == std::string::npos;
+  const std::map<std::string, size_t> kLengths = {
+      {"md5", 32}, {"sha1", 40}, {"sha256", 64}, {"sha512", 128}};
+  if (out.algorithm.empty()) {
+    for (const auto& [algorithm, length] : kLengths) {
+      if (hex.size() == length) out.algorithm = algorithm;
+    }
+  }
+  auto known = kLengths.find(out.algorithm);
+  if (!is_hex || known == kLengths.end() || known->second != hex.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("its checksum ", shown,
+                     " is not one gitfleet reads (md5, sha1, sha256 or sha512, as hex: "
+                     "checksum=sha256:HEX)"));
+  }
+  out.hex = std::move(hex);
+  return out;
+}
+
+namespace {
+
 // Whether `url` carries user information (a username, a password) before its host.
 bool HasUserInfo(absl::string_view url) {
   const size_t scheme = url.find("://");
@@ -774,8 +831,16 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
   }
   if (absl::StartsWith(ref.url, "oci://")) return FetchOci(ref);
   ChartVersion chosen;
+  UrlChecksum checksum;
   if (!ref.url.empty()) {
-    chosen.url = ref.url;
+    // go-getter's checksum parameter: taken off the URL, and checked.
+    absl::StatusOr<UrlChecksum> split = SplitUrlChecksum(ref.url);
+    if (!split.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the chart ", ref.url.substr(0, 256), ": ", split.status().message()));
+    }
+    checksum = *std::move(split);
+    chosen.url = checksum.url;
   } else {
     std::shared_ptr<const ChartIndex> charts;
     const absl::Time now = RealClock().Now();
@@ -811,13 +876,14 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
   }
   // An archive the index gives a digest for is that archive for good; one without, at a
   // URL, is read again after index_ttl.
-  const std::string key = absl::StrCat(chosen.url, "#", chosen.digest);
+  const std::string key =
+      absl::StrCat(chosen.url, "#", chosen.digest, checksum.algorithm, checksum.hex);
   const absl::Time now = RealClock().Now();
   {
     MutexLock lock(&mu_);
     if (auto it = charts_.find(key);
-        it != charts_.end() &&
-        (!chosen.digest.empty() || now - it->second.fetched < options_.index_ttl)) {
+        it != charts_.end() && (!chosen.digest.empty() || !checksum.hex.empty() ||
+                                now - it->second.fetched < options_.index_ttl)) {
       return it->second.chart;
     }
   }
@@ -830,9 +896,21 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
           digest, ", the index says ", chosen.digest, ")"));
     }
   }
+  if (!checksum.hex.empty()) {
+    std::optional<std::string> got = crypto::DigestNamed(checksum.algorithm, archive);
+    const std::string hex = got.has_value() ? absl::BytesToHexString(*got) : "";
+    if (hex != checksum.hex) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          chosen.url, " is not the archive its checksum names (its ", checksum.algorithm, " is ",
+          hex.empty() ? "unknown here" : hex, ", the URL's checksum says ", checksum.hex, ")"));
+    }
+  }
   GF_ASSIGN_OR_RETURN(
       std::shared_ptr<const FetchedChart> chart,
-      ChartFromArchive(archive, chosen.url, chosen.digest, chosen.version, options_));
+      ChartFromArchive(
+          archive, chosen.url,
+          chosen.digest.empty() && checksum.algorithm == "sha256" ? checksum.hex : chosen.digest,
+          chosen.version, options_));
   Remember(key, chart, now);
   return chart;
 }

@@ -126,6 +126,18 @@ struct ChartVersion {
   std::string digest;  // sha256, lower-case hex; empty when the index gives none
 };
 using ChartIndex = std::map<std::string, std::vector<ChartVersion>>;
+
+// A chart archive's URL with go-getter's `checksum` parameter (`?checksum=sha256:HEX`; the
+// type md5, sha1, sha256 or sha512, or none, then known by the digest's length), which
+// Fleet's docs offer to check a download: the URL without it, and the digest it asks for
+// (`algorithm` empty when it has none). InvalidArgument for a checksum that cannot be
+// read, or one in a file (`file:URL`, which gitfleet does not fetch).
+struct UrlChecksum {
+  std::string url;
+  std::string algorithm;  // "sha256", ...
+  std::string hex;        // lower case
+};
+absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url);
 // InvalidArgument naming `url` (the index's) when `text` is not a chart repository's index.
 absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
                                           const std::string& url);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
@@ -282,6 +283,50 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
                    .Allowed("https://a.example.com.evil.example/x"))
       << "a host is a whole host";
   EXPECT_TRUE(ChartFetcher(options({"https://a.example.com"})).Allowed("https://a.example.com/x"));
+}
+
+// An archive's URL with go-getter's checksum parameter (Fleet's docs offer it to check a
+// download): the parameter is taken off the URL the server is asked for, and the archive
+// is checked against it; one that differs is refused, as is a checksum gitfleet cannot read.
+TEST(ChartFetcherTest, ChecksAnArchiveAgainstTheChecksumItsUrlGives) {
+  testing::ChartRepositoryServer server(testing::TempDir("charts"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  const std::string archive = ReadAll(server.root() + "/www/web-1.0.0.tgz");
+  const std::string sha256 = absl::BytesToHexString(crypto::Sha256(archive));
+  const std::string sha512 = absl::BytesToHexString(crypto::Sha512(archive));
+  ChartFetchOptions options;
+  options.allowed = {server.url()};
+  const std::string url = server.url() + "web-1.0.0.tgz";
+  for (const std::string& checksum :
+       {"sha256:" + sha256, sha256, "SHA512%3A" + absl::AsciiStrToUpper(sha512), sha512}) {
+    ChartFetcher fetcher(options);
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+        fetcher.Fetch({"", "", "", absl::StrCat(url, "?checksum=", checksum)});
+    ASSERT_TRUE(chart.ok()) << checksum << ": " << chart.status();
+    EXPECT_EQ((*chart)->url, url) << "the parameter is not the server's";
+  }
+  EXPECT_THAT(server.Log(), Not(HasSubstr("checksum="))) << "never sent";
+  const std::string other(64, 'a');
+  for (const auto& [checksum, error] : std::vector<std::pair<std::string, std::string>>{
+           {"sha256:" + other, "is not the archive its checksum names (its sha256 is " + sha256},
+           {"sha256:abc", "is not one gitfleet reads"},
+           {"crc32:" + sha256, "is not one gitfleet reads"},
+           {"file:https://example.com/SHA256SUMS",
+            "is in a file, which gitfleet does not fetch"}}) {
+    absl::Status refused = ChartFetcher(options)
+                               .Fetch({"", "", "", absl::StrCat(url, "?checksum=", checksum)})
+                               .status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << checksum;
+    EXPECT_THAT(refused.message(), HasSubstr(error)) << checksum;
+  }
+  absl::StatusOr<UrlChecksum> kept =
+      SplitUrlChecksum("https://h/web.tgz?a=1&checksum=" + sha256 + "&b=2");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->url, "https://h/web.tgz?a=1&b=2");
+  EXPECT_EQ(kept->algorithm, "sha256");
+  EXPECT_EQ(SplitUrlChecksum("https://h/web.tgz")->algorithm, "");
 }
 
 // A chart in an OCI registry, pulled as helm pulls it: the tag list for a constraint, the
