@@ -1109,6 +1109,24 @@ std::unique_ptr<HelmRenderer> ValuesEchoHelmRenderer(
 // any engine. fleet-examples' form (`overrideTargets: true` and the list under `targets:`)
 // reads the same; what cannot be read fails by name. A bundle rendered before goes to
 // every cluster, as it did, saying why.
+// A chart repository's URL as Fleet joins it with index.yaml: repeated slashes in its path
+// are one (fleet-examples' helm-target-customizations writes `.../manifests///`).
+TEST(FleetChartRepositoryTest, RepeatedSlashesInTheRepositorysPathAreOne) {
+  for (const auto& [repo, read] : std::vector<std::pair<std::string, std::string>>{
+           {"https://oauth2-proxy.github.io/manifests///",
+            "https://oauth2-proxy.github.io/manifests/"},
+           {"https://charts.example.com//a//b", "https://charts.example.com/a/b"},
+           {"https://charts.example.com", "https://charts.example.com"},
+           {"https://charts.example.com/x?token=a//b",
+            "https://charts.example.com/x?token=a//b"}}) {
+    absl::StatusOr<FleetYamlNamespace> fleet = ReadFleetYamlNamespace(
+        "apps/web",
+        {{"apps/web/fleet.yaml", absl::StrCat("helm: {repo: '", repo, "', chart: web}\n")}});
+    ASSERT_TRUE(fleet.ok()) << fleet.status();
+    EXPECT_EQ(fleet->remote_chart.repo, read) << repo;
+  }
+}
+
 TEST(FleetOverrideTargetsTest, ChooseTheClustersTheFolderIsDeployedTo) {
   const std::string cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n";
   const std::string listed =

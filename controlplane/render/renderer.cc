@@ -239,7 +239,18 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
       return absl::StrCat("helm.repo ", repo_url.substr(0, 256), " is not an http(s) URL");
     }
     if (chart_name.empty()) return "helm.repo names a chart repository, and helm.chart no chart";
-    *out = {repo_url, chart_name, version, ""};
+    // Its path's slashes as Fleet joins it with index.yaml (fleet-examples writes
+    // `https://oauth2-proxy.github.io/manifests///`).
+    const size_t path = repo_url.find('/', repo_url.find("://") + 3);
+    std::string repo = repo_url.substr(0, path);
+    if (path != std::string::npos) {
+      const size_t query = std::min(repo_url.find_first_of("?#", path), repo_url.size());
+      for (size_t i = path; i < query; ++i) {
+        if (repo_url[i] != '/' || repo.back() != '/') repo += repo_url[i];
+      }
+      repo += repo_url.substr(query);
+    }
+    *out = {std::move(repo), chart_name, version, ""};
   } else if (http(chart_name)) {
     out->url = chart_name;
   }
