@@ -646,6 +646,7 @@ TEST(KustomizeRendererTest, CredentialsWrittenIntoARemoteUrlAreNeverSentNorShown
   HelmRenderer helm(helm_options, remote, std::make_shared<ChartFetcher>(any));
   for (const std::string& chart :
        {absl::StrCat("chart: 'git::https://git:s3cret@127.0.0.1:", port, "/org/charts//web'"),
+        absl::StrCat("chart: 'git::ssh://git@127.0.0.1:", port, "/org/charts//web?sshkey=s3cret'"),
         absl::StrCat("chart: 'https://u:s3cret@127.0.0.1:", port, "/web-1.0.0.tgz'"),
         absl::StrCat("repo: 'https://u:s3cret@127.0.0.1:", port, "/charts', chart: web")}) {
     std::vector<std::string> notes;

@@ -504,7 +504,22 @@ absl::Status CheckSourceUrl(const std::string& url, bool allow_local) {
   return absl::OkStatus();
 }
 
+namespace {
+// Where go-getter's `sshkey` query parameter (a private key, base64) starts in `url`, at
+// its value; npos without one.
+size_t SshKeyParameter(absl::string_view url) {
+  const size_t query = url.find('?');
+  if (query == absl::string_view::npos) return absl::string_view::npos;
+  for (size_t at = query; at < url.size(); at = url.find('&', at + 1)) {
+    if (at == absl::string_view::npos) break;
+    if (absl::StartsWithIgnoreCase(url.substr(at + 1), "sshkey=")) return at + 8;
+  }
+  return absl::string_view::npos;
+}
+}  // namespace
+
 bool UrlCarriesSecret(absl::string_view url) {
+  if (SshKeyParameter(url) != absl::string_view::npos) return true;
   const size_t scheme = url.find("://");
   if (scheme == absl::string_view::npos) return false;
   const size_t host = scheme + 3;
@@ -528,13 +543,19 @@ std::string SecretInUrlRefusal(const std::string& url, absl::string_view flag) {
 }
 
 std::string RedactUrl(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
+  std::string out = url;
+  // go-getter's sshkey parameter: its value.
+  if (const size_t key = SshKeyParameter(out); key != std::string::npos) {
+    const size_t end = std::min(out.find_first_of("&#", key), out.size());
+    out.replace(key, end - key, "***");
+  }
+  size_t scheme = out.find("://");
+  if (scheme == std::string::npos) return out;
   size_t host = scheme + 3;
-  size_t end = url.find_first_of("/?#", host);
-  size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
-  if (at == std::string::npos || at < host) return url;
-  return absl::StrCat(url.substr(0, host), "***@", url.substr(at + 1));
+  size_t end = out.find_first_of("/?#", host);
+  size_t at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
+  if (at == std::string::npos || at < host) return out;
+  return absl::StrCat(out.substr(0, host), "***@", out.substr(at + 1));
 }
 
 }  // namespace gitfleet

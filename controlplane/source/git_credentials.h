@@ -104,12 +104,14 @@ absl::Status CheckCertificate(const std::string& ca_pem, absl::string_view der,
 // repositories (file:// and paths) unless `allow_local`.
 absl::Status CheckSourceUrl(const std::string& url, bool allow_local);
 
-// `url` as it may be shown: any user information before '@' in the authority removed.
+// `url` as it may be shown: any user information before '@' in the authority removed, and
+// the value of go-getter's `sshkey` query parameter (a private key).
 std::string RedactUrl(const std::string& url);
 
 // Whether `url` (`git::` or another getter's prefix before it, or none) holds a secret
 // before its host: a password, or any user of a URL other than an ssh:// one (tokens go
-// there). ssh://git@host names an account, which is no secret.
+// there), or go-getter's `sshkey` query parameter (a private key). ssh://git@host names an
+// account, which is no secret.
 bool UrlCarriesSecret(absl::string_view url);
 // Why such a URL, which a repository's file names, is refused: "\"URL\" carries credentials
 // in its URL, ...", the URL redacted, ending with what gives the control plane a credential

@@ -338,6 +338,8 @@ TEST(CheckSourceUrlTest, NoSecretsInUrlsAndLocalOnlyWhenAllowed) {
   EXPECT_EQ(RedactUrl("https://a:b@h/p"), "https://***@h/p");
   EXPECT_EQ(RedactUrl("https://h/p@q"), "https://h/p@q");
   EXPECT_EQ(RedactUrl("git::https://a:b@h/p//d"), "git::https://***@h/p//d");
+  EXPECT_EQ(RedactUrl("git::ssh://git@h/p//d?ref=v1&sshkey=LS0tS2V5&depth=1"),
+            "git::ssh://***@h/p//d?ref=v1&sshkey=***&depth=1");
 }
 
 // The same judgement for what a repository's files name (remote bases and files, charts),
@@ -346,7 +348,8 @@ TEST(UrlCarriesSecretTest, APasswordOrAnHttpUserButNotAnSshAccount) {
   for (const char* secret :
        {"https://alice:s3cret@h/app", "https://ghp_TOKEN@github.com/org/app", "http://u@h/x",
         "git::https://t@h/org/app//d", "ssh://git:s3cret@h/app", "git::SSH://git:pw@h/app",
-        "oci://u:p@registry.example.com/charts/web"}) {
+        "oci://u:p@registry.example.com/charts/web", "git::ssh://git@h/org/app?sshkey=LS0t",
+        "github.com/org/app//web?ref=v1&SSHKEY=LS0t"}) {
     EXPECT_TRUE(UrlCarriesSecret(secret)) << secret;
   }
   for (const char* none :
