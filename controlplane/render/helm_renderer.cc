@@ -372,8 +372,9 @@ absl::StatusOr<ObjectSet> HelmRenderer::Render(const RenderInput& input) {
     ChartFetchOptions bounds;
     absl::StatusOr<std::vector<RepoFile>> unpacked =
         UnpackChartArchive(archive->content, bounds.max_chart_bytes, bounds.max_chart_files);
-    if (!unpacked.ok())
+    if (!unpacked.ok()) {
       return absl::Status(unpacked.status().code(), said(unpacked.status().message()));
+    }
     with_chart = input.files;
     bool chart_yaml = false;
     for (RepoFile& file : *unpacked) {
