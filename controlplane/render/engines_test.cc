@@ -1344,13 +1344,14 @@ TEST(HelmRendererTest, FleetYamlsHelmValuesAndReleaseNameAreTheChartsAsInFleet) 
 }
 
 // The notes of `files` at `path` rendered as a plain bundle rendered before gitfleet read
-// a chart outside the folder (a record without reads_fleet_outside_charts).
-std::vector<std::string> NotesOfABundleFromBefore(const std::string& path,
-                                                  const std::vector<RepoFile>& files) {
+// what `reads` says (a record without it; by default reads_fleet_outside_charts).
+std::vector<std::string> NotesOfABundleFromBefore(
+    const std::string& path, const std::vector<RepoFile>& files,
+    bool RenderInput::*reads = &RenderInput::reads_fleet_outside_charts) {
   PlainRenderer plain;
   std::vector<std::string> notes;
   RenderInput before{"web", path, files};
-  before.reads_fleet_outside_charts = false;
+  before.*reads = false;
   before.notes = &notes;
   (void)RenderBundlePath(plain, before);
   return notes;
@@ -1587,13 +1588,8 @@ TEST(HelmRendererTest, AChartInFleetsOtherFormsOfAGitSourceIsFetched) {
     EXPECT_THAT(refused.status().message(), HasSubstr(error)) << chart;
   }
   // A bundle rendered before: the chart reads as it did, noted.
-  PlainRenderer plain;
-  std::vector<std::string> notes;
-  RenderInput before{"web", "apps/web", fleet_yaml("github.com/elsewhere/charts//web")};
-  before.reads_fleet_getter_charts = false;
-  before.notes = &notes;
-  (void)RenderBundlePath(plain, before);
-  EXPECT_THAT(notes,
+  EXPECT_THAT(NotesOfABundleFromBefore("apps/web", fleet_yaml("github.com/elsewhere/charts//web"),
+                                       &RenderInput::reads_fleet_getter_charts),
               ::testing::Contains(HasSubstr("rendered before gitfleet read that form of a chart")));
 }
 
@@ -1681,14 +1677,9 @@ TEST(HelmRendererTest, AChartArchiveInTheRepositoryIsUnpackedAndRendered) {
     EXPECT_THAT(std::string(refused.status().message()), HasSubstr(error)) << chart;
   }
   // A bundle rendered before: as it did, noted.
-  PlainRenderer plain;
-  notes.clear();
-  RenderInput before{"web", "apps/web", files};
-  before.reads_fleet_getter_charts = false;
-  before.notes = &notes;
-  (void)RenderBundlePath(plain, before);
-  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("an archive, in helm.chart; this bundle was "
-                                                   "rendered before gitfleet read that form")));
+  EXPECT_THAT(NotesOfABundleFromBefore("apps/web", files, &RenderInput::reads_fleet_getter_charts),
+              ::testing::Contains(HasSubstr("an archive, in helm.chart; this bundle was "
+                                            "rendered before gitfleet read that form")));
 }
 
 // Fleet's layout of one chart and a folder of values per environment: each folder's
