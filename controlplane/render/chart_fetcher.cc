@@ -25,6 +25,7 @@
 #include "common/manifest/yaml.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "controlplane/render/archive.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/repo_url.h"
 #include "nlohmann/json.hpp"
@@ -186,50 +187,6 @@ std::string Resolve(const std::string& repo, const std::string& reference) {
   return base + reference;
 }
 
-// Octal, as tar writes its numbers.
-std::optional<uint64_t> Octal(absl::string_view field) {
-  field = absl::StripAsciiWhitespace(
-      absl::string_view(field.data(), strnlen(field.data(), field.size())));
-  uint64_t value = 0;
-  for (char c : field) {
-    if (c < '0' || c > '7') return std::nullopt;
-    if (value > (uint64_t{1} << 60)) return std::nullopt;
-    value = value * 8 + (c - '0');
-  }
-  return value;
-}
-
-absl::StatusOr<std::string> Gunzip(const std::string& compressed, size_t max_bytes) {
-  z_stream stream{};
-  if (inflateInit2(&stream, 15 + 32) != Z_OK) return absl::InternalError("zlib");
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
-  stream.avail_in = static_cast<uInt>(compressed.size());
-  std::string out;
-  char buffer[64 << 10];
-  int status = Z_OK;
-  while (status != Z_STREAM_END) {
-    stream.next_out = reinterpret_cast<Bytef*>(buffer);
-    stream.avail_out = sizeof(buffer);
-    status = inflate(&stream, Z_NO_FLUSH);
-    if (status != Z_OK && status != Z_STREAM_END) {
-      inflateEnd(&stream);
-      return absl::InvalidArgumentError("it is not gzip-compressed, or is cut short");
-    }
-    out.append(buffer, sizeof(buffer) - stream.avail_out);
-    if (out.size() > max_bytes) {
-      inflateEnd(&stream);
-      return absl::ResourceExhaustedError(
-          absl::StrCat("it unpacks to more than ", max_bytes, " bytes"));
-    }
-    if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
-      inflateEnd(&stream);
-      return absl::InvalidArgumentError("it is cut short");
-    }
-  }
-  inflateEnd(&stream);
-  return out;
-}
-
 }  // namespace
 
 bool ChartRefMoves(const ChartRef& ref) {
@@ -372,75 +329,50 @@ absl::StatusOr<ChartVersion> ChooseChartVersion(const ChartIndex& index, const s
 }
 
 absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& archive,
-                                                         size_t max_bytes, size_t max_files) {
-  absl::StatusOr<std::string> tar = Gunzip(archive, max_bytes + (max_files + 2) * 1024);
-  if (!tar.ok()) {
-    return absl::Status(tar.status().code(),
-                        absl::StrCat("not a chart archive: ", tar.status().message()));
+                                                         size_t max_bytes, size_t max_files,
+                                                         absl::string_view folder) {
+  absl::StatusOr<std::vector<RepoFile>> files = UnpackArchive(archive, {max_bytes, max_files});
+  if (!files.ok()) {
+    return absl::Status(files.status().code(),
+                        absl::StrCat("not a chart archive: ", files.status().message()));
   }
-  std::vector<RepoFile> files;
+  auto has_chart_yaml = [&files] {
+    return std::any_of(files->begin(), files->end(),
+                       [](const RepoFile& f) { return f.path == "Chart.yaml"; });
+  };
+  if (!folder.empty()) {
+    // go-getter's `URL//FOLDER`: the chart is that folder of the archive.
+    files = ArchiveFolder(*std::move(files), folder);
+    if (!files.ok()) return files.status();
+    if (!has_chart_yaml()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the archive's folder ", folder.substr(0, 256), " holds no Chart.yaml"));
+    }
+    return files;
+  }
+  if (has_chart_yaml()) return files;  // the chart at the archive's top
+  // What `helm package` writes: the chart in the archive's one top folder.
   std::string top;
-  size_t total = 0;
-  std::string long_name;
-  size_t at = 0;
-  while (at + 512 <= tar->size()) {
-    const absl::string_view header(tar->data() + at, 512);
-    if (header.find_first_not_of('\0') == absl::string_view::npos) break;  // the end
-    std::optional<uint64_t> size = Octal(header.substr(124, 12));
-    if (!size.has_value() || *size > tar->size() - at - 512) {
-      return absl::InvalidArgumentError("not a chart archive: a tar header is damaged");
+  for (const RepoFile& file : *files) {
+    const size_t slash = file.path.find('/');
+    if (slash == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("not a chart archive: it holds ", file.path.substr(0, 256),
+                       " outside a chart's folder, and no Chart.yaml beside it"));
     }
-    const char type = header[156];
-    const std::string data = tar->substr(at + 512, *size);
-    at += 512 + (*size + 511) / 512 * 512;
-    std::string path;
-    if (!long_name.empty()) {
-      path = std::move(long_name);
-      long_name.clear();
-    } else {
-      const absl::string_view name = header.substr(0, strnlen(header.data(), 100));
-      const absl::string_view prefix = header.substr(257, 5) == "ustar"
-                                           ? header.substr(345, strnlen(header.data() + 345, 155))
-                                           : absl::string_view();
-      path = prefix.empty() ? std::string(name) : absl::StrCat(prefix, "/", name);
-    }
-    if (type == 'L') {  // GNU: the next entry's long name
-      long_name = std::string(data.c_str());
-      continue;
-    }
-    if (type == 'x') {  // pax: "LEN key=value\n" records; the next entry's path
-      for (absl::string_view record : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
-        const size_t space = record.find(' ');
-        if (space == absl::string_view::npos) continue;
-        absl::string_view entry = record.substr(space + 1);
-        if (absl::ConsumePrefix(&entry, "path=")) long_name = std::string(entry);
-      }
-      continue;
-    }
-    if (type != '0' && type != '\0' && type != '7') continue;  // folders, links, globals
-    while (absl::StartsWith(path, "./")) path = path.substr(2);
-    const size_t slash = path.find('/');
-    if (path.empty() || path[0] == '/' || slash == std::string::npos ||
-        absl::StrContains(absl::StrCat("/", path, "/"), "/../")) {
+    const std::string folder_of = file.path.substr(0, slash);
+    if (top.empty()) top = folder_of;
+    if (folder_of != top) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "not a chart archive: it holds ", path.substr(0, 256), ", outside a chart's folder"));
+          "not a chart archive: it holds both ", top, "/ and ", folder_of.substr(0, 256),
+          "/ (name the chart's folder after \"//\" in its URL, as go-getter reads it)"));
     }
-    const std::string folder = path.substr(0, slash);
-    if (top.empty()) top = folder;
-    if (folder != top) {
-      return absl::InvalidArgumentError(absl::StrCat("not a chart archive: it holds both ", top,
-                                                     "/ and ", folder.substr(0, 256), "/"));
-    }
-    total += data.size();
-    if (files.size() + 1 > max_files || total > max_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the chart archive holds more than ", max_files, " files or ", max_bytes, " bytes"));
-    }
-    files.push_back({path.substr(slash + 1), data});
   }
-  if (std::none_of(files.begin(), files.end(),
-                   [](const RepoFile& f) { return f.path == "Chart.yaml"; })) {
-    return absl::InvalidArgumentError("not a chart archive: it holds no Chart.yaml");
+  for (RepoFile& file : *files) file.path.erase(0, top.size() + 1);
+  if (!has_chart_yaml()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a chart archive: it holds no Chart.yaml",
+                     top.empty() ? "" : absl::StrCat(" in ", top.substr(0, 256), "/")));
   }
   return files;
 }
@@ -466,6 +398,13 @@ std::string NextPage(const std::string& url, const std::string& link) {
   return url.substr(0, url.find('/', scheme + 3)) + target;
 }
 
+}  // namespace
+
+namespace {
+// The names go-getter unpacks as archives.
+constexpr absl::string_view kArchiveSuffixes[] = {".tar.gz", ".tgz", ".tar.bz2", ".tbz2",
+                                                  ".tar.xz", ".txz", ".tar.zst", ".tar.zstd",
+                                                  ".tzst",   ".tar", ".zip"};
 }  // namespace
 
 absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url) {
@@ -521,6 +460,51 @@ absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url) {
   return out;
 }
 
+absl::StatusOr<ArchiveUrl> SplitArchiveUrl(const std::string& url) {
+  ArchiveUrl out{url, ""};
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return out;
+  const size_t query_at = std::min(url.find_first_of("?#", scheme + 3), url.size());
+  std::string path = url.substr(0, query_at);
+  std::string query = url.substr(query_at);
+  bool archive_named = false;
+  if (absl::StartsWith(query, "?")) {
+    const size_t hash = query.find('#');
+    const std::string fragment = hash == std::string::npos ? "" : query.substr(hash);
+    std::vector<std::string> kept;
+    for (absl::string_view pair :
+         absl::StrSplit(absl::string_view(query).substr(1, query.size() - 1 - fragment.size()), '&',
+                        absl::SkipEmpty())) {
+      if (!absl::StartsWith(pair, "archive=")) {
+        kept.emplace_back(pair);
+        continue;
+      }
+      if (absl::EqualsIgnoreCase(pair.substr(8), "false")) {
+        return absl::InvalidArgumentError(
+            "its archive=false makes it a file, not an archive, and a chart is an archive");
+      }
+      archive_named = true;
+    }
+    query = absl::StrCat(kept.empty() ? "" : "?", absl::StrJoin(kept, "&"), fragment);
+  }
+  const size_t host_end = path.find('/', scheme + 3);
+  const size_t split =
+      host_end == std::string::npos ? std::string::npos : path.find("//", host_end);
+  if (split != std::string::npos) {
+    const std::string before = absl::AsciiStrToLower(path.substr(host_end, split - host_end));
+    const bool archive =
+        archive_named ||
+        std::any_of(std::begin(kArchiveSuffixes), std::end(kArchiveSuffixes),
+                    [&before](absl::string_view suffix) { return absl::EndsWith(before, suffix); });
+    if (archive) {
+      out.folder = path.substr(split + 2);
+      path.resize(split);
+    }
+  }
+  out.url = path + query;
+  return out;
+}
+
 namespace {
 
 // Whether `url` carries user information (a username, a password) before its host.
@@ -540,13 +524,11 @@ std::string Escape(const std::string& text) {
 }
 
 // The files and name of the chart in `archive`, fetched from `url`.
-absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(const std::string& archive,
-                                                               const std::string& url,
-                                                               const std::string& digest,
-                                                               const std::string& version,
-                                                               const ChartFetchOptions& options) {
+absl::StatusOr<std::shared_ptr<FetchedChart>> ChartFromArchive(
+    const std::string& archive, const std::string& url, const std::string& digest,
+    const std::string& version, const ChartFetchOptions& options, const std::string& folder = "") {
   absl::StatusOr<std::vector<RepoFile>> files =
-      UnpackChartArchive(archive, options.max_chart_bytes, options.max_chart_files);
+      UnpackChartArchive(archive, options.max_chart_bytes, options.max_chart_files, folder);
   if (!files.ok()) {
     return absl::Status(files.status().code(), absl::StrCat(url, ": ", files.status().message()));
   }
@@ -832,9 +814,14 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
   if (absl::StartsWith(ref.url, "oci://")) return FetchOci(ref);
   ChartVersion chosen;
   UrlChecksum checksum;
+  std::string folder;
   if (!ref.url.empty()) {
-    // go-getter's checksum parameter: taken off the URL, and checked.
-    absl::StatusOr<UrlChecksum> split = SplitUrlChecksum(ref.url);
+    // go-getter's folder (URL//FOLDER) and archive parameter, then its checksum parameter:
+    // taken off the URL; the folder is the chart's, the checksum checked.
+    absl::StatusOr<ArchiveUrl> archive_url = SplitArchiveUrl(ref.url);
+    absl::StatusOr<UrlChecksum> split =
+        archive_url.ok() ? SplitUrlChecksum(archive_url->url) : archive_url.status();
+    if (archive_url.ok()) folder = archive_url->folder;
     if (!split.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("the chart ", ref.url.substr(0, 256), ": ", split.status().message()));
@@ -877,7 +864,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
   // An archive the index gives a digest for is that archive for good; one without, at a
   // URL, is read again after index_ttl.
   const std::string key =
-      absl::StrCat(chosen.url, "#", chosen.digest, checksum.algorithm, checksum.hex);
+      absl::StrCat(chosen.url, "#", chosen.digest, checksum.algorithm, checksum.hex, "//", folder);
   const absl::Time now = RealClock().Now();
   {
     MutexLock lock(&mu_);
@@ -910,7 +897,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
       ChartFromArchive(
           archive, chosen.url,
           chosen.digest.empty() && checksum.algorithm == "sha256" ? checksum.hex : chosen.digest,
-          chosen.version, options_));
+          chosen.version, options_, folder));
   Remember(key, chart, now);
   return chart;
 }

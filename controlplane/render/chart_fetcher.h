@@ -138,6 +138,19 @@ struct UrlChecksum {
   std::string hex;        // lower case
 };
 absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url);
+
+// An archive's URL as go-getter reads it (Fleet's `helm.chart`): the URL to fetch, without
+// a folder after "//" in its path (`https://host/v1.tar.gz//charts/web?x=1` fetches
+// `https://host/v1.tar.gz?x=1`) nor the `archive` parameter (go-getter's way to say the
+// format; gitfleet reads it from the archive itself), and that folder. The folder is read
+// only where the URL's path before it names an archive (.tgz, .tar.gz, .zip, ...) or the
+// URL says `archive=`: elsewhere "//" is a path's doubled slash, and stays. InvalidArgument
+// for `archive=false` (a file, not an archive: no chart).
+struct ArchiveUrl {
+  std::string url;
+  std::string folder;
+};
+absl::StatusOr<ArchiveUrl> SplitArchiveUrl(const std::string& url);
 // InvalidArgument naming `url` (the index's) when `text` is not a chart repository's index.
 absl::StatusOr<ChartIndex> ReadChartIndex(const std::string& text, const std::string& repo,
                                           const std::string& url);
@@ -246,11 +259,15 @@ absl::StatusOr<ChartVersion> ChooseChartVersion(const ChartIndex& index, const s
 // naming the constraint when it cannot be read.
 absl::StatusOr<bool> SemverSatisfies(const std::string& version, const std::string& constraint);
 
-// The files of a chart archive (.tgz: gzip over tar, one top folder), their paths inside
-// the chart. InvalidArgument for what is not such an archive, or a path leaving the chart;
-// ResourceExhausted past the bounds.
+// The files of a chart archive (what `helm package` writes, .tgz: gzip over tar, the chart
+// in one top folder; or any archive UnpackArchive reads, the chart at its top), their paths
+// inside the chart; with `folder` (go-getter's `URL//FOLDER`, ArchiveFolder's patterns),
+// the chart in that folder of the archive. InvalidArgument for what is not such an
+// archive, or a path leaving it; NotFound for a folder it does not have; ResourceExhausted
+// past the bounds.
 absl::StatusOr<std::vector<RepoFile>> UnpackChartArchive(const std::string& archive,
-                                                         size_t max_bytes, size_t max_files);
+                                                         size_t max_bytes, size_t max_files,
+                                                         absl::string_view folder = "");
 
 // A dependency a chart's Chart.yaml (a v1 chart's requirements.yaml) lists.
 struct ChartDependency {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,6 +21,7 @@
 namespace gitfleet {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -209,12 +211,14 @@ TEST(UnpackChartArchiveTest, UnpacksWhatTarWritesAndRefusesTheRest) {
   EXPECT_EQ((*files)[1].path, std::string(150, 'p') + ".yaml");
   const std::pair<std::string, const char*> kBad[] = {
       {PythonArchive("add('c/Chart.yaml', b'x')\nadd('c/../../etc/x', b'x')"),
-       "outside a chart's folder"},
-      {PythonArchive("add('/abs/Chart.yaml', b'x')"), "outside a chart's folder"},
+       "a path outside the archive"},
+      {PythonArchive("add('/abs/Chart.yaml', b'x')"), "a path outside the archive"},
       {PythonArchive("add('a/Chart.yaml', b'x')\nadd('b/x', b'x')"), "it holds both a/ and b/"},
-      {PythonArchive("add('a/values.yaml', b'x')"), "it holds no Chart.yaml"},
+      {PythonArchive("add('a/Chart.yaml', b'x')\nadd('x', b'x')"),
+       "it holds x outside a chart's folder"},
+      {PythonArchive("add('a/values.yaml', b'x')"), "it holds no Chart.yaml in a/"},
       {PythonArchive("add('a/Chart.yaml', b'x' * 5000)"), "more than 100 files or 4096 bytes"},
-      {"not gzip at all", "not a chart archive: it is not gzip-compressed"},
+      {"not gzip at all", "not a chart archive: it is no archive gitfleet reads"},
   };
   for (const auto& [archive, error] : kBad) {
     ASSERT_FALSE(archive.empty());
@@ -327,6 +331,78 @@ TEST(ChartFetcherTest, ChecksAnArchiveAgainstTheChecksumItsUrlGives) {
   EXPECT_EQ(kept->url, "https://h/web.tgz?a=1&b=2");
   EXPECT_EQ(kept->algorithm, "sha256");
   EXPECT_EQ(SplitUrlChecksum("https://h/web.tgz")->algorithm, "");
+}
+
+// What Fleet's `helm.chart` may name besides a chart's own archive: an archive of a whole
+// repository (a GitHub release's, `REPO-TAG/charts/web` inside), the chart a folder of it
+// after "//" (a pattern for its top folder), in any compression, as go-getter reads it.
+TEST(ChartFetcherTest, FetchesTheChartInAFolderOfAnArchiveItsUrlNames) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "python3 is not installed";
+  testing::ChartRepositoryServer server(testing::TempDir("charts"));
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  const std::string tgz = PythonArchive(
+      "add('apps-1.2/README.md', b'hi')\n"
+      "add('apps-1.2/charts/web/Chart.yaml', b'name: web\\nversion: 0.3.0')\n"
+      "add('apps-1.2/charts/web/templates/cm.yaml', b'kind: ConfigMap')\n"
+      "add('apps-1.2/charts/api/Chart.yaml', b'name: api\\nversion: 0.1.0')");
+  ASSERT_FALSE(tgz.empty());
+  server.Write("apps-1.2.tar.gz", tgz);
+  // The same as a zip, at a URL that does not say so.
+  const std::string dir = testing::TempDir("zip");
+  SubprocessOptions run_options;
+  run_options.env = {"PATH=/usr/bin:/bin"};
+  run_options.cwd = dir;
+  absl::StatusOr<SubprocessResult> zipped = RunSubprocess(
+      {"/usr/bin/python3", "-c",
+       "import zipfile\nz = zipfile.ZipFile('a.zip', 'w', zipfile.ZIP_DEFLATED)\n"
+       "z.writestr('apps-1.2/charts/web/Chart.yaml', 'name: web\\nversion: 0.3.0')\n"
+       "z.writestr('apps-1.2/charts/web/templates/cm.yaml', 'kind: ConfigMap')\nz.close()\n"},
+      run_options);
+  ASSERT_TRUE(zipped.ok() && zipped->exit_code == 0);
+  server.Write("download", ReadAll(dir + "/a.zip"));
+  ChartFetchOptions options;
+  options.allowed = {server.url()};
+  const std::string sha256 = absl::BytesToHexString(crypto::Sha256(tgz));
+  for (const std::string& url :
+       {server.url() + "apps-1.2.tar.gz//*/charts/web",
+        server.url() + "apps-1.2.tar.gz//apps-1.2/charts/web/?checksum=sha256:" + sha256,
+        server.url() + "download//apps-*/charts/web?archive=zip"}) {
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+        ChartFetcher(options).Fetch({"", "", "", url});
+    ASSERT_TRUE(chart.ok()) << url << ": " << chart.status();
+    EXPECT_EQ((*chart)->name, "web") << url;
+    EXPECT_EQ((*chart)->version, "0.3.0") << url;
+    std::vector<std::string> paths;
+    for (const RepoFile& file : (*chart)->files) paths.push_back(file.path);
+    EXPECT_THAT(paths, ::testing::UnorderedElementsAre("Chart.yaml", "templates/cm.yaml")) << url;
+  }
+  // The server is asked for the archive alone: the folder and the parameters are go-getter's.
+  EXPECT_THAT(server.Log(),
+              AllOf(HasSubstr("/apps-1.2.tar.gz"), HasSubstr("/download"), Not(HasSubstr("charts")),
+                    Not(HasSubstr("archive=")), Not(HasSubstr("checksum="))));
+  for (const auto& [url, error] : std::vector<std::pair<std::string, std::string>>{
+           {server.url() + "apps-1.2.tar.gz", "it holds no Chart.yaml in apps-1.2/"},
+           {server.url() + "apps-1.2.tar.gz//*/charts/db", "the archive has no folder */charts/db"},
+           {server.url() + "apps-1.2.tar.gz//*/charts/*", "matches 2 folders of the archive"},
+           {server.url() + "apps-1.2.tar.gz//apps-1.2",
+            "the archive's folder apps-1.2 holds no "
+            "Chart.yaml"},
+           {server.url() + "download?archive=false", "archive=false makes it a file"}}) {
+    absl::Status refused = ChartFetcher(options).Fetch({"", "", "", url}).status();
+    EXPECT_THAT(refused.message(), HasSubstr(error)) << url;
+  }
+  // "//" names a folder only after an archive's name, or with archive=.
+  for (const auto& [url, fetched, folder] : std::vector<std::array<std::string, 3>>{
+           {"https://h/charts//web-1.0.tgz", "https://h/charts//web-1.0.tgz", ""},
+           {"https://h//x.tgz", "https://h//x.tgz", ""},
+           {"https://h/v1.TAR.GZ//a/b?x=1#f", "https://h/v1.TAR.GZ?x=1#f", "a/b"},
+           {"https://h/dl//a?archive=tgz&x=1", "https://h/dl?x=1", "a"},
+           {"https://h/v1.zip//a//b", "https://h/v1.zip", "a//b"}}) {
+    absl::StatusOr<ArchiveUrl> split = SplitArchiveUrl(url);
+    ASSERT_TRUE(split.ok()) << url;
+    EXPECT_EQ(split->url, fetched) << url;
+    EXPECT_EQ(split->folder, folder) << url;
+  }
 }
 
 // A chart in an OCI registry, pulled as helm pulls it: the tag list for a constraint, the
