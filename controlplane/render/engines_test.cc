@@ -2315,6 +2315,78 @@ TEST(HelmRendererTest, AChartFromAChartRepositoryIsFetchedAndRendered) {
   }
 }
 
+// Fleet's `helm.chart` naming an archive of a whole repository (a GitHub release's) and the
+// chart's folder in it after "//", as go-getter reads it, with or without its forced
+// `https::` getter: fetched, and that folder rendered, for the folder and for a target.
+TEST(HelmRendererTest, AChartInAFolderOfAnArchivesUrlIsFetchedAndRendered) {
+  testing::ChartRepositoryServer server(TempDir("charts"));
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  for (const auto& [path, content] : std::vector<std::pair<std::string, std::string>>{
+           {"src/apps-1.2/README.md", "hi\n"},
+           {"src/apps-1.2/charts/guestbook/Chart.yaml",
+            "apiVersion: v2\nname: guestbook\nversion: 0.3.0\n"},
+           {"src/apps-1.2/charts/guestbook/values.yaml", "replicas: 1\n"},
+           {"src/apps-1.2/charts/next/Chart.yaml", "apiVersion: v2\nname: next\nversion: 1.0.0\n"},
+           {"src/apps-1.2/charts/next/values.yaml", "replicas: 1\n"}}) {
+    server.Write(path, content);
+  }
+  absl::StatusOr<SubprocessResult> packed =
+      RunSubprocess({"/bin/tar", "-C", server.root() + "/www/src", "-czf",
+                     server.root() + "/www/apps-1.2.tar.gz", "apps-1.2"},
+                    {"", {"PATH=/usr/bin:/bin"}});
+  ASSERT_TRUE(packed.ok() && packed->exit_code == 0);
+  std::unique_ptr<HelmRenderer> echo = ValuesEchoHelmRenderer(TrustingFetcher(server));
+  ASSERT_NE(echo, nullptr);
+  const std::string archive = server.url() + "apps-1.2.tar.gz";
+  const Values canary = {{ClusterNameKey(), "c-1"}, {ClusterLabelKey("ring"), "canary"}};
+  for (const std::string& chart :
+       {archive + "//*/charts/guestbook", "https::" + archive + "//apps-1.2/charts/guestbook"}) {
+    const std::vector<RepoFile> files = {
+        {"mc/gb/fleet.yaml",
+         absl::StrCat("helm:\n  chart: ", chart,
+                      "\n  releaseName: gb\ntargetCustomizations:\n- name: canary\n"
+                      "  clusterSelector: {matchLabels: {ring: canary}}\n"
+                      "  helm: {chart: '",
+                      archive, "//*/charts/next'}\n")}};
+    EXPECT_EQ(DetectEngine("mc/gb", files), "helm") << chart;
+    std::vector<std::string> notes;
+    RenderInput input{"web", "mc/gb", files};
+    input.notes = &notes;
+    absl::StatusOr<ObjectSet> set = RenderBundlePath(*echo, input);
+    ASSERT_TRUE(set.ok()) << chart << ": " << set.status();
+    EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//gb guestbook"))
+        << chart;
+    EXPECT_THAT(notes, ::testing::Contains(HasSubstr("fetched the chart guestbook 0.3.0")));
+    input.values = &canary;
+    set = RenderBundlePath(*echo, input);
+    ASSERT_TRUE(set.ok()) << chart << ": " << set.status();
+    EXPECT_THAT(KeysWithData(*set, "chart"), ::testing::ElementsAre("/ConfigMap//gb next"))
+        << "the target's own folder of the archive";
+  }
+  // A bundle rendered before gitfleet read go-getter's forced getter renders as it did.
+  std::vector<std::string> notes;
+  RenderInput before{"web",
+                     "mc/gb",
+                     {{"mc/gb/fleet.yaml",
+                       absl::StrCat("helm:\n  chart: https::", archive, "//*/charts/guestbook\n")},
+                      {"mc/gb/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}}};
+  before.notes = &notes;
+  before.reads_fleet_getter_charts = false;
+  EXPECT_EQ(DetectEngine("mc/gb", before.files, true, true, true, false), "plain");
+  PlainRenderer plain;
+  EXPECT_TRUE(RenderBundlePath(plain, before).ok());
+  EXPECT_THAT(notes, ::testing::Contains(HasSubstr("as go-getter's forced getter in helm.chart; "
+                                                   "this bundle was rendered before")));
+  // What the archive does not hold, or holds twice, fails naming it.
+  for (const auto& [chart, error] : std::vector<std::pair<std::string, std::string>>{
+           {archive + "//*/charts/db", "the archive has no folder */charts/db"},
+           {archive + "//*/charts/*", "matches 2 folders of the archive"},
+           {archive, "it holds no Chart.yaml in apps-1.2/"}}) {
+    RenderInput bad{"web", "mc/gb", {{"mc/gb/fleet.yaml", "helm: {chart: '" + chart + "'}\n"}}};
+    EXPECT_THAT(RenderBundlePath(*echo, bad).status().message(), HasSubstr(error)) << chart;
+  }
+}
+
 // A target's helm.releaseName, repo, chart and version are its clusters', over the folder's,
 // as Fleet merges a target's helm options: canary clusters on a newer chart version, say.
 // A chart folder of their own is refused by name; a bundle rendered before reads none.

@@ -226,6 +226,8 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
       return "";
     }
   }
+  const bool for_http = git_forms && (absl::StartsWith(chart_name, "https::") ||
+                                      absl::StartsWith(chart_name, "http::"));
   // go-getter's other sources: refused by name rather than read as a folder.
   for (const char* getter : {"s3::", "gcs::", "hg::"}) {
     if (repo_url.empty() && absl::StartsWith(chart_name, getter)) {
@@ -253,6 +255,9 @@ std::string RemoteChartOf(const std::string& repo_url, const std::string& chart_
     *out = {std::move(repo), chart_name, version, ""};
   } else if (http(chart_name)) {
     out->url = chart_name;
+  } else if (for_http && http(chart_name.substr(chart_name.find("::") + 2))) {
+    // go-getter's forced getter before an http(s) URL (`https::https://host/web.tgz`).
+    out->url = chart_name.substr(chart_name.find("::") + 2);
   }
   return "";
 }
@@ -2162,7 +2167,9 @@ absl::StatusOr<ObjectSet> RenderBundlePath(Renderer& renderer, const RenderInput
              input.notes != nullptr) {
     input.notes->push_back(absl::StrCat(
         fleet->file, " names the chart ", RedactUrl(fleet->helm_chart_field.substr(0, 256)),
-        fleet->chart_archive_form.empty() ? " in another Git repository" : ", an archive,",
+        !fleet->chart_archive_form.empty()                     ? ", an archive,"
+        : absl::StartsWith(fleet->git_chart_form.url, "git::") ? " in another Git repository"
+                                                               : " as go-getter's forced getter",
         " in helm.chart; this bundle was rendered before gitfleet read that form of a chart, "
         "and renders as it did: add the bundle again to render that chart"));
   }
