@@ -232,9 +232,26 @@ absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Par
   bool references = false;
   std::vector<std::string> notes;
   for (const auto& [key, object] : objects.objects()) {
-    if (!params.substitute) break;
     if (!HasVariables(object->yaml()) || SubstitutionDisabled(*object)) continue;
     absl::StatusOr<std::set<std::string>> names = VariableNames(object->yaml());
+    if (!params.substitute) {
+      // Applied as written: say so once, as a definition replaced without its --values
+      // turns substitution off, and `replicas: ${replicas:=1}` would reach the clusters.
+      if (names.ok() && !names->empty()) {
+        std::vector<std::string> shown;
+        for (const std::string& name : *names) {
+          if (shown.size() == 3) break;
+          shown.push_back(absl::StrCat("${", name, "}"));
+        }
+        notes.push_back(absl::StrCat(
+            KeyDisplay(object->key()), " holds ", absl::StrJoin(shown, ", "),
+            names->size() > 3 ? ", ..." : "",
+            ", applied as written: this bundle substitutes nothing (it has no --values, "
+            "--cluster-values or --values-file, nor --substitute)"));
+        break;
+      }
+      continue;
+    }
     if (!names.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(KeyDisplay(object->key()), ": ", names.status().message()));

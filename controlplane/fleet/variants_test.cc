@@ -150,6 +150,11 @@ TEST(BundleVariantsTest, SubstitutionIsOptInAndAnObjectMayOptOut) {
   ASSERT_TRUE(plain.ok()) << plain.status();
   ASSERT_NE((*plain)->Uniform(), nullptr);
   EXPECT_THAT((*plain)->Uniform()->objects.objects().begin()->second->yaml(), HasSubstr("${env}"));
+  EXPECT_THAT((*plain)->notes(),
+              ::testing::ElementsAre("ConfigMap cfg holds ${env}, applied as written: this bundle "
+                                     "substitutes nothing (it has no --values, --cluster-values "
+                                     "or --values-file, nor --substitute)"))
+      << "said, as a definition replaced without its --values stops substituting";
   // An object that opts out is never substituted.
   auto opted_out = BundleVariants::FromTemplate(
       Params(v1::Bundle(), &built),
