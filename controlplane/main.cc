@@ -497,6 +497,11 @@ int Main(ShutdownSignals& signals) {
       return file->Current();
     };
     webhook_options.secrets_used = &metrics.webhook_secrets_used;
+    webhook_options.readers = [webhook_target](const std::set<std::string>& pushed) {
+      MutexLock lock(&webhook_target->mu);
+      if (webhook_target->controller == nullptr) return std::vector<std::string>();
+      return webhook_target->controller->RenderReadersSoon(pushed);
+    };
     auto receiver = std::make_shared<WebhookReceiver>(
         webhook_options,
         [webhook_target] {

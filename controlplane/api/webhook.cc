@@ -315,12 +315,30 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     if (pushed.count(NormalizeRepoUrl(url)) == 0) continue;
     if (fetch_(name).ok()) fetching.push_back(name);
   }
-  if (fetching.empty()) {
-    return Answer(provider, "no_source", 202, absl::StrCat("no source tracks ", *pushed.begin()));
+  // Bundles that read a pushed repository from outside their own (a remote base at a
+  // branch): rendered again now, not at the resync.
+  std::vector<std::string> rendering;
+  if (options_.readers) rendering = options_.readers(pushed);
+  if (fetching.empty() && rendering.empty()) {
+    return Answer(provider, "no_source", 202,
+                  absl::StrCat("no source tracks ", *pushed.begin(),
+                               options_.readers ? ", and no bundle's render reads it" : ""));
   }
-  GF_LOG(INFO) << "webhook from " << provider << ": fetching " << absl::StrJoin(fetching, ", ");
-  return Answer(provider, "accepted", 202,
-                absl::StrCat("fetching ", absl::StrJoin(fetching, ", ")));
+  auto listed = [](const std::vector<std::string>& names) {
+    constexpr size_t kMostNamed = 20;
+    return absl::StrCat(
+        absl::StrJoin(names.begin(), names.begin() + std::min(names.size(), kMostNamed), ", "),
+        names.size() > kMostNamed ? absl::StrCat(" and ", names.size() - kMostNamed, " more") : "");
+  };
+  std::vector<std::string> said;
+  if (!fetching.empty()) said.push_back(absl::StrCat("fetching ", listed(fetching)));
+  if (!rendering.empty()) {
+    said.push_back(absl::StrCat("rendering again ", listed(rendering),
+                                rendering.size() == 1 ? ", which reads" : ", which read",
+                                " the pushed repository"));
+  }
+  GF_LOG(INFO) << "webhook from " << provider << ": " << absl::StrJoin(said, "; ");
+  return Answer(provider, "accepted", 202, absl::StrJoin(said, "; "));
 }
 
 }  // namespace gitfleet

@@ -91,6 +91,11 @@ class WebhookReceiver {
     // at least 1 KiB.
     double verify_bytes_per_second = 64 << 20;
     Clock* clock = &RealClock();
+    // When set, asked with the pushed repositories' normalized URLs to render again the
+    // bundles that read one of them from outside their own repository (a kustomization's
+    // remote base, a chart in another Git repository, at a branch or tag); returns their
+    // names (Controller::RenderReadersSoon).
+    std::function<std::vector<std::string>(const std::set<std::string>& pushed)> readers;
   };
   // (name, url) of every source.
   using Sources = std::function<std::vector<std::pair<std::string, std::string>>()>;

@@ -63,6 +63,13 @@ class WebhookTest : public ::testing::Test {
     options.verify_bytes_per_second = verify_bytes_per_second;
     options.max_body_bytes = max_body_bytes;
     options.clock = &clock_;
+    options.readers = [this](const std::set<std::string>& pushed) {
+      std::vector<std::string> reading;
+      for (const auto& [bundle, repo] : readers_) {
+        if (pushed.count(repo) > 0) reading.push_back(bundle);
+      }
+      return reading;
+    };
     receiver_ = std::make_unique<WebhookReceiver>(
         options,
         [] {
@@ -117,7 +124,37 @@ class WebhookTest : public ::testing::Test {
   metrics::Family<metrics::Counter>& used_;  // by secret
   std::unique_ptr<WebhookReceiver> receiver_;
   std::vector<std::string> fetched_;
+  // (bundle, normalized repository) of the bundles whose renders read a repository.
+  std::vector<std::pair<std::string, std::string>> readers_;
 };
+
+// A repository no source tracks, but whose branch a kustomization's remote base reads:
+// its push renders those bundles again, alone or beside the sources it fetches.
+TEST_F(WebhookTest, APushToARepositoryARenderReadsRendersItsReadersAgain) {
+  HttpRequest platform = Push("gitlab", "s3cret");
+  platform.body = R"({"object_kind":"push","project":{"git_http_url":)"
+                  R"("https://GitHub.com/org/platform.git"}})";
+  readers_ = {{"web", NormalizeRepoUrl("https://github.com/org/platform")},
+              {"api", NormalizeRepoUrl("git@github.com:org/platform.git")},
+              {"db", NormalizeRepoUrl("https://github.com/org/db")}};
+  HttpResponse response = receiver_->Handle(platform);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_EQ(response.body, "rendering again web, api, which read the pushed repository\n");
+  EXPECT_THAT(fetched_, ::testing::IsEmpty());
+  EXPECT_EQ(Count("gitlab", "accepted"), 1);
+  // The app's repository, which a source tracks and a bundle also reads from outside.
+  readers_ = {{"web", NormalizeRepoUrl("https://github.com/org/app")}};
+  response = receiver_->Handle(Push("gitlab", "s3cret"));
+  EXPECT_EQ(response.body,
+            "fetching app, app-tags; rendering again web, which reads the pushed repository\n");
+  // Neither: said so.
+  readers_.clear();
+  response = receiver_->Handle(platform);
+  EXPECT_EQ(response.code, 202);
+  EXPECT_THAT(response.body, HasSubstr("no source tracks github.com/org/platform, and no "
+                                       "bundle's render reads it"));
+  EXPECT_EQ(Count("gitlab", "no_source"), 1);
+}
 
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
   for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {

@@ -24,6 +24,7 @@
 #include "controlplane/render/file_patterns.h"
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/helm_renderer.h"
+#include "controlplane/render/remote_bases.h"
 #include "controlplane/render/sops.h"
 #include "controlplane/source/commit_signature.h"
 #include "controlplane/source/git_credentials.h"
@@ -212,6 +213,8 @@ constexpr size_t kMaxProbeThreads = 4;
 constexpr size_t kMaxPendingRevisions = 256;
 // The notes kept from the renders of a jsonnet or helm bundle's variants.
 constexpr size_t kMaxVariantNotes = 20;
+// The Git repositories a bundle's render reads at a moving ref, kept to be told of pushes.
+constexpr size_t kMaxRemoteRepos = 32;
 
 // A stored render built again: the namespace its repository declared for it (a Tanka
 // environment's, fleet.yaml's), which the stored objects do not carry, stays its own when
@@ -1140,6 +1143,26 @@ std::vector<v1::SourceInfo> Controller::ListSources() {
 
 absl::Status Controller::FetchSourceSoon(const std::string& name) {
   return poller_.FetchSoon(name);
+}
+
+std::vector<std::string> Controller::RenderReadersSoon(const std::set<std::string>& repos) {
+  // Fetched again at those renders, however recently they were fetched.
+  if (options_.engines.remote_bases != nullptr) options_.engines.remote_bases->FetchAgain(repos);
+  std::vector<std::string> names;
+  {
+    MutexLock lock(&mu_);
+    for (auto& [name, state] : bundles_) {
+      const auto& read = state.record.remote_repos();
+      if (std::none_of(read.begin(), read.end(),
+                       [&repos](const std::string& repo) { return repos.count(repo) > 0; })) {
+        continue;
+      }
+      state.remote_pushed = true;
+      names.push_back(name);
+    }
+  }
+  for (const std::string& name : names) queue_.Add(name);
+  return names;
 }
 
 bool Controller::HasSopsKeys() const {
@@ -2094,9 +2117,11 @@ absl::Status Controller::Reconcile(const std::string& name) {
       pinned_ref = it->second.record.pinned_ref();
       // Read from outside the repository: rendered again each resync interval (the
       // resync's own spread is at least 90% of it).
-      remote_due = it->second.record.reads_remote() &&
-                   options_.resync_interval > absl::ZeroDuration() &&
-                   options_.clock->Now() - it->second.rendered_at >= options_.resync_interval * 0.9;
+      remote_due =
+          (it->second.record.reads_remote() && options_.resync_interval > absl::ZeroDuration() &&
+           options_.clock->Now() - it->second.rendered_at >= options_.resync_interval * 0.9) ||
+          it->second.remote_pushed;
+      it->second.remote_pushed = false;
       revision_before = it->second.record.revision();
       settled = it->second.settled;
       asks = it->second.asks;
@@ -4419,6 +4444,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           std::vector<std::string> failed;
           std::vector<std::string> said;
           bool remote = false;
+          std::vector<std::string> repos;
           absl::StatusOr<HelmCapabilities> capabilities_here =
               HelmCapabilitiesFor(capabilities, values, read, api_versions_of);
           if (!capabilities_here.ok()) return absl::StatusOr<ObjectSet>(capabilities_here.status());
@@ -4436,6 +4462,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.include = include;
           input.exclude = exclude;
           input.fetch_scope.repos = scope_repos;
+          input.fetch_scope.git_repos_read = &repos;
           input.notes = &said;
           input.failed_reads = &failed;
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -4451,6 +4478,10 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           MutexLock lock(&variant_paths->mu);
           variant_paths->paths.insert(paths.begin(), paths.end());
           variant_paths->read_remote |= remote;
+          for (std::string& repo : repos) {
+            if (variant_paths->git_repos.size() >= kMaxRemoteRepos) break;
+            variant_paths->git_repos.insert(std::move(repo));
+          }
           if (!objects.ok()) {
             // What a variant failed on is read too: a commit that changes it renders again
             // (a target's folder whose base comes later), though the others read none of it.
@@ -4484,6 +4515,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     input.fetch_scope.repos = Strings(definition.scope().repos());
+    input.fetch_scope.git_repos_read = &out->git_repos;
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
@@ -4678,6 +4710,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
       notes.insert(notes.end(), variant_paths->notes.begin(), variant_paths->notes.end());
       built.read_remote = built.read_remote || variant_paths->read_remote;
+      built.git_repos.insert(built.git_repos.end(), variant_paths->git_repos.begin(),
+                             variant_paths->git_repos.end());
     }
     absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
     if (ids.ok()) {
@@ -4769,6 +4803,12 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.clear_notes();
       for (const std::string& note : notes) record.add_notes(note);
       record.set_reads_remote(built.read_remote);
+      record.clear_remote_repos();
+      std::set<std::string> repos;
+      for (const std::string& repo : built.git_repos) {
+        if (repos.size() < kMaxRemoteRepos) repos.insert(NormalizeRepoUrl(repo));
+      }
+      for (const std::string& repo : repos) record.add_remote_repos(repo);
     }
     record.clear_read_paths();
     record.clear_read_ids();

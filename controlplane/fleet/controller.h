@@ -193,6 +193,12 @@ class Controller {
   std::vector<v1::SourceInfo> ListSources();
   // Queues a fetch of the source now, without waiting for it (a push webhook).
   absl::Status FetchSourceSoon(const std::string& name);
+  // Queues a render now of each bundle whose last good render read one of `repos`
+  // (normalized URLs; BundleRecord.remote_repos) at a ref that moves, as the resync would
+  // render it later (a push webhook naming a repository that no source tracks, but that a
+  // kustomization's remote base or a chart names), each fetched again for it
+  // (RemoteBaseFetcher::FetchAgain). Returns their names.
+  std::vector<std::string> RenderReadersSoon(const std::set<std::string>& repos);
 
   // A replacement whose selector no longer matches clusters that hold the bundle removes
   // it from them (pruning its objects when it prunes): that is an explicit act, so it is
@@ -290,8 +296,10 @@ class Controller {
     // What the renders said without failing (RenderInput::notes), each once, at most
     // kMaxVariantNotes: variants of one commit say the same things.
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
-    // Some render read from outside the repository (RenderInput::read_remote).
+    // Some render read from outside the repository (RenderInput::read_remote), and the Git
+    // repositories they read at a ref that moves (FetchScope::git_repos_read).
     bool read_remote ABSL_GUARDED_BY(mu) = false;
+    std::set<std::string> git_repos ABSL_GUARDED_BY(mu);
     // What the renders that failed read (RenderInput::failed_reads, and what they asked of
     // the repository; in `paths` too), and whether one failed without its engine saying
     // (then what the failure depends on is not known).
@@ -396,6 +404,9 @@ class Controller {
     // that reads remote bases (BundleRecord.reads_remote) renders again a resync
     // interval later, whatever its commit.
     absl::Time rendered_at = absl::InfinitePast();
+    // A push webhook named a repository its render reads (RenderReadersSoon): rendered
+    // again at the next reconcile, as at a resync.
+    bool remote_pushed = false;
     // The commit and error of the last render.failed event: a retry that fails the same
     // way is not told again (subscribers would hear it at the backoff's pace). Cleared
     // by a good render.
@@ -680,8 +691,10 @@ class Controller {
     // (BundleRecord.fleet_rollout, fleet_rollout_error).
     v1::RolloutStrategy fleet_rollout;
     std::string fleet_rollout_error;
-    // The render read from outside the repository (BundleRecord.reads_remote).
+    // The render read from outside the repository (BundleRecord.reads_remote), and the
+    // Git repositories it read at a ref that moves (BundleRecord.remote_repos).
     bool read_remote = false;
+    std::vector<std::string> git_repos;
     // What it asked of the repository beyond its files (RenderInput::read_folder and
     // read_files), every variant's: a chart's file:// dependency, a values file elsewhere.
     std::shared_ptr<ReadPathSet> asked = std::make_shared<ReadPathSet>();

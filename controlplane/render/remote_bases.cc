@@ -262,6 +262,9 @@ absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url,
 absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo, const std::string& ref,
                                                     const FetchScope& scope) {
   const std::string at = ref.empty() ? "its default branch" : ref;
+  if (scope.git_repos_read != nullptr && !IsFullCommitId(ref)) {
+    scope.git_repos_read->push_back(repo);
+  }
   if (!Allowed(repo)) return Refused(repo, "remote base");
   GF_RETURN_IF_ERROR(scope.Check(repo, "the remote base"));
   // Not held between renders: a clone no source uses is the source poller's to delete.
@@ -306,6 +309,13 @@ absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo, con
                                      files.status().message()));
   }
   return RemoteTree{commit->id, *std::move(files)};
+}
+
+void RemoteBaseFetcher::FetchAgain(const std::set<std::string>& repos) {
+  MutexLock lock(&mu_);
+  for (auto it = fetched_.begin(); it != fetched_.end();) {
+    it = repos.count(NormalizeRepoUrl(it->first)) > 0 ? fetched_.erase(it) : std::next(it);
+  }
 }
 
 }  // namespace gitfleet

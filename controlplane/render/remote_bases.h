@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ class RemoteBaseFetcher {
   absl::StatusOr<std::string> FetchFile(const std::string& url, size_t max_bytes = 16 << 20,
                                         const FetchScope& scope = {});
   bool Allowed(const std::string& repo) const;
+  // The next Fetch of each repository whose normalized URL (NormalizeRepoUrl) is in `repos`
+  // fetches it, however recently it was fetched: a push webhook named it.
+  void FetchAgain(const std::set<std::string>& repos);
   // The login a remote file's URL gets (basic auth, to that host only, and its CAs), as
   // --git-credentials gives a repository under a prefix its credential; nullopt: none, an
   // error: the credential cannot be read. Unset: every file is fetched without one.

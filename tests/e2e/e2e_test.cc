@@ -370,6 +370,66 @@ TEST_F(Fleet, AKustomizationsRemoteBaseIsFetchedByTheControlPlane) {
   EXPECT_THAT(Read("prod-eu", "web/ConfigMap/platform.yaml"), HasSubstr("value: \"2\""));
 }
 
+// A remote base at a branch changes without a commit of the app's repository: a push
+// webhook naming the platform's repository (which no source tracks) renders its readers
+// again at once, fetching it anew, rather than at the resync ten minutes later.
+TEST_F(Fleet, APushToARemoteBasesRepositoryRendersItsReadersAtOnce) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::GitFixture platform(root_ + "/platform");
+  platform.Write("base/kustomization.yaml", "resources: [cm.yaml]\n");
+  platform.Write("base/cm.yaml", Cm("platform", "1"));
+  platform.Commit("platform 1");
+  std::unique_ptr<Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  const std::string platform_url = absl::StrCat("git://127.0.0.1:", port, "/platform");
+  git_.Write("apps/web/kustomization.yaml",
+             absl::StrCat("namespace: web\nresources:\n- ", platform_url, "//base?ref=main\n"));
+  git_.Write("apps/other/cm.yaml", Cm("other", "1"));
+  const std::string first = git_.Commit("the platform's base at main");
+  std::ofstream(root_ + "/webhook-secret") << "a-gitlab-token-of-some-length\n";
+  StartControlPlane({absl::StrCat("--kustomize-remote-bases=git://127.0.0.1:", port, "/"),
+                     "--webhook-secret-file=" + root_ + "/webhook-secret"});
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1h"}, &code), code),
+            0);
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ASSERT_EQ((Ctl({"bundle", "add", "other", "--source=demo", "--path=apps/other"}, &code), code),
+            0);
+  ExpectSynced("prod-eu", "web", first);
+  EXPECT_THAT(Read("prod-eu", "web/ConfigMap/platform.yaml"), HasSubstr("value: \"1\""));
+
+  platform.Write("base/cm.yaml", Cm("platform", "2"));
+  platform.Commit("platform 2");
+  auto push = [&](const std::string& token, int* status) {
+    return ::gitfleet::testing::HttpRequest(
+        cp_http_, "POST", "/hooks/git",
+        {{"X-Gitlab-Event", "Push Hook"},
+         {"X-Gitlab-Token", token},
+         {"Content-Type", "application/json"}},
+        absl::StrCat(R"({"object_kind":"push","project":{"git_http_url":")", platform_url,
+                     R"("}})"),
+        status);
+  };
+  int status = 0;
+  std::string answer = push("a-wrong-token-of-some-length", &status);
+  EXPECT_EQ(status, 401) << answer;
+  answer = push("a-gitlab-token-of-some-length", &status);
+  EXPECT_EQ(status, 202) << answer;
+  EXPECT_THAT(answer, HasSubstr("rendering again web, which reads the pushed repository"));
+  EXPECT_THAT(answer, Not(HasSubstr("other")));
+  const absl::Time sent = absl::Now();
+  EXPECT_TRUE(testing::Eventually(
+      [&] {
+        return Read("prod-eu", "web/ConfigMap/platform.yaml").find("value: \"2\"") !=
+               std::string::npos;
+      },
+      absl::Seconds(20)))
+      << Read("prod-eu", "web/ConfigMap/platform.yaml");
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(20)) << "not at the resync";
+}
+
 TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {
   git_.Write("apps/web/cm.yaml",
              "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${env}\n  namespace: web\n"
