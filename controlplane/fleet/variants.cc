@@ -226,11 +226,59 @@ static absl::Status CheckObjects(const BundleVariants::Params& params, const Obj
       "--allow-empty"));
 }
 
+namespace {
+
+// Objects that deploy nothing by themselves: another GitOps tool in the cluster acts on
+// them (a Flux repository's HelmReleases, an Argo CD app of apps). Said once per kind, so
+// a render that deploys a HelmRelease to clusters without Flux says why nothing runs.
+struct OtherToolsKind {
+  const char* group;
+  const char* kind;
+  const char* acts;
+};
+constexpr OtherToolsKind kOtherToolsKinds[] = {
+    {"helm.toolkit.fluxcd.io", "HelmRelease",
+     "Flux's helm-controller in the cluster installs its chart, not gitfleet (render the chart "
+     "through gitfleet with a fleet.yaml's helm.repo and helm.chart, or a kustomization's "
+     "helmCharts)"},
+    {"kustomize.toolkit.fluxcd.io", "Kustomization",
+     "Flux's kustomize-controller in the cluster applies what it names, not gitfleet (add "
+     "its path as a bundle of its own)"},
+    {"argoproj.io", "Application",
+     "Argo CD in the cluster deploys what it names, not gitfleet (add its path as a bundle of "
+     "its own)"},
+    {"argoproj.io", "ApplicationSet",
+     "Argo CD in the cluster makes and deploys its Applications, not gitfleet"},
+    {"fleet.cattle.io", "GitRepo",
+     "Rancher Fleet in the cluster deploys what it names, not gitfleet (add the repository "
+     "as a source and its folders as bundles)"},
+};
+
+void NoteOtherToolsKinds(const ObjectSet& objects, std::vector<std::string>* notes) {
+  for (const OtherToolsKind& tool : kOtherToolsKinds) {
+    std::vector<std::string> named;
+    size_t count = 0;
+    for (const auto& [key, object] : objects.objects()) {
+      const v1::ObjectKey& k = object->key();
+      if (k.kind() != tool.kind || k.group() != tool.group) continue;
+      if (++count <= 3)
+        named.push_back(k.namespace_().empty() ? k.name() : k.namespace_() + "/" + k.name());
+    }
+    if (count == 0) continue;
+    notes->push_back(absl::StrCat(
+        "holds ", count, " ", tool.kind, " (", tool.group, count == 1 ? ") object " : ") objects ",
+        absl::StrJoin(named, ", "), count > 3 ? ", ..." : "", ": ", tool.acts));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<BundleVariants>> BundleVariants::FromTemplate(Params params,
                                                                              ObjectSet objects) {
   if (absl::Status s = CheckObjects(params, objects); !s.ok()) return s;
   bool references = false;
   std::vector<std::string> notes;
+  NoteOtherToolsKinds(objects, &notes);
   for (const auto& [key, object] : objects.objects()) {
     if (!HasVariables(object->yaml()) || SubstitutionDisabled(*object)) continue;
     absl::StatusOr<std::set<std::string>> names = VariableNames(object->yaml());

@@ -171,6 +171,34 @@ TEST(BundleVariantsTest, SubstitutionIsOptInAndAnObjectMayOptOut) {
   EXPECT_TRUE(WantsSubstitution(asked));
 }
 
+// A Flux repository's HelmReleases and an Argo CD app of apps deploy nothing by
+// themselves: the render says which tool in the cluster acts on them.
+TEST(BundleVariantsTest, ObjectsAnotherGitOpsToolActsOnAreNamed) {
+  Built built;
+  std::string text =
+      "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: podinfo\n---\n"
+      "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: guestbook\n"
+      "  namespace: argocd\n";
+  for (const char* name : {"a", "b", "c", "d"}) {
+    absl::StrAppend(&text, "---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n",
+                    "metadata:\n  name: ", name, "\n  namespace: podinfo\n");
+  }
+  auto content = BundleVariants::FromTemplate(Params(v1::Bundle(), &built), Objects(text));
+  ASSERT_TRUE(content.ok()) << content.status();
+  EXPECT_THAT((*content)->notes(),
+              ::testing::ElementsAre(
+                  HasSubstr("holds 4 HelmRelease (helm.toolkit.fluxcd.io) objects podinfo/a, "
+                            "podinfo/b, podinfo/c, ...: Flux's helm-controller in the cluster "
+                            "installs its chart, not gitfleet"),
+                  HasSubstr("holds 1 Application (argoproj.io) object argocd/guestbook: Argo CD "
+                            "in the cluster deploys what it names")));
+  auto plain = BundleVariants::FromTemplate(
+      Params(v1::Bundle(), &built),
+      Objects("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: HelmRelease\n"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_THAT((*plain)->notes(), ::testing::IsEmpty());
+}
+
 // What a renderer does to look up `name`: its value, if any, recorded in *read.
 std::optional<std::string> LookUp(const Values& values, const std::string& name, ReadValues* read) {
   auto it = values.find(name);
