@@ -113,8 +113,13 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   // limit landed), so util-linux's prlimit(1), Essential in Debian, sets them and then
   // executes the program itself: same pid, exit status and signals.
   std::vector<std::string> command;
-  if (options.max_memory_bytes > 0 || options.max_cpu > absl::ZeroDuration()) {
+  if (options.max_memory_bytes > 0 || options.max_cpu > absl::ZeroDuration() ||
+      options.max_file_bytes > 0) {
     command.push_back(kPrlimit);
+    if (options.max_file_bytes > 0) {
+      command.push_back(
+          absl::StrCat("--fsize=", options.max_file_bytes, ":", options.max_file_bytes));
+    }
     if (options.max_memory_bytes > 0) {
       command.push_back(
           absl::StrCat("--data=", options.max_memory_bytes, ":", options.max_memory_bytes));

@@ -35,6 +35,9 @@ struct SubprocessOptions {
   // its CPU seconds (RLIMIT_CPU, over all its threads). Set right after the spawn.
   int64_t max_memory_bytes = 0;
   absl::Duration max_cpu = absl::ZeroDuration();
+  // And the size of any one file it writes (RLIMIT_FSIZE: a write past it fails, and the
+  // child gets SIGXFSZ), 0 for none.
+  int64_t max_file_bytes = 0;
 };
 
 struct SubprocessResult {

@@ -74,6 +74,19 @@ TEST(SubprocessTest, LimitsTheChildsMemoryAndCpu) {
   ASSERT_TRUE(spin.ok()) << spin.status();
   EXPECT_EQ(spin->exit_code, 128 + SIGXCPU) << "stopped by its CPU limit, not the timeout";
   EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+
+  // A file written past its limit: the write fails (SIGXFSZ).
+  options.max_cpu = absl::ZeroDuration();
+  options.max_file_bytes = 1 << 20;
+  const std::string file = ::testing::TempDir() + "/fsize";
+  absl::StatusOr<SubprocessResult> large =
+      RunSubprocess({"/bin/dd", "if=/dev/zero", "of=" + file, "bs=1M", "count=2"}, options);
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_NE(large->exit_code, 0);
+  absl::StatusOr<SubprocessResult> fits =
+      RunSubprocess({"/bin/dd", "if=/dev/zero", "of=" + file, "bs=1K", "count=1000"}, options);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ(fits->exit_code, 0) << fits->stderr_text;
 }
 
 TEST(SubprocessTest, MissingProgramIsNotFound) {

@@ -27,6 +27,7 @@
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "common/sync.h"
+#include "controlplane/source/dumb_http.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "controlplane/source/lfs.h"
@@ -610,24 +611,30 @@ class Libgit2Repository : public GitRepository {
       int rc = git_remote_lookup(remote_.out(), repo_.get(), "origin");
       if (rc != 0) return GitError(rc, absl::StrCat("cannot find remote for ", url_));
     }
+    dumb_head_.reset();
     GF_RETURN_IF_ERROR(RunFetchLocked(
         remote_.get(), url_, {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"},
         credential->has_value() ? &**credential : nullptr));
     // The remote's default branch (its HEAD), kept as refs/remotes/origin/HEAD as git
     // clone does: a source without a ref follows it, whether it is main, master or other.
-    git_buf head = {nullptr, 0, 0};
-    if (git_remote_default_branch(&head, remote_.get()) == 0 && head.ptr != nullptr) {
-      absl::string_view branch(head.ptr);
-      if (absl::ConsumePrefix(&branch, "refs/heads/")) {
-        git_reference* symbolic = nullptr;
-        if (git_reference_symbolic_create(&symbolic, repo_.get(), "refs/remotes/origin/HEAD",
-                                          absl::StrCat("refs/remotes/origin/", branch).c_str(),
-                                          /*force=*/1, "gitfleet: remote HEAD") == 0) {
-          git_reference_free(symbolic);
-        }
+    std::string default_branch;    // refs/heads/NAME
+    if (dumb_head_.has_value()) {  // git fetched it, and said its HEAD
+      if (!dumb_head_->empty()) default_branch = "refs/heads/" + *dumb_head_;
+    } else {
+      git_buf head = {nullptr, 0, 0};
+      if (git_remote_default_branch(&head, remote_.get()) == 0 && head.ptr != nullptr) {
+        default_branch = head.ptr;
+      }
+      git_buf_dispose(&head);
+    }
+    if (absl::string_view branch(default_branch); absl::ConsumePrefix(&branch, "refs/heads/")) {
+      git_reference* symbolic = nullptr;
+      if (git_reference_symbolic_create(&symbolic, repo_.get(), "refs/remotes/origin/HEAD",
+                                        absl::StrCat("refs/remotes/origin/", branch).c_str(),
+                                        /*force=*/1, "gitfleet: remote HEAD") == 0) {
+        git_reference_free(symbolic);
       }
     }
-    git_buf_dispose(&head);
     return absl::OkStatus();
   }
 
@@ -658,7 +665,8 @@ class Libgit2Repository : public GitRepository {
   absl::Status RunFetchLocked(git_remote* remote, const std::string& url,
                               const std::vector<std::string>& specs,
                               const GitCredential* credential) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FetchDeadline deadline(RealClock().Now() + limits_.fetch_timeout);
+    const absl::Time until = RealClock().Now() + limits_.fetch_timeout;
+    FetchDeadline deadline(until);
     // The credential's client certificate, for an https server that asks for one.
     TlsClientIdentity identity;
     if (credential != nullptr) identity = {credential->tls_cert_pem, credential->tls_key_pem};
@@ -726,6 +734,24 @@ class Libgit2Repository : public GitRepository {
       progress.secret_attempts = 0;
       use_openssh();
       rc = git_remote_fetch(remote, &refspecs, &options, "gitfleet fetch");
+    }
+    if (rc != 0 && (absl::StartsWith(url, "https://") || absl::StartsWith(url, "http://")) &&
+        git_error_last() != nullptr && git_error_last()->message != nullptr &&
+        IsDumbHttpAnswer(git_error_last()->message)) {
+      // A server of plain files (Git's dumb HTTP protocol), which libgit2 does not speak:
+      // git's own client fetches from it, bounded as this fetch is.
+      if (credential != nullptr && credential->has_ssh_key()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot fetch ", RedactUrl(url), ": credential ", credential->name,
+                         " holds an SSH key, and the URL is http(s)"));
+      }
+      GF_LOG(INFO) << RedactUrl(url) << " speaks Git's dumb HTTP protocol; fetching with git";
+      absl::StatusOr<std::string> head = FetchOverDumbHttp(
+          {dir_, url, specs, credential, std::max(absl::Seconds(1), until - RealClock().Now()),
+           limits_.max_fetch_bytes});
+      if (!head.ok()) return head.status();
+      dumb_head_ = *std::move(head);
+      return absl::OkStatus();
     }
     if (rc != 0) {
       absl::Status error = GitError(rc, absl::StrCat("cannot fetch ", RedactUrl(url)));
@@ -1471,6 +1497,9 @@ class Libgit2Repository : public GitRepository {
   Repo compare_repo_ ABSL_GUARDED_BY(compare_mu_);
   // Commits whose submodules the clone holds (FetchSubmodulesLocked).
   std::set<std::string> complete_ ABSL_GUARDED_BY(mu_);
+  // The branch the remote's HEAD names, when git's client made the last fetch (a dumb
+  // HTTP server); unset when libgit2 did.
+  std::optional<std::string> dumb_head_ ABSL_GUARDED_BY(mu_);
   // Gitlinks (commit ids) .gitmodules marks `update = none`, read as empty folders.
   std::set<std::string> not_checked_out_ ABSL_GUARDED_BY(mu_);
 };

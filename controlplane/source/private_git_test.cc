@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
+#include "common/subprocess.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "gmock/gmock.h"
@@ -168,6 +169,53 @@ TEST_F(PrivateGitTest, HttpsWithBasicAuthAndAPrivateCa) {
   absl::Status in_url = FetchMain(with_secret, "").status();
   EXPECT_THAT(in_url, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--credentials")));
   EXPECT_THAT(std::string(in_url.message()), Not(HasSubstr("correct")));
+}
+
+// A repository served as plain files (Git's dumb HTTP protocol: a static web server over a
+// bare repository that `git update-server-info` keeps), behind basic auth and a private CA:
+// libgit2 does not speak it, so git's client fetches it, with the same credential, its
+// default branch and later commits included; a wrong password fails without showing it.
+TEST_F(PrivateGitTest, HttpsFromAServerOfPlainFiles) {
+  if (FindOnPath("git").empty()) GTEST_SKIP() << "git is not installed";
+  HttpsGitServer server(TempDir("https-dumb"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  const std::string bare = TempDir("dumb") + "/app.git";
+  auto publish = [&] {
+    ::gitfleet::testing::Run(absl::StrCat("rm -rf '", bare, "' && git clone -q --bare '",
+                                          git_.dir(), "' '", bare, "' && git -C '", bare,
+                                          "' update-server-info"));
+    return server.ServeFiles(bare, "app.git");
+  };
+  const std::string url = publish();
+  const std::string ca = Read(server.ca_pem_path());
+  Credential("git-https",
+             {{"username", "alice\n"}, {"password", "correct horse\n"}, {"ca.crt", ca}});
+  auto repos = NewLibgit2Repositories(TempDir("cache"), {}, Access());
+  absl::StatusOr<std::shared_ptr<GitRepository>> repo = repos->ForUrl(url, "git-https");
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  absl::Status fetched = (*repo)->Fetch();
+  ASSERT_TRUE(fetched.ok()) << fetched << "\n" << server.Log();
+  absl::StatusOr<CommitInfo> head = (*repo)->Resolve("");
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->id, commit_) << "the remote's HEAD, as a clone takes it";
+  absl::StatusOr<std::vector<RepoFile>> files =
+      (*repo)->ReadTree(commit_, "apps/web", GitRepository::Unreadable::kRefuse);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].content, "a: 1\n");
+  // A later commit, published: the next fetch brings it.
+  git_.Write("apps/web/a.yaml", "a: 2\n");
+  const std::string second = git_.Commit("second");
+  publish();
+  absl::SleepFor(absl::Seconds(2));  // lighttpd's stat cache keeps a file for a second
+  ASSERT_TRUE((*repo)->Fetch().ok());
+  EXPECT_EQ((*repo)->Resolve("main")->id, second);
+  // A wrong password fails, naming neither it nor the right one.
+  Credential("wrong", {{"username", "alice"}, {"password", "battery staple"}, {"ca.crt", ca}});
+  absl::StatusOr<std::string> refused = FetchMain(url, "wrong");
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("battery")));
+  EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("horse")));
 }
 
 // A server that asks for a client certificate (mutual TLS) gets the credential's, as
