@@ -6,7 +6,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -27,12 +29,14 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "proto/gitfleet/v1/admin.grpc.pb.h"
 #include "tests/e2e/fleet_fixture.h"
 #include "tests/util/chart_server.h"
 #include "tests/util/fake_tools.h"
 #include "tests/util/fleet_examples.h"
 #include "tests/util/git_fixture.h"
+#include "tests/util/git_servers.h"
 #include "tests/util/lfs_server.h"
 #include "tests/util/process.h"
 
@@ -1052,6 +1056,101 @@ std::set<std::string> MetricNames(const std::string& text, const std::string& pr
     }
   }
   return names;
+}
+
+// Prometheus itself (Debian's, 2.42) scrapes both daemons as deploy/prometheus has it: each
+// target is up, every gitfleet family reaches its storage, and the alert rules evaluate
+// without an error against real series (what promtool's static checks cannot see).
+TEST_F(Fleet, PrometheusScrapesBothDaemonsAndEvaluatesTheAlertRules) {
+  if (access("/usr/bin/prometheus", X_OK) != 0) GTEST_SKIP() << "prometheus is not installed";
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  const std::string first = git_.Commit("first");
+  StartControlPlane();
+  StartAgent("prod-eu", "env=prod");
+  AddSourceAndBundles();
+  ExpectSynced("prod-eu", "web", first);
+  const std::string dir = TempDir("prometheus");
+  char rules[PATH_MAX];
+  ASSERT_NE(realpath("deploy/prometheus/alerts.yaml", rules), nullptr);
+  std::ofstream(dir + "/prometheus.yml") << absl::StrCat(
+      "global: {scrape_interval: 1s, evaluation_interval: 1s}\n", "rule_files: ['", rules,
+      "']\nscrape_configs:\n", "- job_name: gitfleet-controlplane\n",
+      "  static_configs: [{targets: ['127.0.0.1:", cp_http_, "']}]\n",
+      "- job_name: gitfleet-agent\n",
+      "  static_configs: [{targets: ['127.0.0.1:", agents_["prod-eu"].http, "']}]\n");
+  const int port = testing::FreePort();
+  ASSERT_GT(port, 0);
+  Process prometheus(
+      "/usr/bin/prometheus",
+      {"--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
+       absl::StrCat("--web.listen-address=127.0.0.1:", port)},
+      dir + "/prometheus.log");
+  // Through curl: Prometheus keeps connections open and answers in chunks.
+  auto query = [&](const std::string& path, const std::string& match = "") {
+    std::string body;
+    const int code = ::gitfleet::testing::Run(
+        absl::StrCat("curl -sf -m 5 --get 'http://127.0.0.1:", port, path, "'",
+                     match.empty() ? "" : " --data-urlencode 'match[]=" + match + "'"),
+        &body);
+    return code == 0 ? nlohmann::json::parse(body, nullptr, false) : nlohmann::json();
+  };
+  // Both targets up, after a scrape or two.
+  nlohmann::json targets;
+  const bool up = testing::Eventually(
+      [&] {
+        targets = query("/api/v1/targets");
+        if (!targets.is_object()) return false;
+        const nlohmann::json& active = targets["data"]["activeTargets"];
+        return active.is_array() && active.size() == 2 &&
+               std::all_of(active.begin(), active.end(),
+                           [](const nlohmann::json& t) { return t.value("health", "") == "up"; });
+      },
+      absl::Seconds(30));
+  ASSERT_TRUE(up) << targets.dump() << "\n" << prometheus.Log();
+  // Every family a scrape shows is in Prometheus's storage, for the job that exports it.
+  for (const auto& [job, port_of] : std::vector<std::pair<std::string, int>>{
+           {"gitfleet-controlplane", cp_http_}, {"gitfleet-agent", agents_["prod-eu"].http}}) {
+    const std::string text = HttpGet(port_of, "/metrics");
+    std::set<std::string> sampled;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      if (absl::StartsWith(line, "gitfleet_")) {
+        sampled.emplace(line.substr(0, line.find_first_of("{ ")));
+      }
+    }
+    ASSERT_GT(sampled.size(), 5u) << job;
+    nlohmann::json names;
+    ASSERT_TRUE(testing::Eventually([&] {
+      names = query("/api/v1/label/__name__/values", absl::StrCat("{job=\"", job, "\"}"));
+      if (!names.is_object() || !names["data"].is_array()) return false;
+      std::set<std::string> stored;
+      for (const nlohmann::json& name : names["data"]) stored.insert(name.get<std::string>());
+      return std::includes(stored.begin(), stored.end(), sampled.begin(), sampled.end());
+    })) << job
+        << ": " << names.dump();
+  }
+  // Every alert rule evaluated, none with an error.
+  nlohmann::json groups;
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        groups = query("/api/v1/rules");
+        if (!groups.is_object()) return false;
+        int rules = 0;
+        for (const nlohmann::json& group : groups["data"]["groups"]) {
+          for (const nlohmann::json& rule : group["rules"]) {
+            if (rule.value("lastEvaluation", "").rfind("0001-", 0) == 0) return false;
+            ++rules;
+          }
+        }
+        return rules >= 6;
+      },
+      absl::Seconds(30)))
+      << groups.dump();
+  for (const nlohmann::json& group : groups["data"]["groups"]) {
+    for (const nlohmann::json& rule : group["rules"]) {
+      EXPECT_EQ(rule.value("health", ""), "ok")
+          << rule.value("name", "") << ": " << rule.value("lastError", "");
+    }
+  }
 }
 
 TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
