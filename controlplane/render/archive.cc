@@ -39,28 +39,44 @@ absl::Status CutShort(absl::string_view compression) {
       absl::StrCat("its ", compression, " data is damaged or cut short"));
 }
 
+// What one call of a decompressor did: the bytes it wrote, whether its stream ended, and
+// why it cannot go on (not OK).
+struct Step {
+  size_t written = 0;
+  bool ended = false;
+  absl::Status error;
+};
+
+// Calls `step` (one call of a decompressor writing into the buffer it is given) until the
+// stream ends, collecting at most `max_bytes`.
+template <typename StepFn>
+absl::StatusOr<std::string> Drain(size_t max_bytes, StepFn step) {
+  std::string out;
+  char buffer[64 << 10];
+  while (true) {
+    Step done = step(buffer, sizeof(buffer));
+    out.append(buffer, done.written);
+    if (!done.error.ok()) return done.error;
+    if (out.size() > max_bytes) return Exhausted(max_bytes);
+    if (done.ended) return out;
+  }
+}
+
 absl::StatusOr<std::string> Gunzip(const std::string& in, size_t max_bytes) {
   z_stream stream{};
   if (inflateInit2(&stream, 15 + 32) != Z_OK) return absl::InternalError("zlib");
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   stream.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  char buffer[64 << 10];
-  absl::Status status;
-  for (int code = Z_OK; code != Z_STREAM_END && status.ok();) {
+  absl::StatusOr<std::string> out = Drain(max_bytes, [&stream](char* buffer, size_t size) {
     stream.next_out = reinterpret_cast<Bytef*>(buffer);
-    stream.avail_out = sizeof(buffer);
-    code = inflate(&stream, Z_NO_FLUSH);
-    out.append(buffer, sizeof(buffer) - stream.avail_out);
-    if ((code != Z_OK && code != Z_STREAM_END) ||
-        (code == Z_OK && stream.avail_in == 0 && stream.avail_out != 0)) {
-      status = CutShort("gzip");
-    } else if (out.size() > max_bytes) {
-      status = Exhausted(max_bytes);
-    }
-  }
+    stream.avail_out = static_cast<uInt>(size);
+    const int code = inflate(&stream, Z_NO_FLUSH);
+    const bool stuck = code == Z_OK && stream.avail_in == 0 && stream.avail_out != 0;
+    return Step{
+        size - stream.avail_out, code == Z_STREAM_END,
+        (code != Z_OK && code != Z_STREAM_END) || stuck ? CutShort("gzip") : absl::OkStatus()};
+  });
   inflateEnd(&stream);
-  if (!status.ok()) return status;
   return out;
 }
 
@@ -69,23 +85,16 @@ absl::StatusOr<std::string> Bunzip2(const std::string& in, size_t max_bytes) {
   if (BZ2_bzDecompressInit(&stream, 0, 0) != BZ_OK) return absl::InternalError("bzip2");
   stream.next_in = const_cast<char*>(in.data());
   stream.avail_in = static_cast<unsigned int>(in.size());
-  std::string out;
-  char buffer[64 << 10];
-  absl::Status status;
-  for (int code = BZ_OK; code != BZ_STREAM_END && status.ok();) {
+  absl::StatusOr<std::string> out = Drain(max_bytes, [&stream](char* buffer, size_t size) {
     stream.next_out = buffer;
-    stream.avail_out = sizeof(buffer);
-    code = BZ2_bzDecompress(&stream);
-    out.append(buffer, sizeof(buffer) - stream.avail_out);
-    if ((code != BZ_OK && code != BZ_STREAM_END) ||
-        (code == BZ_OK && stream.avail_in == 0 && stream.avail_out != 0)) {
-      status = CutShort("bzip2");
-    } else if (out.size() > max_bytes) {
-      status = Exhausted(max_bytes);
-    }
-  }
+    stream.avail_out = static_cast<unsigned int>(size);
+    const int code = BZ2_bzDecompress(&stream);
+    const bool stuck = code == BZ_OK && stream.avail_in == 0 && stream.avail_out != 0;
+    return Step{
+        size - stream.avail_out, code == BZ_STREAM_END,
+        (code != BZ_OK && code != BZ_STREAM_END) || stuck ? CutShort("bzip2") : absl::OkStatus()};
+  });
   BZ2_bzDecompressEnd(&stream);
-  if (!status.ok()) return status;
   return out;
 }
 
@@ -98,25 +107,20 @@ absl::StatusOr<std::string> Unxz(const std::string& in, size_t max_bytes) {
   }
   stream.next_in = reinterpret_cast<const uint8_t*>(in.data());
   stream.avail_in = in.size();
-  std::string out;
-  uint8_t buffer[64 << 10];
-  absl::Status status;
-  for (lzma_ret code = LZMA_OK; code != LZMA_STREAM_END && status.ok();) {
-    stream.next_out = buffer;
-    stream.avail_out = sizeof(buffer);
-    code = lzma_code(&stream, LZMA_FINISH);
-    out.append(reinterpret_cast<const char*>(buffer), sizeof(buffer) - stream.avail_out);
+  absl::StatusOr<std::string> out = Drain(max_bytes, [&stream](char* buffer, size_t size) {
+    stream.next_out = reinterpret_cast<uint8_t*>(buffer);
+    stream.avail_out = size;
+    const lzma_ret code = lzma_code(&stream, LZMA_FINISH);
+    Step done{size - stream.avail_out, code == LZMA_STREAM_END, absl::OkStatus()};
     if (code == LZMA_MEMLIMIT_ERROR) {
-      status =
+      done.error =
           absl::ResourceExhaustedError("its xz data needs more than 128 MiB of memory to unpack");
     } else if (code != LZMA_OK && code != LZMA_STREAM_END) {
-      status = CutShort("xz");
-    } else if (out.size() > max_bytes) {
-      status = Exhausted(max_bytes);
+      done.error = CutShort("xz");
     }
-  }
+    return done;
+  });
   lzma_end(&stream);
-  if (!status.ok()) return status;
   return out;
 }
 
@@ -125,23 +129,16 @@ absl::StatusOr<std::string> Unzstd(const std::string& in, size_t max_bytes) {
   if (stream == nullptr) return absl::InternalError("zstd");
   ZSTD_initDStream(stream);
   ZSTD_inBuffer input{in.data(), in.size(), 0};
-  std::string out;
-  char buffer[64 << 10];
-  absl::Status status;
-  size_t left = 1;  // what the frame still needs; 0 once a frame ends
-  while (status.ok() && (input.pos < input.size || left != 0)) {
+  absl::StatusOr<std::string> out = Drain(max_bytes, [&](char* buffer, size_t size) {
     const size_t before = input.pos;
-    ZSTD_outBuffer output{buffer, sizeof(buffer), 0};
-    left = ZSTD_decompressStream(stream, &output, &input);
-    out.append(buffer, output.pos);
-    if (ZSTD_isError(left) || (left != 0 && output.pos == 0 && input.pos == before)) {
-      status = CutShort("zstd");
-    } else if (out.size() > max_bytes) {
-      status = Exhausted(max_bytes);
-    }
-  }
+    ZSTD_outBuffer output{buffer, size, 0};
+    // What the frame still needs; 0 once a frame ends (another may follow).
+    const size_t left = ZSTD_decompressStream(stream, &output, &input);
+    const bool stuck = left != 0 && output.pos == 0 && input.pos == before;
+    return Step{output.pos, !ZSTD_isError(left) && left == 0 && input.pos == input.size,
+                ZSTD_isError(left) || stuck ? CutShort("zstd") : absl::OkStatus()};
+  });
   ZSTD_freeDStream(stream);
-  if (!status.ok()) return status;
   return out;
 }
 
