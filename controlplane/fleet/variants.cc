@@ -261,8 +261,9 @@ void NoteOtherToolsKinds(const ObjectSet& objects, std::vector<std::string>* not
     for (const auto& [key, object] : objects.objects()) {
       const v1::ObjectKey& k = object->key();
       if (k.kind() != tool.kind || k.group() != tool.group) continue;
-      if (++count <= 3)
+      if (++count <= 3) {
         named.push_back(k.namespace_().empty() ? k.name() : k.namespace_() + "/" + k.name());
+      }
     }
     if (count == 0) continue;
     notes->push_back(absl::StrCat(
