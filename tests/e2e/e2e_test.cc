@@ -1119,8 +1119,9 @@ TEST_F(Fleet, PrometheusScrapesBothDaemonsAndEvaluatesTheAlertRules) {
     }
     ASSERT_GT(sampled.size(), 5u) << job;
     nlohmann::json names;
+    const std::string match = absl::StrCat("{job=\"", job, "\"}");  // no binding in a lambda
     ASSERT_TRUE(testing::Eventually([&] {
-      names = query("/api/v1/label/__name__/values", absl::StrCat("{job=\"", job, "\"}"));
+      names = query("/api/v1/label/__name__/values", match);
       if (!names.is_object() || !names["data"].is_array()) return false;
       std::set<std::string> stored;
       for (const nlohmann::json& name : names["data"]) stored.insert(name.get<std::string>());
