@@ -14,6 +14,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -387,6 +388,15 @@ absl::StatusOr<std::vector<RepoFile>> ReadZip(const std::string& zip, const Arch
 }
 
 }  // namespace
+
+bool NamesArchive(absl::string_view name) {
+  static constexpr absl::string_view kSuffixes[] = {".tar.gz", ".tgz", ".tar.bz2", ".tbz2",
+                                                    ".tar.xz", ".txz", ".tar.zst", ".tar.zstd",
+                                                    ".tzst",   ".tar", ".zip"};
+  const std::string lower = absl::AsciiStrToLower(name);
+  return std::any_of(std::begin(kSuffixes), std::end(kSuffixes),
+                     [&lower](absl::string_view suffix) { return absl::EndsWith(lower, suffix); });
+}
 
 absl::StatusOr<std::vector<RepoFile>> UnpackArchive(const std::string& archive,
                                                     const ArchiveBounds& bounds) {

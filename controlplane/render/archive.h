@@ -21,6 +21,11 @@
 
 namespace gitfleet {
 
+// Whether `name` (a file's name, or a URL's path) ends as the archives go-getter unpacks do
+// for Fleet (.tgz, .tar.gz, .tar.bz2, .tar.xz, .tar.zst, .tar, .zip and their short forms),
+// case aside.
+bool NamesArchive(absl::string_view name);
+
 struct ArchiveBounds {
   size_t max_bytes = 64 << 20;  // the files' content, unpacked
   size_t max_files = 10000;

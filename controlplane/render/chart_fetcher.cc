@@ -400,13 +400,6 @@ std::string NextPage(const std::string& url, const std::string& link) {
 
 }  // namespace
 
-namespace {
-// The names go-getter unpacks as archives.
-constexpr absl::string_view kArchiveSuffixes[] = {".tar.gz", ".tgz", ".tar.bz2", ".tbz2",
-                                                  ".tar.xz", ".txz", ".tar.zst", ".tar.zstd",
-                                                  ".tzst",   ".tar", ".zip"};
-}  // namespace
-
 absl::StatusOr<UrlChecksum> SplitUrlChecksum(const std::string& url) {
   UrlChecksum out{url, "", ""};
   const size_t question = url.find('?');
@@ -491,12 +484,7 @@ absl::StatusOr<ArchiveUrl> SplitArchiveUrl(const std::string& url) {
   const size_t split =
       host_end == std::string::npos ? std::string::npos : path.find("//", host_end);
   if (split != std::string::npos) {
-    const std::string before = absl::AsciiStrToLower(path.substr(host_end, split - host_end));
-    const bool archive =
-        archive_named ||
-        std::any_of(std::begin(kArchiveSuffixes), std::end(kArchiveSuffixes),
-                    [&before](absl::string_view suffix) { return absl::EndsWith(before, suffix); });
-    if (archive) {
+    if (archive_named || NamesArchive(path.substr(host_end, split - host_end))) {
       out.folder = path.substr(split + 2);
       path.resize(split);
     }

@@ -1632,6 +1632,20 @@ TEST(HelmRendererTest, AChartArchiveInTheRepositoryIsUnpackedAndRendered) {
       ::testing::ElementsAre("/ConfigMap//web .gitfleet-fleet-yaml-values.yaml=tier: prod |"));
   EXPECT_THAT(notes, ::testing::Contains(HasSubstr("renders the chart archive "
                                                    "apps/web/web-1.0.0.tgz, which")));
+  // Any compression go-getter unpacks: the same chart as a .tar.xz.
+  const std::string unpacked = TempDir("unpacked");
+  ASSERT_EQ(
+      ::gitfleet::testing::Run(absl::StrCat("cd '", unpacked, "' && tar -xzf '", packer.root(),
+                                            "/www/web-1.0.0.tgz' && tar -cJf ", "web.tar.xz web")),
+      0);
+  std::ifstream xz_in(unpacked + "/web.tar.xz", std::ios::binary);
+  const std::string xz((std::istreambuf_iterator<char>(xz_in)), std::istreambuf_iterator<char>());
+  const std::vector<RepoFile> xz_files = {fleet_yaml("./web.tar.xz"), {"apps/web/web.tar.xz", xz}};
+  EXPECT_EQ(DetectEngine("apps/web", xz_files), "helm");
+  RenderInput xz_input{"web", "apps/web", xz_files};
+  absl::StatusOr<ObjectSet> xz_set = RenderBundlePath(*echo, xz_input);
+  ASSERT_TRUE(xz_set.ok()) << xz_set.status();
+  EXPECT_THAT(KeysWithData(*xz_set, "chart"), ::testing::ElementsAre("/ConfigMap//web web"));
   // Elsewhere in the repository: read at the render's commit, and a read path.
   std::vector<std::string> read;
   RenderInput outside{"web", "apps/web", {fleet_yaml("../../charts/web-1.0.0.tgz")}, &read};

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "common/sync.h"
+#include "controlplane/render/archive.h"
 #include "controlplane/render/fleet_names.h"
 #include "controlplane/render/fleet_overlays.h"
 #include "controlplane/render/fleet_selector.h"
@@ -401,8 +402,7 @@ absl::Status PlaceFleetTargetChart(const std::string& fleet_yaml, const FleetYam
   }
   const std::string shown = chart.empty() ? "." : chart.substr(0, 256);
   // A chart archive in the repository (`./web-canary-1.0.0.tgz`), unpacked.
-  if (placed->reads_fleet_getter_charts && !absl::StartsWith(dir, "/") &&
-      (absl::EndsWith(dir, ".tgz") || absl::EndsWith(dir, ".tar.gz"))) {
+  if (placed->reads_fleet_getter_charts && !absl::StartsWith(dir, "/") && NamesArchive(dir)) {
     std::optional<std::string> at = JoinInRepository(placed->path, dir);
     if (!at.has_value() || at->empty()) {
       return refuse(
@@ -591,7 +591,7 @@ void ReadFleetHelm(const YAML::Node& helm, FleetYamlNamespace* out) {
     while (absl::EndsWith(dir, "/")) dir.pop_back();
     if (dir == ".") dir.clear();
     if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/") &&
-        (absl::EndsWith(dir, ".tgz") || absl::EndsWith(dir, ".tar.gz"))) {
+        NamesArchive(dir)) {
       out->chart_archive_form = dir;
     }
     if (!url && !dir.empty() && dir.size() <= 1024 && !absl::StartsWith(dir, "/")) {
