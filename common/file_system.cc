@@ -185,6 +185,24 @@ absl::StatusOr<std::string> ReadFileAtMost(const std::string& path, size_t max_b
   return ReadUpTo(path, max_bytes);
 }
 
+absl::Status WriteNewFile(const std::string& path, absl::string_view data, mode_t mode) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const bool ok = done == data.size() && fchmod(fd, mode) == 0;
+  close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
 absl::Status RemoveRecursively(const std::string& dir) {
   struct stat st;
   if (lstat(dir.c_str(), &st) != 0) return absl::OkStatus();

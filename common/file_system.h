@@ -8,6 +8,8 @@
 //
 // All implementations are thread-safe.
 
+#include <sys/types.h>
+
 #include <map>
 #include <memory>
 #include <set>
@@ -49,6 +51,10 @@ absl::StatusOr<std::string> ReadFileAtMost(const std::string& path, size_t max_b
 // Deletes `dir` and everything under it, without following symbolic links. OK when it
 // does not exist.
 absl::Status RemoveRecursively(const std::string& dir);
+
+// Writes `data` to a new file at `path` (one already there is an error, never overwritten)
+// with `mode`, as a private copy of a secret is written. InternalError naming the path.
+absl::Status WriteNewFile(const std::string& path, absl::string_view data, mode_t mode);
 
 // An in-memory file system for tests.
 class MemoryFileSystem : public FileSystem {

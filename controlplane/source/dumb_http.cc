@@ -1,8 +1,6 @@
 #include "controlplane/source/dumb_http.h"
 
-#include <fcntl.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -43,20 +41,7 @@ class Scratch {
   // Writes `name` (0600, new) and returns its path.
   absl::StatusOr<std::string> Write(const std::string& name, absl::string_view content) {
     const std::string path = absl::StrCat(dir_, "/", name);
-    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-    size_t done = 0;
-    while (done < content.size()) {
-      const ssize_t n = write(fd, content.data() + done, content.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        close(fd);
-        return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-      }
-      done += static_cast<size_t>(n);
-    }
-    close(fd);
+    GF_RETURN_IF_ERROR(WriteNewFile(path, content, 0600));
     return path;
   }
   const std::string& dir() const { return dir_; }

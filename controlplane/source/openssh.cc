@@ -31,24 +31,6 @@ std::string Where(const SshCommandTarget& target) {
   return target.port == 22 ? target.host : absl::StrCat(target.host, ":", target.port);
 }
 
-// Writes `data` to a new file at `path` with `mode`.
-absl::Status WriteNew(const std::string& path, absl::string_view data, mode_t mode) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0)
-    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  const bool ok = done == data.size() && fchmod(fd, mode) == 0;
-  close(fd);
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
-  return absl::OkStatus();
-}
-
 void RemoveTree(const std::string& dir) {
   if (dir.empty()) return;
   nftw(
@@ -168,20 +150,20 @@ absl::StatusOr<std::unique_ptr<OpenSshConnection>> OpenSshConnection::Start(
         absl::StrCat("cannot make a folder in ", root, " for ssh: ", strerror(errno)));
   }
   connection->scratch_ = scratch;  // removed by the destructor from here on
-  GF_RETURN_IF_ERROR(WriteNew(scratch + "/key", *key, 0600));
-  GF_RETURN_IF_ERROR(WriteNew(scratch + "/known_hosts", target.known_hosts, 0600));
+  GF_RETURN_IF_ERROR(WriteNewFile(scratch + "/key", *key, 0600));
+  GF_RETURN_IF_ERROR(WriteNewFile(scratch + "/known_hosts", target.known_hosts, 0600));
   if (!target.certificate_path.empty()) {
     absl::StatusOr<std::string> certificate = PosixFileSystem().ReadFile(target.certificate_path);
     if (!certificate.ok() || certificate->size() > kMaxKeyBytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot read the SSH certificate of credential ", target.credential));
     }
-    GF_RETURN_IF_ERROR(WriteNew(scratch + "/key-cert.pub", *certificate, 0600));
+    GF_RETURN_IF_ERROR(WriteNewFile(scratch + "/key-cert.pub", *certificate, 0600));
   }
   const bool passphrase = !target.passphrase.empty();
   if (passphrase) {
-    GF_RETURN_IF_ERROR(WriteNew(scratch + "/askpass",
-                                "#!/bin/sh\nprintf '%s\\n' \"$GITFLEET_SSH_PASSPHRASE\"\n", 0700));
+    GF_RETURN_IF_ERROR(WriteNewFile(
+        scratch + "/askpass", "#!/bin/sh\nprintf '%s\\n' \"$GITFLEET_SSH_PASSPHRASE\"\n", 0700));
   }
   const int64_t connect_seconds = std::max<int64_t>(1, absl::ToInt64Seconds(connect_timeout));
   // Every option that could reach beyond the credential is set, whatever ssh's defaults.
