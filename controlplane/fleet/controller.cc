@@ -216,6 +216,23 @@ constexpr size_t kMaxVariantNotes = 20;
 // The Git repositories a bundle's render reads at a moving ref, kept to be told of pushes.
 constexpr size_t kMaxRemoteRepos = 32;
 
+// Sets BundleRecord.remote_repos to the repositories a render read at a ref that moves
+// (normalized, at most kMaxRemoteRepos), and, `with_earlier`, those recorded before
+// (a failed try's, beside the last good render's).
+void KeepRemoteRepos(const std::vector<std::string>& read, bool with_earlier,
+                     v1::BundleRecord* record) {
+  std::set<std::string> repos;
+  for (const std::string& repo : read) {
+    if (repos.size() < kMaxRemoteRepos) repos.insert(NormalizeRepoUrl(repo));
+  }
+  if (with_earlier) {
+    for (const std::string& repo : record->remote_repos()) {
+      if (repos.size() < kMaxRemoteRepos) repos.insert(repo);
+    }
+  }
+  record->mutable_remote_repos()->Assign(repos.begin(), repos.end());
+}
+
 // A stored render built again: the namespace its repository declared for it (a Tanka
 // environment's, fleet.yaml's), which the stored objects do not carry, stays its own when
 // the bundle names none, so it is the same revision.
@@ -4778,6 +4795,9 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
                                       "commit before the resync, unless a sync asks)"
                                     : "");
       }
+      // A push to a repository this try read (a remote base it added, or the one that
+      // broke) renders it again at once, as it would a good render's.
+      if (!failure_hit) KeepRemoteRepos(built.git_repos, /*with_earlier=*/true, &record);
       content.reset();
     } else {
       record.clear_error();
@@ -4803,12 +4823,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.clear_notes();
       for (const std::string& note : notes) record.add_notes(note);
       record.set_reads_remote(built.read_remote);
-      record.clear_remote_repos();
-      std::set<std::string> repos;
-      for (const std::string& repo : built.git_repos) {
-        if (repos.size() < kMaxRemoteRepos) repos.insert(NormalizeRepoUrl(repo));
-      }
-      for (const std::string& repo : repos) record.add_remote_repos(repo);
+      KeepRemoteRepos(built.git_repos, /*with_earlier=*/false, &record);
     }
     record.clear_read_paths();
     record.clear_read_ids();

@@ -23,6 +23,7 @@
 #include "controlplane/render/helm_renderer.h"
 #include "controlplane/render/kustomize_renderer.h"
 #include "controlplane/render/remote_bases.h"
+#include "controlplane/source/repo_url.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/chart_server.h"
@@ -4641,6 +4642,53 @@ TEST_F(ControllerTest, ABundleReadingRemoteBasesRendersAgainAtEachResync) {
   EXPECT_NE(now, remote->revision()) << "the remote file's change never came";
   EXPECT_EQ(revision("local"), local->revision());
   EXPECT_EQ(renders(), before + 2);
+}
+
+// A bundle whose render fails on a remote base it reads (its first render, or a commit
+// that adds the base) names that repository too: a push that fixes the base renders it
+// at once, not at the end of its backoff.
+TEST_F(ControllerTest, APushToABrokenRemoteBaseRendersItsFailingReadersAtOnce) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::GitFixture platform(TempDir("platform"));
+  platform.Write("base/kustomization.yaml", "resources: [cm.yaml, missing.yaml]\n");
+  platform.Write("base/cm.yaml", Cm("platform"));
+  platform.Commit("a base naming a file it lacks");
+  git_.Write("web/kustomization.yaml",
+             absl::StrCat("resources:\n- ", platform.url(), "//base?ref=main\n"));
+  git_.Commit("web reads the platform's base");
+  MemoryStore store;
+  FakeClock clock;
+  Hub hub(&store, metrics_);
+  ControllerOptions options = OnFakeClock(&clock);
+  options.resync_interval = absl::Minutes(10);
+  options.default_poll_interval = absl::Hours(10);
+  options.retry_base = absl::Minutes(5);  // no retry comes within the test
+  if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
+  options.engines.remote_bases =
+      std::make_shared<RemoteBaseFetcher>(repos_.get(), std::vector<std::string>{platform.url()});
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller.AddBundle(Bundle("web", "web"), false).ok());
+  auto web = [&] {
+    for (const v1::BundleInfo& b : controller.ListBundles()) {
+      if (b.bundle().name() == "web") return b;
+    }
+    return v1::BundleInfo();
+  };
+  for (int i = 0; i < 2000 && web().error().empty(); ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_THAT(web().error(), HasSubstr("missing.yaml"));
+  EXPECT_TRUE(web().revision().empty());
+
+  platform.Write("base/missing.yaml", Cm("found"));
+  platform.Commit("the file it named");
+  EXPECT_THAT(controller.RenderReadersSoon({NormalizeRepoUrl(platform.url())}), ElementsAre("web"));
+  for (int i = 0; i < 2000 && web().revision().empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_FALSE(web().revision().empty()) << web().error();
+  EXPECT_TRUE(web().error().empty()) << web().error();
 }
 
 // A render that fails is tried again (at the resync, for a failure of its own content);
