@@ -486,7 +486,9 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
   remote.Git("tag v1.0.0");
   remote.Write("deploy/base/cm.yaml",
                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {v: \"2\"}\n");
-  remote.Commit("v2 on main");
+  // A base naming a file it lacks: kustomize's message names the copy, told by its source.
+  remote.Write("deploy/broken/kustomization.yaml", "resources: [missing.yaml]\n");
+  const std::string v2 = remote.Commit("v2 on main");
 
   // A release's install.yaml, a plain file over http.
   testing::ChartRepositoryServer releases(TempDir("releases"));
@@ -559,11 +561,15 @@ TEST(KustomizeRendererTest, RemoteBasesAreFetchedByTheControlPlane) {
       {absl::StrCat("components: ['", releases.url(), "install.yaml']\n"),
        "and components takes folders"},
       {"resources: ['https://github.com/org/repo//../../etc?ref=v1']\n", "may not hold . or .."},
+      {absl::StrCat("resources: ['", remote.url(), "//deploy/broken']\n"),
+       absl::StrCat(" (.gitfleet-remote/1 is the remote base ", remote.url(),
+                    " at its default branch (commit ", v2.substr(0, 12), "))")},
   };
   for (const auto& [kustomization, error] : kBad) {
     absl::StatusOr<ObjectSet> refused =
         renderer.Render({"web", "apps/web", {{"apps/web/kustomization.yaml", kustomization}}});
-    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << kustomization;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << kustomization << "\n"
+                                                              << refused.status().message();
   }
   KustomizeOptions none = options;
   none.remote_bases = nullptr;

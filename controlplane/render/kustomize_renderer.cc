@@ -458,10 +458,12 @@ bool IsRemoteCopy(absl::string_view path) {
 // bases and components, the copies' own too): each repository fetched once at its ref by
 // `fetcher`, its files added to *files under .gitfleet-remote/ID/, and the entry rewritten
 // to that copy's folder. Without a fetcher, a remote base fails naming the flag; so does a
-// plain file over http(s), which kustomize would download.
+// plain file over http(s), which kustomize would download. *copied gets what each copy
+// (".gitfleet-remote/ID") holds, for kustomize's messages, which name the copies.
 absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::string>& more_dirs,
                                RemoteBaseFetcher* fetcher, std::vector<RepoFile>* files,
-                               std::vector<std::string>* notes, const FetchScope& scope) {
+                               std::vector<std::string>* notes, const FetchScope& scope,
+                               std::map<std::string, std::string>* copied) {
   std::map<std::string, std::string> copies;  // repo + "\n" + ref -> ID
   std::set<std::string> expanded;             // kustomization paths done
   for (int round = 0; round <= kMaxRemoteBases; ++round) {
@@ -543,6 +545,8 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
                                     absl::StrCat(where, ": ", content.status().message()));
               }
               copy = copies.emplace(key, absl::StrCat(copies.size() + 1)).first;
+              (*copied)[absl::StrCat(kRemoteDir, "/", copy->second)] =
+                  absl::StrCat("the remote file ", reference.substr(0, 256));
               const std::string name = RemoteFileName(reference);
               added.push_back({absl::StrCat(dir.empty() ? "" : dir + "/", kRemoteDir, "/",
                                             copy->second, "/", name),
@@ -590,6 +594,10 @@ absl::Status ExpandRemoteBases(const std::string& path, const std::vector<std::s
             }
             const std::string id = absl::StrCat(copies.size() + 1);
             copy = copies.emplace(key, id).first;
+            (*copied)[absl::StrCat(kRemoteDir, "/", id)] = absl::StrCat(
+                "the remote base ", (**base).repo.substr(0, 256), " at ",
+                (**base).ref.empty() ? "its default branch" : (**base).ref.substr(0, 256),
+                " (commit ", tree->commit.substr(0, 12), ")");
             for (RepoFile& remote : tree->files) {
               added.push_back(
                   {absl::StrCat(kRemoteDir, "/", id, "/", remote.path), std::move(remote.content)});
@@ -918,11 +926,12 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
   // Remote bases the build reads: fetched by the control plane and copied in (the
   // repository's files copied only then), and the build's closure read again.
   std::vector<RepoFile> with_remote;
+  std::map<std::string, std::string> copied;  // ".gitfleet-remote/ID" -> what it holds
   if (remote && input.read_remote != nullptr) *input.read_remote = true;
   if (remote) {
     with_remote = input.files;
     GF_RETURN_IF_ERROR(ExpandRemoteBases(input.path, generated_dirs, options_.remote_bases.get(),
-                                         &with_remote, input.notes, input.fetch_scope));
+                                         &with_remote, input.notes, input.fetch_scope, &copied));
     by_path.clear();
     for (const RepoFile& file : with_remote) by_path[file.path] = &file;
     visited.clear();
@@ -1065,6 +1074,15 @@ absl::StatusOr<ObjectSet> KustomizeRenderer::Render(const RenderInput& input) {
     std::string message = absl::StrReplaceAll(result->stderr_text, {{scratch.root() + "/", ""}});
     if (absl::StripAsciiWhitespace(message).empty()) {
       message = absl::StrCat("exit code ", result->exit_code, " and no message");
+    }
+    // And the copies of remote bases by what they hold.
+    std::vector<std::string> named;
+    for (const auto& [dir, what] : copied) {
+      if (message.find(dir + "/") != std::string::npos) named.push_back(dir + " is " + what);
+    }
+    if (!named.empty()) {
+      message = absl::StrCat(absl::StripTrailingAsciiWhitespace(message), " (",
+                             absl::StrJoin(named, "; "), ")");
     }
     if (!options_.load_restrictions_none &&
         message.find("is not in or below") != std::string::npos) {
