@@ -149,8 +149,8 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                                     .Register(r)),
       webhooks(BuildCounter()
                    .Name("gitfleet_webhooks_total")
-                   .Help("Git push webhooks, by provider (github, gitlab, gitea, gogs, bitbucket, "
-                         "azuredevops, unknown) and result.")
+                   .Help("Push webhooks, by provider (github, gitlab, gitea, gogs, bitbucket, "
+                         "azuredevops, registry, unknown) and result.")
                    .LabelNames({"provider", "result"})
                    .Register(r)),
       webhook_secrets_used(

@@ -53,7 +53,75 @@ bool BasicPasswordMatches(absl::string_view authorization, const std::string& se
   return colon != std::string::npos && SecureEquals(credentials.substr(colon + 1), secret);
 }
 
+// Whether `authorization` is `secret`, alone or after "Bearer " (what a registry's
+// notification endpoint, or Harbor's webhook policy, is told to send).
+bool AuthorizationMatches(absl::string_view authorization, const std::string& secret) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  if (absl::StartsWithIgnoreCase(authorization, "bearer ")) {
+    absl::string_view token = absl::StripLeadingAsciiWhitespace(authorization.substr(7));
+    if (SecureEquals(token, secret)) return true;
+  }
+  return SecureEquals(authorization, secret);
+}
+
+// A string field of `object` ("" when absent or not a string).
+std::string StringField(const nlohmann::json& object, const char* field) {
+  if (!object.is_object()) return "";
+  auto it = object.find(field);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace
+
+std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) {
+  constexpr size_t kMostRepositories = 64;
+  std::set<std::string> out;
+  auto add = [&out](absl::string_view host, absl::string_view repository) {
+    if (host.empty() || repository.empty() || out.size() >= kMostRepositories) return;
+    out.insert(OciRepositoryKey(host, repository));
+  };
+  if (!payload.is_object()) return out;
+  // Distribution (and registries that notify as it does): events[], each a push or pull
+  // of a manifest or blob; a chart pushed is a manifest pushed (with its tag).
+  auto events = payload.find("events");
+  if (events != payload.end() && events->is_array()) {
+    for (const nlohmann::json& event : *events) {
+      if (StringField(event, "action") != "push" || !event.contains("target")) continue;
+      const nlohmann::json& target = event["target"];
+      const std::string repository = StringField(target, "repository");
+      const std::string media_type = StringField(target, "mediaType");
+      if (StringField(target, "tag").empty() && media_type.find("manifest") == std::string::npos) {
+        continue;  // a layer: its manifest's event follows
+      }
+      // The host the client pushed to, and the one the registry names itself by.
+      if (event.contains("request")) add(StringField(event["request"], "host"), repository);
+      add(UrlAuthority(StringField(target, "url")), repository);
+    }
+  }
+  // Harbor: a PUSH_ARTIFACT event (its CloudEvents format: harbor.artifact.pushed, the
+  // same fields under "data"); resource_url is HOST/PROJECT/REPOSITORY:TAG or @DIGEST.
+  const std::string type = StringField(payload, "type");
+  if (type == "PUSH_ARTIFACT" || type == "harbor.artifact.pushed") {
+    auto found = payload.find("event_data");
+    if (found == payload.end()) found = payload.find("data");
+    const bool object = found != payload.end() && found->is_object();
+    std::string repository;
+    if (object && found->contains("repository")) {
+      repository = StringField((*found)["repository"], "repo_full_name");
+    }
+    if (object && found->contains("resources") && (*found)["resources"].is_array()) {
+      for (const nlohmann::json& resource : (*found)["resources"]) {
+        const std::string url = StringField(resource, "resource_url");
+        const size_t slash = url.find('/');
+        if (slash == std::string::npos) continue;
+        std::string path = url.substr(slash + 1);
+        path = path.substr(0, std::min(path.find('@'), path.rfind(':')));
+        add(url.substr(0, slash), repository.empty() ? path : repository);
+      }
+    }
+  }
+  return out;
+}
 
 std::optional<std::string> FormField(absl::string_view body, absl::string_view name) {
   for (absl::string_view pair : absl::StrSplit(body, '&')) {
@@ -183,6 +251,8 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   } else if (!Header(request, "x-vss-activityid").empty() ||
              !Header(request, "x-vss-subscriptionid").empty()) {
     provider = "azuredevops";  // Services and Server; the event is in the payload
+  } else if (!Header(request, "authorization").empty()) {
+    provider = "registry";  // Distribution's notifications, Harbor's webhooks
   }
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
@@ -234,6 +304,8 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return prefixed_hmac_matches(Header(request, "x-hub-signature"));
     } else if (provider == "azuredevops") {
       return BasicPasswordMatches(Header(request, "authorization"), secret);
+    } else if (provider == "registry") {
+      return AuthorizationMatches(Header(request, "authorization"), secret);
     }
     return false;
   };
@@ -245,10 +317,14 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     return Answer(
         provider, "unauthorized", 401,
         provider == "unknown"
-            ? "no GitHub, GitLab, Gitea, Gogs, Bitbucket or Azure DevOps signature headers"
+            ? "no GitHub, GitLab, Gitea, Gogs, Bitbucket or Azure DevOps signature headers, "
+              "nor a registry's Authorization header"
         : provider == "azuredevops"
             ? "no basic authentication whose password is a webhook secret (set the "
               "service hook's basic authentication password to it)"
+        : provider == "registry"
+            ? "the Authorization header is not a webhook secret (set the registry's "
+              "notification endpoint's Authorization header to \"Bearer SECRET\")"
             : absl::StrCat("the ", provider, " signature or token does not match"));
   }
   if (options_.secrets_used != nullptr) {
@@ -260,6 +336,7 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
     }
   }
+  if (provider == "registry") return HandleRegistry(request.body);
   if ((provider == "github" && event == "ping") ||
       (provider == "bitbucket" && event == "diagnostics:ping")) {
     return Answer(provider, "ping", 202, "pong");
@@ -339,6 +416,36 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   }
   GF_LOG(INFO) << "webhook from " << provider << ": " << absl::StrJoin(said, "; ");
   return Answer(provider, "accepted", 202, absl::StrJoin(said, "; "));
+}
+
+HttpResponse WebhookReceiver::HandleRegistry(const std::string& body) {
+  const char* provider = "registry";
+  nlohmann::json payload = nlohmann::json::parse(body, nullptr, false);
+  if (payload.is_discarded() || !payload.is_object()) {
+    return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
+  }
+  const std::set<std::string> pushed = PushedRegistryRepositories(payload);
+  if (pushed.empty()) {
+    // Pulls, deletes, a layer alone, another Harbor event: nothing changes what renders read.
+    return Answer(provider, "ignored", 202, "no manifest pushed: ignored");
+  }
+  std::vector<std::string> rendering;
+  if (options_.readers) rendering = options_.readers(pushed);
+  if (rendering.empty()) {
+    return Answer(provider, "no_source", 202,
+                  absl::StrCat("no bundle's chart comes from ", *pushed.begin()));
+  }
+  constexpr size_t kMostNamed = 20;
+  const std::string said = absl::StrCat(
+      "rendering again ",
+      absl::StrJoin(rendering.begin(), rendering.begin() + std::min(rendering.size(), kMostNamed),
+                    ", "),
+      rendering.size() > kMostNamed ? absl::StrCat(" and ", rendering.size() - kMostNamed, " more")
+                                    : "",
+      rendering.size() == 1 ? ", whose chart comes" : ", whose charts come",
+      " from the pushed repository");
+  GF_LOG(INFO) << "webhook from " << provider << ": " << said;
+  return Answer(provider, "accepted", 202, said);
 }
 
 }  // namespace gitfleet

@@ -16,6 +16,10 @@
 //            X-Event-Key: repo:push (Cloud) | repo:refs_changed (Data Center)
 //   Azure DevOps (Services and Server) X-VSS-ActivityId, Authorization: Basic with the
 //            secret as password (any user name), eventType git.push in the payload
+//// and chart pushes to OCI registries, which render again the bundles whose charts come from
+// the pushed repository (a new version in their range, a tag pushed again):
+//   Registry Authorization: Bearer SECRET (or the secret alone): Distribution's
+//            notifications (events[] with action push), Harbor's webhooks (PUSH_ARTIFACT)
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
@@ -59,8 +63,8 @@ namespace gitfleet {
 
 inline constexpr char kWebhookPath[] = "/hooks/git";
 // The provider label of gitfleet_webhooks_total: who sent it, by its headers.
-inline constexpr const char* kWebhookProviders[] = {"github",    "gitlab",      "gitea",  "gogs",
-                                                    "bitbucket", "azuredevops", "unknown"};
+inline constexpr const char* kWebhookProviders[] = {
+    "github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops", "registry", "unknown"};
 
 // The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
 // when it is missing or not well-formed.
@@ -69,6 +73,12 @@ std::optional<std::string> FormField(absl::string_view body, absl::string_view n
 // The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea,
 // Gogs, Bitbucket, Azure DevOps).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
+
+// The repositories (OciRepositoryKey) whose manifests a registry's notification says were
+// pushed: Distribution's (CNCF Distribution, Docker's registry, and those that notify as
+// it does: events[] with action "push"), and Harbor's PUSH_ARTIFACT webhooks (its default
+// and CloudEvents formats). At most 64.
+std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {
  public:
@@ -110,6 +120,9 @@ class WebhookReceiver {
  private:
   HttpResponse Answer(const std::string& provider, const std::string& result, int code,
                       std::string body);
+  // A verified registry notification: the bundles whose charts come from a repository it
+  // pushed to render again.
+  HttpResponse HandleRegistry(const std::string& body);
 
   const Options options_;
   const Sources sources_;

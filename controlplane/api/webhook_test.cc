@@ -156,6 +156,84 @@ TEST_F(WebhookTest, APushToARepositoryARenderReadsRendersItsReadersAgain) {
   EXPECT_EQ(Count("gitlab", "no_source"), 1);
 }
 
+TEST(PushedRegistryRepositoriesTest, ReadsDistributionsAndHarborsPushes) {
+  // Distribution: a chart's layers, then its manifest with the tag; pulls and deletes
+  // change nothing.
+  nlohmann::json distribution = nlohmann::json::parse(R"({"events":[
+    {"action":"push","target":{"mediaType":"application/octet-stream",
+      "repository":"charts/web","digest":"sha256:aa"},"request":{"host":"127.0.0.1:5000"}},
+    {"action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+      "repository":"charts/web","tag":"1.3.0",
+      "url":"https://Registry.example.com/v2/charts/web/manifests/sha256:bb"},
+      "request":{"host":"127.0.0.1:5000"}},
+    {"action":"pull","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+      "repository":"charts/api","tag":"2.0.0"},"request":{"host":"127.0.0.1:5000"}},
+    {"action":"delete","target":{"repository":"charts/db","digest":"sha256:cc"}},
+    "not an event", {"action":"push","target":5}]})");
+  EXPECT_THAT(
+      PushedRegistryRepositories(distribution),
+      ElementsAre("oci://127.0.0.1:5000/charts/web", "oci://registry.example.com/charts/web"));
+  // Harbor, both formats: the repository's full name, the host from resource_url.
+  nlohmann::json harbor = nlohmann::json::parse(R"({"type":"PUSH_ARTIFACT","event_data":{
+    "resources":[{"tag":"1.3.0","resource_url":"harbor.example.com/library/web:1.3.0"}],
+    "repository":{"name":"web","namespace":"library","repo_full_name":"library/web"}}})");
+  EXPECT_THAT(PushedRegistryRepositories(harbor),
+              ElementsAre("oci://harbor.example.com/library/web"));
+  nlohmann::json cloud = nlohmann::json::parse(R"({"type":"harbor.artifact.pushed","data":{
+    "resources":[{"resource_url":"Harbor.example.com:8443/team/charts/api@sha256:dd"}]}})");
+  EXPECT_THAT(PushedRegistryRepositories(cloud),
+              ElementsAre("oci://harbor.example.com:8443/team/charts/api"));
+  for (const char* other :
+       {R"({"type":"PULL_ARTIFACT","event_data":{"resources":[{"resource_url":"h/l/w:1"}]}})",
+        R"({"type":"PUSH_ARTIFACT","event_data":"x"})", R"({"type":"PUSH_ARTIFACT"})",
+        R"({"events":"x"})", R"([1])"}) {
+    EXPECT_THAT(PushedRegistryRepositories(nlohmann::json::parse(other)), IsEmpty()) << other;
+  }
+}
+
+// A registry's notification of a chart pushed (a new version in a bundle's range, a tag
+// pushed again) renders again the bundles whose charts come from that repository.
+TEST_F(WebhookTest, AChartPushedToARegistryRendersTheBundlesUsingIt) {
+  HttpRequest push;
+  push.method = "POST";
+  push.headers["content-type"] = "application/vnd.docker.distribution.events.v1+json";
+  push.body = R"({"events":[{"action":"push","target":{"mediaType":)"
+              R"("application/vnd.oci.image.manifest.v1+json","repository":"charts/web",)"
+              R"("tag":"1.3.0"},"request":{"host":"127.0.0.1:5000"}}]})";
+  readers_ = {{"web", "oci://127.0.0.1:5000/charts/web"},
+              {"api", "oci://127.0.0.1:5000/charts/api"}};
+  push.headers["authorization"] = "Bearer guess";
+  HttpResponse response = receiver_->Handle(push);
+  EXPECT_EQ(response.code, 401) << response.body;
+  EXPECT_THAT(response.body, HasSubstr("\"Bearer SECRET\""));
+  EXPECT_EQ(Count("registry", "unauthorized"), 1);
+  for (const char* authorization : {"Bearer s3cret", "s3cret"}) {  // Harbor's: as written
+    push.headers["authorization"] = authorization;
+    response = receiver_->Handle(push);
+    EXPECT_EQ(response.code, 202) << response.body;
+    EXPECT_EQ(response.body, "rendering again web, whose chart comes from the pushed repository\n");
+  }
+  EXPECT_EQ(Count("registry", "accepted"), 2);
+  EXPECT_THAT(fetched_, IsEmpty());
+
+  HttpRequest pull = push;
+  pull.body = R"({"events":[{"action":"pull","target":{"repository":"charts/web","tag":"1"}}]})";
+  response = receiver_->Handle(pull);
+  EXPECT_EQ(response.code, 202);
+  EXPECT_THAT(response.body, HasSubstr("no manifest pushed"));
+  EXPECT_EQ(Count("registry", "ignored"), 1);
+  readers_.clear();
+  EXPECT_THAT(receiver_->Handle(push).body,
+              HasSubstr("no bundle's chart comes from oci://127.0.0.1:5000/charts/web"));
+  pull.body = "events";
+  EXPECT_EQ(receiver_->Handle(pull).code, 400);
+  // No Authorization at all: not a registry's.
+  push.headers.erase("authorization");
+  response = receiver_->Handle(push);
+  EXPECT_EQ(response.code, 401);
+  EXPECT_EQ(Count("unknown", "unauthorized"), 1);
+}
+
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
   for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
     fetched_.clear();

@@ -223,7 +223,10 @@ void KeepRemoteRepos(const std::vector<std::string>& read, bool with_earlier,
                      v1::BundleRecord* record) {
   std::set<std::string> repos;
   for (const std::string& repo : read) {
-    if (repos.size() < kMaxRemoteRepos) repos.insert(NormalizeRepoUrl(repo));
+    // A registry's repository is in its one form already (OciRepositoryKey).
+    if (repos.size() < kMaxRemoteRepos) {
+      repos.insert(absl::StartsWith(repo, "oci://") ? repo : NormalizeRepoUrl(repo));
+    }
   }
   if (with_earlier) {
     for (const std::string& repo : record->remote_repos()) {
@@ -1165,6 +1168,7 @@ absl::Status Controller::FetchSourceSoon(const std::string& name) {
 std::vector<std::string> Controller::RenderReadersSoon(const std::set<std::string>& repos) {
   // Fetched again at those renders, however recently they were fetched.
   if (options_.engines.remote_bases != nullptr) options_.engines.remote_bases->FetchAgain(repos);
+  if (options_.engines.chart_fetcher != nullptr) options_.engines.chart_fetcher->FetchAgain(repos);
   std::vector<std::string> names;
   {
     MutexLock lock(&mu_);
@@ -4479,7 +4483,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           input.include = include;
           input.exclude = exclude;
           input.fetch_scope.repos = scope_repos;
-          input.fetch_scope.git_repos_read = &repos;
+          input.fetch_scope.repos_read = &repos;
           input.notes = &said;
           input.failed_reads = &failed;
           absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
@@ -4532,7 +4536,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     input.fetch_scope.repos = Strings(definition.scope().repos());
-    input.fetch_scope.git_repos_read = &out->git_repos;
+    input.fetch_scope.repos_read = &out->git_repos;
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)

@@ -193,11 +193,12 @@ class Controller {
   std::vector<v1::SourceInfo> ListSources();
   // Queues a fetch of the source now, without waiting for it (a push webhook).
   absl::Status FetchSourceSoon(const std::string& name);
-  // Queues a render now of each bundle whose last good render read one of `repos`
-  // (normalized URLs; BundleRecord.remote_repos) at a ref that moves, as the resync would
-  // render it later (a push webhook naming a repository that no source tracks, but that a
-  // kustomization's remote base or a chart names), each fetched again for it
-  // (RemoteBaseFetcher::FetchAgain). Returns their names.
+  // Queues a render now of each bundle whose last render (good, or failed since) read one
+  // of `repos` (normalized URLs, or OciRepositoryKey for a registry's; BundleRecord.
+  // remote_repos) at a ref that moves, as the resync would render it later (a push webhook
+  // naming a repository that no source tracks, but that a kustomization's remote base or a
+  // chart names), each fetched again for it (RemoteBaseFetcher::FetchAgain,
+  // ChartFetcher::FetchAgain). Returns their names.
   std::vector<std::string> RenderReadersSoon(const std::set<std::string>& repos);
 
   // A replacement whose selector no longer matches clusters that hold the bundle removes
@@ -297,7 +298,7 @@ class Controller {
     // kMaxVariantNotes: variants of one commit say the same things.
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
     // Some render read from outside the repository (RenderInput::read_remote), and the Git
-    // repositories they read at a ref that moves (FetchScope::git_repos_read).
+    // repositories they read at a ref that moves (FetchScope::repos_read).
     bool read_remote ABSL_GUARDED_BY(mu) = false;
     std::set<std::string> git_repos ABSL_GUARDED_BY(mu);
     // What the renders that failed read (RenderInput::failed_reads, and what they asked of

@@ -705,6 +705,17 @@ absl::StatusOr<std::map<std::string, std::string>> ParseChartRepositoryNames(
   return out;
 }
 
+void ChartFetcher::FetchAgain(const std::set<std::string>& repos) {
+  MutexLock lock(&mu_);
+  for (const std::string& repo : repos) indexes_.erase(repo);
+  for (auto it = layers_.begin(); it != layers_.end();) {
+    const std::string& key = it->first;
+    const size_t colon = key.rfind(':');
+    it = colon != std::string::npos && repos.count(key.substr(0, colon)) > 0 ? layers_.erase(it)
+                                                                             : std::next(it);
+  }
+}
+
 bool ChartFetcher::Allowed(const std::string& url) const {
   return UnderPrefixes(url, options_.allowed);
 }
@@ -799,7 +810,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
                      " to trust it (renders have no network; the control plane "
                      "fetches charts only from the repositories it is told to)"));
   }
-  if (absl::StartsWith(ref.url, "oci://")) return FetchOci(ref);
+  if (absl::StartsWith(ref.url, "oci://")) return FetchOci(ref, scope);
   ChartVersion chosen;
   UrlChecksum checksum;
   std::string folder;
@@ -1027,7 +1038,8 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
   }
 }
 
-absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const ChartRef& ref) {
+absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const ChartRef& ref,
+                                                                           const FetchScope& scope) {
   const absl::string_view reference = absl::string_view(ref.url).substr(6);  // after oci://
   const size_t slash = reference.find('/');
   const std::string host(reference.substr(0, slash));
@@ -1056,7 +1068,8 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   // writes a version's "+" as "_" in a tag).
   const std::string wanted(absl::StripAsciiWhitespace(ref.version));
   std::string version = wanted;
-  const std::string repository_key = absl::StrCat("oci://", host, "/", repository);
+  const std::string repository_key = OciRepositoryKey(host, repository);
+  if (scope.repos_read != nullptr) scope.repos_read->push_back(repository_key);
   const absl::Time now = RealClock().Now();
   std::shared_ptr<const ChartIndex> listed_tags;
   if (!ExactVersion(wanted)) {
@@ -1112,13 +1125,14 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   }
   const std::string tag = absl::StrReplaceAll(version, {{"+", "_"}});
   const std::string where = absl::StrCat(ref.url, ":", tag);
+  const std::string layer_key = absl::StrCat(repository_key, ":", tag);
   // What a tag names is read again after index_ttl (a tag can be pushed again); what it
   // names, a layer, is its digest's for good.
   std::string digest;
   double size = -1;
   {
     MutexLock lock(&mu_);
-    if (auto it = layers_.find(where);
+    if (auto it = layers_.find(layer_key);
         it != layers_.end() && now - it->second.read < options_.index_ttl) {
       digest = it->second.digest;
     }
@@ -1160,7 +1174,7 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const
   {
     MutexLock lock(&mu_);
     if (layers_.size() >= 4 * options_.max_cached_charts) layers_.clear();
-    layers_[where] = {now, digest};
+    layers_[layer_key] = {now, digest};
   }
   const std::string key = absl::StrCat("oci://", host, "/", repository, "@", digest);
   {

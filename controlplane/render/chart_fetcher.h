@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -193,6 +194,10 @@ class ChartFetcher {
                                                             const FetchScope& scope = {});
   // Whether `url` may be fetched.
   bool Allowed(const std::string& url) const;
+  // Forgets what the registry repositories `repos` (OciRepositoryKey) listed and their tags
+  // named: the next fetch of a chart there reads them again, however recently they were
+  // read (a push of a chart told by a webhook).
+  void FetchAgain(const std::set<std::string>& repos);
   // The URL of the repository a chart's dependency names `name` (ChartFetchOptions::
   // repository_names); nullopt when no name is given it.
   std::optional<std::string> RepositoryNamed(const std::string& name) const;
@@ -215,7 +220,8 @@ class ChartFetcher {
   absl::StatusOr<std::optional<ChartLogin>> LoginFor(const std::string& url) const;
   // A chart in an OCI registry (ref.url "oci://HOST/PATH/NAME", ref.version a version or a
   // constraint), as helm pulls one: its tags, the manifest, the chart layer by digest.
-  absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchOci(const ChartRef& ref);
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> FetchOci(const ChartRef& ref,
+                                                               const FetchScope& scope);
   // How one fetch speaks to a registry: the credential of the chart's prefix, if any, and
   // what the registry asked for (a bearer token from its token service, kept for the next
   // request, or basic auth).
@@ -235,7 +241,7 @@ class ChartFetcher {
   const ChartFetchOptions options_;
   mutable Mutex mu_;
   std::map<std::string, Index> indexes_ ABSL_GUARDED_BY(mu_);  // by repository, or registry
-  // The chart layer an OCI tag ("oci://HOST/PATH/NAME:TAG") named when last read.
+  // The chart layer an OCI tag (OciRepositoryKey, ":", the tag) named when last read.
   struct Layer {
     absl::Time read;
     std::string digest;

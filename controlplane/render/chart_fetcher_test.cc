@@ -17,6 +17,7 @@
 #include "tests/util/chart_server.h"
 #include "tests/util/git_fixture.h"
 #include "tests/util/git_servers.h"
+#include "tests/util/oci_registry.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
@@ -800,63 +801,16 @@ TEST(ChartFetcherTest, PullsFromPrivateRegistriesWithTheirCredential) {
 // pushed to it as helm pushes them (an OCI manifest, helm's config and layer types), pulled
 // by version and by constraint (a "+" tagged "_"), behind its basic auth.
 TEST(ChartFetcherTest, PullsChartsFromDistributionsRegistry) {
-  if (access("/usr/bin/docker-registry", X_OK) != 0 || access("/usr/bin/python3", X_OK) != 0) {
+  if (!testing::DistributionRegistry::Installed()) {
     GTEST_SKIP() << "docker-registry or python3 is not installed (tools/setup)";
   }
-  const std::string dir = testing::TempDir("distribution");
-  const int port = testing::FreePort();
-  ASSERT_GT(port, 0);
-  // Behind basic auth (its htpasswd: bcrypt, as htpasswd -B writes it).
-  SubprocessOptions options;
-  options.env = {"PATH=/usr/bin:/bin"};
-  absl::StatusOr<SubprocessResult> hashed =
-      RunSubprocess({"/usr/bin/python3", "-c",
-                     "import crypt; print('bob:' + crypt.crypt('hunter2', "
-                     "crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"},
-                    options);
-  ASSERT_TRUE(hashed.ok() && hashed->exit_code == 0);
-  std::ofstream(dir + "/htpasswd") << hashed->stdout_text;
-  std::ofstream(dir + "/config.yml")
-      << absl::StrCat("version: 0.1\nstorage:\n  filesystem: {rootdirectory: ", dir,
-                      "/data}\nhttp:\n  addr: 127.0.0.1:", port,
-                      "\nauth:\n  htpasswd: {realm: charts, path: ", dir, "/htpasswd}\n");
-  testing::Process registry("/usr/bin/docker-registry", {"serve", dir + "/config.yml"},
-                            dir + "/registry.log");
-  ASSERT_FALSE(registry.WaitForLog("listening on").empty()) << registry.Log();
-  // helm push's requests: each blob uploaded (POST, then PUT with its digest), then the
-  // manifest under the version's tag.
-  const std::string push = R"(
-import base64, hashlib, io, json, sys, tarfile, urllib.request
-base, repo = sys.argv[1], sys.argv[2]
-login = {'Authorization': 'Basic ' + base64.b64encode(b'bob:hunter2').decode()}
-def blob(data):
-    digest = 'sha256:' + hashlib.sha256(data).hexdigest()
-    r = urllib.request.urlopen(urllib.request.Request(base + '/v2/' + repo + '/blobs/uploads/', method='POST', headers=login))
-    loc = r.headers['Location']
-    loc = (base + loc if loc.startswith('/') else loc) + ('&' if '?' in loc else '?') + 'digest=' + digest
-    urllib.request.urlopen(urllib.request.Request(
-        loc, data=data, method='PUT', headers=dict(login, **{'Content-Type': 'application/octet-stream'})))
-    return {'digest': digest, 'size': len(data)}
-for version in sys.argv[3:]:
-    b = io.BytesIO(); t = tarfile.open(fileobj=b, mode='w:gz')
-    for name, data in [('web/Chart.yaml', ('apiVersion: v2\nname: web\nversion: ' + version + '\n').encode()),
-                       ('web/templates/cm.yaml', b'kind: ConfigMap\n')]:
-        i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
-    t.close()
-    config = json.dumps({'name': 'web', 'version': version, 'apiVersion': 'v2'}).encode()
-    manifest = {'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.manifest.v1+json',
-                'config': dict(blob(config), mediaType='application/vnd.cncf.helm.config.v1+json'),
-                'layers': [dict(blob(b.getvalue()), mediaType='application/vnd.cncf.helm.chart.content.v1.tar+gzip')]}
-    urllib.request.urlopen(urllib.request.Request(
-        base + '/v2/' + repo + '/manifests/' + version.replace('+', '_'), data=json.dumps(manifest).encode(),
-        method='PUT', headers=dict(login, **{'Content-Type': 'application/vnd.oci.image.manifest.v1+json'})))
-)";
-  absl::StatusOr<SubprocessResult> pushed =
-      RunSubprocess({"/usr/bin/python3", "-c", push, absl::StrCat("http://127.0.0.1:", port),
-                     "charts/web", "1.0.0", "1.2.0", "1.3.0+build.7", "2.0.0-rc.1"},
-                    options);
-  ASSERT_TRUE(pushed.ok() && pushed->exit_code == 0)
-      << (pushed.ok() ? pushed->stderr_text : pushed.status().ToString()) << registry.Log();
+  testing::DistributionRegistry registry(testing::TempDir("distribution"));
+  absl::Status started = registry.Start({"bob", "hunter2"});
+  ASSERT_TRUE(started.ok()) << started;
+  absl::Status pushed =
+      registry.PushCharts("charts/web", {"1.0.0", "1.2.0", "1.3.0+build.7", "2.0.0-rc.1"});
+  ASSERT_TRUE(pushed.ok()) << pushed;
+  const int port = registry.port();
   const std::string prefix = absl::StrCat("oci://127.0.0.1:", port, "/charts");
   const std::string credentials = testing::TempDir("distribution-credentials");
   WriteCredential(credentials, "registry", {{"username", "bob"}, {"password", "hunter2"}});
@@ -893,6 +847,27 @@ for version in sys.argv[3:]:
   EXPECT_THAT(fetcher.Fetch({"", "", "^9", web}).status().message(),
               HasSubstr("has no version of web that \"^9\" allows"));
   EXPECT_FALSE(fetcher.Fetch({"", "", "1.0.0", web + "-missing"}).ok());
+
+  // A release pushed: its tags were listed a moment ago, so the range's newest stays the
+  // one read (for index_ttl), until a webhook says the repository was pushed to. Each
+  // fetch names the repository it read.
+  pushed = registry.PushCharts("charts/web", {"1.4.0"});
+  ASSERT_TRUE(pushed.ok()) << pushed;
+  std::vector<std::string> read;
+  FetchScope scope;
+  scope.repos_read = &read;
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher.Fetch({"", "", "^1", web}, scope);
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->version, "1.3.0+build.7");
+  EXPECT_THAT(read, ::testing::ElementsAre(web));
+  chart = fetcher.Fetch({"", "", "^1", web});
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->version, "1.3.0+build.7") << "listed a moment ago";
+  fetcher.FetchAgain({web});
+  chart = fetcher.Fetch({"", "", "^1", web});
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->version, "1.4.0");
 }
 
 TEST(ChartFetcherTest, ReadsChartCredentialsAsTheFlagGivesThem) {

@@ -18,9 +18,11 @@ struct FetchScope {
   std::vector<std::string> repos;
   // When set, receives the URL of each Git repository the render reads at a ref that can
   // move (kustomize's remote bases and Fleet's git:: charts at a branch or tag, as
-  // RemoteBaseFetcher::Fetch is asked), whether or not the fetch succeeds: a push webhook
-  // naming one renders the bundle again at once (Controller::RenderReadersSoon).
-  std::vector<std::string>* git_repos_read = nullptr;
+  // RemoteBaseFetcher::Fetch is asked), and each OCI registry repository a chart is pulled
+  // from (OciRepositoryKey: a tag, or a version range's newest, can change), whether or not
+  // the fetch succeeds: a push webhook naming one renders the bundle again at once
+  // (Controller::RenderReadersSoon).
+  std::vector<std::string>* repos_read = nullptr;
   // PermissionDenied naming `what`, the URL and the scope when the URL is outside it.
   absl::Status Check(const std::string& url, absl::string_view what) const;
 };

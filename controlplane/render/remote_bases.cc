@@ -262,8 +262,8 @@ absl::StatusOr<std::string> RemoteBaseFetcher::FetchFile(const std::string& url,
 absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo, const std::string& ref,
                                                     const FetchScope& scope) {
   const std::string at = ref.empty() ? "its default branch" : ref;
-  if (scope.git_repos_read != nullptr && !IsFullCommitId(ref)) {
-    scope.git_repos_read->push_back(repo);
+  if (scope.repos_read != nullptr && !IsFullCommitId(ref)) {
+    scope.repos_read->push_back(repo);
   }
   if (!Allowed(repo)) return Refused(repo, "remote base");
   GF_RETURN_IF_ERROR(scope.Check(repo, "the remote base"));

@@ -74,6 +74,11 @@ std::string NormalizeRepoUrl(absl::string_view url) {
   return AzureDevOpsForm(out);
 }
 
+std::string OciRepositoryKey(absl::string_view host, absl::string_view repository) {
+  return absl::StrCat("oci://", absl::AsciiStrToLower(host), "/",
+                      absl::StripSuffix(absl::StripPrefix(repository, "/"), "/"));
+}
+
 std::string WholeHostPrefix(std::string prefix) {
   const size_t scheme = prefix.find("://");
   if (scheme != std::string::npos && prefix.find('/', scheme + 3) == std::string::npos) {

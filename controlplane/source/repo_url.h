@@ -17,6 +17,11 @@ namespace gitfleet {
 // dev.azure.com HTTPS form ("dev.azure.com/org/project/_git/repo").
 std::string NormalizeRepoUrl(absl::string_view url);
 
+// A repository of an OCI registry in the one form the controller keeps for the bundles
+// whose charts come from it and registry webhooks name it: "oci://HOST/PATH", the host in
+// lower case, no slash at either end of the path.
+std::string OciRepositoryKey(absl::string_view host, absl::string_view repository);
+
 // A URL prefix as the flags that trust or give credentials to prefixes read it: one that
 // names a host alone ("https://charts.example.com") ends with "/", so it means that host,
 // not every host whose name starts the same.

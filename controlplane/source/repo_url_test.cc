@@ -51,6 +51,12 @@ TEST(NormalizeRepoUrlTest, EveryAzureDevOpsFormOfOneRepositoryIsTheSame) {
   EXPECT_EQ(NormalizeRepoUrl(""), "");
 }
 
+TEST(OciRepositoryKeyTest, TheHostInLowerCaseAndThePathAsItIs) {
+  EXPECT_EQ(OciRepositoryKey("Registry.Example.com:5000", "/charts/web/"),
+            "oci://registry.example.com:5000/charts/web");
+  EXPECT_EQ(OciRepositoryKey("[::1]:80", "a/b/c"), "oci://[::1]:80/a/b/c");
+}
+
 TEST(UrlPrefixTest, AHostAloneIsThatWholeHostAndLoopbackIsThisMachine) {
   EXPECT_EQ(WholeHostPrefix("https://charts.example.com"), "https://charts.example.com/");
   EXPECT_EQ(WholeHostPrefix("https://charts.example.com/team"), "https://charts.example.com/team");

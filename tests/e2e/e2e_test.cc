@@ -38,6 +38,7 @@
 #include "tests/util/git_fixture.h"
 #include "tests/util/git_servers.h"
 #include "tests/util/lfs_server.h"
+#include "tests/util/oci_registry.h"
 #include "tests/util/process.h"
 
 namespace gitfleet {
@@ -432,6 +433,67 @@ TEST_F(Fleet, APushToARemoteBasesRepositoryRendersItsReadersAtOnce) {
       absl::Seconds(20)))
       << Read("prod-eu", "web/ConfigMap/platform.yaml");
   EXPECT_LT(absl::Now() - sent, absl::Seconds(20)) << "not at the resync";
+}
+
+// A chart's new release pushed to an OCI registry (Debian's docker-registry, notifying the
+// control plane as an operator configures it) reaches the clusters whose bundles' version
+// range takes it in seconds, not when the registry's tags are next read (5 minutes) or at
+// the resync (10).
+TEST_F(Fleet, AChartReleasePushedToARegistryReachesTheClustersAtOnce) {
+  if (!testing::DistributionRegistry::Installed()) {
+    GTEST_SKIP() << "docker-registry or python3 is not installed (tools/setup)";
+  }
+  const std::string helm = testing::WriteDependencyCheckingHelm(TempDir("helm"));
+  ASSERT_FALSE(helm.empty());
+  const int registry_port = testing::FreePort();
+  ASSERT_GT(registry_port, 0);
+  const std::string chart = absl::StrCat("oci://127.0.0.1:", registry_port, "/charts/web");
+  git_.Write("apps/web/fleet.yaml",
+             absl::StrCat("helm:\n  chart: ", chart, "\n  version: ^1.0\n  releaseName: web\n"));
+  const std::string first = git_.Commit("web from the registry, any 1.x");
+  std::ofstream(root_ + "/webhook-secret") << "a-registry-token-of-some-length\n";
+  StartControlPlane({"--helm=" + helm,
+                     absl::StrCat("--chart-repositories=oci://127.0.0.1:", registry_port, "/"),
+                     "--webhook-secret-file=" + root_ + "/webhook-secret"});
+  testing::DistributionRegistry registry(TempDir("registry"));
+  testing::DistributionRegistry::Options options;
+  options.port = registry_port;
+  options.notify_url = absl::StrCat("http://127.0.0.1:", cp_http_, "/hooks/git");
+  options.notify_authorization = "Bearer a-registry-token-of-some-length";
+  absl::Status started = registry.Start(options);
+  ASSERT_TRUE(started.ok()) << started;
+  absl::Status pushed = registry.PushCharts("charts/web", {"1.0.0"});
+  ASSERT_TRUE(pushed.ok()) << pushed;
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1h"}, &code), code),
+            0);
+  std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
+  ASSERT_EQ(code, 0) << out;
+  ExpectSynced("prod-eu", "web", first);
+  auto version = [&] {
+    for (const std::string& file : Files("prod-eu")) {
+      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
+    }
+    return std::string();
+  };
+  EXPECT_THAT(version(), HasSubstr("1.0.0")) << absl::StrJoin(Files("prod-eu"), ", ");
+
+  pushed = registry.PushCharts("charts/web", {"1.1.0"});
+  ASSERT_TRUE(pushed.ok()) << pushed;
+  const absl::Time sent = absl::Now();
+  EXPECT_TRUE(
+      testing::Eventually([&] { return absl::StrContains(version(), "1.1.0"); }, absl::Seconds(30)))
+      << version() << registry.Log();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(30));
+  const std::string metrics = ::gitfleet::testing::HttpGet(cp_http_, "/metrics");
+  EXPECT_GE(testing::MetricValue(
+                metrics, R"(gitfleet_webhooks_total{provider="registry",result="accepted"})"),
+            1)
+      << metrics;
+  EXPECT_EQ(testing::MetricValue(
+                metrics, R"(gitfleet_webhooks_total{provider="registry",result="unauthorized"})"),
+            0);
 }
 
 TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {
