@@ -82,21 +82,27 @@ std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) 
   };
   if (!payload.is_object()) return out;
   // Distribution (and registries that notify as it does): events[], each a push or pull
-  // of a manifest or blob; a chart pushed is a manifest pushed (with its tag).
+  // of a manifest or blob; a chart pushed is a manifest pushed (with its tag). Azure
+  // Container Registry sends one such event alone.
+  std::vector<const nlohmann::json*> pushes;
   auto events = payload.find("events");
   if (events != payload.end() && events->is_array()) {
-    for (const nlohmann::json& event : *events) {
-      if (StringField(event, "action") != "push" || !event.contains("target")) continue;
-      const nlohmann::json& target = event["target"];
-      const std::string repository = StringField(target, "repository");
-      const std::string media_type = StringField(target, "mediaType");
-      if (StringField(target, "tag").empty() && media_type.find("manifest") == std::string::npos) {
-        continue;  // a layer: its manifest's event follows
-      }
-      // The host the client pushed to, and the one the registry names itself by.
-      if (event.contains("request")) add(StringField(event["request"], "host"), repository);
-      add(UrlAuthority(StringField(target, "url")), repository);
+    for (const nlohmann::json& event : *events) pushes.push_back(&event);
+  } else if (payload.contains("action") && payload.contains("target")) {
+    pushes.push_back(&payload);
+  }
+  for (const nlohmann::json* each : pushes) {
+    const nlohmann::json& event = *each;
+    if (StringField(event, "action") != "push" || !event.contains("target")) continue;
+    const nlohmann::json& target = event["target"];
+    const std::string repository = StringField(target, "repository");
+    const std::string media_type = StringField(target, "mediaType");
+    if (StringField(target, "tag").empty() && media_type.find("manifest") == std::string::npos) {
+      continue;  // a layer: its manifest's event follows
     }
+    // The host the client pushed to, and the one the registry names itself by.
+    if (event.contains("request")) add(StringField(event["request"], "host"), repository);
+    add(UrlAuthority(StringField(target, "url")), repository);
   }
   // Harbor: a PUSH_ARTIFACT event (its CloudEvents format: harbor.artifact.pushed, the
   // same fields under "data"); resource_url is HOST/PROJECT/REPOSITORY:TAG or @DIGEST.

@@ -76,8 +76,8 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 
 // The repositories (OciRepositoryKey) whose manifests a registry's notification says were
 // pushed: Distribution's (CNCF Distribution, Docker's registry, and those that notify as
-// it does: events[] with action "push"), and Harbor's PUSH_ARTIFACT webhooks (its default
-// and CloudEvents formats). At most 64.
+// it does: events[] with action "push"; Azure Container Registry's, one such event alone),
+// and Harbor's PUSH_ARTIFACT webhooks (its default and CloudEvents formats). At most 64.
 std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {

@@ -173,6 +173,11 @@ TEST(PushedRegistryRepositoriesTest, ReadsDistributionsAndHarborsPushes) {
   EXPECT_THAT(
       PushedRegistryRepositories(distribution),
       ElementsAre("oci://127.0.0.1:5000/charts/web", "oci://registry.example.com/charts/web"));
+  // Azure Container Registry: one event alone, as Distribution writes each.
+  nlohmann::json acr = nlohmann::json::parse(R"({"id":"1","action":"push","target":{
+    "mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"helm/web",
+    "tag":"1.3.0"},"request":{"host":"org.azurecr.io"}})");
+  EXPECT_THAT(PushedRegistryRepositories(acr), ElementsAre("oci://org.azurecr.io/helm/web"));
   // Harbor, both formats: the repository's full name, the host from resource_url.
   nlohmann::json harbor = nlohmann::json::parse(R"({"type":"PUSH_ARTIFACT","event_data":{
     "resources":[{"tag":"1.3.0","resource_url":"harbor.example.com/library/web:1.3.0"}],
