@@ -1,8 +1,9 @@
 // Push webhook bodies: form decoding, the JSON payload and the repository URLs in it.
 // (A body reaches them only once its signature is verified; a URL from a source's
 // definition reaches NormalizeRepoUrl anyway.) Then the whole receiver, as a verified
-// GitLab project hook and system hook and Azure DevOps hook, so every branch a verified
-// body can take runs, and the input as Azure DevOps' basic authentication.
+// GitLab project hook and system hook, Azure DevOps hook and registry notification, so
+// every branch a verified body can take runs, and the input as Azure DevOps' basic
+// authentication.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,7 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const std::string* body : {&text, field.has_value() ? &*field : nullptr}) {
     if (body == nullptr) continue;
     nlohmann::json payload = nlohmann::json::parse(*body, nullptr, false);
-    if (!payload.is_discarded()) (void)gitfleet::PushedRepositories(payload);
+    if (payload.is_discarded()) continue;
+    (void)gitfleet::PushedRepositories(payload);
+    (void)gitfleet::PushedRegistryRepositories(payload);
   }
   for (const char* event : {"Push Hook", "System Hook"}) {
     gitfleet::HttpRequest request;
@@ -67,5 +70,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   azure.body = "{}";
   azure.headers["authorization"] = text;
   (void)Receiver().Handle(azure);
+  // A registry's notification, verified.
+  gitfleet::HttpRequest registry;
+  registry.method = "POST";
+  registry.body = text;
+  registry.headers["authorization"] = "Bearer s";
+  (void)Receiver().Handle(registry);
   return 0;
 }
