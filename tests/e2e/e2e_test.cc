@@ -1120,6 +1120,34 @@ std::set<std::string> MetricNames(const std::string& text, const std::string& pr
   return names;
 }
 
+// deploy/grafana/gitfleet.json: its panels' queries, and its variables' label_values()
+// queries, each with the variables as a fleet's Prometheus would see them filled in.
+struct DashboardQueries {
+  std::vector<std::string> exprs;
+  std::vector<std::string> variables;  // label_values(SELECTOR, LABEL)
+};
+DashboardQueries ReadDashboard(const nlohmann::json& dashboard) {
+  DashboardQueries out;
+  auto fill = [](std::string expr) {
+    return absl::StrReplaceAll(expr, {{"$controlplane_job", "gitfleet-controlplane"},
+                                      {"$agent_job", "gitfleet-agent"},
+                                      {"$bundle", ".*"},
+                                      {"$__rate_interval", "1m"}});
+  };
+  for (const nlohmann::json& panel : dashboard.value("panels", nlohmann::json::array())) {
+    for (const nlohmann::json& target : panel.value("targets", nlohmann::json::array())) {
+      out.exprs.push_back(fill(target.value("expr", "")));
+    }
+  }
+  for (const nlohmann::json& variable :
+       dashboard["templating"].value("list", nlohmann::json::array())) {
+    if (variable.value("type", "") == "query") {
+      out.variables.push_back(fill(variable["query"].value("query", "")));
+    }
+  }
+  return out;
+}
+
 // Prometheus itself (Debian's, 2.42) scrapes both daemons as deploy/prometheus has it: each
 // target is up, every gitfleet family reaches its storage, and the alert rules evaluate
 // without an error against real series (what promtool's static checks cannot see).
@@ -1214,6 +1242,57 @@ TEST_F(Fleet, PrometheusScrapesBothDaemonsAndEvaluatesTheAlertRules) {
           << rule.value("name", "") << ": " << rule.value("lastError", "");
     }
   }
+  // The Grafana dashboard: every panel's query runs without an error against these series,
+  // most find some, and each variable lists values.
+  absl::StatusOr<std::string> dashboard_text =
+      PosixFileSystem().ReadFile("deploy/grafana/gitfleet.json");
+  ASSERT_TRUE(dashboard_text.ok()) << dashboard_text.status();
+  const DashboardQueries dashboard =
+      ReadDashboard(nlohmann::json::parse(*dashboard_text, nullptr, false));
+  ASSERT_GE(dashboard.exprs.size(), 30u);
+  auto evaluate = [&](const std::string& expr) {
+    std::string body;
+    const int code =
+        ::gitfleet::testing::Run(absl::StrCat("curl -s -m 5 --get 'http://127.0.0.1:", port,
+                                              "/api/v1/query' --data-urlencode 'query=", expr, "'"),
+                                 &body);
+    return code == 0 ? nlohmann::json::parse(body, nullptr, false) : nlohmann::json();
+  };
+  // Rates need two scrapes in their window: a few seconds after the first.
+  size_t found = 0;
+  std::vector<std::string> empty;
+  testing::Eventually(
+      [&] {
+        found = 0;
+        empty.clear();
+        for (const std::string& expr : dashboard.exprs) {
+          const nlohmann::json answer = evaluate(expr);
+          if (!answer.is_object() || answer.value("status", "") != "success") {
+            ADD_FAILURE() << expr << ": " << answer.dump();
+            return true;
+          }
+          if (answer["data"].value("result", nlohmann::json::array()).empty()) {
+            empty.push_back(expr);
+          } else {
+            ++found;
+          }
+        }
+        return found >= dashboard.exprs.size() / 2;
+      },
+      absl::Seconds(20));
+  EXPECT_GE(found, dashboard.exprs.size() / 2)
+      << "most panels show something; these show nothing:\n"
+      << absl::StrJoin(empty, "\n");
+  static const std::regex kLabelValues(R"re(^label_values\((.*), *([a-z_]+)\)$)re");
+  ASSERT_EQ(dashboard.variables.size(), 3u);
+  for (const std::string& variable : dashboard.variables) {
+    std::smatch parts;
+    ASSERT_TRUE(std::regex_match(variable, parts, kLabelValues)) << variable;
+    const nlohmann::json values =
+        query(absl::StrCat("/api/v1/label/", parts[2].str(), "/values"), parts[1].str());
+    ASSERT_TRUE(values.is_object()) << variable;
+    EXPECT_FALSE(values.value("data", nlohmann::json::array()).empty()) << variable;
+  }
 }
 
 TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
@@ -1276,6 +1355,43 @@ TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
   for (const std::string& name : alerted) {
     EXPECT_TRUE(exported.count(name) > 0)
         << "alerts.yaml names " << name << ", which nothing exports";
+  }
+  // The Grafana dashboard names only what is exported, and is a dashboard Grafana loads:
+  // panels with unique ids on its 24-column grid, each query with its refId and the
+  // dashboard's data source.
+  absl::StatusOr<std::string> dashboard_text =
+      PosixFileSystem().ReadFile("deploy/grafana/gitfleet.json");
+  ASSERT_TRUE(dashboard_text.ok()) << dashboard_text.status();
+  const nlohmann::json dashboard = nlohmann::json::parse(*dashboard_text, nullptr, false);
+  ASSERT_TRUE(dashboard.is_object()) << "deploy/grafana/gitfleet.json is not JSON";
+  EXPECT_EQ(dashboard.value("uid", ""), "gitfleet");
+  std::set<int> ids;
+  for (const nlohmann::json& panel : dashboard["panels"]) {
+    const std::string title = panel.value("title", "");
+    EXPECT_TRUE(ids.insert(panel.value("id", 0)).second) << "a second panel id: " << title;
+    const nlohmann::json& grid = panel["gridPos"];
+    EXPECT_LE(grid.value("x", 99) + grid.value("w", 99), 24) << title;
+    if (panel.value("type", "") == "row") continue;
+    EXPECT_EQ(panel["datasource"].value("uid", ""), "${datasource}") << title;
+    EXPECT_FALSE(panel.value("description", "").empty()) << title;
+    std::set<std::string> refs;
+    for (const nlohmann::json& target : panel["targets"]) {
+      EXPECT_TRUE(refs.insert(target.value("refId", "")).second) << title;
+      EXPECT_FALSE(target.value("expr", "").empty()) << title;
+    }
+    EXPECT_FALSE(refs.empty()) << title;
+  }
+  const DashboardQueries queries = ReadDashboard(dashboard);
+  std::set<std::string> charted;
+  for (const std::string& expr : queries.exprs) {
+    for (const std::string& name : MetricNames(expr, "")) {
+      charted.insert(std::regex_replace(name, std::regex("_(bucket|sum|count)$"), ""));
+    }
+  }
+  EXPECT_GE(charted.size(), 30u);
+  for (const std::string& name : charted) {
+    EXPECT_TRUE(exported.count(name) > 0)
+        << "deploy/grafana/gitfleet.json charts " << name << ", which nothing exports";
   }
   absl::StatusOr<std::string> docs = PosixFileSystem().ReadFile("docs/operations.md");
   ASSERT_TRUE(docs.ok()) << docs.status();
