@@ -41,6 +41,7 @@
 #include "controlplane/api/secret_file.h"
 #include "controlplane/api/webhook.h"
 #include "controlplane/distribute/agent_service.h"
+#include "controlplane/events/notifier.h"
 #include "controlplane/fleet/controller.h"
 #include "controlplane/metrics.h"
 #include "controlplane/readiness.h"
@@ -225,6 +226,16 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "accepted, so a secret is rotated by adding the new line, updating the senders, then "
           "removing the old one. Read again within a second of a change (no restart); a change "
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
+ABSL_FLAG(std::string, notify_file, "",
+          "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL [json|slack] "
+          "[TYPE,...] (default json, and the events about sources and bundles: failures, "
+          "rollouts, an operator's acts; none per cluster). json sends the event, signed with "
+          "--notify-secret-file; slack sends {\"text\": ...}. Read at start; keep it as "
+          "private as the URLs (Slack's hold their secret). Default: none.");
+ABSL_FLAG(std::string, notify_secret_file, "",
+          "File whose first line signs the json notifications (X-Gitfleet-Signature-256: "
+          "sha256=HMAC-SHA256), at least 16 characters; read again within a second of a "
+          "change. Default: unsigned.");
 ABSL_FLAG(std::string, webhook_http, "",
           "Address (host:port) that serves POST /hooks/git alone, apart from --http: Git "
           "servers on the internet then reach the webhooks and nothing else, and no client of "
@@ -477,6 +488,29 @@ int Main(ShutdownSignals& signals) {
       }
     }
     git_access.credential_prefixes = *std::move(prefixes);
+  }
+  // Where the fleet's events are POSTed (started once the bus exists).
+  Notifier::Options notify_options;
+  if (!absl::GetFlag(FLAGS_notify_file).empty()) {
+    absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_notify_file));
+    if (!text.ok()) return Fail(Prefixed("--notify-file", text.status()));
+    absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(*text);
+    if (!sinks.ok()) return Fail(Prefixed("--notify-file", sinks.status()));
+    notify_options.sinks = *std::move(sinks);
+  }
+  if (!absl::GetFlag(FLAGS_notify_secret_file).empty()) {
+    if (notify_options.sinks.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "--notify-secret-file: there is no --notify-file (or it names no sink) to sign for"));
+    }
+    SecretFile::Options secret_options;
+    secret_options.what = "--notify-secret-file";
+    absl::StatusOr<std::unique_ptr<SecretFile>> secrets =
+        SecretFile::Open(absl::GetFlag(FLAGS_notify_secret_file), secret_options);
+    if (!secrets.ok()) return Fail(secrets.status());
+    notify_options.secret = [file = std::shared_ptr<SecretFile>(std::move(*secrets))] {
+      return file->Current()->front();
+    };
   }
   // Push webhooks reach the controller once it exists; until then (and after it is
   // gone) they are answered 503.
@@ -759,6 +793,9 @@ int Main(ShutdownSignals& signals) {
   }
   // What happens in the fleet, for WatchEvents: published by the hub and the controller.
   EventBus events;
+  // Declared after the bus: stopped before it goes.
+  Notifier notifier(notify_options, &events, metrics.notifications);
+  if (absl::Status s = notifier.Start(); !s.ok()) return Fail(s);
   Hub hub(store->get(), metrics);
   hub.SetEventBus(&events);
   hub.SetFleetId(*fleet_id);

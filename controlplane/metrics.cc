@@ -161,6 +161,13 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
                     "done when the old one stops counting.")
               .LabelNames({"secret"})
               .Register(r)),
+      notifications(BuildCounter()
+                        .Name("gitfleet_notifications_total")
+                        .Help("Events POSTed to the sinks of --notify-file, by sink (its line "
+                              "in the file) and result: sent, retried (a POST refused or "
+                              "unanswered, tried again), failed (given up).")
+                        .LabelNames({"sink", "result"})
+                        .Register(r)),
       fanout_seconds(
           BuildHistogram()
               .Name("gitfleet_fanout_seconds")

@@ -57,6 +57,8 @@ struct ControlPlaneMetrics {
   metrics::Family<metrics::Counter>& webhooks;
   // Verified webhooks by the position (1-based) of the secret that verified them.
   metrics::Family<metrics::Counter>& webhook_secrets_used;
+  // Events POSTed to --notify-file's sinks, by sink (its line) and result.
+  metrics::Family<metrics::Counter>& notifications;
   metrics::Histogram& fanout_seconds;
   metrics::Family<metrics::Counter>& agent_limits;  // limit
   metrics::Family<metrics::Gauge>& handshakes;      // state: in_progress, waiting

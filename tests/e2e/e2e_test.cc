@@ -40,6 +40,7 @@
 #include "tests/util/lfs_server.h"
 #include "tests/util/oci_registry.h"
 #include "tests/util/process.h"
+#include "tests/util/webhook_sink.h"
 
 namespace gitfleet {
 namespace {
@@ -494,6 +495,68 @@ TEST_F(Fleet, AChartReleasePushedToARegistryReachesTheClustersAtOnce) {
   EXPECT_EQ(testing::MetricValue(
                 metrics, R"(gitfleet_webhooks_total{provider="registry",result="unauthorized"})"),
             0);
+}
+
+// The fleet's events reach the HTTP endpoints --notify-file names, each with its types
+// and format: a service's, signed, and a chat room's one line of text.
+TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
+  testing::WebhookSink service, chat;
+  absl::Status started = service.Start(TempDir("service"));
+  if (!started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(chat.Start(TempDir("chat")).ok());
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  const std::string first = git_.Commit("first");
+  std::ofstream(root_ + "/notify")
+      << absl::StrCat("# a service, and the deploy channel\n", "http://127.0.0.1:", service.port(),
+                      "/gitfleet json render.done,render.failed\n",
+                      "http://127.0.0.1:", chat.port(), "/hooks/T0/B0/secret slack\n");
+  std::ofstream(root_ + "/notify-secret") << "a-signing-secret-of-some-length\n";
+  StartControlPlane(
+      {"--notify-file=" + root_ + "/notify", "--notify-secret-file=" + root_ + "/notify-secret"});
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
+            0);
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+  git_.Write("apps/web/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string broken = git_.Commit("broken");
+  auto types = [](const testing::WebhookSink& sink, const std::string& field) {
+    std::vector<std::string> out;
+    for (const nlohmann::json& post : sink.Posts()) {
+      nlohmann::json body = nlohmann::json::parse(post.value("body", ""), nullptr, false);
+      out.push_back(body.is_object() ? body.value(field, "") : "");
+    }
+    return out;
+  };
+  ASSERT_TRUE(testing::Eventually([&] {
+    return types(service, "type").size() >= 2 && !types(chat, "text").empty();
+  })) << service.Log()
+      << chat.Log();
+  EXPECT_THAT(types(service, "type"), ElementsAre("render.done", "render.failed"));
+  for (const nlohmann::json& post : service.Posts()) {
+    EXPECT_EQ(post["path"], "/gitfleet");
+    EXPECT_THAT(post.value("signature", ""), ::testing::StartsWith("sha256="));
+  }
+  nlohmann::json failed = nlohmann::json::parse(service.Posts()[1].value("body", ""));
+  EXPECT_EQ(failed["bundle"], "web");
+  EXPECT_EQ(failed["commit"], broken);
+  // The chat room: by default the events about whole bundles, as text.
+  EXPECT_THAT(types(chat, "text"), Contains(AllOf(HasSubstr("gitfleet bundle.added bundle=web"))));
+  EXPECT_TRUE(testing::Eventually([&] {
+    for (const std::string& text : types(chat, "text")) {
+      if (absl::StrContains(text, "render.failed bundle=web commit=" + broken.substr(0, 12))) {
+        return true;
+      }
+    }
+    return false;
+  })) << chat.Log();
+  const std::string metrics = HttpGet(cp_http_, "/metrics");
+  EXPECT_GE(
+      testing::MetricValue(metrics, R"(gitfleet_notifications_total{result="sent",sink="3"})"), 2)
+      << metrics;
+  EXPECT_THAT(metrics, Not(HasSubstr("/hooks/T0/B0")));  // sinks by their line
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr("/hooks/T0/B0/secret")));
 }
 
 TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {

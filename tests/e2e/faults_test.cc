@@ -482,6 +482,7 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
   StartControlPlane(on_etcd_);
   ASSERT_EQ(testing::Run("printf 'not: [a list' > " + root_ + "/groups.yaml"), 0);
   ASSERT_EQ(testing::Run("printf 'no key here' > " + root_ + "/pgp.asc"), 0);
+  ASSERT_EQ(testing::Run("printf 'ftp://example.com/x\\n' > " + root_ + "/notify"), 0);
   const std::vector<std::pair<std::string, std::string>> mistakes = {
       {"--render-workers=0", "--render-workers must be between 1 and 64"},
       {"--git-credentials=https://git.example.com/=org",
@@ -493,6 +494,8 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
       {"--max-concurrent-handshakes=0", "--max-concurrent-handshakes"},
       {"--sops-pgp-key-file=" + root_ + "/pgp.asc",
        "--sops-pgp-key-file: holds no armored PGP private key"},
+      {"--notify-file=" + root_ + "/notify", "--notify-file: notify file line 1: not an http(s)"},
+      {"--notify-secret-file=" + root_ + "/pgp.asc", "--notify-secret-file: there is no"},
   };
   for (const auto& [flag, said] : mistakes) {
     std::vector<std::string> args = SecondOnEtcd(root_ + "/cp-standby");

@@ -1,0 +1,105 @@
+#ifndef GITFLEET_CONTROLPLANE_EVENTS_NOTIFIER_H_
+#define GITFLEET_CONTROLPLANE_EVENTS_NOTIFIER_H_
+
+// Pushes the fleet's events (the EventBus's) to HTTP endpoints, for the services and chat
+// rooms that take webhooks rather than hold a WatchEvents stream: a deploy channel told
+// when a rollout ends or pauses, an incident tool told when a render fails.
+//
+//   absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(file_text);
+//   Notifier notifier({.sinks = *sinks, .secret = key}, &bus, metrics.notifications);
+//   notifier.Start();
+//
+// Each sink has a worker of its own and a subscription to the bus filtered by the sink's
+// event types, so a slow or dead endpoint delays only itself. Events go one POST each, in
+// order: `json` sends the event as JSON (admin.proto's Event, its field names), signed
+// when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
+// GitHub signs its webhooks); `slack` sends `{"text": "..."}`, one line, which Slack's,
+// Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
+// take. A failed POST (no answer, or not a 2xx) is tried again after 1 s, doubling up to a
+// minute, at most `max_attempts` times; events meanwhile wait in the subscription, which
+// keeps at most the bus's queue: past it the oldest are dropped and the sink is sent one
+// "resync" event saying so. Every outcome counts in gitfleet_notifications_total{sink,
+// result}, the sink by its line number (its URL may be a secret, as Slack's are).
+//
+// Thread-safe.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/metrics/metrics.h"
+#include "common/sync.h"
+#include "controlplane/events/event_bus.h"
+
+namespace gitfleet {
+
+struct NotifySink {
+  enum class Format { kJson, kSlack };
+  std::string url;
+  Format format = Format::kJson;
+  // Event types, or families ending in "." ("rollout."); never empty once parsed.
+  std::vector<std::string> types;
+  int line = 0;  // in the file: the sink's label
+};
+
+// What a sink is sent when its line names no types: events about whole sources and
+// bundles (failures, rollouts, an operator's acts), none per cluster, which a fleet of
+// thousands sends thousands of per commit.
+inline constexpr const char* kDefaultNotifyTypes[] = {
+    "source.failed",  "source.recovered",  "render.failed",   "rollout.",     "bundle.suspended",
+    "bundle.resumed", "bundle.pinned",     "bundle.unpinned", "bundle.added", "bundle.replaced",
+    "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
+
+// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...]` (blank lines and
+// lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
+// sinks. InvalidArgument naming the line (never the URL, which may be a secret) for what
+// it cannot read: another scheme, an unknown format or event type.
+absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text);
+
+// The body POSTed for `event`.
+std::string NotificationBody(const v1::Event& event, NotifySink::Format format);
+
+class Notifier {
+ public:
+  struct Options {
+    std::vector<NotifySink> sinks;
+    // The secret `json` bodies are signed with, asked at each POST (a file read again as
+    // it changes); unset, or "": not signed.
+    std::function<std::string()> secret;
+    absl::Duration timeout = absl::Seconds(10);  // one POST
+    int max_attempts = 5;
+    absl::Duration retry_base = absl::Seconds(1);
+    absl::Duration retry_max = absl::Minutes(1);
+    std::string ca_file;  // trusted instead of the system's CAs when set
+  };
+  Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes);
+  ~Notifier();  // Stop()
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  // Subscribes each sink and starts its worker.
+  absl::Status Start();
+  // Ends the workers; a POST in flight finishes (bounded by the timeout), a wait for a
+  // retry does not.
+  void Stop();
+
+ private:
+  struct Worker;
+  void Run(Worker* worker);
+  // Tries `body` until it is taken, the attempts run out or Stop; true once taken.
+  bool Deliver(Worker* worker, const std::string& body);
+
+  const Options options_;
+  EventBus* const bus_;
+  metrics::Family<metrics::Counter>& outcomes_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace gitfleet
+
+#endif  // GITFLEET_CONTROLPLANE_EVENTS_NOTIFIER_H_

@@ -1,0 +1,51 @@
+#include "tests/util/webhook_sink.h"
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "tests/util/git_servers.h"  // FreePort, StartPythonServer
+
+namespace gitfleet::testing {
+namespace {
+
+// argv: port, how many POSTs to answer 500 first. Each POST is a line of its log.
+constexpr char kSinkScript[] = R"py(
+import http.server, json, sys
+port, failures = int(sys.argv[1]), [int(sys.argv[2])]
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        code = 500 if failures[0] > 0 else 200
+        failures[0] -= 1
+        print("POST " + json.dumps({"path": self.path, "code": code, "body": body,
+              "signature": self.headers.get("X-Gitfleet-Signature-256", ""),
+              "type": self.headers.get("Content-Type", "")}), flush=True)
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, format, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Sink)
+print("ready", flush=True)
+server.serve_forever()
+)py";
+
+}  // namespace
+
+absl::Status WebhookSink::Start(const std::string& dir, int failures) {
+  port_ = FreePort();
+  return StartPythonServer("the webhook sink", kSinkScript, dir + "/sink.py",
+                           {std::to_string(port_), std::to_string(failures)}, dir + "/sink.log",
+                           "ready", &server_);
+}
+
+std::vector<nlohmann::json> WebhookSink::Posts() const {
+  std::vector<nlohmann::json> posts;
+  for (absl::string_view line : absl::StrSplit(Log(), '\n')) {
+    if (!absl::ConsumePrefix(&line, "POST ")) continue;
+    nlohmann::json post = nlohmann::json::parse(line, nullptr, false);
+    if (!post.is_discarded()) posts.push_back(std::move(post));
+  }
+  return posts;
+}
+
+}  // namespace gitfleet::testing
