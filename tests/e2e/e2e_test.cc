@@ -1362,7 +1362,10 @@ TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
   git_.Write("apps/web/a.yaml", Cm("a"));
   std::string first = git_.Commit("first");
   std::ofstream(root_ + "/webhook-secret") << "a-webhook-secret-of-some-length\n";
-  StartControlPlane({"--webhook-secret-file=" + root_ + "/webhook-secret"});
+  // A notification sink, so its series are there too (no one listens: they are tried).
+  std::ofstream(root_ + "/notify") << "http://127.0.0.1:" << testing::FreePort() << "/\n";
+  StartControlPlane(
+      {"--webhook-secret-file=" + root_ + "/webhook-secret", "--notify-file=" + root_ + "/notify"});
   StartAgent("prod-eu", "env=prod");
   AddSourceAndBundles();
   ExpectSynced("prod-eu", "web", first);
