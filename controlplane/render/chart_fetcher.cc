@@ -1038,8 +1038,8 @@ absl::StatusOr<std::string> ChartFetcher::RegistryGet(const std::string& url,
   }
 }
 
-absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(const ChartRef& ref,
-                                                                           const FetchScope& scope) {
+absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(
+    const ChartRef& ref, const FetchScope& scope) {
   const absl::string_view reference = absl::string_view(ref.url).substr(6);  // after oci://
   const size_t slash = reference.find('/');
   const std::string host(reference.substr(0, slash));
