@@ -104,6 +104,23 @@ std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) 
     if (event.contains("request")) add(StringField(event["request"], "host"), repository);
     add(UrlAuthority(StringField(target, "url")), repository);
   }
+  // GitHub Packages (the repository's or organization's `package` event, or the older
+  // `registry_package`): a version published, package_url "ghcr.io/OWNER/NAME:TAG".
+  const std::string action = StringField(payload, "action");
+  if (action == "published" || action == "updated") {
+    for (const char* field : {"package", "registry_package"}) {
+      auto found = payload.find(field);
+      if (found == payload.end() || !found->is_object() || !found->contains("package_version")) {
+        continue;
+      }
+      const std::string url = StringField((*found)["package_version"], "package_url");
+      const size_t slash = url.find('/');
+      if (slash == std::string::npos) continue;
+      std::string path = url.substr(slash + 1);
+      path = path.substr(0, std::min(path.find('@'), path.rfind(':')));
+      add(url.substr(0, slash), path);
+    }
+  }
   // Harbor: a PUSH_ARTIFACT event (its CloudEvents format: harbor.artifact.pushed, the
   // same fields under "data"); resource_url is HOST/PROJECT/REPOSITORY:TAG or @DIGEST.
   const std::string type = StringField(payload, "type");
@@ -342,7 +359,13 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
     }
   }
-  if (provider == "registry") return HandleRegistry(request.body);
+  if (provider == "registry") {
+    nlohmann::json payload = nlohmann::json::parse(request.body, nullptr, false);
+    if (payload.is_discarded() || !payload.is_object()) {
+      return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
+    }
+    return HandleRegistry(provider, payload);
+  }
   if ((provider == "github" && event == "ping") ||
       (provider == "bitbucket" && event == "diagnostics:ping")) {
     return Answer(provider, "ping", 202, "pong");
@@ -355,7 +378,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   const bool system_hook = provider == "gitlab" && event == "System Hook";
   // Azure DevOps names its event only in the payload (eventType).
   const bool azure_devops = provider == "azuredevops";
-  if (!push && !system_hook && !azure_devops) {
+  // GitHub's Packages: a container (a chart helm pushed to ghcr.io among them) published.
+  const bool package = provider == "github" && (event == "package" || event == "registry_package");
+  if (!push && !system_hook && !azure_devops && !package) {
     return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
   }
   // JSON, or (GitHub's and Gitea's other content type) a form whose `payload` field holds
@@ -376,6 +401,7 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   if (payload.is_discarded() || !payload.is_object()) {
     return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
   }
+  if (package) return HandleRegistry(provider, payload);
   if (system_hook) {
     const std::string name = EventName(payload, {"event_name", "object_kind"});
     if (name != "push" && name != "tag_push" && name != "repository_update") {
@@ -424,12 +450,8 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   return Answer(provider, "accepted", 202, absl::StrJoin(said, "; "));
 }
 
-HttpResponse WebhookReceiver::HandleRegistry(const std::string& body) {
-  const char* provider = "registry";
-  nlohmann::json payload = nlohmann::json::parse(body, nullptr, false);
-  if (payload.is_discarded() || !payload.is_object()) {
-    return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
-  }
+HttpResponse WebhookReceiver::HandleRegistry(const std::string& provider,
+                                             const nlohmann::json& payload) {
   const std::set<std::string> pushed = PushedRegistryRepositories(payload);
   if (pushed.empty()) {
     // Pulls, deletes, a layer alone, another Harbor event: nothing changes what renders read.

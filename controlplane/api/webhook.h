@@ -20,6 +20,7 @@
 // the pushed repository (a new version in their range, a tag pushed again):
 //   Registry Authorization: Bearer SECRET (or the secret alone): Distribution's
 //            notifications (events[] with action push), Harbor's webhooks (PUSH_ARTIFACT)
+//   GitHub   its `package` event (a version published to ghcr.io), signed as a push
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
@@ -77,7 +78,8 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 // The repositories (OciRepositoryKey) whose manifests a registry's notification says were
 // pushed: Distribution's (CNCF Distribution, Docker's registry, and those that notify as
 // it does: events[] with action "push"; Azure Container Registry's, one such event alone),
-// and Harbor's PUSH_ARTIFACT webhooks (its default and CloudEvents formats). At most 64.
+// Harbor's PUSH_ARTIFACT webhooks (its default and CloudEvents formats), and GitHub's
+// `package` events (a version published to ghcr.io). At most 64.
 std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {
@@ -120,9 +122,9 @@ class WebhookReceiver {
  private:
   HttpResponse Answer(const std::string& provider, const std::string& result, int code,
                       std::string body);
-  // A verified registry notification: the bundles whose charts come from a repository it
-  // pushed to render again.
-  HttpResponse HandleRegistry(const std::string& body);
+  // A verified registry notification (or GitHub's package event): the bundles whose charts
+  // come from a repository it pushed to render again.
+  HttpResponse HandleRegistry(const std::string& provider, const nlohmann::json& payload);
 
   const Options options_;
   const Sources sources_;

@@ -188,12 +188,42 @@ TEST(PushedRegistryRepositoriesTest, ReadsDistributionsAndHarborsPushes) {
     "resources":[{"resource_url":"Harbor.example.com:8443/team/charts/api@sha256:dd"}]}})");
   EXPECT_THAT(PushedRegistryRepositories(cloud),
               ElementsAre("oci://harbor.example.com:8443/team/charts/api"));
+  // GitHub Packages: a chart helm pushed to ghcr.io, its package_url with the tag; the older
+  // registry_package event; a version deleted changes nothing.
+  nlohmann::json ghcr = nlohmann::json::parse(R"({"action":"published","package":{
+    "name":"charts/web","namespace":"org","package_type":"CONTAINER","package_version":{
+      "version":"sha256:ee","package_url":"ghcr.io/org/charts/web:1.3.0",
+      "container_metadata":{"tag":{"name":"1.3.0"}}}}})");
+  EXPECT_THAT(PushedRegistryRepositories(ghcr), ElementsAre("oci://ghcr.io/org/charts/web"));
+  nlohmann::json older = nlohmann::json::parse(R"({"action":"published","registry_package":{
+    "package_version":{"package_url":"ghcr.io/org/api"}}})");
+  EXPECT_THAT(PushedRegistryRepositories(older), ElementsAre("oci://ghcr.io/org/api"));
   for (const char* other :
-       {R"({"type":"PULL_ARTIFACT","event_data":{"resources":[{"resource_url":"h/l/w:1"}]}})",
+       {R"({"action":"deleted","package":{"package_version":{"package_url":"ghcr.io/o/w:1"}}})",
+        R"({"type":"PULL_ARTIFACT","event_data":{"resources":[{"resource_url":"h/l/w:1"}]}})",
         R"({"type":"PUSH_ARTIFACT","event_data":"x"})", R"({"type":"PUSH_ARTIFACT"})",
         R"({"events":"x"})", R"([1])"}) {
     EXPECT_THAT(PushedRegistryRepositories(nlohmann::json::parse(other)), IsEmpty()) << other;
   }
+}
+
+// GitHub's package event, signed as its pushes are, renders the bundles whose charts come
+// from the published package.
+TEST_F(WebhookTest, AGitHubPackagePublishedRendersTheBundlesUsingIt) {
+  readers_ = {{"web", "oci://ghcr.io/org/charts/web"}};
+  HttpRequest request;
+  request.method = "POST";
+  request.body = R"({"action":"published","package":{"package_version":{)"
+                 R"("package_url":"ghcr.io/org/charts/web:1.3.0"}}})";
+  request.headers["x-github-event"] = "package";
+  request.headers["x-hub-signature-256"] = "sha256=" + Sign("s3cret", request.body);
+  HttpResponse response = receiver_->Handle(request);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_EQ(response.body, "rendering again web, whose chart comes from the pushed repository\n");
+  EXPECT_EQ(Count("github", "accepted"), 1);
+  request.headers["x-hub-signature-256"] = "sha256=" + Sign("guess", request.body);
+  EXPECT_EQ(receiver_->Handle(request).code, 401);
+  EXPECT_THAT(fetched_, IsEmpty());
 }
 
 // A registry's notification of a chart pushed (a new version in a bundle's range, a tag
