@@ -113,7 +113,7 @@ struct Notifier::Worker {
   Mutex mu;
   bool woken ABSL_GUARDED_BY(mu) = true;  // the recent events Subscribe queued
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  std::string last_error ABSL_GUARDED_BY(mu);  // logged once per new one
+  bool failing ABSL_GUARDED_BY(mu) = false;  // since its last POST taken
   std::thread thread;
 };
 
@@ -215,22 +215,26 @@ bool Notifier::Deliver(Worker* worker, const std::string& body) {
     if (error.empty()) {
       outcomes_.Add({{"sink", worker->label}, {"result", "sent"}}).Increment();
       MutexLock lock(&worker->mu);
-      if (!worker->last_error.empty()) {
+      if (worker->failing) {
         GF_LOG(INFO) << "notify sink " << worker->label << " takes events again";
-        worker->last_error.clear();
+        worker->failing = false;
       }
       return true;
     }
+    // Logged when a sink starts failing and when an event is given up (at most once per
+    // round of tries), not at every try.
+    const bool give_up = attempt >= options_.max_attempts;
     {
       MutexLock lock(&worker->mu);
-      if (worker->last_error != error) {
+      if (!worker->failing || give_up) {
         GF_LOG(WARNING) << "notify sink " << worker->label << " (notify file line "
                         << worker->sink.line << "): " << error
-                        << (attempt < options_.max_attempts ? "; trying again" : "");
-        worker->last_error = error;
+                        << (give_up ? absl::StrCat("; an event given up after ", attempt, " tries")
+                                    : std::string("; trying again"));
+        worker->failing = true;
       }
     }
-    if (attempt >= options_.max_attempts) break;
+    if (give_up) break;
     outcomes_.Add({{"sink", worker->label}, {"result", "retried"}}).Increment();
     MutexLock lock(&worker->mu);
     if (worker->mu.AwaitWithTimeout(

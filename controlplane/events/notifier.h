@@ -17,9 +17,10 @@
 // Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
 // take. A failed POST (no answer, or not a 2xx) is tried again after 1 s, doubling up to a
 // minute, at most `max_attempts` times; events meanwhile wait in the subscription, which
-// keeps at most the bus's queue: past it the oldest are dropped and the sink is sent one
-// "resync" event saying so. Every outcome counts in gitfleet_notifications_total{sink,
-// result}, the sink by its line number (its URL may be a secret, as Slack's are).
+// keeps at most the bus's queue: past it those waiting are dropped and the sink is sent
+// one "resync" event instead, saying how many. Every outcome counts in
+// gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
+// as Slack's are).
 //
 // Thread-safe.
 
