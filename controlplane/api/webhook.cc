@@ -71,6 +71,24 @@ std::string StringField(const nlohmann::json& object, const char* field) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+// "HOST/PATH:TAG", "HOST/PATH@DIGEST" or "HOST/PATH" split into the host and the path;
+// nullopt without a path.
+std::optional<std::pair<std::string, std::string>> SplitImageReference(const std::string& url) {
+  const size_t slash = url.find('/');
+  if (slash == std::string::npos) return std::nullopt;
+  std::string path = url.substr(slash + 1);
+  path = path.substr(0, std::min(path.find('@'), path.rfind(':')));
+  return std::make_pair(url.substr(0, slash), path);
+}
+
+// Up to 20 names, then how many more.
+std::string Listed(const std::vector<std::string>& names) {
+  constexpr size_t kMostNamed = 20;
+  return absl::StrCat(
+      absl::StrJoin(names.begin(), names.begin() + std::min(names.size(), kMostNamed), ", "),
+      names.size() > kMostNamed ? absl::StrCat(" and ", names.size() - kMostNamed, " more") : "");
+}
+
 }  // namespace
 
 std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) {
@@ -113,12 +131,10 @@ std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) 
       if (found == payload.end() || !found->is_object() || !found->contains("package_version")) {
         continue;
       }
-      const std::string url = StringField((*found)["package_version"], "package_url");
-      const size_t slash = url.find('/');
-      if (slash == std::string::npos) continue;
-      std::string path = url.substr(slash + 1);
-      path = path.substr(0, std::min(path.find('@'), path.rfind(':')));
-      add(url.substr(0, slash), path);
+      if (auto image =
+              SplitImageReference(StringField((*found)["package_version"], "package_url"))) {
+        add(image->first, image->second);
+      }
     }
   }
   // Harbor: a PUSH_ARTIFACT event (its CloudEvents format: harbor.artifact.pushed, the
@@ -134,12 +150,9 @@ std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) 
     }
     if (object && found->contains("resources") && (*found)["resources"].is_array()) {
       for (const nlohmann::json& resource : (*found)["resources"]) {
-        const std::string url = StringField(resource, "resource_url");
-        const size_t slash = url.find('/');
-        if (slash == std::string::npos) continue;
-        std::string path = url.substr(slash + 1);
-        path = path.substr(0, std::min(path.find('@'), path.rfind(':')));
-        add(url.substr(0, slash), repository.empty() ? path : repository);
+        if (auto image = SplitImageReference(StringField(resource, "resource_url"))) {
+          add(image->first, repository.empty() ? image->second : repository);
+        }
       }
     }
   }
@@ -433,16 +446,10 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                   absl::StrCat("no source tracks ", *pushed.begin(),
                                options_.readers ? ", and no bundle's render reads it" : ""));
   }
-  auto listed = [](const std::vector<std::string>& names) {
-    constexpr size_t kMostNamed = 20;
-    return absl::StrCat(
-        absl::StrJoin(names.begin(), names.begin() + std::min(names.size(), kMostNamed), ", "),
-        names.size() > kMostNamed ? absl::StrCat(" and ", names.size() - kMostNamed, " more") : "");
-  };
   std::vector<std::string> said;
-  if (!fetching.empty()) said.push_back(absl::StrCat("fetching ", listed(fetching)));
+  if (!fetching.empty()) said.push_back(absl::StrCat("fetching ", Listed(fetching)));
   if (!rendering.empty()) {
-    said.push_back(absl::StrCat("rendering again ", listed(rendering),
+    said.push_back(absl::StrCat("rendering again ", Listed(rendering),
                                 rendering.size() == 1 ? ", which reads" : ", which read",
                                 " the pushed repository"));
   }
@@ -463,15 +470,10 @@ HttpResponse WebhookReceiver::HandleRegistry(const std::string& provider,
     return Answer(provider, "no_source", 202,
                   absl::StrCat("no bundle's chart comes from ", *pushed.begin()));
   }
-  constexpr size_t kMostNamed = 20;
-  const std::string said = absl::StrCat(
-      "rendering again ",
-      absl::StrJoin(rendering.begin(), rendering.begin() + std::min(rendering.size(), kMostNamed),
-                    ", "),
-      rendering.size() > kMostNamed ? absl::StrCat(" and ", rendering.size() - kMostNamed, " more")
-                                    : "",
-      rendering.size() == 1 ? ", whose chart comes" : ", whose charts come",
-      " from the pushed repository");
+  const std::string said =
+      absl::StrCat("rendering again ", Listed(rendering),
+                   rendering.size() == 1 ? ", whose chart comes" : ", whose charts come",
+                   " from the pushed repository");
   GF_LOG(INFO) << "webhook from " << provider << ": " << said;
   return Answer(provider, "accepted", 202, said);
 }
