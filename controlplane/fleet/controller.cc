@@ -4500,8 +4500,8 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
           variant_paths->paths.insert(paths.begin(), paths.end());
           variant_paths->read_remote |= remote;
           for (std::string& repo : repos) {
-            if (variant_paths->git_repos.size() >= kMaxRemoteRepos) break;
-            variant_paths->git_repos.insert(std::move(repo));
+            if (variant_paths->repos_read.size() >= kMaxRemoteRepos) break;
+            variant_paths->repos_read.insert(std::move(repo));
           }
           if (!objects.ok()) {
             // What a variant failed on is read too: a commit that changes it renders again
@@ -4536,7 +4536,7 @@ absl::Status Controller::BuildContent(const std::string& name, const v1::Bundle&
     input.include = Strings(definition.include());
     input.exclude = Strings(definition.exclude());
     input.fetch_scope.repos = Strings(definition.scope().repos());
-    input.fetch_scope.repos_read = &out->git_repos;
+    input.fetch_scope.repos_read = &out->repos_read;
     absl::StatusOr<ObjectSet> objects = RenderBundlePath(*renderer, input);
     absl::StatusOr<std::vector<std::string>> ids =
         objects.ok() ? snapshot.repo->EntryIds(commit.id, read_paths)
@@ -4731,8 +4731,8 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       read_paths.assign(variant_paths->paths.begin(), variant_paths->paths.end());
       notes.insert(notes.end(), variant_paths->notes.begin(), variant_paths->notes.end());
       built.read_remote = built.read_remote || variant_paths->read_remote;
-      built.git_repos.insert(built.git_repos.end(), variant_paths->git_repos.begin(),
-                             variant_paths->git_repos.end());
+      built.repos_read.insert(built.repos_read.end(), variant_paths->repos_read.begin(),
+                              variant_paths->repos_read.end());
     }
     absl::StatusOr<std::vector<std::string>> ids = snapshot.repo->EntryIds(commit.id, read_paths);
     if (ids.ok()) {
@@ -4801,7 +4801,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       }
       // A push to a repository this try read (a remote base it added, or the one that
       // broke) renders it again at once, as it would a good render's.
-      if (!failure_hit) KeepRemoteRepos(built.git_repos, /*with_earlier=*/true, &record);
+      if (!failure_hit) KeepRemoteRepos(built.repos_read, /*with_earlier=*/true, &record);
       content.reset();
     } else {
       record.clear_error();
@@ -4827,7 +4827,7 @@ absl::Status Controller::RenderBundle(const std::string& name, const SourceSnaps
       record.clear_notes();
       for (const std::string& note : notes) record.add_notes(note);
       record.set_reads_remote(built.read_remote);
-      KeepRemoteRepos(built.git_repos, /*with_earlier=*/false, &record);
+      KeepRemoteRepos(built.repos_read, /*with_earlier=*/false, &record);
     }
     record.clear_read_paths();
     record.clear_read_ids();

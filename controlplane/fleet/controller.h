@@ -298,9 +298,10 @@ class Controller {
     // kMaxVariantNotes: variants of one commit say the same things.
     std::set<std::string> notes ABSL_GUARDED_BY(mu);
     // Some render read from outside the repository (RenderInput::read_remote), and the Git
-    // repositories they read at a ref that moves (FetchScope::repos_read).
+    // repositories they read at a ref that moves and the registries' repositories their
+    // charts came from (FetchScope::repos_read).
     bool read_remote ABSL_GUARDED_BY(mu) = false;
-    std::set<std::string> git_repos ABSL_GUARDED_BY(mu);
+    std::set<std::string> repos_read ABSL_GUARDED_BY(mu);
     // What the renders that failed read (RenderInput::failed_reads, and what they asked of
     // the repository; in `paths` too), and whether one failed without its engine saying
     // (then what the failure depends on is not known).
@@ -693,9 +694,10 @@ class Controller {
     v1::RolloutStrategy fleet_rollout;
     std::string fleet_rollout_error;
     // The render read from outside the repository (BundleRecord.reads_remote), and the
-    // Git repositories it read at a ref that moves (BundleRecord.remote_repos).
+    // Git repositories it read at a ref that moves and the registries' repositories its
+    // charts came from (BundleRecord.remote_repos).
     bool read_remote = false;
-    std::vector<std::string> git_repos;
+    std::vector<std::string> repos_read;
     // What it asked of the repository beyond its files (RenderInput::read_folder and
     // read_files), every variant's: a chart's file:// dependency, a values file elsewhere.
     std::shared_ptr<ReadPathSet> asked = std::make_shared<ReadPathSet>();
