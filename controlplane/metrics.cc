@@ -211,6 +211,8 @@ ControlPlaneMetrics::ControlPlaneMetrics(metrics::Registry& r)
   // the controller, which knows the engines.)
   for (const char* result : {"ok", "error"}) source_fetches.Add({{"result", result}});
   for (const char* result : {"done", "abandoned"}) sibling_waits.Add({{"result", result}});
+  // And what a rate of it charts (the dashboard's renders panel): 0, not "no data".
+  render_cache_hits.Add({});
   for (const char* reason :
        {"unauthenticated", "invalid_hello", "protocol", "limit", "too_many_clusters"}) {
     agent_rejections.Add({{"reason", reason}});
