@@ -1384,6 +1384,8 @@ TEST_F(Fleet, AlertRulesAndTheDocsNameTheMetricsThatAreExported) {
         << lint << "(promtool comes from Debian's prometheus package: tools/setup)";
   }
   ASSERT_GT(exported.size(), 20u);
+  // What the dashboard charts with rate() is a series from the start (0 before a hit).
+  EXPECT_GE(testing::MetricValue(scrapes[0], "gitfleet_render_cache_hits_total"), 0) << scrapes[0];
   absl::StatusOr<std::string> alerts = PosixFileSystem().ReadFile("deploy/prometheus/alerts.yaml");
   ASSERT_TRUE(alerts.ok()) << alerts.status();
   std::set<std::string> alerted;
