@@ -187,7 +187,6 @@ bool Notifier::Deliver(Worker* worker, const std::string& body) {
   request.timeout = options_.timeout;
   request.max_bytes = 64 << 10;  // the answer, unread
   request.follow_redirects = false;
-  request.ca_file = options_.ca_file;
   request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
   const std::string secret =
       worker->sink.format == NotifySink::Format::kJson && options_.secret ? options_.secret() : "";

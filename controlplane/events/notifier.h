@@ -76,7 +76,6 @@ class Notifier {
     int max_attempts = 5;
     absl::Duration retry_base = absl::Seconds(1);
     absl::Duration retry_max = absl::Minutes(1);
-    std::string ca_file;  // trusted instead of the system's CAs when set
   };
   Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes);
   ~Notifier();  // Stop()
