@@ -34,6 +34,7 @@
 #include "common/tls.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/fleet/rollout.h"
+#include "controlplane/fleet/rollout_verdict.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/render/chart_fetcher.h"
 #include "controlplane/render/file_patterns.h"
@@ -1308,12 +1309,6 @@ class Cli {
   }
   // Where a watched rollout stands: 0 done, 1 it cannot get there by itself, -1 not yet;
   // `line` says why, in one line.
-  struct RolloutVerdict {
-    int code = -1;
-    std::string line;
-    bool render_failed = false;  // code 1 for that reason
-  };
-
   // One bundle rollout status -w follows.
   struct Watched {
     std::string said;
@@ -1482,124 +1477,25 @@ class Cli {
       err_ << "gitfleetctl: NOT_FOUND: bundle " << name << " not found (removed meanwhile)\n";
       return 1;
     }
-    const v1::BundleInfo& info = found->second;
-    // The newest commit the bundle was reconciled at: one that changed nothing it reads
-    // moves it on while the revision (and the rollout's commit) stays.
-    const std::string& current = info.commit();
-    const std::string at = absl::StrCat("bundle ", name, " at ", Short(current));
-    // With --commit: whether the bundle has reached it, that is been reconciled at it or at a
-    // later commit (one fetched with it, or after), as the control plane judges by the
-    // source's history; a control plane older than that judge is asked the commit's digits.
-    const v1::CommitReach& reach = status.commit_reach();
-    const bool judged = !commit.empty() && status.has_commit_reach();
-    const bool reached =
-        commit.empty() || (judged ? reach.reached() : absl::StartsWith(current, commit));
-    const bool failed_since =
-        commit.empty() || (judged ? reach.failed() : absl::StartsWith(info.error_commit(), commit));
-    // Its newest render failed (of the commit asked for, or a later one, with --commit).
-    if (!info.error().empty() && failed_since) {
-      *verdict = {1,
-                  absl::StrCat(at, ": the render of ", Short(info.error_commit()),
-                               " failed (the clusters keep what they run): ", info.error()),
-                  true};
-      return 0;
-    }
-    if (status.suspended()) {
-      *verdict = {1, absl::StrCat(at,
-                                  ": suspended: no cluster gets its new revisions until "
-                                  "gitfleetctl bundle resume ",
-                                  name)};
-      return 0;
-    }
-    if (!commit.empty() && !status.pinned_commit().empty() &&
-        !(judged
-              ? reach.reached() && absl::StartsWith(reach.bundle_commit(), status.pinned_commit())
-              : absl::StartsWith(status.pinned_commit(), commit))) {
-      *verdict = {1, absl::StrCat(at, ": pinned to ", Short(status.pinned_commit()),
-                                  " (a rollback) until gitfleetctl bundle unpin ", name)};
-      return 0;
-    }
-    if (!reached) {
-      std::string why;
-      if (!reach.note().empty()) {
-        why = absl::StrCat(": ", reach.note());
-      } else if (!info.source_error().empty()) {
-        why = absl::StrCat(" (its source fails: ", info.source_error(), ")");
-      }
-      *verdict = {-1, absl::StrCat(at, ": waiting for commit ",
-                                   reach.commit().empty() ? commit : Short(reach.commit()), why)};
-      return 0;
-    }
-    if (status.prune_held()) {
-      *verdict = {1, absl::StrCat(at, ": held by the prune guard: ", status.message())};
-      return 0;
-    }
-    if (status.progressive() && status.paused()) {
-      *verdict = {1, absl::StrCat(at, ": PAUSED: ", status.message())};
-      return 0;
-    }
-    if (!info.waiting().empty()) {
-      *verdict = {-1, absl::StrCat(at, ": waiting: ", info.waiting())};
-      return 0;
-    }
-    if (status.progressive() && !status.done()) {
-      *verdict = {-1, absl::StrCat(at, ": ", status.message())};  // "partition 2/3: ..."
-      return 0;
-    }
-    // Every partition through (or none): every cluster it targets runs it Healthy. In a big
-    // fleet, whose statuses are pages, they are asked for only once each cluster has taken
-    // the render (counted by the control plane, kept between listings).
-    if (info.target_clusters() > kWatchStatusesFrom &&
-        info.current_clusters() < info.target_clusters()) {
-      *verdict = {-1, absl::StrCat(at, ": ", info.current_clusters(), " of ",
-                                   info.target_clusters(), " clusters have taken it")};
-      return 0;
-    }
-    v1::GetStatusRequest request;
-    request.set_bundle(name);
-    int total = 0, ready = 0;
-    std::string first;
-    int rc = CallPages(
-        &v1::AdminService::Stub::GetStatus, request, "statuses",
-        [&](const v1::GetStatusResponse& got) {
-          for (const v1::BundleStatus& s : got.statuses()) {
-            if (s.orphaned() || s.not_deployed()) continue;
-            ++total;
-            if (!s.desired_revision().empty() && s.applied_revision() == s.desired_revision() &&
-                s.sync_state() == v1::SYNC_STATE_SYNCED && s.health() == v1::HEALTH_STATE_HEALTHY) {
-              ++ready;
-            } else if (first.empty()) {
-              first = absl::StrCat(s.cluster(), ": ", WhyNotReady(s));
-            }
-          }
+    int rc = 0;
+    absl::StatusOr<RolloutVerdict> judged = gitfleet::JudgeRollout(
+        found->second, status, commit, kWatchStatusesFrom,
+        [&](const std::function<void(const v1::BundleStatus&)>& each) {
+          v1::GetStatusRequest request;
+          request.set_bundle(name);
+          rc = CallPages(&v1::AdminService::Stub::GetStatus, request, "statuses",
+                         [&](const v1::GetStatusResponse& got) {
+                           for (const v1::BundleStatus& s : got.statuses()) each(s);
+                         });
+          return rc == 0 ? absl::OkStatus() : absl::UnavailableError("said above");
         });
     if (rc != 0) return rc;
-    if (ready == total) {
-      *verdict = {0, absl::StrCat(at, ": rolled out, Healthy on ", total, " cluster",
-                                  total == 1 ? "" : "s")};
-    } else {
-      *verdict = {-1, absl::StrCat(at, ": ", ready, " of ", total,
-                                   " clusters run it Healthy; waiting for ", first)};
+    if (!judged.ok()) {
+      err_ << "gitfleetctl: " << judged.status().message() << "\n";
+      return 1;
     }
+    *verdict = *std::move(judged);
     return 0;
-  }
-
-  static std::string WhyNotReady(const v1::BundleStatus& s) {
-    if (!s.held_back().empty()) return s.held_back();
-    if (s.desired_revision().empty()) return "its revision is not built yet";
-    if (s.applied_revision() != s.desired_revision()) {
-      return s.sync_state() == v1::SYNC_STATE_FAILED && !s.message().empty()
-                 ? absl::StrCat("failed: ", s.message())
-                 : "it does not run this revision yet";
-    }
-    std::string health = absl::AsciiStrToLower(v1::HealthState_Name(s.health()));
-    std::string why = health.substr(sizeof("health_state_") - 1);
-    if (s.unhealthy_resources_size() > 0) {
-      absl::StrAppend(&why, ": ", s.unhealthy_resources(0).message());
-    } else if (!s.message().empty()) {
-      absl::StrAppend(&why, ": ", s.message());
-    }
-    return why;
   }
 
   int RolloutControl(const char* action) {
