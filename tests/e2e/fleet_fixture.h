@@ -13,6 +13,8 @@
 //     ExpectSynced("prod-eu", "web", commit);
 //   }
 
+#include <unistd.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -118,14 +120,25 @@ class Fleet : public ::testing::Test {
   int StartGitDaemon(std::unique_ptr<Process>* daemon) {
     for (int attempt = 0; attempt < 5; ++attempt) {
       int candidate = 20000 + (getpid() * 7 + attempt * 131) % 20000;
-      *daemon = std::make_unique<Process>(
-          "/usr/bin/git",
-          std::vector<std::string>{"daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-                                   absl::StrCat("--port=", candidate), "--base-path=" + root_,
-                                   "--informative-errors", root_},
-          root_ + "/git-daemon.log." + std::to_string(attempt));
+      // git-daemon itself: `git daemon` runs it as a child, which a kill of `git` leaves
+      // listening on the port until the test binary ends.
+      std::vector<std::string> args = {"--reuseaddr",
+                                       "--export-all",
+                                       "--listen=127.0.0.1",
+                                       absl::StrCat("--port=", candidate),
+                                       "--base-path=" + root_,
+                                       "--informative-errors",
+                                       root_};
+      std::string binary = "/usr/lib/git-core/git-daemon";
+      if (access(binary.c_str(), X_OK) != 0) {
+        binary = "/usr/bin/git";
+        args.insert(args.begin(), "daemon");
+      }
+      *daemon = std::make_unique<Process>(binary, args,
+                                          root_ + "/git-daemon.log." + std::to_string(attempt));
       absl::SleepFor(absl::Milliseconds(300));
       if ((*daemon)->running()) return candidate;
+      ADD_FAILURE() << "git daemon on port " << candidate << ": " << (*daemon)->Log();
     }
     return 0;
   }
