@@ -230,8 +230,10 @@ ABSL_FLAG(std::string, notify_file, "",
           "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL [json|slack] "
           "[TYPE,...] (default json, and the events about sources and bundles: failures, "
           "rollouts, an operator's acts; none per cluster). json sends the event, signed with "
-          "--notify-secret-file; slack sends {\"text\": ...}. Read at start; keep it as "
-          "private as the URLs (Slack's hold their secret). Default: none.");
+          "--notify-secret-file; slack sends {\"text\": ...}. A line REPOSITORY_URL "
+          "github|gitlab|gitea token-file=PATH sets commit statuses there: gitfleet/BUNDLE, "
+          "pending, success once every cluster runs the commit Healthy, failure. Read at start; "
+          "keep it as private as the URLs (Slack's hold their secret). Default: none.");
 ABSL_FLAG(std::string, notify_secret_file, "",
           "File whose first line signs the json notifications (X-Gitfleet-Signature-256: "
           "sha256=HMAC-SHA256), at least 16 characters; read again within a second of a "
@@ -497,6 +499,24 @@ int Main(ShutdownSignals& signals) {
     absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(*text);
     if (!sinks.ok()) return Fail(Prefixed("--notify-file", sinks.status()));
     notify_options.sinks = *std::move(sinks);
+    // Commit-status sinks' tokens, read now (a missing file stops the start) and again as
+    // they change.
+    auto tokens = std::make_shared<std::map<int, std::shared_ptr<SecretFile>>>();
+    for (const NotifySink& sink : notify_options.sinks) {
+      if (!sink.commit_statuses()) continue;
+      SecretFile::Options token_options;
+      token_options.what = absl::StrCat("--notify-file line ", sink.line, "'s token-file");
+      token_options.min_length = 8;
+      token_options.max_secrets = 1;
+      absl::StatusOr<std::unique_ptr<SecretFile>> token =
+          SecretFile::Open(sink.token_file, token_options);
+      if (!token.ok()) return Fail(token.status());
+      (*tokens)[sink.line] = std::move(*token);
+    }
+    notify_options.token = [tokens](const NotifySink& sink) {
+      auto found = tokens->find(sink.line);
+      return found == tokens->end() ? std::string() : found->second->Current()->front();
+    };
   }
   if (!absl::GetFlag(FLAGS_notify_secret_file).empty()) {
     if (notify_options.sinks.empty()) {
@@ -512,8 +532,8 @@ int Main(ShutdownSignals& signals) {
       return file->Current()->front();
     };
   }
-  // Push webhooks reach the controller once it exists; until then (and after it is
-  // gone) they are answered 503.
+  // Push webhooks (and commit statuses) reach the controller once it exists; until then
+  // (and after it is gone) they are answered 503 (asked again).
   struct WebhookTarget {
     Mutex mu;
     Controller* controller ABSL_GUARDED_BY(mu) = nullptr;
@@ -794,6 +814,37 @@ int Main(ShutdownSignals& signals) {
   // What happens in the fleet, for WatchEvents: published by the hub and the controller.
   EventBus events;
   // Declared after the bus: stopped before it goes.
+  // Commit statuses say where each bundle stands, as rollout status -w judges it.
+  notify_options.judge =
+      [webhook_target](const std::string& bundle) -> absl::StatusOr<CommitStatus> {
+    MutexLock lock(&webhook_target->mu);
+    if (webhook_target->controller == nullptr) return absl::UnavailableError("starting");
+    absl::StatusOr<Controller::BundleVerdict> judged =
+        webhook_target->controller->JudgeBundle(bundle);
+    if (!judged.ok()) return judged.status();
+    CommitStatus status;
+    status.source_url = judged->source_url;
+    status.commit = judged->verdict.commit;
+    // "bundle NAME at COMMIT: " says what the status's context and commit say.
+    const size_t said = judged->verdict.line.find(": ");
+    status.description =
+        said == std::string::npos ? judged->verdict.line : judged->verdict.line.substr(said + 2);
+    // A suspended bundle's commit is not failing: it goes out once the bundle is resumed.
+    status.state = judged->verdict.code == RolloutVerdict::kDone ? CommitStatus::State::kSuccess
+                   : judged->verdict.code == RolloutVerdict::kFailed && !judged->suspended
+                       ? CommitStatus::State::kFailure
+                       : CommitStatus::State::kPending;
+    return status;
+  };
+  notify_options.bundles = [webhook_target]() -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> names;
+    MutexLock lock(&webhook_target->mu);
+    if (webhook_target->controller == nullptr) return absl::UnavailableError("starting");
+    for (const v1::BundleInfo& info : webhook_target->controller->ListBundles()) {
+      names.push_back(info.bundle().name());
+    }
+    return names;
+  };
   Notifier notifier(notify_options, &events, metrics.notifications);
   if (absl::Status s = notifier.Start(); !s.ok()) return Fail(s);
   Hub hub(store->get(), metrics);

@@ -1,23 +1,92 @@
 #include "controlplane/events/notifier.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/crypto.h"
 #include "common/http.h"
 #include "common/logging.h"
 #include "common/thread_name.h"
+#include "controlplane/source/repo_url.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace gitfleet {
 
 constexpr size_t kMaxNotifySinks = 16;
+
+namespace {
+
+// What a commit-status sink's line says past its URL and format, and its API's URL.
+absl::Status ReadStatusSink(const std::vector<absl::string_view>& words, NotifySink* sink) {
+  if (words.size() > 2) {
+    return absl::InvalidArgumentError(
+        "a commit-status sink takes no event types: it follows each bundle's rollout");
+  }
+  if (sink->token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a commit-status sink needs token-file=PATH, a token that may set commit statuses");
+  }
+  absl::string_view url = sink->url;
+  const bool https = absl::ConsumePrefix(&url, "https://");
+  if (!https) absl::ConsumePrefix(&url, "http://");
+  const absl::string_view host = url.substr(0, url.find('/'));
+  if (!https && !IsLoopbackHost(host)) {
+    return absl::InvalidArgumentError(
+        "a token goes over https only (plain http to this machine alone)");
+  }
+  absl::string_view path = url.substr(host.size());
+  path = path.substr(0, path.find_first_of("?#"));
+  absl::ConsumeSuffix(&path, "/");
+  absl::ConsumeSuffix(&path, ".git");
+  absl::ConsumePrefix(&path, "/");
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+  if (parts.size() < 2 ||
+      std::any_of(parts.begin(), parts.end(), [](absl::string_view p) { return p.empty(); }) ||
+      (sink->format == NotifySink::Format::kGitHub && parts.size() != 2)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the URL names no repository: want https://HOST/",
+                     sink->format == NotifySink::Format::kGitLab ? "GROUP/PROJECT" : "OWNER/REPO"));
+  }
+  const std::string scheme = https ? "https://" : "http://";
+  switch (sink->format) {
+    case NotifySink::Format::kGitHub:
+      // github.com's API has a host of its own; GitHub Enterprise Server's is under /api/v3.
+      sink->statuses_url = absl::AsciiStrToLower(host) == "github.com"
+                               ? absl::StrCat("https://api.github.com/repos/", path, "/statuses/")
+                               : absl::StrCat(scheme, host, "/api/v3/repos/", path, "/statuses/");
+      break;
+    case NotifySink::Format::kGitLab:
+      // The project by its path, URL-encoded (subgroups included).
+      sink->statuses_url = absl::StrCat(scheme, host, "/api/v4/projects/",
+                                        absl::StrReplaceAll(path, {{"/", "%2F"}}), "/statuses/");
+      break;
+    default: {
+      // Gitea and Forgejo may be served under a path: the repository is the last two parts.
+      const size_t owner_at = path.rfind('/', path.rfind('/') - 1);
+      const absl::string_view prefix =
+          owner_at == absl::string_view::npos ? "" : path.substr(0, owner_at + 1);
+      const absl::string_view repo =
+          owner_at == absl::string_view::npos ? path : path.substr(owner_at + 1);
+      sink->statuses_url =
+          absl::StrCat(scheme, host, "/", prefix, "api/v1/repos/", repo, "/statuses/");
+      break;
+    }
+  }
+  sink->repository = NormalizeRepoUrl(sink->url);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text) {
   std::vector<NotifySink> sinks;
@@ -27,14 +96,23 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
     const std::string where = absl::StrCat("notify file line ", number);
-    std::vector<absl::string_view> words =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<absl::string_view> words;
+    NotifySink sink;
+    sink.line = number;
+    for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+      if (words.empty() || !absl::StrContains(word, '=')) {
+        words.push_back(word);
+      } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
+        sink.token_file = std::string(word);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": \"", word.substr(0, 64), "\" is not token-file=PATH, the one option"));
+      }
+    }
     if (words.size() > 3) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": more than URL, a format and event types"));
     }
-    NotifySink sink;
-    sink.line = number;
     sink.url = std::string(words[0]);
     if (!absl::StartsWith(sink.url, "https://") && !absl::StartsWith(sink.url, "http://")) {
       return absl::InvalidArgumentError(
@@ -50,15 +128,32 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
                                      "the path, as Slack's do, or sign with --notify-secret-file"));
     }
     size_t next = 1;
-    if (words.size() > next && (words[next] == "json" || words[next] == "slack")) {
-      sink.format = words[next] == "slack" ? NotifySink::Format::kSlack : NotifySink::Format::kJson;
-      ++next;
+    static constexpr std::pair<const char*, NotifySink::Format> kFormats[] = {
+        {"json", NotifySink::Format::kJson},     {"slack", NotifySink::Format::kSlack},
+        {"github", NotifySink::Format::kGitHub}, {"gitlab", NotifySink::Format::kGitLab},
+        {"gitea", NotifySink::Format::kGitea},   {"forgejo", NotifySink::Format::kGitea}};
+    for (const auto& [name, format] : kFormats) {
+      if (words.size() > next && words[next] == name) {
+        sink.format = format;
+        ++next;
+        break;
+      }
     }
     if (words.size() > next && next == 1 && !absl::StrContains(words[next], '.') &&
         words[next] != "resync") {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": \"", words[next].substr(0, 64),
-                       "\" is neither json nor slack, nor event types"));
+                       "\" is neither json nor slack, nor event types (nor github, gitlab, gitea "
+                       "for commit statuses)"));
+    }
+    if (sink.commit_statuses()) {
+      if (absl::Status usable = ReadStatusSink(words, &sink); !usable.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
+      }
+      next = words.size();
+    } else if (!sink.token_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": token-file= is for commit statuses (github, gitlab, gitea)"));
     }
     if (words.size() > next) {
       for (absl::string_view type : absl::StrSplit(words[next], ',', absl::SkipEmpty())) {
@@ -106,6 +201,42 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format) 
                                              nlohmann::json::error_handler_t::replace);
 }
 
+StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bundle,
+                                  const CommitStatus& status, const std::string& token) {
+  StatusRequest request;
+  request.url = absl::StrCat(sink.statuses_url, status.commit);
+  // Cut to GitHub's 140 bytes, never inside a character.
+  std::string description = status.description;
+  if (description.size() > 140) {
+    size_t end = 137;
+    while (end > 0 && (static_cast<unsigned char>(description[end]) & 0xC0) == 0x80) --end;
+    description = absl::StrCat(description.substr(0, end), "...");
+  }
+  const char* state = status.state == CommitStatus::State::kSuccess   ? "success"
+                      : status.state == CommitStatus::State::kPending ? "pending"
+                      : sink.format == NotifySink::Format::kGitLab    ? "failed"
+                                                                      : "failure";
+  nlohmann::json body = {{"state", state}, {"description", description}};
+  request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
+  switch (sink.format) {
+    case NotifySink::Format::kGitHub:
+      body["context"] = absl::StrCat("gitfleet/", bundle);
+      request.headers.push_back("Accept: application/vnd.github+json");
+      request.headers.push_back(absl::StrCat("Authorization: Bearer ", token));
+      break;
+    case NotifySink::Format::kGitLab:
+      body["name"] = absl::StrCat("gitfleet/", bundle);
+      request.headers.push_back(absl::StrCat("PRIVATE-TOKEN: ", token));
+      break;
+    default:
+      body["context"] = absl::StrCat("gitfleet/", bundle);
+      request.headers.push_back(absl::StrCat("Authorization: token ", token));
+      break;
+  }
+  request.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return request;
+}
+
 struct Notifier::Worker {
   NotifySink sink;
   std::string label;  // gitfleet_notifications_total's sink
@@ -115,7 +246,22 @@ struct Notifier::Worker {
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool failing ABSL_GUARDED_BY(mu) = false;  // since its last POST taken
   std::thread thread;
+  // A commit-status sink's: what it last posted for each bundle, "COMMIT STATE" (its
+  // worker's alone).
+  std::map<std::string, std::string> posted;
 };
+
+namespace {
+
+// What a commit-status sink listens for: anything that may move a bundle's rollout.
+const std::vector<std::string>& StatusEventTypes() {
+  static const auto* types = new std::vector<std::string>{
+      "render.",        "rollout.", "cluster.applied", "cluster.failed",
+      "cluster.health", "bundle.",  "resync"};
+  return *types;
+}
+
+}  // namespace
 
 Notifier::Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes)
     : options_(std::move(options)), bus_(bus), outcomes_(outcomes) {}
@@ -131,7 +277,7 @@ absl::Status Notifier::Start() {
       outcomes_.Add({{"sink", worker->label}, {"result", result}});
     }
     EventBus::Filter filter;
-    filter.types = sink.types;
+    filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
     Worker* raw = worker.get();
     absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription =
         bus_->Subscribe(std::move(filter), [raw] {
@@ -144,7 +290,8 @@ absl::Status Notifier::Start() {
   }
   for (auto& worker : workers_) {
     Worker* raw = worker.get();
-    worker->thread = std::thread([this, raw] { Run(raw); });
+    worker->thread =
+        std::thread([this, raw] { raw->sink.commit_statuses() ? RunStatuses(raw) : Run(raw); });
   }
   return absl::OkStatus();
 }
@@ -172,7 +319,18 @@ void Notifier::Run(Worker* worker) {
       worker->woken = false;
     }
     for (const v1::Event& event : worker->subscription->Take()) {
-      if (!Deliver(worker, NotificationBody(event, worker->sink.format))) {
+      HttpFetchOptions request;
+      request.body = NotificationBody(event, worker->sink.format);
+      request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
+      const std::string secret = worker->sink.format == NotifySink::Format::kJson && options_.secret
+                                     ? options_.secret()
+                                     : "";
+      if (!secret.empty()) {
+        request.headers.push_back(
+            absl::StrCat("X-Gitfleet-Signature-256: sha256=",
+                         absl::BytesToHexString(crypto::HmacSha256(secret, request.body))));
+      }
+      if (!Deliver(worker, worker->sink.url, request)) {
         MutexLock lock(&worker->mu);
         if (worker->stopping) return;
       }
@@ -180,32 +338,112 @@ void Notifier::Run(Worker* worker) {
   }
 }
 
-bool Notifier::Deliver(Worker* worker, const std::string& body) {
-  HttpFetchOptions request;
-  request.method = "POST";
-  request.body = body;
-  request.timeout = options_.timeout;
-  request.max_bytes = 64 << 10;  // the answer, unread
-  request.follow_redirects = false;
-  request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
-  const std::string secret =
-      worker->sink.format == NotifySink::Format::kJson && options_.secret ? options_.secret() : "";
-  if (!secret.empty()) {
-    request.headers.push_back(
-        absl::StrCat("X-Gitfleet-Signature-256: sha256=",
-                     absl::BytesToHexString(crypto::HmacSha256(secret, body))));
+void Notifier::RunStatuses(Worker* worker) {
+  NameThisThread("gf-notify");
+  std::set<std::string> dirty;
+  bool everything = true;  // every bundle is judged at start
+  while (true) {
+    {
+      MutexLock lock(&worker->mu);
+      worker->mu.Await([worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) {
+        return worker->woken || worker->stopping;
+      });
+      if (worker->stopping) return;
+      worker->woken = false;
+    }
+    for (const v1::Event& event : worker->subscription->Take()) {
+      if (event.type() == "resync") {
+        everything = true;  // events were dropped: any bundle may have moved
+      } else if (event.type() == "bundle.removed") {
+        worker->posted.erase(event.bundle());
+        dirty.erase(event.bundle());
+      } else if (!event.bundle().empty()) {
+        dirty.insert(event.bundle());
+      }
+    }
+    if (everything && options_.bundles != nullptr) {
+      absl::StatusOr<std::vector<std::string>> bundles = options_.bundles();
+      if (bundles.ok()) {
+        for (std::string& bundle : *bundles) dirty.insert(std::move(bundle));
+        everything = false;
+      }
+    }
+    std::set<std::string> again;  // not judged yet (the controller not up)
+    for (const std::string& bundle : dirty) {
+      absl::StatusOr<CommitStatus> judged =
+          options_.judge != nullptr ? options_.judge(bundle) : absl::UnavailableError("no judge");
+      if (absl::IsNotFound(judged.status())) {
+        worker->posted.erase(bundle);
+        continue;
+      }
+      if (!judged.ok()) {
+        again.insert(bundle);
+        continue;
+      }
+      if (judged->commit.empty() ||
+          NormalizeRepoUrl(judged->source_url) != worker->sink.repository) {
+        continue;
+      }
+      const std::string key = absl::StrCat(judged->commit, " ", static_cast<int>(judged->state));
+      if (worker->posted[bundle] == key) continue;
+      StatusRequest status = CommitStatusRequest(
+          worker->sink, bundle, *judged, options_.token ? options_.token(worker->sink) : "");
+      HttpFetchOptions request;
+      request.body = std::move(status.body);
+      request.headers = std::move(status.headers);
+      if (Deliver(worker, status.url, request)) {
+        worker->posted[bundle] = key;
+      } else {
+        MutexLock lock(&worker->mu);
+        if (worker->stopping) return;
+      }
+    }
+    dirty = std::move(again);
+    if (!dirty.empty() || (everything && options_.bundles != nullptr)) {
+      MutexLock lock(&worker->mu);
+      worker->woken = true;
+    }
+    // A rollout's reports come in bursts: the bundles they name are judged together, at
+    // most once per interval.
+    if (!Pause(worker, options_.status_interval)) return;
   }
+}
+
+bool Notifier::Pause(Worker* worker, absl::Duration duration) {
+  MutexLock lock(&worker->mu);
+  return !worker->mu.AwaitWithTimeout(
+      [worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) { return worker->stopping; }, duration);
+}
+
+bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options) {
+  HttpFetchOptions request = options;
+  request.method = "POST";
+  request.timeout = options_.timeout;
+  request.max_bytes = 64 << 10;  // the answer, read for GitLab's refusal alone
+  request.follow_redirects = false;
   absl::Duration wait = options_.retry_base;
   for (int attempt = 1;; ++attempt) {
-    absl::StatusOr<HttpAnswer> answer = HttpFetch(worker->sink.url, request);
+    absl::StatusOr<HttpAnswer> answer = HttpFetch(url, request);
     std::string error;
+    bool final = false;  // no use trying again
     if (!answer.ok()) {
       error = std::string(answer.status().message());
+    } else if (worker->sink.format == NotifySink::Format::kGitLab && answer->status == 400 &&
+               absl::StrContains(answer->body, "Cannot transition status")) {
+      // GitLab refuses a state the commit's status already has (posted before a restart).
     } else if (answer->status < 200 || answer->status > 299) {
       error = absl::StrCat("HTTP ", answer->status);
+      // An API refusing the token or the repository says the same at every try.
+      final = worker->sink.commit_statuses() && answer->status >= 400 && answer->status < 500 &&
+              answer->status != 408 && answer->status != 429;
+      if (final) {
+        absl::StrAppend(&error, ": ", absl::CHexEscape(answer->body.substr(0, 200)));
+      }
     }
-    // The URL may be a secret (Slack's): errors name the sink by its line.
+    // The URL may be a secret (Slack's): errors name the sink by its line. (A commit
+    // status's is not, and its API's answer may name its docs.)
     for (const char* scheme_end : {"https://", "http://"}) {
+      if (worker->sink.commit_statuses()) break;
       for (size_t at = error.find(scheme_end); at != std::string::npos;
            at = error.find(scheme_end)) {
         error.replace(at, error.find_first_of(" '\"", at) - at, "(the sink's URL)");
@@ -222,25 +460,23 @@ bool Notifier::Deliver(Worker* worker, const std::string& body) {
     }
     // Logged when a sink starts failing and when an event is given up (at most once per
     // round of tries), not at every try.
-    const bool give_up = attempt >= options_.max_attempts;
+    const bool give_up = attempt >= options_.max_attempts || final;
     {
       MutexLock lock(&worker->mu);
       if (!worker->failing || give_up) {
         GF_LOG(WARNING) << "notify sink " << worker->label << " (notify file line "
                         << worker->sink.line << "): " << error
-                        << (give_up ? absl::StrCat("; an event given up after ", attempt, " tries")
+                        << (give_up ? absl::StrCat(
+                                          "; ",
+                                          worker->sink.commit_statuses() ? "a status" : "an event",
+                                          " given up after ", attempt, " tries")
                                     : std::string("; trying again"));
         worker->failing = true;
       }
     }
     if (give_up) break;
     outcomes_.Add({{"sink", worker->label}, {"result", "retried"}}).Increment();
-    MutexLock lock(&worker->mu);
-    if (worker->mu.AwaitWithTimeout(
-            [worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) { return worker->stopping; },
-            wait)) {
-      return false;
-    }
+    if (!Pause(worker, wait)) return false;
     wait = std::min(wait * 2, options_.retry_max);
   }
   outcomes_.Add({{"sink", worker->label}, {"result", "failed"}}).Increment();

@@ -22,6 +22,15 @@
 // gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
 // as Slack's are).
 //
+// A `github`, `gitlab` or `gitea` sink is a repository (its https address, as its web page
+// or clone URL gives it) and a token file (`token-file=PATH`): each bundle whose source
+// fetches that repository gets a commit status there, `gitfleet/BUNDLE`, on the commit it
+// is at: pending while it rolls out, success once every cluster it targets runs it Healthy,
+// failure when its render failed or its rollout paused, as `gitfleetctl rollout status -w`
+// judges. A pull request's checks then say whether its merge reached the fleet. A bundle is
+// judged again when an event about it comes (at most once per `status_interval`), and its
+// status is posted when its commit or state changes.
+//
 // Thread-safe.
 
 #include <functional>
@@ -33,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/http.h"
 #include "common/metrics/metrics.h"
 #include "common/sync.h"
 #include "controlplane/events/event_bus.h"
@@ -40,12 +50,19 @@
 namespace gitfleet {
 
 struct NotifySink {
-  enum class Format { kJson, kSlack };
+  enum class Format { kJson, kSlack, kGitHub, kGitLab, kGitea };
   std::string url;
   Format format = Format::kJson;
   // Event types, or families ending in "." ("rollout."); never empty once parsed.
   std::vector<std::string> types;
   int line = 0;  // in the file: the sink's label
+  // Commit-status sinks (github, gitlab, gitea): the file holding the API token, the API's
+  // URL of a commit's statuses but the commit (".../statuses/"), and the repository as
+  // NormalizeRepoUrl writes it (what a source's URL is matched with).
+  std::string token_file;
+  std::string statuses_url;
+  std::string repository;
+  bool commit_statuses() const { return format >= Format::kGitHub; }
 };
 
 // What a sink is sent when its line names no types: events about whole sources and
@@ -56,14 +73,36 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.resumed", "bundle.pinned",     "bundle.unpinned", "bundle.added", "bundle.replaced",
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
-// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...]` (blank lines and
-// lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
-// sinks. InvalidArgument naming the line (never the URL, which may be a secret) for what
-// it cannot read: another scheme, an unknown format or event type.
+// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...]` or
+// `REPOSITORY_URL github|gitlab|gitea token-file=PATH` (blank lines and lines starting with
+// '#' skipped), an http(s) URL without credentials in it, at most 16 sinks. A token goes
+// over https only (http to this machine alone, for tests). InvalidArgument naming the line
+// (never the URL, which may be a secret) for what it cannot read: another scheme, an
+// unknown format or event type, a repository URL that names no repository.
 absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text);
 
 // The body POSTed for `event`.
 std::string NotificationBody(const v1::Event& event, NotifySink::Format format);
+
+// Where a bundle stands, for its commit status.
+struct CommitStatus {
+  enum class State { kPending, kSuccess, kFailure };
+  std::string source_url;  // the repository its source fetches
+  std::string commit;      // full id
+  State state = State::kPending;
+  std::string description;  // one line
+};
+
+// The request that sets `status` as `bundle`'s commit status through `sink`'s API
+// (GitHub's, GitLab's or Gitea's and Forgejo's): the context `gitfleet/BUNDLE`, the
+// description cut to 140 bytes (GitHub's limit) on a character's boundary.
+struct StatusRequest {
+  std::string url;
+  std::string body;
+  std::vector<std::string> headers;  // the token's among them
+};
+StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bundle,
+                                  const CommitStatus& status, const std::string& token);
 
 class Notifier {
  public:
@@ -76,6 +115,14 @@ class Notifier {
     int max_attempts = 5;
     absl::Duration retry_base = absl::Seconds(1);
     absl::Duration retry_max = absl::Minutes(1);
+    // For commit-status sinks: the token of a sink, asked at each POST (its file read again
+    // as it changes); how a bundle stands (NotFoundError once it is gone; any other error:
+    // asked again later); every bundle's name (judged at start and after a resync); and how
+    // often a bundle is judged at most.
+    std::function<std::string(const NotifySink& sink)> token;
+    std::function<absl::StatusOr<CommitStatus>(const std::string& bundle)> judge;
+    std::function<absl::StatusOr<std::vector<std::string>>()> bundles;
+    absl::Duration status_interval = absl::Seconds(1);
   };
   Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes);
   ~Notifier();  // Stop()
@@ -91,8 +138,13 @@ class Notifier {
  private:
   struct Worker;
   void Run(Worker* worker);
-  // Tries `body` until it is taken, the attempts run out or Stop; true once taken.
-  bool Deliver(Worker* worker, const std::string& body);
+  // A commit-status sink's worker: judges the bundles events name, posts what changed.
+  void RunStatuses(Worker* worker);
+  // Tries `request` to `url` until it is taken, the attempts run out or Stop; true once
+  // taken.
+  bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request);
+  // Whether `duration` passed without Stop.
+  bool Pause(Worker* worker, absl::Duration duration);
 
   const Options options_;
   EventBus* const bus_;

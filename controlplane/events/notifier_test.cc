@@ -1,12 +1,14 @@
 #include "controlplane/events/notifier.h"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto.h"
+#include "common/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -151,6 +153,173 @@ TEST_F(NotifierTest, EachSinkGetsItsEventsInOrderAndFailuresAreTriedAgain) {
   EXPECT_EQ(Count("2", "retried"), 2);
   EXPECT_EQ(Count("2", "failed"), 0);
   EXPECT_GE(Count("3", "failed"), 3);
+  notifier.Stop();
+}
+
+TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      "https://github.com/Acme/Fleet.git github token-file=/etc/gitfleet/github\n"
+      "https://ghe.example.com/acme/fleet github token-file=/t\n"
+      "https://gitlab.example.com/platform/infra/fleet gitlab token-file=/t\n"
+      "https://code.example.com/git/acme/fleet/ forgejo token-file=/t\n"
+      "http://127.0.0.1:3000/acme/fleet gitea token-file=/t\n");
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  ASSERT_EQ(sinks->size(), 5u);
+  EXPECT_EQ((*sinks)[0].format, NotifySink::Format::kGitHub);
+  EXPECT_TRUE((*sinks)[0].commit_statuses());
+  EXPECT_EQ((*sinks)[0].token_file, "/etc/gitfleet/github");
+  EXPECT_EQ((*sinks)[0].statuses_url, "https://api.github.com/repos/Acme/Fleet/statuses/");
+  EXPECT_EQ((*sinks)[0].repository, "github.com/acme/fleet");
+  EXPECT_EQ((*sinks)[1].statuses_url, "https://ghe.example.com/api/v3/repos/acme/fleet/statuses/");
+  EXPECT_EQ((*sinks)[2].statuses_url,
+            "https://gitlab.example.com/api/v4/projects/platform%2Finfra%2Ffleet/statuses/");
+  EXPECT_EQ((*sinks)[3].format, NotifySink::Format::kGitea);
+  EXPECT_EQ((*sinks)[3].statuses_url,
+            "https://code.example.com/git/api/v1/repos/acme/fleet/statuses/");
+  EXPECT_EQ((*sinks)[4].statuses_url, "http://127.0.0.1:3000/api/v1/repos/acme/fleet/statuses/");
+  const std::pair<const char*, const char*> kBad[] = {
+      {"https://github.com/acme/fleet github\n", "needs token-file=PATH"},
+      {"https://github.com/acme/fleet github rollout. token-file=/t\n", "takes no event types"},
+      {"http://github.example.com/acme/fleet github token-file=/t\n", "over https only"},
+      {"https://github.com/acme github token-file=/t\n", "names no repository"},
+      {"https://github.com/a/b/c github token-file=/t\n", "names no repository"},
+      {"https://gitlab.com/ gitlab token-file=/t\n", "GROUP/PROJECT"},
+      {"https://example.com/x json token-file=/t\n", "token-file= is for commit statuses"},
+      {"https://github.com/acme/fleet github token=/t\n", "is not token-file=PATH"},
+  };
+  for (const auto& [text, error] : kBad) {
+    absl::StatusOr<std::vector<NotifySink>> refused = ParseNotifySinks(text);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << text;
+    EXPECT_THAT(refused.status().message(), HasSubstr("line 1: ")) << text;
+  }
+}
+
+TEST(CommitStatusRequestTest, EachHostsApiGetsItsStateNamesAndToken) {
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      "https://github.com/acme/fleet github token-file=/t\n"
+      "https://gitlab.com/acme/fleet gitlab token-file=/t\n"
+      "https://codeberg.org/acme/fleet forgejo token-file=/t\n");
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  CommitStatus status;
+  status.commit = "0123456789abcdef0123456789abcdef01234567";
+  status.state = CommitStatus::State::kFailure;
+  status.description = "PAUSED: partition 1/3: prod-eu Degraded";
+  StatusRequest github = CommitStatusRequest((*sinks)[0], "web", status, "ghp_token");
+  EXPECT_EQ(github.url, "https://api.github.com/repos/acme/fleet/statuses/" + status.commit);
+  EXPECT_EQ(nlohmann::json::parse(github.body),
+            nlohmann::json({{"state", "failure"},
+                            {"context", "gitfleet/web"},
+                            {"description", "PAUSED: partition 1/3: prod-eu Degraded"}}));
+  EXPECT_THAT(github.headers, ::testing::Contains("Authorization: Bearer ghp_token"));
+  StatusRequest gitlab = CommitStatusRequest((*sinks)[1], "web", status, "glpat-x");
+  EXPECT_EQ(gitlab.url,
+            "https://gitlab.com/api/v4/projects/acme%2Ffleet/statuses/" + status.commit);
+  EXPECT_EQ(nlohmann::json::parse(gitlab.body)["state"], "failed");  // GitLab's word
+  EXPECT_EQ(nlohmann::json::parse(gitlab.body)["name"], "gitfleet/web");
+  EXPECT_THAT(gitlab.headers, ::testing::Contains("PRIVATE-TOKEN: glpat-x"));
+  StatusRequest gitea = CommitStatusRequest((*sinks)[2], "web", status, "t0k");
+  EXPECT_EQ(gitea.url, "https://codeberg.org/api/v1/repos/acme/fleet/statuses/" + status.commit);
+  EXPECT_THAT(gitea.headers, ::testing::Contains("Authorization: token t0k"));
+  // 140 bytes at most, never cutting a character.
+  status.description = std::string(136, 'x') + "\xc3\xa9\xc3\xa9 tail";
+  const std::string cut = nlohmann::json::parse(
+      CommitStatusRequest((*sinks)[0], "web", status, "t").body)["description"];
+  EXPECT_EQ(cut, std::string(136, 'x') + "...");
+  status.description = std::string(135, 'x') + "\xc3\xa9\xc3\xa9 tail";
+  EXPECT_EQ(nlohmann::json::parse(
+                CommitStatusRequest((*sinks)[0], "web", status, "t").body)["description"],
+            std::string(135, 'x') + "\xc3\xa9...");
+}
+
+// A commit-status sink posts a bundle's state when its commit or state changes, for the
+// bundles of its repository alone; a refusal of the token is not tried again.
+TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
+  testing::WebhookSink github;
+  absl::Status started = github.Start(testing::TempDir("github-api"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  testing::WebhookSink refusing;
+  ASSERT_TRUE(
+      refusing.Start(testing::TempDir("refusing-api"), 100, 401, R"({"message":"Bad credentials"})")
+          .ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
+                   "http://127.0.0.1:", refusing.port(), "/acme/fleet gitea token-file=/t\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  struct Judged {
+    Mutex mu;
+    std::map<std::string, CommitStatus> bundles ABSL_GUARDED_BY(mu);
+    int asked ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto judged = std::make_shared<Judged>();
+  const std::string commit1(40, '1'), commit2(40, '2');
+  auto set = [&](const std::string& bundle, const std::string& url, const std::string& commit,
+                 CommitStatus::State state, const std::string& description) {
+    MutexLock lock(&judged->mu);
+    judged->bundles[bundle] = {url, commit, state, description};
+  };
+  // The repository as the sources name it (the port aside: the API and Git may differ).
+  set("web", "http://127.0.0.1:1/acme/fleet.git", commit1, CommitStatus::State::kPending,
+      "0 of 2 clusters run it Healthy");
+  set("other", "http://127.0.0.1:1/acme/other", commit1, CommitStatus::State::kSuccess, "done");
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.token = [](const NotifySink& sink) { return absl::StrCat("token-", sink.line); };
+  options.judge = [judged](const std::string& bundle) -> absl::StatusOr<CommitStatus> {
+    MutexLock lock(&judged->mu);
+    ++judged->asked;
+    auto found = judged->bundles.find(bundle);
+    if (found == judged->bundles.end()) return absl::NotFoundError("gone");
+    return found->second;
+  };
+  options.bundles = [judged]() -> absl::StatusOr<std::vector<std::string>> {
+    MutexLock lock(&judged->mu);
+    std::vector<std::string> names;
+    for (const auto& [name, status] : judged->bundles) names.push_back(name);
+    return names;
+  };
+  options.status_interval = absl::Milliseconds(50);
+  options.retry_base = absl::Milliseconds(50);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  // At start: web's pending (other's repository is another).
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 1; })) << github.Log();
+  // A report that changes nothing of the verdict posts nothing.
+  bus.Publish(EventOf("cluster.health", "web", ""));
+  set("web", "http://127.0.0.1:1/acme/fleet.git", commit1, CommitStatus::State::kSuccess,
+      "rolled out, Healthy on 2 clusters");
+  bus.Publish(EventOf("cluster.health", "web", ""));
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 2; })) << github.Log();
+  set("web", "git@127.0.0.1:acme/fleet.git", commit2, CommitStatus::State::kFailure,
+      "the render of 222222222222 failed");
+  bus.Publish(EventOf("render.failed", "web", ""));
+  bus.Publish(EventOf("render.failed", "other", ""));
+  ASSERT_TRUE(testing::Eventually([&] {
+    return github.Posts().size() >= 3 && refusing.Posts().size() >= 3;
+  })) << github.Log();
+  bus.Publish(EventOf("rollout.paused", "web", ""));  // the same verdict: nothing
+  absl::SleepFor(absl::Milliseconds(300));
+  std::vector<nlohmann::json> posts = github.Posts();
+  ASSERT_EQ(posts.size(), 3u) << github.Log();
+  EXPECT_EQ(posts[0]["path"], "/api/v3/repos/acme/fleet/statuses/" + commit1);
+  EXPECT_EQ(posts[0]["authorization"], "Bearer token-1");
+  EXPECT_EQ(posts[0]["accept"], "application/vnd.github+json");
+  EXPECT_EQ(nlohmann::json::parse(std::string(posts[0]["body"])),
+            nlohmann::json({{"state", "pending"},
+                            {"context", "gitfleet/web"},
+                            {"description", "0 of 2 clusters run it Healthy"}}));
+  EXPECT_EQ(nlohmann::json::parse(std::string(posts[1]["body"]))["state"], "success");
+  EXPECT_EQ(posts[2]["path"], "/api/v3/repos/acme/fleet/statuses/" + commit2);
+  EXPECT_EQ(nlohmann::json::parse(std::string(posts[2]["body"]))["state"], "failure");
+  EXPECT_EQ(Count("1", "sent"), 3);
+  // The refusing API is not tried again at once (a bad token stays bad), only when the
+  // bundle is judged again: 4 times, the last for the event that changed nothing.
+  std::vector<nlohmann::json> refused = refusing.Posts();
+  EXPECT_EQ(refused.size(), 4u) << refusing.Log();
+  if (!refused.empty()) EXPECT_EQ(refused[0]["authorization"], "token token-2");
+  EXPECT_EQ(Count("2", "failed"), 4);
+  EXPECT_EQ(Count("2", "retried"), 0);
   notifier.Stop();
 }
 

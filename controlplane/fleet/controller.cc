@@ -3914,6 +3914,33 @@ absl::Status Controller::ChangeRollout(
   return absl::OkStatus();
 }
 
+absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::string& name) {
+  std::vector<v1::BundleInfo> infos = ListBundles(name, 1);
+  if (infos.empty() || infos[0].bundle().name() != name) {
+    return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+  }
+  absl::StatusOr<v1::RolloutStatus> rollout = GetRollout(name, /*summary=*/true);
+  if (!rollout.ok()) return rollout.status();
+  BundleVerdict out;
+  out.suspended = rollout->suspended();
+  {
+    MutexLock lock(&mu_);
+    auto source = sources_.find(infos[0].bundle().source());
+    if (source != sources_.end()) out.source_url = source->second.url();
+  }
+  // As gitfleetctl does: the clusters' statuses are read once each has taken the render.
+  constexpr int kStatusesFrom = 1000;
+  absl::StatusOr<RolloutVerdict> verdict =
+      JudgeRollout(infos[0], *rollout, "", kStatusesFrom,
+                   [&](const std::function<void(const v1::BundleStatus&)>& each) {
+                     for (const v1::BundleStatus& status : GetStatus("", name)) each(status);
+                     return absl::OkStatus();
+                   });
+  if (!verdict.ok()) return verdict.status();
+  out.verdict = *std::move(verdict);
+  return out;
+}
+
 absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name, bool summary) {
   v1::RolloutStatus status;
   // Shared, not copied: a 10,000-cluster cut is 10,000 names, under the controller's lock.

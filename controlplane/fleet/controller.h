@@ -47,6 +47,7 @@
 #include "controlplane/events/event_bus.h"
 #include "controlplane/fleet/repository_files.h"
 #include "controlplane/fleet/rollout.h"
+#include "controlplane/fleet/rollout_verdict.h"
 #include "controlplane/fleet/variants.h"
 #include "controlplane/metrics.h"
 #include "controlplane/render/age.h"
@@ -269,6 +270,15 @@ class Controller {
   // v1::CommitReach. InvalidArgument for digits that are no id or name several commits.
   // Walks the source's history between the two (git merge-base --is-ancestor).
   absl::StatusOr<v1::CommitReach> ReachOf(const std::string& bundle, const std::string& asked);
+  // Where `bundle`'s rollout stands at its own commit, as `rollout status -w` judges it,
+  // and the URL of the repository its source fetches: what its commit status says.
+  // NotFound for no such bundle.
+  struct BundleVerdict {
+    RolloutVerdict verdict;
+    std::string source_url;
+    bool suspended = false;
+  };
+  absl::StatusOr<BundleVerdict> JudgeBundle(const std::string& bundle);
   // "pause", "resume" or "promote"; waits (like AddBundle) for the reconcile it causes.
   absl::StatusOr<v1::RolloutStatus> ControlRollout(const std::string& bundle,
                                                    const std::string& action,

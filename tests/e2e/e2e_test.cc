@@ -4,12 +4,15 @@
 #include <dirent.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -557,6 +560,76 @@ TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
       << metrics;
   EXPECT_THAT(metrics, Not(HasSubstr("/hooks/T0/B0")));  // sinks by their line
   EXPECT_THAT(cp_->Log(), Not(HasSubstr("/hooks/T0/B0/secret")));
+}
+
+// A Git host's commit statuses follow each bundle of the repository: success once every
+// cluster runs the commit Healthy, failure for a commit whose render fails, each on its
+// commit, through the host's API (GitHub Enterprise's paths, served on loopback) with the
+// token file's token.
+TEST_F(Fleet, CommitStatusesSayWhereEachBundleStands) {
+  testing::WebhookSink api;
+  absl::Status started = api.Start(TempDir("github-api"));
+  if (!started.ok()) GTEST_SKIP() << started;
+  git_.Write("apps/web/a.yaml", Cm("a"));
+  const std::string first = git_.Commit("first");
+  // The repository as a Git host names it: OWNER/REPO.
+  ASSERT_EQ(mkdir((root_ + "/acme").c_str(), 0755), 0);
+  ASSERT_EQ(symlink((root_ + "/repo").c_str(), (root_ + "/acme/fleet.git").c_str()), 0);
+  std::unique_ptr<Process> daemon;
+  const int port = StartGitDaemon(&daemon);
+  ASSERT_GT(port, 0) << "git daemon did not start";
+  std::ofstream(root_ + "/notify") << "http://127.0.0.1:" << api.port()
+                                   << "/acme/fleet github token-file=" << root_ << "/token\n";
+  std::ofstream(root_ + "/token") << "ghp_0123456789abcdef\n";
+  StartControlPlane({"--notify-file=" + root_ + "/notify"});
+  StartAgent("prod-eu", "env=prod");
+  StartAgent("staging", "env=staging");
+  int code;
+  std::string out =
+      Ctl({"source", "add", "demo", absl::StrCat("--url=git://127.0.0.1:", port, "/acme/fleet.git"),
+           "--interval=1s"},
+          &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("staging", "web", first);
+  // The last status posted for each commit.
+  auto statuses = [&api] {
+    std::map<std::string, nlohmann::json> last;
+    for (const nlohmann::json& post : api.Posts()) {
+      nlohmann::json body = nlohmann::json::parse(post.value("body", ""), nullptr, false);
+      if (body.is_object()) last[post.value("path", "")] = body;
+    }
+    return last;
+  };
+  const std::string path = "/api/v3/repos/acme/fleet/statuses/";
+  auto field = [&](const std::string& commit, const std::string& name) {
+    std::map<std::string, nlohmann::json> last = statuses();
+    auto found = last.find(path + commit);
+    return found == last.end() ? std::string() : found->second.value(name, "");
+  };
+  ASSERT_TRUE(testing::Eventually([&] { return field(first, "state") == "success"; }))
+      << api.Log() << cp_->Log();
+  EXPECT_EQ(field(first, "context"), "gitfleet/web");
+  EXPECT_EQ(field(first, "description"), "rolled out, Healthy on 2 clusters");
+  for (const nlohmann::json& post : api.Posts()) {
+    EXPECT_EQ(post["authorization"], "Bearer ghp_0123456789abcdef");
+  }
+  git_.Write("apps/web/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
+  const std::string broken = git_.Commit("broken");
+  ASSERT_TRUE(testing::Eventually([&] { return field(broken, "state") == "failure"; }))
+      << api.Log();
+  EXPECT_THAT(field(broken, "description"),
+              HasSubstr("the render of " + broken.substr(0, 12) + " failed"));
+  git_.Write("apps/web/a.yaml", Cm("b"));
+  const std::string fixed = git_.Commit("fixed");
+  ASSERT_TRUE(testing::Eventually([&] { return field(fixed, "state") == "success"; })) << api.Log();
+  EXPECT_EQ(field(first, "state"), "success");  // each commit its own
+  const std::string metrics = HttpGet(cp_http_, "/metrics");
+  EXPECT_GE(
+      testing::MetricValue(metrics, R"(gitfleet_notifications_total{result="sent",sink="1"})"), 3)
+      << metrics;
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr("ghp_0123456789abcdef")));
 }
 
 TEST_F(Fleet, PerClusterValuesReachEachClusterAndAMissingValueFailsOnlyItsCluster) {

@@ -483,6 +483,9 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
   ASSERT_EQ(testing::Run("printf 'not: [a list' > " + root_ + "/groups.yaml"), 0);
   ASSERT_EQ(testing::Run("printf 'no key here' > " + root_ + "/pgp.asc"), 0);
   ASSERT_EQ(testing::Run("printf 'ftp://example.com/x\\n' > " + root_ + "/notify"), 0);
+  ASSERT_EQ(testing::Run("printf 'https://github.com/acme/fleet github token-file=" + root_ +
+                         "/no-token\\n' > " + root_ + "/statuses"),
+            0);
   const std::vector<std::pair<std::string, std::string>> mistakes = {
       {"--render-workers=0", "--render-workers must be between 1 and 64"},
       {"--git-credentials=https://git.example.com/=org",
@@ -496,6 +499,7 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
        "--sops-pgp-key-file: holds no armored PGP private key"},
       {"--notify-file=" + root_ + "/notify", "--notify-file: notify file line 1: not an http(s)"},
       {"--notify-secret-file=" + root_ + "/pgp.asc", "--notify-secret-file: there is no"},
+      {"--notify-file=" + root_ + "/statuses", "--notify-file line 1's token-file"},
   };
   for (const auto& [flag, said] : mistakes) {
     std::vector<std::string> args = SecondOnEtcd(root_ + "/cp-standby");

@@ -7,21 +7,28 @@
 namespace gitfleet::testing {
 namespace {
 
-// argv: port, how many POSTs to answer 500 first. Each POST is a line of its log.
+// argv: port, how many POSTs to refuse first, with what code and body. Each POST is a
+// line of its log.
 constexpr char kSinkScript[] = R"py(
 import http.server, json, sys
 port, failures = int(sys.argv[1]), [int(sys.argv[2])]
+failure_code, failure_body = int(sys.argv[3]), sys.argv[4].encode()
 class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-        code = 500 if failures[0] > 0 else 200
+        code = failure_code if failures[0] > 0 else 200
+        answer = failure_body if failures[0] > 0 else b""
         failures[0] -= 1
         print("POST " + json.dumps({"path": self.path, "code": code, "body": body,
               "signature": self.headers.get("X-Gitfleet-Signature-256", ""),
-              "type": self.headers.get("Content-Type", "")}), flush=True)
+              "type": self.headers.get("Content-Type", ""),
+              "authorization": self.headers.get("Authorization", ""),
+              "private_token": self.headers.get("PRIVATE-TOKEN", ""),
+              "accept": self.headers.get("Accept", "")}), flush=True)
         self.send_response(code)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
+        self.wfile.write(answer)
     def log_message(self, format, *args):
         pass
 server = http.server.HTTPServer(("127.0.0.1", port), Sink)
@@ -31,11 +38,13 @@ server.serve_forever()
 
 }  // namespace
 
-absl::Status WebhookSink::Start(const std::string& dir, int failures) {
+absl::Status WebhookSink::Start(const std::string& dir, int failures, int failure_code,
+                                const std::string& failure_body) {
   port_ = FreePort();
-  return StartPythonServer("the webhook sink", kSinkScript, dir + "/sink.py",
-                           {std::to_string(port_), std::to_string(failures)}, dir + "/sink.log",
-                           "ready", &server_);
+  return StartPythonServer(
+      "the webhook sink", kSinkScript, dir + "/sink.py",
+      {std::to_string(port_), std::to_string(failures), std::to_string(failure_code), failure_body},
+      dir + "/sink.log", "ready", &server_);
 }
 
 std::vector<nlohmann::json> WebhookSink::Posts() const {
