@@ -228,7 +228,8 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
 ABSL_FLAG(std::string, notify_file, "",
           "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL [json|slack] "
-          "[TYPE,...] (default json, and the events about sources and bundles: failures, "
+          "[TYPE,...] [bundles=NAME,...] (default json, and the events about sources and bundles: "
+          "failures, "
           "rollouts, an operator's acts; none per cluster). json sends the event, signed with "
           "--notify-secret-file; slack sends {\"text\": ...}. A line REPOSITORY_URL "
           "github|gitlab|gitea token-file=PATH sets commit statuses there: gitfleet/BUNDLE, "

@@ -32,6 +32,16 @@ bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience)
   if (!bundle.empty() && !event.bundle().empty() && event.bundle() != bundle) return false;
   if (!cluster.empty() && !event.cluster().empty() && event.cluster() != cluster) return false;
   if (allows != nullptr && !allows(event)) return false;
+  if (!bundles.empty()) {
+    auto named = [this](const std::string& name) {
+      return std::binary_search(bundles.begin(), bundles.end(), name);
+    };
+    if (!event.bundle().empty() ? !named(event.bundle())
+                                : event.source().empty() || audience == nullptr ||
+                                      std::none_of(audience->begin(), audience->end(), named)) {
+      return false;
+    }
+  }
   if (!bundle.empty() && event.bundle().empty()) {
     // About a source: it concerns the bundles that read it. Otherwise (a cluster's
     // connection) it is about no bundle.

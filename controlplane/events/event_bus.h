@@ -72,6 +72,9 @@ class EventBus {
     // Whether the watcher may see the event at all (a scoped caller's share of the
     // fleet); unset: every event. Called under the bus's lock, as `concerns` is.
     std::function<bool(const v1::Event& event)> allows;
+    // Sorted; non-empty: events about any of these bundles (a source's, when its audience
+    // has one of them), as `bundle` picks one.
+    std::vector<std::string> bundles;
     // An event about a source (a bundle filter and no bundle of its own) matches when its
     // audience has the bundle.
     bool Matches(const v1::Event& event, const Audience& audience) const;

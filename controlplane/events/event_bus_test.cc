@@ -114,6 +114,28 @@ TEST(EventBusTest, ABundlesWatcherSeesCommitsOfTheSourcesItReadsOnly) {
       << "a commit concerns every cluster";
 }
 
+// A notification sink's bundles=: events about any of them, and the commits of the sources
+// they read.
+TEST(EventBusTest, AWatcherOfSeveralBundlesSeesEachOfTheirs) {
+  EventBus bus;
+  auto reading = [](std::vector<std::string> bundles) {
+    return std::make_shared<const std::vector<std::string>>(std::move(bundles));
+  };
+  EventBus::Filter filter;
+  filter.bundles = {"api", "web"};
+  auto team = *bus.Subscribe(filter, nullptr);
+  bus.Publish(MakeEvent("render.done", "web", "", "w"));
+  bus.Publish(MakeEvent("render.done", "billing", "", "b"));
+  bus.Publish(MakeEvent("cluster.applied", "api", "c1", "a"));
+  bus.Publish(MakeEvent("cluster.connected", "", "c1", "c"));
+  bus.Publish(MakeEvent("source.commit", "", "", "s1", "a1", "", "app"), reading({"api", "crds"}));
+  bus.Publish(MakeEvent("source.commit", "", "", "s2", "b1", "", "infra"), reading({"crds"}));
+  bus.Publish(MakeEvent("source.commit", "", "", "s3", "c1", "", "old"));  // no audience
+  std::vector<std::string> messages;
+  for (const v1::Event& e : team->Take()) messages.push_back(e.message());
+  EXPECT_THAT(messages, ElementsAre("w", "a", "s1"));
+}
+
 // A watcher of one cluster sees what happens to the bundles that reach it (renders,
 // rollouts, the commits they read), not every bundle of the fleet's; events about other
 // clusters never.

@@ -15,6 +15,7 @@
 #include "common/crypto.h"
 #include "common/http.h"
 #include "common/logging.h"
+#include "common/names.h"
 #include "common/thread_name.h"
 #include "controlplane/source/repo_url.h"
 #include "google/protobuf/util/json_util.h"
@@ -23,6 +24,7 @@
 namespace gitfleet {
 
 constexpr size_t kMaxNotifySinks = 16;
+constexpr size_t kMaxSinkBundles = 64;
 
 namespace {
 
@@ -104,9 +106,22 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         words.push_back(word);
       } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
         sink.token_file = std::string(word);
+      } else if (absl::ConsumePrefix(&word, "bundles=")) {
+        for (absl::string_view name : absl::StrSplit(word, ',', absl::SkipEmpty())) {
+          if (absl::Status valid = ValidateName("bundle", std::string(name)); !valid.ok()) {
+            return absl::InvalidArgumentError(absl::StrCat(where, ": bundles=: ", valid.message()));
+          }
+          sink.bundles.emplace_back(name);
+        }
+        if (sink.bundles.empty() || sink.bundles.size() > kMaxSinkBundles) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": bundles= names 1 to ", kMaxSinkBundles, " bundles"));
+        }
+        std::sort(sink.bundles.begin(), sink.bundles.end());
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ": \"", word.substr(0, 64), "\" is not token-file=PATH, the one option"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": \"", word.substr(0, 64),
+                         "\" is neither token-file=PATH nor bundles=NAME,..."));
       }
     }
     if (words.size() > 3) {
@@ -278,6 +293,7 @@ absl::Status Notifier::Start() {
     }
     EventBus::Filter filter;
     filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
+    filter.bundles = sink.bundles;
     Worker* raw = worker.get();
     absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription =
         bus_->Subscribe(std::move(filter), [raw] {
@@ -364,7 +380,12 @@ void Notifier::RunStatuses(Worker* worker) {
     if (everything && options_.bundles != nullptr) {
       absl::StatusOr<std::vector<std::string>> bundles = options_.bundles();
       if (bundles.ok()) {
-        for (std::string& bundle : *bundles) dirty.insert(std::move(bundle));
+        const std::vector<std::string>& only = worker->sink.bundles;
+        for (std::string& bundle : *bundles) {
+          if (only.empty() || std::binary_search(only.begin(), only.end(), bundle)) {
+            dirty.insert(std::move(bundle));
+          }
+        }
         everything = false;
       }
     }

@@ -62,6 +62,8 @@ struct NotifySink {
   std::string token_file;
   std::string statuses_url;
   std::string repository;
+  // `bundles=NAME,...`: only events about these bundles (sorted); empty: any.
+  std::vector<std::string> bundles;
   bool commit_statuses() const { return format >= Format::kGitHub; }
 };
 
@@ -73,9 +75,10 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.resumed", "bundle.pinned",     "bundle.unpinned", "bundle.added", "bundle.replaced",
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
-// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...]` or
-// `REPOSITORY_URL github|gitlab|gitea token-file=PATH` (blank lines and lines starting with
-// '#' skipped), an http(s) URL without credentials in it, at most 16 sinks. A token goes
+// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...] [bundles=NAME,...]`
+// or `REPOSITORY_URL github|gitlab|gitea token-file=PATH [bundles=NAME,...]` (blank lines
+// and lines starting with '#' skipped), an http(s) URL without credentials in it, at most
+// 16 sinks, 64 bundles a sink. A token goes
 // over https only (http to this machine alone, for tests). InvalidArgument naming the line
 // (never the URL, which may be a secret) for what it cannot read: another scheme, an
 // unknown format or event type, a repository URL that names no repository.

@@ -177,6 +177,14 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
   EXPECT_EQ((*sinks)[3].statuses_url,
             "https://code.example.com/git/api/v1/repos/acme/fleet/statuses/");
   EXPECT_EQ((*sinks)[4].statuses_url, "http://127.0.0.1:3000/api/v1/repos/acme/fleet/statuses/");
+  EXPECT_THAT((*sinks)[4].bundles, ::testing::IsEmpty());
+  absl::StatusOr<std::vector<NotifySink>> team = ParseNotifySinks(
+      "https://github.com/acme/fleet github bundles=web,api token-file=/t\n"
+      "https://hooks.example.com/team slack rollout. bundles=web\n");
+  ASSERT_TRUE(team.ok()) << team.status();
+  EXPECT_THAT((*team)[0].bundles, ElementsAre("api", "web"));
+  EXPECT_THAT((*team)[1].bundles, ElementsAre("web"));
+  EXPECT_THAT((*team)[1].types, ElementsAre("rollout."));
   const std::pair<const char*, const char*> kBad[] = {
       {"https://github.com/acme/fleet github\n", "needs token-file=PATH"},
       {"https://github.com/acme/fleet github rollout. token-file=/t\n", "takes no event types"},
@@ -185,7 +193,9 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
       {"https://github.com/a/b/c github token-file=/t\n", "names no repository"},
       {"https://gitlab.com/ gitlab token-file=/t\n", "GROUP/PROJECT"},
       {"https://example.com/x json token-file=/t\n", "token-file= is for commit statuses"},
-      {"https://github.com/acme/fleet github token=/t\n", "is not token-file=PATH"},
+      {"https://github.com/acme/fleet github token=/t\n", "is neither token-file=PATH"},
+      {"https://example.com/x json bundles=Web\n", "bundles=: "},
+      {"https://example.com/x json bundles=\n", "bundles= names 1 to 64 bundles"},
   };
   for (const auto& [text, error] : kBad) {
     absl::StatusOr<std::vector<NotifySink>> refused = ParseNotifySinks(text);
@@ -242,9 +252,12 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
   ASSERT_TRUE(
       refusing.Start(testing::TempDir("refusing-api"), 100, 401, R"({"message":"Bad credentials"})")
           .ok());
-  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
-      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
-                   "http://127.0.0.1:", refusing.port(), "/acme/fleet gitea token-file=/t\n"));
+  testing::WebhookSink others;  // for bundle api alone
+  ASSERT_TRUE(others.Start(testing::TempDir("others-api")).ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(absl::StrCat(
+      "http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
+      "http://127.0.0.1:", refusing.port(), "/acme/fleet gitea token-file=/t\n",
+      "http://127.0.0.1:", others.port(), "/acme/fleet gitea token-file=/t bundles=api\n"));
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   struct Judged {
     Mutex mu;
@@ -320,6 +333,32 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
   if (!refused.empty()) EXPECT_EQ(refused[0]["authorization"], "token token-2");
   EXPECT_EQ(Count("2", "failed"), 4);
   EXPECT_EQ(Count("2", "retried"), 0);
+  EXPECT_THAT(others.Posts(), ::testing::IsEmpty()) << others.Log();
+  notifier.Stop();
+}
+
+// A sink with bundles= gets the events about those bundles alone.
+TEST_F(NotifierTest, ASinkOfSomeBundlesGetsTheirEventsAlone) {
+  testing::WebhookSink team;
+  absl::Status started = team.Start(testing::TempDir("team-sink"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", team.port(), "/team slack bundles=api,web\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  bus.Publish(EventOf("render.failed", "billing", "not theirs"));
+  bus.Publish(EventOf("render.failed", "web", "theirs"));
+  bus.Publish(EventOf("rollout.done", "api", "theirs too"));
+  ASSERT_TRUE(testing::Eventually([&] { return team.Posts().size() >= 2; })) << team.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  std::vector<nlohmann::json> posts = team.Posts();
+  ASSERT_EQ(posts.size(), 2u);
+  EXPECT_EQ(posts[0]["body"], R"({"text":"gitfleet render.failed bundle=web: theirs"})");
+  EXPECT_EQ(posts[1]["body"], R"({"text":"gitfleet rollout.done bundle=api: theirs too"})");
   notifier.Stop();
 }
 
