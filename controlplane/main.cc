@@ -816,12 +816,13 @@ int Main(ShutdownSignals& signals) {
   EventBus events;
   // Declared after the bus: stopped before it goes.
   // Commit statuses say where each bundle stands, as rollout status -w judges it.
-  notify_options.judge =
-      [webhook_target](const std::string& bundle) -> absl::StatusOr<CommitStatus> {
+  notify_options.judge = [webhook_target](
+                             const std::string& bundle,
+                             const std::string& settled) -> absl::StatusOr<CommitStatus> {
     MutexLock lock(&webhook_target->mu);
     if (webhook_target->controller == nullptr) return absl::UnavailableError("starting");
     absl::StatusOr<Controller::BundleVerdict> judged =
-        webhook_target->controller->JudgeBundle(bundle);
+        webhook_target->controller->JudgeBundle(bundle, settled);
     if (!judged.ok()) return judged.status();
     CommitStatus status;
     status.source_url = judged->source_url;

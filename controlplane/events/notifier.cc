@@ -261,9 +261,12 @@ struct Notifier::Worker {
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool failing ABSL_GUARDED_BY(mu) = false;  // since its last POST taken
   std::thread thread;
-  // A commit-status sink's: what it last posted for each bundle, "COMMIT STATE" (its
-  // worker's alone).
-  std::map<std::string, std::string> posted;
+  // A commit-status sink's: what it last posted for each bundle (its worker's alone).
+  struct Posted {
+    std::string commit;
+    CommitStatus::State state = CommitStatus::State::kPending;
+  };
+  std::map<std::string, Posted> posted;
 };
 
 namespace {
@@ -391,8 +394,14 @@ void Notifier::RunStatuses(Worker* worker) {
     }
     std::set<std::string> again;  // not judged yet (the controller not up)
     for (const std::string& bundle : dirty) {
-      absl::StatusOr<CommitStatus> judged =
-          options_.judge != nullptr ? options_.judge(bundle) : absl::UnavailableError("no judge");
+      auto before = worker->posted.find(bundle);
+      const std::string settled =
+          before != worker->posted.end() && before->second.state == CommitStatus::State::kSuccess
+              ? before->second.commit
+              : "";
+      absl::StatusOr<CommitStatus> judged = options_.judge != nullptr
+                                                ? options_.judge(bundle, settled)
+                                                : absl::UnavailableError("no judge");
       if (absl::IsNotFound(judged.status())) {
         worker->posted.erase(bundle);
         continue;
@@ -405,15 +414,17 @@ void Notifier::RunStatuses(Worker* worker) {
           NormalizeRepoUrl(judged->source_url) != worker->sink.repository) {
         continue;
       }
-      const std::string key = absl::StrCat(judged->commit, " ", static_cast<int>(judged->state));
-      if (worker->posted[bundle] == key) continue;
+      if (before != worker->posted.end() && before->second.commit == judged->commit &&
+          before->second.state == judged->state) {
+        continue;
+      }
       StatusRequest status = CommitStatusRequest(
           worker->sink, bundle, *judged, options_.token ? options_.token(worker->sink) : "");
       HttpFetchOptions request;
       request.body = std::move(status.body);
       request.headers = std::move(status.headers);
       if (Deliver(worker, status.url, request)) {
-        worker->posted[bundle] = key;
+        worker->posted[bundle] = {judged->commit, judged->state};
       } else {
         MutexLock lock(&worker->mu);
         if (worker->stopping) return;

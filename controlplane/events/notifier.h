@@ -120,10 +120,13 @@ class Notifier {
     absl::Duration retry_max = absl::Minutes(1);
     // For commit-status sinks: the token of a sink, asked at each POST (its file read again
     // as it changes); how a bundle stands (NotFoundError once it is gone; any other error:
-    // asked again later); every bundle's name (judged at start and after a resync); and how
-    // often a bundle is judged at most.
+    // asked again later), `settled` the commit it was last posted a success for ("" for
+    // none), which stays a success while the bundle is at it; every bundle's name (judged
+    // at start and after a resync); and how often a bundle is judged at most.
     std::function<std::string(const NotifySink& sink)> token;
-    std::function<absl::StatusOr<CommitStatus>(const std::string& bundle)> judge;
+    std::function<absl::StatusOr<CommitStatus>(const std::string& bundle,
+                                               const std::string& settled)>
+        judge;
     std::function<absl::StatusOr<std::vector<std::string>>()> bundles;
     absl::Duration status_interval = absl::Seconds(1);
   };

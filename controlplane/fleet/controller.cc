@@ -3914,20 +3914,30 @@ absl::Status Controller::ChangeRollout(
   return absl::OkStatus();
 }
 
-absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::string& name) {
+absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::string& name,
+                                                                  const std::string& settled) {
   std::vector<v1::BundleInfo> infos = ListBundles(name, 1);
   if (infos.empty() || infos[0].bundle().name() != name) {
     return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
   }
-  absl::StatusOr<v1::RolloutStatus> rollout = GetRollout(name, /*summary=*/true);
-  if (!rollout.ok()) return rollout.status();
   BundleVerdict out;
-  out.suspended = rollout->suspended();
   {
     MutexLock lock(&mu_);
     auto source = sources_.find(infos[0].bundle().source());
     if (source != sources_.end()) out.source_url = source->second.url();
   }
+  // Done at its commit once stays done there: a cluster's later report (a flap, a
+  // cluster joining) is about what runs, not whether the commit reached the fleet.
+  if (!settled.empty() && infos[0].commit() == settled && infos[0].error().empty()) {
+    out.verdict.code = RolloutVerdict::kDone;
+    out.verdict.commit = settled;
+    out.verdict.line =
+        absl::StrCat("bundle ", name, " at ", settled.substr(0, 12), ": rolled out (settled)");
+    return out;
+  }
+  absl::StatusOr<v1::RolloutStatus> rollout = GetRollout(name, /*summary=*/true);
+  if (!rollout.ok()) return rollout.status();
+  out.suspended = rollout->suspended();
   // As gitfleetctl does: the clusters' statuses are read once each has taken the render.
   constexpr int kStatusesFrom = 1000;
   absl::StatusOr<RolloutVerdict> verdict =

@@ -272,13 +272,15 @@ class Controller {
   absl::StatusOr<v1::CommitReach> ReachOf(const std::string& bundle, const std::string& asked);
   // Where `bundle`'s rollout stands at its own commit, as `rollout status -w` judges it,
   // and the URL of the repository its source fetches: what its commit status says.
-  // NotFound for no such bundle.
+  // `settled`: a commit already judged done, which stays done while the bundle is at it
+  // (its clusters' statuses are not walked again). NotFound for no such bundle.
   struct BundleVerdict {
     RolloutVerdict verdict;
     std::string source_url;
     bool suspended = false;
   };
-  absl::StatusOr<BundleVerdict> JudgeBundle(const std::string& bundle);
+  absl::StatusOr<BundleVerdict> JudgeBundle(const std::string& bundle,
+                                            const std::string& settled = "");
   // "pause", "resume" or "promote"; waits (like AddBundle) for the reconcile it causes.
   absl::StatusOr<v1::RolloutStatus> ControlRollout(const std::string& bundle,
                                                    const std::string& action,

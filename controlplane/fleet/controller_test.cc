@@ -5174,6 +5174,38 @@ class RolloutTest : public ControllerTest {
   std::map<std::string, Agent> agents_;
 };
 
+// A bundle's commit status: waiting while partitions go, done once every cluster runs it
+// Healthy; a commit settled done stays done while the bundle is at it.
+TEST_F(RolloutTest, ABundlesVerdictIsWhatItsCommitStatusSays) {
+  std::string r1, r2;
+  ASSERT_NO_FATAL_FAILURE(RollR2ToPartition2(&r1, &r2));
+  absl::StatusOr<Controller::BundleVerdict> judged = controller_->JudgeBundle("web");
+  ASSERT_TRUE(judged.ok()) << judged.status();
+  const std::string commit = controller_->ListBundles()[0].commit();
+  EXPECT_EQ(judged->verdict.code, RolloutVerdict::kWaiting) << judged->verdict.line;
+  EXPECT_EQ(judged->verdict.commit, commit);
+  EXPECT_THAT(judged->verdict.line, HasSubstr("partition 2/3"));
+  EXPECT_EQ(judged->source_url, git_.url());
+  Report("c2", r2, v1::HEALTH_STATE_HEALTHY);
+  ASSERT_EQ(Eventually("c3"), r2);
+  Report("c3", r2, v1::HEALTH_STATE_HEALTHY);
+  for (int i = 0; i < 200; ++i) {
+    judged = controller_->JudgeBundle("web");
+    if (judged.ok() && judged->verdict.code == RolloutVerdict::kDone) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(judged.ok());
+  EXPECT_EQ(judged->verdict.code, RolloutVerdict::kDone) << judged->verdict.line;
+  EXPECT_THAT(judged->verdict.line, HasSubstr("rolled out, Healthy on 3 clusters"));
+  // A cluster flaps afterwards: judged afresh it waits; settled, the commit stays done.
+  Report("c1", r2, v1::HEALTH_STATE_DEGRADED);
+  EXPECT_EQ(controller_->JudgeBundle("web")->verdict.code, RolloutVerdict::kWaiting);
+  EXPECT_EQ(controller_->JudgeBundle("web", commit)->verdict.code, RolloutVerdict::kDone);
+  EXPECT_EQ(controller_->JudgeBundle("web", "an-older-commit")->verdict.code,
+            RolloutVerdict::kWaiting);
+  EXPECT_EQ(controller_->JudgeBundle("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
 // Removal is an explicit act: a replacement whose selector leaves clusters that hold the
 // bundle is refused, naming them, and changes nothing; allowed, they are sent its removal.
 TEST_F(RolloutTest, ANewSelectorThatLeavesClustersHoldingTheBundleNeedsAllowRemoval) {
