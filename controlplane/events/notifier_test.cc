@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/escaping.h"
@@ -263,7 +264,7 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
     Mutex mu;
     std::map<std::string, CommitStatus> bundles ABSL_GUARDED_BY(mu);
     int asked ABSL_GUARDED_BY(mu) = 0;
-    std::map<std::string, std::string> settled ABSL_GUARDED_BY(mu);  // as last asked
+    std::set<std::string> settled ABSL_GUARDED_BY(mu);  // "BUNDLE COMMIT" asked with
   };
   auto judged = std::make_shared<Judged>();
   const std::string commit1(40, '1'), commit2(40, '2');
@@ -284,7 +285,7 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
                            const std::string& settled) -> absl::StatusOr<CommitStatus> {
     MutexLock lock(&judged->mu);
     ++judged->asked;
-    judged->settled[bundle] = settled;
+    judged->settled.insert(bundle + " " + settled);
     auto found = judged->bundles.find(bundle);
     if (found == judged->bundles.end()) return absl::NotFoundError("gone");
     return found->second;
@@ -307,11 +308,11 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
       "rolled out, Healthy on 2 clusters");
   bus.Publish(EventOf("cluster.health", "web", ""));
   ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 2; })) << github.Log();
-  // Asked again, it is told the commit is settled.
+  // Asked again, it is told the commit is settled (by the sink that posted the success).
   bus.Publish(EventOf("cluster.health", "web", ""));
   EXPECT_TRUE(testing::Eventually([&] {
     MutexLock lock(&judged->mu);
-    return judged->settled["web"] == commit1;
+    return judged->settled.count("web " + commit1) > 0;
   }));
   set("web", "git@127.0.0.1:acme/fleet.git", commit2, CommitStatus::State::kFailure,
       "the render of 222222222222 failed");
