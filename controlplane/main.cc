@@ -227,14 +227,14 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "removing the old one. Read again within a second of a change (no restart); a change "
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
 ABSL_FLAG(std::string, notify_file, "",
-          "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL [json|slack] "
-          "[TYPE,...] [bundles=NAME,...] (default json, and the events about sources and bundles: "
-          "failures, "
-          "rollouts, an operator's acts; none per cluster). json sends the event, signed with "
-          "--notify-secret-file; slack sends {\"text\": ...}. A line REPOSITORY_URL "
-          "github|gitlab|gitea token-file=PATH sets commit statuses there: gitfleet/BUNDLE, "
-          "pending, success once every cluster runs the commit Healthy, failure. Read at start; "
-          "keep it as private as the URLs (Slack's hold their secret). Default: none.");
+          "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL "
+          "[json|slack|teams] [TYPE,...] [bundles=NAME,...] (default json, and the events about "
+          "sources and bundles: failures, rollouts, an operator's acts; none per cluster). json "
+          "sends the event, signed with --notify-secret-file; slack sends {\"text\": ...}; teams "
+          "an Adaptive Card. A line REPOSITORY_URL github|gitlab|gitea token-file=PATH sets "
+          "commit statuses there: gitfleet/BUNDLE, pending, success once every cluster runs the "
+          "commit Healthy, failure. Read at start; keep it as private as the URLs (Slack's hold "
+          "their secret). Default: none.");
 ABSL_FLAG(std::string, notify_secret_file, "",
           "File whose first line signs the json notifications (X-Gitfleet-Signature-256: "
           "sha256=HMAC-SHA256), at least 16 characters; read again within a second of a "

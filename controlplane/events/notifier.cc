@@ -145,8 +145,9 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
     size_t next = 1;
     static constexpr std::pair<const char*, NotifySink::Format> kFormats[] = {
         {"json", NotifySink::Format::kJson},     {"slack", NotifySink::Format::kSlack},
-        {"github", NotifySink::Format::kGitHub}, {"gitlab", NotifySink::Format::kGitLab},
-        {"gitea", NotifySink::Format::kGitea},   {"forgejo", NotifySink::Format::kGitea}};
+        {"teams", NotifySink::Format::kTeams},   {"github", NotifySink::Format::kGitHub},
+        {"gitlab", NotifySink::Format::kGitLab}, {"gitea", NotifySink::Format::kGitea},
+        {"forgejo", NotifySink::Format::kGitea}};
     for (const auto& [name, format] : kFormats) {
       if (words.size() > next && words[next] == name) {
         sink.format = format;
@@ -158,8 +159,8 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         words[next] != "resync") {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": \"", words[next].substr(0, 64),
-                       "\" is neither json nor slack, nor event types (nor github, gitlab, gitea "
-                       "for commit statuses)"));
+                       "\" is neither json, slack nor teams, nor event types (nor github, "
+                       "gitlab, gitea for commit statuses)"));
     }
     if (sink.commit_statuses()) {
       if (absl::Status usable = ReadStatusSink(words, &sink); !usable.ok()) {
@@ -203,6 +204,34 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format) 
     std::string json;
     if (google::protobuf::util::MessageToJsonString(event, &json, options).ok()) return json;
     return nlohmann::json{{"type", event.type()}, {"message", event.message()}}.dump();
+  }
+  if (format == NotifySink::Format::kTeams) {
+    // A card: the type as its title, the message, and what it is about as facts.
+    nlohmann::json facts = nlohmann::json::array();
+    for (const auto& [title, value] :
+         {std::pair<const char*, std::string>{"source", event.source()},
+          {"bundle", event.bundle()},
+          {"cluster", event.cluster()},
+          {"commit", event.commit().substr(0, 12)}}) {
+      if (!value.empty()) facts.push_back({{"title", title}, {"value", value}});
+    }
+    nlohmann::json body = nlohmann::json::array({{{"type", "TextBlock"},
+                                                  {"text", absl::StrCat("gitfleet ", event.type())},
+                                                  {"weight", "Bolder"},
+                                                  {"wrap", true}}});
+    if (!event.message().empty()) {
+      body.push_back({{"type", "TextBlock"}, {"text", event.message()}, {"wrap", true}});
+    }
+    if (!facts.empty()) body.push_back({{"type", "FactSet"}, {"facts", facts}});
+    nlohmann::json card = {{"type", "message"},
+                           {"attachments",
+                            {{{"contentType", "application/vnd.microsoft.card.adaptive"},
+                              {"content",
+                               {{"$schema", "http://adaptivecards.io/schemas/adaptive-card.json"},
+                                {"type", "AdaptiveCard"},
+                                {"version", "1.4"},
+                                {"body", body}}}}}}};
+    return card.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   // One line, as `gitfleetctl events` prints it.
   std::string text = absl::StrCat("gitfleet ", event.type());

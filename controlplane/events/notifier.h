@@ -15,10 +15,11 @@
 // when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
 // GitHub signs its webhooks); `slack` sends `{"text": "..."}`, one line, which Slack's,
 // Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
-// take. A failed POST (no answer, or not a 2xx) is tried again after 1 s, doubling up to a
-// minute, at most `max_attempts` times; events meanwhile wait in the subscription, which
-// keeps at most the bus's queue: past it those waiting are dropped and the sink is sent
-// one "resync" event instead, saying how many. Every outcome counts in
+// take; `teams` sends an Adaptive Card, as Microsoft Teams' workflow webhooks ("Post to a
+// channel when a webhook request is received") take. A failed POST (no answer, or not a 2xx) is
+// tried again after 1 s, doubling up to a minute, at most `max_attempts` times; events meanwhile
+// wait in the subscription, which keeps at most the bus's queue: past it those waiting are dropped
+// and the sink is sent one "resync" event instead, saying how many. Every outcome counts in
 // gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
 // as Slack's are).
 //
@@ -50,7 +51,7 @@
 namespace gitfleet {
 
 struct NotifySink {
-  enum class Format { kJson, kSlack, kGitHub, kGitLab, kGitea };
+  enum class Format { kJson, kSlack, kTeams, kGitHub, kGitLab, kGitea };
   std::string url;
   Format format = Format::kJson;
   // Event types, or families ending in "." ("rollout."); never empty once parsed.
@@ -75,7 +76,7 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.resumed", "bundle.pinned",     "bundle.unpinned", "bundle.added", "bundle.replaced",
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
-// --notify-file's text: one sink per line, `URL [json|slack] [TYPE,...] [bundles=NAME,...]`
+// --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]`
 // or `REPOSITORY_URL github|gitlab|gitea token-file=PATH [bundles=NAME,...]` (blank lines
 // and lines starting with '#' skipped), an http(s) URL without credentials in it, at most
 // 16 sinks, 64 bundles a sink. A token goes

@@ -53,9 +53,14 @@ TEST(ParseNotifySinksTest, ReadsEachLineAndRefusesWhatItCannot) {
       "https://hooks.slack.com/services/T0/B0/xyz slack rollout.,render.failed\n"
       "\n"
       "  http://127.0.0.1:9000/events  \n"
-      "https://events.example.com/gitfleet json cluster.failed\n");
+      "https://events.example.com/gitfleet json cluster.failed\n"
+      "https://prod.westeurope.logic.azure.com:443/workflows/a/triggers/manual/paths/"
+      "invoke?api-version=2016-06-01&sp=%2Ftriggers&sig=s3cr3t teams rollout.\n");
   ASSERT_TRUE(sinks.ok()) << sinks.status();
-  ASSERT_EQ(sinks->size(), 3u);
+  ASSERT_EQ(sinks->size(), 4u);
+  EXPECT_EQ((*sinks)[3].format, NotifySink::Format::kTeams);
+  EXPECT_THAT((*sinks)[3].url, HasSubstr("sig=s3cr3t"));  // a query's '=' is the URL's
+  EXPECT_THAT((*sinks)[3].types, ElementsAre("rollout."));
   EXPECT_EQ((*sinks)[0].format, NotifySink::Format::kSlack);
   EXPECT_THAT((*sinks)[0].types, ElementsAre("rollout.", "render.failed"));
   EXPECT_EQ((*sinks)[0].line, 2);
@@ -67,7 +72,7 @@ TEST(ParseNotifySinksTest, ReadsEachLineAndRefusesWhatItCannot) {
   const std::pair<const char*, const char*> kBad[] = {
       {"ftp://example.com/x\n", "line 1: not an http(s) URL"},
       {"https://user:token@example.com/x\n", "line 1: the URL holds credentials"},
-      {"# x\nhttps://example.com/x xml\n", "line 2: \"xml\" is neither json nor slack"},
+      {"# x\nhttps://example.com/x xml\n", "line 2: \"xml\" is neither json, slack nor teams"},
       {"https://example.com/x slack rollout.pause\n", "line 1: "},
       {"https:///x\n", "names no host"},
       {"https://example.com/x slack rollout. extra\n", "more than URL"},
@@ -95,9 +100,24 @@ TEST(NotificationBodyTest, JsonIsTheEventAndSlackOneLineOfText) {
   EXPECT_EQ(slack["text"],
             "gitfleet rollout.paused bundle=web commit=0123456789ab: partition 2: prod-eu "
             "Degraded");
+  // Teams: an Adaptive Card, the type its title, the subjects as facts.
+  nlohmann::json teams = nlohmann::json::parse(NotificationBody(event, NotifySink::Format::kTeams));
+  EXPECT_EQ(teams["type"], "message");
+  const nlohmann::json& attachment = teams["attachments"][0];
+  EXPECT_EQ(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+  EXPECT_EQ(attachment["content"]["type"], "AdaptiveCard");
+  const nlohmann::json& card = attachment["content"]["body"];
+  ASSERT_EQ(card.size(), 3u) << card;
+  EXPECT_EQ(card[0]["text"], "gitfleet rollout.paused");
+  EXPECT_EQ(card[1]["text"], "partition 2: prod-eu Degraded");
+  EXPECT_EQ(card[2]["facts"],
+            nlohmann::json::parse(R"([{"title":"bundle","value":"web"},)"
+                                  R"({"title":"commit","value":"0123456789ab"}])"));
   event.set_message("bad \xff byte");
   EXPECT_FALSE(
       nlohmann::json::parse(NotificationBody(event, NotifySink::Format::kSlack)).is_discarded());
+  EXPECT_FALSE(
+      nlohmann::json::parse(NotificationBody(event, NotifySink::Format::kTeams)).is_discarded());
 }
 
 // Each sink gets its types, in order, signed; a refused POST is tried again; a dead sink
