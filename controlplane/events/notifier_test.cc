@@ -360,7 +360,9 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
   // bundle is judged again (each event about it, even one that changed nothing).
   std::vector<nlohmann::json> refused = refusing.Posts();
   EXPECT_GE(refused.size(), 4u) << refusing.Log();
-  if (!refused.empty()) EXPECT_EQ(refused[0]["authorization"], "token token-2");
+  if (!refused.empty()) {
+    EXPECT_EQ(refused[0]["authorization"], "token token-2");
+  }
   EXPECT_EQ(Count("2", "failed"), refused.size());
   EXPECT_EQ(Count("2", "retried"), 0);
   EXPECT_THAT(others.Posts(), ::testing::IsEmpty()) << others.Log();
