@@ -256,10 +256,23 @@ StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bun
     while (end > 0 && (static_cast<unsigned char>(description[end]) & 0xC0) == 0x80) --end;
     description = absl::StrCat(description.substr(0, end), "...");
   }
-  const char* state = status.state == CommitStatus::State::kSuccess   ? "success"
-                      : status.state == CommitStatus::State::kPending ? "pending"
-                      : sink.format == NotifySink::Format::kGitLab    ? "failed"
-                                                                      : "failure";
+  const bool gitlab = sink.format == NotifySink::Format::kGitLab;
+  const char* state = "pending";
+  switch (status.state) {
+    case CommitStatus::State::kPending:
+      break;
+    case CommitStatus::State::kSuccess:
+      state = "success";
+      break;
+    case CommitStatus::State::kFailure:
+      state = gitlab ? "failed" : "failure";
+      break;
+    case CommitStatus::State::kSuperseded:
+      state = gitlab                                      ? "canceled"
+              : sink.format == NotifySink::Format::kGitea ? "warning"
+                                                          : "pending";
+      break;
+  }
   nlohmann::json body = {{"state", state}, {"description", description}};
   request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
   switch (sink.format) {
@@ -296,6 +309,9 @@ struct Notifier::Worker {
     CommitStatus::State state = CommitStatus::State::kPending;
   };
   std::map<std::string, Posted> posted;
+  // Per bundle, the commit last posted pending and not finished since: when the bundle
+  // moves on to a later one, it is told it was superseded (not left "rolling out").
+  std::map<std::string, std::string> unfinished;
 };
 
 namespace {
@@ -404,6 +420,7 @@ void Notifier::RunStatuses(Worker* worker) {
         everything = true;  // events were dropped: any bundle may have moved
       } else if (event.type() == "bundle.removed") {
         worker->posted.erase(event.bundle());
+        worker->unfinished.erase(event.bundle());
         dirty.erase(event.bundle());
       } else if (!event.bundle().empty()) {
         dirty.insert(event.bundle());
@@ -433,6 +450,7 @@ void Notifier::RunStatuses(Worker* worker) {
                                                 : absl::UnavailableError("no judge");
       if (absl::IsNotFound(judged.status())) {
         worker->posted.erase(bundle);
+        worker->unfinished.erase(bundle);
         continue;
       }
       if (!judged.ok()) {
@@ -447,13 +465,30 @@ void Notifier::RunStatuses(Worker* worker) {
           before->second.state == judged->state) {
         continue;
       }
-      StatusRequest status = CommitStatusRequest(
-          worker->sink, bundle, *judged, options_.token ? options_.token(worker->sink) : "");
-      HttpFetchOptions request;
-      request.body = std::move(status.body);
-      request.headers = std::move(status.headers);
-      if (Deliver(worker, status.url, request)) {
+      // A failure (a later commit's render) leaves the earlier commit what the clusters
+      // run, and perhaps still rolling out: it is superseded once a later one goes out.
+      auto unfinished = worker->unfinished.find(bundle);
+      if (unfinished != worker->unfinished.end() && unfinished->second != judged->commit &&
+          judged->state != CommitStatus::State::kFailure) {
+        CommitStatus superseded;
+        superseded.commit = unfinished->second;
+        superseded.state = CommitStatus::State::kSuperseded;
+        superseded.description =
+            absl::StrCat("superseded by ", judged->commit.substr(0, 12),
+                         " before it rolled out everywhere: see that commit's status");
+        if (!Post(worker, bundle, superseded)) {
+          MutexLock lock(&worker->mu);
+          if (worker->stopping) return;
+        }
+        worker->unfinished.erase(unfinished);
+      }
+      if (Post(worker, bundle, *judged)) {
         worker->posted[bundle] = {judged->commit, judged->state};
+        if (judged->state == CommitStatus::State::kPending) {
+          worker->unfinished[bundle] = judged->commit;
+        } else if (judged->state == CommitStatus::State::kSuccess) {
+          worker->unfinished.erase(bundle);
+        }
       } else {
         MutexLock lock(&worker->mu);
         if (worker->stopping) return;
@@ -468,6 +503,15 @@ void Notifier::RunStatuses(Worker* worker) {
     // most once per interval.
     if (!Pause(worker, options_.status_interval)) return;
   }
+}
+
+bool Notifier::Post(Worker* worker, const std::string& bundle, const CommitStatus& status) {
+  StatusRequest made = CommitStatusRequest(worker->sink, bundle, status,
+                                           options_.token ? options_.token(worker->sink) : "");
+  HttpFetchOptions request;
+  request.body = std::move(made.body);
+  request.headers = std::move(made.headers);
+  return Deliver(worker, made.url, request);
 }
 
 bool Notifier::Pause(Worker* worker, absl::Duration duration) {

@@ -90,7 +90,9 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format);
 
 // Where a bundle stands, for its commit status.
 struct CommitStatus {
-  enum class State { kPending, kSuccess, kFailure };
+  // kSuperseded: a later commit went out before this one was everywhere (GitHub's
+  // pending, GitLab's canceled, Gitea's warning).
+  enum class State { kPending, kSuccess, kFailure, kSuperseded };
   std::string source_url;  // the repository its source fetches
   std::string commit;      // full id
   State state = State::kPending;
@@ -150,6 +152,8 @@ class Notifier {
   // Tries `request` to `url` until it is taken, the attempts run out or Stop; true once
   // taken.
   bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request);
+  // Posts `status` as `bundle`'s through a commit-status sink; true once taken.
+  bool Post(Worker* worker, const std::string& bundle, const CommitStatus& status);
   // Whether `duration` passed without Stop.
   bool Pause(Worker* worker, absl::Duration duration);
 

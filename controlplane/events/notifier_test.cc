@@ -249,6 +249,16 @@ TEST(CommitStatusRequestTest, EachHostsApiGetsItsStateNamesAndToken) {
   EXPECT_EQ(nlohmann::json::parse(gitlab.body)["state"], "failed");  // GitLab's word
   EXPECT_EQ(nlohmann::json::parse(gitlab.body)["name"], "gitfleet/web");
   EXPECT_THAT(gitlab.headers, ::testing::Contains("PRIVATE-TOKEN: glpat-x"));
+  status.state = CommitStatus::State::kSuperseded;
+  EXPECT_EQ(
+      nlohmann::json::parse(CommitStatusRequest((*sinks)[1], "web", status, "t").body)["state"],
+      "canceled");
+  EXPECT_EQ(
+      nlohmann::json::parse(CommitStatusRequest((*sinks)[2], "web", status, "t").body)["state"],
+      "warning");
+  EXPECT_EQ(
+      nlohmann::json::parse(CommitStatusRequest((*sinks)[0], "web", status, "t").body)["state"],
+      "pending");
   StatusRequest gitea = CommitStatusRequest((*sinks)[2], "web", status, "t0k");
   EXPECT_EQ(gitea.url, "https://codeberg.org/api/v1/repos/acme/fleet/statuses/" + status.commit);
   EXPECT_THAT(gitea.headers, ::testing::Contains("Authorization: token t0k"));
@@ -366,6 +376,72 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
   EXPECT_EQ(Count("2", "failed"), refused.size());
   EXPECT_EQ(Count("2", "retried"), 0);
   EXPECT_THAT(others.Posts(), ::testing::IsEmpty()) << others.Log();
+  notifier.Stop();
+}
+
+// A commit still rolling out when a later one goes out is told it was superseded, in each
+// host's word for it; one whose later commit failed to render is not (it is what runs).
+TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
+  testing::WebhookSink github, gitea;
+  absl::Status started = github.Start(testing::TempDir("superseded-github"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(gitea.Start(testing::TempDir("superseded-gitea")).ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
+                   "http://127.0.0.1:", gitea.port(), "/acme/fleet gitea token-file=/t\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  auto verdict = std::make_shared<std::pair<Mutex, CommitStatus>>();
+  const std::string a(40, 'a'), b(40, 'b'), c(40, 'c');
+  auto set = [&](const std::string& commit, CommitStatus::State state) {
+    MutexLock lock(&verdict->first);
+    verdict->second = {"http://127.0.0.1/acme/fleet", commit, state, "said"};
+  };
+  set(a, CommitStatus::State::kPending);
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.judge = [verdict](const std::string&,
+                            const std::string&) -> absl::StatusOr<CommitStatus> {
+    MutexLock lock(&verdict->first);
+    return verdict->second;
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"web"};
+  };
+  options.status_interval = absl::Milliseconds(20);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  auto states = [](const testing::WebhookSink& sink) {
+    std::vector<std::string> out;
+    for (const nlohmann::json& post : sink.Posts()) {
+      const std::string path = post["path"];
+      out.push_back(
+          absl::StrCat(path.substr(path.size() - 1), " ",
+                       std::string(nlohmann::json::parse(std::string(post["body"]))["state"])));
+    }
+    return out;
+  };
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 1; }));
+  set(b, CommitStatus::State::kFailure);  // b's render failed: a runs still
+  bus.Publish(EventOf("render.failed", "web", ""));
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 2; }));
+  set(c, CommitStatus::State::kPending);  // c goes out: a is superseded
+  bus.Publish(EventOf("render.done", "web", ""));
+  ASSERT_TRUE(testing::Eventually([&] {
+    return github.Posts().size() >= 4 && gitea.Posts().size() >= 4;
+  })) << github.Log();
+  set(c, CommitStatus::State::kSuccess);
+  bus.Publish(EventOf("cluster.health", "web", ""));
+  ASSERT_TRUE(testing::Eventually([&] {
+    return github.Posts().size() >= 5 && gitea.Posts().size() >= 5;
+  })) << github.Log();
+  EXPECT_THAT(states(github),
+              ElementsAre("a pending", "b failure", "a pending", "c pending", "c success"));
+  EXPECT_THAT(states(gitea),
+              ElementsAre("a pending", "b failure", "a warning", "c pending", "c success"));
+  EXPECT_THAT(
+      std::string(nlohmann::json::parse(std::string(github.Posts()[2]["body"]))["description"]),
+      HasSubstr("superseded by cccccccccccc before it rolled out everywhere"));
   notifier.Stop();
 }
 
