@@ -374,14 +374,7 @@ void Notifier::Stop() {
 void Notifier::Run(Worker* worker) {
   NameThisThread("gf-notify");
   while (true) {
-    {
-      MutexLock lock(&worker->mu);
-      worker->mu.Await([worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) {
-        return worker->woken || worker->stopping;
-      });
-      if (worker->stopping) return;
-      worker->woken = false;
-    }
+    if (!AwaitWork(worker)) return;
     for (const v1::Event& event : worker->subscription->Take()) {
       HttpFetchOptions request;
       request.body = NotificationBody(event, worker->sink.format);
@@ -394,10 +387,7 @@ void Notifier::Run(Worker* worker) {
             absl::StrCat("X-Gitfleet-Signature-256: sha256=",
                          absl::BytesToHexString(crypto::HmacSha256(secret, request.body))));
       }
-      if (!Deliver(worker, worker->sink.url, request)) {
-        MutexLock lock(&worker->mu);
-        if (worker->stopping) return;
-      }
+      if (!Deliver(worker, worker->sink.url, request) && Stopping(worker)) return;
     }
   }
 }
@@ -407,14 +397,7 @@ void Notifier::RunStatuses(Worker* worker) {
   std::set<std::string> dirty;
   bool everything = true;  // every bundle is judged at start
   while (true) {
-    {
-      MutexLock lock(&worker->mu);
-      worker->mu.Await([worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) {
-        return worker->woken || worker->stopping;
-      });
-      if (worker->stopping) return;
-      worker->woken = false;
-    }
+    if (!AwaitWork(worker)) return;
     for (const v1::Event& event : worker->subscription->Take()) {
       if (event.type() == "resync") {
         everything = true;  // events were dropped: any bundle may have moved
@@ -476,10 +459,7 @@ void Notifier::RunStatuses(Worker* worker) {
         superseded.description =
             absl::StrCat("superseded by ", judged->commit.substr(0, 12),
                          " before it rolled out everywhere: see that commit's status");
-        if (!Post(worker, bundle, superseded)) {
-          MutexLock lock(&worker->mu);
-          if (worker->stopping) return;
-        }
+        if (!Post(worker, bundle, superseded) && Stopping(worker)) return;
         worker->unfinished.erase(unfinished);
       }
       if (Post(worker, bundle, *judged)) {
@@ -489,9 +469,8 @@ void Notifier::RunStatuses(Worker* worker) {
         } else if (judged->state == CommitStatus::State::kSuccess) {
           worker->unfinished.erase(bundle);
         }
-      } else {
-        MutexLock lock(&worker->mu);
-        if (worker->stopping) return;
+      } else if (Stopping(worker)) {
+        return;
       }
     }
     dirty = std::move(again);
@@ -503,6 +482,21 @@ void Notifier::RunStatuses(Worker* worker) {
     // most once per interval.
     if (!Pause(worker, options_.status_interval)) return;
   }
+}
+
+bool Notifier::AwaitWork(Worker* worker) {
+  MutexLock lock(&worker->mu);
+  worker->mu.Await([worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) {
+    return worker->woken || worker->stopping;
+  });
+  if (worker->stopping) return false;
+  worker->woken = false;
+  return true;
+}
+
+bool Notifier::Stopping(Worker* worker) {
+  MutexLock lock(&worker->mu);
+  return worker->stopping;
 }
 
 bool Notifier::Post(Worker* worker, const std::string& bundle, const CommitStatus& status) {

@@ -152,6 +152,9 @@ class Notifier {
   // Tries `request` to `url` until it is taken, the attempts run out or Stop; true once
   // taken.
   bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request);
+  // Waits until the worker's subscription has events (true) or Stop (false).
+  bool AwaitWork(Worker* worker);
+  bool Stopping(Worker* worker);
   // Posts `status` as `bundle`'s through a commit-status sink; true once taken.
   bool Post(Worker* worker, const std::string& bundle, const CommitStatus& status);
   // Whether `duration` passed without Stop.
