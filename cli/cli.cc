@@ -1479,15 +1479,16 @@ class Cli {
     }
     int rc = 0;
     absl::StatusOr<RolloutVerdict> judged = gitfleet::JudgeRollout(
-        found->second, status, commit, kWatchStatusesFrom,
-        [&](const std::function<void(const v1::BundleStatus&)>& each) {
+        found->second, status, commit, kWatchStatusesFrom, [&]() -> absl::StatusOr<StatusTally> {
           v1::GetStatusRequest request;
           request.set_bundle(name);
+          StatusTally tally;
           rc = CallPages(&v1::AdminService::Stub::GetStatus, request, "statuses",
                          [&](const v1::GetStatusResponse& got) {
-                           for (const v1::BundleStatus& s : got.statuses()) each(s);
+                           for (const v1::BundleStatus& s : got.statuses()) tally.Add(s);
                          });
-          return rc == 0 ? absl::OkStatus() : absl::UnavailableError("said above");
+          if (rc != 0) return absl::UnavailableError("said above");
+          return tally;
         });
     if (rc != 0) return rc;
     if (!judged.ok()) {

@@ -1595,6 +1595,35 @@ std::string Trouble(const v1::StatusUpdate& report) {
 
 }  // namespace
 
+std::optional<Hub::Readiness> Hub::CountReady(const std::string& bundle,
+                                              const LabelSelector& selector) const {
+  std::shared_ptr<const BundleContent> content;
+  {
+    MutexLock lock(&mu_);
+    auto target = bundles_.find(bundle);
+    if (target == bundles_.end() || target->second.content == nullptr) return std::nullopt;
+    content = target->second.content;
+  }
+  // Asked unlocked, as SummarizeProgress asks it.
+  std::shared_ptr<const Revision> uniform = content->LeavesSomeOut() ? nullptr : content->Uniform();
+  if (uniform == nullptr) return std::nullopt;
+  MutexLock lock(&mu_);
+  auto target = bundles_.find(bundle);
+  if (target == bundles_.end() || target->second.content != content) return std::nullopt;
+  Readiness readiness;
+  for (const auto& [name, agent] : agents_) {
+    if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
+    ++readiness.total;
+    auto report = agent.reports.find(bundle);
+    if (report != agent.reports.end() && ReadyOn(report->second, uniform->id)) {
+      ++readiness.ready;
+    } else if (readiness.first_not_ready.empty()) {
+      readiness.first_not_ready = name;
+    }
+  }
+  return readiness;
+}
+
 PartitionProgress Hub::SummarizeProgress(const std::string& bundle, const BundleContent* content,
                                          const std::vector<std::string>& clusters) {
   PartitionProgress summary;

@@ -144,6 +144,18 @@ class Hub {
   // rollout gate asks it on every report).
   PartitionProgress SummarizeProgress(const std::string& bundle, const BundleContent* content,
                                       const std::vector<std::string>& clusters);
+  // How many of the clusters `selector` matches run `bundle`'s content ready (its one
+  // revision for all applied, Synced and Healthy), and the first that does not: counted
+  // under the lock, copying nothing (a commit status asks it once a second while a
+  // bundle rolls out to thousands of clusters). nullopt when the content is built per
+  // cluster or leaves some clusters out: each cluster's status says then.
+  struct Readiness {
+    int total = 0;
+    int ready = 0;
+    std::string first_not_ready;  // a cluster's name; "" when all are
+  };
+  std::optional<Readiness> CountReady(const std::string& bundle,
+                                      const LabelSelector& selector) const;
   // Grows whenever a cluster appears or its labels may have changed: what selectors match
   // is the same while it stays.
   uint64_t MembershipVersion() const;

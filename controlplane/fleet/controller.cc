@@ -3921,10 +3921,13 @@ absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::str
     return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
   }
   BundleVerdict out;
+  LabelSelector selector;
   {
     MutexLock lock(&mu_);
     auto source = sources_.find(infos[0].bundle().source());
     if (source != sources_.end()) out.source_url = source->second.url();
+    auto bundle = bundles_.find(name);
+    if (bundle != bundles_.end()) selector = bundle->second.selector;
   }
   // Done at its commit once stays done there: a cluster's later report (a flap, a
   // cluster joining) is about what runs, not whether the commit reached the fleet.
@@ -3941,11 +3944,25 @@ absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::str
   // As gitfleetctl does: the clusters' statuses are read once each has taken the render.
   constexpr int kStatusesFrom = 1000;
   absl::StatusOr<RolloutVerdict> verdict =
-      JudgeRollout(infos[0], *rollout, "", kStatusesFrom,
-                   [&](const std::function<void(const v1::BundleStatus&)>& each) {
-                     for (const v1::BundleStatus& status : GetStatus("", name)) each(status);
-                     return absl::OkStatus();
-                   });
+      JudgeRollout(infos[0], *rollout, "", kStatusesFrom, [&]() -> absl::StatusOr<StatusTally> {
+        StatusTally tally;
+        // Counted by the hub where one revision is for all; the first not ready described.
+        if (std::optional<Hub::Readiness> counted = hub_->CountReady(name, selector)) {
+          tally.total = counted->total;
+          tally.ready = counted->ready;
+          if (!counted->first_not_ready.empty()) {
+            for (const v1::BundleStatus& status : GetStatus(counted->first_not_ready, name)) {
+              tally.first_not_ready = absl::StrCat(status.cluster(), ": ", WhyNotReady(status));
+            }
+            if (tally.first_not_ready.empty()) {
+              tally.first_not_ready = absl::StrCat(counted->first_not_ready, ": no report yet");
+            }
+          }
+          return tally;
+        }
+        for (const v1::BundleStatus& status : GetStatus("", name)) tally.Add(status);
+        return tally;
+      });
   if (!verdict.ok()) return verdict.status();
   out.verdict = *std::move(verdict);
   return out;

@@ -5200,6 +5200,8 @@ TEST_F(RolloutTest, ABundlesVerdictIsWhatItsCommitStatusSays) {
   // A cluster flaps afterwards: judged afresh it waits; settled, the commit stays done.
   Report("c1", r2, v1::HEALTH_STATE_DEGRADED);
   EXPECT_EQ(controller_->JudgeBundle("web")->verdict.code, RolloutVerdict::kWaiting);
+  EXPECT_THAT(controller_->JudgeBundle("web")->verdict.line,
+              HasSubstr("2 of 3 clusters run it Healthy; waiting for c1: degraded"));
   EXPECT_EQ(controller_->JudgeBundle("web", commit)->verdict.code, RolloutVerdict::kDone);
   EXPECT_EQ(controller_->JudgeBundle("web", "an-older-commit")->verdict.code,
             RolloutVerdict::kWaiting);

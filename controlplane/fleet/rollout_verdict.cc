@@ -11,10 +11,9 @@ std::string Short(const std::string& id) { return id.substr(0, 12); }
 
 }  // namespace
 
-absl::StatusOr<RolloutVerdict> JudgeRollout(const v1::BundleInfo& info,
-                                            const v1::RolloutStatus& status,
-                                            const std::string& commit, int statuses_from,
-                                            const EachStatus& each_status) {
+absl::StatusOr<RolloutVerdict> JudgeRollout(
+    const v1::BundleInfo& info, const v1::RolloutStatus& status, const std::string& commit,
+    int statuses_from, const std::function<absl::StatusOr<StatusTally>()>& tally) {
   const std::string& name = info.bundle().name();
   // The newest commit the bundle was reconciled at: one that changed nothing it reads
   // moves it on while the revision (and the rollout's commit) stays.
@@ -91,28 +90,28 @@ absl::StatusOr<RolloutVerdict> JudgeRollout(const v1::BundleInfo& info,
                      absl::StrCat(at, ": ", info.current_clusters(), " of ", info.target_clusters(),
                                   " clusters have taken it"));
   }
-  int total = 0, ready = 0;
-  std::string first;
-  if (absl::Status walked = each_status([&](const v1::BundleStatus& s) {
-        if (s.orphaned() || s.not_deployed()) return;
-        ++total;
-        if (!s.desired_revision().empty() && s.applied_revision() == s.desired_revision() &&
-            s.sync_state() == v1::SYNC_STATE_SYNCED && s.health() == v1::HEALTH_STATE_HEALTHY) {
-          ++ready;
-        } else if (first.empty()) {
-          first = absl::StrCat(s.cluster(), ": ", WhyNotReady(s));
-        }
-      });
-      !walked.ok()) {
-    return walked;
+  absl::StatusOr<StatusTally> counted = tally();
+  if (!counted.ok()) return counted.status();
+  if (counted->ready == counted->total) {
+    return judged_as(RolloutVerdict::kDone,
+                     absl::StrCat(at, ": rolled out, Healthy on ", counted->total, " cluster",
+                                  counted->total == 1 ? "" : "s"));
   }
-  if (ready == total) {
-    return judged_as(RolloutVerdict::kDone, absl::StrCat(at, ": rolled out, Healthy on ", total,
-                                                         " cluster", total == 1 ? "" : "s"));
+  return judged_as(
+      RolloutVerdict::kWaiting,
+      absl::StrCat(at, ": ", counted->ready, " of ", counted->total,
+                   " clusters run it Healthy; waiting for ", counted->first_not_ready));
+}
+
+void StatusTally::Add(const v1::BundleStatus& s) {
+  if (s.orphaned() || s.not_deployed()) return;
+  ++total;
+  if (!s.desired_revision().empty() && s.applied_revision() == s.desired_revision() &&
+      s.sync_state() == v1::SYNC_STATE_SYNCED && s.health() == v1::HEALTH_STATE_HEALTHY) {
+    ++ready;
+  } else if (first_not_ready.empty()) {
+    first_not_ready = absl::StrCat(s.cluster(), ": ", WhyNotReady(s));
   }
-  return judged_as(RolloutVerdict::kWaiting,
-                   absl::StrCat(at, ": ", ready, " of ", total,
-                                " clusters run it Healthy; waiting for ", first));
 }
 
 std::string WhyNotReady(const v1::BundleStatus& s) {

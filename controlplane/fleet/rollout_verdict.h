@@ -10,8 +10,8 @@
 //   absl::StatusOr<RolloutVerdict> verdict =
 //       JudgeRollout(info, rollout, "", kStatusesFrom, each_status);
 //
-// Pure: the caller fetches the bundle's info and rollout, and walks its statuses when
-// asked (only once every partition is through).
+// Pure: the caller fetches the bundle's info and rollout, and counts its statuses when
+// asked.
 
 #include <functional>
 #include <string>
@@ -33,19 +33,25 @@ struct RolloutVerdict {
   std::string commit;
 };
 
-// Calls `each` for every status of the bundle (GetStatus's, paged or not).
-using EachStatus =
-    std::function<absl::Status(const std::function<void(const v1::BundleStatus&)>& each)>;
+// How many clusters a bundle targets run it ready (applied, Synced and Healthy), and why
+// the first that does not.
+struct StatusTally {
+  int total = 0;
+  int ready = 0;
+  std::string first_not_ready;  // "CLUSTER: why"
+  // Counts `status` (one of GetStatus's): an orphan's or a cluster's its files leave out
+  // do not count.
+  void Add(const v1::BundleStatus& status);
+};
 
 // `info` and `status` (GetRollout's, a summary will do; with `commit`, its commit_reach
 // for that commit): the bundle's. `commit`: the commit asked for (digits), or "" for the
-// bundle's own. In a fleet over `statuses_from` clusters, statuses are walked only once
-// each has taken the render (BundleInfo.current_clusters). An error of `each_status` is
-// returned as it is.
-absl::StatusOr<RolloutVerdict> JudgeRollout(const v1::BundleInfo& info,
-                                            const v1::RolloutStatus& status,
-                                            const std::string& commit, int statuses_from,
-                                            const EachStatus& each_status);
+// bundle's own. `tally` counts the bundle's statuses, asked only once every partition is
+// through and, in a fleet over `statuses_from` clusters, once each cluster has taken the
+// render (BundleInfo.current_clusters). An error of `tally` is returned as it is.
+absl::StatusOr<RolloutVerdict> JudgeRollout(
+    const v1::BundleInfo& info, const v1::RolloutStatus& status, const std::string& commit,
+    int statuses_from, const std::function<absl::StatusOr<StatusTally>()>& tally);
 
 // Why a cluster's status is not "runs it Healthy": held back, failed, not taken, or its
 // health and first unhealthy object.
