@@ -421,20 +421,21 @@ TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
     }
     return out;
   };
-  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 1; }));
+  // Each step once both sinks have posted the one before.
+  auto posted = [&](size_t count) {
+    return testing::Eventually(
+        [&] { return github.Posts().size() >= count && gitea.Posts().size() >= count; });
+  };
+  ASSERT_TRUE(posted(1));
   set(b, CommitStatus::State::kFailure);  // b's render failed: a runs still
   bus.Publish(EventOf("render.failed", "web", ""));
-  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 2; }));
+  ASSERT_TRUE(posted(2));
   set(c, CommitStatus::State::kPending);  // c goes out: a is superseded
   bus.Publish(EventOf("render.done", "web", ""));
-  ASSERT_TRUE(testing::Eventually([&] {
-    return github.Posts().size() >= 4 && gitea.Posts().size() >= 4;
-  })) << github.Log();
+  ASSERT_TRUE(posted(4)) << github.Log() << gitea.Log();
   set(c, CommitStatus::State::kSuccess);
   bus.Publish(EventOf("cluster.health", "web", ""));
-  ASSERT_TRUE(testing::Eventually([&] {
-    return github.Posts().size() >= 5 && gitea.Posts().size() >= 5;
-  })) << github.Log();
+  ASSERT_TRUE(posted(5)) << github.Log() << gitea.Log();
   EXPECT_THAT(states(github),
               ElementsAre("a pending", "b failure", "a pending", "c pending", "c success"));
   EXPECT_THAT(states(gitea),
