@@ -316,11 +316,12 @@ struct Notifier::Worker {
 
 namespace {
 
-// What a commit-status sink listens for: anything that may move a bundle's rollout.
+// What a commit-status sink listens for: what moves a bundle to another commit or state
+// (a render, its rollout, an operator's act). Not the clusters' reports, thousands per
+// commit in a big fleet: a bundle judged pending is judged again at each interval.
 const std::vector<std::string>& StatusEventTypes() {
-  static const auto* types = new std::vector<std::string>{
-      "render.",        "rollout.", "cluster.applied", "cluster.failed",
-      "cluster.health", "bundle.",  "resync"};
+  static const auto* types =
+      new std::vector<std::string>{"render.", "rollout.", "bundle.", "resync"};
   return *types;
 }
 
@@ -395,7 +396,8 @@ void Notifier::Run(Worker* worker) {
 void Notifier::RunStatuses(Worker* worker) {
   NameThisThread("gf-notify");
   std::set<std::string> dirty;
-  bool everything = true;  // every bundle is judged at start
+  std::set<std::string> pending;  // judged pending: judged again at the next interval
+  bool everything = true;         // every bundle is judged at start
   while (true) {
     if (!AwaitWork(worker)) return;
     for (const v1::Event& event : worker->subscription->Take()) {
@@ -405,6 +407,7 @@ void Notifier::RunStatuses(Worker* worker) {
         worker->posted.erase(event.bundle());
         worker->unfinished.erase(event.bundle());
         dirty.erase(event.bundle());
+        pending.erase(event.bundle());
       } else if (!event.bundle().empty()) {
         dirty.insert(event.bundle());
       }
@@ -421,6 +424,7 @@ void Notifier::RunStatuses(Worker* worker) {
         everything = false;
       }
     }
+    dirty.insert(pending.begin(), pending.end());
     std::set<std::string> again;  // not judged yet (the controller not up)
     for (const std::string& bundle : dirty) {
       auto before = worker->posted.find(bundle);
@@ -434,6 +438,7 @@ void Notifier::RunStatuses(Worker* worker) {
       if (absl::IsNotFound(judged.status())) {
         worker->posted.erase(bundle);
         worker->unfinished.erase(bundle);
+        pending.erase(bundle);
         continue;
       }
       if (!judged.ok()) {
@@ -442,7 +447,13 @@ void Notifier::RunStatuses(Worker* worker) {
       }
       if (judged->commit.empty() ||
           NormalizeRepoUrl(judged->source_url) != worker->sink.repository) {
+        pending.erase(bundle);
         continue;
+      }
+      if (judged->state == CommitStatus::State::kPending) {
+        pending.insert(bundle);
+      } else {
+        pending.erase(bundle);
       }
       if (before != worker->posted.end() && before->second.commit == judged->commit &&
           before->second.state == judged->state) {
@@ -459,10 +470,12 @@ void Notifier::RunStatuses(Worker* worker) {
         superseded.description =
             absl::StrCat("superseded by ", judged->commit.substr(0, 12),
                          " before it rolled out everywhere: see that commit's status");
-        if (!Post(worker, bundle, superseded) && Stopping(worker)) return;
+        if (Post(worker, bundle, superseded) == Delivery::kFailed && Stopping(worker)) return;
         worker->unfinished.erase(unfinished);
       }
-      if (Post(worker, bundle, *judged)) {
+      // A status the API refused (a bad token, a repository not found) is not sent again
+      // until it changes: it would be refused at every interval.
+      if (Post(worker, bundle, *judged) != Delivery::kFailed) {
         worker->posted[bundle] = {judged->commit, judged->state};
         if (judged->state == CommitStatus::State::kPending) {
           worker->unfinished[bundle] = judged->commit;
@@ -474,7 +487,7 @@ void Notifier::RunStatuses(Worker* worker) {
       }
     }
     dirty = std::move(again);
-    if (!dirty.empty() || (everything && options_.bundles != nullptr)) {
+    if (!dirty.empty() || !pending.empty() || (everything && options_.bundles != nullptr)) {
       MutexLock lock(&worker->mu);
       worker->woken = true;
     }
@@ -499,13 +512,16 @@ bool Notifier::Stopping(Worker* worker) {
   return worker->stopping;
 }
 
-bool Notifier::Post(Worker* worker, const std::string& bundle, const CommitStatus& status) {
+Notifier::Delivery Notifier::Post(Worker* worker, const std::string& bundle,
+                                  const CommitStatus& status) {
   StatusRequest made = CommitStatusRequest(worker->sink, bundle, status,
                                            options_.token ? options_.token(worker->sink) : "");
   HttpFetchOptions request;
   request.body = std::move(made.body);
   request.headers = std::move(made.headers);
-  return Deliver(worker, made.url, request);
+  bool refused = false;
+  if (Deliver(worker, made.url, request, &refused)) return Delivery::kTaken;
+  return refused ? Delivery::kRefused : Delivery::kFailed;
 }
 
 bool Notifier::Pause(Worker* worker, absl::Duration duration) {
@@ -514,7 +530,8 @@ bool Notifier::Pause(Worker* worker, absl::Duration duration) {
       [worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) { return worker->stopping; }, duration);
 }
 
-bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options) {
+bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options,
+                       bool* refused) {
   HttpFetchOptions request = options;
   request.method = "POST";
   request.timeout = options_.timeout;
@@ -560,6 +577,7 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
     // Logged when a sink starts failing and when an event is given up (at most once per
     // round of tries), not at every try.
     const bool give_up = attempt >= options_.max_attempts || final;
+    if (final && refused != nullptr) *refused = true;
     {
       MutexLock lock(&worker->mu);
       if (!worker->failing || give_up) {

@@ -29,8 +29,9 @@
 // is at: pending while it rolls out, success once every cluster it targets runs it Healthy,
 // failure when its render failed or its rollout paused, as `gitfleetctl rollout status -w`
 // judges. A pull request's checks then say whether its merge reached the fleet. A bundle is
-// judged again when an event about it comes (at most once per `status_interval`), and its
-// status is posted when its commit or state changes.
+// judged again when an event about its render or rollout comes, and at each
+// `status_interval` while it is pending; its status is posted when its commit or state
+// changes.
 //
 // Thread-safe.
 
@@ -150,13 +151,15 @@ class Notifier {
   // A commit-status sink's worker: judges the bundles events name, posts what changed.
   void RunStatuses(Worker* worker);
   // Tries `request` to `url` until it is taken, the attempts run out or Stop; true once
-  // taken.
-  bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request);
+  // taken. `refused`: set when a commit status's API refused it for good (a 4xx).
+  bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request,
+               bool* refused = nullptr);
   // Waits until the worker's subscription has events (true) or Stop (false).
   bool AwaitWork(Worker* worker);
   bool Stopping(Worker* worker);
-  // Posts `status` as `bundle`'s through a commit-status sink; true once taken.
-  bool Post(Worker* worker, const std::string& bundle, const CommitStatus& status);
+  // Posts `status` as `bundle`'s through a commit-status sink.
+  enum class Delivery { kTaken, kRefused, kFailed };
+  Delivery Post(Worker* worker, const std::string& bundle, const CommitStatus& status);
   // Whether `duration` passed without Stop.
   bool Pause(Worker* worker, absl::Duration duration);
 
