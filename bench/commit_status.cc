@@ -45,6 +45,10 @@ ABSL_FLAG(int, settle_ms, 3000,
           "How long after the last agent's ACK the control plane's CPU is read: statuses are "
           "judged at most once a second, so this leaves the success time to be posted.");
 
+ABSL_FLAG(bool, control, false,
+          "A control for the order of the runs: the second run has no sink either, so its "
+          "ratio to the first is what the order alone makes.");
+
 namespace gitfleet {
 namespace {
 
@@ -188,7 +192,8 @@ int Main() {
     fprintf(stderr, "%s\n", without.status().ToString().c_str());
     return 1;
   }
-  absl::StatusOr<Run> with = Measure(root + "/with", git, port, &sink);
+  absl::StatusOr<Run> with =
+      Measure(root + "/with", git, port, absl::GetFlag(FLAGS_control) ? nullptr : &sink);
   if (!with.ok()) {
     fprintf(stderr, "%s\n", with.status().ToString().c_str());
     return 1;
