@@ -106,6 +106,15 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         words.push_back(word);
       } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
         sink.token_file = std::string(word);
+      } else if (absl::ConsumePrefix(&word, "details=")) {
+        if (!absl::StartsWith(word, "https://") && !absl::StartsWith(word, "http://")) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": details= is not an http(s) URL"));
+        }
+        if (word.size() > 1024) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ": details= is over 1024 bytes"));
+        }
+        sink.details_url = std::string(word);
       } else if (absl::ConsumePrefix(&word, "bundles=")) {
         for (absl::string_view name : absl::StrSplit(word, ',', absl::SkipEmpty())) {
           if (absl::Status valid = ValidateName("bundle", std::string(name)); !valid.ok()) {
@@ -121,7 +130,7 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat(where, ": \"", word.substr(0, 64),
-                         "\" is neither token-file=PATH nor bundles=NAME,..."));
+                         "\" is none of token-file=PATH, bundles=NAME,... and details=URL"));
       }
     }
     if (words.size() > 3) {
@@ -167,9 +176,10 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
       }
       next = words.size();
-    } else if (!sink.token_file.empty()) {
+    } else if (!sink.token_file.empty() || !sink.details_url.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": token-file= is for commit statuses (github, gitlab, gitea)"));
+          absl::StrCat(where, ": ", sink.token_file.empty() ? "details=" : "token-file=",
+                       " is for commit statuses (github, gitlab, gitea)"));
     }
     if (words.size() > next) {
       for (absl::string_view type : absl::StrSplit(words[next], ',', absl::SkipEmpty())) {
@@ -274,6 +284,10 @@ StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bun
       break;
   }
   nlohmann::json body = {{"state", state}, {"description", description}};
+  if (!sink.details_url.empty()) {
+    body["target_url"] =
+        absl::StrReplaceAll(sink.details_url, {{"{bundle}", bundle}, {"{commit}", status.commit}});
+  }
   request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
   switch (sink.format) {
     case NotifySink::Format::kGitHub:

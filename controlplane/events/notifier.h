@@ -66,6 +66,9 @@ struct NotifySink {
   std::string repository;
   // `bundles=NAME,...`: only events about these bundles (sorted); empty: any.
   std::vector<std::string> bundles;
+  // A commit-status sink's `details=URL`: the status's link ("Details"), with {bundle}
+  // and {commit} filled in (a dashboard of the bundle, say); empty: none.
+  std::string details_url;
   bool commit_statuses() const { return format >= Format::kGitHub; }
 };
 
@@ -78,12 +81,11 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
 // --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]`
-// or `REPOSITORY_URL github|gitlab|gitea token-file=PATH [bundles=NAME,...]` (blank lines
-// and lines starting with '#' skipped), an http(s) URL without credentials in it, at most
-// 16 sinks, 64 bundles a sink. A token goes
-// over https only (http to this machine alone, for tests). InvalidArgument naming the line
-// (never the URL, which may be a secret) for what it cannot read: another scheme, an
-// unknown format or event type, a repository URL that names no repository.
+// or `REPOSITORY_URL github|gitlab|gitea token-file=PATH [bundles=NAME,...] [details=URL]` (blank
+// lines and lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
+// sinks, 64 bundles a sink. A token goes over https only (http to this machine alone, for tests).
+// InvalidArgument naming the line (never the URL, which may be a secret) for what it cannot read:
+// another scheme, an unknown format or event type, a repository URL that names no repository.
 absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text);
 
 // The body POSTed for `event`.

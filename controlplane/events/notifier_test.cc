@@ -214,9 +214,11 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
       {"https://github.com/a/b/c github token-file=/t\n", "names no repository"},
       {"https://gitlab.com/ gitlab token-file=/t\n", "GROUP/PROJECT"},
       {"https://example.com/x json token-file=/t\n", "token-file= is for commit statuses"},
-      {"https://github.com/acme/fleet github token=/t\n", "is neither token-file=PATH"},
+      {"https://github.com/acme/fleet github token=/t\n", "is none of token-file=PATH"},
       {"https://example.com/x json bundles=Web\n", "bundles=: "},
       {"https://example.com/x json bundles=\n", "bundles= names 1 to 64 bundles"},
+      {"https://example.com/x json details=https://d\n", "details= is for commit statuses"},
+      {"https://github.com/a/b github token-file=/t details=grafana\n", "not an http(s) URL"},
   };
   for (const auto& [text, error] : kBad) {
     absl::StatusOr<std::vector<NotifySink>> refused = ParseNotifySinks(text);
@@ -229,7 +231,8 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
 TEST(CommitStatusRequestTest, EachHostsApiGetsItsStateNamesAndToken) {
   absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
       "https://github.com/acme/fleet github token-file=/t\n"
-      "https://gitlab.com/acme/fleet gitlab token-file=/t\n"
+      "https://gitlab.com/acme/fleet gitlab token-file=/t "
+      "details=https://grafana.example.com/d/gitfleet?var-bundle={bundle}&var-commit={commit}\n"
       "https://codeberg.org/acme/fleet forgejo token-file=/t\n");
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   CommitStatus status;
@@ -249,6 +252,8 @@ TEST(CommitStatusRequestTest, EachHostsApiGetsItsStateNamesAndToken) {
   EXPECT_EQ(nlohmann::json::parse(gitlab.body)["state"], "failed");  // GitLab's word
   EXPECT_EQ(nlohmann::json::parse(gitlab.body)["name"], "gitfleet/web");
   EXPECT_THAT(gitlab.headers, ::testing::Contains("PRIVATE-TOKEN: glpat-x"));
+  EXPECT_EQ(nlohmann::json::parse(gitlab.body)["target_url"],
+            "https://grafana.example.com/d/gitfleet?var-bundle=web&var-commit=" + status.commit);
   status.state = CommitStatus::State::kSuperseded;
   EXPECT_EQ(
       nlohmann::json::parse(CommitStatusRequest((*sinks)[1], "web", status, "t").body)["state"],
