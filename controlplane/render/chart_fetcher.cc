@@ -1138,9 +1138,27 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::FetchOci(
     }
   }
   if (digest.empty()) {
-    GF_ASSIGN_OR_RETURN(std::string manifest_text,
-                        RegistryGet(base + "/manifests/" + tag,
-                                    "application/vnd.oci.image.manifest.v1+json", 4 << 20, &auth));
+    absl::StatusOr<std::string> got = RegistryGet(
+        base + "/manifests/" + tag, "application/vnd.oci.image.manifest.v1+json", 4 << 20, &auth);
+    // A tag the registry just listed may not be readable yet: Distribution lists (and
+    // notifies of) a tag pushed while its manifest's link is still being written, and a
+    // registry on an eventually consistent store lags. Asked again a few times, briefly.
+    for (absl::Duration wait = absl::Milliseconds(250);
+         listed_tags != nullptr && absl::IsNotFound(got.status()) && wait <= absl::Seconds(1);
+         wait *= 2) {
+      absl::SleepFor(wait);
+      got = RegistryGet(base + "/manifests/" + tag, "application/vnd.oci.image.manifest.v1+json",
+                        4 << 20, &auth);
+    }
+    if (!got.ok()) {
+      if (listed_tags != nullptr && absl::IsNotFound(got.status())) {
+        return absl::UnavailableError(
+            absl::StrCat(got.status().message(), " (the registry lists the tag ", tag,
+                         " but does not serve it yet; tried again for 2 s)"));
+      }
+      return got.status();
+    }
+    std::string manifest_text = *std::move(got);
     const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
     if (manifest.is_object() && manifest.contains("layers") && manifest["layers"].is_array()) {
       for (const nlohmann::json& layer : manifest["layers"]) {

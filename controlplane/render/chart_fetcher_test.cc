@@ -448,6 +448,43 @@ TEST(ChartFetcherTest, ATeamsScopeHoldsTheRepositoryAndTheArchiveItsIndexLists) 
             absl::StatusCode::kPermissionDenied);
 }
 
+// A tag the registry lists before it serves its manifest (Distribution mid-push, a store
+// that lags) is asked for again briefly; one that stays unserved fails as a passing
+// trouble (Unavailable: retried), not as a missing chart. An exact version, not listed,
+// is not asked again.
+TEST(ChartFetcherTest, ATagListedBeforeItIsServedIsAskedForAgain) {
+  testing::OciRegistryServer registry(testing::TempDir("lagging-registry"));
+  for (const char* version : {"1.0.0", "1.1.0"}) {
+    ASSERT_TRUE(registry
+                    .AddChart("charts/web", version,
+                              {{"Chart.yaml", absl::StrCat("name: web\nversion: ", version, "\n")},
+                               {"templates/cm.yaml", "kind: ConfigMap\n"}})
+                    .ok());
+  }
+  registry.OpenToAll();
+  if (absl::Status started = registry.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions trusted;
+  trusted.allowed = {registry.url() + "charts"};
+  const std::string web = registry.url() + "charts/web";
+  registry.LagManifest("charts/web", "1.1.0", 2);
+  {
+    ChartFetcher fetcher(trusted);
+    absl::StatusOr<std::shared_ptr<const FetchedChart>> chart = fetcher.Fetch({"", "", "^1", web});
+    ASSERT_TRUE(chart.ok()) << chart.status() << registry.Log();
+    EXPECT_EQ((*chart)->version, "1.1.0");
+  }
+  registry.LagManifest("charts/web", "1.1.0", 100);
+  {
+    ChartFetcher fetcher(trusted);
+    absl::Status lagging = fetcher.Fetch({"", "", "^1", web}).status();
+    EXPECT_EQ(lagging.code(), absl::StatusCode::kUnavailable) << lagging;
+    EXPECT_THAT(lagging.message(), HasSubstr("the registry lists the tag 1.1.0 but does not "
+                                             "serve it yet"));
+    absl::Status exact = fetcher.Fetch({"", "", "1.1.0", web}).status();
+    EXPECT_EQ(exact.code(), absl::StatusCode::kNotFound) << exact;
+  }
+}
+
 TEST(ChartFetcherTest, FetchesChartsFromOciRegistriesAsHelmPullsThem) {
   testing::OciRegistryServer registry(testing::TempDir("registry"));
   for (const char* version : {"1.0.0", "1.2.0", "1.3.0+build.7", "2.0.0-rc.1"}) {

@@ -166,6 +166,12 @@ class Registry(http.server.BaseHTTPRequestHandler):
                                     repository.replace("/", "_") + ":" + name)
                 if not os.path.isfile(file):
                     return self.answer(404)
+                lag = file + ".lag"  # answered 404 this many more times (LagManifest)
+                if os.path.isfile(lag):
+                    left = int(open(lag).read() or "0")
+                    if left > 0:
+                        open(lag, "w").write(str(left - 1))
+                        return self.answer(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
                 kind = ("application/vnd.oci.image.manifest.v1+json" if folder == "manifests"
                         else "application/octet-stream")
                 return self.answer(200, open(file, "rb").read(), kind)
@@ -173,7 +179,7 @@ class Registry(http.server.BaseHTTPRequestHandler):
             repository = rest[:-len("/tags/list")]
             prefix = repository.replace("/", "_") + ":"
             tags = sorted(f[len(prefix):] for f in os.listdir(os.path.join(root, "manifests"))
-                          if f.startswith(prefix))
+                          if f.startswith(prefix) and not f.endswith(".lag"))
             if not tags:
                 return self.answer(404)
             # Two tags a page, the next named in a Link header, as registries page them.
@@ -226,6 +232,15 @@ absl::Status OciRegistryServer::AddChart(const std::string& repository, const st
              R"("application/vnd.cncf.helm.chart.content.v1.tar+gzip","digest":")", layer,
              R"(","size":)", bytes.size(), "}]}");
   return absl::OkStatus();
+}
+
+void OciRegistryServer::LagManifest(const std::string& repository, const std::string& version,
+                                    int times) {
+  std::string tag = version;
+  for (char& c : tag) c = c == '+' ? '_' : c;
+  std::string slug = repository;
+  for (char& c : slug) c = c == '/' ? '_' : c;
+  std::ofstream(absl::StrCat(root_, "/manifests/", slug, ":", tag, ".lag")) << times;
 }
 
 absl::Status OciRegistryServer::Start() {

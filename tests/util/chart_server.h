@@ -72,6 +72,9 @@ class OciRegistryServer {
   // as `repository`:`version` (a "+" in it written "_", as helm tags it).
   absl::Status AddChart(const std::string& repository, const std::string& version,
                         const std::map<std::string, std::string>& files);
+  // The tag's manifest is answered 404 `times` more times while the tag is listed, as a
+  // registry serves a tag being pushed, or one on an eventually consistent store.
+  void LagManifest(const std::string& repository, const std::string& version, int times);
   // Requests need no token (a registry that serves anonymous pulls directly).
   void OpenToAll() { open_ = true; }
   // A private registry: its token service grants a token only for `user`:`password` given
