@@ -814,7 +814,6 @@ int Main(ShutdownSignals& signals) {
   }
   // What happens in the fleet, for WatchEvents: published by the hub and the controller.
   EventBus events;
-  // Declared after the bus: stopped before it goes.
   // Commit statuses say where each bundle stands, as rollout status -w judges it.
   notify_options.judge = [webhook_target](
                              const std::string& bundle,
@@ -847,6 +846,7 @@ int Main(ShutdownSignals& signals) {
     }
     return names;
   };
+  // Declared after the bus: stopped before it goes.
   Notifier notifier(notify_options, &events, metrics.notifications);
   if (absl::Status s = notifier.Start(); !s.ok()) return Fail(s);
   Hub hub(store->get(), metrics);
