@@ -231,7 +231,8 @@ ABSL_FLAG(std::string, notify_file, "",
           "[json|slack|teams] [TYPE,...] [bundles=NAME,...] (default json, and the events about "
           "sources and bundles: failures, rollouts, an operator's acts; none per cluster). json "
           "sends the event, signed with --notify-secret-file; slack sends {\"text\": ...}; teams "
-          "an Adaptive Card. A line REPOSITORY_URL github|gitlab|gitea token-file=PATH sets "
+          "an Adaptive Card. A line REPOSITORY_URL FORMAT token-file=PATH [details=URL] [api=URL] "
+          "(github, gitlab, gitea, forgejo, bitbucket, bitbucket-server, azure-devops) sets "
           "commit statuses there: gitfleet/BUNDLE, pending, success once every cluster runs the "
           "commit Healthy, failure. Read at start; keep it as private as the URLs (Slack's hold "
           "their secret). Default: none.");

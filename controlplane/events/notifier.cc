@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -28,63 +29,179 @@ constexpr size_t kMaxSinkBundles = 64;
 
 namespace {
 
-// What a commit-status sink's line says past its URL and format, and its API's URL.
-absl::Status ReadStatusSink(const std::vector<absl::string_view>& words, NotifySink* sink) {
-  if (words.size() > 2) {
-    return absl::InvalidArgumentError(
-        "a commit-status sink takes no event types: it follows each bundle's rollout");
+// The path of an http(s) URL, its parts: no query, no ".git", no empty part.
+std::vector<std::string> UrlPathParts(absl::string_view url) {
+  absl::string_view path = url.substr(url.find("://") + 3);
+  const size_t slash = path.find('/');
+  path = slash == absl::string_view::npos ? "" : path.substr(slash);
+  path = path.substr(0, path.find_first_of("?#"));
+  while (absl::ConsumeSuffix(&path, "/")) {
   }
-  if (sink->token_file.empty()) {
-    return absl::InvalidArgumentError(
-        "a commit-status sink needs token-file=PATH, a token that may set commit statuses");
-  }
+  absl::ConsumeSuffix(&path, ".git");
+  return absl::StrSplit(path, '/', absl::SkipEmpty());
+}
+
+// Where a commit-status sink posts, from its repository's address (`sink->url`) and the
+// API root its line gives (`sink->api_url`), and the forms of that address sources may
+// fetch by.
+absl::Status ReadStatusSink(NotifySink* sink) {
+  using Format = NotifySink::Format;
   absl::string_view url = sink->url;
   const bool https = absl::ConsumePrefix(&url, "https://");
   if (!https) absl::ConsumePrefix(&url, "http://");
-  const absl::string_view host = url.substr(0, url.find('/'));
-  if (!https && !IsLoopbackHost(host)) {
+  const std::string host(url.substr(0, url.find_first_of("/?#")));
+  const std::string lower_host = absl::AsciiStrToLower(host.substr(0, host.rfind(':')));
+  const std::string origin = absl::StrCat(https ? "https://" : "http://", host);
+  std::vector<std::string> parts = UrlPathParts(sink->url);
+  std::string api = sink->api_url;
+  while (absl::EndsWith(api, "/")) api.pop_back();
+  const auto join = [](const std::vector<std::string>& list, size_t from, size_t to,
+                       absl::string_view with) {
+    return absl::StrJoin(list.begin() + from, list.begin() + to, with);
+  };
+  // Git over SSH names the repository without the path a web server puts it under.
+  sink->repositories = {NormalizeRepoUrl(sink->url)};
+  const auto also_by_ssh = [&](const std::string& path) {
+    sink->repositories.push_back(NormalizeRepoUrl(absl::StrCat("ssh://", host, "/", path)));
+  };
+  switch (sink->format) {
+    case Format::kGitHub:
+    case Format::kGitLab:
+    case Format::kGitea: {
+      // An API root given under a path (GitLab at https://host/gitlab/api/v4): the
+      // repository's address starts with that path too.
+      if (!api.empty()) {
+        std::vector<std::string> root = UrlPathParts(api);
+        auto at = std::find(root.rbegin(), root.rend(), "api");
+        root.resize(at == root.rend() ? 0 : root.rend() - at - 1);
+        if (root.size() < parts.size() && std::equal(root.begin(), root.end(), parts.begin())) {
+          parts.erase(parts.begin(), parts.begin() + root.size());
+          also_by_ssh(absl::StrJoin(parts, "/"));
+        }
+      }
+      const size_t count = parts.size();
+      if (count < 2 || (sink->format == Format::kGitHub && count != 2)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the URL names no repository: want https://HOST/",
+                         sink->format == Format::kGitLab ? "GROUP/PROJECT" : "OWNER/REPO"));
+      }
+      if (sink->format == Format::kGitHub) {
+        // github.com's API has a host of its own; GitHub Enterprise Server's is under /api/v3.
+        if (api.empty()) {
+          api = lower_host == "github.com" ? "https://api.github.com" : origin + "/api/v3";
+        }
+        sink->status_url =
+            absl::StrCat(api, "/repos/", join(parts, 0, 2, "/"), "/statuses/{commit}");
+      } else if (sink->format == Format::kGitLab) {
+        // The project by its path, URL-encoded (subgroups included).
+        if (api.empty()) api = origin + "/api/v4";
+        sink->status_url =
+            absl::StrCat(api, "/projects/", join(parts, 0, count, "%2F"), "/statuses/{commit}");
+      } else {
+        // Gitea and Forgejo may be served under a path: the repository is the last two parts.
+        if (api.empty() && count > 2) {
+          api = absl::StrCat(origin, "/", join(parts, 0, count - 2, "/"), "/api/v1");
+          also_by_ssh(join(parts, count - 2, count, "/"));
+        } else if (api.empty()) {
+          api = origin + "/api/v1";
+        }
+        sink->status_url =
+            absl::StrCat(api, "/repos/", join(parts, count - 2, count, "/"), "/statuses/{commit}");
+      }
+      break;
+    }
+    case Format::kBitbucket: {
+      if (parts.size() != 2) {
+        return absl::InvalidArgumentError(
+            "the URL names no repository: want https://bitbucket.org/WORKSPACE/REPO");
+      }
+      if (api.empty() && lower_host != "bitbucket.org") {
+        return absl::InvalidArgumentError(
+            "bitbucket is Bitbucket Cloud (bitbucket.org): for Data Center say "
+            "bitbucket-server, for another address of its API give api=URL");
+      }
+      if (api.empty()) api = "https://api.bitbucket.org/2.0";
+      sink->status_url = absl::StrCat(api, "/repositories/", parts[0], "/", parts[1],
+                                      "/commit/{commit}/statuses/build");
+      sink->page_url = absl::StrCat(origin, "/", parts[0], "/", parts[1]);
+      break;
+    }
+    case Format::kBitbucketServer: {
+      // Its clone URL (CONTEXT/scm/PROJECT/REPO.git) or its pages
+      // (CONTEXT/projects/PROJECT/repos/REPO/..., a user's CONTEXT/users/USER/repos/REPO/...).
+      size_t at = 0;
+      std::string project, repo;
+      for (; at < parts.size() && repo.empty(); ++at) {
+        if (parts[at] == "scm" && parts.size() == at + 3) {
+          project = parts[at + 1];
+          repo = parts[at + 2];
+        } else if ((parts[at] == "projects" || parts[at] == "users") && parts.size() >= at + 4 &&
+                   parts[at + 2] == "repos") {
+          project = absl::StrCat(parts[at] == "users" ? "~" : "", parts[at + 1]);
+          repo = parts[at + 3];
+        }
+      }
+      if (repo.empty()) {
+        return absl::InvalidArgumentError(
+            "the URL names no repository: want its clone URL, https://HOST/scm/PROJECT/REPO.git, "
+            "or its page, https://HOST/projects/PROJECT/repos/REPO");
+      }
+      const std::string context = join(parts, 0, at - 1, "/");
+      if (api.empty()) api = absl::StrCat(origin, context.empty() ? "" : "/", context, "/rest");
+      sink->status_url = absl::StrCat(api, "/api/latest/projects/", project, "/repos/", repo,
+                                      "/commits/{commit}/builds");
+      sink->page_url = absl::StrCat(origin, "/", context, context.empty() ? "" : "/",
+                                    project[0] == '~' ? absl::StrCat("users/", project.substr(1))
+                                                      : absl::StrCat("projects/", project),
+                                    "/repos/", repo);
+      sink->repositories = {NormalizeRepoUrl(absl::StrCat(
+          origin, "/", context, context.empty() ? "" : "/", "scm/", project, "/", repo))};
+      also_by_ssh(absl::StrCat(project, "/", repo));
+      break;
+    }
+    case Format::kAzureDevOps: {
+      // ORGANIZATION[/PROJECT]/_git/REPO on dev.azure.com, [DefaultCollection/][PROJECT/]
+      // _git/REPO on ORGANIZATION.visualstudio.com, COLLECTION[/PROJECT]/_git/REPO on a
+      // server; a repository named as its project leaves the project out.
+      auto marker = std::find(parts.begin(), parts.end(), "_git");
+      const size_t at = marker - parts.begin();
+      size_t collection = 1;  // parts before the project: the organization's, on dev.azure.com
+      if (absl::EndsWith(lower_host, ".visualstudio.com")) {
+        collection = at > 0 && absl::AsciiStrToLower(parts[0]) == "defaultcollection" ? 1 : 0;
+      } else if (lower_host != "dev.azure.com" && at >= 2) {
+        collection = at - 1;  // a server's collection may be under a path (tfs/DefaultCollection)
+      }
+      if (marker == parts.end() || parts.size() != at + 2 || at < collection ||
+          at > collection + 1) {
+        return absl::InvalidArgumentError(
+            "the URL names no repository: want https://dev.azure.com/ORGANIZATION/PROJECT/_git/"
+            "REPO (or a server's https://HOST/COLLECTION/PROJECT/_git/REPO)");
+      }
+      const std::string& repo = parts[at + 1];
+      const std::string project = at > collection ? parts[at - 1] : repo;
+      const std::string root =
+          absl::StrCat(origin, collection > 0 ? "/" : "", join(parts, 0, collection, "/"));
+      if (api.empty()) api = root;
+      sink->status_url = absl::StrCat(api, "/", project, "/_apis/git/repositories/", repo,
+                                      "/commits/{commit}/statuses?api-version=6.0");
+      // With the project named or left out, each a form Azure DevOps gives.
+      sink->repositories = {NormalizeRepoUrl(absl::StrCat(root, "/", project, "/_git/", repo))};
+      if (project == repo) {
+        sink->repositories.push_back(NormalizeRepoUrl(absl::StrCat(root, "/_git/", repo)));
+      }
+      break;
+    }
+    default:
+      return absl::InternalError("not a commit-status format");
+  }
+  const absl::string_view to = UrlAuthority(sink->status_url);
+  if (!absl::StartsWith(sink->status_url, "https://") && !IsLoopbackHost(to)) {
     return absl::InvalidArgumentError(
         "a token goes over https only (plain http to this machine alone)");
   }
-  absl::string_view path = url.substr(host.size());
-  path = path.substr(0, path.find_first_of("?#"));
-  absl::ConsumeSuffix(&path, "/");
-  absl::ConsumeSuffix(&path, ".git");
-  absl::ConsumePrefix(&path, "/");
-  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
-  if (parts.size() < 2 ||
-      std::any_of(parts.begin(), parts.end(), [](absl::string_view p) { return p.empty(); }) ||
-      (sink->format == NotifySink::Format::kGitHub && parts.size() != 2)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the URL names no repository: want https://HOST/",
-                     sink->format == NotifySink::Format::kGitLab ? "GROUP/PROJECT" : "OWNER/REPO"));
-  }
-  const std::string scheme = https ? "https://" : "http://";
-  switch (sink->format) {
-    case NotifySink::Format::kGitHub:
-      // github.com's API has a host of its own; GitHub Enterprise Server's is under /api/v3.
-      sink->statuses_url = absl::AsciiStrToLower(host) == "github.com"
-                               ? absl::StrCat("https://api.github.com/repos/", path, "/statuses/")
-                               : absl::StrCat(scheme, host, "/api/v3/repos/", path, "/statuses/");
-      break;
-    case NotifySink::Format::kGitLab:
-      // The project by its path, URL-encoded (subgroups included).
-      sink->statuses_url = absl::StrCat(scheme, host, "/api/v4/projects/",
-                                        absl::StrReplaceAll(path, {{"/", "%2F"}}), "/statuses/");
-      break;
-    default: {
-      // Gitea and Forgejo may be served under a path: the repository is the last two parts.
-      const size_t owner_at = path.rfind('/', path.rfind('/') - 1);
-      const absl::string_view prefix =
-          owner_at == absl::string_view::npos ? "" : path.substr(0, owner_at + 1);
-      const absl::string_view repo =
-          owner_at == absl::string_view::npos ? path : path.substr(owner_at + 1);
-      sink->statuses_url =
-          absl::StrCat(scheme, host, "/", prefix, "api/v1/repos/", repo, "/statuses/");
-      break;
-    }
-  }
-  sink->repository = NormalizeRepoUrl(sink->url);
+  std::sort(sink->repositories.begin(), sink->repositories.end());
+  sink->repositories.erase(std::unique(sink->repositories.begin(), sink->repositories.end()),
+                           sink->repositories.end());
   return absl::OkStatus();
 }
 
@@ -106,15 +223,23 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         words.push_back(word);
       } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
         sink.token_file = std::string(word);
-      } else if (absl::ConsumePrefix(&word, "details=")) {
+      } else if (absl::StartsWith(word, "details=") || absl::StartsWith(word, "api=")) {
+        const absl::string_view option = word.substr(0, word.find('=') + 1);
+        word.remove_prefix(option.size());
         if (!absl::StartsWith(word, "https://") && !absl::StartsWith(word, "http://")) {
           return absl::InvalidArgumentError(
-              absl::StrCat(where, ": details= is not an http(s) URL"));
+              absl::StrCat(where, ": ", option, " is not an http(s) URL"));
         }
         if (word.size() > 1024) {
-          return absl::InvalidArgumentError(absl::StrCat(where, ": details= is over 1024 bytes"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": ", option, " is over 1024 bytes"));
         }
-        sink.details_url = std::string(word);
+        if (option == "api=" && (UrlAuthority(word).empty() || absl::StrContains(word, '@') ||
+                                 absl::StrContains(word, '?') || absl::StrContains(word, '#'))) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": api= is the API's root URL: a host and a path, no credentials or query"));
+        }
+        (option == "api=" ? sink.api_url : sink.details_url) = std::string(word);
       } else if (absl::ConsumePrefix(&word, "bundles=")) {
         for (absl::string_view name : absl::StrSplit(word, ',', absl::SkipEmpty())) {
           if (absl::Status valid = ValidateName("bundle", std::string(name)); !valid.ok()) {
@@ -128,9 +253,9 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         }
         std::sort(sink.bundles.begin(), sink.bundles.end());
       } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": \"", word.substr(0, 64),
-                         "\" is none of token-file=PATH, bundles=NAME,... and details=URL"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": \"", word.substr(0, 64),
+            "\" is none of token-file=PATH, bundles=NAME,..., details=URL and api=URL"));
       }
     }
     if (words.size() > 3) {
@@ -153,10 +278,19 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
     }
     size_t next = 1;
     static constexpr std::pair<const char*, NotifySink::Format> kFormats[] = {
-        {"json", NotifySink::Format::kJson},     {"slack", NotifySink::Format::kSlack},
-        {"teams", NotifySink::Format::kTeams},   {"github", NotifySink::Format::kGitHub},
-        {"gitlab", NotifySink::Format::kGitLab}, {"gitea", NotifySink::Format::kGitea},
-        {"forgejo", NotifySink::Format::kGitea}};
+        {"json", NotifySink::Format::kJson},
+        {"slack", NotifySink::Format::kSlack},
+        {"teams", NotifySink::Format::kTeams},
+        {"github", NotifySink::Format::kGitHub},
+        {"gitlab", NotifySink::Format::kGitLab},
+        {"gitea", NotifySink::Format::kGitea},
+        {"forgejo", NotifySink::Format::kGitea},
+        {"bitbucket", NotifySink::Format::kBitbucket},
+        {"bitbucket-server", NotifySink::Format::kBitbucketServer},
+        {"azure-devops", NotifySink::Format::kAzureDevOps},
+        // Flux's names for them
+        {"bitbucketserver", NotifySink::Format::kBitbucketServer},
+        {"azuredevops", NotifySink::Format::kAzureDevOps}};
     for (const auto& [name, format] : kFormats) {
       if (words.size() > next && words[next] == name) {
         sink.format = format;
@@ -169,17 +303,33 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": \"", words[next].substr(0, 64),
                        "\" is neither json, slack nor teams, nor event types (nor github, "
-                       "gitlab, gitea for commit statuses)"));
+                       "gitlab, gitea, forgejo, bitbucket, bitbucket-server, azure-devops for "
+                       "commit statuses)"));
     }
     if (sink.commit_statuses()) {
-      if (absl::Status usable = ReadStatusSink(words, &sink); !usable.ok()) {
+      if (words.size() > 2) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where,
+            ": a commit-status sink takes no event types: it follows each bundle's rollout"));
+      }
+      if (sink.token_file.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where,
+                         ": a commit-status sink needs token-file=PATH, a token that may set "
+                         "commit statuses"));
+      }
+      if (absl::Status usable = ReadStatusSink(&sink); !usable.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
       }
       next = words.size();
-    } else if (!sink.token_file.empty() || !sink.details_url.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": ", sink.token_file.empty() ? "details=" : "token-file=",
-                       " is for commit statuses (github, gitlab, gitea)"));
+    } else if (!sink.token_file.empty() || !sink.details_url.empty() || !sink.api_url.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": ",
+          !sink.token_file.empty() ? "token-file="
+          : !sink.api_url.empty()  ? "api="
+                                   : "details=",
+          " is for commit statuses (github, gitlab, gitea, bitbucket, bitbucket-server, "
+          "azure-devops)"));
     }
     if (words.size() > next) {
       for (absl::string_view type : absl::StrSplit(words[next], ',', absl::SkipEmpty())) {
@@ -255,10 +405,15 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format) 
                                              nlohmann::json::error_handler_t::replace);
 }
 
+bool NotifySink::Names(absl::string_view source_url) const {
+  return std::binary_search(repositories.begin(), repositories.end(), NormalizeRepoUrl(source_url));
+}
+
 StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bundle,
                                   const CommitStatus& status, const std::string& token) {
+  using Format = NotifySink::Format;
   StatusRequest request;
-  request.url = absl::StrCat(sink.statuses_url, status.commit);
+  request.url = absl::StrReplaceAll(sink.status_url, {{"{commit}", status.commit}});
   // Cut to GitHub's 140 bytes, never inside a character.
   std::string description = status.description;
   if (description.size() > 140) {
@@ -266,42 +421,102 @@ StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bun
     while (end > 0 && (static_cast<unsigned char>(description[end]) & 0xC0) == 0x80) --end;
     description = absl::StrCat(description.substr(0, end), "...");
   }
-  const bool gitlab = sink.format == NotifySink::Format::kGitLab;
-  const char* state = "pending";
+  // Each host's word for each state.
+  struct Words {
+    const char* pending;
+    const char* success;
+    const char* failure;
+    const char* superseded;
+  };
+  Words words = {"pending", "success", "failure", "pending"};
+  switch (sink.format) {
+    case Format::kGitLab:
+      words = {"pending", "success", "failed", "canceled"};
+      break;
+    case Format::kGitea:
+      words.superseded = "warning";
+      break;
+    case Format::kBitbucket:
+      words = {"INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED"};
+      break;
+    case Format::kBitbucketServer:
+      // Data Center before 8 knows these three alone: a superseded commit stays in
+      // progress, saying why.
+      words = {"INPROGRESS", "SUCCESSFUL", "FAILED", "INPROGRESS"};
+      break;
+    case Format::kAzureDevOps:
+      words = {"pending", "succeeded", "failed", "notApplicable"};
+      break;
+    default:
+      break;
+  }
+  const char* state = words.pending;
   switch (status.state) {
     case CommitStatus::State::kPending:
       break;
     case CommitStatus::State::kSuccess:
-      state = "success";
+      state = words.success;
       break;
     case CommitStatus::State::kFailure:
-      state = gitlab ? "failed" : "failure";
+      state = words.failure;
       break;
     case CommitStatus::State::kSuperseded:
-      state = gitlab                                      ? "canceled"
-              : sink.format == NotifySink::Format::kGitea ? "warning"
-                                                          : "pending";
+      state = words.superseded;
       break;
   }
+  const std::string context = absl::StrCat("gitfleet/", bundle);
+  const std::string details =
+      absl::StrReplaceAll(sink.details_url, {{"{bundle}", bundle}, {"{commit}", status.commit}});
   nlohmann::json body = {{"state", state}, {"description", description}};
-  if (!sink.details_url.empty()) {
-    body["target_url"] =
-        absl::StrReplaceAll(sink.details_url, {{"{bundle}", bundle}, {"{commit}", status.commit}});
-  }
   request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};
+  // A token file of USER:SECRET is a user and a password (or app password), as Bitbucket's
+  // and Azure DevOps' APIs take them.
+  const bool user_and_secret = absl::StrContains(token, ':');
   switch (sink.format) {
-    case NotifySink::Format::kGitHub:
-      body["context"] = absl::StrCat("gitfleet/", bundle);
-      request.headers.push_back("Accept: application/vnd.github+json");
-      request.headers.push_back(absl::StrCat("Authorization: Bearer ", token));
+    case Format::kGitHub:
+    case Format::kGitea:
+      body["context"] = context;
+      if (!details.empty()) body["target_url"] = details;
+      if (sink.format == Format::kGitHub) {
+        request.headers.push_back("Accept: application/vnd.github+json");
+        request.headers.push_back(absl::StrCat("Authorization: Bearer ", token));
+      } else {
+        request.headers.push_back(absl::StrCat("Authorization: token ", token));
+      }
       break;
-    case NotifySink::Format::kGitLab:
-      body["name"] = absl::StrCat("gitfleet/", bundle);
+    case Format::kGitLab:
+      body["name"] = context;
+      if (!details.empty()) body["target_url"] = details;
       request.headers.push_back(absl::StrCat("PRIVATE-TOKEN: ", token));
       break;
+    case Format::kBitbucket:
+    case Format::kBitbucketServer:
+      // The key names the status (a later post of it replaces it), at most 40 bytes on
+      // Bitbucket Cloud; the link is required: the repository's page without details=.
+      body["key"] =
+          context.size() <= 40
+              ? context
+              : absl::StrCat("gitfleet-",
+                             absl::BytesToHexString(crypto::Sha256(bundle)).substr(0, 31));
+      body["name"] = context;
+      body["url"] = details.empty() ? sink.page_url : details;
+      request.headers.push_back(
+          user_and_secret ? absl::StrCat("Authorization: Basic ", absl::Base64Escape(token))
+                          : absl::StrCat("Authorization: Bearer ", token));
+      break;
+    case Format::kAzureDevOps:
+      body["context"] = {{"genre", "gitfleet"}, {"name", bundle}};
+      if (!details.empty()) body["targetUrl"] = details;
+      // A personal access token goes as a password with no user; a Microsoft Entra token (a
+      // JWT: "eyJ...") as a bearer.
+      request.headers.push_back(
+          absl::StartsWith(token, "eyJ") && std::count(token.begin(), token.end(), '.') == 2
+              ? absl::StrCat("Authorization: Bearer ", token)
+              : absl::StrCat(
+                    "Authorization: Basic ",
+                    absl::Base64Escape(user_and_secret ? token : absl::StrCat(":", token))));
+      break;
     default:
-      body["context"] = absl::StrCat("gitfleet/", bundle);
-      request.headers.push_back(absl::StrCat("Authorization: token ", token));
       break;
   }
   request.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -459,8 +674,7 @@ void Notifier::RunStatuses(Worker* worker) {
         again.insert(bundle);
         continue;
       }
-      if (judged->commit.empty() ||
-          NormalizeRepoUrl(judged->source_url) != worker->sink.repository) {
+      if (judged->commit.empty() || !worker->sink.Names(judged->source_url)) {
         pending.erase(bundle);
         continue;
       }

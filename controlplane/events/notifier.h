@@ -23,8 +23,9 @@
 // gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
 // as Slack's are).
 //
-// A `github`, `gitlab` or `gitea` sink is a repository (its https address, as its web page
-// or clone URL gives it) and a token file (`token-file=PATH`): each bundle whose source
+// A `github`, `gitlab`, `gitea`, `bitbucket`, `bitbucket-server` or `azure-devops` sink is a
+// repository (its https address, as its web page or clone URL gives it) and a token file
+// (`token-file=PATH`): each bundle whose source
 // fetches that repository gets a commit status there, `gitfleet/BUNDLE`, on the commit it
 // is at: pending while it rolls out, success once every cluster it targets runs it Healthy,
 // failure when its render failed or its rollout paused, as `gitfleetctl rollout status -w`
@@ -52,18 +53,34 @@
 namespace gitfleet {
 
 struct NotifySink {
-  enum class Format { kJson, kSlack, kTeams, kGitHub, kGitLab, kGitea };
+  enum class Format {
+    kJson,
+    kSlack,
+    kTeams,
+    // Commit statuses, from here on.
+    kGitHub,
+    kGitLab,
+    kGitea,            // and Forgejo
+    kBitbucket,        // Bitbucket Cloud
+    kBitbucketServer,  // Bitbucket Data Center (once Server)
+    kAzureDevOps,      // Services and Server
+  };
   std::string url;
   Format format = Format::kJson;
   // Event types, or families ending in "." ("rollout."); never empty once parsed.
   std::vector<std::string> types;
   int line = 0;  // in the file: the sink's label
-  // Commit-status sinks (github, gitlab, gitea): the file holding the API token, the API's
-  // URL of a commit's statuses but the commit (".../statuses/"), and the repository as
-  // NormalizeRepoUrl writes it (what a source's URL is matched with).
+  // Commit-status sinks: the file holding the API token; the API's root when the line
+  // gives it (`api=URL`: a host under a path of its own, or a test's server); the URL a
+  // commit's status is posted to, "{commit}" standing for the commit; and the forms of the
+  // repository's address a source may fetch it by (HTTPS and SSH, as NormalizeRepoUrl
+  // writes them).
   std::string token_file;
-  std::string statuses_url;
-  std::string repository;
+  std::string api_url;
+  std::string status_url;
+  std::vector<std::string> repositories;
+  std::string page_url;  // Bitbucket's: the repository's page, a status's link by default
+  bool Names(absl::string_view source_url) const;
   // `bundles=NAME,...`: only events about these bundles (sorted); empty: any.
   std::vector<std::string> bundles;
   // A commit-status sink's `details=URL`: the status's link ("Details"), with {bundle}
@@ -81,7 +98,8 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
 // --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]`
-// or `REPOSITORY_URL github|gitlab|gitea token-file=PATH [bundles=NAME,...] [details=URL]` (blank
+// or `REPOSITORY_URL FORMAT token-file=PATH [bundles=NAME,...] [details=URL] [api=URL]` (FORMAT:
+// github, gitlab, gitea or forgejo, bitbucket, bitbucket-server, azure-devops) (blank
 // lines and lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
 // sinks, 64 bundles a sink. A token goes over https only (http to this machine alone, for tests).
 // InvalidArgument naming the line (never the URL, which may be a secret) for what it cannot read:
@@ -93,8 +111,9 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format);
 
 // Where a bundle stands, for its commit status.
 struct CommitStatus {
-  // kSuperseded: a later commit went out before this one was everywhere (GitHub's
-  // pending, GitLab's canceled, Gitea's warning).
+  // kSuperseded: a later commit went out before this one was everywhere (GitHub's and
+  // Bitbucket Data Center's pending, GitLab's canceled, Gitea's warning, Bitbucket Cloud's
+  // STOPPED, Azure DevOps' notApplicable).
   enum class State { kPending, kSuccess, kFailure, kSuperseded };
   std::string source_url;  // the repository its source fetches
   std::string commit;      // full id
@@ -102,9 +121,9 @@ struct CommitStatus {
   std::string description;  // one line
 };
 
-// The request that sets `status` as `bundle`'s commit status through `sink`'s API
-// (GitHub's, GitLab's or Gitea's and Forgejo's): the context `gitfleet/BUNDLE`, the
-// description cut to 140 bytes (GitHub's limit) on a character's boundary.
+// The request that sets `status` as `bundle`'s commit status through `sink`'s API: the
+// context `gitfleet/BUNDLE` (Bitbucket's key, at most 40 bytes, from it), the description
+// cut to 140 bytes (GitHub's limit) on a character's boundary.
 struct StatusRequest {
   std::string url;
   std::string body;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto.h"
@@ -189,15 +190,23 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
   EXPECT_EQ((*sinks)[0].format, NotifySink::Format::kGitHub);
   EXPECT_TRUE((*sinks)[0].commit_statuses());
   EXPECT_EQ((*sinks)[0].token_file, "/etc/gitfleet/github");
-  EXPECT_EQ((*sinks)[0].statuses_url, "https://api.github.com/repos/Acme/Fleet/statuses/");
-  EXPECT_EQ((*sinks)[0].repository, "github.com/acme/fleet");
-  EXPECT_EQ((*sinks)[1].statuses_url, "https://ghe.example.com/api/v3/repos/acme/fleet/statuses/");
-  EXPECT_EQ((*sinks)[2].statuses_url,
-            "https://gitlab.example.com/api/v4/projects/platform%2Finfra%2Ffleet/statuses/");
+  EXPECT_EQ((*sinks)[0].status_url, "https://api.github.com/repos/Acme/Fleet/statuses/{commit}");
+  EXPECT_THAT((*sinks)[0].repositories, ElementsAre("github.com/acme/fleet"));
+  EXPECT_TRUE((*sinks)[0].Names("git@github.com:acme/fleet.git"));
+  EXPECT_FALSE((*sinks)[0].Names("https://github.com/acme/other"));
+  EXPECT_EQ((*sinks)[1].status_url,
+            "https://ghe.example.com/api/v3/repos/acme/fleet/statuses/{commit}");
+  EXPECT_EQ(
+      (*sinks)[2].status_url,
+      "https://gitlab.example.com/api/v4/projects/platform%2Finfra%2Ffleet/statuses/{commit}");
   EXPECT_EQ((*sinks)[3].format, NotifySink::Format::kGitea);
-  EXPECT_EQ((*sinks)[3].statuses_url,
-            "https://code.example.com/git/api/v1/repos/acme/fleet/statuses/");
-  EXPECT_EQ((*sinks)[4].statuses_url, "http://127.0.0.1:3000/api/v1/repos/acme/fleet/statuses/");
+  EXPECT_EQ((*sinks)[3].status_url,
+            "https://code.example.com/git/api/v1/repos/acme/fleet/statuses/{commit}");
+  // Over SSH, the path the web server puts it under is not named.
+  EXPECT_THAT((*sinks)[3].repositories,
+              ElementsAre("code.example.com/acme/fleet", "code.example.com/git/acme/fleet"));
+  EXPECT_EQ((*sinks)[4].status_url,
+            "http://127.0.0.1:3000/api/v1/repos/acme/fleet/statuses/{commit}");
   EXPECT_THAT((*sinks)[4].bundles, ::testing::IsEmpty());
   absl::StatusOr<std::vector<NotifySink>> team = ParseNotifySinks(
       "https://github.com/acme/fleet github bundles=web,api token-file=/t\n"
@@ -276,6 +285,156 @@ TEST(CommitStatusRequestTest, EachHostsApiGetsItsStateNamesAndToken) {
   EXPECT_EQ(nlohmann::json::parse(
                 CommitStatusRequest((*sinks)[0], "web", status, "t").body)["description"],
             std::string(135, 'x') + "\xc3\xa9...");
+}
+
+// Bitbucket's and Azure DevOps' repositories are found by any address they give, a
+// context path included; `api=` names an API root of its own (GitLab under a path).
+TEST(ParseNotifySinksTest, BitbucketAzureDevOpsAndAnApiOfItsOwn) {
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      "https://bitbucket.org/acme/fleet.git bitbucket token-file=/t\n"
+      "https://git.example.com/bitbucket/scm/PLAT/fleet.git bitbucket-server token-file=/t\n"
+      "https://git.example.com/projects/PLAT/repos/fleet/browse bitbucketserver token-file=/t\n"
+      "https://git.example.com/users/jane/repos/fleet bitbucket-server token-file=/t\n"
+      "https://dev.azure.com/acme/Platform/_git/fleet azure-devops token-file=/t\n"
+      "https://acme.visualstudio.com/DefaultCollection/Platform/_git/fleet azuredevops "
+      "token-file=/t\n"
+      "https://dev.azure.com/acme/_git/fleet azure-devops token-file=/t\n"
+      "https://tfs.example.com/tfs/DefaultCollection/Platform/_git/fleet azure-devops "
+      "token-file=/t\n"
+      "https://code.example.com/gitlab/platform/fleet.git gitlab token-file=/t "
+      "api=https://code.example.com/gitlab/api/v4/\n"
+      "http://127.0.0.1:8080/acme/fleet bitbucket token-file=/t api=http://127.0.0.1:8080/2.0\n");
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  ASSERT_EQ(sinks->size(), 10u);
+  const std::vector<NotifySink>& s = *sinks;
+  EXPECT_EQ(s[0].format, NotifySink::Format::kBitbucket);
+  EXPECT_EQ(s[0].status_url,
+            "https://api.bitbucket.org/2.0/repositories/acme/fleet/commit/{commit}/statuses/build");
+  EXPECT_EQ(s[0].page_url, "https://bitbucket.org/acme/fleet");
+  EXPECT_TRUE(s[0].Names("git@bitbucket.org:acme/fleet.git"));
+  EXPECT_EQ(s[1].format, NotifySink::Format::kBitbucketServer);
+  EXPECT_EQ(s[1].status_url,
+            "https://git.example.com/bitbucket/rest/api/latest/projects/PLAT/repos/fleet/commits/"
+            "{commit}/builds");
+  EXPECT_EQ(s[1].page_url, "https://git.example.com/bitbucket/projects/PLAT/repos/fleet");
+  EXPECT_TRUE(s[1].Names("ssh://git@git.example.com:7999/plat/fleet.git"));
+  EXPECT_TRUE(s[1].Names("https://jane@git.example.com/bitbucket/scm/plat/fleet.git"));
+  EXPECT_FALSE(s[1].Names("https://git.example.com/bitbucket/scm/plat/other.git"));
+  EXPECT_EQ(s[2].status_url,
+            "https://git.example.com/rest/api/latest/projects/PLAT/repos/fleet/commits/{commit}/"
+            "builds");
+  EXPECT_TRUE(s[2].Names("https://git.example.com/scm/PLAT/fleet.git"));
+  EXPECT_EQ(s[3].status_url,
+            "https://git.example.com/rest/api/latest/projects/~jane/repos/fleet/commits/{commit}/"
+            "builds");
+  EXPECT_EQ(s[3].page_url, "https://git.example.com/users/jane/repos/fleet");
+  EXPECT_TRUE(s[3].Names("ssh://git@git.example.com:7999/~jane/fleet.git"));
+  EXPECT_EQ(s[4].format, NotifySink::Format::kAzureDevOps);
+  EXPECT_EQ(s[4].status_url,
+            "https://dev.azure.com/acme/Platform/_apis/git/repositories/fleet/commits/{commit}/"
+            "statuses?api-version=6.0");
+  EXPECT_TRUE(s[4].Names("git@ssh.dev.azure.com:v3/acme/Platform/fleet"));
+  EXPECT_EQ(s[5].status_url,
+            "https://acme.visualstudio.com/DefaultCollection/Platform/_apis/git/repositories/"
+            "fleet/commits/{commit}/statuses?api-version=6.0");
+  EXPECT_TRUE(s[5].Names("https://dev.azure.com/acme/Platform/_git/fleet"));
+  EXPECT_EQ(s[6].status_url,
+            "https://dev.azure.com/acme/fleet/_apis/git/repositories/fleet/commits/{commit}/"
+            "statuses?api-version=6.0");
+  EXPECT_TRUE(s[6].Names("https://acme@dev.azure.com/acme/fleet/_git/fleet"));
+  EXPECT_TRUE(s[6].Names("https://dev.azure.com/acme/_git/fleet"));
+  EXPECT_EQ(s[7].status_url,
+            "https://tfs.example.com/tfs/DefaultCollection/Platform/_apis/git/repositories/fleet/"
+            "commits/{commit}/statuses?api-version=6.0");
+  EXPECT_EQ(s[8].status_url,
+            "https://code.example.com/gitlab/api/v4/projects/platform%2Ffleet/statuses/{commit}");
+  EXPECT_TRUE(s[8].Names("git@code.example.com:platform/fleet.git"));
+  EXPECT_TRUE(s[8].Names("https://code.example.com/gitlab/platform/fleet"));
+  EXPECT_EQ(s[9].status_url,
+            "http://127.0.0.1:8080/2.0/repositories/acme/fleet/commit/{commit}/statuses/build");
+  const std::pair<const char*, const char*> kBad[] = {
+      {"https://bitbucket.example.com/acme/fleet bitbucket token-file=/t\n",
+       "bitbucket is Bitbucket Cloud"},
+      {"https://bitbucket.org/acme bitbucket token-file=/t\n", "WORKSPACE/REPO"},
+      {"https://git.example.com/plat/fleet bitbucket-server token-file=/t\n",
+       "/scm/PROJECT/REPO.git"},
+      {"https://dev.azure.com/acme/fleet azure-devops token-file=/t\n", "/_git/REPO"},
+      {"https://dev.azure.com/_git/fleet azure-devops token-file=/t\n", "/_git/REPO"},
+      {"https://github.com/a/b github token-file=/t api=http://api.example.com\n",
+       "over https only"},
+      {"https://example.com/x json api=https://api.example.com\n", "api= is for commit statuses"},
+      {"https://github.com/a/b github token-file=/t api=https://u:p@h/api\n", "API's root URL"},
+      {"https://github.com/a/b github token-file=/t api=github\n", "api= is not an http(s) URL"},
+  };
+  for (const auto& [text, error] : kBad) {
+    absl::StatusOr<std::vector<NotifySink>> refused = ParseNotifySinks(text);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(refused.status().message(), HasSubstr(error)) << text;
+  }
+}
+
+TEST(CommitStatusRequestTest, BitbucketAndAzureDevOpsGetTheirWordsAndKeys) {
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      "https://bitbucket.org/acme/fleet bitbucket token-file=/t\n"
+      "https://git.example.com/scm/plat/fleet.git bitbucket-server token-file=/t "
+      "details=https://grafana.example.com/d/gitfleet?var-bundle={bundle}\n"
+      "https://dev.azure.com/acme/Platform/_git/fleet azure-devops token-file=/t\n");
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  CommitStatus status;
+  status.commit = "0123456789abcdef0123456789abcdef01234567";
+  status.state = CommitStatus::State::kFailure;
+  status.description = "the render failed";
+  StatusRequest cloud = CommitStatusRequest((*sinks)[0], "web", status, "jane:app-password");
+  EXPECT_EQ(cloud.url, "https://api.bitbucket.org/2.0/repositories/acme/fleet/commit/" +
+                           status.commit + "/statuses/build");
+  EXPECT_EQ(nlohmann::json::parse(cloud.body),
+            nlohmann::json({{"state", "FAILED"},
+                            {"key", "gitfleet/web"},
+                            {"name", "gitfleet/web"},
+                            {"description", "the render failed"},
+                            {"url", "https://bitbucket.org/acme/fleet"}}));
+  EXPECT_THAT(cloud.headers, ::testing::Contains("Authorization: Basic " +
+                                                 absl::Base64Escape("jane:app-password")));
+  EXPECT_THAT(CommitStatusRequest((*sinks)[0], "web", status, "ATCTT3x").headers,
+              ::testing::Contains("Authorization: Bearer ATCTT3x"));
+  // A key is at most 40 bytes: a long bundle name's is a digest of it.
+  const std::string long_name(50, 'b');
+  const std::string key =
+      nlohmann::json::parse(CommitStatusRequest((*sinks)[0], long_name, status, "t").body)["key"];
+  EXPECT_EQ(key.size(), 40u);
+  EXPECT_TRUE(absl::StartsWith(key, "gitfleet-")) << key;
+  EXPECT_NE(key, std::string(nlohmann::json::parse(
+                     CommitStatusRequest((*sinks)[0], long_name + "c", status, "t").body)["key"]));
+  StatusRequest server = CommitStatusRequest((*sinks)[1], "web", status, "BBDC-token");
+  EXPECT_EQ(server.url,
+            "https://git.example.com/rest/api/latest/projects/plat/repos/fleet/commits/" +
+                status.commit + "/builds");
+  EXPECT_EQ(nlohmann::json::parse(server.body)["url"],
+            "https://grafana.example.com/d/gitfleet?var-bundle=web");
+  EXPECT_THAT(server.headers, ::testing::Contains("Authorization: Bearer BBDC-token"));
+  StatusRequest azure = CommitStatusRequest((*sinks)[2], "web", status, "pat");
+  EXPECT_EQ(azure.url, "https://dev.azure.com/acme/Platform/_apis/git/repositories/fleet/commits/" +
+                           status.commit + "/statuses?api-version=6.0");
+  EXPECT_EQ(nlohmann::json::parse(azure.body),
+            nlohmann::json({{"state", "failed"},
+                            {"description", "the render failed"},
+                            {"context", {{"genre", "gitfleet"}, {"name", "web"}}}}));
+  EXPECT_THAT(azure.headers,
+              ::testing::Contains("Authorization: Basic " + absl::Base64Escape(":pat")));
+  EXPECT_THAT(CommitStatusRequest((*sinks)[2], "web", status, "eyJ0eXAi.eyJhdWQi.c2ln").headers,
+              ::testing::Contains("Authorization: Bearer eyJ0eXAi.eyJhdWQi.c2ln"));
+  const auto state = [&](size_t sink, CommitStatus::State state) {
+    status.state = state;
+    return std::string(nlohmann::json::parse(
+        CommitStatusRequest((*sinks)[sink], "web", status, "t").body)["state"]);
+  };
+  EXPECT_EQ(state(0, CommitStatus::State::kPending), "INPROGRESS");
+  EXPECT_EQ(state(0, CommitStatus::State::kSuccess), "SUCCESSFUL");
+  EXPECT_EQ(state(0, CommitStatus::State::kSuperseded), "STOPPED");
+  EXPECT_EQ(state(1, CommitStatus::State::kSuperseded), "INPROGRESS");
+  EXPECT_EQ(state(2, CommitStatus::State::kPending), "pending");
+  EXPECT_EQ(state(2, CommitStatus::State::kSuccess), "succeeded");
+  EXPECT_EQ(state(2, CommitStatus::State::kSuperseded), "notApplicable");
 }
 
 // A commit-status sink posts a bundle's state when its commit or state changes, for the
@@ -475,6 +634,68 @@ TEST_F(NotifierTest, ASinkOfSomeBundlesGetsTheirEventsAlone) {
   ASSERT_EQ(posts.size(), 2u);
   EXPECT_EQ(posts[0]["body"], R"({"text":"gitfleet render.failed bundle=web: theirs"})");
   EXPECT_EQ(posts[1]["body"], R"({"text":"gitfleet rollout.done bundle=api: theirs too"})");
+  notifier.Stop();
+}
+
+// A Bitbucket Data Center's and an Azure DevOps Server's statuses go to their APIs under
+// the servers' paths, for the bundles whose sources fetch the repository over SSH too.
+TEST_F(NotifierTest, ServersUnderAPathTakeTheStatusesOfTheirRepositories) {
+  testing::WebhookSink bitbucket, azure;
+  absl::Status started = bitbucket.Start(testing::TempDir("bitbucket-api"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(azure.Start(testing::TempDir("azure-api")).ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(absl::StrCat(
+      "http://127.0.0.1:", bitbucket.port(),
+      "/bitbucket/scm/plat/fleet.git bitbucket-server token-file=/t\n", "http://127.0.0.1:",
+      azure.port(), "/tfs/Main/Platform/_git/fleet azure-devops token-file=/t\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  const std::string commit(40, 'c');
+  std::map<std::string, CommitStatus> verdicts = {
+      {"web",
+       {"ssh://git@127.0.0.1:7999/plat/fleet.git", commit, CommitStatus::State::kSuccess, "done"}},
+      {"api",
+       {"ssh://127.0.0.1:22/tfs/Main/Platform/_git/fleet", commit, CommitStatus::State::kPending,
+        "0 of 1 clusters run it Healthy"}},
+      {"billing",
+       {"https://127.0.0.1/bitbucket/scm/plat/billing.git", commit, CommitStatus::State::kSuccess,
+        "done"}}};
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.token = [](const NotifySink& sink) {
+    return sink.format == NotifySink::Format::kAzureDevOps ? "pat" : "bbdc";
+  };
+  options.judge = [verdicts](const std::string& bundle,
+                             const std::string&) -> absl::StatusOr<CommitStatus> {
+    return verdicts.at(bundle);
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"api", "billing", "web"};
+  };
+  options.status_interval = absl::Milliseconds(50);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  ASSERT_TRUE(testing::Eventually([&] {
+    return !bitbucket.Posts().empty() && !azure.Posts().empty();
+  })) << bitbucket.Log()
+      << azure.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  std::vector<nlohmann::json> posts = bitbucket.Posts();
+  ASSERT_EQ(posts.size(), 1u) << bitbucket.Log();
+  EXPECT_EQ(posts[0]["path"],
+            "/bitbucket/rest/api/latest/projects/plat/repos/fleet/commits/" + commit + "/builds");
+  EXPECT_EQ(posts[0]["authorization"], "Bearer bbdc");
+  nlohmann::json body = nlohmann::json::parse(std::string(posts[0]["body"]));
+  EXPECT_EQ(body["state"], "SUCCESSFUL");
+  EXPECT_EQ(body["key"], "gitfleet/web");
+  EXPECT_EQ(body["url"], absl::StrCat("http://127.0.0.1:", bitbucket.port(),
+                                      "/bitbucket/projects/plat/repos/fleet"));
+  posts = azure.Posts();
+  ASSERT_EQ(posts.size(), 1u) << azure.Log();
+  EXPECT_EQ(posts[0]["path"], "/tfs/Main/Platform/_apis/git/repositories/fleet/commits/" + commit +
+                                  "/statuses?api-version=6.0");
+  EXPECT_EQ(posts[0]["authorization"], "Basic " + absl::Base64Escape(":pat"));
+  EXPECT_EQ(nlohmann::json::parse(std::string(posts[0]["body"]))["state"], "pending");
   notifier.Stop();
 }
 
