@@ -39,6 +39,7 @@
 #include "controlplane/api/admin_service.h"
 #include "controlplane/api/auth.h"
 #include "controlplane/api/secret_file.h"
+#include "controlplane/api/status_tokens.h"
 #include "controlplane/api/webhook.h"
 #include "controlplane/distribute/agent_service.h"
 #include "controlplane/events/notifier.h"
@@ -231,7 +232,8 @@ ABSL_FLAG(std::string, notify_file, "",
           "[json|slack|teams] [TYPE,...] [bundles=NAME,...] (default json, and the events about "
           "sources and bundles: failures, rollouts, an operator's acts; none per cluster). json "
           "sends the event, signed with --notify-secret-file; slack sends {\"text\": ...}; teams "
-          "an Adaptive Card. A line REPOSITORY_URL FORMAT token-file=PATH [details=URL] [api=URL] "
+          "an Adaptive Card. A line REPOSITORY_URL FORMAT token-file=PATH|credential=NAME "
+          "[details=URL] [api=URL] "
           "(github, gitlab, gitea, forgejo, bitbucket, bitbucket-server, azure-devops) sets "
           "commit statuses there: gitfleet/BUNDLE, pending, success once every cluster runs the "
           "commit Healthy, failure. Read at start; keep it as private as the URLs (Slack's hold "
@@ -501,24 +503,13 @@ int Main(ShutdownSignals& signals) {
     absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(*text);
     if (!sinks.ok()) return Fail(Prefixed("--notify-file", sinks.status()));
     notify_options.sinks = *std::move(sinks);
-    // Commit-status sinks' tokens, read now (a missing file stops the start) and again as
-    // they change.
-    auto tokens = std::make_shared<std::map<int, std::shared_ptr<SecretFile>>>();
-    for (const NotifySink& sink : notify_options.sinks) {
-      if (!sink.commit_statuses()) continue;
-      SecretFile::Options token_options;
-      token_options.what = absl::StrCat("--notify-file line ", sink.line, "'s token-file");
-      token_options.min_length = 8;
-      token_options.max_secrets = 1;
-      absl::StatusOr<std::unique_ptr<SecretFile>> token =
-          SecretFile::Open(sink.token_file, token_options);
-      if (!token.ok()) return Fail(token.status());
-      (*tokens)[sink.line] = std::move(*token);
-    }
-    notify_options.token = [tokens](const NotifySink& sink) {
-      auto found = tokens->find(sink.line);
-      return found == tokens->end() ? std::string() : found->second->Current()->front();
-    };
+    // Commit-status sinks' tokens, read now (a missing file or credential stops the start)
+    // and again as they change.
+    absl::StatusOr<std::unique_ptr<StatusTokens>> tokens =
+        StatusTokens::Open(notify_options.sinks, git_access.credentials_dir, absl::Seconds(30));
+    if (!tokens.ok()) return Fail(tokens.status());
+    std::shared_ptr<StatusTokens> shared = *std::move(tokens);
+    notify_options.token = [shared](const NotifySink& sink) { return shared->Token(sink); };
   }
   if (!absl::GetFlag(FLAGS_notify_secret_file).empty()) {
     if (notify_options.sinks.empty()) {

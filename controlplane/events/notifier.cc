@@ -199,6 +199,7 @@ absl::Status ReadStatusSink(NotifySink* sink) {
     return absl::InvalidArgumentError(
         "a token goes over https only (plain http to this machine alone)");
   }
+  sink->api_url = api;
   std::sort(sink->repositories.begin(), sink->repositories.end());
   sink->repositories.erase(std::unique(sink->repositories.begin(), sink->repositories.end()),
                            sink->repositories.end());
@@ -223,6 +224,12 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         words.push_back(word);
       } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
         sink.token_file = std::string(word);
+      } else if (absl::ConsumePrefix(&word, "credential=")) {
+        if (absl::Status valid = ValidateName("credential", std::string(word)); !valid.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": credential=: ", valid.message()));
+        }
+        sink.credential = std::string(word);
       } else if (absl::StartsWith(word, "details=") || absl::StartsWith(word, "api=")) {
         const absl::string_view option = word.substr(0, word.find('=') + 1);
         word.remove_prefix(option.size());
@@ -255,7 +262,8 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
             where, ": \"", word.substr(0, 64),
-            "\" is none of token-file=PATH, bundles=NAME,..., details=URL and api=URL"));
+            "\" is none of token-file=PATH, credential=NAME, bundles=NAME,..., details=URL "
+            "and api=URL"));
       }
     }
     if (words.size() > 3) {
@@ -312,22 +320,23 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
             where,
             ": a commit-status sink takes no event types: it follows each bundle's rollout"));
       }
-      if (sink.token_file.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where,
-                         ": a commit-status sink needs token-file=PATH, a token that may set "
-                         "commit statuses"));
+      if (sink.token_file.empty() == sink.credential.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": a commit-status sink needs ", sink.token_file.empty() ? "" : "one of ",
+            "token-file=PATH or credential=NAME, a token that may set commit statuses"));
       }
       if (absl::Status usable = ReadStatusSink(&sink); !usable.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
       }
       next = words.size();
-    } else if (!sink.token_file.empty() || !sink.details_url.empty() || !sink.api_url.empty()) {
+    } else if (!sink.token_file.empty() || !sink.credential.empty() || !sink.details_url.empty() ||
+               !sink.api_url.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ": ",
-          !sink.token_file.empty() ? "token-file="
-          : !sink.api_url.empty()  ? "api="
-                                   : "details=",
+          !sink.token_file.empty()   ? "token-file="
+          : !sink.credential.empty() ? "credential="
+          : !sink.api_url.empty()    ? "api="
+                                     : "details=",
           " is for commit statuses (github, gitlab, gitea, bitbucket, bitbucket-server, "
           "azure-devops)"));
     }
@@ -742,8 +751,20 @@ bool Notifier::Stopping(Worker* worker) {
 
 Notifier::Delivery Notifier::Post(Worker* worker, const std::string& bundle,
                                   const CommitStatus& status) {
-  StatusRequest made = CommitStatusRequest(worker->sink, bundle, status,
-                                           options_.token ? options_.token(worker->sink) : "");
+  absl::StatusOr<std::string> token =
+      options_.token ? options_.token(worker->sink) : absl::StatusOr<std::string>("");
+  if (!token.ok()) {
+    outcomes_.Add({{"sink", worker->label}, {"result", "failed"}}).Increment();
+    MutexLock lock(&worker->mu);
+    if (!worker->failing) {
+      GF_LOG(WARNING) << "notify sink " << worker->label << " (notify file line "
+                      << worker->sink.line << "): no token: " << token.status().message()
+                      << "; asked again at the next status";
+      worker->failing = true;
+    }
+    return Delivery::kFailed;
+  }
+  StatusRequest made = CommitStatusRequest(worker->sink, bundle, status, *token);
   HttpFetchOptions request;
   request.body = std::move(made.body);
   request.headers = std::move(made.headers);

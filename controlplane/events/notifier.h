@@ -70,12 +70,14 @@ struct NotifySink {
   // Event types, or families ending in "." ("rollout."); never empty once parsed.
   std::vector<std::string> types;
   int line = 0;  // in the file: the sink's label
-  // Commit-status sinks: the file holding the API token; the API's root when the line
-  // gives it (`api=URL`: a host under a path of its own, or a test's server); the URL a
-  // commit's status is posted to, "{commit}" standing for the commit; and the forms of the
-  // repository's address a source may fetch it by (HTTPS and SSH, as NormalizeRepoUrl
-  // writes them).
+  // Commit-status sinks: the file holding the API token, or the --credentials-dir
+  // credential giving it (one of the two); the API's root (`api=URL` when the line gives
+  // one: a host under a path of its own, or a test's server; else from the address); the
+  // URL a commit's status is posted to, "{commit}" standing for the commit; and the forms
+  // of the repository's address a source may fetch it by (HTTPS and SSH, as
+  // NormalizeRepoUrl writes them).
   std::string token_file;
+  std::string credential;
   std::string api_url;
   std::string status_url;
   std::vector<std::string> repositories;
@@ -98,7 +100,8 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
 // --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]`
-// or `REPOSITORY_URL FORMAT token-file=PATH [bundles=NAME,...] [details=URL] [api=URL]` (FORMAT:
+// or `REPOSITORY_URL FORMAT token-file=PATH|credential=NAME [bundles=NAME,...] [details=URL]
+// [api=URL]` (FORMAT:
 // github, gitlab, gitea or forgejo, bitbucket, bitbucket-server, azure-devops) (blank
 // lines and lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
 // sinks, 64 bundles a sink. A token goes over https only (http to this machine alone, for tests).
@@ -143,12 +146,12 @@ class Notifier {
     int max_attempts = 5;
     absl::Duration retry_base = absl::Seconds(1);
     absl::Duration retry_max = absl::Minutes(1);
-    // For commit-status sinks: the token of a sink, asked at each POST (its file read again
-    // as it changes); how a bundle stands (NotFoundError once it is gone; any other error:
-    // asked again later), `settled` the commit it was last posted a success for ("" for
-    // none), which stays a success while the bundle is at it; every bundle's name (judged
-    // at start and after a resync); and how often a bundle is judged at most.
-    std::function<std::string(const NotifySink& sink)> token;
+    // For commit-status sinks: the token of a sink, asked at each POST (StatusTokens; an
+    // error fails the POST, tried again as a failed one is); how a bundle stands (NotFoundError
+    // once it is gone; any other error: asked again later), `settled` the commit it was last posted
+    // a success for ("" for none), which stays a success while the bundle is at it; every bundle's
+    // name (judged at start and after a resync); and how often a bundle is judged at most.
+    std::function<absl::StatusOr<std::string>(const NotifySink& sink)> token;
     std::function<absl::StatusOr<CommitStatus>(const std::string& bundle,
                                                const std::string& settled)>
         judge;

@@ -1,5 +1,6 @@
 #include "controlplane/events/notifier.h"
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <set>
@@ -218,6 +219,10 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
   const std::pair<const char*, const char*> kBad[] = {
       {"https://github.com/acme/fleet github\n", "needs token-file=PATH"},
       {"https://github.com/acme/fleet github rollout. token-file=/t\n", "takes no event types"},
+      {"https://github.com/acme/fleet github token-file=/t credential=app\n",
+       "needs one of token-file=PATH or credential=NAME"},
+      {"https://github.com/acme/fleet github credential=App_1\n", "credential=: "},
+      {"https://example.com/x json credential=app\n", "credential= is for commit statuses"},
       {"http://github.example.com/acme/fleet github token-file=/t\n", "over https only"},
       {"https://github.com/acme github token-file=/t\n", "names no repository"},
       {"https://github.com/a/b/c github token-file=/t\n", "names no repository"},
@@ -696,6 +701,44 @@ TEST_F(NotifierTest, ServersUnderAPathTakeTheStatusesOfTheirRepositories) {
                                   "/statuses?api-version=6.0");
   EXPECT_EQ(posts[0]["authorization"], "Basic " + absl::Base64Escape(":pat"));
   EXPECT_EQ(nlohmann::json::parse(std::string(posts[0]["body"]))["state"], "pending");
+  notifier.Stop();
+}
+
+// A token that cannot be had yet (a GitHub App's API down) fails the post; a pending
+// bundle's status goes once it can.
+TEST_F(NotifierTest, AStatusWaitsForItsToken) {
+  testing::WebhookSink github;
+  absl::Status started = github.Start(testing::TempDir("tokenless-api"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github credential=app\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  auto minted = std::make_shared<std::atomic<bool>>(false);
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.token = [minted](const NotifySink&) -> absl::StatusOr<std::string> {
+    if (!minted->load()) return absl::UnavailableError("cannot reach the App's API");
+    return std::string("ghs_minted");
+  };
+  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
+    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
+                        CommitStatus::State::kPending, "rolling out"};
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"web"};
+  };
+  options.status_interval = absl::Milliseconds(50);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  EXPECT_TRUE(testing::Eventually([&] { return Count("1", "failed") >= 2; }));
+  EXPECT_THAT(github.Posts(), ::testing::IsEmpty());
+  minted->store(true);
+  ASSERT_TRUE(testing::Eventually([&] { return !github.Posts().empty(); })) << github.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  std::vector<nlohmann::json> posts = github.Posts();
+  ASSERT_EQ(posts.size(), 1u) << github.Log();
+  EXPECT_EQ(posts[0]["authorization"], "Bearer ghs_minted");
   notifier.Stop();
 }
 

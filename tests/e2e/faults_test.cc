@@ -486,6 +486,9 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
   ASSERT_EQ(testing::Run("printf 'https://github.com/acme/fleet github token-file=" + root_ +
                          "/no-token\\n' > " + root_ + "/statuses"),
             0);
+  ASSERT_EQ(testing::Run("printf 'https://github.com/acme/fleet github credential=gh\\n' > " +
+                         root_ + "/credential-statuses"),
+            0);
   const std::vector<std::pair<std::string, std::string>> mistakes = {
       {"--render-workers=0", "--render-workers must be between 1 and 64"},
       {"--git-credentials=https://git.example.com/=org",
@@ -500,6 +503,8 @@ TEST_F(Faults, AStandbyWithABadFlagStopsAtOnceNotWhenItTakesOver) {
       {"--notify-file=" + root_ + "/notify", "--notify-file: notify file line 1: not an http(s)"},
       {"--notify-secret-file=" + root_ + "/pgp.asc", "--notify-secret-file: there is no"},
       {"--notify-file=" + root_ + "/statuses", "--notify-file line 1's token-file"},
+      {"--notify-file=" + root_ + "/credential-statuses",
+       "--notify-file line 1's credential=gh: the control plane has no --credentials-dir"},
   };
   for (const auto& [flag, said] : mistakes) {
     std::vector<std::string> args = SecondOnEtcd(root_ + "/cp-standby");
