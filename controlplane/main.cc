@@ -571,6 +571,8 @@ int Main(ShutdownSignals& signals) {
     post_routes[kWebhookPath] = {
         webhook_options.max_body_bytes,
         [receiver](const HttpRequest& request) { return receiver->Handle(request); }};
+    // /hooks/git/TOKEN, for senders that can be given a URL alone (Docker Hub, Quay).
+    post_routes[kWebhookPath].one_more_segment = true;
   } else {
     // Said to the Git server's delivery log, where whoever set the hook up will look.
     post_routes[kWebhookPath] = {0, [](const HttpRequest&) {

@@ -324,6 +324,16 @@ int HttpServer::Dispatch(mg_connection* conn, void* self) {
   const std::string path = info->local_uri ? info->local_uri : "";
   auto it = server->handlers_.find(path);
   auto post = server->post_routes_.find(path);
+  if (post == server->post_routes_.end() && it == server->handlers_.end()) {
+    const size_t last = path.rfind('/');
+    if (last != std::string::npos && last > 0 && path.size() - last - 1 <= 256 &&
+        path.size() > last + 1) {
+      auto parent = server->post_routes_.find(path.substr(0, last));
+      if (parent != server->post_routes_.end() && parent->second->route.one_more_segment) {
+        post = parent;
+      }
+    }
+  }
   const bool posting =
       post != server->post_routes_.end() && std::strcmp(info->request_method, "POST") == 0;
   const uint64_t watch = server->cutter_->Watch(

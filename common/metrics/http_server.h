@@ -63,6 +63,9 @@ class HttpServer {
     std::function<HttpResponse(const HttpRequest&)> handler;
     int max_in_flight = 4;
     absl::Duration deadline = absl::Seconds(10);
+    // Also serves PATH/SEGMENT, one segment more (at most 256 bytes, no '/'): a
+    // sender that can only be given a URL puts its token there.
+    bool one_more_segment = false;
   };
   // /healthz (is the process alive and making progress) and /readyz (should it get
   // traffic). A missing probe is always ok. 200 with "ok"/"ready[: detail]", else 503 with

@@ -244,6 +244,32 @@ TEST(HttpServerTest, PostOnlyServesItsRoutesAlone) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A route that takes one segment more gets the path it was asked at; others do not.
+TEST(HttpServerTest, ARouteMayTakeOneSegmentMore) {
+  HttpServer::PostRoute route;
+  route.one_more_segment = true;
+  route.handler = [](const HttpRequest& request) {
+    return HttpResponse{200, "text/plain", "at " + request.path};
+  };
+  HttpServer::PostRoute exact;
+  exact.handler = [](const HttpRequest&) { return HttpResponse{200, "text/plain", "exact"}; };
+  auto server =
+      HttpServer::StartPostOnly("127.0.0.1:0", {{"/hooks/git", route}, {"/other", exact}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  int status;
+  EXPECT_EQ(testing::HttpRequest(port, "POST", "/hooks/git", {}, "", &status), "at /hooks/git");
+  EXPECT_EQ(testing::HttpRequest(port, "POST", "/hooks/git/0123abcd", {}, "", &status),
+            "at /hooks/git/0123abcd");
+  EXPECT_EQ(status, 200);
+  for (const std::string& path :
+       std::vector<std::string>{"/hooks/git/a/b", "/hooks/git/" + std::string(257, 'a'),
+                                "/other/token", "/hooks/gitx"}) {
+    testing::HttpRequest(port, "POST", path, {}, "", &status);
+    EXPECT_EQ(status, 404) << path;
+  }
+}
+
 TEST(HeartbeatTest, AStalledLoopFailsTheProbe) {
   absl::Time start = absl::FromUnixSeconds(1000);
   Heartbeat heartbeat("the agent's loop", start);

@@ -156,6 +156,24 @@ std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload) 
       }
     }
   }
+  // Docker Hub: push_data with repository.repo_name ("OWNER/NAME"), on the host helm and
+  // docker pull from, whichever name a chart's URL gives it.
+  auto repository = payload.find("repository");
+  if (payload.contains("push_data") && repository != payload.end() && repository->is_object()) {
+    const std::string name = StringField(*repository, "repo_name");
+    if (!name.empty()) {
+      for (const char* host : {"registry-1.docker.io", "docker.io", "index.docker.io"}) {
+        add(host, name.find('/') == std::string::npos ? absl::StrCat("library/", name) : name);
+      }
+    }
+  }
+  // Quay (quay.io and a Quay of one's own): a repository push, docker_url "HOST/NS/NAME",
+  // with the tags it updated.
+  if (payload.contains("updated_tags") && payload.contains("docker_url")) {
+    if (auto image = SplitImageReference(StringField(payload, "docker_url"))) {
+      add(image->first, image->second);
+    }
+  }
   return out;
 }
 
@@ -290,6 +308,14 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   } else if (!Header(request, "authorization").empty()) {
     provider = "registry";  // Distribution's notifications, Harbor's webhooks
   }
+  // Senders that sign nothing and send no header of their own (Docker Hub's and Quay's
+  // webhooks) are given a URL: /hooks/git/TOKEN, the token SHA-256 of a secret (hex), so
+  // the URL, which proxies and the sender's settings show, never holds the secret that
+  // signs the Git hosts' pushes.
+  absl::string_view path_token = request.path;
+  const bool has_path_token = absl::ConsumePrefix(&path_token, kWebhookPath) &&
+                              absl::ConsumePrefix(&path_token, "/") && !path_token.empty();
+  if (has_path_token && (provider == "unknown" || provider == "registry")) provider = "url_token";
   if (request.body_too_large) {
     return Answer(provider, "too_large", 413,
                   absl::StrCat("payload over ", options_.max_body_bytes, " bytes"));
@@ -342,6 +368,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return BasicPasswordMatches(Header(request, "authorization"), secret);
     } else if (provider == "registry") {
       return AuthorizationMatches(Header(request, "authorization"), secret);
+    } else if (provider == "url_token") {
+      return SecureEquals(absl::AsciiStrToLower(path_token),
+                          absl::BytesToHexString(crypto::Sha256(secret)));
     }
     return false;
   };
@@ -361,6 +390,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
         : provider == "registry"
             ? "the Authorization header is not a webhook secret (set the registry's "
               "notification endpoint's Authorization header to \"Bearer SECRET\")"
+        : provider == "url_token"
+            ? "the URL's token is no webhook secret's (it is the SHA-256 of one, in hex: "
+              "printf %s SECRET | sha256sum)"
             : absl::StrCat("the ", provider, " signature or token does not match"));
   }
   if (options_.secrets_used != nullptr) {
@@ -372,12 +404,18 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
     }
   }
-  if (provider == "registry") {
+  if (provider == "registry" || provider == "url_token") {
     nlohmann::json payload = nlohmann::json::parse(request.body, nullptr, false);
     if (payload.is_discarded() || !payload.is_object()) {
       return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
     }
-    return HandleRegistry(provider, payload);
+    // A sender verified by its URL may also be a Git server that cannot sign: its push
+    // names its repository as the others' do.
+    if (provider == "registry" || !PushedRegistryRepositories(payload).empty() ||
+        PushedRepositories(payload).empty()) {
+      return HandleRegistry(provider, payload);
+    }
+    return HandlePush(provider, payload);
   }
   if ((provider == "github" && event == "ping") ||
       (provider == "bitbucket" && event == "diagnostics:ping")) {
@@ -428,6 +466,11 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "ignored", 202, absl::StrCat("event \"", event, "\" ignored"));
     }
   }
+  return HandlePush(provider, payload);
+}
+
+HttpResponse WebhookReceiver::HandlePush(const std::string& provider,
+                                         const nlohmann::json& payload) {
   const std::set<std::string> pushed = PushedRepositories(payload);
   if (pushed.empty()) {
     return Answer(provider, "bad_request", 400, "the payload names no repository URL");

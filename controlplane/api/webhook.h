@@ -21,6 +21,8 @@
 //   Registry Authorization: Bearer SECRET (or the secret alone): Distribution's
 //            notifications (events[] with action push), Harbor's webhooks (PUSH_ARTIFACT)
 //   GitHub   its `package` event (a version published to ghcr.io), signed as a push
+//   Docker Hub, Quay (and any sender that cannot sign, a Git server's push among them)
+//            POST /hooks/git/TOKEN, TOKEN the SHA-256 of a secret in hex
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a
@@ -64,8 +66,9 @@ namespace gitfleet {
 
 inline constexpr char kWebhookPath[] = "/hooks/git";
 // The provider label of gitfleet_webhooks_total: who sent it, by its headers.
-inline constexpr const char* kWebhookProviders[] = {
-    "github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops", "registry", "unknown"};
+inline constexpr const char* kWebhookProviders[] = {"github",   "gitlab",    "gitea",
+                                                    "gogs",     "bitbucket", "azuredevops",
+                                                    "registry", "url_token", "unknown"};
 
 // The URL-decoded value of `name` in an application/x-www-form-urlencoded body; nullopt
 // when it is missing or not well-formed.
@@ -78,8 +81,9 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 // The repositories (OciRepositoryKey) whose manifests a registry's notification says were
 // pushed: Distribution's (CNCF Distribution, Docker's registry, and those that notify as
 // it does: events[] with action "push"; Azure Container Registry's, one such event alone),
-// Harbor's PUSH_ARTIFACT webhooks (its default and CloudEvents formats), and GitHub's
-// `package` events (a version published to ghcr.io). At most 64.
+// Harbor's PUSH_ARTIFACT webhooks (its default and CloudEvents formats), GitHub's
+// `package` events (a version published to ghcr.io), Docker Hub's (push_data; the
+// repository under each of Docker Hub's host names) and Quay's (updated_tags). At most 64.
 std::set<std::string> PushedRegistryRepositories(const nlohmann::json& payload);
 
 class WebhookReceiver {
@@ -125,6 +129,9 @@ class WebhookReceiver {
   // A verified registry notification (or GitHub's package event): the bundles whose charts
   // come from a repository it pushed to render again.
   HttpResponse HandleRegistry(const std::string& provider, const nlohmann::json& payload);
+  // A verified push: the sources of the pushed repository fetch, the bundles reading it
+  // from outside render again.
+  HttpResponse HandlePush(const std::string& provider, const nlohmann::json& payload);
 
   const Options options_;
   const Sources sources_;

@@ -3,14 +3,17 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace gitfleet {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -267,6 +270,62 @@ TEST_F(WebhookTest, AChartPushedToARegistryRendersTheBundlesUsingIt) {
   response = receiver_->Handle(push);
   EXPECT_EQ(response.code, 401);
   EXPECT_EQ(Count("unknown", "unauthorized"), 1);
+}
+
+// Docker Hub and Quay sign nothing and send no header: they are given /hooks/git/TOKEN,
+// the token the SHA-256 of a secret, never the secret itself. A Git server that cannot
+// sign may post its push there too.
+TEST_F(WebhookTest, SendersThatCannotSignAreVerifiedByTheirUrlsToken) {
+  const std::string token = absl::BytesToHexString(crypto::Sha256("s3cret"));
+  HttpRequest hub;
+  hub.method = "POST";
+  hub.headers["content-type"] = "application/json";
+  hub.body = R"({"callback_url":"https://registry.hub.docker.com/u/acme/web/hook/2i/",)"
+             R"("push_data":{"pushed_at":1700000000,"pusher":"jane","tag":"1.3.0"},)"
+             R"("repository":{"name":"web","namespace":"acme","repo_name":"acme/web",)"
+             R"("repo_url":"https://hub.docker.com/r/acme/web","status":"Active"}})";
+  readers_ = {{"web", "oci://registry-1.docker.io/acme/web"},
+              {"web-short", "oci://docker.io/acme/web"},
+              {"quay-web", "oci://quay.io/acme/web"}};
+  for (const std::string& path :
+       std::vector<std::string>{"/hooks/git", "/hooks/git/" + token + "00", "/hooks/git/s3cret"}) {
+    hub.path = path;
+    HttpResponse refused = receiver_->Handle(hub);
+    EXPECT_EQ(refused.code, 401) << path;
+  }
+  EXPECT_EQ(Count("unknown", "unauthorized"), 1);
+  EXPECT_EQ(Count("url_token", "unauthorized"), 2);
+  hub.path = "/hooks/git/" + token;
+  HttpResponse response = receiver_->Handle(hub);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_EQ(response.body,
+            "rendering again web, web-short, whose charts come from the pushed repository\n");
+  hub.path = "/hooks/git/" + absl::AsciiStrToUpper(token);  // hex either way
+  EXPECT_EQ(receiver_->Handle(hub).code, 202);
+  EXPECT_EQ(Count("url_token", "accepted"), 2);
+
+  HttpRequest quay = hub;
+  quay.body = R"({"repository":"acme/web","namespace":"acme","name":"web",)"
+              R"("docker_url":"quay.io/acme/web","homepage":"https://quay.io/repository/acme/web",)"
+              R"("updated_tags":["1.3.0"]})";
+  response = receiver_->Handle(quay);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_EQ(response.body,
+            "rendering again quay-web, whose chart comes from the pushed repository\n");
+
+  HttpRequest git = Push("github", "s3cret");
+  git.headers.clear();
+  git.path = "/hooks/git/" + token;
+  response = receiver_->Handle(git);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+  EXPECT_THAT(PushedRegistryRepositories(nlohmann::json::parse(hub.body)),
+              ElementsAre("oci://docker.io/acme/web", "oci://index.docker.io/acme/web",
+                          "oci://registry-1.docker.io/acme/web"));
+  // Official images are library/NAME.
+  EXPECT_THAT(PushedRegistryRepositories(nlohmann::json::parse(
+                  R"({"push_data":{"tag":"1"},"repository":{"repo_name":"nginx"}})")),
+              Contains("oci://registry-1.docker.io/library/nginx"));
 }
 
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {

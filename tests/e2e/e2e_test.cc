@@ -18,12 +18,14 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/crypto.h"
 #include "common/file_system.h"
 #include "common/sync.h"
 #include "controlplane/render/kustomize_renderer.h"
@@ -498,6 +500,73 @@ TEST_F(Fleet, AChartReleasePushedToARegistryReachesTheClustersAtOnce) {
   EXPECT_EQ(testing::MetricValue(
                 metrics, R"(gitfleet_webhooks_total{provider="registry",result="unauthorized"})"),
             0);
+}
+
+// A registry that signs nothing (Quay's webhooks, Docker Hub's) is given the webhook URL
+// with a token, the SHA-256 of a secret: its push renders the bundles using the chart again
+// at once. (Debian's docker-registry stands in for the registry, notifying no one; the
+// test posts Quay's notification.)
+TEST_F(Fleet, ARegistryThatCannotSignIsHeardAtItsUrlsToken) {
+  if (!testing::DistributionRegistry::Installed()) {
+    GTEST_SKIP() << "docker-registry or python3 is not installed (tools/setup)";
+  }
+  const std::string helm = testing::WriteDependencyCheckingHelm(TempDir("helm"));
+  ASSERT_FALSE(helm.empty());
+  const int registry_port = testing::FreePort();
+  ASSERT_GT(registry_port, 0);
+  git_.Write("apps/web/fleet.yaml",
+             absl::StrCat("helm:\n  chart: oci://127.0.0.1:", registry_port,
+                          "/charts/web\n  version: ^1.0\n  releaseName: web\n"));
+  const std::string first = git_.Commit("web from the registry, any 1.x");
+  const std::string secret = "a-registry-token-of-some-length";
+  std::ofstream(root_ + "/webhook-secret") << secret << "\n";
+  StartControlPlane({"--helm=" + helm,
+                     absl::StrCat("--chart-repositories=oci://127.0.0.1:", registry_port, "/"),
+                     "--webhook-secret-file=" + root_ + "/webhook-secret"});
+  testing::DistributionRegistry registry(TempDir("registry"));
+  testing::DistributionRegistry::Options options;
+  options.port = registry_port;
+  absl::Status started = registry.Start(options);
+  ASSERT_TRUE(started.ok()) << started;
+  ASSERT_TRUE(registry.PushCharts("charts/web", {"1.0.0"}).ok());
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1h"}, &code), code),
+            0);
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+  auto version = [&] {
+    for (const std::string& file : Files("prod-eu")) {
+      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
+    }
+    return std::string();
+  };
+  EXPECT_THAT(version(), HasSubstr("1.0.0"));
+  ASSERT_TRUE(registry.PushCharts("charts/web", {"1.1.0"}).ok());
+  const std::string quay = absl::StrCat(
+      R"({"repository":"charts/web","namespace":"charts","name":"web","docker_url":"127.0.0.1:)",
+      registry_port, R"(/charts/web","updated_tags":["1.1.0"]})");
+  int status = 0;
+  const std::string token = absl::BytesToHexString(crypto::Sha256(secret));
+  testing::HttpRequest(cp_http_, "POST", "/hooks/git/" + token.substr(1) + "0",
+                       {{"Content-Type", "application/json"}}, quay, &status);
+  EXPECT_EQ(status, 401);
+  const std::string answer =
+      testing::HttpRequest(cp_http_, "POST", "/hooks/git/" + token,
+                           {{"Content-Type", "application/json"}}, quay, &status);
+  EXPECT_EQ(status, 202) << answer;
+  EXPECT_THAT(answer, HasSubstr("rendering again web"));
+  const absl::Time sent = absl::Now();
+  EXPECT_TRUE(
+      testing::Eventually([&] { return absl::StrContains(version(), "1.1.0"); }, absl::Seconds(30)))
+      << version() << cp_->Log();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(30)) << "not when the tags are next read";
+  const std::string metrics = ::gitfleet::testing::HttpGet(cp_http_, "/metrics");
+  EXPECT_EQ(testing::MetricValue(
+                metrics, R"(gitfleet_webhooks_total{provider="url_token",result="accepted"})"),
+            1)
+      << metrics;
+  EXPECT_THAT(cp_->Log(), Not(HasSubstr(token)));
 }
 
 // The fleet's events reach the HTTP endpoints --notify-file names, each with its types
