@@ -581,6 +581,7 @@ int Main(ShutdownSignals& signals) {
                                        "webhooks are off: this control plane was started "
                                        "without --webhook-secret-file\n"};
                                  }};
+    post_routes[kWebhookPath].one_more_segment = true;
   }
   // Fleet's cluster groups, read now: a bad file stops the control plane at once, not when
   // (as a standby) it takes the store over.
@@ -866,6 +867,7 @@ int Main(ShutdownSignals& signals) {
                                        "webhooks are served on this control plane's "
                                        "--webhook-http address, not on --http\n"};
                                  }};
+    post_routes[kWebhookPath].one_more_segment = true;
   }
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(absl::GetFlag(FLAGS_http), &registry, probes, {}, std::move(post_routes));
