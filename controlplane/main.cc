@@ -236,7 +236,9 @@ ABSL_FLAG(std::string, notify_file, "",
           "[details=URL] [api=URL] "
           "(github, gitlab, gitea, forgejo, bitbucket, bitbucket-server, azure-devops) sets "
           "commit statuses there: gitfleet/BUNDLE, pending, success once every cluster runs the "
-          "commit Healthy, failure. Read at start; keep it as private as the URLs (Slack's hold "
+          "commit Healthy, failure. Read again within a second of a change (sinks that changed "
+          "restart; an edit it cannot read keeps those in force); keep it as private as the "
+          "URLs (Slack's hold "
           "their secret). Default: none.");
 ABSL_FLAG(std::string, notify_secret_file, "",
           "File whose first line signs the json notifications (X-Gitfleet-Signature-256: "
@@ -498,23 +500,44 @@ int Main(ShutdownSignals& signals) {
   // Where the fleet's events are POSTed (started once the bus exists).
   Notifier::Options notify_options;
   if (!absl::GetFlag(FLAGS_notify_file).empty()) {
-    absl::StatusOr<std::string> text = PosixFileSystem().ReadFile(absl::GetFlag(FLAGS_notify_file));
-    if (!text.ok()) return Fail(Prefixed("--notify-file", text.status()));
-    absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(*text);
-    if (!sinks.ok()) return Fail(Prefixed("--notify-file", sinks.status()));
-    notify_options.sinks = *std::move(sinks);
-    // Commit-status sinks' tokens, read now (a missing file or credential stops the start)
-    // and again as they change.
-    absl::StatusOr<std::unique_ptr<StatusTokens>> tokens =
-        StatusTokens::Open(notify_options.sinks, git_access.credentials_dir, absl::Seconds(30));
-    if (!tokens.ok()) return Fail(tokens.status());
-    std::shared_ptr<StatusTokens> shared = *std::move(tokens);
-    notify_options.token = [shared](const NotifySink& sink) { return shared->Token(sink); };
+    // The sinks and their tokens, read now (a line it cannot read, or a missing token file
+    // or credential, stops the start) and again within a second of a change, when the
+    // sinks that changed get new workers (a change that is refused keeps the sinks in
+    // force, logged once).
+    struct NotifyConfig {
+      std::vector<NotifySink> sinks;
+      std::shared_ptr<StatusTokens> tokens;
+    };
+    WatchedFilesOptions watch_options;
+    watch_options.max_bytes = 64 << 10;
+    absl::StatusOr<std::unique_ptr<WatchedFiles<NotifyConfig>>> watched =
+        WatchedFiles<NotifyConfig>::Open(
+            {{"--notify-file", absl::GetFlag(FLAGS_notify_file)}},
+            [credentials_dir = git_access.credentials_dir](
+                const std::vector<std::string>& contents) -> absl::StatusOr<NotifyConfig> {
+              absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(contents[0]);
+              if (!sinks.ok()) return Prefixed("--notify-file", sinks.status());
+              absl::StatusOr<std::unique_ptr<StatusTokens>> tokens =
+                  StatusTokens::Open(*sinks, credentials_dir, absl::Seconds(30));
+              if (!tokens.ok()) return tokens.status();
+              return NotifyConfig{*std::move(sinks), *std::move(tokens)};
+            },
+            watch_options);
+    if (!watched.ok()) return Fail(watched.status());
+    std::shared_ptr<WatchedFiles<NotifyConfig>> config = *std::move(watched);
+    notify_options.sinks = config->Current()->sinks;
+    notify_options.token = [config](const NotifySink& sink) {
+      return config->Current()->tokens->Token(sink);
+    };
+    notify_options.reload = [config]() -> std::shared_ptr<const std::vector<NotifySink>> {
+      std::shared_ptr<const NotifyConfig> now = config->Current();
+      return std::shared_ptr<const std::vector<NotifySink>>(now, &now->sinks);
+    };
   }
   if (!absl::GetFlag(FLAGS_notify_secret_file).empty()) {
-    if (notify_options.sinks.empty()) {
+    if (absl::GetFlag(FLAGS_notify_file).empty()) {
       return Fail(absl::InvalidArgumentError(
-          "--notify-secret-file: there is no --notify-file (or it names no sink) to sign for"));
+          "--notify-secret-file: there is no --notify-file to sign for"));
     }
     SecretFile::Options secret_options;
     secret_options.what = "--notify-secret-file";

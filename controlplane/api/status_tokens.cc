@@ -56,9 +56,10 @@ absl::StatusOr<std::unique_ptr<StatusTokens>> StatusTokens::Open(
       options.what = absl::StrCat(Where(sink), "token-file");
       options.min_length = 8;
       options.max_secrets = 1;
+      if (tokens->files_.count(sink.token_file) > 0) continue;
       absl::StatusOr<std::unique_ptr<SecretFile>> file = SecretFile::Open(sink.token_file, options);
       if (!file.ok()) return file.status();
-      tokens->files_[sink.line] = *std::move(file);
+      tokens->files_[sink.token_file] = *std::move(file);
       continue;
     }
     if (tokens->credentials_dir_.empty()) {
@@ -88,8 +89,16 @@ absl::StatusOr<std::unique_ptr<StatusTokens>> StatusTokens::Open(
 }
 
 absl::StatusOr<std::string> StatusTokens::Token(const NotifySink& sink) {
-  auto file = files_.find(sink.line);
-  if (file != files_.end()) return file->second->Current()->front();
+  if (!sink.token_file.empty()) {
+    // By its path, not its line: a sink of a file read before (its worker stopping) is not
+    // sent another line's token.
+    auto file = files_.find(sink.token_file);
+    if (file == files_.end()) {
+      return absl::UnavailableError(
+          absl::StrCat(Where(sink), "token-file is not one this --notify-file names now"));
+    }
+    return file->second->Current()->front();
+  }
   absl::StatusOr<GitCredential> credential = LoadGitCredential(credentials_dir_, sink.credential);
   if (!credential.ok()) {
     // Being replaced, say (a Secret's mount): asked again at the next post.

@@ -47,7 +47,7 @@ class StatusTokens {
 
   const std::string credentials_dir_;
   const absl::Duration timeout_;
-  std::map<int, std::unique_ptr<SecretFile>> files_;  // by line; set in Open alone
+  std::map<std::string, std::unique_ptr<SecretFile>> files_;  // by path; set in Open alone
 };
 
 }  // namespace gitfleet

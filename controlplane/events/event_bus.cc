@@ -190,6 +190,11 @@ size_t EventBus::subscribers() const {
   return SubscribersLocked();
 }
 
+uint64_t EventBus::last_sequence() const {
+  MutexLock lock(&mu_);
+  return sequence_;
+}
+
 size_t EventBus::SubscribersLocked() const {
   size_t n = 0;
   for (const auto& weak : subscribers_) n += weak.expired() ? 0 : 1;

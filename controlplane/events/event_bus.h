@@ -133,6 +133,8 @@ class EventBus {
                                                           const std::optional<Resume>& resume = {});
 
   size_t subscribers() const;
+  // The sequence of the last event published (0 before any).
+  uint64_t last_sequence() const;
   const std::string& stream() const { return stream_; }
 
  private:

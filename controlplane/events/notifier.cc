@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -414,6 +415,14 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format) 
                                              nlohmann::json::error_handler_t::replace);
 }
 
+bool NotifySink::operator==(const NotifySink& other) const {
+  return std::tie(url, format, types, line, token_file, credential, api_url, status_url,
+                  repositories, page_url, bundles, details_url) ==
+         std::tie(other.url, other.format, other.types, other.line, other.token_file,
+                  other.credential, other.api_url, other.status_url, other.repositories,
+                  other.page_url, other.bundles, other.details_url);
+}
+
 bool NotifySink::Names(absl::string_view source_url) const {
   return std::binary_search(repositories.begin(), repositories.end(), NormalizeRepoUrl(source_url));
 }
@@ -536,6 +545,7 @@ struct Notifier::Worker {
   NotifySink sink;
   std::string label;  // gitfleet_notifications_total's sink
   std::shared_ptr<EventBus::Subscription> subscription;
+  uint64_t skip_through = 0;  // events up to this sequence were before the sink was added
   Mutex mu;
   bool woken ABSL_GUARDED_BY(mu) = true;  // the recent events Subscribe queued
   bool stopping ABSL_GUARDED_BY(mu) = false;
@@ -571,43 +581,113 @@ Notifier::Notifier(Options options, EventBus* bus, metrics::Family<metrics::Coun
 Notifier::~Notifier() { Stop(); }
 
 absl::Status Notifier::Start() {
+  MutexLock lock(&workers_mu_);
   for (const NotifySink& sink : options_.sinks) {
-    auto worker = std::make_unique<Worker>();
-    worker->sink = sink;
-    worker->label = absl::StrCat(sink.line);
-    for (const char* result : {"sent", "failed", "retried"}) {
-      outcomes_.Add({{"sink", worker->label}, {"result", result}});
-    }
-    EventBus::Filter filter;
-    filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
-    filter.bundles = sink.bundles;
-    Worker* raw = worker.get();
-    absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription =
-        bus_->Subscribe(std::move(filter), [raw] {
-          MutexLock lock(&raw->mu);
-          raw->woken = true;
-        });
-    if (!subscription.ok()) return subscription.status();
-    worker->subscription = *std::move(subscription);
-    workers_.push_back(std::move(worker));
+    absl::StatusOr<std::unique_ptr<Worker>> worker = StartWorker(sink, /*from_now=*/false);
+    if (!worker.ok()) return worker.status();
+    workers_.push_back(*std::move(worker));
   }
-  for (auto& worker : workers_) {
-    Worker* raw = worker.get();
-    worker->thread =
-        std::thread([this, raw] { raw->sink.commit_statuses() ? RunStatuses(raw) : Run(raw); });
+  if (options_.reload != nullptr) {
+    supervisor_ = std::thread([this] { Supervise(); });
   }
   return absl::OkStatus();
 }
 
-void Notifier::Stop() {
-  for (auto& worker : workers_) {
+absl::StatusOr<std::unique_ptr<Notifier::Worker>> Notifier::StartWorker(const NotifySink& sink,
+                                                                        bool from_now) {
+  auto worker = std::make_unique<Worker>();
+  // A sink added to a running control plane is not sent what happened before it (the
+  // bus's recent events, which Subscribe queues for a watcher).
+  if (from_now) worker->skip_through = bus_->last_sequence();
+  worker->sink = sink;
+  worker->label = absl::StrCat(sink.line);
+  for (const char* result : {"sent", "failed", "retried"}) {
+    outcomes_.Add({{"sink", worker->label}, {"result", result}});
+  }
+  EventBus::Filter filter;
+  filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
+  filter.bundles = sink.bundles;
+  Worker* raw = worker.get();
+  absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription =
+      bus_->Subscribe(std::move(filter), [raw] {
+        MutexLock lock(&raw->mu);
+        raw->woken = true;
+      });
+  if (!subscription.ok()) return subscription.status();
+  worker->subscription = *std::move(subscription);
+  worker->thread =
+      std::thread([this, raw] { raw->sink.commit_statuses() ? RunStatuses(raw) : Run(raw); });
+  return worker;
+}
+
+void Notifier::Supervise() {
+  NameThisThread("gf-notify-file");
+  std::shared_ptr<const std::vector<NotifySink>> applied;
+  while (true) {
+    {
+      MutexLock lock(&supervisor_mu_);
+      if (supervisor_mu_.AwaitWithTimeout(
+              [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(supervisor_mu_) { return stopping_; },
+              options_.reload_interval)) {
+        return;
+      }
+    }
+    std::shared_ptr<const std::vector<NotifySink>> now = options_.reload();
+    if (now == nullptr || now == applied) continue;
+    if (applied == nullptr && *now == options_.sinks) {  // the file as Start read it
+      applied = now;
+      continue;
+    }
+    applied = now;
+    // A sink whose line is unchanged (and where it was) keeps its worker, and with it what
+    // it was sending; the others stop, finishing a POST in flight, and new ones start.
+    MutexLock lock(&workers_mu_);
+    std::vector<std::unique_ptr<Worker>> kept, gone;
+    for (auto& worker : workers_) {
+      (std::find(now->begin(), now->end(), worker->sink) != now->end() ? kept : gone)
+          .push_back(std::move(worker));
+    }
+    size_t started = 0;
+    for (const NotifySink& sink : *now) {
+      const bool running = std::any_of(
+          kept.begin(), kept.end(), [&sink](const auto& worker) { return worker->sink == sink; });
+      if (running) continue;
+      absl::StatusOr<std::unique_ptr<Worker>> worker = StartWorker(sink, /*from_now=*/true);
+      if (!worker.ok()) {
+        GF_LOG(WARNING) << "notify file line " << sink.line << ": " << worker.status();
+        continue;
+      }
+      kept.push_back(*std::move(worker));
+      ++started;
+    }
+    // Stopped once the new ones listen: a line that changed misses no event between them.
+    StopWorkers(gone);
+    workers_ = std::move(kept);
+    GF_LOG(INFO) << "--notify-file: " << workers_.size() - started << " sinks kept, " << started
+                 << " started, " << gone.size() << " stopped";
+  }
+}
+
+void Notifier::StopWorkers(std::vector<std::unique_ptr<Worker>>& workers) {
+  // All told first, then joined: each finishes at most its POST in flight, together.
+  for (auto& worker : workers) {
     if (worker->subscription != nullptr) worker->subscription->Cancel();
     MutexLock lock(&worker->mu);
     worker->stopping = true;
   }
-  for (auto& worker : workers_) {
+  for (auto& worker : workers) {
     if (worker->thread.joinable()) worker->thread.join();
   }
+}
+
+void Notifier::Stop() {
+  {
+    MutexLock lock(&supervisor_mu_);
+    stopping_ = true;
+  }
+  if (supervisor_.joinable()) supervisor_.join();
+  MutexLock lock(&workers_mu_);
+  StopWorkers(workers_);
 }
 
 void Notifier::Run(Worker* worker) {
@@ -615,6 +695,7 @@ void Notifier::Run(Worker* worker) {
   while (true) {
     if (!AwaitWork(worker)) return;
     for (const v1::Event& event : worker->subscription->Take()) {
+      if (event.sequence() <= worker->skip_through && event.type() != "resync") continue;
       HttpFetchOptions request;
       request.body = NotificationBody(event, worker->sink.format);
       request.headers = {"Content-Type: application/json", "User-Agent: gitfleet"};

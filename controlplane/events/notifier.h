@@ -10,7 +10,8 @@
 //   notifier.Start();
 //
 // Each sink has a worker of its own and a subscription to the bus filtered by the sink's
-// event types, so a slow or dead endpoint delays only itself. Events go one POST each, in
+// event types, so a slow or dead endpoint delays only itself. With `reload`, the sinks
+// follow the file as it changes: an unchanged line keeps its worker. Events go one POST each, in
 // order: `json` sends the event as JSON (admin.proto's Event, its field names), signed
 // when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
 // GitHub signs its webhooks); `slack` sends `{"text": "..."}`, one line, which Slack's,
@@ -89,6 +90,8 @@ struct NotifySink {
   // and {commit} filled in (a dashboard of the bundle, say); empty: none.
   std::string details_url;
   bool commit_statuses() const { return format >= Format::kGitHub; }
+  // The same line, read the same way (a sink kept across a re-read of the file).
+  bool operator==(const NotifySink& other) const;
 };
 
 // What a sink is sent when its line names no types: events about whole sources and
@@ -157,13 +160,19 @@ class Notifier {
         judge;
     std::function<absl::StatusOr<std::vector<std::string>>()> bundles;
     absl::Duration status_interval = absl::Seconds(1);
+    // When set, asked each `reload_interval` for the sinks in force (the file read again
+    // as it changes; the same pointer while nothing changed): a sink the same as before
+    // keeps its worker, the others stop and new ones start.
+    std::function<std::shared_ptr<const std::vector<NotifySink>>()> reload;
+    absl::Duration reload_interval = absl::Seconds(1);
   };
   Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes);
   ~Notifier();  // Stop()
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
 
-  // Subscribes each sink and starts its worker.
+  // Subscribes each sink and starts its worker (and, with `reload`, the thread that
+  // follows the file).
   absl::Status Start();
   // Ends the workers; a POST in flight finishes (bounded by the timeout), a wait for a
   // retry does not.
@@ -171,6 +180,10 @@ class Notifier {
 
  private:
   struct Worker;
+  absl::StatusOr<std::unique_ptr<Worker>> StartWorker(const NotifySink& sink, bool from_now);
+  static void StopWorkers(std::vector<std::unique_ptr<Worker>>& workers);
+  // Follows `reload`: the sinks that changed get new workers.
+  void Supervise();
   void Run(Worker* worker);
   // A commit-status sink's worker: judges the bundles events name, posts what changed.
   void RunStatuses(Worker* worker);
@@ -190,7 +203,11 @@ class Notifier {
   const Options options_;
   EventBus* const bus_;
   metrics::Family<metrics::Counter>& outcomes_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  Mutex workers_mu_;
+  std::vector<std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(workers_mu_);
+  Mutex supervisor_mu_;
+  bool stopping_ ABSL_GUARDED_BY(supervisor_mu_) = false;
+  std::thread supervisor_;
 };
 
 }  // namespace gitfleet

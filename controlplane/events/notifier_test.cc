@@ -25,6 +25,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 v1::Event EventOf(const std::string& type, const std::string& bundle, const std::string& message) {
   v1::Event event;
@@ -739,6 +740,86 @@ TEST_F(NotifierTest, AStatusWaitsForItsToken) {
   std::vector<nlohmann::json> posts = github.Posts();
   ASSERT_EQ(posts.size(), 1u) << github.Log();
   EXPECT_EQ(posts[0]["authorization"], "Bearer ghs_minted");
+  notifier.Stop();
+}
+
+// The file read again: a sink that did not change keeps its worker (a commit status it
+// posted is not posted again), a removed one stops, a new one starts.
+TEST_F(NotifierTest, AFileReadAgainChangesTheSinksThatChangedAlone) {
+  testing::WebhookSink kept, removed, added, statuses;
+  absl::Status started = kept.Start(testing::TempDir("kept-sink"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(removed.Start(testing::TempDir("removed-sink")).ok());
+  ASSERT_TRUE(added.Start(testing::TempDir("added-sink")).ok());
+  ASSERT_TRUE(statuses.Start(testing::TempDir("statuses-sink")).ok());
+  const std::string status_line =
+      absl::StrCat("http://127.0.0.1:", statuses.port(), "/acme/fleet github token-file=/t\n");
+  auto read = [&](const std::string& text) {
+    absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(text);
+    EXPECT_TRUE(sinks.ok()) << sinks.status();
+    return std::make_shared<const std::vector<NotifySink>>(*sinks);
+  };
+  struct File {
+    Mutex mu;
+    std::shared_ptr<const std::vector<NotifySink>> sinks ABSL_GUARDED_BY(mu);
+  };
+  auto file = std::make_shared<File>();
+  {
+    MutexLock lock(&file->mu);
+    file->sinks = read(absl::StrCat("http://127.0.0.1:", kept.port(), "/kept slack\n", status_line,
+                                    "http://127.0.0.1:", removed.port(), "/removed slack\n"));
+  }
+  EventBus bus;
+  Notifier::Options options;
+  {
+    MutexLock lock(&file->mu);
+    options.sinks = *file->sinks;
+  }
+  options.reload = [file] {
+    MutexLock lock(&file->mu);
+    return file->sinks;
+  };
+  options.reload_interval = absl::Milliseconds(20);
+  options.token = [](const NotifySink&) { return std::string("t0ken"); };
+  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
+    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
+                        CommitStatus::State::kSuccess, "done"};
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"web"};
+  };
+  options.status_interval = absl::Milliseconds(20);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  bus.Publish(EventOf("render.failed", "web", "one"));
+  ASSERT_TRUE(testing::Eventually([&] {
+    return kept.Posts().size() == 1 && removed.Posts().size() == 1 && statuses.Posts().size() == 1;
+  })) << kept.Log()
+      << removed.Log() << statuses.Log();
+  {
+    MutexLock lock(&file->mu);
+    file->sinks = read(absl::StrCat("http://127.0.0.1:", kept.port(), "/kept slack\n", status_line,
+                                    "http://127.0.0.1:", added.port(), "/added slack\n"));
+  }
+  // The new sink hears events once its worker subscribed.
+  int published = 0;
+  ASSERT_TRUE(testing::Eventually([&] {
+    bus.Publish(EventOf("render.failed", "web", absl::StrCat("two-", ++published)));
+    absl::SleepFor(absl::Milliseconds(20));
+    return !added.Posts().empty();
+  })) << added.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  // Every event reached the removed sink or the added one (both, while one replaced the
+  // other), and the added one none from before it was added.
+  std::set<std::string> to_kept, to_others;
+  for (const nlohmann::json& post : kept.Posts()) to_kept.insert(post["body"]);
+  for (const auto* sink : {&removed, &added}) {
+    for (const nlohmann::json& post : sink->Posts()) to_others.insert(post["body"]);
+  }
+  EXPECT_EQ(to_kept, to_others) << removed.Log() << added.Log();
+  EXPECT_EQ(to_kept.size(), published + 1u);
+  EXPECT_THAT(added.Log(), Not(HasSubstr(": one"))) << "not sent what came before it";
+  EXPECT_EQ(statuses.Posts().size(), 1u) << "its worker kept: " << statuses.Log();
   notifier.Stop();
 }
 

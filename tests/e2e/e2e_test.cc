@@ -629,6 +629,34 @@ TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
       << metrics;
   EXPECT_THAT(metrics, Not(HasSubstr("/hooks/T0/B0")));  // sinks by their line
   EXPECT_THAT(cp_->Log(), Not(HasSubstr("/hooks/T0/B0/secret")));
+
+  // The file edited while it runs: a team's room added, with no restart. A line it cannot
+  // read keeps the sinks in force.
+  testing::WebhookSink team;
+  ASSERT_TRUE(team.Start(TempDir("team")).ok());
+  std::ofstream(root_ + "/notify.new")
+      << absl::StrCat("http://127.0.0.1:", service.port(), "/gitfleet json render.done\n",
+                      "ftp://127.0.0.1/not-http\n");
+  ASSERT_EQ(rename((root_ + "/notify.new").c_str(), (root_ + "/notify").c_str()), 0);
+  EXPECT_TRUE(testing::Eventually([&] {
+    return absl::StrContains(cp_->Log(), "what was read before stays in force");
+  })) << cp_->Log();
+  std::ofstream(root_ + "/notify.new") << absl::StrCat(
+      "# the service as before (the same line), and a team's room\n",
+      "http://127.0.0.1:", service.port(), "/gitfleet json render.done,render.failed\n",
+      "http://127.0.0.1:", team.port(), "/team slack render.done bundles=web\n");
+  ASSERT_EQ(rename((root_ + "/notify.new").c_str(), (root_ + "/notify").c_str()), 0);
+  EXPECT_TRUE(testing::Eventually([&] {
+    return absl::StrContains(cp_->Log(), "--notify-file: 1 sinks kept, 1 started, 1 stopped");
+  })) << cp_->Log();
+  const size_t chat_posts = chat.Posts().size();
+  git_.Write("apps/web/a.yaml", Cm("c"));
+  const std::string fixed = git_.Commit("fixed");
+  ASSERT_TRUE(testing::Eventually([&] { return !team.Posts().empty(); })) << team.Log();
+  EXPECT_THAT(types(team, "text")[0],
+              HasSubstr("gitfleet render.done bundle=web commit=" + fixed.substr(0, 12)));
+  EXPECT_EQ(team.Posts().size(), 1u) << "nothing from before it was added: " << team.Log();
+  EXPECT_EQ(chat.Posts().size(), chat_posts) << "the chat room's line was removed";
 }
 
 // A Git host's commit statuses follow each bundle of the repository: success once every
