@@ -247,6 +247,24 @@ std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
   return out;
 }
 
+std::set<std::string> PagesSites(const std::set<std::string>& repositories) {
+  std::set<std::string> sites;
+  for (const std::string& repo : repositories) {
+    std::vector<std::string> parts = absl::StrSplit(repo, '/');
+    if (parts.size() < 3) continue;
+    const std::string suffix = parts[0] == "github.com"   ? ".github.io"
+                               : parts[0] == "gitlab.com" ? ".gitlab.io"
+                                                          : "";
+    if (suffix.empty()) continue;
+    const std::string site = parts[1] + suffix;
+    // USER.github.io is the site's root; any other repository is a path under it.
+    sites.insert(parts.size() == 3 && parts[2] == site
+                     ? site
+                     : absl::StrCat(site, "/", absl::StrJoin(parts.begin() + 2, parts.end(), "/")));
+  }
+  return sites;
+}
+
 WebhookReceiver::WebhookReceiver(Options options, Sources sources, Fetch fetch,
                                  metrics::Family<metrics::Counter>& outcomes)
     : options_(std::move(options)),
@@ -482,8 +500,11 @@ HttpResponse WebhookReceiver::HandlePush(const std::string& provider,
   }
   // Bundles that read a pushed repository from outside their own (a remote base at a
   // branch): rendered again now, not at the resync.
+  // ... and those whose charts come from the Pages site the repository publishes.
+  std::set<std::string> read = pushed;
+  for (const std::string& site : PagesSites(pushed)) read.insert(site);
   std::vector<std::string> rendering;
-  if (options_.readers) rendering = options_.readers(pushed);
+  if (options_.readers) rendering = options_.readers(read);
   if (fetching.empty() && rendering.empty()) {
     return Answer(provider, "no_source", 202,
                   absl::StrCat("no source tracks ", *pushed.begin(),

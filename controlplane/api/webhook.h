@@ -78,6 +78,12 @@ std::optional<std::string> FormField(absl::string_view body, absl::string_view n
 // Gogs, Bitbucket, Azure DevOps).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
 
+// The Pages sites the normalized `repositories` publish, on github.com and gitlab.com
+// (ORG.github.io/REPO, ORG.github.io for ORG/ORG.github.io, GROUP.gitlab.io/PROJECT), where
+// chart repositories are often served (chart-releaser's gh-pages branch): a push there is
+// a new index.
+std::set<std::string> PagesSites(const std::set<std::string>& repositories);
+
 // The repositories (OciRepositoryKey) whose manifests a registry's notification says were
 // pushed: Distribution's (CNCF Distribution, Docker's registry, and those that notify as
 // it does: events[] with action "push"; Azure Container Registry's, one such event alone),

@@ -159,6 +159,26 @@ TEST_F(WebhookTest, APushToARepositoryARenderReadsRendersItsReadersAgain) {
   EXPECT_EQ(Count("gitlab", "no_source"), 1);
 }
 
+// A repository published as a Pages site names the site too: a chart repository that
+// chart-releaser keeps on gh-pages is read again when it is pushed to.
+TEST(PagesSitesTest, AGitHubOrGitLabRepositoryPublishesItsPagesSite) {
+  EXPECT_THAT(
+      PagesSites({"github.com/acme/charts", "github.com/acme/acme.github.io",
+                  "gitlab.com/platform/helm/charts", "git.example.com/acme/charts",
+                  "github.com/acme"}),
+      ElementsAre("acme.github.io", "acme.github.io/charts", "platform.gitlab.io/helm/charts"));
+}
+
+// A push to a repository whose Pages site serves a bundle's chart repository renders the
+// bundle again (its index read anew).
+TEST_F(WebhookTest, APushToAChartRepositorysPagesRendersItsBundlesAgain) {
+  readers_ = {{"web", "org.github.io/app"}};
+  HttpRequest push = Push("github", "s3cret");
+  HttpResponse response = receiver_->Handle(push);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(response.body, HasSubstr("rendering again web"));
+}
+
 TEST(PushedRegistryRepositoriesTest, ReadsDistributionsAndHarborsPushes) {
   // Distribution: a chart's layers, then its manifest with the tag; pulls and deletes
   // change nothing.

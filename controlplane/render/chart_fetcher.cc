@@ -707,7 +707,12 @@ absl::StatusOr<std::map<std::string, std::string>> ParseChartRepositoryNames(
 
 void ChartFetcher::FetchAgain(const std::set<std::string>& repos) {
   MutexLock lock(&mu_);
-  for (const std::string& repo : repos) indexes_.erase(repo);
+  // A chart repository's index is kept by its URL as written; a push names it normalized.
+  for (auto it = indexes_.begin(); it != indexes_.end();) {
+    it = repos.count(it->first) > 0 || repos.count(NormalizeRepoUrl(it->first)) > 0
+             ? indexes_.erase(it)
+             : std::next(it);
+  }
   for (auto it = layers_.begin(); it != layers_.end();) {
     const std::string& key = it->first;
     const size_t colon = key.rfind(':');
@@ -828,6 +833,9 @@ absl::StatusOr<std::shared_ptr<const FetchedChart>> ChartFetcher::Fetch(const Ch
     checksum = *std::move(split);
     chosen.url = checksum.url;
   } else {
+    // A chart repository's index lists new releases: a push naming the repository (its
+    // Pages site's Git repository, or a pipeline's post) renders the bundle again.
+    if (scope.repos_read != nullptr) scope.repos_read->push_back(ref.repo);
     std::shared_ptr<const ChartIndex> charts;
     const absl::Time now = RealClock().Now();
     {

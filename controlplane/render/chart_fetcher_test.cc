@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/subprocess.h"
+#include "controlplane/source/repo_url.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/chart_server.h"
@@ -289,6 +290,33 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
                    .Allowed("https://a.example.com.evil.example/x"))
       << "a host is a whole host";
   EXPECT_TRUE(ChartFetcher(options({"https://a.example.com"})).Allowed("https://a.example.com/x"));
+}
+
+// A chart repository's index is kept for index_ttl; a push naming the repository (as a
+// webhook normalizes it) has it read again, and each fetch names the repository it read.
+TEST(ChartFetcherTest, AChartRepositoryPushedToIsReadAgain) {
+  testing::ChartRepositoryServer server(testing::TempDir("charts"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions options;
+  options.allowed = {server.url()};
+  ChartFetcher fetcher(options);
+  std::vector<std::string> read;
+  FetchScope scope;
+  scope.repos_read = &read;
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher.Fetch({server.url(), "web", "^1"}, scope);
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log();
+  EXPECT_EQ((*chart)->version, "1.0.0");
+  EXPECT_THAT(read, ::testing::ElementsAre(server.url()));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.1.0", {{"Chart.yaml", "name: web\nversion: 1.1.0\n"}}).ok());
+  EXPECT_EQ((*fetcher.Fetch({server.url(), "web", "^1"}))->version, "1.0.0") << "read a moment ago";
+  fetcher.FetchAgain({NormalizeRepoUrl(server.url())});
+  chart = fetcher.Fetch({server.url(), "web", "^1"});
+  ASSERT_TRUE(chart.ok()) << chart.status();
+  EXPECT_EQ((*chart)->version, "1.1.0");
 }
 
 // An archive's URL with go-getter's checksum parameter (Fleet's docs offer it to check a

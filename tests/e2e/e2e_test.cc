@@ -569,6 +569,58 @@ TEST_F(Fleet, ARegistryThatCannotSignIsHeardAtItsUrlsToken) {
   EXPECT_THAT(cp_->Log(), Not(HasSubstr(token)));
 }
 
+// A chart repository served over HTTP (GitHub Pages, a bucket) pushes nothing; the
+// pipeline that publishes a release posts the repository's URL to the webhook (here at its
+// URL's token), and the bundles whose charts come from it read its index again at once,
+// not when it is next read (5 minutes).
+TEST_F(Fleet, AChartRepositoryNamedByAPushIsReadAgainAtOnce) {
+  const std::string helm = testing::WriteDependencyCheckingHelm(TempDir("helm"));
+  ASSERT_FALSE(helm.empty());
+  testing::ChartRepositoryServer charts(TempDir("charts"));
+  ASSERT_TRUE(
+      charts
+          .AddChart("web", "1.0.0", {{"Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n"}})
+          .ok());
+  if (absl::Status started = charts.Start(); !started.ok()) GTEST_SKIP() << started;
+  git_.Write("apps/web/fleet.yaml",
+             absl::StrCat("helm:\n  repo: ", charts.url(),
+                          "\n  chart: web\n  version: ^1.0\n  releaseName: web\n"));
+  const std::string first = git_.Commit("web from the chart repository, any 1.x");
+  const std::string secret = "a-pipeline-token-of-some-length";
+  std::ofstream(root_ + "/webhook-secret") << secret << "\n";
+  StartControlPlane({"--helm=" + helm, "--chart-repositories=" + charts.url(),
+                     "--webhook-secret-file=" + root_ + "/webhook-secret"});
+  StartAgent("prod-eu", "env=prod");
+  int code;
+  ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1h"}, &code), code),
+            0);
+  ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ExpectSynced("prod-eu", "web", first);
+  auto version = [&] {
+    for (const std::string& file : Files("prod-eu")) {
+      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
+    }
+    return std::string();
+  };
+  EXPECT_THAT(version(), HasSubstr("1.0.0"));
+  ASSERT_TRUE(
+      charts
+          .AddChart("web", "1.1.0", {{"Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.1.0\n"}})
+          .ok());
+  int status = 0;
+  const std::string answer = testing::HttpRequest(
+      cp_http_, "POST", "/hooks/git/" + absl::BytesToHexString(crypto::Sha256(secret)),
+      {{"Content-Type", "application/json"}},
+      absl::StrCat(R"({"repository":{"url":")", charts.url(), R"("}})"), &status);
+  EXPECT_EQ(status, 202) << answer;
+  EXPECT_THAT(answer, HasSubstr("rendering again web, which reads the pushed repository"));
+  const absl::Time sent = absl::Now();
+  EXPECT_TRUE(
+      testing::Eventually([&] { return absl::StrContains(version(), "1.1.0"); }, absl::Seconds(30)))
+      << version() << cp_->Log();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(30)) << "not when the index is next read";
+}
+
 // The fleet's events reach the HTTP endpoints --notify-file names, each with its types
 // and format: a service's, signed, and a chat room's one line of text.
 TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
