@@ -31,10 +31,18 @@ size_t KeepHeaders(char* data, size_t size, size_t count, void* user) {
   if (absl::StartsWith(line, "HTTP/")) {  // a new response: forget the last one's
     answer->www_authenticate.clear();
     answer->link.clear();
+    answer->retry_after.clear();
+    answer->ratelimit_remaining.clear();
+    answer->ratelimit_reset.clear();
   }
   for (auto [name, value] :
        {std::pair<absl::string_view, std::string*>{"www-authenticate:", &answer->www_authenticate},
-        {"link:", &answer->link}}) {
+        {"link:", &answer->link},
+        {"retry-after:", &answer->retry_after},
+        {"x-ratelimit-remaining:", &answer->ratelimit_remaining},
+        {"ratelimit-remaining:", &answer->ratelimit_remaining},
+        {"x-ratelimit-reset:", &answer->ratelimit_reset},
+        {"ratelimit-reset:", &answer->ratelimit_reset}}) {
     if (line.size() > name.size() && line.size() < 8192 &&
         absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
       *value = std::string(absl::StripAsciiWhitespace(line.substr(name.size())));

@@ -30,6 +30,12 @@ struct HttpAnswer {
   std::string body;
   std::string www_authenticate;
   std::string link;  // its Link header: where the next page of a list is
+  // A rate limit's headers: Retry-After (seconds, or an HTTP date), and GitHub's and
+  // GitLab's X-RateLimit-Remaining and X-RateLimit-Reset (Unix seconds, or GitLab's
+  // RateLimit-Reset).
+  std::string retry_after;
+  std::string ratelimit_remaining;
+  std::string ratelimit_reset;
 };
 
 struct HttpFetchOptions {

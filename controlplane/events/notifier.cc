@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -9,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -26,6 +28,9 @@
 namespace gitfleet {
 
 constexpr size_t kMaxNotifySinks = 16;
+// A rate limit's wait, at most, and how many are waited out for one POST.
+constexpr absl::Duration kMaxRateLimitWait = absl::Minutes(15);
+constexpr int kMaxRateLimitWaits = 4;
 constexpr size_t kMaxSinkBundles = 64;
 
 namespace {
@@ -546,6 +551,7 @@ struct Notifier::Worker {
   std::string label;  // gitfleet_notifications_total's sink
   std::shared_ptr<EventBus::Subscription> subscription;
   uint64_t skip_through = 0;  // events up to this sequence were before the sink was added
+  absl::Time last_post = absl::InfinitePast();  // a GitHub status sink's (its worker's alone)
   Mutex mu;
   bool woken ABSL_GUARDED_BY(mu) = true;  // the recent events Subscribe queued
   bool stopping ABSL_GUARDED_BY(mu) = false;
@@ -845,6 +851,15 @@ Notifier::Delivery Notifier::Post(Worker* worker, const std::string& bundle,
     }
     return Delivery::kFailed;
   }
+  // GitHub asks for a second between requests that create content, or it answers with
+  // its secondary rate limit: a rollout of many bundles is posted at that pace.
+  if (worker->sink.format == NotifySink::Format::kGitHub) {
+    const absl::Duration since = absl::Now() - worker->last_post;
+    if (since < options_.github_spacing && !Pause(worker, options_.github_spacing - since)) {
+      return Delivery::kFailed;
+    }
+    worker->last_post = absl::Now();
+  }
   StatusRequest made = CommitStatusRequest(worker->sink, bundle, status, *token);
   HttpFetchOptions request;
   request.body = std::move(made.body);
@@ -860,6 +875,32 @@ bool Notifier::Pause(Worker* worker, absl::Duration duration) {
       [worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) { return worker->stopping; }, duration);
 }
 
+namespace {
+
+// How long a rate-limited answer asks to wait, or nullopt when it is none.
+std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time now) {
+  const bool limited =
+      answer.status == 429 ||
+      (answer.status == 403 && (!answer.retry_after.empty() || answer.ratelimit_remaining == "0"));
+  if (!limited) return std::nullopt;
+  absl::Duration wait = absl::Minutes(1);  // GitHub's advice when it names no time
+  int64_t seconds = 0;
+  absl::Time at;
+  std::string error;
+  if (absl::SimpleAtoi(answer.retry_after, &seconds)) {
+    wait = absl::Seconds(seconds);
+  } else if (!answer.retry_after.empty() &&
+             absl::ParseTime("%a, %d %b %Y %H:%M:%S", answer.retry_after, &at, &error)) {
+    wait = at - now;  // the HTTP date form ("GMT" read as UTC)
+  } else if (absl::SimpleAtoi(answer.ratelimit_reset, &seconds)) {
+    // Unix seconds (GitHub's, GitLab's), or seconds from now (the IETF draft's).
+    wait = seconds > 1000000000 ? absl::FromUnixSeconds(seconds) - now : absl::Seconds(seconds);
+  }
+  return std::clamp(wait, absl::Seconds(1), kMaxRateLimitWait);
+}
+
+}  // namespace
+
 bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options,
                        bool* refused) {
   HttpFetchOptions request = options;
@@ -868,12 +909,23 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
   request.max_bytes = 64 << 10;  // the answer, read for GitLab's refusal alone
   request.follow_redirects = false;
   absl::Duration wait = options_.retry_base;
+  int limited_waits = 0;
   for (int attempt = 1;; ++attempt) {
     absl::StatusOr<HttpAnswer> answer = HttpFetch(url, request);
     std::string error;
     bool final = false;  // no use trying again
+    // A rate limit (429, or GitHub's 403 saying so) is waited out as it asks, a few times,
+    // without counting as a failed try.
+    std::optional<absl::Duration> limited = answer.ok() && limited_waits < kMaxRateLimitWaits
+                                                ? RateLimitWait(*answer, absl::Now())
+                                                : std::nullopt;
     if (!answer.ok()) {
       error = std::string(answer.status().message());
+    } else if (limited.has_value()) {
+      error = absl::StrCat("HTTP ", answer->status, ": rate limited, asked to wait ",
+                           absl::FormatDuration(*limited));
+      ++limited_waits;
+      --attempt;
     } else if (worker->sink.format == NotifySink::Format::kGitLab && answer->status == 400 &&
                absl::StrContains(answer->body, "Cannot transition status")) {
       // GitLab refuses a state the commit's status already has (posted before a restart).
@@ -923,8 +975,8 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
     }
     if (give_up) break;
     outcomes_.Add({{"sink", worker->label}, {"result", "retried"}}).Increment();
-    if (!Pause(worker, wait)) return false;
-    wait = std::min(wait * 2, options_.retry_max);
+    if (!Pause(worker, limited.value_or(wait))) return false;
+    if (!limited.has_value()) wait = std::min(wait * 2, options_.retry_max);
   }
   outcomes_.Add({{"sink", worker->label}, {"result", "failed"}}).Increment();
   return false;

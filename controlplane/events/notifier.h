@@ -18,7 +18,9 @@
 // Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
 // take; `teams` sends an Adaptive Card, as Microsoft Teams' workflow webhooks ("Post to a
 // channel when a webhook request is received") take. A failed POST (no answer, or not a 2xx) is
-// tried again after 1 s, doubling up to a minute, at most `max_attempts` times; events meanwhile
+// tried again after 1 s, doubling up to a minute, at most `max_attempts` times (a rate limit,
+// 429 or GitHub's 403 saying so, waited out as its Retry-After or X-RateLimit-Reset asks, up to
+// 15 minutes, 4 times, without counting as a try); events meanwhile
 // wait in the subscription, which keeps at most the bus's queue: past it those waiting are dropped
 // and the sink is sent one "resync" event instead, saying how many. Every outcome counts in
 // gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
@@ -160,6 +162,9 @@ class Notifier {
         judge;
     std::function<absl::StatusOr<std::vector<std::string>>()> bundles;
     absl::Duration status_interval = absl::Seconds(1);
+    // Between two of a GitHub sink's statuses, at least (GitHub's advice for requests that
+    // create content).
+    absl::Duration github_spacing = absl::Seconds(1);
     // When set, asked each `reload_interval` for the sinks in force (the file read again
     // as it changes; the same pointer while nothing changed): a sink the same as before
     // keeps its worker, the others stop and new ones start.

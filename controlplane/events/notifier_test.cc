@@ -498,6 +498,7 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
   };
   options.status_interval = absl::Milliseconds(50);
   options.retry_base = absl::Milliseconds(50);
+  options.github_spacing = absl::ZeroDuration();
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
   // At start: web's pending (other's repository is another).
@@ -582,6 +583,7 @@ TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
     return std::vector<std::string>{"web"};
   };
   options.status_interval = absl::Milliseconds(20);
+  options.github_spacing = absl::ZeroDuration();  // not what this tests
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
   auto states = [](const testing::WebhookSink& sink) {
@@ -730,6 +732,7 @@ TEST_F(NotifierTest, AStatusWaitsForItsToken) {
     return std::vector<std::string>{"web"};
   };
   options.status_interval = absl::Milliseconds(50);
+  options.github_spacing = absl::ZeroDuration();  // not what this tests
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
   EXPECT_TRUE(testing::Eventually([&] { return Count("1", "failed") >= 2; }));
@@ -789,6 +792,7 @@ TEST_F(NotifierTest, AFileReadAgainChangesTheSinksThatChangedAlone) {
     return std::vector<std::string>{"web"};
   };
   options.status_interval = absl::Milliseconds(20);
+  options.github_spacing = absl::ZeroDuration();  // not what this tests
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
   bus.Publish(EventOf("render.failed", "web", "one"));
@@ -820,6 +824,84 @@ TEST_F(NotifierTest, AFileReadAgainChangesTheSinksThatChangedAlone) {
   EXPECT_EQ(to_kept.size(), published + 1u);
   EXPECT_THAT(added.Log(), Not(HasSubstr(": one"))) << "not sent what came before it";
   EXPECT_EQ(statuses.Posts().size(), 1u) << "its worker kept: " << statuses.Log();
+  notifier.Stop();
+}
+
+// A rate limit is waited out as the API asks, not taken for a refusal of the status:
+// GitHub's secondary limit (403 with Retry-After), Slack's 429.
+TEST_F(NotifierTest, ARateLimitIsWaitedOutAsAsked) {
+  testing::WebhookSink github, slack;
+  absl::Status started =
+      github.Start(testing::TempDir("limited-github"), 1, 403,
+                   R"({"message":"You have exceeded a secondary rate limit."})", "Retry-After: 1");
+  if (!started.ok()) GTEST_SKIP() << started;
+  ASSERT_TRUE(
+      slack.Start(testing::TempDir("limited-slack"), 1, 429, "rate_limited", "Retry-After: 1")
+          .ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
+                   "http://127.0.0.1:", slack.port(), "/room slack\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.max_attempts = 1;  // a rate limit is no try
+  options.token = [](const NotifySink&) { return std::string("t0ken"); };
+  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
+    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
+                        CommitStatus::State::kSuccess, "done"};
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"web"};
+  };
+  options.status_interval = absl::Milliseconds(50);
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  const absl::Time start = absl::Now();
+  bus.Publish(EventOf("render.failed", "web", "one"));
+  ASSERT_TRUE(testing::Eventually([&] {
+    return github.Posts().size() >= 2 && slack.Posts().size() >= 2;
+  })) << github.Log()
+      << slack.Log();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900)) << "waited as asked";
+  for (const auto* sink : {&github, &slack}) {
+    std::vector<nlohmann::json> posts = sink->Posts();
+    ASSERT_EQ(posts.size(), 2u) << sink->Log();
+    EXPECT_NE(posts[0]["code"], 200);
+    EXPECT_EQ(posts[1]["code"], 200);
+    EXPECT_EQ(posts[0]["body"], posts[1]["body"]);
+  }
+  EXPECT_EQ(Count("1", "sent"), 1);
+  EXPECT_EQ(Count("1", "failed"), 0);
+  EXPECT_EQ(Count("2", "sent"), 1);
+  notifier.Stop();
+}
+
+// GitHub's statuses go a second apart at least, as GitHub asks of requests that create
+// content (a rollout of many bundles would meet its secondary rate limit).
+TEST_F(NotifierTest, GitHubStatusesGoASecondApart) {
+  testing::WebhookSink github;
+  absl::Status started = github.Start(testing::TempDir("paced-github"));
+  if (!started.ok()) GTEST_SKIP() << started;
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.token = [](const NotifySink&) { return std::string("t0ken"); };
+  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
+    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
+                        CommitStatus::State::kSuccess, "done"};
+  };
+  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"api", "db", "web"};
+  };
+  const absl::Time start = absl::Now();
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() >= 3; })) << github.Log();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1900)) << "then one a second";
   notifier.Stop();
 }
 

@@ -13,6 +13,7 @@ constexpr char kSinkScript[] = R"py(
 import http.server, json, sys
 port, failures = int(sys.argv[1]), [int(sys.argv[2])]
 failure_code, failure_body = int(sys.argv[3]), sys.argv[4].encode()
+failure_headers = [h.split(": ", 1) for h in sys.argv[5].split(";") if h] if len(sys.argv) > 5 else []
 class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
@@ -26,6 +27,9 @@ class Sink(http.server.BaseHTTPRequestHandler):
               "private_token": self.headers.get("PRIVATE-TOKEN", ""),
               "accept": self.headers.get("Accept", "")}), flush=True)
         self.send_response(code)
+        if code != 200:
+            for name, value in failure_headers:
+                self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
@@ -39,12 +43,13 @@ server.serve_forever()
 }  // namespace
 
 absl::Status WebhookSink::Start(const std::string& dir, int failures, int failure_code,
-                                const std::string& failure_body) {
+                                const std::string& failure_body,
+                                const std::string& failure_headers) {
   port_ = FreePort();
-  return StartPythonServer(
-      "the webhook sink", kSinkScript, dir + "/sink.py",
-      {std::to_string(port_), std::to_string(failures), std::to_string(failure_code), failure_body},
-      dir + "/sink.log", "ready", &server_);
+  return StartPythonServer("the webhook sink", kSinkScript, dir + "/sink.py",
+                           {std::to_string(port_), std::to_string(failures),
+                            std::to_string(failure_code), failure_body, failure_headers},
+                           dir + "/sink.log", "ready", &server_);
 }
 
 std::vector<nlohmann::json> WebhookSink::Posts() const {

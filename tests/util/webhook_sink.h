@@ -3,7 +3,8 @@
 
 // An HTTP endpoint that takes POSTs, as a chat room's or a service's webhook does, for
 // tests of what the control plane sends out: each request's path, body and headers kept in
-// order, the first `failures` refused (500, or `failure_code` with `failure_body`).
+// order, the first `failures` refused (500, or `failure_code` with `failure_body` and
+// `failure_headers`, "Name: value;Name: value").
 //
 //   testing::WebhookSink sink;
 //   ASSERT_TRUE(sink.Start(TempDir("sink")).ok());
@@ -24,7 +25,7 @@ class WebhookSink {
  public:
   // Unavailable when python3 is not installed or it does not start.
   absl::Status Start(const std::string& dir, int failures = 0, int failure_code = 500,
-                     const std::string& failure_body = "");
+                     const std::string& failure_body = "", const std::string& failure_headers = "");
   // Each POST taken or refused, in order: {"path", "code", "body", "signature" (its
   // X-Gitfleet-Signature-256), "type" (its Content-Type), "authorization", "private_token"
   // (GitLab's PRIVATE-TOKEN), "accept"}.
