@@ -359,6 +359,8 @@ class Cli {
   // rollout status -w reads every status of a bundle that targets at most this many
   // clusters at each look; of a bigger one, only once each has taken the render.
   static constexpr int kWatchStatusesFrom = 1000;
+  // The control plane answered a tally with statuses (a version before tallies).
+  bool tally_unknown_ = false;
   // ... and ends with 1 on a render failure that lasts this long.
   static constexpr absl::Duration kWatchRenderFailure = absl::Seconds(30);
 
@@ -1483,6 +1485,23 @@ class Cli {
           v1::GetStatusRequest request;
           request.set_bundle(name);
           StatusTally tally;
+          // Counted by the control plane: one small answer however many clusters.
+          request.set_tally(true);
+          request.set_page_size(1);  // a control plane before tallies: one status, not all
+          v1::GetStatusResponse counted;
+          if (!tally_unknown_) {
+            rc = Call(&v1::AdminService::Stub::GetStatus, request, &counted);
+            if (rc != 0) return absl::UnavailableError("said above");
+            if (counted.has_tally()) {
+              tally.total = counted.tally().total();
+              tally.ready = counted.tally().ready();
+              tally.first_not_ready = counted.tally().first_not_ready();
+              return tally;
+            }
+            tally_unknown_ = true;  // a control plane before tallies: its statuses, listed
+          }
+          request.set_tally(false);
+          request.set_page_size(0);
           rc = CallPages(&v1::AdminService::Stub::GetStatus, request, "statuses",
                          [&](const v1::GetStatusResponse& got) {
                            for (const v1::BundleStatus& s : got.statuses()) tally.Add(s);

@@ -910,6 +910,28 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
       !s.ok()) {
     return call.Done(s);
   }
+  if (request->tally()) {
+    if (request->bundle().empty() || !request->cluster().empty() ||
+        !request->page_token().empty()) {
+      return call.Done(absl::InvalidArgumentError(
+          "tally counts one bundle's clusters: give a bundle, and no cluster or page"));
+    }
+    // A scoped caller's count: of the clusters it may see, from their statuses.
+    absl::StatusOr<StatusTally> tally = StatusTally{};
+    if (visible == nullptr) {
+      tally = controller_->TallyBundle(request->bundle());
+    } else {
+      for (const v1::BundleStatus& status : controller_->GetStatus("", request->bundle())) {
+        if (visible(status)) tally->Add(status);
+      }
+    }
+    if (!tally.ok()) return call.Done(tally.status());
+    v1::StatusCount* count = response->mutable_tally();
+    count->set_total(tally->total);
+    count->set_ready(tally->ready);
+    count->set_first_not_ready(tally->first_not_ready);
+    return call.Done(absl::OkStatus());
+  }
   if (request->page_size() == 0 && request->page_token().empty()) {
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
       if (visible != nullptr && !visible(status)) continue;

@@ -3944,28 +3944,44 @@ absl::StatusOr<Controller::BundleVerdict> Controller::JudgeBundle(const std::str
   // As gitfleetctl does: the clusters' statuses are read once each has taken the render.
   constexpr int kStatusesFrom = 1000;
   absl::StatusOr<RolloutVerdict> verdict =
-      JudgeRollout(infos[0], *rollout, "", kStatusesFrom, [&]() -> absl::StatusOr<StatusTally> {
-        StatusTally tally;
-        // Counted by the hub where one revision is for all; the first not ready described.
-        if (std::optional<Hub::Readiness> counted = hub_->CountReady(name, selector)) {
-          tally.total = counted->total;
-          tally.ready = counted->ready;
-          if (!counted->first_not_ready.empty()) {
-            for (const v1::BundleStatus& status : GetStatus(counted->first_not_ready, name)) {
-              tally.first_not_ready = absl::StrCat(status.cluster(), ": ", WhyNotReady(status));
-            }
-            if (tally.first_not_ready.empty()) {
-              tally.first_not_ready = absl::StrCat(counted->first_not_ready, ": no report yet");
-            }
-          }
-          return tally;
-        }
-        for (const v1::BundleStatus& status : GetStatus("", name)) tally.Add(status);
-        return tally;
-      });
+      JudgeRollout(infos[0], *rollout, "", kStatusesFrom,
+                   [&]() -> absl::StatusOr<StatusTally> { return TallyBundle(name, selector); });
   if (!verdict.ok()) return verdict.status();
   out.verdict = *std::move(verdict);
   return out;
+}
+
+absl::StatusOr<StatusTally> Controller::TallyBundle(const std::string& name) {
+  LabelSelector selector;
+  {
+    MutexLock lock(&mu_);
+    auto bundle = bundles_.find(name);
+    if (bundle == bundles_.end()) {
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    }
+    selector = bundle->second.selector;
+  }
+  return TallyBundle(name, selector);
+}
+
+StatusTally Controller::TallyBundle(const std::string& name, const LabelSelector& selector) {
+  StatusTally tally;
+  // Counted by the hub where one revision is for all; the first not ready described.
+  if (std::optional<Hub::Readiness> counted = hub_->CountReady(name, selector)) {
+    tally.total = counted->total;
+    tally.ready = counted->ready;
+    if (!counted->first_not_ready.empty()) {
+      for (const v1::BundleStatus& status : GetStatus(counted->first_not_ready, name)) {
+        tally.first_not_ready = absl::StrCat(status.cluster(), ": ", WhyNotReady(status));
+      }
+      if (tally.first_not_ready.empty()) {
+        tally.first_not_ready = absl::StrCat(counted->first_not_ready, ": no report yet");
+      }
+    }
+    return tally;
+  }
+  for (const v1::BundleStatus& status : GetStatus("", name)) tally.Add(status);
+  return tally;
 }
 
 absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name, bool summary) {

@@ -281,6 +281,10 @@ class Controller {
   };
   absl::StatusOr<BundleVerdict> JudgeBundle(const std::string& bundle,
                                             const std::string& settled = "");
+  // How many clusters the bundle targets run it ready, and why the first that does not
+  // (StatusTally): the hub's count where one revision is for all, else its statuses
+  // counted. NotFound for an unknown bundle.
+  absl::StatusOr<StatusTally> TallyBundle(const std::string& bundle);
   // "pause", "resume" or "promote"; waits (like AddBundle) for the reconcile it causes.
   absl::StatusOr<v1::RolloutStatus> ControlRollout(const std::string& bundle,
                                                    const std::string& action,
@@ -295,6 +299,7 @@ class Controller {
                                            absl::Time wait_until = absl::InfiniteFuture());
 
  private:
+  StatusTally TallyBundle(const std::string& bundle, const LabelSelector& selector);
   // Whether --decrypt=sops bundles have keys to decrypt with (ControllerOptions).
   bool HasSopsKeys() const;
   // The statuses of `clusters` (and the bundles `bundle_filter` lets through), ordered by

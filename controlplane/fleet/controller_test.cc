@@ -5206,6 +5206,13 @@ TEST_F(RolloutTest, ABundlesVerdictIsWhatItsCommitStatusSays) {
   EXPECT_EQ(controller_->JudgeBundle("web", "an-older-commit")->verdict.code,
             RolloutVerdict::kWaiting);
   EXPECT_EQ(controller_->JudgeBundle("nope").status().code(), absl::StatusCode::kNotFound);
+  // The count `rollout status -w` asks the admin API for, in place of every status.
+  absl::StatusOr<StatusTally> tally = controller_->TallyBundle("web");
+  ASSERT_TRUE(tally.ok()) << tally.status();
+  EXPECT_EQ(tally->total, 3);
+  EXPECT_EQ(tally->ready, 2);
+  EXPECT_EQ(tally->first_not_ready, "c1: degraded");
+  EXPECT_EQ(controller_->TallyBundle("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
 // Removal is an explicit act: a replacement whose selector leaves clusters that hold the

@@ -1,13 +1,16 @@
 // Push webhook bodies: form decoding, the JSON payload and the repository URLs in it.
 // (A body reaches them only once its signature is verified; a URL from a source's
 // definition reaches NormalizeRepoUrl anyway.) Then the whole receiver, as a verified
-// GitLab project hook and system hook, Azure DevOps hook and registry notification, so
+// GitLab project hook and system hook, Azure DevOps hook, registry notification and a
+// request verified by its URL's token (Docker Hub's, Quay's), so
 // every branch a verified body can take runs, and the input as Azure DevOps' basic
 // authentication.
 #include <cstdint>
 #include <optional>
 #include <string>
 
+#include "absl/strings/escaping.h"
+#include "common/crypto.h"
 #include "common/logging.h"
 #include "common/metrics/metrics.h"
 #include "controlplane/api/webhook.h"
@@ -49,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (body == nullptr) continue;
     nlohmann::json payload = nlohmann::json::parse(*body, nullptr, false);
     if (payload.is_discarded()) continue;
-    (void)gitfleet::PushedRepositories(payload);
+    (void)gitfleet::PagesSites(gitfleet::PushedRepositories(payload));
     (void)gitfleet::PushedRegistryRepositories(payload);
   }
   for (const char* event : {"Push Hook", "System Hook"}) {
@@ -76,5 +79,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   registry.body = text;
   registry.headers["authorization"] = "Bearer s";
   (void)Receiver().Handle(registry);
+  // A sender verified by its URL's token (Docker Hub's, Quay's, a pipeline's), and the
+  // input as the token.
+  gitfleet::HttpRequest by_url;
+  by_url.method = "POST";
+  by_url.path = "/hooks/git/" + absl::BytesToHexString(gitfleet::crypto::Sha256("s"));
+  by_url.body = text;
+  (void)Receiver().Handle(by_url);
+  by_url.path = "/hooks/git/" + text.substr(0, 256);
+  by_url.body = "{}";
+  (void)Receiver().Handle(by_url);
   return 0;
 }
