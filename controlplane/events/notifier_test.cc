@@ -46,6 +46,21 @@ class NotifierTest : public ::testing::Test {
   double Count(const std::string& sink, const std::string& result) {
     return outcomes_.Add({{"sink", sink}, {"result", result}}).Value();
   }
+  // Options for `sinks` under which each of `bundles` stands at `state` on one commit of
+  // http://127.0.0.1/acme/fleet, posted with the token "t0ken", judged each 50 ms.
+  static Notifier::Options Judging(std::vector<NotifySink> sinks, CommitStatus::State state,
+                                   std::vector<std::string> bundles = {"web"}) {
+    Notifier::Options options;
+    options.sinks = std::move(sinks);
+    options.token = [](const NotifySink&) { return std::string("t0ken"); };
+    options.judge = [state](const std::string&,
+                            const std::string&) -> absl::StatusOr<CommitStatus> {
+      return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'), state, "said"};
+    };
+    options.bundles = [bundles]() -> absl::StatusOr<std::vector<std::string>> { return bundles; };
+    options.status_interval = absl::Milliseconds(50);
+    return options;
+  }
   metrics::Registry registry_;
   metrics::Family<metrics::Counter>& outcomes_;
 };
@@ -718,20 +733,11 @@ TEST_F(NotifierTest, AStatusWaitsForItsToken) {
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   auto minted = std::make_shared<std::atomic<bool>>(false);
   EventBus bus;
-  Notifier::Options options;
-  options.sinks = *sinks;
+  Notifier::Options options = Judging(*sinks, CommitStatus::State::kPending);
   options.token = [minted](const NotifySink&) -> absl::StatusOr<std::string> {
     if (!minted->load()) return absl::UnavailableError("cannot reach the App's API");
     return std::string("ghs_minted");
   };
-  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
-    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
-                        CommitStatus::State::kPending, "rolling out"};
-  };
-  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"web"};
-  };
-  options.status_interval = absl::Milliseconds(50);
   options.github_spacing = absl::ZeroDuration();  // not what this tests
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
@@ -776,22 +782,13 @@ TEST_F(NotifierTest, AFileReadAgainChangesTheSinksThatChangedAlone) {
   Notifier::Options options;
   {
     MutexLock lock(&file->mu);
-    options.sinks = *file->sinks;
+    options = Judging(*file->sinks, CommitStatus::State::kSuccess);
   }
   options.reload = [file] {
     MutexLock lock(&file->mu);
     return file->sinks;
   };
   options.reload_interval = absl::Milliseconds(20);
-  options.token = [](const NotifySink&) { return std::string("t0ken"); };
-  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
-    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
-                        CommitStatus::State::kSuccess, "done"};
-  };
-  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"web"};
-  };
-  options.status_interval = absl::Milliseconds(20);
   options.github_spacing = absl::ZeroDuration();  // not what this tests
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
@@ -843,18 +840,8 @@ TEST_F(NotifierTest, ARateLimitIsWaitedOutAsAsked) {
                    "http://127.0.0.1:", slack.port(), "/room slack\n"));
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   EventBus bus;
-  Notifier::Options options;
-  options.sinks = *sinks;
+  Notifier::Options options = Judging(*sinks, CommitStatus::State::kSuccess);
   options.max_attempts = 1;  // a rate limit is no try
-  options.token = [](const NotifySink&) { return std::string("t0ken"); };
-  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
-    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
-                        CommitStatus::State::kSuccess, "done"};
-  };
-  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"web"};
-  };
-  options.status_interval = absl::Milliseconds(50);
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());
   const absl::Time start = absl::Now();
@@ -887,16 +874,7 @@ TEST_F(NotifierTest, GitHubStatusesGoASecondApart) {
       absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n"));
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   EventBus bus;
-  Notifier::Options options;
-  options.sinks = *sinks;
-  options.token = [](const NotifySink&) { return std::string("t0ken"); };
-  options.judge = [](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
-    return CommitStatus{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
-                        CommitStatus::State::kSuccess, "done"};
-  };
-  options.bundles = []() -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"api", "db", "web"};
-  };
+  Notifier::Options options = Judging(*sinks, CommitStatus::State::kSuccess, {"api", "db", "web"});
   const absl::Time start = absl::Now();
   Notifier notifier(options, &bus, outcomes_);
   ASSERT_TRUE(notifier.Start().ok());

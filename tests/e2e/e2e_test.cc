@@ -477,12 +477,7 @@ TEST_F(Fleet, AChartReleasePushedToARegistryReachesTheClustersAtOnce) {
   std::string out = Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code);
   ASSERT_EQ(code, 0) << out;
   ExpectSynced("prod-eu", "web", first);
-  auto version = [&] {
-    for (const std::string& file : Files("prod-eu")) {
-      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
-    }
-    return std::string();
-  };
+  auto version = [&] { return ReadFileNamed("prod-eu", "ConfigMap/web"); };
   EXPECT_THAT(version(), HasSubstr("1.0.0")) << absl::StrJoin(Files("prod-eu"), ", ");
 
   pushed = registry.PushCharts("charts/web", {"1.1.0"});
@@ -535,12 +530,7 @@ TEST_F(Fleet, ARegistryThatCannotSignIsHeardAtItsUrlsToken) {
             0);
   ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
   ExpectSynced("prod-eu", "web", first);
-  auto version = [&] {
-    for (const std::string& file : Files("prod-eu")) {
-      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
-    }
-    return std::string();
-  };
+  auto version = [&] { return ReadFileNamed("prod-eu", "ConfigMap/web"); };
   EXPECT_THAT(version(), HasSubstr("1.0.0"));
   ASSERT_TRUE(registry.PushCharts("charts/web", {"1.1.0"}).ok());
   const std::string quay = absl::StrCat(
@@ -596,12 +586,7 @@ TEST_F(Fleet, AChartRepositoryNamedByAPushIsReadAgainAtOnce) {
             0);
   ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
   ExpectSynced("prod-eu", "web", first);
-  auto version = [&] {
-    for (const std::string& file : Files("prod-eu")) {
-      if (absl::StrContains(file, "ConfigMap/web")) return Read("prod-eu", file);
-    }
-    return std::string();
-  };
+  auto version = [&] { return ReadFileNamed("prod-eu", "ConfigMap/web"); };
   EXPECT_THAT(version(), HasSubstr("1.0.0"));
   ASSERT_TRUE(
       charts

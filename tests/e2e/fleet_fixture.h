@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_system.h"
@@ -253,6 +254,13 @@ class Fleet : public ::testing::Test {
 
   std::string Read(const std::string& agent, const std::string& path) {
     return PosixFileSystem().ReadFile(agents_[agent].out + "/" + path).value_or("");
+  }
+  // The first file of `agent` whose path holds `part` ("ConfigMap/web"), or "".
+  std::string ReadFileNamed(const std::string& agent, const std::string& part) {
+    for (const std::string& file : Files(agent)) {
+      if (absl::StrContains(file, part)) return Read(agent, file);
+    }
+    return "";
   }
 
   double AgentMetric(const std::string& agent, const std::string& series) {
