@@ -47,6 +47,64 @@ std::vector<std::string> UrlPathParts(absl::string_view url) {
   return absl::StrSplit(path, '/', absl::SkipEmpty());
 }
 
+// The https address of a repository its host's clone button gives: `https://USER@HOST/...`
+// (Bitbucket's and Azure DevOps'), SSH (`git@HOST:PATH`, `ssh://git@HOST[:PORT]/PATH`,
+// Azure DevOps' `v3/ORG/PROJECT/REPO`). A password in it, or a Data Center's SSH address
+// (its port and context path are not its web address's), is refused.
+absl::StatusOr<std::string> RepositoryAddress(absl::string_view url, NotifySink::Format format) {
+  absl::string_view rest = url;
+  std::string scheme = "https://";
+  const size_t colon_slashes = rest.find("://");
+  bool ssh = false;
+  if (colon_slashes != absl::string_view::npos) {
+    scheme = std::string(rest.substr(0, colon_slashes + 3));
+    rest.remove_prefix(colon_slashes + 3);
+    ssh = scheme == "ssh://";
+    if (!ssh && scheme != "https://" && scheme != "http://") return std::string(url);
+  } else {
+    // scp-like: [USER@]HOST:PATH
+    const size_t colon = rest.find(':');
+    if (colon == absl::string_view::npos ||
+        rest.substr(0, colon).find('/') != absl::string_view::npos) {
+      return std::string(url);  // refused as no http(s) URL after
+    }
+    ssh = true;
+  }
+  const size_t end =
+      rest.find_first_of(ssh && colon_slashes == absl::string_view::npos ? ":" : "/?#");
+  absl::string_view authority = rest.substr(0, end);
+  absl::string_view path = end == absl::string_view::npos ? "" : rest.substr(end + 1);
+  if (const size_t at = authority.rfind('@'); at != absl::string_view::npos) {
+    if (authority.substr(0, at).find(':') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          "the URL holds a password (user:password@): the token goes in token-file= or "
+          "credential=");
+    }
+    authority.remove_prefix(at + 1);
+  }
+  if (!ssh)
+    return absl::StrCat(scheme, authority, end == absl::string_view::npos ? "" : rest.substr(end));
+  if (format == NotifySink::Format::kBitbucketServer) {
+    return absl::InvalidArgumentError(
+        "a Bitbucket Data Center's SSH address is not its web address (another port, no context "
+        "path): give its https clone URL");
+  }
+  std::string host(authority.substr(
+      0, authority.rfind(':') == absl::string_view::npos || colon_slashes == absl::string_view::npos
+             ? authority.size()
+             : authority.rfind(':')));
+  while (absl::ConsumePrefix(&path, "/")) {
+  }
+  // Azure DevOps' SSH hosts name the organization's repository as v3/ORG/PROJECT/REPO.
+  if (host == "ssh.dev.azure.com" || absl::EndsWith(host, "vs-ssh.visualstudio.com")) {
+    std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+    if (parts.size() == 4 && parts[0] == "v3") {
+      return absl::StrCat("https://dev.azure.com/", parts[1], "/", parts[2], "/_git/", parts[3]);
+    }
+  }
+  return absl::StrCat("https://", host, "/", path);
+}
+
 // Where a commit-status sink posts, from its repository's address (`sink->url`) and the
 // API root its line gives (`sink->api_url`), and the forms of that address sources may
 // fetch by.
@@ -276,20 +334,6 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": more than URL, a format and event types"));
     }
-    sink.url = std::string(words[0]);
-    if (!absl::StartsWith(sink.url, "https://") && !absl::StartsWith(sink.url, "http://")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": not an http(s) URL (its scheme is not shown)"));
-    }
-    const absl::string_view authority = absl::string_view(sink.url).substr(
-        sink.url.find("://") + 3,
-        sink.url.find_first_of("/?#", sink.url.find("://") + 3) - sink.url.find("://") - 3);
-    if (authority.empty() || absl::StrContains(authority, "@")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, authority.empty() ? ": the URL names no host"
-                                   : ": the URL holds credentials (user@): put the secret in "
-                                     "the path, as Slack's do, or sign with --notify-secret-file"));
-    }
     size_t next = 1;
     static constexpr std::pair<const char*, NotifySink::Format> kFormats[] = {
         {"json", NotifySink::Format::kJson},
@@ -311,6 +355,29 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         ++next;
         break;
       }
+    }
+    sink.url = std::string(words[0]);
+    if (sink.commit_statuses()) {
+      // A repository's address as its host's clone button gives it (a user before the
+      // host, SSH) is its https address.
+      absl::StatusOr<std::string> address = RepositoryAddress(sink.url, sink.format);
+      if (!address.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": ", address.status().message()));
+      }
+      sink.url = *std::move(address);
+    }
+    if (!absl::StartsWith(sink.url, "https://") && !absl::StartsWith(sink.url, "http://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": not an http(s) URL (its scheme is not shown)"));
+    }
+    const absl::string_view authority = absl::string_view(sink.url).substr(
+        sink.url.find("://") + 3,
+        sink.url.find_first_of("/?#", sink.url.find("://") + 3) - sink.url.find("://") - 3);
+    if (authority.empty() || absl::StrContains(authority, "@")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, authority.empty() ? ": the URL names no host"
+                                   : ": the URL holds credentials (user@): put the secret in "
+                                     "the path, as Slack's do, or sign with --notify-secret-file"));
     }
     if (words.size() > next && next == 1 && !absl::StrContains(words[next], '.') &&
         words[next] != "resync") {

@@ -373,7 +373,31 @@ TEST(ParseNotifySinksTest, BitbucketAzureDevOpsAndAnApiOfItsOwn) {
   EXPECT_TRUE(s[8].Names("https://code.example.com/gitlab/platform/fleet"));
   EXPECT_EQ(s[9].status_url,
             "http://127.0.0.1:8080/2.0/repositories/acme/fleet/commit/{commit}/statuses/build");
+  // As the hosts' clone buttons give them: a user before the host, SSH.
+  absl::StatusOr<std::vector<NotifySink>> cloned = ParseNotifySinks(
+      "https://jane@bitbucket.org/acme/fleet.git bitbucket token-file=/t\n"
+      "https://acme@dev.azure.com/acme/Platform/_git/fleet azure-devops token-file=/t\n"
+      "git@github.com:acme/fleet.git github token-file=/t\n"
+      "ssh://git@gitlab.example.com:2222/platform/fleet.git gitlab token-file=/t\n"
+      "git@ssh.dev.azure.com:v3/acme/Platform/fleet azure-devops token-file=/t\n"
+      "acme@vs-ssh.visualstudio.com:v3/acme/Platform/fleet azure-devops token-file=/t\n");
+  ASSERT_TRUE(cloned.ok()) << cloned.status();
+  ASSERT_EQ(cloned->size(), 6u);
+  EXPECT_EQ((*cloned)[0].status_url, s[0].status_url);
+  EXPECT_EQ((*cloned)[0].url, "https://bitbucket.org/acme/fleet.git");
+  EXPECT_EQ((*cloned)[1].status_url, s[4].status_url);
+  EXPECT_EQ((*cloned)[2].status_url, "https://api.github.com/repos/acme/fleet/statuses/{commit}");
+  EXPECT_EQ((*cloned)[3].status_url,
+            "https://gitlab.example.com/api/v4/projects/platform%2Ffleet/statuses/{commit}");
+  EXPECT_EQ((*cloned)[4].status_url, s[4].status_url);
+  EXPECT_EQ((*cloned)[5].status_url, s[4].status_url);
+  EXPECT_TRUE((*cloned)[3].Names("git@gitlab.example.com:platform/fleet.git"));
   const std::pair<const char*, const char*> kBad[] = {
+      {"https://jane:secret@bitbucket.org/acme/fleet bitbucket token-file=/t\n",
+       "holds a password"},
+      {"ssh://git@git.example.com:7999/plat/fleet.git bitbucket-server token-file=/t\n",
+       "give its https clone URL"},
+      {"git@github.com:acme/fleet.git slack\n", "not an http(s) URL"},
       {"https://bitbucket.example.com/acme/fleet bitbucket token-file=/t\n",
        "bitbucket is Bitbucket Cloud"},
       {"https://bitbucket.org/acme bitbucket token-file=/t\n", "WORKSPACE/REPO"},
