@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -374,6 +375,40 @@ std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
   return [covered](const std::string& name) { return covered->count(name) > 0; };
 }
 
+// A scoped caller's view of a text the controller wrote for the whole fleet (a rollout's
+// message, "waiting for CLUSTER: ..."): each name of a cluster the caller may not see is
+// replaced. Names are cut at what a cluster's name never holds.
+std::string HideClusters(const std::string& text, const Caller& caller, Controller* controller) {
+  if (!caller.scoped() || text.empty()) return text;
+  auto name_char = [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t at = 0; at < text.size();) {
+    if (!name_char(text[at])) {
+      out.push_back(text[at++]);
+      continue;
+    }
+    size_t end = at;
+    while (end < text.size() && name_char(text[end])) ++end;
+    absl::string_view word(text.data() + at, end - at);
+    absl::string_view name = word;
+    while (absl::ConsumeSuffix(&name, ".")) {
+    }
+    std::vector<v1::ClusterInfo> found = name.empty()
+                                             ? std::vector<v1::ClusterInfo>{}
+                                             : controller->ListClusters(std::string(name), 1);
+    if (!found.empty() && found[0].name() == name && !CoversClusterInfo(*caller.scope, found[0])) {
+      absl::StrAppend(&out, "a cluster outside your scope", word.substr(name.size()));
+    } else {
+      absl::StrAppend(&out, word);
+    }
+    at = end;
+  }
+  return out;
+}
+
 // The labels the hub knows `cluster` by; none for a cluster it does not know.
 LabelMap ClusterLabels(Controller* controller, const std::string& cluster) {
   std::vector<v1::ClusterInfo> found = controller->ListClusters(cluster, 1);
@@ -634,6 +669,7 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
     if (!reach.ok()) return call.Done(reach.status());
     *status->mutable_commit_reach() = *std::move(reach);
   }
+  if (status.ok()) status->set_message(HideClusters(status->message(), call.caller(), controller_));
   if (status.ok() && request->summary()) {
     return call.Reply(std::move(status), response);  // no clusters to count or trim
   }
@@ -654,11 +690,15 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   if (request->clusters_per_partition() < 0) {
     return call.Done(absl::InvalidArgumentError("clusters_per_partition must not be negative"));
   }
-  return call.Reply(TrimRollout(controller_->ControlRollout(request->bundle(), request->action(),
-                                                            CallDeadline(context)),
-                                request->clusters_per_partition(), max_response_bytes_,
-                                /*acted=*/true, VisibleClusters(call.caller(), controller_)),
-                    response);
+  absl::StatusOr<v1::RolloutStatus> controlled =
+      controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context));
+  if (controlled.ok()) {
+    controlled->set_message(HideClusters(controlled->message(), call.caller(), controller_));
+  }
+  return call.Reply(
+      TrimRollout(std::move(controlled), request->clusters_per_partition(), max_response_bytes_,
+                  /*acted=*/true, VisibleClusters(call.caller(), controller_)),
+      response);
 }
 
 grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,

@@ -447,11 +447,28 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   EXPECT_THAT(out, HasSubstr("a-dev"));
   EXPECT_THAT(out, Not(HasSubstr("b-dev")));
   EXPECT_THAT(Ctl({"rollout", "status", "team-a-shared"}), HasSubstr("b-dev"));
+  // Held at the other team's cluster (suspended for maintenance), the rollout's message,
+  // which names it for the admin, names no cluster outside the team's scope for the team.
+  ASSERT_EQ((Ctl({"cluster", "suspend", "b-dev"}, &code), code), 0);
+  git_.Write("shared/cm.yaml", Cm("shared-second"));
+  const std::string second = git_.Commit("shared, second");
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"rollout", "status", "team-a-shared"}).find("waiting for b-dev") !=
+           std::string::npos;
+  })) << Ctl({"rollout", "status", "team-a-shared"});
+  for (const std::vector<std::string>& look :
+       {std::vector<std::string>{"rollout", "status", "team-a-shared"},
+        std::vector<std::string>{"rollout", "status", "team-a-shared", "-o", "json"}}) {
+    out = As(team, look, &code);
+    EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << out;
+    EXPECT_THAT(out, HasSubstr("waiting for a cluster outside your scope")) << out;
+  }
+  ASSERT_EQ((Ctl({"cluster", "resume", "b-dev"}, &code), code), 0);
   // Everything the refused calls named is as it was.
   EXPECT_THAT(Ctl({"source", "list"}), Not(HasSubstr("team-a-other")));
   EXPECT_THAT(Ctl({"bundle", "list"}), Not(HasSubstr("payments")));
-  ExpectSynced("b-dev", "web", first);
-  ExpectSynced("b-dev", "base", first);
+  ExpectSynced("b-dev", "web", second);
+  ExpectSynced("b-dev", "base", second);
   EXPECT_THAT(Ctl({"cluster", "list"}), ::testing::ContainsRegex("b-dev .*team=b"));
 
   // Team c's bundles apply as its service account, whatever they ask; a directory agent,
