@@ -217,9 +217,14 @@ class EventWriter : public WriteReactor<v1::Event> {
  public:
   struct Pump;
   // `pump` is the one the subscription's wakeup holds (see Subscribe below).
+  // `redact`, when set, rewrites each event before it is written (a scoped watcher's view),
+  // outside the writer's lock.
   EventWriter(std::shared_ptr<EventBus::Subscription> subscription, std::shared_ptr<Pump> pump,
-              bool follow)
-      : follow_(follow), pump_(std::move(pump)), subscription_(std::move(subscription)) {}
+              bool follow, std::function<void(v1::Event*)> redact = nullptr)
+      : follow_(follow),
+        redact_(std::move(redact)),
+        pump_(std::move(pump)),
+        subscription_(std::move(subscription)) {}
   void OnStart() override {
     {
       MutexLock lock(&pump_->mu);
@@ -296,12 +301,16 @@ class EventWriter : public WriteReactor<v1::Event> {
       }
       if (action == kFinishOk || action == kFinishCancelled) finished_ = true;
     }
-    if (action == kWrite) StartWrite(&current_);
+    if (action == kWrite) {
+      if (redact_ != nullptr) redact_(&current_);
+      StartWrite(&current_);
+    }
     if (action == kFinishOk) Finish(grpc::Status::OK);
     if (action == kFinishCancelled) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
   const bool follow_;
+  const std::function<void(v1::Event*)> redact_;
   std::shared_ptr<Pump> pump_;
   std::shared_ptr<EventBus::Subscription> subscription_;
   Mutex mu_;
@@ -610,8 +619,16 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
   auto subscribed = EventWriter::Subscribe(events_, std::move(filter), kMaxWatchers, resume);
   if (!subscribed.ok()) return new FailedWriter<v1::Event>(call.Record(subscribed.status()));
   call.Record(absl::OkStatus());
+  // A scoped watcher's events name no cluster outside its scope in their messages (a
+  // rollout of a bundle it sees waiting on another team's cluster).
+  std::function<void(v1::Event*)> redact;
+  if (call.caller().scoped()) {
+    redact = [caller = call.caller(), controller = controller_](v1::Event* event) {
+      event->set_message(HideClusters(event->message(), caller, controller));
+    };
+  }
   return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),
-                         request->follow());
+                         request->follow(), std::move(redact));
 }
 
 grpc::Status AdminServiceImpl::WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest*,

@@ -452,6 +452,7 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   ASSERT_EQ((Ctl({"cluster", "suspend", "b-dev"}, &code), code), 0);
   git_.Write("shared/cm.yaml", Cm("shared-second"));
   const std::string second = git_.Commit("shared, second");
+  ASSERT_EQ((Ctl({"bundle", "set", "team-a-shared", "--progress-deadline=1s"}, &code), code), 0);
   ASSERT_TRUE(Eventually([&] {
     return Ctl({"rollout", "status", "team-a-shared"}).find("waiting for b-dev") !=
            std::string::npos;
@@ -463,6 +464,14 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
     EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << out;
     EXPECT_THAT(out, HasSubstr("waiting for a cluster outside your scope")) << out;
   }
+  // Its events too: the pause at the deadline says where it waits, for the admin alone.
+  ASSERT_TRUE(Eventually([&] {
+    return Ctl({"events", "--bundle=team-a-shared"}).find("waiting for b-dev") != std::string::npos;
+  })) << Ctl({"events", "--bundle=team-a-shared"});
+  out = As(team, {"events", "--bundle=team-a-shared"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << out;
+  EXPECT_THAT(out, HasSubstr("waiting for a cluster outside your scope")) << out;
   ASSERT_EQ((Ctl({"cluster", "resume", "b-dev"}, &code), code), 0);
   // Everything the refused calls named is as it was.
   EXPECT_THAT(Ctl({"source", "list"}), Not(HasSubstr("team-a-other")));
