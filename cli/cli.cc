@@ -1243,7 +1243,9 @@ class Cli {
                                                               : "");
       if (p.clusters_size() == 0 && p.cluster_count() == 0) {
         table.Add({partition, p.state(), "-", "-", "-", "-", "-",
-                   "no clusters: they left the bundle since the rollout began"});
+                   p.others_hidden()
+                       ? "no clusters in your scope"
+                       : "no clusters: they left the bundle since the rollout began"});
       }
       for (const v1::RolloutCluster& c : p.clusters()) {
         std::string health = absl::AsciiStrToLower(v1::HealthState_Name(c.health()));

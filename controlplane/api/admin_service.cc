@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/names.h"
 #include "common/proto_time.h"
+#include "controlplane/api/scoped_view.h"
 #include "controlplane/source/git_credentials.h"
 
 namespace gitfleet {
@@ -111,10 +112,12 @@ absl::StatusOr<v1::RolloutStatus> TrimRollout(
     auto* listed = partition.mutable_clusters();
     if (visible != nullptr) {
       // A scoped caller's: the clusters its scope covers, counted as if alone.
+      const int before = listed->size();
       listed->erase(
           std::remove_if(listed->begin(), listed->end(),
                          [&visible](const v1::RolloutCluster& c) { return !visible(c.name()); }),
           listed->end());
+      partition.set_others_hidden(listed->size() < before);
     }
     partition.set_cluster_count(listed->size());
     partition.set_ready_count(static_cast<int>(std::count_if(
@@ -384,45 +387,25 @@ std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
   return [covered](const std::string& name) { return covered->count(name) > 0; };
 }
 
-// A scoped caller's view of a text the controller wrote for the whole fleet (a rollout's
-// message, "waiting for CLUSTER: ..."): each name of a cluster the caller may not see is
-// replaced. Names are cut at what a cluster's name never holds.
-std::string HideClusters(const std::string& text, const Caller& caller, Controller* controller) {
-  if (!caller.scoped() || text.empty()) return text;
-  auto name_char = [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (size_t at = 0; at < text.size();) {
-    if (!name_char(text[at])) {
-      out.push_back(text[at++]);
-      continue;
-    }
-    size_t end = at;
-    while (end < text.size() && name_char(text[end])) ++end;
-    absl::string_view word(text.data() + at, end - at);
-    absl::string_view name = word;
-    while (absl::ConsumeSuffix(&name, ".")) {
-    }
-    std::vector<v1::ClusterInfo> found = name.empty()
-                                             ? std::vector<v1::ClusterInfo>{}
-                                             : controller->ListClusters(std::string(name), 1);
-    if (!found.empty() && found[0].name() == name && !CoversClusterInfo(*caller.scope, found[0])) {
-      absl::StrAppend(&out, "a cluster outside your scope", word.substr(name.size()));
-    } else {
-      absl::StrAppend(&out, word);
-    }
-    at = end;
-  }
-  return out;
-}
-
-// The labels the hub knows `cluster` by; none for a cluster it does not know.
 LabelMap ClusterLabels(Controller* controller, const std::string& cluster) {
   std::vector<v1::ClusterInfo> found = controller->ListClusters(cluster, 1);
   if (found.empty() || found[0].name() != cluster) return {};
   return LabelMap(found[0].labels().begin(), found[0].labels().end());
+}
+
+// What a ScopedView looks names up in: the hub's clusters (by the labels bundles target
+// them by) and the controller's bundles.
+ScopedView::Lookups NamesIn(Controller* controller) {
+  ScopedView::Lookups lookups;
+  lookups.cluster_labels = [controller](const std::string& name) -> std::optional<LabelMap> {
+    std::vector<v1::ClusterInfo> found = controller->ListClusters(name, 1);
+    if (found.empty() || found[0].name() != name) return std::nullopt;
+    return LabelMap(found[0].labels().begin(), found[0].labels().end());
+  };
+  lookups.bundle_defined = [controller](const std::string& name) {
+    return controller->BundleDefined(name);
+  };
+  return lookups;
 }
 
 // Whether a scoped watcher may see `event`: one about a bundle when its scope covers the
@@ -480,10 +463,23 @@ class AdminCall {
     }
     return absl::OkStatus();
   }
-  // CheckNames, then MayReach.
-  absl::Status Check(std::initializer_list<Named> names) const {
+  // CheckNames, then MayReach. The names are the caller's own to read back.
+  absl::Status Check(std::initializer_list<Named> names) {
     if (absl::Status s = CheckNames(names); !s.ok()) return s;
+    if (caller_.scoped()) {
+      for (const Named& named : names) view().Asked(named.name);
+    }
     return MayReach(names);
+  }
+
+  // The caller's view of the fleet's texts: a scoped caller's names no cluster or bundle
+  // outside its scope, but what it sent (the call's target, the names it checked).
+  ScopedView& view() {
+    if (!view_.has_value()) {
+      view_.emplace(caller_.scope, NamesIn(service_->controller_));
+      view_->Asked(target_);
+    }
+    return *view_;
   }
 
   // Counts and audits the call's outcome; returns it as a grpc::Status.
@@ -510,12 +506,38 @@ class AdminCall {
       GF_LOG(INFO) << "audit: " << who << " " << method_ << " " << target_ << ": "
                    << (status.ok() ? "OK" : std::string(status.message()));
     }
+    if (!status.ok() && allowed_.ok() && caller_.scoped()) {
+      // The audit line above keeps the whole message; the team reads its share of it.
+      return ToGrpcStatus(absl::Status(status.code(), view().Hide(status.message())));
+    }
     return ToGrpcStatus(status);
   }
 
   grpc::Status Done(const absl::Status& status) { return Record(status); }
 
   grpc::Status Refused() { return Done(allowed_); }
+
+  // A result as the caller's view shows it.
+  template <typename T>
+  absl::StatusOr<T> Hidden(absl::StatusOr<T> result) {
+    if (result.ok() && caller_.scoped()) Hide(&*result);
+    return result;
+  }
+  void Hide(v1::BundleInfo* info) {
+    if (!caller_.scoped()) return;
+    view().Hide(info);
+    // A bundle defined for more than the caller's clusters (a fleet admin's, for every
+    // cluster) is counted on its clusters alone, as its rollout is.
+    const Scope& scope = *caller_.scope;
+    if (!scope.clusters.has_value()) {  // a scope of no cluster
+      info->set_target_clusters(0);
+      info->set_current_clusters(0);
+      info->set_not_deployed_clusters(0);
+      info->clear_rolled_out_time();
+    } else if (info->bundle().scope().clusters() != scope.clusters->text()) {
+      service_->controller_->CountWithin(info, *scope.clusters);
+    }
+  }
 
   template <typename T>
   grpc::Status Reply(absl::StatusOr<T> result, T* response) {
@@ -530,6 +552,7 @@ class AdminCall {
   const std::string target_;
   Caller caller_;
   absl::Status allowed_;
+  std::optional<ScopedView> view_;
   static constexpr size_t kMaxAuditTargetBytes = 512;
 };
 
@@ -623,8 +646,12 @@ WriteReactor<v1::Event>* AdminServiceImpl::WatchEvents(grpc::ServerContext* cont
   // rollout of a bundle it sees waiting on another team's cluster).
   std::function<void(v1::Event*)> redact;
   if (call.caller().scoped()) {
-    redact = [caller = call.caller(), controller = controller_](v1::Event* event) {
-      event->set_message(HideClusters(event->message(), caller, controller));
+    // A view per event: the fleet's clusters change while the stream lasts.
+    redact = [scope = call.caller().scope, controller = controller_,
+              asked = absl::StrCat(request->bundle(), " ", request->cluster())](v1::Event* event) {
+      ScopedView view(scope, NamesIn(controller));
+      view.Asked(asked);
+      view.Hide(event);
     };
   }
   return new EventWriter(std::move(subscribed->first), std::move(subscribed->second),
@@ -686,7 +713,7 @@ grpc::Status AdminServiceImpl::GetRollout(grpc::ServerContext* context,
     if (!reach.ok()) return call.Done(reach.status());
     *status->mutable_commit_reach() = *std::move(reach);
   }
-  if (status.ok()) status->set_message(HideClusters(status->message(), call.caller(), controller_));
+  if (status.ok()) call.view().Hide(&*status);
   if (status.ok() && request->summary()) {
     return call.Reply(std::move(status), response);  // no clusters to count or trim
   }
@@ -709,9 +736,7 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
   }
   absl::StatusOr<v1::RolloutStatus> controlled =
       controller_->ControlRollout(request->bundle(), request->action(), CallDeadline(context));
-  if (controlled.ok()) {
-    controlled->set_message(HideClusters(controlled->message(), call.caller(), controller_));
-  }
+  if (controlled.ok()) call.view().Hide(&*controlled);
   return call.Reply(
       TrimRollout(std::move(controlled), request->clusters_per_partition(), max_response_bytes_,
                   /*acted=*/true, VisibleClusters(call.caller(), controller_)),
@@ -726,9 +751,9 @@ grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
-  return call.Reply(
-      controller_->SuspendBundle(request->name(), request->suspend(), CallDeadline(context)),
-      response);
+  return call.Reply(call.Hidden(controller_->SuspendBundle(request->name(), request->suspend(),
+                                                           CallDeadline(context))),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::SuspendCluster(grpc::ServerContext* context,
@@ -749,7 +774,15 @@ grpc::Status AdminServiceImpl::BundleHistory(grpc::ServerContext* context,
   if (!call.allowed()) return call.Refused();
   if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
     return call.Done(s);
-  return call.Reply(controller_->BundleHistory(request->name(), request->limit()), response);
+  std::function<bool(const v1::ClusterInfo&)> visible;
+  if (call.caller().scoped()) {
+    // A team's history names and counts where each revision runs among its clusters.
+    visible = [scope = call.caller().scope](const v1::ClusterInfo& cluster) {
+      return CoversClusterInfo(*scope, cluster);
+    };
+  }
+  return call.Reply(controller_->BundleHistory(request->name(), request->limit(), visible),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
@@ -766,8 +799,8 @@ grpc::Status AdminServiceImpl::PinBundle(grpc::ServerContext* context,
         absl::StrCat("to: ", request->to().size(), " bytes; a revision, commit, tag or branch ",
                      "is at most ", kMaxRefBytes)));
   }
-  return call.Reply(controller_->PinBundle(request->name(), request->to(), request->no_prune(),
-                                           CallDeadline(context)),
+  return call.Reply(call.Hidden(controller_->PinBundle(request->name(), request->to(),
+                                                       request->no_prune(), CallDeadline(context))),
                     response);
 }
 
@@ -882,13 +915,13 @@ grpc::Status AdminServiceImpl::AddBundle(grpc::ServerContext* context,
     }
     *bundle.mutable_scope() = ToBundleScope(caller.name, *caller.scope);
   }
-  return call.Reply(
-      controller_->AddBundle(bundle, request->replace(), CallDeadline(context),
-                             request->allow_removal(), request->if_generation(),
-                             !request->adopt()        ? Controller::Adopt::kNo
-                             : request->drop_limits() ? Controller::Adopt::kDropLimits
-                                                      : Controller::Adopt::kKeepLimits),
-      response);
+  return call.Reply(call.Hidden(controller_->AddBundle(
+                        bundle, request->replace(), CallDeadline(context), request->allow_removal(),
+                        request->if_generation(),
+                        !request->adopt()        ? Controller::Adopt::kNo
+                        : request->drop_limits() ? Controller::Adopt::kDropLimits
+                                                 : Controller::Adopt::kKeepLimits)),
+                    response);
 }
 
 grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
@@ -903,9 +936,12 @@ grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
       [](const std::string& name) { return ValidateName("bundle", name); },
       [this, &call](const std::string& from, size_t max) {
         if (!call.caller().scoped()) return controller_->ListBundles(from, max);
-        return InScope(controller_->ListBundles(from, 0), max, [&call](const v1::BundleInfo& b) {
-          return call.caller().scope->CoversBundle(b.bundle().name());
-        });
+        std::vector<v1::BundleInfo> bundles =
+            InScope(controller_->ListBundles(from, 0), max, [&call](const v1::BundleInfo& b) {
+              return call.caller().scope->CoversBundle(b.bundle().name());
+            });
+        for (v1::BundleInfo& info : bundles) call.Hide(&info);
+        return bundles;
       },
       [](const v1::BundleInfo& info) -> const std::string& { return info.bundle().name(); }};
   return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,
@@ -992,6 +1028,7 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
   if (request->page_size() == 0 && request->page_token().empty()) {
     for (v1::BundleStatus& status : controller_->GetStatus(request->cluster(), request->bundle())) {
       if (visible != nullptr && !visible(status)) continue;
+      if (visible != nullptr) call.view().Hide(&status);
       *response->add_statuses() = std::move(status);
     }
     const int count = response->statuses_size();
@@ -1009,6 +1046,7 @@ grpc::Status AdminServiceImpl::GetStatus(grpc::ServerContext* context,
         std::remove_if(page->statuses.begin(), page->statuses.end(),
                        [&visible](const v1::BundleStatus& s) { return !visible(s); }),
         page->statuses.end());
+    for (v1::BundleStatus& status : page->statuses) call.view().Hide(&status);
   }
   // A page also ends before it outgrows one message; the next one starts there.
   const size_t taken = FillPage(page->statuses, page->statuses.size(), max_response_bytes_,

@@ -2132,7 +2132,8 @@ std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::strin
   return out;
 }
 
-Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector) const {
+Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& selector,
+                            const LabelSelector* within) const {
   std::shared_ptr<const BundleContent> content;
   uint64_t membership = 0;
   uint64_t builds = 0;
@@ -2140,7 +2141,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
   Rollout rollout;
   {
     MutexLock lock(&mu_);
-    rollout = CountRolloutLocked(bundle, selector);
+    rollout = CountRolloutLocked(bundle, selector, within);
     auto target = bundles_.find(bundle);
     if (target == bundles_.end() || target->second.content == nullptr ||
         !target->second.content->LeavesSomeOut()) {
@@ -2149,7 +2150,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
     content = target->second.content;
     membership = membership_version_;
     builds = content->builds();
-    auto known = left_out_.find(bundle);
+    auto known = within != nullptr ? left_out_.end() : left_out_.find(bundle);
     if (known != left_out_.end() && known->second.selector == selector.text() &&
         known->second.content.lock() == content && known->second.membership_version == membership &&
         known->second.builds == builds) {
@@ -2157,7 +2158,10 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
       return rollout;
     }
     for (const auto& [name, agent] : agents_) {
-      if (agent.labels_known && selector.Matches(agent.labels)) targeted.push_back(agent.info);
+      if (agent.labels_known && selector.Matches(agent.labels) &&
+          (within == nullptr || within->Matches(agent.labels))) {
+        targeted.push_back(agent.info);
+      }
     }
   }
   // Clusters the bundle's files leave out get nothing, so are not waited for: each
@@ -2170,7 +2174,7 @@ Hub::Rollout Hub::RolloutOf(const std::string& bundle, const LabelSelector& sele
   MutexLock lock(&mu_);
   SubtractLeftOutLocked(bundle, left_out, *content, &rollout);
   auto target = bundles_.find(bundle);
-  if (target != bundles_.end() && target->second.content == content &&
+  if (within == nullptr && target != bundles_.end() && target->second.content == content &&
       membership_version_ == membership) {
     left_out_[bundle] = LeftOut{selector.text(), content, membership, builds, std::move(left_out)};
   }
@@ -2192,15 +2196,15 @@ void Hub::SubtractLeftOutLocked(const std::string& bundle, const std::vector<std
   }
 }
 
-Hub::Rollout Hub::CountRolloutLocked(const std::string& bundle,
-                                     const LabelSelector& selector) const {
+Hub::Rollout Hub::CountRolloutLocked(const std::string& bundle, const LabelSelector& selector,
+                                     const LabelSelector* within) const {
   auto target = bundles_.find(bundle);
   const BundleContent* content = target != bundles_.end() ? target->second.content.get() : nullptr;
   auto version = ack_versions_.find(bundle);
   const uint64_t ack_version = version != ack_versions_.end() ? version->second : 0;
   auto counted = counted_.find(bundle);
-  if (counted != counted_.end() && counted->second.selector.text() == selector.text() &&
-      counted->second.content == content &&
+  if (within == nullptr && counted != counted_.end() &&
+      counted->second.selector.text() == selector.text() && counted->second.content == content &&
       counted->second.membership_version == membership_version_ &&
       counted->second.ack_version == ack_version) {
     return counted->second.rollout;
@@ -2208,6 +2212,7 @@ Hub::Rollout Hub::CountRolloutLocked(const std::string& bundle,
   Rollout rollout;
   for (const auto& [name, agent] : agents_) {
     if (!agent.labels_known || !selector.Matches(agent.labels)) continue;
+    if (within != nullptr && !within->Matches(agent.labels)) continue;
     ++rollout.targets;
     auto acked = agent.acked.find(bundle);
     if (content == nullptr || acked == agent.acked.end() ||
@@ -2218,7 +2223,7 @@ Hub::Rollout Hub::CountRolloutLocked(const std::string& bundle,
     rollout.last_current = std::max(rollout.last_current, acked->second.second);
   }
   // Only for bundles the hub has: a name it never had is not kept.
-  if (target != bundles_.end()) {
+  if (within == nullptr && target != bundles_.end()) {
     counted_[bundle] = CountedRollout{selector, content, membership_version_, ack_version, rollout};
   }
   return rollout;

@@ -284,8 +284,11 @@ class Hub {
   // fan-out to thousands of clusters, counts none of them again. Content that leaves some
   // clusters out looks at each cluster it targets (unlocked) once per change of the fleet
   // or of what it built (left_out_).
-  Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  //
+  // With `within`, of the clusters it matches too (a team's share of a bundle that reaches
+  // others'): counted anew each time, and not kept.
+  Rollout RolloutOf(const std::string& bundle, const LabelSelector& selector,
+                    const LabelSelector* within = nullptr) const ABSL_LOCKS_EXCLUDED(mu_);
   // The info (not the reports) of the clusters `selector` matches.
   std::vector<v1::ClusterInfo> MatchingClusters(const LabelSelector& selector) const;
   // The same clusters' names and labels only, in name order: cheap enough for a fleet
@@ -605,7 +608,8 @@ class Hub {
     Rollout rollout;
   };
   mutable std::map<std::string, CountedRollout> counted_ ABSL_GUARDED_BY(mu_);
-  Rollout CountRolloutLocked(const std::string& bundle, const LabelSelector& selector) const
+  Rollout CountRolloutLocked(const std::string& bundle, const LabelSelector& selector,
+                             const LabelSelector* within = nullptr) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // For content that leaves some clusters out (BundleContent::LeavesSomeOut): the clusters
   // `selector` matches that it leaves out, by name, as last worked out (each cluster's

@@ -1124,6 +1124,37 @@ TEST_F(HubTest, ARolloutCountIsKeptUntilAnythingItCountsChanges) {
   EXPECT_EQ(hub_.RolloutOf("web", Selector("env=prod")).current, 0);
 }
 
+// A team's share of a bundle that reaches every cluster: counted among the clusters its
+// scope matches, each time, and the bundle's own kept count goes on as before.
+TEST_F(HubTest, ARolloutIsCountedWithinAScopesClusters) {
+  auto conn = std::make_shared<FakeConnection>();
+  auto rev1 = MakeRevision("web", {"x"});
+  hub_.SetBundle("web", Selector(""), SingleRevision(rev1));
+  uint64_t a = hub_.Connect(MakeHello("a", "prod"), "p", conn);
+  uint64_t b = hub_.Connect(MakeHello("b", "prod"), "p", conn);
+  hub_.Connect(MakeHello("c", "dev"), "p", conn);
+  const LabelSelector prod = Selector("env=prod");
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("")).targets, 3);
+  Hub::Rollout within = hub_.RolloutOf("web", Selector(""), &prod);
+  EXPECT_EQ(within.targets, 2);
+  EXPECT_EQ(within.current, 0);
+  ASSERT_NE(hub_.NextMessage(b, "web"), nullptr);
+  hub_.OnAck(b, MakeAck("web", rev1->id));
+  within = hub_.RolloutOf("web", Selector(""), &prod);
+  EXPECT_EQ(within.current, 1);
+  EXPECT_EQ(hub_.RolloutOf("web", Selector("")).current, 1);
+  ASSERT_NE(hub_.NextMessage(a, "web"), nullptr);
+  hub_.OnAck(a, MakeAck("web", rev1->id));
+  within = hub_.RolloutOf("web", Selector(""), &prod);
+  EXPECT_EQ(within.current, 2) << "every cluster of the scope is current; c is not";
+  EXPECT_NE(within.last_current, absl::InfinitePast());
+  Hub::Rollout all = hub_.RolloutOf("web", Selector(""));
+  EXPECT_EQ(all.targets, 3);
+  EXPECT_EQ(all.current, 2);
+  const LabelSelector none = Selector("env=staging");
+  EXPECT_EQ(hub_.RolloutOf("web", Selector(""), &none).targets, 0);
+}
+
 // A count kept up to date ACK by ACK says what counting the fleet again says, whatever
 // the acknowledgements do: each step compares the kept count (of one selector) with a
 // fresh one (of another that picks the same clusters, so the hub keeps nothing for it),

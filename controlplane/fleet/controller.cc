@@ -1648,6 +1648,24 @@ std::vector<v1::BundleInfo> Controller::ListBundles(const std::string& from, siz
   return out;
 }
 
+void Controller::CountWithin(v1::BundleInfo* info, const LabelSelector& within) {
+  std::optional<LabelSelector> selector;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(info->bundle().name());
+    if (it != bundles_.end()) selector = it->second.selector;
+  }
+  if (!selector.has_value()) return;  // removed meanwhile: as listed
+  Hub::Rollout rollout = hub_->RolloutOf(info->bundle().name(), *selector, &within);
+  info->set_target_clusters(rollout.targets);
+  info->set_current_clusters(rollout.current);
+  info->set_not_deployed_clusters(rollout.not_deployed);
+  info->clear_rolled_out_time();
+  if (rollout.targets > 0 && rollout.current == rollout.targets) {
+    *info->mutable_rolled_out_time() = ToProtoTime(rollout.last_current);
+  }
+}
+
 std::vector<v1::ClusterInfo> Controller::ListClusters(const std::string& from, size_t max) {
   std::vector<v1::ClusterInfo> out;
   for (ClusterView& view : hub_->Clusters("", from, max)) out.push_back(std::move(view.info));
@@ -2081,6 +2099,11 @@ void Controller::OnSourceError(const std::string& source, const std::string& err
                           absl::StrCat(error, " (its bundles stay at their last revision)"), "", "",
                           source),
           names);
+}
+
+bool Controller::BundleDefined(const std::string& name) {
+  MutexLock lock(&mu_);
+  return bundles_.count(name) > 0;
 }
 
 bool Controller::BundleConcernsCluster(const std::string& bundle, const std::string& cluster) {
@@ -4230,8 +4253,9 @@ absl::StatusOr<v1::BundleInfo> Controller::SuspendBundle(const std::string& name
   return InfoLocked(it->second);
 }
 
-absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::string& name,
-                                                                    int limit) {
+absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(
+    const std::string& name, int limit,
+    const std::function<bool(const v1::ClusterInfo&)>& visible) {
   if (limit <= 0) limit = 10;
   limit = std::min(limit, 1000);
   std::vector<std::string> ids;
@@ -4257,7 +4281,8 @@ absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(const std::s
   std::map<std::string, std::vector<std::string>> applied;
   for (const ClusterView& view : hub_->Clusters()) {
     auto report = view.reports.find(name);
-    if (report != view.reports.end() && !report->second.applied_revision().empty()) {
+    if (report != view.reports.end() && !report->second.applied_revision().empty() &&
+        (visible == nullptr || visible(view.info))) {
       applied[report->second.applied_revision()].push_back(view.info.name());
     }
   }

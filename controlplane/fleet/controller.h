@@ -232,6 +232,10 @@ class Controller {
                   Hub::DiffCallback done);
   // Every bundle, or (max > 0) at most `max` of them in name order from `from` on.
   std::vector<v1::BundleInfo> ListBundles(const std::string& from = "", size_t max = 0);
+  // A listing's counts (target, current and not deployed clusters, when it rolled out) of
+  // the clusters `within` matches alone: a scoped caller's share of a bundle that reaches
+  // others' clusters too. Counted anew: a look at every cluster.
+  void CountWithin(v1::BundleInfo* info, const LabelSelector& within) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Every cluster, or (max > 0) at most `max` of them in name order from `from` on.
   std::vector<v1::ClusterInfo> ListClusters(const std::string& from = "", size_t max = 0);
@@ -248,6 +252,8 @@ class Controller {
   // holds it. Never called with mu_ held: events are published without it.
   bool BundleConcernsCluster(const std::string& bundle, const std::string& cluster)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether a bundle of that name is defined (a look-up: no listing).
+  bool BundleDefined(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // Ordered by cluster, then bundle.
   std::vector<v1::BundleStatus> GetStatus(const std::string& cluster_filter,
                                           const std::string& bundle_filter);
@@ -292,7 +298,11 @@ class Controller {
   absl::StatusOr<v1::BundleInfo> SuspendBundle(const std::string& bundle, bool suspend,
                                                absl::Time wait_until = absl::InfiniteFuture());
   absl::Status SuspendCluster(const std::string& cluster, bool suspend);
-  absl::StatusOr<v1::BundleHistoryResponse> BundleHistory(const std::string& bundle, int limit);
+  // `visible`, when set, says which clusters the caller may see: the others are neither
+  // named nor counted where each revision is applied.
+  absl::StatusOr<v1::BundleHistoryResponse> BundleHistory(
+      const std::string& bundle, int limit,
+      const std::function<bool(const v1::ClusterInfo&)>& visible = nullptr);
   // `to` empty unpins. With `no_prune`, the pinned render deletes nothing it lacks.
   absl::StatusOr<v1::BundleInfo> PinBundle(const std::string& bundle, const std::string& to,
                                            bool no_prune = false,

@@ -459,11 +459,41 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   })) << Ctl({"rollout", "status", "team-a-shared"});
   for (const std::vector<std::string>& look :
        {std::vector<std::string>{"rollout", "status", "team-a-shared"},
-        std::vector<std::string>{"rollout", "status", "team-a-shared", "-o", "json"}}) {
+        std::vector<std::string>{"rollout", "status", "team-a-shared", "-o", "json"},
+        std::vector<std::string>{"bundle", "list"},
+        std::vector<std::string>{"bundle", "list", "-o", "json"}}) {
     out = As(team, look, &code);
-    EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << out;
-    EXPECT_THAT(out, HasSubstr("waiting for a cluster outside your scope")) << out;
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << absl::StrJoin(look, " ") << ":\n" << out;
+    EXPECT_THAT(out, HasSubstr("waiting for a cluster outside your scope"))
+        << absl::StrJoin(look, " ") << ":\n"
+        << out;
   }
+  EXPECT_THAT(Ctl({"bundle", "list"}), HasSubstr("waiting for b-dev"));
+  // Its counts are of its clusters, as its rollout's are: a-dev runs the second commit.
+  EXPECT_THAT(Ctl({"bundle", "list"}), ::testing::ContainsRegex("\nteam-a-shared .* 1/2 "));
+  EXPECT_THAT(As(team, {"bundle", "list"}, &code),
+              ::testing::ContainsRegex("\nteam-a-shared .* 1/1 "));
+  // Nor do the clusters' statuses, where each revision runs, or what a refusal says.
+  for (const std::vector<std::string>& look :
+       {std::vector<std::string>{"status", "--bundle=team-a-shared"},
+        std::vector<std::string>{"status", "--bundle=team-a-shared", "-o", "json"},
+        std::vector<std::string>{"bundle", "history", "team-a-shared"},
+        std::vector<std::string>{"bundle", "history", "team-a-shared", "-o", "json"},
+        std::vector<std::string>{"rollout", "pause", "team-a-shared"},
+        std::vector<std::string>{"rollout", "resume", "team-a-shared"}}) {
+    out = As(team, look, &code);
+    EXPECT_THAT(out, Not(HasSubstr("b-dev"))) << absl::StrJoin(look, " ") << ":\n" << out;
+  }
+  out = Ctl({"bundle", "history", "team-a-shared"}, &code);
+  EXPECT_THAT(out, HasSubstr("b-dev")) << out;
+  out = As(team, {"bundle", "history", "team-a-shared"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("a-dev")) << out;
+  // The partition of the other team's cluster is not said to be empty.
+  out = As(team, {"rollout", "status", "team-a-shared"}, &code);
+  EXPECT_THAT(out, HasSubstr("no clusters in your scope")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("they left the bundle"))) << out;
   // Its events too: the pause at the deadline says where it waits, for the admin alone.
   ASSERT_TRUE(Eventually([&] {
     return Ctl({"events", "--bundle=team-a-shared"}).find("waiting for b-dev") != std::string::npos;
