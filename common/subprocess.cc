@@ -147,12 +147,23 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const std::vector<std::string>& a
   pollfd fds[2] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}};
   int open_fds = 2;
   char buf[65536];
+  const absl::Duration check_every = std::max(options.check_every, absl::Milliseconds(10));
+  absl::Time next_check = RealClock().Now() + check_every;
   while (open_fds > 0) {
-    absl::Duration left = deadline - RealClock().Now();
+    const absl::Time now = RealClock().Now();
+    absl::Duration left = deadline - now;
     if (left <= absl::ZeroDuration()) {
       status = absl::DeadlineExceededError(
           absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(options.timeout)));
       break;
+    }
+    if (options.check != nullptr) {
+      if (now >= next_check) {
+        status = options.check();
+        if (!status.ok()) break;
+        next_check = now + check_every;
+      }
+      left = std::min(left, next_check - now);
     }
     int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
     if (ready < 0 && errno == EINTR) continue;

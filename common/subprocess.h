@@ -38,6 +38,11 @@ struct SubprocessOptions {
   // And the size of any one file it writes (RLIMIT_FSIZE: a write past it fails, and the
   // child gets SIGXFSZ), 0 for none.
   int64_t max_file_bytes = 0;
+  // Called every `check_every` while the child runs, for a bound no resource limit gives
+  // (what it wrote over many files): an error kills the child's process group and is what
+  // RunSubprocess returns.
+  std::function<absl::Status()> check;
+  absl::Duration check_every = absl::Milliseconds(250);
 };
 
 struct SubprocessResult {

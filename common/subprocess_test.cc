@@ -89,6 +89,37 @@ TEST(SubprocessTest, LimitsTheChildsMemoryAndCpu) {
   EXPECT_EQ(fits->exit_code, 0) << fits->stderr_text;
 }
 
+// A bound no resource limit gives is checked while the child runs: its error kills the
+// child's group and is the answer, well before the timeout; a check that passes changes
+// nothing.
+TEST(SubprocessTest, ACheckWhileTheChildRunsCanStopIt) {
+  SubprocessOptions options;
+  options.timeout = absl::Seconds(30);
+  options.check_every = absl::Milliseconds(20);
+  int checks = 0;
+  options.check = [&checks]() -> absl::Status {
+    return ++checks < 3 ? absl::OkStatus() : absl::ResourceExhaustedError("wrote too much");
+  };
+  const absl::Time start = absl::Now();
+  absl::StatusOr<SubprocessResult> stopped =
+      RunSubprocess({"/bin/sh", "-c", "sleep 20 & wait"}, options);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(stopped.status().message(), "wrote too much");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(checks, 3);
+
+  checks = 0;
+  options.check = [&checks] {
+    ++checks;
+    return absl::OkStatus();
+  };
+  absl::StatusOr<SubprocessResult> done =
+      RunSubprocess({"/bin/sh", "-c", "sleep 0.2; echo done"}, options);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->stdout_text, "done\n");
+  EXPECT_GE(checks, 2);
+}
+
 TEST(SubprocessTest, MissingProgramIsNotFound) {
   EXPECT_EQ(RunSubprocess({"/nonexistent/kustomize"}, Options()).status().code(),
             absl::StatusCode::kNotFound);

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -12,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/clock.h"
 #include "common/file_system.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
@@ -61,6 +64,26 @@ std::string Said(const std::string& stderr_text) {
   std::string said = absl::StrJoin(lines, "; ");
   if (said.size() > 512) said.resize(512);
   return said.empty() ? "no reason given" : said;
+}
+
+// The bytes the files under `dir` hold, and how many there are (files that go while it
+// walks, as git renames its temporary ones, are passed over).
+struct Held {
+  int64_t bytes = 0;
+  int64_t files = 0;
+};
+Held FilesUnder(const std::string& dir) {
+  Held held;
+  std::error_code error;
+  for (std::filesystem::recursive_directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    std::error_code ignored;
+    if (!it->is_regular_file(ignored)) continue;
+    const std::uintmax_t size = it->file_size(ignored);
+    if (!ignored) held.bytes += static_cast<int64_t>(size);
+    ++held.files;
+  }
+  return held;
 }
 
 }  // namespace
@@ -136,7 +159,27 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
   SubprocessOptions options;
   options.env = env;
   options.timeout = fetch.timeout;
-  options.max_file_bytes = fetch.max_file_bytes;
+  options.max_file_bytes = fetch.max_bytes;
+  // A dumb fetch asks for each object and pack by itself, so a server can send any number
+  // of files each under the bound: what the fetch adds to the repository's objects is
+  // bounded too, looked at as it runs (it may pass the bound by what arrives between two
+  // looks). A look walks the objects folder: the looks keep to a fifth of the time.
+  const std::string objects = fetch.git_dir + "/objects";
+  const Held before = FilesUnder(objects);
+  absl::Time next_look = absl::InfinitePast();
+  options.check_every = fetch.check_every;
+  options.check = [&objects, &before, &next_look, max = fetch.max_bytes]() -> absl::Status {
+    const absl::Time start = RealClock().Now();
+    if (start < next_look) return absl::OkStatus();
+    const Held now = FilesUnder(objects);
+    next_look = start + 4 * (RealClock().Now() - start);
+    if (now.bytes - before.bytes > max) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the fetch wrote ", now.bytes - before.bytes, " bytes in ",
+                       now.files - before.files, " files, over --max-fetch-bytes (", max, ")"));
+    }
+    return absl::OkStatus();
+  };
   options.max_memory_bytes = int64_t{2} << 30;
   options.max_stdout_bytes = 1 << 20;
   std::vector<std::string> argv = {git,
@@ -157,13 +200,15 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
                                      " (dumb HTTP, with git): ", run.status().message()));
   }
   if (run->exit_code != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot fetch ", fetch.url, " (dumb HTTP, with git): ",
-                     run->exit_code == 128 + 25 ? "a file it wrote passed --max-fetch-bytes"
-                                                : Said(run->stderr_text)));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot fetch ", fetch.url, " (dumb HTTP, with git): ",
+        run->exit_code == 128 + 25
+            ? absl::StrCat("a file it wrote passed --max-fetch-bytes (", fetch.max_bytes, ")")
+            : Said(run->stderr_text)));
   }
   // The branch its HEAD names, as a clone takes it.
   options.timeout = absl::Seconds(30);
+  options.check = nullptr;
   absl::StatusOr<SubprocessResult> head = RunSubprocess(
       {git, "--git-dir=" + fetch.git_dir, "ls-remote", "--symref", "--", fetch.url, "HEAD"},
       options);

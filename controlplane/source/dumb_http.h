@@ -5,9 +5,9 @@
 // bucket over a bare repository that `git update-server-info` keeps), which answers
 // `info/refs` without the smart protocol's content type. libgit2 speaks only the smart
 // protocol, so such a fetch is made by git's own client, as git fetches it, bounded as
-// gitfleet's fetches are: in time, in the size of each file it writes, in memory, with the
-// credential's basic auth or bearer token, CA and client certificate given to it outside
-// its command line.
+// gitfleet's fetches are: in time, in what it writes (each file, and all of them), in memory, with
+// the credential's basic auth or bearer token, CA and client certificate given to it outside its
+// command line.
 //
 //   if (IsDumbHttpAnswer(libgit2_error)) {
 //     GF_ASSIGN_OR_RETURN(std::string head, FetchOverDumbHttp({dir, url, specs, cred, ...}));
@@ -33,7 +33,10 @@ struct DumbHttpFetch {
   std::vector<std::string> refspecs;  // "+refs/heads/*:refs/remotes/origin/*", ...
   const GitCredential* credential = nullptr;
   absl::Duration timeout = absl::Seconds(60);
-  int64_t max_file_bytes = int64_t{1} << 30;  // each pack or object it writes
+  // Each pack or object it writes, and what they add up to: looked at while git runs, this
+  // often at most (less often when a look takes long: a repository of very many objects).
+  int64_t max_bytes = int64_t{1} << 30;
+  absl::Duration check_every = absl::Milliseconds(100);
 };
 
 // Fetches `fetch.refspecs` from `fetch.url` with git's client (pruning, no tags but those

@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
 #include "common/subprocess.h"
+#include "controlplane/source/dumb_http.h"
 #include "controlplane/source/git_credentials.h"
 #include "controlplane/source/git_repository.h"
 #include "gmock/gmock.h"
@@ -216,6 +217,57 @@ TEST_F(PrivateGitTest, HttpsFromAServerOfPlainFiles) {
   EXPECT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("battery")));
   EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("horse")));
+}
+
+// A dumb server is asked for each object by itself, so each file the fetch writes is under
+// the bound while their sum passes it: the fetch fails naming --max-fetch-bytes, where a
+// bound on each file alone let it write them all.
+TEST_F(PrivateGitTest, AServerOfPlainFilesIsBoundedInWhatAFetchWritesInAll) {
+  if (FindOnPath("git").empty()) GTEST_SKIP() << "git is not installed";
+  HttpsGitServer server(TempDir("https-dumb-big"));
+  if (absl::Status s = server.Start("alice", "correct horse"); !s.ok()) GTEST_SKIP() << s;
+  // Eight files of 256 KiB that do not compress: eight loose objects of about that size.
+  std::string noise;
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 8; ++i) {
+    noise.clear();
+    for (int j = 0; j < (256 << 10); ++j) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      noise.push_back(static_cast<char>(x));
+    }
+    git_.Write(absl::StrCat("blobs/b", i), noise);
+  }
+  git_.Commit("big");
+  const std::string bare = TempDir("dumb-big") + "/app.git";
+  ::gitfleet::testing::Run(absl::StrCat("git clone -q --bare '", git_.dir(), "' '", bare,
+                                        "' && git -C '", bare, "' update-server-info"));
+  const std::string url = server.ServeFiles(bare, "app.git");
+  Credential("git-https", {{"username", "alice"},
+                           {"password", "correct horse"},
+                           {"ca.crt", Read(server.ca_pem_path())}});
+  absl::StatusOr<GitCredential> credential = LoadGitCredential(credentials_, "git-https");
+  ASSERT_TRUE(credential.ok()) << credential.status();
+  int fetches = 0;
+  auto fetch = [&](int64_t max_bytes) {
+    const std::string dir = TempDir(absl::StrCat("dumb-into-", ++fetches));
+    ::gitfleet::testing::Run(absl::StrCat("git init -q --bare '", dir, "'"));
+    DumbHttpFetch request;
+    request.git_dir = dir;
+    request.url = url;
+    request.refspecs = {"+refs/heads/*:refs/remotes/origin/*"};
+    request.credential = &*credential;
+    request.max_bytes = max_bytes;
+    request.check_every = absl::Milliseconds(1);  // looks as often as a look's cost allows
+    return FetchOverDumbHttp(request).status();
+  };
+  absl::Status over = fetch(1 << 20);
+  EXPECT_THAT(over, FailsWith("over --max-fetch-bytes (1048576)")) << server.Log();
+  EXPECT_THAT(over, FailsWith("dumb HTTP, with git"));
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
+  // With room for all of them it is fetched.
+  EXPECT_TRUE(fetch(int64_t{8} << 20).ok()) << server.Log();
 }
 
 // A server that asks for a client certificate (mutual TLS) gets the credential's, as
