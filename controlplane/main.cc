@@ -229,7 +229,8 @@ ABSL_FLAG(std::string, webhook_secret_file, "",
           "that is refused keeps the secrets in force. Without it the endpoint is off.");
 ABSL_FLAG(std::string, notify_file, "",
           "File of HTTP endpoints the fleet's events are POSTed to, one per line: URL "
-          "[json|slack|teams] [TYPE,...] [bundles=NAME,...] (default json, and the events about "
+          "[json|slack|teams] [TYPE,...] [bundles=NAME|GLOB,...] [clusters=SELECTOR] (default "
+          "json, and the events about "
           "sources and bundles: failures, rollouts, an operator's acts; none per cluster). json "
           "sends the event, signed with --notify-secret-file; slack sends {\"text\": ...}; teams "
           "an Adaptive Card. A line REPOSITORY_URL FORMAT token-file=PATH|credential=NAME "
@@ -864,6 +865,18 @@ int Main(ShutdownSignals& signals) {
     }
     return names;
   };
+  // A sink's clusters=: asked under the bus's lock, so through a lock of its own (the
+  // webhooks' is held while they call the controller).
+  struct EventsTarget {
+    Mutex mu;
+    Controller* controller ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  auto events_target = std::make_shared<EventsTarget>();
+  notify_options.concerns = [events_target](const v1::Event& event, const LabelSelector& clusters) {
+    MutexLock lock(&events_target->mu);
+    return events_target->controller != nullptr &&
+           events_target->controller->EventConcernsClusters(event, clusters);
+  };
   // Declared after the bus: stopped before it goes.
   Notifier notifier(notify_options, &events, metrics.notifications);
   if (absl::Status s = notifier.Start(); !s.ok()) return Fail(s);
@@ -998,6 +1011,10 @@ int Main(ShutdownSignals& signals) {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = &controller;
   }
+  {
+    MutexLock lock(&events_target->mu);
+    events_target->controller = &controller;
+  }
   readiness.SetPhase(Readiness::Phase::kServing);
   health.SetServing(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
@@ -1028,6 +1045,10 @@ int Main(ShutdownSignals& signals) {
   {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = nullptr;
+  }
+  {
+    MutexLock lock(&events_target->mu);
+    events_target->controller = nullptr;
   }
   return store_lock_lost ? 1 : 0;
 }

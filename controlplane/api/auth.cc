@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/config_fields.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
 #include "controlplane/source/git_credentials.h"
@@ -28,31 +29,6 @@ constexpr char kAgentUriPrefix[] = "gitfleet://cluster/";
 constexpr size_t kMaxFileBytes = 1 << 20;
 constexpr size_t kMaxTokenBytes = 4096;
 
-// A config line's fields, split on whitespace; a double-quoted stretch is one field
-// (without its quotes), for a label selector such as clusters="env in (dev,qa)".
-absl::StatusOr<std::vector<std::string>> Fields(absl::string_view line) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool in_field = false;
-  bool quoted = false;
-  for (char c : line) {
-    if (c == '"') {
-      quoted = !quoted;
-      in_field = true;
-    } else if (!quoted && (c == ' ' || c == '\t')) {
-      if (in_field) fields.push_back(std::move(field));
-      field.clear();
-      in_field = false;
-    } else {
-      field.push_back(c);
-      in_field = true;
-    }
-  }
-  if (quoted) return absl::InvalidArgumentError("a double quote is not closed");
-  if (in_field) fields.push_back(std::move(field));
-  return fields;
-}
-
 // The non-comment lines of a config file, split into fields, with their line numbers.
 absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> Lines(
     const std::string& text, absl::string_view flag) {
@@ -62,7 +38,7 @@ absl::StatusOr<std::vector<std::pair<int, std::vector<std::string>>>> Lines(
     ++number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
-    absl::StatusOr<std::vector<std::string>> fields = Fields(line);
+    absl::StatusOr<std::vector<std::string>> fields = ConfigFields(line);
     if (!fields.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(flag, " line ", number, ": ", fields.status().message()));

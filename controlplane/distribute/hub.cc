@@ -2074,6 +2074,22 @@ bool Hub::Concerns(const std::string& cluster, const std::string& bundle,
   return agent->second.labels_known && selector->Matches(agent->second.labels);
 }
 
+bool Hub::ConcernsAny(const LabelSelector& clusters, const std::string& bundle,
+                      const LabelSelector* selector) const {
+  MutexLock lock(&mu_);
+  if (selector == nullptr) {
+    auto target = bundles_.find(bundle);
+    if (target != bundles_.end()) selector = &target->second.selector;
+  }
+  for (const auto& [name, agent] : agents_) {
+    if (!agent.labels_known || !clusters.Matches(agent.labels)) continue;
+    if (HoldsAny(agent, bundle) || (selector != nullptr && selector->Matches(agent.labels))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Hub::SetOldToken(const std::string& cluster, absl::Time until) {
   MutexLock lock(&mu_);
   auto it = agents_.find(cluster);

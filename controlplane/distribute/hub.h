@@ -261,6 +261,9 @@ class Hub {
   // it. False for a cluster the hub does not know. For event filters (EventBus::Filter).
   bool Concerns(const std::string& cluster, const std::string& bundle,
                 const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether it concerns any cluster `clusters` matches (a walk of the fleet).
+  bool ConcernsAny(const LabelSelector& clusters, const std::string& bundle,
+                   const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);
   // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
   // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
   std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",

@@ -1,5 +1,7 @@
 #include "controlplane/events/event_bus.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <random>
 
@@ -34,7 +36,11 @@ bool EventBus::Filter::Matches(const v1::Event& event, const Audience& audience)
   if (allows != nullptr && !allows(event)) return false;
   if (!bundles.empty()) {
     auto named = [this](const std::string& name) {
-      return std::binary_search(bundles.begin(), bundles.end(), name);
+      return std::binary_search(bundles.begin(), bundles.end(), name) ||
+             std::any_of(bundles.begin(), bundles.end(), [&name](const std::string& entry) {
+               return entry.find_first_of("*?") != std::string::npos &&
+                      fnmatch(entry.c_str(), name.c_str(), 0) == 0;
+             });
     };
     if (!event.bundle().empty() ? !named(event.bundle())
                                 : event.source().empty() || audience == nullptr ||

@@ -73,7 +73,8 @@ class EventBus {
     // fleet); unset: every event. Called under the bus's lock, as `concerns` is.
     std::function<bool(const v1::Event& event)> allows;
     // Sorted; non-empty: events about any of these bundles (a source's, when its audience
-    // has one of them), as `bundle` picks one.
+    // has one of them), as `bundle` picks one. An entry holding '*' or '?' is a glob
+    // ("payments-*", as MatchesAnyGlob reads it).
     std::vector<std::string> bundles;
     // An event about a source (a bundle filter and no bundle of its own) matches when its
     // audience has the bundle.

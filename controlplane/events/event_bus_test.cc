@@ -134,6 +134,18 @@ TEST(EventBusTest, AWatcherOfSeveralBundlesSeesEachOfTheirs) {
   std::vector<std::string> messages;
   for (const v1::Event& e : team->Take()) messages.push_back(e.message());
   EXPECT_THAT(messages, ElementsAre("w", "a", "s1"));
+
+  // By glob too: a team's bundles by their prefix, the sources they read among them.
+  filter.bundles = {"crd?", "pay*"};
+  auto globbed = *bus.Subscribe(filter, nullptr);
+  bus.Publish(MakeEvent("render.done", "payments-api", "", "p"));
+  bus.Publish(MakeEvent("render.done", "web", "", "w2"));
+  bus.Publish(MakeEvent("render.done", "crds2", "", "c2"));
+  bus.Publish(MakeEvent("source.commit", "", "", "s4", "d1", "", "infra"), reading({"crds"}));
+  messages.clear();
+  for (const v1::Event& e : globbed->Take()) messages.push_back(e.message());
+  EXPECT_THAT(messages, ElementsAre("s1", "s2", "p", "s4"))
+      << "the recent events first (app and infra are read by crds), then the new ones";
 }
 
 // A watcher of one cluster sees what happens to the bundles that reach it (renders,

@@ -16,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/config_fields.h"
 #include "common/crypto.h"
 #include "common/http.h"
 #include "common/logging.h"
@@ -280,10 +281,15 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
     const std::string where = absl::StrCat("notify file line ", number);
+    // A double-quoted stretch is part of one word: clusters="env in (prod)".
+    absl::StatusOr<std::vector<std::string>> fields = ConfigFields(line);
+    if (!fields.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", fields.status().message()));
+    }
     std::vector<absl::string_view> words;
     NotifySink sink;
     sink.line = number;
-    for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+    for (absl::string_view word : *fields) {
       if (words.empty() || !absl::StrContains(word, '=')) {
         words.push_back(word);
       } else if (absl::ConsumePrefix(&word, "token-file=") && !word.empty()) {
@@ -313,7 +319,16 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         (option == "api=" ? sink.api_url : sink.details_url) = std::string(word);
       } else if (absl::ConsumePrefix(&word, "bundles=")) {
         for (absl::string_view name : absl::StrSplit(word, ',', absl::SkipEmpty())) {
-          if (absl::Status valid = ValidateName("bundle", std::string(name)); !valid.ok()) {
+          if (name.find_first_of("*?") != absl::string_view::npos) {
+            if (name.size() > 63 ||
+                name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-*?") !=
+                    absl::string_view::npos) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  where, ": bundles=: \"", name.substr(0, 64),
+                  "\" is not a bundle's name or a glob of them (a-z, 0-9, '-', '*', '?'; at "
+                  "most 63)"));
+            }
+          } else if (absl::Status valid = ValidateName("bundle", std::string(name)); !valid.ok()) {
             return absl::InvalidArgumentError(absl::StrCat(where, ": bundles=: ", valid.message()));
           }
           sink.bundles.emplace_back(name);
@@ -323,11 +338,19 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
               absl::StrCat(where, ": bundles= names 1 to ", kMaxSinkBundles, " bundles"));
         }
         std::sort(sink.bundles.begin(), sink.bundles.end());
+      } else if (absl::ConsumePrefix(&word, "clusters=")) {
+        absl::StatusOr<LabelSelector> selector = LabelSelector::Parse(word);
+        if (!selector.ok() || word.empty() || word.size() > 1024) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": clusters=: ",
+              selector.ok() ? "a label selector of 1 to 1024 bytes" : selector.status().message()));
+        }
+        sink.clusters = *std::move(selector);
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ": \"", word.substr(0, 64),
-            "\" is none of token-file=PATH, credential=NAME, bundles=NAME,..., details=URL "
-            "and api=URL"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": \"", word.substr(0, 64),
+                         "\" is none of token-file=PATH, credential=NAME, bundles=NAME,..., "
+                         "clusters=SELECTOR, details=URL and api=URL"));
       }
     }
     if (words.size() > 3) {
@@ -397,6 +420,12 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
         return absl::InvalidArgumentError(absl::StrCat(
             where, ": a commit-status sink needs ", sink.token_file.empty() ? "" : "one of ",
             "token-file=PATH or credential=NAME, a token that may set commit statuses"));
+      }
+      if (sink.clusters.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where,
+                         ": clusters= is not for a commit-status sink: a bundle's status says "
+                         "whether every cluster it targets runs the commit"));
       }
       if (absl::Status usable = ReadStatusSink(&sink); !usable.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
@@ -488,11 +517,15 @@ std::string NotificationBody(const v1::Event& event, NotifySink::Format format) 
 }
 
 bool NotifySink::operator==(const NotifySink& other) const {
+  auto selector = [](const std::optional<LabelSelector>& s) {
+    return s.has_value() ? std::optional<std::string>(s->text()) : std::nullopt;
+  };
   return std::tie(url, format, types, line, token_file, credential, api_url, status_url,
                   repositories, page_url, bundles, details_url) ==
-         std::tie(other.url, other.format, other.types, other.line, other.token_file,
-                  other.credential, other.api_url, other.status_url, other.repositories,
-                  other.page_url, other.bundles, other.details_url);
+             std::tie(other.url, other.format, other.types, other.line, other.token_file,
+                      other.credential, other.api_url, other.status_url, other.repositories,
+                      other.page_url, other.bundles, other.details_url) &&
+         selector(clusters) == selector(other.clusters);
 }
 
 bool NotifySink::Names(absl::string_view source_url) const {
@@ -680,6 +713,10 @@ absl::StatusOr<std::unique_ptr<Notifier::Worker>> Notifier::StartWorker(const No
   EventBus::Filter filter;
   filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
   filter.bundles = sink.bundles;
+  if (sink.clusters.has_value() && options_.concerns != nullptr) {
+    filter.allows = [concerns = options_.concerns, clusters = *sink.clusters](
+                        const v1::Event& event) { return concerns(event, clusters); };
+  }
   Worker* raw = worker.get();
   absl::StatusOr<std::shared_ptr<EventBus::Subscription>> subscription =
       bus_->Subscribe(std::move(filter), [raw] {
@@ -809,7 +846,8 @@ void Notifier::RunStatuses(Worker* worker) {
       if (bundles.ok()) {
         const std::vector<std::string>& only = worker->sink.bundles;
         for (std::string& bundle : *bundles) {
-          if (only.empty() || std::binary_search(only.begin(), only.end(), bundle)) {
+          if (only.empty() || std::binary_search(only.begin(), only.end(), bundle) ||
+              MatchesAnyGlob(only, bundle)) {
             dirty.insert(std::move(bundle));
           }
         }

@@ -41,6 +41,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,7 @@
 #include "absl/time/time.h"
 #include "common/http.h"
 #include "common/metrics/metrics.h"
+#include "common/model/label_selector.h"
 #include "common/sync.h"
 #include "controlplane/events/event_bus.h"
 
@@ -86,8 +88,13 @@ struct NotifySink {
   std::vector<std::string> repositories;
   std::string page_url;  // Bitbucket's: the repository's page, a status's link by default
   bool Names(absl::string_view source_url) const;
-  // `bundles=NAME,...`: only events about these bundles (sorted); empty: any.
+  // `bundles=NAME,...`: only events about these bundles (sorted; an entry with '*' or '?'
+  // is a glob, "payments-*"); empty: any.
   std::vector<std::string> bundles;
+  // `clusters=SELECTOR` (a label selector; not for commit statuses, which judge every
+  // cluster a bundle targets): only events about those clusters, and about whole bundles
+  // and sources that concern one of them (Notifier::Options::concerns); unset: any.
+  std::optional<LabelSelector> clusters;
   // A commit-status sink's `details=URL`: the status's link ("Details"), with {bundle}
   // and {commit} filled in (a dashboard of the bundle, say); empty: none.
   std::string details_url;
@@ -104,14 +111,16 @@ inline constexpr const char* kDefaultNotifyTypes[] = {
     "bundle.resumed", "bundle.pinned",     "bundle.unpinned", "bundle.added", "bundle.replaced",
     "bundle.removed", "cluster.suspended", "cluster.resumed", "resync"};
 
-// --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]`
+// --notify-file's text: one sink per line, `URL [json|slack|teams] [TYPE,...] [bundles=NAME,...]
+// [clusters=SELECTOR]`
 // or `REPOSITORY_URL FORMAT token-file=PATH|credential=NAME [bundles=NAME,...] [details=URL]
 // [api=URL]` (FORMAT:
 // github, gitlab, gitea or forgejo, bitbucket, bitbucket-server, azure-devops) (blank
 // lines and lines starting with '#' skipped), an http(s) URL without credentials in it, at most 16
-// sinks, 64 bundles a sink. A token goes over https only (http to this machine alone, for tests).
-// InvalidArgument naming the line (never the URL, which may be a secret) for what it cannot read:
-// another scheme, an unknown format or event type, a repository URL that names no repository.
+// sinks, 64 bundles (or globs of them) a sink. A token goes over https only (http to this machine
+// alone, for tests). InvalidArgument naming the line (never the URL, which may be a secret) for
+// what it cannot read: another scheme, an unknown format or event type, a repository URL that names
+// no repository.
 absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text);
 
 // The body POSTed for `event`.
@@ -170,6 +179,10 @@ class Notifier {
     // keeps its worker, the others stop and new ones start.
     std::function<std::shared_ptr<const std::vector<NotifySink>>()> reload;
     absl::Duration reload_interval = absl::Seconds(1);
+    // For sinks with clusters=: whether `event` concerns a cluster `clusters` matches (one
+    // it names; a bundle one targets or holds; a source one of whose bundles does). Called
+    // under the event bus's lock (EventBus::Filter::allows). Unset: every event does.
+    std::function<bool(const v1::Event& event, const LabelSelector& clusters)> concerns;
   };
   Notifier(Options options, EventBus* bus, metrics::Family<metrics::Counter>& outcomes);
   ~Notifier();  // Stop()

@@ -232,6 +232,20 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
   EXPECT_THAT((*team)[0].bundles, ElementsAre("api", "web"));
   EXPECT_THAT((*team)[1].bundles, ElementsAre("web"));
   EXPECT_THAT((*team)[1].types, ElementsAre("rollout."));
+  // Globs of bundles, and the clusters a sink is told of, a selector with spaces quoted.
+  absl::StatusOr<std::vector<NotifySink>> prod = ParseNotifySinks(
+      "https://hooks.example.com/prod slack cluster.,rollout. bundles=pay*,web "
+      "clusters=\"env in (prod, dr)\"\n"
+      "https://hooks.example.com/all slack\n");
+  ASSERT_TRUE(prod.ok()) << prod.status();
+  EXPECT_THAT((*prod)[0].bundles, ElementsAre("pay*", "web"));
+  ASSERT_TRUE((*prod)[0].clusters.has_value());
+  EXPECT_TRUE((*prod)[0].clusters->Matches({{"env", "dr"}}));
+  EXPECT_FALSE((*prod)[0].clusters->Matches({{"env", "staging"}}));
+  EXPECT_FALSE((*prod)[1].clusters.has_value());
+  NotifySink other = (*prod)[0];
+  other.clusters = *LabelSelector::Parse("env=prod");
+  EXPECT_FALSE(other == (*prod)[0]) << "a sink told of other clusters is another sink";
   const std::pair<const char*, const char*> kBad[] = {
       {"https://github.com/acme/fleet github\n", "needs token-file=PATH"},
       {"https://github.com/acme/fleet github rollout. token-file=/t\n", "takes no event types"},
@@ -249,6 +263,12 @@ TEST(ParseNotifySinksTest, ACommitStatusSinkIsARepositoryAndItsToken) {
       {"https://example.com/x json bundles=\n", "bundles= names 1 to 64 bundles"},
       {"https://example.com/x json details=https://d\n", "details= is for commit statuses"},
       {"https://github.com/a/b github token-file=/t details=grafana\n", "not an http(s) URL"},
+      {"https://example.com/x json bundles=Web*\n", "is not a bundle's name or a glob"},
+      {"https://example.com/x json clusters=\n", "clusters=: a label selector"},
+      {"https://example.com/x json clusters=env=(\n", "clusters=: "},
+      {"https://example.com/x json \"clusters=env in (prod)\n", "a double quote is not closed"},
+      {"https://github.com/acme/fleet github token-file=/t clusters=env=prod\n",
+       "clusters= is not for a commit-status sink"},
   };
   for (const auto& [text, error] : kBad) {
     absl::StatusOr<std::vector<NotifySink>> refused = ParseNotifySinks(text);
@@ -681,6 +701,46 @@ TEST_F(NotifierTest, ASinkOfSomeBundlesGetsTheirEventsAlone) {
   ASSERT_EQ(posts.size(), 2u);
   EXPECT_EQ(posts[0]["body"], R"({"text":"gitfleet render.failed bundle=web: theirs"})");
   EXPECT_EQ(posts[1]["body"], R"({"text":"gitfleet rollout.done bundle=api: theirs too"})");
+  notifier.Stop();
+}
+
+// A sink with clusters= is told of those clusters alone: what happens on one, and to the
+// bundles and sources that concern one (as Options::concerns says); bundles= by glob.
+TEST_F(NotifierTest, ASinkOfSomeClustersGetsTheirEventsAlone) {
+  testing::WebhookSink prod;
+  absl::Status started = prod.Start(testing::TempDir("prod-sink"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", prod.port(),
+                   "/prod slack cluster.,render.,source. bundles=pay* clusters=env=prod\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  EventBus bus;
+  Notifier::Options options;
+  options.sinks = *sinks;
+  options.concerns = [](const v1::Event& event, const LabelSelector& clusters) {
+    const std::string where = !event.cluster().empty() ? event.cluster() : event.bundle();
+    return clusters.Matches({{"env", where == "p1" || where == "payments" ? "prod" : "dev"}});
+  };
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  auto on = [](const std::string& type, const std::string& bundle, const std::string& cluster,
+               const std::string& message) {
+    v1::Event event = EventOf(type, bundle, message);
+    event.set_cluster(cluster);
+    return event;
+  };
+  bus.Publish(on("cluster.failed", "payments", "d1", "dev's"));
+  bus.Publish(on("cluster.failed", "payments", "p1", "prod's"));
+  bus.Publish(on("cluster.failed", "web", "p1", "not a bundle of theirs"));
+  bus.Publish(on("render.failed", "payments-api", "", "reaches no prod cluster"));
+  bus.Publish(on("render.failed", "payments", "", "reaches prod"));
+  ASSERT_TRUE(testing::Eventually([&] { return prod.Posts().size() >= 2; })) << prod.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  std::vector<nlohmann::json> posts = prod.Posts();
+  ASSERT_EQ(posts.size(), 2u);
+  EXPECT_EQ(posts[0]["body"],
+            R"({"text":"gitfleet cluster.failed bundle=payments cluster=p1: prod's"})");
+  EXPECT_EQ(posts[1]["body"], R"({"text":"gitfleet render.failed bundle=payments: reaches prod"})");
   notifier.Stop();
 }
 

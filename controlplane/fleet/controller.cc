@@ -2101,6 +2101,39 @@ void Controller::OnSourceError(const std::string& source, const std::string& err
           names);
 }
 
+bool Controller::EventConcernsClusters(const v1::Event& event, const LabelSelector& clusters) {
+  if (!event.cluster().empty()) {
+    std::vector<ClusterView> found = hub_->Clusters(event.cluster());
+    if (found.empty()) return false;
+    const v1::ClusterInfo& info = found.front().info;
+    return clusters.Matches(LabelMap(info.labels().begin(), info.labels().end()));
+  }
+  std::vector<std::pair<std::string, std::optional<LabelSelector>>> bundles;
+  if (!event.bundle().empty()) {
+    bundles.emplace_back(event.bundle(), std::nullopt);
+  } else if (!event.source().empty()) {
+    // The source's bundles, in name order; none: it concerns no cluster yet.
+  } else {
+    return true;
+  }
+  {
+    MutexLock lock(&mu_);
+    if (!event.bundle().empty()) {
+      auto it = bundles_.find(event.bundle());
+      if (it != bundles_.end()) bundles.front().second = it->second.selector;
+    } else {
+      for (const auto& [name, state] : bundles_) {
+        if (state.definition.source() == event.source()) bundles.emplace_back(name, state.selector);
+      }
+    }
+  }
+  // A bundle no longer defined (removed) concerns the clusters that still hold it.
+  return std::any_of(bundles.begin(), bundles.end(), [&](const auto& bundle) {
+    return hub_->ConcernsAny(clusters, bundle.first,
+                             bundle.second.has_value() ? &*bundle.second : nullptr);
+  });
+}
+
 bool Controller::BundleDefined(const std::string& name) {
   MutexLock lock(&mu_);
   return bundles_.count(name) > 0;

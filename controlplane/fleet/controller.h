@@ -252,6 +252,12 @@ class Controller {
   // holds it. Never called with mu_ held: events are published without it.
   bool BundleConcernsCluster(const std::string& bundle, const std::string& cluster)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `event` concerns a cluster `clusters` matches, for a notification sink's
+  // clusters=: the cluster it is about; else a bundle one targets or holds; else a source
+  // one of whose bundles does. Other events (a resync) concern every cluster. Never called
+  // with mu_ held, as BundleConcernsCluster.
+  bool EventConcernsClusters(const v1::Event& event, const LabelSelector& clusters)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Whether a bundle of that name is defined (a look-up: no listing).
   bool BundleDefined(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // Ordered by cluster, then bundle.

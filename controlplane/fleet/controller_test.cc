@@ -1105,6 +1105,51 @@ TEST_F(ControllerTest, AClustersWatcherSeesTheBundlesThatReachIt) {
   EXPECT_FALSE(controller_->BundleConcernsCluster("gone", "eu")) << "neither defined nor held";
 }
 
+// A notification sink's clusters=: an event concerns those clusters when it is about one
+// of them, or about a bundle that targets one, or a source one of whose bundles does; the
+// sink's filter asks while the controller publishes (under TSAN too).
+TEST_F(ControllerTest, AnEventConcernsTheClustersItReaches) {
+  ConnectAgent(hub_.get(), "eu", {{"env", "prod"}});
+  ConnectAgent(hub_.get(), "dev", {{"env", "dev"}});
+  const LabelSelector prod = *LabelSelector::Parse("env=prod");
+  EventBus::Filter filter;
+  filter.allows = [this, &prod](const v1::Event& event) {
+    return controller_->EventConcernsClusters(event, prod);
+  };
+  auto sink = *events_.Subscribe(filter, nullptr);
+  git_.Write("prod/cm.yaml", Cm("p"));
+  git_.Write("dev/cm.yaml", Cm("d"));
+  git_.Commit("two");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("shop", "prod", "env=prod"), false).ok());
+  ASSERT_TRUE(controller_->AddBundle(Bundle("lab", "dev", "env=dev"), false).ok());
+  std::set<std::string> seen;
+  for (const v1::Event& e : sink->Take()) seen.insert(absl::StrCat(e.type(), " ", e.bundle()));
+  EXPECT_THAT(seen, ::testing::Contains("bundle.added shop"));
+  EXPECT_THAT(seen, Not(::testing::Contains("bundle.added lab")));
+  auto event = [](const std::string& bundle, const std::string& cluster,
+                  const std::string& source) {
+    v1::Event e;
+    e.set_type("x");
+    e.set_bundle(bundle);
+    e.set_cluster(cluster);
+    e.set_source(source);
+    return e;
+  };
+  EXPECT_TRUE(controller_->EventConcernsClusters(event("lab", "eu", ""), prod))
+      << "about a prod cluster, whatever the bundle";
+  EXPECT_FALSE(controller_->EventConcernsClusters(event("shop", "dev", ""), prod));
+  EXPECT_FALSE(controller_->EventConcernsClusters(event("", "nowhere", ""), prod));
+  EXPECT_TRUE(controller_->EventConcernsClusters(event("", "", "app"), prod))
+      << "shop reads the source";
+  EXPECT_FALSE(
+      controller_->EventConcernsClusters(event("", "", "app"), *LabelSelector::Parse("env=qa")));
+  EXPECT_FALSE(controller_->EventConcernsClusters(event("", "", "other"), prod))
+      << "no bundle reads it";
+  EXPECT_TRUE(controller_->EventConcernsClusters(event("", "", ""), prod)) << "a resync";
+  EXPECT_FALSE(controller_->EventConcernsClusters(event("gone", "", ""), prod));
+}
+
 // A team's bundle (defined by a scoped caller) reaches the clusters both its selector and
 // its scope match; a replacement that brings no scope keeps it, one that brings another
 // takes it, and a restart keeps it.

@@ -609,25 +609,53 @@ TEST_F(Fleet, AChartRepositoryNamedByAPushIsReadAgainAtOnce) {
 // The fleet's events reach the HTTP endpoints --notify-file names, each with its types
 // and format: a service's, signed, and a chat room's one line of text.
 TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
-  testing::WebhookSink service, chat;
+  testing::WebhookSink service, chat, prod;
   absl::Status started = service.Start(TempDir("service"));
   if (!started.ok()) GTEST_SKIP() << started;
   ASSERT_TRUE(chat.Start(TempDir("chat")).ok());
+  ASSERT_TRUE(prod.Start(TempDir("prod")).ok());
   git_.Write("apps/web/a.yaml", Cm("a"));
+  git_.Write("apps/lab/a.yaml", Cm("lab"));
   const std::string first = git_.Commit("first");
-  std::ofstream(root_ + "/notify")
-      << absl::StrCat("# a service, and the deploy channel\n", "http://127.0.0.1:", service.port(),
-                      "/gitfleet json render.done,render.failed\n",
-                      "http://127.0.0.1:", chat.port(), "/hooks/T0/B0/secret slack\n");
+  std::ofstream(root_ + "/notify") << absl::StrCat(
+      "# a service, the deploy channel, and production's on-call room\n",
+      "http://127.0.0.1:", service.port(), "/gitfleet json render.done,render.failed bundles=web\n",
+      "http://127.0.0.1:", chat.port(), "/hooks/T0/B0/secret slack\n",
+      "http://127.0.0.1:", prod.port(),
+      "/prod slack cluster.applied,bundle.added clusters=\"env in (prod)\"\n");
   std::ofstream(root_ + "/notify-secret") << "a-signing-secret-of-some-length\n";
   StartControlPlane(
       {"--notify-file=" + root_ + "/notify", "--notify-secret-file=" + root_ + "/notify-secret"});
   StartAgent("prod-eu", "env=prod");
+  StartAgent("staging", "env=staging");
   int code;
   ASSERT_EQ((Ctl({"source", "add", "demo", "--url=" + git_.url(), "--interval=1s"}, &code), code),
             0);
   ASSERT_EQ((Ctl({"bundle", "add", "web", "--source=demo", "--path=apps/web"}, &code), code), 0);
+  ASSERT_EQ(
+      (Ctl({"bundle", "add", "lab", "--source=demo", "--path=apps/lab", "--selector=env=staging"},
+           &code),
+       code),
+      0);
   ExpectSynced("prod-eu", "web", first);
+  ExpectSynced("staging", "web", first);
+  ExpectSynced("staging", "lab", first);
+  // Production's room hears of production alone: its clusters' applies, the bundles that
+  // reach them.
+  auto texts = [](const testing::WebhookSink& sink) {
+    std::vector<std::string> out;
+    for (const nlohmann::json& post : sink.Posts()) {
+      nlohmann::json body = nlohmann::json::parse(post.value("body", ""), nullptr, false);
+      out.push_back(body.is_object() ? body.value("text", "") : "");
+    }
+    return out;
+  };
+  ASSERT_TRUE(testing::Eventually([&] { return texts(prod).size() >= 2; })) << prod.Log();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_THAT(texts(prod), ::testing::UnorderedElementsAre(
+                               HasSubstr("bundle.added bundle=web"),
+                               HasSubstr("cluster.applied bundle=web cluster=prod-eu")))
+      << prod.Log();
   git_.Write("apps/web/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n");
   const std::string broken = git_.Commit("broken");
   auto types = [](const testing::WebhookSink& sink, const std::string& field) {
@@ -680,11 +708,11 @@ TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
   })) << cp_->Log();
   std::ofstream(root_ + "/notify.new") << absl::StrCat(
       "# the service as before (the same line), and a team's room\n",
-      "http://127.0.0.1:", service.port(), "/gitfleet json render.done,render.failed\n",
+      "http://127.0.0.1:", service.port(), "/gitfleet json render.done,render.failed bundles=web\n",
       "http://127.0.0.1:", team.port(), "/team slack render.done bundles=web\n");
   ASSERT_EQ(rename((root_ + "/notify.new").c_str(), (root_ + "/notify").c_str()), 0);
   EXPECT_TRUE(testing::Eventually([&] {
-    return absl::StrContains(cp_->Log(), "--notify-file: 1 sinks kept, 1 started, 1 stopped");
+    return absl::StrContains(cp_->Log(), "--notify-file: 1 sinks kept, 1 started, 2 stopped");
   })) << cp_->Log();
   const size_t chat_posts = chat.Posts().size();
   git_.Write("apps/web/a.yaml", Cm("c"));
