@@ -647,8 +647,7 @@ StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bun
 }
 
 struct Notifier::Worker {
-  NotifySink sink;
-  std::string label;  // gitfleet_notifications_total's sink
+  NotifySink sink;  // its `line` as when it started: see `line`
   std::shared_ptr<EventBus::Subscription> subscription;
   uint64_t skip_through = 0;  // events up to this sequence were before the sink was added
   absl::Time last_post = absl::InfinitePast();  // a GitHub status sink's (its worker's alone)
@@ -656,6 +655,13 @@ struct Notifier::Worker {
   bool woken ABSL_GUARDED_BY(mu) = true;  // the recent events Subscribe queued
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool failing ABSL_GUARDED_BY(mu) = false;  // since its last POST taken
+  // Its line in the file now (a line inserted above moves it): its label in
+  // gitfleet_notifications_total, and its name in the log.
+  int line ABSL_GUARDED_BY(mu) = 0;
+  std::string Label() ABSL_LOCKS_EXCLUDED(mu) {
+    MutexLock lock(&mu);
+    return absl::StrCat(line);
+  }
   std::thread thread;
   // A commit-status sink's: what it last posted for each bundle (its worker's alone).
   struct Posted {
@@ -706,9 +712,12 @@ absl::StatusOr<std::unique_ptr<Notifier::Worker>> Notifier::StartWorker(const No
   // bus's recent events, which Subscribe queues for a watcher).
   if (from_now) worker->skip_through = bus_->last_sequence();
   worker->sink = sink;
-  worker->label = absl::StrCat(sink.line);
+  {
+    MutexLock lock(&worker->mu);
+    worker->line = sink.line;
+  }
   for (const char* result : {"sent", "failed", "retried"}) {
-    outcomes_.Add({{"sink", worker->label}, {"result", result}});
+    outcomes_.Add({{"sink", worker->Label()}, {"result", result}});
   }
   EventBus::Filter filter;
   filter.types = sink.commit_statuses() ? StatusEventTypes() : sink.types;
@@ -749,19 +758,48 @@ void Notifier::Supervise() {
       continue;
     }
     applied = now;
-    // A sink whose line is unchanged (and where it was) keeps its worker, and with it what
-    // it was sending; the others stop, finishing a POST in flight, and new ones start.
+    // A sink whose line is unchanged keeps its worker, and with it what it was sending (the
+    // commit statuses it posted), wherever the line moved (its label moves with it); the
+    // others stop, finishing a POST in flight, and new ones start.
     MutexLock lock(&workers_mu_);
-    std::vector<std::unique_ptr<Worker>> kept, gone;
+    auto same = [](const NotifySink& a, const NotifySink& b) {
+      NotifySink moved = a;
+      moved.line = b.line;
+      return moved == b;
+    };
+    std::vector<std::unique_ptr<Worker>> kept;
+    std::vector<bool> running(now->size(), false);
+    // Where it was first, then wherever it went (a line given twice pairs each once).
+    for (bool anywhere : {false, true}) {
+      for (auto& worker : workers_) {
+        if (worker == nullptr) continue;
+        for (size_t i = 0; i < now->size(); ++i) {
+          const NotifySink& sink = (*now)[i];
+          if (running[i] || !same(worker->sink, sink) ||
+              (!anywhere && worker->Label() != absl::StrCat(sink.line))) {
+            continue;
+          }
+          running[i] = true;
+          {
+            MutexLock worker_lock(&worker->mu);
+            worker->line = sink.line;
+          }
+          for (const char* result : {"sent", "failed", "retried"}) {
+            outcomes_.Add({{"sink", worker->Label()}, {"result", result}});
+          }
+          kept.push_back(std::move(worker));
+          break;
+        }
+      }
+    }
+    std::vector<std::unique_ptr<Worker>> gone;
     for (auto& worker : workers_) {
-      (std::find(now->begin(), now->end(), worker->sink) != now->end() ? kept : gone)
-          .push_back(std::move(worker));
+      if (worker != nullptr) gone.push_back(std::move(worker));
     }
     size_t started = 0;
-    for (const NotifySink& sink : *now) {
-      const bool running = std::any_of(
-          kept.begin(), kept.end(), [&sink](const auto& worker) { return worker->sink == sink; });
-      if (running) continue;
+    for (size_t i = 0; i < now->size(); ++i) {
+      if (running[i]) continue;
+      const NotifySink& sink = (*now)[i];
       absl::StatusOr<std::unique_ptr<Worker>> worker = StartWorker(sink, /*from_now=*/true);
       if (!worker.ok()) {
         GF_LOG(WARNING) << "notify file line " << sink.line << ": " << worker.status();
@@ -946,11 +984,11 @@ Notifier::Delivery Notifier::Post(Worker* worker, const std::string& bundle,
   absl::StatusOr<std::string> token =
       options_.token ? options_.token(worker->sink) : absl::StatusOr<std::string>("");
   if (!token.ok()) {
-    outcomes_.Add({{"sink", worker->label}, {"result", "failed"}}).Increment();
+    outcomes_.Add({{"sink", worker->Label()}, {"result", "failed"}}).Increment();
     MutexLock lock(&worker->mu);
     if (!worker->failing) {
-      GF_LOG(WARNING) << "notify sink " << worker->label << " (notify file line "
-                      << worker->sink.line << "): no token: " << token.status().message()
+      GF_LOG(WARNING) << "notify sink " << worker->line << " (notify file line " << worker->line
+                      << "): no token: " << token.status().message()
                       << "; asked again at the next status";
       worker->failing = true;
     }
@@ -1053,10 +1091,10 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
       }
     }
     if (error.empty()) {
-      outcomes_.Add({{"sink", worker->label}, {"result", "sent"}}).Increment();
+      outcomes_.Add({{"sink", worker->Label()}, {"result", "sent"}}).Increment();
       MutexLock lock(&worker->mu);
       if (worker->failing) {
-        GF_LOG(INFO) << "notify sink " << worker->label << " takes events again";
+        GF_LOG(INFO) << "notify sink " << worker->line << " takes events again";
         worker->failing = false;
       }
       return true;
@@ -1068,8 +1106,8 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
     {
       MutexLock lock(&worker->mu);
       if (!worker->failing || give_up) {
-        GF_LOG(WARNING) << "notify sink " << worker->label << " (notify file line "
-                        << worker->sink.line << "): " << error
+        GF_LOG(WARNING) << "notify sink " << worker->line << " (notify file line " << worker->line
+                        << "): " << error
                         << (give_up ? absl::StrCat(
                                           "; ",
                                           worker->sink.commit_statuses() ? "a status" : "an event",
@@ -1079,11 +1117,11 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
       }
     }
     if (give_up) break;
-    outcomes_.Add({{"sink", worker->label}, {"result", "retried"}}).Increment();
+    outcomes_.Add({{"sink", worker->Label()}, {"result", "retried"}}).Increment();
     if (!Pause(worker, limited.value_or(wait))) return false;
     if (!limited.has_value()) wait = std::min(wait * 2, options_.retry_max);
   }
-  outcomes_.Add({{"sink", worker->label}, {"result", "failed"}}).Increment();
+  outcomes_.Add({{"sink", worker->Label()}, {"result", "failed"}}).Increment();
   return false;
 }
 

@@ -11,9 +11,9 @@
 //
 // Each sink has a worker of its own and a subscription to the bus filtered by the sink's
 // event types, so a slow or dead endpoint delays only itself. With `reload`, the sinks
-// follow the file as it changes: an unchanged line keeps its worker. Events go one POST each, in
-// order: `json` sends the event as JSON (admin.proto's Event, its field names), signed
-// when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
+// follow the file as it changes: an unchanged line keeps its worker, wherever it moved. Events go
+// one POST each, in order: `json` sends the event as JSON (admin.proto's Event, its field names),
+// signed when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
 // GitHub signs its webhooks); `slack` sends `{"text": "..."}`, one line, which Slack's,
 // Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
 // take; `teams` sends an Adaptive Card, as Microsoft Teams' workflow webhooks ("Post to a
@@ -176,7 +176,8 @@ class Notifier {
     absl::Duration github_spacing = absl::Seconds(1);
     // When set, asked each `reload_interval` for the sinks in force (the file read again
     // as it changes; the same pointer while nothing changed): a sink the same as before
-    // keeps its worker, the others stop and new ones start.
+    // (on whatever line: its label follows) keeps its worker, the others stop and new ones
+    // start.
     std::function<std::shared_ptr<const std::vector<NotifySink>>()> reload;
     absl::Duration reload_interval = absl::Seconds(1);
     // For sinks with clusters=: whether `event` concerns a cluster `clusters` matches (one

@@ -905,6 +905,27 @@ TEST_F(NotifierTest, AFileReadAgainChangesTheSinksThatChangedAlone) {
   EXPECT_EQ(to_kept.size(), published + 1u);
   EXPECT_THAT(added.Log(), Not(HasSubstr(": one"))) << "not sent what came before it";
   EXPECT_EQ(statuses.Posts().size(), 1u) << "its worker kept: " << statuses.Log();
+  // A line inserted above moves the others: each keeps its worker (the statuses are not
+  // posted again), and its outcomes are counted under its new line.
+  const double sent_before = Count("1", "sent");
+  {
+    MutexLock lock(&file->mu);
+    file->sinks = read(absl::StrCat(
+        "# the chat rooms, then the statuses\n", "http://127.0.0.1:", added.port(),
+        "/added slack\n", "http://127.0.0.1:", kept.port(), "/kept slack\n", status_line));
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // ten reloads
+  const size_t kept_before = kept.Posts().size();
+  const double on_2 = Count("2", "sent"), on_3 = Count("3", "sent");
+  bus.Publish(EventOf("render.failed", "web", "three"));
+  ASSERT_TRUE(testing::Eventually([&] { return kept.Posts().size() > kept_before; })) << kept.Log();
+  ASSERT_TRUE(testing::Eventually([&] { return Count("2", "sent") > on_2; })) << added.Log();
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Count("3", "sent"), on_3 + 1) << "the kept room, now on line 3";
+  EXPECT_EQ(Count("2", "sent"), on_2 + 1) << "the added room, now on line 2";
+  EXPECT_EQ(Count("1", "sent"), sent_before) << "line 1 is a comment now";
+  EXPECT_EQ(kept.Posts().size(), kept_before + 1);
+  EXPECT_EQ(statuses.Posts().size(), 1u) << "moved, not restarted: " << statuses.Log();
   notifier.Stop();
 }
 
