@@ -854,6 +854,9 @@ int Main(ShutdownSignals& signals) {
                    : judged->verdict.code == RolloutVerdict::kFailed && !judged->suspended
                        ? CommitStatus::State::kFailure
                        : CommitStatus::State::kPending;
+    // Suspended (for days, perhaps): looked at again when it is resumed (bundle.resumed),
+    // not each second.
+    status.awaits_event = status.state == CommitStatus::State::kPending && judged->suspended;
     return status;
   };
   notify_options.bundles = [webhook_target]() -> absl::StatusOr<std::vector<std::string>> {

@@ -864,7 +864,11 @@ void Notifier::RunStatuses(Worker* worker) {
   NameThisThread("gf-notify");
   std::set<std::string> dirty;
   std::set<std::string> pending;  // judged pending: judged again at the next interval
-  bool everything = true;         // every bundle is judged at start
+  // Judged pending and waiting for an event (CommitStatus::awaits_event): judged again at
+  // that event, and each quiet_interval in case the clusters finished meanwhile.
+  std::set<std::string> quiet;
+  absl::Time next_quiet = absl::Now() + options_.quiet_interval;
+  bool everything = true;  // every bundle is judged at start
   while (true) {
     if (!AwaitWork(worker)) return;
     for (const v1::Event& event : worker->subscription->Take()) {
@@ -875,6 +879,7 @@ void Notifier::RunStatuses(Worker* worker) {
         worker->unfinished.erase(event.bundle());
         dirty.erase(event.bundle());
         pending.erase(event.bundle());
+        quiet.erase(event.bundle());
       } else if (!event.bundle().empty()) {
         dirty.insert(event.bundle());
       }
@@ -893,6 +898,10 @@ void Notifier::RunStatuses(Worker* worker) {
       }
     }
     dirty.insert(pending.begin(), pending.end());
+    if (!quiet.empty() && absl::Now() >= next_quiet) {
+      dirty.insert(quiet.begin(), quiet.end());
+      next_quiet = absl::Now() + options_.quiet_interval;
+    }
     std::set<std::string> again;  // not judged yet (the controller not up)
     for (const std::string& bundle : dirty) {
       auto before = worker->posted.find(bundle);
@@ -907,6 +916,7 @@ void Notifier::RunStatuses(Worker* worker) {
         worker->posted.erase(bundle);
         worker->unfinished.erase(bundle);
         pending.erase(bundle);
+        quiet.erase(bundle);
         continue;
       }
       if (!judged.ok()) {
@@ -915,12 +925,19 @@ void Notifier::RunStatuses(Worker* worker) {
       }
       if (judged->commit.empty() || !worker->sink.Names(judged->source_url)) {
         pending.erase(bundle);
+        quiet.erase(bundle);
         continue;
       }
-      if (judged->state == CommitStatus::State::kPending) {
+      const bool still = judged->state == CommitStatus::State::kPending;
+      if (still && !judged->awaits_event) {
         pending.insert(bundle);
       } else {
         pending.erase(bundle);
+      }
+      if (still && judged->awaits_event) {
+        quiet.insert(bundle);
+      } else {
+        quiet.erase(bundle);
       }
       if (before != worker->posted.end() && before->second.commit == judged->commit &&
           before->second.state == judged->state) {
@@ -954,7 +971,8 @@ void Notifier::RunStatuses(Worker* worker) {
       }
     }
     dirty = std::move(again);
-    if (!dirty.empty() || !pending.empty() || (everything && options_.bundles != nullptr)) {
+    if (!dirty.empty() || !pending.empty() || !quiet.empty() ||
+        (everything && options_.bundles != nullptr)) {
       MutexLock lock(&worker->mu);
       worker->woken = true;
     }

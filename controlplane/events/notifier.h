@@ -136,6 +136,10 @@ struct CommitStatus {
   std::string commit;      // full id
   State state = State::kPending;
   std::string description;  // one line
+  // Pending, and as good as nothing but an event about the bundle moves it (a suspended
+  // bundle: its resume): judged again at that event, and each quiet_interval meanwhile
+  // (clusters given its commit before may finish), not at each status_interval.
+  bool awaits_event = false;
 };
 
 // The request that sets `status` as `bundle`'s commit status through `sink`'s API: the
@@ -171,6 +175,9 @@ class Notifier {
         judge;
     std::function<absl::StatusOr<std::vector<std::string>>()> bundles;
     absl::Duration status_interval = absl::Seconds(1);
+    // How often a bundle pending on an event (CommitStatus::awaits_event) is judged
+    // meanwhile.
+    absl::Duration quiet_interval = absl::Minutes(1);
     // Between two of a GitHub sink's statuses, at least (GitHub's advice for requests that
     // create content).
     absl::Duration github_spacing = absl::Seconds(1);

@@ -679,6 +679,57 @@ TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
   notifier.Stop();
 }
 
+// A suspended bundle's pending status is judged when an event names it (its resume), and
+// each quiet_interval meanwhile, not at every status_interval: a bundle suspended for days
+// is not looked at each second all that time.
+TEST_F(NotifierTest, ASuspendedBundleIsNotJudgedEachInterval) {
+  testing::WebhookSink github;
+  absl::Status started = github.Start(testing::TempDir("quiet-github"), 0);
+  if (!started.ok()) GTEST_SKIP() << started;
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
+      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n"));
+  ASSERT_TRUE(sinks.ok()) << sinks.status();
+  struct Judged {
+    Mutex mu;
+    int asked ABSL_GUARDED_BY(mu) = 0;
+    bool suspended ABSL_GUARDED_BY(mu) = true;
+  };
+  auto judged = std::make_shared<Judged>();
+  EventBus bus;
+  Notifier::Options options = Judging(*sinks, CommitStatus::State::kPending);
+  options.judge = [judged](const std::string&, const std::string&) -> absl::StatusOr<CommitStatus> {
+    MutexLock lock(&judged->mu);
+    ++judged->asked;
+    CommitStatus status{"http://127.0.0.1/acme/fleet", std::string(40, 'a'),
+                        CommitStatus::State::kPending, "suspended"};
+    status.awaits_event = judged->suspended;
+    return status;
+  };
+  options.status_interval = absl::Milliseconds(20);
+  options.quiet_interval = absl::Milliseconds(600);
+  options.github_spacing = absl::ZeroDuration();
+  auto asked = [judged] {
+    MutexLock lock(&judged->mu);
+    return judged->asked;
+  };
+  Notifier notifier(options, &bus, outcomes_);
+  ASSERT_TRUE(notifier.Start().ok());
+  ASSERT_TRUE(testing::Eventually([&] { return github.Posts().size() == 1; })) << github.Log();
+  absl::SleepFor(absl::Milliseconds(300));  // fifteen intervals
+  EXPECT_EQ(asked(), 1) << "judged at start, and not again within the quiet interval";
+  ASSERT_TRUE(testing::Eventually([&] { return asked() >= 2; })) << "the quiet interval";
+  // Resumed: the event names it, and it is judged at each interval again.
+  {
+    MutexLock lock(&judged->mu);
+    judged->suspended = false;
+  }
+  const int before = asked();
+  bus.Publish(EventOf("bundle.resumed", "web", "resumed"));
+  ASSERT_TRUE(testing::Eventually([&] { return asked() >= before + 5; }));
+  EXPECT_EQ(github.Posts().size(), 1u) << "pending all along: posted once";
+  notifier.Stop();
+}
+
 // A sink with bundles= gets the events about those bundles alone.
 TEST_F(NotifierTest, ASinkOfSomeBundlesGetsTheirEventsAlone) {
   testing::WebhookSink team;
