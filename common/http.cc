@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <mutex>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -144,6 +146,27 @@ absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOpti
         absl::StrCat("cannot fetch ", url, ": ", error[0] ? error : curl_easy_strerror(code)));
   }
   return answer;
+}
+
+std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time now) {
+  const bool limited =
+      answer.status == 429 ||
+      (answer.status == 403 && (!answer.retry_after.empty() || answer.ratelimit_remaining == "0"));
+  if (!limited) return std::nullopt;
+  absl::Duration wait = absl::Minutes(1);  // GitHub's advice when it names no time
+  int64_t seconds = 0;
+  absl::Time at;
+  std::string error;
+  if (absl::SimpleAtoi(answer.retry_after, &seconds)) {
+    wait = absl::Seconds(seconds);
+  } else if (!answer.retry_after.empty() &&
+             absl::ParseTime("%a, %d %b %Y %H:%M:%S", answer.retry_after, &at, &error)) {
+    wait = at - now;  // the HTTP date form ("GMT" read as UTC)
+  } else if (absl::SimpleAtoi(answer.ratelimit_reset, &seconds)) {
+    // Unix seconds (GitHub's, GitLab's), or seconds from now (the IETF draft's).
+    wait = seconds > 1000000000 ? absl::FromUnixSeconds(seconds) - now : absl::Seconds(seconds);
+  }
+  return std::clamp(wait, absl::Seconds(1), kMaxRateLimitWait);
 }
 
 }  // namespace gitfleet

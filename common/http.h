@@ -17,6 +17,7 @@
 // ResourceExhausted past `max_bytes`, Unavailable when the server cannot be reached.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,13 @@ struct HttpFetchOptions {
 };
 
 absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOptions& options);
+
+// How long a rate-limited answer (429; a 403 with Retry-After or no requests left, as
+// GitHub's secondary limit says it) asks to wait before the next request, from its
+// Retry-After (seconds, or an HTTP date) or X-RateLimit-Reset, a minute when it names no
+// time, within 1 s and kMaxRateLimitWait; nullopt when it is no rate limit.
+inline constexpr absl::Duration kMaxRateLimitWait = absl::Minutes(15);
+std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time now);
 
 }  // namespace gitfleet
 

@@ -30,7 +30,6 @@ namespace gitfleet {
 
 constexpr size_t kMaxNotifySinks = 16;
 // A rate limit's wait, at most, and how many are waited out for one POST.
-constexpr absl::Duration kMaxRateLimitWait = absl::Minutes(15);
 constexpr int kMaxRateLimitWaits = 4;
 constexpr size_t kMaxSinkBundles = 64;
 
@@ -1035,32 +1034,6 @@ bool Notifier::Pause(Worker* worker, absl::Duration duration) {
   return !worker->mu.AwaitWithTimeout(
       [worker]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker->mu) { return worker->stopping; }, duration);
 }
-
-namespace {
-
-// How long a rate-limited answer asks to wait, or nullopt when it is none.
-std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time now) {
-  const bool limited =
-      answer.status == 429 ||
-      (answer.status == 403 && (!answer.retry_after.empty() || answer.ratelimit_remaining == "0"));
-  if (!limited) return std::nullopt;
-  absl::Duration wait = absl::Minutes(1);  // GitHub's advice when it names no time
-  int64_t seconds = 0;
-  absl::Time at;
-  std::string error;
-  if (absl::SimpleAtoi(answer.retry_after, &seconds)) {
-    wait = absl::Seconds(seconds);
-  } else if (!answer.retry_after.empty() &&
-             absl::ParseTime("%a, %d %b %Y %H:%M:%S", answer.retry_after, &at, &error)) {
-    wait = at - now;  // the HTTP date form ("GMT" read as UTC)
-  } else if (absl::SimpleAtoi(answer.ratelimit_reset, &seconds)) {
-    // Unix seconds (GitHub's, GitLab's), or seconds from now (the IETF draft's).
-    wait = seconds > 1000000000 ? absl::FromUnixSeconds(seconds) - now : absl::Seconds(seconds);
-  }
-  return std::clamp(wait, absl::Seconds(1), kMaxRateLimitWait);
-}
-
-}  // namespace
 
 bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options,
                        bool* refused) {

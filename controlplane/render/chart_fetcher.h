@@ -172,6 +172,9 @@ struct HttpOptions {
   const ChartLogin* login = nullptr;
   bool basic = false;
 };
+// A host that answered with a rate limit (RateLimitWait: a 429, or a 403 saying so) is not
+// asked again until the time it named: meanwhile HttpGet fails at once (Unavailable,
+// naming the host and how long), sending nothing, for every caller.
 absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& options);
 
 // The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`

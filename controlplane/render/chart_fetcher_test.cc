@@ -292,6 +292,46 @@ TEST(ChartFetcherTest, FetchesChartsFromAllowedRepositoriesByVersion) {
   EXPECT_TRUE(ChartFetcher(options({"https://a.example.com"})).Allowed("https://a.example.com/x"));
 }
 
+// A repository over its rate limit (429, Retry-After) is not asked again before the time it
+// names, by any fetch: each fails at once saying so, and the server hears nothing more
+// until then; after it, the chart is fetched.
+TEST(ChartFetcherTest, AHostsRateLimitIsWaitedOutByEveryFetch) {
+  testing::ChartRepositoryServer server(testing::TempDir("charts-limited"));
+  ASSERT_TRUE(
+      server.AddChart("web", "1.0.0", {{"Chart.yaml", "name: web\nversion: 1.0.0\n"}}).ok());
+  server.RateLimitFirst(1, 2);
+  if (absl::Status started = server.Start(); !started.ok()) GTEST_SKIP() << started;
+  ChartFetchOptions options;
+  options.allowed = {server.url()};
+  ChartFetcher fetcher(options);
+  absl::Status limited = fetcher.Fetch({server.url(), "web", "^1"}).status();
+  EXPECT_THAT(limited.message(), HasSubstr("429")) << limited;
+  auto requests = [&server] {
+    const std::string log = server.Log();
+    int n = 0;
+    for (size_t at = log.find("GET /"); at != std::string::npos; at = log.find("GET /", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_EQ(requests(), 1) << server.Log();
+  // Not this fetcher alone: any (another bundle's render, say).
+  ChartFetcher other(options);
+  const std::string host = server.url().substr(7, server.url().size() - 8);  // 127.0.0.1:PORT
+  for (ChartFetcher* fetching : {&fetcher, &other}) {
+    absl::Status waiting = fetching->Fetch({server.url(), "web", "^1"}).status();
+    EXPECT_EQ(waiting.code(), absl::StatusCode::kUnavailable) << waiting;
+    EXPECT_THAT(waiting.message(),
+                HasSubstr(host + " answered with a rate limit: not asked again for"));
+  }
+  EXPECT_EQ(requests(), 1) << "nothing sent while it waits: " << server.Log();
+  absl::SleepFor(absl::Seconds(2.2));
+  absl::StatusOr<std::shared_ptr<const FetchedChart>> chart =
+      fetcher.Fetch({server.url(), "web", "^1"});
+  ASSERT_TRUE(chart.ok()) << chart.status() << server.Log();
+  EXPECT_EQ((*chart)->version, "1.0.0");
+}
+
 // A chart repository's index is kept for index_ttl; a push naming the repository (as a
 // webhook normalizes it) has it read again, and each fetch names the repository it read.
 TEST(ChartFetcherTest, AChartRepositoryPushedToIsReadAgain) {

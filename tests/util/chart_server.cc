@@ -82,6 +82,7 @@ namespace {
 constexpr char kChartRepositoryScript[] = R"py(
 import base64, http.server, sys
 root, port, login, moved = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+limited = [int(n) for n in sys.argv[5].split(":")]
 expected = login if login.startswith("Bearer ") else "Basic " + base64.b64encode(login.encode()).decode()
 class Charts(http.server.SimpleHTTPRequestHandler):
     def __init__(self, *args, **kwargs):
@@ -89,6 +90,13 @@ class Charts(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         given = self.headers.get("Authorization")
         sys.stderr.write("GET %s auth=%s\n" % (self.path, given.split(" ")[0] if given else "none"))
+        if limited[0] > 0:
+            limited[0] -= 1
+            self.send_response(429)
+            self.send_header("Retry-After", str(limited[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if moved and self.path.startswith("/moved/"):
             self.send_response(302)
             self.send_header("Location", moved + self.path[len("/moved/"):])
@@ -114,7 +122,7 @@ server.serve_forever()
 absl::Status ChartRepositoryServer::Start() {
   port_ = FreePort();
   return StartPythonServer("the chart server", kChartRepositoryScript, root_ + "/charts.py",
-                           {root_ + "/www", std::to_string(port_), login_, moved_},
+                           {root_ + "/www", std::to_string(port_), login_, moved_, limited_},
                            root_ + "/server.log", "Serving HTTP", &server_);
 }
 

@@ -39,6 +39,11 @@ class ChartRepositoryServer {
   // Requests under /moved/ are redirected (302) to `target` + the rest, before any login is
   // asked for (before Start).
   void RedirectMoved(const std::string& target) { moved_ = target; }
+  // Its first `times` requests are answered 429 with `Retry-After: SECONDS`, as a registry
+  // over its pull limit answers (before Start).
+  void RateLimitFirst(int times, int seconds) {
+    limited_ = std::to_string(times) + ":" + std::to_string(seconds);
+  }
   absl::Status Start();
   std::string url() const;
   const std::string& root() const { return root_; }
@@ -51,6 +56,7 @@ class ChartRepositoryServer {
   int port_ = 0;
   std::string login_;
   std::string moved_;
+  std::string limited_ = "0:0";
   std::map<std::string, std::map<std::string, std::string>> digests_;  // name → version → sha
   std::unique_ptr<Process> server_;
 };
