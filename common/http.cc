@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <utility>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 
 namespace gitfleet {
 namespace {
@@ -167,6 +169,74 @@ std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time
     wait = seconds > 1000000000 ? absl::FromUnixSeconds(seconds) - now : absl::Seconds(seconds);
   }
   return std::clamp(wait, absl::Seconds(1), kMaxRateLimitWait);
+}
+
+namespace {
+
+// "https://host:port" of a URL (no user, path or query): the host a rate limit is for.
+std::string Origin(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return std::string(url.substr(0, 256));
+  const size_t start = scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  if (end == absl::string_view::npos) end = url.size();
+  absl::string_view authority = url.substr(start, end - start);
+  if (const size_t at = authority.rfind('@'); at != absl::string_view::npos) {
+    authority.remove_prefix(at + 1);
+  }
+  return absl::AsciiStrToLower(absl::StrCat(url.substr(0, start), authority.substr(0, 256)));
+}
+
+class RateLimitedHosts {
+ public:
+  static RateLimitedHosts& Get() {
+    static auto* hosts = new RateLimitedHosts;
+    return *hosts;
+  }
+  std::optional<absl::Time> Until(const std::string& host, absl::Time now) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = until_.find(host);
+    if (it == until_.end()) return std::nullopt;
+    if (it->second <= now) {
+      until_.erase(it);
+      return std::nullopt;
+    }
+    return it->second;
+  }
+  void Note(const std::string& host, absl::Time until) {
+    std::lock_guard<std::mutex> lock(mu_);
+    until_[host] = until;
+    while (until_.size() > kMaxHosts) {
+      until_.erase(std::min_element(until_.begin(), until_.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second;
+      }));
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxHosts = 1024;
+  std::mutex mu_;
+  std::map<std::string, absl::Time> until_;  // guarded by mu_
+};
+
+}  // namespace
+
+void NoteRateLimit(const std::string& url, const HttpAnswer& answer) {
+  const absl::Time now = absl::Now();
+  if (std::optional<absl::Duration> wait = RateLimitWait(answer, now)) {
+    RateLimitedHosts::Get().Note(Origin(url), now + *wait);
+  }
+}
+
+absl::Status WaitingOutRateLimit(const std::string& url) {
+  const std::string host = Origin(url);
+  const absl::Time now = absl::Now();
+  std::optional<absl::Time> until = RateLimitedHosts::Get().Until(host, now);
+  if (!until.has_value()) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(host, " answered with a rate limit: not asked again for ",
+                   absl::FormatDuration(absl::Ceil(*until - now, absl::Seconds(1))),
+                   " (as its Retry-After or rate-limit reset asked)"));
 }
 
 }  // namespace gitfleet

@@ -65,6 +65,16 @@ absl::StatusOr<HttpAnswer> HttpFetch(const std::string& url, const HttpFetchOpti
 inline constexpr absl::Duration kMaxRateLimitWait = absl::Minutes(15);
 std::optional<absl::Duration> RateLimitWait(const HttpAnswer& answer, absl::Time now);
 
+// Hosts that answered with a rate limit, for every fetch of the process that asks (charts,
+// remote files, Git LFS): a failing render is tried again sooner than the host asked, and
+// every bundle reading from it would ask too, keeping the limit spent.
+// NoteRateLimit: when `answer` from `url` is a rate limit, its host (scheme and authority)
+// is not to be asked again until the time it names. WaitingOutRateLimit: Unavailable,
+// naming the host and how long, while `url`'s host is so; OK otherwise. At most 1,024 hosts
+// are kept (those due soonest dropped first). Thread-safe.
+void NoteRateLimit(const std::string& url, const HttpAnswer& answer);
+absl::Status WaitingOutRateLimit(const std::string& url);
+
 }  // namespace gitfleet
 
 #endif  // GITFLEET_COMMON_HTTP_H_

@@ -746,43 +746,6 @@ absl::StatusOr<std::optional<ChartLogin>> ChartFetcher::LoginFor(const std::stri
 
 namespace {
 
-// Hosts that answered with a rate limit (Docker Hub's pull limit, GitHub's raw files), and
-// until when they are not asked again: a render failing on one is tried again on the
-// reconciler's backoff (1 s, doubling), and every bundle reading from the host would ask
-// too, keeping the limit spent. At most kMaxHosts, the ones due soonest dropped first.
-class RateLimitedHosts {
- public:
-  static RateLimitedHosts& Get() {
-    static auto* hosts = new RateLimitedHosts;
-    return *hosts;
-  }
-  // When `host` may be asked again, if not yet at `now`.
-  std::optional<absl::Time> Until(const std::string& host, absl::Time now) {
-    MutexLock lock(&mu_);
-    auto it = until_.find(host);
-    if (it == until_.end()) return std::nullopt;
-    if (it->second <= now) {
-      until_.erase(it);
-      return std::nullopt;
-    }
-    return it->second;
-  }
-  void Note(const std::string& host, absl::Time until) {
-    MutexLock lock(&mu_);
-    until_[host] = until;
-    while (until_.size() > kMaxHosts) {
-      until_.erase(std::min_element(until_.begin(), until_.end(), [](const auto& a, const auto& b) {
-        return a.second < b.second;
-      }));
-    }
-  }
-
- private:
-  static constexpr size_t kMaxHosts = 1024;
-  Mutex mu_;
-  std::map<std::string, absl::Time> until_ ABSL_GUARDED_BY(mu_);
-};
-
 // The request itself, whatever a host said before.
 absl::StatusOr<HttpAnswer> HttpGetUnlimited(const std::string& url, const HttpOptions& options) {
   HttpFetchOptions request;
@@ -818,20 +781,12 @@ absl::StatusOr<HttpAnswer> HttpGetUnlimited(const std::string& url, const HttpOp
 }  // namespace
 
 absl::StatusOr<HttpAnswer> HttpGet(const std::string& url, const HttpOptions& options) {
-  const std::string host(UrlAuthority(url));
-  if (std::optional<absl::Time> until = RateLimitedHosts::Get().Until(host, RealClock().Now());
-      until.has_value()) {
-    return absl::UnavailableError(absl::StrCat(
-        host, " answered with a rate limit: not asked again for ",
-        absl::FormatDuration(absl::Ceil(*until - RealClock().Now(), absl::Seconds(1))),
-        " (as its Retry-After or rate-limit reset asked); ", RedactUrl(url), " is fetched then"));
+  if (absl::Status waiting = WaitingOutRateLimit(url); !waiting.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat(waiting.message(), "; ", RedactUrl(url), " is fetched then"));
   }
   absl::StatusOr<HttpAnswer> answer = HttpGetUnlimited(url, options);
-  if (answer.ok()) {
-    if (std::optional<absl::Duration> wait = RateLimitWait(*answer, RealClock().Now())) {
-      RateLimitedHosts::Get().Note(host, RealClock().Now() + *wait);
-    }
-  }
+  if (answer.ok()) NoteRateLimit(url, *answer);
   return answer;
 }
 

@@ -173,7 +173,12 @@ absl::StatusOr<std::string> Download(const std::string& endpoint, const LfsLogin
     request.client_cert_pem = login->client_cert_pem;
     request.client_key_pem = login->client_key_pem;
   }
+  if (absl::Status waiting = WaitingOutRateLimit(href); !waiting.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot fetch LFS object ",
+                                               pointer.oid.substr(0, 12), ": ", waiting.message()));
+  }
   absl::StatusOr<HttpAnswer> answer = HttpFetch(href, request);
+  if (answer.ok()) NoteRateLimit(href, *answer);
   if (absl::IsResourceExhausted(answer.status())) {
     return absl::ResourceExhaustedError(absl::StrCat("LFS object ", pointer.oid.substr(0, 12),
                                                      " is larger than ", options.max_object_bytes,
@@ -418,8 +423,19 @@ absl::StatusOr<std::vector<std::string>> FetchLfsObjects(const std::string& endp
       for (const std::string& header : login->headers) post.headers.push_back(header);
     }
     const std::string batch_url = endpoint + "/objects/batch";
+    if (absl::Status waiting = WaitingOutRateLimit(batch_url); !waiting.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("the LFS server ", endpoint, ": ", waiting.message()));
+    }
     absl::StatusOr<HttpAnswer> answer = HttpFetch(batch_url, post);
     if (!answer.ok()) return answer.status();
+    if (std::optional<absl::Duration> wait = RateLimitWait(*answer, absl::Now())) {
+      // GitHub's secondary limit is a 403 too: not a refusal of the credential.
+      NoteRateLimit(batch_url, *answer);
+      return absl::UnavailableError(
+          absl::StrCat("the LFS server ", endpoint, " answered with a rate limit (HTTP ",
+                       answer->status, "): not asked again for ", absl::FormatDuration(*wait)));
+    }
     if (answer->status == 401 || answer->status == 403) {
       return absl::PermissionDeniedError(absl::StrCat("the LFS server ", endpoint,
                                                       " refuses the control plane (HTTP ",

@@ -207,6 +207,31 @@ TEST_F(LfsFetchTest, ADownloadOnTheServersOwnHostTakesTheCredential) {
   EXPECT_THAT(server.Log(), HasSubstr("GET /storage/" + pointer->oid + " auth=Basic"));
 }
 
+// GitHub's secondary rate limit is a 403 with Retry-After: said as a rate limit, not as a
+// refused credential, and the server is not asked again before the time it names.
+TEST_F(LfsFetchTest, ARateLimitIsWaitedOutNotTakenForARefusal) {
+  testing::LfsServer server(TempDir("limited"));
+  const std::optional<LfsPointer> pointer = ParseLfsPointer(server.AddObject("content\n"));
+  server.RequireLogin("deploy", "t0ken");
+  server.RateLimitFirst(1, 2);
+  ASSERT_TRUE(server.Start().ok());
+  const std::string endpoint = server.url() + "org/app.git/info/lfs";
+  const LfsLogin login{"org", "deploy", "t0ken", ""};
+  absl::StatusOr<std::vector<std::string>> got =
+      FetchLfsObjects(endpoint, &login, {*pointer}, Options("limited"));
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << got.status();
+  EXPECT_THAT(std::string(got.status().message()),
+              HasSubstr("answered with a rate limit (HTTP 403): not asked again for 2s"));
+  got = FetchLfsObjects(endpoint, &login, {*pointer}, Options("limited"));
+  EXPECT_THAT(std::string(got.status().message()),
+              HasSubstr("answered with a rate limit: not asked again for"));
+  EXPECT_EQ(Count(server.Log(), "POST"), 1) << "nothing sent while it waits: " << server.Log();
+  absl::SleepFor(absl::Seconds(2.2));
+  got = FetchLfsObjects(endpoint, &login, {*pointer}, Options("limited"));
+  ASSERT_TRUE(got.ok()) << got.status() << server.Log();
+  EXPECT_EQ((*got)[0], "content\n");
+}
+
 TEST_F(LfsFetchTest, WhatIsWrongIsNamedAndNothingIsKept) {
   testing::LfsServer server(TempDir("wrong"));
   const std::string content = "the real content\n";

@@ -16,6 +16,7 @@ namespace {
 constexpr char kLfsScript[] = R"py(
 import base64, http.server, json, os, sys
 root, port, login, same_host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "same"
+limited = [int(n) for n in sys.argv[5].split(":")]
 token = "RemoteAuth s3cr3t-download-token"
 class Lfs(http.server.BaseHTTPRequestHandler):
     def auth(self):
@@ -42,6 +43,15 @@ class Lfs(http.server.BaseHTTPRequestHandler):
             return self.reply(404, {"message": "not found"})
         if not self.basic_ok():
             return self.reply(401, {"message": "credentials needed"})
+        if limited[0] > 0:
+            limited[0] -= 1
+            data = json.dumps({"message": "You have exceeded a secondary rate limit"}).encode()
+            self.send_response(403)
+            self.send_header("Retry-After", str(limited[1]))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         objects = []
         for o in body.get("objects", []):
             oid = o["oid"]
@@ -100,9 +110,10 @@ void LfsServer::Corrupt(const std::string& content, const std::string& served) {
 
 absl::Status LfsServer::Start() {
   port_ = FreePort();
-  return StartPythonServer("the LFS server", kLfsScript, root_ + "/lfs.py",
-                           {root_, std::to_string(port_), login_, same_host_ ? "same" : "other"},
-                           root_ + "/server.log", "Serving LFS", &server_);
+  return StartPythonServer(
+      "the LFS server", kLfsScript, root_ + "/lfs.py",
+      {root_, std::to_string(port_), login_, same_host_ ? "same" : "other", limited_},
+      root_ + "/server.log", "Serving LFS", &server_);
 }
 
 std::string LfsServer::url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }

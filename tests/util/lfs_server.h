@@ -36,6 +36,11 @@ class LfsServer {
   // Downloads on the batch API's own host (127.0.0.1), with no header of their own: a
   // client then authenticates them as it does the batch request (before Start).
   void StorageOnSameHost() { same_host_ = true; }
+  // Its first `times` batch requests are answered 403 with `Retry-After: SECONDS`, as
+  // GitHub's secondary rate limit answers (before Start).
+  void RateLimitFirst(int times, int seconds) {
+    limited_ = std::to_string(times) + ":" + std::to_string(seconds);
+  }
   absl::Status Start();
   std::string url() const;  // http://127.0.0.1:PORT/
   std::string Log() const;
@@ -45,6 +50,7 @@ class LfsServer {
   int port_ = 0;
   std::string login_;
   bool same_host_ = false;
+  std::string limited_ = "0:0";
   std::unique_ptr<Process> server_;
 };
 
