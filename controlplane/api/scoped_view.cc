@@ -49,22 +49,32 @@ void ScopedView::Asked(absl::string_view text) {
 
 ScopedView::Word ScopedView::Judge(absl::string_view word, Names names) {
   if (word.empty() || word.size() > kMaxNameBytes || asked_.count(word) > 0) return Word::kShown;
-  Word judged = Word::kShown;
-  if (auto it = judged_.find(word); it != judged_.end()) {
-    judged = it->second;
-  } else {
-    const std::string name(word);
+  auto it = judged_.find(word);
+  if (it == judged_.end()) {
+    Judged judged;
     if (lookups_.cluster_labels != nullptr) {
-      std::optional<LabelMap> labels = lookups_.cluster_labels(name);
-      if (labels.has_value() && !scope_->CoversCluster(*labels)) judged = Word::kCluster;
+      std::optional<LabelMap> labels = lookups_.cluster_labels(std::string(word));
+      judged.cluster = labels.has_value() && !scope_->CoversCluster(*labels);
     }
-    if (judged == Word::kShown && lookups_.bundle_defined != nullptr &&
-        !scope_->CoversBundle(name) && lookups_.bundle_defined(name)) {
-      judged = Word::kBundle;
+    if (judged_.size() >= kMaxKept) {
+      Judged once = judged;  // not kept: looked up again next time
+      return Finish(word, names, &once);
     }
-    if (judged_.size() < kMaxKept) judged_.emplace(name, judged);
+    it = judged_.emplace(std::string(word), judged).first;
   }
-  return judged == Word::kBundle && names == Names::kClusters ? Word::kShown : judged;
+  return Finish(word, names, &it->second);
+}
+
+ScopedView::Word ScopedView::Finish(absl::string_view word, Names names, Judged* judged) {
+  if (judged->cluster) return Word::kCluster;
+  if (names == Names::kClusters) return Word::kShown;
+  // A bundle's name is looked up only where bundles are hidden (a wait's, a rollout's text).
+  if (!judged->bundle.has_value()) {
+    const std::string name(word);
+    judged->bundle = lookups_.bundle_defined != nullptr && !scope_->CoversBundle(name) &&
+                     lookups_.bundle_defined(name);
+  }
+  return *judged->bundle ? Word::kBundle : Word::kShown;
 }
 
 bool ScopedView::SeesCluster(const std::string& name) {

@@ -74,12 +74,19 @@ class ScopedView {
 
  private:
   enum class Word { kShown, kCluster, kBundle };
+  // What a word was found to be: a cluster outside the scope; a bundle outside it, once
+  // asked.
+  struct Judged {
+    bool cluster = false;
+    std::optional<bool> bundle;
+  };
   Word Judge(absl::string_view word, Names names);
+  Word Finish(absl::string_view word, Names names, Judged* judged);
 
   const std::shared_ptr<const Scope> scope_;
   const Lookups lookups_;
   std::set<std::string, std::less<>> asked_;
-  std::map<std::string, Word, std::less<>> judged_;
+  std::map<std::string, Judged, std::less<>> judged_;
 };
 
 }  // namespace gitfleet

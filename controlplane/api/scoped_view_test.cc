@@ -33,7 +33,10 @@ class ScopedViewTest : public ::testing::Test {
       if (it == clusters_.end()) return std::nullopt;
       return it->second;
     };
-    lookups.bundle_defined = [this](const std::string& name) { return bundles_.count(name) > 0; };
+    lookups.bundle_defined = [this](const std::string& name) {
+      ++bundle_lookups_;
+      return bundles_.count(name) > 0;
+    };
     return lookups;
   }
 
@@ -46,6 +49,7 @@ class ScopedViewTest : public ::testing::Test {
   std::map<std::string, LabelMap> clusters_;
   std::set<std::string> bundles_;
   int lookups_ = 0;
+  int bundle_lookups_ = 0;
 };
 
 TEST_F(ScopedViewTest, AnUnscopedCallerReadsEveryTextAsWritten) {
@@ -142,10 +146,15 @@ TEST_F(ScopedViewTest, ARolloutsMessageAndItsRowsDetails) {
 
 TEST_F(ScopedViewTest, EachWordIsLookedUpOncePerCallAndLongWordsNever) {
   ScopedView view(TeamA(), Lookups());
-  view.Hide("b-dev b-dev b-dev a-dev a-dev");
-  EXPECT_EQ(lookups_, 2);
+  view.Hide("b-dev b-dev b-dev a-dev a-dev web");
+  EXPECT_EQ(lookups_, 3);
+  EXPECT_EQ(bundle_lookups_, 0) << "a text read for clusters alone asks nothing of bundles";
+  view.Hide("a-dev web web", ScopedView::Names::kClustersAndBundles);
+  EXPECT_EQ(lookups_, 3);
+  EXPECT_EQ(bundle_lookups_, 2) << "a-dev (a cluster the caller sees) and web, once each";
+  lookups_ = 0;
   view.Hide(std::string(64, 'x') + " " + std::string(100000, 'y'));
-  EXPECT_EQ(lookups_, 2) << "no name is longer than 63 characters";
+  EXPECT_EQ(lookups_, 0) << "no name is longer than 63 characters";
   // What is kept is bounded; past it, words are looked up again.
   for (size_t i = 0; i < ScopedView::kMaxKept + 10; ++i) view.Hide(absl::StrCat("w", i));
   const int before = lookups_;
