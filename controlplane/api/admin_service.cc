@@ -388,19 +388,15 @@ std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
 }
 
 LabelMap ClusterLabels(Controller* controller, const std::string& cluster) {
-  std::vector<v1::ClusterInfo> found = controller->ListClusters(cluster, 1);
-  if (found.empty() || found[0].name() != cluster) return {};
-  return LabelMap(found[0].labels().begin(), found[0].labels().end());
+  return controller->ClusterLabels(cluster).value_or(LabelMap());
 }
 
 // What a ScopedView looks names up in: the hub's clusters (by the labels bundles target
 // them by) and the controller's bundles.
 ScopedView::Lookups NamesIn(Controller* controller) {
   ScopedView::Lookups lookups;
-  lookups.cluster_labels = [controller](const std::string& name) -> std::optional<LabelMap> {
-    std::vector<v1::ClusterInfo> found = controller->ListClusters(name, 1);
-    if (found.empty() || found[0].name() != name) return std::nullopt;
-    return LabelMap(found[0].labels().begin(), found[0].labels().end());
+  lookups.cluster_labels = [controller](const std::string& name) {
+    return controller->ClusterLabels(name);
   };
   lookups.bundle_defined = [controller](const std::string& name) {
     return controller->BundleDefined(name);

@@ -2074,6 +2074,14 @@ bool Hub::Concerns(const std::string& cluster, const std::string& bundle,
   return agent->second.labels_known && selector->Matches(agent->second.labels);
 }
 
+std::optional<LabelMap> Hub::LabelsOf(const std::string& cluster) const {
+  MutexLock lock(&mu_);
+  auto agent = agents_.find(cluster);
+  if (agent == agents_.end()) return std::nullopt;
+  const auto& labels = agent->second.info.labels();
+  return LabelMap(labels.begin(), labels.end());
+}
+
 bool Hub::ConcernsAny(const LabelSelector& clusters, const std::string& bundle,
                       const LabelSelector* selector) const {
   MutexLock lock(&mu_);

@@ -261,6 +261,10 @@ class Hub {
   // it. False for a cluster the hub does not know. For event filters (EventBus::Filter).
   bool Concerns(const std::string& cluster, const std::string& bundle,
                 const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The labels bundles target `cluster` by (ClusterInfo.labels), or nullopt when the hub
+  // does not know it: one look-up, nothing copied but the labels (for filters that ask per
+  // event or per word).
+  std::optional<LabelMap> LabelsOf(const std::string& cluster) const ABSL_LOCKS_EXCLUDED(mu_);
   // Whether it concerns any cluster `clusters` matches (a walk of the fleet).
   bool ConcernsAny(const LabelSelector& clusters, const std::string& bundle,
                    const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);

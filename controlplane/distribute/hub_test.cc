@@ -1098,6 +1098,11 @@ TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   EXPECT_FALSE(dev[0].connected());
   EXPECT_EQ(hub_.Clusters("b").size(), 1u);
   EXPECT_THAT(hub_.Clusters("nobody"), IsEmpty());
+  // One cluster's labels, looked up alone (a disconnected one too); none for a stranger.
+  EXPECT_EQ(hub_.LabelsOf("c"), std::optional<LabelMap>(LabelMap{{"env", "dev"}}));
+  EXPECT_EQ(hub_.LabelsOf("a"), std::optional<LabelMap>(LabelMap{{"env", "prod"}}));
+  EXPECT_EQ(hub_.LabelsOf("bb"), std::nullopt) << "not the next cluster in name order";
+  EXPECT_EQ(hub_.LabelsOf(""), std::nullopt);
 }
 
 // A bundle's count is kept between listings and counted again once anything it counts

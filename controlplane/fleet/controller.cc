@@ -2103,10 +2103,8 @@ void Controller::OnSourceError(const std::string& source, const std::string& err
 
 bool Controller::EventConcernsClusters(const v1::Event& event, const LabelSelector& clusters) {
   if (!event.cluster().empty()) {
-    std::vector<ClusterView> found = hub_->Clusters(event.cluster());
-    if (found.empty()) return false;
-    const v1::ClusterInfo& info = found.front().info;
-    return clusters.Matches(LabelMap(info.labels().begin(), info.labels().end()));
+    std::optional<LabelMap> labels = hub_->LabelsOf(event.cluster());
+    return labels.has_value() && clusters.Matches(*labels);
   }
   std::vector<std::pair<std::string, std::optional<LabelSelector>>> bundles;
   if (!event.bundle().empty()) {

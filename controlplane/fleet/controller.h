@@ -258,6 +258,10 @@ class Controller {
   // with mu_ held, as BundleConcernsCluster.
   bool EventConcernsClusters(const v1::Event& event, const LabelSelector& clusters)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The labels bundles target a cluster by; nullopt for a cluster the hub does not know.
+  std::optional<LabelMap> ClusterLabels(const std::string& cluster) {
+    return hub_->LabelsOf(cluster);
+  }
   // Whether a bundle of that name is defined (a look-up: no listing).
   bool BundleDefined(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   // Ordered by cluster, then bundle.
