@@ -14,6 +14,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -953,6 +954,16 @@ int Main(ShutdownSignals& signals) {
   }
   Controller controller(store->get(), repos.get(), &hub, metrics, options);
   controller.SetEventBus(&events);
+  // A notify sink's clusters= asks it from the first event on (a cluster connecting before
+  // the controller starts among them), until it goes, whichever way main returns.
+  {
+    MutexLock lock(&events_target->mu);
+    events_target->controller = &controller;
+  }
+  absl::Cleanup forget_controller = [&events_target] {
+    MutexLock lock(&events_target->mu);
+    events_target->controller = nullptr;
+  };
   if (absl::Status s = controller.Load(); !s.ok()) return Fail(s);
   readiness.SetStore(store->get());
 
@@ -1014,10 +1025,6 @@ int Main(ShutdownSignals& signals) {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = &controller;
   }
-  {
-    MutexLock lock(&events_target->mu);
-    events_target->controller = &controller;
-  }
   readiness.SetPhase(Readiness::Phase::kServing);
   health.SetServing(true);
   GF_LOG(INFO) << "gitfleet-controlplane serving gRPC on port " << grpc_port << ", HTTP on port "
@@ -1048,10 +1055,6 @@ int Main(ShutdownSignals& signals) {
   {
     MutexLock lock(&webhook_target->mu);
     webhook_target->controller = nullptr;
-  }
-  {
-    MutexLock lock(&events_target->mu);
-    events_target->controller = nullptr;
   }
   return store_lock_lost ? 1 : 0;
 }
