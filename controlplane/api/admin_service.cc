@@ -966,9 +966,12 @@ grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
       ValidateClusterName,
       [this, &call](const std::string& from, size_t max) {
         if (!call.caller().scoped()) return controller_->ListClusters(from, max);
-        return InScope(controller_->ListClusters(from, 0), max, [&call](const v1::ClusterInfo& c) {
-          return CoversClusterInfo(*call.caller().scope, c);
-        });
+        std::vector<v1::ClusterInfo> clusters =
+            InScope(controller_->ListClusters(from, 0), max, [&call](const v1::ClusterInfo& c) {
+              return CoversClusterInfo(*call.caller().scope, c);
+            });
+        for (v1::ClusterInfo& cluster : clusters) call.view().Hide(&cluster);
+        return clusters;
       },
       [](const v1::ClusterInfo& info) -> const std::string& { return info.name(); }};
   return call.Done(listing.Fill(request->page_size(), request->page_token(), max_response_bytes_,

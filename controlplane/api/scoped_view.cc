@@ -1,5 +1,6 @@
 #include "controlplane/api/scoped_view.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -134,6 +135,15 @@ void ScopedView::Hide(v1::RolloutStatus* status) {
     }
   }
   if (status->has_commit_reach()) Hide(status->mutable_commit_reach()->mutable_note());
+}
+
+void ScopedView::Hide(v1::ClusterInfo* cluster) {
+  if (!scoped()) return;
+  auto* orphans = cluster->mutable_orphaned_bundles();
+  orphans->erase(
+      std::remove_if(orphans->begin(), orphans->end(),
+                     [this](const std::string& bundle) { return !scope_->CoversBundle(bundle); }),
+      orphans->end());
 }
 
 void ScopedView::Hide(v1::Event* event) {

@@ -68,6 +68,9 @@ class ScopedView {
   // trim: TrimRollout).
   void Hide(v1::RolloutStatus* status);
   void Hide(v1::Event* event);
+  // A cluster the caller sees: the bundles it holds that are defined no more (orphans) are
+  // named when the scope covers them alone.
+  void Hide(v1::ClusterInfo* cluster);
 
   // Whether the caller may see the cluster of that name (one no cluster has is not hidden).
   bool SeesCluster(const std::string& name);

@@ -144,6 +144,19 @@ TEST_F(ScopedViewTest, ARolloutsMessageAndItsRowsDetails) {
   EXPECT_EQ(event.message(), "rollout paused: waiting for a cluster outside your scope");
 }
 
+// The bundles a team's cluster holds that are defined no more: the team's own alone.
+TEST_F(ScopedViewTest, AClustersOrphansAreTheTeamsOwnAlone) {
+  v1::ClusterInfo cluster;
+  cluster.set_name("a-dev");
+  for (const char* orphan : {"payments", "team-a-old", "web"}) cluster.add_orphaned_bundles(orphan);
+  v1::ClusterInfo seen_by_admin = cluster;
+  ScopedView(nullptr, Lookups()).Hide(&seen_by_admin);
+  EXPECT_EQ(seen_by_admin.orphaned_bundles_size(), 3);
+  ScopedView(TeamA(), Lookups()).Hide(&cluster);
+  ASSERT_EQ(cluster.orphaned_bundles_size(), 1);
+  EXPECT_EQ(cluster.orphaned_bundles(0), "team-a-old");
+}
+
 TEST_F(ScopedViewTest, EachWordIsLookedUpOncePerCallAndLongWordsNever) {
   ScopedView view(TeamA(), Lookups());
   view.Hide("b-dev b-dev b-dev a-dev a-dev web");
