@@ -4108,6 +4108,12 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
       ++place;
       *p->add_clusters() = std::move(c);
     }
+    // Gone past not ready (Fleet's maxUnavailablePartitions): said so, not "done".
+    if (index < rollout.partition() && !strategy.max_unavailable_partitions().empty() &&
+        std::any_of(p->clusters().begin(), p->clusters().end(),
+                    [](const v1::RolloutCluster& c) { return !c.ready(); })) {
+      p->set_state("passed");
+    }
   }
   return status;
 }

@@ -5905,6 +5905,38 @@ TEST_F(RolloutTest, FleetsOverrideTargetsChooseTheClustersAFolderGoesTo) {
   EXPECT_FALSE(Eventually("p1").empty()) << "as it did before";
 }
 
+// A Fleet repository's maxUnavailablePartitions: production gets the commit while staging
+// is not ready yet (one partition may be), and rollout status says staging was passed.
+TEST_F(RolloutTest, FleetsMaxUnavailablePartitionsGoesOnPastOne) {
+  git_.Write("apps/web/fleet.yaml",
+             "rolloutStrategy:\n"
+             "  maxUnavailablePartitions: 1\n"
+             "  partitions:\n"
+             "  - name: staging\n"
+             "    clusterSelector: {matchLabels: {env: staging}}\n"
+             "  - name: production\n"
+             "    clusterSelector: {matchLabels: {env: prod}}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("s1", "", "staging");
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(Bundle("web", "apps/web"), false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_THAT(info->notes(), Not(Contains(HasSubstr("maxUnavailablePartitions"))));
+  EXPECT_EQ(Eventually("s1"), r1);
+  Report("s1", r1, v1::HEALTH_STATE_PROGRESSING);
+  EXPECT_EQ(Eventually("p1"), r1) << "staging not ready is the one partition allowed";
+  absl::StatusOr<v1::RolloutStatus> rollout = RolloutOnce([](const v1::RolloutStatus& r) {
+    return r.partitions_size() == 2 && r.partitions(0).state() == "passed";
+  });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  ASSERT_EQ(rollout->partitions_size(), 2);
+  EXPECT_EQ(rollout->partitions(0).state(), "passed");
+  EXPECT_EQ(rollout->partitions(0).name(), "staging");
+}
+
 // A repository moved from Fleet keeps the order its fleet.yaml's rolloutStrategy asks for:
 // staging, then production, each partition waiting for the one before to be Healthy. One
 // it cannot follow holds the commit from every cluster, and a bundle's own partitions win.

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -123,6 +124,11 @@ absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
     if (!size.ok()) return size.status();
     if (*size < 1) return absl::InvalidArgumentError("--partition-size must be at least 1");
   }
+  if (!strategy.max_unavailable_partitions().empty()) {
+    absl::StatusOr<int> allowed =
+        Count("maxUnavailablePartitions", strategy.max_unavailable_partitions(), 100, false);
+    if (!allowed.ok()) return allowed.status();
+  }
   if (!strategy.max_unavailable().empty()) {
     absl::StatusOr<int> allowed =
         Count("--max-unavailable", strategy.max_unavailable(), 100, /*round_up=*/false);
@@ -146,6 +152,7 @@ v1::RolloutStrategy FleetRolloutStrategy(const FleetRollout& read, const std::st
   if (!read.declared) return out;
   out.set_declared_in(file);
   out.set_max_unavailable(read.max_unavailable);
+  out.set_max_unavailable_partitions(read.max_unavailable_partitions);
   for (const FleetRollout::Partition& partition : read.partitions) {
     out.add_partitions(partition.selector);
     v1::PartitionOptions* options = out.add_partition_options();
@@ -355,6 +362,17 @@ int FleetPaceOf(const v1::RolloutStrategy& strategy, int total) {
   return FleetLimit(strategy.max_unavailable(), total);
 }
 
+int AllowedUnavailablePartitions(const v1::RolloutStrategy& strategy, int partitions) {
+  const std::string& text = strategy.max_unavailable_partitions();
+  if (text.empty() || partitions == 0) return 0;
+  absl::StatusOr<int> allowed =
+      Count("maxUnavailablePartitions", text, partitions, /*round_up=*/false);
+  if (!allowed.ok()) return 0;
+  // As Fleet reads a percentage: at least one partition when it is above 0%.
+  if (*allowed == 0 && absl::EndsWith(text, "%") && text != "0%") return 1;
+  return *allowed;
+}
+
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size) {
   const std::string& text =
       partition.max_unavailable.empty() ? strategy.max_unavailable() : partition.max_unavailable;
@@ -433,7 +451,23 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     const v1::RolloutCluster* first_waiting =
         counted.first_waiting.has_value() ? &*counted.first_waiting : nullptr;
     const int allowed = AllowedUnavailable(strategy, partition, counted.total);
-    if (record.promoted() || not_ready <= allowed) {
+    bool pass = record.promoted() || not_ready <= allowed;
+    if (!pass && failed <= allowed && (pace == 0 || admitted_before >= size)) {
+      // Fleet's maxUnavailablePartitions: gone past while, with this one, at most that many
+      // partitions reached so far are not ready (one that failed pauses, as ever; a paced
+      // one only once every cluster of it was given the revision).
+      const int partitions_allowed =
+          AllowedUnavailablePartitions(strategy, static_cast<int>(partitions.size()));
+      int not_ready_partitions = 1;
+      for (int i = 0; i < index && not_ready_partitions <= partitions_allowed; ++i) {
+        const PartitionProgress before = progress(partitions[i]);
+        if (before.not_ready > AllowedUnavailable(strategy, partitions[i], before.total)) {
+          ++not_ready_partitions;
+        }
+      }
+      pass = partitions_allowed > 0 && not_ready_partitions <= partitions_allowed;
+    }
+    if (pass) {
       record.set_partition(index + 1);
       *record.mutable_partition_started() = ToProtoTime(now);
       record.set_promoted(false);
@@ -556,8 +590,11 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     }
     step.message = absl::StrCat(where, ": ", waiting);
     step.recheck = started + deadline;
-    // Paced: any report may make room for the next cluster.
-    step.reports_needed = pace > 0 ? 1 : std::max(1, not_ready - allowed);
+    // Paced: any report may make room for the next cluster; with partitions allowed to be
+    // not ready, any report of an earlier partition may let this one be gone past.
+    step.reports_needed = pace > 0 || !strategy.max_unavailable_partitions().empty()
+                              ? 1
+                              : std::max(1, not_ready - allowed);
     return step;
   }
   return step;

@@ -104,6 +104,11 @@ std::vector<Partition> AdjustPartitions(const std::vector<Partition>& cut, int c
 // own max_unavailable, else the strategy's.
 int AllowedUnavailable(const v1::RolloutStrategy& strategy, const Partition& partition, int size);
 
+// How many of `partitions` partitions may be not ready when a later one starts (Fleet's
+// maxUnavailablePartitions, RolloutStrategy.max_unavailable_partitions): a count, or a
+// percentage rounded down, at least 1 when above 0%. 0 unset.
+int AllowedUnavailablePartitions(const v1::RolloutStrategy& strategy, int partitions);
+
 // A paced rollout's bound (RolloutStrategy.paced) on the clusters of `partition` (of
 // `size`) given the revision and not ready at once: its own max_unavailable, else the
 // strategy's, as Fleet reads it (a percentage rounds down; at least 1); neither set, 1 for
@@ -135,7 +140,9 @@ struct RolloutStep {
 
 // Moves `record` (already reset for the current render) through `partitions` as far as
 // the clusters allow: a partition is passed once at most AllowedUnavailable of its
-// clusters are not ready (or it was promoted); it halts the rollout when more than that
+// clusters are not ready (or it was promoted), or, none of them failed, while with it at most
+// AllowedUnavailablePartitions of the partitions reached are not ready (every cluster of a
+// paced one given the revision first); it halts the rollout when more than that
 // failed, or when it is not through by the deadline. `progress` tells how one partition's
 // clusters are doing. A paced partition gives the render to its clusters in the cut's
 // order, no more at a time than PaceOf not ready on it, and at once to those waiting their

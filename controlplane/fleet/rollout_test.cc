@@ -372,6 +372,74 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(GateOf(record_, Cut()), nullptr) << "done: every cluster";
 }
 
+// Fleet's maxUnavailablePartitions: the rollout goes on past a partition not ready while,
+// with it, at most that many of the partitions reached are not ready; the next then waits
+// (its deadline pauses it), and goes once an earlier one is ready. A failure pauses as ever;
+// 0, or none, goes past none.
+TEST_F(AdvanceTest, MaxUnavailablePartitionsGoesOnPastSomeNotReady) {
+  strategy_.set_max_unavailable_partitions("1");
+  RolloutStep step = Advance();
+  EXPECT_EQ(record_.partition(), 1) << "partition 1 not ready: the one allowed";
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
+  EXPECT_THAT(step.message, HasSubstr("partition 2/3: 0 of 2 clusters ready"));
+  EXPECT_EQ(step.reports_needed, 1) << "a report of partition 1 may let it go on";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 1) << "partitions 1 and 2 not ready: two";
+  state_["a"] = "ready";
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 2) << "partition 1 ready: partition 2 is the one not ready";
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d", "e"));
+  // Partition 3 waits while partition 2 is not ready, and its deadline pauses it.
+  now_ += absl::Seconds(61);
+  step = Advance();
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("partition 3/3: paused: not ready within the progress"));
+  // Resumed, partition 2 ready: the last one goes past (the rollout is through; its cluster
+  // is waited for by whoever waits for the whole bundle).
+  record_.set_halted(false);
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_["c"] = "ready";
+  state_["d"] = "ready";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 3);
+
+  // A failed cluster pauses the rollout however many partitions may be not ready.
+  record_.Clear();
+  *record_.mutable_partition_started() = ToProtoTime(now_);
+  state_.clear();
+  state_["a"] = "failed";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 0);
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("cluster a failed to apply"));
+
+  // None allowed: each partition waits.
+  for (const char* none : {"0", ""}) {
+    strategy_.set_max_unavailable_partitions(none);
+    record_.Clear();
+    *record_.mutable_partition_started() = ToProtoTime(now_);
+    state_.clear();
+    Advance();
+    EXPECT_EQ(record_.partition(), 0) << none;
+  }
+
+  // Counted as Fleet counts: a percentage of the partitions, rounded down, at least one.
+  v1::RolloutStrategy counted;
+  EXPECT_EQ(AllowedUnavailablePartitions(counted, 10), 0);
+  counted.set_max_unavailable_partitions("20%");
+  EXPECT_EQ(AllowedUnavailablePartitions(counted, 10), 2);
+  EXPECT_EQ(AllowedUnavailablePartitions(counted, 3), 1);
+  counted.set_max_unavailable_partitions("0%");
+  EXPECT_EQ(AllowedUnavailablePartitions(counted, 10), 0);
+  counted.set_max_unavailable_partitions("3");
+  EXPECT_EQ(AllowedUnavailablePartitions(counted, 10), 3);
+  counted.set_max_unavailable_partitions("lots");
+  counted.set_partition_size("2");
+  EXPECT_THAT(ValidateRolloutStrategy(counted),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("maxUnavailablePartitions")));
+}
+
 // Fleet's pacing: a partition's clusters are given the revision no more at a time than may
 // be not ready, in the cut's order, the next once one given it is ready; the deadline
 // counts from the last one given it; the strategy's bound holds across the partitions

@@ -62,11 +62,12 @@ absl::StatusOr<FleetRollout> ReadFleetRollout(const YAML::Node& strategy) {
     absl::StatusOr<std::string> read =
         CountOrPercent(node, "rolloutStrategy.maxUnavailablePartitions");
     if (!read.ok()) return read.status();
-    if (*read != "0" && *read != "0%") {
-      out.notes.push_back(absl::StrCat(
-          "rolloutStrategy.maxUnavailablePartitions is ", *read,
-          ": gitfleet goes on to a partition only once the one before is ready (as with 0)"));
+    if (*read == "0%") {
+      out.notes.push_back(
+          "rolloutStrategy.maxUnavailablePartitions is 0%: gitfleet goes on to a partition only "
+          "once the one before is ready, as with 0 (Fleet reads 0% as 1)");
     }
+    if (*read != "0" && *read != "0%") out.max_unavailable_partitions = *std::move(read);
   }
   const YAML::Node partitions = strategy["partitions"];
   if (Set(partitions) && !partitions.IsSequence()) {

@@ -11,9 +11,8 @@
 //
 // Read with gitfleet's gate, not Fleet's: a partition passes once at most its
 // maxUnavailable clusters are not ready, and unset that is none (Fleet's default, 100%,
-// waits for none: write `maxUnavailable: 100%` to keep it). Where Fleet would go on past a
-// partition not ready (maxUnavailablePartitions above 0), gitfleet waits, and says so in
-// `notes`.
+// waits for none: write `maxUnavailable: 100%` to keep it). maxUnavailablePartitions goes on
+// past partitions not ready as Fleet does, but "0%" is none (Fleet's makes it 1).
 
 #include <string>
 #include <vector>
@@ -49,11 +48,12 @@ struct FleetRollout {
   };
   std::vector<Partition> partitions;
   std::string max_unavailable;  // "N" or "P%"; "" unset (gitfleet's default: 0)
+  // maxUnavailablePartitions: "N" or "P%" of the partitions; "" unset (0).
+  std::string max_unavailable_partitions;
   // With no partitions: the size the clusters are cut into from kFleetAutoPartitionFrom
   // clusters on ("N" or "P%"); "" when autoPartitionSize turns that off.
   std::string auto_partition_size;
-  // What is read otherwise than Fleet reads it ("maxUnavailablePartitions: 1: gitfleet
-  // waits for each partition").
+  // What is read otherwise than Fleet reads it ("maxUnavailablePartitions is 0%: ...").
   std::vector<std::string> notes;
 };
 

@@ -62,11 +62,11 @@ TEST(FleetRolloutTest, PartitionsAreReadInOrderWithTheirOwnLimits) {
 }
 
 // Where gitfleet's reading differs from Fleet's, the notes say so: an unset maxUnavailable
-// waits (Fleet's 100% does not), and a partition not ready is never gone past.
+// waits (Fleet's 100% does not), and maxUnavailablePartitions 0% is none (Fleet's 1).
 TEST(FleetRolloutTest, WhatIsReadOtherwiseThanFleetIsNoted) {
   absl::StatusOr<FleetRollout> read = Read(
       "rolloutStrategy:\n"
-      "  maxUnavailablePartitions: 1\n"
+      "  maxUnavailablePartitions: 0%\n"
       "  autoPartitionSize: 10%\n"
       "  partitions:\n"
       "  - name: nothing\n"
@@ -75,11 +75,24 @@ TEST(FleetRolloutTest, WhatIsReadOtherwiseThanFleetIsNoted) {
   ASSERT_EQ(read->partitions.size(), 1u) << "a partition that matches nothing holds none";
   EXPECT_EQ(read->partitions[0].selector, "env=dev");
   EXPECT_THAT(read->notes,
-              ElementsAre(HasSubstr("maxUnavailablePartitions is 1: gitfleet goes on to a "
+              ElementsAre(HasSubstr("maxUnavailablePartitions is 0%: gitfleet goes on to a "
                                     "partition only once the one before is ready"),
                           HasSubstr("partitions[0] (nothing) sets no clusterSelector"),
                           HasSubstr("maxUnavailable is unset: gitfleet waits for every cluster"),
                           HasSubstr("autoPartitionSize is not read where partitions are given")));
+}
+
+// maxUnavailablePartitions is read as written: a count or a percentage of the partitions.
+TEST(FleetRolloutTest, MaxUnavailablePartitionsIsRead) {
+  for (const auto& [text, read_as] : std::vector<std::pair<std::string, std::string>>{
+           {"1", "1"}, {"\"25%\"", "25%"}, {"0", ""}, {"0%", ""}}) {
+    absl::StatusOr<FleetRollout> read =
+        Read(absl::StrCat("rolloutStrategy:\n  maxUnavailablePartitions: ", text,
+                          "\n  partitions:\n  - clusterSelector: {matchLabels: {env: dev}}\n"));
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(read->max_unavailable_partitions, read_as) << text;
+  }
+  EXPECT_FALSE(Read("rolloutStrategy: {maxUnavailablePartitions: many}\n").ok());
 }
 
 // Without partitions Fleet cuts by autoPartitionSize (25% unless set; 0 turns it off).
