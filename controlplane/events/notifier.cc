@@ -29,7 +29,7 @@
 namespace gitfleet {
 
 constexpr size_t kMaxNotifySinks = 16;
-// A rate limit's wait, at most, and how many are waited out for one POST.
+// How many rate limits (RateLimitWait: each at most kMaxRateLimitWait) one POST waits out.
 constexpr int kMaxRateLimitWaits = 4;
 constexpr size_t kMaxSinkBundles = 64;
 
